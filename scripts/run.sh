@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# make run: a control plane on its embedded store, one dataplane node and
+# three demo backends on loopback, with examples/quickstart.yaml applied.
+# Ctrl-C stops everything this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CP=127.0.0.1:7070
+CP_HTTP=127.0.0.1:7071
+ADMIN=127.0.0.1:7072
+RUN=.run
+mkdir -p "$RUN"
+export SLUICE_CP=$CP
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  echo
+  echo "stopping..."
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in $CP $CP_HTTP $ADMIN 127.0.0.1:9001 127.0.0.1:9002 127.0.0.1:9009 127.0.0.1:8080 127.0.0.1:6663; do
+  port_free "$addr" || { echo "make run: $addr is already in use; stop what holds it (an earlier 'make run'?)" >&2; exit 1; }
+done
+
+wait_for() { # wait_for WHAT CMD...: retry CMD for up to 10s
+  local what=$1; shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "make run: $what did not come up; see $RUN/*.log" >&2; exit 1
+}
+
+bin/demo-backend --listen 127.0.0.1:9001 --name web1 >"$RUN/web1.log" 2>&1 & pids+=($!)
+bin/demo-backend --listen 127.0.0.1:9002 --name web2 >"$RUN/web2.log" 2>&1 & pids+=($!)
+bin/demo-backend --listen 127.0.0.1:9009 --name sorry >"$RUN/sorry.log" 2>&1 & pids+=($!)
+
+bin/sluice-cp --listen $CP --http $CP_HTTP --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
+wait_for "sluice-cp" curl -fsS "http://$CP_HTTP/healthz"
+
+bin/sluice-dp --cp $CP --node-id node-1 --labels zone=local --admin $ADMIN >"$RUN/dp.log" 2>&1 & pids+=($!)
+wait_for "sluice-dp" curl -fsS "http://$ADMIN/healthz"
+
+bin/sluicectl apply -f examples/quickstart.yaml
+wait_for "the HTTP listener" curl -fsS http://127.0.0.1:8080/
+
+cat <<TXT
+
+Sluice is running (logs in $RUN/):
+  control plane   gRPC $CP   http://$CP_HTTP/healthz
+  node-1          admin http://$ADMIN/status
+  HTTP listener   http://127.0.0.1:8080/   -> cluster web (web1 weight 2, web2 weight 1)
+  TCP listener    127.0.0.1:6663           -> the same cluster, one backend per connection
+
+Try, in another terminal:
+  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:8080/; done
+  curl -s http://127.0.0.1:6663/
+  export SLUICE_CP=$CP
+  bin/sluicectl nodes
+  bin/sluicectl conns
+  edit examples/quickstart.yaml, then: bin/sluicectl apply -f examples/quickstart.yaml
+
+Ctrl-C stops everything.
+TXT
+wait -n "${pids[@]}" || true
+echo "make run: a process exited; see $RUN/*.log" >&2
