@@ -1,0 +1,94 @@
+// Package conntrack describes and tracks client connections of a node: the
+// record each one leaves when it ends, and the set of open ones a listener
+// closes when it is removed.
+package conntrack
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ConnInfo is reported once per client connection when it ends.
+type ConnInfo struct {
+	Listener string
+	Client   string
+	Start    time.Time
+	Duration time.Duration
+	// BytesIn counts bytes from the client, BytesOut bytes to it.
+	BytesIn, BytesOut uint64
+	// Requests counts HTTP requests; 0 on TCP listeners.
+	Requests uint64
+	// Cluster and Endpoint are those of the session (TCP) or of the last
+	// request (HTTP); empty when none was chosen.
+	Cluster, Endpoint string
+	Reason            sluicev1.CloseReason
+}
+
+// Record converts the info to its wire form.
+func (ci *ConnInfo) Record() *sluicev1.ConnRecord {
+	return &sluicev1.ConnRecord{
+		Listener:      ci.Listener,
+		ClientAddress: ci.Client,
+		Cluster:       ci.Cluster,
+		Endpoint:      ci.Endpoint,
+		Start:         timestamppb.New(ci.Start),
+		Duration:      durationpb.New(ci.Duration),
+		BytesIn:       ci.BytesIn,
+		BytesOut:      ci.BytesOut,
+		Requests:      ci.Requests,
+		CloseReason:   ci.Reason,
+	}
+}
+
+// Set is the set of open client connections of one listener.
+type Set struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// Add tracks c. It returns false, and closes c, once CloseAll was called.
+func (s *Set) Add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// Remove forgets c.
+func (s *Set) Remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Len is the number of open connections.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// CloseAll closes every tracked connection and refuses new ones.
+func (s *Set) CloseAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
