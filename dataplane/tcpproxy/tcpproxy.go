@@ -112,7 +112,7 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	info.BytesIn, info.BytesOut = uint64(upN), uint64(downN)
 
 	switch {
-	case ep.IsShutdown():
+	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case upErr != nil || downErr != nil:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
@@ -134,7 +134,7 @@ func (s *Server) connect(cfg *Config, client net.Addr) (*upstream.Endpoint, *net
 		if err != nil {
 			return nil, nil
 		}
-		c, err := ep.Dial(context.Background(), timeout)
+		c, err := ep.DialSession(context.Background(), timeout)
 		if err == nil {
 			return ep, c
 		}

@@ -28,14 +28,14 @@ type Endpoint struct {
 	inflight atomic.Int64
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // every open connection to the endpoint
-	idle   []net.Conn            // pooled HTTP connections, newest last
-	closed bool
+	conns  map[net.Conn]bool // every open connection; true for TCP sessions
+	idle   []net.Conn        // pooled HTTP connections, newest last
+	closed bool              // draining: no new connections, none pooled
 }
 
 // New returns an endpoint with no connections.
 func New(cluster, name, addr string) *Endpoint {
-	return &Endpoint{Cluster: cluster, Name: name, Addr: addr, conns: make(map[net.Conn]struct{})}
+	return &Endpoint{Cluster: cluster, Name: name, Addr: addr, conns: make(map[net.Conn]bool)}
 }
 
 // Key identifies an endpoint across snapshots.
@@ -51,9 +51,19 @@ func (e *Endpoint) Acquire() { e.inflight.Add(1) }
 // Release undoes one Acquire.
 func (e *Endpoint) Release() { e.inflight.Add(-1) }
 
-// Dial opens a new tracked TCP connection to the endpoint. The caller must
-// close it with Close (not conn.Close) so the endpoint forgets it.
+// Dial opens a new tracked connection for HTTP exchanges. The caller must
+// close it with Close or hand it to PutIdle, so the endpoint forgets it.
 func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	return e.dial(ctx, timeout, false)
+}
+
+// DialSession opens a new tracked connection for a TCP session, which
+// CloseSessions ends when a drain times out.
+func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	return e.dial(ctx, timeout, true)
+}
+
+func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", e.Addr)
 	if err != nil {
@@ -66,7 +76,7 @@ func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (*net.TCPCon
 		tc.Close()
 		return nil, ErrClosed
 	}
-	e.conns[tc] = struct{}{}
+	e.conns[tc] = session
 	e.mu.Unlock()
 	return tc, nil
 }
@@ -120,9 +130,12 @@ func (e *Endpoint) Conns() int {
 	return len(e.conns)
 }
 
-// CloseIdle closes the pooled connections, leaving busy ones alone.
-func (e *Endpoint) CloseIdle() {
+// Drain refuses new connections and closes the idle ones. Busy HTTP
+// connections are closed when their exchange ends instead of being pooled;
+// TCP sessions go on until CloseSessions or Shutdown.
+func (e *Endpoint) Drain() {
 	e.mu.Lock()
+	e.closed = true
 	idle := e.idle
 	e.idle = nil
 	for _, c := range idle {
@@ -134,23 +147,33 @@ func (e *Endpoint) CloseIdle() {
 	}
 }
 
-// Shutdown refuses new connections and closes every open one, busy or idle.
-// Proxy loops using a closed connection see an error and end their session.
-func (e *Endpoint) Shutdown() {
-	e.mu.Lock()
-	e.closed = true
-	conns := e.conns
-	e.conns = make(map[net.Conn]struct{})
-	e.idle = nil
-	e.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
-}
-
-// IsShutdown reports whether Shutdown was called.
-func (e *Endpoint) IsShutdown() bool {
+// Draining reports whether Drain or Shutdown was called.
+func (e *Endpoint) Draining() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.closed
+}
+
+// CloseSessions drains the endpoint and closes its TCP sessions; HTTP
+// exchanges in flight go on.
+func (e *Endpoint) CloseSessions() { e.closeWhere(func(session bool) bool { return session }) }
+
+// Shutdown drains the endpoint and closes every connection to it, busy or
+// idle. Proxy loops using a closed connection see an error and end.
+func (e *Endpoint) Shutdown() { e.closeWhere(func(bool) bool { return true }) }
+
+func (e *Endpoint) closeWhere(match func(session bool) bool) {
+	e.Drain()
+	var victims []net.Conn
+	e.mu.Lock()
+	for c, session := range e.conns {
+		if match(session) {
+			victims = append(victims, c)
+			delete(e.conns, c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range victims {
+		c.Close()
+	}
 }

@@ -1,0 +1,91 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func listen(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func closed(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	return err != nil && !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// TestDrainAndShutdown checks which connections each step closes: Drain
+// the idle ones, CloseSessions the TCP sessions, Shutdown the rest.
+func TestDrainAndShutdown(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	ctx := context.Background()
+	idle, err := ep.Dial(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.PutIdle(idle)
+	busy, _ := ep.Dial(ctx, time.Second)
+	session, _ := ep.DialSession(ctx, time.Second)
+	if n := ep.Conns(); n != 3 {
+		t.Fatalf("Conns = %d, want 3", n)
+	}
+
+	ep.Drain()
+	if !closed(idle) || closed(busy) || closed(session) {
+		t.Fatalf("after Drain: idle closed %v, busy %v, session %v; want true false false", closed(idle), closed(busy), closed(session))
+	}
+	if _, err := ep.Dial(ctx, time.Second); err != ErrClosed {
+		t.Errorf("Dial while draining: %v, want ErrClosed", err)
+	}
+	ep.CloseSessions()
+	if closed(busy) || !closed(session) {
+		t.Fatalf("after CloseSessions: busy closed %v, session %v; want false true", closed(busy), closed(session))
+	}
+	ep.Shutdown()
+	if !closed(busy) || ep.Conns() != 0 {
+		t.Fatalf("after Shutdown: busy closed %v, conns %d; want true 0", closed(busy), ep.Conns())
+	}
+}
+
+// TestPoolNewestFirst: the most recently used connection is reused first.
+func TestPoolNewestFirst(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	a, _ := ep.Dial(context.Background(), time.Second)
+	b, _ := ep.Dial(context.Background(), time.Second)
+	ep.PutIdle(a)
+	ep.PutIdle(b)
+	if got := ep.GetIdle(); got != b {
+		t.Errorf("GetIdle returned the older connection")
+	}
+	if got := ep.GetIdle(); got != a {
+		t.Errorf("second GetIdle did not return the remaining connection")
+	}
+	if ep.GetIdle() != nil {
+		t.Errorf("empty pool returned a connection")
+	}
+	ep.Shutdown()
+}
