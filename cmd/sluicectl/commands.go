@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/user"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// load reads -f and prints its faults. ok is false when the snapshot could
+// not be read; the status is then 1.
+func (c *cli) load(cmd, path string) (*sluicev1.Snapshot, bool) {
+	s, err := snapshot.Load(path)
+	if err != nil {
+		c.printFaults(cmd, path, err)
+		return nil, false
+	}
+	return s, true
+}
+
+// printFaults prints every fault of a snapshot, one "path: message" per line.
+func (c *cli) printFaults(cmd, path string, err error) {
+	var faults snapshot.Errors
+	if !errors.As(err, &faults) {
+		fmt.Fprintf(c.stderr, "sluicectl %s: %v\n", cmd, err)
+		return
+	}
+	noun := "faults"
+	if len(faults) == 1 {
+		noun = "fault"
+	}
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, path, len(faults), noun)
+	for _, f := range faults {
+		fmt.Fprintln(c.stderr, f.Error())
+	}
+}
+
+func cmdValidate(_ context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("validate", "validate -f FILE|DIR", `
+Check a snapshot without contacting the control plane: parse it strictly and
+apply every validation rule the control plane applies. A directory means every
+*.yaml, *.yml and *.json file in it (not recursive), merged.
+
+Prints "ok: N clusters, M listeners", or every fault as "path: message" on
+stderr and exits 1.`)
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if *file == "" {
+		return c.usageError(fs, "-f is required")
+	}
+	s, ok := c.load("validate", *file)
+	if !ok {
+		return 1
+	}
+	if err := snapshot.Validate(s); err != nil {
+		c.printFaults("validate", *file, err)
+		return 1
+	}
+	fmt.Fprintf(c.stdout, "ok: %d clusters, %d listeners\n", len(s.GetClusters()), len(s.GetListeners()))
+	return 0
+}
+
+// author is who history records: $USER@hostname.
+func author() string {
+	u := os.Getenv("USER")
+	if u == "" {
+		if cu, err := user.Current(); err == nil {
+			u = cu.Username
+		}
+	}
+	if u == "" {
+		u = "unknown"
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return u
+	}
+	return u + "@" + host
+}
+
+func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("apply", "apply -f FILE|DIR [--dry-run] [--comment TEXT]", `
+Send a snapshot to the control plane, which validates it and stores it as the
+new current version when it differs from the current one; nodes then receive
+it. A directory means every *.yaml, *.yml and *.json file in it, merged.
+
+A snapshot that does not parse is refused locally and nothing is sent. One the
+control plane refuses is not stored: every fault is printed as "path: message"
+and the exit status is 1. History records the author as $USER@hostname.
+
+Prints "applied version N" and one line per changed resource, or
+"unchanged (version N)".`)
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	dry := fs.Bool("dry-run", false, "validate and show the changes, store nothing")
+	comment := fs.String("comment", "", "`TEXT` kept in history with the version")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if *file == "" {
+		return c.usageError(fs, "-f is required")
+	}
+	s, ok := c.load("apply", *file)
+	if !ok {
+		return 1
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: s, DryRun: *dry, Author: author(), Comment: *comment})
+	if err != nil {
+		return c.rpcError("apply", err)
+	}
+	switch {
+	case *dry && resp.GetChanged():
+		fmt.Fprintf(c.stdout, "dry run: would apply version %d\n", resp.GetVersion())
+	case *dry:
+		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)\n", resp.GetVersion())
+	case resp.GetChanged():
+		fmt.Fprintf(c.stdout, "applied version %d\n", resp.GetVersion())
+	default:
+		fmt.Fprintf(c.stdout, "unchanged (version %d)\n", resp.GetVersion())
+	}
+	for _, ch := range resp.GetChanges() {
+		fmt.Fprintf(c.stdout, "  %s\n", ch)
+	}
+	return 0
+}
+
+func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("diff", "diff -f FILE|DIR", `
+Show what "apply -f FILE|DIR" would change, one line per resource
+("+ cluster api", "~ cluster web: endpoint web2 weight 1 -> 3", "- listener
+db"), or "no changes". The control plane validates the snapshot (a dry-run
+apply); nothing is stored. Faults are printed as for apply, with exit status 1.`)
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if *file == "" {
+		return c.usageError(fs, "-f is required")
+	}
+	s, ok := c.load("diff", *file)
+	if !ok {
+		return 1
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: s, DryRun: true, Author: author()})
+	if err != nil {
+		return c.rpcError("diff", err)
+	}
+	if len(resp.GetChanges()) == 0 {
+		fmt.Fprintln(c.stdout, "no changes")
+		return 0
+	}
+	for _, ch := range resp.GetChanges() {
+		fmt.Fprintln(c.stdout, ch)
+	}
+	return 0
+}
+
+// outputFlag adds -o with the given formats, the first being the default.
+func outputFlag(fs *flag.FlagSet, formats ...string) *string {
+	return fs.String("o", formats[0], "output `FORMAT`: "+strings.Join(formats, " or "))
+}
+
+func checkOutput(c *cli, fs *flag.FlagSet, o string, formats ...string) int {
+	for _, f := range formats {
+		if o == f {
+			return -1
+		}
+	}
+	return c.usageError(fs, "-o must be %s, not %q", strings.Join(formats, " or "), o)
+}
+
+// printJSON prints a response as protojson with the proto field names.
+func (c *cli) printJSON(m proto.Message) int {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl: %v\n", err)
+		return 1
+	}
+	// protojson varies its whitespace on purpose; give scripts and eyes a
+	// stable layout.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl: %v\n", err)
+		return 1
+	}
+	out.WriteByte('\n')
+	c.stdout.Write(out.Bytes())
+	return 0
+}
+
+func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("get", "get [--version N] [-o yaml|json]", `
+Print the current snapshot, or stored version N, in the form apply reads:
+YAML (headed by a "# version N" comment) or JSON.`)
+	version := fs.Uint64("version", 0, "stored version `N` to print (default: the current one)")
+	o := outputFlag(fs, "yaml", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "yaml", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version})
+	if err != nil {
+		return c.rpcError("get", err)
+	}
+	var b []byte
+	if *o == "json" {
+		b, err = snapshot.MarshalJSON(resp.GetSnapshot())
+	} else {
+		b, err = snapshot.Marshal(resp.GetSnapshot())
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl get: %v\n", err)
+		return 1
+	}
+	if *o == "yaml" {
+		info := resp.GetInfo()
+		fmt.Fprintf(c.stdout, "# version %d", info.GetVersion())
+		if info.GetCreated() != nil {
+			fmt.Fprintf(c.stdout, ", %s", info.GetCreated().AsTime().Local().Format(time.RFC3339))
+		}
+		if info.GetAuthor() != "" {
+			fmt.Fprintf(c.stdout, " by %s", info.GetAuthor())
+		}
+		fmt.Fprintln(c.stdout)
+	}
+	c.stdout.Write(b)
+	return 0
+}
+
+func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("history", "history [--limit N] [-o table|json]", `
+List stored versions, newest first: version (the current one marked with *),
+when it was stored, by whom, what it changed and the comment given.`)
+	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.History(ctx, &sluicev1.HistoryRequest{Limit: uint32(min(*limit, 1<<32-1))})
+	if err != nil {
+		return c.rpcError("history", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tCREATED\tAUTHOR\tCHANGES\tCOMMENT")
+	for _, v := range resp.GetVersions() {
+		ver := fmt.Sprint(v.GetVersion())
+		if v.GetVersion() == resp.GetCurrent() {
+			ver += "*"
+		}
+		changes := strings.Join(v.GetChanges(), "; ")
+		if changes == "" {
+			changes = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
+			orDash(v.GetAuthor()), oneLine(changes), oneLine(orDash(v.GetComment())))
+	}
+	tw.Flush()
+	return 0
+}
+
+func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("nodes", "nodes [-o table|json]", `
+List the dataplane nodes that are or were connected: id, labels, whether the
+node is connected now, the version it applied (ACKed), the version last sent
+to it, and its last refusal (NACK) as "vN: error" when it has not applied a
+newer version since.`)
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListNodes(ctx, &sluicev1.ListNodesRequest{})
+	if err != nil {
+		return c.rpcError("nodes", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLABELS\tCONNECTED\tAPPLIED\tSENT\tLAST-NACK")
+	for _, n := range resp.GetNodes() {
+		connected := "no"
+		if n.GetConnected() {
+			connected = "yes"
+		}
+		nack := "-"
+		if n.GetNackedVersion() != 0 || n.GetNackError() != "" {
+			nack = fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), connected,
+			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nack)
+	}
+	tw.Flush()
+	return 0
+}
+
+func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("conns", "conns [--limit N] [--node ID] [--cluster C] [--endpoint E] [-o table|json]", `
+List the most recent client connections the nodes reported, newest first:
+when each started, node, listener, client address, the cluster/endpoint that
+served it (the last request's, for HTTP), how long it lived, bytes in (from
+the client) and out (to the client), HTTP requests, and why it closed.`)
+	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
+	node := fs.String("node", "", "only connections of node `ID`")
+	cluster := fs.String("cluster", "", "only connections served by cluster `C`")
+	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E`")
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListConns(ctx, &sluicev1.ListConnsRequest{
+		Limit: uint32(min(*limit, 1<<32-1)), NodeId: *node, Cluster: *cluster, Endpoint: *endpoint,
+	})
+	if err != nil {
+		return c.rpcError("conns", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "START\tNODE\tLISTENER\tCLIENT\tCLUSTER/ENDPOINT\tDURATION\tIN\tOUT\tREQS\tREASON")
+	for _, r := range resp.GetRecords() {
+		served := "-"
+		if r.GetCluster() != "" || r.GetEndpoint() != "" {
+			served = orDash(r.GetCluster()) + "/" + orDash(r.GetEndpoint())
+		}
+		dur := "-"
+		if r.GetDuration() != nil {
+			dur = r.GetDuration().AsDuration().Round(time.Millisecond).String()
+		}
+		reason := strings.ToLower(strings.TrimPrefix(r.GetCloseReason().String(), "CLOSE_REASON_"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
+			orDash(r.GetClientAddress()), served, dur, bytesText(r.GetBytesIn()), bytesText(r.GetBytesOut()),
+			r.GetRequests(), reason)
+	}
+	tw.Flush()
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine keeps a table row on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func timeText(t time.Time, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func versionText(v uint64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprint(v)
+}
+
+func labelsText(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + labels[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+// bytesText writes a byte count in binary units: 512B, 1.5KiB, 3.2MiB.
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,236 @@
+// Command sluicectl is the operators' client of a Sluice control plane: it
+// validates snapshots offline, applies them, shows what would change, and
+// reports what the fleet runs.
+//
+//	sluicectl [--cp ADDR] [--timeout D] COMMAND [flags]
+//
+// The control plane address comes from --cp, else $SLUICE_CP, else
+// 127.0.0.1:7070. Exit status: 0 on success, 1 on a refused snapshot or a
+// failed call, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+const defaultCP = "127.0.0.1:7070"
+
+// maxMsgSize lets a client send and receive whole large snapshots (10k
+// clusters, 100k endpoints); gRPC's 4 MiB default is too small for them.
+const maxMsgSize = 256 << 20
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cli is one invocation: the global options and where output goes.
+type cli struct {
+	cp      string
+	timeout time.Duration
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// command is a subcommand. offline commands never dial the control plane.
+type command struct {
+	name    string
+	summary string
+	offline bool
+	run     func(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int
+}
+
+var commands = []command{
+	{name: "validate", summary: "check a snapshot file or directory offline", offline: true, run: cmdValidate},
+	{name: "apply", summary: "validate and store a snapshot as the new version", run: cmdApply},
+	{name: "diff", summary: "show what apply would change", run: cmdDiff},
+	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
+	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
+	{name: "nodes", summary: "list dataplane nodes: connected, applied version, last NACK", run: cmdNodes},
+	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `Usage: sluicectl [--cp ADDR] [--timeout D] COMMAND [flags]
+
+sluicectl drives a Sluice control plane (sluice-cp) over gRPC.
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, `
+Global flags:
+  --cp ADDR     control plane gRPC address (default $SLUICE_CP, else %s)
+  --timeout D   give up on the control plane after D (default 10s)
+
+Run "sluicectl COMMAND --help" for the flags of a command.
+Exit status: 0 ok, 1 refused or failed, 2 usage error.
+`, defaultCP)
+}
+
+// run is sluicectl with its arguments (without the program name); it returns
+// the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("sluicectl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cpDefault := os.Getenv("SLUICE_CP")
+	if cpDefault == "" {
+		cpDefault = defaultCP
+	}
+	fs.StringVar(&c.cp, "cp", cpDefault, "")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return 0
+		}
+		fmt.Fprintf(stderr, "sluicectl: %v\n\n", err)
+		usage(stderr)
+		return 2
+	}
+	if fs.NArg() == 0 {
+		usage(stderr)
+		return 2
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		usage(stdout)
+		return 0
+	}
+	for _, cmd := range commands {
+		if cmd.name != name {
+			continue
+		}
+		if cmd.offline {
+			return cmd.run(ctx, c, nil, rest)
+		}
+		if c.timeout <= 0 {
+			fmt.Fprintln(stderr, "sluicectl: --timeout must be positive")
+			return 2
+		}
+		conn, err := grpc.NewClient(c.cp,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+		)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
+			return 1
+		}
+		defer conn.Close()
+		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(conn), rest)
+	}
+	fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n", name)
+	usage(stderr)
+	return 2
+}
+
+// flags makes a subcommand's flag set; its --help prints synopsis, what the
+// command does, and the flags.
+func (c *cli) flags(name, synopsis, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: sluicectl %s\n\n%s\n", synopsis, strings.TrimSpace(about))
+		has := false
+		fs.VisitAll(func(*flag.Flag) { has = true })
+		if has {
+			fmt.Fprintln(w, "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses a subcommand's flags. It returns -1 to go on, or the exit
+// status: 0 after --help (printed on stdout), 2 on a usage error (stderr).
+func (c *cli) parse(fs *flag.FlagSet, args []string) int {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(c.stdout)
+		fs.Usage()
+		return 0
+	case err != nil:
+		fs.SetOutput(c.stderr)
+		fmt.Fprintf(c.stderr, "sluicectl %s: %v\n\n", fs.Name(), err)
+		fs.Usage()
+		return 2
+	case fs.NArg() > 0:
+		fs.SetOutput(c.stderr)
+		fmt.Fprintf(c.stderr, "sluicectl %s: unexpected argument %q\n\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	fs.SetOutput(c.stderr)
+	return -1
+}
+
+// usageError reports a missing or bad flag value: message and usage on
+// stderr, status 2.
+func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return 2
+}
+
+// rpcError prints a failed call and returns status 1. A refused snapshot
+// prints every fault with its path; an unreachable control plane says so,
+// naming the address.
+func (c *cli) rpcError(cmd string, err error) int {
+	if faults, ok := snapshot.FromStatus(err); ok {
+		fmt.Fprintf(c.stderr, "sluicectl %s: the control plane refused the snapshot (%d faults):\n", cmd, len(faults))
+		for _, f := range faults {
+			fmt.Fprintln(c.stderr, f.Error())
+		}
+		return 1
+	}
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.Unavailable:
+		msg := st.Message()
+		// grpc wraps the dial error: `connection error: desc = "transport:
+		// Error while dialing: dial tcp ...: connection refused"`.
+		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
+			msg = strings.TrimSuffix(after, `"`)
+		}
+		fmt.Fprintf(c.stderr, "sluicectl: cannot reach the control plane at %s: %s\n", c.cp, msg)
+	case codes.Unimplemented:
+		fmt.Fprintf(c.stderr, "sluicectl %s: the server at %s does not offer this call; is it the --listen address of a sluice-cp as new as sluicectl? (%s)\n",
+			cmd, c.cp, st.Message())
+	case codes.DeadlineExceeded:
+		fmt.Fprintf(c.stderr, "sluicectl: the control plane at %s did not answer within %s\n", c.cp, c.timeout)
+	case codes.Canceled:
+		fmt.Fprintf(c.stderr, "sluicectl %s: canceled\n", cmd)
+	default:
+		fmt.Fprintf(c.stderr, "sluicectl %s: %s (%s)\n", cmd, st.Message(), st.Code())
+	}
+	return 1
+}
+
+// call bounds one RPC by the global timeout.
+func (c *cli) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}

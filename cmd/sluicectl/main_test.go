@@ -1,0 +1,556 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+const defaultTestTimeout = 10 * time.Second
+
+// fakeCP is a ConfigService that keeps versions in memory, validates with
+// the snapshot package like the real control plane, and records requests.
+type fakeCP struct {
+	sluicev1.UnimplementedConfigServiceServer
+
+	mu       sync.Mutex
+	versions []*sluicev1.GetResponse // index i holds version i+1
+	applies  []*sluicev1.ApplyRequest
+	conns    []*sluicev1.ListConnsRequest
+	nodes    []*sluicev1.NodeStatus
+	records  []*sluicev1.ConnRecord
+}
+
+func (f *fakeCP) current() *sluicev1.Snapshot {
+	if len(f.versions) == 0 {
+		return nil
+	}
+	return f.versions[len(f.versions)-1].GetSnapshot()
+}
+
+func (f *fakeCP) Apply(_ context.Context, req *sluicev1.ApplyRequest) (*sluicev1.ApplyResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies = append(f.applies, req)
+	if err := snapshot.Validate(req.GetSnapshot()); err != nil {
+		return nil, snapshot.ToStatus(err)
+	}
+	var changes []string
+	for _, c := range snapshot.Diff(f.current(), req.GetSnapshot()) {
+		changes = append(changes, c.String())
+	}
+	cur := uint64(len(f.versions))
+	if len(changes) == 0 {
+		return &sluicev1.ApplyResponse{Version: cur}, nil
+	}
+	if req.GetDryRun() {
+		return &sluicev1.ApplyResponse{Version: cur + 1, Changed: true, Changes: changes}, nil
+	}
+	f.versions = append(f.versions, &sluicev1.GetResponse{
+		Info: &sluicev1.VersionInfo{Version: cur + 1, Created: timestamppb.Now(), Author: req.GetAuthor(),
+			Comment: req.GetComment(), Changes: changes},
+		Snapshot: req.GetSnapshot(),
+	})
+	return &sluicev1.ApplyResponse{Version: cur + 1, Changed: true, Changes: changes}, nil
+}
+
+func (f *fakeCP) Get(_ context.Context, req *sluicev1.GetRequest) (*sluicev1.GetResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := req.GetVersion()
+	if v == 0 {
+		v = uint64(len(f.versions))
+	}
+	if v == 0 || v > uint64(len(f.versions)) {
+		return nil, status.Errorf(codes.NotFound, "version %d not found", req.GetVersion())
+	}
+	return f.versions[v-1], nil
+}
+
+func (f *fakeCP) History(context.Context, *sluicev1.HistoryRequest) (*sluicev1.HistoryResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &sluicev1.HistoryResponse{Current: uint64(len(f.versions))}
+	for i := len(f.versions) - 1; i >= 0; i-- {
+		resp.Versions = append(resp.Versions, f.versions[i].GetInfo())
+	}
+	return resp, nil
+}
+
+func (f *fakeCP) ListNodes(context.Context, *sluicev1.ListNodesRequest) (*sluicev1.ListNodesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &sluicev1.ListNodesResponse{Nodes: f.nodes}, nil
+}
+
+func (f *fakeCP) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conns = append(f.conns, req)
+	return &sluicev1.ListConnsResponse{Records: f.records}, nil
+}
+
+// startCP serves f on a loopback port and returns its address.
+func startCP(t *testing.T, f *fakeCP) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	sluicev1.RegisterConfigServiceServer(srv, f)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// sluicectl runs the command line against addr and returns its status and
+// output.
+func sluicectl(t *testing.T, addr string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if addr != "" {
+		args = append([]string{"--cp", addr}, args...)
+	}
+	code := run(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const quickstart = "../../examples/quickstart.yaml"
+
+// heavier is quickstart with web2's weight raised and an endpoint added.
+const heavier = `clusters:
+  - name: web
+    lb_policy: ROUND_ROBIN
+    health_check: { interval: 2s, fall: 3, rise: 2 }
+    endpoints:
+      - { name: web1, address: 127.0.0.1:9001, weight: 2 }
+      - { name: web2, address: 127.0.0.1:9002, weight: 3 }
+      - { name: web3, address: 127.0.0.1:9003 }
+      - { name: sorry, address: 127.0.0.1:9009, backup: true }
+listeners:
+  - { name: public, address: 127.0.0.1:8080, protocol: HTTP, default_cluster: web }
+  - { name: db, address: 127.0.0.1:6663, protocol: TCP, default_cluster: web }
+`
+
+func TestValidateCommand(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", `clusters:
+  - name: web
+    lb_polcy: ROUND_ROBIN
+    endpoints:
+      - { name: a, address: 10.0.0.1:80, weight: "2" }
+`)
+	invalid := writeFile(t, "invalid.yaml", `clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: 10.0.0.1:80 }
+      - { name: b, address: 10.0.0.2:80, weight: 300 }
+listeners:
+  - { name: l, address: ":80", protocol: HTTP, default_cluster: wbe }
+`)
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr []string
+	}{
+		{
+			name:       "quickstart",
+			args:       []string{"validate", "-f", quickstart},
+			wantStdout: "ok: 1 clusters, 2 listeners\n",
+		},
+		{
+			name:     "parse faults with paths and lines",
+			args:     []string{"validate", "-f", bad},
+			wantCode: 1,
+			wantStderr: []string{
+				`clusters[0].lb_polcy: unknown field, did you mean "lb_policy"? (` + bad + ":3)",
+				`clusters[0].endpoints[0].weight: expected an integer, got the string "2" (` + bad + ":5)",
+			},
+		},
+		{
+			name:     "validation faults with paths",
+			args:     []string{"validate", "-f", invalid},
+			wantCode: 1,
+			wantStderr: []string{
+				"clusters[0].endpoints[1].weight: must be <= 256",
+				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"?`,
+			},
+		},
+		{
+			name:       "missing -f",
+			args:       []string{"validate"},
+			wantCode:   2,
+			wantStderr: []string{"-f is required", "Usage: sluicectl validate -f FILE|DIR"},
+		},
+		{
+			name:       "missing file",
+			args:       []string{"validate", "-f", filepath.Join(t.TempDir(), "nope.yaml")},
+			wantCode:   1,
+			wantStderr: []string{"no such file or directory"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// No control plane: validate must work offline.
+			code, stdout, stderr := sluicectl(t, "127.0.0.1:1", tt.args...)
+			if code != tt.wantCode {
+				t.Errorf("exit status = %d, want %d; stderr:\n%s", code, tt.wantCode, stderr)
+			}
+			if stdout != tt.wantStdout {
+				t.Errorf("stdout = %q, want %q", stdout, tt.wantStdout)
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestApply(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+
+	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", quickstart, "--comment", "first")
+	if code != 0 {
+		t.Fatalf("apply: status %d, stderr:\n%s", code, stderr)
+	}
+	want := "applied version 1\n  + cluster web\n  + listener public\n  + listener db\n"
+	if stdout != want {
+		t.Errorf("apply stdout:\n got: %q\nwant: %q", stdout, want)
+	}
+	req := cp.applies[0]
+	if req.GetDryRun() || req.GetComment() != "first" || !strings.Contains(req.GetAuthor(), "@") {
+		t.Errorf("apply request: dry_run=%v comment=%q author=%q; want false, first, user@host", req.GetDryRun(), req.GetComment(), req.GetAuthor())
+	}
+	if want, _ := snapshot.Load(quickstart); !proto.Equal(req.GetSnapshot(), want) {
+		t.Errorf("apply sent a different snapshot than the file holds")
+	}
+
+	code, stdout, _ = sluicectl(t, addr, "apply", "-f", quickstart)
+	if code != 0 || stdout != "unchanged (version 1)\n" {
+		t.Errorf("re-apply: status %d, stdout %q; want 0, %q", code, stdout, "unchanged (version 1)\n")
+	}
+
+	file := writeFile(t, "heavier.yaml", heavier)
+	code, stdout, _ = sluicectl(t, addr, "apply", "--dry-run", "-f", file)
+	want = "dry run: would apply version 2\n  ~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3\n"
+	if code != 0 || stdout != want {
+		t.Errorf("dry run: status %d\n got: %q\nwant: %q", code, stdout, want)
+	}
+	if n := len(cp.versions); n != 1 {
+		t.Errorf("after dry run the control plane holds %d versions, want 1", n)
+	}
+
+	code, stdout, _ = sluicectl(t, addr, "diff", "-f", file)
+	want = "~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3\n"
+	if code != 0 || stdout != want {
+		t.Errorf("diff: status %d\n got: %q\nwant: %q", code, stdout, want)
+	}
+	if last := cp.applies[len(cp.applies)-1]; !last.GetDryRun() {
+		t.Errorf("diff sent dry_run=false")
+	}
+	code, stdout, _ = sluicectl(t, addr, "diff", "-f", quickstart)
+	if code != 0 || stdout != "no changes\n" {
+		t.Errorf("diff unchanged: status %d, stdout %q; want 0, %q", code, stdout, "no changes\n")
+	}
+}
+
+func TestApplyRefused(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	// Parses, but the control plane refuses it.
+	file := writeFile(t, "bad.yaml", `clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: 10.0.0.1:80 }
+      - { name: b, address: 10.0.0.2:80, weight: 257 }
+listeners:
+  - { name: l, address: ":80", protocol: HTTP, default_cluster: api }
+`)
+	for _, cmd := range []string{"apply", "diff"} {
+		code, stdout, stderr := sluicectl(t, addr, cmd, "-f", file)
+		if code != 1 {
+			t.Errorf("%s: status %d, want 1", cmd, code)
+		}
+		if stdout != "" {
+			t.Errorf("%s: stdout %q, want nothing", cmd, stdout)
+		}
+		for _, w := range []string{
+			"refused the snapshot (2 faults)",
+			"\nclusters[0].endpoints[1].weight: must be <= 256\n",
+			"\nlisteners[0].default_cluster: unknown cluster \"api\"\n",
+		} {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", cmd, w, stderr)
+			}
+		}
+	}
+	if len(cp.versions) != 0 {
+		t.Errorf("a refused snapshot was stored")
+	}
+
+	// Does not parse: nothing is sent.
+	sent := len(cp.applies)
+	bad := writeFile(t, "typo.yaml", "clusters:\n  - name: web\n    lb_polcy: ROUND_ROBIN\n")
+	code, _, stderr := sluicectl(t, addr, "apply", "-f", bad)
+	if code != 1 || !strings.Contains(stderr, "clusters[0].lb_polcy: unknown field") {
+		t.Errorf("apply of an unparsable file: status %d, stderr:\n%s", code, stderr)
+	}
+	if len(cp.applies) != sent {
+		t.Errorf("an unparsable snapshot was sent to the control plane")
+	}
+}
+
+func TestGet(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	file := writeFile(t, "heavier.yaml", heavier)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	want1, _ := snapshot.Load(quickstart)
+	want2, _ := snapshot.Load(file)
+
+	for _, tt := range []struct {
+		args   []string
+		want   *sluicev1.Snapshot
+		header string
+	}{
+		{[]string{"get"}, want2, "# version 2"},
+		{[]string{"get", "--version", "1"}, want1, "# version 1"},
+		{[]string{"get", "-o", "json"}, want2, "{"},
+		{[]string{"get", "--version", "1", "-o", "json"}, want1, "{"},
+	} {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != 0 {
+			t.Fatalf("%v: status %d: %s", tt.args, code, stderr)
+		}
+		if !strings.HasPrefix(stdout, tt.header) {
+			t.Errorf("%v: output starts %q, want %q", tt.args, stdout[:min(len(stdout), 20)], tt.header)
+		}
+		name := "get.yaml"
+		if strings.HasPrefix(tt.header, "{") {
+			name = "get.json"
+		}
+		got, err := snapshot.Parse([]byte(stdout), name)
+		if err != nil {
+			t.Fatalf("%v: output does not parse: %v\n%s", tt.args, err, stdout)
+		}
+		if !proto.Equal(got, tt.want) {
+			t.Errorf("%v: got %v, want %v", tt.args, got, tt.want)
+		}
+	}
+
+	code, _, stderr := sluicectl(t, addr, "get", "--version", "9")
+	if code != 1 || !strings.Contains(stderr, "version 9 not found") {
+		t.Errorf("get --version 9: status %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = sluicectl(t, addr, "get", "-o", "xml")
+	if code != 2 || !strings.Contains(stderr, "-o must be yaml or json") {
+		t.Errorf("get -o xml: status %d, stderr %q", code, stderr)
+	}
+
+	code, stdout, _ := sluicectl(t, addr, "history")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if code != 0 || len(lines) != 3 {
+		t.Fatalf("history: status %d, output:\n%s", code, stdout)
+	}
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "VERSION CREATED AUTHOR CHANGES COMMENT" {
+		t.Errorf("history header = %q", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "2* ") || !strings.Contains(lines[1], "~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3") {
+		t.Errorf("history current row = %q", lines[1])
+	}
+	if !strings.HasPrefix(lines[2], "1 ") || !strings.Contains(lines[2], "+ cluster web; + listener public; + listener db") {
+		t.Errorf("history first row = %q", lines[2])
+	}
+}
+
+func TestNodesAndConns(t *testing.T) {
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cp := &fakeCP{
+		nodes: []*sluicev1.NodeStatus{
+			{Id: "dp-1", Labels: map[string]string{"zone": "a", "group": "edge"}, Connected: true, AckedVersion: 4, SentVersion: 4},
+			{Id: "dp-2", Connected: false, AckedVersion: 3, SentVersion: 5, NackedVersion: 5, NackError: "listener public:\nbind: address already in use"},
+		},
+		records: []*sluicev1.ConnRecord{
+			{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", Cluster: "web", Endpoint: "web2",
+				Start: timestamppb.New(start), Duration: durationpb.New(1500 * time.Millisecond),
+				BytesIn: 512, BytesOut: 3 << 20, Requests: 7, CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
+			{NodeId: "dp-2", Listener: "db", ClientAddress: "10.1.1.2:50001",
+				Start: timestamppb.New(start), Duration: durationpb.New(0), CloseReason: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
+		},
+	}
+	addr := startCP(t, cp)
+
+	code, stdout, stderr := sluicectl(t, addr, "nodes")
+	if code != 0 {
+		t.Fatalf("nodes: status %d: %s", code, stderr)
+	}
+	rows := tableRows(stdout)
+	wantRows := [][]string{
+		{"ID", "LABELS", "CONNECTED", "APPLIED", "SENT", "LAST-NACK"},
+		{"dp-1", "group=edge,zone=a", "yes", "4", "4", "-"},
+		{"dp-2", "-", "no", "3", "5", "v5: listener public: bind: address already in use"},
+	}
+	compareRows(t, "nodes", rows, wantRows)
+
+	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--cluster", "web", "--endpoint", "web2")
+	if code != 0 {
+		t.Fatalf("conns: status %d", code)
+	}
+	startText := start.Local().Format("2006-01-02 15:04:05")
+	rows = tableRows(stdout)
+	wantRows = [][]string{
+		{"START", "NODE", "LISTENER", "CLIENT", "CLUSTER/ENDPOINT", "DURATION", "IN", "OUT", "REQS", "REASON"},
+		{startText, "dp-1", "public", "10.1.1.1:50000", "web/web2", "1.5s", "512B", "3.0MiB", "7", "client_closed"},
+		{startText, "dp-2", "db", "10.1.1.2:50001", "-", "0s", "0B", "0B", "0", "no_endpoint"},
+	}
+	compareRows(t, "conns", rows, wantRows)
+	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" {
+		t.Errorf("conns request = %v; want limit 10, node dp-1, cluster web, endpoint web2", got)
+	}
+
+	code, stdout, _ = sluicectl(t, addr, "nodes", "-o", "json")
+	for _, w := range []string{`"id": "dp-2"`, `"connected": false`, `"nacked_version": "5"`, `"nack_error": "listener public:\nbind: address already in use"`} {
+		if code != 0 || !strings.Contains(stdout, w) {
+			t.Errorf("nodes -o json lacks %s:\n%s", w, stdout)
+		}
+	}
+	code, stdout, _ = sluicectl(t, addr, "conns", "-o", "json")
+	for _, w := range []string{`"close_reason": "CLOSE_REASON_CLIENT_CLOSED"`, `"bytes_out": "3145728"`, `"client_address": "10.1.1.2:50001"`} {
+		if code != 0 || !strings.Contains(stdout, w) {
+			t.Errorf("conns -o json lacks %s:\n%s", w, stdout)
+		}
+	}
+}
+
+// tableRows splits tabwriter output into rows of cells (cells are separated
+// by two or more spaces; a cell may hold single spaces).
+func tableRows(out string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		var cells []string
+		for _, c := range strings.Split(line, "  ") {
+			if c = strings.TrimSpace(c); c != "" {
+				cells = append(cells, c)
+			}
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+// compareRows compares tables cell by cell.
+func compareRows(t *testing.T, what string, got, want [][]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d rows, want %d:\n%q", what, len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := strings.Join(got[i], " | "), strings.Join(want[i], " | ")
+		if g != w {
+			t.Errorf("%s row %d:\n got: %s\nwant: %s", what, i, g, w)
+		}
+	}
+}
+
+func TestUnreachableControlPlane(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+
+	for _, args := range [][]string{{"nodes"}, {"apply", "-f", quickstart}, {"get"}} {
+		begin := time.Now()
+		code, stdout, stderr := sluicectl(t, addr, append([]string{"--timeout", "3s"}, args...)...)
+		if code != 1 {
+			t.Errorf("%v: status %d, want 1", args, code)
+		}
+		if stdout != "" {
+			t.Errorf("%v: stdout %q, want nothing", args, stdout)
+		}
+		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.Contains(stderr, "cannot reach the control plane at "+addr) {
+			t.Errorf("%v: stderr = %q, want one line naming %s", args, stderr, addr)
+		}
+		if d := time.Since(begin); d > 5*time.Second {
+			t.Errorf("%v: took %v, want at most the 3s timeout", args, d)
+		}
+	}
+}
+
+func TestControlPlaneFromEnvironment(t *testing.T) {
+	addr := startCP(t, &fakeCP{nodes: []*sluicev1.NodeStatus{{Id: "dp-env"}}})
+	t.Setenv("SLUICE_CP", addr)
+	code, stdout, stderr := sluicectl(t, "", "nodes")
+	if code != 0 || !strings.Contains(stdout, "dp-env") {
+		t.Errorf("nodes via $SLUICE_CP: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{args: nil, wantCode: 2, wantStderr: "Usage: sluicectl"},
+		{args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
+		{args: []string{"--help"}, wantCode: 0, wantStdout: "Commands:"},
+		{args: []string{"apply"}, wantCode: 2, wantStderr: "-f is required"},
+		{args: []string{"diff"}, wantCode: 2, wantStderr: "-f is required"},
+		{args: []string{"apply", "--help"}, wantCode: 0, wantStdout: "-dry-run"},
+		{args: []string{"conns", "--help"}, wantCode: 0, wantStdout: "-endpoint E"},
+		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
+		{args: []string{"history", "--bogus"}, wantCode: 2, wantStderr: "flag provided but not defined: -bogus"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := sluicectl(t, "127.0.0.1:1", tt.args...)
+		if code != tt.wantCode {
+			t.Errorf("%v: status %d, want %d", tt.args, code, tt.wantCode)
+		}
+		if tt.wantStdout != "" && !strings.Contains(stdout, tt.wantStdout) {
+			t.Errorf("%v: stdout lacks %q:\n%s", tt.args, tt.wantStdout, stdout)
+		}
+		if tt.wantStderr != "" && !strings.Contains(stderr, tt.wantStderr) {
+			t.Errorf("%v: stderr lacks %q:\n%s", tt.args, tt.wantStderr, stderr)
+		}
+	}
+}

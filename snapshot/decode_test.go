@@ -1,0 +1,365 @@
+package snapshot
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func TestParseFaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{
+			name: "unknown key with a suggestion",
+			in: `clusters:
+  - name: web
+    endpoints: []
+    lb_polcy: ROUND_ROBIN
+`,
+			want: []string{`clusters[0].lb_polcy: unknown field, did you mean "lb_policy"? (line 4)`},
+		},
+		{
+			name: "unknown key without a suggestion",
+			in:   "clusters:\n  - name: web\n    colour: blue\n",
+			want: []string{"clusters[0].colour: unknown field (line 3)"},
+		},
+		{
+			name: "unknown top-level key",
+			in:   "cluster:\n  - name: web\n",
+			want: []string{`cluster: unknown field, did you mean "clusters"? (line 1)`},
+		},
+		{
+			name: "string where a number goes",
+			in:   "clusters:\n  - name: web\n    endpoints:\n      - { name: a, address: 10.0.0.1:80, weight: \"2\" }\n",
+			want: []string{`clusters[0].endpoints[0].weight: expected an integer, got the string "2" (line 4)`},
+		},
+		{
+			name: "float where an integer goes",
+			in:   "clusters:\n  - name: web\n    health_check: { fall: 2.5 }\n",
+			want: []string{"clusters[0].health_check.fall: expected an integer, got the number 2.5 (line 3)"},
+		},
+		{
+			name: "YAML 1.1 boolean",
+			in:   "clusters:\n  - name: web\n    endpoints:\n      - { name: a, address: 10.0.0.1:80, backup: yes }\n",
+			want: []string{`clusters[0].endpoints[0].backup: expected true or false, got the string "yes" (line 4)`},
+		},
+		{
+			name: "quoted boolean",
+			in:   "clusters:\n  - name: web\n    endpoints:\n      - { name: a, address: 10.0.0.1:80, backup: \"true\" }\n",
+			want: []string{`clusters[0].endpoints[0].backup: expected true or false, got the string "true" (line 4)`},
+		},
+		{
+			name: "number where a string goes",
+			in:   "clusters:\n  - name: 42\n",
+			want: []string{"clusters[0].name: expected a string, got the integer 42; quote it to make it a string (line 2)"},
+		},
+		{
+			name: "list where a mapping goes",
+			in:   "clusters:\n  - name: web\n    health_check: [2s, 3, 2]\n",
+			want: []string{"clusters[0].health_check: expected a mapping, got a list (line 3)"},
+		},
+		{
+			name: "mapping where a list goes",
+			in:   "clusters:\n  web:\n    lb_policy: ROUND_ROBIN\n",
+			want: []string{"clusters: expected a list, got a mapping (line 2)"},
+		},
+		{
+			name: "scalar where a resource goes",
+			in:   "listeners:\n  - public\n",
+			want: []string{`listeners[0]: expected a mapping, got the string "public" (line 2)`},
+		},
+		{
+			name: "list where a scalar goes",
+			in:   "listeners:\n  - name: [a, b]\n",
+			want: []string{"listeners[0].name: expected a string, got a list (line 2)"},
+		},
+		{
+			name: "null list element",
+			in:   "clusters:\n  -\n  - name: web\n",
+			want: []string{"clusters[0]: must not be null (line 2)"},
+		},
+		{
+			name: "top level is not a mapping",
+			in:   "- name: web\n",
+			want: []string{"expected a mapping, got a list (line 1)"},
+		},
+		{
+			name: "uint32 overflow",
+			in:   "clusters:\n  - name: web\n    endpoints:\n      - { name: a, address: 10.0.0.1:80, weight: 4294967296 }\n",
+			want: []string{"clusters[0].endpoints[0].weight: 4294967296 is out of range for uint32 (0 to 4294967295) (line 4)"},
+		},
+		{
+			name: "huge integer",
+			in:   "clusters:\n  - name: web\n    health_check: { rise: 99999999999999999999999 }\n",
+			want: []string{"clusters[0].health_check.rise: 99999999999999999999999 is out of range for uint32 (0 to 4294967295) (line 3)"},
+		},
+		{
+			name: "negative unsigned",
+			in:   "clusters:\n  - name: web\n    health_check: { fall: -1 }\n",
+			want: []string{"clusters[0].health_check.fall: -1 is out of range for uint32 (0 to 4294967295) (line 3)"},
+		},
+		{
+			name: "unknown enum value",
+			in:   "listeners:\n  - name: l\n    protocol: UDP\n",
+			want: []string{`listeners[0].protocol: unknown value "UDP"; valid: TCP, HTTP (line 3)`},
+		},
+		{
+			name: "enum value in the wrong case",
+			in:   "listeners:\n  - name: l\n    protocol: http\n",
+			want: []string{`listeners[0].protocol: unknown value "http", did you mean HTTP? valid: TCP, HTTP (line 3)`},
+		},
+		{
+			name: "enum as a number",
+			in:   "listeners:\n  - name: l\n    protocol: 2\n",
+			want: []string{"listeners[0].protocol: expected one of TCP, HTTP, got the integer 2 (line 3)"},
+		},
+		{
+			name: "bad duration",
+			in:   "clusters:\n  - name: web\n    connect_timeout: 5 seconds\n",
+			want: []string{`clusters[0].connect_timeout: invalid duration "5 seconds": expected a duration like "3s", "1m30s" or "250ms" (line 3)`},
+		},
+		{
+			name: "duration without a unit",
+			in:   "clusters:\n  - name: web\n    connect_timeout: 5\n",
+			want: []string{`clusters[0].connect_timeout: expected a duration like "3s", "1m30s" or "250ms", got the integer 5 (line 3)`},
+		},
+		{
+			name: "duplicate key",
+			in:   "clusters:\n  - name: web\n    lb_policy: ROUND_ROBIN\n    name: api\n",
+			want: []string{"clusters[0].name: duplicate key, first set on line 2 (line 4)"},
+		},
+		{
+			name: "duplicate top-level key",
+			in:   "clusters: []\nlisteners: []\nclusters: []\n",
+			want: []string{"clusters: duplicate key, first set on line 1 (line 3)"},
+		},
+		{
+			name: "syntax error",
+			in:   "clusters:\n  - name: web\n    lb_policy: ROUND_ROBIN\n   bad indent: 1\n",
+			want: []string{"YAML syntax error: did not find expected '-' indicator (line 4)"},
+		},
+		{
+			name: "syntax error in a nested mapping",
+			in:   "a:\n  b: 1\n c: 2\n",
+			want: []string{"YAML syntax error: did not find expected key (line 3)"},
+		},
+		{
+			name: "mapping value in a plain scalar",
+			in:   "clusters:\n  - name: web\n    lb_policy: a: b\n",
+			want: []string{"YAML syntax error: mapping values are not allowed in this context (line 3)"},
+		},
+		{
+			name: "tab indentation",
+			in:   "clusters:\n  - name: web\n\tlb_policy: ROUND_ROBIN\n",
+			want: []string{"YAML syntax error: found a tab character that violates indentation (line 3)"},
+		},
+		{
+			name: "unclosed list in a block document",
+			in:   "clusters:\n  - name: web\n    endpoints: [\n      {name: a},\n      {name: b}\n      {name: c}\n    ]\n",
+			want: []string{"YAML syntax error: did not find expected ',' or ']' (line 3)"},
+		},
+		{
+			name: "JSON missing a comma",
+			in:   "{\n  \"clusters\": [\n    {\"name\": \"a\"}\n    {\"name\": \"b\"}\n  ]\n}\n",
+			want: []string{"YAML syntax error: did not find expected ',' or ']' (line 4)"},
+		},
+		{
+			name: "unclosed flow mapping",
+			in:   "clusters:\n  - { name: web\n",
+			want: []string{"YAML syntax error: did not find expected ',' or '}' (line 2)"},
+		},
+		{
+			name: "two documents",
+			in:   "clusters: []\n---\nlisteners: []\n",
+			want: []string{"only one YAML document is allowed; put each in its own file (line 2)"},
+		},
+		{
+			name: "every fault at once",
+			in: `clusters:
+  - name: web
+    lb_polcy: ROUND_ROBIN
+    endpoints:
+      - { name: a, address: 10.0.0.1:80, weight: "2" }
+      - { name: b, address: 10.0.0.2:80, backup: on }
+listeners:
+  - { name: l, protocol: UDP, address: ":80" }
+`,
+			want: []string{
+				`clusters[0].lb_polcy: unknown field, did you mean "lb_policy"? (line 3)`,
+				`clusters[0].endpoints[0].weight: expected an integer, got the string "2" (line 5)`,
+				`clusters[0].endpoints[1].backup: expected true or false, got the string "on" (line 6)`,
+				`listeners[0].protocol: unknown value "UDP"; valid: TCP, HTTP (line 8)`,
+			},
+		},
+		{
+			name: "billion laughs",
+			in: `a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+clusters: [*g]
+`,
+			want: []string{
+				"a: unknown field (line 1)", "b: unknown field (line 2)", "c: unknown field (line 3)", "d: unknown field (line 4)",
+				"e: unknown field (line 5)", "f: unknown field (line 6)", "g: unknown field (line 7)",
+				`clusters[0]: expected a mapping, got a list (line 7)`,
+			},
+		},
+		{
+			name: "alias cycle",
+			in:   "clusters:\n  - &c\n    name: web\n    health_check: *c\n",
+			want: []string{"clusters[0].health_check: alias refers to a mapping that contains it (line 4)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse([]byte(tt.in), "")
+			if got := errorLines(err); !equalLines(got, tt.want) {
+				t.Errorf("Parse() faults:\n got: %q\nwant: %q", got, tt.want)
+			}
+			if s != nil {
+				t.Errorf("Parse() returned a snapshot with faults: %v", s)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Errorf("Parse() error is %T, want Errors", err)
+			}
+		})
+	}
+}
+
+func TestParseSourceInMessages(t *testing.T) {
+	_, err := Parse([]byte("clusters:\n  - name: web\n    colour: blue\n"), "conf/web.yaml")
+	want := []string{"clusters[0].colour: unknown field (conf/web.yaml:3)"}
+	if got := errorLines(err); !equalLines(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want *sluicev1.Snapshot
+	}{
+		{name: "empty document", in: "", want: &sluicev1.Snapshot{}},
+		{name: "only comments", in: "# nothing yet\n", want: &sluicev1.Snapshot{}},
+		{name: "empty mapping", in: "{}", want: &sluicev1.Snapshot{}},
+		{name: "document markers", in: "---\nclusters: [{name: web}]\n---\n", want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web"}}}},
+		{name: "null document", in: "~\n", want: &sluicev1.Snapshot{}},
+		{name: "null lists", in: "clusters:\nlisteners: ~\n", want: &sluicev1.Snapshot{}},
+		{
+			name: "full enum names and YAML 1.2 booleans",
+			in:   "clusters:\n  - name: web\n    lb_policy: LB_POLICY_ROUND_ROBIN\n    endpoints: [{name: a, backup: True}, {name: b, backup: false}]\nlisteners: [{name: l, protocol: PROTOCOL_TCP}]\n",
+			want: &sluicev1.Snapshot{
+				Clusters: []*sluicev1.Cluster{{Name: "web", LbPolicy: sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN,
+					Endpoints: []*sluicev1.Endpoint{{Name: "a", Backup: true}, {Name: "b"}}}},
+				Listeners: []*sluicev1.Listener{{Name: "l", Protocol: sluicev1.Protocol_PROTOCOL_TCP}},
+			},
+		},
+		{
+			name: "weight absent, zero, and set",
+			in:   "clusters:\n  - name: web\n    endpoints: [{name: a}, {name: b, weight: 0}, {name: c, weight: 0x10}]\n",
+			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web", Endpoints: []*sluicev1.Endpoint{
+				{Name: "a"}, {Name: "b", Weight: proto.Uint32(0)}, {Name: "c", Weight: proto.Uint32(16)}}}}},
+		},
+		{
+			name: "durations",
+			in:   "clusters:\n  - name: web\n    connect_timeout: 1m30s\n    drain_timeout: 250ms\n    health_check: {}\n",
+			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web",
+				ConnectTimeout: durationpb.New(90e9), DrainTimeout: durationpb.New(250e6), HealthCheck: &sluicev1.HealthCheck{}}}},
+		},
+		{
+			name: "anchors and merge keys",
+			in: `clusters:
+  - name: web
+    health_check: &hc { interval: 2s, fall: 3 }
+  - name: api
+    health_check:
+      <<: *hc
+      fall: 5
+`,
+			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{
+				{Name: "web", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: 3}},
+				{Name: "api", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: 5}},
+			}},
+		},
+		{
+			name: "JSON",
+			in:   `{"clusters": [{"name": "web", "endpoints": [{"name": "a", "address": "10.0.0.1:80", "weight": 3, "backup": false}]}]}`,
+			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web", Endpoints: []*sluicev1.Endpoint{
+				{Name: "a", Address: "10.0.0.1:80", Weight: proto.Uint32(3)}}}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse([]byte(tt.in), "")
+			if err != nil {
+				t.Fatalf("Parse() error: %v", err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("Parse():\n got: %v\nwant: %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseJSONWithTabs(t *testing.T) {
+	in := "{\n\t\"clusters\": [\n\t\t{\"name\": \"web\"}\n\t]\n}\n"
+	got, err := Parse([]byte(in), "web.json")
+	if err != nil {
+		t.Fatalf("Parse(web.json): %v", err)
+	}
+	if want := (&sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web"}}}); !proto.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestParseWeightPresence(t *testing.T) {
+	// A weight written as 0 takes the endpoint out of rotation; an absent
+	// one means 1. The difference must survive parsing.
+	s := mustParse(t, "clusters: [{name: web, endpoints: [{name: a}, {name: b, weight: 0}]}]")
+	eps := s.GetClusters()[0].GetEndpoints()
+	if eps[0].Weight != nil {
+		t.Errorf("a.weight = %d, want absent", eps[0].GetWeight())
+	}
+	if eps[1].Weight == nil {
+		t.Errorf("b.weight absent, want 0")
+	}
+	if !strings.Contains(string(mustMarshal(t, s)), "weight: 0") {
+		t.Errorf("Marshal dropped weight: 0")
+	}
+}
+
+func TestParseFaultsInLineOrder(t *testing.T) {
+	// A merged mapping's fault is reported at the anchor's line, before the
+	// faults of the mapping that merges it.
+	in := `clusters:
+  - name: web
+    health_check: &hc { interval: 2s, fal: 3 }
+  - name: api
+    health_check:
+      <<: *hc
+      rise: "2"
+`
+	want := []string{
+		`clusters[0].health_check.fal: unknown field, did you mean "fall"? (line 3)`,
+		`clusters[1].health_check.fal: unknown field, did you mean "fall"? (line 3)`,
+		`clusters[1].health_check.rise: expected an integer, got the string "2" (line 7)`,
+	}
+	_, err := Parse([]byte(in), "")
+	if got := errorLines(err); !equalLines(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

@@ -1,0 +1,236 @@
+package snapshot
+
+import (
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Change is what happened to one named resource between two snapshots.
+type Change struct {
+	// Op is '+' (added), '-' (removed) or '~' (changed).
+	Op byte
+	// Kind is the resource type: "cluster" or "listener".
+	Kind string
+	Name string
+	// Fields says, for '~', what changed, one short text per difference:
+	// "endpoint web2 weight 1 -> 3", "+endpoint web3", "lb_policy
+	// ROUND_ROBIN -> LEAST_CONN", "health_check.interval 2s -> 5s".
+	Fields []string
+}
+
+// String returns one line: "~ cluster web: endpoint web2 weight 1 -> 3;
+// +endpoint web3", "+ listener db".
+func (c Change) String() string {
+	s := string(c.Op) + " " + c.Kind + " " + c.Name
+	if len(c.Fields) > 0 {
+		s += ": " + strings.Join(c.Fields, "; ")
+	}
+	return s
+}
+
+// Diff lists what changes from old to new, resource by resource, matched by
+// name: every cluster first, then every listener (the order a node applies
+// them in). Within a kind, resources come in new's order, then the removed
+// ones in old's order. old may be nil (everything is added). Diff works on
+// invalid snapshots too; a name defined twice is matched on its first
+// definition.
+func Diff(old, new *sluicev1.Snapshot) []Change {
+	if old == nil {
+		old = &sluicev1.Snapshot{}
+	}
+	if new == nil {
+		new = &sluicev1.Snapshot{}
+	}
+	var out []Change
+	om, nm := old.ProtoReflect(), new.ProtoReflect()
+	fields := nm.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if !fd.IsList() || keyField(fd) == nil {
+			continue
+		}
+		out = append(out, diffResources(singular(fd.Name()), keyField(fd), om.Get(fd).List(), nm.Get(fd).List())...)
+	}
+	return out
+}
+
+func diffResources(kind string, key protoreflect.FieldDescriptor, old, new protoreflect.List) []Change {
+	oldByName := indexByName(old, key)
+	newByName := indexByName(new, key)
+	var out []Change
+	for i := 0; i < new.Len(); i++ {
+		m := new.Get(i).Message()
+		name := m.Get(key).String()
+		if newByName[name] != i {
+			continue // a duplicate; Validate reports it
+		}
+		j, ok := oldByName[name]
+		if !ok {
+			out = append(out, Change{Op: '+', Kind: kind, Name: name})
+			continue
+		}
+		om := old.Get(j).Message()
+		if proto.Equal(om.Interface(), m.Interface()) {
+			continue // the common case, and cheaper than diffing
+		}
+		if fields := diffMessage(om, m); len(fields) > 0 {
+			out = append(out, Change{Op: '~', Kind: kind, Name: name, Fields: fields})
+		}
+	}
+	for i := 0; i < old.Len(); i++ {
+		name := old.Get(i).Message().Get(key).String()
+		if _, ok := newByName[name]; !ok && oldByName[name] == i {
+			out = append(out, Change{Op: '-', Kind: kind, Name: name})
+		}
+	}
+	return out
+}
+
+// diffMessage describes every difference between two messages of one type.
+func diffMessage(a, b protoreflect.Message) []string {
+	var out []string
+	fields := b.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		name := string(fd.Name())
+		ha, hb := a.Has(fd), b.Has(fd)
+		if !ha && !hb {
+			continue
+		}
+		va, vb := a.Get(fd), b.Get(fd)
+		switch {
+		case fd.IsList() && keyField(fd) != nil:
+			out = append(out, diffKeyedList(fd, va.List(), vb.List())...)
+		case fd.IsList(), fd.IsMap():
+			if !va.Equal(vb) {
+				out = append(out, name)
+			}
+		case fd.Message() != nil && !scalarMessage(fd.Message()):
+			switch {
+			case !ha:
+				out = append(out, "+"+name)
+			case !hb:
+				out = append(out, "-"+name)
+			default:
+				for _, s := range diffMessage(va.Message(), vb.Message()) {
+					out = append(out, name+"."+s)
+				}
+			}
+		default:
+			if ha == hb && va.Equal(vb) {
+				continue
+			}
+			out = append(out, name+" "+displayValue(fd, va, ha)+" -> "+displayValue(fd, vb, hb))
+		}
+	}
+	return out
+}
+
+// diffKeyedList diffs a list of named messages (a cluster's endpoints) by
+// name: "+endpoint web3", "-endpoint web1", "endpoint web2 weight 1 -> 3",
+// and "endpoints reordered" when the survivors changed order (which matters
+// to order-sensitive policies).
+func diffKeyedList(fd protoreflect.FieldDescriptor, a, b protoreflect.List) []string {
+	key := keyField(fd)
+	what := singular(fd.Name())
+	aBy, bBy := indexByName(a, key), indexByName(b, key)
+	var out, common []string
+	for i := 0; i < b.Len(); i++ {
+		m := b.Get(i).Message()
+		name := m.Get(key).String()
+		if bBy[name] != i {
+			continue
+		}
+		j, ok := aBy[name]
+		if !ok {
+			out = append(out, "+"+what+" "+name)
+			continue
+		}
+		common = append(common, name)
+		am := a.Get(j).Message()
+		if proto.Equal(am.Interface(), m.Interface()) {
+			continue
+		}
+		for _, s := range diffMessage(am, m) {
+			out = append(out, what+" "+name+" "+s)
+		}
+	}
+	for i := 0; i < a.Len(); i++ {
+		name := a.Get(i).Message().Get(key).String()
+		if _, ok := bBy[name]; !ok && aBy[name] == i {
+			out = append(out, "-"+what+" "+name)
+		}
+	}
+	// Survivors in old order; compare with their order in new.
+	var oldOrder []string
+	for i := 0; i < a.Len(); i++ {
+		name := a.Get(i).Message().Get(key).String()
+		if _, ok := bBy[name]; ok && aBy[name] == i {
+			oldOrder = append(oldOrder, name)
+		}
+	}
+	if strings.Join(oldOrder, "\x00") != strings.Join(common, "\x00") {
+		out = append(out, string(fd.Name())+" reordered")
+	}
+	return out
+}
+
+// keyField returns the string field "name" of a list's messages, or nil when
+// the list is not of named messages.
+func keyField(fd protoreflect.FieldDescriptor) protoreflect.FieldDescriptor {
+	if !fd.IsList() || fd.Message() == nil {
+		return nil
+	}
+	k := fd.Message().Fields().ByName("name")
+	if k == nil || k.Kind() != protoreflect.StringKind || k.Cardinality() == protoreflect.Repeated {
+		return nil
+	}
+	return k
+}
+
+func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[string]int {
+	m := make(map[string]int, l.Len())
+	for i := 0; i < l.Len(); i++ {
+		name := l.Get(i).Message().Get(key).String()
+		if _, dup := m[name]; !dup {
+			m[name] = i
+		}
+	}
+	return m
+}
+
+// displayValue renders a scalar for a diff line; absent optional fields show
+// as "unset".
+func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
+	if !has && (fd.HasPresence() || fd.Message() != nil) {
+		return "unset"
+	}
+	s, _, err := scalarText(fd, v)
+	if err != nil {
+		return "?"
+	}
+	if fd.Kind() == protoreflect.StringKind && (s == "" || strings.ContainsAny(s, " \t\n\"")) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// singular turns a list field's name into the word for one element:
+// "clusters" -> "cluster", "endpoints" -> "endpoint".
+func singular(n protoreflect.Name) string {
+	s := string(n)
+	switch {
+	case strings.HasSuffix(s, "ies"):
+		return s[:len(s)-3] + "y"
+	case strings.HasSuffix(s, "sses"), strings.HasSuffix(s, "xes"):
+		return s[:len(s)-2]
+	case strings.HasSuffix(s, "s") && !strings.HasSuffix(s, "ss"):
+		return s[:len(s)-1]
+	}
+	return s
+}

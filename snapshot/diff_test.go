@@ -1,0 +1,111 @@
+package snapshot
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func TestDiff(t *testing.T) {
+	base := minimalYAML
+	tests := []struct {
+		name     string
+		old, new string
+		want     []string
+	}{
+		{
+			name: "from nothing",
+			new:  base,
+			want: []string{"+ cluster web", "+ listener public", "+ listener db"},
+		},
+		{
+			name: "unchanged",
+			old:  base,
+			new:  base,
+		},
+		{
+			name: "weight changed and endpoint added",
+			old:  "clusters: [{name: web, endpoints: [{name: web1, weight: 2}, {name: web2, weight: 1}]}]",
+			new:  "clusters: [{name: web, endpoints: [{name: web1, weight: 2}, {name: web2, weight: 3}, {name: web3}]}]",
+			want: []string{"~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3"},
+		},
+		{
+			name: "endpoint removed, weight unset and set, backup flipped",
+			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b, weight: 0}, {name: c}]}]",
+			new:  "clusters: [{name: web, endpoints: [{name: a, weight: 0, backup: true}, {name: b}]}]",
+			want: []string{"~ cluster web: endpoint a weight unset -> 0; endpoint a backup false -> true; endpoint b weight 0 -> unset; -endpoint c"},
+		},
+		{
+			name: "endpoints reordered",
+			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b}]}]",
+			new:  "clusters: [{name: web, endpoints: [{name: b}, {name: a}]}]",
+			want: []string{"~ cluster web: endpoints reordered"},
+		},
+		{
+			name: "policy, health check and timeouts",
+			old:  "clusters: [{name: web, health_check: {interval: 2s}, connect_timeout: 5s}]",
+			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 5s, fall: 2}, drain_timeout: 1m30s}]",
+			want: []string{"~ cluster web: lb_policy UNSPECIFIED -> ROUND_ROBIN; health_check.interval 2s -> 5s; health_check.fall 0 -> 2; connect_timeout 5s -> unset; drain_timeout unset -> 1m30s"},
+		},
+		{
+			name: "health check added and removed",
+			old:  "clusters: [{name: a, health_check: {}}, {name: b}]",
+			new:  "clusters: [{name: a}, {name: b, health_check: {fall: 3}}]",
+			want: []string{"~ cluster a: -health_check", "~ cluster b: +health_check"},
+		},
+		{
+			name: "clusters before listeners, removals after additions",
+			old: `clusters: [{name: old}, {name: web}]
+listeners: [{name: gone, address: ":81"}, {name: public, address: ":80", protocol: TCP, default_cluster: web}]`,
+			new: `listeners: [{name: public, address: ":8080", protocol: HTTP, default_cluster: api}, {name: db}]
+clusters: [{name: api}, {name: web}]`,
+			want: []string{
+				"+ cluster api",
+				"- cluster old",
+				"~ listener public: address :80 -> :8080; protocol TCP -> HTTP; default_cluster web -> api",
+				"+ listener db",
+				"- listener gone",
+			},
+		},
+		{
+			name: "to nothing",
+			old:  "clusters: [{name: web}]\nlisteners: [{name: l}]",
+			new:  "",
+			want: []string{"- cluster web", "- listener l"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var old *sluicev1.Snapshot
+			if tt.old != "" {
+				old = mustParse(t, tt.old)
+			}
+			var got []string
+			for _, c := range Diff(old, mustParse(t, tt.new)) {
+				got = append(got, c.String())
+			}
+			if !equalLines(got, tt.want) {
+				t.Errorf("Diff:\n got: %q\nwant: %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDiffChangeFields(t *testing.T) {
+	old := mustParse(t, minimalYAML)
+	new := proto.Clone(old).(*sluicev1.Snapshot)
+	new.Clusters[0].Endpoints[1].Weight = proto.Uint32(3)
+	got := Diff(old, new)
+	if len(got) != 1 {
+		t.Fatalf("Diff = %v, want one change", got)
+	}
+	c := got[0]
+	if c.Op != '~' || c.Kind != "cluster" || c.Name != "web" || len(c.Fields) != 1 || c.Fields[0] != "endpoint web2 weight 1 -> 3" {
+		t.Errorf("Diff = %#v, want ~ cluster web [endpoint web2 weight 1 -> 3]", c)
+	}
+	if got := Diff(nil, nil); len(got) != 0 {
+		t.Errorf("Diff(nil, nil) = %v, want none", got)
+	}
+}

@@ -1,0 +1,62 @@
+package snapshot
+
+import (
+	"os"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzParse checks that Parse never panics, and that whatever it accepts is
+// written by Marshal (and MarshalJSON) in a form Parse reads back unchanged.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimalYAML))
+	if b, err := os.ReadFile("../examples/quickstart.yaml"); err == nil {
+		f.Add(b)
+	}
+	for _, seed := range []string{
+		"",
+		"{}",
+		"clusters: [{name: web, endpoints: [{name: a, weight: 0}, {name: b, weight: 256, backup: true}]}]",
+		"clusters:\n  - name: web\n    connect_timeout: 1m30s\n    health_check: {interval: 250ms, timeout: 1h}\n",
+		"listeners: [{name: l, address: '[::1]:80', protocol: PROTOCOL_HTTP, http: {idle_timeout: 0s}}]",
+		"clusters:\n  - &c {name: a}\n  - <<: *c\n    name: b\n",
+		"clusters: [{name: \"multi\\nline\", endpoints: [{name: \"a: b\", address: \"#x\"}]}]",
+		`{"clusters": [{"name": "web", "lb_policy": "ROUND_ROBIN"}]}`,
+		"clusters:\n  - name: web\n    lb_polcy: X\n",
+		"a: &a [1,2]\nb: [*a,*a]\n",
+		"clusters: [{name: 'true'}, {name: '123'}, {name: '~'}, {name: ''}]",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data, "")
+		if err != nil {
+			return
+		}
+		_ = Validate(s)
+		_ = Diff(nil, s)
+		y, err := Marshal(s)
+		if err != nil {
+			t.Fatalf("Marshal of a parsed snapshot: %v\ninput: %q", err, data)
+		}
+		back, err := Parse(y, "")
+		if err != nil {
+			t.Fatalf("Parse(Marshal()): %v\ninput: %q\nyaml: %q", err, data, y)
+		}
+		if !proto.Equal(s, back) {
+			t.Fatalf("YAML round trip differs\ninput: %q\nyaml: %q\n got: %v\nwant: %v", data, y, back, s)
+		}
+		j, err := MarshalJSON(s)
+		if err != nil {
+			t.Fatalf("MarshalJSON of a parsed snapshot: %v", err)
+		}
+		back, err = Parse(j, "x.json")
+		if err != nil {
+			t.Fatalf("Parse(MarshalJSON()): %v\njson: %q", err, j)
+		}
+		if !proto.Equal(s, back) {
+			t.Fatalf("JSON round trip differs\njson: %q", j)
+		}
+	})
+}

@@ -1,0 +1,581 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Validate checks a snapshot against the protoc-gen-validate rules of the API
+// and against the rules that span fields and resources:
+//
+//   - cluster names, listener names, and endpoint names within a cluster are
+//     unique;
+//   - a listener's default_cluster names a cluster of the snapshot;
+//   - addresses are host:port with a numeric port 1..65535; an endpoint's host
+//     is an IP address or a DNS name, a listener's host an IP address,
+//     "localhost" or empty (all interfaces);
+//   - no two listeners bind the same address (a wildcard host overlaps every
+//     specific host on the same port);
+//   - an http options block appears only on HTTP listeners.
+//
+// It returns nil or [Errors] holding every fault, in document order. A nil
+// snapshot is the empty snapshot, which is valid.
+func Validate(s *sluicev1.Snapshot) error {
+	if s == nil {
+		return nil
+	}
+	var errs Errors
+	md := s.ProtoReflect().Descriptor()
+	if err := s.ValidateAll(); err != nil {
+		walkPGV(err, md, "", &errs)
+	}
+	pgvPaths := make(map[string]bool, len(errs))
+	for _, e := range errs {
+		pgvPaths[e.Path] = true
+	}
+	for _, e := range semanticErrors(s) {
+		// A field PGV already refused (an empty address, a bad name) would
+		// only be reported twice in other words.
+		if !pgvPaths[e.Path] {
+			errs = append(errs, e)
+		}
+	}
+	sortDocOrder(errs, md)
+	return errs.orNil()
+}
+
+// semanticErrors are the checks PGV cannot express: uniqueness, references,
+// address syntax and overlapping binds.
+func semanticErrors(s *sluicev1.Snapshot) Errors {
+	var errs Errors
+	add := func(path, format string, args ...any) {
+		errs = append(errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	// Paths are formatted only for faults: this runs on every apply of
+	// snapshots with 100k endpoints.
+	clusters := make(map[string]int, len(s.GetClusters()))
+	endpoints := map[string]int{}
+	for i, c := range s.GetClusters() {
+		if first, dup := clusters[c.GetName()]; dup {
+			add(fmt.Sprintf("clusters[%d].name", i), "duplicate cluster name %q, first defined at clusters[%d]", c.GetName(), first)
+		} else {
+			clusters[c.GetName()] = i
+		}
+		clear(endpoints)
+		for j, e := range c.GetEndpoints() {
+			if first, dup := endpoints[e.GetName()]; dup {
+				add(fmt.Sprintf("clusters[%d].endpoints[%d].name", i, j),
+					"duplicate endpoint name %q, first defined at clusters[%d].endpoints[%d]", e.GetName(), i, first)
+			} else {
+				endpoints[e.GetName()] = j
+			}
+			if _, msg := parseAddress(e.GetAddress(), false); msg != "" {
+				add(fmt.Sprintf("clusters[%d].endpoints[%d].address", i, j), "%s", msg)
+			}
+		}
+	}
+
+	type bound struct {
+		index int
+		bind  bindAddr
+	}
+	binds := map[uint16][]bound{} // by port: only same-port binds collide
+	listeners := make(map[string]int, len(s.GetListeners()))
+	clusterNames := make([]string, 0, len(clusters))
+	for _, c := range s.GetClusters() {
+		clusterNames = append(clusterNames, c.GetName())
+	}
+	for i, l := range s.GetListeners() {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if first, dup := listeners[l.GetName()]; dup {
+			add(p+".name", "duplicate listener name %q, first defined at listeners[%d]", l.GetName(), first)
+		} else {
+			listeners[l.GetName()] = i
+		}
+		if b, msg := parseAddress(l.GetAddress(), true); msg != "" {
+			add(p+".address", "%s", msg)
+		} else {
+			for _, o := range binds[b.port] {
+				if o.bind.overlaps(b) {
+					ol := s.GetListeners()[o.index]
+					if ol.GetAddress() == l.GetAddress() {
+						add(p+".address", "%s is already bound by listeners[%d] (%s)", l.GetAddress(), o.index, ol.GetName())
+					} else {
+						add(p+".address", "%s overlaps %s of listeners[%d] (%s)", l.GetAddress(), ol.GetAddress(), o.index, ol.GetName())
+					}
+					break
+				}
+			}
+			binds[b.port] = append(binds[b.port], bound{i, b})
+		}
+		if dc := l.GetDefaultCluster(); dc != "" {
+			if _, ok := clusters[dc]; !ok {
+				msg := fmt.Sprintf("unknown cluster %q", dc)
+				if near := closest(dc, clusterNames); near != "" {
+					msg += fmt.Sprintf(", did you mean %q?", near)
+				}
+				add(p+".default_cluster", "%s", msg)
+			}
+		}
+		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
+			add(p+".http", "only allowed when protocol is HTTP")
+		}
+	}
+	return errs
+}
+
+// bindAddr is a listener address reduced to what decides whether two binds
+// collide.
+type bindAddr struct {
+	port uint16
+	ip   netip.Addr // invalid for the empty host
+}
+
+// overlaps reports whether binding a and b together fails with EADDRINUSE:
+// same port and the same IP, or one is a wildcard that covers the other (the
+// empty host and [::] are dual-stack in Go, 0.0.0.0 covers IPv4 only).
+func (a bindAddr) overlaps(b bindAddr) bool {
+	if a.port != b.port {
+		return false
+	}
+	covers := func(w, o netip.Addr) bool {
+		switch {
+		case !w.IsValid() || w == netip.IPv6Unspecified():
+			return true
+		case w == netip.IPv4Unspecified():
+			return !o.IsValid() || o.Is4() || o.Is4In6() || o == netip.IPv6Unspecified()
+		}
+		return false
+	}
+	return a.ip == b.ip || covers(a.ip, b.ip) || covers(b.ip, a.ip)
+}
+
+// parseAddress checks a host:port address. It returns "" or the fault's
+// message. Listener hosts must be an IP address, "localhost" or empty;
+// endpoint hosts an IP address or a DNS name.
+func parseAddress(addr string, listener bool) (bindAddr, string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			msg := "must be host:port (" + ae.Err + ")"
+			if ae.Err == "too many colons in address" {
+				msg = "must be host:port; write IPv6 addresses in brackets, e.g. [::1]:8080"
+			}
+			return bindAddr{}, msg
+		}
+		return bindAddr{}, "must be host:port"
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 || strings.TrimLeft(port, "0123456789") != "" {
+		return bindAddr{}, fmt.Sprintf("port %q must be a number from 1 to 65535", port)
+	}
+	b := bindAddr{port: uint16(p)}
+	if listener {
+		switch host {
+		case "":
+		case "localhost":
+			b.ip = netip.AddrFrom4([4]byte{127, 0, 0, 1}) // what net.Listen binds
+		default:
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return bindAddr{}, fmt.Sprintf("host %q must be an IP address, \"localhost\" or empty", host)
+			}
+			b.ip = ip
+		}
+		return b, ""
+	}
+	if host == "" {
+		return bindAddr{}, "host is missing"
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return b, ""
+	}
+	if !isDNSName(host) {
+		return bindAddr{}, fmt.Sprintf("host %q must be an IP address or a DNS name", host)
+	}
+	return b, ""
+}
+
+// isDNSName reports whether h is a syntactically valid DNS name: dot-separated
+// labels of letters, digits, '-' and '_' (service labels), 1..63 bytes each,
+// not starting or ending with '-', 253 bytes at most, an optional final dot.
+func isDNSName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	allDigits := true
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			switch {
+			case c >= '0' && c <= '9':
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '_':
+				allDigits = false
+			default:
+				return false
+			}
+		}
+	}
+	// "1.2.3.999" is a broken IP address, not a name.
+	return !allDigits
+}
+
+// pgvError is implemented by every <Message>ValidationError of
+// protoc-gen-validate; pgvMulti by every <Message>MultiError.
+type pgvError interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+}
+
+type pgvMulti interface {
+	AllErrors() []error
+}
+
+// walkPGV flattens a PGV error tree into field errors. PGV names fields by
+// their Go names ("Endpoints[1]"); the descriptor turns them back into the
+// proto names users write ("endpoints[1]").
+func walkPGV(err error, md protoreflect.MessageDescriptor, prefix string, out *Errors) {
+	if m, ok := err.(pgvMulti); ok {
+		for _, e := range m.AllErrors() {
+			walkPGV(e, md, prefix, out)
+		}
+		return
+	}
+	v, ok := err.(pgvError)
+	if !ok {
+		*out = append(*out, FieldError{Path: prefix, Message: err.Error()})
+		return
+	}
+	goName, suffix := v.Field(), ""
+	if i := strings.IndexByte(goName, '['); i >= 0 {
+		goName, suffix = goName[:i], goName[i:]
+	}
+	var fd protoreflect.FieldDescriptor
+	name := snakeCase(goName)
+	if md != nil {
+		fd = fieldByGoName(md, goName)
+		if fd != nil {
+			name = string(fd.Name())
+		}
+	}
+	path := joinPath(prefix, name+suffix)
+	if cause := v.Cause(); cause != nil && isPGV(cause) && fd != nil {
+		sub := fd.Message()
+		if fd.IsMap() {
+			sub = fd.MapValue().Message()
+		}
+		if sub != nil {
+			walkPGV(cause, sub, path, out)
+			return
+		}
+	}
+	msg := humanize(v.Reason(), fd, v.Cause())
+	if v.Key() {
+		msg = "key " + msg
+	}
+	*out = append(*out, FieldError{Path: path, Message: msg})
+}
+
+func isPGV(err error) bool {
+	switch err.(type) {
+	case pgvError, pgvMulti:
+		return true
+	}
+	return false
+}
+
+func joinPath(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// fieldByGoName finds the field protoc-gen-go named goName.
+func fieldByGoName(md protoreflect.MessageDescriptor, goName string) protoreflect.FieldDescriptor {
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if goCamelCase(string(fd.Name())) == goName {
+			return fd
+		}
+	}
+	return nil
+}
+
+// goCamelCase is protoc-gen-go's field name mangling (internal/strs).
+func goCamelCase(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.' && i+1 < len(s) && isASCIILower(s[i+1]):
+		case c == '.':
+			b = append(b, '_')
+		case c == '_' && (i == 0 || s[i-1] == '.'):
+			b = append(b, 'X')
+		case c == '_' && i+1 < len(s) && isASCIILower(s[i+1]):
+		case isASCIIDigit(c):
+			b = append(b, c)
+		default:
+			if isASCIILower(c) {
+				c -= 'a' - 'A'
+			}
+			b = append(b, c)
+			for ; i+1 < len(s) && isASCIILower(s[i+1]); i++ {
+				b = append(b, s[i+1])
+			}
+		}
+	}
+	return string(b)
+}
+
+func isASCIILower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isASCIIDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// snakeCase is the fallback for a Go name without a descriptor.
+func snakeCase(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var (
+	reLTE        = regexp.MustCompile(`^value must be less than or equal to (.+)$`)
+	reLT         = regexp.MustCompile(`^value must be less than (.+)$`)
+	reGTE        = regexp.MustCompile(`^value must be greater than or equal to (.+)$`)
+	reGT         = regexp.MustCompile(`^value must be greater than (.+)$`)
+	reRangeIncl  = regexp.MustCompile(`^value must be inside range \[(.+), (.+)\]$`)
+	reMinLen     = regexp.MustCompile(`^value length must be at least (\d+) (runes|bytes)$`)
+	reMaxLen     = regexp.MustCompile(`^value length must be at most (\d+) (runes|bytes)$`)
+	reLenBetween = regexp.MustCompile(`^value length must be between (\d+) and (\d+) (runes|bytes), inclusive$`)
+	reMaxItems   = regexp.MustCompile(`^value must contain no more than (\d+) (item|pair)\(s\)$`)
+	reMinItems   = regexp.MustCompile(`^value must contain at least (\d+) (item|pair)\(s\)$`)
+	rePattern    = regexp.MustCompile(`^value does not match regex pattern "(.*)"$`)
+	reNotInList  = regexp.MustCompile(`^value must not be in list \[(.*)\]$`)
+	reInList     = regexp.MustCompile(`^value must be in list \[(.*)\]$`)
+)
+
+// knownPatterns says in words what the API's name patterns mean.
+var knownPatterns = map[string]string{
+	`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`:   "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`:  "must be 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`: "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+}
+
+// humanize turns a PGV reason into the short form users read, e.g. "value
+// must be less than or equal to 256" into "must be <= 256".
+func humanize(reason string, fd protoreflect.FieldDescriptor, cause error) string {
+	unit := func(u string) string {
+		if u == "bytes" {
+			return "bytes"
+		}
+		return "characters"
+	}
+	if m := reLTE.FindStringSubmatch(reason); m != nil {
+		return "must be <= " + m[1]
+	}
+	if m := reLT.FindStringSubmatch(reason); m != nil {
+		return "must be < " + m[1]
+	}
+	if m := reGTE.FindStringSubmatch(reason); m != nil {
+		return "must be >= " + m[1]
+	}
+	if m := reGT.FindStringSubmatch(reason); m != nil {
+		return "must be > " + m[1]
+	}
+	if m := reRangeIncl.FindStringSubmatch(reason); m != nil {
+		return "must be between " + m[1] + " and " + m[2]
+	}
+	if m := reMinLen.FindStringSubmatch(reason); m != nil {
+		if m[1] == "1" {
+			return "must not be empty"
+		}
+		return "must be at least " + m[1] + " " + unit(m[2]) + " long"
+	}
+	if m := reMaxLen.FindStringSubmatch(reason); m != nil {
+		return "must be at most " + m[1] + " " + unit(m[2]) + " long"
+	}
+	if m := reLenBetween.FindStringSubmatch(reason); m != nil {
+		return "must be " + m[1] + " to " + m[2] + " " + unit(m[3]) + " long"
+	}
+	if m := reMaxItems.FindStringSubmatch(reason); m != nil {
+		return "must have at most " + m[1] + " " + map[string]string{"item": "items", "pair": "entries"}[m[2]]
+	}
+	if m := reMinItems.FindStringSubmatch(reason); m != nil {
+		return "must have at least " + m[1] + " " + map[string]string{"item": "items", "pair": "entries"}[m[2]]
+	}
+	if m := rePattern.FindStringSubmatch(reason); m != nil {
+		if words, ok := knownPatterns[m[1]]; ok {
+			return words
+		}
+		return "must match " + m[1]
+	}
+	var ed protoreflect.EnumDescriptor
+	if fd != nil {
+		ed = fd.Enum()
+	}
+	if ed != nil {
+		switch {
+		case reason == "value must be one of the defined enum values":
+			return "must be one of " + strings.Join(enumNames(ed, false), ", ")
+		case reNotInList.MatchString(reason):
+			list := reNotInList.FindStringSubmatch(reason)[1]
+			if list == string(ed.Values().ByNumber(0).Name()) {
+				return "is required; one of " + strings.Join(enumNames(ed, false), ", ")
+			}
+			return "must not be " + shortenEnumList(ed, list)
+		case reInList.MatchString(reason):
+			return "must be one of " + shortenEnumList(ed, reInList.FindStringSubmatch(reason)[1])
+		}
+	}
+	if m := reNotInList.FindStringSubmatch(reason); m != nil {
+		return "must not be one of " + m[1]
+	}
+	if m := reInList.FindStringSubmatch(reason); m != nil {
+		return "must be one of " + m[1]
+	}
+	switch reason {
+	case "value is required":
+		return "is required"
+	case "value is not a valid duration", "value is not a valid timestamp":
+		if cause != nil {
+			return strings.TrimPrefix(reason, "value ") + " (" + cause.Error() + ")"
+		}
+	}
+	return strings.TrimPrefix(reason, "value ")
+}
+
+// shortenEnumList rewrites PGV's "[A_X B_Y]" list of full enum names.
+func shortenEnumList(ed protoreflect.EnumDescriptor, list string) string {
+	var out []string
+	for _, n := range strings.Fields(list) {
+		if v := ed.Values().ByName(protoreflect.Name(n)); v != nil {
+			out = append(out, enumShortName(v))
+		} else {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// sortDocOrder orders faults as their fields appear in a document written in
+// field order: by field number and index along the path. Faults with the same
+// path keep their order (PGV's before the semantic ones).
+func sortDocOrder(errs Errors, md protoreflect.MessageDescriptor) {
+	keys := make(map[string][]pathKey, len(errs))
+	for _, e := range errs {
+		if _, ok := keys[e.Path]; !ok {
+			keys[e.Path] = docKey(e.Path, md)
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b FieldError) int {
+		return comparePathKeys(keys[a.Path], keys[b.Path])
+	})
+}
+
+// pathKey is one step of a path: a field number, and an index or map key.
+type pathKey struct {
+	field int
+	index int    // -1 when the step has no index
+	key   string // map key
+}
+
+func docKey(path string, md protoreflect.MessageDescriptor) []pathKey {
+	var out []pathKey
+	for _, seg := range splitPath(path) {
+		name, idx := seg, ""
+		if i := strings.IndexByte(seg, '['); i >= 0 && strings.HasSuffix(seg, "]") {
+			name, idx = seg[:i], seg[i+1:len(seg)-1]
+		}
+		k := pathKey{field: 1 << 30, index: -1}
+		var fd protoreflect.FieldDescriptor
+		if md != nil {
+			fd = md.Fields().ByName(protoreflect.Name(name))
+		}
+		if fd != nil {
+			k.field = int(fd.Number())
+		}
+		if idx != "" {
+			if n, err := strconv.Atoi(idx); err == nil && (fd == nil || !fd.IsMap()) {
+				k.index = n
+			} else {
+				k.index, k.key = 0, idx
+			}
+		}
+		out = append(out, k)
+		md = nil
+		if fd != nil {
+			md = fd.Message()
+			if fd.IsMap() {
+				md = fd.MapValue().Message()
+			}
+		}
+	}
+	return out
+}
+
+// splitPath splits "a[0].b[x.y].c" at the dots outside brackets.
+func splitPath(path string) []string {
+	if path == "" {
+		return nil
+	}
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(path); i++ {
+		switch path[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case '.':
+			if depth == 0 {
+				out = append(out, path[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, path[start:])
+}
+
+func comparePathKeys(a, b []pathKey) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		if x.field != y.field {
+			return x.field - y.field
+		}
+		if x.index != y.index {
+			return x.index - y.index
+		}
+		if c := strings.Compare(x.key, y.key); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}

@@ -1,0 +1,245 @@
+package snapshot
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// doc builds a snapshot document from clusters and listeners written in
+// YAML flow style.
+func doc(clusters, listeners []string) string {
+	var b strings.Builder
+	if len(clusters) > 0 {
+		b.WriteString("clusters:\n")
+		for _, c := range clusters {
+			b.WriteString("  - " + c + "\n")
+		}
+	}
+	if len(listeners) > 0 {
+		b.WriteString("listeners:\n")
+		for _, l := range listeners {
+			b.WriteString("  - " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+const okCluster = `{name: web, endpoints: [{name: a, address: "10.0.0.1:80"}]}`
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name      string
+		clusters  []string
+		listeners []string
+		want      []string
+	}{
+		{
+			name:     "weight over 256",
+			clusters: []string{`{name: web, endpoints: [{name: a, address: "10.0.0.1:80"}, {name: b, address: "10.0.0.2:80", weight: 257}]}`},
+			want:     []string{"clusters[0].endpoints[1].weight: must be <= 256"},
+		},
+		{
+			name:     "weight 0 and 256 are fine",
+			clusters: []string{`{name: web, endpoints: [{name: a, address: "10.0.0.1:80", weight: 0}, {name: b, address: "10.0.0.2:80", weight: 256}]}`},
+		},
+		{
+			name:     "bad names",
+			clusters: []string{`{name: "-web", endpoints: [{name: "a b", address: "10.0.0.1:80"}]}`},
+			want: []string{
+				"clusters[0].name: must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+				"clusters[0].endpoints[0].name: must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+			},
+		},
+		{
+			name:     "duplicate cluster name",
+			clusters: []string{okCluster, `{name: api}`, okCluster},
+			want:     []string{`clusters[2].name: duplicate cluster name "web", first defined at clusters[0]`},
+		},
+		{
+			name:     "duplicate endpoint name",
+			clusters: []string{`{name: web, endpoints: [{name: a, address: "10.0.0.1:80"}, {name: a, address: "10.0.0.2:80"}]}`},
+			want:     []string{`clusters[0].endpoints[1].name: duplicate endpoint name "a", first defined at clusters[0].endpoints[0]`},
+		},
+		{
+			name:      "duplicate listener name",
+			clusters:  []string{okCluster},
+			listeners: []string{`{name: l, address: ":80", protocol: TCP, default_cluster: web}`, `{name: l, address: ":81", protocol: TCP, default_cluster: web}`},
+			want:      []string{`listeners[1].name: duplicate listener name "l", first defined at listeners[0]`},
+		},
+		{
+			name:      "default cluster missing, with a suggestion",
+			clusters:  []string{okCluster},
+			listeners: []string{`{name: l, address: ":80", protocol: TCP, default_cluster: wbe}`, `{name: m, address: ":81", protocol: TCP, default_cluster: billing}`},
+			want: []string{
+				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"?`,
+				`listeners[1].default_cluster: unknown cluster "billing"`,
+			},
+		},
+		{
+			name:      "default cluster empty is reported once",
+			clusters:  []string{okCluster},
+			listeners: []string{`{name: l, address: ":80", protocol: TCP}`},
+			want:      []string{"listeners[0].default_cluster: must not be empty"},
+		},
+		{
+			name:      "protocol required",
+			clusters:  []string{okCluster},
+			listeners: []string{`{name: l, address: ":80", default_cluster: web}`},
+			want:      []string{"listeners[0].protocol: is required; one of TCP, HTTP"},
+		},
+		{
+			name: "endpoint addresses",
+			clusters: []string{`{name: web, endpoints: [
+				{name: dns, address: "backend-1.internal:8080"},
+				{name: v6, address: "[2001:db8::1]:443"},
+				{name: srv, address: "_http._tcp.example.com.:80"},
+				{name: noport, address: "10.0.0.1"},
+				{name: port0, address: "10.0.0.1:0"},
+				{name: bigport, address: "10.0.0.1:65536"},
+				{name: named, address: "10.0.0.1:http"},
+				{name: nohost, address: ":80"},
+				{name: badhost, address: "a..b:80"},
+				{name: rawv6, address: "2001:db8::1:443"},
+				{name: badip, address: "10.0.0.999:80"}]}`},
+			want: []string{
+				"clusters[0].endpoints[3].address: must be host:port (missing port in address)",
+				`clusters[0].endpoints[4].address: port "0" must be a number from 1 to 65535`,
+				`clusters[0].endpoints[5].address: port "65536" must be a number from 1 to 65535`,
+				`clusters[0].endpoints[6].address: port "http" must be a number from 1 to 65535`,
+				"clusters[0].endpoints[7].address: host is missing",
+				`clusters[0].endpoints[8].address: host "a..b" must be an IP address or a DNS name`,
+				"clusters[0].endpoints[9].address: must be host:port; write IPv6 addresses in brackets, e.g. [::1]:8080",
+				`clusters[0].endpoints[10].address: host "10.0.0.999" must be an IP address or a DNS name`,
+			},
+		},
+		{
+			name:     "too short address is reported once",
+			clusters: []string{`{name: web, endpoints: [{name: a, address: ":1"}]}`},
+			want:     []string{"clusters[0].endpoints[0].address: must be 3 to 261 characters long"},
+		},
+		{
+			name:     "listener addresses",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: any, address: ":8000", protocol: TCP, default_cluster: web}`,
+				`{name: local, address: "localhost:8001", protocol: TCP, default_cluster: web}`,
+				`{name: v6, address: "[::1]:8002", protocol: TCP, default_cluster: web}`,
+				`{name: dns, address: "lb.example.com:8003", protocol: TCP, default_cluster: web}`,
+				`{name: noport, address: "127.0.0.1", protocol: TCP, default_cluster: web}`,
+			},
+			want: []string{
+				`listeners[3].address: host "lb.example.com" must be an IP address, "localhost" or empty`,
+				"listeners[4].address: must be host:port (missing port in address)",
+			},
+		},
+		{
+			name:     "listeners binding the same address",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: "127.0.0.1:80", protocol: TCP, default_cluster: web}`,
+				`{name: b, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web}`,
+				`{name: c, address: "localhost:80", protocol: TCP, default_cluster: web}`,
+				`{name: d, address: "0.0.0.0:81", protocol: TCP, default_cluster: web}`,
+				`{name: e, address: "10.1.2.3:81", protocol: TCP, default_cluster: web}`,
+				`{name: f, address: "[::1]:81", protocol: TCP, default_cluster: web}`,
+				`{name: g, address: "127.0.0.1:82", protocol: TCP, default_cluster: web}`,
+				`{name: h, address: ":82", protocol: TCP, default_cluster: web}`,
+			},
+			want: []string{
+				"listeners[1].address: 127.0.0.1:80 is already bound by listeners[0] (a)",
+				"listeners[2].address: localhost:80 overlaps 127.0.0.1:80 of listeners[0] (a)",
+				"listeners[4].address: 10.1.2.3:81 overlaps 0.0.0.0:81 of listeners[3] (d)",
+				"listeners[7].address: :82 overlaps 127.0.0.1:82 of listeners[6] (g)",
+			},
+		},
+		{
+			name:     "http options on a TCP listener",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: web, http: {idle_timeout: 5s}}`,
+				`{name: b, address: ":81", protocol: HTTP, default_cluster: web, http: {idle_timeout: 5s}}`,
+			},
+			want: []string{"listeners[0].http: only allowed when protocol is HTTP"},
+		},
+		{
+			name: "durations and counts out of range",
+			clusters: []string{`{name: web, connect_timeout: 10m, drain_timeout: -1s,
+				health_check: {interval: 1ms, timeout: 2h, fall: 101, rise: 100}}`},
+			listeners: []string{`{name: a, address: ":80", protocol: HTTP, default_cluster: web, http: {request_header_timeout: 0s}}`},
+			want: []string{
+				"clusters[0].health_check.interval: must be between 10ms and 1h0m0s",
+				"clusters[0].health_check.timeout: must be between 1ms and 1h0m0s",
+				"clusters[0].health_check.fall: must be <= 100",
+				"clusters[0].connect_timeout: must be between 0s and 5m0s",
+				"clusters[0].drain_timeout: must be between 0s and 24h0m0s",
+				"listeners[0].http.request_header_timeout: must be between 1ms and 1h0m0s",
+			},
+		},
+		{
+			name: "every fault, in document order",
+			clusters: []string{
+				`{name: web, endpoints: [{name: a, address: "x"}, {name: a, address: "10.0.0.2:80", weight: 999}]}`,
+				`{name: web}`,
+			},
+			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: TCP, default_cluster: api, http: {}}`},
+			want: []string{
+				"clusters[0].endpoints[0].address: must be 3 to 261 characters long",
+				`clusters[0].endpoints[1].name: duplicate endpoint name "a", first defined at clusters[0].endpoints[0]`,
+				"clusters[0].endpoints[1].weight: must be <= 256",
+				`clusters[1].name: duplicate cluster name "web", first defined at clusters[0]`,
+				`listeners[0].default_cluster: unknown cluster "api"`,
+				"listeners[0].http: only allowed when protocol is HTTP",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustParse(t, doc(tt.clusters, tt.listeners))
+			err := Validate(s)
+			if got := errorLines(err); !equalLines(got, tt.want) {
+				t.Errorf("Validate() faults:\n got: %q\nwant: %q", got, tt.want)
+			}
+			if err != nil {
+				var es Errors
+				if !errors.As(err, &es) {
+					t.Errorf("Validate() error is %T, want Errors", err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateInvalidEnumNumber(t *testing.T) {
+	s := &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web", LbPolicy: 42}}}
+	want := []string{"clusters[0].lb_policy: must be one of ROUND_ROBIN"}
+	if got := errorLines(Validate(s)); !equalLines(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestValidateNil(t *testing.T) {
+	if err := Validate(nil); err != nil {
+		t.Errorf("Validate(nil) = %v, want nil", err)
+	}
+	if err := Validate(&sluicev1.Snapshot{}); err != nil {
+		t.Errorf("Validate(empty) = %v, want nil", err)
+	}
+}
+
+func TestGoCamelCase(t *testing.T) {
+	// PGV names fields by their Go names; the mapping back must be exact.
+	for _, tt := range []struct{ in, want string }{
+		{"default_cluster", "DefaultCluster"},
+		{"http", "Http"},
+		{"request_header_timeout", "RequestHeaderTimeout"},
+		{"ipv6_addr", "Ipv6Addr"},
+		{"_x", "XX"},
+	} {
+		if got := goCamelCase(tt.in); got != tt.want {
+			t.Errorf("goCamelCase(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
