@@ -1,0 +1,89 @@
+// Command sluice-cp is Sluice's control plane: it stores versioned snapshots,
+// streams them to dataplane nodes (sluice-dp), records which version each node
+// applied or refused, collects per-connection records, and serves the
+// operators' API that sluicectl uses.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluice-lb/sluice/controlplane"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+)
+
+const usage = `Usage: sluice-cp [flags]
+
+sluice-cp is the Sluice control plane. It keeps versioned snapshots in an
+embedded store (DIR/sluice.db), streams the current snapshot to every
+dataplane node, and serves the operators' API (sluicectl) on the same gRPC
+address, with gRPC health and reflection (grpcurl -plaintext ADDR list).
+SIGINT or SIGTERM stop it cleanly.
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("sluice-cp", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	var (
+		listen    = fs.String("listen", controlplane.DefaultListen, "gRPC `ADDR` for nodes (discovery, stats) and operators (config API)")
+		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz; empty disables it")
+		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
+		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
+		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "sluice-cp: unexpected arguments: %q\n", fs.Args())
+		fs.Usage()
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *etcd != "" {
+		log.Error("the etcd store is not supported yet; run without --etcd to use the embedded store in --data", "etcd", *etcd)
+		return 1
+	}
+	if *connsRing <= 0 {
+		log.Error("--conns-ring must be positive", "conns-ring", *connsRing)
+		return 2
+	}
+
+	cp, err := controlplane.New(controlplane.Options{
+		Listen:    *listen,
+		HTTP:      *httpAddr,
+		DataDir:   *dataDir,
+		ConnsRing: *connsRing,
+		Logger:    log,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cp.Serve(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,259 @@
+// Package discovery serves snapshots to dataplane nodes over
+// sluice.v1.DiscoveryService, in the manner of xDS state of the world.
+//
+// A node opens StreamSnapshots and sends a first message naming itself (Node)
+// and the version it already runs. The server sends the current snapshot when
+// the node does not run it; after that, whenever the node has answered the
+// last response and a newer version exists, it sends the newest. Only
+// changes are sent: a stream is sent a version at most once, so a version the
+// node NACKed is not sent again on that stream, and the next new one is sent
+// normally. Each response carries the version as a decimal string and a
+// per-stream nonce; the node answers with that nonce, an empty error_detail
+// meaning ACK and a non-empty one NACK. Answers with another nonce are stale
+// and ignored. ACKs and NACKs land in the fleet registry.
+//
+// Goroutines: Run (one, started by the owner) follows the store and Publishes
+// each new version; gRPC runs each stream's handler, which is the stream's
+// only goroutine. Publish wakes all streams by closing one channel and never
+// waits for them; each stream sends from its own goroutine, so a slow node
+// holds up only its own stream. A version's snapshot is marshalled once and
+// its bytes are shared by all streams (see wire.go).
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// maxErrorDetail is the longest NACK text kept, in runes (the API's limit).
+const maxErrorDetail = 4096
+
+// Server implements sluicev1.DiscoveryServiceServer. It must be registered on
+// a grpc.Server built with ServerOption.
+type Server struct {
+	sluicev1.UnimplementedDiscoveryServiceServer
+
+	fleet *fleet.Registry
+	log   *slog.Logger
+
+	publishMu sync.Mutex                // serialises Publish
+	latest    atomic.Pointer[published] // never nil
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// published is one version as streams send it. It is immutable except for
+// next, which Publish closes when a newer version replaces it.
+type published struct {
+	version uint64 // 0: nothing to send yet
+	label   string // version as sent in version_info
+	body    []byte // field 3 of the response, shared by every stream
+	next    chan struct{}
+}
+
+// New returns a server that records nodes in reg and logs their connects,
+// ACKs, NACKs and disconnects to log (nil: no logging). Until the first
+// Publish it has nothing to send.
+func New(reg *fleet.Registry, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{fleet: reg, log: log, closed: make(chan struct{})}
+	s.latest.Store(&published{next: make(chan struct{})})
+	return s
+}
+
+var _ sluicev1.DiscoveryServiceServer = (*Server)(nil)
+
+// Publish makes snap, as version, what every stream sends. A version not
+// above the published one is ignored (versions only rise). Publish marshals
+// snap once, then wakes all streams without waiting for any of them. snap
+// must not be modified afterwards.
+func (s *Server) Publish(version uint64, snap *sluicev1.Snapshot) error {
+	body, err := encodeSnapshotField(snap)
+	if err != nil {
+		return fmt.Errorf("discovery: encode version %d: %w", version, err)
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	old := s.latest.Load()
+	if version <= old.version {
+		return nil
+	}
+	s.latest.Store(&published{
+		version: version,
+		label:   strconv.FormatUint(version, 10),
+		body:    body,
+		next:    make(chan struct{}),
+	})
+	close(old.next)
+	return nil
+}
+
+// Version returns the published version (0 before the first Publish).
+func (s *Server) Version() uint64 { return s.latest.Load().version }
+
+// Run publishes every version st announces until ctx ends or st is closed.
+// The owner starts it on its own goroutine, once.
+func (s *Server) Run(ctx context.Context, st store.Store) error {
+	for v := range st.Watch(ctx) {
+		ver, err := st.Get(ctx, v)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // pruned already; a newer one follows
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("discovery: load version %d: %w", v, err)
+		}
+		if err := s.Publish(v, ver.Snapshot); err != nil {
+			return err
+		}
+		s.log.Info("publishing version", "version", v)
+	}
+	return ctx.Err()
+}
+
+// Close ends every stream with UNAVAILABLE, so nodes reconnect (to another
+// replica, or to this one after its restart), and refuses new ones. A stream
+// waiting for its node's answer to a response ends once the answer comes (or
+// when grpc.Server.Stop cuts it). Call Close before grpc.Server.GracefulStop,
+// which otherwise waits for streams that never end by themselves.
+func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closed) }) }
+
+// StreamSnapshots implements sluicev1.DiscoveryServiceServer.
+//
+// The handler's goroutine is the stream's only one: it waits for a version
+// the node does not run, sends it, reads the node's answer, and waits again.
+// A node answers every response, so reading only while an answer is due
+// loses nothing (the transport buffers what arrives meanwhile), and each node
+// has one response in flight at a time: versions published while it applies
+// one coalesce into the newest. One goroutine per stream rather than two
+// matters at 10k nodes.
+func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryRequest, sluicev1.DiscoveryResponse]) error {
+	select {
+	case <-s.closed:
+		return errShuttingDown
+	default:
+	}
+	first, err := ss.Recv()
+	if err != nil {
+		return err
+	}
+	if first.GetNode() == nil {
+		return status.Error(codes.InvalidArgument, "discovery: the first message must carry node")
+	}
+	if err := first.Validate(); err != nil {
+		return status.Errorf(codes.InvalidArgument, "discovery: %v", err)
+	}
+	ctx := ss.Context()
+	addr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		addr = p.Addr.String()
+	}
+	id := first.GetNode().GetId()
+	running, _ := strconv.ParseUint(first.GetVersionInfo(), 10, 64)
+	sess := s.fleet.Connect(first.GetNode(), addr, running)
+	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
+
+	err = s.serve(ctx, ss, sess, running)
+	sess.Disconnect()
+	if err != nil {
+		s.log.Info("node disconnected", "node", id, "reason", err)
+	} else {
+		s.log.Info("node disconnected", "node", id)
+	}
+	return err
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane is shutting down")
+
+// serve runs the stream of sess, whose node runs version sent.
+func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, sent uint64) error {
+	var nonce uint64
+	for {
+		p := s.latest.Load()
+		if p.version != 0 && p.version != sent {
+			nonce++
+			sent = p.version
+			sess.Sent(sent)
+			label := strconv.FormatUint(nonce, 10)
+			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: p.body}); err != nil {
+				return err
+			}
+			if closed, err := s.awaitAnswer(ss, sess, label, sent); closed || err != nil {
+				return err
+			}
+			continue // a newer version may have come meanwhile
+		}
+		select {
+		case <-p.next:
+		case <-sess.Superseded():
+			return status.Errorf(codes.Aborted, "discovery: node %s opened a newer stream", sess.ID())
+		case <-s.closed:
+			return errShuttingDown
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// awaitAnswer reads until the node answers the response with nonce, which
+// carried version, and records the ACK or NACK. Answers to older responses
+// are stale: skipped, the subscription stands. closed reports that the node
+// closed its side (or the stream broke, with err).
+func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version uint64) (closed bool, err error) {
+	for {
+		req := new(sluicev1.DiscoveryRequest)
+		if err := ss.RecvMsg(req); err != nil {
+			if err == io.EOF {
+				return true, nil
+			}
+			return true, err
+		}
+		if req.GetResponseNonce() != nonce {
+			sess.Seen()
+			continue
+		}
+		if detail := req.GetErrorDetail(); detail != "" {
+			detail = truncate(detail, maxErrorDetail)
+			sess.Nacked(version, detail)
+			s.log.Warn("node NACK", "node", sess.ID(), "version", version, "running", req.GetVersionInfo(), "error", detail)
+			return false, nil
+		}
+		sess.Acked(version)
+		s.log.Info("node ACK", "node", sess.ID(), "version", version)
+		return false, nil
+	}
+}
+
+func truncate(s string, runes int) string {
+	if utf8.RuneCountInString(s) <= runes {
+		return s
+	}
+	for i := range s {
+		if runes == 0 {
+			return s[:i]
+		}
+		runes--
+	}
+	return s
+}

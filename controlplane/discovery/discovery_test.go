@@ -1,0 +1,260 @@
+package discovery
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// A generated client decodes the pre-encoded responses into exactly what was
+// published.
+func TestWireFormatDecodesWithGeneratedClient(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	for i, snap := range []*sluicev1.Snapshot{
+		testSnapshot(3, 4, 1),
+		{}, // the empty snapshot is still a present snapshot field
+		testSnapshot(200, 50, 7),
+	} {
+		version := uint64(i + 1)
+		if err := ts.disc.Publish(version, snap); err != nil {
+			t.Fatal(err)
+		}
+		n := connect(ctx, t, ts.conn, fmt.Sprintf("node-%d", i), "")
+		r := n.next(ctx)
+		if r.GetVersionInfo() != fmt.Sprint(version) || r.GetNonce() != "1" {
+			t.Errorf("version_info, nonce = %q, %q; want %q, %q", r.GetVersionInfo(), r.GetNonce(), fmt.Sprint(version), "1")
+		}
+		if r.Snapshot == nil {
+			t.Errorf("version %d: snapshot field absent", version)
+		}
+		if !proto.Equal(r.GetSnapshot(), snap) {
+			t.Errorf("version %d: decoded snapshot differs from the published one", version)
+		}
+		// The bytes are those the standard codec would produce.
+		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&sluicev1.DiscoveryResponse{VersionInfo: fmt.Sprint(version), Nonce: "1", Snapshot: snap})
+		got := append(encodeEnvelope(fmt.Sprint(version), "1"), ts.disc.latest.Load().body...)
+		if string(got) != string(want) {
+			t.Errorf("version %d: wire bytes differ from proto.Marshal's", version)
+		}
+	}
+}
+
+func TestFirstMessageMustNameAValidNode(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	for _, tt := range []struct {
+		name string
+		req  *sluicev1.DiscoveryRequest
+	}{
+		{"no node", &sluicev1.DiscoveryRequest{VersionInfo: "1"}},
+		{"empty id", &sluicev1.DiscoveryRequest{Node: &sluicev1.Node{}}},
+		{"bad id", &sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: "has space"}}},
+		{"bad label", &sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: "n1", Labels: map[string]string{"-x": "y"}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := openStream(ctx, t, ts.conn, "x")
+			n.send(tt.req)
+			if err := n.ended(ctx); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("stream ended with %v, want InvalidArgument", err)
+			}
+		})
+	}
+	if nodes := ts.fleet.Nodes(); len(nodes) != 0 {
+		t.Errorf("invalid subscriptions registered nodes: %v", nodes)
+	}
+}
+
+func TestStateMachine(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	n := connect(ctx, t, ts.conn, "n1", "")
+	n.expectNothing() // nothing published yet
+
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	r1 := n.next(ctx)
+	if r1.GetVersionInfo() != "1" {
+		t.Fatalf("first response version %q, want 1", r1.GetVersionInfo())
+	}
+	n.ack(r1)
+	waitNode(ctx, t, ts.fleet, "n1", "ACK of 1", func(st *sluicev1.NodeStatus) bool { return st.AckedVersion == 1 && st.SentVersion == 1 })
+
+	ts.disc.Publish(2, testSnapshot(1, 1, 2))
+	r2 := n.next(ctx)
+	n.nack(r2, "1", "bind 127.0.0.1:10000: address already in use")
+	st := waitNode(ctx, t, ts.fleet, "n1", "NACK of 2", func(st *sluicev1.NodeStatus) bool { return st.NackedVersion == 2 })
+	if st.NackError != "bind 127.0.0.1:10000: address already in use" || st.AckedVersion != 1 || st.SentVersion != 2 {
+		t.Errorf("after NACK: %v", st)
+	}
+	n.expectNothing() // the refused version is not sent again
+
+	// A stale answer (to the first response) changes nothing and does not
+	// end the subscription.
+	n.nack(r1, "1", "stale complaint")
+	ts.disc.Publish(3, testSnapshot(1, 1, 3))
+	r3 := n.next(ctx)
+	if r3.GetVersionInfo() != "3" || r3.GetNonce() == r2.GetNonce() {
+		t.Fatalf("after NACK, got version %q nonce %q; want version 3 with a new nonce", r3.GetVersionInfo(), r3.GetNonce())
+	}
+	if st, _ := ts.fleet.Node("n1"); st.NackError != "bind 127.0.0.1:10000: address already in use" {
+		t.Errorf("stale NACK was recorded: %q", st.NackError)
+	}
+	n.ack(r3)
+	st = waitNode(ctx, t, ts.fleet, "n1", "ACK of 3", func(st *sluicev1.NodeStatus) bool { return st.AckedVersion == 3 })
+	if st.NackedVersion != 0 || st.NackError != "" {
+		t.Errorf("NACK not cleared by a newer ACK: %v", st)
+	}
+}
+
+func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(5, testSnapshot(1, 1, 5))
+
+	n := connect(ctx, t, ts.conn, "n1", "5")
+	n.expectNothing()
+	st := waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	if st.AckedVersion != 5 {
+		t.Errorf("acked version = %d, want 5 (the version the node runs)", st.AckedVersion)
+	}
+	ts.disc.Publish(6, testSnapshot(1, 1, 6))
+	if r := n.next(ctx); r.GetVersionInfo() != "6" {
+		t.Errorf("got version %q, want 6", r.GetVersionInfo())
+	}
+
+	// A node running an older version gets the current one at once.
+	old := connect(ctx, t, ts.conn, "n2", "4")
+	if r := old.next(ctx); r.GetVersionInfo() != "6" {
+		t.Errorf("node running 4 got %q, want 6", r.GetVersionInfo())
+	}
+}
+
+func TestNewStreamSupersedesOld(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	first := connect(ctx, t, ts.conn, "n1", "1")
+	waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	second := connect(ctx, t, ts.conn, "n1", "1")
+	if err := first.ended(ctx); status.Code(err) != codes.Aborted {
+		t.Errorf("old stream ended with %v, want Aborted", err)
+	}
+	// The old stream's end does not mark the node disconnected.
+	second.expectNothing()
+	if st, _ := ts.fleet.Node("n1"); !st.Connected {
+		t.Error("node shown disconnected while its new stream is open")
+	}
+	second.cancel()
+	waitNode(ctx, t, ts.fleet, "n1", "disconnected", func(st *sluicev1.NodeStatus) bool { return !st.Connected })
+}
+
+func TestCloseEndsStreams(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	n := connect(ctx, t, ts.conn, "n1", "")
+	waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	ts.disc.Close()
+	if err := n.ended(ctx); status.Code(err) != codes.Unavailable {
+		t.Errorf("stream ended with %v, want Unavailable", err)
+	}
+	late := connect(ctx, t, ts.conn, "n2", "")
+	if err := late.ended(ctx); status.Code(err) != codes.Unavailable {
+		t.Errorf("stream after Close ended with %v, want Unavailable", err)
+	}
+}
+
+// A node that stops reading holds up only its own stream.
+func TestSlowNodeDoesNotStallOthers(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+
+	// The stuck node reads nothing: its connection's flow-control window
+	// (64 KiB to a few MiB) fills on the first big snapshot and the
+	// server's send to it blocks.
+	stuckConn := dial(t, ts.addr)
+	stuck, err := sluicev1.NewDiscoveryServiceClient(stuckConn).StreamSnapshots(ctx, grpc.MaxCallRecvMsgSize(64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stuck.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: "stuck"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitNode(ctx, t, ts.fleet, "stuck", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+
+	healthy := connect(ctx, t, ts.conn, "healthy", "")
+	big := testSnapshot(1000, 20, 0) // about 1 MiB
+	for v := uint64(1); v <= 5; v++ {
+		big.Clusters[0].Endpoints[0].Weight = proto.Uint32(uint32(v))
+		snap := proto.Clone(big).(*sluicev1.Snapshot)
+		if err := ts.disc.Publish(v, snap); err != nil {
+			t.Fatal(err)
+		}
+		r := healthy.next(ctx)
+		if r.GetVersionInfo() != fmt.Sprint(v) {
+			t.Fatalf("healthy node got version %q, want %d", r.GetVersionInfo(), v)
+		}
+		healthy.ack(r)
+	}
+	waitNode(ctx, t, ts.fleet, "healthy", "ACK of 5", func(st *sluicev1.NodeStatus) bool { return st.AckedVersion == 5 })
+	if st, _ := ts.fleet.Node("stuck"); st.AckedVersion != 0 {
+		t.Errorf("stuck node acked %d", st.AckedVersion)
+	}
+}
+
+// A node has one response in flight: what is published before it answers
+// waits, and versions published meanwhile coalesce into the newest.
+func TestOneResponseInFlight(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	n := connect(ctx, t, ts.conn, "n1", "")
+	r1 := n.next(ctx)
+	for v := uint64(2); v <= 50; v++ {
+		ts.disc.Publish(v, testSnapshot(2, 2, uint32(v)))
+	}
+	ts.disc.Publish(10, testSnapshot(1, 1, 0)) // older than published: ignored
+	n.expectNothing()
+	n.ack(r1)
+	r := n.next(ctx)
+	if r.GetVersionInfo() != "50" {
+		t.Errorf("after answering 1, got version %s, want 50", r.GetVersionInfo())
+	}
+	n.ack(r)
+	n.expectNothing()
+	waitNode(ctx, t, ts.fleet, "n1", "ACK of 50", func(st *sluicev1.NodeStatus) bool { return st.AckedVersion == 50 })
+}
+
+func TestErrorDetailIsBounded(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	n := connect(ctx, t, ts.conn, "n1", "")
+	r := n.next(ctx)
+	n.nack(r, "", strings.Repeat("é", 5000))
+	st := waitNode(ctx, t, ts.fleet, "n1", "NACK", func(st *sluicev1.NodeStatus) bool { return st.NackedVersion == 1 })
+	if got := len([]rune(st.NackError)); got != maxErrorDetail {
+		t.Errorf("NACK text kept %d runes, want %d", got, maxErrorDetail)
+	}
+}
+
+// Publish of a version gives every stream the same bytes, encoded once.
+func TestPublishSharesOneEncoding(t *testing.T) {
+	ts := startServer(t)
+	snap := testSnapshot(10, 10, 1)
+	ts.disc.Publish(1, snap)
+	p := ts.disc.latest.Load()
+	a := &wireResponse{head: encodeEnvelope(p.label, "1"), body: p.body}
+	b := &wireResponse{head: encodeEnvelope(p.label, "2"), body: p.body}
+	ca, _ := codec{}.Marshal(a)
+	cb, _ := codec{}.Marshal(b)
+	if &ca[1].ReadOnlyData()[0] != &cb[1].ReadOnlyData()[0] {
+		t.Error("two streams' messages do not share the snapshot bytes")
+	}
+}

@@ -1,0 +1,231 @@
+// Package fleet is the control plane's registry of dataplane nodes: who is or
+// was connected, from where, which version each was sent and applied, and the
+// last version each refused with the reason it gave.
+//
+// The discovery server calls Connect when a node's stream subscribes and then
+// reports on the returned Session from that stream's goroutine; the config
+// API (sluicectl nodes) and the dashboard read Nodes and Count from any
+// goroutine. Every method is short and never blocks on I/O.
+package fleet
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Registry holds one entry per node id. Entries outlive their streams: a
+// disconnected node stays listed with connected false until the control plane
+// restarts.
+type Registry struct {
+	now func() time.Time
+
+	mu    sync.Mutex
+	nodes map[string]*entry
+	// Connected nodes by the version they applied, kept as entries change
+	// so a rollout's progress is read without walking 10k entries.
+	applied   map[uint64]int
+	connected int
+}
+
+// entry is what the registry knows of one node, in plain Go types so that
+// the reports of 10k streams allocate nothing; Nodes turns it into
+// NodeStatus messages.
+type entry struct {
+	id             string
+	labels         map[string]string // replaced on Connect, never modified
+	build          string
+	connected      bool
+	peer           string
+	connectedSince time.Time
+	lastSeen       time.Time
+	acked, sent    uint64
+	nacked         uint64
+	nackError      string
+
+	session *Session // the stream that speaks for the node, or nil
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{now: time.Now, nodes: make(map[string]*entry), applied: make(map[uint64]int)}
+}
+
+// Session is one stream's hold on a node's entry. Only the newest session of a
+// node id updates the entry: when the node reconnects, the new stream replaces
+// the old one, the old session's Superseded channel closes, and whatever it
+// reports afterwards is ignored.
+type Session struct {
+	r          *Registry
+	id         string
+	superseded chan struct{}
+}
+
+// Connect registers a stream of node n, seen from peer, which reports running
+// version running (0: none or unknown). It supersedes the node's previous
+// session, if any.
+func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Session {
+	s := &Session{r: r, id: n.GetId(), superseded: make(chan struct{})}
+	labels := maps.Clone(n.GetLabels())
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[s.id]
+	if e == nil {
+		e = &entry{id: s.id}
+		r.nodes[s.id] = e
+	}
+	if e.session != nil {
+		close(e.session.superseded)
+	}
+	e.session = s
+	r.uncount(e)
+	defer r.count(e)
+	e.labels = labels
+	e.build = n.GetBuildVersion()
+	e.connected = true
+	e.peer = peer
+	e.connectedSince = now
+	e.lastSeen = now
+	// What the node says it runs is what it has applied, whatever this
+	// registry remembered from an earlier stream.
+	e.acked = running
+	clearNackIfApplied(e)
+	return s
+}
+
+// ID returns the node id the session speaks for.
+func (s *Session) ID() string { return s.id }
+
+// Superseded is closed when a newer stream of the same node id connected. The
+// stream holding this session should end.
+func (s *Session) Superseded() <-chan struct{} { return s.superseded }
+
+// update applies fn to the node's entry if s is still its session.
+func (s *Session) update(fn func(e *entry)) {
+	now := s.r.now()
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	e := s.r.nodes[s.id]
+	if e == nil || e.session != s {
+		return
+	}
+	e.lastSeen = now
+	s.r.uncount(e)
+	fn(e)
+	s.r.count(e)
+}
+
+// count and uncount add e to and remove it from the tallies; callers hold mu.
+func (r *Registry) count(e *entry) {
+	if e.connected {
+		r.connected++
+		r.applied[e.acked]++
+	}
+}
+
+func (r *Registry) uncount(e *entry) {
+	if e.connected {
+		r.connected--
+		if r.applied[e.acked]--; r.applied[e.acked] == 0 {
+			delete(r.applied, e.acked)
+		}
+	}
+}
+
+// Seen records that the node sent something (a stale ACK, say) without
+// changing its versions.
+func (s *Session) Seen() { s.update(func(*entry) {}) }
+
+// Sent records that version v was sent to the node.
+func (s *Session) Sent(v uint64) {
+	s.update(func(e *entry) { e.sent = v })
+}
+
+// Acked records that the node applied version v. A NACK of an older or the
+// same version is cleared: the node has moved past it.
+func (s *Session) Acked(v uint64) {
+	s.update(func(e *entry) {
+		e.acked = v
+		clearNackIfApplied(e)
+	})
+}
+
+// Nacked records that the node refused version v, saying why.
+func (s *Session) Nacked(v uint64, detail string) {
+	s.update(func(e *entry) {
+		e.nacked = v
+		e.nackError = detail
+	})
+}
+
+// Disconnect records that the session's stream ended. It does nothing when a
+// newer session already replaced this one.
+func (s *Session) Disconnect() {
+	s.update(func(e *entry) {
+		e.connected = false
+		e.session = nil
+	})
+}
+
+func clearNackIfApplied(e *entry) {
+	if e.nacked != 0 && e.acked >= e.nacked {
+		e.nacked = 0
+		e.nackError = ""
+	}
+}
+
+// Count returns how many connected nodes have applied version, and how many
+// nodes are connected: a rollout's progress, without copying the fleet.
+func (r *Registry) Count(version uint64) (applied, connected int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied[version], r.connected
+}
+
+// Nodes returns every node's status, sorted by id. The label maps are shared
+// with the registry (which replaces them, never modifies them): treat them as
+// read-only.
+func (r *Registry) Nodes() []*sluicev1.NodeStatus {
+	r.mu.Lock()
+	out := make([]*sluicev1.NodeStatus, 0, len(r.nodes))
+	for _, e := range r.nodes {
+		out = append(out, e.status())
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b *sluicev1.NodeStatus) int { return cmp.Compare(a.Id, b.Id) })
+	return out
+}
+
+// Node returns one node's status, with the label map shared as in Nodes.
+func (r *Registry) Node(id string) (*sluicev1.NodeStatus, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[id]
+	if e == nil {
+		return nil, false
+	}
+	return e.status(), true
+}
+
+func (e *entry) status() *sluicev1.NodeStatus {
+	return &sluicev1.NodeStatus{
+		Id:             e.id,
+		Labels:         e.labels,
+		BuildVersion:   e.build,
+		Connected:      e.connected,
+		Peer:           e.peer,
+		ConnectedSince: timestamppb.New(e.connectedSince),
+		LastSeen:       timestamppb.New(e.lastSeen),
+		AckedVersion:   e.acked,
+		SentVersion:    e.sent,
+		NackedVersion:  e.nacked,
+		NackError:      e.nackError,
+	}
+}

@@ -1,0 +1,182 @@
+package fleet
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func node(id string) *sluicev1.Node {
+	return &sluicev1.Node{Id: id, Labels: map[string]string{"zone": "a"}, BuildVersion: "dev"}
+}
+
+func mustNode(t *testing.T, r *Registry, id string) *sluicev1.NodeStatus {
+	t.Helper()
+	st, ok := r.Node(id)
+	if !ok {
+		t.Fatalf("node %s not registered", id)
+	}
+	return st
+}
+
+func TestAckNackLifecycle(t *testing.T) {
+	r := NewRegistry()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+
+	s := r.Connect(node("n1"), "10.0.0.1:5555", 0)
+	st := mustNode(t, r, "n1")
+	if !st.Connected || st.Peer != "10.0.0.1:5555" || st.Labels["zone"] != "a" || st.BuildVersion != "dev" {
+		t.Errorf("after Connect: %v", st)
+	}
+	if !st.ConnectedSince.AsTime().Equal(clock) {
+		t.Errorf("connected_since = %v, want %v", st.ConnectedSince.AsTime(), clock)
+	}
+
+	clock = clock.Add(time.Second)
+	s.Sent(1)
+	s.Acked(1)
+	s.Sent(2)
+	s.Nacked(2, "listener public: bind: address in use")
+	st = mustNode(t, r, "n1")
+	if st.SentVersion != 2 || st.AckedVersion != 1 || st.NackedVersion != 2 || st.NackError != "listener public: bind: address in use" {
+		t.Errorf("after NACK: sent=%d acked=%d nacked=%d err=%q", st.SentVersion, st.AckedVersion, st.NackedVersion, st.NackError)
+	}
+	if !st.LastSeen.AsTime().Equal(clock) {
+		t.Errorf("last_seen = %v, want %v", st.LastSeen.AsTime(), clock)
+	}
+
+	// An ACK of an older version does not clear the NACK...
+	s.Acked(1)
+	if st = mustNode(t, r, "n1"); st.NackedVersion != 2 {
+		t.Errorf("NACK cleared by an older ACK: %v", st)
+	}
+	// ...a newer one does.
+	s.Sent(3)
+	s.Acked(3)
+	if st = mustNode(t, r, "n1"); st.NackedVersion != 0 || st.NackError != "" || st.AckedVersion != 3 {
+		t.Errorf("after newer ACK: nacked=%d err=%q acked=%d", st.NackedVersion, st.NackError, st.AckedVersion)
+	}
+
+	s.Disconnect()
+	if st = mustNode(t, r, "n1"); st.Connected {
+		t.Error("still connected after Disconnect")
+	}
+	if st.AckedVersion != 3 {
+		t.Errorf("disconnected node lost its acked version: %d", st.AckedVersion)
+	}
+}
+
+func TestReconnectSupersedes(t *testing.T) {
+	r := NewRegistry()
+	old := r.Connect(node("n1"), "peer-a", 0)
+	old.Sent(4)
+	old.Nacked(4, "bad")
+	fresh := r.Connect(&sluicev1.Node{Id: "n1", BuildVersion: "v2"}, "peer-b", 3)
+
+	select {
+	case <-old.Superseded():
+	default:
+		t.Fatal("old session not superseded by the new stream")
+	}
+	select {
+	case <-fresh.Superseded():
+		t.Fatal("new session superseded")
+	default:
+	}
+
+	st := mustNode(t, r, "n1")
+	if st.Peer != "peer-b" || st.BuildVersion != "v2" || len(st.Labels) != 0 || st.AckedVersion != 3 {
+		t.Errorf("after reconnect: %v", st)
+	}
+	if st.NackedVersion != 4 {
+		t.Errorf("reconnect running an older version cleared the NACK of 4: %v", st)
+	}
+
+	// The old stream's late reports and its end do not touch the new one.
+	old.Acked(9)
+	old.Disconnect()
+	st = mustNode(t, r, "n1")
+	if !st.Connected || st.AckedVersion != 3 {
+		t.Errorf("old session changed the entry: connected=%v acked=%d", st.Connected, st.AckedVersion)
+	}
+	fresh.Acked(5)
+	if st = mustNode(t, r, "n1"); st.AckedVersion != 5 || st.NackedVersion != 0 {
+		t.Errorf("new session's ACK: %v", st)
+	}
+}
+
+func TestNodesSortedAndCopied(t *testing.T) {
+	r := NewRegistry()
+	for _, id := range []string{"c", "a", "b"} {
+		r.Connect(node(id), "p", 0)
+	}
+	r.Connect(node("a"), "p", 0).Disconnect()
+	nodes := r.Nodes()
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.Id)
+	}
+	if !slices.Equal(ids, []string{"a", "b", "c"}) {
+		t.Errorf("ids = %v, want [a b c]", ids)
+	}
+	if nodes[0].Connected || !nodes[1].Connected {
+		t.Errorf("connected = %v %v, want false true", nodes[0].Connected, nodes[1].Connected)
+	}
+	nodes[1].AckedVersion = 42
+	if st := mustNode(t, r, "b"); st.AckedVersion == 42 {
+		t.Error("Nodes returned the registry's own message")
+	}
+}
+
+func TestCount(t *testing.T) {
+	r := NewRegistry()
+	r.Connect(node("a"), "p", 0).Acked(2)
+	r.Connect(node("b"), "p", 0).Acked(1)
+	gone := r.Connect(node("c"), "p", 0)
+	gone.Acked(2)
+	gone.Disconnect()
+	if applied, connected := r.Count(2); applied != 1 || connected != 2 {
+		t.Errorf("Count(2) = %d, %d; want 1, 2", applied, connected)
+	}
+}
+
+// Count's tallies agree with a walk over the statuses through every kind of
+// change.
+func TestCountMatchesStatuses(t *testing.T) {
+	r := NewRegistry()
+	check := func(step string) {
+		t.Helper()
+		for v := uint64(0); v <= 3; v++ {
+			wantApplied, wantConnected := 0, 0
+			for _, st := range r.Nodes() {
+				if st.Connected {
+					wantConnected++
+					if st.AckedVersion == v {
+						wantApplied++
+					}
+				}
+			}
+			if applied, connected := r.Count(v); applied != wantApplied || connected != wantConnected {
+				t.Errorf("%s: Count(%d) = %d, %d; want %d, %d", step, v, applied, connected, wantApplied, wantConnected)
+			}
+		}
+	}
+	a := r.Connect(node("a"), "p", 1)
+	b := r.Connect(node("b"), "p", 0)
+	check("connect")
+	a.Acked(2)
+	b.Nacked(2, "x")
+	check("ack")
+	a2 := r.Connect(node("a"), "p", 3) // reconnect while the old stream is open
+	check("reconnect")
+	a.Disconnect() // the superseded stream ends: no change
+	a.Acked(1)
+	check("stale session")
+	a2.Disconnect()
+	check("disconnect")
+	r.Connect(node("a"), "p", 2)
+	check("connect again")
+}

@@ -1,0 +1,363 @@
+// Package controlplane assembles sluice-cp: the snapshot store, the discovery
+// server that streams snapshots to dataplane nodes, the fleet registry, the
+// stats receiver and the operators' config API, on one gRPC listener, plus an
+// HTTP listener for /healthz.
+//
+// A program (cmd/sluice-cp, or a test that wants a control plane in-process)
+// calls New, which opens the store and binds the listeners, then Serve on one
+// goroutine until its context ends:
+//
+//	cp, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", DataDir: dir})
+//	if err != nil { ... }
+//	go cp.Serve(ctx)          // returns once everything is stopped and the store closed
+//	conn, _ := grpc.NewClient(cp.Addr().String(), ...)
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/sluice-lb/sluice/controlplane/configapi"
+	"github.com/sluice-lb/sluice/controlplane/discovery"
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Defaults of Options and of sluice-cp's flags.
+const (
+	DefaultListen        = "127.0.0.1:7070"
+	DefaultHTTP          = "127.0.0.1:7071"
+	DefaultDataDir       = "./sluice-data"
+	DefaultShutdownGrace = 5 * time.Second
+)
+
+// MaxMessageSize is the largest gRPC message the control plane accepts. A
+// snapshot of 10k clusters and 100k endpoints is several MiB, more than gRPC's
+// default 4 MiB, so clients (sluice-dp, sluicectl) need a matching
+// grpc.MaxCallRecvMsgSize to receive one.
+const MaxMessageSize = 64 << 20
+
+// Keepalive of the long-lived node streams.
+const (
+	// keepaliveMinTime is the shortest client ping interval tolerated; a
+	// client pinging more often is disconnected with ENHANCE_YOUR_CALM, so
+	// sluice-dp's keepalive.ClientParameters.Time must be at least this.
+	keepaliveMinTime = 10 * time.Second
+	// The server pings a connection silent for keepaliveTime and drops it
+	// when the ping is not answered within keepaliveTimeout, so a node that
+	// vanished (power loss, partition) shows as disconnected within a minute.
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
+// Options configure a control plane.
+type Options struct {
+	// Listen is the gRPC address (discovery, stats, config API, health,
+	// reflection). Empty: 127.0.0.1 on a free port.
+	Listen string
+	// HTTP is the address of /healthz. Empty: no HTTP listener.
+	HTTP string
+	// DataDir holds the embedded store (DataDir/sluice.db). Required unless
+	// Store is set.
+	DataDir string
+	// Store, when set, is used instead of the embedded store in DataDir.
+	// The server closes it when Serve returns.
+	Store store.Store
+	// ConnsRing is how many connection records are kept for ListConns.
+	// 0: stats.DefaultRingSize.
+	ConnsRing int
+	// ShutdownGrace bounds how long Serve waits, once its context ends, for
+	// config API calls in flight. 0: DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+	// Logger receives the control plane's log (nil: none).
+	Logger *slog.Logger
+}
+
+// Server is a control plane with its listeners bound.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	store     store.Store
+	fleet     *fleet.Registry
+	discovery *discovery.Server
+	stats     *stats.Server
+	health    *health.Server
+	grpc      *grpc.Server
+	lis       net.Listener
+	http      *http.Server
+	httpLis   net.Listener
+	unary     inflight
+
+	serveOnce sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store and binds the listeners. The caller then calls Serve,
+// or Close if it never does.
+func New(opts Options) (_ *Server, err error) {
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log, store: opts.Store}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+			if opts.Store == nil && s.store != nil {
+				s.store.Close()
+			}
+		}
+	}()
+
+	if s.store == nil {
+		if opts.DataDir == "" {
+			return nil, errors.New("controlplane: no data directory")
+		}
+		b, err := store.OpenBolt(opts.DataDir, store.BoltOptions{})
+		if err != nil {
+			return nil, err
+		}
+		s.store = b
+	}
+	if s.lis, err = net.Listen("tcp", opts.Listen); err != nil {
+		return nil, fmt.Errorf("controlplane: grpc listener: %w", err)
+	}
+	if opts.HTTP != "" {
+		if s.httpLis, err = net.Listen("tcp", opts.HTTP); err != nil {
+			return nil, fmt.Errorf("controlplane: http listener: %w", err)
+		}
+	}
+
+	s.fleet = fleet.NewRegistry()
+	s.discovery = discovery.New(s.fleet, log.With("component", "discovery"))
+	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), log.With("component", "stats"))
+	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config"))
+
+	s.grpc = grpc.NewServer(
+		discovery.ServerOption(),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    keepaliveTime,
+			Timeout: keepaliveTimeout,
+		}),
+		grpc.ChainUnaryInterceptor(s.unary.interceptor),
+	)
+	sluicev1.RegisterDiscoveryServiceServer(s.grpc, s.discovery)
+	sluicev1.RegisterStatsServiceServer(s.grpc, s.stats)
+	sluicev1.RegisterConfigServiceServer(s.grpc, config)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	for _, name := range []string{
+		sluicev1.DiscoveryService_ServiceDesc.ServiceName,
+		sluicev1.StatsService_ServiceDesc.ServiceName,
+		sluicev1.ConfigService_ServiceDesc.ServiceName,
+	} {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	reflection.Register(s.grpc)
+
+	if s.httpLis != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("ok"))
+		})
+		s.http = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	return s, nil
+}
+
+// Addr returns the gRPC listener's address.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// HTTPAddr returns the HTTP listener's address, or nil without one.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// Store returns the control plane's store.
+func (s *Server) Store() store.Store { return s.store }
+
+// Fleet returns the registry of nodes.
+func (s *Server) Fleet() *fleet.Registry { return s.fleet }
+
+// Serve serves until ctx ends, then stops: node streams end with UNAVAILABLE
+// (nodes keep their config and reconnect), config API calls in flight get up
+// to ShutdownGrace to finish, and the store is closed. It returns nil after a
+// stop caused by ctx, or the error that stopped it early. Serve may be
+// called once.
+func (s *Server) Serve(ctx context.Context) error {
+	err := errors.New("controlplane: Serve called twice")
+	s.serveOnce.Do(func() { err = s.serve(ctx) })
+	return err
+}
+
+func (s *Server) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		fail error
+	)
+	failed := func(err error) {
+		mu.Lock()
+		if fail == nil {
+			fail = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	wg.Go(func() {
+		if err := s.discovery.Run(ctx, s.store); err != nil && ctx.Err() == nil {
+			failed(err)
+		}
+	})
+	wg.Go(func() {
+		if err := s.grpc.Serve(s.lis); err != nil {
+			failed(fmt.Errorf("controlplane: grpc: %w", err))
+		}
+	})
+	attrs := []any{"grpc", s.Addr().String()}
+	if s.http != nil {
+		attrs = append(attrs, "http", s.HTTPAddr().String())
+		wg.Go(func() {
+			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				failed(fmt.Errorf("controlplane: http: %w", err))
+			}
+		})
+	}
+	s.log.Info("listening", attrs...)
+
+	<-ctx.Done()
+	s.log.Info("stopping")
+	s.stop()
+	wg.Wait()
+	if err := s.Close(); err != nil && fail == nil {
+		fail = err
+	}
+	return fail
+}
+
+// stop ends serving: refuse new work, end node streams, let config calls
+// finish, then cut what is left (stats streams, which end only when nodes
+// close them, and whose in-flight batches are worth nothing after a stop).
+func (s *Server) stop() {
+	s.health.Shutdown()
+	s.discovery.Close()
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	grace := time.NewTimer(s.opts.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-stopped:
+	case <-s.unary.idle():
+	case <-grace.C:
+	}
+	s.grpc.Stop()
+	<-stopped
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.http.Close()
+		}
+	}
+}
+
+// Close releases the listeners and the store. Serve calls it on its way out;
+// call it directly only for a Server whose Serve never ran.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeListeners()
+		s.grpc.Stop()
+		if s.http != nil {
+			s.http.Close()
+		}
+		s.closeErr = s.store.Close()
+	})
+	return s.closeErr
+}
+
+func (s *Server) closeListeners() {
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	if s.httpLis != nil {
+		s.httpLis.Close()
+	}
+}
+
+// inflight counts unary calls in progress, so a stop can wait for config API
+// calls without waiting for streams that never end by themselves.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed while n == 0; nil means "not yet made"
+}
+
+func (f *inflight) interceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.zero = make(chan struct{})
+	}
+	f.n++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.n--
+		if f.n == 0 {
+			close(f.zero)
+		}
+		f.mu.Unlock()
+	}()
+	return h(ctx, req)
+}
+
+// idle returns a channel closed when no unary call is in progress.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return f.zero
+}

@@ -1,0 +1,172 @@
+// Package stats receives what dataplane nodes observed, over
+// sluice.v1.StatsService, and keeps the most recent per-connection records in
+// a bounded ring for operators (sluicectl conns).
+//
+// Each node holds one Report stream; gRPC runs each stream's handler on its
+// own goroutine, and the handler adds records to the shared Ring under a short
+// lock. Readers (the config API, the dashboard) call List and Counters from
+// any goroutine. Nothing here persists: the ring is a window on recent
+// traffic, not an archive.
+package stats
+
+import (
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// DefaultRingSize is how many records a Ring keeps when created with size 0.
+const DefaultRingSize = 10000
+
+// DefaultListLimit is how many records List returns for a limit of 0.
+const DefaultListLimit = 100
+
+// Ring keeps the last N connection records, overwriting the oldest. Records
+// are stored and returned as given: they must not be modified after Add, and
+// what List returns is read-only.
+type Ring struct {
+	mu   sync.Mutex
+	buf  []*sluicev1.ConnRecord
+	next int // where the next record goes
+	full bool
+}
+
+// NewRing returns a ring of size records (0: DefaultRingSize).
+func NewRing(size int) *Ring {
+	if size <= 0 {
+		size = DefaultRingSize
+	}
+	return &Ring{buf: make([]*sluicev1.ConnRecord, size)}
+}
+
+// Add appends records, oldest first.
+func (r *Ring) Add(recs []*sluicev1.ConnRecord) {
+	if len(recs) > len(r.buf) {
+		recs = recs[len(recs)-len(r.buf):]
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range recs {
+		r.buf[r.next] = rec
+		r.next++
+		if r.next == len(r.buf) {
+			r.next = 0
+			r.full = true
+		}
+	}
+}
+
+// Filter selects records; an empty field matches all.
+type Filter struct {
+	NodeID, Cluster, Endpoint string
+}
+
+func (f Filter) match(rec *sluicev1.ConnRecord) bool {
+	return (f.NodeID == "" || rec.GetNodeId() == f.NodeID) &&
+		(f.Cluster == "" || rec.GetCluster() == f.Cluster) &&
+		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint)
+}
+
+// List returns up to limit records matching f, newest first (limit 0:
+// DefaultListLimit).
+func (r *Ring) List(f Filter, limit int) []*sluicev1.ConnRecord {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.buf)
+	}
+	out := make([]*sluicev1.ConnRecord, 0, min(limit, n))
+	for i := 1; i <= n && len(out) < limit; i++ {
+		rec := r.buf[(r.next-i+len(r.buf))%len(r.buf)]
+		if f.match(rec) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Counters are totals since the control plane started.
+type Counters struct {
+	// Received counts records received from all nodes.
+	Received uint64
+	// Dropped sums what nodes reported dropping from their own full queues.
+	Dropped uint64
+}
+
+// Server implements sluicev1.StatsServiceServer, feeding a Ring.
+type Server struct {
+	sluicev1.UnimplementedStatsServiceServer
+
+	ring     *Ring
+	log      *slog.Logger
+	received atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+var _ sluicev1.StatsServiceServer = (*Server)(nil)
+
+// NewServer returns a server that keeps records in ring and logs to log (nil:
+// no logging).
+func NewServer(ring *Ring, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{ring: ring, log: log}
+}
+
+// Ring returns the ring the server feeds.
+func (s *Server) Ring() *Ring { return s.ring }
+
+// Counters returns the totals so far.
+func (s *Server) Counters() Counters {
+	return Counters{Received: s.received.Load(), Dropped: s.dropped.Load()}
+}
+
+// Report implements sluicev1.StatsServiceServer. The first message names the
+// node; every record of the stream is stamped with that id, whatever the
+// node wrote in it. The summary counts the stream's records.
+func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
+	var (
+		node  string
+		total uint64
+	)
+	for {
+		rep, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&sluicev1.ReportSummary{Records: total})
+		}
+		if err != nil {
+			return err
+		}
+		if err := rep.Validate(); err != nil {
+			return status.Errorf(codes.InvalidArgument, "stats: %v", err)
+		}
+		if node == "" {
+			if node = rep.GetNodeId(); node == "" {
+				return status.Error(codes.InvalidArgument, "stats: the first report must carry node_id")
+			}
+		}
+		recs := rep.GetRecords()
+		for _, rec := range recs {
+			rec.NodeId = node
+		}
+		s.ring.Add(recs)
+		total += uint64(len(recs))
+		s.received.Add(uint64(len(recs)))
+		if d := rep.GetDropped(); d > 0 {
+			s.dropped.Add(d)
+			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
+		}
+	}
+}

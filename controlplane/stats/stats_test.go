@@ -1,0 +1,166 @@
+package stats
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+const defaultTestTimeout = 10 * time.Second
+
+func rec(listener, cluster, endpoint string) *sluicev1.ConnRecord {
+	return &sluicev1.ConnRecord{Listener: listener, Cluster: cluster, Endpoint: endpoint}
+}
+
+func listeners(recs []*sluicev1.ConnRecord) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.GetListener())
+	}
+	return out
+}
+
+func TestRingKeepsNewestFirst(t *testing.T) {
+	r := NewRing(3)
+	if got := r.List(Filter{}, 0); len(got) != 0 {
+		t.Errorf("empty ring listed %v", listeners(got))
+	}
+	r.Add([]*sluicev1.ConnRecord{rec("a", "", ""), rec("b", "", "")})
+	if got := listeners(r.List(Filter{}, 0)); !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("List = %v, want [b a]", got)
+	}
+	r.Add([]*sluicev1.ConnRecord{rec("c", "", ""), rec("d", "", "")})
+	if got := listeners(r.List(Filter{}, 0)); !slices.Equal(got, []string{"d", "c", "b"}) {
+		t.Errorf("after wrap List = %v, want [d c b]", got)
+	}
+	// A batch larger than the ring keeps its newest records.
+	r.Add([]*sluicev1.ConnRecord{rec("1", "", ""), rec("2", "", ""), rec("3", "", ""), rec("4", "", "")})
+	if got := listeners(r.List(Filter{}, 0)); !slices.Equal(got, []string{"4", "3", "2"}) {
+		t.Errorf("after big batch List = %v, want [4 3 2]", got)
+	}
+	if got := listeners(r.List(Filter{}, 2)); !slices.Equal(got, []string{"4", "3"}) {
+		t.Errorf("List(limit 2) = %v, want [4 3]", got)
+	}
+}
+
+func TestRingDefaults(t *testing.T) {
+	r := NewRing(0)
+	for i := range DefaultRingSize + 5 {
+		r.Add([]*sluicev1.ConnRecord{rec(fmt.Sprint(i), "", "")})
+	}
+	got := r.List(Filter{}, 0)
+	if len(got) != DefaultListLimit || got[0].GetListener() != fmt.Sprint(DefaultRingSize+4) {
+		t.Errorf("List(0) returned %d records starting at %s", len(got), got[0].GetListener())
+	}
+	if all := r.List(Filter{}, 1<<20); len(all) != DefaultRingSize {
+		t.Errorf("ring kept %d records, want %d", len(all), DefaultRingSize)
+	}
+}
+
+func TestRingFilters(t *testing.T) {
+	r := NewRing(10)
+	recs := []*sluicev1.ConnRecord{rec("1", "web", "web1"), rec("2", "web", "web2"), rec("3", "db", "db1"), rec("4", "web", "web1")}
+	recs[0].NodeId, recs[1].NodeId, recs[2].NodeId, recs[3].NodeId = "n1", "n2", "n1", "n2"
+	r.Add(recs)
+	for _, tt := range []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{Cluster: "web"}, []string{"4", "2", "1"}},
+		{Filter{Cluster: "web", Endpoint: "web1"}, []string{"4", "1"}},
+		{Filter{NodeID: "n1"}, []string{"3", "1"}},
+		{Filter{NodeID: "n2", Endpoint: "web1"}, []string{"4"}},
+		{Filter{Cluster: "none"}, nil},
+	} {
+		if got := listeners(r.List(tt.f, 0)); !slices.Equal(got, tt.want) {
+			t.Errorf("List(%+v) = %v, want %v", tt.f, got, tt.want)
+		}
+	}
+}
+
+func startStats(t *testing.T) (*Server, sluicev1.StatsServiceClient) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(NewRing(100), nil)
+	gs := grpc.NewServer()
+	sluicev1.RegisterStatsServiceServer(gs, srv)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return srv, sluicev1.NewStatsServiceClient(conn)
+}
+
+func TestReportStampsNodeAndCounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	srv, client := startStats(t)
+
+	stream, err := client.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := []*sluicev1.StatsReport{
+		{NodeId: "n1", Records: []*sluicev1.ConnRecord{rec("a", "web", "web1"), rec("b", "web", "web2")}},
+		// Later messages cannot speak for another node.
+		{NodeId: "n2", Records: []*sluicev1.ConnRecord{{NodeId: "forged", Listener: "c"}}, Dropped: 7},
+		{Dropped: 3},
+	}
+	for _, b := range batches {
+		if err := stream.Send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatalf("CloseAndRecv: %v", err)
+	}
+	if sum.GetRecords() != 3 {
+		t.Errorf("summary records = %d, want 3", sum.GetRecords())
+	}
+	got := srv.Ring().List(Filter{}, 0)
+	if l := listeners(got); !slices.Equal(l, []string{"c", "b", "a"}) {
+		t.Errorf("records = %v, want [c b a]", l)
+	}
+	for _, r := range got {
+		if r.GetNodeId() != "n1" {
+			t.Errorf("record %s stamped %q, want n1", r.GetListener(), r.GetNodeId())
+		}
+	}
+	if c := srv.Counters(); c != (Counters{Received: 3, Dropped: 10}) {
+		t.Errorf("Counters = %+v, want {3 10}", c)
+	}
+}
+
+func TestReportNeedsNodeID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	srv, client := startStats(t)
+	stream, err := client.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&sluicev1.StatsReport{Records: []*sluicev1.ConnRecord{rec("a", "", "")}})
+	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("report without node_id: %v, want InvalidArgument", err)
+	}
+	if n := len(srv.Ring().List(Filter{}, 0)); n != 0 {
+		t.Errorf("kept %d records of an anonymous report", n)
+	}
+}

@@ -1,0 +1,86 @@
+// Package store keeps the control plane's snapshots as a history of numbered
+// versions.
+//
+// A version is created by every Put that changes the snapshot: its number is
+// the current one plus one, and it becomes current at once. Versions never go
+// back: a rollback is a Put of an older snapshot, which becomes a new version.
+// Each version keeps its [sluicev1.VersionInfo] (who, when, why, and what
+// changed) beside the snapshot itself.
+//
+// [Store] is the contract the rest of the control plane uses; [Bolt] is the
+// embedded implementation (one bbolt file). A replicated implementation on etcd
+// fits the same contract: Put is a compare-and-swap on the current version
+// (an etcd transaction on a revision), and [Notifier] is fed from an etcd
+// watch instead of from the local commit.
+package store
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+var (
+	// ErrNotFound is returned by Get for a version that was never stored or
+	// is no longer kept.
+	ErrNotFound = errors.New("store: version not found")
+	// ErrConflict is returned by Put when the current version is not the
+	// base the caller named: someone else stored a version in between. The
+	// caller reads the current version again and retries.
+	ErrConflict = errors.New("store: current version changed concurrently")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// AnyBase as the base of a Put stores the record whatever the current version
+// is. Writers that diff against the current version must name it instead, so
+// the diff they record is the diff that happened.
+const AnyBase uint64 = math.MaxUint64
+
+// Version is one stored version. The messages belong to the caller: a Store
+// never keeps or modifies what it returns.
+type Version struct {
+	Info     *sluicev1.VersionInfo
+	Snapshot *sluicev1.Snapshot
+}
+
+// Record is what a writer asks a Store to keep as a new version. The store
+// stamps the version number and the creation time.
+type Record struct {
+	Snapshot *sluicev1.Snapshot
+	Author   string
+	Comment  string
+	// Changes are the lines of the diff from the base version, e.g.
+	// "~ cluster web: endpoint web2 weight 1 -> 3".
+	Changes []string
+}
+
+// Store is a durable history of snapshot versions. All methods are safe for
+// concurrent use from any goroutine.
+type Store interface {
+	// Current returns the current version. Before the first Put it returns
+	// version 0 with an empty snapshot and no error: version 0 is "nothing
+	// configured yet", which nodes never receive.
+	Current(ctx context.Context) (*Version, error)
+	// Get returns a stored version, or ErrNotFound.
+	Get(ctx context.Context, version uint64) (*Version, error)
+	// History returns the infos of kept versions, newest first, at most
+	// limit of them (0: all kept).
+	History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo, error)
+	// Put stores rec as version current+1 and makes it current, provided
+	// base is the current version (or AnyBase); otherwise it returns
+	// ErrConflict and stores nothing. A snapshot equal to the current one
+	// stores nothing and returns the current info with changed false.
+	// Watchers are notified after the version is durable.
+	Put(ctx context.Context, base uint64, rec Record) (info *sluicev1.VersionInfo, changed bool, err error)
+	// Watch returns a channel that receives the current version number
+	// right away (when one exists) and then every newer one. It keeps only
+	// the latest undelivered number, so a slow reader skips versions but
+	// never misses the newest. The channel is closed when ctx ends or the
+	// store is closed.
+	Watch(ctx context.Context) <-chan uint64
+	// Close releases the store; watch channels are closed.
+	Close() error
+}
