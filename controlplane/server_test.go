@@ -348,8 +348,8 @@ func TestApplyUnchangedAndDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
-	if resp.GetVersion() != 1 || !slices.Equal(resp.GetChanges(), []string{"~ cluster web: endpoint web2 weight 1 -> 7"}) {
-		t.Errorf("dry run = %v", resp)
+	if resp.GetVersion() != 2 || !slices.Equal(resp.GetChanges(), []string{"~ cluster web: endpoint web2 weight 1 -> 7"}) {
+		t.Errorf("dry run = %v; want the version it would create (2) and the change", resp)
 	}
 	if h := cp.history(ctx, t); !slices.Equal(h, []uint64{1}) {
 		t.Errorf("History = %v, want [1]", h)
