@@ -1,0 +1,41 @@
+// Package admin serves a node's local admin endpoint: liveness, readiness
+// and a JSON view of what the node runs.
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/sluice-lb/sluice/dataplane/node"
+)
+
+// Handler returns the admin routes for n.
+//
+//	/healthz  200 while the process runs
+//	/readyz   200 once a snapshot is applied, 503 before
+//	/status   JSON: node id, applied version, endpoints with health and load
+func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if n.Version() == "" {
+			http.Error(w, "no snapshot applied yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(struct {
+			Node         string                `json:"node"`
+			Version      string                `json:"version"`
+			StatsDropped uint64                `json:"stats_dropped"`
+			Endpoints    []node.EndpointStatus `json:"endpoints"`
+		}{nodeID, n.Version(), dropped(), n.Endpoints()})
+	})
+	return mux
+}

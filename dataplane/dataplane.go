@@ -1,0 +1,122 @@
+// Package dataplane assembles a Sluice node: the runtime that proxies
+// traffic (package node), its subscription to the control plane (package
+// discovery), the stats reporter and the admin endpoint. cmd/sluice-dp and
+// the end-to-end tests start nodes through Start.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/admin"
+	"github.com/sluice-lb/sluice/dataplane/discovery"
+	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/dataplane/stats"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// maxSnapshotSize is the largest snapshot message a node accepts; the
+// control plane sends up to the same size (controlplane.MaxMessageSize).
+const maxSnapshotSize = 64 << 20
+
+// Options configure a node.
+type Options struct {
+	// ControlPlane is the control plane's gRPC address.
+	ControlPlane string
+	// Node identifies the node; its id must be unique in the fleet.
+	Node *sluicev1.Node
+	// AdminAddr is where /healthz, /readyz and /status are served; empty
+	// disables the admin endpoint.
+	AdminAddr string
+	Logger    *slog.Logger
+	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Dataplane is a running node.
+type Dataplane struct {
+	Node     *node.Node
+	Reporter *stats.Reporter
+
+	conn   *grpc.ClientConn
+	admin  *http.Server
+	adminL net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start validates opts, opens the admin endpoint and starts subscribing in
+// the background. The node serves nothing until its first snapshot arrives.
+func Start(opts Options) (*Dataplane, error) {
+	if err := opts.Node.Validate(); err != nil {
+		return nil, fmt.Errorf("dataplane: node: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := grpc.NewClient(opts.ControlPlane,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: control plane %s: %w", opts.ControlPlane, err)
+	}
+	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
+	d.Node = node.New(node.Options{OnConn: d.Reporter.Record, Logger: log})
+
+	if opts.AdminAddr != "" {
+		ln, err := net.Listen("tcp", opts.AdminAddr)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("dataplane: admin: %w", err)
+		}
+		d.adminL = ln
+		d.admin = &http.Server{Handler: admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped), ReadHeaderTimeout: 5 * time.Second}
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := d.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server failed", "err", err)
+			}
+		}()
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	client := &discovery.Client{Conn: conn, Node: opts.Node, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	d.wg.Add(2)
+	go func() { defer d.wg.Done(); client.Run(ctx) }()
+	go func() { defer d.wg.Done(); d.Reporter.Run(ctx, conn, opts.Node.GetId()) }()
+	return d, nil
+}
+
+// AdminAddr is the address the admin endpoint listens on, nil without one.
+func (d *Dataplane) AdminAddr() net.Addr {
+	if d.adminL == nil {
+		return nil
+	}
+	return d.adminL.Addr()
+}
+
+// Close stops subscribing and reporting, closes every listener and
+// connection, and waits for the background work to end.
+func (d *Dataplane) Close() {
+	d.cancel()
+	if d.admin != nil {
+		d.admin.Close()
+	}
+	d.Node.Close()
+	d.conn.Close()
+	d.wg.Wait()
+}

@@ -1,0 +1,276 @@
+// Package node is a dataplane node's runtime: it compiles each snapshot into
+// clusters and listeners, binds what is new, swaps the new configuration in
+// atomically and retires what the snapshot no longer names.
+//
+// Apply is called by the discovery client, one call at a time. A snapshot
+// that cannot be applied whole (invalid, or a socket that cannot be bound)
+// changes nothing: the node keeps serving its previous configuration and the
+// error goes back to the control plane as a NACK.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/health"
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// Options configure a Node.
+type Options struct {
+	// OnConn receives the record of every client connection that ends. It
+	// is called on the connection's goroutine and must not block.
+	OnConn func(*conntrack.ConnInfo)
+	Logger *slog.Logger
+}
+
+// Node runs the listeners and clusters of the snapshot it applied last.
+type Node struct {
+	opts    Options
+	log     *slog.Logger
+	checker *health.Checker
+
+	mu        sync.Mutex   // serialises Apply and Close
+	version   atomic.Value // string
+	clusters  map[string]*cluster
+	current   atomic.Pointer[map[string]*cluster] // for health rebuilds
+	rebuildMu sync.Mutex                          // orders picker rebuilds
+	listeners map[string]*listener                // by listenerKey
+	endpoints map[string]*upstream.Endpoint       // by Endpoint.Key
+	closed    bool
+}
+
+// New returns a node with no listeners.
+func New(opts Options) *Node {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	n := &Node{
+		opts:      opts,
+		log:       opts.Logger,
+		clusters:  map[string]*cluster{},
+		listeners: map[string]*listener{},
+		endpoints: map[string]*upstream.Endpoint{},
+	}
+	n.version.Store("")
+	n.checker = health.NewChecker(n.healthChanged)
+	return n
+}
+
+// Version is the version of the snapshot applied last ("" before the first).
+func (n *Node) Version() string { return n.version.Load().(string) }
+
+// Apply makes snap the node's configuration, or returns why it cannot and
+// changes nothing.
+func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
+	if err := snapshot.Validate(snap); err != nil {
+		return fmt.Errorf("invalid snapshot: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node is shutting down")
+	}
+
+	// Compile clusters. Endpoints that survive keep their *Endpoint (and so
+	// their connections, pool and counters).
+	eps := make(map[string]*upstream.Endpoint, len(n.endpoints))
+	for k, ep := range n.endpoints {
+		eps[k] = ep
+	}
+	clusters := make(map[string]*cluster, len(snap.GetClusters()))
+	used := make(map[string]bool)
+	var checks []health.Spec
+	for _, cs := range snap.GetClusters() {
+		c := compileCluster(cs, eps)
+		c.rebuild(n.checker.State)
+		clusters[c.name] = c
+		for _, m := range c.members {
+			used[m.Endpoint.Key()] = true
+		}
+		checks = append(checks, c.checks...)
+	}
+
+	// Bind new sockets before touching anything, so a failure leaves the
+	// running configuration as it was.
+	listeners := make(map[string]*listener, len(snap.GetListeners()))
+	var fresh []*listener
+	for _, ls := range snap.GetListeners() {
+		key := listenerKey(ls)
+		if l, ok := n.listeners[key]; ok {
+			listeners[key] = l
+			continue
+		}
+		ln, err := bind(ls.GetAddress())
+		if err != nil {
+			for _, l := range fresh {
+				l.ln.Close()
+			}
+			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
+		}
+		l := &listener{name: ls.GetName(), protocol: ls.GetProtocol(), ln: ln, done: make(chan struct{}), log: n.log}
+		fresh = append(fresh, l)
+		listeners[key] = l
+	}
+
+	// Swap: every listener gets its new config in one atomic store each.
+	for _, ls := range snap.GetListeners() {
+		l := listeners[listenerKey(ls)]
+		l.name = ls.GetName()
+		c := clusters[ls.GetDefaultCluster()]
+		switch ls.GetProtocol() {
+		case sluicev1.Protocol_PROTOCOL_HTTP:
+			cfg := &httpproxy.Config{
+				Listener:             ls.GetName(),
+				Director:             httpDirector{c},
+				RequestHeaderTimeout: ls.GetHttp().GetRequestHeaderTimeout().AsDuration(),
+				IdleTimeout:          ls.GetHttp().GetIdleTimeout().AsDuration(),
+				ResponseTimeout:      ls.GetHttp().GetResponseTimeout().AsDuration(),
+			}
+			if l.http == nil {
+				l.http = httpproxy.NewServer(cfg, n.opts.OnConn)
+			} else {
+				l.http.SetConfig(cfg)
+			}
+		case sluicev1.Protocol_PROTOCOL_TCP:
+			cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}}
+			if l.tcp == nil {
+				l.tcp = tcpproxy.NewServer(cfg, n.opts.OnConn)
+			} else {
+				l.tcp.SetConfig(cfg)
+			}
+		}
+	}
+	for _, l := range fresh {
+		go l.serve()
+		n.log.Info("listening", "listener", l.name, "protocol", l.protocol, "address", l.ln.Addr().String())
+	}
+
+	// Break: retire what the snapshot no longer names.
+	var retired []*listener
+	for key, l := range n.listeners {
+		if _, ok := listeners[key]; !ok {
+			retired = append(retired, l)
+		}
+	}
+	for key, ep := range eps {
+		if used[key] {
+			continue
+		}
+		delete(eps, key)
+		drain := time.Duration(0)
+		if old, ok := n.clusters[ep.Cluster]; ok {
+			drain = old.drainTimeout
+		}
+		retire(ep, drain)
+	}
+	n.clusters, n.listeners, n.endpoints = clusters, listeners, eps
+	n.current.Store(&clusters)
+	n.version.Store(version)
+	// A health change between compiling and publishing was missed by the
+	// new pickers: rebuild them once more now that they are published.
+	n.healthChanged()
+	for _, l := range retired {
+		l.close()
+		n.log.Info("listener closed", "listener", l.name)
+	}
+	n.checker.Reconcile(checks)
+	return nil
+}
+
+// inFlightGrace is the least time an HTTP request already in flight to a
+// retired endpoint is given to finish, so that removing an endpoint with
+// drain_timeout 0 does not fail the requests it is answering.
+const inFlightGrace = 10 * time.Second
+
+// retire takes an endpoint that is out of every picker. Idle pooled
+// connections close at once; TCP sessions when drainTimeout ends (at once
+// for 0); HTTP requests in flight get at least inFlightGrace, then whatever
+// is left is closed.
+func retire(ep *upstream.Endpoint, drainTimeout time.Duration) {
+	ep.Drain()
+	if drainTimeout <= 0 {
+		ep.CloseSessions()
+	} else {
+		time.AfterFunc(drainTimeout, ep.CloseSessions)
+	}
+	time.AfterFunc(max(drainTimeout, inFlightGrace), ep.Shutdown)
+}
+
+// healthChanged rebuilds every picker from the endpoints' new states. It
+// runs on a health checker goroutine, and must not take n.mu: Apply holds it
+// while it waits for removed checks to stop.
+func (n *Node) healthChanged() {
+	n.rebuildMu.Lock()
+	defer n.rebuildMu.Unlock()
+	cur := n.current.Load()
+	if cur == nil {
+		return
+	}
+	for _, c := range *cur {
+		if len(c.checks) > 0 {
+			c.rebuild(n.checker.State)
+		}
+	}
+}
+
+// EndpointStatus is a point-in-time view of one endpoint, for the admin
+// endpoint and tests.
+type EndpointStatus struct {
+	Cluster, Name, Address string
+	Health                 string
+	Inflight               int64
+	Conns                  int
+}
+
+// Endpoints lists every endpoint of the running configuration.
+func (n *Node) Endpoints() []EndpointStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []EndpointStatus
+	for _, c := range n.clusters {
+		for _, m := range c.members {
+			ep := m.Endpoint
+			h := "UP"
+			if len(c.checks) > 0 {
+				h = n.checker.State(ep.Key()).String()
+			}
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h, Inflight: ep.Inflight(), Conns: ep.Conns()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Cluster != out[j].Cluster {
+			return out[i].Cluster < out[j].Cluster
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Close stops every listener and health check and closes all connections.
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	listeners := n.listeners
+	n.listeners = map[string]*listener{}
+	eps := n.endpoints
+	n.endpoints = map[string]*upstream.Endpoint{}
+	n.mu.Unlock()
+	n.checker.Stop()
+	for _, l := range listeners {
+		l.close()
+	}
+	for _, ep := range eps {
+		ep.Shutdown()
+	}
+}

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/health"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+const testTimeout = 5 * time.Second
+
+func newNode(t *testing.T) *Node {
+	t.Helper()
+	n := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(n.Close)
+	return n
+}
+
+func parse(t *testing.T, format string, args ...any) *sluicev1.Snapshot {
+	t.Helper()
+	s, err := snapshot.Parse([]byte(fmt.Sprintf(format, args...)), "")
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return s
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func backend(t *testing.T, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestCompileDefaults(t *testing.T) {
+	s := parse(t, `
+clusters:
+  - name: web
+    health_check: {}
+    endpoints:
+      - { name: a, address: 127.0.0.1:1 }
+      - { name: b, address: 127.0.0.1:2, weight: 0 }
+      - { name: s, address: 127.0.0.1:3, backup: true }
+`)
+	c := compileCluster(s.GetClusters()[0], map[string]*upstream.Endpoint{})
+	if c.connectTimeout != defaultConnectTimeout || c.drainTimeout != 0 {
+		t.Errorf("timeouts connect %v drain %v, want %v and 0", c.connectTimeout, c.drainTimeout, defaultConnectTimeout)
+	}
+	if got := []uint32{c.members[0].Weight, c.members[1].Weight}; got[0] != 1 || got[1] != 0 {
+		t.Errorf("weights %v, want unset -> 1 and explicit 0 kept", got)
+	}
+	if !c.members[2].Backup {
+		t.Errorf("backup flag lost")
+	}
+	want := health.Spec{Interval: defaultCheckInterval, Timeout: defaultCheckInterval, Fall: defaultFall, Rise: defaultRise}
+	if len(c.checks) != 3 {
+		t.Fatalf("%d checks, want one per endpoint", len(c.checks))
+	}
+	got := c.checks[0]
+	got.Key, got.Addr = "", ""
+	if got != want {
+		t.Errorf("check defaults %+v, want %+v", got, want)
+	}
+}
+
+// TestListenerSurvivesApply: a connection open on a listener whose address
+// and protocol did not change goes on across an apply, and its next request
+// follows the new snapshot.
+func TestListenerSurvivesApply(t *testing.T) {
+	n := newNode(t)
+	a, b := backend(t, "a"), backend(t, "b")
+	addr := freeAddr(t)
+	const tmpl = `
+clusters:
+  - name: web
+    endpoints: [{ name: e, address: "%s" }]
+listeners:
+  - { name: %s, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	if err := n.Apply("1", parse(t, tmpl, a, "one", addr)); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+	do := func() string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "http://"+addr+"/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if got := do(); got != "a" {
+		t.Fatalf("before apply: %q, want a", got)
+	}
+	// Renaming the listener keeps its socket; the endpoint moves to b.
+	if err := n.Apply("2", parse(t, tmpl, b, "renamed", addr)); err != nil {
+		t.Fatal(err)
+	}
+	if got := do(); got != "b" || !reused {
+		t.Errorf("after apply: %q, connection reused %v; want b over the same connection", got, reused)
+	}
+	if n.Version() != "2" {
+		t.Errorf("version %q, want 2", n.Version())
+	}
+}
+
+// TestFailedApplyChangesNothing: a snapshot whose listener cannot be bound
+// is refused whole; the running one keeps serving and new sockets of the
+// refused snapshot are released.
+func TestFailedApplyChangesNothing(t *testing.T) {
+	n := newNode(t)
+	a := backend(t, "a")
+	addr, fresh := freeAddr(t), freeAddr(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ok := parse(t, `
+clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
+`, a, addr)
+	if err := n.Apply("1", ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := parse(t, `
+clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+listeners:
+  - { name: l, address: "%s", protocol: HTTP, default_cluster: web }
+  - { name: new, address: "%s", protocol: TCP, default_cluster: web }
+  - { name: clash, address: "%s", protocol: TCP, default_cluster: web }
+`, a, addr, fresh, taken.Addr())
+	err = n.Apply("2", bad)
+	if err == nil || !strings.Contains(err.Error(), "listener clash") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Apply = %v, want listener clash: address already in use", err)
+	}
+	if n.Version() != "1" {
+		t.Errorf("version %q after refused apply, want 1", n.Version())
+	}
+	// The socket bound for listener "new" was released.
+	if ln, err := net.Listen("tcp", fresh); err != nil {
+		t.Errorf("address of the refused snapshot's listener still bound: %v", err)
+	} else {
+		ln.Close()
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("running config after refused apply: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// TestInvalidSnapshotRefused: the node checks what it is given even though
+// the control plane validated it.
+func TestInvalidSnapshotRefused(t *testing.T) {
+	n := newNode(t)
+	s := &sluicev1.Snapshot{Listeners: []*sluicev1.Listener{{Name: "l", Address: "127.0.0.1:1", Protocol: sluicev1.Protocol_PROTOCOL_TCP, DefaultCluster: "missing"}}}
+	if err := n.Apply("1", s); err == nil || !strings.Contains(err.Error(), "listeners[0].default_cluster") {
+		t.Errorf("Apply = %v, want a fault at listeners[0].default_cluster", err)
+	}
+}
