@@ -1,0 +1,157 @@
+package httpproxy
+
+import (
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// The exchange buffers come from size-classed free lists of memory mapped
+// outside the Go heap (bufpool_unix.go), for one reason: memory taken by a
+// burst goes back to the operating system soon after it.
+//
+// Go's heap keeps what it grew to until a garbage collection frees it and
+// the scavenger returns it, and a proxy that does not allocate per request
+// rarely collects. A burst of new connections is served breadth first (every
+// new request is read and sent before earlier responses are relayed), so it
+// can hold thousands of exchanges at once; with heap buffers the process
+// would keep that peak for minutes, and the memory per idle connection seen
+// after a burst would be several times the real one. Here, buffers that sat
+// unused through a whole trim interval are released (MADV_DONTNEED) and
+// stay mapped for reuse; a steady load never releases the buffers it keeps
+// using.
+type bufClass struct {
+	size int
+	slab int // buffers mapped at once
+
+	mu   sync.Mutex
+	hot  [][]byte // resident, most recently returned last
+	cold [][]byte // released to the OS or never touched; fault in on use
+	low  int      // fewest hot buffers since the last trim
+}
+
+// keepHot is how many idle buffers per class are never released.
+const keepHot = 32
+
+// trimInterval is how long a buffer must stay unused to be released.
+const trimInterval = time.Second
+
+var (
+	rbClass  = &bufClass{size: rbSize, slab: 64}
+	wbClass  = &bufClass{size: wbSize, slab: 64}
+	bbClass  = &bufClass{size: bbSize, slab: 64}
+	bigClass = &bufClass{size: bigBufSize, slab: 4}
+
+	trimOnce sync.Once
+)
+
+func classOf(b []byte) *bufClass {
+	switch cap(b) {
+	case rbSize:
+		return rbClass
+	case wbSize:
+		return wbClass
+	case bbSize:
+		return bbClass
+	case bigBufSize:
+		return bigClass
+	}
+	return nil
+}
+
+// get returns a buffer of the class's size (len == cap == size).
+func (c *bufClass) get() []byte {
+	c.mu.Lock()
+	if n := len(c.hot); n > 0 {
+		b := c.hot[n-1]
+		c.hot[n-1] = nil
+		c.hot = c.hot[:n-1]
+		if n-1 < c.low {
+			c.low = n - 1
+		}
+		c.mu.Unlock()
+		return b
+	}
+	c.low = 0
+	if n := len(c.cold); n > 0 {
+		b := c.cold[n-1]
+		c.cold[n-1] = nil
+		c.cold = c.cold[:n-1]
+		c.mu.Unlock()
+		return b
+	}
+	c.mu.Unlock()
+	return c.grow()
+}
+
+// grow maps a slab, keeps all but one buffer as cold (untouched pages are
+// not resident) and returns that one.
+func (c *bufClass) grow() []byte {
+	trimOnce.Do(func() { go trimLoop() })
+	bufs := mapBuffers(c.size, c.slab)
+	c.mu.Lock()
+	c.cold = append(c.cold, bufs[1:]...)
+	c.mu.Unlock()
+	return bufs[0]
+}
+
+// put returns a buffer obtained from get.
+func (c *bufClass) put(b []byte) {
+	b = b[:c.size]
+	c.mu.Lock()
+	c.hot = append(c.hot, b)
+	c.mu.Unlock()
+}
+
+// trim releases the buffers that stayed hot but unused since the last trim,
+// beyond keepHot, oldest first, and returns how many.
+func (c *bufClass) trim() int {
+	c.mu.Lock()
+	n := min(c.low, len(c.hot)) - keepHot
+	if n <= 0 {
+		c.low = len(c.hot)
+		c.mu.Unlock()
+		return 0
+	}
+	victims := make([][]byte, n)
+	copy(victims, c.hot[:n])
+	rest := copy(c.hot, c.hot[n:])
+	clear(c.hot[rest:])
+	c.hot = c.hot[:rest]
+	c.low = len(c.hot)
+	c.mu.Unlock()
+	for _, b := range victims {
+		releaseBuffer(b)
+	}
+	c.mu.Lock()
+	c.cold = append(c.cold, victims...)
+	c.mu.Unlock()
+	return n
+}
+
+// burstBuffers is how many buffers released at once mark the end of a
+// burst, after which freed Go heap is returned to the OS as well, at most
+// once per freeOSInterval (it costs a garbage collection).
+const (
+	burstBuffers   = 256
+	freeOSInterval = 30 * time.Second
+)
+
+func trimLoop() {
+	var lastFree time.Time
+	for now := range time.Tick(trimInterval) {
+		released := 0
+		for _, c := range []*bufClass{rbClass, wbClass, bbClass, bigClass} {
+			released += c.trim()
+		}
+		if released >= burstBuffers && now.Sub(lastFree) >= freeOSInterval {
+			// The burst's exchange states and worker stacks were freed into
+			// the Go heap, which would keep them resident for minutes. Two
+			// collections: pooled exchange states survive the first one.
+			lastFree = now
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// clientConn is the state of one client connection that survives between
+// requests. It stays small: the buffers live in x, which is nil while the
+// connection idles.
+type clientConn struct {
+	srv *Server
+	c   net.Conn
+	tcp *net.TCPConn // c, when it is one (splice, raw reads)
+	x   *exchange
+
+	// Raw socket access (raw_unix.go); raw is nil where unsupported.
+	raw             syscall.RawConn
+	readFn, writeFn func(fd uintptr) bool
+	rawN            int
+	rawErr          error
+	rawP            []byte
+
+	rdl    time.Time // the read deadline last set on c
+	linger bool      // drain the client's input before closing (see lingerClose)
+	reason sluicev1.CloseReason
+	info   ConnInfo
+}
+
+// closeCheckInterval bounds how long a wait on an endpoint goes without
+// checking that the client connection was not closed from outside.
+const closeCheckInterval = time.Second
+
+// serve alternates two phases until the connection ends (cc.reason says
+// why): waiting for the first bytes of the next request, on the
+// connection's own goroutine, and serving requests while bytes are at hand,
+// on a worker goroutine (runBusy). The connection's goroutine thus never
+// runs the deep exchange code, and its stack stays at the 2 KiB minimum
+// while the connection idles; the stacks that grow are the workers', one
+// per busy connection.
+func (cc *clientConn) serve() {
+	for {
+		if (cc.x == nil || cc.x.rs == cc.x.re) && !cc.waitRequest() {
+			return
+		}
+		if !runBusy(cc) {
+			return
+		}
+	}
+}
+
+// busy serves requests while the read buffer holds bytes of one. It
+// returns true when the buffer is empty and the connection is kept.
+func (cc *clientConn) busy() bool {
+	for {
+		switch cc.readRequest() {
+		case headEnd:
+			return false
+		case headIdle:
+			return true
+		}
+		if !cc.exchange(cc.srv.cfg.Load()) {
+			return false
+		}
+	}
+}
+
+// waitRequest waits for the first bytes of the next request. A new
+// connection gets RequestHeaderTimeout for its first request, from accept,
+// as with HAProxy's timeout http-request; a keep-alive connection waits
+// IdleTimeout for the next one. Either ends the connection quietly.
+func (cc *clientConn) waitRequest() bool {
+	cfg := cc.srv.cfg.Load()
+	wait := cfg.IdleTimeout
+	if cc.info.Requests == 0 {
+		wait = cfg.RequestHeaderTimeout
+	}
+	for {
+		n, err := cc.idleRead(wait)
+		if n > 0 {
+			cc.x.re += n
+			cc.info.BytesIn += uint64(n)
+			return true
+		}
+		if err != nil {
+			cc.reason = clientReason(err)
+			return false
+		}
+	}
+}
+
+// Outcomes of readRequest.
+const (
+	headReady = iota // a request head is parsed in cc.x.req
+	headIdle         // the read buffer is empty: wait for the next request
+	headEnd          // the connection ends
+)
+
+// readRequest parses the next request head from the read buffer into
+// cc.x.req, reading the rest of a partial head under RequestHeaderTimeout.
+// With headEnd, cc.reason is set and any error response written.
+func (cc *clientConn) readRequest() int {
+	x := cc.x
+	empties := 0
+	for {
+		for x.rs < x.re && (x.rb[x.rs] == '\r' || x.rb[x.rs] == '\n') {
+			// RFC 9112 §2.2: ignore empty lines before a request line.
+			x.rs++
+			x.scan = 0
+			if empties++; empties > 8 {
+				return cc.refuse(errLeadingLines)
+			}
+		}
+		if x.rs == x.re {
+			x.rs, x.re, x.scan = 0, 0, 0
+			return headIdle
+		}
+		end, next := findHeadEnd(x.rb[x.rs:x.re], x.scan)
+		if end > 0 {
+			x.scan = 0
+			x.headArmed = false
+			if end > maxHead {
+				return cc.refuse(errHeadTooLarge)
+			}
+			if err := x.req.parse(x.rb[x.rs : x.rs+end]); err != nil {
+				return cc.refuse(err)
+			}
+			x.headLen = end
+			return headReady
+		}
+		x.scan = next
+		if x.re-x.rs > maxHead {
+			return cc.refuse(errHeadTooLarge)
+		}
+
+		if x.re == len(x.rb) {
+			x.rb, x.rs, x.re = growRead(x.rb, x.rs, x.re)
+			x.scan = 0
+		}
+		if !x.headArmed {
+			// The head started arriving: it has RequestHeaderTimeout from
+			// now to complete.
+			x.headArmed = true
+			cc.armRead(cc.srv.cfg.Load().RequestHeaderTimeout, true)
+		}
+		n, err := cc.c.Read(x.rb[x.re:])
+		if n > 0 {
+			x.re += n
+			cc.info.BytesIn += uint64(n)
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
+			return cc.refuse(errRequestTimeout)
+		}
+		cc.reason = clientReason(err)
+		return headEnd
+	}
+}
+
+// idleRead waits for the next request's first bytes. Where raw reads are
+// available, the exchange goes back to the pool during the wait and a fresh
+// one is taken when bytes arrive (readFn), at no extra syscall.
+func (cc *clientConn) idleRead(idle time.Duration) (int, error) {
+	cc.armRead(idle, false)
+	if cc.raw == nil {
+		if cc.x == nil {
+			cc.x = getExchange()
+		}
+		return cc.c.Read(cc.x.rb[cc.x.re:])
+	}
+	if err := cc.raw.Read(cc.readFn); err != nil {
+		return 0, err
+	}
+	return cc.rawN, cc.rawErr
+}
+
+// armRead sets the client read deadline to now+d. Unless exact, a deadline
+// already within d/8 of that is kept: the keep-alive wait then costs a
+// clock read rather than a timer update per request.
+func (cc *clientConn) armRead(d time.Duration, exact bool) {
+	dl := time.Now().Add(d)
+	if !exact && !cc.rdl.After(dl) && dl.Sub(cc.rdl) <= d/8 {
+		return
+	}
+	cc.rdl = dl
+	cc.c.SetReadDeadline(dl)
+}
+
+// readClient reads request body bytes from the client, with IdleTimeout as
+// the inactivity bound.
+func (cc *clientConn) readClient(p []byte) (int, error) {
+	cc.armRead(cc.srv.cfg.Load().IdleTimeout, false)
+	n, err := cc.c.Read(p)
+	cc.info.BytesIn += uint64(n)
+	if n > 0 {
+		return n, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return 0, err
+}
+
+// write writes p to the client. The first attempt is a plain non-blocking
+// write with no deadline to arm; only when the socket buffer is full does the
+// rest go through a blocking write bounded by IdleTimeout.
+func (cc *clientConn) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if cc.raw != nil {
+		cc.rawP = p
+		err := cc.raw.Write(cc.writeFn)
+		cc.rawP = nil
+		if err == nil {
+			err = cc.rawErr
+		}
+		if err != nil {
+			return err
+		}
+		cc.info.BytesOut += uint64(cc.rawN)
+		p = p[cc.rawN:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+	cc.c.SetWriteDeadline(time.Now().Add(cc.srv.cfg.Load().IdleTimeout))
+	n, err := cc.c.Write(p)
+	cc.info.BytesOut += uint64(n)
+	cc.c.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// refuse answers a request the proxy will not forward and ends the
+// connection.
+func (cc *clientConn) refuse(e *statusError) int {
+	x := cc.x
+	x.wb = appendStatusResponse(x.wb[:0], e, 1, false, false)
+	cc.write(x.wb)
+	x.wb = x.wb[:0]
+	cc.reason = e.reason
+	cc.linger = true
+	return headEnd
+}
+
+// lingerClose half-closes the connection and discards what the client still
+// sends for a short while, so that the error response just written is not
+// destroyed by a reset when we close with unread input (RFC 9112 §9.6).
+func (cc *clientConn) lingerClose() {
+	if cc.tcp == nil {
+		return
+	}
+	cc.tcp.CloseWrite()
+	cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var buf []byte
+	if cc.x != nil {
+		buf = cc.x.rb
+	} else {
+		buf = make([]byte, 4096)
+	}
+	for total := 0; total < 1<<20; {
+		n, err := cc.c.Read(buf)
+		cc.info.BytesIn += uint64(n)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// clientReason maps a client I/O error to a close reason.
+func clientReason(err error) sluicev1.CloseReason {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	case errors.Is(err, net.ErrClosed):
+		return sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
+	case isTimeout(err):
+		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
+	}
+	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+}

@@ -1,0 +1,997 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Sentinels of endpoint I/O that are not plain errors of the endpoint.
+var (
+	// errClientGone: the client connection was closed from outside while we
+	// waited on the endpoint. Nothing more is written.
+	errClientGone = &statusError{0, "client connection closed", sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED}
+	// errClientAbort: reading the request body from the client failed.
+	errClientAbort = &statusError{0, "client aborted", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
+)
+
+const (
+	// spliceMin is the body remainder from which a Content-Length body
+	// between two TCP connections is spliced rather than copied.
+	spliceMin = 64 << 10
+	// splicePiece bounds one splice call so deadlines are renewed between.
+	splicePiece = 4 << 20
+	// maxInterim bounds the 1xx responses accepted before the final one.
+	maxInterim = 16
+)
+
+// exchange forwards the request whose head is parsed in cc.x.req and its
+// response. It returns whether the client connection stays open.
+func (cc *clientConn) exchange(cfg *Config) bool {
+	x := cc.x
+	req := &x.req
+	cc.info.Requests++
+	x.headReq = string(req.Method()) == "HEAD"
+	x.minor = req.minor
+	x.keep = !req.closeConn
+	x.reqBody = req.body
+	x.reqLeft = req.contentLength
+	x.bodySent, x.bodyInWB, x.respStarted = false, false, false
+	x.bs, x.be, x.bscan = 0, 0, 0
+	x.chunk.reset()
+
+	var ep *upstream.Endpoint
+	var connectTimeout time.Duration
+	err := ErrNoEndpoint
+	if cfg.Director != nil {
+		ep, connectTimeout, err = cfg.Director.Pick(req)
+	}
+	if err != nil || ep == nil {
+		x.rs += x.headLen
+		return cc.answer(errNoEndpointStatus)
+	}
+	cc.info.Cluster, cc.info.Endpoint = ep.Cluster, ep.Name
+	x.ep = ep
+	keep := cc.forward(cfg, ep, connectTimeout)
+	cc.endpointDone(nil, false)
+	return keep
+}
+
+// endpointDone ends the exchange's use of its endpoint, once: bc (if any) is
+// pooled when reusable or closed, and the endpoint's in-flight count is
+// released. The relays call it as soon as the response was read in full,
+// before its last bytes go to the client, so that the connection is back in
+// the pool (and the count right for LEAST_CONN) by the time the client can
+// send its next request.
+func (cc *clientConn) endpointDone(bc *net.TCPConn, reusable bool) {
+	x := cc.x
+	ep := x.ep
+	if ep == nil {
+		return
+	}
+	x.ep = nil
+	if bc != nil {
+		if reusable {
+			ep.PutIdle(bc)
+		} else {
+			ep.Close(bc)
+		}
+	}
+	ep.Release()
+}
+
+// bodyRead is endpointDone for a response read in full: the connection is
+// reusable if the endpoint said so and sent nothing beyond the body.
+func (cc *clientConn) bodyRead(bc *net.TCPConn) {
+	x := cc.x
+	cc.endpointDone(bc, x.reusable && x.be == x.bs)
+}
+
+// answer ends the exchange with the proxy's own response e. The connection
+// stays open if the client wants it and its request was read in full.
+func (cc *clientConn) answer(e *statusError) bool {
+	x := cc.x
+	if e.status == 0 {
+		cc.reason = e.reason
+		return false
+	}
+	if x.respStarted {
+		// Part of the response went out: all we can do is cut it short.
+		cc.reason = e.reason
+		return false
+	}
+	keep := x.keep && cc.skipBufferedBody()
+	x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
+	err := cc.write(x.wb)
+	x.wb = x.wb[:0]
+	if err != nil {
+		cc.reason = clientReason(err)
+		return false
+	}
+	if !keep {
+		cc.reason = e.reason
+		cc.linger = true
+	}
+	return keep
+}
+
+// skipBufferedBody consumes what is left of the request body if it is all
+// in the read buffer, and reports whether the request is now read in full.
+func (cc *clientConn) skipBufferedBody() bool {
+	x := cc.x
+	switch x.reqBody {
+	case bodyNone:
+		return true
+	case bodyLength:
+		if x.reqLeft <= int64(x.re-x.rs) {
+			x.rs += int(x.reqLeft)
+			x.reqLeft = 0
+			x.reqBody = bodyNone
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends the request to ep and relays the response. Release of ep is
+// the caller's.
+func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, connectTimeout time.Duration) bool {
+	x := cc.x
+	req := &x.req
+	hasBody := req.body == bodyChunked || req.body == bodyLength && req.contentLength > 0
+	x.wb = appendRequestHead(x.wb[:0], req, ep.Addr)
+	x.rs += x.headLen
+	// From here on req's slices may go stale: rb carries the body.
+
+	// With Expect: 100-continue and no body byte sent yet, the head goes
+	// alone and the body follows the endpoint's 100 (or never, if it
+	// answers first).
+	expect := req.expect100 && x.minor == 1 && x.reqBody != bodyNone && x.rs == x.re
+	if !expect {
+		if e := cc.bufferedBody(); e != nil {
+			return cc.answer(e)
+		}
+	}
+
+	x.start = time.Now()
+	x.hard = x.start.Add(cfg.ResponseTimeout)
+	bc, reused, e := cc.connect(ep, connectTimeout, hasBody)
+	if e != nil {
+		return cc.answer(e)
+	}
+	retried := false
+	for {
+		gotByte := false
+		e := cc.send(bc, expect)
+		if e == nil {
+			e, gotByte = cc.readResponseHead(bc, expect)
+			if e == errContinue {
+				// The endpoint wants the body.
+				expect = false
+				if e = cc.sendBody(bc); e == nil {
+					x.hard = time.Now().Add(cfg.ResponseTimeout)
+					cc.armEndpoint(bc, time.Now())
+					e, gotByte = cc.readResponseHead(bc, false)
+				}
+				gotByte = true
+			}
+		}
+		if e == nil {
+			return cc.relayResponse(ep, bc)
+		}
+		if reused && !retried && !gotByte && !x.bodySent && e.status == 502 && !ep.Draining() {
+			// A pooled connection the endpoint had closed while idle: try
+			// once more on a fresh one. Nothing of the body was consumed.
+			ep.Close(bc)
+			retried = true
+			bc, reused, e = cc.dial(ep, connectTimeout)
+			if e != nil {
+				return cc.answer(e)
+			}
+			continue
+		}
+		cc.endpointDone(bc, false)
+		if e.status == 502 && ep.Draining() {
+			e = errDrained
+		}
+		return cc.answer(e)
+	}
+}
+
+// errContinue is readResponseHead's "100 Continue came, send the body".
+var errContinue = &statusError{100, "continue", 0}
+
+// bufferedBody appends to x.wb the part of the request body already read
+// with the head, as far as it fits, so that head and a small body leave in
+// one write.
+func (cc *clientConn) bufferedBody() *statusError {
+	x := cc.x
+	switch x.reqBody {
+	case bodyLength:
+		n := x.re - x.rs
+		if int64(n) > x.reqLeft {
+			n = int(x.reqLeft)
+		}
+		if room := cap(x.wb) - len(x.wb); n > room {
+			n = room
+		}
+		x.wb = append(x.wb, x.rb[x.rs:x.rs+n]...)
+		x.rs += n
+		x.reqLeft -= int64(n)
+		x.bodyInWB = n > 0
+		if x.reqLeft == 0 {
+			x.reqBody = bodyNone
+		}
+	case bodyChunked:
+		n, out, err := x.chunk.decode(x.rb[x.rs:x.re], x.wb, true)
+		x.wb = out
+		x.rs += n
+		x.bodyInWB = n > 0
+		if err != nil {
+			return errChunked
+		}
+		if x.chunk.done() {
+			x.reqBody = bodyNone
+		}
+	}
+	return nil
+}
+
+// connect takes a pooled connection to ep, or dials one. probe checks a
+// pooled connection is still open before a request that cannot be replayed
+// is sent on it.
+func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (*net.TCPConn, bool, *statusError) {
+	for {
+		c := ep.GetIdle()
+		if c == nil {
+			break
+		}
+		bc, ok := c.(*net.TCPConn)
+		if !ok || (probe && !alive(bc)) {
+			ep.Close(c)
+			continue
+		}
+		return bc, true, nil
+	}
+	return cc.dial(ep, timeout)
+}
+
+func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (*net.TCPConn, bool, *statusError) {
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	bc, err := ep.Dial(context.Background(), timeout)
+	if err != nil {
+		if errors.Is(err, upstream.ErrClosed) {
+			return nil, false, errDrained
+		}
+		return nil, false, errConnectFailed
+	}
+	return bc, false, nil
+}
+
+// send writes x.wb (the head, maybe with the start of the body) and, unless
+// expect, the rest of the request body.
+func (cc *clientConn) send(bc *net.TCPConn, expect bool) *statusError {
+	x := cc.x
+	cc.armEndpoint(bc, x.start) // one clock read per exchange on the fast path
+	if x.bodyInWB {
+		x.bodySent = true
+	}
+	if err := cc.writeEndpoint(bc, x.wb); err != nil {
+		return endpointError(err)
+	}
+	if expect || x.reqBody == bodyNone {
+		return nil
+	}
+	if e := cc.sendBody(bc); e != nil {
+		return e
+	}
+	// The body streamed for a while: the response wait starts now.
+	x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	cc.armEndpoint(bc, time.Now())
+	return nil
+}
+
+// sendBody forwards the rest of the request body from the client.
+func (cc *clientConn) sendBody(bc *net.TCPConn) *statusError {
+	x := cc.x
+	switch x.reqBody {
+	case bodyLength:
+		return cc.sendLengthBody(bc)
+	case bodyChunked:
+		return cc.sendChunkedBody(bc)
+	}
+	return nil
+}
+
+func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
+	x := cc.x
+	// Buffered bytes that did not fit next to the head.
+	if n := x.re - x.rs; n > 0 && x.reqLeft > 0 {
+		if int64(n) > x.reqLeft {
+			n = int(x.reqLeft)
+		}
+		x.bodySent = true
+		if err := cc.writeEndpoint(bc, x.rb[x.rs:x.rs+n]); err != nil {
+			return endpointError(err)
+		}
+		x.rs += n
+		x.reqLeft -= int64(n)
+	}
+	if x.rs == x.re {
+		x.rs, x.re = 0, 0
+	}
+	for x.reqLeft > 0 {
+		x.bodySent = true
+		if x.reqLeft >= spliceMin && cc.tcp != nil {
+			// Splice from the client to the endpoint. A write deadline that
+			// fires while splice holds bytes in its pipe loses them, so the
+			// endpoint side gets the full ResponseTimeout here rather than
+			// the close-check slices; only a client-side read deadline may
+			// interrupt the call safely.
+			cfg := cc.srv.cfg.Load()
+			cc.armRead(cfg.IdleTimeout, true)
+			bc.SetWriteDeadline(time.Now().Add(cfg.ResponseTimeout))
+			x.lr.R, x.lr.N = cc.tcp, min(x.reqLeft, splicePiece)
+			n, err := bc.ReadFrom(&x.lr)
+			x.lr.R = nil
+			cc.info.BytesIn += uint64(n)
+			x.reqLeft -= n
+			if err != nil {
+				if isTimeout(err) && !cc.rdl.Before(time.Now()) {
+					return errResponseTimeout // the endpoint stopped reading
+				}
+				return cc.bodyError(err)
+			}
+			if n == 0 {
+				return errClientAbort // EOF before the declared length
+			}
+			continue
+		}
+		p := x.rb[:min(int64(len(x.rb)), x.reqLeft)]
+		n, err := cc.readClient(p)
+		if err != nil {
+			return cc.bodyError(err)
+		}
+		if err := cc.writeEndpoint(bc, p[:n]); err != nil {
+			return endpointError(err)
+		}
+		x.reqLeft -= int64(n)
+		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	}
+	x.reqBody = bodyNone
+	return nil
+}
+
+func (cc *clientConn) sendChunkedBody(bc *net.TCPConn) *statusError {
+	x := cc.x
+	x.wb = x.wb[:0]
+	for {
+		n, out, err := x.chunk.decode(x.rb[x.rs:x.re], x.wb, true)
+		x.wb = out
+		x.rs += n
+		if err != nil {
+			return errChunked
+		}
+		if x.chunk.done() || len(x.wb) > 0 {
+			x.bodySent = true
+			if err := cc.writeEndpoint(bc, x.wb); err != nil {
+				return endpointError(err)
+			}
+			x.wb = x.wb[:0]
+			if x.chunk.done() {
+				x.reqBody = bodyNone
+				return nil
+			}
+			continue
+		}
+		// The decoder needs more input.
+		if x.re == len(x.rb) || x.rs == x.re {
+			x.rb, x.rs, x.re = growRead(x.rb, x.rs, x.re)
+		}
+		m, rerr := cc.readClient(x.rb[x.re:])
+		if rerr != nil {
+			return cc.bodyError(rerr)
+		}
+		x.re += m
+		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	}
+}
+
+// bodyError maps a failure to read the request body from the client.
+func (cc *clientConn) bodyError(err error) *statusError {
+	if isTimeout(err) {
+		return errRequestTimeout
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return errClientGone
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		return errServerClosed // splice could not write to the endpoint
+	}
+	return errClientAbort
+}
+
+// armEndpoint sets bc's deadline for the next step: the hard deadline, but
+// at most closeCheckInterval away so that a client closed from outside is
+// noticed (endpointStalled).
+func (cc *clientConn) armEndpoint(bc *net.TCPConn, now time.Time) {
+	x := cc.x
+	dl := now.Add(closeCheckInterval)
+	if x.hard.Before(dl) {
+		dl = x.hard
+	}
+	bc.SetDeadline(dl)
+}
+
+// endpointStalled runs when an endpoint operation hit its slice deadline. It
+// returns the error that ends the wait, or nil after arming the next slice.
+func (cc *clientConn) endpointStalled(bc *net.TCPConn) *statusError {
+	if !time.Now().Before(cc.x.hard) {
+		return errResponseTimeout
+	}
+	// A closed connection refuses deadlines: a cheap way to ask whether
+	// the listener closed the client connection under us.
+	if err := cc.c.SetWriteDeadline(time.Time{}); err != nil {
+		return errClientGone
+	}
+	cc.armEndpoint(bc, time.Now())
+	return nil
+}
+
+// writeEndpoint writes p to the endpoint, renewing slices while it makes
+// progress. Errors are returned raw for endpointError.
+func (cc *clientConn) writeEndpoint(bc *net.TCPConn, p []byte) error {
+	for len(p) > 0 {
+		n, err := bc.Write(p)
+		p = p[n:]
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) {
+			return err
+		}
+		if n > 0 {
+			cc.x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+		}
+		if e := cc.endpointStalled(bc); e != nil {
+			return stalledError{e}
+		}
+	}
+	return nil
+}
+
+// readEndpoint reads from the endpoint into p, waiting across slices.
+func (cc *clientConn) readEndpoint(bc *net.TCPConn, p []byte) (int, error) {
+	for {
+		n, err := bc.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) {
+			return 0, err
+		}
+		if e := cc.endpointStalled(bc); e != nil {
+			return 0, stalledError{e}
+		}
+	}
+}
+
+// stalledError carries a statusError decided while waiting on the endpoint.
+type stalledError struct{ e *statusError }
+
+func (s stalledError) Error() string { return s.e.Error() }
+
+// endpointError maps an endpoint I/O error to the answer the client gets.
+func endpointError(err error) *statusError {
+	var s stalledError
+	if errors.As(err, &s) {
+		return s.e
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return errServerClosed
+	}
+	return errServerIO
+}
+
+// readResponseHead reads the endpoint's response head into x.resp. Interim
+// 1xx responses are forwarded to an HTTP/1.1 client and skipped; with
+// stopAt100 a 100 Continue returns errContinue. gotByte says whether any
+// response byte arrived (a request is never replayed after one).
+func (cc *clientConn) readResponseHead(bc *net.TCPConn, stopAt100 bool) (*statusError, bool) {
+	x := cc.x
+	interim := 0
+	gotByte := x.be > x.bs
+	for {
+		if x.be > x.bs {
+			end, next := findHeadEnd(x.bb[x.bs:x.be], x.bscan)
+			if end > 0 {
+				x.bscan = 0
+				if end > maxHead {
+					return errRespTooLarge, true
+				}
+				if e := x.resp.parse(x.bb[x.bs:x.bs+end], x.headReq); e != nil {
+					return e, true
+				}
+				x.respLen = end
+				st := x.resp.status
+				if st == 101 {
+					return errRespSwitching, true
+				}
+				if st >= 200 {
+					return nil, true
+				}
+				x.bs += end
+				if interim++; interim > maxInterim {
+					return errRespMalformed, true
+				}
+				if x.minor == 1 {
+					x.wb = appendInterimHead(x.wb[:0], &x.resp)
+					err := cc.write(x.wb)
+					x.wb = x.wb[:0]
+					if err != nil {
+						cc.reason = clientReason(err)
+						return errClientAbort, true
+					}
+				}
+				if st == 100 && stopAt100 {
+					return errContinue, true
+				}
+				continue
+			}
+			x.bscan = next
+			if x.be-x.bs > maxHead {
+				return errRespTooLarge, true
+			}
+			if x.be == len(x.bb) {
+				x.bb, x.bs, x.be = growRead(x.bb, x.bs, x.be)
+				x.bscan = 0
+			}
+		} else {
+			x.bs, x.be, x.bscan = 0, 0, 0
+		}
+		n, err := cc.readEndpoint(bc, x.bb[x.be:])
+		if err != nil {
+			e := endpointError(err)
+			if gotByte && e == errServerClosed {
+				e = errBadResponse // cut short in the middle of a head
+			}
+			return e, gotByte || interim > 0
+		}
+		x.be += n
+		gotByte = true
+	}
+}
+
+// Output framings of a response body.
+const (
+	outNone    uint8 = iota // no body
+	outLength               // Content-Length, copied
+	outChunked              // chunked, re-encoded or encoded from close-delimited
+	outClose                // close-delimited: copied until the endpoint closes
+	outDechunk              // chunked in, close-delimited out (HTTP/1.0 client)
+)
+
+// relayResponse forwards the parsed final response head and its body to
+// the client; the endpoint connection is pooled or closed on the way
+// (bodyRead). It returns whether the client connection stays open.
+func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool {
+	x := cc.x
+	resp := &x.resp
+	keep := x.keep && x.reqBody == bodyNone
+	x.reusable = resp.reusable && x.reqBody == bodyNone
+	var out uint8
+	switch resp.body {
+	case bodyNone:
+		out = outNone
+	case bodyLength:
+		out = outLength
+	case bodyChunked:
+		out = outChunked
+		if x.minor == 0 {
+			out, keep = outDechunk, false
+		}
+	case bodyClose:
+		out = outChunked
+		if x.minor == 0 {
+			out, keep = outClose, false
+		}
+	}
+	if !keep && x.reqBody != bodyNone {
+		// The client's body was never read (the endpoint answered an
+		// Expect: 100-continue request without asking for it).
+		cc.linger = true
+	}
+	x.wb = appendResponseHead(x.wb[:0], resp, x.minor, keep, out)
+	x.bs += x.respLen
+
+	var e *statusError
+	switch out {
+	case outNone:
+		cc.bodyRead(bc)
+		e = cc.flush()
+	case outLength:
+		e = cc.relayLength(bc, resp.contentLength)
+	case outChunked, outDechunk:
+		if resp.body == bodyClose {
+			e = cc.relayCloseChunked(bc)
+		} else {
+			e = cc.relayChunked(bc, out == outChunked)
+		}
+	case outClose:
+		e = cc.relayClose(bc)
+	}
+	x.bs, x.be = 0, 0
+	if e != nil {
+		cc.endpointDone(bc, false)
+		if e.status == 502 && ep.Draining() {
+			e = errDrained
+		}
+		return cc.answer(e)
+	}
+	cc.endpointDone(bc, false) // no-op: bodyRead ran
+	if !keep {
+		cc.reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+		if resp.body == bodyClose || out == outDechunk {
+			cc.reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+		}
+	}
+	return keep
+}
+
+// flush writes x.wb to the client; the final response has then started.
+func (cc *clientConn) flush() *statusError {
+	x := cc.x
+	if len(x.wb) == 0 {
+		return nil
+	}
+	x.respStarted = true
+	err := cc.write(x.wb)
+	x.wb = x.wb[:0]
+	if err != nil {
+		cc.reason = clientReason(err)
+		return &statusError{0, "client write failed", cc.reason}
+	}
+	return nil
+}
+
+// relayLength forwards a Content-Length body: what came with the head goes
+// in the same write as the head; a large remainder is spliced.
+func (cc *clientConn) relayLength(bc *net.TCPConn, left int64) *statusError {
+	x := cc.x
+	n := x.be - x.bs
+	if int64(n) > left {
+		n = int(left)
+	}
+	if room := cap(x.wb) - len(x.wb); n <= room {
+		x.wb = append(x.wb, x.bb[x.bs:x.bs+n]...)
+		if int64(n) == left {
+			// The usual small response: read in full with its head.
+			x.bs += n
+			cc.bodyRead(bc)
+			return cc.flush()
+		}
+		if e := cc.flush(); e != nil {
+			return e
+		}
+	} else {
+		if e := cc.flush(); e != nil {
+			return e
+		}
+		if err := cc.write(x.bb[x.bs : x.bs+n]); err != nil {
+			cc.reason = clientReason(err)
+			return &statusError{0, "client write failed", cc.reason}
+		}
+	}
+	x.bs += n
+	left -= int64(n)
+	if left == 0 {
+		cc.bodyRead(bc)
+		return nil
+	}
+	x.bs, x.be = 0, 0
+	cfg := cc.srv.cfg.Load()
+	x.hard = time.Now().Add(cfg.ResponseTimeout)
+	cc.armEndpoint(bc, time.Now())
+	for left > 0 {
+		if left >= spliceMin && cc.tcp != nil {
+			wdl := time.Now().Add(cfg.IdleTimeout)
+			cc.c.SetWriteDeadline(wdl)
+			x.lr.R, x.lr.N = bc, min(left, splicePiece)
+			n, err := cc.tcp.ReadFrom(&x.lr)
+			x.lr.R = nil
+			cc.info.BytesOut += uint64(n)
+			left -= n
+			cc.c.SetWriteDeadline(time.Time{})
+			if n > 0 {
+				x.hard = time.Now().Add(cfg.ResponseTimeout)
+			}
+			if err != nil {
+				if isTimeout(err) && time.Now().Before(wdl) {
+					if e := cc.endpointStalled(bc); e != nil {
+						return e
+					}
+					continue
+				}
+				return cc.relayError(err)
+			}
+			if n == 0 {
+				return errServerClosed // EOF before the declared length
+			}
+			continue
+		}
+		p := x.bb[:min(int64(len(x.bb)), left)]
+		n, err := cc.readEndpoint(bc, p)
+		if err != nil {
+			return endpointError(err)
+		}
+		x.hard = time.Now().Add(cfg.ResponseTimeout)
+		left -= int64(n)
+		if left == 0 {
+			cc.bodyRead(bc)
+		}
+		if err := cc.write(p[:n]); err != nil {
+			cc.reason = clientReason(err)
+			return &statusError{0, "client write failed", cc.reason}
+		}
+	}
+	cc.bodyRead(bc)
+	return nil
+}
+
+// relayError maps a splice failure, which does not say which side failed.
+func (cc *clientConn) relayError(err error) *statusError {
+	if errors.Is(err, net.ErrClosed) && cc.c.SetWriteDeadline(time.Time{}) != nil {
+		return errClientGone // the listener closed the client connection
+	}
+	if errors.Is(err, syscall.EPIPE) || isTimeout(err) {
+		cc.reason = clientReason(err)
+		return &statusError{0, "client write failed", cc.reason}
+	}
+	return endpointError(err)
+}
+
+// relayChunked forwards a chunked body, re-encoded (rechunk) or decoded for
+// an HTTP/1.0 client.
+func (cc *clientConn) relayChunked(bc *net.TCPConn, rechunk bool) *statusError {
+	x := cc.x
+	x.chunk.reset()
+	armed := false
+	for {
+		n, out, err := x.chunk.decode(x.bb[x.bs:x.be], x.wb, rechunk)
+		x.wb = out
+		x.bs += n
+		if err != nil {
+			return errRespChunked
+		}
+		if x.chunk.done() {
+			cc.bodyRead(bc)
+			return cc.flush()
+		}
+		if len(x.wb) > 0 {
+			if e := cc.flush(); e != nil {
+				return e
+			}
+			continue
+		}
+		if x.be == len(x.bb) || x.bs == x.be {
+			x.bb, x.bs, x.be = growRead(x.bb, x.bs, x.be)
+		}
+		if !armed {
+			x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+			cc.armEndpoint(bc, time.Now())
+			armed = true
+		}
+		m, rerr := cc.readEndpoint(bc, x.bb[x.be:])
+		if rerr != nil {
+			return endpointError(rerr)
+		}
+		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+		x.be += m
+	}
+}
+
+// relayCloseChunked forwards a close-delimited body to an HTTP/1.1 client as
+// chunks, so its connection can stay open.
+func (cc *clientConn) relayCloseChunked(bc *net.TCPConn) *statusError {
+	x := cc.x
+	x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	cc.armEndpoint(bc, time.Now())
+	for {
+		if n := x.be - x.bs; n > 0 {
+			for n > 0 {
+				room := cap(x.wb) - len(x.wb) - 32
+				if room <= 0 {
+					if e := cc.flush(); e != nil {
+						return e
+					}
+					continue
+				}
+				k := min(n, room)
+				x.wb = strconv.AppendUint(x.wb, uint64(k), 16)
+				x.wb = append(x.wb, '\r', '\n')
+				x.wb = append(x.wb, x.bb[x.bs:x.bs+k]...)
+				x.wb = append(x.wb, '\r', '\n')
+				x.bs += k
+				n -= k
+			}
+		}
+		if e := cc.flush(); e != nil {
+			return e
+		}
+		x.bs, x.be = 0, 0
+		m, err := cc.readEndpoint(bc, x.bb)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				cc.bodyRead(bc)
+				x.wb = append(x.wb, "0\r\n\r\n"...)
+				return cc.flush()
+			}
+			return endpointError(err)
+		}
+		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+		x.be = m
+	}
+}
+
+// relayClose forwards a close-delimited body to an HTTP/1.0 client verbatim
+// (spliced when both sides are TCP); the client connection closes after.
+func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
+	x := cc.x
+	x.wb = append(x.wb, x.bb[x.bs:x.be]...)
+	x.bs = x.be
+	if e := cc.flush(); e != nil {
+		return e
+	}
+	x.bs, x.be = 0, 0
+	cfg := cc.srv.cfg.Load()
+	x.hard = time.Now().Add(cfg.ResponseTimeout)
+	cc.armEndpoint(bc, time.Now())
+	for {
+		if cc.tcp != nil {
+			wdl := time.Now().Add(cfg.IdleTimeout)
+			cc.c.SetWriteDeadline(wdl)
+			x.lr.R, x.lr.N = bc, splicePiece
+			n, err := cc.tcp.ReadFrom(&x.lr)
+			x.lr.R = nil
+			cc.info.BytesOut += uint64(n)
+			cc.c.SetWriteDeadline(time.Time{})
+			if err != nil {
+				if isTimeout(err) && time.Now().Before(wdl) {
+					if e := cc.endpointStalled(bc); e != nil {
+						return e
+					}
+					continue
+				}
+				return cc.relayError(err)
+			}
+			if x.lr.N > 0 {
+				cc.bodyRead(bc) // EOF: the body is complete
+				return nil
+			}
+			x.hard = time.Now().Add(cfg.ResponseTimeout)
+			continue
+		}
+		n, err := cc.readEndpoint(bc, x.bb)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				cc.bodyRead(bc)
+				return nil
+			}
+			return endpointError(err)
+		}
+		x.hard = time.Now().Add(cfg.ResponseTimeout)
+		if err := cc.write(x.bb[:n]); err != nil {
+			cc.reason = clientReason(err)
+			return &statusError{0, "client write failed", cc.reason}
+		}
+	}
+}
+
+// appendRequestHead writes the request head that goes to the endpoint:
+// HTTP/1.1, hop-by-hop fields removed, framing re-done.
+func appendRequestHead(b []byte, r *Request, addr string) []byte {
+	h := r.head
+	b = append(b, r.method.of(h)...)
+	b = append(b, ' ')
+	b = append(b, r.target.of(h)...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	hasHost := false
+	for i := 0; i < r.nf; i++ {
+		f := &r.fields[i]
+		if f.drop {
+			continue
+		}
+		if f.kind == fieldHost {
+			hasHost = true
+		}
+		b = append(b, f.name.of(h)...)
+		b = append(b, ": "...)
+		b = append(b, f.value.of(h)...)
+		b = append(b, '\r', '\n')
+	}
+	if !hasHost {
+		b = append(b, "Host: "...)
+		b = append(b, addr...)
+		b = append(b, '\r', '\n')
+	}
+	switch r.body {
+	case bodyLength:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, r.contentLength, 10)
+		b = append(b, '\r', '\n')
+	case bodyChunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendResponseHead writes the response head that goes to the client.
+func appendResponseHead(b []byte, r *response, clientMinor uint8, keep bool, out uint8) []byte {
+	h := r.head
+	b = append(b, "HTTP/1.1 "...)
+	b = append(b, h[9:12]...)
+	b = append(b, ' ')
+	b = append(b, r.reason.of(h)...)
+	b = append(b, '\r', '\n')
+	b = appendFields(b, r)
+	switch out {
+	case outLength:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, r.contentLength, 10)
+		b = append(b, '\r', '\n')
+	case outNone:
+		if r.contentLength >= 0 {
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, r.contentLength, 10)
+			b = append(b, '\r', '\n')
+		}
+	case outChunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	switch {
+	case !keep:
+		b = append(b, "Connection: close\r\n"...)
+	case clientMinor == 0:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendInterimHead writes a 1xx response for the client.
+func appendInterimHead(b []byte, r *response) []byte {
+	h := r.head
+	b = append(b, "HTTP/1.1 "...)
+	b = append(b, h[9:12]...)
+	b = append(b, ' ')
+	b = append(b, r.reason.of(h)...)
+	b = append(b, '\r', '\n')
+	b = appendFields(b, r)
+	return append(b, '\r', '\n')
+}
+
+func appendFields(b []byte, r *response) []byte {
+	h := r.head
+	for i := 0; i < r.nf; i++ {
+		f := &r.fields[i]
+		if f.drop {
+			continue
+		}
+		b = append(b, f.name.of(h)...)
+		b = append(b, ": "...)
+		b = append(b, f.value.of(h)...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}

@@ -1,0 +1,279 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"testing"
+)
+
+var requestSeeds = []string{
+	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST /x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: X-A, close\r\nX-A: 1\r\n\r\nabc",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+	"GET http://h:1/p HTTP/1.0\nKeep-Alive: 1\nConnection: keep-alive\n\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+	"OPTIONS * HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nTE: trailers\r\n\r\n",
+}
+
+// FuzzParseRequest: the request-head parser never panics; an accepted head
+// satisfies the invariants the proxy relies on, and the head it forwards
+// parses back (with this parser and net/http's) to the same request.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range requestSeeds {
+		f.Add([]byte(s), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
+		end, _ := findHeadEnd(data, 0)
+		// Resuming the scan after a split finds the same end.
+		if s := int(split); s < len(data) {
+			e1, next := findHeadEnd(data[:s], 0)
+			if e1 < 0 {
+				if e2, _ := findHeadEnd(data, next); e2 != end {
+					t.Fatalf("resumed scan found %d, want %d", e2, end)
+				}
+			}
+		}
+		if end < 0 {
+			return
+		}
+		var r Request
+		if err := r.parse(data[:end]); err != nil {
+			if err.status < 400 || err.status > 505 {
+				t.Fatalf("error status %d", err.status)
+			}
+			return
+		}
+		for _, c := range r.Method() {
+			if !isToken[c] {
+				t.Fatalf("method %q", r.Method())
+			}
+		}
+		if len(r.Path()) == 0 || len(r.Method()) == 0 {
+			t.Fatal("empty method or target")
+		}
+		for _, c := range r.Path() {
+			if !isTargetByte[c] {
+				t.Fatalf("target %q", r.Path())
+			}
+		}
+		if r.body == bodyChunked && r.minor == 0 {
+			t.Fatal("chunked HTTP/1.0 request accepted")
+		}
+		hosts, cls, tes := 0, 0, 0
+		for i := 0; i < r.nf; i++ {
+			f := &r.fields[i]
+			for _, c := range f.name.of(r.head) {
+				if !isToken[c] {
+					t.Fatalf("field name %q", f.name.of(r.head))
+				}
+			}
+			for _, c := range f.value.of(r.head) {
+				if c == '\r' || c == '\n' || c == 0 {
+					t.Fatalf("field value %q", f.value.of(r.head))
+				}
+			}
+			switch f.kind {
+			case fieldHost:
+				hosts++
+			case fieldContentLength:
+				cls++
+			case fieldTransferEncoding:
+				tes++
+			}
+		}
+		if hosts > 1 || (cls > 0 && tes > 0) || (r.minor == 1 && hosts == 0) {
+			t.Fatalf("hosts=%d cl=%d te=%d accepted", hosts, cls, tes)
+		}
+
+		// Round trip of the head the proxy sends upstream.
+		out := appendRequestHead(nil, &r, "backend:80")
+		oend, _ := findHeadEnd(out, 0)
+		if oend != len(out) {
+			t.Fatalf("forwarded head %q is not one head", out)
+		}
+		var r2 Request
+		if err := r2.parse(out); err != nil {
+			t.Fatalf("forwarded head %q refused: %v", out, err)
+		}
+		if !bytes.Equal(r2.Method(), r.Method()) || !bytes.Equal(r2.Path(), r.Path()) || r2.body != r.body ||
+			r2.contentLength != r.contentLength || r2.minor != 1 || r2.closeConn || r2.upgrade {
+			t.Fatalf("forwarded head %q parses differently", out)
+		}
+		if r.host.len() > 0 && !bytes.Equal(r2.Host(), r.Host()) {
+			t.Fatalf("host %q became %q", r.Host(), r2.Host())
+		}
+		for i := 0; i < r2.nf; i++ {
+			if r2.fields[i].drop && r2.fields[i].kind != fieldContentLength && r2.fields[i].kind != fieldTransferEncoding {
+				t.Fatalf("forwarded head %q still has hop-by-hop %q", out, r2.fields[i].name.of(out))
+			}
+		}
+		// net/http agrees on what the forwarded head means.
+		hr, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(out)))
+		if err != nil {
+			if bytes.HasPrefix(r.Path(), []byte("/")) {
+				t.Fatalf("net/http refuses forwarded head %q: %v", out, err)
+			}
+			return // net/http is stricter on absolute-form URIs
+		}
+		if hr.Method != string(r.Method()) || hr.RequestURI != string(r.Path()) {
+			t.Fatalf("net/http reads %s %s from %q", hr.Method, hr.RequestURI, out)
+		}
+		switch r.body {
+		case bodyChunked:
+			if len(hr.TransferEncoding) != 1 || hr.TransferEncoding[0] != "chunked" {
+				t.Fatalf("net/http framing %v from %q", hr.TransferEncoding, out)
+			}
+		case bodyLength:
+			if hr.ContentLength != r.contentLength {
+				t.Fatalf("net/http length %d from %q", hr.ContentLength, out)
+			}
+		default:
+			if hr.ContentLength > 0 || len(hr.TransferEncoding) > 0 {
+				t.Fatalf("net/http sees a body in %q", out)
+			}
+		}
+	})
+}
+
+// FuzzParseResponse: the response-head parser never panics, and the head
+// relayed to the client parses back to the same status and framing.
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, X\r\nX: 1\r\n\r\n",
+		"HTTP/1.0 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\n",
+		"HTTP/1.1 200\nKeep-Alive: 5\n\n",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, headReq bool) {
+		end, _ := findHeadEnd(data, 0)
+		if end < 0 {
+			return
+		}
+		var r response
+		if err := r.parse(data[:end], headReq); err != nil {
+			if err.status != 502 {
+				t.Fatalf("error status %d", err.status)
+			}
+			return
+		}
+		if r.status < 100 || r.status > 599 {
+			t.Fatalf("status %d", r.status)
+		}
+		if r.body == bodyClose && r.reusable {
+			t.Fatal("close-delimited response marked reusable")
+		}
+		if (headReq || r.status < 200 || r.status == 204 || r.status == 304) && r.body != bodyNone {
+			t.Fatal("bodyless response with a body")
+		}
+		for _, keep := range []bool{true, false} {
+			for _, minor := range []uint8{0, 1} {
+				out := outLength
+				switch r.body {
+				case bodyNone:
+					out = outNone
+				case bodyChunked, bodyClose:
+					out = outChunked
+				}
+				head := appendResponseHead(nil, &r, minor, keep, out)
+				var r2 response
+				if err := r2.parse(head, headReq); err != nil {
+					t.Fatalf("relayed head %q refused: %v", head, err)
+				}
+				if r2.status != r.status || r2.minor != 1 {
+					t.Fatalf("relayed head %q: status %d", head, r2.status)
+				}
+				wantBody := r.body
+				if wantBody == bodyClose {
+					wantBody = bodyChunked
+				}
+				if r2.body != wantBody || (r2.body == bodyLength && r2.contentLength != r.contentLength) {
+					t.Fatalf("relayed head %q: framing %d/%d, want %d/%d", head, r2.body, r2.contentLength, wantBody, r.contentLength)
+				}
+				if !keep && r2.reusable {
+					t.Fatalf("relayed head %q does not say close", head)
+				}
+			}
+		}
+	})
+}
+
+// FuzzChunkedDecoder: the decoder never panics, gives the same result
+// however its input is split, agrees with net/http's chunked reader on what
+// it accepts, and its re-encoding decodes to the same data.
+func FuzzChunkedDecoder(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"4;ext=\"q\"\r\nWiki\r\n0\r\nTrailer: x\r\n\r\n",
+		"000A\r\n0123456789\r\n0\r\n\r\n",
+		"5\nhello\r\n0\r\n\r\n",
+		"fffffffffffffffff\r\n",
+	} {
+		f.Add([]byte(s), uint16(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
+		whole, n, okWhole := decodeAll(data, len(data), true)
+		split2, n2, okSplit := decodeAll(data, int(split), true)
+		if okWhole != okSplit || !bytes.Equal(whole, split2) || n != n2 {
+			t.Fatalf("split at %d changes the result: %v/%v %q/%q", split, okWhole, okSplit, whole, split2)
+		}
+		if !okWhole {
+			return
+		}
+		plain, _, ok := decodeAll(data, len(data), false)
+		if !ok {
+			t.Fatal("dechunk refuses what rechunk accepts")
+		}
+		// net/http decodes the original to the same data.
+		ref, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(data[:n])))
+		if err != nil || !bytes.Equal(ref, plain) {
+			t.Fatalf("net/http decodes %q to %q (%v), we to %q", data[:n], ref, err, plain)
+		}
+		// Our re-encoding is canonical and decodes to the same data.
+		again, m, ok := decodeAll(whole, len(whole), false)
+		if !ok || m != len(whole) || !bytes.Equal(again, plain) {
+			t.Fatalf("re-encoding %q decodes to %q", whole, again)
+		}
+	})
+}
+
+// decodeAll runs the decoder as the proxy does, feeding data in two parts
+// (at split) and flushing a small output buffer whenever it fills. It
+// returns the output, the input consumed, and whether the body ended well.
+func decodeAll(data []byte, split int, rechunk bool) ([]byte, int, bool) {
+	if split > len(data) {
+		split = len(data)
+	}
+	var d chunkDecoder
+	var all []byte
+	out := make([]byte, 0, maxChunkLine+64)
+	avail := split
+	pos := 0
+	for !d.done() {
+		n, o, err := d.decode(data[pos:avail], out, rechunk)
+		pos += n
+		out = o
+		if err != nil {
+			return nil, pos, false
+		}
+		if d.done() {
+			break
+		}
+		if len(out) > 0 {
+			all = append(all, out...)
+			out = out[:0]
+			continue
+		}
+		if avail == len(data) {
+			return nil, pos, false // truncated
+		}
+		avail = len(data)
+	}
+	return append(all, out...), pos, true
+}

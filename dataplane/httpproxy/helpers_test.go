@@ -1,0 +1,232 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// defaultTestTimeout bounds every wait of a test.
+const defaultTestTimeout = 10 * time.Second
+
+// rrDirector balances round robin over fixed endpoints.
+type rrDirector struct {
+	eps []*upstream.Endpoint
+	n   atomic.Uint64
+}
+
+func (d *rrDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error) {
+	if len(d.eps) == 0 {
+		return nil, 0, ErrNoEndpoint
+	}
+	ep := d.eps[(d.n.Add(1)-1)%uint64(len(d.eps))]
+	ep.Acquire()
+	return ep, time.Second, nil
+}
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// backend is a net/http server on loopback that counts its connections.
+type backend struct {
+	ln  *countingListener
+	srv *http.Server
+	ep  *upstream.Endpoint
+}
+
+func startBackend(t testing.TB, name string, h http.Handler) *backend {
+	t.Helper()
+	ln := &countingListener{Listener: listen(t)}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return &backend{ln: ln, srv: srv, ep: upstream.New("web", name, ln.Addr().String())}
+}
+
+// proxy is a Server behind a loopback listener.
+type proxy struct {
+	t     testing.TB
+	srv   *Server
+	ln    *countingListener
+	addr  string
+	infos chan *ConnInfo
+
+	mu    sync.Mutex
+	conns []net.Conn // server side of accepted client connections
+	wg    sync.WaitGroup
+}
+
+func startProxy(t testing.TB, cfg *Config) *proxy {
+	t.Helper()
+	p := &proxy{t: t, ln: &countingListener{Listener: listen(t)}, infos: make(chan *ConnInfo, 1024)}
+	p.addr = p.ln.Addr().String()
+	p.srv = NewServer(cfg, func(ci *ConnInfo) { p.infos <- ci })
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := p.ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.srv.ServeConn(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		p.ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		done := make(chan struct{})
+		go func() { p.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(defaultTestTimeout):
+			t.Errorf("ServeConn goroutines did not end")
+		}
+	})
+	return p
+}
+
+// info waits for the next ConnInfo.
+func (p *proxy) info() *ConnInfo {
+	p.t.Helper()
+	select {
+	case ci := <-p.infos:
+		return ci
+	case <-time.After(defaultTestTimeout):
+		p.t.Fatal("no ConnInfo reported")
+		return nil
+	}
+}
+
+// dial opens a raw client connection with a deadline.
+func (p *proxy) dial() net.Conn {
+	p.t.Helper()
+	c, err := net.DialTimeout("tcp", p.addr, defaultTestTimeout)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(defaultTestTimeout))
+	p.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawResponse is a response read off the wire by readResponse.
+type rawResponse struct {
+	status  string // status line without CRLF
+	code    int
+	headers map[string][]string // lower-case names
+	body    string
+	chunked bool
+}
+
+func (r *rawResponse) header(name string) string {
+	if v := r.headers[strings.ToLower(name)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// readResponse reads one response with net/http's parser, which also
+// checks that what the proxy wrote is well-framed HTTP/1.1.
+func readResponse(t testing.TB, br *bufio.Reader, method string) *rawResponse {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://x/", nil)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading response body: %v", err)
+	}
+	r := &rawResponse{status: resp.Proto + " " + resp.Status, code: resp.StatusCode, headers: map[string][]string{}, body: string(body)}
+	for k, v := range resp.Header {
+		r.headers[strings.ToLower(k)] = v
+	}
+	for _, te := range resp.TransferEncoding {
+		if te == "chunked" {
+			r.chunked = true
+		}
+	}
+	if resp.Close {
+		r.headers["connection"] = append(r.headers["connection"], "close")
+	}
+	return r
+}
+
+// expectEOF asserts the peer closes the connection with nothing more sent.
+func expectEOF(t testing.TB, br *bufio.Reader) {
+	t.Helper()
+	b, err := br.ReadByte()
+	if err == nil {
+		rest, _ := br.Peek(br.Buffered())
+		t.Fatalf("expected the connection closed, got %q", append([]byte{b}, rest...))
+	}
+	if !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("expected EOF, got %v", err)
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && strings.Contains(ne.Err.Error(), "reset")
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// keepAliveClient is a net/http client whose connections go through addr.
+func keepAliveClient() *http.Client {
+	return &http.Client{
+		Timeout: defaultTestTimeout,
+		Transport: &http.Transport{
+			MaxIdleConnsPerHost: 1,
+			MaxConnsPerHost:     1,
+			DisableCompression:  true,
+		},
+	}
+}

@@ -1,0 +1,187 @@
+// Package httpproxy is Sluice's HTTP/1.1 reverse proxy engine: it serves
+// client connections of an HTTP listener and balances every request on its
+// own, over pooled endpoint connections.
+//
+// A client keep-alive connection is not pinned to an endpoint (DESIGN
+// problem 1): for each request head read, the Director picks an endpoint, the
+// request goes out on one of that endpoint's idle pooled connections (or a
+// new one), and the connection returns to the pool once its response was
+// read in full. HAProxy users get this with `option http-server-close`;
+// here it is the only mode.
+//
+// The engine does not use net/http. Heads are parsed in place from pooled
+// buffers, with no allocation per request; a request head goes to the
+// endpoint in one write, and a response head with a body that came with it
+// goes to the client in one write; Content-Length bodies of 64 KiB and more
+// are spliced between the two sockets. One goroutine serves one client
+// connection (ServeConn) and waits there, with a minimal stack and no
+// buffers, while the connection idles; its busy phases run on a reused
+// worker goroutine (worker.go), and the buffers come from free lists that
+// give burst memory back to the OS (bufpool.go).
+//
+// What is forwarded and how:
+//   - Requests go upstream as HTTP/1.1 keep-alive. Hop-by-hop fields
+//     (Connection and every field it names, Keep-Alive, Proxy-Connection,
+//     TE, Trailer, Upgrade, Transfer-Encoding) are removed in both
+//     directions; framing is re-done by the proxy (Content-Length kept,
+//     chunked re-encoded canonically). Host is preserved; an HTTP/1.0
+//     request without Host gets the endpoint's address as Host, since an
+//     HTTP/1.1 request must carry one.
+//   - Upgrade (WebSocket, h2c) is not supported yet: the Upgrade field is
+//     removed and the request proxied as a plain request, which is what a
+//     server that ignores Upgrade does (RFC 9110 §7.8). A WebSocket client
+//     thus receives the endpoint's answer to a plain GET; an h2c client
+//     carries on in HTTP/1.1. A 101 from the endpoint is answered 502.
+//   - CONNECT is answered 501.
+//   - A response without a length goes to an HTTP/1.1 client chunked (the
+//     connection stays open) and to an HTTP/1.0 client close-delimited.
+//
+// Errors are answered like HAProxy does, with short text/plain bodies: 400
+// malformed or smuggling-prone requests, 408 request head timeout, 431 head
+// over 64 KiB, 501, 503 no endpoint, 502 connect failure or bad/closed
+// upstream response, 504 response timeout. The client connection stays open
+// after 502, 503 and 504 when its request was read in full.
+package httpproxy
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Director chooses the endpoint for every request.
+//
+// Pick runs on the request path of the connection's goroutine: it must not
+// block and should not allocate. req is valid only during the call. On
+// success the endpoint has been Acquire()d by Pick; the proxy calls
+// ep.Release() exactly once when the exchange ends. connectTimeout bounds a
+// new connection to the endpoint (DefaultConnectTimeout when <= 0).
+// Returning ErrNoEndpoint (or an error wrapping it, or any error) makes the
+// proxy answer 503.
+type Director interface {
+	Pick(req *Request) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
+}
+
+// ErrNoEndpoint is what a Director returns when no endpoint can take the
+// request; the client gets a 503.
+var ErrNoEndpoint = errors.New("httpproxy: no endpoint available")
+
+// Defaults for zero Config durations.
+const (
+	DefaultRequestHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout          = 60 * time.Second
+	DefaultResponseTimeout      = 60 * time.Second
+	DefaultConnectTimeout       = 5 * time.Second
+)
+
+// Config is what a listener's proxy needs. A Server holds an immutable copy;
+// SetConfig swaps it atomically.
+type Config struct {
+	Listener string
+	Director Director
+	// RequestHeaderTimeout bounds the time from a request's first byte to
+	// the end of its head; then the client gets 408 and the connection
+	// closes. A new connection that sends nothing for that long is closed
+	// quietly (pre-connects; HAProxy's timeout http-request).
+	RequestHeaderTimeout time.Duration
+	// IdleTimeout bounds the keep-alive wait for the next request (the
+	// connection then closes quietly) and every later inactivity of the
+	// client: reading a request body, or writing to a client that does not
+	// read.
+	IdleTimeout time.Duration
+	// ResponseTimeout bounds the wait for the endpoint's response head after
+	// the request was sent (504), and every later inactivity of the endpoint
+	// while the response body streams.
+	ResponseTimeout time.Duration
+}
+
+func (c *Config) withDefaults() *Config {
+	n := *c
+	if n.RequestHeaderTimeout <= 0 {
+		n.RequestHeaderTimeout = DefaultRequestHeaderTimeout
+	}
+	if n.IdleTimeout <= 0 {
+		n.IdleTimeout = DefaultIdleTimeout
+	}
+	if n.ResponseTimeout <= 0 {
+		n.ResponseTimeout = DefaultResponseTimeout
+	}
+	return &n
+}
+
+// ConnInfo is reported once per client connection when it ends. It is the
+// node's connection record (shared with the TCP proxy): Requests counts the
+// request heads accepted on the connection, whether an endpoint or the
+// proxy (503, 502, 504) answered them; Cluster and Endpoint are those of the
+// last request, empty when none was routed; BytesIn and BytesOut count what
+// went over the client socket.
+type ConnInfo = conntrack.ConnInfo
+
+// Server proxies the client connections of one HTTP listener.
+type Server struct {
+	cfg     atomic.Pointer[Config]
+	onClose func(*ConnInfo)
+}
+
+// NewServer returns a server using cfg. onClose, if not nil, is called once
+// per client connection when it ends, on that connection's goroutine; it
+// must not block (hand the record to a bounded queue). It may keep the
+// *ConnInfo.
+func NewServer(cfg *Config, onClose func(*ConnInfo)) *Server {
+	s := &Server{onClose: onClose}
+	s.SetConfig(cfg)
+	return s
+}
+
+// SetConfig swaps the configuration atomically. Each request uses the
+// configuration current when its head was read; connections in progress
+// keep going.
+func (s *Server) SetConfig(cfg *Config) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	s.cfg.Store(cfg.withDefaults())
+}
+
+// ServeConn serves one accepted client connection until it ends, then
+// closes it and reports its ConnInfo. It blocks; the caller runs it in a
+// goroutine. Closing c from another goroutine (the listener was removed)
+// ends it within about a second even while it waits for an endpoint, with
+// reason LISTENER_CLOSED.
+func (s *Server) ServeConn(c net.Conn) {
+	cc := &clientConn{srv: s, c: c}
+	cfg := s.cfg.Load()
+	cc.info.Listener = cfg.Listener
+	cc.info.Start = time.Now()
+	if tc, ok := c.(*net.TCPConn); ok {
+		cc.tcp = tc
+		cc.initRaw()
+	}
+	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
+	cc.serve()
+	if cc.linger {
+		cc.lingerClose()
+	}
+	var client string
+	if s.onClose != nil {
+		if a := c.RemoteAddr(); a != nil {
+			client = a.String()
+		}
+	}
+	c.Close()
+	if cc.x != nil {
+		putExchange(cc.x)
+		cc.x = nil
+	}
+	if s.onClose != nil {
+		cc.info.Client = client
+		cc.info.Duration = time.Since(cc.info.Start)
+		cc.info.Reason = cc.reason
+		s.onClose(&cc.info)
+	}
+}

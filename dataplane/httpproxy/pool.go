@@ -1,0 +1,118 @@
+package httpproxy
+
+import (
+	"io"
+	"sync"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// Buffers of an exchange. The client read buffer holds request heads (a
+// head that does not fit moves to a bigBufSize buffer for the exchange);
+// the endpoint read buffer takes responses; the output buffer takes
+// rewritten heads with the start of a body, and re-encoded chunks. An
+// exchange in flight costs about 30 KiB, like HAProxy's two 16 KiB buffers
+// per stream; an idle connection holds none.
+const (
+	rbSize     = 4 << 10
+	bbSize     = 16 << 10
+	wbSize     = 8 << 10
+	bigBufSize = 64<<10 + rbSize // a page multiple above maxHead
+)
+
+// exchange is everything a client connection needs while it has work: the
+// buffers and the parse state of the current request and response. It is
+// pooled, and a keep-alive connection gives it back while it waits for its
+// next request (see clientConn.idleRead), which keeps an idle connection
+// small.
+type exchange struct {
+	// Client read buffer: rb[rs:re] is read but unconsumed; scan is where
+	// findHeadEnd resumes, relative to rs; headLen is the parsed head's
+	// length at rs.
+	rb                     []byte
+	rs, re, scan, headLen  int
+	headArmed              bool // the request head deadline is set
+	bb                     []byte
+	bs, be, bscan, respLen int    // endpoint read buffer, likewise
+	wb                     []byte // output: rewritten heads and re-framed bodies
+	wbPooled               []byte // wb's pooled buffer (a huge head may move wb to the heap)
+
+	// The request's fields are not needed once its head was rewritten
+	// into the output buffer, so the response's reuse their storage.
+	fields [maxFields]field
+	req    Request
+	resp   response
+	chunk  chunkDecoder
+	lr     io.LimitedReader
+
+	// Facts of the current exchange, kept because req's slices go stale
+	// once rb is reused for the request body.
+	headReq     bool               // method HEAD
+	minor       uint8              // client's HTTP/1.minor
+	keep        bool               // the client connection may stay open afterwards
+	reqBody     uint8              // request body framing
+	reqLeft     int64              // request body bytes not yet read from the client (bodyLength)
+	bodyInWB    bool               // x.wb holds request body bytes after the head
+	bodySent    bool               // some request body byte went to the endpoint: no replay
+	respStarted bool               // some byte of the final response went to the client
+	start       time.Time          // when the request was forwarded
+	hard        time.Time          // when waiting on the endpoint becomes a timeout
+	ep          *upstream.Endpoint // picked and not yet released
+	reusable    bool               // the endpoint connection may be pooled after the body
+}
+
+var exchangePool = sync.Pool{New: func() any {
+	x := new(exchange)
+	x.req.fields, x.resp.fields = &x.fields, &x.fields
+	return x
+}}
+
+// getExchange returns an exchange with its buffers.
+func getExchange() *exchange {
+	x := exchangePool.Get().(*exchange)
+	x.rb, x.bb = rbClass.get(), bbClass.get()
+	x.wbPooled = wbClass.get()
+	x.wb = x.wbPooled[:0]
+	return x
+}
+
+func putExchange(x *exchange) {
+	putBuffer(x.rb)
+	putBuffer(x.bb)
+	wbClass.put(x.wbPooled)
+	x.rb, x.bb, x.wb, x.wbPooled = nil, nil, nil, nil
+	x.rs, x.re, x.scan, x.headLen, x.headArmed = 0, 0, 0, 0, false
+	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
+	x.lr.R = nil
+	x.ep = nil
+	x.req.head, x.resp.head = nil, nil
+	exchangePool.Put(x)
+}
+
+// putBuffer returns a read buffer to its class.
+func putBuffer(b []byte) {
+	if c := classOf(b); c != nil {
+		c.put(b)
+	}
+}
+
+// growRead moves the unconsumed bytes of a read buffer to the front, or to a
+// big buffer when they fill it, so that a read has room. It returns the new
+// buffer and window.
+func growRead(buf []byte, s, e int) ([]byte, int, int) {
+	if s > 0 {
+		copy(buf, buf[s:e])
+		return buf, 0, e - s
+	}
+	if e < len(buf) {
+		return buf, s, e
+	}
+	if len(buf) >= bigBufSize {
+		return buf, s, e // full: the caller's size check refuses the head
+	}
+	nb := bigClass.get()
+	copy(nb, buf[s:e])
+	putBuffer(buf)
+	return nb, 0, e - s
+}

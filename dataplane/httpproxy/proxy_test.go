@@ -1,0 +1,845 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func nameHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	})
+}
+
+// DESIGN problem 1: keep-alive must not pin a client to one backend. A Go
+// client makes 30 requests over one connection; round robin over three
+// backends must give each exactly 10.
+func TestKeepAliveRequestsAreBalancedPerRequest(t *testing.T) {
+	var eps []*upstream.Endpoint
+	var backends []*backend
+	for i := 1; i <= 3; i++ {
+		b := startBackend(t, fmt.Sprintf("b%d", i), nameHandler(fmt.Sprintf("b%d", i)))
+		backends = append(backends, b)
+		eps = append(eps, b.ep)
+	}
+	p := startProxy(t, &Config{Listener: "public", Director: &rrDirector{eps: eps}})
+	client := keepAliveClient()
+
+	counts := map[string]int{}
+	reused := 0
+	for i := 0; i < 30; i++ {
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if info.Reused {
+				reused++
+			}
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(testCtx(t), trace), "GET", "http://"+p.addr+"/r"+strconv.Itoa(i), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		name, path, _ := strings.Cut(string(body), " ")
+		if resp.StatusCode != 200 || path != "/r"+strconv.Itoa(i) {
+			t.Fatalf("request %d: got %d %q", i, resp.StatusCode, body)
+		}
+		counts[name]++
+	}
+	for _, name := range []string{"b1", "b2", "b3"} {
+		if counts[name] != 10 {
+			t.Errorf("backend %s answered %d requests, want 10 (all: %v)", name, counts[name], counts)
+		}
+	}
+	if reused != 29 {
+		t.Errorf("client reused its connection %d times, want 29", reused)
+	}
+	if got := p.ln.accepted.Load(); got != 1 {
+		t.Errorf("proxy accepted %d client connections, want 1", got)
+	}
+	// One pooled connection per backend serves all its requests.
+	for _, b := range backends {
+		if got := b.ln.accepted.Load(); got != 1 {
+			t.Errorf("backend %s accepted %d connections, want 1", b.ep.Name, got)
+		}
+	}
+	client.CloseIdleConnections()
+	ci := p.info()
+	if ci.Requests != 30 || ci.Listener != "public" || ci.Cluster != "web" || ci.Endpoint != "b3" {
+		t.Errorf("ConnInfo = %+v", ci)
+	}
+}
+
+func TestBackendConnectionsArePooled(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	// Three clients in turn, each with its own connection.
+	for c := 0; c < 3; c++ {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		for i := 0; i < 5; i++ {
+			fmt.Fprintf(conn, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+			if r := readResponse(t, br, "GET"); r.body != fmt.Sprintf("b1 /%d", i) {
+				t.Fatalf("got %q", r.body)
+			}
+		}
+		conn.Close()
+	}
+	if got := b.ln.accepted.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections for 15 sequential requests, want 1", got)
+	}
+	if got := b.ep.Conns(); got != 1 {
+		t.Errorf("endpoint tracks %d connections, want 1 (pooled)", got)
+	}
+	if got := b.ep.Inflight(); got != 0 {
+		t.Errorf("endpoint in-flight = %d after all exchanges, want 0", got)
+	}
+}
+
+// echoHandler answers with the request's method, framing and body hash, and
+// streams n bytes back when asked with ?n=.
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	w.Header().Set("X-Body-Len", strconv.FormatInt(n, 10))
+	w.Header().Set("X-Body-Sha", hex.EncodeToString(h.Sum(nil)))
+	w.Header().Set("X-TE", strings.Join(r.TransferEncoding, ","))
+	w.Header().Set("X-Trailer", r.Trailer.Get("X-Sum"))
+	w.Header().Set("X-Proto", r.Proto)
+	w.Header().Set("X-Host", r.Host)
+	if size, _ := strconv.Atoi(r.URL.Query().Get("n")); size > 0 {
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		w.Write(pattern(size))
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestChunkedRequestAndResponse(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	// Chunk extensions are dropped, the trailer is forwarded.
+	io.WriteString(conn, "POST /?n=3000&chunked=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"+
+		"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: 42\r\n\r\n")
+	r := readResponse(t, br, "POST")
+	if r.code != 200 || !r.chunked {
+		t.Fatalf("got %s chunked=%v", r.status, r.chunked)
+	}
+	if r.header("X-Body-Sha") != sha([]byte("hello, world")) || r.header("X-TE") != "chunked" || r.header("X-Trailer") != "42" {
+		t.Errorf("backend saw len=%s te=%q trailer=%q", r.header("X-Body-Len"), r.header("X-TE"), r.header("X-Trailer"))
+	}
+	if r.body != string(pattern(3000)) {
+		t.Errorf("chunked response body differs (%d bytes)", len(r.body))
+	}
+	// The connection is still usable.
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.body != "ok" {
+		t.Fatalf("second request: %q", r.body)
+	}
+}
+
+func TestLargeBodiesBothWays(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	client := keepAliveClient()
+	const size = 8 << 20
+	body := pattern(size)
+	for _, tc := range []struct {
+		name    string
+		chunked bool
+		query   string
+	}{
+		{"content-length", false, "n=8388608"},
+		{"chunked", true, "n=8388608&chunked=1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rd io.Reader = bytes.NewReader(body)
+			if tc.chunked {
+				rd = io.MultiReader(rd) // unknown length: the client sends chunked
+			}
+			req, _ := http.NewRequestWithContext(testCtx(t), "POST", "http://"+p.addr+"/?"+tc.query, rd)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Header.Get("X-Body-Sha") != sha(body) || resp.Header.Get("X-Body-Len") != strconv.Itoa(size) {
+				t.Errorf("upload: backend got %s bytes", resp.Header.Get("X-Body-Len"))
+			}
+			if wantTE := map[bool]string{true: "chunked", false: ""}[tc.chunked]; resp.Header.Get("X-TE") != wantTE {
+				t.Errorf("upload framing %q, want %q", resp.Header.Get("X-TE"), wantTE)
+			}
+			if sha(got) != sha(body) {
+				t.Errorf("download: got %d bytes, hash differs", len(got))
+			}
+		})
+	}
+}
+
+func TestBodylessResponses(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.Header().Set("ETag", `"x"`)
+			w.WriteHeader(304)
+		default:
+			w.Header().Set("Content-Length", "11")
+			io.WriteString(w, "hello world")
+		}
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := readResponse(t, br, "HEAD")
+	if r.code != 200 || r.header("Content-Length") != "11" || r.body != "" {
+		t.Errorf("HEAD: %s cl=%q body=%q", r.status, r.header("Content-Length"), r.body)
+	}
+	io.WriteString(conn, "GET /204 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 204 {
+		t.Errorf("got %s", r.status)
+	}
+	io.WriteString(conn, "GET /304 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 304 || r.header("ETag") != `"x"` {
+		t.Errorf("got %s etag=%q", r.status, r.header("ETag"))
+	}
+	// Framing stayed in step: a normal request follows.
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.body != "hello world" {
+		t.Errorf("got %q", r.body)
+	}
+	if br.Buffered() != 0 {
+		t.Errorf("%d stray bytes after the responses", br.Buffered())
+	}
+}
+
+func TestHTTP10Client(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+
+	t.Run("close by default", func(t *testing.T) {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n")
+		r := readResponse(t, br, "GET")
+		if r.code != 200 || r.body != "ok" || r.header("X-Proto") != "HTTP/1.1" || r.header("X-Host") != b.ep.Addr {
+			t.Errorf("got %s %q proto=%q host=%q", r.status, r.body, r.header("X-Proto"), r.header("X-Host"))
+		}
+		expectEOF(t, br)
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		for i := 0; i < 2; i++ {
+			io.WriteString(conn, "GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+			r := readResponse(t, br, "GET")
+			if r.body != "ok" || r.header("Connection") != "keep-alive" || r.header("X-Host") != "h" {
+				t.Fatalf("got %q connection=%q", r.body, r.header("Connection"))
+			}
+		}
+	})
+	t.Run("chunked response becomes close-delimited", func(t *testing.T) {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET /?n=40000&chunked=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		head, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.ContentLength != -1 || len(head.TransferEncoding) != 0 || !head.Close {
+			t.Errorf("framing: cl=%d te=%v close=%v", head.ContentLength, head.TransferEncoding, head.Close)
+		}
+		got, err := io.ReadAll(head.Body)
+		if err != nil || !bytes.Equal(got, pattern(40000)) {
+			t.Errorf("body: %d bytes, err %v", len(got), err)
+		}
+	})
+}
+
+func TestConnectionClose(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	r := readResponse(t, br, "GET")
+	if r.body != "b1 /" || r.header("Connection") != "close" {
+		t.Errorf("got %q connection=%q", r.body, r.header("Connection"))
+	}
+	expectEOF(t, br)
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Requests != 1 {
+		t.Errorf("ConnInfo = %+v", ci)
+	}
+	// The backend connection is pooled nonetheless.
+	if got := b.ep.Conns(); got != 1 {
+		t.Errorf("endpoint has %d connections, want 1 pooled", got)
+	}
+}
+
+func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	var eps []*upstream.Endpoint
+	for i := 1; i <= 2; i++ {
+		eps = append(eps, startBackend(t, fmt.Sprintf("b%d", i), nameHandler(fmt.Sprintf("b%d", i))).ep)
+	}
+	p := startProxy(t, &Config{Director: &rrDirector{eps: eps}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	var all strings.Builder
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(&all, "GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+	}
+	all.WriteString("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	all.WriteString("GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(conn, all.String())
+	for i := 0; i < 6; i++ {
+		want := fmt.Sprintf("b%d /p%d", i%2+1, i)
+		if r := readResponse(t, br, "GET"); r.body != want {
+			t.Fatalf("response %d = %q, want %q", i, r.body, want)
+		}
+	}
+	if r := readResponse(t, br, "POST"); r.body != "b1 /body" {
+		t.Fatalf("got %q", r.body)
+	}
+	if r := readResponse(t, br, "GET"); r.body != "b2 /last" {
+		t.Fatalf("got %q", r.body)
+	}
+}
+
+type failDirector struct{}
+
+func (failDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error) {
+	return nil, 0, fmt.Errorf("cluster web: %w", ErrNoEndpoint)
+}
+
+func TestErrorResponses(t *testing.T) {
+	// A port nothing listens on.
+	dead := listen(t)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+
+	// A backend that answers garbage, and one that never answers.
+	garbage := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 two hundred OK\r\n\r\n")
+	})
+	silent := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.Copy(io.Discard, br)
+	})
+
+	for _, tc := range []struct {
+		name     string
+		director Director
+		want     int
+	}{
+		{"no endpoint", failDirector{}, 503},
+		{"connect refused", &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "dead", deadAddr)}}, 502},
+		{"bad response", &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "garbage", garbage)}}, 502},
+		{"response timeout", &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "silent", silent)}}, 504},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, &Config{Director: tc.director, ResponseTimeout: 300 * time.Millisecond})
+			conn := p.dial()
+			br := bufio.NewReader(conn)
+			io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			r := readResponse(t, br, "GET")
+			if r.code != tc.want || r.header("Content-Type") != "text/plain; charset=utf-8" || r.body == "" {
+				t.Fatalf("got %s type=%q body=%q", r.status, r.header("Content-Type"), r.body)
+			}
+			// The request was read in full: the connection stays usable.
+			io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if r := readResponse(t, br, "GET"); r.code != tc.want {
+				t.Fatalf("second request: %s", r.status)
+			}
+			expectEOF(t, br)
+		})
+	}
+}
+
+// rawBackend serves each connection with fn and returns its address.
+func rawBackend(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln := listen(t)
+	t.Cleanup(func() { ln.Close() })
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(defaultTestTimeout))
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readRequestHead reads a request head and returns it.
+func readRequestHead(br *bufio.Reader) string {
+	var sb strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		sb.WriteString(line)
+		if err != nil || line == "\r\n" {
+			return sb.String()
+		}
+	}
+}
+
+func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	for _, tc := range []struct {
+		name string
+		req  string
+		want string
+	}{
+		{"TE and CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", "400"},
+		{"differing CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", "400"},
+		{"differing CL list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 5\r\n\r\nabcde", "400"},
+		{"signed CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd", "400"},
+		{"CL with space inside", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1 0\r\n\r\nabcd", "400"},
+		{"TE final not chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "400"},
+		{"TE identity", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n", "400"},
+		{"TE chunked twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE obfuscated", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", "400"},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE gzip, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "501"},
+		{"space before colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  continued\r\n\r\n", "400"},
+		{"tab before colon", "GET / HTTP/1.1\r\nHost: x\r\nX-A\t: 1\r\n\r\n", "400"},
+		{"bad name char", "GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n", "400"},
+		{"NUL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", "400"},
+		{"bare CR in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", "400"},
+		{"missing Host", "GET / HTTP/1.1\r\n\r\n", "400"},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk size overflow", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk size sign bit", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk size with LF only", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk data too long", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk size space", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", "400"},
+		{"negative chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", "400"},
+		{"request line spaces", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"HTTP/0.9", "GET /\r\n\r\n", "400"},
+		{"HTTP/2 version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"},
+		{"bad target", "GET a/b HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"stray percent in target", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"control char in target", "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"CONNECT", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", "501"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := p.dial()
+			br := bufio.NewReader(conn)
+			io.WriteString(conn, tc.req)
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("no status line: %v", err)
+			}
+			if !strings.HasPrefix(line, "HTTP/1.1 "+tc.want+" ") {
+				t.Fatalf("status line %q, want %s", line, tc.want)
+			}
+			// The rest is one text/plain response and the connection closes.
+			rest, _ := io.ReadAll(br)
+			conn.Close()
+			if !bytes.Contains(rest, []byte("Connection: close\r\n")) || !bytes.Contains(rest, []byte("Content-Type: text/plain")) {
+				t.Errorf("response head %q", rest)
+			}
+			if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST {
+				t.Errorf("reason %v", ci.Reason)
+			}
+		})
+	}
+	if got := b.ln.accepted.Load(); got != 0 {
+		t.Errorf("a refused request reached the backend (%d connections)", got)
+	}
+}
+
+func TestHeadTooLarge(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+
+	// Just under the limit passes; 64 KiB of fields fails with 431.
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	big := strings.Repeat("a", 60<<10)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big)
+	if r := readResponse(t, br, "GET"); r.code != 200 {
+		t.Fatalf("60 KiB head: %s", r.status)
+	}
+	conn = p.dial()
+	br = bufio.NewReader(conn)
+	go fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 70<<10))
+	line, _ := br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 431 ") {
+		t.Fatalf("status line %q", line)
+	}
+	// Too many fields.
+	conn = p.dial()
+	br = bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n"+strings.Repeat("X-A: 1\r\n", 200)+"\r\n")
+	line, _ = br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 431 ") {
+		t.Fatalf("status line %q", line)
+	}
+}
+
+func TestTimeoutsOnTheClientSide(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{
+		Director:             &rrDirector{eps: []*upstream.Endpoint{b.ep}},
+		RequestHeaderTimeout: 200 * time.Millisecond,
+		IdleTimeout:          300 * time.Millisecond,
+	})
+
+	t.Run("partial head gets 408", func(t *testing.T) {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n")
+		r := readResponse(t, br, "GET")
+		if r.code != 408 {
+			t.Fatalf("got %s", r.status)
+		}
+		expectEOF(t, br)
+		if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
+			t.Errorf("reason %v", ci.Reason)
+		}
+	})
+	t.Run("idle keep-alive closes quietly", func(t *testing.T) {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.code != 200 {
+			t.Fatalf("got %s", r.status)
+		}
+		start := time.Now()
+		expectEOF(t, br)
+		if d := time.Since(start); d < 200*time.Millisecond {
+			t.Errorf("closed after %v, before the idle timeout", d)
+		}
+		if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT || ci.Requests != 1 {
+			t.Errorf("ConnInfo %+v", ci)
+		}
+	})
+	t.Run("trickled head is bounded from its first byte", func(t *testing.T) {
+		// Each line comes well within the timeout, the whole head does not:
+		// the timeout runs from the first byte, not per read (slowloris).
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		start := time.Now()
+		go func() {
+			io.WriteString(conn, "GET / HTTP/1.1\r\n")
+			for i := 0; i < 20; i++ {
+				time.Sleep(50 * time.Millisecond)
+				if _, err := fmt.Fprintf(conn, "X-%d: 1\r\n", i); err != nil {
+					return
+				}
+			}
+		}()
+		if r := readResponse(t, br, "GET"); r.code != 408 {
+			t.Fatalf("got %s", r.status)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond || d > 900*time.Millisecond {
+			t.Errorf("408 after %v, want about the 200ms header timeout", d)
+		}
+		p.info()
+	})
+	t.Run("slow head within the limit", func(t *testing.T) {
+		p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, RequestHeaderTimeout: 3 * time.Second})
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, "GET / HTTP/1.1\r\n")
+		for i := 0; i < 3; i++ {
+			time.Sleep(20 * time.Millisecond)
+			fmt.Fprintf(conn, "X-%d: 1\r\n", i)
+		}
+		io.WriteString(conn, "Host: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.code != 200 {
+			t.Fatalf("got %s", r.status)
+		}
+	})
+}
+
+// A pooled connection that the backend closed while idle is retried once
+// on a fresh connection, for a request without a body; a request with a body
+// is never sent on a dead pooled connection.
+func TestRetryOnConnectionClosedWhileIdle(t *testing.T) {
+	closed := make(chan struct{}, 16)
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		// One exchange per connection, then close as a server's
+		// keep-alive timeout would, without saying so.
+		head := readRequestHead(br)
+		if strings.Contains(head, "Content-Length: 4") {
+			io.ReadFull(br, make([]byte, 4))
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close()
+		closed <- struct{}{}
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for i, req := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		io.WriteString(conn, req)
+		if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "ok" {
+			t.Fatalf("request %d: %s %q", i, r.status, r.body)
+		}
+		select {
+		case <-closed:
+		case <-time.After(defaultTestTimeout):
+			t.Fatal("backend did not close")
+		}
+		// Let the FIN reach the proxy's pooled socket.
+		waitFor(t, func() bool { return deadPooled(ep) })
+	}
+}
+
+// deadPooled reports whether the endpoint's pooled connection has seen the
+// backend's FIN (it peeks without consuming, then returns it to the pool).
+func deadPooled(ep *upstream.Endpoint) bool {
+	c := ep.GetIdle()
+	if c == nil {
+		return true
+	}
+	defer ep.PutIdle(c)
+	return !alive(c.(*net.TCPConn))
+}
+
+// waitFor polls cond until it holds or the test deadline passes.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(defaultTestTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestEndpointShutdownMidResponseEndsClientConn(t *testing.T) {
+	headSent := make(chan struct{})
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial")
+		close(headSent)
+		io.Copy(io.Discard, br) // until closed
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-headSent
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "partial" {
+		t.Fatalf("got %q %v", buf, err)
+	}
+	ep.Shutdown()
+	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatalf("body ended cleanly after %d more bytes; want the connection cut", n)
+	}
+	ci := p.info()
+	if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_DRAINED {
+		t.Errorf("reason %v, want DRAINED", ci.Reason)
+	}
+	if ep.Conns() != 0 || ep.Inflight() != 0 {
+		t.Errorf("endpoint conns=%d inflight=%d", ep.Conns(), ep.Inflight())
+	}
+}
+
+func TestEndpointShutdownBeforeResponseGets502(t *testing.T) {
+	got := make(chan struct{})
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		close(got)
+		io.Copy(io.Discard, br)
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-got
+	ep.Shutdown()
+	r := readResponse(t, br, "GET")
+	if r.code != 502 {
+		t.Fatalf("got %s", r.status)
+	}
+}
+
+func TestClosingClientConnEndsServeConn(t *testing.T) {
+	got := make(chan struct{}, 1)
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		got <- struct{}{}
+		io.Copy(io.Discard, br)
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+
+	closeServerSide := func() time.Time {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.conns[len(p.conns)-1].Close()
+		return time.Now()
+	}
+	t.Run("while idle", func(t *testing.T) {
+		conn := p.dial()
+		waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.conns) == 1 })
+		closed := closeServerSide()
+		ci := p.info()
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED || time.Since(closed) > time.Second {
+			t.Errorf("reason %v after %v", ci.Reason, time.Since(closed))
+		}
+		expectEOF(t, bufio.NewReader(conn))
+	})
+	t.Run("while waiting for the endpoint", func(t *testing.T) {
+		conn := p.dial()
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		<-got
+		closed := closeServerSide()
+		ci := p.info()
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED || time.Since(closed) > 3*closeCheckInterval {
+			t.Errorf("reason %v after %v", ci.Reason, time.Since(closed))
+		}
+		if ep.Conns() != 0 || ep.Inflight() != 0 {
+			t.Errorf("endpoint conns=%d inflight=%d", ep.Conns(), ep.Inflight())
+		}
+	})
+}
+
+func TestConnInfoCountsWireBytes(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Listener: "l1", Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	counter := &countingReader{r: conn}
+	br := bufio.NewReader(counter)
+	sent := 0
+	for _, req := range []string{
+		"GET /?n=100 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /?n=200000 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	} {
+		n, _ := io.WriteString(conn, req)
+		sent += n
+		readResponse(t, br, "POST")
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	expectEOF(t, br)
+	ci := p.info()
+	if ci.BytesIn != uint64(sent) || ci.BytesOut != uint64(counter.n) {
+		t.Errorf("BytesIn = %d, BytesOut = %d; want %d, %d", ci.BytesIn, ci.BytesOut, sent, counter.n)
+	}
+	if ci.Requests != 3 || ci.Listener != "l1" || ci.Cluster != "web" || ci.Endpoint != "b1" ||
+		ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Client != conn.LocalAddr().String() {
+		t.Errorf("ConnInfo = %+v", ci)
+	}
+	if ci.Start.IsZero() || ci.Duration <= 0 {
+		t.Errorf("Start %v Duration %v", ci.Start, ci.Duration)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// An endpoint that stops reading a large upload for longer than the
+// close-check interval must still receive every byte.
+func TestLargeUploadToSlowEndpoint(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(closeCheckInterval + 300*time.Millisecond)
+		echoHandler(w, r)
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	body := pattern(16 << 20)
+	req, _ := http.NewRequestWithContext(testCtx(t), "POST", "http://"+p.addr+"/", bytes.NewReader(body))
+	resp, err := keepAliveClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Body-Sha") != sha(body) {
+		t.Fatalf("backend got %s bytes, hash differs", resp.Header.Get("X-Body-Len"))
+	}
+}

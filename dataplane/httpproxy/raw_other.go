@@ -1,0 +1,13 @@
+//go:build !unix
+
+package httpproxy
+
+import "net"
+
+// initRaw does nothing where raw socket reads are not available: the
+// connection keeps its exchange while idle and writes go through net.Conn.
+func (cc *clientConn) initRaw() {}
+
+// alive cannot probe without raw sockets; a dead pooled connection then
+// shows as a 502 for a request with a body.
+func alive(c *net.TCPConn) bool { return true }

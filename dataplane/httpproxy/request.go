@@ -1,0 +1,274 @@
+package httpproxy
+
+// Body framings of a message (RFC 9112 §6.3).
+const (
+	bodyNone    uint8 = iota // no body
+	bodyLength               // Content-Length bytes
+	bodyChunked              // chunked transfer coding
+	bodyClose                // until the connection closes (responses only)
+)
+
+// Request is a read-only view of one parsed request head. Its slices point
+// into the connection's read buffer: it is valid only during Director.Pick,
+// and Pick must not keep it or its slices.
+type Request struct {
+	head   []byte // the whole head, request line to empty line
+	method span
+	target span
+	proto  span
+	host   span // Host field value, or the authority of an absolute-form target
+	minor  uint8
+
+	nf     int
+	fields *[maxFields]field // shared with the exchange's response: see exchange
+
+	body          uint8
+	contentLength int64
+	closeConn     bool // the client wants the connection closed after this exchange
+	expect100     bool
+	upgrade       bool // an Upgrade field was present (and is dropped)
+}
+
+// Method is the request method, e.g. GET.
+func (r *Request) Method() []byte { return r.method.of(r.head) }
+
+// Path is the request-target as sent: origin-form ("/a?b=c"), absolute-form
+// ("http://host/a") or "*" (OPTIONS).
+func (r *Request) Path() []byte { return r.target.of(r.head) }
+
+// Host is the Host field value; for an absolute-form request-target it is the
+// target's authority (RFC 9112 §3.2.2). Empty for an HTTP/1.0 request
+// without Host.
+func (r *Request) Host() []byte { return r.host.of(r.head) }
+
+// Proto is the client's protocol version, "HTTP/1.1" or "HTTP/1.0".
+func (r *Request) Proto() []byte { return r.proto.of(r.head) }
+
+// ProtoMinor is 1 for HTTP/1.1 and 0 for HTTP/1.0.
+func (r *Request) ProtoMinor() int { return int(r.minor) }
+
+// Header returns the first value of the named field, compared without regard
+// to ASCII case, or nil when the request has none. Hop-by-hop fields are
+// visible here even though they are not forwarded.
+func (r *Request) Header(name string) []byte {
+	for i := 0; i < r.nf; i++ {
+		f := &r.fields[i]
+		if equalFoldString(f.name.of(r.head), name) {
+			return f.value.of(r.head)
+		}
+	}
+	return nil
+}
+
+// ContentLength is the declared body length, or -1 for a chunked body. It is
+// 0 for a request without a body.
+func (r *Request) ContentLength() int64 {
+	switch r.body {
+	case bodyLength:
+		return r.contentLength
+	case bodyChunked:
+		return -1
+	}
+	return 0
+}
+
+// parseRequest parses the complete request head b (as delimited by
+// findHeadEnd, leading empty lines already skipped). It validates what
+// RFC 9112 asks a server to refuse, with the request smuggling defenses of
+// §6.3: Transfer-Encoding with Content-Length, differing Content-Lengths and a
+// final coding other than chunked are refused, as is Transfer-Encoding in an
+// HTTP/1.0 request.
+func (r *Request) parse(b []byte) *statusError {
+	if r.fields == nil {
+		r.fields = new([maxFields]field)
+	}
+	if len(b) > maxHead {
+		return errHeadTooLarge
+	}
+	r.head = b
+	r.nf = 0
+	r.host = span{}
+	r.body = bodyNone
+	r.contentLength = 0
+	r.closeConn, r.expect100, r.upgrade = false, false, false
+
+	// request-line = method SP request-target SP HTTP-version
+	i := 0
+	for i < len(b) && isToken[b[i]] {
+		i++
+	}
+	if i == 0 || i >= len(b) || b[i] != ' ' {
+		return errRequestLine
+	}
+	r.method = span{0, uint16(i)}
+	i++
+	ts := i
+	for i < len(b) && isTargetByte[b[i]] {
+		if b[i] == '%' {
+			// pct-encoded = "%" HEXDIG HEXDIG (RFC 3986): a stray '%' is
+			// refused rather than left to each endpoint to read its own way.
+			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+				return errTarget
+			}
+			i += 2
+		}
+		i++
+	}
+	if i == ts || i >= len(b) || b[i] != ' ' {
+		if i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+			return errRequestLine // HTTP/0.9 style, no version
+		}
+		return errTarget
+	}
+	r.target = span{uint16(ts), uint16(i)}
+	i++
+	if len(b)-i < 8 || string(b[i:i+5]) != "HTTP/" || b[i+6] != '.' {
+		return errRequestLine
+	}
+	major, minor := b[i+5], b[i+7]
+	if major < '0' || major > '9' || minor < '0' || minor > '9' {
+		return errRequestLine
+	}
+	r.proto = span{uint16(i), uint16(i + 8)}
+	if major != '1' {
+		return errVersion
+	}
+	r.minor = 1
+	if minor == '0' {
+		r.minor = 0
+	}
+	if i = lineEnd(b, i+8); i < 0 {
+		return errRequestLine
+	}
+
+	nf, n, err := parseFields(b, i, r.fields)
+	if err != nil {
+		return err
+	}
+	if n != len(b) {
+		return errMalformed
+	}
+	r.nf = nf
+	return r.semantics()
+}
+
+// semantics checks the fields together and derives framing and connection
+// handling from them.
+func (r *Request) semantics() *statusError {
+	b := r.head
+	fields := r.fields[:r.nf]
+	hosts := 0
+	cl := int64(-1)
+	var te transferCodings
+	for i := range fields {
+		f := &fields[i]
+		switch f.kind {
+		case fieldHost:
+			hosts++
+			r.host = f.value
+			v := f.value.of(b)
+			for _, c := range v {
+				if c == ' ' || c == '\t' || c == '/' || c == '\\' || c == '@' {
+					return errHost
+				}
+			}
+		case fieldContentLength:
+			n, ok := parseContentLength(f.value.of(b))
+			if !ok || (cl >= 0 && n != cl) {
+				return errContentLength
+			}
+			cl = n
+			f.drop = true // re-added by the proxy
+		case fieldTransferEncoding:
+			te.add(f.value.of(b))
+			f.drop = true
+		case fieldExpect:
+			if equalFold(f.value.of(b), "100-continue") {
+				r.expect100 = true
+			}
+		case fieldUpgrade:
+			r.upgrade = true
+			f.drop = true
+		case fieldConnection, fieldHopByHop:
+			f.drop = true
+		}
+	}
+	if hosts > 1 || (hosts == 0 && r.minor == 1) {
+		return errHost
+	}
+
+	method := r.Method()
+	target := r.Path()
+	switch {
+	case target[0] == '/':
+	case len(target) == 1 && target[0] == '*':
+		if string(method) != "OPTIONS" {
+			return errTarget
+		}
+	case string(method) == "CONNECT":
+		return errConnect
+	default:
+		auth, ok := absoluteAuthority(target)
+		if !ok {
+			return errTarget
+		}
+		r.host = span{r.target.off + uint16(auth.off), r.target.off + uint16(auth.end)}
+	}
+	if string(method) == "CONNECT" {
+		return errConnect
+	}
+
+	if te.seen {
+		switch {
+		case cl >= 0:
+			return errTEWithCL
+		case r.minor == 0:
+			return errTEHTTP10
+		case !te.lastChunked:
+			return errTENotChunked
+		case te.chunked > 1:
+			return errTENotChunked
+		case te.others:
+			return errTransferCoding
+		}
+		r.body = bodyChunked
+	} else if cl >= 0 {
+		r.body = bodyLength
+		r.contentLength = cl
+	}
+
+	closeConn, keepAlive := connectionOptions(b, fields)
+	r.closeConn = closeConn || (r.minor == 0 && !keepAlive)
+	return nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// absoluteAuthority returns where the authority of an absolute-form target
+// ("http://host:port/path") lies inside it.
+func absoluteAuthority(t []byte) (span, bool) {
+	// scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+	i := 0
+	for i < len(t) {
+		c := t[i]
+		alpha := 'a' <= c|0x20 && c|0x20 <= 'z'
+		if !alpha && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			break
+		}
+		i++
+	}
+	if i == 0 || len(t)-i < 3 || string(t[i:i+3]) != "://" {
+		return span{}, false
+	}
+	s := i + 3
+	e := s
+	for e < len(t) && t[e] != '/' && t[e] != '?' && t[e] != '#' {
+		e++
+	}
+	if e == s {
+		return span{}, false
+	}
+	return span{uint16(s), uint16(e)}, true
+}

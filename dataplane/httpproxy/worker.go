@@ -1,0 +1,50 @@
+package httpproxy
+
+// Workers run the busy phases of client connections (clientConn.busy).
+//
+// A goroutine's stack grows to the deepest call it ever made and shrinks
+// only at a garbage collection, which a proxy that does not allocate rarely
+// triggers. If a connection's own goroutine ran its exchanges, every idle
+// keep-alive connection would keep the 8 KiB stack of the exchange code
+// (dialing, splicing, parsing); instead, a connection hands its busy phases
+// to a worker and waits with a minimal stack. Workers are as many as the
+// connections busy at once and are reused; the handoff costs two goroutine
+// switches per busy phase.
+type worker struct {
+	cc   *clientConn
+	wake chan struct{}
+	done chan bool
+}
+
+// maxIdleWorkers bounds the parked workers kept for reuse; a worker finding
+// the pool full ends.
+const maxIdleWorkers = 64
+
+var idleWorkers = make(chan *worker, maxIdleWorkers)
+
+// runBusy runs cc.busy on a worker and waits for it.
+func runBusy(cc *clientConn) bool {
+	var w *worker
+	select {
+	case w = <-idleWorkers:
+	default:
+		w = &worker{wake: make(chan struct{}), done: make(chan bool)}
+		go w.run()
+	}
+	w.cc = cc
+	w.wake <- struct{}{}
+	return <-w.done
+}
+
+func (w *worker) run() {
+	for range w.wake {
+		keep := w.cc.busy()
+		w.cc = nil
+		w.done <- keep
+		select {
+		case idleWorkers <- w:
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,264 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the commands once per test run, as `make build` does.
+func binaries(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binaries; skipped with -short")
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sluice-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../cmd/...").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// proc is a process started by a test; it is killed at cleanup.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) stop(t *testing.T) {
+	if !p.alive() {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(testTimeout):
+		p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("%s did not stop on SIGTERM", p.cmd.Path)
+	}
+}
+
+// syncBuffer collects a process's output; the process writes while the
+// test may read.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(t), name), args...)
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: buf, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, buf.String())
+		}
+	})
+	return p
+}
+
+// ctl runs sluicectl and returns its stdout, stderr and exit code.
+func ctl(t *testing.T, cp string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluicectl"), append([]string{"--cp", cp}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("sluicectl: %v", err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestBinariesEndToEnd drives the real binaries the way the README does:
+// sluice-cp, sluice-dp, demo backends, and sluicectl for every step.
+func TestBinariesEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, cpHTTP, admin := freeAddr(t), freeAddr(t), freeAddr(t)
+	web1, web2, lst, tcp := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+
+	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	start(t, "demo-backend", "--listen", web1, "--name", "web1")
+	start(t, "demo-backend", "--listen", web2, "--name", "web2")
+	waitFor(t, "sluice-cp /healthz", func() bool {
+		resp, err := http.Get("http://" + cpHTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--labels", "zone=a", "--admin", admin)
+
+	snap := fmt.Sprintf(`clusters:
+  - name: web
+    lb_policy: ROUND_ROBIN
+    health_check: { interval: 2s, fall: 3, rise: 2 }
+    endpoints:
+      - { name: web1, address: %s, weight: 2 }
+      - { name: web2, address: %s, weight: 1 }
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+  - name: db
+    address: %s
+    protocol: TCP
+    default_cluster: web
+`, web1, web2, lst, tcp)
+	file := writeFile(t, dir, "snap.yaml", snap)
+	out, errOut, code := ctl(t, cpAddr, "apply", "-f", file)
+	if code != 0 || !strings.Contains(out, "version 1") {
+		t.Fatalf("apply: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	waitFor(t, "the HTTP listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+	counts := map[string]int{}
+	for range 30 {
+		body, err := get(http.DefaultClient, "http://"+lst+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[strings.TrimSpace(body)]++
+	}
+	if counts["hello from web1"] != 20 || counts["hello from web2"] != 10 {
+		t.Errorf("answers %v, want web1:20 web2:10", counts)
+	}
+	if body, err := tcpGet(tcp); err != nil || !strings.HasPrefix(body, "hello from web") {
+		t.Errorf("TCP listener: %q, %v", body, err)
+	}
+
+	// sluicectl nodes shows the node, its labels and the applied version.
+	waitFor(t, "nodes to show version 1 applied", func() bool {
+		out, _, _ := ctl(t, cpAddr, "nodes")
+		return strings.Contains(out, "edge-1") && strings.Contains(out, "zone=a") && strings.Contains(out, " 1 ")
+	})
+
+	// A bad snapshot is refused whole with field paths; nothing is stored.
+	bad := strings.Replace(snap, "weight: 1 }", "weight: 300 }", 1)
+	bad = strings.Replace(bad, "default_cluster: web\n  - name: db", "default_cluster: nope\n  - name: db", 1)
+	_, errOut, code = ctl(t, cpAddr, "apply", "-f", writeFile(t, dir, "bad.yaml", bad))
+	if code != 1 || !strings.Contains(errOut, "clusters[0].endpoints[1].weight") || !strings.Contains(errOut, "listeners[0].default_cluster") {
+		t.Errorf("bad apply: exit %d, stderr %q; want exit 1 and both field paths", code, errOut)
+	}
+	_, errOut, code = ctl(t, cpAddr, "apply", "-f", writeFile(t, dir, "typo.yaml", strings.Replace(snap, "lb_policy", "lb_polcy", 1)))
+	if code != 1 || !strings.Contains(errOut, "clusters[0].lb_polcy") {
+		t.Errorf("unknown key: exit %d, stderr %q; want exit 1 naming clusters[0].lb_polcy", code, errOut)
+	}
+	out, _, _ = ctl(t, cpAddr, "history")
+	if strings.Contains(out, "\n2 ") || strings.Contains(out, "* 2") {
+		t.Errorf("history after refused applies shows a version 2:\n%s", out)
+	}
+
+	// Garbage on the gRPC port and on both listeners crashes nothing.
+	for _, addr := range []string{cpAddr, lst, tcp} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("\x16\x03\x01\x00\xff garbage \r\n\r\n\x00\x00\x00"))
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		c.Read(make([]byte, 512))
+		c.Close()
+	}
+
+	// The control plane restarts; the node keeps serving meanwhile and
+	// applies the next version after it reconnects.
+	cp.stop(t)
+	if _, err := get(http.DefaultClient, "http://"+lst+"/"); err != nil {
+		t.Errorf("with the control plane down: %v", err)
+	}
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	waitFor(t, "the control plane to come back", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	out, _, code = ctl(t, cpAddr, "apply", "-f", writeFile(t, dir, "v2.yaml", strings.Replace(snap, "weight: 2", "weight: 1", 1)))
+	if code != 0 || !strings.Contains(out, "version 2") {
+		t.Fatalf("apply after restart: exit %d, %q", code, out)
+	}
+	waitFor(t, "node to apply version 2", func() bool {
+		resp, err := http.Get("http://" + admin + "/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return strings.Contains(b.String(), `"version": "2"`)
+	})
+	out, _, _ = ctl(t, cpAddr, "get", "-o", "yaml")
+	if !strings.Contains(out, "lb_policy: ROUND_ROBIN") || !strings.Contains(out, "name: web2") {
+		t.Errorf("get -o yaml:\n%s", out)
+	}
+	if !dp.alive() {
+		t.Errorf("sluice-dp exited")
+	}
+}
