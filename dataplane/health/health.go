@@ -49,7 +49,7 @@ type Spec struct {
 }
 
 // Checker runs the checks of every endpoint of a node and calls onChange,
-// from its own goroutine, after any endpoint changes state. onChange must
+// from its own goroutine, after any endpoint goes down or comes back up. onChange must
 // not block for long: checks of other endpoints wait for it.
 type Checker struct {
 	onChange func()
@@ -147,12 +147,15 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 		case fail >= s.Fall:
 			next = Down
 		}
-		changed := next != cur && c.running[s.Key] == p
-		if changed {
+		current := c.running[s.Key] == p
+		if current {
 			c.states[s.Key] = next
 		}
 		c.mu.Unlock()
-		if changed && c.onChange != nil {
+		// Only going down or coming back from down changes what pickers
+		// may choose; UNKNOWN -> UP does not, so it rebuilds nothing
+		// (a rebuild restarts the round-robin sequence).
+		if current && (next == Down) != (cur == Down) && c.onChange != nil {
 			c.onChange()
 		}
 		// Jitter of ±5% keeps a fleet from checking in lockstep.
