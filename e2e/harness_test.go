@@ -180,15 +180,25 @@ func startBackend(t *testing.T, name string) *backend {
 	return b
 }
 
-// freeAddr returns a loopback address that nothing listens on right now.
+// handedOut remembers every address freeAddr returned, so two calls never
+// return the same port even though the kernel may offer it again.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address that nothing listens on right now
+// and that no earlier call returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // get makes one request and returns the body, which names the backend.
