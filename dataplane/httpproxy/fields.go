@@ -140,36 +140,13 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-// equalFoldBytes compares two byte strings ignoring ASCII case.
-func equalFoldBytes(a, b []byte) bool {
+// equalFoldASCII compares a with b ignoring ASCII case in both.
+func equalFoldASCII[T string | []byte](a []byte, b T) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// equalFoldString compares b with s ignoring ASCII case in both.
-func equalFoldString(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
 		if x == y {
 			continue
 		}
@@ -410,7 +387,7 @@ func connectionOptions(b []byte, fields []field) (closeConn, keepAlive bool) {
 			default:
 				for k := range fields {
 					f := &fields[k]
-					if f.kind == fieldOther && equalFoldBytes(f.name.of(b), opt) {
+					if f.kind == fieldOther && equalFoldASCII(f.name.of(b), opt) {
 						f.drop = true
 					}
 				}

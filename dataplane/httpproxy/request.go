@@ -53,7 +53,7 @@ func (r *Request) ProtoMinor() int { return int(r.minor) }
 func (r *Request) Header(name string) []byte {
 	for i := 0; i < r.nf; i++ {
 		f := &r.fields[i]
-		if equalFoldString(f.name.of(r.head), name) {
+		if equalFoldASCII(f.name.of(r.head), name) {
 			return f.value.of(r.head)
 		}
 	}
