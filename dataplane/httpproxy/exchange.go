@@ -47,22 +47,73 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.bs, x.be, x.bscan = 0, 0, 0
 	x.chunk.reset()
 
-	var ep *upstream.Endpoint
-	var connectTimeout time.Duration
-	err := ErrNoEndpoint
-	if cfg.Director != nil {
-		ep, connectTimeout, err = cfg.Director.Pick(req)
-	}
-	if err != nil || ep == nil {
+	hasBody := req.body == bodyChunked || req.body == bodyLength && req.contentLength > 0
+	idempotent := req.idempotent()
+	ep, e := cc.pick(cfg, req)
+	if e != nil {
 		x.rs += x.headLen
-		return cc.answer(errNoEndpointStatus)
+		return cc.answer(e)
 	}
-	cc.info.Cluster, cc.info.Endpoint = ep.Cluster, ep.Name
-	x.ep = ep
-	keep := cc.forward(cfg, ep, connectTimeout)
+	x.wb = appendRequestHead(x.wb[:0], req, ep.Addr)
+	x.rs += x.headLen
+	// From here on the body may follow the head in rb; req's slices stay
+	// valid until rb is reused for reading more of it (sendBody).
+
+	// With Expect: 100-continue and no body byte sent yet, the head goes
+	// alone and the body follows the endpoint's 100 (or never, if it
+	// answers first).
+	expect := req.expect100 && x.minor == 1 && x.reqBody != bodyNone && x.rs == x.re
+	if !expect {
+		if e := cc.bufferedBody(); e != nil {
+			cc.endpointDone(nil, false)
+			return cc.answer(e)
+		}
+	}
+
+	x.start = time.Now()
+	x.hard = x.start.Add(cfg.ResponseTimeout)
+	bc, reused, e := cc.connect(ep, x.connTimeout, hasBody)
+	for attempt := 0; e == errDrained && attempt < maxRepicks; attempt++ {
+		// An apply retired the endpoint between the pick and the connect.
+		// Nothing was sent: pick again from the configuration that retired
+		// it, so that applies do not fail requests. (The head already
+		// built stays: it names the first endpoint only as the Host of an
+		// HTTP/1.0 request that had none.)
+		cc.endpointDone(nil, false)
+		cfg = cc.srv.cfg.Load()
+		if ep, e = cc.pick(cfg, req); e != nil {
+			return cc.answer(e)
+		}
+		bc, reused, e = cc.connect(ep, x.connTimeout, hasBody)
+	}
+	if e != nil {
+		cc.endpointDone(nil, false)
+		return cc.answer(e)
+	}
+	keep := cc.forward(cfg, ep, bc, reused, expect, idempotent)
 	cc.endpointDone(nil, false)
 	return keep
 }
+
+// pick asks the Director for an endpoint and makes it the exchange's.
+func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *statusError) {
+	x := cc.x
+	var ep *upstream.Endpoint
+	err := ErrNoEndpoint
+	if cfg.Director != nil {
+		ep, x.connTimeout, err = cfg.Director.Pick(req)
+	}
+	if err != nil || ep == nil {
+		return nil, errNoEndpointStatus
+	}
+	x.ep = ep
+	cc.info.Cluster, cc.info.Endpoint = ep.Cluster, ep.Name
+	return ep, nil
+}
+
+// maxRepicks bounds how often one request picks again because its endpoint
+// was retired under it.
+const maxRepicks = 3
 
 // endpointDone ends the exchange's use of its endpoint, once: bc (if any) is
 // pooled when reusable or closed, and the endpoint's in-flight count is
@@ -140,32 +191,11 @@ func (cc *clientConn) skipBufferedBody() bool {
 	return false
 }
 
-// forward sends the request to ep and relays the response. Release of ep is
-// the caller's.
-func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, connectTimeout time.Duration) bool {
+// forward sends the request (its head, and what of its body is buffered,
+// are in x.wb) to ep over bc and relays the response. Release of ep is the
+// caller's.
+func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPConn, reused, expect, idempotent bool) bool {
 	x := cc.x
-	req := &x.req
-	hasBody := req.body == bodyChunked || req.body == bodyLength && req.contentLength > 0
-	x.wb = appendRequestHead(x.wb[:0], req, ep.Addr)
-	x.rs += x.headLen
-	// From here on req's slices may go stale: rb carries the body.
-
-	// With Expect: 100-continue and no body byte sent yet, the head goes
-	// alone and the body follows the endpoint's 100 (or never, if it
-	// answers first).
-	expect := req.expect100 && x.minor == 1 && x.reqBody != bodyNone && x.rs == x.re
-	if !expect {
-		if e := cc.bufferedBody(); e != nil {
-			return cc.answer(e)
-		}
-	}
-
-	x.start = time.Now()
-	x.hard = x.start.Add(cfg.ResponseTimeout)
-	bc, reused, e := cc.connect(ep, connectTimeout, hasBody)
-	if e != nil {
-		return cc.answer(e)
-	}
 	retried := false
 	for {
 		gotByte := false
@@ -186,12 +216,14 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, connectTimeout
 		if e == nil {
 			return cc.relayResponse(ep, bc)
 		}
-		if reused && !retried && !gotByte && !x.bodySent && e.status == 502 && !ep.Draining() {
+		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() {
 			// A pooled connection the endpoint had closed while idle: try
-			// once more on a fresh one. Nothing of the body was consumed.
+			// once more on a fresh one. Nothing of the body was consumed,
+			// but the endpoint may have acted on the head before closing,
+			// so only idempotent requests (RFC 9110 §9.2.2) are sent again.
 			ep.Close(bc)
 			retried = true
-			bc, reused, e = cc.dial(ep, connectTimeout)
+			bc, reused, e = cc.dial(ep, x.connTimeout)
 			if e != nil {
 				return cc.answer(e)
 			}
@@ -412,7 +444,13 @@ func (cc *clientConn) bodyError(err error) *statusError {
 		return errRequestTimeout
 	}
 	if errors.Is(err, net.ErrClosed) {
-		return errClientGone
+		// Splice does not say which side was closed. A closed client
+		// connection refuses deadlines; otherwise the endpoint's was
+		// closed under us (drain or shutdown).
+		if cc.c.SetWriteDeadline(time.Time{}) != nil {
+			return errClientGone
+		}
+		return errDrained
 	}
 	if errors.Is(err, syscall.EPIPE) {
 		return errServerClosed // splice could not write to the endpoint

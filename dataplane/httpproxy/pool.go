@@ -59,6 +59,7 @@ type exchange struct {
 	start       time.Time          // when the request was forwarded
 	hard        time.Time          // when waiting on the endpoint becomes a timeout
 	ep          *upstream.Endpoint // picked and not yet released
+	connTimeout time.Duration      // connect timeout of ep's cluster
 	reusable    bool               // the endpoint connection may be pooled after the body
 }
 

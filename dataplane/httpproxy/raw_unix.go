@@ -77,10 +77,11 @@ func alive(c *net.TCPConn) bool {
 	}
 	ok := false
 	var b [1]byte
-	err = raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read first checks the deadline last set on the
+	// connection, which has long passed on a connection that sat pooled.
+	err = raw.Control(func(fd uintptr) {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		ok = err == syscall.EAGAIN && n <= 0
-		return true
 	})
 	return err == nil && ok
 }

@@ -72,6 +72,17 @@ func (r *Request) ContentLength() int64 {
 	return 0
 }
 
+// idempotent reports whether the request may be sent again after the
+// endpoint may have seen it: its method is idempotent (RFC 9110 §9.2.2) or
+// the client marked it with an Idempotency-Key header.
+func (r *Request) idempotent() bool {
+	switch string(r.Method()) { // no allocation: compared in place
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return r.Header("Idempotency-Key") != nil
+}
+
 // parseRequest parses the complete request head b (as delimited by
 // findHeadEnd, leading empty lines already skipped). It validates what
 // RFC 9112 asks a server to refuse, with the request smuggling defenses of
