@@ -52,12 +52,12 @@ type Set struct {
 	closed bool
 }
 
-// Add tracks c. It returns false, and closes c, once CloseAll was called.
+// Add tracks c. It returns false, and leaves c alone, once CloseAll was
+// called.
 func (s *Set) Add(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		c.Close()
 		return false
 	}
 	if s.conns == nil {

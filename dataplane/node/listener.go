@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
@@ -12,24 +13,26 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// listener is a bound socket and the proxy serving its connections. A
-// listener outlives snapshots as long as its address and protocol stay the
-// same: only the proxy's config is swapped, so its socket and open
-// connections are untouched by an apply.
+// listener is a bound socket. It outlives snapshots as long as its address
+// stays the same: an apply swaps only the config of its proxy, so the
+// socket and open connections are untouched. A change of protocol on the
+// same address starts a new generation on the same socket and closes the
+// connections of the old one, which speak the old protocol.
 type listener struct {
-	name     string
-	protocol sluicev1.Protocol
-	ln       *net.TCPListener
-	conns    conntrack.Set
-	http     *httpproxy.Server // set for HTTP listeners
-	tcp      *tcpproxy.Server  // set for TCP listeners
-	done     chan struct{}
-	log      *slog.Logger
+	address string
+	ln      *net.TCPListener
+	gen     atomic.Pointer[generation]
+	done    chan struct{}
+	log     *slog.Logger
 }
 
-// listenerKey identifies a listener's socket across snapshots.
-func listenerKey(l *sluicev1.Listener) string {
-	return l.GetProtocol().String() + " " + l.GetAddress()
+// generation is a listener's proxy for one protocol and the connections it
+// serves.
+type generation struct {
+	protocol sluicev1.Protocol
+	conns    conntrack.Set
+	http     *httpproxy.Server // set for HTTP
+	tcp      *tcpproxy.Server  // set for TCP
 }
 
 func bind(address string) (*net.TCPListener, error) {
@@ -38,6 +41,39 @@ func bind(address string) (*net.TCPListener, error) {
 		return nil, err
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// configure gives the listener its config for snapshot ls. It returns the
+// generation that ls replaced, if the protocol changed, for the caller to
+// retire once every listener is configured.
+func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
+	cur := l.gen.Load()
+	if cur != nil && cur.protocol != ls.GetProtocol() {
+		replaced, cur = cur, nil
+	}
+	switch ls.GetProtocol() {
+	case sluicev1.Protocol_PROTOCOL_HTTP:
+		cfg := &httpproxy.Config{
+			Listener:             ls.GetName(),
+			Director:             httpDirector{c},
+			RequestHeaderTimeout: ls.GetHttp().GetRequestHeaderTimeout().AsDuration(),
+			IdleTimeout:          ls.GetHttp().GetIdleTimeout().AsDuration(),
+			ResponseTimeout:      ls.GetHttp().GetResponseTimeout().AsDuration(),
+		}
+		if cur != nil {
+			cur.http.SetConfig(cfg)
+			return nil
+		}
+		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(cfg, onConn)})
+	case sluicev1.Protocol_PROTOCOL_TCP:
+		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}}
+		if cur != nil {
+			cur.tcp.SetConfig(cfg)
+			return nil
+		}
+		l.gen.Store(&generation{protocol: ls.GetProtocol(), tcp: tcpproxy.NewServer(cfg, onConn)})
+	}
+	return replaced
 }
 
 // serve accepts connections until the socket is closed.
@@ -53,34 +89,52 @@ func (l *listener) serve() {
 			// Out of file descriptors or similar: wait and retry
 			// rather than spin or give up the socket.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed", "listener", l.name, "err", err, "retry_in", backoff)
+			l.log.Warn("accept failed", "address", l.address, "err", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		if !l.conns.Add(c) {
-			continue
-		}
-		go l.handle(c)
+		l.dispatch(c)
 	}
 }
 
-func (l *listener) handle(c *net.TCPConn) {
-	defer l.conns.Remove(c)
-	if l.http != nil {
-		l.http.ServeConn(c)
-	} else {
-		l.tcp.ServeConn(c)
+// dispatch hands c to the current generation. A generation retired between
+// the load and the add refuses c; the next load sees its successor.
+func (l *listener) dispatch(c *net.TCPConn) {
+	for {
+		g := l.gen.Load()
+		if g.conns.Add(c) {
+			go g.handle(c)
+			return
+		}
+		if l.gen.Load() == g {
+			c.Close() // the whole listener is closing
+			return
+		}
 	}
+}
+
+func (g *generation) handle(c *net.TCPConn) {
+	defer g.conns.Remove(c)
+	if g.http != nil {
+		g.http.ServeConn(c)
+	} else {
+		g.tcp.ServeConn(c)
+	}
+}
+
+// retire closes every connection of the generation.
+func (g *generation) retire() {
+	if g.tcp != nil {
+		g.tcp.MarkClosing()
+	}
+	g.conns.CloseAll()
 }
 
 // close stops accepting, closes every open connection and waits for the
 // accept loop to end.
 func (l *listener) close() {
-	if l.tcp != nil {
-		l.tcp.MarkClosing()
-	}
 	l.ln.Close()
 	<-l.done
-	l.conns.CloseAll()
+	l.gen.Load().retire()
 }

@@ -19,8 +19,6 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/health"
-	"github.com/sluice-lb/sluice/dataplane/httpproxy"
-	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -102,58 +100,41 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 
 	// Bind new sockets before touching anything, so a failure leaves the
-	// running configuration as it was.
+	// running configuration as it was. Listeners are kept by address.
 	listeners := make(map[string]*listener, len(snap.GetListeners()))
 	var fresh []*listener
 	for _, ls := range snap.GetListeners() {
-		key := listenerKey(ls)
-		if l, ok := n.listeners[key]; ok {
-			listeners[key] = l
+		addr := ls.GetAddress()
+		if l, ok := n.listeners[addr]; ok {
+			listeners[addr] = l
 			continue
 		}
-		ln, err := bind(ls.GetAddress())
+		ln, err := bind(addr)
 		if err != nil {
 			for _, l := range fresh {
 				l.ln.Close()
 			}
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
-		l := &listener{name: ls.GetName(), protocol: ls.GetProtocol(), ln: ln, done: make(chan struct{}), log: n.log}
+		l := &listener{address: addr, ln: ln, done: make(chan struct{}), log: n.log}
 		fresh = append(fresh, l)
-		listeners[key] = l
+		listeners[addr] = l
 	}
 
 	// Swap: every listener gets its new config in one atomic store each.
+	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
-		l := listeners[listenerKey(ls)]
-		l.name = ls.GetName()
-		c := clusters[ls.GetDefaultCluster()]
-		switch ls.GetProtocol() {
-		case sluicev1.Protocol_PROTOCOL_HTTP:
-			cfg := &httpproxy.Config{
-				Listener:             ls.GetName(),
-				Director:             httpDirector{c},
-				RequestHeaderTimeout: ls.GetHttp().GetRequestHeaderTimeout().AsDuration(),
-				IdleTimeout:          ls.GetHttp().GetIdleTimeout().AsDuration(),
-				ResponseTimeout:      ls.GetHttp().GetResponseTimeout().AsDuration(),
-			}
-			if l.http == nil {
-				l.http = httpproxy.NewServer(cfg, n.opts.OnConn)
-			} else {
-				l.http.SetConfig(cfg)
-			}
-		case sluicev1.Protocol_PROTOCOL_TCP:
-			cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}}
-			if l.tcp == nil {
-				l.tcp = tcpproxy.NewServer(cfg, n.opts.OnConn)
-			} else {
-				l.tcp.SetConfig(cfg)
-			}
+		l := listeners[ls.GetAddress()]
+		if g := l.configure(ls, clusters[ls.GetDefaultCluster()], n.opts.OnConn); g != nil {
+			replaced = append(replaced, g)
 		}
 	}
 	for _, l := range fresh {
 		go l.serve()
-		n.log.Info("listening", "listener", l.name, "protocol", l.protocol, "address", l.ln.Addr().String())
+		n.log.Info("listening", "address", l.address, "protocol", l.gen.Load().protocol)
+	}
+	for _, g := range replaced {
+		g.retire()
 	}
 
 	// Break: retire what the snapshot no longer names.
@@ -182,7 +163,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	n.healthChanged()
 	for _, l := range retired {
 		l.close()
-		n.log.Info("listener closed", "listener", l.name)
+		n.log.Info("listener closed", "address", l.address)
 	}
 	n.checker.Reconcile(checks)
 	return nil

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,5 +201,51 @@ func TestInvalidSnapshotRefused(t *testing.T) {
 	s := &sluicev1.Snapshot{Listeners: []*sluicev1.Listener{{Name: "l", Address: "127.0.0.1:1", Protocol: sluicev1.Protocol_PROTOCOL_TCP, DefaultCluster: "missing"}}}
 	if err := n.Apply("1", s); err == nil || !strings.Contains(err.Error(), "listeners[0].default_cluster") {
 		t.Errorf("Apply = %v, want a fault at listeners[0].default_cluster", err)
+	}
+}
+
+// TestProtocolChangeOnSameAddress: changing a listener from HTTP to TCP in
+// one apply keeps the socket, closes the connections that spoke HTTP, and
+// proxies new connections as TCP.
+func TestProtocolChangeOnSameAddress(t *testing.T) {
+	n := newNode(t)
+	a := backend(t, "a")
+	addr := freeAddr(t)
+	const tmpl = `
+clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
+`
+	if err := n.Apply("1", parse(t, tmpl, a, addr, "HTTP")); err != nil {
+		t.Fatal(err)
+	}
+	old, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	old.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(old, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := old.Read(make([]byte, 512)); err != nil {
+		t.Fatalf("HTTP before the change: %v", err)
+	}
+
+	if err := n.Apply("2", parse(t, tmpl, a, addr, "TCP")); err != nil {
+		t.Fatalf("protocol change refused: %v", err)
+	}
+	if _, err := io.ReadAll(old); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("old HTTP connection: %v, want it closed", err)
+	}
+	// A TCP listener relays bytes verbatim: an HTTP/1.0 request with
+	// Connection: close comes back with the backend's own framing.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if !strings.HasSuffix(string(got), "\r\n\r\na") {
+		t.Errorf("through the TCP listener: %q, want the backend's answer a", got)
 	}
 }

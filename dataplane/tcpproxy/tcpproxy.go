@@ -123,13 +123,18 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	}
 }
 
-// connect picks endpoints and dials them until one answers.
+// connect picks endpoints and dials them until one answers. Each attempt
+// picks from the configuration current at that moment, so an endpoint that
+// an apply retired (ErrClosed) is replaced by one of the new snapshot.
 func (s *Server) connect(cfg *Config, client net.Addr) (*upstream.Endpoint, *net.TCPConn) {
 	attempts := cfg.Attempts
 	if attempts <= 0 {
 		attempts = 3
 	}
-	for range attempts {
+	for i := range attempts {
+		if i > 0 {
+			cfg = s.cfg.Load()
+		}
 		ep, timeout, err := cfg.Director.Pick(client)
 		if err != nil {
 			return nil, nil
