@@ -47,8 +47,10 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.bs, x.be, x.bscan = 0, 0, 0
 	x.chunk.reset()
 
-	hasBody := req.body == bodyChunked || req.body == bodyLength && req.contentLength > 0
 	idempotent := req.idempotent()
+	// A request that will not be replayed if its pooled connection turns
+	// out dead first checks the connection (see connect).
+	probe := !idempotent || req.body == bodyChunked || req.body == bodyLength && req.contentLength > 0
 	ep, e := cc.pick(cfg, req)
 	if e != nil {
 		x.rs += x.headLen
@@ -72,7 +74,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 
 	x.start = time.Now()
 	x.hard = x.start.Add(cfg.ResponseTimeout)
-	bc, reused, e := cc.connect(ep, x.connTimeout, hasBody)
+	bc, reused, e := cc.connect(ep, x.connTimeout, probe)
 	for attempt := 0; e == errDrained && attempt < maxRepicks; attempt++ {
 		// An apply retired the endpoint between the pick and the connect.
 		// Nothing was sent: pick again from the configuration that retired
@@ -84,7 +86,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		if ep, e = cc.pick(cfg, req); e != nil {
 			return cc.answer(e)
 		}
-		bc, reused, e = cc.connect(ep, x.connTimeout, hasBody)
+		bc, reused, e = cc.connect(ep, x.connTimeout, probe)
 	}
 	if e != nil {
 		cc.endpointDone(nil, false)

@@ -16,6 +16,16 @@ import (
 	"time"
 )
 
+// MaxIdleAge is how long a pooled connection may sit unused before it is
+// closed: servers close idle keep-alive connections after a while (nginx
+// after 75s, Apache after 5s), and a pool should not hoard dead sockets.
+const MaxIdleAge = 60 * time.Second
+
+type idleConn struct {
+	c     net.Conn
+	since time.Time
+}
+
 // ErrClosed is returned by Dial once the endpoint was shut down.
 var ErrClosed = errors.New("upstream: endpoint shut down")
 
@@ -29,7 +39,7 @@ type Endpoint struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool // every open connection; true for TCP sessions
-	idle   []net.Conn        // pooled HTTP connections, newest last
+	idle   []idleConn        // pooled HTTP connections, newest last
 	closed bool              // draining: no new connections, none pooled
 }
 
@@ -99,8 +109,8 @@ func (e *Endpoint) GetIdle() net.Conn {
 		e.mu.Unlock()
 		return nil
 	}
-	c := e.idle[n-1]
-	e.idle[n-1] = nil
+	c := e.idle[n-1].c
+	e.idle[n-1] = idleConn{}
 	e.idle = e.idle[:n-1]
 	e.mu.Unlock()
 	return c
@@ -110,8 +120,11 @@ func (e *Endpoint) GetIdle() net.Conn {
 const MaxIdle = 256
 
 // PutIdle returns a reusable connection to the pool. It closes the
-// connection instead when the pool is full or the endpoint is shut down.
+// connection instead when the pool is full or the endpoint is draining, and
+// closes pooled connections that sat unused for MaxIdleAge.
 func (e *Endpoint) PutIdle(c net.Conn) {
+	now := time.Now()
+	var stale []net.Conn
 	e.mu.Lock()
 	if e.closed || len(e.idle) >= MaxIdle {
 		delete(e.conns, c)
@@ -119,8 +132,23 @@ func (e *Endpoint) PutIdle(c net.Conn) {
 		c.Close()
 		return
 	}
-	e.idle = append(e.idle, c)
+	// The oldest are first; GetIdle takes from the end.
+	k := 0
+	for k < len(e.idle) && now.Sub(e.idle[k].since) > MaxIdleAge {
+		stale = append(stale, e.idle[k].c)
+		delete(e.conns, e.idle[k].c)
+		k++
+	}
+	if k > 0 {
+		rest := copy(e.idle, e.idle[k:])
+		clear(e.idle[rest:])
+		e.idle = e.idle[:rest]
+	}
+	e.idle = append(e.idle, idleConn{c, now})
 	e.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
 }
 
 // Conns is the number of open connections to the endpoint, idle ones included.
@@ -138,12 +166,12 @@ func (e *Endpoint) Drain() {
 	e.closed = true
 	idle := e.idle
 	e.idle = nil
-	for _, c := range idle {
-		delete(e.conns, c)
+	for _, ic := range idle {
+		delete(e.conns, ic.c)
 	}
 	e.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
+	for _, ic := range idle {
+		ic.c.Close()
 	}
 }
 

@@ -89,3 +89,23 @@ func TestPoolNewestFirst(t *testing.T) {
 	}
 	ep.Shutdown()
 }
+
+// TestPoolEvictsStale: connections that sat unused for MaxIdleAge are
+// closed when the pool is next used.
+func TestPoolEvictsStale(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	old, _ := ep.Dial(context.Background(), time.Second)
+	ep.PutIdle(old)
+	ep.mu.Lock()
+	ep.idle[0].since = time.Now().Add(-MaxIdleAge - time.Second)
+	ep.mu.Unlock()
+	fresh, _ := ep.Dial(context.Background(), time.Second)
+	ep.PutIdle(fresh)
+	if !closed(old) {
+		t.Errorf("stale pooled connection still open")
+	}
+	if got := ep.GetIdle(); got != fresh || ep.GetIdle() != nil || ep.Conns() != 1 {
+		t.Errorf("pool after eviction: want only the fresh connection")
+	}
+	ep.Shutdown()
+}
