@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +248,67 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 	got, _ := io.ReadAll(c)
 	if !strings.HasSuffix(string(got), "\r\n\r\na") {
 		t.Errorf("through the TCP listener: %q, want the backend's answer a", got)
+	}
+}
+
+// TestAppliesUnderLoadFailNothing: 300 applies that alternately remove and
+// re-add an endpoint, under 16 busy keep-alive clients, fail no request:
+// a request whose endpoint is retired under it picks again.
+func TestAppliesUnderLoadFailNothing(t *testing.T) {
+	n := newNode(t)
+	a, b := backend(t, "a"), backend(t, "b")
+	addr := freeAddr(t)
+	const two = `
+clusters: [{ name: web, endpoints: [{ name: a, address: "%s" }, { name: b, address: "%s" }] }]
+listeners: [{ name: pub, address: "%s", protocol: HTTP, default_cluster: web }]
+`
+	const one = `
+clusters: [{ name: web, endpoints: [{ name: b, address: "%s" }] }]
+listeners: [{ name: pub, address: "%s", protocol: HTTP, default_cluster: web }]
+`
+	snaps := []*sluicev1.Snapshot{parse(t, two, a, b, addr), parse(t, one, b, addr)}
+	if err := n.Apply("0", snaps[0]); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var failed, total atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: testTimeout}
+			defer client.CloseIdleConnections()
+			for i := 0; i < 100000 && !stop.Load(); i++ { // bounded
+				total.Add(1)
+				resp, err := client.Get("http://" + addr + "/")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	for i := range 300 {
+		if err := n.Apply(fmt.Sprint(i+1), snaps[(i+1)%2]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // let requests run between applies
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed during 300 applies; first: %v", failed.Load(), total.Load(), firstErr.Load())
+	}
+	if total.Load() < 300 {
+		t.Errorf("only %d requests ran during the applies; the load did not overlap them", total.Load())
 	}
 }
