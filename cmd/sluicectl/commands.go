@@ -112,18 +112,9 @@ Prints "applied version N" and one line per changed resource, or
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if *file == "" {
-		return c.usageError(fs, "-f is required")
-	}
-	s, ok := c.load("apply", *file)
-	if !ok {
-		return 1
-	}
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	resp, err := client.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: s, DryRun: *dry, Author: author(), Comment: *comment})
-	if err != nil {
-		return c.rpcError("apply", err)
+	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{DryRun: *dry, Comment: *comment})
+	if resp == nil {
+		return st
 	}
 	switch {
 	case *dry && resp.GetChanged():
@@ -151,18 +142,9 @@ apply); nothing is stored. Faults are printed as for apply, with exit status 1.`
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if *file == "" {
-		return c.usageError(fs, "-f is required")
-	}
-	s, ok := c.load("diff", *file)
-	if !ok {
-		return 1
-	}
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	resp, err := client.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: s, DryRun: true, Author: author()})
-	if err != nil {
-		return c.rpcError("diff", err)
+	resp, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true})
+	if resp == nil {
+		return st
 	}
 	if len(resp.GetChanges()) == 0 {
 		fmt.Fprintln(c.stdout, "no changes")
@@ -172,6 +154,26 @@ apply); nothing is stored. Faults are printed as for apply, with exit status 1.`
 		fmt.Fprintln(c.stdout, ch)
 	}
 	return 0
+}
+
+// applyFile loads the snapshot at file into req and sends it. On failure it
+// has printed why and returns a nil response and the exit status.
+func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, cmd, file string, req *sluicev1.ApplyRequest) (*sluicev1.ApplyResponse, int) {
+	if file == "" {
+		return nil, c.usageError(fs, "-f is required")
+	}
+	s, ok := c.load(cmd, file)
+	if !ok {
+		return nil, 1
+	}
+	req.Snapshot, req.Author = s, author()
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.Apply(ctx, req)
+	if err != nil {
+		return nil, c.rpcError(cmd, err)
+	}
+	return resp, 0
 }
 
 // outputFlag adds -o with the given formats, the first being the default.
