@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/dataplane"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 	"google.golang.org/grpc"
@@ -180,26 +181,9 @@ func startBackend(t *testing.T, name string) *backend {
 	return b
 }
 
-// handedOut remembers every address freeAddr returned, so two calls never
-// return the same port even though the kernel may offer it again.
-var handedOut sync.Map
-
-// freeAddr returns a loopback address that nothing listens on right now
-// and that no earlier call returned.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-}
+// freeAddr returns a loopback address nothing listens on and no other
+// call returned.
+func freeAddr(t *testing.T) string { return loopback.FreeAddr(t) }
 
 // get makes one request and returns the body, which names the backend.
 func get(client *http.Client, url string) (string, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -40,24 +41,9 @@ func parse(t *testing.T, format string, args ...any) *sluicev1.Snapshot {
 	return s
 }
 
-// handedOut remembers what freeAddr returned, so two calls never return
-// the same port even though the kernel may offer it again.
-var handedOut sync.Map
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-}
+// freeAddr returns a loopback address nothing listens on and no other
+// call returned.
+func freeAddr(t *testing.T) string { return loopback.FreeAddr(t) }
 
 func backend(t *testing.T, name string) string {
 	t.Helper()
