@@ -72,6 +72,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		} else {
 			clusters[c.GetName()] = i
 		}
+		policyErrors(c, i, add)
 		clear(endpoints)
 		for j, e := range c.GetEndpoints() {
 			if first, dup := endpoints[e.GetName()]; dup {
@@ -133,6 +134,72 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		}
 	}
 	return errs
+}
+
+// policyErrors checks that a cluster's policy blocks fit its lb_policy.
+func policyErrors(c *sluicev1.Cluster, i int, add func(path, format string, args ...any)) {
+	p := fmt.Sprintf("clusters[%d]", i)
+	policy := c.GetLbPolicy()
+	if c.Random != nil && policy != sluicev1.LbPolicy_LB_POLICY_RANDOM {
+		add(p+".random", "only allowed when lb_policy is RANDOM")
+	}
+	h := c.GetHash()
+	if policy != sluicev1.LbPolicy_LB_POLICY_HASH {
+		if h != nil {
+			add(p+".hash", "only allowed when lb_policy is HASH")
+		}
+		return
+	}
+	if h == nil {
+		add(p+".hash", "required when lb_policy is HASH: say which key to hash, e.g. hash: { key: SOURCE_IP }")
+		return
+	}
+	switch h.GetKey() {
+	case sluicev1.HashKey_HASH_KEY_URL_PARAM, sluicev1.HashKey_HASH_KEY_HEADER, sluicev1.HashKey_HASH_KEY_COOKIE:
+		if h.GetName() == "" {
+			add(p+".hash.name", "required with key %s: the name of the %s to hash", shortEnum(h.GetKey()), strings.ToLower(strings.TrimPrefix(shortEnum(h.GetKey()), "URL_")))
+		} else if !isToken(h.GetName()) {
+			add(p+".hash.name", "%q is not a valid %s name (letters, digits and !#$%%&'*+-.^_`|~ only)", h.GetName(), strings.ToLower(strings.TrimPrefix(shortEnum(h.GetKey()), "URL_")))
+		}
+	default:
+		if h.GetName() != "" {
+			add(p+".hash.name", "only allowed with key URL_PARAM, HEADER or COOKIE")
+		}
+	}
+	if h.GetUseDomainOnly() && h.GetKey() != sluicev1.HashKey_HASH_KEY_HEADER {
+		add(p+".hash.use_domain_only", "only allowed with key HEADER")
+	}
+	if f := h.GetBalanceFactor(); f != 0 && f < 100 {
+		add(p+".hash.balance_factor", "must be 0 (off) or at least 100 (percent of the average load)")
+	}
+}
+
+// shortEnum is an enum value's name as YAML writes it, without its type
+// prefix.
+func shortEnum(e interface{ String() string }) string {
+	name := e.String()
+	if i := strings.Index(name, "_KEY_"); i >= 0 {
+		return name[i+len("_KEY_"):]
+	}
+	return name
+}
+
+// isToken reports whether s is an RFC 9110 token, the syntax of header,
+// cookie and (here) query parameter names.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // bindAddr is a listener address reduced to what decides whether two binds

@@ -54,6 +54,52 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "every policy with its options",
+			clusters: []string{
+				`{name: a, lb_policy: STATIC_RR}`,
+				`{name: b, lb_policy: FIRST, endpoints: [{name: e, address: "10.0.0.1:80", max_conn: 1}]}`,
+				`{name: c, lb_policy: LEAST_CONN}`,
+				`{name: d, lb_policy: RANDOM, random: {draws: 1}}`,
+				`{name: e, lb_policy: HASH, hash: {key: SOURCE_IP, method: MAGLEV, balance_factor: 125}}`,
+				`{name: f, lb_policy: HASH, hash: {key: HEADER, name: Host, use_domain_only: true, method: RING}}`,
+				`{name: g, lb_policy: HASH, hash: {key: COOKIE, name: session}}`,
+				`{name: h, lb_policy: HASH, hash: {key: URL_PARAM, name: user_id}}`,
+			},
+		},
+		{
+			name:     "HASH without a key",
+			clusters: []string{`{name: web, lb_policy: HASH}`},
+			want:     []string{"clusters[0].hash: required when lb_policy is HASH: say which key to hash, e.g. hash: { key: SOURCE_IP }"},
+		},
+		{
+			name:     "hash block with another policy",
+			clusters: []string{`{name: web, hash: {key: URI}}`},
+			want:     []string{"clusters[0].hash: only allowed when lb_policy is HASH"},
+		},
+		{
+			name:     "header key without a name",
+			clusters: []string{`{name: web, lb_policy: HASH, hash: {key: HEADER}}`},
+			want:     []string{"clusters[0].hash.name: required with key HEADER: the name of the header to hash"},
+		},
+		{
+			name:     "cookie name with invalid characters",
+			clusters: []string{`{name: web, lb_policy: HASH, hash: {key: COOKIE, name: "sess id;"}}`},
+			want:     []string{`clusters[0].hash.name: "sess id;" is not a valid cookie name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
+		},
+		{
+			name:     "draws below 1",
+			clusters: []string{`{name: web, lb_policy: RANDOM, random: {draws: 0}}`},
+			want:     []string{"clusters[0].random.draws: must be between 1 and 16"},
+		},
+		{
+			name:     "random block with another policy, balance factor too small",
+			clusters: []string{`{name: web, random: {draws: 2}}`, `{name: api, lb_policy: HASH, hash: {key: URI, balance_factor: 50}}`},
+			want: []string{
+				"clusters[0].random: only allowed when lb_policy is RANDOM",
+				"clusters[1].hash.balance_factor: must be 0 (off) or at least 100 (percent of the average load)",
+			},
+		},
+		{
 			name:     "duplicate cluster name",
 			clusters: []string{okCluster, `{name: api}`, okCluster},
 			want:     []string{`clusters[2].name: duplicate cluster name "web", first defined at clusters[0]`},
@@ -214,7 +260,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateInvalidEnumNumber(t *testing.T) {
 	s := &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web", LbPolicy: 42}}}
-	want := []string{"clusters[0].lb_policy: must be one of ROUND_ROBIN"}
+	want := []string{"clusters[0].lb_policy: must be one of ROUND_ROBIN, STATIC_RR, FIRST, LEAST_CONN, RANDOM, HASH"}
 	if got := errorLines(Validate(s)); !equalLines(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}

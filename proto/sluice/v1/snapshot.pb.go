@@ -30,8 +30,21 @@ type LbPolicy int32
 const (
 	LbPolicy_LB_POLICY_UNSPECIFIED LbPolicy = 0
 	// Smooth weighted round robin (the nginx algorithm, as HAProxy's
-	// "roundrobin"): with weights 2:1 the order is a a b, never a a b b.
+	// "roundrobin"): with weights 2:1 the order is a b a, never a a b b.
 	LbPolicy_LB_POLICY_ROUND_ROBIN LbPolicy = 1
+	// Weighted round robin with no runtime state beyond the position
+	// (HAProxy's "static-rr").
+	LbPolicy_LB_POLICY_STATIC_RR LbPolicy = 2
+	// The first endpoint, in snapshot order, with a free slot (below its
+	// max_conn) takes the work (HAProxy's "first").
+	LbPolicy_LB_POLICY_FIRST LbPolicy = 3
+	// Fewest in-flight requests (HTTP) or sessions (TCP) relative to weight;
+	// ties broken round robin (HAProxy's "leastconn").
+	LbPolicy_LB_POLICY_LEAST_CONN LbPolicy = 4
+	// Power of d random choices, in proportion to weight (random.draws).
+	LbPolicy_LB_POLICY_RANDOM LbPolicy = 5
+	// A hash of a request key picks the endpoint (the hash block).
+	LbPolicy_LB_POLICY_HASH LbPolicy = 6
 )
 
 // Enum value maps for LbPolicy.
@@ -39,10 +52,20 @@ var (
 	LbPolicy_name = map[int32]string{
 		0: "LB_POLICY_UNSPECIFIED",
 		1: "LB_POLICY_ROUND_ROBIN",
+		2: "LB_POLICY_STATIC_RR",
+		3: "LB_POLICY_FIRST",
+		4: "LB_POLICY_LEAST_CONN",
+		5: "LB_POLICY_RANDOM",
+		6: "LB_POLICY_HASH",
 	}
 	LbPolicy_value = map[string]int32{
 		"LB_POLICY_UNSPECIFIED": 0,
 		"LB_POLICY_ROUND_ROBIN": 1,
+		"LB_POLICY_STATIC_RR":   2,
+		"LB_POLICY_FIRST":       3,
+		"LB_POLICY_LEAST_CONN":  4,
+		"LB_POLICY_RANDOM":      5,
+		"LB_POLICY_HASH":        6,
 	}
 )
 
@@ -71,6 +94,135 @@ func (x LbPolicy) Number() protoreflect.EnumNumber {
 // Deprecated: Use LbPolicy.Descriptor instead.
 func (LbPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{0}
+}
+
+// HashKey is what LB_POLICY_HASH hashes. In YAML the prefix is dropped:
+// `key: HEADER`.
+type HashKey int32
+
+const (
+	HashKey_HASH_KEY_UNSPECIFIED HashKey = 0
+	// The client's IP address (HAProxy "source"); works on TCP listeners too.
+	HashKey_HASH_KEY_SOURCE_IP HashKey = 1
+	// The whole request target, path and query (HAProxy "uri").
+	HashKey_HASH_KEY_URI HashKey = 2
+	// The path of the request target, without the query ("uri path-only").
+	HashKey_HASH_KEY_PATH HashKey = 3
+	// The value of the query parameter `name` (HAProxy "url_param").
+	HashKey_HASH_KEY_URL_PARAM HashKey = 4
+	// The value of the request header `name` (HAProxy "hdr(name)").
+	HashKey_HASH_KEY_HEADER HashKey = 5
+	// The value of the cookie `name`.
+	HashKey_HASH_KEY_COOKIE HashKey = 6
+)
+
+// Enum value maps for HashKey.
+var (
+	HashKey_name = map[int32]string{
+		0: "HASH_KEY_UNSPECIFIED",
+		1: "HASH_KEY_SOURCE_IP",
+		2: "HASH_KEY_URI",
+		3: "HASH_KEY_PATH",
+		4: "HASH_KEY_URL_PARAM",
+		5: "HASH_KEY_HEADER",
+		6: "HASH_KEY_COOKIE",
+	}
+	HashKey_value = map[string]int32{
+		"HASH_KEY_UNSPECIFIED": 0,
+		"HASH_KEY_SOURCE_IP":   1,
+		"HASH_KEY_URI":         2,
+		"HASH_KEY_PATH":        3,
+		"HASH_KEY_URL_PARAM":   4,
+		"HASH_KEY_HEADER":      5,
+		"HASH_KEY_COOKIE":      6,
+	}
+)
+
+func (x HashKey) Enum() *HashKey {
+	p := new(HashKey)
+	*p = x
+	return p
+}
+
+func (x HashKey) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HashKey) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[1].Descriptor()
+}
+
+func (HashKey) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[1]
+}
+
+func (x HashKey) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HashKey.Descriptor instead.
+func (HashKey) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
+// HashMethod maps hashes to endpoints. In YAML the prefix is dropped.
+type HashMethod int32
+
+const (
+	// Default: MAP_BASED.
+	HashMethod_HASH_METHOD_UNSPECIFIED HashMethod = 0
+	// A weighted table indexed by hash modulo its size (HAProxy's default
+	// "map-based"): even, but most keys move when an endpoint comes or goes.
+	HashMethod_HASH_METHOD_MAP_BASED HashMethod = 1
+	// Maglev consistent hashing: even, and about 1/N of keys move when one of
+	// N endpoints comes or goes.
+	HashMethod_HASH_METHOD_MAGLEV HashMethod = 2
+	// A consistent-hash ring with weighted virtual nodes (HAProxy's
+	// "consistent", ketama).
+	HashMethod_HASH_METHOD_RING HashMethod = 3
+)
+
+// Enum value maps for HashMethod.
+var (
+	HashMethod_name = map[int32]string{
+		0: "HASH_METHOD_UNSPECIFIED",
+		1: "HASH_METHOD_MAP_BASED",
+		2: "HASH_METHOD_MAGLEV",
+		3: "HASH_METHOD_RING",
+	}
+	HashMethod_value = map[string]int32{
+		"HASH_METHOD_UNSPECIFIED": 0,
+		"HASH_METHOD_MAP_BASED":   1,
+		"HASH_METHOD_MAGLEV":      2,
+		"HASH_METHOD_RING":        3,
+	}
+)
+
+func (x HashMethod) Enum() *HashMethod {
+	p := new(HashMethod)
+	*p = x
+	return p
+}
+
+func (x HashMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HashMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[2].Descriptor()
+}
+
+func (HashMethod) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[2]
+}
+
+func (x HashMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HashMethod.Descriptor instead.
+func (HashMethod) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
 // Protocol is what a listener speaks. In YAML the prefix is dropped:
@@ -110,11 +262,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[1].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[3].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[1]
+	return &file_sluice_v1_snapshot_proto_enumTypes[3]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -123,7 +275,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 // Snapshot is the whole desired configuration of a group of dataplane nodes.
@@ -182,6 +334,139 @@ func (x *Snapshot) GetListeners() []*Listener {
 	return nil
 }
 
+// RandomOptions tune LB_POLICY_RANDOM.
+type RandomOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Draws is how many endpoints are drawn, of which the least loaded takes
+	// the work. Default 2 ("power of two choices"); 1 is plain weighted
+	// random.
+	Draws         *uint32 `protobuf:"varint,1,opt,name=draws,proto3,oneof" json:"draws,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RandomOptions) Reset() {
+	*x = RandomOptions{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RandomOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RandomOptions) ProtoMessage() {}
+
+func (x *RandomOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RandomOptions.ProtoReflect.Descriptor instead.
+func (*RandomOptions) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RandomOptions) GetDraws() uint32 {
+	if x != nil && x.Draws != nil {
+		return *x.Draws
+	}
+	return 0
+}
+
+// HashPolicy configures LB_POLICY_HASH. A request without the key (no such
+// header, a TCP session for a request key) is balanced round robin.
+type HashPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   HashKey                `protobuf:"varint,1,opt,name=key,proto3,enum=sluice.v1.HashKey" json:"key,omitempty"`
+	// Name is the query parameter, header or cookie whose value is hashed;
+	// required for those keys, refused for the others.
+	Name   string     `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Method HashMethod `protobuf:"varint,3,opt,name=method,proto3,enum=sluice.v1.HashMethod" json:"method,omitempty"`
+	// UseDomainOnly hashes only the domain of a HEADER value, as HAProxy's
+	// "use_domain_only" for hdr(Host): www.example.com:8080 -> example.
+	UseDomainOnly bool `protobuf:"varint,4,opt,name=use_domain_only,json=useDomainOnly,proto3" json:"use_domain_only,omitempty"`
+	// BalanceFactor bounds the load of any endpoint to this percentage of the
+	// average (consistent hashing with bounded loads; HAProxy's
+	// "hash-balance-factor"). 0 disables it; else at least 100.
+	BalanceFactor uint32 `protobuf:"varint,5,opt,name=balance_factor,json=balanceFactor,proto3" json:"balance_factor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashPolicy) Reset() {
+	*x = HashPolicy{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashPolicy) ProtoMessage() {}
+
+func (x *HashPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
+func (*HashPolicy) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HashPolicy) GetKey() HashKey {
+	if x != nil {
+		return x.Key
+	}
+	return HashKey_HASH_KEY_UNSPECIFIED
+}
+
+func (x *HashPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HashPolicy) GetMethod() HashMethod {
+	if x != nil {
+		return x.Method
+	}
+	return HashMethod_HASH_METHOD_UNSPECIFIED
+}
+
+func (x *HashPolicy) GetUseDomainOnly() bool {
+	if x != nil {
+		return x.UseDomainOnly
+	}
+	return false
+}
+
+func (x *HashPolicy) GetBalanceFactor() uint32 {
+	if x != nil {
+		return x.BalanceFactor
+	}
+	return 0
+}
+
 // Cluster is a named pool of endpoints with one balancing policy.
 type Cluster struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -198,14 +483,18 @@ type Cluster struct {
 	ConnectTimeout *durationpb.Duration `protobuf:"bytes,5,opt,name=connect_timeout,json=connectTimeout,proto3" json:"connect_timeout,omitempty"`
 	// DrainTimeout is how long connections to a removed, drained or disabled
 	// endpoint may live on before they are closed. Default 0: closed at once.
-	DrainTimeout  *durationpb.Duration `protobuf:"bytes,6,opt,name=drain_timeout,json=drainTimeout,proto3" json:"drain_timeout,omitempty"`
+	DrainTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=drain_timeout,json=drainTimeout,proto3" json:"drain_timeout,omitempty"`
+	// Random tunes LB_POLICY_RANDOM; only allowed with it.
+	Random *RandomOptions `protobuf:"bytes,7,opt,name=random,proto3" json:"random,omitempty"`
+	// Hash configures LB_POLICY_HASH; required with it, refused otherwise.
+	Hash          *HashPolicy `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[1]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +506,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[1]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +519,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Cluster) GetName() string {
@@ -275,6 +564,20 @@ func (x *Cluster) GetDrainTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *Cluster) GetRandom() *RandomOptions {
+	if x != nil {
+		return x.Random
+	}
+	return nil
+}
+
+func (x *Cluster) GetHash() *HashPolicy {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
 // Endpoint is one server of a cluster.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -287,14 +590,18 @@ type Endpoint struct {
 	// 0 to 256. Unset means 1; 0 takes the endpoint out of rotation.
 	Weight *uint32 `protobuf:"varint,3,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
 	// Backup endpoints receive traffic only when no primary endpoint is up.
-	Backup        bool `protobuf:"varint,4,opt,name=backup,proto3" json:"backup,omitempty"`
+	Backup bool `protobuf:"varint,4,opt,name=backup,proto3" json:"backup,omitempty"`
+	// MaxConn caps the requests (HTTP) or sessions (TCP) in flight to the
+	// endpoint; 0 means no cap. A full endpoint is skipped; when all are
+	// full, the request is answered 503 (TCP: the connection is closed).
+	MaxConn       uint32 `protobuf:"varint,5,opt,name=max_conn,json=maxConn,proto3" json:"max_conn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[2]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +613,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[2]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +626,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Endpoint) GetName() string {
@@ -350,6 +657,13 @@ func (x *Endpoint) GetBackup() bool {
 	return false
 }
 
+func (x *Endpoint) GetMaxConn() uint32 {
+	if x != nil {
+		return x.MaxConn
+	}
+	return 0
+}
+
 // HealthCheck configures active checking of a cluster's endpoints, in the
 // manner of HAProxy's "check inter 2s fall 3 rise 2".
 type HealthCheck struct {
@@ -368,7 +682,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[3]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +694,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[3]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +707,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HealthCheck) GetInterval() *durationpb.Duration {
@@ -441,7 +755,7 @@ type Listener struct {
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +767,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +780,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Listener) GetName() string {
@@ -522,7 +836,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +848,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +861,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -579,7 +893,18 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bSnapshot\x12:\n" +
 	"\bclusters\x18\x01 \x03(\v2\x12.sluice.v1.ClusterB\n" +
 	"\xfaB\a\x92\x01\x04\x10\xa0\x8d\x06R\bclusters\x12<\n" +
-	"\tlisteners\x18\x02 \x03(\v2\x13.sluice.v1.ListenerB\t\xfaB\x06\x92\x01\x03\x10\x90NR\tlisteners\"\x9f\x03\n" +
+	"\tlisteners\x18\x02 \x03(\v2\x13.sluice.v1.ListenerB\t\xfaB\x06\x92\x01\x03\x10\x90NR\tlisteners\"?\n" +
+	"\rRandomOptions\x12$\n" +
+	"\x05draws\x18\x01 \x01(\rB\t\xfaB\x06*\x04\x18\x10(\x01H\x00R\x05draws\x88\x01\x01B\b\n" +
+	"\x06_draws\"\xee\x01\n" +
+	"\n" +
+	"HashPolicy\x120\n" +
+	"\x03key\x18\x01 \x01(\x0e2\x12.sluice.v1.HashKeyB\n" +
+	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\x03key\x12\x1c\n" +
+	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
+	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
+	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xfc\x03\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -587,13 +912,16 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\tendpoints\x18\x04 \x03(\v2\x13.sluice.v1.EndpointB\t\xfaB\x06\x92\x01\x03\x10\x90NR\tendpoints\x12Q\n" +
 	"\x0fconnect_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
 	"\xaa\x01\a\"\x03\b\xac\x022\x00R\x0econnectTimeout\x12N\n" +
-	"\rdrain_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\fdrainTimeout\"\xb8\x01\n" +
+	"\rdrain_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\fdrainTimeout\x120\n" +
+	"\x06random\x18\a \x01(\v2\x18.sluice.v1.RandomOptionsR\x06random\x12)\n" +
+	"\x04hash\x18\b \x01(\v2\x15.sluice.v1.HashPolicyR\x04hash\"\xde\x01\n" +
 	"\bEndpoint\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
 	"\xfaB\ar\x05\x10\x03\x18\x85\x02R\aaddress\x12%\n" +
 	"\x06weight\x18\x03 \x01(\rB\b\xfaB\x05*\x03\x18\x80\x02H\x00R\x06weight\x88\x01\x01\x12\x16\n" +
-	"\x06backup\x18\x04 \x01(\bR\x06backupB\t\n" +
+	"\x06backup\x18\x04 \x01(\bR\x06backup\x12$\n" +
+	"\bmax_conn\x18\x05 \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\amaxConnB\t\n" +
 	"\a_weight\"\xda\x01\n" +
 	"\vHealthCheck\x12I\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xad\xe2\x04R\binterval\x12F\n" +
@@ -611,10 +939,29 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
-	"\x10response_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\x0fresponseTimeout*@\n" +
+	"\x10response_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\x0fresponseTimeout*\xb2\x01\n" +
 	"\bLbPolicy\x12\x19\n" +
 	"\x15LB_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
-	"\x15LB_POLICY_ROUND_ROBIN\x10\x01*I\n" +
+	"\x15LB_POLICY_ROUND_ROBIN\x10\x01\x12\x17\n" +
+	"\x13LB_POLICY_STATIC_RR\x10\x02\x12\x13\n" +
+	"\x0fLB_POLICY_FIRST\x10\x03\x12\x18\n" +
+	"\x14LB_POLICY_LEAST_CONN\x10\x04\x12\x14\n" +
+	"\x10LB_POLICY_RANDOM\x10\x05\x12\x12\n" +
+	"\x0eLB_POLICY_HASH\x10\x06*\xa2\x01\n" +
+	"\aHashKey\x12\x18\n" +
+	"\x14HASH_KEY_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12HASH_KEY_SOURCE_IP\x10\x01\x12\x10\n" +
+	"\fHASH_KEY_URI\x10\x02\x12\x11\n" +
+	"\rHASH_KEY_PATH\x10\x03\x12\x16\n" +
+	"\x12HASH_KEY_URL_PARAM\x10\x04\x12\x13\n" +
+	"\x0fHASH_KEY_HEADER\x10\x05\x12\x13\n" +
+	"\x0fHASH_KEY_COOKIE\x10\x06*r\n" +
+	"\n" +
+	"HashMethod\x12\x1b\n" +
+	"\x17HASH_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HASH_METHOD_MAP_BASED\x10\x01\x12\x16\n" +
+	"\x12HASH_METHOD_MAGLEV\x10\x02\x12\x14\n" +
+	"\x10HASH_METHOD_RING\x10\x03*I\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x11\n" +
@@ -632,39 +979,47 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_snapshot_proto_rawDescData
 }
 
-var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
-	(Protocol)(0),               // 1: sluice.v1.Protocol
-	(*Snapshot)(nil),            // 2: sluice.v1.Snapshot
-	(*Cluster)(nil),             // 3: sluice.v1.Cluster
-	(*Endpoint)(nil),            // 4: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 5: sluice.v1.HealthCheck
-	(*Listener)(nil),            // 6: sluice.v1.Listener
-	(*HttpOptions)(nil),         // 7: sluice.v1.HttpOptions
-	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
+	(HashKey)(0),                // 1: sluice.v1.HashKey
+	(HashMethod)(0),             // 2: sluice.v1.HashMethod
+	(Protocol)(0),               // 3: sluice.v1.Protocol
+	(*Snapshot)(nil),            // 4: sluice.v1.Snapshot
+	(*RandomOptions)(nil),       // 5: sluice.v1.RandomOptions
+	(*HashPolicy)(nil),          // 6: sluice.v1.HashPolicy
+	(*Cluster)(nil),             // 7: sluice.v1.Cluster
+	(*Endpoint)(nil),            // 8: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 9: sluice.v1.HealthCheck
+	(*Listener)(nil),            // 10: sluice.v1.Listener
+	(*HttpOptions)(nil),         // 11: sluice.v1.HttpOptions
+	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
-	3,  // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	6,  // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
-	0,  // 2: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	5,  // 3: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	4,  // 4: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	8,  // 5: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	8,  // 6: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
-	8,  // 7: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	8,  // 8: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	1,  // 9: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	7,  // 10: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	8,  // 11: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	8,  // 12: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	8,  // 13: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
+	10, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
+	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
+	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
+	9,  // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	8,  // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	12, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	12, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	5,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
+	6,  // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
+	12, // 11: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	12, // 12: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	3,  // 13: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	11, // 14: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	12, // 15: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	12, // 16: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	12, // 17: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -672,14 +1027,15 @@ func file_sluice_v1_snapshot_proto_init() {
 	if File_sluice_v1_snapshot_proto != nil {
 		return
 	}
-	file_sluice_v1_snapshot_proto_msgTypes[2].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   6,
+			NumEnums:      4,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

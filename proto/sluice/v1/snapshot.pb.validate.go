@@ -224,6 +224,281 @@ var _ interface {
 	ErrorName() string
 } = SnapshotValidationError{}
 
+// Validate checks the field values on RandomOptions with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RandomOptions) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RandomOptions with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RandomOptionsMultiError, or
+// nil if none found.
+func (m *RandomOptions) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RandomOptions) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.Draws != nil {
+
+		if val := m.GetDraws(); val < 1 || val > 16 {
+			err := RandomOptionsValidationError{
+				field:  "Draws",
+				reason: "value must be inside range [1, 16]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return RandomOptionsMultiError(errors)
+	}
+
+	return nil
+}
+
+// RandomOptionsMultiError is an error wrapping multiple validation errors
+// returned by RandomOptions.ValidateAll() if the designated constraints
+// aren't met.
+type RandomOptionsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RandomOptionsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RandomOptionsMultiError) AllErrors() []error { return m }
+
+// RandomOptionsValidationError is the validation error returned by
+// RandomOptions.Validate if the designated constraints aren't met.
+type RandomOptionsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RandomOptionsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RandomOptionsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RandomOptionsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RandomOptionsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RandomOptionsValidationError) ErrorName() string { return "RandomOptionsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RandomOptionsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRandomOptions.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RandomOptionsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RandomOptionsValidationError{}
+
+// Validate checks the field values on HashPolicy with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *HashPolicy) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on HashPolicy with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in HashPolicyMultiError, or
+// nil if none found.
+func (m *HashPolicy) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *HashPolicy) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if _, ok := _HashPolicy_Key_NotInLookup[m.GetKey()]; ok {
+		err := HashPolicyValidationError{
+			field:  "Key",
+			reason: "value must not be in list [HASH_KEY_UNSPECIFIED]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := HashKey_name[int32(m.GetKey())]; !ok {
+		err := HashPolicyValidationError{
+			field:  "Key",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetName()) > 256 {
+		err := HashPolicyValidationError{
+			field:  "Name",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := HashMethod_name[int32(m.GetMethod())]; !ok {
+		err := HashPolicyValidationError{
+			field:  "Method",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for UseDomainOnly
+
+	if m.GetBalanceFactor() > 10000 {
+		err := HashPolicyValidationError{
+			field:  "BalanceFactor",
+			reason: "value must be less than or equal to 10000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return HashPolicyMultiError(errors)
+	}
+
+	return nil
+}
+
+// HashPolicyMultiError is an error wrapping multiple validation errors
+// returned by HashPolicy.ValidateAll() if the designated constraints aren't met.
+type HashPolicyMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m HashPolicyMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m HashPolicyMultiError) AllErrors() []error { return m }
+
+// HashPolicyValidationError is the validation error returned by
+// HashPolicy.Validate if the designated constraints aren't met.
+type HashPolicyValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e HashPolicyValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e HashPolicyValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e HashPolicyValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e HashPolicyValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e HashPolicyValidationError) ErrorName() string { return "HashPolicyValidationError" }
+
+// Error satisfies the builtin error interface
+func (e HashPolicyValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sHashPolicy.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = HashPolicyValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = HashPolicyValidationError{}
+
+var _HashPolicy_Key_NotInLookup = map[HashKey]struct{}{
+	0: {},
+}
+
 // Validate checks the field values on Cluster with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.
@@ -403,6 +678,64 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetRandom()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Random",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Random",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRandom()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "Random",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetHash()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Hash",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Hash",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetHash()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "Hash",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return ClusterMultiError(errors)
 	}
@@ -527,6 +860,17 @@ func (m *Endpoint) validate(all bool) error {
 	}
 
 	// no validation rules for Backup
+
+	if m.GetMaxConn() > 1000000 {
+		err := EndpointValidationError{
+			field:  "MaxConn",
+			reason: "value must be less than or equal to 1000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
 
 	if m.Weight != nil {
 
