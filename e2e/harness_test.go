@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,13 +152,16 @@ func waitVersion(t *testing.T, dp *dataplane.Dataplane, v uint64) {
 	waitFor(t, "node to apply version "+want, func() bool { return dp.Node.Version() == want })
 }
 
-// backend is an HTTP server that answers with its name.
+// backend is an HTTP server that answers with its name. A request for
+// /slow is held until release is closed; held counts them.
 type backend struct {
-	name string
-	addr string
-	srv  *http.Server
-	mu   sync.Mutex
-	hits int
+	name    string
+	addr    string
+	srv     *http.Server
+	mu      sync.Mutex
+	hits    int
+	held    atomic.Int32
+	release chan struct{}
 }
 
 func startBackend(t *testing.T, name string) *backend {
@@ -166,11 +170,19 @@ func startBackend(t *testing.T, name string) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{name: name, addr: ln.Addr().String()}
+	b := &backend{name: name, addr: ln.Addr().String(), release: make(chan struct{})}
 	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.hits++
 		b.mu.Unlock()
+		if r.URL.Path == "/slow" {
+			b.held.Add(1)
+			select {
+			case <-b.release:
+			case <-time.After(testTimeout):
+			}
+			b.held.Add(-1)
+		}
 		if r.ContentLength > 0 {
 			io.Copy(io.Discard, r.Body)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ type clientConn struct {
 	srv *Server
 	c   net.Conn
 	tcp *net.TCPConn // c, when it is one (splice, raw reads)
+	ip  netip.Addr   // the client's address, for Request.ClientAddr
 	x   *exchange
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.

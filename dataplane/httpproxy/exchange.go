@@ -102,6 +102,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	x := cc.x
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
+	req.client = cc.ip
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
 	}

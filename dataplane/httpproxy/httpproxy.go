@@ -162,6 +162,9 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.tcp = tc
 		cc.initRaw()
 	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = a.AddrPort().Addr().Unmap()
+	}
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	cc.serve()
 	if cc.linger {

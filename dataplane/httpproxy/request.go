@@ -1,5 +1,7 @@
 package httpproxy
 
+import "net/netip"
+
 // Body framings of a message (RFC 9112 §6.3).
 const (
 	bodyNone    uint8 = iota // no body
@@ -27,7 +29,13 @@ type Request struct {
 	closeConn     bool // the client wants the connection closed after this exchange
 	expect100     bool
 	upgrade       bool // an Upgrade field was present (and is dropped)
+
+	client netip.Addr // the client connection's peer, set before Pick
 }
+
+// ClientAddr is the IP address of the client connection the request came
+// on (the peer of the TCP connection).
+func (r *Request) ClientAddr() netip.Addr { return r.client }
 
 // Method is the request method, e.g. GET.
 func (r *Request) Method() []byte { return r.method.of(r.head) }

@@ -9,7 +9,7 @@ import (
 )
 
 func testSet(spec ...string) Set {
-	// spec entries: "name:weight", "name:weight:backup", "name:weight:down"
+	// spec entries: "name:weight" then any of ":backup", ":down", ":max=N"
 	var s Set
 	for _, e := range spec {
 		parts := strings.Split(e, ":")
@@ -22,6 +22,10 @@ func testSet(spec ...string) Set {
 				m.Backup = true
 			case "down":
 				m.Down = true
+			default:
+				if _, err := fmt.Sscanf(f, "max=%d", &m.MaxConn); err != nil {
+					panic("testSet: bad flag " + f)
+				}
 			}
 		}
 		s = append(s, m)
@@ -33,7 +37,7 @@ func sequence(t *testing.T, p Picker, n int) string {
 	t.Helper()
 	var b strings.Builder
 	for range n {
-		ep, err := p.Pick()
+		ep, err := p.Pick(Request{})
 		if err != nil {
 			t.Fatalf("Pick: %v", err)
 		}
@@ -70,39 +74,82 @@ func TestRoundRobinSequence(t *testing.T) {
 
 func TestRoundRobinNoEndpoint(t *testing.T) {
 	for _, s := range []Set{nil, testSet("a:0"), testSet("a:1:down", "b:1:backup:down")} {
-		if _, err := NewRoundRobin(s).Pick(); err != ErrNoEndpoint {
+		if _, err := NewRoundRobin(s).Pick(Request{}); err != ErrNoEndpoint {
 			t.Errorf("Pick over %v: err = %v, want ErrNoEndpoint", s, err)
 		}
 	}
 }
 
-// TestRoundRobinLargeWeights checks that the locked path (sum of weights
-// beyond the precomputed schedule) gives the same proportions.
+// TestRoundRobinLargeWeights checks that the deadline schedule (cycle
+// beyond maxSmooth) and the locked heap (cycle beyond maxSchedule) give
+// every member exactly its weight in each cycle.
 func TestRoundRobinLargeWeights(t *testing.T) {
-	var spec []string
-	for i := range 40 {
-		spec = append(spec, fmt.Sprintf("e%d:%d", i, 100+i%3*50))
+	tests := []struct {
+		name      string
+		members   int
+		scheduled bool
+	}{
+		{"deadline schedule", 40, true},
+		{"locked heap", 2000, false},
 	}
-	rr := NewRoundRobin(testSet(spec...)).(*RoundRobin)
-	if rr.schedule != nil {
-		t.Fatalf("sum %d should not be precomputed", rr.total)
-	}
-	counts := map[string]int{}
-	for range int(rr.total) {
-		ep, _ := rr.Pick()
-		counts[ep.Name]++
-	}
-	for _, m := range rr.members {
-		if got := counts[m.Endpoint.Name]; got != int(m.Weight) {
-			t.Errorf("%s picked %d times in one cycle, want %d", m.Endpoint.Name, got, m.Weight)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var spec []string
+			for i := range tt.members {
+				spec = append(spec, fmt.Sprintf("e%d:%d", i, 101+i%3*50))
+			}
+			rr := NewRoundRobin(testSet(spec...)).(*RoundRobin)
+			if rr.total <= maxSmooth || (rr.schedule != nil) != tt.scheduled {
+				t.Fatalf("sum %d: scheduled = %v, want %v", rr.total, rr.schedule != nil, tt.scheduled)
+			}
+			for cycle := range 2 {
+				counts := map[string]int{}
+				for range int(rr.total) {
+					ep, _ := rr.Pick(Request{})
+					counts[ep.Name]++
+				}
+				for _, m := range rr.members {
+					if got := counts[m.Endpoint.Name]; got != int(m.Weight) {
+						t.Fatalf("cycle %d: %s picked %d times, want %d", cycle, m.Endpoint.Name, got, m.Weight)
+					}
+				}
+			}
+		})
 	}
 }
 
-func BenchmarkRoundRobinPick(b *testing.B) {
-	p := NewRoundRobin(testSet("a:2", "b:1", "c:3"))
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Pick()
+// TestRoundRobinGCD checks that weights with a common divisor give the same
+// smooth sequence as the reduced weights.
+func TestRoundRobinGCD(t *testing.T) {
+	if got, want := sequence(t, NewRoundRobin(testSet("a:250", "b:50", "c:50")), 14), "aabacaaaabacaa"; got != want {
+		t.Errorf("sequence = %q, want %q", got, want)
+	}
+}
+
+// TestRoundRobinSkipsFull checks that a full member's turn goes to the next
+// member with a free slot, on both the scheduled and the heap path.
+func TestRoundRobinSkipsFull(t *testing.T) {
+	var big []string
+	for i := range 20 {
+		big = append(big, fmt.Sprintf("e%d:255", i))
+	}
+	for _, s := range []Set{testSet("a:1:max=1", "b:1", "c:1"), testSet(append([]string{"a:255:max=1"}, big...)...)} {
+		p := NewRoundRobin(s)
+		s[0].Endpoint.Acquire()
+		for range 600 {
+			ep, err := p.Pick(Request{})
+			if err != nil || ep == s[0].Endpoint {
+				t.Fatalf("Pick = %v, %v; want a member other than the full %s", ep.Name, err, s[0].Endpoint.Name)
+			}
+		}
+		s[0].Endpoint.Release()
+		seen := false
+		for range 600 {
+			ep, _ := p.Pick(Request{})
+			seen = seen || ep == s[0].Endpoint
+		}
+		if !seen {
+			t.Errorf("%s never picked again after its slot freed", s[0].Endpoint.Name)
+		}
 	}
 }

@@ -31,6 +31,8 @@ type cluster struct {
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	checks         []health.Spec
+	key            hashKey // HASH policy only
+	newPicker      func(lb.Set) lb.Picker
 	picker         atomic.Pointer[pickerBox]
 }
 
@@ -46,17 +48,21 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint) *
 		drainTimeout:   spec.GetDrainTimeout().AsDuration(),
 	}
 	for _, e := range spec.GetEndpoints() {
-		ep := upstream.New(c.name, e.GetName(), e.GetAddress())
-		if old, ok := eps[ep.Key()]; ok {
-			ep = old
-		} else {
-			eps[ep.Key()] = ep
+		key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
+		ep, ok := eps[key]
+		if !ok {
+			ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+			eps[key] = ep
 		}
 		weight := uint32(1)
 		if e.Weight != nil {
 			weight = e.GetWeight()
 		}
-		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup()})
+		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
+	}
+	c.newPicker = pickerFor(spec)
+	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
+		c.key = newHashKey(spec.GetHash())
 	}
 	if hc := spec.GetHealthCheck(); hc != nil {
 		interval := durationOr(hc.GetInterval().AsDuration(), defaultCheckInterval)
@@ -88,31 +94,72 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 			set[i].Down = state(set[i].Endpoint.Key()) == health.Down
 		}
 	}
-	c.picker.Store(&pickerBox{lb.NewRoundRobin(set)})
+	c.picker.Store(&pickerBox{c.newPicker(set)})
 }
 
-// pick chooses an endpoint and counts the work in.
-func (c *cluster) pick() (*upstream.Endpoint, time.Duration, error) {
-	ep, err := c.picker.Load().Pick()
-	if err != nil {
-		return nil, 0, err
+// pickerFor returns the constructor of the cluster's balancing policy.
+func pickerFor(spec *sluicev1.Cluster) func(lb.Set) lb.Picker {
+	switch spec.GetLbPolicy() {
+	case sluicev1.LbPolicy_LB_POLICY_STATIC_RR:
+		return lb.NewStaticRR
+	case sluicev1.LbPolicy_LB_POLICY_FIRST:
+		return lb.NewFirst
+	case sluicev1.LbPolicy_LB_POLICY_LEAST_CONN:
+		return lb.NewLeastConn
+	case sluicev1.LbPolicy_LB_POLICY_RANDOM:
+		draws := lb.DefaultDraws
+		if r := spec.GetRandom(); r != nil && r.Draws != nil {
+			draws = int(r.GetDraws())
+		}
+		return func(s lb.Set) lb.Picker { return lb.NewRandom(s, draws) }
+	case sluicev1.LbPolicy_LB_POLICY_HASH:
+		h := spec.GetHash()
+		method := lb.HashMap
+		switch h.GetMethod() {
+		case sluicev1.HashMethod_HASH_METHOD_MAGLEV:
+			method = lb.HashMaglev
+		case sluicev1.HashMethod_HASH_METHOD_RING:
+			method = lb.HashRing
+		}
+		factor := h.GetBalanceFactor()
+		return func(s lb.Set) lb.Picker { return lb.NewHash(s, method, factor) }
 	}
-	ep.Acquire()
-	return ep, c.connectTimeout, nil
+	return lb.NewRoundRobin
+}
+
+// pick chooses an endpoint for r and counts the work in. An endpoint whose
+// last free slot another request took since the picker looked is picked
+// around, a few times, before the cluster counts as full.
+func (c *cluster) pick(r lb.Request) (*upstream.Endpoint, time.Duration, error) {
+	p := c.picker.Load()
+	for range 3 {
+		ep, err := p.Pick(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ep.TryAcquire() {
+			return ep, c.connectTimeout, nil
+		}
+	}
+	return nil, 0, lb.ErrFull
 }
 
 // httpDirector sends every request of an HTTP listener to one cluster.
 type httpDirector struct{ c *cluster }
 
-func (d httpDirector) Pick(*httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
-	return d.c.pick()
+func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
+	var r lb.Request
+	d.c.key.http(req, &r)
+	return d.c.pick(r)
 }
 
 // tcpDirector sends every session of a TCP listener to one cluster.
 type tcpDirector struct{ c *cluster }
 
-func (d tcpDirector) Pick(net.Addr) (*upstream.Endpoint, time.Duration, error) {
-	return d.c.pick()
+func (d tcpDirector) Pick(client net.Addr) (*upstream.Endpoint, time.Duration, error) {
+	var r lb.Request
+	d.c.key.tcp(client, &r)
+	return d.c.pick(r)
 }
 
 func durationOr(d, def time.Duration) time.Duration {

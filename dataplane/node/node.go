@@ -122,6 +122,11 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 
 	// Swap: every listener gets its new config in one atomic store each.
+	for _, c := range clusters {
+		for _, m := range c.members {
+			m.Endpoint.SetMaxConn(m.MaxConn)
+		}
+	}
 	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]

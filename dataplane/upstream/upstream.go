@@ -36,6 +36,7 @@ type Endpoint struct {
 	Addr    string
 
 	inflight atomic.Int64
+	maxConn  atomic.Uint32 // 0: no cap; see TryAcquire
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool // every open connection; true for TCP sessions
@@ -49,7 +50,10 @@ func New(cluster, name, addr string) *Endpoint {
 }
 
 // Key identifies an endpoint across snapshots.
-func (e *Endpoint) Key() string { return e.Cluster + "/" + e.Name + "@" + e.Addr }
+func (e *Endpoint) Key() string { return KeyOf(e.Cluster, e.Name, e.Addr) }
+
+// KeyOf is the Key of the endpoint cluster/name at addr.
+func KeyOf(cluster, name, addr string) string { return cluster + "/" + name + "@" + addr }
 
 // Inflight is the number of requests (HTTP) or sessions (TCP) now using the
 // endpoint.
@@ -57,6 +61,30 @@ func (e *Endpoint) Inflight() int64 { return e.inflight.Load() }
 
 // Acquire counts one request or session in; Release counts it out.
 func (e *Endpoint) Acquire() { e.inflight.Add(1) }
+
+// SetMaxConn sets the cap TryAcquire enforces (the endpoint's max_conn in
+// the snapshot applied last); 0 removes it.
+func (e *Endpoint) SetMaxConn(n uint32) { e.maxConn.Store(n) }
+
+// TryAcquire counts one request or session in unless that would exceed the
+// endpoint's max_conn. Pickers skip full endpoints, but two goroutines may
+// pick the last free slot at once; this is where only one of them gets it.
+func (e *Endpoint) TryAcquire() bool {
+	max := int64(e.maxConn.Load())
+	if max == 0 {
+		e.inflight.Add(1)
+		return true
+	}
+	for {
+		n := e.inflight.Load()
+		if n >= max {
+			return false
+		}
+		if e.inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // Release undoes one Acquire.
 func (e *Endpoint) Release() { e.inflight.Add(-1) }

@@ -1,0 +1,59 @@
+package node
+
+import "testing"
+
+func TestQueryParam(t *testing.T) {
+	tests := []struct {
+		target, name string
+		want         string
+		found        bool
+	}{
+		{"/a?user=42&x=1", "user", "42", true},
+		{"/a?x=1&user=42", "user", "42", true},
+		{"/a?username=1&user=7", "user", "7", true},
+		{"/a?user=", "user", "", true},
+		{"/a?user=9#frag", "user", "9", true},
+		{"/a?x=1", "user", "", false},
+		{"/a", "user", "", false},
+	}
+	for _, tt := range tests {
+		got := queryParam([]byte(tt.target), tt.name)
+		if (got != nil) != tt.found || string(got) != tt.want {
+			t.Errorf("queryParam(%q, %q) = %q (found %v), want %q (found %v)", tt.target, tt.name, got, got != nil, tt.want, tt.found)
+		}
+	}
+}
+
+func TestCookie(t *testing.T) {
+	tests := []struct {
+		field, name, want string
+		found             bool
+	}{
+		{"session=abc", "session", "abc", true},
+		{"a=1; session=abc; b=2", "session", "abc", true},
+		{"sessionid=x; session=y", "session", "y", true},
+		{"a=1", "session", "", false},
+		{"", "session", "", false},
+	}
+	for _, tt := range tests {
+		got := cookie([]byte(tt.field), tt.name)
+		if (got != nil) != tt.found || string(got) != tt.want {
+			t.Errorf("cookie(%q, %q) = %q, want %q (found %v)", tt.field, tt.name, got, tt.want, tt.found)
+		}
+	}
+}
+
+func TestDomainOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"haproxy.1wt.eu":       "1wt",
+		"www.example.com:8080": "example",
+		"example.com":          "example",
+		"localhost:80":         "localhost",
+		"10.1.2.3:80":          "10.1.2.3",
+		"[::1]:80":             "[::1]",
+	} {
+		if got := string(domainOnly([]byte(in))); got != want {
+			t.Errorf("domainOnly(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
