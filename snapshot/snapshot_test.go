@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -117,5 +118,23 @@ func TestQuickstartExample(t *testing.T) {
 	}
 	if got, want := strings.Join(ls, ", "), "public 127.0.0.1:8080 PROTOCOL_HTTP, db 127.0.0.1:6663 PROTOCOL_TCP"; got != want {
 		t.Errorf("listeners = %s, want %s", got, want)
+	}
+}
+
+// TestExamplesValidate: every snapshot under examples/ loads and validates,
+// so the README's examples stay true.
+func TestExamplesValidate(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, f := range files {
+		s, err := Load(f)
+		if err == nil {
+			err = Validate(s)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
