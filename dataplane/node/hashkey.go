@@ -127,11 +127,12 @@ func domainOnly(host []byte) []byte {
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
 		host = host[:i]
 	}
+	host = bytes.TrimRight(host, ".") // a fully qualified name's root dot
 	last := bytes.LastIndexByte(host, '.')
 	if last < 0 {
 		return host
 	}
-	if host[last+1] >= '0' && host[last+1] <= '9' { // IPv4 literal
+	if c := host[last+1]; c >= '0' && c <= '9' { // IPv4 literal
 		return host
 	}
 	label := host[:last]

@@ -1,6 +1,9 @@
 package node
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 func TestQueryParam(t *testing.T) {
 	tests := []struct {
@@ -51,9 +54,29 @@ func TestDomainOnly(t *testing.T) {
 		"localhost:80":         "localhost",
 		"10.1.2.3:80":          "10.1.2.3",
 		"[::1]:80":             "[::1]",
+		"www.example.com.":     "example",
+		"example.com.:443":     "example",
+		".":                    "",
+		"":                     "",
 	} {
 		if got := string(domainOnly([]byte(in))); got != want {
 			t.Errorf("domainOnly(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzHashKeys: the extractors read client input; they must never panic,
+// and what they return is part of what they were given.
+func FuzzHashKeys(f *testing.F) {
+	for _, seed := range []string{"/a?user=1&b=2", "a=1; session=x", "www.example.com.:80", "[::1", "..", "?=&=;", "1.2.3."} {
+		f.Add(seed, "user")
+	}
+	f.Fuzz(func(t *testing.T, in, name string) {
+		b := []byte(in)
+		for _, got := range [][]byte{queryParam(b, name), cookie(b, name), domainOnly(b)} {
+			if got != nil && !bytes.Contains(b, got) {
+				t.Errorf("extracted %q is not part of %q", got, in)
+			}
+		}
+	})
 }
