@@ -173,3 +173,42 @@ func (d retiringDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, err
 	d.retire()
 	return d.ep, time.Second, nil
 }
+
+// panicDirector panics on the first pick, then serves ep.
+type panicDirector struct {
+	ep       *upstream.Endpoint
+	panicked *atomic.Bool
+}
+
+func (d panicDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error) {
+	if d.panicked.CompareAndSwap(false, true) {
+		panic("test: director bug")
+	}
+	d.ep.Acquire()
+	return d.ep, time.Second, nil
+}
+
+// TestPanicClosesOnlyItsConnection: a bug that panics while serving one
+// connection closes that connection; the process and other connections
+// go on.
+func TestPanicClosesOnlyItsConnection(t *testing.T) {
+	be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := startProxy(t, &Config{Director: panicDirector{ep: be.ep, panicked: new(atomic.Bool)}})
+	c := p.dial()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
+		t.Fatalf("panicking connection: %v, want it closed", err)
+	}
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_IO_ERROR {
+		t.Errorf("reason %v, want IO_ERROR", ci.Reason)
+	}
+	resp, err := keepAliveClient().Get("http://" + p.addr + "/")
+	if err != nil {
+		t.Fatalf("next connection after a panic: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Errorf("next connection got %q, want ok", body)
+	}
+}

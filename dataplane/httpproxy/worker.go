@@ -1,5 +1,12 @@
 package httpproxy
 
+import (
+	"log/slog"
+	"runtime/debug"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
 // Workers run the busy phases of client connections (clientConn.busy).
 //
 // A goroutine's stack grows to the deepest call it ever made and shrinks
@@ -38,7 +45,7 @@ func runBusy(cc *clientConn) bool {
 
 func (w *worker) run() {
 	for range w.wake {
-		keep := w.cc.busy()
+		keep := w.busy()
 		w.cc = nil
 		w.done <- keep
 		select {
@@ -47,4 +54,18 @@ func (w *worker) run() {
 			return
 		}
 	}
+}
+
+// busy runs the connection's busy phase. A panic there is a bug, but one
+// client must not take the node down with it: like net/http, the panic is
+// logged with its stack and only this connection ends.
+func (w *worker) busy() (keep bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("httpproxy: panic serving a connection; closing it", "listener", w.cc.info.Listener, "client", w.cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+			w.cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+			keep = false
+		}
+	}()
+	return w.cc.busy()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -104,7 +105,7 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	for {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
-			go g.handle(c)
+			go g.handle(c, l.log)
 			return
 		}
 		if l.gen.Load() == g {
@@ -114,8 +115,16 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	}
 }
 
-func (g *generation) handle(c *net.TCPConn) {
+func (g *generation) handle(c *net.TCPConn, log *slog.Logger) {
 	defer g.conns.Remove(c)
+	defer func() {
+		// A panic is a bug, but one connection must not take the node
+		// down: log it with its stack and close only this connection.
+		if p := recover(); p != nil {
+			log.Error("panic serving a connection; closing it", "client", c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+			c.Close()
+		}
+	}()
 	if g.http != nil {
 		g.http.ServeConn(c)
 	} else {
