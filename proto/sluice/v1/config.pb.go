@@ -93,6 +93,103 @@ func (x *ApplyRequest) GetComment() string {
 	return ""
 }
 
+type UpdateEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Cluster and endpoint name the endpoint, as CLUSTER/ENDPOINT in sluicectl.
+	Cluster  string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Endpoint string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Weight, when set, becomes the endpoint's weight (0 to 256).
+	Weight *uint32 `protobuf:"varint,3,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
+	// State, unless UNSPECIFIED, becomes the endpoint's state.
+	State  AdminState `protobuf:"varint,4,opt,name=state,proto3,enum=sluice.v1.AdminState" json:"state,omitempty"`
+	DryRun bool       `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author string     `protobuf:"bytes,6,opt,name=author,proto3" json:"author,omitempty"`
+	// Comment goes into History; default: the change, e.g.
+	// "set-weight web/a 3".
+	Comment       string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateEndpointRequest) Reset() {
+	*x = UpdateEndpointRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateEndpointRequest) ProtoMessage() {}
+
+func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
+func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateEndpointRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *UpdateEndpointRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *UpdateEndpointRequest) GetWeight() uint32 {
+	if x != nil && x.Weight != nil {
+		return *x.Weight
+	}
+	return 0
+}
+
+func (x *UpdateEndpointRequest) GetState() AdminState {
+	if x != nil {
+		return x.State
+	}
+	return AdminState_ADMIN_STATE_UNSPECIFIED
+}
+
+func (x *UpdateEndpointRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *UpdateEndpointRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *UpdateEndpointRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the new current version, or the unchanged current one when
@@ -108,7 +205,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +217,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +230,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyResponse) GetVersion() uint64 {
@@ -167,7 +264,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +276,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +289,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetRequest) GetVersion() uint64 {
@@ -212,7 +309,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +321,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +334,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetResponse) GetInfo() *VersionInfo {
@@ -268,7 +365,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +377,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +390,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -341,7 +438,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +450,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +463,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -386,7 +483,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +495,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +508,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -436,7 +533,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +545,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +558,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 type ListNodesResponse struct {
@@ -473,7 +570,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +582,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +595,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -533,7 +630,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +642,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +655,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -652,7 +749,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +761,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +774,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -717,7 +814,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +826,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +839,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -761,7 +858,16 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
-	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"]\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"\xa7\x02\n" +
+	"\x15UpdateEndpointRequest\x12!\n" +
+	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
+	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +
+	"\x06weight\x18\x03 \x01(\rB\b\xfaB\x05*\x03\x18\x80\x02H\x00R\x06weight\x88\x01\x01\x125\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x15.sluice.v1.AdminStateB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05state\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x06 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acommentB\t\n" +
+	"\a_weight\"]\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
@@ -810,9 +916,10 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
 	"\bendpoint\x18\x04 \x01(\tR\bendpoint\"D\n" +
 	"\x11ListConnsResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords2\xd3\x02\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords2\xa1\x03\n" +
 	"\rConfigService\x12:\n" +
-	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
+	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
+	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.sluice.v1.GetRequest\x1a\x16.sluice.v1.GetResponse\x12@\n" +
 	"\aHistory\x12\x19.sluice.v1.HistoryRequest\x1a\x1a.sluice.v1.HistoryResponse\x12F\n" +
 	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
@@ -830,51 +937,56 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(*ApplyRequest)(nil),          // 0: sluice.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 1: sluice.v1.ApplyResponse
-	(*GetRequest)(nil),            // 2: sluice.v1.GetRequest
-	(*GetResponse)(nil),           // 3: sluice.v1.GetResponse
-	(*VersionInfo)(nil),           // 4: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),        // 5: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 6: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),      // 7: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 8: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),            // 9: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),      // 10: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),     // 11: sluice.v1.ListConnsResponse
-	nil,                           // 12: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),              // 13: sluice.v1.Snapshot
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*ConnRecord)(nil),            // 15: sluice.v1.ConnRecord
+	(*UpdateEndpointRequest)(nil), // 1: sluice.v1.UpdateEndpointRequest
+	(*ApplyResponse)(nil),         // 2: sluice.v1.ApplyResponse
+	(*GetRequest)(nil),            // 3: sluice.v1.GetRequest
+	(*GetResponse)(nil),           // 4: sluice.v1.GetResponse
+	(*VersionInfo)(nil),           // 5: sluice.v1.VersionInfo
+	(*HistoryRequest)(nil),        // 6: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 7: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),      // 8: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 9: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),            // 10: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),      // 11: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),     // 12: sluice.v1.ListConnsResponse
+	nil,                           // 13: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),              // 14: sluice.v1.Snapshot
+	(AdminState)(0),               // 15: sluice.v1.AdminState
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ConnRecord)(nil),            // 17: sluice.v1.ConnRecord
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	13, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	4,  // 1: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	13, // 2: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	14, // 3: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	4,  // 4: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	9,  // 5: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	12, // 6: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	14, // 7: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	14, // 8: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 9: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	0,  // 10: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	2,  // 11: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	5,  // 12: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	7,  // 13: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	10, // 14: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	1,  // 15: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	3,  // 16: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	6,  // 17: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	8,  // 18: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	11, // 19: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	15, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	5,  // 2: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
+	14, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	16, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	5,  // 5: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	10, // 6: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	13, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	16, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	16, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	17, // 10: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	0,  // 11: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	1,  // 12: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	3,  // 13: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	6,  // 14: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	8,  // 15: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	11, // 16: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	2,  // 17: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	2,  // 18: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	4,  // 19: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	7,  // 20: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	9,  // 21: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	12, // 22: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -884,13 +996,14 @@ func file_sluice_v1_config_proto_init() {
 	}
 	file_sluice_v1_snapshot_proto_init()
 	file_sluice_v1_stats_proto_init()
+	file_sluice_v1_config_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -198,6 +198,180 @@ var _ interface {
 	ErrorName() string
 } = ApplyRequestValidationError{}
 
+// Validate checks the field values on UpdateEndpointRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *UpdateEndpointRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on UpdateEndpointRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// UpdateEndpointRequestMultiError, or nil if none found.
+func (m *UpdateEndpointRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *UpdateEndpointRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetCluster()) < 1 {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Cluster",
+			reason: "value length must be at least 1 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetEndpoint()) < 1 {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Endpoint",
+			reason: "value length must be at least 1 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := AdminState_name[int32(m.GetState())]; !ok {
+		err := UpdateEndpointRequestValidationError{
+			field:  "State",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.Weight != nil {
+
+		if m.GetWeight() > 256 {
+			err := UpdateEndpointRequestValidationError{
+				field:  "Weight",
+				reason: "value must be less than or equal to 256",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return UpdateEndpointRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// UpdateEndpointRequestMultiError is an error wrapping multiple validation
+// errors returned by UpdateEndpointRequest.ValidateAll() if the designated
+// constraints aren't met.
+type UpdateEndpointRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m UpdateEndpointRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m UpdateEndpointRequestMultiError) AllErrors() []error { return m }
+
+// UpdateEndpointRequestValidationError is the validation error returned by
+// UpdateEndpointRequest.Validate if the designated constraints aren't met.
+type UpdateEndpointRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e UpdateEndpointRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e UpdateEndpointRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e UpdateEndpointRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e UpdateEndpointRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e UpdateEndpointRequestValidationError) ErrorName() string {
+	return "UpdateEndpointRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e UpdateEndpointRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sUpdateEndpointRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = UpdateEndpointRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = UpdateEndpointRequestValidationError{}
+
 // Validate checks the field values on ApplyResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConfigService_Apply_FullMethodName     = "/sluice.v1.ConfigService/Apply"
-	ConfigService_Get_FullMethodName       = "/sluice.v1.ConfigService/Get"
-	ConfigService_History_FullMethodName   = "/sluice.v1.ConfigService/History"
-	ConfigService_ListNodes_FullMethodName = "/sluice.v1.ConfigService/ListNodes"
-	ConfigService_ListConns_FullMethodName = "/sluice.v1.ConfigService/ListConns"
+	ConfigService_Apply_FullMethodName          = "/sluice.v1.ConfigService/Apply"
+	ConfigService_UpdateEndpoint_FullMethodName = "/sluice.v1.ConfigService/UpdateEndpoint"
+	ConfigService_Get_FullMethodName            = "/sluice.v1.ConfigService/Get"
+	ConfigService_History_FullMethodName        = "/sluice.v1.ConfigService/History"
+	ConfigService_ListNodes_FullMethodName      = "/sluice.v1.ConfigService/ListNodes"
+	ConfigService_ListConns_FullMethodName      = "/sluice.v1.ConfigService/ListConns"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -37,6 +38,12 @@ type ConfigServiceClient interface {
 	// with INVALID_ARGUMENT and a google.rpc.BadRequest detail holding one
 	// field violation per fault; nothing is stored.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// UpdateEndpoint changes one endpoint of the current snapshot (its weight,
+	// its state, or both) and stores the result as a new version, exactly as
+	// an Apply of the edited snapshot would: it shows in History and reaches
+	// the nodes like any other version. A cluster or endpoint that does not
+	// exist fails with NOT_FOUND and nothing is stored.
+	UpdateEndpoint(ctx context.Context, in *UpdateEndpointRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Get returns the current snapshot, or a given version of it.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// History lists stored versions, newest first.
@@ -59,6 +66,16 @@ func (c *configServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
 	err := c.cc.Invoke(ctx, ConfigService_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) UpdateEndpoint(ctx context.Context, in *UpdateEndpointRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_UpdateEndpoint_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +133,12 @@ type ConfigServiceServer interface {
 	// with INVALID_ARGUMENT and a google.rpc.BadRequest detail holding one
 	// field violation per fault; nothing is stored.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// UpdateEndpoint changes one endpoint of the current snapshot (its weight,
+	// its state, or both) and stores the result as a new version, exactly as
+	// an Apply of the edited snapshot would: it shows in History and reaches
+	// the nodes like any other version. A cluster or endpoint that does not
+	// exist fails with NOT_FOUND and nothing is stored.
+	UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*ApplyResponse, error)
 	// Get returns the current snapshot, or a given version of it.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// History lists stored versions, newest first.
@@ -136,6 +159,9 @@ type UnimplementedConfigServiceServer struct{}
 
 func (UnimplementedConfigServiceServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedConfigServiceServer) UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateEndpoint not implemented")
 }
 func (UnimplementedConfigServiceServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
@@ -184,6 +210,24 @@ func _ConfigService_Apply_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConfigServiceServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_UpdateEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).UpdateEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_UpdateEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).UpdateEndpoint(ctx, req.(*UpdateEndpointRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -270,6 +314,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Apply",
 			Handler:    _ConfigService_Apply_Handler,
+		},
+		{
+			MethodName: "UpdateEndpoint",
+			Handler:    _ConfigService_UpdateEndpoint_Handler,
 		},
 		{
 			MethodName: "Get",

@@ -225,6 +225,171 @@ func (HashMethod) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
+// SameSite is the SameSite attribute of an inserted cookie. In YAML the
+// prefix is dropped: `same_site: LAX`.
+type SameSite int32
+
+const (
+	// No SameSite attribute.
+	SameSite_SAME_SITE_UNSPECIFIED SameSite = 0
+	SameSite_SAME_SITE_LAX         SameSite = 1
+	SameSite_SAME_SITE_STRICT      SameSite = 2
+	// NONE requires secure: browsers drop SameSite=None cookies without it.
+	SameSite_SAME_SITE_NONE SameSite = 3
+)
+
+// Enum value maps for SameSite.
+var (
+	SameSite_name = map[int32]string{
+		0: "SAME_SITE_UNSPECIFIED",
+		1: "SAME_SITE_LAX",
+		2: "SAME_SITE_STRICT",
+		3: "SAME_SITE_NONE",
+	}
+	SameSite_value = map[string]int32{
+		"SAME_SITE_UNSPECIFIED": 0,
+		"SAME_SITE_LAX":         1,
+		"SAME_SITE_STRICT":      2,
+		"SAME_SITE_NONE":        3,
+	}
+)
+
+func (x SameSite) Enum() *SameSite {
+	p := new(SameSite)
+	*p = x
+	return p
+}
+
+func (x SameSite) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SameSite) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[3].Descriptor()
+}
+
+func (SameSite) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[3]
+}
+
+func (x SameSite) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SameSite.Descriptor instead.
+func (SameSite) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+// StickOn is what a stick table keys on. In YAML the prefix is dropped:
+// `on: SOURCE_IP`.
+type StickOn int32
+
+const (
+	StickOn_STICK_ON_UNSPECIFIED StickOn = 0
+	// The client's IP address; works on TCP and HTTP listeners.
+	StickOn_STICK_ON_SOURCE_IP StickOn = 1
+)
+
+// Enum value maps for StickOn.
+var (
+	StickOn_name = map[int32]string{
+		0: "STICK_ON_UNSPECIFIED",
+		1: "STICK_ON_SOURCE_IP",
+	}
+	StickOn_value = map[string]int32{
+		"STICK_ON_UNSPECIFIED": 0,
+		"STICK_ON_SOURCE_IP":   1,
+	}
+)
+
+func (x StickOn) Enum() *StickOn {
+	p := new(StickOn)
+	*p = x
+	return p
+}
+
+func (x StickOn) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StickOn) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[4].Descriptor()
+}
+
+func (StickOn) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[4]
+}
+
+func (x StickOn) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StickOn.Descriptor instead.
+func (StickOn) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+// AdminState is an operator's choice for one endpoint. In YAML the prefix
+// is dropped: `state: DRAINING`.
+type AdminState int32
+
+const (
+	// The same as ACTIVE.
+	AdminState_ADMIN_STATE_UNSPECIFIED AdminState = 0
+	// The endpoint takes work as its weight and health say.
+	AdminState_ADMIN_STATE_ACTIVE AdminState = 1
+	// The endpoint takes no new work, persistent clients included; its
+	// connections end when the cluster's drain_timeout ends.
+	AdminState_ADMIN_STATE_DRAINING AdminState = 2
+	// The endpoint takes no work and is not health checked; its connections
+	// end when the cluster's drain_timeout ends.
+	AdminState_ADMIN_STATE_DISABLED AdminState = 3
+)
+
+// Enum value maps for AdminState.
+var (
+	AdminState_name = map[int32]string{
+		0: "ADMIN_STATE_UNSPECIFIED",
+		1: "ADMIN_STATE_ACTIVE",
+		2: "ADMIN_STATE_DRAINING",
+		3: "ADMIN_STATE_DISABLED",
+	}
+	AdminState_value = map[string]int32{
+		"ADMIN_STATE_UNSPECIFIED": 0,
+		"ADMIN_STATE_ACTIVE":      1,
+		"ADMIN_STATE_DRAINING":    2,
+		"ADMIN_STATE_DISABLED":    3,
+	}
+)
+
+func (x AdminState) Enum() *AdminState {
+	p := new(AdminState)
+	*p = x
+	return p
+}
+
+func (x AdminState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdminState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[5].Descriptor()
+}
+
+func (AdminState) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[5]
+}
+
+func (x AdminState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdminState.Descriptor instead.
+func (AdminState) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
 // Protocol is what a listener speaks. In YAML the prefix is dropped:
 // `protocol: HTTP`.
 type Protocol int32
@@ -262,11 +427,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[3].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[6].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[3]
+	return &file_sluice_v1_snapshot_proto_enumTypes[6]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -275,7 +440,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 // Snapshot is the whole desired configuration of a group of dataplane nodes.
@@ -487,7 +652,30 @@ type Cluster struct {
 	// Random tunes LB_POLICY_RANDOM; only allowed with it.
 	Random *RandomOptions `protobuf:"bytes,7,opt,name=random,proto3" json:"random,omitempty"`
 	// Hash configures LB_POLICY_HASH; required with it, refused otherwise.
-	Hash          *HashPolicy `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash *HashPolicy `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
+	// MaxQueue bounds the work waiting for a free slot while every eligible
+	// endpoint is at its max_conn (HAProxy's maxqueue); beyond it, new work
+	// is answered 503 at once (TCP: closed). 0 means no bound.
+	MaxQueue uint32 `protobuf:"varint,9,opt,name=max_queue,json=maxQueue,proto3" json:"max_queue,omitempty"`
+	// QueueTimeout is how long work may wait in the queue before it is
+	// answered 503 (TCP: closed); HAProxy's "timeout queue". Default: the
+	// connect_timeout. 0s turns queueing off: a full cluster answers 503 at
+	// once.
+	QueueTimeout *durationpb.Duration `protobuf:"bytes,10,opt,name=queue_timeout,json=queueTimeout,proto3" json:"queue_timeout,omitempty"`
+	// SlowStart ramps the weight of an endpoint that joins the cluster or
+	// recovers from down, from a tenth to its full weight over this time, so
+	// a cold server is not flooded (HAProxy's "slowstart"). Allowed with
+	// ROUND_ROBIN, LEAST_CONN and RANDOM.
+	SlowStart *durationpb.Duration `protobuf:"bytes,11,opt,name=slow_start,json=slowStart,proto3" json:"slow_start,omitempty"`
+	// Cookie turns on cookie persistence (HTTP listeners): the response
+	// carries a cookie naming the endpoint that served it, and a request
+	// bringing that cookie goes back to the same endpoint while it can take
+	// work; else it is balanced as usual and gets a new cookie.
+	Cookie *CookiePersistence `protobuf:"bytes,12,opt,name=cookie,proto3" json:"cookie,omitempty"`
+	// Stick turns on a stick table (HAProxy's "stick on src"): the first
+	// endpoint a client was sent to takes that client's later work too, until
+	// the entry expires or the endpoint cannot take work.
+	Stick         *StickTable `protobuf:"bytes,13,opt,name=stick,proto3" json:"stick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +766,229 @@ func (x *Cluster) GetHash() *HashPolicy {
 	return nil
 }
 
+func (x *Cluster) GetMaxQueue() uint32 {
+	if x != nil {
+		return x.MaxQueue
+	}
+	return 0
+}
+
+func (x *Cluster) GetQueueTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.QueueTimeout
+	}
+	return nil
+}
+
+func (x *Cluster) GetSlowStart() *durationpb.Duration {
+	if x != nil {
+		return x.SlowStart
+	}
+	return nil
+}
+
+func (x *Cluster) GetCookie() *CookiePersistence {
+	if x != nil {
+		return x.Cookie
+	}
+	return nil
+}
+
+func (x *Cluster) GetStick() *StickTable {
+	if x != nil {
+		return x.Stick
+	}
+	return nil
+}
+
+// CookiePersistence configures cookie-based persistence in HAProxy's
+// "cookie NAME insert" mode. The cookie's value names the endpoint by its
+// `cookie` (default: a hash of the cluster and endpoint names), never by
+// its address.
+type CookiePersistence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the cookie, e.g. SERVERID.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Indirect: a client that already has the right cookie gets no new one,
+	// and the cookie is removed from requests before they reach the endpoint,
+	// so the application never sees it.
+	Indirect bool `protobuf:"varint,2,opt,name=indirect,proto3" json:"indirect,omitempty"`
+	// Nocache marks a response that sets the cookie "Cache-Control: private",
+	// so a shared cache does not hand one client's cookie to others.
+	Nocache bool `protobuf:"varint,3,opt,name=nocache,proto3" json:"nocache,omitempty"`
+	// Httponly adds the HttpOnly attribute.
+	Httponly bool `protobuf:"varint,4,opt,name=httponly,proto3" json:"httponly,omitempty"`
+	// Secure adds the Secure attribute.
+	Secure bool `protobuf:"varint,5,opt,name=secure,proto3" json:"secure,omitempty"`
+	// MaxAge adds Max-Age (whole seconds); unset makes a session cookie.
+	MaxAge *durationpb.Duration `protobuf:"bytes,6,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	// Path attribute; default "/".
+	Path string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
+	// Domain attribute; default none (the host the client asked).
+	Domain        string   `protobuf:"bytes,8,opt,name=domain,proto3" json:"domain,omitempty"`
+	SameSite      SameSite `protobuf:"varint,9,opt,name=same_site,json=sameSite,proto3,enum=sluice.v1.SameSite" json:"same_site,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CookiePersistence) Reset() {
+	*x = CookiePersistence{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CookiePersistence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CookiePersistence) ProtoMessage() {}
+
+func (x *CookiePersistence) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CookiePersistence.ProtoReflect.Descriptor instead.
+func (*CookiePersistence) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CookiePersistence) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CookiePersistence) GetIndirect() bool {
+	if x != nil {
+		return x.Indirect
+	}
+	return false
+}
+
+func (x *CookiePersistence) GetNocache() bool {
+	if x != nil {
+		return x.Nocache
+	}
+	return false
+}
+
+func (x *CookiePersistence) GetHttponly() bool {
+	if x != nil {
+		return x.Httponly
+	}
+	return false
+}
+
+func (x *CookiePersistence) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+func (x *CookiePersistence) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+func (x *CookiePersistence) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CookiePersistence) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *CookiePersistence) GetSameSite() SameSite {
+	if x != nil {
+		return x.SameSite
+	}
+	return SameSite_SAME_SITE_UNSPECIFIED
+}
+
+// StickTable configures a node-local stick table.
+type StickTable struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	On    StickOn                `protobuf:"varint,1,opt,name=on,proto3,enum=sluice.v1.StickOn" json:"on,omitempty"`
+	// Expire is how long an entry lives after the client's last use of it.
+	// Default 30m.
+	Expire *durationpb.Duration `protobuf:"bytes,2,opt,name=expire,proto3" json:"expire,omitempty"`
+	// Size bounds the entries; when it is reached, new clients evict old
+	// entries. Default 100000.
+	Size          uint32 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StickTable) Reset() {
+	*x = StickTable{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StickTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StickTable) ProtoMessage() {}
+
+func (x *StickTable) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StickTable.ProtoReflect.Descriptor instead.
+func (*StickTable) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StickTable) GetOn() StickOn {
+	if x != nil {
+		return x.On
+	}
+	return StickOn_STICK_ON_UNSPECIFIED
+}
+
+func (x *StickTable) GetExpire() *durationpb.Duration {
+	if x != nil {
+		return x.Expire
+	}
+	return nil
+}
+
+func (x *StickTable) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // Endpoint is one server of a cluster.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -593,15 +1004,24 @@ type Endpoint struct {
 	Backup bool `protobuf:"varint,4,opt,name=backup,proto3" json:"backup,omitempty"`
 	// MaxConn caps the requests (HTTP) or sessions (TCP) in flight to the
 	// endpoint; 0 means no cap. A full endpoint is skipped; when all are
-	// full, the request is answered 503 (TCP: the connection is closed).
-	MaxConn       uint32 `protobuf:"varint,5,opt,name=max_conn,json=maxConn,proto3" json:"max_conn,omitempty"`
+	// full, work waits in the cluster's queue (max_queue, queue_timeout).
+	MaxConn uint32 `protobuf:"varint,5,opt,name=max_conn,json=maxConn,proto3" json:"max_conn,omitempty"`
+	// NonStick endpoints are never recorded by persistence: no cookie names
+	// them and the stick table keeps no client on them. Backups never are.
+	NonStick bool `protobuf:"varint,6,opt,name=non_stick,json=nonStick,proto3" json:"non_stick,omitempty"`
+	// State is the operator's state of the endpoint; default ACTIVE.
+	State AdminState `protobuf:"varint,7,opt,name=state,proto3,enum=sluice.v1.AdminState" json:"state,omitempty"`
+	// Cookie is the value of the persistence cookie that names this endpoint
+	// (HAProxy's "server ... cookie VALUE"), unique within the cluster.
+	// Default: 16 hex digits of a hash of the cluster and endpoint names.
+	Cookie        string `protobuf:"bytes,8,opt,name=cookie,proto3" json:"cookie,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +1033,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +1046,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Endpoint) GetName() string {
@@ -664,6 +1084,27 @@ func (x *Endpoint) GetMaxConn() uint32 {
 	return 0
 }
 
+func (x *Endpoint) GetNonStick() bool {
+	if x != nil {
+		return x.NonStick
+	}
+	return false
+}
+
+func (x *Endpoint) GetState() AdminState {
+	if x != nil {
+		return x.State
+	}
+	return AdminState_ADMIN_STATE_UNSPECIFIED
+}
+
+func (x *Endpoint) GetCookie() string {
+	if x != nil {
+		return x.Cookie
+	}
+	return ""
+}
+
 // HealthCheck configures active checking of a cluster's endpoints, in the
 // manner of HAProxy's "check inter 2s fall 3 rise 2".
 type HealthCheck struct {
@@ -682,7 +1123,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +1135,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +1148,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HealthCheck) GetInterval() *durationpb.Duration {
@@ -755,7 +1196,7 @@ type Listener struct {
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +1208,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +1221,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Listener) GetName() string {
@@ -836,7 +1277,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1289,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1302,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -904,7 +1345,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xfc\x03\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\x9f\x06\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -914,14 +1355,44 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\xaa\x01\a\"\x03\b\xac\x022\x00R\x0econnectTimeout\x12N\n" +
 	"\rdrain_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\fdrainTimeout\x120\n" +
 	"\x06random\x18\a \x01(\v2\x18.sluice.v1.RandomOptionsR\x06random\x12)\n" +
-	"\x04hash\x18\b \x01(\v2\x15.sluice.v1.HashPolicyR\x04hash\"\xde\x01\n" +
+	"\x04hash\x18\b \x01(\v2\x15.sluice.v1.HashPolicyR\x04hash\x12&\n" +
+	"\tmax_queue\x18\t \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\bmaxQueue\x12M\n" +
+	"\rqueue_timeout\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fqueueTimeout\x12G\n" +
+	"\n" +
+	"slow_start\x18\v \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\tslowStart\x124\n" +
+	"\x06cookie\x18\f \x01(\v2\x1c.sluice.v1.CookiePersistenceR\x06cookie\x12+\n" +
+	"\x05stick\x18\r \x01(\v2\x15.sluice.v1.StickTableR\x05stick\"\xe0\x02\n" +
+	"\x11CookiePersistence\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x10\x01\x18@R\x04name\x12\x1a\n" +
+	"\bindirect\x18\x02 \x01(\bR\bindirect\x12\x18\n" +
+	"\anocache\x18\x03 \x01(\bR\anocache\x12\x1a\n" +
+	"\bhttponly\x18\x04 \x01(\bR\bhttponly\x12\x16\n" +
+	"\x06secure\x18\x05 \x01(\bR\x06secure\x12F\n" +
+	"\amax_age\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x06\b\x80\x86\xb0\x96\x012\x02\b\x01R\x06maxAge\x12\x1c\n" +
+	"\x04path\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04path\x12 \n" +
+	"\x06domain\x18\b \x01(\tB\b\xfaB\x05r\x03\x18\xfd\x01R\x06domain\x12:\n" +
+	"\tsame_site\x18\t \x01(\x0e2\x13.sluice.v1.SameSiteB\b\xfaB\x05\x82\x01\x02\x10\x01R\bsameSite\"\xa1\x01\n" +
+	"\n" +
+	"StickTable\x12.\n" +
+	"\x02on\x18\x01 \x01(\x0e2\x12.sluice.v1.StickOnB\n" +
+	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\x02on\x12C\n" +
+	"\x06expire\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
+	"\"\x04\b\x80\xf5$2\x02\b\x01R\x06expire\x12\x1e\n" +
+	"\x04size\x18\x03 \x01(\rB\n" +
+	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\x04size\"\xd3\x02\n" +
 	"\bEndpoint\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
 	"\xfaB\ar\x05\x10\x03\x18\x85\x02R\aaddress\x12%\n" +
 	"\x06weight\x18\x03 \x01(\rB\b\xfaB\x05*\x03\x18\x80\x02H\x00R\x06weight\x88\x01\x01\x12\x16\n" +
 	"\x06backup\x18\x04 \x01(\bR\x06backup\x12$\n" +
-	"\bmax_conn\x18\x05 \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\amaxConnB\t\n" +
+	"\bmax_conn\x18\x05 \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\amaxConn\x12\x1b\n" +
+	"\tnon_stick\x18\x06 \x01(\bR\bnonStick\x125\n" +
+	"\x05state\x18\a \x01(\x0e2\x15.sluice.v1.AdminStateB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05state\x12\x1f\n" +
+	"\x06cookie\x18\b \x01(\tB\a\xfaB\x04r\x02\x18@R\x06cookieB\t\n" +
 	"\a_weight\"\xda\x01\n" +
 	"\vHealthCheck\x12I\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xad\xe2\x04R\binterval\x12F\n" +
@@ -961,7 +1432,21 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x17HASH_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HASH_METHOD_MAP_BASED\x10\x01\x12\x16\n" +
 	"\x12HASH_METHOD_MAGLEV\x10\x02\x12\x14\n" +
-	"\x10HASH_METHOD_RING\x10\x03*I\n" +
+	"\x10HASH_METHOD_RING\x10\x03*b\n" +
+	"\bSameSite\x12\x19\n" +
+	"\x15SAME_SITE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSAME_SITE_LAX\x10\x01\x12\x14\n" +
+	"\x10SAME_SITE_STRICT\x10\x02\x12\x12\n" +
+	"\x0eSAME_SITE_NONE\x10\x03*;\n" +
+	"\aStickOn\x12\x18\n" +
+	"\x14STICK_ON_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12STICK_ON_SOURCE_IP\x10\x01*u\n" +
+	"\n" +
+	"AdminState\x12\x1b\n" +
+	"\x17ADMIN_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ADMIN_STATE_ACTIVE\x10\x01\x12\x18\n" +
+	"\x14ADMIN_STATE_DRAINING\x10\x02\x12\x18\n" +
+	"\x14ADMIN_STATE_DISABLED\x10\x03*I\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x11\n" +
@@ -979,47 +1464,61 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_snapshot_proto_rawDescData
 }
 
-var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
 	(HashMethod)(0),             // 2: sluice.v1.HashMethod
-	(Protocol)(0),               // 3: sluice.v1.Protocol
-	(*Snapshot)(nil),            // 4: sluice.v1.Snapshot
-	(*RandomOptions)(nil),       // 5: sluice.v1.RandomOptions
-	(*HashPolicy)(nil),          // 6: sluice.v1.HashPolicy
-	(*Cluster)(nil),             // 7: sluice.v1.Cluster
-	(*Endpoint)(nil),            // 8: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 9: sluice.v1.HealthCheck
-	(*Listener)(nil),            // 10: sluice.v1.Listener
-	(*HttpOptions)(nil),         // 11: sluice.v1.HttpOptions
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(SameSite)(0),               // 3: sluice.v1.SameSite
+	(StickOn)(0),                // 4: sluice.v1.StickOn
+	(AdminState)(0),             // 5: sluice.v1.AdminState
+	(Protocol)(0),               // 6: sluice.v1.Protocol
+	(*Snapshot)(nil),            // 7: sluice.v1.Snapshot
+	(*RandomOptions)(nil),       // 8: sluice.v1.RandomOptions
+	(*HashPolicy)(nil),          // 9: sluice.v1.HashPolicy
+	(*Cluster)(nil),             // 10: sluice.v1.Cluster
+	(*CookiePersistence)(nil),   // 11: sluice.v1.CookiePersistence
+	(*StickTable)(nil),          // 12: sluice.v1.StickTable
+	(*Endpoint)(nil),            // 13: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 14: sluice.v1.HealthCheck
+	(*Listener)(nil),            // 15: sluice.v1.Listener
+	(*HttpOptions)(nil),         // 16: sluice.v1.HttpOptions
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
-	7,  // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	10, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	10, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
+	15, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	9,  // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	8,  // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	12, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	12, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
-	5,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
-	6,  // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	12, // 11: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	12, // 12: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	3,  // 13: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	11, // 14: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	12, // 15: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	12, // 16: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	12, // 17: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	13, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	17, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	17, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	8,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
+	9,  // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
+	17, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	17, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	11, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
+	12, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
+	17, // 15: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	3,  // 16: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
+	4,  // 17: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
+	17, // 18: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	5,  // 19: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
+	17, // 20: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	17, // 21: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	6,  // 22: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	16, // 23: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	17, // 24: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	17, // 25: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	17, // 26: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -1028,14 +1527,14 @@ func file_sluice_v1_snapshot_proto_init() {
 		return
 	}
 	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   8,
+			NumEnums:      7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

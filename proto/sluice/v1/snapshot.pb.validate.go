@@ -736,6 +736,137 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	if m.GetMaxQueue() > 1000000 {
+		err := ClusterValidationError{
+			field:  "MaxQueue",
+			reason: "value must be less than or equal to 1000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if d := m.GetQueueTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = ClusterValidationError{
+				field:  "QueueTimeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := ClusterValidationError{
+					field:  "QueueTimeout",
+					reason: "value must be inside range [0s, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if d := m.GetSlowStart(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = ClusterValidationError{
+				field:  "SlowStart",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := ClusterValidationError{
+					field:  "SlowStart",
+					reason: "value must be inside range [0s, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetCookie()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Cookie",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Cookie",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetCookie()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "Cookie",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetStick()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Stick",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Stick",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetStick()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "Stick",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return ClusterMultiError(errors)
 	}
@@ -815,6 +946,358 @@ var _ interface {
 
 var _Cluster_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
+// Validate checks the field values on CookiePersistence with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *CookiePersistence) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on CookiePersistence with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// CookiePersistenceMultiError, or nil if none found.
+func (m *CookiePersistence) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *CookiePersistence) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if l := utf8.RuneCountInString(m.GetName()); l < 1 || l > 64 {
+		err := CookiePersistenceValidationError{
+			field:  "Name",
+			reason: "value length must be between 1 and 64 runes, inclusive",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for Indirect
+
+	// no validation rules for Nocache
+
+	// no validation rules for Httponly
+
+	// no validation rules for Secure
+
+	if d := m.GetMaxAge(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = CookiePersistenceValidationError{
+				field:  "MaxAge",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(315360000*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(1*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := CookiePersistenceValidationError{
+					field:  "MaxAge",
+					reason: "value must be inside range [1s, 87600h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if utf8.RuneCountInString(m.GetPath()) > 256 {
+		err := CookiePersistenceValidationError{
+			field:  "Path",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetDomain()) > 253 {
+		err := CookiePersistenceValidationError{
+			field:  "Domain",
+			reason: "value length must be at most 253 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := SameSite_name[int32(m.GetSameSite())]; !ok {
+		err := CookiePersistenceValidationError{
+			field:  "SameSite",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return CookiePersistenceMultiError(errors)
+	}
+
+	return nil
+}
+
+// CookiePersistenceMultiError is an error wrapping multiple validation errors
+// returned by CookiePersistence.ValidateAll() if the designated constraints
+// aren't met.
+type CookiePersistenceMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m CookiePersistenceMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m CookiePersistenceMultiError) AllErrors() []error { return m }
+
+// CookiePersistenceValidationError is the validation error returned by
+// CookiePersistence.Validate if the designated constraints aren't met.
+type CookiePersistenceValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e CookiePersistenceValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e CookiePersistenceValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e CookiePersistenceValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e CookiePersistenceValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e CookiePersistenceValidationError) ErrorName() string {
+	return "CookiePersistenceValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e CookiePersistenceValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sCookiePersistence.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = CookiePersistenceValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = CookiePersistenceValidationError{}
+
+// Validate checks the field values on StickTable with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *StickTable) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on StickTable with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in StickTableMultiError, or
+// nil if none found.
+func (m *StickTable) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *StickTable) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if _, ok := _StickTable_On_NotInLookup[m.GetOn()]; ok {
+		err := StickTableValidationError{
+			field:  "On",
+			reason: "value must not be in list [STICK_ON_UNSPECIFIED]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := StickOn_name[int32(m.GetOn())]; !ok {
+		err := StickTableValidationError{
+			field:  "On",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if d := m.GetExpire(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = StickTableValidationError{
+				field:  "Expire",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(604800*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(1*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := StickTableValidationError{
+					field:  "Expire",
+					reason: "value must be inside range [1s, 168h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.GetSize() > 10000000 {
+		err := StickTableValidationError{
+			field:  "Size",
+			reason: "value must be less than or equal to 10000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return StickTableMultiError(errors)
+	}
+
+	return nil
+}
+
+// StickTableMultiError is an error wrapping multiple validation errors
+// returned by StickTable.ValidateAll() if the designated constraints aren't met.
+type StickTableMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m StickTableMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m StickTableMultiError) AllErrors() []error { return m }
+
+// StickTableValidationError is the validation error returned by
+// StickTable.Validate if the designated constraints aren't met.
+type StickTableValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e StickTableValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e StickTableValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e StickTableValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e StickTableValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e StickTableValidationError) ErrorName() string { return "StickTableValidationError" }
+
+// Error satisfies the builtin error interface
+func (e StickTableValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sStickTable.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = StickTableValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = StickTableValidationError{}
+
+var _StickTable_On_NotInLookup = map[StickOn]struct{}{
+	0: {},
+}
+
 // Validate checks the field values on Endpoint with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.
@@ -865,6 +1348,30 @@ func (m *Endpoint) validate(all bool) error {
 		err := EndpointValidationError{
 			field:  "MaxConn",
 			reason: "value must be less than or equal to 1000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for NonStick
+
+	if _, ok := AdminState_name[int32(m.GetState())]; !ok {
+		err := EndpointValidationError{
+			field:  "State",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetCookie()) > 64 {
+		err := EndpointValidationError{
+			field:  "Cookie",
+			reason: "value length must be at most 64 runes",
 		}
 		if !all {
 			return err
