@@ -210,6 +210,12 @@ func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has boo
 	if !has && (fd.HasPresence() || fd.Message() != nil) {
 		return "unset"
 	}
+	if fd.Kind() == protoreflect.EnumKind && v.Enum() == 0 {
+		if d, ok := enumDefaults[fd.Enum().FullName()]; ok {
+			return d
+		}
+		return "unset"
+	}
 	s, _, err := scalarText(fd, v)
 	if err != nil {
 		return "?"
@@ -218,6 +224,12 @@ func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has boo
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// enumDefaults names what an enum's zero value means, where it means a
+// value of its own: "state DRAINING -> ACTIVE" reads better than "-> unset".
+var enumDefaults = map[protoreflect.FullName]string{
+	"sluice.v1.AdminState": "ACTIVE",
 }
 
 // singular turns a list field's name into the word for one element:

@@ -73,6 +73,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 			clusters[c.GetName()] = i
 		}
 		policyErrors(c, i, add)
+		persistenceErrors(c, i, add)
 		clear(endpoints)
 		for j, e := range c.GetEndpoints() {
 			if first, dup := endpoints[e.GetName()]; dup {
@@ -129,6 +130,9 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 				add(p+".default_cluster", "%s", msg)
 			}
 		}
+		if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetProtocol() == sluicev1.Protocol_PROTOCOL_TCP && s.GetClusters()[i].Cookie != nil {
+			add(p+".default_cluster", "cluster %q has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)", l.GetDefaultCluster())
+		}
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}
@@ -172,6 +176,70 @@ func policyErrors(c *sluicev1.Cluster, i int, add func(path, format string, args
 	if f := h.GetBalanceFactor(); f != 0 && f < 100 {
 		add(p+".hash.balance_factor", "must be 0 (off) or at least 100 (percent of the average load)")
 	}
+}
+
+// persistenceErrors checks slow start, the persistence cookie and the
+// endpoints' cookie values of cluster c.
+func persistenceErrors(c *sluicev1.Cluster, i int, add func(path, format string, args ...any)) {
+	p := fmt.Sprintf("clusters[%d]", i)
+	if c.GetSlowStart().AsDuration() > 0 {
+		switch c.GetLbPolicy() {
+		case sluicev1.LbPolicy_LB_POLICY_UNSPECIFIED, sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN,
+			sluicev1.LbPolicy_LB_POLICY_LEAST_CONN, sluicev1.LbPolicy_LB_POLICY_RANDOM:
+		default:
+			add(p+".slow_start", "only allowed when lb_policy is ROUND_ROBIN, LEAST_CONN or RANDOM (%s does not use weights at run time)", strings.TrimPrefix(c.GetLbPolicy().String(), "LB_POLICY_"))
+		}
+	}
+	if ck := c.GetCookie(); ck != nil {
+		if ck.GetName() != "" && !isToken(ck.GetName()) {
+			add(p+".cookie.name", "%q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", ck.GetName())
+		}
+		if v := ck.GetPath(); !isAttrValue(v) {
+			add(p+".cookie.path", "%q may not contain ';', spaces or control characters", v)
+		}
+		if v := ck.GetDomain(); !isAttrValue(v) || strings.ContainsAny(v, "/:") {
+			add(p+".cookie.domain", "%q is not a domain name", v)
+		}
+		if ck.GetSameSite() == sluicev1.SameSite_SAME_SITE_NONE && !ck.GetSecure() {
+			add(p+".cookie.same_site", "NONE requires secure: true (browsers drop SameSite=None cookies that are not Secure)")
+		}
+	}
+	values := map[string]int{}
+	for j, e := range c.GetEndpoints() {
+		v := e.GetCookie()
+		if v == "" {
+			continue
+		}
+		path := fmt.Sprintf("%s.endpoints[%d].cookie", p, j)
+		if !isCookieValue(v) {
+			add(path, "%q is not a valid cookie value (no spaces, quotes, commas, semicolons or backslashes)", v)
+		} else if first, dup := values[v]; dup {
+			add(path, "duplicate cookie value %q, first used by %s.endpoints[%d]", v, p, first)
+		} else {
+			values[v] = j
+		}
+	}
+}
+
+// isCookieValue reports whether s is made of RFC 6265 cookie-octets.
+func isCookieValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// isAttrValue reports whether s can be a cookie attribute value.
+func isAttrValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ';' {
+			return false
+		}
+	}
+	return true
 }
 
 // shortEnum is an enum value's name as YAML writes it, without its type

@@ -225,6 +225,32 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "persistence, queueing and slow start",
+			clusters: []string{
+				`{name: web, slow_start: 30s, max_queue: 100, queue_timeout: 2s, cookie: {name: SERVERID, indirect: true, nocache: true, httponly: true, secure: true, max_age: 1h, path: /app, domain: example.com, same_site: LAX}, stick: {on: SOURCE_IP, expire: 10m, size: 1000}, endpoints: [{name: a, address: "10.0.0.1:80", cookie: s1}, {name: b, address: "10.0.0.2:80", non_stick: true, state: DRAINING}, {name: c, address: "10.0.0.3:80", state: DISABLED}]}`,
+			},
+		},
+		{
+			name: "persistence faults",
+			clusters: []string{
+				`{name: web, lb_policy: STATIC_RR, slow_start: 30s, cookie: {name: "SERVER ID", path: "/a;b", same_site: NONE}, endpoints: [{name: a, address: "10.0.0.1:80", cookie: s1}, {name: b, address: "10.0.0.2:80", cookie: s1}, {name: c, address: "10.0.0.3:80", cookie: "s;2"}]}`,
+				`{name: api, stick: {expire: 0s}, cookie: {name: ""}}`,
+			},
+			want: []string{
+				`clusters[0].endpoints[1].cookie: duplicate cookie value "s1", first used by clusters[0].endpoints[0]`,
+				`clusters[0].endpoints[2].cookie: "s;2" is not a valid cookie value (no spaces, quotes, commas, semicolons or backslashes)`,
+				"clusters[0].slow_start: only allowed when lb_policy is ROUND_ROBIN, LEAST_CONN or RANDOM (STATIC_RR does not use weights at run time)",
+				`clusters[0].cookie.name: "SERVER ID" is not a valid cookie name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`,
+				`clusters[0].cookie.path: "/a;b" may not contain ';', spaces or control characters`,
+				"clusters[0].cookie.same_site: NONE requires secure: true (browsers drop SameSite=None cookies that are not Secure)",
+				"clusters[1].cookie.name: must be 1 to 64 characters long",
+				"clusters[1].stick.on: is required; one of SOURCE_IP",
+				"clusters[1].stick.expire: must be between 1s and 168h0m0s",
+				`listeners[0].default_cluster: cluster "api" has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)`,
+			},
+			listeners: []string{`{name: db, address: "127.0.0.1:5432", protocol: TCP, default_cluster: api}`},
+		},
+		{
 			name: "every fault, in document order",
 			clusters: []string{
 				`{name: web, endpoints: [{name: a, address: "x"}, {name: a, address: "10.0.0.2:80", weight: 999}]}`,

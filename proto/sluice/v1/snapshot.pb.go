@@ -809,9 +809,11 @@ type CookiePersistence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name of the cookie, e.g. SERVERID.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Indirect: a client that already has the right cookie gets no new one,
-	// and the cookie is removed from requests before they reach the endpoint,
-	// so the application never sees it.
+	// Indirect removes the cookie from requests before they reach the
+	// endpoint, so the application never sees it. Either way, only a client
+	// without a valid cookie for the endpoint that serves it is sent one, and
+	// a cookie of this name set by the endpoint itself is removed: Sluice owns
+	// it (HAProxy's insert mode).
 	Indirect bool `protobuf:"varint,2,opt,name=indirect,proto3" json:"indirect,omitempty"`
 	// Nocache marks a response that sets the cookie "Cache-Control: private",
 	// so a shared cache does not hand one client's cookie to others.
