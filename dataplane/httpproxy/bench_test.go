@@ -1,12 +1,16 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
@@ -102,12 +106,16 @@ func fixedBackend(b testing.TB, resp string) string {
 // benchClient sends b.N keep-alive requests on one connection and reads
 // each response of known size.
 func benchClient(b *testing.B, addr string, respLen int) {
+	benchClientRequest(b, addr, []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n"), respLen)
+}
+
+// benchClientRequest is benchClient with a given request.
+func benchClientRequest(b *testing.B, addr string, req []byte, respLen int) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
 	buf := make([]byte, respLen)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -131,6 +139,94 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 	p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
 	// The proxy rewrites the status line and head, which keeps the length.
 	benchClient(b, p.addr, len(benchResponse))
+}
+
+// persistBenchDirector is cookie persistence as a Director does it
+// (HAProxy's "cookie SERVERID insert indirect nocache"), without
+// allocating: the request's SERVERID picks the endpoint, the cookie is
+// removed from the request and the endpoint's own SERVERID Set-Cookie from
+// the response, and the response gets the proxy's Set-Cookie with
+// Cache-Control.
+type persistBenchDirector struct {
+	ep        *upstream.Endpoint
+	setCookie []byte
+}
+
+var noCacheSetCookie = []byte(`no-cache="set-cookie"`)
+
+func (d *persistBenchDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	if v := r.Cookie("SERVERID"); v != nil && string(v) == d.ep.Name {
+		r.RemoveCookie("SERVERID")
+	}
+	r.RemoveResponseCookie("SERVERID")
+	r.AddResponseField("Set-Cookie", d.setCookie)
+	r.AddResponseField("Cache-Control", noCacheSetCookie)
+	d.ep.Acquire()
+	return d.ep, time.Second, nil
+}
+
+const benchCookieResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: SERVERID=zz; path=/\r\n" +
+	"Set-Cookie: session=0123456789abcdef; HttpOnly\r\nContent-Length: 21\r\n\r\nhello from backend 1\n"
+
+// BenchmarkCookiePersistenceHeads is the head work of one request with
+// cookie persistence: parse, the Director's calls, the forwarded request
+// head, then the response head parsed and rewritten for the client.
+func BenchmarkCookiePersistenceHeads(b *testing.B) {
+	reqHead := []byte(strings.Replace(benchHead, "Cookie: session=0123456789abcdef; theme=dark",
+		"Cookie: session=0123456789abcdef; SERVERID=b1; theme=dark", 1))
+	respHead := []byte(benchCookieResponse[:strings.Index(benchCookieResponse, "\r\n\r\n")+4])
+	x := exchangePool.New().(*exchange) // request and response share the field table, as in the proxy
+	d := &persistBenchDirector{ep: upstream.New("web", "b1", "10.0.0.1:80"), setCookie: []byte("SERVERID=b1; path=/")}
+	out := make([]byte, 0, wbSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := x.req.parse(reqHead); err != nil {
+			b.Fatal(err)
+		}
+		ep, _, _ := d.Pick(&x.req)
+		ep.Release()
+		out = appendRequestHead(out[:0], &x.req, ep.Addr)
+		if err := x.resp.parse(respHead, false); err != nil {
+			b.Fatal(err)
+		}
+		dropSetCookies(&x.resp, &x.req.dropSetCookies)
+		out = appendResponseHead(out[:0], &x.resp, x.req.addResp, 1, true, outLength)
+	}
+}
+
+// BenchmarkProxyKeepAliveCookie is BenchmarkProxyKeepAlive with cookie
+// persistence by the Director (persistBenchDirector).
+func BenchmarkProxyKeepAliveCookie(b *testing.B) {
+	addr := fixedBackend(b, benchCookieResponse)
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(b, &Config{Director: &persistBenchDirector{ep: ep, setCookie: []byte("SERVERID=b1; path=/")}})
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nCookie: session=0123456789abcdef; SERVERID=b1; theme=dark\r\n\r\n")
+	benchClientRequest(b, p.addr, req, proxiedLen(b, p.addr, req))
+}
+
+// proxiedLen returns the length of the response to req through the proxy
+// at addr, and checks it is what the persistence benchmark expects.
+func proxiedLen(b *testing.B, addr string, req []byte) int {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(req)
+	cr := &countingReader{r: c}
+	br := bufio.NewReader(cr)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "session=0123456789abcdef; HttpOnly" || got[1] != "SERVERID=b1; path=/" {
+		b.Fatalf("Set-Cookie %q", got)
+	}
+	if br.Buffered() != 0 {
+		b.Fatal("more than one response")
+	}
+	return cr.n
 }
 
 func BenchmarkDirectKeepAlive(b *testing.B) {

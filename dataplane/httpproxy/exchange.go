@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -57,6 +58,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		return cc.answer(e)
 	}
 	x.wb = appendRequestHead(x.wb[:0], req, ep.Addr)
+	x.headOut = len(x.wb)
 	x.rs += x.headLen
 	// From here on the body may follow the head in rb; req's slices stay
 	// valid until rb is reused for reading more of it (sendBody).
@@ -78,14 +80,16 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	for attempt := 0; e == errDrained && attempt < maxRepicks; attempt++ {
 		// An apply retired the endpoint between the pick and the connect.
 		// Nothing was sent: pick again from the configuration that retired
-		// it, so that applies do not fail requests. (The head already
-		// built stays: it names the first endpoint only as the Host of an
-		// HTTP/1.0 request that had none.)
+		// it, so that applies do not fail requests. The head is built
+		// again for the new pick (what the Director asks for, and the Host
+		// of an HTTP/1.0 request that had none, may differ); the body
+		// bytes after it stay.
 		cc.endpointDone(nil, false)
 		cfg = cc.srv.cfg.Load()
 		if ep, e = cc.pick(cfg, req); e != nil {
 			return cc.answer(e)
 		}
+		x.rebuildRequestHead(ep.Addr)
 		bc, reused, e = cc.connect(ep, x.connTimeout, probe)
 	}
 	if e != nil {
@@ -98,11 +102,14 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 }
 
 // pick asks the Director for an endpoint and makes it the exchange's.
+// What an earlier Pick of the request asked for (RemoveCookie...) is
+// forgotten first.
 func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *statusError) {
 	x := cc.x
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
 	req.client = cc.ip
+	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
 	}
@@ -654,7 +661,10 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 		// Expect: 100-continue request without asking for it).
 		cc.linger = true
 	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.minor, keep, out)
+	if !x.req.dropSetCookies.empty() {
+		dropSetCookies(resp, &x.req.dropSetCookies)
+	}
+	x.wb = appendResponseHead(x.wb[:0], resp, x.req.addResp, x.minor, keep, out)
 	x.bs += x.respLen
 
 	var e *statusError
@@ -941,7 +951,8 @@ func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
 }
 
 // appendRequestHead writes the request head that goes to the endpoint:
-// HTTP/1.1, hop-by-hop fields removed, framing re-done.
+// HTTP/1.1, hop-by-hop fields removed, framing re-done, and the cookies
+// Pick removed (RemoveCookie) taken out of the Cookie fields.
 func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	h := r.head
 	b = append(b, r.method.of(h)...)
@@ -956,6 +967,10 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		}
 		if f.kind == fieldHost {
 			hasHost = true
+		}
+		if !r.dropCookies.empty() && equalFold(f.name.of(h), "cookie") {
+			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
+			continue
 		}
 		b = append(b, f.name.of(h)...)
 		b = append(b, ": "...)
@@ -978,8 +993,10 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	return append(b, '\r', '\n')
 }
 
-// appendResponseHead writes the response head that goes to the client.
-func appendResponseHead(b []byte, r *response, clientMinor uint8, keep bool, out uint8) []byte {
+// appendResponseHead writes the response head that goes to the client;
+// extra holds complete field lines added after the endpoint's fields
+// (Request.AddResponseField).
+func appendResponseHead(b []byte, r *response, extra []byte, clientMinor uint8, keep bool, out uint8) []byte {
 	h := r.head
 	b = append(b, "HTTP/1.1 "...)
 	b = append(b, h[9:12]...)
@@ -987,6 +1004,7 @@ func appendResponseHead(b []byte, r *response, clientMinor uint8, keep bool, out
 	b = append(b, r.reason.of(h)...)
 	b = append(b, '\r', '\n')
 	b = appendFields(b, r)
+	b = append(b, extra...)
 	switch out {
 	case outLength:
 		b = append(b, "Content-Length: "...)
@@ -1035,4 +1053,22 @@ func appendFields(b []byte, r *response) []byte {
 		b = append(b, '\r', '\n')
 	}
 	return b
+}
+
+// rebuildRequestHead replaces the request head at the start of x.wb, built
+// for an earlier pick, with one for the current pick of x.req. The request
+// body bytes that bufferedBody put after the head stay. Only the rare pick
+// again after a retired endpoint gets here.
+func (x *exchange) rebuildRequestHead(addr string) {
+	old, n := x.headOut, len(x.wb)
+	body := n - old
+	// x.wb becomes old head, body, new head; rotating the tail gives new
+	// head, body, which then moves to the front.
+	x.wb = appendRequestHead(x.wb, &x.req, addr)
+	tail := x.wb[old:]
+	slices.Reverse(tail[:body])
+	slices.Reverse(tail[body:])
+	slices.Reverse(tail)
+	x.wb = x.wb[:copy(x.wb, tail)]
+	x.headOut = len(x.wb) - body
 }

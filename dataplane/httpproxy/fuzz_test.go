@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -181,7 +183,7 @@ func FuzzParseResponse(f *testing.F) {
 				case bodyChunked, bodyClose:
 					out = outChunked
 				}
-				head := appendResponseHead(nil, &r, minor, keep, out)
+				head := appendResponseHead(nil, &r, nil, minor, keep, out)
 				var r2 response
 				if err := r2.parse(head, headReq); err != nil {
 					t.Fatalf("relayed head %q refused: %v", head, err)
@@ -276,4 +278,137 @@ func decodeAll(data []byte, split int, rechunk bool) ([]byte, int, bool) {
 		avail = len(data)
 	}
 	return append(all, out...), pos, true
+}
+
+// refCookiePairs is the reference reading of Cookie field values: the
+// non-empty ';'-separated pairs, trimmed, with their names.
+func refCookiePairs(values ...string) (pairs, names []string) {
+	for _, v := range values {
+		for p := range strings.SplitSeq(v, ";") {
+			p = strings.Trim(p, " \t")
+			if p == "" {
+				continue
+			}
+			n := p
+			if k, _, ok := strings.Cut(p, "="); ok {
+				n = strings.Trim(k, " \t")
+			}
+			pairs = append(pairs, p)
+			names = append(names, n)
+		}
+	}
+	return pairs, names
+}
+
+// FuzzCookie: Cookie, RemoveCookie, RemoveResponseCookie and
+// AddResponseField never panic; Cookie agrees with a reference reading of
+// the Cookie fields; the forwarded request parses, no longer carries the
+// removed cookie and keeps every other cookie, in order; the relayed
+// response loses exactly the Set-Cookie fields of that name and carries the
+// added field if it was accepted.
+func FuzzCookie(f *testing.F) {
+	for _, s := range [][3]string{
+		{"a=1; SERVERID=s1; b=2", "c=3", "SERVERID"},
+		{"SERVERID=s1", "", "SERVERID"},
+		{"a=1;SERVERID=s1;b=\"x y\"", "SERVERID=2; z", "SERVERID"},
+		{" ;; junk ; a = 1 ;", "=v; a=2", "a"},
+		{"SERVERIDX=y; serverid=z", "SERVERID=x; path=/", "SERVERID"},
+		{"a=1", "b=2", ""},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, c1, c2, name string) {
+		head := "GET / HTTP/1.1\r\nHost: a\r\nCookie: " + c1 + "\r\nX: 1\r\ncookie: " + c2 + "\r\n\r\n"
+		var r Request
+		if r.parse([]byte(head)) != nil {
+			return // a value the parser refuses (CR, LF, NUL...)
+		}
+		v1, v2 := string(r.fields[1].value.of(r.head)), string(r.fields[3].value.of(r.head))
+		pairs, names := refCookiePairs(v1, v2)
+
+		// Cookie agrees with the reference: the first pair of that name.
+		want, found := "", false
+		if name != "" {
+			if i := slices.Index(names, name); i >= 0 {
+				found = true
+				if _, val, ok := strings.Cut(pairs[i], "="); ok {
+					want = strings.Trim(val, " \t")
+				}
+			}
+		}
+		if got := r.Cookie(name); (got != nil) != found || string(got) != want {
+			t.Fatalf("Cookie(%q) = %q (nil %v), want %q (found %v)", name, got, got == nil, want, found)
+		}
+
+		// The forwarded head lacks the removed cookie and keeps the others.
+		r.RemoveCookie(name)
+		out := appendRequestHead(nil, &r, "b:80")
+		var r2 Request
+		if err := r2.parse(out); err != nil {
+			t.Fatalf("forwarded head %q refused: %v", out, err)
+		}
+		var values []string
+		for i := 0; i < r2.nf; i++ {
+			if f := &r2.fields[i]; equalFold(f.name.of(out), "cookie") {
+				values = append(values, string(f.value.of(out)))
+			}
+		}
+		gotPairs, gotNames := refCookiePairs(values...)
+		var wantPairs []string
+		for i, p := range pairs {
+			if name == "" || names[i] != name {
+				wantPairs = append(wantPairs, p)
+			}
+		}
+		if !slices.Equal(gotPairs, wantPairs) {
+			t.Fatalf("without %q: forwarded cookies %q, want %q (head %q)", name, gotPairs, wantPairs, out)
+		}
+		if name != "" && slices.Contains(gotNames, name) {
+			t.Fatalf("forwarded head %q still has cookie %q", out, name)
+		}
+		if name != "" && r2.Cookie(name) != nil {
+			t.Fatalf("forwarded head %q: Cookie(%q) = %q", out, name, r2.Cookie(name))
+		}
+		for _, v := range values {
+			if p, _ := refCookiePairs(v); len(p) == 0 && v != v1 && v != v2 {
+				t.Fatalf("forwarded head %q has an emptied Cookie field", out)
+			}
+		}
+
+		// The response side, with the same values as Set-Cookie fields.
+		resp := "HTTP/1.1 200 OK\r\nSet-Cookie: " + c1 + "\r\nX: 1\r\nset-cookie: " + c2 + "\r\nContent-Length: 0\r\n\r\n"
+		var rs response
+		if err := rs.parse([]byte(resp), false); err != nil {
+			t.Fatalf("response %q refused: %v", resp, err)
+		}
+		r.RemoveResponseCookie(name)
+		r.AddResponseField("X-Added", []byte(c1))
+		dropSetCookies(&rs, &r.dropSetCookies)
+		rout := appendResponseHead(nil, &rs, r.addResp, 1, true, outNone)
+		var rs2 response
+		if err := rs2.parse(rout, false); err != nil {
+			t.Fatalf("relayed head %q refused: %v", rout, err)
+		}
+		var wantSet, gotSet, added []string
+		for _, v := range []string{v1, v2} {
+			if name == "" || string(setCookieName([]byte(v))) != name {
+				wantSet = append(wantSet, v)
+			}
+		}
+		for i := 0; i < rs2.nf; i++ {
+			f := &rs2.fields[i]
+			switch {
+			case equalFold(f.name.of(rout), "set-cookie"):
+				gotSet = append(gotSet, string(f.value.of(rout)))
+			case equalFold(f.name.of(rout), "x-added"):
+				added = append(added, string(f.value.of(rout)))
+			}
+		}
+		if !slices.Equal(gotSet, wantSet) {
+			t.Fatalf("without %q: relayed Set-Cookie %q, want %q", name, gotSet, wantSet)
+		}
+		if !slices.Equal(added, []string{v1}) {
+			t.Fatalf("added field %q, want %q", added, v1)
+		}
+	})
 }

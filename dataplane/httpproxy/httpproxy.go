@@ -33,6 +33,13 @@
 //     thus receives the endpoint's answer to a plain GET; an h2c client
 //     carries on in HTTP/1.1. A 101 from the endpoint is answered 502.
 //   - CONNECT is answered 501.
+//   - The Director may adjust what is forwarded for the request it picks
+//     for, which is what cookie persistence needs (HAProxy's "cookie
+//     SERVERID insert indirect nocache"): read a cookie (Request.Cookie),
+//     remove it from the request (RemoveCookie), remove the endpoint's own
+//     Set-Cookie of that name (RemoveResponseCookie) and add fields to the
+//     endpoint's final response (AddResponseField). These cost no
+//     allocation per request either.
 //   - A response without a length goes to an HTTP/1.1 client chunked (the
 //     connection stays open) and to an HTTP/1.0 client close-delimited.
 //
@@ -57,12 +64,15 @@ import (
 // Director chooses the endpoint for every request.
 //
 // Pick runs on the request path of the connection's goroutine: it must not
-// block and should not allocate. req is valid only during the call. On
-// success the endpoint has been Acquire()d by Pick; the proxy calls
-// ep.Release() exactly once when the exchange ends. connectTimeout bounds a
-// new connection to the endpoint (DefaultConnectTimeout when <= 0).
-// Returning ErrNoEndpoint (or an error wrapping it, or any error) makes the
-// proxy answer 503.
+// block and should not allocate. req is valid only during the call; Pick
+// may ask, through req, for changes to what is forwarded (RemoveCookie,
+// AddResponseField, RemoveResponseCookie), which apply to the endpoint it
+// returns and are forgotten if it is asked to pick again. On success the
+// endpoint has been Acquire()d by Pick; the proxy calls ep.Release()
+// exactly once when the exchange ends. connectTimeout bounds a new
+// connection to the endpoint (DefaultConnectTimeout when <= 0). Returning
+// ErrNoEndpoint (or an error wrapping it, or any error) makes the proxy
+// answer 503.
 type Director interface {
 	Pick(req *Request) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
 }

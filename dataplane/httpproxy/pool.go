@@ -36,6 +36,7 @@ type exchange struct {
 	bb                     []byte
 	bs, be, bscan, respLen int    // endpoint read buffer, likewise
 	wb                     []byte // output: rewritten heads and re-framed bodies
+	headOut                int    // length of the request head at the start of wb (rebuildRequestHead)
 	wbPooled               []byte // wb's pooled buffer (a huge head may move wb to the heap)
 
 	// The request's fields are not needed once its head was rewritten

@@ -10,9 +10,12 @@ const (
 	bodyClose                // until the connection closes (responses only)
 )
 
-// Request is a read-only view of one parsed request head. Its slices point
-// into the connection's read buffer: it is valid only during Director.Pick,
-// and Pick must not keep it or its slices.
+// Request is a view of one parsed request head. Its slices point into the
+// connection's read buffer: it is valid only during Director.Pick, and Pick
+// must not keep it or its slices. The head itself is read-only; what Pick
+// may change is what the proxy forwards, through RemoveCookie,
+// AddResponseField and RemoveResponseCookie (cookie.go), which hold for the
+// endpoint that Pick returns and are forgotten before the next Pick.
 type Request struct {
 	head   []byte // the whole head, request line to empty line
 	method span
@@ -31,6 +34,13 @@ type Request struct {
 	upgrade       bool // an Upgrade field was present (and is dropped)
 
 	client netip.Addr // the client connection's peer, set before Pick
+
+	// What Pick asked for (cookie.go), reset before every Pick. These
+	// buffers are the Request's own, not the read buffer's, and are reused
+	// from request to request.
+	dropCookies    nameList // cookies removed from the forwarded Cookie fields
+	dropSetCookies nameList // cookie names whose Set-Cookie fields the response loses
+	addResp        []byte   // field lines added to the final response, "Name: value\r\n" each
 }
 
 // ClientAddr is the IP address of the client connection the request came
@@ -110,6 +120,7 @@ func (r *Request) parse(b []byte) *statusError {
 	r.body = bodyNone
 	r.contentLength = 0
 	r.closeConn, r.expect100, r.upgrade = false, false, false
+	r.resetDirectives()
 
 	// request-line = method SP request-target SP HTTP-version
 	i := 0
