@@ -52,7 +52,7 @@ type Spec struct {
 // from its own goroutine, after any endpoint goes down or comes back up. onChange must
 // not block for long: checks of other endpoints wait for it.
 type Checker struct {
-	onChange func()
+	onChange func(key string)
 
 	mu      sync.Mutex
 	running map[string]*probe
@@ -66,7 +66,7 @@ type probe struct {
 }
 
 // NewChecker returns a Checker that runs nothing until Reconcile.
-func NewChecker(onChange func()) *Checker {
+func NewChecker(onChange func(key string)) *Checker {
 	return &Checker{onChange: onChange, running: map[string]*probe{}, states: map[string]State{}}
 }
 
@@ -156,7 +156,7 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 		// may choose; UNKNOWN -> UP does not, so it rebuilds nothing
 		// (a rebuild restarts the round-robin sequence).
 		if current && (next == Down) != (cur == Down) && c.onChange != nil {
-			c.onChange()
+			c.onChange(p.spec.Key)
 		}
 		// Jitter of ±5% keeps a fleet from checking in lockstep.
 		j := int64(s.Interval) / 20

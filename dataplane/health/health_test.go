@@ -26,7 +26,7 @@ func TestCheckerFallAndRise(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	changes := make(chan struct{}, 16)
-	c := NewChecker(func() { changes <- struct{}{} })
+	c := NewChecker(func(string) { changes <- struct{}{} })
 	defer c.Stop()
 	spec := Spec{Key: "c/e@" + addr, Addr: addr, Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 2}
 	c.Reconcile([]Spec{spec})

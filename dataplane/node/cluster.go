@@ -1,13 +1,19 @@
 package node
 
 import (
+	"bytes"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/lb"
+	"github.com/sluice-lb/sluice/dataplane/persist"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -19,46 +25,144 @@ const (
 	maxDefaultTimeout     = 5 * time.Second
 	defaultFall           = 3
 	defaultRise           = 2
+	defaultStickSize      = 100000
+	defaultStickExpire    = 30 * time.Minute
 )
 
-// cluster is the compiled, immutable form of one snapshot cluster. Only its
-// picker changes after compilation: it is rebuilt when the health of an
-// endpoint changes.
+// cluster is the compiled form of one snapshot cluster. Only its picker
+// changes after compilation: it is rebuilt, off the request path, when the
+// health of an endpoint changes or an endpoint's slow start advances.
 type cluster struct {
 	name           string
 	spec           *sluicev1.Cluster
-	members        lb.Set // Down is not set here; see rebuild
+	members        lb.Set // the active endpoints; Down and weights are set in rebuild
+	info           []memberInfo
+	inactive       []*upstream.Endpoint // DRAINING and DISABLED, for status only
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	checks         []health.Spec
 	key            hashKey // HASH policy only
 	newPicker      func(lb.Set) lb.Picker
 	picker         atomic.Pointer[pickerBox]
+
+	queue        *queue // nil when queueing is off
+	queueTimeout time.Duration
+	slowStart    time.Duration
+	cookie       *cookiePersistence // nil without cookie persistence
+	stick        *persist.Table     // nil without a stick table
+
+	mu     sync.Mutex                       // guards below; held by rebuild
+	wasUp  map[*upstream.Endpoint]bool      // health at the last rebuild
+	since  map[*upstream.Endpoint]time.Time // start of each slow start under way
+	timer  *time.Timer                      // the next slow-start step
+	retire bool                             // replaced by a newer snapshot
 }
 
-type pickerBox struct{ lb.Picker }
+// memberInfo is what persistence needs to know of members[i].
+type memberInfo struct {
+	stickable bool   // neither backup nor non_stick
+	setCookie []byte // the Set-Cookie value naming the endpoint
+}
+
+// cookiePersistence is the compiled cookie block of a cluster.
+type cookiePersistence struct {
+	name     string
+	indirect bool
+	nocache  bool
+}
+
+// pickerBox is one picker and the persistence view of the same set.
+type pickerBox struct {
+	lb.Picker
+	// sticky holds the endpoints a persistent client may be sent back to,
+	// by their index in members: those taking new work (lb.Set.Eligible),
+	// stickable. Nil for a cluster without persistence.
+	sticky   map[*upstream.Endpoint]int
+	byCookie map[string]*upstream.Endpoint
+}
+
+var errFull = lb.ErrFull
 
 // compileCluster builds a cluster, taking endpoints that survive from the
-// previous snapshot out of eps and adding new ones to it.
-func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint) *cluster {
+// previous snapshot out of eps and adding new ones to it. prev is the
+// running cluster of the same name, if any: its queue, stick table and
+// slow-start clocks carry over.
+func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, prev *cluster) *cluster {
 	c := &cluster{
 		name:           spec.GetName(),
 		spec:           spec,
 		connectTimeout: durationOr(spec.GetConnectTimeout().AsDuration(), defaultConnectTimeout),
 		drainTimeout:   spec.GetDrainTimeout().AsDuration(),
+		slowStart:      spec.GetSlowStart().AsDuration(),
+		wasUp:          map[*upstream.Endpoint]bool{},
+		since:          map[*upstream.Endpoint]time.Time{},
+	}
+	c.queueTimeout = c.connectTimeout
+	if spec.QueueTimeout != nil {
+		c.queueTimeout = spec.GetQueueTimeout().AsDuration()
+	}
+	if c.queueTimeout > 0 {
+		c.queue = &queue{}
+		if prev != nil && prev.queue != nil {
+			c.queue = prev.queue
+		}
+		c.queue.setMax(int(spec.GetMaxQueue()))
+	}
+	if ck := spec.GetCookie(); ck != nil {
+		c.cookie = &cookiePersistence{name: ck.GetName(), indirect: ck.GetIndirect(), nocache: ck.GetNocache()}
+	}
+	if st := spec.GetStick(); st != nil {
+		size := int(st.GetSize())
+		if size == 0 {
+			size = defaultStickSize
+		}
+		expire := durationOr(st.GetExpire().AsDuration(), defaultStickExpire)
+		if prev != nil && prev.stick != nil && proto.Equal(prev.spec.GetStick(), st) {
+			c.stick = prev.stick
+		} else {
+			c.stick = persist.NewTable(size, expire)
+		}
 	}
 	for _, e := range spec.GetEndpoints() {
 		key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
 		ep, ok := eps[key]
+		switch e.GetState() {
+		case sluicev1.AdminState_ADMIN_STATE_DRAINING, sluicev1.AdminState_ADMIN_STATE_DISABLED:
+			// Not in any picker, not checked, not in eps: Apply retires
+			// the running endpoint like a removed one.
+			if !ok {
+				ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+			}
+			c.inactive = append(c.inactive, ep)
+			continue
+		}
 		if !ok {
 			ep = upstream.New(c.name, e.GetName(), e.GetAddress())
 			eps[key] = ep
+			if prev != nil && c.slowStart > 0 {
+				// Joined a running cluster: ramp it up. A cluster's
+				// first endpoints start together at full weight.
+				c.since[ep] = time.Now()
+			}
+		}
+		if prev != nil {
+			if t, ok := prev.since[ep]; ok {
+				c.since[ep] = t
+			}
+			if up, ok := prev.wasUp[ep]; ok {
+				c.wasUp[ep] = up
+			}
 		}
 		weight := uint32(1)
 		if e.Weight != nil {
 			weight = e.GetWeight()
 		}
 		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
+		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick()}
+		if c.cookie != nil && mi.stickable {
+			mi.setCookie = persist.SetCookie(spec.GetCookie(), persist.CookieValue(c.name, e.GetName(), e.GetCookie()))
+		}
+		c.info = append(c.info, mi)
 	}
 	c.newPicker = pickerFor(spec)
 	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
@@ -85,16 +189,119 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint) *
 	return c
 }
 
-// rebuild makes a new picker from the endpoints' current health.
+// Slow start ramps an endpoint's weight from slowStartFloor of its weight
+// to all of it in steps of about slowStartStep of the ramp, rebuilding the
+// picker at each step. While any endpoint ramps, every weight is scaled by
+// slowStartScale so that small weights ramp smoothly too.
+const (
+	slowStartFloor = 0.1
+	slowStartSteps = 20
+	slowStartScale = 100
+	minStepTime    = 50 * time.Millisecond
+)
+
+// rebuild makes a new picker from the endpoints' current health and slow
+// starts, and wakes the queue to pick from it.
 func (c *cluster) rebuild(state func(key string) health.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.retire {
+		return
+	}
+	now := time.Now()
 	set := make(lb.Set, len(c.members))
 	copy(set, c.members)
-	if len(c.checks) > 0 {
-		for i := range set {
-			set[i].Down = state(set[i].Endpoint.Key()) == health.Down
+	for i := range set {
+		ep := set[i].Endpoint
+		if len(c.checks) > 0 {
+			set[i].Down = state(ep.Key()) == health.Down
+		}
+		up := !set[i].Down
+		if was, ok := c.wasUp[ep]; ok && !was && up && c.slowStart > 0 {
+			c.since[ep] = now // recovered: ramp up again
+		}
+		c.wasUp[ep] = up
+	}
+	ramping := false
+	for i := range set {
+		t, ok := c.since[set[i].Endpoint]
+		if !ok {
+			continue
+		}
+		if elapsed := now.Sub(t); elapsed < c.slowStart && c.slowStart > 0 {
+			ramping = true
+		} else {
+			delete(c.since, set[i].Endpoint)
 		}
 	}
-	c.picker.Store(&pickerBox{c.newPicker(set)})
+	if ramping {
+		for i := range set {
+			w := float64(set[i].Weight) * slowStartScale
+			if t, ok := c.since[set[i].Endpoint]; ok {
+				frac := max(slowStartFloor, float64(now.Sub(t))/float64(c.slowStart))
+				w = max(1, w*frac)
+				if set[i].Weight == 0 {
+					w = 0
+				}
+			}
+			set[i].Weight = uint32(w)
+		}
+		if c.timer == nil {
+			step := max(c.slowStart/slowStartSteps, minStepTime)
+			c.timer = time.AfterFunc(step, func() {
+				c.mu.Lock()
+				c.timer = nil
+				c.mu.Unlock()
+				c.rebuild(state)
+			})
+		}
+	}
+	box := &pickerBox{Picker: c.newPicker(set)}
+	if c.cookie != nil || c.stick != nil {
+		box.sticky = map[*upstream.Endpoint]int{}
+		if c.cookie != nil {
+			box.byCookie = map[string]*upstream.Endpoint{}
+		}
+		index := make(map[*upstream.Endpoint]int, len(c.members))
+		for i, m := range c.members {
+			index[m.Endpoint] = i
+		}
+		for _, m := range set.Eligible() {
+			i := index[m.Endpoint]
+			if !c.info[i].stickable {
+				continue
+			}
+			box.sticky[m.Endpoint] = i
+			if c.cookie != nil {
+				box.byCookie[cookieValueOf(c.info[i].setCookie, c.cookie.name)] = m.Endpoint
+			}
+		}
+	}
+	c.picker.Store(box)
+	if c.queue != nil {
+		c.queue.wakeAll()
+	}
+}
+
+// cookieValueOf is the value in a Set-Cookie value "NAME=VALUE; ...".
+func cookieValueOf(setCookie []byte, name string) string {
+	v := setCookie[len(name)+1:]
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	return string(v)
+}
+
+// stop ends the cluster's slow-start steps once a newer snapshot replaced
+// it; the newer cluster carries the ramps on.
+func (c *cluster) stop() {
+	c.mu.Lock()
+	c.retire = true
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.mu.Unlock()
 }
 
 // pickerFor returns the constructor of the cluster's balancing policy.
@@ -129,37 +336,135 @@ func pickerFor(spec *sluicev1.Cluster) func(lb.Set) lb.Picker {
 
 // pick chooses an endpoint for r and counts the work in. An endpoint whose
 // last free slot another request took since the picker looked is picked
-// around, a few times, before the cluster counts as full.
-func (c *cluster) pick(r lb.Request) (*upstream.Endpoint, time.Duration, error) {
+// around, a few times, before the cluster counts as full; full, the work
+// waits in the cluster's queue.
+func (c *cluster) pick(r lb.Request) (*upstream.Endpoint, error) {
+	ep, err := c.tryPick(r)
+	if err != errFull || c.queue == nil {
+		return ep, err
+	}
+	err = c.queue.wait(c.queueTimeout, func() error {
+		var err error
+		ep, err = c.tryPick(r)
+		return err
+	})
+	return ep, err
+}
+
+func (c *cluster) tryPick(r lb.Request) (*upstream.Endpoint, error) {
 	p := c.picker.Load()
 	for range 3 {
 		ep, err := p.Pick(r)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if ep.TryAcquire() {
-			return ep, c.connectTimeout, nil
+			return ep, nil
 		}
 	}
-	return nil, 0, lb.ErrFull
+	return nil, errFull
+}
+
+// sticky returns the endpoint the stick table holds for client, acquired,
+// or nil when there is none or it cannot take the work now.
+func (c *cluster) sticky(box *pickerBox, client netip.Addr) *upstream.Endpoint {
+	if c.stick == nil || !client.IsValid() {
+		return nil
+	}
+	ep := c.stick.Get(client)
+	if ep == nil {
+		return nil
+	}
+	if _, ok := box.sticky[ep]; !ok || !ep.TryAcquire() {
+		return nil
+	}
+	return ep
+}
+
+// remember records in the stick table that client went to ep.
+func (c *cluster) remember(box *pickerBox, client netip.Addr, ep *upstream.Endpoint) {
+	if c.stick == nil || !client.IsValid() {
+		return
+	}
+	if _, ok := box.sticky[ep]; ok {
+		c.stick.Put(client, ep)
+	}
 }
 
 // httpDirector sends every request of an HTTP listener to one cluster.
 type httpDirector struct{ c *cluster }
 
 func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
-	var r lb.Request
-	d.c.key.http(req, &r)
-	return d.c.pick(r)
+	c := d.c
+	if c.cookie == nil && c.stick == nil {
+		var r lb.Request
+		c.key.http(req, &r)
+		ep, err := c.pick(r)
+		return ep, c.connectTimeout, err
+	}
+	box := c.picker.Load()
+	var sent []byte // the client's persistence cookie, if any
+	if c.cookie != nil {
+		// Sluice owns the cookie: one the endpoint sets itself is removed.
+		req.RemoveResponseCookie(c.cookie.name)
+		sent = req.Cookie(c.cookie.name)
+		if c.cookie.indirect && sent != nil {
+			req.RemoveCookie(c.cookie.name)
+		}
+		if sent != nil {
+			if ep := box.byCookie[string(sent)]; ep != nil && ep.TryAcquire() {
+				return ep, c.connectTimeout, nil
+			}
+		}
+	}
+	ep := c.sticky(box, req.ClientAddr())
+	if ep == nil {
+		var r lb.Request
+		c.key.http(req, &r)
+		var err error
+		if ep, err = c.pick(r); err != nil {
+			return nil, 0, err
+		}
+		c.remember(box, req.ClientAddr(), ep)
+	}
+	if c.cookie != nil {
+		// The client had no valid cookie for ep: give it one, unless ep
+		// must not be persisted to (a backup, non_stick).
+		if i, ok := box.sticky[ep]; ok {
+			req.AddResponseField("Set-Cookie", c.info[i].setCookie)
+			if c.cookie.nocache {
+				req.AddResponseField("Cache-Control", cachePrivate)
+			}
+		}
+	}
+	return ep, c.connectTimeout, nil
 }
+
+var cachePrivate = []byte("private")
 
 // tcpDirector sends every session of a TCP listener to one cluster.
 type tcpDirector struct{ c *cluster }
 
 func (d tcpDirector) Pick(client net.Addr) (*upstream.Endpoint, time.Duration, error) {
+	c := d.c
+	var ip netip.Addr
+	if c.stick != nil {
+		if a, ok := client.(*net.TCPAddr); ok {
+			ip = a.AddrPort().Addr().Unmap()
+		}
+		if ep := c.sticky(c.picker.Load(), ip); ep != nil {
+			return ep, c.connectTimeout, nil
+		}
+	}
 	var r lb.Request
-	d.c.key.tcp(client, &r)
-	return d.c.pick(r)
+	c.key.tcp(client, &r)
+	box := c.picker.Load()
+	ep, err := c.pick(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.remember(box, ip, ep)
+	return ep, c.connectTimeout, nil
 }
 
 func durationOr(d, def time.Duration) time.Duration {

@@ -45,7 +45,7 @@ func (k hashKey) http(req *httpproxy.Request, r *lb.Request) {
 			v = domainOnly(v)
 		}
 	case sluicev1.HashKey_HASH_KEY_COOKIE:
-		v = cookie(req.Header("Cookie"), k.name)
+		v = req.Cookie(k.name)
 	}
 	if v != nil {
 		r.Hash, r.HasHash = lb.HashKey(v), true
@@ -91,24 +91,6 @@ func queryParam(target []byte, name string) []byte {
 		}
 		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
 			return pair[len(name)+1:]
-		}
-	}
-	return nil
-}
-
-// cookie returns the value of the cookie called name in a Cookie field
-// value ("a=1; b=2"), or nil.
-func cookie(field []byte, name string) []byte {
-	for len(field) > 0 {
-		pair := field
-		if i := bytes.IndexByte(field, ';'); i >= 0 {
-			pair, field = field[:i], field[i+1:]
-		} else {
-			field = nil
-		}
-		pair = bytes.TrimLeft(pair, " \t")
-		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
-			return bytes.TrimRight(pair[len(name)+1:], " \t")
 		}
 	}
 	return nil

@@ -27,25 +27,6 @@ func TestQueryParam(t *testing.T) {
 	}
 }
 
-func TestCookie(t *testing.T) {
-	tests := []struct {
-		field, name, want string
-		found             bool
-	}{
-		{"session=abc", "session", "abc", true},
-		{"a=1; session=abc; b=2", "session", "abc", true},
-		{"sessionid=x; session=y", "session", "y", true},
-		{"a=1", "session", "", false},
-		{"", "session", "", false},
-	}
-	for _, tt := range tests {
-		got := cookie([]byte(tt.field), tt.name)
-		if (got != nil) != tt.found || string(got) != tt.want {
-			t.Errorf("cookie(%q, %q) = %q, want %q (found %v)", tt.field, tt.name, got, tt.want, tt.found)
-		}
-	}
-}
-
 func TestDomainOnly(t *testing.T) {
 	for in, want := range map[string]string{
 		"haproxy.1wt.eu":       "1wt",
@@ -73,7 +54,7 @@ func FuzzHashKeys(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in, name string) {
 		b := []byte(in)
-		for _, got := range [][]byte{queryParam(b, name), cookie(b, name), domainOnly(b)} {
+		for _, got := range [][]byte{queryParam(b, name), domainOnly(b)} {
 			if got != nil && !bytes.Contains(b, got) {
 				t.Errorf("extracted %q is not part of %q", got, in)
 			}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +43,15 @@ type Node struct {
 	version   atomic.Value // string
 	clusters  map[string]*cluster
 	current   atomic.Pointer[map[string]*cluster] // for health rebuilds
-	rebuildMu sync.Mutex                          // orders picker rebuilds
 	listeners map[string]*listener                // by listenerKey
 	endpoints map[string]*upstream.Endpoint       // by Endpoint.Key
 	closed    bool
+	stop      chan struct{} // closed by Close
+
+	rebuildMu   sync.Mutex      // guards the three below
+	dirty       map[string]bool // clusters whose endpoints' health changed
+	rebuilding  *time.Timer     // the rebuild of dirty clusters, when due
+	lastRebuild time.Time
 }
 
 // New returns a node with no listeners.
@@ -59,9 +65,12 @@ func New(opts Options) *Node {
 		clusters:  map[string]*cluster{},
 		listeners: map[string]*listener{},
 		endpoints: map[string]*upstream.Endpoint{},
+		stop:      make(chan struct{}),
+		dirty:     map[string]bool{},
 	}
 	n.version.Store("")
 	n.checker = health.NewChecker(n.healthChanged)
+	go n.sweep()
 	return n
 }
 
@@ -90,7 +99,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	used := make(map[string]bool)
 	var checks []health.Spec
 	for _, cs := range snap.GetClusters() {
-		c := compileCluster(cs, eps)
+		c := compileCluster(cs, eps, n.clusters[cs.GetName()])
 		c.rebuild(n.checker.State)
 		clusters[c.name] = c
 		for _, m := range c.members {
@@ -123,8 +132,13 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 
 	// Swap: every listener gets its new config in one atomic store each.
 	for _, c := range clusters {
+		var wake func()
+		if c.queue != nil {
+			wake = c.queue.wake
+		}
 		for _, m := range c.members {
 			m.Endpoint.SetMaxConn(m.MaxConn)
+			m.Endpoint.OnRelease(wake)
 		}
 	}
 	var replaced []*generation
@@ -160,12 +174,24 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 		retire(ep, drain)
 	}
+	for name, old := range n.clusters {
+		old.stop()
+		if c, ok := clusters[name]; ok && old.queue != nil && old.queue != c.queue {
+			// Queueing was turned off: what waits picks once more and
+			// gets its answer.
+			old.queue.wakeAll()
+		}
+	}
 	n.clusters, n.listeners, n.endpoints = clusters, listeners, eps
 	n.current.Store(&clusters)
 	n.version.Store(version)
 	// A health change between compiling and publishing was missed by the
 	// new pickers: rebuild them once more now that they are published.
-	n.healthChanged()
+	for _, c := range clusters {
+		if len(c.checks) > 0 {
+			c.rebuild(n.checker.State)
+		}
+	}
 	for _, l := range retired {
 		l.close()
 		n.log.Info("listener closed", "address", l.address)
@@ -193,19 +219,65 @@ func retire(ep *upstream.Endpoint, drainTimeout time.Duration) {
 	time.AfterFunc(max(drainTimeout, inFlightGrace), ep.Shutdown)
 }
 
-// healthChanged rebuilds every picker from the endpoints' new states. It
-// runs on a health checker goroutine, and must not take n.mu: Apply holds it
-// while it waits for removed checks to stop.
-func (n *Node) healthChanged() {
+// rebuildEvery bounds how often health changes rebuild pickers: a cluster
+// of 10,000 endpoints under consistent hashing takes tens of milliseconds to
+// rebuild, and a rack going down changes the health of many endpoints within
+// moments. The first change is acted on at once; changes within the next
+// rebuildEvery are batched into one rebuild at its end.
+const rebuildEvery = 100 * time.Millisecond
+
+// healthChanged schedules the rebuild of the picker of the cluster of the
+// endpoint whose health changed (key is its Endpoint.Key). It runs on a
+// health checker goroutine, and must not take n.mu: Apply holds it while it
+// waits for removed checks to stop.
+func (n *Node) healthChanged(key string) {
+	name, _, _ := strings.Cut(key, "/")
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
+	n.dirty[name] = true
+	if n.rebuilding == nil {
+		n.rebuilding = time.AfterFunc(time.Until(n.lastRebuild.Add(rebuildEvery)), n.rebuildDirty)
+	}
+}
+
+// rebuildDirty rebuilds the pickers of the clusters marked by healthChanged.
+func (n *Node) rebuildDirty() {
+	n.rebuildMu.Lock()
+	dirty := n.dirty
+	n.dirty = map[string]bool{}
+	n.rebuilding = nil
+	n.lastRebuild = time.Now()
+	n.rebuildMu.Unlock()
 	cur := n.current.Load()
 	if cur == nil {
 		return
 	}
-	for _, c := range *cur {
-		if len(c.checks) > 0 {
+	for name := range dirty {
+		if c, ok := (*cur)[name]; ok {
 			c.rebuild(n.checker.State)
+		}
+	}
+}
+
+// sweepEvery is how often expired stick-table entries are removed.
+const sweepEvery = 10 * time.Second
+
+// sweep removes expired stick-table entries until the node closes.
+func (n *Node) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if cur := n.current.Load(); cur != nil {
+			for _, c := range *cur {
+				if c.stick != nil {
+					c.stick.Sweep()
+				}
+			}
 		}
 	}
 }
@@ -233,6 +305,15 @@ func (n *Node) Endpoints() []EndpointStatus {
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h, Inflight: ep.Inflight(), Conns: ep.Conns()})
 		}
+		for _, ep := range c.inactive {
+			state := "DISABLED"
+			for _, e := range c.spec.GetEndpoints() {
+				if e.GetName() == ep.Name && e.GetState() == sluicev1.AdminState_ADMIN_STATE_DRAINING {
+					state = "DRAINING"
+				}
+			}
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: state, Inflight: ep.Inflight(), Conns: ep.Conns()})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Cluster != out[j].Cluster {
@@ -246,7 +327,13 @@ func (n *Node) Endpoints() []EndpointStatus {
 // Close stops every listener and health check and closes all connections.
 func (n *Node) Close() {
 	n.mu.Lock()
+	if !n.closed {
+		close(n.stop)
+	}
 	n.closed = true
+	for _, c := range n.clusters {
+		c.stop()
+	}
 	listeners := n.listeners
 	n.listeners = map[string]*listener{}
 	eps := n.endpoints

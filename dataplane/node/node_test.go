@@ -67,7 +67,7 @@ clusters:
       - { name: b, address: 127.0.0.1:2, weight: 0 }
       - { name: s, address: 127.0.0.1:3, backup: true }
 `)
-	c := compileCluster(s.GetClusters()[0], map[string]*upstream.Endpoint{})
+	c := compileCluster(s.GetClusters()[0], map[string]*upstream.Endpoint{}, nil)
 	if c.connectTimeout != defaultConnectTimeout || c.drainTimeout != 0 {
 		t.Errorf("timeouts connect %v drain %v, want %v and 0", c.connectTimeout, c.drainTimeout, defaultConnectTimeout)
 	}

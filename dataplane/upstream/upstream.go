@@ -35,8 +35,9 @@ type Endpoint struct {
 	Name    string
 	Addr    string
 
-	inflight atomic.Int64
-	maxConn  atomic.Uint32 // 0: no cap; see TryAcquire
+	inflight  atomic.Int64
+	maxConn   atomic.Uint32 // 0: no cap; see TryAcquire
+	onRelease atomic.Pointer[func()]
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool // every open connection; true for TCP sessions
@@ -86,8 +87,24 @@ func (e *Endpoint) TryAcquire() bool {
 	}
 }
 
-// Release undoes one Acquire.
-func (e *Endpoint) Release() { e.inflight.Add(-1) }
+// Release undoes one Acquire, then calls the function set by OnRelease.
+func (e *Endpoint) Release() {
+	e.inflight.Add(-1)
+	if f := e.onRelease.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// OnRelease makes Release call f (nil: nothing) after it counted work out;
+// a cluster's queue uses it to hand the free slot to the work waiting
+// longest. f runs on the releasing goroutine and must not block.
+func (e *Endpoint) OnRelease(f func()) {
+	if f == nil {
+		e.onRelease.Store(nil)
+		return
+	}
+	e.onRelease.Store(&f)
+}
 
 // Dial opens a new tracked connection for HTTP exchanges. The caller must
 // close it with Close or hand it to PutIdle, so the endpoint forgets it.

@@ -1,0 +1,165 @@
+package node
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/lb"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// shares picks n times from the node's cluster name, releasing each pick
+// at once, and returns the picks per endpoint name.
+func shares(t *testing.T, n *Node, name string, picks int) map[string]int {
+	t.Helper()
+	c := (*n.current.Load())[name]
+	got := map[string]int{}
+	for range picks {
+		ep, err := c.pick(lb.Request{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[ep.Name]++
+		ep.Release()
+	}
+	return got
+}
+
+// TestSlowStart: an endpoint added to a running cluster starts at a tenth of
+// its weight and reaches all of it when slow_start has passed; the
+// cluster's first endpoints start at full weight.
+func TestSlowStart(t *testing.T) {
+	n := newNode(t)
+	const doc = `
+clusters:
+  - name: web
+    slow_start: 1s
+    endpoints:
+      - { name: a, address: 127.0.0.1:1 }
+      - { name: b, address: 127.0.0.1:2 }
+%s`
+	if err := n.Apply("1", parse(t, doc, "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := shares(t, n, "web", 1000); got["a"] != 500 || got["b"] != 500 {
+		t.Fatalf("first endpoints: %v, want 500/500 (no ramp at start)", got)
+	}
+	start := time.Now()
+	if err := n.Apply("2", parse(t, doc, "      - { name: c, address: 127.0.0.1:3 }")); err != nil {
+		t.Fatal(err)
+	}
+	got := shares(t, n, "web", 2100)
+	// At 10% of its weight c gets 0.1/2.1 ≈ 5% of picks; the ramp may
+	// have moved on a step or two by the time the picks ran.
+	if time.Since(start) < 200*time.Millisecond && got["c"] > 2100*15/100 {
+		t.Errorf("just after joining, c got %d of 2100 picks; want about 5%%", got["c"])
+	}
+	if got["c"] == 0 {
+		t.Errorf("c got no picks while ramping; want about 5%%")
+	}
+	waitUntil(t, "the ramp to end", func() bool { return time.Since(start) > 1200*time.Millisecond })
+	got = shares(t, n, "web", 3000)
+	if got["a"] != 1000 || got["b"] != 1000 || got["c"] != 1000 {
+		t.Errorf("after slow_start: %v, want 1000 each", got)
+	}
+}
+
+// TestQueue: work beyond max_conn waits for a free slot in arrival order,
+// is refused at once when the queue is full, and fails when queue_timeout
+// passes.
+func TestQueue(t *testing.T) {
+	n := newNode(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    max_queue: 2
+    queue_timeout: 300ms
+    endpoints:
+      - { name: a, address: 127.0.0.1:1, max_conn: 1 }
+`)); err != nil {
+		t.Fatal(err)
+	}
+	c := (*n.current.Load())["web"]
+	holder, err := c.pick(lb.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Two waiters queue; a third is refused at once.
+	type result struct {
+		ep  *upstream.Endpoint
+		err error
+		at  time.Time
+	}
+	results := make(chan result, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ep, err := c.pick(lb.Request{})
+			results <- result{ep, err, time.Now()}
+		}()
+	}
+	waitUntil(t, "two waiters", func() bool { return c.queue.len() == 2 })
+	if _, err := c.pick(lb.Request{}); err != errQueueFull {
+		t.Errorf("third waiter: err = %v, want errQueueFull", err)
+	}
+
+	// One release serves exactly one waiter.
+	released := time.Now()
+	holder.Release()
+	r := <-results
+	if r.err != nil || r.ep != holder {
+		t.Fatalf("after a release: ep %v err %v, want a", r.ep, r.err)
+	}
+	// The other waiter times out: its slot is still taken by the first.
+	r = <-results
+	if r.err != errQueueTimeout {
+		t.Errorf("second waiter: err = %v, want errQueueTimeout", r.err)
+	}
+	if waited := r.at.Sub(released); waited > 400*time.Millisecond {
+		t.Errorf("second waiter gave up %v after the release; queue_timeout is 300ms", waited)
+	}
+	wg.Wait()
+	if c.queue.len() != 0 {
+		t.Errorf("queue holds %d waiters after all left", c.queue.len())
+	}
+}
+
+// TestQueueOff: queue_timeout 0s answers a full cluster at once.
+func TestQueueOff(t *testing.T) {
+	n := newNode(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    queue_timeout: 0s
+    endpoints:
+      - { name: a, address: 127.0.0.1:1, max_conn: 1 }
+`)); err != nil {
+		t.Fatal(err)
+	}
+	c := (*n.current.Load())["web"]
+	if _, err := c.pick(lb.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.pick(lb.Request{}); err != lb.ErrFull {
+		t.Errorf("full cluster without a queue: err = %v, want lb.ErrFull", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("refusal took %v, want at once", took)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

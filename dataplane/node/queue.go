@@ -1,0 +1,147 @@
+package node
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// Errors of work that could not wait for a free slot. Both are answered 503
+// on HTTP listeners; a TCP session is closed.
+var (
+	errQueueFull    = errors.New("every endpoint is full and the queue too")
+	errQueueTimeout = errors.New("every endpoint stayed full for the whole queue timeout")
+)
+
+// queue is a cluster's line of work waiting for a free slot while every
+// eligible endpoint is at its max_conn (HAProxy's backend queue). Work
+// leaves it in arrival order: each Release of one of the cluster's
+// endpoints wakes the waiter at the head, which picks again. A queue
+// outlives snapshots, so work waiting through an apply keeps its place.
+type queue struct {
+	mu      sync.Mutex
+	max     int // 0: unbounded
+	waiters []*waiter
+}
+
+// waiter is one unit of work in a queue. A waker removes it from the line
+// and sends on ch; ch has room for that one signal, so wakers never block.
+type waiter struct{ ch chan struct{} }
+
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
+
+// setMax sets the bound of the queue (max_queue of the snapshot applied
+// last). Waiters beyond a lowered bound keep their place.
+func (q *queue) setMax(n int) {
+	q.mu.Lock()
+	q.max = n
+	q.mu.Unlock()
+}
+
+// enter puts a new waiter at the end of the line, or returns nil when the
+// line is full.
+func (q *queue) enter() *waiter {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.max > 0 && len(q.waiters) >= q.max {
+		return nil
+	}
+	w := waiterPool.Get().(*waiter)
+	q.waiters = append(q.waiters, w)
+	return w
+}
+
+// requeue puts w, woken but unable to get a slot, back at the head.
+func (q *queue) requeue(w *waiter) {
+	q.mu.Lock()
+	q.waiters = append(q.waiters, nil)
+	copy(q.waiters[1:], q.waiters)
+	q.waiters[0] = w
+	q.mu.Unlock()
+}
+
+// leave takes w out of the line for good. A w that was woken but is not
+// going to use its wake-up (or has already got a slot another way) passes
+// it on, so that no free slot is left unclaimed while work waits.
+func (q *queue) leave(w *waiter) {
+	q.mu.Lock()
+	found := false
+	for i, o := range q.waiters {
+		if o == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			found = true
+			break
+		}
+	}
+	q.mu.Unlock()
+	if !found {
+		select {
+		case <-w.ch:
+		default:
+		}
+		q.wake()
+	}
+	waiterPool.Put(w)
+}
+
+// wake hands a free slot to the waiter at the head of the line, if any. It
+// is called on every Release of the cluster's endpoints, so its empty case
+// must be cheap.
+func (q *queue) wake() {
+	q.mu.Lock()
+	if len(q.waiters) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	w := q.waiters[0]
+	q.waiters[0] = nil
+	q.waiters = q.waiters[1:]
+	q.mu.Unlock()
+	w.ch <- struct{}{}
+}
+
+// wakeAll wakes every waiter, to pick again after the cluster's picker
+// changed (an endpoint came up, a weight or max_conn changed).
+func (q *queue) wakeAll() {
+	q.mu.Lock()
+	ws := q.waiters
+	q.waiters = nil
+	q.mu.Unlock()
+	for _, w := range ws {
+		w.ch <- struct{}{}
+	}
+}
+
+// len is the number of waiters.
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiters)
+}
+
+// wait runs try until it succeeds, fails with anything but full, or timeout
+// passes; try is called again each time the waiter is woken.
+func (q *queue) wait(timeout time.Duration, try func() error) error {
+	w := q.enter()
+	if w == nil {
+		return errQueueFull
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		// Entered first, tried second: a slot freed in between wakes
+		// this waiter (or one ahead of it) instead of being missed.
+		err := try()
+		if err != errFull {
+			q.leave(w)
+			return err
+		}
+		select {
+		case <-w.ch:
+			q.requeue(w)
+		case <-timer.C:
+			q.leave(w)
+			return errQueueTimeout
+		}
+	}
+}
