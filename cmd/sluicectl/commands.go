@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -116,10 +117,17 @@ Prints "applied version N" and one line per changed resource, or
 	if resp == nil {
 		return st
 	}
+	c.printApplied(resp, *dry)
+	return 0
+}
+
+// printApplied prints the outcome of an apply or an endpoint edit: the
+// version stored (or that would be) and one indented line per change.
+func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	switch {
-	case *dry && resp.GetChanged():
+	case dry && resp.GetChanged():
 		fmt.Fprintf(c.stdout, "dry run: would apply version %d\n", resp.GetVersion())
-	case *dry:
+	case dry:
 		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)\n", resp.GetVersion())
 	case resp.GetChanged():
 		fmt.Fprintf(c.stdout, "applied version %d\n", resp.GetVersion())
@@ -129,6 +137,95 @@ Prints "applied version N" and one line per changed resource, or
 	for _, ch := range resp.GetChanges() {
 		fmt.Fprintf(c.stdout, "  %s\n", ch)
 	}
+}
+
+// endpointAbout ends the help of every command that edits one endpoint.
+const endpointAbout = `
+The control plane edits its current snapshot and stores the result as a new
+version, as apply would: it is validated whole, shows in history (the comment
+defaults to the command, e.g. "drain web/web1") and reaches the nodes. An
+unknown cluster or endpoint stores nothing and exits 1. The next apply of a
+file replaces the edit: put it in the file to keep it.
+
+Prints "applied version N" and the change, or "unchanged (version N)".`
+
+func cmdSetWeight(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--dry-run] [--comment TEXT]", `
+Set an endpoint's weight, 0 to 256: its share of new work relative to the
+other endpoints of its cluster; 0 takes it out of rotation.
+`+endpointAbout)
+	dry, comment := endpointFlags(fs)
+	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT", "WEIGHT")
+	if st >= 0 {
+		return st
+	}
+	cluster, endpoint, ok := splitEndpoint(pos[0])
+	if !ok {
+		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+	}
+	w, err := strconv.ParseUint(pos[1], 10, 32)
+	if err != nil || w > 256 {
+		return c.usageError(fs, "WEIGHT must be an integer from 0 to 256, not %q", pos[1])
+	}
+	return c.updateEndpoint(ctx, client, fs.Name(), *dry, &sluicev1.UpdateEndpointRequest{
+		Cluster: cluster, Endpoint: endpoint, Weight: proto.Uint32(uint32(w)), Comment: *comment,
+	})
+}
+
+// stateCommand returns the command that sets an endpoint's state.
+func stateCommand(name string, state sluicev1.AdminState, about string) func(context.Context, *cli, sluicev1.ConfigServiceClient, []string) int {
+	return func(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--dry-run] [--comment TEXT]", about+"\n"+endpointAbout)
+		dry, comment := endpointFlags(fs)
+		pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
+		if st >= 0 {
+			return st
+		}
+		cluster, endpoint, ok := splitEndpoint(pos[0])
+		if !ok {
+			return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+		}
+		return c.updateEndpoint(ctx, client, name, *dry, &sluicev1.UpdateEndpointRequest{
+			Cluster: cluster, Endpoint: endpoint, State: state, Comment: *comment,
+		})
+	}
+}
+
+var (
+	cmdDrain = stateCommand("drain", sluicev1.AdminState_ADMIN_STATE_DRAINING, `
+Drain an endpoint: it takes no new work, persistent clients included; its
+open connections end when its cluster's drain_timeout ends. "enable" undoes it.`)
+	cmdDisable = stateCommand("disable", sluicev1.AdminState_ADMIN_STATE_DISABLED, `
+Disable an endpoint: it takes no work and is not health checked; its open
+connections end when its cluster's drain_timeout ends. "enable" undoes it.`)
+	cmdEnable = stateCommand("enable", sluicev1.AdminState_ADMIN_STATE_ACTIVE, `
+Make a drained or disabled endpoint active again: it takes work as its weight
+and health say. The snapshot is then as it was before the drain or disable.`)
+)
+
+// endpointFlags adds the flags every endpoint edit takes.
+func endpointFlags(fs *flag.FlagSet) (dry *bool, comment *string) {
+	dry = fs.Bool("dry-run", false, "show the change, store nothing")
+	comment = fs.String("comment", "", "`TEXT` kept in history with the version (default: the command)")
+	return dry, comment
+}
+
+// splitEndpoint splits "CLUSTER/ENDPOINT"; names hold no slash.
+func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
+	cluster, endpoint, ok = strings.Cut(s, "/")
+	return cluster, endpoint, ok && cluster != "" && endpoint != "" && !strings.Contains(endpoint, "/")
+}
+
+// updateEndpoint sends an endpoint edit and prints its outcome.
+func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, dry bool, req *sluicev1.UpdateEndpointRequest) int {
+	req.DryRun, req.Author = dry, author()
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.UpdateEndpoint(ctx, req)
+	if err != nil {
+		return c.rpcError(cmd, err)
+	}
+	c.printApplied(resp, dry)
 	return 0
 }
 

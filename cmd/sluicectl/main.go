@@ -62,6 +62,10 @@ var commands = []command{
 	{name: "validate", summary: "check a snapshot file or directory offline", offline: true, run: cmdValidate},
 	{name: "apply", summary: "validate and store a snapshot as the new version", run: cmdApply},
 	{name: "diff", summary: "show what apply would change", run: cmdDiff},
+	{name: "set-weight", summary: "set one endpoint's weight, as a new version", run: cmdSetWeight},
+	{name: "drain", summary: "let one endpoint finish its work and take no more", run: cmdDrain},
+	{name: "disable", summary: "take one endpoint out of service", run: cmdDisable},
+	{name: "enable", summary: "put a drained or disabled endpoint back in service", run: cmdEnable},
 	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
 	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
 	{name: "nodes", summary: "list dataplane nodes: connected, applied version, last NACK", run: cmdNodes},
@@ -76,7 +80,7 @@ sluicectl drives a Sluice control plane (sluice-cp) over gRPC.
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s  %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Global flags:
@@ -188,6 +192,43 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 	return -1
 }
 
+// parseArgs parses a subcommand's flags and its positional arguments, one per
+// name, which may come before, between or after the flags. It returns the
+// arguments and -1 to go on, or the exit status as parse does.
+func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, int) {
+	var pos []string
+	fs.SetOutput(io.Discard)
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			fs.SetOutput(c.stdout)
+			fs.Usage()
+			return nil, 0
+		case err != nil:
+			fs.SetOutput(c.stderr)
+			return nil, c.usageError(fs, "%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...) // after "--", nothing is a flag
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	fs.SetOutput(c.stderr)
+	switch {
+	case len(pos) < len(names):
+		return nil, c.usageError(fs, "missing %s", strings.Join(names[len(pos):], " "))
+	case len(pos) > len(names):
+		return nil, c.usageError(fs, "unexpected argument %q", pos[len(names)])
+	}
+	return pos, -1
+}
+
 // usageError reports a missing or bad flag value: message and usage on
 // stderr, status 2.
 func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
@@ -198,17 +239,28 @@ func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
 
 // rpcError prints a failed call and returns status 1. A refused snapshot
 // prints every fault with its path; an unreachable control plane says so,
-// naming the address.
+// naming the address; a name or version the control plane does not know
+// prints its message, which says which.
 func (c *cli) rpcError(cmd string, err error) int {
+	st, _ := status.FromError(err)
 	if faults, ok := snapshot.FromStatus(err); ok {
-		fmt.Fprintf(c.stderr, "sluicectl %s: the control plane refused the snapshot (%d faults):\n", cmd, len(faults))
+		what := "snapshot"
+		if strings.HasPrefix(st.Message(), "invalid request") {
+			what = "request" // its own fields, not the snapshot's
+		}
+		noun := "faults"
+		if len(faults) == 1 {
+			noun = "fault"
+		}
+		fmt.Fprintf(c.stderr, "sluicectl %s: the control plane refused the %s (%d %s):\n", cmd, what, len(faults), noun)
 		for _, f := range faults {
 			fmt.Fprintln(c.stderr, f.Error())
 		}
 		return 1
 	}
-	st, _ := status.FromError(err)
 	switch st.Code() {
+	case codes.NotFound, codes.FailedPrecondition:
+		fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, st.Message())
 	case codes.Unavailable:
 		msg := st.Message()
 		// grpc wraps the dial error: `connection error: desc = "transport:

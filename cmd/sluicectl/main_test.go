@@ -32,6 +32,7 @@ type fakeCP struct {
 	mu       sync.Mutex
 	versions []*sluicev1.GetResponse // index i holds version i+1
 	applies  []*sluicev1.ApplyRequest
+	updates  []*sluicev1.UpdateEndpointRequest
 	conns    []*sluicev1.ListConnsRequest
 	nodes    []*sluicev1.NodeStatus
 	records  []*sluicev1.ConnRecord
@@ -48,6 +49,46 @@ func (f *fakeCP) Apply(_ context.Context, req *sluicev1.ApplyRequest) (*sluicev1
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies = append(f.applies, req)
+	return f.apply(req)
+}
+
+// UpdateEndpoint edits the current snapshot and applies it; an unknown
+// cluster or endpoint is NOT_FOUND, as from the real control plane.
+func (f *fakeCP) UpdateEndpoint(_ context.Context, req *sluicev1.UpdateEndpointRequest) (*sluicev1.ApplyResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, req)
+	if f.current() == nil {
+		return nil, status.Error(codes.FailedPrecondition, "no snapshot has been applied yet")
+	}
+	next := proto.Clone(f.current()).(*sluicev1.Snapshot)
+	for _, c := range next.GetClusters() {
+		if c.GetName() != req.GetCluster() {
+			continue
+		}
+		for _, ep := range c.GetEndpoints() {
+			if ep.GetName() != req.GetEndpoint() {
+				continue
+			}
+			if req.Weight != nil {
+				ep.Weight = proto.Uint32(req.GetWeight())
+			}
+			switch req.GetState() {
+			case sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED:
+			case sluicev1.AdminState_ADMIN_STATE_ACTIVE:
+				ep.State = sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED
+			default:
+				ep.State = req.GetState()
+			}
+			return f.apply(&sluicev1.ApplyRequest{Snapshot: next, DryRun: req.GetDryRun(), Author: req.GetAuthor(), Comment: req.GetComment()})
+		}
+		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (it has: web1, web2, sorry)", req.GetCluster(), req.GetEndpoint())
+	}
+	return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.GetCluster())
+}
+
+// apply is Apply with f.mu held.
+func (f *fakeCP) apply(req *sluicev1.ApplyRequest) (*sluicev1.ApplyResponse, error) {
 	if err := snapshot.Validate(req.GetSnapshot()); err != nil {
 		return nil, snapshot.ToStatus(err)
 	}
@@ -332,6 +373,141 @@ listeners:
 	}
 }
 
+func TestEndpointCommands(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	tests := []struct {
+		args  []string
+		want  string // stdout
+		req   *sluicev1.UpdateEndpointRequest
+		saved int // versions the control plane holds after
+	}{
+		{
+			args:  []string{"set-weight", "web/web1", "5"},
+			want:  "applied version 2\n  ~ cluster web: endpoint web1 weight 2 -> 5\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(5)},
+			saved: 2,
+		},
+		{
+			args:  []string{"drain", "web/web2", "--comment", "kernel upgrade"},
+			want:  "applied version 3\n  ~ cluster web: endpoint web2 state ACTIVE -> DRAINING\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", State: sluicev1.AdminState_ADMIN_STATE_DRAINING, Comment: "kernel upgrade"},
+			saved: 3,
+		},
+		{
+			args:  []string{"disable", "--dry-run", "web/sorry"},
+			want:  "dry run: would apply version 4\n  ~ cluster web: endpoint sorry state ACTIVE -> DISABLED\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "sorry", State: sluicev1.AdminState_ADMIN_STATE_DISABLED, DryRun: true},
+			saved: 3,
+		},
+		{
+			args:  []string{"enable", "web/web2"},
+			want:  "applied version 4\n  ~ cluster web: endpoint web2 state DRAINING -> ACTIVE\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", State: sluicev1.AdminState_ADMIN_STATE_ACTIVE},
+			saved: 4,
+		},
+		{
+			args:  []string{"set-weight", "web/web1", "5", "--dry-run"},
+			want:  "dry run: unchanged (version 4)\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(5), DryRun: true},
+			saved: 4,
+		},
+		{
+			args:  []string{"set-weight", "web/web1", "5"},
+			want:  "unchanged (version 4)\n",
+			req:   &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(5)},
+			saved: 4,
+		},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != 0 {
+			t.Fatalf("%v: status %d, stderr:\n%s", tt.args, code, stderr)
+		}
+		if stdout != tt.want {
+			t.Errorf("%v: stdout\n got: %q\nwant: %q", tt.args, stdout, tt.want)
+		}
+		got := proto.Clone(cp.updates[len(cp.updates)-1]).(*sluicev1.UpdateEndpointRequest)
+		if !strings.Contains(got.GetAuthor(), "@") {
+			t.Errorf("%v: author %q, want user@host", tt.args, got.GetAuthor())
+		}
+		got.Author = ""
+		if !proto.Equal(got, tt.req) {
+			t.Errorf("%v: request\n got: %v\nwant: %v", tt.args, got, tt.req)
+		}
+		if len(cp.versions) != tt.saved {
+			t.Errorf("%v: the control plane holds %d versions, want %d", tt.args, len(cp.versions), tt.saved)
+		}
+	}
+}
+
+func TestEndpointCommandsNotFound(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	code, stdout, stderr := sluicectl(t, addr, "drain", "web/web1")
+	if want := "sluicectl drain: no snapshot has been applied yet\n"; code != 1 || stdout != "" || stderr != want {
+		t.Errorf("drain before any apply: status %d, stdout %q, stderr %q; want 1, nothing, %q", code, stdout, stderr, want)
+	}
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "web/web3"}, `sluicectl drain: cluster "web" has no endpoint "web3" (it has: web1, web2, sorry)` + "\n"},
+		{[]string{"set-weight", "api/a", "3"}, `sluicectl set-weight: cluster "api" not found` + "\n"},
+	} {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != 1 || stdout != "" || stderr != tt.want {
+			t.Errorf("%v: status %d, stdout %q, stderr %q; want 1, nothing, %q", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+	if len(cp.versions) != 1 {
+		t.Errorf("the control plane holds %d versions, want 1", len(cp.versions))
+	}
+}
+
+// Bad arguments are usage errors (status 2) and nothing is sent.
+func TestEndpointCommandsBadArguments(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"set-weight"}, "missing CLUSTER/ENDPOINT WEIGHT"},
+		{[]string{"set-weight", "web/web1"}, "missing WEIGHT"},
+		{[]string{"set-weight", "web", "3"}, `want CLUSTER/ENDPOINT, not "web"`},
+		{[]string{"set-weight", "web/web1", "x"}, `WEIGHT must be an integer from 0 to 256, not "x"`},
+		{[]string{"set-weight", "web/web1", "257"}, `WEIGHT must be an integer from 0 to 256, not "257"`},
+		{[]string{"set-weight", "web/web1", "1.5"}, `WEIGHT must be an integer from 0 to 256, not "1.5"`},
+		{[]string{"set-weight", "web/web1", "99999999999"}, `WEIGHT must be an integer from 0 to 256, not "99999999999"`},
+		{[]string{"set-weight", "web/web1", "-1"}, "flag provided but not defined: -1"},
+		{[]string{"set-weight", "web/web1", "3", "4"}, `unexpected argument "4"`},
+		{[]string{"drain"}, "missing CLUSTER/ENDPOINT"},
+		{[]string{"drain", "web/web1", "web/web2"}, `unexpected argument "web/web2"`},
+		{[]string{"drain", "/web1"}, `want CLUSTER/ENDPOINT, not "/web1"`},
+		{[]string{"disable", "web/"}, `want CLUSTER/ENDPOINT, not "web/"`},
+		{[]string{"enable", "web/web1/x"}, `want CLUSTER/ENDPOINT, not "web/web1/x"`},
+		{[]string{"enable", "web/web1", "--bogus"}, "flag provided but not defined: -bogus"},
+	} {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != 2 || stdout != "" {
+			t.Errorf("%v: status %d, stdout %q; want 2, nothing", tt.args, code, stdout)
+		}
+		if !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "Usage: sluicectl "+tt.args[0]+" CLUSTER/ENDPOINT") {
+			t.Errorf("%v: stderr lacks %q and the usage:\n%s", tt.args, tt.want, stderr)
+		}
+	}
+	if len(cp.updates) != 0 {
+		t.Errorf("bad arguments sent %d requests", len(cp.updates))
+	}
+}
+
 func TestGet(t *testing.T) {
 	cp := &fakeCP{}
 	addr := startCP(t, cp)
@@ -538,6 +714,9 @@ func TestUsage(t *testing.T) {
 		{args: []string{"diff"}, wantCode: 2, wantStderr: "-f is required"},
 		{args: []string{"apply", "--help"}, wantCode: 0, wantStdout: "-dry-run"},
 		{args: []string{"conns", "--help"}, wantCode: 0, wantStdout: "-endpoint E"},
+		{args: []string{"--help"}, wantCode: 0, wantStdout: "  set-weight  set one endpoint's weight"},
+		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--dry-run] [--comment TEXT]"},
+		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
 		{args: []string{"history", "--bogus"}, wantCode: 2, wantStderr: "flag provided but not defined: -bogus"},
 	}

@@ -1,6 +1,7 @@
 // Package configapi serves sluice.v1.ConfigService, the operators' API that
-// sluicectl and CI call: apply, get and list snapshot versions, and read the
-// fleet and recent connections.
+// sluicectl and CI call: apply snapshots or edit one endpoint of the current
+// one, get and list snapshot versions, and read the fleet and recent
+// connections.
 //
 // gRPC calls every method on its own goroutine; the server holds no state of
 // its own beyond its collaborators, which are safe for concurrent use.
@@ -9,6 +10,7 @@ package configapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -23,8 +25,8 @@ import (
 	"github.com/sluice-lb/sluice/snapshot"
 )
 
-// maxApplyAttempts bounds Apply's retries when another writer stores a
-// version between its read and its write.
+// maxApplyAttempts bounds the retries of Apply and UpdateEndpoint when
+// another writer stores a version between their read and their write.
 const maxApplyAttempts = 16
 
 // NodeLister lists the fleet (fleet.Registry).
@@ -76,25 +78,242 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		s.log.Info("apply refused", "author", req.GetAuthor(), "dry_run", req.GetDryRun(), "faults", len(faults))
 		return nil, snapshot.ToStatus(err)
 	}
+	return s.put(ctx, write{
+		op:      "apply",
+		done:    "applied",
+		author:  req.GetAuthor(),
+		comment: req.GetComment(),
+		dryRun:  req.GetDryRun(),
+		next: func(*store.Version) (*sluicev1.Snapshot, error) {
+			return req.GetSnapshot(), nil
+		},
+	})
+}
+
+// UpdateEndpoint implements sluicev1.ConfigServiceServer. It edits one
+// endpoint of the current snapshot and stores the result through the same
+// path as Apply: the edited snapshot is validated whole, an edit that
+// changes nothing stores nothing (changed false), and dry_run stores
+// nothing. Before the first Apply it fails with FAILED_PRECONDITION; an
+// unknown cluster or endpoint fails with NOT_FOUND; a request that sets
+// neither weight nor state fails with INVALID_ARGUMENT. The comment defaults
+// to the edit, as sluicectl spells it: "set-weight web/a 3", "drain web/a".
+func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpointRequest) (*sluicev1.ApplyResponse, error) {
+	err := requestStatus(req, req.ValidateAll())
+	if err == nil && req.Weight == nil && req.GetState() == sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED {
+		err = status.Error(codes.InvalidArgument, "configapi: nothing to change: set the weight, the state, or both")
+	}
+	if err != nil {
+		s.log.Info("update endpoint refused", "author", req.GetAuthor(), "err", err)
+		return nil, err
+	}
+	comment := req.GetComment()
+	if comment == "" {
+		comment = updateComment(req)
+	}
+	return s.put(ctx, write{
+		op:      "update endpoint",
+		done:    "endpoint updated",
+		author:  req.GetAuthor(),
+		comment: comment,
+		dryRun:  req.GetDryRun(),
+		next: func(cur *store.Version) (*sluicev1.Snapshot, error) {
+			if cur.Info.GetVersion() == 0 {
+				return nil, status.Error(codes.FailedPrecondition,
+					"no snapshot has been applied yet, so there is no endpoint to update; apply one first")
+			}
+			next := proto.Clone(cur.Snapshot).(*sluicev1.Snapshot)
+			ep, err := findEndpoint(next, req.GetCluster(), req.GetEndpoint())
+			if err != nil {
+				return nil, err
+			}
+			editEndpoint(ep, req)
+			if err := snapshot.Validate(next); err != nil {
+				return nil, snapshot.ToStatus(err)
+			}
+			return next, nil
+		},
+	})
+}
+
+// editEndpoint sets what req asks for on ep, keeping the snapshot as it is
+// wherever the request changes nothing the dataplane would see.
+func editEndpoint(ep *sluicev1.Endpoint, req *sluicev1.UpdateEndpointRequest) {
+	if req.Weight != nil {
+		// Unset means 1: setting 1 on an endpoint without a weight changes
+		// nothing, and must not store a version that only spells it out.
+		if ep.Weight != nil || req.GetWeight() != 1 {
+			ep.Weight = proto.Uint32(req.GetWeight())
+		}
+	}
+	switch st := req.GetState(); st {
+	case sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED:
+	case sluicev1.AdminState_ADMIN_STATE_ACTIVE:
+		// ACTIVE is stored as UNSPECIFIED (its equal), the form snapshots
+		// leave it in when they do not mention state, so that enable after
+		// disable gives back a snapshot equal to the one before. An
+		// endpoint already ACTIVE, spelt out or not, is left as it is.
+		if ep.GetState() != sluicev1.AdminState_ADMIN_STATE_ACTIVE {
+			ep.State = sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED
+		}
+	default:
+		ep.State = st
+	}
+}
+
+// updateComment is the history comment of an UpdateEndpoint that gives none:
+// the sluicectl command that makes the edit, or both of them joined by "; ".
+func updateComment(req *sluicev1.UpdateEndpointRequest) string {
+	target := req.GetCluster() + "/" + req.GetEndpoint()
+	var parts []string
+	if req.Weight != nil {
+		parts = append(parts, fmt.Sprintf("set-weight %s %d", target, req.GetWeight()))
+	}
+	switch req.GetState() {
+	case sluicev1.AdminState_ADMIN_STATE_ACTIVE:
+		parts = append(parts, "enable "+target)
+	case sluicev1.AdminState_ADMIN_STATE_DRAINING:
+		parts = append(parts, "drain "+target)
+	case sluicev1.AdminState_ADMIN_STATE_DISABLED:
+		parts = append(parts, "disable "+target)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// findEndpoint returns the endpoint named cluster/endpoint in snap (the
+// message itself, to edit in place), or a NOT_FOUND status that helps the
+// caller find the right name.
+func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.Endpoint, error) {
+	var names []string
+	for _, c := range snap.GetClusters() {
+		if c.GetName() != cluster {
+			names = append(names, c.GetName())
+			continue
+		}
+		var eps []string
+		for _, ep := range c.GetEndpoints() {
+			if ep.GetName() == endpoint {
+				return ep, nil
+			}
+			eps = append(eps, ep.GetName())
+		}
+		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", eps))
+	}
+	if near := closest(cluster, names); near != "" {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
+	}
+	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", names))
+}
+
+// maxListedNames bounds the names an error message lists; a cluster may have
+// thousands of endpoints.
+const maxListedNames = 10
+
+// nameList renders "it has: a, b", "it has none", or "it has: a, …, j and 5
+// more".
+func nameList(has string, names []string) string {
+	switch {
+	case len(names) == 0:
+		return has + " none"
+	case len(names) > maxListedNames:
+		return fmt.Sprintf("%s: %s, … and %d more", has, strings.Join(names[:maxListedNames], ", "), len(names)-maxListedNames)
+	}
+	return has + ": " + strings.Join(names, ", ")
+}
+
+// closest returns the candidate nearest to s when it is near enough to be a
+// likely typo (edit distance at most 1 for names up to 4 bytes, 2 otherwise),
+// or "". It matches the suggestions package snapshot makes for names in a
+// document, which it does not export.
+func closest(s string, candidates []string) string {
+	limit := 2
+	if len(s) <= 4 {
+		limit = 1
+	}
+	best, bestD := "", limit+1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance (Levenshtein, with a
+// swapped pair of adjacent letters counting as one edit).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30 // longer than any valid name: not a typo of one
+	}
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range len(b) + 1 {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// write is one request to store a new version: who asks, why, and how to
+// make the snapshot from the current version.
+type write struct {
+	op     string // names the call in the log: "apply"
+	done   string // the log message when a version is stored: "applied"
+	author string
+	// comment is kept in history.
+	comment string
+	dryRun  bool
+	// next returns the snapshot to store on top of cur, which it must not
+	// modify, or the status to fail the call with. It is called once per
+	// attempt, since a concurrent writer may change cur between attempts.
+	next func(cur *store.Version) (*sluicev1.Snapshot, error)
+}
+
+// put stores w as a new version with a compare-and-swap on the current
+// one, retrying when another writer stores a version in between, so the
+// changes recorded are the diff from the version actually replaced. A
+// snapshot equal to the current one is not stored again (changed false);
+// with dryRun nothing is stored and the response tells the version the call
+// would create.
+func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, error) {
 	for range maxApplyAttempts {
 		cur, err := s.store.Current(ctx)
 		if err != nil {
 			return nil, storeStatus(err)
 		}
 		base := cur.Info.GetVersion()
-		if proto.Equal(cur.Snapshot, req.GetSnapshot()) {
-			s.log.Info("apply unchanged", "version", base, "author", req.GetAuthor(), "dry_run", req.GetDryRun())
+		next, err := w.next(cur)
+		if err != nil {
+			s.log.Info(w.op+" refused", "version", base, "author", w.author, "dry_run", w.dryRun, "err", err)
+			return nil, err
+		}
+		if proto.Equal(cur.Snapshot, next) {
+			s.log.Info(w.op+" unchanged", "version", base, "author", w.author, "dry_run", w.dryRun)
 			return &sluicev1.ApplyResponse{Version: base}, nil
 		}
-		changes := changeLines(cur.Snapshot, req.GetSnapshot())
-		if req.GetDryRun() {
-			s.log.Info("apply dry run", "version", base, "author", req.GetAuthor(), "changes", len(changes))
+		changes := changeLines(cur.Snapshot, next)
+		if w.dryRun {
+			s.log.Info(w.op+" dry run", "version", base, "author", w.author, "changes", len(changes))
 			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes}, nil
 		}
 		info, changed, err := s.store.Put(ctx, base, store.Record{
-			Snapshot: req.GetSnapshot(),
-			Author:   req.GetAuthor(),
-			Comment:  req.GetComment(),
+			Snapshot: next,
+			Author:   w.author,
+			Comment:  w.comment,
 			Changes:  changes,
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -105,14 +324,14 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		}
 		if !changed {
 			// Equal as bytes though not by proto.Equal; nothing new.
-			s.log.Info("apply unchanged", "version", info.GetVersion(), "author", req.GetAuthor())
+			s.log.Info(w.op+" unchanged", "version", info.GetVersion(), "author", w.author)
 			return &sluicev1.ApplyResponse{Version: info.GetVersion()}, nil
 		}
-		s.log.Info("applied", "version", info.GetVersion(), "author", req.GetAuthor(),
-			"comment", req.GetComment(), "changes", len(changes))
+		s.log.Info(w.done, "version", info.GetVersion(), "author", w.author,
+			"comment", w.comment, "changes", len(changes))
 		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes}, nil
 	}
-	return nil, status.Error(codes.Aborted, "configapi: too many concurrent applies; try again")
+	return nil, status.Error(codes.Aborted, "configapi: too many concurrent writes; try again")
 }
 
 // validateRequest checks the request's own fields. The snapshot is left to
@@ -127,15 +346,24 @@ func validateRequest(req *sluicev1.ApplyRequest) error {
 		Author:   req.GetAuthor(),
 		Comment:  req.GetComment(),
 	}
-	err := shallow.ValidateAll()
+	return requestStatus(req, shallow.ValidateAll())
+}
+
+// requestStatus turns the error of a request's PGV ValidateAll into
+// INVALID_ARGUMENT with a BadRequest detail naming each faulty field of req
+// by its proto name; nil stays nil.
+func requestStatus(req proto.Message, err error) error {
 	if err == nil {
 		return nil
 	}
 	var faults snapshot.Errors
-	var multi sluicev1.ApplyRequestMultiError
+	var multi interface{ AllErrors() []error }
 	if errors.As(err, &multi) {
 		for _, e := range multi.AllErrors() {
-			var fe sluicev1.ApplyRequestValidationError
+			var fe interface {
+				Field() string
+				Reason() string
+			}
 			if errors.As(e, &fe) {
 				faults = append(faults, snapshot.FieldError{Path: protoFieldName(req, fe.Field()), Message: fe.Reason()})
 			}

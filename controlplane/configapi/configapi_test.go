@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,252 @@ func TestListConnsValidatesLimit(t *testing.T) {
 	s, _ := newServer(t)
 	if _, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Limit: 200000}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("ListConns(limit 200000) error = %v, want InvalidArgument", err)
+	}
+}
+
+// updated applies web(t, 1) as version 1 and returns the server.
+func updated(t *testing.T, ctx context.Context) *Server {
+	t.Helper()
+	s, _ := newServer(t)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1), Author: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestUpdateEndpointStoresAVersion(t *testing.T) {
+	ctx := testContext(t)
+	s := updated(t, ctx)
+	resp, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{
+		Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(3), Author: "bob",
+	})
+	if err != nil {
+		t.Fatalf("UpdateEndpoint: %v", err)
+	}
+	want := []string{"~ cluster web: endpoint web2 weight 1 -> 3"}
+	if resp.GetVersion() != 2 || !resp.GetChanged() || !slices.Equal(resp.GetChanges(), want) {
+		t.Errorf("UpdateEndpoint = %v, want version 2, changes %q", resp, want)
+	}
+	got, err := s.Get(ctx, &sluicev1.GetRequest{Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := got.GetInfo()
+	if info.GetAuthor() != "bob" || info.GetComment() != "set-weight web/web2 3" || !slices.Equal(info.GetChanges(), want) {
+		t.Errorf("version 2 info = %v; want author bob, comment %q, changes %q", info, "set-weight web/web2 3", want)
+	}
+	// The stored snapshot is exactly what an Apply of the edited file stores.
+	if !proto.Equal(got.GetSnapshot(), web(t, 3)) {
+		t.Errorf("version 2 = %v, want web(3)", got.GetSnapshot())
+	}
+
+	// The same weight again changes nothing and stores nothing.
+	resp, err = s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(3)})
+	if err != nil || resp.GetVersion() != 2 || resp.GetChanged() || len(resp.GetChanges()) != 0 {
+		t.Errorf("same weight again = %v, %v; want version 2, unchanged", resp, err)
+	}
+	// web1's weight is 2; a comment given is kept as given.
+	resp, err = s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{
+		Cluster: "web", Endpoint: "web1", State: sluicev1.AdminState_ADMIN_STATE_DRAINING, Comment: "kernel upgrade",
+	})
+	if err != nil || resp.GetVersion() != 3 {
+		t.Fatalf("drain = %v, %v; want version 3", resp, err)
+	}
+	got, _ = s.Get(ctx, &sluicev1.GetRequest{})
+	if c := got.GetInfo().GetComment(); c != "kernel upgrade" {
+		t.Errorf("comment = %q, want the one given", c)
+	}
+	if st := got.GetSnapshot().GetClusters()[0].GetEndpoints()[0].GetState(); st != sluicev1.AdminState_ADMIN_STATE_DRAINING {
+		t.Errorf("web1 state = %v, want DRAINING", st)
+	}
+	if h := history(t, ctx, s); !slices.Equal(h, []uint64{3, 2, 1}) {
+		t.Errorf("History = %v, want [3 2 1]", h)
+	}
+}
+
+func TestUpdateEndpointDefaultComments(t *testing.T) {
+	ctx := testContext(t)
+	s := updated(t, ctx)
+	for _, tt := range []struct {
+		req  *sluicev1.UpdateEndpointRequest
+		want string
+	}{
+		{&sluicev1.UpdateEndpointRequest{State: sluicev1.AdminState_ADMIN_STATE_DRAINING}, "drain web/web1"},
+		{&sluicev1.UpdateEndpointRequest{State: sluicev1.AdminState_ADMIN_STATE_DISABLED}, "disable web/web1"},
+		{&sluicev1.UpdateEndpointRequest{State: sluicev1.AdminState_ADMIN_STATE_ACTIVE}, "enable web/web1"},
+		{&sluicev1.UpdateEndpointRequest{Weight: proto.Uint32(0), State: sluicev1.AdminState_ADMIN_STATE_DRAINING}, "set-weight web/web1 0; drain web/web1"},
+	} {
+		tt.req.Cluster, tt.req.Endpoint = "web", "web1"
+		resp, err := s.UpdateEndpoint(ctx, tt.req)
+		if err != nil || !resp.GetChanged() {
+			t.Fatalf("UpdateEndpoint(%v) = %v, %v; want a new version", tt.req, resp, err)
+		}
+		got, _ := s.Get(ctx, &sluicev1.GetRequest{Version: resp.GetVersion()})
+		if c := got.GetInfo().GetComment(); c != tt.want {
+			t.Errorf("UpdateEndpoint(%v) comment = %q, want %q", tt.req, c, tt.want)
+		}
+	}
+}
+
+// Disable then enable stores two versions, and the second holds the
+// snapshot the first replaced: ACTIVE goes back to the state left unset.
+func TestUpdateEndpointEnableRestoresTheSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	s := updated(t, ctx)
+	for _, st := range []sluicev1.AdminState{sluicev1.AdminState_ADMIN_STATE_DISABLED, sluicev1.AdminState_ADMIN_STATE_ACTIVE} {
+		resp, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", State: st})
+		if err != nil || !resp.GetChanged() {
+			t.Fatalf("UpdateEndpoint(%v) = %v, %v; want a new version", st, resp, err)
+		}
+	}
+	got, err := s.Get(ctx, &sluicev1.GetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetInfo().GetVersion() != 3 || !proto.Equal(got.GetSnapshot(), web(t, 1)) {
+		t.Errorf("after disable and enable: version %d, snapshot %v; want version 3 equal to version 1",
+			got.GetInfo().GetVersion(), got.GetSnapshot())
+	}
+	// Enabling an endpoint that is active changes nothing.
+	resp, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", State: sluicev1.AdminState_ADMIN_STATE_ACTIVE})
+	if err != nil || resp.GetChanged() || resp.GetVersion() != 3 {
+		t.Errorf("enable of an active endpoint = %v, %v; want version 3, unchanged", resp, err)
+	}
+}
+
+// Weight unset means 1: setting 1 on such an endpoint is no change.
+func TestUpdateEndpointWeightOneOnUnsetIsNoChange(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	snap := web(t, 1)
+	snap.Clusters[0].Endpoints[1].Weight = nil
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: snap}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(1)})
+	if err != nil || resp.GetChanged() || resp.GetVersion() != 1 {
+		t.Errorf("set-weight 1 on an unset weight = %v, %v; want version 1, unchanged", resp, err)
+	}
+}
+
+func TestUpdateEndpointDryRun(t *testing.T) {
+	ctx := testContext(t)
+	s := updated(t, ctx)
+	resp, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{
+		Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(7), DryRun: true,
+	})
+	want := []string{"~ cluster web: endpoint web2 weight 1 -> 7"}
+	if err != nil || resp.GetVersion() != 2 || !resp.GetChanged() || !slices.Equal(resp.GetChanges(), want) {
+		t.Errorf("dry run = %v, %v; want version 2, changes %q", resp, err, want)
+	}
+	if h := history(t, ctx, s); !slices.Equal(h, []uint64{1}) {
+		t.Errorf("History = %v, want [1]", h)
+	}
+	got, _ := s.Get(ctx, &sluicev1.GetRequest{})
+	if !proto.Equal(got.GetSnapshot(), web(t, 1)) {
+		t.Errorf("dry run changed the current snapshot")
+	}
+}
+
+func TestUpdateEndpointErrorsStoreNothing(t *testing.T) {
+	ctx := testContext(t)
+	weight := proto.Uint32(5)
+	for _, tt := range []struct {
+		name  string
+		empty bool // no snapshot applied yet
+		req   *sluicev1.UpdateEndpointRequest
+		code  codes.Code
+		msg   string
+	}{
+		{"no snapshot yet", true, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: weight},
+			codes.FailedPrecondition, "no snapshot has been applied yet"},
+		{"unknown cluster, near", false, &sluicev1.UpdateEndpointRequest{Cluster: "wbe", Endpoint: "web1", Weight: weight},
+			codes.NotFound, `cluster "wbe" not found, did you mean "web"?`},
+		{"unknown cluster, far", false, &sluicev1.UpdateEndpointRequest{Cluster: "database", Endpoint: "web1", Weight: weight},
+			codes.NotFound, `cluster "database" not found (the snapshot has: web)`},
+		{"unknown endpoint", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web3", Weight: weight},
+			codes.NotFound, `cluster "web" has no endpoint "web3" (it has: web1, web2)`},
+		{"unknown endpoint, dry run", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web3", Weight: weight, DryRun: true},
+			codes.NotFound, `cluster "web" has no endpoint "web3"`},
+		{"nothing to change", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1"},
+			codes.InvalidArgument, "nothing to change"},
+		{"weight too big", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(257)},
+			codes.InvalidArgument, "weight: value must be less than or equal to 256"},
+		{"undefined state", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", State: 9},
+			codes.InvalidArgument, "state: value must be one of the defined enum values"},
+		{"no endpoint named", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Weight: weight},
+			codes.InvalidArgument, "endpoint: value length must be at least 1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newServer(t)
+			var want []uint64
+			if !tt.empty {
+				if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+					t.Fatal(err)
+				}
+				want = []uint64{1}
+			}
+			resp, err := s.UpdateEndpoint(ctx, tt.req)
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Errorf("UpdateEndpoint = %v, %v; want %v containing %q", resp, err, tt.code, tt.msg)
+			}
+			if h := history(t, ctx, s); !slices.Equal(h, want) {
+				t.Errorf("History = %v, want %v", h, want)
+			}
+		})
+	}
+}
+
+// The edited snapshot is validated whole, like an Apply of it: a fault the
+// current snapshot already had refuses the edit with INVALID_ARGUMENT and
+// the fault's path.
+func TestUpdateEndpointValidatesTheResult(t *testing.T) {
+	ctx := testContext(t)
+	s, st := newServer(t)
+	bad := web(t, 1)
+	bad.Listeners[0].DefaultCluster = "nope"
+	// Written past the API, as an older control plane with laxer rules
+	// might have.
+	if _, _, err := st.Put(ctx, 0, store.Record{Snapshot: bad}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(4)})
+	faults, ok := snapshot.FromStatus(err)
+	if !ok || len(faults) != 1 || faults[0].Path != "listeners[0].default_cluster" {
+		t.Errorf("UpdateEndpoint error = %v; want the fault at listeners[0].default_cluster", err)
+	}
+	if h := history(t, ctx, s); !slices.Equal(h, []uint64{1}) {
+		t.Errorf("History = %v, want [1]", h)
+	}
+}
+
+// Concurrent edits of different endpoints all land: each retry starts from
+// the version another writer stored.
+func TestConcurrentUpdateEndpointsAllLand(t *testing.T) {
+	ctx := testContext(t)
+	s := updated(t, ctx)
+	var wg sync.WaitGroup
+	for _, name := range []string{"web1", "web2"} {
+		for w := range 4 {
+			wg.Go(func() {
+				req := &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: name, Weight: proto.Uint32(uint32(10 + w))}
+				if name == "web1" {
+					req.Weight = nil
+					req.State = []sluicev1.AdminState{sluicev1.AdminState_ADMIN_STATE_DRAINING, sluicev1.AdminState_ADMIN_STATE_DISABLED}[w%2]
+				}
+				if _, err := s.UpdateEndpoint(ctx, req); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	got, _ := s.Get(ctx, &sluicev1.GetRequest{})
+	eps := got.GetSnapshot().GetClusters()[0].GetEndpoints()
+	if st := eps[0].GetState(); st != sluicev1.AdminState_ADMIN_STATE_DRAINING && st != sluicev1.AdminState_ADMIN_STATE_DISABLED {
+		t.Errorf("web1 state = %v, want one of the states written", st)
+	}
+	if w := eps[1].GetWeight(); w < 10 || w > 13 {
+		t.Errorf("web2 weight = %d, want one of the weights written", w)
 	}
 }
