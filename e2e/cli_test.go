@@ -244,19 +244,70 @@ listeners:
 	if code != 0 || !strings.Contains(out, "version 2") {
 		t.Fatalf("apply after restart: exit %d, %q", code, out)
 	}
-	waitFor(t, "node to apply version 2", func() bool {
-		resp, err := http.Get("http://" + admin + "/status")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
-		return strings.Contains(b.String(), `"version": "2"`)
-	})
+	waitNode := func(v string) {
+		t.Helper()
+		waitFor(t, "node to apply version "+v, func() bool {
+			resp, err := http.Get("http://" + admin + "/status")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			return strings.Contains(b.String(), `"version": "`+v+`"`)
+		})
+	}
+	waitNode("2")
 	out, _, _ = ctl(t, cpAddr, "get", "-o", "yaml")
 	if !strings.Contains(out, "lb_policy: ROUND_ROBIN") || !strings.Contains(out, "name: web2") {
 		t.Errorf("get -o yaml:\n%s", out)
+	}
+
+	// Runtime operations are versions like any other apply.
+	answers := func(n int) map[string]int {
+		t.Helper()
+		got := map[string]int{}
+		for range n {
+			body, err := get(http.DefaultClient, "http://"+lst+"/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[strings.TrimPrefix(strings.TrimSpace(body), "hello from ")]++
+		}
+		return got
+	}
+	out, errOut, code = ctl(t, cpAddr, "set-weight", "web/web2", "3")
+	if code != 0 || !strings.Contains(out, "version 3") || !strings.Contains(out, "weight 1 -> 3") {
+		t.Fatalf("set-weight: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	waitNode("3")
+	if got := answers(40); got["web1"] != 10 || got["web2"] != 30 {
+		t.Errorf("after set-weight web/web2 3: %v, want web1:10 web2:30", got)
+	}
+	if _, errOut, code = ctl(t, cpAddr, "drain", "web/web1"); code != 0 {
+		t.Fatalf("drain: exit %d, %q", code, errOut)
+	}
+	waitNode("4")
+	if got := answers(20); got["web2"] != 20 {
+		t.Errorf("with web1 draining: %v, want all 20 from web2", got)
+	}
+	if _, errOut, code = ctl(t, cpAddr, "enable", "web/web1"); code != 0 {
+		t.Fatalf("enable: exit %d, %q", code, errOut)
+	}
+	waitNode("5")
+	if got := answers(40); got["web1"] != 10 || got["web2"] != 30 {
+		t.Errorf("after enable: %v, want web1:10 web2:30", got)
+	}
+	_, errOut, code = ctl(t, cpAddr, "set-weight", "web/web9", "2")
+	if code != 1 || !strings.Contains(errOut, `cluster "web" has no endpoint "web9" (it has: web1, web2)`) {
+		t.Errorf("set-weight on a missing endpoint: exit %d, stderr %q", code, errOut)
+	}
+	out, _, _ = ctl(t, cpAddr, "history")
+	if !strings.Contains(out, "set-weight web/web2 3") || !strings.Contains(out, "drain web/web1") || strings.Contains(out, "web9") {
+		t.Errorf("history does not show the runtime operations (or shows the refused one):\n%s", out)
+	}
+	if strings.Contains(out, "\n6 ") || strings.Contains(out, "* 6") {
+		t.Errorf("a refused set-weight stored version 6:\n%s", out)
 	}
 	if !dp.alive() {
 		t.Errorf("sluice-dp exited")
