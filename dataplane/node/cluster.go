@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -97,6 +98,15 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		wasUp:          map[*upstream.Endpoint]bool{},
 		since:          map[*upstream.Endpoint]time.Time{},
 	}
+	var prevSince map[*upstream.Endpoint]time.Time
+	var prevUp map[*upstream.Endpoint]bool
+	if prev != nil {
+		// prev is live: its slow-start timer and health rebuilds write
+		// these maps under prev.mu.
+		prev.mu.Lock()
+		prevSince, prevUp = maps.Clone(prev.since), maps.Clone(prev.wasUp)
+		prev.mu.Unlock()
+	}
 	c.queueTimeout = c.connectTimeout
 	if spec.QueueTimeout != nil {
 		c.queueTimeout = spec.GetQueueTimeout().AsDuration()
@@ -145,13 +155,11 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 				c.since[ep] = time.Now()
 			}
 		}
-		if prev != nil {
-			if t, ok := prev.since[ep]; ok {
-				c.since[ep] = t
-			}
-			if up, ok := prev.wasUp[ep]; ok {
-				c.wasUp[ep] = up
-			}
+		if t, ok := prevSince[ep]; ok {
+			c.since[ep] = t
+		}
+		if up, ok := prevUp[ep]; ok {
+			c.wasUp[ep] = up
 		}
 		weight := uint32(1)
 		if e.Weight != nil {

@@ -34,7 +34,7 @@ type Table struct {
 type tableShard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]entry
-	_  [40]byte // keep shards on separate cache lines
+	_  [48]byte // keep shards on separate cache lines
 }
 
 type entry struct {
