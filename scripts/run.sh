@@ -61,6 +61,7 @@ Try, in another terminal:
   export SLUICE_CP=$CP
   bin/sluicectl nodes
   bin/sluicectl conns
+  bin/sluicectl set-weight web/web2 2     # a runtime change, as a new version
   edit examples/quickstart.yaml, then: bin/sluicectl apply -f examples/quickstart.yaml
 
 Ctrl-C stops everything.
