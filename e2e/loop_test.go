@@ -434,7 +434,7 @@ func TestBackupOnlyWhenPrimariesDown(t *testing.T) {
 	v := c.apply(t, fmt.Sprintf(`
 clusters:
   - name: web
-    health_check: { interval: 50ms, timeout: 50ms, fall: 2, rise: 1 }
+    health_check: { interval: 100ms, timeout: 100ms, fall: 2, rise: 1 }
     endpoints:
       - { name: a, address: %s }
       - { name: sorry, address: %s, backup: true }

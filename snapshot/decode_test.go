@@ -291,8 +291,8 @@ func TestParseAccepts(t *testing.T) {
       fall: 5
 `,
 			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{
-				{Name: "web", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: 3}},
-				{Name: "api", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: 5}},
+				{Name: "web", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: proto.Uint32(3)}},
+				{Name: "api", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: proto.Uint32(5)}},
 			}},
 		},
 		{

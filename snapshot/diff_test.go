@@ -47,7 +47,7 @@ func TestDiff(t *testing.T) {
 			name: "policy, health check and timeouts",
 			old:  "clusters: [{name: web, health_check: {interval: 2s}, connect_timeout: 5s}]",
 			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 5s, fall: 2}, drain_timeout: 1m30s}]",
-			want: []string{"~ cluster web: lb_policy unset -> ROUND_ROBIN; health_check.interval 2s -> 5s; health_check.fall 0 -> 2; connect_timeout 5s -> unset; drain_timeout unset -> 1m30s"},
+			want: []string{"~ cluster web: lb_policy unset -> ROUND_ROBIN; health_check.interval 2s -> 5s; health_check.fall unset -> 2; connect_timeout 5s -> unset; drain_timeout unset -> 1m30s"},
 		},
 		{
 			name: "health check added and removed",

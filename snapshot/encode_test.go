@@ -87,7 +87,7 @@ func TestRoundTrip(t *testing.T) {
 			Clusters: []*sluicev1.Cluster{{
 				Name:           "web",
 				LbPolicy:       sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN,
-				HealthCheck:    &sluicev1.HealthCheck{Interval: durationpb.New(90e9), Timeout: durationpb.New(250e6), Fall: 3, Rise: 2},
+				HealthCheck:    &sluicev1.HealthCheck{Interval: durationpb.New(90e9), Timeout: durationpb.New(250e6), Fall: proto.Uint32(3), Rise: proto.Uint32(2)},
 				ConnectTimeout: durationpb.New(3600e9),
 				DrainTimeout:   durationpb.New(0),
 				Endpoints: []*sluicev1.Endpoint{

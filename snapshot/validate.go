@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -74,6 +75,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		}
 		policyErrors(c, i, add)
 		persistenceErrors(c, i, add)
+		healthErrors(c.GetHealthCheck(), fmt.Sprintf("clusters[%d].health_check", i), add)
 		clear(endpoints)
 		for j, e := range c.GetEndpoints() {
 			if first, dup := endpoints[e.GetName()]; dup {
@@ -133,6 +135,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetProtocol() == sluicev1.Protocol_PROTOCOL_TCP && s.GetClusters()[i].Cookie != nil {
 			add(p+".default_cluster", "cluster %q has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)", l.GetDefaultCluster())
 		}
+		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}
@@ -217,6 +220,66 @@ func persistenceErrors(c *sluicev1.Cluster, i int, add func(path, format string,
 			add(path, "duplicate cookie value %q, first used by %s.endpoints[%d]", v, p, first)
 		} else {
 			values[v] = j
+		}
+	}
+}
+
+// healthErrors checks what PGV cannot of a health check at path.
+func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format string, args ...any)) {
+	if hc == nil {
+		return
+	}
+	interval := hc.GetInterval().AsDuration()
+	if hc.Interval == nil {
+		interval = 2 * time.Second
+	}
+	if t := hc.GetTimeout().AsDuration(); hc.Timeout != nil && t > interval {
+		add(path+".timeout", "%v is longer than the interval (%v): checks would overlap", t, interval)
+	}
+	h := hc.GetHttp()
+	if h == nil {
+		return
+	}
+	if m := h.GetMethod(); m != "" && !isToken(m) {
+		add(path+".http.method", "%q is not an HTTP method", m)
+	}
+	if p := h.GetPath(); p != "" && (p[0] != '/' || !isAttrValue(strings.ReplaceAll(p, ";", ""))) {
+		add(path+".http.path", "%q must start with / and have no spaces or control characters", p)
+	}
+	if host := h.GetHost(); !isAttrValue(host) {
+		add(path+".http.host", "%q may not contain spaces or control characters", host)
+	}
+	if _, err := ParseStatusSpec(h.GetExpectedStatus()); err != nil {
+		add(path+".http.expected_status", "%v", err)
+	}
+}
+
+// errorPageErrors checks a listener's error pages.
+func errorPageErrors(pages []*sluicev1.ErrorPage, path string, add func(path, format string, args ...any)) {
+	seen := map[uint32]int{}
+	for i, ep := range pages {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if first, dup := seen[ep.GetStatus()]; dup {
+			add(p+".status", "%d already has a page at %s[%d]", ep.GetStatus(), path, first)
+		}
+		seen[ep.GetStatus()] = i
+		switch {
+		case ep.GetBody() == "" && ep.GetRedirect() == "":
+			add(p, "needs a body or a redirect")
+		case ep.GetBody() != "" && ep.GetRedirect() != "":
+			add(p+".redirect", "a page has a body or a redirect, not both")
+		}
+		if ep.GetRedirect() == "" && ep.GetRedirectCode() != 0 {
+			add(p+".redirect_code", "only allowed with redirect")
+		}
+		if ep.GetRedirect() != "" && ep.GetContentType() != "" {
+			add(p+".content_type", "only allowed with body")
+		}
+		if !isAttrValue(strings.ReplaceAll(ep.GetContentType(), " ", "")) {
+			add(p+".content_type", "%q may not contain control characters", ep.GetContentType())
+		}
+		if r := ep.GetRedirect(); r != "" && !isAttrValue(strings.ReplaceAll(r, ";", "")) {
+			add(p+".redirect", "%q may not contain spaces or control characters", r)
 		}
 	}
 }

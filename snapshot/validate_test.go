@@ -216,9 +216,9 @@ func TestValidate(t *testing.T) {
 				health_check: {interval: 1ms, timeout: 2h, fall: 101, rise: 100}}`},
 			listeners: []string{`{name: a, address: ":80", protocol: HTTP, default_cluster: web, http: {request_header_timeout: 0s}}`},
 			want: []string{
-				"clusters[0].health_check.interval: must be between 10ms and 1h0m0s",
+				"clusters[0].health_check.interval: must be between 100ms and 1h0m0s",
 				"clusters[0].health_check.timeout: must be between 1ms and 1h0m0s",
-				"clusters[0].health_check.fall: must be <= 100",
+				"clusters[0].health_check.fall: must be between 1 and 100",
 				"clusters[0].connect_timeout: must be between 0s and 5m0s",
 				"clusters[0].drain_timeout: must be between 0s and 24h0m0s",
 				"listeners[0].http.request_header_timeout: must be between 1ms and 1h0m0s",
@@ -249,6 +249,36 @@ func TestValidate(t *testing.T) {
 				`listeners[0].default_cluster: cluster "api" has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)`,
 			},
 			listeners: []string{`{name: db, address: "127.0.0.1:5432", protocol: TCP, default_cluster: api}`},
+		},
+		{
+			name: "health checks, error pages",
+			clusters: []string{
+				`{name: web, health_check: {interval: 1s, timeout: 500ms, fall: 2, rise: 1, fast_interval: 200ms, down_interval: 5s, jitter_percent: 20, http: {method: HEAD, path: /health, host: example.com, expected_status: "200-299,304"}}}`,
+			},
+			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web, http: {max_connection_age: 5m, max_requests_per_connection: 1000, error_pages: [{status: 503, body: "<h1>Back soon</h1>"}, {status: 502, redirect: "https://status.example.com/", redirect_code: 307}]}}`},
+		},
+		{
+			name: "health check and error page faults",
+			clusters: []string{
+				`{name: web, health_check: {interval: 50ms, fall: 0, rise: 0}}`,
+				`{name: api, health_check: {interval: 1s, timeout: 3s, http: {method: "GE T", path: "health", expected_status: "200-2000"}}}`,
+			},
+			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web, http: {error_pages: [{status: 503}, {status: 503, body: x, redirect: "/y"}, {status: 500, body: x}, {status: 504, body: x, redirect_code: 302}]}}`},
+			want: []string{
+				"clusters[0].health_check.interval: must be between 100ms and 1h0m0s",
+				"clusters[0].health_check.fall: must be between 1 and 100",
+				"clusters[0].health_check.rise: must be between 1 and 100",
+				"clusters[1].health_check.timeout: 3s is longer than the interval (1s): checks would overlap",
+				`clusters[1].health_check.http.method: "GE T" is not an HTTP method`,
+				`clusters[1].health_check.http.path: "health" must start with / and have no spaces or control characters`,
+				`clusters[1].health_check.http.expected_status: "2000" is not a status code (100-599)`,
+				"listeners[0].http.error_pages: must have at most 3 items",
+				"listeners[0].http.error_pages[0]: needs a body or a redirect",
+				"listeners[0].http.error_pages[1].status: 503 already has a page at listeners[0].http.error_pages[0]",
+				"listeners[0].http.error_pages[1].redirect: a page has a body or a redirect, not both",
+				"listeners[0].http.error_pages[2].status: must be one of 502 503 504",
+				"listeners[0].http.error_pages[3].redirect_code: only allowed with redirect",
+			},
 		},
 		{
 			name: "every fault, in document order",

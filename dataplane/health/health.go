@@ -1,5 +1,10 @@
 // Package health runs active health checks against endpoints, in the manner
-// of HAProxy's "check inter 2s fall 3 rise 2".
+// of HAProxy's
+//
+//	server ... check inter 2s fastinter 500ms downinter 5s fall 3 rise 2
+//	option httpchk GET /health
+//	http-check expect status 200-399
+//	spread-checks 10
 //
 // A Checker runs one goroutine per checked endpoint. The state of an
 // endpoint is kept by address key across snapshots, so an endpoint that
@@ -8,9 +13,10 @@
 package health
 
 import (
+	"github.com/sluice-lb/sluice/snapshot"
+
 	"context"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"time"
 )
@@ -37,15 +43,135 @@ func (s State) String() string {
 	return "UNKNOWN"
 }
 
-// Spec says how to check one endpoint.
+// Spec says how to check one endpoint. It is a comparable value: Reconcile
+// compares specs with != to know which checks to restart, so every field
+// is a value type (no slice, map or pointer).
+//
+// A field left at zero takes the default its comment gives: a Spec that
+// sets only Key, Addr, Interval, Timeout, Fall and Rise is a TCP check
+// with exact waits.
 type Spec struct {
 	// Key identifies the endpoint across snapshots (cluster/name@address).
-	Key      string
-	Addr     string
+	Key  string
+	Addr string
+
+	// Interval between two checks while the endpoint is up or unknown and
+	// its last check agreed (HAProxy's "inter"). Default DefaultInterval.
 	Interval time.Duration
-	Timeout  time.Duration
-	Fall     int
-	Rise     int
+	// Timeout of one check: of the connect for a TCP check, of the whole
+	// exchange for an HTTP check. Default Interval.
+	Timeout time.Duration
+	// Fall is how many failed checks in a row take an endpoint down, Rise
+	// how many passed checks in a row bring a down endpoint back up.
+	// Values below 1 mean 1.
+	Fall int
+	Rise int
+
+	// FastInterval between two checks while the endpoint changes state:
+	// its last check went against its state, but fewer than Fall (or
+	// Rise) times in a row (HAProxy's "fastinter"). Default Interval.
+	FastInterval time.Duration
+	// DownInterval between two checks while the endpoint is down and its
+	// last check failed too (HAProxy's "downinter"). Default Interval.
+	DownInterval time.Duration
+	// Jitter spreads checks over time so a fleet does not check in
+	// lockstep (HAProxy's "spread-checks"): every wait is multiplied by a
+	// random factor in [1-Jitter, 1+Jitter]. 0 means exact waits; values
+	// are clamped to [0, 0.5] (NaN is 0, but a NaN spec never equals
+	// itself, so Reconcile would restart its check every time). Whatever
+	// Jitter, the first check of a probe (a new endpoint, or changed
+	// settings) waits a random time in [0, max(Jitter, 0.1) × the
+	// interval of the endpoint's state].
+	Jitter float64
+
+	// HTTPPath, when not empty, makes the check an HTTP/1.1 request
+	// instead of a TCP connect ("option httpchk"):
+	//
+	//	HTTPMethod HTTPPath HTTP/1.1\r\n
+	//	Host: HTTPHost\r\n
+	//	User-Agent: sluice-health\r\n
+	//	Connection: close\r\n
+	//	\r\n
+	//
+	// over a fresh connection. The endpoint passes iff it answers, within
+	// Timeout and 4 KiB, a status line "HTTP/1.x NNN ..." whose NNN is in
+	// Expect. Only the status line is read. A method, path or host that
+	// cannot be sent as is (spaces, controls, non-ASCII) fails every
+	// check; validate them before. The three fields and Expect mean
+	// nothing to a TCP check.
+	HTTPPath string
+	// HTTPMethod of the request. Default GET.
+	HTTPMethod string
+	// HTTPHost is the Host header. Default Addr.
+	HTTPHost string
+	// Expect is the set of statuses that pass ("http-check expect
+	// status"), from snapshot.ParseStatusSpec. The zero snapshot.StatusSpec is
+	// snapshot.DefaultExpect, 200-399.
+	Expect snapshot.StatusSpec
+}
+
+// DefaultInterval is the Interval of a Spec that sets none, as HAProxy's.
+const DefaultInterval = 2 * time.Second
+
+const (
+	// minSpread is the least share of an interval over which the first
+	// checks of a fleet are spread, even with no jitter.
+	minSpread = 0.1
+	maxJitter = 0.5
+)
+
+// withDefaults returns s with every zero or out-of-range field replaced by
+// what it means.
+func (s Spec) withDefaults() Spec {
+	if s.Interval <= 0 {
+		s.Interval = DefaultInterval
+	}
+	if s.FastInterval <= 0 {
+		s.FastInterval = s.Interval
+	}
+	if s.DownInterval <= 0 {
+		s.DownInterval = s.Interval
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = s.Interval
+	}
+	switch {
+	case !(s.Jitter > 0): // also NaN
+		s.Jitter = 0
+	case s.Jitter > maxJitter:
+		s.Jitter = maxJitter
+	}
+	s.Fall = max(s.Fall, 1)
+	s.Rise = max(s.Rise, 1)
+	return s
+}
+
+// nextInterval is the wait after a check that left the endpoint in state
+// with ok passed or fail failed checks in a row: downinter while down and
+// failing, fastinter while going down or coming back up, inter otherwise.
+func (s *Spec) nextInterval(state State, ok, fail int) time.Duration {
+	switch {
+	case state == Down && ok == 0:
+		return s.DownInterval
+	case state == Down, fail > 0:
+		return s.FastInterval
+	}
+	return s.Interval
+}
+
+// jittered returns d multiplied by a random factor in [1-jitter, 1+jitter].
+func jittered(d time.Duration, jitter float64) time.Duration {
+	if jitter <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + jitter*(2*rand.Float64()-1)))
+}
+
+// firstWait returns a random wait in [0, max(jitter, minSpread) × d] before
+// the first check of a probe, so that the endpoints of a node that just
+// started or applied a snapshot are not all checked at once.
+func firstWait(d time.Duration, jitter float64) time.Duration {
+	return time.Duration(rand.Int64N(int64(float64(d)*max(jitter, minSpread)) + 1))
 }
 
 // Checker runs the checks of every endpoint of a node and calls onChange,
@@ -118,11 +244,15 @@ func (c *Checker) Stop() { c.Reconcile(nil) }
 
 func (c *Checker) run(ctx context.Context, p *probe) {
 	defer close(p.done)
-	s := p.spec
-	// The first check runs soon, spread over a tenth of the interval so a
-	// large cluster is not checked in one burst.
-	wait := time.Duration(rand.Int64N(int64(s.Interval)/10 + 1))
-	timer := time.NewTimer(wait)
+	s := p.spec.withDefaults()
+	pr := newProber(s)
+	c.mu.Lock()
+	first := s.Interval
+	if c.states[s.Key] == Down {
+		first = s.DownInterval
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(firstWait(first, s.Jitter))
 	defer timer.Stop()
 	var ok, fail int
 	for {
@@ -131,7 +261,11 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 			return
 		case <-timer.C:
 		}
-		if c.checkTCP(ctx, s) {
+		passed := pr.check(ctx)
+		if ctx.Err() != nil {
+			return // a check cut short says nothing of the endpoint
+		}
+		if passed {
 			ok, fail = ok+1, 0
 		} else {
 			ok, fail = 0, fail+1
@@ -158,18 +292,6 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 		if current && (next == Down) != (cur == Down) && c.onChange != nil {
 			c.onChange(p.spec.Key)
 		}
-		// Jitter of ±5% keeps a fleet from checking in lockstep.
-		j := int64(s.Interval) / 20
-		timer.Reset(s.Interval + time.Duration(rand.Int64N(2*j+1)-j))
+		timer.Reset(jittered(s.nextInterval(next, ok, fail), s.Jitter))
 	}
-}
-
-func (c *Checker) checkTCP(ctx context.Context, s Spec) bool {
-	d := net.Dialer{Timeout: s.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", s.Addr)
-	if err != nil {
-		return false
-	}
-	conn.Close()
-	return true
 }

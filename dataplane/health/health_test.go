@@ -1,7 +1,12 @@
 package health
 
 import (
+	"bufio"
+	"io"
+	"math"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,5 +74,266 @@ func TestCheckerKeepsStateAcrossReconcile(t *testing.T) {
 	c.Reconcile(nil) // ...and removal forgets it.
 	if got := c.State(spec.Key); got != Unknown {
 		t.Errorf("after removal state = %v, want UNKNOWN", got)
+	}
+}
+
+// server is a loopback TCP server that hands every connection to handle
+// and records when it accepted each one.
+type server struct {
+	addr string
+
+	mu      sync.Mutex
+	accepts []time.Time
+	conns   map[net.Conn]bool
+	closed  bool
+	arrived chan int // the number of accepts so far, after each accept
+}
+
+// serve starts a server; handle gets the connection and its index in the
+// order of accepts, and the connection is closed when handle returns or the
+// test ends.
+func serve(t *testing.T, handle func(c net.Conn, i int)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{addr: ln.Addr().String(), conns: map[net.Conn]bool{}, arrived: make(chan int, 1024)}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				c.Close()
+				return
+			}
+			i := len(s.accepts)
+			s.accepts = append(s.accepts, time.Now())
+			s.conns[c] = true
+			s.mu.Unlock()
+			select {
+			case s.arrived <- i + 1:
+			default:
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c, i)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		s.closed = true
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		wg.Wait()
+	})
+	return s
+}
+
+// waitAccepts waits until the server has accepted n connections and
+// returns their times.
+func (s *server) waitAccepts(t *testing.T, n int) []time.Time {
+	t.Helper()
+	timeout := time.After(testTimeout)
+	for {
+		s.mu.Lock()
+		if len(s.accepts) >= n {
+			at := append([]time.Time(nil), s.accepts[:n]...)
+			s.mu.Unlock()
+			return at
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.arrived:
+		case <-timeout:
+			t.Fatalf("%d checks arrived in %v, want %d", len(s.accepts), testTimeout, n)
+		}
+	}
+}
+
+// readHead reads a request head, up to its blank line, and returns it.
+func readHead(c net.Conn) string {
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	r := bufio.NewReader(io.LimitReader(c, 64<<10))
+	var head strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		head.WriteString(line)
+		if err != nil || line == "\r\n" {
+			return head.String()
+		}
+	}
+}
+
+// answer returns a handler that reads the request and answers with the
+// status line of plan[i] (the last one once plan runs out).
+func answer(plan ...string) func(net.Conn, int) {
+	return func(c net.Conn, i int) {
+		readHead(c)
+		io.WriteString(c, plan[min(i, len(plan)-1)]+"\r\nContent-Length: 0\r\n\r\n")
+	}
+}
+
+// TestCheckIntervals: checks come every Interval while up, every
+// FastInterval once a check went against the state (falling and rising),
+// and every DownInterval once down.
+func TestCheckIntervals(t *testing.T) {
+	const ok, bad = "HTTP/1.1 200 OK", "HTTP/1.1 500 Internal Server Error"
+	srv := serve(t, answer(ok, ok, bad, bad, bad, bad, bad, ok, ok, ok))
+	changes := make(chan string, 16)
+	c := NewChecker(func(key string) { changes <- key })
+	defer c.Stop()
+	spec := Spec{
+		Key: "c/e@" + srv.addr, Addr: srv.addr, HTTPPath: "/",
+		Interval: 100 * time.Millisecond, FastInterval: 10 * time.Millisecond, DownInterval: 250 * time.Millisecond,
+		Timeout: time.Second, Fall: 3, Rise: 2,
+	}
+	c.Reconcile([]Spec{spec})
+	at := srv.waitAccepts(t, 10)
+	// The wait after check i depends on the state that check left.
+	const inter, fast, down = "inter", "fast", "down"
+	want := []string{
+		inter, // 200: UNKNOWN -> UP
+		inter, // 200: UP
+		fast,  // 500: falling 1/3
+		fast,  // 500: falling 2/3
+		down,  // 500: DOWN
+		down,  // 500: DOWN
+		down,  // 500: DOWN
+		fast,  // 200: rising 1/2
+		inter, // 200: UP
+	}
+	for i, kind := range want {
+		gap := at[i+1].Sub(at[i])
+		// A timer never fires early; 20% covers the time from firing to
+		// the accept. A fast wait of 10ms has 40ms to spare before it
+		// could be taken for half an interval.
+		var bad bool
+		switch kind {
+		case inter:
+			bad = gap < spec.Interval*8/10
+		case fast:
+			bad = gap >= spec.Interval/2
+		case down:
+			bad = gap < spec.DownInterval*8/10
+		}
+		if bad {
+			t.Errorf("check %d -> %d: %v apart, want a %s wait (inter %v, fast %v, down %v)",
+				i, i+1, gap, kind, spec.Interval, spec.FastInterval, spec.DownInterval)
+		}
+	}
+	waitState(t, c, spec.Key, Up)
+	if len(changes) != 2 {
+		t.Errorf("onChange called %d times, want 2 (down, up)", len(changes))
+	}
+}
+
+func TestNextInterval(t *testing.T) {
+	s := Spec{Interval: 1, FastInterval: 2, DownInterval: 3, Fall: 3, Rise: 2}
+	for _, tt := range []struct {
+		state    State
+		ok, fail int
+		want     time.Duration
+	}{
+		{Unknown, 1, 0, 1},
+		{Unknown, 0, 1, 2}, // a new endpoint failing goes down fast
+		{Up, 5, 0, 1},
+		{Up, 0, 1, 2},
+		{Up, 0, 2, 2},
+		{Down, 0, 3, 3},
+		{Down, 0, 9, 3},
+		{Down, 1, 0, 2},
+	} {
+		if got := s.nextInterval(tt.state, tt.ok, tt.fail); got != tt.want {
+			t.Errorf("%v ok=%d fail=%d: interval %d, want %d", tt.state, tt.ok, tt.fail, got, tt.want)
+		}
+	}
+}
+
+func TestSpecDefaults(t *testing.T) {
+	got := Spec{Jitter: 0.9}.withDefaults()
+	want := Spec{Interval: DefaultInterval, FastInterval: DefaultInterval, DownInterval: DefaultInterval,
+		Timeout: DefaultInterval, Fall: 1, Rise: 1, Jitter: 0.5}
+	if got != want {
+		t.Errorf("defaults %+v, want %+v", got, want)
+	}
+	for _, j := range []float64{-1, math.NaN(), math.Inf(-1)} {
+		if got := (Spec{Jitter: j}).withDefaults().Jitter; got != 0 {
+			t.Errorf("jitter %v -> %v, want 0", j, got)
+		}
+	}
+	s := Spec{Interval: time.Second, FastInterval: time.Millisecond, DownInterval: time.Minute, Timeout: 2 * time.Second, Jitter: 0.2}
+	if got := s.withDefaults(); got.FastInterval != s.FastInterval || got.DownInterval != s.DownInterval || got.Timeout != s.Timeout || got.Jitter != s.Jitter {
+		t.Errorf("set fields changed: %+v -> %+v", s, got)
+	}
+}
+
+// TestJitterBounds: waits spread over the whole of [1-j, 1+j] and never
+// leave it; the first wait spreads over max(j, 0.1) of the interval.
+func TestJitterBounds(t *testing.T) {
+	const d = 100 * time.Millisecond
+	if got := jittered(d, 0); got != d {
+		t.Errorf("no jitter: wait %v, want %v", got, d)
+	}
+	for _, tt := range []struct {
+		jitter, spread float64
+	}{{0, 0.1}, {0.05, 0.1}, {0.3, 0.3}, {0.5, 0.5}} {
+		lo, hi := time.Duration(float64(d)*(1-tt.jitter)), time.Duration(float64(d)*(1+tt.jitter))
+		first := time.Duration(float64(d) * tt.spread)
+		minW, maxW, maxF := time.Duration(math.MaxInt64), time.Duration(0), time.Duration(0)
+		for range 2000 {
+			w, f := jittered(d, tt.jitter), firstWait(d, tt.jitter)
+			if w < lo || w > hi {
+				t.Fatalf("jitter %v: wait %v outside [%v, %v]", tt.jitter, w, lo, hi)
+			}
+			if f < 0 || f > first {
+				t.Fatalf("jitter %v: first wait %v outside [0, %v]", tt.jitter, f, first)
+			}
+			minW, maxW, maxF = min(minW, w), max(maxW, w), max(maxF, f)
+		}
+		// With 2000 draws, each end of the range is reached to within 5%
+		// of its width but with a chance of 0.95^2000.
+		if margin := (hi - lo) / 20; tt.jitter > 0 && (minW > lo+margin || maxW < hi-margin) {
+			t.Errorf("jitter %v: waits in [%v, %v], want spread over [%v, %v]", tt.jitter, minW, maxW, lo, hi)
+		}
+		if maxF < first*95/100 {
+			t.Errorf("jitter %v: first waits at most %v, want spread up to %v", tt.jitter, maxF, first)
+		}
+	}
+}
+
+// TestJitterSpreadsChecks: with Jitter 0.5 the checks of a running probe
+// are between 0.5 and 1.5 intervals apart, and some are well under one
+// interval apart, which exact waits never are.
+func TestJitterSpreadsChecks(t *testing.T) {
+	srv := serve(t, func(net.Conn, int) {})
+	c := NewChecker(nil)
+	defer c.Stop()
+	spec := Spec{Key: "c/e@" + srv.addr, Addr: srv.addr, Interval: 40 * time.Millisecond, Timeout: time.Second, Fall: 1, Rise: 1, Jitter: 0.5}
+	c.Reconcile([]Spec{spec})
+	at := srv.waitAccepts(t, 21)
+	var short int
+	for i := 1; i < len(at); i++ {
+		gap := at[i].Sub(at[i-1])
+		if gap < spec.Interval/2*8/10 {
+			t.Errorf("checks %d and %d %v apart, under half the interval %v", i-1, i, gap, spec.Interval)
+		}
+		if gap < spec.Interval*85/100 {
+			short++
+		}
+	}
+	// Each wait is under 0.85 intervals with a chance of 0.35: all 20 miss
+	// with a chance of 2e-4.
+	if short == 0 {
+		t.Errorf("no two checks less than 0.85 interval apart in %v: waits are not jittered", at[len(at)-1].Sub(at[0]))
 	}
 }

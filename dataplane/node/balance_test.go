@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -161,5 +162,33 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAllBackups: with every primary out, the first backup takes all the
+// work; with all_backups, every backup shares it.
+func TestAllBackups(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		n := newNode(t)
+		if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    all_backups: %v
+    endpoints:
+      - { name: p, address: 127.0.0.1:1, state: DISABLED }
+      - { name: b1, address: 127.0.0.1:2, backup: true }
+      - { name: b2, address: 127.0.0.1:3, backup: true, weight: 0 }
+      - { name: b3, address: 127.0.0.1:4, backup: true }
+`, all)); err != nil {
+			t.Fatal(err)
+		}
+		got := shares(t, n, "web", 300)
+		want := map[string]int{"b1": 300}
+		if all {
+			want = map[string]int{"b1": 150, "b3": 150} // b2 has weight 0
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("all_backups %v: %v, want %v", all, got, want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/persist"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // Defaults applied where a snapshot leaves a setting out.
@@ -26,6 +27,7 @@ const (
 	maxDefaultTimeout     = 5 * time.Second
 	defaultFall           = 3
 	defaultRise           = 2
+	defaultJitter         = 0.1
 	defaultStickSize      = 100000
 	defaultStickExpire    = 30 * time.Minute
 )
@@ -177,24 +179,46 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		c.key = newHashKey(spec.GetHash())
 	}
 	if hc := spec.GetHealthCheck(); hc != nil {
-		interval := durationOr(hc.GetInterval().AsDuration(), defaultCheckInterval)
-		timeout := durationOr(hc.GetTimeout().AsDuration(), min(interval, maxDefaultTimeout))
-		fall := int(hc.GetFall())
-		if fall == 0 {
-			fall = defaultFall
-		}
-		rise := int(hc.GetRise())
-		if rise == 0 {
-			rise = defaultRise
-		}
-		for _, m := range c.members {
-			c.checks = append(c.checks, health.Spec{
-				Key: m.Endpoint.Key(), Addr: m.Endpoint.Addr,
-				Interval: interval, Timeout: timeout, Fall: fall, Rise: rise,
-			})
-		}
+		c.checks = checkSpecs(hc, c.members)
 	}
 	return c
+}
+
+// checkSpecs are the health checks hc asks for, one per member.
+func checkSpecs(hc *sluicev1.HealthCheck, members lb.Set) []health.Spec {
+	interval := durationOr(hc.GetInterval().AsDuration(), defaultCheckInterval)
+	base := health.Spec{
+		Interval:     interval,
+		Timeout:      durationOr(hc.GetTimeout().AsDuration(), min(interval, maxDefaultTimeout)),
+		Fall:         defaultFall,
+		Rise:         defaultRise,
+		FastInterval: hc.GetFastInterval().AsDuration(),
+		DownInterval: hc.GetDownInterval().AsDuration(),
+		Jitter:       defaultJitter,
+	}
+	if hc.Fall != nil {
+		base.Fall = int(hc.GetFall())
+	}
+	if hc.Rise != nil {
+		base.Rise = int(hc.GetRise())
+	}
+	if hc.JitterPercent != nil {
+		base.Jitter = float64(hc.GetJitterPercent()) / 100
+	}
+	if h := hc.GetHttp(); h != nil {
+		base.HTTPMethod, base.HTTPPath, base.HTTPHost = h.GetMethod(), h.GetPath(), h.GetHost()
+		if base.HTTPPath == "" {
+			base.HTTPPath = "/"
+		}
+		// Validated with the snapshot: cannot fail here.
+		base.Expect, _ = snapshot.ParseStatusSpec(h.GetExpectedStatus())
+	}
+	specs := make([]health.Spec, len(members))
+	for i, m := range members {
+		specs[i] = base
+		specs[i].Key, specs[i].Addr = m.Endpoint.Key(), m.Endpoint.Addr
+	}
+	return specs
 }
 
 // Slow start ramps an endpoint's weight from slowStartFloor of its weight
@@ -229,6 +253,22 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 			c.since[ep] = now // recovered: ramp up again
 		}
 		c.wasUp[ep] = up
+	}
+	if c.spec.GetAllBackups() && !primaryUp(set) {
+		// option allbackups: every backup that is up shares the work by
+		// weight (all weights 0 counting as equal, as with one backup).
+		weighted := false
+		for _, m := range set {
+			weighted = weighted || m.Backup && m.Weight > 0
+		}
+		for i := range set {
+			if set[i].Backup {
+				set[i].Backup = false
+				if !weighted {
+					set[i].Weight = 1
+				}
+			}
+		}
 	}
 	ramping := false
 	for i := range set {
@@ -289,6 +329,16 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 	if c.queue != nil {
 		c.queue.wakeAll()
 	}
+}
+
+// primaryUp reports whether a primary of set can take work.
+func primaryUp(set lb.Set) bool {
+	for _, m := range set {
+		if !m.Backup && !m.Down && m.Weight > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // cookieValueOf is the value in a Set-Cookie value "NAME=VALUE; ...".

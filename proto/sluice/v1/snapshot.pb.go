@@ -675,7 +675,10 @@ type Cluster struct {
 	// Stick turns on a stick table (HAProxy's "stick on src"): the first
 	// endpoint a client was sent to takes that client's later work too, until
 	// the entry expires or the endpoint cannot take work.
-	Stick         *StickTable `protobuf:"bytes,13,opt,name=stick,proto3" json:"stick,omitempty"`
+	Stick *StickTable `protobuf:"bytes,13,opt,name=stick,proto3" json:"stick,omitempty"`
+	// AllBackups spreads work over every backup that is up when no primary
+	// is, instead of the first one only (HAProxy's "option allbackups").
+	AllBackups    bool `protobuf:"varint,14,opt,name=all_backups,json=allBackups,proto3" json:"all_backups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,6 +802,13 @@ func (x *Cluster) GetStick() *StickTable {
 		return x.Stick
 	}
 	return nil
+}
+
+func (x *Cluster) GetAllBackups() bool {
+	if x != nil {
+		return x.AllBackups
+	}
+	return false
 }
 
 // CookiePersistence configures cookie-based persistence in HAProxy's
@@ -1113,12 +1123,26 @@ type HealthCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Interval between two checks of one endpoint. Default 2s.
 	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
-	// Timeout of one check. Default: the interval, at most 5s.
+	// Timeout of one check, at most the interval. Default: the interval, at
+	// most 5s.
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Fall is how many consecutive failures mark an up endpoint down. Default 3.
-	Fall uint32 `protobuf:"varint,3,opt,name=fall,proto3" json:"fall,omitempty"`
+	Fall *uint32 `protobuf:"varint,3,opt,name=fall,proto3,oneof" json:"fall,omitempty"`
 	// Rise is how many consecutive successes mark a down endpoint up. Default 2.
-	Rise          uint32 `protobuf:"varint,4,opt,name=rise,proto3" json:"rise,omitempty"`
+	Rise *uint32 `protobuf:"varint,4,opt,name=rise,proto3,oneof" json:"rise,omitempty"`
+	// FastInterval is the interval while an endpoint is changing state: it
+	// failed or passed a check that went against its state, but not yet fall
+	// or rise times (HAProxy's "fastinter"). Default: the interval.
+	FastInterval *durationpb.Duration `protobuf:"bytes,5,opt,name=fast_interval,json=fastInterval,proto3" json:"fast_interval,omitempty"`
+	// DownInterval is the interval while an endpoint is down (HAProxy's
+	// "downinter"). Default: the interval.
+	DownInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=down_interval,json=downInterval,proto3" json:"down_interval,omitempty"`
+	// JitterPercent makes each wait between checks up to this much shorter or
+	// longer, at random, so a fleet does not check in lockstep (HAProxy's
+	// "spread-checks"). Default 10.
+	JitterPercent *uint32 `protobuf:"varint,7,opt,name=jitter_percent,json=jitterPercent,proto3,oneof" json:"jitter_percent,omitempty"`
+	// Http makes each check an HTTP/1.1 request instead of a TCP connect.
+	Http          *HttpHealthCheck `protobuf:"bytes,8,opt,name=http,proto3" json:"http,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1168,17 +1192,119 @@ func (x *HealthCheck) GetTimeout() *durationpb.Duration {
 }
 
 func (x *HealthCheck) GetFall() uint32 {
-	if x != nil {
-		return x.Fall
+	if x != nil && x.Fall != nil {
+		return *x.Fall
 	}
 	return 0
 }
 
 func (x *HealthCheck) GetRise() uint32 {
-	if x != nil {
-		return x.Rise
+	if x != nil && x.Rise != nil {
+		return *x.Rise
 	}
 	return 0
+}
+
+func (x *HealthCheck) GetFastInterval() *durationpb.Duration {
+	if x != nil {
+		return x.FastInterval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetDownInterval() *durationpb.Duration {
+	if x != nil {
+		return x.DownInterval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetJitterPercent() uint32 {
+	if x != nil && x.JitterPercent != nil {
+		return *x.JitterPercent
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetHttp() *HttpHealthCheck {
+	if x != nil {
+		return x.Http
+	}
+	return nil
+}
+
+// HttpHealthCheck is HAProxy's "option httpchk" with "http-check expect".
+type HttpHealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Method of the check request. Default GET.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// Path of the check request, starting with "/". Default "/".
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Host of the check request. Default: the endpoint's address.
+	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// ExpectedStatus lists the statuses that mean up, as codes and ranges:
+	// "200-399" (the default), "200,204", "200-299,301".
+	ExpectedStatus string `protobuf:"bytes,4,opt,name=expected_status,json=expectedStatus,proto3" json:"expected_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HttpHealthCheck) Reset() {
+	*x = HttpHealthCheck{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpHealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpHealthCheck) ProtoMessage() {}
+
+func (x *HttpHealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpHealthCheck.ProtoReflect.Descriptor instead.
+func (*HttpHealthCheck) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HttpHealthCheck) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HttpHealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HttpHealthCheck) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HttpHealthCheck) GetExpectedStatus() string {
+	if x != nil {
+		return x.ExpectedStatus
+	}
+	return ""
 }
 
 // Listener is a socket a node accepts traffic on.
@@ -1198,7 +1324,7 @@ type Listener struct {
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1336,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1349,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Listener) GetName() string {
@@ -1273,13 +1399,24 @@ type HttpOptions struct {
 	// ResponseTimeout bounds the wait for an endpoint's response head
 	// (HAProxy's "timeout server"). Default 60s.
 	ResponseTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=response_timeout,json=responseTimeout,proto3" json:"response_timeout,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// MaxConnectionAge ends a client connection this long after it opened:
+	// the next response carries "Connection: close" and the connection closes
+	// after it; an idle connection closes quietly. Clients reconnect, and land
+	// on the node's current balance (DESIGN problem 3). 0: no limit.
+	MaxConnectionAge *durationpb.Duration `protobuf:"bytes,4,opt,name=max_connection_age,json=maxConnectionAge,proto3" json:"max_connection_age,omitempty"`
+	// MaxRequestsPerConnection ends a client connection the same way after
+	// this many requests. 0: no limit.
+	MaxRequestsPerConnection uint32 `protobuf:"varint,5,opt,name=max_requests_per_connection,json=maxRequestsPerConnection,proto3" json:"max_requests_per_connection,omitempty"`
+	// ErrorPages replace the proxy's own 502, 503 and 504 answers (HAProxy's
+	// "errorfile" and "errorloc").
+	ErrorPages    []*ErrorPage `protobuf:"bytes,6,rep,name=error_pages,json=errorPages,proto3" json:"error_pages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1428,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1441,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -1328,6 +1465,110 @@ func (x *HttpOptions) GetResponseTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *HttpOptions) GetMaxConnectionAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxConnectionAge
+	}
+	return nil
+}
+
+func (x *HttpOptions) GetMaxRequestsPerConnection() uint32 {
+	if x != nil {
+		return x.MaxRequestsPerConnection
+	}
+	return 0
+}
+
+func (x *HttpOptions) GetErrorPages() []*ErrorPage {
+	if x != nil {
+		return x.ErrorPages
+	}
+	return nil
+}
+
+// ErrorPage is what clients get instead of one of the proxy's own errors:
+// a body of its own, or a redirect.
+type ErrorPage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status is 502, 503 or 504.
+	Status uint32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// Body answers with this status and body. Exclusive with redirect.
+	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// ContentType of body. Default "text/html; charset=utf-8".
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Redirect answers with redirect_code and this Location instead.
+	Redirect string `protobuf:"bytes,4,opt,name=redirect,proto3" json:"redirect,omitempty"`
+	// RedirectCode is 301, 302 (the default), 303, 307 or 308.
+	RedirectCode  uint32 `protobuf:"varint,5,opt,name=redirect_code,json=redirectCode,proto3" json:"redirect_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorPage) Reset() {
+	*x = ErrorPage{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorPage) ProtoMessage() {}
+
+func (x *ErrorPage) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
+func (*ErrorPage) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ErrorPage) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ErrorPage) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *ErrorPage) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ErrorPage) GetRedirect() string {
+	if x != nil {
+		return x.Redirect
+	}
+	return ""
+}
+
+func (x *ErrorPage) GetRedirectCode() uint32 {
+	if x != nil {
+		return x.RedirectCode
+	}
+	return 0
+}
+
 var File_sluice_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_snapshot_proto_rawDesc = "" +
@@ -1347,7 +1588,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\x9f\x06\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc0\x06\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -1366,7 +1607,9 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"slow_start\x18\v \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
 	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\tslowStart\x124\n" +
 	"\x06cookie\x18\f \x01(\v2\x1c.sluice.v1.CookiePersistenceR\x06cookie\x12+\n" +
-	"\x05stick\x18\r \x01(\v2\x15.sluice.v1.StickTableR\x05stick\"\xe0\x02\n" +
+	"\x05stick\x18\r \x01(\v2\x15.sluice.v1.StickTableR\x05stick\x12\x1f\n" +
+	"\vall_backups\x18\x0e \x01(\bR\n" +
+	"allBackups\"\xe0\x02\n" +
 	"\x11CookiePersistence\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x10\x01\x18@R\x04name\x12\x1a\n" +
 	"\bindirect\x18\x02 \x01(\bR\bindirect\x12\x18\n" +
@@ -1395,12 +1638,24 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\tnon_stick\x18\x06 \x01(\bR\bnonStick\x125\n" +
 	"\x05state\x18\a \x01(\x0e2\x15.sluice.v1.AdminStateB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05state\x12\x1f\n" +
 	"\x06cookie\x18\b \x01(\tB\a\xfaB\x04r\x02\x18@R\x06cookieB\t\n" +
-	"\a_weight\"\xda\x01\n" +
+	"\a_weight\"\x9a\x04\n" +
 	"\vHealthCheck\x12I\n" +
-	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xad\xe2\x04R\binterval\x12F\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\atimeout\x12\x1b\n" +
-	"\x04fall\x18\x03 \x01(\rB\a\xfaB\x04*\x02\x18dR\x04fall\x12\x1b\n" +
-	"\x04rise\x18\x04 \x01(\rB\a\xfaB\x04*\x02\x18dR\x04rise\"\x89\x02\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xc2\xd7/R\binterval\x12F\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\atimeout\x12\"\n" +
+	"\x04fall\x18\x03 \x01(\rB\t\xfaB\x06*\x04\x18d(\x01H\x00R\x04fall\x88\x01\x01\x12\"\n" +
+	"\x04rise\x18\x04 \x01(\rB\t\xfaB\x06*\x04\x18d(\x01H\x01R\x04rise\x88\x01\x01\x12R\n" +
+	"\rfast_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xc2\xd7/R\ffastInterval\x12R\n" +
+	"\rdown_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xc2\xd7/R\fdownInterval\x123\n" +
+	"\x0ejitter_percent\x18\a \x01(\rB\a\xfaB\x04*\x02\x182H\x02R\rjitterPercent\x88\x01\x01\x12.\n" +
+	"\x04http\x18\b \x01(\v2\x1a.sluice.v1.HttpHealthCheckR\x04httpB\a\n" +
+	"\x05_fallB\a\n" +
+	"\x05_riseB\x11\n" +
+	"\x0f_jitter_percent\"\xa1\x01\n" +
+	"\x0fHttpHealthCheck\x12\x1f\n" +
+	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
+	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
+	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x89\x02\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -1408,11 +1663,21 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\x0e2\x13.sluice.v1.ProtocolB\n" +
 	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\bprotocol\x120\n" +
 	"\x0fdefault_cluster\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\x0edefaultCluster\x12*\n" +
-	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\"\x9d\x02\n" +
+	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\"\x83\x04\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
-	"\x10response_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\x0fresponseTimeout*\xb2\x01\n" +
+	"\x10response_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\x0fresponseTimeout\x12W\n" +
+	"\x12max_connection_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xf5$2\x00R\x10maxConnectionAge\x12J\n" +
+	"\x1bmax_requests_per_connection\x18\x05 \x01(\rB\v\xfaB\b*\x06\x18\x80\x94\xeb\xdc\x03R\x18maxRequestsPerConnection\x12?\n" +
+	"\verror_pages\x18\x06 \x03(\v2\x14.sluice.v1.ErrorPageB\b\xfaB\x05\x92\x01\x02\x10\x03R\n" +
+	"errorPages\"\xe2\x01\n" +
+	"\tErrorPage\x12&\n" +
+	"\x06status\x18\x01 \x01(\rB\x0e\xfaB\v*\t0\xf6\x030\xf7\x030\xf8\x03R\x06status\x12\x1d\n" +
+	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +
+	"\fcontent_type\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\vcontentType\x12$\n" +
+	"\bredirect\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\bredirect\x12;\n" +
+	"\rredirect_code\x18\x05 \x01(\rB\x16\xfaB\x13*\x110\x000\xad\x020\xae\x020\xaf\x020\xb3\x020\xb4\x02R\fredirectCode*\xb2\x01\n" +
 	"\bLbPolicy\x12\x19\n" +
 	"\x15LB_POLICY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15LB_POLICY_ROUND_ROBIN\x10\x01\x12\x17\n" +
@@ -1467,7 +1732,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -1484,43 +1749,50 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*StickTable)(nil),          // 12: sluice.v1.StickTable
 	(*Endpoint)(nil),            // 13: sluice.v1.Endpoint
 	(*HealthCheck)(nil),         // 14: sluice.v1.HealthCheck
-	(*Listener)(nil),            // 15: sluice.v1.Listener
-	(*HttpOptions)(nil),         // 16: sluice.v1.HttpOptions
-	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
+	(*HttpHealthCheck)(nil),     // 15: sluice.v1.HttpHealthCheck
+	(*Listener)(nil),            // 16: sluice.v1.Listener
+	(*HttpOptions)(nil),         // 17: sluice.v1.HttpOptions
+	(*ErrorPage)(nil),           // 18: sluice.v1.ErrorPage
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	10, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	15, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	16, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
 	14, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
 	13, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	17, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	17, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	19, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	19, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	8,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	9,  // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	17, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	17, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	19, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	19, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
 	11, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
 	12, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
-	17, // 15: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	19, // 15: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
 	3,  // 16: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
 	4,  // 17: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	17, // 18: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	19, // 18: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
 	5,  // 19: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	17, // 20: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	17, // 21: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	6,  // 22: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	16, // 23: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	17, // 24: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	17, // 25: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	17, // 26: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	19, // 20: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	19, // 21: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	19, // 22: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	19, // 23: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	15, // 24: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	6,  // 25: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	17, // 26: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	19, // 27: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	19, // 28: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	19, // 29: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	19, // 30: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	18, // 31: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -1530,13 +1802,14 @@ func file_sluice_v1_snapshot_proto_init() {
 	}
 	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[6].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

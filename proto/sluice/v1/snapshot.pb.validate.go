@@ -867,6 +867,8 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	// no validation rules for AllBackups
+
 	if len(errors) > 0 {
 		return ClusterMultiError(errors)
 	}
@@ -1510,12 +1512,12 @@ func (m *HealthCheck) validate(all bool) error {
 		} else {
 
 			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
-			gte := time.Duration(0*time.Second + 10000000*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 100000000*time.Nanosecond)
 
 			if dur < gte || dur > lte {
 				err := HealthCheckValidationError{
 					field:  "Interval",
-					reason: "value must be inside range [10ms, 1h0m0s]",
+					reason: "value must be inside range [100ms, 1h0m0s]",
 				}
 				if !all {
 					return err
@@ -1557,26 +1559,140 @@ func (m *HealthCheck) validate(all bool) error {
 		}
 	}
 
-	if m.GetFall() > 100 {
-		err := HealthCheckValidationError{
-			field:  "Fall",
-			reason: "value must be less than or equal to 100",
+	if d := m.GetFastInterval(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = HealthCheckValidationError{
+				field:  "FastInterval",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 100000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := HealthCheckValidationError{
+					field:  "FastInterval",
+					reason: "value must be inside range [100ms, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
 		}
-		if !all {
-			return err
-		}
-		errors = append(errors, err)
 	}
 
-	if m.GetRise() > 100 {
-		err := HealthCheckValidationError{
-			field:  "Rise",
-			reason: "value must be less than or equal to 100",
+	if d := m.GetDownInterval(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = HealthCheckValidationError{
+				field:  "DownInterval",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 100000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := HealthCheckValidationError{
+					field:  "DownInterval",
+					reason: "value must be inside range [100ms, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
 		}
-		if !all {
-			return err
+	}
+
+	if all {
+		switch v := interface{}(m.GetHttp()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, HealthCheckValidationError{
+					field:  "Http",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, HealthCheckValidationError{
+					field:  "Http",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
 		}
-		errors = append(errors, err)
+	} else if v, ok := interface{}(m.GetHttp()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return HealthCheckValidationError{
+				field:  "Http",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if m.Fall != nil {
+
+		if val := m.GetFall(); val < 1 || val > 100 {
+			err := HealthCheckValidationError{
+				field:  "Fall",
+				reason: "value must be inside range [1, 100]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if m.Rise != nil {
+
+		if val := m.GetRise(); val < 1 || val > 100 {
+			err := HealthCheckValidationError{
+				field:  "Rise",
+				reason: "value must be inside range [1, 100]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if m.JitterPercent != nil {
+
+		if m.GetJitterPercent() > 50 {
+			err := HealthCheckValidationError{
+				field:  "JitterPercent",
+				reason: "value must be less than or equal to 50",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
 	}
 
 	if len(errors) > 0 {
@@ -1655,6 +1771,150 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = HealthCheckValidationError{}
+
+// Validate checks the field values on HttpHealthCheck with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *HttpHealthCheck) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on HttpHealthCheck with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// HttpHealthCheckMultiError, or nil if none found.
+func (m *HttpHealthCheck) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *HttpHealthCheck) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetMethod()) > 32 {
+		err := HttpHealthCheckValidationError{
+			field:  "Method",
+			reason: "value length must be at most 32 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetPath()) > 2048 {
+		err := HttpHealthCheckValidationError{
+			field:  "Path",
+			reason: "value length must be at most 2048 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetHost()) > 261 {
+		err := HttpHealthCheckValidationError{
+			field:  "Host",
+			reason: "value length must be at most 261 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetExpectedStatus()) > 256 {
+		err := HttpHealthCheckValidationError{
+			field:  "ExpectedStatus",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return HttpHealthCheckMultiError(errors)
+	}
+
+	return nil
+}
+
+// HttpHealthCheckMultiError is an error wrapping multiple validation errors
+// returned by HttpHealthCheck.ValidateAll() if the designated constraints
+// aren't met.
+type HttpHealthCheckMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m HttpHealthCheckMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m HttpHealthCheckMultiError) AllErrors() []error { return m }
+
+// HttpHealthCheckValidationError is the validation error returned by
+// HttpHealthCheck.Validate if the designated constraints aren't met.
+type HttpHealthCheckValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e HttpHealthCheckValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e HttpHealthCheckValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e HttpHealthCheckValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e HttpHealthCheckValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e HttpHealthCheckValidationError) ErrorName() string { return "HttpHealthCheckValidationError" }
+
+// Error satisfies the builtin error interface
+func (e HttpHealthCheckValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sHttpHealthCheck.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = HttpHealthCheckValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = HttpHealthCheckValidationError{}
 
 // Validate checks the field values on Listener with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
@@ -1960,6 +2220,93 @@ func (m *HttpOptions) validate(all bool) error {
 		}
 	}
 
+	if d := m.GetMaxConnectionAge(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = HttpOptionsValidationError{
+				field:  "MaxConnectionAge",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(604800*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := HttpOptionsValidationError{
+					field:  "MaxConnectionAge",
+					reason: "value must be inside range [0s, 168h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.GetMaxRequestsPerConnection() > 1000000000 {
+		err := HttpOptionsValidationError{
+			field:  "MaxRequestsPerConnection",
+			reason: "value must be less than or equal to 1000000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetErrorPages()) > 3 {
+		err := HttpOptionsValidationError{
+			field:  "ErrorPages",
+			reason: "value must contain no more than 3 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetErrorPages() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, HttpOptionsValidationError{
+						field:  fmt.Sprintf("ErrorPages[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, HttpOptionsValidationError{
+						field:  fmt.Sprintf("ErrorPages[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return HttpOptionsValidationError{
+					field:  fmt.Sprintf("ErrorPages[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
 	if len(errors) > 0 {
 		return HttpOptionsMultiError(errors)
 	}
@@ -2036,3 +2383,172 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = HttpOptionsValidationError{}
+
+// Validate checks the field values on ErrorPage with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *ErrorPage) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ErrorPage with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in ErrorPageMultiError, or nil
+// if none found.
+func (m *ErrorPage) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ErrorPage) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if _, ok := _ErrorPage_Status_InLookup[m.GetStatus()]; !ok {
+		err := ErrorPageValidationError{
+			field:  "Status",
+			reason: "value must be in list [502 503 504]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetBody()) > 65536 {
+		err := ErrorPageValidationError{
+			field:  "Body",
+			reason: "value length must be at most 65536 bytes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetContentType()) > 256 {
+		err := ErrorPageValidationError{
+			field:  "ContentType",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetRedirect()) > 2048 {
+		err := ErrorPageValidationError{
+			field:  "Redirect",
+			reason: "value length must be at most 2048 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := _ErrorPage_RedirectCode_InLookup[m.GetRedirectCode()]; !ok {
+		err := ErrorPageValidationError{
+			field:  "RedirectCode",
+			reason: "value must be in list [0 301 302 303 307 308]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return ErrorPageMultiError(errors)
+	}
+
+	return nil
+}
+
+// ErrorPageMultiError is an error wrapping multiple validation errors returned
+// by ErrorPage.ValidateAll() if the designated constraints aren't met.
+type ErrorPageMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ErrorPageMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ErrorPageMultiError) AllErrors() []error { return m }
+
+// ErrorPageValidationError is the validation error returned by
+// ErrorPage.Validate if the designated constraints aren't met.
+type ErrorPageValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ErrorPageValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ErrorPageValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ErrorPageValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ErrorPageValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ErrorPageValidationError) ErrorName() string { return "ErrorPageValidationError" }
+
+// Error satisfies the builtin error interface
+func (e ErrorPageValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sErrorPage.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ErrorPageValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ErrorPageValidationError{}
+
+var _ErrorPage_Status_InLookup = map[uint32]struct{}{
+	502: {},
+	503: {},
+	504: {},
+}
+
+var _ErrorPage_RedirectCode_InLookup = map[uint32]struct{}{
+	0:   {},
+	301: {},
+	302: {},
+	303: {},
+	307: {},
+	308: {},
+}

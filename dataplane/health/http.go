@@ -1,0 +1,192 @@
+package health
+
+import (
+	"github.com/sluice-lb/sluice/snapshot"
+
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxStatusLine bounds what an HTTP check reads: the status line must end
+// within this many bytes, or the check fails.
+const maxStatusLine = 4096
+
+// httpPrefix is how every status line the check accepts begins.
+const httpPrefix = "HTTP/1."
+
+// lineBufs holds read buffers shared by every HTTP check, so a check costs
+// no buffer allocation and a thousand idle probes hold no buffer at all.
+var lineBufs = sync.Pool{New: func() any { return new([maxStatusLine]byte) }}
+
+// aLongTimeAgo is a deadline in the past: setting it wakes a blocked read or
+// write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// httpCheck is HAProxy's "option httpchk" with "http-check expect status":
+// one HTTP/1.1 request over a fresh connection, up iff the status of the
+// answer is in expect. Only the status line is read; the connection is
+// closed after it.
+type httpCheck struct {
+	addr    string
+	timeout time.Duration
+	expect  snapshot.StatusSpec
+	// req is the whole request, built once. It is nil when the method,
+	// path or host could not be sent as they are (a space, a CR or LF...):
+	// the check then fails every time rather than send a broken request.
+	req []byte
+}
+
+func newHTTPCheck(s Spec) *httpCheck {
+	h := &httpCheck{addr: s.Addr, timeout: s.Timeout, expect: s.Expect}
+	method, host := s.HTTPMethod, s.HTTPHost
+	if method == "" {
+		method = "GET"
+	}
+	if host == "" {
+		host = s.Addr
+	}
+	if !isToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
+		return h
+	}
+	var b []byte
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, s.HTTPPath...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\nUser-Agent: sluice-health\r\nConnection: close\r\n\r\n"...)
+	h.req = b
+	return h
+}
+
+func (h *httpCheck) check(ctx context.Context) bool {
+	if h.req == nil {
+		return false
+	}
+	// One deadline covers connect, write and read: a server that accepts
+	// and never answers, or answers a byte at a time, fails at the timeout.
+	deadline := time.Now().Add(h.timeout)
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if conn.SetDeadline(deadline) != nil {
+		return false
+	}
+	// Reconcile waits for a stopped probe: cancelling ends the exchange at
+	// once instead of at the deadline.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	if _, err := conn.Write(h.req); err != nil {
+		return false
+	}
+	buf := lineBufs.Get().(*[maxStatusLine]byte)
+	defer lineBufs.Put(buf)
+	line, ok := readStatusLine(conn, buf[:])
+	if !ok {
+		return false
+	}
+	code, ok := parseStatusLine(line)
+	return ok && h.expect.Contains(code)
+}
+
+// readStatusLine reads from r into buf until the first LF and returns the
+// line before it, without a CR that ends it. It fails if buf fills first,
+// if r ends or fails first, or as soon as what it has read cannot begin an
+// HTTP/1.x status line: a server that answers something else fails its
+// check without waiting for the timeout. It may read past the line.
+func readStatusLine(r io.Reader, buf []byte) ([]byte, bool) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		if m < 0 || m > len(buf)-n {
+			return nil, false // a broken Reader; never trust it with an index
+		}
+		if i := bytes.IndexByte(buf[n:n+m], '\n'); i >= 0 {
+			line := buf[:n+i]
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				line = line[:len(line)-1]
+			}
+			return line, true
+		}
+		n += m
+		if k := min(n, len(httpPrefix)); string(buf[:k]) != httpPrefix[:k] {
+			return nil, false
+		}
+		if err != nil {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// parseStatusLine parses an HTTP/1.x status line without its line end and
+// returns its status code, 100 to 599:
+//
+//	HTTP/1.x SP 3DIGIT [ SP reason-phrase ]
+//
+// The reason phrase may hold any byte but controls other than HTAB (RFC
+// 9112, section 4). The space before an empty reason phrase may be left
+// out, as some servers do.
+func parseStatusLine(line []byte) (int, bool) {
+	if len(line) < len("HTTP/1.x 200") || string(line[:len(httpPrefix)]) != httpPrefix ||
+		!isASCIIDigit(line[7]) || line[8] != ' ' {
+		return 0, false
+	}
+	d0, d1, d2 := line[9], line[10], line[11]
+	if d0 < '1' || d0 > '5' || !isASCIIDigit(d1) || !isASCIIDigit(d2) {
+		return 0, false
+	}
+	if rest := line[12:]; len(rest) > 0 {
+		if rest[0] != ' ' {
+			return 0, false
+		}
+		for _, c := range rest[1:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return 0, false
+			}
+		}
+	}
+	return int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0'), true
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
+// as a method must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isVisible reports whether s is not empty and holds only visible ASCII:
+// no space or control that would end a request line or header early.
+func isVisible(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIIDigit(c byte) bool { return '0' <= c && c <= '9' }
