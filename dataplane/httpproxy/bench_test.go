@@ -141,6 +141,34 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 	benchClient(b, p.addr, len(benchResponse))
 }
 
+// BenchmarkProxyKeepAliveLimits is BenchmarkProxyKeepAlive with the
+// connection limits on (far enough not to end the connection) and error
+// pages configured: they must cost no allocation either.
+func BenchmarkProxyKeepAliveLimits(b *testing.B) {
+	addr := fixedBackend(b, benchResponse)
+	p := startProxy(b, &Config{
+		Director:                 &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}},
+		MaxConnectionAge:         time.Hour,
+		MaxRequestsPerConnection: 1 << 30,
+		ErrorPages:               benchErrorPages,
+	})
+	benchClient(b, p.addr, len(benchResponse))
+}
+
+var benchErrorPages = map[int]ErrorPage{
+	502: {Body: []byte("<h1>bad gateway</h1>")},
+	503: {ContentType: "text/plain", Body: []byte("down for maintenance\n")},
+	504: {Redirect: "https://status.example.com/"},
+}
+
+// BenchmarkProxyErrorPage is a keep-alive client answered 503 by the proxy
+// with a configured page.
+func BenchmarkProxyErrorPage(b *testing.B) {
+	p := startProxy(b, &Config{Director: &rrDirector{}, ErrorPages: benchErrorPages}) // no endpoints: 503
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	benchClientRequest(b, p.addr, req, len(p.srv.cfg.Load().errorPage(503).bytes(1, true, false)))
+}
+
 // persistBenchDirector is cookie persistence as a Director does it
 // (HAProxy's "cookie SERVERID insert indirect nocache"), without
 // allocating: the request's SERVERID picks the endpoint, the cookie is

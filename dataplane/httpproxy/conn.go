@@ -76,15 +76,30 @@ func (cc *clientConn) busy() bool {
 // waitRequest waits for the first bytes of the next request. A new
 // connection gets RequestHeaderTimeout for its first request, from accept,
 // as with HAProxy's timeout http-request; a keep-alive connection waits
-// IdleTimeout for the next one. Either ends the connection quietly.
+// IdleTimeout for the next one, and no longer than its MaxConnectionAge.
+// Either ends the connection quietly.
 func (cc *clientConn) waitRequest() bool {
 	cfg := cc.srv.cfg.Load()
-	wait := cfg.IdleTimeout
+	wait, slack := cfg.IdleTimeout, cfg.IdleTimeout/8
 	if cc.info.Requests == 0 {
-		wait = cfg.RequestHeaderTimeout
+		wait, slack = cfg.RequestHeaderTimeout, cfg.RequestHeaderTimeout/8
+	}
+	now := time.Now()
+	dl := now.Add(wait)
+	aged := false
+	if cfg.MaxConnectionAge > 0 && cc.info.Requests > 0 {
+		end := cc.info.Start.Add(cfg.MaxConnectionAge)
+		if !now.Before(end) {
+			cc.reason = closeMaxAge
+			return false
+		}
+		if end.Before(dl) {
+			// The age comes first: wait exactly until then.
+			dl, slack, aged = end, 0, true
+		}
 	}
 	for {
-		n, err := cc.idleRead(wait)
+		n, err := cc.idleRead(dl, slack)
 		if n > 0 {
 			cc.x.re += n
 			cc.info.BytesIn += uint64(n)
@@ -92,6 +107,9 @@ func (cc *clientConn) waitRequest() bool {
 		}
 		if err != nil {
 			cc.reason = clientReason(err)
+			if aged && isTimeout(err) {
+				cc.reason = closeMaxAge
+			}
 			return false
 		}
 	}
@@ -168,11 +186,12 @@ func (cc *clientConn) readRequest() int {
 	}
 }
 
-// idleRead waits for the next request's first bytes. Where raw reads are
+// idleRead waits until dl for the next request's first bytes (the read
+// deadline is armed as armReadAt does with slack). Where raw reads are
 // available, the exchange goes back to the pool during the wait and a fresh
 // one is taken when bytes arrive (readFn), at no extra syscall.
-func (cc *clientConn) idleRead(idle time.Duration) (int, error) {
-	cc.armRead(idle, false)
+func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) (int, error) {
+	cc.armReadAt(dl, slack)
 	if cc.raw == nil {
 		if cc.x == nil {
 			cc.x = getExchange()
@@ -189,8 +208,17 @@ func (cc *clientConn) idleRead(idle time.Duration) (int, error) {
 // already within d/8 of that is kept: the keep-alive wait then costs a
 // clock read rather than a timer update per request.
 func (cc *clientConn) armRead(d time.Duration, exact bool) {
-	dl := time.Now().Add(d)
-	if !exact && !cc.rdl.After(dl) && dl.Sub(cc.rdl) <= d/8 {
+	slack := d / 8
+	if exact {
+		slack = -1
+	}
+	cc.armReadAt(time.Now().Add(d), slack)
+}
+
+// armReadAt sets the client read deadline to dl, unless the deadline set
+// is at most slack before it (a negative slack always sets it).
+func (cc *clientConn) armReadAt(dl time.Time, slack time.Duration) {
+	if !cc.rdl.After(dl) && dl.Sub(cc.rdl) <= slack {
 		return
 	}
 	cc.rdl = dl

@@ -42,6 +42,11 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.headReq = string(req.Method()) == "HEAD"
 	x.minor = req.minor
 	x.keep = !req.closeConn
+	x.cfg = cfg
+	x.limit = 0
+	if x.keep && cfg.MaxRequestsPerConnection > 0 && cc.info.Requests >= uint64(cfg.MaxRequestsPerConnection) {
+		x.keep, x.limit = false, closeMaxRequests
+	}
 	x.reqBody = req.body
 	x.reqLeft = req.contentLength
 	x.bodySent, x.bodyInWB, x.respStarted = false, false, false
@@ -155,8 +160,9 @@ func (cc *clientConn) bodyRead(bc *net.TCPConn) {
 	cc.endpointDone(bc, x.reusable && x.be == x.bs)
 }
 
-// answer ends the exchange with the proxy's own response e. The connection
-// stays open if the client wants it and its request was read in full.
+// answer ends the exchange with the proxy's own response e, or the error
+// page configured for its status. The connection stays open if the client
+// wants it, its request was read in full and no connection limit ends it.
 func (cc *clientConn) answer(e *statusError) bool {
 	x := cc.x
 	if e.status == 0 {
@@ -169,9 +175,17 @@ func (cc *clientConn) answer(e *statusError) bool {
 		return false
 	}
 	keep := x.keep && cc.skipBufferedBody()
-	x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
-	err := cc.write(x.wb)
-	x.wb = x.wb[:0]
+	if keep && cc.aged() {
+		keep = false
+	}
+	var err error
+	if page := x.cfg.errorPage(e.status); page != nil {
+		err = cc.write(page.bytes(x.minor, keep, x.headReq))
+	} else {
+		x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
+		err = cc.write(x.wb)
+		x.wb = x.wb[:0]
+	}
 	if err != nil {
 		cc.reason = clientReason(err)
 		return false
@@ -181,6 +195,28 @@ func (cc *clientConn) answer(e *statusError) bool {
 		cc.linger = true
 	}
 	return keep
+}
+
+// Close reasons of the connection limits. CloseReason has no values of
+// their own (yet): the closes are recorded as the nearest of a client's.
+const (
+	closeMaxAge      = sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
+	closeMaxRequests = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+)
+
+// aged reports whether the connection has reached the MaxConnectionAge of
+// the exchange's configuration, which then ends it after this exchange. It
+// reads the clock only when the limit is set.
+func (cc *clientConn) aged() bool {
+	x := cc.x
+	age := x.cfg.MaxConnectionAge
+	if age <= 0 || time.Since(cc.info.Start) < age {
+		return false
+	}
+	if x.limit == 0 {
+		x.limit = closeMaxAge
+	}
+	return true
 }
 
 // skipBufferedBody consumes what is left of the request body if it is all
@@ -638,6 +674,9 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 	x := cc.x
 	resp := &x.resp
 	keep := x.keep && x.reqBody == bodyNone
+	if keep && cc.aged() {
+		keep = false
+	}
 	x.reusable = resp.reusable && x.reqBody == bodyNone
 	var out uint8
 	switch resp.body {
@@ -656,9 +695,12 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 			out, keep = outClose, false
 		}
 	}
-	if !keep && x.reqBody != bodyNone {
+	if !keep && (x.reqBody != bodyNone || x.limit != 0 && x.rs < x.re) {
 		// The client's body was never read (the endpoint answered an
-		// Expect: 100-continue request without asking for it).
+		// Expect: 100-continue request without asking for it), or a
+		// connection limit ends a connection on which the client already
+		// pipelined more: what it sends must not reset the connection
+		// before it read this response.
 		cc.linger = true
 	}
 	if !x.req.dropSetCookies.empty() {
@@ -694,6 +736,9 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 	cc.endpointDone(bc, false) // no-op: bodyRead ran
 	if !keep {
 		cc.reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+		if x.limit != 0 {
+			cc.reason = x.limit
+		}
 		if resp.body == bodyClose || out == outDechunk {
 			cc.reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
 		}

@@ -47,7 +47,14 @@
 // malformed or smuggling-prone requests, 408 request head timeout, 431 head
 // over 64 KiB, 501, 503 no endpoint, 502 connect failure or bad/closed
 // upstream response, 504 response timeout. The client connection stays open
-// after 502, 503 and 504 when its request was read in full.
+// after 502, 503 and 504 when its request was read in full. Config.ErrorPages
+// replaces the 502, 503 and 504 answers with pages of one's own or
+// redirects.
+//
+// A client keep-alive connection can be limited in age and in requests
+// (Config.MaxConnectionAge, Config.MaxRequestsPerConnection): the response
+// that reaches the limit carries Connection: close, and the client's next
+// connection lands on the current balance.
 package httpproxy
 
 import (
@@ -108,6 +115,31 @@ type Config struct {
 	// the request was sent (504), and every later inactivity of the endpoint
 	// while the response body streams.
 	ResponseTimeout time.Duration
+	// MaxConnectionAge bounds the life of a client connection, from accept
+	// (0: no bound). The first response the connection gets once it is
+	// that old carries "Connection: close", and the connection closes
+	// after it; a connection that reaches the age while idle between
+	// requests closes quietly then, whatever IdleTimeout says. Clients
+	// thus reconnect from time to time and land on the current balance,
+	// which keep-alive connections otherwise never do once opened (DESIGN
+	// problem 3); nginx's keepalive_time is alike. The closes are recorded
+	// with CLIENT_TIMEOUT. A new connection always has its first request
+	// served.
+	MaxConnectionAge time.Duration
+	// MaxRequestsPerConnection bounds the requests of one client
+	// connection (0: no bound): the response to the last one carries
+	// "Connection: close" and the connection closes after it, like nginx's
+	// keepalive_requests. The close is recorded with CLIENT_CLOSED, as a
+	// client's own "Connection: close" is.
+	MaxRequestsPerConnection int
+	// ErrorPages replace the proxy's own 502, 503 and 504 answers (see
+	// ErrorPage), keyed by status; other keys, and pages that do not pass
+	// Validate, are left out. The responses are built once, by NewServer or
+	// SetConfig, which copy what they need: answering with them costs no
+	// allocation.
+	ErrorPages map[int]ErrorPage
+
+	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 }
 
 func (c *Config) withDefaults() *Config {
@@ -121,6 +153,9 @@ func (c *Config) withDefaults() *Config {
 	if n.ResponseTimeout <= 0 {
 		n.ResponseTimeout = DefaultResponseTimeout
 	}
+	n.MaxConnectionAge = max(n.MaxConnectionAge, 0)
+	n.MaxRequestsPerConnection = max(n.MaxRequestsPerConnection, 0)
+	n.pages = buildErrorPages(n.ErrorPages)
 	return &n
 }
 

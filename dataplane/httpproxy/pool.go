@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // Buffers of an exchange. The client read buffer holds request heads (a
@@ -49,19 +50,21 @@ type exchange struct {
 
 	// Facts of the current exchange, kept because req's slices go stale
 	// once rb is reused for the request body.
-	headReq     bool               // method HEAD
-	minor       uint8              // client's HTTP/1.minor
-	keep        bool               // the client connection may stay open afterwards
-	reqBody     uint8              // request body framing
-	reqLeft     int64              // request body bytes not yet read from the client (bodyLength)
-	bodyInWB    bool               // x.wb holds request body bytes after the head
-	bodySent    bool               // some request body byte went to the endpoint: no replay
-	respStarted bool               // some byte of the final response went to the client
-	start       time.Time          // when the request was forwarded
-	hard        time.Time          // when waiting on the endpoint becomes a timeout
-	ep          *upstream.Endpoint // picked and not yet released
-	connTimeout time.Duration      // connect timeout of ep's cluster
-	reusable    bool               // the endpoint connection may be pooled after the body
+	cfg         *Config              // the configuration when the head was read
+	limit       sluicev1.CloseReason // a connection limit ends the connection after this exchange (close reason)
+	headReq     bool                 // method HEAD
+	minor       uint8                // client's HTTP/1.minor
+	keep        bool                 // the client connection may stay open afterwards
+	reqBody     uint8                // request body framing
+	reqLeft     int64                // request body bytes not yet read from the client (bodyLength)
+	bodyInWB    bool                 // x.wb holds request body bytes after the head
+	bodySent    bool                 // some request body byte went to the endpoint: no replay
+	respStarted bool                 // some byte of the final response went to the client
+	start       time.Time            // when the request was forwarded
+	hard        time.Time            // when waiting on the endpoint becomes a timeout
+	ep          *upstream.Endpoint   // picked and not yet released
+	connTimeout time.Duration        // connect timeout of ep's cluster
+	reusable    bool                 // the endpoint connection may be pooled after the body
 }
 
 var exchangePool = sync.Pool{New: func() any {
@@ -88,6 +91,7 @@ func putExchange(x *exchange) {
 	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
 	x.lr.R = nil
 	x.ep = nil
+	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
 	exchangePool.Put(x)
 }
