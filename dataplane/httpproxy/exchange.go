@@ -197,11 +197,10 @@ func (cc *clientConn) answer(e *statusError) bool {
 	return keep
 }
 
-// Close reasons of the connection limits. CloseReason has no values of
-// their own (yet): the closes are recorded as the nearest of a client's.
+// Close reasons of the connection limits.
 const (
-	closeMaxAge      = sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
-	closeMaxRequests = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	closeMaxAge      = sluicev1.CloseReason_CLOSE_REASON_MAX_AGE
+	closeMaxRequests = sluicev1.CloseReason_CLOSE_REASON_MAX_REQUESTS
 )
 
 // aged reports whether the connection has reached the MaxConnectionAge of

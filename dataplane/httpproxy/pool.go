@@ -50,21 +50,22 @@ type exchange struct {
 
 	// Facts of the current exchange, kept because req's slices go stale
 	// once rb is reused for the request body.
-	cfg         *Config              // the configuration when the head was read
-	limit       sluicev1.CloseReason // a connection limit ends the connection after this exchange (close reason)
-	headReq     bool                 // method HEAD
-	minor       uint8                // client's HTTP/1.minor
-	keep        bool                 // the client connection may stay open afterwards
-	reqBody     uint8                // request body framing
-	reqLeft     int64                // request body bytes not yet read from the client (bodyLength)
-	bodyInWB    bool                 // x.wb holds request body bytes after the head
-	bodySent    bool                 // some request body byte went to the endpoint: no replay
-	respStarted bool                 // some byte of the final response went to the client
-	start       time.Time            // when the request was forwarded
-	hard        time.Time            // when waiting on the endpoint becomes a timeout
-	ep          *upstream.Endpoint   // picked and not yet released
-	connTimeout time.Duration        // connect timeout of ep's cluster
-	reusable    bool                 // the endpoint connection may be pooled after the body
+	headReq     bool               // method HEAD
+	minor       uint8              // client's HTTP/1.minor
+	keep        bool               // the client connection may stay open afterwards
+	reqBody     uint8              // request body framing
+	reqLeft     int64              // request body bytes not yet read from the client (bodyLength)
+	bodyInWB    bool               // x.wb holds request body bytes after the head
+	bodySent    bool               // some request body byte went to the endpoint: no replay
+	respStarted bool               // some byte of the final response went to the client
+	start       time.Time          // when the request was forwarded
+	hard        time.Time          // when waiting on the endpoint becomes a timeout
+	ep          *upstream.Endpoint // picked and not yet released
+	connTimeout time.Duration      // connect timeout of ep's cluster
+	reusable    bool               // the endpoint connection may be pooled after the body
+
+	cfg   *Config              // the configuration current when the head was read
+	limit sluicev1.CloseReason // why a connection limit ends the connection after this exchange; 0: none
 }
 
 var exchangePool = sync.Pool{New: func() any {

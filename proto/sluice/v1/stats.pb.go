@@ -47,21 +47,29 @@ const (
 	CloseReason_CLOSE_REASON_LISTENER_CLOSED CloseReason = 8
 	// A read or write failed.
 	CloseReason_CLOSE_REASON_IO_ERROR CloseReason = 9
+	// The client connection reached the listener's max_connection_age and
+	// was closed after a response (or while idle).
+	CloseReason_CLOSE_REASON_MAX_AGE CloseReason = 10
+	// The client connection reached the listener's
+	// max_requests_per_connection and was closed after the last response.
+	CloseReason_CLOSE_REASON_MAX_REQUESTS CloseReason = 11
 )
 
 // Enum value maps for CloseReason.
 var (
 	CloseReason_name = map[int32]string{
-		0: "CLOSE_REASON_UNSPECIFIED",
-		1: "CLOSE_REASON_CLIENT_CLOSED",
-		2: "CLOSE_REASON_SERVER_CLOSED",
-		3: "CLOSE_REASON_CLIENT_TIMEOUT",
-		4: "CLOSE_REASON_SERVER_TIMEOUT",
-		5: "CLOSE_REASON_NO_ENDPOINT",
-		6: "CLOSE_REASON_BAD_REQUEST",
-		7: "CLOSE_REASON_DRAINED",
-		8: "CLOSE_REASON_LISTENER_CLOSED",
-		9: "CLOSE_REASON_IO_ERROR",
+		0:  "CLOSE_REASON_UNSPECIFIED",
+		1:  "CLOSE_REASON_CLIENT_CLOSED",
+		2:  "CLOSE_REASON_SERVER_CLOSED",
+		3:  "CLOSE_REASON_CLIENT_TIMEOUT",
+		4:  "CLOSE_REASON_SERVER_TIMEOUT",
+		5:  "CLOSE_REASON_NO_ENDPOINT",
+		6:  "CLOSE_REASON_BAD_REQUEST",
+		7:  "CLOSE_REASON_DRAINED",
+		8:  "CLOSE_REASON_LISTENER_CLOSED",
+		9:  "CLOSE_REASON_IO_ERROR",
+		10: "CLOSE_REASON_MAX_AGE",
+		11: "CLOSE_REASON_MAX_REQUESTS",
 	}
 	CloseReason_value = map[string]int32{
 		"CLOSE_REASON_UNSPECIFIED":     0,
@@ -74,6 +82,8 @@ var (
 		"CLOSE_REASON_DRAINED":         7,
 		"CLOSE_REASON_LISTENER_CLOSED": 8,
 		"CLOSE_REASON_IO_ERROR":        9,
+		"CLOSE_REASON_MAX_AGE":         10,
+		"CLOSE_REASON_MAX_REQUESTS":    11,
 	}
 )
 
@@ -367,7 +377,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\tbytes_out\x18\t \x01(\x04R\bbytesOut\x12\x1a\n" +
 	"\brequests\x18\n" +
 	" \x01(\x04R\brequests\x129\n" +
-	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\xc0\x02\n" +
+	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\xf9\x02\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLOSE_REASON_CLIENT_CLOSED\x10\x01\x12\x1e\n" +
@@ -378,7 +388,10 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x18CLOSE_REASON_BAD_REQUEST\x10\x06\x12\x18\n" +
 	"\x14CLOSE_REASON_DRAINED\x10\a\x12 \n" +
 	"\x1cCLOSE_REASON_LISTENER_CLOSED\x10\b\x12\x19\n" +
-	"\x15CLOSE_REASON_IO_ERROR\x10\t2L\n" +
+	"\x15CLOSE_REASON_IO_ERROR\x10\t\x12\x18\n" +
+	"\x14CLOSE_REASON_MAX_AGE\x10\n" +
+	"\x12\x1d\n" +
+	"\x19CLOSE_REASON_MAX_REQUESTS\x10\v2L\n" +
 	"\fStatsService\x12<\n" +
 	"\x06Report\x12\x16.sluice.v1.StatsReport\x1a\x18.sluice.v1.ReportSummary(\x01B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 

@@ -1,0 +1,255 @@
+package httpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// closes reports whether the response says the connection closes after it.
+func closes(r *rawResponse) bool {
+	for _, v := range r.headers["connection"] {
+		if strings.EqualFold(v, "close") {
+			return true
+		}
+	}
+	return false
+}
+
+// DESIGN problem 3: MaxRequestsPerConnection=N closes a keep-alive
+// connection after its Nth response, which says so.
+func TestMaxRequestsPerConnection(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxRequestsPerConnection: 3})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for i := 1; i <= 3; i++ {
+		fmt.Fprintf(conn, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		r := readResponse(t, br, "GET")
+		if r.code != 200 || r.body != fmt.Sprintf("b1 /%d", i) {
+			t.Fatalf("request %d: %s %q", i, r.status, r.body)
+		}
+		if got, want := closes(r), i == 3; got != want {
+			t.Fatalf("request %d: Connection %q, want close=%v", i, r.headers["connection"], want)
+		}
+		if i < 3 && len(r.headers["connection"]) != 0 {
+			t.Errorf("request %d: Connection %q on a keep-alive response", i, r.headers["connection"])
+		}
+	}
+	expectEOF(t, br)
+	if ci := p.info(); ci.Requests != 3 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_MAX_REQUESTS {
+		t.Errorf("ConnInfo requests=%d reason=%v, want 3 MAX_REQUESTS", ci.Requests, ci.Reason)
+	}
+
+	// A keep-alive client just reconnects: 7 requests take 3 connections.
+	client := keepAliveClient()
+	for i := 0; i < 7; i++ {
+		resp, err := client.Get("http://" + p.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if n := p.ln.accepted.Load(); n != 1+3 {
+		t.Errorf("proxy accepted %d connections, want 4", n)
+	}
+}
+
+// With the limit reached by pipelined requests, the last response allowed
+// still arrives in full and the rest are not answered.
+func TestMaxRequestsPerConnectionPipelined(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxRequestsPerConnection: 2})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.body != "b1 /1" || closes(r) {
+		t.Fatalf("first: %q close=%v", r.body, closes(r))
+	}
+	if r := readResponse(t, br, "GET"); r.body != "b1 /2" || !closes(r) {
+		t.Fatalf("second: %q close=%v", r.body, closes(r))
+	}
+	expectEOF(t, br)
+}
+
+// An HTTP/1.0 keep-alive client gets keep-alive until the limit, then a
+// response without it.
+func TestConnectionLimitsHTTP10(t *testing.T) {
+	b := startBackend(t, "b1", sleepNameHandler("b1"))
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"requests", Config{MaxRequestsPerConnection: 2}},
+		{"age", Config{MaxConnectionAge: 200 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Director = &rrDirector{eps: []*upstream.Endpoint{b.ep}}
+			p := startProxy(t, &cfg)
+			conn := p.dial()
+			br := bufio.NewReader(conn)
+			for i := 1; i <= 2; i++ {
+				sleep := time.Duration(0)
+				if i == 2 && cfg.MaxConnectionAge > 0 {
+					sleep = 300 * time.Millisecond // answered past the age
+				}
+				fmt.Fprintf(conn, "GET /%d?sleep=%s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", i, sleep)
+				r := readResponse(t, br, "GET")
+				if r.code != 200 || r.body != fmt.Sprintf("b1 /%d", i) || r.header("Content-Length") == "" {
+					t.Fatalf("request %d: %s %q", i, r.status, r.body)
+				}
+				conns := r.headers["connection"]
+				if i == 1 && (len(conns) != 1 || conns[0] != "keep-alive") {
+					t.Fatalf("request 1: Connection %q, want keep-alive", conns)
+				}
+				if i == 2 && (!closes(r) || strings.Contains(strings.ToLower(strings.Join(conns, ",")), "keep-alive")) {
+					t.Fatalf("request 2: Connection %q, want close and no keep-alive", conns)
+				}
+			}
+			expectEOF(t, br)
+		})
+	}
+}
+
+// DESIGN problem 3: with MaxConnectionAge, a client requesting every 100ms
+// gets Connection: close on the first response once the connection is
+// 300ms old, and the connection then closes.
+//
+// A connection idle when it reaches the age closes quietly instead (see
+// TestMaxConnectionAgeClosesIdleConnection), so which of the two happens
+// at the 300ms mark depends on whether a request is in flight then. To
+// make that certain, the request sent at 250ms is answered at 350ms.
+func TestMaxConnectionAge(t *testing.T) {
+	const age = 300 * time.Millisecond
+	b := startBackend(t, "b1", sleepNameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxConnectionAge: age})
+	start := time.Now() // before accept: the proxy's age is at most the time since
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for i, at := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 250 * time.Millisecond} {
+		time.Sleep(time.Until(start.Add(at)))
+		answerAt := time.Duration(0)
+		if i == 3 {
+			answerAt = 350 * time.Millisecond
+		}
+		sleep := max(time.Until(start.Add(answerAt)), 0)
+		fmt.Fprintf(conn, "GET /%d?sleep=%dms HTTP/1.1\r\nHost: x\r\n\r\n", i, sleep.Milliseconds())
+		r := readResponse(t, br, "GET")
+		got := time.Since(start)
+		if r.code != 200 || r.body != fmt.Sprintf("b1 /%d", i) {
+			t.Fatalf("request %d: %s %q", i, r.status, r.body)
+		}
+		if i < 3 {
+			if got >= age {
+				t.Fatalf("request %d answered at %v: the test ran too slowly", i, got)
+			}
+			if len(r.headers["connection"]) != 0 {
+				t.Fatalf("request %d answered at %v with Connection %q", i, got, r.headers["connection"])
+			}
+			continue
+		}
+		if !closes(r) {
+			t.Fatalf("the first response after the age (at %v) has Connection %q, want close", got, r.headers["connection"])
+		}
+	}
+	expectEOF(t, br)
+	if ci := p.info(); ci.Requests != 4 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_MAX_AGE {
+		t.Errorf("ConnInfo requests=%d reason=%v, want 4 MAX_AGE", ci.Requests, ci.Reason)
+	}
+}
+
+// sleepNameHandler is nameHandler that first sleeps for the request's
+// ?sleep= duration.
+func sleepNameHandler(name string) http.Handler {
+	h := nameHandler(name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, _ := time.ParseDuration(r.URL.Query().Get("sleep")); d > 0 {
+			time.Sleep(d)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// A keep-alive connection idle when it reaches its age closes quietly then,
+// well before IdleTimeout.
+func TestMaxConnectionAgeClosesIdleConnection(t *testing.T) {
+	const age = 300 * time.Millisecond
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxConnectionAge: age, IdleTimeout: 5 * time.Second})
+	start := time.Now()
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || closes(r) {
+		t.Fatalf("got %s close=%v", r.status, closes(r))
+	}
+	expectEOF(t, br)
+	if d := time.Since(start); d < age-10*time.Millisecond || d > 2*time.Second {
+		t.Errorf("idle connection closed after %v, want about %v", d, age)
+	}
+	if ci := p.info(); ci.Requests != 1 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_MAX_AGE {
+		t.Errorf("ConnInfo requests=%d reason=%v, want 1 MAX_AGE", ci.Requests, ci.Reason)
+	}
+}
+
+// A new connection is not closed for its age before its first request: it
+// is served, with Connection: close.
+func TestMaxConnectionAgeServesFirstRequest(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxConnectionAge: 50 * time.Millisecond})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	time.Sleep(150 * time.Millisecond)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || !closes(r) {
+		t.Fatalf("got %s close=%v", r.status, closes(r))
+	}
+	expectEOF(t, br)
+}
+
+// The proxy's own answers obey the limits too.
+func TestConnectionLimitsOnProxyAnswers(t *testing.T) {
+	p := startProxy(t, &Config{Director: failDirector{}, MaxRequestsPerConnection: 2})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for i := 1; i <= 2; i++ {
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.code != 503 || closes(r) != (i == 2) {
+			t.Fatalf("request %d: %s close=%v", i, r.status, closes(r))
+		}
+	}
+	expectEOF(t, br)
+}
+
+// SetConfig applies the limits to connections already open, from their
+// next request.
+func TestConnectionLimitsFollowSetConfig(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	cfg := &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}}
+	p := startProxy(t, cfg)
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for i := 1; i <= 3; i++ {
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.code != 200 || closes(r) {
+			t.Fatalf("request %d: %s close=%v", i, r.status, closes(r))
+		}
+	}
+	limited := *cfg
+	limited.MaxRequestsPerConnection = 2 // already past it
+	p.srv.SetConfig(&limited)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || !closes(r) {
+		t.Fatalf("after SetConfig: %s close=%v", r.status, closes(r))
+	}
+	expectEOF(t, br)
+}
