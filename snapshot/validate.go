@@ -275,8 +275,8 @@ func errorPageErrors(pages []*sluicev1.ErrorPage, path string, add func(path, fo
 		if ep.GetRedirect() != "" && ep.GetContentType() != "" {
 			add(p+".content_type", "only allowed with body")
 		}
-		if !isAttrValue(strings.ReplaceAll(ep.GetContentType(), " ", "")) {
-			add(p+".content_type", "%q may not contain control characters", ep.GetContentType())
+		if ct := ep.GetContentType(); !isFieldValue(ct) {
+			add(p+".content_type", "%q may not contain control characters or start or end with a space", ct)
 		}
 		if r := ep.GetRedirect(); r != "" && !isAttrValue(strings.ReplaceAll(r, ";", "")) {
 			add(p+".redirect", "%q may not contain spaces or control characters", r)
@@ -289,6 +289,19 @@ func isCookieValue(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// isFieldValue reports whether s can be sent as an HTTP field value as is.
+func isFieldValue(s string) bool {
+	if s != strings.TrimSpace(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}

@@ -255,7 +255,7 @@ func TestValidate(t *testing.T) {
 			clusters: []string{
 				`{name: web, health_check: {interval: 1s, timeout: 500ms, fall: 2, rise: 1, fast_interval: 200ms, down_interval: 5s, jitter_percent: 20, http: {method: HEAD, path: /health, host: example.com, expected_status: "200-299,304"}}}`,
 			},
-			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web, http: {max_connection_age: 5m, max_requests_per_connection: 1000, error_pages: [{status: 503, body: "<h1>Back soon</h1>"}, {status: 502, redirect: "https://status.example.com/", redirect_code: 307}]}}`},
+			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web, http: {max_connection_age: 5m, max_requests_per_connection: 1000, error_pages: [{status: 503, body: "<h1>Back soon</h1>", content_type: "text/html; charset=utf-8"}, {status: 502, redirect: "https://status.example.com/", redirect_code: 307}]}}`},
 		},
 		{
 			name: "health check and error page faults",

@@ -54,12 +54,26 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*con
 	}
 	switch ls.GetProtocol() {
 	case sluicev1.Protocol_PROTOCOL_HTTP:
+		h := ls.GetHttp()
 		cfg := &httpproxy.Config{
-			Listener:             ls.GetName(),
-			Director:             httpDirector{c},
-			RequestHeaderTimeout: ls.GetHttp().GetRequestHeaderTimeout().AsDuration(),
-			IdleTimeout:          ls.GetHttp().GetIdleTimeout().AsDuration(),
-			ResponseTimeout:      ls.GetHttp().GetResponseTimeout().AsDuration(),
+			Listener:                 ls.GetName(),
+			Director:                 httpDirector{c},
+			RequestHeaderTimeout:     h.GetRequestHeaderTimeout().AsDuration(),
+			IdleTimeout:              h.GetIdleTimeout().AsDuration(),
+			ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
+			MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
+			MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
+		}
+		if pages := h.GetErrorPages(); len(pages) > 0 {
+			cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
+			for _, p := range pages {
+				cfg.ErrorPages[int(p.GetStatus())] = httpproxy.ErrorPage{
+					ContentType:  p.GetContentType(),
+					Body:         []byte(p.GetBody()),
+					Redirect:     p.GetRedirect(),
+					RedirectCode: int(p.GetRedirectCode()),
+				}
+			}
 		}
 		if cur != nil {
 			cur.http.SetConfig(cfg)
