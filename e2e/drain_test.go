@@ -14,6 +14,7 @@ import (
 // echoBackend echoes lines and counts the connections open to it.
 type echoBackend struct {
 	addr string
+	ln   net.Listener
 	open atomic.Int32
 }
 
@@ -23,7 +24,7 @@ func startEchoBackend(t *testing.T) *echoBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &echoBackend{addr: ln.Addr().String()}
+	b := &echoBackend{addr: ln.Addr().String(), ln: ln}
 	var wg sync.WaitGroup
 	go func() {
 		for {
@@ -220,3 +221,58 @@ clusters:
 	}
 }
 
+
+// TestOnDownShutdownSessions: when checks mark an endpoint down, its
+// sessions are closed after drain_timeout with on_down: SHUTDOWN_SESSIONS,
+// and left alone without it. The endpoint stops accepting (so checks fail)
+// but keeps serving the sessions it has.
+func TestOnDownShutdownSessions(t *testing.T) {
+	for _, shutdown := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shutdown=%v", shutdown), func(t *testing.T) {
+			c := startCP(t, t.TempDir(), "")
+			a := startEchoBackend(t)
+			listen := freeAddr(t)
+			onDown := ""
+			if shutdown {
+				onDown = "on_down: SHUTDOWN_SESSIONS"
+			}
+			dp := startNode(t, c.addr, "node-1")
+			waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: db
+    health_check: { interval: 100ms, fall: 1, rise: 1 }
+    drain_timeout: 200ms
+    %s
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: db, address: %s, protocol: TCP, default_cluster: db }
+`, onDown, a.addr, listen)))
+			var conns []net.Conn
+			for range 20 {
+				conn, err := net.DialTimeout("tcp", listen, testTimeout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conns = append(conns, conn)
+			}
+			waitFor(t, "20 sessions on a", func() bool { return a.open.Load() == 20 })
+			a.ln.Close() // checks now fail; the sessions stay up on a's side
+			waitFor(t, "a to be marked down", func() bool { return dp.Node.Endpoints()[0].Health == "DOWN" })
+			if shutdown {
+				waitFor(t, "a's sessions to be closed", func() bool { return a.open.Load() == 0 })
+				return
+			}
+			time.Sleep(500 * time.Millisecond) // past drain_timeout
+			for i, conn := range conns {
+				conn.SetDeadline(time.Now().Add(testTimeout))
+				if _, err := conn.Write([]byte("ping\n")); err != nil {
+					t.Fatalf("session %d: %v", i, err)
+				}
+				if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
+					t.Fatalf("session %d after a went down: %q, %v; want it to live on", i, line, err)
+				}
+			}
+		})
+	}
+}

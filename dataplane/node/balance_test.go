@@ -192,3 +192,22 @@ clusters:
 		}
 	}
 }
+
+// TestDNSEndpointResolved: an endpoint named by DNS is resolved in the
+// background once applied.
+func TestDNSEndpointResolved(t *testing.T) {
+	n := newNode(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    dns_refresh: 1s
+    endpoints: [{ name: a, address: "localhost:8080" }]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	ep := (*n.current.Load())["web"].members[0].Endpoint
+	waitUntil(t, "localhost to resolve", func() bool {
+		a, ok := ep.Resolved()
+		return ok && a.Addr().IsLoopback() && a.Port() == 8080
+	})
+}

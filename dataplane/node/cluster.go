@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/lb"
 	"github.com/sluice-lb/sluice/dataplane/persist"
+	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -503,7 +504,7 @@ var cachePrivate = []byte("private")
 // tcpDirector sends every session of a TCP listener to one cluster.
 type tcpDirector struct{ c *cluster }
 
-func (d tcpDirector) Pick(client net.Addr) (*upstream.Endpoint, time.Duration, error) {
+func (d tcpDirector) Pick(client net.Addr, _ *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
 	var ip netip.Addr
 	if c.stick != nil {

@@ -184,6 +184,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 	n.clusters, n.listeners, n.endpoints = clusters, listeners, eps
 	n.current.Store(&clusters)
+	for _, c := range clusters {
+		// Endpoints named by DNS resolve in the background from now on
+		// (a no-op for IP addresses and for resolvers already running).
+		refresh := durationOr(c.spec.GetDnsRefresh().AsDuration(), upstream.DefaultRefresh)
+		for _, m := range c.members {
+			m.Endpoint.StartResolver(refresh, nil, n.log)
+		}
+	}
 	n.version.Store(version)
 	// A health change between compiling and publishing was missed by the
 	// new pickers: rebuild them once more now that they are published.
@@ -232,11 +240,40 @@ const rebuildEvery = 100 * time.Millisecond
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
+	if n.checker.State(key) == health.Down {
+		n.shutdownSessions(name, key)
+	}
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
 	n.dirty[name] = true
 	if n.rebuilding == nil {
 		n.rebuilding = time.AfterFunc(time.Until(n.lastRebuild.Add(rebuildEvery)), n.rebuildDirty)
+	}
+}
+
+// shutdownSessions closes every connection to the endpoint key of cluster
+// name, which checks just marked down, once the cluster's drain_timeout
+// has passed, if the cluster asks for it (on_down: SHUTDOWN_SESSIONS) and
+// the endpoint is still down by then.
+func (n *Node) shutdownSessions(name, key string) {
+	cur := n.current.Load()
+	if cur == nil {
+		return
+	}
+	c, ok := (*cur)[name]
+	if !ok || c.spec.GetOnDown() != sluicev1.OnDown_ON_DOWN_SHUTDOWN_SESSIONS {
+		return
+	}
+	for _, m := range c.members {
+		if ep := m.Endpoint; ep.Key() == key {
+			time.AfterFunc(c.drainTimeout, func() {
+				if n.checker.State(key) == health.Down {
+					n.log.Info("endpoint down: closing its connections", "cluster", name, "endpoint", ep.Name)
+					ep.CloseConns()
+				}
+			})
+			return
+		}
 	}
 }
 

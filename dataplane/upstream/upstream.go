@@ -5,12 +5,18 @@
 // *Endpoint for a cluster/name/address that survives an apply, so counters
 // (in-flight work for LEAST_CONN and max_conn) and pooled connections carry
 // over, and removing an endpoint can find and close every connection to it.
+//
+// An endpoint whose host is a DNS name can keep its address resolved in the
+// background (StartResolver, in resolve.go), so connecting does not wait on
+// DNS and keeps working while DNS is down.
 package upstream
 
 import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +41,11 @@ type Endpoint struct {
 	Name    string
 	Addr    string
 
+	host     string                   // of Addr; "" when Addr is not host:port
+	port     uint16                   // of Addr
+	resolved atomic.Pointer[target]   // what dial connects to; nil: Addr as is
+	res      atomic.Pointer[resolver] // running background resolution, if any
+
 	inflight  atomic.Int64
 	maxConn   atomic.Uint32 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
@@ -45,9 +56,21 @@ type Endpoint struct {
 	closed bool              // draining: no new connections, none pooled
 }
 
-// New returns an endpoint with no connections.
+// New returns an endpoint with no connections. An endpoint whose host is an
+// IP address is resolved from the start; one whose host is a DNS name is
+// dialed by name until StartResolver runs.
 func New(cluster, name, addr string) *Endpoint {
-	return &Endpoint{Cluster: cluster, Name: name, Addr: addr, conns: make(map[net.Conn]bool)}
+	e := &Endpoint{Cluster: cluster, Name: name, Addr: addr, conns: make(map[net.Conn]bool)}
+	host, port, err := net.SplitHostPort(addr)
+	p, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil {
+		return e // dial reports the bad address
+	}
+	e.host, e.port = host, uint16(p)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		e.resolved.Store(&target{netip.AddrPortFrom(ip, e.port), addr})
+	}
+	return e
 }
 
 // Key identifies an endpoint across snapshots.
@@ -120,7 +143,23 @@ func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (*net
 
 func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", e.Addr)
+	addr := e.Addr
+	if t := e.resolved.Load(); t != nil {
+		addr = t.dial
+	} else if r := e.res.Load(); r != nil {
+		// A name not resolved yet: resolve it now, within the same timeout.
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		t, err := e.resolveNow(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		addr = t.dial
+	}
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -205,8 +244,10 @@ func (e *Endpoint) Conns() int {
 
 // Drain refuses new connections and closes the idle ones. Busy HTTP
 // connections are closed when their exchange ends instead of being pooled;
-// TCP sessions go on until CloseSessions or Shutdown.
+// TCP sessions go on until CloseSessions or Shutdown. A draining endpoint
+// never dials again, so Drain also stops the resolver.
 func (e *Endpoint) Drain() {
+	defer e.StopResolver()
 	e.mu.Lock()
 	e.closed = true
 	idle := e.idle
@@ -234,6 +275,23 @@ func (e *Endpoint) CloseSessions() { e.closeWhere(func(session bool) bool { retu
 // Shutdown drains the endpoint and closes every connection to it, busy or
 // idle. Proxy loops using a closed connection see an error and end.
 func (e *Endpoint) Shutdown() { e.closeWhere(func(bool) bool { return true }) }
+
+// CloseConns closes every connection to the endpoint, busy or idle, but
+// unlike Shutdown the endpoint may be dialed again: for an endpoint marked
+// down (on_down: SHUTDOWN_SESSIONS) that may come back up.
+func (e *Endpoint) CloseConns() {
+	e.mu.Lock()
+	victims := make([]net.Conn, 0, len(e.conns))
+	for c := range e.conns {
+		victims = append(victims, c)
+	}
+	clear(e.conns)
+	e.idle = nil
+	e.mu.Unlock()
+	for _, c := range victims {
+		c.Close()
+	}
+}
 
 func (e *Endpoint) closeWhere(match func(session bool) bool) {
 	e.Drain()

@@ -225,6 +225,58 @@ func (HashMethod) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
+// OnDown is what a cluster does with the connections of an endpoint marked
+// down. In YAML the prefix is dropped: `on_down: SHUTDOWN_SESSIONS`.
+type OnDown int32
+
+const (
+	// Connections live on until they end by themselves.
+	OnDown_ON_DOWN_UNSPECIFIED OnDown = 0
+	// Every connection to the endpoint is closed when the cluster's
+	// drain_timeout has passed since it went down (HAProxy's
+	// "on-marked-down shutdown-sessions").
+	OnDown_ON_DOWN_SHUTDOWN_SESSIONS OnDown = 1
+)
+
+// Enum value maps for OnDown.
+var (
+	OnDown_name = map[int32]string{
+		0: "ON_DOWN_UNSPECIFIED",
+		1: "ON_DOWN_SHUTDOWN_SESSIONS",
+	}
+	OnDown_value = map[string]int32{
+		"ON_DOWN_UNSPECIFIED":       0,
+		"ON_DOWN_SHUTDOWN_SESSIONS": 1,
+	}
+)
+
+func (x OnDown) Enum() *OnDown {
+	p := new(OnDown)
+	*p = x
+	return p
+}
+
+func (x OnDown) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OnDown) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[3].Descriptor()
+}
+
+func (OnDown) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[3]
+}
+
+func (x OnDown) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OnDown.Descriptor instead.
+func (OnDown) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
 // SameSite is the SameSite attribute of an inserted cookie. In YAML the
 // prefix is dropped: `same_site: LAX`.
 type SameSite int32
@@ -265,11 +317,11 @@ func (x SameSite) String() string {
 }
 
 func (SameSite) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[3].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[4].Descriptor()
 }
 
 func (SameSite) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[3]
+	return &file_sluice_v1_snapshot_proto_enumTypes[4]
 }
 
 func (x SameSite) Number() protoreflect.EnumNumber {
@@ -278,7 +330,7 @@ func (x SameSite) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SameSite.Descriptor instead.
 func (SameSite) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 // StickOn is what a stick table keys on. In YAML the prefix is dropped:
@@ -314,11 +366,11 @@ func (x StickOn) String() string {
 }
 
 func (StickOn) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[4].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[5].Descriptor()
 }
 
 func (StickOn) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[4]
+	return &file_sluice_v1_snapshot_proto_enumTypes[5]
 }
 
 func (x StickOn) Number() protoreflect.EnumNumber {
@@ -327,7 +379,7 @@ func (x StickOn) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StickOn.Descriptor instead.
 func (StickOn) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 // AdminState is an operator's choice for one endpoint. In YAML the prefix
@@ -374,11 +426,11 @@ func (x AdminState) String() string {
 }
 
 func (AdminState) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[5].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[6].Descriptor()
 }
 
 func (AdminState) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[5]
+	return &file_sluice_v1_snapshot_proto_enumTypes[6]
 }
 
 func (x AdminState) Number() protoreflect.EnumNumber {
@@ -387,7 +439,7 @@ func (x AdminState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AdminState.Descriptor instead.
 func (AdminState) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 // Protocol is what a listener speaks. In YAML the prefix is dropped:
@@ -427,11 +479,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[6].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[7].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[6]
+	return &file_sluice_v1_snapshot_proto_enumTypes[7]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -440,7 +492,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 // Snapshot is the whole desired configuration of a group of dataplane nodes.
@@ -678,7 +730,18 @@ type Cluster struct {
 	Stick *StickTable `protobuf:"bytes,13,opt,name=stick,proto3" json:"stick,omitempty"`
 	// AllBackups spreads work over every backup that is up when no primary
 	// is, instead of the first one only (HAProxy's "option allbackups").
-	AllBackups    bool `protobuf:"varint,14,opt,name=all_backups,json=allBackups,proto3" json:"all_backups,omitempty"`
+	AllBackups bool `protobuf:"varint,14,opt,name=all_backups,json=allBackups,proto3" json:"all_backups,omitempty"`
+	// OnDown says what happens to the connections of an endpoint that health
+	// checks mark down. Default: they live on until they end.
+	OnDown OnDown `protobuf:"varint,15,opt,name=on_down,json=onDown,proto3,enum=sluice.v1.OnDown" json:"on_down,omitempty"`
+	// Retries is how many more endpoints a request or session tries when
+	// connecting fails (HAProxy's "retries" with "option redispatch").
+	// Default 3. A request whose body was already sent is never replayed.
+	Retries *uint32 `protobuf:"varint,16,opt,name=retries,proto3,oneof" json:"retries,omitempty"`
+	// DnsRefresh is how often endpoint addresses that are DNS names are
+	// resolved again; while a name cannot be resolved, the last address it
+	// had is kept. Default 30s.
+	DnsRefresh    *durationpb.Duration `protobuf:"bytes,17,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +872,27 @@ func (x *Cluster) GetAllBackups() bool {
 		return x.AllBackups
 	}
 	return false
+}
+
+func (x *Cluster) GetOnDown() OnDown {
+	if x != nil {
+		return x.OnDown
+	}
+	return OnDown_ON_DOWN_UNSPECIFIED
+}
+
+func (x *Cluster) GetRetries() uint32 {
+	if x != nil && x.Retries != nil {
+		return *x.Retries
+	}
+	return 0
+}
+
+func (x *Cluster) GetDnsRefresh() *durationpb.Duration {
+	if x != nil {
+		return x.DnsRefresh
+	}
+	return nil
 }
 
 // CookiePersistence configures cookie-based persistence in HAProxy's
@@ -1588,7 +1672,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc0\x06\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xf8\a\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -1609,7 +1693,15 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06cookie\x18\f \x01(\v2\x1c.sluice.v1.CookiePersistenceR\x06cookie\x12+\n" +
 	"\x05stick\x18\r \x01(\v2\x15.sluice.v1.StickTableR\x05stick\x12\x1f\n" +
 	"\vall_backups\x18\x0e \x01(\bR\n" +
-	"allBackups\"\xe0\x02\n" +
+	"allBackups\x124\n" +
+	"\aon_down\x18\x0f \x01(\x0e2\x11.sluice.v1.OnDownB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06onDown\x12&\n" +
+	"\aretries\x18\x10 \x01(\rB\a\xfaB\x04*\x02\x18\n" +
+	"H\x00R\aretries\x88\x01\x01\x12L\n" +
+	"\vdns_refresh\x18\x11 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
+	"\"\x04\b\x80\xa3\x052\x02\b\x01R\n" +
+	"dnsRefreshB\n" +
+	"\n" +
+	"\b_retries\"\xe0\x02\n" +
 	"\x11CookiePersistence\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x10\x01\x18@R\x04name\x12\x1a\n" +
 	"\bindirect\x18\x02 \x01(\bR\bindirect\x12\x18\n" +
@@ -1699,7 +1791,10 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x17HASH_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HASH_METHOD_MAP_BASED\x10\x01\x12\x16\n" +
 	"\x12HASH_METHOD_MAGLEV\x10\x02\x12\x14\n" +
-	"\x10HASH_METHOD_RING\x10\x03*b\n" +
+	"\x10HASH_METHOD_RING\x10\x03*@\n" +
+	"\x06OnDown\x12\x17\n" +
+	"\x13ON_DOWN_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ON_DOWN_SHUTDOWN_SESSIONS\x10\x01*b\n" +
 	"\bSameSite\x12\x19\n" +
 	"\x15SAME_SITE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSAME_SITE_LAX\x10\x01\x12\x14\n" +
@@ -1731,68 +1826,71 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_snapshot_proto_rawDescData
 }
 
-var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
 	(HashMethod)(0),             // 2: sluice.v1.HashMethod
-	(SameSite)(0),               // 3: sluice.v1.SameSite
-	(StickOn)(0),                // 4: sluice.v1.StickOn
-	(AdminState)(0),             // 5: sluice.v1.AdminState
-	(Protocol)(0),               // 6: sluice.v1.Protocol
-	(*Snapshot)(nil),            // 7: sluice.v1.Snapshot
-	(*RandomOptions)(nil),       // 8: sluice.v1.RandomOptions
-	(*HashPolicy)(nil),          // 9: sluice.v1.HashPolicy
-	(*Cluster)(nil),             // 10: sluice.v1.Cluster
-	(*CookiePersistence)(nil),   // 11: sluice.v1.CookiePersistence
-	(*StickTable)(nil),          // 12: sluice.v1.StickTable
-	(*Endpoint)(nil),            // 13: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 14: sluice.v1.HealthCheck
-	(*HttpHealthCheck)(nil),     // 15: sluice.v1.HttpHealthCheck
-	(*Listener)(nil),            // 16: sluice.v1.Listener
-	(*HttpOptions)(nil),         // 17: sluice.v1.HttpOptions
-	(*ErrorPage)(nil),           // 18: sluice.v1.ErrorPage
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(OnDown)(0),                 // 3: sluice.v1.OnDown
+	(SameSite)(0),               // 4: sluice.v1.SameSite
+	(StickOn)(0),                // 5: sluice.v1.StickOn
+	(AdminState)(0),             // 6: sluice.v1.AdminState
+	(Protocol)(0),               // 7: sluice.v1.Protocol
+	(*Snapshot)(nil),            // 8: sluice.v1.Snapshot
+	(*RandomOptions)(nil),       // 9: sluice.v1.RandomOptions
+	(*HashPolicy)(nil),          // 10: sluice.v1.HashPolicy
+	(*Cluster)(nil),             // 11: sluice.v1.Cluster
+	(*CookiePersistence)(nil),   // 12: sluice.v1.CookiePersistence
+	(*StickTable)(nil),          // 13: sluice.v1.StickTable
+	(*Endpoint)(nil),            // 14: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 15: sluice.v1.HealthCheck
+	(*HttpHealthCheck)(nil),     // 16: sluice.v1.HttpHealthCheck
+	(*Listener)(nil),            // 17: sluice.v1.Listener
+	(*HttpOptions)(nil),         // 18: sluice.v1.HttpOptions
+	(*ErrorPage)(nil),           // 19: sluice.v1.ErrorPage
+	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
-	10, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	16, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	11, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
+	17, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	14, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	13, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	19, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	19, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
-	8,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
-	9,  // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	19, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	19, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
-	11, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
-	12, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
-	19, // 15: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
-	3,  // 16: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
-	4,  // 17: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	19, // 18: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
-	5,  // 19: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	19, // 20: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	19, // 21: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	19, // 22: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	19, // 23: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
-	15, // 24: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
-	6,  // 25: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	17, // 26: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	19, // 27: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	19, // 28: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	19, // 29: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	19, // 30: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	18, // 31: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	15, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	14, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	20, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	20, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	9,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
+	10, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
+	20, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	20, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	12, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
+	13, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
+	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
+	20, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	20, // 17: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	4,  // 18: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
+	5,  // 19: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
+	20, // 20: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	6,  // 21: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
+	20, // 22: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	20, // 23: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	20, // 24: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	20, // 25: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	16, // 26: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	7,  // 27: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	18, // 28: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	20, // 29: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	20, // 30: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	20, // 31: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	20, // 32: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	19, // 33: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -1801,6 +1899,7 @@ func file_sluice_v1_snapshot_proto_init() {
 		return
 	}
 	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[3].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[6].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
@@ -1808,7 +1907,7 @@ func file_sluice_v1_snapshot_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,

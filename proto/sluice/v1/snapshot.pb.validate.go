@@ -869,6 +869,63 @@ func (m *Cluster) validate(all bool) error {
 
 	// no validation rules for AllBackups
 
+	if _, ok := OnDown_name[int32(m.GetOnDown())]; !ok {
+		err := ClusterValidationError{
+			field:  "OnDown",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if d := m.GetDnsRefresh(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = ClusterValidationError{
+				field:  "DnsRefresh",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(86400*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(1*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := ClusterValidationError{
+					field:  "DnsRefresh",
+					reason: "value must be inside range [1s, 24h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.Retries != nil {
+
+		if m.GetRetries() > 10 {
+			err := ClusterValidationError{
+				field:  "Retries",
+				reason: "value must be less than or equal to 10",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
 	if len(errors) > 0 {
 		return ClusterMultiError(errors)
 	}
