@@ -221,7 +221,6 @@ clusters:
 	}
 }
 
-
 // TestOnDownShutdownSessions: when checks mark an endpoint down, its
 // sessions are closed after drain_timeout with on_down: SHUTDOWN_SESSIONS,
 // and left alone without it. The endpoint stops accepting (so checks fail)
