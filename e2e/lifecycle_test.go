@@ -116,3 +116,51 @@ listeners:
 		t.Errorf("connect refused: %d Location %q; want 307 to the status page", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// TestRetryOnConnectFailure: a request or session whose endpoint refuses
+// the connection is sent to another endpoint (retries, default 3), even
+// under a hash policy that keeps choosing the dead one for its key; with
+// retries: 0 it gets 502.
+func TestRetryOnConnectFailure(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a := startBackend(t, "a")
+	dead := freeAddr(t)
+	rr, hash, none, tcp := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	eps := fmt.Sprintf("[{ name: dead, address: %s }, { name: a, address: %s }]", dead, a.addr)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: rr, endpoints: %[1]s }
+  - { name: hash, lb_policy: HASH, hash: { key: URL_PARAM, name: k, method: MAGLEV }, endpoints: %[1]s }
+  - { name: none, retries: 0, endpoints: %[1]s }
+listeners:
+  - { name: rr, address: %[2]s, protocol: HTTP, default_cluster: rr }
+  - { name: hash, address: %[3]s, protocol: HTTP, default_cluster: hash }
+  - { name: none, address: %[4]s, protocol: HTTP, default_cluster: none }
+  - { name: tcp, address: %[5]s, protocol: TCP, default_cluster: rr }
+`, eps, rr, hash, none, tcp)))
+	client := &http.Client{Timeout: testTimeout}
+	for i := range 10 {
+		if got, err := get(client, "http://"+rr+"/"); err != nil || got != "a" {
+			t.Errorf("round robin, request %d: %q, %v; want a", i, got, err)
+		}
+		if got, err := get(client, fmt.Sprintf("http://%s/?k=key%d", hash, i)); err != nil || got != "a" {
+			t.Errorf("hash, key%d: %q, %v; want a", i, got, err)
+		}
+		if got, err := tcpGet(tcp); err != nil || got != "a" {
+			t.Errorf("TCP session %d: %q, %v; want a", i, got, err)
+		}
+	}
+	failed := 0
+	for range 10 {
+		if _, err := get(client, "http://"+none+"/"); err != nil {
+			if !strings.HasPrefix(err.Error(), "status 502") {
+				t.Errorf("retries 0: %v, want a 502", err)
+			}
+			failed++
+		}
+	}
+	if failed != 5 {
+		t.Errorf("retries 0: %d of 10 round-robin requests failed, want the 5 sent to the dead endpoint", failed)
+	}
+}

@@ -23,6 +23,13 @@ type ConnInfo struct {
 	BytesIn, BytesOut uint64
 	// Requests counts HTTP requests; 0 on TCP listeners.
 	Requests uint64
+	// Retries counts the connects to an endpoint that failed and were
+	// retried on another pick (the listener's retries): for a TCP session
+	// those before its endpoint answered, for an HTTP connection the sum
+	// over its requests. A connect given up on, after the last retry, is
+	// not counted; neither is a pick again because an apply retired the
+	// endpoint. It is not in Record's wire form yet.
+	Retries uint64
 	// Cluster and Endpoint are those of the session (TCP) or of the last
 	// request (HTTP); empty when none was chosen.
 	Cluster, Endpoint string

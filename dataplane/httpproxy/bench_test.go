@@ -142,8 +142,8 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 }
 
 // BenchmarkProxyKeepAliveLimits is BenchmarkProxyKeepAlive with the
-// connection limits on (far enough not to end the connection) and error
-// pages configured: they must cost no allocation either.
+// connection limits on (far enough not to end the connection), error pages
+// configured and retries on: they must cost no allocation either.
 func BenchmarkProxyKeepAliveLimits(b *testing.B) {
 	addr := fixedBackend(b, benchResponse)
 	p := startProxy(b, &Config{
@@ -151,6 +151,7 @@ func BenchmarkProxyKeepAliveLimits(b *testing.B) {
 		MaxConnectionAge:         time.Hour,
 		MaxRequestsPerConnection: 1 << 30,
 		ErrorPages:               benchErrorPages,
+		Retries:                  DefaultRetries,
 	})
 	benchClient(b, p.addr, len(benchResponse))
 }

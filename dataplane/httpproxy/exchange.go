@@ -81,29 +81,62 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 
 	x.start = time.Now()
 	x.hard = x.start.Add(cfg.ResponseTimeout)
-	bc, reused, e := cc.connect(ep, x.connTimeout, probe)
-	for attempt := 0; e == errDrained && attempt < maxRepicks; attempt++ {
-		// An apply retired the endpoint between the pick and the connect.
-		// Nothing was sent: pick again from the configuration that retired
-		// it, so that applies do not fail requests. The head is built
-		// again for the new pick (what the Director asks for, and the Host
-		// of an HTTP/1.0 request that had none, may differ); the body
-		// bytes after it stay.
-		cc.endpointDone(nil, false)
-		cfg = cc.srv.cfg.Load()
-		if ep, e = cc.pick(cfg, req); e != nil {
+	retries, repicks := cfg.Retries, 0
+	for {
+		bc, reused, e := cc.connect(ep, x.connTimeout, probe)
+		if e == nil {
+			var keep bool
+			if keep, e = cc.forward(cfg, ep, bc, reused, expect, idempotent); e == nil {
+				cc.endpointDone(nil, false)
+				req.forgetFailed()
+				return keep
+			}
+		}
+		// Connecting to ep failed (errConnectFailed), or an apply retired
+		// ep between the pick and the connect (errDrained). What the
+		// endpoint may have received can be sent again (see forward): pick
+		// again, from the configuration current now, and around ep
+		// (Request.Failed). The head is built again for the new pick (what
+		// the Director asks for, and the Host of an HTTP/1.0 request that
+		// had none, may differ); the body bytes after it stay. A retired
+		// endpoint is picked around a few times so that applies do not
+		// fail requests; a failed connect, Config.Retries times.
+		switch {
+		case e == errDrained && repicks < maxRepicks:
+			repicks++
+		case e == errConnectFailed && retries > 0:
+			retries--
+		default:
+			cc.endpointDone(nil, false)
+			req.forgetFailed()
 			return cc.answer(e)
 		}
-		x.rebuildRequestHead(ep.Addr)
-		bc, reused, e = cc.connect(ep, x.connTimeout, probe)
-	}
-	if e != nil {
+		req.failed = append(req.failed, ep)
 		cc.endpointDone(nil, false)
-		return cc.answer(e)
+		if cc.c.SetWriteDeadline(time.Time{}) != nil {
+			// The listener closed the client connection while we dialed.
+			req.forgetFailed()
+			return cc.answer(errClientGone)
+		}
+		cfg = cc.srv.cfg.Load()
+		var pe *statusError
+		if ep, pe = cc.pick(cfg, req); pe != nil {
+			req.forgetFailed()
+			if e == errConnectFailed {
+				// Nothing left to try: the answer is the connect failure.
+				return cc.answer(e)
+			}
+			return cc.answer(pe)
+		}
+		if e == errConnectFailed {
+			cc.info.Retries++
+		}
+		x.rebuildRequestHead(ep.Addr)
+		// The response wait starts when the request goes out, not before
+		// the connects that failed.
+		x.start = time.Now()
+		x.hard = x.start.Add(cfg.ResponseTimeout)
 	}
-	keep := cc.forward(cfg, ep, bc, reused, expect, idempotent)
-	cc.endpointDone(nil, false)
-	return keep
 }
 
 // pick asks the Director for an endpoint and makes it the exchange's.
@@ -237,9 +270,13 @@ func (cc *clientConn) skipBufferedBody() bool {
 }
 
 // forward sends the request (its head, and what of its body is buffered,
-// are in x.wb) to ep over bc and relays the response. Release of ep is the
-// caller's.
-func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPConn, reused, expect, idempotent bool) bool {
+// are in x.wb) to ep over bc and relays the response. It returns whether
+// the client connection stays open; or, with keep false, errConnectFailed
+// or errDrained when a request sent again on a fresh connection (see
+// below) could not connect, in which case nothing was answered, x.wb still
+// holds the head and the buffered body, and the caller may pick again.
+// Release of ep is the caller's.
+func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPConn, reused, expect, idempotent bool) (keep bool, redial *statusError) {
 	x := cc.x
 	retried := false
 	for {
@@ -259,18 +296,20 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 			}
 		}
 		if e == nil {
-			return cc.relayResponse(ep, bc)
+			return cc.relayResponse(ep, bc), nil
 		}
-		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() {
+		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut {
 			// A pooled connection the endpoint had closed while idle: try
 			// once more on a fresh one. Nothing of the body was consumed,
 			// but the endpoint may have acted on the head before closing,
 			// so only idempotent requests (RFC 9110 §9.2.2) are sent again.
+			// x.wb must still hold the head (sendChunkedBody reuses it).
 			ep.Close(bc)
 			retried = true
 			bc, reused, e = cc.dial(ep, x.connTimeout)
 			if e != nil {
-				return cc.answer(e)
+				// As safe to send to another endpoint as to this one.
+				return false, e
 			}
 			continue
 		}
@@ -278,7 +317,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 		if e.status == 502 && ep.Draining() {
 			e = errDrained
 		}
-		return cc.answer(e)
+		return cc.answer(e), nil
 	}
 }
 

@@ -43,6 +43,18 @@
 //   - A response without a length goes to an HTTP/1.1 client chunked (the
 //     connection stays open) and to an HTTP/1.0 client close-delimited.
 //
+// When connecting to the picked endpoint fails (refused, timed out,
+// unreachable), nothing of the request has gone out yet: the proxy picks
+// again and tries another endpoint, Config.Retries times at most, like
+// HAProxy's "retries" with "option redispatch". The Director learns through
+// Request.Failed which endpoints failed, so that it can pick around them.
+// This holds for every method, with or without a body, since no byte of the
+// request reached an endpoint. Once request bytes went out, the rules are
+// narrower: a request is sent again only on a pooled connection the
+// endpoint had closed while idle, only if it is idempotent, no body byte
+// and no response byte passed, and then on a fresh connection to the same
+// endpoint (or, should that connect fail, to another one as above).
+//
 // Errors are answered like HAProxy does, with short text/plain bodies: 400
 // malformed or smuggling-prone requests, 408 request head timeout, 431 head
 // over 64 KiB, 501, 503 no endpoint, 502 connect failure or bad/closed
@@ -80,6 +92,16 @@ import (
 // connection to the endpoint (DefaultConnectTimeout when <= 0). Returning
 // ErrNoEndpoint (or an error wrapping it, or any error) makes the proxy
 // answer 503.
+//
+// After a connect failure Pick is asked again for the same request
+// (Config.Retries); req.Failed then reports the endpoints that failed, which
+// a Director should pick around while it has others: a hash policy would
+// otherwise pick the same dead endpoint every time. A persistence cookie or
+// stick-table entry naming a failed endpoint should be ignored, as HAProxy's
+// "option redispatch" breaks persistence. When only failed endpoints are
+// left, returning one of them (a retry on it) or an error are both fine:
+// an error on such a pick again is answered 502, the connect failure, not
+// 503.
 type Director interface {
 	Pick(req *Request) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
 }
@@ -95,6 +117,11 @@ const (
 	DefaultResponseTimeout      = 60 * time.Second
 	DefaultConnectTimeout       = 5 * time.Second
 )
+
+// DefaultRetries is the retry count a caller should put in Config.Retries
+// when its own configuration leaves it unset (HAProxy's default "retries 3").
+// The zero Config does not retry.
+const DefaultRetries = 3
 
 // Config is what a listener's proxy needs. A Server holds an immutable copy;
 // SetConfig swaps it atomically.
@@ -132,6 +159,15 @@ type Config struct {
 	// keepalive_requests. The close is recorded with CLIENT_CLOSED, as a
 	// client's own "Connection: close" is.
 	MaxRequestsPerConnection int
+	// Retries is how many more times a request picks an endpoint and
+	// connects when connecting fails (refused, connect timeout,
+	// unreachable), before it is answered 502; 0 or less: no retry. Nothing
+	// of the request was sent when a connect fails, so every request may
+	// be retried, whatever its method or body. Each retry is a new Pick
+	// (see Director), from the configuration current then; it is counted
+	// in ConnInfo.Retries. A pick again because an apply retired the
+	// picked endpoint is not a retry and does not use this budget.
+	Retries int
 	// ErrorPages replace the proxy's own 502, 503 and 504 answers (see
 	// ErrorPage), keyed by status; other keys, and pages that do not pass
 	// Validate, are left out. The responses are built once, by NewServer or
@@ -155,6 +191,7 @@ func (c *Config) withDefaults() *Config {
 	}
 	n.MaxConnectionAge = max(n.MaxConnectionAge, 0)
 	n.MaxRequestsPerConnection = max(n.MaxRequestsPerConnection, 0)
+	n.Retries = max(n.Retries, 0)
 	n.pages = buildErrorPages(n.ErrorPages)
 	return &n
 }
@@ -164,7 +201,8 @@ func (c *Config) withDefaults() *Config {
 // request heads accepted on the connection, whether an endpoint or the
 // proxy (503, 502, 504) answered them; Cluster and Endpoint are those of the
 // last request, empty when none was routed; BytesIn and BytesOut count what
-// went over the client socket.
+// went over the client socket; Retries counts the connect failures of all
+// its requests that were retried on another pick (Config.Retries).
 type ConnInfo = conntrack.ConnInfo
 
 // Server proxies the client connections of one HTTP listener.

@@ -94,6 +94,7 @@ func putExchange(x *exchange) {
 	x.ep = nil
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
+	x.req.forgetFailed()
 	exchangePool.Put(x)
 }
 

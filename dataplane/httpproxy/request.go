@@ -1,6 +1,10 @@
 package httpproxy
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
 
 // Body framings of a message (RFC 9112 §6.3).
 const (
@@ -35,6 +39,12 @@ type Request struct {
 
 	client netip.Addr // the client connection's peer, set before Pick
 
+	// The endpoints this request failed to connect to (or that were
+	// retired under it), for Failed. Empty but for a pick again; the
+	// backing array is reused from request to request, and cleared once
+	// the request is connected so that it holds no endpoint.
+	failed []*upstream.Endpoint
+
 	// What Pick asked for (cookie.go), reset before every Pick. These
 	// buffers are the Request's own, not the read buffer's, and are reused
 	// from request to request.
@@ -46,6 +56,27 @@ type Request struct {
 // ClientAddr is the IP address of the client connection the request came
 // on (the peer of the TCP connection).
 func (r *Request) ClientAddr() netip.Addr { return r.client }
+
+// Failed reports whether connecting to ep already failed for this request
+// (or an apply retired ep after it was picked), so that a Director picking
+// again (Config.Retries) can pick around it. It is false on a request's
+// first pick.
+func (r *Request) Failed(ep *upstream.Endpoint) bool {
+	for _, f := range r.failed {
+		if f == ep {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetFailed empties the list Failed reads.
+func (r *Request) forgetFailed() {
+	if len(r.failed) > 0 {
+		clear(r.failed)
+		r.failed = r.failed[:0]
+	}
+}
 
 // Method is the request method, e.g. GET.
 func (r *Request) Method() []byte { return r.method.of(r.head) }

@@ -17,7 +17,7 @@ func shares(t *testing.T, n *Node, name string, picks int) map[string]int {
 	c := (*n.current.Load())[name]
 	got := map[string]int{}
 	for range picks {
-		ep, err := c.pick(lb.Request{})
+		ep, err := c.pick(lb.Request{}, noFailures{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ clusters:
 		t.Fatal(err)
 	}
 	c := (*n.current.Load())["web"]
-	holder, err := c.pick(lb.Request{})
+	holder, err := c.pick(lb.Request{}, noFailures{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,12 +99,12 @@ clusters:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ep, err := c.pick(lb.Request{})
+			ep, err := c.pick(lb.Request{}, noFailures{})
 			results <- result{ep, err, time.Now()}
 		}()
 	}
 	waitUntil(t, "two waiters", func() bool { return c.queue.len() == 2 })
-	if _, err := c.pick(lb.Request{}); err != errQueueFull {
+	if _, err := c.pick(lb.Request{}, noFailures{}); err != errQueueFull {
 		t.Errorf("third waiter: err = %v, want errQueueFull", err)
 	}
 
@@ -142,11 +142,11 @@ clusters:
 		t.Fatal(err)
 	}
 	c := (*n.current.Load())["web"]
-	if _, err := c.pick(lb.Request{}); err != nil {
+	if _, err := c.pick(lb.Request{}, noFailures{}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := c.pick(lb.Request{}); err != lb.ErrFull {
+	if _, err := c.pick(lb.Request{}, noFailures{}); err != lb.ErrFull {
 		t.Errorf("full cluster without a queue: err = %v, want lb.ErrFull", err)
 	}
 	if took := time.Since(start); took > 100*time.Millisecond {
@@ -211,3 +211,8 @@ clusters:
 		return ok && a.Addr().IsLoopback() && a.Port() == 8080
 	})
 }
+
+// noFailures is the failures of work that has not failed anywhere.
+type noFailures struct{}
+
+func (noFailures) Failed(*upstream.Endpoint) bool { return false }

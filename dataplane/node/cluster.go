@@ -29,6 +29,7 @@ const (
 	defaultFall           = 3
 	defaultRise           = 2
 	defaultJitter         = 0.1
+	defaultRetries        = 3
 	defaultStickSize      = 100000
 	defaultStickExpire    = 30 * time.Minute
 )
@@ -393,45 +394,83 @@ func pickerFor(spec *sluicev1.Cluster) func(lb.Set) lb.Picker {
 	return lb.NewRoundRobin
 }
 
+// failures says which endpoints the work already failed to connect to:
+// *httpproxy.Request and *tcpproxy.Attempt. A retry is sent elsewhere
+// (HAProxy's redispatch).
+type failures interface {
+	Failed(ep *upstream.Endpoint) bool
+}
+
 // pick chooses an endpoint for r and counts the work in. An endpoint whose
 // last free slot another request took since the picker looked is picked
 // around, a few times, before the cluster counts as full; full, the work
 // waits in the cluster's queue.
-func (c *cluster) pick(r lb.Request) (*upstream.Endpoint, error) {
-	ep, err := c.tryPick(r)
+func (c *cluster) pick(r lb.Request, f failures) (*upstream.Endpoint, error) {
+	ep, err := c.tryPick(r, f)
 	if err != errFull || c.queue == nil {
 		return ep, err
 	}
 	err = c.queue.wait(c.queueTimeout, func() error {
 		var err error
-		ep, err = c.tryPick(r)
+		ep, err = c.tryPick(r, f)
 		return err
 	})
 	return ep, err
 }
 
-func (c *cluster) tryPick(r lb.Request) (*upstream.Endpoint, error) {
+// maxPickTries bounds the picks of one tryPick: endpoints found full, or
+// failed already, are picked around.
+const maxPickTries = 8
+
+func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) {
 	p := c.picker.Load()
-	for range 3 {
+	full := false
+	for range maxPickTries {
 		ep, err := p.Pick(r)
 		if err != nil {
 			return nil, err
 		}
+		if f.Failed(ep) {
+			// A hash picker returns the same endpoint for the same
+			// key: move the key along to reach another one.
+			r.Hash = remix(r.Hash)
+			continue
+		}
 		if ep.TryAcquire() {
 			return ep, nil
 		}
+		full = true
+	}
+	if !full {
+		return nil, lb.ErrNoEndpoint // only endpoints that failed
 	}
 	return nil, errFull
 }
 
+// retries is how many other endpoints work tries after a failed connect.
+func (c *cluster) retries() int {
+	if c.spec.Retries != nil {
+		return int(c.spec.GetRetries())
+	}
+	return defaultRetries
+}
+
+// remix is splitmix64's finalizer: a new, well-spread hash from h.
+func remix(h uint64) uint64 {
+	h += 0x9e3779b97f4a7c15
+	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
 // sticky returns the endpoint the stick table holds for client, acquired,
 // or nil when there is none or it cannot take the work now.
-func (c *cluster) sticky(box *pickerBox, client netip.Addr) *upstream.Endpoint {
+func (c *cluster) sticky(box *pickerBox, client netip.Addr, f failures) *upstream.Endpoint {
 	if c.stick == nil || !client.IsValid() {
 		return nil
 	}
 	ep := c.stick.Get(client)
-	if ep == nil {
+	if ep == nil || f.Failed(ep) {
 		return nil
 	}
 	if _, ok := box.sticky[ep]; !ok || !ep.TryAcquire() {
@@ -458,7 +497,7 @@ func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Dur
 	if c.cookie == nil && c.stick == nil {
 		var r lb.Request
 		c.key.http(req, &r)
-		ep, err := c.pick(r)
+		ep, err := c.pick(r, req)
 		return ep, c.connectTimeout, err
 	}
 	box := c.picker.Load()
@@ -471,17 +510,17 @@ func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Dur
 			req.RemoveCookie(c.cookie.name)
 		}
 		if sent != nil {
-			if ep := box.byCookie[string(sent)]; ep != nil && ep.TryAcquire() {
+			if ep := box.byCookie[string(sent)]; ep != nil && !req.Failed(ep) && ep.TryAcquire() {
 				return ep, c.connectTimeout, nil
 			}
 		}
 	}
-	ep := c.sticky(box, req.ClientAddr())
+	ep := c.sticky(box, req.ClientAddr(), req)
 	if ep == nil {
 		var r lb.Request
 		c.key.http(req, &r)
 		var err error
-		if ep, err = c.pick(r); err != nil {
+		if ep, err = c.pick(r, req); err != nil {
 			return nil, 0, err
 		}
 		c.remember(box, req.ClientAddr(), ep)
@@ -504,21 +543,21 @@ var cachePrivate = []byte("private")
 // tcpDirector sends every session of a TCP listener to one cluster.
 type tcpDirector struct{ c *cluster }
 
-func (d tcpDirector) Pick(client net.Addr, _ *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
+func (d tcpDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
 	var ip netip.Addr
 	if c.stick != nil {
 		if a, ok := client.(*net.TCPAddr); ok {
 			ip = a.AddrPort().Addr().Unmap()
 		}
-		if ep := c.sticky(c.picker.Load(), ip); ep != nil {
+		if ep := c.sticky(c.picker.Load(), ip, a); ep != nil {
 			return ep, c.connectTimeout, nil
 		}
 	}
 	var r lb.Request
 	c.key.tcp(client, &r)
 	box := c.picker.Load()
-	ep, err := c.pick(r)
+	ep, err := c.pick(r, a)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -63,6 +63,7 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*con
 			ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
 			MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
 			MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
+			Retries:                  c.retries(),
 		}
 		if pages := h.GetErrorPages(); len(pages) > 0 {
 			cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
@@ -81,7 +82,7 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*con
 		}
 		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(cfg, onConn)})
 	case sluicev1.Protocol_PROTOCOL_TCP:
-		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}}
+		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}, Retries: c.retries()}
 		if cur != nil {
 			cur.tcp.SetConfig(cfg)
 			return nil

@@ -4,10 +4,16 @@
 // Both directions are copied between the raw *net.TCPConn values, so the Go
 // runtime moves the bytes with splice(2) on Linux and they never enter user
 // space.
+//
+// When connecting to the picked endpoint fails, the session picks again and
+// tries another endpoint, Config.Retries times at most (HAProxy's "retries"
+// with "option redispatch"); no byte of the client was forwarded yet. Then
+// the client connection is closed.
 package tcpproxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
 	"time"
@@ -19,18 +25,59 @@ import (
 
 // Director chooses the endpoint of each session. Pick runs once per
 // connection attempt on the accept path and must not block. On success the
-// endpoint has been Acquire()d; the proxy calls Release once.
+// endpoint has been Acquire()d; the proxy calls Release once, also when
+// connecting to it fails.
+//
+// a tells which endpoints the session already failed to connect to (or that
+// were retired under it): none on the first attempt. A Director should
+// pick around them while it has others, since a hash policy would pick the
+// same dead endpoint again, and ignore a stick-table entry that names one
+// (redispatch breaks persistence). a is valid only during the call.
 type Director interface {
-	Pick(client net.Addr) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
+	Pick(client net.Addr, a *Attempt) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
 }
+
+// Attempt is what a Director learns about the session's earlier connection
+// attempts.
+type Attempt struct {
+	failed []*upstream.Endpoint
+}
+
+// Failed reports whether connecting to ep already failed for this session
+// (or an apply retired ep after it was picked). It is false on the first
+// attempt, and on a nil *Attempt.
+func (a *Attempt) Failed(ep *upstream.Endpoint) bool {
+	if a == nil {
+		return false
+	}
+	for _, f := range a.failed {
+		if f == ep {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultRetries is the retry count a caller should put in Config.Retries
+// when its own configuration leaves it unset (HAProxy's default "retries
+// 3"). The zero Config does not retry.
+const DefaultRetries = 3
+
+// maxRepicks bounds how often one session picks again because its endpoint
+// was retired under it; those picks are not retries.
+const maxRepicks = 3
 
 // Config is one listener's settings. It is replaced whole by SetConfig.
 type Config struct {
 	Listener string
 	Director Director
-	// Attempts is how many endpoints a session tries to connect to before
-	// giving up. Default 3.
-	Attempts int
+	// Retries is how many more times a session picks an endpoint and
+	// connects when connecting fails (refused, connect timeout,
+	// unreachable), before the client connection is closed; 0 or less: no
+	// retry. Each retry is a new Pick from the configuration current then,
+	// counted in ConnInfo.Retries. A pick again because an apply retired
+	// the picked endpoint is not a retry and does not use this budget.
+	Retries int
 }
 
 // Server serves the sessions of one TCP listener.
@@ -71,7 +118,7 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 		}
 	}()
 
-	ep, backend := s.connect(cfg, client.RemoteAddr())
+	ep, backend := s.connect(cfg, client.RemoteAddr(), &info)
 	if backend == nil {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 		return
@@ -123,27 +170,43 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	}
 }
 
-// connect picks endpoints and dials them until one answers. Each attempt
-// picks from the configuration current at that moment, so an endpoint that
-// an apply retired (ErrClosed) is replaced by one of the new snapshot.
-func (s *Server) connect(cfg *Config, client net.Addr) (*upstream.Endpoint, *net.TCPConn) {
-	attempts := cfg.Attempts
-	if attempts <= 0 {
-		attempts = 3
-	}
-	for i := range attempts {
-		if i > 0 {
-			cfg = s.cfg.Load()
-		}
-		ep, timeout, err := cfg.Director.Pick(client)
-		if err != nil {
+// connect picks endpoints and dials them until one answers or the retries
+// run out. Each attempt picks from the configuration current at that
+// moment, so an endpoint that an apply retired (ErrClosed) is replaced by
+// one of the new snapshot; the retry budget is that of cfg, the
+// configuration the session was accepted under. info.Retries counts the
+// retries that got an endpoint to try.
+func (s *Server) connect(cfg *Config, client net.Addr, info *conntrack.ConnInfo) (*upstream.Endpoint, *net.TCPConn) {
+	var a Attempt
+	retries, repicks := cfg.Retries, 0
+	retry := false // this pick follows a failed connect
+	for {
+		if cfg.Director == nil {
 			return nil, nil
+		}
+		ep, timeout, err := cfg.Director.Pick(client, &a)
+		if err != nil || ep == nil {
+			return nil, nil
+		}
+		if retry {
+			info.Retries++
 		}
 		c, err := ep.DialSession(context.Background(), timeout)
 		if err == nil {
 			return ep, c
 		}
 		ep.Release()
+		switch retired := errors.Is(err, upstream.ErrClosed); {
+		case retired && repicks < maxRepicks:
+			repicks++
+			retry = false
+		case !retired && retries > 0:
+			retries--
+			retry = true
+		default:
+			return nil, nil
+		}
+		a.failed = append(a.failed, ep)
+		cfg = s.cfg.Load()
 	}
-	return nil, nil
 }

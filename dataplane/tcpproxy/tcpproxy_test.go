@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ type fixedDirector struct {
 	next atomic.Int64
 }
 
-func (d *fixedDirector) Pick(net.Addr) (*upstream.Endpoint, time.Duration, error) {
+func (d *fixedDirector) Pick(net.Addr, *Attempt) (*upstream.Endpoint, time.Duration, error) {
 	if len(d.eps) == 0 {
 		return nil, 0, lb.ErrNoEndpoint
 	}
@@ -145,27 +147,159 @@ func TestServerCloses(t *testing.T) {
 	}
 }
 
-// TestConnectRetry: a dead endpoint is skipped for the next one.
-func TestConnectRetry(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	live := startBackend(t, func(c net.Conn) { c.Write([]byte("live")); c.Close() })
-	onClose, infos := recorder()
-	d := &fixedDirector{eps: []*upstream.Endpoint{upstream.New("c", "dead", deadAddr), upstream.New("c", "live", live)}}
-	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d}, onClose))
-	c, _ := net.Dial("tcp", addr)
+// deadAddr returns a loopback address nothing listens on: connects to it
+// are refused.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// firstDirector picks the first endpoint that has not failed for the
+// session, as a hash policy that always lands on eps[0] would if it
+// skipped failed endpoints; it records what Attempt reported on each pick.
+type firstDirector struct {
+	eps []*upstream.Endpoint
+
+	mu     sync.Mutex
+	picks  []string   // name of each endpoint picked, in order
+	failed [][]string // for each pick, the names Attempt.Failed reported
+}
+
+func (d *firstDirector) Pick(_ net.Addr, a *Attempt) (*upstream.Endpoint, time.Duration, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var failed []string
+	for _, ep := range d.eps {
+		if a.Failed(ep) {
+			failed = append(failed, ep.Name)
+		}
+	}
+	d.failed = append(d.failed, failed)
+	for _, ep := range d.eps {
+		if !a.Failed(ep) {
+			d.picks = append(d.picks, ep.Name)
+			ep.Acquire()
+			return ep, time.Second, nil
+		}
+	}
+	return nil, 0, lb.ErrNoEndpoint
+}
+
+// echo serves each connection by echoing it back.
+func echo(c net.Conn) {
+	defer c.Close()
+	io.Copy(c, c)
+}
+
+// session sends msg through the proxy at addr, half-closes, and returns
+// what came back.
+func session(t *testing.T, addr, msg string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	c.SetDeadline(time.Now().Add(testTimeout))
+	c.Write([]byte(msg))
+	c.(*net.TCPConn).CloseWrite()
 	got, _ := io.ReadAll(c)
-	c.Close()
-	if string(got) != "live" {
-		t.Fatalf("read %q, want live", got)
+	return string(got)
+}
+
+// TestConnectRetry: a session whose endpoint refuses the connection is
+// redispatched to another one, which the Director learns through Attempt;
+// with no retries the session is closed.
+func TestConnectRetry(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		retries int
+		want    string // what the client reads back
+		picks   []string
+		reason  sluicev1.CloseReason
+	}{
+		{"retries 3", 3, "ping", []string{"dead", "live"}, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
+		{"retries 1", 1, "ping", []string{"dead", "live"}, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
+		{"no retries", 0, "", []string{"dead"}, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dead := upstream.New("c", "dead", deadAddr(t))
+			live := upstream.New("c", "live", startBackend(t, echo))
+			d := &firstDirector{eps: []*upstream.Endpoint{dead, live}}
+			onClose, infos := recorder()
+			addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d, Retries: tt.retries}, onClose))
+
+			if got := session(t, addr, "ping"); got != tt.want {
+				t.Errorf("client read %q, want %q", got, tt.want)
+			}
+			ci := waitInfo(t, infos)
+			wantRetries, wantEndpoint := uint64(len(tt.picks)-1), tt.picks[len(tt.picks)-1]
+			if ci.Reason != tt.reason || ci.Retries != wantRetries || (tt.want != "" && ci.Endpoint != wantEndpoint) {
+				t.Errorf("record: reason %v, %d retries, endpoint %q; want %v, %d, %q", ci.Reason, ci.Retries, ci.Endpoint, tt.reason, wantRetries, wantEndpoint)
+			}
+			d.mu.Lock()
+			if !slices.Equal(d.picks, tt.picks) {
+				t.Errorf("picks %v, want %v", d.picks, tt.picks)
+			}
+			if len(d.failed) != len(tt.picks) || len(d.failed[0]) != 0 || len(tt.picks) > 1 && !slices.Equal(d.failed[1], []string{"dead"}) {
+				t.Errorf("Attempt.Failed reported %v on the picks, want [] then [dead]", d.failed)
+			}
+			d.mu.Unlock()
+			if dead.Inflight() != 0 || live.Inflight() != 0 {
+				t.Errorf("inflight dead %d live %d after the session, want 0 0", dead.Inflight(), live.Inflight())
+			}
+		})
 	}
-	if ci := waitInfo(t, infos); ci.Endpoint != "live" {
-		t.Errorf("endpoint = %q, want live", ci.Endpoint)
+}
+
+// TestConnectRetriesRunOut: when every endpoint refuses, the session tries
+// 1+Retries of them and closes; each failed attempt released its endpoint.
+func TestConnectRetriesRunOut(t *testing.T) {
+	var eps []*upstream.Endpoint
+	for _, n := range []string{"a", "b", "c", "d"} {
+		eps = append(eps, upstream.New("c", n, deadAddr(t)))
 	}
-	if n := d.eps[0].Inflight(); n != 0 {
-		t.Errorf("dead endpoint inflight = %d after failed connect, want 0", n)
+	d := &fixedDirector{eps: eps}
+	onClose, infos := recorder()
+	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d, Retries: 2}, onClose))
+	if got := session(t, addr, "ping"); got != "" {
+		t.Errorf("client read %q, want nothing", got)
+	}
+	ci := waitInfo(t, infos)
+	if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT || ci.Retries != 2 {
+		t.Errorf("record: reason %v, %d retries; want NO_ENDPOINT, 2", ci.Reason, ci.Retries)
+	}
+	if n := d.next.Load(); n != 3 {
+		t.Errorf("%d picks, want 3 (1 + 2 retries)", n)
+	}
+	for _, ep := range eps {
+		if ep.Inflight() != 0 || ep.Conns() != 0 {
+			t.Errorf("%s: inflight %d conns %d, want 0 0", ep.Name, ep.Inflight(), ep.Conns())
+		}
+	}
+}
+
+// TestRetiredEndpointIsNotARetry: an endpoint shut down by an apply between
+// the pick and the connect is picked around even without retries, and the
+// pick again is not counted as one.
+func TestRetiredEndpointIsNotARetry(t *testing.T) {
+	gone := upstream.New("c", "gone", startBackend(t, echo))
+	gone.Shutdown()
+	live := upstream.New("c", "live", startBackend(t, echo))
+	d := &firstDirector{eps: []*upstream.Endpoint{gone, live}}
+	onClose, infos := recorder()
+	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d}, onClose))
+	if got := session(t, addr, "ping"); got != "ping" {
+		t.Errorf("client read %q, want ping", got)
+	}
+	if ci := waitInfo(t, infos); ci.Endpoint != "live" || ci.Retries != 0 {
+		t.Errorf("record: endpoint %q, %d retries; want live, 0", ci.Endpoint, ci.Retries)
 	}
 }
 
