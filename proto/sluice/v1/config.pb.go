@@ -624,6 +624,8 @@ type NodeStatus struct {
 	// the node has applied a newer version since.
 	NackedVersion uint64 `protobuf:"varint,10,opt,name=nacked_version,json=nackedVersion,proto3" json:"nacked_version,omitempty"`
 	NackError     string `protobuf:"bytes,11,opt,name=nack_error,json=nackError,proto3" json:"nack_error,omitempty"`
+	// Draining is true once the node reported that it is draining.
+	Draining      bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +735,13 @@ func (x *NodeStatus) GetNackError() string {
 		return x.NackError
 	}
 	return ""
+}
+
+func (x *NodeStatus) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type ListConnsRequest struct {
@@ -891,7 +900,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
 	"\x10ListNodesRequest\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xf5\x03\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\x91\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -906,7 +915,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x0enacked_version\x18\n" +
 	" \x01(\x04R\rnackedVersion\x12\x1d\n" +
 	"\n" +
-	"nack_error\x18\v \x01(\tR\tnackError\x1a9\n" +
+	"nack_error\x18\v \x01(\tR\tnackError\x12\x1a\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +

@@ -1440,6 +1440,8 @@ func (m *NodeStatus) validate(all bool) error {
 
 	// no validation rules for NackError
 
+	// no validation rules for Draining
+
 	if len(errors) > 0 {
 		return NodeStatusMultiError(errors)
 	}

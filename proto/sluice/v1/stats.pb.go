@@ -122,7 +122,10 @@ type StatsReport struct {
 	Records []*ConnRecord `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// Dropped counts records the node discarded since its previous report
 	// because its bounded queue was full.
-	Dropped       uint64 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Dropped uint64 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// Draining is set once the node began to drain (SIGTERM): it accepts no
+	// new connections, finishes what it has, and then goes away.
+	Draining      bool `protobuf:"varint,4,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +179,13 @@ func (x *StatsReport) GetDropped() uint64 {
 		return x.Dropped
 	}
 	return 0
+}
+
+func (x *StatsReport) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 // ReportSummary closes a Report stream.
@@ -357,11 +367,12 @@ var File_sluice_v1_stats_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\n" +
-	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\x86\x01\n" +
+	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\xa2\x01\n" +
 	"\vStatsReport\x12!\n" +
 	"\anode_id\x18\x01 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x01R\x06nodeId\x12:\n" +
 	"\arecords\x18\x02 \x03(\v2\x15.sluice.v1.ConnRecordB\t\xfaB\x06\x92\x01\x03\x10\x90NR\arecords\x12\x18\n" +
-	"\adropped\x18\x03 \x01(\x04R\adropped\")\n" +
+	"\adropped\x18\x03 \x01(\x04R\adropped\x12\x1a\n" +
+	"\bdraining\x18\x04 \x01(\bR\bdraining\")\n" +
 	"\rReportSummary\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\"\x96\x03\n" +
 	"\n" +

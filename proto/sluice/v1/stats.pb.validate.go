@@ -115,6 +115,8 @@ func (m *StatsReport) validate(all bool) error {
 
 	// no validation rules for Dropped
 
+	// no validation rules for Draining
+
 	if len(errors) > 0 {
 		return StatsReportMultiError(errors)
 	}
