@@ -152,7 +152,7 @@ func New(opts Options) (_ *Server, err error) {
 
 	s.fleet = fleet.NewRegistry()
 	s.discovery = discovery.New(s.fleet, log.With("component", "discovery"))
-	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), log.With("component", "stats"))
+	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats"))
 	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config"))
 
 	s.grpc = grpc.NewServer(

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	dpstats "github.com/sluice-lb/sluice/dataplane/stats"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -503,6 +506,52 @@ func TestStatsReportAndListConns(t *testing.T) {
 	resp, _ = cp.config.ListConns(ctx, &sluicev1.ListConnsRequest{Limit: 1})
 	if len(resp.GetRecords()) != 1 || resp.GetRecords()[0].GetBytesIn() != 30 {
 		t.Errorf("ListConns(limit 1) = %v, want the newest record", resp.GetRecords())
+	}
+}
+
+// TestNodeDraining: a node's stats reporter says the node drains, and
+// ListNodes shows it as soon as Draining returns, though the reporter stops
+// right after; once the node's discovery stream ends it is disconnected, and
+// a new stream of the node starts afresh.
+func TestNodeDraining(t *testing.T) {
+	ctx := testContext(t)
+	cp := startCP(t, t.TempDir())
+	n := cp.connect(ctx, t, "edge-1", "")
+	cp.waitNode(ctx, t, "edge-1", "connected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+
+	rep := dpstats.NewReporter(16, slog.New(slog.DiscardHandler))
+	rctx, stopReporter := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() { rep.Run(rctx, cp.conn, "edge-1"); close(reported) }()
+	defer func() { stopReporter(); <-reported }()
+	rep.Record(&conntrack.ConnInfo{Listener: "public"})
+	for rep.Sent() == 0 { // the stream is up
+		select {
+		case <-ctx.Done():
+			t.Fatal("the reporter sent nothing")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if st := cp.node(ctx, t, "edge-1"); st.GetDraining() {
+		t.Fatalf("draining before the node said so: %v", st)
+	}
+
+	rep.Draining()
+	stopReporter()
+	<-reported
+	if st := cp.node(ctx, t, "edge-1"); !st.GetConnected() || !st.GetDraining() {
+		t.Errorf("once Draining returned: connected=%v draining=%v, want true true", st.GetConnected(), st.GetDraining())
+	}
+
+	n.cancel()
+	st := cp.waitNode(ctx, t, "edge-1", "disconnected", func(s *sluicev1.NodeStatus) bool { return !s.GetConnected() })
+	if st.GetDraining() {
+		t.Errorf("disconnected node still draining: %v", st)
+	}
+	cp.connect(ctx, t, "edge-1", "")
+	st = cp.waitNode(ctx, t, "edge-1", "reconnected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+	if st.GetDraining() {
+		t.Errorf("node connected afresh shows draining: %v", st)
 	}
 }
 

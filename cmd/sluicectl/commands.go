@@ -390,10 +390,11 @@ when it was stored, by whom, what it changed and the comment given.`)
 
 func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("nodes", "nodes [-o table|json]", `
-List the dataplane nodes that are or were connected: id, labels, whether the
-node is connected now, the version it applied (ACKed), the version last sent
-to it, and its last refusal (NACK) as "vN: error" when it has not applied a
-newer version since.`)
+List the dataplane nodes that are or were connected: id, labels, state
+(connected; draining: it began to shut down, accepts no new connections and
+finishes what it has; disconnected), the version it applied (ACKed), the
+version last sent to it, and its last refusal (NACK) as "vN: error" when it
+has not applied a newer version since.`)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -411,21 +412,29 @@ newer version since.`)
 		return c.printJSON(resp)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLABELS\tCONNECTED\tAPPLIED\tSENT\tLAST-NACK")
+	fmt.Fprintln(tw, "ID\tLABELS\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
 	for _, n := range resp.GetNodes() {
-		connected := "no"
-		if n.GetConnected() {
-			connected = "yes"
-		}
 		nack := "-"
 		if n.GetNackedVersion() != 0 || n.GetNackError() != "" {
 			nack = fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), connected,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), nodeState(n),
 			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nack)
 	}
 	tw.Flush()
 	return 0
+}
+
+// nodeState is a node's STATE in the nodes table.
+func nodeState(n *sluicev1.NodeStatus) string {
+	switch {
+	case !n.GetConnected():
+		return "disconnected"
+	case n.GetDraining():
+		return "draining"
+	default:
+		return "connected"
+	}
 }
 
 func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

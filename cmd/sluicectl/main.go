@@ -68,7 +68,7 @@ var commands = []command{
 	{name: "enable", summary: "put a drained or disabled endpoint back in service", run: cmdEnable},
 	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
 	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
-	{name: "nodes", summary: "list dataplane nodes: connected, applied version, last NACK", run: cmdNodes},
+	{name: "nodes", summary: "list dataplane nodes: state, applied version, last NACK", run: cmdNodes},
 	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},
 }
 

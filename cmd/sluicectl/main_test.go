@@ -582,6 +582,7 @@ func TestNodesAndConns(t *testing.T) {
 		nodes: []*sluicev1.NodeStatus{
 			{Id: "dp-1", Labels: map[string]string{"zone": "a", "group": "edge"}, Connected: true, AckedVersion: 4, SentVersion: 4},
 			{Id: "dp-2", Connected: false, AckedVersion: 3, SentVersion: 5, NackedVersion: 5, NackError: "listener public:\nbind: address already in use"},
+			{Id: "dp-3", Connected: true, Draining: true, AckedVersion: 4, SentVersion: 4},
 		},
 		records: []*sluicev1.ConnRecord{
 			{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", Cluster: "web", Endpoint: "web2",
@@ -599,9 +600,10 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	rows := tableRows(stdout)
 	wantRows := [][]string{
-		{"ID", "LABELS", "CONNECTED", "APPLIED", "SENT", "LAST-NACK"},
-		{"dp-1", "group=edge,zone=a", "yes", "4", "4", "-"},
-		{"dp-2", "-", "no", "3", "5", "v5: listener public: bind: address already in use"},
+		{"ID", "LABELS", "STATE", "APPLIED", "SENT", "LAST-NACK"},
+		{"dp-1", "group=edge,zone=a", "connected", "4", "4", "-"},
+		{"dp-2", "-", "disconnected", "3", "5", "v5: listener public: bind: address already in use"},
+		{"dp-3", "-", "draining", "4", "4", "-"},
 	}
 	compareRows(t, "nodes", rows, wantRows)
 
@@ -622,7 +624,7 @@ func TestNodesAndConns(t *testing.T) {
 	}
 
 	code, stdout, _ = sluicectl(t, addr, "nodes", "-o", "json")
-	for _, w := range []string{`"id": "dp-2"`, `"connected": false`, `"nacked_version": "5"`, `"nack_error": "listener public:\nbind: address already in use"`} {
+	for _, w := range []string{`"id": "dp-2"`, `"connected": false`, `"draining": true`, `"nacked_version": "5"`, `"nack_error": "listener public:\nbind: address already in use"`} {
 		if code != 0 || !strings.Contains(stdout, w) {
 			t.Errorf("nodes -o json lacks %s:\n%s", w, stdout)
 		}

@@ -1,9 +1,10 @@
 // Package fleet is the control plane's registry of dataplane nodes: who is or
-// was connected, from where, which version each was sent and applied, and the
-// last version each refused with the reason it gave.
+// was connected, from where, which version each was sent and applied, the
+// last version each refused with the reason it gave, and which are draining.
 //
 // The discovery server calls Connect when a node's stream subscribes and then
-// reports on the returned Session from that stream's goroutine; the config
+// reports on the returned Session from that stream's goroutine; the stats
+// server calls Draining when a node says it began to drain; the config
 // API (sluicectl nodes) and the dashboard read Nodes and Count from any
 // goroutine. Every method is short and never blocks on I/O.
 package fleet
@@ -48,6 +49,7 @@ type entry struct {
 	acked, sent    uint64
 	nacked         uint64
 	nackError      string
+	draining       bool // since the node said so on this connection
 
 	session *Session // the stream that speaks for the node, or nil
 }
@@ -93,6 +95,7 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	e.peer = peer
 	e.connectedSince = now
 	e.lastSeen = now
+	e.draining = false // a new stream is a node starting afresh, until it says otherwise
 	// What the node says it runs is what it has applied, whatever this
 	// registry remembered from an earlier stream.
 	e.acked = running
@@ -170,8 +173,26 @@ func (s *Session) Nacked(v uint64, detail string) {
 func (s *Session) Disconnect() {
 	s.update(func(e *entry) {
 		e.connected = false
+		e.draining = false // gone: the node is no longer draining but disconnected
 		e.session = nil
 	})
+}
+
+// Draining records that node id reported, on its stats stream, that it began
+// to drain: it accepts no new connections and goes away once its work is
+// done. Only a connected node is marked, and the mark lasts until its
+// discovery stream ends or a new one connects; a node that still drains says
+// so again on its next report. Draining reports whether it marked a node
+// that was not marked yet.
+func (r *Registry) Draining(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[id]
+	if e == nil || !e.connected || e.draining {
+		return false
+	}
+	e.draining = true
+	return true
 }
 
 func clearNackIfApplied(e *entry) {
@@ -227,5 +248,6 @@ func (e *entry) status() *sluicev1.NodeStatus {
 		SentVersion:    e.sent,
 		NackedVersion:  e.nacked,
 		NackError:      e.nackError,
+		Draining:       e.draining,
 	}
 }

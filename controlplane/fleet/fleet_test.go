@@ -180,3 +180,52 @@ func TestCountMatchesStatuses(t *testing.T) {
 	r.Connect(node("a"), "p", 2)
 	check("connect again")
 }
+
+// TestDraining: a connected node that says it drains shows draining until
+// its stream ends (then it is just disconnected) or a new stream connects.
+func TestDraining(t *testing.T) {
+	r := NewRegistry()
+	if r.Draining("ghost") {
+		t.Error("Draining marked a node that never connected")
+	}
+	if _, ok := r.Node("ghost"); ok {
+		t.Error("Draining registered a node that never connected")
+	}
+
+	s := r.Connect(node("n1"), "p", 0)
+	if st := mustNode(t, r, "n1"); st.Draining {
+		t.Fatalf("draining before the node said so: %v", st)
+	}
+	if !r.Draining("n1") {
+		t.Error("Draining(n1) = false for a connected node, want true")
+	}
+	if r.Draining("n1") {
+		t.Error("second Draining(n1) = true, want false: already marked")
+	}
+	s.Sent(2)
+	s.Acked(2)
+	if st := mustNode(t, r, "n1"); !st.Connected || !st.Draining || st.AckedVersion != 2 {
+		t.Errorf("after Draining and an ACK: connected=%v draining=%v acked=%d, want true true 2", st.Connected, st.Draining, st.AckedVersion)
+	}
+
+	s.Disconnect()
+	if st := mustNode(t, r, "n1"); st.Connected || st.Draining {
+		t.Errorf("after Disconnect: connected=%v draining=%v, want false false", st.Connected, st.Draining)
+	}
+	// A late report of the gone node does not mark it.
+	if r.Draining("n1") || mustNode(t, r, "n1").Draining {
+		t.Error("Draining marked a disconnected node")
+	}
+
+	s = r.Connect(node("n1"), "p", 2)
+	r.Draining("n1")
+	// The node restarts: its new stream supersedes the old before the old ended.
+	r.Connect(node("n1"), "p", 0)
+	if st := mustNode(t, r, "n1"); !st.Connected || st.Draining {
+		t.Errorf("after a new stream: connected=%v draining=%v, want true false", st.Connected, st.Draining)
+	}
+	s.Disconnect() // the superseded stream's end changes nothing
+	if st := mustNode(t, r, "n1"); !st.Connected || st.Draining {
+		t.Errorf("after the old stream ended: connected=%v draining=%v, want true false", st.Connected, st.Draining)
+	}
+}

@@ -4,7 +4,8 @@
 //
 // Each node holds one Report stream; gRPC runs each stream's handler on its
 // own goroutine, and the handler adds records to the shared Ring under a short
-// lock. Readers (the config API, the dashboard) call List and Counters from
+// lock, and tells Nodes (the fleet registry) when the node says it drains.
+// Readers (the config API, the dashboard) call List and Counters from
 // any goroutine. Nothing here persists: the ring is a window on recent
 // traffic, not an archive.
 package stats
@@ -104,11 +105,21 @@ type Counters struct {
 	Dropped uint64
 }
 
+// Nodes is told what a node says of itself on its stats stream.
+// *fleet.Registry implements it. It is called from stream goroutines and
+// must not block.
+type Nodes interface {
+	// Draining records that node began to drain, and reports whether that
+	// changed what is known of it (false: already known, or not connected).
+	Draining(node string) bool
+}
+
 // Server implements sluicev1.StatsServiceServer, feeding a Ring.
 type Server struct {
 	sluicev1.UnimplementedStatsServiceServer
 
 	ring     *Ring
+	nodes    Nodes // nil: nobody to tell
 	log      *slog.Logger
 	received atomic.Uint64
 	dropped  atomic.Uint64
@@ -116,13 +127,13 @@ type Server struct {
 
 var _ sluicev1.StatsServiceServer = (*Server)(nil)
 
-// NewServer returns a server that keeps records in ring and logs to log (nil:
-// no logging).
-func NewServer(ring *Ring, log *slog.Logger) *Server {
+// NewServer returns a server that keeps records in ring, tells nodes (nil:
+// nobody) which nodes drain, and logs to log (nil: no logging).
+func NewServer(ring *Ring, nodes Nodes, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{ring: ring, log: log}
+	return &Server{ring: ring, nodes: nodes, log: log}
 }
 
 // Ring returns the ring the server feeds.
@@ -135,7 +146,10 @@ func (s *Server) Counters() Counters {
 
 // Report implements sluicev1.StatsServiceServer. The first message names the
 // node; every record of the stream is stamped with that id, whatever the
-// node wrote in it. The summary counts the stream's records.
+// node wrote in it, and every report saying draining is passed on to Nodes
+// (a draining node repeats it, so that a node whose discovery stream
+// reconnected shows draining again). The summary, sent once every report was
+// handled, counts the stream's records.
 func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
 	var (
 		node  string
@@ -167,6 +181,9 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		if d := rep.GetDropped(); d > 0 {
 			s.dropped.Add(d)
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
+		}
+		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node) {
+			s.log.Info("node is draining", "node", node)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,13 +89,37 @@ func TestRingFilters(t *testing.T) {
 	}
 }
 
+// fakeNodes records whom the server said is draining.
+type fakeNodes struct {
+	mu       sync.Mutex
+	draining []string
+}
+
+func (f *fakeNodes) Draining(node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.draining = append(f.draining, node)
+	return len(f.draining) == 1
+}
+
+func (f *fakeNodes) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.draining)
+}
+
 func startStats(t *testing.T) (*Server, sluicev1.StatsServiceClient) {
+	t.Helper()
+	return startStatsWith(t, nil)
+}
+
+func startStatsWith(t *testing.T, nodes Nodes) (*Server, sluicev1.StatsServiceClient) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(NewRing(100), nil)
+	srv := NewServer(NewRing(100), nodes, nil)
 	gs := grpc.NewServer()
 	sluicev1.RegisterStatsServiceServer(gs, srv)
 	go gs.Serve(lis)
@@ -162,5 +187,38 @@ func TestReportNeedsNodeID(t *testing.T) {
 	}
 	if n := len(srv.Ring().List(Filter{}, 0)); n != 0 {
 		t.Errorf("kept %d records of an anonymous report", n)
+	}
+}
+
+// TestReportDraining: every report saying draining is passed on for the
+// stream's node, whatever node_id it carries; other reports are not, and the
+// summary comes only after they were.
+func TestReportDraining(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	nodes := &fakeNodes{}
+	srv, client := startStatsWith(t, nodes)
+	stream, err := client.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []*sluicev1.StatsReport{
+		{NodeId: "n1"},
+		{Records: []*sluicev1.ConnRecord{rec("a", "web", "web1")}},
+		{NodeId: "n2", Draining: true},
+		{Records: []*sluicev1.ConnRecord{rec("b", "web", "web1")}, Draining: true},
+	} {
+		if err := stream.Send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatalf("CloseAndRecv: %v", err)
+	}
+	if got := nodes.calls(); !slices.Equal(got, []string{"n1", "n1"}) {
+		t.Errorf("Draining calls = %v, want [n1 n1]", got)
+	}
+	if l := listeners(srv.Ring().List(Filter{}, 0)); !slices.Equal(l, []string{"b", "a"}) {
+		t.Errorf("records = %v, want [b a]: a draining report's records are kept", l)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,33 +15,34 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// sink is a control plane's StatsService: it passes every report on, and
+// answers a half-close with a summary, as the real one does.
+const defaultTestTimeout = 10 * time.Second
+
 type sink struct {
 	sluicev1.UnimplementedStatsServiceServer
 	reports chan *sluicev1.StatsReport
 }
 
 func (s *sink) Report(st grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
+	var n uint64
 	for {
 		r, err := st.Recv()
+		if err == io.EOF {
+			return st.SendAndClose(&sluicev1.ReportSummary{Records: n})
+		}
 		if err != nil {
 			return err
 		}
+		n += uint64(len(r.GetRecords()))
 		s.reports <- r
 	}
 }
 
-// TestRecordNeverBlocks: a full queue drops and counts; what was queued
-// reaches the control plane with the drop count.
-func TestRecordNeverBlocks(t *testing.T) {
-	r := NewReporter(4, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	for i := range 10 {
-		r.Record(&conntrack.ConnInfo{Listener: "l", Requests: uint64(i)})
-	}
-	if r.Dropped() != 6 {
-		t.Fatalf("dropped %d, want 6 (queue of 4, 10 records)", r.Dropped())
-	}
-
-	s := &sink{reports: make(chan *sluicev1.StatsReport, 16)}
+// startSink serves a sink and returns it with a connection to it.
+func startSink(t *testing.T) (*sink, *grpc.ClientConn) {
+	t.Helper()
+	s := &sink{reports: make(chan *sluicev1.StatsReport, 64)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -48,16 +50,54 @@ func TestRecordNeverBlocks(t *testing.T) {
 	srv := grpc.NewServer()
 	sluicev1.RegisterStatsServiceServer(srv, s)
 	go srv.Serve(ln)
-	defer srv.Stop()
+	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return s, conn
+}
+
+// run runs r on conn until the returned stop is called (or the test ends).
+func run(t *testing.T, r *Reporter, conn grpc.ClientConnInterface) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx, conn, "n1"); close(done) }()
-	defer func() { cancel(); <-done }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// next returns the sink's next report, failing the test after a while.
+func (s *sink) next(t *testing.T) *sluicev1.StatsReport {
+	t.Helper()
+	select {
+	case rep := <-s.reports:
+		return rep
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("no report")
+		return nil
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestRecordNeverBlocks: a full queue drops and counts; what was queued
+// reaches the control plane with the drop count.
+func TestRecordNeverBlocks(t *testing.T) {
+	r := NewReporter(4, quiet())
+	for i := range 10 {
+		r.Record(&conntrack.ConnInfo{Listener: "l", Requests: uint64(i)})
+	}
+	if r.Dropped() != 6 {
+		t.Fatalf("dropped %d, want 6 (queue of 4, 10 records)", r.Dropped())
+	}
+
+	s, conn := startSink(t)
+	run(t, r, conn)
 
 	var got []*sluicev1.ConnRecord
 	var dropped uint64
@@ -86,5 +126,90 @@ func TestRecordNeverBlocks(t *testing.T) {
 	}
 	if r.Sent() != 4 {
 		t.Errorf("Sent = %d, want 4", r.Sent())
+	}
+}
+
+// TestDrainingReportsAtOnce: Draining sends a report right away, without
+// records and without waiting for a batch, and returns once the control
+// plane has it; the reopened stream says draining from its first message.
+func TestDrainingReportsAtOnce(t *testing.T) {
+	r := NewReporter(16, quiet())
+	r.interval = time.Hour // no batch goes out on its own
+	s, conn := startSink(t)
+	run(t, r, conn)
+	if rep := s.next(t); rep.GetNodeId() != "n1" || rep.GetDraining() {
+		t.Fatalf("first report = %v, want node n1, not draining", rep)
+	}
+
+	start := time.Now()
+	r.Draining()
+	if took := time.Since(start); took >= DrainingTimeout {
+		t.Errorf("Draining took %v: the control plane's confirmation never came", took)
+	}
+	// Draining returned: the report is there already, before any stop.
+	select {
+	case rep := <-s.reports:
+		if !rep.GetDraining() || len(rep.GetRecords()) != 0 {
+			t.Errorf("report sent by Draining = %v, want draining with no records", rep)
+		}
+	default:
+		t.Fatal("Draining returned before the control plane had a draining report")
+	}
+	if rep := s.next(t); rep.GetNodeId() != "n1" || !rep.GetDraining() {
+		t.Errorf("first report of the reopened stream = %v, want node n1, draining", rep)
+	}
+}
+
+// TestDrainingBeforeRun: without Run, Draining returns at once; Run then
+// says draining from the start, on every report, records or not.
+func TestDrainingBeforeRun(t *testing.T) {
+	r := NewReporter(16, quiet())
+	r.interval = 10 * time.Millisecond
+	start := time.Now()
+	r.Draining()
+	if took := time.Since(start); took > DrainingTimeout/2 {
+		t.Errorf("Draining without Run took %v, want at once", took)
+	}
+	s, conn := startSink(t)
+	run(t, r, conn)
+	if rep := s.next(t); rep.GetNodeId() != "n1" || !rep.GetDraining() {
+		t.Fatalf("first report = %v, want node n1, draining", rep)
+	}
+	r.Record(&conntrack.ConnInfo{Listener: "last"})
+	var empty, withRecord int
+	for empty < 3 || withRecord == 0 {
+		rep := s.next(t)
+		if !rep.GetDraining() {
+			t.Fatalf("report after Draining without draining: %v", rep)
+		}
+		if len(rep.GetRecords()) == 0 {
+			empty++
+		} else if rep.GetRecords()[0].GetListener() == "last" {
+			withRecord++
+		}
+	}
+}
+
+// TestDrainingWithoutControlPlane: with nobody to tell, Draining gives up
+// after DrainingTimeout rather than holding the shutdown.
+func TestDrainingWithoutControlPlane(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections to addr are refused
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := NewReporter(16, quiet())
+	run(t, r, conn)
+	time.Sleep(50 * time.Millisecond) // let Run start and fail its first stream
+	start := time.Now()
+	r.Draining()
+	if took := time.Since(start); took < DrainingTimeout/2 || took > DrainingTimeout+2*time.Second {
+		t.Errorf("Draining with no control plane took %v, want about %v", took, DrainingTimeout)
 	}
 }
