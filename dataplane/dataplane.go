@@ -109,6 +109,15 @@ func (d *Dataplane) AdminAddr() net.Addr {
 	return d.adminL.Addr()
 }
 
+// Drain takes the node out of service gracefully: it tells the control
+// plane it is draining, stops accepting connections and waits, until ctx
+// ends, for the connections it has to finish (see node.Node.Drain). Close
+// follows it.
+func (d *Dataplane) Drain(ctx context.Context) error {
+	d.Reporter.Draining()
+	return d.Node.Drain(ctx)
+}
+
 // Close stops subscribing and reporting, closes every listener and
 // connection, and waits for the background work to end.
 func (d *Dataplane) Close() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -156,7 +157,7 @@ func TestBinariesEndToEnd(t *testing.T) {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
-	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--labels", "zone=a", "--admin", admin)
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--labels", "zone=a", "--admin", admin, "--drain-grace", "2s")
 
 	snap := fmt.Sprintf(`clusters:
   - name: web
@@ -312,4 +313,88 @@ listeners:
 	if !dp.alive() {
 		t.Errorf("sluice-dp exited")
 	}
+}
+
+// TestNodeDrainOnSIGTERM: SIGTERM takes sluice-dp out of service the way
+// HAProxy's soft stop does: /readyz turns 503, the listening socket closes,
+// a request in flight completes (with Connection: close), the control plane
+// shows the node draining and then gone, and the process exits once its
+// work is done, well before --drain-grace.
+func TestNodeDrainOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, cpHTTP, admin, lst := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	b := startBackend(t, "a")
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin, "--drain-grace", "10s")
+	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, lst))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+
+	type result struct {
+		body  string
+		close bool
+		err   error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + lst + "/slow")
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- result{string(body), resp.Close, err}
+	}()
+	waitFor(t, "the slow request to reach a", func() bool { return b.held.Load() == 1 })
+
+	signalled := time.Now()
+	dp.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, "the listening socket to close", func() bool {
+		c, err := net.DialTimeout("tcp", lst, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	waitFor(t, "/readyz to say draining", func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	waitFor(t, "sluicectl nodes to show the node draining", func() bool {
+		out, _, _ := ctl(t, cpAddr, "nodes")
+		return strings.Contains(out, "draining")
+	})
+	if !dp.alive() {
+		t.Fatal("sluice-dp exited with a request in flight")
+	}
+	close(b.release)
+	r := <-inflight
+	if r.err != nil || r.body != "a" || !r.close {
+		t.Errorf("request in flight at SIGTERM: %q close=%v err=%v; want a, with Connection: close", r.body, r.close, r.err)
+	}
+	select {
+	case <-dp.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sluice-dp still running 5s after its last request ended")
+	}
+	if took := time.Since(signalled); took > 8*time.Second {
+		t.Errorf("drain took %v; the work ended long before --drain-grace 10s", took)
+	}
+	waitFor(t, "sluicectl nodes to show the node gone", func() bool {
+		out, _, _ := ctl(t, cpAddr, "nodes")
+		return strings.Contains(out, "disconnected")
+	})
 }

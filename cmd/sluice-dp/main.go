@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -26,8 +27,13 @@ It connects to the control plane at --cp, subscribes as --node-id, applies
 every snapshot it receives (ACK) or refuses it with the reason (NACK), and
 keeps serving its last applied snapshot while the control plane is away.
 
+SIGTERM or Ctrl-C drains the node: it tells the control plane, stops
+accepting connections, lets HTTP requests and TCP sessions in progress
+finish for up to --drain-grace, then closes what is left and exits. A second
+signal exits at once.
+
 Usage:
-  sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR]
+  sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR] [--drain-grace D]
 
 Flags:
 `
@@ -40,6 +46,7 @@ func main() {
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (/healthz, /readyz, /status); empty disables")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -66,6 +73,13 @@ func main() {
 	}
 	log.Info("starting", "node", *nodeID, "cp", *cp, "admin", *adminAddr, "version", version)
 	<-ctx.Done()
+	stop() // a second signal ends the process at once
+	log.Info("draining", "grace", *grace)
+	drainCtx, cancel := context.WithTimeout(context.Background(), *grace)
+	if err := dp.Drain(drainCtx); err != nil {
+		log.Warn("closing the connections left after the drain grace")
+	}
+	cancel()
 	log.Info("stopping")
 	dp.Close()
 }

@@ -12,7 +12,7 @@ import (
 // Handler returns the admin routes for n.
 //
 //	/healthz  200 while the process runs
-//	/readyz   200 once a snapshot is applied, 503 before
+//	/readyz   200 once a snapshot is applied, 503 before and while draining
 //	/status   JSON: node id, applied version, endpoints with health and load
 func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 	mux := http.NewServeMux()
@@ -22,6 +22,10 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if n.Version() == "" {
 			http.Error(w, "no snapshot applied yet", http.StatusServiceUnavailable)
+			return
+		}
+		if n.Draining() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))

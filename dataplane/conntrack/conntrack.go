@@ -81,6 +81,13 @@ func (s *Set) Remove(c net.Conn) {
 	s.mu.Unlock()
 }
 
+// Len is the number of tracked connections.
+func (s *Set) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // CloseAll closes every tracked connection and refuses new ones.
 func (s *Set) CloseAll() {
 	s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +34,26 @@ type clientConn struct {
 	linger bool      // drain the client's input before closing (see lingerClose)
 	reason sluicev1.CloseReason
 	info   ConnInfo
+
+	// state is connIdle while the connection waits for the next request
+	// and may be woken by Server.Drain; prev and next link it in the
+	// server's list (guarded by srv.mu).
+	state      atomic.Int32
+	prev, next *clientConn
 }
+
+// Values of clientConn.state.
+const (
+	connBusy  = iota // not waiting for a request: Drain leaves it alone
+	connIdle         // waiting for a request's first bytes
+	connWoken        // Drain took it while idle and ends its wait
+)
+
+// errDrainIdle ends the idle wait of a draining server's connection.
+var errDrainIdle = errors.New("httpproxy: server draining")
+
+// closeDraining is the close reason of the connections Drain ends.
+const closeDraining = sluicev1.CloseReason_CLOSE_REASON_NODE_DRAINING
 
 // closeCheckInterval bounds how long a wait on an endpoint goes without
 // checking that the client connection was not closed from outside.
@@ -77,7 +97,9 @@ func (cc *clientConn) busy() bool {
 // connection gets RequestHeaderTimeout for its first request, from accept,
 // as with HAProxy's timeout http-request; a keep-alive connection waits
 // IdleTimeout for the next one, and no longer than its MaxConnectionAge.
-// Either ends the connection quietly.
+// Either ends the connection quietly, and so does Server.Drain, except
+// for a connection that has not had a request yet and starts waiting once
+// Drain was called: it gets one request served.
 func (cc *clientConn) waitRequest() bool {
 	cfg := cc.srv.cfg.Load()
 	wait, slack := cfg.IdleTimeout, cfg.IdleTimeout/8
@@ -106,9 +128,13 @@ func (cc *clientConn) waitRequest() bool {
 			return true
 		}
 		if err != nil {
-			cc.reason = clientReason(err)
-			if aged && isTimeout(err) {
+			switch {
+			case err == errDrainIdle:
+				cc.reason = closeDraining
+			case aged && isTimeout(err):
 				cc.reason = closeMaxAge
+			default:
+				cc.reason = clientReason(err)
 			}
 			return false
 		}
@@ -190,18 +216,57 @@ func (cc *clientConn) readRequest() int {
 // deadline is armed as armReadAt does with slack). Where raw reads are
 // available, the exchange goes back to the pool during the wait and a fresh
 // one is taken when bytes arrive (readFn), at no extra syscall.
-func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) (int, error) {
+//
+// The wait is where Server.Drain finds the connection (enterIdle,
+// leaveIdle): errDrainIdle says that the server is draining and no byte of
+// a request was read.
+func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) (n int, err error) {
 	cc.armReadAt(dl, slack)
+	if !cc.enterIdle() {
+		return 0, errDrainIdle
+	}
 	if cc.raw == nil {
 		if cc.x == nil {
 			cc.x = getExchange()
 		}
-		return cc.c.Read(cc.x.rb[cc.x.re:])
+		n, err = cc.c.Read(cc.x.rb[cc.x.re:])
+	} else if err = cc.raw.Read(cc.readFn); err == nil {
+		n, err = cc.rawN, cc.rawErr
 	}
-	if err := cc.raw.Read(cc.readFn); err != nil {
-		return 0, err
+	if cc.leaveIdle() && n == 0 && isTimeout(err) {
+		err = errDrainIdle
 	}
-	return cc.rawN, cc.rawErr
+	return n, err
+}
+
+// enterIdle marks the connection idle, after its read deadline for the
+// wait was set, so that Drain may end the wait. It returns false, and the
+// connection is busy again, when the server is draining: a connection
+// that had requests then ends at once. One that had none waits for its
+// first, as a connection accepted after Drain is served one request.
+func (cc *clientConn) enterIdle() bool {
+	cc.state.Store(connIdle)
+	if cc.srv.draining.Load() && cc.info.Requests > 0 {
+		cc.leaveIdle()
+		return false
+	}
+	return true
+}
+
+// leaveIdle marks the connection busy again. It returns true when Drain
+// woke it: Drain may then still be setting the read deadline, so leaveIdle
+// waits for it to be done (srv.mu) and forgets the deadline cc.rdl
+// remembers, so that the next read arms its own. Bytes the wait read are
+// then the start of a request, which is served (with Connection: close).
+func (cc *clientConn) leaveIdle() bool {
+	if cc.state.CompareAndSwap(connIdle, connBusy) {
+		return false
+	}
+	cc.srv.mu.Lock()
+	cc.state.Store(connBusy)
+	cc.srv.mu.Unlock()
+	cc.rdl = time.Time{}
+	return true
 }
 
 // armRead sets the client read deadline to now+d. Unless exact, a deadline

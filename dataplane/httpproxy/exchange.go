@@ -208,7 +208,7 @@ func (cc *clientConn) answer(e *statusError) bool {
 		return false
 	}
 	keep := x.keep && cc.skipBufferedBody()
-	if keep && cc.aged() {
+	if keep && cc.ending() {
 		keep = false
 	}
 	var err error
@@ -235,6 +235,21 @@ const (
 	closeMaxAge      = sluicev1.CloseReason_CLOSE_REASON_MAX_AGE
 	closeMaxRequests = sluicev1.CloseReason_CLOSE_REASON_MAX_REQUESTS
 )
+
+// ending reports whether the connection ends after this exchange although
+// the client wants it kept: the server is draining (Server.Drain), or the
+// connection reached its MaxConnectionAge. It is asked when the response
+// head is built, so that a request already in flight when Drain is called
+// gets Connection: close. x.limit gets the reason unless set.
+func (cc *clientConn) ending() bool {
+	if cc.srv.draining.Load() {
+		if cc.x.limit == 0 {
+			cc.x.limit = closeDraining
+		}
+		return true
+	}
+	return cc.aged()
+}
 
 // aged reports whether the connection has reached the MaxConnectionAge of
 // the exchange's configuration, which then ends it after this exchange. It
@@ -712,7 +727,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 	x := cc.x
 	resp := &x.resp
 	keep := x.keep && x.reqBody == bodyNone
-	if keep && cc.aged() {
+	if keep && cc.ending() {
 		keep = false
 	}
 	x.reusable = resp.reusable && x.reqBody == bodyNone

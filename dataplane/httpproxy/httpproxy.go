@@ -67,11 +67,20 @@
 // (Config.MaxConnectionAge, Config.MaxRequestsPerConnection): the response
 // that reaches the limit carries Connection: close, and the client's next
 // connection lands on the current balance.
+//
+// Server.Drain ends every client connection gracefully, for a node's
+// shutdown (HAProxy's soft stop, Envoy's drain): idle connections close at
+// once, busy ones after their current response, which carries
+// Connection: close. No request is cut. It costs the request path an
+// atomic load per response and two atomic operations per idle wait; the
+// server keeps its connections in a list under a mutex taken once at the
+// start and once at the end of each connection.
 package httpproxy
 
 import (
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -209,6 +218,17 @@ type ConnInfo = conntrack.ConnInfo
 type Server struct {
 	cfg     atomic.Pointer[Config]
 	onClose func(*ConnInfo)
+
+	// draining is set by Drain. Busy connections load it once per
+	// response (clientConn.ending), idle ones each time they start to wait
+	// (clientConn.enterIdle).
+	draining atomic.Bool
+	// mu guards conns, the connections being served (an intrusive list
+	// through clientConn.prev/next), which Drain walks to wake the idle
+	// ones. A connection is added and removed once, in ServeConn: the lock
+	// is taken per connection, never per request.
+	mu    sync.Mutex
+	conns *clientConn
 }
 
 // NewServer returns a server using cfg. onClose, if not nil, is called once
@@ -235,7 +255,7 @@ func (s *Server) SetConfig(cfg *Config) {
 // closes it and reports its ConnInfo. It blocks; the caller runs it in a
 // goroutine. Closing c from another goroutine (the listener was removed)
 // ends it within about a second even while it waits for an endpoint, with
-// reason LISTENER_CLOSED.
+// reason LISTENER_CLOSED. Drain ends it gracefully.
 func (s *Server) ServeConn(c net.Conn) {
 	cc := &clientConn{srv: s, c: c}
 	cfg := s.cfg.Load()
@@ -249,6 +269,8 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.ip = a.AddrPort().Addr().Unmap()
 	}
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
+	s.track(cc)
+	defer s.untrack(cc) // even if serve panics (the node recovers)
 	cc.serve()
 	if cc.linger {
 		cc.lingerClose()
@@ -270,4 +292,71 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.info.Reason = cc.reason
 		s.onClose(&cc.info)
 	}
+}
+
+// Drain makes every client connection of the server end gracefully: a
+// connection idle in keep-alive (or not yet sent its first request) is
+// closed at once; a busy one finishes its current exchange, whose response
+// carries "Connection: close", and then closes. Connections accepted after
+// Drain are served one request and closed the same way. Drain does not
+// wait; it returns at once.
+//
+// A request is never cut: a connection either closes before it read any
+// byte of a request, or serves that request in full. Pipelined requests
+// behind the one answered with "Connection: close" are not served (the
+// client sends them again elsewhere, as after any Connection: close). The
+// closes are recorded with reason NODE_DRAINING (closeDraining). Drain
+// is for node shutdown and cannot be undone; calling it again does
+// nothing.
+//
+// How idle connections are woken: a connection waiting for the next
+// request marks itself idle (clientConn.state) and then loads s.draining;
+// Drain sets s.draining and then, under s.mu, takes every connection
+// marked idle (compare-and-swap to woken) and sets its read deadline in the
+// past, which ends the wait. As both sides store before they load (the
+// atomics are sequentially consistent), a connection that starts to wait
+// while Drain runs is either seen idle by Drain or sees the flag itself.
+// A connection whose wait ended for bytes of a request just as Drain took
+// it serves that request (with Connection: close) after re-arming its read
+// deadline, once Drain is done with it (see clientConn.leaveIdle).
+func (s *Server) Drain() {
+	if s.draining.Swap(true) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cc := s.conns; cc != nil; cc = cc.next {
+		if cc.state.CompareAndSwap(connIdle, connWoken) {
+			cc.c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline that has passed: it ends a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// track adds cc to the connections Drain sees.
+func (s *Server) track(cc *clientConn) {
+	s.mu.Lock()
+	cc.next = s.conns
+	if cc.next != nil {
+		cc.next.prev = cc
+	}
+	s.conns = cc
+	s.mu.Unlock()
+}
+
+// untrack removes cc from the connections Drain sees.
+func (s *Server) untrack(cc *clientConn) {
+	s.mu.Lock()
+	if cc.prev != nil {
+		cc.prev.next = cc.next
+	} else {
+		s.conns = cc.next
+	}
+	if cc.next != nil {
+		cc.next.prev = cc.prev
+	}
+	cc.prev, cc.next = nil, nil
+	s.mu.Unlock()
 }

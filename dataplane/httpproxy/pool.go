@@ -65,7 +65,7 @@ type exchange struct {
 	reusable    bool               // the endpoint connection may be pooled after the body
 
 	cfg   *Config              // the configuration current when the head was read
-	limit sluicev1.CloseReason // why a connection limit ends the connection after this exchange; 0: none
+	limit sluicev1.CloseReason // why a connection limit or Drain ends the connection after this exchange; 0: none
 }
 
 var exchangePool = sync.Pool{New: func() any {

@@ -9,6 +9,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,7 @@ type Node struct {
 	listeners map[string]*listener                // by listenerKey
 	endpoints map[string]*upstream.Endpoint       // by Endpoint.Key
 	closed    bool
+	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
 
 	rebuildMu   sync.Mutex      // guards the three below
@@ -85,7 +87,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	if n.closed || n.draining.Load() {
 		return errors.New("node is shutting down")
 	}
 
@@ -359,6 +361,53 @@ func (n *Node) Endpoints() []EndpointStatus {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// Draining reports whether Drain was called.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
+// drainPoll is how often Drain looks whether connections are left.
+const drainPoll = 50 * time.Millisecond
+
+// Drain stops the node taking new work and lets the work it has end, as
+// HAProxy's soft stop: every listening socket closes, so new connections are
+// refused and a load balancer in front moves on; HTTP client connections
+// end after their current exchange (idle ones at once); TCP sessions run
+// on. Snapshots are no longer applied. Drain returns once no client
+// connection is left, or with ctx's error when ctx ends first; Close then
+// ends whatever is left.
+func (n *Node) Drain(ctx context.Context) error {
+	n.mu.Lock()
+	n.draining.Store(true)
+	listeners := make([]*listener, 0, len(n.listeners))
+	for _, l := range n.listeners {
+		listeners = append(listeners, l)
+	}
+	n.mu.Unlock()
+	for _, l := range listeners {
+		l.ln.Close()
+		<-l.done
+		if g := l.gen.Load(); g.http != nil {
+			g.http.Drain()
+		}
+	}
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		left := 0
+		for _, l := range listeners {
+			left += l.gen.Load().conns.Len()
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			n.log.Info("drain grace over", "connections_left", left)
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Close stops every listener and health check and closes all connections.

@@ -53,6 +53,9 @@ const (
 	// The client connection reached the listener's
 	// max_requests_per_connection and was closed after the last response.
 	CloseReason_CLOSE_REASON_MAX_REQUESTS CloseReason = 11
+	// The node was draining (SIGTERM): the connection ended after its
+	// current exchange, or at the end of the drain grace.
+	CloseReason_CLOSE_REASON_NODE_DRAINING CloseReason = 12
 )
 
 // Enum value maps for CloseReason.
@@ -70,6 +73,7 @@ var (
 		9:  "CLOSE_REASON_IO_ERROR",
 		10: "CLOSE_REASON_MAX_AGE",
 		11: "CLOSE_REASON_MAX_REQUESTS",
+		12: "CLOSE_REASON_NODE_DRAINING",
 	}
 	CloseReason_value = map[string]int32{
 		"CLOSE_REASON_UNSPECIFIED":     0,
@@ -84,6 +88,7 @@ var (
 		"CLOSE_REASON_IO_ERROR":        9,
 		"CLOSE_REASON_MAX_AGE":         10,
 		"CLOSE_REASON_MAX_REQUESTS":    11,
+		"CLOSE_REASON_NODE_DRAINING":   12,
 	}
 )
 
@@ -388,7 +393,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\tbytes_out\x18\t \x01(\x04R\bbytesOut\x12\x1a\n" +
 	"\brequests\x18\n" +
 	" \x01(\x04R\brequests\x129\n" +
-	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\xf9\x02\n" +
+	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\x99\x03\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLOSE_REASON_CLIENT_CLOSED\x10\x01\x12\x1e\n" +
@@ -402,7 +407,8 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x15CLOSE_REASON_IO_ERROR\x10\t\x12\x18\n" +
 	"\x14CLOSE_REASON_MAX_AGE\x10\n" +
 	"\x12\x1d\n" +
-	"\x19CLOSE_REASON_MAX_REQUESTS\x10\v2L\n" +
+	"\x19CLOSE_REASON_MAX_REQUESTS\x10\v\x12\x1e\n" +
+	"\x1aCLOSE_REASON_NODE_DRAINING\x10\f2L\n" +
 	"\fStatsService\x12<\n" +
 	"\x06Report\x12\x16.sluice.v1.StatsReport\x1a\x18.sluice.v1.ReportSummary(\x01B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
