@@ -326,7 +326,7 @@ func (d *decoder) message(n *yaml.Node, m protoreflect.Message, path string) {
 		fpath := joinPath(path, name)
 		if fd == nil {
 			msg := "unknown field"
-			if near := closest(name, fieldNames(md)); near != "" {
+			if near := Closest(name, fieldNames(md)); near != "" {
 				msg += fmt.Sprintf(", did you mean %q?", near)
 			}
 			d.fail(fpath, p.k, "%s", msg)
@@ -533,7 +533,7 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 		ev := enumByName(ed, n.Value)
 		if ev == nil {
 			msg := fmt.Sprintf("unknown value %q; valid: %s", truncate(n.Value), valid)
-			if near := closest(n.Value, enumNames(ed, false)); near != "" {
+			if near := Closest(n.Value, enumNames(ed, false)); near != "" {
 				msg = fmt.Sprintf("unknown value %q, did you mean %s? valid: %s", truncate(n.Value), near, valid)
 			}
 			d.fail(path, n, "%s", msg)

@@ -83,9 +83,11 @@ func upperSnake(s string) string {
 	return b.String()
 }
 
-// closest returns the candidate nearest to s when it is near enough to be a
-// likely typo (edit distance at most 1 for short words, 2 otherwise), or "".
-func closest(s string, candidates []string) string {
+// Closest returns the candidate nearest to s when it is near enough to be a
+// likely typo (edit distance at most 1 for short words, 2 otherwise), or "":
+// the "did you mean" of every error about a name, here and in the control
+// plane's API.
+func Closest(s string, candidates []string) string {
 	best, bestD := "", 1<<30
 	limit := 2
 	if len(s) <= 4 {

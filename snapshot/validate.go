@@ -126,7 +126,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		if dc := l.GetDefaultCluster(); dc != "" {
 			if _, ok := clusters[dc]; !ok {
 				msg := fmt.Sprintf("unknown cluster %q", dc)
-				if near := closest(dc, clusterNames); near != "" {
+				if near := Closest(dc, clusterNames); near != "" {
 					msg += fmt.Sprintf(", did you mean %q?", near)
 				}
 				add(p+".default_cluster", "%s", msg)
@@ -165,7 +165,7 @@ func policyErrors(c *sluicev1.Cluster, i int, add func(path, format string, args
 	case sluicev1.HashKey_HASH_KEY_URL_PARAM, sluicev1.HashKey_HASH_KEY_HEADER, sluicev1.HashKey_HASH_KEY_COOKIE:
 		if h.GetName() == "" {
 			add(p+".hash.name", "required with key %s: the name of the %s to hash", shortEnum(h.GetKey()), strings.ToLower(strings.TrimPrefix(shortEnum(h.GetKey()), "URL_")))
-		} else if !isToken(h.GetName()) {
+		} else if !IsToken(h.GetName()) {
 			add(p+".hash.name", "%q is not a valid %s name (letters, digits and !#$%%&'*+-.^_`|~ only)", h.GetName(), strings.ToLower(strings.TrimPrefix(shortEnum(h.GetKey()), "URL_")))
 		}
 	default:
@@ -194,7 +194,7 @@ func persistenceErrors(c *sluicev1.Cluster, i int, add func(path, format string,
 		}
 	}
 	if ck := c.GetCookie(); ck != nil {
-		if ck.GetName() != "" && !isToken(ck.GetName()) {
+		if ck.GetName() != "" && !IsToken(ck.GetName()) {
 			add(p+".cookie.name", "%q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", ck.GetName())
 		}
 		if v := ck.GetPath(); !isAttrValue(v) {
@@ -240,7 +240,7 @@ func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format s
 	if h == nil {
 		return
 	}
-	if m := h.GetMethod(); m != "" && !isToken(m) {
+	if m := h.GetMethod(); m != "" && !IsToken(m) {
 		add(path+".http.method", "%q is not an HTTP method", m)
 	}
 	if p := h.GetPath(); p != "" && (p[0] != '/' || !isAttrValue(strings.ReplaceAll(p, ";", ""))) {
@@ -328,9 +328,9 @@ func shortEnum(e interface{ String() string }) string {
 	return name
 }
 
-// isToken reports whether s is an RFC 9110 token, the syntax of header,
-// cookie and (here) query parameter names.
-func isToken(s string) bool {
+// IsToken reports whether s is an RFC 9110 token, the syntax of methods and
+// of header, cookie and (here) query parameter names.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

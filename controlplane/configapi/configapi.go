@@ -199,7 +199,7 @@ func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.
 		}
 		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", eps))
 	}
-	if near := closest(cluster, names); near != "" {
+	if near := snapshot.Closest(cluster, names); near != "" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
 	}
 	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", names))
@@ -219,53 +219,6 @@ func nameList(has string, names []string) string {
 		return fmt.Sprintf("%s: %s, … and %d more", has, strings.Join(names[:maxListedNames], ", "), len(names)-maxListedNames)
 	}
 	return has + ": " + strings.Join(names, ", ")
-}
-
-// closest returns the candidate nearest to s when it is near enough to be a
-// likely typo (edit distance at most 1 for names up to 4 bytes, 2 otherwise),
-// or "". It matches the suggestions package snapshot makes for names in a
-// document, which it does not export.
-func closest(s string, candidates []string) string {
-	limit := 2
-	if len(s) <= 4 {
-		limit = 1
-	}
-	best, bestD := "", limit+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance (Levenshtein, with a
-// swapped pair of adjacent letters counting as one edit).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30 // longer than any valid name: not a typo of one
-	}
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range len(b) + 1 {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // write is one request to store a new version: who asks, why, and how to

@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"time"
 )
@@ -50,7 +49,7 @@ func newHTTPCheck(s Spec) *httpCheck {
 	if host == "" {
 		host = s.Addr
 	}
-	if !isToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
+	if !snapshot.IsToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
 		return h
 	}
 	var b []byte
@@ -155,24 +154,6 @@ func parseStatusLine(line []byte) (int, bool) {
 		}
 	}
 	return int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0'), true
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
-// as a method must be.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isVisible reports whether s is not empty and holds only visible ASCII:
