@@ -113,7 +113,7 @@ func NewHash(s Set, method HashMethod, balanceFactor uint32) Picker {
 	}
 	h := &Hash{
 		members: members,
-		limited: members.limited(),
+		limited: members.Limited(),
 		method:  method,
 		rr:      newRoundRobin(members),
 		refresh: uint64(max(1, len(members)/loadRefresh)),

@@ -109,9 +109,32 @@ func (s Set) Eligible() Set {
 	return nil
 }
 
-// limited reports whether any member has a MaxConn, so pickers can skip the
-// full checks entirely for the common unlimited cluster.
-func (s Set) limited() bool {
+// AllBackups applies HAProxy's "option allbackups" to s, in place: when no
+// primary can take work, every backup becomes a primary, so that Eligible
+// returns all of them that are up, by weight (all weights 0 counting as
+// equal, as with one backup), instead of the first one.
+func (s Set) AllBackups() {
+	weighted := false
+	for _, m := range s {
+		if !m.Backup && !m.Down && m.Weight > 0 {
+			return // a primary takes the work
+		}
+		weighted = weighted || m.Backup && m.Weight > 0
+	}
+	for i := range s {
+		if s[i].Backup {
+			s[i].Backup = false
+			if !weighted {
+				s[i].Weight = 1
+			}
+		}
+	}
+}
+
+// Limited reports whether any member has a MaxConn, so pickers can skip
+// the full checks entirely, and a cluster its queue, for the common
+// unlimited cluster.
+func (s Set) Limited() bool {
 	for i := range s {
 		if s[i].MaxConn > 0 {
 			return true

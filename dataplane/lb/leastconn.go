@@ -43,7 +43,7 @@ func NewLeastConn(s Set) Picker {
 	if len(members) == 0 {
 		return None{}
 	}
-	p := &LeastConn{members: members, limited: members.limited()}
+	p := &LeastConn{members: members, limited: members.Limited()}
 	if len(members) > leastConnExact {
 		p.table = newAliasTable(members)
 	}

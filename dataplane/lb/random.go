@@ -39,7 +39,7 @@ func NewRandom(s Set, draws int) Picker {
 	if draws < 1 {
 		draws = DefaultDraws
 	}
-	return &Random{members: members, limited: members.limited(), draws: draws, table: newAliasTable(members)}
+	return &Random{members: members, limited: members.Limited(), draws: draws, table: newAliasTable(members)}
 }
 
 // Pick returns the least loaded of d weighted random draws.

@@ -59,7 +59,7 @@ func NewRoundRobin(s Set) Picker {
 
 // newRoundRobin builds a round robin over members, which are eligible.
 func newRoundRobin(members Set) *RoundRobin {
-	rr := &RoundRobin{members: members, limited: members.limited()}
+	rr := &RoundRobin{members: members, limited: members.Limited()}
 	g := uint32(0)
 	for _, m := range members {
 		rr.total += int64(m.Weight)

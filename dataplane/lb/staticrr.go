@@ -29,7 +29,7 @@ func NewStaticRR(s Set) Picker {
 	if len(members) == 0 {
 		return None{}
 	}
-	return &StaticRR{members: members, limited: members.limited(), ends: prefixSums(members)}
+	return &StaticRR{members: members, limited: members.Limited(), ends: prefixSums(members)}
 }
 
 // prefixSums returns the running sums of the members' weights.

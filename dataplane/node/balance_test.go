@@ -190,6 +190,11 @@ clusters:
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("all_backups %v: %v, want %v", all, got, want)
 		}
+		for _, st := range n.Endpoints() {
+			if st.Name == "p" && st.Health != "DISABLED" {
+				t.Errorf("status of the disabled primary: %+v, want DISABLED", st)
+			}
+		}
 	}
 }
 

@@ -1,10 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"maps"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +24,6 @@ import (
 // Defaults applied where a snapshot leaves a setting out.
 const (
 	defaultConnectTimeout = 5 * time.Second
-	defaultCheckInterval  = 2 * time.Second
 	maxDefaultTimeout     = 5 * time.Second
 	defaultFall           = 3
 	defaultRise           = 2
@@ -42,7 +41,7 @@ type cluster struct {
 	spec           *sluicev1.Cluster
 	members        lb.Set // the active endpoints; Down and weights are set in rebuild
 	info           []memberInfo
-	inactive       []*upstream.Endpoint // DRAINING and DISABLED, for status only
+	inactive       []inactive // DRAINING and DISABLED, for status only
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	checks         []health.Spec
@@ -63,10 +62,18 @@ type cluster struct {
 	retire bool                             // replaced by a newer snapshot
 }
 
+// inactive is an endpoint an operator took out (state DRAINING or
+// DISABLED), for status.
+type inactive struct {
+	ep    *upstream.Endpoint
+	state string // "DRAINING" or "DISABLED"
+}
+
 // memberInfo is what persistence needs to know of members[i].
 type memberInfo struct {
 	stickable bool   // neither backup nor non_stick
-	setCookie []byte // the Set-Cookie value naming the endpoint
+	cookie    string // the persistence cookie's value naming the endpoint
+	setCookie []byte // the Set-Cookie field value giving it
 }
 
 // cookiePersistence is the compiled cookie block of a cluster.
@@ -85,8 +92,6 @@ type pickerBox struct {
 	sticky   map[*upstream.Endpoint]int
 	byCookie map[string]*upstream.Endpoint
 }
-
-var errFull = lb.ErrFull
 
 // compileCluster builds a cluster, taking endpoints that survive from the
 // previous snapshot out of eps and adding new ones to it. prev is the
@@ -110,17 +115,6 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		prev.mu.Lock()
 		prevSince, prevUp = maps.Clone(prev.since), maps.Clone(prev.wasUp)
 		prev.mu.Unlock()
-	}
-	c.queueTimeout = c.connectTimeout
-	if spec.QueueTimeout != nil {
-		c.queueTimeout = spec.GetQueueTimeout().AsDuration()
-	}
-	if c.queueTimeout > 0 {
-		c.queue = &queue{}
-		if prev != nil && prev.queue != nil {
-			c.queue = prev.queue
-		}
-		c.queue.setMax(int(spec.GetMaxQueue()))
 	}
 	if ck := spec.GetCookie(); ck != nil {
 		c.cookie = &cookiePersistence{name: ck.GetName(), indirect: ck.GetIndirect(), nocache: ck.GetNocache()}
@@ -147,7 +141,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 			if !ok {
 				ep = upstream.New(c.name, e.GetName(), e.GetAddress())
 			}
-			c.inactive = append(c.inactive, ep)
+			c.inactive = append(c.inactive, inactive{ep, strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_")})
 			continue
 		}
 		if !ok {
@@ -172,9 +166,23 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
 		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick()}
 		if c.cookie != nil && mi.stickable {
-			mi.setCookie = persist.SetCookie(spec.GetCookie(), persist.CookieValue(c.name, e.GetName(), e.GetCookie()))
+			mi.cookie = persist.CookieValue(c.name, e.GetName(), e.GetCookie())
+			mi.setCookie = persist.SetCookie(spec.GetCookie(), mi.cookie)
 		}
 		c.info = append(c.info, mi)
+	}
+	c.queueTimeout = c.connectTimeout
+	if spec.QueueTimeout != nil {
+		c.queueTimeout = spec.GetQueueTimeout().AsDuration()
+	}
+	if c.queueTimeout > 0 && c.members.Limited() {
+		// Only a cluster with a max_conn is ever full; the others pay
+		// nothing for queueing, not even on Release.
+		c.queue = &queue{}
+		if prev != nil && prev.queue != nil {
+			c.queue = prev.queue
+		}
+		c.queue.setMax(int(spec.GetMaxQueue()))
 	}
 	c.newPicker = pickerFor(spec)
 	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
@@ -188,7 +196,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 
 // checkSpecs are the health checks hc asks for, one per member.
 func checkSpecs(hc *sluicev1.HealthCheck, members lb.Set) []health.Spec {
-	interval := durationOr(hc.GetInterval().AsDuration(), defaultCheckInterval)
+	interval := durationOr(hc.GetInterval().AsDuration(), health.DefaultInterval)
 	base := health.Spec{
 		Interval:     interval,
 		Timeout:      durationOr(hc.GetTimeout().AsDuration(), min(interval, maxDefaultTimeout)),
@@ -256,21 +264,8 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 		}
 		c.wasUp[ep] = up
 	}
-	if c.spec.GetAllBackups() && !primaryUp(set) {
-		// option allbackups: every backup that is up shares the work by
-		// weight (all weights 0 counting as equal, as with one backup).
-		weighted := false
-		for _, m := range set {
-			weighted = weighted || m.Backup && m.Weight > 0
-		}
-		for i := range set {
-			if set[i].Backup {
-				set[i].Backup = false
-				if !weighted {
-					set[i].Weight = 1
-				}
-			}
-		}
+	if c.spec.GetAllBackups() {
+		set.AllBackups()
 	}
 	ramping := false
 	for i := range set {
@@ -308,22 +303,20 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 	}
 	box := &pickerBox{Picker: c.newPicker(set)}
 	if c.cookie != nil || c.stick != nil {
+		// A client is sent back only to an endpoint taking new work. The
+		// stickable ones are primaries, which take work when they are up
+		// with a weight (lb.Set.Eligible); set is parallel to info.
 		box.sticky = map[*upstream.Endpoint]int{}
 		if c.cookie != nil {
 			box.byCookie = map[string]*upstream.Endpoint{}
 		}
-		index := make(map[*upstream.Endpoint]int, len(c.members))
-		for i, m := range c.members {
-			index[m.Endpoint] = i
-		}
-		for _, m := range set.Eligible() {
-			i := index[m.Endpoint]
-			if !c.info[i].stickable {
+		for i, m := range set {
+			if !c.info[i].stickable || m.Down || m.Weight == 0 {
 				continue
 			}
 			box.sticky[m.Endpoint] = i
 			if c.cookie != nil {
-				box.byCookie[cookieValueOf(c.info[i].setCookie, c.cookie.name)] = m.Endpoint
+				box.byCookie[c.info[i].cookie] = m.Endpoint
 			}
 		}
 	}
@@ -331,25 +324,6 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 	if c.queue != nil {
 		c.queue.wakeAll()
 	}
-}
-
-// primaryUp reports whether a primary of set can take work.
-func primaryUp(set lb.Set) bool {
-	for _, m := range set {
-		if !m.Backup && !m.Down && m.Weight > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// cookieValueOf is the value in a Set-Cookie value "NAME=VALUE; ...".
-func cookieValueOf(setCookie []byte, name string) string {
-	v := setCookie[len(name)+1:]
-	if i := bytes.IndexByte(v, ';'); i >= 0 {
-		v = v[:i]
-	}
-	return string(v)
 }
 
 // stop ends the cluster's slow-start steps once a newer snapshot replaced
@@ -407,7 +381,7 @@ type failures interface {
 // waits in the cluster's queue.
 func (c *cluster) pick(r lb.Request, f failures) (*upstream.Endpoint, error) {
 	ep, err := c.tryPick(r, f)
-	if err != errFull || c.queue == nil {
+	if err != lb.ErrFull || c.queue == nil {
 		return ep, err
 	}
 	err = c.queue.wait(c.queueTimeout, func() error {
@@ -444,7 +418,7 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 	if !full {
 		return nil, lb.ErrNoEndpoint // only endpoints that failed
 	}
-	return nil, errFull
+	return nil, lb.ErrFull
 }
 
 // retries is how many other endpoints work tries after a failed connect.
@@ -546,17 +520,17 @@ type tcpDirector struct{ c *cluster }
 func (d tcpDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
 	var ip netip.Addr
+	box := c.picker.Load()
 	if c.stick != nil {
-		if a, ok := client.(*net.TCPAddr); ok {
-			ip = a.AddrPort().Addr().Unmap()
+		if tcp, ok := client.(*net.TCPAddr); ok {
+			ip = tcp.AddrPort().Addr().Unmap()
 		}
-		if ep := c.sticky(c.picker.Load(), ip, a); ep != nil {
+		if ep := c.sticky(box, ip, a); ep != nil {
 			return ep, c.connectTimeout, nil
 		}
 	}
 	var r lb.Request
 	c.key.tcp(client, &r)
-	box := c.picker.Load()
 	ep, err := c.pick(r, a)
 	if err != nil {
 		return nil, 0, err

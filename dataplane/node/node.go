@@ -344,14 +344,9 @@ func (n *Node) Endpoints() []EndpointStatus {
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h, Inflight: ep.Inflight(), Conns: ep.Conns()})
 		}
-		for _, ep := range c.inactive {
-			state := "DISABLED"
-			for _, e := range c.spec.GetEndpoints() {
-				if e.GetName() == ep.Name && e.GetState() == sluicev1.AdminState_ADMIN_STATE_DRAINING {
-					state = "DRAINING"
-				}
-			}
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: state, Inflight: ep.Inflight(), Conns: ep.Conns()})
+		for _, in := range c.inactive {
+			ep := in.ep
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

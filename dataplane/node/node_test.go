@@ -77,7 +77,7 @@ clusters:
 	if !c.members[2].Backup {
 		t.Errorf("backup flag lost")
 	}
-	want := health.Spec{Interval: defaultCheckInterval, Timeout: defaultCheckInterval, Fall: defaultFall, Rise: defaultRise, Jitter: defaultJitter}
+	want := health.Spec{Interval: health.DefaultInterval, Timeout: health.DefaultInterval, Fall: defaultFall, Rise: defaultRise, Jitter: defaultJitter}
 	if len(c.checks) != 3 {
 		t.Fatalf("%d checks, want one per endpoint", len(c.checks))
 	}

@@ -3,7 +3,10 @@ package node
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/lb"
 )
 
 // Errors of work that could not wait for a free slot. Both are answered 503
@@ -22,6 +25,12 @@ type queue struct {
 	mu      sync.Mutex
 	max     int // 0: unbounded
 	waiters []*waiter
+	// n mirrors len(waiters) so that wake, called on every Release, skips
+	// the lock while nothing waits. A waiter counts itself in before it
+	// tries its pick and a releaser counts its work out before it loads n
+	// (both sequentially consistent), so a free slot is never missed by
+	// both of them.
+	n atomic.Int32
 }
 
 // waiter is one unit of work in a queue. A waker removes it from the line
@@ -48,6 +57,7 @@ func (q *queue) enter() *waiter {
 	}
 	w := waiterPool.Get().(*waiter)
 	q.waiters = append(q.waiters, w)
+	q.n.Add(1)
 	return w
 }
 
@@ -57,6 +67,7 @@ func (q *queue) requeue(w *waiter) {
 	q.waiters = append(q.waiters, nil)
 	copy(q.waiters[1:], q.waiters)
 	q.waiters[0] = w
+	q.n.Add(1)
 	q.mu.Unlock()
 }
 
@@ -69,6 +80,7 @@ func (q *queue) leave(w *waiter) {
 	for i, o := range q.waiters {
 		if o == w {
 			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			q.n.Add(-1)
 			found = true
 			break
 		}
@@ -86,8 +98,11 @@ func (q *queue) leave(w *waiter) {
 
 // wake hands a free slot to the waiter at the head of the line, if any. It
 // is called on every Release of the cluster's endpoints, so its empty case
-// must be cheap.
+// is one atomic load.
 func (q *queue) wake() {
+	if q.n.Load() == 0 {
+		return
+	}
 	q.mu.Lock()
 	if len(q.waiters) == 0 {
 		q.mu.Unlock()
@@ -96,6 +111,7 @@ func (q *queue) wake() {
 	w := q.waiters[0]
 	q.waiters[0] = nil
 	q.waiters = q.waiters[1:]
+	q.n.Add(-1)
 	q.mu.Unlock()
 	w.ch <- struct{}{}
 }
@@ -106,6 +122,7 @@ func (q *queue) wakeAll() {
 	q.mu.Lock()
 	ws := q.waiters
 	q.waiters = nil
+	q.n.Store(0)
 	q.mu.Unlock()
 	for _, w := range ws {
 		w.ch <- struct{}{}
@@ -113,11 +130,7 @@ func (q *queue) wakeAll() {
 }
 
 // len is the number of waiters.
-func (q *queue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.waiters)
-}
+func (q *queue) len() int { return int(q.n.Load()) }
 
 // wait runs try until it succeeds, fails with anything but full, or timeout
 // passes; try is called again each time the waiter is woken.
@@ -132,7 +145,7 @@ func (q *queue) wait(timeout time.Duration, try func() error) error {
 		// Entered first, tried second: a slot freed in between wakes
 		// this waiter (or one ahead of it) instead of being missed.
 		err := try()
-		if err != errFull {
+		if err != lb.ErrFull {
 			q.leave(w)
 			return err
 		}
