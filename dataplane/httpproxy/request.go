@@ -43,7 +43,7 @@ type Request struct {
 	// retired under it), for Failed. Empty but for a pick again; the
 	// backing array is reused from request to request, and cleared once
 	// the request is connected so that it holds no endpoint.
-	failed []*upstream.Endpoint
+	failed upstream.Failures
 
 	// What Pick asked for (cookie.go), reset before every Pick. These
 	// buffers are the Request's own, not the read buffer's, and are reused
@@ -61,14 +61,7 @@ func (r *Request) ClientAddr() netip.Addr { return r.client }
 // (or an apply retired ep after it was picked), so that a Director picking
 // again (Config.Retries) can pick around it. It is false on a request's
 // first pick.
-func (r *Request) Failed(ep *upstream.Endpoint) bool {
-	for _, f := range r.failed {
-		if f == ep {
-			return true
-		}
-	}
-	return false
-}
+func (r *Request) Failed(ep *upstream.Endpoint) bool { return r.failed.Has(ep) }
 
 // forgetFailed empties the list Failed reads.
 func (r *Request) forgetFailed() {

@@ -40,22 +40,14 @@ type Director interface {
 // Attempt is what a Director learns about the session's earlier connection
 // attempts.
 type Attempt struct {
-	failed []*upstream.Endpoint
+	failed upstream.Failures
 }
 
 // Failed reports whether connecting to ep already failed for this session
 // (or an apply retired ep after it was picked). It is false on the first
 // attempt, and on a nil *Attempt.
 func (a *Attempt) Failed(ep *upstream.Endpoint) bool {
-	if a == nil {
-		return false
-	}
-	for _, f := range a.failed {
-		if f == ep {
-			return true
-		}
-	}
-	return false
+	return a != nil && a.failed.Has(ep)
 }
 
 // DefaultRetries is the retry count a caller should put in Config.Retries

@@ -79,6 +79,22 @@ func (e *Endpoint) Key() string { return KeyOf(e.Cluster, e.Name, e.Addr) }
 // KeyOf is the Key of the endpoint cluster/name at addr.
 func KeyOf(cluster, name, addr string) string { return cluster + "/" + name + "@" + addr }
 
+// Failures lists the endpoints one request or session failed to connect
+// to (or that an apply retired under it), so that a pick again goes
+// around them (HAProxy's redispatch). The proxies keep one per unit of
+// work and let their Directors read it.
+type Failures []*Endpoint
+
+// Has reports whether ep is in f.
+func (f Failures) Has(ep *Endpoint) bool {
+	for _, x := range f {
+		if x == ep {
+			return true
+		}
+	}
+	return false
+}
+
 // Inflight is the number of requests (HTTP) or sessions (TCP) now using the
 // endpoint.
 func (e *Endpoint) Inflight() int64 { return e.inflight.Load() }
