@@ -76,8 +76,8 @@ type resolver struct {
 //
 // StartResolver does nothing when the host is an IP address or the
 // endpoint is draining. When the resolver already runs, it only changes its
-// refresh interval, like SetRefresh; so it can be called for every endpoint
-// on every apply. Drain, Shutdown and StopResolver stop it.
+// refresh interval (the next lookup is then refresh from now); so it can be
+// called for every endpoint on every apply. Drain, Shutdown and StopResolver stop it.
 func (e *Endpoint) StartResolver(refresh time.Duration, lookup LookupFunc, log *slog.Logger) {
 	if e.host == "" {
 		return
@@ -112,15 +112,6 @@ func (e *Endpoint) StartResolver(refresh time.Duration, lookup LookupFunc, log *
 	r.refresh.Store(int64(orDefault(refresh)))
 	e.res.Store(r)
 	go e.resolveLoop(ctx, r)
-}
-
-// SetRefresh changes how often the running resolver looks the name up
-// (DefaultRefresh when d <= 0); the next lookup is d from now. It does
-// nothing when no resolver runs.
-func (e *Endpoint) SetRefresh(d time.Duration) {
-	if r := e.res.Load(); r != nil {
-		r.setRefresh(d)
-	}
 }
 
 // StopResolver stops the background resolution and waits for its goroutine
