@@ -44,43 +44,22 @@ func bind(address string) (*net.TCPListener, error) {
 	return ln.(*net.TCPListener), nil
 }
 
-// configure gives the listener its config for snapshot ls. It returns the
-// generation that ls replaced, if the protocol changed, for the caller to
-// retire once every listener is configured.
-func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
+// configure gives the listener its config for snapshot ls: http for an
+// HTTP listener (from httpConfig), else a TCP config for cluster c. It
+// returns the generation that ls replaced, if the protocol changed, for
+// the caller to retire once every listener is configured.
+func (l *listener) configure(ls *sluicev1.Listener, c *cluster, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
 	cur := l.gen.Load()
 	if cur != nil && cur.protocol != ls.GetProtocol() {
 		replaced, cur = cur, nil
 	}
 	switch ls.GetProtocol() {
 	case sluicev1.Protocol_PROTOCOL_HTTP:
-		h := ls.GetHttp()
-		cfg := &httpproxy.Config{
-			Listener:                 ls.GetName(),
-			Director:                 httpDirector{c},
-			RequestHeaderTimeout:     h.GetRequestHeaderTimeout().AsDuration(),
-			IdleTimeout:              h.GetIdleTimeout().AsDuration(),
-			ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
-			MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
-			MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
-			Retries:                  c.retries(),
-		}
-		if pages := h.GetErrorPages(); len(pages) > 0 {
-			cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
-			for _, p := range pages {
-				cfg.ErrorPages[int(p.GetStatus())] = httpproxy.ErrorPage{
-					ContentType:  p.GetContentType(),
-					Body:         []byte(p.GetBody()),
-					Redirect:     p.GetRedirect(),
-					RedirectCode: int(p.GetRedirectCode()),
-				}
-			}
-		}
 		if cur != nil {
-			cur.http.SetConfig(cfg)
+			cur.http.SetConfig(http)
 			return nil
 		}
-		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(cfg, onConn)})
+		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)})
 	case sluicev1.Protocol_PROTOCOL_TCP:
 		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}, Retries: c.retries()}
 		if cur != nil {
@@ -90,6 +69,35 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, onConn func(*con
 		l.gen.Store(&generation{protocol: ls.GetProtocol(), tcp: tcpproxy.NewServer(cfg, onConn)})
 	}
 	return replaced
+}
+
+// httpConfig is the proxy configuration of HTTP listener ls sending to
+// cluster c. Apply checks it with Validate before it binds anything: the
+// proxy would quietly leave out what it cannot use.
+func httpConfig(ls *sluicev1.Listener, c *cluster) *httpproxy.Config {
+	h := ls.GetHttp()
+	cfg := &httpproxy.Config{
+		Listener:                 ls.GetName(),
+		Director:                 httpDirector{c},
+		RequestHeaderTimeout:     h.GetRequestHeaderTimeout().AsDuration(),
+		IdleTimeout:              h.GetIdleTimeout().AsDuration(),
+		ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
+		MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
+		MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
+		Retries:                  c.retries(),
+	}
+	if pages := h.GetErrorPages(); len(pages) > 0 {
+		cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
+		for _, p := range pages {
+			cfg.ErrorPages[int(p.GetStatus())] = httpproxy.ErrorPage{
+				ContentType:  p.GetContentType(),
+				Body:         []byte(p.GetBody()),
+				Redirect:     p.GetRedirect(),
+				RedirectCode: int(p.GetRedirectCode()),
+			}
+		}
+	}
+	return cfg
 }
 
 // serve accepts connections until the socket is closed.

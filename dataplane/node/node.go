@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/health"
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -110,6 +111,19 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		checks = append(checks, c.checks...)
 	}
 
+	// HTTP proxy configurations, checked before anything is bound.
+	httpCfgs := map[string]*httpproxy.Config{}
+	for _, ls := range snap.GetListeners() {
+		if ls.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
+			continue
+		}
+		cfg := httpConfig(ls, clusters[ls.GetDefaultCluster()])
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
+		}
+		httpCfgs[ls.GetAddress()] = cfg
+	}
+
 	// Bind new sockets before touching anything, so a failure leaves the
 	// running configuration as it was. Listeners are kept by address.
 	listeners := make(map[string]*listener, len(snap.GetListeners()))
@@ -146,7 +160,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]
-		if g := l.configure(ls, clusters[ls.GetDefaultCluster()], n.opts.OnConn); g != nil {
+		if g := l.configure(ls, clusters[ls.GetDefaultCluster()], httpCfgs[ls.GetAddress()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}
 	}
