@@ -201,10 +201,8 @@ ext:
 	if len(rest) == 0 || rest[0] != ';' {
 		return 0, false
 	}
-	for _, c := range rest {
-		if !isValueByte[c] {
-			return 0, false
-		}
+	if !isValue(rest) {
+		return 0, false
 	}
 	return size, true
 }
@@ -219,10 +217,8 @@ func trailerField(line []byte) (forward, ok bool) {
 	if k == 0 || k >= len(line) || line[k] != ':' {
 		return false, false
 	}
-	for _, c := range line[k+1:] {
-		if !isValueByte[c] {
-			return false, false
-		}
+	if !isValue(line[k+1:]) {
+		return false, false
 	}
 	return classify(line[:k]) == fieldOther, true
 }

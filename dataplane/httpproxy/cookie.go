@@ -86,10 +86,8 @@ func (r *Request) AddResponseField(name string, value []byte) {
 		}
 	}
 	value = trimOWS(value)
-	for _, c := range value {
-		if !isValueByte[c] {
-			return
-		}
+	if !isValue(value) {
+		return
 	}
 	start := len(r.addResp)
 	r.addResp = append(r.addResp, name...)

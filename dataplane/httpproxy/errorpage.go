@@ -76,12 +76,7 @@ func validFieldValue(v string) bool {
 	if v == "" || v[0] == ' ' || v[0] == '\t' || v[len(v)-1] == ' ' || v[len(v)-1] == '\t' {
 		return false
 	}
-	for i := 0; i < len(v); i++ {
-		if !isValueByte[v[i]] {
-			return false
-		}
-	}
-	return true
+	return isValue(v)
 }
 
 // Validate reports what in c the proxy cannot use: an ErrorPages key other

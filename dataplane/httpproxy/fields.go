@@ -122,6 +122,17 @@ func classify(name []byte) uint8 {
 	return fieldOther
 }
 
+// isValue reports whether every byte of v may stand in a field value
+// (isValueByte).
+func isValue[T string | []byte](v T) bool {
+	for i := 0; i < len(v); i++ {
+		if !isValueByte[v[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // equalFold reports whether b equals the lower-case ASCII string s, ignoring
 // ASCII case in b.
 func equalFold(b []byte, s string) bool {
