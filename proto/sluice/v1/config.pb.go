@@ -858,11 +858,275 @@ func (x *ListConnsResponse) GetRecords() []*ConnRecord {
 	return nil
 }
 
+type GetStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Filters; empty matches all.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Cluster       string `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetStatsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetStatsRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+type GetStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeStats           `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetStatsResponse) GetNodes() []*NodeStats {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeStats is one node's latest endpoint report.
+type NodeStats struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Connected bool                   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	// ReportedAt is when the control plane received the report.
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	Endpoints     []*EndpointStats       `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStats) Reset() {
+	*x = NodeStats{}
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStats) ProtoMessage() {}
+
+func (x *NodeStats) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
+func (*NodeStats) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NodeStats) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeStats) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *NodeStats) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
+}
+
+func (x *NodeStats) GetEndpoints() []*EndpointStats {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+type ShutdownSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Endpoint      string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShutdownSessionsRequest) Reset() {
+	*x = ShutdownSessionsRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShutdownSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShutdownSessionsRequest) ProtoMessage() {}
+
+func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ShutdownSessionsRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ShutdownSessionsRequest) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+type ShutdownSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Results holds one entry per connected node.
+	Results       []*CommandResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShutdownSessionsResponse) Reset() {
+	*x = ShutdownSessionsResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShutdownSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShutdownSessionsResponse) ProtoMessage() {}
+
+func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_sluice_v1_config_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xa8\x01\n" +
+	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xa8\x01\n" +
 	"\fApplyRequest\x129\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
@@ -926,14 +1190,32 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
 	"\bendpoint\x18\x04 \x01(\tR\bendpoint\"D\n" +
 	"\x11ListConnsResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords2\xa1\x03\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords\"D\n" +
+	"\x0fGetStatsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\">\n" +
+	"\x10GetStatsResponse\x12*\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xb7\x01\n" +
+	"\tNodeStats\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12;\n" +
+	"\vreported_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\x126\n" +
+	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\"a\n" +
+	"\x17ShutdownSessionsRequest\x12!\n" +
+	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
+	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
+	"\x18ShutdownSessionsResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults2\xc3\x04\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
 	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.sluice.v1.GetRequest\x1a\x16.sluice.v1.GetResponse\x12@\n" +
 	"\aHistory\x12\x19.sluice.v1.HistoryRequest\x1a\x1a.sluice.v1.HistoryResponse\x12F\n" +
 	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
-	"\tListConns\x12\x1b.sluice.v1.ListConnsRequest\x1a\x1c.sluice.v1.ListConnsResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\tListConns\x12\x1b.sluice.v1.ListConnsRequest\x1a\x1c.sluice.v1.ListConnsResponse\x12C\n" +
+	"\bGetStats\x12\x1a.sluice.v1.GetStatsRequest\x1a\x1b.sluice.v1.GetStatsResponse\x12[\n" +
+	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_config_proto_rawDescOnce sync.Once
@@ -947,56 +1229,71 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sluice_v1_config_proto_goTypes = []any{
-	(*ApplyRequest)(nil),          // 0: sluice.v1.ApplyRequest
-	(*UpdateEndpointRequest)(nil), // 1: sluice.v1.UpdateEndpointRequest
-	(*ApplyResponse)(nil),         // 2: sluice.v1.ApplyResponse
-	(*GetRequest)(nil),            // 3: sluice.v1.GetRequest
-	(*GetResponse)(nil),           // 4: sluice.v1.GetResponse
-	(*VersionInfo)(nil),           // 5: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),        // 6: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 7: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),      // 8: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 9: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),            // 10: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),      // 11: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),     // 12: sluice.v1.ListConnsResponse
-	nil,                           // 13: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),              // 14: sluice.v1.Snapshot
-	(AdminState)(0),               // 15: sluice.v1.AdminState
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*ConnRecord)(nil),            // 17: sluice.v1.ConnRecord
+	(*ApplyRequest)(nil),             // 0: sluice.v1.ApplyRequest
+	(*UpdateEndpointRequest)(nil),    // 1: sluice.v1.UpdateEndpointRequest
+	(*ApplyResponse)(nil),            // 2: sluice.v1.ApplyResponse
+	(*GetRequest)(nil),               // 3: sluice.v1.GetRequest
+	(*GetResponse)(nil),              // 4: sluice.v1.GetResponse
+	(*VersionInfo)(nil),              // 5: sluice.v1.VersionInfo
+	(*HistoryRequest)(nil),           // 6: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 7: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),         // 8: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 9: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),               // 10: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 11: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 12: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 13: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 14: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 15: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 16: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 17: sluice.v1.ShutdownSessionsResponse
+	nil,                              // 18: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 19: sluice.v1.Snapshot
+	(AdminState)(0),                  // 20: sluice.v1.AdminState
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*ConnRecord)(nil),               // 22: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 23: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 24: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	14, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	15, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	19, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	20, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
 	5,  // 2: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	14, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	16, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	21, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
 	5,  // 5: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
 	10, // 6: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	13, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	16, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	16, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	17, // 10: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	0,  // 11: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	1,  // 12: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	3,  // 13: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	6,  // 14: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	8,  // 15: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	11, // 16: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	2,  // 17: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	2,  // 18: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	4,  // 19: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	7,  // 20: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	9,  // 21: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	12, // 22: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	21, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	21, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	22, // 10: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	15, // 11: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	21, // 12: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	23, // 13: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	24, // 14: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	0,  // 15: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	1,  // 16: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	3,  // 17: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	6,  // 18: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	8,  // 19: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	11, // 20: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	13, // 21: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	16, // 22: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	2,  // 23: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	2,  // 24: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	4,  // 25: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	7,  // 26: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	9,  // 27: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	12, // 28: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	14, // 29: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	17, // 30: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -1004,6 +1301,7 @@ func file_sluice_v1_config_proto_init() {
 	if File_sluice_v1_config_proto != nil {
 		return
 	}
+	file_sluice_v1_command_proto_init()
 	file_sluice_v1_snapshot_proto_init()
 	file_sluice_v1_stats_proto_init()
 	file_sluice_v1_config_proto_msgTypes[1].OneofWrappers = []any{}
@@ -1013,7 +1311,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

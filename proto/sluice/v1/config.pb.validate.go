@@ -1771,3 +1771,667 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = ListConnsResponseValidationError{}
+
+// Validate checks the field values on GetStatsRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *GetStatsRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on GetStatsRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// GetStatsRequestMultiError, or nil if none found.
+func (m *GetStatsRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *GetStatsRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for NodeId
+
+	// no validation rules for Cluster
+
+	if len(errors) > 0 {
+		return GetStatsRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// GetStatsRequestMultiError is an error wrapping multiple validation errors
+// returned by GetStatsRequest.ValidateAll() if the designated constraints
+// aren't met.
+type GetStatsRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GetStatsRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GetStatsRequestMultiError) AllErrors() []error { return m }
+
+// GetStatsRequestValidationError is the validation error returned by
+// GetStatsRequest.Validate if the designated constraints aren't met.
+type GetStatsRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GetStatsRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GetStatsRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GetStatsRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GetStatsRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GetStatsRequestValidationError) ErrorName() string { return "GetStatsRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GetStatsRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGetStatsRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GetStatsRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GetStatsRequestValidationError{}
+
+// Validate checks the field values on GetStatsResponse with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *GetStatsResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on GetStatsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// GetStatsResponseMultiError, or nil if none found.
+func (m *GetStatsResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *GetStatsResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetNodes() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, GetStatsResponseValidationError{
+						field:  fmt.Sprintf("Nodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, GetStatsResponseValidationError{
+						field:  fmt.Sprintf("Nodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return GetStatsResponseValidationError{
+					field:  fmt.Sprintf("Nodes[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return GetStatsResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// GetStatsResponseMultiError is an error wrapping multiple validation errors
+// returned by GetStatsResponse.ValidateAll() if the designated constraints
+// aren't met.
+type GetStatsResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GetStatsResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GetStatsResponseMultiError) AllErrors() []error { return m }
+
+// GetStatsResponseValidationError is the validation error returned by
+// GetStatsResponse.Validate if the designated constraints aren't met.
+type GetStatsResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GetStatsResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GetStatsResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GetStatsResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GetStatsResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GetStatsResponseValidationError) ErrorName() string { return "GetStatsResponseValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GetStatsResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGetStatsResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GetStatsResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GetStatsResponseValidationError{}
+
+// Validate checks the field values on NodeStats with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *NodeStats) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on NodeStats with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in NodeStatsMultiError, or nil
+// if none found.
+func (m *NodeStats) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *NodeStats) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for NodeId
+
+	// no validation rules for Connected
+
+	if all {
+		switch v := interface{}(m.GetReportedAt()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, NodeStatsValidationError{
+					field:  "ReportedAt",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, NodeStatsValidationError{
+					field:  "ReportedAt",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetReportedAt()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return NodeStatsValidationError{
+				field:  "ReportedAt",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	for idx, item := range m.GetEndpoints() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, NodeStatsValidationError{
+						field:  fmt.Sprintf("Endpoints[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, NodeStatsValidationError{
+						field:  fmt.Sprintf("Endpoints[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return NodeStatsValidationError{
+					field:  fmt.Sprintf("Endpoints[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return NodeStatsMultiError(errors)
+	}
+
+	return nil
+}
+
+// NodeStatsMultiError is an error wrapping multiple validation errors returned
+// by NodeStats.ValidateAll() if the designated constraints aren't met.
+type NodeStatsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m NodeStatsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m NodeStatsMultiError) AllErrors() []error { return m }
+
+// NodeStatsValidationError is the validation error returned by
+// NodeStats.Validate if the designated constraints aren't met.
+type NodeStatsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e NodeStatsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e NodeStatsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e NodeStatsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e NodeStatsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e NodeStatsValidationError) ErrorName() string { return "NodeStatsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e NodeStatsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sNodeStats.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = NodeStatsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = NodeStatsValidationError{}
+
+// Validate checks the field values on ShutdownSessionsRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ShutdownSessionsRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ShutdownSessionsRequest with the
+// rules defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ShutdownSessionsRequestMultiError, or nil if none found.
+func (m *ShutdownSessionsRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ShutdownSessionsRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetCluster()) < 1 {
+		err := ShutdownSessionsRequestValidationError{
+			field:  "Cluster",
+			reason: "value length must be at least 1 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetEndpoint()) < 1 {
+		err := ShutdownSessionsRequestValidationError{
+			field:  "Endpoint",
+			reason: "value length must be at least 1 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return ShutdownSessionsRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// ShutdownSessionsRequestMultiError is an error wrapping multiple validation
+// errors returned by ShutdownSessionsRequest.ValidateAll() if the designated
+// constraints aren't met.
+type ShutdownSessionsRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ShutdownSessionsRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ShutdownSessionsRequestMultiError) AllErrors() []error { return m }
+
+// ShutdownSessionsRequestValidationError is the validation error returned by
+// ShutdownSessionsRequest.Validate if the designated constraints aren't met.
+type ShutdownSessionsRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ShutdownSessionsRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ShutdownSessionsRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ShutdownSessionsRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ShutdownSessionsRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ShutdownSessionsRequestValidationError) ErrorName() string {
+	return "ShutdownSessionsRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ShutdownSessionsRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sShutdownSessionsRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ShutdownSessionsRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ShutdownSessionsRequestValidationError{}
+
+// Validate checks the field values on ShutdownSessionsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ShutdownSessionsResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ShutdownSessionsResponse with the
+// rules defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ShutdownSessionsResponseMultiError, or nil if none found.
+func (m *ShutdownSessionsResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ShutdownSessionsResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetResults() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ShutdownSessionsResponseValidationError{
+						field:  fmt.Sprintf("Results[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ShutdownSessionsResponseValidationError{
+						field:  fmt.Sprintf("Results[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ShutdownSessionsResponseValidationError{
+					field:  fmt.Sprintf("Results[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return ShutdownSessionsResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// ShutdownSessionsResponseMultiError is an error wrapping multiple validation
+// errors returned by ShutdownSessionsResponse.ValidateAll() if the designated
+// constraints aren't met.
+type ShutdownSessionsResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ShutdownSessionsResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ShutdownSessionsResponseMultiError) AllErrors() []error { return m }
+
+// ShutdownSessionsResponseValidationError is the validation error returned by
+// ShutdownSessionsResponse.Validate if the designated constraints aren't met.
+type ShutdownSessionsResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ShutdownSessionsResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ShutdownSessionsResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ShutdownSessionsResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ShutdownSessionsResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ShutdownSessionsResponseValidationError) ErrorName() string {
+	return "ShutdownSessionsResponseValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ShutdownSessionsResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sShutdownSessionsResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ShutdownSessionsResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ShutdownSessionsResponseValidationError{}

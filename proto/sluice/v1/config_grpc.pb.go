@@ -19,12 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConfigService_Apply_FullMethodName          = "/sluice.v1.ConfigService/Apply"
-	ConfigService_UpdateEndpoint_FullMethodName = "/sluice.v1.ConfigService/UpdateEndpoint"
-	ConfigService_Get_FullMethodName            = "/sluice.v1.ConfigService/Get"
-	ConfigService_History_FullMethodName        = "/sluice.v1.ConfigService/History"
-	ConfigService_ListNodes_FullMethodName      = "/sluice.v1.ConfigService/ListNodes"
-	ConfigService_ListConns_FullMethodName      = "/sluice.v1.ConfigService/ListConns"
+	ConfigService_Apply_FullMethodName            = "/sluice.v1.ConfigService/Apply"
+	ConfigService_UpdateEndpoint_FullMethodName   = "/sluice.v1.ConfigService/UpdateEndpoint"
+	ConfigService_Get_FullMethodName              = "/sluice.v1.ConfigService/Get"
+	ConfigService_History_FullMethodName          = "/sluice.v1.ConfigService/History"
+	ConfigService_ListNodes_FullMethodName        = "/sluice.v1.ConfigService/ListNodes"
+	ConfigService_ListConns_FullMethodName        = "/sluice.v1.ConfigService/ListConns"
+	ConfigService_GetStats_FullMethodName         = "/sluice.v1.ConfigService/GetStats"
+	ConfigService_ShutdownSessions_FullMethodName = "/sluice.v1.ConfigService/ShutdownSessions"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -52,6 +54,14 @@ type ConfigServiceClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// ListConns returns the most recent per-connection records, newest first.
 	ListConns(ctx context.Context, in *ListConnsRequest, opts ...grpc.CallOption) (*ListConnsResponse, error)
+	// GetStats returns each node's latest view of its endpoints: health,
+	// weight, connections, requests, bytes and errors.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// ShutdownSessions closes every connection to one endpoint on every
+	// connected node, now (HAProxy's "shutdown sessions server"). The endpoint
+	// stays in the snapshot and takes new work. A cluster or endpoint that is
+	// not in the current snapshot fails with NOT_FOUND.
+	ShutdownSessions(ctx context.Context, in *ShutdownSessionsRequest, opts ...grpc.CallOption) (*ShutdownSessionsResponse, error)
 }
 
 type configServiceClient struct {
@@ -122,6 +132,26 @@ func (c *configServiceClient) ListConns(ctx context.Context, in *ListConnsReques
 	return out, nil
 }
 
+func (c *configServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, ConfigService_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ShutdownSessions(ctx context.Context, in *ShutdownSessionsRequest, opts ...grpc.CallOption) (*ShutdownSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ShutdownSessionsResponse)
+	err := c.cc.Invoke(ctx, ConfigService_ShutdownSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -147,6 +177,14 @@ type ConfigServiceServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// ListConns returns the most recent per-connection records, newest first.
 	ListConns(context.Context, *ListConnsRequest) (*ListConnsResponse, error)
+	// GetStats returns each node's latest view of its endpoints: health,
+	// weight, connections, requests, bytes and errors.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// ShutdownSessions closes every connection to one endpoint on every
+	// connected node, now (HAProxy's "shutdown sessions server"). The endpoint
+	// stays in the snapshot and takes new work. A cluster or endpoint that is
+	// not in the current snapshot fails with NOT_FOUND.
+	ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -174,6 +212,12 @@ func (UnimplementedConfigServiceServer) ListNodes(context.Context, *ListNodesReq
 }
 func (UnimplementedConfigServiceServer) ListConns(context.Context, *ListConnsRequest) (*ListConnsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConns not implemented")
+}
+func (UnimplementedConfigServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedConfigServiceServer) ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ShutdownSessions not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -304,6 +348,42 @@ func _ConfigService_ListConns_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ShutdownSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShutdownSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ShutdownSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ShutdownSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ShutdownSessions(ctx, req.(*ShutdownSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +414,14 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConns",
 			Handler:    _ConfigService_ListConns_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _ConfigService_GetStats_Handler,
+		},
+		{
+			MethodName: "ShutdownSessions",
+			Handler:    _ConfigService_ShutdownSessions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -741,9 +741,13 @@ type Cluster struct {
 	// DnsRefresh is how often endpoint addresses that are DNS names are
 	// resolved again; while a name cannot be resolved, the last address it
 	// had is kept. Default 30s.
-	DnsRefresh    *durationpb.Duration `protobuf:"bytes,17,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DnsRefresh *durationpb.Duration `protobuf:"bytes,17,opt,name=dns_refresh,json=dnsRefresh,proto3" json:"dns_refresh,omitempty"`
+	// OutlierDetection ejects endpoints on what real traffic sees (passive
+	// checks, Envoy's outlier detection, HAProxy's "observe" with
+	// "on-error mark-down"). Unset: no passive checks.
+	OutlierDetection *OutlierDetection `protobuf:"bytes,18,opt,name=outlier_detection,json=outlierDetection,proto3" json:"outlier_detection,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -895,6 +899,105 @@ func (x *Cluster) GetDnsRefresh() *durationpb.Duration {
 	return nil
 }
 
+func (x *Cluster) GetOutlierDetection() *OutlierDetection {
+	if x != nil {
+		return x.OutlierDetection
+	}
+	return nil
+}
+
+// OutlierDetection takes an endpoint out of balancing for a while when
+// traffic to it keeps failing. An ejected endpoint returns by itself when its
+// ejection time ends; each ejection in a row lasts longer.
+type OutlierDetection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ConsecutiveConnectFailures is how many connects in a row that fail
+	// (refused, timed out, reset before an answer) eject the endpoint, on TCP
+	// and HTTP listeners alike. Default 5; 0 turns this trigger off.
+	ConsecutiveConnectFailures *uint32 `protobuf:"varint,1,opt,name=consecutive_connect_failures,json=consecutiveConnectFailures,proto3,oneof" json:"consecutive_connect_failures,omitempty"`
+	// Consecutive5xx is how many HTTP responses in a row with a 5xx status
+	// eject the endpoint. Default 5; 0 turns this trigger off.
+	Consecutive_5Xx *uint32 `protobuf:"varint,2,opt,name=consecutive_5xx,json=consecutive5xx,proto3,oneof" json:"consecutive_5xx,omitempty"`
+	// BaseEjectionTime is how long a first ejection lasts; the n-th ejection
+	// in a row lasts n times as long, up to max_ejection_time. An endpoint
+	// that goes a whole base_ejection_time without being ejected earns one
+	// step back. Default 30s.
+	BaseEjectionTime *durationpb.Duration `protobuf:"bytes,3,opt,name=base_ejection_time,json=baseEjectionTime,proto3" json:"base_ejection_time,omitempty"`
+	// MaxEjectionTime caps one ejection. Default 300s, and at least the
+	// base_ejection_time.
+	MaxEjectionTime *durationpb.Duration `protobuf:"bytes,4,opt,name=max_ejection_time,json=maxEjectionTime,proto3" json:"max_ejection_time,omitempty"`
+	// MaxEjectionPercent caps the share of the cluster's endpoints ejected at
+	// once; one endpoint may always be ejected, as in Envoy. Default 10.
+	MaxEjectionPercent *uint32 `protobuf:"varint,5,opt,name=max_ejection_percent,json=maxEjectionPercent,proto3,oneof" json:"max_ejection_percent,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OutlierDetection) Reset() {
+	*x = OutlierDetection{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutlierDetection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutlierDetection) ProtoMessage() {}
+
+func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutlierDetection.ProtoReflect.Descriptor instead.
+func (*OutlierDetection) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OutlierDetection) GetConsecutiveConnectFailures() uint32 {
+	if x != nil && x.ConsecutiveConnectFailures != nil {
+		return *x.ConsecutiveConnectFailures
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetConsecutive_5Xx() uint32 {
+	if x != nil && x.Consecutive_5Xx != nil {
+		return *x.Consecutive_5Xx
+	}
+	return 0
+}
+
+func (x *OutlierDetection) GetBaseEjectionTime() *durationpb.Duration {
+	if x != nil {
+		return x.BaseEjectionTime
+	}
+	return nil
+}
+
+func (x *OutlierDetection) GetMaxEjectionTime() *durationpb.Duration {
+	if x != nil {
+		return x.MaxEjectionTime
+	}
+	return nil
+}
+
+func (x *OutlierDetection) GetMaxEjectionPercent() uint32 {
+	if x != nil && x.MaxEjectionPercent != nil {
+		return *x.MaxEjectionPercent
+	}
+	return 0
+}
+
 // CookiePersistence configures cookie-based persistence in HAProxy's
 // "cookie NAME insert" mode. The cookie's value names the endpoint by its
 // `cookie` (default: a hash of the cluster and endpoint names), never by
@@ -929,7 +1032,7 @@ type CookiePersistence struct {
 
 func (x *CookiePersistence) Reset() {
 	*x = CookiePersistence{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1044,7 @@ func (x *CookiePersistence) String() string {
 func (*CookiePersistence) ProtoMessage() {}
 
 func (x *CookiePersistence) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1057,7 @@ func (x *CookiePersistence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CookiePersistence.ProtoReflect.Descriptor instead.
 func (*CookiePersistence) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CookiePersistence) GetName() string {
@@ -1036,7 +1139,7 @@ type StickTable struct {
 
 func (x *StickTable) Reset() {
 	*x = StickTable{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1151,7 @@ func (x *StickTable) String() string {
 func (*StickTable) ProtoMessage() {}
 
 func (x *StickTable) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1164,7 @@ func (x *StickTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StickTable.ProtoReflect.Descriptor instead.
 func (*StickTable) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StickTable) GetOn() StickOn {
@@ -1117,7 +1220,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1232,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1245,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1233,7 +1336,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1348,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1361,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HealthCheck) GetInterval() *durationpb.Duration {
@@ -1335,7 +1438,7 @@ type HttpHealthCheck struct {
 
 func (x *HttpHealthCheck) Reset() {
 	*x = HttpHealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1450,7 @@ func (x *HttpHealthCheck) String() string {
 func (*HttpHealthCheck) ProtoMessage() {}
 
 func (x *HttpHealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1463,7 @@ func (x *HttpHealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpHealthCheck.ProtoReflect.Descriptor instead.
 func (*HttpHealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HttpHealthCheck) GetMethod() string {
@@ -1401,14 +1504,16 @@ type Listener struct {
 	// DefaultCluster receives the listener's traffic.
 	DefaultCluster string `protobuf:"bytes,4,opt,name=default_cluster,json=defaultCluster,proto3" json:"default_cluster,omitempty"`
 	// Http holds options of HTTP listeners.
-	Http          *HttpOptions `protobuf:"bytes,5,opt,name=http,proto3" json:"http,omitempty"`
+	Http *HttpOptions `protobuf:"bytes,5,opt,name=http,proto3" json:"http,omitempty"`
+	// Tcp holds options of TCP listeners.
+	Tcp           *TcpOptions `protobuf:"bytes,6,opt,name=tcp,proto3" json:"tcp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1525,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1538,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Listener) GetName() string {
@@ -1471,6 +1576,134 @@ func (x *Listener) GetHttp() *HttpOptions {
 	return nil
 }
 
+func (x *Listener) GetTcp() *TcpOptions {
+	if x != nil {
+		return x.Tcp
+	}
+	return nil
+}
+
+// TcpOptions tune a TCP listener.
+type TcpOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rebalance moves long-lived sessions back onto endpoints that returned
+	// or joined (DESIGN problem 3). Unset: sessions stay where they are.
+	Rebalance     *Rebalance `protobuf:"bytes,1,opt,name=rebalance,proto3" json:"rebalance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TcpOptions) Reset() {
+	*x = TcpOptions{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpOptions) ProtoMessage() {}
+
+func (x *TcpOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
+func (*TcpOptions) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TcpOptions) GetRebalance() *Rebalance {
+	if x != nil {
+		return x.Rebalance
+	}
+	return nil
+}
+
+// Rebalance closes idle sessions on over-full endpoints, so that clients
+// reconnect and the balancer places them again. Once a second the listener
+// compares each endpoint's sessions with its fair share (by weight, among the
+// endpoints that take new work); while one holds more than its share plus the
+// tolerance, its oldest idle sessions are closed, at a bounded rate. It suits
+// protocols whose clients reconnect (pools, heartbeats); pair it with
+// LEAST_CONN so that reconnects land where there is room.
+type Rebalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TolerancePercent is how far above its fair share an endpoint may be
+	// before sessions are moved, in percent of the share. Default 20.
+	TolerancePercent *uint32 `protobuf:"varint,1,opt,name=tolerance_percent,json=tolerancePercent,proto3,oneof" json:"tolerance_percent,omitempty"`
+	// MaxClosesPerSecond bounds how many sessions the listener closes to
+	// rebalance, so reconnects do not stampede. Default 100.
+	MaxClosesPerSecond *uint32 `protobuf:"varint,2,opt,name=max_closes_per_second,json=maxClosesPerSecond,proto3,oneof" json:"max_closes_per_second,omitempty"`
+	// MinIdle is how long a session must have carried no byte either way,
+	// with the endpoint having answered last, before it may be closed; a
+	// session in the middle of an exchange is never cut. Default 1s.
+	MinIdle       *durationpb.Duration `protobuf:"bytes,3,opt,name=min_idle,json=minIdle,proto3" json:"min_idle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rebalance) Reset() {
+	*x = Rebalance{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rebalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rebalance) ProtoMessage() {}
+
+func (x *Rebalance) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
+func (*Rebalance) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Rebalance) GetTolerancePercent() uint32 {
+	if x != nil && x.TolerancePercent != nil {
+		return *x.TolerancePercent
+	}
+	return 0
+}
+
+func (x *Rebalance) GetMaxClosesPerSecond() uint32 {
+	if x != nil && x.MaxClosesPerSecond != nil {
+		return *x.MaxClosesPerSecond
+	}
+	return 0
+}
+
+func (x *Rebalance) GetMinIdle() *durationpb.Duration {
+	if x != nil {
+		return x.MinIdle
+	}
+	return nil
+}
+
 // HttpOptions tune an HTTP listener.
 type HttpOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1500,7 +1733,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1745,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1758,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -1590,7 +1823,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1835,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1848,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -1672,7 +1905,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xf8\a\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc2\b\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -1699,9 +1932,19 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"H\x00R\aretries\x88\x01\x01\x12L\n" +
 	"\vdns_refresh\x18\x11 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
 	"\"\x04\b\x80\xa3\x052\x02\b\x01R\n" +
-	"dnsRefreshB\n" +
+	"dnsRefresh\x12H\n" +
+	"\x11outlier_detection\x18\x12 \x01(\v2\x1b.sluice.v1.OutlierDetectionR\x10outlierDetectionB\n" +
 	"\n" +
-	"\b_retries\"\xe0\x02\n" +
+	"\b_retries\"\xe2\x03\n" +
+	"\x10OutlierDetection\x12O\n" +
+	"\x1cconsecutive_connect_failures\x18\x01 \x01(\rB\b\xfaB\x05*\x03\x18\xe8\aH\x00R\x1aconsecutiveConnectFailures\x88\x01\x01\x126\n" +
+	"\x0fconsecutive_5xx\x18\x02 \x01(\rB\b\xfaB\x05*\x03\x18\xe8\aH\x01R\x0econsecutive5xx\x88\x01\x01\x12[\n" +
+	"\x12base_ejection_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xc2\xd7/R\x10baseEjectionTime\x12Z\n" +
+	"\x11max_ejection_time\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x13\xfaB\x10\xaa\x01\r\"\x04\b\x80\xa3\x052\x05\x10\x80\xc2\xd7/R\x0fmaxEjectionTime\x12>\n" +
+	"\x14max_ejection_percent\x18\x05 \x01(\rB\a\xfaB\x04*\x02\x18dH\x02R\x12maxEjectionPercent\x88\x01\x01B\x1f\n" +
+	"\x1d_consecutive_connect_failuresB\x12\n" +
+	"\x10_consecutive_5xxB\x17\n" +
+	"\x15_max_ejection_percent\"\xe0\x02\n" +
 	"\x11CookiePersistence\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x10\x01\x18@R\x04name\x12\x1a\n" +
 	"\bindirect\x18\x02 \x01(\bR\bindirect\x12\x18\n" +
@@ -1747,7 +1990,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x89\x02\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xb2\x02\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -1755,7 +1998,18 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\x0e2\x13.sluice.v1.ProtocolB\n" +
 	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\bprotocol\x120\n" +
 	"\x0fdefault_cluster\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\x0edefaultCluster\x12*\n" +
-	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\"\x83\x04\n" +
+	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\x12'\n" +
+	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\"@\n" +
+	"\n" +
+	"TcpOptions\x122\n" +
+	"\trebalance\x18\x01 \x01(\v2\x14.sluice.v1.RebalanceR\trebalance\"\x87\x02\n" +
+	"\tRebalance\x12<\n" +
+	"\x11tolerance_percent\x18\x01 \x01(\rB\n" +
+	"\xfaB\a*\x05\x18\xe8\a(\x01H\x00R\x10tolerancePercent\x88\x01\x01\x12C\n" +
+	"\x15max_closes_per_second\x18\x02 \x01(\rB\v\xfaB\b*\x06\x18\xa0\x8d\x06(\x01H\x01R\x12maxClosesPerSecond\x88\x01\x01\x12G\n" +
+	"\bmin_idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\aminIdleB\x14\n" +
+	"\x12_tolerance_percentB\x18\n" +
+	"\x16_max_closes_per_second\"\x83\x04\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
@@ -1827,7 +2081,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -1841,56 +2095,65 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*RandomOptions)(nil),       // 9: sluice.v1.RandomOptions
 	(*HashPolicy)(nil),          // 10: sluice.v1.HashPolicy
 	(*Cluster)(nil),             // 11: sluice.v1.Cluster
-	(*CookiePersistence)(nil),   // 12: sluice.v1.CookiePersistence
-	(*StickTable)(nil),          // 13: sluice.v1.StickTable
-	(*Endpoint)(nil),            // 14: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 15: sluice.v1.HealthCheck
-	(*HttpHealthCheck)(nil),     // 16: sluice.v1.HttpHealthCheck
-	(*Listener)(nil),            // 17: sluice.v1.Listener
-	(*HttpOptions)(nil),         // 18: sluice.v1.HttpOptions
-	(*ErrorPage)(nil),           // 19: sluice.v1.ErrorPage
-	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
+	(*OutlierDetection)(nil),    // 12: sluice.v1.OutlierDetection
+	(*CookiePersistence)(nil),   // 13: sluice.v1.CookiePersistence
+	(*StickTable)(nil),          // 14: sluice.v1.StickTable
+	(*Endpoint)(nil),            // 15: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 16: sluice.v1.HealthCheck
+	(*HttpHealthCheck)(nil),     // 17: sluice.v1.HttpHealthCheck
+	(*Listener)(nil),            // 18: sluice.v1.Listener
+	(*TcpOptions)(nil),          // 19: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 20: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 21: sluice.v1.HttpOptions
+	(*ErrorPage)(nil),           // 22: sluice.v1.ErrorPage
+	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	11, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	17, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	18, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	15, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	14, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	20, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	20, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	16, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	15, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	23, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	23, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	9,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	10, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	20, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	20, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
-	12, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
-	13, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
+	23, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	23, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	13, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
+	14, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	20, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
-	20, // 17: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
-	4,  // 18: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
-	5,  // 19: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	20, // 20: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
-	6,  // 21: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	20, // 22: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	20, // 23: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	20, // 24: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	20, // 25: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
-	16, // 26: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
-	7,  // 27: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	18, // 28: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	20, // 29: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	20, // 30: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	20, // 31: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	20, // 32: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	19, // 33: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	23, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	12, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
+	23, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	23, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	23, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	4,  // 21: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
+	5,  // 22: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
+	23, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	6,  // 24: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
+	23, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	23, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	23, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	23, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	17, // 29: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	7,  // 30: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	21, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	19, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	20, // 33: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	23, // 34: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	23, // 35: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	23, // 36: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	23, // 37: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	23, // 38: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	22, // 39: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -1900,15 +2163,17 @@ func file_sluice_v1_snapshot_proto_init() {
 	}
 	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[3].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[6].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[8].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -911,6 +911,35 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetOutlierDetection()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "OutlierDetection",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "OutlierDetection",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetOutlierDetection()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "OutlierDetection",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if m.Retries != nil {
 
 		if m.GetRetries() > 10 {
@@ -1004,6 +1033,213 @@ var _ interface {
 } = ClusterValidationError{}
 
 var _Cluster_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+// Validate checks the field values on OutlierDetection with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *OutlierDetection) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on OutlierDetection with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// OutlierDetectionMultiError, or nil if none found.
+func (m *OutlierDetection) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *OutlierDetection) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if d := m.GetBaseEjectionTime(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = OutlierDetectionValidationError{
+				field:  "BaseEjectionTime",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 100000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := OutlierDetectionValidationError{
+					field:  "BaseEjectionTime",
+					reason: "value must be inside range [100ms, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if d := m.GetMaxEjectionTime(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = OutlierDetectionValidationError{
+				field:  "MaxEjectionTime",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(86400*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 100000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := OutlierDetectionValidationError{
+					field:  "MaxEjectionTime",
+					reason: "value must be inside range [100ms, 24h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.ConsecutiveConnectFailures != nil {
+
+		if m.GetConsecutiveConnectFailures() > 1000 {
+			err := OutlierDetectionValidationError{
+				field:  "ConsecutiveConnectFailures",
+				reason: "value must be less than or equal to 1000",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if m.Consecutive_5Xx != nil {
+
+		if m.GetConsecutive_5Xx() > 1000 {
+			err := OutlierDetectionValidationError{
+				field:  "Consecutive_5Xx",
+				reason: "value must be less than or equal to 1000",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if m.MaxEjectionPercent != nil {
+
+		if m.GetMaxEjectionPercent() > 100 {
+			err := OutlierDetectionValidationError{
+				field:  "MaxEjectionPercent",
+				reason: "value must be less than or equal to 100",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return OutlierDetectionMultiError(errors)
+	}
+
+	return nil
+}
+
+// OutlierDetectionMultiError is an error wrapping multiple validation errors
+// returned by OutlierDetection.ValidateAll() if the designated constraints
+// aren't met.
+type OutlierDetectionMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m OutlierDetectionMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m OutlierDetectionMultiError) AllErrors() []error { return m }
+
+// OutlierDetectionValidationError is the validation error returned by
+// OutlierDetection.Validate if the designated constraints aren't met.
+type OutlierDetectionValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e OutlierDetectionValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e OutlierDetectionValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e OutlierDetectionValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e OutlierDetectionValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e OutlierDetectionValidationError) ErrorName() string { return "OutlierDetectionValidationError" }
+
+// Error satisfies the builtin error interface
+func (e OutlierDetectionValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sOutlierDetection.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = OutlierDetectionValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = OutlierDetectionValidationError{}
 
 // Validate checks the field values on CookiePersistence with the rules defined
 // in the proto definition for this message. If any rules are violated, the
@@ -2079,6 +2315,35 @@ func (m *Listener) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetTcp()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "Tcp",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "Tcp",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetTcp()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ListenerValidationError{
+				field:  "Tcp",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return ListenerMultiError(errors)
 	}
@@ -2161,6 +2426,294 @@ var _Listener_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62
 var _Listener_Protocol_NotInLookup = map[Protocol]struct{}{
 	0: {},
 }
+
+// Validate checks the field values on TcpOptions with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *TcpOptions) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on TcpOptions with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in TcpOptionsMultiError, or
+// nil if none found.
+func (m *TcpOptions) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *TcpOptions) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if all {
+		switch v := interface{}(m.GetRebalance()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, TcpOptionsValidationError{
+					field:  "Rebalance",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, TcpOptionsValidationError{
+					field:  "Rebalance",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRebalance()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return TcpOptionsValidationError{
+				field:  "Rebalance",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(errors) > 0 {
+		return TcpOptionsMultiError(errors)
+	}
+
+	return nil
+}
+
+// TcpOptionsMultiError is an error wrapping multiple validation errors
+// returned by TcpOptions.ValidateAll() if the designated constraints aren't met.
+type TcpOptionsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m TcpOptionsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m TcpOptionsMultiError) AllErrors() []error { return m }
+
+// TcpOptionsValidationError is the validation error returned by
+// TcpOptions.Validate if the designated constraints aren't met.
+type TcpOptionsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e TcpOptionsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e TcpOptionsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e TcpOptionsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e TcpOptionsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e TcpOptionsValidationError) ErrorName() string { return "TcpOptionsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e TcpOptionsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sTcpOptions.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = TcpOptionsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = TcpOptionsValidationError{}
+
+// Validate checks the field values on Rebalance with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Rebalance) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Rebalance with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RebalanceMultiError, or nil
+// if none found.
+func (m *Rebalance) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Rebalance) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if d := m.GetMinIdle(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = RebalanceValidationError{
+				field:  "MinIdle",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(3600*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := RebalanceValidationError{
+					field:  "MinIdle",
+					reason: "value must be inside range [1ms, 1h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.TolerancePercent != nil {
+
+		if val := m.GetTolerancePercent(); val < 1 || val > 1000 {
+			err := RebalanceValidationError{
+				field:  "TolerancePercent",
+				reason: "value must be inside range [1, 1000]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if m.MaxClosesPerSecond != nil {
+
+		if val := m.GetMaxClosesPerSecond(); val < 1 || val > 100000 {
+			err := RebalanceValidationError{
+				field:  "MaxClosesPerSecond",
+				reason: "value must be inside range [1, 100000]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return RebalanceMultiError(errors)
+	}
+
+	return nil
+}
+
+// RebalanceMultiError is an error wrapping multiple validation errors returned
+// by Rebalance.ValidateAll() if the designated constraints aren't met.
+type RebalanceMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RebalanceMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RebalanceMultiError) AllErrors() []error { return m }
+
+// RebalanceValidationError is the validation error returned by
+// Rebalance.Validate if the designated constraints aren't met.
+type RebalanceValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RebalanceValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RebalanceValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RebalanceValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RebalanceValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RebalanceValidationError) ErrorName() string { return "RebalanceValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RebalanceValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRebalance.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RebalanceValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RebalanceValidationError{}
 
 // Validate checks the field values on HttpOptions with the rules defined in
 // the proto definition for this message. If any rules are violated, the first

@@ -24,6 +24,76 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EndpointHealth is an endpoint's state as one node sees it.
+type EndpointHealth int32
+
+const (
+	EndpointHealth_ENDPOINT_HEALTH_UNSPECIFIED EndpointHealth = 0
+	// UP takes new work.
+	EndpointHealth_ENDPOINT_HEALTH_UP EndpointHealth = 1
+	// DOWN failed its health checks.
+	EndpointHealth_ENDPOINT_HEALTH_DOWN EndpointHealth = 2
+	// DRAINING was drained or removed by an operator: no new work; its
+	// connections end by the cluster's drain_timeout.
+	EndpointHealth_ENDPOINT_HEALTH_DRAINING EndpointHealth = 3
+	// DISABLED was disabled by an operator: no work, no checks.
+	EndpointHealth_ENDPOINT_HEALTH_DISABLED EndpointHealth = 4
+	// EJECTED was taken out by outlier detection until its ejection ends.
+	EndpointHealth_ENDPOINT_HEALTH_EJECTED EndpointHealth = 5
+	// CHECKING has no health check result yet (the node just started, or the
+	// endpoint was just added).
+	EndpointHealth_ENDPOINT_HEALTH_CHECKING EndpointHealth = 6
+)
+
+// Enum value maps for EndpointHealth.
+var (
+	EndpointHealth_name = map[int32]string{
+		0: "ENDPOINT_HEALTH_UNSPECIFIED",
+		1: "ENDPOINT_HEALTH_UP",
+		2: "ENDPOINT_HEALTH_DOWN",
+		3: "ENDPOINT_HEALTH_DRAINING",
+		4: "ENDPOINT_HEALTH_DISABLED",
+		5: "ENDPOINT_HEALTH_EJECTED",
+		6: "ENDPOINT_HEALTH_CHECKING",
+	}
+	EndpointHealth_value = map[string]int32{
+		"ENDPOINT_HEALTH_UNSPECIFIED": 0,
+		"ENDPOINT_HEALTH_UP":          1,
+		"ENDPOINT_HEALTH_DOWN":        2,
+		"ENDPOINT_HEALTH_DRAINING":    3,
+		"ENDPOINT_HEALTH_DISABLED":    4,
+		"ENDPOINT_HEALTH_EJECTED":     5,
+		"ENDPOINT_HEALTH_CHECKING":    6,
+	}
+)
+
+func (x EndpointHealth) Enum() *EndpointHealth {
+	p := new(EndpointHealth)
+	*p = x
+	return p
+}
+
+func (x EndpointHealth) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointHealth) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_stats_proto_enumTypes[0].Descriptor()
+}
+
+func (EndpointHealth) Type() protoreflect.EnumType {
+	return &file_sluice_v1_stats_proto_enumTypes[0]
+}
+
+func (x EndpointHealth) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointHealth.Descriptor instead.
+func (EndpointHealth) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{0}
+}
+
 // CloseReason says why a connection ended.
 type CloseReason int32
 
@@ -56,6 +126,12 @@ const (
 	// The node was draining (SIGTERM): the connection ended after its
 	// current exchange, or at the end of the drain grace.
 	CloseReason_CLOSE_REASON_NODE_DRAINING CloseReason = 12
+	// The TCP listener's rebalance closed the idle session so that its client
+	// reconnects to a less loaded endpoint.
+	CloseReason_CLOSE_REASON_REBALANCED CloseReason = 13
+	// An operator asked for the endpoint's sessions to be shut down
+	// (sluicectl shutdown-sessions).
+	CloseReason_CLOSE_REASON_SHUTDOWN CloseReason = 14
 )
 
 // Enum value maps for CloseReason.
@@ -74,6 +150,8 @@ var (
 		10: "CLOSE_REASON_MAX_AGE",
 		11: "CLOSE_REASON_MAX_REQUESTS",
 		12: "CLOSE_REASON_NODE_DRAINING",
+		13: "CLOSE_REASON_REBALANCED",
+		14: "CLOSE_REASON_SHUTDOWN",
 	}
 	CloseReason_value = map[string]int32{
 		"CLOSE_REASON_UNSPECIFIED":     0,
@@ -89,6 +167,8 @@ var (
 		"CLOSE_REASON_MAX_AGE":         10,
 		"CLOSE_REASON_MAX_REQUESTS":    11,
 		"CLOSE_REASON_NODE_DRAINING":   12,
+		"CLOSE_REASON_REBALANCED":      13,
+		"CLOSE_REASON_SHUTDOWN":        14,
 	}
 )
 
@@ -103,11 +183,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_stats_proto_enumTypes[0].Descriptor()
+	return file_sluice_v1_stats_proto_enumTypes[1].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_sluice_v1_stats_proto_enumTypes[0]
+	return &file_sluice_v1_stats_proto_enumTypes[1]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -116,7 +196,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{0}
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{1}
 }
 
 // StatsReport is one batch from a node.
@@ -130,7 +210,11 @@ type StatsReport struct {
 	Dropped uint64 `protobuf:"varint,3,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	// Draining is set once the node began to drain (SIGTERM): it accepts no
 	// new connections, finishes what it has, and then goes away.
-	Draining      bool `protobuf:"varint,4,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,4,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Endpoints, when set, is the node's whole view of its endpoints. A node
+	// sends it when an endpoint's health changed and every few seconds for the
+	// counters; unset means nothing new.
+	Endpoints     *EndpointReport `protobuf:"bytes,5,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +277,236 @@ func (x *StatsReport) GetDraining() bool {
 	return false
 }
 
+func (x *StatsReport) GetEndpoints() *EndpointReport {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// EndpointReport is a node's view of every endpoint of its configuration.
+type EndpointReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoints     []*EndpointStats       `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointReport) Reset() {
+	*x = EndpointReport{}
+	mi := &file_sluice_v1_stats_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointReport) ProtoMessage() {}
+
+func (x *EndpointReport) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_stats_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointReport.ProtoReflect.Descriptor instead.
+func (*EndpointReport) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EndpointReport) GetEndpoints() []*EndpointStats {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// EndpointStats is one endpoint as one node sees it. Counters run from the
+// time the node first had the endpoint.
+type EndpointStats struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Cluster  string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Endpoint string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Address  string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Health   EndpointHealth         `protobuf:"varint,4,opt,name=health,proto3,enum=sluice.v1.EndpointHealth" json:"health,omitempty"`
+	// Weight is the configured weight.
+	Weight uint32 `protobuf:"varint,5,opt,name=weight,proto3" json:"weight,omitempty"`
+	Backup bool   `protobuf:"varint,6,opt,name=backup,proto3" json:"backup,omitempty"`
+	// Active counts the requests (HTTP) and sessions (TCP) using the endpoint
+	// now; Conns the sockets open to it, pooled idle ones included.
+	Active int64 `protobuf:"varint,7,opt,name=active,proto3" json:"active,omitempty"`
+	Conns  int64 `protobuf:"varint,8,opt,name=conns,proto3" json:"conns,omitempty"`
+	// Requests counts HTTP requests and TCP sessions sent to the endpoint.
+	Requests uint64 `protobuf:"varint,9,opt,name=requests,proto3" json:"requests,omitempty"`
+	// BytesIn counts bytes received from the endpoint, BytesOut bytes sent to
+	// it.
+	BytesIn  uint64 `protobuf:"varint,10,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut uint64 `protobuf:"varint,11,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	// ConnectErrors counts connects that failed; Responses5xx HTTP responses
+	// with a 5xx status from the endpoint.
+	ConnectErrors uint64 `protobuf:"varint,12,opt,name=connect_errors,json=connectErrors,proto3" json:"connect_errors,omitempty"`
+	Responses_5Xx uint64 `protobuf:"varint,13,opt,name=responses_5xx,json=responses5xx,proto3" json:"responses_5xx,omitempty"`
+	// Since is when the health last changed.
+	Since *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=since,proto3" json:"since,omitempty"`
+	// Detail says why, for operators: the last failed check ("connection
+	// refused", "status 500"), or the ejection's cause.
+	Detail string `protobuf:"bytes,15,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Ejections counts outlier ejections.
+	Ejections     uint64 `protobuf:"varint,16,opt,name=ejections,proto3" json:"ejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointStats) Reset() {
+	*x = EndpointStats{}
+	mi := &file_sluice_v1_stats_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointStats) ProtoMessage() {}
+
+func (x *EndpointStats) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_stats_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointStats.ProtoReflect.Descriptor instead.
+func (*EndpointStats) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EndpointStats) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetHealth() EndpointHealth {
+	if x != nil {
+		return x.Health
+	}
+	return EndpointHealth_ENDPOINT_HEALTH_UNSPECIFIED
+}
+
+func (x *EndpointStats) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetBackup() bool {
+	if x != nil {
+		return x.Backup
+	}
+	return false
+}
+
+func (x *EndpointStats) GetActive() int64 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetConns() int64 {
+	if x != nil {
+		return x.Conns
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetBytesIn() uint64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetBytesOut() uint64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetConnectErrors() uint64 {
+	if x != nil {
+		return x.ConnectErrors
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetResponses_5Xx() uint64 {
+	if x != nil {
+		return x.Responses_5Xx
+	}
+	return 0
+}
+
+func (x *EndpointStats) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *EndpointStats) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *EndpointStats) GetEjections() uint64 {
+	if x != nil {
+		return x.Ejections
+	}
+	return 0
+}
+
 // ReportSummary closes a Report stream.
 type ReportSummary struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -203,7 +517,7 @@ type ReportSummary struct {
 
 func (x *ReportSummary) Reset() {
 	*x = ReportSummary{}
-	mi := &file_sluice_v1_stats_proto_msgTypes[1]
+	mi := &file_sluice_v1_stats_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +529,7 @@ func (x *ReportSummary) String() string {
 func (*ReportSummary) ProtoMessage() {}
 
 func (x *ReportSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_stats_proto_msgTypes[1]
+	mi := &file_sluice_v1_stats_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +542,7 @@ func (x *ReportSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSummary.ProtoReflect.Descriptor instead.
 func (*ReportSummary) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReportSummary) GetRecords() uint64 {
@@ -263,7 +577,7 @@ type ConnRecord struct {
 
 func (x *ConnRecord) Reset() {
 	*x = ConnRecord{}
-	mi := &file_sluice_v1_stats_proto_msgTypes[2]
+	mi := &file_sluice_v1_stats_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +589,7 @@ func (x *ConnRecord) String() string {
 func (*ConnRecord) ProtoMessage() {}
 
 func (x *ConnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_stats_proto_msgTypes[2]
+	mi := &file_sluice_v1_stats_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +602,7 @@ func (x *ConnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnRecord.ProtoReflect.Descriptor instead.
 func (*ConnRecord) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_stats_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConnRecord) GetNodeId() string {
@@ -372,12 +686,34 @@ var File_sluice_v1_stats_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\n" +
-	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\xa2\x01\n" +
+	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\xdb\x01\n" +
 	"\vStatsReport\x12!\n" +
 	"\anode_id\x18\x01 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x01R\x06nodeId\x12:\n" +
 	"\arecords\x18\x02 \x03(\v2\x15.sluice.v1.ConnRecordB\t\xfaB\x06\x92\x01\x03\x10\x90NR\arecords\x12\x18\n" +
 	"\adropped\x18\x03 \x01(\x04R\adropped\x12\x1a\n" +
-	"\bdraining\x18\x04 \x01(\bR\bdraining\")\n" +
+	"\bdraining\x18\x04 \x01(\bR\bdraining\x127\n" +
+	"\tendpoints\x18\x05 \x01(\v2\x19.sluice.v1.EndpointReportR\tendpoints\"T\n" +
+	"\x0eEndpointReport\x12B\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x18.sluice.v1.EndpointStatsB\n" +
+	"\xfaB\a\x92\x01\x04\x10\xa0\x8d\x06R\tendpoints\"\xf8\x03\n" +
+	"\rEndpointStats\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x121\n" +
+	"\x06health\x18\x04 \x01(\x0e2\x19.sluice.v1.EndpointHealthR\x06health\x12\x16\n" +
+	"\x06weight\x18\x05 \x01(\rR\x06weight\x12\x16\n" +
+	"\x06backup\x18\x06 \x01(\bR\x06backup\x12\x16\n" +
+	"\x06active\x18\a \x01(\x03R\x06active\x12\x14\n" +
+	"\x05conns\x18\b \x01(\x03R\x05conns\x12\x1a\n" +
+	"\brequests\x18\t \x01(\x04R\brequests\x12\x19\n" +
+	"\bbytes_in\x18\n" +
+	" \x01(\x04R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\v \x01(\x04R\bbytesOut\x12%\n" +
+	"\x0econnect_errors\x18\f \x01(\x04R\rconnectErrors\x12#\n" +
+	"\rresponses_5xx\x18\r \x01(\x04R\fresponses5xx\x120\n" +
+	"\x05since\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
+	"\x06detail\x18\x0f \x01(\tR\x06detail\x12\x1c\n" +
+	"\tejections\x18\x10 \x01(\x04R\tejections\")\n" +
 	"\rReportSummary\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\"\x96\x03\n" +
 	"\n" +
@@ -393,7 +729,15 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\tbytes_out\x18\t \x01(\x04R\bbytesOut\x12\x1a\n" +
 	"\brequests\x18\n" +
 	" \x01(\x04R\brequests\x129\n" +
-	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\x99\x03\n" +
+	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\xda\x01\n" +
+	"\x0eEndpointHealth\x12\x1f\n" +
+	"\x1bENDPOINT_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ENDPOINT_HEALTH_UP\x10\x01\x12\x18\n" +
+	"\x14ENDPOINT_HEALTH_DOWN\x10\x02\x12\x1c\n" +
+	"\x18ENDPOINT_HEALTH_DRAINING\x10\x03\x12\x1c\n" +
+	"\x18ENDPOINT_HEALTH_DISABLED\x10\x04\x12\x1b\n" +
+	"\x17ENDPOINT_HEALTH_EJECTED\x10\x05\x12\x1c\n" +
+	"\x18ENDPOINT_HEALTH_CHECKING\x10\x06*\xd1\x03\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLOSE_REASON_CLIENT_CLOSED\x10\x01\x12\x1e\n" +
@@ -408,7 +752,9 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x14CLOSE_REASON_MAX_AGE\x10\n" +
 	"\x12\x1d\n" +
 	"\x19CLOSE_REASON_MAX_REQUESTS\x10\v\x12\x1e\n" +
-	"\x1aCLOSE_REASON_NODE_DRAINING\x10\f2L\n" +
+	"\x1aCLOSE_REASON_NODE_DRAINING\x10\f\x12\x1b\n" +
+	"\x17CLOSE_REASON_REBALANCED\x10\r\x12\x19\n" +
+	"\x15CLOSE_REASON_SHUTDOWN\x10\x0e2L\n" +
 	"\fStatsService\x12<\n" +
 	"\x06Report\x12\x16.sluice.v1.StatsReport\x1a\x18.sluice.v1.ReportSummary(\x01B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
@@ -424,28 +770,35 @@ func file_sluice_v1_stats_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_stats_proto_rawDescData
 }
 
-var file_sluice_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_sluice_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sluice_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sluice_v1_stats_proto_goTypes = []any{
-	(CloseReason)(0),              // 0: sluice.v1.CloseReason
-	(*StatsReport)(nil),           // 1: sluice.v1.StatsReport
-	(*ReportSummary)(nil),         // 2: sluice.v1.ReportSummary
-	(*ConnRecord)(nil),            // 3: sluice.v1.ConnRecord
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(EndpointHealth)(0),           // 0: sluice.v1.EndpointHealth
+	(CloseReason)(0),              // 1: sluice.v1.CloseReason
+	(*StatsReport)(nil),           // 2: sluice.v1.StatsReport
+	(*EndpointReport)(nil),        // 3: sluice.v1.EndpointReport
+	(*EndpointStats)(nil),         // 4: sluice.v1.EndpointStats
+	(*ReportSummary)(nil),         // 5: sluice.v1.ReportSummary
+	(*ConnRecord)(nil),            // 6: sluice.v1.ConnRecord
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_sluice_v1_stats_proto_depIdxs = []int32{
-	3, // 0: sluice.v1.StatsReport.records:type_name -> sluice.v1.ConnRecord
-	4, // 1: sluice.v1.ConnRecord.start:type_name -> google.protobuf.Timestamp
-	5, // 2: sluice.v1.ConnRecord.duration:type_name -> google.protobuf.Duration
-	0, // 3: sluice.v1.ConnRecord.close_reason:type_name -> sluice.v1.CloseReason
-	1, // 4: sluice.v1.StatsService.Report:input_type -> sluice.v1.StatsReport
-	2, // 5: sluice.v1.StatsService.Report:output_type -> sluice.v1.ReportSummary
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: sluice.v1.StatsReport.records:type_name -> sluice.v1.ConnRecord
+	3, // 1: sluice.v1.StatsReport.endpoints:type_name -> sluice.v1.EndpointReport
+	4, // 2: sluice.v1.EndpointReport.endpoints:type_name -> sluice.v1.EndpointStats
+	0, // 3: sluice.v1.EndpointStats.health:type_name -> sluice.v1.EndpointHealth
+	7, // 4: sluice.v1.EndpointStats.since:type_name -> google.protobuf.Timestamp
+	7, // 5: sluice.v1.ConnRecord.start:type_name -> google.protobuf.Timestamp
+	8, // 6: sluice.v1.ConnRecord.duration:type_name -> google.protobuf.Duration
+	1, // 7: sluice.v1.ConnRecord.close_reason:type_name -> sluice.v1.CloseReason
+	2, // 8: sluice.v1.StatsService.Report:input_type -> sluice.v1.StatsReport
+	5, // 9: sluice.v1.StatsService.Report:output_type -> sluice.v1.ReportSummary
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_stats_proto_init() }
@@ -458,8 +811,8 @@ func file_sluice_v1_stats_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_stats_proto_rawDesc), len(file_sluice_v1_stats_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

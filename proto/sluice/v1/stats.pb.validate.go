@@ -117,6 +117,35 @@ func (m *StatsReport) validate(all bool) error {
 
 	// no validation rules for Draining
 
+	if all {
+		switch v := interface{}(m.GetEndpoints()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, StatsReportValidationError{
+					field:  "Endpoints",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, StatsReportValidationError{
+					field:  "Endpoints",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetEndpoints()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return StatsReportValidationError{
+				field:  "Endpoints",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return StatsReportMultiError(errors)
 	}
@@ -193,6 +222,310 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = StatsReportValidationError{}
+
+// Validate checks the field values on EndpointReport with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *EndpointReport) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on EndpointReport with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in EndpointReportMultiError,
+// or nil if none found.
+func (m *EndpointReport) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *EndpointReport) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(m.GetEndpoints()) > 100000 {
+		err := EndpointReportValidationError{
+			field:  "Endpoints",
+			reason: "value must contain no more than 100000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetEndpoints() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, EndpointReportValidationError{
+						field:  fmt.Sprintf("Endpoints[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, EndpointReportValidationError{
+						field:  fmt.Sprintf("Endpoints[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return EndpointReportValidationError{
+					field:  fmt.Sprintf("Endpoints[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return EndpointReportMultiError(errors)
+	}
+
+	return nil
+}
+
+// EndpointReportMultiError is an error wrapping multiple validation errors
+// returned by EndpointReport.ValidateAll() if the designated constraints
+// aren't met.
+type EndpointReportMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m EndpointReportMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m EndpointReportMultiError) AllErrors() []error { return m }
+
+// EndpointReportValidationError is the validation error returned by
+// EndpointReport.Validate if the designated constraints aren't met.
+type EndpointReportValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e EndpointReportValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e EndpointReportValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e EndpointReportValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e EndpointReportValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e EndpointReportValidationError) ErrorName() string { return "EndpointReportValidationError" }
+
+// Error satisfies the builtin error interface
+func (e EndpointReportValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sEndpointReport.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = EndpointReportValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = EndpointReportValidationError{}
+
+// Validate checks the field values on EndpointStats with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *EndpointStats) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on EndpointStats with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in EndpointStatsMultiError, or
+// nil if none found.
+func (m *EndpointStats) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *EndpointStats) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Cluster
+
+	// no validation rules for Endpoint
+
+	// no validation rules for Address
+
+	// no validation rules for Health
+
+	// no validation rules for Weight
+
+	// no validation rules for Backup
+
+	// no validation rules for Active
+
+	// no validation rules for Conns
+
+	// no validation rules for Requests
+
+	// no validation rules for BytesIn
+
+	// no validation rules for BytesOut
+
+	// no validation rules for ConnectErrors
+
+	// no validation rules for Responses_5Xx
+
+	if all {
+		switch v := interface{}(m.GetSince()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, EndpointStatsValidationError{
+					field:  "Since",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, EndpointStatsValidationError{
+					field:  "Since",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSince()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return EndpointStatsValidationError{
+				field:  "Since",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for Detail
+
+	// no validation rules for Ejections
+
+	if len(errors) > 0 {
+		return EndpointStatsMultiError(errors)
+	}
+
+	return nil
+}
+
+// EndpointStatsMultiError is an error wrapping multiple validation errors
+// returned by EndpointStats.ValidateAll() if the designated constraints
+// aren't met.
+type EndpointStatsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m EndpointStatsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m EndpointStatsMultiError) AllErrors() []error { return m }
+
+// EndpointStatsValidationError is the validation error returned by
+// EndpointStats.Validate if the designated constraints aren't met.
+type EndpointStatsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e EndpointStatsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e EndpointStatsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e EndpointStatsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e EndpointStatsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e EndpointStatsValidationError) ErrorName() string { return "EndpointStatsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e EndpointStatsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sEndpointStats.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = EndpointStatsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = EndpointStatsValidationError{}
 
 // Validate checks the field values on ReportSummary with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
