@@ -155,6 +155,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 		return nil, errNoEndpointStatus
 	}
 	x.ep = ep
+	x.epIn, x.epOut = 0, 0
 	cc.info.Cluster, cc.info.Endpoint = ep.Cluster, ep.Name
 	return ep, nil
 }
@@ -176,6 +177,8 @@ func (cc *clientConn) endpointDone(bc *net.TCPConn, reusable bool) {
 		return
 	}
 	x.ep = nil
+	ep.Transferred(x.epIn, x.epOut)
+	x.epIn, x.epOut = 0, 0
 	if bc != nil {
 		if reusable {
 			ep.PutIdle(bc)
@@ -311,6 +314,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 			}
 		}
 		if e == nil {
+			ep.Responded(x.resp.status)
 			return cc.relayResponse(ep, bc), nil
 		}
 		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut {
@@ -475,6 +479,7 @@ func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
 			n, err := bc.ReadFrom(&x.lr)
 			x.lr.R = nil
 			cc.info.BytesIn += uint64(n)
+			x.epOut += uint64(n)
 			x.reqLeft -= n
 			if err != nil {
 				if isTimeout(err) && !cc.rdl.Before(time.Now()) {
@@ -590,6 +595,7 @@ func (cc *clientConn) writeEndpoint(bc *net.TCPConn, p []byte) error {
 	for len(p) > 0 {
 		n, err := bc.Write(p)
 		p = p[n:]
+		cc.x.epOut += uint64(n)
 		if err == nil {
 			continue
 		}
@@ -611,6 +617,7 @@ func (cc *clientConn) readEndpoint(bc *net.TCPConn, p []byte) (int, error) {
 	for {
 		n, err := bc.Read(p)
 		if n > 0 {
+			cc.x.epIn += uint64(n)
 			return n, nil
 		}
 		if err == nil {
@@ -861,6 +868,7 @@ func (cc *clientConn) relayLength(bc *net.TCPConn, left int64) *statusError {
 			n, err := cc.tcp.ReadFrom(&x.lr)
 			x.lr.R = nil
 			cc.info.BytesOut += uint64(n)
+			x.epIn += uint64(n)
 			left -= n
 			cc.c.SetWriteDeadline(time.Time{})
 			if n > 0 {
@@ -1015,6 +1023,7 @@ func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
 			n, err := cc.tcp.ReadFrom(&x.lr)
 			x.lr.R = nil
 			cc.info.BytesOut += uint64(n)
+			x.epIn += uint64(n)
 			cc.c.SetWriteDeadline(time.Time{})
 			if err != nil {
 				if isTimeout(err) && time.Now().Before(wdl) {

@@ -61,6 +61,7 @@ type exchange struct {
 	start       time.Time          // when the request was forwarded
 	hard        time.Time          // when waiting on the endpoint becomes a timeout
 	ep          *upstream.Endpoint // picked and not yet released
+	epIn, epOut uint64             // bytes from and to ep, for its Stats
 	connTimeout time.Duration      // connect timeout of ep's cluster
 	reusable    bool               // the endpoint connection may be pooled after the body
 

@@ -51,6 +51,8 @@ type Node struct {
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
 
+	statusChanges atomic.Uint64 // see StatusChanges
+
 	rebuildMu   sync.Mutex      // guards the three below
 	dirty       map[string]bool // clusters whose endpoints' health changed
 	rebuilding  *time.Timer     // the rebuild of dirty clusters, when due
@@ -209,6 +211,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 	}
 	n.version.Store(version)
+	n.statusChanges.Add(1)
 	// A health change between compiling and publishing was missed by the
 	// new pickers: rebuild them once more now that they are published.
 	for _, c := range clusters {
@@ -255,6 +258,7 @@ const rebuildEvery = 100 * time.Millisecond
 // health checker goroutine, and must not take n.mu: Apply holds it while it
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
+	n.statusChanges.Add(1)
 	name, _, _ := strings.Cut(key, "/")
 	if n.checker.State(key) == health.Down {
 		n.shutdownSessions(name, key)
@@ -336,12 +340,24 @@ func (n *Node) sweep() {
 }
 
 // EndpointStatus is a point-in-time view of one endpoint, for the admin
-// endpoint and tests.
+// endpoint, the stats reported to the control plane, and tests.
 type EndpointStatus struct {
 	Cluster, Name, Address string
-	Health                 string
-	Inflight               int64
-	Conns                  int
+	// Health is UP, DOWN, DRAINING, DISABLED, EJECTED or CHECKING (no check
+	// result yet): the names of sluicev1.EndpointHealth without prefix.
+	Health string
+	Weight uint32 // as configured
+	Backup bool
+	// Inflight counts the requests and sessions using the endpoint, Conns
+	// the sockets open to it.
+	Inflight int64
+	Conns    int
+	Stats    upstream.Stats
+	// Since is when Health last changed (zero: not known).
+	Since time.Time `json:",omitzero"`
+	// Detail says why the endpoint is in its state, for operators: the
+	// last failed check, or the cause of an ejection.
+	Detail string `json:",omitempty"`
 }
 
 // Endpoints lists every endpoint of the running configuration.
@@ -354,13 +370,19 @@ func (n *Node) Endpoints() []EndpointStatus {
 			ep := m.Endpoint
 			h := "UP"
 			if len(c.checks) > 0 {
-				h = n.checker.State(ep.Key()).String()
+				switch st := n.checker.State(ep.Key()); st {
+				case health.Unknown:
+					h = "CHECKING"
+				default:
+					h = st.String()
+				}
 			}
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h, Inflight: ep.Inflight(), Conns: ep.Conns()})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
+				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns()})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -371,6 +393,12 @@ func (n *Node) Endpoints() []EndpointStatus {
 	})
 	return out
 }
+
+// StatusChanges counts the changes of the node's endpoints that Endpoints
+// would show other than counters: applies, health and admin state changes,
+// ejections. A reporter that saw one value need not look again until it
+// grows.
+func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() }
 
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }

@@ -149,6 +149,7 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	}
 	<-upDone
 	info.BytesIn, info.BytesOut = uint64(upN), uint64(downN)
+	ep.Transferred(uint64(downN), uint64(upN))
 
 	switch {
 	case ep.Draining():

@@ -47,6 +47,7 @@ type Endpoint struct {
 	res      atomic.Pointer[resolver] // running background resolution, if any
 
 	inflight  atomic.Int64
+	counters  counters
 	maxConn   atomic.Uint32 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
 
@@ -100,7 +101,10 @@ func (f Failures) Has(ep *Endpoint) bool {
 func (e *Endpoint) Inflight() int64 { return e.inflight.Load() }
 
 // Acquire counts one request or session in; Release counts it out.
-func (e *Endpoint) Acquire() { e.inflight.Add(1) }
+func (e *Endpoint) Acquire() {
+	e.inflight.Add(1)
+	e.counters.requests.Add(1)
+}
 
 // SetMaxConn sets the cap TryAcquire enforces (the endpoint's max_conn in
 // the snapshot applied last); 0 removes it.
@@ -112,7 +116,7 @@ func (e *Endpoint) SetMaxConn(n uint32) { e.maxConn.Store(n) }
 func (e *Endpoint) TryAcquire() bool {
 	max := int64(e.maxConn.Load())
 	if max == 0 {
-		e.inflight.Add(1)
+		e.Acquire()
 		return true
 	}
 	for {
@@ -121,6 +125,7 @@ func (e *Endpoint) TryAcquire() bool {
 			return false
 		}
 		if e.inflight.CompareAndSwap(n, n+1) {
+			e.counters.requests.Add(1)
 			return true
 		}
 	}
@@ -171,12 +176,14 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 		}
 		t, err := e.resolveNow(ctx, r)
 		if err != nil {
+			e.counters.connectErrors.Add(1)
 			return nil, err
 		}
 		addr = t.dial
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		e.counters.connectErrors.Add(1)
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)

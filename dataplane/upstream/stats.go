@@ -1,0 +1,52 @@
+package upstream
+
+import "sync/atomic"
+
+// Stats are an endpoint's counters since the node first had it. They
+// survive applies with the *Endpoint.
+type Stats struct {
+	// Requests counts HTTP requests and TCP sessions given to the endpoint
+	// (each Acquire or successful TryAcquire).
+	Requests uint64
+	// BytesIn counts bytes received from the endpoint, BytesOut bytes sent
+	// to it.
+	BytesIn, BytesOut uint64
+	// ConnectErrors counts connects that failed; Responses5xx HTTP
+	// responses with a 5xx status.
+	ConnectErrors, Responses5xx uint64
+}
+
+// counters are the atomics behind Stats.
+type counters struct {
+	requests, bytesIn, bytesOut, connectErrors, responses5xx atomic.Uint64
+}
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() Stats {
+	c := &e.counters
+	return Stats{
+		Requests:      c.requests.Load(),
+		BytesIn:       c.bytesIn.Load(),
+		BytesOut:      c.bytesOut.Load(),
+		ConnectErrors: c.connectErrors.Load(),
+		Responses5xx:  c.responses5xx.Load(),
+	}
+}
+
+// Transferred counts bytes exchanged with the endpoint: in from it, out to
+// it. The proxies call it when a session or an exchange ends.
+func (e *Endpoint) Transferred(in, out uint64) {
+	if in > 0 {
+		e.counters.bytesIn.Add(in)
+	}
+	if out > 0 {
+		e.counters.bytesOut.Add(out)
+	}
+}
+
+// Responded records the status of a response head read from the endpoint.
+func (e *Endpoint) Responded(status int) {
+	if status >= 500 && status <= 599 {
+		e.counters.responses5xx.Add(1)
+	}
+}
