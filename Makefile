@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_VALIDATE_VERSION := v1.3.3
 
-.PHONY: all build run test test-short lint generate check-generated tools fuzz bench clean
+.PHONY: all build run test test-short lint generate check-generated tools fuzz bench measure clean
 
 all: build
 
@@ -59,6 +59,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: build ## side-by-side req/s with HAProxy, nginx and Caddy (../shared/bench/peers.sh)
 	./scripts/bench.sh
+
+measure: ## lifecycle figures: apply→last socket closed at 500 sessions, p50/p99 over 20 runs
+	SLUICE_MEASURE=1 $(GO) test -count=1 -timeout 20m -run Measure -v ./e2e/ | grep -E 'measure_test|^(---|ok|FAIL)'
 
 clean:
 	rm -rf bin .run
