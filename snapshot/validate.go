@@ -136,6 +136,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 			add(p+".default_cluster", "cluster %q has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)", l.GetDefaultCluster())
 		}
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
+		tlsErrors(l, p+".tls", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}

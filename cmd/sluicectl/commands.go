@@ -307,10 +307,12 @@ func (c *cli) printJSON(m proto.Message) int {
 }
 
 func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("get", "get [--version N] [-o yaml|json]", `
+	fs := c.flags("get", "get [--version N] [-o yaml|json] [--show-secrets]", `
 Print the current snapshot, or stored version N, in the form apply reads:
-YAML (headed by a "# version N" comment) or JSON.`)
+YAML (headed by a "# version N" comment) or JSON. Private keys show as
+<redacted>; applied back, <redacted> keeps the stored key.`)
 	version := fs.Uint64("version", 0, "stored version `N` to print (default: the current one)")
+	secrets := fs.Bool("show-secrets", false, "print private keys as stored")
 	o := outputFlag(fs, "yaml", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -320,7 +322,7 @@ YAML (headed by a "# version N" comment) or JSON.`)
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version})
+	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version, ShowSecrets: *secrets})
 	if err != nil {
 		return c.rpcError("get", err)
 	}

@@ -72,6 +72,13 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		s.log.Info("apply refused", "author", req.GetAuthor(), "err", err)
 		return nil, err
 	}
+	if snapshot.HasRedacted(req.GetSnapshot()) {
+		// A snapshot fetched with redacted keys and applied back keeps the
+		// stored keys; Validate refuses those it cannot find.
+		if cur, err := s.store.Current(ctx); err == nil {
+			snapshot.RestoreSecrets(req.GetSnapshot(), cur.Snapshot)
+		}
+	}
 	if err := snapshot.Validate(req.GetSnapshot()); err != nil {
 		var faults snapshot.Errors
 		errors.As(err, &faults)
@@ -372,7 +379,11 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	if err != nil {
 		return nil, storeStatus(err)
 	}
-	return &sluicev1.GetResponse{Info: v.Info, Snapshot: v.Snapshot}, nil
+	snap := v.Snapshot
+	if !req.GetShowSecrets() {
+		snap = snapshot.RedactSecrets(snap)
+	}
+	return &sluicev1.GetResponse{Info: v.Info, Snapshot: snap}, nil
 }
 
 // History implements sluicev1.ConfigServiceServer.

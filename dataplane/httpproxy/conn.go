@@ -21,6 +21,7 @@ type clientConn struct {
 	c   net.Conn
 	tcp *net.TCPConn // c, when it is one (splice, raw reads)
 	ip  netip.Addr   // the client's address, for Request.ClientAddr
+	tls bool         // c is the TLS connection of an HTTPS listener
 	x   *exchange
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.

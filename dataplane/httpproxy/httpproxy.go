@@ -78,6 +78,7 @@
 package httpproxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -124,6 +125,7 @@ const (
 	DefaultRequestHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout          = 60 * time.Second
 	DefaultResponseTimeout      = 60 * time.Second
+	DefaultTLSHandshakeTimeout  = 10 * time.Second
 	DefaultConnectTimeout       = 5 * time.Second
 )
 
@@ -183,6 +185,12 @@ type Config struct {
 	// SetConfig, which copy what they need: answering with them costs no
 	// allocation.
 	ErrorPages map[int]ErrorPage
+	// TLS, when set, makes the listener HTTPS: each client connection
+	// completes a TLS handshake with it before its first request, within
+	// TLSHandshakeTimeout (default 10s). A connection whose handshake
+	// fails is closed and recorded with BAD_REQUEST.
+	TLS                 *tls.Config
+	TLSHandshakeTimeout time.Duration
 
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 }
@@ -197,6 +205,9 @@ func (c *Config) withDefaults() *Config {
 	}
 	if n.ResponseTimeout <= 0 {
 		n.ResponseTimeout = DefaultResponseTimeout
+	}
+	if n.TLSHandshakeTimeout <= 0 {
+		n.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
 	n.MaxConnectionAge = max(n.MaxConnectionAge, 0)
 	n.MaxRequestsPerConnection = max(n.MaxRequestsPerConnection, 0)
@@ -269,9 +280,13 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.ip = a.AddrPort().Addr().Unmap()
 	}
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
-	s.track(cc)
-	defer s.untrack(cc) // even if serve panics (the node recovers)
-	cc.serve()
+	// The handshake comes before track: Drain may touch cc.c from then on,
+	// and the handshake replaces it. It is bounded by its own timeout.
+	if cfg.TLS == nil || cc.handshake(cfg) {
+		s.track(cc)
+		defer s.untrack(cc) // even if serve panics (the node recovers)
+		cc.serve()
+	}
 	if cc.linger {
 		cc.lingerClose()
 	}

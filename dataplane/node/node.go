@@ -123,6 +123,12 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
+		tlsCfg, err := tlsConfig(ls)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
+		}
+		cfg.TLS = tlsCfg
+		cfg.TLSHandshakeTimeout = ls.GetTls().GetHandshakeTimeout().AsDuration()
 		httpCfgs[ls.GetAddress()] = cfg
 	}
 

@@ -257,7 +257,10 @@ func (x *ApplyResponse) GetChanges() []string {
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version 0 means the current one.
-	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// ShowSecrets returns private keys as stored; else each is replaced by
+	// the text "<redacted>", which Apply reads as "keep the stored key".
+	ShowSecrets   bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +300,13 @@ func (x *GetRequest) GetVersion() uint64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *GetRequest) GetShowSecrets() bool {
+	if x != nil {
+		return x.ShowSecrets
+	}
+	return false
 }
 
 type GetResponse struct {
@@ -1144,10 +1154,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
-	"\achanges\x18\x03 \x03(\tR\achanges\"&\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\"I\n" +
 	"\n" +
 	"GetRequest\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"j\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
+	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\"j\n" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xa9\x01\n" +

@@ -500,6 +500,8 @@ func (m *GetRequest) validate(all bool) error {
 
 	// no validation rules for Version
 
+	// no validation rules for ShowSecrets
+
 	if len(errors) > 0 {
 		return GetRequestMultiError(errors)
 	}

@@ -495,6 +495,57 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
+// TlsVersion is a TLS protocol version. In YAML the prefix is dropped:
+// `min_version: TLS_1_3`.
+type TlsVersion int32
+
+const (
+	TlsVersion_TLS_VERSION_UNSPECIFIED TlsVersion = 0
+	TlsVersion_TLS_VERSION_TLS_1_2     TlsVersion = 1
+	TlsVersion_TLS_VERSION_TLS_1_3     TlsVersion = 2
+)
+
+// Enum value maps for TlsVersion.
+var (
+	TlsVersion_name = map[int32]string{
+		0: "TLS_VERSION_UNSPECIFIED",
+		1: "TLS_VERSION_TLS_1_2",
+		2: "TLS_VERSION_TLS_1_3",
+	}
+	TlsVersion_value = map[string]int32{
+		"TLS_VERSION_UNSPECIFIED": 0,
+		"TLS_VERSION_TLS_1_2":     1,
+		"TLS_VERSION_TLS_1_3":     2,
+	}
+)
+
+func (x TlsVersion) Enum() *TlsVersion {
+	p := new(TlsVersion)
+	*p = x
+	return p
+}
+
+func (x TlsVersion) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TlsVersion) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[8].Descriptor()
+}
+
+func (TlsVersion) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[8]
+}
+
+func (x TlsVersion) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TlsVersion.Descriptor instead.
+func (TlsVersion) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
 // Snapshot is the whole desired configuration of a group of dataplane nodes.
 // It is applied atomically: a node runs every part of one snapshot or none.
 type Snapshot struct {
@@ -1506,7 +1557,9 @@ type Listener struct {
 	// Http holds options of HTTP listeners.
 	Http *HttpOptions `protobuf:"bytes,5,opt,name=http,proto3" json:"http,omitempty"`
 	// Tcp holds options of TCP listeners.
-	Tcp           *TcpOptions `protobuf:"bytes,6,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	Tcp *TcpOptions `protobuf:"bytes,6,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	// Tls makes an HTTP listener terminate TLS (HTTPS).
+	Tls           *TlsOptions `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1583,6 +1636,164 @@ func (x *Listener) GetTcp() *TcpOptions {
 	return nil
 }
 
+func (x *Listener) GetTls() *TlsOptions {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+// TlsOptions terminate TLS on a listener.
+type TlsOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Certificates the listener serves. A client's SNI picks the certificate
+	// whose names (DNS SANs, wildcards included) cover it; the first one is
+	// served when none does or the client sent no SNI.
+	Certificates []*Certificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// MinVersion is the oldest protocol version accepted. Default TLS 1.2.
+	MinVersion TlsVersion `protobuf:"varint,2,opt,name=min_version,json=minVersion,proto3,enum=sluice.v1.TlsVersion" json:"min_version,omitempty"`
+	// Alpn lists the protocols offered in ALPN, in order of preference.
+	// Default ["http/1.1"].
+	Alpn []string `protobuf:"bytes,3,rep,name=alpn,proto3" json:"alpn,omitempty"`
+	// HandshakeTimeout bounds the TLS handshake. Default 10s.
+	HandshakeTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=handshake_timeout,json=handshakeTimeout,proto3" json:"handshake_timeout,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TlsOptions) Reset() {
+	*x = TlsOptions{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TlsOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TlsOptions) ProtoMessage() {}
+
+func (x *TlsOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TlsOptions.ProtoReflect.Descriptor instead.
+func (*TlsOptions) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TlsOptions) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *TlsOptions) GetMinVersion() TlsVersion {
+	if x != nil {
+		return x.MinVersion
+	}
+	return TlsVersion_TLS_VERSION_UNSPECIFIED
+}
+
+func (x *TlsOptions) GetAlpn() []string {
+	if x != nil {
+		return x.Alpn
+	}
+	return nil
+}
+
+func (x *TlsOptions) GetHandshakeTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.HandshakeTimeout
+	}
+	return nil
+}
+
+// Certificate is a certificate chain and its private key, PEM-encoded,
+// given inline or as paths of files on the node. Inline keys are secret:
+// the control plane stores them 0600 and never shows them (sluicectl get,
+// history, diff) unless asked with --show-secrets.
+type Certificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CertPem is the chain, leaf first; exclusive with cert_file.
+	CertPem string `protobuf:"bytes,1,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
+	// KeyPem is the leaf's private key; exclusive with key_file.
+	KeyPem string `protobuf:"bytes,2,opt,name=key_pem,json=keyPem,proto3" json:"key_pem,omitempty"`
+	// CertFile and KeyFile are read by the node when it applies the snapshot.
+	CertFile      string `protobuf:"bytes,3,opt,name=cert_file,json=certFile,proto3" json:"cert_file,omitempty"`
+	KeyFile       string `protobuf:"bytes,4,opt,name=key_file,json=keyFile,proto3" json:"key_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Certificate) Reset() {
+	*x = Certificate{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Certificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Certificate) ProtoMessage() {}
+
+func (x *Certificate) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
+func (*Certificate) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Certificate) GetCertPem() string {
+	if x != nil {
+		return x.CertPem
+	}
+	return ""
+}
+
+func (x *Certificate) GetKeyPem() string {
+	if x != nil {
+		return x.KeyPem
+	}
+	return ""
+}
+
+func (x *Certificate) GetCertFile() string {
+	if x != nil {
+		return x.CertFile
+	}
+	return ""
+}
+
+func (x *Certificate) GetKeyFile() string {
+	if x != nil {
+		return x.KeyFile
+	}
+	return ""
+}
+
 // TcpOptions tune a TCP listener.
 type TcpOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1595,7 +1806,7 @@ type TcpOptions struct {
 
 func (x *TcpOptions) Reset() {
 	*x = TcpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1818,7 @@ func (x *TcpOptions) String() string {
 func (*TcpOptions) ProtoMessage() {}
 
 func (x *TcpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1831,7 @@ func (x *TcpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
 func (*TcpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TcpOptions) GetRebalance() *Rebalance {
@@ -1655,7 +1866,7 @@ type Rebalance struct {
 
 func (x *Rebalance) Reset() {
 	*x = Rebalance{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1878,7 @@ func (x *Rebalance) String() string {
 func (*Rebalance) ProtoMessage() {}
 
 func (x *Rebalance) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1891,7 @@ func (x *Rebalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
 func (*Rebalance) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Rebalance) GetTolerancePercent() uint32 {
@@ -1733,7 +1944,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1956,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1969,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -1823,7 +2034,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +2046,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2059,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -1990,7 +2201,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xb2\x02\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xdb\x02\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -1999,7 +2210,21 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\bprotocol\x120\n" +
 	"\x0fdefault_cluster\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\x0edefaultCluster\x12*\n" +
 	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\x12'\n" +
-	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\"@\n" +
+	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\x12'\n" +
+	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\"\x9e\x02\n" +
+	"\n" +
+	"TlsOptions\x12G\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x16.sluice.v1.CertificateB\v\xfaB\b\x92\x01\x05\b\x01\x10\xe8\aR\fcertificates\x12@\n" +
+	"\vmin_version\x18\x02 \x01(\x0e2\x15.sluice.v1.TlsVersionB\b\xfaB\x05\x82\x01\x02\x10\x01R\n" +
+	"minVersion\x12*\n" +
+	"\x04alpn\x18\x03 \x03(\tB\x16\xfaB\x13\x92\x01\x10\x10\b\"\fr\n" +
+	"R\bhttp/1.1R\x04alpn\x12Y\n" +
+	"\x11handshake_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\x10handshakeTimeout\"\xa3\x01\n" +
+	"\vCertificate\x12$\n" +
+	"\bcert_pem\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\acertPem\x12\"\n" +
+	"\akey_pem\x18\x02 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\x06keyPem\x12%\n" +
+	"\tcert_file\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\bcertFile\x12#\n" +
+	"\bkey_file\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\akeyFile\"@\n" +
 	"\n" +
 	"TcpOptions\x122\n" +
 	"\trebalance\x18\x01 \x01(\v2\x14.sluice.v1.RebalanceR\trebalance\"\x87\x02\n" +
@@ -2066,7 +2291,12 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x11\n" +
-	"\rPROTOCOL_HTTP\x10\x02B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\rPROTOCOL_HTTP\x10\x02*[\n" +
+	"\n" +
+	"TlsVersion\x12\x1b\n" +
+	"\x17TLS_VERSION_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TLS_VERSION_TLS_1_2\x10\x01\x12\x17\n" +
+	"\x13TLS_VERSION_TLS_1_3\x10\x02B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_snapshot_proto_rawDescOnce sync.Once
@@ -2080,8 +2310,8 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_snapshot_proto_rawDescData
 }
 
-var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -2091,69 +2321,76 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(StickOn)(0),                // 5: sluice.v1.StickOn
 	(AdminState)(0),             // 6: sluice.v1.AdminState
 	(Protocol)(0),               // 7: sluice.v1.Protocol
-	(*Snapshot)(nil),            // 8: sluice.v1.Snapshot
-	(*RandomOptions)(nil),       // 9: sluice.v1.RandomOptions
-	(*HashPolicy)(nil),          // 10: sluice.v1.HashPolicy
-	(*Cluster)(nil),             // 11: sluice.v1.Cluster
-	(*OutlierDetection)(nil),    // 12: sluice.v1.OutlierDetection
-	(*CookiePersistence)(nil),   // 13: sluice.v1.CookiePersistence
-	(*StickTable)(nil),          // 14: sluice.v1.StickTable
-	(*Endpoint)(nil),            // 15: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 16: sluice.v1.HealthCheck
-	(*HttpHealthCheck)(nil),     // 17: sluice.v1.HttpHealthCheck
-	(*Listener)(nil),            // 18: sluice.v1.Listener
-	(*TcpOptions)(nil),          // 19: sluice.v1.TcpOptions
-	(*Rebalance)(nil),           // 20: sluice.v1.Rebalance
-	(*HttpOptions)(nil),         // 21: sluice.v1.HttpOptions
-	(*ErrorPage)(nil),           // 22: sluice.v1.ErrorPage
-	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
+	(TlsVersion)(0),             // 8: sluice.v1.TlsVersion
+	(*Snapshot)(nil),            // 9: sluice.v1.Snapshot
+	(*RandomOptions)(nil),       // 10: sluice.v1.RandomOptions
+	(*HashPolicy)(nil),          // 11: sluice.v1.HashPolicy
+	(*Cluster)(nil),             // 12: sluice.v1.Cluster
+	(*OutlierDetection)(nil),    // 13: sluice.v1.OutlierDetection
+	(*CookiePersistence)(nil),   // 14: sluice.v1.CookiePersistence
+	(*StickTable)(nil),          // 15: sluice.v1.StickTable
+	(*Endpoint)(nil),            // 16: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 17: sluice.v1.HealthCheck
+	(*HttpHealthCheck)(nil),     // 18: sluice.v1.HttpHealthCheck
+	(*Listener)(nil),            // 19: sluice.v1.Listener
+	(*TlsOptions)(nil),          // 20: sluice.v1.TlsOptions
+	(*Certificate)(nil),         // 21: sluice.v1.Certificate
+	(*TcpOptions)(nil),          // 22: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 23: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 24: sluice.v1.HttpOptions
+	(*ErrorPage)(nil),           // 25: sluice.v1.ErrorPage
+	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
-	11, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	18, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	12, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
+	19, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	16, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	15, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	23, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	23, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
-	9,  // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
-	10, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	23, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	23, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
-	13, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
-	14, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
+	17, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	16, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	26, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	26, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	10, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
+	11, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
+	26, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	26, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	14, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
+	15, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	23, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
-	12, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
-	23, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	23, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	23, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	26, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	13, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
+	26, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	26, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	26, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
 	4,  // 21: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
 	5,  // 22: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	23, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	26, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
 	6,  // 24: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	23, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	23, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	23, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	23, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
-	17, // 29: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	26, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	26, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	26, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	26, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	18, // 29: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
 	7,  // 30: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	21, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	19, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
-	20, // 33: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	23, // 34: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	23, // 35: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	23, // 36: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	23, // 37: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	23, // 38: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	22, // 39: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	24, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	22, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	20, // 33: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
+	21, // 34: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
+	8,  // 35: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
+	26, // 36: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	23, // 37: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	26, // 38: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	26, // 39: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	26, // 40: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	26, // 41: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	26, // 42: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	25, // 43: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -2166,14 +2403,14 @@ func file_sluice_v1_snapshot_proto_init() {
 	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[8].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[12].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   15,
+			NumEnums:      9,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

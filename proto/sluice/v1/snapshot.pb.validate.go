@@ -2344,6 +2344,35 @@ func (m *Listener) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetTls()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "Tls",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "Tls",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetTls()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ListenerValidationError{
+				field:  "Tls",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return ListenerMultiError(errors)
 	}
@@ -2426,6 +2455,366 @@ var _Listener_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62
 var _Listener_Protocol_NotInLookup = map[Protocol]struct{}{
 	0: {},
 }
+
+// Validate checks the field values on TlsOptions with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *TlsOptions) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on TlsOptions with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in TlsOptionsMultiError, or
+// nil if none found.
+func (m *TlsOptions) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *TlsOptions) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if l := len(m.GetCertificates()); l < 1 || l > 1000 {
+		err := TlsOptionsValidationError{
+			field:  "Certificates",
+			reason: "value must contain between 1 and 1000 items, inclusive",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetCertificates() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, TlsOptionsValidationError{
+						field:  fmt.Sprintf("Certificates[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, TlsOptionsValidationError{
+						field:  fmt.Sprintf("Certificates[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return TlsOptionsValidationError{
+					field:  fmt.Sprintf("Certificates[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if _, ok := TlsVersion_name[int32(m.GetMinVersion())]; !ok {
+		err := TlsOptionsValidationError{
+			field:  "MinVersion",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetAlpn()) > 8 {
+		err := TlsOptionsValidationError{
+			field:  "Alpn",
+			reason: "value must contain no more than 8 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetAlpn() {
+		_, _ = idx, item
+
+		if _, ok := _TlsOptions_Alpn_InLookup[item]; !ok {
+			err := TlsOptionsValidationError{
+				field:  fmt.Sprintf("Alpn[%v]", idx),
+				reason: "value must be in list [http/1.1]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if d := m.GetHandshakeTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = TlsOptionsValidationError{
+				field:  "HandshakeTimeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(300*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := TlsOptionsValidationError{
+					field:  "HandshakeTimeout",
+					reason: "value must be inside range [1ms, 5m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if len(errors) > 0 {
+		return TlsOptionsMultiError(errors)
+	}
+
+	return nil
+}
+
+// TlsOptionsMultiError is an error wrapping multiple validation errors
+// returned by TlsOptions.ValidateAll() if the designated constraints aren't met.
+type TlsOptionsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m TlsOptionsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m TlsOptionsMultiError) AllErrors() []error { return m }
+
+// TlsOptionsValidationError is the validation error returned by
+// TlsOptions.Validate if the designated constraints aren't met.
+type TlsOptionsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e TlsOptionsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e TlsOptionsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e TlsOptionsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e TlsOptionsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e TlsOptionsValidationError) ErrorName() string { return "TlsOptionsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e TlsOptionsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sTlsOptions.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = TlsOptionsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = TlsOptionsValidationError{}
+
+var _TlsOptions_Alpn_InLookup = map[string]struct{}{
+	"http/1.1": {},
+}
+
+// Validate checks the field values on Certificate with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Certificate) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Certificate with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in CertificateMultiError, or
+// nil if none found.
+func (m *Certificate) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Certificate) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetCertPem()) > 1048576 {
+		err := CertificateValidationError{
+			field:  "CertPem",
+			reason: "value length must be at most 1048576 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetKeyPem()) > 1048576 {
+		err := CertificateValidationError{
+			field:  "KeyPem",
+			reason: "value length must be at most 1048576 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetCertFile()) > 4096 {
+		err := CertificateValidationError{
+			field:  "CertFile",
+			reason: "value length must be at most 4096 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetKeyFile()) > 4096 {
+		err := CertificateValidationError{
+			field:  "KeyFile",
+			reason: "value length must be at most 4096 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return CertificateMultiError(errors)
+	}
+
+	return nil
+}
+
+// CertificateMultiError is an error wrapping multiple validation errors
+// returned by Certificate.ValidateAll() if the designated constraints aren't met.
+type CertificateMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m CertificateMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m CertificateMultiError) AllErrors() []error { return m }
+
+// CertificateValidationError is the validation error returned by
+// Certificate.Validate if the designated constraints aren't met.
+type CertificateValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e CertificateValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e CertificateValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e CertificateValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e CertificateValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e CertificateValidationError) ErrorName() string { return "CertificateValidationError" }
+
+// Error satisfies the builtin error interface
+func (e CertificateValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sCertificate.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = CertificateValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = CertificateValidationError{}
 
 // Validate checks the field values on TcpOptions with the rules defined in the
 // proto definition for this message. If any rules are violated, the first

@@ -1,0 +1,33 @@
+package httpproxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// handshake completes the TLS handshake of cc's connection within the
+// configured timeout and makes cc read and write through TLS from then
+// on: no splice, no raw socket access. It reports whether the connection
+// may serve requests; if not, cc.reason says why.
+func (cc *clientConn) handshake(cfg *Config) bool {
+	raw := cc.c
+	tc := tls.Server(raw, cfg.TLS)
+	raw.SetDeadline(time.Now().Add(cfg.TLSHandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			cc.reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
+		} else {
+			cc.reason = sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST
+		}
+		return false
+	}
+	raw.SetDeadline(time.Time{})
+	cc.c, cc.tcp, cc.raw = tc, nil, nil
+	cc.tls = true
+	return true
+}
