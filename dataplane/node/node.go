@@ -494,7 +494,7 @@ func (n *Node) Close() {
 	for _, c := range n.clusters {
 		c.stop()
 		if c.outlier != nil {
-			c.outlier.stop("node closing")
+			c.outlier.stop("")
 		}
 	}
 	listeners := n.listeners

@@ -154,7 +154,8 @@ func (j *ejector) report(ep *upstream.Endpoint, cause upstream.Cause) {
 	if j.out > 0 && (j.out+1)*100 > int(cfg.maxPercent)*len(j.eps) {
 		out, n := j.out, len(j.eps)
 		j.mu.Unlock()
-		j.log.Debug("endpoint not ejected: max_ejection_percent reached", "cluster", j.cluster, "endpoint", ep.Name,
+		// Off the request path, which never waits on logging.
+		go j.log.Debug("endpoint not ejected: max_ejection_percent reached", "cluster", j.cluster, "endpoint", ep.Name,
 			"cause", cause.String(), "ejected", out, "endpoints", n, "max_ejection_percent", cfg.maxPercent)
 		return
 	}
@@ -179,7 +180,7 @@ func (j *ejector) report(ep *upstream.Endpoint, cause upstream.Cause) {
 	gen, length, inARow, why := e.gen, e.length, e.inARow, e.cause
 	e.stopTime = j.afterFunc(length, func() { j.restore(ep, gen) })
 	j.mu.Unlock()
-	j.log.Info("endpoint ejected", "cluster", j.cluster, "endpoint", ep.Name, "cause", why,
+	go j.log.Info("endpoint ejected", "cluster", j.cluster, "endpoint", ep.Name, "cause", why,
 		"duration", length, "ejection", inARow)
 	j.changed(j.cluster)
 }
@@ -204,7 +205,7 @@ func (j *ejector) restore(ep *upstream.Endpoint, gen uint64) {
 
 // stop returns every ejected endpoint at once and ignores reports from now
 // on: the cluster lost its outlier_detection, or is gone (why says which,
-// for the log).
+// for the log). With why "" (the node closes) it only stops the timers.
 func (j *ejector) stop(why string) {
 	j.mu.Lock()
 	var back []string
@@ -218,6 +219,9 @@ func (j *ejector) stop(why string) {
 	j.out = 0
 	j.stopped = true
 	j.mu.Unlock()
+	if why == "" {
+		return
+	}
 	for _, name := range back {
 		j.log.Info("endpoint returned from ejection: "+why, "cluster", j.cluster, "endpoint", name)
 	}

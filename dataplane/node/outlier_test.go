@@ -375,12 +375,13 @@ clusters:
 }
 
 // TestEjectionEnds: an ejected endpoint takes work again when its
-// ejection time is up, without a check.
+// ejection time is up, without a check, and ramps up as one back from down.
 func TestEjectionEnds(t *testing.T) {
 	n := newNode(t)
 	if err := n.Apply("1", parse(t, `
 clusters:
   - name: web
+    slow_start: 1m
     outlier_detection: { consecutive_connect_failures: 2, base_ejection_time: 300ms, max_ejection_percent: 50 }
     endpoints:
       - { name: a, address: %s }
@@ -405,5 +406,9 @@ clusters:
 	}
 	if st := statusOf(n, "a"); st.Health != "UP" || st.Ejections != 1 {
 		t.Errorf("a back: %+v, want UP with 1 ejection", st)
+	}
+	// At a tenth of its weight a gets about 1 pick in 11.
+	if got := shares(t, n, "web", 1100); got["a"] > 300 {
+		t.Errorf("just back: a got %d of 1100 picks, want about 100 (slow start)", got["a"])
 	}
 }
