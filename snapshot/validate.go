@@ -27,7 +27,9 @@ import (
 //     "localhost" or empty (all interfaces);
 //   - no two listeners bind the same address (a wildcard host overlaps every
 //     specific host on the same port);
-//   - an http options block appears only on HTTP listeners.
+//   - an http options block appears only on HTTP listeners;
+//   - an outlier_detection block can eject (not both triggers 0), and its
+//     max_ejection_time is not below its base_ejection_time.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -76,6 +78,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		policyErrors(c, i, add)
 		persistenceErrors(c, i, add)
 		healthErrors(c.GetHealthCheck(), fmt.Sprintf("clusters[%d].health_check", i), add)
+		outlierErrors(c.GetOutlierDetection(), fmt.Sprintf("clusters[%d].outlier_detection", i), add)
 		clear(endpoints)
 		for j, e := range c.GetEndpoints() {
 			if first, dup := endpoints[e.GetName()]; dup {
@@ -252,6 +255,33 @@ func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format s
 	}
 	if _, err := ParseStatusSpec(h.GetExpectedStatus()); err != nil {
 		add(path+".http.expected_status", "%v", err)
+	}
+}
+
+// DefaultBaseEjectionTime is an outlier_detection's base_ejection_time
+// when the snapshot leaves it out; validation and the dataplane share it.
+const DefaultBaseEjectionTime = 30 * time.Second
+
+// outlierErrors checks what PGV cannot of an outlier_detection block at
+// path: that something can eject, and that the cap on one ejection is not
+// below the first ejection's length.
+func outlierErrors(od *sluicev1.OutlierDetection, path string, add func(path, format string, args ...any)) {
+	if od == nil {
+		return
+	}
+	if od.ConsecutiveConnectFailures != nil && od.GetConsecutiveConnectFailures() == 0 &&
+		od.Consecutive_5Xx != nil && od.GetConsecutive_5Xx() == 0 {
+		add(path, "consecutive_connect_failures and consecutive_5xx are both 0: nothing would eject (leave outlier_detection out to turn it off)")
+	}
+	if od.MaxEjectionTime == nil {
+		return // the default cap grows to the base time
+	}
+	base, what := od.GetBaseEjectionTime().AsDuration(), ""
+	if od.BaseEjectionTime == nil {
+		base, what = DefaultBaseEjectionTime, ", the default"
+	}
+	if max := od.GetMaxEjectionTime().AsDuration(); max < base {
+		add(path+".max_ejection_time", "%v is shorter than base_ejection_time (%v%s): the cap must allow a first ejection", max, base, what)
 	}
 }
 

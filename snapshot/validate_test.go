@@ -281,6 +281,31 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "outlier detection",
+			clusters: []string{
+				`{name: a, outlier_detection: {}}`,
+				`{name: b, outlier_detection: {consecutive_connect_failures: 3, consecutive_5xx: 0, base_ejection_time: 10s, max_ejection_time: 10s, max_ejection_percent: 100}}`,
+				`{name: c, outlier_detection: {consecutive_connect_failures: 0, base_ejection_time: 5m}}`,
+			},
+		},
+		{
+			name: "outlier detection faults",
+			clusters: []string{
+				`{name: a, outlier_detection: {consecutive_connect_failures: 0, consecutive_5xx: 0}}`,
+				`{name: b, outlier_detection: {base_ejection_time: 1m, max_ejection_time: 30s}}`,
+				`{name: c, outlier_detection: {max_ejection_time: 10s}}`,
+				`{name: d, outlier_detection: {consecutive_5xx: 1001, base_ejection_time: 50ms, max_ejection_percent: 101}}`,
+			},
+			want: []string{
+				"clusters[0].outlier_detection: consecutive_connect_failures and consecutive_5xx are both 0: nothing would eject (leave outlier_detection out to turn it off)",
+				"clusters[1].outlier_detection.max_ejection_time: 30s is shorter than base_ejection_time (1m0s): the cap must allow a first ejection",
+				"clusters[2].outlier_detection.max_ejection_time: 10s is shorter than base_ejection_time (30s, the default): the cap must allow a first ejection",
+				"clusters[3].outlier_detection.consecutive_5xx: must be <= 1000",
+				"clusters[3].outlier_detection.base_ejection_time: must be between 100ms and 1h0m0s",
+				"clusters[3].outlier_detection.max_ejection_percent: must be <= 100",
+			},
+		},
+		{
 			name: "every fault, in document order",
 			clusters: []string{
 				`{name: web, endpoints: [{name: a, address: "x"}, {name: a, address: "10.0.0.2:80", weight: 999}]}`,

@@ -54,6 +54,10 @@ type cluster struct {
 	slowStart    time.Duration
 	cookie       *cookiePersistence // nil without cookie persistence
 	stick        *persist.Table     // nil without a stick table
+	outlierCfg   *outlierConfig     // nil without outlier_detection
+	// outlier ejects members on what traffic sees. Apply sets it: the
+	// running cluster's when it had outlier detection, else a new one.
+	outlier *ejector
 
 	mu     sync.Mutex                       // guards below; held by rebuild
 	wasUp  map[*upstream.Endpoint]bool      // health at the last rebuild
@@ -191,6 +195,12 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 	if hc := spec.GetHealthCheck(); hc != nil {
 		c.checks = checkSpecs(hc, c.members)
 	}
+	if od := spec.GetOutlierDetection(); od != nil {
+		c.outlierCfg = compileOutlier(od)
+		if prev != nil {
+			c.outlier = prev.outlier // nil when it had none
+		}
+	}
 	return c
 }
 
@@ -242,8 +252,10 @@ const (
 	minStepTime    = 50 * time.Millisecond
 )
 
-// rebuild makes a new picker from the endpoints' current health and slow
-// starts, and wakes the queue to pick from it.
+// rebuild makes a new picker from the endpoints' current health, ejections
+// and slow starts, and wakes the queue to pick from it. An ejected endpoint
+// is down to the picker, as one checks marked down: out of balancing and
+// persistence, and no longer a primary that keeps backups idle.
 func (c *cluster) rebuild(state func(key string) health.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -253,10 +265,14 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 	now := time.Now()
 	set := make(lb.Set, len(c.members))
 	copy(set, c.members)
+	ejected := c.outlier.ejected()
 	for i := range set {
 		ep := set[i].Endpoint
 		if len(c.checks) > 0 {
 			set[i].Down = state(ep.Key()) == health.Down
+		}
+		if ejected[ep] {
+			set[i].Down = true
 		}
 		up := !set[i].Down
 		if was, ok := c.wasUp[ep]; ok && !was && up && c.slowStart > 0 {

@@ -105,6 +105,9 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	var checks []health.Spec
 	for _, cs := range snap.GetClusters() {
 		c := compileCluster(cs, eps, n.clusters[cs.GetName()])
+		if c.outlierCfg != nil && c.outlier == nil {
+			c.outlier = newEjector(c.name, n.log, n.ejectionsChanged)
+		}
 		c.rebuild(n.checker.State)
 		clusters[c.name] = c
 		for _, m := range c.members {
@@ -160,9 +163,15 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if c.queue != nil {
 			wake = c.queue.wake
 		}
+		var outlier *upstream.OutlierPolicy
+		if c.outlier != nil {
+			c.outlier.update(*c.outlierCfg, c.members)
+			outlier = c.outlier.policy(*c.outlierCfg)
+		}
 		for _, m := range c.members {
 			m.Endpoint.SetMaxConn(m.MaxConn)
 			m.Endpoint.OnRelease(wake)
+			m.Endpoint.SetOutlierPolicy(outlier)
 		}
 	}
 	var replaced []*generation
@@ -192,6 +201,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			continue
 		}
 		delete(eps, key)
+		ep.SetOutlierPolicy(nil)
 		drain := time.Duration(0)
 		if old, ok := n.clusters[ep.Cluster]; ok {
 			drain = old.drainTimeout
@@ -200,6 +210,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 	for name, old := range n.clusters {
 		old.stop()
+		if c, ok := clusters[name]; old.outlier != nil && (!ok || c.outlier != old.outlier) {
+			// What it ejected returns now.
+			why := "outlier detection turned off"
+			if !ok {
+				why = "cluster removed"
+			}
+			old.outlier.stop(why)
+		}
 		if c, ok := clusters[name]; ok && old.queue != nil && old.queue != c.queue {
 			// Queueing was turned off: what waits picks once more and
 			// gets its answer.
@@ -218,10 +236,11 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 	n.version.Store(version)
 	n.statusChanges.Add(1)
-	// A health change between compiling and publishing was missed by the
-	// new pickers: rebuild them once more now that they are published.
+	// A health change or ejection between compiling and publishing was
+	// missed by the new pickers: rebuild them once more now that they are
+	// published.
 	for _, c := range clusters {
-		if len(c.checks) > 0 {
+		if len(c.checks) > 0 || c.outlier != nil {
 			c.rebuild(n.checker.State)
 		}
 	}
@@ -269,6 +288,20 @@ func (n *Node) healthChanged(key string) {
 	if n.checker.State(key) == health.Down {
 		n.shutdownSessions(name, key)
 	}
+	n.markDirty(name)
+}
+
+// ejectionsChanged schedules the rebuild of the picker of the cluster
+// name, whose ejector just ejected or returned an endpoint. It runs on a
+// request's goroutine or a timer's, and must not take n.mu.
+func (n *Node) ejectionsChanged(name string) {
+	n.statusChanges.Add(1)
+	n.markDirty(name)
+}
+
+// markDirty schedules the rebuild of the picker of the cluster name: at
+// once, or with the other changes of the same rebuildEvery.
+func (n *Node) markDirty(name string) {
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
 	n.dirty[name] = true
@@ -364,6 +397,9 @@ type EndpointStatus struct {
 	// Detail says why the endpoint is in its state, for operators: the
 	// last failed check, or the cause of an ejection.
 	Detail string `json:",omitempty"`
+	// Ejections counts the endpoint's outlier ejections since its
+	// cluster's outlier detection was turned on.
+	Ejections uint64 `json:",omitempty"`
 }
 
 // Endpoints lists every endpoint of the running configuration.
@@ -385,6 +421,7 @@ func (n *Node) Endpoints() []EndpointStatus {
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
 				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
+			c.outlier.status(ep, &out[len(out)-1])
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
@@ -462,6 +499,9 @@ func (n *Node) Close() {
 	n.closed = true
 	for _, c := range n.clusters {
 		c.stop()
+		if c.outlier != nil {
+			c.outlier.stop("")
+		}
 	}
 	listeners := n.listeners
 	n.listeners = map[string]*listener{}

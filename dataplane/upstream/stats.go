@@ -44,9 +44,14 @@ func (e *Endpoint) Transferred(in, out uint64) {
 	}
 }
 
-// Responded records the status of a response head read from the endpoint.
+// Responded records the status of a response head read from the endpoint,
+// in its counters and its 5xx streak.
 func (e *Endpoint) Responded(status int) {
-	if status >= 500 && status <= 599 {
+	failed := status >= 500 && status <= 599
+	if failed {
 		e.counters.responses5xx.Add(1)
+	}
+	if p := e.outlier.Load(); p != nil && p.Responses5xx > 0 {
+		e.streak(&e.streaks.responses5xx, failed, p.Responses5xx, p, Responses5xx)
 	}
 }

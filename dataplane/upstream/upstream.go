@@ -48,7 +48,9 @@ type Endpoint struct {
 
 	inflight  atomic.Int64
 	counters  counters
-	maxConn   atomic.Uint32 // 0: no cap; see TryAcquire
+	streaks   streaks
+	outlier   atomic.Pointer[OutlierPolicy] // nil: no passive checks
+	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
 
 	mu     sync.Mutex
@@ -176,16 +178,17 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 		}
 		t, err := e.resolveNow(ctx, r)
 		if err != nil {
-			e.counters.connectErrors.Add(1)
+			e.connectFailed(ctx)
 			return nil, err
 		}
 		addr = t.dial
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		e.counters.connectErrors.Add(1)
+		e.connectFailed(ctx)
 		return nil, err
 	}
+	e.connected(true)
 	tc := c.(*net.TCPConn)
 	e.mu.Lock()
 	if e.closed {
@@ -196,6 +199,16 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 	e.conns[tc] = session
 	e.mu.Unlock()
 	return tc, nil
+}
+
+// connectFailed counts a failed connect, and against the endpoint's streak
+// unless ctx ended: then the caller gave up, which says nothing of the
+// endpoint.
+func (e *Endpoint) connectFailed(ctx context.Context) {
+	e.counters.connectErrors.Add(1)
+	if ctx.Err() == nil {
+		e.connected(false)
+	}
 }
 
 // Close closes a connection obtained from Dial and forgets it.
