@@ -27,7 +27,8 @@ import (
 //     "localhost" or empty (all interfaces);
 //   - no two listeners bind the same address (a wildcard host overlaps every
 //     specific host on the same port);
-//   - an http options block appears only on HTTP listeners.
+//   - an http options block appears only on HTTP listeners, a tcp options
+//     block only on TCP listeners.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -138,6 +139,9 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
+		}
+		if l.Tcp != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_TCP {
+			add(p+".tcp", "only allowed when protocol is TCP")
 		}
 	}
 	return errs
