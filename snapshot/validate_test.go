@@ -221,6 +221,29 @@ func TestValidate(t *testing.T) {
 			want: []string{"listeners[0].tcp: only allowed when protocol is TCP"},
 		},
 		{
+			name: "rebalance where reconnects come back",
+			clusters: []string{
+				okCluster,
+				`{name: h, lb_policy: HASH, hash: {key: SOURCE_IP}}`,
+				`{name: f, lb_policy: FIRST}`,
+				`{name: s, lb_policy: LEAST_CONN, stick: {on: SOURCE_IP}}`,
+				`{name: lc, lb_policy: LEAST_CONN}`,
+			},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: h, tcp: {rebalance: {}}}`,
+				`{name: b, address: ":81", protocol: TCP, default_cluster: f, tcp: {rebalance: {}}}`,
+				`{name: c, address: ":82", protocol: TCP, default_cluster: s, tcp: {rebalance: {}}}`,
+				`{name: d, address: ":83", protocol: TCP, default_cluster: lc, tcp: {rebalance: {}}}`,
+				`{name: e, address: ":84", protocol: TCP, default_cluster: web, tcp: {rebalance: {}}}`,
+				`{name: f, address: ":85", protocol: TCP, default_cluster: h}`,
+			},
+			want: []string{
+				`listeners[0].tcp.rebalance: cluster "h" balances by hash, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+				`listeners[1].tcp.rebalance: cluster "f" fills its first endpoint first (FIRST), so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+				`listeners[2].tcp.rebalance: cluster "s" keeps a stick table, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+			},
+		},
+		{
 			name:     "rebalance out of range",
 			clusters: []string{okCluster},
 			listeners: []string{
