@@ -2,7 +2,9 @@ package tcpproxy
 
 import (
 	"bufio"
+	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +96,35 @@ func TestSessionsByEndpoint(t *testing.T) {
 	}
 	if s.sessions.list(b) == nil || s.Sessions(b) != 1 {
 		t.Errorf("b's session is gone from the registry")
+	}
+}
+
+// BenchmarkRegistry is the accept path's cost of the registry: a session
+// registered and unregistered, by many goroutines at once, with 100k
+// sessions already live, on one endpoint (every session contends on one
+// list) or spread over 16.
+func BenchmarkRegistry(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			var r registry
+			eps := make([]*upstream.Endpoint, n)
+			for i := range eps {
+				eps[i] = upstream.New("c", fmt.Sprint(i), "127.0.0.1:1")
+			}
+			for i := range 100000 {
+				r.add(eps[i%n], &liveSession{})
+			}
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ep := eps[int(next.Add(1))%n]
+				for pb.Next() {
+					ss := &liveSession{}
+					l := r.add(ep, ss)
+					r.remove(ep, l, ss)
+				}
+			})
+		})
 	}
 }
