@@ -27,7 +27,10 @@ import (
 //     "localhost" or empty (all interfaces);
 //   - no two listeners bind the same address (a wildcard host overlaps every
 //     specific host on the same port);
-//   - an http options block appears only on HTTP listeners;
+//   - an http options block appears only on HTTP listeners, a tcp options
+//     block only on TCP listeners;
+//   - a TCP listener rebalances only a cluster whose clients, reconnecting,
+//     can land elsewhere (not HASH, FIRST or a stick table);
 //   - an outlier_detection block can eject (not both triggers 0), and its
 //     max_ejection_time is not below its base_ejection_time.
 //
@@ -143,8 +146,31 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}
+		if l.Tcp != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_TCP {
+			add(p+".tcp", "only allowed when protocol is TCP")
+		} else if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetTcp().GetRebalance() != nil {
+			if why := noRebalance(s.GetClusters()[i]); why != "" {
+				add(p+".tcp.rebalance", "cluster %q %s, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN", l.GetDefaultCluster(), why)
+			}
+		}
 	}
 	return errs
+}
+
+// noRebalance says why rebalancing cannot move the sessions of cluster c,
+// or "" when it can: rebalance closes sessions so that their clients
+// reconnect elsewhere, and with a hash, a stick table or FIRST they would
+// reconnect to the endpoint they left, again and again.
+func noRebalance(c *sluicev1.Cluster) string {
+	switch {
+	case c.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH:
+		return "balances by hash"
+	case c.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_FIRST:
+		return "fills its first endpoint first (FIRST)"
+	case c.Stick != nil:
+		return "keeps a stick table"
+	}
+	return ""
 }
 
 // policyErrors checks that a cluster's policy blocks fit its lb_policy.

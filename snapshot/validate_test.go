@@ -211,6 +211,51 @@ func TestValidate(t *testing.T) {
 			want: []string{"listeners[0].http: only allowed when protocol is HTTP"},
 		},
 		{
+			name:     "tcp options on an HTTP listener",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: HTTP, default_cluster: web, tcp: {rebalance: {}}}`,
+				`{name: b, address: ":81", protocol: TCP, default_cluster: web, tcp: {rebalance: {tolerance_percent: 10, max_closes_per_second: 50, min_idle: 2s}}}`,
+				`{name: c, address: ":82", protocol: TCP, default_cluster: web, tcp: {}}`,
+			},
+			want: []string{"listeners[0].tcp: only allowed when protocol is TCP"},
+		},
+		{
+			name: "rebalance where reconnects come back",
+			clusters: []string{
+				okCluster,
+				`{name: h, lb_policy: HASH, hash: {key: SOURCE_IP}}`,
+				`{name: f, lb_policy: FIRST}`,
+				`{name: s, lb_policy: LEAST_CONN, stick: {on: SOURCE_IP}}`,
+				`{name: lc, lb_policy: LEAST_CONN}`,
+			},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: h, tcp: {rebalance: {}}}`,
+				`{name: b, address: ":81", protocol: TCP, default_cluster: f, tcp: {rebalance: {}}}`,
+				`{name: c, address: ":82", protocol: TCP, default_cluster: s, tcp: {rebalance: {}}}`,
+				`{name: d, address: ":83", protocol: TCP, default_cluster: lc, tcp: {rebalance: {}}}`,
+				`{name: e, address: ":84", protocol: TCP, default_cluster: web, tcp: {rebalance: {}}}`,
+				`{name: f, address: ":85", protocol: TCP, default_cluster: h}`,
+			},
+			want: []string{
+				`listeners[0].tcp.rebalance: cluster "h" balances by hash, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+				`listeners[1].tcp.rebalance: cluster "f" fills its first endpoint first (FIRST), so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+				`listeners[2].tcp.rebalance: cluster "s" keeps a stick table, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+			},
+		},
+		{
+			name:     "rebalance out of range",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: web, tcp: {rebalance: {tolerance_percent: 0, max_closes_per_second: 100001, min_idle: 0s}}}`,
+			},
+			want: []string{
+				"listeners[0].tcp.rebalance.tolerance_percent: must be between 1 and 1000",
+				"listeners[0].tcp.rebalance.max_closes_per_second: must be between 1 and 100000",
+				"listeners[0].tcp.rebalance.min_idle: must be between 1ms and 1h0m0s",
+			},
+		},
+		{
 			name: "durations and counts out of range",
 			clusters: []string{`{name: web, connect_timeout: 10m, drain_timeout: -1s,
 				health_check: {interval: 1ms, timeout: 2h, fall: 101, rise: 100}}`},

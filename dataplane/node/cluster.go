@@ -90,6 +90,9 @@ type cookiePersistence struct {
 // pickerBox is one picker and the persistence view of the same set.
 type pickerBox struct {
 	lb.Picker
+	// set is what the picker was built from (health, slow start and
+	// backups applied): set.Eligible() takes new work. Rebalance reads it.
+	set lb.Set
 	// sticky holds the endpoints a persistent client may be sent back to,
 	// by their index in members: those taking new work (lb.Set.Eligible),
 	// stickable. Nil for a cluster without persistence.
@@ -317,7 +320,7 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 			})
 		}
 	}
-	box := &pickerBox{Picker: c.newPicker(set)}
+	box := &pickerBox{Picker: c.newPicker(set), set: set}
 	if c.cookie != nil || c.stick != nil {
 		// A client is sent back only to an endpoint taking new work. The
 		// stickable ones are primaries, which take work when they are up

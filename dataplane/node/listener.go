@@ -25,6 +25,7 @@ type listener struct {
 	gen     atomic.Pointer[generation]
 	done    chan struct{}
 	log     *slog.Logger
+	rb      *rebalancer // TCP rebalance, when on; set by Apply only
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -49,6 +50,7 @@ func bind(address string) (*net.TCPListener, error) {
 // returns the generation that ls replaced, if the protocol changed, for
 // the caller to retire once every listener is configured.
 func (l *listener) configure(ls *sluicev1.Listener, c *cluster, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
+	l.setRebalance(ls, c)
 	cur := l.gen.Load()
 	if cur != nil && cur.protocol != ls.GetProtocol() {
 		replaced, cur = cur, nil

@@ -9,6 +9,10 @@
 // tries another endpoint, Config.Retries times at most (HAProxy's "retries"
 // with "option redispatch"); no byte of the client was forwarded yet. Then
 // the client connection is closed.
+//
+// A Server knows its live sessions by endpoint, so that a TCP listener's
+// rebalance can count them and close the oldest idle ones of an endpoint
+// that holds more than its share (CloseIdle).
 package tcpproxy
 
 import (
@@ -74,9 +78,10 @@ type Config struct {
 
 // Server serves the sessions of one TCP listener.
 type Server struct {
-	cfg     atomic.Pointer[Config]
-	onClose func(*conntrack.ConnInfo)
-	closing atomic.Bool
+	cfg      atomic.Pointer[Config]
+	onClose  func(*conntrack.ConnInfo)
+	closing  atomic.Bool
+	sessions registry // live sessions, for Sessions and CloseIdle
 }
 
 // NewServer returns a server that reports each ended session to onClose,
@@ -118,6 +123,9 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	defer ep.Release()
 	defer ep.Close(backend)
 	info.Cluster, info.Endpoint = ep.Cluster, ep.Name
+	ss := &liveSession{client: client, backend: backend}
+	list := s.sessions.add(ep, ss)
+	defer s.sessions.remove(ep, list, ss)
 
 	// Each direction ends with a half-close of its destination; the session
 	// ends when both have. An error (not EOF) in either closes both sockets
@@ -152,6 +160,8 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	ep.Transferred(uint64(downN), uint64(upN))
 
 	switch {
+	case ss.rebalanced.Load():
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case upErr != nil || downErr != nil:

@@ -1,0 +1,82 @@
+package tcpproxy
+
+import (
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockState is what the kernel says of one socket's traffic.
+type sockState struct {
+	// sinceRecv and sinceSent are the times since the socket last received
+	// and last sent data (not bare ACKs), at the kernel's clock-tick
+	// resolution (1-10ms).
+	sinceRecv, sinceSent time.Duration
+	// queued is true while a byte waits in either direction: received and
+	// not yet read, written and not yet sent, or sent and not yet
+	// acknowledged.
+	queued bool
+}
+
+// readSock reads c's state with TCP_INFO and SIOCINQ. ok is false when it
+// cannot (the socket is closed, or the kernel refuses).
+func readSock(c *net.TCPConn) (st sockState, ok bool) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return st, false
+	}
+	var info *unix.TCPInfo
+	var inq int
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		if info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); serr != nil {
+			return
+		}
+		inq, serr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	if err != nil || serr != nil {
+		return st, false
+	}
+	st.sinceRecv = time.Duration(info.Last_data_recv) * time.Millisecond
+	st.sinceSent = time.Duration(info.Last_data_sent) * time.Millisecond
+	st.queued = inq > 0 || info.Unacked > 0 || info.Notsent_bytes > 0
+	return st, true
+}
+
+// idle reports whether the session over client and backend is idle for at
+// least minIdle, as CloseIdle defines it.
+func idle(client, backend *net.TCPConn, minIdle time.Duration) bool {
+	c, ok := readSock(client)
+	if !ok {
+		return false
+	}
+	b, ok := readSock(backend)
+	if !ok {
+		return false
+	}
+	return quiet(c, b, minIdle)
+}
+
+// quiet is idle's decision on the states of the client and backend sockets.
+//
+// "The endpoint spoke last" is read on both sockets: the backend socket
+// last received after it last sent (the request was answered), and the
+// client socket last sent after it last received (the answer was passed
+// on). The kernel keeps these times in clock ticks (1-10ms), and times in
+// the same tick compare equal, which must count as answered: on a fast
+// network a request and its answer usually fall in the same tick. So a
+// client that sent its next request within a tick of the last answer, to
+// an endpoint that then takes longer than minIdle to answer, looks idle.
+// That is why min_idle must exceed the longest time an endpoint takes to
+// answer: then a request still waiting for its answer was sent less than
+// minIdle ago, and the session is not idle whatever the order.
+func quiet(c, b sockState, minIdle time.Duration) bool {
+	if c.queued || b.queued {
+		return false
+	}
+	if min(c.sinceRecv, c.sinceSent, b.sinceRecv, b.sinceSent) < minIdle {
+		return false
+	}
+	return b.sinceRecv <= b.sinceSent && c.sinceSent <= c.sinceRecv
+}

@@ -1,0 +1,169 @@
+package tcpproxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// liveSession is one live TCP session of a Server: what a rebalance needs to
+// end it (its two sockets). Its endpoint and age are its list and its
+// place in it.
+type liveSession struct {
+	client, backend *net.TCPConn
+	// rebalanced is set by the one closeRebalanced that ends the session,
+	// so that ServeConn records why it ended.
+	rebalanced atomic.Bool
+
+	// The session's place in its endpoint's list, oldest first; guarded by
+	// that list's mu.
+	prev, next *liveSession
+}
+
+// closeRebalanced ends the session because a rebalance chose it. It
+// reports false when the session was already chosen.
+func (ss *liveSession) closeRebalanced() bool {
+	if !ss.rebalanced.CompareAndSwap(false, true) {
+		return false
+	}
+	// Both sockets at once: the client sees a FIN (nothing is unread, the
+	// session was idle), the endpoint too, and both copy loops end.
+	ss.client.Close()
+	ss.backend.Close()
+	return true
+}
+
+// registry holds a Server's live sessions, one list per endpoint, so that
+// the accept path takes only the lock of the endpoint it connected to (one
+// more to the endpoint's own, which dialing takes anyway) and the node can
+// count and close one endpoint's sessions without touching the others.
+type registry struct {
+	lists sync.Map // *upstream.Endpoint -> *sessionList
+}
+
+// sessionList is the live sessions of one endpoint on one Server, in the
+// order they reached the endpoint: oldest first.
+type sessionList struct {
+	mu         sync.Mutex
+	head, tail *liveSession
+	n          int
+	// dead is set when the list, empty, was removed from the registry
+	// because its endpoint was retired; a session that found it in the
+	// map a moment before must look again.
+	dead bool
+}
+
+// add registers ss under ep.
+func (r *registry) add(ep *upstream.Endpoint, ss *liveSession) *sessionList {
+	for {
+		v, ok := r.lists.Load(ep)
+		if !ok {
+			v, _ = r.lists.LoadOrStore(ep, &sessionList{})
+		}
+		l := v.(*sessionList)
+		l.mu.Lock()
+		if l.dead {
+			l.mu.Unlock()
+			continue
+		}
+		ss.prev = l.tail
+		if l.tail != nil {
+			l.tail.next = ss
+		} else {
+			l.head = ss
+		}
+		l.tail = ss
+		l.n++
+		l.mu.Unlock()
+		return l
+	}
+}
+
+// remove unregisters ss from l, the list add returned. The list of a
+// retired endpoint (which never takes a session again) is dropped with its
+// last session, so endpoints that come and go do not leave lists behind.
+func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *liveSession) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ss.prev != nil {
+		ss.prev.next = ss.next
+	} else {
+		l.head = ss.next
+	}
+	if ss.next != nil {
+		ss.next.prev = ss.prev
+	} else {
+		l.tail = ss.prev
+	}
+	ss.prev, ss.next = nil, nil
+	l.n--
+	if l.n == 0 && ep.Draining() {
+		l.dead = true
+		r.lists.CompareAndDelete(ep, l)
+	}
+}
+
+// list returns ep's list, or nil when ep has no session.
+func (r *registry) list(ep *upstream.Endpoint) *sessionList {
+	v, ok := r.lists.Load(ep)
+	if !ok {
+		return nil
+	}
+	return v.(*sessionList)
+}
+
+// Sessions is the number of live sessions of this server (listener) with
+// endpoint ep.
+func (s *Server) Sessions(ep *upstream.Endpoint) int {
+	l := s.sessions.list(ep)
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// CloseIdle closes up to n of this server's sessions with endpoint ep,
+// oldest first, among those that are idle: neither side carried a byte for
+// minIdle, nothing is queued either way, and the endpoint spoke last (the
+// client's last message was answered), so that no exchange is cut. Each
+// ends with reason CLOSE_REASON_REBALANCED. It returns how many it closed.
+//
+// Idleness is read from the kernel (TCP_INFO), since the bytes of a
+// session never reach user space. Where that is not possible (not Linux),
+// no session counts as idle and CloseIdle closes nothing.
+//
+// A byte that reaches the proxy between the check and the close finds the
+// session closed, as with any idle timeout: rebalancing is for clients that
+// reconnect and retry an unanswered message.
+func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) int {
+	l := s.sessions.list(ep)
+	if l == nil || n <= 0 {
+		return 0
+	}
+	// Look at the sessions outside the lock: each look is two system calls
+	// per socket, and sessions keep starting and ending meanwhile.
+	l.mu.Lock()
+	candidates := make([]*liveSession, 0, l.n)
+	for ss := l.head; ss != nil; ss = ss.next {
+		candidates = append(candidates, ss)
+	}
+	l.mu.Unlock()
+	closed := 0
+	for _, ss := range candidates {
+		if closed == n {
+			break
+		}
+		if ss.rebalanced.Load() || !idle(ss.client, ss.backend, minIdle) {
+			continue
+		}
+		if ss.closeRebalanced() {
+			closed++
+		}
+	}
+	return closed
+}

@@ -1,0 +1,130 @@
+package tcpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// lineEcho answers each line with the same line.
+func lineEcho(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(line); err != nil {
+			return
+		}
+	}
+}
+
+// exchange sends line and reads its echo.
+func exchange(t *testing.T, c net.Conn, r *bufio.Reader, line string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Write([]byte(line)); err != nil {
+		t.Fatalf("write %q: %v", line, err)
+	}
+	if got, err := r.ReadString('\n'); err != nil || got != line {
+		t.Fatalf("read %q, %v; want %q", got, err, line)
+	}
+}
+
+// client is one test client connection and its reader.
+type client struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialClient(t *testing.T, addr string) client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return client{c, bufio.NewReader(c)}
+}
+
+// waitUntil polls cond until it holds or testTimeout passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSessionsByEndpoint: a server counts its live sessions per endpoint,
+// and forgets a retired endpoint with its last session.
+func TestSessionsByEndpoint(t *testing.T) {
+	a := upstream.New("c", "a", startBackend(t, lineEcho))
+	b := upstream.New("c", "b", startBackend(t, lineEcho))
+	onClose, infos := recorder()
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{a, b}}}, onClose)
+	addr := startProxy(t, s)
+	var cs []client
+	for range 3 { // a, b, a
+		c := dialClient(t, addr)
+		exchange(t, c, c.r, "hello\n")
+		cs = append(cs, c)
+	}
+	if na, nb := s.Sessions(a), s.Sessions(b); na != 2 || nb != 1 {
+		t.Fatalf("sessions a %d b %d, want 2 1", na, nb)
+	}
+	a.Drain() // retired: its list goes with its last session
+	cs[0].Close()
+	cs[2].Close()
+	waitInfo(t, infos)
+	waitInfo(t, infos)
+	if n := s.Sessions(a); n != 0 {
+		t.Errorf("sessions a %d after both ended, want 0", n)
+	}
+	if s.sessions.list(a) != nil {
+		t.Errorf("the retired endpoint's list is still registered")
+	}
+	if s.sessions.list(b) == nil || s.Sessions(b) != 1 {
+		t.Errorf("b's session is gone from the registry")
+	}
+}
+
+// BenchmarkRegistry is the accept path's cost of the registry: a session
+// registered and unregistered, by many goroutines at once, with 100k
+// sessions already live, on one endpoint (every session contends on one
+// list) or spread over 16.
+func BenchmarkRegistry(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			var r registry
+			eps := make([]*upstream.Endpoint, n)
+			for i := range eps {
+				eps[i] = upstream.New("c", fmt.Sprint(i), "127.0.0.1:1")
+			}
+			for i := range 100000 {
+				r.add(eps[i%n], &liveSession{})
+			}
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ep := eps[int(next.Add(1))%n]
+				for pb.Next() {
+					ss := &liveSession{}
+					l := r.add(ep, ss)
+					r.remove(ep, l, ss)
+				}
+			})
+		})
+	}
+}
