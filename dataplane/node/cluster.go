@@ -424,6 +424,12 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 			return nil, err
 		}
 		if f.Failed(ep) {
+			if c.spec.GetLbPolicy() != sluicev1.LbPolicy_LB_POLICY_HASH {
+				// LEAST_CONN and FIRST pick a dead endpoint again and
+				// again (it has the fewest connections; it is first):
+				// choose among the others directly.
+				return p.around(f)
+			}
 			// A hash picker returns the same endpoint for the same
 			// key: move the key along to reach another one.
 			r.Hash = remix(r.Hash)
@@ -435,9 +441,42 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 		full = true
 	}
 	if !full {
-		return nil, lb.ErrNoEndpoint // only endpoints that failed
+		return p.around(f)
 	}
 	return nil, lb.ErrFull
+}
+
+// around picks, for work that failed on some endpoints, the endpoint with
+// the least work for its weight among those taking new work (as the picker
+// sees them: primaries, or the backups in use when every primary is down)
+// that did not fail it. A backup is not used because primaries failed this
+// one request: backups serve only when every primary is known down (DESIGN
+// problem 4). It is the retry path only, so a scan is fine.
+func (b *pickerBox) around(f failures) (*upstream.Endpoint, error) {
+	var best *lb.Member
+	full := false
+	eligible := b.set.Eligible()
+	for i := range eligible {
+		m := &eligible[i]
+		if f.Failed(m.Endpoint) {
+			continue
+		}
+		if m.MaxConn > 0 && m.Endpoint.Inflight() >= int64(m.MaxConn) {
+			full = true
+			continue
+		}
+		// Least in-flight per weight: a/wa < b/wb.
+		if best == nil || m.Endpoint.Inflight()*int64(max(best.Weight, 1)) < best.Endpoint.Inflight()*int64(max(m.Weight, 1)) {
+			best = m
+		}
+	}
+	switch {
+	case best != nil && best.Endpoint.TryAcquire():
+		return best.Endpoint, nil
+	case best != nil || full:
+		return nil, lb.ErrFull
+	}
+	return nil, lb.ErrNoEndpoint
 }
 
 // retries is how many other endpoints work tries after a failed connect.
