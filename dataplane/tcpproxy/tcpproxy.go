@@ -152,6 +152,8 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	ep.Transferred(uint64(downN), uint64(upN))
 
 	switch {
+	case ep.WasShutDown(backend):
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case upErr != nil || downErr != nil:
