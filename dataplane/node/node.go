@@ -368,21 +368,24 @@ func (n *Node) Endpoints() []EndpointStatus {
 	for _, c := range n.clusters {
 		for _, m := range c.members {
 			ep := m.Endpoint
-			h := "UP"
+			h, since, detail := "UP", ep.Created(), ""
 			if len(c.checks) > 0 {
-				switch st := n.checker.State(ep.Key()); st {
-				case health.Unknown:
-					h = "CHECKING"
-				default:
-					h = st.String()
+				st, _ := n.checker.Status(ep.Key())
+				h, detail = "CHECKING", st.Detail
+				if st.State != health.Unknown {
+					h = st.State.String()
+				}
+				if !st.Since.IsZero() {
+					since = st.Since
 				}
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
-				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
+				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),
+				Since: since, Detail: detail})
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -398,7 +401,31 @@ func (n *Node) Endpoints() []EndpointStatus {
 // would show other than counters: applies, health and admin state changes,
 // ejections. A reporter that saw one value need not look again until it
 // grows.
-func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() }
+func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() + n.checker.Changes() }
+
+// ShutdownSessions closes every connection to endpoint of cluster now (HAProxy's
+// "shutdown sessions server"): TCP sessions, pooled HTTP connections and
+// those with a request in flight, which gets a 502. The endpoint stays as
+// the running configuration has it and takes new work as before. It
+// returns how many connections it closed, or an error naming what the
+// running configuration lacks.
+func (n *Node) ShutdownSessions(cluster, endpoint string) (int, error) {
+	cur := n.current.Load()
+	if cur == nil {
+		return 0, errors.New("node: no configuration applied yet")
+	}
+	c, ok := (*cur)[cluster]
+	if !ok {
+		return 0, fmt.Errorf("node: no cluster %q", cluster)
+	}
+	ep := c.endpoint(endpoint)
+	if ep == nil {
+		return 0, fmt.Errorf("node: cluster %q has no endpoint %q", cluster, endpoint)
+	}
+	closed := ep.ShutdownSessions()
+	n.log.Info("sessions shut down", "cluster", cluster, "endpoint", endpoint, "closed", closed)
+	return closed, nil
+}
 
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }
