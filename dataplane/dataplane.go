@@ -74,6 +74,7 @@ func Start(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
 	d.Node = node.New(node.Options{OnConn: d.Reporter.Record, Logger: log})
+	d.Reporter.ReportEndpoints(d.Node)
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -227,6 +230,30 @@ listeners:
 	} {
 		if _, err := n.ShutdownSessions(tt.cluster, tt.endpoint); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ShutdownSessions(%s, %s): %v, want an error saying %s", tt.cluster, tt.endpoint, err, tt.want)
+		}
+	}
+}
+
+// TestEndpointStatusProto: every field reaches the wire, and every health
+// Endpoints may show has its enum value.
+func TestEndpointStatusProto(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	s := EndpointStatus{Cluster: "web", Name: "a", Address: "10.0.0.1:80", Health: "DOWN", Weight: 3, Backup: true,
+		Inflight: 4, Conns: 5, Since: since, Detail: "connection refused"}
+	s.Stats.Requests, s.Stats.BytesIn, s.Stats.BytesOut, s.Stats.ConnectErrors, s.Stats.Responses5xx = 6, 7, 8, 9, 10
+	got := s.Proto()
+	want := &sluicev1.EndpointStats{Cluster: "web", Endpoint: "a", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN,
+		Weight: 3, Backup: true, Active: 4, Conns: 5, Requests: 6, BytesIn: 7, BytesOut: 8, ConnectErrors: 9, Responses_5Xx: 10,
+		Since: timestamppb.New(since), Detail: "connection refused"}
+	if !proto.Equal(got, want) {
+		t.Errorf("Proto:\n%v\nwant\n%v", got, want)
+	}
+	if got := (EndpointStatus{Health: "UP"}).Proto(); got.Since != nil {
+		t.Errorf("an unknown since went out as %v, want unset", got.Since)
+	}
+	for _, h := range []string{"UP", "DOWN", "DRAINING", "DISABLED", "EJECTED", "CHECKING"} {
+		if got := (EndpointStatus{Health: h}).Proto().GetHealth(); got.String() != "ENDPOINT_HEALTH_"+h {
+			t.Errorf("health %s went out as %v", h, got)
 		}
 	}
 }
