@@ -403,30 +403,6 @@ func (n *Node) Endpoints() []EndpointStatus {
 // grows.
 func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() + n.checker.Changes() }
 
-// ShutdownSessions closes every connection to endpoint of cluster now (HAProxy's
-// "shutdown sessions server"): TCP sessions, pooled HTTP connections and
-// those with a request in flight, which gets a 502. The endpoint stays as
-// the running configuration has it and takes new work as before. It
-// returns how many connections it closed, or an error naming what the
-// running configuration lacks.
-func (n *Node) ShutdownSessions(cluster, endpoint string) (int, error) {
-	cur := n.current.Load()
-	if cur == nil {
-		return 0, errors.New("node: no configuration applied yet")
-	}
-	c, ok := (*cur)[cluster]
-	if !ok {
-		return 0, fmt.Errorf("node: no cluster %q", cluster)
-	}
-	ep := c.endpoint(endpoint)
-	if ep == nil {
-		return 0, fmt.Errorf("node: cluster %q has no endpoint %q", cluster, endpoint)
-	}
-	closed := ep.ShutdownSessions()
-	n.log.Info("sessions shut down", "cluster", cluster, "endpoint", endpoint, "closed", closed)
-	return closed, nil
-}
-
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }
 
