@@ -77,10 +77,12 @@ listeners:
 	}
 
 	srvA.Close() // a dies: checks are refused
+	killed := time.Now()
 	waitFor(t, "a to be DOWN in the control plane's stats", func() bool {
 		_, ep := c.endpointStats(t, "node-1", "web", "a")
 		return ep.GetHealth() == sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN
 	})
+	t.Logf("a shown DOWN by the control plane %v after it died (checks every 100ms, fall 2)", time.Since(killed).Round(time.Millisecond))
 	n, a := c.endpointStats(t, "node-1", "web", "a")
 	if !n.GetConnected() || a.GetDetail() != "connection refused" || a.GetSince() == nil || a.GetAddress() != addrA || a.GetWeight() != 3 {
 		t.Errorf("a down: node connected %v, endpoint %v; want connected, detail %q, a since, address %s, weight 3",
