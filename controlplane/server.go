@@ -1,7 +1,7 @@
 // Package controlplane assembles sluice-cp: the snapshot store, the discovery
 // server that streams snapshots to dataplane nodes, the fleet registry, the
-// stats receiver and the operators' config API, on one gRPC listener, plus an
-// HTTP listener for /healthz.
+// stats receiver, the command channel to nodes and the operators' config
+// API, on one gRPC listener, plus an HTTP listener for /healthz.
 //
 // A program (cmd/sluice-cp, or a test that wants a control plane in-process)
 // calls New, which opens the store and binds the listeners, then Serve on one
@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/sluice-lb/sluice/controlplane/command"
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/discovery"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
@@ -66,8 +67,8 @@ const (
 
 // Options configure a control plane.
 type Options struct {
-	// Listen is the gRPC address (discovery, stats, config API, health,
-	// reflection). Empty: 127.0.0.1 on a free port.
+	// Listen is the gRPC address (discovery, stats, commands, config API,
+	// health, reflection). Empty: 127.0.0.1 on a free port.
 	Listen string
 	// HTTP is the address of /healthz. Empty: no HTTP listener.
 	HTTP string
@@ -96,6 +97,7 @@ type Server struct {
 	fleet     *fleet.Registry
 	discovery *discovery.Server
 	stats     *stats.Server
+	commands  *command.Registry
 	health    *health.Server
 	grpc      *grpc.Server
 	lis       net.Listener
@@ -153,7 +155,9 @@ func New(opts Options) (_ *Server, err error) {
 	s.fleet = fleet.NewRegistry()
 	s.discovery = discovery.New(s.fleet, log.With("component", "discovery"))
 	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats"))
-	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config"))
+	s.commands = command.NewRegistry(log.With("component", "command"))
+	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config")).
+		WithFleet(s.stats.Views(), s.commands)
 
 	s.grpc = grpc.NewServer(
 		discovery.ServerOption(),
@@ -170,12 +174,14 @@ func New(opts Options) (_ *Server, err error) {
 	)
 	sluicev1.RegisterDiscoveryServiceServer(s.grpc, s.discovery)
 	sluicev1.RegisterStatsServiceServer(s.grpc, s.stats)
+	sluicev1.RegisterCommandServiceServer(s.grpc, s.commands)
 	sluicev1.RegisterConfigServiceServer(s.grpc, config)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	for _, name := range []string{
 		sluicev1.DiscoveryService_ServiceDesc.ServiceName,
 		sluicev1.StatsService_ServiceDesc.ServiceName,
+		sluicev1.CommandService_ServiceDesc.ServiceName,
 		sluicev1.ConfigService_ServiceDesc.ServiceName,
 	} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
@@ -272,12 +278,13 @@ func (s *Server) serve(ctx context.Context) error {
 	return fail
 }
 
-// stop ends serving: refuse new work, end node streams, let config calls
-// finish, then cut what is left (stats streams, which end only when nodes
+// stop ends serving: refuse new work, end node streams (discovery and
+// commands), let config calls finish, then cut what is left (stats streams, which end only when nodes
 // close them, and whose in-flight batches are worth nothing after a stop).
 func (s *Server) stop() {
 	s.health.Shutdown()
 	s.discovery.Close()
+	s.commands.Close()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -578,7 +579,7 @@ func TestHealthReflectionAndHTTP(t *testing.T) {
 	for _, s := range rr.GetListServicesResponse().GetService() {
 		services = append(services, s.GetName())
 	}
-	for _, want := range []string{"sluice.v1.ConfigService", "sluice.v1.DiscoveryService", "sluice.v1.StatsService", "grpc.health.v1.Health"} {
+	for _, want := range []string{"sluice.v1.ConfigService", "sluice.v1.DiscoveryService", "sluice.v1.StatsService", "sluice.v1.CommandService", "grpc.health.v1.Health"} {
 		if !slices.Contains(services, want) {
 			t.Errorf("reflection lists %v, missing %s", services, want)
 		}
@@ -609,6 +610,7 @@ func TestServeStopsPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	stats.Send(&sluicev1.StatsReport{NodeId: "edge-1"})
+	cmds := cp.commands(t, "edge-1", func(*sluicev1.Command) *sluicev1.CommandResult { return nil })
 
 	start := time.Now()
 	if err := cp.stop(); err != nil {
@@ -628,6 +630,14 @@ func TestServeStopsPromptly(t *testing.T) {
 	if _, err := stats.CloseAndRecv(); err == nil {
 		t.Error("stats stream still served after stop")
 	}
+	select {
+	case err := <-cmds:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("command stream ended with %v, want Unavailable", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("command stream still open after stop")
+	}
 }
 
 func TestNewFailsCleanly(t *testing.T) {
@@ -644,4 +654,165 @@ func TestNewFailsCleanly(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Error("control plane without a data directory started")
 	}
+}
+
+// commands opens node id's Commands stream and answers each command with
+// answer (nil: no answer). It returns once the stream is registered; the
+// channel gets the error that ends it.
+func (cp *testCP) commands(t *testing.T, id string, answer func(*sluicev1.Command) *sluicev1.CommandResult) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := sluicev1.NewCommandServiceClient(cp.conn).Commands(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&sluicev1.CommandReply{NodeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Header(); err != nil {
+		t.Fatalf("command stream of %s: %v", id, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			cmd, err := st.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			if res := answer(cmd); res != nil {
+				res.CommandId = cmd.GetId()
+				st.Send(&sluicev1.CommandReply{Result: res})
+			}
+		}
+	}()
+	return ended
+}
+
+// TestGetStats: each node's last endpoint report, filtered by node and
+// cluster, with connected from the fleet; a node that went away stays,
+// not connected.
+func TestGetStats(t *testing.T) {
+	ctx := testContext(t)
+	cp := startCP(t, t.TempDir())
+	report := func(id string, eps ...*sluicev1.EndpointStats) {
+		t.Helper()
+		st, err := sluicev1.NewStatsServiceClient(cp.conn).Report(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Send(&sluicev1.StatsReport{NodeId: id, Endpoints: &sluicev1.EndpointReport{Endpoints: eps}})
+		if _, err := st.CloseAndRecv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down := sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN
+	up := sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP
+	n1 := cp.connect(ctx, t, "edge-1", "")
+	cp.connect(ctx, t, "edge-2", "")
+	cp.waitNode(ctx, t, "edge-2", "connected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+	report("edge-1", &sluicev1.EndpointStats{Cluster: "web", Endpoint: "web1", Health: down, Detail: "connection refused"},
+		&sluicev1.EndpointStats{Cluster: "db", Endpoint: "db1", Health: up})
+	report("edge-2", &sluicev1.EndpointStats{Cluster: "web", Endpoint: "web1", Health: up, Requests: 9})
+	report("stranger", &sluicev1.EndpointStats{Cluster: "web", Endpoint: "web1", Health: up}) // not in the fleet
+
+	show := func(req *sluicev1.GetStatsRequest) []string {
+		t.Helper()
+		resp, err := cp.config.GetStats(ctx, req)
+		if err != nil {
+			t.Fatalf("GetStats: %v", err)
+		}
+		var out []string
+		for _, n := range resp.GetNodes() {
+			if n.GetReportedAt() == nil {
+				t.Errorf("%s: no reported_at", n.GetNodeId())
+			}
+			for _, ep := range n.GetEndpoints() {
+				out = append(out, fmt.Sprintf("%s(%v) %s/%s %s", n.GetNodeId(), n.GetConnected(), ep.GetCluster(), ep.GetEndpoint(),
+					strings.TrimPrefix(ep.GetHealth().String(), "ENDPOINT_HEALTH_")))
+			}
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		req  *sluicev1.GetStatsRequest
+		want []string
+	}{
+		{&sluicev1.GetStatsRequest{}, []string{"edge-1(true) web/web1 DOWN", "edge-1(true) db/db1 UP", "edge-2(true) web/web1 UP"}},
+		{&sluicev1.GetStatsRequest{NodeId: "edge-2"}, []string{"edge-2(true) web/web1 UP"}},
+		{&sluicev1.GetStatsRequest{Cluster: "db"}, []string{"edge-1(true) db/db1 UP"}},
+	} {
+		if got := show(tt.req); !slices.Equal(got, tt.want) {
+			t.Errorf("GetStats(%v) = %v, want %v", tt.req, got, tt.want)
+		}
+	}
+	n1.cancel()
+	cp.waitNode(ctx, t, "edge-1", "disconnected", func(s *sluicev1.NodeStatus) bool { return !s.GetConnected() })
+	if got, want := show(&sluicev1.GetStatsRequest{NodeId: "edge-1"}), []string{"edge-1(false) web/web1 DOWN", "edge-1(false) db/db1 UP"}; !slices.Equal(got, want) {
+		t.Errorf("GetStats of a gone node = %v, want %v", got, want)
+	}
+}
+
+// TestShutdownSessions: the endpoint must be in the current snapshot; then
+// every node connected for commands gets the command and its result comes
+// back, and a connected node without a command stream is a failure.
+func TestShutdownSessions(t *testing.T) {
+	ctx := testContext(t)
+	cp := startCP(t, t.TempDir())
+	req := &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"}
+	if _, err := cp.config.ShutdownSessions(ctx, req); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("before any apply: %v, want FAILED_PRECONDITION", err)
+	}
+	cp.apply(ctx, t, snap(t, 1))
+	for _, tt := range []struct {
+		cluster, endpoint, want string
+	}{
+		{"web", "web9", `cluster "web" has no endpoint "web9" (it has: web1, web2, sorry)`},
+		{"wbe", "web1", `cluster "wbe" not found, did you mean "web"?`},
+	} {
+		_, err := cp.config.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: tt.cluster, Endpoint: tt.endpoint})
+		if status.Code(err) != codes.NotFound || status.Convert(err).Message() != tt.want {
+			t.Errorf("%s/%s: %v, want NOT_FOUND %q", tt.cluster, tt.endpoint, err, tt.want)
+		}
+	}
+	if _, err := cp.config.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no endpoint: %v, want INVALID_ARGUMENT", err)
+	}
+
+	var asked []string
+	var mu sync.Mutex
+	for _, id := range []string{"edge-2", "edge-1"} {
+		cp.connect(ctx, t, id, "")
+		cp.commands(t, id, func(cmd *sluicev1.Command) *sluicev1.CommandResult {
+			sd := cmd.GetShutdownSessions()
+			mu.Lock()
+			asked = append(asked, id+":"+sd.GetCluster()+"/"+sd.GetEndpoint())
+			mu.Unlock()
+			if id == "edge-2" {
+				return &sluicev1.CommandResult{Error: `cluster "web" has no endpoint "web1"`}
+			}
+			return &sluicev1.CommandResult{Closed: 37}
+		})
+	}
+	cp.connect(ctx, t, "edge-3", "") // no command stream
+	cp.waitNode(ctx, t, "edge-3", "connected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+	resp, err := cp.config.ShutdownSessions(ctx, req)
+	if err != nil {
+		t.Fatalf("ShutdownSessions: %v", err)
+	}
+	var got []string
+	for _, r := range resp.GetResults() {
+		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
+	}
+	want := []string{`edge-1 37 ""`, `edge-2 0 "cluster \"web\" has no endpoint \"web1\""`, `edge-3 0 "connected, but not for commands"`}
+	if !slices.Equal(got, want) {
+		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	mu.Lock()
+	slices.Sort(asked)
+	if !slices.Equal(asked, []string{"edge-1:web/web1", "edge-2:web/web1"}) {
+		t.Errorf("commands received: %v", asked)
+	}
+	mu.Unlock()
 }

@@ -1,6 +1,7 @@
 // Package dataplane assembles a Sluice node: the runtime that proxies
 // traffic (package node), its subscription to the control plane (package
-// discovery), the stats reporter and the admin endpoint. cmd/sluice-dp and
+// discovery), the stats reporter, the command stream (package command) and
+// the admin endpoint. cmd/sluice-dp and
 // the end-to-end tests start nodes through Start.
 package dataplane
 
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/admin"
+	"github.com/sluice-lb/sluice/dataplane/command"
 	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/dataplane/stats"
@@ -38,7 +40,8 @@ type Options struct {
 	// disables the admin endpoint.
 	AdminAddr string
 	Logger    *slog.Logger
-	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client).
+	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
+	// and command.Client).
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -74,6 +77,7 @@ func Start(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
 	d.Node = node.New(node.Options{OnConn: d.Reporter.Record, Logger: log})
+	d.Reporter.ReportEndpoints(d.Node)
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -95,9 +99,11 @@ func Start(opts Options) (*Dataplane, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	client := &discovery.Client{Conn: conn, Node: opts.Node, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
-	d.wg.Add(2)
+	commands := &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	d.wg.Add(3)
 	go func() { defer d.wg.Done(); client.Run(ctx) }()
 	go func() { defer d.wg.Done(); d.Reporter.Run(ctx, conn, opts.Node.GetId()) }()
+	go func() { defer d.wg.Done(); commands.Run(ctx) }()
 	return d, nil
 }
 
@@ -118,7 +124,7 @@ func (d *Dataplane) Drain(ctx context.Context) error {
 	return d.Node.Drain(ctx)
 }
 
-// Close stops subscribing and reporting, closes every listener and
+// Close stops subscribing, reporting and taking commands, closes every listener and
 // connection, and waits for the background work to end.
 func (d *Dataplane) Close() {
 	d.cancel()

@@ -542,3 +542,153 @@ func bytesText(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("stats", "stats [--node ID] [--cluster NAME] [-o table|json]", `
+Show what each node last reported of its endpoints (a node reports within a
+quarter of a second of a change of health or configuration, and every 5s for
+its counters), one table per node: health, configured weight, requests and
+sessions in progress (ACTIVE), sockets open to the endpoint (CONNS, pooled
+ones included), requests and sessions sent, bytes received from (IN) and
+sent to (OUT) the endpoint, HTTP 5xx answers, failed connects, how long
+the endpoint has been in its health (SINCE) and why (DETAIL: the last failed
+health check). Counters run from when the node first had the endpoint.
+
+Health: UP takes work; DOWN failed its health checks; CHECKING has no check
+result yet (and takes work); DRAINING and DISABLED were set by an operator;
+EJECTED was taken out by outlier detection. A node that went away is shown
+as disconnected, with its last report.`)
+	node := fs.String("node", "", "only node `ID`")
+	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
+	if err != nil {
+		return c.rpcError("stats", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	if len(resp.GetNodes()) == 0 {
+		what := "no node has reported endpoint stats"
+		if *node != "" {
+			what += fmt.Sprintf(" as %q", *node)
+		}
+		if *cluster != "" {
+			what += fmt.Sprintf(" for cluster %q", *cluster)
+		}
+		fmt.Fprintln(c.stdout, what)
+		return 0
+	}
+	now := clock()
+	for i, n := range resp.GetNodes() {
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		state, reported := "connected", "reported"
+		if !n.GetConnected() {
+			state, reported = "disconnected", "last report"
+		}
+		fmt.Fprintf(c.stdout, "%s (%s, %s %s ago)\n", n.GetNodeId(), state, reported, ageText(n.GetReportedAt().AsTime(), now))
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLUSTER/ENDPOINT\tADDRESS\tHEALTH\tWEIGHT\tACTIVE\tCONNS\tREQUESTS\tBYTES IN\tBYTES OUT\t5XX\tCONN ERR\tSINCE\tDETAIL")
+		for _, ep := range n.GetEndpoints() {
+			weight := fmt.Sprint(ep.GetWeight())
+			if ep.GetBackup() {
+				weight += " (backup)"
+			}
+			since := "-"
+			if ep.GetSince() != nil {
+				since = ageText(ep.GetSince().AsTime(), now)
+			}
+			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n",
+				ep.GetCluster(), ep.GetEndpoint(), orDash(ep.GetAddress()), healthText(ep.GetHealth()), weight,
+				ep.GetActive(), ep.GetConns(), ep.GetRequests(), bytesText(ep.GetBytesIn()), bytesText(ep.GetBytesOut()),
+				ep.GetResponses_5Xx(), ep.GetConnectErrors(), since, oneLine(orDash(ep.GetDetail())))
+		}
+		tw.Flush()
+	}
+	return 0
+}
+
+// clock tells the time ages are counted to; tests fix it.
+var clock = time.Now
+
+// healthText is an endpoint's HEALTH in the stats table: the enum's name
+// without its prefix.
+func healthText(h sluicev1.EndpointHealth) string {
+	if h == sluicev1.EndpointHealth_ENDPOINT_HEALTH_UNSPECIFIED {
+		return "-"
+	}
+	return strings.TrimPrefix(h.String(), "ENDPOINT_HEALTH_")
+}
+
+// ageText is how long ago t was, in at most two units: 42s, 5m03s,
+// 3h07m, 2d04h.
+func ageText(t, now time.Time) string {
+	d := max(now.Sub(t), 0)
+	s := int64(d / time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", s)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", s/3600, s/60%60)
+	}
+	return fmt.Sprintf("%dd%02dh", s/86400, s/3600%24)
+}
+
+func cmdShutdownSessions(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("shutdown-sessions", "shutdown-sessions CLUSTER/ENDPOINT", `
+Close every connection to an endpoint on every connected node, now, as
+HAProxy's "shutdown sessions server": TCP sessions, pooled HTTP connections
+and those with a request in flight (which gets a 502). The endpoint stays in
+the snapshot and takes new work at once; its closed sessions are recorded
+with reason "shutdown" (see conns). Nothing is stored.
+
+Prints one line per node, "node-1  closed 37 connections", or why that node
+failed. Exits 1 if the cluster or endpoint is not in the current snapshot or
+any node failed (one that did not answer within 5s included).`)
+	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
+	if st >= 0 {
+		return st
+	}
+	cluster, endpoint, ok := splitEndpoint(pos[0])
+	if !ok {
+		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: cluster, Endpoint: endpoint})
+	if err != nil {
+		return c.rpcError("shutdown-sessions", err)
+	}
+	if len(resp.GetResults()) == 0 {
+		fmt.Fprintln(c.stdout, "no node is connected: nothing to close")
+		return 0
+	}
+	exit := 0
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, r := range resp.GetResults() {
+		if r.GetError() != "" {
+			fmt.Fprintf(tw, "%s\tfailed: %s\n", r.GetNodeId(), oneLine(r.GetError()))
+			exit = 1
+			continue
+		}
+		noun := "connections"
+		if r.GetClosed() == 1 {
+			noun = "connection"
+		}
+		fmt.Fprintf(tw, "%s\tclosed %d %s\n", r.GetNodeId(), r.GetClosed(), noun)
+	}
+	tw.Flush()
+	return exit
+}

@@ -1,6 +1,7 @@
 // Command sluicectl is the operators' client of a Sluice control plane: it
-// validates snapshots offline, applies them, shows what would change, and
-// reports what the fleet runs.
+// validates snapshots offline, applies them, shows what would change,
+// reports what the fleet runs and how its endpoints fare, and shuts down an
+// endpoint's sessions on demand.
 //
 //	sluicectl [--cp ADDR] [--timeout D] COMMAND [flags]
 //
@@ -70,6 +71,8 @@ var commands = []command{
 	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
 	{name: "nodes", summary: "list dataplane nodes: state, applied version, last NACK", run: cmdNodes},
 	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},
+	{name: "stats", summary: "per node and endpoint: health, weight, conns, requests, bytes, errors", run: cmdStats},
+	{name: "shutdown-sessions", summary: "close every connection to one endpoint on every node, now", run: cmdShutdownSessions},
 }
 
 func usage(w io.Writer) {
@@ -79,8 +82,12 @@ sluicectl drives a Sluice control plane (sluice-cp) over gRPC.
 
 Commands:
 `)
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s  %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Global flags:

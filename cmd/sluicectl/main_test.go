@@ -36,6 +36,10 @@ type fakeCP struct {
 	conns    []*sluicev1.ListConnsRequest
 	nodes    []*sluicev1.NodeStatus
 	records  []*sluicev1.ConnRecord
+	stats    []*sluicev1.GetStatsRequest
+	statsOut *sluicev1.GetStatsResponse
+	shutdown []*sluicev1.ShutdownSessionsRequest
+	results  []*sluicev1.CommandResult
 }
 
 func (f *fakeCP) current() *sluicev1.Snapshot {
@@ -145,6 +149,28 @@ func (f *fakeCP) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 	defer f.mu.Unlock()
 	f.conns = append(f.conns, req)
 	return &sluicev1.ListConnsResponse{Records: f.records}, nil
+}
+
+func (f *fakeCP) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stats = append(f.stats, req)
+	if f.statsOut == nil {
+		return &sluicev1.GetStatsResponse{}, nil
+	}
+	return f.statsOut, nil
+}
+
+// ShutdownSessions answers with f.results for web/web1 only, NOT_FOUND
+// otherwise, as the real control plane words it.
+func (f *fakeCP) ShutdownSessions(_ context.Context, req *sluicev1.ShutdownSessionsRequest) (*sluicev1.ShutdownSessionsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutdown = append(f.shutdown, req)
+	if req.GetCluster() != "web" || req.GetEndpoint() != "web1" {
+		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (it has: web1, web2, sorry)", req.GetCluster(), req.GetEndpoint())
+	}
+	return &sluicev1.ShutdownSessionsResponse{Results: f.results}, nil
 }
 
 // startCP serves f on a loopback port and returns its address.
@@ -716,7 +742,12 @@ func TestUsage(t *testing.T) {
 		{args: []string{"diff"}, wantCode: 2, wantStderr: "-f is required"},
 		{args: []string{"apply", "--help"}, wantCode: 0, wantStdout: "-dry-run"},
 		{args: []string{"conns", "--help"}, wantCode: 0, wantStdout: "-endpoint E"},
-		{args: []string{"--help"}, wantCode: 0, wantStdout: "  set-weight  set one endpoint's weight"},
+		{args: []string{"--help"}, wantCode: 0, wantStdout: "  set-weight         set one endpoint's weight"},
+		{args: []string{"--help"}, wantCode: 0, wantStdout: "  shutdown-sessions  close every connection to one endpoint"},
+		{args: []string{"stats", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl stats [--node ID] [--cluster NAME] [-o table|json]"},
+		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `-o must be table or json, not "yaml"`},
+		{args: []string{"shutdown-sessions"}, wantCode: 2, wantStderr: "missing CLUSTER/ENDPOINT"},
+		{args: []string{"shutdown-sessions", "web"}, wantCode: 2, wantStderr: `want CLUSTER/ENDPOINT, not "web"`},
 		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--dry-run] [--comment TEXT]"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
@@ -733,5 +764,86 @@ func TestUsage(t *testing.T) {
 		if tt.wantStderr != "" && !strings.Contains(stderr, tt.wantStderr) {
 			t.Errorf("%v: stderr lacks %q:\n%s", tt.args, tt.wantStderr, stderr)
 		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	clock = func() time.Time { return now }
+	t.Cleanup(func() { clock = time.Now })
+	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(-ago)) }
+	cp := &fakeCP{statsOut: &sluicev1.GetStatsResponse{Nodes: []*sluicev1.NodeStats{
+		{NodeId: "dp-1", Connected: true, ReportedAt: ts(2 * time.Second), Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Weight: 2,
+				Active: 3, Conns: 5, Requests: 1234, BytesIn: 3 << 20, BytesOut: 512, Responses_5Xx: 7, ConnectErrors: 1, Since: ts(3*time.Hour + 7*time.Minute)},
+			{Cluster: "web", Endpoint: "web2", Address: "10.0.0.2:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Weight: 1,
+				ConnectErrors: 12, Since: ts(65 * time.Second), Detail: "connection\nrefused"},
+			{Cluster: "web", Endpoint: "sorry", Address: "10.0.0.9:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING, Weight: 1, Backup: true},
+		}},
+		{NodeId: "dp-2", Connected: false, ReportedAt: ts(50 * time.Hour), Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DRAINING, Weight: 2, Since: ts(50 * time.Hour)},
+		}},
+	}}}
+	addr := startCP(t, cp)
+	code, stdout, stderr := sluicectl(t, addr, "stats", "--node", "dp-1", "--cluster", "web")
+	if code != 0 {
+		t.Fatalf("stats: status %d: %s", code, stderr)
+	}
+	if got := cp.stats[0]; got.GetNodeId() != "dp-1" || got.GetCluster() != "web" {
+		t.Errorf("request %v, want node dp-1, cluster web", got)
+	}
+	header := []string{"CLUSTER/ENDPOINT", "ADDRESS", "HEALTH", "WEIGHT", "ACTIVE", "CONNS", "REQUESTS", "BYTES IN", "BYTES OUT", "5XX", "CONN ERR", "SINCE", "DETAIL"}
+	compareRows(t, "stats", tableRows(stdout), [][]string{
+		{"dp-1 (connected, reported 2s ago)"},
+		header,
+		{"web/web1", "10.0.0.1:80", "UP", "2", "3", "5", "1234", "3.0MiB", "512B", "7", "1", "3h07m", "-"},
+		{"web/web2", "10.0.0.2:80", "DOWN", "1", "0", "0", "0", "0B", "0B", "0", "12", "1m05s", "connection refused"},
+		{"web/sorry", "10.0.0.9:80", "CHECKING", "1 (backup)", "0", "0", "0", "0B", "0B", "0", "0", "-", "-"},
+		nil,
+		{"dp-2 (disconnected, last report 2d02h ago)"},
+		header,
+		{"web/web1", "10.0.0.1:80", "DRAINING", "2", "0", "0", "0", "0B", "0B", "0", "0", "2d02h", "-"},
+	})
+
+	code, stdout, _ = sluicectl(t, addr, "stats", "-o", "json")
+	for _, w := range []string{`"node_id": "dp-2"`, `"health": "ENDPOINT_HEALTH_DOWN"`, `"responses_5xx": "7"`, `"detail": "connection\nrefused"`} {
+		if code != 0 || !strings.Contains(stdout, w) {
+			t.Errorf("stats -o json lacks %s:\n%s", w, stdout)
+		}
+	}
+
+	cp.statsOut = nil
+	code, stdout, _ = sluicectl(t, addr, "stats", "--cluster", "api")
+	if code != 0 || strings.TrimSpace(stdout) != `no node has reported endpoint stats for cluster "api"` {
+		t.Errorf("stats with nothing reported: status %d, %q", code, stdout)
+	}
+}
+
+func TestShutdownSessionsCommand(t *testing.T) {
+	cp := &fakeCP{results: []*sluicev1.CommandResult{{NodeId: "node-1", Closed: 37}, {NodeId: "node-22", Closed: 1}}}
+	addr := startCP(t, cp)
+	code, stdout, stderr := sluicectl(t, addr, "shutdown-sessions", "web/web1")
+	if code != 0 || stdout != "node-1   closed 37 connections\nnode-22  closed 1 connection\n" || stderr != "" {
+		t.Errorf("shutdown-sessions: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := cp.shutdown[0]; got.GetCluster() != "web" || got.GetEndpoint() != "web1" {
+		t.Errorf("request %v, want web/web1", got)
+	}
+
+	cp.results = append(cp.results, &sluicev1.CommandResult{NodeId: "node-3", Error: "no reply within 5s"})
+	code, stdout, _ = sluicectl(t, addr, "shutdown-sessions", "web/web1")
+	if code != 1 || !strings.Contains(stdout, "node-3   failed: no reply within 5s\n") || !strings.Contains(stdout, "closed 37 connections") {
+		t.Errorf("with a node failing: status %d, stdout %q; want 1, every node's line", code, stdout)
+	}
+
+	code, stdout, stderr = sluicectl(t, addr, "shutdown-sessions", "web/web9")
+	if code != 1 || stdout != "" || strings.TrimSpace(stderr) != `sluicectl shutdown-sessions: cluster "web" has no endpoint "web9" (it has: web1, web2, sorry)` {
+		t.Errorf("unknown endpoint: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	cp.results = nil
+	code, stdout, _ = sluicectl(t, addr, "shutdown-sessions", "web/web1")
+	if code != 0 || !strings.Contains(stdout, "no node is connected") {
+		t.Errorf("no node: status %d, stdout %q", code, stdout)
 	}
 }

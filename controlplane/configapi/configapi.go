@@ -1,23 +1,28 @@
 // Package configapi serves sluice.v1.ConfigService, the operators' API that
 // sluicectl and CI call: apply snapshots or edit one endpoint of the current
-// one, get and list snapshot versions, and read the fleet and recent
-// connections.
+// one, get and list snapshot versions, read the fleet, recent connections
+// and the nodes' endpoint stats, and shut down an endpoint's sessions on
+// every node.
 //
 // gRPC calls every method on its own goroutine; the server holds no state of
 // its own beyond its collaborators, which are safe for concurrent use.
 package configapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
@@ -39,6 +44,17 @@ type ConnLister interface {
 	List(f stats.Filter, limit int) []*sluicev1.ConnRecord
 }
 
+// ViewLister lists the nodes' latest endpoint views (stats.Views).
+type ViewLister interface {
+	List(node, cluster string) []*stats.View
+}
+
+// Commander runs a command on every node connected for commands
+// (command.Registry), returning one result per node; it is bounded in time.
+type Commander interface {
+	Run(ctx context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult
+}
+
 // Server implements sluicev1.ConfigServiceServer.
 type Server struct {
 	sluicev1.UnimplementedConfigServiceServer
@@ -46,6 +62,8 @@ type Server struct {
 	store store.Store
 	nodes NodeLister
 	conns ConnLister
+	views ViewLister // nil: GetStats is unimplemented
+	cmds  Commander  // nil: ShutdownSessions is unimplemented
 	log   *slog.Logger
 }
 
@@ -58,6 +76,14 @@ func New(st store.Store, nodes NodeLister, conns ConnLister, log *slog.Logger) *
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{store: st, nodes: nodes, conns: conns, log: log}
+}
+
+// WithFleet gives the server what GetStats and ShutdownSessions need: the
+// nodes' endpoint views and the command channel to them. It returns s;
+// call it before serving.
+func (s *Server) WithFleet(views ViewLister, cmds Commander) *Server {
+	s.views, s.cmds = views, cmds
+	return s
 }
 
 // Apply implements sluicev1.ConfigServiceServer. The snapshot is validated
@@ -415,6 +441,86 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 		Endpoint: req.GetEndpoint(),
 	}, int(req.GetLimit()))
 	return &sluicev1.ListConnsResponse{Records: recs}, nil
+}
+
+// GetStats implements sluicev1.ConfigServiceServer: each node's latest view
+// of its endpoints, by node id, filtered by node and cluster. A node that
+// is gone stays, with connected false, as long as the fleet lists it
+// (ListNodes).
+func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+	if s.views == nil {
+		return nil, status.Error(codes.Unimplemented, "configapi: no endpoint stats on this server")
+	}
+	connected := map[string]bool{}
+	for _, n := range s.nodes.Nodes() {
+		connected[n.GetId()] = n.GetConnected()
+	}
+	resp := &sluicev1.GetStatsResponse{}
+	for _, v := range s.views.List(req.GetNodeId(), req.GetCluster()) {
+		conn, known := connected[v.NodeID]
+		if !known {
+			continue // forgotten by the fleet
+		}
+		resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{
+			NodeId:     v.NodeID,
+			Connected:  conn,
+			ReportedAt: timestamppb.New(v.ReportedAt),
+			Endpoints:  v.Endpoints,
+		})
+	}
+	return resp, nil
+}
+
+// ShutdownSessions implements sluicev1.ConfigServiceServer. The endpoint
+// must be in the current snapshot (NOT_FOUND otherwise, naming what is
+// missing; FAILED_PRECONDITION before the first apply). Every node
+// connected for commands closes its connections to it and says how many,
+// or why it could not; a node that does not answer in time, or that the
+// fleet lists as connected without a command stream, gets an error result.
+// Results are sorted by node id.
+func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSessionsRequest) (*sluicev1.ShutdownSessionsResponse, error) {
+	if s.cmds == nil {
+		return nil, status.Error(codes.Unimplemented, "configapi: no command channel to nodes on this server")
+	}
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	if cur.Info.GetVersion() == 0 {
+		return nil, status.Error(codes.FailedPrecondition, "no snapshot has been applied yet, so there is no endpoint to shut down")
+	}
+	if _, err := findEndpoint(cur.Snapshot, req.GetCluster(), req.GetEndpoint()); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	results := s.cmds.Run(ctx, func(cmd *sluicev1.Command) {
+		cmd.Action = &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
+			Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
+		}}
+	})
+	answered := make(map[string]bool, len(results))
+	var closed uint64
+	failed := 0
+	for _, r := range results {
+		answered[r.GetNodeId()] = true
+		closed += r.GetClosed()
+		if r.GetError() != "" {
+			failed++
+		}
+	}
+	for _, n := range s.nodes.Nodes() {
+		if n.GetConnected() && !answered[n.GetId()] {
+			results = append(results, &sluicev1.CommandResult{NodeId: n.GetId(), Error: "connected, but not for commands"})
+			failed++
+		}
+	}
+	slices.SortFunc(results, func(a, b *sluicev1.CommandResult) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
+	s.log.Info("sessions shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(),
+		"nodes", len(results), "failed", failed, "closed", closed, "took", time.Since(start).Round(time.Millisecond))
+	return &sluicev1.ShutdownSessionsResponse{Results: results}, nil
 }
 
 // storeStatus maps store errors to gRPC codes.

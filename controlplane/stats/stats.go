@@ -1,13 +1,14 @@
 // Package stats receives what dataplane nodes observed, over
-// sluice.v1.StatsService, and keeps the most recent per-connection records in
-// a bounded ring for operators (sluicectl conns).
+// sluice.v1.StatsService: it keeps the most recent per-connection records in
+// a bounded ring for operators (sluicectl conns), and each node's latest
+// view of its endpoints (sluicectl stats).
 //
 // Each node holds one Report stream; gRPC runs each stream's handler on its
-// own goroutine, and the handler adds records to the shared Ring under a short
-// lock, and tells Nodes (the fleet registry) when the node says it drains.
-// Readers (the config API, the dashboard) call List and Counters from
-// any goroutine. Nothing here persists: the ring is a window on recent
-// traffic, not an archive.
+// own goroutine, and the handler adds records to the shared Ring and
+// replaces the node's endpoint View under short locks, and tells Nodes (the
+// fleet registry) when the node says it drains. Readers (the config API,
+// the dashboard) call List and Counters from any goroutine. Nothing here
+// persists: the ring is a window on recent traffic, not an archive.
 package stats
 
 import (
@@ -119,6 +120,7 @@ type Server struct {
 	sluicev1.UnimplementedStatsServiceServer
 
 	ring     *Ring
+	views    *Views
 	nodes    Nodes // nil: nobody to tell
 	log      *slog.Logger
 	received atomic.Uint64
@@ -133,11 +135,14 @@ func NewServer(ring *Ring, nodes Nodes, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{ring: ring, nodes: nodes, log: log}
+	return &Server{ring: ring, views: NewViews(), nodes: nodes, log: log}
 }
 
 // Ring returns the ring the server feeds.
 func (s *Server) Ring() *Ring { return s.ring }
+
+// Views returns the nodes' endpoint views the server keeps.
+func (s *Server) Views() *Views { return s.views }
 
 // Counters returns the totals so far.
 func (s *Server) Counters() Counters {
@@ -146,10 +151,11 @@ func (s *Server) Counters() Counters {
 
 // Report implements sluicev1.StatsServiceServer. The first message names the
 // node; every record of the stream is stamped with that id, whatever the
-// node wrote in it, and every report saying draining is passed on to Nodes
-// (a draining node repeats it, so that a node whose discovery stream
-// reconnected shows draining again). The summary, sent once every report was
-// handled, counts the stream's records.
+// node wrote in it, a report with endpoints replaces the node's View, and
+// every report saying draining is passed on to Nodes (a draining node
+// repeats it, so that a node whose discovery stream reconnected shows
+// draining again). The summary, sent once every report was handled, counts
+// the stream's records.
 func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
 	var (
 		node  string
@@ -181,6 +187,9 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		if d := rep.GetDropped(); d > 0 {
 			s.dropped.Add(d)
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
+		}
+		if eps := rep.GetEndpoints(); eps != nil {
+			s.views.Put(node, eps.GetEndpoints())
 		}
 		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node) {
 			s.log.Info("node is draining", "node", node)

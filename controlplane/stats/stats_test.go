@@ -222,3 +222,83 @@ func TestReportDraining(t *testing.T) {
 		t.Errorf("records = %v, want [b a]: a draining report's records are kept", l)
 	}
 }
+
+func epStats(cluster, endpoint string, requests uint64) *sluicev1.EndpointStats {
+	return &sluicev1.EndpointStats{Cluster: cluster, Endpoint: endpoint, Requests: requests}
+}
+
+func names(v *View) []string {
+	var out []string
+	for _, ep := range v.Endpoints {
+		out = append(out, fmt.Sprintf("%s/%s:%d", ep.GetCluster(), ep.GetEndpoint(), ep.GetRequests()))
+	}
+	return out
+}
+
+// TestReportEndpoints: a report with endpoints replaces the stream's node's
+// view, stamped with when it came; one without them leaves the view as it
+// was.
+func TestReportEndpoints(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	srv, client := startStats(t)
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	srv.Views().now = func() time.Time { return at }
+	stream, err := client.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []*sluicev1.StatsReport{
+		{NodeId: "n1", Endpoints: &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("web", "a", 1), epStats("web", "b", 2)}}},
+		{NodeId: "forged", Endpoints: &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("web", "a", 3)}}},
+		{Records: []*sluicev1.ConnRecord{rec("l", "web", "a")}},
+	} {
+		if err := stream.Send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatalf("CloseAndRecv: %v", err)
+	}
+	views := srv.Views().List("", "")
+	if len(views) != 1 || views[0].NodeID != "n1" || !views[0].ReportedAt.Equal(at) {
+		t.Fatalf("views %+v, want one of n1 reported at %v", views, at)
+	}
+	if got := names(views[0]); !slices.Equal(got, []string{"web/a:3"}) {
+		t.Errorf("n1's view = %v, want the last one reported, [web/a:3]", got)
+	}
+}
+
+// TestViewsList: views come sorted by node, filtered by node and cluster;
+// a node without an endpoint of the cluster is left out.
+func TestViewsList(t *testing.T) {
+	v := NewViews()
+	v.Put("n2", []*sluicev1.EndpointStats{epStats("api", "x", 1), epStats("web", "a", 2)})
+	v.Put("n1", []*sluicev1.EndpointStats{epStats("web", "a", 3), epStats("web", "b", 4)})
+	v.Put("n3", []*sluicev1.EndpointStats{epStats("api", "x", 5)})
+	show := func(views []*View) []string {
+		var out []string
+		for _, view := range views {
+			out = append(out, view.NodeID+"="+fmt.Sprint(names(view)))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		node, cluster string
+		want          []string
+	}{
+		{"", "", []string{"n1=[web/a:3 web/b:4]", "n2=[api/x:1 web/a:2]", "n3=[api/x:5]"}},
+		{"n2", "", []string{"n2=[api/x:1 web/a:2]"}},
+		{"", "web", []string{"n1=[web/a:3 web/b:4]", "n2=[web/a:2]"}},
+		{"n3", "web", nil},
+		{"n9", "", nil},
+	} {
+		if got := show(v.List(tt.node, tt.cluster)); !slices.Equal(got, tt.want) {
+			t.Errorf("List(%q, %q) = %v, want %v", tt.node, tt.cluster, got, tt.want)
+		}
+	}
+	// Filtering copies nothing into the stored views.
+	if got := show(v.List("n2", "")); !slices.Equal(got, []string{"n2=[api/x:1 web/a:2]"}) {
+		t.Errorf("after filtered lists, n2 = %v", got)
+	}
+}

@@ -2,17 +2,21 @@ package health
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
+	"syscall"
 	"time"
 )
 
 // A prober runs one check of one endpoint. check is called from the probe's
 // goroutine only, one call at a time; it must return soon after ctx is
-// cancelled and within about the check timeout otherwise. A check that
-// cannot conclude (timeout, refused, garbage) reports false; it never
-// panics on what the endpoint sends.
+// cancelled and within about the check timeout otherwise. It returns nil
+// when the endpoint passed, or why it failed, in a few words for operators
+// (see failure); a check that cannot conclude (timeout, refused, garbage)
+// fails. It never panics on what the endpoint sends.
 type prober interface {
-	check(ctx context.Context) bool
+	check(ctx context.Context) error
 }
 
 // newProber returns the prober for s, whose defaults are already filled in.
@@ -20,24 +24,70 @@ func newProber(s Spec) prober {
 	if s.HTTPPath != "" {
 		return newHTTPCheck(s)
 	}
-	return &tcpCheck{addr: s.Addr, timeout: s.Timeout}
+	return &tcpCheck{addr: s.Addr, timeout: s.Timeout, timedOut: timeoutError(s.Timeout)}
 }
 
 // tcpCheck is HAProxy's plain "check": the endpoint is up if it accepts a
 // TCP connection within the timeout. The connection is closed at once.
 type tcpCheck struct {
-	addr    string
-	timeout time.Duration
+	addr     string
+	timeout  time.Duration
+	timedOut error // "timeout after 1s", made once
 }
 
-func (t *tcpCheck) check(ctx context.Context) bool {
+func (t *tcpCheck) check(ctx context.Context) error {
 	d := net.Dialer{Timeout: t.timeout}
 	conn, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
-		return false
+		return failure(err, t.timedOut)
 	}
 	conn.Close()
-	return true
+	return nil
+}
+
+// Why checks fail, as Status.Detail says it. The texts are short: sluicectl
+// stats shows them in a table column.
+var (
+	errRefused     = errors.New("connection refused")
+	errReset       = errors.New("connection reset")
+	errClosed      = errors.New("connection closed before the status line")
+	errUnreachable = errors.New("host unreachable")
+	errNoNetwork   = errors.New("network unreachable")
+)
+
+// timeoutError is what a check that ran out of its timeout d says.
+func timeoutError(d time.Duration) error { return errors.New("timeout after " + d.String()) }
+
+// failure says in a few words why a connect, write or read of a check
+// failed: the errors operators know (refused, reset, timeout) by name, a
+// DNS failure as the resolver put it, anything else as the system's text
+// without the Go wrapping ("dial tcp 10.0.0.1:80: connect: ...").
+func failure(err, timedOut error) error {
+	var (
+		ne  net.Error
+		dns *net.DNSError
+		op  *net.OpError
+		se  *os.SyscallError
+	)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return errReset
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return errUnreachable
+	case errors.Is(err, syscall.ENETUNREACH):
+		return errNoNetwork
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return timedOut
+	case errors.As(err, &dns):
+		return errors.New("DNS: " + dns.Err)
+	case errors.As(err, &se):
+		return se.Err
+	case errors.As(err, &op) && op.Err != nil:
+		return op.Err
+	}
+	return err
 }
 
 var (

@@ -18,6 +18,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -179,10 +180,23 @@ func firstWait(d time.Duration, jitter float64) time.Duration {
 // not block for long: checks of other endpoints wait for it.
 type Checker struct {
 	onChange func(key string)
+	now      func() time.Time
+	changes  atomic.Uint64 // see Changes
 
 	mu      sync.Mutex
 	running map[string]*probe
-	states  map[string]State
+	states  map[string]*Status
+}
+
+// Status is what checks know of one endpoint, for operators.
+type Status struct {
+	State State
+	// Since is when State last changed; for Unknown, when checking began.
+	Since time.Time
+	// Detail is why the last check failed ("connection refused", "timeout
+	// after 1s", "status 500", "bad response: ..."), kept while the
+	// endpoint is down; empty once a check passed and it is not down.
+	Detail string
 }
 
 type probe struct {
@@ -193,7 +207,7 @@ type probe struct {
 
 // NewChecker returns a Checker that runs nothing until Reconcile.
 func NewChecker(onChange func(key string)) *Checker {
-	return &Checker{onChange: onChange, running: map[string]*probe{}, states: map[string]State{}}
+	return &Checker{onChange: onChange, now: time.Now, running: map[string]*probe{}, states: map[string]*Status{}}
 }
 
 // State returns the state of the endpoint with the given key; Unknown for an
@@ -201,8 +215,27 @@ func NewChecker(onChange func(key string)) *Checker {
 func (c *Checker) State(key string) State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.states[key]
+	if st := c.states[key]; st != nil {
+		return st.State
+	}
+	return Unknown
 }
+
+// Status returns what checks know of the endpoint with the given key, and
+// false for an endpoint that is not checked.
+func (c *Checker) Status(key string) (Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.states[key]; st != nil {
+		return *st, true
+	}
+	return Status{}, false
+}
+
+// Changes counts the state changes of every endpoint so far, Unknown to Up
+// included (which onChange is not told of): a reporter that saw one value
+// has nothing new to show until it grows.
+func (c *Checker) Changes() uint64 { return c.changes.Load() }
 
 // Reconcile makes the set of running checks equal to specs: new endpoints
 // start being checked, removed ones stop, and changed settings restart the
@@ -213,6 +246,7 @@ func (c *Checker) Reconcile(specs []Spec) {
 		want[s.Key] = s
 	}
 	var stop []*probe
+	now := c.now()
 	c.mu.Lock()
 	for key, p := range c.running {
 		if s, ok := want[key]; !ok || s != p.spec {
@@ -226,6 +260,9 @@ func (c *Checker) Reconcile(specs []Spec) {
 	for key, s := range want {
 		if _, ok := c.running[key]; ok {
 			continue
+		}
+		if c.states[key] == nil {
+			c.states[key] = &Status{State: Unknown, Since: now}
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		p := &probe{spec: s, cancel: cancel, done: make(chan struct{})}
@@ -248,7 +285,7 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 	pr := newProber(s)
 	c.mu.Lock()
 	first := s.Interval
-	if c.states[s.Key] == Down {
+	if st := c.states[s.Key]; st != nil && st.State == Down {
 		first = s.DownInterval
 	}
 	c.mu.Unlock()
@@ -261,29 +298,41 @@ func (c *Checker) run(ctx context.Context, p *probe) {
 			return
 		case <-timer.C:
 		}
-		passed := pr.check(ctx)
+		err := pr.check(ctx)
 		if ctx.Err() != nil {
 			return // a check cut short says nothing of the endpoint
 		}
-		if passed {
+		if err == nil {
 			ok, fail = ok+1, 0
 		} else {
 			ok, fail = 0, fail+1
 		}
+		now := c.now()
 		c.mu.Lock()
-		cur := c.states[s.Key]
-		next := cur
-		switch {
-		case ok >= s.Rise, cur == Unknown && ok > 0:
-			// Like HAProxy, an endpoint starts as up: its first
-			// successful check confirms it without waiting for rise.
-			next = Up
-		case fail >= s.Fall:
-			next = Down
-		}
-		current := c.running[s.Key] == p
+		st := c.states[s.Key]
+		current := c.running[s.Key] == p && st != nil
+		var cur, next State
 		if current {
-			c.states[s.Key] = next
+			cur = st.State
+			next = cur
+			switch {
+			case ok >= s.Rise, cur == Unknown && ok > 0:
+				// Like HAProxy, an endpoint starts as up: its first
+				// successful check confirms it without waiting for rise.
+				next = Up
+			case fail >= s.Fall:
+				next = Down
+			}
+			if next != cur {
+				st.State, st.Since = next, now
+				c.changes.Add(1)
+			}
+			switch {
+			case err != nil:
+				st.Detail = err.Error()
+			case next != Down:
+				st.Detail = ""
+			}
 		}
 		c.mu.Unlock()
 		// Only going down or coming back from down changes what pickers

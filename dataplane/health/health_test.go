@@ -77,6 +77,68 @@ func TestCheckerKeepsStateAcrossReconcile(t *testing.T) {
 	}
 }
 
+// TestCheckerStatus: Status tells since when an endpoint is in its state
+// and why its last check failed; Changes counts every change of state,
+// UNKNOWN -> UP included.
+func TestCheckerStatus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	c := NewChecker(nil)
+	defer c.Stop()
+	spec := Spec{Key: "c/e@" + addr, Addr: addr, Interval: 20 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 1}
+	if _, ok := c.Status(spec.Key); ok {
+		t.Fatal("Status of an endpoint never checked is known")
+	}
+	before := time.Now()
+	c.Reconcile([]Spec{spec})
+	if st, ok := c.Status(spec.Key); !ok || st.State != Unknown || st.Since.Before(before) || st.Detail != "" {
+		t.Errorf("status once checking begins = %+v, %v; want UNKNOWN since the Reconcile, no detail", st, ok)
+	}
+	waitState(t, c, spec.Key, Up)
+	up, _ := c.Status(spec.Key)
+	if up.Detail != "" || up.Since.Before(before) {
+		t.Errorf("status up = %+v, want since after %v, no detail", up, before)
+	}
+	if got := c.Changes(); got != 1 {
+		t.Errorf("Changes = %d after UNKNOWN -> UP, want 1", got)
+	}
+
+	ln.Close()
+	waitState(t, c, spec.Key, Down)
+	down, _ := c.Status(spec.Key)
+	if down.Detail != "connection refused" || !down.Since.After(up.Since) {
+		t.Errorf("status down = %+v, want detail %q and since after %v", down, "connection refused", up.Since)
+	}
+	if got := c.Changes(); got != 2 {
+		t.Errorf("Changes = %d after UP -> DOWN, want 2", got)
+	}
+	// Further failures keep the state, its since and its detail.
+	time.Sleep(5 * spec.Interval)
+	if again, _ := c.Status(spec.Key); again != down {
+		t.Errorf("status while staying down = %+v, want %+v", again, down)
+	}
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("could not rebind %s: %v", addr, err)
+	}
+	defer ln.Close()
+	waitState(t, c, spec.Key, Up)
+	if back, _ := c.Status(spec.Key); back.Detail != "" || !back.Since.After(down.Since) {
+		t.Errorf("status back up = %+v, want no detail, since after %v", back, down.Since)
+	}
+	if got := c.Changes(); got != 3 {
+		t.Errorf("Changes = %d after DOWN -> UP, want 3", got)
+	}
+	c.Reconcile(nil)
+	if _, ok := c.Status(spec.Key); ok {
+		t.Error("Status still known once the endpoint is no longer checked")
+	}
+}
+
 // server is a loopback TCP server that hands every connection to handle
 // and records when it accepted each one.
 type server struct {

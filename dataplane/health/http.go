@@ -5,8 +5,10 @@ import (
 
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -31,9 +33,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // answer is in expect. Only the status line is read; the connection is
 // closed after it.
 type httpCheck struct {
-	addr    string
-	timeout time.Duration
-	expect  snapshot.StatusSpec
+	addr     string
+	timeout  time.Duration
+	timedOut error // "timeout after 1s", made once
+	expect   snapshot.StatusSpec
 	// req is the whole request, built once. It is nil when the method,
 	// path or host could not be sent as they are (a space, a CR or LF...):
 	// the check then fails every time rather than send a broken request.
@@ -41,7 +44,7 @@ type httpCheck struct {
 }
 
 func newHTTPCheck(s Spec) *httpCheck {
-	h := &httpCheck{addr: s.Addr, timeout: s.Timeout, expect: s.Expect}
+	h := &httpCheck{addr: s.Addr, timeout: s.Timeout, timedOut: timeoutError(s.Timeout), expect: s.Expect}
 	method, host := s.HTTPMethod, s.HTTPHost
 	if method == "" {
 		method = "GET"
@@ -63,9 +66,13 @@ func newHTTPCheck(s Spec) *httpCheck {
 	return h
 }
 
-func (h *httpCheck) check(ctx context.Context) bool {
+// errUnsendable fails every check whose request cannot be sent as
+// configured.
+var errUnsendable = errors.New("bad check: method, path or host cannot be sent")
+
+func (h *httpCheck) check(ctx context.Context) error {
 	if h.req == nil {
-		return false
+		return errUnsendable
 	}
 	// One deadline covers connect, write and read: a server that accepts
 	// and never answers, or answers a byte at a time, fails at the timeout.
@@ -73,57 +80,97 @@ func (h *httpCheck) check(ctx context.Context) bool {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", h.addr)
 	if err != nil {
-		return false
+		return failure(err, h.timedOut)
 	}
 	defer conn.Close()
-	if conn.SetDeadline(deadline) != nil {
-		return false
+	if err := conn.SetDeadline(deadline); err != nil {
+		return failure(err, h.timedOut)
 	}
 	// Reconcile waits for a stopped probe: cancelling ends the exchange at
 	// once instead of at the deadline.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	if _, err := conn.Write(h.req); err != nil {
-		return false
+		return failure(err, h.timedOut)
 	}
 	buf := lineBufs.Get().(*[maxStatusLine]byte)
 	defer lineBufs.Put(buf)
-	line, ok := readStatusLine(conn, buf[:])
-	if !ok {
-		return false
+	line, err := readStatusLine(conn, buf[:])
+	switch {
+	case err == io.EOF:
+		return errClosed
+	case err == errNotHTTP || err == errLineTooLong:
+		return badResponse(line, err)
+	case err != nil:
+		return failure(err, h.timedOut)
 	}
 	code, ok := parseStatusLine(line)
-	return ok && h.expect.Contains(code)
+	if !ok {
+		return badResponse(line, nil)
+	}
+	if !h.expect.Contains(code) {
+		return errors.New("status " + strconv.Itoa(code))
+	}
+	return nil
 }
 
+// maxQuoted bounds how much of a bad answer a failure quotes.
+const maxQuoted = 32
+
+// badResponse describes an answer that is not an acceptable status line:
+// the start of what came, quoted (Go syntax, so controls and binary are
+// safe to print), and why, if not obvious from it.
+func badResponse(got []byte, why error) error {
+	q := got
+	if len(q) > maxQuoted {
+		q = q[:maxQuoted]
+	}
+	text := "bad response: " + strconv.QuoteToASCII(string(q))
+	if len(got) > maxQuoted {
+		text += "..."
+	}
+	if why == errLineTooLong {
+		text += " (" + why.Error() + ")"
+	}
+	return errors.New(text)
+}
+
+// Why readStatusLine gave up, besides the reader's own errors.
+var (
+	errNotHTTP     = errors.New("not an HTTP/1.x status line")
+	errLineTooLong = errors.New("status line longer than 4 KiB")
+)
+
 // readStatusLine reads from r into buf until the first LF and returns the
-// line before it, without a CR that ends it. It fails if buf fills first,
-// if r ends or fails first, or as soon as what it has read cannot begin an
-// HTTP/1.x status line: a server that answers something else fails its
-// check without waiting for the timeout. It may read past the line.
-func readStatusLine(r io.Reader, buf []byte) ([]byte, bool) {
+// line before it, without a CR that ends it. It fails if buf fills first
+// (errLineTooLong), if r ends (io.EOF) or fails first, or as soon as what
+// it has read cannot begin an HTTP/1.x status line (errNotHTTP): a server
+// that answers something else fails its check without waiting for the
+// timeout. On errNotHTTP and errLineTooLong it also returns what it read,
+// for the failure to quote. It may read past the line.
+func readStatusLine(r io.Reader, buf []byte) ([]byte, error) {
 	n := 0
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
 		if m < 0 || m > len(buf)-n {
-			return nil, false // a broken Reader; never trust it with an index
+			return nil, errNotHTTP // a broken Reader; never trust it with an index
 		}
 		if i := bytes.IndexByte(buf[n:n+m], '\n'); i >= 0 {
 			line := buf[:n+i]
 			if len(line) > 0 && line[len(line)-1] == '\r' {
 				line = line[:len(line)-1]
 			}
-			return line, true
+			return line, nil
 		}
 		n += m
 		if k := min(n, len(httpPrefix)); string(buf[:k]) != httpPrefix[:k] {
-			return nil, false
+			return buf[:n], errNotHTTP
 		}
 		if err != nil {
-			return nil, false
+			return nil, err
 		}
 	}
-	return nil, false
+	return buf[:n], errLineTooLong
 }
 
 // parseStatusLine parses an HTTP/1.x status line without its line end and

@@ -18,8 +18,8 @@ import (
 func checkOnce(t *testing.T, s Spec) (bool, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	up := newProber(s.withDefaults()).check(t.Context())
-	return up, time.Since(start)
+	err := newProber(s.withDefaults()).check(t.Context())
+	return err == nil, time.Since(start)
 }
 
 func mustStatus(t *testing.T, s string) snapshot.StatusSpec {
@@ -240,15 +240,15 @@ func TestReadStatusLine(t *testing.T) {
 	} {
 		buf := make([]byte, maxStatusLine)
 		// One byte at a time, so that every partial read is seen.
-		line, ok := readStatusLine(iotest.OneByteReader(strings.NewReader(tt.in)), buf)
-		if ok != tt.ok || string(line) != tt.want {
+		line, err := readStatusLine(iotest.OneByteReader(strings.NewReader(tt.in)), buf)
+		if ok := err == nil; ok != tt.ok || ok && string(line) != tt.want {
 			t.Errorf("readStatusLine(%.40q) = %.40q, %v; want %.40q, %v", tt.in, line, ok, tt.want, tt.ok)
 		}
 	}
 	// Not HTTP: gives up after the first byte that cannot start a status
 	// line, without reading on.
 	r := &countingReader{r: strings.NewReader("SSH-2.0-OpenSSH_9.6\r\n")}
-	if _, ok := readStatusLine(iotest.OneByteReader(r), make([]byte, maxStatusLine)); ok || r.n != 1 {
+	if _, err := readStatusLine(iotest.OneByteReader(r), make([]byte, maxStatusLine)); err != errNotHTTP || r.n != 1 {
 		t.Errorf("read %d bytes of an SSH banner, want to stop after 1", r.n)
 	}
 }
@@ -277,8 +277,8 @@ func FuzzStatusLine(f *testing.F) {
 			t.Errorf("parseStatusLine(%q) accepted code %d", in, code)
 		}
 		buf := make([]byte, 64) // small, so that the fuzzer fills it
-		line, ok := readStatusLine(bytes.NewReader(in), buf)
-		if !ok {
+		line, err := readStatusLine(bytes.NewReader(in), buf)
+		if err != nil {
 			return
 		}
 		if bytes.IndexByte(line, '\n') >= 0 || len(line) >= len(buf) || !bytes.HasPrefix(in, line) {
@@ -316,8 +316,8 @@ func BenchmarkHTTPCheck(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if !p.check(ctx) {
-			b.Fatal("check failed")
+		if err := p.check(ctx); err != nil {
+			b.Fatalf("check failed: %v", err)
 		}
 	}
 }
@@ -329,5 +329,64 @@ func BenchmarkParseStatusLine(b *testing.B) {
 		if _, ok := parseStatusLine(line); !ok {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// TestCheckFailureDetail: a failed check says why in the words an operator
+// would use, which Status.Detail and sluicectl stats then show.
+func TestCheckFailureDetail(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := ln.Addr().String()
+	ln.Close()
+	hold := func(c net.Conn, _ int) { readHead(c); io.Copy(io.Discard, c) }
+	for _, tt := range []struct {
+		name   string
+		handle func(net.Conn, int) // nil: nothing listens
+		spec   Spec
+		want   string // the detail, or its start when it ends with "*"
+	}{
+		{"refused", nil, Spec{}, "connection refused"},
+		{"refused, HTTP", nil, Spec{HTTPPath: "/"}, "connection refused"},
+		{"timeout", hold, Spec{HTTPPath: "/", Timeout: 200 * time.Millisecond}, "timeout after 200ms"},
+		{"status", answer("HTTP/1.1 500 Internal Server Error"), Spec{HTTPPath: "/"}, "status 500"},
+		{"status not expected", answer("HTTP/1.1 200 OK"), Spec{HTTPPath: "/", Expect: mustStatus(t, "204")}, "status 200"},
+		{"closed", func(c net.Conn, _ int) { readHead(c) }, Spec{HTTPPath: "/"}, "connection closed before the status line"},
+		{"not HTTP", func(c net.Conn, _ int) { io.WriteString(c, "SSH-2.0-OpenSSH_9.6\r\n"); hold(c, 0) }, Spec{HTTPPath: "/"}, `bad response: "S*`},
+		{"bad status line", func(c net.Conn, _ int) { readHead(c); io.WriteString(c, "HTTP/1.1 2OO OK\r\n\r\n"); hold(c, 0) },
+			Spec{HTTPPath: "/"}, `bad response: "HTTP/1.1 2OO OK"`},
+		{"binary quoted", func(c net.Conn, _ int) { readHead(c); io.WriteString(c, "HTTP/1.1 200 O\x00K\r\n"); hold(c, 0) },
+			Spec{HTTPPath: "/"}, `bad response: "HTTP/1.1 200 O\x00K"`},
+		{"endless line", func(c net.Conn, _ int) {
+			readHead(c)
+			io.WriteString(c, "HTTP/1.1 200 OK"+strings.Repeat("k", 2*maxStatusLine))
+			hold(c, 0)
+		}, Spec{HTTPPath: "/"}, `bad response: "HTTP/1.1 200 OKkkkkkkkkkkkkkkkkk"... (status line longer than 4 KiB)`},
+		{"unsendable", nil, Spec{HTTPPath: "/a b"}, "bad check: method, path or host cannot be sent"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.spec
+			s.Addr = refusing
+			if tt.handle != nil {
+				s.Addr = serve(t, tt.handle).addr
+			}
+			if s.Timeout == 0 {
+				s.Timeout = testTimeout
+			}
+			err := newProber(s.withDefaults()).check(t.Context())
+			if err == nil {
+				t.Fatal("check passed")
+			}
+			got := err.Error()
+			if prefix, ok := strings.CutSuffix(tt.want, "*"); ok {
+				if !strings.HasPrefix(got, prefix) {
+					t.Errorf("detail %q, want it to start with %q", got, prefix)
+				}
+			} else if got != tt.want {
+				t.Errorf("detail %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -49,6 +49,7 @@ var (
 	errServerClosed     = &statusError{502, "the endpoint closed the connection", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
 	errServerIO         = &statusError{502, "connection to the endpoint failed", sluicev1.CloseReason_CLOSE_REASON_IO_ERROR}
 	errDrained          = &statusError{502, "the endpoint was removed", sluicev1.CloseReason_CLOSE_REASON_DRAINED}
+	errShutdown         = &statusError{502, "the endpoint's connections were shut down", sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN}
 	errResponseTimeout  = &statusError{504, "the endpoint did not answer in time", sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT}
 )
 

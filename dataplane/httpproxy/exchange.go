@@ -317,12 +317,14 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 			ep.Responded(x.resp.status)
 			return cc.relayResponse(ep, bc), nil
 		}
-		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut {
+		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && !ep.WasShutDown(bc) {
 			// A pooled connection the endpoint had closed while idle: try
 			// once more on a fresh one. Nothing of the body was consumed,
 			// but the endpoint may have acted on the head before closing,
 			// so only idempotent requests (RFC 9110 §9.2.2) are sent again.
 			// x.wb must still hold the head (sendChunkedBody reuses it).
+			// A request whose connection an operator shut down is not
+			// sent again: ending it was the point.
 			ep.Close(bc)
 			retried = true
 			bc, reused, e = cc.dial(ep, x.connTimeout)
@@ -332,12 +334,24 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 			}
 			continue
 		}
-		cc.endpointDone(bc, false)
-		if e.status == 502 && ep.Draining() {
-			e = errDrained
-		}
-		return cc.answer(e), nil
+		return cc.answer(cc.endpointFailed(ep, bc, e)), nil
 	}
+}
+
+// endpointFailed ends the exchange's use of ep and bc after e, and returns
+// the error as the client should hear it: a connection that an operator
+// shut down (sluicectl shutdown-sessions), or whose endpoint was removed,
+// did not fail by the endpoint's fault.
+func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc *net.TCPConn, e *statusError) *statusError {
+	shut := e.status == 502 && ep.WasShutDown(bc)
+	cc.endpointDone(bc, false)
+	switch {
+	case shut:
+		return errShutdown
+	case e.status == 502 && ep.Draining():
+		return errDrained
+	}
+	return e
 }
 
 // errContinue is readResponseHead's "100 Continue came, send the body".
@@ -787,11 +801,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 	}
 	x.bs, x.be = 0, 0
 	if e != nil {
-		cc.endpointDone(bc, false)
-		if e.status == 502 && ep.Draining() {
-			e = errDrained
-		}
-		return cc.answer(e)
+		return cc.answer(cc.endpointFailed(ep, bc, e))
 	}
 	cc.endpointDone(bc, false) // no-op: bodyRead ran
 	if !keep {

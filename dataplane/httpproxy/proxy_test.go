@@ -741,6 +741,64 @@ func TestEndpointShutdownBeforeResponseGets502(t *testing.T) {
 	}
 }
 
+// TestShutdownSessionsInFlight: ShutdownSessions closes the pooled and the
+// busy connections to an endpoint. The request in flight gets a 502 that
+// says why, and is not replayed on a fresh connection though it was sent
+// on a pooled one; the endpoint takes the next request.
+func TestShutdownSessionsInFlight(t *testing.T) {
+	held := make(chan struct{})
+	var once sync.Once
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			head := readRequestHead(br)
+			switch {
+			case head == "":
+				return
+			case strings.HasPrefix(head, "GET /hold "):
+				once.Do(func() { close(held) })
+				io.Copy(io.Discard, br) // until closed
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	a, b := p.dial(), p.dial()
+	ra, rb := bufio.NewReader(a), bufio.NewReader(b)
+	get := func(c net.Conn, br *bufio.Reader, path string) *rawResponse {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		return readResponse(t, br, "GET")
+	}
+	if r := get(a, ra, "/"); r.body != "ok" {
+		t.Fatalf("first request: %s %q", r.status, r.body)
+	}
+	// b's request takes the pooled connection and is held there; a's next
+	// one opens and pools a second.
+	io.WriteString(b, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-held
+	if r := get(a, ra, "/"); r.body != "ok" {
+		t.Fatalf("second request: %s %q", r.status, r.body)
+	}
+	if n := ep.Conns(); n != 2 {
+		t.Fatalf("%d connections to the endpoint, want 2 (one busy, one pooled)", n)
+	}
+	if n := ep.ShutdownSessions(); n != 2 {
+		t.Errorf("ShutdownSessions closed %d connections, want 2", n)
+	}
+	r := readResponse(t, rb, "GET")
+	if r.code != 502 || !strings.Contains(r.body, "shut down") {
+		t.Errorf("held request: %s %q, want 502 saying the connections were shut down", r.status, r.body)
+	}
+	if r := get(b, rb, "/"); r.body != "ok" {
+		t.Errorf("request after the shutdown, on the same client connection: %s %q", r.status, r.body)
+	}
+	if ep.Inflight() != 0 || ep.Conns() != 1 {
+		t.Errorf("endpoint inflight=%d conns=%d, want 0 and the one new pooled connection", ep.Inflight(), ep.Conns())
+	}
+}
+
 func TestClosingClientConnEndsServeConn(t *testing.T) {
 	got := make(chan struct{}, 1)
 	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {

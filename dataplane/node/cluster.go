@@ -67,10 +67,11 @@ type cluster struct {
 }
 
 // inactive is an endpoint an operator took out (state DRAINING or
-// DISABLED), for status.
+// DISABLED), for status and ShutdownSessions.
 type inactive struct {
 	ep    *upstream.Endpoint
-	state string // "DRAINING" or "DISABLED"
+	state string    // "DRAINING" or "DISABLED"
+	since time.Time // when an apply first gave it this state
 }
 
 // memberInfo is what persistence needs to know of members[i].
@@ -116,7 +117,14 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 	}
 	var prevSince map[*upstream.Endpoint]time.Time
 	var prevUp map[*upstream.Endpoint]bool
+	var prevInactive map[string]inactive // by Endpoint.Key
 	if prev != nil {
+		for _, in := range prev.inactive {
+			if prevInactive == nil {
+				prevInactive = make(map[string]inactive, len(prev.inactive))
+			}
+			prevInactive[in.ep.Key()] = in
+		}
 		// prev is live: its slow-start timer and health rebuilds write
 		// these maps under prev.mu.
 		prev.mu.Lock()
@@ -144,11 +152,22 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		switch e.GetState() {
 		case sluicev1.AdminState_ADMIN_STATE_DRAINING, sluicev1.AdminState_ADMIN_STATE_DISABLED:
 			// Not in any picker, not checked, not in eps: Apply retires
-			// the running endpoint like a removed one.
+			// the running endpoint like a removed one. One that stays
+			// inactive keeps its *Endpoint, and so its connections for
+			// ShutdownSessions and its counters.
+			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_")}
+			p, was := prevInactive[key]
 			if !ok {
-				ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+				in.ep = p.ep
+				if !was {
+					in.ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+				}
 			}
-			c.inactive = append(c.inactive, inactive{ep, strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_")})
+			in.since = p.since
+			if !was || p.state != in.state {
+				in.since = time.Now()
+			}
+			c.inactive = append(c.inactive, in)
 			continue
 		}
 		if !ok {
@@ -205,6 +224,22 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		}
 	}
 	return c
+}
+
+// endpoint returns the running endpoint called name, active or not; nil if
+// the cluster has none.
+func (c *cluster) endpoint(name string) *upstream.Endpoint {
+	for _, m := range c.members {
+		if m.Endpoint.Name == name {
+			return m.Endpoint
+		}
+	}
+	for _, in := range c.inactive {
+		if in.ep.Name == name {
+			return in.ep
+		}
+	}
+	return nil
 }
 
 // checkSpecs are the health checks hc asks for, one per member.

@@ -410,22 +410,25 @@ func (n *Node) Endpoints() []EndpointStatus {
 	for _, c := range n.clusters {
 		for _, m := range c.members {
 			ep := m.Endpoint
-			h := "UP"
+			h, since, detail := "UP", ep.Created(), ""
 			if len(c.checks) > 0 {
-				switch st := n.checker.State(ep.Key()); st {
-				case health.Unknown:
-					h = "CHECKING"
-				default:
-					h = st.String()
+				st, _ := n.checker.Status(ep.Key())
+				h, detail = "CHECKING", st.Detail
+				if st.State != health.Unknown {
+					h = st.State.String()
+				}
+				if !st.Since.IsZero() {
+					since = st.Since
 				}
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
-				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
+				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),
+				Since: since, Detail: detail})
 			c.outlier.status(ep, &out[len(out)-1])
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats()})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -441,7 +444,7 @@ func (n *Node) Endpoints() []EndpointStatus {
 // would show other than counters: applies, health and admin state changes,
 // ejections. A reporter that saw one value need not look again until it
 // grows.
-func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() }
+func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() + n.checker.Changes() }
 
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }

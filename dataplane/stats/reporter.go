@@ -1,6 +1,7 @@
 // Package stats sends the node's per-connection records to the control
-// plane in batches. Recording never blocks traffic: the queue is bounded,
-// and what does not fit is dropped and counted.
+// plane in batches, and its view of its endpoints (health, counters) when
+// it changes and every few seconds. Recording never blocks traffic: the
+// queue is bounded, and what does not fit is dropped and counted.
 package stats
 
 import (
@@ -23,6 +24,20 @@ const (
 	DefaultInterval = 250 * time.Millisecond
 )
 
+// EndpointsEvery is how often the endpoints' view is sent when nothing but
+// its counters changed. A change of health or configuration goes out with
+// the next batch, within DefaultInterval.
+const EndpointsEvery = 5 * time.Second
+
+// Endpoints is where the reporter reads the node's view of its endpoints
+// (*node.Node). Both methods are called from Run's goroutine.
+type Endpoints interface {
+	// StatusChanges grows whenever EndpointStats would show something new
+	// other than counters.
+	StatusChanges() uint64
+	EndpointStats() []*sluicev1.EndpointStats
+}
+
 // DrainingTimeout bounds how long Draining waits for the control plane to
 // confirm that it learnt the node is draining.
 const DrainingTimeout = time.Second
@@ -37,6 +52,8 @@ var errReopen = errors.New("stats: stream closed to confirm a report")
 type Reporter struct {
 	queue    chan *sluicev1.ConnRecord
 	interval time.Duration // between batches; DefaultInterval but in tests
+	eps      Endpoints     // nil: none reported
+	epsEvery time.Duration // EndpointsEvery but in tests
 	dropped  atomic.Uint64 // since the last report that got through
 	total    atomic.Uint64 // ever dropped
 	sent     atomic.Uint64
@@ -60,11 +77,17 @@ func NewReporter(size int, log *slog.Logger) *Reporter {
 	return &Reporter{
 		queue:    make(chan *sluicev1.ConnRecord, size),
 		interval: DefaultInterval,
+		epsEvery: EndpointsEvery,
 		log:      log,
 		wake:     make(chan struct{}, 1),
 		told:     make(chan struct{}),
 	}
 }
+
+// ReportEndpoints makes every stream report the endpoints of src: in its
+// first message, then whenever src.StatusChanges moved since the last one
+// sent, and at least every EndpointsEvery. Call it before Run.
+func (r *Reporter) ReportEndpoints(src Endpoints) { r.eps = src }
 
 // Record queues the record of a connection that ended. It never blocks.
 func (r *Reporter) Record(ci *conntrack.ConnInfo) {
@@ -155,9 +178,17 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	if err != nil {
 		return err
 	}
+	// The control plane learns every endpoint from the first report of a
+	// stream: it may have restarted, or forgotten this node.
+	var eps endpointsSent
 	draining := r.draining.Load()
-	if err := st.Send(&sluicev1.StatsReport{NodeId: nodeID, Draining: draining}); err != nil {
+	first := &sluicev1.StatsReport{NodeId: nodeID, Draining: draining}
+	changes, withEps := eps.attach(r, first, true)
+	if err := st.Send(first); err != nil {
 		return err
+	}
+	if withEps {
+		eps.sent(changes)
 	}
 	if draining && !r.confirmed() {
 		return r.confirm(st)
@@ -175,7 +206,7 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 				continue
 			}
 		case <-tick.C:
-			if len(batch) == 0 && r.dropped.Load() == 0 && !r.draining.Load() {
+			if !eps.due(r) && len(batch) == 0 && r.dropped.Load() == 0 && !r.draining.Load() {
 				continue
 			}
 		case <-r.wake:
@@ -183,13 +214,19 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 				continue
 			}
 		}
+		rep := &sluicev1.StatsReport{}
+		changes, withEps := eps.attach(r, rep, false)
 		draining := r.draining.Load()
 		dropped := r.dropped.Swap(0)
-		if err := st.Send(&sluicev1.StatsReport{Records: batch, Dropped: dropped, Draining: draining}); err != nil {
+		rep.Records, rep.Dropped, rep.Draining = batch, dropped, draining
+		if err := st.Send(rep); err != nil {
 			// The batch is lost with the stream; count it.
 			r.dropped.Add(dropped + uint64(len(batch)))
 			r.total.Add(uint64(len(batch)))
 			return err
+		}
+		if withEps {
+			eps.sent(changes)
 		}
 		r.sent.Add(uint64(len(batch)))
 		batch = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
@@ -197,6 +234,41 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 			return r.confirm(st)
 		}
 	}
+}
+
+// endpointsSent is what one stream told the control plane of the
+// endpoints: the StatusChanges value and the time of the last view sent.
+type endpointsSent struct {
+	changes uint64
+	at      time.Time
+	ever    bool
+}
+
+// due reports whether a view of the endpoints should go out now.
+func (e *endpointsSent) due(r *Reporter) bool {
+	if r.eps == nil {
+		return false
+	}
+	return !e.ever || r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
+}
+
+// attach adds the endpoints' view to rep if it is due (or always, with
+// force), and then says so and returns the StatusChanges value the view
+// shows, for sent. The value is read before the view, so a change made
+// while the view is taken goes out again with the next report.
+func (e *endpointsSent) attach(r *Reporter, rep *sluicev1.StatsReport, force bool) (changes uint64, ok bool) {
+	if r.eps == nil || !force && !e.due(r) {
+		return 0, false
+	}
+	changes = r.eps.StatusChanges()
+	rep.Endpoints = &sluicev1.EndpointReport{Endpoints: r.eps.EndpointStats()}
+	return changes, true
+}
+
+// sent records that a report with a view attached went out; changes is
+// what attach returned.
+func (e *endpointsSent) sent(changes uint64) {
+	e.changes, e.at, e.ever = changes, time.Now(), true
 }
 
 // confirm half-closes a stream whose last report said draining, and waits

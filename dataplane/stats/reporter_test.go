@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +212,120 @@ func TestDrainingWithoutControlPlane(t *testing.T) {
 	r.Draining()
 	if took := time.Since(start); took < DrainingTimeout/2 || took > DrainingTimeout+2*time.Second {
 		t.Errorf("Draining with no control plane took %v, want about %v", took, DrainingTimeout)
+	}
+}
+
+// fakeEndpoints is a node's endpoints: a view that changes when set says.
+type fakeEndpoints struct {
+	changes atomic.Uint64
+	mu      sync.Mutex
+	view    []*sluicev1.EndpointStats
+}
+
+func (f *fakeEndpoints) StatusChanges() uint64 { return f.changes.Load() }
+
+func (f *fakeEndpoints) EndpointStats() []*sluicev1.EndpointStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.view
+}
+
+// set changes the view; changed says whether StatusChanges moves, as it
+// does for health, not for counters.
+func (f *fakeEndpoints) set(health sluicev1.EndpointHealth, requests uint64, changed bool) {
+	f.mu.Lock()
+	f.view = []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: health, Requests: requests}}
+	f.mu.Unlock()
+	if changed {
+		f.changes.Add(1)
+	}
+}
+
+// nextEndpoints returns the next report carrying endpoints, failing the
+// test if one without them comes first (when strict) or none comes.
+func (s *sink) nextEndpoints(t *testing.T, strict bool) *sluicev1.EndpointStats {
+	t.Helper()
+	for {
+		rep := s.next(t)
+		if rep.GetEndpoints() != nil {
+			eps := rep.GetEndpoints().GetEndpoints()
+			if len(eps) != 1 {
+				t.Fatalf("report has %d endpoints, want 1", len(eps))
+			}
+			return eps[0]
+		}
+		if strict {
+			t.Fatalf("report without endpoints: %v", rep)
+		}
+	}
+}
+
+// TestEndpointsOnChange: the first report of a stream carries the
+// endpoints; after that, a report carries them only once StatusChanges
+// moved, and then within a batch interval.
+func TestEndpointsOnChange(t *testing.T) {
+	src := &fakeEndpoints{}
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING, 0, true)
+	r := NewReporter(16, quiet())
+	r.interval = 20 * time.Millisecond
+	r.epsEvery = time.Hour
+	r.ReportEndpoints(src)
+	s, conn := startSink(t)
+	run(t, r, conn)
+	if ep := s.nextEndpoints(t, true); ep.GetHealth() != sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING {
+		t.Fatalf("first report: %v, want a CHECKING", ep)
+	}
+
+	// Counters alone do not make a report; a record does, without them.
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING, 5, false)
+	r.Record(&conntrack.ConnInfo{Listener: "l"})
+	if rep := s.next(t); len(rep.GetRecords()) != 1 || rep.GetEndpoints() != nil {
+		t.Fatalf("report after a record = %v, want the record and no endpoints", rep)
+	}
+
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, 7, true)
+	if ep := s.nextEndpoints(t, true); ep.GetHealth() != sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN || ep.GetRequests() != 7 {
+		t.Fatalf("report after a health change: %v, want a DOWN with 7 requests", ep)
+	}
+	select {
+	case rep := <-s.reports:
+		t.Errorf("a report with nothing new: %v", rep)
+	case <-time.After(10 * r.interval):
+	}
+}
+
+// TestEndpointsRefreshed: with nothing changed, the endpoints still go out
+// every epsEvery, so the control plane's counters move on; a new stream
+// sends them at once.
+func TestEndpointsRefreshed(t *testing.T) {
+	src := &fakeEndpoints{}
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, 1, true)
+	r := NewReporter(16, quiet())
+	r.interval = 10 * time.Millisecond
+	r.epsEvery = 100 * time.Millisecond
+	r.ReportEndpoints(src)
+	s, conn := startSink(t)
+	stop := run(t, r, conn)
+	if ep := s.nextEndpoints(t, true); ep.GetRequests() != 1 {
+		t.Fatalf("first report: %v", ep)
+	}
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, 2, false)
+	for {
+		// A refresh of the old view may have been under way.
+		ep := s.nextEndpoints(t, true)
+		if ep.GetRequests() == 2 {
+			break
+		}
+		if ep.GetRequests() != 1 {
+			t.Fatalf("refresh: %v, want 2 requests", ep)
+		}
+	}
+
+	stop()
+	r.epsEvery = time.Hour
+	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, 3, false)
+	run(t, r, conn)
+	if ep := s.nextEndpoints(t, true); ep.GetRequests() != 3 {
+		t.Fatalf("first report of a new stream: %v, want 3 requests", ep)
 	}
 }

@@ -162,6 +162,8 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	switch {
 	case ss.rebalanced.Load():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
+	case ep.WasShutDown(backend):
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case upErr != nil || downErr != nil:

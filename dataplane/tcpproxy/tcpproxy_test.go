@@ -345,3 +345,36 @@ func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op)
 }
+
+// TestShutdownSessions: Endpoint.ShutdownSessions ends a busy session,
+// which records SHUTDOWN, and the endpoint still takes the next one,
+// which ends as its client closes it.
+func TestShutdownSessions(t *testing.T) {
+	backend := startBackend(t, echo)
+	onClose, infos := recorder()
+	ep := upstream.New("c", "e", backend)
+	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose))
+	c, _ := net.Dial("tcp", addr)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if n := ep.ShutdownSessions(); n != 1 {
+		t.Errorf("ShutdownSessions closed %d connections, want 1", n)
+	}
+	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
+		t.Fatalf("after shutdown: %v", err)
+	}
+	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN {
+		t.Errorf("reason = %v, want SHUTDOWN", ci.Reason)
+	}
+	if got := session(t, addr, "again"); got != "again" {
+		t.Errorf("session after the shutdown read %q, want again", got)
+	}
+	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("reason of the next session = %v, want CLIENT_CLOSED", ci.Reason)
+	}
+}

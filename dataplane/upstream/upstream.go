@@ -46,6 +46,7 @@ type Endpoint struct {
 	resolved atomic.Pointer[target]   // what dial connects to; nil: Addr as is
 	res      atomic.Pointer[resolver] // running background resolution, if any
 
+	created   time.Time // when the node first had the endpoint
 	inflight  atomic.Int64
 	counters  counters
 	streaks   streaks
@@ -53,17 +54,20 @@ type Endpoint struct {
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
 
-	mu     sync.Mutex
-	conns  map[net.Conn]bool // every open connection; true for TCP sessions
-	idle   []idleConn        // pooled HTTP connections, newest last
-	closed bool              // draining: no new connections, none pooled
+	mu    sync.Mutex
+	conns map[net.Conn]bool // every open connection; true for TCP sessions
+	idle  []idleConn        // pooled HTTP connections, newest last
+	// shut holds the busy connections ShutdownSessions closed until their
+	// user calls Close, so that it can tell why they ended (WasShutDown).
+	shut   map[net.Conn]struct{}
+	closed bool // draining: no new connections, none pooled
 }
 
 // New returns an endpoint with no connections. An endpoint whose host is an
 // IP address is resolved from the start; one whose host is a DNS name is
 // dialed by name until StartResolver runs.
 func New(cluster, name, addr string) *Endpoint {
-	e := &Endpoint{Cluster: cluster, Name: name, Addr: addr, conns: make(map[net.Conn]bool)}
+	e := &Endpoint{Cluster: cluster, Name: name, Addr: addr, created: time.Now(), conns: make(map[net.Conn]bool)}
 	host, port, err := net.SplitHostPort(addr)
 	p, perr := strconv.ParseUint(port, 10, 16)
 	if err != nil || perr != nil {
@@ -75,6 +79,11 @@ func New(cluster, name, addr string) *Endpoint {
 	}
 	return e
 }
+
+// Created is when the endpoint was made: when the node first had it, or
+// had it back after a drain or a disable (the runtime makes a new one
+// then). Its counters run from this time.
+func (e *Endpoint) Created() time.Time { return e.created }
 
 // Key identifies an endpoint across snapshots.
 func (e *Endpoint) Key() string { return KeyOf(e.Cluster, e.Name, e.Addr) }
@@ -211,10 +220,14 @@ func (e *Endpoint) connectFailed(ctx context.Context) {
 	}
 }
 
-// Close closes a connection obtained from Dial and forgets it.
+// Close closes a connection obtained from Dial or DialSession and forgets
+// it.
 func (e *Endpoint) Close(c net.Conn) {
 	e.mu.Lock()
 	delete(e.conns, c)
+	if e.shut != nil {
+		delete(e.shut, c)
+	}
 	e.mu.Unlock()
 	c.Close()
 }
@@ -240,14 +253,18 @@ func (e *Endpoint) GetIdle() net.Conn {
 const MaxIdle = 256
 
 // PutIdle returns a reusable connection to the pool. It closes the
-// connection instead when the pool is full or the endpoint is draining, and
+// connection instead when the pool is full, the endpoint is draining or the
+// connection was closed under its user (CloseConns, ShutdownSessions), and
 // closes pooled connections that sat unused for MaxIdleAge.
 func (e *Endpoint) PutIdle(c net.Conn) {
 	now := time.Now()
 	var stale []net.Conn
 	e.mu.Lock()
-	if e.closed || len(e.idle) >= MaxIdle {
+	if _, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle {
 		delete(e.conns, c)
+		if e.shut != nil {
+			delete(e.shut, c)
+		}
 		e.mu.Unlock()
 		c.Close()
 		return
@@ -314,12 +331,42 @@ func (e *Endpoint) Shutdown() { e.closeWhere(func(bool) bool { return true }) }
 
 // CloseConns closes every connection to the endpoint, busy or idle, but
 // unlike Shutdown the endpoint may be dialed again: for an endpoint marked
-// down (on_down: SHUTDOWN_SESSIONS) that may come back up.
-func (e *Endpoint) CloseConns() {
+// down (on_down: SHUTDOWN_SESSIONS) that may come back up. It returns how
+// many connections it closed.
+func (e *Endpoint) CloseConns() int { return e.closeConns(false) }
+
+// ShutdownSessions is CloseConns on an operator's demand (sluicectl
+// shutdown-sessions, HAProxy's "shutdown sessions server"): the endpoint
+// keeps taking new work, and the users of the busy connections it closed
+// can tell why with WasShutDown.
+func (e *Endpoint) ShutdownSessions() int { return e.closeConns(true) }
+
+// WasShutDown reports whether ShutdownSessions closed c, a connection from
+// Dial or DialSession that its user has not closed yet.
+func (e *Endpoint) WasShutDown(c net.Conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.shut[c]
+	return ok
+}
+
+func (e *Endpoint) closeConns(mark bool) int {
 	e.mu.Lock()
 	victims := make([]net.Conn, 0, len(e.conns))
 	for c := range e.conns {
 		victims = append(victims, c)
+	}
+	if mark {
+		if e.shut == nil {
+			e.shut = make(map[net.Conn]struct{})
+		}
+		for c := range e.conns {
+			e.shut[c] = struct{}{}
+		}
+		// Idle connections have no user to ask; they are simply gone.
+		for _, ic := range e.idle {
+			delete(e.shut, ic.c)
+		}
 	}
 	clear(e.conns)
 	e.idle = nil
@@ -327,6 +374,7 @@ func (e *Endpoint) CloseConns() {
 	for _, c := range victims {
 		c.Close()
 	}
+	return len(victims)
 }
 
 func (e *Endpoint) closeWhere(match func(session bool) bool) {

@@ -109,3 +109,53 @@ func TestPoolEvictsStale(t *testing.T) {
 	}
 	ep.Shutdown()
 }
+
+// TestShutdownSessions: every connection closes, busy, idle or session,
+// the count says so, the endpoint still dials, and only the busy ones it
+// closed are marked as shut down, until their user closes them.
+func TestShutdownSessions(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	ctx := context.Background()
+	idle, err := ep.Dial(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.PutIdle(idle)
+	busy, _ := ep.Dial(ctx, time.Second)
+	session, _ := ep.DialSession(ctx, time.Second)
+
+	if n := ep.ShutdownSessions(); n != 3 {
+		t.Errorf("ShutdownSessions closed %d, want 3", n)
+	}
+	if !closed(idle) || !closed(busy) || !closed(session) || ep.Conns() != 0 {
+		t.Fatalf("after ShutdownSessions: idle closed %v, busy %v, session %v, conns %d; want all closed, 0",
+			closed(idle), closed(busy), closed(session), ep.Conns())
+	}
+	if !ep.WasShutDown(busy) || !ep.WasShutDown(session) || ep.WasShutDown(idle) {
+		t.Errorf("WasShutDown: busy %v, session %v, idle %v; want true true false", ep.WasShutDown(busy), ep.WasShutDown(session), ep.WasShutDown(idle))
+	}
+	if ep.Draining() {
+		t.Error("ShutdownSessions drained the endpoint")
+	}
+	fresh, err := ep.DialSession(ctx, time.Second)
+	if err != nil {
+		t.Fatalf("dial after ShutdownSessions: %v", err)
+	}
+	if ep.WasShutDown(fresh) || ep.Conns() != 1 {
+		t.Errorf("a new session is marked shut down, or not tracked (conns %d)", ep.Conns())
+	}
+	// A busy HTTP connection closed under its user goes back to the pool
+	// no more; its user's Close forgets the mark.
+	ep.PutIdle(busy)
+	if ep.GetIdle() != nil {
+		t.Error("a connection ShutdownSessions closed was pooled")
+	}
+	ep.Close(session)
+	if ep.WasShutDown(session) || ep.WasShutDown(busy) || len(ep.shut) != 0 {
+		t.Errorf("marks left after the users closed their connections: %d", len(ep.shut))
+	}
+	if n := ep.CloseConns(); n != 1 || ep.WasShutDown(fresh) {
+		t.Errorf("CloseConns closed %d, want 1, and marks nothing", n)
+	}
+	ep.Shutdown()
+}

@@ -1,0 +1,132 @@
+// Package command is the node's side of the command stream: it keeps a
+// CommandService stream open to the control plane, runs each operator's
+// command it receives on the node (closing an endpoint's sessions, for
+// sluicectl shutdown-sessions) and answers with the result. It reconnects
+// with backoff and jitter when the stream breaks, as the discovery client
+// does.
+package command
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Node runs the commands; *node.Node implements it. Calls come from the
+// client's goroutine, one at a time, and should return soon: the next
+// command waits.
+type Node interface {
+	// ShutdownSessions closes every connection to one endpoint and says
+	// how many it closed, or why it could not.
+	ShutdownSessions(cluster, endpoint string) (closed int, err error)
+}
+
+// maxError is the longest error text a result carries (the API's limit).
+const maxError = 4096
+
+// Client keeps a node's command stream open.
+type Client struct {
+	Conn   grpc.ClientConnInterface
+	NodeID string
+	Node   Node
+	Logger *slog.Logger
+
+	// MinBackoff and MaxBackoff bound the wait between reconnects
+	// (defaults 200ms and 15s), drawn at random up to an exponentially
+	// growing ceiling, as discovery.Client's.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Run keeps the stream open until ctx ends.
+func (c *Client) Run(ctx context.Context) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	minB, maxB := c.MinBackoff, c.MaxBackoff
+	if minB <= 0 {
+		minB = 200 * time.Millisecond
+	}
+	if maxB <= 0 {
+		maxB = 15 * time.Second
+	}
+	ceiling := minB
+	for ctx.Err() == nil {
+		registered, err := c.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if registered {
+			ceiling = minB
+		}
+		wait := minB/2 + rand.N(ceiling)
+		c.Logger.Warn("command stream ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		ceiling = min(2*ceiling, maxB)
+	}
+}
+
+// stream runs one stream. It reports whether the control plane registered
+// it (sent its headers), which resets the backoff.
+func (c *Client) stream(ctx context.Context) (registered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := sluicev1.NewCommandServiceClient(c.Conn).Commands(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := st.Send(&sluicev1.CommandReply{NodeId: c.NodeID}); err != nil {
+		return false, err
+	}
+	if _, err := st.Header(); err != nil {
+		return false, err
+	}
+	c.Logger.Debug("command stream open", "node", c.NodeID)
+	for {
+		cmd, err := st.Recv()
+		if err != nil {
+			return true, err
+		}
+		res := c.run(cmd)
+		res.CommandId = cmd.GetId()
+		if err := st.Send(&sluicev1.CommandReply{Result: res}); err != nil {
+			return true, err
+		}
+	}
+}
+
+// run runs one command on the node.
+func (c *Client) run(cmd *sluicev1.Command) *sluicev1.CommandResult {
+	switch a := cmd.GetAction().(type) {
+	case *sluicev1.Command_ShutdownSessions:
+		sd := a.ShutdownSessions
+		closed, err := c.Node.ShutdownSessions(sd.GetCluster(), sd.GetEndpoint())
+		if err != nil {
+			return failed(err)
+		}
+		return &sluicev1.CommandResult{Closed: uint64(closed)}
+	}
+	return failed(errors.New("command: this node does not know the command; is it older than the control plane?"))
+}
+
+// failed is the result of a command that failed with err.
+func failed(err error) *sluicev1.CommandResult {
+	msg := err.Error()
+	if len(msg) > maxError {
+		msg = msg[:maxError]
+		for !utf8.ValidString(msg) {
+			msg = msg[:len(msg)-1]
+		}
+	}
+	return &sluicev1.CommandResult{Error: msg}
+}
