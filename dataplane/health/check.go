@@ -20,24 +20,25 @@ type prober interface {
 }
 
 // newProber returns the prober for s, whose defaults are already filled in.
-func newProber(s Spec) prober {
+// Each check connects to what target returns then.
+func newProber(s Spec, target func() string) prober {
 	if s.HTTPPath != "" {
-		return newHTTPCheck(s)
+		return newHTTPCheck(s, target)
 	}
-	return &tcpCheck{addr: s.Addr, timeout: s.Timeout, timedOut: timeoutError(s.Timeout)}
+	return &tcpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout)}
 }
 
 // tcpCheck is HAProxy's plain "check": the endpoint is up if it accepts a
 // TCP connection within the timeout. The connection is closed at once.
 type tcpCheck struct {
-	addr     string
+	addr     func() string
 	timeout  time.Duration
 	timedOut error // "timeout after 1s", made once
 }
 
 func (t *tcpCheck) check(ctx context.Context) error {
 	d := net.Dialer{Timeout: t.timeout}
-	conn, err := d.DialContext(ctx, "tcp", t.addr)
+	conn, err := d.DialContext(ctx, "tcp", t.addr())
 	if err != nil {
 		return failure(err, t.timedOut)
 	}

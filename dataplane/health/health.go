@@ -182,6 +182,7 @@ type Checker struct {
 	onChange func(key string)
 	now      func() time.Time
 	changes  atomic.Uint64 // see Changes
+	dialAddr func(key, addr string) string
 
 	mu      sync.Mutex
 	running map[string]*probe
@@ -209,6 +210,13 @@ type probe struct {
 func NewChecker(onChange func(key string)) *Checker {
 	return &Checker{onChange: onChange, now: time.Now, running: map[string]*probe{}, states: map[string]*Status{}}
 }
+
+// DialVia makes every check connect to f(key, addr) instead of the
+// Spec's Addr: the node passes the address its traffic uses, so that an
+// endpoint named by DNS is checked where requests go, and stays up while
+// DNS is down if it answers there (last known address). The Host of HTTP
+// checks stays Addr's. Call it before the first Reconcile.
+func (c *Checker) DialVia(f func(key, addr string) string) { c.dialAddr = f }
 
 // State returns the state of the endpoint with the given key; Unknown for an
 // endpoint that is not checked.
@@ -282,7 +290,11 @@ func (c *Checker) Stop() { c.Reconcile(nil) }
 func (c *Checker) run(ctx context.Context, p *probe) {
 	defer close(p.done)
 	s := p.spec.withDefaults()
-	pr := newProber(s)
+	target := func() string { return s.Addr }
+	if c.dialAddr != nil {
+		target = func() string { return c.dialAddr(s.Key, s.Addr) }
+	}
+	pr := newProber(s, target)
 	c.mu.Lock()
 	first := s.Interval
 	if st := c.states[s.Key]; st != nil && st.State == Down {

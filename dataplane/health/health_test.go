@@ -399,3 +399,61 @@ func TestJitterSpreadsChecks(t *testing.T) {
 		t.Errorf("no two checks less than 0.85 interval apart in %v: waits are not jittered", at[len(at)-1].Sub(at[0]))
 	}
 }
+
+// With DialVia, checks connect where the node's traffic goes (an endpoint
+// named by DNS: its last resolved address), not to the name in Addr: a
+// name that does not resolve now does not mark an endpoint down that
+// answers at its known address. HTTP checks keep the name as Host.
+func TestCheckerDialVia(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hosts := make(chan string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+					if h, ok := strings.CutPrefix(line, "Host: "); ok {
+						select {
+						case hosts <- strings.TrimSpace(h):
+						default:
+						}
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			}()
+		}
+	}()
+	const name = "backend.invalid:8080" // .invalid never resolves (RFC 6761)
+	c := NewChecker(func(string) {})
+	defer c.Stop()
+	var asked sync.Map
+	c.DialVia(func(key, addr string) string {
+		asked.Store(key, addr)
+		return ln.Addr().String()
+	})
+	tcp := Spec{Key: "c/tcp@" + name, Addr: name, Interval: 20 * time.Millisecond, Timeout: time.Second, Fall: 1, Rise: 1}
+	http := tcp
+	http.Key, http.HTTPPath = "c/http@"+name, "/healthz"
+	c.Reconcile([]Spec{tcp, http})
+	waitState(t, c, tcp.Key, Up)
+	waitState(t, c, http.Key, Up)
+	if a, _ := asked.Load(tcp.Key); a != name {
+		t.Errorf("DialVia was asked for %v, want key and Addr %q", a, name)
+	}
+	if h := <-hosts; h != name {
+		t.Errorf("HTTP check sent Host %q, want the endpoint's name %q", h, name)
+	}
+}

@@ -33,7 +33,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // answer is in expect. Only the status line is read; the connection is
 // closed after it.
 type httpCheck struct {
-	addr     string
+	addr     func() string
 	timeout  time.Duration
 	timedOut error // "timeout after 1s", made once
 	expect   snapshot.StatusSpec
@@ -43,8 +43,8 @@ type httpCheck struct {
 	req []byte
 }
 
-func newHTTPCheck(s Spec) *httpCheck {
-	h := &httpCheck{addr: s.Addr, timeout: s.Timeout, timedOut: timeoutError(s.Timeout), expect: s.Expect}
+func newHTTPCheck(s Spec, target func() string) *httpCheck {
+	h := &httpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout), expect: s.Expect}
 	method, host := s.HTTPMethod, s.HTTPHost
 	if method == "" {
 		method = "GET"
@@ -78,7 +78,7 @@ func (h *httpCheck) check(ctx context.Context) error {
 	// and never answers, or answers a byte at a time, fails at the timeout.
 	deadline := time.Now().Add(h.timeout)
 	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, "tcp", h.addr)
+	conn, err := d.DialContext(ctx, "tcp", h.addr())
 	if err != nil {
 		return failure(err, h.timedOut)
 	}

@@ -18,7 +18,7 @@ import (
 func checkOnce(t *testing.T, s Spec) (bool, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	err := newProber(s.withDefaults()).check(t.Context())
+	err := newProber(s.withDefaults(), addrOf(s)).check(t.Context())
 	return err == nil, time.Since(start)
 }
 
@@ -312,7 +312,8 @@ func BenchmarkHTTPCheck(b *testing.B) {
 			}()
 		}
 	}()
-	p := newProber(Spec{Addr: ln.Addr().String(), HTTPPath: "/health", Timeout: time.Second}.withDefaults())
+	spec := Spec{Addr: ln.Addr().String(), HTTPPath: "/health", Timeout: time.Second}
+	p := newProber(spec.withDefaults(), addrOf(spec))
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -375,7 +376,7 @@ func TestCheckFailureDetail(t *testing.T) {
 			if s.Timeout == 0 {
 				s.Timeout = testTimeout
 			}
-			err := newProber(s.withDefaults()).check(t.Context())
+			err := newProber(s.withDefaults(), addrOf(s)).check(t.Context())
 			if err == nil {
 				t.Fatal("check passed")
 			}
@@ -390,3 +391,6 @@ func TestCheckFailureDetail(t *testing.T) {
 		})
 	}
 }
+
+// addrOf is the target of a check that connects to its Spec's Addr.
+func addrOf(s Spec) func() string { return func() string { return s.Addr } }

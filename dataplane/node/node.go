@@ -47,9 +47,12 @@ type Node struct {
 	current   atomic.Pointer[map[string]*cluster] // for health rebuilds
 	listeners map[string]*listener                // by listenerKey
 	endpoints map[string]*upstream.Endpoint       // by Endpoint.Key
-	closed    bool
-	draining  atomic.Bool   // Drain was called: no more applies
-	stop      chan struct{} // closed by Close
+	// dialable is endpoints as last published, for health checks, which
+	// must not take mu (Apply holds it while it waits for checks to stop).
+	dialable atomic.Pointer[map[string]*upstream.Endpoint]
+	closed   bool
+	draining atomic.Bool   // Drain was called: no more applies
+	stop     chan struct{} // closed by Close
 
 	statusChanges atomic.Uint64 // see StatusChanges
 
@@ -75,6 +78,7 @@ func New(opts Options) *Node {
 	}
 	n.version.Store("")
 	n.checker = health.NewChecker(n.healthChanged)
+	n.checker.DialVia(n.checkAddr)
 	go n.sweep()
 	return n
 }
@@ -225,6 +229,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 	}
 	n.clusters, n.listeners, n.endpoints = clusters, listeners, eps
+	n.dialable.Store(&eps)
 	n.current.Store(&clusters)
 	for _, c := range clusters {
 		// Endpoints named by DNS resolve in the background from now on
@@ -269,6 +274,22 @@ func retire(ep *upstream.Endpoint, drainTimeout time.Duration) {
 		time.AfterFunc(drainTimeout, ep.CloseSessions)
 	}
 	time.AfterFunc(max(drainTimeout, inFlightGrace), ep.Shutdown)
+}
+
+// checkAddr is where health checks of the endpoint key connect: where its
+// traffic goes. For an endpoint named by DNS that is its last resolved
+// address, so checks agree with traffic and a DNS outage does not mark
+// down an endpoint that still answers (DESIGN problem 4); before the first
+// resolution, the name.
+func (n *Node) checkAddr(key, addr string) string {
+	if eps := n.dialable.Load(); eps != nil {
+		if ep := (*eps)[key]; ep != nil {
+			if ap, ok := ep.Resolved(); ok {
+				return ap.String()
+			}
+		}
+	}
+	return addr
 }
 
 // rebuildEvery bounds how often health changes rebuild pickers: a cluster
