@@ -60,7 +60,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: build ## side-by-side req/s with HAProxy, nginx and Caddy (../shared/bench/peers.sh)
 	./scripts/bench.sh
 
-measure: ## lifecycle figures: apply→last socket closed at 500 sessions, p50/p99 over 20 runs
+measure: ## lifecycle figures, p50/p99 over 20 runs: apply→last socket closed at 500 sessions; TCP recovery→balanced
 	SLUICE_MEASURE=1 $(GO) test -count=1 -timeout 20m -run Measure -v ./e2e/ | grep -E 'measure_test|^(---|ok|FAIL)'
 
 clean:

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -494,16 +493,11 @@ func TestRebalance(t *testing.T) {
 }
 
 // TestMeasureRebalance measures the time from the backends' recovery to a
-// balanced spread, over SLUICE_MEASURE_REBALANCE rounds of failover and
-// recovery (it is skipped without it), and prints the median and the 99th
-// percentile:
-//
-//	SLUICE_MEASURE_REBALANCE=20 go test ./e2e/ -run TestMeasureRebalance -v -timeout 30m
+// balanced spread over measureRuns rounds of failover and recovery, and
+// prints the percentiles; it runs under make measure (see measure_test.go).
 func TestMeasureRebalance(t *testing.T) {
-	rounds, _ := strconv.Atoi(os.Getenv("SLUICE_MEASURE_REBALANCE"))
-	if rounds <= 0 {
-		t.Skip("set SLUICE_MEASURE_REBALANCE=N to measure N recoveries")
-	}
+	measuring(t)
+	rounds := measureRuns()
 	s := startRebalanceScenario(t, rebalanceClients)
 	var took []time.Duration
 	for i := range rounds {
@@ -514,9 +508,6 @@ func TestMeasureRebalance(t *testing.T) {
 		after, _ := s.closes()
 		t.Logf("round %d: balanced %v after the restart, %d sessions moved (at %s, to read beside the node's log)", i+1, d.Round(time.Millisecond), after-closes, time.Now().Format("15:04:05.000"))
 	}
-	slices.Sort(took)
-	pct := func(p float64) time.Duration { return took[min(len(took)-1, int(p*float64(len(took))))] }
-	t.Logf("recovery to balanced spread over %d rounds, %d clients: p50 %v, p99 %v, min %v, max %v",
-		rounds, len(s.clients), pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
-		took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+	t.Logf("recovery to balanced spread, %d clients, %d runs: p50 %v p99 %v (min %v, max %v)",
+		len(s.clients), rounds, pct(took, 50), pct(took, 99), slices.Min(took), slices.Max(took))
 }
