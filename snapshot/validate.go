@@ -27,7 +27,11 @@ import (
 //     "localhost" or empty (all interfaces);
 //   - no two listeners bind the same address (a wildcard host overlaps every
 //     specific host on the same port);
-//   - an http options block appears only on HTTP listeners.
+//   - an http options block appears only on HTTP listeners;
+//   - rules route to clusters of the snapshot, their regular expressions
+//     and source prefixes parse, their header names are tokens the proxy
+//     lets them edit, and a TCP listener's rules use only what a TCP
+//     listener knows (the client's address) and does (route, allow, close).
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -135,6 +139,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetProtocol() == sluicev1.Protocol_PROTOCOL_TCP && s.GetClusters()[i].Cookie != nil {
 			add(p+".default_cluster", "cluster %q has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)", l.GetDefaultCluster())
 		}
+		ruleErrors(s, l, p, clusters, clusterNames, add)
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
@@ -595,9 +600,10 @@ var (
 
 // knownPatterns says in words what the API's name patterns mean.
 var knownPatterns = map[string]string{
-	`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`:   "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-	`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`:  "must be 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
-	`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`: "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`:    "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+	`^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$`: "must be empty or 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`:   "must be 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`:  "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
 }
 
 // humanize turns a PGV reason into the short form users read, e.g. "value

@@ -4452,15 +4452,19 @@ func (m *Redirect) validate(all bool) error {
 
 	var errors []error
 
-	if _, ok := _Redirect_Scheme_InLookup[m.GetScheme()]; !ok {
-		err := RedirectValidationError{
-			field:  "Scheme",
-			reason: "value must be in list [ http https]",
+	if m.GetScheme() != "" {
+
+		if _, ok := _Redirect_Scheme_InLookup[m.GetScheme()]; !ok {
+			err := RedirectValidationError{
+				field:  "Scheme",
+				reason: "value must be in list [http https]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
 		}
-		if !all {
-			return err
-		}
-		errors = append(errors, err)
+
 	}
 
 	if utf8.RuneCountInString(m.GetHost()) > 253 {
@@ -4598,7 +4602,6 @@ var _ interface {
 } = RedirectValidationError{}
 
 var _Redirect_Scheme_InLookup = map[string]struct{}{
-	"":      {},
 	"http":  {},
 	"https": {},
 }
