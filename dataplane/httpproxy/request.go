@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -55,6 +56,22 @@ type Request struct {
 	reqEdits       []*HeaderEdits // edits of the forwarded request, in order (edits.go)
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
+}
+
+// ParseRequest parses head, one complete request head (request line through
+// the empty line), as the proxy parses what a client sends, into a new
+// Request that keeps head. It is for what needs a Request outside a client
+// connection, such as tests and benchmarks of a Director or of rules; its
+// ClientAddr is unset.
+func ParseRequest(head []byte) (*Request, error) {
+	if end, _ := findHeadEnd(head, 0); end != len(head) {
+		return nil, errors.New("httpproxy: not one complete request head")
+	}
+	r := &Request{}
+	if err := r.parse(head); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // ClientAddr is the IP address of the client connection the request came
