@@ -194,7 +194,7 @@ func (rc *ruleChecker) redirect(r *sluicev1.Redirect, p string) {
 		rc.add(p, "redirects to the very URL asked for: set scheme, host, port, path or prefix")
 	}
 	if h := r.GetHost(); h != "" {
-		if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err != nil && !isDNSName(h) {
+		if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err != nil && !isDNSName(h) || err == nil && a.Zone() != "" {
 			rc.add(p+".host", "%q must be a DNS name or an IP address, without port (use port)", h)
 		}
 	}

@@ -106,6 +106,7 @@ func TestValidateRules(t *testing.T) {
 				`{redirect: {}}`,
 				`{redirect: {path: /a, prefix: /b}}`,
 				`{redirect: {path: "a?b", host: "example.com:80", port: 70000}}`,
+				`{redirect: {host: "fe80::1%eth0"}}`,
 			},
 			want: []string{
 				"listeners[0].rules[0].deny.status: must be between 400 and 599",
@@ -118,6 +119,7 @@ func TestValidateRules(t *testing.T) {
 				`listeners[0].rules[6].redirect.host: "example.com:80" must be a DNS name or an IP address, without port (use port)`,
 				"listeners[0].rules[6].redirect.port: must be <= 65535",
 				`listeners[0].rules[6].redirect.path: "a?b" must start with / and hold no spaces, control characters, '?' or '#'`,
+				`listeners[0].rules[7].redirect.host: "fe80::1%eth0" must be a DNS name or an IP address, without port (use port)`,
 			},
 		},
 		{

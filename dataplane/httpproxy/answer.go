@@ -163,8 +163,11 @@ func NewRedirect(r Redirect) (*Answer, error) {
 	}
 	host := r.Host
 	if host != "" {
-		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
-			host = "[" + a.String() + "]"
+		if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Zone() == "" {
+			host = a.String()
+			if a.Is6() {
+				host = "[" + host + "]"
+			}
 		} else if !isHostName(host) {
 			return nil, fmt.Errorf("httpproxy: redirect host %q is not a host name or IP address", r.Host)
 		}

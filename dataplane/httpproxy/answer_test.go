@@ -71,6 +71,7 @@ func TestRedirectLocation(t *testing.T) {
 		{"explicit default port of http", Redirect{Path: "/new", Port: 80}, "GET /old HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", "http://example.com/new"},
 		{"host replaced, port not kept", Redirect{Host: "www.example.com"}, "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\n\r\n", "http://www.example.com/a?b"},
 		{"IPv6 host", Redirect{Host: "2001:db8::1", Scheme: "https"}, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "https://[2001:db8::1]/"},
+		{"IPv4 host in brackets", Redirect{Host: "[192.0.2.1]"}, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "http://192.0.2.1/"},
 		{"IPv6 request host", Redirect{Scheme: "https"}, "GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "https://[::1]/x"},
 		{"IPv6 request host keeps its port", Redirect{Path: "/y"}, "GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "http://[::1]:8080/y"},
 		{"prefix", Redirect{Prefix: "/v2/"}, "GET /users?id=3 HTTP/1.1\r\nHost: h\r\n\r\n", "http://h/v2/users?id=3"},
