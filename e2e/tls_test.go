@@ -84,6 +84,9 @@ listeners:
     address: %s
     protocol: HTTP
     default_cluster: web
+    rules:
+      - match: { sni: { exact: b.example } }
+        respond: { status: 200, body: "served for b.example" }
     tls:
       min_version: TLS_1_2
       certificates:
@@ -146,6 +149,13 @@ listeners:
 	}
 	if got := served("b.example"); got != "b.example" {
 		t.Errorf("after a bad handshake: %q", got)
+	}
+
+	// Rules see the handshake's server name.
+	out, err = exec.Command("curl", "-sS", "-k", "--max-time", "10",
+		"--resolve", "b.example:"+port+":127.0.0.1", "https://b.example:"+port+"/").CombinedOutput()
+	if err != nil || string(out) != "served for b.example" {
+		t.Errorf("a rule matching sni b.example: %v: %s", err, out)
 	}
 }
 

@@ -371,7 +371,18 @@ func (d *decoder) field(n *yaml.Node, m protoreflect.Message, fd protoreflect.Fi
 		d.mapField(n, m, fd, path)
 	case fd.IsList():
 		if n.Kind != yaml.SequenceNode {
-			d.fail(path, n, "expected a list, got %s", describe(n))
+			// A list of one scalar may be written as the scalar alone
+			// (method: GET). Not so for lists of messages: a mapping
+			// where the clusters go is more likely a mistake (clusters
+			// keyed by name) than a list of one.
+			if n.Kind != yaml.ScalarNode || fd.Message() != nil && !scalarMessage(fd.Message()) {
+				d.fail(path, n, "expected a list, got %s", describe(n))
+				return
+			}
+			list := m.Mutable(fd).List()
+			if v, ok := d.value(n, fd, path, list.NewElement); ok {
+				list.Append(v)
+			}
 			return
 		}
 		list := m.Mutable(fd).List()

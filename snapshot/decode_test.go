@@ -72,6 +72,21 @@ func TestParseFaults(t *testing.T) {
 			want: []string{"clusters: expected a list, got a mapping (line 2)"},
 		},
 		{
+			name: "mapping where a list of mappings goes is not a list of one",
+			in:   "listeners:\n  - name: l\n    rules: { deny: {} }\n",
+			want: []string{"listeners[0].rules: expected a list, got a mapping (line 3)"},
+		},
+		{
+			name: "a scalar list of one keeps the element's type check",
+			in:   "listeners:\n  - name: l\n    rules: [{ match: { method: 42 } }]\n",
+			want: []string{"listeners[0].rules[0].match.method: expected a string, got the integer 42; quote it to make it a string (line 3)"},
+		},
+		{
+			name: "two actions in one rule",
+			in:   "listeners:\n  - name: l\n    rules:\n      - { route: web, deny: {} }\n",
+			want: []string{"listeners[0].rules[0].deny: cannot be set together with route (one of route, deny, allow, redirect, respond) (line 4)"},
+		},
+		{
 			name: "scalar where a resource goes",
 			in:   "listeners:\n  - public\n",
 			want: []string{`listeners[0]: expected a mapping, got the string "public" (line 2)`},
@@ -294,6 +309,42 @@ func TestParseAccepts(t *testing.T) {
 				{Name: "web", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: proto.Uint32(3)}},
 				{Name: "api", HealthCheck: &sluicev1.HealthCheck{Interval: durationpb.New(2e9), Fall: proto.Uint32(5)}},
 			}},
+		},
+		{
+			name: "a scalar where a list of scalars goes is a list of one",
+			in: `listeners:
+  - name: l
+    rules:
+      - match: { method: GET, host: { suffix: .com }, source: [10.0.0.0/8] }
+        request_headers: { remove: X-Debug }
+`,
+			want: &sluicev1.Snapshot{Listeners: []*sluicev1.Listener{{Name: "l", Rules: []*sluicev1.Rule{{
+				Match: &sluicev1.Match{
+					Method: []string{"GET"},
+					Host:   &sluicev1.StringMatch{Suffix: []string{".com"}},
+					Source: []string{"10.0.0.0/8"},
+				},
+				RequestHeaders: &sluicev1.HeaderEdits{Remove: []string{"X-Debug"}},
+			}}}}},
+		},
+		{
+			name: "rule actions and header edit maps",
+			in: `listeners:
+  - name: l
+    rules:
+      - { name: api, match: { path: { prefix: /api/ } }, route: api, response_headers: { set: { Cache-Control: no-store } } }
+      - { deny: { status: 429 } }
+      - { allow: {} }
+      - { redirect: { scheme: https } }
+`,
+			want: &sluicev1.Snapshot{Listeners: []*sluicev1.Listener{{Name: "l", Rules: []*sluicev1.Rule{
+				{Name: "api", Match: &sluicev1.Match{Path: &sluicev1.StringMatch{Prefix: []string{"/api/"}}},
+					Action:          &sluicev1.Rule_Route{Route: "api"},
+					ResponseHeaders: &sluicev1.HeaderEdits{Set: map[string]string{"Cache-Control": "no-store"}}},
+				{Action: &sluicev1.Rule_Deny{Deny: &sluicev1.Deny{Status: 429}}},
+				{Action: &sluicev1.Rule_Allow{Allow: &sluicev1.Allow{}}},
+				{Action: &sluicev1.Rule_Redirect{Redirect: &sluicev1.Redirect{Scheme: "https"}}},
+			}}}},
 		},
 		{
 			name: "JSON",

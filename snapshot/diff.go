@@ -104,7 +104,7 @@ func diffMessage(a, b protoreflect.Message) []string {
 		}
 		va, vb := a.Get(fd), b.Get(fd)
 		switch {
-		case fd.IsList() && keyField(fd) != nil:
+		case fd.IsList() && keyField(fd) != nil && allNamed(va.List(), keyField(fd)) && allNamed(vb.List(), keyField(fd)):
 			out = append(out, diffKeyedList(fd, va.List(), vb.List())...)
 		case fd.IsList(), fd.IsMap():
 			if !va.Equal(vb) {
@@ -191,6 +191,21 @@ func keyField(fd protoreflect.FieldDescriptor) protoreflect.FieldDescriptor {
 		return nil
 	}
 	return k
+}
+
+// allNamed reports whether every message of l has a name of its own, as a
+// list diffed by name needs. Rule names are optional: a list with an unnamed
+// or twice-named rule is diffed as a whole.
+func allNamed(l protoreflect.List, key protoreflect.FieldDescriptor) bool {
+	seen := make(map[string]bool, l.Len())
+	for i := 0; i < l.Len(); i++ {
+		name := l.Get(i).Message().Get(key).String()
+		if name == "" || seen[name] {
+			return false
+		}
+		seen[name] = true
+	}
+	return true
 }
 
 func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[string]int {

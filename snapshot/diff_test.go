@@ -38,6 +38,18 @@ func TestDiff(t *testing.T) {
 			want: []string{"~ cluster web: endpoint a weight unset -> 0; endpoint a backup false -> true; endpoint b weight 0 -> unset; -endpoint c"},
 		},
 		{
+			name: "named rules are diffed by name",
+			old:  "listeners: [{name: l, rules: [{name: bots, match: {header: {name: User-Agent, contains: curl}}, deny: {}}, {name: static, route: a}]}]",
+			new:  "listeners: [{name: l, rules: [{name: static, route: b}, {name: bots, match: {header: {name: User-Agent, contains: [curl, wget]}}, deny: {}}, {name: all, allow: {}}]}]",
+			want: []string{"~ listener l: rule static route a -> b; rule bots match.header.contains; +rule all; rules reordered"},
+		},
+		{
+			name: "unnamed rules are diffed as a whole",
+			old:  "listeners: [{name: l, rules: [{deny: {}}]}]",
+			new:  "listeners: [{name: l, rules: [{allow: {}}, {deny: {}}]}]",
+			want: []string{"~ listener l: rules"},
+		},
+		{
 			name: "endpoints reordered",
 			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b}]}]",
 			new:  "clusters: [{name: web, endpoints: [{name: b}, {name: a}]}]",

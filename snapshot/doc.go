@@ -16,9 +16,11 @@
 // their type prefix (lb_policy: ROUND_ROBIN for LB_POLICY_ROUND_ROBIN); the
 // full name is accepted too, the short one is printed. Durations are Go
 // duration strings ("3s", "1m30s", "250ms"). Fields with explicit presence
-// (optional uint32 weight) stay absent when absent. Decoding walks the YAML
-// node tree with the message descriptors, so a new proto field needs no codec
-// change, and it is strict: unknown keys, wrong types, out-of-range numbers,
+// (optional uint32 weight) stay absent when absent. A list of one scalar may
+// be written as the scalar alone (method: GET for method: [GET]); a list of
+// mappings is always written as a list. Decoding walks the YAML node tree
+// with the message descriptors, so a new proto field needs no codec change,
+// and it is strict: unknown keys, wrong types, out-of-range numbers,
 // unknown enum values, bad durations, duplicate keys and YAML 1.1 booleans
 // (yes/no/on/off) are refused with the field path and line of each fault.
 //

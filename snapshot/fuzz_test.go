@@ -26,6 +26,7 @@ func FuzzParse(f *testing.F) {
 		"clusters:\n  - name: web\n    lb_polcy: X\n",
 		"a: &a [1,2]\nb: [*a,*a]\n",
 		"clusters: [{name: 'true'}, {name: '123'}, {name: '~'}, {name: ''}]",
+		"listeners: [{name: l, rules: [{match: {method: GET, not: {source: 10.0.0.0/8}}, deny: {status: 403}}, {route: web, request_headers: {set: {X-A: b}}}]}]",
 	} {
 		f.Add([]byte(seed))
 	}

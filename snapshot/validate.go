@@ -32,7 +32,13 @@ import (
 //   - a TCP listener rebalances only a cluster whose clients, reconnecting,
 //     can land elsewhere (not HASH, FIRST or a stick table);
 //   - an outlier_detection block can eject (not both triggers 0), and its
-//     max_ejection_time is not below its base_ejection_time.
+//     max_ejection_time is not below its base_ejection_time;
+//   - rules route to clusters of the snapshot, their regular expressions
+//     and source prefixes parse, their header names are tokens the proxy
+//     lets them edit, and a TCP listener's rules use only what a TCP
+//     listener knows (the client's address) and does (route, allow, close);
+//   - TLS is on HTTP listeners only, and inline certificates parse and
+//     match their keys.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -141,6 +147,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetProtocol() == sluicev1.Protocol_PROTOCOL_TCP && s.GetClusters()[i].Cookie != nil {
 			add(p+".default_cluster", "cluster %q has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)", l.GetDefaultCluster())
 		}
+		ruleErrors(s, l, p, clusters, clusterNames, add)
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		tlsErrors(l, p+".tls", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
@@ -652,9 +659,10 @@ var (
 
 // knownPatterns says in words what the API's name patterns mean.
 var knownPatterns = map[string]string{
-	`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`:   "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-	`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`:  "must be 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
-	`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`: "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`:    "must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+	`^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$`: "must be empty or 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`:   "must be 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
+	`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`:  "must be 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
 }
 
 // humanize turns a PGV reason into the short form users read, e.g. "value

@@ -17,12 +17,14 @@ import (
 // requests. It stays small: the buffers live in x, which is nil while the
 // connection idles.
 type clientConn struct {
-	srv *Server
-	c   net.Conn
-	tcp *net.TCPConn // c, when it is one (splice, raw reads)
-	ip  netip.Addr   // the client's address, for Request.ClientAddr
-	tls bool         // c is the TLS connection of an HTTPS listener
-	x   *exchange
+	srv  *Server
+	c    net.Conn
+	tcp  *net.TCPConn // c, when it is one (splice, raw reads)
+	ip   netip.Addr   // the client's address, for Request.ClientAddr
+	port uint16       // and port
+	tls  bool         // c is the TLS connection of an HTTPS listener
+	sni  []byte       // the server name of its handshake
+	x    *exchange
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn

@@ -128,6 +128,12 @@ func (r *Request) resetDirectives() {
 		r.addResp = nil
 	}
 	r.addResp = r.addResp[:0]
+	// The edits and the answer belong to the configuration: do not keep it
+	// alive past the request.
+	clear(r.reqEdits)
+	clear(r.respEdits)
+	r.reqEdits, r.respEdits = r.reqEdits[:0], r.respEdits[:0]
+	r.answer = nil
 }
 
 // nameList is a list of names in one reusable buffer.

@@ -161,6 +161,12 @@ func buildPage(status int, p *ErrorPage) *builtPage {
 	common = append(common, "\r\nCache-Control: no-cache\r\nContent-Length: "...)
 	common = strconv.AppendInt(common, int64(len(body)), 10)
 	common = append(common, "\r\n"...)
+	return buildVariants(common, body)
+}
+
+// buildVariants builds a response of the proxy's own from its head up to
+// the Connection field (common, each line ending in CRLF) and its body.
+func buildVariants(common, body []byte) *builtPage {
 	bp := new(builtPage)
 	for v, conn := range [pageVariants]string{
 		pageClose:     "Connection: close\r\n",

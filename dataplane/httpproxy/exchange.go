@@ -60,6 +60,9 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	ep, e := cc.pick(cfg, req)
 	if e != nil {
 		x.rs += x.headLen
+		if e == errAnswered {
+			return cc.respond(req.answer)
+		}
 		return cc.answer(e)
 	}
 	x.wb = appendRequestHead(x.wb[:0], req, ep.Addr)
@@ -122,6 +125,9 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		var pe *statusError
 		if ep, pe = cc.pick(cfg, req); pe != nil {
 			req.forgetFailed()
+			if pe == errAnswered {
+				return cc.respond(req.answer)
+			}
 			if e == errConnectFailed {
 				// Nothing left to try: the answer is the connect failure.
 				return cc.answer(e)
@@ -139,17 +145,25 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	}
 }
 
-// pick asks the Director for an endpoint and makes it the exchange's.
-// What an earlier Pick of the request asked for (RemoveCookie...) is
-// forgotten first.
+// pick asks the Director for an endpoint and makes it the exchange's, or
+// returns errAnswered when the Director had the proxy answer itself
+// (Request.Respond). What an earlier Pick of the request asked for
+// (RemoveCookie...) is forgotten first.
 func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *statusError) {
 	x := cc.x
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
-	req.client = cc.ip
+	req.client, req.clientPort = cc.ip, cc.port
+	req.tls, req.sni = cc.tls, cc.sni
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
+	}
+	if req.answer != nil {
+		if ep != nil && err == nil {
+			ep.Release() // the answer wins
+		}
+		return nil, errAnswered
 	}
 	if err != nil || ep == nil {
 		return nil, errNoEndpointStatus
@@ -228,6 +242,41 @@ func (cc *clientConn) answer(e *statusError) bool {
 	}
 	if !keep {
 		cc.reason = e.reason
+		cc.linger = true
+	}
+	return keep
+}
+
+// errAnswered is pick's "the Director answered the request: see
+// Request.Respond".
+var errAnswered = &statusError{0, "answered by the director", 0}
+
+// respond ends the exchange with the Director's answer a, which keeps the
+// connection open as answer does.
+func (cc *clientConn) respond(a *Answer) bool {
+	x := cc.x
+	keep := x.keep && cc.skipBufferedBody()
+	if keep && cc.ending() {
+		keep = false
+	}
+	var out []byte
+	if a.page != nil {
+		out = a.page.bytes(x.minor, keep, x.headReq)
+	} else {
+		x.wb = a.redir.appendResponse(x.wb[:0], &x.req, x.minor, keep)
+		out = x.wb
+	}
+	err := cc.write(out)
+	x.wb = x.wb[:0]
+	if err != nil {
+		cc.reason = clientReason(err)
+		return false
+	}
+	if !keep {
+		cc.reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+		if x.limit != 0 {
+			cc.reason = x.limit
+		}
 		cc.linger = true
 	}
 	return keep
@@ -780,7 +829,10 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 	if !x.req.dropSetCookies.empty() {
 		dropSetCookies(resp, &x.req.dropSetCookies)
 	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.req.addResp, x.minor, keep, out)
+	if len(x.req.respEdits) > 0 {
+		dropEditedFields(resp, x.req.respEdits)
+	}
+	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
 	x.bs += x.respLen
 
 	var e *statusError
@@ -1068,8 +1120,9 @@ func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
 }
 
 // appendRequestHead writes the request head that goes to the endpoint:
-// HTTP/1.1, hop-by-hop fields removed, framing re-done, and the cookies
-// Pick removed (RemoveCookie) taken out of the Cookie fields.
+// HTTP/1.1, hop-by-hop fields removed, framing re-done, the cookies Pick
+// removed (RemoveCookie) taken out of the Cookie fields, and the header
+// edits of Pick (EditRequest) applied.
 func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	h := r.head
 	b = append(b, r.method.of(h)...)
@@ -1085,6 +1138,9 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		if f.kind == fieldHost {
 			hasHost = true
 		}
+		if len(r.reqEdits) > 0 && dropped(r.reqEdits, f.name.of(h)) {
+			continue
+		}
 		if !r.dropCookies.empty() && equalFold(f.name.of(h), "cookie") {
 			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
 			continue
@@ -1093,6 +1149,9 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		b = append(b, ": "...)
 		b = append(b, f.value.of(h)...)
 		b = append(b, '\r', '\n')
+	}
+	if len(r.reqEdits) > 0 {
+		b = appendEdited(b, r.reqEdits)
 	}
 	if !hasHost {
 		b = append(b, "Host: "...)
@@ -1111,9 +1170,9 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 }
 
 // appendResponseHead writes the response head that goes to the client;
-// extra holds complete field lines added after the endpoint's fields
-// (Request.AddResponseField).
-func appendResponseHead(b []byte, r *response, extra []byte, clientMinor uint8, keep bool, out uint8) []byte {
+// the fields edits put in (Request.EditResponse) follow the endpoint's, and
+// extra, complete field lines (Request.AddResponseField), comes last.
+func appendResponseHead(b []byte, r *response, edits []*HeaderEdits, extra []byte, clientMinor uint8, keep bool, out uint8) []byte {
 	h := r.head
 	b = append(b, "HTTP/1.1 "...)
 	b = append(b, h[9:12]...)
@@ -1121,6 +1180,9 @@ func appendResponseHead(b []byte, r *response, extra []byte, clientMinor uint8, 
 	b = append(b, r.reason.of(h)...)
 	b = append(b, '\r', '\n')
 	b = appendFields(b, r)
+	if len(edits) > 0 {
+		b = appendEdited(b, edits)
+	}
 	b = append(b, extra...)
 	switch out {
 	case outLength:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +28,15 @@ var requestSeeds = []string{
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range requestSeeds {
 		f.Add([]byte(s), uint16(7))
+	}
+	// Redirects built for every request accepted.
+	var fuzzRedirects []*Answer
+	for _, r := range []Redirect{{Scheme: "https"}, {Prefix: "/v2"}, {Host: "example.com", Port: 8443, StripQuery: true}} {
+		a, err := NewRedirect(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		fuzzRedirects = append(fuzzRedirects, a)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
 		end, _ := findHeadEnd(data, 0)
@@ -89,6 +99,35 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if hosts > 1 || (cls > 0 && tes > 0) || (r.minor == 1 && hosts == 0) {
 			t.Fatalf("hosts=%d cl=%d te=%d accepted", hosts, cls, tes)
+		}
+
+		// What rules read of the target adds up to it, and a redirect
+		// built from the request is one clean field value.
+		path, query := r.URLPath(), r.RawQuery()
+		if bytes.IndexByte(path, '?') >= 0 || len(path) == 0 {
+			t.Fatalf("URLPath %q of %q", path, r.Path())
+		}
+		if t0 := r.Path(); t0[0] == '/' {
+			whole := string(path)
+			if query != nil {
+				whole += "?" + string(query)
+			}
+			if whole != string(t0) {
+				t.Fatalf("URLPath %q and RawQuery %q of %q", path, query, t0)
+			}
+		}
+		for _, a := range fuzzRedirects {
+			loc := a.redir.appendLocation(nil, &r)
+			if len(loc) == 0 || !isValue(loc) || bytes.ContainsAny(loc, " \t") {
+				t.Fatalf("Location %q from %q", loc, data[:end])
+			}
+			// The Host is the client's and is reflected as sent; one that
+			// is a URL authority makes a URL.
+			_, herr := url.Parse("http://" + string(r.Host()) + "/")
+			saneHost := herr == nil
+			if _, err := url.Parse(string(loc)); err != nil && saneHost && bytes.HasPrefix(r.Path(), []byte("/")) {
+				t.Fatalf("Location %q from %q: %v", loc, data[:end], err)
+			}
 		}
 
 		// Round trip of the head the proxy sends upstream.
@@ -183,7 +222,7 @@ func FuzzParseResponse(f *testing.F) {
 				case bodyChunked, bodyClose:
 					out = outChunked
 				}
-				head := appendResponseHead(nil, &r, nil, minor, keep, out)
+				head := appendResponseHead(nil, &r, nil, nil, minor, keep, out)
 				var r2 response
 				if err := r2.parse(head, headReq); err != nil {
 					t.Fatalf("relayed head %q refused: %v", head, err)
@@ -384,7 +423,7 @@ func FuzzCookie(f *testing.F) {
 		r.RemoveResponseCookie(name)
 		r.AddResponseField("X-Added", []byte(c1))
 		dropSetCookies(&rs, &r.dropSetCookies)
-		rout := appendResponseHead(nil, &rs, r.addResp, 1, true, outNone)
+		rout := appendResponseHead(nil, &rs, nil, r.addResp, 1, true, outNone)
 		var rs2 response
 		if err := rs2.parse(rout, false); err != nil {
 			t.Fatalf("relayed head %q refused: %v", rout, err)

@@ -40,6 +40,10 @@
 //     Set-Cookie of that name (RemoveResponseCookie) and add fields to the
 //     endpoint's final response (AddResponseField). These cost no
 //     allocation per request either.
+//   - The Director may also edit header fields of the request and of the
+//     response (Request.EditRequest, EditResponse), or have the proxy answer
+//     the request itself (Request.Respond with a fixed response or a
+//     redirect), which is what listener rules need. No allocation either.
 //   - A response without a length goes to an HTTP/1.1 client chunked (the
 //     connection stays open) and to an HTTP/1.0 client close-delimited.
 //
@@ -95,8 +99,10 @@ import (
 // Pick runs on the request path of the connection's goroutine: it must not
 // block and should not allocate. req is valid only during the call; Pick
 // may ask, through req, for changes to what is forwarded (RemoveCookie,
-// AddResponseField, RemoveResponseCookie), which apply to the endpoint it
-// returns and are forgotten if it is asked to pick again. On success the
+// AddResponseField, RemoveResponseCookie, EditRequest, EditResponse), which
+// apply to the endpoint it returns and are forgotten if it is asked to pick
+// again. Pick may instead have the proxy answer the request itself: it
+// calls req.Respond and returns a nil endpoint and a nil error. On success the
 // endpoint has been Acquire()d by Pick; the proxy calls ep.Release()
 // exactly once when the exchange ends. connectTimeout bounds a new
 // connection to the endpoint (DefaultConnectTimeout when <= 0). Returning
@@ -277,7 +283,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.initRaw()
 	}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		cc.ip = a.AddrPort().Addr().Unmap()
+		cc.ip, cc.port = a.AddrPort().Addr().Unmap(), a.AddrPort().Port()
 	}
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	// The handshake comes before track: Drain may touch cc.c from then on,

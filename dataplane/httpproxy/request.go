@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -37,7 +38,10 @@ type Request struct {
 	expect100     bool
 	upgrade       bool // an Upgrade field was present (and is dropped)
 
-	client netip.Addr // the client connection's peer, set before Pick
+	client     netip.Addr // the client connection's peer, set before Pick
+	clientPort uint16
+	tls        bool   // the client connection is TLS (an HTTPS listener)
+	sni        []byte // the server name the client sent in its TLS handshake
 
 	// The endpoints this request failed to connect to (or that were
 	// retired under it), for Failed. Empty but for a pick again; the
@@ -48,14 +52,43 @@ type Request struct {
 	// What Pick asked for (cookie.go), reset before every Pick. These
 	// buffers are the Request's own, not the read buffer's, and are reused
 	// from request to request.
-	dropCookies    nameList // cookies removed from the forwarded Cookie fields
-	dropSetCookies nameList // cookie names whose Set-Cookie fields the response loses
-	addResp        []byte   // field lines added to the final response, "Name: value\r\n" each
+	dropCookies    nameList       // cookies removed from the forwarded Cookie fields
+	dropSetCookies nameList       // cookie names whose Set-Cookie fields the response loses
+	addResp        []byte         // field lines added to the final response, "Name: value\r\n" each
+	reqEdits       []*HeaderEdits // edits of the forwarded request, in order (edits.go)
+	respEdits      []*HeaderEdits // edits of the relayed response, in order
+	answer         *Answer        // the proxy answers itself (answer.go)
+}
+
+// ParseRequest parses head, one complete request head (request line through
+// the empty line), as the proxy parses what a client sends, into a new
+// Request that keeps head. It is for what needs a Request outside a client
+// connection, such as tests and benchmarks of a Director or of rules; its
+// ClientAddr is unset.
+func ParseRequest(head []byte) (*Request, error) {
+	if end, _ := findHeadEnd(head, 0); end != len(head) {
+		return nil, errors.New("httpproxy: not one complete request head")
+	}
+	r := &Request{}
+	if err := r.parse(head); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // ClientAddr is the IP address of the client connection the request came
 // on (the peer of the TCP connection).
 func (r *Request) ClientAddr() netip.Addr { return r.client }
+
+// ClientPort is the port of the client connection's peer.
+func (r *Request) ClientPort() uint16 { return r.clientPort }
+
+// TLS reports whether the request came over TLS (an HTTPS listener).
+func (r *Request) TLS() bool { return r.tls }
+
+// ServerName is the server name (SNI) the client sent in its TLS
+// handshake; empty without TLS or SNI. It must not be modified.
+func (r *Request) ServerName() []byte { return r.sni }
 
 // Failed reports whether connecting to ep already failed for this request
 // (or an apply retired ep after it was picked), so that a Director picking
@@ -77,6 +110,85 @@ func (r *Request) Method() []byte { return r.method.of(r.head) }
 // Path is the request-target as sent: origin-form ("/a?b=c"), absolute-form
 // ("http://host/a") or "*" (OPTIONS).
 func (r *Request) Path() []byte { return r.target.of(r.head) }
+
+// URLPath is the path of the request-target, without its query, as sent
+// (not percent-decoded): "/a" for "/a?b=c" and for "http://host/a?b=c",
+// "/" for "http://host", and "*" for the asterisk-form of OPTIONS.
+func (r *Request) URLPath() []byte {
+	t := r.Path()
+	if len(t) > 0 && t[0] != '/' && t[0] != '*' {
+		// absolute-form: the path starts after the authority.
+		if a, ok := absoluteAuthority(t); ok {
+			t = t[a.end:]
+			if len(t) == 0 || t[0] != '/' {
+				return rootPath
+			}
+		}
+	}
+	if i := indexByte(t, '?'); i >= 0 {
+		t = t[:i]
+	}
+	return t
+}
+
+// rootPath is the path of an absolute-form target without one. Callers
+// must not change it, as with every slice of a Request.
+var rootPath = []byte("/")
+
+// RawQuery is what follows the '?' of the request-target, as sent, or nil
+// when it has none.
+func (r *Request) RawQuery() []byte {
+	t := r.Path()
+	i := indexByte(t, '?')
+	if i < 0 {
+		return nil
+	}
+	return t[i+1:]
+}
+
+// Query returns the value of the first parameter called name in the query
+// of the request-target, as sent (not percent-decoded), or nil when there is
+// none; a parameter without '=' has an empty, non-nil value. Names are
+// compared exactly. Parameters are separated by '&' (HAProxy's url_param).
+func (r *Request) Query(name string) []byte {
+	q := r.RawQuery()
+	for len(q) > 0 {
+		pair := q
+		if i := indexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			q = nil
+		}
+		if len(pair) < len(name) || string(pair[:len(name)]) != name {
+			continue
+		}
+		switch {
+		case len(pair) == len(name):
+			return pair[len(pair):]
+		case pair[len(name)] == '=':
+			return pair[len(name)+1:]
+		}
+	}
+	return nil
+}
+
+// NextHeader returns the value of the first field called name (compared
+// without regard to ASCII case) at position from or later among the
+// request's fields, and the position to pass to find the one after; next is
+// -1 when there is none. Start with from 0:
+//
+//	for v, i := r.NextHeader("Accept", 0); i >= 0; v, i = r.NextHeader("Accept", i) {
+//
+// Hop-by-hop fields are seen too, as with Header.
+func (r *Request) NextHeader(name string, from int) (value []byte, next int) {
+	for i := max(from, 0); i < r.nf; i++ {
+		f := &r.fields[i]
+		if equalFoldASCII(f.name.of(r.head), name) {
+			return f.value.of(r.head), i + 1
+		}
+	}
+	return nil, -1
+}
 
 // Host is the Host field value; for an absolute-form request-target it is the
 // target's authority (RFC 9112 §3.2.2). Empty for an HTTP/1.0 request

@@ -29,5 +29,8 @@ func (cc *clientConn) handshake(cfg *Config) bool {
 	raw.SetDeadline(time.Time{})
 	cc.c, cc.tcp, cc.raw = tc, nil, nil
 	cc.tls = true
+	if sn := tc.ConnectionState().ServerName; sn != "" {
+		cc.sni = []byte(sn) // once per connection
+	}
 	return true
 }

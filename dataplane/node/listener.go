@@ -46,11 +46,12 @@ func bind(address string) (*net.TCPListener, error) {
 }
 
 // configure gives the listener its config for snapshot ls: http for an
-// HTTP listener (from httpConfig), else a TCP config for cluster c. It
-// returns the generation that ls replaced, if the protocol changed, for
-// the caller to retire once every listener is configured.
-func (l *listener) configure(ls *sluicev1.Listener, c *cluster, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
-	l.setRebalance(ls, c)
+// HTTP listener (from httpConfig), else a TCP config that routes as rt
+// says. It returns the generation that ls replaced, if the protocol
+// changed, for the caller to retire once every listener is configured.
+// A TCP listener's rebalance works on the sessions to its default cluster.
+func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
+	l.setRebalance(ls, rt.def)
 	cur := l.gen.Load()
 	if cur != nil && cur.protocol != ls.GetProtocol() {
 		replaced, cur = cur, nil
@@ -63,7 +64,7 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, http *httpproxy.
 		}
 		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)})
 	case sluicev1.Protocol_PROTOCOL_TCP:
-		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: tcpDirector{c}, Retries: c.retries()}
+		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries()}
 		if cur != nil {
 			cur.tcp.SetConfig(cfg)
 			return nil
@@ -73,20 +74,20 @@ func (l *listener) configure(ls *sluicev1.Listener, c *cluster, http *httpproxy.
 	return replaced
 }
 
-// httpConfig is the proxy configuration of HTTP listener ls sending to
-// cluster c. Apply checks it with Validate before it binds anything: the
-// proxy would quietly leave out what it cannot use.
-func httpConfig(ls *sluicev1.Listener, c *cluster) *httpproxy.Config {
+// httpConfig is the proxy configuration of HTTP listener ls routing as rt
+// says. Apply checks it with Validate before it binds anything: the proxy
+// would quietly leave out what it cannot use.
+func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 	h := ls.GetHttp()
 	cfg := &httpproxy.Config{
 		Listener:                 ls.GetName(),
-		Director:                 httpDirector{c},
+		Director:                 rt.httpDirector(),
 		RequestHeaderTimeout:     h.GetRequestHeaderTimeout().AsDuration(),
 		IdleTimeout:              h.GetIdleTimeout().AsDuration(),
 		ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
 		MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
 		MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
-		Retries:                  c.retries(),
+		Retries:                  rt.retries(),
 	}
 	if pages := h.GetErrorPages(); len(pages) > 0 {
 		cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))

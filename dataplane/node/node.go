@@ -120,13 +120,20 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		checks = append(checks, c.checks...)
 	}
 
-	// HTTP proxy configurations, checked before anything is bound.
+	// Rules and HTTP proxy configurations, checked before anything is
+	// bound.
+	routings := make(map[string]*routing, len(snap.GetListeners()))
 	httpCfgs := map[string]*httpproxy.Config{}
 	for _, ls := range snap.GetListeners() {
+		rt, err := compileRouting(ls, clusters)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
+		}
+		routings[ls.GetAddress()] = rt
 		if ls.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			continue
 		}
-		cfg := httpConfig(ls, clusters[ls.GetDefaultCluster()])
+		cfg := httpConfig(ls, rt)
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
@@ -181,7 +188,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]
-		if g := l.configure(ls, clusters[ls.GetDefaultCluster()], httpCfgs[ls.GetAddress()], n.opts.OnConn); g != nil {
+		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}
 	}

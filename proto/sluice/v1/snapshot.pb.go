@@ -1558,6 +1558,15 @@ type Listener struct {
 	Http *HttpOptions `protobuf:"bytes,5,opt,name=http,proto3" json:"http,omitempty"`
 	// Tcp holds options of TCP listeners.
 	Tcp *TcpOptions `protobuf:"bytes,6,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	// Rules decide, in order, what the listener does with each request (HTTP)
+	// or connection (TCP): the first rule whose match holds and that has an
+	// action decides; when none does, the default_cluster gets the work.
+	// HAProxy's "http-request deny/allow/redirect", "use_backend ... if" and
+	// "tcp-request connection reject"; Envoy's route matching. TCP listeners
+	// see only the client's address, so their rules match on source and
+	// source_port and act with route, allow or deny (the connection is
+	// closed).
+	Rules []*Rule `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
 	// Tls makes an HTTP listener terminate TLS (HTTPS).
 	Tls           *TlsOptions `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1636,9 +1645,1108 @@ func (x *Listener) GetTcp() *TcpOptions {
 	return nil
 }
 
+func (x *Listener) GetRules() []*Rule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
 func (x *Listener) GetTls() *TlsOptions {
 	if x != nil {
 		return x.Tls
+	}
+	return nil
+}
+
+// Rule is one entry of a listener's ordered rules. Its action (route, deny,
+// allow, redirect or respond) ends the evaluation when the match holds. A
+// rule without an action only edits headers and evaluation goes on, so such
+// a rule before others applies to everything they route or allow.
+type Rule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name identifies the rule in errors and diffs: optional, unique within
+	// the listener.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Match says which requests or connections the rule applies to. Unset:
+	// all of them.
+	Match *Match `protobuf:"bytes,2,opt,name=match,proto3" json:"match,omitempty"`
+	// What happens when the match holds. At most one.
+	//
+	// Types that are valid to be assigned to Action:
+	//
+	//	*Rule_Route
+	//	*Rule_Deny
+	//	*Rule_Allow
+	//	*Rule_Redirect
+	//	*Rule_Respond
+	Action isRule_Action `protobuf_oneof:"action"`
+	// RequestHeaders edits the request forwarded to the endpoint (HTTP only;
+	// with route, allow or no action).
+	RequestHeaders *HeaderEdits `protobuf:"bytes,8,opt,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
+	// ResponseHeaders edits the endpoint's response before it goes to the
+	// client (HTTP only; with route, allow or no action). The proxy's own
+	// answers are not edited.
+	ResponseHeaders *HeaderEdits `protobuf:"bytes,9,opt,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Rule) Reset() {
+	*x = Rule{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rule) ProtoMessage() {}
+
+func (x *Rule) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rule.ProtoReflect.Descriptor instead.
+func (*Rule) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Rule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Rule) GetMatch() *Match {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *Rule) GetAction() isRule_Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *Rule) GetRoute() string {
+	if x != nil {
+		if x, ok := x.Action.(*Rule_Route); ok {
+			return x.Route
+		}
+	}
+	return ""
+}
+
+func (x *Rule) GetDeny() *Deny {
+	if x != nil {
+		if x, ok := x.Action.(*Rule_Deny); ok {
+			return x.Deny
+		}
+	}
+	return nil
+}
+
+func (x *Rule) GetAllow() *Allow {
+	if x != nil {
+		if x, ok := x.Action.(*Rule_Allow); ok {
+			return x.Allow
+		}
+	}
+	return nil
+}
+
+func (x *Rule) GetRedirect() *Redirect {
+	if x != nil {
+		if x, ok := x.Action.(*Rule_Redirect); ok {
+			return x.Redirect
+		}
+	}
+	return nil
+}
+
+func (x *Rule) GetRespond() *Respond {
+	if x != nil {
+		if x, ok := x.Action.(*Rule_Respond); ok {
+			return x.Respond
+		}
+	}
+	return nil
+}
+
+func (x *Rule) GetRequestHeaders() *HeaderEdits {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
+func (x *Rule) GetResponseHeaders() *HeaderEdits {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return nil
+}
+
+type isRule_Action interface {
+	isRule_Action()
+}
+
+type Rule_Route struct {
+	// Route sends the work to this cluster instead of the listener's
+	// default_cluster (HAProxy's "use_backend").
+	Route string `protobuf:"bytes,3,opt,name=route,proto3,oneof"`
+}
+
+type Rule_Deny struct {
+	// Deny answers the request itself, 403 by default (HAProxy's
+	// "http-request deny"); on a TCP listener the connection is closed
+	// before anything reaches an endpoint.
+	Deny *Deny `protobuf:"bytes,4,opt,name=deny,proto3,oneof"`
+}
+
+type Rule_Allow struct {
+	// Allow stops the evaluation: the default_cluster gets the work, and
+	// the rules below are not looked at (HAProxy's "http-request allow").
+	Allow *Allow `protobuf:"bytes,5,opt,name=allow,proto3,oneof"`
+}
+
+type Rule_Redirect struct {
+	// Redirect answers with a redirect built from the request (HTTP only).
+	Redirect *Redirect `protobuf:"bytes,6,opt,name=redirect,proto3,oneof"`
+}
+
+type Rule_Respond struct {
+	// Respond answers with a fixed response (HTTP only; HAProxy's
+	// "http-request return").
+	Respond *Respond `protobuf:"bytes,7,opt,name=respond,proto3,oneof"`
+}
+
+func (*Rule_Route) isRule_Action() {}
+
+func (*Rule_Deny) isRule_Action() {}
+
+func (*Rule_Allow) isRule_Action() {}
+
+func (*Rule_Redirect) isRule_Action() {}
+
+func (*Rule_Respond) isRule_Action() {}
+
+// Match is a condition on a request or connection. Every field that is set
+// must hold (they are AND-ed); an empty Match always holds. A list of values
+// (method, source, the patterns of a string match) holds when any of its
+// values does. In YAML, a list of one value may be written as the value
+// alone: `method: GET`, `suffix: .com`.
+type Match struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host is the request's host (the Host field, or the authority of an
+	// absolute-form target), without port, brackets or a final dot. It is
+	// always compared without regard to case, as DNS names are. HTTP only.
+	Host *StringMatch `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Path is the request target's path, without the query, as the client
+	// sent it (not percent-decoded). HTTP only.
+	Path *StringMatch `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Method holds when the request method is one of these, compared
+	// exactly: methods are case-sensitive (GET is not get). HTTP only.
+	Method []string `protobuf:"bytes,3,rep,name=method,proto3" json:"method,omitempty"`
+	// Header is a condition on a request header field. HTTP only.
+	Header *HeaderMatch `protobuf:"bytes,4,opt,name=header,proto3" json:"header,omitempty"`
+	// Query is a condition on a query parameter of the request target.
+	// HTTP only.
+	Query *QueryMatch `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
+	// Source holds when the client's address is in one of these IP prefixes
+	// (CIDR, "10.0.0.0/8", "2001:db8::/32") or is one of these addresses
+	// ("192.0.2.7").
+	Source []string `protobuf:"bytes,6,rep,name=source,proto3" json:"source,omitempty"`
+	// SourcePort holds when the client's port is in this range.
+	SourcePort *PortRange `protobuf:"bytes,7,opt,name=source_port,json=sourcePort,proto3" json:"source_port,omitempty"`
+	// Tls holds when the client connection is TLS (true) or plain (false).
+	// Listeners do not terminate TLS yet: every connection is plain, and
+	// `tls: true` is refused as a match that could never hold.
+	Tls *bool `protobuf:"varint,8,opt,name=tls,proto3,oneof" json:"tls,omitempty"`
+	// Sni is the server name the client sent in its TLS ClientHello,
+	// compared without regard to case. Refused until listeners terminate TLS.
+	Sni *StringMatch `protobuf:"bytes,9,opt,name=sni,proto3" json:"sni,omitempty"`
+	// All holds when every one of these holds.
+	All []*Match `protobuf:"bytes,10,rep,name=all,proto3" json:"all,omitempty"`
+	// Any holds when at least one of these holds.
+	Any []*Match `protobuf:"bytes,11,rep,name=any,proto3" json:"any,omitempty"`
+	// Not holds when this does not.
+	Not           *Match `protobuf:"bytes,12,opt,name=not,proto3" json:"not,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Match) Reset() {
+	*x = Match{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Match) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Match) ProtoMessage() {}
+
+func (x *Match) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Match.ProtoReflect.Descriptor instead.
+func (*Match) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Match) GetHost() *StringMatch {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *Match) GetPath() *StringMatch {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *Match) GetMethod() []string {
+	if x != nil {
+		return x.Method
+	}
+	return nil
+}
+
+func (x *Match) GetHeader() *HeaderMatch {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *Match) GetQuery() *QueryMatch {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *Match) GetSource() []string {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *Match) GetSourcePort() *PortRange {
+	if x != nil {
+		return x.SourcePort
+	}
+	return nil
+}
+
+func (x *Match) GetTls() bool {
+	if x != nil && x.Tls != nil {
+		return *x.Tls
+	}
+	return false
+}
+
+func (x *Match) GetSni() *StringMatch {
+	if x != nil {
+		return x.Sni
+	}
+	return nil
+}
+
+func (x *Match) GetAll() []*Match {
+	if x != nil {
+		return x.All
+	}
+	return nil
+}
+
+func (x *Match) GetAny() []*Match {
+	if x != nil {
+		return x.Any
+	}
+	return nil
+}
+
+func (x *Match) GetNot() *Match {
+	if x != nil {
+		return x.Not
+	}
+	return nil
+}
+
+// StringMatch holds when the value matches any one of its patterns.
+type StringMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exact: the value is one of these.
+	Exact []string `protobuf:"bytes,1,rep,name=exact,proto3" json:"exact,omitempty"`
+	// Prefix: the value starts with one of these.
+	Prefix []string `protobuf:"bytes,2,rep,name=prefix,proto3" json:"prefix,omitempty"`
+	// Suffix: the value ends with one of these (`suffix: [.css, .js]`).
+	Suffix []string `protobuf:"bytes,3,rep,name=suffix,proto3" json:"suffix,omitempty"`
+	// Contains: the value contains one of these.
+	Contains []string `protobuf:"bytes,4,rep,name=contains,proto3" json:"contains,omitempty"`
+	// Regex: one of these regular expressions (Go RE2 syntax, linear time)
+	// matches somewhere in the value; anchor it with ^ and $ to match the
+	// whole value.
+	Regex []string `protobuf:"bytes,5,rep,name=regex,proto3" json:"regex,omitempty"`
+	// Domain: the value is one of these names or a subdomain of one
+	// (`domain: example.com` holds for example.com and www.example.com, not
+	// for badexample.com). Host and sni only.
+	Domain []string `protobuf:"bytes,6,rep,name=domain,proto3" json:"domain,omitempty"`
+	// IgnoreCase compares without regard to ASCII case (host and sni always
+	// do).
+	IgnoreCase    bool `protobuf:"varint,7,opt,name=ignore_case,json=ignoreCase,proto3" json:"ignore_case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StringMatch) Reset() {
+	*x = StringMatch{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StringMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StringMatch) ProtoMessage() {}
+
+func (x *StringMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
+func (*StringMatch) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StringMatch) GetExact() []string {
+	if x != nil {
+		return x.Exact
+	}
+	return nil
+}
+
+func (x *StringMatch) GetPrefix() []string {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *StringMatch) GetSuffix() []string {
+	if x != nil {
+		return x.Suffix
+	}
+	return nil
+}
+
+func (x *StringMatch) GetContains() []string {
+	if x != nil {
+		return x.Contains
+	}
+	return nil
+}
+
+func (x *StringMatch) GetRegex() []string {
+	if x != nil {
+		return x.Regex
+	}
+	return nil
+}
+
+func (x *StringMatch) GetDomain() []string {
+	if x != nil {
+		return x.Domain
+	}
+	return nil
+}
+
+func (x *StringMatch) GetIgnoreCase() bool {
+	if x != nil {
+		return x.IgnoreCase
+	}
+	return false
+}
+
+// HeaderMatch is a condition on the request header fields called name. With
+// no pattern it holds when the request has such a field (or, with
+// `present: false`, when it has none). With patterns it holds when the value
+// of any one field of that name matches one of them, like a StringMatch; the
+// value is taken whole, not split at commas.
+type HeaderMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the field, compared without regard to case.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Present false holds when the request has no such field. It cannot be
+	// combined with patterns.
+	Present *bool `protobuf:"varint,2,opt,name=present,proto3,oneof" json:"present,omitempty"`
+	// Exact: the value is one of these (as in StringMatch).
+	Exact []string `protobuf:"bytes,3,rep,name=exact,proto3" json:"exact,omitempty"`
+	// Prefix: the value starts with one of these.
+	Prefix []string `protobuf:"bytes,4,rep,name=prefix,proto3" json:"prefix,omitempty"`
+	// Suffix: the value ends with one of these.
+	Suffix []string `protobuf:"bytes,5,rep,name=suffix,proto3" json:"suffix,omitempty"`
+	// Contains: the value contains one of these.
+	Contains []string `protobuf:"bytes,6,rep,name=contains,proto3" json:"contains,omitempty"`
+	// Regex: one of these RE2 expressions matches somewhere in the value.
+	Regex []string `protobuf:"bytes,7,rep,name=regex,proto3" json:"regex,omitempty"`
+	// IgnoreCase compares the value without regard to ASCII case.
+	IgnoreCase    bool `protobuf:"varint,8,opt,name=ignore_case,json=ignoreCase,proto3" json:"ignore_case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeaderMatch) Reset() {
+	*x = HeaderMatch{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeaderMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeaderMatch) ProtoMessage() {}
+
+func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
+func (*HeaderMatch) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HeaderMatch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HeaderMatch) GetPresent() bool {
+	if x != nil && x.Present != nil {
+		return *x.Present
+	}
+	return false
+}
+
+func (x *HeaderMatch) GetExact() []string {
+	if x != nil {
+		return x.Exact
+	}
+	return nil
+}
+
+func (x *HeaderMatch) GetPrefix() []string {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *HeaderMatch) GetSuffix() []string {
+	if x != nil {
+		return x.Suffix
+	}
+	return nil
+}
+
+func (x *HeaderMatch) GetContains() []string {
+	if x != nil {
+		return x.Contains
+	}
+	return nil
+}
+
+func (x *HeaderMatch) GetRegex() []string {
+	if x != nil {
+		return x.Regex
+	}
+	return nil
+}
+
+func (x *HeaderMatch) GetIgnoreCase() bool {
+	if x != nil {
+		return x.IgnoreCase
+	}
+	return false
+}
+
+// QueryMatch is a condition on the first query parameter called name in the
+// request target (HAProxy's url_param), compared as sent (not
+// percent-decoded). With no pattern it holds when the parameter is there
+// (with or without a value); `present: false` when it is not.
+type QueryMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the parameter, compared exactly.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Present false holds when the target has no such parameter. It cannot
+	// be combined with patterns.
+	Present *bool `protobuf:"varint,2,opt,name=present,proto3,oneof" json:"present,omitempty"`
+	// Exact: the value is one of these (as in StringMatch).
+	Exact []string `protobuf:"bytes,3,rep,name=exact,proto3" json:"exact,omitempty"`
+	// Prefix: the value starts with one of these.
+	Prefix []string `protobuf:"bytes,4,rep,name=prefix,proto3" json:"prefix,omitempty"`
+	// Suffix: the value ends with one of these.
+	Suffix []string `protobuf:"bytes,5,rep,name=suffix,proto3" json:"suffix,omitempty"`
+	// Contains: the value contains one of these.
+	Contains []string `protobuf:"bytes,6,rep,name=contains,proto3" json:"contains,omitempty"`
+	// Regex: one of these RE2 expressions matches somewhere in the value.
+	Regex []string `protobuf:"bytes,7,rep,name=regex,proto3" json:"regex,omitempty"`
+	// IgnoreCase compares the value without regard to ASCII case.
+	IgnoreCase    bool `protobuf:"varint,8,opt,name=ignore_case,json=ignoreCase,proto3" json:"ignore_case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryMatch) Reset() {
+	*x = QueryMatch{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryMatch) ProtoMessage() {}
+
+func (x *QueryMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
+func (*QueryMatch) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *QueryMatch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueryMatch) GetPresent() bool {
+	if x != nil && x.Present != nil {
+		return *x.Present
+	}
+	return false
+}
+
+func (x *QueryMatch) GetExact() []string {
+	if x != nil {
+		return x.Exact
+	}
+	return nil
+}
+
+func (x *QueryMatch) GetPrefix() []string {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *QueryMatch) GetSuffix() []string {
+	if x != nil {
+		return x.Suffix
+	}
+	return nil
+}
+
+func (x *QueryMatch) GetContains() []string {
+	if x != nil {
+		return x.Contains
+	}
+	return nil
+}
+
+func (x *QueryMatch) GetRegex() []string {
+	if x != nil {
+		return x.Regex
+	}
+	return nil
+}
+
+func (x *QueryMatch) GetIgnoreCase() bool {
+	if x != nil {
+		return x.IgnoreCase
+	}
+	return false
+}
+
+// PortRange is the ports from `from` to `to`, both included; without `to`,
+// the one port `from`.
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PortRange) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *PortRange) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// Deny refuses the request with an answer of the proxy's own, marked
+// "Cache-Control: no-cache" (it depends on who asked). On a TCP listener the
+// connection is closed and only the empty `deny: {}` is allowed.
+type Deny struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status of the answer, 400 to 599. Default 403.
+	Status uint32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// Body of the answer. Default "request denied".
+	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// ContentType of the body. Default "text/plain; charset=utf-8".
+	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Deny) Reset() {
+	*x = Deny{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Deny) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Deny) ProtoMessage() {}
+
+func (x *Deny) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Deny.ProtoReflect.Descriptor instead.
+func (*Deny) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Deny) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *Deny) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *Deny) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+// Allow ends the evaluation and lets the work through to the default
+// cluster. It has no options: write `allow: {}`.
+type Allow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Allow) Reset() {
+	*x = Allow{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Allow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Allow) ProtoMessage() {}
+
+func (x *Allow) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Allow.ProtoReflect.Descriptor instead.
+func (*Allow) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+// Redirect answers with a redirect to the request's own URL with some parts
+// replaced (HAProxy's "http-request redirect"). `redirect: { scheme: https }`
+// alone sends http://host/path?query to https://host/path?query. At least
+// one part must change.
+type Redirect struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Scheme: "http" or "https". Default: the request's.
+	Scheme string `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	// Host replaces the request's host (a DNS name or an IP address, without
+	// port).
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Port of the Location, left out when it is the scheme's default (80,
+	// 443). Default: the request's port when scheme and host stay the same;
+	// none otherwise.
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// Path replaces the request's path; it starts with "/". The query is
+	// kept unless strip_query.
+	Path string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	// Prefix is put before the request's path (HAProxy's "redirect prefix"):
+	// with prefix /v2, /users?id=3 goes to /v2/users?id=3. Exclusive with
+	// path.
+	Prefix string `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// StripQuery leaves the request's query out of the Location.
+	StripQuery bool `protobuf:"varint,6,opt,name=strip_query,json=stripQuery,proto3" json:"strip_query,omitempty"`
+	// Code is 301, 302 (the default), 303, 307 or 308.
+	Code          uint32 `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redirect) Reset() {
+	*x = Redirect{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redirect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redirect) ProtoMessage() {}
+
+func (x *Redirect) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
+func (*Redirect) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Redirect) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *Redirect) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Redirect) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Redirect) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Redirect) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *Redirect) GetStripQuery() bool {
+	if x != nil {
+		return x.StripQuery
+	}
+	return false
+}
+
+func (x *Redirect) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+// Respond answers the request with a fixed response (HAProxy's
+// "http-request return").
+type Respond struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status, 200 to 599. Default 200.
+	Status uint32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// Body of the response; none with status 204 or 304.
+	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// ContentType of the body. Default "text/plain; charset=utf-8" when there
+	// is a body.
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Headers are added to the response, by name in alphabetical order; not
+	// Content-Type (use content_type) nor the fields the proxy owns
+	// (Content-Length, Connection...).
+	Headers       map[string]string `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Respond) Reset() {
+	*x = Respond{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Respond) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Respond) ProtoMessage() {}
+
+func (x *Respond) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Respond.ProtoReflect.Descriptor instead.
+func (*Respond) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Respond) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *Respond) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *Respond) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Respond) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// HeaderEdits change the header fields of a request or response, in this
+// order: remove, then set, then add; within set and add, by name in
+// alphabetical order. Names are compared without regard to case. The fields
+// that carry framing or connection handling (Host, Content-Length,
+// Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+// Upgrade, Expect) are the proxy's and cannot be edited. Edits of several
+// rules apply in rule order.
+type HeaderEdits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set replaces every field of each name with one field of this value.
+	Set map[string]string `protobuf:"bytes,1,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Add appends a field, keeping those of the same name.
+	Add map[string]string `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Remove removes every field of each of these names.
+	Remove        []string `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeaderEdits) Reset() {
+	*x = HeaderEdits{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeaderEdits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeaderEdits) ProtoMessage() {}
+
+func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeaderEdits.ProtoReflect.Descriptor instead.
+func (*HeaderEdits) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *HeaderEdits) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *HeaderEdits) GetAdd() map[string]string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *HeaderEdits) GetRemove() []string {
+	if x != nil {
+		return x.Remove
 	}
 	return nil
 }
@@ -1663,7 +2771,7 @@ type TlsOptions struct {
 
 func (x *TlsOptions) Reset() {
 	*x = TlsOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2783,7 @@ func (x *TlsOptions) String() string {
 func (*TlsOptions) ProtoMessage() {}
 
 func (x *TlsOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2796,7 @@ func (x *TlsOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TlsOptions.ProtoReflect.Descriptor instead.
 func (*TlsOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TlsOptions) GetCertificates() []*Certificate {
@@ -1738,7 +2846,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2858,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2871,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Certificate) GetCertPem() string {
@@ -1806,7 +2914,7 @@ type TcpOptions struct {
 
 func (x *TcpOptions) Reset() {
 	*x = TcpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2926,7 @@ func (x *TcpOptions) String() string {
 func (*TcpOptions) ProtoMessage() {}
 
 func (x *TcpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2939,7 @@ func (x *TcpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
 func (*TcpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TcpOptions) GetRebalance() *Rebalance {
@@ -1866,7 +2974,7 @@ type Rebalance struct {
 
 func (x *Rebalance) Reset() {
 	*x = Rebalance{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2986,7 @@ func (x *Rebalance) String() string {
 func (*Rebalance) ProtoMessage() {}
 
 func (x *Rebalance) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2999,7 @@ func (x *Rebalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
 func (*Rebalance) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Rebalance) GetTolerancePercent() uint32 {
@@ -1944,7 +3052,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +3064,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +3077,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -2034,7 +3142,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +3154,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +3167,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -2201,7 +3309,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xdb\x02\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x8d\x03\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -2210,8 +3318,113 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\bprotocol\x120\n" +
 	"\x0fdefault_cluster\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\x0edefaultCluster\x12*\n" +
 	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\x12'\n" +
-	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\x12'\n" +
-	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\"\x9e\x02\n" +
+	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\x120\n" +
+	"\x05rules\x18\a \x03(\v2\x0f.sluice.v1.RuleB\t\xfaB\x06\x92\x01\x03\x10\xe8\aR\x05rules\x12'\n" +
+	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\"\xd2\x03\n" +
+	"\x04Rule\x12?\n" +
+	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$R\x04name\x12&\n" +
+	"\x05match\x18\x02 \x01(\v2\x10.sluice.v1.MatchR\x05match\x12\x1f\n" +
+	"\x05route\x18\x03 \x01(\tB\a\xfaB\x04r\x02\x10\x01H\x00R\x05route\x12%\n" +
+	"\x04deny\x18\x04 \x01(\v2\x0f.sluice.v1.DenyH\x00R\x04deny\x12(\n" +
+	"\x05allow\x18\x05 \x01(\v2\x10.sluice.v1.AllowH\x00R\x05allow\x121\n" +
+	"\bredirect\x18\x06 \x01(\v2\x13.sluice.v1.RedirectH\x00R\bredirect\x12.\n" +
+	"\arespond\x18\a \x01(\v2\x12.sluice.v1.RespondH\x00R\arespond\x12?\n" +
+	"\x0frequest_headers\x18\b \x01(\v2\x16.sluice.v1.HeaderEditsR\x0erequestHeaders\x12A\n" +
+	"\x10response_headers\x18\t \x01(\v2\x16.sluice.v1.HeaderEditsR\x0fresponseHeadersB\b\n" +
+	"\x06action\"\x92\x04\n" +
+	"\x05Match\x12*\n" +
+	"\x04host\x18\x01 \x01(\v2\x16.sluice.v1.StringMatchR\x04host\x12*\n" +
+	"\x04path\x18\x02 \x01(\v2\x16.sluice.v1.StringMatchR\x04path\x12(\n" +
+	"\x06method\x18\x03 \x03(\tB\x10\xfaB\r\x92\x01\n" +
+	"\x10 \"\x06r\x04\x10\x01\x18 R\x06method\x12.\n" +
+	"\x06header\x18\x04 \x01(\v2\x16.sluice.v1.HeaderMatchR\x06header\x12+\n" +
+	"\x05query\x18\x05 \x01(\v2\x15.sluice.v1.QueryMatchR\x05query\x12*\n" +
+	"\x06source\x18\x06 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xa0\x8d\x06\"\x06r\x04\x10\x01\x18@R\x06source\x125\n" +
+	"\vsource_port\x18\a \x01(\v2\x14.sluice.v1.PortRangeR\n" +
+	"sourcePort\x12\x15\n" +
+	"\x03tls\x18\b \x01(\bH\x00R\x03tls\x88\x01\x01\x12(\n" +
+	"\x03sni\x18\t \x01(\v2\x16.sluice.v1.StringMatchR\x03sni\x12,\n" +
+	"\x03all\x18\n" +
+	" \x03(\v2\x10.sluice.v1.MatchB\b\xfaB\x05\x92\x01\x02\x10dR\x03all\x12,\n" +
+	"\x03any\x18\v \x03(\v2\x10.sluice.v1.MatchB\b\xfaB\x05\x92\x01\x02\x10dR\x03any\x12\"\n" +
+	"\x03not\x18\f \x01(\v2\x10.sluice.v1.MatchR\x03notB\x06\n" +
+	"\x04_tls\"\xb3\x02\n" +
+	"\vStringMatch\x12&\n" +
+	"\x05exact\x18\x01 \x03(\tB\x10\xfaB\r\x92\x01\n" +
+	"\x10\x90N\"\x05r\x03\x18\x80 R\x05exact\x12*\n" +
+	"\x06prefix\x18\x02 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06prefix\x12*\n" +
+	"\x06suffix\x18\x03 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06suffix\x12.\n" +
+	"\bcontains\x18\x04 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\bcontains\x12'\n" +
+	"\x05regex\x18\x05 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80 R\x05regex\x12*\n" +
+	"\x06domain\x18\x06 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\x90N\"\ar\x05\x10\x01\x18\xfd\x01R\x06domain\x12\x1f\n" +
+	"\vignore_case\x18\a \x01(\bR\n" +
+	"ignoreCase\"\xd2\x02\n" +
+	"\vHeaderMatch\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xfaB\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1d\n" +
+	"\apresent\x18\x02 \x01(\bH\x00R\apresent\x88\x01\x01\x12&\n" +
+	"\x05exact\x18\x03 \x03(\tB\x10\xfaB\r\x92\x01\n" +
+	"\x10\x90N\"\x05r\x03\x18\x80 R\x05exact\x12*\n" +
+	"\x06prefix\x18\x04 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06prefix\x12*\n" +
+	"\x06suffix\x18\x05 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06suffix\x12.\n" +
+	"\bcontains\x18\x06 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\bcontains\x12'\n" +
+	"\x05regex\x18\a \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80 R\x05regex\x12\x1f\n" +
+	"\vignore_case\x18\b \x01(\bR\n" +
+	"ignoreCaseB\n" +
+	"\n" +
+	"\b_present\"\xd1\x02\n" +
+	"\n" +
+	"QueryMatch\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xfaB\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1d\n" +
+	"\apresent\x18\x02 \x01(\bH\x00R\apresent\x88\x01\x01\x12&\n" +
+	"\x05exact\x18\x03 \x03(\tB\x10\xfaB\r\x92\x01\n" +
+	"\x10\x90N\"\x05r\x03\x18\x80 R\x05exact\x12*\n" +
+	"\x06prefix\x18\x04 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06prefix\x12*\n" +
+	"\x06suffix\x18\x05 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\x06suffix\x12.\n" +
+	"\bcontains\x18\x06 \x03(\tB\x12\xfaB\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x80 R\bcontains\x12'\n" +
+	"\x05regex\x18\a \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10d\"\ar\x05\x10\x01\x18\x80 R\x05regex\x12\x1f\n" +
+	"\vignore_case\x18\b \x01(\bR\n" +
+	"ignoreCaseB\n" +
+	"\n" +
+	"\b_present\"G\n" +
+	"\tPortRange\x12\x1f\n" +
+	"\x04from\x18\x01 \x01(\rB\v\xfaB\b*\x06\x18\xff\xff\x03(\x01R\x04from\x12\x19\n" +
+	"\x02to\x18\x02 \x01(\rB\t\xfaB\x06*\x04\x18\xff\xff\x03R\x02to\"y\n" +
+	"\x04Deny\x12%\n" +
+	"\x06status\x18\x01 \x01(\rB\r\xfaB\n" +
+	"*\b\x18\xd7\x04(\x90\x03@\x01R\x06status\x12\x1d\n" +
+	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +
+	"\fcontent_type\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\vcontentType\"\a\n" +
+	"\x05Allow\"\x83\x02\n" +
+	"\bRedirect\x12-\n" +
+	"\x06scheme\x18\x01 \x01(\tB\x15\xfaB\x12r\x10R\x04httpR\x05https\xd0\x01\x01R\x06scheme\x12\x1c\n" +
+	"\x04host\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\xfd\x01R\x04host\x12\x1d\n" +
+	"\x04port\x18\x03 \x01(\rB\t\xfaB\x06*\x04\x18\xff\xff\x03R\x04port\x12\x1c\n" +
+	"\x04path\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12 \n" +
+	"\x06prefix\x18\x05 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x06prefix\x12\x1f\n" +
+	"\vstrip_query\x18\x06 \x01(\bR\n" +
+	"stripQuery\x12*\n" +
+	"\x04code\x18\a \x01(\rB\x16\xfaB\x13*\x110\x000\xad\x020\xae\x020\xaf\x020\xb3\x020\xb4\x02R\x04code\"\x8d\x02\n" +
+	"\aRespond\x12%\n" +
+	"\x06status\x18\x01 \x01(\rB\r\xfaB\n" +
+	"*\b\x18\xd7\x04(\xc8\x01@\x01R\x06status\x12\x1d\n" +
+	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +
+	"\fcontent_type\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\vcontentType\x12S\n" +
+	"\aheaders\x18\x04 \x03(\v2\x1f.sluice.v1.Respond.HeadersEntryB\x18\xfaB\x15\x9a\x01\x12\x10@\"\ar\x05\x10\x01\x18\x80\x02*\x05r\x03\x18\x80 R\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x02\n" +
+	"\vHeaderEdits\x12K\n" +
+	"\x03set\x18\x01 \x03(\v2\x1f.sluice.v1.HeaderEdits.SetEntryB\x18\xfaB\x15\x9a\x01\x12\x10@\"\ar\x05\x10\x01\x18\x80\x02*\x05r\x03\x18\x80 R\x03set\x12K\n" +
+	"\x03add\x18\x02 \x03(\v2\x1f.sluice.v1.HeaderEdits.AddEntryB\x18\xfaB\x15\x9a\x01\x12\x10@\"\ar\x05\x10\x01\x18\x80\x02*\x05r\x03\x18\x80 R\x03add\x12)\n" +
+	"\x06remove\x18\x03 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10@\"\ar\x05\x10\x01\x18\x80\x02R\x06remove\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
+	"\bAddEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9e\x02\n" +
 	"\n" +
 	"TlsOptions\x12G\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x16.sluice.v1.CertificateB\v\xfaB\b\x92\x01\x05\b\x01\x10\xe8\aR\fcertificates\x12@\n" +
@@ -2311,7 +3524,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -2333,13 +3546,27 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*HealthCheck)(nil),         // 17: sluice.v1.HealthCheck
 	(*HttpHealthCheck)(nil),     // 18: sluice.v1.HttpHealthCheck
 	(*Listener)(nil),            // 19: sluice.v1.Listener
-	(*TlsOptions)(nil),          // 20: sluice.v1.TlsOptions
-	(*Certificate)(nil),         // 21: sluice.v1.Certificate
-	(*TcpOptions)(nil),          // 22: sluice.v1.TcpOptions
-	(*Rebalance)(nil),           // 23: sluice.v1.Rebalance
-	(*HttpOptions)(nil),         // 24: sluice.v1.HttpOptions
-	(*ErrorPage)(nil),           // 25: sluice.v1.ErrorPage
-	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
+	(*Rule)(nil),                // 20: sluice.v1.Rule
+	(*Match)(nil),               // 21: sluice.v1.Match
+	(*StringMatch)(nil),         // 22: sluice.v1.StringMatch
+	(*HeaderMatch)(nil),         // 23: sluice.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 24: sluice.v1.QueryMatch
+	(*PortRange)(nil),           // 25: sluice.v1.PortRange
+	(*Deny)(nil),                // 26: sluice.v1.Deny
+	(*Allow)(nil),               // 27: sluice.v1.Allow
+	(*Redirect)(nil),            // 28: sluice.v1.Redirect
+	(*Respond)(nil),             // 29: sluice.v1.Respond
+	(*HeaderEdits)(nil),         // 30: sluice.v1.HeaderEdits
+	(*TlsOptions)(nil),          // 31: sluice.v1.TlsOptions
+	(*Certificate)(nil),         // 32: sluice.v1.Certificate
+	(*TcpOptions)(nil),          // 33: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 34: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 35: sluice.v1.HttpOptions
+	(*ErrorPage)(nil),           // 36: sluice.v1.ErrorPage
+	nil,                         // 37: sluice.v1.Respond.HeadersEntry
+	nil,                         // 38: sluice.v1.HeaderEdits.SetEntry
+	nil,                         // 39: sluice.v1.HeaderEdits.AddEntry
+	(*durationpb.Duration)(nil), // 40: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	12, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
@@ -2349,48 +3576,68 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
 	17, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
 	16, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	26, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	26, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	40, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	40, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	10, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	11, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	26, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	26, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	40, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	40, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
 	14, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
 	15, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	26, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	40, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
 	13, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
-	26, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	26, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	26, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	40, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	40, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	40, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
 	4,  // 21: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
 	5,  // 22: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	26, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	40, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
 	6,  // 24: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	26, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	26, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	26, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	26, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	40, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	40, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	40, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	40, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
 	18, // 29: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
 	7,  // 30: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	24, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	22, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
-	20, // 33: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
-	21, // 34: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
-	8,  // 35: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
-	26, // 36: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
-	23, // 37: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	26, // 38: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	26, // 39: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	26, // 40: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	26, // 41: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	26, // 42: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	25, // 43: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	35, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	33, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	20, // 33: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
+	31, // 34: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
+	21, // 35: sluice.v1.Rule.match:type_name -> sluice.v1.Match
+	26, // 36: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
+	27, // 37: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
+	28, // 38: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
+	29, // 39: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
+	30, // 40: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
+	30, // 41: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
+	22, // 42: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
+	22, // 43: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
+	23, // 44: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
+	24, // 45: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
+	25, // 46: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
+	22, // 47: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
+	21, // 48: sluice.v1.Match.all:type_name -> sluice.v1.Match
+	21, // 49: sluice.v1.Match.any:type_name -> sluice.v1.Match
+	21, // 50: sluice.v1.Match.not:type_name -> sluice.v1.Match
+	37, // 51: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
+	38, // 52: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
+	39, // 53: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
+	32, // 54: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
+	8,  // 55: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
+	40, // 56: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	34, // 57: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	40, // 58: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	40, // 59: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	40, // 60: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	40, // 61: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	40, // 62: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	36, // 63: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -2403,14 +3650,24 @@ func file_sluice_v1_snapshot_proto_init() {
 	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[8].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[11].OneofWrappers = []any{
+		(*Rule_Route)(nil),
+		(*Rule_Deny)(nil),
+		(*Rule_Allow)(nil),
+		(*Rule_Redirect)(nil),
+		(*Rule_Respond)(nil),
+	}
+	file_sluice_v1_snapshot_proto_msgTypes[12].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[14].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[15].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   17,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

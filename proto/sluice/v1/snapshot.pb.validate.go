@@ -2344,6 +2344,51 @@ func (m *Listener) validate(all bool) error {
 		}
 	}
 
+	if len(m.GetRules()) > 1000 {
+		err := ListenerValidationError{
+			field:  "Rules",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetRules() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ListenerValidationError{
+						field:  fmt.Sprintf("Rules[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ListenerValidationError{
+						field:  fmt.Sprintf("Rules[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ListenerValidationError{
+					field:  fmt.Sprintf("Rules[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
 	if all {
 		switch v := interface{}(m.GetTls()).(type) {
 		case interface{ ValidateAll() error }:
@@ -2455,6 +2500,2554 @@ var _Listener_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62
 var _Listener_Protocol_NotInLookup = map[Protocol]struct{}{
 	0: {},
 }
+
+// Validate checks the field values on Rule with the rules defined in the proto
+// definition for this message. If any rules are violated, the first error
+// encountered is returned, or nil if there are no violations.
+func (m *Rule) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Rule with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in RuleMultiError, or nil if none found.
+func (m *Rule) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Rule) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_Rule_Name_Pattern.MatchString(m.GetName()) {
+		err := RuleValidationError{
+			field:  "Name",
+			reason: "value does not match regex pattern \"^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if all {
+		switch v := interface{}(m.GetMatch()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "Match",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "Match",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetMatch()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RuleValidationError{
+				field:  "Match",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetRequestHeaders()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "RequestHeaders",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "RequestHeaders",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRequestHeaders()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RuleValidationError{
+				field:  "RequestHeaders",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetResponseHeaders()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "ResponseHeaders",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RuleValidationError{
+					field:  "ResponseHeaders",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetResponseHeaders()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RuleValidationError{
+				field:  "ResponseHeaders",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	switch v := m.Action.(type) {
+	case *Rule_Route:
+		if v == nil {
+			err := RuleValidationError{
+				field:  "Action",
+				reason: "oneof value cannot be a typed-nil",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+		if utf8.RuneCountInString(m.GetRoute()) < 1 {
+			err := RuleValidationError{
+				field:  "Route",
+				reason: "value length must be at least 1 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	case *Rule_Deny:
+		if v == nil {
+			err := RuleValidationError{
+				field:  "Action",
+				reason: "oneof value cannot be a typed-nil",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+		if all {
+			switch v := interface{}(m.GetDeny()).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Deny",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Deny",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(m.GetDeny()).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RuleValidationError{
+					field:  "Deny",
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	case *Rule_Allow:
+		if v == nil {
+			err := RuleValidationError{
+				field:  "Action",
+				reason: "oneof value cannot be a typed-nil",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+		if all {
+			switch v := interface{}(m.GetAllow()).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Allow",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Allow",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(m.GetAllow()).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RuleValidationError{
+					field:  "Allow",
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	case *Rule_Redirect:
+		if v == nil {
+			err := RuleValidationError{
+				field:  "Action",
+				reason: "oneof value cannot be a typed-nil",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+		if all {
+			switch v := interface{}(m.GetRedirect()).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Redirect",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Redirect",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(m.GetRedirect()).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RuleValidationError{
+					field:  "Redirect",
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	case *Rule_Respond:
+		if v == nil {
+			err := RuleValidationError{
+				field:  "Action",
+				reason: "oneof value cannot be a typed-nil",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+		if all {
+			switch v := interface{}(m.GetRespond()).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Respond",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RuleValidationError{
+						field:  "Respond",
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(m.GetRespond()).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RuleValidationError{
+					field:  "Respond",
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	default:
+		_ = v // ensures v is used
+	}
+
+	if len(errors) > 0 {
+		return RuleMultiError(errors)
+	}
+
+	return nil
+}
+
+// RuleMultiError is an error wrapping multiple validation errors returned by
+// Rule.ValidateAll() if the designated constraints aren't met.
+type RuleMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RuleMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RuleMultiError) AllErrors() []error { return m }
+
+// RuleValidationError is the validation error returned by Rule.Validate if the
+// designated constraints aren't met.
+type RuleValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RuleValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RuleValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RuleValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RuleValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RuleValidationError) ErrorName() string { return "RuleValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RuleValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRule.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RuleValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RuleValidationError{}
+
+var _Rule_Name_Pattern = regexp.MustCompile("^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$")
+
+// Validate checks the field values on Match with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Match) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Match with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in MatchMultiError, or nil if none found.
+func (m *Match) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Match) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if all {
+		switch v := interface{}(m.GetHost()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Host",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Host",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetHost()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Host",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetPath()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Path",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Path",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetPath()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Path",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(m.GetMethod()) > 32 {
+		err := MatchValidationError{
+			field:  "Method",
+			reason: "value must contain no more than 32 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetMethod() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 32 {
+			err := MatchValidationError{
+				field:  fmt.Sprintf("Method[%v]", idx),
+				reason: "value length must be between 1 and 32 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if all {
+		switch v := interface{}(m.GetHeader()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Header",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Header",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetHeader()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Header",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetQuery()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Query",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Query",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetQuery()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Query",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(m.GetSource()) > 100000 {
+		err := MatchValidationError{
+			field:  "Source",
+			reason: "value must contain no more than 100000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetSource() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 64 {
+			err := MatchValidationError{
+				field:  fmt.Sprintf("Source[%v]", idx),
+				reason: "value length must be between 1 and 64 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if all {
+		switch v := interface{}(m.GetSourcePort()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "SourcePort",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "SourcePort",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSourcePort()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "SourcePort",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetSni()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Sni",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Sni",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSni()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Sni",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(m.GetAll()) > 100 {
+		err := MatchValidationError{
+			field:  "All",
+			reason: "value must contain no more than 100 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetAll() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, MatchValidationError{
+						field:  fmt.Sprintf("All[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, MatchValidationError{
+						field:  fmt.Sprintf("All[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return MatchValidationError{
+					field:  fmt.Sprintf("All[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(m.GetAny()) > 100 {
+		err := MatchValidationError{
+			field:  "Any",
+			reason: "value must contain no more than 100 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetAny() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, MatchValidationError{
+						field:  fmt.Sprintf("Any[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, MatchValidationError{
+						field:  fmt.Sprintf("Any[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return MatchValidationError{
+					field:  fmt.Sprintf("Any[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if all {
+		switch v := interface{}(m.GetNot()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Not",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, MatchValidationError{
+					field:  "Not",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetNot()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return MatchValidationError{
+				field:  "Not",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if m.Tls != nil {
+		// no validation rules for Tls
+	}
+
+	if len(errors) > 0 {
+		return MatchMultiError(errors)
+	}
+
+	return nil
+}
+
+// MatchMultiError is an error wrapping multiple validation errors returned by
+// Match.ValidateAll() if the designated constraints aren't met.
+type MatchMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m MatchMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m MatchMultiError) AllErrors() []error { return m }
+
+// MatchValidationError is the validation error returned by Match.Validate if
+// the designated constraints aren't met.
+type MatchValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e MatchValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e MatchValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e MatchValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e MatchValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e MatchValidationError) ErrorName() string { return "MatchValidationError" }
+
+// Error satisfies the builtin error interface
+func (e MatchValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sMatch.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = MatchValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = MatchValidationError{}
+
+// Validate checks the field values on StringMatch with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *StringMatch) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on StringMatch with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in StringMatchMultiError, or
+// nil if none found.
+func (m *StringMatch) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *StringMatch) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(m.GetExact()) > 10000 {
+		err := StringMatchValidationError{
+			field:  "Exact",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetExact() {
+		_, _ = idx, item
+
+		if utf8.RuneCountInString(item) > 4096 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Exact[%v]", idx),
+				reason: "value length must be at most 4096 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetPrefix()) > 1000 {
+		err := StringMatchValidationError{
+			field:  "Prefix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetPrefix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Prefix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetSuffix()) > 1000 {
+		err := StringMatchValidationError{
+			field:  "Suffix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetSuffix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Suffix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetContains()) > 1000 {
+		err := StringMatchValidationError{
+			field:  "Contains",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetContains() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Contains[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetRegex()) > 100 {
+		err := StringMatchValidationError{
+			field:  "Regex",
+			reason: "value must contain no more than 100 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetRegex() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Regex[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetDomain()) > 10000 {
+		err := StringMatchValidationError{
+			field:  "Domain",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetDomain() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 253 {
+			err := StringMatchValidationError{
+				field:  fmt.Sprintf("Domain[%v]", idx),
+				reason: "value length must be between 1 and 253 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	// no validation rules for IgnoreCase
+
+	if len(errors) > 0 {
+		return StringMatchMultiError(errors)
+	}
+
+	return nil
+}
+
+// StringMatchMultiError is an error wrapping multiple validation errors
+// returned by StringMatch.ValidateAll() if the designated constraints aren't met.
+type StringMatchMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m StringMatchMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m StringMatchMultiError) AllErrors() []error { return m }
+
+// StringMatchValidationError is the validation error returned by
+// StringMatch.Validate if the designated constraints aren't met.
+type StringMatchValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e StringMatchValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e StringMatchValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e StringMatchValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e StringMatchValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e StringMatchValidationError) ErrorName() string { return "StringMatchValidationError" }
+
+// Error satisfies the builtin error interface
+func (e StringMatchValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sStringMatch.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = StringMatchValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = StringMatchValidationError{}
+
+// Validate checks the field values on HeaderMatch with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *HeaderMatch) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on HeaderMatch with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in HeaderMatchMultiError, or
+// nil if none found.
+func (m *HeaderMatch) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *HeaderMatch) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if l := utf8.RuneCountInString(m.GetName()); l < 1 || l > 256 {
+		err := HeaderMatchValidationError{
+			field:  "Name",
+			reason: "value length must be between 1 and 256 runes, inclusive",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetExact()) > 10000 {
+		err := HeaderMatchValidationError{
+			field:  "Exact",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetExact() {
+		_, _ = idx, item
+
+		if utf8.RuneCountInString(item) > 4096 {
+			err := HeaderMatchValidationError{
+				field:  fmt.Sprintf("Exact[%v]", idx),
+				reason: "value length must be at most 4096 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetPrefix()) > 1000 {
+		err := HeaderMatchValidationError{
+			field:  "Prefix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetPrefix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := HeaderMatchValidationError{
+				field:  fmt.Sprintf("Prefix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetSuffix()) > 1000 {
+		err := HeaderMatchValidationError{
+			field:  "Suffix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetSuffix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := HeaderMatchValidationError{
+				field:  fmt.Sprintf("Suffix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetContains()) > 1000 {
+		err := HeaderMatchValidationError{
+			field:  "Contains",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetContains() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := HeaderMatchValidationError{
+				field:  fmt.Sprintf("Contains[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetRegex()) > 100 {
+		err := HeaderMatchValidationError{
+			field:  "Regex",
+			reason: "value must contain no more than 100 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetRegex() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := HeaderMatchValidationError{
+				field:  fmt.Sprintf("Regex[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	// no validation rules for IgnoreCase
+
+	if m.Present != nil {
+		// no validation rules for Present
+	}
+
+	if len(errors) > 0 {
+		return HeaderMatchMultiError(errors)
+	}
+
+	return nil
+}
+
+// HeaderMatchMultiError is an error wrapping multiple validation errors
+// returned by HeaderMatch.ValidateAll() if the designated constraints aren't met.
+type HeaderMatchMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m HeaderMatchMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m HeaderMatchMultiError) AllErrors() []error { return m }
+
+// HeaderMatchValidationError is the validation error returned by
+// HeaderMatch.Validate if the designated constraints aren't met.
+type HeaderMatchValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e HeaderMatchValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e HeaderMatchValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e HeaderMatchValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e HeaderMatchValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e HeaderMatchValidationError) ErrorName() string { return "HeaderMatchValidationError" }
+
+// Error satisfies the builtin error interface
+func (e HeaderMatchValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sHeaderMatch.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = HeaderMatchValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = HeaderMatchValidationError{}
+
+// Validate checks the field values on QueryMatch with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *QueryMatch) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on QueryMatch with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in QueryMatchMultiError, or
+// nil if none found.
+func (m *QueryMatch) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *QueryMatch) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if l := utf8.RuneCountInString(m.GetName()); l < 1 || l > 256 {
+		err := QueryMatchValidationError{
+			field:  "Name",
+			reason: "value length must be between 1 and 256 runes, inclusive",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetExact()) > 10000 {
+		err := QueryMatchValidationError{
+			field:  "Exact",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetExact() {
+		_, _ = idx, item
+
+		if utf8.RuneCountInString(item) > 4096 {
+			err := QueryMatchValidationError{
+				field:  fmt.Sprintf("Exact[%v]", idx),
+				reason: "value length must be at most 4096 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetPrefix()) > 1000 {
+		err := QueryMatchValidationError{
+			field:  "Prefix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetPrefix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := QueryMatchValidationError{
+				field:  fmt.Sprintf("Prefix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetSuffix()) > 1000 {
+		err := QueryMatchValidationError{
+			field:  "Suffix",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetSuffix() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := QueryMatchValidationError{
+				field:  fmt.Sprintf("Suffix[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetContains()) > 1000 {
+		err := QueryMatchValidationError{
+			field:  "Contains",
+			reason: "value must contain no more than 1000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetContains() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := QueryMatchValidationError{
+				field:  fmt.Sprintf("Contains[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetRegex()) > 100 {
+		err := QueryMatchValidationError{
+			field:  "Regex",
+			reason: "value must contain no more than 100 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetRegex() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 4096 {
+			err := QueryMatchValidationError{
+				field:  fmt.Sprintf("Regex[%v]", idx),
+				reason: "value length must be between 1 and 4096 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	// no validation rules for IgnoreCase
+
+	if m.Present != nil {
+		// no validation rules for Present
+	}
+
+	if len(errors) > 0 {
+		return QueryMatchMultiError(errors)
+	}
+
+	return nil
+}
+
+// QueryMatchMultiError is an error wrapping multiple validation errors
+// returned by QueryMatch.ValidateAll() if the designated constraints aren't met.
+type QueryMatchMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m QueryMatchMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m QueryMatchMultiError) AllErrors() []error { return m }
+
+// QueryMatchValidationError is the validation error returned by
+// QueryMatch.Validate if the designated constraints aren't met.
+type QueryMatchValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e QueryMatchValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e QueryMatchValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e QueryMatchValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e QueryMatchValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e QueryMatchValidationError) ErrorName() string { return "QueryMatchValidationError" }
+
+// Error satisfies the builtin error interface
+func (e QueryMatchValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sQueryMatch.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = QueryMatchValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = QueryMatchValidationError{}
+
+// Validate checks the field values on PortRange with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *PortRange) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on PortRange with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in PortRangeMultiError, or nil
+// if none found.
+func (m *PortRange) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *PortRange) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if val := m.GetFrom(); val < 1 || val > 65535 {
+		err := PortRangeValidationError{
+			field:  "From",
+			reason: "value must be inside range [1, 65535]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.GetTo() > 65535 {
+		err := PortRangeValidationError{
+			field:  "To",
+			reason: "value must be less than or equal to 65535",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return PortRangeMultiError(errors)
+	}
+
+	return nil
+}
+
+// PortRangeMultiError is an error wrapping multiple validation errors returned
+// by PortRange.ValidateAll() if the designated constraints aren't met.
+type PortRangeMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m PortRangeMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m PortRangeMultiError) AllErrors() []error { return m }
+
+// PortRangeValidationError is the validation error returned by
+// PortRange.Validate if the designated constraints aren't met.
+type PortRangeValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e PortRangeValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e PortRangeValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e PortRangeValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e PortRangeValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e PortRangeValidationError) ErrorName() string { return "PortRangeValidationError" }
+
+// Error satisfies the builtin error interface
+func (e PortRangeValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sPortRange.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = PortRangeValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = PortRangeValidationError{}
+
+// Validate checks the field values on Deny with the rules defined in the proto
+// definition for this message. If any rules are violated, the first error
+// encountered is returned, or nil if there are no violations.
+func (m *Deny) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Deny with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in DenyMultiError, or nil if none found.
+func (m *Deny) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Deny) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetStatus() != 0 {
+
+		if val := m.GetStatus(); val < 400 || val > 599 {
+			err := DenyValidationError{
+				field:  "Status",
+				reason: "value must be inside range [400, 599]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetBody()) > 65536 {
+		err := DenyValidationError{
+			field:  "Body",
+			reason: "value length must be at most 65536 bytes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetContentType()) > 256 {
+		err := DenyValidationError{
+			field:  "ContentType",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return DenyMultiError(errors)
+	}
+
+	return nil
+}
+
+// DenyMultiError is an error wrapping multiple validation errors returned by
+// Deny.ValidateAll() if the designated constraints aren't met.
+type DenyMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m DenyMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m DenyMultiError) AllErrors() []error { return m }
+
+// DenyValidationError is the validation error returned by Deny.Validate if the
+// designated constraints aren't met.
+type DenyValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e DenyValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e DenyValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e DenyValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e DenyValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e DenyValidationError) ErrorName() string { return "DenyValidationError" }
+
+// Error satisfies the builtin error interface
+func (e DenyValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sDeny.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = DenyValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = DenyValidationError{}
+
+// Validate checks the field values on Allow with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Allow) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Allow with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in AllowMultiError, or nil if none found.
+func (m *Allow) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Allow) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(errors) > 0 {
+		return AllowMultiError(errors)
+	}
+
+	return nil
+}
+
+// AllowMultiError is an error wrapping multiple validation errors returned by
+// Allow.ValidateAll() if the designated constraints aren't met.
+type AllowMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m AllowMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m AllowMultiError) AllErrors() []error { return m }
+
+// AllowValidationError is the validation error returned by Allow.Validate if
+// the designated constraints aren't met.
+type AllowValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e AllowValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e AllowValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e AllowValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e AllowValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e AllowValidationError) ErrorName() string { return "AllowValidationError" }
+
+// Error satisfies the builtin error interface
+func (e AllowValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sAllow.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = AllowValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = AllowValidationError{}
+
+// Validate checks the field values on Redirect with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Redirect) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Redirect with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RedirectMultiError, or nil
+// if none found.
+func (m *Redirect) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Redirect) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetScheme() != "" {
+
+		if _, ok := _Redirect_Scheme_InLookup[m.GetScheme()]; !ok {
+			err := RedirectValidationError{
+				field:  "Scheme",
+				reason: "value must be in list [http https]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if utf8.RuneCountInString(m.GetHost()) > 253 {
+		err := RedirectValidationError{
+			field:  "Host",
+			reason: "value length must be at most 253 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.GetPort() > 65535 {
+		err := RedirectValidationError{
+			field:  "Port",
+			reason: "value must be less than or equal to 65535",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetPath()) > 2048 {
+		err := RedirectValidationError{
+			field:  "Path",
+			reason: "value length must be at most 2048 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetPrefix()) > 2048 {
+		err := RedirectValidationError{
+			field:  "Prefix",
+			reason: "value length must be at most 2048 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for StripQuery
+
+	if _, ok := _Redirect_Code_InLookup[m.GetCode()]; !ok {
+		err := RedirectValidationError{
+			field:  "Code",
+			reason: "value must be in list [0 301 302 303 307 308]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RedirectMultiError(errors)
+	}
+
+	return nil
+}
+
+// RedirectMultiError is an error wrapping multiple validation errors returned
+// by Redirect.ValidateAll() if the designated constraints aren't met.
+type RedirectMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RedirectMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RedirectMultiError) AllErrors() []error { return m }
+
+// RedirectValidationError is the validation error returned by
+// Redirect.Validate if the designated constraints aren't met.
+type RedirectValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RedirectValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RedirectValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RedirectValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RedirectValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RedirectValidationError) ErrorName() string { return "RedirectValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RedirectValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRedirect.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RedirectValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RedirectValidationError{}
+
+var _Redirect_Scheme_InLookup = map[string]struct{}{
+	"http":  {},
+	"https": {},
+}
+
+var _Redirect_Code_InLookup = map[uint32]struct{}{
+	0:   {},
+	301: {},
+	302: {},
+	303: {},
+	307: {},
+	308: {},
+}
+
+// Validate checks the field values on Respond with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Respond) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Respond with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in RespondMultiError, or nil if none found.
+func (m *Respond) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Respond) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetStatus() != 0 {
+
+		if val := m.GetStatus(); val < 200 || val > 599 {
+			err := RespondValidationError{
+				field:  "Status",
+				reason: "value must be inside range [200, 599]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(m.GetBody()) > 65536 {
+		err := RespondValidationError{
+			field:  "Body",
+			reason: "value length must be at most 65536 bytes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetContentType()) > 256 {
+		err := RespondValidationError{
+			field:  "ContentType",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetHeaders()) > 64 {
+		err := RespondValidationError{
+			field:  "Headers",
+			reason: "value must contain no more than 64 pair(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	{
+		sorted_keys := make([]string, len(m.GetHeaders()))
+		i := 0
+		for key := range m.GetHeaders() {
+			sorted_keys[i] = key
+			i++
+		}
+		sort.Slice(sorted_keys, func(i, j int) bool { return sorted_keys[i] < sorted_keys[j] })
+		for _, key := range sorted_keys {
+			val := m.GetHeaders()[key]
+			_ = val
+
+			if l := utf8.RuneCountInString(key); l < 1 || l > 256 {
+				err := RespondValidationError{
+					field:  fmt.Sprintf("Headers[%v]", key),
+					reason: "value length must be between 1 and 256 runes, inclusive",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+			if utf8.RuneCountInString(val) > 4096 {
+				err := RespondValidationError{
+					field:  fmt.Sprintf("Headers[%v]", key),
+					reason: "value length must be at most 4096 runes",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if len(errors) > 0 {
+		return RespondMultiError(errors)
+	}
+
+	return nil
+}
+
+// RespondMultiError is an error wrapping multiple validation errors returned
+// by Respond.ValidateAll() if the designated constraints aren't met.
+type RespondMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RespondMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RespondMultiError) AllErrors() []error { return m }
+
+// RespondValidationError is the validation error returned by Respond.Validate
+// if the designated constraints aren't met.
+type RespondValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RespondValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RespondValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RespondValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RespondValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RespondValidationError) ErrorName() string { return "RespondValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RespondValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRespond.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RespondValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RespondValidationError{}
+
+// Validate checks the field values on HeaderEdits with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *HeaderEdits) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on HeaderEdits with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in HeaderEditsMultiError, or
+// nil if none found.
+func (m *HeaderEdits) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *HeaderEdits) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(m.GetSet()) > 64 {
+		err := HeaderEditsValidationError{
+			field:  "Set",
+			reason: "value must contain no more than 64 pair(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	{
+		sorted_keys := make([]string, len(m.GetSet()))
+		i := 0
+		for key := range m.GetSet() {
+			sorted_keys[i] = key
+			i++
+		}
+		sort.Slice(sorted_keys, func(i, j int) bool { return sorted_keys[i] < sorted_keys[j] })
+		for _, key := range sorted_keys {
+			val := m.GetSet()[key]
+			_ = val
+
+			if l := utf8.RuneCountInString(key); l < 1 || l > 256 {
+				err := HeaderEditsValidationError{
+					field:  fmt.Sprintf("Set[%v]", key),
+					reason: "value length must be between 1 and 256 runes, inclusive",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+			if utf8.RuneCountInString(val) > 4096 {
+				err := HeaderEditsValidationError{
+					field:  fmt.Sprintf("Set[%v]", key),
+					reason: "value length must be at most 4096 runes",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if len(m.GetAdd()) > 64 {
+		err := HeaderEditsValidationError{
+			field:  "Add",
+			reason: "value must contain no more than 64 pair(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	{
+		sorted_keys := make([]string, len(m.GetAdd()))
+		i := 0
+		for key := range m.GetAdd() {
+			sorted_keys[i] = key
+			i++
+		}
+		sort.Slice(sorted_keys, func(i, j int) bool { return sorted_keys[i] < sorted_keys[j] })
+		for _, key := range sorted_keys {
+			val := m.GetAdd()[key]
+			_ = val
+
+			if l := utf8.RuneCountInString(key); l < 1 || l > 256 {
+				err := HeaderEditsValidationError{
+					field:  fmt.Sprintf("Add[%v]", key),
+					reason: "value length must be between 1 and 256 runes, inclusive",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+			if utf8.RuneCountInString(val) > 4096 {
+				err := HeaderEditsValidationError{
+					field:  fmt.Sprintf("Add[%v]", key),
+					reason: "value length must be at most 4096 runes",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if len(m.GetRemove()) > 64 {
+		err := HeaderEditsValidationError{
+			field:  "Remove",
+			reason: "value must contain no more than 64 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetRemove() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 256 {
+			err := HeaderEditsValidationError{
+				field:  fmt.Sprintf("Remove[%v]", idx),
+				reason: "value length must be between 1 and 256 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return HeaderEditsMultiError(errors)
+	}
+
+	return nil
+}
+
+// HeaderEditsMultiError is an error wrapping multiple validation errors
+// returned by HeaderEdits.ValidateAll() if the designated constraints aren't met.
+type HeaderEditsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m HeaderEditsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m HeaderEditsMultiError) AllErrors() []error { return m }
+
+// HeaderEditsValidationError is the validation error returned by
+// HeaderEdits.Validate if the designated constraints aren't met.
+type HeaderEditsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e HeaderEditsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e HeaderEditsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e HeaderEditsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e HeaderEditsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e HeaderEditsValidationError) ErrorName() string { return "HeaderEditsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e HeaderEditsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sHeaderEdits.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = HeaderEditsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = HeaderEditsValidationError{}
 
 // Validate checks the field values on TlsOptions with the rules defined in the
 // proto definition for this message. If any rules are violated, the first

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/rules"
+	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// routing is what a listener sends where: its compiled rules and the
+// clusters they route to, with the default cluster for the rest. It is
+// compiled with the snapshot and never changes.
+type routing struct {
+	def    *cluster
+	rules  *rules.Set // nil without rules
+	routes []*cluster // by rules.Verdict.Route
+}
+
+// compileRouting compiles the rules of listener ls against the clusters of
+// the same snapshot.
+func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster) (*routing, error) {
+	rt := &routing{def: clusters[ls.GetDefaultCluster()]}
+	if rt.def == nil {
+		return nil, fmt.Errorf("unknown default cluster %q", ls.GetDefaultCluster())
+	}
+	set, err := rules.Compile(ls.GetRules(), ls.GetProtocol() == sluicev1.Protocol_PROTOCOL_HTTP)
+	if err != nil {
+		return nil, err
+	}
+	rt.rules = set
+	for _, name := range set.Routes() {
+		c := clusters[name]
+		if c == nil {
+			return nil, fmt.Errorf("rules route to unknown cluster %q", name)
+		}
+		rt.routes = append(rt.routes, c)
+	}
+	return rt, nil
+}
+
+// retries is how many other endpoints work through the listener tries
+// after a failed connect: the most of the clusters it can reach ask for.
+// The proxies hold one count per listener, and the clusters a rule routes
+// to should not get fewer tries than they asked for.
+func (rt *routing) retries() int {
+	n := rt.def.retries()
+	for _, c := range rt.routes {
+		n = max(n, c.retries())
+	}
+	return n
+}
+
+// httpDirector returns the Director of an HTTP listener: the default
+// cluster's own when there are no rules, which costs rules nothing.
+func (rt *routing) httpDirector() httpproxy.Director {
+	if rt.rules == nil {
+		return httpDirector{rt.def}
+	}
+	return httpRuleDirector{rt}
+}
+
+// tcpDirector is httpDirector for TCP listeners.
+func (rt *routing) tcpDirector() tcpproxy.Director {
+	if rt.rules == nil {
+		return tcpDirector{rt.def}
+	}
+	return tcpRuleDirector{rt}
+}
+
+// httpRuleDirector runs a listener's rules for every request: the rule
+// that decides sends the request to its cluster, or has the proxy answer
+// it (deny, redirect, respond).
+type httpRuleDirector struct{ rt *routing }
+
+func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
+	in := rules.Input{Source: netip.AddrPortFrom(req.ClientAddr(), req.ClientPort()), Request: req, TLS: req.TLS(), SNI: req.ServerName()}
+	v := d.rt.rules.Eval(&in)
+	c := d.rt.def
+	switch v.Action {
+	case rules.Route:
+		c = d.rt.routes[v.Route]
+	case rules.Deny, rules.Redirect, rules.Respond:
+		req.Respond(v.Answer)
+		return nil, 0, nil
+	}
+	return httpDirector{c}.Pick(req)
+}
+
+// errDenied is a TCP connection a rule denied: the proxy closes it.
+var errDenied = errors.New("node: connection denied by a rule")
+
+// tcpRuleDirector runs a TCP listener's rules for every connection.
+type tcpRuleDirector struct{ rt *routing }
+
+func (d tcpRuleDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
+	var in rules.Input
+	if tcp, ok := client.(*net.TCPAddr); ok {
+		in.Source = tcp.AddrPort()
+	}
+	v := d.rt.rules.Eval(&in)
+	c := d.rt.def
+	switch v.Action {
+	case rules.Route:
+		c = d.rt.routes[v.Route]
+	case rules.Deny:
+		return nil, 0, errDenied
+	}
+	return tcpDirector{c}.Pick(client, a)
+}

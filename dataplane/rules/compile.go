@@ -1,0 +1,194 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Defaults of the actions, as the snapshot documents them.
+const (
+	DefaultDenyStatus    = 403
+	DefaultDenyBody      = "request denied\n"
+	DefaultRespondStatus = 200
+)
+
+// Compile builds the Set of a listener's rules; http says whether the
+// listener speaks HTTP. It refuses what snapshot.Validate refuses of the
+// rules themselves (cluster names are not checked here: Routes lists them
+// for the caller to resolve), so a validated snapshot always compiles; its
+// errors name the rule and field ("rules[2].match.path.regex[0]: ...").
+func Compile(specs []*sluicev1.Rule, http bool) (*Set, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	c := &compiler{http: http, routes: map[string]int{}}
+	s := &Set{rules: make([]rule, 0, len(specs))}
+	for i, spec := range specs {
+		r := c.rule(spec, fmt.Sprintf("rules[%d]", i))
+		s.rules = append(s.rules, r)
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	s.routes = c.names
+	return s, nil
+}
+
+// compiler collects the faults of one Compile.
+type compiler struct {
+	http   bool
+	routes map[string]int
+	names  []string
+	errs   []error
+}
+
+func (c *compiler) fail(path, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (c *compiler) rule(spec *sluicev1.Rule, p string) rule {
+	r := rule{name: spec.GetName()}
+	if spec.Match != nil {
+		r.match = c.match(spec.Match, p+".match", 1)
+	}
+	switch a := spec.GetAction().(type) {
+	case nil:
+		if spec.RequestHeaders == nil && spec.ResponseHeaders == nil {
+			c.fail(p, "has no action and no header edits")
+		}
+	case *sluicev1.Rule_Route:
+		r.action = Route
+		if a.Route == "" {
+			c.fail(p+".route", "empty cluster name")
+		}
+		idx, ok := c.routes[a.Route]
+		if !ok {
+			idx = len(c.names)
+			c.routes[a.Route] = idx
+			c.names = append(c.names, a.Route)
+		}
+		r.route = idx
+	case *sluicev1.Rule_Allow:
+		r.action = Allow
+	case *sluicev1.Rule_Deny:
+		r.action = Deny
+		r.answer = c.deny(a.Deny, p+".deny")
+	case *sluicev1.Rule_Redirect:
+		r.action = Redirect
+		r.answer = c.redirect(a.Redirect, p+".redirect")
+	case *sluicev1.Rule_Respond:
+		r.action = Respond
+		r.answer = c.respond(a.Respond, p+".respond")
+	}
+	if spec.RequestHeaders != nil || spec.ResponseHeaders != nil {
+		switch {
+		case !c.http:
+			c.fail(p, "header edits on a TCP listener")
+		case r.action == Deny || r.action == Redirect || r.action == Respond:
+			c.fail(p, "header edits with %s, which forwards nothing", r.action)
+		default:
+			r.reqEdits = c.edits(spec.RequestHeaders, p+".request_headers")
+			r.respEdits = c.edits(spec.ResponseHeaders, p+".response_headers")
+		}
+	}
+	return r
+}
+
+func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {
+	if !c.http {
+		if d.GetStatus() != 0 || d.GetBody() != "" || d.GetContentType() != "" {
+			c.fail(p, "a TCP listener closes a denied connection: no status, body or content type")
+		}
+		return nil
+	}
+	status, body := int(d.GetStatus()), d.GetBody()
+	if status == 0 {
+		status = DefaultDenyStatus
+	}
+	if status < 400 || status > 599 {
+		c.fail(p+".status", "%d is not 400 to 599", status)
+		return nil
+	}
+	if body == "" {
+		body = DefaultDenyBody
+	}
+	// The answer depends on who asked: a shared cache must not serve it
+	// to others.
+	a, err := httpproxy.NewResponse(httpproxy.Response{
+		Status:      status,
+		ContentType: d.GetContentType(),
+		Body:        []byte(body),
+		Fields:      []httpproxy.Field{{Name: "Cache-Control", Value: "no-cache"}},
+	})
+	if err != nil {
+		c.fail(p, "%v", err)
+	}
+	return a
+}
+
+func (c *compiler) respond(r *sluicev1.Respond, p string) *httpproxy.Answer {
+	if !c.http {
+		c.fail(p, "only on HTTP listeners")
+		return nil
+	}
+	status := int(r.GetStatus())
+	if status == 0 {
+		status = DefaultRespondStatus
+	}
+	a, err := httpproxy.NewResponse(httpproxy.Response{
+		Status:      status,
+		ContentType: r.GetContentType(),
+		Body:        []byte(r.GetBody()),
+		Fields:      sortedFields(r.GetHeaders()),
+	})
+	if err != nil {
+		c.fail(p, "%v", err)
+	}
+	return a
+}
+
+func (c *compiler) redirect(r *sluicev1.Redirect, p string) *httpproxy.Answer {
+	if !c.http {
+		c.fail(p, "only on HTTP listeners")
+		return nil
+	}
+	a, err := httpproxy.NewRedirect(httpproxy.Redirect{
+		Code:       int(r.GetCode()),
+		Scheme:     r.GetScheme(),
+		Host:       r.GetHost(),
+		Port:       int(r.GetPort()),
+		Path:       r.GetPath(),
+		Prefix:     r.GetPrefix(),
+		StripQuery: r.GetStripQuery(),
+	})
+	if err != nil {
+		c.fail(p, "%v", err)
+	}
+	return a
+}
+
+func (c *compiler) edits(e *sluicev1.HeaderEdits, p string) *httpproxy.HeaderEdits {
+	if e == nil {
+		return nil
+	}
+	he, err := httpproxy.NewHeaderEdits(e.GetRemove(), sortedFields(e.GetSet()), sortedFields(e.GetAdd()))
+	if err != nil {
+		c.fail(p, "%v", err)
+	}
+	return he
+}
+
+// sortedFields turns a map of fields into fields ordered by name, the order
+// the snapshot documents (proto maps have none).
+func sortedFields(m map[string]string) []httpproxy.Field {
+	out := make([]httpproxy.Field, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, httpproxy.Field{Name: name, Value: m[name]})
+	}
+	return out
+}

@@ -1,0 +1,152 @@
+// Package rules runs a listener's rules: the ordered list of the snapshot's
+// Listener.rules, compiled once per snapshot into a Set that decides, for
+// every request (HTTP) or connection (TCP), what the listener does with it.
+//
+// Evaluation follows HAProxy's "http-request" rules and Envoy's route
+// matching: rules are looked at in order, and the first one whose match
+// holds and that has an action decides (route to a cluster, allow, deny,
+// redirect, respond). A rule without an action only edits headers and the
+// evaluation goes on; when no rule decides, the listener's default cluster
+// takes the work.
+//
+// Compile does everything that can be done ahead: regular expressions are
+// compiled, source prefixes merged into sorted ranges, patterns folded to
+// lower case when they ignore case, the conditions of a match ordered
+// cheapest first, and the answers and header edits built as the proxy sends
+// them. Eval then allocates nothing: it reads the request through the
+// spans of httpproxy.Request and hands the proxy prebuilt edits and answers.
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+)
+
+// Action is what the deciding rule does.
+type Action uint8
+
+const (
+	// Continue: no rule decided; the listener's default cluster gets the
+	// work.
+	Continue Action = iota
+	// Route: the work goes to the cluster Verdict.Route names.
+	Route
+	// Allow: the default cluster gets the work; later rules were skipped.
+	Allow
+	// Deny: the request is answered with Verdict.Answer; a TCP connection
+	// is closed.
+	Deny
+	// Redirect: the request is answered with Verdict.Answer, a redirect.
+	Redirect
+	// Respond: the request is answered with Verdict.Answer.
+	Respond
+)
+
+var actionNames = [...]string{"continue", "route", "allow", "deny", "redirect", "respond"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return fmt.Sprintf("Action(%d)", a)
+}
+
+// Input is what rules look at. A caller fills the exported fields on its
+// stack and passes a pointer to Eval; the unexported ones cache what Eval
+// derives from the request, so that 200 rules on the host parse it once.
+type Input struct {
+	// Source is the client's address and port (IPv4-mapped addresses are
+	// matched as IPv4).
+	Source netip.AddrPort
+	// TLS is whether the client connection is TLS, SNI the server name it
+	// sent in its handshake (empty without).
+	TLS bool
+	SNI []byte
+	// Request is the HTTP request; nil on a TCP listener. Eval calls its
+	// EditRequest and EditResponse for the edits of the rules that hold.
+	Request *httpproxy.Request
+
+	host     []byte // the host without port, brackets or final dot
+	hostDone bool
+	low      [2]lowered // values folded to lower case (strMatch.match)
+	lowNext  uint8
+}
+
+// Verdict is the outcome of Eval.
+type Verdict struct {
+	Action Action
+	// Route indexes Set.Routes for Action Route.
+	Route int
+	// Answer is what the proxy answers with for Deny, Redirect and Respond
+	// on an HTTP listener; nil on a TCP listener.
+	Answer *httpproxy.Answer
+	// Rule is the index of the deciding rule, -1 for Continue.
+	Rule int
+}
+
+// Set is a compiled list of rules. It is immutable and safe for concurrent
+// use; a nil *Set has no rules.
+type Set struct {
+	rules  []rule
+	routes []string
+}
+
+// rule is one compiled rule.
+type rule struct {
+	name      string
+	match     *cond // nil: always holds
+	action    Action
+	route     int
+	answer    *httpproxy.Answer
+	reqEdits  *httpproxy.HeaderEdits
+	respEdits *httpproxy.HeaderEdits
+}
+
+// Routes lists the clusters the rules route to, each once, in the order of
+// their first use; Verdict.Route indexes it.
+func (s *Set) Routes() []string {
+	if s == nil {
+		return nil
+	}
+	return s.routes
+}
+
+// Len is the number of rules.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.rules)
+}
+
+// Name is the name of rule i ("" when it has none).
+func (s *Set) Name(i int) string { return s.rules[i].name }
+
+// Eval runs the rules for in and returns the verdict of the first that
+// decides. The header edits of every rule that holds, up to and including
+// the deciding one, are handed to in.Request in rule order. Eval does not
+// allocate, and does not keep in.
+func (s *Set) Eval(in *Input) Verdict {
+	if s != nil {
+		for i := range s.rules {
+			r := &s.rules[i]
+			if r.match != nil && !r.match.eval(in) {
+				continue
+			}
+			if in.Request != nil {
+				if r.reqEdits != nil {
+					in.Request.EditRequest(r.reqEdits)
+				}
+				if r.respEdits != nil {
+					in.Request.EditResponse(r.respEdits)
+				}
+			}
+			if r.action != Continue {
+				return Verdict{Action: r.action, Route: r.route, Answer: r.answer, Rule: i}
+			}
+		}
+	}
+	return Verdict{Rule: -1}
+}
