@@ -10,12 +10,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
+	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -49,31 +49,7 @@ func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	minB, maxB := c.MinBackoff, c.MaxBackoff
-	if minB <= 0 {
-		minB = 200 * time.Millisecond
-	}
-	if maxB <= 0 {
-		maxB = 15 * time.Second
-	}
-	ceiling := minB
-	for ctx.Err() == nil {
-		registered, err := c.stream(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if registered {
-			ceiling = minB
-		}
-		wait := minB/2 + rand.N(ceiling)
-		c.Logger.Warn("command stream ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		ceiling = min(2*ceiling, maxB)
-	}
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "command", c.stream)
 }
 
 // stream runs one stream. It reports whether the control plane registered

@@ -7,9 +7,9 @@ package discovery
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
 )
@@ -41,31 +41,7 @@ func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	minB, maxB := c.MinBackoff, c.MaxBackoff
-	if minB <= 0 {
-		minB = 200 * time.Millisecond
-	}
-	if maxB <= 0 {
-		maxB = 15 * time.Second
-	}
-	ceiling := minB
-	for ctx.Err() == nil {
-		received, err := c.stream(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if received {
-			ceiling = minB
-		}
-		wait := minB/2 + rand.N(ceiling)
-		c.Logger.Warn("control plane stream ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		ceiling = min(2*ceiling, maxB)
-	}
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "control plane", c.stream)
 }
 
 // stream runs one subscription. It reports whether the control plane

@@ -1,0 +1,54 @@
+// Package reconnect keeps a node's streams to the control plane open:
+// whenever one ends, it is opened again after a wait with exponential
+// backoff and full jitter, so a fleet that lost its control plane does not
+// reconnect in one wave.
+package reconnect
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Default bounds of the wait between two streams.
+const (
+	DefaultMin = 200 * time.Millisecond
+	DefaultMax = 15 * time.Second
+)
+
+// Loop runs stream again and again until ctx ends. After a stream ends,
+// Loop waits a random time between min/2 and a ceiling that starts at min
+// and doubles after each wait, up to max; a stream that reports progress
+// (the control plane answered) resets the ceiling. min and max of 0 or
+// less take the defaults. what names the stream in the log line each end
+// gets, e.g. "control plane" or "command".
+func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, stream func(context.Context) (progressed bool, err error)) {
+	if min <= 0 {
+		min = DefaultMin
+	}
+	if max <= 0 {
+		max = DefaultMax
+	}
+	ceiling := min
+	for ctx.Err() == nil {
+		progressed, err := stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			ceiling = min
+		}
+		wait := min/2 + rand.N(ceiling)
+		log.Warn(what+" stream ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		ceiling = ceiling * 2
+		if ceiling > max {
+			ceiling = max
+		}
+	}
+}
