@@ -69,9 +69,9 @@ const v2HeadLen = 16
 // is malformed.
 func Parse(b []byte) (Header, int, error) {
 	switch {
-	case hasPrefix(b, v1Magic):
+	case bytes.HasPrefix(b, v1Magic):
 		return parseV1(b)
-	case hasPrefix(b, v2Sig):
+	case bytes.HasPrefix(b, v2Sig):
 		return parseV2(b)
 	}
 	if len(b) < len(v2Sig) && (bytes.HasPrefix(v1Magic, b) || bytes.HasPrefix(v2Sig, b)) {
@@ -79,8 +79,6 @@ func Parse(b []byte) (Header, int, error) {
 	}
 	return Header{}, 0, ErrNotProxy
 }
-
-func hasPrefix(b, magic []byte) bool { return bytes.HasPrefix(b, magic) }
 
 // parseV1 parses "PROXY TCP4 1.2.3.4 5.6.7.8 1234 80\r\n" and
 // "PROXY UNKNOWN ...\r\n".
