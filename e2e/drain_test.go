@@ -11,11 +11,14 @@ import (
 	"time"
 )
 
-// echoBackend echoes lines and counts the connections open to it.
+// echoBackend echoes lines, counts the connections open to it and
+// remembers when the last one closed, so a measurement does not depend on
+// how often the test polls.
 type echoBackend struct {
-	addr string
-	ln   net.Listener
-	open atomic.Int32
+	addr      string
+	ln        net.Listener
+	open      atomic.Int32
+	lastClose atomic.Int64 // UnixNano
 }
 
 func startEchoBackend(t *testing.T) *echoBackend {
@@ -36,18 +39,19 @@ func startEchoBackend(t *testing.T) *echoBackend {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer b.open.Add(-1)
-				defer c.Close()
 				r := bufio.NewReader(c)
 				for {
 					line, err := r.ReadBytes('\n')
 					if err != nil {
-						return
+						break
 					}
 					if _, err := c.Write(line); err != nil {
-						return
+						break
 					}
 				}
+				c.Close()
+				b.lastClose.Store(time.Now().UnixNano())
+				b.open.Add(-1)
 			}()
 		}
 	}()

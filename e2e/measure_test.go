@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,52 +33,6 @@ func measureRuns() int {
 		return n
 	}
 	return 20
-}
-
-// closeClock is an echo backend that remembers when its last connection
-// closed, so a measurement does not depend on how often the test polls.
-type closeClock struct {
-	addr      string
-	open      atomic.Int32
-	lastClose atomic.Int64 // UnixNano
-}
-
-func startCloseClock(t *testing.T) *closeClock {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &closeClock{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.open.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadBytes('\n')
-					if err != nil {
-						break
-					}
-					if _, err := c.Write(line); err != nil {
-						break
-					}
-				}
-				c.Close()
-				b.lastClose.Store(time.Now().UnixNano())
-				b.open.Add(-1)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return b
 }
 
 // TestMeasureRemovalUnderLoad measures DESIGN problem 2's promise: the
@@ -110,7 +63,7 @@ listeners:
 	for _, drain := range []time.Duration{0, 300 * time.Millisecond} {
 		var took []time.Duration
 		for range runs {
-			a, b := startCloseClock(t), startCloseClock(t)
+			a, b := startEchoBackend(t), startEchoBackend(t)
 			waitVersion(t, dp, c.apply(t, snap(drain, "a", a.addr)))
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
