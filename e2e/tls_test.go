@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,6 +88,8 @@ listeners:
     rules:
       - match: { sni: { exact: b.example } }
         respond: { status: 200, body: "served for b.example" }
+      - match: { path: { prefix: /old } }
+        redirect: { path: /new }
     tls:
       min_version: TLS_1_2
       certificates:
@@ -149,6 +152,23 @@ listeners:
 	}
 	if got := served("b.example"); got != "b.example" {
 		t.Errorf("after a bad handshake: %q", got)
+	}
+
+	// A redirect that keeps the scheme keeps https (and the port).
+	client := &http.Client{
+		Timeout:       testTimeout,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.example"}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, _ := http.NewRequest("GET", "https://"+listen+"/old?x=1", nil)
+	req.Host = "a.example:" + port
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != "https://a.example:"+port+"/new?x=1" {
+		t.Errorf("redirect on the HTTPS listener: %d %q, want 302 to https://a.example:%s/new?x=1", resp.StatusCode, loc, port)
 	}
 
 	// Rules see the handshake's server name.

@@ -233,9 +233,14 @@ func (rd *redirect) appendResponse(b []byte, r *Request, minor uint8, keep bool)
 	return append(b, "\r\n"...)
 }
 
-// requestScheme is the scheme of the URL a request was sent to. Listeners
-// do not terminate TLS yet: every request came in plain.
-func requestScheme(*Request) string { return "http" }
+// requestScheme is the scheme of the URL a request was sent to: https on a
+// listener that terminates TLS.
+func requestScheme(r *Request) string {
+	if r.tls {
+		return "https"
+	}
+	return "http"
+}
 
 // appendLocation writes the URL r asked for with the redirect's parts in
 // place. Without a host (an HTTP/1.0 request without Host, and no host in
