@@ -61,7 +61,8 @@ bench: build ## side-by-side req/s with HAProxy, nginx and Caddy (../shared/benc
 	./scripts/bench.sh
 
 measure: ## lifecycle figures, p50/p99 over 20 runs: apply→last socket closed at 500 sessions; TCP recovery→balanced
-	SLUICE_MEASURE=1 $(GO) test -count=1 -timeout 20m -run Measure -v ./e2e/ | grep -E 'measure_test|^(---|ok|FAIL)'
+	@out=$$(mktemp); SLUICE_MEASURE=1 $(GO) test -count=1 -timeout 20m -run Measure -v ./e2e/ >$$out 2>&1; st=$$?; \
+	  if [ $$st -eq 0 ]; then grep -E 'p50|^(---|ok)' $$out; else cat $$out; fi; rm -f $$out; exit $$st
 
 clean:
 	rm -rf bin .run

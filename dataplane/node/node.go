@@ -311,10 +311,9 @@ const rebuildEvery = 100 * time.Millisecond
 // health checker goroutine, and must not take n.mu: Apply holds it while it
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
-	n.statusChanges.Add(1)
 	name, _, _ := strings.Cut(key, "/")
 	if n.checker.State(key) == health.Down {
-		n.shutdownSessions(name, key)
+		n.closeOnDown(name, key)
 	}
 	n.markDirty(name)
 }
@@ -338,11 +337,11 @@ func (n *Node) markDirty(name string) {
 	}
 }
 
-// shutdownSessions closes every connection to the endpoint key of cluster
+// closeOnDown closes every connection to the endpoint key of cluster
 // name, which checks just marked down, once the cluster's drain_timeout
 // has passed, if the cluster asks for it (on_down: SHUTDOWN_SESSIONS) and
 // the endpoint is still down by then.
-func (n *Node) shutdownSessions(name, key string) {
+func (n *Node) closeOnDown(name, key string) {
 	cur := n.current.Load()
 	if cur == nil {
 		return

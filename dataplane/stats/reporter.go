@@ -240,8 +240,7 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 // endpoints: the StatusChanges value and the time of the last view sent.
 type endpointsSent struct {
 	changes uint64
-	at      time.Time
-	ever    bool
+	at      time.Time // zero before the first: then a view is due
 }
 
 // due reports whether a view of the endpoints should go out now.
@@ -249,7 +248,7 @@ func (e *endpointsSent) due(r *Reporter) bool {
 	if r.eps == nil {
 		return false
 	}
-	return !e.ever || r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
+	return r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
 }
 
 // attach adds the endpoints' view to rep if it is due (or always, with
@@ -268,7 +267,7 @@ func (e *endpointsSent) attach(r *Reporter, rep *sluicev1.StatsReport, force boo
 // sent records that a report with a view attached went out; changes is
 // what attach returned.
 func (e *endpointsSent) sent(changes uint64) {
-	e.changes, e.at, e.ever = changes, time.Now(), true
+	e.changes, e.at = changes, time.Now()
 }
 
 // confirm half-closes a stream whose last report said draining, and waits
