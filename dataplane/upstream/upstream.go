@@ -176,6 +176,7 @@ func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (*net
 func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout}
 	addr := e.Addr
+	caller := ctx // whether the caller gave up is told by its own ctx
 	if t := e.resolved.Load(); t != nil {
 		addr = t.dial
 	} else if r := e.res.Load(); r != nil {
@@ -187,14 +188,14 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 		}
 		t, err := e.resolveNow(ctx, r)
 		if err != nil {
-			e.connectFailed(ctx)
+			e.connectFailed(caller)
 			return nil, err
 		}
 		addr = t.dial
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		e.connectFailed(ctx)
+		e.connectFailed(caller)
 		return nil, err
 	}
 	e.connected(true)
