@@ -159,14 +159,15 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 	info.BytesIn, info.BytesOut = uint64(upN), uint64(downN)
 	ep.Transferred(uint64(downN), uint64(upN))
 
+	failed := upErr != nil || downErr != nil
 	switch {
 	case ss.rebalanced.Load():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
-	case ep.WasShutDown(backend):
+	case failed && ep.WasShutDown(backend): // a shut-down socket fails its copy
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
-	case upErr != nil || downErr != nil:
+	case failed:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 	case first.Load() == byServer:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
