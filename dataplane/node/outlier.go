@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -154,7 +155,12 @@ func (j *ejector) report(ep *upstream.Endpoint, cause upstream.Cause) {
 	if j.out > 0 && (j.out+1)*100 > int(cfg.maxPercent)*len(j.eps) {
 		out, n := j.out, len(j.eps)
 		j.mu.Unlock()
-		// Off the request path, which never waits on logging.
+		// Off the request path, which never waits on logging; and no
+		// goroutine at all when debug logs are off, as in an outage
+		// this happens at every threshold crossed.
+		if !j.log.Enabled(context.Background(), slog.LevelDebug) {
+			return
+		}
 		go j.log.Debug("endpoint not ejected: max_ejection_percent reached", "cluster", j.cluster, "endpoint", ep.Name,
 			"cause", cause.String(), "ejected", out, "endpoints", n, "max_ejection_percent", cfg.maxPercent)
 		return
@@ -252,7 +258,8 @@ func (j *ejector) ejected() map[*upstream.Endpoint]bool {
 
 // status adds ep's ejections to st: its count, and while it is ejected its
 // health, since and why, unless checks say it is down, which is what
-// operators must see first. j may be nil.
+// operators must see first. Once back, it is up since its return. j may
+// be nil.
 func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 	if j == nil {
 		return
@@ -264,8 +271,11 @@ func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 		return
 	}
 	st.Ejections = e.total
-	if e.ejected && st.Health != "DOWN" {
+	switch {
+	case e.ejected && st.Health != "DOWN":
 		st.Health, st.Since = "EJECTED", e.since
 		st.Detail = fmt.Sprintf("%s, ejected for %v (ejection %d)", e.cause, e.length, e.inARow)
+	case !e.ejected && st.Health == "UP" && e.end.After(st.Since):
+		st.Since = e.end
 	}
 }

@@ -187,8 +187,8 @@ func TestEjectionGrowth(t *testing.T) {
 		if got := te.out(); len(got) != 0 {
 			t.Fatalf("ejection %d: still ejected after its %v", n+1, d)
 		}
-		if st := te.status(0); st.Health != "UP" {
-			t.Errorf("after ejection %d: %s, want UP", n+1, st.Health)
+		if st := te.status(0); st.Health != "UP" || !st.Since.Equal(te.clock.now) {
+			t.Errorf("after ejection %d: %s since %v, want UP since its return %v", n+1, st.Health, st.Since, te.clock.now)
 		}
 	}
 	if te.changes != 2*len(want) {
