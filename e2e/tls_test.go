@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -237,5 +238,66 @@ listeners:
 	_, errOut, code := ctl(t, c.addr, "apply", "-f", bad)
 	if code != 1 || !strings.Contains(errOut, "listeners[0].tls.certificates[0].key_pem") {
 		t.Errorf("a <redacted> key for a new certificate: exit %d, %s", code, errOut)
+	}
+}
+
+// TestTLSResumesAcrossApply: an apply that leaves the listener's TLS as it
+// was keeps its session ticket keys, so a returning client resumes its
+// session instead of a full handshake.
+func TestTLSResumesAcrossApply(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	b := startBackend(t, "b")
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	cert, key := selfSigned(t, "a.example")
+	snap := func(weight int) string {
+		return fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints:
+      - { name: b, address: %s, weight: %d }
+listeners:
+  - name: https
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    tls:
+      certificates:
+        - cert_pem: |
+%s
+          key_pem: |
+%s
+`, b.addr, weight, listen, indent(cert, "            "), indent(key, "            "))
+	}
+	waitVersion(t, dp, c.apply(t, snap(1)))
+	cache := tls.NewLRUClientSessionCache(4)
+	visit := func() bool {
+		t.Helper()
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: testTimeout}, "tcp", listen,
+			&tls.Config{ServerName: "a.example", InsecureSkipVerify: true, ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(testTimeout))
+		// A request read to its end also reads the session ticket that
+		// TLS 1.3 sends after the handshake.
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if body, err := io.ReadAll(conn); err != nil || !strings.HasSuffix(string(body), "b") {
+			t.Fatalf("request over TLS: %v %q", err, body)
+		}
+		return conn.ConnectionState().DidResume
+	}
+	if visit() {
+		t.Fatal("the first visit resumed a session")
+	}
+	if !visit() {
+		t.Fatal("a second visit did not resume: tickets do not work at all")
+	}
+	waitVersion(t, dp, c.apply(t, snap(2)))
+	if !visit() {
+		t.Errorf("after an apply that changed a weight, the client could not resume its TLS session")
 	}
 }

@@ -268,6 +268,9 @@ func (s *Server) SetConfig(cfg *Config) {
 	s.cfg.Store(cfg.withDefaults())
 }
 
+// TLS is the TLS configuration in use, nil for plain HTTP.
+func (s *Server) TLS() *tls.Config { return s.cfg.Load().TLS }
+
 // ServeConn serves one accepted client connection until it ends, then
 // closes it and reports its ConnInfo. It blocks; the caller runs it in a
 // goroutine. Closing c from another goroutine (the listener was removed)

@@ -10,6 +10,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,7 +138,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
-		tlsCfg, err := tlsConfig(ls)
+		tlsCfg, err := tlsConfig(ls, n.runningTLS(ls.GetAddress()))
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
@@ -281,6 +282,17 @@ func retire(ep *upstream.Endpoint, drainTimeout time.Duration) {
 		time.AfterFunc(drainTimeout, ep.CloseSessions)
 	}
 	time.AfterFunc(max(drainTimeout, inFlightGrace), ep.Shutdown)
+}
+
+// runningTLS is the TLS configuration the listener at address serves with
+// now, if any. Apply holds n.mu.
+func (n *Node) runningTLS(address string) *tls.Config {
+	if l, ok := n.listeners[address]; ok {
+		if g := l.gen.Load(); g != nil && g.http != nil {
+			return g.http.TLS()
+		}
+	}
+	return nil
 }
 
 // checkAddr is where health checks of the endpoint key connect: where its

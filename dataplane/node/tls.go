@@ -17,15 +17,22 @@ import (
 // crypto/tls picks, among several certificates, the first whose names
 // cover the client's SNI, and the first one when none does, which is what
 // the snapshot promises.
-func tlsConfig(ls *sluicev1.Listener) (*tls.Config, error) {
+//
+// running is the listener's configuration until now, if any: the new one
+// starts as its clone, which keeps its session ticket keys, so that an
+// apply does not send every returning client through a full handshake.
+func tlsConfig(ls *sluicev1.Listener, running *tls.Config) (*tls.Config, error) {
 	t := ls.GetTls()
 	if t == nil {
 		return nil, nil
 	}
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: t.GetAlpn(),
+	cfg := &tls.Config{}
+	if running != nil {
+		cfg = running.Clone()
+		cfg.Certificates = nil
 	}
+	cfg.MinVersion = tls.VersionTLS12
+	cfg.NextProtos = t.GetAlpn()
 	if t.GetMinVersion() == sluicev1.TlsVersion_TLS_VERSION_TLS_1_3 {
 		cfg.MinVersion = tls.VersionTLS13
 	}
