@@ -281,7 +281,8 @@ func (s *Server) ServeConn(c net.Conn) {
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(*net.TCPConn); ok && cfg.TLS == nil {
+		// Raw reads and splice work on the socket; over TLS they cannot.
 		cc.tcp = tc
 		cc.initRaw()
 	}

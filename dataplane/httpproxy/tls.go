@@ -11,7 +11,7 @@ import (
 
 // handshake completes the TLS handshake of cc's connection within the
 // configured timeout and makes cc read and write through TLS from then
-// on: no splice, no raw socket access. It reports whether the connection
+// on (ServeConn set up no splice or raw socket access for it). It reports whether the connection
 // may serve requests; if not, cc.reason says why.
 func (cc *clientConn) handshake(cfg *Config) bool {
 	raw := cc.c
@@ -27,7 +27,7 @@ func (cc *clientConn) handshake(cfg *Config) bool {
 		return false
 	}
 	raw.SetDeadline(time.Time{})
-	cc.c, cc.tcp, cc.raw = tc, nil, nil
+	cc.c = tc
 	cc.tls = true
 	if sn := tc.ConnectionState().ServerName; sn != "" {
 		cc.sni = []byte(sn) // once per connection
