@@ -10,9 +10,9 @@ import (
 )
 
 // handshake completes the TLS handshake of cc's connection within the
-// configured timeout and makes cc read and write through TLS from then
-// on (ServeConn set up no splice or raw socket access for it). It reports whether the connection
-// may serve requests; if not, cc.reason says why.
+// configured timeout and makes cc read and write through TLS from then on
+// (ServeConn set up no splice or raw socket access for it). It reports
+// whether the connection may serve requests; if not, cc.reason says why.
 func (cc *clientConn) handshake(cfg *Config) bool {
 	raw := cc.c
 	tc := tls.Server(raw, cfg.TLS)
