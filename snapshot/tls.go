@@ -37,21 +37,15 @@ func tlsErrors(l *sluicev1.Listener, path string, add func(path, format string, 
 		case c.GetKeyPem() == Redacted:
 			add(p+".key_pem", "%s: no stored certificate has this cert_pem, so there is no key to keep; give the key", Redacted)
 		case c.GetCertPem() != "" && c.GetKeyPem() != "":
-			if _, err := ParseCertificate(c); err != nil {
+			if _, err := parsePair([]byte(c.GetCertPem()), []byte(c.GetKeyPem())); err != nil {
 				add(p, "%v", err)
 			}
 		case c.GetCertPem() != "":
-			if _, err := parseChain([]byte(c.GetCertPem())); err != nil {
+			if err := checkChain([]byte(c.GetCertPem())); err != nil {
 				add(p+".cert_pem", "%v", err)
 			}
 		}
 	}
-}
-
-// ParseCertificate parses an inline certificate and key, with errors that
-// never quote the key.
-func ParseCertificate(c *sluicev1.Certificate) (tls.Certificate, error) {
-	return parsePair([]byte(c.GetCertPem()), []byte(c.GetKeyPem()))
 }
 
 // ParseCertificateFiles parses a certificate and key read from files
@@ -72,8 +66,10 @@ func ParseCertificateFiles(c *sluicev1.Certificate, read func(name string) ([]by
 	return parsePair(certPEM, keyPEM)
 }
 
+// parsePair parses a certificate chain and its key, with errors that never
+// quote the key.
 func parsePair(certPEM, keyPEM []byte) (tls.Certificate, error) {
-	if _, err := parseChain(certPEM); err != nil {
+	if err := checkChain(certPEM); err != nil {
 		return tls.Certificate{}, err
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -84,26 +80,23 @@ func parsePair(certPEM, keyPEM []byte) (tls.Certificate, error) {
 	return cert, nil
 }
 
-// parseChain checks that certPEM holds at least one certificate.
-func parseChain(certPEM []byte) ([]*x509.Certificate, error) {
-	var chain []*x509.Certificate
-	rest := certPEM
-	for {
+// checkChain checks that certPEM holds at least one certificate and that
+// each parses.
+func checkChain(certPEM []byte) error {
+	n := 0
+	for rest := certPEM; ; n++ {
 		var der []byte
-		der, rest = nextPEM(rest, "CERTIFICATE")
-		if der == nil {
+		if der, rest = nextPEM(rest, "CERTIFICATE"); der == nil {
 			break
 		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %v", len(chain)+1, err)
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return fmt.Errorf("certificate %d: %v", n+1, err)
 		}
-		chain = append(chain, c)
 	}
-	if len(chain) == 0 {
-		return nil, fmt.Errorf("no PEM CERTIFICATE block found")
+	if n == 0 {
+		return fmt.Errorf("no PEM CERTIFICATE block found")
 	}
-	return chain, nil
+	return nil
 }
 
 // RedactSecrets returns s with every inline private key replaced by
