@@ -495,6 +495,65 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
+// SendProxy is the PROXY protocol header a node sends to an endpoint in
+// front of each new connection (HAProxy's "send-proxy", "send-proxy-v2").
+// In YAML the prefix is dropped: `send_proxy: V2`.
+type SendProxy int32
+
+const (
+	// Unspecified on an endpoint: the cluster's choice; on a cluster: none.
+	SendProxy_SEND_PROXY_UNSPECIFIED SendProxy = 0
+	// Off sends no header, whatever the cluster says.
+	SendProxy_SEND_PROXY_OFF SendProxy = 1
+	// V1 is the text header, "PROXY TCP4 ...".
+	SendProxy_SEND_PROXY_V1 SendProxy = 2
+	// V2 is the binary header.
+	SendProxy_SEND_PROXY_V2 SendProxy = 3
+)
+
+// Enum value maps for SendProxy.
+var (
+	SendProxy_name = map[int32]string{
+		0: "SEND_PROXY_UNSPECIFIED",
+		1: "SEND_PROXY_OFF",
+		2: "SEND_PROXY_V1",
+		3: "SEND_PROXY_V2",
+	}
+	SendProxy_value = map[string]int32{
+		"SEND_PROXY_UNSPECIFIED": 0,
+		"SEND_PROXY_OFF":         1,
+		"SEND_PROXY_V1":          2,
+		"SEND_PROXY_V2":          3,
+	}
+)
+
+func (x SendProxy) Enum() *SendProxy {
+	p := new(SendProxy)
+	*p = x
+	return p
+}
+
+func (x SendProxy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SendProxy) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[8].Descriptor()
+}
+
+func (SendProxy) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[8]
+}
+
+func (x SendProxy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SendProxy.Descriptor instead.
+func (SendProxy) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
 // TlsVersion is a TLS protocol version. In YAML the prefix is dropped:
 // `min_version: TLS_1_3`.
 type TlsVersion int32
@@ -530,11 +589,11 @@ func (x TlsVersion) String() string {
 }
 
 func (TlsVersion) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_v1_snapshot_proto_enumTypes[8].Descriptor()
+	return file_sluice_v1_snapshot_proto_enumTypes[9].Descriptor()
 }
 
 func (TlsVersion) Type() protoreflect.EnumType {
-	return &file_sluice_v1_snapshot_proto_enumTypes[8]
+	return &file_sluice_v1_snapshot_proto_enumTypes[9]
 }
 
 func (x TlsVersion) Number() protoreflect.EnumNumber {
@@ -543,7 +602,68 @@ func (x TlsVersion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TlsVersion.Descriptor instead.
 func (TlsVersion) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
+}
+
+// ForwardedStyle is which forwarding headers a listener writes. In YAML
+// the prefix is dropped: `style: BOTH`.
+type ForwardedStyle int32
+
+const (
+	ForwardedStyle_FORWARDED_STYLE_UNSPECIFIED ForwardedStyle = 0
+	// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host.
+	ForwardedStyle_FORWARDED_STYLE_X_FORWARDED ForwardedStyle = 1
+	// RFC 7239 Forwarded: for=, proto=, host=.
+	ForwardedStyle_FORWARDED_STYLE_RFC7239 ForwardedStyle = 2
+	// Both of the above.
+	ForwardedStyle_FORWARDED_STYLE_BOTH ForwardedStyle = 3
+	// None: requests are forwarded with whatever headers the client sent.
+	ForwardedStyle_FORWARDED_STYLE_NONE ForwardedStyle = 4
+)
+
+// Enum value maps for ForwardedStyle.
+var (
+	ForwardedStyle_name = map[int32]string{
+		0: "FORWARDED_STYLE_UNSPECIFIED",
+		1: "FORWARDED_STYLE_X_FORWARDED",
+		2: "FORWARDED_STYLE_RFC7239",
+		3: "FORWARDED_STYLE_BOTH",
+		4: "FORWARDED_STYLE_NONE",
+	}
+	ForwardedStyle_value = map[string]int32{
+		"FORWARDED_STYLE_UNSPECIFIED": 0,
+		"FORWARDED_STYLE_X_FORWARDED": 1,
+		"FORWARDED_STYLE_RFC7239":     2,
+		"FORWARDED_STYLE_BOTH":        3,
+		"FORWARDED_STYLE_NONE":        4,
+	}
+)
+
+func (x ForwardedStyle) Enum() *ForwardedStyle {
+	p := new(ForwardedStyle)
+	*p = x
+	return p
+}
+
+func (x ForwardedStyle) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ForwardedStyle) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_snapshot_proto_enumTypes[10].Descriptor()
+}
+
+func (ForwardedStyle) Type() protoreflect.EnumType {
+	return &file_sluice_v1_snapshot_proto_enumTypes[10]
+}
+
+func (x ForwardedStyle) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ForwardedStyle.Descriptor instead.
+func (ForwardedStyle) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 // Snapshot is the whole desired configuration of a group of dataplane nodes.
@@ -797,8 +917,22 @@ type Cluster struct {
 	// checks, Envoy's outlier detection, HAProxy's "observe" with
 	// "on-error mark-down"). Unset: no passive checks.
 	OutlierDetection *OutlierDetection `protobuf:"bytes,18,opt,name=outlier_detection,json=outlierDetection,proto3" json:"outlier_detection,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Tls makes the node speak TLS to the endpoints (HAProxy's "ssl verify
+	// required ca-file ..."), for TCP and HTTP listeners and for health
+	// checks. Unset: plain TCP.
+	Tls *UpstreamTls `protobuf:"bytes,19,opt,name=tls,proto3" json:"tls,omitempty"`
+	// SendProxy sends a PROXY protocol header in front of each connection to
+	// the endpoints, carrying the client's address. On HTTP listeners a
+	// connection that carried one client's header serves only that client's
+	// requests. An endpoint may override it.
+	SendProxy SendProxy `protobuf:"varint,20,opt,name=send_proxy,json=sendProxy,proto3,enum=sluice.v1.SendProxy" json:"send_proxy,omitempty"`
+	// Http2 says the endpoints speak HTTP/2: h2c (prior knowledge), or h2 in
+	// ALPN when tls is set. gRPC endpoints need it. Requests of HTTP listeners
+	// go to them as HTTP/2 streams, whatever the client spoke. Unset:
+	// HTTP/1.1.
+	Http2         bool `protobuf:"varint,21,opt,name=http2,proto3" json:"http2,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -957,6 +1091,114 @@ func (x *Cluster) GetOutlierDetection() *OutlierDetection {
 	return nil
 }
 
+func (x *Cluster) GetTls() *UpstreamTls {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *Cluster) GetSendProxy() SendProxy {
+	if x != nil {
+		return x.SendProxy
+	}
+	return SendProxy_SEND_PROXY_UNSPECIFIED
+}
+
+func (x *Cluster) GetHttp2() bool {
+	if x != nil {
+		return x.Http2
+	}
+	return false
+}
+
+// UpstreamTls is how a node speaks TLS to a cluster's endpoints.
+type UpstreamTls struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CaPem lists the certificates (PEM) that endpoint certificates must chain
+	// to; exclusive with ca_file. Neither, and insecure_skip_verify unset:
+	// the node's system roots.
+	CaPem string `protobuf:"bytes,1,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// CaFile is a path on the node, read when the snapshot is applied.
+	CaFile string `protobuf:"bytes,2,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	// ServerName is sent in SNI and verified against the certificate.
+	// Default: the host of the endpoint's address (no SNI for an IP address,
+	// whose certificate must then name that IP).
+	ServerName string `protobuf:"bytes,3,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// InsecureSkipVerify accepts any certificate. Exclusive with ca_pem and
+	// ca_file; for tests and trusted networks only.
+	InsecureSkipVerify bool `protobuf:"varint,4,opt,name=insecure_skip_verify,json=insecureSkipVerify,proto3" json:"insecure_skip_verify,omitempty"`
+	// MinVersion is the oldest protocol version accepted. Default TLS 1.2.
+	MinVersion    TlsVersion `protobuf:"varint,5,opt,name=min_version,json=minVersion,proto3,enum=sluice.v1.TlsVersion" json:"min_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamTls) Reset() {
+	*x = UpstreamTls{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamTls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamTls) ProtoMessage() {}
+
+func (x *UpstreamTls) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamTls.ProtoReflect.Descriptor instead.
+func (*UpstreamTls) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpstreamTls) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
+	}
+	return ""
+}
+
+func (x *UpstreamTls) GetCaFile() string {
+	if x != nil {
+		return x.CaFile
+	}
+	return ""
+}
+
+func (x *UpstreamTls) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *UpstreamTls) GetInsecureSkipVerify() bool {
+	if x != nil {
+		return x.InsecureSkipVerify
+	}
+	return false
+}
+
+func (x *UpstreamTls) GetMinVersion() TlsVersion {
+	if x != nil {
+		return x.MinVersion
+	}
+	return TlsVersion_TLS_VERSION_UNSPECIFIED
+}
+
 // OutlierDetection takes an endpoint out of balancing for a while when
 // traffic to it keeps failing. An ejected endpoint returns by itself when its
 // ejection time ends; each ejection in a row lasts longer.
@@ -986,7 +1228,7 @@ type OutlierDetection struct {
 
 func (x *OutlierDetection) Reset() {
 	*x = OutlierDetection{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1240,7 @@ func (x *OutlierDetection) String() string {
 func (*OutlierDetection) ProtoMessage() {}
 
 func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[4]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1253,7 @@ func (x *OutlierDetection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutlierDetection.ProtoReflect.Descriptor instead.
 func (*OutlierDetection) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OutlierDetection) GetConsecutiveConnectFailures() uint32 {
@@ -1083,7 +1325,7 @@ type CookiePersistence struct {
 
 func (x *CookiePersistence) Reset() {
 	*x = CookiePersistence{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1337,7 @@ func (x *CookiePersistence) String() string {
 func (*CookiePersistence) ProtoMessage() {}
 
 func (x *CookiePersistence) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[5]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1350,7 @@ func (x *CookiePersistence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CookiePersistence.ProtoReflect.Descriptor instead.
 func (*CookiePersistence) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CookiePersistence) GetName() string {
@@ -1190,7 +1432,7 @@ type StickTable struct {
 
 func (x *StickTable) Reset() {
 	*x = StickTable{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1444,7 @@ func (x *StickTable) String() string {
 func (*StickTable) ProtoMessage() {}
 
 func (x *StickTable) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[6]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1457,7 @@ func (x *StickTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StickTable.ProtoReflect.Descriptor instead.
 func (*StickTable) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StickTable) GetOn() StickOn {
@@ -1264,14 +1506,16 @@ type Endpoint struct {
 	// Cookie is the value of the persistence cookie that names this endpoint
 	// (HAProxy's "server ... cookie VALUE"), unique within the cluster.
 	// Default: 16 hex digits of a hash of the cluster and endpoint names.
-	Cookie        string `protobuf:"bytes,8,opt,name=cookie,proto3" json:"cookie,omitempty"`
+	Cookie string `protobuf:"bytes,8,opt,name=cookie,proto3" json:"cookie,omitempty"`
+	// SendProxy overrides the cluster's send_proxy for this endpoint.
+	SendProxy     SendProxy `protobuf:"varint,9,opt,name=send_proxy,json=sendProxy,proto3,enum=sluice.v1.SendProxy" json:"send_proxy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1527,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[7]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1540,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1355,6 +1599,13 @@ func (x *Endpoint) GetCookie() string {
 	return ""
 }
 
+func (x *Endpoint) GetSendProxy() SendProxy {
+	if x != nil {
+		return x.SendProxy
+	}
+	return SendProxy_SEND_PROXY_UNSPECIFIED
+}
+
 // HealthCheck configures active checking of a cluster's endpoints, in the
 // manner of HAProxy's "check inter 2s fall 3 rise 2".
 type HealthCheck struct {
@@ -1387,7 +1638,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1650,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[8]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1663,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HealthCheck) GetInterval() *durationpb.Duration {
@@ -1489,7 +1740,7 @@ type HttpHealthCheck struct {
 
 func (x *HttpHealthCheck) Reset() {
 	*x = HttpHealthCheck{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1752,7 @@ func (x *HttpHealthCheck) String() string {
 func (*HttpHealthCheck) ProtoMessage() {}
 
 func (x *HttpHealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[9]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1765,7 @@ func (x *HttpHealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpHealthCheck.ProtoReflect.Descriptor instead.
 func (*HttpHealthCheck) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HttpHealthCheck) GetMethod() string {
@@ -1568,14 +1819,20 @@ type Listener struct {
 	// closed).
 	Rules []*Rule `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
 	// Tls makes an HTTP listener terminate TLS (HTTPS).
-	Tls           *TlsOptions `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls *TlsOptions `protobuf:"bytes,20,opt,name=tls,proto3" json:"tls,omitempty"`
+	// ProxyProtocol accepts a PROXY protocol header (v1 or v2, detected) in
+	// front of each connection, as sent by a load balancer before this one
+	// (HAProxy's "accept-proxy"). The client address it carries replaces the
+	// peer's address everywhere: rules, hashing, stick tables, forwarding
+	// headers, PROXY headers sent on, records. Unset: no header is read.
+	ProxyProtocol *ProxyProtocolAccept `protobuf:"bytes,21,opt,name=proxy_protocol,json=proxyProtocol,proto3" json:"proxy_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Listener) Reset() {
 	*x = Listener{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1844,7 @@ func (x *Listener) String() string {
 func (*Listener) ProtoMessage() {}
 
 func (x *Listener) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[10]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1857,7 @@ func (x *Listener) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listener.ProtoReflect.Descriptor instead.
 func (*Listener) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Listener) GetName() string {
@@ -1659,6 +1916,81 @@ func (x *Listener) GetTls() *TlsOptions {
 	return nil
 }
 
+func (x *Listener) GetProxyProtocol() *ProxyProtocolAccept {
+	if x != nil {
+		return x.ProxyProtocol
+	}
+	return nil
+}
+
+// ProxyProtocolAccept says which connections may carry a PROXY header.
+type ProxyProtocolAccept struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required closes connections that do not start with a PROXY header.
+	// Unset, a connection without one is served with its peer's address.
+	Required bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	// TrustedSources lists the CIDRs (or addresses) of the peers whose PROXY
+	// header is believed. From any other peer no header is parsed: the bytes
+	// are the protocol's own (an HTTP listener answers a header 400), and a
+	// required listener closes the connection. Empty: every peer is trusted.
+	TrustedSources []string `protobuf:"bytes,2,rep,name=trusted_sources,json=trustedSources,proto3" json:"trusted_sources,omitempty"`
+	// Timeout bounds the wait for the header's bytes. Default 5s.
+	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProxyProtocolAccept) Reset() {
+	*x = ProxyProtocolAccept{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProxyProtocolAccept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProxyProtocolAccept) ProtoMessage() {}
+
+func (x *ProxyProtocolAccept) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProxyProtocolAccept.ProtoReflect.Descriptor instead.
+func (*ProxyProtocolAccept) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ProxyProtocolAccept) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *ProxyProtocolAccept) GetTrustedSources() []string {
+	if x != nil {
+		return x.TrustedSources
+	}
+	return nil
+}
+
+func (x *ProxyProtocolAccept) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
 // Rule is one entry of a listener's ordered rules. Its action (route, deny,
 // allow, redirect or respond) ends the evaluation when the match holds. A
 // rule without an action only edits headers and evaluation goes on, so such
@@ -1694,7 +2026,7 @@ type Rule struct {
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +2038,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[11]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +2051,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rule) GetName() string {
@@ -1894,7 +2226,7 @@ type Match struct {
 
 func (x *Match) Reset() {
 	*x = Match{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2238,7 @@ func (x *Match) String() string {
 func (*Match) ProtoMessage() {}
 
 func (x *Match) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2251,7 @@ func (x *Match) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Match.ProtoReflect.Descriptor instead.
 func (*Match) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Match) GetHost() *StringMatch {
@@ -2034,7 +2366,7 @@ type StringMatch struct {
 
 func (x *StringMatch) Reset() {
 	*x = StringMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2378,7 @@ func (x *StringMatch) String() string {
 func (*StringMatch) ProtoMessage() {}
 
 func (x *StringMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2391,7 @@ func (x *StringMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
 func (*StringMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StringMatch) GetExact() []string {
@@ -2141,7 +2473,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2485,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2498,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -2254,7 +2586,7 @@ type QueryMatch struct {
 
 func (x *QueryMatch) Reset() {
 	*x = QueryMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2598,7 @@ func (x *QueryMatch) String() string {
 func (*QueryMatch) ProtoMessage() {}
 
 func (x *QueryMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2611,7 @@ func (x *QueryMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
 func (*QueryMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryMatch) GetName() string {
@@ -2350,7 +2682,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2694,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2707,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PortRange) GetFrom() uint32 {
@@ -2409,7 +2741,7 @@ type Deny struct {
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2753,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2766,7 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Deny) GetStatus() uint32 {
@@ -2468,7 +2800,7 @@ type Allow struct {
 
 func (x *Allow) Reset() {
 	*x = Allow{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2812,7 @@ func (x *Allow) String() string {
 func (*Allow) ProtoMessage() {}
 
 func (x *Allow) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2825,7 @@ func (x *Allow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allow.ProtoReflect.Descriptor instead.
 func (*Allow) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 // Redirect answers with a redirect to the request's own URL with some parts
@@ -2528,7 +2860,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2872,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2885,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Redirect) GetScheme() string {
@@ -2626,7 +2958,7 @@ type Respond struct {
 
 func (x *Respond) Reset() {
 	*x = Respond{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2970,7 @@ func (x *Respond) String() string {
 func (*Respond) ProtoMessage() {}
 
 func (x *Respond) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2983,7 @@ func (x *Respond) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Respond.ProtoReflect.Descriptor instead.
 func (*Respond) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Respond) GetStatus() uint32 {
@@ -2703,7 +3035,7 @@ type HeaderEdits struct {
 
 func (x *HeaderEdits) Reset() {
 	*x = HeaderEdits{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +3047,7 @@ func (x *HeaderEdits) String() string {
 func (*HeaderEdits) ProtoMessage() {}
 
 func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +3060,7 @@ func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderEdits.ProtoReflect.Descriptor instead.
 func (*HeaderEdits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HeaderEdits) GetSet() map[string]string {
@@ -2761,8 +3093,8 @@ type TlsOptions struct {
 	Certificates []*Certificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	// MinVersion is the oldest protocol version accepted. Default TLS 1.2.
 	MinVersion TlsVersion `protobuf:"varint,2,opt,name=min_version,json=minVersion,proto3,enum=sluice.v1.TlsVersion" json:"min_version,omitempty"`
-	// Alpn lists the protocols offered in ALPN, in order of preference.
-	// Default ["http/1.1"].
+	// Alpn lists the protocols offered in ALPN, in order of preference:
+	// "h2" (HTTP/2) and "http/1.1". Default ["h2", "http/1.1"].
 	Alpn []string `protobuf:"bytes,3,rep,name=alpn,proto3" json:"alpn,omitempty"`
 	// HandshakeTimeout bounds the TLS handshake. Default 10s.
 	HandshakeTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=handshake_timeout,json=handshakeTimeout,proto3" json:"handshake_timeout,omitempty"`
@@ -2772,7 +3104,7 @@ type TlsOptions struct {
 
 func (x *TlsOptions) Reset() {
 	*x = TlsOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +3116,7 @@ func (x *TlsOptions) String() string {
 func (*TlsOptions) ProtoMessage() {}
 
 func (x *TlsOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +3129,7 @@ func (x *TlsOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TlsOptions.ProtoReflect.Descriptor instead.
 func (*TlsOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TlsOptions) GetCertificates() []*Certificate {
@@ -2847,7 +3179,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +3191,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +3204,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Certificate) GetCertPem() string {
@@ -2908,14 +3240,19 @@ type TcpOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rebalance moves long-lived sessions back onto endpoints that returned
 	// or joined (DESIGN problem 3). Unset: sessions stay where they are.
-	Rebalance     *Rebalance `protobuf:"bytes,1,opt,name=rebalance,proto3" json:"rebalance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rebalance *Rebalance `protobuf:"bytes,1,opt,name=rebalance,proto3" json:"rebalance,omitempty"`
+	// InspectTimeout bounds the wait for a TLS ClientHello when the
+	// listener's rules match on sni or tls (TLS passthrough, HAProxy's
+	// "tcp-request inspect-delay"). A connection that sends nothing for this
+	// long is judged as not TLS. Default 5s.
+	InspectTimeout *durationpb.Duration `protobuf:"bytes,2,opt,name=inspect_timeout,json=inspectTimeout,proto3" json:"inspect_timeout,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TcpOptions) Reset() {
 	*x = TcpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3264,7 @@ func (x *TcpOptions) String() string {
 func (*TcpOptions) ProtoMessage() {}
 
 func (x *TcpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,12 +3277,19 @@ func (x *TcpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
 func (*TcpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TcpOptions) GetRebalance() *Rebalance {
 	if x != nil {
 		return x.Rebalance
+	}
+	return nil
+}
+
+func (x *TcpOptions) GetInspectTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.InspectTimeout
 	}
 	return nil
 }
@@ -2975,7 +3319,7 @@ type Rebalance struct {
 
 func (x *Rebalance) Reset() {
 	*x = Rebalance{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3331,7 @@ func (x *Rebalance) String() string {
 func (*Rebalance) ProtoMessage() {}
 
 func (x *Rebalance) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3344,7 @@ func (x *Rebalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
 func (*Rebalance) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Rebalance) GetTolerancePercent() uint32 {
@@ -3046,14 +3390,41 @@ type HttpOptions struct {
 	MaxRequestsPerConnection uint32 `protobuf:"varint,5,opt,name=max_requests_per_connection,json=maxRequestsPerConnection,proto3" json:"max_requests_per_connection,omitempty"`
 	// ErrorPages replace the proxy's own 502, 503 and 504 answers (HAProxy's
 	// "errorfile" and "errorloc").
-	ErrorPages    []*ErrorPage `protobuf:"bytes,6,rep,name=error_pages,json=errorPages,proto3" json:"error_pages,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ErrorPages []*ErrorPage `protobuf:"bytes,6,rep,name=error_pages,json=errorPages,proto3" json:"error_pages,omitempty"`
+	// Forwarding says which headers tell endpoints about the client. Unset:
+	// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host, with no
+	// trusted peers.
+	Forwarding *Forwarding `protobuf:"bytes,7,opt,name=forwarding,proto3" json:"forwarding,omitempty"`
+	// H2c accepts cleartext HTTP/2 with prior knowledge on a listener without
+	// tls (gRPC clients do this); HTTP/1.1 is still served on it.
+	H2C bool `protobuf:"varint,8,opt,name=h2c,proto3" json:"h2c,omitempty"`
+	// MaxHeaderBytes bounds a request's head (request line and fields);
+	// a bigger one is answered 431. Default 65536.
+	MaxHeaderBytes uint32 `protobuf:"varint,9,opt,name=max_header_bytes,json=maxHeaderBytes,proto3" json:"max_header_bytes,omitempty"`
+	// MaxHeaderCount bounds the number of header fields of a request; more
+	// are answered 431. Default 100.
+	MaxHeaderCount uint32 `protobuf:"varint,10,opt,name=max_header_count,json=maxHeaderCount,proto3" json:"max_header_count,omitempty"`
+	// MaxUriLength bounds the request target; a longer one is answered 414.
+	// Default 8192.
+	MaxUriLength uint32 `protobuf:"varint,11,opt,name=max_uri_length,json=maxUriLength,proto3" json:"max_uri_length,omitempty"`
+	// MaxRequestBodyBytes bounds a request's body: a bigger declared length is
+	// answered 413 before anything reaches an endpoint, and a chunked body
+	// that grows past it is cut. 0: no limit.
+	MaxRequestBodyBytes uint64 `protobuf:"varint,12,opt,name=max_request_body_bytes,json=maxRequestBodyBytes,proto3" json:"max_request_body_bytes,omitempty"`
+	// TunnelIdleTimeout closes an upgraded connection (WebSocket and other
+	// Upgrade tunnels) that carried no byte either way for this long
+	// (HAProxy's "timeout tunnel"). Default 1h.
+	TunnelIdleTimeout *durationpb.Duration `protobuf:"bytes,13,opt,name=tunnel_idle_timeout,json=tunnelIdleTimeout,proto3" json:"tunnel_idle_timeout,omitempty"`
+	// MaxConcurrentStreams bounds the streams an HTTP/2 client may have open
+	// at once. Default 250.
+	MaxConcurrentStreams uint32 `protobuf:"varint,14,opt,name=max_concurrent_streams,json=maxConcurrentStreams,proto3" json:"max_concurrent_streams,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3436,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3449,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -3123,6 +3494,122 @@ func (x *HttpOptions) GetErrorPages() []*ErrorPage {
 	return nil
 }
 
+func (x *HttpOptions) GetForwarding() *Forwarding {
+	if x != nil {
+		return x.Forwarding
+	}
+	return nil
+}
+
+func (x *HttpOptions) GetH2C() bool {
+	if x != nil {
+		return x.H2C
+	}
+	return false
+}
+
+func (x *HttpOptions) GetMaxHeaderBytes() uint32 {
+	if x != nil {
+		return x.MaxHeaderBytes
+	}
+	return 0
+}
+
+func (x *HttpOptions) GetMaxHeaderCount() uint32 {
+	if x != nil {
+		return x.MaxHeaderCount
+	}
+	return 0
+}
+
+func (x *HttpOptions) GetMaxUriLength() uint32 {
+	if x != nil {
+		return x.MaxUriLength
+	}
+	return 0
+}
+
+func (x *HttpOptions) GetMaxRequestBodyBytes() uint64 {
+	if x != nil {
+		return x.MaxRequestBodyBytes
+	}
+	return 0
+}
+
+func (x *HttpOptions) GetTunnelIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.TunnelIdleTimeout
+	}
+	return nil
+}
+
+func (x *HttpOptions) GetMaxConcurrentStreams() uint32 {
+	if x != nil {
+		return x.MaxConcurrentStreams
+	}
+	return 0
+}
+
+// Forwarding is how a listener tells endpoints who the client is. A peer
+// (the connection's source, or the PROXY header's) in trusted_peers is a
+// proxy whose headers are believed: the client address is appended to the
+// X-Forwarded-For and Forwarded it sent, and its X-Forwarded-Proto and
+// X-Forwarded-Host are kept. From any other peer those headers are removed
+// and written anew, so that clients cannot spoof them.
+type Forwarding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Style picks the headers. Default X_FORWARDED.
+	Style ForwardedStyle `protobuf:"varint,1,opt,name=style,proto3,enum=sluice.v1.ForwardedStyle" json:"style,omitempty"`
+	// TrustedPeers lists CIDRs or addresses.
+	TrustedPeers  []string `protobuf:"bytes,2,rep,name=trusted_peers,json=trustedPeers,proto3" json:"trusted_peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Forwarding) Reset() {
+	*x = Forwarding{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Forwarding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Forwarding) ProtoMessage() {}
+
+func (x *Forwarding) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Forwarding.ProtoReflect.Descriptor instead.
+func (*Forwarding) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Forwarding) GetStyle() ForwardedStyle {
+	if x != nil {
+		return x.Style
+	}
+	return ForwardedStyle_FORWARDED_STYLE_UNSPECIFIED
+}
+
+func (x *Forwarding) GetTrustedPeers() []string {
+	if x != nil {
+		return x.TrustedPeers
+	}
+	return nil
+}
+
 // ErrorPage is what clients get instead of one of the proxy's own errors:
 // a body of its own, or a redirect.
 type ErrorPage struct {
@@ -3143,7 +3630,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3642,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3655,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -3225,7 +3712,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc2\b\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc1\t\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -3253,9 +3740,21 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\vdns_refresh\x18\x11 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
 	"\"\x04\b\x80\xa3\x052\x02\b\x01R\n" +
 	"dnsRefresh\x12H\n" +
-	"\x11outlier_detection\x18\x12 \x01(\v2\x1b.sluice.v1.OutlierDetectionR\x10outlierDetectionB\n" +
+	"\x11outlier_detection\x18\x12 \x01(\v2\x1b.sluice.v1.OutlierDetectionR\x10outlierDetection\x12(\n" +
+	"\x03tls\x18\x13 \x01(\v2\x16.sluice.v1.UpstreamTlsR\x03tls\x12=\n" +
 	"\n" +
-	"\b_retries\"\xe2\x03\n" +
+	"send_proxy\x18\x14 \x01(\x0e2\x14.sluice.v1.SendProxyB\b\xfaB\x05\x82\x01\x02\x10\x01R\tsendProxy\x12\x14\n" +
+	"\x05http2\x18\x15 \x01(\bR\x05http2B\n" +
+	"\n" +
+	"\b_retries\"\xf1\x01\n" +
+	"\vUpstreamTls\x12 \n" +
+	"\x06ca_pem\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\x05caPem\x12!\n" +
+	"\aca_file\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\x06caFile\x12)\n" +
+	"\vserver_name\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\xfd\x01R\n" +
+	"serverName\x120\n" +
+	"\x14insecure_skip_verify\x18\x04 \x01(\bR\x12insecureSkipVerify\x12@\n" +
+	"\vmin_version\x18\x05 \x01(\x0e2\x15.sluice.v1.TlsVersionB\b\xfaB\x05\x82\x01\x02\x10\x01R\n" +
+	"minVersion\"\xe2\x03\n" +
 	"\x10OutlierDetection\x12O\n" +
 	"\x1cconsecutive_connect_failures\x18\x01 \x01(\rB\b\xfaB\x05*\x03\x18\xe8\aH\x00R\x1aconsecutiveConnectFailures\x88\x01\x01\x126\n" +
 	"\x0fconsecutive_5xx\x18\x02 \x01(\rB\b\xfaB\x05*\x03\x18\xe8\aH\x01R\x0econsecutive5xx\x88\x01\x01\x12[\n" +
@@ -3282,7 +3781,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06expire\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
 	"\"\x04\b\x80\xf5$2\x02\b\x01R\x06expire\x12\x1e\n" +
 	"\x04size\x18\x03 \x01(\rB\n" +
-	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\x04size\"\xd3\x02\n" +
+	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\x04size\"\x92\x03\n" +
 	"\bEndpoint\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -3292,7 +3791,9 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bmax_conn\x18\x05 \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\amaxConn\x12\x1b\n" +
 	"\tnon_stick\x18\x06 \x01(\bR\bnonStick\x125\n" +
 	"\x05state\x18\a \x01(\x0e2\x15.sluice.v1.AdminStateB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05state\x12\x1f\n" +
-	"\x06cookie\x18\b \x01(\tB\a\xfaB\x04r\x02\x18@R\x06cookieB\t\n" +
+	"\x06cookie\x18\b \x01(\tB\a\xfaB\x04r\x02\x18@R\x06cookie\x12=\n" +
+	"\n" +
+	"send_proxy\x18\t \x01(\x0e2\x14.sluice.v1.SendProxyB\b\xfaB\x05\x82\x01\x02\x10\x01R\tsendProxyB\t\n" +
 	"\a_weight\"\x9a\x04\n" +
 	"\vHealthCheck\x12I\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x03\b\x90\x1c2\x05\x10\x80\xc2\xd7/R\binterval\x12F\n" +
@@ -3310,7 +3811,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x8d\x03\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xd4\x03\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -3321,7 +3822,12 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04http\x18\x05 \x01(\v2\x16.sluice.v1.HttpOptionsR\x04http\x12'\n" +
 	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\x120\n" +
 	"\x05rules\x18\a \x03(\v2\x0f.sluice.v1.RuleB\t\xfaB\x06\x92\x01\x03\x10\xe8\aR\x05rules\x12'\n" +
-	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\"\xd2\x03\n" +
+	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\x12E\n" +
+	"\x0eproxy_protocol\x18\x15 \x01(\v2\x1e.sluice.v1.ProxyProtocolAcceptR\rproxyProtocol\"\xb5\x01\n" +
+	"\x13ProxyProtocolAccept\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\x12:\n" +
+	"\x0ftrusted_sources\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\x0etrustedSources\x12F\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\atimeout\"\xd2\x03\n" +
 	"\x04Rule\x12?\n" +
 	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$R\x04name\x12&\n" +
 	"\x05match\x18\x02 \x01(\v2\x10.sluice.v1.MatchR\x05match\x12\x1f\n" +
@@ -3425,30 +3931,30 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bAddEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9e\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x02\n" +
 	"\n" +
 	"TlsOptions\x12G\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x16.sluice.v1.CertificateB\v\xfaB\b\x92\x01\x05\b\x01\x10\xe8\aR\fcertificates\x12@\n" +
 	"\vmin_version\x18\x02 \x01(\x0e2\x15.sluice.v1.TlsVersionB\b\xfaB\x05\x82\x01\x02\x10\x01R\n" +
-	"minVersion\x12*\n" +
-	"\x04alpn\x18\x03 \x03(\tB\x16\xfaB\x13\x92\x01\x10\x10\b\"\fr\n" +
-	"R\bhttp/1.1R\x04alpn\x12Y\n" +
+	"minVersion\x12.\n" +
+	"\x04alpn\x18\x03 \x03(\tB\x1a\xfaB\x17\x92\x01\x14\x10\b\"\x10r\x0eR\x02h2R\bhttp/1.1R\x04alpn\x12Y\n" +
 	"\x11handshake_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\x10handshakeTimeout\"\xa3\x01\n" +
 	"\vCertificate\x12$\n" +
 	"\bcert_pem\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\acertPem\x12\"\n" +
 	"\akey_pem\x18\x02 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\x06keyPem\x12%\n" +
 	"\tcert_file\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\bcertFile\x12#\n" +
-	"\bkey_file\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\akeyFile\"@\n" +
+	"\bkey_file\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\akeyFile\"\x97\x01\n" +
 	"\n" +
 	"TcpOptions\x122\n" +
-	"\trebalance\x18\x01 \x01(\v2\x14.sluice.v1.RebalanceR\trebalance\"\x87\x02\n" +
+	"\trebalance\x18\x01 \x01(\v2\x14.sluice.v1.RebalanceR\trebalance\x12U\n" +
+	"\x0finspect_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\x0einspectTimeout\"\x87\x02\n" +
 	"\tRebalance\x12<\n" +
 	"\x11tolerance_percent\x18\x01 \x01(\rB\n" +
 	"\xfaB\a*\x05\x18\xe8\a(\x01H\x00R\x10tolerancePercent\x88\x01\x01\x12C\n" +
 	"\x15max_closes_per_second\x18\x02 \x01(\rB\v\xfaB\b*\x06\x18\xa0\x8d\x06(\x01H\x01R\x12maxClosesPerSecond\x88\x01\x01\x12G\n" +
 	"\bmin_idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\aminIdleB\x14\n" +
 	"\x12_tolerance_percentB\x18\n" +
-	"\x16_max_closes_per_second\"\x83\x04\n" +
+	"\x16_max_closes_per_second\"\xbb\a\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
@@ -3456,7 +3962,22 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x12max_connection_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xf5$2\x00R\x10maxConnectionAge\x12J\n" +
 	"\x1bmax_requests_per_connection\x18\x05 \x01(\rB\v\xfaB\b*\x06\x18\x80\x94\xeb\xdc\x03R\x18maxRequestsPerConnection\x12?\n" +
 	"\verror_pages\x18\x06 \x03(\v2\x14.sluice.v1.ErrorPageB\b\xfaB\x05\x92\x01\x02\x10\x03R\n" +
-	"errorPages\"\xe2\x01\n" +
+	"errorPages\x125\n" +
+	"\n" +
+	"forwarding\x18\a \x01(\v2\x15.sluice.v1.ForwardingR\n" +
+	"forwarding\x12\x10\n" +
+	"\x03h2c\x18\b \x01(\bR\x03h2c\x123\n" +
+	"\x10max_header_bytes\x18\t \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\x0emaxHeaderBytes\x122\n" +
+	"\x10max_header_count\x18\n" +
+	" \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\x0emaxHeaderCount\x12/\n" +
+	"\x0emax_uri_length\x18\v \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\fmaxUriLength\x123\n" +
+	"\x16max_request_body_bytes\x18\f \x01(\x04R\x13maxRequestBodyBytes\x12]\n" +
+	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
+	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\x7f\n" +
+	"\n" +
+	"Forwarding\x129\n" +
+	"\x05style\x18\x01 \x01(\x0e2\x19.sluice.v1.ForwardedStyleB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05style\x126\n" +
+	"\rtrusted_peers\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\ftrustedPeers\"\xe2\x01\n" +
 	"\tErrorPage\x12&\n" +
 	"\x06status\x18\x01 \x01(\rB\x0e\xfaB\v*\t0\xf6\x030\xf7\x030\xf8\x03R\x06status\x12\x1d\n" +
 	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +
@@ -3505,12 +4026,23 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x11\n" +
-	"\rPROTOCOL_HTTP\x10\x02*[\n" +
+	"\rPROTOCOL_HTTP\x10\x02*a\n" +
+	"\tSendProxy\x12\x1a\n" +
+	"\x16SEND_PROXY_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSEND_PROXY_OFF\x10\x01\x12\x11\n" +
+	"\rSEND_PROXY_V1\x10\x02\x12\x11\n" +
+	"\rSEND_PROXY_V2\x10\x03*[\n" +
 	"\n" +
 	"TlsVersion\x12\x1b\n" +
 	"\x17TLS_VERSION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TLS_VERSION_TLS_1_2\x10\x01\x12\x17\n" +
-	"\x13TLS_VERSION_TLS_1_3\x10\x02B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\x13TLS_VERSION_TLS_1_3\x10\x02*\xa3\x01\n" +
+	"\x0eForwardedStyle\x12\x1f\n" +
+	"\x1bFORWARDED_STYLE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bFORWARDED_STYLE_X_FORWARDED\x10\x01\x12\x1b\n" +
+	"\x17FORWARDED_STYLE_RFC7239\x10\x02\x12\x18\n" +
+	"\x14FORWARDED_STYLE_BOTH\x10\x03\x12\x18\n" +
+	"\x14FORWARDED_STYLE_NONE\x10\x04B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_snapshot_proto_rawDescOnce sync.Once
@@ -3524,8 +4056,8 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_snapshot_proto_rawDescData
 }
 
-var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -3535,110 +4067,125 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(StickOn)(0),                // 5: sluice.v1.StickOn
 	(AdminState)(0),             // 6: sluice.v1.AdminState
 	(Protocol)(0),               // 7: sluice.v1.Protocol
-	(TlsVersion)(0),             // 8: sluice.v1.TlsVersion
-	(*Snapshot)(nil),            // 9: sluice.v1.Snapshot
-	(*RandomOptions)(nil),       // 10: sluice.v1.RandomOptions
-	(*HashPolicy)(nil),          // 11: sluice.v1.HashPolicy
-	(*Cluster)(nil),             // 12: sluice.v1.Cluster
-	(*OutlierDetection)(nil),    // 13: sluice.v1.OutlierDetection
-	(*CookiePersistence)(nil),   // 14: sluice.v1.CookiePersistence
-	(*StickTable)(nil),          // 15: sluice.v1.StickTable
-	(*Endpoint)(nil),            // 16: sluice.v1.Endpoint
-	(*HealthCheck)(nil),         // 17: sluice.v1.HealthCheck
-	(*HttpHealthCheck)(nil),     // 18: sluice.v1.HttpHealthCheck
-	(*Listener)(nil),            // 19: sluice.v1.Listener
-	(*Rule)(nil),                // 20: sluice.v1.Rule
-	(*Match)(nil),               // 21: sluice.v1.Match
-	(*StringMatch)(nil),         // 22: sluice.v1.StringMatch
-	(*HeaderMatch)(nil),         // 23: sluice.v1.HeaderMatch
-	(*QueryMatch)(nil),          // 24: sluice.v1.QueryMatch
-	(*PortRange)(nil),           // 25: sluice.v1.PortRange
-	(*Deny)(nil),                // 26: sluice.v1.Deny
-	(*Allow)(nil),               // 27: sluice.v1.Allow
-	(*Redirect)(nil),            // 28: sluice.v1.Redirect
-	(*Respond)(nil),             // 29: sluice.v1.Respond
-	(*HeaderEdits)(nil),         // 30: sluice.v1.HeaderEdits
-	(*TlsOptions)(nil),          // 31: sluice.v1.TlsOptions
-	(*Certificate)(nil),         // 32: sluice.v1.Certificate
-	(*TcpOptions)(nil),          // 33: sluice.v1.TcpOptions
-	(*Rebalance)(nil),           // 34: sluice.v1.Rebalance
-	(*HttpOptions)(nil),         // 35: sluice.v1.HttpOptions
-	(*ErrorPage)(nil),           // 36: sluice.v1.ErrorPage
-	nil,                         // 37: sluice.v1.Respond.HeadersEntry
-	nil,                         // 38: sluice.v1.HeaderEdits.SetEntry
-	nil,                         // 39: sluice.v1.HeaderEdits.AddEntry
-	(*durationpb.Duration)(nil), // 40: google.protobuf.Duration
+	(SendProxy)(0),              // 8: sluice.v1.SendProxy
+	(TlsVersion)(0),             // 9: sluice.v1.TlsVersion
+	(ForwardedStyle)(0),         // 10: sluice.v1.ForwardedStyle
+	(*Snapshot)(nil),            // 11: sluice.v1.Snapshot
+	(*RandomOptions)(nil),       // 12: sluice.v1.RandomOptions
+	(*HashPolicy)(nil),          // 13: sluice.v1.HashPolicy
+	(*Cluster)(nil),             // 14: sluice.v1.Cluster
+	(*UpstreamTls)(nil),         // 15: sluice.v1.UpstreamTls
+	(*OutlierDetection)(nil),    // 16: sluice.v1.OutlierDetection
+	(*CookiePersistence)(nil),   // 17: sluice.v1.CookiePersistence
+	(*StickTable)(nil),          // 18: sluice.v1.StickTable
+	(*Endpoint)(nil),            // 19: sluice.v1.Endpoint
+	(*HealthCheck)(nil),         // 20: sluice.v1.HealthCheck
+	(*HttpHealthCheck)(nil),     // 21: sluice.v1.HttpHealthCheck
+	(*Listener)(nil),            // 22: sluice.v1.Listener
+	(*ProxyProtocolAccept)(nil), // 23: sluice.v1.ProxyProtocolAccept
+	(*Rule)(nil),                // 24: sluice.v1.Rule
+	(*Match)(nil),               // 25: sluice.v1.Match
+	(*StringMatch)(nil),         // 26: sluice.v1.StringMatch
+	(*HeaderMatch)(nil),         // 27: sluice.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 28: sluice.v1.QueryMatch
+	(*PortRange)(nil),           // 29: sluice.v1.PortRange
+	(*Deny)(nil),                // 30: sluice.v1.Deny
+	(*Allow)(nil),               // 31: sluice.v1.Allow
+	(*Redirect)(nil),            // 32: sluice.v1.Redirect
+	(*Respond)(nil),             // 33: sluice.v1.Respond
+	(*HeaderEdits)(nil),         // 34: sluice.v1.HeaderEdits
+	(*TlsOptions)(nil),          // 35: sluice.v1.TlsOptions
+	(*Certificate)(nil),         // 36: sluice.v1.Certificate
+	(*TcpOptions)(nil),          // 37: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 38: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 39: sluice.v1.HttpOptions
+	(*Forwarding)(nil),          // 40: sluice.v1.Forwarding
+	(*ErrorPage)(nil),           // 41: sluice.v1.ErrorPage
+	nil,                         // 42: sluice.v1.Respond.HeadersEntry
+	nil,                         // 43: sluice.v1.HeaderEdits.SetEntry
+	nil,                         // 44: sluice.v1.HeaderEdits.AddEntry
+	(*durationpb.Duration)(nil), // 45: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
-	12, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
-	19, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
+	14, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
+	22, // 1: sluice.v1.Snapshot.listeners:type_name -> sluice.v1.Listener
 	1,  // 2: sluice.v1.HashPolicy.key:type_name -> sluice.v1.HashKey
 	2,  // 3: sluice.v1.HashPolicy.method:type_name -> sluice.v1.HashMethod
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
-	17, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
-	16, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	40, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	40, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
-	10, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
-	11, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	40, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	40, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
-	14, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
-	15, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
+	20, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
+	19, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
+	45, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	45, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	12, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
+	13, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
+	45, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	45, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	17, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
+	18, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	40, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
-	13, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
-	40, // 18: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	40, // 19: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	40, // 20: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
-	4,  // 21: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
-	5,  // 22: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	40, // 23: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
-	6,  // 24: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	40, // 25: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	40, // 26: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	40, // 27: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	40, // 28: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
-	18, // 29: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
-	7,  // 30: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	35, // 31: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	33, // 32: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
-	20, // 33: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
-	31, // 34: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
-	21, // 35: sluice.v1.Rule.match:type_name -> sluice.v1.Match
-	26, // 36: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
-	27, // 37: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
-	28, // 38: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
-	29, // 39: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
-	30, // 40: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
-	30, // 41: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
-	22, // 42: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
-	22, // 43: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
-	23, // 44: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
-	24, // 45: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
-	25, // 46: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
-	22, // 47: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
-	21, // 48: sluice.v1.Match.all:type_name -> sluice.v1.Match
-	21, // 49: sluice.v1.Match.any:type_name -> sluice.v1.Match
-	21, // 50: sluice.v1.Match.not:type_name -> sluice.v1.Match
-	37, // 51: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
-	38, // 52: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
-	39, // 53: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
-	32, // 54: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
-	8,  // 55: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
-	40, // 56: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
-	34, // 57: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	40, // 58: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	40, // 59: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	40, // 60: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	40, // 61: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	40, // 62: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	36, // 63: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	45, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	16, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
+	15, // 18: sluice.v1.Cluster.tls:type_name -> sluice.v1.UpstreamTls
+	8,  // 19: sluice.v1.Cluster.send_proxy:type_name -> sluice.v1.SendProxy
+	9,  // 20: sluice.v1.UpstreamTls.min_version:type_name -> sluice.v1.TlsVersion
+	45, // 21: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	45, // 22: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	45, // 23: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	4,  // 24: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
+	5,  // 25: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
+	45, // 26: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	6,  // 27: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
+	8,  // 28: sluice.v1.Endpoint.send_proxy:type_name -> sluice.v1.SendProxy
+	45, // 29: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	45, // 30: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	45, // 31: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	45, // 32: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	21, // 33: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	7,  // 34: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	39, // 35: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	37, // 36: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	24, // 37: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
+	35, // 38: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
+	23, // 39: sluice.v1.Listener.proxy_protocol:type_name -> sluice.v1.ProxyProtocolAccept
+	45, // 40: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
+	25, // 41: sluice.v1.Rule.match:type_name -> sluice.v1.Match
+	30, // 42: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
+	31, // 43: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
+	32, // 44: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
+	33, // 45: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
+	34, // 46: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
+	34, // 47: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
+	26, // 48: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
+	26, // 49: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
+	27, // 50: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
+	28, // 51: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
+	29, // 52: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
+	26, // 53: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
+	25, // 54: sluice.v1.Match.all:type_name -> sluice.v1.Match
+	25, // 55: sluice.v1.Match.any:type_name -> sluice.v1.Match
+	25, // 56: sluice.v1.Match.not:type_name -> sluice.v1.Match
+	42, // 57: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
+	43, // 58: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
+	44, // 59: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
+	36, // 60: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
+	9,  // 61: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
+	45, // 62: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	38, // 63: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	45, // 64: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
+	45, // 65: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	45, // 66: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	45, // 67: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	45, // 68: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	45, // 69: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	41, // 70: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	40, // 71: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
+	45, // 72: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
+	10, // 73: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -3648,27 +4195,27 @@ func file_sluice_v1_snapshot_proto_init() {
 	}
 	file_sluice_v1_snapshot_proto_msgTypes[1].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[3].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[4].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[7].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[5].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[8].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[11].OneofWrappers = []any{
+	file_sluice_v1_snapshot_proto_msgTypes[9].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[13].OneofWrappers = []any{
 		(*Rule_Route)(nil),
 		(*Rule_Deny)(nil),
 		(*Rule_Allow)(nil),
 		(*Rule_Redirect)(nil),
 		(*Rule_Respond)(nil),
 	}
-	file_sluice_v1_snapshot_proto_msgTypes[12].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[14].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[15].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[25].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[16].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[17].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   31,
+			NumEnums:      11,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

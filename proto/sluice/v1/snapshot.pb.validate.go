@@ -940,6 +940,48 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetTls()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Tls",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ClusterValidationError{
+					field:  "Tls",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetTls()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ClusterValidationError{
+				field:  "Tls",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if _, ok := SendProxy_name[int32(m.GetSendProxy())]; !ok {
+		err := ClusterValidationError{
+			field:  "SendProxy",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for Http2
+
 	if m.Retries != nil {
 
 		if m.GetRetries() > 10 {
@@ -1033,6 +1075,151 @@ var _ interface {
 } = ClusterValidationError{}
 
 var _Cluster_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+// Validate checks the field values on UpstreamTls with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *UpstreamTls) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on UpstreamTls with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in UpstreamTlsMultiError, or
+// nil if none found.
+func (m *UpstreamTls) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *UpstreamTls) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetCaPem()) > 1048576 {
+		err := UpstreamTlsValidationError{
+			field:  "CaPem",
+			reason: "value length must be at most 1048576 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetCaFile()) > 4096 {
+		err := UpstreamTlsValidationError{
+			field:  "CaFile",
+			reason: "value length must be at most 4096 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetServerName()) > 253 {
+		err := UpstreamTlsValidationError{
+			field:  "ServerName",
+			reason: "value length must be at most 253 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for InsecureSkipVerify
+
+	if _, ok := TlsVersion_name[int32(m.GetMinVersion())]; !ok {
+		err := UpstreamTlsValidationError{
+			field:  "MinVersion",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return UpstreamTlsMultiError(errors)
+	}
+
+	return nil
+}
+
+// UpstreamTlsMultiError is an error wrapping multiple validation errors
+// returned by UpstreamTls.ValidateAll() if the designated constraints aren't met.
+type UpstreamTlsMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m UpstreamTlsMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m UpstreamTlsMultiError) AllErrors() []error { return m }
+
+// UpstreamTlsValidationError is the validation error returned by
+// UpstreamTls.Validate if the designated constraints aren't met.
+type UpstreamTlsValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e UpstreamTlsValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e UpstreamTlsValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e UpstreamTlsValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e UpstreamTlsValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e UpstreamTlsValidationError) ErrorName() string { return "UpstreamTlsValidationError" }
+
+// Error satisfies the builtin error interface
+func (e UpstreamTlsValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sUpstreamTls.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = UpstreamTlsValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = UpstreamTlsValidationError{}
 
 // Validate checks the field values on OutlierDetection with the rules defined
 // in the proto definition for this message. If any rules are violated, the
@@ -1667,6 +1854,17 @@ func (m *Endpoint) validate(all bool) error {
 		err := EndpointValidationError{
 			field:  "Cookie",
 			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if _, ok := SendProxy_name[int32(m.GetSendProxy())]; !ok {
+		err := EndpointValidationError{
+			field:  "SendProxy",
+			reason: "value must be one of the defined enum values",
 		}
 		if !all {
 			return err
@@ -2418,6 +2616,35 @@ func (m *Listener) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetProxyProtocol()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "ProxyProtocol",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ListenerValidationError{
+					field:  "ProxyProtocol",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetProxyProtocol()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ListenerValidationError{
+				field:  "ProxyProtocol",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return ListenerMultiError(errors)
 	}
@@ -2500,6 +2727,168 @@ var _Listener_Name_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,62
 var _Listener_Protocol_NotInLookup = map[Protocol]struct{}{
 	0: {},
 }
+
+// Validate checks the field values on ProxyProtocolAccept with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ProxyProtocolAccept) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ProxyProtocolAccept with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ProxyProtocolAcceptMultiError, or nil if none found.
+func (m *ProxyProtocolAccept) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ProxyProtocolAccept) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Required
+
+	if len(m.GetTrustedSources()) > 10000 {
+		err := ProxyProtocolAcceptValidationError{
+			field:  "TrustedSources",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetTrustedSources() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 64 {
+			err := ProxyProtocolAcceptValidationError{
+				field:  fmt.Sprintf("TrustedSources[%v]", idx),
+				reason: "value length must be between 1 and 64 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if d := m.GetTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = ProxyProtocolAcceptValidationError{
+				field:  "Timeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(300*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := ProxyProtocolAcceptValidationError{
+					field:  "Timeout",
+					reason: "value must be inside range [1ms, 5m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if len(errors) > 0 {
+		return ProxyProtocolAcceptMultiError(errors)
+	}
+
+	return nil
+}
+
+// ProxyProtocolAcceptMultiError is an error wrapping multiple validation
+// errors returned by ProxyProtocolAccept.ValidateAll() if the designated
+// constraints aren't met.
+type ProxyProtocolAcceptMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ProxyProtocolAcceptMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ProxyProtocolAcceptMultiError) AllErrors() []error { return m }
+
+// ProxyProtocolAcceptValidationError is the validation error returned by
+// ProxyProtocolAccept.Validate if the designated constraints aren't met.
+type ProxyProtocolAcceptValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ProxyProtocolAcceptValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ProxyProtocolAcceptValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ProxyProtocolAcceptValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ProxyProtocolAcceptValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ProxyProtocolAcceptValidationError) ErrorName() string {
+	return "ProxyProtocolAcceptValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ProxyProtocolAcceptValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sProxyProtocolAccept.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ProxyProtocolAcceptValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ProxyProtocolAcceptValidationError{}
 
 // Validate checks the field values on Rule with the rules defined in the proto
 // definition for this message. If any rules are violated, the first error
@@ -5144,7 +5533,7 @@ func (m *TlsOptions) validate(all bool) error {
 		if _, ok := _TlsOptions_Alpn_InLookup[item]; !ok {
 			err := TlsOptionsValidationError{
 				field:  fmt.Sprintf("Alpn[%v]", idx),
-				reason: "value must be in list [http/1.1]",
+				reason: "value must be in list [h2 http/1.1]",
 			}
 			if !all {
 				return err
@@ -5263,6 +5652,7 @@ var _ interface {
 } = TlsOptionsValidationError{}
 
 var _TlsOptions_Alpn_InLookup = map[string]struct{}{
+	"h2":       {},
 	"http/1.1": {},
 }
 
@@ -5457,6 +5847,37 @@ func (m *TcpOptions) validate(all bool) error {
 				reason: "embedded message failed validation",
 				cause:  err,
 			}
+		}
+	}
+
+	if d := m.GetInspectTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = TcpOptionsValidationError{
+				field:  "InspectTimeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(300*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := TcpOptionsValidationError{
+					field:  "InspectTimeout",
+					reason: "value must be inside range [1ms, 5m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
 		}
 	}
 
@@ -5899,6 +6320,114 @@ func (m *HttpOptions) validate(all bool) error {
 
 	}
 
+	if all {
+		switch v := interface{}(m.GetForwarding()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, HttpOptionsValidationError{
+					field:  "Forwarding",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, HttpOptionsValidationError{
+					field:  "Forwarding",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetForwarding()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return HttpOptionsValidationError{
+				field:  "Forwarding",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for H2C
+
+	if m.GetMaxHeaderBytes() > 65536 {
+		err := HttpOptionsValidationError{
+			field:  "MaxHeaderBytes",
+			reason: "value must be less than or equal to 65536",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.GetMaxHeaderCount() > 10000 {
+		err := HttpOptionsValidationError{
+			field:  "MaxHeaderCount",
+			reason: "value must be less than or equal to 10000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.GetMaxUriLength() > 65536 {
+		err := HttpOptionsValidationError{
+			field:  "MaxUriLength",
+			reason: "value must be less than or equal to 65536",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for MaxRequestBodyBytes
+
+	if d := m.GetTunnelIdleTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = HttpOptionsValidationError{
+				field:  "TunnelIdleTimeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(604800*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := HttpOptionsValidationError{
+					field:  "TunnelIdleTimeout",
+					reason: "value must be inside range [1ms, 168h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if m.GetMaxConcurrentStreams() > 100000 {
+		err := HttpOptionsValidationError{
+			field:  "MaxConcurrentStreams",
+			reason: "value must be less than or equal to 100000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return HttpOptionsMultiError(errors)
 	}
@@ -5975,6 +6504,143 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = HttpOptionsValidationError{}
+
+// Validate checks the field values on Forwarding with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Forwarding) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Forwarding with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in ForwardingMultiError, or
+// nil if none found.
+func (m *Forwarding) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Forwarding) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if _, ok := ForwardedStyle_name[int32(m.GetStyle())]; !ok {
+		err := ForwardingValidationError{
+			field:  "Style",
+			reason: "value must be one of the defined enum values",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(m.GetTrustedPeers()) > 10000 {
+		err := ForwardingValidationError{
+			field:  "TrustedPeers",
+			reason: "value must contain no more than 10000 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetTrustedPeers() {
+		_, _ = idx, item
+
+		if l := utf8.RuneCountInString(item); l < 1 || l > 64 {
+			err := ForwardingValidationError{
+				field:  fmt.Sprintf("TrustedPeers[%v]", idx),
+				reason: "value length must be between 1 and 64 runes, inclusive",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return ForwardingMultiError(errors)
+	}
+
+	return nil
+}
+
+// ForwardingMultiError is an error wrapping multiple validation errors
+// returned by Forwarding.ValidateAll() if the designated constraints aren't met.
+type ForwardingMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ForwardingMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ForwardingMultiError) AllErrors() []error { return m }
+
+// ForwardingValidationError is the validation error returned by
+// Forwarding.Validate if the designated constraints aren't met.
+type ForwardingValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ForwardingValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ForwardingValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ForwardingValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ForwardingValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ForwardingValidationError) ErrorName() string { return "ForwardingValidationError" }
+
+// Error satisfies the builtin error interface
+func (e ForwardingValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sForwarding.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ForwardingValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ForwardingValidationError{}
 
 // Validate checks the field values on ErrorPage with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
