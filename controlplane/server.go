@@ -1,7 +1,7 @@
 // Package controlplane assembles sluice-cp: the snapshot store, the discovery
 // server that streams snapshots to dataplane nodes, the fleet registry, the
 // stats receiver, the command channel to nodes and the operators' config
-// API, on one gRPC listener, plus an HTTP listener for /healthz.
+// API, on one gRPC listener, plus an HTTP listener for /healthz and /metrics.
 //
 // A program (cmd/sluice-cp, or a test that wants a control plane in-process)
 // calls New, which opens the store and binds the listeners, then Serve on one
@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/discovery"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/metrics"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -70,7 +71,8 @@ type Options struct {
 	// Listen is the gRPC address (discovery, stats, commands, config API,
 	// health, reflection). Empty: 127.0.0.1 on a free port.
 	Listen string
-	// HTTP is the address of /healthz. Empty: no HTTP listener.
+	// HTTP is the address of /healthz and /metrics. Empty: no HTTP
+	// listener.
 	HTTP string
 	// DataDir holds the embedded store (DataDir/sluice.db). Required unless
 	// Store is set.
@@ -96,6 +98,7 @@ type Server struct {
 	store     store.Store
 	fleet     *fleet.Registry
 	discovery *discovery.Server
+	metrics   *metrics.Metrics
 	stats     *stats.Server
 	commands  *command.Registry
 	health    *health.Server
@@ -153,7 +156,18 @@ func New(opts Options) (_ *Server, err error) {
 	}
 
 	s.fleet = fleet.NewRegistry()
-	s.discovery = discovery.New(s.fleet, log.With("component", "discovery"))
+	s.metrics = metrics.New(metrics.Sources{
+		Nodes: func() (connected, current int) {
+			current, connected = s.fleet.Count(s.discovery.Version())
+			return connected, current
+		},
+		Version: func() uint64 { return s.discovery.Version() },
+		Records: func() (received, dropped uint64) {
+			c := s.stats.Counters()
+			return c.Received, c.Dropped
+		},
+	})
+	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery"))
 	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats"))
 	s.commands = command.NewRegistry(log.With("component", "command"))
 	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config")).
@@ -194,6 +208,7 @@ func New(opts Options) (_ *Server, err error) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write([]byte("ok"))
 		})
+		mux.Handle("GET /metrics", s.metrics.Handler())
 		s.http = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,

@@ -41,7 +41,7 @@ func run(args []string) int {
 	}
 	var (
 		listen    = fs.String("listen", controlplane.DefaultListen, "gRPC `ADDR` for nodes (discovery, stats) and operators (config API)")
-		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz; empty disables it")
+		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz and /metrics; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -50,6 +51,7 @@ type Server struct {
 	sluicev1.UnimplementedDiscoveryServiceServer
 
 	fleet *fleet.Registry
+	obs   Observer
 	log   *slog.Logger
 
 	publishMu sync.Mutex                // serialises Publish
@@ -68,14 +70,33 @@ type published struct {
 	next    chan struct{}
 }
 
-// New returns a server that records nodes in reg and logs their connects,
-// ACKs, NACKs and disconnects to log (nil: no logging). Until the first
-// Publish it has nothing to send.
-func New(reg *fleet.Registry, log *slog.Logger) *Server {
+// Observer is told of every push and of the node's answer to it (the
+// control plane's metrics). Its methods are called from stream goroutines
+// and must not block.
+type Observer interface {
+	// Pushed: a version was sent to a node.
+	Pushed()
+	// Answered: the node ACKed (nack false) or NACKed the version it was
+	// sent, took after it was sent.
+	Answered(nack bool, took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Pushed()                      {}
+func (nopObserver) Answered(bool, time.Duration) {}
+
+// New returns a server that records nodes in reg, tells obs (nil: nobody)
+// of pushes and answers, and logs connects, ACKs, NACKs and disconnects to
+// log (nil: no logging). Until the first Publish it has nothing to send.
+func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{fleet: reg, log: log, closed: make(chan struct{})}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
 	s.latest.Store(&published{next: make(chan struct{})})
 	return s
 }
@@ -199,6 +220,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: p.body}); err != nil {
 				return err
 			}
+			s.obs.Pushed()
 			if closed, err := s.awaitAnswer(ss, sess, label, sent); closed || err != nil {
 				return err
 			}
@@ -221,6 +243,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 // are stale: skipped, the subscription stands. closed reports that the node
 // closed its side (or the stream broke, with err).
 func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version uint64) (closed bool, err error) {
+	sent := time.Now()
 	for {
 		req := new(sluicev1.DiscoveryRequest)
 		if err := ss.RecvMsg(req); err != nil {
@@ -235,10 +258,14 @@ func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce st
 		}
 		if detail := req.GetErrorDetail(); detail != "" {
 			detail = truncate(detail, maxErrorDetail)
+			// Counted before the registry shows it, so that whoever sees
+			// the NACK there finds it counted.
+			s.obs.Answered(true, time.Since(sent))
 			sess.Nacked(version, detail)
 			s.log.Warn("node NACK", "node", sess.ID(), "version", version, "running", req.GetVersionInfo(), "error", detail)
 			return false, nil
 		}
+		s.obs.Answered(false, time.Since(sent))
 		sess.Acked(version)
 		s.log.Info("node ACK", "node", sess.ID(), "version", version)
 		return false, nil

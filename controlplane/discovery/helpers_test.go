@@ -48,7 +48,7 @@ func startServer(t testing.TB) *testServer {
 	if os.Getenv("SLUICE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	disc := New(reg, log)
+	disc := New(reg, nil, log)
 	gs := grpc.NewServer(ServerOption())
 	sluicev1.RegisterDiscoveryServiceServer(gs, disc)
 	go gs.Serve(lis)
