@@ -1,5 +1,5 @@
-// Package admin serves a node's local admin endpoint: liveness, readiness
-// and a JSON view of what the node runs.
+// Package admin serves a node's local admin endpoint: liveness, readiness,
+// a JSON view of what the node runs and its metrics for Prometheus.
 package admin
 
 import (
@@ -14,6 +14,7 @@ import (
 //	/healthz  200 while the process runs
 //	/readyz   200 once a snapshot is applied, 503 before and while draining
 //	/status   JSON: node id, applied version, endpoints with health and load
+//	/metrics  the same, and the Go runtime's, in the Prometheus text format
 func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -30,6 +31,7 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -1,0 +1,120 @@
+package admin
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-lb/sluice/dataplane/node"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// endpointStates are the values of sluice_endpoint_state's state label,
+// every one exported for every endpoint (1 for its state, 0 for the
+// others), so that a query by state needs no absent() tricks.
+var endpointStates = func() []string {
+	var out []string
+	for v := range len(sluicev1.EndpointHealth_name) {
+		if v == 0 {
+			continue // UNSPECIFIED
+		}
+		name := sluicev1.EndpointHealth(v).String()
+		out = append(out, name[len("ENDPOINT_HEALTH_"):])
+	}
+	return out
+}()
+
+// nodeCollector turns what the node knows of itself into metrics when
+// scraped: it reads the same counters as /status and the stats reports,
+// so serving /metrics costs the traffic nothing.
+type nodeCollector struct {
+	nodeID  string
+	n       *node.Node
+	dropped func() uint64
+
+	state, weight, active, conns                        *prometheus.Desc
+	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
+	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
+}
+
+func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
+	ep := []string{"cluster", "endpoint"}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &nodeCollector{
+		nodeID: nodeID, n: n, dropped: dropped,
+		state:             d("sluice_endpoint_state", "1 for the endpoint's state (UP, DOWN, DRAINING, DISABLED, EJECTED, CHECKING), 0 for the others.", "cluster", "endpoint", "state"),
+		weight:            d("sluice_endpoint_weight", "The endpoint's configured weight.", ep...),
+		active:            d("sluice_endpoint_active", "Requests and TCP sessions using the endpoint now.", ep...),
+		conns:             d("sluice_endpoint_connections", "Sockets open to the endpoint, idle pooled ones included.", ep...),
+		requests:          d("sluice_endpoint_requests_total", "HTTP requests and TCP sessions given to the endpoint.", ep...),
+		bytesIn:           d("sluice_endpoint_received_bytes_total", "Bytes received from the endpoint.", ep...),
+		bytesOut:          d("sluice_endpoint_sent_bytes_total", "Bytes sent to the endpoint.", ep...),
+		connectErrs:       d("sluice_endpoint_connect_errors_total", "Connects to the endpoint that failed.", ep...),
+		resp5xx:           d("sluice_endpoint_responses_5xx_total", "HTTP responses with a 5xx status from the endpoint.", ep...),
+		ejections:         d("sluice_endpoint_ejections_total", "Outlier ejections of the endpoint.", ep...),
+		info:              d("sluice_node_info", "Always 1; labels say which node this is and the snapshot version it runs.", "node", "version"),
+		ready:             d("sluice_node_ready", "1 once a snapshot is applied and while the node is not draining.", nil...),
+		draining:          d("sluice_node_draining", "1 while the node drains (SIGTERM).", nil...),
+		statsDroppedTotal: d("sluice_node_stats_records_dropped_total", "Connection records dropped because the queue to the control plane was full.", nil...),
+	}
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
+		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	version, draining := c.n.Version(), c.n.Draining()
+	gauge(c.info, 1, c.nodeID, version)
+	gauge(c.ready, b2f(version != "" && !draining))
+	gauge(c.draining, b2f(draining))
+	counter(c.statsDroppedTotal, c.dropped())
+	for _, s := range c.n.Endpoints() {
+		l := []string{s.Cluster, s.Name}
+		for _, st := range endpointStates {
+			gauge(c.state, b2f(st == s.Health), s.Cluster, s.Name, st)
+		}
+		gauge(c.weight, float64(s.Weight), l...)
+		gauge(c.active, float64(s.Inflight), l...)
+		gauge(c.conns, float64(s.Conns), l...)
+		counter(c.requests, s.Stats.Requests, l...)
+		counter(c.bytesIn, s.Stats.BytesIn, l...)
+		counter(c.bytesOut, s.Stats.BytesOut, l...)
+		counter(c.connectErrs, s.Stats.ConnectErrors, l...)
+		counter(c.resp5xx, s.Stats.Responses5xx, l...)
+		counter(c.ejections, s.Ejections, l...)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricsHandler serves the node's metrics and the Go runtime's in the
+// Prometheus text format.
+func metricsHandler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newNodeCollector(nodeID, n, dropped),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sluice-lb/sluice/dataplane"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// TestNodeMetrics: a node's /metrics counts exactly the traffic that went
+// through it, per endpoint: requests, TCP sessions and the bytes of each
+// way, and says each endpoint's state.
+func TestNodeMetrics(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	v := c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: %s }
+      - { name: b, address: %s }
+  - name: db
+    endpoints:
+      - { name: raw, address: %s }
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+  - { name: tcp, address: %s, protocol: TCP, default_cluster: db }
+`, a.addr, b.addr, raw.addr, httpAddr, tcpAddr))
+	dp, err := dataplane.Start(dataplane.Options{
+		ControlPlane: c.addr,
+		Node:         &sluicev1.Node{Id: "node-1"},
+		AdminAddr:    "127.0.0.1:0",
+		Logger:       quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dp.Close)
+	waitVersion(t, dp, v)
+
+	const requests, sessions = 30, 7
+	client := &http.Client{Timeout: testTimeout}
+	for range requests {
+		if _, err := get(client, "http://"+httpAddr+"/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Raw TCP sessions, so that the bytes each way are known exactly.
+	const req = "GET / HTTP/1.0\r\nHost: raw\r\n\r\n"
+	var received int
+	for range sessions {
+		conn, err := net.DialTimeout("tcp", tcpAddr, testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(testTimeout))
+		io.WriteString(conn, req)
+		resp, err := io.ReadAll(conn) // HTTP/1.0: the backend closes
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		received += len(resp)
+	}
+
+	url := "http://" + dp.AdminAddr().String() + "/metrics"
+	var m map[string]*dto.MetricFamily
+	// A TCP session's bytes are counted once it ended on the node's side,
+	// a moment after the client saw it end.
+	waitFor(t, "the last TCP session's bytes to be counted", func() bool {
+		m = scrapeMetrics(t, url)
+		return metric(m, "sluice_endpoint_received_bytes_total", "db", "raw") == float64(received)
+	})
+	if got := metric(m, "sluice_endpoint_requests_total", "web", "a") + metric(m, "sluice_endpoint_requests_total", "web", "b"); got != requests {
+		t.Errorf("requests_total of web = %v, want %d", got, requests)
+	}
+	if got := metric(m, "sluice_endpoint_requests_total", "web", "a"); got != requests/2 {
+		t.Errorf("requests_total of web/a = %v, want %d (round robin)", got, requests/2)
+	}
+	if got := metric(m, "sluice_endpoint_requests_total", "db", "raw"); got != sessions {
+		t.Errorf("requests_total of db/raw = %v, want %d sessions", got, sessions)
+	}
+	if got := metric(m, "sluice_endpoint_sent_bytes_total", "db", "raw"); got != float64(sessions*len(req)) {
+		t.Errorf("sent_bytes_total of db/raw = %v, want %d", got, sessions*len(req))
+	}
+	if got := metric(m, "sluice_endpoint_state", "web", "a", "UP"); got != 1 {
+		t.Errorf(`state{web/a, "UP"} = %v, want 1`, got)
+	}
+	if got := metric(m, "sluice_endpoint_state", "web", "a", "DOWN"); got != 0 {
+		t.Errorf(`state{web/a, "DOWN"} = %v, want 0`, got)
+	}
+	if got := metric(m, "sluice_node_ready"); got != 1 {
+		t.Errorf("sluice_node_ready = %v, want 1", got)
+	}
+	if got := metric(m, "sluice_node_info", "node-1", fmt.Sprint(v)); got != 1 {
+		t.Errorf("sluice_node_info{node-1, %d} = %v, want 1", v, got)
+	}
+}
+
+// scrapeMetrics fetches url and parses it with Prometheus' own text parser.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s does not parse: %v", url, err)
+	}
+	return m
+}
+
+// metric returns the value of the family's metric whose label values are,
+// in order, values; -1 when there is none.
+func metric(m map[string]*dto.MetricFamily, name string, values ...string) float64 {
+	for _, x := range m[name].GetMetric() {
+		ls := x.GetLabel()
+		if len(ls) != len(values) {
+			continue
+		}
+		ok := true
+		for i, l := range ls {
+			ok = ok && l.GetValue() == values[i]
+		}
+		if !ok {
+			continue
+		}
+		if x.Counter != nil {
+			return x.GetCounter().GetValue()
+		}
+		return x.GetGauge().GetValue()
+	}
+	return -1
+}
