@@ -117,4 +117,3 @@ func metricsHandler(nodeID string, n *node.Node, dropped func() uint64) http.Han
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
-
