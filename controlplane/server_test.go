@@ -20,6 +20,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	dpstats "github.com/sluice-lb/sluice/dataplane/stats"
@@ -485,7 +486,8 @@ func TestStatsReportAndListConns(t *testing.T) {
 	stream.Send(&sluicev1.StatsReport{NodeId: "edge-1", Records: []*sluicev1.ConnRecord{
 		{Listener: "public", Cluster: "web", Endpoint: "web1", BytesIn: 10},
 		{Listener: "public", Cluster: "web", Endpoint: "web2", BytesIn: 20},
-		{Listener: "db", Cluster: "db", Endpoint: "db1", BytesIn: 30},
+		{Listener: "db", Cluster: "db", Endpoint: "db1", BytesIn: 30,
+			CloseReason: sluicev1.CloseReason_CLOSE_REASON_DENIED, Duration: durationpb.New(time.Second)},
 	}})
 	if _, err := stream.CloseAndRecv(); err != nil {
 		t.Fatal(err)

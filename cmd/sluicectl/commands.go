@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -440,15 +441,21 @@ func nodeState(n *sluicev1.NodeStatus) string {
 }
 
 func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("conns", "conns [--limit N] [--node ID] [--cluster C] [--endpoint E] [-o table|json]", `
+	fs := c.flags("conns", "conns [--limit N] [--node ID] [--listener L] [--cluster C] [--endpoint E] [--reason R,...] [--min-duration D] [-o table|json]", `
 List the most recent client connections the nodes reported, newest first:
 when each started, node, listener, client address, the cluster/endpoint that
 served it (the last request's, for HTTP), how long it lived, bytes in (from
-the client) and out (to the client), HTTP requests, and why it closed.`)
+the client) and out (to the client), HTTP requests, and why it closed.
+
+Reasons:
+`+wrap(strings.Join(reasonNames(), ", "), 76, "  "))
 	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
 	node := fs.String("node", "", "only connections of node `ID`")
+	listener := fs.String("listener", "", "only connections accepted by listener `L`")
 	cluster := fs.String("cluster", "", "only connections served by cluster `C`")
 	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E`")
+	reasons := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`")
+	minDur := fs.Duration("min-duration", 0, "only connections that lived at least `D` (e.g. 30s)")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -456,11 +463,30 @@ the client) and out (to the client), HTTP requests, and why it closed.`)
 	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
+	if *minDur < 0 {
+		return c.usageError(fs, "--min-duration must not be negative, not %s", *minDur)
+	}
+	var want []sluicev1.CloseReason
+	for r := range strings.SplitSeq(*reasons, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		v, ok := sluicev1.CloseReason_value["CLOSE_REASON_"+strings.ToUpper(r)]
+		if !ok || v == 0 {
+			return c.usageError(fs, "--reason %q is not one of %s", r, strings.Join(reasonNames(), ", "))
+		}
+		want = append(want, sluicev1.CloseReason(v))
+	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.ListConns(ctx, &sluicev1.ListConnsRequest{
-		Limit: uint32(min(*limit, 1<<32-1)), NodeId: *node, Cluster: *cluster, Endpoint: *endpoint,
-	})
+	req := &sluicev1.ListConnsRequest{
+		Limit: uint32(min(*limit, 1<<32-1)), NodeId: *node, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
+		Reasons: want,
+	}
+	if *minDur > 0 {
+		req.MinDuration = durationpb.New(*minDur)
+	}
+	resp, err := client.ListConns(ctx, req)
 	if err != nil {
 		return c.rpcError("conns", err)
 	}
@@ -478,7 +504,7 @@ the client) and out (to the client), HTTP requests, and why it closed.`)
 		if r.GetDuration() != nil {
 			dur = r.GetDuration().AsDuration().Round(time.Millisecond).String()
 		}
-		reason := strings.ToLower(strings.TrimPrefix(r.GetCloseReason().String(), "CLOSE_REASON_"))
+		reason := reasonName(r.GetCloseReason())
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
 			orDash(r.GetClientAddress()), served, dur, bytesText(r.GetBytesIn()), bytesText(r.GetBytesOut()),
@@ -486,6 +512,43 @@ the client) and out (to the client), HTTP requests, and why it closed.`)
 	}
 	tw.Flush()
 	return 0
+}
+
+// reasonName is how sluicectl writes a close reason: "client_closed".
+func reasonName(r sluicev1.CloseReason) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "CLOSE_REASON_"))
+}
+
+// reasonNames lists every close reason as reasonName writes it.
+func reasonNames() []string {
+	var out []string
+	for v := 1; v < len(sluicev1.CloseReason_name); v++ {
+		out = append(out, reasonName(sluicev1.CloseReason(v)))
+	}
+	return out
+}
+
+// wrap breaks s into lines of at most width bytes at spaces, each line
+// starting with indent.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	line := 0
+	for i, w := range strings.Fields(s) {
+		if i > 0 && line+1+len(w) > width {
+			b.WriteString("\n")
+			line = 0
+		}
+		if line == 0 {
+			b.WriteString(indent)
+			line = len(indent)
+		} else {
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
 }
 
 func orDash(s string) string {

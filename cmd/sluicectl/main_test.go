@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -633,7 +634,8 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	compareRows(t, "nodes", rows, wantRows)
 
-	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--cluster", "web", "--endpoint", "web2")
+	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--listener", "public", "--cluster", "web", "--endpoint", "web2",
+		"--reason", "client_closed,Shutdown", "--min-duration", "1s")
 	if code != 0 {
 		t.Fatalf("conns: status %d", code)
 	}
@@ -645,8 +647,13 @@ func TestNodesAndConns(t *testing.T) {
 		{startText, "dp-2", "db", "10.1.1.2:50001", "-", "0s", "0B", "0B", "0", "no_endpoint"},
 	}
 	compareRows(t, "conns", rows, wantRows)
-	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" {
-		t.Errorf("conns request = %v; want limit 10, node dp-1, cluster web, endpoint web2", got)
+	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetListener() != "public" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" ||
+		!slices.Equal(got.GetReasons(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN}) ||
+		got.GetMinDuration().AsDuration() != time.Second {
+		t.Errorf("conns request = %v; want limit 10, node dp-1, listener public, cluster web, endpoint web2, reasons client_closed and shutdown, min 1s", got)
+	}
+	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "closed"); code != 2 || !strings.Contains(stderr, `--reason "closed" is not one of client_closed, server_closed`) {
+		t.Errorf("conns --reason closed: exit %d, stderr %q; want 2 and the reasons", code, stderr)
 	}
 
 	code, stdout, _ = sluicectl(t, addr, "nodes", "-o", "json")

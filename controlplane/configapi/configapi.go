@@ -436,9 +436,12 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "configapi: %v", err)
 	}
 	recs := s.conns.List(stats.Filter{
-		NodeID:   req.GetNodeId(),
-		Cluster:  req.GetCluster(),
-		Endpoint: req.GetEndpoint(),
+		NodeID:      req.GetNodeId(),
+		Cluster:     req.GetCluster(),
+		Endpoint:    req.GetEndpoint(),
+		Listener:    req.GetListener(),
+		Reasons:     req.GetReasons(),
+		MinDuration: req.GetMinDuration().AsDuration(),
 	}, int(req.GetLimit()))
 	return &sluicev1.ListConnsResponse{Records: recs}, nil
 }

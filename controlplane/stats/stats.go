@@ -14,8 +14,10 @@ package stats
 import (
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -67,13 +69,21 @@ func (r *Ring) Add(recs []*sluicev1.ConnRecord) {
 
 // Filter selects records; an empty field matches all.
 type Filter struct {
-	NodeID, Cluster, Endpoint string
+	NodeID, Cluster, Endpoint, Listener string
+	// Reasons keeps records that closed for one of these reasons.
+	Reasons []sluicev1.CloseReason
+	// MinDuration keeps records of connections that lived at least this
+	// long.
+	MinDuration time.Duration
 }
 
 func (f Filter) match(rec *sluicev1.ConnRecord) bool {
 	return (f.NodeID == "" || rec.GetNodeId() == f.NodeID) &&
 		(f.Cluster == "" || rec.GetCluster() == f.Cluster) &&
-		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint)
+		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint) &&
+		(f.Listener == "" || rec.GetListener() == f.Listener) &&
+		(len(f.Reasons) == 0 || slices.Contains(f.Reasons, rec.GetCloseReason())) &&
+		(f.MinDuration <= 0 || rec.GetDuration().AsDuration() >= f.MinDuration)
 }
 
 // List returns up to limit records matching f, newest first (limit 0:

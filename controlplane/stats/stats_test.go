@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -72,6 +73,9 @@ func TestRingFilters(t *testing.T) {
 	r := NewRing(10)
 	recs := []*sluicev1.ConnRecord{rec("1", "web", "web1"), rec("2", "web", "web2"), rec("3", "db", "db1"), rec("4", "web", "web1")}
 	recs[0].NodeId, recs[1].NodeId, recs[2].NodeId, recs[3].NodeId = "n1", "n2", "n1", "n2"
+	shutdown, denied := sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN, sluicev1.CloseReason_CLOSE_REASON_DENIED
+	recs[1].CloseReason, recs[2].CloseReason, recs[3].CloseReason = shutdown, denied, shutdown
+	recs[0].Duration, recs[1].Duration, recs[3].Duration = durationpb.New(time.Second), durationpb.New(2*time.Second), durationpb.New(time.Minute)
 	r.Add(recs)
 	for _, tt := range []struct {
 		f    Filter
@@ -82,6 +86,11 @@ func TestRingFilters(t *testing.T) {
 		{Filter{NodeID: "n1"}, []string{"3", "1"}},
 		{Filter{NodeID: "n2", Endpoint: "web1"}, []string{"4"}},
 		{Filter{Cluster: "none"}, nil},
+		{Filter{Listener: "3"}, []string{"3"}},
+		{Filter{Reasons: []sluicev1.CloseReason{shutdown}}, []string{"4", "2"}},
+		{Filter{Reasons: []sluicev1.CloseReason{denied, shutdown}, Endpoint: "web1"}, []string{"4"}},
+		{Filter{MinDuration: 2 * time.Second}, []string{"4", "2"}},
+		{Filter{MinDuration: time.Second, Reasons: []sluicev1.CloseReason{shutdown}, NodeID: "n2"}, []string{"4", "2"}},
 	} {
 		if got := listeners(r.List(tt.f, 0)); !slices.Equal(got, tt.want) {
 			t.Errorf("List(%+v) = %v, want %v", tt.f, got, tt.want)

@@ -10,6 +10,7 @@ import (
 	_ "github.com/envoyproxy/protoc-gen-validate/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -759,9 +760,14 @@ type ListConnsRequest struct {
 	// Limit caps how many records are returned; 0 means 100.
 	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
 	// Filters; empty matches all.
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Cluster       string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Endpoint      string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	NodeId   string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Cluster  string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Endpoint string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Listener string `protobuf:"bytes,5,opt,name=listener,proto3" json:"listener,omitempty"`
+	// Reasons keeps connections that closed for one of these reasons.
+	Reasons []CloseReason `protobuf:"varint,6,rep,packed,name=reasons,proto3,enum=sluice.v1.CloseReason" json:"reasons,omitempty"`
+	// MinDuration keeps connections that lived at least this long.
+	MinDuration   *durationpb.Duration `protobuf:"bytes,7,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -822,6 +828,27 @@ func (x *ListConnsRequest) GetEndpoint() string {
 		return x.Endpoint
 	}
 	return ""
+}
+
+func (x *ListConnsRequest) GetListener() string {
+	if x != nil {
+		return x.Listener
+	}
+	return ""
+}
+
+func (x *ListConnsRequest) GetReasons() []CloseReason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *ListConnsRequest) GetMinDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MinDuration
+	}
+	return nil
 }
 
 type ListConnsResponse struct {
@@ -1136,7 +1163,7 @@ var File_sluice_v1_config_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xa8\x01\n" +
+	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xa8\x01\n" +
 	"\fApplyRequest\x129\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
@@ -1194,12 +1221,15 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bdraining\x18\f \x01(\bR\bdraining\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
 	"\x10ListConnsRequest\x12\x1f\n" +
 	"\x05limit\x18\x01 \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x05limit\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
-	"\bendpoint\x18\x04 \x01(\tR\bendpoint\"D\n" +
+	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12\x1a\n" +
+	"\blistener\x18\x05 \x01(\tR\blistener\x12A\n" +
+	"\areasons\x18\x06 \x03(\x0e2\x16.sluice.v1.CloseReasonB\x0f\xfaB\f\x92\x01\t\x10 \"\x05\x82\x01\x02\x10\x01R\areasons\x12F\n" +
+	"\fmin_duration\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xfaB\x05\xaa\x01\x022\x00R\vminDuration\"D\n" +
 	"\x11ListConnsResponse\x12/\n" +
 	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords\"D\n" +
 	"\x0fGetStatsRequest\x12\x17\n" +
@@ -1264,9 +1294,11 @@ var file_sluice_v1_config_proto_goTypes = []any{
 	(*Snapshot)(nil),                 // 19: sluice.v1.Snapshot
 	(AdminState)(0),                  // 20: sluice.v1.AdminState
 	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(*ConnRecord)(nil),               // 22: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 23: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 24: sluice.v1.CommandResult
+	(CloseReason)(0),                 // 22: sluice.v1.CloseReason
+	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
+	(*ConnRecord)(nil),               // 24: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 25: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 26: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
 	19, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
@@ -1279,32 +1311,34 @@ var file_sluice_v1_config_proto_depIdxs = []int32{
 	18, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
 	21, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
 	21, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	22, // 10: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	15, // 11: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	21, // 12: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	23, // 13: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	24, // 14: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	0,  // 15: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	1,  // 16: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	3,  // 17: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	6,  // 18: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	8,  // 19: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	11, // 20: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	13, // 21: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	16, // 22: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	2,  // 23: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	2,  // 24: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	4,  // 25: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	7,  // 26: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	9,  // 27: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	12, // 28: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	14, // 29: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	17, // 30: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 10: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	23, // 11: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	24, // 12: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	15, // 13: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	21, // 14: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	25, // 15: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	26, // 16: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	0,  // 17: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	1,  // 18: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	3,  // 19: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	6,  // 20: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	8,  // 21: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	11, // 22: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	13, // 23: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	16, // 24: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	2,  // 25: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	2,  // 26: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	4,  // 27: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	7,  // 28: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	9,  // 29: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	12, // 30: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	14, // 31: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	17, // 32: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }

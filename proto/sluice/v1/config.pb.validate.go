@@ -1560,6 +1560,65 @@ func (m *ListConnsRequest) validate(all bool) error {
 
 	// no validation rules for Endpoint
 
+	// no validation rules for Listener
+
+	if len(m.GetReasons()) > 32 {
+		err := ListConnsRequestValidationError{
+			field:  "Reasons",
+			reason: "value must contain no more than 32 item(s)",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	for idx, item := range m.GetReasons() {
+		_, _ = idx, item
+
+		if _, ok := CloseReason_name[int32(item)]; !ok {
+			err := ListConnsRequestValidationError{
+				field:  fmt.Sprintf("Reasons[%v]", idx),
+				reason: "value must be one of the defined enum values",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
+	if d := m.GetMinDuration(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = ListConnsRequestValidationError{
+				field:  "MinDuration",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte {
+				err := ListConnsRequestValidationError{
+					field:  "MinDuration",
+					reason: "value must be greater than or equal to 0s",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
 	if len(errors) > 0 {
 		return ListConnsRequestMultiError(errors)
 	}
