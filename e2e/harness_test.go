@@ -39,6 +39,7 @@ func quietLogger() *slog.Logger {
 // cp is a control plane running in the test process.
 type cp struct {
 	addr   string
+	http   string // /healthz and /metrics
 	dir    string
 	cancel context.CancelFunc
 	done   chan error
@@ -57,7 +58,7 @@ func startCP(t *testing.T, dir, listen string) *cp {
 		t.Fatalf("control plane: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cp{addr: srv.Addr().String(), dir: dir, cancel: cancel, done: make(chan error, 1)}
+	c := &cp{addr: srv.Addr().String(), http: srv.HTTPAddr().String(), dir: dir, cancel: cancel, done: make(chan error, 1)}
 	go func() { c.done <- srv.Serve(ctx) }()
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

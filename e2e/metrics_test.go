@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +109,39 @@ listeners:
 	if got := metric(m, "sluice_node_info", "node-1", fmt.Sprint(v)); got != 1 {
 		t.Errorf("sluice_node_info{node-1, %d} = %v, want 1", v, got)
 	}
+
+	// The Grafana dashboard in examples/ asks only for metrics that exist.
+	cpm := scrapeMetrics(t, "http://"+c.http+"/metrics")
+	dashJSON, err := os.ReadFile("../examples/grafana/sluice.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(dashJSON, &dash); err != nil {
+		t.Fatalf("examples/grafana/sluice.json: %v", err)
+	}
+	exprs := 0
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			exprs++
+			for _, name := range metricName.FindAllString(target.Expr, -1) {
+				if base := strings.TrimSuffix(name, "_bucket"); m[base] == nil && cpm[base] == nil {
+					t.Errorf("dashboard panel %q asks for %s, which neither the node nor the control plane exports", p.Title, name)
+				}
+			}
+		}
+	}
+	if exprs < 10 {
+		t.Errorf("dashboard has %d queries; did its format change?", exprs)
+	}
 }
+
+var metricName = regexp.MustCompile(`\bsluice_[a-z0-9_]+`)
 
 // scrapeMetrics fetches url and parses it with Prometheus' own text parser.
 func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
