@@ -175,6 +175,13 @@ type node struct {
 
 func (cp *testCP) connect(ctx context.Context, t *testing.T, id, running string) *node {
 	t.Helper()
+	return cp.connectAs(ctx, t, &sluicev1.Node{Id: id, Labels: map[string]string{"zone": "eu-1"}, BuildVersion: "test"}, running)
+}
+
+// connectAs is connect with the node's self-description given whole.
+func (cp *testCP) connectAs(ctx context.Context, t *testing.T, self *sluicev1.Node, running string) *node {
+	t.Helper()
+	id := self.GetId()
 	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	stream, err := sluicev1.NewDiscoveryServiceClient(cp.conn).StreamSnapshots(ctx)
@@ -192,10 +199,7 @@ func (cp *testCP) connect(ctx context.Context, t *testing.T, id, running string)
 			n.resps <- r
 		}
 	}()
-	n.send(&sluicev1.DiscoveryRequest{
-		Node:        &sluicev1.Node{Id: id, Labels: map[string]string{"zone": "eu-1"}, BuildVersion: "test"},
-		VersionInfo: running,
-	})
+	n.send(&sluicev1.DiscoveryRequest{Node: self, VersionInfo: running})
 	return n
 }
 
@@ -551,10 +555,36 @@ func TestNodeDraining(t *testing.T) {
 	if st.GetDraining() {
 		t.Errorf("disconnected node still draining: %v", st)
 	}
-	cp.connect(ctx, t, "edge-1", "")
+	again := cp.connect(ctx, t, "edge-1", "")
 	st = cp.waitNode(ctx, t, "edge-1", "reconnected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
 	if st.GetDraining() {
 		t.Errorf("node connected afresh shows draining: %v", st)
+	}
+
+	// A restart under the same id: the old process (instance "old") still
+	// drains and says so on its stats stream; the new one must not show it.
+	again.cancel()
+	cp.waitNode(ctx, t, "edge-1", "disconnected", func(s *sluicev1.NodeStatus) bool { return !s.GetConnected() })
+	cp.connectAs(ctx, t, &sluicev1.Node{Id: "edge-1", Instance: "new"}, "")
+	cp.waitNode(ctx, t, "edge-1", "connected as instance new", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+	old := dpstats.NewReporter(16, slog.New(slog.DiscardHandler))
+	old.SetInstance("old")
+	octx, stopOld := context.WithCancel(ctx)
+	oldDone := make(chan struct{})
+	go func() { old.Run(octx, cp.conn, "edge-1"); close(oldDone) }()
+	old.Record(&conntrack.ConnInfo{Listener: "public"})
+	for old.Sent() == 0 { // the stream is up
+		select {
+		case <-ctx.Done():
+			t.Fatal("the old instance's reporter sent nothing")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	old.Draining() // returns once the control plane confirmed the report
+	stopOld()
+	<-oldDone
+	if st := cp.node(ctx, t, "edge-1"); !st.GetConnected() || st.GetDraining() {
+		t.Errorf("after the old instance said it drains: connected=%v draining=%v, want true false", st.GetConnected(), st.GetDraining())
 	}
 }
 

@@ -7,6 +7,8 @@ package dataplane
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 )
 
 // maxSnapshotSize is the largest snapshot message a node accepts; the
@@ -75,9 +78,14 @@ func Start(opts Options) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: control plane %s: %w", opts.ControlPlane, err)
 	}
+	self := proto.CloneOf(opts.Node)
+	if self.GetInstance() == "" {
+		self.Instance = newInstance()
+	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
 	d.Node = node.New(node.Options{OnConn: d.Reporter.Record, Logger: log})
 	d.Reporter.ReportEndpoints(d.Node)
+	d.Reporter.SetInstance(self.GetInstance())
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -98,13 +106,20 @@ func Start(opts Options) (*Dataplane, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	client := &discovery.Client{Conn: conn, Node: opts.Node, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	commands := &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); client.Run(ctx) }()
 	go func() { defer d.wg.Done(); d.Reporter.Run(ctx, conn, opts.Node.GetId()) }()
 	go func() { defer d.wg.Done(); commands.Run(ctx) }()
 	return d, nil
+}
+
+// newInstance returns a random id for this run of the process.
+func newInstance() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // AdminAddr is the address the admin endpoint listens on, nil without one.

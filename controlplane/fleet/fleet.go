@@ -49,7 +49,8 @@ type entry struct {
 	acked, sent    uint64
 	nacked         uint64
 	nackError      string
-	draining       bool // since the node said so on this connection
+	draining       bool   // since the node said so on this connection
+	instance       string // the process on the stream (Node.instance)
 
 	session *Session // the stream that speaks for the node, or nil
 }
@@ -91,6 +92,7 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	defer r.count(e)
 	e.labels = labels
 	e.build = n.GetBuildVersion()
+	e.instance = n.GetInstance()
 	e.connected = true
 	e.peer = peer
 	e.connectedSince = now
@@ -184,11 +186,19 @@ func (s *Session) Disconnect() {
 // discovery stream ends or a new one connects; a node that still drains says
 // so again on its next report. Draining reports whether it marked a node
 // that was not marked yet.
-func (r *Registry) Draining(id string) bool {
+//
+// instance is the process that said so: when the node's stream names
+// another one, the report comes from an old process of the node that is
+// still draining while its replacement already runs, and it is ignored.
+// Either left empty (older nodes) matches.
+func (r *Registry) Draining(id, instance string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.nodes[id]
 	if e == nil || !e.connected || e.draining {
+		return false
+	}
+	if instance != "" && e.instance != "" && instance != e.instance {
 		return false
 	}
 	e.draining = true

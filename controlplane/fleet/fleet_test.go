@@ -185,7 +185,7 @@ func TestCountMatchesStatuses(t *testing.T) {
 // its stream ends (then it is just disconnected) or a new stream connects.
 func TestDraining(t *testing.T) {
 	r := NewRegistry()
-	if r.Draining("ghost") {
+	if r.Draining("ghost", "") {
 		t.Error("Draining marked a node that never connected")
 	}
 	if _, ok := r.Node("ghost"); ok {
@@ -196,10 +196,10 @@ func TestDraining(t *testing.T) {
 	if st := mustNode(t, r, "n1"); st.Draining {
 		t.Fatalf("draining before the node said so: %v", st)
 	}
-	if !r.Draining("n1") {
+	if !r.Draining("n1", "") {
 		t.Error("Draining(n1) = false for a connected node, want true")
 	}
-	if r.Draining("n1") {
+	if r.Draining("n1", "") {
 		t.Error("second Draining(n1) = true, want false: already marked")
 	}
 	s.Sent(2)
@@ -213,12 +213,12 @@ func TestDraining(t *testing.T) {
 		t.Errorf("after Disconnect: connected=%v draining=%v, want false false", st.Connected, st.Draining)
 	}
 	// A late report of the gone node does not mark it.
-	if r.Draining("n1") || mustNode(t, r, "n1").Draining {
+	if r.Draining("n1", "") || mustNode(t, r, "n1").Draining {
 		t.Error("Draining marked a disconnected node")
 	}
 
 	s = r.Connect(node("n1"), "p", 2)
-	r.Draining("n1")
+	r.Draining("n1", "")
 	// The node restarts: its new stream supersedes the old before the old ended.
 	r.Connect(node("n1"), "p", 0)
 	if st := mustNode(t, r, "n1"); !st.Connected || st.Draining {
@@ -227,5 +227,24 @@ func TestDraining(t *testing.T) {
 	s.Disconnect() // the superseded stream's end changes nothing
 	if st := mustNode(t, r, "n1"); !st.Connected || st.Draining {
 		t.Errorf("after the old stream ended: connected=%v draining=%v, want true false", st.Connected, st.Draining)
+	}
+}
+
+// TestDrainingOfAnotherInstance: a node restarted under the same id is a new
+// process; the old one, still draining, keeps reporting so, and must not
+// mark the new one.
+func TestDrainingOfAnotherInstance(t *testing.T) {
+	r := NewRegistry()
+	n := node("n1")
+	n.Instance = "new"
+	r.Connect(n, "p", 0)
+	if r.Draining("n1", "old") {
+		t.Error("Draining(n1, old) = true while instance new runs, want false")
+	}
+	if st := mustNode(t, r, "n1"); st.Draining {
+		t.Errorf("new instance shows draining after the old one's report: %v", st)
+	}
+	if !r.Draining("n1", "new") {
+		t.Error("Draining(n1, new) = false, want true")
 	}
 }

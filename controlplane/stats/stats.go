@@ -120,9 +120,10 @@ type Counters struct {
 // *fleet.Registry implements it. It is called from stream goroutines and
 // must not block.
 type Nodes interface {
-	// Draining records that node began to drain, and reports whether that
-	// changed what is known of it (false: already known, or not connected).
-	Draining(node string) bool
+	// Draining records that node began to drain, as instance (Node.instance)
+	// said, and reports whether that changed what is known of it (false:
+	// already known, not connected, or another instance).
+	Draining(node, instance string) bool
 }
 
 // Server implements sluicev1.StatsServiceServer, feeding a Ring.
@@ -168,8 +169,8 @@ func (s *Server) Counters() Counters {
 // the stream's records.
 func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
 	var (
-		node  string
-		total uint64
+		node, instance string
+		total          uint64
 	)
 	for {
 		rep, err := stream.Recv()
@@ -186,6 +187,7 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 			if node = rep.GetNodeId(); node == "" {
 				return status.Error(codes.InvalidArgument, "stats: the first report must carry node_id")
 			}
+			instance = rep.GetInstance()
 		}
 		recs := rep.GetRecords()
 		for _, rec := range recs {
@@ -201,7 +203,7 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		if eps := rep.GetEndpoints(); eps != nil {
 			s.views.Put(node, eps.GetEndpoints())
 		}
-		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node) {
+		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node, instance) {
 			s.log.Info("node is draining", "node", node)
 		}
 	}

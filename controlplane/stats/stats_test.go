@@ -104,10 +104,10 @@ type fakeNodes struct {
 	draining []string
 }
 
-func (f *fakeNodes) Draining(node string) bool {
+func (f *fakeNodes) Draining(node, instance string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.draining = append(f.draining, node)
+	f.draining = append(f.draining, node+"/"+instance)
 	return len(f.draining) == 1
 }
 
@@ -212,9 +212,9 @@ func TestReportDraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range []*sluicev1.StatsReport{
-		{NodeId: "n1"},
+		{NodeId: "n1", Instance: "i1"},
 		{Records: []*sluicev1.ConnRecord{rec("a", "web", "web1")}},
-		{NodeId: "n2", Draining: true},
+		{NodeId: "n2", Instance: "i2", Draining: true},
 		{Records: []*sluicev1.ConnRecord{rec("b", "web", "web1")}, Draining: true},
 	} {
 		if err := stream.Send(b); err != nil {
@@ -224,8 +224,8 @@ func TestReportDraining(t *testing.T) {
 	if _, err := stream.CloseAndRecv(); err != nil {
 		t.Fatalf("CloseAndRecv: %v", err)
 	}
-	if got := nodes.calls(); !slices.Equal(got, []string{"n1", "n1"}) {
-		t.Errorf("Draining calls = %v, want [n1 n1]", got)
+	if got := nodes.calls(); !slices.Equal(got, []string{"n1/i1", "n1/i1"}) {
+		t.Errorf("Draining calls = %v, want [n1/i1 n1/i1]: the node and instance of the first report", got)
 	}
 	if l := listeners(srv.Ring().List(Filter{}, 0)); !slices.Equal(l, []string{"b", "a"}) {
 		t.Errorf("records = %v, want [b a]: a draining report's records are kept", l)

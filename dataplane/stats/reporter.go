@@ -53,6 +53,7 @@ type Reporter struct {
 	queue    chan *sluicev1.ConnRecord
 	interval time.Duration // between batches; DefaultInterval but in tests
 	eps      Endpoints     // nil: none reported
+	instance string        // Node.instance, sent on each stream's first report
 	epsEvery time.Duration // EndpointsEvery but in tests
 	dropped  atomic.Uint64 // since the last report that got through
 	total    atomic.Uint64 // ever dropped
@@ -88,6 +89,11 @@ func NewReporter(size int, log *slog.Logger) *Reporter {
 // first message, then whenever src.StatusChanges moved since the last one
 // sent, and at least every EndpointsEvery. Call it before Run.
 func (r *Reporter) ReportEndpoints(src Endpoints) { r.eps = src }
+
+// SetInstance makes every stream name the process it reports for (the
+// Node.instance its discovery stream sends), so that the control plane
+// tells its draining from a restarted node's. Call it before Run.
+func (r *Reporter) SetInstance(id string) { r.instance = id }
 
 // Record queues the record of a connection that ended. It never blocks.
 func (r *Reporter) Record(ci *conntrack.ConnInfo) {
@@ -182,7 +188,7 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	// stream: it may have restarted, or forgotten this node.
 	var eps endpointsSent
 	draining := r.draining.Load()
-	first := &sluicev1.StatsReport{NodeId: nodeID, Draining: draining}
+	first := &sluicev1.StatsReport{NodeId: nodeID, Instance: r.instance, Draining: draining}
 	changes, withEps := eps.attach(r, first, true)
 	if err := st.Send(first); err != nil {
 		return err

@@ -28,7 +28,11 @@ type Node struct {
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Labels map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// BuildVersion is the node binary's version, for operators.
-	BuildVersion  string `protobuf:"bytes,3,opt,name=build_version,json=buildVersion,proto3" json:"build_version,omitempty"`
+	BuildVersion string `protobuf:"bytes,3,opt,name=build_version,json=buildVersion,proto3" json:"build_version,omitempty"`
+	// Instance identifies one run of the node's process, random at start: a
+	// node restarted under the same id is a new instance, and what the old
+	// one still says (it may drain for a while) is not taken for the new.
+	Instance      string `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -80,6 +84,13 @@ func (x *Node) GetLabels() map[string]string {
 func (x *Node) GetBuildVersion() string {
 	if x != nil {
 		return x.BuildVersion
+	}
+	return ""
+}
+
+func (x *Node) GetInstance() string {
+	if x != nil {
+		return x.Instance
 	}
 	return ""
 }
@@ -228,11 +239,12 @@ var File_sluice_v1_discovery_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_discovery_proto_rawDesc = "" +
 	"\n" +
-	"\x19sluice/v1/discovery.proto\x12\tsluice.v1\x1a\x18sluice/v1/snapshot.proto\x1a\x17validate/validate.proto\"\x9a\x02\n" +
+	"\x19sluice/v1/discovery.proto\x12\tsluice.v1\x1a\x18sluice/v1/snapshot.proto\x1a\x17validate/validate.proto\"\xbf\x02\n" +
 	"\x04Node\x12:\n" +
 	"\x02id\x18\x01 \x01(\tB*\xfaB'r%2#^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$R\x02id\x12l\n" +
 	"\x06labels\x18\x02 \x03(\v2\x1b.sluice.v1.Node.LabelsEntryB7\xfaB4\x9a\x011\x10@\"&r$2\"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$*\x05r\x03\x18\x80\x02R\x06labels\x12-\n" +
-	"\rbuild_version\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x01R\fbuildVersion\x1a9\n" +
+	"\rbuild_version\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x01R\fbuildVersion\x12#\n" +
+	"\binstance\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +

@@ -126,6 +126,17 @@ func (m *Node) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if utf8.RuneCountInString(m.GetInstance()) > 64 {
+		err := NodeValidationError{
+			field:  "Instance",
+			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return NodeMultiError(errors)
 	}

@@ -219,7 +219,10 @@ type StatsReport struct {
 	// Endpoints, when set, is the node's whole view of its endpoints. A node
 	// sends it when an endpoint's health changed and every few seconds for the
 	// counters; unset means nothing new.
-	Endpoints     *EndpointReport `protobuf:"bytes,5,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Endpoints *EndpointReport `protobuf:"bytes,5,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Instance is the Node.instance of the process reporting, on the first
+	// report of a stream; it ties the stream's draining to that process.
+	Instance      string `protobuf:"bytes,6,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -287,6 +290,13 @@ func (x *StatsReport) GetEndpoints() *EndpointReport {
 		return x.Endpoints
 	}
 	return nil
+}
+
+func (x *StatsReport) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
 }
 
 // EndpointReport is a node's view of every endpoint of its configuration.
@@ -691,13 +701,14 @@ var File_sluice_v1_stats_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\n" +
-	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\xdb\x01\n" +
+	"\x15sluice/v1/stats.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\x80\x02\n" +
 	"\vStatsReport\x12!\n" +
 	"\anode_id\x18\x01 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x01R\x06nodeId\x12:\n" +
 	"\arecords\x18\x02 \x03(\v2\x15.sluice.v1.ConnRecordB\t\xfaB\x06\x92\x01\x03\x10\x90NR\arecords\x12\x18\n" +
 	"\adropped\x18\x03 \x01(\x04R\adropped\x12\x1a\n" +
 	"\bdraining\x18\x04 \x01(\bR\bdraining\x127\n" +
-	"\tendpoints\x18\x05 \x01(\v2\x19.sluice.v1.EndpointReportR\tendpoints\"T\n" +
+	"\tendpoints\x18\x05 \x01(\v2\x19.sluice.v1.EndpointReportR\tendpoints\x12#\n" +
+	"\binstance\x18\x06 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\"T\n" +
 	"\x0eEndpointReport\x12B\n" +
 	"\tendpoints\x18\x01 \x03(\v2\x18.sluice.v1.EndpointStatsB\n" +
 	"\xfaB\a\x92\x01\x04\x10\xa0\x8d\x06R\tendpoints\"\xf8\x03\n" +

@@ -146,6 +146,17 @@ func (m *StatsReport) validate(all bool) error {
 		}
 	}
 
+	if utf8.RuneCountInString(m.GetInstance()) > 64 {
+		err := StatsReportValidationError{
+			field:  "Instance",
+			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return StatsReportMultiError(errors)
 	}
