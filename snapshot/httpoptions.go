@@ -1,0 +1,48 @@
+package snapshot
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// minHeaderBytes is the least max_header_bytes that leaves room for a
+// request: a smaller bound would refuse every browser's head.
+const minHeaderBytes = 256
+
+// httpOptionErrors checks what PGV cannot of an HTTP listener's options:
+// that trusted peers parse and mean something, and that the head limit
+// leaves room for a request.
+func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, format string, args ...any)) {
+	if n := h.GetMaxHeaderBytes(); n != 0 && n < minHeaderBytes {
+		add(path+".max_header_bytes", "must be 0 (the default, 65536) or at least %d", minHeaderBytes)
+	}
+	f := h.GetForwarding()
+	for i, s := range f.GetTrustedPeers() {
+		if _, err := ParsePeer(s); err != nil {
+			add(fmt.Sprintf("%s.forwarding.trusted_peers[%d]", path, i), "%v", err)
+		}
+	}
+	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE {
+		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written)")
+	}
+}
+
+// ParsePeer parses a trusted peer: a CIDR ("10.0.0.0/8", "2001:db8::/32";
+// host bits are ignored) or one address ("192.0.2.7").
+func ParsePeer(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR such as 10.0.0.0/8", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
