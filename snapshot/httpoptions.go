@@ -2,8 +2,6 @@ package snapshot
 
 import (
 	"fmt"
-	"net/netip"
-	"strings"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -21,28 +19,11 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 	}
 	f := h.GetForwarding()
 	for i, s := range f.GetTrustedPeers() {
-		if _, err := ParsePeer(s); err != nil {
+		if _, err := ParseSource(s); err != nil {
 			add(fmt.Sprintf("%s.forwarding.trusted_peers[%d]", path, i), "%v", err)
 		}
 	}
 	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE {
 		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written)")
 	}
-}
-
-// ParsePeer parses a trusted peer: a CIDR ("10.0.0.0/8", "2001:db8::/32";
-// host bits are ignored) or one address ("192.0.2.7").
-func ParsePeer(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR such as 10.0.0.0/8", s)
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -53,66 +53,12 @@ func (f ForwardedHeaders) owns(kind uint8) bool {
 // isForwarding reports whether kind is one of the forwarding headers.
 func isForwarding(kind uint8) bool { return kind >= fieldXForwardedFor && kind <= fieldForwarded }
 
-// peerSet answers whether an address lies in one of a set of prefixes, in
-// a map lookup per distinct prefix length rather than a scan of the
-// prefixes.
-type peerSet struct {
-	bits4, bits6 []int // the distinct prefix lengths, per family
-	set          map[netip.Prefix]struct{}
-}
-
-func newPeerSet(ps []netip.Prefix) peerSet {
-	var s peerSet
-	for _, p := range ps {
-		if !p.IsValid() {
-			continue
-		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		p = p.Masked()
-		if s.set == nil {
-			s.set = map[netip.Prefix]struct{}{}
-		}
-		s.set[p] = struct{}{}
-		bits := &s.bits6
-		if p.Addr().Is4() {
-			bits = &s.bits4
-		}
-		if !containsInt(*bits, p.Bits()) {
-			*bits = append(*bits, p.Bits())
-		}
-	}
-	return s
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// contains reports whether a is in the set.
-func (s *peerSet) contains(a netip.Addr) bool {
-	if len(s.set) == 0 || !a.IsValid() {
-		return false
-	}
-	a = a.Unmap().WithZone("")
-	bits := s.bits6
-	if a.Is4() {
-		bits = s.bits4
-	}
-	for _, b := range bits {
-		if p, err := a.Prefix(b); err == nil {
-			if _, ok := s.set[p]; ok {
-				return true
-			}
-		}
-	}
-	return false
+// Peers is a set of addresses: the proxies in front whose forwarding
+// headers are believed (Config.TrustedPeers). Contains is called once per
+// client connection and configuration, on the connection's goroutine; it
+// must not block.
+type Peers interface {
+	Contains(a netip.Addr) bool
 }
 
 // forwarding is what appendRequestHead needs to write the forwarding

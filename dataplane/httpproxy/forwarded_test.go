@@ -12,6 +12,18 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
+// prefixes is a set of Peers in a list.
+type prefixes []netip.Prefix
+
+func (ps prefixes) Contains(a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // spoofing is a request from a client that claims to forward for someone
 // else, with the names in several cases and repeated.
 const spoofing = "GET / HTTP/1.1\r\nHost: app.test:8080\r\nX-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\n" +
@@ -82,7 +94,7 @@ func TestForwardingFromUntrustedPeer(t *testing.T) {
 	})
 	t.Run("BOTH", func(t *testing.T) {
 		// Trusting another network does not trust this peer.
-		cfg := Config{Forwarded: ForwardBoth, TrustedPeers: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+		cfg := Config{Forwarded: ForwardBoth, TrustedPeers: prefixes{netip.MustParsePrefix("10.0.0.0/8")}}
 		checkFields(t, forwardedFields(t, cfg, spoofing), map[string][]string{
 			"X-Forwarded-For":   {"127.0.0.1"},
 			"X-Forwarded-Proto": {"http"},
@@ -103,7 +115,7 @@ func TestForwardingFromUntrustedPeer(t *testing.T) {
 // From a trusted peer (a proxy in front), the client address is appended to
 // what it sent, and its proto and host are kept.
 func TestForwardingFromTrustedPeer(t *testing.T) {
-	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
+	trusted := prefixes{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
 	checkFields(t, forwardedFields(t, Config{Forwarded: ForwardBoth, TrustedPeers: trusted}, spoofing), map[string][]string{
 		"X-Forwarded-For":   {"1.2.3.4", "5.6.7.8, 127.0.0.1"},
 		"X-Forwarded-Proto": {"https"},
@@ -154,33 +166,6 @@ func TestForwardedElement(t *testing.T) {
 		if got := string(appendForwardedElement(nil, r)); got != tc.want {
 			t.Errorf("client %s host %s: %s, want %s", tc.client, tc.host, got, tc.want)
 		}
-	}
-}
-
-func TestPeerSet(t *testing.T) {
-	s := newPeerSet([]netip.Prefix{
-		netip.MustParsePrefix("10.1.0.0/16"),
-		netip.MustParsePrefix("192.0.2.7/32"),
-		netip.MustParsePrefix("2001:db8::/32"),
-		netip.MustParsePrefix("::ffff:198.51.100.0/120"),
-		netip.MustParsePrefix("10.1.2.3/8"), // not masked as written
-	})
-	for addr, want := range map[string]bool{
-		"10.1.200.3": true, "10.200.0.1": true, "11.0.0.1": false,
-		"192.0.2.7": true, "192.0.2.8": false,
-		"2001:db8::1": true, "2001:db9::1": false,
-		"198.51.100.9": true, "::ffff:10.1.0.1": true, "::1": false,
-	} {
-		if got := s.contains(netip.MustParseAddr(addr)); got != want {
-			t.Errorf("contains(%s) = %v, want %v", addr, got, want)
-		}
-	}
-	if (&peerSet{}).contains(netip.MustParseAddr("10.0.0.1")) {
-		t.Error("the empty set contains an address")
-	}
-	a := netip.MustParseAddr("10.1.2.3")
-	if n := testing.AllocsPerRun(100, func() { s.contains(a) }); n != 0 {
-		t.Errorf("contains: %v allocations", n)
 	}
 }
 

@@ -105,7 +105,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,12 +254,11 @@ type Config struct {
 	// X-Forwarded-Proto and X-Forwarded-Host.
 	Forwarded ForwardedHeaders
 	// TrustedPeers are the peers (proxies in front) whose forwarding
-	// headers are believed and extended rather than replaced.
-	TrustedPeers []netip.Prefix
+	// headers are believed and extended rather than replaced; nil: none.
+	TrustedPeers Peers
 
-	pages   [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
-	lim     headLimits    // the head limits above, defaults applied
-	trusted peerSet       // TrustedPeers, for lookups
+	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
+	lim   headLimits    // the head limits above, defaults applied
 }
 
 func (c *Config) withDefaults() *Config {
@@ -295,7 +293,6 @@ func (c *Config) withDefaults() *Config {
 		n.TunnelIdleTimeout = DefaultTunnelIdleTimeout
 	}
 	n.lim = headLimits{bytes: n.MaxHeaderBytes, fields: n.MaxHeaderCount, uri: n.MaxURILength}
-	n.trusted = newPeerSet(n.TrustedPeers)
 	return &n
 }
 

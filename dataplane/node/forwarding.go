@@ -2,8 +2,8 @@ package node
 
 import (
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/rules"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
-	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // forwardingStyles maps the snapshot's styles to the proxy's; unset is
@@ -16,14 +16,15 @@ var forwardingStyles = map[sluicev1.ForwardedStyle]httpproxy.ForwardedHeaders{
 	sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE:        httpproxy.ForwardNone,
 }
 
-// forwardingConfig puts a listener's forwarding block into cfg. Validation
-// refused peers that do not parse, so none is left out here but in a
-// snapshot that skipped it.
+// forwardingConfig puts a listener's forwarding block into cfg. Trusted
+// peers are looked up as rules look up sources. Apply validated the
+// snapshot, which refuses peers that do not parse; should one get here
+// still, no peer is trusted, which fails safe.
 func forwardingConfig(f *sluicev1.Forwarding, cfg *httpproxy.Config) {
 	cfg.Forwarded = forwardingStyles[f.GetStyle()]
-	for _, s := range f.GetTrustedPeers() {
-		if p, err := snapshot.ParsePeer(s); err == nil {
-			cfg.TrustedPeers = append(cfg.TrustedPeers, p)
+	if peers := f.GetTrustedPeers(); len(peers) > 0 {
+		if set, err := rules.NewSources(peers); err == nil {
+			cfg.TrustedPeers = set
 		}
 	}
 }
