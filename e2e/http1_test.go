@@ -106,7 +106,7 @@ func TestRefusedRequestsEndToEnd(t *testing.T) {
 	lst, _ := http1Node(t, b, "{max_header_bytes: 2048, max_header_count: 20, max_uri_length: 256, max_request_body_bytes: 16}")
 	for _, tc := range []struct {
 		name, req string
-		status   int
+		status    int
 	}{
 		{"CL and TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
 		{"two differing CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},

@@ -854,14 +854,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 		// before it read this response.
 		cc.linger = true
 	}
-	if !x.req.dropSetCookies.empty() {
-		dropSetCookies(resp, &x.req.dropSetCookies)
-	}
-	if len(x.req.respEdits) > 0 {
-		dropEditedFields(resp, x.req.respEdits)
-	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
-	x.bs += x.respLen
+	x.finalHead(keep, out)
 
 	var e *statusError
 	switch out {
@@ -894,6 +887,22 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 		}
 	}
 	return keep
+}
+
+// finalHead writes into x.wb the head of the endpoint's final response as
+// the client gets it, with what Pick asked for (RemoveResponseCookie,
+// EditResponse, AddResponseField), and consumes it from the endpoint read
+// buffer.
+func (x *exchange) finalHead(keep bool, out uint8) {
+	resp := &x.resp
+	if !x.req.dropSetCookies.empty() {
+		dropSetCookies(resp, &x.req.dropSetCookies)
+	}
+	if len(x.req.respEdits) > 0 {
+		dropEditedFields(resp, x.req.respEdits)
+	}
+	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
+	x.bs += x.respLen
 }
 
 // flush writes x.wb to the client; the final response has then started.

@@ -51,14 +51,7 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc *net.TCPConn) bool {
 			resp.fields[i].drop = false // the protocol switched to
 		}
 	}
-	if !x.req.dropSetCookies.empty() {
-		dropSetCookies(resp, &x.req.dropSetCookies)
-	}
-	if len(x.req.respEdits) > 0 {
-		dropEditedFields(resp, x.req.respEdits)
-	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, true, outTunnel)
-	x.bs += x.respLen
+	x.finalHead(true, outTunnel)
 	t := &tunnelState{cc: cc, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout}
 	t.last.Store(time.Now().UnixNano())
 

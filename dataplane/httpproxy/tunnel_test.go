@@ -172,19 +172,25 @@ func upgradeEchoBackend(t testing.TB) (string, chan string) {
 	return addr, heads
 }
 
+// openTunnel asks p to switch to protocol "echo" and checks the 101.
+func openTunnel(t *testing.T, p *proxy) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	return conn, br
+}
+
 // Any Upgrade protocol tunnels; a half-close goes through each way, as on
 // a TCP listener, and the bytes the endpoint sent with its 101 arrive.
 func TestUpgradeTunnelHalfClose(t *testing.T) {
 	addr, heads := upgradeEchoBackend(t)
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("response %v, %v", resp, err)
-	}
+	conn, br := openTunnel(t, p)
 	if h := <-heads; !strings.Contains(h, "\r\nUpgrade: echo\r\n") || !strings.Contains(h, "\r\nConnection: upgrade\r\n") {
 		t.Errorf("endpoint got %q", h)
 	}
@@ -260,12 +266,7 @@ func TestTunnelIdleTimeout(t *testing.T) {
 	addr, _ := upgradeEchoBackend(t)
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, TunnelIdleTimeout: idle, IdleTimeout: 50 * time.Millisecond})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("response %v, %v", resp, err)
-	}
+	conn, br := openTunnel(t, p)
 	br.ReadString('\n') // "hi"
 	// Busy for twice the idle timeout (and far past IdleTimeout, which
 	// does not apply to tunnels).
@@ -303,12 +304,7 @@ func TestTunnelEndsWithClientConnection(t *testing.T) {
 	})
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("response %v, %v", resp, err)
-	}
+	conn, br := openTunnel(t, p)
 	p.srv.Drain()
 	io.WriteString(conn, "still\n")
 	if line, err := br.ReadString('\n'); line != "still\n" {
