@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -75,8 +76,8 @@ func (c countingConn) Read(p []byte) (int, error) {
 }
 
 // http1Node starts a control plane and a node with one HTTP listener in
-// front of b, with the given http options block, and returns the
-// listener's address.
+// front of b, with the given http options block (and any more listener
+// keys, indented as such), and returns the listener's address.
 func http1Node(t *testing.T, b *wireBackend, httpOptions string) (string, *cp) {
 	t.Helper()
 	c := startCP(t, t.TempDir(), "")
@@ -201,6 +202,18 @@ func TestForwardingEndToEnd(t *testing.T) {
 	}
 }
 
+// wsEcho sends msg on ws and checks that it comes back.
+func wsEcho(t *testing.T, ws *websocket.Conn, msg string) {
+	t.Helper()
+	if err := websocket.Message.Send(ws, msg); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err != nil || got != msg {
+		t.Fatalf("echo of %q: %q, %v", msg, got, err)
+	}
+}
+
 // A WebSocket goes through the node; the tunnel closes when idle for
 // tunnel_idle_timeout, and when its listener is removed.
 func TestWebSocketEndToEnd(t *testing.T) {
@@ -216,19 +229,9 @@ func TestWebSocketEndToEnd(t *testing.T) {
 		ws.SetDeadline(time.Now().Add(testTimeout))
 		return ws
 	}
-	echo := func(ws *websocket.Conn, msg string) {
-		t.Helper()
-		if err := websocket.Message.Send(ws, msg); err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		if err := websocket.Message.Receive(ws, &got); err != nil || got != msg {
-			t.Fatalf("echo of %q: %q, %v", msg, got, err)
-		}
-	}
 
 	ws := dial()
-	echo(ws, "hello")
+	wsEcho(t, ws, "hello")
 	last := time.Now()
 	var got string
 	if err := websocket.Message.Receive(ws, &got); err != io.EOF {
@@ -240,7 +243,7 @@ func TestWebSocketEndToEnd(t *testing.T) {
 	ws.Close()
 
 	ws = dial()
-	echo(ws, "still there")
+	wsEcho(t, ws, "still there")
 	c.apply(t, fmt.Sprintf("clusters:\n  - name: app\n    endpoints:\n      - { name: a, address: %q }\n", b.addr))
 	if err := websocket.Message.Receive(ws, &got); err == nil {
 		t.Fatalf("the tunnel outlived its listener: got %q", got)
@@ -268,5 +271,37 @@ func TestStreamingBodyLimitEndToEnd(t *testing.T) {
 	}
 	if n := b.bytes.Load(); n >= 1024 {
 		t.Errorf("the endpoint received %d bytes", n)
+	}
+}
+
+// Over an HTTPS listener the endpoint is told the client came with https,
+// and a WebSocket (wss) tunnels through the TLS connection.
+func TestSecureWebSocketEndToEnd(t *testing.T) {
+	b := startWireBackend(t)
+	cert, key := selfSigned(t, "ws.example")
+	lst, _ := http1Node(t, b, fmt.Sprintf("{tunnel_idle_timeout: 1s}\n    tls:\n      certificates:\n        - cert_pem: |\n%s\n          key_pem: |\n%s\n",
+		indent(cert, "            "), indent(key, "            ")))
+	tlsCfg := &tls.Config{ServerName: "ws.example", InsecureSkipVerify: true}
+	client := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	if body, err := get(client, "https://"+lst+"/"); err != nil || !strings.Contains(body, "X-Forwarded-Proto: https\n") {
+		t.Fatalf("over HTTPS the endpoint got %q (%v)", body, err)
+	}
+	cfg, err := websocket.NewConfig("wss://"+lst+"/ws", "https://origin.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TlsConfig = tlsCfg
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatalf("wss through the node: %v", err)
+	}
+	defer ws.Close()
+	ws.SetDeadline(time.Now().Add(testTimeout))
+	wsEcho(t, ws, "over")
+	wsEcho(t, ws, "tls")
+	// Idle: the node ends the tunnel (a TLS close, then the socket).
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err == nil {
+		t.Fatalf("an idle wss tunnel stayed open: got %q", got)
 	}
 }
