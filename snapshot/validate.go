@@ -38,7 +38,9 @@ import (
 //     lets them edit, and a TCP listener's rules use only what a TCP
 //     listener knows (the client's address) and does (route, allow, close);
 //   - TLS is on HTTP listeners only, and inline certificates parse and
-//     match their keys.
+//     match their keys;
+//   - an HTTP listener's trusted peers are addresses or CIDRs, and its
+//     max_header_bytes leaves room for a request.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -149,6 +151,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		}
 		ruleErrors(s, l, p, clusters, clusterNames, add)
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
+		httpOptionErrors(l.GetHttp(), p+".http", add)
 		tlsErrors(l, p+".tls", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")

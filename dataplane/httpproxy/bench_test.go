@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -50,17 +51,35 @@ func BenchmarkParseRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkRewriteRequestHead: the head forwarded upstream, without
+// forwarding headers, with the default ones, and with both styles
+// extending a trusted peer's.
 func BenchmarkRewriteRequestHead(b *testing.B) {
-	head := []byte(benchHead)
-	var r Request
-	end, _ := findHeadEnd(head, 0)
-	if err := r.parse(head[:end]); err != nil {
-		b.Fatal(err)
-	}
-	out := make([]byte, 0, wbSize)
-	b.ReportAllocs()
-	for b.Loop() {
-		out = appendRequestHead(out[:0], &r, "10.0.0.1:80")
+	for _, tc := range []struct {
+		name    string
+		on      bool
+		style   ForwardedHeaders
+		trusted bool
+	}{
+		{"none", false, ForwardNone, false},
+		{"x-forwarded", true, ForwardXForwarded, false},
+		{"both-trusted", true, ForwardBoth, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			head := []byte(strings.Replace(benchHead, "\r\n\r\n", "\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n", 1))
+			var r Request
+			end, _ := findHeadEnd(head, 0)
+			if err := r.parse(head[:end]); err != nil {
+				b.Fatal(err)
+			}
+			r.client = netip.MustParseAddr("198.51.100.7")
+			r.fwd.on, r.fwd.style, r.fwd.trusted = tc.on, tc.style, tc.trusted
+			out := make([]byte, 0, wbSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				out = appendRequestHead(out[:0], &r, "10.0.0.1:80")
+			}
+		})
 	}
 }
 
@@ -134,11 +153,20 @@ const benchResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Le
 // BenchmarkProxyKeepAlive is one full proxied request over loopback: client
 // → proxy → pooled backend connection and back, on one client keep-alive
 // connection. Compare with BenchmarkDirectKeepAlive.
+// BenchmarkProxyKeepAlive: keep-alive requests through the proxy, with the
+// default forwarding headers and without any.
 func BenchmarkProxyKeepAlive(b *testing.B) {
-	addr := fixedBackend(b, benchResponse)
-	p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
-	// The proxy rewrites the status line and head, which keeps the length.
-	benchClient(b, p.addr, len(benchResponse))
+	for _, tc := range []struct {
+		name  string
+		style ForwardedHeaders
+	}{{"x-forwarded", ForwardXForwarded}, {"no-forwarding", ForwardNone}} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := fixedBackend(b, benchResponse)
+			p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}, Forwarded: tc.style})
+			// The proxy rewrites the status line and head, which keeps the length.
+			benchClient(b, p.addr, len(benchResponse))
+		})
+	}
 }
 
 // BenchmarkProxyKeepAliveLimits is BenchmarkProxyKeepAlive with the

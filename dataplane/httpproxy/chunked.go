@@ -34,6 +34,7 @@ const (
 type chunkDecoder struct {
 	state     uint8
 	remaining int64 // data bytes left in the current chunk
+	data      int64 // data bytes decoded so far (Config.MaxRequestBodyBytes)
 	trailer   int   // trailer bytes seen, bounded by maxHead
 }
 
@@ -93,6 +94,7 @@ func (d *chunkDecoder) decode(in, out []byte, rechunk bool) (int, []byte, error)
 			out = append(out, in[i:i+n]...)
 			i += n
 			d.remaining -= int64(n)
+			d.data += int64(n)
 			if d.remaining == 0 {
 				d.state = chDataEnd
 			}

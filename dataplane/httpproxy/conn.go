@@ -26,6 +26,11 @@ type clientConn struct {
 	sni  []byte       // the server name of its handshake
 	x    *exchange
 
+	// trusted says whether the peer is in the TrustedPeers of trustedIn,
+	// the configuration it was looked up in (trustedPeer).
+	trusted   bool
+	trustedIn *Config
+
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn
 	readFn, writeFn func(fd uintptr) bool
@@ -156,6 +161,7 @@ const (
 // With headEnd, cc.reason is set and any error response written.
 func (cc *clientConn) readRequest() int {
 	x := cc.x
+	lim := &cc.srv.cfg.Load().lim
 	empties := 0
 	for {
 		for x.rs < x.re && (x.rb[x.rs] == '\r' || x.rb[x.rs] == '\n') {
@@ -174,18 +180,18 @@ func (cc *clientConn) readRequest() int {
 		if end > 0 {
 			x.scan = 0
 			x.headArmed = false
-			if end > maxHead {
-				return cc.refuse(errHeadTooLarge)
+			if end > lim.bytes {
+				return cc.refuse(tooLarge(x.rb[x.rs:x.re], lim))
 			}
-			if err := x.req.parse(x.rb[x.rs : x.rs+end]); err != nil {
+			if err := x.req.parseLimited(x.rb[x.rs:x.rs+end], lim); err != nil {
 				return cc.refuse(err)
 			}
 			x.headLen = end
 			return headReady
 		}
 		x.scan = next
-		if x.re-x.rs > maxHead {
-			return cc.refuse(errHeadTooLarge)
+		if x.re-x.rs > lim.bytes {
+			return cc.refuse(tooLarge(x.rb[x.rs:x.re], lim))
 		}
 
 		if x.re == len(x.rb) {
@@ -213,6 +219,35 @@ func (cc *clientConn) readRequest() int {
 		cc.reason = clientReason(err)
 		return headEnd
 	}
+}
+
+// trustedPeer reports whether the connection's peer is one of cfg's
+// TrustedPeers; it looks once per connection and configuration.
+func (cc *clientConn) trustedPeer(cfg *Config) bool {
+	if cc.trustedIn != cfg {
+		cc.trustedIn = cfg
+		cc.trusted = cfg.TrustedPeers != nil && cc.ip.IsValid() && cfg.TrustedPeers.Contains(cc.ip)
+	}
+	return cc.trusted
+}
+
+// tooLarge is the answer to a head b that passed lim.bytes: 414 when its
+// request-target, as far as it came, is already too long for lim.uri (the
+// client learns what to shorten), else 431.
+func tooLarge(b []byte, lim *headLimits) *statusError {
+	if i := indexByte(b, ' '); i >= 0 && indexByte(b[:i], '\n') < 0 {
+		t := b[i+1:]
+		for j, c := range t {
+			if c == ' ' || c == '\r' || c == '\n' {
+				t = t[:j]
+				break
+			}
+		}
+		if len(t) > lim.uri {
+			return errURITooLong
+		}
+	}
+	return errHeadTooLarge
 }
 
 // idleRead waits until dl for the next request's first bytes (the read

@@ -73,7 +73,7 @@ func checkEditName(name string) error {
 			return fmt.Errorf("httpproxy: %q is not a valid header name", name)
 		}
 	}
-	if classify([]byte(name)) != fieldOther {
+	if k := classify([]byte(name)); k != fieldOther && !isForwarding(k) {
 		return fmt.Errorf("httpproxy: header %s is the proxy's own and cannot be edited", name)
 	}
 	return nil

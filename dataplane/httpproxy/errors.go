@@ -38,7 +38,9 @@ var (
 	errChunked          = badRequest("invalid chunked body")
 	errLeadingLines     = badRequest("too many empty lines before the request")
 	errTooManyFields    = &statusError{431, "too many header fields", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
-	errHeadTooLarge     = &statusError{431, "request head larger than 64 KiB", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
+	errHeadTooLarge     = &statusError{431, "request head too large", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
+	errURITooLong       = &statusError{414, "request target too long", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
+	errBodyTooLarge     = &statusError{413, "request body too large", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
 	errVersion          = &statusError{505, "HTTP version not supported", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
 	errConnect          = &statusError{501, "CONNECT is not supported", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
 	errTransferCoding   = &statusError{501, "transfer coding not implemented", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
@@ -67,6 +69,8 @@ var (
 var statusText = map[int]string{
 	400: "Bad Request",
 	408: "Request Timeout",
+	413: "Content Too Large",
+	414: "URI Too Long",
 	431: "Request Header Fields Too Large",
 	501: "Not Implemented",
 	502: "Bad Gateway",

@@ -53,6 +53,13 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.bs, x.be, x.bscan = 0, 0, 0
 	x.chunk.reset()
 
+	if limit := cfg.MaxRequestBodyBytes; limit > 0 && req.body == bodyLength && req.contentLength > limit {
+		// Refused before routing: no byte of it reaches an endpoint, and
+		// the body, unread, ends the connection.
+		x.rs += x.headLen
+		x.keep = false
+		return cc.answer(errBodyTooLarge)
+	}
 	idempotent := req.idempotent()
 	// A request that will not be replayed if its pooled connection turns
 	// out dead first checks the connection (see connect).
@@ -155,6 +162,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	err := ErrNoEndpoint
 	req.client, req.clientPort = cc.ip, cc.port
 	req.tls, req.sni = cc.tls, cc.sni
+	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
@@ -364,6 +372,9 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 		}
 		if e == nil {
 			ep.Responded(x.resp.status)
+			if x.resp.status == 101 {
+				return cc.tunnel(ep, bc), nil
+			}
 			return cc.relayResponse(ep, bc), nil
 		}
 		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && !ep.WasShutDown(bc) {
@@ -434,6 +445,9 @@ func (cc *clientConn) bufferedBody() *statusError {
 		x.bodyInWB = n > 0
 		if err != nil {
 			return errChunked
+		}
+		if x.bodyOverLimit() {
+			return errBodyTooLarge
 		}
 		if x.chunk.done() {
 			x.reqBody = bodyNone
@@ -580,6 +594,9 @@ func (cc *clientConn) sendChunkedBody(bc *net.TCPConn) *statusError {
 		if err != nil {
 			return errChunked
 		}
+		if x.bodyOverLimit() {
+			return errBodyTooLarge // before the bytes past it go out
+		}
 		if x.chunk.done() || len(x.wb) > 0 {
 			x.bodySent = true
 			if err := cc.writeEndpoint(bc, x.wb); err != nil {
@@ -603,6 +620,13 @@ func (cc *clientConn) sendChunkedBody(bc *net.TCPConn) *statusError {
 		x.re += m
 		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 	}
+}
+
+// bodyOverLimit reports whether the chunked request body decoded so far
+// passed Config.MaxRequestBodyBytes.
+func (x *exchange) bodyOverLimit() bool {
+	limit := x.cfg.MaxRequestBodyBytes
+	return limit > 0 && x.chunk.data > limit
 }
 
 // bodyError maps a failure to read the request body from the client.
@@ -734,6 +758,9 @@ func (cc *clientConn) readResponseHead(bc *net.TCPConn, stopAt100 bool) (*status
 				x.respLen = end
 				st := x.resp.status
 				if st == 101 {
+					if x.req.tunnel && x.reqBody == bodyNone {
+						return nil, true // see tunnel
+					}
 					return errRespSwitching, true
 				}
 				if st >= 200 {
@@ -788,6 +815,7 @@ const (
 	outChunked              // chunked, re-encoded or encoded from close-delimited
 	outClose                // close-delimited: copied until the endpoint closes
 	outDechunk              // chunked in, close-delimited out (HTTP/1.0 client)
+	outTunnel               // a 101: no body, the connection becomes a tunnel
 )
 
 // relayResponse forwards the parsed final response head and its body to
@@ -826,14 +854,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 		// before it read this response.
 		cc.linger = true
 	}
-	if !x.req.dropSetCookies.empty() {
-		dropSetCookies(resp, &x.req.dropSetCookies)
-	}
-	if len(x.req.respEdits) > 0 {
-		dropEditedFields(resp, x.req.respEdits)
-	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
-	x.bs += x.respLen
+	x.finalHead(keep, out)
 
 	var e *statusError
 	switch out {
@@ -866,6 +887,22 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool
 		}
 	}
 	return keep
+}
+
+// finalHead writes into x.wb the head of the endpoint's final response as
+// the client gets it, with what Pick asked for (RemoveResponseCookie,
+// EditResponse, AddResponseField), and consumes it from the endpoint read
+// buffer.
+func (x *exchange) finalHead(keep bool, out uint8) {
+	resp := &x.resp
+	if !x.req.dropSetCookies.empty() {
+		dropSetCookies(resp, &x.req.dropSetCookies)
+	}
+	if len(x.req.respEdits) > 0 {
+		dropEditedFields(resp, x.req.respEdits)
+	}
+	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
+	x.bs += x.respLen
 }
 
 // flush writes x.wb to the client; the final response has then started.
@@ -1120,9 +1157,11 @@ func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
 }
 
 // appendRequestHead writes the request head that goes to the endpoint:
-// HTTP/1.1, hop-by-hop fields removed, framing re-done, the cookies Pick
-// removed (RemoveCookie) taken out of the Cookie fields, and the header
-// edits of Pick (EditRequest) applied.
+// HTTP/1.1, hop-by-hop fields removed (but for the Upgrade of a tunnel
+// request, which goes with Connection: upgrade), framing re-done, the
+// forwarding headers written (forwarded.go), the cookies Pick removed
+// (RemoveCookie) taken out of the Cookie fields, and the header edits of
+// Pick (EditRequest) applied, last.
 func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	h := r.head
 	b = append(b, r.method.of(h)...)
@@ -1141,6 +1180,12 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		if len(r.reqEdits) > 0 && dropped(r.reqEdits, f.name.of(h)) {
 			continue
 		}
+		if isForwarding(f.kind) {
+			if r.fwd.keeps(f.kind) {
+				b = appendForwardedField(b, r, i, f)
+			}
+			continue
+		}
 		if !r.dropCookies.empty() && equalFold(f.name.of(h), "cookie") {
 			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
 			continue
@@ -1150,8 +1195,14 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		b = append(b, f.value.of(h)...)
 		b = append(b, '\r', '\n')
 	}
+	if r.fwd.writes() {
+		b = appendForwardingFields(b, r)
+	}
 	if len(r.reqEdits) > 0 {
 		b = appendEdited(b, r.reqEdits)
+	}
+	if r.tunnel {
+		b = append(b, "Connection: upgrade\r\n"...)
 	}
 	if !hasHost {
 		b = append(b, "Host: "...)
@@ -1199,6 +1250,8 @@ func appendResponseHead(b []byte, r *response, edits []*HeaderEdits, extra []byt
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	switch {
+	case out == outTunnel:
+		b = append(b, "Connection: upgrade\r\n"...)
 	case !keep:
 		b = append(b, "Connection: close\r\n"...)
 	case clientMinor == 0:

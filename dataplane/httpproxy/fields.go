@@ -11,10 +11,24 @@ const (
 	// A longer request head is answered 431, a longer response head 502.
 	// Offsets in a head fit in 16 bits.
 	maxHead = 64<<10 - 1
-	// maxFields bounds the field lines of one head (HAProxy's tune.http.maxhdr
-	// is 101). More is answered like a head that is too large.
+	// maxFields is the default bound on the field lines of a request head
+	// (HAProxy's tune.http.maxhdr is 101; Config.MaxHeaderCount changes it)
+	// and the bound on those of a response head. More is answered 431 (502
+	// for a response). It is also how many fields an exchange holds without
+	// allocating.
 	maxFields = 100
 )
+
+// headLimits bound what a request head may hold (Config.MaxHeaderBytes,
+// MaxHeaderCount, MaxURILength).
+type headLimits struct {
+	bytes  int // the whole head, request line to empty line
+	fields int // field lines
+	uri    int // the request-target
+}
+
+// defaultLimits are the limits of the zero Config.
+var defaultLimits = headLimits{bytes: maxHead, fields: maxFields, uri: DefaultMaxURILength}
 
 var (
 	// isToken: tchar, RFC 9110 §5.6.2.
@@ -68,6 +82,12 @@ const (
 	// hop-by-hop whatever Connection says (RFC 9110 §7.6.1).
 	fieldHopByHop
 	fieldUpgrade
+	// The forwarding headers (forwarded.go), which the proxy replaces or
+	// extends; they stay together, in this order (isForwarding).
+	fieldXForwardedFor
+	fieldXForwardedProto
+	fieldXForwardedHost
+	fieldForwarded
 )
 
 // field is one field line; drop marks a field that is not forwarded.
@@ -99,6 +119,10 @@ func classify(name []byte) uint8 {
 		if equalFold(name, "upgrade") {
 			return fieldUpgrade
 		}
+	case 9:
+		if equalFold(name, "forwarded") {
+			return fieldForwarded
+		}
 	case 10:
 		if equalFold(name, "connection") {
 			return fieldConnection
@@ -110,13 +134,23 @@ func classify(name []byte) uint8 {
 		if equalFold(name, "content-length") {
 			return fieldContentLength
 		}
+	case 15:
+		if equalFold(name, "x-forwarded-for") {
+			return fieldXForwardedFor
+		}
 	case 16:
 		if equalFold(name, "proxy-connection") {
 			return fieldHopByHop
 		}
+		if equalFold(name, "x-forwarded-host") {
+			return fieldXForwardedHost
+		}
 	case 17:
 		if equalFold(name, "transfer-encoding") {
 			return fieldTransferEncoding
+		}
+		if equalFold(name, "x-forwarded-proto") {
+			return fieldXForwardedProto
 		}
 	}
 	return fieldOther
@@ -221,31 +255,34 @@ func lineEnd(b []byte, i int) int {
 }
 
 // parseFields parses the field lines of a complete head b from i through the
-// empty line. It fills fields and returns how many, and the head length.
+// empty line. It fills fields and returns them, how many, and the head
+// length; past len(fields), up to limit, fields grows (an allocation only a
+// request with more than maxFields fields costs, when the configuration
+// allows that many).
 // Field names must be tokens immediately followed by ':' (no whitespace
 // before the colon, RFC 9112 §5.1), obs-fold is refused (RFC 9112 §5.2), and
 // values hold no control characters but HTAB.
-func parseFields(b []byte, i int, fields *[maxFields]field) (nf, n int, err *statusError) {
+func parseFields(b []byte, i int, fields []field, limit int) (out []field, nf, n int, err *statusError) {
 	for {
 		if i >= len(b) {
-			return 0, 0, errMalformed
+			return fields, 0, 0, errMalformed
 		}
 		switch b[i] {
 		case '\r', '\n':
 			e := lineEnd(b, i)
 			if e < 0 {
-				return 0, 0, errMalformed
+				return fields, 0, 0, errMalformed
 			}
-			return nf, e, nil
+			return fields, nf, e, nil
 		case ' ', '\t':
-			return 0, 0, errObsFold
+			return fields, 0, 0, errObsFold
 		}
 		ns := i
 		for i < len(b) && isToken[b[i]] {
 			i++
 		}
 		if i == ns || i >= len(b) || b[i] != ':' {
-			return 0, 0, errFieldName
+			return fields, 0, 0, errFieldName
 		}
 		ne := i
 		i++
@@ -258,13 +295,18 @@ func parseFields(b []byte, i int, fields *[maxFields]field) (nf, n int, err *sta
 		}
 		ve := i
 		if i = lineEnd(b, i); i < 0 {
-			return 0, 0, errFieldValue
+			return fields, 0, 0, errFieldValue
 		}
 		for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
 			ve--
 		}
-		if nf == maxFields {
-			return 0, 0, errTooManyFields
+		if nf >= limit {
+			return fields, 0, 0, errTooManyFields
+		}
+		if nf == len(fields) {
+			grown := make([]field, min(max(2*nf, maxFields), limit))
+			copy(grown, fields)
+			fields = grown
 		}
 		name := b[ns:ne]
 		fields[nf] = field{
@@ -381,10 +423,11 @@ func (t *transferCodings) onlyChunked() bool {
 }
 
 // connectionOptions applies the Connection field values of a head: it
-// reports close and keep-alive, and marks every field the options name as
+// reports close, keep-alive and upgrade, and marks every field the options name as
 // dropped (RFC 9110 §7.6.1). Host and the framing fields are never dropped
-// here: Host is preserved and framing is re-done by the proxy anyway.
-func connectionOptions(b []byte, fields []field) (closeConn, keepAlive bool) {
+// here: Host is preserved and framing is re-done by the proxy anyway. The
+// forwarding headers may be: a proxy in front may say they end with it.
+func connectionOptions(b []byte, fields []field) (closeConn, keepAlive, upgrade bool) {
 	for i := range fields {
 		if fields[i].kind != fieldConnection {
 			continue
@@ -395,10 +438,12 @@ func connectionOptions(b []byte, fields []field) (closeConn, keepAlive bool) {
 				closeConn = true
 			case equalFold(opt, "keep-alive"):
 				keepAlive = true
+			case equalFold(opt, "upgrade"):
+				upgrade = true
 			default:
 				for k := range fields {
 					f := &fields[k]
-					if f.kind == fieldOther && equalFoldASCII(f.name.of(b), opt) {
+					if (f.kind == fieldOther || isForwarding(f.kind)) && equalFoldASCII(f.name.of(b), opt) {
 						f.drop = true
 					}
 				}
@@ -406,7 +451,7 @@ func connectionOptions(b []byte, fields []field) (closeConn, keepAlive bool) {
 			return true
 		})
 	}
-	return closeConn, keepAlive
+	return closeConn, keepAlive, upgrade
 }
 
 func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,6 +21,11 @@ var requestSeeds = []string{
 	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
 	"OPTIONS * HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nTE: trailers\r\n\r\n",
+	"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\nUpgrade: x/1\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a:8080\r\nX-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\nX-Forwarded-Proto: https\r\n" +
+		"X-Forwarded-Host: b\r\nForwarded: for=\"[::1]\";proto=https\r\nConnection: forwarded\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: \"q\\\"\r\nForwarded: for=x\r\n\r\n",
 }
 
 // FuzzParseRequest: the request-head parser never panics; an accepted head
@@ -52,12 +58,17 @@ func FuzzParseRequest(f *testing.F) {
 		if end < 0 {
 			return
 		}
+		// Limits as a listener may set them.
+		lim := headLimits{bytes: maxHead, fields: 1 + int(split%150), uri: 1 + int(split%300)}
 		var r Request
-		if err := r.parse(data[:end]); err != nil {
+		if err := r.parseLimited(data[:end], &lim); err != nil {
 			if err.status < 400 || err.status > 505 {
 				t.Fatalf("error status %d", err.status)
 			}
 			return
+		}
+		if r.nf > lim.fields || len(r.Path()) > lim.uri {
+			t.Fatalf("%d fields, target of %d bytes accepted within %+v", r.nf, len(r.Path()), lim)
 		}
 		for _, c := range r.Method() {
 			if !isToken[c] {
@@ -130,25 +141,34 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 
-		// Round trip of the head the proxy sends upstream.
+		// Round trip of the head the proxy sends upstream, with the
+		// forwarding headers of a style picked by split, for an IPv4 or
+		// IPv6 client, trusted or not.
+		r.client = netip.MustParseAddr("192.0.2.1")
+		if split&0x100 != 0 {
+			r.client = netip.MustParseAddr("2001:db8::1")
+		}
+		r.fwd.on, r.fwd.style, r.fwd.trusted = true, ForwardedHeaders(split>>9%4), split&0x800 != 0
 		out := appendRequestHead(nil, &r, "backend:80")
 		oend, _ := findHeadEnd(out, 0)
 		if oend != len(out) {
 			t.Fatalf("forwarded head %q is not one head", out)
 		}
 		var r2 Request
-		if err := r2.parse(out); err != nil {
+		if err := r2.parseLimited(out, &headLimits{bytes: maxHead, fields: r.nf + 8, uri: lim.uri}); err != nil {
 			t.Fatalf("forwarded head %q refused: %v", out, err)
 		}
 		if !bytes.Equal(r2.Method(), r.Method()) || !bytes.Equal(r2.Path(), r.Path()) || r2.body != r.body ||
-			r2.contentLength != r.contentLength || r2.minor != 1 || r2.closeConn || r2.upgrade {
+			r2.contentLength != r.contentLength || r2.minor != 1 || r2.closeConn || r2.upgrade != r.tunnel || r2.tunnel != r.tunnel {
 			t.Fatalf("forwarded head %q parses differently", out)
 		}
+		checkForwarded(t, &r, &r2, out)
 		if r.host.len() > 0 && !bytes.Equal(r2.Host(), r.Host()) {
 			t.Fatalf("host %q became %q", r.Host(), r2.Host())
 		}
 		for i := 0; i < r2.nf; i++ {
-			if r2.fields[i].drop && r2.fields[i].kind != fieldContentLength && r2.fields[i].kind != fieldTransferEncoding {
+			k := r2.fields[i].kind
+			if r2.fields[i].drop && k != fieldContentLength && k != fieldTransferEncoding && !(r.tunnel && k == fieldConnection) {
 				t.Fatalf("forwarded head %q still has hop-by-hop %q", out, r2.fields[i].name.of(out))
 			}
 		}
@@ -178,6 +198,59 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkForwarded checks the forwarding headers of out, the head forwarded
+// for r, parsed as r2: from an untrusted peer, one of each of the style's
+// headers, saying what the proxy knows; from a trusted one, the client
+// last in X-Forwarded-For and Forwarded.
+func checkForwarded(t *testing.T, r, r2 *Request, out []byte) {
+	t.Helper()
+	var xff, fwd [][]byte
+	for v, i := r2.NextHeader("X-Forwarded-For", 0); i >= 0; v, i = r2.NextHeader("X-Forwarded-For", i) {
+		xff = append(xff, v)
+	}
+	for v, i := r2.NextHeader("Forwarded", 0); i >= 0; v, i = r2.NextHeader("Forwarded", i) {
+		fwd = append(fwd, v)
+	}
+	client := r.client.String()
+	style := r.fwd.style
+	if style.xForwarded() {
+		switch {
+		case len(xff) == 0:
+			t.Fatalf("no X-Forwarded-For in %q", out)
+		case !r.fwd.trusted && (len(xff) != 1 || string(xff[0]) != client):
+			t.Fatalf("X-Forwarded-For %q from an untrusted peer in %q", xff, out)
+		case !bytes.HasSuffix(xff[len(xff)-1], []byte(client)):
+			t.Fatalf("X-Forwarded-For %q does not end with the client in %q", xff, out)
+		}
+		if proto := r2.Header("X-Forwarded-Proto"); !r.fwd.trusted && string(proto) != "http" {
+			t.Fatalf("X-Forwarded-Proto %q from an untrusted peer in %q", proto, out)
+		}
+	}
+	if style.rfc7239() {
+		if len(fwd) == 0 || (!r.fwd.trusted && len(fwd) != 1) {
+			t.Fatalf("Forwarded %q in %q", fwd, out)
+		}
+		last, hop := fwd[len(fwd)-1], appendForwardedElement(nil, r)
+		if !bytes.HasSuffix(last, hop) || !r.fwd.trusted && !bytes.Equal(last, hop) {
+			t.Fatalf("Forwarded %q does not end with this hop %q in %q", fwd, hop, out)
+		}
+	}
+	if style == ForwardNone && (len(xff) != countFields(r, "X-Forwarded-For") || len(fwd) != countFields(r, "Forwarded")) {
+		t.Fatalf("style NONE changed the forwarding headers: %q", out)
+	}
+}
+
+// countFields counts the fields called name r forwards.
+func countFields(r *Request, name string) int {
+	n := 0
+	for i := 0; i < r.nf; i++ {
+		if !r.fields[i].drop && equalFoldASCII(r.fields[i].name.of(r.head), name) {
+			n++
+		}
+	}
+	return n
 }
 
 // FuzzParseResponse: the response-head parser never panics, and the head

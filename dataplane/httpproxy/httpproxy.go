@@ -23,15 +23,24 @@
 //   - Requests go upstream as HTTP/1.1 keep-alive. Hop-by-hop fields
 //     (Connection and every field it names, Keep-Alive, Proxy-Connection,
 //     TE, Trailer, Upgrade, Transfer-Encoding) are removed in both
-//     directions; framing is re-done by the proxy (Content-Length kept,
-//     chunked re-encoded canonically). Host is preserved; an HTTP/1.0
-//     request without Host gets the endpoint's address as Host, since an
-//     HTTP/1.1 request must carry one.
-//   - Upgrade (WebSocket, h2c) is not supported yet: the Upgrade field is
-//     removed and the request proxied as a plain request, which is what a
-//     server that ignores Upgrade does (RFC 9110 §7.8). A WebSocket client
-//     thus receives the endpoint's answer to a plain GET; an h2c client
-//     carries on in HTTP/1.1. A 101 from the endpoint is answered 502.
+//     directions, but for the Upgrade of a tunnel request (below); framing
+//     is re-done by the proxy (Content-Length kept, chunked re-encoded
+//     canonically). Host is preserved; an HTTP/1.0 request without Host
+//     gets the endpoint's address as Host, since an HTTP/1.1 request must
+//     carry one.
+//   - The endpoint learns who the client is from X-Forwarded-For,
+//     X-Forwarded-Proto and X-Forwarded-Host, or RFC 7239 Forwarded, or
+//     both (Config.Forwarded): written anew for a client, extended for a
+//     trusted proxy in front (Config.TrustedPeers); see forwarded.go.
+//   - An HTTP/1.1 request with "Connection: upgrade" and an Upgrade field
+//     (WebSocket, or any protocol but h2c) goes to the endpoint with both;
+//     if it answers 101 Switching Protocols, the 101 goes to the client and
+//     the two connections become a tunnel, bytes copied both ways until
+//     each side closed or Config.TunnelIdleTimeout passed without a byte
+//     (tunnel.go). Any other answer is an ordinary response. An Upgrade
+//     without Connection: upgrade, in HTTP/1.0, or to h2c is removed and
+//     the request proxied as a plain one, which is what a server that
+//     ignores Upgrade does (RFC 9110 §7.8); a 101 to it is answered 502.
 //   - CONNECT is answered 501.
 //   - The Director may adjust what is forwarded for the request it picks
 //     for, which is what cookie persistence needs (HAProxy's "cookie
@@ -60,12 +69,23 @@
 // endpoint (or, should that connect fail, to another one as above).
 //
 // Errors are answered like HAProxy does, with short text/plain bodies: 400
-// malformed or smuggling-prone requests, 408 request head timeout, 431 head
-// over 64 KiB, 501, 503 no endpoint, 502 connect failure or bad/closed
-// upstream response, 504 response timeout. The client connection stays open
-// after 502, 503 and 504 when its request was read in full. Config.ErrorPages
-// replaces the 502, 503 and 504 answers with pages of one's own or
-// redirects.
+// malformed or smuggling-prone requests, 408 request head timeout (or a
+// request body that stops for IdleTimeout), 413 body over
+// Config.MaxRequestBodyBytes, 414 target over Config.MaxURILength, 431 head
+// over Config.MaxHeaderBytes (64 KiB at most) or with more than
+// Config.MaxHeaderCount fields, 501, 503 no endpoint, 502 connect failure
+// or bad/closed upstream response, 504 response timeout. A refused request
+// (400, 413, 414, 431) closes the connection, and nothing of it reaches an
+// endpoint, but for a chunked body found malformed or too large while it
+// streams: the endpoint connection is then closed mid-body. The client connection stays open after 502, 503 and 504 when
+// its request was read in full. Config.ErrorPages replaces the 502, 503 and
+// 504 answers with pages of one's own or redirects.
+//
+// A slow client cannot hold a connection for long with a request that never
+// ends: its head must arrive within RequestHeaderTimeout of its first byte
+// (slowloris), and its body may pause for at most IdleTimeout between two
+// reads (408 when it does). A body that trickles a byte at a time within
+// that pause is bounded in size by MaxRequestBodyBytes, not in time.
 //
 // A client keep-alive connection can be limited in age and in requests
 // (Config.MaxConnectionAge, Config.MaxRequestsPerConnection): the response
@@ -133,6 +153,14 @@ const (
 	DefaultResponseTimeout      = 60 * time.Second
 	DefaultTLSHandshakeTimeout  = 10 * time.Second
 	DefaultConnectTimeout       = 5 * time.Second
+	DefaultTunnelIdleTimeout    = time.Hour
+)
+
+// Defaults for zero Config limits.
+const (
+	DefaultMaxHeaderBytes = maxHead
+	DefaultMaxHeaderCount = maxFields
+	DefaultMaxURILength   = 8192
 )
 
 // DefaultRetries is the retry count a caller should put in Config.Retries
@@ -198,7 +226,39 @@ type Config struct {
 	TLS                 *tls.Config
 	TLSHandshakeTimeout time.Duration
 
+	// MaxHeaderBytes bounds a request head, request line through the
+	// empty line that ends it; a bigger one is answered 431 and the
+	// connection closes. 0, or more than DefaultMaxHeaderBytes (65535, the
+	// most the engine takes): DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// MaxHeaderCount bounds the field lines of a request head; more are
+	// answered 431 and the connection closes. 0: DefaultMaxHeaderCount.
+	MaxHeaderCount int
+	// MaxURILength bounds the request-target; a longer one is answered 414
+	// and the connection closes. 0: DefaultMaxURILength.
+	MaxURILength int
+	// MaxRequestBodyBytes bounds a request body (0: no bound). A request
+	// declaring a longer Content-Length is answered 413 before it is
+	// routed, so nothing of it reaches an endpoint; a chunked body is cut
+	// when its data would pass the bound, before those bytes go out: the
+	// endpoint connection closes, and the client gets 413 unless part of
+	// the response already went to it. The client connection closes
+	// either way (its body is not read).
+	MaxRequestBodyBytes int64
+	// TunnelIdleTimeout closes an Upgrade tunnel (WebSocket) that carried
+	// no byte either way for this long (HAProxy's "timeout tunnel").
+	// 0: DefaultTunnelIdleTimeout.
+	TunnelIdleTimeout time.Duration
+	// Forwarded picks the headers that tell endpoints who the client is
+	// (forwarded.go); the zero value writes X-Forwarded-For,
+	// X-Forwarded-Proto and X-Forwarded-Host.
+	Forwarded ForwardedHeaders
+	// TrustedPeers are the peers (proxies in front) whose forwarding
+	// headers are believed and extended rather than replaced; nil: none.
+	TrustedPeers Peers
+
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
+	lim   headLimits    // the head limits above, defaults applied
 }
 
 func (c *Config) withDefaults() *Config {
@@ -219,6 +279,20 @@ func (c *Config) withDefaults() *Config {
 	n.MaxRequestsPerConnection = max(n.MaxRequestsPerConnection, 0)
 	n.Retries = max(n.Retries, 0)
 	n.pages = buildErrorPages(n.ErrorPages)
+	if n.MaxHeaderBytes <= 0 || n.MaxHeaderBytes > DefaultMaxHeaderBytes {
+		n.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if n.MaxHeaderCount <= 0 {
+		n.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	if n.MaxURILength <= 0 {
+		n.MaxURILength = DefaultMaxURILength
+	}
+	n.MaxRequestBodyBytes = max(n.MaxRequestBodyBytes, 0)
+	if n.TunnelIdleTimeout <= 0 {
+		n.TunnelIdleTimeout = DefaultTunnelIdleTimeout
+	}
+	n.lim = headLimits{bytes: n.MaxHeaderBytes, fields: n.MaxHeaderCount, uri: n.MaxURILength}
 	return &n
 }
 

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,4 +254,149 @@ func TestConnectionLimitsFollowSetConfig(t *testing.T) {
 		t.Fatalf("after SetConfig: %s close=%v", r.status, closes(r))
 	}
 	expectEOF(t, br)
+}
+
+// refused sends req on a new connection and checks that the proxy answers
+// it with status, says it closes, and closes.
+func refused(t *testing.T, p *proxy, req string, status int) {
+	t.Helper()
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	go io.WriteString(conn, req)
+	r := readResponse(t, br, "GET")
+	if r.code != status || !closes(r) {
+		t.Errorf("got %s (close=%v), want %d and close", r.status, closes(r), status)
+	}
+	expectEOF(t, br)
+}
+
+// The head limits answer 431 (head bytes, field count) and 414 (target),
+// close the connection, and nothing reaches the endpoint; what is within
+// them passes, including more fields than the engine holds without
+// allocating.
+func TestHeadLimits(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d fields", len(r.Header.Values("X-A")))
+	}))
+	ep := upstream.New("web", "b1", b.ln.Addr().String())
+	p := startProxy(t, &Config{
+		Director:       &rrDirector{eps: []*upstream.Endpoint{ep}},
+		Forwarded:      ForwardNone,
+		MaxHeaderBytes: 2048,
+		MaxHeaderCount: 150,
+		MaxURILength:   100,
+	})
+	fields := func(n int) string { return strings.Repeat("X-A: 1\r\n", n) }
+	uri := "/" + strings.Repeat("u", 99)
+
+	refused(t, p, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 2048)+"\r\n\r\n", 431)
+	refused(t, p, "GET / HTTP/1.1\r\nHost: x\r\n"+fields(150)+"\r\n", 431)
+	refused(t, p, "GET "+uri+"u HTTP/1.1\r\nHost: x\r\n\r\n", 414)
+	// A target longer than the whole head may be is told apart too.
+	refused(t, p, "GET /"+strings.Repeat("u", 4096), 414)
+	if n := b.ln.accepted.Load(); n != 0 {
+		t.Fatalf("refused requests reached the endpoint (%d connections)", n)
+	}
+
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET "+uri+" HTTP/1.1\r\nHost: x\r\n"+fields(149)+"\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "149 fields" {
+		t.Fatalf("a head within the limits: %s %q", r.status, r.body)
+	}
+	// Bigger than the default field count but within the configured one,
+	// on the same connection (the exchange's grown field table is reused
+	// within the request only).
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n"+fields(120)+"\r\nGET / HTTP/1.1\r\nHost: x\r\nX-B: 1\r\n\r\n")
+	for _, want := range []string{"120 fields", "0 fields"} {
+		if r := readResponse(t, br, "GET"); r.code != 200 || r.body != want {
+			t.Fatalf("got %s %q, want %q", r.status, r.body, want)
+		}
+	}
+}
+
+// The defaults: 100 fields, 8 KiB targets.
+func TestHeadLimitDefaults(t *testing.T) {
+	p := startProxy(t, &Config{Director: failDirector{}})
+	refused(t, p, "GET / HTTP/1.1\r\nHost: x\r\n"+strings.Repeat("X-A: 1\r\n", 100)+"\r\n", 431)
+	refused(t, p, "GET /"+strings.Repeat("u", 8192)+" HTTP/1.1\r\nHost: x\r\n\r\n", 414)
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /"+strings.Repeat("u", 8191)+" HTTP/1.1\r\nHost: x\r\n"+strings.Repeat("X-A: 1\r\n", 99)+"\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 503 {
+		t.Fatalf("within the defaults: %s", r.status)
+	}
+}
+
+// MaxRequestBodyBytes: a longer Content-Length is refused with 413 before
+// anything reaches an endpoint; a chunked body passing it is cut before
+// the bytes past it go out, and answered 413.
+func TestMaxRequestBodyBytes(t *testing.T) {
+	bodies := make(chan string, 4) // bodies read in full
+	cut := make(chan string, 4)    // what came of a body cut short
+	var accepted, heads atomic.Int64
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		accepted.Add(1)
+		for {
+			head := readRequestHead(br)
+			if head == "" {
+				return
+			}
+			heads.Add(1)
+			body, err := readBody(head, br)
+			if err != nil {
+				cut <- string(body)
+				return
+			}
+			bodies <- string(body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, MaxRequestBodyBytes: 10})
+
+	refused(t, p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n0123456789a", 413)
+	refused(t, p, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n", 413)
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("refused bodies reached the endpoint (%d connections)", n)
+	}
+	if ci := p.info(); ci.Requests != 1 {
+		t.Errorf("a refused body is a request of its connection: Requests %d", ci.Requests)
+	}
+
+	// At the limit, both framings pass.
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+	if r := readResponse(t, br, "POST"); r.code != 200 || <-bodies != "0123456789" {
+		t.Fatalf("10 bytes: %s", r.status)
+	}
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n")
+	if r := readResponse(t, br, "POST"); r.code != 200 || <-bodies != "01234"+"56789" {
+		t.Fatalf("10 chunked bytes: %s", r.status)
+	}
+
+	// A chunked body that grows past the limit while it streams: the
+	// endpoint got the bytes within the limit, then its connection closed;
+	// the client gets 413 and its connection closes.
+	conn = p.dial()
+	br = bufio.NewReader(conn)
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n")
+	waitFor(t, func() bool { return heads.Load() == 3 })
+	io.WriteString(conn, "3\r\n89a\r\n0\r\n\r\n")
+	r := readResponse(t, br, "POST")
+	if r.code != 413 || !closes(r) {
+		t.Fatalf("growing chunked body: %s close=%v", r.status, closes(r))
+	}
+	expectEOF(t, br)
+	select {
+	case got := <-cut:
+		if got != "01234567" {
+			t.Errorf("the endpoint got %q of the body before the cut, want the 8 bytes within the limit", got)
+		}
+	case got := <-bodies:
+		t.Errorf("the endpoint got a whole body %q", got)
+	case <-time.After(defaultTestTimeout):
+		t.Error("the endpoint connection was not cut")
+	}
 }

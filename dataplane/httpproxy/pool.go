@@ -71,7 +71,7 @@ type exchange struct {
 
 var exchangePool = sync.Pool{New: func() any {
 	x := new(exchange)
-	x.req.fields, x.resp.fields = &x.fields, &x.fields
+	x.req.fields, x.resp.fields = x.fields[:], x.fields[:]
 	return x
 }}
 
@@ -95,6 +95,10 @@ func putExchange(x *exchange) {
 	x.ep = nil
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
+	if cap(x.req.fields) > maxFields {
+		// A head with more fields than usual grew its own: let it go.
+		x.req.fields = x.fields[:]
+	}
 	x.req.forgetFailed()
 	exchangePool.Put(x)
 }

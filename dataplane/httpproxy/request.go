@@ -30,13 +30,19 @@ type Request struct {
 	minor  uint8
 
 	nf     int
-	fields *[maxFields]field // shared with the exchange's response: see exchange
+	fields []field // the exchange's storage, shared with its response: see exchange
 
 	body          uint8
 	contentLength int64
 	closeConn     bool // the client wants the connection closed after this exchange
 	expect100     bool
-	upgrade       bool // an Upgrade field was present (and is dropped)
+	upgrade       bool // an Upgrade field was present
+	// tunnel: the request asks to switch protocols (Connection: upgrade and
+	// an Upgrade other than h2c, HTTP/1.1): its Upgrade goes to the
+	// endpoint, and a 101 answer turns the connection into a tunnel
+	// (tunnel.go). Without it, Upgrade is dropped.
+	tunnel bool
+	fwd    forwarding // the forwarding headers of this request (forwarded.go)
 
 	client     netip.Addr // the client connection's peer, set before Pick
 	clientPort uint16
@@ -237,17 +243,20 @@ func (r *Request) idempotent() bool {
 	return r.Header("Idempotency-Key") != nil
 }
 
-// parseRequest parses the complete request head b (as delimited by
-// findHeadEnd, leading empty lines already skipped). It validates what
-// RFC 9112 asks a server to refuse, with the request smuggling defenses of
-// §6.3: Transfer-Encoding with Content-Length, differing Content-Lengths and a
-// final coding other than chunked are refused, as is Transfer-Encoding in an
-// HTTP/1.0 request.
-func (r *Request) parse(b []byte) *statusError {
+// parse is parseLimited with the limits of the zero Config.
+func (r *Request) parse(b []byte) *statusError { return r.parseLimited(b, &defaultLimits) }
+
+// parseLimited parses the complete request head b (as delimited by
+// findHeadEnd, leading empty lines already skipped) within lim. It validates
+// what RFC 9112 asks a server to refuse, with the request smuggling defenses
+// of §6.3: Transfer-Encoding with Content-Length, differing Content-Lengths
+// and a final coding other than chunked are refused, as is
+// Transfer-Encoding in an HTTP/1.0 request.
+func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 	if r.fields == nil {
-		r.fields = new([maxFields]field)
+		r.fields = make([]field, maxFields)
 	}
-	if len(b) > maxHead {
+	if len(b) > lim.bytes {
 		return errHeadTooLarge
 	}
 	r.head = b
@@ -255,7 +264,7 @@ func (r *Request) parse(b []byte) *statusError {
 	r.host = span{}
 	r.body = bodyNone
 	r.contentLength = 0
-	r.closeConn, r.expect100, r.upgrade = false, false, false
+	r.closeConn, r.expect100, r.upgrade, r.tunnel = false, false, false, false
 	r.resetDirectives()
 
 	// request-line = method SP request-target SP HTTP-version
@@ -287,6 +296,9 @@ func (r *Request) parse(b []byte) *statusError {
 		return errTarget
 	}
 	r.target = span{uint16(ts), uint16(i)}
+	if i-ts > lim.uri {
+		return errURITooLong
+	}
 	i++
 	if len(b)-i < 8 || string(b[i:i+5]) != "HTTP/" || b[i+6] != '.' {
 		return errRequestLine
@@ -307,7 +319,8 @@ func (r *Request) parse(b []byte) *statusError {
 		return errRequestLine
 	}
 
-	nf, n, err := parseFields(b, i, r.fields)
+	fields, nf, n, err := parseFields(b, i, r.fields, lim.fields)
+	r.fields = fields
 	if err != nil {
 		return err
 	}
@@ -403,9 +416,42 @@ func (r *Request) semantics() *statusError {
 		r.contentLength = cl
 	}
 
-	closeConn, keepAlive := connectionOptions(b, fields)
+	closeConn, keepAlive, upgrade := connectionOptions(b, fields)
 	r.closeConn = closeConn || (r.minor == 0 && !keepAlive)
+	if r.upgrade && upgrade && r.minor == 1 && !upgradesTo(b, fields, "h2c") {
+		// RFC 9110 §7.8: Upgrade counts only when Connection names it,
+		// and not in HTTP/1.0. h2c is left to the HTTP/2 side.
+		r.tunnel = true
+		for i := range fields {
+			if fields[i].kind == fieldUpgrade {
+				fields[i].drop = false
+			}
+		}
+	}
+	r.fwd.locate(fields)
 	return nil
+}
+
+// upgradesTo reports whether an Upgrade field of the head lists protocol
+// (lower case), with or without a version.
+func upgradesTo(b []byte, fields []field, protocol string) bool {
+	found := false
+	for i := range fields {
+		if fields[i].kind != fieldUpgrade {
+			continue
+		}
+		listElements(fields[i].value.of(b), func(e []byte) bool {
+			if j := indexByte(e, '/'); j >= 0 {
+				e = e[:j]
+			}
+			found = equalFold(e, protocol)
+			return !found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
 }
 
 func isHex(c byte) bool {

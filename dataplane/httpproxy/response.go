@@ -8,7 +8,7 @@ type response struct {
 	minor  uint8
 
 	nf     int
-	fields *[maxFields]field
+	fields []field
 
 	body          uint8
 	contentLength int64 // for bodyLength; for a bodyless response, the declared length or -1
@@ -27,7 +27,7 @@ type response struct {
 // would have to forward a transfer coding it does not decode.
 func (r *response) parse(b []byte, headReq bool) *statusError {
 	if r.fields == nil {
-		r.fields = new([maxFields]field)
+		r.fields = make([]field, maxFields)
 	}
 	if len(b) > maxHead {
 		return errRespTooLarge
@@ -71,7 +71,8 @@ func (r *response) parse(b []byte, headReq bool) *statusError {
 		return errRespStatus
 	}
 
-	nf, n, err := parseFields(b, i, r.fields)
+	fields, nf, n, err := parseFields(b, i, r.fields, maxFields)
+	r.fields = fields
 	if err != nil {
 		if err == errTooManyFields {
 			return errRespTooManyFields
@@ -107,7 +108,7 @@ func (r *response) semantics(headReq bool) *statusError {
 			f.drop = true
 		}
 	}
-	closeConn, keepAlive := connectionOptions(b, fields)
+	closeConn, keepAlive, _ := connectionOptions(b, fields)
 	r.reusable = !closeConn && (r.minor == 1 || keepAlive)
 
 	switch {

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"runtime/debug"
 	"sync/atomic"
@@ -88,7 +89,13 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
 		MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
 		Retries:                  rt.retries(),
+		MaxHeaderBytes:           int(h.GetMaxHeaderBytes()),
+		MaxHeaderCount:           int(h.GetMaxHeaderCount()),
+		MaxURILength:             int(h.GetMaxUriLength()),
+		MaxRequestBodyBytes:      int64(min(h.GetMaxRequestBodyBytes(), math.MaxInt64)),
+		TunnelIdleTimeout:        h.GetTunnelIdleTimeout().AsDuration(),
 	}
+	forwardingConfig(h.GetForwarding(), cfg)
 	if pages := h.GetErrorPages(); len(pages) > 0 {
 		cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
 		for _, p := range pages {

@@ -1,0 +1,189 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// This file holds Upgrade tunnels (WebSocket and any other protocol but
+// h2c): a request with "Connection: upgrade" and an Upgrade field goes to
+// the endpoint with both; when the endpoint answers 101 Switching
+// Protocols, the proxy relays the 101 and from then on copies bytes both
+// ways, as the TCP proxy does, until both directions ended (each ends
+// with a half-close of its destination) or the tunnel carried no byte
+// either way for Config.TunnelIdleTimeout. The endpoint connection is never
+// pooled again and the client connection ends with the tunnel. Any other
+// answer is an ordinary response, after which the connection goes on in
+// HTTP/1.1.
+//
+// A tunnel is one request of its connection's record (ConnInfo), whose
+// bytes count what the tunnel carried. Server.Drain leaves tunnels open,
+// as it does TCP sessions (there is no way to end them gracefully);
+// closing the client connection (listener removed, node closed at the end
+// of its drain) ends them.
+
+// tunnelState is what the two directions of a tunnel share.
+type tunnelState struct {
+	cc    *clientConn
+	bc    *net.TCPConn
+	ep    *upstream.Endpoint
+	idle  time.Duration
+	last  atomic.Int64 // UnixNano of the last byte carried either way
+	ended atomic.Bool  // stop was called: the directions give up
+	// reason is the close reason of whatever ended the tunnel first.
+	reason atomic.Int32
+}
+
+// tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
+// returns false: the client connection ends with the tunnel.
+func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc *net.TCPConn) bool {
+	x := cc.x
+	resp := &x.resp
+	for i := 0; i < resp.nf; i++ {
+		if resp.fields[i].kind == fieldUpgrade {
+			resp.fields[i].drop = false // the protocol switched to
+		}
+	}
+	x.finalHead(true, outTunnel)
+	t := &tunnelState{cc: cc, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout}
+	t.last.Store(time.Now().UnixNano())
+
+	// What came behind the heads already belongs to the tunnel.
+	if e := cc.flush(); e != nil {
+		cc.endpointDone(bc, false)
+		return false
+	}
+	if n := x.be - x.bs; n > 0 {
+		if err := cc.write(x.bb[x.bs:x.be]); err != nil {
+			cc.reason = clientReason(err)
+			cc.endpointDone(bc, false)
+			return false
+		}
+		x.epIn += uint64(n)
+	}
+	bc.SetDeadline(time.Time{})
+	if n := x.re - x.rs; n > 0 {
+		bc.SetWriteDeadline(time.Now().Add(t.idle))
+		w, err := bc.Write(x.rb[x.rs:x.re])
+		x.epOut += uint64(w)
+		if err != nil {
+			cc.reason = t.endpointReason(err)
+			cc.endpointDone(bc, false)
+			return false
+		}
+	}
+	x.bs, x.be, x.rs, x.re = 0, 0, 0, 0
+
+	// The client connection's deadlines are the tunnel's from here on.
+	cc.rdl = time.Time{}
+	var up int64
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		up = t.copy(bc, cc.c, x.rb, false)
+	}()
+	down := t.copy(cc.c, bc, x.bb, true)
+	<-upDone
+
+	cc.info.BytesIn += uint64(up)
+	cc.info.BytesOut += uint64(down)
+	x.epOut += uint64(up)
+	x.epIn += uint64(down)
+	cc.reason = sluicev1.CloseReason(t.reason.Load())
+	cc.endpointDone(bc, false)
+	return false
+}
+
+// copy carries bytes from src to dst until src ends (then dst is
+// half-closed), an error, or the tunnel's end; it returns the bytes
+// carried. fromEndpoint says which way it copies, for the close reason.
+func (t *tunnelState) copy(dst, src net.Conn, buf []byte, fromEndpoint bool) int64 {
+	var n int64
+	for {
+		src.SetReadDeadline(time.Unix(0, t.last.Load()).Add(t.idle))
+		m, err := src.Read(buf)
+		if m > 0 {
+			now := time.Now()
+			t.last.Store(now.UnixNano())
+			dst.SetWriteDeadline(now.Add(t.idle))
+			w, werr := dst.Write(buf[:m])
+			n += int64(w)
+			if werr != nil {
+				t.stop(t.reasonFor(werr, !fromEndpoint))
+				return n
+			}
+			continue
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			// The sender is done: pass its half-close on, and let the
+			// other direction run until its own end.
+			if fromEndpoint {
+				t.reason.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED))
+			} else {
+				t.reason.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED))
+			}
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				return n
+			}
+			t.stop(0)
+			return n
+		case t.ended.Load():
+			return n
+		case isTimeout(err):
+			if time.Since(time.Unix(0, t.last.Load())) < t.idle {
+				continue // the other direction carried bytes meanwhile
+			}
+			t.stop(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
+			return n
+		default:
+			t.stop(t.reasonFor(err, fromEndpoint))
+			return n
+		}
+	}
+}
+
+// stop ends both directions at once, with reason unless one was set
+// before (0: none).
+func (t *tunnelState) stop(reason sluicev1.CloseReason) {
+	if reason != 0 {
+		t.reason.CompareAndSwap(0, int32(reason))
+	}
+	t.reason.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_IO_ERROR))
+	t.ended.Store(true)
+	t.cc.c.SetDeadline(aLongTimeAgo)
+	t.bc.SetDeadline(aLongTimeAgo)
+}
+
+// reasonFor maps an I/O error of the tunnel on the endpoint's side
+// (endpoint true) or the client's.
+func (t *tunnelState) reasonFor(err error, endpoint bool) sluicev1.CloseReason {
+	if endpoint {
+		return t.endpointReason(err)
+	}
+	return clientReason(err)
+}
+
+// endpointReason maps an I/O error on the endpoint connection: one an
+// operator shut down or whose endpoint was removed did not fail by the
+// endpoint's fault.
+func (t *tunnelState) endpointReason(err error) sluicev1.CloseReason {
+	switch {
+	case t.ep.WasShutDown(t.bc):
+		return sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	case t.ep.Draining():
+		return sluicev1.CloseReason_CLOSE_REASON_DRAINED
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+	}
+	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+}

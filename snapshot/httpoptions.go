@@ -1,0 +1,29 @@
+package snapshot
+
+import (
+	"fmt"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// minHeaderBytes is the least max_header_bytes that leaves room for a
+// request: a smaller bound would refuse every browser's head.
+const minHeaderBytes = 256
+
+// httpOptionErrors checks what PGV cannot of an HTTP listener's options:
+// that trusted peers parse and mean something, and that the head limit
+// leaves room for a request.
+func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, format string, args ...any)) {
+	if n := h.GetMaxHeaderBytes(); n != 0 && n < minHeaderBytes {
+		add(path+".max_header_bytes", "must be 0 (the default, 65536) or at least %d", minHeaderBytes)
+	}
+	f := h.GetForwarding()
+	for i, s := range f.GetTrustedPeers() {
+		if _, err := ParseSource(s); err != nil {
+			add(fmt.Sprintf("%s.forwarding.trusted_peers[%d]", path, i), "%v", err)
+		}
+	}
+	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE {
+		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written)")
+	}
+}
