@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// h2Client is a Go HTTP client that speaks only HTTP/2: over TLS (ALPN
+// h2, certificate not verified) or, with h2c, cleartext with prior
+// knowledge.
+func h2Client(h2c bool) *http.Client {
+	var p http.Protocols
+	if h2c {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP2(true)
+	}
+	return &http.Client{
+		Timeout: testTimeout,
+		Transport: &http.Transport{
+			Protocols:          &p,
+			TLSClientConfig:    &tls.Config{InsecureSkipVerify: true},
+			DisableCompression: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// h2Answer is what an HTTP/2 client saw.
+type h2Answer struct {
+	proto  int
+	status int
+	body   string
+	header http.Header
+}
+
+func h2Get(t *testing.T, client *http.Client, url string) h2Answer {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", url, err)
+	}
+	return h2Answer{resp.ProtoMajor, resp.StatusCode, string(body), resp.Header}
+}
+
+// needCurlHTTP2 fails the test unless curl is there and speaks HTTP/2.
+func needCurlHTTP2(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("curl", "--version").Output()
+	if err != nil {
+		t.Fatalf("curl is needed for this test (apt-get install curl): %v", err)
+	}
+	if !strings.Contains(string(out), "HTTP2") {
+		t.Fatalf("this curl does not speak HTTP/2: %s", out)
+	}
+}
+
+// TestHTTP2TLSListener: an HTTPS listener offers h2 in ALPN by default. A
+// Go HTTP/2 client and curl --http2 get their answers over HTTP/2 from the
+// right backend, and the listener's rules hold for them as for HTTP/1.1:
+// a deny is answered 403 by the proxy, a route sends /b to another
+// cluster, header edits apply both ways. HTTP/1.1 clients are still
+// served on the same listener.
+func TestHTTP2TLSListener(t *testing.T) {
+	needCurlHTTP2(t)
+	c := startCP(t, t.TempDir(), "")
+	a, b := startRuleBackend(t, "a"), startRuleBackend(t, "b")
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	cert, key := selfSigned(t, "h2.example")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: a
+    endpoints: [ { name: a, address: %s } ]
+  - name: b
+    endpoints: [ { name: b, address: %s } ]
+listeners:
+  - name: https
+    address: %s
+    protocol: HTTP
+    default_cluster: a
+    rules:
+      - { match: { path: { prefix: /admin } }, deny: {} }
+      - { match: { path: { prefix: /b } }, route: b }
+      - response_headers: { set: { X-Served-By: sluice }, remove: [Server] }
+    tls:
+      certificates:
+        - cert_pem: |
+%s
+          key_pem: |
+%s
+`, a.addr, b.addr, listen, indent(cert, "            "), indent(key, "            "))))
+
+	client := h2Client(false)
+	base := "https://" + listen
+	if got := h2Get(t, client, base+"/"); got.proto != 2 || got.status != 200 || got.body != "a" {
+		t.Errorf("GET / over h2: HTTP/%d %d %q, want HTTP/2 200 \"a\"", got.proto, got.status, got.body)
+	} else if got.header.Get("X-Served-By") != "sluice" || got.header.Get("Server") != "" {
+		t.Errorf("response edits over h2: X-Served-By %q, Server %q", got.header.Get("X-Served-By"), got.header.Get("Server"))
+	}
+	if got := h2Get(t, client, base+"/b/x"); got.status != 200 || got.body != "b" {
+		t.Errorf("GET /b/x over h2: %d %q, want the route to cluster b", got.status, got.body)
+	}
+	hitsA, hitsB := a.hits.Load(), b.hits.Load()
+	if got := h2Get(t, client, base+"/admin"); got.proto != 2 || got.status != 403 || got.body != "request denied\n" {
+		t.Errorf("GET /admin over h2: HTTP/%d %d %q, want HTTP/2 403 \"request denied\\n\"", got.proto, got.status, got.body)
+	}
+	if a.hits.Load() != hitsA || b.hits.Load() != hitsB {
+		t.Errorf("a denied request reached a backend")
+	}
+
+	_, port, _ := net.SplitHostPort(listen)
+	curl := func(path string) string {
+		t.Helper()
+		out, err := exec.Command("curl", "-sS", "-k", "--http2", "--max-time", "10",
+			"-o", "/dev/stdout", "-w", " %{http_version} %{http_code}",
+			"--resolve", "h2.example:"+port+":127.0.0.1", "https://h2.example:"+port+path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl --http2 %s: %v: %s", path, err, out)
+		}
+		return string(out)
+	}
+	for path, want := range map[string]string{
+		"/":      "a 2 200",
+		"/b":     "b 2 200",
+		"/admin": "request denied\n 2 403",
+	} {
+		if got := curl(path); got != want {
+			t.Errorf("curl --http2 %s: %q, want %q", path, got, want)
+		}
+	}
+
+	// HTTP/1.1 on the same listener.
+	h1 := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if got := h2Get(t, h1, base+"/b"); got.proto != 1 || got.body != "b" {
+		t.Errorf("HTTP/1.1 client: HTTP/%d %q", got.proto, got.body)
+	}
+}
