@@ -26,7 +26,7 @@ type listener struct {
 	gen     atomic.Pointer[generation]
 	done    chan struct{}
 	log     *slog.Logger
-	rb      *rebalancer        // TCP rebalance, when on; set by Apply only
+	rb      *rebalancer       // TCP rebalance, when on; set by Apply only
 	up      *h2proxy.Upstream // the node's HTTP/2 engine's endpoint connections
 }
 
