@@ -147,3 +147,56 @@ listeners:
 		t.Errorf("HTTP/1.1 client: HTTP/%d %q", got.proto, got.body)
 	}
 }
+
+// TestH2CListener: a plain listener with http.h2c serves HTTP/2 with prior
+// knowledge (curl --http2-prior-knowledge, a Go h2c client) and HTTP/1.1
+// on the same port, both through its rules.
+func TestH2CListener(t *testing.T) {
+	needCurlHTTP2(t)
+	c := startCP(t, t.TempDir(), "")
+	a, b := startRuleBackend(t, "a"), startRuleBackend(t, "b")
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: a
+    endpoints: [ { name: a, address: %s } ]
+  - name: b
+    endpoints: [ { name: b, address: %s } ]
+listeners:
+  - name: h2c
+    address: %s
+    protocol: HTTP
+    default_cluster: a
+    http: { h2c: true }
+    rules:
+      - { match: { path: { prefix: /admin } }, deny: {} }
+      - { match: { path: { prefix: /b } }, route: b }
+`, a.addr, b.addr, listen)))
+
+	curl := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"-sS", "--max-time", "10", "-w", " %{http_version} %{http_code}"}, args...)
+		out, err := exec.Command("curl", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	base := "http://" + listen
+	for _, tc := range []struct{ flag, path, want string }{
+		{"--http2-prior-knowledge", "/", "a 2 200"},
+		{"--http2-prior-knowledge", "/b", "b 2 200"},
+		{"--http2-prior-knowledge", "/admin", "request denied\n 2 403"},
+		{"--http1.1", "/", "a 1.1 200"},
+		{"--http1.1", "/b", "b 1.1 200"},
+		{"--http1.1", "/admin", "request denied\n 1.1 403"},
+	} {
+		if got := curl(tc.flag, base+tc.path); got != tc.want {
+			t.Errorf("curl %s %s: %q, want %q", tc.flag, tc.path, got, tc.want)
+		}
+	}
+	if got := h2Get(t, h2Client(true), base+"/b"); got.proto != 2 || got.body != "b" {
+		t.Errorf("Go h2c client: HTTP/%d %q", got.proto, got.body)
+	}
+}

@@ -174,6 +174,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	}
 	defer release()
 
+	start := time.Now()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	var timedOut atomic.Bool
@@ -226,6 +227,10 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	if werr != nil {
 		if r.Context().Err() != nil {
 			return true, nil // the client went away: nothing to tell it
+		}
+		if isGRPC(r) && r.ProtoMajor == 2 {
+			endGRPC(w, r, start)
+			return true, nil
 		}
 		// The response started: all that can be done is to cut the stream
 		// (RST_STREAM on HTTP/2), so the client does not take a truncated
