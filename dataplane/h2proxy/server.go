@@ -118,7 +118,7 @@ func (s *Server) ServeConn(c net.Conn, preread []byte, h2 bool, sni []byte, info
 	cn.hs = &http.Server{
 		Handler:           cn,
 		Protocols:         &protos,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams)},
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams), MaxReadFrameSize: maxFrame},
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
 		ErrorLog:          discard,
@@ -325,3 +325,8 @@ func (l *oneConn) Accept() (net.Conn, error) {
 
 func (l *oneConn) Close() error   { return nil }
 func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
+
+// maxFrame is the largest frame a client may send (SETTINGS_MAX_FRAME_SIZE):
+// the protocol's initial value. net/http would allow 1 MiB, which only
+// buffers more per stream for a proxy that forwards as it reads.
+const maxFrame = 16 << 10
