@@ -200,3 +200,82 @@ listeners:
 		t.Errorf("Go h2c client: HTTP/%d %q", got.proto, got.body)
 	}
 }
+
+// startH2CBackend is an HTTP server that speaks only h2c. It answers with
+// the protocol it was spoken to in, the X-Forwarded-For it got, and in a
+// trailer ("Echo") the request trailer "Ping" it read after the body.
+func startH2CBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "Echo")
+		fmt.Fprintf(w, "%s xff=%s body=%s", r.Proto, r.Header.Get("X-Forwarded-For"), body)
+		w.Header().Set("Echo", r.Trailer.Get("Ping"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestHTTP2Translation: a cluster with http2 is reached over h2c whatever
+// the client speaks. An HTTP/1.1 client's request arrives as HTTP/2 (the
+// listener hands its HTTP/1.1 connections to the HTTP/2 engine too), with
+// X-Forwarded-For; trailers cross the proxy both ways, for an HTTP/2
+// client and, chunked, for an HTTP/1.1 one.
+func TestHTTP2Translation(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	backend := startH2CBackend(t)
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: h2
+    http2: true
+    endpoints: [ { name: h2, address: %s } ]
+listeners:
+  - name: web
+    address: %s
+    protocol: HTTP
+    default_cluster: h2
+    http: { h2c: true }
+`, backend, listen)))
+
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		proto  int
+	}{
+		{"HTTP/1.1 client", &http.Client{Timeout: testTimeout}, 1},
+		{"h2c client", h2Client(true), 2},
+	} {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", "http://"+listen+"/echo", pr)
+		req.Trailer = http.Header{"Ping": nil}
+		go func() {
+			io.WriteString(pw, "hello")
+			req.Trailer.Set("Ping", "pong")
+			pw.Close()
+		}()
+		resp, err := tc.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: body: %v", tc.name, err)
+		}
+		if want := "HTTP/2.0 xff=127.0.0.1 body=hello"; resp.ProtoMajor != tc.proto || string(body) != want {
+			t.Errorf("%s: HTTP/%d %q, want HTTP/%d %q", tc.name, resp.ProtoMajor, body, tc.proto, want)
+		}
+		if got := resp.Trailer.Get("Echo"); got != "pong" {
+			t.Errorf("%s: response trailer Echo %q, want the request trailer \"pong\" echoed", tc.name, got)
+		}
+	}
+}

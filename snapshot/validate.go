@@ -150,6 +150,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		ruleErrors(s, l, p, clusters, clusterNames, add)
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		tlsErrors(l, p+".tls", add)
+		http2Errors(l, p, add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}

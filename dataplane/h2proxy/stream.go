@@ -217,6 +217,14 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 
 	dst := w.Header()
 	copyHeader(dst, resp.Header)
+	if len(resp.Trailer) > 0 {
+		// Trailers the endpoint announced are announced to the client:
+		// an HTTP/1.1 one gets them only with a chunked body.
+		for k := range resp.Trailer {
+			dst.Add("Trailer", k)
+		}
+		dst.Del("Content-Length")
+	}
 	st.req.EditResponseHeader(dst)
 	if last {
 		dst.Set("Connection", "close")
@@ -240,6 +248,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	}
 	for k, vv := range resp.Trailer {
 		if len(vv) > 0 {
+			// Announced or not (gRPC does not announce its own).
 			dst[http.TrailerPrefix+k] = vv
 		}
 	}

@@ -162,7 +162,15 @@ func (r *Request) Load(h *Head) error {
 	}
 	slices.Sort(names)
 	for _, k := range names {
+		// What is written must parse back as written: a name that is not
+		// a token, or a value with CR or LF, could forge other fields.
+		if !isTokenString(k) {
+			return &foreignError{errFieldName}
+		}
 		for _, v := range h.Header[k] {
+			if !isValue(v) {
+				return &foreignError{errFieldValue}
+			}
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = append(b, v...)
@@ -181,6 +189,15 @@ func (r *Request) Load(h *Head) error {
 	r.tls, r.sni = h.TLS, h.SNI
 	r.forgetFailed()
 	return nil
+}
+
+func isTokenString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isToken[s[i]] {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // foreignError is a refused head and how the HTTP/1.1 engine answers it.
