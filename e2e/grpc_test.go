@@ -5,7 +5,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +179,61 @@ listeners:
 		defer conn.Close()
 		checkGRPC(t, conn, b)
 	})
+}
+
+// TestGRPCExample runs examples/grpc.yaml as written, on loopback: gRPC
+// through both listeners, and plain HTTP through the h2c one, to the web
+// cluster, over HTTP/1.1 and HTTP/2.
+func TestGRPCExample(t *testing.T) {
+	raw, err := os.ReadFile("../examples/grpc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1, g2, web := startGRPCBackend(t), startGRPCBackend(t), startRuleBackend(t, "web")
+	plain, secure := freeAddr(t), freeAddr(t)
+	cert, key := selfSigned(t, "grpc.example")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "grpc.crt"), filepath.Join(dir, "grpc.key")
+	if err := os.WriteFile(certFile, []byte(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer(
+		"127.0.0.1:8080", plain, "127.0.0.1:8443", secure,
+		"127.0.0.1:50051", g1.addr, "127.0.0.1:50052", g2.addr, "127.0.0.1:9001", web.addr,
+		"/etc/sluice/grpc.crt", certFile, "/etc/sluice/grpc.key", keyFile,
+	).Replace(string(raw))
+	c := startCP(t, t.TempDir(), "")
+	v := c.apply(t, doc)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, v)
+
+	for _, tc := range []struct {
+		addr  string
+		creds credentials.TransportCredentials
+	}{
+		{plain, insecure.NewCredentials()},
+		{secure, credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})},
+	} {
+		conn, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(tc.creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		// Both endpoints serve: LEAST_CONN spreads sequential calls.
+		for range 4 {
+			if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Errorf("Check through %s: %v", tc.addr, err)
+			}
+		}
+		cancel()
+		conn.Close()
+	}
+	for _, client := range []*http.Client{{Timeout: testTimeout}, h2Client(true)} {
+		if got := h2Get(t, client, "http://"+plain+"/"); got.status != 200 || got.body != "web" {
+			t.Errorf("GET / over HTTP/%d: %d %q, want the web cluster", got.proto, got.status, got.body)
+		}
+	}
 }
