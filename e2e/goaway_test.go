@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -103,9 +104,16 @@ func (h *rawH2) read(ev *rawEvents, stop func(*rawEvents) bool) {
 	}
 }
 
-// h2cLimitsSnapshot is one h2c listener in front of b with http options.
-func h2cLimitsSnapshot(b *backend, listen, http string) string {
-	return fmt.Sprintf(`
+// startH2C starts a control plane, a node and a backend behind one h2c
+// listener with the given http options, and returns the backend, the
+// listener's address and the node.
+func startH2C(t *testing.T, http string) (*backend, string, *dataplane.Dataplane) {
+	t.Helper()
+	c := startCP(t, t.TempDir(), "")
+	b := startBackend(t, "b")
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
 clusters:
   - name: web
     endpoints: [ { name: b, address: %s } ]
@@ -115,7 +123,8 @@ listeners:
     protocol: HTTP
     default_cluster: web
     http: { h2c: true, %s }
-`, b.addr, listen, http)
+`, b.addr, listen, http)))
+	return b, listen, dp
 }
 
 // TestHTTP2MaxConnectionAge: an HTTP/2 connection older than
@@ -123,11 +132,7 @@ listeners:
 // that stream completes, then the connection closes, and the next request
 // goes on a new connection.
 func TestHTTP2MaxConnectionAge(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	b := startBackend(t, "b")
-	dp := startNode(t, c.addr, "node-1")
-	listen := freeAddr(t)
-	waitVersion(t, dp, c.apply(t, h2cLimitsSnapshot(b, listen, "max_connection_age: 300ms")))
+	b, listen, _ := startH2C(t, "max_connection_age: 300ms")
 
 	h := dialRawH2(t, listen)
 	h.get(1, "/slow")
@@ -161,11 +166,7 @@ func TestHTTP2MaxConnectionAge(t *testing.T) {
 // streams; the stream that reaches it ends the connection (GOAWAY), and
 // the client opens another for the next requests.
 func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	b := startBackend(t, "b")
-	dp := startNode(t, c.addr, "node-1")
-	listen := freeAddr(t)
-	waitVersion(t, dp, c.apply(t, h2cLimitsSnapshot(b, listen, "max_requests_per_connection: 2")))
+	_, listen, _ := startH2C(t, "max_requests_per_connection: 2")
 
 	h := dialRawH2(t, listen)
 	h.get(1, "/")
@@ -199,11 +200,7 @@ func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
 // HTTP/2 connection; the stream in flight completes and Drain returns
 // once the connection is gone.
 func TestHTTP2NodeDrain(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	b := startBackend(t, "b")
-	dp := startNode(t, c.addr, "node-1")
-	listen := freeAddr(t)
-	waitVersion(t, dp, c.apply(t, h2cLimitsSnapshot(b, listen, "idle_timeout: 60s")))
+	b, listen, dp := startH2C(t, "idle_timeout: 60s")
 
 	h := dialRawH2(t, listen)
 	h.get(1, "/slow")

@@ -154,13 +154,7 @@ listeners:
     address: %s
     protocol: HTTP
     default_cluster: grpc
-    tls:
-      certificates:
-        - cert_pem: |
-%s
-          key_pem: |
-%s
-`, b.addr, plain, secure, indent(cert, "            "), indent(key, "            "))))
+%s`, b.addr, plain, secure, tlsYAML(cert, key))))
 
 	t.Run("h2c", func(t *testing.T) {
 		conn, err := grpc.NewClient(plain, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -54,6 +54,29 @@ func h2Get(t *testing.T, client *http.Client, url string) h2Answer {
 	return h2Answer{resp.ProtoMajor, resp.StatusCode, string(body), resp.Header}
 }
 
+// abClusters is the YAML of clusters a and b, one endpoint each.
+func abClusters(a, b *ruleBackend) string {
+	return fmt.Sprintf(`
+clusters:
+  - name: a
+    endpoints: [ { name: a, address: %s } ]
+  - name: b
+    endpoints: [ { name: b, address: %s } ]
+`, a.addr, b.addr)
+}
+
+// tlsYAML is a listener's tls block with an inline certificate, indented
+// to follow a listener's other keys.
+func tlsYAML(cert, key string) string {
+	return fmt.Sprintf(`    tls:
+      certificates:
+        - cert_pem: |
+%s
+          key_pem: |
+%s
+`, indent(cert, "            "), indent(key, "            "))
+}
+
 // needCurlHTTP2 fails the test unless curl is there and speaks HTTP/2.
 func needCurlHTTP2(t *testing.T) {
 	t.Helper()
@@ -79,12 +102,7 @@ func TestHTTP2TLSListener(t *testing.T) {
 	dp := startNode(t, c.addr, "node-1")
 	listen := freeAddr(t)
 	cert, key := selfSigned(t, "h2.example")
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
-clusters:
-  - name: a
-    endpoints: [ { name: a, address: %s } ]
-  - name: b
-    endpoints: [ { name: b, address: %s } ]
+	waitVersion(t, dp, c.apply(t, abClusters(a, b)+fmt.Sprintf(`
 listeners:
   - name: https
     address: %s
@@ -94,13 +112,7 @@ listeners:
       - { match: { path: { prefix: /admin } }, deny: {} }
       - { match: { path: { prefix: /b } }, route: b }
       - response_headers: { set: { X-Served-By: sluice }, remove: [Server] }
-    tls:
-      certificates:
-        - cert_pem: |
-%s
-          key_pem: |
-%s
-`, a.addr, b.addr, listen, indent(cert, "            "), indent(key, "            "))))
+%s`, listen, tlsYAML(cert, key))))
 
 	client := h2Client(false)
 	base := "https://" + listen
@@ -157,12 +169,7 @@ func TestH2CListener(t *testing.T) {
 	a, b := startRuleBackend(t, "a"), startRuleBackend(t, "b")
 	dp := startNode(t, c.addr, "node-1")
 	listen := freeAddr(t)
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
-clusters:
-  - name: a
-    endpoints: [ { name: a, address: %s } ]
-  - name: b
-    endpoints: [ { name: b, address: %s } ]
+	waitVersion(t, dp, c.apply(t, abClusters(a, b)+fmt.Sprintf(`
 listeners:
   - name: h2c
     address: %s
@@ -172,7 +179,7 @@ listeners:
     rules:
       - { match: { path: { prefix: /admin } }, deny: {} }
       - { match: { path: { prefix: /b } }, route: b }
-`, a.addr, b.addr, listen)))
+`, listen)))
 
 	curl := func(args ...string) string {
 		t.Helper()

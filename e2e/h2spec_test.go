@@ -76,18 +76,12 @@ listeners:
     address: %s
     protocol: HTTP
     default_cluster: web
-    tls:
-      certificates:
-        - cert_pem: |
-%s
-          key_pem: |
-%s
-  - name: h2c
+%s  - name: h2c
     address: %s
     protocol: HTTP
     default_cluster: web
     http: { h2c: true }
-`, b.addr, secure, indent(cert, "            "), indent(key, "            "), plain)))
+`, b.addr, secure, tlsYAML(cert, key), plain)))
 
 	for _, tc := range []struct {
 		name, addr string
