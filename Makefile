@@ -11,6 +11,8 @@ BUF_VERSION                := v1.73.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_VALIDATE_VERSION := v1.3.3
+# The HTTP/2 conformance suite e2e/h2spec_test.go runs (v2 has no /v2 module path).
+H2SPEC_VERSION             := v2.2.1+incompatible
 
 .PHONY: all build run test test-short lint generate check-generated tools fuzz bench measure clean
 
@@ -40,7 +42,7 @@ generate: tools ## regenerate the Go code of proto/ with buf and local plugins
 check-generated: generate ## fail when the committed generated code differs from `make generate`
 	@git diff --exit-code --stat -- proto/ || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-validate
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc-gen-validate $(TOOLS)/h2spec
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -50,6 +52,8 @@ $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(TOOLS)/protoc-gen-validate:
 	GOBIN=$(TOOLS) $(GO) install github.com/envoyproxy/protoc-gen-validate@$(PROTOC_GEN_VALIDATE_VERSION)
+$(TOOLS)/h2spec:
+	GOBIN=$(TOOLS) $(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \

@@ -153,6 +153,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		httpOptionErrors(l.GetHttp(), p+".http", add)
 		tlsErrors(l, p+".tls", add)
+		http2Errors(l, p, add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}

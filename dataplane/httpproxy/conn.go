@@ -79,6 +79,9 @@ func (cc *clientConn) serve() {
 		if (cc.x == nil || cc.x.rs == cc.x.re) && !cc.waitRequest() {
 			return
 		}
+		if cc.info.Requests == 0 && cc.handOff(cc.srv.cfg.Load(), false) {
+			return
+		}
 		if !runBusy(cc) {
 			return
 		}

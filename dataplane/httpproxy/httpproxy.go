@@ -225,6 +225,14 @@ type Config struct {
 	// fails is closed and recorded with BAD_REQUEST.
 	TLS                 *tls.Config
 	TLSHandshakeTimeout time.Duration
+	// H2C has a plain listener serve HTTP/2 with prior knowledge too:
+	// a connection that starts with the HTTP/2 preface goes to the
+	// server's HTTP2 engine (SetHTTP2); others are HTTP/1.1.
+	H2C bool
+	// Translate has the HTTP2 engine serve every client connection, HTTP/1.x
+	// ones too: for listeners that may route to endpoints this engine
+	// cannot speak to (HTTP/2 ones).
+	Translate bool
 
 	// MaxHeaderBytes bounds a request head, request line through the
 	// empty line that ends it; a bigger one is answered 431 and the
@@ -320,6 +328,8 @@ type Server struct {
 	// is taken per connection, never per request.
 	mu    sync.Mutex
 	conns *clientConn
+
+	h2 HTTP2 // serves HTTP/2 connections (bridge.go); nil: none
 }
 
 // NewServer returns a server using cfg. onClose, if not nil, is called once
@@ -366,7 +376,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	// The handshake comes before track: Drain may touch cc.c from then on,
 	// and the handshake replaces it. It is bounded by its own timeout.
-	if cfg.TLS == nil || cc.handshake(cfg) {
+	if (cfg.TLS == nil || cc.handshake(cfg)) && !cc.handOff(cfg, true) {
 		s.track(cc)
 		defer s.untrack(cc) // even if serve panics (the node recovers)
 		cc.serve()
@@ -421,6 +431,9 @@ func (s *Server) ServeConn(c net.Conn) {
 func (s *Server) Drain() {
 	if s.draining.Swap(true) {
 		return
+	}
+	if s.h2 != nil {
+		s.h2.Drain()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -64,6 +64,8 @@ type Request struct {
 	reqEdits       []*HeaderEdits // edits of the forwarded request, in order (edits.go)
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
+
+	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
 
 // ParseRequest parses head, one complete request head (request line through

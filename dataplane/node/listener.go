@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/h2proxy"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -26,7 +27,8 @@ type listener struct {
 	gen     atomic.Pointer[generation]
 	done    chan struct{}
 	log     *slog.Logger
-	rb      *rebalancer // TCP rebalance, when on; set by Apply only
+	rb      *rebalancer       // TCP rebalance, when on; set by Apply only
+	up      *h2proxy.Upstream // the node's HTTP/2 engine's endpoint connections
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -35,6 +37,7 @@ type generation struct {
 	protocol sluicev1.Protocol
 	conns    conntrack.Set
 	http     *httpproxy.Server // set for HTTP
+	h2       *h2proxy.Server   // set for HTTP: its HTTP/2 connections
 	tcp      *tcpproxy.Server  // set for TCP
 }
 
@@ -59,11 +62,16 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 	}
 	switch ls.GetProtocol() {
 	case sluicev1.Protocol_PROTOCOL_HTTP:
+		h2 := h2Config(ls)
 		if cur != nil {
 			cur.http.SetConfig(http)
+			cur.h2.SetConfig(h2)
 			return nil
 		}
-		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)})
+		g := &generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)}
+		g.h2 = h2proxy.NewServer(g.http, l.up, h2)
+		g.http.SetHTTP2(g.h2)
+		l.gen.Store(g)
 	case sluicev1.Protocol_PROTOCOL_TCP:
 		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries()}
 		if cur != nil {
@@ -94,6 +102,8 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		MaxURILength:             int(h.GetMaxUriLength()),
 		MaxRequestBodyBytes:      int64(min(h.GetMaxRequestBodyBytes(), math.MaxInt64)),
 		TunnelIdleTimeout:        h.GetTunnelIdleTimeout().AsDuration(),
+		H2C:                      h.GetH2C(),
+		Translate:                rt.http2(),
 	}
 	forwardingConfig(h.GetForwarding(), cfg)
 	if pages := h.GetErrorPages(); len(pages) > 0 {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/h2proxy"
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -41,6 +42,7 @@ type Node struct {
 	opts    Options
 	log     *slog.Logger
 	checker *health.Checker
+	up      *h2proxy.Upstream // the HTTP/2 engine's endpoint connections (h2.go)
 
 	mu        sync.Mutex   // serialises Apply and Close
 	version   atomic.Value // string
@@ -78,6 +80,7 @@ func New(opts Options) *Node {
 		dirty:     map[string]bool{},
 	}
 	n.version.Store("")
+	n.up = h2proxy.NewUpstream(n.endpointProtocol)
 	n.checker = health.NewChecker(n.healthChanged)
 	n.checker.DialVia(n.checkAddr)
 	go n.sweep()
@@ -164,7 +167,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			}
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
-		l := &listener{address: addr, ln: ln, done: make(chan struct{}), log: n.log}
+		l := &listener{address: addr, ln: ln, done: make(chan struct{}), log: n.log, up: n.up}
 		fresh = append(fresh, l)
 		listeners[addr] = l
 	}
@@ -557,4 +560,5 @@ func (n *Node) Close() {
 	for _, ep := range eps {
 		ep.Shutdown()
 	}
+	n.up.Close()
 }

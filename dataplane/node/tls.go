@@ -37,7 +37,7 @@ func tlsConfig(ls *sluicev1.Listener, running *tls.Config) (*tls.Config, error) 
 		cfg.MinVersion = tls.VersionTLS13
 	}
 	if len(cfg.NextProtos) == 0 {
-		cfg.NextProtos = []string{"http/1.1"}
+		cfg.NextProtos = []string{"h2", "http/1.1"}
 	}
 	for i, c := range t.GetCertificates() {
 		cert, err := snapshot.ParseCertificateFiles(c, os.ReadFile)

@@ -1,0 +1,72 @@
+package h2proxy
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// This file holds what the engine knows of gRPC beyond HTTP/2: how a
+// gRPC client is told that its call was cut.
+
+// isGRPC reports whether r is a gRPC call (RFC-less, but every gRPC
+// implementation sends it: content-type application/grpc, +proto, +json...).
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") || strings.HasPrefix(ct, "application/grpc;")
+}
+
+// endGRPC ends a gRPC response whose endpoint failed after the response
+// head was relayed, with a status in the trailers, which a gRPC client
+// reads as the call's status, rather than with RST_STREAM INTERNAL_ERROR
+// (all net/http can send), which it reads as an internal error. A call
+// whose grpc-timeout ran out is DEADLINE_EXCEEDED: a gRPC server resets the
+// stream (CANCEL) at the deadline it was given, and the client, seeing
+// CANCEL itself, would have said the same. Anything else is UNAVAILABLE,
+// what gRPC says of a lost connection (and Envoy of an upstream reset).
+func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time) {
+	code, msg := "14", "upstream stream reset"
+	if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && time.Since(start) >= d {
+		code, msg = "4", "deadline exceeded"
+	}
+	h := w.Header()
+	h[http.TrailerPrefix+"Grpc-Status"] = []string{code}
+	h[http.TrailerPrefix+"Grpc-Message"] = []string{msg}
+}
+
+// parseGRPCTimeout parses a grpc-timeout value: at most 8 ASCII digits and
+// a unit, H, M, S, m (milli), u (micro) or n (nano).
+func parseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	var n int64
+	for _, c := range []byte(v[:len(v)-1]) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	// 99999999 hours overflows a Duration: cap at its largest.
+	if unit == time.Hour && n > int64(time.Duration(1<<63-1)/time.Hour) {
+		return time.Duration(1<<63 - 1), true
+	}
+	return time.Duration(n) * unit, true
+}

@@ -1,0 +1,332 @@
+package h2proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// DefaultMaxConcurrentStreams is Config.MaxConcurrentStreams when unset.
+const DefaultMaxConcurrentStreams = 250
+
+// Config is what the HTTP/2 engine of a listener needs beyond the
+// listener's httpproxy.Config, which it reads from the listener's
+// httpproxy.Server (Director, timeouts, connection limits, retries, error
+// pages).
+type Config struct {
+	// MaxConcurrentStreams bounds the streams a client may have open at
+	// once (default DefaultMaxConcurrentStreams).
+	MaxConcurrentStreams uint32
+	// Forwarding is which headers tell endpoints who the client is.
+	Forwarding Forwarding
+}
+
+// Server serves the client connections an httpproxy.Server hands over
+// (httpproxy.HTTP2): HTTP/2 ones, and with httpproxy.Config.Translate
+// HTTP/1.x ones too.
+type Server struct {
+	http *httpproxy.Server
+	up   *Upstream
+	cfg  atomic.Pointer[Config]
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+}
+
+// NewServer returns the engine for the listener served by hs, forwarding
+// through up (shared by the node's listeners). The caller gives it to hs
+// with hs.SetHTTP2.
+func NewServer(hs *httpproxy.Server, up *Upstream, cfg *Config) *Server {
+	s := &Server{http: hs, up: up, conns: map[*conn]struct{}{}}
+	s.SetConfig(cfg)
+	return s
+}
+
+// SetConfig swaps the configuration; each stream uses the one current when
+// it starts, and a connection keeps the stream limit it started with.
+func (s *Server) SetConfig(cfg *Config) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c := *cfg
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	s.cfg.Store(&c)
+}
+
+// Drain sends GOAWAY on every connection (an HTTP/1.x one closes when
+// idle, or after its current response): open streams complete, new ones
+// go elsewhere. Connections handed over later end after their first
+// response. It does not wait.
+func (s *Server) Drain() {
+	if s.draining.Swap(true) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cn := range s.conns {
+		cn.end(closeDraining)
+	}
+}
+
+// Close reasons of the ends this engine chooses.
+const (
+	closeDraining    = sluicev1.CloseReason_CLOSE_REASON_NODE_DRAINING
+	closeMaxAge      = sluicev1.CloseReason_CLOSE_REASON_MAX_AGE
+	closeMaxRequests = sluicev1.CloseReason_CLOSE_REASON_MAX_REQUESTS
+)
+
+// discard is the error log of the per-connection servers: what they would
+// log (a client's protocol error, a TLS client gone) is the client's
+// business, and the connection record says how it ended.
+var discard = log.New(io.Discard, "", 0)
+
+// ServeConn implements httpproxy.HTTP2.
+func (s *Server) ServeConn(c net.Conn, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
+	hcfg := s.http.Config()
+	cfg := s.cfg.Load()
+	nc := &countConn{Conn: c, pre: preread}
+	cn := &conn{srv: s, nc: nc, sni: sni, info: info, done: make(chan struct{})}
+	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cn.client = a.AddrPort()
+	}
+	var protos http.Protocols
+	if h2 {
+		// The TLS handshake, if any, is done: to net/http this is HTTP/2
+		// over a connection it needs not secure (countConn hides the
+		// *tls.Conn, whose ALPN already said h2).
+		protos.SetUnencryptedHTTP2(true)
+	} else {
+		protos.SetHTTP1(true)
+	}
+	cn.hs = &http.Server{
+		Handler:           cn,
+		Protocols:         &protos,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams), MaxReadFrameSize: maxFrame},
+		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
+		IdleTimeout:       hcfg.IdleTimeout,
+		ErrorLog:          discard,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				cn.closeOnce.Do(func() { close(cn.done) })
+			}
+		},
+	}
+	s.mu.Lock()
+	s.conns[cn] = struct{}{}
+	s.mu.Unlock()
+	if age := hcfg.MaxConnectionAge; age > 0 {
+		t := time.AfterFunc(age-time.Since(info.Start), func() { cn.end(closeMaxAge) })
+		defer t.Stop()
+	}
+	if s.draining.Load() {
+		cn.ending.CompareAndSwap(0, int32(closeDraining))
+	}
+	cn.hs.Serve(&oneConn{c: nc, done: cn.done})
+	<-cn.done
+	cn.shutdownCancel()
+	s.mu.Lock()
+	delete(s.conns, cn)
+	s.mu.Unlock()
+
+	info.BytesIn += nc.in.Load()
+	info.BytesOut += nc.out.Load()
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	info.Requests += cn.streams
+	info.Retries += cn.retries
+	if cn.cluster != "" {
+		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
+	}
+	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 {
+		return r
+	}
+	return nc.reason()
+}
+
+// conn is one client connection and its net/http server.
+type conn struct {
+	srv    *Server
+	hs     *http.Server
+	nc     *countConn
+	tls    bool
+	sni    []byte
+	client netip.AddrPort
+	info   *httpproxy.ConnInfo // written only when the connection ends
+
+	done      chan struct{} // closed when net/http is done with the connection
+	closeOnce sync.Once
+
+	// ending is the close reason of a graceful end under way (GOAWAY sent
+	// or to be sent), 0 while none is.
+	ending     atomic.Int32
+	shutdownMu sync.Mutex
+	cancelShut context.CancelFunc
+
+	mu                sync.Mutex // guards what follows, for the record
+	streams, retries  uint64
+	cluster, endpoint string
+}
+
+// end starts the graceful end of the connection for reason, once: GOAWAY
+// (HTTP/2) or a close when idle (HTTP/1.x); streams in flight complete.
+func (cn *conn) end(reason sluicev1.CloseReason) {
+	if !cn.ending.CompareAndSwap(0, int32(reason)) {
+		return
+	}
+	cn.shutdownMu.Lock()
+	defer cn.shutdownMu.Unlock()
+	if cn.cancelShut != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cn.cancelShut = cancel
+	// Shutdown returns when the connection ends, or when ServeConn cancels
+	// ctx as it returns.
+	go cn.hs.Shutdown(ctx)
+}
+
+// shutdownCancel ends a Shutdown still waiting for the connection.
+func (cn *conn) shutdownCancel() {
+	cn.shutdownMu.Lock()
+	defer cn.shutdownMu.Unlock()
+	if cn.cancelShut != nil {
+		cn.cancelShut()
+	} else {
+		cn.cancelShut = func() {} // no Shutdown from now on
+	}
+}
+
+// stream counts a new stream and reports whether its response should end
+// the connection (Connection: close, which net/http turns into GOAWAY on
+// HTTP/2): the connection reached max_requests_per_connection or its age,
+// or the server is draining.
+func (cn *conn) stream(hcfg *httpproxy.Config) (last bool) {
+	cn.mu.Lock()
+	cn.streams++
+	n := cn.streams
+	cn.mu.Unlock()
+	switch {
+	case cn.ending.Load() != 0:
+		return true
+	case cn.srv.draining.Load():
+		cn.ending.CompareAndSwap(0, int32(closeDraining))
+		return true
+	case hcfg.MaxRequestsPerConnection > 0 && n >= uint64(hcfg.MaxRequestsPerConnection):
+		cn.ending.CompareAndSwap(0, int32(closeMaxRequests))
+		return true
+	case hcfg.MaxConnectionAge > 0 && time.Since(cn.info.Start) >= hcfg.MaxConnectionAge:
+		cn.ending.CompareAndSwap(0, int32(closeMaxAge))
+		return true
+	}
+	return false
+}
+
+// routed records the endpoint of the connection's latest stream.
+func (cn *conn) routed(cluster, endpoint string, retried uint64) {
+	cn.mu.Lock()
+	cn.cluster, cn.endpoint = cluster, endpoint
+	cn.retries += retried
+	cn.mu.Unlock()
+}
+
+// countConn counts the bytes of a client connection and first reads the
+// bytes httpproxy read before handing it over. It hides the *tls.Conn it
+// may wrap, on purpose: see ServeConn.
+type countConn struct {
+	net.Conn
+	pre     []byte
+	in, out atomic.Uint64
+	readErr atomic.Pointer[error] // the first read error
+	closed  atomic.Bool           // net/http closed the connection itself
+}
+
+func (c *countConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+// reason is why the connection ended, when no limit or drain ended it: the
+// client closed it or went silent, the listener closed it under net/http
+// (ErrClosed without Close), or net/http closed it itself: mostly for
+// idleness (IdleTimeout), which is what is recorded.
+func (c *countConn) reason() sluicev1.CloseReason {
+	p := c.readErr.Load()
+	var err error
+	if p != nil {
+		err = *p
+	}
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
+	case errors.Is(err, net.ErrClosed) && !c.closed.Load():
+		return sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
+	case errors.Is(err, net.ErrClosed):
+		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
+	}
+	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	n, err := c.Conn.Read(p)
+	c.in.Add(uint64(n))
+	if err != nil {
+		c.readErr.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(uint64(n))
+	return n, err
+}
+
+// oneConn is a listener of one connection, for http.Server.Serve: it
+// accepts c once, then waits until the connection is done.
+type oneConn struct {
+	c    net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.c })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) Close() error   { return nil }
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
+
+// maxFrame is the largest frame a client may send (SETTINGS_MAX_FRAME_SIZE):
+// the protocol's initial value. net/http would allow 1 MiB, which only
+// buffers more per stream for a proxy that forwards as it reads.
+const maxFrame = 16 << 10

@@ -1,0 +1,345 @@
+package h2proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// stream is the per-request state, pooled: the Request the Director sees
+// and the copy buffer.
+type stream struct {
+	req httpproxy.Request
+	buf []byte
+}
+
+var streams = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32<<10)} }}
+
+// The proxy's own errors, with the texts of the HTTP/1.1 engine.
+const (
+	textNoEndpoint      = "no endpoint available"
+	textConnectFailed   = "could not connect to the endpoint"
+	textEndpointFailed  = "connection to the endpoint failed"
+	textShutdown        = "the endpoint's connections were shut down"
+	textResponseTimeout = "the endpoint did not answer in time"
+	textDrained         = "the endpoint was removed"
+)
+
+// maxRepicks bounds how often one request picks again because its endpoint
+// was retired under it (as the HTTP/1.1 engine does).
+const maxRepicks = 3
+
+// ServeHTTP proxies one request: a stream of an HTTP/2 connection, or a
+// request of an HTTP/1.x one (Translate).
+func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hcfg := cn.srv.http.Config()
+	cfg := cn.srv.cfg.Load()
+	last := cn.stream(hcfg)
+	head := r.Method == http.MethodHead
+	st := streams.Get().(*stream)
+	defer func() {
+		st.req.ForgetFailed()
+		streams.Put(st)
+	}()
+	req := &st.req
+	target := r.RequestURI
+	if r.ProtoMajor == 2 && r.Method == http.MethodConnect {
+		target = r.Host // CONNECT names its authority only; refused below
+	}
+	err := req.Load(&httpproxy.Head{
+		Method: r.Method, Target: target, Authority: r.Host, Header: r.Header,
+		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
+	})
+	if err != nil {
+		status, text := httpproxy.StatusOf(err)
+		cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+		return
+	}
+
+	retries, repicks := hcfg.Retries, 0
+	var retried uint64
+	var failed error // the last failure to connect, for the answer when nothing is left
+	for {
+		ep, d, err := req.Pick(hcfg.Director)
+		if d.Answer != nil {
+			cn.answer(w, req.AppendAnswer(nil, d.Answer), last)
+			return
+		}
+		if err != nil {
+			status, text := 503, textNoEndpoint
+			if failed != nil {
+				status, text = 502, failureText(failed)
+			}
+			cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+			return
+		}
+		cn.routed(ep.Cluster, ep.Name, retried)
+		retried = 0
+		out := cn.outgoing(r, req, ep, cfg)
+		ok, err := cn.forward(w, r, out, st, ep, d.ConnectTimeout, hcfg, last)
+		if ok {
+			return
+		}
+		// Nothing of the request reached an endpoint: pick again, around
+		// ep, as the HTTP/1.1 engine does.
+		switch {
+		case errors.Is(err, upstream.ErrClosed) && repicks < maxRepicks:
+			repicks++
+		case isConnectError(err) && retries > 0:
+			retries--
+			retried++
+		default:
+			if r.Context().Err() == nil {
+				cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
+			}
+			return
+		}
+		failed = err
+		req.Fail(ep)
+	}
+}
+
+// failureText is what a client is told of a failure to reach an endpoint.
+func failureText(err error) string {
+	switch {
+	case errors.Is(err, upstream.ErrClosed):
+		return textDrained
+	case isConnectError(err):
+		return textConnectFailed
+	case errors.Is(err, errShutdown):
+		return textShutdown
+	}
+	return textEndpointFailed
+}
+
+// outgoing builds the request that goes to ep.
+func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.Endpoint, cfg *Config) *http.Request {
+	h := make(http.Header, len(r.Header)+4)
+	req.ForwardHeader(h)
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = nil // net/http would add its own
+	}
+	cfg.Forwarding.apply(h, r.Host, cn.client.Addr(), cn.tls)
+	u := &url.URL{Scheme: "http", Host: ep.Addr, Opaque: r.URL.Opaque}
+	path, query, hasQuery := strings.Cut(r.RequestURI, "?")
+	if r.ProtoMajor == 1 && !strings.HasPrefix(path, "/") && path != "*" {
+		// An absolute-form target of an HTTP/1.1 client: its path.
+		path = r.URL.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		query, hasQuery = r.URL.RawQuery, r.URL.RawQuery != "" || r.URL.ForceQuery
+	}
+	u.Opaque, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Host:          r.Host,
+		ContentLength: r.ContentLength,
+		Trailer:       r.Trailer,
+	}
+	if r.ContentLength != 0 {
+		out.Body = r.Body
+	}
+	return out
+}
+
+// forward sends out to ep and relays the response to w. It returns false,
+// with the error, when nothing of the request reached ep and the caller
+// may pick again; true when the request was answered (or cut), ep
+// released either way.
+func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream, ep *upstream.Endpoint, connectTimeout time.Duration, hcfg *httpproxy.Config, last bool) (bool, error) {
+	head := r.Method == http.MethodHead
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			ep.Release()
+		}
+	}
+	defer release()
+
+	start := time.Now()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(hcfg.ResponseTimeout, func() {
+		timedOut.Store(true)
+		cancel()
+	})
+	defer timer.Stop()
+	body := &countBody{ReadCloser: out.Body}
+	if out.Body != nil {
+		out.Body = body
+	}
+	out = out.WithContext(ctx)
+	if r.ProtoMajor == 2 {
+		if te := r.Header.Values("Te"); len(te) > 0 && strings.EqualFold(te[0], "trailers") {
+			out.Header.Set("Te", "trailers") // gRPC asks for trailers so
+		}
+	}
+	resp, rt, err := cn.srv.up.roundTrip(out, ep, connectTimeout, req2idempotent(r))
+	if err != nil {
+		ep.Transferred(0, body.n.Load())
+		if rt.connectFailed() {
+			return false, err
+		}
+		if r.Context().Err() != nil {
+			return true, err // the client went away
+		}
+		status, text := 502, failureText(err)
+		if timedOut.Load() {
+			status, text = 504, textResponseTimeout
+		} else if rt.shutDown() {
+			text = textShutdown
+		}
+		cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+		return true, nil
+	}
+	defer resp.Body.Close()
+	timer.Reset(hcfg.ResponseTimeout) // now an inactivity bound on the body
+	ep.Responded(resp.StatusCode)
+
+	dst := w.Header()
+	copyHeader(dst, resp.Header)
+	if len(resp.Trailer) > 0 {
+		// Trailers the endpoint announced are announced to the client:
+		// an HTTP/1.1 one gets them only with a chunked body.
+		for k := range resp.Trailer {
+			dst.Add("Trailer", k)
+		}
+		dst.Del("Content-Length")
+	}
+	st.req.EditResponseHeader(dst)
+	if last {
+		dst.Set("Connection", "close")
+	}
+	w.WriteHeader(resp.StatusCode)
+	in, werr := copyBody(w, resp.Body, st.buf, timer, hcfg.ResponseTimeout)
+	ep.Transferred(in, body.n.Load())
+	if werr != nil {
+		if r.Context().Err() != nil {
+			return true, nil // the client went away: nothing to tell it
+		}
+		if isGRPC(r) && r.ProtoMajor == 2 {
+			endGRPC(w, r, start)
+			return true, nil
+		}
+		// The response started: all that can be done is to cut the stream
+		// (RST_STREAM on HTTP/2), so the client does not take a truncated
+		// response for a whole one.
+		release()
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		if len(vv) > 0 {
+			// Announced or not (gRPC does not announce its own).
+			dst[http.TrailerPrefix+k] = vv
+		}
+	}
+	return true, nil
+}
+
+func req2idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return r.ContentLength == 0
+	}
+	return false
+}
+
+// copyBody copies an endpoint's response body to the client, flushing what
+// comes as it comes (server streaming), with timer as the bound on the
+// endpoint's silences. It returns the bytes read and the first error that
+// cut the body short.
+func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Timer, silence time.Duration) (uint64, error) {
+	rc := http.NewResponseController(w)
+	var total uint64
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			timer.Reset(silence)
+			total += uint64(n)
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return total, ferr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// answer writes one of the proxy's own responses, given as the HTTP/1.1
+// bytes the HTTP/1.1 engine would write (httpproxy.AppendError,
+// Request.AppendAnswer), in w's framing.
+func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) {
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil)
+	if err != nil {
+		panic(http.ErrAbortHandler) // a bug: our own bytes
+	}
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		if k != "Connection" {
+			dst[k] = vv
+		}
+	}
+	if last {
+		dst.Set("Connection", "close")
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// hopByHop are the fields of one connection (RFC 9110 §7.6.1), not
+// relayed from an endpoint's response.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// copyHeader copies an endpoint's response fields to dst, without the
+// hop-by-hop ones and those Connection names.
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		dst[k] = vv
+	}
+	for _, c := range src["Connection"] {
+		for _, name := range strings.Split(c, ",") {
+			dst.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range hopByHop {
+		delete(dst, k)
+	}
+}
+
+// countBody counts the request body bytes sent to the endpoint.
+type countBody struct {
+	io.ReadCloser
+	n atomic.Uint64 // read by the handler while the transport may still send
+}
+
+func (b *countBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(uint64(n))
+	return n, err
+}

@@ -1,0 +1,358 @@
+package h2proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// Protocol is how the node speaks to an endpoint: whether its cluster has
+// http2, and the cluster's client TLS configuration (nil: plain). It is
+// the one hook through which the node tells the engine about clusters.
+type Protocol struct {
+	HTTP2 bool
+	TLS   *tls.Config
+}
+
+// Upstream holds the client connections of the HTTP/2 engine to endpoints,
+// for every listener of a node: per endpoint and protocol, a pool of
+// net/http client connections, each dialed through the endpoint (so that
+// its connection counts, drains and shutdowns see them). HTTP/2
+// connections carry many streams at once; HTTP/1.1 ones one request at a
+// time.
+type Upstream struct {
+	protocol func(*upstream.Endpoint) Protocol
+	// One transport per kind, only to make client connections
+	// (NewClientConn); they pool nothing themselves.
+	h1, h1tls, h2c, h2tls *http.Transport
+
+	mu       sync.Mutex
+	pools    map[poolKey]*pool
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+type poolKey struct {
+	ep  *upstream.Endpoint
+	pro Protocol
+}
+
+// maxIdlePerEndpoint bounds the idle HTTP/1.1 connections kept to one
+// endpoint, as upstream.MaxIdle does for the HTTP/1.1 engine.
+const maxIdlePerEndpoint = upstream.MaxIdle
+
+// NewUpstream returns the pools, with protocol telling how to speak to an
+// endpoint (nil: HTTP/1.1, plain). Close stops its janitor.
+func NewUpstream(protocol func(*upstream.Endpoint) Protocol) *Upstream {
+	if protocol == nil {
+		protocol = func(*upstream.Endpoint) Protocol { return Protocol{} }
+	}
+	u := &Upstream{protocol: protocol, pools: map[poolKey]*pool{}, stop: make(chan struct{})}
+	mk := func(h1, h2, unencrypted2 bool) *http.Transport {
+		var p http.Protocols
+		p.SetHTTP1(h1)
+		p.SetHTTP2(h2)
+		p.SetUnencryptedHTTP2(unencrypted2)
+		return &http.Transport{
+			Protocols:          &p,
+			DialContext:        dial,
+			DialTLSContext:     dialTLS,
+			DisableCompression: true, // a proxy passes encodings through
+			ForceAttemptHTTP2:  h2,
+		}
+	}
+	u.h1, u.h1tls = mk(true, false, false), mk(true, false, false)
+	u.h2c, u.h2tls = mk(false, false, true), mk(false, true, false)
+	go u.janitor()
+	return u
+}
+
+// Close closes every pooled connection and stops the janitor.
+func (u *Upstream) Close() {
+	u.stopOnce.Do(func() { close(u.stop) })
+	u.mu.Lock()
+	pools := u.pools
+	u.pools = map[poolKey]*pool{}
+	u.mu.Unlock()
+	for _, p := range pools {
+		p.closeIdle(true)
+	}
+}
+
+// janitorEvery is how often idle connections are looked at.
+const janitorEvery = 10 * time.Second
+
+// janitor closes connections idle for upstream.MaxIdleAge and those of
+// endpoints that drain, and forgets empty pools.
+func (u *Upstream) janitor() {
+	t := time.NewTicker(janitorEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-t.C:
+		}
+		u.mu.Lock()
+		for k, p := range u.pools {
+			if p.closeIdle(k.ep.Draining()) == 0 {
+				delete(u.pools, k)
+			}
+		}
+		u.mu.Unlock()
+	}
+}
+
+func (u *Upstream) pool(ep *upstream.Endpoint) *pool {
+	k := poolKey{ep, u.protocol(ep)}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.pools[k]
+	if p == nil {
+		p = &pool{ep: ep, pro: k.pro}
+		switch {
+		case k.pro.HTTP2 && k.pro.TLS != nil:
+			p.t, p.scheme = u.h2tls, "https"
+		case k.pro.HTTP2:
+			p.t, p.scheme = u.h2c, "http"
+		case k.pro.TLS != nil:
+			p.t, p.scheme = u.h1tls, "https"
+		default:
+			p.t, p.scheme = u.h1, "http"
+		}
+		u.pools[k] = p
+	}
+	return p
+}
+
+// roundTrip sends req to ep on a pooled connection or a new one. A
+// request that may be sent again (replay) and failed on a pooled
+// connection before any response is sent once more on a new one (the
+// endpoint may have closed it while idle). The trip says what happened
+// when it failed.
+func (u *Upstream) roundTrip(req *http.Request, ep *upstream.Endpoint, connectTimeout time.Duration, replay bool) (*http.Response, trip, error) {
+	p := u.pool(ep)
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := p.get(req.Context(), connectTimeout)
+		if err != nil {
+			return nil, trip{connect: true}, err
+		}
+		resp, err := pc.cc.RoundTrip(req)
+		if err == nil {
+			resp.Body = &doneBody{ReadCloser: resp.Body, p: p, pc: pc}
+			return resp, trip{}, nil
+		}
+		shut := ep.WasShutDown(pc.raw)
+		p.done(pc)
+		if reused && replay && attempt == 0 && !shut && req.Context().Err() == nil {
+			continue
+		}
+		if shut {
+			err = errShutdown
+		}
+		return nil, trip{shut: shut}, err
+	}
+}
+
+// errShutdown: an operator closed the endpoint's connections.
+var errShutdown = errors.New("h2proxy: the endpoint's connections were shut down")
+
+// trip is how a failed round trip failed.
+type trip struct{ connect, shut bool }
+
+func (t trip) connectFailed() bool { return t.connect }
+func (t trip) shutDown() bool      { return t.shut }
+
+// connectError is a failure to connect (or to handshake TLS) with an
+// endpoint: nothing of the request reached it.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return "h2proxy: connect: " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+func isConnectError(err error) bool {
+	var ce *connectError
+	return errors.As(err, &ce)
+}
+
+// pool is the client connections to one endpoint with one protocol.
+type pool struct {
+	ep     *upstream.Endpoint
+	pro    Protocol
+	t      *http.Transport
+	scheme string
+
+	mu    sync.Mutex
+	conns []*pooled
+}
+
+// pooled is a client connection and the socket under it.
+type pooled struct {
+	cc   *http.ClientConn
+	raw  net.Conn // from ep.Dial, for WasShutDown
+	idle time.Time
+}
+
+// get reserves a request on a connection that has room, or dials one.
+func (p *pool) get(ctx context.Context, timeout time.Duration) (*pooled, bool, error) {
+	p.mu.Lock()
+	if !p.ep.Draining() {
+		for _, pc := range slices.Backward(p.conns) {
+			if pc.cc.Err() == nil && pc.cc.Reserve() == nil {
+				p.mu.Unlock()
+				return pc, true, nil
+			}
+		}
+	}
+	p.mu.Unlock()
+	d := &dialing{ep: p.ep, timeout: timeout, tls: p.pro.TLS, http2: p.pro.HTTP2}
+	cc, err := p.t.NewClientConn(context.WithValue(ctx, dialKey{}, d), p.scheme, p.ep.Addr)
+	if err != nil {
+		if errors.Is(err, upstream.ErrClosed) {
+			return nil, false, err
+		}
+		return nil, false, &connectError{err}
+	}
+	if err := cc.Reserve(); err != nil {
+		cc.Close()
+		return nil, false, &connectError{err}
+	}
+	pc := &pooled{cc: cc, raw: d.raw}
+	p.mu.Lock()
+	p.conns = append(p.conns, pc)
+	p.mu.Unlock()
+	return pc, false, nil
+}
+
+// done is called when a request on pc ended: a dead connection is
+// forgotten, and an idle one closed when its endpoint drains or the pool
+// has enough idle ones.
+func (p *pool) done(pc *pooled) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dead := pc.cc.Err() != nil
+	idle := pc.cc.InFlight() == 0
+	if idle {
+		pc.idle = time.Now()
+	}
+	if dead || idle && (p.ep.Draining() || p.idleCount() > maxIdlePerEndpoint) {
+		pc.cc.Close()
+		p.conns = slices.DeleteFunc(p.conns, func(x *pooled) bool { return x == pc })
+	}
+}
+
+func (p *pool) idleCount() int {
+	n := 0
+	for _, pc := range p.conns {
+		if pc.cc.InFlight() == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// closeIdle closes the dead connections, the idle ones that sat unused
+// for upstream.MaxIdleAge, and with all, every idle one. It returns how
+// many connections are left.
+func (p *pool) closeIdle(all bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	p.conns = slices.DeleteFunc(p.conns, func(pc *pooled) bool {
+		idle := pc.cc.InFlight() == 0
+		if idle && pc.idle.IsZero() {
+			pc.idle = now // first seen idle (an HTTP/1.1 one frees itself late)
+		}
+		if pc.cc.Err() != nil || idle && (all || now.Sub(pc.idle) > upstream.MaxIdleAge) {
+			pc.cc.Close()
+			return true
+		}
+		if !idle {
+			pc.idle = time.Time{}
+		}
+		return false
+	})
+	return len(p.conns)
+}
+
+// doneBody hands its connection back when the response body is closed.
+type doneBody struct {
+	io.ReadCloser
+	p    *pool
+	pc   *pooled
+	once sync.Once
+}
+
+func (b *doneBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { b.p.done(b.pc) })
+	return err
+}
+
+// dialing is what a transport's dial needs to know, passed in the
+// context of NewClientConn.
+type dialing struct {
+	ep      *upstream.Endpoint
+	timeout time.Duration
+	tls     *tls.Config
+	http2   bool
+	raw     net.Conn
+}
+
+type dialKey struct{}
+
+// dial connects through the endpoint, which tracks the connection; the
+// returned conn forgets it when closed.
+func dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	d := ctx.Value(dialKey{}).(*dialing)
+	c, err := d.ep.Dial(ctx, d.timeout)
+	if err != nil {
+		return nil, err
+	}
+	d.raw = c
+	return &tracked{Conn: c, ep: d.ep}, nil
+}
+
+// dialTLS is dial and a TLS handshake, offering h2 in ALPN to HTTP/2
+// endpoints.
+func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	d := ctx.Value(dialKey{}).(*dialing)
+	cfg := d.tls.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	if d.http2 {
+		cfg.NextProtos = []string{"h2"}
+	}
+	tc := tls.Client(c, cfg)
+	hctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// tracked is a connection from Endpoint.Dial: Close makes the endpoint
+// forget it.
+type tracked struct {
+	net.Conn
+	ep   *upstream.Endpoint
+	once sync.Once
+}
+
+func (c *tracked) Close() error {
+	c.once.Do(func() { c.ep.Close(c.Conn) })
+	return nil
+}

@@ -1,0 +1,91 @@
+package httpproxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestLoadHead: a head from another engine reads as the same request
+// would over HTTP/1.1, and what Pick asks for shapes what is forwarded.
+func TestLoadHead(t *testing.T) {
+	var r Request
+	err := r.Load(&Head{
+		Method: "GET", Target: "/a/b?x=1&y=2", Authority: "example.com:8443",
+		Header: http.Header{"Cookie": {"SRV=s1; theme=dark"}, "X-Req": {"1"}, "Te": {"trailers"}},
+		Client: netip.MustParseAddrPort("[::ffff:192.0.2.7]:4000"), TLS: true, SNI: []byte("example.com"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Method()) != "GET" || string(r.URLPath()) != "/a/b" || string(r.Query("y")) != "2" || string(r.Host()) != "example.com:8443" {
+		t.Errorf("view: %s %s %s %s", r.Method(), r.URLPath(), r.Query("y"), r.Host())
+	}
+	if r.ClientAddr() != netip.MustParseAddr("192.0.2.7") || r.ClientPort() != 4000 || !r.TLS() || string(r.ServerName()) != "example.com" {
+		t.Errorf("client: %v %d %v %q", r.ClientAddr(), r.ClientPort(), r.TLS(), r.ServerName())
+	}
+	if string(r.Cookie("SRV")) != "s1" {
+		t.Errorf("cookie: %q", r.Cookie("SRV"))
+	}
+
+	edits, err := NewHeaderEdits([]string{"X-Req"}, []Field{{"X-Set", "v"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.RemoveCookie("SRV")
+	r.EditRequest(edits)
+	r.EditResponse(edits)
+	r.RemoveResponseCookie("SRV")
+	r.AddResponseField("Set-Cookie", []byte("SRV=s2; Path=/"))
+	fwd := http.Header{}
+	r.ForwardHeader(fwd)
+	if got := fwd.Get("Cookie"); got != "theme=dark" {
+		t.Errorf("forwarded Cookie %q, want the persistence cookie removed", got)
+	}
+	if fwd.Get("X-Req") != "" || fwd.Get("X-Set") != "v" || fwd.Get("Te") != "" || fwd.Get("Host") != "" {
+		t.Errorf("forwarded fields: %v", fwd)
+	}
+	resp := http.Header{"Set-Cookie": {"SRV=evil", "other=1"}, "X-Req": {"gone"}}
+	r.EditResponseHeader(resp)
+	if got := strings.Join(resp["Set-Cookie"], "|"); got != "other=1|SRV=s2; Path=/" || resp.Get("X-Req") != "" || resp.Get("X-Set") != "v" {
+		t.Errorf("edited response: %v", resp)
+	}
+}
+
+// TestLoadHeadRefused: what HTTP/1.1 refuses is refused with its status.
+func TestLoadHeadRefused(t *testing.T) {
+	for _, h := range []Head{
+		{Method: "CONNECT", Target: "example.com:443", Authority: "example.com:443"},
+		{Method: "GET", Target: "/%zz", Authority: "a"},
+		{Method: "GET", Target: "/", Authority: "a b"},
+		{Method: "GET", Target: "/", Authority: "a", Header: http.Header{"Bad Name": {"x"}}},
+	} {
+		var r Request
+		err := r.Load(&h)
+		if status, _ := StatusOf(err); err == nil || status < 400 {
+			t.Errorf("%+v: %v (status %d), want refused", h, err, status)
+		}
+	}
+}
+
+// FuzzLoadHead: any head another engine gives is either refused or read
+// back as given (method, target and each field's first value).
+func FuzzLoadHead(f *testing.F) {
+	f.Add("GET", "/a?b=c", "example.com", "X-A", "1")
+	f.Add("POST", "*", "h:80", "Cookie", "a=1; b=2")
+	f.Add("OPTIONS", "*", "", "Te", "trailers")
+	f.Fuzz(func(t *testing.T, method, target, authority, name, value string) {
+		var r Request
+		err := r.Load(&Head{Method: method, Target: target, Authority: authority, Header: http.Header{name: {value}}})
+		if err != nil {
+			return
+		}
+		if string(r.Method()) != method || string(r.Path()) != target {
+			t.Fatalf("read back %q %q, want %q %q", r.Method(), r.Path(), method, target)
+		}
+		if !strings.EqualFold(name, "host") && string(r.Header(name)) != strings.Trim(value, " \t") {
+			t.Fatalf("field %q read back %q, want %q", name, r.Header(name), value)
+		}
+	})
+}

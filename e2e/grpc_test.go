@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// grpcBackend is a grpc-go server with the standard health service. Every
+// unary call answers, in trailer "deadline-ms", how long the deadline it
+// received leaves (-1 without one): how a test sees that deadlines cross
+// the proxy.
+type grpcBackend struct {
+	addr   string
+	health *health.Server
+}
+
+func startGRPCBackend(t *testing.T) *grpcBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		left := int64(-1)
+		if dl, ok := ctx.Deadline(); ok {
+			left = time.Until(dl).Milliseconds()
+		}
+		grpc.SetTrailer(ctx, metadata.Pairs("deadline-ms", strconv.FormatInt(left, 10)))
+		return h(ctx, req)
+	}))
+	b := &grpcBackend{addr: ln.Addr().String(), health: health.NewServer()}
+	b.health.SetServingStatus("sluice.test", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, b.health)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return b
+}
+
+// checkGRPC runs the calls a gRPC user makes through the proxy at conn:
+// unary calls with their status and trailers, a deadline that reaches the
+// backend, and a server stream that follows the backend's changes.
+func checkGRPC(t *testing.T, conn *grpc.ClientConn, b *grpcBackend) {
+	t.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	var trailer metadata.MD
+	resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "sluice.test"}, grpc.Trailer(&trailer))
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check(sluice.test): %v, %v; want SERVING", resp.GetStatus(), err)
+	}
+	// The deadline went through: the backend saw one, at most the
+	// client's (testTimeout) and not already over.
+	if left, err := strconv.Atoi(firstOf(trailer["deadline-ms"])); err != nil || left <= 0 || left > int(testTimeout/time.Millisecond) {
+		t.Errorf("deadline seen by the backend: %q, want 1..%d ms", trailer["deadline-ms"], testTimeout/time.Millisecond)
+	}
+
+	// A status from the backend, with its message, in the trailers.
+	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.such.service"})
+	if st, _ := status.FromError(err); st.Code() != codes.NotFound || st.Message() != "unknown service" {
+		t.Errorf("Check(no.such.service): %v, want NotFound \"unknown service\"", err)
+	}
+
+	// A server stream: the first status at once, then each change.
+	wctx, wcancel := context.WithTimeout(ctx, testTimeout)
+	defer wcancel()
+	w, err := hc.Watch(wctx, &healthpb.HealthCheckRequest{Service: "sluice.test"})
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	for _, want := range []healthpb.HealthCheckResponse_ServingStatus{
+		healthpb.HealthCheckResponse_SERVING,
+		healthpb.HealthCheckResponse_NOT_SERVING,
+		healthpb.HealthCheckResponse_SERVING,
+	} {
+		got, err := w.Recv()
+		if err != nil || got.GetStatus() != want {
+			t.Fatalf("Watch: got %v, %v; want %v", got.GetStatus(), err, want)
+		}
+		// Flip the status for the next message: the stream must carry it
+		// while it stays open.
+		next := healthpb.HealthCheckResponse_NOT_SERVING
+		if want == healthpb.HealthCheckResponse_NOT_SERVING {
+			next = healthpb.HealthCheckResponse_SERVING
+		}
+		b.health.SetServingStatus("sluice.test", next)
+	}
+	wcancel()
+	b.health.SetServingStatus("sluice.test", healthpb.HealthCheckResponse_SERVING)
+
+	// A deadline shorter than the stream: the client sees
+	// DeadlineExceeded, not a proxy error.
+	dctx, dcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer dcancel()
+	w, err = hc.Watch(dctx, &healthpb.HealthCheckRequest{Service: "sluice.test"})
+	if err == nil {
+		for err == nil {
+			_, err = w.Recv()
+		}
+	}
+	if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded {
+		t.Errorf("Watch with a 300ms deadline ended with %v, want DeadlineExceeded", err)
+	}
+}
+
+func firstOf(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// TestGRPCEndToEnd: a grpc-go client reaches a grpc-go server in a
+// cluster with http2 through a sluice h2c listener and through a TLS
+// listener (ALPN h2): unary and server-streaming calls, statuses and
+// their messages in trailers, deadlines.
+func TestGRPCEndToEnd(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	b := startGRPCBackend(t)
+	dp := startNode(t, c.addr, "node-1")
+	plain, secure := freeAddr(t), freeAddr(t)
+	cert, key := selfSigned(t, "grpc.example")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: grpc
+    http2: true
+    endpoints: [ { name: g1, address: %s } ]
+listeners:
+  - name: grpc-h2c
+    address: %s
+    protocol: HTTP
+    default_cluster: grpc
+    http: { h2c: true }
+  - name: grpc-tls
+    address: %s
+    protocol: HTTP
+    default_cluster: grpc
+%s`, b.addr, plain, secure, tlsYAML(cert, key))))
+
+	t.Run("h2c", func(t *testing.T) {
+		conn, err := grpc.NewClient(plain, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		checkGRPC(t, conn, b)
+	})
+	t.Run("tls", func(t *testing.T) {
+		creds := credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, ServerName: "grpc.example"})
+		conn, err := grpc.NewClient(secure, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		checkGRPC(t, conn, b)
+	})
+}
+
+// TestGRPCExample runs examples/grpc.yaml as written, on loopback: gRPC
+// through both listeners, and plain HTTP through the h2c one, to the web
+// cluster, over HTTP/1.1 and HTTP/2.
+func TestGRPCExample(t *testing.T) {
+	raw, err := os.ReadFile("../examples/grpc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1, g2, web := startGRPCBackend(t), startGRPCBackend(t), startRuleBackend(t, "web")
+	plain, secure := freeAddr(t), freeAddr(t)
+	cert, key := selfSigned(t, "grpc.example")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "grpc.crt"), filepath.Join(dir, "grpc.key")
+	if err := os.WriteFile(certFile, []byte(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer(
+		"127.0.0.1:8080", plain, "127.0.0.1:8443", secure,
+		"127.0.0.1:50051", g1.addr, "127.0.0.1:50052", g2.addr, "127.0.0.1:9001", web.addr,
+		"/etc/sluice/grpc.crt", certFile, "/etc/sluice/grpc.key", keyFile,
+	).Replace(string(raw))
+	c := startCP(t, t.TempDir(), "")
+	v := c.apply(t, doc)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, v)
+
+	for _, tc := range []struct {
+		addr  string
+		creds credentials.TransportCredentials
+	}{
+		{plain, insecure.NewCredentials()},
+		{secure, credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})},
+	} {
+		conn, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(tc.creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		// Both endpoints serve: LEAST_CONN spreads sequential calls.
+		for range 4 {
+			if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Errorf("Check through %s: %v", tc.addr, err)
+			}
+		}
+		cancel()
+		conn.Close()
+	}
+	for _, client := range []*http.Client{{Timeout: testTimeout}, h2Client(true)} {
+		if got := h2Get(t, client, "http://"+plain+"/"); got.status != 200 || got.body != "web" {
+			t.Errorf("GET / over HTTP/%d: %d %q, want the web cluster", got.proto, got.status, got.body)
+		}
+	}
+}
