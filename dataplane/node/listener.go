@@ -64,7 +64,7 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 		}
 		l.gen.Store(&generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)})
 	case sluicev1.Protocol_PROTOCOL_TCP:
-		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries()}
+		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries(), Inspect: rt.inspectTimeout(ls)}
 		if cur != nil {
 			cur.tcp.SetConfig(cfg)
 			return nil
