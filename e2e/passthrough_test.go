@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/testcert"
 )
 
@@ -16,26 +17,12 @@ import (
 // then echoes what it reads until the client half-closes.
 func startGreeter(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(testTimeout))
-				c.Write([]byte("c"))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(testTimeout))
+		c.Write([]byte("c"))
+		io.Copy(c, c)
+	})
 }
 
 // TestTLSPassthroughExample runs examples/tls-passthrough.yaml: one TCP

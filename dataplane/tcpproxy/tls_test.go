@@ -32,17 +32,8 @@ func TestTLSEndpoint(t *testing.T) {
 	onClose, infos := recorder()
 	addr := startProxy(t, NewServer(&Config{Listener: "db", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose))
 
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	c.Write([]byte("hello"))
-	c.(*net.TCPConn).CloseWrite()
-	got, err := io.ReadAll(c)
-	if err != nil || string(got) != "got hello" {
-		t.Fatalf("read %q, %v; want %q", got, err, "got hello")
+	if got := session(t, addr, "hello"); got != "got hello" {
+		t.Fatalf("read %q, want %q", got, "got hello")
 	}
 	ci := waitInfo(t, infos)
 	if ci.BytesIn != 5 || ci.BytesOut != 9 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {

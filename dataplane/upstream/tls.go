@@ -60,16 +60,7 @@ func (e *Endpoint) SetTLS(base *tls.Config) {
 		// to the next, which cannot resume it, and never resume at all.
 		e.tls.Store(&endpointTLS{base: base, cfg: cfg})
 	}
-	e.mu.Lock()
-	idle := e.idle
-	e.idle = nil
-	for _, ic := range idle {
-		delete(e.conns, ic.c)
-	}
-	e.mu.Unlock()
-	for _, ic := range idle {
-		ic.c.Close()
-	}
+	e.dropIdle(false)
 }
 
 // TLSConfig is the endpoint's TLS client configuration (server name and

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/testcert"
 )
 
@@ -16,28 +17,16 @@ import (
 // completes its handshake, says "x", then reads until the client leaves.
 func tlsListen(t *testing.T, cert tls.Certificate) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if c.(*tls.Conn).Handshake() == nil {
-					c.Write([]byte("x"))
-				}
-				io.Copy(io.Discard, c)
-			}()
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	return loopback.Serve(t, func(raw net.Conn) {
+		c := tls.Server(raw, cfg)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if c.Handshake() == nil {
+			c.Write([]byte("x"))
 		}
-	}()
-	return ln.Addr().String()
+		io.Copy(io.Discard, c)
+	})
 }
 
 // TestDialTLS: an endpoint given a cluster's TLS configuration verifies

@@ -321,8 +321,16 @@ func (e *Endpoint) Conns() int {
 // never dials again, so Drain also stops the resolver.
 func (e *Endpoint) Drain() {
 	defer e.StopResolver()
+	e.dropIdle(true)
+}
+
+// dropIdle empties the idle pool and closes what was in it; with drain,
+// the endpoint also stops taking new connections.
+func (e *Endpoint) dropIdle(drain bool) {
 	e.mu.Lock()
-	e.closed = true
+	if drain {
+		e.closed = true
+	}
 	idle := e.idle
 	e.idle = nil
 	for _, ic := range idle {
