@@ -3,6 +3,7 @@ package tlsinspect
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -139,4 +140,19 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("records of %d: SNI %q TLS %v more %v; one record: SNI %q TLS %v", size, h2.SNI, h2.TLS, more2, sni, h.TLS)
 		}
 	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	for _, size := range []int{MaxRecord, 100} {
+		data := refragment(clientHello(b, "a.example"), size)
+		scratch := make([]byte, len(data))
+		b.Run(fmt.Sprintf("records of %d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if h, _ := Parse(data, scratch); len(h.SNI) == 0 {
+					b.Fatal("no SNI")
+				}
+			}
+		})
+	}
 }
