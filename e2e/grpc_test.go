@@ -21,6 +21,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/sluice-lb/sluice/internal/testcert"
 )
 
 // grpcBackend is a grpc-go server with the standard health service. Every
@@ -34,18 +36,24 @@ type grpcBackend struct {
 
 func startGRPCBackend(t *testing.T) *grpcBackend {
 	t.Helper()
+	return startGRPCBackendWith(t)
+}
+
+// startGRPCBackendWith is startGRPCBackend with server options (TLS).
+func startGRPCBackendWith(t *testing.T, opts ...grpc.ServerOption) *grpcBackend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	srv := grpc.NewServer(append(opts, grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		left := int64(-1)
 		if dl, ok := ctx.Deadline(); ok {
 			left = time.Until(dl).Milliseconds()
 		}
 		grpc.SetTrailer(ctx, metadata.Pairs("deadline-ms", strconv.FormatInt(left, 10)))
 		return h(ctx, req)
-	}))
+	}))...)
 	b := &grpcBackend{addr: ln.Addr().String(), health: health.NewServer()}
 	b.health.SetServingStatus("sluice.test", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, b.health)
@@ -173,6 +181,33 @@ listeners:
 		defer conn.Close()
 		checkGRPC(t, conn, b)
 	})
+}
+
+// TestGRPCToTLSEndpoints: a cluster with http2 and tls speaks h2 over TLS
+// to its endpoints (ALPN h2, the certificate verified with the cluster's
+// CA), whatever the client spoke to the listener.
+func TestGRPCToTLSEndpoints(t *testing.T) {
+	ca := testcert.NewCA(t)
+	cert := ca.Server(t, "grpc.internal")
+	b := startGRPCBackendWith(t, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	c := startCP(t, t.TempDir(), "")
+	dp := startNode(t, c.addr, "node-1")
+	plain := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: grpc
+    http2: true
+    tls: { server_name: grpc.internal, ca_pem: %q }
+    endpoints: [ { name: g1, address: %s } ]
+listeners:
+  - { name: grpc-h2c, address: %s, protocol: HTTP, default_cluster: grpc, http: { h2c: true } }
+`, ca.PEM, b.addr, plain)))
+	conn, err := grpc.NewClient(plain, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	checkGRPC(t, conn, b)
 }
 
 // TestGRPCExample runs examples/grpc.yaml as written, on loopback: gRPC

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // ruleBackend is an HTTP server that answers with its name, says
@@ -211,6 +213,26 @@ func TestACLExamples(t *testing.T) {
 		if n := db.hits.Load() - before; n != 0 {
 			t.Errorf("%d denied connections reached the backend", n)
 		}
+		// The control plane records them as denied, with no endpoint.
+		waitFor(t, "two denied connections in the records", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			resp, err := c.api.ListConns(ctx, &sluicev1.ListConnsRequest{NodeId: "node-1", Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			denied := 0
+			for _, r := range resp.GetRecords() {
+				if r.GetListener() != "mysql" || !strings.HasPrefix(r.GetClientAddress(), "127.0.2.") {
+					continue
+				}
+				if r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_DENIED || r.GetEndpoint() != "" {
+					t.Fatalf("record of a denied connection: %v, want reason DENIED and no endpoint", r)
+				}
+				denied++
+			}
+			return denied == 2
+		})
 	})
 }
 

@@ -350,10 +350,13 @@ func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	if pr := m.GetSourcePort(); pr != nil && pr.GetTo() != 0 && pr.GetTo() < pr.GetFrom() {
 		rc.add(p+".source_port", "range %d-%d is reversed: from is the lower port", pr.GetFrom(), pr.GetTo())
 	}
-	if m.GetTls() && !rc.tls {
+	// A TCP listener reads the ClientHello of a TLS client it passes
+	// through (TLS passthrough); an HTTP listener without a tls block
+	// speaks plain HTTP only.
+	if m.GetTls() && !rc.tls && rc.http {
 		rc.add(p+".tls", "never holds: the listener has no tls block, every connection is plain")
 	}
-	if m.Sni != nil && !rc.tls {
+	if m.Sni != nil && !rc.tls && rc.http {
 		rc.add(p+".sni", "never holds: the listener has no tls block, so no client sends a server name")
 	}
 	for k, sub := range m.GetAll() {

@@ -188,6 +188,15 @@ func TestValidateRules(t *testing.T) {
 			},
 		},
 		{
+			name:     "TCP listeners: TLS passthrough routes on tls and sni",
+			protocol: "TCP",
+			rules: []string{
+				`{match: {sni: {exact: a.example}}, route: static}`,
+				`{match: {sni: {domain: [b.example]}, tls: true}, route: web}`,
+				`{match: {not: {tls: true}}, deny: {}}`,
+			},
+		},
+		{
 			name:     "TCP listeners: what needs a request",
 			protocol: "TCP",
 			rules: []string{

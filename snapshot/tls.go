@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"strings"
@@ -83,20 +82,8 @@ func parsePair(certPEM, keyPEM []byte) (tls.Certificate, error) {
 // checkChain checks that certPEM holds at least one certificate and that
 // each parses.
 func checkChain(certPEM []byte) error {
-	n := 0
-	for rest := certPEM; ; n++ {
-		var der []byte
-		if der, rest = nextPEM(rest, "CERTIFICATE"); der == nil {
-			break
-		}
-		if _, err := x509.ParseCertificate(der); err != nil {
-			return fmt.Errorf("certificate %d: %v", n+1, err)
-		}
-	}
-	if n == 0 {
-		return fmt.Errorf("no PEM CERTIFICATE block found")
-	}
-	return nil
+	_, err := ParseCAs(certPEM)
+	return err
 }
 
 // RedactSecrets returns s with every inline private key replaced by

@@ -90,6 +90,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		persistenceErrors(c, i, add)
 		healthErrors(c.GetHealthCheck(), fmt.Sprintf("clusters[%d].health_check", i), add)
 		outlierErrors(c.GetOutlierDetection(), fmt.Sprintf("clusters[%d].outlier_detection", i), add)
+		upstreamTLSErrors(c.GetTls(), i, add)
 		clear(endpoints)
 		for j, e := range c.GetEndpoints() {
 			if first, dup := endpoints[e.GetName()]; dup {

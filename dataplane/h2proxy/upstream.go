@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -313,7 +314,9 @@ type dialKey struct{}
 // returned conn forgets it when closed.
 func dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	d := ctx.Value(dialKey{}).(*dialing)
-	c, err := d.ep.Dial(ctx, d.timeout)
+	// The handshake, if any, is dialTLS's: it offers h2 or http/1.1 in
+	// ALPN, which the endpoint's own configuration does not.
+	c, err := d.ep.DialPlain(ctx, d.timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +342,8 @@ func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()
-		return nil, err
+		d.ep.HandshakeFailed(ctx)
+		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
 	return tc, nil
 }

@@ -2,11 +2,15 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
 // A prober runs one check of one endpoint. check is called from the probe's
@@ -22,28 +26,81 @@ type prober interface {
 // newProber returns the prober for s, whose defaults are already filled in.
 // Each check connects to what target returns then.
 func newProber(s Spec, target func() string) prober {
-	if s.HTTPPath != "" {
-		return newHTTPCheck(s, target)
+	cn := connector{addr: target, timedOut: timeoutError(s.Timeout)}
+	if s.TLS != nil {
+		// The endpoint's server name: that of its address, not of the
+		// resolved address target gives.
+		cn.tls = upstream.ClientConfig(s.TLS, s.Addr)
+		cn.tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
-	return &tcpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout)}
+	if s.HTTPPath != "" {
+		return newHTTPCheck(s, cn)
+	}
+	return &tcpCheck{connector: cn, timeout: s.Timeout}
+}
+
+// connector opens the connection of a check: TCP, and over it TLS when
+// the endpoint speaks TLS.
+type connector struct {
+	addr     func() string
+	tls      *tls.Config // nil: plain TCP
+	timedOut error       // "timeout after 1s", made once
+}
+
+// connect connects by deadline, or returns why it could not, in a few
+// words (see failure).
+func (cn *connector) connect(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", cn.addr())
+	if err != nil {
+		return nil, failure(err, cn.timedOut)
+	}
+	if cn.tls == nil {
+		return conn, nil
+	}
+	conn.SetDeadline(deadline)
+	tc := tls.Client(conn, cn.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, handshakeFailure(err, cn.timedOut)
+	}
+	return tc, nil
 }
 
 // tcpCheck is HAProxy's plain "check": the endpoint is up if it accepts a
-// TCP connection within the timeout. The connection is closed at once.
+// TCP connection within the timeout (and completes the TLS handshake, for
+// an endpoint that speaks TLS: HAProxy's "check-ssl"). The connection is
+// closed at once.
 type tcpCheck struct {
-	addr     func() string
-	timeout  time.Duration
-	timedOut error // "timeout after 1s", made once
+	connector
+	timeout time.Duration
 }
 
 func (t *tcpCheck) check(ctx context.Context) error {
-	d := net.Dialer{Timeout: t.timeout}
-	conn, err := d.DialContext(ctx, "tcp", t.addr())
+	conn, err := t.connect(ctx, time.Now().Add(t.timeout))
 	if err != nil {
-		return failure(err, t.timedOut)
+		return err
 	}
 	conn.Close()
 	return nil
+}
+
+// handshakeFailure says why a TLS handshake failed: a certificate that
+// does not verify as crypto/x509 puts it ("TLS: x509: certificate signed by
+// unknown authority"), a timeout or reset as failure does, anything else
+// as crypto/tls puts it.
+func handshakeFailure(err, timedOut error) error {
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &cve):
+		return errors.New("TLS: " + cve.Err.Error())
+	case errors.Is(err, io.EOF):
+		return errors.New("connection closed during the TLS handshake")
+	}
+	if f := failure(err, timedOut); f != err {
+		return f
+	}
+	return errors.New("TLS handshake: " + err.Error())
 }
 
 // Why checks fail, as Status.Detail says it. The texts are short: sluicectl

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-lb/sluice/snapshot"
 
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,8 @@ func (s State) String() string {
 
 // Spec says how to check one endpoint. It is a comparable value: Reconcile
 // compares specs with != to know which checks to restart, so every field
-// is a value type (no slice, map or pointer).
+// is a value type (no slice or map; the one pointer, TLS, compares by
+// identity, and its owner keeps it while it does not change).
 //
 // A field left at zero takes the default its comment gives: a Spec that
 // sets only Key, Addr, Interval, Timeout, Fall and Rise is a TCP check
@@ -109,6 +111,14 @@ type Spec struct {
 	// status"), from snapshot.ParseStatusSpec. The zero snapshot.StatusSpec is
 	// snapshot.DefaultExpect, 200-399.
 	Expect snapshot.StatusSpec
+
+	// TLS, when set, is the configuration of the endpoint's cluster
+	// (upstream.ClientConfig makes it the endpoint's): a TCP check then
+	// passes only once the TLS handshake completes, certificate verified,
+	// and an HTTP check speaks HTTPS. A certificate that does not verify
+	// fails the check with the reason ("TLS: x509: certificate signed by
+	// unknown authority"). Timeout covers the handshake too.
+	TLS *tls.Config
 }
 
 // DefaultInterval is the Interval of a Spec that sets none, as HAProxy's.

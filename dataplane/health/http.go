@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -29,22 +28,21 @@ var lineBufs = sync.Pool{New: func() any { return new([maxStatusLine]byte) }}
 var aLongTimeAgo = time.Unix(1, 0)
 
 // httpCheck is HAProxy's "option httpchk" with "http-check expect status":
-// one HTTP/1.1 request over a fresh connection, up iff the status of the
-// answer is in expect. Only the status line is read; the connection is
-// closed after it.
+// one HTTP/1.1 request over a fresh connection (HTTPS for an endpoint that
+// speaks TLS), up iff the status of the answer is in expect. Only the
+// status line is read; the connection is closed after it.
 type httpCheck struct {
-	addr     func() string
-	timeout  time.Duration
-	timedOut error // "timeout after 1s", made once
-	expect   snapshot.StatusSpec
+	connector
+	timeout time.Duration
+	expect  snapshot.StatusSpec
 	// req is the whole request, built once. It is nil when the method,
 	// path or host could not be sent as they are (a space, a CR or LF...):
 	// the check then fails every time rather than send a broken request.
 	req []byte
 }
 
-func newHTTPCheck(s Spec, target func() string) *httpCheck {
-	h := &httpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout), expect: s.Expect}
+func newHTTPCheck(s Spec, cn connector) *httpCheck {
+	h := &httpCheck{connector: cn, timeout: s.Timeout, expect: s.Expect}
 	method, host := s.HTTPMethod, s.HTTPHost
 	if method == "" {
 		method = "GET"
@@ -77,10 +75,9 @@ func (h *httpCheck) check(ctx context.Context) error {
 	// One deadline covers connect, write and read: a server that accepts
 	// and never answers, or answers a byte at a time, fails at the timeout.
 	deadline := time.Now().Add(h.timeout)
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, "tcp", h.addr())
+	conn, err := h.connect(ctx, deadline)
 	if err != nil {
-		return failure(err, h.timedOut)
+		return err
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(deadline); err != nil {

@@ -192,7 +192,7 @@ const maxRepicks = 3
 // before its last bytes go to the client, so that the connection is back in
 // the pool (and the count right for LEAST_CONN) by the time the client can
 // send its next request.
-func (cc *clientConn) endpointDone(bc *net.TCPConn, reusable bool) {
+func (cc *clientConn) endpointDone(bc net.Conn, reusable bool) {
 	x := cc.x
 	ep := x.ep
 	if ep == nil {
@@ -213,7 +213,7 @@ func (cc *clientConn) endpointDone(bc *net.TCPConn, reusable bool) {
 
 // bodyRead is endpointDone for a response read in full: the connection is
 // reusable if the endpoint said so and sent nothing beyond the body.
-func (cc *clientConn) bodyRead(bc *net.TCPConn) {
+func (cc *clientConn) bodyRead(bc net.Conn) {
 	x := cc.x
 	cc.endpointDone(bc, x.reusable && x.be == x.bs)
 }
@@ -351,7 +351,7 @@ func (cc *clientConn) skipBufferedBody() bool {
 // below) could not connect, in which case nothing was answered, x.wb still
 // holds the head and the buffered body, and the caller may pick again.
 // Release of ep is the caller's.
-func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPConn, reused, expect, idempotent bool) (keep bool, redial *statusError) {
+func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, reused, expect, idempotent bool) (keep bool, redial *statusError) {
 	x := cc.x
 	retried := false
 	for {
@@ -402,7 +402,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc *net.TCPCon
 // the error as the client should hear it: a connection that an operator
 // shut down (sluicectl shutdown-sessions), or whose endpoint was removed,
 // did not fail by the endpoint's fault.
-func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc *net.TCPConn, e *statusError) *statusError {
+func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
 	shut := e.status == 502 && ep.WasShutDown(bc)
 	cc.endpointDone(bc, false)
 	switch {
@@ -459,23 +459,22 @@ func (cc *clientConn) bufferedBody() *statusError {
 // connect takes a pooled connection to ep, or dials one. probe checks a
 // pooled connection is still open before a request that cannot be replayed
 // is sent on it.
-func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (*net.TCPConn, bool, *statusError) {
+func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (net.Conn, bool, *statusError) {
 	for {
 		c := ep.GetIdle()
 		if c == nil {
 			break
 		}
-		bc, ok := c.(*net.TCPConn)
-		if !ok || (probe && !alive(bc)) {
+		if probe && !alive(c) {
 			ep.Close(c)
 			continue
 		}
-		return bc, true, nil
+		return c, true, nil
 	}
 	return cc.dial(ep, timeout)
 }
 
-func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (*net.TCPConn, bool, *statusError) {
+func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Conn, bool, *statusError) {
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
@@ -491,7 +490,7 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (*net.T
 
 // send writes x.wb (the head, maybe with the start of the body) and, unless
 // expect, the rest of the request body.
-func (cc *clientConn) send(bc *net.TCPConn, expect bool) *statusError {
+func (cc *clientConn) send(bc net.Conn, expect bool) *statusError {
 	x := cc.x
 	cc.armEndpoint(bc, x.start) // one clock read per exchange on the fast path
 	if x.bodyInWB {
@@ -513,7 +512,7 @@ func (cc *clientConn) send(bc *net.TCPConn, expect bool) *statusError {
 }
 
 // sendBody forwards the rest of the request body from the client.
-func (cc *clientConn) sendBody(bc *net.TCPConn) *statusError {
+func (cc *clientConn) sendBody(bc net.Conn) *statusError {
 	x := cc.x
 	switch x.reqBody {
 	case bodyLength:
@@ -524,7 +523,7 @@ func (cc *clientConn) sendBody(bc *net.TCPConn) *statusError {
 	return nil
 }
 
-func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
+func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	x := cc.x
 	// Buffered bytes that did not fit next to the head.
 	if n := x.re - x.rs; n > 0 && x.reqLeft > 0 {
@@ -543,7 +542,7 @@ func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
 	}
 	for x.reqLeft > 0 {
 		x.bodySent = true
-		if x.reqLeft >= spliceMin && cc.tcp != nil {
+		if btcp, ok := bc.(*net.TCPConn); ok && x.reqLeft >= spliceMin && cc.tcp != nil {
 			// Splice from the client to the endpoint. A write deadline that
 			// fires while splice holds bytes in its pipe loses them, so the
 			// endpoint side gets the full ResponseTimeout here rather than
@@ -553,7 +552,7 @@ func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
 			cc.armRead(cfg.IdleTimeout, true)
 			bc.SetWriteDeadline(time.Now().Add(cfg.ResponseTimeout))
 			x.lr.R, x.lr.N = cc.tcp, min(x.reqLeft, splicePiece)
-			n, err := bc.ReadFrom(&x.lr)
+			n, err := btcp.ReadFrom(&x.lr)
 			x.lr.R = nil
 			cc.info.BytesIn += uint64(n)
 			x.epOut += uint64(n)
@@ -584,7 +583,7 @@ func (cc *clientConn) sendLengthBody(bc *net.TCPConn) *statusError {
 	return nil
 }
 
-func (cc *clientConn) sendChunkedBody(bc *net.TCPConn) *statusError {
+func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 	x := cc.x
 	x.wb = x.wb[:0]
 	for {
@@ -652,18 +651,26 @@ func (cc *clientConn) bodyError(err error) *statusError {
 // armEndpoint sets bc's deadline for the next step: the hard deadline, but
 // at most closeCheckInterval away so that a client closed from outside is
 // noticed (endpointStalled).
-func (cc *clientConn) armEndpoint(bc *net.TCPConn, now time.Time) {
+func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 	x := cc.x
 	dl := now.Add(closeCheckInterval)
 	if x.hard.Before(dl) {
 		dl = x.hard
 	}
-	bc.SetDeadline(dl)
+	if _, ok := bc.(*net.TCPConn); ok {
+		bc.SetDeadline(dl)
+		return
+	}
+	// A TLS write that times out leaves the connection unusable: writes
+	// get the hard deadline, so a client closed from outside is noticed
+	// only when a read slice ends, or at the hard deadline.
+	bc.SetReadDeadline(dl)
+	bc.SetWriteDeadline(x.hard)
 }
 
 // endpointStalled runs when an endpoint operation hit its slice deadline. It
 // returns the error that ends the wait, or nil after arming the next slice.
-func (cc *clientConn) endpointStalled(bc *net.TCPConn) *statusError {
+func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 	if !time.Now().Before(cc.x.hard) {
 		return errResponseTimeout
 	}
@@ -678,7 +685,7 @@ func (cc *clientConn) endpointStalled(bc *net.TCPConn) *statusError {
 
 // writeEndpoint writes p to the endpoint, renewing slices while it makes
 // progress. Errors are returned raw for endpointError.
-func (cc *clientConn) writeEndpoint(bc *net.TCPConn, p []byte) error {
+func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte) error {
 	for len(p) > 0 {
 		n, err := bc.Write(p)
 		p = p[n:]
@@ -700,7 +707,7 @@ func (cc *clientConn) writeEndpoint(bc *net.TCPConn, p []byte) error {
 }
 
 // readEndpoint reads from the endpoint into p, waiting across slices.
-func (cc *clientConn) readEndpoint(bc *net.TCPConn, p []byte) (int, error) {
+func (cc *clientConn) readEndpoint(bc net.Conn, p []byte) (int, error) {
 	for {
 		n, err := bc.Read(p)
 		if n > 0 {
@@ -740,7 +747,7 @@ func endpointError(err error) *statusError {
 // 1xx responses are forwarded to an HTTP/1.1 client and skipped; with
 // stopAt100 a 100 Continue returns errContinue. gotByte says whether any
 // response byte arrived (a request is never replayed after one).
-func (cc *clientConn) readResponseHead(bc *net.TCPConn, stopAt100 bool) (*statusError, bool) {
+func (cc *clientConn) readResponseHead(bc net.Conn, stopAt100 bool) (*statusError, bool) {
 	x := cc.x
 	interim := 0
 	gotByte := x.be > x.bs
@@ -821,7 +828,7 @@ const (
 // relayResponse forwards the parsed final response head and its body to
 // the client; the endpoint connection is pooled or closed on the way
 // (bodyRead). It returns whether the client connection stays open.
-func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc *net.TCPConn) bool {
+func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc net.Conn) bool {
 	x := cc.x
 	resp := &x.resp
 	keep := x.keep && x.reqBody == bodyNone
@@ -923,7 +930,7 @@ func (cc *clientConn) flush() *statusError {
 
 // relayLength forwards a Content-Length body: what came with the head goes
 // in the same write as the head; a large remainder is spliced.
-func (cc *clientConn) relayLength(bc *net.TCPConn, left int64) *statusError {
+func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 	x := cc.x
 	n := x.be - x.bs
 	if int64(n) > left {
@@ -959,8 +966,10 @@ func (cc *clientConn) relayLength(bc *net.TCPConn, left int64) *statusError {
 	cfg := cc.srv.cfg.Load()
 	x.hard = time.Now().Add(cfg.ResponseTimeout)
 	cc.armEndpoint(bc, time.Now())
+	_, spliceable := bc.(*net.TCPConn) // not over TLS
+	spliceable = spliceable && cc.tcp != nil
 	for left > 0 {
-		if left >= spliceMin && cc.tcp != nil {
+		if left >= spliceMin && spliceable {
 			wdl := time.Now().Add(cfg.IdleTimeout)
 			cc.c.SetWriteDeadline(wdl)
 			x.lr.R, x.lr.N = bc, min(left, splicePiece)
@@ -1020,7 +1029,7 @@ func (cc *clientConn) relayError(err error) *statusError {
 
 // relayChunked forwards a chunked body, re-encoded (rechunk) or decoded for
 // an HTTP/1.0 client.
-func (cc *clientConn) relayChunked(bc *net.TCPConn, rechunk bool) *statusError {
+func (cc *clientConn) relayChunked(bc net.Conn, rechunk bool) *statusError {
 	x := cc.x
 	x.chunk.reset()
 	armed := false
@@ -1060,7 +1069,7 @@ func (cc *clientConn) relayChunked(bc *net.TCPConn, rechunk bool) *statusError {
 
 // relayCloseChunked forwards a close-delimited body to an HTTP/1.1 client as
 // chunks, so its connection can stay open.
-func (cc *clientConn) relayCloseChunked(bc *net.TCPConn) *statusError {
+func (cc *clientConn) relayCloseChunked(bc net.Conn) *statusError {
 	x := cc.x
 	x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 	cc.armEndpoint(bc, time.Now())
@@ -1103,7 +1112,7 @@ func (cc *clientConn) relayCloseChunked(bc *net.TCPConn) *statusError {
 
 // relayClose forwards a close-delimited body to an HTTP/1.0 client verbatim
 // (spliced when both sides are TCP); the client connection closes after.
-func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
+func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 	x := cc.x
 	x.wb = append(x.wb, x.bb[x.bs:x.be]...)
 	x.bs = x.be
@@ -1114,8 +1123,9 @@ func (cc *clientConn) relayClose(bc *net.TCPConn) *statusError {
 	cfg := cc.srv.cfg.Load()
 	x.hard = time.Now().Add(cfg.ResponseTimeout)
 	cc.armEndpoint(bc, time.Now())
+	_, spliceable := bc.(*net.TCPConn) // not over TLS
 	for {
-		if cc.tcp != nil {
+		if spliceable && cc.tcp != nil {
 			wdl := time.Now().Add(cfg.IdleTimeout)
 			cc.c.SetWriteDeadline(wdl)
 			x.lr.R, x.lr.N = bc, splicePiece

@@ -10,4 +10,4 @@ func (cc *clientConn) initRaw() {}
 
 // alive cannot probe without raw sockets; a dead pooled connection then
 // shows as a 502 for a request with a body.
-func alive(c *net.TCPConn) bool { return true }
+func alive(c net.Conn) bool { return true }

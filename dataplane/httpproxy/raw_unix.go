@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
 // initRaw prepares the raw-socket paths of a TCP client connection: the
@@ -70,8 +72,16 @@ func (cc *clientConn) initRaw() {
 // endpoint has neither closed it nor sent anything on it. It costs a
 // syscall, so it is used only before sending a request that cannot be
 // replayed (one with a body).
-func alive(c *net.TCPConn) bool {
-	raw, err := c.SyscallConn()
+//
+// For a TLS connection the socket under it is probed: an endpoint that
+// closed it sent a close_notify alert or a FIN, and any byte means the
+// connection is not idle.
+func alive(c net.Conn) bool {
+	tc := upstream.TCPConn(c)
+	if tc == nil {
+		return false
+	}
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return false
 	}

@@ -32,7 +32,7 @@ import (
 // tunnelState is what the two directions of a tunnel share.
 type tunnelState struct {
 	cc    *clientConn
-	bc    *net.TCPConn
+	bc    net.Conn
 	ep    *upstream.Endpoint
 	idle  time.Duration
 	last  atomic.Int64 // UnixNano of the last byte carried either way
@@ -43,7 +43,7 @@ type tunnelState struct {
 
 // tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
 // returns false: the client connection ends with the tunnel.
-func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc *net.TCPConn) bool {
+func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 	x := cc.x
 	resp := &x.resp
 	for i := 0; i < resp.nf; i++ {

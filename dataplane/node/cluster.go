@@ -58,6 +58,9 @@ type cluster struct {
 	// outlier ejects members on what traffic sees. Apply sets it: the
 	// running cluster's when it had outlier detection, else a new one.
 	outlier *ejector
+	// tls is how endpoints and checks speak TLS; nil: plain TCP. Apply
+	// sets it (compileUpstreamTLS) and hands it to the endpoints.
+	tls *upstreamTLS
 
 	mu     sync.Mutex                       // guards below; held by rebuild
 	wasUp  map[*upstream.Endpoint]bool      // health at the last rebuild

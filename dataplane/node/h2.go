@@ -40,5 +40,6 @@ func (n *Node) endpointProtocol(ep *upstream.Endpoint) h2proxy.Protocol {
 			p.HTTP2 = c.spec.GetHttp2()
 		}
 	}
+	p.TLS = ep.TLSConfig() // nil for a plain cluster; dialTLS clones it to set ALPN
 	return p
 }

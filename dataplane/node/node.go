@@ -112,7 +112,15 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	used := make(map[string]bool)
 	var checks []health.Spec
 	for _, cs := range snap.GetClusters() {
+		up, err := compileUpstreamTLS(cs, n.clusters[cs.GetName()])
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", cs.GetName(), err)
+		}
 		c := compileCluster(cs, eps, n.clusters[cs.GetName()])
+		c.tls = up
+		for i := range c.checks {
+			c.checks[i].TLS = up.config()
+		}
 		if c.outlierCfg != nil && c.outlier == nil {
 			c.outlier = newEjector(c.name, n.log, n.ejectionsChanged)
 		}
@@ -187,6 +195,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			m.Endpoint.SetMaxConn(m.MaxConn)
 			m.Endpoint.OnRelease(wake)
 			m.Endpoint.SetOutlierPolicy(outlier)
+			m.Endpoint.SetTLS(c.tls.config())
 		}
 	}
 	var replaced []*generation

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -74,6 +73,20 @@ func (rt *routing) tcpDirector() tcpproxy.Director {
 	return tcpRuleDirector{rt}
 }
 
+// defaultInspectTimeout is how long a TCP listener whose rules match on tls
+// or sni waits for a client's ClientHello, when tcp.inspect_timeout does
+// not say.
+const defaultInspectTimeout = 5 * time.Second
+
+// inspectTimeout is the tcpproxy.Config.Inspect of TCP listener ls: 0,
+// reading nothing before the pick, unless its rules need the ClientHello.
+func (rt *routing) inspectTimeout(ls *sluicev1.Listener) time.Duration {
+	if !rt.rules.UsesTLS() {
+		return 0
+	}
+	return durationOr(ls.GetTcp().GetInspectTimeout().AsDuration(), defaultInspectTimeout)
+}
+
 // httpRuleDirector runs a listener's rules for every request: the rule
 // that decides sends the request to its cluster, or has the proxy answer
 // it (deny, redirect, respond).
@@ -93,14 +106,13 @@ func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time
 	return httpDirector{c}.Pick(req)
 }
 
-// errDenied is a TCP connection a rule denied: the proxy closes it.
-var errDenied = errors.New("node: connection denied by a rule")
-
-// tcpRuleDirector runs a TCP listener's rules for every connection.
+// tcpRuleDirector runs a TCP listener's rules for every connection. With
+// rules on tls or sni, the proxy read the client's ClientHello first (TLS
+// passthrough; see inspectTimeout) and a says what it held.
 type tcpRuleDirector struct{ rt *routing }
 
 func (d tcpRuleDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
-	var in rules.Input
+	in := rules.Input{TLS: a.TLS(), SNI: a.SNI()}
 	if tcp, ok := client.(*net.TCPAddr); ok {
 		in.Source = tcp.AddrPort()
 	}
@@ -110,7 +122,7 @@ func (d tcpRuleDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.E
 	case rules.Route:
 		c = d.rt.routes[v.Route]
 	case rules.Deny:
-		return nil, 0, errDenied
+		return nil, 0, tcpproxy.ErrDenied
 	}
 	return tcpDirector{c}.Pick(client, a)
 }

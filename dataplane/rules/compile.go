@@ -36,12 +36,14 @@ func Compile(specs []*sluicev1.Rule, http bool) (*Set, error) {
 		return nil, errors.Join(c.errs...)
 	}
 	s.routes = c.names
+	s.tls = c.tls
 	return s, nil
 }
 
 // compiler collects the faults of one Compile.
 type compiler struct {
 	http   bool
+	tls    bool // a match looks at tls or sni
 	routes map[string]int
 	names  []string
 	errs   []error

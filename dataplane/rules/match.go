@@ -213,6 +213,9 @@ func (c *compiler) match(m *sluicev1.Match, p string, depth int) *cond {
 		}
 		add("source_port", false, cond{kind: condPort, lo: uint16(lo), hi: uint16(hi), cost: costCheap})
 	}
+	if m.Tls != nil || m.Sni != nil {
+		c.tls = true
+	}
 	if m.Tls != nil {
 		add("tls", false, cond{kind: condTLS, tls: m.GetTls(), cost: costCheap})
 	}

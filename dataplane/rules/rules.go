@@ -91,6 +91,7 @@ type Verdict struct {
 type Set struct {
 	rules  []rule
 	routes []string
+	tls    bool
 }
 
 // rule is one compiled rule.
@@ -112,6 +113,11 @@ func (s *Set) Routes() []string {
 	}
 	return s.routes
 }
+
+// UsesTLS reports whether a rule matches on tls or sni, which a TCP
+// listener learns only by reading the client's ClientHello before it
+// evaluates the rules (Input.TLS, Input.SNI).
+func (s *Set) UsesTLS() bool { return s != nil && s.tls }
 
 // Len is the number of rules.
 func (s *Set) Len() int {

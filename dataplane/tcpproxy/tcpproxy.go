@@ -3,7 +3,14 @@
 //
 // Both directions are copied between the raw *net.TCPConn values, so the Go
 // runtime moves the bytes with splice(2) on Linux and they never enter user
-// space.
+// space. An endpoint that speaks TLS (its cluster's tls) cannot be spliced:
+// its bytes are copied through a buffer, encrypted on the way.
+//
+// A listener whose rules route on the client's TLS server name (TLS
+// passthrough) first reads the client's ClientHello, at most
+// Config.Inspect long, and gives what it says to the Director (Attempt.TLS,
+// Attempt.SNI); the bytes read go to the endpoint first, then the rest is
+// spliced. Other listeners pick before reading anything.
 //
 // When connecting to the picked endpoint fails, the session picks again and
 // tries another endpoint, Config.Retries times at most (HAProxy's "retries"
@@ -23,6 +30,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/tlsinspect"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -41,11 +49,30 @@ type Director interface {
 	Pick(client net.Addr, a *Attempt) (ep *upstream.Endpoint, connectTimeout time.Duration, err error)
 }
 
-// Attempt is what a Director learns about the session's earlier connection
-// attempts.
+// Attempt is what a Director learns about the session beyond the
+// client's address: what its first bytes said, when the listener inspects
+// them, and its earlier connection attempts.
 type Attempt struct {
+	hello  tlsinspect.Hello
 	failed upstream.Failures
 }
+
+// TLS reports whether the client began with a TLS ClientHello; false when
+// the listener does not inspect (Config.Inspect 0).
+func (a *Attempt) TLS() bool { return a != nil && a.hello.TLS }
+
+// SNI is the server name of the client's ClientHello; empty without one,
+// or when the listener does not inspect. It is valid only during Pick.
+func (a *Attempt) SNI() []byte {
+	if a == nil {
+		return nil
+	}
+	return a.hello.SNI
+}
+
+// ErrDenied is what a Director returns for a connection that a rule
+// denies: it is closed at once, recorded with CLOSE_REASON_DENIED.
+var ErrDenied = errors.New("tcpproxy: connection denied by a rule")
 
 // Failed reports whether connecting to ep already failed for this session
 // (or an apply retired ep after it was picked). It is false on the first
@@ -74,6 +101,12 @@ type Config struct {
 	// counted in ConnInfo.Retries. A pick again because an apply retired
 	// the picked endpoint is not a retry and does not use this budget.
 	Retries int
+	// Inspect, when above 0, has each session read the client's first
+	// bytes before the pick, for as long as they may be the start of a
+	// TLS ClientHello and at most this long, so that the Director can
+	// route on them (Attempt.TLS, Attempt.SNI). 0: the pick comes first
+	// and reads nothing.
+	Inspect time.Duration
 }
 
 // Server serves the sessions of one TCP listener.
@@ -115,49 +148,74 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 		}
 	}()
 
-	ep, backend := s.connect(cfg, client.RemoteAddr(), &info)
+	var a Attempt
+	var insp *inspectBuf // held until the bytes it read went on
+	var first []byte     // what inspecting read of the client's bytes
+	if cfg.Inspect > 0 {
+		insp = getInspectBuf()
+		first, a.hello = inspect(client, insp, cfg.Inspect)
+	}
+	ep, backend, err := s.connect(cfg, client.RemoteAddr(), &a, &info)
+	a.hello.SNI = nil // it pointed into insp
 	if backend == nil {
+		putInspectBuf(insp)
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
+		if errors.Is(err, ErrDenied) {
+			info.Reason = sluicev1.CloseReason_CLOSE_REASON_DENIED
+		}
 		return
 	}
 	defer ep.Release()
 	defer ep.Close(backend)
 	info.Cluster, info.Endpoint = ep.Cluster, ep.Name
-	ss := &liveSession{client: client, backend: backend}
+	raw := upstream.TCPConn(backend) // the socket, under TLS or not
+	ss := &liveSession{client: client, backend: raw}
 	list := s.sessions.add(ep, ss)
 	defer s.sessions.remove(ep, list, ss)
+	if len(first) > 0 {
+		n, err := backend.Write(first)
+		info.BytesIn = uint64(n)
+		if err != nil {
+			putInspectBuf(insp)
+			ep.Transferred(0, uint64(n))
+			info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+			return
+		}
+	}
+	putInspectBuf(insp)
 
 	// Each direction ends with a half-close of its destination; the session
 	// ends when both have. An error (not EOF) in either closes both sockets
 	// so the other direction unblocks. Whichever side sent its EOF first
 	// closed the session.
 	const byClient, byServer = 1, 2
-	var first atomic.Int32
+	var ended atomic.Int32
 	var upN int64
 	var upErr error
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		upN, upErr = backend.ReadFrom(client) // client -> endpoint
+		upN, upErr = toEndpoint(backend, client)
 		if upErr == nil {
-			first.CompareAndSwap(0, byClient)
-			backend.CloseWrite()
+			ended.CompareAndSwap(0, byClient)
+			closeWrite(backend)
 		} else {
 			client.Close()
-			backend.Close()
+			raw.Close()
 		}
 	}()
-	downN, downErr := client.ReadFrom(backend) // endpoint -> client
+	downN, downErr := toClient(client, backend)
 	if downErr == nil {
-		first.CompareAndSwap(0, byServer)
+		ended.CompareAndSwap(0, byServer)
 		client.CloseWrite()
 	} else {
 		client.Close()
-		backend.Close()
+		raw.Close()
 	}
 	<-upDone
-	info.BytesIn, info.BytesOut = uint64(upN), uint64(downN)
-	ep.Transferred(uint64(downN), uint64(upN))
+	info.BytesIn += uint64(upN)
+	info.BytesOut = uint64(downN)
+	ep.Transferred(info.BytesOut, info.BytesIn)
 
 	failed := upErr != nil || downErr != nil
 	switch {
@@ -169,7 +227,7 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case failed:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
-	case first.Load() == byServer:
+	case ended.Load() == byServer:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
 	default:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
@@ -177,29 +235,29 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 }
 
 // connect picks endpoints and dials them until one answers or the retries
-// run out. Each attempt picks from the configuration current at that
+// run out; a tells the Director what the client's first bytes said. On
+// failure it returns the Director's error, if that is why. Each attempt picks from the configuration current at that
 // moment, so an endpoint that an apply retired (ErrClosed) is replaced by
 // one of the new snapshot; the retry budget is that of cfg, the
 // configuration the session was accepted under. info.Retries counts the
 // retries that got an endpoint to try.
-func (s *Server) connect(cfg *Config, client net.Addr, info *conntrack.ConnInfo) (*upstream.Endpoint, *net.TCPConn) {
-	var a Attempt
+func (s *Server) connect(cfg *Config, client net.Addr, a *Attempt, info *conntrack.ConnInfo) (*upstream.Endpoint, net.Conn, error) {
 	retries, repicks := cfg.Retries, 0
 	retry := false // this pick follows a failed connect
 	for {
 		if cfg.Director == nil {
-			return nil, nil
+			return nil, nil, nil
 		}
-		ep, timeout, err := cfg.Director.Pick(client, &a)
+		ep, timeout, err := cfg.Director.Pick(client, a)
 		if err != nil || ep == nil {
-			return nil, nil
+			return nil, nil, err
 		}
 		if retry {
 			info.Retries++
 		}
 		c, err := ep.DialSession(context.Background(), timeout)
 		if err == nil {
-			return ep, c
+			return ep, c, nil
 		}
 		ep.Release()
 		switch retired := errors.Is(err, upstream.ErrClosed); {
@@ -210,7 +268,7 @@ func (s *Server) connect(cfg *Config, client net.Addr, info *conntrack.ConnInfo)
 			retries--
 			retry = true
 		default:
-			return nil, nil
+			return nil, nil, nil
 		}
 		a.failed = append(a.failed, ep)
 		cfg = s.cfg.Load()

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/lb"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -36,41 +37,13 @@ func (d *fixedDirector) Pick(net.Addr, *Attempt) (*upstream.Endpoint, time.Durat
 // startProxy serves a TCP listener with s and returns its address.
 func startProxy(t *testing.T, s *Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.ServeConn(c.(*net.TCPConn))
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Serve(t, func(c net.Conn) { s.ServeConn(c.(*net.TCPConn)) })
 }
 
 // startBackend runs handle for each connection on a fresh loopback port.
 func startBackend(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go handle(c)
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Serve(t, handle)
 }
 
 func recorder() (func(*conntrack.ConnInfo), chan *conntrack.ConnInfo) {

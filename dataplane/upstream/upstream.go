@@ -53,6 +53,7 @@ type Endpoint struct {
 	outlier   atomic.Pointer[OutlierPolicy] // nil: no passive checks
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
+	tls       atomic.Pointer[endpointTLS] // nil: plain TCP; see SetTLS
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool // every open connection; true for TCP sessions
@@ -163,18 +164,46 @@ func (e *Endpoint) OnRelease(f func()) {
 
 // Dial opens a new tracked connection for HTTP exchanges. The caller must
 // close it with Close or hand it to PutIdle, so the endpoint forgets it.
-func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
-	return e.dial(ctx, timeout, false)
+//
+// The connection is a *net.TCPConn, or a *tls.Conn whose handshake is done
+// when the endpoint speaks TLS (SetTLS); TCPConn gives the socket of
+// either. timeout bounds the connect and the handshake together, and a
+// handshake that fails (a certificate that does not verify, say) is a
+// failed connect like a refused one.
+func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	return e.dial(ctx, timeout, false, true)
 }
+
+// DialPlain is Dial without the endpoint's TLS handshake, for a caller
+// that does its own on the socket it returns (the HTTP/2 engine, which
+// offers h2 in ALPN): it is tracked and closed like Dial's, and the caller
+// should report a failed handshake with HandshakeFailed.
+func (e *Endpoint) DialPlain(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
+	c, err := e.dial(ctx, timeout, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// HandshakeFailed counts a TLS handshake that failed on a connection from
+// DialPlain as the failed connect it is (counters, outlier detection),
+// unless ctx ended first.
+func (e *Endpoint) HandshakeFailed(ctx context.Context) { e.connectFailed(ctx) }
 
 // DialSession opens a new tracked connection for a TCP session, which
-// CloseSessions ends when a drain times out.
-func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
-	return e.dial(ctx, timeout, true)
+// CloseSessions ends when a drain times out. It is what Dial returns.
+func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+	return e.dial(ctx, timeout, true, true)
 }
 
-func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: timeout}
+// dial connects; secure false leaves out the TLS handshake (DialPlain).
+func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, secure bool) (net.Conn, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	d := net.Dialer{Deadline: deadline}
 	addr := e.Addr
 	caller := ctx // whether the caller gave up is told by its own ctx
 	if t := e.resolved.Load(); t != nil {
@@ -198,17 +227,26 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 		e.connectFailed(caller)
 		return nil, err
 	}
-	e.connected(true)
 	tc := c.(*net.TCPConn)
+	// The first bytes on the wire are the endpoint's to choose: a PROXY
+	// protocol header, when the cluster sends one, goes here, before the
+	// TLS handshake (secure), which is the last step of connecting.
+	if secure {
+		if c, err = e.secure(ctx, tc, deadline); err != nil {
+			e.connectFailed(caller)
+			return nil, err
+		}
+	}
+	e.connected(true)
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		tc.Close()
+		closeHard(c)
 		return nil, ErrClosed
 	}
-	e.conns[tc] = session
+	e.conns[c] = session
 	e.mu.Unlock()
-	return tc, nil
+	return c, nil
 }
 
 // connectFailed counts a failed connect, and against the endpoint's streak
@@ -254,14 +292,15 @@ func (e *Endpoint) GetIdle() net.Conn {
 const MaxIdle = 256
 
 // PutIdle returns a reusable connection to the pool. It closes the
-// connection instead when the pool is full, the endpoint is draining or the
-// connection was closed under its user (CloseConns, ShutdownSessions), and
-// closes pooled connections that sat unused for MaxIdleAge.
+// connection instead when the pool is full, the endpoint is draining, the
+// connection was closed under its user (CloseConns, ShutdownSessions) or
+// it is plain and the endpoint now speaks TLS (or the reverse), and closes
+// pooled connections that sat unused for MaxIdleAge.
 func (e *Endpoint) PutIdle(c net.Conn) {
 	now := time.Now()
 	var stale []net.Conn
 	e.mu.Lock()
-	if _, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle {
+	if _, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle || !e.fitsPool(c) {
 		delete(e.conns, c)
 		if e.shut != nil {
 			delete(e.shut, c)
@@ -302,8 +341,16 @@ func (e *Endpoint) Conns() int {
 // never dials again, so Drain also stops the resolver.
 func (e *Endpoint) Drain() {
 	defer e.StopResolver()
+	e.dropIdle(true)
+}
+
+// dropIdle empties the idle pool and closes what was in it; with drain,
+// the endpoint also stops taking new connections.
+func (e *Endpoint) dropIdle(drain bool) {
 	e.mu.Lock()
-	e.closed = true
+	if drain {
+		e.closed = true
+	}
 	idle := e.idle
 	e.idle = nil
 	for _, ic := range idle {
@@ -373,7 +420,7 @@ func (e *Endpoint) closeConns(mark bool) int {
 	e.idle = nil
 	e.mu.Unlock()
 	for _, c := range victims {
-		c.Close()
+		closeHard(c)
 	}
 	return len(victims)
 }
@@ -390,6 +437,6 @@ func (e *Endpoint) closeWhere(match func(session bool) bool) {
 	}
 	e.mu.Unlock()
 	for _, c := range victims {
-		c.Close()
+		closeHard(c)
 	}
 }

@@ -6,25 +6,16 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 func listen(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
 }
 
 func closed(c net.Conn) bool {

@@ -28,3 +28,25 @@ func FreeAddr(t testing.TB) string {
 		}
 	}
 }
+
+// Serve listens on a fresh loopback port and runs handle on its own
+// goroutine for every connection, until the test ends; it returns the
+// address. handle owns the connection and closes it.
+func Serve(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -1,0 +1,114 @@
+package tcpproxy
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/tlsinspect"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// toEndpoint copies the client's bytes to the endpoint until the client's
+// EOF (nil) or an error: spliced between sockets when the endpoint is
+// plain, through a buffer when it speaks TLS.
+func toEndpoint(backend net.Conn, client *net.TCPConn) (int64, error) {
+	if b, ok := backend.(*net.TCPConn); ok {
+		return b.ReadFrom(client)
+	}
+	return pump(backend, client)
+}
+
+// toClient is toEndpoint the other way.
+func toClient(client *net.TCPConn, backend net.Conn) (int64, error) {
+	if b, ok := backend.(*net.TCPConn); ok {
+		return client.ReadFrom(b)
+	}
+	return pump(client, backend)
+}
+
+// closeWrite ends what goes to the endpoint: over TLS, a close_notify
+// alert, then the socket's FIN either way.
+func closeWrite(backend net.Conn) {
+	if tc, ok := backend.(*tls.Conn); ok {
+		tc.CloseWrite()
+	}
+	if raw := upstream.TCPConn(backend); raw != nil {
+		raw.CloseWrite()
+	}
+}
+
+// copyBufSize holds one TLS record, the most one Read of a TLS connection
+// returns.
+const copyBufSize = tlsinspect.MaxRecord
+
+var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+
+// pump copies src to dst until src's EOF (nil) or an error, through a
+// pooled buffer: io.Copy would allocate one per call, since a TLS
+// connection offers no WriterTo and net.TCPConn's ReadFrom falls back to
+// io.Copy for a source that is no socket.
+func pump(dst io.Writer, src io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[copyBufSize]byte)
+	defer copyBufs.Put(buf)
+	var n int64
+	for {
+		m, err := src.Read(buf[:])
+		if m > 0 {
+			w, werr := dst.Write(buf[:m])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// maxInspect bounds what a session reads of the client before it picks:
+// a ClientHello of one full record. The same again is scratch space for
+// tlsinspect.Parse to join a ClientHello cut into several records.
+const maxInspect = tlsinspect.MaxRecord + 5
+
+type inspectBuf [2 * maxInspect]byte
+
+var inspectBufs = sync.Pool{New: func() any { return new(inspectBuf) }}
+
+func getInspectBuf() *inspectBuf { return inspectBufs.Get().(*inspectBuf) }
+
+// putInspectBuf gives back b, which may be nil.
+func putInspectBuf(b *inspectBuf) {
+	if b != nil {
+		inspectBufs.Put(b)
+	}
+}
+
+// inspect reads the client's first bytes into buf while they may be the
+// start of a TLS ClientHello, for at most timeout, and returns them with
+// what they say. A client that sends nothing, or not a ClientHello, is not
+// TLS; one whose ClientHello does not end in time or in maxInspect bytes
+// is TLS without SNI. An error or EOF of the client ends the reading too:
+// the copy that follows meets it again. What it returns points into buf.
+func inspect(c *net.TCPConn, buf *inspectBuf, timeout time.Duration) ([]byte, tlsinspect.Hello) {
+	data, scratch := buf[:maxInspect], buf[maxInspect:]
+	c.SetReadDeadline(time.Now().Add(timeout))
+	defer c.SetReadDeadline(time.Time{})
+	n := 0
+	h, more := tlsinspect.Parse(nil, scratch)
+	for more && n < len(data) {
+		m, err := c.Read(data[n:])
+		n += m
+		h, more = tlsinspect.Parse(data[:n], scratch)
+		if err != nil {
+			break
+		}
+	}
+	return data[:n], h
+}
