@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 )
 
 // A prober runs one check of one endpoint. check is called from the probe's
@@ -25,24 +28,45 @@ func newProber(s Spec, target func() string) prober {
 	if s.HTTPPath != "" {
 		return newHTTPCheck(s, target)
 	}
-	return &tcpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout)}
+	return &tcpCheck{addr: target, timeout: s.Timeout, timedOut: timeoutError(s.Timeout), preface: localHeader(s.SendProxy)}
+}
+
+// localHeader is the PROXY header of version v (none for 0) that a check
+// starts with: without an address, the node speaking for itself.
+func localHeader(v int) []byte {
+	switch v {
+	case 1:
+		return proxyproto.AppendV1(nil, netip.AddrPort{}, netip.AddrPort{})
+	case 2:
+		return proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})
+	}
+	return nil
 }
 
 // tcpCheck is HAProxy's plain "check": the endpoint is up if it accepts a
-// TCP connection within the timeout. The connection is closed at once.
+// TCP connection within the timeout. The connection is closed at once,
+// after the PROXY header the endpoint expects, if any, went out.
 type tcpCheck struct {
 	addr     func() string
 	timeout  time.Duration
-	timedOut error // "timeout after 1s", made once
+	timedOut error  // "timeout after 1s", made once
+	preface  []byte // a PROXY header (Spec.SendProxy), or nil
 }
 
 func (t *tcpCheck) check(ctx context.Context) error {
-	d := net.Dialer{Timeout: t.timeout}
+	deadline := time.Now().Add(t.timeout)
+	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", t.addr())
 	if err != nil {
 		return failure(err, t.timedOut)
 	}
-	conn.Close()
+	defer conn.Close()
+	if t.preface != nil {
+		conn.SetWriteDeadline(deadline)
+		if _, err := conn.Write(t.preface); err != nil {
+			return failure(err, t.timedOut)
+		}
+	}
 	return nil
 }
 

@@ -109,6 +109,13 @@ type Spec struct {
 	// status"), from snapshot.ParseStatusSpec. The zero snapshot.StatusSpec is
 	// snapshot.DefaultExpect, 200-399.
 	Expect snapshot.StatusSpec
+
+	// SendProxy, 1 or 2, makes every check start its connection with a
+	// PROXY header of that version saying the node speaks for itself (v1
+	// "PROXY UNKNOWN", v2 LOCAL), as HAProxy's checks do for a server
+	// with send-proxy: an endpoint that expects a header refuses a
+	// connection without one. 0: no header.
+	SendProxy int
 }
 
 // DefaultInterval is the Interval of a Spec that sets none, as HAProxy's.

@@ -55,7 +55,7 @@ func newHTTPCheck(s Spec, target func() string) *httpCheck {
 	if !snapshot.IsToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
 		return h
 	}
-	var b []byte
+	b := localHeader(s.SendProxy)
 	b = append(b, method...)
 	b = append(b, ' ')
 	b = append(b, s.HTTPPath...)

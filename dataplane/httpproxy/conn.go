@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -25,6 +26,12 @@ type clientConn struct {
 	tls  bool         // c is the TLS connection of an HTTPS listener
 	sni  []byte       // the server name of its handshake
 	x    *exchange
+
+	// private is an endpoint connection that carried this client's PROXY
+	// header, parked between its requests (private.go); privateEp is its
+	// endpoint.
+	private   *net.TCPConn
+	privateEp *upstream.Endpoint
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn

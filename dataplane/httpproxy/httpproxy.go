@@ -85,11 +85,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -277,6 +279,17 @@ func (s *Server) TLS() *tls.Config { return s.cfg.Load().TLS }
 // ends it within about a second even while it waits for an endpoint, with
 // reason LISTENER_CLOSED. Drain ends it gracefully.
 func (s *Server) ServeConn(c net.Conn) {
+	peer, _ := proxyproto.Addrs(c)
+	s.ServeConnFrom(c, peer)
+}
+
+// ServeConnFrom is ServeConn for a connection on behalf of client, the
+// client a PROXY header named: Request.ClientAddr and ClientPort, and so
+// rules, balancing and forwarding headers, see it instead of the
+// connection's peer, the record names it, and PROXY headers sent to
+// endpoints carry it. Nothing may have been read from c but that header,
+// which must be consumed (proxyproto.Take).
+func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	cc := &clientConn{srv: s, c: c}
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
@@ -286,9 +299,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.tcp = tc
 		cc.initRaw()
 	}
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		cc.ip, cc.port = a.AddrPort().Addr().Unmap(), a.AddrPort().Port()
-	}
+	cc.ip, cc.port = client.Addr().Unmap(), client.Port()
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	// The handshake comes before track: Drain may touch cc.c from then on,
 	// and the handshake replaces it. It is bounded by its own timeout.
@@ -300,19 +311,18 @@ func (s *Server) ServeConn(c net.Conn) {
 	if cc.linger {
 		cc.lingerClose()
 	}
-	var client string
-	if s.onClose != nil {
-		if a := c.RemoteAddr(); a != nil {
-			client = a.String()
-		}
-	}
+	cc.closePrivate()
 	c.Close()
 	if cc.x != nil {
 		putExchange(cc.x)
 		cc.x = nil
 	}
 	if s.onClose != nil {
-		cc.info.Client = client
+		if client.IsValid() {
+			cc.info.Client = netip.AddrPortFrom(cc.ip, cc.port).String()
+		} else if a := c.RemoteAddr(); a != nil {
+			cc.info.Client = a.String() // not TCP
+		}
 		cc.info.Duration = time.Since(cc.info.Start)
 		cc.info.Reason = cc.reason
 		s.onClose(&cc.info)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 )
@@ -291,4 +292,19 @@ func AppendV2(b []byte, src, dst netip.AddrPort) []byte {
 	b = append(b, d.AsSlice()...)
 	b = binary.BigEndian.AppendUint16(b, src.Port())
 	return binary.BigEndian.AppendUint16(b, dst.Port())
+}
+
+// Addrs returns the addresses of c that a PROXY header about it carries:
+// its peer (the client) and its local address (what the client connected
+// to), IPv4-mapped addresses as IPv4. They are zero when c is not TCP.
+func Addrs(c net.Conn) (peer, local netip.AddrPort) {
+	return addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }

@@ -19,10 +19,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -102,8 +104,18 @@ func (s *Server) MarkClosing() { s.closing.Store(true) }
 // ServeConn proxies one client connection until both directions end. It
 // blocks; closing client from another goroutine ends it.
 func (s *Server) ServeConn(client *net.TCPConn) {
+	peer, _ := proxyproto.Addrs(client)
+	s.ServeConnFrom(client, peer)
+}
+
+// ServeConnFrom is ServeConn for a connection on behalf of from, the
+// client a PROXY header named: rules, balancing and the record see from
+// instead of the connection's peer, and a PROXY header sent to the
+// endpoint names it. Nothing may have been read from client but that
+// header, which must be consumed (proxyproto.Take).
+func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	cfg := s.cfg.Load()
-	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: client.RemoteAddr().String(), Start: time.Now()}
+	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: from.String(), Start: time.Now()}
 	defer func() {
 		client.Close()
 		info.Duration = time.Since(info.Start)
@@ -115,7 +127,12 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 		}
 	}()
 
-	ep, backend := s.connect(cfg, client.RemoteAddr(), &info)
+	addr := client.RemoteAddr()
+	peer, local := proxyproto.Addrs(client)
+	if peer != from {
+		addr = net.TCPAddrFromAddrPort(from)
+	}
+	ep, backend := s.connect(cfg, addr, from, local, &info)
 	if backend == nil {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 		return
@@ -182,7 +199,11 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 // one of the new snapshot; the retry budget is that of cfg, the
 // configuration the session was accepted under. info.Retries counts the
 // retries that got an endpoint to try.
-func (s *Server) connect(cfg *Config, client net.Addr, info *conntrack.ConnInfo) (*upstream.Endpoint, *net.TCPConn) {
+//
+// An endpoint that takes PROXY headers gets one saying that from connected
+// to local.
+func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPort, info *conntrack.ConnInfo) (*upstream.Endpoint, *net.TCPConn) {
+	var hb [proxyproto.MaxV1]byte
 	var a Attempt
 	retries, repicks := cfg.Retries, 0
 	retry := false // this pick follows a failed connect
@@ -197,7 +218,7 @@ func (s *Server) connect(cfg *Config, client net.Addr, info *conntrack.ConnInfo)
 		if retry {
 			info.Retries++
 		}
-		c, err := ep.DialSession(context.Background(), timeout)
+		c, err := ep.DialWithHeader(context.Background(), timeout, true, ep.AppendProxyHeader(hb[:0], from, local))
 		if err == nil {
 			return ep, c
 		}

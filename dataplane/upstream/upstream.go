@@ -53,6 +53,7 @@ type Endpoint struct {
 	outlier   atomic.Pointer[OutlierPolicy] // nil: no passive checks
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
+	sendProxy atomic.Uint32 // PROXY header version of new connections; 0: none
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool // every open connection; true for TCP sessions
@@ -164,16 +165,19 @@ func (e *Endpoint) OnRelease(f func()) {
 // Dial opens a new tracked connection for HTTP exchanges. The caller must
 // close it with Close or hand it to PutIdle, so the endpoint forgets it.
 func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
-	return e.dial(ctx, timeout, false)
+	return e.dial(ctx, timeout, false, nil)
 }
 
 // DialSession opens a new tracked connection for a TCP session, which
 // CloseSessions ends when a drain times out.
 func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
-	return e.dial(ctx, timeout, true)
+	return e.dial(ctx, timeout, true, nil)
 }
 
-func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool) (*net.TCPConn, error) {
+// dial connects to the endpoint and writes hdr (a PROXY header) first
+// of all, before anything else, a TLS handshake included, goes over the
+// connection.
+func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool, hdr []byte) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout}
 	addr := e.Addr
 	caller := ctx // whether the caller gave up is told by its own ctx
@@ -194,7 +198,13 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session bool
 		addr = t.dial
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil && len(hdr) > 0 {
+		err = writeHeader(c, hdr, timeout)
+	}
 	if err != nil {
+		if c != nil {
+			c.Close()
+		}
 		e.connectFailed(caller)
 		return nil, err
 	}
