@@ -38,7 +38,9 @@ import (
 //     lets them edit, and a TCP listener's rules use only what a TCP
 //     listener knows (the client's address) and does (route, allow, close);
 //   - TLS is on HTTP listeners only, and inline certificates parse and
-//     match their keys.
+//     match their keys;
+//   - the peers a listener trusts with PROXY headers are addresses or
+//     prefixes.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -150,6 +152,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		ruleErrors(s, l, p, clusters, clusterNames, add)
 		errorPageErrors(l.GetHttp().GetErrorPages(), p+".http.error_pages", add)
 		tlsErrors(l, p+".tls", add)
+		proxyProtocolErrors(l, p+".proxy_protocol", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}
