@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func TestTake(t *testing.T) {
 		{"v1 unknown", streamOf("PROXY UNKNOWN\r\n" + req), "local", 15},
 		{"v2 whole", streamOf(v2 + req), "[2001:db8::1]:1000", len(v2)},
 		{"v2 in pieces", streamOf(v2+req, 3, 10, 2, 20, 100), "[2001:db8::1]:1000", len(v2)},
-		{"v2 local", streamOf(string(AppendV2(nil, ap("0.0.0.0:0"), ap("[::1]:1"))) + req), "local", 16},
+		{"v2 local", streamOf(string(AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})) + req), "local", 16},
 		{"http", streamOf(req), "", 0},
 		{"propfind", streamOf("PROPFIND / HTTP/1.1\r\n\r\n", 3, 30), "", 0},
 		{"crlf then get", streamOf("\r\n\r\nGET / HTTP/1.1\r\n\r\n", 4, 30), "", 0},
