@@ -291,6 +291,7 @@ func (s *Server) ServeConn(c net.Conn) {
 // which must be consumed (proxyproto.Take).
 func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	cc := &clientConn{srv: s, c: c}
+	defer cc.closePrivate() // even if serve panics (the node recovers)
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
@@ -311,7 +312,6 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	if cc.linger {
 		cc.lingerClose()
 	}
-	cc.closePrivate()
 	c.Close()
 	if cc.x != nil {
 		putExchange(cc.x)
