@@ -132,10 +132,6 @@ func request(c net.Conn, prefix, path string) (string, error) {
 	if _, err := io.WriteString(c, prefix); err != nil {
 		return "", err
 	}
-	return requestOver(c, path)
-}
-
-func requestOver(c net.Conn, path string) (string, error) {
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n", path); err != nil {
 		return "", err
 	}
