@@ -46,6 +46,11 @@
 //     redirect), which is what listener rules need. No allocation either.
 //   - A response without a length goes to an HTTP/1.1 client chunked (the
 //     connection stays open) and to an HTTP/1.0 client close-delimited.
+//   - An endpoint that takes PROXY headers (upstream.Endpoint.SendProxy)
+//     gets connections private to one client connection instead of pooled
+//     ones (private.go). The client's address, for those headers and for
+//     Request.ClientAddr, is the one a PROXY header in front of the client
+//     connection named, if the listener took one (ServeConnFrom).
 //
 // When connecting to the picked endpoint fails (refused, timed out,
 // unreachable), nothing of the request has gone out yet: the proxy picks
