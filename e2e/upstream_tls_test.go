@@ -55,8 +55,8 @@ func startTLSBackend(t *testing.T, name string, cert tls.Certificate) *tlsBacken
 	return b
 }
 
-// request makes one request and returns the status and body.
-func request(t *testing.T, client *http.Client, method, url, body string) (int, string) {
+// fetch makes one request and returns the status and body.
+func fetch(t *testing.T, client *http.Client, method, url, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -127,7 +127,7 @@ listeners:
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	for i := range 5 {
-		if code, body := request(t, client, "GET", "http://"+web+"/", ""); code != 200 || body != "good" {
+		if code, body := fetch(t, client, "GET", "http://"+web+"/", ""); code != 200 || body != "good" {
 			t.Fatalf("request %d: %d %q, want 200 from good", i, code, body)
 		}
 	}
@@ -136,19 +136,19 @@ listeners:
 	if n := good.conns.Load(); n != 1 {
 		t.Errorf("5 requests in a row opened %d TLS connections to the endpoint, want 1", n)
 	}
-	if code, body := request(t, client, "GET", "http://"+web+"/big", ""); code != 200 || len(body) != 300000 {
+	if code, body := fetch(t, client, "GET", "http://"+web+"/big", ""); code != 200 || len(body) != 300000 {
 		t.Errorf("large response: %d, %d bytes; want 200 and 300000", code, len(body))
 	}
-	if code, body := request(t, client, "POST", "http://"+web+"/", strings.Repeat("y", 200000)); code != 200 || body != "200000" {
+	if code, body := fetch(t, client, "POST", "http://"+web+"/", strings.Repeat("y", 200000)); code != 200 || body != "200000" {
 		t.Errorf("large request: %d %q; want 200 and the endpoint counting 200000 bytes", code, body)
 	}
 	if body, err := tcpGet(tcpGood); err != nil || body != "good" {
 		t.Errorf("through the TCP listener: %q %v, want good", body, err)
 	}
-	if code, body := request(t, client, "GET", "http://"+web+"/skip", ""); code != 200 || body != "other" {
+	if code, body := fetch(t, client, "GET", "http://"+web+"/skip", ""); code != 200 || body != "other" {
 		t.Errorf("insecure_skip_verify: %d %q, want 200 from other", code, body)
 	}
-	if code, _ := request(t, client, "GET", "http://"+web+"/misnamed", ""); code != 502 {
+	if code, _ := fetch(t, client, "GET", "http://"+web+"/misnamed", ""); code != 502 {
 		t.Errorf("server_name b.example on a certificate for 127.0.0.1: %d, want 502", code)
 	}
 
@@ -159,7 +159,7 @@ listeners:
 	if _, ep := c.endpointStats(t, "node-1", "wrongca", "w1"); !strings.Contains(ep.GetDetail(), "certificate signed by unknown authority") {
 		t.Errorf("w1 detail %q, want the verification error", ep.GetDetail())
 	}
-	if code, _ := request(t, client, "GET", "http://"+web+"/wrongca", ""); code != 503 {
+	if code, _ := fetch(t, client, "GET", "http://"+web+"/wrongca", ""); code != 503 {
 		t.Errorf("wrong CA, endpoint down: %d, want 503", code)
 	}
 	if body, err := tcpGet(tcpWrong); err == nil {

@@ -41,6 +41,8 @@ import (
 //     match their keys;
 //   - an HTTP listener's trusted peers are addresses or CIDRs, and its
 //     max_header_bytes leaves room for a request.
+//   - the peers a listener trusts with PROXY headers are addresses or
+//     prefixes.
 //
 // It returns nil or [Errors] holding every fault, in document order. A nil
 // snapshot is the empty snapshot, which is valid.
@@ -155,6 +157,7 @@ func semanticErrors(s *sluicev1.Snapshot) Errors {
 		httpOptionErrors(l.GetHttp(), p+".http", add)
 		tlsErrors(l, p+".tls", add)
 		http2Errors(l, p, add)
+		proxyProtocolErrors(l, p+".proxy_protocol", add)
 		if l.Http != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			add(p+".http", "only allowed when protocol is HTTP")
 		}

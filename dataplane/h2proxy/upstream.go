@@ -316,7 +316,7 @@ func dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	d := ctx.Value(dialKey{}).(*dialing)
 	// The handshake, if any, is dialTLS's: it offers h2 or http/1.1 in
 	// ALPN, which the endpoint's own configuration does not.
-	c, err := d.ep.DialPlain(ctx, d.timeout)
+	c, err := d.ep.DialPlain(ctx, d.timeout, nil)
 	if err != nil {
 		return nil, err
 	}

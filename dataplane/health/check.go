@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
@@ -26,7 +28,7 @@ type prober interface {
 // newProber returns the prober for s, whose defaults are already filled in.
 // Each check connects to what target returns then.
 func newProber(s Spec, target func() string) prober {
-	cn := connector{addr: target, timedOut: timeoutError(s.Timeout)}
+	cn := connector{addr: target, timedOut: timeoutError(s.Timeout), preface: localHeader(s.SendProxy)}
 	if s.TLS != nil {
 		// The endpoint's server name: that of its address, not of the
 		// resolved address target gives.
@@ -39,12 +41,25 @@ func newProber(s Spec, target func() string) prober {
 	return &tcpCheck{connector: cn, timeout: s.Timeout}
 }
 
-// connector opens the connection of a check: TCP, and over it TLS when
-// the endpoint speaks TLS.
+// connector opens the connection of a check: TCP, a PROXY header when the
+// endpoint expects one, and over it TLS when the endpoint speaks TLS.
 type connector struct {
 	addr     func() string
 	tls      *tls.Config // nil: plain TCP
 	timedOut error       // "timeout after 1s", made once
+	preface  []byte      // a PROXY header (Spec.SendProxy), or nil
+}
+
+// localHeader is the PROXY header of version v (none for 0) that a check
+// starts with: without an address, the node speaking for itself.
+func localHeader(v int) []byte {
+	switch v {
+	case 1:
+		return proxyproto.AppendV1(nil, netip.AddrPort{}, netip.AddrPort{})
+	case 2:
+		return proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})
+	}
+	return nil
 }
 
 // connect connects by deadline, or returns why it could not, in a few
@@ -55,10 +70,17 @@ func (cn *connector) connect(ctx context.Context, deadline time.Time) (net.Conn,
 	if err != nil {
 		return nil, failure(err, cn.timedOut)
 	}
+	conn.SetDeadline(deadline)
+	if cn.preface != nil {
+		// Before TLS: the endpoint's PROXY listener reads it first.
+		if _, err := conn.Write(cn.preface); err != nil {
+			conn.Close()
+			return nil, failure(err, cn.timedOut)
+		}
+	}
 	if cn.tls == nil {
 		return conn, nil
 	}
-	conn.SetDeadline(deadline)
 	tc := tls.Client(conn, cn.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
@@ -70,7 +92,8 @@ func (cn *connector) connect(ctx context.Context, deadline time.Time) (net.Conn,
 // tcpCheck is HAProxy's plain "check": the endpoint is up if it accepts a
 // TCP connection within the timeout (and completes the TLS handshake, for
 // an endpoint that speaks TLS: HAProxy's "check-ssl"). The connection is
-// closed at once.
+// closed at once, after the PROXY header the endpoint expects, if any, went
+// out.
 type tcpCheck struct {
 	connector
 	timeout time.Duration

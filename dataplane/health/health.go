@@ -119,6 +119,12 @@ type Spec struct {
 	// fails the check with the reason ("TLS: x509: certificate signed by
 	// unknown authority"). Timeout covers the handshake too.
 	TLS *tls.Config
+	// SendProxy, 1 or 2, makes every check start its connection with a
+	// PROXY header of that version saying the node speaks for itself (v1
+	// "PROXY UNKNOWN", v2 LOCAL), as HAProxy's checks do for a server
+	// with send-proxy: an endpoint that expects a header refuses a
+	// connection without one. 0: no header.
+	SendProxy int
 }
 
 // DefaultInterval is the Interval of a Spec that sets none, as HAProxy's.

@@ -53,8 +53,7 @@ func newHTTPCheck(s Spec, cn connector) *httpCheck {
 	if !snapshot.IsToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
 		return h
 	}
-	var b []byte
-	b = append(b, method...)
+	b := append([]byte(nil), method...)
 	b = append(b, ' ')
 	b = append(b, s.HTTPPath...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -30,6 +31,11 @@ type clientConn struct {
 	// the configuration it was looked up in (trustedPeer).
 	trusted   bool
 	trustedIn *Config
+	// private is an endpoint connection that carried this client's PROXY
+	// header, parked between its requests (private.go); privateEp is its
+	// endpoint.
+	private   net.Conn
+	privateEp *upstream.Endpoint
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn

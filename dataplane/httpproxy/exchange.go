@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -201,12 +203,14 @@ func (cc *clientConn) endpointDone(bc net.Conn, reusable bool) {
 	x.ep = nil
 	ep.Transferred(x.epIn, x.epOut)
 	x.epIn, x.epOut = 0, 0
-	if bc != nil {
-		if reusable {
-			ep.PutIdle(bc)
-		} else {
-			ep.Close(bc)
-		}
+	switch {
+	case bc == nil:
+	case reusable && x.private:
+		cc.park(ep, bc)
+	case reusable:
+		ep.PutIdle(bc)
+	default:
+		ep.Close(bc)
 	}
 	ep.Release()
 }
@@ -460,6 +464,17 @@ func (cc *clientConn) bufferedBody() *statusError {
 // pooled connection is still open before a request that cannot be replayed
 // is sent on it.
 func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (net.Conn, bool, *statusError) {
+	if ep.SendProxy() != 0 {
+		// Only a connection that carried this client's header will do.
+		if bc := cc.unpark(ep); bc != nil {
+			if !probe || alive(bc) {
+				cc.x.private = true
+				return bc, true, nil
+			}
+			ep.Close(bc)
+		}
+		return cc.dial(ep, timeout)
+	}
 	for {
 		c := ep.GetIdle()
 		if c == nil {
@@ -469,6 +484,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 			ep.Close(c)
 			continue
 		}
+		cc.x.private = false
 		return c, true, nil
 	}
 	return cc.dial(ep, timeout)
@@ -478,7 +494,10 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Co
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
-	bc, err := ep.Dial(context.Background(), timeout)
+	var hb [proxyproto.MaxV1]byte
+	hdr := ep.AppendProxyHeader(hb[:0], netip.AddrPortFrom(cc.ip, cc.port), cc.local())
+	cc.x.private = len(hdr) > 0
+	bc, err := ep.DialWithHeader(context.Background(), timeout, false, hdr)
 	if err != nil {
 		if errors.Is(err, upstream.ErrClosed) {
 			return nil, false, errDrained

@@ -55,6 +55,11 @@
 //     redirect), which is what listener rules need. No allocation either.
 //   - A response without a length goes to an HTTP/1.1 client chunked (the
 //     connection stays open) and to an HTTP/1.0 client close-delimited.
+//   - An endpoint that takes PROXY headers (upstream.Endpoint.SendProxy)
+//     gets connections private to one client connection instead of pooled
+//     ones (private.go). The client's address, for those headers and for
+//     Request.ClientAddr, is the one a PROXY header in front of the client
+//     connection named, if the listener took one (ServeConnFrom).
 //
 // When connecting to the picked endpoint fails (refused, timed out,
 // unreachable), nothing of the request has gone out yet: the proxy picks
@@ -105,11 +110,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -361,7 +368,19 @@ func (s *Server) TLS() *tls.Config { return s.cfg.Load().TLS }
 // ends it within about a second even while it waits for an endpoint, with
 // reason LISTENER_CLOSED. Drain ends it gracefully.
 func (s *Server) ServeConn(c net.Conn) {
+	peer, _ := proxyproto.Addrs(c)
+	s.ServeConnFrom(c, peer)
+}
+
+// ServeConnFrom is ServeConn for a connection on behalf of client, the
+// client a PROXY header named: Request.ClientAddr and ClientPort, and so
+// rules, balancing and forwarding headers, see it instead of the
+// connection's peer, the record names it, and PROXY headers sent to
+// endpoints carry it. Nothing may have been read from c but that header,
+// which must be consumed (proxyproto.Take).
+func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	cc := &clientConn{srv: s, c: c}
+	defer cc.closePrivate() // even if serve panics (the node recovers)
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
@@ -370,9 +389,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		cc.tcp = tc
 		cc.initRaw()
 	}
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		cc.ip, cc.port = a.AddrPort().Addr().Unmap(), a.AddrPort().Port()
-	}
+	cc.ip, cc.port = client.Addr().Unmap(), client.Port()
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	// The handshake comes before track: Drain may touch cc.c from then on,
 	// and the handshake replaces it. It is bounded by its own timeout.
@@ -384,19 +401,17 @@ func (s *Server) ServeConn(c net.Conn) {
 	if cc.linger {
 		cc.lingerClose()
 	}
-	var client string
-	if s.onClose != nil {
-		if a := c.RemoteAddr(); a != nil {
-			client = a.String()
-		}
-	}
 	c.Close()
 	if cc.x != nil {
 		putExchange(cc.x)
 		cc.x = nil
 	}
 	if s.onClose != nil {
-		cc.info.Client = client
+		if client.IsValid() {
+			cc.info.Client = netip.AddrPortFrom(cc.ip, cc.port).String()
+		} else if a := c.RemoteAddr(); a != nil {
+			cc.info.Client = a.String() // not TCP
+		}
 		cc.info.Duration = time.Since(cc.info.Start)
 		cc.info.Reason = cc.reason
 		s.onClose(&cc.info)

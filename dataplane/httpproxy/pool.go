@@ -64,6 +64,7 @@ type exchange struct {
 	epIn, epOut uint64             // bytes from and to ep, for its Stats
 	connTimeout time.Duration      // connect timeout of ep's cluster
 	reusable    bool               // the endpoint connection may be pooled after the body
+	private     bool               // the endpoint connection carried the client's PROXY header
 
 	cfg   *Config              // the configuration current when the head was read
 	limit sluicev1.CloseReason // why a connection limit or Drain ends the connection after this exchange; 0: none

@@ -82,6 +82,7 @@ type memberInfo struct {
 	stickable bool   // neither backup nor non_stick
 	cookie    string // the persistence cookie's value naming the endpoint
 	setCookie []byte // the Set-Cookie field value giving it
+	sendProxy int    // PROXY header version of its connections and checks; 0: none
 }
 
 // cookiePersistence is the compiled cookie block of a cluster.
@@ -193,7 +194,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 			weight = e.GetWeight()
 		}
 		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
-		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick()}
+		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick(), sendProxy: sendProxyVersion(spec, e)}
 		if c.cookie != nil && mi.stickable {
 			mi.cookie = persist.CookieValue(c.name, e.GetName(), e.GetCookie())
 			mi.setCookie = persist.SetCookie(spec.GetCookie(), mi.cookie)
@@ -219,6 +220,9 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 	}
 	if hc := spec.GetHealthCheck(); hc != nil {
 		c.checks = checkSpecs(hc, c.members)
+		for i := range c.checks {
+			c.checks[i].SendProxy = c.info[i].sendProxy
+		}
 	}
 	if od := spec.GetOutlierDetection(); od != nil {
 		c.outlierCfg = compileOutlier(od)

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/h2proxy"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -29,6 +30,9 @@ type listener struct {
 	log     *slog.Logger
 	rb      *rebalancer       // TCP rebalance, when on; set by Apply only
 	up      *h2proxy.Upstream // the node's HTTP/2 engine's endpoint connections
+	// accept reads PROXY headers in front of new connections; nil: none
+	// are read. Set by Apply.
+	accept atomic.Pointer[proxyAccept]
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -148,7 +152,7 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	for {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
-			go g.handle(c, l.log)
+			go g.handle(c, l.accept.Load(), l.log)
 			return
 		}
 		if l.gen.Load() == g {
@@ -158,7 +162,9 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	}
 }
 
-func (g *generation) handle(c *net.TCPConn, log *slog.Logger) {
+// handle serves c, on behalf of the client its PROXY header names when pa
+// (the listener's proxy_protocol) is set.
+func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 	defer g.conns.Remove(c)
 	defer func() {
 		// A panic is a bug, but one connection must not take the node
@@ -168,10 +174,17 @@ func (g *generation) handle(c *net.TCPConn, log *slog.Logger) {
 			c.Close()
 		}
 	}()
+	client, _ := proxyproto.Addrs(c)
+	if pa != nil {
+		var ok bool
+		if client, ok = pa.client(c); !ok {
+			return
+		}
+	}
 	if g.http != nil {
-		g.http.ServeConn(c)
+		g.http.ServeConnFrom(c, client)
 	} else {
-		g.tcp.ServeConn(c)
+		g.tcp.ServeConnFrom(c, client)
 	}
 }
 

@@ -136,10 +136,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	// bound.
 	routings := make(map[string]*routing, len(snap.GetListeners()))
 	httpCfgs := map[string]*httpproxy.Config{}
+	accepts := map[string]*proxyAccept{}
 	for _, ls := range snap.GetListeners() {
 		rt, err := compileRouting(ls, clusters)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
+		}
+		if accepts[ls.GetAddress()], err = compileProxyAccept(ls, n.opts.OnConn); err != nil {
+			return fmt.Errorf("listener %s: proxy_protocol: %w", ls.GetName(), err)
 		}
 		routings[ls.GetAddress()] = rt
 		if ls.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
@@ -191,8 +195,9 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			c.outlier.update(*c.outlierCfg, c.members)
 			outlier = c.outlier.policy(*c.outlierCfg)
 		}
-		for _, m := range c.members {
+		for i, m := range c.members {
 			m.Endpoint.SetMaxConn(m.MaxConn)
+			m.Endpoint.SetSendProxy(c.info[i].sendProxy)
 			m.Endpoint.OnRelease(wake)
 			m.Endpoint.SetOutlierPolicy(outlier)
 			m.Endpoint.SetTLS(c.tls.config())
@@ -201,6 +206,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]
+		l.accept.Store(accepts[ls.GetAddress()])
 		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 )
@@ -253,10 +254,12 @@ func Read(r io.Reader, buf []byte) (h *Header, rest []byte, err error) {
 }
 
 // AppendV1 appends a v1 header saying a client at src connected to dst.
-// Addresses of different families, or invalid ones, give "PROXY UNKNOWN".
+// Invalid addresses give "PROXY UNKNOWN". Of addresses of different
+// families, the IPv4 one is written IPv4-mapped (TCP6), as HAProxy does,
+// so that the client's address is never lost.
 func AppendV1(b []byte, src, dst netip.AddrPort) []byte {
-	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
-	if !s.IsValid() || !d.IsValid() || s.Is4() != d.Is4() {
+	s, d, ok := sameFamily(src.Addr(), dst.Addr())
+	if !ok {
 		return append(b, "PROXY UNKNOWN\r\n"...)
 	}
 	b = append(b, "PROXY TCP4 "...)
@@ -274,12 +277,12 @@ func AppendV1(b []byte, src, dst netip.AddrPort) []byte {
 }
 
 // AppendV2 appends a v2 PROXY header (TCP, no TLVs) saying a client at src
-// connected to dst. Addresses of different families, or invalid ones, give
-// a LOCAL header.
+// connected to dst. Invalid addresses give a LOCAL header; of addresses of
+// different families, the IPv4 one is written IPv4-mapped (AF_INET6).
 func AppendV2(b []byte, src, dst netip.AddrPort) []byte {
 	b = append(b, v2Sig...)
-	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
-	if !s.IsValid() || !d.IsValid() || s.Is4() != d.Is4() {
+	s, d, ok := sameFamily(src.Addr(), dst.Addr())
+	if !ok {
 		return append(b, 0x20|cmdLocal, famUnspec<<4, 0, 0)
 	}
 	if s.Is4() {
@@ -291,4 +294,33 @@ func AppendV2(b []byte, src, dst netip.AddrPort) []byte {
 	b = append(b, d.AsSlice()...)
 	b = binary.BigEndian.AppendUint16(b, src.Port())
 	return binary.BigEndian.AppendUint16(b, dst.Port())
+}
+
+// sameFamily returns s and d of one family, without zones: both IPv4
+// when they can be, else both IPv6 (an IPv4 one mapped). ok is false when
+// either is invalid.
+func sameFamily(s, d netip.Addr) (netip.Addr, netip.Addr, bool) {
+	if !s.IsValid() || !d.IsValid() {
+		return s, d, false
+	}
+	s, d = s.Unmap().WithZone(""), d.Unmap().WithZone("")
+	if s.Is4() != d.Is4() {
+		s, d = netip.AddrFrom16(s.As16()), netip.AddrFrom16(d.As16())
+	}
+	return s, d, true
+}
+
+// Addrs returns the addresses of c that a PROXY header about it carries:
+// its peer (the client) and its local address (what the client connected
+// to), IPv4-mapped addresses as IPv4. They are zero when c is not TCP.
+func Addrs(c net.Conn) (peer, local netip.AddrPort) {
+	return addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }

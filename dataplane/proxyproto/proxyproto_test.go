@@ -164,12 +164,20 @@ func TestAppendRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	// Mixed families cannot be said: the header says so.
-	if got := string(AppendV1(nil, ap("192.0.2.1:1"), ap("[2001:db8::2]:2"))); got != "PROXY UNKNOWN\r\n" {
+	// Of mixed families, the IPv4 address is said IPv4-mapped: the
+	// client's address is not lost.
+	if got := string(AppendV1(nil, ap("192.0.2.1:1"), ap("[2001:db8::2]:2"))); got != "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 1 2\r\n" {
 		t.Errorf("mixed families, v1: %q", got)
 	}
-	if h, _, err := Parse(AppendV2(nil, ap("192.0.2.1:1"), ap("[2001:db8::2]:2"))); err != nil || !h.Local {
+	if h, _, err := Parse(AppendV2(nil, ap("[2001:db8::7]:1"), ap("192.0.2.1:2"))); err != nil || h.Source != ap("[2001:db8::7]:1") || h.Dest != ap("[::ffff:192.0.2.1]:2") {
 		t.Errorf("mixed families, v2: %+v %v", h, err)
+	}
+	// Without addresses: UNKNOWN, LOCAL.
+	if got := string(AppendV1(nil, netip.AddrPort{}, ap("192.0.2.1:2"))); got != "PROXY UNKNOWN\r\n" {
+		t.Errorf("no address, v1: %q", got)
+	}
+	if h, _, err := Parse(AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})); err != nil || !h.Local {
+		t.Errorf("no address, v2: %+v %v", h, err)
 	}
 }
 

@@ -4,8 +4,8 @@ import "net/netip"
 
 // Sources is a list of addresses and CIDR prefixes, read as a match's
 // source list is (snapshot.ParseSource) and looked up the same way, for
-// what else needs such a list: a listener's trusted peers
-// (httpproxy.Config.TrustedPeers).
+// what else needs such a list: the peers a listener trusts with forwarding
+// headers (httpproxy.Config.TrustedPeers) and with PROXY headers.
 type Sources struct{ set *ipSet }
 
 // NewSources compiles list; an entry that does not parse is an error.

@@ -26,10 +26,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/tlsinspect"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -135,8 +137,18 @@ func (s *Server) MarkClosing() { s.closing.Store(true) }
 // ServeConn proxies one client connection until both directions end. It
 // blocks; closing client from another goroutine ends it.
 func (s *Server) ServeConn(client *net.TCPConn) {
+	peer, _ := proxyproto.Addrs(client)
+	s.ServeConnFrom(client, peer)
+}
+
+// ServeConnFrom is ServeConn for a connection on behalf of from, the
+// client a PROXY header named: rules, balancing and the record see from
+// instead of the connection's peer, and a PROXY header sent to the
+// endpoint names it. Nothing may have been read from client but that
+// header, which must be consumed (proxyproto.Take).
+func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	cfg := s.cfg.Load()
-	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: client.RemoteAddr().String(), Start: time.Now()}
+	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: from.String(), Start: time.Now()}
 	defer func() {
 		client.Close()
 		info.Duration = time.Since(info.Start)
@@ -155,7 +167,12 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 		insp = getInspectBuf()
 		first, a.hello = inspect(client, insp, cfg.Inspect)
 	}
-	ep, backend, err := s.connect(cfg, client.RemoteAddr(), &a, &info)
+	addr := client.RemoteAddr()
+	peer, local := proxyproto.Addrs(client)
+	if peer != from {
+		addr = net.TCPAddrFromAddrPort(from)
+	}
+	ep, backend, err := s.connect(cfg, addr, from, local, &a, &info)
 	a.hello.SNI = nil // it pointed into insp
 	if backend == nil {
 		putInspectBuf(insp)
@@ -236,12 +253,16 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 
 // connect picks endpoints and dials them until one answers or the retries
 // run out; a tells the Director what the client's first bytes said. On
-// failure it returns the Director's error, if that is why. Each attempt picks from the configuration current at that
-// moment, so an endpoint that an apply retired (ErrClosed) is replaced by
+// failure it returns the Director's error, if that is why. Each attempt
+// picks from the configuration current at that moment, so an endpoint that an apply retired (ErrClosed) is replaced by
 // one of the new snapshot; the retry budget is that of cfg, the
 // configuration the session was accepted under. info.Retries counts the
 // retries that got an endpoint to try.
-func (s *Server) connect(cfg *Config, client net.Addr, a *Attempt, info *conntrack.ConnInfo) (*upstream.Endpoint, net.Conn, error) {
+//
+// An endpoint that takes PROXY headers gets one saying that from connected
+// to local.
+func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPort, a *Attempt, info *conntrack.ConnInfo) (*upstream.Endpoint, net.Conn, error) {
+	var hb [proxyproto.MaxV1]byte
 	retries, repicks := cfg.Retries, 0
 	retry := false // this pick follows a failed connect
 	for {
@@ -255,7 +276,7 @@ func (s *Server) connect(cfg *Config, client net.Addr, a *Attempt, info *conntra
 		if retry {
 			info.Retries++
 		}
-		c, err := ep.DialSession(context.Background(), timeout)
+		c, err := ep.DialWithHeader(context.Background(), timeout, true, ep.AppendProxyHeader(hb[:0], from, local))
 		if err == nil {
 			return ep, c, nil
 		}

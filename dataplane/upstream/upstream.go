@@ -54,6 +54,7 @@ type Endpoint struct {
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
 	tls       atomic.Pointer[endpointTLS] // nil: plain TCP; see SetTLS
+	sendProxy atomic.Uint32               // PROXY header version of new connections; 0: none
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool // every open connection; true for TCP sessions
@@ -171,15 +172,15 @@ func (e *Endpoint) OnRelease(f func()) {
 // handshake that fails (a certificate that does not verify, say) is a
 // failed connect like a refused one.
 func (e *Endpoint) Dial(ctx context.Context, timeout time.Duration) (net.Conn, error) {
-	return e.dial(ctx, timeout, false, true)
+	return e.dial(ctx, timeout, false, true, nil)
 }
 
-// DialPlain is Dial without the endpoint's TLS handshake, for a caller
-// that does its own on the socket it returns (the HTTP/2 engine, which
-// offers h2 in ALPN): it is tracked and closed like Dial's, and the caller
-// should report a failed handshake with HandshakeFailed.
-func (e *Endpoint) DialPlain(ctx context.Context, timeout time.Duration) (*net.TCPConn, error) {
-	c, err := e.dial(ctx, timeout, false, false)
+// DialPlain is DialWithHeader without the endpoint's TLS handshake, for a
+// caller that does its own on the socket it returns (the HTTP/2 engine,
+// which offers h2 in ALPN): it is tracked and closed like Dial's, and the
+// caller should report a failed handshake with HandshakeFailed.
+func (e *Endpoint) DialPlain(ctx context.Context, timeout time.Duration, hdr []byte) (*net.TCPConn, error) {
+	c, err := e.dial(ctx, timeout, false, false, hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -194,11 +195,13 @@ func (e *Endpoint) HandshakeFailed(ctx context.Context) { e.connectFailed(ctx) }
 // DialSession opens a new tracked connection for a TCP session, which
 // CloseSessions ends when a drain times out. It is what Dial returns.
 func (e *Endpoint) DialSession(ctx context.Context, timeout time.Duration) (net.Conn, error) {
-	return e.dial(ctx, timeout, true, true)
+	return e.dial(ctx, timeout, true, true, nil)
 }
 
-// dial connects; secure false leaves out the TLS handshake (DialPlain).
-func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, secure bool) (net.Conn, error) {
+// dial connects to the endpoint, writes hdr (a PROXY header) first of all,
+// and then, with secure, does the TLS handshake of an endpoint that speaks
+// TLS; secure false leaves it to the caller (DialPlain).
+func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, secure bool, hdr []byte) (net.Conn, error) {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -223,14 +226,19 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		addr = t.dial
 	}
 	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil && len(hdr) > 0 {
+		err = writeHeader(c, hdr, timeout)
+	}
 	if err != nil {
+		if c != nil {
+			c.Close()
+		}
 		e.connectFailed(caller)
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
-	// The first bytes on the wire are the endpoint's to choose: a PROXY
-	// protocol header, when the cluster sends one, goes here, before the
-	// TLS handshake (secure), which is the last step of connecting.
+	// The PROXY header went first; the TLS handshake is the last step of
+	// connecting.
 	if secure {
 		if c, err = e.secure(ctx, tc, deadline); err != nil {
 			e.connectFailed(caller)

@@ -1,0 +1,315 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// proxyEndpoint is an HTTP endpoint behind "listen ... proxy_protocol":
+// every connection must start with a PROXY header, or it is closed
+// unanswered. Each response says "name client conn=N": the client the
+// header of its connection named ("local" for one without an address)
+// and the number of that connection, counted from 1.
+type proxyEndpoint struct {
+	addr   string
+	mu     sync.Mutex
+	conns  int
+	bare   int // connections closed for want of a header
+	closed chan int
+}
+
+type connKey struct{}
+
+type headerConn struct {
+	net.Conn
+	r      io.Reader
+	client string
+	n      int
+	onEnd  func(int)
+	once   sync.Once
+}
+
+func (c *headerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *headerConn) Close() error {
+	c.once.Do(func() { c.onEnd(c.n) })
+	return c.Conn.Close()
+}
+
+// headerListener takes a PROXY header off each accepted connection.
+type headerListener struct {
+	net.Listener
+	pe *proxyEndpoint
+}
+
+func (l headerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(testTimeout))
+		h, rest, err := proxyproto.Read(c, make([]byte, 256))
+		c.SetReadDeadline(time.Time{})
+		if err != nil || h == nil {
+			l.pe.mu.Lock()
+			l.pe.bare++
+			l.pe.mu.Unlock()
+			c.Close()
+			continue
+		}
+		client := "local"
+		if !h.Local {
+			client = h.Source.String()
+		}
+		l.pe.mu.Lock()
+		l.pe.conns++
+		n := l.pe.conns
+		l.pe.mu.Unlock()
+		return &headerConn{Conn: c, r: io.MultiReader(strings.NewReader(string(rest)), c), client: client, n: n, onEnd: func(n int) {
+			select {
+			case l.pe.closed <- n:
+			default:
+			}
+		}}, nil
+	}
+}
+
+func startProxyEndpoint(t *testing.T, name string) *proxyEndpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := &proxyEndpoint{addr: ln.Addr().String(), closed: make(chan int, 64)}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hc := r.Context().Value(connKey{}).(*headerConn)
+			fmt.Fprintf(w, "%s %s conn=%d", name, hc.client, hc.n)
+		}),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
+	}
+	go srv.Serve(headerListener{ln, pe})
+	t.Cleanup(func() { srv.Close() })
+	return pe
+}
+
+// records collects the node's connection records.
+type records struct {
+	mu  sync.Mutex
+	all []conntrack.ConnInfo
+}
+
+func (r *records) add(ci *conntrack.ConnInfo) {
+	r.mu.Lock()
+	r.all = append(r.all, *ci)
+	r.mu.Unlock()
+}
+
+// wait returns the first record of listener that holds, waiting for it.
+func (r *records) wait(t *testing.T, listener string, what string, ok func(conntrack.ConnInfo) bool) conntrack.ConnInfo {
+	t.Helper()
+	var found conntrack.ConnInfo
+	waitUntil(t, what, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ci := range r.all {
+			if ci.Listener == listener && ok(ci) {
+				found = ci
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func newRecordingNode(t *testing.T) (*Node, *records) {
+	rec := &records{}
+	n := New(Options{Logger: slog.New(slog.DiscardHandler), OnConn: rec.add})
+	t.Cleanup(n.Close)
+	return n, rec
+}
+
+// exchange sends raw bytes on a new connection from the loopback address
+// from (with port 0: any) to addr, then reads until the node closes, and
+// returns what came back.
+func exchange(t *testing.T, from, addr, send string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: testTimeout}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, send)
+	got, _ := io.ReadAll(c)
+	return string(got)
+}
+
+// body is the body of the one response in raw, or raw itself when it is
+// not one.
+func body(raw string) string {
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+	if err != nil {
+		return raw
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, b)
+}
+
+const get = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+func v2Header(src, dst string) string {
+	return string(proxyproto.AppendV2(nil, netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst)))
+}
+
+// TestProxyAccept: a listener with proxy_protocol takes the client's
+// address from a v1 or v2 header, TCP or HTTP; the endpoint (sent a
+// header of its own) sees that address, rules on source match it, and the
+// record names it. A connection without a header is served with its
+// peer's address; v2 LOCAL and v1 UNKNOWN keep the peer's too.
+func TestProxyAccept(t *testing.T) {
+	n, rec := newRecordingNode(t)
+	pe := startProxyEndpoint(t, "pp")
+	vip := startProxyEndpoint(t, "vip")
+	lhttp, ltcp := freeAddr(t), freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - { name: pp, send_proxy: V1, endpoints: [{ name: a, address: "%s" }] }
+  - { name: vip, endpoints: [{ name: v, address: "%s", send_proxy: V2 }] }
+listeners:
+  - { name: http, address: "%s", protocol: HTTP, default_cluster: pp, proxy_protocol: {},
+      rules: [{ match: { source: 198.51.100.0/24 }, route: vip }] }
+  - { name: tcp, address: "%s", protocol: TCP, default_cluster: pp, proxy_protocol: {},
+      rules: [{ match: { source: 198.51.100.0/24 }, route: vip }] }
+`, pe.addr, vip.addr, lhttp, ltcp)); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []struct{ name, addr string }{{"http", lhttp}, {"tcp", ltcp}} {
+		for _, tc := range []struct {
+			name, header, from, want string
+		}{
+			{"v1", "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "", "200 pp 203.0.113.7:4242"},
+			{"v2", v2Header("[2001:db8::7]:4343", "[2001:db8::1]:80"), "", "200 pp [2001:db8::7]:4343"},
+			{"v2 rule", v2Header("198.51.100.9:1000", "192.0.2.1:80"), "", "200 vip 198.51.100.9:1000"},
+			{"none", "", "127.0.0.7", "200 pp 127.0.0.7:"},
+			{"v1 unknown", "PROXY UNKNOWN\r\n", "127.0.0.8", "200 pp 127.0.0.8:"},
+			{"v2 local", string(proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})), "127.0.0.9", "200 pp 127.0.0.9:"},
+		} {
+			got := body(exchange(t, tc.from, l.addr, tc.header+get))
+			if !strings.HasPrefix(got, tc.want) {
+				t.Errorf("%s %s: got %q, want %q...", l.name, tc.name, got, tc.want)
+			}
+		}
+		ci := rec.wait(t, l.name, "the record of the v1 client", func(ci conntrack.ConnInfo) bool { return ci.Client == "203.0.113.7:4242" })
+		if ci.Endpoint != "a" {
+			t.Errorf("%s: record %+v", l.name, ci)
+		}
+	}
+	pe.mu.Lock()
+	defer pe.mu.Unlock()
+	if pe.bare != 0 {
+		t.Errorf("%d connections reached the endpoint without a header", pe.bare)
+	}
+}
+
+// TestProxyAcceptRefusals: a required header that does not come, a
+// malformed one, and one that comes too slowly close the connection
+// unanswered, recorded as a bad request or a client timeout. Nothing
+// reaches the endpoint.
+func TestProxyAcceptRefusals(t *testing.T) {
+	n, rec := newRecordingNode(t)
+	pe := startProxyEndpoint(t, "pp")
+	strict, loose := freeAddr(t), freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - { name: pp, send_proxy: V2, endpoints: [{ name: a, address: "%s" }] }
+listeners:
+  - { name: strict, address: "%s", protocol: HTTP, default_cluster: pp, proxy_protocol: { required: true, timeout: 200ms } }
+  - { name: loose, address: "%s", protocol: TCP, default_cluster: pp, proxy_protocol: { timeout: 200ms } }
+`, pe.addr, strict, loose)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, listener, addr, from, send string
+		reason                           sluicev1.CloseReason
+	}{
+		{"no header", "strict", strict, "127.0.0.11", get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
+		{"malformed v1", "strict", strict, "127.0.0.12", "PROXY TCP4 203.0.113.7 192.0.2.1 4242\r\n" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
+		{"malformed v2", "loose", loose, "127.0.0.13", "\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
+		{"half a header", "strict", strict, "127.0.0.14", "PROXY TCP4 203.0.", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
+		{"nothing", "loose", loose, "127.0.0.15", "", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
+	} {
+		if got := exchange(t, tc.from, tc.addr, tc.send); got != "" {
+			t.Errorf("%s: got %q, want the connection closed unanswered", tc.name, got)
+		}
+		ci := rec.wait(t, tc.listener, "the record of "+tc.name, func(ci conntrack.ConnInfo) bool { return strings.HasPrefix(ci.Client, tc.from+":") })
+		if ci.Reason != tc.reason || ci.Endpoint != "" {
+			t.Errorf("%s: recorded %v (endpoint %q), want %v", tc.name, ci.Reason, ci.Endpoint, tc.reason)
+		}
+	}
+	pe.mu.Lock()
+	defer pe.mu.Unlock()
+	if pe.conns+pe.bare != 0 {
+		t.Errorf("%d connections reached the endpoint", pe.conns+pe.bare)
+	}
+}
+
+// TestProxyAcceptUntrusted: from a peer outside trusted_sources no header
+// is read: an HTTP listener sees one as a bad request (400), a request
+// without one is served, and rules on source see the real peer. A
+// required listener closes such a peer's connections.
+func TestProxyAcceptUntrusted(t *testing.T) {
+	n, _ := newRecordingNode(t)
+	pe := startProxyEndpoint(t, "pp")
+	peer := startProxyEndpoint(t, "peer")
+	open, strict := freeAddr(t), freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - { name: pp, send_proxy: V1, endpoints: [{ name: a, address: "%s" }] }
+  - { name: peer, send_proxy: V1, endpoints: [{ name: p, address: "%s" }] }
+listeners:
+  - { name: open, address: "%s", protocol: HTTP, default_cluster: pp,
+      proxy_protocol: { trusted_sources: [127.0.0.2, 192.0.2.0/24] },
+      rules: [{ match: { source: 127.0.0.3 }, route: peer }] }
+  - { name: strict, address: "%s", protocol: HTTP, default_cluster: pp,
+      proxy_protocol: { required: true, trusted_sources: [127.0.0.2] } }
+`, pe.addr, peer.addr, open, strict)); err != nil {
+		t.Fatal(err)
+	}
+	const v1 = "PROXY TCP4 127.0.0.2 192.0.2.1 4242 80\r\n"
+	if got := body(exchange(t, "127.0.0.3", open, v1+get)); !strings.HasPrefix(got, "400 ") {
+		t.Errorf("untrusted peer's header: %q, want a 400", got)
+	}
+	if got := body(exchange(t, "127.0.0.3", open, get)); !strings.HasPrefix(got, "200 peer 127.0.0.3:") {
+		t.Errorf("untrusted peer: %q, want the rule on its own address to route it", got)
+	}
+	if got := body(exchange(t, "127.0.0.2", open, "PROXY TCP4 127.0.0.3 192.0.2.1 4242 80\r\n"+get)); got != "200 peer 127.0.0.3:4242 conn=2" {
+		t.Errorf("trusted peer's header: %q", got)
+	}
+	if got := exchange(t, "127.0.0.3", strict, v1+get); got != "" {
+		t.Errorf("untrusted peer of a required listener: %q, want closed", got)
+	}
+	if got := body(exchange(t, "127.0.0.2", strict, v1+get)); !strings.HasPrefix(got, "200 pp 127.0.0.2:4242") {
+		t.Errorf("trusted peer of a required listener: %q", got)
+	}
+}
