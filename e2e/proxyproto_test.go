@@ -168,7 +168,7 @@ func TestProxyProtocolNginx(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	dp := startNode(t, c.addr, "node-1")
 	tcp1, tcp2, http1, http2 := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	acceptTCP, acceptHTTP, acceptHTTPS := freeAddr(t), freeAddr(t), freeAddr(t)
+	acceptTCP, acceptHTTP, acceptHTTPS, h2c := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	cert, key := selfSigned(t, "pp.example")
 	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
 clusters:
@@ -184,6 +184,7 @@ listeners:
   - { name: tcp2, address: %[3]s, protocol: TCP, default_cluster: v2 }
   - { name: http1, address: %[4]s, protocol: HTTP, default_cluster: v1 }
   - { name: http2, address: %[5]s, protocol: HTTP, default_cluster: v2 }
+  - { name: h2c, address: %[11]s, protocol: HTTP, default_cluster: v1, http: { h2c: true } }
   - name: accept-tcp
     address: %[6]s
     protocol: TCP
@@ -202,7 +203,7 @@ listeners:
           key_pem: |
 %[10]s
 `, ng.addr, tcp1, tcp2, http1, http2, acceptTCP, acceptHTTP, acceptHTTPS,
-		indent(cert, "            "), indent(key, "            "))))
+		indent(cert, "            "), indent(key, "            "), h2c)))
 
 	for _, tc := range []struct {
 		listener, addr, from, path string
@@ -217,6 +218,28 @@ listeners:
 			t.Errorf("%s: nginx answered %q, %v; want %q", tc.listener, got, err, want)
 		}
 		ng.logged(t, tc.from+" "+tc.path)
+	}
+
+	// An HTTP/2 client: its streams go to nginx on a connection of its own
+	// that starts with its header, as HTTP/1.1 requests do.
+	for _, from := range []string{"127.0.0.28", "127.0.0.29"} {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		client := &http.Client{Timeout: testTimeout, Transport: &http.Transport{Protocols: &p, DialContext: d.DialContext}}
+		for range 2 {
+			resp, err := client.Get("http://" + h2c + "/h2c-v1")
+			if err != nil {
+				t.Fatalf("h2c from %s: %v", from, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != from+"\n" {
+				t.Errorf("h2c from %s: HTTP/%d %d %q; want HTTP/2 200 %q", from, resp.ProtoMajor, resp.StatusCode, body, from+"\n")
+			}
+		}
+		client.CloseIdleConnections()
+		ng.logged(t, from+" /h2c-v1")
 	}
 
 	// A PROXY header in front: the address it names goes on to nginx.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -97,15 +98,13 @@ const (
 var discard = log.New(io.Discard, "", 0)
 
 // ServeConn implements httpproxy.HTTP2.
-func (s *Server) ServeConn(c net.Conn, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
+func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
 	hcfg := s.http.Config()
 	cfg := s.cfg.Load()
 	nc := &countConn{Conn: c, pre: preread}
-	cn := &conn{srv: s, nc: nc, sni: sni, info: info, done: make(chan struct{})}
+	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		cn.client = a.AddrPort()
-	}
+	_, cn.local = proxyproto.Addrs(c)
 	var protos http.Protocols
 	if h2 {
 		// The TLS handshake, if any, is done: to net/http this is HTTP/2
@@ -144,6 +143,7 @@ func (s *Server) ServeConn(c net.Conn, preread []byte, h2 bool, sni []byte, info
 	s.mu.Lock()
 	delete(s.conns, cn)
 	s.mu.Unlock()
+	s.up.forget(cn.client, cn.local)
 
 	info.BytesIn += nc.in.Load()
 	info.BytesOut += nc.out.Load()
@@ -167,7 +167,8 @@ type conn struct {
 	nc     *countConn
 	tls    bool
 	sni    []byte
-	client netip.AddrPort
+	client netip.AddrPort      // the peer, or what its PROXY header said
+	local  netip.AddrPort      // the listener's address, for PROXY headers sent on
 	info   *httpproxy.ConnInfo // written only when the connection ends
 
 	done      chan struct{} // closed when net/http is done with the connection

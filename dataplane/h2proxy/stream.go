@@ -193,7 +193,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			out.Header.Set("Te", "trailers") // gRPC asks for trailers so
 		}
 	}
-	resp, rt, err := cn.srv.up.roundTrip(out, ep, connectTimeout, req2idempotent(r))
+	resp, rt, err := cn.srv.up.roundTrip(out, ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
 	if err != nil {
 		ep.Transferred(0, body.n.Load())
 		if rt.connectFailed() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Upstream struct {
 type poolKey struct {
 	ep  *upstream.Endpoint
 	pro Protocol
+	// client and local are set for an endpoint that takes PROXY headers
+	// (send_proxy): its connections carry one client's header and serve
+	// that client connection alone, as HAProxy makes them private.
+	client, local netip.AddrPort
 }
 
 // maxIdlePerEndpoint bounds the idle HTTP/1.1 connections kept to one
@@ -112,13 +117,16 @@ func (u *Upstream) janitor() {
 	}
 }
 
-func (u *Upstream) pool(ep *upstream.Endpoint) *pool {
-	k := poolKey{ep, u.protocol(ep)}
+func (u *Upstream) pool(ep *upstream.Endpoint, client, local netip.AddrPort) *pool {
+	k := poolKey{ep: ep, pro: u.protocol(ep)}
+	if ep.SendProxy() != 0 {
+		k.client, k.local = client, local
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	p := u.pools[k]
 	if p == nil {
-		p = &pool{ep: ep, pro: k.pro}
+		p = &pool{ep: ep, pro: k.pro, client: k.client, local: k.local}
 		switch {
 		case k.pro.HTTP2 && k.pro.TLS != nil:
 			p.t, p.scheme = u.h2tls, "https"
@@ -134,13 +142,30 @@ func (u *Upstream) pool(ep *upstream.Endpoint) *pool {
 	return p
 }
 
+// forget closes the private connections (see poolKey) that served the
+// client connection from client to local, which has ended.
+func (u *Upstream) forget(client, local netip.AddrPort) {
+	u.mu.Lock()
+	var gone []*pool
+	for k, p := range u.pools {
+		if k.client.IsValid() && k.client == client && k.local == local {
+			gone = append(gone, p)
+			delete(u.pools, k)
+		}
+	}
+	u.mu.Unlock()
+	for _, p := range gone {
+		p.closeIdle(true)
+	}
+}
+
 // roundTrip sends req to ep on a pooled connection or a new one. A
 // request that may be sent again (replay) and failed on a pooled
 // connection before any response is sent once more on a new one (the
 // endpoint may have closed it while idle). The trip says what happened
 // when it failed.
-func (u *Upstream) roundTrip(req *http.Request, ep *upstream.Endpoint, connectTimeout time.Duration, replay bool) (*http.Response, trip, error) {
-	p := u.pool(ep)
+func (u *Upstream) roundTrip(req *http.Request, ep *upstream.Endpoint, client, local netip.AddrPort, connectTimeout time.Duration, replay bool) (*http.Response, trip, error) {
+	p := u.pool(ep, client, local)
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := p.get(req.Context(), connectTimeout)
 		if err != nil {
@@ -188,6 +213,8 @@ func isConnectError(err error) bool {
 type pool struct {
 	ep     *upstream.Endpoint
 	pro    Protocol
+	client netip.AddrPort // see poolKey; the zero value: shared
+	local  netip.AddrPort
 	t      *http.Transport
 	scheme string
 
@@ -215,6 +242,9 @@ func (p *pool) get(ctx context.Context, timeout time.Duration) (*pooled, bool, e
 	}
 	p.mu.Unlock()
 	d := &dialing{ep: p.ep, timeout: timeout, tls: p.pro.TLS, http2: p.pro.HTTP2}
+	if p.client.IsValid() {
+		d.hdr = p.ep.AppendProxyHeader(nil, p.client, p.local)
+	}
 	cc, err := p.t.NewClientConn(context.WithValue(ctx, dialKey{}, d), p.scheme, p.ep.Addr)
 	if err != nil {
 		if errors.Is(err, upstream.ErrClosed) {
@@ -305,6 +335,7 @@ type dialing struct {
 	timeout time.Duration
 	tls     *tls.Config
 	http2   bool
+	hdr     []byte // a PROXY header to start with, or nil
 	raw     net.Conn
 }
 
@@ -316,7 +347,7 @@ func dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	d := ctx.Value(dialKey{}).(*dialing)
 	// The handshake, if any, is dialTLS's: it offers h2 or http/1.1 in
 	// ALPN, which the endpoint's own configuration does not.
-	c, err := d.ep.DialPlain(ctx, d.timeout, nil)
+	c, err := d.ep.DialPlain(ctx, d.timeout, d.hdr)
 	if err != nil {
 		return nil, err
 	}

@@ -32,8 +32,9 @@ type HTTP2 interface {
 	// serves it whole (Config.Translate). info is the connection's
 	// record: the engine counts its requests, bytes and last endpoint in
 	// it, on the calling goroutine or guarded as it sees fit, and is done
-	// with it when ServeConn returns.
-	ServeConn(c net.Conn, preread []byte, h2 bool, sni []byte, info *ConnInfo) sluicev1.CloseReason
+	// with it when ServeConn returns. client is the client's address: c's
+	// peer, or what its PROXY header said.
+	ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2 bool, sni []byte, info *ConnInfo) sluicev1.CloseReason
 	// Drain ends every connection gracefully (GOAWAY), as Server.Drain
 	// does, and every connection handed over later once it served one
 	// request.
@@ -88,7 +89,7 @@ func (cc *clientConn) handOff(cfg *Config, first bool) bool {
 		preread = slices.Clone(x.rb[x.rs:x.re])
 		x.rs, x.re = 0, 0
 	}
-	cc.reason = h.ServeConn(cc.c, preread, h2, cc.sni, &cc.info)
+	cc.reason = h.ServeConn(cc.c, netip.AddrPortFrom(cc.ip, cc.port), preread, h2, cc.sni, &cc.info)
 	return true
 }
 
