@@ -167,7 +167,7 @@ func TestRefusedRequestsEndToEnd(t *testing.T) {
 // forwardedFrom sends a request with spoofed forwarding headers from the
 // loopback address ip and returns what the endpoint got, one line per
 // header.
-func forwardedFrom(t *testing.T, lst, ip string) string {
+func forwardedFrom(t *testing.T, lst, ip string, h2c bool) string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+lst+"/", nil)
 	req.Host = "app.test"
@@ -175,11 +175,20 @@ func forwardedFrom(t *testing.T, lst, ip string) string {
 	req.Header.Set("X-Forwarded-Proto", "https")
 	req.Header.Set("X-Forwarded-Host", "evil.test")
 	req.Header.Set("Forwarded", "for=1.2.3.4;proto=https")
-	resp, err := ruleClient(ip).Do(req)
+	client := ruleClient(ip)
+	if h2c {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		client.Transport.(*http.Transport).Protocols = &p
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if h2c && resp.ProtoMajor != 2 {
+		t.Fatalf("h2c client answered in HTTP/%d", resp.ProtoMajor)
+	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -188,17 +197,20 @@ func forwardedFrom(t *testing.T, lst, ip string) string {
 }
 
 // A client cannot spoof its address: from an untrusted peer, the endpoint
-// sees only the real one; a trusted proxy's headers are extended.
+// sees only the real one; a trusted proxy's headers are extended. HTTP/2
+// clients get the same as HTTP/1.1 ones.
 func TestForwardingEndToEnd(t *testing.T) {
 	b := startWireBackend(t)
-	lst, _ := http1Node(t, b, "{forwarding: {style: BOTH, trusted_peers: [127.0.0.2]}}")
-	if got, want := forwardedFrom(t, lst, "127.0.0.3"), "X-Forwarded-For: 127.0.0.3\nX-Forwarded-Proto: http\nX-Forwarded-Host: app.test\n"+
-		"Forwarded: for=127.0.0.3;proto=http;host=app.test\n"; got != want {
-		t.Errorf("from an untrusted client the endpoint got\n%s\nwant\n%s", got, want)
-	}
-	if got, want := forwardedFrom(t, lst, "127.0.0.2"), "X-Forwarded-For: 1.2.3.4, 127.0.0.2\nX-Forwarded-Proto: https\nX-Forwarded-Host: evil.test\n"+
-		"Forwarded: for=1.2.3.4;proto=https, for=127.0.0.2;proto=http;host=app.test\n"; got != want {
-		t.Errorf("from a trusted proxy the endpoint got\n%s\nwant\n%s", got, want)
+	lst, _ := http1Node(t, b, "{h2c: true, forwarding: {style: BOTH, trusted_peers: [127.0.0.2]}}")
+	for _, h2c := range []bool{false, true} {
+		if got, want := forwardedFrom(t, lst, "127.0.0.3", h2c), "X-Forwarded-For: 127.0.0.3\nX-Forwarded-Proto: http\nX-Forwarded-Host: app.test\n"+
+			"Forwarded: for=127.0.0.3;proto=http;host=app.test\n"; got != want {
+			t.Errorf("h2c %v: from an untrusted client the endpoint got\n%s\nwant\n%s", h2c, got, want)
+		}
+		if got, want := forwardedFrom(t, lst, "127.0.0.2", h2c), "X-Forwarded-For: 1.2.3.4, 127.0.0.2\nX-Forwarded-Proto: https\nX-Forwarded-Host: evil.test\n"+
+			"Forwarded: for=1.2.3.4;proto=https, for=127.0.0.2;proto=http;host=app.test\n"; got != want {
+			t.Errorf("h2c %v: from a trusted proxy the endpoint got\n%s\nwant\n%s", h2c, got, want)
+		}
 	}
 }
 

@@ -39,8 +39,9 @@
 // Hop-by-hop fields are not forwarded either way (HTTP/2 has none but
 // "te: trailers", which gRPC needs and which is kept for HTTP/2
 // endpoints). The forwarding headers (X-Forwarded-For, -Proto, -Host and
-// RFC 7239 Forwarded) follow the listener's http.forwarding as HTTP/1.1
-// does. Request and response trailers pass both ways, announced or not:
+// RFC 7239 Forwarded) are written by httpproxy.Request.ForwardHeader, the
+// code that writes them for HTTP/1.1, and rule edits come after them, as in
+// HTTP/1.1. Request and response trailers pass both ways, announced or not:
 // gRPC's status travels in them. A response body is flushed to the client
 // as it comes, so server streaming is not buffered.
 //

@@ -31,8 +31,6 @@ type Config struct {
 	// MaxConcurrentStreams bounds the streams a client may have open at
 	// once (default DefaultMaxConcurrentStreams).
 	MaxConcurrentStreams uint32
-	// Forwarding is which headers tell endpoints who the client is.
-	Forwarding Forwarding
 }
 
 // Server serves the client connections an httpproxy.Server hands over

@@ -44,7 +44,6 @@ const maxRepicks = 3
 // request of an HTTP/1.x one (Translate).
 func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hcfg := cn.srv.http.Config()
-	cfg := cn.srv.cfg.Load()
 	last := cn.stream(hcfg)
 	head := r.Method == http.MethodHead
 	st := streams.Get().(*stream)
@@ -60,6 +59,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := req.Load(&httpproxy.Head{
 		Method: r.Method, Target: target, Authority: r.Host, Header: r.Header,
 		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
+		Forwarded: hcfg.Forwarded, Trusted: hcfg.Trusts(cn.client.Addr().Unmap()),
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)
@@ -86,7 +86,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		cn.routed(ep.Cluster, ep.Name, retried)
 		retried = 0
-		out := cn.outgoing(r, req, ep, cfg)
+		out := cn.outgoing(r, req, ep)
 		ok, err := cn.forward(w, r, out, st, ep, d.ConnectTimeout, hcfg, last)
 		if ok {
 			return
@@ -124,13 +124,12 @@ func failureText(err error) string {
 }
 
 // outgoing builds the request that goes to ep.
-func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.Endpoint, cfg *Config) *http.Request {
+func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.Endpoint) *http.Request {
 	h := make(http.Header, len(r.Header)+4)
 	req.ForwardHeader(h)
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = nil // net/http would add its own
 	}
-	cfg.Forwarding.apply(h, r.Host, cn.client.Addr(), cn.tls)
 	u := &url.URL{Scheme: "http", Host: ep.Addr, Opaque: r.URL.Opaque}
 	path, query, hasQuery := strings.Cut(r.RequestURI, "?")
 	if r.ProtoMajor == 1 && !strings.HasPrefix(path, "/") && path != "*" {

@@ -133,6 +133,12 @@ type Head struct {
 	Client    netip.AddrPort
 	TLS       bool
 	SNI       []byte // the server name of the client's TLS handshake
+	// Forwarded and Trusted are the listener's forwarding style and
+	// whether Client is one of its trusted peers (Config.Trusts):
+	// ForwardHeader writes the forwarding headers as the HTTP/1.1 engine
+	// writes them into a request head.
+	Forwarded ForwardedHeaders
+	Trusted   bool
 }
 
 // ErrForeignHead is Load's error for a head the HTTP/1.1 rules refuse.
@@ -188,6 +194,7 @@ func (r *Request) Load(h *Head) error {
 	}
 	r.client, r.clientPort = h.Client.Addr().Unmap(), h.Client.Port()
 	r.tls, r.sni = h.TLS, h.SNI
+	r.fwd.on, r.fwd.style, r.fwd.trusted = true, h.Forwarded, h.Trusted
 	r.forgetFailed()
 	return nil
 }
@@ -258,28 +265,37 @@ func (r *Request) ForgetFailed() { r.forgetFailed() }
 func (r *Request) Idempotent() bool { return r.idempotent() }
 
 // ForwardHeader adds to dst the fields of r as they go to the endpoint
-// that Pick returned: hop-by-hop fields, Host, Content-Length and Expect
-// left out (the other engine frames the message and answers 100-continue
-// itself), the cookies of RemoveCookie taken out and the edits of
-// EditRequest applied.
+// that Pick returned, as appendRequestHead writes them for the HTTP/1.1
+// engine: hop-by-hop fields, Host, Content-Length and Expect left out (the
+// other engine frames the message and answers 100-continue itself), the
+// cookies of RemoveCookie taken out, the forwarding headers of Load's
+// Head.Forwarded written, and the edits of EditRequest applied last.
 func (r *Request) ForwardHeader(dst http.Header) {
 	h := r.head
 	var line []byte
 	for i := 0; i < r.nf; i++ {
 		f := &r.fields[i]
-		if f.drop || f.kind != fieldOther {
+		if f.drop || f.kind != fieldOther && !isForwarding(f.kind) {
 			continue
 		}
 		name := f.name.of(h)
 		if len(r.reqEdits) > 0 && dropped(r.reqEdits, name) {
 			continue
 		}
-		if !r.dropCookies.empty() && equalFold(name, "cookie") {
+		switch {
+		case isForwarding(f.kind):
+			if r.fwd.keeps(f.kind) {
+				addFieldLines(dst, appendForwardedField(line[:0], r, i, f))
+			}
+		case !r.dropCookies.empty() && equalFold(name, "cookie"):
 			line = appendCookieField(line[:0], name, f.value.of(h), &r.dropCookies)
 			addFieldLines(dst, line)
-			continue
+		default:
+			dst.Add(string(name), string(f.value.of(h)))
 		}
-		dst.Add(string(name), string(f.value.of(h)))
+	}
+	if r.fwd.writes() {
+		addFieldLines(dst, appendForwardingFields(line[:0], r))
 	}
 	if len(r.reqEdits) > 0 {
 		addFieldLines(dst, appendEdited(line[:0], r.reqEdits))

@@ -235,7 +235,7 @@ func (cc *clientConn) readRequest() int {
 func (cc *clientConn) trustedPeer(cfg *Config) bool {
 	if cc.trustedIn != cfg {
 		cc.trustedIn = cfg
-		cc.trusted = cfg.TrustedPeers != nil && cc.ip.IsValid() && cfg.TrustedPeers.Contains(cc.ip)
+		cc.trusted = cfg.Trusts(cc.ip)
 	}
 	return cc.trusted
 }

@@ -61,6 +61,11 @@ type Peers interface {
 	Contains(a netip.Addr) bool
 }
 
+// Trusts reports whether a is one of c's TrustedPeers.
+func (c *Config) Trusts(a netip.Addr) bool {
+	return c.TrustedPeers != nil && a.IsValid() && c.TrustedPeers.Contains(a)
+}
+
 // forwarding is what appendRequestHead needs to write the forwarding
 // headers of one request: the style, whether the peer is trusted, and
 // where the peer's own headers are (from Request.semantics).

@@ -11,7 +11,6 @@ func h2Config(ls *sluicev1.Listener) *h2proxy.Config {
 	h := ls.GetHttp()
 	return &h2proxy.Config{
 		MaxConcurrentStreams: h.GetMaxConcurrentStreams(),
-		Forwarding:           h2proxy.NewForwarding(h.GetForwarding()),
 	}
 }
 
