@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -343,31 +344,18 @@ func TestRemovedEndpointSessionsClosed(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	// Backends that hold sessions open: each echoes what it gets.
 	echo := func(name string) *backend {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
+		addr := loopback.Serve(t, func(conn net.Conn) {
+			defer conn.Close()
+			buf := make([]byte, 64)
 			for {
-				conn, err := ln.Accept()
+				n, err := conn.Read(buf)
 				if err != nil {
 					return
 				}
-				go func() {
-					defer conn.Close()
-					buf := make([]byte, 64)
-					for {
-						n, err := conn.Read(buf)
-						if err != nil {
-							return
-						}
-						conn.Write([]byte(name + ":" + string(buf[:n])))
-					}
-				}()
+				conn.Write([]byte(name + ":" + string(buf[:n])))
 			}
-		}()
-		return &backend{name: name, addr: ln.Addr().String()}
+		})
+		return &backend{name: name, addr: addr}
 	}
 	a, b := echo("a"), echo("b")
 	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
