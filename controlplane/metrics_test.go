@@ -3,68 +3,14 @@ package controlplane
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	dpstats "github.com/sluice-lb/sluice/dataplane/stats"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
-
-// scrape fetches /metrics and parses it with Prometheus' own text parser.
-func (cp *testCP) scrape(t *testing.T) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get("http://" + cp.HTTPAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	return fams
-}
-
-// value is the value of the family's metric whose labels include want.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	t.Helper()
-	f := fams[name]
-	if f == nil {
-		t.Fatalf("/metrics has no %s", name)
-	}
-next:
-	for _, m := range f.GetMetric() {
-		for k, v := range want {
-			found := false
-			for _, l := range m.GetLabel() {
-				found = found || (l.GetName() == k && l.GetValue() == v)
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	t.Fatalf("/metrics has no %s%v", name, want)
-	return 0
-}
 
 // TestMetrics: what /metrics says follows what nodes do: a push and its
 // ACK, a NACK, a node that lags, stats records.
@@ -72,12 +18,13 @@ func TestMetrics(t *testing.T) {
 	ctx := testContext(t)
 	cp := startCP(t, t.TempDir())
 
-	m := cp.scrape(t)
+	url := "http://" + cp.HTTPAddr().String() + "/metrics"
+	m := promtext.Scrape(t, url)
 	for name, want := range map[string]float64{
 		"sluice_cp_nodes_connected": 0, "sluice_cp_pushes_total": 0, "sluice_cp_acks_total": 0,
 		"sluice_cp_nacks_total": 0, "sluice_cp_snapshot_version": 0, "sluice_cp_stats_records_received_total": 0,
 	} {
-		if got := value(t, m, name, nil); got != want {
+		if got := m.Value(name); got != want {
 			t.Errorf("at start %s = %v, want %v", name, got, want)
 		}
 	}
@@ -110,10 +57,10 @@ func TestMetrics(t *testing.T) {
 	stop()
 	<-done
 
-	m = cp.scrape(t)
+	m = promtext.Scrape(t, url)
 	for _, c := range []struct {
 		name   string
-		labels map[string]string
+		labels []string
 		want   float64
 	}{
 		{"sluice_cp_nodes_connected", nil, 1},
@@ -122,11 +69,11 @@ func TestMetrics(t *testing.T) {
 		{"sluice_cp_pushes_total", nil, 2},
 		{"sluice_cp_acks_total", nil, 1},
 		{"sluice_cp_nacks_total", nil, 1},
-		{"sluice_cp_push_answer_seconds", map[string]string{"result": "ack"}, 1},
-		{"sluice_cp_push_answer_seconds", map[string]string{"result": "nack"}, 1},
+		{"sluice_cp_push_answer_seconds", []string{"ack"}, 1},
+		{"sluice_cp_push_answer_seconds", []string{"nack"}, 1},
 		{"sluice_cp_stats_records_received_total", nil, 3},
 	} {
-		if got := value(t, m, c.name, c.labels); got != c.want {
+		if got := m.Value(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}

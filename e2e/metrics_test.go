@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/sluice-lb/sluice/dataplane"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -78,40 +75,40 @@ listeners:
 	}
 
 	url := "http://" + dp.AdminAddr().String() + "/metrics"
-	var m map[string]*dto.MetricFamily
+	var m promtext.Families
 	// A TCP session's bytes are counted once it ended on the node's side,
 	// a moment after the client saw it end.
 	waitFor(t, "the last TCP session's bytes to be counted", func() bool {
-		m = scrapeMetrics(t, url)
-		return metric(m, "sluice_endpoint_received_bytes_total", "db", "raw") == float64(received)
+		m = promtext.Scrape(t, url)
+		return m.Value("sluice_endpoint_received_bytes_total", "db", "raw") == float64(received)
 	})
-	if got := metric(m, "sluice_endpoint_requests_total", "web", "a") + metric(m, "sluice_endpoint_requests_total", "web", "b"); got != requests {
+	if got := m.Value("sluice_endpoint_requests_total", "web", "a") + m.Value("sluice_endpoint_requests_total", "web", "b"); got != requests {
 		t.Errorf("requests_total of web = %v, want %d", got, requests)
 	}
-	if got := metric(m, "sluice_endpoint_requests_total", "web", "a"); got != requests/2 {
+	if got := m.Value("sluice_endpoint_requests_total", "web", "a"); got != requests/2 {
 		t.Errorf("requests_total of web/a = %v, want %d (round robin)", got, requests/2)
 	}
-	if got := metric(m, "sluice_endpoint_requests_total", "db", "raw"); got != sessions {
+	if got := m.Value("sluice_endpoint_requests_total", "db", "raw"); got != sessions {
 		t.Errorf("requests_total of db/raw = %v, want %d sessions", got, sessions)
 	}
-	if got := metric(m, "sluice_endpoint_sent_bytes_total", "db", "raw"); got != float64(sessions*len(req)) {
+	if got := m.Value("sluice_endpoint_sent_bytes_total", "db", "raw"); got != float64(sessions*len(req)) {
 		t.Errorf("sent_bytes_total of db/raw = %v, want %d", got, sessions*len(req))
 	}
-	if got := metric(m, "sluice_endpoint_state", "web", "a", "UP"); got != 1 {
+	if got := m.Value("sluice_endpoint_state", "web", "a", "UP"); got != 1 {
 		t.Errorf(`state{web/a, "UP"} = %v, want 1`, got)
 	}
-	if got := metric(m, "sluice_endpoint_state", "web", "a", "DOWN"); got != 0 {
+	if got := m.Value("sluice_endpoint_state", "web", "a", "DOWN"); got != 0 {
 		t.Errorf(`state{web/a, "DOWN"} = %v, want 0`, got)
 	}
-	if got := metric(m, "sluice_node_ready"); got != 1 {
+	if got := m.Value("sluice_node_ready"); got != 1 {
 		t.Errorf("sluice_node_ready = %v, want 1", got)
 	}
-	if got := metric(m, "sluice_node_info", "node-1", fmt.Sprint(v)); got != 1 {
+	if got := m.Value("sluice_node_info", "node-1", fmt.Sprint(v)); got != 1 {
 		t.Errorf("sluice_node_info{node-1, %d} = %v, want 1", v, got)
 	}
 
 	// The Grafana dashboard in examples/ asks only for metrics that exist.
-	cpm := scrapeMetrics(t, "http://"+c.http+"/metrics")
+	cpm := promtext.Scrape(t, "http://"+c.http+"/metrics")
 	dashJSON, err := os.ReadFile("../examples/grafana/sluice.json")
 	if err != nil {
 		t.Fatal(err)
@@ -142,45 +139,3 @@ listeners:
 }
 
 var metricName = regexp.MustCompile(`\bsluice_[a-z0-9_]+`)
-
-// scrapeMetrics fetches url and parses it with Prometheus' own text parser.
-func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	m, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("%s does not parse: %v", url, err)
-	}
-	return m
-}
-
-// metric returns the value of the family's metric whose label values are,
-// in order, values; -1 when there is none.
-func metric(m map[string]*dto.MetricFamily, name string, values ...string) float64 {
-	for _, x := range m[name].GetMetric() {
-		ls := x.GetLabel()
-		if len(ls) != len(values) {
-			continue
-		}
-		ok := true
-		for i, l := range ls {
-			ok = ok && l.GetValue() == values[i]
-		}
-		if !ok {
-			continue
-		}
-		if x.Counter != nil {
-			return x.GetCounter().GetValue()
-		}
-		return x.GetGauge().GetValue()
-	}
-	return -1
-}
