@@ -2207,12 +2207,15 @@ type Match struct {
 	// SourcePort holds when the client's port is in this range.
 	SourcePort *PortRange `protobuf:"bytes,7,opt,name=source_port,json=sourcePort,proto3" json:"source_port,omitempty"`
 	// Tls holds when the client connection is TLS (true) or plain (false).
-	// On a listener without a tls block every connection is plain, and
+	// On a TCP listener it is whether the client's first bytes are a TLS
+	// ClientHello (TLS passthrough; see TcpOptions.inspect_timeout). On an
+	// HTTP listener without a tls block every connection is plain, and
 	// `tls: true` is refused as a match that could never hold.
 	Tls *bool `protobuf:"varint,8,opt,name=tls,proto3,oneof" json:"tls,omitempty"`
 	// Sni is the server name the client sent in its TLS ClientHello,
-	// compared without regard to case. Refused on a listener without a tls
-	// block, where no client sends one.
+	// compared without regard to case: on an HTTP listener with a tls block,
+	// or on a TCP listener, which reads it without terminating TLS. Refused
+	// on an HTTP listener without a tls block, where no client sends one.
 	Sni *StringMatch `protobuf:"bytes,9,opt,name=sni,proto3" json:"sni,omitempty"`
 	// All holds when every one of these holds.
 	All []*Match `protobuf:"bytes,10,rep,name=all,proto3" json:"all,omitempty"`
