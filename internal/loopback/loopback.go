@@ -2,31 +2,60 @@
 package loopback
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
 
 // handedOut remembers every address FreeAddr returned in this process, so
-// two calls never return the same port even though the kernel may offer a
-// just-closed port again.
+// two calls never return the same port.
 var handedOut sync.Map
 
 // FreeAddr returns a loopback address that nothing listens on right now and
 // that no earlier call returned.
+//
+// The port is chosen below the kernel's ephemeral range. A port the kernel
+// handed out with :0 and that was closed again is soon reused as the local
+// port of some outgoing connection (the tests make thousands), and then
+// whatever the test starts on the address fails with "address in use".
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	lo, hi := portRange()
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		if _, dup := handedOut.LoadOrStore(addr, true); dup {
+			continue
 		}
-		addr := ln.Addr().String()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // another process uses it; try another
+		}
 		ln.Close()
-		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
-			return addr
+		return addr
+	}
+	t.Fatal("loopback: no free port below the ephemeral range")
+	return ""
+}
+
+// portRange is where FreeAddr picks: from 10000 up to the first port of
+// Linux's ip_local_port_range (32768 by default, and where it cannot be
+// read).
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil && n > lo+1000 {
+			hi = n
 		}
 	}
+	return lo, hi
 }
 
 // Serve listens on a fresh loopback port and runs handle on its own
