@@ -135,6 +135,9 @@ const (
 	// A listener rule denied the connection (TCP) before any endpoint was
 	// asked.
 	CloseReason_CLOSE_REASON_DENIED CloseReason = 15
+	// Health checks marked the endpoint down and its cluster closes the
+	// connections of a down endpoint (on_down: SHUTDOWN_SESSIONS).
+	CloseReason_CLOSE_REASON_ENDPOINT_DOWN CloseReason = 16
 )
 
 // Enum value maps for CloseReason.
@@ -156,6 +159,7 @@ var (
 		13: "CLOSE_REASON_REBALANCED",
 		14: "CLOSE_REASON_SHUTDOWN",
 		15: "CLOSE_REASON_DENIED",
+		16: "CLOSE_REASON_ENDPOINT_DOWN",
 	}
 	CloseReason_value = map[string]int32{
 		"CLOSE_REASON_UNSPECIFIED":     0,
@@ -174,6 +178,7 @@ var (
 		"CLOSE_REASON_REBALANCED":      13,
 		"CLOSE_REASON_SHUTDOWN":        14,
 		"CLOSE_REASON_DENIED":          15,
+		"CLOSE_REASON_ENDPOINT_DOWN":   16,
 	}
 )
 
@@ -753,7 +758,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x18ENDPOINT_HEALTH_DRAINING\x10\x03\x12\x1c\n" +
 	"\x18ENDPOINT_HEALTH_DISABLED\x10\x04\x12\x1b\n" +
 	"\x17ENDPOINT_HEALTH_EJECTED\x10\x05\x12\x1c\n" +
-	"\x18ENDPOINT_HEALTH_CHECKING\x10\x06*\xea\x03\n" +
+	"\x18ENDPOINT_HEALTH_CHECKING\x10\x06*\x8a\x04\n" +
 	"\vCloseReason\x12\x1c\n" +
 	"\x18CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLOSE_REASON_CLIENT_CLOSED\x10\x01\x12\x1e\n" +
@@ -771,7 +776,8 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x1aCLOSE_REASON_NODE_DRAINING\x10\f\x12\x1b\n" +
 	"\x17CLOSE_REASON_REBALANCED\x10\r\x12\x19\n" +
 	"\x15CLOSE_REASON_SHUTDOWN\x10\x0e\x12\x17\n" +
-	"\x13CLOSE_REASON_DENIED\x10\x0f2L\n" +
+	"\x13CLOSE_REASON_DENIED\x10\x0f\x12\x1e\n" +
+	"\x1aCLOSE_REASON_ENDPOINT_DOWN\x10\x102L\n" +
 	"\fStatsService\x12<\n" +
 	"\x06Report\x12\x16.sluice.v1.StatsReport\x1a\x18.sluice.v1.ReportSummary(\x01B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
