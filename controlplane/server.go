@@ -80,6 +80,10 @@ type Options struct {
 	// Store, when set, is used instead of the embedded store in DataDir.
 	// The server closes it when Serve returns.
 	Store store.Store
+	// KeepVersions is how many snapshot versions the embedded store keeps
+	// for history, get --version and rollback; older ones are deleted. 0:
+	// store.DefaultRetain.
+	KeepVersions int
 	// ConnsRing is how many connection records are kept for ListConns.
 	// 0: stats.DefaultRingSize.
 	ConnsRing int
@@ -140,7 +144,7 @@ func New(opts Options) (_ *Server, err error) {
 		if opts.DataDir == "" {
 			return nil, errors.New("controlplane: no data directory")
 		}
-		b, err := store.OpenBolt(opts.DataDir, store.BoltOptions{})
+		b, err := store.OpenBolt(opts.DataDir, store.BoltOptions{Retain: opts.KeepVersions})
 		if err != nil {
 			return nil, err
 		}

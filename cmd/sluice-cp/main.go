@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
 )
 
 const usage = `Usage: sluice-cp [flags]
@@ -44,6 +45,7 @@ func run(args []string) int {
 		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz and /metrics; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
+		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -62,17 +64,22 @@ func run(args []string) int {
 		log.Error("the etcd store is not supported yet; run without --etcd to use the embedded store in --data", "etcd", *etcd)
 		return 1
 	}
+	if *keep <= 0 {
+		log.Error("--keep-versions must be positive", "keep-versions", *keep)
+		return 2
+	}
 	if *connsRing <= 0 {
 		log.Error("--conns-ring must be positive", "conns-ring", *connsRing)
 		return 2
 	}
 
 	cp, err := controlplane.New(controlplane.Options{
-		Listen:    *listen,
-		HTTP:      *httpAddr,
-		DataDir:   *dataDir,
-		ConnsRing: *connsRing,
-		Logger:    log,
+		Listen:       *listen,
+		HTTP:         *httpAddr,
+		DataDir:      *dataDir,
+		ConnsRing:    *connsRing,
+		KeepVersions: *keep,
+		Logger:       log,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

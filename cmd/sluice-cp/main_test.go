@@ -94,6 +94,23 @@ func TestEtcdNotSupportedYet(t *testing.T) {
 	}
 }
 
+func TestBadFlagValues(t *testing.T) {
+	for _, tc := range []struct{ flag, says string }{
+		{"--keep-versions=0", "--keep-versions must be positive"},
+		{"--conns-ring=-1", "--conns-ring must be positive"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+		out, err := command(ctx, tc.flag, "--data", t.TempDir()).CombinedOutput()
+		cancel()
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit status 2", tc.flag, err)
+		}
+		if !strings.Contains(string(out), tc.says) {
+			t.Errorf("%s: output lacks %q:\n%s", tc.flag, tc.says, out)
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	defer cancel()
@@ -101,7 +118,7 @@ func TestHelp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, flag := range []string{"-listen", "-http", "-data", "-etcd", "-conns-ring", "127.0.0.1:7070", "127.0.0.1:7071", "./sluice-data"} {
+	for _, flag := range []string{"-listen", "-http", "-data", "-etcd", "-conns-ring", "-keep-versions", "127.0.0.1:7070", "127.0.0.1:7071", "./sluice-data"} {
 		if !strings.Contains(string(out), flag) {
 			t.Errorf("--help lacks %q:\n%s", flag, out)
 		}

@@ -97,7 +97,7 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--dry-run] [--comment TEXT]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [--dry-run] [--comment TEXT] [--if-version V]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged.
@@ -107,19 +107,79 @@ control plane refuses is not stored: every fault is printed as "path: message"
 and the exit status is 1. History records the author as $USER@hostname.
 
 Prints "applied version N" and one line per changed resource, or
-"unchanged (version N)".`)
+"unchanged (version N)".`+ifVersionAbout)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
-	dry := fs.Bool("dry-run", false, "validate and show the changes, store nothing")
-	comment := fs.String("comment", "", "`TEXT` kept in history with the version")
+	w := addWriteFlags(fs, "")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{DryRun: *dry, Comment: *comment})
+	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{
+		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(),
+	})
 	if resp == nil {
 		return st
 	}
-	c.printApplied(resp, *dry)
+	c.printApplied(resp, *w.dry)
 	return 0
+}
+
+// ifVersionAbout ends the help of every command that stores a version.
+const ifVersionAbout = `
+
+With --if-version V nothing is stored unless the current version is still V
+(0: nothing applied yet); otherwise the command says which version is current
+and exits 1. A pipeline that read version V, reviewed a diff against it and
+then applies cannot overwrite a change someone made in between.`
+
+// writeFlags are the flags of every command that stores a version.
+type writeFlags struct {
+	dry       *bool
+	comment   *string
+	ifVersion *optionalVersion
+}
+
+// addWriteFlags adds --dry-run, --comment and --if-version to fs;
+// defaultComment says what history records without --comment.
+func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
+	w := writeFlags{ifVersion: &optionalVersion{}}
+	w.dry = fs.Bool("dry-run", false, "validate and show the changes, store nothing")
+	help := "`TEXT` kept in history with the version"
+	if defaultComment != "" {
+		help += " (default: " + defaultComment + ")"
+	}
+	w.comment = fs.String("comment", "", help)
+	fs.Var(w.ifVersion, "if-version", "store only if the current version is still `V`")
+	return w
+}
+
+// optionalVersion is a version flag that knows whether it was given.
+type optionalVersion struct {
+	v   uint64
+	set bool
+}
+
+func (o *optionalVersion) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.FormatUint(o.v, 10)
+}
+
+func (o *optionalVersion) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want a version number, not %q", s)
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// get returns the version for a request's if_version: nil when not given.
+func (o *optionalVersion) get() *uint64 {
+	if !o.set {
+		return nil
+	}
+	return &o.v
 }
 
 // printApplied prints the outcome of an apply or an endpoint edit: the
@@ -148,14 +208,14 @@ defaults to the command, e.g. "drain web/web1") and reaches the nodes. An
 unknown cluster or endpoint stores nothing and exits 1. The next apply of a
 file replaces the edit: put it in the file to keep it.
 
-Prints "applied version N" and the change, or "unchanged (version N)".`
+Prints "applied version N" and the change, or "unchanged (version N)".` + ifVersionAbout
 
 func cmdSetWeight(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--dry-run] [--comment TEXT]", `
+	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--dry-run] [--comment TEXT] [--if-version V]", `
 Set an endpoint's weight, 0 to 256: its share of new work relative to the
 other endpoints of its cluster; 0 takes it out of rotation.
 `+endpointAbout)
-	dry, comment := endpointFlags(fs)
+	w := addWriteFlags(fs, "the command")
 	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT", "WEIGHT")
 	if st >= 0 {
 		return st
@@ -164,20 +224,20 @@ other endpoints of its cluster; 0 takes it out of rotation.
 	if !ok {
 		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
 	}
-	w, err := strconv.ParseUint(pos[1], 10, 32)
-	if err != nil || w > 256 {
+	weight, err := strconv.ParseUint(pos[1], 10, 32)
+	if err != nil || weight > 256 {
 		return c.usageError(fs, "WEIGHT must be an integer from 0 to 256, not %q", pos[1])
 	}
-	return c.updateEndpoint(ctx, client, fs.Name(), *dry, &sluicev1.UpdateEndpointRequest{
-		Cluster: cluster, Endpoint: endpoint, Weight: proto.Uint32(uint32(w)), Comment: *comment,
+	return c.updateEndpoint(ctx, client, fs.Name(), w, &sluicev1.UpdateEndpointRequest{
+		Cluster: cluster, Endpoint: endpoint, Weight: proto.Uint32(uint32(weight)),
 	})
 }
 
 // stateCommand returns the command that sets an endpoint's state.
 func stateCommand(name string, state sluicev1.AdminState, about string) func(context.Context, *cli, sluicev1.ConfigServiceClient, []string) int {
 	return func(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--dry-run] [--comment TEXT]", about+"\n"+endpointAbout)
-		dry, comment := endpointFlags(fs)
+		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--dry-run] [--comment TEXT] [--if-version V]", about+"\n"+endpointAbout)
+		w := addWriteFlags(fs, "the command")
 		pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 		if st >= 0 {
 			return st
@@ -186,8 +246,8 @@ func stateCommand(name string, state sluicev1.AdminState, about string) func(con
 		if !ok {
 			return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
 		}
-		return c.updateEndpoint(ctx, client, name, *dry, &sluicev1.UpdateEndpointRequest{
-			Cluster: cluster, Endpoint: endpoint, State: state, Comment: *comment,
+		return c.updateEndpoint(ctx, client, name, w, &sluicev1.UpdateEndpointRequest{
+			Cluster: cluster, Endpoint: endpoint, State: state,
 		})
 	}
 }
@@ -204,13 +264,6 @@ Make a drained or disabled endpoint active again: it takes work as its weight
 and health say. The snapshot is then as it was before the drain or disable.`)
 )
 
-// endpointFlags adds the flags every endpoint edit takes.
-func endpointFlags(fs *flag.FlagSet) (dry *bool, comment *string) {
-	dry = fs.Bool("dry-run", false, "show the change, store nothing")
-	comment = fs.String("comment", "", "`TEXT` kept in history with the version (default: the command)")
-	return dry, comment
-}
-
 // splitEndpoint splits "CLUSTER/ENDPOINT"; names hold no slash.
 func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
 	cluster, endpoint, ok = strings.Cut(s, "/")
@@ -218,15 +271,46 @@ func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
 }
 
 // updateEndpoint sends an endpoint edit and prints its outcome.
-func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, dry bool, req *sluicev1.UpdateEndpointRequest) int {
-	req.DryRun, req.Author = dry, author()
+func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, req *sluicev1.UpdateEndpointRequest) int {
+	req.DryRun, req.Comment, req.IfVersion, req.Author = *w.dry, *w.comment, w.ifVersion.get(), author()
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.UpdateEndpoint(ctx, req)
 	if err != nil {
 		return c.rpcError(cmd, err)
 	}
-	c.printApplied(resp, dry)
+	c.printApplied(resp, *w.dry)
+	return 0
+}
+
+func cmdRollback(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("rollback", "rollback N [--dry-run] [--comment TEXT] [--if-version V]", `
+Make stored version N current again: the control plane stores N's snapshot
+as a new version, which reaches the nodes like any other. History is never
+rewritten: the rollback shows in it as a version of its own (the comment
+defaults to "rollback to version N"), and its changes are the diff from the
+version it replaces. "sluicectl history" lists the versions still kept.
+
+Prints "applied version M" and one line per changed resource, or
+"unchanged (version M)" when N's snapshot is the current one.`+ifVersionAbout)
+	w := addWriteFlags(fs, `"rollback to version N"`)
+	pos, st := c.parseArgs(fs, args, "N")
+	if st >= 0 {
+		return st
+	}
+	version, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil || version == 0 {
+		return c.usageError(fs, "N must be a stored version number (1 or more), not %q", pos[0])
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.Rollback(ctx, &sluicev1.RollbackRequest{
+		Version: version, DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Author: author(),
+	})
+	if err != nil {
+		return c.rpcError("rollback", err)
+	}
+	c.printApplied(resp, *w.dry)
 	return 0
 }
 

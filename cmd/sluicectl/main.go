@@ -69,6 +69,7 @@ var commands = []command{
 	{name: "enable", summary: "put a drained or disabled endpoint back in service", run: cmdEnable},
 	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
 	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
+	{name: "rollback", summary: "make a stored version current again, as a new version", run: cmdRollback},
 	{name: "nodes", summary: "list dataplane nodes: state, applied version, last NACK", run: cmdNodes},
 	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},
 	{name: "stats", summary: "per node and endpoint: health, weight, conns, requests, bytes, errors", run: cmdStats},

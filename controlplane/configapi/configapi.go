@@ -112,15 +112,66 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		return nil, snapshot.ToStatus(err)
 	}
 	return s.put(ctx, write{
-		op:      "apply",
-		done:    "applied",
-		author:  req.GetAuthor(),
-		comment: req.GetComment(),
-		dryRun:  req.GetDryRun(),
+		op:        "apply",
+		done:      "applied",
+		author:    req.GetAuthor(),
+		comment:   req.GetComment(),
+		dryRun:    req.GetDryRun(),
+		ifVersion: req.IfVersion,
 		next: func(*store.Version) (*sluicev1.Snapshot, error) {
 			return req.GetSnapshot(), nil
 		},
 	})
+}
+
+// Rollback implements sluicev1.ConfigServiceServer. It stores the snapshot
+// of a kept version as a new version through the same path as Apply, so
+// the new version's changes are the diff from the one it replaces. The
+// old snapshot is validated again: one that today's rules refuse is not
+// made current (INVALID_ARGUMENT with every fault). The comment defaults to
+// "rollback to version N".
+func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*sluicev1.ApplyResponse, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		s.log.Info("rollback refused", "author", req.GetAuthor(), "err", err)
+		return nil, err
+	}
+	old, err := s.store.Get(ctx, req.GetVersion())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, s.notKept(ctx, req.GetVersion())
+	}
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	if err := snapshot.Validate(old.Snapshot); err != nil {
+		s.log.Info("rollback refused", "version", req.GetVersion(), "author", req.GetAuthor(), "err", err)
+		return nil, snapshot.ToStatus(err)
+	}
+	comment := req.GetComment()
+	if comment == "" {
+		comment = fmt.Sprintf("rollback to version %d", req.GetVersion())
+	}
+	return s.put(ctx, write{
+		op:        "rollback",
+		done:      "rolled back",
+		author:    req.GetAuthor(),
+		comment:   comment,
+		dryRun:    req.GetDryRun(),
+		ifVersion: req.IfVersion,
+		next: func(*store.Version) (*sluicev1.Snapshot, error) {
+			return old.Snapshot, nil
+		},
+	})
+}
+
+// notKept is the NOT_FOUND for a version Get does not have, saying which
+// versions can be asked for.
+func (s *Server) notKept(ctx context.Context, version uint64) error {
+	h, err := s.store.History(ctx, 0)
+	if err != nil || len(h) == 0 {
+		return status.Errorf(codes.NotFound, "version %d is not stored; no version is", version)
+	}
+	newest, oldest := h[0].GetVersion(), h[len(h)-1].GetVersion()
+	return status.Errorf(codes.NotFound, "version %d is not stored; the kept versions are %d to %d", version, oldest, newest)
 }
 
 // UpdateEndpoint implements sluicev1.ConfigServiceServer. It edits one
@@ -145,11 +196,12 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 		comment = updateComment(req)
 	}
 	return s.put(ctx, write{
-		op:      "update endpoint",
-		done:    "endpoint updated",
-		author:  req.GetAuthor(),
-		comment: comment,
-		dryRun:  req.GetDryRun(),
+		op:        "update endpoint",
+		done:      "endpoint updated",
+		author:    req.GetAuthor(),
+		comment:   comment,
+		dryRun:    req.GetDryRun(),
+		ifVersion: req.IfVersion,
 		next: func(cur *store.Version) (*sluicev1.Snapshot, error) {
 			if cur.Info.GetVersion() == 0 {
 				return nil, status.Error(codes.FailedPrecondition,
@@ -263,6 +315,9 @@ type write struct {
 	// comment is kept in history.
 	comment string
 	dryRun  bool
+	// ifVersion, when set, is the version the writer expects to replace;
+	// any other current version fails the call and stores nothing.
+	ifVersion *uint64
 	// next returns the snapshot to store on top of cur, which it must not
 	// modify, or the status to fail the call with. It is called once per
 	// attempt, since a concurrent writer may change cur between attempts.
@@ -282,6 +337,13 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			return nil, storeStatus(err)
 		}
 		base := cur.Info.GetVersion()
+		if w.ifVersion != nil && *w.ifVersion != base {
+			// A conflict below also lands here on the next attempt: the
+			// version moved, which is what the caller asked to be told.
+			s.log.Info(w.op+" refused: version moved", "version", base, "if_version", *w.ifVersion, "author", w.author)
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"the current version is %d, not %d: someone stored a version since; nothing stored", base, *w.ifVersion)
+		}
 		next, err := w.next(cur)
 		if err != nil {
 			s.log.Info(w.op+" refused", "version", base, "author", w.author, "dry_run", w.dryRun, "err", err)

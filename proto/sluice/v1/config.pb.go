@@ -30,8 +30,13 @@ type ApplyRequest struct {
 	// DryRun validates and reports what would change, storing nothing.
 	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Author and Comment are kept in history.
-	Author        string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
-	Comment       string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	Author  string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	// IfVersion, when set, stores nothing unless the current version is
+	// still this one (optimistic concurrency for CI: someone else's apply in
+	// between fails the call with FAILED_PRECONDITION). 0 means "nothing
+	// applied yet".
+	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -94,6 +99,13 @@ func (x *ApplyRequest) GetComment() string {
 	return ""
 }
 
+func (x *ApplyRequest) GetIfVersion() uint64 {
+	if x != nil && x.IfVersion != nil {
+		return *x.IfVersion
+	}
+	return 0
+}
+
 type UpdateEndpointRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Cluster and endpoint name the endpoint, as CLUSTER/ENDPOINT in sluicectl.
@@ -107,7 +119,9 @@ type UpdateEndpointRequest struct {
 	Author string     `protobuf:"bytes,6,opt,name=author,proto3" json:"author,omitempty"`
 	// Comment goes into History; default: the change, e.g.
 	// "set-weight web/a 3".
-	Comment       string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	Comment string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	// IfVersion: as in ApplyRequest.
+	IfVersion     *uint64 `protobuf:"varint,8,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -191,6 +205,93 @@ func (x *UpdateEndpointRequest) GetComment() string {
 	return ""
 }
 
+func (x *UpdateEndpointRequest) GetIfVersion() uint64 {
+	if x != nil && x.IfVersion != nil {
+		return *x.IfVersion
+	}
+	return 0
+}
+
+type RollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Version is the stored version whose snapshot becomes current again.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// DryRun reports what would change, storing nothing.
+	DryRun bool   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	// Comment goes into History; default "rollback to version N".
+	Comment string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	// IfVersion: as in ApplyRequest.
+	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RollbackRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RollbackRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RollbackRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetIfVersion() uint64 {
+	if x != nil && x.IfVersion != nil {
+		return *x.IfVersion
+	}
+	return 0
+}
+
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the new current version, or the unchanged current one when
@@ -206,7 +307,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +319,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +332,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApplyResponse) GetVersion() uint64 {
@@ -268,7 +369,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +381,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +394,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRequest) GetVersion() uint64 {
@@ -320,7 +421,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +433,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +446,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetResponse) GetInfo() *VersionInfo {
@@ -376,7 +477,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +489,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +502,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -449,7 +550,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +562,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +575,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -494,7 +595,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +607,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +620,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -544,7 +645,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +657,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +670,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 type ListNodesResponse struct {
@@ -581,7 +682,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +694,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +707,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -643,7 +744,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +756,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +769,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -774,7 +875,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +887,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +900,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -860,7 +961,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +973,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +986,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -906,7 +1007,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1019,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1032,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStatsRequest) GetNodeId() string {
@@ -957,7 +1058,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1070,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1083,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStatsResponse) GetNodes() []*NodeStats {
@@ -1006,7 +1107,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1119,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1132,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -1072,7 +1173,7 @@ type ShutdownSessionsRequest struct {
 
 func (x *ShutdownSessionsRequest) Reset() {
 	*x = ShutdownSessionsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1185,7 @@ func (x *ShutdownSessionsRequest) String() string {
 func (*ShutdownSessionsRequest) ProtoMessage() {}
 
 func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1198,7 @@ func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShutdownSessionsRequest) GetCluster() string {
@@ -1124,7 +1225,7 @@ type ShutdownSessionsResponse struct {
 
 func (x *ShutdownSessionsResponse) Reset() {
 	*x = ShutdownSessionsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1237,7 @@ func (x *ShutdownSessionsResponse) String() string {
 func (*ShutdownSessionsResponse) ProtoMessage() {}
 
 func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1250,7 @@ func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
@@ -1163,12 +1264,15 @@ var File_sluice_v1_config_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xa8\x01\n" +
+	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xdb\x01\n" +
 	"\fApplyRequest\x129\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
-	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"\xa7\x02\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
+	"\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
+	"\v_if_version\"\xda\x02\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +
@@ -1176,8 +1280,19 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x15.sluice.v1.AdminStateB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05state\x12\x17\n" +
 	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x06 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
-	"\acomment\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acommentB\t\n" +
-	"\a_weight\"]\n" +
+	"\acomment\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
+	"\n" +
+	"if_version\x18\b \x01(\x04H\x01R\tifVersion\x88\x01\x01B\t\n" +
+	"\a_weightB\r\n" +
+	"\v_if_version\"\xc6\x01\n" +
+	"\x0fRollbackRequest\x12!\n" +
+	"\aversion\x18\x01 \x01(\x04B\a\xfaB\x042\x02(\x01R\aversion\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
+	"\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
+	"\v_if_version\"]\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
@@ -1247,10 +1362,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
 	"\x18ShutdownSessionsResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults2\xc3\x04\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults2\x85\x05\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
-	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
+	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x12@\n" +
+	"\bRollback\x12\x1a.sluice.v1.RollbackRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.sluice.v1.GetRequest\x1a\x16.sluice.v1.GetResponse\x12@\n" +
 	"\aHistory\x12\x19.sluice.v1.HistoryRequest\x1a\x1a.sluice.v1.HistoryResponse\x12F\n" +
 	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
@@ -1270,72 +1386,75 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(*ApplyRequest)(nil),             // 0: sluice.v1.ApplyRequest
 	(*UpdateEndpointRequest)(nil),    // 1: sluice.v1.UpdateEndpointRequest
-	(*ApplyResponse)(nil),            // 2: sluice.v1.ApplyResponse
-	(*GetRequest)(nil),               // 3: sluice.v1.GetRequest
-	(*GetResponse)(nil),              // 4: sluice.v1.GetResponse
-	(*VersionInfo)(nil),              // 5: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),           // 6: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 7: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),         // 8: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 9: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),               // 10: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),         // 11: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),        // 12: sluice.v1.ListConnsResponse
-	(*GetStatsRequest)(nil),          // 13: sluice.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),         // 14: sluice.v1.GetStatsResponse
-	(*NodeStats)(nil),                // 15: sluice.v1.NodeStats
-	(*ShutdownSessionsRequest)(nil),  // 16: sluice.v1.ShutdownSessionsRequest
-	(*ShutdownSessionsResponse)(nil), // 17: sluice.v1.ShutdownSessionsResponse
-	nil,                              // 18: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 19: sluice.v1.Snapshot
-	(AdminState)(0),                  // 20: sluice.v1.AdminState
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(CloseReason)(0),                 // 22: sluice.v1.CloseReason
-	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
-	(*ConnRecord)(nil),               // 24: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 25: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 26: sluice.v1.CommandResult
+	(*RollbackRequest)(nil),          // 2: sluice.v1.RollbackRequest
+	(*ApplyResponse)(nil),            // 3: sluice.v1.ApplyResponse
+	(*GetRequest)(nil),               // 4: sluice.v1.GetRequest
+	(*GetResponse)(nil),              // 5: sluice.v1.GetResponse
+	(*VersionInfo)(nil),              // 6: sluice.v1.VersionInfo
+	(*HistoryRequest)(nil),           // 7: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 8: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),         // 9: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 10: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),               // 11: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 12: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 13: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 14: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 15: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 16: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 17: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 18: sluice.v1.ShutdownSessionsResponse
+	nil,                              // 19: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 20: sluice.v1.Snapshot
+	(AdminState)(0),                  // 21: sluice.v1.AdminState
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
+	(CloseReason)(0),                 // 23: sluice.v1.CloseReason
+	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
+	(*ConnRecord)(nil),               // 25: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 26: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 27: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	19, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	20, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
-	5,  // 2: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	19, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	21, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	5,  // 5: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	10, // 6: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	18, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	21, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	21, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	22, // 10: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	23, // 11: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	24, // 12: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	15, // 13: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	21, // 14: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	25, // 15: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	26, // 16: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	20, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	21, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	6,  // 2: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
+	20, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	22, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	6,  // 5: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	11, // 6: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	19, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	22, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	22, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	23, // 10: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	24, // 11: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	25, // 12: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	16, // 13: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	22, // 14: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	26, // 15: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	27, // 16: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
 	0,  // 17: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
 	1,  // 18: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	3,  // 19: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	6,  // 20: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	8,  // 21: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	11, // 22: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	13, // 23: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	16, // 24: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	2,  // 25: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	2,  // 26: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	4,  // 27: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	7,  // 28: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	9,  // 29: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	12, // 30: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	14, // 31: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	17, // 32: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	2,  // 19: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	4,  // 20: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	7,  // 21: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	9,  // 22: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	12, // 23: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	14, // 24: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	17, // 25: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	3,  // 26: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	3,  // 27: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	3,  // 28: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	5,  // 29: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	8,  // 30: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	10, // 31: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	13, // 32: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	15, // 33: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	18, // 34: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1349,14 +1468,16 @@ func file_sluice_v1_config_proto_init() {
 	file_sluice_v1_command_proto_init()
 	file_sluice_v1_snapshot_proto_init()
 	file_sluice_v1_stats_proto_init()
+	file_sluice_v1_config_proto_msgTypes[0].OneofWrappers = []any{}
 	file_sluice_v1_config_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sluice_v1_config_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -121,6 +121,10 @@ func (m *ApplyRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if m.IfVersion != nil {
+		// no validation rules for IfVersion
+	}
+
 	if len(errors) > 0 {
 		return ApplyRequestMultiError(errors)
 	}
@@ -292,6 +296,10 @@ func (m *UpdateEndpointRequest) validate(all bool) error {
 
 	}
 
+	if m.IfVersion != nil {
+		// no validation rules for IfVersion
+	}
+
 	if len(errors) > 0 {
 		return UpdateEndpointRequestMultiError(errors)
 	}
@@ -371,6 +379,145 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = UpdateEndpointRequestValidationError{}
+
+// Validate checks the field values on RollbackRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *RollbackRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RollbackRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// RollbackRequestMultiError, or nil if none found.
+func (m *RollbackRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RollbackRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetVersion() < 1 {
+		err := RollbackRequestValidationError{
+			field:  "Version",
+			reason: "value must be greater than or equal to 1",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := RollbackRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := RollbackRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.IfVersion != nil {
+		// no validation rules for IfVersion
+	}
+
+	if len(errors) > 0 {
+		return RollbackRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// RollbackRequestMultiError is an error wrapping multiple validation errors
+// returned by RollbackRequest.ValidateAll() if the designated constraints
+// aren't met.
+type RollbackRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RollbackRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RollbackRequestMultiError) AllErrors() []error { return m }
+
+// RollbackRequestValidationError is the validation error returned by
+// RollbackRequest.Validate if the designated constraints aren't met.
+type RollbackRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RollbackRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RollbackRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RollbackRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RollbackRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RollbackRequestValidationError) ErrorName() string { return "RollbackRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RollbackRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRollbackRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RollbackRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RollbackRequestValidationError{}
 
 // Validate checks the field values on ApplyResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first

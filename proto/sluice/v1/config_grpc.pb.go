@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ConfigService_Apply_FullMethodName            = "/sluice.v1.ConfigService/Apply"
 	ConfigService_UpdateEndpoint_FullMethodName   = "/sluice.v1.ConfigService/UpdateEndpoint"
+	ConfigService_Rollback_FullMethodName         = "/sluice.v1.ConfigService/Rollback"
 	ConfigService_Get_FullMethodName              = "/sluice.v1.ConfigService/Get"
 	ConfigService_History_FullMethodName          = "/sluice.v1.ConfigService/History"
 	ConfigService_ListNodes_FullMethodName        = "/sluice.v1.ConfigService/ListNodes"
@@ -46,6 +47,13 @@ type ConfigServiceClient interface {
 	// the nodes like any other version. A cluster or endpoint that does not
 	// exist fails with NOT_FOUND and nothing is stored.
 	UpdateEndpoint(ctx context.Context, in *UpdateEndpointRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// Rollback makes a stored version's snapshot current again by storing it
+	// as a new version, as an Apply of that snapshot would: history is never
+	// rewritten, and the new version's changes are the diff from the version
+	// it replaces. A version that was never stored or is no longer kept fails
+	// with NOT_FOUND; rolling back to a snapshot equal to the current one
+	// stores nothing (changed false).
+	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Get returns the current snapshot, or a given version of it.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// History lists stored versions, newest first.
@@ -86,6 +94,16 @@ func (c *configServiceClient) UpdateEndpoint(ctx context.Context, in *UpdateEndp
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
 	err := c.cc.Invoke(ctx, ConfigService_UpdateEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Rollback_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +187,13 @@ type ConfigServiceServer interface {
 	// the nodes like any other version. A cluster or endpoint that does not
 	// exist fails with NOT_FOUND and nothing is stored.
 	UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*ApplyResponse, error)
+	// Rollback makes a stored version's snapshot current again by storing it
+	// as a new version, as an Apply of that snapshot would: history is never
+	// rewritten, and the new version's changes are the diff from the version
+	// it replaces. A version that was never stored or is no longer kept fails
+	// with NOT_FOUND; rolling back to a snapshot equal to the current one
+	// stores nothing (changed false).
+	Rollback(context.Context, *RollbackRequest) (*ApplyResponse, error)
 	// Get returns the current snapshot, or a given version of it.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// History lists stored versions, newest first.
@@ -200,6 +225,9 @@ func (UnimplementedConfigServiceServer) Apply(context.Context, *ApplyRequest) (*
 }
 func (UnimplementedConfigServiceServer) UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateEndpoint not implemented")
+}
+func (UnimplementedConfigServiceServer) Rollback(context.Context, *RollbackRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
 }
 func (UnimplementedConfigServiceServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
@@ -272,6 +300,24 @@ func _ConfigService_UpdateEndpoint_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConfigServiceServer).UpdateEndpoint(ctx, req.(*UpdateEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_Rollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Rollback(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Rollback_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Rollback(ctx, req.(*RollbackRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -398,6 +444,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateEndpoint",
 			Handler:    _ConfigService_UpdateEndpoint_Handler,
+		},
+		{
+			MethodName: "Rollback",
+			Handler:    _ConfigService_Rollback_Handler,
 		},
 		{
 			MethodName: "Get",

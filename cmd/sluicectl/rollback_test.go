@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/controlplane"
+)
+
+// startRealCP runs a real control plane on a loopback port with its store
+// in a temporary directory and returns its gRPC address.
+func startRealCP(t *testing.T) string {
+	t.Helper()
+	cp, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- cp.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-served })
+	return cp.Addr().String()
+}
+
+// TestRollbackAndIfVersion drives rollback and --if-version as an operator
+// and a CI job would, against a real control plane.
+func TestRollbackAndIfVersion(t *testing.T) {
+	addr := startRealCP(t)
+	heavy := writeFile(t, "heavier.yaml", heavier)
+	steps := []struct {
+		args       []string
+		code       int
+		stdout     string // exact, when code is 0
+		stderrHas  string // when code is not 0
+		newVersion bool
+	}{
+		{args: []string{"apply", "-f", quickstart, "--if-version", "0"}, stdout: "applied version 1\n  + cluster web\n  + listener public\n  + listener db\n"},
+		{args: []string{"apply", "-f", heavy, "--if-version", "1"},
+			stdout: "applied version 2\n  ~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3\n"},
+		// A CI job that reviewed version 1 must not overwrite version 2.
+		{args: []string{"apply", "-f", quickstart, "--if-version", "1"}, code: 1,
+			stderrHas: "the current version is 2, not 1"},
+		{args: []string{"drain", "web/web1", "--if-version", "1"}, code: 1,
+			stderrHas: "the current version is 2, not 1"},
+		{args: []string{"rollback", "1", "--dry-run"},
+			stdout: "dry run: would apply version 3\n  ~ cluster web: endpoint web2 weight 3 -> 1; -endpoint web3\n"},
+		{args: []string{"rollback", "1", "--if-version", "2"},
+			stdout: "applied version 3\n  ~ cluster web: endpoint web2 weight 3 -> 1; -endpoint web3\n"},
+		{args: []string{"rollback", "1"}, stdout: "unchanged (version 3)\n"},
+		{args: []string{"rollback", "9"}, code: 1, stderrHas: "version 9 is not stored; the kept versions are 1 to 3"},
+		{args: []string{"rollback", "0"}, code: 2, stderrHas: `N must be a stored version number (1 or more), not "0"`},
+		{args: []string{"rollback"}, code: 2, stderrHas: "N"},
+		{args: []string{"apply", "-f", quickstart, "--if-version", "two"}, code: 2, stderrHas: `want a version number, not "two"`},
+	}
+	for _, s := range steps {
+		code, stdout, stderr := sluicectl(t, addr, s.args...)
+		if code != s.code {
+			t.Fatalf("%v: status %d, want %d\nstdout: %s\nstderr: %s", s.args, code, s.code, stdout, stderr)
+		}
+		if code == 0 && stdout != s.stdout {
+			t.Errorf("%v: stdout\n got: %q\nwant: %q", s.args, stdout, s.stdout)
+		}
+		if code != 0 && !strings.Contains(stderr, s.stderrHas) {
+			t.Errorf("%v: stderr %q, want it to say %q", s.args, stderr, s.stderrHas)
+		}
+	}
+	_, out, _ := sluicectl(t, addr, "history")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], "rollback to version 1") {
+		t.Errorf("history:\n%s\nwant a header and 3 versions, the newest commented \"rollback to version 1\"", out)
+	}
+}
