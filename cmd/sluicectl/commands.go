@@ -113,14 +113,16 @@ Prints "applied version N" and one line per changed resource, or
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
+	if st := w.check(c, fs); st >= 0 {
+		return st
+	}
 	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{
 		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(),
 	})
 	if resp == nil {
 		return st
 	}
-	c.printApplied(resp, *w.dry)
-	return 0
+	return c.finish(ctx, client, "apply", w, resp)
 }
 
 // ifVersionAbout ends the help of every command that stores a version.
@@ -129,13 +131,20 @@ const ifVersionAbout = `
 With --if-version V nothing is stored unless the current version is still V
 (0: nothing applied yet); otherwise the command says which version is current
 and exits 1. A pipeline that read version V, reviewed a diff against it and
-then applies cannot overwrite a change someone made in between.`
+then applies cannot overwrite a change someone made in between.
+
+With --wait the command then waits until every connected node has applied
+the version (or a newer one): exit 0. If a node refuses it (NACK), it prints
+the node and its reason and exits 2; if --wait-timeout passes first, it
+prints the nodes still behind and exits 3.`
 
 // writeFlags are the flags of every command that stores a version.
 type writeFlags struct {
-	dry       *bool
-	comment   *string
-	ifVersion *optionalVersion
+	dry         *bool
+	comment     *string
+	ifVersion   *optionalVersion
+	wait        *bool
+	waitTimeout *time.Duration
 }
 
 // addWriteFlags adds --dry-run, --comment and --if-version to fs;
@@ -149,7 +158,31 @@ func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
 	}
 	w.comment = fs.String("comment", "", help)
 	fs.Var(w.ifVersion, "if-version", "store only if the current version is still `V`")
+	w.wait = fs.Bool("wait", false, "then wait until every connected node applies the version (exit 0), one refuses it (exit 2) or --wait-timeout passes (exit 3)")
+	w.waitTimeout = fs.Duration("wait-timeout", time.Minute, "how long --wait waits, as a `DURATION`")
 	return w
+}
+
+// check refuses flag combinations that make no sense; it returns an exit
+// status, or -1 when the flags are fine.
+func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
+	switch {
+	case *w.wait && *w.dry:
+		return c.usageError(fs, "--wait has nothing to wait for with --dry-run")
+	case *w.waitTimeout <= 0:
+		return c.usageError(fs, "--wait-timeout must be positive")
+	}
+	return -1
+}
+
+// finish prints the outcome of a write and, with --wait, waits for the
+// fleet to apply it; it returns the exit status.
+func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, resp *sluicev1.ApplyResponse) int {
+	c.printApplied(resp, *w.dry)
+	if !*w.wait {
+		return 0
+	}
+	return c.waitApplied(ctx, client, cmd, resp.GetVersion(), *w.waitTimeout)
 }
 
 // optionalVersion is a version flag that knows whether it was given.
@@ -220,6 +253,9 @@ other endpoints of its cluster; 0 takes it out of rotation.
 	if st >= 0 {
 		return st
 	}
+	if st := w.check(c, fs); st >= 0 {
+		return st
+	}
 	cluster, endpoint, ok := splitEndpoint(pos[0])
 	if !ok {
 		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
@@ -240,6 +276,9 @@ func stateCommand(name string, state sluicev1.AdminState, about string) func(con
 		w := addWriteFlags(fs, "the command")
 		pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 		if st >= 0 {
+			return st
+		}
+		if st := w.check(c, fs); st >= 0 {
 			return st
 		}
 		cluster, endpoint, ok := splitEndpoint(pos[0])
@@ -273,14 +312,13 @@ func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
 // updateEndpoint sends an endpoint edit and prints its outcome.
 func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, req *sluicev1.UpdateEndpointRequest) int {
 	req.DryRun, req.Comment, req.IfVersion, req.Author = *w.dry, *w.comment, w.ifVersion.get(), author()
-	ctx, cancel := c.call(ctx)
+	callCtx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.UpdateEndpoint(ctx, req)
+	resp, err := client.UpdateEndpoint(callCtx, req)
 	if err != nil {
 		return c.rpcError(cmd, err)
 	}
-	c.printApplied(resp, *w.dry)
-	return 0
+	return c.finish(ctx, client, cmd, w, resp)
 }
 
 func cmdRollback(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
@@ -298,20 +336,22 @@ Prints "applied version M" and one line per changed resource, or
 	if st >= 0 {
 		return st
 	}
+	if st := w.check(c, fs); st >= 0 {
+		return st
+	}
 	version, err := strconv.ParseUint(pos[0], 10, 64)
 	if err != nil || version == 0 {
 		return c.usageError(fs, "N must be a stored version number (1 or more), not %q", pos[0])
 	}
-	ctx, cancel := c.call(ctx)
+	callCtx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.Rollback(ctx, &sluicev1.RollbackRequest{
+	resp, err := client.Rollback(callCtx, &sluicev1.RollbackRequest{
 		Version: version, DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Author: author(),
 	})
 	if err != nil {
 		return c.rpcError("rollback", err)
 	}
-	c.printApplied(resp, *w.dry)
-	return 0
+	return c.finish(ctx, client, "rollback", w, resp)
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Exit statuses of --wait beyond 0 (every node applied) and 1 (a call
+// failed): CI pipelines gate on them.
+const (
+	exitNacked      = 2
+	exitWaitTimeout = 3
+)
+
+// waitPoll is how often --wait asks the control plane about the nodes.
+const waitPoll = 200 * time.Millisecond
+
+// waitApplied polls the nodes until every connected one has applied
+// version (or a newer one), one has refused it, or timeout passes, and
+// returns the exit status. Nodes that disconnect meanwhile drop out of the
+// wait: they will get the version when they come back.
+func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, version uint64, timeout time.Duration) int {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(waitPoll)
+	defer tick.Stop()
+	var w waited // as of the last answer
+	for {
+		callCtx, callCancel := c.call(ctx)
+		resp, err := client.ListNodes(callCtx, &sluicev1.ListNodesRequest{})
+		callCancel()
+		if err != nil && ctx.Err() == nil {
+			return c.rpcError(cmd, err)
+		}
+		if err == nil {
+			w = tally(resp.GetNodes(), version)
+			if len(w.refused) > 0 {
+				for _, n := range w.refused {
+					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused version %d: %s\n", cmd, n.GetId(), version, oneLine(n.GetNackError()))
+				}
+				return exitNacked
+			}
+			if len(w.behind) == 0 {
+				c.printWaited(w, version, time.Since(start))
+				return 0
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			behind := make([]string, 0, len(w.behind))
+			for _, n := range w.behind {
+				behind = append(behind, fmt.Sprintf("%s (applied %s)", n.GetId(), versionText(n.GetAckedVersion())))
+			}
+			fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes have not applied version %d: %s\n",
+				cmd, timeout, len(w.behind), w.connected, version, strings.Join(behind, ", "))
+			return exitWaitTimeout
+		}
+	}
+}
+
+// waited is where the connected nodes stand with one version.
+type waited struct {
+	connected int
+	behind    []*sluicev1.NodeStatus // connected, not applied, not refused
+	refused   []*sluicev1.NodeStatus
+}
+
+func tally(nodes []*sluicev1.NodeStatus, version uint64) waited {
+	var w waited
+	for _, n := range nodes {
+		if !n.GetConnected() {
+			continue
+		}
+		w.connected++
+		switch {
+		case n.GetAckedVersion() >= version:
+		case n.GetNackedVersion() >= version:
+			w.refused = append(w.refused, n)
+		default:
+			w.behind = append(w.behind, n)
+		}
+	}
+	byID := func(ns []*sluicev1.NodeStatus) {
+		sort.Slice(ns, func(i, j int) bool { return ns[i].GetId() < ns[j].GetId() })
+	}
+	byID(w.behind)
+	byID(w.refused)
+	return w
+}
+
+func (c *cli) printWaited(w waited, version uint64, took time.Duration) {
+	if w.connected == 0 {
+		fmt.Fprintf(c.stderr, "sluicectl: no node is connected; each gets version %d when it connects\n", version)
+		return
+	}
+	noun := "nodes"
+	if w.connected == 1 {
+		noun = "node"
+	}
+	fmt.Fprintf(c.stdout, "%d %s applied version %d in %v\n", w.connected, noun, version, took.Round(time.Millisecond))
+}

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// stuckNode opens a discovery stream as node id and never answers what it
+// receives: a node that is connected but applies nothing. The stream ends
+// when the returned function is called.
+func stuckNode(t *testing.T, cpAddr, id string) (stop func()) {
+	t.Helper()
+	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
+	if err == nil {
+		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id}})
+	}
+	if err != nil {
+		t.Fatalf("stuck node: %v", err)
+	}
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	stop = func() { cancel(); conn.Close() }
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestApplyWait is a CI pipeline gating on `sluicectl apply --wait`: exit 3
+// while a node does not apply, 0 once every connected node has, 2 with the
+// node's reason when one refuses.
+func TestApplyWait(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	b := startBackend(t, "a")
+	dp := startNode(t, c.addr, "node-a")
+	snap := func(listen string) string {
+		return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, listen))
+	}
+	good := freeAddr(t)
+
+	stop := stuckNode(t, c.addr, "node-stuck")
+	waitFor(t, "both nodes to connect", func() bool {
+		out, _, _ := ctl(t, c.addr, "nodes")
+		return strings.Count(out, "connected") == 2
+	})
+	stdout, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--wait-timeout", "1s")
+	if code != 3 || !strings.Contains(stderr, "1 of 2 nodes have not applied version 1: node-stuck (applied -)") {
+		t.Fatalf("apply --wait with a stuck node: exit %d, stdout %q, stderr %q; want 3 naming node-stuck", code, stdout, stderr)
+	}
+	waitVersion(t, dp, 1) // the version was stored and node-a runs it
+
+	stop()
+	stdout, stderr, code = ctl(t, c.addr, "set-weight", "web/a", "2", "--wait")
+	if code != 0 || !strings.Contains(stdout, "1 node applied version 2 in ") {
+		t.Fatalf("set-weight --wait: exit %d, stdout %q, stderr %q; want 0 and \"1 node applied version 2\"", code, stdout, stderr)
+	}
+
+	// A listener address some other process holds: node-a refuses.
+	busy, err := net.Listen("tcp", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(busy.Addr().String()), "--wait")
+	if code != 2 || !strings.Contains(stderr, "node node-a refused version 3: ") || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("apply --wait refused by the node: exit %d, stdout %q, stderr %q; want 2 with node-a's reason", code, stdout, stderr)
+	}
+
+	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
+	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {
+		t.Errorf("--wait --dry-run: exit %d, stderr %q; want a usage error", code, stderr)
+	}
+}
