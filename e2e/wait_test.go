@@ -88,6 +88,8 @@ listeners:
 		t.Fatalf("apply --wait refused by the node: exit %d, stdout %q, stderr %q; want 2 with node-a's reason", code, stdout, stderr)
 	}
 
+	t.Logf("refusal as printed: %s", stderr)
+
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
 	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {
 		t.Errorf("--wait --dry-run: exit %d, stderr %q; want a usage error", code, stderr)
