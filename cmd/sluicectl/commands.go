@@ -355,18 +355,29 @@ Prints "applied version M" and one line per changed resource, or
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("diff", "diff -f FILE|DIR", `
+	fs := c.flags("diff", "diff -f FILE|DIR [-o text|json]", `
 Show what "apply -f FILE|DIR" would change, one line per resource
 ("+ cluster api", "~ cluster web: endpoint web2 weight 1 -> 3", "- listener
 db"), or "no changes". The control plane validates the snapshot (a dry-run
-apply); nothing is stored. Faults are printed as for apply, with exit status 1.`)
+apply); nothing is stored. Faults are printed as for apply, with exit status 1.
+
+-o json prints the version the apply would create, whether it changes
+anything, and resource_changes: one {op, kind, name, fields} per resource,
+op being "added", "removed" or "changed".`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	o := outputFlag(fs, "text", "json")
 	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
 		return st
 	}
 	resp, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true})
 	if resp == nil {
 		return st
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
 	}
 	if len(resp.GetChanges()) == 0 {
 		fmt.Fprintln(c.stdout, "no changes")

@@ -353,10 +353,11 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			s.log.Info(w.op+" unchanged", "version", base, "author", w.author, "dry_run", w.dryRun)
 			return &sluicev1.ApplyResponse{Version: base}, nil
 		}
-		changes := changeLines(cur.Snapshot, next)
+		diff := snapshot.Diff(cur.Snapshot, next)
+		changes, structured := changeLines(diff), resourceChanges(diff)
 		if w.dryRun {
 			s.log.Info(w.op+" dry run", "version", base, "author", w.author, "changes", len(changes))
-			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes}, nil
+			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes, ResourceChanges: structured}, nil
 		}
 		info, changed, err := s.store.Put(ctx, base, store.Record{
 			Snapshot: next,
@@ -377,7 +378,7 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 		}
 		s.log.Info(w.done, "version", info.GetVersion(), "author", w.author,
 			"comment", w.comment, "changes", len(changes))
-		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes}, nil
+		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes, ResourceChanges: structured}, nil
 	}
 	return nil, status.Error(codes.Aborted, "configapi: too many concurrent writes; try again")
 }
@@ -444,11 +445,21 @@ func protoFieldName(m proto.Message, goName string) string {
 	return goName
 }
 
-func changeLines(old, new *sluicev1.Snapshot) []string {
-	changes := snapshot.Diff(old, new)
+func changeLines(changes []snapshot.Change) []string {
 	out := make([]string, 0, len(changes))
 	for _, c := range changes {
 		out = append(out, c.String())
+	}
+	return out
+}
+
+// changeOps names a snapshot.Change's Op for scripts.
+var changeOps = map[byte]string{'+': "added", '-': "removed", '~': "changed"}
+
+func resourceChanges(changes []snapshot.Change) []*sluicev1.ResourceChange {
+	out := make([]*sluicev1.ResourceChange, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, &sluicev1.ResourceChange{Op: changeOps[c.Op], Kind: c.Kind, Name: c.Name, Fields: c.Fields})
 	}
 	return out
 }

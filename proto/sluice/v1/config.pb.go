@@ -300,9 +300,11 @@ type ApplyResponse struct {
 	Changed bool   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
 	// Changes summarises what differs from the previous current version, one
 	// line per resource, e.g. "~ cluster web".
-	Changes       []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Changes []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	// ResourceChanges are the same changes, structured for scripts.
+	ResourceChanges []*ResourceChange `protobuf:"bytes,4,rep,name=resource_changes,json=resourceChanges,proto3" json:"resource_changes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ApplyResponse) Reset() {
@@ -356,6 +358,86 @@ func (x *ApplyResponse) GetChanges() []string {
 	return nil
 }
 
+func (x *ApplyResponse) GetResourceChanges() []*ResourceChange {
+	if x != nil {
+		return x.ResourceChanges
+	}
+	return nil
+}
+
+// ResourceChange is how one resource differs between two versions.
+type ResourceChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Op is "added", "removed" or "changed".
+	Op string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	// Kind is the resource type: "cluster" or "listener".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Fields says, for a changed resource, what changed, one short text per
+	// difference: "endpoint web2 weight 1 -> 3", "+endpoint web3".
+	Fields        []string `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceChange) Reset() {
+	*x = ResourceChange{}
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceChange) ProtoMessage() {}
+
+func (x *ResourceChange) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceChange.ProtoReflect.Descriptor instead.
+func (*ResourceChange) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResourceChange) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *ResourceChange) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ResourceChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceChange) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version 0 means the current one.
@@ -369,7 +451,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +463,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +476,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetRequest) GetVersion() uint64 {
@@ -421,7 +503,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +515,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +528,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetResponse) GetInfo() *VersionInfo {
@@ -477,7 +559,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +571,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +584,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -550,7 +632,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +644,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +657,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -595,7 +677,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +689,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +702,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -645,7 +727,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +739,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +752,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 type ListNodesResponse struct {
@@ -682,7 +764,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +776,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +789,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -744,7 +826,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +838,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +851,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -875,7 +957,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +969,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +982,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -961,7 +1043,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1055,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1068,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -1007,7 +1089,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1101,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1114,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStatsRequest) GetNodeId() string {
@@ -1058,7 +1140,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1152,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1165,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetStatsResponse) GetNodes() []*NodeStats {
@@ -1107,7 +1189,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1201,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1214,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -1173,7 +1255,7 @@ type ShutdownSessionsRequest struct {
 
 func (x *ShutdownSessionsRequest) Reset() {
 	*x = ShutdownSessionsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1267,7 @@ func (x *ShutdownSessionsRequest) String() string {
 func (*ShutdownSessionsRequest) ProtoMessage() {}
 
 func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1280,7 @@ func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ShutdownSessionsRequest) GetCluster() string {
@@ -1225,7 +1307,7 @@ type ShutdownSessionsResponse struct {
 
 func (x *ShutdownSessionsResponse) Reset() {
 	*x = ShutdownSessionsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1319,7 @@ func (x *ShutdownSessionsResponse) String() string {
 func (*ShutdownSessionsResponse) ProtoMessage() {}
 
 func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1332,7 @@ func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
@@ -1292,11 +1374,17 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
 	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"]\n" +
+	"\v_if_version\"\xa3\x01\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
-	"\achanges\x18\x03 \x03(\tR\achanges\"I\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\x12D\n" +
+	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\"`\n" +
+	"\x0eResourceChange\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"I\n" +
 	"\n" +
 	"GetRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
@@ -1386,78 +1474,80 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(*ApplyRequest)(nil),             // 0: sluice.v1.ApplyRequest
 	(*UpdateEndpointRequest)(nil),    // 1: sluice.v1.UpdateEndpointRequest
 	(*RollbackRequest)(nil),          // 2: sluice.v1.RollbackRequest
 	(*ApplyResponse)(nil),            // 3: sluice.v1.ApplyResponse
-	(*GetRequest)(nil),               // 4: sluice.v1.GetRequest
-	(*GetResponse)(nil),              // 5: sluice.v1.GetResponse
-	(*VersionInfo)(nil),              // 6: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),           // 7: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 8: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),         // 9: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 10: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),               // 11: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),         // 12: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),        // 13: sluice.v1.ListConnsResponse
-	(*GetStatsRequest)(nil),          // 14: sluice.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),         // 15: sluice.v1.GetStatsResponse
-	(*NodeStats)(nil),                // 16: sluice.v1.NodeStats
-	(*ShutdownSessionsRequest)(nil),  // 17: sluice.v1.ShutdownSessionsRequest
-	(*ShutdownSessionsResponse)(nil), // 18: sluice.v1.ShutdownSessionsResponse
-	nil,                              // 19: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 20: sluice.v1.Snapshot
-	(AdminState)(0),                  // 21: sluice.v1.AdminState
-	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
-	(CloseReason)(0),                 // 23: sluice.v1.CloseReason
-	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
-	(*ConnRecord)(nil),               // 25: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 26: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 27: sluice.v1.CommandResult
+	(*ResourceChange)(nil),           // 4: sluice.v1.ResourceChange
+	(*GetRequest)(nil),               // 5: sluice.v1.GetRequest
+	(*GetResponse)(nil),              // 6: sluice.v1.GetResponse
+	(*VersionInfo)(nil),              // 7: sluice.v1.VersionInfo
+	(*HistoryRequest)(nil),           // 8: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 9: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),         // 10: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 11: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),               // 12: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 13: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 14: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 15: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 16: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 17: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 18: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 19: sluice.v1.ShutdownSessionsResponse
+	nil,                              // 20: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 21: sluice.v1.Snapshot
+	(AdminState)(0),                  // 22: sluice.v1.AdminState
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(CloseReason)(0),                 // 24: sluice.v1.CloseReason
+	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
+	(*ConnRecord)(nil),               // 26: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 27: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 28: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	20, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	21, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
-	6,  // 2: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	20, // 3: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	22, // 4: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	6,  // 5: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	11, // 6: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	19, // 7: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	22, // 8: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	22, // 9: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	23, // 10: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	24, // 11: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	25, // 12: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	16, // 13: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	22, // 14: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	26, // 15: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	27, // 16: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	0,  // 17: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	1,  // 18: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	2,  // 19: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	4,  // 20: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	7,  // 21: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	9,  // 22: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	12, // 23: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	14, // 24: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	17, // 25: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	3,  // 26: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	3,  // 27: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	3,  // 28: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	5,  // 29: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	8,  // 30: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	10, // 31: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	13, // 32: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	15, // 33: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	18, // 34: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	21, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	22, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	4,  // 2: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
+	7,  // 3: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
+	21, // 4: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	23, // 5: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	7,  // 6: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	12, // 7: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	20, // 8: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	23, // 9: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	23, // 10: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	24, // 11: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	25, // 12: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	26, // 13: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	17, // 14: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	23, // 15: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	27, // 16: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	28, // 17: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	0,  // 18: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	1,  // 19: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	2,  // 20: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	5,  // 21: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	8,  // 22: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	10, // 23: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	13, // 24: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	15, // 25: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	18, // 26: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	3,  // 27: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	3,  // 28: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	3,  // 29: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	6,  // 30: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	9,  // 31: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	11, // 32: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	14, // 33: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	16, // 34: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	19, // 35: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -1477,7 +1567,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -545,6 +545,40 @@ func (m *ApplyResponse) validate(all bool) error {
 
 	// no validation rules for Changed
 
+	for idx, item := range m.GetResourceChanges() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ApplyResponseValidationError{
+						field:  fmt.Sprintf("ResourceChanges[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ApplyResponseValidationError{
+						field:  fmt.Sprintf("ResourceChanges[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ApplyResponseValidationError{
+					field:  fmt.Sprintf("ResourceChanges[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
 	if len(errors) > 0 {
 		return ApplyResponseMultiError(errors)
 	}
@@ -622,6 +656,112 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = ApplyResponseValidationError{}
+
+// Validate checks the field values on ResourceChange with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *ResourceChange) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ResourceChange with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in ResourceChangeMultiError,
+// or nil if none found.
+func (m *ResourceChange) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ResourceChange) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Op
+
+	// no validation rules for Kind
+
+	// no validation rules for Name
+
+	if len(errors) > 0 {
+		return ResourceChangeMultiError(errors)
+	}
+
+	return nil
+}
+
+// ResourceChangeMultiError is an error wrapping multiple validation errors
+// returned by ResourceChange.ValidateAll() if the designated constraints
+// aren't met.
+type ResourceChangeMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ResourceChangeMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ResourceChangeMultiError) AllErrors() []error { return m }
+
+// ResourceChangeValidationError is the validation error returned by
+// ResourceChange.Validate if the designated constraints aren't met.
+type ResourceChangeValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ResourceChangeValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ResourceChangeValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ResourceChangeValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ResourceChangeValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ResourceChangeValidationError) ErrorName() string { return "ResourceChangeValidationError" }
+
+// Error satisfies the builtin error interface
+func (e ResourceChangeValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sResourceChange.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ResourceChangeValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ResourceChangeValidationError{}
 
 // Validate checks the field values on GetRequest with the rules defined in the
 // proto definition for this message. If any rules are violated, the first

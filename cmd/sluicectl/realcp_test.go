@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +71,39 @@ func TestRollbackAndIfVersion(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !strings.Contains(lines[1], "rollback to version 1") {
 		t.Errorf("history:\n%s\nwant a header and 3 versions, the newest commented \"rollback to version 1\"", out)
+	}
+}
+
+// TestDiffJSON: scripts get each changed resource as an object.
+func TestDiffJSON(t *testing.T) {
+	addr := startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	code, stdout, stderr := sluicectl(t, addr, "diff", "-f", writeFile(t, "heavier.yaml", heavier), "-o", "json")
+	if code != 0 {
+		t.Fatalf("diff -o json: exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Version         string `json:"version"`
+		Changed         bool   `json:"changed"`
+		ResourceChanges []struct {
+			Op, Kind, Name string
+			Fields         []string
+		} `json:"resource_changes"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("diff -o json printed no JSON: %v\n%s", err, stdout)
+	}
+	if got.Version != "2" || !got.Changed || len(got.ResourceChanges) != 1 {
+		t.Fatalf("diff -o json = %+v; want version 2, changed, one resource", got)
+	}
+	rc := got.ResourceChanges[0]
+	if rc.Op != "changed" || rc.Kind != "cluster" || rc.Name != "web" ||
+		!slices.Equal(rc.Fields, []string{"endpoint web2 weight 1 -> 3", "+endpoint web3"}) {
+		t.Errorf("resource change = %+v; want cluster web changed: web2's weight and +endpoint web3", rc)
+	}
+	if code, _, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "-o", "yaml"); code != 2 || !strings.Contains(stderr, "-o must be text or json") {
+		t.Errorf("diff -o yaml: exit %d, %q; want a usage error", code, stderr)
 	}
 }
