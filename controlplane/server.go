@@ -90,6 +90,11 @@ type Options struct {
 	// ShutdownGrace bounds how long Serve waits, once its context ends, for
 	// config API calls in flight. 0: DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// Insecure lets Listen and HTTP be addresses other than loopback ones.
+	// The control plane has no authentication yet, so whoever reaches
+	// these addresses can change the fleet's configuration; without
+	// Insecure, New refuses any address that is not loopback.
+	Insecure bool
 	// Logger receives the control plane's log (nil: none).
 	Logger *slog.Logger
 }
@@ -150,12 +155,12 @@ func New(opts Options) (_ *Server, err error) {
 		}
 		s.store = b
 	}
-	if s.lis, err = net.Listen("tcp", opts.Listen); err != nil {
-		return nil, fmt.Errorf("controlplane: grpc listener: %w", err)
+	if s.lis, err = listen("--listen", opts.Listen, opts.Insecure); err != nil {
+		return nil, err
 	}
 	if opts.HTTP != "" {
-		if s.httpLis, err = net.Listen("tcp", opts.HTTP); err != nil {
-			return nil, fmt.Errorf("controlplane: http listener: %w", err)
+		if s.httpLis, err = listen("--http", opts.HTTP, opts.Insecure); err != nil {
+			return nil, err
 		}
 	}
 
@@ -220,6 +225,24 @@ func New(opts Options) (_ *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// listen binds addr, which the flag named flagName gave, and refuses an
+// address that is not loopback unless insecure: it is the address that
+// was bound that counts, so "0.0.0.0:7070" or a host name that resolves
+// to a public address is caught as surely as "10.0.0.5:7070".
+func listen(flagName, addr string, insecure bool) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %s: %w", flagName, err)
+	}
+	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !insecure {
+		lis.Close()
+		return nil, fmt.Errorf("controlplane: %s %s is not a loopback address, and the control plane has no TLS "+
+			"or authentication yet: anyone who reaches it could change the fleet's configuration. "+
+			"Pass --insecure to serve it there anyway (on a trusted network only)", flagName, addr)
+	}
+	return lis, nil
 }
 
 // Addr returns the gRPC listener's address.

@@ -848,3 +848,26 @@ func TestShutdownSessions(t *testing.T) {
 	}
 	mu.Unlock()
 }
+
+// TestRefusesNonLoopbackWithoutInsecure: with no TLS or authentication, a
+// control plane reachable from the network must be asked for explicitly.
+func TestRefusesNonLoopbackWithoutInsecure(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		opts Options
+	}{
+		{"--listen", Options{Listen: "0.0.0.0:0", DataDir: t.TempDir()}},
+		{"--http", Options{HTTP: "0.0.0.0:0", DataDir: t.TempDir()}},
+	} {
+		cp, err := New(tc.opts)
+		if err == nil {
+			cp.Close()
+			t.Errorf("%s 0.0.0.0:0 without Insecure: started; want it refused", tc.flag)
+			continue
+		}
+		want := tc.flag + " 0.0.0.0:0 is not a loopback address"
+		if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--insecure") {
+			t.Errorf("%s: %v; want it to say %q and name --insecure", tc.flag, err, want)
+		}
+	}
+}

@@ -45,6 +45,7 @@ func run(args []string) int {
 		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz and /metrics; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
+		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones; the control plane has no TLS or authentication yet")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
 	)
@@ -79,6 +80,7 @@ func run(args []string) int {
 		DataDir:      *dataDir,
 		ConnsRing:    *connsRing,
 		KeepVersions: *keep,
+		Insecure:     *insecure,
 		Logger:       log,
 	})
 	if err != nil {
