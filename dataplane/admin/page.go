@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/internal/ratemeter"
 	"github.com/sluice-lb/sluice/internal/units"
 )
 
@@ -50,7 +51,7 @@ type pageCluster struct {
 type pageEndpoint struct {
 	node.EndpointStatus
 	Since   string // how long it has been in its state; "" unknown
-	Rate    rate
+	Rate    ratemeter.Rate
 	HasRate bool
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/internal/ratemeter"
 )
 
 // minRateWindow is the shortest time a rate is measured over: two page
@@ -18,65 +19,26 @@ const minRateWindow = time.Second
 type rates struct {
 	now func() time.Time // time.Now but in tests
 
-	mu     sync.Mutex
-	at     time.Time           // when last was read
-	last   map[string]counters // by endpointKey
-	shown  map[string]rate     // the rates of the last window
-	window time.Duration       // its length; 0 before there is one
-}
-
-// counters are what rates follows of one endpoint.
-type counters struct {
-	requests, bytesIn, bytesOut, errors uint64
-}
-
-// rate is per second over a window. Errors are 5xx answers and failed
-// connects.
-type rate struct {
-	Requests, BytesIn, BytesOut, Errors float64
+	mu    sync.Mutex
+	meter ratemeter.Meter
 }
 
 func newRates() *rates { return &rates{now: time.Now} }
 
 func endpointKey(s *node.EndpointStatus) string { return s.Cluster + "/" + s.Name }
 
-func countersOf(s *node.EndpointStatus) counters {
-	return counters{s.Stats.Requests, s.Stats.BytesIn, s.Stats.BytesOut, s.Stats.Responses5xx + s.Stats.ConnectErrors}
-}
-
-// observe takes the endpoints' counters now and returns each endpoint's
-// rate over the window that ends now (or, if the previous view is less
-// than minRateWindow old, the last window), and the window's length, 0
-// at the first view. An endpoint that did not exist at the window's start,
-// or whose counters went back (it was recreated), has no rate.
-func (r *rates) observe(eps []node.EndpointStatus) (map[string]rate, time.Duration) {
+// observe reads the endpoints' counters now and returns each endpoint's
+// rate over the window that ends now (or the last window, if the previous
+// view is less than minRateWindow old) by endpointKey, and the window's
+// length: 0 at the first view.
+func (r *rates) observe(eps []node.EndpointStatus) (map[string]ratemeter.Rate, time.Duration) {
+	cur := make(map[string]ratemeter.Counters, len(eps))
+	for i := range eps {
+		s := &eps[i].Stats
+		cur[endpointKey(&eps[i])] = ratemeter.Counters{Requests: s.Requests, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Errors: s.Responses5xx + s.ConnectErrors}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
-	if r.last != nil && now.Sub(r.at) < minRateWindow {
-		return r.shown, r.window
-	}
-	cur := make(map[string]counters, len(eps))
-	for i := range eps {
-		cur[endpointKey(&eps[i])] = countersOf(&eps[i])
-	}
-	if r.last != nil {
-		r.window = now.Sub(r.at)
-		secs := r.window.Seconds()
-		r.shown = make(map[string]rate, len(cur))
-		for k, c := range cur {
-			p, ok := r.last[k]
-			if !ok || c.requests < p.requests || c.bytesIn < p.bytesIn || c.bytesOut < p.bytesOut || c.errors < p.errors {
-				continue
-			}
-			r.shown[k] = rate{
-				Requests: float64(c.requests-p.requests) / secs,
-				BytesIn:  float64(c.bytesIn-p.bytesIn) / secs,
-				BytesOut: float64(c.bytesOut-p.bytesOut) / secs,
-				Errors:   float64(c.errors-p.errors) / secs,
-			}
-		}
-	}
-	r.at, r.last = now, cur
-	return r.shown, r.window
+	r.meter.Read(r.now(), cur, minRateWindow)
+	return r.meter.Rates()
 }
