@@ -42,6 +42,9 @@ type Options struct {
 	// AdminAddr is where /healthz, /readyz and /status are served; empty
 	// disables the admin endpoint.
 	AdminAddr string
+	// AdminAuth, when set, asks for a user and password on the admin
+	// address for everything but /healthz and /readyz.
+	AdminAuth *admin.Credentials
 	Logger    *slog.Logger
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).
@@ -94,7 +97,11 @@ func Start(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("dataplane: admin: %w", err)
 		}
 		d.adminL = ln
-		d.admin = &http.Server{Handler: admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped), ReadHeaderTimeout: 5 * time.Second}
+		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped)
+		if opts.AdminAuth != nil {
+			h = opts.AdminAuth.Protect(h)
+		}
+		d.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane"
+	"github.com/sluice-lb/sluice/dataplane/admin"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -32,8 +33,15 @@ accepting connections, lets HTTP requests and TCP sessions in progress
 finish for up to --drain-grace, then closes what is left and exits. A second
 signal exits at once.
 
+The admin address serves a status page for people (/ and /stats), /status
+(JSON), /metrics (Prometheus), and the probes /healthz and /readyz. With
+--admin-auth-file, everything there but the probes asks for a user and
+password (HTTP basic auth). The file holds one user:password per line; it
+must be readable by its owner only (chmod 600), or the node refuses to start.
+
 Usage:
-  sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR] [--drain-grace D]
+  sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR]
+            [--admin-auth-file FILE] [--drain-grace D]
 
 Flags:
 `
@@ -44,7 +52,8 @@ func main() {
 	host, _ := os.Hostname()
 	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
-	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (/healthz, /readyz, /status); empty disables")
+	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics); empty disables")
+	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	fs.Usage = func() {
@@ -64,10 +73,16 @@ func main() {
 	if err != nil {
 		fail("--labels: %v", err)
 	}
+	var adminAuth *admin.Credentials
+	if *adminAuthFile != "" {
+		if adminAuth, err = admin.LoadCredentials(*adminAuthFile); err != nil {
+			fail("--admin-auth-file: %v", err)
+		}
+	}
 	nodeInfo := &sluicev1.Node{Id: *nodeID, Labels: lbls, BuildVersion: version}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, Logger: log})
+	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth, Logger: log})
 	if err != nil {
 		fail("%v", err)
 	}

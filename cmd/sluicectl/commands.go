@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -642,7 +643,7 @@ Reasons:
 		reason := reasonName(r.GetCloseReason())
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
-			orDash(r.GetClientAddress()), served, dur, bytesText(r.GetBytesIn()), bytesText(r.GetBytesOut()),
+			orDash(r.GetClientAddress()), served, dur, units.Bytes(r.GetBytesIn()), units.Bytes(r.GetBytesOut()),
 			r.GetRequests(), reason)
 	}
 	tw.Flush()
@@ -727,20 +728,6 @@ func labelsText(labels map[string]string) string {
 	return strings.Join(keys, ",")
 }
 
-// bytesText writes a byte count in binary units: 512B, 1.5KiB, 3.2MiB.
-func bytesText(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("stats", "stats [--node ID] [--cluster NAME] [-o table|json]", `
 Show what each node last reported of its endpoints (a node reports within a
@@ -794,7 +781,7 @@ as disconnected, with its last report.`)
 		if !n.GetConnected() {
 			state, reported = "disconnected", "last report"
 		}
-		fmt.Fprintf(c.stdout, "%s (%s, %s %s ago)\n", n.GetNodeId(), state, reported, ageText(n.GetReportedAt().AsTime(), now))
+		fmt.Fprintf(c.stdout, "%s (%s, %s %s ago)\n", n.GetNodeId(), state, reported, units.Age(n.GetReportedAt().AsTime(), now))
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CLUSTER/ENDPOINT\tADDRESS\tHEALTH\tWEIGHT\tACTIVE\tCONNS\tREQUESTS\tBYTES IN\tBYTES OUT\t5XX\tCONN ERR\tSINCE\tDETAIL")
 		for _, ep := range n.GetEndpoints() {
@@ -804,11 +791,11 @@ as disconnected, with its last report.`)
 			}
 			since := "-"
 			if ep.GetSince() != nil {
-				since = ageText(ep.GetSince().AsTime(), now)
+				since = units.Age(ep.GetSince().AsTime(), now)
 			}
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n",
 				ep.GetCluster(), ep.GetEndpoint(), orDash(ep.GetAddress()), healthText(ep.GetHealth()), weight,
-				ep.GetActive(), ep.GetConns(), ep.GetRequests(), bytesText(ep.GetBytesIn()), bytesText(ep.GetBytesOut()),
+				ep.GetActive(), ep.GetConns(), ep.GetRequests(), units.Bytes(ep.GetBytesIn()), units.Bytes(ep.GetBytesOut()),
 				ep.GetResponses_5Xx(), ep.GetConnectErrors(), since, oneLine(orDash(ep.GetDetail())))
 		}
 		tw.Flush()
@@ -826,22 +813,6 @@ func healthText(h sluicev1.EndpointHealth) string {
 		return "-"
 	}
 	return strings.TrimPrefix(h.String(), "ENDPOINT_HEALTH_")
-}
-
-// ageText is how long ago t was, in at most two units: 42s, 5m03s,
-// 3h07m, 2d04h.
-func ageText(t, now time.Time) string {
-	d := max(now.Sub(t), 0)
-	s := int64(d / time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", s)
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", s/60, s%60)
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", s/3600, s/60%60)
-	}
-	return fmt.Sprintf("%dd%02dh", s/86400, s/3600%24)
 }
 
 func cmdShutdownSessions(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -37,7 +38,8 @@ const defaultCP = "127.0.0.1:7070"
 const maxMsgSize = 256 << 20
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too, so that top leaves the terminal as it found it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -73,6 +75,7 @@ var commands = []command{
 	{name: "nodes", summary: "list dataplane nodes: state, applied version, last NACK", run: cmdNodes},
 	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},
 	{name: "stats", summary: "per node and endpoint: health, weight, conns, requests, bytes, errors", run: cmdStats},
+	{name: "top", summary: "a refreshing view of the fleet: health, weight, req/s, errors/s, bytes/s", run: cmdTop},
 	{name: "shutdown-sessions", summary: "close every connection to one endpoint on every node, now", run: cmdShutdownSessions},
 }
 

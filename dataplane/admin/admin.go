@@ -1,5 +1,6 @@
 // Package admin serves a node's local admin endpoint: liveness, readiness,
-// a JSON view of what the node runs and its metrics for Prometheus.
+// a JSON view of what the node runs, its metrics for Prometheus and an
+// HTML status page for people.
 package admin
 
 import (
@@ -11,10 +12,14 @@ import (
 
 // Handler returns the admin routes for n.
 //
+//	/         an HTML status page: listeners, clusters, endpoints, rates
+//	/stats    the same page, at HAProxy's customary address
 //	/healthz  200 while the process runs
 //	/readyz   200 once a snapshot is applied, 503 before and while draining
 //	/status   JSON: node id, applied version, endpoints with health and load
 //	/metrics  the same, and the Go runtime's, in the Prometheus text format
+//
+// Credentials.Protect puts everything but the probes behind a password.
 func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +37,9 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped))
+	page := statusPage(nodeID, n, dropped, newRates())
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /stats", page)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

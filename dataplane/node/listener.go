@@ -24,6 +24,7 @@ import (
 // connections of the old one, which speak the old protocol.
 type listener struct {
 	address string
+	name    string // as the snapshot applied last names it; guarded by Node.mu
 	ln      *net.TCPListener
 	gen     atomic.Pointer[generation]
 	done    chan struct{}
@@ -60,6 +61,7 @@ func bind(address string) (*net.TCPListener, error) {
 // A TCP listener's rebalance works on the sessions to its default cluster.
 func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
 	l.setRebalance(ls, rt.def)
+	l.name = ls.GetName()
 	cur := l.gen.Load()
 	if cur != nil && cur.protocol != ls.GetProtocol() {
 		replaced, cur = cur, nil

@@ -1,0 +1,262 @@
+package admin
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/units"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+const testTimeout = 10 * time.Second
+
+// testNode runs a node with cluster web (a, weight 3; b, weight 1) behind
+// HTTP listener public; it returns the node and the listener's address.
+func testNode(t *testing.T) (*node.Node, string) {
+	t.Helper()
+	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(n.Close)
+	listen := loopback.FreeAddr(t)
+	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: "%s", weight: 3 }
+      - { name: b, address: "%s", weight: 1 }
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`, serveHTTP(t, "a"), serveHTTP(t, "b"), listen), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply("7", snap); err != nil {
+		t.Fatal(err)
+	}
+	return n, listen
+}
+
+// serveHTTP starts an HTTP server on loopback that answers name.
+func serveHTTP(t *testing.T, name string) string {
+	t.Helper()
+	return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+}
+
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", loopback.FreeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+var client = &http.Client{Timeout: testTimeout}
+
+// fetch GETs url, with user and password unless user is "".
+func fetch(t *testing.T, url, user, pass string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// sendRequests sends n requests through the listener at addr and counts
+// the answers by backend.
+func sendRequests(t *testing.T, addr string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		_, body := fetch(t, "http://"+addr+"/", "", "")
+		got[body]++
+	}
+	return got
+}
+
+var (
+	rowRE  = regexp.MustCompile(`(?s)<tr[^>]*>(.*?)</tr>`)
+	cellRE = regexp.MustCompile(`(?s)<td[^>]*>(.*?)</td>`)
+	tagRE  = regexp.MustCompile(`<[^>]*>`)
+)
+
+// row returns the text of the cells of the table row of page whose first
+// cell reads first, as a person sees them.
+func row(page, first string) []string {
+	for _, r := range rowRE.FindAllStringSubmatch(page, -1) {
+		var cells []string
+		for _, c := range cellRE.FindAllStringSubmatch(r[1], -1) {
+			cells = append(cells, strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(c[1], " "))), " "))
+		}
+		if len(cells) > 0 && cells[0] == first {
+			return cells
+		}
+	}
+	return nil
+}
+
+// The endpoint table's columns.
+const (
+	colName = iota
+	colAddress
+	colState
+	colWeight
+	colActive
+	colConns
+	colRequests
+	colReqRate
+	colIn
+	colInRate
+	colOut
+	colOutRate
+	col5xx
+	colConnErr
+	colErrRate
+	colSince
+)
+
+// TestStatusPageAuth: with credentials configured, the page, /status and
+// /metrics answer 401 with a Basic challenge without them or with wrong
+// ones, and the page with the endpoints with the right ones; the probes
+// stay open.
+func TestStatusPageAuth(t *testing.T) {
+	n, _ := testNode(t)
+	creds, err := ParseCredentials([]byte("admin:s3cret\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + serve(t, creds.Protect(Handler("node-1", n, func() uint64 { return 0 })))
+	for _, path := range []string{"/", "/stats", "/status", "/metrics", "/nothing-here"} {
+		for _, who := range [][2]string{{"", ""}, {"admin", "wrong"}, {"root", "s3cret"}} {
+			resp, body := fetch(t, base+path, who[0], who[1])
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Basic realm="sluice"` ||
+				strings.Contains(body, "web") {
+				t.Errorf("GET %s as %q/%q: %d, WWW-Authenticate %q, body %q; want 401 with a Basic challenge and nothing of the node",
+					path, who[0], who[1], resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+			}
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if resp, body := fetch(t, base+path, "", ""); resp.StatusCode != http.StatusOK || body != "ok\n" {
+			t.Errorf("GET %s without credentials: %d %q, want 200 ok", path, resp.StatusCode, body)
+		}
+	}
+	for _, path := range []string{"/", "/stats"} {
+		resp, page := fetch(t, base+path, "admin", "s3cret")
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("GET %s as admin: %d %s, want 200 text/html\n%s", path, resp.StatusCode, resp.Header.Get("Content-Type"), page)
+		}
+		for _, ep := range []string{"a", "b"} {
+			if r := row(page, ep); len(r) <= colWeight || r[colState] != "UP" {
+				t.Errorf("GET %s as admin: row of endpoint %s = %q, want it UP\n%s", path, ep, r, page)
+			}
+		}
+	}
+	if resp, body := fetch(t, base+"/status", "admin", "s3cret"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"Name": "a"`) {
+		t.Errorf("GET /status as admin: %d %q, want 200 with endpoint a", resp.StatusCode, body)
+	}
+}
+
+// TestStatusPageShowsTraffic: the page shows the node, its listener with
+// its open connections, each endpoint's state, weight and counters, and
+// rates that match the requests sent between two views.
+func TestStatusPageShowsTraffic(t *testing.T) {
+	n, listen := testNode(t)
+	r := newRates()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r.now = func() time.Time { return now }
+	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, r))
+
+	_, page := fetch(t, base+"/", "", "")
+	for _, want := range []string{"sluice node node-1", "snapshot version 7", `class="state READY"`, "rates from the next refresh on", `<meta http-equiv="refresh" content="5">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("first view lacks %q\n%s", want, page)
+		}
+	}
+	if got, want := row(page, "public"), []string{"public", listen, "HTTP", "0"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("listener row = %q, want %q", got, want)
+	}
+	if a := row(page, "a"); len(a) <= colSince || a[colRequests] != "0" || a[colReqRate] != "–" || a[colWeight] != "3" {
+		t.Errorf("first view, row of a = %q; want weight 3, 0 requests, no rate yet", a)
+	}
+
+	// The requests go over one keep-alive connection, which stays open
+	// in the client's pool and shows on the listener.
+	if got := sendRequests(t, listen, 8); got["a"] != 6 || got["b"] != 2 {
+		t.Fatalf("answers %v, want a:6 b:2", got)
+	}
+	now = now.Add(2 * time.Second)
+	_, page = fetch(t, base+"/stats", "", "")
+	if !strings.Contains(page, "rates over the last 2s") {
+		t.Errorf("second view does not say the rates are over 2s\n%s", page)
+	}
+	if l := row(page, "public"); len(l) != 4 || l[3] != "1" {
+		t.Errorf("listener row with one keep-alive client = %q, want 1 connection", l)
+	}
+	var eps = map[string]node.EndpointStatus{}
+	for _, s := range n.Endpoints() {
+		eps[s.Name] = s
+	}
+	for _, tt := range []struct {
+		name, requests, rate string
+	}{{"a", "6", "3.0"}, {"b", "2", "1.0"}} {
+		got := row(page, tt.name)
+		s := eps[tt.name]
+		want := map[int]string{
+			colState: "UP", colRequests: tt.requests, colReqRate: tt.rate,
+			colIn: units.Bytes(s.Stats.BytesIn), colInRate: units.Bytes((s.Stats.BytesIn+1)/2) + "/s",
+			colOut: units.Bytes(s.Stats.BytesOut), colOutRate: units.Bytes((s.Stats.BytesOut+1)/2) + "/s",
+			col5xx: "0", colConnErr: "0", colErrRate: "0.0",
+		}
+		if len(got) <= colSince {
+			t.Fatalf("row of %s = %q", tt.name, got)
+		}
+		for col, w := range want {
+			if got[col] != w {
+				t.Errorf("row of %s, column %d = %q, want %q (row %q)", tt.name, col, got[col], w, got)
+			}
+		}
+		if s.Stats.BytesIn == 0 || s.Stats.BytesOut == 0 {
+			t.Errorf("endpoint %s counted no bytes: %+v", tt.name, s.Stats)
+		}
+	}
+
+	// A reload within a second shows the same window, not a new one.
+	now = now.Add(500 * time.Millisecond)
+	sendRequests(t, listen, 4)
+	_, page = fetch(t, base+"/?refresh=0", "", "")
+	if a := row(page, "a"); len(a) <= colSince || a[colRequests] != "9" || a[colReqRate] != "3.0" {
+		t.Errorf("reload after 500ms: row of a = %q, want 9 requests and the last window's 3.0 req/s", a)
+	}
+	if strings.Contains(page, `http-equiv="refresh"`) || !strings.Contains(page, "Not reloading") {
+		t.Errorf("?refresh=0 still reloads\n%s", page)
+	}
+	if resp, body := fetch(t, base+"/?refresh=soon", "", ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "refresh must be a number of seconds") {
+		t.Errorf("?refresh=soon: %d %q, want 400 saying why", resp.StatusCode, body)
+	}
+}

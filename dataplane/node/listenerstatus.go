@@ -1,0 +1,34 @@
+package node
+
+import (
+	"sort"
+	"strings"
+)
+
+// ListenerStatus is one listener of the running configuration, as the
+// node's status page shows it.
+type ListenerStatus struct {
+	Name, Address string
+	// Protocol is HTTP or TCP: the names of sluicev1.Protocol without
+	// prefix.
+	Protocol string
+	// Conns counts the client connections open on the listener now.
+	Conns int
+}
+
+// Listeners lists the listeners of the running configuration, by name.
+func (n *Node) Listeners() []ListenerStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]ListenerStatus, 0, len(n.listeners))
+	for _, l := range n.listeners {
+		s := ListenerStatus{Name: l.name, Address: l.address}
+		if g := l.gen.Load(); g != nil {
+			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
+			s.Conns = g.conns.Len()
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/units"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// nodeReport returns node id's last endpoint report as the control plane
+// has it, by cluster/endpoint, and when it came.
+func (c *cp) nodeReport(t *testing.T, id string) (time.Time, map[string]*sluicev1.EndpointStats) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	resp, err := c.api.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: id})
+	if err != nil || len(resp.GetNodes()) > 1 {
+		t.Fatalf("GetStats of %s: %v, %v", id, resp, err)
+	}
+	eps := map[string]*sluicev1.EndpointStats{}
+	if len(resp.GetNodes()) == 0 {
+		return time.Time{}, eps
+	}
+	n := resp.GetNodes()[0]
+	for _, ep := range n.GetEndpoints() {
+		eps[ep.GetCluster()+"/"+ep.GetEndpoint()] = ep
+	}
+	return n.GetReportedAt().AsTime(), eps
+}
+
+// lastFrame returns the last frame of top's output that contains want.
+func lastFrame(out, want string) string {
+	frames := strings.Split(out, "sluicectl top · ")
+	for i := len(frames) - 1; i >= 0; i-- {
+		if strings.Contains(frames[i], want) {
+			return frames[i]
+		}
+	}
+	return ""
+}
+
+// TestTopRates: sluicectl top, its stdout a pipe, prints frame after frame;
+// the rates of the frame after a burst of traffic are the requests, errors
+// and bytes of the burst over the time between the node's two reports, and
+// --once prints one frame with rates and exits.
+func TestTopRates(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	})}
+	go failing.Serve(ln)
+	t.Cleanup(func() { failing.Close() })
+	web, api := freeAddr(t), freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: %s, weight: 3 }
+      - { name: b, address: %s }
+  - name: api
+    endpoints: [{ name: e, address: %s }]
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
+  - { name: api, address: %s, protocol: HTTP, default_cluster: api }
+`, a.addr, b.addr, ln.Addr().String(), web, api)))
+	waitFor(t, "the node's first report", func() bool {
+		_, eps := c.nodeReport(t, "node-1")
+		return len(eps) == 3
+	})
+
+	top := start(t, "sluicectl", "--cp", c.addr, "top", "--interval", "100ms", "--node", "node-1")
+	// Rates show once top has seen two reports; the burst then comes
+	// right after the second, well before the next one, 5s later.
+	waitFor(t, "top to show rates", func() bool { return strings.Contains(top.out.String(), "rates over ") })
+	before, was := c.nodeReport(t, "node-1")
+	if got := count(t, "http://"+web+"/", 8, nil); got["a"] != 6 || got["b"] != 2 {
+		t.Fatalf("answers %v, want a:6 b:2", got)
+	}
+	for range 4 {
+		if _, err := get(http.DefaultClient, "http://"+api+"/"); err == nil || !strings.HasPrefix(err.Error(), "status 500") {
+			t.Fatalf("a request to the failing endpoint: %v, want status 500", err)
+		}
+	}
+	var after time.Time
+	var now map[string]*sluicev1.EndpointStats
+	waitFor(t, "the node to report the burst", func() bool {
+		after, now = c.nodeReport(t, "node-1")
+		return now["web/a"].GetRequests() == was["web/a"].GetRequests()+6 && now["api/e"].GetResponses_5Xx() == was["api/e"].GetResponses_5Xx()+4
+	})
+	window := after.Sub(before)
+	head := fmt.Sprintf("rates over %s)", window.Round(time.Millisecond))
+	waitFor(t, "top to show the burst", func() bool { return lastFrame(top.out.String(), head) != "" })
+	out := top.out.String()
+	frame := lastFrame(out, head)
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("top wrote terminal control sequences to a pipe: %q", out)
+	}
+	secs := window.Seconds()
+	rate := func(n uint64) string { return fmt.Sprintf("%.1f", float64(n)/secs) }
+	bytesRate := func(key string, f func(*sluicev1.EndpointStats) uint64) string {
+		return units.Bytes(uint64(float64(f(now[key])-f(was[key]))/secs+0.5)) + "/s"
+	}
+	in, sent := (*sluicev1.EndpointStats).GetBytesIn, (*sluicev1.EndpointStats).GetBytesOut
+	for _, tt := range []struct {
+		key, health, weight, reqs, errs string
+	}{
+		{"web/a", "UP", "3", rate(6), rate(0)},
+		{"web/b", "UP", "1", rate(2), rate(0)},
+		{"api/e", "UP", "1", rate(4), rate(4)},
+	} {
+		// CLUSTER/ENDPOINT HEALTH WEIGHT ACTIVE REQ/S ERR/S IN/S OUT/S
+		want := []string{tt.key, tt.health, tt.weight, "0", tt.reqs, tt.errs, bytesRate(tt.key, in), bytesRate(tt.key, sent)}
+		if got := fields(frame, tt.key); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("row %q, want %q\n%s", got, want, frame)
+		}
+	}
+	if !strings.Contains(frame, fmt.Sprintf("node-1 (connected, reported ")) ||
+		!strings.Contains(frame, fmt.Sprintf("%s: %s req/s, %s err/s", head, rate(12), rate(4))) {
+		t.Errorf("node line lacks %s and the node's totals, %s req/s and %s err/s\n%s", head, rate(12), rate(4), frame)
+	}
+
+	stdout, stderr, code := ctl(t, c.addr, "top", "--once", "--cluster", "web")
+	if code != 0 || strings.Count(stdout, "sluicectl top · ") != 1 || !strings.Contains(stdout, "rates over ") ||
+		fields(stdout, "web/a") == nil || fields(stdout, "api/e") != nil {
+		t.Errorf("top --once --cluster web: exit %d, stdout %q, stderr %q; want one frame with rates, web's endpoints only", code, stdout, stderr)
+	}
+}
