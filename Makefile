@@ -14,7 +14,7 @@ PROTOC_GEN_VALIDATE_VERSION := v1.3.3
 # The HTTP/2 conformance suite e2e/h2spec_test.go runs (v2 has no /v2 module path).
 H2SPEC_VERSION             := v2.2.1+incompatible
 
-.PHONY: all build run test test-short lint generate check-generated tools fuzz bench measure clean
+.PHONY: all build run test test-short lint generate check-generated tools fuzz bench measure screenshot clean
 
 all: build
 
@@ -54,6 +54,9 @@ $(TOOLS)/protoc-gen-validate:
 	GOBIN=$(TOOLS) $(GO) install github.com/envoyproxy/protoc-gen-validate@$(PROTOC_GEN_VALIDATE_VERSION)
 $(TOOLS)/h2spec:
 	GOBIN=$(TOOLS) $(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
+
+screenshot: ## rewrite docs/dashboard.png from a real run of the dashboard in headless chromium
+	$(GO) test -count=1 -run '^TestDashboard$$' ./e2e -screenshot $(CURDIR)/docs/dashboard.png
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \

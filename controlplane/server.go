@@ -1,7 +1,8 @@
 // Package controlplane assembles sluice-cp: the snapshot store, the discovery
 // server that streams snapshots to dataplane nodes, the fleet registry, the
 // stats receiver, the command channel to nodes and the operators' config
-// API, on one gRPC listener, plus an HTTP listener for /healthz and /metrics.
+// API, on one gRPC listener, plus an HTTP listener for the dashboard, its
+// JSON API (/api/), /healthz and /metrics.
 //
 // A program (cmd/sluice-cp, or a test that wants a control plane in-process)
 // calls New, which opens the store and binds the listeners, then Serve on one
@@ -31,8 +32,11 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane/command"
 	"github.com/sluice-lb/sluice/controlplane/configapi"
+	"github.com/sluice-lb/sluice/controlplane/dashboard"
 	"github.com/sluice-lb/sluice/controlplane/discovery"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/history"
+	"github.com/sluice-lb/sluice/controlplane/httpapi"
 	"github.com/sluice-lb/sluice/controlplane/metrics"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
@@ -71,8 +75,8 @@ type Options struct {
 	// Listen is the gRPC address (discovery, stats, commands, config API,
 	// health, reflection). Empty: 127.0.0.1 on a free port.
 	Listen string
-	// HTTP is the address of /healthz and /metrics. Empty: no HTTP
-	// listener.
+	// HTTP is the address of the dashboard (/), its JSON API (/api/),
+	// /healthz and /metrics. Empty: no HTTP listener.
 	HTTP string
 	// DataDir holds the embedded store (DataDir/sluice.db). Required unless
 	// Store is set.
@@ -87,6 +91,9 @@ type Options struct {
 	// ConnsRing is how many connection records are kept for ListConns.
 	// 0: stats.DefaultRingSize.
 	ConnsRing int
+	// HistorySeries bounds the series of per-second history kept for the
+	// dashboard (see package history). 0: history.DefaultMaxSeries.
+	HistorySeries int
 	// ShutdownGrace bounds how long Serve waits, once its context ends, for
 	// config API calls in flight. 0: DefaultShutdownGrace.
 	ShutdownGrace time.Duration
@@ -109,6 +116,7 @@ type Server struct {
 	discovery *discovery.Server
 	metrics   *metrics.Metrics
 	stats     *stats.Server
+	history   *history.Recorder
 	commands  *command.Registry
 	health    *health.Server
 	grpc      *grpc.Server
@@ -177,11 +185,17 @@ func New(opts Options) (_ *Server, err error) {
 		},
 	})
 	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery"))
-	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats"))
+	s.history = history.New(opts.HistorySeries)
+	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats")).
+		WithObserver(s.history)
 	s.commands = command.NewRegistry(log.With("component", "command"))
 	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands)
 
+	// The config API's calls from gRPC (sluicectl) and from HTTP (the
+	// dashboard) go through the same interceptors: an auth check added
+	// here applies to both.
+	interceptors := []grpc.UnaryServerInterceptor{s.unary.interceptor}
 	s.grpc = grpc.NewServer(
 		discovery.ServerOption(),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
@@ -193,7 +207,7 @@ func New(opts Options) (_ *Server, err error) {
 			Time:    keepaliveTime,
 			Timeout: keepaliveTimeout,
 		}),
-		grpc.ChainUnaryInterceptor(s.unary.interceptor),
+		grpc.ChainUnaryInterceptor(interceptors...),
 	)
 	sluicev1.RegisterDiscoveryServiceServer(s.grpc, s.discovery)
 	sluicev1.RegisterStatsServiceServer(s.grpc, s.stats)
@@ -218,6 +232,8 @@ func New(opts Options) (_ *Server, err error) {
 			w.Write([]byte("ok"))
 		})
 		mux.Handle("GET /metrics", s.metrics.Handler())
+		mux.Handle("/api/", httpapi.New(config, s.history, interceptors...).Handler())
+		mux.Handle("/", dashboard.Handler())
 		s.http = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,

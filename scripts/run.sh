@@ -50,7 +50,7 @@ wait_for "the HTTP listener" curl -fsS http://127.0.0.1:8080/
 cat <<TXT
 
 Sluice is running (logs in $RUN/):
-  control plane   gRPC $CP   http://$CP_HTTP/healthz
+  control plane   gRPC $CP   dashboard http://$CP_HTTP/
   node-1          admin http://$ADMIN/status
   HTTP listener   http://127.0.0.1:8080/   -> cluster web (web1 weight 2, web2 weight 1)
   TCP listener    127.0.0.1:6663           -> the same cluster, one backend per connection

@@ -25,6 +25,12 @@ sluice-cp is the Sluice control plane. It keeps versioned snapshots in an
 embedded store (DIR/sluice.db), streams the current snapshot to every
 dataplane node, and serves the operators' API (sluicectl) on the same gRPC
 address, with gRPC health and reflection (grpcurl -plaintext ADDR list).
+
+On --http it serves the web dashboard (http://ADDR/: the fleet, clusters
+with per-second charts of the last hour, recent connections, and drain,
+enable, disable and set-weight buttons), its JSON API under /api/, the
+control plane's Prometheus metrics on /metrics, and /healthz. There is no
+authentication yet: keep --http on loopback or a trusted network.
 SIGINT or SIGTERM stop it cleanly.
 
 Flags:
@@ -42,7 +48,7 @@ func run(args []string) int {
 	}
 	var (
 		listen    = fs.String("listen", controlplane.DefaultListen, "gRPC `ADDR` for nodes (discovery, stats) and operators (config API)")
-		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving /healthz and /metrics; empty disables it")
+		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving the dashboard (/), its JSON API (/api/), /metrics and /healthz; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones; the control plane has no TLS or authentication yet")

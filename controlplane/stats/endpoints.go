@@ -32,13 +32,14 @@ type View struct {
 // NewViews returns an empty set of views.
 func NewViews() *Views { return &Views{now: time.Now, nodes: map[string]*View{}} }
 
-// Put makes eps node's view, received now. eps must not be modified
-// afterwards.
-func (v *Views) Put(node string, eps []*sluicev1.EndpointStats) {
+// Put makes eps node's view, received now, and returns it. eps must not be
+// modified afterwards.
+func (v *Views) Put(node string, eps []*sluicev1.EndpointStats) *View {
 	view := &View{NodeID: node, ReportedAt: v.now(), Endpoints: eps}
 	v.mu.Lock()
 	v.nodes[node] = view
 	v.mu.Unlock()
+	return view
 }
 
 // List returns the views of node (every node for ""), sorted by node id,

@@ -126,13 +126,22 @@ type Nodes interface {
 	Draining(node, instance string) bool
 }
 
+// Observer is told every endpoint view a node reports and when the
+// node's stats stream ends (*history.Recorder, which keeps the dashboard's
+// charts). It is called from stream goroutines and must not block.
+type Observer interface {
+	Observe(node string, at time.Time, eps []*sluicev1.EndpointStats)
+	Forget(node string, at time.Time)
+}
+
 // Server implements sluicev1.StatsServiceServer, feeding a Ring.
 type Server struct {
 	sluicev1.UnimplementedStatsServiceServer
 
 	ring     *Ring
 	views    *Views
-	nodes    Nodes // nil: nobody to tell
+	nodes    Nodes    // nil: nobody to tell
+	observer Observer // nil: nobody to tell
 	log      *slog.Logger
 	received atomic.Uint64
 	dropped  atomic.Uint64
@@ -147,6 +156,13 @@ func NewServer(ring *Ring, nodes Nodes, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{ring: ring, views: NewViews(), nodes: nodes, log: log}
+}
+
+// WithObserver makes the server tell o every endpoint view and every end
+// of a node's stream. It returns s; call it before serving.
+func (s *Server) WithObserver(o Observer) *Server {
+	s.observer = o
+	return s
 }
 
 // Ring returns the ring the server feeds.
@@ -172,6 +188,11 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		node, instance string
 		total          uint64
 	)
+	defer func() {
+		if node != "" && s.observer != nil {
+			s.observer.Forget(node, time.Now())
+		}
+	}()
 	for {
 		rep, err := stream.Recv()
 		if err == io.EOF {
@@ -201,7 +222,10 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
 		}
 		if eps := rep.GetEndpoints(); eps != nil {
-			s.views.Put(node, eps.GetEndpoints())
+			view := s.views.Put(node, eps.GetEndpoints())
+			if s.observer != nil {
+				s.observer.Observe(node, view.ReportedAt, view.Endpoints)
+			}
 		}
 		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node, instance) {
 			s.log.Info("node is draining", "node", node)

@@ -25,9 +25,10 @@ const (
 )
 
 // EndpointsEvery is how often the endpoints' view is sent when nothing but
-// its counters changed. A change of health or configuration goes out with
-// the next batch, within DefaultInterval.
-const EndpointsEvery = 5 * time.Second
+// its counters changed: every second, for the control plane's one-second
+// history. A change of health or configuration goes out with the next
+// batch, within DefaultInterval.
+const EndpointsEvery = time.Second
 
 // Endpoints is where the reporter reads the node's view of its endpoints
 // (*node.Node). Both methods are called from Run's goroutine.

@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"google.golang.org/protobuf/proto"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// maxActionBody bounds the body of an endpoint action: a weight and a
+// comment.
+const maxActionBody = 4 << 10
+
+// actionBody is the JSON body of POST
+// /api/clusters/{cluster}/endpoints/{endpoint}/{action}: the weight for
+// action weight, and for every action an optional history comment (the
+// default is the sluicectl command that does the same: "drain web/a").
+type actionBody struct {
+	Weight  *uint32 `json:"weight"`
+	Comment string  `json:"comment"`
+	DryRun  bool    `json:"dry_run"`
+}
+
+// actionJSON answers an endpoint action as sluicectl prints its result: the
+// version stored (the current one when nothing changed) and the changes.
+type actionJSON struct {
+	Version uint64   `json:"version"`
+	Changed bool     `json:"changed"`
+	Changes []string `json:"changes"`
+}
+
+// endpointAction serves drain, enable, disable and weight by calling
+// ConfigService.UpdateEndpoint, the method behind sluicectl drain, enable,
+// disable and set-weight.
+func (a *API) endpointAction(w http.ResponseWriter, r *http.Request) {
+	var body actionBody
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxActionBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil && err != io.EOF {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body: %v", err), nil)
+		return
+	}
+	req := &sluicev1.UpdateEndpointRequest{
+		Cluster:  r.PathValue("cluster"),
+		Endpoint: r.PathValue("endpoint"),
+		Comment:  body.Comment,
+		DryRun:   body.DryRun,
+		Author:   author(r),
+	}
+	switch action := r.PathValue("action"); action {
+	case "drain":
+		req.State = sluicev1.AdminState_ADMIN_STATE_DRAINING
+	case "enable":
+		req.State = sluicev1.AdminState_ADMIN_STATE_ACTIVE
+	case "disable":
+		req.State = sluicev1.AdminState_ADMIN_STATE_DISABLED
+	case "weight":
+		if body.Weight == nil {
+			writeError(w, http.StatusBadRequest, `weight: the body must give the weight: {"weight": 3}`,
+				[]fieldError{{Field: "weight", Description: "is required"}})
+			return
+		}
+		req.Weight = proto.Uint32(*body.Weight)
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: drain, enable, disable or weight", action), nil)
+		return
+	}
+	resp, err := call(a, r, sluicev1.ConfigService_UpdateEndpoint_FullMethodName, req, a.config.UpdateEndpoint)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	changes := resp.GetChanges()
+	if changes == nil {
+		changes = []string{}
+	}
+	writeJSON(w, http.StatusOK, actionJSON{Version: resp.GetVersion(), Changed: resp.GetChanged(), Changes: changes})
+}
+
+// author is who the history says made an edit from the API: "dashboard"
+// and the client's address, until issue 7's tokens name the user.
+func author(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "dashboard@" + host
+}

@@ -1,0 +1,343 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluice-lb/sluice/controlplane/configapi"
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/history"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// fixture is a real config API over a real store, fleet, stats and
+// history, with web/a and web/b applied as version 1.
+type fixture struct {
+	config *configapi.Server
+	store  store.Store
+	fleet  *fleet.Registry
+	ring   *stats.Ring
+	views  *stats.Views
+	hist   *history.Recorder
+	api    http.Handler
+}
+
+func newFixture(t *testing.T, interceptors ...grpc.UnaryServerInterceptor) *fixture {
+	t.Helper()
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{store: st, fleet: fleet.NewRegistry(), ring: stats.NewRing(100), views: stats.NewViews(), hist: history.New(0)}
+	f.config = configapi.New(st, f.fleet, f.ring, nil).WithFleet(f.views, nil)
+	f.api = New(f.config, f.hist, interceptors...).Handler()
+	snap, err := snapshot.Parse([]byte(`
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: 127.0.0.1:9001, weight: 2 }
+      - { name: b, address: 127.0.0.1:9002 }
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.config.Apply(context.Background(), &sluicev1.ApplyRequest{Snapshot: snap, Author: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// do serves one request and decodes the JSON answer into out (nil: not
+// decoded); it returns the status.
+func (f *fixture) do(t *testing.T, req *http.Request, out any) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	f.api.ServeHTTP(rec, req)
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: Content-Type %q, want application/json", req.Method, req.URL, ct)
+	}
+	if out != nil {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			t.Fatalf("%s %s: %v: %s", req.Method, req.URL, err, rec.Body)
+		}
+	}
+	return rec.Code
+}
+
+func post(path, body string) *http.Request {
+	r := httptest.NewRequest("POST", path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}
+
+// current returns the current version's info and web/a.
+func (f *fixture) current(t *testing.T) (*sluicev1.VersionInfo, *sluicev1.Endpoint) {
+	t.Helper()
+	v, err := f.store.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Info, v.Snapshot.GetClusters()[0].GetEndpoints()[0]
+}
+
+// TestEndpointActions: each action stores what sluicectl's command would,
+// with its comment, and says so as sluicectl does.
+func TestEndpointActions(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct {
+		path, body, comment string
+		state               sluicev1.AdminState
+		weight              uint32
+		change              string
+	}{
+		{"drain", ``, "drain web/a", sluicev1.AdminState_ADMIN_STATE_DRAINING, 2, "state ACTIVE -> DRAINING"},
+		{"disable", `{}`, "disable web/a", sluicev1.AdminState_ADMIN_STATE_DISABLED, 2, "state DRAINING -> DISABLED"},
+		{"enable", ``, "enable web/a", sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED, 2, "state DISABLED -> ACTIVE"},
+		{"weight", `{"weight": 5, "comment": "more for a"}`, "more for a", sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED, 5, "weight 2 -> 5"},
+	} {
+		var got actionJSON
+		req := post("/api/clusters/web/endpoints/a/"+tt.path, tt.body)
+		if code := f.do(t, req, &got); code != http.StatusOK {
+			t.Fatalf("%s: status %d", tt.path, code)
+		}
+		info, ep := f.current(t)
+		if !got.Changed || got.Version != info.GetVersion() || len(got.Changes) != 1 || !strings.Contains(got.Changes[0], tt.change) {
+			t.Errorf("%s: answered %+v; want version %d changed with %q", tt.path, got, info.GetVersion(), tt.change)
+		}
+		if info.GetComment() != tt.comment || info.GetAuthor() != "dashboard@192.0.2.1" {
+			t.Errorf("%s: history says %q by %q, want %q by dashboard@192.0.2.1", tt.path, info.GetComment(), info.GetAuthor(), tt.comment)
+		}
+		if ep.GetState() != tt.state || ep.GetWeight() != tt.weight {
+			t.Errorf("%s: web/a is %v weight %d, want %v weight %d", tt.path, ep.GetState(), ep.GetWeight(), tt.state, tt.weight)
+		}
+	}
+	var again actionJSON
+	if code := f.do(t, post("/api/clusters/web/endpoints/a/enable", ""), &again); code != http.StatusOK || again.Changed {
+		t.Errorf("enable of an active endpoint: status %d, %+v; want 200, unchanged", code, again)
+	}
+}
+
+// TestEndpointActionErrors: the API refuses what the config API refuses,
+// with its words, and an HTTP status that means the same.
+func TestEndpointActionErrors(t *testing.T) {
+	f := newFixture(t)
+	_, grpcErr := f.config.UpdateEndpoint(context.Background(), &sluicev1.UpdateEndpointRequest{
+		Cluster: "web", Endpoint: "zz", State: sluicev1.AdminState_ADMIN_STATE_DRAINING})
+	for _, tt := range []struct {
+		name, path, body string
+		code             int
+		msg, field       string
+	}{
+		{"unknown endpoint", "/api/clusters/web/endpoints/zz/drain", ``, 404, status.Convert(grpcErr).Message(), ""},
+		{"unknown cluster", "/api/clusters/wbe/endpoints/a/drain", ``, 404, `cluster "wbe" not found, did you mean "web"?`, ""},
+		{"weight too big", "/api/clusters/web/endpoints/a/weight", `{"weight": 999}`, 400, "", "weight"},
+		{"no weight", "/api/clusters/web/endpoints/a/weight", `{}`, 400, "", "weight"},
+		{"bad body", "/api/clusters/web/endpoints/a/weight", `{"wieght": 3}`, 400, `body: json: unknown field "wieght"`, ""},
+		{"unknown action", "/api/clusters/web/endpoints/a/restart", ``, 404, `unknown action "restart": drain, enable, disable or weight`, ""},
+	} {
+		var got errorBody
+		code := f.do(t, post(tt.path, tt.body), &got)
+		if code != tt.code || (tt.msg != "" && got.Error != tt.msg) || (tt.field != "" && (len(got.Fields) != 1 || got.Fields[0].Field != tt.field)) {
+			t.Errorf("%s: status %d, %+v; want %d, %q, field %q", tt.name, code, got, tt.code, tt.msg, tt.field)
+		}
+	}
+	if info, _ := f.current(t); info.GetVersion() != 1 {
+		t.Errorf("refused actions stored version %d", info.GetVersion())
+	}
+}
+
+// TestCrossSitePostsRefused: a page of another site cannot make the
+// visitor's browser drain an endpoint; curl-like clients can.
+func TestCrossSitePostsRefused(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct {
+		name   string
+		header map[string]string
+		code   int
+	}{
+		{"foreign origin", map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"form post", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, http.StatusUnsupportedMediaType},
+		{"text body", map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
+		{"same origin", map[string]string{"Origin": "http://example.com", "Sec-Fetch-Site": "same-origin"}, http.StatusOK},
+	} {
+		req := post("/api/clusters/web/endpoints/b/drain", "")
+		for k, v := range tt.header {
+			req.Header.Set(k, v)
+		}
+		var body errorBody
+		if code := f.do(t, req, &body); code != tt.code {
+			t.Errorf("%s: status %d (%s), want %d", tt.name, code, body.Error, tt.code)
+		}
+	}
+	info, _ := f.current(t)
+	if info.GetVersion() != 2 {
+		t.Errorf("version %d after one allowed drain, want 2", info.GetVersion())
+	}
+}
+
+// TestCallsGoThroughInterceptors: every API call reaches the gRPC
+// interceptors with the ConfigService method's name and the request's
+// Authorization header, and an interceptor's refusal is the answer.
+func TestCallsGoThroughInterceptors(t *testing.T) {
+	var methods []string
+	deny := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		methods = append(methods, info.FullMethod)
+		md, _ := metadata.FromIncomingContext(ctx)
+		if auth := md.Get("authorization"); len(auth) != 1 || auth[0] != "Bearer good" {
+			return nil, status.Error(codes.PermissionDenied, "token may not do that")
+		}
+		return h(ctx, req)
+	}
+	f := newFixture(t, deny)
+	var body errorBody
+	if code := f.do(t, post("/api/clusters/web/endpoints/a/drain", ""), &body); code != http.StatusForbidden || body.Error != "token may not do that" {
+		t.Errorf("drain without token: status %d %q, want 403 from the interceptor", code, body.Error)
+	}
+	req := post("/api/clusters/web/endpoints/a/drain", "")
+	req.Header.Set("Authorization", "Bearer good")
+	if code := f.do(t, req, nil); code != http.StatusOK {
+		t.Errorf("drain with token: status %d", code)
+	}
+	for _, path := range []string{"/api/fleet", "/api/clusters", "/api/conns", "/api/history?cluster=web"} {
+		if code := f.do(t, httptest.NewRequest("GET", path, nil), nil); code != http.StatusForbidden {
+			t.Errorf("GET %s without token: status %d, want 403", path, code)
+		}
+	}
+	// Each GET stops at its first call, which the interceptor refuses.
+	want := []string{"UpdateEndpoint", "UpdateEndpoint", "Get", "Get", "ListConns", "GetStats"}
+	for i, m := range want {
+		want[i] = "/sluice.v1.ConfigService/" + m
+	}
+	if strings.Join(methods, " ") != strings.Join(want, " ") {
+		t.Errorf("interceptor saw %q, want %q", methods, want)
+	}
+}
+
+// TestClustersJoinSnapshotAndNodes: an endpoint shows the snapshot's
+// admin state and weight, each node's health, and the fleet's sums.
+func TestClustersJoinSnapshotAndNodes(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"n1", "n2"} {
+		f.fleet.Connect(&sluicev1.Node{Id: id}, "peer", 1)
+	}
+	f.views.Put("n1", []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 2, Conns: 3, Requests: 10, Responses_5Xx: 1}})
+	f.views.Put("n2", []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Detail: "connection refused", Active: 1, Conns: 1, Requests: 5, ConnectErrors: 2}})
+	f.do(t, post("/api/clusters/web/endpoints/b/disable", ""), nil)
+
+	var got clustersJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &got); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if got.Version != 2 || len(got.Clusters) != 1 || got.Clusters[0].LBPolicy != "ROUND_ROBIN" || len(got.Clusters[0].Endpoints) != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	a, b := got.Clusters[0].Endpoints[0], got.Clusters[0].Endpoints[1]
+	if a.State != "ACTIVE" || a.Weight != 2 || a.Health != "MIXED" || a.Active != 3 || a.Conns != 4 || a.Requests != 15 || a.Errors != 3 || len(a.Nodes) != 2 || a.Nodes[1].Detail != "connection refused" {
+		t.Errorf("web/a: %+v", a)
+	}
+	if b.State != "DISABLED" || b.Weight != 1 || b.Health != "UNKNOWN" || len(b.Nodes) != 0 {
+		t.Errorf("web/b: %+v", b)
+	}
+}
+
+// TestConnsFilters: the filters select records as sluicectl conns's do.
+func TestConnsFilters(t *testing.T) {
+	f := newFixture(t)
+	f.ring.Add([]*sluicev1.ConnRecord{
+		{NodeId: "n1", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, Duration: durationpb.New(time.Second)},
+		{NodeId: "n1", Cluster: "web", Endpoint: "b", CloseReason: sluicev1.CloseReason_CLOSE_REASON_DRAINED, Duration: durationpb.New(5 * time.Second)},
+		{NodeId: "n2", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT, Duration: durationpb.New(30 * time.Second)},
+	})
+	for _, tt := range []struct {
+		query string
+		want  string // node/endpoint/reason of each record, newest first
+	}{
+		{"", "n2/a/server_timeout n1/b/drained n1/a/client_closed"},
+		{"reason=drained,server_timeout&node=n1", "n1/b/drained"},
+		{"min_duration=2s&limit=1", "n2/a/server_timeout"},
+		{"endpoint=a&reason=CLIENT_CLOSED", "n1/a/client_closed"},
+	} {
+		var got struct{ Conns []connJSON }
+		if code := f.do(t, httptest.NewRequest("GET", "/api/conns?"+tt.query, nil), &got); code != http.StatusOK {
+			t.Fatalf("%s: status %d", tt.query, code)
+		}
+		var seen []string
+		for _, c := range got.Conns {
+			seen = append(seen, c.Node+"/"+c.Endpoint+"/"+c.Reason)
+		}
+		if strings.Join(seen, " ") != tt.want {
+			t.Errorf("?%s: got %q, want %q", tt.query, seen, tt.want)
+		}
+	}
+	var bad errorBody
+	if code := f.do(t, httptest.NewRequest("GET", "/api/conns?reason=closed", nil), &bad); code != 400 || !strings.Contains(bad.Error, `unknown reason "closed" (one of: client_closed, server_closed,`) {
+		t.Errorf("unknown reason: status %d %q", code, bad.Error)
+	}
+}
+
+// TestHistoryAnswersPerSecond: the history of a cluster is the recorder's,
+// one value per second.
+func TestHistoryAnswersPerSecond(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	f.hist.Observe("n1", now.Add(-3*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 100}})
+	f.hist.Observe("n1", now.Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 130}})
+	var got seriesJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&endpoint=a&seconds=10", nil), &got); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	total := float32(0)
+	for _, v := range got.Requests {
+		total += v
+	}
+	if len(got.Requests) != 10 || len(got.Active) != 10 || got.Step != 1 || total != 30 {
+		t.Errorf("got %d points (step %d) totalling %v requests, want 10 points totalling 30", len(got.Requests), got.Step, total)
+	}
+	for _, q := range []string{"", "node=n1&cluster=web", "cluster=web&seconds=0", "cluster=web&seconds=3601", "endpoint=a"} {
+		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+q, nil), nil); code != 400 {
+			t.Errorf("?%s: status %d, want 400", q, code)
+		}
+	}
+}
+
+// FuzzQueries: no query string crashes the parsers, and what they accept
+// stays within the bounds they promise.
+func FuzzQueries(f *testing.F) {
+	for _, s := range []string{"", "reason=drained,client_closed&limit=5", "min_duration=1s", "cluster=web&seconds=60", "node=n1", "limit=0", "reason=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		if req, err := parseConnsQuery(q); err == nil {
+			if req.GetLimit() < 1 || req.GetLimit() > maxConnsLimit || req.GetMinDuration().AsDuration() < 0 {
+				t.Fatalf("%q: accepted %v", raw, req)
+			}
+			if err := req.Validate(); err != nil {
+				t.Fatalf("%q: accepted a request ListConns refuses: %v", raw, err)
+			}
+		}
+		if hq, err := parseHistoryQuery(q); err == nil && (hq.seconds < 1 || hq.seconds > history.Window || hq.key.Kind == 0) {
+			t.Fatalf("%q: accepted %+v", raw, hq)
+		}
+	})
+}

@@ -1,0 +1,333 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluice-lb/sluice/controlplane/history"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// rateWindow is how many whole seconds of history the rates shown beside
+// clusters and endpoints average: short enough to follow a change, long
+// enough not to flicker.
+const rateWindow = 10
+
+// fleetJSON answers GET /api/fleet.
+type fleetJSON struct {
+	// Version is the current snapshot version, the one nodes should apply.
+	Version uint64     `json:"version"`
+	Nodes   []nodeJSON `json:"nodes"`
+}
+
+type nodeJSON struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels"`
+	Build  string            `json:"build,omitempty"`
+	// State is CONNECTED, DRAINING or DISCONNECTED.
+	State          string    `json:"state"`
+	Peer           string    `json:"peer,omitempty"`
+	ConnectedSince time.Time `json:"connected_since"`
+	LastSeen       time.Time `json:"last_seen"`
+	AppliedVersion uint64    `json:"applied_version"`
+	SentVersion    uint64    `json:"sent_version"`
+	// NackedVersion and NackError are the last version the node refused,
+	// and why, until it applies that version or a newer one.
+	NackedVersion uint64 `json:"nacked_version,omitempty"`
+	NackError     string `json:"nack_error,omitempty"`
+	// InSync says the node applied the current version.
+	InSync bool `json:"in_sync"`
+	// Active and Conns sum the node's endpoints in its latest report.
+	Active int64         `json:"active"`
+	Conns  int64         `json:"conns"`
+	Rate   history.Point `json:"rate"`
+}
+
+func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
+	cur, err := call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, a.config.Get)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	nodes, err := call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	st, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	gauges := map[string][2]int64{}
+	for _, n := range st.GetNodes() {
+		var g [2]int64
+		for _, ep := range n.GetEndpoints() {
+			g[0] += ep.GetActive()
+			g[1] += ep.GetConns()
+		}
+		gauges[n.GetNodeId()] = g
+	}
+	version := cur.GetInfo().GetVersion()
+	out := fleetJSON{Version: version, Nodes: []nodeJSON{}}
+	for _, n := range nodes.GetNodes() {
+		state := "DISCONNECTED"
+		switch {
+		case n.GetConnected() && n.GetDraining():
+			state = "DRAINING"
+		case n.GetConnected():
+			state = "CONNECTED"
+		}
+		g := gauges[n.GetId()]
+		out.Nodes = append(out.Nodes, nodeJSON{
+			ID: n.GetId(), Labels: orEmpty(n.GetLabels()), Build: n.GetBuildVersion(), State: state,
+			Peer: n.GetPeer(), ConnectedSince: n.GetConnectedSince().AsTime(), LastSeen: n.GetLastSeen().AsTime(),
+			AppliedVersion: n.GetAckedVersion(), SentVersion: n.GetSentVersion(),
+			NackedVersion: n.GetNackedVersion(), NackError: n.GetNackError(),
+			InSync: n.GetConnected() && n.GetAckedVersion() == version,
+			Active: g[0], Conns: g[1],
+			Rate: a.rate(history.NodeKey(n.GetId())),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// rate averages the last rateWindow seconds of k. Its Active and Conns are
+// those of the last second.
+func (a *API) rate(k history.Key) history.Point {
+	s, _ := a.history.Series(k, rateWindow, a.now())
+	var sum history.Point
+	for _, p := range s.Points {
+		sum.Requests += p.Requests
+		sum.Errors += p.Errors
+		sum.BytesIn += p.BytesIn
+		sum.BytesOut += p.BytesOut
+	}
+	n := float32(len(s.Points))
+	last := s.Points[len(s.Points)-1]
+	return history.Point{
+		Requests: sum.Requests / n, Errors: sum.Errors / n,
+		BytesIn: sum.BytesIn / n, BytesOut: sum.BytesOut / n,
+		Active: last.Active, Conns: last.Conns,
+	}
+}
+
+// clustersJSON answers GET /api/clusters: the clusters of the current
+// snapshot, in its order, each endpoint with its admin state and weight
+// from the snapshot and its health and counters from each node's latest
+// report.
+type clustersJSON struct {
+	Version  uint64        `json:"version"`
+	Clusters []clusterJSON `json:"clusters"`
+}
+
+type clusterJSON struct {
+	Name      string         `json:"name"`
+	LBPolicy  string         `json:"lb_policy"`
+	Rate      history.Point  `json:"rate"`
+	Endpoints []endpointJSON `json:"endpoints"`
+}
+
+type endpointJSON struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// State is the admin state the snapshot gives: ACTIVE, DRAINING or
+	// DISABLED.
+	State  string `json:"state"`
+	Weight uint32 `json:"weight"`
+	Backup bool   `json:"backup"`
+	// Health is what every connected node that reports the endpoint says
+	// (UP, DOWN, DRAINING, DISABLED, EJECTED, CHECKING), MIXED when they
+	// disagree, UNKNOWN when none reports it.
+	Health string `json:"health"`
+	// Active, Conns, Requests and Errors sum the nodes' latest reports;
+	// Errors counts 5xx responses and failed connects.
+	Active   int64              `json:"active"`
+	Conns    int64              `json:"conns"`
+	Requests uint64             `json:"requests"`
+	Errors   uint64             `json:"errors"`
+	Rate     history.Point      `json:"rate"`
+	Nodes    []endpointNodeJSON `json:"nodes"`
+}
+
+// endpointNodeJSON is one endpoint as one node reported it.
+type endpointNodeJSON struct {
+	Node      string `json:"node"`
+	Connected bool   `json:"connected"`
+	Health    string `json:"health"`
+	Detail    string `json:"detail,omitempty"`
+	Active    int64  `json:"active"`
+	Conns     int64  `json:"conns"`
+	Requests  uint64 `json:"requests"`
+	Errors    uint64 `json:"errors"`
+}
+
+func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
+	cur, err := call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, a.config.Get)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	st, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	type epKey struct{ cluster, endpoint string }
+	seen := map[epKey][]endpointNodeJSON{}
+	for _, n := range st.GetNodes() {
+		for _, ep := range n.GetEndpoints() {
+			k := epKey{ep.GetCluster(), ep.GetEndpoint()}
+			seen[k] = append(seen[k], endpointNodeJSON{
+				Node: n.GetNodeId(), Connected: n.GetConnected(),
+				Health: trimEnum(ep.GetHealth().String(), "ENDPOINT_HEALTH_"), Detail: ep.GetDetail(),
+				Active: ep.GetActive(), Conns: ep.GetConns(), Requests: ep.GetRequests(),
+				Errors: ep.GetResponses_5Xx() + ep.GetConnectErrors(),
+			})
+		}
+	}
+	out := clustersJSON{Version: cur.GetInfo().GetVersion(), Clusters: []clusterJSON{}}
+	for _, c := range cur.GetSnapshot().GetClusters() {
+		policy := c.GetLbPolicy()
+		if policy == sluicev1.LbPolicy_LB_POLICY_UNSPECIFIED {
+			policy = sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN // what nodes run for it
+		}
+		cj := clusterJSON{
+			Name: c.GetName(), LBPolicy: trimEnum(policy.String(), "LB_POLICY_"),
+			Rate: a.rate(history.ClusterKey(c.GetName())), Endpoints: []endpointJSON{},
+		}
+		for _, ep := range c.GetEndpoints() {
+			ej := endpointJSON{
+				Name: ep.GetName(), Address: ep.GetAddress(),
+				State:  trimEnum(ep.GetState().String(), "ADMIN_STATE_"),
+				Weight: 1, Backup: ep.GetBackup(), Health: "UNKNOWN",
+				Rate:  a.rate(history.EndpointKey(c.GetName(), ep.GetName())),
+				Nodes: seen[epKey{c.GetName(), ep.GetName()}],
+			}
+			if ep.Weight != nil {
+				ej.Weight = ep.GetWeight()
+			}
+			if ej.State == "UNSPECIFIED" {
+				ej.State = "ACTIVE"
+			}
+			if ej.Nodes == nil {
+				ej.Nodes = []endpointNodeJSON{}
+			}
+			for _, n := range ej.Nodes {
+				ej.Active += n.Active
+				ej.Conns += n.Conns
+				ej.Requests += n.Requests
+				ej.Errors += n.Errors
+				if !n.Connected {
+					continue
+				}
+				switch ej.Health {
+				case "UNKNOWN":
+					ej.Health = n.Health
+				case n.Health:
+				default:
+					ej.Health = "MIXED"
+				}
+			}
+			cj.Endpoints = append(cj.Endpoints, ej)
+		}
+		out.Clusters = append(out.Clusters, cj)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// trimEnum turns a proto enum name into the short form users type:
+// ENDPOINT_HEALTH_UP -> UP.
+func trimEnum(name, prefix string) string { return strings.TrimPrefix(name, prefix) }
+
+// seriesJSON answers GET /api/history: one array per field, one element
+// per second from Start, the shape a chart draws from.
+type seriesJSON struct {
+	Start    time.Time `json:"start"`
+	Step     int       `json:"step_seconds"`
+	Requests []float32 `json:"requests"`
+	Errors   []float32 `json:"errors"`
+	BytesIn  []float32 `json:"bytes_in"`
+	BytesOut []float32 `json:"bytes_out"`
+	Active   []float32 `json:"active"`
+	Conns    []float32 `json:"conns"`
+}
+
+func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
+	q, err := parseHistoryQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	// History is stats over time: reading it is a GetStats as far as the
+	// interceptors (and the permission checks they will make) go.
+	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{},
+		func(context.Context, *sluicev1.GetStatsRequest) (history.Series, error) {
+			s, _ := a.history.Series(q.key, q.seconds, a.now())
+			return s, nil
+		})
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	out := seriesJSON{Start: s.Start, Step: 1}
+	for _, p := range s.Points {
+		out.Requests = append(out.Requests, p.Requests)
+		out.Errors = append(out.Errors, p.Errors)
+		out.BytesIn = append(out.BytesIn, p.BytesIn)
+		out.BytesOut = append(out.BytesOut, p.BytesOut)
+		out.Active = append(out.Active, p.Active)
+		out.Conns = append(out.Conns, p.Conns)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// connJSON is one connection record of GET /api/conns.
+type connJSON struct {
+	Node     string        `json:"node"`
+	Listener string        `json:"listener"`
+	Client   string        `json:"client"`
+	Cluster  string        `json:"cluster"`
+	Endpoint string        `json:"endpoint"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	BytesIn  uint64        `json:"bytes_in"`
+	BytesOut uint64        `json:"bytes_out"`
+	Requests uint64        `json:"requests"`
+	// Reason is why it ended, as sluicectl conns writes it: client_closed,
+	// server_timeout, drained, …
+	Reason string `json:"reason"`
+}
+
+func (a *API) conns(w http.ResponseWriter, r *http.Request) {
+	req, err := parseConnsQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	resp, err := call(a, r, sluicev1.ConfigService_ListConns_FullMethodName, req, a.config.ListConns)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	out := []connJSON{}
+	for _, rec := range resp.GetRecords() {
+		out = append(out, connJSON{
+			Node: rec.GetNodeId(), Listener: rec.GetListener(), Client: rec.GetClientAddress(),
+			Cluster: rec.GetCluster(), Endpoint: rec.GetEndpoint(),
+			Start: rec.GetStart().AsTime(), Duration: rec.GetDuration().AsDuration(),
+			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
+			Reason: reasonName(rec.GetCloseReason()),
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conns": out})
+}

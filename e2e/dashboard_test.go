@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+var screenshot = flag.String("screenshot", "", "TestDashboard: after the test, run traffic for a while and write a PNG of the dashboard to this `FILE` (make screenshot)")
+
+// browserTimeout bounds everything TestDashboard does in the browser.
+const browserTimeout = 90 * time.Second
+
+// chromiumPath finds Debian's chromium. Without it the test is skipped,
+// unless it runs in CI (CI set), where .ci/run installs it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not on PATH and CI is set: .ci/run installs it (apt-get install chromium)")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium)")
+	return ""
+}
+
+// browser starts a headless chromium and returns its context and the
+// errors the pages it shows log or throw, as they come.
+func browser(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, // tests run as root in CI containers
+		chromedp.WindowSize(1440, 1000),
+	)
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), browserTimeout)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	ctx, cancelBrowser := chromedp.NewContext(ctx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc(); cancelTimeout() })
+
+	var (
+		mu     sync.Mutex
+		errors []string
+	)
+	listen := func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				msg = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			msg = "exception: " + ev.ExceptionDetails.Text
+			if ex := ev.ExceptionDetails.Exception; ex != nil {
+				msg += " " + ex.Description
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError || ev.Entry.Level == cdplog.EntryLevelWarning {
+				msg = fmt.Sprintf("log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL)
+			}
+		}
+		if msg != "" {
+			mu.Lock()
+			errors = append(errors, msg)
+			mu.Unlock()
+		}
+	}
+	if err := chromedp.Listen(ctx, listen); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	for _, enable := range []cdp.Command[cdp.Empty, cdp.Empty]{runtime.Enable, cdplog.Enable} {
+		if _, err := chromedp.Call(ctx, enable, cdp.Empty{}); err != nil {
+			t.Fatalf("chromium: %v", err)
+		}
+	}
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(errors)
+	}
+}
+
+// apiGet decodes the control plane's JSON API answer at path into v.
+func (c *cp) apiGet(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: testTimeout}).Get("http://" + c.http + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// TestDashboard loads the dashboard of a real control plane with a real
+// node and backends in headless chromium: the page shows the node and the
+// cluster with the traffic the node counted, logs no error, and a drain
+// clicked on the page drains the endpoint: stored in the snapshot with the
+// history comment sluicectl would give, applied by the node, and shown on
+// the page.
+func TestDashboard(t *testing.T) {
+	ctx, pageErrors := browser(t)
+	c := startCP(t, t.TempDir(), "")
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    health_check: { interval: 100ms, fall: 2, rise: 1 }
+    endpoints:
+      - { name: a, address: %s }
+      - { name: b, address: %s }
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
+`, a.addr, b.addr, listen)))
+	waitFor(t, "both endpoints UP in the control plane's stats", func() bool {
+		_, ea := c.endpointStats(t, "node-1", "web", "a")
+		_, eb := c.endpointStats(t, "node-1", "web", "b")
+		return ea.GetHealth() == sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP && eb.GetHealth() == sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP
+	})
+	const sent = 20
+	if got := count(t, "http://"+listen+"/", sent, nil); got["a"] != sent/2 || got["b"] != sent/2 {
+		t.Fatalf("answers %v, want a:%d b:%d", got, sent/2, sent/2)
+	}
+	// The node reports its counters every second; the history counts
+	// exactly what was sent, spread over the seconds it was reported in.
+	var hist struct{ Requests []float64 }
+	waitFor(t, "the cluster's history to count the requests", func() bool {
+		c.apiGet(t, "/api/history?cluster=web&seconds=300", &hist)
+		total := 0.0
+		for _, v := range hist.Requests {
+			total += v
+		}
+		return math.Abs(total-sent) < 0.01
+	})
+
+	url := "http://" + c.http + "/"
+	aRow := `tr[data-endpoint="web/a"]`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(`[data-node="node-1"]`),
+		chromedp.WaitVisible(`[data-cluster="web"] `+aRow+`[data-state="ACTIVE"]`),
+		chromedp.WaitVisible(aRow+` [data-health="UP"]`),
+	); err != nil {
+		t.Fatalf("dashboard: %v (page errors: %q)", err, pageErrors())
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	nodeText, state, requests := text(`[data-node="node-1"]`), text(aRow+` .state`), text(aRow+` td.requests`)
+	v1 := dp.Node.Version()
+	if !strings.Contains(nodeText, "test="+t.Name()) || !strings.Contains(nodeText, "v"+v1) || !strings.Contains(nodeText, "IN SYNC") {
+		t.Errorf("node card says %q; want its label test=%s, applied v%s, IN SYNC", nodeText, t.Name(), v1)
+	}
+	if state != "ACTIVE" || requests != fmt.Sprint(sent/2) {
+		t.Errorf("web/a shows state %q and %q requests, want ACTIVE and %d", state, requests, sent/2)
+	}
+
+	if err := chromedp.Do(ctx,
+		chromedp.Click(aRow+` button[data-action="drain"]`),
+		chromedp.WaitVisible(aRow+`[data-state="DRAINING"]`),
+		chromedp.WaitVisible(aRow+` [data-health="DRAINING"]`),
+		chromedp.WaitVisible(`tr[data-endpoint="web/b"][data-state="ACTIVE"]`),
+	); err != nil {
+		t.Fatalf("drain from the page: %v (page errors: %q)", err, pageErrors())
+	}
+	// What the page shows is what the API (sluicectl) says.
+	_, ea := c.endpointStats(t, "node-1", "web", "a")
+	if ea.GetHealth() != sluicev1.EndpointHealth_ENDPOINT_HEALTH_DRAINING {
+		t.Errorf("sluicectl stats shows web/a %v after the drain, want DRAINING", ea.GetHealth())
+	}
+	hctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	h, err := c.api.History(hctx, &sluicev1.HistoryRequest{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := h.GetVersions()[0]
+	if last.GetComment() != "drain web/a" || !strings.HasPrefix(last.GetAuthor(), "dashboard@") {
+		t.Errorf("history: version %d by %q, %q; want by dashboard@…, \"drain web/a\"", last.GetVersion(), last.GetAuthor(), last.GetComment())
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+
+	if *screenshot != "" {
+		takeScreenshot(t, ctx, c, listen)
+	}
+}
+
+// takeScreenshot enables web/a again, runs varying traffic for a while so
+// that the charts have a shape, and writes a PNG of the whole page.
+func takeScreenshot(t *testing.T, ctx context.Context, c *cp, listen string) {
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`tr[data-endpoint="web/a"] button[data-action="enable"]`),
+		chromedp.WaitVisible(`tr[data-endpoint="web/a"][data-state="ACTIVE"]`),
+	); err != nil {
+		t.Fatalf("enable from the page: %v", err)
+	}
+	client := &http.Client{Timeout: testTimeout}
+	defer client.CloseIdleConnections()
+	start := time.Now()
+	for time.Since(start) < 25*time.Second {
+		// 20 to 60 requests a second, in a slow wave.
+		rate := 40 + 20*math.Sin(time.Since(start).Seconds()/4)
+		get(client, "http://"+listen+"/")
+		time.Sleep(time.Duration(float64(time.Second) / rate))
+	}
+	for range 8 { // a few short connections for the table
+		tcpGet(listen)
+	}
+	if err := chromedp.Do(ctx, chromedp.Sleep(3*time.Second)); err != nil { // two refreshes
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(*screenshot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d bytes)", *screenshot, len(png))
+}
