@@ -51,7 +51,7 @@ cat <<TXT
 
 Sluice is running (logs in $RUN/):
   control plane   gRPC $CP   dashboard http://$CP_HTTP/
-  node-1          admin http://$ADMIN/status
+  node-1          status page http://$ADMIN/   (JSON: /status, Prometheus: /metrics)
   HTTP listener   http://127.0.0.1:8080/   -> cluster web (web1 weight 2, web2 weight 1)
   TCP listener    127.0.0.1:6663           -> the same cluster, one backend per connection
 
