@@ -116,6 +116,7 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 		Handler:           cn,
 		Protocols:         &protos,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams), MaxReadFrameSize: maxFrame},
+		MaxHeaderBytes:    headerListBytes(hcfg),
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
 		ErrorLog:          discard,
