@@ -136,7 +136,11 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	if s.draining.Load() {
 		cn.ending.CompareAndSwap(0, int32(closeDraining))
 	}
-	cn.hs.Serve(&oneConn{c: nc, done: cn.done})
+	var served net.Conn = nc
+	if h2 {
+		served = newSettingsConn(nc)
+	}
+	cn.hs.Serve(&oneConn{c: served, done: cn.done})
 	<-cn.done
 	cn.shutdownCancel()
 	s.mu.Lock()
