@@ -94,3 +94,59 @@ listeners:
 		t.Errorf("a came back after %v, before rise=2 checks could pass", took)
 	}
 }
+
+// TestHTTP2HealthCheck: the HTTP checks of a cluster with http2 speak
+// HTTP/2 (h2c with prior knowledge here), so an endpoint that speaks
+// nothing else is checked by its status: up while /health answers 200,
+// down when it answers 503, and proxied to while up.
+func TestHTTP2HealthCheck(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status, checks atomic.Int64
+	status.Store(200)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true) // and no HTTP/1.1
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			if r.ProtoMajor == 2 {
+				checks.Add(1)
+			}
+			w.WriteHeader(int(status.Load()))
+			return
+		}
+		io.WriteString(w, r.Proto)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: grpc
+    http2: true
+    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    endpoints: [ { name: g, address: %s } ]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: grpc }
+`, ln.Addr(), listen)))
+	health := func() string {
+		for _, e := range dp.Node.Endpoints() {
+			if e.Name == "g" {
+				return e.Health
+			}
+		}
+		return ""
+	}
+	waitFor(t, "g to be checked up over HTTP/2", func() bool { return health() == "UP" && checks.Load() > 0 })
+	if body, err := get(&http.Client{Timeout: testTimeout}, "http://"+listen+"/"); err != nil || body != "HTTP/2.0" {
+		t.Errorf("through the node: %q %v, want the endpoint's answer over HTTP/2", body, err)
+	}
+	status.Store(503)
+	waitFor(t, "g to be marked down by its 503", func() bool { return health() == "DOWN" })
+	status.Store(200)
+	waitFor(t, "g to come back", func() bool { return health() == "UP" })
+}

@@ -116,6 +116,7 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 		Handler:           cn,
 		Protocols:         &protos,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams), MaxReadFrameSize: maxFrame},
+		MaxHeaderBytes:    headerListBytes(hcfg),
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
 		ErrorLog:          discard,
@@ -135,7 +136,11 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	if s.draining.Load() {
 		cn.ending.CompareAndSwap(0, int32(closeDraining))
 	}
-	cn.hs.Serve(&oneConn{c: nc, done: cn.done})
+	var served net.Conn = nc
+	if h2 {
+		served = newSettingsConn(nc)
+	}
+	cn.hs.Serve(&oneConn{c: served, done: cn.done})
 	<-cn.done
 	cn.shutdownCancel()
 	s.mu.Lock()

@@ -60,12 +60,18 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Target: target, Authority: r.Host, Header: r.Header,
 		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
 		Forwarded: hcfg.Forwarded, Trusted: hcfg.Trusts(cn.client.Addr().Unmap()),
+		Limits: hcfg,
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)
-		cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+		cn.refuse(w, r, status, text)
 		return
 	}
+	if declaredTooLarge(r, hcfg) {
+		cn.refuse(w, r, 413, textBodyTooLarge)
+		return
+	}
+	limitBody(r, hcfg)
 
 	retries, repicks := hcfg.Retries, 0
 	var retried uint64
@@ -202,6 +208,10 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			return true, err // the client went away
 		}
 		status, text := 502, failureText(err)
+		if bodyTooLarge(r) {
+			cn.refuse(w, r, 413, textBodyTooLarge)
+			return true, nil
+		}
 		if timedOut.Load() {
 			status, text = 504, textResponseTimeout
 		} else if rt.shutDown() {
@@ -234,6 +244,9 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	if werr != nil {
 		if r.Context().Err() != nil {
 			return true, nil // the client went away: nothing to tell it
+		}
+		if bodyTooLarge(r) {
+			cn.end(closeBadRequest)
 		}
 		if isGRPC(r) && r.ProtoMajor == 2 {
 			endGRPC(w, r, start)

@@ -35,7 +35,10 @@ func newProber(s Spec, target func() string) prober {
 		cn.tls = upstream.ClientConfig(s.TLS, s.Addr)
 		cn.tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
-	if s.HTTPPath != "" {
+	switch {
+	case s.HTTPPath != "" && s.HTTP2:
+		return newH2Check(s, cn)
+	case s.HTTPPath != "":
 		return newHTTPCheck(s, cn)
 	}
 	return &tcpCheck{connector: cn, timeout: s.Timeout}

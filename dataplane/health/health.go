@@ -125,6 +125,12 @@ type Spec struct {
 	// with send-proxy: an endpoint that expects a header refuses a
 	// connection without one. 0: no header.
 	SendProxy int
+	// HTTP2 makes an HTTP check speak HTTP/2, for the endpoints of a
+	// cluster with http2, which may speak nothing else: the same request
+	// as one stream (h2 in ALPN over TLS, h2c with prior knowledge in
+	// clear), passing iff the response's status is in Expect. A TCP check
+	// is unchanged.
+	HTTP2 bool
 }
 
 // DefaultInterval is the Interval of a Spec that sets none, as HAProxy's.

@@ -139,6 +139,10 @@ type Head struct {
 	// writes them into a request head.
 	Forwarded ForwardedHeaders
 	Trusted   bool
+	// Limits is the listener's configuration, whose MaxHeaderBytes,
+	// MaxHeaderCount and MaxURILength bound the head as written (nil: the
+	// defaults), with the HTTP/1.1 engine's answers: 431 or 414.
+	Limits *Config
 }
 
 // ErrForeignHead is Load's error for a head the HTTP/1.1 rules refuse.
@@ -189,7 +193,14 @@ func (r *Request) Load(h *Head) error {
 	if end, _ := findHeadEnd(b, 0); end != len(b) {
 		return &foreignError{errMalformed}
 	}
-	if e := r.parse(b); e != nil {
+	lim := &defaultLimits
+	if h.Limits != nil {
+		lim = &h.Limits.lim
+	}
+	if len(b) > lim.bytes {
+		return &foreignError{tooLarge(b, lim)}
+	}
+	if e := r.parseLimited(b, lim); e != nil {
 		return &foreignError{e}
 	}
 	r.client, r.clientPort = h.Client.Addr().Unmap(), h.Client.Port()

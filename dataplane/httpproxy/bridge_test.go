@@ -69,6 +69,46 @@ func TestLoadHeadRefused(t *testing.T) {
 	}
 }
 
+// TestLoadHeadLimits: a head from another engine is held to the
+// listener's limits as HTTP/1.1 heads are, with the same answers: 431 for
+// a head too large or with too many fields, 414 for a target too long.
+// The same heads pass without Limits (the defaults).
+func TestLoadHeadLimits(t *testing.T) {
+	cfg := (&Config{MaxHeaderBytes: 512, MaxHeaderCount: 4, MaxURILength: 64}).withDefaults()
+	many := http.Header{}
+	for _, k := range []string{"A", "B", "C", "D", "E"} {
+		many.Set("X-"+k, "1")
+	}
+	for _, tc := range []struct {
+		name   string
+		h      Head
+		status int
+		text   string
+	}{
+		{"head too large", Head{Method: "GET", Target: "/", Authority: "a", Header: http.Header{"X-Big": {strings.Repeat("b", 512)}}}, 431, "request head too large"},
+		{"too many fields", Head{Method: "GET", Target: "/", Authority: "a", Header: many}, 431, "too many header fields"},
+		{"target too long", Head{Method: "GET", Target: "/" + strings.Repeat("u", 64), Authority: "a"}, 414, "request target too long"},
+		{"target too long for the head too", Head{Method: "GET", Target: "/" + strings.Repeat("u", 600), Authority: "a"}, 414, "request target too long"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Request
+			if err := r.Load(&tc.h); err != nil {
+				t.Fatalf("without limits: %v, want the defaults to pass it", err)
+			}
+			tc.h.Limits = cfg
+			status, text := StatusOf(r.Load(&tc.h))
+			if status != tc.status || text != tc.text {
+				t.Errorf("got %d %q, want %d %q", status, text, tc.status, tc.text)
+			}
+		})
+	}
+	var r Request
+	ok := Head{Method: "GET", Target: "/" + strings.Repeat("u", 63), Authority: "a", Header: http.Header{"X-A": {"1"}, "X-B": {"2"}, "X-C": {"3"}}, Limits: cfg}
+	if err := r.Load(&ok); err != nil {
+		t.Errorf("a head within the limits: %v", err)
+	}
+}
+
 // FuzzLoadHead: any head another engine gives is either refused or read
 // back as given (method, target and each field's first value).
 func FuzzLoadHead(f *testing.F) {

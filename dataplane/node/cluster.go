@@ -222,6 +222,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		c.checks = checkSpecs(hc, c.members)
 		for i := range c.checks {
 			c.checks[i].SendProxy = c.info[i].sendProxy
+			c.checks[i].HTTP2 = spec.GetHttp2()
 		}
 	}
 	if od := spec.GetOutlierDetection(); od != nil {
