@@ -116,6 +116,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -180,6 +181,9 @@ const DefaultRetries = 3
 type Config struct {
 	Listener string
 	Director Director
+	// Meter counts the listener's connections and requests and hands
+	// them to the access log (meter.Listener); nil: not counted.
+	Meter *meter.Listener
 	// RequestHeaderTimeout bounds the time from a request's first byte to
 	// the end of its head; then the client gets 408 and the connection
 	// closes. A new connection that sends nothing for that long is closed
@@ -384,6 +388,10 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
+	if m := cfg.Meter; m != nil {
+		m.Opened()
+		defer m.Closed()
+	}
 	if tc, ok := c.(*net.TCPConn); ok && cfg.TLS == nil {
 		// Raw reads and splice work on the socket; over TLS they cannot.
 		cc.tcp = tc
