@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -32,8 +33,15 @@ accepting connections, lets HTTP requests and TCP sessions in progress
 finish for up to --drain-grace, then closes what is left and exits. A second
 signal exits at once.
 
+--access-log writes one JSON line per HTTP request and TCP session, to a
+file (appended) or to stdout with "-". It never slows traffic: when the
+writer falls behind, lines are dropped and counted in
+sluice_access_log_dropped_total. --access-log-sample logs that share of
+them, e.g. 0.01 for one in a hundred.
+
 Usage:
   sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR] [--drain-grace D]
+            [--access-log PATH|- [--access-log-sample RATIO]]
 
 Flags:
 `
@@ -47,6 +55,8 @@ func main() {
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (/healthz, /readyz, /status); empty disables")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
+	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
+	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -64,10 +74,19 @@ func main() {
 	if err != nil {
 		fail("--labels: %v", err)
 	}
+	if !(*accessSample > 0 && *accessSample <= 1) {
+		fail("--access-log-sample: %v is not above 0 and at most 1", *accessSample)
+	}
+	logOut, closeLog, err := openAccessLog(*accessLog)
+	if err != nil {
+		fail("--access-log: %v", err)
+	}
+	defer closeLog()
 	nodeInfo := &sluicev1.Node{Id: *nodeID, Labels: lbls, BuildVersion: version}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, Logger: log})
+	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, Logger: log,
+		AccessLog: logOut, AccessLogSample: *accessSample})
 	if err != nil {
 		fail("%v", err)
 	}
@@ -97,6 +116,22 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// openAccessLog opens the --access-log destination: nil for "", stdout for
+// "-", else the file, appended to. The function returned closes it.
+func openAccessLog(path string) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }
 
 func envOr(key, def string) string {
