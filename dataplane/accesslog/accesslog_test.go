@@ -155,8 +155,7 @@ func TestBlockedWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One line, flushed at once as nothing follows it, gets the writer
-	// stuck in Write.
+	// One line, written within WriteEvery, gets the writer stuck in Write.
 	l.Log("public", &meter.Exchange{Proto: meter.ProtoHTTP11, Status: 200})
 	<-w.stuck
 	const n = 1000
