@@ -102,9 +102,12 @@ func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.cQueue, prometheus.GaugeValue, float64(cl.Queued), name)
 		c.cLatency.collect(ch, &cl.Latency, name)
 	}
+	// 0 without an access log, so that dashboards need no absent().
+	var dropped uint64
 	if d, ok := c.n.AccessLog().(interface{ Dropped() uint64 }); ok {
-		counter(c.logDropped, d.Dropped())
+		dropped = d.Dropped()
 	}
+	counter(c.logDropped, dropped)
 }
 
 // collect sends the three histograms of lat.
