@@ -50,8 +50,8 @@ func (l *logBuffer) lines(t *testing.T) []map[string]any {
 	return out
 }
 
-// accessLogSnapshot is an HTTP listener "public" over a and b and a TCP
-// listener "db" over raw.
+// accessLogSnapshot is an HTTP listener "public" over a and b (HTTP/1.1
+// and h2c) and a TCP listener "db" over raw.
 func accessLogSnapshot(a, b, raw *backend, httpAddr, tcpAddr string) string {
 	return fmt.Sprintf(`
 clusters:
@@ -63,15 +63,15 @@ clusters:
     endpoints:
       - { name: raw, address: %s }
 listeners:
-  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web, http: { h2c: true } }
   - { name: db, address: %s, protocol: TCP, default_cluster: dbc }
 `, a.addr, b.addr, raw.addr, httpAddr, tcpAddr)
 }
 
 // TestAccessLog: N requests make exactly N lines, each naming the
 // listener, the endpoint that answered (as the client saw it), the
-// status, method, host, path and protocol; a TCP session makes one line
-// with its endpoint, bytes and cause.
+// status, method, host, path and protocol; an HTTP/2 request makes one
+// too; a TCP session makes one line with its endpoint, bytes and cause.
 func TestAccessLog(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
@@ -89,6 +89,10 @@ func TestAccessLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		answered = append(answered, body)
+	}
+	h2, err := get(h2Client(true), "http://"+httpAddr+"/over/h2")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if body, err := tcpGet(tcpAddr); err != nil || body != "raw" {
 		t.Fatalf("TCP: %q, %v", body, err)
@@ -111,10 +115,15 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("line with msg %v: %v", l["msg"], l)
 		}
 	}
-	if len(requests) != n {
-		t.Fatalf("%d request lines for %d requests", len(requests), n)
+	if len(requests) != n+1 {
+		t.Fatalf("%d request lines for %d requests", len(requests), n+1)
 	}
-	for i, l := range requests {
+	for k, v := range map[string]any{"listener": "public", "proto": "HTTP/2.0", "method": "GET", "path": "/over/h2", "status": 200.0, "endpoint": h2} {
+		if got := requests[n][k]; got != v {
+			t.Errorf("HTTP/2 request: %s = %v, want %v", k, got, v)
+		}
+	}
+	for i, l := range requests[:n] {
 		want := map[string]any{
 			"node": "node-1", "listener": "public", "proto": "HTTP/1.1", "method": "GET", "host": httpAddr,
 			"path": fmt.Sprintf("/p?i=%d", i), "status": 200.0, "cluster": "web", "endpoint": answered[i],
