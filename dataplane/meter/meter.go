@@ -248,6 +248,3 @@ type Exchange struct {
 	// Logged is set when Listener.Sample said the exchange is logged.
 	Logged bool
 }
-
-// Reset clears x for the next exchange.
-func (x *Exchange) Reset() { *x = Exchange{} }

@@ -153,7 +153,7 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	cfg := s.cfg.Load()
 	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: from.String(), Start: time.Now()}
-	var mx meter.Exchange
+	mx := meter.Exchange{Client: from}
 	if m := cfg.Meter; m != nil {
 		m.Opened()
 		mx.Logged = m.Sample()
