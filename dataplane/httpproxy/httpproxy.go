@@ -206,14 +206,12 @@ type Config struct {
 	// thus reconnect from time to time and land on the current balance,
 	// which keep-alive connections otherwise never do once opened (DESIGN
 	// problem 3); nginx's keepalive_time is alike. The closes are recorded
-	// with CLIENT_TIMEOUT. A new connection always has its first request
-	// served.
+	// with MAX_AGE. A new connection always has its first request served.
 	MaxConnectionAge time.Duration
 	// MaxRequestsPerConnection bounds the requests of one client
 	// connection (0: no bound): the response to the last one carries
 	// "Connection: close" and the connection closes after it, like nginx's
-	// keepalive_requests. The close is recorded with CLIENT_CLOSED, as a
-	// client's own "Connection: close" is.
+	// keepalive_requests. The close is recorded with MAX_REQUESTS.
 	MaxRequestsPerConnection int
 	// Retries is how many more times a request picks an endpoint and
 	// connects when connecting fails (refused, connect timeout,
