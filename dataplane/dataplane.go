@@ -11,12 +11,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/accesslog"
 	"github.com/sluice-lb/sluice/dataplane/admin"
 	"github.com/sluice-lb/sluice/dataplane/command"
 	"github.com/sluice-lb/sluice/dataplane/discovery"
@@ -46,6 +48,11 @@ type Options struct {
 	// address for everything but /healthz and /readyz.
 	AdminAuth *admin.Credentials
 	Logger    *slog.Logger
+	// AccessLog, when set, gets the access log: one JSON line per HTTP
+	// request and TCP session (package accesslog), of which
+	// AccessLogSample, in (0, 1], are logged (0: all).
+	AccessLog       io.Writer
+	AccessLogSample float64
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).
 	MinBackoff, MaxBackoff time.Duration
@@ -57,6 +64,7 @@ type Dataplane struct {
 	Reporter *stats.Reporter
 
 	conn   *grpc.ClientConn
+	log    *accesslog.Log // nil without an access log
 	admin  *http.Server
 	adminL net.Listener
 	cancel context.CancelFunc
@@ -86,7 +94,15 @@ func Start(opts Options) (*Dataplane, error) {
 		self.Instance = newInstance()
 	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
-	d.Node = node.New(node.Options{OnConn: d.Reporter.Record, Logger: log})
+	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log}
+	if opts.AccessLog != nil {
+		if d.log, err = accesslog.New(opts.AccessLog, accesslog.Options{Node: opts.Node.GetId(), Sample: opts.AccessLogSample}); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("dataplane: access log: %w", err)
+		}
+		nopts.AccessLog = d.log
+	}
+	d.Node = node.New(nopts)
 	d.Reporter.ReportEndpoints(d.Node)
 	d.Reporter.SetInstance(self.GetInstance())
 
@@ -94,6 +110,10 @@ func Start(opts Options) (*Dataplane, error) {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
 		if err != nil {
 			conn.Close()
+			d.Node.Close()
+			if d.log != nil {
+				d.log.Close()
+			}
 			return nil, fmt.Errorf("dataplane: admin: %w", err)
 		}
 		d.adminL = ln
@@ -147,7 +167,8 @@ func (d *Dataplane) Drain(ctx context.Context) error {
 }
 
 // Close stops subscribing, reporting and taking commands, closes every listener and
-// connection, and waits for the background work to end.
+// connection, waits for the background work to end and flushes the access
+// log.
 func (d *Dataplane) Close() {
 	d.cancel()
 	if d.admin != nil {
@@ -156,4 +177,7 @@ func (d *Dataplane) Close() {
 	d.Node.Close()
 	d.conn.Close()
 	d.wg.Wait()
+	if d.log != nil {
+		d.log.Close()
+	}
 }

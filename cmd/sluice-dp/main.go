@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -39,9 +40,16 @@ The admin address serves a status page for people (/ and /stats), /status
 password (HTTP basic auth). The file holds one user:password per line; it
 must be readable by its owner only (chmod 600), or the node refuses to start.
 
+--access-log writes one JSON line per HTTP request and TCP session, to a
+file (appended) or to stdout with "-". It never slows traffic: when the
+writer falls behind, lines are dropped and counted in
+sluice_access_log_dropped_total. --access-log-sample logs that share of
+them, e.g. 0.01 for one in a hundred.
+
 Usage:
   sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR]
             [--admin-auth-file FILE] [--drain-grace D]
+            [--access-log PATH|- [--access-log-sample RATIO]]
 
 Flags:
 `
@@ -56,6 +64,8 @@ func main() {
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
+	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
+	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -79,10 +89,19 @@ func main() {
 			fail("--admin-auth-file: %v", err)
 		}
 	}
+	if !(*accessSample > 0 && *accessSample <= 1) {
+		fail("--access-log-sample: %v is not above 0 and at most 1", *accessSample)
+	}
+	logOut, closeLog, err := openAccessLog(*accessLog)
+	if err != nil {
+		fail("--access-log: %v", err)
+	}
+	defer closeLog()
 	nodeInfo := &sluicev1.Node{Id: *nodeID, Labels: lbls, BuildVersion: version}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth, Logger: log})
+	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
+		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample})
 	if err != nil {
 		fail("%v", err)
 	}
@@ -112,6 +131,22 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// openAccessLog opens the --access-log destination: nil for "", stdout for
+// "-", else the file, appended to. The function returned closes it.
+func openAccessLog(path string) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }
 
 func envOr(key, def string) string {

@@ -37,6 +37,7 @@ type nodeCollector struct {
 	state, weight, active, conns                        *prometheus.Desc
 	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
+	healthTransitions                                   *prometheus.Desc
 }
 
 func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
@@ -56,6 +57,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		connectErrs:       d("sluice_endpoint_connect_errors_total", "Connects to the endpoint that failed.", ep...),
 		resp5xx:           d("sluice_endpoint_responses_5xx_total", "HTTP responses with a 5xx status from the endpoint.", ep...),
 		ejections:         d("sluice_endpoint_ejections_total", "Outlier ejections of the endpoint.", ep...),
+		healthTransitions: d("sluice_endpoint_health_transitions_total", "Times health checks marked the endpoint down or back up.", ep...),
 		info:              d("sluice_node_info", "Always 1; labels say which node this is and the snapshot version it runs.", "node", "version"),
 		ready:             d("sluice_node_ready", "1 once a snapshot is applied and while the node is not draining.", nil...),
 		draining:          d("sluice_node_draining", "1 while the node drains (SIGTERM).", nil...),
@@ -65,7 +67,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
-		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal} {
+		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions} {
 		ch <- d
 	}
 }
@@ -96,6 +98,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.connectErrs, s.Stats.ConnectErrors, l...)
 		counter(c.resp5xx, s.Stats.Responses5xx, l...)
 		counter(c.ejections, s.Ejections, l...)
+		counter(c.healthTransitions, s.Stats.HealthTransitions, l...)
 	}
 }
 
@@ -114,6 +117,7 @@ func metricsHandler(nodeID string, n *node.Node, dropped func() uint64) http.Han
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newNodeCollector(nodeID, n, dropped),
+		newTrafficCollector(n),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -47,9 +47,9 @@ func headerListBytes(hcfg *httpproxy.Config) int {
 
 // refuse answers a request the listener refuses before routing it, with
 // the HTTP/1.1 engine's status and text, and ends the connection.
-func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text string) {
+func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text string) int {
 	cn.end(closeBadRequest)
-	cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), true)
+	return cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), true)
 }
 
 // declaredTooLarge reports whether r declares a body longer than the

@@ -14,14 +14,17 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
 // stream is the per-request state, pooled: the Request the Director sees
 // and the copy buffer.
 type stream struct {
-	req httpproxy.Request
-	buf []byte
+	req    httpproxy.Request
+	buf    []byte
+	mx     meter.Exchange // the request as metered (meter.go)
+	logBuf []byte         // mx's method, host and path when logged
 }
 
 var streams = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32<<10)} }}
@@ -47,7 +50,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	last := cn.stream(hcfg)
 	head := r.Method == http.MethodHead
 	st := streams.Get().(*stream)
+	cn.meterStart(st, hcfg.Meter, r)
 	defer func() {
+		cn.meterDone(st, hcfg.Meter)
 		st.req.ForgetFailed()
 		streams.Put(st)
 	}()
@@ -64,11 +69,11 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)
-		cn.refuse(w, r, status, text)
+		st.mx.Status = cn.refuse(w, r, status, text)
 		return
 	}
 	if declaredTooLarge(r, hcfg) {
-		cn.refuse(w, r, 413, textBodyTooLarge)
+		st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
 		return
 	}
 	limitBody(r, hcfg)
@@ -79,7 +84,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		ep, d, err := req.Pick(hcfg.Director)
 		if d.Answer != nil {
-			cn.answer(w, req.AppendAnswer(nil, d.Answer), last)
+			st.mx.Status = cn.answer(w, req.AppendAnswer(nil, d.Answer), last)
 			return
 		}
 		if err != nil {
@@ -87,9 +92,10 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if failed != nil {
 				status, text = 502, failureText(failed)
 			}
-			cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
 			return
 		}
+		st.mx.Cluster, st.mx.Endpoint = ep.Meter(), ep.Name
 		cn.routed(ep.Cluster, ep.Name, retried)
 		retried = 0
 		out := cn.outgoing(r, req, ep)
@@ -105,9 +111,10 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case isConnectError(err) && retries > 0:
 			retries--
 			retried++
+			st.mx.Retries++
 		default:
 			if r.Context().Err() == nil {
-				cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
+				st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
 			}
 			return
 		}
@@ -199,6 +206,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		}
 	}
 	resp, rt, err := cn.srv.up.roundTrip(out, ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
+	st.mx.BytesIn = body.n.Load()
 	if err != nil {
 		ep.Transferred(0, body.n.Load())
 		if rt.connectFailed() {
@@ -209,7 +217,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		}
 		status, text := 502, failureText(err)
 		if bodyTooLarge(r) {
-			cn.refuse(w, r, 413, textBodyTooLarge)
+			st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
 			return true, nil
 		}
 		if timedOut.Load() {
@@ -217,9 +225,10 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		} else if rt.shutDown() {
 			text = textShutdown
 		}
-		cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+		st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
 		return true, nil
 	}
+	st.mx.FirstByte = time.Since(st.mx.Start)
 	defer resp.Body.Close()
 	timer.Reset(hcfg.ResponseTimeout) // now an inactivity bound on the body
 	ep.Responded(resp.StatusCode)
@@ -239,8 +248,10 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		dst.Set("Connection", "close")
 	}
 	w.WriteHeader(resp.StatusCode)
+	st.mx.Status = resp.StatusCode
 	in, werr := copyBody(w, resp.Body, st.buf, timer, hcfg.ResponseTimeout)
 	ep.Transferred(in, body.n.Load())
+	st.mx.BytesIn, st.mx.BytesOut = body.n.Load(), in
 	if werr != nil {
 		if r.Context().Err() != nil {
 			return true, nil // the client went away: nothing to tell it
@@ -305,8 +316,8 @@ func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Tim
 
 // answer writes one of the proxy's own responses, given as the HTTP/1.1
 // bytes the HTTP/1.1 engine would write (httpproxy.AppendError,
-// Request.AppendAnswer), in w's framing.
-func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) {
+// Request.AppendAnswer), in w's framing. It returns the status written.
+func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil)
 	if err != nil {
 		panic(http.ErrAbortHandler) // a bug: our own bytes
@@ -322,6 +333,7 @@ func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
+	return resp.StatusCode
 }
 
 // hopByHop are the fields of one connection (RFC 9110 §7.6.1), not

@@ -48,6 +48,9 @@ type clientConn struct {
 	linger bool      // drain the client's input before closing (see lingerClose)
 	reason sluicev1.CloseReason
 	info   ConnInfo
+	// inMark and outMark are info's byte counts when the last request
+	// was metered (meter.go).
+	inMark, outMark uint64
 
 	// state is connIdle while the connection waits for the next request
 	// and may be woken by Server.Drain; prev and next link it in the
@@ -104,7 +107,11 @@ func (cc *clientConn) busy() bool {
 		case headIdle:
 			return true
 		}
-		if !cc.exchange(cc.srv.cfg.Load()) {
+		cfg := cc.srv.cfg.Load()
+		cc.meterStart(cfg.Meter, true)
+		keep := cc.exchange(cfg)
+		cc.meterDone(cfg.Meter, keep)
+		if !keep {
 			return false
 		}
 	}
@@ -391,6 +398,7 @@ func (cc *clientConn) refuse(e *statusError) int {
 	x.wb = x.wb[:0]
 	cc.reason = e.reason
 	cc.linger = true
+	cc.meterRefused(e.status)
 	return headEnd
 }
 

@@ -52,6 +52,7 @@ var (
 	errServerIO         = &statusError{502, "connection to the endpoint failed", sluicev1.CloseReason_CLOSE_REASON_IO_ERROR}
 	errDrained          = &statusError{502, "the endpoint was removed", sluicev1.CloseReason_CLOSE_REASON_DRAINED}
 	errShutdown         = &statusError{502, "the endpoint's connections were shut down", sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN}
+	errEndpointDown     = &statusError{502, "the endpoint went down", sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN}
 	errResponseTimeout  = &statusError{504, "the endpoint did not answer in time", sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT}
 )
 

@@ -145,6 +145,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		}
 		if e == errConnectFailed {
 			cc.info.Retries++
+			x.mx.Retries++
 		}
 		x.rebuildRequestHead(ep.Addr)
 		// The response wait starts when the request goes out, not before
@@ -181,6 +182,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	x.ep = ep
 	x.epIn, x.epOut = 0, 0
 	cc.info.Cluster, cc.info.Endpoint = ep.Cluster, ep.Name
+	x.mx.Cluster, x.mx.Endpoint = ep.Meter(), ep.Name
 	return ep, nil
 }
 
@@ -241,8 +243,11 @@ func (cc *clientConn) answer(e *statusError) bool {
 		keep = false
 	}
 	var err error
+	x.mx.Status = e.status
 	if page := x.cfg.errorPage(e.status); page != nil {
-		err = cc.write(page.bytes(x.minor, keep, x.headReq))
+		out := page.bytes(x.minor, keep, x.headReq)
+		x.mx.Status = statusOf(out) // a page may redirect
+		err = cc.write(out)
 	} else {
 		x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
 		err = cc.write(x.wb)
@@ -278,6 +283,7 @@ func (cc *clientConn) respond(a *Answer) bool {
 		x.wb = a.redir.appendResponse(x.wb[:0], &x.req, x.minor, keep)
 		out = x.wb
 	}
+	x.mx.Status = statusOf(out)
 	err := cc.write(out)
 	x.wb = x.wb[:0]
 	if err != nil {
@@ -375,20 +381,22 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			}
 		}
 		if e == nil {
+			x.mx.FirstByte = time.Since(x.mx.Start)
 			ep.Responded(x.resp.status)
 			if x.resp.status == 101 {
 				return cc.tunnel(ep, bc), nil
 			}
 			return cc.relayResponse(ep, bc), nil
 		}
-		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && !ep.WasShutDown(bc) {
+		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && !ep.WasShutDown(bc) && !ep.ClosedOnDown(bc) {
 			// A pooled connection the endpoint had closed while idle: try
 			// once more on a fresh one. Nothing of the body was consumed,
 			// but the endpoint may have acted on the head before closing,
 			// so only idempotent requests (RFC 9110 §9.2.2) are sent again.
 			// x.wb must still hold the head (sendChunkedBody reuses it).
-			// A request whose connection an operator shut down is not
-			// sent again: ending it was the point.
+			// A request whose connection an operator shut down, or that
+			// was closed because its endpoint went down, is not sent
+			// again: ending it was the point.
 			ep.Close(bc)
 			retried = true
 			bc, reused, e = cc.dial(ep, x.connTimeout)
@@ -404,14 +412,18 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 
 // endpointFailed ends the exchange's use of ep and bc after e, and returns
 // the error as the client should hear it: a connection that an operator
-// shut down (sluicectl shutdown-sessions), or whose endpoint was removed,
-// did not fail by the endpoint's fault.
+// shut down (sluicectl shutdown-sessions), that was closed because its
+// endpoint went down (on_down: SHUTDOWN_SESSIONS), or whose endpoint was
+// removed, did not fail by the endpoint's fault.
 func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
 	shut := e.status == 502 && ep.WasShutDown(bc)
+	down := e.status == 502 && ep.ClosedOnDown(bc)
 	cc.endpointDone(bc, false)
 	switch {
 	case shut:
 		return errShutdown
+	case down:
+		return errEndpointDown
 	case e.status == 502 && ep.Draining():
 		return errDrained
 	}
@@ -497,8 +509,11 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Co
 	var hb [proxyproto.MaxV1]byte
 	hdr := ep.AppendProxyHeader(hb[:0], netip.AddrPortFrom(cc.ip, cc.port), cc.local())
 	cc.x.private = len(hdr) > 0
+	start := time.Now()
 	bc, err := ep.DialWithHeader(context.Background(), timeout, false, hdr)
-	if err != nil {
+	if err == nil {
+		cc.x.mx.Connect = time.Since(start)
+	} else {
 		if errors.Is(err, upstream.ErrClosed) {
 			return nil, false, errDrained
 		}
@@ -921,6 +936,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc net.Conn) bool {
 // buffer.
 func (x *exchange) finalHead(keep bool, out uint8) {
 	resp := &x.resp
+	x.mx.Status = resp.status
 	if !x.req.dropSetCookies.empty() {
 		dropSetCookies(resp, &x.req.dropSetCookies)
 	}

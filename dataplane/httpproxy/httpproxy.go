@@ -116,6 +116,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -180,6 +181,9 @@ const DefaultRetries = 3
 type Config struct {
 	Listener string
 	Director Director
+	// Meter counts the listener's connections and requests and hands
+	// them to the access log (meter.Listener); nil: not counted.
+	Meter *meter.Listener
 	// RequestHeaderTimeout bounds the time from a request's first byte to
 	// the end of its head; then the client gets 408 and the connection
 	// closes. A new connection that sends nothing for that long is closed
@@ -202,14 +206,12 @@ type Config struct {
 	// thus reconnect from time to time and land on the current balance,
 	// which keep-alive connections otherwise never do once opened (DESIGN
 	// problem 3); nginx's keepalive_time is alike. The closes are recorded
-	// with CLIENT_TIMEOUT. A new connection always has its first request
-	// served.
+	// with MAX_AGE. A new connection always has its first request served.
 	MaxConnectionAge time.Duration
 	// MaxRequestsPerConnection bounds the requests of one client
 	// connection (0: no bound): the response to the last one carries
 	// "Connection: close" and the connection closes after it, like nginx's
-	// keepalive_requests. The close is recorded with CLIENT_CLOSED, as a
-	// client's own "Connection: close" is.
+	// keepalive_requests. The close is recorded with MAX_REQUESTS.
 	MaxRequestsPerConnection int
 	// Retries is how many more times a request picks an endpoint and
 	// connects when connecting fails (refused, connect timeout,
@@ -384,6 +386,10 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
+	if m := cfg.Meter; m != nil {
+		m.Opened()
+		defer m.Closed()
+	}
 	if tc, ok := c.(*net.TCPConn); ok && cfg.TLS == nil {
 		// Raw reads and splice work on the socket; over TLS they cannot.
 		cc.tcp = tc

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -65,6 +66,9 @@ type exchange struct {
 	connTimeout time.Duration      // connect timeout of ep's cluster
 	reusable    bool               // the endpoint connection may be pooled after the body
 	private     bool               // the endpoint connection carried the client's PROXY header
+
+	mx     meter.Exchange // the request as metered (meter.go)
+	logBuf []byte         // mx's method, host and path when logged
 
 	cfg   *Config              // the configuration current when the head was read
 	limit sluicev1.CloseReason // why a connection limit or Drain ends the connection after this exchange; 0: none

@@ -174,12 +174,14 @@ func (t *tunnelState) reasonFor(err error, endpoint bool) sluicev1.CloseReason {
 }
 
 // endpointReason maps an I/O error on the endpoint connection: one an
-// operator shut down or whose endpoint was removed did not fail by the
-// endpoint's fault.
+// operator shut down, closed because its endpoint went down, or whose
+// endpoint was removed did not fail by the endpoint's fault.
 func (t *tunnelState) endpointReason(err error) sluicev1.CloseReason {
 	switch {
 	case t.ep.WasShutDown(t.bc):
 		return sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	case t.ep.ClosedOnDown(t.bc):
+		return sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
 	case t.ep.Draining():
 		return sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/lb"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/persist"
 	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -61,6 +62,9 @@ type cluster struct {
 	// tls is how endpoints and checks speak TLS; nil: plain TCP. Apply
 	// sets it (compileUpstreamTLS) and hands it to the endpoints.
 	tls *upstreamTLS
+	// meter counts the cluster's traffic; Apply gives it the running
+	// cluster's of the same name, so counts survive applies.
+	meter *meter.Cluster
 
 	mu     sync.Mutex                       // guards below; held by rebuild
 	wasUp  map[*upstream.Endpoint]bool      // health at the last rebuild

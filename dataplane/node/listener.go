@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/h2proxy"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -59,7 +60,7 @@ func bind(address string) (*net.TCPListener, error) {
 // says. It returns the generation that ls replaced, if the protocol
 // changed, for the caller to retire once every listener is configured.
 // A TCP listener's rebalance works on the sessions to its default cluster.
-func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy.Config, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
+func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy.Config, m *meter.Listener, onConn func(*conntrack.ConnInfo)) (replaced *generation) {
 	l.setRebalance(ls, rt.def)
 	l.name = ls.GetName()
 	cur := l.gen.Load()
@@ -79,7 +80,7 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 		g.http.SetHTTP2(g.h2)
 		l.gen.Store(g)
 	case sluicev1.Protocol_PROTOCOL_TCP:
-		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries(), Inspect: rt.inspectTimeout(ls)}
+		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries(), Inspect: rt.inspectTimeout(ls), Meter: m}
 		if cur != nil {
 			cur.tcp.SetConfig(cfg)
 			return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/h2proxy"
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -34,7 +35,10 @@ type Options struct {
 	// OnConn receives the record of every client connection that ends. It
 	// is called on the connection's goroutine and must not block.
 	OnConn func(*conntrack.ConnInfo)
-	Logger *slog.Logger
+	// AccessLog gets every HTTP request and TCP session it samples; nil:
+	// none are logged.
+	AccessLog meter.Log
+	Logger    *slog.Logger
 }
 
 // Node runs the listeners and clusters of the snapshot it applied last.
@@ -49,7 +53,10 @@ type Node struct {
 	clusters  map[string]*cluster
 	current   atomic.Pointer[map[string]*cluster] // for health rebuilds
 	listeners map[string]*listener                // by listenerKey
-	endpoints map[string]*upstream.Endpoint       // by Endpoint.Key
+	// meters are the listeners' meters by listener name; a cluster's is
+	// on the cluster. Apply hands them on to what keeps its name.
+	meters    map[string]*meter.Listener
+	endpoints map[string]*upstream.Endpoint // by Endpoint.Key
 	// dialable is endpoints as last published, for health checks, which
 	// must not take mu (Apply holds it while it waits for checks to stop).
 	dialable atomic.Pointer[map[string]*upstream.Endpoint]
@@ -75,6 +82,7 @@ func New(opts Options) *Node {
 		log:       opts.Logger,
 		clusters:  map[string]*cluster{},
 		listeners: map[string]*listener{},
+		meters:    map[string]*meter.Listener{},
 		endpoints: map[string]*upstream.Endpoint{},
 		stop:      make(chan struct{}),
 		dirty:     map[string]bool{},
@@ -118,6 +126,10 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 		c := compileCluster(cs, eps, n.clusters[cs.GetName()])
 		c.tls = up
+		c.meter = meter.NewCluster(c.name)
+		if old, ok := n.clusters[c.name]; ok {
+			c.meter = old.meter
+		}
 		for i := range c.checks {
 			c.checks[i].TLS = up.config()
 		}
@@ -135,6 +147,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	// Rules and HTTP proxy configurations, checked before anything is
 	// bound.
 	routings := make(map[string]*routing, len(snap.GetListeners()))
+	meters := make(map[string]*meter.Listener, len(snap.GetListeners()))
 	httpCfgs := map[string]*httpproxy.Config{}
 	accepts := map[string]*proxyAccept{}
 	for _, ls := range snap.GetListeners() {
@@ -146,10 +159,16 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			return fmt.Errorf("listener %s: proxy_protocol: %w", ls.GetName(), err)
 		}
 		routings[ls.GetAddress()] = rt
+		m, ok := n.meters[ls.GetName()]
+		if !ok {
+			m = meter.NewListener(ls.GetName(), n.opts.AccessLog)
+		}
+		meters[ls.GetName()] = m
 		if ls.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			continue
 		}
 		cfg := httpConfig(ls, rt)
+		cfg.Meter = m
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
@@ -201,13 +220,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			m.Endpoint.OnRelease(wake)
 			m.Endpoint.SetOutlierPolicy(outlier)
 			m.Endpoint.SetTLS(c.tls.config())
+			m.Endpoint.SetMeter(c.meter)
 		}
 	}
 	var replaced []*generation
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]
 		l.accept.Store(accepts[ls.GetAddress()])
-		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], n.opts.OnConn); g != nil {
+		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], meters[ls.GetName()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}
 	}
@@ -254,7 +274,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			old.queue.wakeAll()
 		}
 	}
-	n.clusters, n.listeners, n.endpoints = clusters, listeners, eps
+	n.clusters, n.listeners, n.endpoints, n.meters = clusters, listeners, eps, meters
 	n.dialable.Store(&eps)
 	n.current.Store(&clusters)
 	for _, c := range clusters {
@@ -342,6 +362,11 @@ const rebuildEvery = 100 * time.Millisecond
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
+	if eps := n.dialable.Load(); eps != nil {
+		if ep := (*eps)[key]; ep != nil {
+			ep.HealthChanged()
+		}
+	}
 	if n.checker.State(key) == health.Down {
 		n.closeOnDown(name, key)
 	}
@@ -502,6 +527,9 @@ func (n *Node) Endpoints() []EndpointStatus {
 // ejections. A reporter that saw one value need not look again until it
 // grows.
 func (n *Node) StatusChanges() uint64 { return n.statusChanges.Load() + n.checker.Changes() }
+
+// AccessLog is the access log the node was started with, nil without one.
+func (n *Node) AccessLog() meter.Log { return n.opts.AccessLog }
 
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }

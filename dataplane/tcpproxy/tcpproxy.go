@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/tlsinspect"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -109,6 +110,9 @@ type Config struct {
 	// route on them (Attempt.TLS, Attempt.SNI). 0: the pick comes first
 	// and reads nothing.
 	Inspect time.Duration
+	// Meter counts the listener's sessions and hands them to the access
+	// log (meter.Listener); nil: not counted.
+	Meter *meter.Listener
 }
 
 // Server serves the sessions of one TCP listener.
@@ -149,11 +153,20 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	cfg := s.cfg.Load()
 	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: from.String(), Start: time.Now()}
+	mx := meter.Exchange{Client: from}
+	if m := cfg.Meter; m != nil {
+		m.Opened()
+		mx.Logged = m.Sample()
+	}
 	defer func() {
 		client.Close()
 		info.Duration = time.Since(info.Start)
 		if s.closing.Load() {
 			info.Reason = sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
+		}
+		if m := cfg.Meter; m != nil {
+			m.Closed()
+			meterSession(m, &info, &mx)
 		}
 		if s.onClose != nil {
 			s.onClose(&info)
@@ -172,7 +185,7 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	if peer != from {
 		addr = net.TCPAddrFromAddrPort(from)
 	}
-	ep, backend, err := s.connect(cfg, addr, from, local, &a, &info)
+	ep, backend, err := s.connect(cfg, addr, from, local, &a, &info, &mx)
 	a.hello.SNI = nil // it pointed into insp
 	if backend == nil {
 		putInspectBuf(insp)
@@ -185,6 +198,7 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	defer ep.Release()
 	defer ep.Close(backend)
 	info.Cluster, info.Endpoint = ep.Cluster, ep.Name
+	mx.Cluster = ep.Meter()
 	raw := upstream.TCPConn(backend) // the socket, under TLS or not
 	ss := &liveSession{client: client, backend: raw}
 	list := s.sessions.add(ep, ss)
@@ -240,6 +254,8 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
 	case failed && ep.WasShutDown(backend): // a shut-down socket fails its copy
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	case failed && ep.ClosedOnDown(backend):
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case failed:
@@ -261,7 +277,9 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 //
 // An endpoint that takes PROXY headers gets one saying that from connected
 // to local.
-func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPort, a *Attempt, info *conntrack.ConnInfo) (*upstream.Endpoint, net.Conn, error) {
+//
+// mx gets the time the successful connect took.
+func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPort, a *Attempt, info *conntrack.ConnInfo, mx *meter.Exchange) (*upstream.Endpoint, net.Conn, error) {
 	var hb [proxyproto.MaxV1]byte
 	retries, repicks := cfg.Retries, 0
 	retry := false // this pick follows a failed connect
@@ -276,8 +294,10 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 		if retry {
 			info.Retries++
 		}
+		start := time.Now()
 		c, err := ep.DialWithHeader(context.Background(), timeout, true, ep.AppendProxyHeader(hb[:0], from, local))
 		if err == nil {
+			mx.Connect = time.Since(start)
 			return ep, c, nil
 		}
 		ep.Release()

@@ -1,6 +1,10 @@
 package upstream
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
+)
 
 // Stats are an endpoint's counters since the node first had it. They
 // survive applies with the *Endpoint.
@@ -14,12 +18,35 @@ type Stats struct {
 	// ConnectErrors counts connects that failed; Responses5xx HTTP
 	// responses with a 5xx status.
 	ConnectErrors, Responses5xx uint64
+	// HealthTransitions counts the times health checks marked the
+	// endpoint down or back up.
+	HealthTransitions uint64
+}
+
+// HealthChanged counts a change of the endpoint's health-check state,
+// down or back up, in its counters and its cluster's meter.
+func (e *Endpoint) HealthChanged() {
+	e.counters.healthTransitions.Add(1)
+	if m := e.counters.cluster.Load(); m != nil {
+		m.HealthChanged()
+	}
 }
 
 // counters are the atomics behind Stats.
 type counters struct {
 	requests, bytesIn, bytesOut, connectErrors, responses5xx atomic.Uint64
+	healthTransitions                                        atomic.Uint64
+	// cluster is the meter of the endpoint's cluster, which bytes and
+	// failed connects are counted in too; nil: none.
+	cluster atomic.Pointer[meter.Cluster]
 }
+
+// SetMeter makes the endpoint count its bytes and failed connects in m,
+// its cluster's meter, as well (nil: not). The node sets it on every apply.
+func (e *Endpoint) SetMeter(m *meter.Cluster) { e.counters.cluster.Store(m) }
+
+// Meter is the meter of the endpoint's cluster, nil when none was set.
+func (e *Endpoint) Meter() *meter.Cluster { return e.counters.cluster.Load() }
 
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() Stats {
@@ -30,6 +57,8 @@ func (e *Endpoint) Stats() Stats {
 		BytesOut:      c.bytesOut.Load(),
 		ConnectErrors: c.connectErrors.Load(),
 		Responses5xx:  c.responses5xx.Load(),
+
+		HealthTransitions: c.healthTransitions.Load(),
 	}
 }
 
@@ -41,6 +70,9 @@ func (e *Endpoint) Transferred(in, out uint64) {
 	}
 	if out > 0 {
 		e.counters.bytesOut.Add(out)
+	}
+	if m := e.counters.cluster.Load(); m != nil && in+out > 0 {
+		m.Transferred(in, out)
 	}
 }
 

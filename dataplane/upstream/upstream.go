@@ -59,9 +59,10 @@ type Endpoint struct {
 	mu    sync.Mutex
 	conns map[net.Conn]bool // every open connection; true for TCP sessions
 	idle  []idleConn        // pooled HTTP connections, newest last
-	// shut holds the busy connections ShutdownSessions closed until their
-	// user calls Close, so that it can tell why they ended (WasShutDown).
-	shut   map[net.Conn]struct{}
+	// shut holds the busy connections ShutdownSessions or CloseConns
+	// closed until their user calls Close, so that it can tell why they
+	// ended (WasShutDown, ClosedOnDown).
+	shut   map[net.Conn]closeCause
 	closed bool // draining: no new connections, none pooled
 }
 
@@ -262,6 +263,9 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 // endpoint.
 func (e *Endpoint) connectFailed(ctx context.Context) {
 	e.counters.connectErrors.Add(1)
+	if m := e.counters.cluster.Load(); m != nil {
+		m.ConnectFailed()
+	}
 	if ctx.Err() == nil {
 		e.connected(false)
 	}
@@ -387,42 +391,55 @@ func (e *Endpoint) Shutdown() { e.closeWhere(func(bool) bool { return true }) }
 
 // CloseConns closes every connection to the endpoint, busy or idle, but
 // unlike Shutdown the endpoint may be dialed again: for an endpoint marked
-// down (on_down: SHUTDOWN_SESSIONS) that may come back up. It returns how
+// down (on_down: SHUTDOWN_SESSIONS) that may come back up. The users of the
+// busy connections it closed can tell why with ClosedOnDown. It returns how
 // many connections it closed.
-func (e *Endpoint) CloseConns() int { return e.closeConns(false) }
+func (e *Endpoint) CloseConns() int { return e.closeConns(causeDown) }
 
 // ShutdownSessions is CloseConns on an operator's demand (sluicectl
 // shutdown-sessions, HAProxy's "shutdown sessions server"): the endpoint
 // keeps taking new work, and the users of the busy connections it closed
 // can tell why with WasShutDown.
-func (e *Endpoint) ShutdownSessions() int { return e.closeConns(true) }
+func (e *Endpoint) ShutdownSessions() int { return e.closeConns(causeShutdown) }
+
+// closeCause says who closed a busy connection under its user.
+type closeCause uint8
+
+const (
+	causeShutdown closeCause = iota + 1 // ShutdownSessions: an operator
+	causeDown                           // CloseConns: health checks marked it down
+)
 
 // WasShutDown reports whether ShutdownSessions closed c, a connection from
 // Dial or DialSession that its user has not closed yet.
-func (e *Endpoint) WasShutDown(c net.Conn) bool {
+func (e *Endpoint) WasShutDown(c net.Conn) bool { return e.closedBy(c) == causeShutdown }
+
+// ClosedOnDown reports whether CloseConns closed c (the endpoint went down
+// and its cluster shuts its sessions), a connection from Dial or
+// DialSession that its user has not closed yet.
+func (e *Endpoint) ClosedOnDown(c net.Conn) bool { return e.closedBy(c) == causeDown }
+
+func (e *Endpoint) closedBy(c net.Conn) closeCause {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.shut[c]
-	return ok
+	return e.shut[c]
 }
 
-func (e *Endpoint) closeConns(mark bool) int {
+func (e *Endpoint) closeConns(cause closeCause) int {
 	e.mu.Lock()
 	victims := make([]net.Conn, 0, len(e.conns))
 	for c := range e.conns {
 		victims = append(victims, c)
 	}
-	if mark {
-		if e.shut == nil {
-			e.shut = make(map[net.Conn]struct{})
-		}
-		for c := range e.conns {
-			e.shut[c] = struct{}{}
-		}
-		// Idle connections have no user to ask; they are simply gone.
-		for _, ic := range e.idle {
-			delete(e.shut, ic.c)
-		}
+	if e.shut == nil {
+		e.shut = make(map[net.Conn]closeCause)
+	}
+	for c := range e.conns {
+		e.shut[c] = cause
+	}
+	// Idle connections have no user to ask; they are simply gone.
+	for _, ic := range e.idle {
+		delete(e.shut, ic.c)
 	}
 	clear(e.conns)
 	e.idle = nil

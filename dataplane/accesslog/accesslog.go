@@ -1,0 +1,191 @@
+// Package accesslog writes a node's access log: one JSON line per HTTP
+// request or TCP session, in the shape of log/slog's JSONHandler (time,
+// level, msg, then the fields), so that whatever reads slog's JSON reads
+// it. The lines are encoded by hand (line.go) rather than through slog:
+// the handler allocated for every line and took about 8% of a node's
+// requests per second on a loaded two-core machine (BenchmarkHTTPMetered).
+//
+// Logging never blocks traffic (DESIGN, dataplane principles). The request
+// path decides first whether the request is sampled (Sample), copies what
+// the line needs into a pooled entry and hands it to a bounded queue;
+// one writer goroutine formats and writes the lines. When the queue is
+// full — the writer fell behind, the disk is slow — the line is dropped
+// and counted (Dropped), and the request goes on.
+package accesslog
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// DefaultQueue is how many lines may wait for the writer.
+const DefaultQueue = 4096
+
+// Options configure a Log.
+type Options struct {
+	// Node is the node's id, written in every line.
+	Node string
+	// Sample is the share of requests and sessions logged, in (0, 1];
+	// 0 means 1 (every one).
+	Sample float64
+	// Queue bounds the lines waiting for the writer; 0: DefaultQueue.
+	Queue int
+}
+
+// Log is an access log. It implements meter.Log.
+type Log struct {
+	node    string
+	all     bool    // Sample is 1: no coin to toss
+	sample  float64 // Options.Sample
+	queue   chan *entry
+	dropped atomic.Uint64
+	out     *bufio.Writer
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when the writer is done
+	once    sync.Once
+}
+
+// New starts a log writing to w. Close stops it.
+func New(w io.Writer, opts Options) (*Log, error) {
+	if opts.Sample == 0 {
+		opts.Sample = 1
+	}
+	if !(opts.Sample > 0 && opts.Sample <= 1) {
+		return nil, errors.New("accesslog: sample must be above 0 and at most 1")
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = DefaultQueue
+	}
+	l := &Log{
+		node: opts.Node, all: opts.Sample == 1, sample: opts.Sample,
+		queue: make(chan *entry, opts.Queue),
+		out:   bufio.NewWriterSize(w, 64<<10),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go l.write()
+	return l, nil
+}
+
+// Sample decides whether the request or session beginning now is logged:
+// with probability Options.Sample.
+func (l *Log) Sample() bool { return l.all || rand.Float64() < l.sample }
+
+// entry is one line waiting for the writer: a copy of a meter.Exchange
+// that owns its bytes.
+type entry struct {
+	listener, cluster, endpoint, proto string
+	client                             netip.AddrPort
+	end                                time.Time
+	text                               []byte // method, host, path
+	method, host                       int    // their ends in text
+	status                             int
+	bytesIn, bytesOut                  uint64
+	connect, firstByte, total          time.Duration
+	retries                            uint32
+	cause                              sluicev1.CloseReason
+}
+
+var entries = sync.Pool{New: func() any { return new(entry) }}
+
+// Log queues the line of x, an exchange of the listener named listener,
+// or drops and counts it when the queue is full. It never blocks and, once
+// the pool of entries is warm, does not allocate.
+func (l *Log) Log(listener string, x *meter.Exchange) {
+	e := entries.Get().(*entry)
+	e.listener, e.endpoint, e.proto, e.client = listener, x.Endpoint, x.Proto, x.Client
+	e.cluster = ""
+	if x.Cluster != nil {
+		e.cluster = x.Cluster.Name()
+	}
+	e.end = x.Start.Add(x.Total)
+	e.text = append(append(append(e.text[:0], x.Method...), x.Host...), x.Path...)
+	e.method, e.host = len(x.Method), len(x.Method)+len(x.Host)
+	e.status, e.bytesIn, e.bytesOut = x.Status, x.BytesIn, x.BytesOut
+	e.connect, e.firstByte, e.total = x.Connect, x.FirstByte, x.Total
+	e.retries, e.cause = x.Retries, x.Cause
+	select {
+	case l.queue <- e:
+	default:
+		l.dropped.Add(1)
+		entries.Put(e)
+	}
+}
+
+// Dropped counts the lines dropped because the queue was full.
+func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+
+// Close writes the lines queued, flushes and stops the writer. Lines
+// logged afterwards are dropped once the queue is full.
+func (l *Log) Close() error {
+	l.once.Do(func() { close(l.stop) })
+	<-l.done
+	return nil
+}
+
+// WriteEvery is how often the writer takes the lines queued, writes and
+// flushes them. The writer does not wait on the queue itself: a request
+// that queued a line would then wake it, a scheduler round trip per
+// request, and a write(2) per line would follow; both cost a busy node
+// several percent of its requests per second (BenchmarkHTTPMetered).
+// DefaultQueue holds what more than 100,000 requests a second queue
+// meanwhile.
+const WriteEvery = 20 * time.Millisecond
+
+// write writes the lines queued every WriteEvery until Close.
+func (l *Log) write() {
+	defer close(l.done)
+	buf := make([]byte, 0, 1024)
+	tick := time.NewTicker(WriteEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-l.stop:
+			buf = l.drain(buf)
+			l.out.Flush()
+			return
+		}
+		if len(l.queue) > 0 {
+			buf = l.drain(buf)
+			l.out.Flush()
+		}
+	}
+}
+
+// drain writes the lines queued now; buf is a buffer it reuses and
+// returns.
+func (l *Log) drain(buf []byte) []byte {
+	for n := len(l.queue); n > 0; n-- {
+		buf = l.line(<-l.queue, buf)
+	}
+	return buf
+}
+
+// line writes the line of e and puts e back in the pool; buf is a
+// buffer it reuses and returns.
+func (l *Log) line(e *entry, buf []byte) []byte {
+	buf = e.appendLine(buf[:0], l.node)
+	l.out.Write(buf)
+	entries.Put(e)
+	return buf
+}
+
+// Cause is how a close reason reads in the log, as in sluicectl conns:
+// its name without the CLOSE_REASON_ prefix, in lower case, e.g.
+// client_closed.
+func Cause(r sluicev1.CloseReason) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "CLOSE_REASON_"))
+}
+
+var _ meter.Log = (*Log)(nil)

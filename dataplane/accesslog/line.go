@@ -1,0 +1,133 @@
+package accesslog
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// appendLine appends e's line, newline included, to b: the fields
+// log/slog's JSONHandler would write for a record at e.end, level INFO,
+// message "request" (HTTP) or "session" (TCP), in the same order and
+// encoding. It does not allocate.
+func (e *entry) appendLine(b []byte, node string) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.end.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"`...)
+	tcp := e.proto == meter.ProtoTCP
+	if tcp {
+		b = append(b, "session"...)
+	} else {
+		b = append(b, "request"...)
+	}
+	b = append(b, '"')
+	b = appendField(b, "node", node)
+	b = appendField(b, "listener", e.listener)
+	b = append(b, `,"client":"`...)
+	b = e.client.AppendTo(b)
+	b = append(b, '"')
+	b = appendField(b, "proto", e.proto)
+	if !tcp {
+		b = appendBytesField(b, "method", e.text[:e.method])
+		b = appendBytesField(b, "host", e.text[e.method:e.host])
+		b = appendBytesField(b, "path", e.text[e.host:])
+		b = append(b, `,"status":`...)
+		b = strconv.AppendInt(b, int64(e.status), 10)
+	}
+	if e.cluster != "" {
+		b = appendField(b, "cluster", e.cluster)
+		b = appendField(b, "endpoint", e.endpoint)
+	}
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendUint(b, e.bytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendUint(b, e.bytesOut, 10)
+	if e.connect > 0 {
+		b = appendSeconds(b, "connect_seconds", e.connect)
+	}
+	if e.firstByte > 0 {
+		b = appendSeconds(b, "first_byte_seconds", e.firstByte)
+	}
+	b = appendSeconds(b, "total_seconds", e.total)
+	b = append(b, `,"retries":`...)
+	b = strconv.AppendUint(b, uint64(e.retries), 10)
+	if e.cause != sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED {
+		b = appendField(b, "cause", causes[e.cause])
+	}
+	return append(b, "}\n"...)
+}
+
+// causes are the close reasons as Cause writes them, made once.
+var causes = func() map[sluicev1.CloseReason]string {
+	m := make(map[sluicev1.CloseReason]string, len(sluicev1.CloseReason_name))
+	for v := range sluicev1.CloseReason_name {
+		m[sluicev1.CloseReason(v)] = Cause(sluicev1.CloseReason(v))
+	}
+	return m
+}()
+
+// appendField appends ,"key":"value" (key needs no escaping).
+func appendField(b []byte, key, value string) []byte {
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return appendString(b, value)
+}
+
+// appendBytesField is appendField for a value in bytes.
+func appendBytesField(b []byte, key string, value []byte) []byte {
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return appendString(b, value)
+}
+
+// appendSeconds appends ,"key":d in seconds, as a JSON number.
+func appendSeconds(b []byte, key string, d time.Duration) []byte {
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":`...)
+	return strconv.AppendFloat(b, d.Seconds(), 'f', -1, 64)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, as
+// encoding/json and slog do. What clients send (paths, hosts) may hold
+// anything the HTTP parser let through.
+func appendString[T string | []byte](b []byte, s T) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

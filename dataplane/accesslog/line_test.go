@@ -1,0 +1,92 @@
+package accesslog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// slogLine is e's line as log/slog's JSONHandler writes it: the reference
+// appendLine keeps to.
+func slogLine(e *entry, node string) []byte {
+	var out bytes.Buffer
+	a := []slog.Attr{slog.String("node", node), slog.String("listener", e.listener),
+		slog.String("client", e.client.String()), slog.String("proto", e.proto)}
+	msg := "session"
+	if e.proto != meter.ProtoTCP {
+		msg = "request"
+		a = append(a, slog.String("method", string(e.text[:e.method])), slog.String("host", string(e.text[e.method:e.host])),
+			slog.String("path", string(e.text[e.host:])), slog.Int("status", e.status))
+	}
+	if e.cluster != "" {
+		a = append(a, slog.String("cluster", e.cluster), slog.String("endpoint", e.endpoint))
+	}
+	a = append(a, slog.Uint64("bytes_in", e.bytesIn), slog.Uint64("bytes_out", e.bytesOut))
+	if e.connect > 0 {
+		a = append(a, slog.Float64("connect_seconds", e.connect.Seconds()))
+	}
+	if e.firstByte > 0 {
+		a = append(a, slog.Float64("first_byte_seconds", e.firstByte.Seconds()))
+	}
+	a = append(a, slog.Float64("total_seconds", e.total.Seconds()), slog.Uint64("retries", uint64(e.retries)))
+	if e.cause != 0 {
+		a = append(a, slog.String("cause", Cause(e.cause)))
+	}
+	r := slog.NewRecord(e.end, slog.LevelInfo, msg, 0)
+	r.AddAttrs(a...)
+	slog.NewJSONHandler(&out, nil).Handle(context.Background(), r)
+	return out.Bytes()
+}
+
+// TestLineIsSlogJSON: appendLine writes what slog's JSONHandler writes for
+// the same fields, byte for byte, escapes included.
+func TestLineIsSlogJSON(t *testing.T) {
+	end := time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	for _, e := range []*entry{
+		{listener: "public", cluster: "web", endpoint: "a", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("[::1]:80"),
+			end: end, text: []byte("GETexample.com/a?b=\"c\"\\\x01\xff\u00e9"), method: 3, host: 14, status: 200,
+			bytesIn: 1, bytesOut: 2, connect: 1500 * time.Microsecond, firstByte: time.Millisecond, total: 3 * time.Second, retries: 2},
+		{listener: "db", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
+			total: 90 * time.Minute, cause: sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN},
+	} {
+		got, want := e.appendLine(nil, "n\"1"), slogLine(e, "n\"1")
+		if !bytes.Equal(got, want) {
+			t.Errorf("line\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+// FuzzAppendString: whatever a client sends, the line stays valid JSON
+// and says what was sent (each invalid UTF-8 byte replaced, as slog and
+// encoding/json do).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "/a?b=c", "\"\\\n\r\t\x00\x1f\x7f", "\xff\xfe", "é€😀", "\xe2\x82"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, []byte(s))
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%q encodes as %s, not JSON: %v", s, b, err)
+		}
+		// Each invalid byte becomes U+FFFD, as ranging over s reads it.
+		var want strings.Builder
+		for _, r := range s {
+			want.WriteRune(r)
+		}
+		if got != want.String() {
+			t.Errorf("%q round-trips as %q, want %q", s, got, want.String())
+		}
+		if !bytes.Equal(b, appendString(nil, s)) {
+			t.Errorf("string and []byte encodings of %q differ", s)
+		}
+	})
+}

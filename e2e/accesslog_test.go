@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluice-lb/sluice/dataplane"
+	"github.com/sluice-lb/sluice/internal/promtext"
+)
+
+// logBuffer collects an access log; with a non-nil gate, every write
+// waits until the gate is closed (a stuck disk).
+type logBuffer struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	gate chan struct{}
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	if l.gate != nil {
+		<-l.gate
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines parses the log written so far.
+func (l *logBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("access log line %q is not JSON: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// accessLogSnapshot is an HTTP listener "public" over a and b (HTTP/1.1
+// and h2c) and a TCP listener "db" over raw.
+func accessLogSnapshot(a, b, raw *backend, httpAddr, tcpAddr string) string {
+	return fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: %s }
+      - { name: b, address: %s }
+  - name: dbc
+    endpoints:
+      - { name: raw, address: %s }
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web, http: { h2c: true } }
+  - { name: db, address: %s, protocol: TCP, default_cluster: dbc }
+`, a.addr, b.addr, raw.addr, httpAddr, tcpAddr)
+}
+
+// TestAccessLog: N requests make exactly N lines, each naming the
+// listener, the endpoint that answered (as the client saw it), the
+// status, method, host, path and protocol; an HTTP/2 request makes one
+// too; a TCP session makes one line with its endpoint, bytes and cause.
+func TestAccessLog(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
+	waitVersion(t, dp, c.apply(t, accessLogSnapshot(a, b, raw, httpAddr, tcpAddr)))
+
+	const n = 20
+	client := &http.Client{Timeout: testTimeout}
+	var answered []string
+	for i := range n {
+		body, err := get(client, fmt.Sprintf("http://%s/p?i=%d", httpAddr, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered = append(answered, body)
+	}
+	h2, err := get(h2Client(true), "http://"+httpAddr+"/over/h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := tcpGet(tcpAddr); err != nil || body != "raw" {
+		t.Fatalf("TCP: %q, %v", body, err)
+	}
+	// The session ends on the node a moment after the client saw it end.
+	waitFor(t, "the TCP session to end on the node", func() bool {
+		return promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics").Value("sluice_listener_connections", "db") == 0
+	})
+	dp.Close() // flushes the log
+
+	lines := out.lines(t)
+	var requests, sessions []map[string]any
+	for _, l := range lines {
+		switch l["msg"] {
+		case "request":
+			requests = append(requests, l)
+		case "session":
+			sessions = append(sessions, l)
+		default:
+			t.Errorf("line with msg %v: %v", l["msg"], l)
+		}
+	}
+	if len(requests) != n+1 {
+		t.Fatalf("%d request lines for %d requests", len(requests), n+1)
+	}
+	for k, v := range map[string]any{"listener": "public", "proto": "HTTP/2.0", "method": "GET", "path": "/over/h2", "status": 200.0, "endpoint": h2} {
+		if got := requests[n][k]; got != v {
+			t.Errorf("HTTP/2 request: %s = %v, want %v", k, got, v)
+		}
+	}
+	for i, l := range requests[:n] {
+		want := map[string]any{
+			"node": "node-1", "listener": "public", "proto": "HTTP/1.1", "method": "GET", "host": httpAddr,
+			"path": fmt.Sprintf("/p?i=%d", i), "status": 200.0, "cluster": "web", "endpoint": answered[i],
+		}
+		for k, v := range want {
+			if l[k] != v {
+				t.Errorf("request %d: %s = %v, want %v", i, k, l[k], v)
+			}
+		}
+		if ap, err := netip.ParseAddrPort(fmt.Sprint(l["client"])); err != nil || !ap.Addr().IsLoopback() {
+			t.Errorf("request %d: client %v is not a loopback ip:port", i, l["client"])
+		}
+		if l["bytes_in"].(float64) <= 0 || l["bytes_out"].(float64) <= 0 || l["total_seconds"].(float64) <= 0 || l["first_byte_seconds"].(float64) <= 0 {
+			t.Errorf("request %d: bytes or durations missing: %v", i, l)
+		}
+	}
+	if len(sessions) != 1 {
+		t.Fatalf("%d session lines for 1 TCP session", len(sessions))
+	}
+	s := sessions[0]
+	for k, v := range map[string]any{"listener": "db", "proto": "TCP", "cluster": "dbc", "endpoint": "raw",
+		"bytes_in": float64(len("GET / HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")), "cause": "server_closed"} {
+		if s[k] != v {
+			t.Errorf("session: %s = %v, want %v", k, s[k], v)
+		}
+	}
+	if _, ok := s["connect_seconds"]; !ok {
+		t.Errorf("session line has no connect_seconds: %v", s)
+	}
+}
+
+// TestAccessLogSample: --access-log-sample 0.5 logs about half the
+// requests.
+func TestAccessLogSample(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out, AccessLogSample: 0.5})
+	waitVersion(t, dp, c.apply(t, accessLogSnapshot(a, b, raw, httpAddr, tcpAddr)))
+	const n = 400
+	client := &http.Client{Timeout: testTimeout}
+	for range n {
+		if _, err := get(client, "http://"+httpAddr+"/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dp.Close()
+	// Binomial(400, 0.5): sd = 10; 6 sd either way.
+	if got := len(out.lines(t)); got < 140 || got > 260 {
+		t.Errorf("%d lines for %d requests sampled at 0.5, want about %d", got, n, n/2)
+	}
+}
+
+// TestAccessLogStuckWriter: with the log's writer stuck, requests go on
+// as before: every one is answered, and the lines that did not fit the
+// queue are counted in sluice_access_log_dropped_total; once the writer
+// moves, the lines kept are written, and kept plus dropped is every
+// request.
+func TestAccessLogStuckWriter(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	out := &logBuffer{gate: make(chan struct{})}
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: out})
+	waitVersion(t, dp, c.apply(t, accessLogSnapshot(a, b, raw, httpAddr, tcpAddr)))
+	const n = 5000 // more than the queue (accesslog.DefaultQueue) holds
+	client := &http.Client{Timeout: testTimeout}
+	for range n {
+		if _, err := get(client, "http://"+httpAddr+"/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics").Value("sluice_access_log_dropped_total")
+	if dropped < 1 {
+		t.Errorf("sluice_access_log_dropped_total = %v with a stuck writer and %d requests", dropped, n)
+	}
+	close(out.gate)
+	dp.Close()
+	if got := len(out.lines(t)); float64(got)+dropped != n {
+		t.Errorf("%d lines written + %v dropped, want %d requests in all", got, dropped, n)
+	}
+}

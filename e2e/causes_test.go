@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Termination causes the other e2e tests do not cover already (client
+// closed: loop_test; rebalanced: rebalance_test; denied: rules_test;
+// shutdown: stats_test), each as a user sees it in the records the
+// control plane keeps.
+
+// recordsOf waits until the control plane holds n records of listener and
+// returns them.
+func recordsOf(t *testing.T, c *cp, listener string, n int) []*sluicev1.ConnRecord {
+	t.Helper()
+	var recs []*sluicev1.ConnRecord
+	waitFor(t, fmt.Sprintf("%d records of listener %s", n, listener), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		resp, err := c.api.ListConns(ctx, &sluicev1.ListConnsRequest{Listener: listener})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = resp.GetRecords()
+		return len(recs) >= n
+	})
+	return recs
+}
+
+// wantReason checks that listener has exactly n records, all with reason.
+func wantReason(t *testing.T, c *cp, listener string, n int, reason sluicev1.CloseReason) {
+	t.Helper()
+	recs := recordsOf(t, c, listener, n)
+	if len(recs) != n {
+		t.Errorf("%d records of %s, want %d", len(recs), listener, n)
+	}
+	for _, r := range recs {
+		if r.GetCloseReason() != reason {
+			t.Errorf("record of %s (%s/%s): reason %v, want %v", listener, r.GetCluster(), r.GetEndpoint(), r.GetCloseReason(), reason)
+		}
+	}
+}
+
+// readAll reads conn until it closes, within the test timeout.
+func readAll(t *testing.T, conn net.Conn) string {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(testTimeout))
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading until the node closes: %v", err)
+	}
+	return string(b)
+}
+
+// TestCauseServerClosed: a TCP session whose endpoint closes first is
+// SERVER_CLOSED.
+func TestCauseServerClosed(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	bye := loopback.Serve(t, func(conn net.Conn) {
+		io.WriteString(conn, "bye\n")
+		conn.Close()
+	})
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: bye, endpoints: [ { name: b, address: %s } ] }
+listeners:
+  - { name: tcp, address: %s, protocol: TCP, default_cluster: bye }
+`, bye, listen)))
+	conn, err := net.DialTimeout("tcp", listen, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := readAll(t, conn); got != "bye\n" {
+		t.Fatalf("read %q, want bye", got)
+	}
+	conn.Close()
+	wantReason(t, c, "tcp", 1, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED)
+}
+
+// TestCauseTimeouts: a client that sends no request within
+// request_header_timeout is CLIENT_TIMEOUT; a request whose endpoint does
+// not answer within response_timeout gets 504 and is SERVER_TIMEOUT.
+func TestCauseTimeouts(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	slow := startBackend(t, "slow")
+	defer close(slow.release)
+	quiet, waiting := freeAddr(t), freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: slow, endpoints: [ { name: s, address: %s } ] }
+listeners:
+  - { name: quiet, address: %s, protocol: HTTP, default_cluster: slow, http: { request_header_timeout: 200ms } }
+  - { name: waiting, address: %s, protocol: HTTP, default_cluster: slow, http: { response_timeout: 200ms } }
+`, slow.addr, quiet, waiting)))
+
+	conn, err := net.DialTimeout("tcp", quiet, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := readAll(t, conn); got != "" {
+		t.Errorf("a silent client got %q; want the connection closed quietly", got)
+	}
+	wantReason(t, c, "quiet", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
+
+	conn2, err := net.DialTimeout("tcp", waiting, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	io.WriteString(conn2, "GET /slow HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")
+	if got := readAll(t, conn2); !strings.HasPrefix(got, "HTTP/1.1 504 ") {
+		t.Errorf("a request the endpoint holds got %q, want 504", got)
+	}
+	wantReason(t, c, "waiting", 1, sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT)
+}
+
+// TestCauseDrainedAndEndpointDown: a TCP session to an endpoint that an
+// apply removed is DRAINED once its drain_timeout passed; one to an
+// endpoint that health checks marked down, in a cluster with on_down:
+// SHUTDOWN_SESSIONS, is ENDPOINT_DOWN.
+func TestCauseDrainedAndEndpointDown(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	removed, down, other := startEchoBackend(t), startEchoBackend(t), startEchoBackend(t)
+	rmListen, downListen := freeAddr(t), freeAddr(t)
+	snap := `
+clusters:
+  - name: rm
+    drain_timeout: 100ms
+    endpoints: [ %s ]
+  - name: dn
+    on_down: SHUTDOWN_SESSIONS
+    health_check: { interval: 100ms, fall: 1, rise: 1 }
+    endpoints: [ { name: d, address: %s } ]
+listeners:
+  - { name: rm, address: %s, protocol: TCP, default_cluster: rm }
+  - { name: dn, address: %s, protocol: TCP, default_cluster: dn }
+`
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(snap, fmt.Sprintf("{ name: r, address: %s }", removed.addr), down.addr, rmListen, downListen)))
+	var conns []net.Conn
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
+	for _, addr := range []string{rmListen, downListen} {
+		var conn net.Conn
+		// dn's endpoint is routed to once checks found it up.
+		waitFor(t, "a session through "+addr, func() bool {
+			var err error
+			if conn, err = net.DialTimeout("tcp", addr, testTimeout); err != nil {
+				t.Fatal(err)
+			}
+			if echoes(conn) {
+				return true
+			}
+			conn.Close()
+			return false
+		})
+		conns = append(conns, conn)
+	}
+
+	// rm's endpoint is replaced by another.
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(snap, fmt.Sprintf("{ name: o, address: %s }", other.addr), down.addr, rmListen, downListen)))
+	// dn's endpoint stops taking connections: checks fail, the session
+	// it has is cut.
+	down.ln.Close()
+	for _, conn := range conns {
+		readAll(t, conn)
+	}
+	wantReason(t, c, "rm", 1, sluicev1.CloseReason_CLOSE_REASON_DRAINED)
+	wantReason(t, c, "dn", 1, sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN)
+
+	// What sluicectl conns shows.
+	out, errOut, code := ctl(t, c.addr, "conns", "--listener", "dn")
+	if code != 0 || !strings.Contains(out, "dn/d") || !strings.Contains(out, "endpoint_down") {
+		t.Errorf("sluicectl conns --listener dn: exit %d, %q, %q; want dn/d ... endpoint_down", code, out, errOut)
+	}
+}
+
+// TestCauseNodeDraining: a keep-alive connection idle when the node
+// drains (SIGTERM) is NODE_DRAINING.
+func TestCauseNodeDraining(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a := startBackend(t, "a")
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: web, endpoints: [ { name: a, address: %s } ] }
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, a.addr, listen)))
+	conn, err := net.DialTimeout("tcp", listen, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: e2e\r\n\r\n")
+	buf := make([]byte, 4096)
+	conn.SetReadDeadline(time.Now().Add(testTimeout))
+	if n, err := conn.Read(buf); err != nil || !strings.HasSuffix(string(buf[:n]), "\r\n\r\na") {
+		t.Fatalf("first response: %q, %v", buf[:n], err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := dp.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if got := readAll(t, conn); got != "" {
+		t.Errorf("idle connection got %q while the node drained; want it closed", got)
+	}
+	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_NODE_DRAINING)
+}
