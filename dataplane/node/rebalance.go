@@ -70,6 +70,10 @@ type rebalancer struct {
 	// Owned by the loop's goroutine.
 	bucket     closeBucket
 	connectErr map[*upstream.Endpoint]uint64 // ConnectErrors at the last round
+	// suspect holds the endpoints that refused a connection and have not
+	// shown since that they take work, with their HealthTransitions when
+	// they refused.
+	suspect map[*upstream.Endpoint]uint64
 }
 
 // setRebalance starts, reconfigures or stops the listener's rebalance for
@@ -94,7 +98,7 @@ func (l *listener) setRebalance(ls *sluicev1.Listener, c *cluster) {
 }
 
 func newRebalancer(l *listener, cfg *rebalanceConfig) *rebalancer {
-	r := &rebalancer{l: l, quit: make(chan struct{}), done: make(chan struct{})}
+	r := &rebalancer{l: l, quit: make(chan struct{}), done: make(chan struct{}), suspect: map[*upstream.Endpoint]uint64{}}
 	r.cfg.Store(cfg)
 	r.bucket.fill(time.Now(), cfg.ratePerSec)
 	return r
@@ -128,22 +132,34 @@ func (r *rebalancer) round(now time.Time) {
 		return
 	}
 	// The endpoints taking new work: those the picker was built with.
-	// One that refused a connection since the last round is left out: it
-	// may be down before its checks say so, and clients sent its way
-	// would only come back. Errors are followed for every member, so one
-	// that failed while down and has recovered since is not held back.
+	// One that refused a connection is left out until it shows it takes
+	// work again (a session on this listener) or its checks conclude (a
+	// health transition): it may be down before its checks say so, and
+	// while it counts as an empty member the others look overloaded, so
+	// clients would be closed only to come back. Errors are followed for
+	// every member, so one that failed while down and has recovered since
+	// is not held back.
 	seen := make(map[*upstream.Endpoint]uint64, len(box.set))
 	for _, m := range box.set {
-		seen[m.Endpoint] = m.Endpoint.Stats().ConnectErrors
+		st := m.Endpoint.Stats()
+		seen[m.Endpoint] = st.ConnectErrors
+		if last, ok := r.connectErr[m.Endpoint]; ok && st.ConnectErrors > last {
+			r.suspect[m.Endpoint] = st.HealthTransitions
+		}
 	}
 	var members lb.Set
 	for _, m := range box.set.Eligible() {
-		if last, ok := r.connectErr[m.Endpoint]; ok && seen[m.Endpoint] > last {
+		if r.suspected(m.Endpoint, g.tcp.Sessions(m.Endpoint)) {
 			continue
 		}
 		members = append(members, m)
 	}
 	r.connectErr = seen
+	for ep := range r.suspect {
+		if _, ok := seen[ep]; !ok {
+			delete(r.suspect, ep) // no longer in the cluster
+		}
+	}
 	loads := make([]load, len(members))
 	for i, m := range members {
 		loads[i] = load{sessions: g.tcp.Sessions(m.Endpoint), weight: m.Weight}
@@ -164,6 +180,21 @@ func (r *rebalancer) round(now time.Time) {
 			cfg.log(r.l.log, members[i].Endpoint, loads, i, n, closed[i], after)
 		}
 	}
+}
+
+// suspected reports whether ep, holding sessions on the listener, is still
+// suspect, and forgets the suspicion once ep has a session or its checks
+// have marked it down or up since it refused.
+func (r *rebalancer) suspected(ep *upstream.Endpoint, sessions int) bool {
+	at, ok := r.suspect[ep]
+	if !ok {
+		return false
+	}
+	if sessions > 0 || ep.Stats().HealthTransitions > at {
+		delete(r.suspect, ep)
+		return false
+	}
+	return true
 }
 
 // log reports what a round did on endpoint ep (loads[i]): how many of its

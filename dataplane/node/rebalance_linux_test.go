@@ -17,7 +17,13 @@ import (
 // test.
 func lineEcho(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return lineEchoOn(t, "127.0.0.1:0")
+}
+
+// lineEchoOn is lineEcho on a given address.
+func lineEchoOn(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +108,9 @@ func (s echoSession) closed() bool {
 }
 
 // TestRebalanceRound drives rounds by hand: an endpoint that comes back
-// gets no session moved to it while it refuses connections, and when it
-// takes them the over-full endpoint loses its oldest idle sessions, down to
-// what the tolerance and the rate allow.
+// gets no session moved to it while it refuses connections, nor after,
+// until it shows it takes them; then the over-full endpoint loses its
+// oldest idle sessions, down to what the tolerance and the rate allow.
 func TestRebalanceRound(t *testing.T) {
 	n := newNode(t)
 	a, b, c := lineEcho(t), lineEcho(t), freeAddr(t) // c refuses connections
@@ -180,12 +186,31 @@ listeners: [{ name: db, address: %s, protocol: TCP, default_cluster: db }]
 			t.Fatalf("session %d of a closed too; want only the oldest (c must not count while it refuses)", i+1)
 		}
 	}
-	// c took no connection since and counts again: the shares are 8/3,
-	// a must give up 2 (to 3), but the rate now allows 1 a second.
+	// c refused no connection since, but it has not shown it takes
+	// them: it still does not count. With a tolerance of 30%, a's 5 are
+	// within its share over a and b (4 × 1.3); were c counted, the share
+	// would be 8/3 and a would lose sessions.
 	time.Sleep(50 * time.Millisecond)
 	cfg := *r.cfg.Load()
-	cfg.ratePerSec = 1
+	cfg.ratePerSec, cfg.tolerancePercent = 1, 30
 	r.cfg.Store(&cfg)
+	now = now.Add(time.Second)
+	r.round(now)
+	for i, s := range onA[1:] {
+		if !s.alive() {
+			t.Fatalf("session %d of a closed while c, which refused, holds no session", i+1)
+		}
+	}
+
+	// c is back and a new session lands on it (LEAST_CONN): it counts
+	// again. The shares are 9/3, a must give up 2 (to 3), but the rate
+	// allows 1 a second.
+	lineEchoOn(t, c)
+	openEchoSession(t, listen)
+	if got := g.tcp.Sessions(epC); got != 1 {
+		t.Fatalf("sessions on c = %d, want the new one", got)
+	}
+	time.Sleep(50 * time.Millisecond)
 	now = now.Add(time.Second)
 	r.round(now)
 	if !onA[1].closed() {
