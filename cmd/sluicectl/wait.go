@@ -26,7 +26,8 @@ const waitPoll = 200 * time.Millisecond
 // wait: they will get the version when they come back.
 func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, version uint64, timeout time.Duration) int {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	deadline := start.Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	tick := time.NewTicker(waitPoll)
 	defer tick.Stop()
@@ -35,7 +36,10 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 		callCtx, callCancel := c.call(ctx)
 		resp, err := client.ListNodes(callCtx, &sluicev1.ListNodesRequest{})
 		callCancel()
-		if err != nil && ctx.Err() == nil {
+		// A call cut short by the wait's own deadline is the timeout, not
+		// a failure: the deadline can pass (and gRPC refuse the call)
+		// a moment before ctx says so.
+		if err != nil && ctx.Err() == nil && time.Now().Before(deadline) {
 			return c.rpcError(cmd, err)
 		}
 		if err == nil {
