@@ -50,14 +50,8 @@ func newH2Check(s Spec, cn connector) *h2Check {
 			return ctx.Value(checkConnKey{}).(net.Conn), nil
 		},
 	}
-	method, host := s.HTTPMethod, s.HTTPHost
-	if method == "" {
-		method = "GET"
-	}
-	if host == "" {
-		host = s.Addr
-	}
-	if !snapshot.IsToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
+	method, host, ok := s.httpTarget()
+	if !ok {
 		return h
 	}
 	path, query, _ := strings.Cut(s.HTTPPath, "?")

@@ -41,16 +41,24 @@ type httpCheck struct {
 	req []byte
 }
 
-func newHTTPCheck(s Spec, cn connector) *httpCheck {
-	h := &httpCheck{connector: cn, timeout: s.Timeout, expect: s.Expect}
-	method, host := s.HTTPMethod, s.HTTPHost
+// httpTarget is the method and Host an HTTP check sends, with their
+// defaults (GET, the endpoint's address); ok is false when the method,
+// path or host could not be sent as they are (a space, a CR or LF...).
+func (s Spec) httpTarget() (method, host string, ok bool) {
+	method, host = s.HTTPMethod, s.HTTPHost
 	if method == "" {
 		method = "GET"
 	}
 	if host == "" {
 		host = s.Addr
 	}
-	if !snapshot.IsToken(method) || !isVisible(s.HTTPPath) || !isVisible(host) {
+	return method, host, snapshot.IsToken(method) && isVisible(s.HTTPPath) && isVisible(host)
+}
+
+func newHTTPCheck(s Spec, cn connector) *httpCheck {
+	h := &httpCheck{connector: cn, timeout: s.Timeout, expect: s.Expect}
+	method, host, ok := s.httpTarget()
+	if !ok {
 		return h
 	}
 	b := append([]byte(nil), method...)
