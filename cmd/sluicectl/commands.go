@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/internal/reasons"
 	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -584,13 +585,13 @@ served it (the last request's, for HTTP), how long it lived, bytes in (from
 the client) and out (to the client), HTTP requests, and why it closed.
 
 Reasons:
-`+wrap(strings.Join(reasonNames(), ", "), 76, "  "))
+`+wrap(strings.Join(reasons.Names(), ", "), 76, "  "))
 	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
 	node := fs.String("node", "", "only connections of node `ID`")
 	listener := fs.String("listener", "", "only connections accepted by listener `L`")
 	cluster := fs.String("cluster", "", "only connections served by cluster `C`")
 	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E`")
-	reasons := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`")
+	reasonList := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`")
 	minDur := fs.Duration("min-duration", 0, "only connections that lived at least `D` (e.g. 30s)")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
@@ -603,15 +604,15 @@ Reasons:
 		return c.usageError(fs, "--min-duration must not be negative, not %s", *minDur)
 	}
 	var want []sluicev1.CloseReason
-	for r := range strings.SplitSeq(*reasons, ",") {
+	for r := range strings.SplitSeq(*reasonList, ",") {
 		if r = strings.TrimSpace(r); r == "" {
 			continue
 		}
-		v, ok := sluicev1.CloseReason_value["CLOSE_REASON_"+strings.ToUpper(r)]
-		if !ok || v == 0 {
-			return c.usageError(fs, "--reason %q is not one of %s", r, strings.Join(reasonNames(), ", "))
+		v, ok := reasons.Parse(r)
+		if !ok {
+			return c.usageError(fs, "--reason %q is not one of %s", r, strings.Join(reasons.Names(), ", "))
 		}
-		want = append(want, sluicev1.CloseReason(v))
+		want = append(want, v)
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
@@ -640,7 +641,7 @@ Reasons:
 		if r.GetDuration() != nil {
 			dur = r.GetDuration().AsDuration().Round(time.Millisecond).String()
 		}
-		reason := reasonName(r.GetCloseReason())
+		reason := reasons.Name(r.GetCloseReason())
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
 			orDash(r.GetClientAddress()), served, dur, units.Bytes(r.GetBytesIn()), units.Bytes(r.GetBytesOut()),
@@ -648,20 +649,6 @@ Reasons:
 	}
 	tw.Flush()
 	return 0
-}
-
-// reasonName is how sluicectl writes a close reason: "client_closed".
-func reasonName(r sluicev1.CloseReason) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "CLOSE_REASON_"))
-}
-
-// reasonNames lists every close reason as reasonName writes it.
-func reasonNames() []string {
-	var out []string
-	for v := 1; v < len(sluicev1.CloseReason_name); v++ {
-		out = append(out, reasonName(sluicev1.CloseReason(v)))
-	}
-	return out
 }
 
 // wrap breaks s into lines of at most width bytes at spaces, each line

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluice-lb/sluice/controlplane/history"
+	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -76,31 +77,13 @@ func parseConnsQuery(q url.Values) (*sluicev1.ListConnsRequest, error) {
 	}
 	if s := q.Get("reason"); s != "" {
 		for name := range strings.SplitSeq(s, ",") {
-			name = strings.ToUpper(strings.TrimSpace(name))
-			v, ok := sluicev1.CloseReason_value["CLOSE_REASON_"+name]
-			if !ok || v == 0 {
-				return nil, fmt.Errorf("conns: unknown reason %q (%s)", strings.ToLower(name), reasonNames())
+			v, ok := reasons.Parse(name)
+			if !ok {
+				return nil, fmt.Errorf("conns: unknown reason %q (one of: %s)",
+					strings.ToLower(strings.TrimSpace(name)), strings.Join(reasons.Names(), ", "))
 			}
-			req.Reasons = append(req.Reasons, sluicev1.CloseReason(v))
+			req.Reasons = append(req.Reasons, v)
 		}
 	}
 	return req, nil
-}
-
-// reasonName is how the API writes a close reason, as sluicectl does:
-// "client_closed".
-func reasonName(r sluicev1.CloseReason) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "CLOSE_REASON_"))
-}
-
-// reasonNames lists the reasons a filter may name, in the enum's order.
-func reasonNames() string {
-	var names []string
-	for v := int32(1); ; v++ {
-		if _, ok := sluicev1.CloseReason_name[v]; !ok {
-			break
-		}
-		names = append(names, reasonName(sluicev1.CloseReason(v)))
-	}
-	return "one of: " + strings.Join(names, ", ")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/controlplane/history"
+	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -326,7 +327,7 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			Cluster: rec.GetCluster(), Endpoint: rec.GetEndpoint(),
 			Start: rec.GetStart().AsTime(), Duration: rec.GetDuration().AsDuration(),
 			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
-			Reason: reasonName(rec.GetCloseReason()),
+			Reason: reasons.Name(rec.GetCloseReason()),
 		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"conns": out})

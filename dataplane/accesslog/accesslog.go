@@ -19,7 +19,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,13 +178,6 @@ func (l *Log) line(e *entry, buf []byte) []byte {
 	l.out.Write(buf)
 	entries.Put(e)
 	return buf
-}
-
-// Cause is how a close reason reads in the log, as in sluicectl conns:
-// its name without the CLOSE_REASON_ prefix, in lower case, e.g.
-// client_closed.
-func Cause(r sluicev1.CloseReason) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "CLOSE_REASON_"))
 }
 
 var _ meter.Log = (*Log)(nil)

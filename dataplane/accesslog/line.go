@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -55,19 +56,10 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 	b = append(b, `,"retries":`...)
 	b = strconv.AppendUint(b, uint64(e.retries), 10)
 	if e.cause != sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED {
-		b = appendField(b, "cause", causes[e.cause])
+		b = appendField(b, "cause", reasons.Name(e.cause))
 	}
 	return append(b, "}\n"...)
 }
-
-// causes are the close reasons as Cause writes them, made once.
-var causes = func() map[sluicev1.CloseReason]string {
-	m := make(map[sluicev1.CloseReason]string, len(sluicev1.CloseReason_name))
-	for v := range sluicev1.CloseReason_name {
-		m[sluicev1.CloseReason(v)] = Cause(sluicev1.CloseReason(v))
-	}
-	return m
-}()
 
 // appendField appends ,"key":"value" (key needs no escaping).
 func appendField(b []byte, key, value string) []byte {

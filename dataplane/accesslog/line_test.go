@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -38,7 +39,7 @@ func slogLine(e *entry, node string) []byte {
 	}
 	a = append(a, slog.Float64("total_seconds", e.total.Seconds()), slog.Uint64("retries", uint64(e.retries)))
 	if e.cause != 0 {
-		a = append(a, slog.String("cause", Cause(e.cause)))
+		a = append(a, slog.String("cause", reasons.Name(e.cause)))
 	}
 	r := slog.NewRecord(e.end, slog.LevelInfo, msg, 0)
 	r.AddAttrs(a...)

@@ -1,0 +1,35 @@
+package reasons
+
+import (
+	"slices"
+	"testing"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func TestNameAndParse(t *testing.T) {
+	if got := Name(sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN); got != "endpoint_down" {
+		t.Errorf("Name(ENDPOINT_DOWN) = %q, want endpoint_down", got)
+	}
+	for _, n := range Names() {
+		r, ok := Parse(n)
+		if !ok || Name(r) != n {
+			t.Errorf("Parse(%q) = %v, %v; want the reason Name spells so", n, r, ok)
+		}
+	}
+	if r, ok := Parse(" Client_Closed "); !ok || r != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("Parse is not case- and space-blind: %v, %v", r, ok)
+	}
+	for _, bad := range []string{"", "unspecified", "closed", "client-closed"} {
+		if _, ok := Parse(bad); ok {
+			t.Errorf("Parse(%q) accepted a name that is no reason", bad)
+		}
+	}
+	names := Names()
+	if names[0] != "client_closed" || !slices.Contains(names, "denied") || slices.Contains(names, "unspecified") {
+		t.Errorf("Names() = %v", names)
+	}
+	if n := testing.AllocsPerRun(100, func() { Name(sluicev1.CloseReason_CLOSE_REASON_DRAINED) }); n != 0 {
+		t.Errorf("Name allocates %v times", n)
+	}
+}
