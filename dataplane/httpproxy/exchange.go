@@ -388,7 +388,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			}
 			return cc.relayResponse(ep, bc), nil
 		}
-		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && !ep.WasShutDown(bc) && !ep.ClosedOnDown(bc) {
+		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && ep.ClosedBy(bc) == upstream.NotClosedHere {
 			// A pooled connection the endpoint had closed while idle: try
 			// once more on a fresh one. Nothing of the body was consumed,
 			// but the endpoint may have acted on the head before closing,
@@ -416,13 +416,15 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 // endpoint went down (on_down: SHUTDOWN_SESSIONS), or whose endpoint was
 // removed, did not fail by the endpoint's fault.
 func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
-	shut := e.status == 502 && ep.WasShutDown(bc)
-	down := e.status == 502 && ep.ClosedOnDown(bc)
+	by := upstream.NotClosedHere
+	if e.status == 502 {
+		by = ep.ClosedBy(bc)
+	}
 	cc.endpointDone(bc, false)
 	switch {
-	case shut:
+	case by == upstream.ClosedByShutdown:
 		return errShutdown
-	case down:
+	case by == upstream.ClosedOnDown:
 		return errEndpointDown
 	case e.status == 502 && ep.Draining():
 		return errDrained

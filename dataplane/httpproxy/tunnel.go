@@ -177,11 +177,13 @@ func (t *tunnelState) reasonFor(err error, endpoint bool) sluicev1.CloseReason {
 // operator shut down, closed because its endpoint went down, or whose
 // endpoint was removed did not fail by the endpoint's fault.
 func (t *tunnelState) endpointReason(err error) sluicev1.CloseReason {
-	switch {
-	case t.ep.WasShutDown(t.bc):
+	switch t.ep.ClosedBy(t.bc) {
+	case upstream.ClosedByShutdown:
 		return sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
-	case t.ep.ClosedOnDown(t.bc):
+	case upstream.ClosedOnDown:
 		return sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
+	}
+	switch {
 	case t.ep.Draining():
 		return sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

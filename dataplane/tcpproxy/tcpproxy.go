@@ -249,12 +249,16 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 	ep.Transferred(info.BytesOut, info.BytesIn)
 
 	failed := upErr != nil || downErr != nil
+	by := upstream.NotClosedHere
+	if failed { // a socket closed under the copy fails it
+		by = ep.ClosedBy(backend)
+	}
 	switch {
 	case ss.rebalanced.Load():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
-	case failed && ep.WasShutDown(backend): // a shut-down socket fails its copy
+	case by == upstream.ClosedByShutdown:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
-	case failed && ep.ClosedOnDown(backend):
+	case by == upstream.ClosedOnDown:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
 	case ep.Draining():
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED

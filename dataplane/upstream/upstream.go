@@ -61,8 +61,8 @@ type Endpoint struct {
 	idle  []idleConn        // pooled HTTP connections, newest last
 	// shut holds the busy connections ShutdownSessions or CloseConns
 	// closed until their user calls Close, so that it can tell why they
-	// ended (WasShutDown, ClosedOnDown).
-	shut   map[net.Conn]closeCause
+	// ended (ClosedBy).
+	shut   map[net.Conn]CloseCause
 	closed bool // draining: no new connections, none pooled
 }
 
@@ -392,47 +392,47 @@ func (e *Endpoint) Shutdown() { e.closeWhere(func(bool) bool { return true }) }
 // CloseConns closes every connection to the endpoint, busy or idle, but
 // unlike Shutdown the endpoint may be dialed again: for an endpoint marked
 // down (on_down: SHUTDOWN_SESSIONS) that may come back up. The users of the
-// busy connections it closed can tell why with ClosedOnDown. It returns how
+// busy connections it closed can tell why with ClosedBy. It returns how
 // many connections it closed.
-func (e *Endpoint) CloseConns() int { return e.closeConns(causeDown) }
+func (e *Endpoint) CloseConns() int { return e.closeConns(ClosedOnDown) }
 
 // ShutdownSessions is CloseConns on an operator's demand (sluicectl
 // shutdown-sessions, HAProxy's "shutdown sessions server"): the endpoint
 // keeps taking new work, and the users of the busy connections it closed
 // can tell why with WasShutDown.
-func (e *Endpoint) ShutdownSessions() int { return e.closeConns(causeShutdown) }
+func (e *Endpoint) ShutdownSessions() int { return e.closeConns(ClosedByShutdown) }
 
-// closeCause says who closed a busy connection under its user.
-type closeCause uint8
+// CloseCause says who closed a busy connection under its user.
+type CloseCause uint8
 
 const (
-	causeShutdown closeCause = iota + 1 // ShutdownSessions: an operator
-	causeDown                           // CloseConns: health checks marked it down
+	// NotClosedHere: the endpoint did not close the connection itself.
+	NotClosedHere CloseCause = iota
+	// ClosedByShutdown: ShutdownSessions, on an operator's demand.
+	ClosedByShutdown
+	// ClosedOnDown: CloseConns, health checks marked the endpoint down.
+	ClosedOnDown
 )
 
-// WasShutDown reports whether ShutdownSessions closed c, a connection from
-// Dial or DialSession that its user has not closed yet.
-func (e *Endpoint) WasShutDown(c net.Conn) bool { return e.closedBy(c) == causeShutdown }
-
-// ClosedOnDown reports whether CloseConns closed c (the endpoint went down
-// and its cluster shuts its sessions), a connection from Dial or
-// DialSession that its user has not closed yet.
-func (e *Endpoint) ClosedOnDown(c net.Conn) bool { return e.closedBy(c) == causeDown }
-
-func (e *Endpoint) closedBy(c net.Conn) closeCause {
+// ClosedBy says whether ShutdownSessions or CloseConns closed c, a
+// connection from Dial or DialSession that its user has not closed yet.
+func (e *Endpoint) ClosedBy(c net.Conn) CloseCause {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.shut[c]
 }
 
-func (e *Endpoint) closeConns(cause closeCause) int {
+// WasShutDown reports whether ShutdownSessions closed c.
+func (e *Endpoint) WasShutDown(c net.Conn) bool { return e.ClosedBy(c) == ClosedByShutdown }
+
+func (e *Endpoint) closeConns(cause CloseCause) int {
 	e.mu.Lock()
 	victims := make([]net.Conn, 0, len(e.conns))
 	for c := range e.conns {
 		victims = append(victims, c)
 	}
 	if e.shut == nil {
-		e.shut = make(map[net.Conn]closeCause)
+		e.shut = make(map[net.Conn]CloseCause)
 	}
 	for c := range e.conns {
 		e.shut[c] = cause
