@@ -718,8 +718,8 @@ func labelsText(labels map[string]string) string {
 func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("stats", "stats [--node ID] [--cluster NAME] [-o table|json]", `
 Show what each node last reported of its endpoints (a node reports within a
-quarter of a second of a change of health or configuration, and every 5s for
-its counters), one table per node: health, configured weight, requests and
+quarter of a second of a change of health or configuration, and every second
+for its counters), one table per node: health, configured weight, requests and
 sessions in progress (ACTIVE), sockets open to the endpoint (CONNS, pooled
 ones included), requests and sessions sent, bytes received from (IN) and
 sent to (OUT) the endpoint, HTTP 5xx answers, failed connects, how long

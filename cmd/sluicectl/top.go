@@ -15,8 +15,8 @@ import (
 )
 
 // onceWait bounds how long top --once waits for every connected node's
-// rates: a node reports its counters every 5s, so two reports are at most
-// a little over 5s apart.
+// rates: a node reports its counters every second (stats.EndpointsEvery),
+// so two reports come within a few seconds even on a busy node.
 const onceWait = 12 * time.Second
 
 // Terminal control sequences top uses on a terminal: the alternate screen
@@ -34,7 +34,7 @@ weight, requests and sessions in progress (ACTIVE), and rates: requests per
 second, errors per second (5xx answers and failed connects), and bytes per
 second received from (IN/S) and sent to (OUT/S) the endpoint. Rates come
 from the counters of a node's last two reports to the control plane, which
-a node sends every 5s (sooner on a change of health): the first frame shows
+a node sends every second (sooner on a change of health): the first frame shows
 "-" until a node has reported twice, and each node's line says the window
 its rates are over.
 
