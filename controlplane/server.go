@@ -175,7 +175,13 @@ func New(opts Options) (_ *Server, err error) {
 	s.fleet = fleet.NewRegistry()
 	s.metrics = metrics.New(metrics.Sources{
 		Nodes: func() (connected, current int) {
-			current, connected = s.fleet.Count(s.discovery.Version())
+			// Versions are numbered across groups, so each group's
+			// version is run only by nodes of that group.
+			_, connected = s.fleet.Count(0)
+			for _, v := range s.discovery.GroupVersions() {
+				applied, _ := s.fleet.Count(v)
+				current += applied
+			}
 			return connected, current
 		},
 		Version: func() uint64 { return s.discovery.Version() },

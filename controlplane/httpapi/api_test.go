@@ -93,7 +93,7 @@ func (f *fixture) current(t *testing.T) (*sluicev1.VersionInfo, *sluicev1.Endpoi
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.Info, v.Snapshot.GetClusters()[0].GetEndpoints()[0]
+	return v.Info, v.Config.GetGroups()[0].GetSnapshot().GetClusters()[0].GetEndpoints()[0]
 }
 
 // TestEndpointActions: each action stores what sluicectl's command would,

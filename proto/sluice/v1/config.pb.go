@@ -35,8 +35,19 @@ type ApplyRequest struct {
 	// IfVersion, when set, stores nothing unless the current version is
 	// still this one (optimistic concurrency for CI: someone else's apply in
 	// between fails the call with FAILED_PRECONDITION). 0 means "nothing
-	// applied yet".
-	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// applied yet". With groups, it is the version the target group runs.
+	IfVersion *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group is the node group the snapshot is for; empty means "default",
+	// the group that exists from the start with an empty selector (every
+	// node no other group takes). Names: lower-case letters, digits, '-'.
+	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// Selector, when set, creates the group with this label selector when it
+	// does not exist, or changes its selector, in the same version as the
+	// snapshot. Without it, a group that does not exist fails with NOT_FOUND.
+	// Syntax: comma-separated requirements, all of which must hold:
+	// "k=v", "k!=v", "k in (a,b)", "k notin (a,b)", "k" (has the label),
+	// "!k" (has not). Empty: nodes that no other group's selector matches.
+	Selector      *string `protobuf:"bytes,7,opt,name=selector,proto3,oneof" json:"selector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -106,6 +117,20 @@ func (x *ApplyRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *ApplyRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ApplyRequest) GetSelector() string {
+	if x != nil && x.Selector != nil {
+		return *x.Selector
+	}
+	return ""
+}
+
 type UpdateEndpointRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Cluster and endpoint name the endpoint, as CLUSTER/ENDPOINT in sluicectl.
@@ -121,7 +146,9 @@ type UpdateEndpointRequest struct {
 	// "set-weight web/a 3".
 	Comment string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
 	// IfVersion: as in ApplyRequest.
-	IfVersion     *uint64 `protobuf:"varint,8,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	IfVersion *uint64 `protobuf:"varint,8,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group whose snapshot is edited; empty means "default".
+	Group         string `protobuf:"bytes,9,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -212,6 +239,13 @@ func (x *UpdateEndpointRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *UpdateEndpointRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type RollbackRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the stored version whose snapshot becomes current again.
@@ -222,7 +256,10 @@ type RollbackRequest struct {
 	// Comment goes into History; default "rollback to version N".
 	Comment string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
 	// IfVersion: as in ApplyRequest.
-	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	IfVersion *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group whose snapshot is rolled back; empty means the group that
+	// version changed.
+	Group         string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,6 +329,13 @@ func (x *RollbackRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *RollbackRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the new current version, or the unchanged current one when
@@ -303,8 +347,13 @@ type ApplyResponse struct {
 	Changes []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	// ResourceChanges are the same changes, structured for scripts.
 	ResourceChanges []*ResourceChange `protobuf:"bytes,4,rep,name=resource_changes,json=resourceChanges,proto3" json:"resource_changes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Group is the node group the call wrote, and GroupVersion the version
+	// its nodes are sent now: Version when the call changed the group's
+	// snapshot, an older one when it changed only its selector.
+	Group         string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	GroupVersion  uint64 `protobuf:"varint,6,opt,name=group_version,json=groupVersion,proto3" json:"group_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyResponse) Reset() {
@@ -363,6 +412,20 @@ func (x *ApplyResponse) GetResourceChanges() []*ResourceChange {
 		return x.ResourceChanges
 	}
 	return nil
+}
+
+func (x *ApplyResponse) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ApplyResponse) GetGroupVersion() uint64 {
+	if x != nil {
+		return x.GroupVersion
+	}
+	return 0
 }
 
 // ResourceChange is how one resource differs between two versions.
@@ -444,7 +507,9 @@ type GetRequest struct {
 	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// ShowSecrets returns private keys as stored; else each is replaced by
 	// the text "<redacted>", which Apply reads as "keep the stored key".
-	ShowSecrets   bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
+	ShowSecrets bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
+	// Group whose snapshot is returned; empty means "default".
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +556,13 @@ func (x *GetRequest) GetShowSecrets() bool {
 		return x.ShowSecrets
 	}
 	return false
+}
+
+func (x *GetRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type GetResponse struct {
@@ -547,12 +619,14 @@ func (x *GetResponse) GetSnapshot() *Snapshot {
 
 // VersionInfo describes one stored version.
 type VersionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
-	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
-	Comment       string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
-	Changes       []string               `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
+	Author  string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	Changes []string               `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Group is the node group whose snapshot or selector this version changed.
+	Group         string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,10 +696,19 @@ func (x *VersionInfo) GetChanges() []string {
 	return nil
 }
 
+func (x *VersionInfo) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type HistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Limit caps how many versions are returned; 0 means all kept.
-	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Group keeps the versions that changed this group; empty keeps all.
+	Group         string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -665,6 +748,13 @@ func (x *HistoryRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *HistoryRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type HistoryResponse struct {
@@ -819,7 +909,13 @@ type NodeStatus struct {
 	NackedVersion uint64 `protobuf:"varint,10,opt,name=nacked_version,json=nackedVersion,proto3" json:"nacked_version,omitempty"`
 	NackError     string `protobuf:"bytes,11,opt,name=nack_error,json=nackError,proto3" json:"nack_error,omitempty"`
 	// Draining is true once the node reported that it is draining.
-	Draining      bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Group is the node group the node's labels put it in; empty when none
+	// does, and group_problem says why ("no group's selector matches its
+	// labels", "its labels match groups a and b"). Such a node is sent
+	// nothing new and keeps running what it has.
+	Group         string `protobuf:"bytes,13,opt,name=group,proto3" json:"group,omitempty"`
+	GroupProblem  string `protobuf:"bytes,14,opt,name=group_problem,json=groupProblem,proto3" json:"group_problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -936,6 +1032,20 @@ func (x *NodeStatus) GetDraining() bool {
 		return x.Draining
 	}
 	return false
+}
+
+func (x *NodeStatus) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetGroupProblem() string {
+	if x != nil {
+		return x.GroupProblem
+	}
+	return ""
 }
 
 type ListConnsRequest struct {
@@ -1342,19 +1452,470 @@ func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
 	return nil
 }
 
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
+}
+
+type ListGroupsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*GroupStatus         `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Version is the current version of the whole configuration.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListGroupsResponse) GetGroups() []*GroupStatus {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListGroupsResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// GroupStatus is one node group as operators see it.
+type GroupStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Selector string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Version is the version at which the group's snapshot last changed: what
+	// its nodes are sent. 0: nothing applied to the group yet.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Nodes counts the connected nodes in the group, and Applied those of
+	// them that run Version.
+	Nodes   uint32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Applied uint32 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	// Clusters and Listeners count the resources of its snapshot.
+	Clusters      uint32 `protobuf:"varint,6,opt,name=clusters,proto3" json:"clusters,omitempty"`
+	Listeners     uint32 `protobuf:"varint,7,opt,name=listeners,proto3" json:"listeners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStatus) Reset() {
+	*x = GroupStatus{}
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStatus) ProtoMessage() {}
+
+func (x *GroupStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
+func (*GroupStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GroupStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetApplied() uint32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetClusters() uint32 {
+	if x != nil {
+		return x.Clusters
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetListeners() uint32 {
+	if x != nil {
+		return x.Listeners
+	}
+	return 0
+}
+
+type SetGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Selector: as in ApplyRequest.
+	Selector      string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	DryRun        bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author        string `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
+	Comment       string `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupRequest) Reset() {
+	*x = SetGroupRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupRequest) ProtoMessage() {}
+
+func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupRequest.ProtoReflect.Descriptor instead.
+func (*SetGroupRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *SetGroupRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+type DeleteGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment       string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *DeleteGroupRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// FleetConfig is what the control plane stores as one version: every node
+// group with its selector and snapshot. Groups are sorted by name.
+type FleetConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetConfig) Reset() {
+	*x = FleetConfig{}
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetConfig) ProtoMessage() {}
+
+func (x *FleetConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetConfig.ProtoReflect.Descriptor instead.
+func (*FleetConfig) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FleetConfig) GetGroups() []*Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Group is one node group as stored.
+type Group struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Selector string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	Snapshot *Snapshot              `protobuf:"bytes,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Version is the version at which this group's snapshot last changed.
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Group) Reset() {
+	*x = Group{}
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Group) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Group) ProtoMessage() {}
+
+func (x *Group) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Group.ProtoReflect.Descriptor instead.
+func (*Group) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Group) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Group) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *Group) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *Group) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var File_sluice_v1_config_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xdb\x01\n" +
+	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xd9\x02\n" +
 	"\fApplyRequest\x129\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"\xda\x02\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\x06 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\x12)\n" +
+	"\bselector\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bH\x01R\bselector\x88\x01\x01B\r\n" +
+	"\v_if_versionB\v\n" +
+	"\t_selector\"\xa0\x03\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +
@@ -1364,48 +1925,55 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x06author\x18\x06 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\b \x01(\x04H\x01R\tifVersion\x88\x01\x01B\t\n" +
+	"if_version\x18\b \x01(\x04H\x01R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\t \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05groupB\t\n" +
 	"\a_weightB\r\n" +
-	"\v_if_version\"\xc6\x01\n" +
+	"\v_if_version\"\x8c\x02\n" +
 	"\x0fRollbackRequest\x12!\n" +
 	"\aversion\x18\x01 \x01(\x04B\a\xfaB\x042\x02(\x01R\aversion\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"\xa3\x01\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\x06 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05groupB\r\n" +
+	"\v_if_version\"\xde\x01\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
 	"\achanges\x18\x03 \x03(\tR\achanges\x12D\n" +
-	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\"`\n" +
+	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12#\n" +
+	"\rgroup_version\x18\x06 \x01(\x04R\fgroupVersion\"`\n" +
 	"\x0eResourceChange\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
-	"\x06fields\x18\x04 \x03(\tR\x06fields\"I\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"\x8f\x01\n" +
 	"\n" +
 	"GetRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
-	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\"j\n" +
+	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\x12D\n" +
+	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"j\n" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
-	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xa9\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xbf\x01\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\x12\x18\n" +
-	"\achanges\x18\x05 \x03(\tR\achanges\"&\n" +
+	"\achanges\x18\x05 \x03(\tR\achanges\x12\x14\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\"<\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\rR\x05limit\"_\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"_\n" +
 	"\x0fHistoryResponse\x122\n" +
 	"\bversions\x18\x01 \x03(\v2\x16.sluice.v1.VersionInfoR\bversions\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
 	"\x10ListNodesRequest\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\x91\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xcc\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -1421,7 +1989,9 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	" \x01(\x04R\rnackedVersion\x12\x1d\n" +
 	"\n" +
 	"nack_error\x18\v \x01(\tR\tnackError\x12\x1a\n" +
-	"\bdraining\x18\f \x01(\bR\bdraining\x1a9\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\x12\x14\n" +
+	"\x05group\x18\r \x01(\tR\x05group\x12#\n" +
+	"\rgroup_problem\x18\x0e \x01(\tR\fgroupProblem\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
@@ -1450,7 +2020,37 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
 	"\x18ShutdownSessionsResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults2\x85\x05\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults\"\x13\n" +
+	"\x11ListGroupsRequest\"^\n" +
+	"\x12ListGroupsResponse\x12.\n" +
+	"\x06groups\x18\x01 \x03(\v2\x16.sluice.v1.GroupStatusR\x06groups\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xc1\x01\n" +
+	"\vGroupStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\rR\aapplied\x12\x1a\n" +
+	"\bclusters\x18\x06 \x01(\rR\bclusters\x12\x1c\n" +
+	"\tlisteners\x18\a \x01(\rR\tlisteners\"\xd7\x01\n" +
+	"\x0fSetGroupRequest\x12?\n" +
+	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12$\n" +
+	"\bselector\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\bselector\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x05 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"\xb4\x01\n" +
+	"\x12DeleteGroupRequest\x12?\n" +
+	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"7\n" +
+	"\vFleetConfig\x12(\n" +
+	"\x06groups\x18\x01 \x03(\v2\x10.sluice.v1.GroupR\x06groups\"\x82\x01\n" +
+	"\x05Group\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12/\n" +
+	"\bsnapshot\x18\x03 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion2\xda\x06\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
 	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x12@\n" +
@@ -1460,7 +2060,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
 	"\tListConns\x12\x1b.sluice.v1.ListConnsRequest\x1a\x1c.sluice.v1.ListConnsResponse\x12C\n" +
 	"\bGetStats\x12\x1a.sluice.v1.GetStatsRequest\x1a\x1b.sluice.v1.GetStatsResponse\x12[\n" +
-	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponse\x12I\n" +
+	"\n" +
+	"ListGroups\x12\x1c.sluice.v1.ListGroupsRequest\x1a\x1d.sluice.v1.ListGroupsResponse\x12@\n" +
+	"\bSetGroup\x12\x1a.sluice.v1.SetGroupRequest\x1a\x18.sluice.v1.ApplyResponse\x12F\n" +
+	"\vDeleteGroup\x12\x1d.sluice.v1.DeleteGroupRequest\x1a\x18.sluice.v1.ApplyResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_config_proto_rawDescOnce sync.Once
@@ -1474,7 +2078,7 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(*ApplyRequest)(nil),             // 0: sluice.v1.ApplyRequest
 	(*UpdateEndpointRequest)(nil),    // 1: sluice.v1.UpdateEndpointRequest
@@ -1496,58 +2100,74 @@ var file_sluice_v1_config_proto_goTypes = []any{
 	(*NodeStats)(nil),                // 17: sluice.v1.NodeStats
 	(*ShutdownSessionsRequest)(nil),  // 18: sluice.v1.ShutdownSessionsRequest
 	(*ShutdownSessionsResponse)(nil), // 19: sluice.v1.ShutdownSessionsResponse
-	nil,                              // 20: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 21: sluice.v1.Snapshot
-	(AdminState)(0),                  // 22: sluice.v1.AdminState
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(CloseReason)(0),                 // 24: sluice.v1.CloseReason
-	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
-	(*ConnRecord)(nil),               // 26: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 27: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 28: sluice.v1.CommandResult
+	(*ListGroupsRequest)(nil),        // 20: sluice.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 21: sluice.v1.ListGroupsResponse
+	(*GroupStatus)(nil),              // 22: sluice.v1.GroupStatus
+	(*SetGroupRequest)(nil),          // 23: sluice.v1.SetGroupRequest
+	(*DeleteGroupRequest)(nil),       // 24: sluice.v1.DeleteGroupRequest
+	(*FleetConfig)(nil),              // 25: sluice.v1.FleetConfig
+	(*Group)(nil),                    // 26: sluice.v1.Group
+	nil,                              // 27: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 28: sluice.v1.Snapshot
+	(AdminState)(0),                  // 29: sluice.v1.AdminState
+	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(CloseReason)(0),                 // 31: sluice.v1.CloseReason
+	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
+	(*ConnRecord)(nil),               // 33: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 34: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 35: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	21, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	22, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	28, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	29, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
 	4,  // 2: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
 	7,  // 3: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	21, // 4: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	23, // 5: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	28, // 4: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	30, // 5: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
 	7,  // 6: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
 	12, // 7: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	20, // 8: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	23, // 9: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	23, // 10: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	24, // 11: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	25, // 12: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	26, // 13: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	27, // 8: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	30, // 9: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	30, // 10: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	31, // 11: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	32, // 12: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	33, // 13: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
 	17, // 14: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	23, // 15: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	27, // 16: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	28, // 17: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	0,  // 18: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	1,  // 19: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	2,  // 20: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	5,  // 21: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	8,  // 22: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	10, // 23: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	13, // 24: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	15, // 25: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	18, // 26: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	3,  // 27: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	3,  // 28: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	3,  // 29: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	6,  // 30: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	9,  // 31: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	11, // 32: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	14, // 33: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	16, // 34: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	19, // 35: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	30, // 15: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	34, // 16: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	35, // 17: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	22, // 18: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
+	26, // 19: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	28, // 20: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	0,  // 21: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	1,  // 22: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	2,  // 23: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	5,  // 24: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	8,  // 25: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	10, // 26: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	13, // 27: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	15, // 28: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	18, // 29: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	20, // 30: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	23, // 31: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	24, // 32: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	3,  // 33: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	3,  // 34: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	3,  // 35: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	6,  // 36: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	9,  // 37: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	11, // 38: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	14, // 39: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	16, // 40: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	19, // 41: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	21, // 42: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	3,  // 43: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	3,  // 44: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -1567,7 +2187,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

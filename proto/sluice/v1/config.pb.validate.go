@@ -121,8 +121,34 @@ func (m *ApplyRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if !_ApplyRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := ApplyRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if m.IfVersion != nil {
 		// no validation rules for IfVersion
+	}
+
+	if m.Selector != nil {
+
+		if utf8.RuneCountInString(m.GetSelector()) > 1024 {
+			err := ApplyRequestValidationError{
+				field:  "Selector",
+				reason: "value length must be at most 1024 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
 	}
 
 	if len(errors) > 0 {
@@ -202,6 +228,8 @@ var _ interface {
 	ErrorName() string
 } = ApplyRequestValidationError{}
 
+var _ApplyRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
 // Validate checks the field values on UpdateEndpointRequest with the rules
 // defined in the proto definition for this message. If any rules are
 // violated, the first error encountered is returned, or nil if there are no violations.
@@ -274,6 +302,17 @@ func (m *UpdateEndpointRequest) validate(all bool) error {
 		err := UpdateEndpointRequestValidationError{
 			field:  "Comment",
 			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if !_UpdateEndpointRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
 		}
 		if !all {
 			return err
@@ -380,6 +419,8 @@ var _ interface {
 	ErrorName() string
 } = UpdateEndpointRequestValidationError{}
 
+var _UpdateEndpointRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
 // Validate checks the field values on RollbackRequest with the rules defined
 // in the proto definition for this message. If any rules are violated, the
 // first error encountered is returned, or nil if there are no violations.
@@ -430,6 +471,17 @@ func (m *RollbackRequest) validate(all bool) error {
 		err := RollbackRequestValidationError{
 			field:  "Comment",
 			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if !_RollbackRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := RollbackRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
 		}
 		if !all {
 			return err
@@ -519,6 +571,8 @@ var _ interface {
 	ErrorName() string
 } = RollbackRequestValidationError{}
 
+var _RollbackRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
 // Validate checks the field values on ApplyResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.
@@ -578,6 +632,10 @@ func (m *ApplyResponse) validate(all bool) error {
 		}
 
 	}
+
+	// no validation rules for Group
+
+	// no validation rules for GroupVersion
 
 	if len(errors) > 0 {
 		return ApplyResponseMultiError(errors)
@@ -789,6 +847,17 @@ func (m *GetRequest) validate(all bool) error {
 
 	// no validation rules for ShowSecrets
 
+	if !_GetRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := GetRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return GetRequestMultiError(errors)
 	}
@@ -865,6 +934,8 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = GetRequestValidationError{}
+
+var _GetRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
 
 // Validate checks the field values on GetResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
@@ -1080,6 +1151,8 @@ func (m *VersionInfo) validate(all bool) error {
 
 	// no validation rules for Comment
 
+	// no validation rules for Group
+
 	if len(errors) > 0 {
 		return VersionInfoMultiError(errors)
 	}
@@ -1180,6 +1253,8 @@ func (m *HistoryRequest) validate(all bool) error {
 	var errors []error
 
 	// no validation rules for Limit
+
+	// no validation rules for Group
 
 	if len(errors) > 0 {
 		return HistoryRequestMultiError(errors)
@@ -1730,6 +1805,10 @@ func (m *NodeStatus) validate(all bool) error {
 	// no validation rules for NackError
 
 	// no validation rules for Draining
+
+	// no validation rules for Group
+
+	// no validation rules for GroupProblem
 
 	if len(errors) > 0 {
 		return NodeStatusMultiError(errors)
@@ -2783,3 +2862,909 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = ShutdownSessionsResponseValidationError{}
+
+// Validate checks the field values on ListGroupsRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *ListGroupsRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListGroupsRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListGroupsRequestMultiError, or nil if none found.
+func (m *ListGroupsRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListGroupsRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(errors) > 0 {
+		return ListGroupsRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListGroupsRequestMultiError is an error wrapping multiple validation errors
+// returned by ListGroupsRequest.ValidateAll() if the designated constraints
+// aren't met.
+type ListGroupsRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListGroupsRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListGroupsRequestMultiError) AllErrors() []error { return m }
+
+// ListGroupsRequestValidationError is the validation error returned by
+// ListGroupsRequest.Validate if the designated constraints aren't met.
+type ListGroupsRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListGroupsRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListGroupsRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListGroupsRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListGroupsRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListGroupsRequestValidationError) ErrorName() string {
+	return "ListGroupsRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListGroupsRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListGroupsRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListGroupsRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListGroupsRequestValidationError{}
+
+// Validate checks the field values on ListGroupsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListGroupsResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListGroupsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListGroupsResponseMultiError, or nil if none found.
+func (m *ListGroupsResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListGroupsResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetGroups() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ListGroupsResponseValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ListGroupsResponseValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ListGroupsResponseValidationError{
+					field:  fmt.Sprintf("Groups[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for Version
+
+	if len(errors) > 0 {
+		return ListGroupsResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListGroupsResponseMultiError is an error wrapping multiple validation errors
+// returned by ListGroupsResponse.ValidateAll() if the designated constraints
+// aren't met.
+type ListGroupsResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListGroupsResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListGroupsResponseMultiError) AllErrors() []error { return m }
+
+// ListGroupsResponseValidationError is the validation error returned by
+// ListGroupsResponse.Validate if the designated constraints aren't met.
+type ListGroupsResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListGroupsResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListGroupsResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListGroupsResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListGroupsResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListGroupsResponseValidationError) ErrorName() string {
+	return "ListGroupsResponseValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListGroupsResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListGroupsResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListGroupsResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListGroupsResponseValidationError{}
+
+// Validate checks the field values on GroupStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *GroupStatus) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on GroupStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in GroupStatusMultiError, or
+// nil if none found.
+func (m *GroupStatus) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *GroupStatus) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Name
+
+	// no validation rules for Selector
+
+	// no validation rules for Version
+
+	// no validation rules for Nodes
+
+	// no validation rules for Applied
+
+	// no validation rules for Clusters
+
+	// no validation rules for Listeners
+
+	if len(errors) > 0 {
+		return GroupStatusMultiError(errors)
+	}
+
+	return nil
+}
+
+// GroupStatusMultiError is an error wrapping multiple validation errors
+// returned by GroupStatus.ValidateAll() if the designated constraints aren't met.
+type GroupStatusMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GroupStatusMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GroupStatusMultiError) AllErrors() []error { return m }
+
+// GroupStatusValidationError is the validation error returned by
+// GroupStatus.Validate if the designated constraints aren't met.
+type GroupStatusValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GroupStatusValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GroupStatusValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GroupStatusValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GroupStatusValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GroupStatusValidationError) ErrorName() string { return "GroupStatusValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GroupStatusValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGroupStatus.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GroupStatusValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GroupStatusValidationError{}
+
+// Validate checks the field values on SetGroupRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *SetGroupRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on SetGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// SetGroupRequestMultiError, or nil if none found.
+func (m *SetGroupRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *SetGroupRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_SetGroupRequest_Name_Pattern.MatchString(m.GetName()) {
+		err := SetGroupRequestValidationError{
+			field:  "Name",
+			reason: "value does not match regex pattern \"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetSelector()) > 1024 {
+		err := SetGroupRequestValidationError{
+			field:  "Selector",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := SetGroupRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := SetGroupRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return SetGroupRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// SetGroupRequestMultiError is an error wrapping multiple validation errors
+// returned by SetGroupRequest.ValidateAll() if the designated constraints
+// aren't met.
+type SetGroupRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m SetGroupRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m SetGroupRequestMultiError) AllErrors() []error { return m }
+
+// SetGroupRequestValidationError is the validation error returned by
+// SetGroupRequest.Validate if the designated constraints aren't met.
+type SetGroupRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e SetGroupRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e SetGroupRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e SetGroupRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e SetGroupRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e SetGroupRequestValidationError) ErrorName() string { return "SetGroupRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e SetGroupRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sSetGroupRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = SetGroupRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = SetGroupRequestValidationError{}
+
+var _SetGroupRequest_Name_Pattern = regexp.MustCompile("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+// Validate checks the field values on DeleteGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *DeleteGroupRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on DeleteGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// DeleteGroupRequestMultiError, or nil if none found.
+func (m *DeleteGroupRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *DeleteGroupRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_DeleteGroupRequest_Name_Pattern.MatchString(m.GetName()) {
+		err := DeleteGroupRequestValidationError{
+			field:  "Name",
+			reason: "value does not match regex pattern \"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := DeleteGroupRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := DeleteGroupRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return DeleteGroupRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// DeleteGroupRequestMultiError is an error wrapping multiple validation errors
+// returned by DeleteGroupRequest.ValidateAll() if the designated constraints
+// aren't met.
+type DeleteGroupRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m DeleteGroupRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m DeleteGroupRequestMultiError) AllErrors() []error { return m }
+
+// DeleteGroupRequestValidationError is the validation error returned by
+// DeleteGroupRequest.Validate if the designated constraints aren't met.
+type DeleteGroupRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e DeleteGroupRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e DeleteGroupRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e DeleteGroupRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e DeleteGroupRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e DeleteGroupRequestValidationError) ErrorName() string {
+	return "DeleteGroupRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e DeleteGroupRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sDeleteGroupRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = DeleteGroupRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = DeleteGroupRequestValidationError{}
+
+var _DeleteGroupRequest_Name_Pattern = regexp.MustCompile("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+// Validate checks the field values on FleetConfig with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *FleetConfig) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on FleetConfig with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in FleetConfigMultiError, or
+// nil if none found.
+func (m *FleetConfig) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *FleetConfig) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetGroups() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return FleetConfigValidationError{
+					field:  fmt.Sprintf("Groups[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return FleetConfigMultiError(errors)
+	}
+
+	return nil
+}
+
+// FleetConfigMultiError is an error wrapping multiple validation errors
+// returned by FleetConfig.ValidateAll() if the designated constraints aren't met.
+type FleetConfigMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m FleetConfigMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m FleetConfigMultiError) AllErrors() []error { return m }
+
+// FleetConfigValidationError is the validation error returned by
+// FleetConfig.Validate if the designated constraints aren't met.
+type FleetConfigValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e FleetConfigValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e FleetConfigValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e FleetConfigValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e FleetConfigValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e FleetConfigValidationError) ErrorName() string { return "FleetConfigValidationError" }
+
+// Error satisfies the builtin error interface
+func (e FleetConfigValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sFleetConfig.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = FleetConfigValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = FleetConfigValidationError{}
+
+// Validate checks the field values on Group with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Group) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Group with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in GroupMultiError, or nil if none found.
+func (m *Group) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Group) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Name
+
+	// no validation rules for Selector
+
+	if all {
+		switch v := interface{}(m.GetSnapshot()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSnapshot()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return GroupValidationError{
+				field:  "Snapshot",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for Version
+
+	if len(errors) > 0 {
+		return GroupMultiError(errors)
+	}
+
+	return nil
+}
+
+// GroupMultiError is an error wrapping multiple validation errors returned by
+// Group.ValidateAll() if the designated constraints aren't met.
+type GroupMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GroupMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GroupMultiError) AllErrors() []error { return m }
+
+// GroupValidationError is the validation error returned by Group.Validate if
+// the designated constraints aren't met.
+type GroupValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GroupValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GroupValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GroupValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GroupValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GroupValidationError) ErrorName() string { return "GroupValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GroupValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGroup.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GroupValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GroupValidationError{}
