@@ -267,8 +267,8 @@ func TestCompareAndSwapUnderContention(t *testing.T) {
 				}
 				base := cur.Info.GetVersion()
 				_, _, err = s.Put(ctx, base, Record{
-					Config: inDefault(snap(fmt.Sprintf("w%d-%d", w, i), 1)),
-					Comment:  fmt.Sprint(base),
+					Config:  inDefault(snap(fmt.Sprintf("w%d-%d", w, i), 1)),
+					Comment: fmt.Sprint(base),
 				})
 				if errors.Is(err, ErrConflict) {
 					continue
