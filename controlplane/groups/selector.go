@@ -116,7 +116,7 @@ func Parse(text string) (Selector, error) {
 			return Selector{}, err
 		}
 		if seen[r.key] {
-			return Selector{}, p.fail(start, fmt.Sprintf("label %q is named twice; say it once (use \"in\" for several values)", r.key))
+			return Selector{}, p.fail(start, fmt.Sprintf("label %q is named twice; say it once (\"in\" and \"notin\" take several values)", r.key))
 		}
 		seen[r.key] = true
 		sel.reqs = append(sel.reqs, r)
