@@ -221,7 +221,7 @@ func TestCallsGoThroughInterceptors(t *testing.T) {
 		}
 	}
 	// Each GET stops at its first call, which the interceptor refuses.
-	want := []string{"UpdateEndpoint", "UpdateEndpoint", "Get", "Get", "ListConns", "GetStats"}
+	want := []string{"UpdateEndpoint", "UpdateEndpoint", "ListGroups", "Get", "ListConns", "GetStats"}
 	for i, m := range want {
 		want[i] = "/sluice.v1.ConfigService/" + m
 	}
