@@ -111,6 +111,16 @@ must all hold, e.g. "role=edge,zone in (a,b)"; also "k!=v", "k notin (..)",
 "k" (has the label) and "!k". Without --selector a group that does not exist
 is refused.
 
+--canary 10% (or a count of nodes, --canary 2) starts a staged rollout: that
+share of the group's connected nodes gets the snapshot first. Once every
+canary applied it and ran it for --canary-window with an error rate (5xx and
+connect errors over requests) under --canary-max-errors, the control plane
+sends it to the rest of the group; if a canary refuses it or its error rate
+passes the limit, the rollout halts and the canaries go back to the group's
+snapshot. "sluicectl rollout status|resume|abort" follow and steer it. With
+--wait, the command waits for the whole rollout: exit 0 once every node of
+the group runs it, 2 if it halts.
+
 A snapshot that does not parse is refused locally and nothing is sent. One the
 control plane refuses is not stored: every fault is printed as "path: message"
 and the exit status is 1. History records the author as $USER@hostname.
@@ -121,17 +131,36 @@ Prints "applied version N" and one line per changed resource, or
 	w := addWriteFlags(fs, "")
 	var sel optionalString
 	fs.Var(&sel, "selector", "create the group with, or change its selector to, label selector `SEL`")
+	canaryShare := fs.String("canary", "", "staged rollout to `SHARE` of the group first: a percent (10%) or a count of nodes (2)")
+	canaryWindow := fs.Duration("canary-window", 30*time.Second, "how long the canaries must run the version under the error limit, as a `DURATION`")
+	canaryErrors := fs.String("canary-max-errors", "5%", "the canaries' error rate that halts the rollout, a `PERCENT`")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
 	if st := w.check(c, fs); st >= 0 {
 		return st
 	}
-	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{
+	req := &sluicev1.ApplyRequest{
 		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Group: *w.group, Selector: sel.get(),
-	})
+	}
+	if *canaryShare != "" {
+		canary, err := parseCanary(*canaryShare, *canaryWindow, *canaryErrors)
+		if err != nil {
+			return c.usageError(fs, "%v", err)
+		}
+		req.Canary = canary
+	}
+	resp, st := c.applyFile(ctx, client, fs, "apply", *file, req)
 	if resp == nil {
 		return st
+	}
+	if req.Canary != nil && resp.GetChanged() && !*w.dry {
+		c.printApplied(resp, false)
+		if !*w.wait {
+			fmt.Fprintf(c.stdout, "follow it with: sluicectl rollout status%s\n", groupArg(resp.GetGroup()))
+			return 0
+		}
+		return c.waitRollout(ctx, client, resp, *w.waitTimeout)
 	}
 	return c.finish(ctx, client, "apply", w, resp)
 }

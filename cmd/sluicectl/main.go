@@ -73,6 +73,7 @@ var commands = []command{
 	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
 	{name: "rollback", summary: "make a stored version current again, as a new version", run: cmdRollback},
 	{name: "nodes", summary: "list dataplane nodes: group, state, applied version, last NACK", run: cmdNodes},
+	{name: "rollout", summary: "follow and steer a staged rollout: rollout status|resume|abort", run: cmdRollout},
 	{name: "groups", summary: "list node groups: selector, version, nodes", run: cmdGroups},
 	{name: "group", summary: "define node groups: group set NAME --selector SEL | group delete NAME", run: cmdGroup},
 	{name: "conns", summary: "list recent client connections, newest first", run: cmdConns},

@@ -67,6 +67,8 @@ type Server struct {
 	views ViewLister // nil: GetStats is unimplemented
 	cmds  Commander  // nil: ShutdownSessions is unimplemented
 	log   *slog.Logger
+
+	rollouts rolloutWatch // what RunRollouts saw of each rollout
 }
 
 var _ sluicev1.ConfigServiceServer = (*Server)(nil)
@@ -101,6 +103,10 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		return nil, err
 	}
 	group := groupOrDefault(req.GetGroup())
+	if err := checkCanary(req.GetCanary()); err != nil {
+		s.log.Info("apply refused", "author", req.GetAuthor(), "err", err)
+		return nil, err
+	}
 	if snapshot.HasRedacted(req.GetSnapshot()) {
 		// A snapshot fetched with redacted keys and applied back keeps the
 		// stored keys; Validate refuses those it cannot find.
@@ -128,6 +134,7 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		next: func(*sluicev1.Group) (*sluicev1.Snapshot, error) {
 			return req.GetSnapshot(), nil
 		},
+		canary: req.GetCanary(),
 	})
 }
 
@@ -238,6 +245,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 			}
 			return next, nil
 		},
+		endpointEdit: true,
 	})
 }
 
@@ -349,6 +357,15 @@ type write struct {
 	// called once per attempt, since a concurrent writer may change g
 	// between attempts.
 	next func(g *sluicev1.Group) (*sluicev1.Snapshot, error)
+	// canary, with next, starts a staged rollout of next's snapshot
+	// instead of replacing the group's snapshot.
+	canary *sluicev1.Canary
+	// endpointEdit marks next as an edit of one endpoint, which is made to
+	// a rollout's snapshot too, so a drain during a canary holds for all.
+	endpointEdit bool
+	// alter, instead of next, changes the group's rollout: it returns the
+	// changes, or the status to fail the call with.
+	alter func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)
 }
 
 // put stores w as a new version with a compare-and-swap on the current
@@ -451,14 +468,37 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		}
 		g.Selector = sel.String()
 	}
+	if w.alter != nil {
+		ch, err := w.alter(g, next)
+		if err != nil {
+			return nil, nil, err
+		}
+		diff = append(diff, ch...)
+	}
 	if w.next != nil {
+		if r := g.GetRollout(); r != nil && !w.endpointEdit {
+			return nil, nil, status.Errorf(codes.FailedPrecondition,
+				"group %s has a rollout of version %d (%s); finish it, or end it with \"sluicectl rollout abort\", first; nothing stored",
+				g.GetName(), r.GetVersion(), rolloutStateText(r.GetState()))
+		}
 		snap, err := w.next(g)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !proto.Equal(g.GetSnapshot(), snap) {
+		switch {
+		case proto.Equal(g.GetSnapshot(), snap):
+		case w.canary != nil:
+			ch, err := s.startRollout(g, snap, w, next)
+			if err != nil {
+				return nil, nil, err
+			}
+			diff = append(diff, ch...)
+		default:
 			diff = append(diff, snapshot.Diff(g.GetSnapshot(), snap)...)
 			g.Snapshot, g.Version = snap, next
+		}
+		if r := g.GetRollout(); r != nil && w.endpointEdit {
+			diff = append(diff, editRollout(r, w, next)...)
 		}
 	}
 	set, err := groups.Compile(cfg)

@@ -73,7 +73,15 @@ type state struct {
 	version uint64 // of the whole configuration; 0: nothing published yet
 	set     *groups.Set
 	byGroup map[string]*published // groups with a snapshot to send
+	canary  map[string]*canary    // groups with a rollout in its canary phase
 	next    chan struct{}
+}
+
+// canary is a group's rollout: the nodes that are sent its snapshot
+// instead of the group's.
+type canary struct {
+	nodes map[string]bool
+	p     *published
 }
 
 // published is one group's snapshot as its streams send it; immutable.
@@ -142,8 +150,21 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 	if version <= old.version {
 		return nil
 	}
-	next := &state{version: version, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())), next: make(chan struct{})}
+	next := &state{version: version, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())),
+		canary: map[string]*canary{}, next: make(chan struct{})}
 	for _, g := range cfg.GetGroups() {
+		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			c := &canary{nodes: make(map[string]bool, len(r.GetCanaries()))}
+			for _, id := range r.GetCanaries() {
+				c.nodes[id] = true
+			}
+			if old := old.canary[g.GetName()]; old != nil && old.p.version == r.GetVersion() {
+				c.p = old.p
+			} else if c.p, err = encodePublished(r.GetVersion(), r.GetSnapshot()); err != nil {
+				return fmt.Errorf("discovery: encode canary version %d of group %s: %w", r.GetVersion(), g.GetName(), err)
+			}
+			next.canary[g.GetName()] = c
+		}
 		if g.GetVersion() == 0 {
 			continue // nothing applied to the group yet
 		}
@@ -151,19 +172,23 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 			next.byGroup[g.GetName()] = p
 			continue
 		}
-		body, err := encodeSnapshotField(g.GetSnapshot())
+		p, err := encodePublished(g.GetVersion(), g.GetSnapshot())
 		if err != nil {
 			return fmt.Errorf("discovery: encode version %d of group %s: %w", g.GetVersion(), g.GetName(), err)
 		}
-		next.byGroup[g.GetName()] = &published{
-			version: g.GetVersion(),
-			label:   strconv.FormatUint(g.GetVersion(), 10),
-			body:    body,
-		}
+		next.byGroup[g.GetName()] = p
 	}
 	s.latest.Store(next)
 	close(old.next)
 	return nil
+}
+
+func encodePublished(version uint64, snap *sluicev1.Snapshot) (*published, error) {
+	body, err := encodeSnapshotField(snap)
+	if err != nil {
+		return nil, err
+	}
+	return &published{version: version, label: strconv.FormatUint(version, 10), body: body}, nil
 }
 
 // Version returns the published version (0 before the first Publish).
@@ -270,7 +295,11 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 				s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
 			}
 		}
-		if p := st.byGroup[group]; p != nil && p.version != sent {
+		p := st.byGroup[group]
+		if c := st.canary[group]; c != nil && c.nodes[sess.ID()] {
+			p = c.p
+		}
+		if p != nil && p.version != sent {
 			nonce++
 			sent = p.version
 			sess.Sent(sent)

@@ -132,6 +132,35 @@ func (m *ApplyRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if all {
+		switch v := interface{}(m.GetCanary()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ApplyRequestValidationError{
+					field:  "Canary",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ApplyRequestValidationError{
+					field:  "Canary",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetCanary()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ApplyRequestValidationError{
+				field:  "Canary",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if m.IfVersion != nil {
 		// no validation rules for IfVersion
 	}
@@ -229,6 +258,356 @@ var _ interface {
 } = ApplyRequestValidationError{}
 
 var _ApplyRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
+// Validate checks the field values on Canary with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Canary) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Canary with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in CanaryMultiError, or nil if none found.
+func (m *Canary) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Canary) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetPercent() > 100 {
+		err := CanaryValidationError{
+			field:  "Percent",
+			reason: "value must be less than or equal to 100",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for Nodes
+
+	if d := m.GetWindow(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = CanaryValidationError{
+				field:  "Window",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(86400*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := CanaryValidationError{
+					field:  "Window",
+					reason: "value must be inside range [0s, 24h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if val := m.GetMaxErrorRate(); val < 0 || val > 1 {
+		err := CanaryValidationError{
+			field:  "MaxErrorRate",
+			reason: "value must be inside range [0, 1]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return CanaryMultiError(errors)
+	}
+
+	return nil
+}
+
+// CanaryMultiError is an error wrapping multiple validation errors returned by
+// Canary.ValidateAll() if the designated constraints aren't met.
+type CanaryMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m CanaryMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m CanaryMultiError) AllErrors() []error { return m }
+
+// CanaryValidationError is the validation error returned by Canary.Validate if
+// the designated constraints aren't met.
+type CanaryValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e CanaryValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e CanaryValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e CanaryValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e CanaryValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e CanaryValidationError) ErrorName() string { return "CanaryValidationError" }
+
+// Error satisfies the builtin error interface
+func (e CanaryValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sCanary.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = CanaryValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = CanaryValidationError{}
+
+// Validate checks the field values on Rollout with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Rollout) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Rollout with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in RolloutMultiError, or nil if none found.
+func (m *Rollout) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Rollout) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Version
+
+	if all {
+		switch v := interface{}(m.GetSnapshot()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSnapshot()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Snapshot",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for State
+
+	// no validation rules for Reason
+
+	if all {
+		switch v := interface{}(m.GetStarted()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Started",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Started",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetStarted()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Started",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetWindow()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Window",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Window",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetWindow()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Window",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for MaxErrorRate
+
+	// no validation rules for Author
+
+	// no validation rules for Comment
+
+	if len(errors) > 0 {
+		return RolloutMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutMultiError is an error wrapping multiple validation errors returned
+// by Rollout.ValidateAll() if the designated constraints aren't met.
+type RolloutMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutMultiError) AllErrors() []error { return m }
+
+// RolloutValidationError is the validation error returned by Rollout.Validate
+// if the designated constraints aren't met.
+type RolloutValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutValidationError) ErrorName() string { return "RolloutValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRollout.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutValidationError{}
 
 // Validate checks the field values on UpdateEndpointRequest with the rules
 // defined in the proto definition for this message. If any rules are
@@ -3692,6 +4071,35 @@ func (m *Group) validate(all bool) error {
 
 	// no validation rules for Version
 
+	if all {
+		switch v := interface{}(m.GetRollout()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRollout()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return GroupValidationError{
+				field:  "Rollout",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return GroupMultiError(errors)
 	}
@@ -3768,3 +4176,300 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = GroupValidationError{}
+
+// Validate checks the field values on RolloutRequest with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RolloutRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RolloutRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RolloutRequestMultiError,
+// or nil if none found.
+func (m *RolloutRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RolloutRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_RolloutRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := RolloutRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := RolloutRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RolloutRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutRequestMultiError is an error wrapping multiple validation errors
+// returned by RolloutRequest.ValidateAll() if the designated constraints
+// aren't met.
+type RolloutRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutRequestMultiError) AllErrors() []error { return m }
+
+// RolloutRequestValidationError is the validation error returned by
+// RolloutRequest.Validate if the designated constraints aren't met.
+type RolloutRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutRequestValidationError) ErrorName() string { return "RolloutRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRolloutRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutRequestValidationError{}
+
+var _RolloutRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
+// Validate checks the field values on RolloutStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RolloutStatus) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RolloutStatus with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RolloutStatusMultiError, or
+// nil if none found.
+func (m *RolloutStatus) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RolloutStatus) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Group
+
+	if all {
+		switch v := interface{}(m.GetRollout()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutStatusValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutStatusValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRollout()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutStatusValidationError{
+				field:  "Rollout",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	for idx, item := range m.GetCanaries() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RolloutStatusValidationError{
+						field:  fmt.Sprintf("Canaries[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RolloutStatusValidationError{
+						field:  fmt.Sprintf("Canaries[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RolloutStatusValidationError{
+					field:  fmt.Sprintf("Canaries[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for Requests
+
+	// no validation rules for ErrorRate
+
+	// no validation rules for Phase
+
+	// no validation rules for DoneVersion
+
+	if len(errors) > 0 {
+		return RolloutStatusMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutStatusMultiError is an error wrapping multiple validation errors
+// returned by RolloutStatus.ValidateAll() if the designated constraints
+// aren't met.
+type RolloutStatusMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutStatusMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutStatusMultiError) AllErrors() []error { return m }
+
+// RolloutStatusValidationError is the validation error returned by
+// RolloutStatus.Validate if the designated constraints aren't met.
+type RolloutStatusValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutStatusValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutStatusValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutStatusValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutStatusValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutStatusValidationError) ErrorName() string { return "RolloutStatusValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutStatusValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRolloutStatus.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutStatusValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutStatusValidationError{}

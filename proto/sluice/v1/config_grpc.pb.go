@@ -28,6 +28,9 @@ const (
 	ConfigService_ListConns_FullMethodName        = "/sluice.v1.ConfigService/ListConns"
 	ConfigService_GetStats_FullMethodName         = "/sluice.v1.ConfigService/GetStats"
 	ConfigService_ShutdownSessions_FullMethodName = "/sluice.v1.ConfigService/ShutdownSessions"
+	ConfigService_GetRollout_FullMethodName       = "/sluice.v1.ConfigService/GetRollout"
+	ConfigService_ResumeRollout_FullMethodName    = "/sluice.v1.ConfigService/ResumeRollout"
+	ConfigService_AbortRollout_FullMethodName     = "/sluice.v1.ConfigService/AbortRollout"
 	ConfigService_ListGroups_FullMethodName       = "/sluice.v1.ConfigService/ListGroups"
 	ConfigService_SetGroup_FullMethodName         = "/sluice.v1.ConfigService/SetGroup"
 	ConfigService_DeleteGroup_FullMethodName      = "/sluice.v1.ConfigService/DeleteGroup"
@@ -73,6 +76,13 @@ type ConfigServiceClient interface {
 	// stays in the snapshot and takes new work. A cluster or endpoint that is
 	// not in the current snapshot fails with NOT_FOUND.
 	ShutdownSessions(ctx context.Context, in *ShutdownSessionsRequest, opts ...grpc.CallOption) (*ShutdownSessionsResponse, error)
+	// GetRollout tells where a group's staged rollout stands.
+	GetRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
+	// ResumeRollout starts the canary phase of a halted rollout again.
+	ResumeRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
+	// AbortRollout drops a group's rollout; the canaries go back to the
+	// group's snapshot.
+	AbortRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
 	// ListGroups lists the node groups with their selectors, the version each
 	// runs and how many nodes are in each.
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
@@ -185,6 +195,36 @@ func (c *configServiceClient) ShutdownSessions(ctx context.Context, in *Shutdown
 	return out, nil
 }
 
+func (c *configServiceClient) GetRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_GetRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ResumeRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_ResumeRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) AbortRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_AbortRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *configServiceClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGroupsResponse)
@@ -255,6 +295,13 @@ type ConfigServiceServer interface {
 	// stays in the snapshot and takes new work. A cluster or endpoint that is
 	// not in the current snapshot fails with NOT_FOUND.
 	ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error)
+	// GetRollout tells where a group's staged rollout stands.
+	GetRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
+	// ResumeRollout starts the canary phase of a halted rollout again.
+	ResumeRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
+	// AbortRollout drops a group's rollout; the canaries go back to the
+	// group's snapshot.
+	AbortRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
 	// ListGroups lists the node groups with their selectors, the version each
 	// runs and how many nodes are in each.
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
@@ -303,6 +350,15 @@ func (UnimplementedConfigServiceServer) GetStats(context.Context, *GetStatsReque
 }
 func (UnimplementedConfigServiceServer) ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ShutdownSessions not implemented")
+}
+func (UnimplementedConfigServiceServer) GetRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRollout not implemented")
+}
+func (UnimplementedConfigServiceServer) ResumeRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeRollout not implemented")
+}
+func (UnimplementedConfigServiceServer) AbortRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method AbortRollout not implemented")
 }
 func (UnimplementedConfigServiceServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
@@ -496,6 +552,60 @@ func _ConfigService_ShutdownSessions_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_GetRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).GetRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_GetRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).GetRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ResumeRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ResumeRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ResumeRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ResumeRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_AbortRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).AbortRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_AbortRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).AbortRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConfigService_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListGroupsRequest)
 	if err := dec(in); err != nil {
@@ -592,6 +702,18 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ShutdownSessions",
 			Handler:    _ConfigService_ShutdownSessions_Handler,
+		},
+		{
+			MethodName: "GetRollout",
+			Handler:    _ConfigService_GetRollout_Handler,
+		},
+		{
+			MethodName: "ResumeRollout",
+			Handler:    _ConfigService_ResumeRollout_Handler,
+		},
+		{
+			MethodName: "AbortRollout",
+			Handler:    _ConfigService_AbortRollout_Handler,
 		},
 		{
 			MethodName: "ListGroups",
