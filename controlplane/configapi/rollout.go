@@ -416,19 +416,22 @@ func (s *Server) rolloutStatus(g *sluicev1.Group) *sluicev1.RolloutStatus {
 
 // ResumeRollout implements sluicev1.ConfigServiceServer.
 func (s *Server) ResumeRollout(ctx context.Context, req *sluicev1.RolloutRequest) (*sluicev1.RolloutStatus, error) {
-	return s.changeRollout(ctx, req, "resume rollout", func(g *sluicev1.Group) ([]snapshot.Change, error) {
+	return s.changeRollout(ctx, req, "resume rollout", func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error) {
 		r := g.GetRollout()
 		if r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_HALTED {
 			return nil, status.Errorf(codes.FailedPrecondition, "group %s has no halted rollout to resume (%s)", g.GetName(), s.rolloutStatus(g).GetPhase())
 		}
-		r.State, r.Reason, r.Started = sluicev1.RolloutState_ROLLOUT_STATE_CANARY, "", timestamppb.Now()
-		return []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(), Fields: []string{fmt.Sprintf("version %d resumed on its canaries", r.GetVersion())}}}, nil
+		// A new version number: the canaries' answers to the old one
+		// (a NACK, say) do not count for this attempt.
+		ch := []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(), Fields: []string{fmt.Sprintf("version %d resumed on its canaries as version %d", r.GetVersion(), next)}}}
+		r.Version, r.State, r.Reason, r.Started = next, sluicev1.RolloutState_ROLLOUT_STATE_CANARY, "", timestamppb.Now()
+		return ch, nil
 	})
 }
 
 // AbortRollout implements sluicev1.ConfigServiceServer.
 func (s *Server) AbortRollout(ctx context.Context, req *sluicev1.RolloutRequest) (*sluicev1.RolloutStatus, error) {
-	return s.changeRollout(ctx, req, "abort rollout", func(g *sluicev1.Group) ([]snapshot.Change, error) {
+	return s.changeRollout(ctx, req, "abort rollout", func(g *sluicev1.Group, _ uint64) ([]snapshot.Change, error) {
 		r := g.GetRollout()
 		if r == nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "group %s has no rollout to abort", g.GetName())
@@ -438,14 +441,14 @@ func (s *Server) AbortRollout(ctx context.Context, req *sluicev1.RolloutRequest)
 	})
 }
 
-func (s *Server) changeRollout(ctx context.Context, req *sluicev1.RolloutRequest, op string, fn func(g *sluicev1.Group) ([]snapshot.Change, error)) (*sluicev1.RolloutStatus, error) {
+func (s *Server) changeRollout(ctx context.Context, req *sluicev1.RolloutRequest, op string, fn func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)) (*sluicev1.RolloutStatus, error) {
 	if err := requestStatus(req, req.ValidateAll()); err != nil {
 		return nil, err
 	}
 	name := groupOrDefault(req.GetGroup())
 	resp, err := s.put(ctx, write{
 		op: op, done: op, group: name, author: req.GetAuthor(), comment: op + ofGroup(name),
-		alter: func(g *sluicev1.Group, _ uint64) ([]snapshot.Change, error) { return fn(g) },
+		alter: fn,
 	})
 	if err != nil {
 		return nil, err
