@@ -14,9 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/internal/pki"
 	"github.com/sluice-lb/sluice/internal/testcert"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // run runs one of the binaries to its end with env added, and returns its
@@ -85,7 +92,9 @@ func TestSecurityEndToEnd(t *testing.T) {
 		return err == nil && resp.StatusCode == 200
 	})
 
-	env := func(token string) []string { return []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt"), "SLUICE_TOKEN=" + token} }
+	env := func(token string) []string {
+		return []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt"), "SLUICE_TOKEN=" + token}
+	}
 	ctlAs := func(token string, args ...string) (string, string, int) {
 		t.Helper()
 		return runBin(t, env(token), "sluicectl", args...)
@@ -117,7 +126,9 @@ func TestSecurityEndToEnd(t *testing.T) {
 		"--cert", filepath.Join(nodeDir, "edge-1.crt"), "--key", filepath.Join(nodeDir, "edge-1.key"), "--admin", "")
 	web := startBackend(t, "web1")
 	certPEM, keyPEM := testcert.SelfSigned(t, "www.example")
-	indent := func(s string) string { return "            " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n            ") }
+	indent := func(s string) string {
+		return "            " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n            ")
+	}
 	snapFile := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
   - name: web
     endpoints:
@@ -303,4 +314,123 @@ listeners:
 	if fi, _ := os.Stat(auditFile); fi.Mode().Perm() != 0o600 {
 		t.Errorf("audit log mode %04o, want 0600", fi.Mode().Perm())
 	}
+}
+
+// tokenCreds sends a token over plain gRPC, as sluicectl does to a
+// loopback control plane without TLS.
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// TestSecurityDashboardToken: on a control plane that checks tokens, the
+// dashboard asks for one, shows the fleet with a viewer's, refuses that
+// viewer's drain with the API's words, and drains with an operator's.
+func TestSecurityDashboardToken(t *testing.T) {
+	ctx, _ := browser(t)
+	key, _, err := auth.LoadOrCreateKey(filepath.Join(t.TempDir(), "token.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", DataDir: t.TempDir(),
+		Security: auth.New(auth.Config{TokenKey: key}), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	mint := func(name string, role sluicev1.Role) string {
+		tok, _, err := key.Mint(name, role, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	viewTok, opsTok := mint("alice", sluicev1.Role_ROLE_VIEWER), mint("ops", sluicev1.Role_ROLE_OPERATOR)
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(tokenCreds(opsTok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := sluicev1.NewConfigServiceClient(conn)
+	a := startBackend(t, "a")
+	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: %s }
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
+`, a.addr, freeAddr(t)), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithTimeout(context.Background(), testTimeout)
+	defer acancel()
+	resp, err := api.Apply(actx, &sluicev1.ApplyRequest{Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitVersion(t, startNode(t, srv.Addr().String(), "node-1"), resp.GetVersion())
+
+	aRow := `tr[data-endpoint="web/a"]`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+srv.HTTPAddr().String()+"/"),
+		chromedp.WaitVisible(`#token-form`),
+		chromedp.SetValue(`#token`, viewTok),
+		chromedp.Click(`#token-use`),
+		chromedp.WaitVisible(`[data-node="node-1"]`),
+		chromedp.WaitVisible(aRow+`[data-state="ACTIVE"]`),
+		chromedp.WaitVisible(`#token-forget`),
+	); err != nil {
+		t.Fatalf("dashboard with a viewer's token: %v", err)
+	}
+	click(t, ctx, aRow+` button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`.toast.bad`)); err != nil {
+		t.Fatalf("the viewer's drain: %v", err)
+	}
+	toast, err := chromedp.Run(ctx, chromedp.Text(`.toast.bad`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(toast, `token "alice" has role viewer; UpdateEndpoint needs role operator`) {
+		t.Errorf("the viewer's drain says %q", toast)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`#token-forget`),
+		chromedp.SetValue(`#token`, opsTok),
+		chromedp.Click(`#token-use`),
+	); err != nil {
+		t.Fatalf("an operator's token: %v", err)
+	}
+	click(t, ctx, aRow+` button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(aRow+`[data-state="DRAINING"]`)); err != nil {
+		t.Fatalf("drain with an operator's token: %v", err)
+	}
+	h, err := api.History(actx, &sluicev1.HistoryRequest{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.GetVersions()[0]; v.GetAuthor() != "ops" || v.GetComment() != "drain web/a" {
+		t.Errorf("history: %q by %q, want drain web/a by ops", v.GetComment(), v.GetAuthor())
+	}
+}
+
+// click clicks sel, again when the page's refresh replaced the element
+// between finding it and clicking it.
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	var err error
+	for range 20 {
+		if err = chromedp.Do(ctx, chromedp.WaitVisible(sel), chromedp.Click(sel)); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("click %s: %v", sel, err)
 }

@@ -207,7 +207,9 @@ listeners:
 `
 	if withKey {
 		cert, key := testcert.SelfSigned(t, "www.example")
-		indent := func(s string) string { return "            " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n            ") }
+		indent := func(s string) string {
+			return "            " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n            ")
+		}
 		y += fmt.Sprintf("    tls:\n      certificates:\n        - cert_pem: |\n%s\n          key_pem: |\n%s\n", indent(cert), indent(key))
 	}
 	s, err := snapshot.Parse([]byte(y), "test.yaml")
