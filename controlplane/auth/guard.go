@@ -173,9 +173,17 @@ var roles = map[string]sluicev1.Role{
 	sluicev1.ConfigService_UpdateEndpoint_FullMethodName:   sluicev1.Role_ROLE_OPERATOR,
 	sluicev1.ConfigService_Rollback_FullMethodName:         sluicev1.Role_ROLE_OPERATOR,
 	sluicev1.ConfigService_ShutdownSessions_FullMethodName: sluicev1.Role_ROLE_OPERATOR,
-	sluicev1.AuthService_WhoAmI_FullMethodName:             sluicev1.Role_ROLE_VIEWER,
-	sluicev1.AuthService_CreateToken_FullMethodName:        sluicev1.Role_ROLE_ADMIN,
-	sluicev1.AuthService_IssueCert_FullMethodName:          sluicev1.Role_ROLE_ADMIN,
+	// Node groups and staged rollouts (main's config.proto, merged later):
+	// named here so that the merge finds them decided.
+	"/sluice.v1.ConfigService/GetRollout":           sluicev1.Role_ROLE_VIEWER,
+	"/sluice.v1.ConfigService/ListGroups":           sluicev1.Role_ROLE_VIEWER,
+	"/sluice.v1.ConfigService/ResumeRollout":        sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/AbortRollout":         sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/SetGroup":             sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/DeleteGroup":          sluicev1.Role_ROLE_OPERATOR,
+	sluicev1.AuthService_WhoAmI_FullMethodName:      sluicev1.Role_ROLE_VIEWER,
+	sluicev1.AuthService_CreateToken_FullMethodName: sluicev1.Role_ROLE_ADMIN,
+	sluicev1.AuthService_IssueCert_FullMethodName:   sluicev1.Role_ROLE_ADMIN,
 }
 
 // required is the role a call of method with req needs, and whether it is
