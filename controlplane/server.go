@@ -16,6 +16,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/controlplane/command"
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/dashboard"
@@ -102,10 +104,14 @@ type Options struct {
 	// config API calls in flight. 0: DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// Insecure lets Listen and HTTP be addresses other than loopback ones.
-	// The control plane has no authentication yet, so whoever reaches
-	// these addresses can change the fleet's configuration; without
-	// Insecure, New refuses any address that is not loopback.
+	// Without TLS and tokens (Security), whoever reaches these addresses
+	// can change the fleet's configuration; so unless Insecure is set or
+	// Security has both, New refuses any address that is not loopback.
 	Insecure bool
+	// Security, when set, is TLS for nodes and the dashboard, tokens and
+	// roles for operators, and the audit log (see package auth). nil: none
+	// of them.
+	Security *auth.Guard
 	// Logger receives the control plane's log (nil: none).
 	Logger *slog.Logger
 }
@@ -168,12 +174,16 @@ func New(opts Options) (_ *Server, err error) {
 		}
 		s.store = b
 	}
-	if s.lis, err = listen("--listen", opts.Listen, opts.Insecure); err != nil {
+	open := opts.Insecure || opts.Security.Secure()
+	if s.lis, err = listen("--listen", opts.Listen, open); err != nil {
 		return nil, err
 	}
 	if opts.HTTP != "" {
-		if s.httpLis, err = listen("--http", opts.HTTP, opts.Insecure); err != nil {
+		if s.httpLis, err = listen("--http", opts.HTTP, open); err != nil {
 			return nil, err
+		}
+		if cfg := opts.Security.HTTPTLS(); cfg != nil {
+			s.httpLis = tls.NewListener(s.httpLis, cfg)
 		}
 	}
 
@@ -207,8 +217,8 @@ func New(opts Options) (_ *Server, err error) {
 	// The config API's calls from gRPC (sluicectl) and from HTTP (the
 	// dashboard) go through the same interceptors: an auth check added
 	// here applies to both.
-	interceptors := []grpc.UnaryServerInterceptor{s.unary.interceptor}
-	s.grpc = grpc.NewServer(
+	interceptors := append([]grpc.UnaryServerInterceptor{s.unary.interceptor}, opts.Security.UnaryInterceptors()...)
+	s.grpc = grpc.NewServer(append(opts.Security.ServerOptions(),
 		discovery.ServerOption(),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -220,11 +230,12 @@ func New(opts Options) (_ *Server, err error) {
 			Timeout: keepaliveTimeout,
 		}),
 		grpc.ChainUnaryInterceptor(interceptors...),
-	)
+	)...)
 	sluicev1.RegisterDiscoveryServiceServer(s.grpc, s.discovery)
 	sluicev1.RegisterStatsServiceServer(s.grpc, s.stats)
 	sluicev1.RegisterCommandServiceServer(s.grpc, s.commands)
 	sluicev1.RegisterConfigServiceServer(s.grpc, config)
+	sluicev1.RegisterAuthServiceServer(s.grpc, auth.NewService(opts.Security))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	for _, name := range []string{
@@ -232,6 +243,7 @@ func New(opts Options) (_ *Server, err error) {
 		sluicev1.StatsService_ServiceDesc.ServiceName,
 		sluicev1.CommandService_ServiceDesc.ServiceName,
 		sluicev1.ConfigService_ServiceDesc.ServiceName,
+		sluicev1.AuthService_ServiceDesc.ServiceName,
 	} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
@@ -266,9 +278,9 @@ func listen(flagName, addr string, insecure bool) (net.Listener, error) {
 	}
 	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !insecure {
 		lis.Close()
-		return nil, fmt.Errorf("controlplane: %s %s is not a loopback address, and the control plane has no TLS "+
-			"or authentication yet: anyone who reaches it could change the fleet's configuration. "+
-			"Pass --insecure to serve it there anyway (on a trusted network only)", flagName, addr)
+		return nil, fmt.Errorf("controlplane: %s %s is not a loopback address, and the control plane is not secured "+
+			"(TLS: --tls-cert, --tls-key, --ca-cert; tokens: --token-key): anyone who reaches it could change the fleet's configuration. "+
+			"Secure it, or pass --insecure to serve it there anyway (on a trusted network only)", flagName, addr)
 	}
 	return lis, nil
 }

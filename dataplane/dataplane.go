@@ -8,6 +8,7 @@ package dataplane
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/stats"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
@@ -39,6 +41,10 @@ const maxSnapshotSize = 64 << 20
 type Options struct {
 	// ControlPlane is the control plane's gRPC address.
 	ControlPlane string
+	// TLS, when set, is how the node dials the control plane: the CA it
+	// verifies the control plane with and the node's client certificate
+	// (pki.ClientTLS). nil: plain gRPC.
+	TLS *tls.Config
 	// Node identifies the node; its id must be unique in the fleet.
 	Node *sluicev1.Node
 	// AdminAddr is where /healthz, /readyz and /status are served; empty
@@ -81,8 +87,12 @@ func Start(opts Options) (*Dataplane, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		creds = credentials.NewTLS(opts.TLS)
+	}
 	conn, err := grpc.NewClient(opts.ControlPlane,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)

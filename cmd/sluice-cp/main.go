@@ -20,6 +20,8 @@ import (
 )
 
 const usage = `Usage: sluice-cp [flags]
+       sluice-cp init-ca --dir DIR [--hosts H,...]      (a CA and server certificate)
+       sluice-cp mint-token --token-key FILE --name N  (the first admin token)
 
 sluice-cp is the Sluice control plane. It keeps versioned snapshots in an
 embedded store (DIR/sluice.db), streams the current snapshot to every
@@ -29,9 +31,15 @@ address, with gRPC health and reflection (grpcurl -plaintext ADDR list).
 On --http it serves the web dashboard (http://ADDR/: the fleet, clusters
 with per-second charts of the last hour, recent connections, and drain,
 enable, disable and set-weight buttons), its JSON API under /api/, the
-control plane's Prometheus metrics on /metrics, and /healthz. There is no
-authentication yet: keep --http on loopback or a trusted network.
-SIGINT or SIGTERM stop it cleanly.
+control plane's Prometheus metrics on /metrics, and /healthz.
+
+Security (README "Secure setup"): with --tls-cert, --tls-key and --ca-cert,
+gRPC and --http speak TLS, and nodes must present a certificate from the
+CA, whose node id is the one they run as. With --token-key, operators
+(sluicectl, the dashboard) need a bearer token whose role (viewer,
+operator, admin) allows the call. Without both, --listen and --http must
+be loopback addresses unless --insecure is passed. /metrics and /healthz
+ask for no token. SIGINT or SIGTERM stop it cleanly.
 
 Flags:
 `
@@ -41,6 +49,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if code, ok := subcommand(args, os.Stdout, os.Stderr); ok {
+		return code
+	}
 	fs := flag.NewFlagSet("sluice-cp", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -51,9 +62,10 @@ func run(args []string) int {
 		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving the dashboard (/), its JSON API (/api/), /metrics and /healthz; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
-		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones; the control plane has no TLS or authentication yet")
+		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
+		security  = addSecurityFlags(fs)
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -80,6 +92,12 @@ func run(args []string) int {
 		return 2
 	}
 
+	guard, closeAudit, err := security.guard(log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 2
+	}
+	defer closeAudit()
 	cp, err := controlplane.New(controlplane.Options{
 		Listen:       *listen,
 		HTTP:         *httpAddr,
@@ -87,6 +105,7 @@ func run(args []string) int {
 		ConnsRing:    *connsRing,
 		KeepVersions: *keep,
 		Insecure:     *insecure,
+		Security:     guard,
 		Logger:       log,
 	})
 	if err != nil {

@@ -46,8 +46,15 @@ writer falls behind, lines are dropped and counted in
 sluice_access_log_dropped_total. --access-log-sample logs that share of
 them, e.g. 0.01 for one in a hundred.
 
+With --ca, the node dials the control plane over TLS and verifies it with
+that CA; --cert and --key are its node certificate ("sluicectl cert issue"),
+which a control plane with TLS requires. The certificate names the node:
+without --node-id the node runs as the certificate's id, and a --node-id
+that differs from it is refused by the control plane.
+
 Usage:
   sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR]
+            [--ca FILE [--cert FILE --key FILE]]
             [--admin-auth-file FILE] [--drain-grace D]
             [--access-log PATH|- [--access-log-sample RATIO]]
 
@@ -58,7 +65,10 @@ func main() {
 	fs := flag.NewFlagSet("sluice-dp", flag.ExitOnError)
 	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC address (env SLUICE_CP)")
 	host, _ := os.Hostname()
-	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet")
+	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet (default with --cert: the certificate's)")
+	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
+	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
+	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
@@ -79,6 +89,19 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	tlsCfg, certID, err := nodeTLS(*caFile, *certFile, *keyFile)
+	if err != nil {
+		fail("%v", err)
+	}
+	if certID != "" {
+		nodeSet := false
+		fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
+		if !nodeSet {
+			*nodeID = certID
+		} else if *nodeID != certID {
+			log.Warn("--node-id differs from the node id of --cert; the control plane will refuse the node", "node-id", *nodeID, "certificate", certID)
+		}
+	}
 	lbls, err := parseLabels(*labels)
 	if err != nil {
 		fail("--labels: %v", err)
@@ -100,7 +123,7 @@ func main() {
 	nodeInfo := &sluicev1.Node{Id: *nodeID, Labels: lbls, BuildVersion: version}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
+	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, TLS: tlsCfg, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
 		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample})
 	if err != nil {
 		fail("%v", err)

@@ -24,7 +24,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -49,6 +48,8 @@ func main() {
 type cli struct {
 	cp      string
 	timeout time.Duration
+	sec     security
+	conn    grpc.ClientConnInterface // the control plane; nil for offline commands
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -100,6 +101,9 @@ Commands:
 Global flags:
   --cp ADDR     control plane gRPC address (default $SLUICE_CP, else %s)
   --timeout D   give up on the control plane after D (default 10s)
+  --token T     bearer token for a control plane that checks tokens (default $SLUICE_TOKEN)
+  --ca FILE     verify the control plane over TLS with this CA (default $SLUICE_CA); plain gRPC without
+  --cert FILE, --key FILE  a client certificate to present over TLS (optional)
 
 Run "sluicectl COMMAND --help" for the flags of a command.
 Exit status: 0 ok, 1 refused or failed, 2 usage error.
@@ -118,6 +122,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs.StringVar(&c.cp, "cp", cpDefault, "")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "")
+	fs.StringVar(&c.sec.token, "token", os.Getenv("SLUICE_TOKEN"), "")
+	fs.StringVar(&c.sec.ca, "ca", os.Getenv("SLUICE_CA"), "")
+	fs.StringVar(&c.sec.cert, "cert", "", "")
+	fs.StringVar(&c.sec.key, "key", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
@@ -147,15 +155,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "sluicectl: --timeout must be positive")
 			return 2
 		}
-		conn, err := grpc.NewClient(c.cp,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+		dial, err := c.sec.dialOptions()
+		if err != nil {
+			fmt.Fprintf(stderr, "sluicectl: %v\n", err)
+			return 2
+		}
+		conn, err := grpc.NewClient(c.cp, append(dial,
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
-		)
+		)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
 			return 1
 		}
 		defer conn.Close()
+		c.conn = conn
 		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(conn), rest)
 	}
 	fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n", name)
@@ -282,7 +295,7 @@ func (c *cli) rpcError(cmd string, err error) int {
 		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
 			msg = strings.TrimSuffix(after, `"`)
 		}
-		fmt.Fprintf(c.stderr, "sluicectl: cannot reach the control plane at %s: %s\n", c.cp, msg)
+		fmt.Fprintf(c.stderr, "sluicectl: cannot reach the control plane at %s: %s%s\n", c.cp, msg, c.sec.hint(msg))
 	case codes.Unimplemented:
 		fmt.Fprintf(c.stderr, "sluicectl %s: the server at %s does not offer this call; is it the --listen address of a sluice-cp as new as sluicectl? (%s)\n",
 			cmd, c.cp, st.Message())

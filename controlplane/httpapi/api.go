@@ -9,9 +9,9 @@
 // ConfigService method, through the same unary interceptors the gRPC
 // server runs, with the request's Authorization header passed on as gRPC
 // metadata. Validation, the history comment of an edit ("drain web/a"),
-// and whatever check the interceptors make (today: none; issue 7 adds
-// bearer tokens and roles) are therefore the same for both, and not written
-// twice. POSTs are guarded against cross-site requests (see guard).
+// and whatever check the interceptors make (bearer tokens and roles, see
+// package auth) are therefore the same for both, and not written twice.
+// POSTs are guarded against cross-site requests (see guard).
 //
 // Handlers run on net/http's goroutines; the API holds no state of its own.
 package httpapi
@@ -19,6 +19,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/controlplane/history"
@@ -89,6 +91,7 @@ func call[Req, Resp any](a *API, r *http.Request, method string, req Req, fn fun
 		md.Set("authorization", auth)
 	}
 	ctx = metadata.NewIncomingContext(ctx, md)
+	ctx = peer.NewContext(ctx, httpPeer(r))
 	if a.chain == nil {
 		return fn(ctx, req)
 	}
@@ -99,6 +102,16 @@ func call[Req, Resp any](a *API, r *http.Request, method string, req Req, fn fun
 		return zero, err
 	}
 	return out.(Resp), nil
+}
+
+// httpPeer is r's client as a gRPC peer, so the interceptors (the audit
+// log) see who called from the dashboard as they do for gRPC.
+func httpPeer(r *http.Request) *peer.Peer {
+	addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	if err != nil {
+		return &peer.Peer{}
+	}
+	return &peer.Peer{Addr: addr}
 }
 
 // errorBody is what every failed request answers.

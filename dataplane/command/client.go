@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -68,10 +70,14 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 		return false, err
 	}
 	c.Logger.Debug("command stream open", "node", c.NodeID)
-	for {
+	for first := true; ; first = false {
 		cmd, err := st.Recv()
 		if err != nil {
-			return true, err
+			// A stream refused at once (a certificate that names another
+			// node, say) ends without headers, but grpc's Header reports
+			// no error for it: only its status tells, and a refusal must
+			// not reset the backoff.
+			return !(first && refused(err)), err
 		}
 		res := c.run(cmd)
 		res.CommandId = cmd.GetId()
@@ -79,6 +85,15 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 			return true, err
 		}
 	}
+}
+
+// refused reports whether err is the control plane refusing the node.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
+		return true
+	}
+	return false
 }
 
 // run runs one command on the node.

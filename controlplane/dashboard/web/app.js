@@ -68,10 +68,53 @@ const tone = {
 
 function badge(text, cls) { return h("span", {class: "badge " + (cls || "")}, text); }
 
+// The bearer token of a control plane that checks tokens (sluice-cp
+// --token-key) lives in sessionStorage: it is gone when the tab closes and
+// is never sent anywhere but this page's own API.
+const TOKEN_KEY = "sluice-token";
+
+function withToken(headers) {
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  if (t) headers.Authorization = "Bearer " + t;
+  return headers;
+}
+
+// apiError is a failed API answer; 401 and 403 show the token field.
+function apiError(resp, body) {
+  if (resp.status === 401 || resp.status === 403) showTokenForm();
+  return new Error(body.error || resp.statusText);
+}
+
+function showTokenForm() {
+  const has = !!sessionStorage.getItem(TOKEN_KEY);
+  document.getElementById("token-form").hidden = false;
+  document.getElementById("token").placeholder = has ? "token set · paste another" : "paste a token";
+  document.getElementById("token-forget").hidden = !has;
+}
+
+function setupTokenForm() {
+  const form = document.getElementById("token-form");
+  form.addEventListener("submit", ev => {
+    ev.preventDefault();
+    const input = document.getElementById("token");
+    const t = input.value.trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    input.value = "";
+    showTokenForm();
+    refresh();
+  });
+  document.getElementById("token-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showTokenForm();
+    refresh();
+  });
+  if (sessionStorage.getItem(TOKEN_KEY)) showTokenForm();
+}
+
 async function getJSON(path) {
-  const resp = await fetch(path, {headers: {Accept: "application/json"}, cache: "no-store"});
+  const resp = await fetch(path, {headers: withToken({Accept: "application/json"}), cache: "no-store"});
   const body = await resp.json();
-  if (!resp.ok) throw new Error(body.error || resp.statusText);
+  if (!resp.ok) throw apiError(resp, body);
   return body;
 }
 
@@ -87,11 +130,11 @@ async function act(cluster, endpoint, action, body) {
   try {
     const resp = await fetch(`/api/clusters/${encodeURIComponent(cluster)}/endpoints/${encodeURIComponent(endpoint)}/${action}`, {
       method: "POST",
-      headers: {"Content-Type": "application/json", Accept: "application/json"},
+      headers: withToken({"Content-Type": "application/json", Accept: "application/json"}),
       body: JSON.stringify(body || {}),
     });
     const out = await resp.json();
-    if (!resp.ok) throw new Error(out.error || resp.statusText);
+    if (!resp.ok) throw apiError(resp, out);
     toast(out.changed ? `${what}: version ${out.version}` : `${what}: nothing to change`);
   } catch (err) {
     toast(`${what} failed: ${err.message}`, true);
@@ -293,4 +336,5 @@ async function refresh() {
   }
 }
 
+setupTokenForm();
 refresh();

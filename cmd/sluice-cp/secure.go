@@ -1,0 +1,208 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/internal/pki"
+)
+
+// securityFlags are sluice-cp's flags for TLS, tokens and the audit log.
+type securityFlags struct {
+	tlsCert, tlsKey, caCert, caKey, tokenKey, auditLog *string
+}
+
+func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
+	return &securityFlags{
+		tlsCert:  fs.String("tls-cert", "", "the control plane's server certificate `FILE` (PEM); with --tls-key and --ca-cert, gRPC and --http speak TLS and nodes must present certificates from the CA"),
+		tlsKey:   fs.String("tls-key", "", "the server certificate's private key `FILE` (PEM)"),
+		caCert:   fs.String("ca-cert", "", "the CA certificate `FILE` (PEM) that node certificates must be signed by"),
+		caKey:    fs.String("ca-key", "", "the CA's private key `FILE` (mode 0600); lets admins issue node certificates (sluicectl cert issue)"),
+		tokenKey: fs.String("token-key", "", "`FILE` of the key that signs and verifies bearer tokens, created (0600) if missing; operators then need a token (sluicectl --token)"),
+		auditLog: fs.String("audit-log", "", "append one JSON line per change attempt (allowed or refused) to `FILE`, or to stdout with -"),
+	}
+}
+
+// guard builds the control plane's auth.Guard from the flags: nil when
+// none is set. The function returned closes the audit log.
+func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
+	cfg := auth.Config{Logger: log.With("component", "auth")}
+	closer := func() {}
+	tlsSet := *f.tlsCert != "" || *f.tlsKey != "" || *f.caCert != ""
+	switch {
+	case tlsSet && (*f.tlsCert == "" || *f.tlsKey == "" || *f.caCert == ""):
+		return nil, closer, errors.New("TLS needs all of --tls-cert, --tls-key and --ca-cert")
+	case *f.caKey != "" && *f.caCert == "":
+		return nil, closer, errors.New("--ca-key needs --ca-cert (and TLS: --tls-cert, --tls-key)")
+	}
+	if tlsSet {
+		c, err := pki.ServerTLS(*f.tlsCert, *f.tlsKey, *f.caCert)
+		if err != nil {
+			return nil, closer, err
+		}
+		cfg.TLS = c
+	}
+	if *f.caKey != "" {
+		ca, err := pki.LoadCA(*f.caCert, *f.caKey)
+		if err != nil {
+			return nil, closer, err
+		}
+		cfg.CA = ca
+	}
+	if *f.tokenKey != "" {
+		k, created, err := auth.LoadOrCreateKey(*f.tokenKey)
+		if err != nil {
+			return nil, closer, err
+		}
+		if created {
+			log.Info("created a token key; mint the first admin token with: sluice-cp mint-token --token-key "+*f.tokenKey+" --name admin --role admin", "token-key", *f.tokenKey)
+		}
+		cfg.TokenKey = k
+	}
+	if *f.auditLog != "" {
+		a, err := auth.OpenAudit(*f.auditLog, log)
+		if err != nil {
+			return nil, closer, fmt.Errorf("--audit-log: %w", err)
+		}
+		cfg.Audit, closer = a, func() { a.Close() }
+	}
+	if cfg.TLS == nil && cfg.TokenKey == nil && cfg.Audit == nil {
+		return nil, closer, nil
+	}
+	return auth.New(cfg), closer, nil
+}
+
+// subcommand runs "sluice-cp init-ca" or "sluice-cp mint-token"; ok is
+// false for anything else.
+func subcommand(args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case "init-ca":
+		return initCA(args[1:], stdout, stderr), true
+	case "mint-token":
+		return mintToken(args[1:], stdout, stderr), true
+	}
+	return 0, false
+}
+
+func subFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice-cp "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseSub(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments: %q\n", fs.Name(), fs.Args())
+		return 2
+	}
+	return -1
+}
+
+const initCAUsage = `Usage: sluice-cp init-ca --dir DIR [--hosts H,...] [--valid D]
+
+Creates a CA and the control plane's server certificate signed by it, in
+DIR (made 0700): ca.crt, ca.key, server.crt, server.key, keys mode 0600.
+It never overwrites them. Then start the control plane with
+  --tls-cert DIR/server.crt --tls-key DIR/server.key --ca-cert DIR/ca.crt --ca-key DIR/ca.key
+and issue node certificates with "sluicectl cert issue".
+
+Flags:
+`
+
+func initCA(args []string, stdout, stderr io.Writer) int {
+	fs := subFlags("init-ca", initCAUsage, stderr)
+	dir := fs.String("dir", "", "`DIR` to write the files into")
+	hosts := fs.String("hosts", strings.Join(pki.DefaultHosts, ","), "comma-separated names and IP addresses the server certificate covers: those nodes and sluicectl dial (--cp)")
+	valid := fs.Duration("valid", pki.ServerValidity, "how long the server certificate is good for (the CA: ten years)")
+	if code := parseSub(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if *dir == "" {
+		fmt.Fprintln(stderr, "sluice-cp init-ca: --dir is required")
+		return 2
+	}
+	var hs []string
+	for h := range strings.SplitSeq(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hs = append(hs, h)
+		}
+	}
+	if *valid <= 0 {
+		fmt.Fprintln(stderr, "sluice-cp init-ca: --valid must be positive")
+		return 2
+	}
+	paths, err := pki.InitCA(*dir, hs, *valid)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice-cp init-ca: %v\n", err)
+		return 1
+	}
+	for _, p := range paths {
+		fmt.Fprintln(stdout, "wrote", p)
+	}
+	fmt.Fprintf(stdout, "server certificate for %s\n", strings.Join(hs, ", "))
+	return 0
+}
+
+const mintTokenUsage = `Usage: sluice-cp mint-token --token-key FILE --name N [--role R] [--ttl D]
+
+Mints a bearer token offline from the token key file (created 0600 if
+missing), and prints it: the bootstrap for the first admin token. Once the
+control plane runs, admins create tokens with "sluicectl token create".
+
+Flags:
+`
+
+func mintToken(args []string, stdout, stderr io.Writer) int {
+	fs := subFlags("mint-token", mintTokenUsage, stderr)
+	keyFile := fs.String("token-key", "", "`FILE` of the token key, as sluice-cp --token-key")
+	name := fs.String("name", "admin", "the token's `NAME`, recorded as the author in history and in the audit log")
+	role := fs.String("role", "admin", "viewer, operator or admin")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
+	if code := parseSub(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if *keyFile == "" {
+		fmt.Fprintln(stderr, "sluice-cp mint-token: --token-key is required")
+		return 2
+	}
+	r := auth.ParseRole(*role)
+	if r == 0 {
+		fmt.Fprintf(stderr, "sluice-cp mint-token: --role %q: want viewer, operator or admin\n", *role)
+		return 2
+	}
+	k, created, err := auth.LoadOrCreateKey(*keyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice-cp mint-token: %v\n", err)
+		return 1
+	}
+	if created {
+		fmt.Fprintf(stderr, "created token key %s (mode 0600)\n", *keyFile)
+	}
+	tok, c, err := k.Mint(*name, r, time.Now(), *ttl)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice-cp mint-token: %v\n", err)
+		return 2
+	}
+	fmt.Fprintln(stdout, tok)
+	fmt.Fprintf(stderr, "token %q, role %s, expires %s\n", c.Name, c.Role, c.ExpiresAt().Format(time.RFC3339))
+	return 0
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/internal/pki"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// security is how sluicectl proves who it is and checks the control plane:
+// the global flags --token, --ca, --cert and --key.
+type security struct {
+	token, ca, cert, key string
+}
+
+// dialOptions are the credentials of the connection to the control plane:
+// TLS verified with --ca (plain gRPC without it), with the client
+// certificate of --cert and --key if given, and the token on every call.
+func (s *security) dialOptions() ([]grpc.DialOption, error) {
+	creds := insecure.NewCredentials()
+	switch {
+	case s.ca != "":
+		cfg, err := pki.ClientTLS(s.ca, s.cert, s.key)
+		if err != nil {
+			return nil, fmt.Errorf("--ca/--cert/--key: %w", err)
+		}
+		creds = credentials.NewTLS(cfg)
+	case s.cert != "" || s.key != "":
+		return nil, fmt.Errorf("--cert and --key need --ca (or $SLUICE_CA), the CA that signed the control plane's certificate")
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if s.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(s.token)))
+	}
+	return opts, nil
+}
+
+// hint says what to try when the control plane cannot be reached because
+// of TLS: "" when msg is about something else.
+func (s *security) hint(msg string) string {
+	switch {
+	case s.ca == "" && strings.Contains(msg, "server preface"):
+		return " (does it speak TLS? give sluicectl its CA: --ca FILE or $SLUICE_CA)"
+	case s.ca != "" && strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return " (it speaks plain gRPC: leave out --ca and $SLUICE_CA)"
+	case s.ca != "" && strings.Contains(msg, "x509:"):
+		return " (is --ca the CA that signed the control plane's certificate, and does that certificate name the --cp host?)"
+	}
+	return ""
+}
+
+// bearer sends a token as "authorization: Bearer TOKEN". It is sent over
+// plain gRPC too: a control plane without TLS listens on loopback only,
+// unless its operator passed --insecure.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+func init() {
+	commands = append(commands,
+		command{name: "whoami", summary: "show the token's name, role and expiry", run: cmdWhoAmI},
+		command{name: "token", summary: "token create: make a bearer token (admin)", run: cmdToken},
+		command{name: "cert", summary: "cert issue: make a node's certificate, signed by the control plane's CA (admin)", run: cmdCert},
+	)
+}
+
+func cmdWhoAmI(ctx context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("whoami", "whoami", `
+Show who the control plane takes you for: the name and role of your token
+(--token or $SLUICE_TOKEN), and when it expires.`)
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := sluicev1.NewAuthServiceClient(c.conn).WhoAmI(ctx, &sluicev1.WhoAmIRequest{})
+	if err != nil {
+		return c.rpcError("whoami", err)
+	}
+	if !resp.GetAuthEnabled() {
+		fmt.Fprintln(c.stdout, "anonymous: the control plane checks no tokens (no --token-key)")
+		return 0
+	}
+	fmt.Fprintf(c.stdout, "%s, role %s, expires %s\n", resp.GetName(), auth.RoleName(resp.GetRole()),
+		resp.GetExpires().AsTime().Format(time.RFC3339))
+	return 0
+}
+
+func cmdToken(ctx context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("token create", "token create --name N --role viewer|operator|admin [--ttl D]", `
+Ask the control plane (admin role) for a bearer token, and print it on
+stdout. The token is not stored anywhere: it carries its name, role and
+expiry, signed with the control plane's token key, so keep it secret.
+History and the audit log name its holder by --name.
+
+Roles: viewer reads (get, history, nodes, stats, conns); operator also
+changes the fleet (apply, rollback, set-weight, drain, disable, enable,
+shutdown-sessions); admin also creates tokens, issues node certificates and
+reads secrets (get --show-secrets).`)
+	if len(args) == 0 || args[0] != "create" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			return c.parse(fs, args)
+		}
+		return c.usageError(fs, "want: token create")
+	}
+	name := fs.String("name", "", "the token's `NAME` (required): letters, digits, ._@-")
+	role := fs.String("role", "", "`ROLE` (required): viewer, operator or admin")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
+	if st := c.parse(fs, args[1:]); st >= 0 {
+		return st
+	}
+	if *name == "" || *role == "" {
+		return c.usageError(fs, "--name and --role are required")
+	}
+	r := auth.ParseRole(*role)
+	if r == sluicev1.Role_ROLE_UNSPECIFIED {
+		return c.usageError(fs, "--role %q: want viewer, operator or admin", *role)
+	}
+	if *ttl <= 0 {
+		return c.usageError(fs, "--ttl must be positive")
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := sluicev1.NewAuthServiceClient(c.conn).CreateToken(ctx, &sluicev1.CreateTokenRequest{
+		Name: *name, Role: r, Ttl: durationpb.New(*ttl)})
+	if err != nil {
+		return c.rpcError("token create", err)
+	}
+	fmt.Fprintln(c.stdout, resp.GetToken())
+	fmt.Fprintf(c.stderr, "token %q, role %s, expires %s\n", *name, *role, resp.GetExpires().AsTime().Format(time.RFC3339))
+	return 0
+}
+
+func cmdCert(ctx context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("cert issue", "cert issue --node ID [--out DIR] [--valid D]", `
+Make a node's key here, and have the control plane (admin role) sign its
+certificate with the CA it was given (sluice-cp --ca-cert, --ca-key). Writes
+DIR/ID.key (mode 0600), DIR/ID.crt and DIR/ca.crt, for
+  sluice-dp --ca DIR/ca.crt --cert DIR/ID.crt --key DIR/ID.key
+The key never leaves this machine: only a certificate request is sent. The
+certificate names the node (CN ID, URI SAN sluice://node/ID); the control
+plane takes the node's id from it.`)
+	if len(args) == 0 || args[0] != "issue" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			return c.parse(fs, args)
+		}
+		return c.usageError(fs, "want: cert issue")
+	}
+	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
+	out := fs.String("out", ".", "`DIR` to write the files into, made 0700 if missing")
+	valid := fs.Duration("valid", pki.NodeValidity, "how long the certificate is good for (at most until the CA expires)")
+	if st := c.parse(fs, args[1:]); st >= 0 {
+		return st
+	}
+	if *node == "" {
+		return c.usageError(fs, "--node is required")
+	}
+	if *valid <= 0 {
+		return c.usageError(fs, "--valid must be positive")
+	}
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl cert issue: %v\n", err)
+		return 1
+	}
+	csr, err := pki.NodeCSR(*node, key)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl cert issue: %v\n", err)
+		return 1
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := sluicev1.NewAuthServiceClient(c.conn).IssueCert(ctx, &sluicev1.IssueCertRequest{
+		NodeId: *node, CsrPem: string(csr), Valid: durationpb.New(*valid)})
+	if err != nil {
+		return c.rpcError("cert issue", err)
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl cert issue: %v\n", err)
+		return 1
+	}
+	files := []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{*node + ".key", keyPEM, 0o600},
+		{*node + ".crt", []byte(resp.GetCertPem()), 0o644},
+		{"ca.crt", []byte(resp.GetCaPem()), 0o644},
+	}
+	for _, f := range files {
+		p := filepath.Join(*out, f.name)
+		if err := pki.WriteFile(p, f.data, f.perm); err != nil {
+			fmt.Fprintf(c.stderr, "sluicectl cert issue: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(c.stdout, "wrote", p)
+	}
+	fmt.Fprintf(c.stdout, "node %s, valid until %s\n", *node, resp.GetNotAfter().AsTime().Format(time.RFC3339))
+	return 0
+}

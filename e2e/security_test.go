@@ -1,0 +1,436 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluice-lb/sluice/controlplane"
+	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/internal/pki"
+	"github.com/sluice-lb/sluice/internal/testcert"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// run runs one of the binaries to its end with env added, and returns its
+// stdout, stderr and exit code.
+func runBin(t *testing.T, env []string, name string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// TestSecurityEndToEnd follows README "Secure setup" with the real
+// binaries: a CA and the first admin token made offline, a control plane
+// with TLS, tokens and an audit log, a node certificate issued through
+// the API, a node on it; then every refusal issue 7 asks for.
+func TestSecurityEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir, nodeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "node")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+
+	// Bootstrap, offline.
+	out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir)
+	if code != 0 || !strings.Contains(out, "wrote "+p("ca.key")) {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	for name, mode := range map[string]os.FileMode{"ca.key": 0o600, "server.key": 0o600, "ca.crt": 0o644, "server.crt": 0o644} {
+		if fi, err := os.Stat(p(name)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v (%v), want mode %04o", name, fi.Mode().Perm(), err, mode)
+		}
+	}
+	adminTok, errOut, code := runBin(t, nil, "sluice-cp", "mint-token", "--token-key", p("token.key"), "--name", "admin", "--role", "admin", "--ttl", "1h")
+	if code != 0 {
+		t.Fatalf("mint-token: exit %d: %s", code, errOut)
+	}
+	adminTok = strings.TrimSpace(adminTok)
+	// A token that expires in a second, to try once it has.
+	shortTok, _, _ := runBin(t, nil, "sluice-cp", "mint-token", "--token-key", p("token.key"), "--name", "temp", "--role", "admin", "--ttl", "1s")
+	shortTok = strings.TrimSpace(shortTok)
+
+	cpAddr, cpHTTP, listen := freeAddr(t), freeAddr(t), freeAddr(t)
+	auditFile := filepath.Join(dir, "audit.log")
+	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"),
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"),
+		"--token-key", p("token.key"), "--audit-log", auditFile)
+	caPool, err := pki.LoadPool(p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	https := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	waitFor(t, "sluice-cp https /healthz", func() bool {
+		resp, err := https.Get("https://" + cpHTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+
+	env := func(token string) []string {
+		return []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt"), "SLUICE_TOKEN=" + token}
+	}
+	ctlAs := func(token string, args ...string) (string, string, int) {
+		t.Helper()
+		return runBin(t, env(token), "sluicectl", args...)
+	}
+
+	// The admin issues the node's certificate and the others' tokens.
+	out, errOut, code = ctlAs(adminTok, "cert", "issue", "--node", "edge-1", "--out", nodeDir)
+	if code != 0 || !strings.Contains(out, "node edge-1, valid until") {
+		t.Fatalf("cert issue: exit %d\n%s%s", code, out, errOut)
+	}
+	if fi, err := os.Stat(filepath.Join(nodeDir, "edge-1.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("edge-1.key: %v, want mode 0600", err)
+	}
+	token := func(name, role string) string {
+		t.Helper()
+		out, errOut, code := ctlAs(adminTok, "token", "create", "--name", name, "--role", role, "--ttl", "1h")
+		if code != 0 {
+			t.Fatalf("token create %s: exit %d: %s", name, code, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	opsTok, viewTok := token("ops", "operator"), token("watcher", "viewer")
+	if out, _, _ := ctlAs(viewTok, "whoami"); !strings.HasPrefix(out, "watcher, role viewer, expires ") {
+		t.Errorf("whoami: %q", out)
+	}
+
+	// The node connects over mTLS, as the certificate's id, and applies.
+	node := start(t, "sluice-dp", "--cp", cpAddr, "--ca", filepath.Join(nodeDir, "ca.crt"),
+		"--cert", filepath.Join(nodeDir, "edge-1.crt"), "--key", filepath.Join(nodeDir, "edge-1.key"), "--admin", "")
+	web := startBackend(t, "web1")
+	certPEM, keyPEM := testcert.SelfSigned(t, "www.example")
+	indent := func(s string) string {
+		return "            " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n            ")
+	}
+	snapFile := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints:
+      - { name: web1, address: %s }
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    tls:
+      certificates:
+        - cert_pem: |
+%s
+          key_pem: |
+%s
+`, web.addr, listen, indent(certPEM), indent(keyPEM)))
+	out, errOut, code = ctlAs(opsTok, "apply", "-f", snapFile, "--comment", "first")
+	if code != 0 || !strings.Contains(out, "version 1") {
+		t.Fatalf("operator's apply: exit %d\n%s%s", code, out, errOut)
+	}
+	insecureTLS := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	waitFor(t, "the node to serve version 1", func() bool {
+		body, err := get(insecureTLS, "https://"+listen+"/")
+		return err == nil && body == "web1"
+	})
+	waitFor(t, "nodes to show edge-1 on version 1", func() bool {
+		out, _, _ := ctlAs(viewTok, "nodes")
+		return strings.Contains(out, "edge-1") && strings.Contains(out, "connected  1 ")
+	})
+	if out, _, _ := ctlAs(viewTok, "history"); !strings.Contains(out, " ops ") {
+		t.Errorf("history does not name the token ops as author:\n%s", out)
+	}
+
+	// A viewer changes nothing.
+	for _, args := range [][]string{
+		{"apply", "-f", snapFile, "--comment", "again"},
+		{"set-weight", "web/web1", "3"},
+		{"drain", "web/web1"},
+		{"disable", "web/web1"},
+		{"rollback", "1"},
+		{"shutdown-sessions", "web/web1"},
+		{"token", "create", "--name", "me", "--role", "admin"},
+		{"cert", "issue", "--node", "edge-2", "--out", filepath.Join(dir, "stolen")},
+	} {
+		_, errOut, code := ctlAs(viewTok, args...)
+		if code != 1 || !strings.Contains(errOut, `token "watcher" has role viewer; `) || !strings.Contains(errOut, "(PermissionDenied)") {
+			t.Errorf("viewer's %s: exit %d, stderr %q; want exit 1, PermissionDenied", args[0], code, errOut)
+		}
+	}
+	// Secrets are the admin's: redacted for others, refused on request.
+	_, errOut, code = ctlAs(opsTok, "get", "--show-secrets")
+	if code != 1 || !strings.Contains(errOut, `show_secrets needs the admin role; token "ops" has role operator (PermissionDenied)`) {
+		t.Errorf("operator's get --show-secrets: exit %d, stderr %q", code, errOut)
+	}
+	if out, _, _ := ctlAs(opsTok, "get"); strings.Contains(out, "PRIVATE KEY") || !strings.Contains(out, "<redacted>") {
+		t.Errorf("operator's get shows the key or no <redacted>:\n%s", out)
+	}
+	if out, _, code := ctlAs(adminTok, "get", "--show-secrets"); code != 0 || !strings.Contains(out, "PRIVATE KEY") {
+		t.Errorf("admin's get --show-secrets: exit %d, no key", code)
+	}
+
+	// A node's certificate is no operator credential.
+	_, errOut, code = runBin(t, env(""), "sluicectl", "--cert", filepath.Join(nodeDir, "edge-1.crt"), "--key", filepath.Join(nodeDir, "edge-1.key"), "nodes")
+	if code != 1 || !strings.Contains(errOut, "a node certificate (node edge-1) cannot call the operator API") || !strings.Contains(errOut, "(PermissionDenied)") {
+		t.Errorf("nodes with the node's certificate: exit %d, stderr %q", code, errOut)
+	}
+	// Unknown and expired tokens.
+	_, errOut, code = ctlAs("sluice1.bm90.aGVsbG8", "nodes")
+	if code != 1 || !strings.Contains(errOut, "(Unauthenticated)") {
+		t.Errorf("a malformed token: exit %d, stderr %q", code, errOut)
+	}
+	waitFor(t, "the short token to expire", func() bool {
+		_, errOut, _ := ctlAs(shortTok, "apply", "-f", snapFile)
+		return strings.Contains(errOut, `token "temp" expired at `)
+	})
+	_, errOut, code = ctlAs(shortTok, "apply", "-f", snapFile)
+	if code != 1 || !strings.Contains(errOut, `token "temp" expired at `) || !strings.Contains(errOut, "(Unauthenticated)") {
+		t.Errorf("an expired token's apply: exit %d, stderr %q", code, errOut)
+	}
+
+	// The dashboard's API: the same tokens, the same roles, over HTTPS.
+	api := func(method, path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "https://"+cpHTTP+path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := https.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, body := api("GET", "/api/fleet", ""); code != 401 || !strings.Contains(body, "no token") {
+		t.Errorf("GET /api/fleet without token: %d %s", code, body)
+	}
+	if code, body := api("GET", "/api/clusters", viewTok); code != 200 || strings.Contains(body, "PRIVATE KEY") {
+		t.Errorf("GET /api/clusters as viewer: %d, or it shows a key: %s", code, body)
+	}
+	if code, body := api("POST", "/api/clusters/web/endpoints/web1/drain", viewTok); code != 403 || !strings.Contains(body, "UpdateEndpoint needs role operator") {
+		t.Errorf("POST drain as viewer: %d %s", code, body)
+	}
+	if code, body := api("POST", "/api/clusters/web/endpoints/web1/drain", opsTok); code != 200 || !strings.Contains(body, `"version":2`) {
+		t.Errorf("POST drain as operator: %d %s", code, body)
+	}
+	if out, _, _ := ctlAs(viewTok, "history"); strings.Count(out, " ops ") != 2 || strings.Contains(out, "PRIVATE KEY") {
+		t.Errorf("history after the dashboard's drain:\n%s", out)
+	}
+
+	// A node claiming another id than its certificate's is refused.
+	evil := start(t, "sluice-dp", "--cp", cpAddr, "--ca", filepath.Join(nodeDir, "ca.crt"), "--node-id", "evil",
+		"--cert", filepath.Join(nodeDir, "edge-1.crt"), "--key", filepath.Join(nodeDir, "edge-1.key"), "--admin", "")
+	waitFor(t, "the control plane to refuse the node claiming evil", func() bool {
+		return strings.Contains(cp.out.String(), "node refused: its claimed id does not match its certificate") &&
+			strings.Contains(evil.out.String(), "PermissionDenied desc = node id evil does not match its certificate (edge-1)")
+	})
+	// A certificate from another CA fails the handshake.
+	other, _, err := pki.NewCA("Other CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, keyPEMBytes, _ := pki.NewKey()
+	csr, _ := pki.NodeCSR("edge-1", key)
+	otherCert, _, err := other.IssueNode("edge-1", csr, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "sluice-dp", "--cp", cpAddr, "--ca", p("ca.crt"), "--cert", writeFile(t, dir, "other.crt", string(otherCert)),
+		"--key", writeFile(t, dir, "other.key", string(keyPEMBytes)), "--admin", "")
+	waitFor(t, "the control plane to log the other CA's certificate", func() bool {
+		return strings.Contains(cp.out.String(), "TLS handshake refused: client certificate not signed by the control plane's CA")
+	})
+	if out, _, _ := ctlAs(viewTok, "nodes"); strings.Contains(out, "evil") || strings.Count(out, "edge-1") != 1 {
+		t.Errorf("nodes lists a refused node:\n%s", out)
+	}
+	if !node.alive() {
+		t.Error("the good node exited")
+	}
+
+	// The audit log has every change attempt, with who, from where, and how it ended.
+	b, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []auth.Entry
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		var e auth.Entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		entries = append(entries, e)
+	}
+	want := []struct{ identity, method, outcome, text string }{
+		{"admin", "/sluice.v1.AuthService/IssueCert", "ok", ""},
+		{"admin", "/sluice.v1.AuthService/CreateToken", "ok", ""},
+		{"ops", "/sluice.v1.ConfigService/Apply", "ok", ""},
+		{"watcher", "/sluice.v1.ConfigService/Apply", "PermissionDenied", "needs role operator"},
+		{"watcher", "/sluice.v1.ConfigService/UpdateEndpoint", "PermissionDenied", "needs role operator"},
+		{"watcher", "/sluice.v1.ConfigService/Rollback", "PermissionDenied", "needs role operator"},
+		{"watcher", "/sluice.v1.ConfigService/ShutdownSessions", "PermissionDenied", "needs role operator"},
+		{"watcher", "/sluice.v1.AuthService/CreateToken", "PermissionDenied", "needs role admin"},
+		{"ops", "/sluice.v1.ConfigService/Get", "PermissionDenied", "show_secrets needs the admin role"},
+		{"admin", "/sluice.v1.ConfigService/Get", "ok", ""},
+		{"temp", "/sluice.v1.ConfigService/Apply", "Unauthenticated", "expired at"},
+		{"ops", "/sluice.v1.ConfigService/UpdateEndpoint", "ok", ""},
+	}
+	for _, w := range want {
+		found := false
+		for _, e := range entries {
+			if e.Identity == w.identity && e.Method == w.method && e.Outcome == w.outcome && strings.Contains(e.Error, w.text) &&
+				strings.HasPrefix(e.Peer, "127.0.0.1:") && !e.Time.IsZero() {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no audit line %+v in:\n%s", w, b)
+		}
+	}
+	if fi, _ := os.Stat(auditFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("audit log mode %04o, want 0600", fi.Mode().Perm())
+	}
+}
+
+// tokenCreds sends a token over plain gRPC, as sluicectl does to a
+// loopback control plane without TLS.
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// TestSecurityDashboardToken: on a control plane that checks tokens, the
+// dashboard asks for one, shows the fleet with a viewer's, refuses that
+// viewer's drain with the API's words, and drains with an operator's.
+func TestSecurityDashboardToken(t *testing.T) {
+	ctx, _ := browser(t)
+	key, _, err := auth.LoadOrCreateKey(filepath.Join(t.TempDir(), "token.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", DataDir: t.TempDir(),
+		Security: auth.New(auth.Config{TokenKey: key}), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	mint := func(name string, role sluicev1.Role) string {
+		tok, _, err := key.Mint(name, role, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	viewTok, opsTok := mint("alice", sluicev1.Role_ROLE_VIEWER), mint("ops", sluicev1.Role_ROLE_OPERATOR)
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(tokenCreds(opsTok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	api := sluicev1.NewConfigServiceClient(conn)
+	a := startBackend(t, "a")
+	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: %s }
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
+`, a.addr, freeAddr(t)), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithTimeout(context.Background(), testTimeout)
+	defer acancel()
+	resp, err := api.Apply(actx, &sluicev1.ApplyRequest{Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitVersion(t, startNode(t, srv.Addr().String(), "node-1"), resp.GetVersion())
+
+	aRow := `tr[data-endpoint="web/a"]`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+srv.HTTPAddr().String()+"/"),
+		chromedp.WaitVisible(`#token-form`),
+		chromedp.SetValue(`#token`, viewTok),
+		chromedp.Click(`#token-use`),
+		chromedp.WaitVisible(`[data-node="node-1"]`),
+		chromedp.WaitVisible(aRow+`[data-state="ACTIVE"]`),
+		chromedp.WaitVisible(`#token-forget`),
+	); err != nil {
+		t.Fatalf("dashboard with a viewer's token: %v", err)
+	}
+	click(t, ctx, aRow+` button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`.toast.bad`)); err != nil {
+		t.Fatalf("the viewer's drain: %v", err)
+	}
+	toast, err := chromedp.Run(ctx, chromedp.Text(`.toast.bad`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(toast, `token "alice" has role viewer; UpdateEndpoint needs role operator`) {
+		t.Errorf("the viewer's drain says %q", toast)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`#token-forget`),
+		chromedp.SetValue(`#token`, opsTok),
+		chromedp.Click(`#token-use`),
+	); err != nil {
+		t.Fatalf("an operator's token: %v", err)
+	}
+	click(t, ctx, aRow+` button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(aRow+`[data-state="DRAINING"]`)); err != nil {
+		t.Fatalf("drain with an operator's token: %v", err)
+	}
+	h, err := api.History(actx, &sluicev1.HistoryRequest{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.GetVersions()[0]; v.GetAuthor() != "ops" || v.GetComment() != "drain web/a" {
+		t.Errorf("history: %q by %q, want drain web/a by ops", v.GetComment(), v.GetAuthor())
+	}
+}
+
+// click clicks sel, again when the page's refresh replaced the element
+// between finding it and clicking it.
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	var err error
+	for range 20 {
+		if err = chromedp.Do(ctx, chromedp.WaitVisible(sel), chromedp.Click(sel)); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("click %s: %v", sel, err)
+}
