@@ -37,7 +37,10 @@ const maxSnapshotSize = 64 << 20
 
 // Options configure a node.
 type Options struct {
-	// ControlPlane is the control plane's gRPC address.
+	// ControlPlane is the control plane's gRPC address, or the addresses of
+	// several replicas of it, comma-separated ("a:7070,b:7070"): the node
+	// uses the first that serves it and moves to the next when that one
+	// goes away (see controlPlanes).
 	ControlPlane string
 	// Node identifies the node; its id must be unique in the fleet.
 	Node *sluicev1.Node
@@ -63,7 +66,7 @@ type Dataplane struct {
 	Node     *node.Node
 	Reporter *stats.Reporter
 
-	conn   *grpc.ClientConn
+	conn   *controlPlanes
 	log    *accesslog.Log // nil without an access log
 	admin  *http.Server
 	adminL net.Listener
@@ -81,14 +84,18 @@ func Start(opts Options) (*Dataplane, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	conn, err := grpc.NewClient(opts.ControlPlane,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	addrs, err := splitControlPlanes(opts.ControlPlane)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: control plane %s: %w", opts.ControlPlane, err)
+		return nil, err
 	}
+	for _, a := range addrs { // refuse a malformed address now, not at first use
+		c, err := dialControlPlane(a)
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: control plane %s: %w", a, err)
+		}
+		c.Close()
+	}
+	conn := &controlPlanes{addrs: addrs, dial: dialControlPlane, log: log}
 	self := proto.CloneOf(opts.Node)
 	if self.GetInstance() == "" {
 		self.Instance = newInstance()
@@ -141,6 +148,19 @@ func Start(opts Options) (*Dataplane, error) {
 	go func() { defer d.wg.Done(); commands.Run(ctx) }()
 	return d, nil
 }
+
+// dialControlPlane returns a connection to one control plane; it connects
+// when first used.
+func dialControlPlane(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+}
+
+// ControlPlane returns the address of the control plane the node uses now.
+func (d *Dataplane) ControlPlane() string { return d.conn.Addr() }
 
 // newInstance returns a random id for this run of the process.
 func newInstance() string {

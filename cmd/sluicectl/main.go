@@ -22,9 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -95,7 +93,8 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Global flags:
-  --cp ADDR     control plane gRPC address (default $SLUICE_CP, else %s)
+  --cp ADDR     control plane gRPC address, or replicas' comma-separated
+                (default $SLUICE_CP, else %s)
   --timeout D   give up on the control plane after D (default 10s)
 
 Run "sluicectl COMMAND --help" for the flags of a command.
@@ -144,10 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "sluicectl: --timeout must be positive")
 			return 2
 		}
-		conn, err := grpc.NewClient(c.cp,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
-		)
+		conn, err := dial(c.cp)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
 			return 1
