@@ -369,6 +369,9 @@ func (s *Server) openEtcd() error {
 		Endpoints:   s.opts.Etcd,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		// etcd's --max-request-bytes, not the client, should bound what
+		// a version may weigh.
+		MaxCallSendMsgSize: MaxMessageSize,
 		// Fail over to another etcd endpoint when this one is cut off.
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,

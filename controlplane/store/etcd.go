@@ -13,6 +13,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -452,7 +454,9 @@ func (s *Etcd) wrap(err error) error {
 		return ErrClosed
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
-	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), status.Code(err) == codes.ResourceExhausted:
+		// The server's limit, or the client's own (clientv3.Config's
+		// MaxCallSendMsgSize, 2 MiB by default).
 		return fmt.Errorf("store: etcd: the version is larger than etcd accepts (its --max-request-bytes, 1.5 MiB by default): %w", err)
 	}
 	return fmt.Errorf("store: etcd: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-lb/sluice/internal/etcdtest"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // prefixes numbers the etcd prefixes of one test run, so the stores of
@@ -163,5 +165,27 @@ func TestEtcdStoreClosed(t *testing.T) {
 	}
 	if _, err := s.History(ctx, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("History after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestEtcdTooLarge: a version larger than etcd takes is refused with a
+// reason that says what to do, and stores nothing.
+func TestEtcdTooLarge(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	s := openEtcd(t, srv.Client(t), freshPrefix(t), 0)
+	for _, size := range []int{1700 << 10, 3 << 20} { // above etcd's 1.5 MiB; above the client's 2 MiB too
+		big := snap("web", 1)
+		for i := range size / 40 {
+			big.Clusters[0].Endpoints = append(big.Clusters[0].Endpoints, &sluicev1.Endpoint{
+				Name: fmt.Sprintf("endpoint-%08d", i), Address: "127.0.0.1:9001"})
+		}
+		_, _, err := s.Put(ctx, AnyBase, Record{Snapshot: big})
+		if err == nil || !strings.Contains(err.Error(), "--max-request-bytes") {
+			t.Errorf("Put of a %d KiB snapshot: %v, want an error naming etcd's --max-request-bytes", size>>10, err)
+		}
+	}
+	if cur, err := s.Current(ctx); err != nil || cur.Info.GetVersion() != 0 {
+		t.Errorf("Current = %v, %v; want version 0", cur, err)
 	}
 }
