@@ -22,8 +22,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -37,8 +42,10 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/dashboard"
 	"github.com/sluice-lb/sluice/controlplane/discovery"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/fleetview"
 	"github.com/sluice-lb/sluice/controlplane/history"
 	"github.com/sluice-lb/sluice/controlplane/httpapi"
+	"github.com/sluice-lb/sluice/controlplane/leader"
 	"github.com/sluice-lb/sluice/controlplane/metrics"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
@@ -85,8 +92,27 @@ type Options struct {
 	// /healthz and /metrics. Empty: no HTTP listener.
 	HTTP string
 	// DataDir holds the embedded store (DataDir/sluice.db). Required unless
-	// Store is set.
+	// Store or Etcd is set.
 	DataDir string
+	// Etcd, when set, makes this control plane one of several replicas
+	// sharing one etcd cluster at these endpoints: snapshots and their
+	// history live in etcd (store.Etcd) instead of DataDir, every replica
+	// lists every replica's nodes (package fleetview), and singleton work
+	// runs on an elected leader (package leader). etcd must be reachable
+	// when New is called.
+	Etcd []string
+	// EtcdPrefix is where the replicas' keys live in etcd; replicas that
+	// share it share a configuration. Empty: store.DefaultEtcdPrefix.
+	EtcdPrefix string
+	// Replica names this replica among those on one etcd; it must be
+	// unique among them. Empty: the host name and port of Listen (the
+	// address itself when it is a specific one, such as 127.0.0.1:7070).
+	Replica string
+	// EtcdLeaseTTL is how long a replica that died or lost etcd is still
+	// counted: its nodes listed as it left them, its leadership held.
+	// 0: fleetview.DefaultTTL for nodes and leader.DefaultTTL for
+	// leadership.
+	EtcdLeaseTTL time.Duration
 	// Store, when set, is used instead of the embedded store in DataDir.
 	// The server closes it when Serve returns.
 	Store store.Store
@@ -122,6 +148,9 @@ type Server struct {
 	log  *slog.Logger
 
 	store     store.Store
+	etcd      *clientv3.Client // nil with the embedded store
+	replica   string
+	view      *fleetview.View // nil with the embedded store
 	fleet     *fleet.Registry
 	discovery *discovery.Server
 	config    *configapi.Server
@@ -161,10 +190,13 @@ func New(opts Options) (_ *Server, err error) {
 			if opts.Store == nil && s.store != nil {
 				s.store.Close()
 			}
+			if s.etcd != nil {
+				s.etcd.Close()
+			}
 		}
 	}()
 
-	if s.store == nil {
+	if s.store == nil && len(opts.Etcd) == 0 {
 		if opts.DataDir == "" {
 			return nil, errors.New("controlplane: no data directory")
 		}
@@ -178,6 +210,12 @@ func New(opts Options) (_ *Server, err error) {
 	if s.lis, err = listen("--listen", opts.Listen, open); err != nil {
 		return nil, err
 	}
+	if s.store == nil {
+		// After listening: the replica is named after its address.
+		if err := s.openEtcd(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.HTTP != "" {
 		if s.httpLis, err = listen("--http", opts.HTTP, open); err != nil {
 			return nil, err
@@ -188,6 +226,19 @@ func New(opts Options) (_ *Server, err error) {
 	}
 
 	s.fleet = fleet.NewRegistry()
+	var nodes configapi.NodeLister = s.fleet
+	if s.etcd != nil {
+		s.view, err = fleetview.New(s.etcd, s.fleet, fleetview.Options{
+			Prefix:  s.etcdPrefix(),
+			Replica: s.replica,
+			TTL:     opts.EtcdLeaseTTL,
+			Logger:  log.With("component", "fleetview"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		nodes = s.view
+	}
 	s.metrics = metrics.New(metrics.Sources{
 		Nodes: func() (connected, current int) {
 			// Versions are numbered across groups, so each group's
@@ -210,7 +261,7 @@ func New(opts Options) (_ *Server, err error) {
 	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats")).
 		WithObserver(s.history)
 	s.commands = command.NewRegistry(log.With("component", "command"))
-	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config")).
+	config := configapi.New(s.store, nodes, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands)
 	s.config = config
 
@@ -299,8 +350,103 @@ func (s *Server) HTTPAddr() net.Addr {
 // Store returns the control plane's store.
 func (s *Server) Store() store.Store { return s.store }
 
-// Fleet returns the registry of nodes.
+// Fleet returns the registry of the nodes this control plane serves.
 func (s *Server) Fleet() *fleet.Registry { return s.fleet }
+
+// Replica returns this replica's name among those sharing an etcd, or ""
+// with the embedded store.
+func (s *Server) Replica() string { return s.replica }
+
+// Elector returns the election for the singleton work called name
+// ("prune", "rollout"): with etcd, one replica at a time runs it; with the
+// embedded store this control plane always does.
+func (s *Server) Elector(name string) leader.Elector {
+	if s.etcd == nil {
+		return leader.Always{}
+	}
+	return leader.NewEtcd(s.etcd, leader.EtcdOptions{
+		Prefix: s.etcdPrefix(),
+		Name:   name,
+		ID:     s.replica,
+		TTL:    s.opts.EtcdLeaseTTL,
+		Logger: s.log.With("component", "leader"),
+	})
+}
+
+func (s *Server) etcdPrefix() string {
+	if s.opts.EtcdPrefix == "" {
+		return store.DefaultEtcdPrefix
+	}
+	return s.opts.EtcdPrefix
+}
+
+// etcdOpenTimeout bounds New's first contact with etcd.
+const etcdOpenTimeout = 10 * time.Second
+
+// openEtcd connects to etcd and opens the replicated store on it.
+func (s *Server) openEtcd() error {
+	s.replica = s.opts.Replica
+	if s.replica == "" {
+		s.replica = replicaName(s.lis.Addr())
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   s.opts.Etcd,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		// etcd's --max-request-bytes, not the client, should bound what
+		// a version may weigh.
+		MaxCallSendMsgSize: MaxMessageSize,
+		// Fail over to another etcd endpoint when this one is cut off.
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("controlplane: etcd %v: %w", s.opts.Etcd, err)
+	}
+	s.etcd = client
+	ctx, cancel := context.WithTimeout(context.Background(), etcdOpenTimeout)
+	defer cancel()
+	st, err := store.OpenEtcd(ctx, client, store.EtcdOptions{
+		Prefix: s.etcdPrefix(),
+		Retain: s.opts.KeepVersions,
+		Logger: s.log.With("component", "store"),
+	})
+	if err != nil {
+		return fmt.Errorf("controlplane: etcd %v: %w", s.opts.Etcd, err)
+	}
+	s.store = st
+	s.log.Info("replica on etcd", "replica", s.replica, "etcd", s.opts.Etcd, "prefix", s.etcdPrefix())
+	return nil
+}
+
+// replicaName is the default name of the replica listening on addr.
+func replicaName(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return addr.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+}
+
+// pruner is a store whose old versions are deleted by singleton work rather
+// than by Put (store.Etcd).
+type pruner interface {
+	Prune(ctx context.Context) error
+}
+
+// prune deletes versions that fell out of the retention window each time
+// a new version is stored, while this replica leads.
+func (s *Server) prune(ctx context.Context, p pruner) {
+	for range s.store.Watch(ctx) {
+		if err := p.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot prune old versions", "err", err)
+		}
+	}
+}
 
 // Serve serves until ctx ends, then stops: node streams end with UNAVAILABLE
 // (nodes keep their config and reconnect), config API calls in flight get up
@@ -342,6 +488,12 @@ func (s *Server) serve(ctx context.Context) error {
 			failed(fmt.Errorf("controlplane: grpc: %w", err))
 		}
 	})
+	if s.view != nil {
+		wg.Go(func() { s.view.Run(ctx) })
+	}
+	if p, ok := s.store.(pruner); ok {
+		wg.Go(func() { s.Elector("prune").Run(ctx, func(ctx context.Context) { s.prune(ctx, p) }) })
+	}
 	attrs := []any{"grpc", s.Addr().String()}
 	if s.http != nil {
 		attrs = append(attrs, "http", s.HTTPAddr().String())
@@ -403,6 +555,9 @@ func (s *Server) Close() error {
 			s.http.Close()
 		}
 		s.closeErr = s.store.Close()
+		if s.etcd != nil {
+			s.etcd.Close()
+		}
 	})
 	return s.closeErr
 }

@@ -39,7 +39,10 @@ const maxSnapshotSize = 64 << 20
 
 // Options configure a node.
 type Options struct {
-	// ControlPlane is the control plane's gRPC address.
+	// ControlPlane is the control plane's gRPC address, or the addresses of
+	// several replicas of it, comma-separated ("a:7070,b:7070"): the node
+	// uses the first that serves it and moves to the next when that one
+	// goes away (see controlPlanes).
 	ControlPlane string
 	// TLS, when set, is how the node dials the control plane: the CA it
 	// verifies the control plane with and the node's client certificate
@@ -69,7 +72,7 @@ type Dataplane struct {
 	Node     *node.Node
 	Reporter *stats.Reporter
 
-	conn   *grpc.ClientConn
+	conn   *controlPlanes
 	log    *accesslog.Log // nil without an access log
 	admin  *http.Server
 	adminL net.Listener
@@ -91,14 +94,19 @@ func Start(opts Options) (*Dataplane, error) {
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
 	}
-	conn, err := grpc.NewClient(opts.ControlPlane,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	dial := func(addr string) (*grpc.ClientConn, error) { return dialControlPlane(addr, creds) }
+	addrs, err := splitControlPlanes(opts.ControlPlane)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: control plane %s: %w", opts.ControlPlane, err)
+		return nil, err
 	}
+	for _, a := range addrs { // refuse a malformed address now, not at first use
+		c, err := dial(a)
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: control plane %s: %w", a, err)
+		}
+		c.Close()
+	}
+	conn := &controlPlanes{addrs: addrs, dial: dial, log: log}
 	self := proto.CloneOf(opts.Node)
 	if self.GetInstance() == "" {
 		self.Instance = newInstance()
@@ -151,6 +159,19 @@ func Start(opts Options) (*Dataplane, error) {
 	go func() { defer d.wg.Done(); commands.Run(ctx) }()
 	return d, nil
 }
+
+// dialControlPlane returns a connection to one control plane; it connects
+// when first used.
+func dialControlPlane(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+}
+
+// ControlPlane returns the address of the control plane the node uses now.
+func (d *Dataplane) ControlPlane() string { return d.conn.Addr() }
 
 // newInstance returns a random id for this run of the process.
 func newInstance() string {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sluice-lb/sluice/controlplane"
@@ -41,6 +42,13 @@ operator, admin) allows the call. Without both, --listen and --http must
 be loopback addresses unless --insecure is passed. /metrics and /healthz
 ask for no token. SIGINT or SIGTERM stop it cleanly.
 
+With --etcd, several sluice-cp replicas share one configuration through an
+etcd cluster instead of --data: run as many as you like, on one --etcd and
+--etcd-prefix; every one serves nodes and operators, a version applied
+through one reaches the nodes of all within a second, and every one lists
+every node. Nodes list them all (sluice-dp --cp a,b,c) and move to another
+when theirs goes away.
+
 Flags:
 `
 
@@ -61,7 +69,9 @@ func run(args []string) int {
 		listen    = fs.String("listen", controlplane.DefaultListen, "gRPC `ADDR` for nodes (discovery, stats) and operators (config API)")
 		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving the dashboard (/), its JSON API (/api/), /metrics and /healthz; empty disables it")
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
-		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated) for a replicated store; not supported yet")
+		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379): share the configuration with other replicas there instead of --data")
+		etcdPfx   = fs.String("etcd-prefix", store.DefaultEtcdPrefix, "etcd key `PREFIX`; replicas with the same --etcd and prefix share one configuration")
+		replica   = fs.String("replica", "", "this replica's `NAME` among those on --etcd, unique among them (default: host name and port of --listen)")
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
@@ -79,9 +89,19 @@ func run(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if *etcd != "" {
-		log.Error("the etcd store is not supported yet; run without --etcd to use the embedded store in --data", "etcd", *etcd)
-		return 1
+	var endpoints []string
+	for _, e := range strings.Split(*etcd, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+	if *etcd != "" && len(endpoints) == 0 {
+		log.Error("--etcd names no endpoint", "etcd", *etcd)
+		return 2
+	}
+	if *etcdPfx == "" {
+		log.Error("--etcd-prefix must not be empty")
+		return 2
 	}
 	if *keep <= 0 {
 		log.Error("--keep-versions must be positive", "keep-versions", *keep)
@@ -102,6 +122,9 @@ func run(args []string) int {
 		Listen:       *listen,
 		HTTP:         *httpAddr,
 		DataDir:      *dataDir,
+		Etcd:         endpoints,
+		EtcdPrefix:   *etcdPfx,
+		Replica:      *replica,
 		ConnsRing:    *connsRing,
 		KeepVersions: *keep,
 		Insecure:     *insecure,

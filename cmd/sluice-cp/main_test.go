@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -82,15 +83,23 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 }
 
-func TestEtcdNotSupportedYet(t *testing.T) {
+// TestEtcdUnreachable: a replica that cannot reach etcd at start says so and
+// exits, rather than serving a configuration it cannot read.
+func TestEtcdUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	defer cancel()
-	out, err := command(ctx, "--etcd", "http://127.0.0.1:2379", "--data", t.TempDir()).CombinedOutput()
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
-		t.Fatalf("--etcd: %v, want exit status 1", err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a port that refuses: closed below
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), "not supported yet") {
-		t.Errorf("--etcd output lacks \"not supported yet\":\n%s", out)
+	addr := ln.Addr().String()
+	ln.Close()
+	out, err := command(ctx, "--etcd", "http://"+addr, "--listen", "127.0.0.1:0", "--http", "").CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Fatalf("--etcd to nothing: %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), addr) {
+		t.Errorf("--etcd to nothing: output does not say it cannot reach %s:\n%s", addr, out)
 	}
 }
 
@@ -98,6 +107,8 @@ func TestBadFlagValues(t *testing.T) {
 	for _, tc := range []struct{ flag, says string }{
 		{"--keep-versions=0", "--keep-versions must be positive"},
 		{"--conns-ring=-1", "--conns-ring must be positive"},
+		{"--etcd= , ", "--etcd names no endpoint"},
+		{"--etcd-prefix=", "--etcd-prefix must not be empty"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 		out, err := command(ctx, tc.flag, "--data", t.TempDir()).CombinedOutput()

@@ -29,6 +29,13 @@ It connects to the control plane at --cp, subscribes as --node-id, applies
 every snapshot it receives (ACK) or refuses it with the reason (NACK), and
 keeps serving its last applied snapshot while the control plane is away.
 
+--cp may list several replicas of the control plane (sluice-cp --etcd),
+comma-separated: the node uses the first that serves it and stays with it;
+when that one dies or refuses, the node moves all its streams to the next
+one in the list (and round), with backoff and jitter, telling it the
+version it runs so that an unchanged snapshot is not sent again. Traffic is
+served from the last applied snapshot throughout.
+
 SIGTERM or Ctrl-C drains the node: it tells the control plane, stops
 accepting connections, lets HTTP requests and TCP sessions in progress
 finish for up to --drain-grace, then closes what is left and exits. A second
@@ -53,7 +60,7 @@ without --node-id the node runs as the certificate's id, and a --node-id
 that differs from it is refused by the control plane.
 
 Usage:
-  sluice-dp --cp ADDR --node-id ID [--labels k=v,...] [--admin ADDR]
+  sluice-dp --cp ADDR[,ADDR...] --node-id ID [--labels k=v,...] [--admin ADDR]
             [--ca FILE [--cert FILE --key FILE]]
             [--admin-auth-file FILE] [--drain-grace D]
             [--access-log PATH|- [--access-log-sample RATIO]]
@@ -63,7 +70,7 @@ Flags:
 
 func main() {
 	fs := flag.NewFlagSet("sluice-dp", flag.ExitOnError)
-	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC address (env SLUICE_CP)")
+	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC `ADDRS`: one address, or several replicas' comma-separated (env SLUICE_CP)")
 	host, _ := os.Hostname()
 	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet (default with --cert: the certificate's)")
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")

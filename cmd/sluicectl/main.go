@@ -99,7 +99,8 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Global flags:
-  --cp ADDR     control plane gRPC address (default $SLUICE_CP, else %s)
+  --cp ADDR     control plane gRPC address, or replicas' comma-separated
+                (default $SLUICE_CP, else %s)
   --timeout D   give up on the control plane after D (default 10s)
   --token T     bearer token for a control plane that checks tokens (default $SLUICE_TOKEN)
   --ca FILE     verify the control plane over TLS with this CA (default $SLUICE_CA); plain gRPC without
@@ -160,9 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sluicectl: %v\n", err)
 			return 2
 		}
-		conn, err := grpc.NewClient(c.cp, append(dial,
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
-		)...)
+		conn, err := dialCP(c.cp, dial)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
 			return 1

@@ -33,6 +33,8 @@ type Registry struct {
 	// so a rollout's progress is read without walking 10k entries.
 	applied   map[uint64]int
 	connected int
+
+	changed func(id string) // see Observe; nil: nobody
 }
 
 // entry is what the registry knows of one node, in plain Go types so that
@@ -60,6 +62,20 @@ type entry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{now: time.Now, nodes: make(map[string]*entry), applied: make(map[uint64]int)}
+}
+
+// Observe has fn called with a node's id whenever what the registry says of
+// the node changed: it connected or disconnected, was sent a version, ACKed
+// or NACKed one, or began to drain; not when it was merely seen. fn runs on
+// the goroutine that reported the change, with the registry locked: it must
+// not block or call the registry, only take note (and read Node later).
+// Call Observe before the registry is used.
+func (r *Registry) Observe(fn func(id string)) { r.changed = fn }
+
+func (r *Registry) notify(id string) {
+	if r.changed != nil {
+		r.changed(id)
+	}
 }
 
 // Session is one stream's hold on a node's entry. Only the newest session of a
@@ -104,6 +120,7 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	// registry remembered from an earlier stream.
 	e.acked = running
 	clearNackIfApplied(e)
+	r.notify(s.id)
 	return s
 }
 
@@ -114,7 +131,8 @@ func (s *Session) ID() string { return s.id }
 // stream holding this session should end.
 func (s *Session) Superseded() <-chan struct{} { return s.superseded }
 
-// update applies fn to the node's entry if s is still its session.
+// update applies fn to the node's entry if s is still its session; nil fn
+// only marks the node seen.
 func (s *Session) update(fn func(e *entry)) {
 	now := s.r.now()
 	s.r.mu.Lock()
@@ -124,9 +142,13 @@ func (s *Session) update(fn func(e *entry)) {
 		return
 	}
 	e.lastSeen = now
+	if fn == nil {
+		return
+	}
 	s.r.uncount(e)
 	fn(e)
 	s.r.count(e)
+	s.r.notify(s.id)
 }
 
 // count and uncount add e to and remove it from the tallies; callers hold mu.
@@ -148,7 +170,7 @@ func (r *Registry) uncount(e *entry) {
 
 // Seen records that the node sent something (a stale ACK, say) without
 // changing its versions.
-func (s *Session) Seen() { s.update(func(*entry) {}) }
+func (s *Session) Seen() { s.update(nil) }
 
 // Sent records that version v was sent to the node.
 func (s *Session) Sent(v uint64) {
@@ -210,6 +232,7 @@ func (r *Registry) Draining(id, instance string) bool {
 		return false
 	}
 	e.draining = true
+	r.notify(id)
 	return true
 }
 

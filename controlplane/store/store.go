@@ -10,10 +10,11 @@
 // beside the configuration itself.
 //
 // [Store] is the contract the rest of the control plane uses; [Bolt] is the
-// embedded implementation (one bbolt file). A replicated implementation on etcd
-// fits the same contract: Put is a compare-and-swap on the current version
-// (an etcd transaction on a revision), and [Notifier] is fed from an etcd
-// watch instead of from the local commit.
+// embedded implementation (one bbolt file), the default. [Etcd] is the
+// replicated one, for several control planes sharing one history: Put is a
+// compare-and-swap on the current version (an etcd transaction on the
+// current-version key's revision), and [Notifier] is fed from an etcd watch
+// on that key as well as from the local commit.
 package store
 
 import (

@@ -41,6 +41,49 @@ func snap(cluster string, weight uint32) *sluicev1.Snapshot {
 	}}}
 }
 
+// impl is a Store implementation under the contract tests.
+type impl struct {
+	name string
+	// fresh returns a new place for a store (a directory, an etcd prefix).
+	fresh func(t *testing.T) string
+	// openAt opens a store at place that keeps retain versions (0: the
+	// default). The test closes it.
+	openAt func(t *testing.T, place string, retain int) Store
+}
+
+// open opens a store at a fresh place.
+func (i impl) open(t *testing.T, retain int) Store { return i.openAt(t, i.fresh(t), retain) }
+
+var contract = []struct {
+	name string
+	test func(t *testing.T, impl impl)
+}{
+	{"EmptyStore", contractEmptyStore},
+	{"PutVersionsAndHistory", contractPutVersionsAndHistory},
+	{"DurableAcrossReopen", contractDurableAcrossReopen},
+	{"ConcurrentPuts", contractConcurrentPuts},
+	{"CompareAndSwapUnderContention", contractCompareAndSwapUnderContention},
+	{"Retention", contractRetention},
+	{"Watch", contractWatch},
+}
+
+// runContract runs every contract test against impl.
+func runContract(t *testing.T, impl impl) {
+	for _, c := range contract {
+		t.Run(c.name, func(t *testing.T) { c.test(t, impl) })
+	}
+}
+
+func TestBoltContract(t *testing.T) {
+	runContract(t, impl{
+		name:  "bolt",
+		fresh: func(t *testing.T) string { return filepath.Join(t.TempDir(), "data") },
+		openAt: func(t *testing.T, dir string, retain int) Store {
+			return open(t, dir, BoltOptions{Retain: retain})
+		},
+	})
+}
+
 func open(t *testing.T, dir string, opts BoltOptions) *Bolt {
 	t.Helper()
 	s, err := OpenBolt(dir, opts)
@@ -62,9 +105,9 @@ func mustPut(t *testing.T, ctx context.Context, s Store, base uint64, rec Record
 	return info
 }
 
-func TestEmptyStore(t *testing.T) {
+func contractEmptyStore(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{})
+	s := impl.open(t, 0)
 	defer s.Close()
 	cur, err := s.Current(ctx)
 	if err != nil {
@@ -87,9 +130,9 @@ func TestEmptyStore(t *testing.T) {
 	}
 }
 
-func TestPutVersionsAndHistory(t *testing.T) {
+func contractPutVersionsAndHistory(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{})
+	s := impl.open(t, 0)
 	defer s.Close()
 
 	v1 := mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1)), Author: "ann", Comment: "first", Changes: []string{"+ cluster web"}})
@@ -139,10 +182,10 @@ func TestPutVersionsAndHistory(t *testing.T) {
 	}
 }
 
-func TestDurableAcrossReopen(t *testing.T) {
+func contractDurableAcrossReopen(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	s := open(t, dir, BoltOptions{})
+	place := impl.fresh(t)
+	s := impl.openAt(t, place, 0)
 	mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1)), Author: "ann"})
 	mustPut(t, ctx, s, 1, Record{Config: inDefault(snap("api", 2)), Author: "bob", Comment: "swap"})
 	if err := s.Close(); err != nil {
@@ -152,7 +195,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 		t.Errorf("Current after Close: error = %v, want ErrClosed", err)
 	}
 
-	s = open(t, dir, BoltOptions{})
+	s = impl.openAt(t, place, 0)
 	defer s.Close()
 	cur, err := s.Current(ctx)
 	if err != nil {
@@ -210,9 +253,9 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	}
 }
 
-func TestConcurrentPuts(t *testing.T) {
+func contractConcurrentPuts(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{})
+	s := impl.open(t, 0)
 	defer s.Close()
 	const writers, each = 8, 10
 	var (
@@ -250,9 +293,9 @@ func TestConcurrentPuts(t *testing.T) {
 	}
 }
 
-func TestCompareAndSwapUnderContention(t *testing.T) {
+func contractCompareAndSwapUnderContention(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{})
+	s := impl.open(t, 0)
 	defer s.Close()
 	// Every writer reads current, then puts with it as base, retrying on
 	// conflict: each stored version's recorded base is its predecessor.
@@ -293,9 +336,9 @@ func TestCompareAndSwapUnderContention(t *testing.T) {
 	}
 }
 
-func TestRetention(t *testing.T) {
+func contractRetention(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{Retain: 3})
+	s := impl.open(t, 3)
 	defer s.Close()
 	for i := range 5 {
 		mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
@@ -309,9 +352,9 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-func TestWatch(t *testing.T) {
+func contractWatch(t *testing.T, impl impl) {
 	ctx := testContext(t)
-	s := open(t, t.TempDir(), BoltOptions{})
+	s := impl.open(t, 0)
 	wctx, stop := context.WithCancel(ctx)
 	ch := s.Watch(wctx)
 	select {

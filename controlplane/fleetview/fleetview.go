@@ -1,0 +1,326 @@
+// Package fleetview shares the fleet between control-plane replicas that use
+// one etcd, so that every replica lists every node: `sluicectl nodes` and
+// `apply --wait` give the same answer whichever replica they ask.
+//
+// Each replica's fleet registry knows the nodes whose streams it serves. A
+// View observes that registry and writes one small record per node, a
+// NodeStatus in protobuf JSON, under
+//
+//	PREFIX nodes/REPLICA/NODE-ID
+//
+// attached to the replica's lease: when a replica dies or loses etcd, its
+// records vanish once the lease expires (TTL), and its nodes show again as
+// they reconnect to another replica. Records change when a node connects,
+// is sent a version, ACKs, NACKs, begins to drain or disconnects, never per
+// heartbeat, and writes are coalesced and batched, so a fleet-wide apply
+// costs a few transactions, not one per node.
+//
+// Nodes merges the local registry (fresh, authoritative for this replica's
+// nodes) with the other replicas' records read from etcd. A node may appear
+// under several replicas for a moment (it moved; the old replica has not
+// noticed yet, or died and its lease has not expired): the connected record
+// with the latest connected_since wins, or, of disconnected ones, the one
+// last seen.
+package fleetview
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// DefaultTTL is the lease of a replica's records when Options.TTL is 0:
+// how long the nodes of a dead replica stay listed as it left them.
+const DefaultTTL = 10 * time.Second
+
+const (
+	// batch is the most records written in one transaction (etcd refuses
+	// more than 128 operations by default).
+	batch = 100
+	// callTimeout bounds each etcd call; readTimeout bounds the read of
+	// Nodes, which the config API calls without a deadline of its own.
+	callTimeout = 5 * time.Second
+	readTimeout = 2 * time.Second
+	retryWait   = 500 * time.Millisecond
+)
+
+// Options configure a View.
+type Options struct {
+	// Prefix is the etcd store's prefix; records go under Prefix+"nodes/".
+	Prefix string
+	// Replica names this control plane among the replicas; it must be
+	// unique among them and non-empty.
+	Replica string
+	// TTL of the replica's lease, rounded up to whole seconds; 0:
+	// DefaultTTL.
+	TTL time.Duration
+	// Logger gets the View's complaints (nil: none).
+	Logger *slog.Logger
+}
+
+// View is one replica's share of the fleet and its view of everyone's.
+type View struct {
+	client  *clientv3.Client
+	local   *fleet.Registry
+	dir     string // Prefix + "nodes/"
+	replica string
+	ttl     time.Duration
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	dirty map[string]struct{} // node ids whose record is behind the registry
+	wake  chan struct{}       // capacity 1: something is dirty
+}
+
+// New returns a view that shares local's nodes; it observes local (see
+// fleet.Registry.Observe), so call it before local is used. Records are
+// written while Run runs.
+func New(client *clientv3.Client, local *fleet.Registry, opts Options) (*View, error) {
+	if opts.Replica == "" {
+		return nil, errors.New("fleetview: empty replica name")
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	v := &View{
+		client:  client,
+		local:   local,
+		dir:     opts.Prefix + "nodes/",
+		replica: opts.Replica,
+		ttl:     opts.TTL,
+		log:     opts.Logger,
+		dirty:   make(map[string]struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+	local.Observe(v.changed)
+	return v, nil
+}
+
+// changed is the registry's observer: it only takes note.
+func (v *View) changed(id string) {
+	v.mu.Lock()
+	v.dirty[id] = struct{}{}
+	v.mu.Unlock()
+	v.poke()
+}
+
+// poke wakes the writer.
+func (v *View) poke() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (v *View) key(replica, id string) string { return v.dir + replica + "/" + id }
+
+// Run writes this replica's records until ctx ends, then deletes them (by
+// revoking the lease), so that the nodes show under the replicas they move
+// to. When the lease is lost (etcd was away longer than the TTL) it takes a
+// new one and writes every record again.
+func (v *View) Run(ctx context.Context) error {
+	ttl := int((v.ttl + time.Second - 1) / time.Second)
+	for ctx.Err() == nil {
+		session, err := concurrency.NewSession(v.client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		if err != nil {
+			if ctx.Err() == nil {
+				v.log.Warn("fleet view: no lease from etcd; trying again", "err", err, "in", retryWait)
+				sleep(ctx, retryWait)
+			}
+			continue
+		}
+		// A new lease holds none of our records: write them all.
+		for _, n := range v.local.Nodes() {
+			v.changed(n.GetId())
+		}
+		v.serve(ctx, session)
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if _, err := v.client.Revoke(rctx, session.Lease()); err != nil {
+			session.Orphan()
+		}
+		cancel()
+		session.Close()
+		if ctx.Err() == nil {
+			v.log.Warn("fleet view: lease lost; writing every record again")
+		}
+	}
+	return ctx.Err()
+}
+
+// serve writes dirty records under session's lease until ctx ends or the
+// lease is lost.
+func (v *View) serve(ctx context.Context, session *concurrency.Session) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-session.Done():
+			return
+		case <-v.wake:
+		}
+		if err := v.flush(ctx, session.Lease()); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			v.log.Warn("fleet view: cannot write node records; trying again", "err", err, "in", retryWait)
+			sleep(ctx, retryWait)
+			v.poke()
+		}
+	}
+}
+
+// flush writes every dirty record. Ids whose write failed are dirty again.
+func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
+	v.mu.Lock()
+	ids := make([]string, 0, len(v.dirty))
+	for id := range v.dirty {
+		ids = append(ids, id)
+	}
+	clear(v.dirty)
+	v.mu.Unlock()
+	for len(ids) > 0 {
+		n := min(len(ids), batch)
+		ops := make([]clientv3.Op, 0, n)
+		for _, id := range ids[:n] {
+			st, ok := v.local.Node(id)
+			if !ok {
+				continue
+			}
+			raw, err := protojson.Marshal(st)
+			if err != nil {
+				v.log.Error("fleet view: cannot encode node record", "node", id, "err", err)
+				continue
+			}
+			ops = append(ops, clientv3.OpPut(v.key(v.replica, id), string(raw), clientv3.WithLease(lease)))
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err := v.client.Txn(cctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			v.mu.Lock()
+			for _, id := range ids {
+				v.dirty[id] = struct{}{}
+			}
+			v.mu.Unlock()
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// Nodes returns every replica's nodes, one status per node id, sorted by id
+// (the config API's NodeLister). When etcd cannot be read it returns this
+// replica's nodes only, and logs why.
+func (v *View) Nodes() []*sluicev1.NodeStatus {
+	local := v.local.Nodes()
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	remote, err := v.remote(ctx)
+	if err != nil {
+		v.log.Warn("fleet view: cannot read other replicas' nodes; listing this replica's only", "err", err)
+		return local
+	}
+	best := make(map[string]*sluicev1.NodeStatus, len(local)+len(remote))
+	for _, n := range local {
+		best[n.GetId()] = n
+	}
+	for _, n := range remote {
+		if cur, ok := best[n.GetId()]; !ok || newer(n, cur) {
+			best[n.GetId()] = n
+		}
+	}
+	out := make([]*sluicev1.NodeStatus, 0, len(best))
+	for _, n := range best {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b *sluicev1.NodeStatus) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	return out
+}
+
+// Replicas returns, for every node id some replica records, the replicas
+// that record it connected. Tests and operators' tools use it to find where
+// a node is.
+func (v *View) Replicas(ctx context.Context) (map[string][]string, error) {
+	resp, err := v.client.Get(ctx, v.dir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("fleetview: %w", err)
+	}
+	out := map[string][]string{}
+	for _, kv := range resp.Kvs {
+		replica, id, st, ok := v.decode(kv.Key, kv.Value)
+		if ok && st.GetConnected() {
+			out[id] = append(out[id], replica)
+		}
+	}
+	return out, nil
+}
+
+// remote reads the records of the other replicas.
+func (v *View) remote(ctx context.Context) ([]*sluicev1.NodeStatus, error) {
+	resp, err := v.client.Get(ctx, v.dir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*sluicev1.NodeStatus, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		replica, _, st, ok := v.decode(kv.Key, kv.Value)
+		if ok && replica != v.replica {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// decode splits a record's key into replica and node id (node ids have no
+// slash, so the last one separates them) and decodes its value.
+func (v *View) decode(key, value []byte) (replica, id string, st *sluicev1.NodeStatus, ok bool) {
+	rest, found := strings.CutPrefix(string(key), v.dir)
+	i := strings.LastIndexByte(rest, '/')
+	if !found || i < 0 {
+		return "", "", nil, false
+	}
+	replica, id = rest[:i], rest[i+1:]
+	st = &sluicev1.NodeStatus{}
+	if err := protojson.Unmarshal(value, st); err != nil || st.GetId() != id {
+		v.log.Warn("fleet view: ignoring a corrupt node record", "key", string(key), "err", err)
+		return "", "", nil, false
+	}
+	return replica, id, st, true
+}
+
+// newer reports whether a says more about its node now than b: a connected
+// record beats a disconnected one; of two connected, the later connection
+// wins; of two disconnected, the one seen last.
+func newer(a, b *sluicev1.NodeStatus) bool {
+	if a.GetConnected() != b.GetConnected() {
+		return a.GetConnected()
+	}
+	if a.GetConnected() {
+		return a.GetConnectedSince().AsTime().After(b.GetConnectedSince().AsTime())
+	}
+	return a.GetLastSeen().AsTime().After(b.GetLastSeen().AsTime())
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-lb/sluice/internal/etcdtest"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// prefixes numbers the etcd prefixes of one test run, so the stores of
+// different tests on one etcd never see each other.
+var prefixes atomic.Int64
+
+func freshPrefix(*testing.T) string { return fmt.Sprintf("/test-%d/", prefixes.Add(1)) }
+
+func openEtcd(t *testing.T, client *clientv3.Client, prefix string, retain int) *Etcd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	s, err := OpenEtcd(ctx, client, EtcdOptions{Prefix: prefix, Retain: retain})
+	if err != nil {
+		t.Fatalf("OpenEtcd: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestEtcdContract runs the contract tests on a real etcd, started
+// in-process. Every store of a test has its own client, as replicas do.
+func TestEtcdContract(t *testing.T) {
+	srv := etcdtest.Start(t)
+	runContract(t, impl{
+		name:  "etcd",
+		fresh: freshPrefix,
+		openAt: func(t *testing.T, prefix string, retain int) Store {
+			return openEtcd(t, srv.Client(t), prefix, retain)
+		},
+	})
+}
+
+// TestEtcdReplicas is two control planes on one etcd: what one stores, the
+// other sees and is told of at once, and their compare-and-swaps exclude
+// each other.
+func TestEtcdReplicas(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	prefix := freshPrefix(t)
+	a := openEtcd(t, srv.Client(t), prefix, 0)
+	b := openEtcd(t, srv.Client(t), prefix, 0)
+
+	watch := b.Watch(ctx)
+	start := time.Now()
+	mustPut(t, ctx, a, 0, Record{Config: inDefault(snap("web", 1)), Author: "ann"})
+	select {
+	case v := <-watch:
+		if v != 1 {
+			t.Fatalf("replica b watched version %d, want 1", v)
+		}
+		t.Logf("replica b told of version 1 after %v", time.Since(start))
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("replica b told of version 1 after %v, want within a second", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("replica b was never told of version 1")
+	}
+	got, err := b.Current(ctx)
+	if err != nil || !proto.Equal(defaultSnap(got), snap("web", 1)) || got.Info.GetAuthor() != "ann" {
+		t.Fatalf("replica b Current = %v, %v; want version 1 by ann", got, err)
+	}
+
+	// Both read version 1 and write on it: one wins, the other conflicts.
+	_, _, errA := a.Put(ctx, 1, Record{Config: inDefault(snap("web", 2))})
+	_, _, errB := b.Put(ctx, 1, Record{Config: inDefault(snap("web", 3))})
+	if errA != nil || !errors.Is(errB, ErrConflict) {
+		t.Fatalf("puts on base 1: a %v, b %v; want a to store and b to conflict", errA, errB)
+	}
+	// An equal snapshot through the other replica stores nothing.
+	info, changed, err := b.Put(ctx, 2, Record{Config: inDefault(snap("web", 2))})
+	if err != nil || changed || info.GetVersion() != 2 {
+		t.Errorf("b.Put(equal) = %v, %v, %v; want version 2, unchanged", info, changed, err)
+	}
+	select {
+	case v := <-watch:
+		if v != 2 {
+			t.Errorf("replica b watched version %d, want 2", v)
+		}
+	case <-ctx.Done():
+		t.Fatal("replica b was never told of version 2")
+	}
+}
+
+// TestEtcdPrune checks that retention is the same on every replica before
+// and after pruning, and that pruning deletes exactly the versions out of
+// the window, however many replicas do it.
+func TestEtcdPrune(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	prefix := freshPrefix(t)
+	a := openEtcd(t, client, prefix, 3)
+	b := openEtcd(t, srv.Client(t), prefix, 3)
+	for i := range 6 {
+		mustPut(t, ctx, a, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
+	}
+	check := func(when string) {
+		t.Helper()
+		for name, s := range map[string]*Etcd{"a": a, "b": b} {
+			h, err := s.History(ctx, 0)
+			if got := versions(h); err != nil || !slices.Equal(got, []uint64{6, 5, 4}) {
+				t.Errorf("%s: replica %s History = %v, %v; want [6 5 4]", when, name, got, err)
+			}
+			if _, err := s.Get(ctx, 3); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: replica %s Get(3) error = %v, want ErrNotFound", when, name, err)
+			}
+		}
+	}
+	keys := func() int64 {
+		resp, err := client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	check("before pruning")
+	if n := keys(); n != 1+2*6 {
+		t.Errorf("%d keys before pruning, want 13", n)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- a.Prune(ctx) }()
+	go func() { errs <- b.Prune(ctx) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Prune: %v", err)
+		}
+	}
+	check("after pruning")
+	if n := keys(); n != 1+2*3 {
+		t.Errorf("%d keys after pruning, want 7 (current and 3 versions)", n)
+	}
+}
+
+// TestEtcdStoreClosed checks that a closed store closes its watchers and
+// refuses work, while the etcd client (the caller's) stays usable.
+func TestEtcdStoreClosed(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	s := openEtcd(t, srv.Client(t), freshPrefix(t), 0)
+	mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1))})
+	w := s.Watch(ctx)
+	s.Close()
+	for range w {
+	}
+	if _, _, err := s.Put(ctx, AnyBase, Record{Config: inDefault(snap("web", 2))}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.History(ctx, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("History after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestEtcdTooLarge: a version larger than etcd takes is refused with a
+// reason that says what to do, and stores nothing.
+func TestEtcdTooLarge(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	s := openEtcd(t, srv.Client(t), freshPrefix(t), 0)
+	for _, size := range []int{1700 << 10, 3 << 20} { // above etcd's 1.5 MiB; above the client's 2 MiB too
+		big := snap("web", 1)
+		for i := range size / 40 {
+			big.Clusters[0].Endpoints = append(big.Clusters[0].Endpoints, &sluicev1.Endpoint{
+				Name: fmt.Sprintf("endpoint-%08d", i), Address: "127.0.0.1:9001"})
+		}
+		_, _, err := s.Put(ctx, AnyBase, Record{Config: inDefault(big)})
+		if err == nil || !strings.Contains(err.Error(), "--max-request-bytes") {
+			t.Errorf("Put of a %d KiB snapshot: %v, want an error naming etcd's --max-request-bytes", size>>10, err)
+		}
+	}
+	if cur, err := s.Current(ctx); err != nil || cur.Info.GetVersion() != 0 {
+		t.Errorf("Current = %v, %v; want version 0", cur, err)
+	}
+}

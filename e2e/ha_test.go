@@ -1,0 +1,424 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluice-lb/sluice/internal/etcdtest"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// The HA tests run real sluice-cp processes with --etcd on one etcd started
+// in the test process, and real sluice-dp processes that list them all.
+//
+// Two nodes on one machine cannot apply one snapshot with a listener (both
+// would bind its address), so TestHAFailover proxies through one node and
+// TestHAFleet runs two nodes on snapshots of clusters only: what a user
+// sees of them there is what sluicectl shows, and their own /status.
+
+// haReplica is one sluice-cp process.
+type haReplica struct {
+	addr string
+	http string
+	proc *proc
+	api  sluicev1.ConfigServiceClient
+}
+
+// haPrefix is the etcd prefix of a test's replicas.
+func haPrefix(t *testing.T) string { return "/" + t.Name() + "/" }
+
+// startReplicas starts n replicas on etcd, with extra flags, and waits
+// until they serve.
+func startReplicas(t *testing.T, etcd *etcdtest.Server, n int, extra ...string) []*haReplica {
+	t.Helper()
+	var rs []*haReplica
+	for range n {
+		r := &haReplica{addr: freeAddr(t), http: freeAddr(t)}
+		r.proc = start(t, "sluice-cp", append([]string{"--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t),
+			"--listen", r.addr, "--http", r.http}, extra...)...)
+		conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		r.api = sluicev1.NewConfigServiceClient(conn)
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		waitFor(t, "sluice-cp "+r.addr+" to serve", func() bool {
+			resp, err := http.Get("http://" + r.http + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil && resp.StatusCode == 200
+		})
+	}
+	return rs
+}
+
+// kill ends the replica's process at once (SIGKILL, by pid): no goodbye to
+// its nodes, to etcd or to its lease.
+func (r *haReplica) kill(t *testing.T) {
+	t.Helper()
+	if err := r.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-r.proc.exited
+}
+
+// metric returns the value of an unlabelled metric on the replica's
+// /metrics, or -1.
+func (r *haReplica) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + r.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(body), "\n") {
+		var v float64
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return -1
+}
+
+// haNode is one sluice-dp process.
+type haNode struct {
+	id    string
+	admin string
+	proc  *proc
+}
+
+func startHANode(t *testing.T, id string, cps ...*haReplica) *haNode {
+	t.Helper()
+	var addrs []string
+	for _, r := range cps {
+		addrs = append(addrs, r.addr)
+	}
+	n := &haNode{id: id, admin: freeAddr(t)}
+	n.proc = start(t, "sluice-dp", "--cp", strings.Join(addrs, ","), "--node-id", id,
+		"--admin", n.admin, "--drain-grace", "1s")
+	return n
+}
+
+// version returns the version the node says it runs, on its /status.
+func (n *haNode) version() string {
+	resp, err := http.Get("http://" + n.admin + "/status")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Version string `json:"version"`
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	return st.Version
+}
+
+// replicasOf returns the replicas whose records in etcd say node id is
+// connected to them (the dead one's record lasts until its lease expires).
+func replicasOf(t *testing.T, client *clientv3.Client, id string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	dir := haPrefix(t) + "nodes/"
+	resp, err := client.Get(ctx, dir, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), dir)
+		i := strings.LastIndexByte(rest, '/')
+		st := &sluicev1.NodeStatus{}
+		if i < 0 || rest[i+1:] != id || protojson.Unmarshal(kv.Value, st) != nil {
+			continue
+		}
+		if st.GetConnected() {
+			out = append(out, rest[:i])
+		}
+	}
+	return out
+}
+
+// nodesTable runs sluicectl nodes through cp and returns its rows by id:
+// LABELS, STATE, APPLIED, SENT, LAST-NACK.
+func nodesTable(t *testing.T, cp string) map[string][]string {
+	t.Helper()
+	stdout, stderr, code := ctl(t, cp, "nodes")
+	if code != 0 {
+		t.Fatalf("sluicectl --cp %s nodes: exit %d: %s", cp, code, stderr)
+	}
+	out := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n")[1:] {
+		if f := strings.Fields(line); len(f) >= 5 {
+			out[f[0]] = f[1:]
+		}
+	}
+	return out
+}
+
+// col returns a row's column i, "" when there is none.
+func col(row []string, i int) string {
+	if i < len(row) {
+		return row[i]
+	}
+	return ""
+}
+
+// applyVia stores a YAML snapshot through one replica's API and returns its
+// version.
+func applyVia(t *testing.T, r *haReplica, yaml string) uint64 {
+	t.Helper()
+	snap, err := snapshot.Parse([]byte(yaml), "ha.yaml")
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	resp, err := r.api.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: snap, Author: "e2e"})
+	if err != nil {
+		t.Fatalf("apply via %s: %v", r.addr, err)
+	}
+	return resp.GetVersion()
+}
+
+// clusterOnly is a snapshot without listeners, which any number of nodes on
+// one machine can apply.
+func clusterOnly(weight int) string {
+	return fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: 127.0.0.1:9, weight: %d }]
+`, weight)
+}
+
+// TestHAFleet: two replicas, a node on each. A version applied through one
+// reaches the other's node within a second; sluicectl nodes and apply --wait
+// through either replica see both nodes; when a replica dies its node moves
+// to the other and keeps applying new versions. The replicas keep 2
+// versions: history through either shows the same two, and the leader
+// deletes the others from etcd.
+func TestHAFleet(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	client := etcd.Client(t)
+	rs := startReplicas(t, etcd, 2, "--keep-versions", "2")
+	n1 := startHANode(t, "node-1", rs[0], rs[1])
+	n2 := startHANode(t, "node-2", rs[1], rs[0])
+	for _, r := range rs {
+		waitFor(t, "both nodes listed as connected through "+r.addr, func() bool {
+			tab := nodesTable(t, r.addr)
+			return len(tab) == 2 && col(tab["node-1"], 1) == "connected" && col(tab["node-2"], 1) == "connected"
+		})
+	}
+	if got := replicasOf(t, client, "node-2"); len(got) != 1 || got[0] != rs[1].addr {
+		t.Fatalf("node-2 is on %v, want %s (the first in its --cp)", got, rs[1].addr)
+	}
+
+	// Through replica 1, to the node on replica 2.
+	start := time.Now()
+	v1 := applyVia(t, rs[0], clusterOnly(1))
+	waitFor(t, "node-2 to apply version 1", func() bool { return n2.version() == fmt.Sprint(v1) })
+	took := time.Since(start)
+	t.Logf("apply through replica 1 -> node-2 on replica 2 runs it: %v", took)
+	if took > time.Second {
+		t.Errorf("node-2 applied the version %v after it was applied through the other replica, want within a second", took)
+	}
+	waitFor(t, "replica 1 to list node-2's ACK", func() bool { return col(nodesTable(t, rs[0].addr)["node-2"], 2) == fmt.Sprint(v1) })
+	t.Logf("apply through replica 1 -> replica 1 lists node-2's ACK: %v", time.Since(start))
+	waitVersion := func(n *haNode, v uint64) {
+		waitFor(t, n.id+" to apply version "+fmt.Sprint(v), func() bool { return n.version() == fmt.Sprint(v) })
+	}
+	waitVersion(n1, v1)
+
+	// apply --wait through either replica waits for both nodes.
+	for i, r := range rs {
+		stdout, stderr, code := ctl(t, r.addr, "apply", "-f", writeFile(t, t.TempDir(), "s.yaml", clusterOnly(2+i)), "--wait", "--wait-timeout", "10s")
+		want := fmt.Sprintf("2 nodes applied version %d in ", v1+1+uint64(i))
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Fatalf("apply --wait through %s: exit %d, stdout %q, stderr %q; want 0 and %q", r.addr, code, stdout, stderr, want)
+		}
+		t.Logf("apply --wait through replica %d: %s", i+1, strings.TrimSpace(stdout))
+	}
+	v3 := v1 + 2
+	for _, r := range rs {
+		tab := nodesTable(t, r.addr)
+		for _, id := range []string{"node-1", "node-2"} {
+			if row := tab[id]; col(row, 1) != "connected" || col(row, 2) != fmt.Sprint(v3) {
+				t.Errorf("sluicectl --cp %s nodes: %s %v, want connected, applied %d", r.addr, id, row, v3)
+			}
+		}
+	}
+
+	// Replica 2 dies; node-2 moves to replica 1 and keeps applying.
+	rs[1].kill(t)
+	killed := time.Now()
+	waitFor(t, "node-2 to move to replica 1", func() bool {
+		for _, r := range replicasOf(t, client, "node-2") {
+			if r == rs[0].addr {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("node-2 connected to replica 1 %v after replica 2 was killed", time.Since(killed))
+	both := rs[1].addr + "," + rs[0].addr // the dead one first: sluicectl goes on to the next
+	stdout, stderr, code := ctl(t, both, "apply", "-f", writeFile(t, t.TempDir(), "s.yaml", clusterOnly(9)), "--wait", "--wait-timeout", "10s")
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("2 nodes applied version %d in ", v3+1)) {
+		t.Fatalf("apply --wait after replica 2 died: exit %d, stdout %q, stderr %q; want both nodes to apply version %d", code, stdout, stderr, v3+1)
+	}
+	waitVersion(n2, v3+1)
+
+	stdout, stderr, code = ctl(t, rs[0].addr, "history")
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n")[1:] {
+		kept = append(kept, strings.Fields(line)[0])
+	}
+	if want := []string{fmt.Sprint(v3+1) + "*", fmt.Sprint(v3)}; code != 0 || !slices.Equal(kept, want) {
+		t.Errorf("history: exit %d, versions %q (stderr %q); want %q", code, kept, stderr, want)
+	}
+	waitFor(t, "the leader to delete the versions not kept from etcd", func() bool {
+		resp, err := client.Get(context.Background(), haPrefix(t)+"info/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 2
+	})
+}
+
+// TestHAFailover: three replicas, a node listing all of them that proxies a
+// steady stream of requests. The replica the node is on is killed; the node
+// moves to the next, is not sent the version it already runs again, answers
+// every request throughout, and applies a version applied through the
+// third replica.
+func TestHAFailover(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	client := etcd.Client(t)
+	rs := startReplicas(t, etcd, 3)
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	listen := freeAddr(t)
+	snap := func(backend string) string {
+		return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: e, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, backend, listen))
+	}
+	n := startHANode(t, "node-1", rs...)
+	waitFor(t, "node-1 to connect", func() bool { return len(nodesTable(t, rs[2].addr)) == 1 })
+	stdout, stderr, code := ctl(t, rs[0].addr, "apply", "-f", snap(a.addr), "--wait")
+	if code != 0 || !strings.Contains(stdout, "1 node applied version 1") {
+		t.Fatalf("apply --wait: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := replicasOf(t, client, "node-1"); len(got) != 1 || got[0] != rs[0].addr {
+		t.Fatalf("node-1 is on %v, want %s (the first in its --cp)", got, rs[0].addr)
+	}
+
+	// A client sends requests one after the other, on keep-alive
+	// connections, for as long as the failover takes.
+	var (
+		ok, failed atomic.Int64
+		mu         sync.Mutex
+		errs       []string
+		answered   = map[string]int{}
+		stop       = make(chan struct{})
+		done       = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: 5 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			body, err := get(c, "http://"+listen+"/")
+			mu.Lock()
+			if err != nil {
+				failed.Add(1)
+				errs = append(errs, err.Error())
+			} else {
+				ok.Add(1)
+				answered[body]++
+			}
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	waitFor(t, "traffic through node-1", func() bool { return ok.Load() > 20 })
+
+	rs[0].kill(t)
+	killed := time.Now()
+	waitFor(t, "node-1 to move to replica 2", func() bool {
+		tab := nodesTable(t, rs[1].addr)
+		for _, r := range replicasOf(t, client, "node-1") {
+			if r == rs[1].addr && col(tab["node-1"], 1) == "connected" {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("node-1 connected to replica 2 %v after replica 1 was killed", time.Since(killed))
+	// It told replica 2 it runs version 1, the current one: nothing was
+	// pushed to it again.
+	if pushes := rs[1].metric(t, "sluice_cp_pushes_total"); pushes != 0 {
+		t.Errorf("replica 2 pushed %v versions to the node that already ran the current one, want 0", pushes)
+	}
+	if row := nodesTable(t, rs[2].addr)["node-1"]; col(row, 1) != "connected" || col(row, 2) != "1" {
+		t.Errorf("sluicectl nodes through replica 3: node-1 %v, want connected, applied 1", row)
+	}
+
+	// A version applied through the third replica reaches it.
+	applied := time.Now()
+	stdout, stderr, code = ctl(t, rs[2].addr, "apply", "-f", snap(b.addr), "--wait")
+	if code != 0 || !strings.Contains(stdout, "1 node applied version 2") {
+		t.Fatalf("apply --wait through replica 3: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	t.Logf("apply --wait through replica 3 to node-1 on replica 2: %v (sluicectl: %s)", time.Since(applied), strings.TrimSpace(stdout))
+	if v := n.version(); v != "2" {
+		t.Errorf("node-1 runs version %q, want 2", v)
+	}
+	waitFor(t, "backend b to answer", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return answered["b"] > 10
+	})
+	close(stop)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("requests during the failover: %d answered (%v), %d failed", ok.Load(), answered, failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d requests failed during the failover, want 0: %q", failed.Load(), errs)
+	}
+}
