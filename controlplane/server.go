@@ -480,9 +480,12 @@ func (s *Server) serve(ctx context.Context) error {
 			failed(err)
 		}
 	})
-	// Staged rollouts proceed or halt on what this process sees of the
-	// canaries.
-	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval) })
+	// Staged rollouts are watched by one replica: it reads the canaries'
+	// ACKs from the whole fleet (the fleet view with etcd) and their
+	// traffic from the stats nodes report to it.
+	wg.Go(func() {
+		s.Elector("rollout").Run(ctx, func(ctx context.Context) { s.config.RunRollouts(ctx, RolloutCheckInterval) })
+	})
 	wg.Go(func() {
 		if err := s.grpc.Serve(s.lis); err != nil {
 			failed(fmt.Errorf("controlplane: grpc: %w", err))

@@ -179,6 +179,8 @@ func nodesTable(t *testing.T, cp string) map[string][]string {
 }
 
 // col returns a row's column i, "" when there is none.
+// col is a cell of a row of nodesTable: 0 LABELS, 1 GROUP, 2 STATE,
+// 3 APPLIED (the node group of these tests is always "default").
 func col(row []string, i int) string {
 	if i < len(row) {
 		return row[i]
@@ -229,7 +231,7 @@ func TestHAFleet(t *testing.T) {
 	for _, r := range rs {
 		waitFor(t, "both nodes listed as connected through "+r.addr, func() bool {
 			tab := nodesTable(t, r.addr)
-			return len(tab) == 2 && col(tab["node-1"], 1) == "connected" && col(tab["node-2"], 1) == "connected"
+			return len(tab) == 2 && col(tab["node-1"], 2) == "connected" && col(tab["node-2"], 2) == "connected"
 		})
 	}
 	if got := replicasOf(t, client, "node-2"); len(got) != 1 || got[0] != rs[1].addr {
@@ -245,7 +247,7 @@ func TestHAFleet(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("node-2 applied the version %v after it was applied through the other replica, want within a second", took)
 	}
-	waitFor(t, "replica 1 to list node-2's ACK", func() bool { return col(nodesTable(t, rs[0].addr)["node-2"], 2) == fmt.Sprint(v1) })
+	waitFor(t, "replica 1 to list node-2's ACK", func() bool { return col(nodesTable(t, rs[0].addr)["node-2"], 3) == fmt.Sprint(v1) })
 	t.Logf("apply through replica 1 -> replica 1 lists node-2's ACK: %v", time.Since(start))
 	waitVersion := func(n *haNode, v uint64) {
 		waitFor(t, n.id+" to apply version "+fmt.Sprint(v), func() bool { return n.version() == fmt.Sprint(v) })
@@ -265,7 +267,7 @@ func TestHAFleet(t *testing.T) {
 	for _, r := range rs {
 		tab := nodesTable(t, r.addr)
 		for _, id := range []string{"node-1", "node-2"} {
-			if row := tab[id]; col(row, 1) != "connected" || col(row, 2) != fmt.Sprint(v3) {
+			if row := tab[id]; col(row, 2) != "connected" || col(row, 3) != fmt.Sprint(v3) {
 				t.Errorf("sluicectl --cp %s nodes: %s %v, want connected, applied %d", r.addr, id, row, v3)
 			}
 		}
@@ -382,7 +384,7 @@ listeners:
 	waitFor(t, "node-1 to move to replica 2", func() bool {
 		tab := nodesTable(t, rs[1].addr)
 		for _, r := range replicasOf(t, client, "node-1") {
-			if r == rs[1].addr && col(tab["node-1"], 1) == "connected" {
+			if r == rs[1].addr && col(tab["node-1"], 2) == "connected" {
 				return true
 			}
 		}
@@ -394,7 +396,7 @@ listeners:
 	if pushes := rs[1].metric(t, "sluice_cp_pushes_total"); pushes != 0 {
 		t.Errorf("replica 2 pushed %v versions to the node that already ran the current one, want 0", pushes)
 	}
-	if row := nodesTable(t, rs[2].addr)["node-1"]; col(row, 1) != "connected" || col(row, 2) != "1" {
+	if row := nodesTable(t, rs[2].addr)["node-1"]; col(row, 2) != "connected" || col(row, 3) != "1" {
 		t.Errorf("sluicectl nodes through replica 3: node-1 %v, want connected, applied 1", row)
 	}
 
