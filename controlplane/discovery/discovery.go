@@ -18,6 +18,11 @@
 // waits for them; each stream sends from its own goroutine, so a slow node
 // holds up only its own stream. A version's snapshot is marshalled once and
 // its bytes are shared by all streams (see wire.go).
+//
+// A node that sets accept_deltas is sent, when it is smaller, a delta from
+// the version it runs (the one it announced, ACKed, or said it still runs in
+// a NACK) instead of the whole snapshot; each delta is encoded once per
+// (base, version) pair and shared too (see delta.go).
 package discovery
 
 import (
@@ -52,6 +57,7 @@ type Server struct {
 
 	fleet *fleet.Registry
 	obs   Observer
+	sizes SizeObserver // obs, when it wants sizes; nil otherwise
 	log   *slog.Logger
 
 	publishMu sync.Mutex                // serialises Publish
@@ -62,12 +68,17 @@ type Server struct {
 }
 
 // published is one version as streams send it. It is immutable except for
-// next, which Publish closes when a newer version replaces it.
+// next, which Publish closes when a newer version replaces it, and deltas,
+// filled as streams need them.
 type published struct {
 	version uint64 // 0: nothing to send yet
 	label   string // version as sent in version_info
 	body    []byte // field 3 of the response, shared by every stream
 	next    chan struct{}
+
+	res    *resources   // body by resource; nil: no delta to or from it
+	bases  []*resources // versions before, newest first, deltas start from
+	deltas deltaCache
 }
 
 // Observer is told of every push and of the node's answer to it (the
@@ -79,6 +90,13 @@ type Observer interface {
 	// Answered: the node ACKed (nack false) or NACKed the version it was
 	// sent, took after it was sent.
 	Answered(nack bool, took time.Duration)
+}
+
+// SizeObserver is what an Observer also implements to be told the form and
+// size of each push (see Observer for when it is called).
+type SizeObserver interface {
+	// PushedBytes: a push of n bytes of snapshot, or of delta, was sent.
+	PushedBytes(delta bool, n int)
 }
 
 type nopObserver struct{}
@@ -97,6 +115,7 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 		obs = nopObserver{}
 	}
 	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
+	s.sizes, _ = obs.(SizeObserver)
 	s.latest.Store(&published{next: make(chan struct{})})
 	return s
 }
@@ -118,11 +137,15 @@ func (s *Server) Publish(version uint64, snap *sluicev1.Snapshot) error {
 	if version <= old.version {
 		return nil
 	}
+	label := strconv.FormatUint(version, 10)
 	s.latest.Store(&published{
 		version: version,
-		label:   strconv.FormatUint(version, 10),
+		label:   label,
 		body:    body,
 		next:    make(chan struct{}),
+		res:     indexResources(version, label, body),
+		bases:   basesAfter(old),
+		deltas:  deltaCache{byBase: make(map[uint64]*cachedDelta)},
 	})
 	close(old.next)
 	return nil
@@ -195,7 +218,7 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
-	err = s.serve(ctx, ss, sess, running)
+	err = s.serve(ctx, ss, sess, running, first.GetAcceptDeltas())
 	sess.Disconnect()
 	if err != nil {
 		s.log.Info("node disconnected", "node", id, "reason", err)
@@ -207,9 +230,11 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 
 var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane is shutting down")
 
-// serve runs the stream of sess, whose node runs version sent.
-func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, sent uint64) error {
+// serve runs the stream of sess, whose node runs version running and
+// accepts deltas or not.
+func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, running uint64, deltas bool) error {
 	var nonce uint64
+	sent := running
 	for {
 		p := s.latest.Load()
 		if p.version != 0 && p.version != sent {
@@ -217,11 +242,17 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			sent = p.version
 			sess.Sent(sent)
 			label := strconv.FormatUint(nonce, 10)
-			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: p.body}); err != nil {
+			body, delta := p.payload(running, deltas)
+			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: body}); err != nil {
 				return err
 			}
 			s.obs.Pushed()
-			if closed, err := s.awaitAnswer(ss, sess, label, sent); closed || err != nil {
+			if s.sizes != nil {
+				s.sizes.PushedBytes(delta, len(body))
+			}
+			var closed bool
+			var err error
+			if running, closed, err = s.awaitAnswer(ss, sess, label, sent, running); closed || err != nil {
 				return err
 			}
 			continue // a newer version may have come meanwhile
@@ -240,17 +271,20 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 
 // awaitAnswer reads until the node answers the response with nonce, which
 // carried version, and records the ACK or NACK. Answers to older responses
-// are stale: skipped, the subscription stands. closed reports that the node
-// closed its side (or the stream broke, with err).
-func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version uint64) (closed bool, err error) {
+// are stale: skipped, the subscription stands. It returns the version the
+// node runs after its answer: version on an ACK, the one its NACK names
+// otherwise (0 if that does not parse). running is what it ran before.
+// closed reports that the node closed its side (or the stream broke, with
+// err).
+func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version, running uint64) (now uint64, closed bool, err error) {
 	sent := time.Now()
 	for {
 		req := new(sluicev1.DiscoveryRequest)
 		if err := ss.RecvMsg(req); err != nil {
 			if err == io.EOF {
-				return true, nil
+				return running, true, nil
 			}
-			return true, err
+			return running, true, err
 		}
 		if req.GetResponseNonce() != nonce {
 			sess.Seen()
@@ -263,12 +297,15 @@ func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce st
 			s.obs.Answered(true, time.Since(sent))
 			sess.Nacked(version, detail)
 			s.log.Warn("node NACK", "node", sess.ID(), "version", version, "running", req.GetVersionInfo(), "error", detail)
-			return false, nil
+			// What it runs, if it says so; 0 (nothing we can base a delta
+			// on) if not.
+			running, _ = strconv.ParseUint(req.GetVersionInfo(), 10, 64)
+			return running, false, nil
 		}
 		s.obs.Answered(false, time.Since(sent))
 		sess.Acked(version)
 		s.log.Info("node ACK", "node", sess.ID(), "version", version)
-		return false, nil
+		return version, false, nil
 	}
 }
 
