@@ -105,6 +105,7 @@ func Start(opts Options) (*Dataplane, error) {
 	d.Node = node.New(nopts)
 	d.Reporter.ReportEndpoints(d.Node)
 	d.Reporter.SetInstance(self.GetInstance())
+	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -117,7 +118,7 @@ func Start(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("dataplane: admin: %w", err)
 		}
 		d.adminL = ln
-		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped)
+		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, client.Collector())
 		if opts.AdminAuth != nil {
 			h = opts.AdminAuth.Protect(h)
 		}
@@ -133,7 +134,6 @@ func Start(opts Options) (*Dataplane, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	commands := &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); client.Run(ctx) }()
