@@ -11,7 +11,6 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -110,12 +109,6 @@ func (c *Client) stream(ctx context.Context) (received bool, err error) {
 		ack.VersionInfo = c.Applier.Version()
 		if err := st.Send(ack); err != nil {
 			return received, err
-		}
-		if errors.Is(applyErr, errDeltaBase) {
-			// The control plane thinks the node runs what it does not:
-			// subscribe again, announcing what it runs, without deltas
-			// unless the client holds that version.
-			return received, applyErr
 		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// errDeltaBase: a delta is based on a version the node does not hold.
+// errDeltaBase: a delta is based on a version the node does not hold. The
+// NACK says which version the node runs, and the control plane bases the
+// next delta on that one.
 var errDeltaBase = errors.New("delta against a version the node does not hold")
 
 // ApplyDelta returns the snapshot that d describes from base, following
