@@ -12,6 +12,9 @@
 // (so one's garbage and goroutines do not weigh on the other), and the
 // nodes of each run in a helper process (so the nodes' CPU and memory are
 // not the control plane's; on one machine they still share its cores).
+//
+// FANOUT_VERBOSE=1 prints the ACK count every second of a slow wait;
+// FANOUT_CPUPROFILE=FILE profiles a server process's timed rounds.
 package main
 
 import (

@@ -147,7 +147,13 @@ func runServer(cfg config) (*result, error) {
 // waitAcks waits until sys has seen n ACKs in all.
 func waitAcks(ctx context.Context, sys system, n int64, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	verbose := os.Getenv("FANOUT_VERBOSE") != ""
+	next := time.Now().Add(time.Second)
 	for sys.acked() < n {
+		if verbose && time.Now().After(next) {
+			fmt.Fprintf(os.Stderr, "  %d of %d ACKs\n", sys.acked(), n)
+			next = next.Add(time.Second)
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d of %d ACKs after %v", sys.acked(), n, limit)
 		}
