@@ -70,6 +70,10 @@ const (
 	keepaliveTimeout = 10 * time.Second
 )
 
+// RolloutCheckInterval is how often staged rollouts are checked: how soon
+// a canary's NACK halts one, and the granularity of its window.
+const RolloutCheckInterval = 500 * time.Millisecond
+
 // Options configure a control plane.
 type Options struct {
 	// Listen is the gRPC address (discovery, stats, commands, config API,
@@ -114,6 +118,7 @@ type Server struct {
 	store     store.Store
 	fleet     *fleet.Registry
 	discovery *discovery.Server
+	config    *configapi.Server
 	metrics   *metrics.Metrics
 	stats     *stats.Server
 	history   *history.Recorder
@@ -175,7 +180,13 @@ func New(opts Options) (_ *Server, err error) {
 	s.fleet = fleet.NewRegistry()
 	s.metrics = metrics.New(metrics.Sources{
 		Nodes: func() (connected, current int) {
-			current, connected = s.fleet.Count(s.discovery.Version())
+			// Versions are numbered across groups, so each group's
+			// version is run only by nodes of that group.
+			_, connected = s.fleet.Count(0)
+			for _, v := range s.discovery.GroupVersions() {
+				applied, _ := s.fleet.Count(v)
+				current += applied
+			}
 			return connected, current
 		},
 		Version: func() uint64 { return s.discovery.Version() },
@@ -191,6 +202,7 @@ func New(opts Options) (_ *Server, err error) {
 	s.commands = command.NewRegistry(log.With("component", "command"))
 	config := configapi.New(s.store, s.fleet, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands)
+	s.config = config
 
 	// The config API's calls from gRPC (sluicectl) and from HTTP (the
 	// dashboard) go through the same interceptors: an auth check added
@@ -310,6 +322,9 @@ func (s *Server) serve(ctx context.Context) error {
 			failed(err)
 		}
 	})
+	// Staged rollouts proceed or halt on what this process sees of the
+	// canaries.
+	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval) })
 	wg.Go(func() {
 		if err := s.grpc.Serve(s.lis); err != nil {
 			failed(fmt.Errorf("controlplane: grpc: %w", err))

@@ -99,10 +99,27 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--dry-run] [--comment TEXT] [--if-version V]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--wait]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged.
+
+The snapshot is for one node group (--group, default "default": every node
+that no other group's selector takes). --selector creates the group, or
+changes its selector, in the same version: comma-separated requirements that
+must all hold, e.g. "role=edge,zone in (a,b)"; also "k!=v", "k notin (..)",
+"k" (has the label) and "!k". Without --selector a group that does not exist
+is refused.
+
+--canary 10% (or a count of nodes, --canary 2) starts a staged rollout: that
+share of the group's connected nodes gets the snapshot first. Once every
+canary applied it and ran it for --canary-window with an error rate (5xx and
+connect errors over requests) under --canary-max-errors, the control plane
+sends it to the rest of the group; if a canary refuses it or its error rate
+passes the limit, the rollout halts and the canaries go back to the group's
+snapshot. "sluicectl rollout status|resume|abort" follow and steer it. With
+--wait, the command waits for the whole rollout: exit 0 once every node of
+the group runs it, 2 if it halts.
 
 A snapshot that does not parse is refused locally and nothing is sent. One the
 control plane refuses is not stored: every fault is printed as "path: message"
@@ -112,17 +129,38 @@ Prints "applied version N" and one line per changed resource, or
 "unchanged (version N)".`+ifVersionAbout)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
 	w := addWriteFlags(fs, "")
+	var sel optionalString
+	fs.Var(&sel, "selector", "create the group with, or change its selector to, label selector `SEL`")
+	canaryShare := fs.String("canary", "", "staged rollout to `SHARE` of the group first: a percent (10%) or a count of nodes (2)")
+	canaryWindow := fs.Duration("canary-window", 30*time.Second, "how long the canaries must run the version under the error limit, as a `DURATION`")
+	canaryErrors := fs.String("canary-max-errors", "5%", "the canaries' error rate that halts the rollout, a `PERCENT`")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
 	if st := w.check(c, fs); st >= 0 {
 		return st
 	}
-	resp, st := c.applyFile(ctx, client, fs, "apply", *file, &sluicev1.ApplyRequest{
-		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(),
-	})
+	req := &sluicev1.ApplyRequest{
+		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Group: *w.group, Selector: sel.get(),
+	}
+	if *canaryShare != "" {
+		canary, err := parseCanary(*canaryShare, *canaryWindow, *canaryErrors)
+		if err != nil {
+			return c.usageError(fs, "%v", err)
+		}
+		req.Canary = canary
+	}
+	resp, st := c.applyFile(ctx, client, fs, "apply", *file, req)
 	if resp == nil {
 		return st
+	}
+	if req.Canary != nil && resp.GetChanged() && !*w.dry {
+		c.printApplied(resp, false)
+		if !*w.wait {
+			fmt.Fprintf(c.stdout, "follow it with: sluicectl rollout status%s\n", groupArg(resp.GetGroup()))
+			return 0
+		}
+		return c.waitRollout(ctx, client, resp, *w.waitTimeout)
 	}
 	return c.finish(ctx, client, "apply", w, resp)
 }
@@ -130,18 +168,19 @@ Prints "applied version N" and one line per changed resource, or
 // ifVersionAbout ends the help of every command that stores a version.
 const ifVersionAbout = `
 
-With --if-version V nothing is stored unless the current version is still V
+With --if-version V nothing is stored unless the group still runs version V
 (0: nothing applied yet); otherwise the command says which version is current
 and exits 1. A pipeline that read version V, reviewed a diff against it and
 then applies cannot overwrite a change someone made in between.
 
-With --wait the command then waits until every connected node has applied
-the version (or a newer one): exit 0. If a node refuses it (NACK), it prints
-the node and its reason and exits 2; if --wait-timeout passes first, it
-prints the nodes still behind and exits 3.`
+With --wait the command then waits until every connected node of the group
+has applied the version (or a newer one): exit 0. If a node refuses it
+(NACK), it prints the node and its reason and exits 2; if --wait-timeout
+passes first, it prints the nodes still behind and exits 3.`
 
 // writeFlags are the flags of every command that stores a version.
 type writeFlags struct {
+	group       *string
 	dry         *bool
 	comment     *string
 	ifVersion   *optionalVersion
@@ -153,6 +192,7 @@ type writeFlags struct {
 // defaultComment says what history records without --comment.
 func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
 	w := writeFlags{ifVersion: &optionalVersion{}}
+	w.group = groupFlag(fs)
 	w.dry = fs.Bool("dry-run", false, "validate and show the changes, store nothing")
 	help := "`TEXT` kept in history with the version"
 	if defaultComment != "" {
@@ -160,7 +200,7 @@ func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
 	}
 	w.comment = fs.String("comment", "", help)
 	fs.Var(w.ifVersion, "if-version", "store only if the current version is still `V`")
-	w.wait = fs.Bool("wait", false, "then wait until every connected node applies the version (exit 0), one refuses it (exit 2) or --wait-timeout passes (exit 3)")
+	w.wait = fs.Bool("wait", false, "then wait until every connected node of the group applies the version (exit 0), one refuses it (exit 2) or --wait-timeout passes (exit 3)")
 	w.waitTimeout = fs.Duration("wait-timeout", time.Minute, "how long --wait waits, as a `DURATION`")
 	return w
 }
@@ -184,7 +224,49 @@ func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, c
 	if !*w.wait {
 		return 0
 	}
-	return c.waitApplied(ctx, client, cmd, resp.GetVersion(), *w.waitTimeout)
+	group, version := resp.GetGroup(), resp.GetGroupVersion()
+	if group == "" { // a control plane without groups
+		group, version = defaultGroup, resp.GetVersion()
+	}
+	if version == 0 {
+		fmt.Fprintf(c.stderr, "sluicectl: group %s has no snapshot yet; nothing to wait for\n", group)
+		return 0
+	}
+	return c.waitApplied(ctx, client, cmd, group, version, *w.waitTimeout)
+}
+
+// defaultGroup is the group a command means without --group.
+const defaultGroup = "default"
+
+// groupFlag adds --group to fs.
+func groupFlag(fs *flag.FlagSet) *string {
+	return fs.String("group", "", "the node `GROUP` the command is for (default \"default\")")
+}
+
+// optionalString is a string flag that knows whether it was given, even
+// as "".
+type optionalString struct {
+	v   string
+	set bool
+}
+
+func (o *optionalString) String() string {
+	if o == nil {
+		return ""
+	}
+	return o.v
+}
+
+func (o *optionalString) Set(s string) error {
+	o.v, o.set = s, true
+	return nil
+}
+
+func (o *optionalString) get() *string {
+	if !o.set {
+		return nil
+	}
+	return &o.v
 }
 
 // optionalVersion is a version flag that knows whether it was given.
@@ -226,13 +308,22 @@ func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	case dry:
 		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)\n", resp.GetVersion())
 	case resp.GetChanged():
-		fmt.Fprintf(c.stdout, "applied version %d\n", resp.GetVersion())
+		fmt.Fprintf(c.stdout, "applied version %d%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	default:
-		fmt.Fprintf(c.stdout, "unchanged (version %d)\n", resp.GetVersion())
+		fmt.Fprintf(c.stdout, "unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	}
 	for _, ch := range resp.GetChanges() {
 		fmt.Fprintf(c.stdout, "  %s\n", ch)
 	}
+}
+
+// forGroup is " to group NAME" for groups but the default, which fleets
+// without groups never need to hear about.
+func forGroup(g string) string {
+	if g == "" || g == defaultGroup {
+		return ""
+	}
+	return " to group " + g
 }
 
 // endpointAbout ends the help of every command that edits one endpoint.
@@ -313,7 +404,7 @@ func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
 
 // updateEndpoint sends an endpoint edit and prints its outcome.
 func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, req *sluicev1.UpdateEndpointRequest) int {
-	req.DryRun, req.Comment, req.IfVersion, req.Author = *w.dry, *w.comment, w.ifVersion.get(), author()
+	req.DryRun, req.Comment, req.IfVersion, req.Author, req.Group = *w.dry, *w.comment, w.ifVersion.get(), author(), *w.group
 	callCtx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.UpdateEndpoint(callCtx, req)
@@ -330,6 +421,8 @@ as a new version, which reaches the nodes like any other. History is never
 rewritten: the rollback shows in it as a version of its own (the comment
 defaults to "rollback to version N"), and its changes are the diff from the
 version it replaces. "sluicectl history" lists the versions still kept.
+It is the snapshot of one node group that comes back: the group version N
+changed, or --group (the group's selector stays as it is now).
 
 Prints "applied version M" and one line per changed resource, or
 "unchanged (version M)" when N's snapshot is the current one.`+ifVersionAbout)
@@ -348,7 +441,7 @@ Prints "applied version M" and one line per changed resource, or
 	callCtx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.Rollback(callCtx, &sluicev1.RollbackRequest{
-		Version: version, DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Author: author(),
+		Version: version, DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Author: author(), Group: *w.group,
 	})
 	if err != nil {
 		return c.rpcError("rollback", err)
@@ -357,7 +450,7 @@ Prints "applied version M" and one line per changed resource, or
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("diff", "diff -f FILE|DIR [-o text|json]", `
+	fs := c.flags("diff", "diff -f FILE|DIR [--group NAME] [-o text|json]", `
 Show what "apply -f FILE|DIR" would change, one line per resource
 ("+ cluster api", "~ cluster web: endpoint web2 weight 1 -> 3", "- listener
 db"), or "no changes". The control plane validates the snapshot (a dry-run
@@ -367,6 +460,7 @@ apply); nothing is stored. Faults are printed as for apply, with exit status 1.
 anything, and resource_changes: one {op, kind, name, fields} per resource,
 op being "added", "removed" or "changed".`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	group := groupFlag(fs)
 	o := outputFlag(fs, "text", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -374,7 +468,7 @@ op being "added", "removed" or "changed".`)
 	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
 		return st
 	}
-	resp, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true})
+	resp, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group})
 	if resp == nil {
 		return st
 	}
@@ -445,10 +539,12 @@ func (c *cli) printJSON(m proto.Message) int {
 }
 
 func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("get", "get [--version N] [-o yaml|json] [--show-secrets]", `
-Print the current snapshot, or stored version N, in the form apply reads:
-YAML (headed by a "# version N" comment) or JSON. Private keys show as
-<redacted>; applied back, <redacted> keeps the stored key.`)
+	fs := c.flags("get", "get [--group NAME] [--version N] [-o yaml|json] [--show-secrets]", `
+Print a node group's current snapshot, or its snapshot in stored version N,
+in the form apply reads: YAML (headed by a "# version N" comment, N being the
+version that last changed the group's snapshot) or JSON. Private keys show
+as <redacted>; applied back, <redacted> keeps the stored key.`)
+	group := groupFlag(fs)
 	version := fs.Uint64("version", 0, "stored version `N` to print (default: the current one)")
 	secrets := fs.Bool("show-secrets", false, "print private keys as stored")
 	o := outputFlag(fs, "yaml", "json")
@@ -460,7 +556,7 @@ YAML (headed by a "# version N" comment) or JSON. Private keys show as
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version, ShowSecrets: *secrets})
+	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version, ShowSecrets: *secrets, Group: *group})
 	if err != nil {
 		return c.rpcError("get", err)
 	}
@@ -490,10 +586,12 @@ YAML (headed by a "# version N" comment) or JSON. Private keys show as
 }
 
 func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("history", "history [--limit N] [-o table|json]", `
+	fs := c.flags("history", "history [--group NAME] [--limit N] [-o table|json]", `
 List stored versions, newest first: version (the current one marked with *),
-when it was stored, by whom, what it changed and the comment given.`)
+when it was stored, by whom, the node group it changed, what it changed and
+the comment given. --group lists only the versions that changed that group.`)
 	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
+	group := fs.String("group", "", "list only the versions that changed node `GROUP`")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -503,7 +601,7 @@ when it was stored, by whom, what it changed and the comment given.`)
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.History(ctx, &sluicev1.HistoryRequest{Limit: uint32(min(*limit, 1<<32-1))})
+	resp, err := client.History(ctx, &sluicev1.HistoryRequest{Limit: uint32(min(*limit, 1<<32-1)), Group: *group})
 	if err != nil {
 		return c.rpcError("history", err)
 	}
@@ -511,7 +609,7 @@ when it was stored, by whom, what it changed and the comment given.`)
 		return c.printJSON(resp)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tCREATED\tAUTHOR\tCHANGES\tCOMMENT")
+	fmt.Fprintln(tw, "VERSION\tCREATED\tAUTHOR\tGROUP\tCHANGES\tCOMMENT")
 	for _, v := range resp.GetVersions() {
 		ver := fmt.Sprint(v.GetVersion())
 		if v.GetVersion() == resp.GetCurrent() {
@@ -521,8 +619,8 @@ when it was stored, by whom, what it changed and the comment given.`)
 		if changes == "" {
 			changes = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
-			orDash(v.GetAuthor()), oneLine(changes), oneLine(orDash(v.GetComment())))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
+			orDash(v.GetAuthor()), orDash(v.GetGroup()), oneLine(changes), oneLine(orDash(v.GetComment())))
 	}
 	tw.Flush()
 	return 0
@@ -530,11 +628,13 @@ when it was stored, by whom, what it changed and the comment given.`)
 
 func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("nodes", "nodes [-o table|json]", `
-List the dataplane nodes that are or were connected: id, labels, state
-(connected; draining: it began to shut down, accepts no new connections and
-finishes what it has; disconnected), the version it applied (ACKed), the
-version last sent to it, and its last refusal (NACK) as "vN: error" when it
-has not applied a newer version since.`)
+List the dataplane nodes that are or were connected: id, labels, the node
+group its labels put it in, state (connected; draining: it began to shut
+down, accepts no new connections and finishes what it has; disconnected), the
+version it applied (ACKed), the version last sent to it, and its last refusal
+(NACK) as "vN: error" when it has not applied a newer version since. A node
+that no group takes, or that two groups' selectors match, shows "none" and
+why: it is sent nothing new and keeps what it runs.`)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -552,17 +652,28 @@ has not applied a newer version since.`)
 		return c.printJSON(resp)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLABELS\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
+	fmt.Fprintln(tw, "ID\tLABELS\tGROUP\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
 	for _, n := range resp.GetNodes() {
 		nack := "-"
 		if n.GetNackedVersion() != 0 || n.GetNackError() != "" {
 			nack = fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), nodeState(n),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), nodeGroup(n), nodeState(n),
 			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nack)
 	}
 	tw.Flush()
 	return 0
+}
+
+// nodeGroup is a node's GROUP in the nodes table.
+func nodeGroup(n *sluicev1.NodeStatus) string {
+	switch {
+	case n.GetGroup() != "":
+		return n.GetGroup()
+	case n.GetGroupProblem() != "":
+		return "none (" + n.GetGroupProblem() + ")"
+	}
+	return "-" // not placed yet: nothing published
 }
 
 // nodeState is a node's STATE in the nodes table.

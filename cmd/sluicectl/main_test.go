@@ -592,7 +592,7 @@ func TestGet(t *testing.T) {
 	if code != 0 || len(lines) != 3 {
 		t.Fatalf("history: status %d, output:\n%s", code, stdout)
 	}
-	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "VERSION CREATED AUTHOR CHANGES COMMENT" {
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "VERSION CREATED AUTHOR GROUP CHANGES COMMENT" {
 		t.Errorf("history header = %q", lines[0])
 	}
 	if !strings.HasPrefix(lines[1], "2* ") || !strings.Contains(lines[1], "~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3") {
@@ -607,9 +607,9 @@ func TestNodesAndConns(t *testing.T) {
 	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	cp := &fakeCP{
 		nodes: []*sluicev1.NodeStatus{
-			{Id: "dp-1", Labels: map[string]string{"zone": "a", "group": "edge"}, Connected: true, AckedVersion: 4, SentVersion: 4},
-			{Id: "dp-2", Connected: false, AckedVersion: 3, SentVersion: 5, NackedVersion: 5, NackError: "listener public:\nbind: address already in use"},
-			{Id: "dp-3", Connected: true, Draining: true, AckedVersion: 4, SentVersion: 4},
+			{Id: "dp-1", Labels: map[string]string{"zone": "a", "group": "edge"}, Connected: true, AckedVersion: 4, SentVersion: 4, Group: "edge"},
+			{Id: "dp-2", Connected: false, AckedVersion: 3, SentVersion: 5, NackedVersion: 5, NackError: "listener public:\nbind: address already in use", Group: "default"},
+			{Id: "dp-3", Connected: true, Draining: true, AckedVersion: 4, SentVersion: 4, GroupProblem: "no group's selector matches its labels"},
 		},
 		records: []*sluicev1.ConnRecord{
 			{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", Cluster: "web", Endpoint: "web2",
@@ -629,10 +629,10 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	rows := tableRows(stdout)
 	wantRows := [][]string{
-		{"ID", "LABELS", "STATE", "APPLIED", "SENT", "LAST-NACK"},
-		{"dp-1", "group=edge,zone=a", "connected", "4", "4", "-"},
-		{"dp-2", "-", "disconnected", "3", "5", "v5: listener public: bind: address already in use"},
-		{"dp-3", "-", "draining", "4", "4", "-"},
+		{"ID", "LABELS", "GROUP", "STATE", "APPLIED", "SENT", "LAST-NACK"},
+		{"dp-1", "group=edge,zone=a", "edge", "connected", "4", "4", "-"},
+		{"dp-2", "-", "default", "disconnected", "3", "5", "v5: listener public: bind: address already in use"},
+		{"dp-3", "-", "none (no group's selector matches its labels)", "draining", "4", "4", "-"},
 	}
 	compareRows(t, "nodes", rows, wantRows)
 

@@ -20,11 +20,11 @@ const (
 // waitPoll is how often --wait asks the control plane about the nodes.
 const waitPoll = 200 * time.Millisecond
 
-// waitApplied polls the nodes until every connected one has applied
-// version (or a newer one), one has refused it, or timeout passes, and
-// returns the exit status. Nodes that disconnect meanwhile drop out of the
-// wait: they will get the version when they come back.
-func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, version uint64, timeout time.Duration) int {
+// waitApplied polls the nodes until every connected one of group has
+// applied version (or a newer one), one has refused it, or timeout passes,
+// and returns the exit status. Nodes that disconnect meanwhile drop out of
+// the wait: they will get the version when they come back.
+func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, timeout time.Duration) int {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
@@ -43,7 +43,7 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 			return c.rpcError(cmd, err)
 		}
 		if err == nil {
-			w = tally(resp.GetNodes(), version)
+			w = tally(resp.GetNodes(), group, version)
 			if len(w.refused) > 0 {
 				for _, n := range w.refused {
 					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused version %d: %s\n", cmd, n.GetId(), version, oneLine(n.GetNackError()))
@@ -51,7 +51,7 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				return exitNacked
 			}
 			if len(w.behind) == 0 {
-				c.printWaited(w, version, time.Since(start))
+				c.printWaited(w, group, version, time.Since(start))
 				return 0
 			}
 		}
@@ -62,8 +62,8 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 			for _, n := range w.behind {
 				behind = append(behind, fmt.Sprintf("%s (applied %s)", n.GetId(), versionText(n.GetAckedVersion())))
 			}
-			fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes have not applied version %d: %s\n",
-				cmd, timeout, len(w.behind), w.connected, version, strings.Join(behind, ", "))
+			fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes%s have not applied version %d: %s\n",
+				cmd, timeout, len(w.behind), w.connected, inGroup(group), version, strings.Join(behind, ", "))
 			return exitWaitTimeout
 		}
 	}
@@ -76,11 +76,15 @@ type waited struct {
 	refused   []*sluicev1.NodeStatus
 }
 
-func tally(nodes []*sluicev1.NodeStatus, version uint64) waited {
+func tally(nodes []*sluicev1.NodeStatus, group string, version uint64) waited {
 	var w waited
 	for _, n := range nodes {
-		if !n.GetConnected() {
+		// A node not yet placed (group "") has not been sent anything.
+		if !n.GetConnected() || (n.GetGroup() != group && n.GetGroup() != "") {
 			continue
+		}
+		if n.GetGroup() == "" && n.GetGroupProblem() != "" {
+			continue // in no group: it gets nothing
 		}
 		w.connected++
 		switch {
@@ -99,14 +103,22 @@ func tally(nodes []*sluicev1.NodeStatus, version uint64) waited {
 	return w
 }
 
-func (c *cli) printWaited(w waited, version uint64, took time.Duration) {
+func (c *cli) printWaited(w waited, group string, version uint64, took time.Duration) {
 	if w.connected == 0 {
-		fmt.Fprintf(c.stderr, "sluicectl: no node is connected; each gets version %d when it connects\n", version)
+		fmt.Fprintf(c.stderr, "sluicectl: no node%s is connected; each gets version %d when it connects\n", inGroup(group), version)
 		return
 	}
 	noun := "nodes"
 	if w.connected == 1 {
 		noun = "node"
 	}
-	fmt.Fprintf(c.stdout, "%d %s applied version %d in %v\n", w.connected, noun, version, took.Round(time.Millisecond))
+	fmt.Fprintf(c.stdout, "%d %s%s applied version %d in %v\n", w.connected, noun, inGroup(group), version, took.Round(time.Millisecond))
+}
+
+// inGroup is " of group NAME", or nothing for the default group.
+func inGroup(group string) string {
+	if group == defaultGroup {
+		return ""
+	}
+	return " of group " + group
 }

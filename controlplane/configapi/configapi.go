@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -65,6 +67,8 @@ type Server struct {
 	views ViewLister // nil: GetStats is unimplemented
 	cmds  Commander  // nil: ShutdownSessions is unimplemented
 	log   *slog.Logger
+
+	rollouts rolloutWatch // what RunRollouts saw of each rollout
 }
 
 var _ sluicev1.ConfigServiceServer = (*Server)(nil)
@@ -98,11 +102,18 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		s.log.Info("apply refused", "author", req.GetAuthor(), "err", err)
 		return nil, err
 	}
+	group := groupOrDefault(req.GetGroup())
+	if err := checkCanary(req.GetCanary()); err != nil {
+		s.log.Info("apply refused", "author", req.GetAuthor(), "err", err)
+		return nil, err
+	}
 	if snapshot.HasRedacted(req.GetSnapshot()) {
 		// A snapshot fetched with redacted keys and applied back keeps the
 		// stored keys; Validate refuses those it cannot find.
 		if cur, err := s.store.Current(ctx); err == nil {
-			snapshot.RestoreSecrets(req.GetSnapshot(), cur.Snapshot)
+			if g := groups.Find(cur.Config, group); g != nil {
+				snapshot.RestoreSecrets(req.GetSnapshot(), g.GetSnapshot())
+			}
 		}
 	}
 	if err := snapshot.Validate(req.GetSnapshot()); err != nil {
@@ -114,13 +125,16 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 	return s.put(ctx, write{
 		op:        "apply",
 		done:      "applied",
+		group:     group,
+		selector:  req.Selector,
 		author:    req.GetAuthor(),
 		comment:   req.GetComment(),
 		dryRun:    req.GetDryRun(),
 		ifVersion: req.IfVersion,
-		next: func(*store.Version) (*sluicev1.Snapshot, error) {
+		next: func(*sluicev1.Group) (*sluicev1.Snapshot, error) {
 			return req.GetSnapshot(), nil
 		},
+		canary: req.GetCanary(),
 	})
 }
 
@@ -142,23 +156,35 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 	if err != nil {
 		return nil, storeStatus(err)
 	}
-	if err := snapshot.Validate(old.Snapshot); err != nil {
-		s.log.Info("rollback refused", "version", req.GetVersion(), "author", req.GetAuthor(), "err", err)
+	group := req.GetGroup()
+	if group == "" {
+		group = groupOrDefault(old.Info.GetGroup())
+	}
+	og := groups.Find(old.Config, group)
+	if og == nil {
+		return nil, status.Errorf(codes.NotFound, "version %d has no group %q (%s)", req.GetVersion(), group, nameList("it has", groupNames(old.Config)))
+	}
+	if err := snapshot.Validate(og.GetSnapshot()); err != nil {
+		s.log.Info("rollback refused", "version", req.GetVersion(), "group", group, "author", req.GetAuthor(), "err", err)
 		return nil, snapshot.ToStatus(err)
 	}
 	comment := req.GetComment()
 	if comment == "" {
 		comment = fmt.Sprintf("rollback to version %d", req.GetVersion())
+		if group != groups.Default {
+			comment += " of group " + group
+		}
 	}
 	return s.put(ctx, write{
 		op:        "rollback",
 		done:      "rolled back",
+		group:     group,
 		author:    req.GetAuthor(),
 		comment:   comment,
 		dryRun:    req.GetDryRun(),
 		ifVersion: req.IfVersion,
-		next: func(*store.Version) (*sluicev1.Snapshot, error) {
-			return old.Snapshot, nil
+		next: func(*sluicev1.Group) (*sluicev1.Snapshot, error) {
+			return og.GetSnapshot(), nil
 		},
 	})
 }
@@ -198,16 +224,17 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 	return s.put(ctx, write{
 		op:        "update endpoint",
 		done:      "endpoint updated",
+		group:     groupOrDefault(req.GetGroup()),
 		author:    req.GetAuthor(),
 		comment:   comment,
 		dryRun:    req.GetDryRun(),
 		ifVersion: req.IfVersion,
-		next: func(cur *store.Version) (*sluicev1.Snapshot, error) {
-			if cur.Info.GetVersion() == 0 {
-				return nil, status.Error(codes.FailedPrecondition,
-					"no snapshot has been applied yet, so there is no endpoint to update; apply one first")
+		next: func(g *sluicev1.Group) (*sluicev1.Snapshot, error) {
+			if g.GetVersion() == 0 {
+				return nil, status.Errorf(codes.FailedPrecondition,
+					"no snapshot has been applied%s yet, so there is no endpoint to update; apply one first", toGroup(g.GetName()))
 			}
-			next := proto.Clone(cur.Snapshot).(*sluicev1.Snapshot)
+			next := proto.Clone(g.GetSnapshot()).(*sluicev1.Snapshot)
 			ep, err := findEndpoint(next, req.GetCluster(), req.GetEndpoint())
 			if err != nil {
 				return nil, err
@@ -218,6 +245,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 			}
 			return next, nil
 		},
+		endpointEdit: true,
 	})
 }
 
@@ -306,30 +334,45 @@ func nameList(has string, names []string) string {
 	return has + ": " + strings.Join(names, ", ")
 }
 
-// write is one request to store a new version: who asks, why, and how to
-// make the snapshot from the current version.
+// write is one request to store a new version: which group it changes,
+// who asks, why, and how to make the group's snapshot from the current one.
 type write struct {
-	op     string // names the call in the log: "apply"
-	done   string // the log message when a version is stored: "applied"
+	op    string // names the call in the log: "apply"
+	done  string // the log message when a version is stored: "applied"
+	group string
+	// selector, when set, becomes the group's selector, creating the group
+	// when it does not exist. Without it, a missing group is NOT_FOUND.
+	selector *string
+	// remove deletes the group instead.
+	remove bool
 	author string
 	// comment is kept in history.
 	comment string
 	dryRun  bool
-	// ifVersion, when set, is the version the writer expects to replace;
-	// any other current version fails the call and stores nothing.
+	// ifVersion, when set, is the version the writer expects the group to
+	// run; any other fails the call and stores nothing.
 	ifVersion *uint64
-	// next returns the snapshot to store on top of cur, which it must not
-	// modify, or the status to fail the call with. It is called once per
-	// attempt, since a concurrent writer may change cur between attempts.
-	next func(cur *store.Version) (*sluicev1.Snapshot, error)
+	// next, when set, returns the group's snapshot to store on top of g,
+	// which it must not modify, or the status to fail the call with. It is
+	// called once per attempt, since a concurrent writer may change g
+	// between attempts.
+	next func(g *sluicev1.Group) (*sluicev1.Snapshot, error)
+	// canary, with next, starts a staged rollout of next's snapshot
+	// instead of replacing the group's snapshot.
+	canary *sluicev1.Canary
+	// endpointEdit marks next as an edit of one endpoint, which is made to
+	// a rollout's snapshot too, so a drain during a canary holds for all.
+	endpointEdit bool
+	// alter, instead of next, changes the group's rollout: it returns the
+	// changes, or the status to fail the call with.
+	alter func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)
 }
 
 // put stores w as a new version with a compare-and-swap on the current
 // one, retrying when another writer stores a version in between, so the
-// changes recorded are the diff from the version actually replaced. A
-// snapshot equal to the current one is not stored again (changed false);
-// with dryRun nothing is stored and the response tells the version the call
-// would create.
+// changes recorded are the diff from the version actually replaced. A write
+// that changes nothing is not stored (changed false); with dryRun nothing
+// is stored and the response tells the version the call would create.
 func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, error) {
 	for range maxApplyAttempts {
 		cur, err := s.store.Current(ctx)
@@ -337,33 +380,36 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			return nil, storeStatus(err)
 		}
 		base := cur.Info.GetVersion()
-		if w.ifVersion != nil && *w.ifVersion != base {
+		cfg := proto.Clone(cur.Config).(*sluicev1.FleetConfig)
+		g := groups.Find(cfg, w.group)
+		if w.ifVersion != nil && *w.ifVersion != g.GetVersion() {
 			// A conflict below also lands here on the next attempt: the
 			// version moved, which is what the caller asked to be told.
-			s.log.Info(w.op+" refused: version moved", "version", base, "if_version", *w.ifVersion, "author", w.author)
+			s.log.Info(w.op+" refused: version moved", "group", w.group, "version", g.GetVersion(), "if_version", *w.ifVersion, "author", w.author)
 			return nil, status.Errorf(codes.FailedPrecondition,
-				"the current version is %d, not %d: someone stored a version since; nothing stored", base, *w.ifVersion)
+				"the current version%s is %d, not %d: someone stored a version since; nothing stored", ofGroup(w.group), g.GetVersion(), *w.ifVersion)
 		}
-		next, err := w.next(cur)
+		changes, structured, err := s.edit(cfg, w, base+1)
 		if err != nil {
-			s.log.Info(w.op+" refused", "version", base, "author", w.author, "dry_run", w.dryRun, "err", err)
+			s.log.Info(w.op+" refused", "group", w.group, "version", base, "author", w.author, "dry_run", w.dryRun, "err", err)
 			return nil, err
 		}
-		if proto.Equal(cur.Snapshot, next) {
-			s.log.Info(w.op+" unchanged", "version", base, "author", w.author, "dry_run", w.dryRun)
-			return &sluicev1.ApplyResponse{Version: base}, nil
+		g = groups.Find(cfg, w.group)
+		if len(changes) == 0 {
+			s.log.Info(w.op+" unchanged", "group", w.group, "version", g.GetVersion(), "author", w.author, "dry_run", w.dryRun)
+			return &sluicev1.ApplyResponse{Version: g.GetVersion(), Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
-		diff := snapshot.Diff(cur.Snapshot, next)
-		changes, structured := changeLines(diff), resourceChanges(diff)
 		if w.dryRun {
-			s.log.Info(w.op+" dry run", "version", base, "author", w.author, "changes", len(changes))
-			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes, ResourceChanges: structured}, nil
+			s.log.Info(w.op+" dry run", "group", w.group, "version", base, "author", w.author, "changes", len(changes))
+			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes, ResourceChanges: structured,
+				Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
 		info, changed, err := s.store.Put(ctx, base, store.Record{
-			Snapshot: next,
-			Author:   w.author,
-			Comment:  w.comment,
-			Changes:  changes,
+			Config:  cfg,
+			Group:   w.group,
+			Author:  w.author,
+			Comment: w.comment,
+			Changes: changes,
 		})
 		if errors.Is(err, store.ErrConflict) {
 			continue // someone stored a version since Current: diff again
@@ -373,14 +419,156 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 		}
 		if !changed {
 			// Equal as bytes though not by proto.Equal; nothing new.
-			s.log.Info(w.op+" unchanged", "version", info.GetVersion(), "author", w.author)
-			return &sluicev1.ApplyResponse{Version: info.GetVersion()}, nil
+			s.log.Info(w.op+" unchanged", "group", w.group, "version", info.GetVersion(), "author", w.author)
+			return &sluicev1.ApplyResponse{Version: info.GetVersion(), Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
-		s.log.Info(w.done, "version", info.GetVersion(), "author", w.author,
+		s.log.Info(w.done, "group", w.group, "version", info.GetVersion(), "author", w.author,
 			"comment", w.comment, "changes", len(changes))
-		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes, ResourceChanges: structured}, nil
+		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes, ResourceChanges: structured,
+			Group: w.group, GroupVersion: g.GetVersion()}, nil
 	}
 	return nil, status.Error(codes.Aborted, "configapi: too many concurrent writes; try again")
+}
+
+// edit makes w's change to cfg, which is the caller's to modify, as the
+// version next, and returns what changed: nothing when the write would
+// store nothing new.
+func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string, []*sluicev1.ResourceChange, error) {
+	var diff []snapshot.Change
+	i := slices.IndexFunc(cfg.Groups, func(g *sluicev1.Group) bool { return g.GetName() == w.group })
+	if w.remove {
+		if i < 0 {
+			return nil, nil, noGroup(cfg, w.group)
+		}
+		cfg.Groups = slices.Delete(cfg.Groups, i, i+1)
+		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group})
+		return changeLines(diff), resourceChanges(diff), nil
+	}
+	created := i < 0
+	if created {
+		if w.selector == nil {
+			return nil, nil, noGroup(cfg, w.group)
+		}
+		cfg.Groups = append(cfg.Groups, &sluicev1.Group{Name: w.group, Snapshot: &sluicev1.Snapshot{}})
+		slices.SortFunc(cfg.Groups, func(a, b *sluicev1.Group) int { return cmp.Compare(a.GetName(), b.GetName()) })
+		i = slices.IndexFunc(cfg.Groups, func(g *sluicev1.Group) bool { return g.GetName() == w.group })
+	}
+	g := cfg.Groups[i]
+	if w.selector != nil {
+		sel, err := groups.Parse(*w.selector)
+		if err != nil {
+			return nil, nil, snapshot.ToStatus(snapshot.Errors{{Path: "selector", Message: err.Error()}})
+		}
+		switch {
+		case created:
+			diff = append(diff, snapshot.Change{Op: '+', Kind: "group", Name: w.group, Fields: []string{"selector " + quoteSelector(sel.String())}})
+		case sel.String() != g.GetSelector():
+			diff = append(diff, snapshot.Change{Op: '~', Kind: "group", Name: w.group,
+				Fields: []string{"selector " + quoteSelector(g.GetSelector()) + " -> " + quoteSelector(sel.String())}})
+		}
+		g.Selector = sel.String()
+	}
+	if w.alter != nil {
+		ch, err := w.alter(g, next)
+		if err != nil {
+			return nil, nil, err
+		}
+		diff = append(diff, ch...)
+	}
+	if w.next != nil {
+		if r := g.GetRollout(); r != nil && !w.endpointEdit {
+			return nil, nil, status.Errorf(codes.FailedPrecondition,
+				"group %s has a rollout of version %d (%s); finish it, or end it with \"sluicectl rollout abort\", first; nothing stored",
+				g.GetName(), r.GetVersion(), rolloutStateText(r.GetState()))
+		}
+		snap, err := w.next(g)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case proto.Equal(g.GetSnapshot(), snap):
+		case w.canary != nil:
+			ch, err := s.startRollout(g, snap, w, next)
+			if err != nil {
+				return nil, nil, err
+			}
+			diff = append(diff, ch...)
+		default:
+			diff = append(diff, snapshot.Diff(g.GetSnapshot(), snap)...)
+			g.Snapshot, g.Version = snap, next
+		}
+		if r := g.GetRollout(); r != nil && w.endpointEdit {
+			diff = append(diff, editRollout(r, w, next)...)
+		}
+	}
+	set, err := groups.Compile(cfg)
+	if err != nil {
+		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if w.selector != nil {
+		if err := s.checkPlacement(set); err != nil {
+			return nil, nil, err
+		}
+	}
+	return changeLines(diff), resourceChanges(diff), nil
+}
+
+// checkPlacement refuses groups that would put a connected node into two
+// groups at once; such a node would be sent nothing.
+func (s *Server) checkPlacement(set *groups.Set) error {
+	for _, n := range s.nodes.Nodes() {
+		if !n.GetConnected() {
+			continue
+		}
+		if g, problem := set.Of(n.GetLabels()); g == "" && strings.HasPrefix(problem, "its labels match") {
+			return status.Errorf(codes.FailedPrecondition, "node %s would be in two groups: %s; make the selectors exclusive; nothing stored", n.GetId(), problem)
+		}
+	}
+	return nil
+}
+
+func quoteSelector(sel string) string {
+	if sel == "" {
+		return `"" (every node no other group takes)`
+	}
+	return strconv.Quote(sel)
+}
+
+// noGroup is the NOT_FOUND for a group cfg does not have.
+func noGroup(cfg *sluicev1.FleetConfig, name string) error {
+	return status.Errorf(codes.NotFound, "group %q does not exist (%s); give a selector to create it", name, nameList("the groups are", groupNames(cfg)))
+}
+
+func groupNames(cfg *sluicev1.FleetConfig) []string {
+	var names []string
+	for _, g := range cfg.GetGroups() {
+		names = append(names, g.GetName())
+	}
+	return names
+}
+
+func groupOrDefault(name string) string {
+	if name == "" {
+		return groups.Default
+	}
+	return name
+}
+
+// toGroup is " to group NAME", or nothing for the default group.
+func toGroup(name string) string {
+	if name == groups.Default {
+		return ""
+	}
+	return " to group " + name
+}
+
+// ofGroup is " of group NAME" for groups other than the default, which
+// users of a fleet without groups never need to hear about.
+func ofGroup(name string) string {
+	if name == groups.Default {
+		return ""
+	}
+	return " of group " + name
 }
 
 // validateRequest checks the request's own fields. The snapshot is left to
@@ -464,8 +652,14 @@ func resourceChanges(changes []snapshot.Change) []*sluicev1.ResourceChange {
 	return out
 }
 
-// Get implements sluicev1.ConfigServiceServer.
+// Get implements sluicev1.ConfigServiceServer: the snapshot of one group
+// (default: "default") in the current version or a given one. The info is
+// that of the version that last changed the group's snapshot, when it is
+// still kept.
 func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.GetResponse, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
 	var (
 		v   *store.Version
 		err error
@@ -478,24 +672,110 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	if err != nil {
 		return nil, storeStatus(err)
 	}
-	snap := v.Snapshot
+	name := groupOrDefault(req.GetGroup())
+	g := groups.Find(v.Config, name)
+	if g == nil {
+		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", groupNames(v.Config)))
+	}
+	info := v.Info
+	if g.GetVersion() != info.GetVersion() {
+		info = &sluicev1.VersionInfo{Version: g.GetVersion(), Group: name}
+		if gv, err := s.store.Get(ctx, g.GetVersion()); err == nil {
+			info = gv.Info
+		}
+	}
+	snap := g.GetSnapshot()
 	if !req.GetShowSecrets() {
 		snap = snapshot.RedactSecrets(snap)
 	}
-	return &sluicev1.GetResponse{Info: v.Info, Snapshot: snap}, nil
+	return &sluicev1.GetResponse{Info: info, Snapshot: snap}, nil
 }
 
 // History implements sluicev1.ConfigServiceServer.
 func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sluicev1.HistoryResponse, error) {
-	h, err := s.store.History(ctx, int(req.GetLimit()))
+	limit := int(req.GetLimit())
+	if req.GetGroup() != "" {
+		limit = 0 // filtered below
+	}
+	h, err := s.store.History(ctx, limit)
 	if err != nil {
 		return nil, storeStatus(err)
 	}
-	resp := &sluicev1.HistoryResponse{Versions: h}
+	resp := &sluicev1.HistoryResponse{}
 	if len(h) > 0 {
 		resp.Current = h[0].GetVersion()
 	}
+	if req.GetGroup() != "" {
+		h = slices.DeleteFunc(h, func(i *sluicev1.VersionInfo) bool { return groupOrDefault(i.GetGroup()) != req.GetGroup() })
+		if n := int(req.GetLimit()); n > 0 && len(h) > n {
+			h = h[:n]
+		}
+	}
+	resp.Versions = h
 	return resp, nil
+}
+
+// ListGroups implements sluicev1.ConfigServiceServer.
+func (s *Server) ListGroups(ctx context.Context, _ *sluicev1.ListGroupsRequest) (*sluicev1.ListGroupsResponse, error) {
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	resp := &sluicev1.ListGroupsResponse{Version: cur.Info.GetVersion()}
+	byName := map[string]*sluicev1.GroupStatus{}
+	for _, g := range cur.Config.GetGroups() {
+		gs := &sluicev1.GroupStatus{
+			Name:      g.GetName(),
+			Selector:  g.GetSelector(),
+			Version:   g.GetVersion(),
+			Clusters:  uint32(len(g.GetSnapshot().GetClusters())),
+			Listeners: uint32(len(g.GetSnapshot().GetListeners())),
+		}
+		byName[g.GetName()] = gs
+		resp.Groups = append(resp.Groups, gs)
+	}
+	for _, n := range s.nodes.Nodes() {
+		gs := byName[n.GetGroup()]
+		if gs == nil || !n.GetConnected() {
+			continue
+		}
+		gs.Nodes++
+		if n.GetAckedVersion() == gs.GetVersion() {
+			gs.Applied++
+		}
+	}
+	return resp, nil
+}
+
+// SetGroup implements sluicev1.ConfigServiceServer.
+func (s *Server) SetGroup(ctx context.Context, req *sluicev1.SetGroupRequest) (*sluicev1.ApplyResponse, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	comment := req.GetComment()
+	if comment == "" {
+		comment = fmt.Sprintf("group %s selector %q", req.GetName(), req.GetSelector())
+	}
+	sel := req.GetSelector()
+	return s.put(ctx, write{
+		op: "set group", done: "group set", group: req.GetName(), selector: &sel,
+		author: req.GetAuthor(), comment: comment, dryRun: req.GetDryRun(),
+	})
+}
+
+// DeleteGroup implements sluicev1.ConfigServiceServer.
+func (s *Server) DeleteGroup(ctx context.Context, req *sluicev1.DeleteGroupRequest) (*sluicev1.ApplyResponse, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	comment := req.GetComment()
+	if comment == "" {
+		comment = "delete group " + req.GetName()
+	}
+	return s.put(ctx, write{
+		op: "delete group", done: "group deleted", group: req.GetName(), remove: true,
+		author: req.GetAuthor(), comment: comment, dryRun: req.GetDryRun(),
+	})
 }
 
 // ListNodes implements sluicev1.ConfigServiceServer.
@@ -568,8 +848,21 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 	if cur.Info.GetVersion() == 0 {
 		return nil, status.Error(codes.FailedPrecondition, "no snapshot has been applied yet, so there is no endpoint to shut down")
 	}
-	if _, err := findEndpoint(cur.Snapshot, req.GetCluster(), req.GetEndpoint()); err != nil {
-		return nil, err
+	// The endpoint must be in some group's snapshot; the first error is
+	// the default group's, which is what a fleet without groups has.
+	var notFound error
+	for _, g := range cur.Config.GetGroups() {
+		_, err := findEndpoint(g.GetSnapshot(), req.GetCluster(), req.GetEndpoint())
+		if err == nil {
+			notFound = nil
+			break
+		}
+		if notFound == nil || g.GetName() == groups.Default {
+			notFound = err
+		}
+	}
+	if notFound != nil {
+		return nil, notFound
 	}
 	start := time.Now()
 	results := s.cmds.Run(ctx, func(cmd *sluicev1.Command) {

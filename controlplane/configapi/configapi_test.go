@@ -425,7 +425,7 @@ func TestUpdateEndpointValidatesTheResult(t *testing.T) {
 	bad.Listeners[0].DefaultCluster = "nope"
 	// Written past the API, as an older control plane with laxer rules
 	// might have.
-	if _, _, err := st.Put(ctx, 0, store.Record{Snapshot: bad}); err != nil {
+	if _, _, err := st.Put(ctx, 0, store.Record{Config: inDefault(bad)}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(4)})
@@ -467,4 +467,11 @@ func TestConcurrentUpdateEndpointsAllLand(t *testing.T) {
 	if w := eps[1].GetWeight(); w < 10 || w > 13 {
 		t.Errorf("web2 weight = %d, want one of the weights written", w)
 	}
+}
+
+// inDefault makes snap the default group's snapshot of a configuration.
+func inDefault(snap *sluicev1.Snapshot) *sluicev1.FleetConfig {
+	cfg := store.Initial()
+	cfg.Groups[0].Snapshot, cfg.Groups[0].Version = snap, 1
+	return cfg
 }

@@ -233,8 +233,11 @@ func (p *published) payload(running uint64, acceptsDeltas bool) (body []byte, de
 
 // basesAfter returns the bases a version published after old keeps: old
 // and the newest of old's own, deltaBases at most, skipping versions that
-// cannot be indexed.
+// cannot be indexed. old is nil for a group's first version.
 func basesAfter(old *published) []*resources {
+	if old == nil {
+		return nil
+	}
 	if old.res == nil {
 		return slices.Clone(old.bases)
 	}

@@ -385,7 +385,7 @@ func TestDeltaEncodedOncePerBase(t *testing.T) {
 	if ra.GetDelta() == nil || !proto.Equal(ra.GetDelta(), rb.GetDelta()) {
 		t.Fatal("two nodes on one base did not get the same delta")
 	}
-	p := ts.disc.latest.Load()
+	p := ts.disc.latest.Load().byGroup["default"]
 	x, _ := p.payload(1, true)
 	y, _ := p.payload(1, true)
 	if &x[0] != &y[0] || len(p.deltas.byBase) != 1 {

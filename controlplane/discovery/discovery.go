@@ -2,9 +2,13 @@
 // sluice.v1.DiscoveryService, in the manner of xDS state of the world.
 //
 // A node opens StreamSnapshots and sends a first message naming itself (Node)
-// and the version it already runs. The server sends the current snapshot when
-// the node does not run it; after that, whenever the node has answered the
-// last response and a newer version exists, it sends the newest. Only
+// and the version it already runs. Its labels put it in one node group
+// (package groups); it is sent that group's snapshot, labelled with the
+// version at which the group's snapshot last changed. The server sends the
+// group's snapshot when the node does not run it; after that, whenever the
+// node has answered the last response and the group's version differs from
+// what the node runs, it sends that one. A node in no group (or in two) is
+// sent nothing and keeps what it runs. Only
 // changes are sent: a stream is sent a version at most once, so a version the
 // node NACKed is not sent again on that stream, and the next new one is sent
 // normally. Each response carries the version as a decimal string and a
@@ -16,8 +20,8 @@
 // each new version; gRPC runs each stream's handler, which is the stream's
 // only goroutine. Publish wakes all streams by closing one channel and never
 // waits for them; each stream sends from its own goroutine, so a slow node
-// holds up only its own stream. A version's snapshot is marshalled once and
-// its bytes are shared by all streams (see wire.go).
+// holds up only its own stream. A group's snapshot is marshalled once per
+// change and its bytes are shared by all the group's streams (see wire.go).
 //
 // A node that sets accept_deltas is sent, when it is smaller, a delta from
 // the version it runs (the one it announced, ACKed, or said it still runs in
@@ -43,6 +47,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -60,24 +65,40 @@ type Server struct {
 	sizes SizeObserver // obs, when it wants sizes; nil otherwise
 	log   *slog.Logger
 
-	publishMu sync.Mutex                // serialises Publish
-	latest    atomic.Pointer[published] // never nil
+	publishMu sync.Mutex            // serialises Publish
+	latest    atomic.Pointer[state] // never nil
 
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
-// published is one version as streams send it. It is immutable except for
-// next, which Publish closes when a newer version replaces it, and deltas,
-// filled as streams need them.
+// state is one version of the configuration as streams send it. It is
+// immutable except for next, which Publish closes when a newer version
+// replaces it.
+type state struct {
+	version uint64 // of the whole configuration; 0: nothing published yet
+	set     *groups.Set
+	byGroup map[string]*published // groups with a snapshot to send
+	canary  map[string]*canary    // groups with a rollout in its canary phase
+	next    chan struct{}
+}
+
+// canary is a group's rollout: the nodes that are sent its snapshot
+// instead of the group's.
+type canary struct {
+	nodes map[string]bool
+	p     *published
+}
+
+// published is one group's snapshot as its streams send it; immutable.
 type published struct {
-	version uint64 // 0: nothing to send yet
+	version uint64 // at which the group's snapshot last changed
 	label   string // version as sent in version_info
 	body    []byte // field 3 of the response, shared by every stream
-	next    chan struct{}
 
+	// For deltas; deltas is filled as streams need them.
 	res    *resources   // body by resource; nil: no delta to or from it
-	bases  []*resources // versions before, newest first, deltas start from
+	bases  []*resources // the group's versions before, newest first
 	deltas deltaCache
 }
 
@@ -116,20 +137,31 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 	}
 	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
 	s.sizes, _ = obs.(SizeObserver)
-	s.latest.Store(&published{next: make(chan struct{})})
+	set, _ := groups.Compile(nil) // no groups: nobody is placed yet
+	s.latest.Store(&state{set: set, next: make(chan struct{})})
 	return s
 }
 
 var _ sluicev1.DiscoveryServiceServer = (*Server)(nil)
 
-// Publish makes snap, as version, what every stream sends. A version not
-// above the published one is ignored (versions only rise). Publish marshals
-// snap once, then wakes all streams without waiting for any of them. snap
-// must not be modified afterwards.
+// Publish makes snap, as version, what every stream sends: a configuration
+// of one catch-all group. It is PublishConfig for callers without groups.
 func (s *Server) Publish(version uint64, snap *sluicev1.Snapshot) error {
-	body, err := encodeSnapshotField(snap)
+	return s.PublishConfig(version, &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: groups.Default, Snapshot: snap, Version: version},
+	}})
+}
+
+// PublishConfig makes cfg, as version, what streams send: each stream the
+// snapshot of its node's group. A version not above the published one is
+// ignored (versions only rise). A group whose snapshot did not change since
+// the last PublishConfig keeps its encoding; a changed one is marshalled
+// once. Then all streams wake, without waiting for any of them. cfg must not
+// be modified afterwards.
+func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error {
+	set, err := groups.Compile(cfg)
 	if err != nil {
-		return fmt.Errorf("discovery: encode version %d: %w", version, err)
+		return fmt.Errorf("discovery: version %d: %w", version, err)
 	}
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
@@ -137,22 +169,70 @@ func (s *Server) Publish(version uint64, snap *sluicev1.Snapshot) error {
 	if version <= old.version {
 		return nil
 	}
-	label := strconv.FormatUint(version, 10)
-	s.latest.Store(&published{
-		version: version,
-		label:   label,
-		body:    body,
-		next:    make(chan struct{}),
-		res:     indexResources(version, label, body),
-		bases:   basesAfter(old),
-		deltas:  deltaCache{byBase: make(map[uint64]*cachedDelta)},
-	})
+	next := &state{version: version, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())),
+		canary: map[string]*canary{}, next: make(chan struct{})}
+	for _, g := range cfg.GetGroups() {
+		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			c := &canary{nodes: make(map[string]bool, len(r.GetCanaries()))}
+			for _, id := range r.GetCanaries() {
+				c.nodes[id] = true
+			}
+			// Canaries run the group's version: deltas start from there.
+			prev := old.byGroup[g.GetName()]
+			if old := old.canary[g.GetName()]; old != nil && old.p.version == r.GetVersion() {
+				c.p = old.p
+			} else if c.p, err = encodePublished(r.GetVersion(), r.GetSnapshot(), prev); err != nil {
+				return fmt.Errorf("discovery: encode canary version %d of group %s: %w", r.GetVersion(), g.GetName(), err)
+			}
+			next.canary[g.GetName()] = c
+		}
+		if g.GetVersion() == 0 {
+			continue // nothing applied to the group yet
+		}
+		if p := old.byGroup[g.GetName()]; p != nil && p.version == g.GetVersion() {
+			next.byGroup[g.GetName()] = p
+			continue
+		}
+		p, err := encodePublished(g.GetVersion(), g.GetSnapshot(), old.byGroup[g.GetName()])
+		if err != nil {
+			return fmt.Errorf("discovery: encode version %d of group %s: %w", g.GetVersion(), g.GetName(), err)
+		}
+		next.byGroup[g.GetName()] = p
+	}
+	s.latest.Store(next)
 	close(old.next)
 	return nil
 }
 
+func encodePublished(version uint64, snap *sluicev1.Snapshot, prev *published) (*published, error) {
+	body, err := encodeSnapshotField(snap)
+	if err != nil {
+		return nil, err
+	}
+	label := strconv.FormatUint(version, 10)
+	return &published{
+		version: version,
+		label:   label,
+		body:    body,
+		res:     indexResources(version, label, body),
+		bases:   basesAfter(prev),
+		deltas:  deltaCache{byBase: make(map[uint64]*cachedDelta)},
+	}, nil
+}
+
 // Version returns the published version (0 before the first Publish).
 func (s *Server) Version() uint64 { return s.latest.Load().version }
+
+// GroupVersions returns the version each group's nodes are sent, for the
+// groups that have one.
+func (s *Server) GroupVersions() []uint64 {
+	st := s.latest.Load()
+	out := make([]uint64, 0, len(st.byGroup))
+	for _, p := range st.byGroup {
+		out = append(out, p.version)
+	}
+	return out
+}
 
 // Run publishes every version st announces until ctx ends or st is closed.
 // The owner starts it on its own goroutine, once.
@@ -168,7 +248,7 @@ func (s *Server) Run(ctx context.Context, st store.Store) error {
 			}
 			return fmt.Errorf("discovery: load version %d: %w", v, err)
 		}
-		if err := s.Publish(v, ver.Snapshot); err != nil {
+		if err := s.PublishConfig(v, ver.Config); err != nil {
 			return err
 		}
 		s.log.Info("publishing version", "version", v)
@@ -218,7 +298,7 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
-	err = s.serve(ctx, ss, sess, running, first.GetAcceptDeltas())
+	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running, first.GetAcceptDeltas())
 	sess.Disconnect()
 	if err != nil {
 		s.log.Info("node disconnected", "node", id, "reason", err)
@@ -230,14 +310,26 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 
 var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane is shutting down")
 
-// serve runs the stream of sess, whose node runs version running and
-// accepts deltas or not.
-func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, running uint64, deltas bool) error {
+// serve runs the stream of sess, whose node has labels, runs version
+// running and accepts deltas or not.
+func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, running uint64, deltas bool) error {
 	var nonce uint64
 	sent := running
+	group, problem := "", "unplaced"
 	for {
-		p := s.latest.Load()
-		if p.version != 0 && p.version != sent {
+		st := s.latest.Load()
+		if g, prob := st.set.Of(labels); st.version != 0 && (g != group || prob != problem) {
+			group, problem = g, prob
+			sess.Placed(group, problem)
+			if group == "" {
+				s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
+			}
+		}
+		p := st.byGroup[group]
+		if c := st.canary[group]; c != nil && c.nodes[sess.ID()] {
+			p = c.p
+		}
+		if p != nil && p.version != sent {
 			nonce++
 			sent = p.version
 			sess.Sent(sent)
@@ -258,7 +350,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			continue // a newer version may have come meanwhile
 		}
 		select {
-		case <-p.next:
+		case <-st.next:
 		case <-sess.Superseded():
 			return status.Errorf(codes.Aborted, "discovery: node %s opened a newer stream", sess.ID())
 		case <-s.closed:

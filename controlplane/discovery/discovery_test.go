@@ -40,7 +40,7 @@ func TestWireFormatDecodesWithGeneratedClient(t *testing.T) {
 		}
 		// The bytes are those the standard codec would produce.
 		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&sluicev1.DiscoveryResponse{VersionInfo: fmt.Sprint(version), Nonce: "1", Snapshot: snap})
-		got := append(encodeEnvelope(fmt.Sprint(version), "1"), ts.disc.latest.Load().body...)
+		got := append(encodeEnvelope(fmt.Sprint(version), "1"), ts.disc.latest.Load().byGroup["default"].body...)
 		if string(got) != string(want) {
 			t.Errorf("version %d: wire bytes differ from proto.Marshal's", version)
 		}
@@ -252,7 +252,7 @@ func TestPublishSharesOneEncoding(t *testing.T) {
 	ts := startServer(t)
 	snap := testSnapshot(10, 10, 1)
 	ts.disc.Publish(1, snap)
-	p := ts.disc.latest.Load()
+	p := ts.disc.latest.Load().byGroup["default"]
 	a := &wireResponse{head: encodeEnvelope(p.label, "1"), body: p.body}
 	b := &wireResponse{head: encodeEnvelope(p.label, "2"), body: p.body}
 	ca, _ := codec{}.Marshal(a)

@@ -51,6 +51,8 @@ type entry struct {
 	nackError      string
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
+	group          string // the node group its labels put it in, or ""
+	groupProblem   string // why group is "", for operators
 
 	session *Session // the stream that speaks for the node, or nil
 }
@@ -162,6 +164,12 @@ func (s *Session) Acked(v uint64) {
 	})
 }
 
+// Placed records the node group the node's labels put it in, or, when
+// group is empty, why none does.
+func (s *Session) Placed(group, problem string) {
+	s.update(func(e *entry) { e.group, e.groupProblem = group, problem })
+}
+
 // Nacked records that the node refused version v, saying why.
 func (s *Session) Nacked(v uint64, detail string) {
 	s.update(func(e *entry) {
@@ -259,5 +267,7 @@ func (e *entry) status() *sluicev1.NodeStatus {
 		NackedVersion:  e.nacked,
 		NackError:      e.nackError,
 		Draining:       e.draining,
+		Group:          e.group,
+		GroupProblem:   e.groupProblem,
 	}
 }

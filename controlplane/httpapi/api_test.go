@@ -93,7 +93,7 @@ func (f *fixture) current(t *testing.T) (*sluicev1.VersionInfo, *sluicev1.Endpoi
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.Info, v.Snapshot.GetClusters()[0].GetEndpoints()[0]
+	return v.Info, v.Config.GetGroups()[0].GetSnapshot().GetClusters()[0].GetEndpoints()[0]
 }
 
 // TestEndpointActions: each action stores what sluicectl's command would,
@@ -221,7 +221,7 @@ func TestCallsGoThroughInterceptors(t *testing.T) {
 		}
 	}
 	// Each GET stops at its first call, which the interceptor refuses.
-	want := []string{"UpdateEndpoint", "UpdateEndpoint", "Get", "Get", "ListConns", "GetStats"}
+	want := []string{"UpdateEndpoint", "UpdateEndpoint", "ListGroups", "Get", "ListConns", "GetStats"}
 	for i, m := range want {
 		want[i] = "/sluice.v1.ConfigService/" + m
 	}

@@ -18,7 +18,7 @@ const rateWindow = 10
 
 // fleetJSON answers GET /api/fleet.
 type fleetJSON struct {
-	// Version is the current snapshot version, the one nodes should apply.
+	// Version is the current version of the configuration, across groups.
 	Version uint64     `json:"version"`
 	Nodes   []nodeJSON `json:"nodes"`
 }
@@ -26,7 +26,11 @@ type fleetJSON struct {
 type nodeJSON struct {
 	ID     string            `json:"id"`
 	Labels map[string]string `json:"labels"`
-	Build  string            `json:"build,omitempty"`
+	// Group is the node group its labels put it in; empty when none does,
+	// and GroupProblem says why.
+	Group        string `json:"group"`
+	GroupProblem string `json:"group_problem,omitempty"`
+	Build        string `json:"build,omitempty"`
 	// State is CONNECTED, DRAINING or DISCONNECTED.
 	State          string    `json:"state"`
 	Peer           string    `json:"peer,omitempty"`
@@ -38,8 +42,10 @@ type nodeJSON struct {
 	// and why, until it applies that version or a newer one.
 	NackedVersion uint64 `json:"nacked_version,omitempty"`
 	NackError     string `json:"nack_error,omitempty"`
-	// InSync says the node applied the current version.
-	InSync bool `json:"in_sync"`
+	// WantVersion is the version of the node's group, the one it should
+	// run (0: none); InSync says it runs it.
+	WantVersion uint64 `json:"want_version"`
+	InSync      bool   `json:"in_sync"`
 	// Active and Conns sum the node's endpoints in its latest report.
 	Active int64         `json:"active"`
 	Conns  int64         `json:"conns"`
@@ -47,10 +53,14 @@ type nodeJSON struct {
 }
 
 func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
-	cur, err := call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, a.config.Get)
+	gs, err := call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, a.config.ListGroups)
 	if err != nil {
 		writeStatus(w, err)
 		return
+	}
+	want := map[string]uint64{}
+	for _, g := range gs.GetGroups() {
+		want[g.GetName()] = g.GetVersion()
 	}
 	nodes, err := call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
 	if err != nil {
@@ -71,8 +81,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		gauges[n.GetNodeId()] = g
 	}
-	version := cur.GetInfo().GetVersion()
-	out := fleetJSON{Version: version, Nodes: []nodeJSON{}}
+	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {
@@ -83,12 +92,14 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		g := gauges[n.GetId()]
 		out.Nodes = append(out.Nodes, nodeJSON{
-			ID: n.GetId(), Labels: orEmpty(n.GetLabels()), Build: n.GetBuildVersion(), State: state,
+			ID: n.GetId(), Labels: orEmpty(n.GetLabels()), Group: n.GetGroup(), GroupProblem: n.GetGroupProblem(),
+			Build: n.GetBuildVersion(), State: state,
 			Peer: n.GetPeer(), ConnectedSince: n.GetConnectedSince().AsTime(), LastSeen: n.GetLastSeen().AsTime(),
 			AppliedVersion: n.GetAckedVersion(), SentVersion: n.GetSentVersion(),
 			NackedVersion: n.GetNackedVersion(), NackError: n.GetNackError(),
-			InSync: n.GetConnected() && n.GetAckedVersion() == version,
-			Active: g[0], Conns: g[1],
+			WantVersion: want[n.GetGroup()],
+			InSync:      n.GetConnected() && want[n.GetGroup()] != 0 && n.GetAckedVersion() == want[n.GetGroup()],
+			Active:      g[0], Conns: g[1],
 			Rate: a.rate(history.NodeKey(n.GetId())),
 		})
 	}

@@ -87,11 +87,11 @@ func New(src Sources) *Metrics {
 		}, func() float64 { c, _ := src.Nodes(); return float64(c) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_cp_nodes_out_of_date",
-			Help: "Connected nodes not running the published version.",
+			Help: "Connected nodes not running the version of their node group.",
 		}, func() float64 { c, cur := src.Nodes(); return float64(c - cur) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_cp_snapshot_version",
-			Help: "The published snapshot version (0: none yet).",
+			Help: "The published configuration version, across node groups (0: none yet).",
 		}, func() float64 { return float64(src.Version()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sluice_cp_stats_records_received_total",

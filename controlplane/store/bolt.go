@@ -31,12 +31,15 @@ const DefaultRetain = 1000
 var (
 	bucketMeta      = []byte("meta")      // "current" -> version, "schema" -> 1
 	bucketInfo      = []byte("info")      // version -> VersionInfo (proto)
-	bucketSnapshots = []byte("snapshots") // version -> Snapshot (deterministic proto)
+	bucketSnapshots = []byte("snapshots") // version -> FleetConfig (deterministic proto)
 	keyCurrent      = []byte("current")
 	keySchema       = []byte("schema")
 )
 
-const schemaVersion = 1
+// schemaVersion 2 stores a FleetConfig per version; files of schema 1, which
+// stored one Snapshot per version, are converted on open (each snapshot
+// becomes the default group's).
+const schemaVersion = 2
 
 // BoltOptions tune the embedded store.
 type BoltOptions struct {
@@ -91,17 +94,22 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		if err != nil {
 			return err
 		}
-		if v := meta.Get(keySchema); v != nil {
-			if got := decodeVersion(v); got != schemaVersion {
-				return fmt.Errorf("file has schema %d, this build reads %d", got, schemaVersion)
-			}
-		} else if err := meta.Put(keySchema, encodeVersion(schemaVersion)); err != nil {
-			return err
-		}
 		for _, b := range [][]byte{bucketInfo, bucketSnapshots} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+		case decodeVersion(v) == 1:
+			if err := migrateSchema1(tx); err != nil {
+				return fmt.Errorf("convert from schema 1: %w", err)
+			}
+		case decodeVersion(v) != schemaVersion:
+			return fmt.Errorf("file has schema %d, this build reads %d", decodeVersion(v), schemaVersion)
+		}
+		if err := meta.Put(keySchema, encodeVersion(schemaVersion)); err != nil {
+			return err
 		}
 		if v := meta.Get(keyCurrent); v != nil {
 			current = decodeVersion(v)
@@ -128,7 +136,7 @@ func (s *Bolt) Current(ctx context.Context) (*Version, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cur := currentOf(tx)
 		if cur == 0 {
-			v = &Version{Info: &sluicev1.VersionInfo{}, Snapshot: &sluicev1.Snapshot{}}
+			v = &Version{Info: &sluicev1.VersionInfo{}, Config: Initial()}
 			return nil
 		}
 		var err error
@@ -189,13 +197,13 @@ func (s *Bolt) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.Vers
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	snap := rec.Snapshot
-	if snap == nil {
-		snap = &sluicev1.Snapshot{}
-	}
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
+	raw, err := encodeConfig(rec.Config)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: marshal snapshot: %w", err)
+		return nil, false, fmt.Errorf("store: marshal configuration: %w", err)
+	}
+	initial, err := encodeConfig(Initial())
+	if err != nil {
+		return nil, false, fmt.Errorf("store: marshal configuration: %w", err)
 	}
 	var (
 		info    *sluicev1.VersionInfo
@@ -214,8 +222,8 @@ func (s *Bolt) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.Vers
 			info = v.Info
 			return nil
 		}
-		if cur == 0 && len(raw) == 0 {
-			// The empty snapshot is what version 0 already means.
+		if cur == 0 && bytes.Equal(raw, initial) {
+			// The initial configuration is what version 0 already means.
 			info = &sluicev1.VersionInfo{}
 			return nil
 		}
@@ -226,6 +234,7 @@ func (s *Bolt) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.Vers
 			Author:  rec.Author,
 			Comment: rec.Comment,
 			Changes: rec.Changes,
+			Group:   rec.Group,
 		}
 		infoRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 		if err != nil {
@@ -297,14 +306,64 @@ func readVersion(tx *bolt.Tx, version uint64) (*Version, error) {
 	if infoRaw == nil || snapRaw == nil {
 		return nil, ErrNotFound
 	}
-	v := &Version{Info: &sluicev1.VersionInfo{}, Snapshot: &sluicev1.Snapshot{}}
+	v := &Version{Info: &sluicev1.VersionInfo{}}
 	if err := proto.Unmarshal(infoRaw, v.Info); err != nil {
 		return nil, fmt.Errorf("version %d: corrupt info: %w", version, err)
 	}
-	if err := proto.Unmarshal(snapRaw, v.Snapshot); err != nil {
-		return nil, fmt.Errorf("version %d: corrupt snapshot: %w", version, err)
+	cfg, err := decodeConfig(snapRaw)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: corrupt configuration: %w", version, err)
 	}
+	v.Config = cfg
 	return v, nil
+}
+
+// encodeConfig is how a version's configuration is kept: deterministic
+// protobuf, so equal configurations are equal bytes. nil is the initial one.
+func encodeConfig(cfg *sluicev1.FleetConfig) ([]byte, error) {
+	if cfg == nil {
+		cfg = Initial()
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(cfg)
+}
+
+func decodeConfig(raw []byte) (*sluicev1.FleetConfig, error) {
+	cfg := &sluicev1.FleetConfig{}
+	if err := proto.Unmarshal(raw, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// migrateSchema1 rewrites each version's Snapshot as a FleetConfig holding
+// it as the default group's, at that version.
+func migrateSchema1(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketSnapshots)
+	type kv struct{ k, v []byte }
+	var rewritten []kv
+	err := b.ForEach(func(k, raw []byte) error {
+		snap := &sluicev1.Snapshot{}
+		if err := proto.Unmarshal(raw, snap); err != nil {
+			return fmt.Errorf("version %d: %w", decodeVersion(k), err)
+		}
+		cfg := Initial()
+		cfg.Groups[0].Snapshot, cfg.Groups[0].Version = snap, decodeVersion(k)
+		out, err := encodeConfig(cfg)
+		if err != nil {
+			return err
+		}
+		rewritten = append(rewritten, kv{bytes.Clone(k), out})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range rewritten {
+		if err := b.Put(e.k, e.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wrap prefixes errors that do not already say where they come from.

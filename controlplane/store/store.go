@@ -1,11 +1,13 @@
-// Package store keeps the control plane's snapshots as a history of numbered
-// versions.
+// Package store keeps the control plane's configuration as a history of
+// numbered versions.
 //
-// A version is created by every Put that changes the snapshot: its number is
-// the current one plus one, and it becomes current at once. Versions never go
-// back: a rollback is a Put of an older snapshot, which becomes a new version.
-// Each version keeps its [sluicev1.VersionInfo] (who, when, why, and what
-// changed) beside the snapshot itself.
+// A version holds the whole configuration, a [sluicev1.FleetConfig]: every
+// node group with its selector and snapshot. It is created by every Put that
+// changes the configuration: its number is the current one plus one, and it
+// becomes current at once. Versions never go back: a rollback is a Put of an
+// older snapshot, which becomes a new version. Each version keeps its
+// [sluicev1.VersionInfo] (who, when, why, which group, and what changed)
+// beside the configuration itself.
 //
 // [Store] is the contract the rest of the control plane uses; [Bolt] is the
 // embedded implementation (one bbolt file). A replicated implementation on etcd
@@ -19,6 +21,7 @@ import (
 	"errors"
 	"math"
 
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -34,6 +37,10 @@ var (
 	ErrClosed = errors.New("store: closed")
 )
 
+// Initial is the configuration of version 0: the default group, whose empty
+// selector takes every node, with an empty snapshot.
+func Initial() *sluicev1.FleetConfig { return groups.Initial() }
+
 // AnyBase as the base of a Put stores the record whatever the current version
 // is. Writers that diff against the current version must name it instead, so
 // the diff they record is the diff that happened.
@@ -42,16 +49,18 @@ const AnyBase uint64 = math.MaxUint64
 // Version is one stored version. The messages belong to the caller: a Store
 // never keeps or modifies what it returns.
 type Version struct {
-	Info     *sluicev1.VersionInfo
-	Snapshot *sluicev1.Snapshot
+	Info   *sluicev1.VersionInfo
+	Config *sluicev1.FleetConfig
 }
 
 // Record is what a writer asks a Store to keep as a new version. The store
 // stamps the version number and the creation time.
 type Record struct {
-	Snapshot *sluicev1.Snapshot
-	Author   string
-	Comment  string
+	Config *sluicev1.FleetConfig
+	// Group names the group whose snapshot or selector changed.
+	Group   string
+	Author  string
+	Comment string
 	// Changes are the lines of the diff from the base version, e.g.
 	// "~ cluster web: endpoint web2 weight 1 -> 3".
 	Changes []string
@@ -61,8 +70,8 @@ type Record struct {
 // concurrent use from any goroutine.
 type Store interface {
 	// Current returns the current version. Before the first Put it returns
-	// version 0 with an empty snapshot and no error: version 0 is "nothing
-	// configured yet", which nodes never receive.
+	// version 0 with the Initial configuration and no error: version 0 is
+	// "nothing configured yet", which nodes never receive.
 	Current(ctx context.Context) (*Version, error)
 	// Get returns a stored version, or ErrNotFound.
 	Get(ctx context.Context, version uint64) (*Version, error)
@@ -71,7 +80,7 @@ type Store interface {
 	History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo, error)
 	// Put stores rec as version current+1 and makes it current, provided
 	// base is the current version (or AnyBase); otherwise it returns
-	// ErrConflict and stores nothing. A snapshot equal to the current one
+	// ErrConflict and stores nothing. A configuration equal to the current one
 	// stores nothing and returns the current info with changed false.
 	// Watchers are notified after the version is durable.
 	Put(ctx context.Context, base uint64, rec Record) (info *sluicev1.VersionInfo, changed bool, err error)

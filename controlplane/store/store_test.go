@@ -25,6 +25,15 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// inDefault makes snap the default group's snapshot of a configuration.
+func inDefault(snap *sluicev1.Snapshot) *sluicev1.FleetConfig {
+	cfg := Initial()
+	cfg.Groups[0].Snapshot = snap
+	return cfg
+}
+
+func defaultSnap(v *Version) *sluicev1.Snapshot { return v.Config.GetGroups()[0].GetSnapshot() }
+
 func snap(cluster string, weight uint32) *sluicev1.Snapshot {
 	return &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{
 		Name:      cluster,
@@ -61,7 +70,7 @@ func TestEmptyStore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Current: %v", err)
 	}
-	if cur.Info.GetVersion() != 0 || len(cur.Snapshot.GetClusters()) != 0 {
+	if cur.Info.GetVersion() != 0 || len(defaultSnap(cur).GetClusters()) != 0 {
 		t.Errorf("Current of an empty store = %v, want version 0 and an empty snapshot", cur)
 	}
 	if _, err := s.Get(ctx, 1); !errors.Is(err, ErrNotFound) {
@@ -72,7 +81,7 @@ func TestEmptyStore(t *testing.T) {
 		t.Errorf("History = %v, %v; want empty", h, err)
 	}
 	// The empty snapshot is what version 0 means: storing it changes nothing.
-	info, changed, err := s.Put(ctx, 0, Record{Snapshot: &sluicev1.Snapshot{}})
+	info, changed, err := s.Put(ctx, 0, Record{Config: inDefault(&sluicev1.Snapshot{})})
 	if err != nil || changed || info.GetVersion() != 0 {
 		t.Errorf("Put(empty) = %v, %v, %v; want version 0, unchanged", info, changed, err)
 	}
@@ -83,26 +92,26 @@ func TestPutVersionsAndHistory(t *testing.T) {
 	s := open(t, t.TempDir(), BoltOptions{})
 	defer s.Close()
 
-	v1 := mustPut(t, ctx, s, 0, Record{Snapshot: snap("web", 1), Author: "ann", Comment: "first", Changes: []string{"+ cluster web"}})
+	v1 := mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1)), Author: "ann", Comment: "first", Changes: []string{"+ cluster web"}})
 	if v1.GetVersion() != 1 || v1.GetAuthor() != "ann" || v1.GetComment() != "first" || v1.GetCreated() == nil {
 		t.Errorf("first version info = %v", v1)
 	}
-	v2 := mustPut(t, ctx, s, 1, Record{Snapshot: snap("web", 3), Changes: []string{"~ cluster web: endpoint e1 weight 1 -> 3"}})
+	v2 := mustPut(t, ctx, s, 1, Record{Config: inDefault(snap("web", 3)), Changes: []string{"~ cluster web: endpoint e1 weight 1 -> 3"}})
 	if v2.GetVersion() != 2 {
 		t.Errorf("second version = %d, want 2", v2.GetVersion())
 	}
 
 	// Equal snapshot: nothing stored, current info returned.
-	info, changed, err := s.Put(ctx, 2, Record{Snapshot: snap("web", 3), Comment: "again"})
+	info, changed, err := s.Put(ctx, 2, Record{Config: inDefault(snap("web", 3)), Comment: "again"})
 	if err != nil || changed || info.GetVersion() != 2 {
 		t.Errorf("Put(equal) = %v, %v, %v; want version 2, unchanged", info, changed, err)
 	}
 	// Stale base: refused.
-	if _, _, err := s.Put(ctx, 1, Record{Snapshot: snap("web", 5)}); !errors.Is(err, ErrConflict) {
+	if _, _, err := s.Put(ctx, 1, Record{Config: inDefault(snap("web", 5))}); !errors.Is(err, ErrConflict) {
 		t.Errorf("Put(stale base) error = %v, want ErrConflict", err)
 	}
 	// Rolling back to an old snapshot is a new version.
-	v3 := mustPut(t, ctx, s, AnyBase, Record{Snapshot: snap("web", 1), Comment: "rollback 1"})
+	v3 := mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 1)), Comment: "rollback 1"})
 	if v3.GetVersion() != 3 {
 		t.Errorf("rollback version = %d, want 3", v3.GetVersion())
 	}
@@ -125,8 +134,8 @@ func TestPutVersionsAndHistory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get(2): %v", err)
 	}
-	if !proto.Equal(got.Snapshot, snap("web", 3)) {
-		t.Errorf("Get(2).Snapshot = %v, want %v", got.Snapshot, snap("web", 3))
+	if !proto.Equal(defaultSnap(got), snap("web", 3)) {
+		t.Errorf("Get(2).Snapshot = %v, want %v", defaultSnap(got), snap("web", 3))
 	}
 }
 
@@ -134,8 +143,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 	ctx := testContext(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	s := open(t, dir, BoltOptions{})
-	mustPut(t, ctx, s, 0, Record{Snapshot: snap("web", 1), Author: "ann"})
-	mustPut(t, ctx, s, 1, Record{Snapshot: snap("api", 2), Author: "bob", Comment: "swap"})
+	mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1)), Author: "ann"})
+	mustPut(t, ctx, s, 1, Record{Config: inDefault(snap("api", 2)), Author: "bob", Comment: "swap"})
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -152,8 +161,8 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if cur.Info.GetVersion() != 2 || cur.Info.GetAuthor() != "bob" || cur.Info.GetComment() != "swap" {
 		t.Errorf("Current info after reopen = %v", cur.Info)
 	}
-	if !proto.Equal(cur.Snapshot, snap("api", 2)) {
-		t.Errorf("Current snapshot after reopen = %v", cur.Snapshot)
+	if !proto.Equal(defaultSnap(cur), snap("api", 2)) {
+		t.Errorf("Current snapshot after reopen = %v", defaultSnap(cur))
 	}
 	h, _ := s.History(ctx, 0)
 	if got := versions(h); !slices.Equal(got, []uint64{2, 1}) {
@@ -168,7 +177,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Watch delivered nothing")
 	}
-	if info := mustPut(t, ctx, s, 2, Record{Snapshot: snap("web", 9)}); info.GetVersion() != 3 {
+	if info := mustPut(t, ctx, s, 2, Record{Config: inDefault(snap("web", 9))}); info.GetVersion() != 3 {
 		t.Errorf("version after reopen = %d, want 3", info.GetVersion())
 	}
 }
@@ -215,7 +224,7 @@ func TestConcurrentPuts(t *testing.T) {
 		wg.Go(func() {
 			var mine []uint64
 			for i := range each {
-				info, changed, err := s.Put(ctx, AnyBase, Record{Snapshot: snap(fmt.Sprintf("w%d-%d", w, i), 1)})
+				info, changed, err := s.Put(ctx, AnyBase, Record{Config: inDefault(snap(fmt.Sprintf("w%d-%d", w, i), 1))})
 				if err != nil || !changed {
 					t.Errorf("Put: %v, changed=%v", err, changed)
 					return
@@ -258,8 +267,8 @@ func TestCompareAndSwapUnderContention(t *testing.T) {
 				}
 				base := cur.Info.GetVersion()
 				_, _, err = s.Put(ctx, base, Record{
-					Snapshot: snap(fmt.Sprintf("w%d-%d", w, i), 1),
-					Comment:  fmt.Sprint(base),
+					Config:  inDefault(snap(fmt.Sprintf("w%d-%d", w, i), 1)),
+					Comment: fmt.Sprint(base),
 				})
 				if errors.Is(err, ErrConflict) {
 					continue
@@ -289,7 +298,7 @@ func TestRetention(t *testing.T) {
 	s := open(t, t.TempDir(), BoltOptions{Retain: 3})
 	defer s.Close()
 	for i := range 5 {
-		mustPut(t, ctx, s, AnyBase, Record{Snapshot: snap("web", uint32(i+1))})
+		mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
 	}
 	h, _ := s.History(ctx, 0)
 	if got := versions(h); !slices.Equal(got, []uint64{5, 4, 3}) {
@@ -312,12 +321,12 @@ func TestWatch(t *testing.T) {
 	}
 	// A slow reader skips versions but gets the newest.
 	for i := range 3 {
-		mustPut(t, ctx, s, AnyBase, Record{Snapshot: snap("web", uint32(i+1))})
+		mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
 	}
 	if v := <-ch; v != 3 {
 		t.Errorf("watched version = %d, want 3", v)
 	}
-	mustPut(t, ctx, s, AnyBase, Record{Snapshot: snap("web", 9)})
+	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 9))})
 	if v := <-ch; v != 4 {
 		t.Errorf("watched version = %d, want 4", v)
 	}

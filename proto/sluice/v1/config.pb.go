@@ -24,6 +24,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RolloutState int32
+
+const (
+	RolloutState_ROLLOUT_STATE_UNSPECIFIED RolloutState = 0
+	// CANARY: the canaries run the new version; the control plane watches
+	// their ACKs and error rate.
+	RolloutState_ROLLOUT_STATE_CANARY RolloutState = 1
+	// HALTED: a canary refused the version or its error rate rose; the
+	// canaries went back to the group's snapshot. Resume tries again, Abort
+	// gives up.
+	RolloutState_ROLLOUT_STATE_HALTED RolloutState = 2
+)
+
+// Enum value maps for RolloutState.
+var (
+	RolloutState_name = map[int32]string{
+		0: "ROLLOUT_STATE_UNSPECIFIED",
+		1: "ROLLOUT_STATE_CANARY",
+		2: "ROLLOUT_STATE_HALTED",
+	}
+	RolloutState_value = map[string]int32{
+		"ROLLOUT_STATE_UNSPECIFIED": 0,
+		"ROLLOUT_STATE_CANARY":      1,
+		"ROLLOUT_STATE_HALTED":      2,
+	}
+)
+
+func (x RolloutState) Enum() *RolloutState {
+	p := new(RolloutState)
+	*p = x
+	return p
+}
+
+func (x RolloutState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_v1_config_proto_enumTypes[0].Descriptor()
+}
+
+func (RolloutState) Type() protoreflect.EnumType {
+	return &file_sluice_v1_config_proto_enumTypes[0]
+}
+
+func (x RolloutState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutState.Descriptor instead.
+func (RolloutState) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{0}
+}
+
 type ApplyRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Snapshot *Snapshot              `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
@@ -35,8 +89,22 @@ type ApplyRequest struct {
 	// IfVersion, when set, stores nothing unless the current version is
 	// still this one (optimistic concurrency for CI: someone else's apply in
 	// between fails the call with FAILED_PRECONDITION). 0 means "nothing
-	// applied yet".
-	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// applied yet". With groups, it is the version the target group runs.
+	IfVersion *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group is the node group the snapshot is for; empty means "default",
+	// the group that exists from the start with an empty selector (every
+	// node no other group takes). Names: lower-case letters, digits, '-'.
+	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// Selector, when set, creates the group with this label selector when it
+	// does not exist, or changes its selector, in the same version as the
+	// snapshot. Without it, a group that does not exist fails with NOT_FOUND.
+	// Syntax: comma-separated requirements, all of which must hold:
+	// "k=v", "k!=v", "k in (a,b)", "k notin (a,b)", "k" (has the label),
+	// "!k" (has not). Empty: nodes that no other group's selector matches.
+	Selector *string `protobuf:"bytes,7,opt,name=selector,proto3,oneof" json:"selector,omitempty"`
+	// Canary, when set, starts a staged rollout of the snapshot instead of
+	// sending it to the whole group at once (see Rollout).
+	Canary        *Canary `protobuf:"bytes,8,opt,name=canary,proto3" json:"canary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -106,6 +174,237 @@ func (x *ApplyRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *ApplyRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ApplyRequest) GetSelector() string {
+	if x != nil && x.Selector != nil {
+		return *x.Selector
+	}
+	return ""
+}
+
+func (x *ApplyRequest) GetCanary() *Canary {
+	if x != nil {
+		return x.Canary
+	}
+	return nil
+}
+
+// Canary says how a staged rollout starts and when it may proceed.
+type Canary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Percent of the group's connected nodes (1 to 100, rounded up), or
+	// Nodes, a count; exactly one is set.
+	Percent uint32 `protobuf:"varint,1,opt,name=percent,proto3" json:"percent,omitempty"`
+	Nodes   uint32 `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// Window is how long the canaries must run the new version, once all of
+	// them ACKed it, with an error rate under MaxErrorRate before the rest of
+	// the group gets it. Default 30s.
+	Window *durationpb.Duration `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	// MaxErrorRate is the share of the canaries' requests that may fail (5xx
+	// answers and connect errors), 0 to 1. Default 0.05. Unset means the
+	// default; to allow no errors at all, give a tiny rate such as 1e-9.
+	MaxErrorRate  float64 `protobuf:"fixed64,4,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Canary) Reset() {
+	*x = Canary{}
+	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Canary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Canary) ProtoMessage() {}
+
+func (x *Canary) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Canary.ProtoReflect.Descriptor instead.
+func (*Canary) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Canary) GetPercent() uint32 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
+func (x *Canary) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *Canary) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *Canary) GetMaxErrorRate() float64 {
+	if x != nil {
+		return x.MaxErrorRate
+	}
+	return 0
+}
+
+// Rollout is a staged rollout in progress on one group: the canaries run
+// the new snapshot while the rest of the group keeps the group's snapshot.
+type Rollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Version is the version that started the rollout; canaries are sent
+	// Snapshot labelled with it.
+	Version  uint64    `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Snapshot *Snapshot `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Canaries are the ids of the nodes that get the new snapshot first.
+	Canaries []string     `protobuf:"bytes,3,rep,name=canaries,proto3" json:"canaries,omitempty"`
+	State    RolloutState `protobuf:"varint,4,opt,name=state,proto3,enum=sluice.v1.RolloutState" json:"state,omitempty"`
+	// Reason says why a halted rollout stopped.
+	Reason       string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Started      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started,proto3" json:"started,omitempty"`
+	Window       *durationpb.Duration   `protobuf:"bytes,7,opt,name=window,proto3" json:"window,omitempty"`
+	MaxErrorRate float64                `protobuf:"fixed64,8,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
+	// Author and Comment are those of the apply that started it; the
+	// version that completes it keeps them.
+	Author  string `protobuf:"bytes,9,opt,name=author,proto3" json:"author,omitempty"`
+	Comment string `protobuf:"bytes,10,opt,name=comment,proto3" json:"comment,omitempty"`
+	// Changes are the diff from the group's snapshot.
+	Changes       []string `protobuf:"bytes,11,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Rollout) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Rollout) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *Rollout) GetCanaries() []string {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
+func (x *Rollout) GetState() RolloutState {
+	if x != nil {
+		return x.State
+	}
+	return RolloutState_ROLLOUT_STATE_UNSPECIFIED
+}
+
+func (x *Rollout) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rollout) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *Rollout) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *Rollout) GetMaxErrorRate() float64 {
+	if x != nil {
+		return x.MaxErrorRate
+	}
+	return 0
+}
+
+func (x *Rollout) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *Rollout) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *Rollout) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 type UpdateEndpointRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Cluster and endpoint name the endpoint, as CLUSTER/ENDPOINT in sluicectl.
@@ -121,14 +420,16 @@ type UpdateEndpointRequest struct {
 	// "set-weight web/a 3".
 	Comment string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
 	// IfVersion: as in ApplyRequest.
-	IfVersion     *uint64 `protobuf:"varint,8,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	IfVersion *uint64 `protobuf:"varint,8,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group whose snapshot is edited; empty means "default".
+	Group         string `protobuf:"bytes,9,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateEndpointRequest) Reset() {
 	*x = UpdateEndpointRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -140,7 +441,7 @@ func (x *UpdateEndpointRequest) String() string {
 func (*UpdateEndpointRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[1]
+	mi := &file_sluice_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -153,7 +454,7 @@ func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateEndpointRequest) GetCluster() string {
@@ -212,6 +513,13 @@ func (x *UpdateEndpointRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *UpdateEndpointRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type RollbackRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the stored version whose snapshot becomes current again.
@@ -222,14 +530,17 @@ type RollbackRequest struct {
 	// Comment goes into History; default "rollback to version N".
 	Comment string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
 	// IfVersion: as in ApplyRequest.
-	IfVersion     *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	IfVersion *uint64 `protobuf:"varint,5,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	// Group whose snapshot is rolled back; empty means the group that
+	// version changed.
+	Group         string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +552,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[2]
+	mi := &file_sluice_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +565,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -292,6 +603,13 @@ func (x *RollbackRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *RollbackRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version is the new current version, or the unchanged current one when
@@ -303,13 +621,18 @@ type ApplyResponse struct {
 	Changes []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	// ResourceChanges are the same changes, structured for scripts.
 	ResourceChanges []*ResourceChange `protobuf:"bytes,4,rep,name=resource_changes,json=resourceChanges,proto3" json:"resource_changes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Group is the node group the call wrote, and GroupVersion the version
+	// its nodes are sent now: Version when the call changed the group's
+	// snapshot, an older one when it changed only its selector.
+	Group         string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	GroupVersion  uint64 `protobuf:"varint,6,opt,name=group_version,json=groupVersion,proto3" json:"group_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +644,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[3]
+	mi := &file_sluice_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +657,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyResponse) GetVersion() uint64 {
@@ -365,6 +688,20 @@ func (x *ApplyResponse) GetResourceChanges() []*ResourceChange {
 	return nil
 }
 
+func (x *ApplyResponse) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ApplyResponse) GetGroupVersion() uint64 {
+	if x != nil {
+		return x.GroupVersion
+	}
+	return 0
+}
+
 // ResourceChange is how one resource differs between two versions.
 type ResourceChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -382,7 +719,7 @@ type ResourceChange struct {
 
 func (x *ResourceChange) Reset() {
 	*x = ResourceChange{}
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +731,7 @@ func (x *ResourceChange) String() string {
 func (*ResourceChange) ProtoMessage() {}
 
 func (x *ResourceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[4]
+	mi := &file_sluice_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +744,7 @@ func (x *ResourceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceChange.ProtoReflect.Descriptor instead.
 func (*ResourceChange) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResourceChange) GetOp() string {
@@ -444,14 +781,16 @@ type GetRequest struct {
 	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// ShowSecrets returns private keys as stored; else each is replaced by
 	// the text "<redacted>", which Apply reads as "keep the stored key".
-	ShowSecrets   bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
+	ShowSecrets bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
+	// Group whose snapshot is returned; empty means "default".
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +802,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[5]
+	mi := &file_sluice_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +815,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRequest) GetVersion() uint64 {
@@ -493,6 +832,13 @@ func (x *GetRequest) GetShowSecrets() bool {
 	return false
 }
 
+func (x *GetRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type GetResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Info          *VersionInfo           `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
@@ -503,7 +849,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +861,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[6]
+	mi := &file_sluice_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +874,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetResponse) GetInfo() *VersionInfo {
@@ -547,19 +893,21 @@ func (x *GetResponse) GetSnapshot() *Snapshot {
 
 // VersionInfo describes one stored version.
 type VersionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
-	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
-	Comment       string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
-	Changes       []string               `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created,proto3" json:"created,omitempty"`
+	Author  string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	Changes []string               `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Group is the node group whose snapshot or selector this version changed.
+	Group         string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +919,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[7]
+	mi := &file_sluice_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +932,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -622,17 +970,26 @@ func (x *VersionInfo) GetChanges() []string {
 	return nil
 }
 
+func (x *VersionInfo) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type HistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Limit caps how many versions are returned; 0 means all kept.
-	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Group keeps the versions that changed this group; empty keeps all.
+	Group         string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +1001,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[8]
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +1014,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -665,6 +1022,13 @@ func (x *HistoryRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *HistoryRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type HistoryResponse struct {
@@ -677,7 +1041,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +1053,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[9]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +1066,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -727,7 +1091,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1103,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1116,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 type ListNodesResponse struct {
@@ -764,7 +1128,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +1140,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +1153,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -819,14 +1183,20 @@ type NodeStatus struct {
 	NackedVersion uint64 `protobuf:"varint,10,opt,name=nacked_version,json=nackedVersion,proto3" json:"nacked_version,omitempty"`
 	NackError     string `protobuf:"bytes,11,opt,name=nack_error,json=nackError,proto3" json:"nack_error,omitempty"`
 	// Draining is true once the node reported that it is draining.
-	Draining      bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
+	Draining bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Group is the node group the node's labels put it in; empty when none
+	// does, and group_problem says why ("no group's selector matches its
+	// labels", "its labels match groups a and b"). Such a node is sent
+	// nothing new and keeps running what it has.
+	Group         string `protobuf:"bytes,13,opt,name=group,proto3" json:"group,omitempty"`
+	GroupProblem  string `protobuf:"bytes,14,opt,name=group_problem,json=groupProblem,proto3" json:"group_problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1208,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1221,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -938,6 +1308,20 @@ func (x *NodeStatus) GetDraining() bool {
 	return false
 }
 
+func (x *NodeStatus) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetGroupProblem() string {
+	if x != nil {
+		return x.GroupProblem
+	}
+	return ""
+}
+
 type ListConnsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Limit caps how many records are returned; 0 means 100.
@@ -957,7 +1341,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1353,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1366,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -1043,7 +1427,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1439,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1452,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -1089,7 +1473,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1485,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1498,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetStatsRequest) GetNodeId() string {
@@ -1140,7 +1524,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1536,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1549,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStatsResponse) GetNodes() []*NodeStats {
@@ -1189,7 +1573,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1585,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1598,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -1255,7 +1639,7 @@ type ShutdownSessionsRequest struct {
 
 func (x *ShutdownSessionsRequest) Reset() {
 	*x = ShutdownSessionsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1651,7 @@ func (x *ShutdownSessionsRequest) String() string {
 func (*ShutdownSessionsRequest) ProtoMessage() {}
 
 func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1664,7 @@ func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ShutdownSessionsRequest) GetCluster() string {
@@ -1307,7 +1691,7 @@ type ShutdownSessionsResponse struct {
 
 func (x *ShutdownSessionsResponse) Reset() {
 	*x = ShutdownSessionsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1703,7 @@ func (x *ShutdownSessionsResponse) String() string {
 func (*ShutdownSessionsResponse) ProtoMessage() {}
 
 func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1716,7 @@ func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
@@ -1342,19 +1726,651 @@ func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
 	return nil
 }
 
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
+}
+
+type ListGroupsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*GroupStatus         `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Version is the current version of the whole configuration.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListGroupsResponse) GetGroups() []*GroupStatus {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListGroupsResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// GroupStatus is one node group as operators see it.
+type GroupStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Selector string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Version is the version at which the group's snapshot last changed: what
+	// its nodes are sent. 0: nothing applied to the group yet.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Nodes counts the connected nodes in the group, and Applied those of
+	// them that run Version.
+	Nodes   uint32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	Applied uint32 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	// Clusters and Listeners count the resources of its snapshot.
+	Clusters      uint32 `protobuf:"varint,6,opt,name=clusters,proto3" json:"clusters,omitempty"`
+	Listeners     uint32 `protobuf:"varint,7,opt,name=listeners,proto3" json:"listeners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStatus) Reset() {
+	*x = GroupStatus{}
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStatus) ProtoMessage() {}
+
+func (x *GroupStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
+func (*GroupStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GroupStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetApplied() uint32 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetClusters() uint32 {
+	if x != nil {
+		return x.Clusters
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetListeners() uint32 {
+	if x != nil {
+		return x.Listeners
+	}
+	return 0
+}
+
+type SetGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Selector: as in ApplyRequest.
+	Selector      string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	DryRun        bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author        string `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
+	Comment       string `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupRequest) Reset() {
+	*x = SetGroupRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupRequest) ProtoMessage() {}
+
+func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupRequest.ProtoReflect.Descriptor instead.
+func (*SetGroupRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SetGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *SetGroupRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *SetGroupRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+type DeleteGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment       string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *DeleteGroupRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// FleetConfig is what the control plane stores as one version: every node
+// group with its selector and snapshot. Groups are sorted by name.
+type FleetConfig struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetConfig) Reset() {
+	*x = FleetConfig{}
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetConfig) ProtoMessage() {}
+
+func (x *FleetConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetConfig.ProtoReflect.Descriptor instead.
+func (*FleetConfig) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FleetConfig) GetGroups() []*Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Group is one node group as stored.
+type Group struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Selector string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	Snapshot *Snapshot              `protobuf:"bytes,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Version is the version at which this group's snapshot last changed.
+	Version uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// Rollout is the group's staged rollout, if one is in progress or halted.
+	Rollout       *Rollout `protobuf:"bytes,5,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Group) Reset() {
+	*x = Group{}
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Group) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Group) ProtoMessage() {}
+
+func (x *Group) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Group.ProtoReflect.Descriptor instead.
+func (*Group) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Group) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Group) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *Group) GetSnapshot() *Snapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *Group) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Group) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+type RolloutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Group: empty means "default".
+	Group         string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Author        string `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutRequest) Reset() {
+	*x = RolloutRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutRequest) ProtoMessage() {}
+
+func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
+func (*RolloutRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RolloutRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RolloutRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+// RolloutStatus is a group's rollout as operators see it.
+type RolloutStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Rollout is absent when the group has none; its snapshot is left out.
+	Rollout *Rollout `protobuf:"bytes,2,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	// Canaries tell, per canary node, what it runs.
+	Canaries []*NodeStatus `protobuf:"bytes,3,rep,name=canaries,proto3" json:"canaries,omitempty"`
+	// Requests and ErrorRate are the canaries' traffic over the window so far.
+	Requests  uint64  `protobuf:"varint,4,opt,name=requests,proto3" json:"requests,omitempty"`
+	ErrorRate float64 `protobuf:"fixed64,5,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// Phase says in words what the rollout waits for, e.g. "waiting for 1 of
+	// 2 canaries to apply version 7", "watching canaries: 12s of 30s".
+	Phase string `protobuf:"bytes,6,opt,name=phase,proto3" json:"phase,omitempty"`
+	// Done is set, by the call that ended it, when the rollout completed or
+	// was aborted: the version that did it.
+	DoneVersion   uint64 `protobuf:"varint,7,opt,name=done_version,json=doneVersion,proto3" json:"done_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatus) Reset() {
+	*x = RolloutStatus{}
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatus) ProtoMessage() {}
+
+func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatus.ProtoReflect.Descriptor instead.
+func (*RolloutStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RolloutStatus) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RolloutStatus) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+func (x *RolloutStatus) GetCanaries() []*NodeStatus {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
+func (x *RolloutStatus) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *RolloutStatus) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *RolloutStatus) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *RolloutStatus) GetDoneVersion() uint64 {
+	if x != nil {
+		return x.DoneVersion
+	}
+	return 0
+}
+
 var File_sluice_v1_config_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\xdb\x01\n" +
+	"\x16sluice/v1/config.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sluice/v1/command.proto\x1a\x18sluice/v1/snapshot.proto\x1a\x15sluice/v1/stats.proto\x1a\x17validate/validate.proto\"\x84\x03\n" +
 	"\fApplyRequest\x129\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.sluice.v1.SnapshotB\b\xfaB\x05\x8a\x01\x02\x10\x01R\bsnapshot\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"\xda\x02\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\x06 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\x12)\n" +
+	"\bselector\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bH\x01R\bselector\x88\x01\x01\x12)\n" +
+	"\x06canary\x18\b \x01(\v2\x11.sluice.v1.CanaryR\x06canaryB\r\n" +
+	"\v_if_versionB\v\n" +
+	"\t_selector\"\xc3\x01\n" +
+	"\x06Canary\x12!\n" +
+	"\apercent\x18\x01 \x01(\rB\a\xfaB\x04*\x02\x18dR\apercent\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\rR\x05nodes\x12A\n" +
+	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\x06window\x12=\n" +
+	"\x0emax_error_rate\x18\x04 \x01(\x01B\x17\xfaB\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\"\x92\x03\n" +
+	"\aRollout\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12/\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x1a\n" +
+	"\bcanaries\x18\x03 \x03(\tR\bcanaries\x12-\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x17.sluice.v1.RolloutStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x124\n" +
+	"\astarted\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
+	"\x06window\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06window\x12$\n" +
+	"\x0emax_error_rate\x18\b \x01(\x01R\fmaxErrorRate\x12\x16\n" +
+	"\x06author\x18\t \x01(\tR\x06author\x12\x18\n" +
+	"\acomment\x18\n" +
+	" \x01(\tR\acomment\x12\x18\n" +
+	"\achanges\x18\v \x03(\tR\achanges\"\xa0\x03\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +
@@ -1364,48 +2380,55 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x06author\x18\x06 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\b \x01(\x04H\x01R\tifVersion\x88\x01\x01B\t\n" +
+	"if_version\x18\b \x01(\x04H\x01R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\t \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05groupB\t\n" +
 	"\a_weightB\r\n" +
-	"\v_if_version\"\xc6\x01\n" +
+	"\v_if_version\"\x8c\x02\n" +
 	"\x0fRollbackRequest\x12!\n" +
 	"\aversion\x18\x01 \x01(\x04B\a\xfaB\x042\x02(\x01R\aversion\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\x12\"\n" +
 	"\n" +
-	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"\xa3\x01\n" +
+	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12D\n" +
+	"\x05group\x18\x06 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05groupB\r\n" +
+	"\v_if_version\"\xde\x01\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
 	"\achanges\x18\x03 \x03(\tR\achanges\x12D\n" +
-	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\"`\n" +
+	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12#\n" +
+	"\rgroup_version\x18\x06 \x01(\x04R\fgroupVersion\"`\n" +
 	"\x0eResourceChange\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
-	"\x06fields\x18\x04 \x03(\tR\x06fields\"I\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"\x8f\x01\n" +
 	"\n" +
 	"GetRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
-	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\"j\n" +
+	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\x12D\n" +
+	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"j\n" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
-	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xa9\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xbf\x01\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\x12\x18\n" +
-	"\achanges\x18\x05 \x03(\tR\achanges\"&\n" +
+	"\achanges\x18\x05 \x03(\tR\achanges\x12\x14\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\"<\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\rR\x05limit\"_\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"_\n" +
 	"\x0fHistoryResponse\x122\n" +
 	"\bversions\x18\x01 \x03(\v2\x16.sluice.v1.VersionInfoR\bversions\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
 	"\x10ListNodesRequest\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\x91\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xcc\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -1421,7 +2444,9 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	" \x01(\x04R\rnackedVersion\x12\x1d\n" +
 	"\n" +
 	"nack_error\x18\v \x01(\tR\tnackError\x12\x1a\n" +
-	"\bdraining\x18\f \x01(\bR\bdraining\x1a9\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\x12\x14\n" +
+	"\x05group\x18\r \x01(\tR\x05group\x12#\n" +
+	"\rgroup_problem\x18\x0e \x01(\tR\fgroupProblem\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
@@ -1450,7 +2475,54 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
 	"\x18ShutdownSessionsResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults2\x85\x05\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults\"\x13\n" +
+	"\x11ListGroupsRequest\"^\n" +
+	"\x12ListGroupsResponse\x12.\n" +
+	"\x06groups\x18\x01 \x03(\v2\x16.sluice.v1.GroupStatusR\x06groups\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\xc1\x01\n" +
+	"\vGroupStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\rR\aapplied\x12\x1a\n" +
+	"\bclusters\x18\x06 \x01(\rR\bclusters\x12\x1c\n" +
+	"\tlisteners\x18\a \x01(\rR\tlisteners\"\xd7\x01\n" +
+	"\x0fSetGroupRequest\x12?\n" +
+	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12$\n" +
+	"\bselector\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\bselector\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x05 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"\xb4\x01\n" +
+	"\x12DeleteGroupRequest\x12?\n" +
+	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"7\n" +
+	"\vFleetConfig\x12(\n" +
+	"\x06groups\x18\x01 \x03(\v2\x10.sluice.v1.GroupR\x06groups\"\xb0\x01\n" +
+	"\x05Group\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12/\n" +
+	"\bsnapshot\x18\x03 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12,\n" +
+	"\arollout\x18\x05 \x01(\v2\x12.sluice.v1.RolloutR\arollout\"x\n" +
+	"\x0eRolloutRequest\x12D\n" +
+	"\x05group\x18\x01 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\x12 \n" +
+	"\x06author\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\"\xfa\x01\n" +
+	"\rRolloutStatus\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
+	"\arollout\x18\x02 \x01(\v2\x12.sluice.v1.RolloutR\arollout\x121\n" +
+	"\bcanaries\x18\x03 \x03(\v2\x15.sluice.v1.NodeStatusR\bcanaries\x12\x1a\n" +
+	"\brequests\x18\x04 \x01(\x04R\brequests\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x05 \x01(\x01R\terrorRate\x12\x14\n" +
+	"\x05phase\x18\x06 \x01(\tR\x05phase\x12!\n" +
+	"\fdone_version\x18\a \x01(\x04R\vdoneVersion*a\n" +
+	"\fRolloutState\x12\x1d\n" +
+	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14ROLLOUT_STATE_CANARY\x10\x01\x12\x18\n" +
+	"\x14ROLLOUT_STATE_HALTED\x10\x022\xa8\b\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
 	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x12@\n" +
@@ -1460,7 +2532,15 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
 	"\tListConns\x12\x1b.sluice.v1.ListConnsRequest\x1a\x1c.sluice.v1.ListConnsResponse\x12C\n" +
 	"\bGetStats\x12\x1a.sluice.v1.GetStatsRequest\x1a\x1b.sluice.v1.GetStatsResponse\x12[\n" +
-	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponse\x12A\n" +
+	"\n" +
+	"GetRollout\x12\x19.sluice.v1.RolloutRequest\x1a\x18.sluice.v1.RolloutStatus\x12D\n" +
+	"\rResumeRollout\x12\x19.sluice.v1.RolloutRequest\x1a\x18.sluice.v1.RolloutStatus\x12C\n" +
+	"\fAbortRollout\x12\x19.sluice.v1.RolloutRequest\x1a\x18.sluice.v1.RolloutStatus\x12I\n" +
+	"\n" +
+	"ListGroups\x12\x1c.sluice.v1.ListGroupsRequest\x1a\x1d.sluice.v1.ListGroupsResponse\x12@\n" +
+	"\bSetGroup\x12\x1a.sluice.v1.SetGroupRequest\x1a\x18.sluice.v1.ApplyResponse\x12F\n" +
+	"\vDeleteGroup\x12\x1d.sluice.v1.DeleteGroupRequest\x1a\x18.sluice.v1.ApplyResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_config_proto_rawDescOnce sync.Once
@@ -1474,80 +2554,117 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_config_proto_rawDescData
 }
 
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_sluice_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_sluice_v1_config_proto_goTypes = []any{
-	(*ApplyRequest)(nil),             // 0: sluice.v1.ApplyRequest
-	(*UpdateEndpointRequest)(nil),    // 1: sluice.v1.UpdateEndpointRequest
-	(*RollbackRequest)(nil),          // 2: sluice.v1.RollbackRequest
-	(*ApplyResponse)(nil),            // 3: sluice.v1.ApplyResponse
-	(*ResourceChange)(nil),           // 4: sluice.v1.ResourceChange
-	(*GetRequest)(nil),               // 5: sluice.v1.GetRequest
-	(*GetResponse)(nil),              // 6: sluice.v1.GetResponse
-	(*VersionInfo)(nil),              // 7: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),           // 8: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 9: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),         // 10: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 11: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),               // 12: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),         // 13: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),        // 14: sluice.v1.ListConnsResponse
-	(*GetStatsRequest)(nil),          // 15: sluice.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),         // 16: sluice.v1.GetStatsResponse
-	(*NodeStats)(nil),                // 17: sluice.v1.NodeStats
-	(*ShutdownSessionsRequest)(nil),  // 18: sluice.v1.ShutdownSessionsRequest
-	(*ShutdownSessionsResponse)(nil), // 19: sluice.v1.ShutdownSessionsResponse
-	nil,                              // 20: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 21: sluice.v1.Snapshot
-	(AdminState)(0),                  // 22: sluice.v1.AdminState
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(CloseReason)(0),                 // 24: sluice.v1.CloseReason
-	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
-	(*ConnRecord)(nil),               // 26: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 27: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 28: sluice.v1.CommandResult
+	(RolloutState)(0),                // 0: sluice.v1.RolloutState
+	(*ApplyRequest)(nil),             // 1: sluice.v1.ApplyRequest
+	(*Canary)(nil),                   // 2: sluice.v1.Canary
+	(*Rollout)(nil),                  // 3: sluice.v1.Rollout
+	(*UpdateEndpointRequest)(nil),    // 4: sluice.v1.UpdateEndpointRequest
+	(*RollbackRequest)(nil),          // 5: sluice.v1.RollbackRequest
+	(*ApplyResponse)(nil),            // 6: sluice.v1.ApplyResponse
+	(*ResourceChange)(nil),           // 7: sluice.v1.ResourceChange
+	(*GetRequest)(nil),               // 8: sluice.v1.GetRequest
+	(*GetResponse)(nil),              // 9: sluice.v1.GetResponse
+	(*VersionInfo)(nil),              // 10: sluice.v1.VersionInfo
+	(*HistoryRequest)(nil),           // 11: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 12: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),         // 13: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 14: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),               // 15: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 16: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 17: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 18: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 19: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 20: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 21: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 22: sluice.v1.ShutdownSessionsResponse
+	(*ListGroupsRequest)(nil),        // 23: sluice.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 24: sluice.v1.ListGroupsResponse
+	(*GroupStatus)(nil),              // 25: sluice.v1.GroupStatus
+	(*SetGroupRequest)(nil),          // 26: sluice.v1.SetGroupRequest
+	(*DeleteGroupRequest)(nil),       // 27: sluice.v1.DeleteGroupRequest
+	(*FleetConfig)(nil),              // 28: sluice.v1.FleetConfig
+	(*Group)(nil),                    // 29: sluice.v1.Group
+	(*RolloutRequest)(nil),           // 30: sluice.v1.RolloutRequest
+	(*RolloutStatus)(nil),            // 31: sluice.v1.RolloutStatus
+	nil,                              // 32: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 33: sluice.v1.Snapshot
+	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(AdminState)(0),                  // 36: sluice.v1.AdminState
+	(CloseReason)(0),                 // 37: sluice.v1.CloseReason
+	(*ConnRecord)(nil),               // 38: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 39: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 40: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	21, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
-	22, // 1: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
-	4,  // 2: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
-	7,  // 3: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	21, // 4: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	23, // 5: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	7,  // 6: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	12, // 7: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	20, // 8: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	23, // 9: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	23, // 10: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	24, // 11: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	25, // 12: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	26, // 13: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	17, // 14: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	23, // 15: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	27, // 16: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	28, // 17: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	0,  // 18: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	1,  // 19: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	2,  // 20: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	5,  // 21: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	8,  // 22: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	10, // 23: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	13, // 24: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	15, // 25: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	18, // 26: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	3,  // 27: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	3,  // 28: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	3,  // 29: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	6,  // 30: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	9,  // 31: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	11, // 32: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	14, // 33: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	16, // 34: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	19, // 35: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	33, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	2,  // 1: sluice.v1.ApplyRequest.canary:type_name -> sluice.v1.Canary
+	34, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
+	33, // 3: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
+	0,  // 4: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
+	35, // 5: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
+	34, // 6: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
+	36, // 7: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	7,  // 8: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
+	10, // 9: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
+	33, // 10: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	35, // 11: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	10, // 12: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	15, // 13: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	32, // 14: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	35, // 15: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	35, // 16: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	37, // 17: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	34, // 18: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	38, // 19: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	20, // 20: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	35, // 21: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	39, // 22: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	40, // 23: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	25, // 24: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
+	29, // 25: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	33, // 26: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	3,  // 27: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
+	3,  // 28: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
+	15, // 29: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
+	1,  // 30: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	4,  // 31: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	5,  // 32: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	8,  // 33: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	11, // 34: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	13, // 35: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	16, // 36: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	18, // 37: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	21, // 38: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	30, // 39: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
+	30, // 40: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
+	30, // 41: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
+	23, // 42: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	26, // 43: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	27, // 44: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	6,  // 45: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	6,  // 46: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	6,  // 47: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	9,  // 48: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	12, // 49: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	14, // 50: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	17, // 51: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	19, // 52: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	22, // 53: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	31, // 54: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
+	31, // 55: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
+	31, // 56: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
+	24, // 57: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	6,  // 58: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	6,  // 59: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	45, // [45:60] is the sub-list for method output_type
+	30, // [30:45] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -1559,20 +2676,21 @@ func file_sluice_v1_config_proto_init() {
 	file_sluice_v1_snapshot_proto_init()
 	file_sluice_v1_stats_proto_init()
 	file_sluice_v1_config_proto_msgTypes[0].OneofWrappers = []any{}
-	file_sluice_v1_config_proto_msgTypes[1].OneofWrappers = []any{}
-	file_sluice_v1_config_proto_msgTypes[2].OneofWrappers = []any{}
+	file_sluice_v1_config_proto_msgTypes[3].OneofWrappers = []any{}
+	file_sluice_v1_config_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   21,
+			NumEnums:      1,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_sluice_v1_config_proto_goTypes,
 		DependencyIndexes: file_sluice_v1_config_proto_depIdxs,
+		EnumInfos:         file_sluice_v1_config_proto_enumTypes,
 		MessageInfos:      file_sluice_v1_config_proto_msgTypes,
 	}.Build()
 	File_sluice_v1_config_proto = out.File

@@ -121,8 +121,63 @@ func (m *ApplyRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if !_ApplyRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := ApplyRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if all {
+		switch v := interface{}(m.GetCanary()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, ApplyRequestValidationError{
+					field:  "Canary",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, ApplyRequestValidationError{
+					field:  "Canary",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetCanary()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return ApplyRequestValidationError{
+				field:  "Canary",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if m.IfVersion != nil {
 		// no validation rules for IfVersion
+	}
+
+	if m.Selector != nil {
+
+		if utf8.RuneCountInString(m.GetSelector()) > 1024 {
+			err := ApplyRequestValidationError{
+				field:  "Selector",
+				reason: "value length must be at most 1024 runes",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
 	}
 
 	if len(errors) > 0 {
@@ -202,6 +257,358 @@ var _ interface {
 	ErrorName() string
 } = ApplyRequestValidationError{}
 
+var _ApplyRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
+// Validate checks the field values on Canary with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Canary) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Canary with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in CanaryMultiError, or nil if none found.
+func (m *Canary) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Canary) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if m.GetPercent() > 100 {
+		err := CanaryValidationError{
+			field:  "Percent",
+			reason: "value must be less than or equal to 100",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for Nodes
+
+	if d := m.GetWindow(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = CanaryValidationError{
+				field:  "Window",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(86400*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := CanaryValidationError{
+					field:  "Window",
+					reason: "value must be inside range [0s, 24h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
+	if val := m.GetMaxErrorRate(); val < 0 || val > 1 {
+		err := CanaryValidationError{
+			field:  "MaxErrorRate",
+			reason: "value must be inside range [0, 1]",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return CanaryMultiError(errors)
+	}
+
+	return nil
+}
+
+// CanaryMultiError is an error wrapping multiple validation errors returned by
+// Canary.ValidateAll() if the designated constraints aren't met.
+type CanaryMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m CanaryMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m CanaryMultiError) AllErrors() []error { return m }
+
+// CanaryValidationError is the validation error returned by Canary.Validate if
+// the designated constraints aren't met.
+type CanaryValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e CanaryValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e CanaryValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e CanaryValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e CanaryValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e CanaryValidationError) ErrorName() string { return "CanaryValidationError" }
+
+// Error satisfies the builtin error interface
+func (e CanaryValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sCanary.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = CanaryValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = CanaryValidationError{}
+
+// Validate checks the field values on Rollout with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Rollout) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Rollout with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in RolloutMultiError, or nil if none found.
+func (m *Rollout) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Rollout) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Version
+
+	if all {
+		switch v := interface{}(m.GetSnapshot()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSnapshot()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Snapshot",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for State
+
+	// no validation rules for Reason
+
+	if all {
+		switch v := interface{}(m.GetStarted()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Started",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Started",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetStarted()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Started",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetWindow()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Window",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "Window",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetWindow()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "Window",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for MaxErrorRate
+
+	// no validation rules for Author
+
+	// no validation rules for Comment
+
+	if len(errors) > 0 {
+		return RolloutMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutMultiError is an error wrapping multiple validation errors returned
+// by Rollout.ValidateAll() if the designated constraints aren't met.
+type RolloutMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutMultiError) AllErrors() []error { return m }
+
+// RolloutValidationError is the validation error returned by Rollout.Validate
+// if the designated constraints aren't met.
+type RolloutValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutValidationError) ErrorName() string { return "RolloutValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRollout.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutValidationError{}
+
 // Validate checks the field values on UpdateEndpointRequest with the rules
 // defined in the proto definition for this message. If any rules are
 // violated, the first error encountered is returned, or nil if there are no violations.
@@ -274,6 +681,17 @@ func (m *UpdateEndpointRequest) validate(all bool) error {
 		err := UpdateEndpointRequestValidationError{
 			field:  "Comment",
 			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if !_UpdateEndpointRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := UpdateEndpointRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
 		}
 		if !all {
 			return err
@@ -380,6 +798,8 @@ var _ interface {
 	ErrorName() string
 } = UpdateEndpointRequestValidationError{}
 
+var _UpdateEndpointRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
 // Validate checks the field values on RollbackRequest with the rules defined
 // in the proto definition for this message. If any rules are violated, the
 // first error encountered is returned, or nil if there are no violations.
@@ -430,6 +850,17 @@ func (m *RollbackRequest) validate(all bool) error {
 		err := RollbackRequestValidationError{
 			field:  "Comment",
 			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if !_RollbackRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := RollbackRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
 		}
 		if !all {
 			return err
@@ -519,6 +950,8 @@ var _ interface {
 	ErrorName() string
 } = RollbackRequestValidationError{}
 
+var _RollbackRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
 // Validate checks the field values on ApplyResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.
@@ -578,6 +1011,10 @@ func (m *ApplyResponse) validate(all bool) error {
 		}
 
 	}
+
+	// no validation rules for Group
+
+	// no validation rules for GroupVersion
 
 	if len(errors) > 0 {
 		return ApplyResponseMultiError(errors)
@@ -789,6 +1226,17 @@ func (m *GetRequest) validate(all bool) error {
 
 	// no validation rules for ShowSecrets
 
+	if !_GetRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := GetRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return GetRequestMultiError(errors)
 	}
@@ -865,6 +1313,8 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = GetRequestValidationError{}
+
+var _GetRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
 
 // Validate checks the field values on GetResponse with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
@@ -1080,6 +1530,8 @@ func (m *VersionInfo) validate(all bool) error {
 
 	// no validation rules for Comment
 
+	// no validation rules for Group
+
 	if len(errors) > 0 {
 		return VersionInfoMultiError(errors)
 	}
@@ -1180,6 +1632,8 @@ func (m *HistoryRequest) validate(all bool) error {
 	var errors []error
 
 	// no validation rules for Limit
+
+	// no validation rules for Group
 
 	if len(errors) > 0 {
 		return HistoryRequestMultiError(errors)
@@ -1730,6 +2184,10 @@ func (m *NodeStatus) validate(all bool) error {
 	// no validation rules for NackError
 
 	// no validation rules for Draining
+
+	// no validation rules for Group
+
+	// no validation rules for GroupProblem
 
 	if len(errors) > 0 {
 		return NodeStatusMultiError(errors)
@@ -2783,3 +3241,1235 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = ShutdownSessionsResponseValidationError{}
+
+// Validate checks the field values on ListGroupsRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *ListGroupsRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListGroupsRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListGroupsRequestMultiError, or nil if none found.
+func (m *ListGroupsRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListGroupsRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(errors) > 0 {
+		return ListGroupsRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListGroupsRequestMultiError is an error wrapping multiple validation errors
+// returned by ListGroupsRequest.ValidateAll() if the designated constraints
+// aren't met.
+type ListGroupsRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListGroupsRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListGroupsRequestMultiError) AllErrors() []error { return m }
+
+// ListGroupsRequestValidationError is the validation error returned by
+// ListGroupsRequest.Validate if the designated constraints aren't met.
+type ListGroupsRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListGroupsRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListGroupsRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListGroupsRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListGroupsRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListGroupsRequestValidationError) ErrorName() string {
+	return "ListGroupsRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListGroupsRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListGroupsRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListGroupsRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListGroupsRequestValidationError{}
+
+// Validate checks the field values on ListGroupsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListGroupsResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListGroupsResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListGroupsResponseMultiError, or nil if none found.
+func (m *ListGroupsResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListGroupsResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetGroups() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ListGroupsResponseValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ListGroupsResponseValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ListGroupsResponseValidationError{
+					field:  fmt.Sprintf("Groups[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for Version
+
+	if len(errors) > 0 {
+		return ListGroupsResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListGroupsResponseMultiError is an error wrapping multiple validation errors
+// returned by ListGroupsResponse.ValidateAll() if the designated constraints
+// aren't met.
+type ListGroupsResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListGroupsResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListGroupsResponseMultiError) AllErrors() []error { return m }
+
+// ListGroupsResponseValidationError is the validation error returned by
+// ListGroupsResponse.Validate if the designated constraints aren't met.
+type ListGroupsResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListGroupsResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListGroupsResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListGroupsResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListGroupsResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListGroupsResponseValidationError) ErrorName() string {
+	return "ListGroupsResponseValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListGroupsResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListGroupsResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListGroupsResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListGroupsResponseValidationError{}
+
+// Validate checks the field values on GroupStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *GroupStatus) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on GroupStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in GroupStatusMultiError, or
+// nil if none found.
+func (m *GroupStatus) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *GroupStatus) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Name
+
+	// no validation rules for Selector
+
+	// no validation rules for Version
+
+	// no validation rules for Nodes
+
+	// no validation rules for Applied
+
+	// no validation rules for Clusters
+
+	// no validation rules for Listeners
+
+	if len(errors) > 0 {
+		return GroupStatusMultiError(errors)
+	}
+
+	return nil
+}
+
+// GroupStatusMultiError is an error wrapping multiple validation errors
+// returned by GroupStatus.ValidateAll() if the designated constraints aren't met.
+type GroupStatusMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GroupStatusMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GroupStatusMultiError) AllErrors() []error { return m }
+
+// GroupStatusValidationError is the validation error returned by
+// GroupStatus.Validate if the designated constraints aren't met.
+type GroupStatusValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GroupStatusValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GroupStatusValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GroupStatusValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GroupStatusValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GroupStatusValidationError) ErrorName() string { return "GroupStatusValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GroupStatusValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGroupStatus.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GroupStatusValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GroupStatusValidationError{}
+
+// Validate checks the field values on SetGroupRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *SetGroupRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on SetGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// SetGroupRequestMultiError, or nil if none found.
+func (m *SetGroupRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *SetGroupRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_SetGroupRequest_Name_Pattern.MatchString(m.GetName()) {
+		err := SetGroupRequestValidationError{
+			field:  "Name",
+			reason: "value does not match regex pattern \"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetSelector()) > 1024 {
+		err := SetGroupRequestValidationError{
+			field:  "Selector",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := SetGroupRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := SetGroupRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return SetGroupRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// SetGroupRequestMultiError is an error wrapping multiple validation errors
+// returned by SetGroupRequest.ValidateAll() if the designated constraints
+// aren't met.
+type SetGroupRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m SetGroupRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m SetGroupRequestMultiError) AllErrors() []error { return m }
+
+// SetGroupRequestValidationError is the validation error returned by
+// SetGroupRequest.Validate if the designated constraints aren't met.
+type SetGroupRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e SetGroupRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e SetGroupRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e SetGroupRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e SetGroupRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e SetGroupRequestValidationError) ErrorName() string { return "SetGroupRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e SetGroupRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sSetGroupRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = SetGroupRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = SetGroupRequestValidationError{}
+
+var _SetGroupRequest_Name_Pattern = regexp.MustCompile("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+// Validate checks the field values on DeleteGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *DeleteGroupRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on DeleteGroupRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// DeleteGroupRequestMultiError, or nil if none found.
+func (m *DeleteGroupRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *DeleteGroupRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_DeleteGroupRequest_Name_Pattern.MatchString(m.GetName()) {
+		err := DeleteGroupRequestValidationError{
+			field:  "Name",
+			reason: "value does not match regex pattern \"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := DeleteGroupRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := DeleteGroupRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return DeleteGroupRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// DeleteGroupRequestMultiError is an error wrapping multiple validation errors
+// returned by DeleteGroupRequest.ValidateAll() if the designated constraints
+// aren't met.
+type DeleteGroupRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m DeleteGroupRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m DeleteGroupRequestMultiError) AllErrors() []error { return m }
+
+// DeleteGroupRequestValidationError is the validation error returned by
+// DeleteGroupRequest.Validate if the designated constraints aren't met.
+type DeleteGroupRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e DeleteGroupRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e DeleteGroupRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e DeleteGroupRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e DeleteGroupRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e DeleteGroupRequestValidationError) ErrorName() string {
+	return "DeleteGroupRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e DeleteGroupRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sDeleteGroupRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = DeleteGroupRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = DeleteGroupRequestValidationError{}
+
+var _DeleteGroupRequest_Name_Pattern = regexp.MustCompile("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+// Validate checks the field values on FleetConfig with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *FleetConfig) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on FleetConfig with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in FleetConfigMultiError, or
+// nil if none found.
+func (m *FleetConfig) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *FleetConfig) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetGroups() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("Groups[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return FleetConfigValidationError{
+					field:  fmt.Sprintf("Groups[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return FleetConfigMultiError(errors)
+	}
+
+	return nil
+}
+
+// FleetConfigMultiError is an error wrapping multiple validation errors
+// returned by FleetConfig.ValidateAll() if the designated constraints aren't met.
+type FleetConfigMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m FleetConfigMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m FleetConfigMultiError) AllErrors() []error { return m }
+
+// FleetConfigValidationError is the validation error returned by
+// FleetConfig.Validate if the designated constraints aren't met.
+type FleetConfigValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e FleetConfigValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e FleetConfigValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e FleetConfigValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e FleetConfigValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e FleetConfigValidationError) ErrorName() string { return "FleetConfigValidationError" }
+
+// Error satisfies the builtin error interface
+func (e FleetConfigValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sFleetConfig.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = FleetConfigValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = FleetConfigValidationError{}
+
+// Validate checks the field values on Group with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Group) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Group with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in GroupMultiError, or nil if none found.
+func (m *Group) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Group) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Name
+
+	// no validation rules for Selector
+
+	if all {
+		switch v := interface{}(m.GetSnapshot()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Snapshot",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetSnapshot()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return GroupValidationError{
+				field:  "Snapshot",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for Version
+
+	if all {
+		switch v := interface{}(m.GetRollout()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, GroupValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRollout()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return GroupValidationError{
+				field:  "Rollout",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(errors) > 0 {
+		return GroupMultiError(errors)
+	}
+
+	return nil
+}
+
+// GroupMultiError is an error wrapping multiple validation errors returned by
+// Group.ValidateAll() if the designated constraints aren't met.
+type GroupMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m GroupMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m GroupMultiError) AllErrors() []error { return m }
+
+// GroupValidationError is the validation error returned by Group.Validate if
+// the designated constraints aren't met.
+type GroupValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e GroupValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e GroupValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e GroupValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e GroupValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e GroupValidationError) ErrorName() string { return "GroupValidationError" }
+
+// Error satisfies the builtin error interface
+func (e GroupValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sGroup.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = GroupValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = GroupValidationError{}
+
+// Validate checks the field values on RolloutRequest with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RolloutRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RolloutRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RolloutRequestMultiError,
+// or nil if none found.
+func (m *RolloutRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RolloutRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_RolloutRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := RolloutRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := RolloutRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RolloutRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutRequestMultiError is an error wrapping multiple validation errors
+// returned by RolloutRequest.ValidateAll() if the designated constraints
+// aren't met.
+type RolloutRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutRequestMultiError) AllErrors() []error { return m }
+
+// RolloutRequestValidationError is the validation error returned by
+// RolloutRequest.Validate if the designated constraints aren't met.
+type RolloutRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutRequestValidationError) ErrorName() string { return "RolloutRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRolloutRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutRequestValidationError{}
+
+var _RolloutRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
+
+// Validate checks the field values on RolloutStatus with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RolloutStatus) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RolloutStatus with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RolloutStatusMultiError, or
+// nil if none found.
+func (m *RolloutStatus) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RolloutStatus) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Group
+
+	if all {
+		switch v := interface{}(m.GetRollout()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutStatusValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutStatusValidationError{
+					field:  "Rollout",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRollout()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutStatusValidationError{
+				field:  "Rollout",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	for idx, item := range m.GetCanaries() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, RolloutStatusValidationError{
+						field:  fmt.Sprintf("Canaries[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, RolloutStatusValidationError{
+						field:  fmt.Sprintf("Canaries[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return RolloutStatusValidationError{
+					field:  fmt.Sprintf("Canaries[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for Requests
+
+	// no validation rules for ErrorRate
+
+	// no validation rules for Phase
+
+	// no validation rules for DoneVersion
+
+	if len(errors) > 0 {
+		return RolloutStatusMultiError(errors)
+	}
+
+	return nil
+}
+
+// RolloutStatusMultiError is an error wrapping multiple validation errors
+// returned by RolloutStatus.ValidateAll() if the designated constraints
+// aren't met.
+type RolloutStatusMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RolloutStatusMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RolloutStatusMultiError) AllErrors() []error { return m }
+
+// RolloutStatusValidationError is the validation error returned by
+// RolloutStatus.Validate if the designated constraints aren't met.
+type RolloutStatusValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RolloutStatusValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RolloutStatusValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RolloutStatusValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RolloutStatusValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RolloutStatusValidationError) ErrorName() string { return "RolloutStatusValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RolloutStatusValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRolloutStatus.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RolloutStatusValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RolloutStatusValidationError{}

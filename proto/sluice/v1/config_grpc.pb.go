@@ -28,6 +28,12 @@ const (
 	ConfigService_ListConns_FullMethodName        = "/sluice.v1.ConfigService/ListConns"
 	ConfigService_GetStats_FullMethodName         = "/sluice.v1.ConfigService/GetStats"
 	ConfigService_ShutdownSessions_FullMethodName = "/sluice.v1.ConfigService/ShutdownSessions"
+	ConfigService_GetRollout_FullMethodName       = "/sluice.v1.ConfigService/GetRollout"
+	ConfigService_ResumeRollout_FullMethodName    = "/sluice.v1.ConfigService/ResumeRollout"
+	ConfigService_AbortRollout_FullMethodName     = "/sluice.v1.ConfigService/AbortRollout"
+	ConfigService_ListGroups_FullMethodName       = "/sluice.v1.ConfigService/ListGroups"
+	ConfigService_SetGroup_FullMethodName         = "/sluice.v1.ConfigService/SetGroup"
+	ConfigService_DeleteGroup_FullMethodName      = "/sluice.v1.ConfigService/DeleteGroup"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -70,6 +76,25 @@ type ConfigServiceClient interface {
 	// stays in the snapshot and takes new work. A cluster or endpoint that is
 	// not in the current snapshot fails with NOT_FOUND.
 	ShutdownSessions(ctx context.Context, in *ShutdownSessionsRequest, opts ...grpc.CallOption) (*ShutdownSessionsResponse, error)
+	// GetRollout tells where a group's staged rollout stands.
+	GetRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
+	// ResumeRollout starts the canary phase of a halted rollout again.
+	ResumeRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
+	// AbortRollout drops a group's rollout; the canaries go back to the
+	// group's snapshot.
+	AbortRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error)
+	// ListGroups lists the node groups with their selectors, the version each
+	// runs and how many nodes are in each.
+	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
+	// SetGroup creates a node group, with an empty snapshot, or changes the
+	// selector of one; it stores a new version. A selector that would put a
+	// node the fleet knows into two groups fails with FAILED_PRECONDITION
+	// naming the node, and nothing is stored.
+	SetGroup(ctx context.Context, in *SetGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// DeleteGroup removes a node group and its snapshot, storing a new version.
+	// Its nodes fall to the catch-all group (the one whose selector is empty),
+	// or get nothing new when there is none.
+	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 }
 
 type configServiceClient struct {
@@ -170,6 +195,66 @@ func (c *configServiceClient) ShutdownSessions(ctx context.Context, in *Shutdown
 	return out, nil
 }
 
+func (c *configServiceClient) GetRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_GetRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ResumeRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_ResumeRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) AbortRollout(ctx context.Context, in *RolloutRequest, opts ...grpc.CallOption) (*RolloutStatus, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatus)
+	err := c.cc.Invoke(ctx, ConfigService_AbortRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGroupsResponse)
+	err := c.cc.Invoke(ctx, ConfigService_ListGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) SetGroup(ctx context.Context, in *SetGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_SetGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_DeleteGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -210,6 +295,25 @@ type ConfigServiceServer interface {
 	// stays in the snapshot and takes new work. A cluster or endpoint that is
 	// not in the current snapshot fails with NOT_FOUND.
 	ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error)
+	// GetRollout tells where a group's staged rollout stands.
+	GetRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
+	// ResumeRollout starts the canary phase of a halted rollout again.
+	ResumeRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
+	// AbortRollout drops a group's rollout; the canaries go back to the
+	// group's snapshot.
+	AbortRollout(context.Context, *RolloutRequest) (*RolloutStatus, error)
+	// ListGroups lists the node groups with their selectors, the version each
+	// runs and how many nodes are in each.
+	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
+	// SetGroup creates a node group, with an empty snapshot, or changes the
+	// selector of one; it stores a new version. A selector that would put a
+	// node the fleet knows into two groups fails with FAILED_PRECONDITION
+	// naming the node, and nothing is stored.
+	SetGroup(context.Context, *SetGroupRequest) (*ApplyResponse, error)
+	// DeleteGroup removes a node group and its snapshot, storing a new version.
+	// Its nodes fall to the catch-all group (the one whose selector is empty),
+	// or get nothing new when there is none.
+	DeleteGroup(context.Context, *DeleteGroupRequest) (*ApplyResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -246,6 +350,24 @@ func (UnimplementedConfigServiceServer) GetStats(context.Context, *GetStatsReque
 }
 func (UnimplementedConfigServiceServer) ShutdownSessions(context.Context, *ShutdownSessionsRequest) (*ShutdownSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ShutdownSessions not implemented")
+}
+func (UnimplementedConfigServiceServer) GetRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRollout not implemented")
+}
+func (UnimplementedConfigServiceServer) ResumeRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeRollout not implemented")
+}
+func (UnimplementedConfigServiceServer) AbortRollout(context.Context, *RolloutRequest) (*RolloutStatus, error) {
+	return nil, status.Error(codes.Unimplemented, "method AbortRollout not implemented")
+}
+func (UnimplementedConfigServiceServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
+}
+func (UnimplementedConfigServiceServer) SetGroup(context.Context, *SetGroupRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetGroup not implemented")
+}
+func (UnimplementedConfigServiceServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -430,6 +552,114 @@ func _ConfigService_ShutdownSessions_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_GetRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).GetRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_GetRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).GetRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ResumeRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ResumeRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ResumeRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ResumeRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_AbortRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).AbortRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_AbortRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).AbortRollout(ctx, req.(*RolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ListGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ListGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ListGroups(ctx, req.(*ListGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_SetGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).SetGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_SetGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).SetGroup(ctx, req.(*SetGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).DeleteGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_DeleteGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).DeleteGroup(ctx, req.(*DeleteGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -472,6 +702,30 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ShutdownSessions",
 			Handler:    _ConfigService_ShutdownSessions_Handler,
+		},
+		{
+			MethodName: "GetRollout",
+			Handler:    _ConfigService_GetRollout_Handler,
+		},
+		{
+			MethodName: "ResumeRollout",
+			Handler:    _ConfigService_ResumeRollout_Handler,
+		},
+		{
+			MethodName: "AbortRollout",
+			Handler:    _ConfigService_AbortRollout_Handler,
+		},
+		{
+			MethodName: "ListGroups",
+			Handler:    _ConfigService_ListGroups_Handler,
+		},
+		{
+			MethodName: "SetGroup",
+			Handler:    _ConfigService_SetGroup_Handler,
+		},
+		{
+			MethodName: "DeleteGroup",
+			Handler:    _ConfigService_DeleteGroup_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

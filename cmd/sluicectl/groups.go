@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func cmdGroups(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("groups", "groups [-o table|json]", `
+List the node groups: name, label selector (empty: every node no other
+group takes), the version its nodes are sent (the version that last changed
+its snapshot; "-": nothing applied yet), how many connected nodes it has and
+how many of them run that version, and the size of its snapshot.`)
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
+	if err != nil {
+		return c.rpcError("groups", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSELECTOR\tVERSION\tNODES\tAPPLIED\tCLUSTERS\tLISTENERS")
+	for _, g := range resp.GetGroups() {
+		sel := g.GetSelector()
+		if sel == "" {
+			sel = "(all others)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", g.GetName(), sel, versionText(g.GetVersion()),
+			g.GetNodes(), g.GetApplied(), g.GetClusters(), g.GetListeners())
+	}
+	tw.Flush()
+	return 0
+}
+
+func cmdGroup(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("group", "group set NAME --selector SEL | group delete NAME  [--dry-run] [--comment TEXT]", `
+Define node groups. "group set" creates group NAME with label selector SEL
+(it has no snapshot until "apply --group NAME") or changes the selector of
+an existing one. "group delete" removes a group and its snapshot; its nodes
+fall to the group with the empty selector, or keep what they run when there
+is none. Each is stored as a new version.
+
+A selector is comma-separated requirements that must all hold: "k=v",
+"k!=v", "k in (a,b)", "k notin (a,b)", "k" (has the label), "!k" (has not).
+A node's group is the one whose selector matches its labels (sluice-dp
+--labels); the group with the empty selector takes the nodes no other
+matches. A selector that would put a connected node in two groups is
+refused, naming the node.`)
+	sel := fs.String("selector", "", "label selector `SEL` (group set)")
+	dry := fs.Bool("dry-run", false, "show the change, store nothing")
+	comment := fs.String("comment", "", "`TEXT` kept in history with the version")
+	pos, st := c.parseArgs(fs, args, "set|delete", "NAME")
+	if st >= 0 {
+		return st
+	}
+	var (
+		resp *sluicev1.ApplyResponse
+		err  error
+	)
+	callCtx, cancel := c.call(ctx)
+	defer cancel()
+	switch pos[0] {
+	case "set":
+		selSet := false
+		fs.Visit(func(f *flag.Flag) { selSet = selSet || f.Name == "selector" })
+		if !selSet {
+			return c.usageError(fs, "group set needs --selector (\"\" for the group of all other nodes)")
+		}
+		resp, err = client.SetGroup(callCtx, &sluicev1.SetGroupRequest{Name: pos[1], Selector: *sel, DryRun: *dry, Comment: *comment, Author: author()})
+	case "delete":
+		resp, err = client.DeleteGroup(callCtx, &sluicev1.DeleteGroupRequest{Name: pos[1], DryRun: *dry, Comment: *comment, Author: author()})
+	default:
+		return c.usageError(fs, "want \"set\" or \"delete\", not %q", pos[0])
+	}
+	if err != nil {
+		return c.rpcError("group "+pos[0], err)
+	}
+	c.printApplied(resp, *dry)
+	return 0
+}

@@ -1,0 +1,167 @@
+package configapi
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+func wantCode(t *testing.T, what string, err error, code codes.Code, text string) {
+	t.Helper()
+	if status.Code(err) != code || !strings.Contains(status.Convert(err).Message(), text) {
+		t.Errorf("%s: %v; want %v containing %q", what, err, code, text)
+	}
+}
+
+func groupList(t *testing.T, s *Server) map[string]*sluicev1.GroupStatus {
+	t.Helper()
+	resp, err := s.ListGroups(testContext(t), &sluicev1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*sluicev1.GroupStatus{}
+	for _, g := range resp.GetGroups() {
+		out[g.GetName()] = g
+	}
+	return out
+}
+
+// Each group has its own snapshot and version; writes to one leave the
+// others as they are, and every read names the group it means.
+func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+
+	_, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1), Group: "edge"})
+	wantCode(t, "apply to a group that does not exist", err, codes.NotFound, `group "edge" does not exist (the groups are: default); give a selector to create it`)
+
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 5), Group: "edge", Selector: proto.String("zone=a, role=edge")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetVersion() != 2 || resp.GetGroup() != "edge" || resp.GetGroupVersion() != 2 {
+		t.Errorf("apply to new group: %v", resp)
+	}
+	if len(resp.GetChanges()) == 0 || resp.GetChanges()[0] != `+ group edge: selector "role=edge,zone=a"` {
+		t.Errorf("changes = %q; want the new group first", resp.GetChanges())
+	}
+
+	gl := groupList(t, s)
+	if d, e := gl["default"], gl["edge"]; d.GetVersion() != 1 || d.GetSelector() != "" || e.GetVersion() != 2 || e.GetSelector() != "role=edge,zone=a" || e.GetClusters() != 1 {
+		t.Errorf("ListGroups = %v", gl)
+	}
+
+	// --if-version speaks of the group's version.
+	_, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), Group: "edge", IfVersion: proto.Uint64(1)})
+	wantCode(t, "if_version of another group's version", err, codes.FailedPrecondition, "the current version of group edge is 2, not 1")
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), IfVersion: proto.Uint64(1)}); err != nil {
+		t.Errorf("default group at version 1 while edge is at 2: %v", err)
+	}
+
+	// Endpoint edits name the group.
+	up, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Group: "edge", Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9)})
+	if err != nil || up.GetVersion() != 4 || up.GetGroupVersion() != 4 {
+		t.Fatalf("UpdateEndpoint edge: %v, %v", up, err)
+	}
+	def, err := s.Get(ctx, &sluicev1.GetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.GetInfo().GetVersion() != 3 || def.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight() != 6 {
+		t.Errorf("Get default = version %d, %v", def.GetInfo().GetVersion(), def.GetSnapshot())
+	}
+	edge, err := s.Get(ctx, &sluicev1.GetRequest{Group: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edge.GetInfo().GetVersion() != 4 || edge.GetInfo().GetGroup() != "edge" || edge.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight() != 9 {
+		t.Errorf("Get edge = %v", edge)
+	}
+	_, err = s.Get(ctx, &sluicev1.GetRequest{Group: "core"})
+	wantCode(t, "get of a missing group", err, codes.NotFound, `group "core" does not exist in version 4`)
+
+	// History filters by group.
+	h, err := s.History(ctx, &sluicev1.HistoryRequest{Group: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.GetVersions()) != 2 || h.GetVersions()[0].GetVersion() != 4 || h.GetVersions()[1].GetVersion() != 2 || h.GetCurrent() != 4 {
+		t.Errorf("History edge = %v", h)
+	}
+
+	// Rollback goes to the group the version changed.
+	rb, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 2})
+	if err != nil || rb.GetGroup() != "edge" || rb.GetVersion() != 5 {
+		t.Fatalf("Rollback 2: %v, %v", rb, err)
+	}
+	edge, _ = s.Get(ctx, &sluicev1.GetRequest{Group: "edge"})
+	if w := edge.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight(); w != 5 || edge.GetInfo().GetComment() != "rollback to version 2 of group edge" {
+		t.Errorf("after rollback edge weight = %d, info %v", w, edge.GetInfo())
+	}
+	if def, _ := s.Get(ctx, &sluicev1.GetRequest{}); def.GetInfo().GetVersion() != 3 {
+		t.Errorf("rollback of edge moved default to %d", def.GetInfo().GetVersion())
+	}
+
+	// Deleting a group stores a version without it.
+	del, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
+	if err != nil || del.GetChanges()[0] != "- group edge" {
+		t.Fatalf("DeleteGroup: %v, %v", del, err)
+	}
+	if _, ok := groupList(t, s)["edge"]; ok {
+		t.Error("edge still listed after DeleteGroup")
+	}
+	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
+	wantCode(t, "delete of a missing group", err, codes.NotFound, `group "edge" does not exist`)
+}
+
+// Selectors are checked before anything is stored: their syntax, one
+// catch-all only, and no connected node in two groups.
+func TestGroupSelectorsAreChecked(t *testing.T) {
+	ctx := testContext(t)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := fleet.NewRegistry()
+	reg.Connect(&sluicev1.Node{Id: "node-b", Labels: map[string]string{"role": "edge", "zone": "b"}}, "127.0.0.1:1", 0)
+	s := New(st, reg, stats.NewRing(10), nil)
+
+	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "zone-b", Selector: "zone=b"})
+	wantCode(t, "a selector overlapping for a connected node", err, codes.FailedPrecondition,
+		"node node-b would be in two groups: its labels match groups edge and zone-b")
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "other", Selector: ""})
+	wantCode(t, "a second catch-all", err, codes.InvalidArgument, `groups "default" and "other" both have an empty selector`)
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "zone-b", Selector: "zone in b"})
+	wantCode(t, "a malformed selector", err, codes.InvalidArgument, `selector: selector "zone in b": at offset 8: expected '(' and a list of values`)
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "Zone_B", Selector: "zone=b"})
+	wantCode(t, "a bad group name", err, codes.InvalidArgument, "name")
+
+	h, err := s.History(ctx, &sluicev1.HistoryRequest{})
+	if err != nil || len(h.GetVersions()) != 1 {
+		t.Errorf("refused writes stored versions: %v, %v", h, err)
+	}
+	// Changing a selector is a change of its own.
+	resp, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge,zone=a"})
+	if err != nil || resp.GetChanges()[0] != `~ group edge: selector "role=edge" -> "role=edge,zone=a"` || resp.GetGroupVersion() != 0 {
+		t.Errorf("SetGroup change: %v, %v", resp, err)
+	}
+	again, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "zone=a ,role=edge"})
+	if err != nil || again.GetChanged() {
+		t.Errorf("the same selector spelt otherwise stored a version: %v, %v", again, err)
+	}
+}

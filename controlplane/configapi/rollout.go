@@ -1,0 +1,466 @@
+package configapi
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluice-lb/sluice/controlplane/groups"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
+)
+
+// Defaults of a canary that leaves them unset.
+const (
+	DefaultCanaryWindow       = 30 * time.Second
+	DefaultCanaryMaxErrorRate = 0.05
+)
+
+// A staged rollout lives in the stored configuration, as the group's
+// Rollout: every control-plane replica serves the canaries the new snapshot
+// and the rest of the group the old one. Its progress is watched by
+// RunRollouts (one goroutine, on one replica), which stores the outcome as
+// a new version: the promotion, which makes the snapshot the group's, or
+// the halt, which sends the canaries back. What RunRollouts measured is
+// kept here for GetRollout.
+
+// checkCanary refuses a canary that names no share of the group.
+func checkCanary(c *sluicev1.Canary) error {
+	if c == nil {
+		return nil
+	}
+	var msg string
+	switch {
+	case c.GetPercent() == 0 && c.GetNodes() == 0:
+		msg = "give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"
+	case c.GetPercent() != 0 && c.GetNodes() != 0:
+		msg = "give a percent or a count of nodes, not both"
+	case c.GetPercent() > 100:
+		msg = fmt.Sprintf("%d%% is more than the whole group: give 1%% to 100%%", c.GetPercent())
+	case c.GetMaxErrorRate() < 0 || c.GetMaxErrorRate() > 1 || math.IsNaN(c.GetMaxErrorRate()):
+		msg = fmt.Sprintf("max_error_rate %v is not a share: give 0 to 1 (0.05 is 5%%)", c.GetMaxErrorRate())
+	case c.GetWindow().AsDuration() < 0 || c.GetWindow().AsDuration() > 24*time.Hour:
+		msg = "the window must be 0 to 24h"
+	default:
+		return nil
+	}
+	return snapshot.ToStatus(snapshot.Errors{{Path: "canary", Message: msg}})
+}
+
+// startRollout makes snap the group's rollout, as version next, to the
+// canaries the request's share picks among the group's connected nodes.
+func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w write, next uint64) ([]snapshot.Change, error) {
+	if g.GetVersion() == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"group %s has no snapshot yet, so there is nothing to roll out against; apply without --canary first", g.GetName())
+	}
+	var ids []string
+	for _, n := range s.nodes.Nodes() {
+		if n.GetConnected() && n.GetGroup() == g.GetName() {
+			ids = append(ids, n.GetId())
+		}
+	}
+	if len(ids) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "group %s has no connected node to be a canary; nothing stored", g.GetName())
+	}
+	c := w.canary
+	count := int(c.GetNodes())
+	if c.GetPercent() != 0 {
+		count = (len(ids)*int(c.GetPercent()) + 99) / 100
+	}
+	if count > len(ids) {
+		return nil, status.Errorf(codes.FailedPrecondition, "a canary of %d nodes, but group %s has %d connected; nothing stored", count, g.GetName(), len(ids))
+	}
+	slices.Sort(ids) // deterministic: the same fleet picks the same canaries
+	window := c.GetWindow()
+	if window.AsDuration() == 0 {
+		window = durationpb.New(DefaultCanaryWindow)
+	}
+	maxRate := c.GetMaxErrorRate()
+	if maxRate == 0 {
+		maxRate = DefaultCanaryMaxErrorRate
+	}
+	diff := snapshot.Diff(g.GetSnapshot(), snap)
+	g.Rollout = &sluicev1.Rollout{
+		Version:      next,
+		Snapshot:     snap,
+		Canaries:     ids[:count],
+		State:        sluicev1.RolloutState_ROLLOUT_STATE_CANARY,
+		Started:      timestamppb.Now(),
+		Window:       window,
+		MaxErrorRate: maxRate,
+		Author:       w.author,
+		Comment:      w.comment,
+		Changes:      changeLines(diff),
+	}
+	head := snapshot.Change{Op: '+', Kind: "rollout", Name: g.GetName(), Fields: []string{
+		fmt.Sprintf("canary to %s of %d nodes", strings.Join(ids[:count], ", "), len(ids)),
+		fmt.Sprintf("for %v under %s errors", window.AsDuration(), percent(maxRate)),
+	}}
+	return append([]snapshot.Change{head}, diff...), nil
+}
+
+// editRollout makes an endpoint edit to the rollout's snapshot as well,
+// where the endpoint exists, as version next so the canaries get it.
+func editRollout(r *sluicev1.Rollout, w write, next uint64) []snapshot.Change {
+	snap, err := w.next(&sluicev1.Group{Snapshot: r.GetSnapshot(), Version: r.GetVersion()})
+	if err != nil || proto.Equal(snap, r.GetSnapshot()) {
+		return nil
+	}
+	r.Snapshot, r.Version = snap, next
+	return []snapshot.Change{{Op: '~', Kind: "rollout", Name: "canary snapshot", Fields: []string{"the same edit"}}}
+}
+
+func rolloutStateText(st sluicev1.RolloutState) string {
+	switch st {
+	case sluicev1.RolloutState_ROLLOUT_STATE_CANARY:
+		return "canary"
+	case sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
+		return "halted"
+	}
+	return "unknown"
+}
+
+func percent(rate float64) string { return fmt.Sprintf("%.3g%%", rate*100) }
+
+// rolloutWatch is what RunRollouts measured of each group's rollout.
+type rolloutWatch struct {
+	mu      sync.Mutex
+	byGroup map[string]*watch
+}
+
+// watch follows one rollout's canary phase.
+type watch struct {
+	version uint64
+	started time.Time
+	// ackedAt is when every connected canary ran the version: the window
+	// starts there, with base holding each canary's counters.
+	ackedAt time.Time
+	base    map[string]counts
+	// What the last check saw.
+	requests uint64
+	rate     float64
+	phase    string
+}
+
+type counts struct{ requests, errors uint64 }
+
+func (rw *rolloutWatch) get(group string) (watch, bool) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	w, ok := rw.byGroup[group]
+	if !ok {
+		return watch{}, false
+	}
+	return *w, true
+}
+
+// canaryCounts sums each canary's endpoint counters from its latest report.
+func (s *Server) canaryCounts(ids []string) map[string]counts {
+	out := make(map[string]counts, len(ids))
+	if s.views == nil {
+		return out
+	}
+	for _, id := range ids {
+		var c counts
+		for _, v := range s.views.List(id, "") {
+			for _, ep := range v.Endpoints {
+				c.requests += ep.GetRequests()
+				c.errors += ep.GetResponses_5Xx() + ep.GetConnectErrors()
+			}
+		}
+		out[id] = c
+	}
+	return out
+}
+
+// RunRollouts watches every group's rollout until ctx ends, checking every
+// interval: a canary that refuses the version, or canaries whose error rate
+// over the window passes the rollout's limit, halt it; canaries that all
+// ran the version for the window under the limit promote it. Run it on one
+// goroutine of one control-plane replica.
+func (s *Server) RunRollouts(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.checkRollouts(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("rollout check failed", "err", err)
+		}
+	}
+}
+
+func (s *Server) checkRollouts(ctx context.Context) error {
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return err
+	}
+	nodes := map[string]*sluicev1.NodeStatus{}
+	for _, n := range s.nodes.Nodes() {
+		nodes[n.GetId()] = n
+	}
+	now := time.Now()
+	s.rollouts.mu.Lock()
+	if s.rollouts.byGroup == nil {
+		s.rollouts.byGroup = map[string]*watch{}
+	}
+	live := map[string]bool{}
+	type outcome struct {
+		group, halt string
+		promote     bool
+		version     uint64
+	}
+	var todo []outcome
+	for _, g := range cur.Config.GetGroups() {
+		r := g.GetRollout()
+		if r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			continue
+		}
+		live[g.GetName()] = true
+		w := s.rollouts.byGroup[g.GetName()]
+		if w == nil || w.version != r.GetVersion() || !w.started.Equal(r.GetStarted().AsTime()) {
+			w = &watch{version: r.GetVersion(), started: r.GetStarted().AsTime()}
+			s.rollouts.byGroup[g.GetName()] = w
+		}
+		if o, halt := s.step(w, r, nodes, now); halt != "" || o {
+			todo = append(todo, outcome{group: g.GetName(), halt: halt, promote: o, version: r.GetVersion()})
+		}
+	}
+	for name := range s.rollouts.byGroup {
+		if !live[name] {
+			delete(s.rollouts.byGroup, name)
+		}
+	}
+	s.rollouts.mu.Unlock()
+
+	for _, o := range todo {
+		if o.halt != "" {
+			_, err = s.haltRollout(ctx, o.group, o.version, o.halt)
+		} else {
+			_, err = s.promoteRollout(ctx, o.group, o.version)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// step advances w with what the fleet says now; it returns promote, or
+// the reason to halt.
+func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.NodeStatus, now time.Time) (promote bool, halt string) {
+	v := r.GetVersion()
+	var connected, applied int
+	for _, id := range r.GetCanaries() {
+		n := nodes[id]
+		if n.GetNackedVersion() == v && n.GetAckedVersion() != v {
+			return false, fmt.Sprintf("canary %s refused version %d: %s", id, v, oneLine(n.GetNackError()))
+		}
+		if !n.GetConnected() {
+			continue
+		}
+		connected++
+		if n.GetAckedVersion() == v {
+			applied++
+		}
+	}
+	if connected == 0 || applied < connected {
+		w.ackedAt, w.base = time.Time{}, nil
+		w.phase = fmt.Sprintf("waiting for %d of %d connected canaries to apply version %d", connected-applied, connected, v)
+		if connected == 0 {
+			w.phase = "waiting for a canary to connect"
+		}
+		return false, ""
+	}
+	now = now.Round(0)
+	counts := s.canaryCounts(r.GetCanaries())
+	if w.ackedAt.IsZero() {
+		w.ackedAt, w.base = now, counts
+	}
+	var req, errs uint64
+	for id, c := range counts {
+		b, ok := w.base[id]
+		if !ok || c.requests < b.requests || c.errors < b.errors {
+			// A canary restarted, or reported for the first time: count
+			// from here.
+			w.base[id] = c
+			continue
+		}
+		req += c.requests - b.requests
+		errs += c.errors - b.errors
+	}
+	w.requests, w.rate = req, 0
+	if req+errs > 0 {
+		w.rate = float64(errs) / float64(max(req, errs))
+	}
+	window := r.GetWindow().AsDuration()
+	elapsed := now.Sub(w.ackedAt)
+	if w.rate > r.GetMaxErrorRate() {
+		return false, fmt.Sprintf("canary error rate %s (%d errors in %d requests over %v) is above %s",
+			percent(w.rate), errs, req, elapsed.Round(time.Second), percent(r.GetMaxErrorRate()))
+	}
+	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s)",
+		elapsed.Round(time.Second), window, percent(w.rate), req, percent(r.GetMaxErrorRate()))
+	return elapsed >= window, ""
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// promoteRollout makes the rollout's snapshot the group's, as a new version
+// that the rest of the group (and the canaries, relabelled) applies.
+func (s *Server) promoteRollout(ctx context.Context, group string, version uint64) (*sluicev1.ApplyResponse, error) {
+	// History credits the apply that started the rollout.
+	author, comment := "rollout", fmt.Sprintf("rollout of version %d passed its canaries", version)
+	if cur, err := s.store.Current(ctx); err == nil {
+		if r := groups.Find(cur.Config, group).GetRollout(); r != nil {
+			author = r.GetAuthor()
+			if r.GetComment() != "" {
+				comment = r.GetComment() + " (" + comment + ")"
+			}
+		}
+	}
+	s.log.Info("rollout passed its canaries", "group", group, "version", version)
+	return s.put(ctx, write{
+		op: "promote rollout", done: "rollout promoted", group: group, author: author, comment: comment,
+		alter: func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error) {
+			r := g.GetRollout()
+			if r.GetVersion() != version || r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+				return nil, status.Errorf(codes.Aborted, "the rollout of group %s changed meanwhile", group)
+			}
+			ch := append([]snapshot.Change{{Op: '-', Kind: "rollout", Name: group, Fields: []string{fmt.Sprintf("version %d passed its canaries; to every node", version)}}},
+				snapshot.Diff(g.GetSnapshot(), r.GetSnapshot())...)
+			g.Snapshot, g.Version, g.Rollout = r.GetSnapshot(), next, nil
+			return ch, nil
+		},
+	})
+}
+
+// haltRollout sends the canaries back to the group's snapshot and keeps
+// the rollout, halted, saying why.
+func (s *Server) haltRollout(ctx context.Context, group string, version uint64, reason string) (*sluicev1.ApplyResponse, error) {
+	s.log.Warn("rollout halted", "group", group, "version", version, "reason", reason)
+	return s.put(ctx, write{
+		op: "halt rollout", done: "rollout halted", group: group, author: "rollout",
+		comment: fmt.Sprintf("rollout of version %d halted: %s", version, reason),
+		alter: func(g *sluicev1.Group, _ uint64) ([]snapshot.Change, error) {
+			r := g.GetRollout()
+			if r.GetVersion() != version || r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+				return nil, status.Errorf(codes.Aborted, "the rollout of group %s changed meanwhile", group)
+			}
+			r.State, r.Reason = sluicev1.RolloutState_ROLLOUT_STATE_HALTED, reason
+			return []snapshot.Change{{Op: '~', Kind: "rollout", Name: group, Fields: []string{"halted, canaries back on version " + fmt.Sprint(g.GetVersion()) + ": " + reason}}}, nil
+		},
+	})
+}
+
+// GetRollout implements sluicev1.ConfigServiceServer.
+func (s *Server) GetRollout(ctx context.Context, req *sluicev1.RolloutRequest) (*sluicev1.RolloutStatus, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	name := groupOrDefault(req.GetGroup())
+	g := groups.Find(cur.Config, name)
+	if g == nil {
+		return nil, noGroup(cur.Config, name)
+	}
+	return s.rolloutStatus(g), nil
+}
+
+func (s *Server) rolloutStatus(g *sluicev1.Group) *sluicev1.RolloutStatus {
+	st := &sluicev1.RolloutStatus{Group: g.GetName()}
+	r := g.GetRollout()
+	if r == nil {
+		st.Phase = "no rollout"
+		return st
+	}
+	st.Rollout = proto.Clone(r).(*sluicev1.Rollout)
+	st.Rollout.Snapshot = nil
+	canary := map[string]bool{}
+	for _, id := range r.GetCanaries() {
+		canary[id] = true
+	}
+	for _, n := range s.nodes.Nodes() {
+		if canary[n.GetId()] {
+			st.Canaries = append(st.Canaries, n)
+		}
+	}
+	switch r.GetState() {
+	case sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
+		st.Phase = "halted: " + r.GetReason()
+	default:
+		st.Phase = "starting"
+		if w, ok := s.rollouts.get(g.GetName()); ok && w.version == r.GetVersion() {
+			st.Phase, st.Requests, st.ErrorRate = w.phase, w.requests, w.rate
+		}
+	}
+	return st
+}
+
+// ResumeRollout implements sluicev1.ConfigServiceServer.
+func (s *Server) ResumeRollout(ctx context.Context, req *sluicev1.RolloutRequest) (*sluicev1.RolloutStatus, error) {
+	return s.changeRollout(ctx, req, "resume rollout", func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error) {
+		r := g.GetRollout()
+		if r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_HALTED {
+			return nil, status.Errorf(codes.FailedPrecondition, "group %s has no halted rollout to resume (%s)", g.GetName(), s.rolloutStatus(g).GetPhase())
+		}
+		// A new version number: the canaries' answers to the old one
+		// (a NACK, say) do not count for this attempt.
+		ch := []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(), Fields: []string{fmt.Sprintf("version %d resumed on its canaries as version %d", r.GetVersion(), next)}}}
+		r.Version, r.State, r.Reason, r.Started = next, sluicev1.RolloutState_ROLLOUT_STATE_CANARY, "", timestamppb.Now()
+		return ch, nil
+	})
+}
+
+// AbortRollout implements sluicev1.ConfigServiceServer.
+func (s *Server) AbortRollout(ctx context.Context, req *sluicev1.RolloutRequest) (*sluicev1.RolloutStatus, error) {
+	return s.changeRollout(ctx, req, "abort rollout", func(g *sluicev1.Group, _ uint64) ([]snapshot.Change, error) {
+		r := g.GetRollout()
+		if r == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "group %s has no rollout to abort", g.GetName())
+		}
+		g.Rollout = nil
+		return []snapshot.Change{{Op: '-', Kind: "rollout", Name: g.GetName(), Fields: []string{fmt.Sprintf("version %d aborted; canaries back on version %d", r.GetVersion(), g.GetVersion())}}}, nil
+	})
+}
+
+func (s *Server) changeRollout(ctx context.Context, req *sluicev1.RolloutRequest, op string, fn func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)) (*sluicev1.RolloutStatus, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	name := groupOrDefault(req.GetGroup())
+	resp, err := s.put(ctx, write{
+		op: op, done: op, group: name, author: req.GetAuthor(), comment: op + ofGroup(name),
+		alter: fn,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	st := &sluicev1.RolloutStatus{Group: name, Phase: "no rollout"}
+	if g := groups.Find(cur.Config, name); g != nil {
+		st = s.rolloutStatus(g)
+	}
+	st.DoneVersion = resp.GetVersion()
+	return st, nil
+}

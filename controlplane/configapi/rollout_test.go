@@ -1,0 +1,92 @@
+package configapi
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// A canary's share rounds up among the group's connected nodes, picked by
+// id; a NACK from a canary halts the rollout and an endpoint edit reaches
+// both the group's snapshot and the rollout's.
+func TestRolloutCanariesNackAndEdits(t *testing.T) {
+	ctx := testContext(t)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := fleet.NewRegistry()
+	sessions := map[string]*fleet.Session{}
+	for i := range 12 {
+		id := fmt.Sprintf("n%02d", 12-i)
+		sessions[id] = reg.Connect(&sluicev1.Node{Id: id}, "127.0.0.1:1", 0)
+		sessions[id].Placed("default", "")
+	}
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: &sluicev1.Canary{Percent: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetChanges()[0]; !strings.HasPrefix(got, "+ rollout default: canary to n01, n02 of 12 nodes; for 30s under 5% errors") {
+		t.Errorf("rollout change = %q; want 10%% of 12 rounded up to 2, the first ids", got)
+	}
+	if resp.GetGroupVersion() != 1 {
+		t.Errorf("group version %d after starting a rollout; want 1, the group keeps its snapshot", resp.GetGroupVersion())
+	}
+
+	// A drain during the canary goes to both snapshots.
+	if _, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", State: sluicev1.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := st.Current(ctx)
+	g := cur.Config.GetGroups()[0]
+	for what, snap := range map[string]*sluicev1.Snapshot{"group": g.GetSnapshot(), "rollout": g.GetRollout().GetSnapshot()} {
+		if ep := snap.GetClusters()[0].GetEndpoints()[0]; ep.GetState() != sluicev1.AdminState_ADMIN_STATE_DRAINING {
+			t.Errorf("the %s snapshot's web1 is %v after the drain", what, ep.GetState())
+		}
+	}
+	if w := g.GetRollout().GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight(); w != 4 {
+		t.Errorf("the rollout snapshot lost its own change: web2 weight %d", w)
+	}
+	rv := g.GetRollout().GetVersion()
+
+	sessions["n02"].Nacked(rv, "listener public: bind: address already in use")
+	if err := s.checkRollouts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	status, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("halted: canary n02 refused version %d: listener public: bind: address already in use", rv)
+	if status.GetPhase() != want || len(status.GetCanaries()) != 2 {
+		t.Errorf("rollout status = %q with %d canaries; want %q", status.GetPhase(), len(status.GetCanaries()), want)
+	}
+	if _, err := s.ResumeRollout(ctx, &sluicev1.RolloutRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ = st.Current(ctx)
+	if r := cur.Config.GetGroups()[0].GetRollout(); r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY || !proto.Equal(r.GetSnapshot(), g.GetRollout().GetSnapshot()) || r.GetVersion() == rv {
+		t.Errorf("resumed rollout = %v; want canary state, the same snapshot, a new version", r)
+	}
+	// The old NACK is for the old version: the resumed rollout runs on.
+	if err := s.checkRollouts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := s.GetRollout(ctx, &sluicev1.RolloutRequest{}); !strings.HasPrefix(status.GetPhase(), "waiting for 2 of 2 connected canaries") {
+		t.Errorf("resumed rollout phase = %q; the earlier NACK must not halt it again", status.GetPhase())
+	}
+	_, err = s.ResumeRollout(ctx, &sluicev1.RolloutRequest{})
+	wantCode(t, "resume of a running rollout", err, 9 /* FailedPrecondition */, "group default has no halted rollout to resume")
+}

@@ -1,0 +1,81 @@
+package discovery
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// connectLabelled opens a stream for node id with labels, running nothing.
+func connectLabelled(t *testing.T, ts *testServer, id string, labels map[string]string) *testNode {
+	t.Helper()
+	n := openStream(testContext(t), t, ts.conn, id)
+	n.send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
+	return n
+}
+
+// Each node is sent its group's snapshot under the group's version; a
+// change to one group reaches only that group's nodes, and a node that no
+// group takes is sent nothing and listed with why.
+func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	defSnap, edgeSnap := testSnapshot(2, 1, 1), testSnapshot(3, 1, 2)
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: "default", Selector: "role notin (edge,lab)", Snapshot: defSnap, Version: 1},
+		{Name: "edge", Selector: "role=edge", Snapshot: edgeSnap, Version: 2},
+	}}
+	if err := ts.disc.PublishConfig(2, cfg); err != nil {
+		t.Fatal(err)
+	}
+	core := connectLabelled(t, ts, "core-1", map[string]string{"role": "core"})
+	edge := connectLabelled(t, ts, "edge-1", map[string]string{"role": "edge"})
+	lab := connectLabelled(t, ts, "lab-1", map[string]string{"role": "lab"})
+
+	r := core.next(ctx)
+	if r.GetVersionInfo() != "1" || !proto.Equal(r.GetSnapshot(), defSnap) {
+		t.Errorf("core-1 got version %s; want the default group's version 1", r.GetVersionInfo())
+	}
+	core.ack(r)
+	r = edge.next(ctx)
+	if r.GetVersionInfo() != "2" || !proto.Equal(r.GetSnapshot(), edgeSnap) {
+		t.Errorf("edge-1 got version %s; want the edge group's version 2", r.GetVersionInfo())
+	}
+	edge.ack(r)
+	waitNode(ctx, t, ts.fleet, "lab-1", "placed nowhere", func(n *sluicev1.NodeStatus) bool {
+		return n.GetGroup() == "" && n.GetGroupProblem() == "no group's selector matches its labels"
+	})
+	waitNode(ctx, t, ts.fleet, "edge-1", "in edge, applied 2", func(n *sluicev1.NodeStatus) bool {
+		return n.GetGroup() == "edge" && n.GetAckedVersion() == 2
+	})
+	lab.expectNothing()
+
+	// Version 3 changes the edge group only.
+	edgeSnap3 := testSnapshot(4, 1, 3)
+	cfg3 := proto.Clone(cfg).(*sluicev1.FleetConfig)
+	cfg3.Groups[1].Snapshot, cfg3.Groups[1].Version = edgeSnap3, 3
+	if err := ts.disc.PublishConfig(3, cfg3); err != nil {
+		t.Fatal(err)
+	}
+	if r := edge.next(ctx); r.GetVersionInfo() != "3" || !proto.Equal(r.GetSnapshot(), edgeSnap3) {
+		t.Errorf("edge-1 got version %s after the edge change; want 3", r.GetVersionInfo())
+	}
+	core.expectNothing()
+
+	// Version 4 moves lab nodes into the default group: lab-1 gets its
+	// snapshot, core-1 (already running it) nothing.
+	cfg4 := proto.Clone(cfg3).(*sluicev1.FleetConfig)
+	cfg4.Groups[0].Selector = "role!=edge"
+	if err := ts.disc.PublishConfig(4, cfg4); err != nil {
+		t.Fatal(err)
+	}
+	if r := lab.next(ctx); r.GetVersionInfo() != "1" || !proto.Equal(r.GetSnapshot(), defSnap) {
+		t.Errorf("lab-1 got version %s after joining default; want 1", r.GetVersionInfo())
+	}
+	core.expectNothing()
+	waitNode(ctx, t, ts.fleet, "lab-1", "placed in default", func(n *sluicev1.NodeStatus) bool {
+		return n.GetGroup() == "default" && n.GetGroupProblem() == ""
+	})
+}

@@ -1,0 +1,113 @@
+package groups
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// Default is the group a request means when it names none. It exists from
+// the start with the empty selector, so that a fleet without groups is one
+// group of every node.
+const Default = "default"
+
+// namePattern is what a group name may be (the API's rule).
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Set is the node groups of one configuration, ready to place nodes. It is
+// immutable and safe for concurrent use.
+type Set struct {
+	groups   []member // sorted by name
+	catchAll string   // the group with the empty selector, or ""
+}
+
+type member struct {
+	name string
+	sel  Selector
+}
+
+// Compile checks the groups of cfg and returns their Set: every name valid
+// and unique, every selector parsed, and at most one catch-all.
+func Compile(cfg *sluicev1.FleetConfig) (*Set, error) {
+	s := &Set{}
+	seen := map[string]bool{}
+	for _, g := range cfg.GetGroups() {
+		if !namePattern.MatchString(g.GetName()) {
+			return nil, fmt.Errorf("group %q: a group name is lower-case letters, digits and '-', at most 63", g.GetName())
+		}
+		if seen[g.GetName()] {
+			return nil, fmt.Errorf("group %q is defined twice", g.GetName())
+		}
+		seen[g.GetName()] = true
+		sel, err := Parse(g.GetSelector())
+		if err != nil {
+			return nil, fmt.Errorf("group %q: %w", g.GetName(), err)
+		}
+		if sel.Empty() {
+			if s.catchAll != "" {
+				return nil, fmt.Errorf("groups %q and %q both have an empty selector; only one group may take the nodes no other group matches", s.catchAll, g.GetName())
+			}
+			s.catchAll = g.GetName()
+		}
+		s.groups = append(s.groups, member{name: g.GetName(), sel: sel})
+	}
+	slices.SortFunc(s.groups, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	return s, nil
+}
+
+// Of returns the group a node with labels belongs to: the one group whose
+// non-empty selector matches them, or else the catch-all group. When none
+// or several match, group is "" and problem says so, for operators.
+func (s *Set) Of(labels map[string]string) (group, problem string) {
+	var matched []string
+	for _, m := range s.groups {
+		if !m.sel.Empty() && m.sel.Matches(labels) {
+			matched = append(matched, m.name)
+		}
+	}
+	switch {
+	case len(matched) == 1:
+		return matched[0], ""
+	case len(matched) > 1:
+		return "", "its labels match groups " + andList(matched)
+	case s.catchAll != "":
+		return s.catchAll, ""
+	}
+	return "", "no group's selector matches its labels"
+}
+
+// Names returns the group names, sorted.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.groups))
+	for i, m := range s.groups {
+		out[i] = m.name
+	}
+	return out
+}
+
+// andList renders "a and b", "a, b and c".
+func andList(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// Find returns the group named name in cfg, or nil.
+func Find(cfg *sluicev1.FleetConfig, name string) *sluicev1.Group {
+	for _, g := range cfg.GetGroups() {
+		if g.GetName() == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// Initial is the configuration before anything is stored: the default
+// group, catch-all, with nothing applied.
+func Initial() *sluicev1.FleetConfig {
+	return &sluicev1.FleetConfig{Groups: []*sluicev1.Group{{Name: Default, Snapshot: &sluicev1.Snapshot{}}}}
+}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluice-lb/sluice/dataplane"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// startLabelledNode starts a dataplane node with labels.
+func startLabelledNode(t *testing.T, cpAddr, id string, labels map[string]string) *dataplane.Dataplane {
+	t.Helper()
+	dp, err := dataplane.Start(dataplane.Options{
+		ControlPlane: cpAddr,
+		Node:         &sluicev1.Node{Id: id, Labels: labels},
+		Logger:       quietLogger(),
+		MinBackoff:   20 * time.Millisecond,
+		MaxBackoff:   200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	t.Cleanup(dp.Close)
+	return dp
+}
+
+// labelledStream subscribes as node id with labels and applies nothing: a
+// node that takes no port, for placement checks.
+func labelledStream(t *testing.T, cpAddr, id string, labels map[string]string) {
+	t.Helper()
+	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); conn.Close() })
+	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
+	if err == nil {
+		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
+	}
+	if err != nil {
+		t.Fatalf("node %s: %v", id, err)
+	}
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// TestNodeGroups: edge and core nodes run different snapshots chosen by
+// their labels; each apply reaches only its group; sluicectl shows who is
+// where; selectors that would put a node in two groups, or that do not
+// parse, are refused and store nothing.
+func TestNodeGroups(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	core, edge := startBackend(t, "core-backend"), startBackend(t, "edge-backend")
+	coreNode := startLabelledNode(t, c.addr, "core-1", map[string]string{"role": "core"})
+	edgeNode := startLabelledNode(t, c.addr, "edge-1", map[string]string{"role": "edge", "zone": "a"})
+	coreAddr, edgeAddr := freeAddr(t), freeAddr(t)
+	snap := func(backend, listen string) string {
+		return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, backend, listen))
+	}
+
+	stdout, stderr, code := ctl(t, c.addr, "group", "set", "edge", "--selector", "role=edge")
+	if code != 0 || !strings.Contains(stdout, "applied version 1 to group edge") || !strings.Contains(stdout, `+ group edge: selector "role=edge"`) {
+		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(core.addr, coreAddr), "--wait")
+	if code != 0 || !strings.Contains(stdout, "applied version 2\n") || !strings.Contains(stdout, "1 node applied version 2 in ") {
+		t.Fatalf("apply to default: exit %d, stdout %q, stderr %q; want version 2 applied by its 1 node", code, stdout, stderr)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(edge.addr, edgeAddr), "--group", "edge", "--wait")
+	if code != 0 || !strings.Contains(stdout, "applied version 3 to group edge") || !strings.Contains(stdout, "1 node of group edge applied version 3 in ") {
+		t.Fatalf("apply to edge: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	waitVersion(t, coreNode, 2)
+	waitVersion(t, edgeNode, 3)
+	for _, tc := range []struct{ addr, want string }{{coreAddr, "core-backend"}, {edgeAddr, "edge-backend"}} {
+		if body, err := get(http.DefaultClient, "http://"+tc.addr+"/"); err != nil || body != tc.want {
+			t.Errorf("GET via %s = %q, %v; want %q", tc.addr, body, err, tc.want)
+		}
+	}
+
+	// A node whose labels would match two groups, and one that no group
+	// takes once default stops being the catch-all.
+	labelledStream(t, c.addr, "edge-b", map[string]string{"role": "edge", "zone": "b"})
+	waitFor(t, "edge-b in group edge", func() bool { return c.nodeStatus(t, "edge-b").GetGroup() == "edge" })
+	_, stderr, code = ctl(t, c.addr, "group", "set", "zone-b", "--selector", "zone=b")
+	if code != 1 || !strings.Contains(stderr, "node edge-b would be in two groups: its labels match groups edge and zone-b") {
+		t.Errorf("group set zone-b overlapping edge: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(edge.addr, edgeAddr), "--group", "lab", "--selector", "zone in a")
+	if code != 1 || !strings.Contains(stderr, `selector "zone in a": at offset 8: expected '(' and a list of values`) {
+		t.Errorf("apply with a malformed selector: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(edge.addr, edgeAddr), "--group", "lab")
+	if code != 1 || !strings.Contains(stderr, `group "lab" does not exist (the groups are: default, edge); give a selector to create it`) {
+		t.Errorf("apply to a missing group: exit %d, stderr %q", code, stderr)
+	}
+	if stdout, _, _ := ctl(t, c.addr, "history"); strings.Count(stdout, "\n") != 4 {
+		t.Errorf("refused writes stored versions; history:\n%s", stdout)
+	}
+
+	if _, stderr, code := ctl(t, c.addr, "group", "set", "default", "--selector", "role=core"); code != 0 {
+		t.Fatalf("group set default: exit %d, %s", code, stderr)
+	}
+	labelledStream(t, c.addr, "stray", map[string]string{"role": "lab"})
+	waitFor(t, "stray placed nowhere", func() bool { return c.nodeStatus(t, "stray").GetGroupProblem() != "" })
+
+	stdout, _, _ = ctl(t, c.addr, "nodes")
+	rows := tableRows(stdout)
+	if len(rows) != 5 {
+		t.Errorf("nodes lists %d rows, want a header and 4 nodes:\n%s", len(rows), stdout)
+	}
+	want := map[string]string{"core-1": "default", "edge-1": "edge", "edge-b": "edge", "stray": "none (no group's selector matches its labels)"}
+	for _, r := range rows[1:] {
+		if len(r) < 3 || want[r[0]] != r[2] {
+			t.Errorf("nodes row %q: want group %q", r, want[r[0]])
+		}
+	}
+	stdout, _, _ = ctl(t, c.addr, "groups")
+	compareRows(t, "groups", tableRows(stdout), [][]string{
+		{"GROUP", "SELECTOR", "VERSION", "NODES", "APPLIED", "CLUSTERS", "LISTENERS"},
+		{"default", "role=core", "2", "1", "1", "1", "1"},
+		{"edge", "role=edge", "3", "2", "1", "1", "1"},
+	})
+	if coreNode.Node.Version() != "2" {
+		t.Errorf("core-1 runs version %s after the edge changes; want 2", coreNode.Node.Version())
+	}
+}
+
+// tableRows splits sluicectl's table output into cells (columns are two or
+// more spaces apart).
+func tableRows(out string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		var cells []string
+		for _, c := range strings.Split(line, "  ") {
+			if c = strings.TrimSpace(c); c != "" {
+				cells = append(cells, c)
+			}
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+func compareRows(t *testing.T, what string, got, want [][]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d rows, want %d:\n%q", what, len(got), len(want), got)
+	}
+	for i := range want {
+		if g, w := strings.Join(got[i], " | "), strings.Join(want[i], " | "); g != w {
+			t.Errorf("%s row %d:\n got: %s\nwant: %s", what, i, g, w)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// ackingNode subscribes as node id with labels and ACKs everything it is
+// sent, recording the versions: a fleet member that takes no port.
+type ackingNode struct {
+	mu       sync.Mutex
+	versions []string
+}
+
+func startAckingNode(t *testing.T, cpAddr, id string, labels map[string]string) *ackingNode {
+	t.Helper()
+	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); conn.Close() })
+	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
+	if err == nil {
+		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
+	}
+	if err != nil {
+		t.Fatalf("node %s: %v", id, err)
+	}
+	n := &ackingNode{}
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.versions = append(n.versions, r.GetVersionInfo())
+			n.mu.Unlock()
+			if stream.Send(&sluicev1.DiscoveryRequest{VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}) != nil {
+				return
+			}
+		}
+	}()
+	return n
+}
+
+func (n *ackingNode) got() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.versions...)
+}
+
+// TestCanaryRollout: apply --canary sends a version to one node of four
+// first. Canaries that run it cleanly for the window promote it to all;
+// canaries answering 5xx halt it, go back to the group's version, and the
+// rest of the group never sees it; bad shares are refused.
+func TestCanaryRollout(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	good := startBackend(t, "good")
+	failing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	})}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go failing.Serve(fl)
+	t.Cleanup(func() { failing.Close() })
+
+	labels := map[string]string{"role": "web"}
+	canary := startLabelledNode(t, c.addr, "a-canary", labels) // sorts first: the one canary
+	others := []*ackingNode{
+		startAckingNode(t, c.addr, "b-node", labels),
+		startAckingNode(t, c.addr, "c-node", labels),
+		startAckingNode(t, c.addr, "d-node", labels),
+	}
+	listen := freeAddr(t)
+	snap := func(backend string, weight int) string {
+		return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s, weight: %d }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, backend, weight, listen))
+	}
+	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 1), "--wait"); code != 0 {
+		t.Fatalf("first apply: exit %d: %s", code, stderr)
+	}
+
+	for _, tc := range []struct{ share, want string }{
+		{"0%", "canary: give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"},
+		{"150%", "canary: 150% is more than the whole group: give 1% to 100%"},
+		{"5", "a canary of 5 nodes, but group default has 4 connected; nothing stored"},
+	} {
+		if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", tc.share); code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("apply --canary %s: exit %d, stderr %q; want 1 and %q", tc.share, code, stderr, tc.want)
+		}
+	}
+
+	// A clean canary: promoted after its window, then every node runs it.
+	stdout, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", "25%", "--canary-window", "1s", "--wait")
+	if code != 0 || !strings.Contains(stdout, "+ rollout default: canary to a-canary of 4 nodes") ||
+		!strings.Contains(stdout, "the canaries passed: version 3 goes to every node") || !strings.Contains(stdout, "4 nodes applied version 3") {
+		t.Fatalf("apply --canary 25%% --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
+	}
+	for i, n := range others {
+		if got := strings.Join(n.got(), ","); got != "1,3" {
+			t.Errorf("node %d got versions %s; want 1 then the promoted 3, never the canary's 2", i, got)
+		}
+	}
+
+	// A failing canary: its 5xx halt the rollout, and it goes back.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			get(http.DefaultClient, "http://"+listen+"/")
+		}
+	})
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 2), "--canary", "1", "--canary-window", "20s", "--wait")
+	close(stop)
+	wg.Wait()
+	if code != 2 || !strings.Contains(stderr, "the rollout of version 4 halted: canary error rate 100% (") || !strings.Contains(stderr, "is above 5%") {
+		t.Fatalf("apply of a failing canary --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
+	}
+	waitVersion(t, canary, 3)
+	if body, err := get(http.DefaultClient, "http://"+listen+"/"); err != nil || body != "good" {
+		t.Errorf("after the halt the canary answers %q, %v; want the good backend", body, err)
+	}
+	for i, n := range others {
+		if got := strings.Join(n.got(), ","); got != "1,3" {
+			t.Errorf("node %d got versions %s; the halted version 4 must not reach it", i, got)
+		}
+	}
+	stdout, _, _ = ctl(t, c.addr, "rollout", "status")
+	if !strings.Contains(stdout, "group default: rollout of version 4, halted: canary error rate 100%") || !strings.Contains(stdout, "a-canary  connected  3") {
+		t.Errorf("rollout status after the halt:\n%s", stdout)
+	}
+	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3)); code != 1 || !strings.Contains(stderr, "group default has a rollout of version 4 (halted); finish it, or end it with \"sluicectl rollout abort\", first") {
+		t.Errorf("apply during a halted rollout: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "rollout", "abort")
+	if code != 0 || !strings.Contains(stdout, "group default: no rollout") {
+		t.Errorf("rollout abort: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3), "--wait"); code != 0 {
+		t.Errorf("apply after the abort: exit %d: %s", code, stderr)
+	}
+}
