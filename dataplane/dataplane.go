@@ -123,6 +123,7 @@ func Start(opts Options) (*Dataplane, error) {
 	d.Node = node.New(nopts)
 	d.Reporter.ReportEndpoints(d.Node)
 	d.Reporter.SetInstance(self.GetInstance())
+	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -135,7 +136,7 @@ func Start(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("dataplane: admin: %w", err)
 		}
 		d.adminL = ln
-		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped)
+		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, client.Collector())
 		if opts.AdminAuth != nil {
 			h = opts.AdminAuth.Protect(h)
 		}
@@ -151,7 +152,6 @@ func Start(opts Options) (*Dataplane, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	commands := &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); client.Run(ctx) }()

@@ -22,6 +22,11 @@
 // waits for them; each stream sends from its own goroutine, so a slow node
 // holds up only its own stream. A group's snapshot is marshalled once per
 // change and its bytes are shared by all the group's streams (see wire.go).
+//
+// A node that sets accept_deltas is sent, when it is smaller, a delta from
+// the version it runs (the one it announced, ACKed, or said it still runs in
+// a NACK) instead of the whole snapshot; each delta is encoded once per
+// (base, version) pair and shared too (see delta.go).
 package discovery
 
 import (
@@ -57,6 +62,7 @@ type Server struct {
 
 	fleet *fleet.Registry
 	obs   Observer
+	sizes SizeObserver // obs, when it wants sizes; nil otherwise
 	log   *slog.Logger
 
 	publishMu sync.Mutex            // serialises Publish
@@ -89,6 +95,11 @@ type published struct {
 	version uint64 // at which the group's snapshot last changed
 	label   string // version as sent in version_info
 	body    []byte // field 3 of the response, shared by every stream
+
+	// For deltas; deltas is filled as streams need them.
+	res    *resources   // body by resource; nil: no delta to or from it
+	bases  []*resources // the group's versions before, newest first
+	deltas deltaCache
 }
 
 // Observer is told of every push and of the node's answer to it (the
@@ -100,6 +111,13 @@ type Observer interface {
 	// Answered: the node ACKed (nack false) or NACKed the version it was
 	// sent, took after it was sent.
 	Answered(nack bool, took time.Duration)
+}
+
+// SizeObserver is what an Observer also implements to be told the form and
+// size of each push (see Observer for when it is called).
+type SizeObserver interface {
+	// PushedBytes: a push of n bytes of snapshot, or of delta, was sent.
+	PushedBytes(delta bool, n int)
 }
 
 type nopObserver struct{}
@@ -118,6 +136,7 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 		obs = nopObserver{}
 	}
 	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
+	s.sizes, _ = obs.(SizeObserver)
 	set, _ := groups.Compile(nil) // no groups: nobody is placed yet
 	s.latest.Store(&state{set: set, next: make(chan struct{})})
 	return s
@@ -158,9 +177,11 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 			for _, id := range r.GetCanaries() {
 				c.nodes[id] = true
 			}
+			// Canaries run the group's version: deltas start from there.
+			prev := old.byGroup[g.GetName()]
 			if old := old.canary[g.GetName()]; old != nil && old.p.version == r.GetVersion() {
 				c.p = old.p
-			} else if c.p, err = encodePublished(r.GetVersion(), r.GetSnapshot()); err != nil {
+			} else if c.p, err = encodePublished(r.GetVersion(), r.GetSnapshot(), prev); err != nil {
 				return fmt.Errorf("discovery: encode canary version %d of group %s: %w", r.GetVersion(), g.GetName(), err)
 			}
 			next.canary[g.GetName()] = c
@@ -172,7 +193,7 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 			next.byGroup[g.GetName()] = p
 			continue
 		}
-		p, err := encodePublished(g.GetVersion(), g.GetSnapshot())
+		p, err := encodePublished(g.GetVersion(), g.GetSnapshot(), old.byGroup[g.GetName()])
 		if err != nil {
 			return fmt.Errorf("discovery: encode version %d of group %s: %w", g.GetVersion(), g.GetName(), err)
 		}
@@ -183,12 +204,20 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 	return nil
 }
 
-func encodePublished(version uint64, snap *sluicev1.Snapshot) (*published, error) {
+func encodePublished(version uint64, snap *sluicev1.Snapshot, prev *published) (*published, error) {
 	body, err := encodeSnapshotField(snap)
 	if err != nil {
 		return nil, err
 	}
-	return &published{version: version, label: strconv.FormatUint(version, 10), body: body}, nil
+	label := strconv.FormatUint(version, 10)
+	return &published{
+		version: version,
+		label:   label,
+		body:    body,
+		res:     indexResources(version, label, body),
+		bases:   basesAfter(prev),
+		deltas:  deltaCache{byBase: make(map[uint64]*cachedDelta)},
+	}, nil
 }
 
 // Version returns the published version (0 before the first Publish).
@@ -269,7 +298,7 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
-	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running)
+	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running, first.GetAcceptDeltas())
 	sess.Disconnect()
 	if err != nil {
 		s.log.Info("node disconnected", "node", id, "reason", err)
@@ -281,10 +310,11 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 
 var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane is shutting down")
 
-// serve runs the stream of sess, whose node has labels and runs version
-// sent.
-func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, sent uint64) error {
+// serve runs the stream of sess, whose node has labels, runs version
+// running and accepts deltas or not.
+func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, running uint64, deltas bool) error {
 	var nonce uint64
+	sent := running
 	group, problem := "", "unplaced"
 	for {
 		st := s.latest.Load()
@@ -304,11 +334,17 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			sent = p.version
 			sess.Sent(sent)
 			label := strconv.FormatUint(nonce, 10)
-			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: p.body}); err != nil {
+			body, delta := p.payload(running, deltas)
+			if err := ss.SendMsg(&wireResponse{head: encodeEnvelope(p.label, label), body: body}); err != nil {
 				return err
 			}
 			s.obs.Pushed()
-			if closed, err := s.awaitAnswer(ss, sess, label, sent); closed || err != nil {
+			if s.sizes != nil {
+				s.sizes.PushedBytes(delta, len(body))
+			}
+			var closed bool
+			var err error
+			if running, closed, err = s.awaitAnswer(ss, sess, label, sent, running); closed || err != nil {
 				return err
 			}
 			continue // a newer version may have come meanwhile
@@ -327,17 +363,20 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 
 // awaitAnswer reads until the node answers the response with nonce, which
 // carried version, and records the ACK or NACK. Answers to older responses
-// are stale: skipped, the subscription stands. closed reports that the node
-// closed its side (or the stream broke, with err).
-func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version uint64) (closed bool, err error) {
+// are stale: skipped, the subscription stands. It returns the version the
+// node runs after its answer: version on an ACK, the one its NACK names
+// otherwise (0 if that does not parse). running is what it ran before.
+// closed reports that the node closed its side (or the stream broke, with
+// err).
+func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce string, version, running uint64) (now uint64, closed bool, err error) {
 	sent := time.Now()
 	for {
 		req := new(sluicev1.DiscoveryRequest)
 		if err := ss.RecvMsg(req); err != nil {
 			if err == io.EOF {
-				return true, nil
+				return running, true, nil
 			}
-			return true, err
+			return running, true, err
 		}
 		if req.GetResponseNonce() != nonce {
 			sess.Seen()
@@ -350,12 +389,15 @@ func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce st
 			s.obs.Answered(true, time.Since(sent))
 			sess.Nacked(version, detail)
 			s.log.Warn("node NACK", "node", sess.ID(), "version", version, "running", req.GetVersionInfo(), "error", detail)
-			return false, nil
+			// What it runs, if it says so; 0 (nothing we can base a delta
+			// on) if not.
+			running, _ = strconv.ParseUint(req.GetVersionInfo(), 10, 64)
+			return running, false, nil
 		}
 		s.obs.Answered(false, time.Since(sent))
 		sess.Acked(version)
 		s.log.Info("node ACK", "node", sess.ID(), "version", version)
-		return false, nil
+		return version, false, nil
 	}
 }
 

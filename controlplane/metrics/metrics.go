@@ -33,13 +33,15 @@ type Sources struct {
 }
 
 // Metrics is the control plane's registry. Its Pushed and Answered methods
-// implement discovery.Observer.
+// implement discovery.Observer, PushedBytes discovery.SizeObserver.
 type Metrics struct {
-	reg    *prometheus.Registry
-	pushes prometheus.Counter
-	acks   prometheus.Counter
-	nacks  prometheus.Counter
-	toAck  *prometheus.HistogramVec
+	reg         *prometheus.Registry
+	pushes      prometheus.Counter
+	deltaPushes prometheus.Counter
+	pushedBytes *prometheus.CounterVec
+	acks        prometheus.Counter
+	nacks       prometheus.Counter
+	toAck       *prometheus.HistogramVec
 }
 
 // New returns a registry with the Go runtime and process collectors, the
@@ -51,6 +53,14 @@ func New(src Sources) *Metrics {
 			Name: "sluice_cp_pushes_total",
 			Help: "Snapshot versions sent to nodes.",
 		}),
+		deltaPushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_cp_delta_pushes_total",
+			Help: "Pushes sent as a delta from the version the node ran; the other pushes carried whole snapshots.",
+		}),
+		pushedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cp_pushed_bytes_total",
+			Help: "Bytes of snapshot or delta pushed to nodes, by form (kind).",
+		}, []string{"kind"}),
 		acks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_cp_acks_total",
 			Help: "Pushed versions that nodes applied (ACK).",
@@ -70,7 +80,7 @@ func New(src Sources) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.pushes, m.acks, m.nacks, m.toAck,
+		m.pushes, m.deltaPushes, m.pushedBytes, m.acks, m.nacks, m.toAck,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_cp_nodes_connected",
 			Help: "Nodes with a discovery stream open.",
@@ -96,11 +106,23 @@ func New(src Sources) *Metrics {
 	// absent, before the first answer.
 	m.toAck.WithLabelValues("ack")
 	m.toAck.WithLabelValues("nack")
+	m.pushedBytes.WithLabelValues("snapshot")
+	m.pushedBytes.WithLabelValues("delta")
 	return m
 }
 
 // Pushed counts a version sent to a node.
 func (m *Metrics) Pushed() { m.pushes.Inc() }
+
+// PushedBytes counts the form and size of a push.
+func (m *Metrics) PushedBytes(delta bool, n int) {
+	kind := "snapshot"
+	if delta {
+		m.deltaPushes.Inc()
+		kind = "delta"
+	}
+	m.pushedBytes.WithLabelValues(kind).Add(float64(n))
+}
 
 // Answered counts a node's answer to a push, which took took.
 func (m *Metrics) Answered(nack bool, took time.Duration) {

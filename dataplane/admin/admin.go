@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-lb/sluice/dataplane/node"
 )
 
@@ -20,7 +22,8 @@ import (
 //	/metrics  the same, and the Go runtime's, in the Prometheus text format
 //
 // Credentials.Protect puts everything but the probes behind a password.
-func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
+// extra are more collectors for /metrics (the discovery client's).
+func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...prometheus.Collector) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -36,7 +39,7 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped))
+	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped, extra...))
 	page := statusPage(nodeID, n, dropped, newRates())
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /stats", page)

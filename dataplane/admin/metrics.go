@@ -111,7 +111,7 @@ func b2f(b bool) float64 {
 
 // metricsHandler serves the node's metrics and the Go runtime's in the
 // Prometheus text format.
-func metricsHandler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
+func metricsHandler(nodeID string, n *node.Node, dropped func() uint64, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -119,5 +119,6 @@ func metricsHandler(nodeID string, n *node.Node, dropped func() uint64) http.Han
 		newNodeCollector(nodeID, n, dropped),
 		newTrafficCollector(n),
 	)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

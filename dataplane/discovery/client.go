@@ -2,16 +2,24 @@
 // to the control plane, hands each snapshot to the node, answers with an ACK
 // or a NACK, and reconnects with backoff and jitter when the stream breaks.
 // While it is away the node keeps serving its last applied snapshot.
+//
+// The client accepts deltas: it keeps the last snapshot it applied, and
+// rebuilds the whole snapshot from it and a delta (ApplyDelta) before
+// handing it to the node, which never sees a delta. A delta that cannot be
+// rebuilt is NACKed like a snapshot the node refuses.
 package discovery
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // Applier is the node. Apply is called from the client's goroutine, one
@@ -34,7 +42,25 @@ type Client struct {
 	// exponentially growing ceiling ("full jitter"), so a fleet that lost
 	// its control plane does not reconnect in one wave.
 	MinBackoff, MaxBackoff time.Duration
+
+	// The snapshot applied last and its version, deltas' base. Only the
+	// client's goroutine touches them.
+	base        *sluicev1.Snapshot
+	baseVersion string
+
+	counters Counters
 }
+
+// Counters count the responses the client received, by form. They are
+// read with Counters from any goroutine.
+type Counters struct {
+	Snapshots, Deltas         atomic.Uint64 // responses
+	SnapshotBytes, DeltaBytes atomic.Uint64 // their encoded size
+	DeltaErrors               atomic.Uint64 // deltas that could not be rebuilt
+}
+
+// Counters returns the client's counters.
+func (c *Client) Counters() *Counters { return &c.counters }
 
 // Run subscribes until ctx ends.
 func (c *Client) Run(ctx context.Context) {
@@ -53,10 +79,15 @@ func (c *Client) stream(ctx context.Context) (received bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := st.Send(&sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: c.Applier.Version()}); err != nil {
+	running := c.Applier.Version()
+	// Deltas need the snapshot of the version announced. The client has it
+	// unless something else applied that version (or none: then the first
+	// response is a whole snapshot anyway).
+	deltas := running == "" || (c.base != nil && c.baseVersion == running)
+	if err := st.Send(&sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
 		return false, err
 	}
-	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", c.Applier.Version())
+	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -64,15 +95,43 @@ func (c *Client) stream(ctx context.Context) (received bool, err error) {
 		}
 		received = true
 		ack := &sluicev1.DiscoveryRequest{ResponseNonce: resp.GetNonce()}
-		if err := c.Applier.Apply(resp.GetVersionInfo(), resp.GetSnapshot()); err != nil {
-			c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "err", err)
-			ack.ErrorDetail = err.Error()
+		snap, applyErr := c.rebuild(resp)
+		if applyErr == nil {
+			applyErr = c.Applier.Apply(resp.GetVersionInfo(), snap)
+		}
+		if applyErr != nil {
+			c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil, "err", applyErr)
+			ack.ErrorDetail = applyErr.Error()
 		} else {
-			c.Logger.Info("snapshot applied", "version", resp.GetVersionInfo())
+			c.base, c.baseVersion = snap, c.Applier.Version()
+			c.Logger.Info("snapshot applied", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil)
 		}
 		ack.VersionInfo = c.Applier.Version()
 		if err := st.Send(ack); err != nil {
 			return received, err
 		}
 	}
+}
+
+// rebuild returns the whole snapshot resp brings, from its delta and the
+// last applied snapshot when it is a delta, and counts it.
+func (c *Client) rebuild(resp *sluicev1.DiscoveryResponse) (*sluicev1.Snapshot, error) {
+	d := resp.GetDelta()
+	if d == nil {
+		c.counters.Snapshots.Add(1)
+		c.counters.SnapshotBytes.Add(uint64(proto.Size(resp)))
+		return resp.GetSnapshot(), nil
+	}
+	c.counters.Deltas.Add(1)
+	c.counters.DeltaBytes.Add(uint64(proto.Size(resp)))
+	if c.base == nil || d.GetBaseVersion() != c.baseVersion || c.baseVersion != c.Applier.Version() {
+		c.counters.DeltaErrors.Add(1)
+		return nil, fmt.Errorf("%w: delta from version %q, node runs %q", errDeltaBase, d.GetBaseVersion(), c.Applier.Version())
+	}
+	snap, err := ApplyDelta(c.base, d)
+	if err != nil {
+		c.counters.DeltaErrors.Add(1)
+		return nil, err
+	}
+	return snap, nil
 }

@@ -110,7 +110,14 @@ type DiscoveryRequest struct {
 	// the first message.
 	ResponseNonce string `protobuf:"bytes,3,opt,name=response_nonce,json=responseNonce,proto3" json:"response_nonce,omitempty"`
 	// ErrorDetail is set on a NACK: why the node could not apply the response.
-	ErrorDetail   string `protobuf:"bytes,4,opt,name=error_detail,json=errorDetail,proto3" json:"error_detail,omitempty"`
+	ErrorDetail string `protobuf:"bytes,4,opt,name=error_detail,json=errorDetail,proto3" json:"error_detail,omitempty"`
+	// AcceptDeltas, read on the first message only, says the node can rebuild
+	// a snapshot from a SnapshotDelta against the version it runs: the one in
+	// version_info of this message, and later the one in version_info of each
+	// ACK or NACK. A node sets it only when it holds the snapshot of the
+	// version it announces. Without it (nodes that predate deltas) every
+	// response carries a whole snapshot.
+	AcceptDeltas  bool `protobuf:"varint,5,opt,name=accept_deltas,json=acceptDeltas,proto3" json:"accept_deltas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -173,13 +180,25 @@ func (x *DiscoveryRequest) GetErrorDetail() string {
 	return ""
 }
 
-// DiscoveryResponse carries one snapshot version.
+func (x *DiscoveryRequest) GetAcceptDeltas() bool {
+	if x != nil {
+		return x.AcceptDeltas
+	}
+	return false
+}
+
+// DiscoveryResponse carries one snapshot version, whole (snapshot) or as a
+// delta against the version the node runs (delta); never both.
 type DiscoveryResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	VersionInfo string                 `protobuf:"bytes,1,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	// Nonce identifies this response on this stream.
-	Nonce         string    `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	Snapshot      *Snapshot `protobuf:"bytes,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Nonce    string    `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Snapshot *Snapshot `protobuf:"bytes,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Delta is sent only to nodes that accept deltas, only against the
+	// version the node last said it runs, and only when it is smaller than
+	// the whole snapshot.
+	Delta         *SnapshotDelta `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -235,6 +254,128 @@ func (x *DiscoveryResponse) GetSnapshot() *Snapshot {
 	return nil
 }
 
+func (x *DiscoveryResponse) GetDelta() *SnapshotDelta {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+// SnapshotDelta is a snapshot version told as its differences from another
+// one, the base: for each kind of named resource of Snapshot, the resources
+// added or changed (whole), the names of those removed, and, when it cannot
+// be inferred, their order.
+//
+// The new snapshot's resources of a kind are, unless *_order is set: the
+// base's in the base's order, without the removed ones, each changed one
+// replaced in its place, then the added ones in the delta's order. When that
+// is not the new snapshot's order, *_order lists every name of the kind in
+// the new order. A delta that names a removed resource the base lacks, names
+// a resource twice, or whose order is not a permutation of the result is
+// invalid, and the node refuses it (NACK), keeping its snapshot.
+//
+// A new kind of resource in Snapshot gets its three fields here.
+type SnapshotDelta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// BaseVersion is the version the delta applies to.
+	BaseVersion string `protobuf:"bytes,1,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// Clusters added or changed.
+	Clusters []*Cluster `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// RemovedClusters names the clusters of the base that are gone.
+	RemovedClusters []string `protobuf:"bytes,3,rep,name=removed_clusters,json=removedClusters,proto3" json:"removed_clusters,omitempty"`
+	// ClusterOrder, when set, names every cluster of the new snapshot, in
+	// order.
+	ClusterOrder []string `protobuf:"bytes,4,rep,name=cluster_order,json=clusterOrder,proto3" json:"cluster_order,omitempty"`
+	// Listeners added or changed.
+	Listeners []*Listener `protobuf:"bytes,5,rep,name=listeners,proto3" json:"listeners,omitempty"`
+	// RemovedListeners names the listeners of the base that are gone.
+	RemovedListeners []string `protobuf:"bytes,6,rep,name=removed_listeners,json=removedListeners,proto3" json:"removed_listeners,omitempty"`
+	// ListenerOrder, when set, names every listener of the new snapshot, in
+	// order.
+	ListenerOrder []string `protobuf:"bytes,7,rep,name=listener_order,json=listenerOrder,proto3" json:"listener_order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotDelta) Reset() {
+	*x = SnapshotDelta{}
+	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotDelta) ProtoMessage() {}
+
+func (x *SnapshotDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotDelta.ProtoReflect.Descriptor instead.
+func (*SnapshotDelta) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SnapshotDelta) GetBaseVersion() string {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return ""
+}
+
+func (x *SnapshotDelta) GetClusters() []*Cluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *SnapshotDelta) GetRemovedClusters() []string {
+	if x != nil {
+		return x.RemovedClusters
+	}
+	return nil
+}
+
+func (x *SnapshotDelta) GetClusterOrder() []string {
+	if x != nil {
+		return x.ClusterOrder
+	}
+	return nil
+}
+
+func (x *SnapshotDelta) GetListeners() []*Listener {
+	if x != nil {
+		return x.Listeners
+	}
+	return nil
+}
+
+func (x *SnapshotDelta) GetRemovedListeners() []string {
+	if x != nil {
+		return x.RemovedListeners
+	}
+	return nil
+}
+
+func (x *SnapshotDelta) GetListenerOrder() []string {
+	if x != nil {
+		return x.ListenerOrder
+	}
+	return nil
+}
+
 var File_sluice_v1_discovery_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_discovery_proto_rawDesc = "" +
@@ -247,16 +388,26 @@ const file_sluice_v1_discovery_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x01\n" +
 	"\x10DiscoveryRequest\x12#\n" +
 	"\x04node\x18\x01 \x01(\v2\x0f.sluice.v1.NodeR\x04node\x12*\n" +
 	"\fversion_info\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x18@R\vversionInfo\x12.\n" +
 	"\x0eresponse_nonce\x18\x03 \x01(\tB\a\xfaB\x04r\x02\x18@R\rresponseNonce\x12+\n" +
-	"\ferror_detail\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\verrorDetail\"}\n" +
+	"\ferror_detail\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\verrorDetail\x12#\n" +
+	"\raccept_deltas\x18\x05 \x01(\bR\facceptDeltas\"\xad\x01\n" +
 	"\x11DiscoveryResponse\x12!\n" +
 	"\fversion_info\x18\x01 \x01(\tR\vversionInfo\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\tR\x05nonce\x12/\n" +
-	"\bsnapshot\x18\x03 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot2d\n" +
+	"\bsnapshot\x18\x03 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12.\n" +
+	"\x05delta\x18\x04 \x01(\v2\x18.sluice.v1.SnapshotDeltaR\x05delta\"\xb9\x02\n" +
+	"\rSnapshotDelta\x12!\n" +
+	"\fbase_version\x18\x01 \x01(\tR\vbaseVersion\x12.\n" +
+	"\bclusters\x18\x02 \x03(\v2\x12.sluice.v1.ClusterR\bclusters\x12)\n" +
+	"\x10removed_clusters\x18\x03 \x03(\tR\x0fremovedClusters\x12#\n" +
+	"\rcluster_order\x18\x04 \x03(\tR\fclusterOrder\x121\n" +
+	"\tlisteners\x18\x05 \x03(\v2\x13.sluice.v1.ListenerR\tlisteners\x12+\n" +
+	"\x11removed_listeners\x18\x06 \x03(\tR\x10removedListeners\x12%\n" +
+	"\x0elistener_order\x18\a \x03(\tR\rlistenerOrder2d\n" +
 	"\x10DiscoveryService\x12P\n" +
 	"\x0fStreamSnapshots\x12\x1b.sluice.v1.DiscoveryRequest\x1a\x1c.sluice.v1.DiscoveryResponse(\x010\x01B6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
@@ -272,25 +423,31 @@ func file_sluice_v1_discovery_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_discovery_proto_rawDescData
 }
 
-var file_sluice_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_sluice_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sluice_v1_discovery_proto_goTypes = []any{
 	(*Node)(nil),              // 0: sluice.v1.Node
 	(*DiscoveryRequest)(nil),  // 1: sluice.v1.DiscoveryRequest
 	(*DiscoveryResponse)(nil), // 2: sluice.v1.DiscoveryResponse
-	nil,                       // 3: sluice.v1.Node.LabelsEntry
-	(*Snapshot)(nil),          // 4: sluice.v1.Snapshot
+	(*SnapshotDelta)(nil),     // 3: sluice.v1.SnapshotDelta
+	nil,                       // 4: sluice.v1.Node.LabelsEntry
+	(*Snapshot)(nil),          // 5: sluice.v1.Snapshot
+	(*Cluster)(nil),           // 6: sluice.v1.Cluster
+	(*Listener)(nil),          // 7: sluice.v1.Listener
 }
 var file_sluice_v1_discovery_proto_depIdxs = []int32{
-	3, // 0: sluice.v1.Node.labels:type_name -> sluice.v1.Node.LabelsEntry
+	4, // 0: sluice.v1.Node.labels:type_name -> sluice.v1.Node.LabelsEntry
 	0, // 1: sluice.v1.DiscoveryRequest.node:type_name -> sluice.v1.Node
-	4, // 2: sluice.v1.DiscoveryResponse.snapshot:type_name -> sluice.v1.Snapshot
-	1, // 3: sluice.v1.DiscoveryService.StreamSnapshots:input_type -> sluice.v1.DiscoveryRequest
-	2, // 4: sluice.v1.DiscoveryService.StreamSnapshots:output_type -> sluice.v1.DiscoveryResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: sluice.v1.DiscoveryResponse.snapshot:type_name -> sluice.v1.Snapshot
+	3, // 3: sluice.v1.DiscoveryResponse.delta:type_name -> sluice.v1.SnapshotDelta
+	6, // 4: sluice.v1.SnapshotDelta.clusters:type_name -> sluice.v1.Cluster
+	7, // 5: sluice.v1.SnapshotDelta.listeners:type_name -> sluice.v1.Listener
+	1, // 6: sluice.v1.DiscoveryService.StreamSnapshots:input_type -> sluice.v1.DiscoveryRequest
+	2, // 7: sluice.v1.DiscoveryService.StreamSnapshots:output_type -> sluice.v1.DiscoveryResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_discovery_proto_init() }
@@ -305,7 +462,7 @@ func file_sluice_v1_discovery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_discovery_proto_rawDesc), len(file_sluice_v1_discovery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -302,6 +302,8 @@ func (m *DiscoveryRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	// no validation rules for AcceptDeltas
+
 	if len(errors) > 0 {
 		return DiscoveryRequestMultiError(errors)
 	}
@@ -435,6 +437,35 @@ func (m *DiscoveryResponse) validate(all bool) error {
 		}
 	}
 
+	if all {
+		switch v := interface{}(m.GetDelta()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, DiscoveryResponseValidationError{
+					field:  "Delta",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, DiscoveryResponseValidationError{
+					field:  "Delta",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetDelta()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return DiscoveryResponseValidationError{
+				field:  "Delta",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return DiscoveryResponseMultiError(errors)
 	}
@@ -514,3 +545,173 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = DiscoveryResponseValidationError{}
+
+// Validate checks the field values on SnapshotDelta with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *SnapshotDelta) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on SnapshotDelta with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in SnapshotDeltaMultiError, or
+// nil if none found.
+func (m *SnapshotDelta) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *SnapshotDelta) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for BaseVersion
+
+	for idx, item := range m.GetClusters() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, SnapshotDeltaValidationError{
+						field:  fmt.Sprintf("Clusters[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, SnapshotDeltaValidationError{
+						field:  fmt.Sprintf("Clusters[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return SnapshotDeltaValidationError{
+					field:  fmt.Sprintf("Clusters[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	for idx, item := range m.GetListeners() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, SnapshotDeltaValidationError{
+						field:  fmt.Sprintf("Listeners[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, SnapshotDeltaValidationError{
+						field:  fmt.Sprintf("Listeners[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return SnapshotDeltaValidationError{
+					field:  fmt.Sprintf("Listeners[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return SnapshotDeltaMultiError(errors)
+	}
+
+	return nil
+}
+
+// SnapshotDeltaMultiError is an error wrapping multiple validation errors
+// returned by SnapshotDelta.ValidateAll() if the designated constraints
+// aren't met.
+type SnapshotDeltaMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m SnapshotDeltaMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m SnapshotDeltaMultiError) AllErrors() []error { return m }
+
+// SnapshotDeltaValidationError is the validation error returned by
+// SnapshotDelta.Validate if the designated constraints aren't met.
+type SnapshotDeltaValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e SnapshotDeltaValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e SnapshotDeltaValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e SnapshotDeltaValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e SnapshotDeltaValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e SnapshotDeltaValidationError) ErrorName() string { return "SnapshotDeltaValidationError" }
+
+// Error satisfies the builtin error interface
+func (e SnapshotDeltaValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sSnapshotDelta.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = SnapshotDeltaValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = SnapshotDeltaValidationError{}

@@ -29,7 +29,11 @@ const (
 // DiscoveryService streams snapshots to dataplane nodes in the manner of xDS
 // state of the world: the control plane sends a whole snapshot whenever the
 // node's snapshot changes, and the node answers each response with an ACK or
-// a NACK.
+// a NACK. A node that says so on its first message (accept_deltas) may be
+// sent, instead of a whole snapshot, a SnapshotDelta against the version it
+// runs: only the resources added, changed or removed since, as xDS
+// incremental does. The node rebuilds the whole new snapshot from it, and
+// applies and answers it exactly as a whole one.
 type DiscoveryServiceClient interface {
 	StreamSnapshots(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DiscoveryRequest, DiscoveryResponse], error)
 }
@@ -62,7 +66,11 @@ type DiscoveryService_StreamSnapshotsClient = grpc.BidiStreamingClient[Discovery
 // DiscoveryService streams snapshots to dataplane nodes in the manner of xDS
 // state of the world: the control plane sends a whole snapshot whenever the
 // node's snapshot changes, and the node answers each response with an ACK or
-// a NACK.
+// a NACK. A node that says so on its first message (accept_deltas) may be
+// sent, instead of a whole snapshot, a SnapshotDelta against the version it
+// runs: only the resources added, changed or removed since, as xDS
+// incremental does. The node rebuilds the whole new snapshot from it, and
+// applies and answers it exactly as a whole one.
 type DiscoveryServiceServer interface {
 	StreamSnapshots(grpc.BidiStreamingServer[DiscoveryRequest, DiscoveryResponse]) error
 	mustEmbedUnimplementedDiscoveryServiceServer()
