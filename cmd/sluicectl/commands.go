@@ -123,8 +123,8 @@ the group runs it, 2 if it halts.
 
 A snapshot that does not parse is refused locally and nothing is sent. One the
 control plane refuses is not stored: every fault is printed as "path: message"
-and the exit status is 1. History records the author as $USER@hostname, or, when the control plane
-checks tokens, the name of the token.
+and the exit status is 1. History records the author as $USER@hostname, or,
+when the control plane checks tokens, the token's name.
 
 Prints "applied version N" and one line per changed resource, or
 "unchanged (version N)".`+ifVersionAbout)
