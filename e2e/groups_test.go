@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sluice-lb/sluice/dataplane"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -30,32 +26,6 @@ func startLabelledNode(t *testing.T, cpAddr, id string, labels map[string]string
 	}
 	t.Cleanup(dp.Close)
 	return dp
-}
-
-// labelledStream subscribes as node id with labels and applies nothing: a
-// node that takes no port, for placement checks.
-func labelledStream(t *testing.T, cpAddr, id string, labels map[string]string) {
-	t.Helper()
-	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
-	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
-	if err == nil {
-		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
-	}
-	if err != nil {
-		t.Fatalf("node %s: %v", id, err)
-	}
-	go func() {
-		for {
-			if _, err := stream.Recv(); err != nil {
-				return
-			}
-		}
-	}()
 }
 
 // TestNodeGroups: edge and core nodes run different snapshots chosen by
@@ -100,7 +70,7 @@ listeners:
 
 	// A node whose labels would match two groups, and one that no group
 	// takes once default stops being the catch-all.
-	labelledStream(t, c.addr, "edge-b", map[string]string{"role": "edge", "zone": "b"})
+	startFakeNode(t, c.addr, "edge-b", map[string]string{"role": "edge", "zone": "b"}, false)
 	waitFor(t, "edge-b in group edge", func() bool { return c.nodeStatus(t, "edge-b").GetGroup() == "edge" })
 	_, stderr, code = ctl(t, c.addr, "group", "set", "zone-b", "--selector", "zone=b")
 	if code != 1 || !strings.Contains(stderr, "node edge-b would be in two groups: its labels match groups edge and zone-b") {
@@ -121,7 +91,7 @@ listeners:
 	if _, stderr, code := ctl(t, c.addr, "group", "set", "default", "--selector", "role=core"); code != 0 {
 		t.Fatalf("group set default: exit %d, %s", code, stderr)
 	}
-	labelledStream(t, c.addr, "stray", map[string]string{"role": "lab"})
+	startFakeNode(t, c.addr, "stray", map[string]string{"role": "lab"}, false)
 	waitFor(t, "stray placed nowhere", func() bool { return c.nodeStatus(t, "stray").GetGroupProblem() != "" })
 
 	stdout, _, _ = ctl(t, c.addr, "nodes")

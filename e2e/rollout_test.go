@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,58 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
-
-// ackingNode subscribes as node id with labels and ACKs everything it is
-// sent, recording the versions: a fleet member that takes no port.
-type ackingNode struct {
-	mu       sync.Mutex
-	versions []string
-}
-
-func startAckingNode(t *testing.T, cpAddr, id string, labels map[string]string) *ackingNode {
-	t.Helper()
-	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
-	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
-	if err == nil {
-		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
-	}
-	if err != nil {
-		t.Fatalf("node %s: %v", id, err)
-	}
-	n := &ackingNode{}
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			n.mu.Lock()
-			n.versions = append(n.versions, r.GetVersionInfo())
-			n.mu.Unlock()
-			if stream.Send(&sluicev1.DiscoveryRequest{VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}) != nil {
-				return
-			}
-		}
-	}()
-	return n
-}
-
-func (n *ackingNode) got() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return append([]string(nil), n.versions...)
-}
 
 // TestCanaryRollout: apply --canary sends a version to one node of four
 // first. Canaries that run it cleanly for the window promote it to all;
@@ -81,10 +29,10 @@ func TestCanaryRollout(t *testing.T) {
 
 	labels := map[string]string{"role": "web"}
 	canary := startLabelledNode(t, c.addr, "a-canary", labels) // sorts first: the one canary
-	others := []*ackingNode{
-		startAckingNode(t, c.addr, "b-node", labels),
-		startAckingNode(t, c.addr, "c-node", labels),
-		startAckingNode(t, c.addr, "d-node", labels),
+	others := []*fakeNode{
+		startFakeNode(t, c.addr, "b-node", labels, true),
+		startFakeNode(t, c.addr, "c-node", labels, true),
+		startFakeNode(t, c.addr, "d-node", labels, true),
 	}
 	listen := freeAddr(t)
 	snap := func(backend string, weight int) string {

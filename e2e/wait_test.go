@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -13,33 +14,55 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// stuckNode opens a discovery stream as node id and never answers what it
-// receives: a node that is connected but applies nothing. The stream ends
-// when the returned function is called.
-func stuckNode(t *testing.T, cpAddr, id string) (stop func()) {
+// fakeNode is a fleet member that takes no port: it subscribes as a node
+// with labels and records the versions it is sent.
+type fakeNode struct {
+	mu       sync.Mutex
+	versions []string
+	// stop ends its stream; the test's end does too.
+	stop func()
+}
+
+// startFakeNode subscribes as node id with labels. With ack it ACKs each
+// version it is sent; without, it answers nothing: a node stuck applying.
+func startFakeNode(t *testing.T, cpAddr, id string, labels map[string]string, ack bool) *fakeNode {
 	t.Helper()
 	conn, err := grpc.NewClient(cpAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	n := &fakeNode{stop: func() { cancel(); conn.Close() }}
+	t.Cleanup(n.stop)
 	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
 	if err == nil {
-		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id}})
+		err = stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: labels}})
 	}
 	if err != nil {
-		t.Fatalf("stuck node: %v", err)
+		t.Fatalf("node %s: %v", id, err)
 	}
 	go func() {
 		for {
-			if _, err := stream.Recv(); err != nil {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.versions = append(n.versions, r.GetVersionInfo())
+			n.mu.Unlock()
+			if ack && stream.Send(&sluicev1.DiscoveryRequest{VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}) != nil {
 				return
 			}
 		}
 	}()
-	stop = func() { cancel(); conn.Close() }
-	t.Cleanup(stop)
-	return stop
+	return n
+}
+
+// got returns the versions the node was sent, in order.
+func (n *fakeNode) got() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.versions...)
 }
 
 // TestApplyWait is a CI pipeline gating on `sluicectl apply --wait`: exit 3
@@ -60,7 +83,7 @@ listeners:
 	}
 	good := freeAddr(t)
 
-	stop := stuckNode(t, c.addr, "node-stuck")
+	stop := startFakeNode(t, c.addr, "node-stuck", nil, false).stop
 	waitFor(t, "both nodes to connect", func() bool {
 		out, _, _ := ctl(t, c.addr, "nodes")
 		return strings.Count(out, "connected") == 2
