@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -480,11 +481,18 @@ func (s *Server) serve(ctx context.Context) error {
 			failed(err)
 		}
 	})
-	// Staged rollouts are watched by one replica: it reads the canaries'
-	// ACKs from the whole fleet (the fleet view with etcd) and their
-	// traffic from the stats nodes report to it.
+	// Staged rollouts are watched by every replica, each judging the
+	// canaries' ACKs (from the whole fleet: the fleet view with etcd) and
+	// the traffic of the canaries that report to it: any replica halts a
+	// rollout, the elected one promotes it.
+	var leading atomic.Bool
+	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval, leading.Load) })
 	wg.Go(func() {
-		s.Elector("rollout").Run(ctx, func(ctx context.Context) { s.config.RunRollouts(ctx, RolloutCheckInterval) })
+		s.Elector("rollout").Run(ctx, func(ctx context.Context) {
+			leading.Store(true)
+			<-ctx.Done()
+			leading.Store(false)
+		})
 	})
 	wg.Go(func() {
 		if err := s.grpc.Serve(s.lis); err != nil {

@@ -187,9 +187,11 @@ func (s *Server) canaryCounts(ids []string) map[string]counts {
 // RunRollouts watches every group's rollout until ctx ends, checking every
 // interval: a canary that refuses the version, or canaries whose error rate
 // over the window passes the rollout's limit, halt it; canaries that all
-// ran the version for the window under the limit promote it. Run it on one
-// goroutine of one control-plane replica.
-func (s *Server) RunRollouts(ctx context.Context, interval time.Duration) {
+// ran the version for the window under the limit promote it, when promote
+// says this replica may. The error rate is that of the canaries whose
+// reports reach this replica, so with several replicas each runs
+// RunRollouts (any may halt) and the elected one promotes.
+func (s *Server) RunRollouts(ctx context.Context, interval time.Duration, promote func() bool) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -198,13 +200,13 @@ func (s *Server) RunRollouts(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.checkRollouts(ctx); err != nil && ctx.Err() == nil {
+		if err := s.checkRollouts(ctx, promote()); err != nil && ctx.Err() == nil {
 			s.log.Warn("rollout check failed", "err", err)
 		}
 	}
 }
 
-func (s *Server) checkRollouts(ctx context.Context) error {
+func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 	cur, err := s.store.Current(ctx)
 	if err != nil {
 		return err
@@ -236,7 +238,7 @@ func (s *Server) checkRollouts(ctx context.Context) error {
 			w = &watch{version: r.GetVersion(), started: r.GetStarted().AsTime()}
 			s.rollouts.byGroup[g.GetName()] = w
 		}
-		if o, halt := s.step(w, r, nodes, now); halt != "" || o {
+		if o, halt := s.step(w, r, nodes, now); halt != "" || (o && mayPromote) {
 			todo = append(todo, outcome{group: g.GetName(), halt: halt, promote: o, version: r.GetVersion()})
 		}
 	}
