@@ -288,7 +288,6 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 		return false, ""
 	}
-	now = now.Round(0)
 	counts := s.canaryCounts(r.GetCanaries())
 	if w.ackedAt.IsZero() {
 		w.ackedAt, w.base = now, counts
