@@ -520,7 +520,8 @@ func (s *Server) checkPlacement(set *groups.Set) error {
 		if !n.GetConnected() {
 			continue
 		}
-		if g, problem := set.Of(n.GetLabels()); g == "" && strings.HasPrefix(problem, "its labels match") {
+		if both := set.Overlap(n.GetLabels()); both != nil {
+			_, problem := set.Of(n.GetLabels())
 			return status.Errorf(codes.FailedPrecondition, "node %s would be in two groups: %s; make the selectors exclusive; nothing stored", n.GetId(), problem)
 		}
 	}

@@ -62,12 +62,7 @@ func Compile(cfg *sluicev1.FleetConfig) (*Set, error) {
 // non-empty selector matches them, or else the catch-all group. When none
 // or several match, group is "" and problem says so, for operators.
 func (s *Set) Of(labels map[string]string) (group, problem string) {
-	var matched []string
-	for _, m := range s.groups {
-		if !m.sel.Empty() && m.sel.Matches(labels) {
-			matched = append(matched, m.name)
-		}
-	}
+	matched := s.matching(labels)
 	switch {
 	case len(matched) == 1:
 		return matched[0], ""
@@ -77,6 +72,27 @@ func (s *Set) Of(labels map[string]string) (group, problem string) {
 		return s.catchAll, ""
 	}
 	return "", "no group's selector matches its labels"
+}
+
+// Overlap returns the groups whose selectors all match labels when there
+// are two or more of them (a node with these labels is in no group), else
+// nil.
+func (s *Set) Overlap(labels map[string]string) []string {
+	if m := s.matching(labels); len(m) > 1 {
+		return m
+	}
+	return nil
+}
+
+// matching returns the groups whose non-empty selectors match labels.
+func (s *Set) matching(labels map[string]string) []string {
+	var matched []string
+	for _, m := range s.groups {
+		if !m.sel.Empty() && m.sel.Matches(labels) {
+			matched = append(matched, m.name)
+		}
+	}
+	return matched
 }
 
 // Names returns the group names, sorted.
