@@ -655,15 +655,19 @@ why: it is sent nothing new and keeps what it runs.`)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tLABELS\tGROUP\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
 	for _, n := range resp.GetNodes() {
-		nack := "-"
-		if n.GetNackedVersion() != 0 || n.GetNackError() != "" {
-			nack = fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), nodeGroup(n), nodeState(n),
-			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nack)
+			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nackText(n))
 	}
 	tw.Flush()
 	return 0
+}
+
+// nackText is a node's LAST-NACK: "vN: error", or "-".
+func nackText(n *sluicev1.NodeStatus) string {
+	if n.GetNackedVersion() == 0 && n.GetNackError() == "" {
+		return "-"
+	}
+	return fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
 }
 
 // nodeGroup is a node's GROUP in the nodes table.

@@ -122,11 +122,7 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 			fmt.Fprintf(tw, "%s\tunknown\t-\t-\n", id)
 			continue
 		}
-		nack := "-"
-		if n.GetNackError() != "" {
-			nack = fmt.Sprintf("v%d: %s", n.GetNackedVersion(), oneLine(n.GetNackError()))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, nodeState(n), versionText(n.GetAckedVersion()), nack)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, nodeState(n), versionText(n.GetAckedVersion()), nackText(n))
 	}
 	tw.Flush()
 }
