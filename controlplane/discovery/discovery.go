@@ -179,8 +179,8 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 			}
 			// Canaries run the group's version: deltas start from there.
 			prev := old.byGroup[g.GetName()]
-			if old := old.canary[g.GetName()]; old != nil && old.p.version == r.GetVersion() {
-				c.p = old.p
+			if was := old.canary[g.GetName()]; was != nil && was.p.version == r.GetVersion() {
+				c.p = was.p
 			} else if c.p, err = encodePublished(r.GetVersion(), r.GetSnapshot(), prev); err != nil {
 				return fmt.Errorf("discovery: encode canary version %d of group %s: %w", r.GetVersion(), g.GetName(), err)
 			}
@@ -316,13 +316,17 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 	var nonce uint64
 	sent := running
 	group, problem := "", "unplaced"
+	var placedBy *state // the state group was read from
 	for {
 		st := s.latest.Load()
-		if g, prob := st.set.Of(labels); st.version != 0 && (g != group || prob != problem) {
-			group, problem = g, prob
-			sess.Placed(group, problem)
-			if group == "" {
-				s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
+		if st != placedBy && st.version != 0 {
+			placedBy = st
+			if g, prob := st.set.Of(labels); g != group || prob != problem {
+				group, problem = g, prob
+				sess.Placed(group, problem)
+				if group == "" {
+					s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
+				}
 			}
 		}
 		p := st.byGroup[group]
