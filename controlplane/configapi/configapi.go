@@ -445,15 +445,17 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		return changeLines(diff), resourceChanges(diff), nil
 	}
 	created := i < 0
+	var g *sluicev1.Group
 	if created {
 		if w.selector == nil {
 			return nil, nil, noGroup(cfg, w.group)
 		}
-		cfg.Groups = append(cfg.Groups, &sluicev1.Group{Name: w.group, Snapshot: &sluicev1.Snapshot{}})
+		g = &sluicev1.Group{Name: w.group, Snapshot: &sluicev1.Snapshot{}}
+		cfg.Groups = append(cfg.Groups, g)
 		slices.SortFunc(cfg.Groups, func(a, b *sluicev1.Group) int { return cmp.Compare(a.GetName(), b.GetName()) })
-		i = slices.IndexFunc(cfg.Groups, func(g *sluicev1.Group) bool { return g.GetName() == w.group })
+	} else {
+		g = cfg.Groups[i]
 	}
-	g := cfg.Groups[i]
 	if w.selector != nil {
 		sel, err := groups.Parse(*w.selector)
 		if err != nil {
