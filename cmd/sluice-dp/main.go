@@ -42,7 +42,8 @@ finish for up to --drain-grace, then closes what is left and exits. A second
 signal exits at once.
 
 The admin address serves a status page for people (/ and /stats), /status
-(JSON), /metrics (Prometheus), and the probes /healthz and /readyz. With
+(JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
+go tool pprof), and the probes /healthz and /readyz. With
 --admin-auth-file, everything there but the probes asks for a user and
 password (HTTP basic auth). The file holds one user:password per line; it
 must be readable by its owner only (chmod 600), or the node refuses to start.
@@ -77,7 +78,7 @@ func main() {
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
-	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics); empty disables")
+	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")

@@ -6,6 +6,7 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,6 +21,8 @@ import (
 //	/readyz   200 once a snapshot is applied, 503 before and while draining
 //	/status   JSON: node id, applied version, endpoints with health and load
 //	/metrics  the same, and the Go runtime's, in the Prometheus text format
+//	/debug/pprof/  the Go runtime's profiles (CPU, heap, goroutines, ...),
+//	          for `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`
 //
 // Credentials.Protect puts everything but the probes behind a password.
 // extra are more collectors for /metrics (the discovery client's).
@@ -39,6 +42,11 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...promet
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped, extra...))
 	page := statusPage(nodeID, n, dropped, newRates())
 	mux.Handle("GET /{$}", page)

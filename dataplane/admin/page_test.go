@@ -151,7 +151,7 @@ func TestStatusPageAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + serve(t, creds.Protect(Handler("node-1", n, func() uint64 { return 0 })))
-	for _, path := range []string{"/", "/stats", "/status", "/metrics", "/nothing-here"} {
+	for _, path := range []string{"/", "/stats", "/status", "/metrics", "/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/nothing-here"} {
 		for _, who := range [][2]string{{"", ""}, {"admin", "wrong"}, {"root", "s3cret"}} {
 			resp, body := fetch(t, base+path, who[0], who[1])
 			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Basic realm="sluice"` ||
@@ -179,6 +179,11 @@ func TestStatusPageAuth(t *testing.T) {
 	}
 	if resp, body := fetch(t, base+"/status", "admin", "s3cret"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"Name": "a"`) {
 		t.Errorf("GET /status as admin: %d %q, want 200 with endpoint a", resp.StatusCode, body)
+	}
+	// The Go profiles, for `go tool pprof`: the goroutine dump names the
+	// node's own code.
+	if resp, body := fetch(t, base+"/debug/pprof/goroutine?debug=1", "admin", "s3cret"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "sluice/dataplane/") {
+		t.Errorf("GET /debug/pprof/goroutine as admin: %d, want 200 with the node's goroutines\n%.500s", resp.StatusCode, body)
 	}
 }
 
