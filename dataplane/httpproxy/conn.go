@@ -34,15 +34,18 @@ type clientConn struct {
 	// private is an endpoint connection that carried this client's PROXY
 	// header, parked between its requests (private.go); privateEp is its
 	// endpoint.
-	private   net.Conn
-	privateEp *upstream.Endpoint
+	private    net.Conn
+	privateRaw syscall.RawConn // private's (see exchange.epRaw)
+	privateEp  *upstream.Endpoint
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn
 	readFn, writeFn func(fd uintptr) bool
-	rawN            int
-	rawErr          error
-	rawP            []byte
+	// The same for the exchange's endpoint connection (x.epRaw).
+	epReadFn, epWriteFn func(fd uintptr) bool
+	rawN                int
+	rawErr              error
+	rawP                []byte
 
 	rdl    time.Time // the read deadline last set on c
 	linger bool      // drain the client's input before closing (see lingerClose)

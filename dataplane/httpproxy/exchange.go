@@ -205,12 +205,17 @@ func (cc *clientConn) endpointDone(bc net.Conn, reusable bool) {
 	x.ep = nil
 	ep.Transferred(x.epIn, x.epOut)
 	x.epIn, x.epOut = 0, 0
+	raw := x.epRaw
+	if bc != x.epConn {
+		raw = nil
+	}
+	x.epConn, x.epRaw = nil, nil
 	switch {
 	case bc == nil:
 	case reusable && x.private:
-		cc.park(ep, bc)
+		cc.park(ep, bc, raw)
 	case reusable:
-		ep.PutIdle(bc)
+		ep.PutIdle(bc, raw)
 	default:
 		ep.Close(bc)
 	}
@@ -480,9 +485,10 @@ func (cc *clientConn) bufferedBody() *statusError {
 func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (net.Conn, bool, *statusError) {
 	if ep.SendProxy() != 0 {
 		// Only a connection that carried this client's header will do.
-		if bc := cc.unpark(ep); bc != nil {
+		if bc, raw := cc.unpark(ep); bc != nil {
 			if !probe || alive(bc) {
 				cc.x.private = true
+				cc.x.epConn, cc.x.epRaw = bc, raw
 				return bc, true, nil
 			}
 			ep.Close(bc)
@@ -490,7 +496,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 		return cc.dial(ep, timeout)
 	}
 	for {
-		c := ep.GetIdle()
+		c, raw := ep.GetIdle()
 		if c == nil {
 			break
 		}
@@ -499,6 +505,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 			continue
 		}
 		cc.x.private = false
+		cc.x.epConn, cc.x.epRaw = c, raw
 		return c, true, nil
 	}
 	return cc.dial(ep, timeout)
@@ -521,6 +528,7 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Co
 		}
 		return nil, false, errConnectFailed
 	}
+	cc.x.epConn, cc.x.epRaw = bc, cc.rawConnOf(bc)
 	return bc, false, nil
 }
 
@@ -723,7 +731,13 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 // progress. Errors are returned raw for endpointError.
 func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte) error {
 	for len(p) > 0 {
-		n, err := bc.Write(p)
+		var n int
+		var err error
+		if raw := cc.x.epRaw; raw != nil && bc == cc.x.epConn {
+			n, err = cc.writeEndpointRaw(raw, p)
+		} else {
+			n, err = bc.Write(p)
+		}
 		p = p[n:]
 		cc.x.epOut += uint64(n)
 		if err == nil {
@@ -745,7 +759,13 @@ func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte) error {
 // readEndpoint reads from the endpoint into p, waiting across slices.
 func (cc *clientConn) readEndpoint(bc net.Conn, p []byte) (int, error) {
 	for {
-		n, err := bc.Read(p)
+		var n int
+		var err error
+		if raw := cc.x.epRaw; raw != nil && bc == cc.x.epConn {
+			n, err = cc.readEndpointRaw(raw, p)
+		} else {
+			n, err = bc.Read(p)
+		}
 		if n > 0 {
 			cc.x.epIn += uint64(n)
 			return n, nil

@@ -2,7 +2,9 @@ package httpproxy
 
 import (
 	"io"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
@@ -65,7 +67,12 @@ type exchange struct {
 	epIn, epOut uint64             // bytes from and to ep, for its Stats
 	connTimeout time.Duration      // connect timeout of ep's cluster
 	reusable    bool               // the endpoint connection may be pooled after the body
-	private     bool               // the endpoint connection carried the client's PROXY header
+	// epConn is the endpoint connection connect returned, and epRaw its
+	// syscall.RawConn for raw reads and writes (nil when it is not plain
+	// TCP); pooled with it, so that it is made once per connection.
+	epConn  net.Conn
+	epRaw   syscall.RawConn
+	private bool // the endpoint connection carried the client's PROXY header
 
 	mx     meter.Exchange // the request as metered (meter.go)
 	logBuf []byte         // mx's method, host and path when logged
@@ -97,7 +104,7 @@ func putExchange(x *exchange) {
 	x.rs, x.re, x.scan, x.headLen, x.headArmed = 0, 0, 0, 0, false
 	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
 	x.lr.R = nil
-	x.ep = nil
+	x.ep, x.epConn, x.epRaw = nil, nil, nil
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
 	if cap(x.req.fields) > maxFields {

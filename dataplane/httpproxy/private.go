@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -22,35 +23,35 @@ import (
 
 // park keeps bc, a reusable private connection to ep, for the client's
 // next request, unless ep is draining (as PutIdle would not pool it).
-func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn) {
+func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawConn) {
 	cc.closePrivate()
 	if ep.Draining() {
 		ep.Close(bc)
 		return
 	}
-	cc.private, cc.privateEp = bc, ep
+	cc.private, cc.privateRaw, cc.privateEp = bc, raw, ep
 }
 
 // unpark returns the parked private connection if it is to ep, and takes
 // it out of the parking; one to another endpoint is closed.
-func (cc *clientConn) unpark(ep *upstream.Endpoint) net.Conn {
-	bc := cc.private
+func (cc *clientConn) unpark(ep *upstream.Endpoint) (net.Conn, syscall.RawConn) {
+	bc, raw := cc.private, cc.privateRaw
 	if bc == nil {
-		return nil
+		return nil, nil
 	}
 	if cc.privateEp != ep {
 		cc.closePrivate()
-		return nil
+		return nil, nil
 	}
-	cc.private, cc.privateEp = nil, nil
-	return bc
+	cc.private, cc.privateRaw, cc.privateEp = nil, nil, nil
+	return bc, raw
 }
 
 // closePrivate closes the parked private connection, if any.
 func (cc *clientConn) closePrivate() {
 	if cc.private != nil {
 		cc.privateEp.Close(cc.private)
-		cc.private, cc.privateEp = nil, nil
+		cc.private, cc.privateRaw, cc.privateEp = nil, nil, nil
 	}
 }
 

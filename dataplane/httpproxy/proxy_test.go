@@ -680,11 +680,11 @@ func TestRetryOnConnectionClosedWhileIdle(t *testing.T) {
 // deadPooled reports whether the endpoint's pooled connection has seen the
 // backend's FIN (it peeks without consuming, then returns it to the pool).
 func deadPooled(ep *upstream.Endpoint) bool {
-	c := ep.GetIdle()
+	c, raw := ep.GetIdle()
 	if c == nil {
 		return true
 	}
-	defer ep.PutIdle(c)
+	defer ep.PutIdle(c, raw)
 	return !alive(c.(*net.TCPConn))
 }
 

@@ -2,7 +2,10 @@
 
 package httpproxy
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // initRaw does nothing where raw socket reads are not available: the
 // connection keeps its exchange while idle and writes go through net.Conn.
@@ -11,3 +14,13 @@ func (cc *clientConn) initRaw() {}
 // alive cannot probe without raw sockets; a dead pooled connection then
 // shows as a 502 for a request with a body.
 func alive(c net.Conn) bool { return true }
+
+func (cc *clientConn) rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+func (cc *clientConn) readEndpointRaw(syscall.RawConn, []byte) (int, error) {
+	panic("httpproxy: no raw sockets")
+}
+
+func (cc *clientConn) writeEndpointRaw(syscall.RawConn, []byte) (int, error) {
+	panic("httpproxy: no raw sockets")
+}

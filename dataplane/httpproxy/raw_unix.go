@@ -26,7 +26,7 @@ func (cc *clientConn) initRaw() {
 		x := cc.x
 		for {
 			// recvfrom, not read: sockets skip the VFS layer that way.
-			n, _, err := syscall.Recvfrom(int(fd), x.rb[x.re:], 0)
+			n, err := recvRaw(fd, x.rb[x.re:])
 			switch err {
 			case syscall.EINTR:
 				continue
@@ -37,7 +37,7 @@ func (cc *clientConn) initRaw() {
 					cc.x = nil
 				}
 				return false
-			case nil:
+			case 0:
 				if n == 0 {
 					cc.rawN, cc.rawErr = 0, io.EOF
 					return true
@@ -52,13 +52,13 @@ func (cc *clientConn) initRaw() {
 	}
 	cc.writeFn = func(fd uintptr) bool {
 		for {
-			n, err := syscall.SendmsgN(int(fd), cc.rawP, nil, nil, 0)
+			n, err := sendRaw(fd, cc.rawP)
 			switch err {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
 				cc.rawN, cc.rawErr = 0, nil
-			case nil:
+			case 0:
 				cc.rawN, cc.rawErr = n, nil
 			default:
 				cc.rawN, cc.rawErr = 0, &net.OpError{Op: "write", Net: "tcp", Err: err}
@@ -66,6 +66,86 @@ func (cc *clientConn) initRaw() {
 			return true
 		}
 	}
+	// The endpoint side: a read that waits for bytes (the netpoller waits,
+	// under the deadline armEndpoint set), and a write that waits for room
+	// until all of rawP went or an error.
+	cc.epReadFn = func(fd uintptr) bool {
+		for {
+			n, err := recvRaw(fd, cc.rawP)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			case 0:
+				cc.rawN, cc.rawErr = n, nil
+				if n == 0 {
+					cc.rawErr = io.EOF
+				}
+			default:
+				cc.rawN, cc.rawErr = 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
+			}
+			return true
+		}
+	}
+	cc.epWriteFn = func(fd uintptr) bool {
+		for len(cc.rawP) > 0 {
+			n, err := sendRaw(fd, cc.rawP)
+			switch err {
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			case 0:
+				cc.rawN += n
+				cc.rawP = cc.rawP[n:]
+			default:
+				cc.rawErr = &net.OpError{Op: "write", Net: "tcp", Err: err}
+				return true
+			}
+		}
+		return true
+	}
+}
+
+// rawConnOf returns c's syscall.RawConn when c is a plain TCP connection
+// and raw socket I/O is set up (initRaw), nil otherwise.
+func (cc *clientConn) rawConnOf(c net.Conn) syscall.RawConn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok || cc.epReadFn == nil {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// readEndpointRaw reads from the endpoint connection through raw, which is
+// bc's: Read's contract, without the thread hand-off (see recvRaw).
+func (cc *clientConn) readEndpointRaw(raw syscall.RawConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	cc.rawP, cc.rawN, cc.rawErr = p, 0, nil
+	err := raw.Read(cc.epReadFn)
+	cc.rawP = nil
+	if err != nil {
+		return 0, err
+	}
+	return cc.rawN, cc.rawErr
+}
+
+// writeEndpointRaw is readEndpointRaw's Write.
+func (cc *clientConn) writeEndpointRaw(raw syscall.RawConn, p []byte) (int, error) {
+	cc.rawP, cc.rawN, cc.rawErr = p, 0, nil
+	err := raw.Write(cc.epWriteFn)
+	n := cc.rawN
+	cc.rawP = nil
+	if err == nil {
+		err = cc.rawErr
+	}
+	return n, err
 }
 
 // alive reports whether an idle pooled connection is still open: the

@@ -101,15 +101,15 @@ func TestSetTLSPool(t *testing.T) {
 	ctx := context.Background()
 	idle, _ := ep.Dial(ctx, time.Second)
 	busy, _ := ep.Dial(ctx, time.Second)
-	ep.PutIdle(idle)
+	ep.PutIdle(idle, nil)
 
 	cfg := &tls.Config{RootCAs: ca.Pool()}
 	ep.SetTLS(cfg)
 	if !closed(idle) {
 		t.Error("the idle plain connection survived SetTLS")
 	}
-	ep.PutIdle(busy)
-	if !closed(busy) || ep.GetIdle() != nil || ep.Conns() != 0 {
+	ep.PutIdle(busy, nil)
+	if got, _ := ep.GetIdle(); !closed(busy) || got != nil || ep.Conns() != 0 {
 		t.Errorf("a plain connection was pooled for a TLS endpoint (conns %d)", ep.Conns())
 	}
 	first := ep.TLSConfig()

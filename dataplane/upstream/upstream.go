@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -29,6 +30,7 @@ const MaxIdleAge = 60 * time.Second
 
 type idleConn struct {
 	c     net.Conn
+	raw   syscall.RawConn // c's, as handed to PutIdle (may be nil)
 	since time.Time
 }
 
@@ -283,21 +285,22 @@ func (e *Endpoint) Close(c net.Conn) {
 	c.Close()
 }
 
-// GetIdle returns a pooled connection, or nil when the pool is empty. The
-// newest connection is returned first: it is the least likely to have been
-// closed by the server's keep-alive timeout.
-func (e *Endpoint) GetIdle() net.Conn {
+// GetIdle returns a pooled connection, or nil when the pool is empty, with
+// the syscall.RawConn it was pooled with. The newest connection is
+// returned first: it is the least likely to have been closed by the
+// server's keep-alive timeout.
+func (e *Endpoint) GetIdle() (net.Conn, syscall.RawConn) {
 	e.mu.Lock()
 	n := len(e.idle)
 	if n == 0 {
 		e.mu.Unlock()
-		return nil
+		return nil, nil
 	}
-	c := e.idle[n-1].c
+	ic := e.idle[n-1]
 	e.idle[n-1] = idleConn{}
 	e.idle = e.idle[:n-1]
 	e.mu.Unlock()
-	return c
+	return ic.c, ic.raw
 }
 
 // MaxIdle bounds the idle pool of one endpoint.
@@ -307,8 +310,11 @@ const MaxIdle = 256
 // connection instead when the pool is full, the endpoint is draining, the
 // connection was closed under its user (CloseConns, ShutdownSessions) or
 // it is plain and the endpoint now speaks TLS (or the reverse), and closes
-// pooled connections that sat unused for MaxIdleAge.
-func (e *Endpoint) PutIdle(c net.Conn) {
+// pooled connections that sat unused for MaxIdleAge. raw, c's
+// syscall.RawConn if the caller made one (nil otherwise), comes back with c
+// from GetIdle: making one allocates, and a proxy reusing the connection
+// for every request would otherwise make it again each time.
+func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
 	now := time.Now()
 	var stale []net.Conn
 	e.mu.Lock()
@@ -333,7 +339,7 @@ func (e *Endpoint) PutIdle(c net.Conn) {
 		clear(e.idle[rest:])
 		e.idle = e.idle[:rest]
 	}
-	e.idle = append(e.idle, idleConn{c, now})
+	e.idle = append(e.idle, idleConn{c, raw, now})
 	e.mu.Unlock()
 	for _, s := range stale {
 		s.Close()

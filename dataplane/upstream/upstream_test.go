@@ -38,7 +38,7 @@ func TestDrainAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep.PutIdle(idle)
+	ep.PutIdle(idle, nil)
 	busy, _ := ep.Dial(ctx, time.Second)
 	session, _ := ep.DialSession(ctx, time.Second)
 	if n := ep.Conns(); n != 3 {
@@ -67,15 +67,15 @@ func TestPoolNewestFirst(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	a, _ := ep.Dial(context.Background(), time.Second)
 	b, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(a)
-	ep.PutIdle(b)
-	if got := ep.GetIdle(); got != b {
+	ep.PutIdle(a, nil)
+	ep.PutIdle(b, nil)
+	if got, _ := ep.GetIdle(); got != b {
 		t.Errorf("GetIdle returned the older connection")
 	}
-	if got := ep.GetIdle(); got != a {
+	if got, _ := ep.GetIdle(); got != a {
 		t.Errorf("second GetIdle did not return the remaining connection")
 	}
-	if ep.GetIdle() != nil {
+	if got, _ := ep.GetIdle(); got != nil {
 		t.Errorf("empty pool returned a connection")
 	}
 	ep.Shutdown()
@@ -86,16 +86,18 @@ func TestPoolNewestFirst(t *testing.T) {
 func TestPoolEvictsStale(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	old, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(old)
+	ep.PutIdle(old, nil)
 	ep.mu.Lock()
 	ep.idle[0].since = time.Now().Add(-MaxIdleAge - time.Second)
 	ep.mu.Unlock()
 	fresh, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(fresh)
+	ep.PutIdle(fresh, nil)
 	if !closed(old) {
 		t.Errorf("stale pooled connection still open")
 	}
-	if got := ep.GetIdle(); got != fresh || ep.GetIdle() != nil || ep.Conns() != 1 {
+	got, _ := ep.GetIdle()
+	rest, _ := ep.GetIdle()
+	if got != fresh || rest != nil || ep.Conns() != 1 {
 		t.Errorf("pool after eviction: want only the fresh connection")
 	}
 	ep.Shutdown()
@@ -111,7 +113,7 @@ func TestShutdownSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep.PutIdle(idle)
+	ep.PutIdle(idle, nil)
 	busy, _ := ep.Dial(ctx, time.Second)
 	session, _ := ep.DialSession(ctx, time.Second)
 
@@ -137,8 +139,8 @@ func TestShutdownSessions(t *testing.T) {
 	}
 	// A busy HTTP connection closed under its user goes back to the pool
 	// no more; its user's Close forgets the mark.
-	ep.PutIdle(busy)
-	if ep.GetIdle() != nil {
+	ep.PutIdle(busy, nil)
+	if got, _ := ep.GetIdle(); got != nil {
 		t.Error("a connection ShutdownSessions closed was pooled")
 	}
 	ep.Close(session)
