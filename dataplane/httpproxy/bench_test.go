@@ -307,10 +307,26 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 // BenchmarkIdleConnMemory reports what an idle keep-alive client
 // connection costs after one request: goroutine stack and live heap per
 // connection (the heap figure includes the in-process client's side of the
-// socket, about 0.3 KiB). Each iteration opens 1000 connections.
+// socket, about 0.3 KiB). Each iteration opens 1000 connections. "waiting"
+// serves them as ServeConn does, each waiting on its goroutine; "parked"
+// as the node does (ServeConnAsync), where they park.
 func BenchmarkIdleConnMemory(b *testing.B) {
+	b.Run("waiting", func(b *testing.B) { benchIdleConnMemory(b, startProxy, func(int) {}) })
+	b.Run("parked", func(b *testing.B) {
+		benchIdleConnMemory(b, startParkingProxy, func(n int) {
+			for deadline := time.Now().Add(defaultTestTimeout); parkedCount() != n; {
+				if time.Now().After(deadline) {
+					b.Fatalf("%d connections parked, want %d", parkedCount(), n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	})
+}
+
+func benchIdleConnMemory(b *testing.B, start func(testing.TB, *Config) *proxy, settled func(n int)) {
 	addr := fixedBackend(b, benchResponse)
-	p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
+	p := start(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
 	const n = 1000
 	var stack, heap float64
 	for b.Loop() {
@@ -330,16 +346,18 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		settled(n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		stack += float64(after.StackInuse-before.StackInuse) / n
-		heap += float64(after.HeapAlloc-before.HeapAlloc) / n
+		stack += float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
+		heap += float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
 		for _, c := range conns {
 			c.Close()
 		}
 		for i := 0; i < n; i++ {
 			p.info()
 		}
+		settled(0)
 	}
 	b.ReportMetric(stack/float64(b.N), "stack-B/conn")
 	b.ReportMetric(heap/float64(b.N), "heap-B/conn")

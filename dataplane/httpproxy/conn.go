@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -56,17 +57,32 @@ type clientConn struct {
 	inMark, outMark uint64
 
 	// state is connIdle while the connection waits for the next request
-	// and may be woken by Server.Drain; prev and next link it in the
-	// server's list (guarded by srv.mu).
+	// and may be woken by Server.Drain, a parkedState while it is parked
+	// (park.go); prev and next link it in the server's list (guarded by
+	// srv.mu), tracked says it is in it.
 	state      atomic.Int32
 	prev, next *clientConn
+	tracked    bool
+
+	// Parking (park.go): async says the connection was served with
+	// ServeConnAsync and may park; fd is its socket's descriptor, epolled
+	// says the socket is in the parker's epoll set; parkTimer ends it at
+	// its deadline while parked (guarded by the parker's mutex); done runs
+	// when it has ended.
+	async     bool
+	fd        int32
+	epolled   bool
+	parkTimer *time.Timer
+	done      func()
+	meter     *meter.Listener // counted the connection as opened
 }
 
-// Values of clientConn.state.
+// Values of clientConn.state; a parked connection's are parkedState's.
 const (
-	connBusy  = iota // not waiting for a request: Drain leaves it alone
-	connIdle         // waiting for a request's first bytes
-	connWoken        // Drain took it while idle and ends its wait
+	connBusy   = iota // not waiting for a request: Drain leaves it alone
+	connIdle          // waiting for a request's first bytes
+	connWoken         // Drain or Close took it while idle or parked, and ends it
+	connParked        // the low bits of a parked connection's state
 )
 
 // errDrainIdle ends the idle wait of a draining server's connection.
@@ -86,19 +102,34 @@ const closeCheckInterval = time.Second
 // runs the deep exchange code, and its stack stays at the 2 KiB minimum
 // while the connection idles; the stacks that grow are the workers', one
 // per busy connection.
-func (cc *clientConn) serve() {
+//
+// It returns true when the connection ended, false when it parked (see
+// park.go): then whoever takes it up ends it.
+func (cc *clientConn) serve() bool {
 	for {
-		if (cc.x == nil || cc.x.rs == cc.x.re) && !cc.waitRequest() {
-			return
+		if cc.x == nil || cc.x.rs == cc.x.re {
+			switch cc.waitRequest() {
+			case waitEnded:
+				return true
+			case waitParked:
+				return false
+			}
 		}
 		if cc.info.Requests == 0 && cc.handOff(cc.srv.cfg.Load(), false) {
-			return
+			return true
 		}
 		if !runBusy(cc) {
-			return
+			return true
 		}
 	}
 }
+
+// Outcomes of waitRequest.
+const (
+	waitBytes  = iota // bytes of a request are in cc.x
+	waitEnded         // the connection ends (cc.reason says why)
+	waitParked        // the connection parked
+)
 
 // busy serves requests while the read buffer holds bytes of one. It
 // returns true when the buffer is empty and the connection is kept.
@@ -127,7 +158,10 @@ func (cc *clientConn) busy() bool {
 // Either ends the connection quietly, and so does Server.Drain, except
 // for a connection that has not had a request yet and starts waiting once
 // Drain was called: it gets one request served.
-func (cc *clientConn) waitRequest() bool {
+//
+// A connection that may park waits parkAfter on its goroutine, and then,
+// if its deadline is still a while away, parks (park.go).
+func (cc *clientConn) waitRequest() int {
 	cfg := cc.srv.cfg.Load()
 	wait, slack := cfg.IdleTimeout, cfg.IdleTimeout/8
 	if cc.info.Requests == 0 {
@@ -140,31 +174,50 @@ func (cc *clientConn) waitRequest() bool {
 		end := cc.info.Start.Add(cfg.MaxConnectionAge)
 		if !now.Before(end) {
 			cc.reason = closeMaxAge
-			return false
+			return waitEnded
 		}
 		if end.Before(dl) {
 			// The age comes first: wait exactly until then.
 			dl, slack, aged = end, 0, true
 		}
 	}
+	waitUntil, waitSlack := dl, slack
+	parking := cc.parkable() && dl.Sub(now) > 2*parkAfter
+	if parking {
+		waitUntil, waitSlack = now.Add(parkAfter), parkAfter/8
+	}
 	for {
-		n, err := cc.idleRead(dl, slack)
+		n, err := cc.idleRead(waitUntil, waitSlack)
 		if n > 0 {
 			cc.x.re += n
 			cc.info.BytesIn += uint64(n)
-			return true
+			return waitBytes
 		}
-		if err != nil {
-			switch {
-			case err == errDrainIdle:
+		if err == nil {
+			continue
+		}
+		if parking && err != errDrainIdle && isTimeout(err) {
+			parking = false
+			switch cc.parkIdle(dl, aged) {
+			case parkedOK, parkTaken:
+				return waitParked
+			case parkDraining:
 				cc.reason = closeDraining
-			case aged && isTimeout(err):
-				cc.reason = closeMaxAge
-			default:
-				cc.reason = clientReason(err)
+				return waitEnded
 			}
-			return false
+			// Not parked: wait out the rest here.
+			waitUntil, waitSlack = dl, -1
+			continue
 		}
+		switch {
+		case err == errDrainIdle:
+			cc.reason = closeDraining
+		case aged && isTimeout(err):
+			cc.reason = closeMaxAge
+		default:
+			cc.reason = clientReason(err)
+		}
+		return waitEnded
 	}
 }
 

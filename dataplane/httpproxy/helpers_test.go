@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
@@ -88,6 +89,18 @@ type proxy struct {
 
 func startProxy(t testing.TB, cfg *Config) *proxy {
 	t.Helper()
+	return startProxyAs(t, cfg, false)
+}
+
+// startParkingProxy is startProxy serving with ServeConnAsync, as the node
+// does: idle connections park (park.go).
+func startParkingProxy(t testing.TB, cfg *Config) *proxy {
+	t.Helper()
+	return startProxyAs(t, cfg, true)
+}
+
+func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {
+	t.Helper()
 	p := &proxy{t: t, ln: &countingListener{Listener: listen(t)}, infos: make(chan *ConnInfo, 1024)}
 	p.addr = p.ln.Addr().String()
 	p.srv = NewServer(cfg, func(ci *ConnInfo) { p.infos <- ci })
@@ -103,6 +116,11 @@ func startProxy(t testing.TB, cfg *Config) *proxy {
 			p.conns = append(p.conns, c)
 			p.mu.Unlock()
 			p.wg.Add(1)
+			if async {
+				peer, _ := proxyproto.Addrs(c)
+				go p.srv.ServeConnAsync(c, peer, p.wg.Done)
+				continue
+			}
 			go func() {
 				defer p.wg.Done()
 				p.srv.ServeConn(c)
@@ -111,6 +129,9 @@ func startProxy(t testing.TB, cfg *Config) *proxy {
 	}()
 	t.Cleanup(func() {
 		p.ln.Close()
+		if async {
+			p.srv.Close()
+		}
 		p.mu.Lock()
 		for _, c := range p.conns {
 			c.Close()

@@ -331,6 +331,8 @@ type Server struct {
 	// response (clientConn.ending), idle ones each time they start to wait
 	// (clientConn.enterIdle).
 	draining atomic.Bool
+	// closed is set by Close: no connection parks any more.
+	closed atomic.Bool
 	// mu guards conns, the connections being served (an intrusive list
 	// through clientConn.prev/next), which Drain walks to wake the idle
 	// ones. A connection is added and removed once, in ServeConn: the lock
@@ -342,8 +344,9 @@ type Server struct {
 }
 
 // NewServer returns a server using cfg. onClose, if not nil, is called once
-// per client connection when it ends, on that connection's goroutine; it
-// must not block (hand the record to a bounded queue). It may keep the
+// per client connection when it ends, on the goroutine that ended it (the
+// connection's own, or, for a parked one, a timer's, Drain's or Close's);
+// it must not block (hand the record to a bounded queue). It may keep the
 // *ConnInfo.
 func NewServer(cfg *Config, onClose func(*ConnInfo)) *Server {
 	s := &Server{onClose: onClose}
@@ -381,14 +384,27 @@ func (s *Server) ServeConn(c net.Conn) {
 // endpoints carry it. Nothing may have been read from c but that header,
 // which must be consumed (proxyproto.Take).
 func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
-	cc := &clientConn{srv: s, c: c}
-	defer cc.closePrivate() // even if serve panics (the node recovers)
+	s.serveConn(c, client, false, nil)
+}
+
+// serveConn serves c until it ends, or, with async, until it parks (see
+// ServeConnAsync).
+func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, done func()) {
+	cc := &clientConn{srv: s, c: c, async: async, done: done, fd: -1}
+	ended := true
+	defer func() {
+		// Even if serve panics (the node recovers): the connection is
+		// untracked and its counts and records are right.
+		if ended {
+			cc.finish()
+		}
+	}()
 	cfg := s.cfg.Load()
 	cc.info.Listener = cfg.Listener
 	cc.info.Start = time.Now()
 	if m := cfg.Meter; m != nil {
 		m.Opened()
-		defer m.Closed()
+		cc.meter = m
 	}
 	if tc, ok := c.(*net.TCPConn); ok && cfg.TLS == nil {
 		// Raw reads and splice work on the socket; over TLS they cannot.
@@ -401,26 +417,41 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 	// and the handshake replaces it. It is bounded by its own timeout.
 	if (cfg.TLS == nil || cc.handshake(cfg)) && !cc.handOff(cfg, true) {
 		s.track(cc)
-		defer s.untrack(cc) // even if serve panics (the node recovers)
-		cc.serve()
+		ended = cc.serve()
 	}
+}
+
+// finish closes the connection that ended and reports it: to the
+// listener's meter, to onClose, and to the done of ServeConnAsync.
+func (cc *clientConn) finish() {
+	s := cc.srv
 	if cc.linger {
 		cc.lingerClose()
 	}
-	c.Close()
+	cc.c.Close()
 	if cc.x != nil {
 		putExchange(cc.x)
 		cc.x = nil
 	}
 	if s.onClose != nil {
-		if client.IsValid() {
+		if cc.ip.IsValid() {
 			cc.info.Client = netip.AddrPortFrom(cc.ip, cc.port).String()
-		} else if a := c.RemoteAddr(); a != nil {
+		} else if a := cc.c.RemoteAddr(); a != nil {
 			cc.info.Client = a.String() // not TCP
 		}
 		cc.info.Duration = time.Since(cc.info.Start)
 		cc.info.Reason = cc.reason
 		s.onClose(&cc.info)
+	}
+	if cc.tracked {
+		s.untrack(cc)
+	}
+	if cc.meter != nil {
+		cc.meter.Closed()
+	}
+	cc.closePrivate()
+	if cc.done != nil {
+		cc.done()
 	}
 }
 
@@ -449,6 +480,8 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 // A connection whose wait ended for bytes of a request just as Drain took
 // it serves that request (with Connection: close) after re-arming its read
 // deadline, once Drain is done with it (see clientConn.leaveIdle).
+//
+// Parked connections (see ServeConnAsync) are idle too: Drain closes them.
 func (s *Server) Drain() {
 	if s.draining.Swap(true) {
 		return
@@ -457,12 +490,13 @@ func (s *Server) Drain() {
 		s.h2.Drain()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for cc := s.conns; cc != nil; cc = cc.next {
 		if cc.state.CompareAndSwap(connIdle, connWoken) {
 			cc.c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
+	s.mu.Unlock()
+	s.endParked(closeDraining)
 }
 
 // aLongTimeAgo is a read deadline that has passed: it ends a read at once.
@@ -471,6 +505,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // track adds cc to the connections Drain sees.
 func (s *Server) track(cc *clientConn) {
 	s.mu.Lock()
+	cc.tracked = true
 	cc.next = s.conns
 	if cc.next != nil {
 		cc.next.prev = cc
@@ -491,5 +526,6 @@ func (s *Server) untrack(cc *clientConn) {
 		cc.next.prev = cc.prev
 	}
 	cc.prev, cc.next = nil, nil
+	cc.tracked = false
 	s.mu.Unlock()
 }

@@ -19,6 +19,9 @@ func (cc *clientConn) initRaw() {
 		return
 	}
 	cc.raw = raw
+	// The descriptor, for the parker's epoll set (park.go); it stays valid
+	// while the connection is open, and the parker only uses it then.
+	raw.Control(func(fd uintptr) { cc.fd = int32(fd) })
 	cc.readFn = func(fd uintptr) bool {
 		if cc.x == nil {
 			cc.x = getExchange()

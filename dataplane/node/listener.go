@@ -167,14 +167,21 @@ func (l *listener) dispatch(c *net.TCPConn) {
 
 // handle serves c, on behalf of the client its PROXY header names when pa
 // (the listener's proxy_protocol) is set.
+//
+// An HTTP connection may outlive this goroutine: idle between requests, it
+// parks without one (httpproxy.Server.ServeConnAsync), and it leaves the
+// generation's set when it ends, on whichever goroutine ends it.
 func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
-	defer g.conns.Remove(c)
+	remove := true
 	defer func() {
 		// A panic is a bug, but one connection must not take the node
 		// down: log it with its stack and close only this connection.
 		if p := recover(); p != nil {
 			log.Error("panic serving a connection; closing it", "client", c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
 			c.Close()
+		}
+		if remove {
+			g.conns.Remove(c)
 		}
 	}()
 	client, _ := proxyproto.Addrs(c)
@@ -185,16 +192,22 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 		}
 	}
 	if g.http != nil {
-		g.http.ServeConnFrom(c, client)
+		remove = false
+		g.http.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
 	} else {
 		g.tcp.ServeConnFrom(c, client)
 	}
 }
 
-// retire closes every connection of the generation.
+// retire closes every connection of the generation. Parked HTTP
+// connections are ended by their server first, so that they are recorded
+// as closed.
 func (g *generation) retire() {
 	if g.tcp != nil {
 		g.tcp.MarkClosing()
+	}
+	if g.http != nil {
+		g.http.Close()
 	}
 	g.conns.CloseAll()
 }

@@ -1,0 +1,133 @@
+package httpproxy
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// parker is the epoll set that parked connections wait in (see park.go),
+// and the goroutine that wakes them. The epoll descriptor is itself
+// waited on through the runtime's netpoller, so the goroutine sleeps
+// like any other.
+type parker struct {
+	once sync.Once
+	epfd int
+	err  error
+
+	mu    sync.Mutex
+	conns map[int32]*clientConn // by socket descriptor
+}
+
+var idlePark = parker{conns: make(map[int32]*clientConn)}
+
+// errParkTaken: Drain or Close took the connection while it parked.
+var errParkTaken = errors.New("httpproxy: parked connection taken")
+
+// parkingWorks starts the parker the first time, and says whether it runs.
+func parkingWorks() bool {
+	idlePark.once.Do(idlePark.start)
+	return idlePark.err == nil
+}
+
+func (p *parker) start() {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		p.err = err
+		slog.Warn("httpproxy: no epoll set for idle connections; each keeps its goroutine", "err", err)
+		return
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		p.err = err
+		return
+	}
+	f := os.NewFile(uintptr(fd), "httpproxy-idle")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		p.err = err
+		return
+	}
+	p.epfd = fd
+	go p.run(f, raw)
+}
+
+// run wakes the connections whose sockets became readable, forever.
+func (p *parker) run(f *os.File, raw syscall.RawConn) {
+	defer f.Close() // never: the parker lives as long as the process
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		n := 0
+		err := raw.Read(func(fd uintptr) bool {
+			var err error
+			n, err = syscall.EpollWait(int(fd), events, 0)
+			return err != syscall.EINTR && n > 0
+		})
+		if err != nil {
+			slog.Error("httpproxy: waiting on the idle connections' epoll set failed", "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		for _, ev := range events[:n] {
+			p.mu.Lock()
+			cc := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if cc != nil {
+				cc.wake(uint32(ev.Pad))
+			}
+		}
+	}
+}
+
+// add parks cc's socket as parking gen, with a timer that ends the
+// connection at dl. It fails with errParkTaken when Drain or Close took cc
+// meanwhile: the state is checked under p.mu, which remove takes too, so
+// that a connection taken is never registered after it was cleaned up.
+func (p *parker) add(cc *clientConn, gen uint32, dl time.Time, aged bool) error {
+	st := parkedState(gen)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc.state.Load() != st {
+		return errParkTaken
+	}
+	// EPOLLONESHOT: one event, then the socket is quiet in this set until
+	// parked again (EPOLL_CTL_MOD re-arms it).
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: cc.fd, Pad: int32(gen)}
+	op := syscall.EPOLL_CTL_MOD
+	if !cc.epolled {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	if err := syscall.EpollCtl(p.epfd, op, int(cc.fd), &ev); err != nil {
+		return err
+	}
+	cc.epolled = true
+	cc.parkTimer = time.AfterFunc(time.Until(dl), func() { cc.parkExpired(st, aged) })
+	p.conns[cc.fd] = cc
+	return nil
+}
+
+// remove forgets a parked connection that was taken: its timer stops, and
+// a late event for its socket finds nothing. The socket stays in the epoll
+// set, quiet (EPOLLONESHOT), until it is parked again or closed.
+func (p *parker) remove(cc *clientConn) {
+	p.mu.Lock()
+	if cc.parkTimer != nil {
+		cc.parkTimer.Stop()
+		cc.parkTimer = nil
+	}
+	if p.conns[cc.fd] == cc {
+		delete(p.conns, cc.fd)
+	}
+	p.mu.Unlock()
+}
+
+// parkedCount is how many connections are parked.
+func parkedCount() int {
+	idlePark.mu.Lock()
+	defer idlePark.mu.Unlock()
+	return len(idlePark.conns)
+}

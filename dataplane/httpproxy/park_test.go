@@ -1,0 +1,200 @@
+//go:build linux
+
+package httpproxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// waitForParked waits until n connections are parked.
+func waitForParked(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(defaultTestTimeout)
+	for parkedCount() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked, want %d", parkedCount(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// get sends one GET on c and checks that b1 answered it, on a connection
+// kept open.
+func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
+	t.Helper()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "b1 "+path || closes(r) {
+		t.Fatalf("GET %s: %s %q close=%v, want 200 from b1, kept open", path, r.status, r.body, closes(r))
+	}
+}
+
+// A keep-alive connection idle longer than parkAfter parks: it then has no
+// goroutine of its own, and its next request is served on the same
+// connection as if it had waited. A connection that has not sent its
+// first request parks too.
+func TestParkedConnectionServesNextRequest(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	get(t, c, br, "/1")
+	fresh := p.dial()
+	fbr := bufio.NewReader(fresh)
+	waitForParked(t, 2)
+	for i := range 3 {
+		get(t, c, br, "/again")
+		get(t, fresh, fbr, "/first")
+		if i < 2 {
+			waitForParked(t, 2)
+		}
+	}
+	c.Close()
+	fresh.Close()
+	for range 2 {
+		if ci := p.info(); ci.Requests != 4 && ci.Requests != 3 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+			t.Errorf("ConnInfo: %d requests, reason %v; want 3 or 4 and CLIENT_CLOSED", ci.Requests, ci.Reason)
+		}
+	}
+	waitForParked(t, 0)
+}
+
+// Many idle connections park with no goroutine each.
+func TestManyParkedConnectionsHoldNoGoroutines(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	// One connection first, for the goroutines that stay: the parker's,
+	// a pooled worker, the backend's side of the pooled connection.
+	first := p.dial()
+	get(t, first, bufio.NewReader(first), "/")
+	waitForParked(t, 1)
+	first.Close()
+	p.info()
+	waitForParked(t, 0)
+	before := runtime.NumGoroutine()
+	const n = 200
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		conns[i] = p.dial()
+		readers[i] = bufio.NewReader(conns[i])
+		get(t, conns[i], readers[i], "/")
+	}
+	waitForParked(t, n)
+	if g := runtime.NumGoroutine(); g > before+20 {
+		t.Errorf("%d goroutines with %d parked connections, %d before them", g, n, before)
+	}
+	for i := range conns {
+		get(t, conns[i], readers[i], "/")
+		conns[i].Close()
+	}
+	for range n {
+		p.info()
+	}
+	waitForParked(t, 0)
+}
+
+// A parked connection ends at its deadline, as a waiting one does: quietly,
+// recorded as a client timeout (IdleTimeout) or as having reached its
+// MaxConnectionAge.
+func TestParkedConnectionTimesOut(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		after  time.Duration
+		reason sluicev1.CloseReason
+	}{
+		{"idle", Config{IdleTimeout: 600 * time.Millisecond}, 600 * time.Millisecond, sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
+		{"age", Config{MaxConnectionAge: 700 * time.Millisecond}, 700 * time.Millisecond, closeMaxAge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Director = &rrDirector{eps: []*upstream.Endpoint{b.ep}}
+			p := startParkingProxy(t, &cfg)
+			c := p.dial()
+			br := bufio.NewReader(c)
+			start := time.Now()
+			get(t, c, br, "/")
+			waitForParked(t, 1)
+			c.SetReadDeadline(time.Now().Add(defaultTestTimeout))
+			expectEOF(t, br)
+			if d := time.Since(start); d < tc.after-50*time.Millisecond || d > tc.after+400*time.Millisecond {
+				t.Errorf("closed %v after the request, want about %v", d, tc.after)
+			}
+			if ci := p.info(); ci.Reason != tc.reason || ci.Requests != 1 {
+				t.Errorf("ConnInfo: reason %v, %d requests; want %v, 1", ci.Reason, ci.Requests, tc.reason)
+			}
+			waitForParked(t, 0)
+		})
+	}
+}
+
+// Drain closes parked connections at once, as idle ones; Close closes
+// them as the listener's.
+func TestParkedConnectionsDrainAndClose(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	for _, tc := range []struct {
+		name   string
+		end    func(*Server)
+		reason sluicev1.CloseReason
+	}{
+		{"drain", (*Server).Drain, closeDraining},
+		{"close", (*Server).Close, sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+			c := p.dial()
+			br := bufio.NewReader(c)
+			get(t, c, br, "/")
+			waitForParked(t, 1)
+			start := time.Now()
+			tc.end(p.srv)
+			c.SetReadDeadline(time.Now().Add(defaultTestTimeout))
+			expectEOF(t, br)
+			if d := time.Since(start); d > 200*time.Millisecond {
+				t.Errorf("closed %v after %s, want at once", d, tc.name)
+			}
+			if ci := p.info(); ci.Reason != tc.reason {
+				t.Errorf("ConnInfo reason %v, want %v", ci.Reason, tc.reason)
+			}
+			waitForParked(t, 0)
+			// No connection parks any more after Close, or while draining:
+			// a new one is served and then waits on its goroutine (Close)
+			// or is served once and closed (Drain).
+			n := p.dial()
+			nbr := bufio.NewReader(n)
+			io.WriteString(n, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if r := readResponse(t, nbr, "GET"); r.code != 200 {
+				t.Fatalf("after %s: %s", tc.name, r.status)
+			}
+			time.Sleep(2*parkAfter + 50*time.Millisecond)
+			if k := parkedCount(); k != 0 {
+				t.Errorf("%d connections parked after %s", k, tc.name)
+			}
+			n.Close()
+		})
+	}
+}
+
+// A client that hangs up while parked is recorded as having closed.
+func TestParkedConnectionClientHangsUp(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	get(t, c, br, "/")
+	waitForParked(t, 1)
+	c.Close()
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Requests != 1 {
+		t.Errorf("ConnInfo: reason %v, %d requests; want CLIENT_CLOSED, 1", ci.Reason, ci.Requests)
+	}
+	waitForParked(t, 0)
+}
