@@ -18,7 +18,7 @@
 // pool of them per endpoint. golang.org/x/net/http2 is the same code and
 // now defers to net/http, so it is not used directly. One thing net/http
 // does against the RFC is undone in front of it: it refuses a SETTINGS
-// frame that repeats a setting, which settingsReader rewrites (settings.go).
+// frame that repeats a setting, which frameReader rewrites (settings.go).
 // What is Sluice's is
 // everything between the two: the same Director, rules, answers, header
 // edits, cookies, retries, error pages and connection records as HTTP/1.1.

@@ -138,7 +138,7 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	}
 	var served net.Conn = nc
 	if h2 {
-		served = newSettingsConn(nc)
+		served = newClientConn(nc)
 	}
 	cn.hs.Serve(&oneConn{c: served, done: cn.done})
 	<-cn.done

@@ -53,7 +53,7 @@ func TestSettingsReader(t *testing.T) {
 			want = append(want, data...)
 			want = append(want, frame(frameSettings, flagAck, 0, nil)...)
 			for _, r := range []io.Reader{bytes.NewReader(in), iotest.OneByteReader(bytes.NewReader(in))} {
-				got, err := io.ReadAll(newSettingsReader(r))
+				got, err := io.ReadAll(newFrameReader(r))
 				if err != nil || !bytes.Equal(got, want) {
 					t.Errorf("got %x %v, want %x", got, err, want)
 				}
@@ -67,7 +67,7 @@ func TestSettingsReader(t *testing.T) {
 func TestSettingsReaderCut(t *testing.T) {
 	whole := append([]byte(h2Preface), frame(frameSettings, 0, 0, settings(4, 1, 4, 2))...)
 	for n := range len(whole) {
-		got, err := io.ReadAll(newSettingsReader(bytes.NewReader(whole[:n])))
+		got, err := io.ReadAll(newFrameReader(bytes.NewReader(whole[:n])))
 		if err != nil || !bytes.Equal(got, whole[:n]) {
 			t.Fatalf("cut at %d: got %x %v, want %x", n, got, err, whole[:n])
 		}
@@ -84,11 +84,11 @@ func FuzzSettingsReader(f *testing.F) {
 	f.Add(append([]byte(h2Preface), frame(0x1, 0x5, 1, []byte{0x82, 0x86})...))
 	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x0c\x04\x00\x00\x00\x00\x00\x00\x01\x00\x00\x10\x00\x00\x01\x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := io.ReadAll(newSettingsReader(bytes.NewReader(in)))
+		got, err := io.ReadAll(newFrameReader(bytes.NewReader(in)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		small, err := io.ReadAll(newSettingsReader(iotest.OneByteReader(bytes.NewReader(in))))
+		small, err := io.ReadAll(newFrameReader(iotest.OneByteReader(bytes.NewReader(in))))
 		if err != nil || !bytes.Equal(got, small) {
 			t.Fatalf("one byte at a time: %x %v, want %x", small, err, got)
 		}
