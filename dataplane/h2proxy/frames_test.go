@@ -3,6 +3,7 @@ package h2proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -117,4 +118,50 @@ func rewritten(f []byte) []byte {
 			frame(frameContinuation, flags&flagEndHeaders, stream, payload[maxFrame:])...)
 	}
 	return nil
+}
+
+// BenchmarkFrameReader reads a connection of requests as a browser or
+// h2load sends them (a HEADERS frame each, its fields indexed after the
+// first, and a small DATA frame) through a frameReader, with and without
+// following header blocks. ns/op is per request.
+func BenchmarkFrameReader(b *testing.B) {
+	var in bytes.Buffer
+	in.WriteString(h2Preface)
+	in.Write(frame(frameSettings, 0, 0, settings(3, 100, 4, 1<<20)))
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	const n = 1000
+	for i := range n {
+		hb.Reset()
+		for _, hf := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "127.0.0.1:19480"}, {":path", "/"},
+			{"user-agent", "h2load nghttp2/1.59.0"}, {"accept", "*/*"}, {"accept-encoding", "gzip, deflate"}, {"content-length", "4"}} {
+			enc.WriteField(hpack.HeaderField{Name: hf[0], Value: hf[1]})
+		}
+		in.Write(frame(frameHeaders, flagEndHeaders, uint32(2*i+1), hb.Bytes()))
+		in.Write(frame(0x0, 0x1, uint32(2*i+1), []byte("body")))
+	}
+	for _, follow := range []bool{false, true} {
+		b.Run(fmt.Sprintf("headers=%v", follow), func(b *testing.B) {
+			p := make([]byte, 32<<10)
+			for b.Loop() {
+				r := newFrameReader(bytes.NewReader(in.Bytes()), 0)
+				if !follow {
+					r.hdr = nil
+				}
+				// As net/http reads: the preface, then a frame header and its
+				// payload at a time.
+				io.ReadFull(r, p[:len(h2Preface)])
+				for {
+					if _, err := io.ReadFull(r, p[:frameHeaderLen]); err != nil {
+						break
+					}
+					length := int(p[0])<<16 | int(p[1])<<8 | int(p[2])
+					if _, err := io.ReadFull(r, p[:length]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/req")
+		})
+	}
 }

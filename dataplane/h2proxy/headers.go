@@ -46,9 +46,13 @@ import (
 //     block its framer refuses; RFC 9113 §5.4 lets any stream error be
 //     treated as a connection error.
 //
-// A trailer block (HEADERS on an open stream) goes through the same
-// rewrite: net/http ignores a trailer's priority, and refuses the fields
-// in trailers itself. Where net/http would not reach the 400 handler (an
+// The reader cannot tell a trailer block (HEADERS on an open stream) from
+// a request's, and need not: net/http ignores a trailer's priority and
+// keeps these fields out of trailers itself (processTrailerHeaders resets
+// the stream on a declared trailer that ValidTrailerHeader refuses, and
+// drops undeclared ones); only a trailer block whose field comes in a
+// CONTINUATION is now reset even where net/http would have dropped it,
+// as the RFC asks. Where net/http would not reach the 400 handler (an
 // invalid field, a header list past its limit: a stream error or 431),
 // nothing is changed. Where net/http will end the connection (a decoding
 // error, frames out of order, a frame past the size limit), inspection

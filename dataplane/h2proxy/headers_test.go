@@ -402,6 +402,40 @@ func TestMalformedHeadersBody(t *testing.T) {
 	}
 }
 
+// TestMalformedTrailers: a trailer block with a connection-specific field
+// is net/http's to refuse (a declared trailer: RST_STREAM) or drop (an
+// undeclared one), as before: the HEADERS rewrite does not touch what it
+// does with trailers.
+func TestMalformedTrailers(t *testing.T) {
+	addr := h2Server(t, 0)
+	for _, tt := range []struct {
+		name     string
+		declared bool
+		want     answer
+	}{
+		{"declared", true, resetProtocol},
+		{"undeclared", false, ok200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cl := dialH2(t, addr)
+			cl.buf.Reset()
+			fields := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "example.com"}, {":path", "/"}}
+			if tt.declared {
+				fields = append(fields, [2]string{"trailer", "connection"})
+			}
+			for _, f := range fields {
+				cl.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+			}
+			cl.headers(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bytes.Clone(cl.buf.Bytes()), EndHeaders: true})
+			cl.fr.WriteData(1, false, []byte("body"))
+			cl.buf.Reset()
+			cl.enc.WriteField(hpack.HeaderField{Name: "connection", Value: "close"})
+			cl.headers(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bytes.Clone(cl.buf.Bytes()), EndHeaders: true, EndStream: true})
+			cl.expect(1, tt.want)
+		})
+	}
+}
+
 // TestMalformedHeadersLimits: what net/http answers otherwise it still
 // answers: a header list past the limit 431, even with a connection
 // field in it; an invalid field name or value a reset.
