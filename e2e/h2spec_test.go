@@ -12,27 +12,13 @@ import (
 
 // h2specExcluded are the h2spec cases that fail for reasons outside the
 // proxy's code, by h2spec package and case name, each with why. Every
-// other case must pass. (6.5.3, a SETTINGS frame that repeats a setting,
-// which net/http refuses, passes: settingsReader in dataplane/h2proxy
-// hands net/http each setting once, with its last value.)
-var h2specExcluded = map[string]string{
-	// h2spec sends a request whose header block holds "connection:
-	// keep-alive", or "te: trailers, deflate", and waits for RST_STREAM
-	// or GOAWAY with PROTOCOL_ERROR (RFC 9113 §8.2.2: such a request is
-	// malformed, and §8.1.1 makes that a stream error). net/http's server
-	// decodes the block and, finding the field, serves the stream with a
-	// handler of its own that answers 400 Bad Request and ends the stream
-	// normally (h2_bundle.go, processHeaders: checkValidHTTP2RequestHeaders,
-	// new400Handler), so Sluice's handler never sees the request and
-	// cannot reset it. §8.1.1 lets a server answer a malformed request
-	// before it resets the stream; the reset is what is missing. Sending
-	// it from Sluice would take decoding every HPACK block a second time
-	// in front of net/http (a mirror of its dynamic table) and writing
-	// frames into its output between its own: a second HTTP/2 server's
-	// worth of state. The request never reaches an endpoint either way.
-	"http2/8.1.2.2 Sends a HEADERS frame that contains the connection-specific header field":                       "net/http answers 400, no RST_STREAM",
-	"http2/8.1.2.2 Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"": "net/http answers 400, no RST_STREAM",
-}
+// other case must pass. None is left on every listener: 6.5.3, a
+// SETTINGS frame that repeats a setting, which net/http refuses, and
+// 8.1.2.2, a request with a connection-specific field or TE other than
+// "trailers", which net/http answers 400 where the RFC asks for
+// RST_STREAM, pass because frameReader in dataplane/h2proxy rewrites
+// those frames before net/http reads them.
+var h2specExcluded = map[string]string{}
 
 // h2specExcludedH2C are further exclusions on an h2c listener, which
 // serves HTTP/1.1 on the same port. h2spec's 3.5 #2 sends "INVALID

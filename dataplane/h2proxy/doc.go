@@ -16,12 +16,15 @@
 // what gives every connection its own GOAWAY), and endpoints are spoken to
 // through net/http client connections (http.Transport.NewClientConn), one
 // pool of them per endpoint. golang.org/x/net/http2 is the same code and
-// now defers to net/http, so it is not used directly. One thing net/http
-// does against the RFC is undone in front of it: it refuses a SETTINGS
-// frame that repeats a setting, which settingsReader rewrites (settings.go).
-// What is Sluice's is
-// everything between the two: the same Director, rules, answers, header
-// edits, cookies, retries, error pages and connection records as HTTP/1.1.
+// now defers to net/http, so it is not used directly. Two things net/http
+// does against the RFC are undone in front of it, by frameReader
+// (frames.go): it refuses a SETTINGS frame that repeats a setting, which
+// is rewritten (settings.go), and it answers a request with a
+// connection-specific field, or TE other than "trailers", 400 from its
+// own code where the request must be reset, which it is made to do
+// (headers.go). What is Sluice's is everything between the two: the same
+// Director, rules, answers, header edits, cookies, retries, error pages
+// and connection records as HTTP/1.1.
 //
 // # A request
 //

@@ -113,9 +113,15 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 		protos.SetHTTP1(true)
 	}
 	cn.hs = &http.Server{
-		Handler:           cn,
-		Protocols:         &protos,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxConcurrentStreams), MaxReadFrameSize: maxFrame},
+		Handler:   cn,
+		Protocols: &protos,
+		// clientConn's frameReader mirrors the frame size and HPACK
+		// decoder that these set.
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      int(cfg.MaxConcurrentStreams),
+			MaxReadFrameSize:          maxFrame,
+			MaxDecoderHeaderTableSize: hpackTableSize,
+		},
 		MaxHeaderBytes:    headerListBytes(hcfg),
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
@@ -138,7 +144,7 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	}
 	var served net.Conn = nc
 	if h2 {
-		served = newSettingsConn(nc)
+		served = newClientConn(nc, cn.hs.MaxHeaderBytes)
 	}
 	cn.hs.Serve(&oneConn{c: served, done: cn.done})
 	<-cn.done

