@@ -38,8 +38,14 @@ const (
 // changes after compilation: it is rebuilt, off the request path, when the
 // health of an endpoint changes or an endpoint's slow start advances.
 type cluster struct {
-	name           string
-	spec           *sluicev1.Cluster
+	name string
+	spec *sluicev1.Cluster
+	// equal is the spec of the last snapshot that had this cluster, when
+	// it is not spec itself but equal to it (see sameSpec); only Apply
+	// touches it, under Node.mu.
+	equal *sluicev1.Cluster
+	// encoded is spec's deterministic encoding, once sameSpec needed it.
+	encoded        []byte
 	members        lb.Set // the active endpoints; Down and weights are set in rebuild
 	info           []memberInfo
 	inactive       []inactive // DRAINING and DISABLED, for status only
