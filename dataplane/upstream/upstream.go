@@ -46,6 +46,7 @@ type Endpoint struct {
 	host     string                   // of Addr; "" when Addr is not host:port
 	port     uint16                   // of Addr
 	resolved atomic.Pointer[target]   // what dial connects to; nil: Addr as is
+	fixed    target                   // resolved, for an IP address: no allocation of its own
 	res      atomic.Pointer[resolver] // running background resolution, if any
 
 	created   time.Time // when the node first had the endpoint
@@ -83,7 +84,8 @@ func New(cluster, name, addr string) *Endpoint {
 	e.host, e.port = host, uint16(p)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		e.isIP = true
-		e.resolved.Store(&target{netip.AddrPortFrom(ip, e.port), addr})
+		e.fixed = target{netip.AddrPortFrom(ip, e.port), addr}
+		e.resolved.Store(&e.fixed)
 	}
 	return e
 }
