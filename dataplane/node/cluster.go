@@ -463,7 +463,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 	var lazy *deferredPicker
 	box := &pickerBox{set: set}
 	if deferred && c.expensive {
-		lazy = &deferredPicker{build: c.newPicker, set: set}
+		lazy = &deferredPicker{c: c, build: c.newPicker, set: set}
 		box.Picker = lazy
 	} else {
 		box.Picker = c.newPicker(set)
@@ -500,6 +500,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 // background (Node.buildDeferred). A request that comes first builds the
 // picker it needs itself; others on the same cluster wait for it.
 type deferredPicker struct {
+	c     *cluster // whose picker it is
 	once  sync.Once
 	build func(lb.Set) lb.Picker // nil once built
 	set   lb.Set
@@ -514,6 +515,13 @@ func (d *deferredPicker) Pick(r lb.Request) (*upstream.Endpoint, error) {
 func (d *deferredPicker) do() {
 	d.p = d.build(d.set)
 	d.build = nil
+}
+
+// retired reports whether a newer snapshot replaced the cluster (stop).
+func (c *cluster) retired() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.retire
 }
 
 // stop ends the cluster's slow-start steps once a newer snapshot replaced

@@ -327,7 +327,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	// started, restarted if their settings changed, or stopped.
 	n.checker.Update(checks, unchecked)
 	if len(deferred) > 0 {
-		go buildDeferred(deferred)
+		go buildDeferred(deferred, n.stop)
 	}
 	return nil
 }
@@ -362,10 +362,18 @@ func (c *cluster) sameSpec(spec *sluicev1.Cluster, buf *[]byte) bool {
 }
 
 // buildDeferred builds the pickers Apply deferred, in the background, so
-// that requests seldom find one unbuilt.
-func buildDeferred(pickers []*deferredPicker) {
+// that requests seldom find one unbuilt; it leaves out those of clusters a
+// later apply replaced, and stops when the node closes (stop).
+func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 	for _, d := range pickers {
-		d.once.Do(d.do)
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !d.c.retired() {
+			d.once.Do(d.do)
+		}
 	}
 }
 
