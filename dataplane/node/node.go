@@ -362,8 +362,9 @@ func (c *cluster) sameSpec(spec *sluicev1.Cluster, buf *[]byte) bool {
 }
 
 // buildDeferred builds the pickers Apply deferred, in the background, so
-// that requests seldom find one unbuilt; it leaves out those of clusters a
-// later apply replaced, and stops when the node closes (stop).
+// that requests seldom find one unbuilt; it leaves out those replaced
+// since (a later apply, a health change), and stops when the node closes
+// (stop).
 func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 	for _, d := range pickers {
 		select {
@@ -371,7 +372,7 @@ func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 			return
 		default:
 		}
-		if !d.c.retired() {
+		if box := d.c.picker.Load(); box.Picker == d && !d.c.retired() {
 			d.once.Do(d.do)
 		}
 	}
