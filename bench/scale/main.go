@@ -37,6 +37,11 @@ func main() {
 		serveChild()
 		return
 	}
+	if os.Getenv(coldEnv) != "" {
+		slog.SetDefault(slog.New(slog.DiscardHandler))
+		serveCold()
+		return
+	}
 	var (
 		clusters  = flag.Int("clusters", 10000, "clusters of the apply snapshot")
 		endpoints = flag.Int("endpoints", 10, "endpoints per cluster")
