@@ -14,7 +14,7 @@ PROTOC_GEN_VALIDATE_VERSION := v1.3.3
 # The HTTP/2 conformance suite e2e/h2spec_test.go runs (v2 has no /v2 module path).
 H2SPEC_VERSION             := v2.2.1+incompatible
 
-.PHONY: all build run test test-short lint generate check-generated tools fuzz bench bench-fanout measure screenshot clean
+.PHONY: all build run test test-short lint generate check-generated tools fuzz bench bench-fanout bench-scale measure screenshot clean
 
 all: build
 
@@ -69,6 +69,9 @@ bench: build ## side-by-side req/s with HAProxy, nginx and Caddy (../shared/benc
 
 bench-fanout: ## fan-out to 1k and 10k nodes vs go-control-plane, and the delta path (own module: bench/fanout)
 	cd bench/fanout && $(GO) run . $(FANOUT_FLAGS)
+
+bench-scale: ## apply 10k clusters/100k endpoints under traffic, and idle connections' RSS on one node (bench/scale); SCALE_FLAGS=-h
+	$(GO) run ./bench/scale $(SCALE_FLAGS)
 
 measure: ## lifecycle figures, p50/p99 over 20 runs: apply→last socket closed at 500 sessions; TCP recovery→balanced
 	@out=$$(mktemp); SLUICE_MEASURE=1 $(GO) test -count=1 -timeout 20m -run Measure -v ./e2e/ >$$out 2>&1; st=$$?; \

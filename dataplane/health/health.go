@@ -6,10 +6,12 @@
 //	http-check expect status 200-399
 //	spread-checks 10
 //
-// A Checker runs one goroutine per checked endpoint. The state of an
-// endpoint is kept by address key across snapshots, so an endpoint that
-// survives an apply keeps its state, and a change of check settings does not
-// send a down endpoint back into rotation.
+// A Checker keeps one timer per checked endpoint, and a goroutine only while
+// one of its checks runs: a node checking 100k endpoints holds 100k timers,
+// not 100k parked goroutines and their stacks. The state of an endpoint is
+// kept by address key across snapshots, so an endpoint that survives an
+// apply keeps its state, and a change of check settings does not send a
+// down endpoint back into rotation.
 package health
 
 import (
@@ -84,7 +86,8 @@ type Spec struct {
 	// itself, so Reconcile would restart its check every time). Whatever
 	// Jitter, the first check of a probe (a new endpoint, or changed
 	// settings) waits a random time in [0, max(Jitter, 0.1) × the
-	// interval of the endpoint's state].
+	// interval of the endpoint's state], or longer when one Reconcile or
+	// Update starts many probes at once (see firstWait).
 	Jitter float64
 
 	// HTTPPath, when not empty, makes the check an HTTP/1.1 request
@@ -190,16 +193,28 @@ func jittered(d time.Duration, jitter float64) time.Duration {
 	return time.Duration(float64(d) * (1 + jitter*(2*rand.Float64()-1)))
 }
 
-// firstWait returns a random wait in [0, max(jitter, minSpread) × d] before
-// the first check of a probe, so that the endpoints of a node that just
-// started or applied a snapshot are not all checked at once.
-func firstWait(d time.Duration, jitter float64) time.Duration {
-	return time.Duration(rand.Int64N(int64(float64(d)*max(jitter, minSpread)) + 1))
+// firstGap is the least average time between the first checks of the
+// probes one Reconcile or Update starts, unless their interval is too
+// short to fit them all: a node applying a snapshot with 10k checked
+// endpoints spreads their first checks over their interval, as HAProxy
+// spreads the first checks of a farm, rather than connecting 10k times in a
+// tenth of it while it should be serving.
+const firstGap = time.Millisecond
+
+// firstWait returns a random wait before the first check of a probe, one
+// of batch started together, so that the endpoints of a node that just
+// started or applied a snapshot are not all checked at once: in [0,
+// max(jitter, minSpread) × d], or up to [0, d] when batch × firstGap is
+// longer than that.
+func firstWait(d time.Duration, jitter float64, batch int) time.Duration {
+	window := time.Duration(float64(d) * max(jitter, minSpread))
+	window = max(window, min(d, time.Duration(batch)*firstGap))
+	return time.Duration(rand.Int64N(int64(window) + 1))
 }
 
 // Checker runs the checks of every endpoint of a node and calls onChange,
-// from its own goroutine, after any endpoint goes down or comes back up. onChange must
-// not block for long: checks of other endpoints wait for it.
+// from the goroutine of the check, after any endpoint goes down or comes
+// back up. onChange must not block for long.
 type Checker struct {
 	onChange func(key string)
 	now      func() time.Time
@@ -222,10 +237,23 @@ type Status struct {
 	Detail string
 }
 
+// probe is the checking of one endpoint: a timer that runs the next check
+// on a goroutine of its own, which arms the timer again when it is done.
+// The checks of a probe run one at a time, so ok, fail and pr are only
+// touched by the check running.
 type probe struct {
-	spec   Spec
-	cancel context.CancelFunc
-	done   chan struct{}
+	c    *Checker
+	spec Spec // as given, compared by Reconcile
+	s    Spec // with defaults
+
+	ok, fail int
+	pr       prober // made by the first check
+
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+	cancel  context.CancelFunc // of the check running, if any
+	running sync.WaitGroup     // the check running, if any
 }
 
 // NewChecker returns a Checker that runs nothing until Reconcile.
@@ -271,110 +299,166 @@ func (c *Checker) Changes() uint64 { return c.changes.Load() }
 // start being checked, removed ones stop, and changed settings restart the
 // endpoint's check while keeping its state.
 func (c *Checker) Reconcile(specs []Spec) {
-	want := make(map[string]Spec, len(specs))
+	want := make(map[string]bool, len(specs))
 	for _, s := range specs {
-		want[s.Key] = s
+		want[s.Key] = true
 	}
-	var stop []*probe
+	var remove []string
+	c.mu.Lock()
+	for key := range c.running {
+		if !want[key] {
+			remove = append(remove, key)
+		}
+	}
+	c.mu.Unlock()
+	c.Update(specs, remove)
+}
+
+// Update changes some checks and leaves the others alone: the endpoints of
+// specs are checked as they say from now on (started if new, restarted
+// keeping their state if their settings changed, untouched otherwise), and
+// the endpoints whose keys are in remove are no longer checked and
+// forgotten. A key in both is checked. A node applying a snapshot that
+// changed a few of its 10k clusters updates the checks of those few.
+// Update returns once the checks it stopped have ended.
+func (c *Checker) Update(specs []Spec, remove []string) {
+	var stop, start []*probe
+	var kept map[string]bool // keys both in specs and in remove
+	if len(specs) > 0 && len(remove) > 0 {
+		kept = make(map[string]bool, len(specs))
+		for _, s := range specs {
+			kept[s.Key] = true
+		}
+	}
 	now := c.now()
 	c.mu.Lock()
-	for key, p := range c.running {
-		if s, ok := want[key]; !ok || s != p.spec {
-			stop = append(stop, p)
-			delete(c.running, key)
-			if !ok {
-				delete(c.states, key)
-			}
-		}
-	}
-	for key, s := range want {
-		if _, ok := c.running[key]; ok {
+	for _, key := range remove {
+		if kept[key] {
 			continue
 		}
-		if c.states[key] == nil {
-			c.states[key] = &Status{State: Unknown, Since: now}
+		if p, ok := c.running[key]; ok {
+			stop = append(stop, p)
+			delete(c.running, key)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		p := &probe{spec: s, cancel: cancel, done: make(chan struct{})}
-		c.running[key] = p
-		go c.run(ctx, p)
+		delete(c.states, key)
+	}
+	for _, s := range specs {
+		if p, ok := c.running[s.Key]; ok {
+			if p.spec == s {
+				continue
+			}
+			stop = append(stop, p)
+		}
+		if c.states[s.Key] == nil {
+			c.states[s.Key] = &Status{State: Unknown, Since: now}
+		}
+		p := &probe{c: c, spec: s, s: s.withDefaults()}
+		c.running[s.Key] = p
+		start = append(start, p)
+	}
+	for _, p := range start {
+		first := p.s.Interval
+		if c.states[p.s.Key].State == Down {
+			first = p.s.DownInterval
+		}
+		p.mu.Lock()
+		p.timer = time.AfterFunc(firstWait(first, p.s.Jitter, len(start)), p.check)
+		p.mu.Unlock()
 	}
 	c.mu.Unlock()
 	for _, p := range stop {
-		p.cancel()
-		<-p.done
+		p.stop()
 	}
 }
 
 // Stop ends every check.
 func (c *Checker) Stop() { c.Reconcile(nil) }
 
-func (c *Checker) run(ctx context.Context, p *probe) {
-	defer close(p.done)
-	s := p.spec.withDefaults()
-	target := func() string { return s.Addr }
-	if c.dialAddr != nil {
-		target = func() string { return c.dialAddr(s.Key, s.Addr) }
+// stop ends the probe's checks, and waits for the one running, if any, to
+// end.
+func (p *probe) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	if p.timer != nil {
+		p.timer.Stop()
 	}
-	pr := newProber(s, target)
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
+	p.running.Wait()
+}
+
+// check runs one check of the probe, on the goroutine of its timer, and
+// arms the timer for the next.
+func (p *probe) check() {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p.cancel = cancel
+	p.running.Add(1)
+	p.mu.Unlock()
+	defer p.running.Done()
+
+	c, s := p.c, &p.s
+	if p.pr == nil {
+		target := func() string { return s.Addr }
+		if c.dialAddr != nil {
+			target = func() string { return c.dialAddr(s.Key, s.Addr) }
+		}
+		p.pr = newProber(*s, target)
+	}
+	err := p.pr.check(ctx)
+	if ctx.Err() != nil {
+		return // a check cut short says nothing of the endpoint
+	}
+	if err == nil {
+		p.ok, p.fail = p.ok+1, 0
+	} else {
+		p.ok, p.fail = 0, p.fail+1
+	}
+	now := c.now()
 	c.mu.Lock()
-	first := s.Interval
-	if st := c.states[s.Key]; st != nil && st.State == Down {
-		first = s.DownInterval
+	st := c.states[s.Key]
+	current := c.running[s.Key] == p && st != nil
+	var cur, next State
+	if current {
+		cur = st.State
+		next = cur
+		switch {
+		case p.ok >= s.Rise, cur == Unknown && p.ok > 0:
+			// Like HAProxy, an endpoint starts as up: its first
+			// successful check confirms it without waiting for rise.
+			next = Up
+		case p.fail >= s.Fall:
+			next = Down
+		}
+		if next != cur {
+			st.State, st.Since = next, now
+			c.changes.Add(1)
+		}
+		switch {
+		case err != nil:
+			st.Detail = err.Error()
+		case next != Down:
+			st.Detail = ""
+		}
 	}
 	c.mu.Unlock()
-	timer := time.NewTimer(firstWait(first, s.Jitter))
-	defer timer.Stop()
-	var ok, fail int
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		err := pr.check(ctx)
-		if ctx.Err() != nil {
-			return // a check cut short says nothing of the endpoint
-		}
-		if err == nil {
-			ok, fail = ok+1, 0
-		} else {
-			ok, fail = 0, fail+1
-		}
-		now := c.now()
-		c.mu.Lock()
-		st := c.states[s.Key]
-		current := c.running[s.Key] == p && st != nil
-		var cur, next State
-		if current {
-			cur = st.State
-			next = cur
-			switch {
-			case ok >= s.Rise, cur == Unknown && ok > 0:
-				// Like HAProxy, an endpoint starts as up: its first
-				// successful check confirms it without waiting for rise.
-				next = Up
-			case fail >= s.Fall:
-				next = Down
-			}
-			if next != cur {
-				st.State, st.Since = next, now
-				c.changes.Add(1)
-			}
-			switch {
-			case err != nil:
-				st.Detail = err.Error()
-			case next != Down:
-				st.Detail = ""
-			}
-		}
-		c.mu.Unlock()
-		// Only going down or coming back from down changes what pickers
-		// may choose; UNKNOWN -> UP does not, so it rebuilds nothing
-		// (a rebuild restarts the round-robin sequence).
-		if current && (next == Down) != (cur == Down) && c.onChange != nil {
-			c.onChange(p.spec.Key)
-		}
-		timer.Reset(jittered(s.nextInterval(next, ok, fail), s.Jitter))
+	// Only going down or coming back from down changes what pickers
+	// may choose; UNKNOWN -> UP does not, so it rebuilds nothing
+	// (a rebuild restarts the round-robin sequence).
+	if current && (next == Down) != (cur == Down) && c.onChange != nil {
+		c.onChange(s.Key)
 	}
+	p.mu.Lock()
+	p.cancel = nil
+	if !p.stopped {
+		p.timer.Reset(jittered(s.nextInterval(next, p.ok, p.fail), s.Jitter))
+	}
+	p.mu.Unlock()
 }

@@ -2,9 +2,11 @@ package health
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -353,7 +355,7 @@ func TestJitterBounds(t *testing.T) {
 		first := time.Duration(float64(d) * tt.spread)
 		minW, maxW, maxF := time.Duration(math.MaxInt64), time.Duration(0), time.Duration(0)
 		for range 2000 {
-			w, f := jittered(d, tt.jitter), firstWait(d, tt.jitter)
+			w, f := jittered(d, tt.jitter), firstWait(d, tt.jitter, 1)
 			if w < lo || w > hi {
 				t.Fatalf("jitter %v: wait %v outside [%v, %v]", tt.jitter, w, lo, hi)
 			}
@@ -455,5 +457,84 @@ func TestCheckerDialVia(t *testing.T) {
 	}
 	if h := <-hosts; h != name {
 		t.Errorf("HTTP check sent Host %q, want the endpoint's name %q", h, name)
+	}
+}
+
+// TestCheckerUpdate: Update changes the checks it names and leaves the
+// others running with their state; a removed key is forgotten, a key both
+// removed and given stays checked.
+func TestCheckerUpdate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	c := NewChecker(nil)
+	defer c.Stop()
+	spec := func(name string) Spec {
+		return Spec{Key: "c/" + name + "@" + addr, Addr: addr, Interval: 10 * time.Millisecond, Timeout: time.Second, Fall: 1, Rise: 1}
+	}
+	a, b, d := spec("a"), spec("b"), spec("d")
+	c.Update([]Spec{a, b}, nil)
+	waitState(t, c, a.Key, Up)
+	waitState(t, c, b.Key, Up)
+	c.mu.Lock()
+	before := c.running[a.Key]
+	c.mu.Unlock()
+
+	c.Update([]Spec{d}, []string{b.Key, d.Key})
+	waitState(t, c, d.Key, Up)
+	if c.State(b.Key) != Unknown {
+		t.Errorf("removed %s still known as %v", b.Key, c.State(b.Key))
+	}
+	c.mu.Lock()
+	same, running := c.running[a.Key] == before, len(c.running)
+	c.mu.Unlock()
+	if !same || c.State(a.Key) != Up {
+		t.Errorf("the check of %s, named by neither specs nor remove, was restarted or lost its state", a.Key)
+	}
+	if running != 2 {
+		t.Errorf("%d checks running, want 2 (a, d)", running)
+	}
+}
+
+// TestFirstWaitSpreadsBatches: the first checks of many probes started at
+// once spread over up to their whole interval, no more than about one per
+// firstGap on average; one probe alone keeps its quick first check.
+func TestFirstWaitSpreadsBatches(t *testing.T) {
+	const d = 5 * time.Second
+	for _, tt := range []struct {
+		batch int
+		want  time.Duration // the window
+	}{{1, d / 10}, {100, d / 10}, {2000, 2 * time.Second}, {100000, d}} {
+		var most time.Duration
+		for range 2000 {
+			w := firstWait(d, 0.1, tt.batch)
+			if w < 0 || w > tt.want {
+				t.Fatalf("batch %d: first wait %v outside [0, %v]", tt.batch, w, tt.want)
+			}
+			most = max(most, w)
+		}
+		if most < tt.want*95/100 {
+			t.Errorf("batch %d: first waits up to %v, want spread up to %v", tt.batch, most, tt.want)
+		}
+	}
+}
+
+// TestCheckerHoldsNoGoroutines: an idle check is a timer, not a parked
+// goroutine, so that a node checking 100k endpoints does not hold 100k
+// goroutine stacks.
+func TestCheckerHoldsNoGoroutines(t *testing.T) {
+	c := NewChecker(nil)
+	defer c.Stop()
+	before := runtime.NumGoroutine()
+	var specs []Spec
+	for i := range 1000 {
+		specs = append(specs, Spec{Key: fmt.Sprintf("c/e%d@127.0.0.1:9", i), Addr: "127.0.0.1:9", Interval: time.Hour})
+	}
+	c.Reconcile(specs)
+	if got := runtime.NumGoroutine() - before; got > 100 {
+		t.Errorf("%d more goroutines while 1000 checks wait for their first, want about none", got)
 	}
 }

@@ -86,7 +86,20 @@ type Set []Member
 // An endpoint whose health is not yet known counts as up, so a node that
 // just started keeps sending to its primaries, not to a backup, until checks
 // say otherwise (DESIGN problem 4).
+//
+// The result may be s itself, when every member is eligible (the common
+// case, which then costs no copy): like s, it must not be modified.
 func (s Set) Eligible() Set {
+	all := true
+	for i := range s {
+		if m := &s[i]; m.Backup || m.Down || m.Weight == 0 {
+			all = false
+			break
+		}
+	}
+	if all && len(s) > 0 {
+		return s
+	}
 	var out Set
 	for _, m := range s {
 		if !m.Backup && !m.Down && m.Weight > 0 {

@@ -38,8 +38,14 @@ const (
 // changes after compilation: it is rebuilt, off the request path, when the
 // health of an endpoint changes or an endpoint's slow start advances.
 type cluster struct {
-	name           string
-	spec           *sluicev1.Cluster
+	name string
+	spec *sluicev1.Cluster
+	// equal is the spec of the last snapshot that had this cluster, when
+	// it is not spec itself but equal to it (see sameSpec); only Apply
+	// touches it, under Node.mu.
+	equal *sluicev1.Cluster
+	// encoded is spec's deterministic encoding, once sameSpec needed it.
+	encoded        []byte
 	members        lb.Set // the active endpoints; Down and weights are set in rebuild
 	info           []memberInfo
 	inactive       []inactive // DRAINING and DISABLED, for status only
@@ -66,11 +72,61 @@ type cluster struct {
 	// cluster's of the same name, so counts survive applies.
 	meter *meter.Cluster
 
-	mu     sync.Mutex                       // guards below; held by rebuild
-	wasUp  map[*upstream.Endpoint]bool      // health at the last rebuild
-	since  map[*upstream.Endpoint]time.Time // start of each slow start under way
-	timer  *time.Timer                      // the next slow-start step
-	retire bool                             // replaced by a newer snapshot
+	// byName indexes members by endpoint name, for clusters too big to
+	// scan (see member); nil for the others. Never changed once compiled.
+	byName map[string]int32
+	// expensive: the policy's picker takes milliseconds to build (a
+	// Maglev table, a hash ring), so Apply defers it (deferredPicker).
+	expensive bool
+
+	mu sync.Mutex // guards below; held by rebuild
+	// wasDown holds the members that were down at the last rebuild; since
+	// the start of each slow start under way. Both stay nil in the common
+	// case of a cluster all up and not ramping: a snapshot of 10k
+	// clusters should not cost 20k empty maps.
+	wasDown map[*upstream.Endpoint]bool
+	since   map[*upstream.Endpoint]time.Time
+	timer   *time.Timer // the next slow-start step
+	retire  bool        // replaced by a newer snapshot
+}
+
+// indexFrom is the size from which a cluster indexes its members by name:
+// below, a scan is as fast as a map lookup and costs no allocation.
+const indexFrom = 16
+
+// member returns the member called name at addr; nil if there is none.
+func (c *cluster) member(name, addr string) *upstream.Endpoint {
+	if c.byName != nil {
+		if i, ok := c.byName[name]; ok && c.members[i].Endpoint.Addr == addr {
+			return c.members[i].Endpoint
+		}
+		return nil
+	}
+	for _, m := range c.members {
+		if m.Endpoint.Name == name && m.Endpoint.Addr == addr {
+			return m.Endpoint
+		}
+	}
+	return nil
+}
+
+// memberByKey returns the member whose Endpoint.Key is key; nil if none.
+func (c *cluster) memberByKey(key string) *upstream.Endpoint {
+	_, rest, _ := strings.Cut(key, "/")
+	name, addr, _ := strings.Cut(rest, "@")
+	if ep := c.member(name, addr); ep != nil && ep.Key() == key {
+		return ep
+	}
+	return nil
+}
+
+// setSince starts the slow start of ep at t. c.mu is held, or c is not
+// published yet.
+func (c *cluster) setSince(ep *upstream.Endpoint, t time.Time) {
+	if c.since == nil {
+		c.since = map[*upstream.Endpoint]time.Time{}
+	}
+	c.since[ep] = t
 }
 
 // inactive is an endpoint an operator took out (state DRAINING or
@@ -109,22 +165,22 @@ type pickerBox struct {
 	byCookie map[string]*upstream.Endpoint
 }
 
-// compileCluster builds a cluster, taking endpoints that survive from the
-// previous snapshot out of eps and adding new ones to it. prev is the
-// running cluster of the same name, if any: its queue, stick table and
-// slow-start clocks carry over.
-func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, prev *cluster) *cluster {
+// compileCluster builds a cluster. prev is the running cluster of the same
+// name, if any: the endpoints it has at the same name and address survive
+// (the same *Endpoint, with its connections and counters), and its queue,
+// stick table and slow-start clocks carry over.
+func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 	c := &cluster{
 		name:           spec.GetName(),
 		spec:           spec,
 		connectTimeout: durationOr(spec.GetConnectTimeout().AsDuration(), defaultConnectTimeout),
 		drainTimeout:   spec.GetDrainTimeout().AsDuration(),
 		slowStart:      spec.GetSlowStart().AsDuration(),
-		wasUp:          map[*upstream.Endpoint]bool{},
-		since:          map[*upstream.Endpoint]time.Time{},
+		members:        make(lb.Set, 0, len(spec.GetEndpoints())),
+		info:           make([]memberInfo, 0, len(spec.GetEndpoints())),
 	}
 	var prevSince map[*upstream.Endpoint]time.Time
-	var prevUp map[*upstream.Endpoint]bool
+	var prevDown map[*upstream.Endpoint]bool
 	var prevInactive map[string]inactive // by Endpoint.Key
 	if prev != nil {
 		for _, in := range prev.inactive {
@@ -136,7 +192,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 		// prev is live: its slow-start timer and health rebuilds write
 		// these maps under prev.mu.
 		prev.mu.Lock()
-		prevSince, prevUp = maps.Clone(prev.since), maps.Clone(prev.wasUp)
+		prevSince, prevDown = maps.Clone(prev.since), maps.Clone(prev.wasDown)
 		prev.mu.Unlock()
 	}
 	if ck := spec.GetCookie(); ck != nil {
@@ -154,18 +210,22 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 			c.stick = persist.NewTable(size, expire)
 		}
 	}
+	var now time.Time // when endpoints joined, if any did
 	for _, e := range spec.GetEndpoints() {
-		key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
-		ep, ok := eps[key]
+		var ep *upstream.Endpoint
+		if prev != nil {
+			ep = prev.member(e.GetName(), e.GetAddress())
+		}
 		switch e.GetState() {
 		case sluicev1.AdminState_ADMIN_STATE_DRAINING, sluicev1.AdminState_ADMIN_STATE_DISABLED:
-			// Not in any picker, not checked, not in eps: Apply retires
-			// the running endpoint like a removed one. One that stays
-			// inactive keeps its *Endpoint, and so its connections for
-			// ShutdownSessions and its counters.
+			// Not in any picker, not checked, not a member: Apply
+			// retires the running endpoint like a removed one. One
+			// that stays inactive keeps its *Endpoint, and so its
+			// connections for ShutdownSessions and its counters.
+			key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
 			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_")}
 			p, was := prevInactive[key]
-			if !ok {
+			if ep == nil {
 				in.ep = p.ep
 				if !was {
 					in.ep = upstream.New(c.name, e.GetName(), e.GetAddress())
@@ -178,20 +238,25 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 			c.inactive = append(c.inactive, in)
 			continue
 		}
-		if !ok {
+		if ep == nil {
 			ep = upstream.New(c.name, e.GetName(), e.GetAddress())
-			eps[key] = ep
 			if prev != nil && c.slowStart > 0 {
 				// Joined a running cluster: ramp it up. A cluster's
 				// first endpoints start together at full weight.
-				c.since[ep] = time.Now()
+				if now.IsZero() {
+					now = time.Now()
+				}
+				c.setSince(ep, now)
 			}
 		}
 		if t, ok := prevSince[ep]; ok {
-			c.since[ep] = t
+			c.setSince(ep, t)
 		}
-		if up, ok := prevUp[ep]; ok {
-			c.wasUp[ep] = up
+		if prevDown[ep] {
+			if c.wasDown == nil {
+				c.wasDown = map[*upstream.Endpoint]bool{}
+			}
+			c.wasDown[ep] = true
 		}
 		weight := uint32(1)
 		if e.Weight != nil {
@@ -204,6 +269,12 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 			mi.setCookie = persist.SetCookie(spec.GetCookie(), mi.cookie)
 		}
 		c.info = append(c.info, mi)
+	}
+	if len(c.members) >= indexFrom {
+		c.byName = make(map[string]int32, len(c.members))
+		for i, m := range c.members {
+			c.byName[m.Endpoint.Name] = int32(i)
+		}
 	}
 	c.queueTimeout = c.connectTimeout
 	if spec.QueueTimeout != nil {
@@ -221,6 +292,7 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 	c.newPicker = pickerFor(spec)
 	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
 		c.key = newHashKey(spec.GetHash())
+		c.expensive = spec.GetHash().GetMethod() != sluicev1.HashMethod_HASH_METHOD_MAP_BASED
 	}
 	if hc := spec.GetHealthCheck(); hc != nil {
 		c.checks = checkSpecs(hc, c.members)
@@ -241,9 +313,15 @@ func compileCluster(spec *sluicev1.Cluster, eps map[string]*upstream.Endpoint, p
 // endpoint returns the running endpoint called name, active or not; nil if
 // the cluster has none.
 func (c *cluster) endpoint(name string) *upstream.Endpoint {
-	for _, m := range c.members {
-		if m.Endpoint.Name == name {
-			return m.Endpoint
+	if c.byName != nil {
+		if i, ok := c.byName[name]; ok {
+			return c.members[i].Endpoint
+		}
+	} else {
+		for _, m := range c.members {
+			if m.Endpoint.Name == name {
+				return m.Endpoint
+			}
 		}
 	}
 	for _, in := range c.inactive {
@@ -306,11 +384,16 @@ const (
 // and slow starts, and wakes the queue to pick from it. An ejected endpoint
 // is down to the picker, as one checks marked down: out of balancing and
 // persistence, and no longer a primary that keeps backups idle.
-func (c *cluster) rebuild(state func(key string) health.State) {
+func (c *cluster) rebuild(state func(key string) health.State) { c.rebuildPicker(state, false) }
+
+// rebuildPicker is rebuild; with deferred, an expensive picker is built
+// on its first pick or by buildDeferred, whichever comes first, instead
+// of now (see deferredPicker). It returns that picker, if it deferred one.
+func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bool) *deferredPicker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.retire {
-		return
+		return nil
 	}
 	now := time.Now()
 	set := make(lb.Set, len(c.members))
@@ -324,17 +407,27 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 		if ejected[ep] {
 			set[i].Down = true
 		}
-		up := !set[i].Down
-		if was, ok := c.wasUp[ep]; ok && !was && up && c.slowStart > 0 {
-			c.since[ep] = now // recovered: ramp up again
+		switch {
+		case set[i].Down:
+			if c.wasDown == nil {
+				c.wasDown = map[*upstream.Endpoint]bool{}
+			}
+			c.wasDown[ep] = true
+		case c.wasDown[ep]:
+			delete(c.wasDown, ep)
+			if c.slowStart > 0 {
+				c.setSince(ep, now) // recovered: ramp up again
+			}
 		}
-		c.wasUp[ep] = up
 	}
 	if c.spec.GetAllBackups() {
 		set.AllBackups()
 	}
 	ramping := false
 	for i := range set {
+		if len(c.since) == 0 {
+			break
+		}
 		t, ok := c.since[set[i].Endpoint]
 		if !ok {
 			continue
@@ -367,7 +460,14 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 			})
 		}
 	}
-	box := &pickerBox{Picker: c.newPicker(set), set: set}
+	var lazy *deferredPicker
+	box := &pickerBox{set: set}
+	if deferred && c.expensive {
+		lazy = &deferredPicker{c: c, build: c.newPicker, set: set}
+		box.Picker = lazy
+	} else {
+		box.Picker = c.newPicker(set)
+	}
 	if c.cookie != nil || c.stick != nil {
 		// A client is sent back only to an endpoint taking new work. The
 		// stickable ones are primaries, which take work when they are up
@@ -390,6 +490,38 @@ func (c *cluster) rebuild(state func(key string) health.State) {
 	if c.queue != nil {
 		c.queue.wakeAll()
 	}
+	return lazy
+}
+
+// deferredPicker is a picker that is built when first needed: Apply
+// compiles thousands of clusters, and a Maglev table takes a couple of
+// milliseconds to fill, so Apply publishes the clusters of a snapshot with
+// their expensive pickers deferred and builds them right after, in the
+// background (Node.buildDeferred). A request that comes first builds the
+// picker it needs itself; others on the same cluster wait for it.
+type deferredPicker struct {
+	c     *cluster // whose picker it is
+	once  sync.Once
+	build func(lb.Set) lb.Picker // nil once built
+	set   lb.Set
+	p     lb.Picker
+}
+
+func (d *deferredPicker) Pick(r lb.Request) (*upstream.Endpoint, error) {
+	d.once.Do(d.do)
+	return d.p.Pick(r)
+}
+
+func (d *deferredPicker) do() {
+	d.p = d.build(d.set)
+	d.build = nil
+}
+
+// retired reports whether a newer snapshot replaced the cluster (stop).
+func (c *cluster) retired() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.retire
 }
 
 // stop ends the cluster's slow-start steps once a newer snapshot replaced

@@ -9,6 +9,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
+	"google.golang.org/protobuf/proto"
 )
 
 // Options configure a Node.
@@ -55,14 +57,14 @@ type Node struct {
 	listeners map[string]*listener                // by listenerKey
 	// meters are the listeners' meters by listener name; a cluster's is
 	// on the cluster. Apply hands them on to what keeps its name.
-	meters    map[string]*meter.Listener
-	endpoints map[string]*upstream.Endpoint // by Endpoint.Key
-	// dialable is endpoints as last published, for health checks, which
-	// must not take mu (Apply holds it while it waits for checks to stop).
-	dialable atomic.Pointer[map[string]*upstream.Endpoint]
-	closed   bool
-	draining atomic.Bool   // Drain was called: no more applies
-	stop     chan struct{} // closed by Close
+	meters map[string]*meter.Listener
+	// pickEpoch counts the health changes and ejections that call for a
+	// rebuild of a picker (see Apply).
+	pickEpoch atomic.Uint64
+	scratch   []byte // Apply's, to encode specs (see cluster.sameSpec)
+	closed    bool
+	draining  atomic.Bool   // Drain was called: no more applies
+	stop      chan struct{} // closed by Close
 
 	statusChanges atomic.Uint64 // see StatusChanges
 
@@ -83,7 +85,6 @@ func New(opts Options) *Node {
 		clusters:  map[string]*cluster{},
 		listeners: map[string]*listener{},
 		meters:    map[string]*meter.Listener{},
-		endpoints: map[string]*upstream.Endpoint{},
 		stop:      make(chan struct{}),
 		dirty:     map[string]bool{},
 	}
@@ -101,34 +102,46 @@ func (n *Node) Version() string { return n.version.Load().(string) }
 // Apply makes snap the node's configuration, or returns why it cannot and
 // changes nothing.
 func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
-	if err := snapshot.Validate(snap); err != nil {
-		return fmt.Errorf("invalid snapshot: %w", err)
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed || n.draining.Load() {
 		return errors.New("node is shutting down")
 	}
-
-	// Compile clusters. Endpoints that survive keep their *Endpoint (and so
-	// their connections, pool and counters).
-	eps := make(map[string]*upstream.Endpoint, len(n.endpoints))
-	for k, ep := range n.endpoints {
-		eps[k] = ep
+	// A cluster the node runs as the snapshot has it was validated with
+	// the snapshot that brought it: only the others are checked on their
+	// own (a delta's few), and what spans resources.
+	if err := snapshot.ValidateChanged(snap, func(cs *sluicev1.Cluster) bool {
+		c := n.clusters[cs.GetName()]
+		return c != nil && c.sameSpec(cs, &n.scratch)
+	}); err != nil {
+		return fmt.Errorf("invalid snapshot: %w", err)
 	}
+
+	// Compile clusters. A cluster whose spec did not change is the
+	// running one, as it is: its endpoints, picker and checks go on
+	// untouched, and a snapshot of 10k clusters that changes a few costs
+	// a few compiles. The others are compiled; their endpoints that
+	// survive keep their *Endpoint (and so their connections, pool and
+	// counters).
+	epoch := n.pickEpoch.Load()
 	clusters := make(map[string]*cluster, len(snap.GetClusters()))
-	used := make(map[string]bool)
-	var checks []health.Spec
+	var compiled []*cluster
 	for _, cs := range snap.GetClusters() {
-		up, err := compileUpstreamTLS(cs, n.clusters[cs.GetName()])
+		prev := n.clusters[cs.GetName()]
+		up, err := compileUpstreamTLS(cs, prev)
 		if err != nil {
 			return fmt.Errorf("cluster %s: %w", cs.GetName(), err)
 		}
-		c := compileCluster(cs, eps, n.clusters[cs.GetName()])
+		if prev != nil && prev.tls == up && prev.sameSpec(cs, &n.scratch) {
+			clusters[prev.name] = prev
+			continue
+		}
+		c := compileCluster(cs, prev)
 		c.tls = up
-		c.meter = meter.NewCluster(c.name)
-		if old, ok := n.clusters[c.name]; ok {
-			c.meter = old.meter
+		if prev != nil {
+			c.meter = prev.meter
+		} else {
+			c.meter = meter.NewCluster(c.name)
 		}
 		for i := range c.checks {
 			c.checks[i].TLS = up.config()
@@ -136,12 +149,9 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if c.outlierCfg != nil && c.outlier == nil {
 			c.outlier = newEjector(c.name, n.log, n.ejectionsChanged)
 		}
-		c.rebuild(n.checker.State)
+		c.rebuildPicker(n.checker.State, true)
 		clusters[c.name] = c
-		for _, m := range c.members {
-			used[m.Endpoint.Key()] = true
-		}
-		checks = append(checks, c.checks...)
+		compiled = append(compiled, c)
 	}
 
 	// Rules and HTTP proxy configurations, checked before anything is
@@ -204,7 +214,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 
 	// Swap: every listener gets its new config in one atomic store each.
-	for _, c := range clusters {
+	for _, c := range compiled {
 		var wake func()
 		if c.queue != nil {
 			wake = c.queue.wake
@@ -246,61 +256,126 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			retired = append(retired, l)
 		}
 	}
-	for key, ep := range eps {
-		if used[key] {
-			continue
-		}
-		delete(eps, key)
-		ep.SetOutlierPolicy(nil)
-		drain := time.Duration(0)
-		if old, ok := n.clusters[ep.Cluster]; ok {
-			drain = old.drainTimeout
-		}
-		retire(ep, drain)
+	var checks []health.Spec // of the compiled clusters
+	var unchecked []string   // the keys of the checks of those they replace
+	for _, c := range compiled {
+		checks = append(checks, c.checks...)
 	}
 	for name, old := range n.clusters {
+		c := clusters[name]
+		if c == old {
+			continue // kept as it was
+		}
+		for _, s := range old.checks {
+			unchecked = append(unchecked, s.Key)
+		}
+		for _, m := range old.members {
+			if c != nil && c.member(m.Endpoint.Name, m.Endpoint.Addr) == m.Endpoint {
+				continue // in c too
+			}
+			m.Endpoint.SetOutlierPolicy(nil)
+			retire(m.Endpoint, old.drainTimeout)
+		}
 		old.stop()
-		if c, ok := clusters[name]; old.outlier != nil && (!ok || c.outlier != old.outlier) {
+		if old.outlier != nil && (c == nil || c.outlier != old.outlier) {
 			// What it ejected returns now.
 			why := "outlier detection turned off"
-			if !ok {
+			if c == nil {
 				why = "cluster removed"
 			}
 			old.outlier.stop(why)
 		}
-		if c, ok := clusters[name]; ok && old.queue != nil && old.queue != c.queue {
+		if c != nil && old.queue != nil && old.queue != c.queue {
 			// Queueing was turned off: what waits picks once more and
 			// gets its answer.
 			old.queue.wakeAll()
 		}
 	}
-	n.clusters, n.listeners, n.endpoints, n.meters = clusters, listeners, eps, meters
-	n.dialable.Store(&eps)
+	n.clusters, n.listeners, n.meters = clusters, listeners, meters
 	n.current.Store(&clusters)
-	for _, c := range clusters {
+	var deferred []*deferredPicker
+	for _, c := range compiled {
 		// Endpoints named by DNS resolve in the background from now on
 		// (a no-op for IP addresses and for resolvers already running).
 		refresh := durationOr(c.spec.GetDnsRefresh().AsDuration(), upstream.DefaultRefresh)
 		for _, m := range c.members {
 			m.Endpoint.StartResolver(refresh, nil, n.log)
 		}
+		if p := c.picker.Load(); p != nil {
+			if d, ok := p.Picker.(*deferredPicker); ok {
+				deferred = append(deferred, d)
+			}
+		}
 	}
 	n.version.Store(version)
 	n.statusChanges.Add(1)
 	// A health change or ejection between compiling and publishing was
-	// missed by the new pickers: rebuild them once more now that they are
-	// published.
-	for _, c := range clusters {
-		if len(c.checks) > 0 || c.outlier != nil {
-			c.rebuild(n.checker.State)
+	// missed by the new pickers (its rebuild went to the clusters they
+	// replaced): rebuild them once more now that they are published.
+	if n.pickEpoch.Load() != epoch {
+		for _, c := range compiled {
+			if len(c.checks) > 0 || c.outlier != nil {
+				c.rebuild(n.checker.State)
+			}
 		}
 	}
 	for _, l := range retired {
 		l.close()
 		n.log.Info("listener closed", "address", l.address)
 	}
-	n.checker.Reconcile(checks)
+	// The checks of the clusters kept go on; those of the others are
+	// started, restarted if their settings changed, or stopped.
+	n.checker.Update(checks, unchecked)
+	if len(deferred) > 0 {
+		go buildDeferred(deferred, n.stop)
+	}
 	return nil
+}
+
+// sameSpec reports whether spec specifies cluster c as it runs. A snapshot
+// rebuilt from a delta shares the clusters the delta did not change with
+// the one before (discovery.ApplyDelta), so the common case is a pointer
+// comparison. A whole snapshot, as a node that reconnects gets, is compared
+// by its deterministic encoding with c's (made once, kept), three times as
+// fast as proto.Equal; once found equal, its spec is remembered, and the
+// deltas that follow, which share it, compare by pointer again. buf is
+// scratch space. Apply holds n.mu.
+func (c *cluster) sameSpec(spec *sluicev1.Cluster, buf *[]byte) bool {
+	if spec == c.spec || spec == c.equal {
+		return true
+	}
+	det := proto.MarshalOptions{Deterministic: true}
+	if c.encoded == nil {
+		b, err := det.Marshal(c.spec)
+		if err != nil {
+			return false
+		}
+		c.encoded = b
+	}
+	b, err := det.MarshalAppend((*buf)[:0], spec)
+	*buf = b
+	if err != nil || !bytes.Equal(b, c.encoded) {
+		return false
+	}
+	c.equal = spec
+	return true
+}
+
+// buildDeferred builds the pickers Apply deferred, in the background, so
+// that requests seldom find one unbuilt; it leaves out those replaced
+// since (a later apply, a health change), and stops when the node closes
+// (stop).
+func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
+	for _, d := range pickers {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if box := d.c.picker.Load(); box.Picker == d && !d.c.retired() {
+			d.once.Do(d.do)
+		}
+	}
 }
 
 // inFlightGrace is the least time an HTTP request already in flight to a
@@ -339,14 +414,27 @@ func (n *Node) runningTLS(address string) *tls.Config {
 // down an endpoint that still answers (DESIGN problem 4); before the first
 // resolution, the name.
 func (n *Node) checkAddr(key, addr string) string {
-	if eps := n.dialable.Load(); eps != nil {
-		if ep := (*eps)[key]; ep != nil {
-			if ap, ok := ep.Resolved(); ok {
-				return ap.String()
-			}
+	if ep := n.endpointByKey(key); ep != nil {
+		if ap, ok := ep.Resolved(); ok {
+			return ap.String()
 		}
 	}
 	return addr
+}
+
+// endpointByKey returns the endpoint of the running configuration whose
+// Endpoint.Key is key; nil if there is none. Health checks call it, and
+// must not take n.mu (Apply holds it while it waits for checks to stop).
+func (n *Node) endpointByKey(key string) *upstream.Endpoint {
+	cur := n.current.Load()
+	if cur == nil {
+		return nil
+	}
+	name, _, _ := strings.Cut(key, "/")
+	if c := (*cur)[name]; c != nil {
+		return c.memberByKey(key)
+	}
+	return nil
 }
 
 // rebuildEvery bounds how often health changes rebuild pickers: a cluster
@@ -362,10 +450,9 @@ const rebuildEvery = 100 * time.Millisecond
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
-	if eps := n.dialable.Load(); eps != nil {
-		if ep := (*eps)[key]; ep != nil {
-			ep.HealthChanged()
-		}
+	n.pickEpoch.Add(1)
+	if ep := n.endpointByKey(key); ep != nil {
+		ep.HealthChanged()
 	}
 	if n.checker.State(key) == health.Down {
 		n.closeOnDown(name, key)
@@ -378,6 +465,7 @@ func (n *Node) healthChanged(key string) {
 // request's goroutine or a timer's, and must not take n.mu.
 func (n *Node) ejectionsChanged(name string) {
 	n.statusChanges.Add(1)
+	n.pickEpoch.Add(1)
 	n.markDirty(name)
 }
 
@@ -593,15 +681,17 @@ func (n *Node) Close() {
 	}
 	listeners := n.listeners
 	n.listeners = map[string]*listener{}
-	eps := n.endpoints
-	n.endpoints = map[string]*upstream.Endpoint{}
+	clusters := n.clusters
+	n.clusters = map[string]*cluster{}
 	n.mu.Unlock()
 	n.checker.Stop()
 	for _, l := range listeners {
 		l.close()
 	}
-	for _, ep := range eps {
-		ep.Shutdown()
+	for _, c := range clusters {
+		for _, m := range c.members {
+			m.Endpoint.Shutdown()
+		}
 	}
 	n.up.Close()
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/health"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -67,7 +66,7 @@ clusters:
       - { name: b, address: 127.0.0.1:2, weight: 0 }
       - { name: s, address: 127.0.0.1:3, backup: true }
 `)
-	c := compileCluster(s.GetClusters()[0], map[string]*upstream.Endpoint{}, nil)
+	c := compileCluster(s.GetClusters()[0], nil)
 	if c.connectTimeout != defaultConnectTimeout || c.drainTimeout != 0 {
 		t.Errorf("timeouts connect %v drain %v, want %v and 0", c.connectTimeout, c.drainTimeout, defaultConnectTimeout)
 	}

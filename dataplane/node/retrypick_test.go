@@ -26,7 +26,7 @@ clusters:
       - { name: idle, address: 127.0.0.1:3, max_conn: 10 }
       - { name: spare, address: 127.0.0.1:4, backup: true }
 `, policy)
-			c := compileCluster(s.GetClusters()[0], map[string]*upstream.Endpoint{}, nil)
+			c := compileCluster(s.GetClusters()[0], nil)
 			c.rebuild(nil)
 			dead, busy, idle, spare := c.members[0].Endpoint, c.members[1].Endpoint, c.members[2].Endpoint, c.members[3].Endpoint
 			busy.Acquire()

@@ -79,10 +79,7 @@ type resolver struct {
 // refresh interval (the next lookup is then refresh from now); so it can be
 // called for every endpoint on every apply. Drain, Shutdown and StopResolver stop it.
 func (e *Endpoint) StartResolver(refresh time.Duration, lookup LookupFunc, log *slog.Logger) {
-	if e.host == "" {
-		return
-	}
-	if _, err := netip.ParseAddr(e.host); err == nil {
+	if e.host == "" || e.isIP {
 		return
 	}
 	e.mu.Lock()

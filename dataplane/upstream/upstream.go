@@ -43,9 +43,12 @@ type Endpoint struct {
 	Name    string
 	Addr    string
 
+	key      string                   // Key, made once
+	isIP     bool                     // host is an IP address: nothing to resolve
 	host     string                   // of Addr; "" when Addr is not host:port
 	port     uint16                   // of Addr
 	resolved atomic.Pointer[target]   // what dial connects to; nil: Addr as is
+	fixed    target                   // resolved, for an IP address: no allocation of its own
 	res      atomic.Pointer[resolver] // running background resolution, if any
 
 	created   time.Time // when the node first had the endpoint
@@ -58,9 +61,11 @@ type Endpoint struct {
 	tls       atomic.Pointer[endpointTLS] // nil: plain TCP; see SetTLS
 	sendProxy atomic.Uint32               // PROXY header version of new connections; 0: none
 
-	mu    sync.Mutex
-	conns map[net.Conn]bool // every open connection; true for TCP sessions
-	idle  []idleConn        // pooled HTTP connections, newest last
+	mu sync.Mutex
+	// conns holds every open connection, true for TCP sessions; nil until
+	// the first: most endpoints of a big snapshot are never dialed.
+	conns map[net.Conn]bool
+	idle  []idleConn // pooled HTTP connections, newest last
 	// shut holds the busy connections ShutdownSessions or CloseConns
 	// closed until their user calls Close, so that it can tell why they
 	// ended (ClosedBy).
@@ -72,7 +77,7 @@ type Endpoint struct {
 // IP address is resolved from the start; one whose host is a DNS name is
 // dialed by name until StartResolver runs.
 func New(cluster, name, addr string) *Endpoint {
-	e := &Endpoint{Cluster: cluster, Name: name, Addr: addr, created: time.Now(), conns: make(map[net.Conn]bool)}
+	e := &Endpoint{Cluster: cluster, Name: name, Addr: addr, key: KeyOf(cluster, name, addr), created: time.Now()}
 	host, port, err := net.SplitHostPort(addr)
 	p, perr := strconv.ParseUint(port, 10, 16)
 	if err != nil || perr != nil {
@@ -80,7 +85,9 @@ func New(cluster, name, addr string) *Endpoint {
 	}
 	e.host, e.port = host, uint16(p)
 	if ip, err := netip.ParseAddr(host); err == nil {
-		e.resolved.Store(&target{netip.AddrPortFrom(ip, e.port), addr})
+		e.isIP = true
+		e.fixed = target{netip.AddrPortFrom(ip, e.port), addr}
+		e.resolved.Store(&e.fixed)
 	}
 	return e
 }
@@ -90,8 +97,9 @@ func New(cluster, name, addr string) *Endpoint {
 // then). Its counters run from this time.
 func (e *Endpoint) Created() time.Time { return e.created }
 
-// Key identifies an endpoint across snapshots.
-func (e *Endpoint) Key() string { return KeyOf(e.Cluster, e.Name, e.Addr) }
+// Key identifies an endpoint across snapshots: KeyOf its cluster, name and
+// address.
+func (e *Endpoint) Key() string { return e.key }
 
 // KeyOf is the Key of the endpoint cluster/name at addr.
 func KeyOf(cluster, name, addr string) string { return cluster + "/" + name + "@" + addr }
@@ -254,6 +262,9 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		e.mu.Unlock()
 		closeHard(c)
 		return nil, ErrClosed
+	}
+	if e.conns == nil {
+		e.conns = make(map[net.Conn]bool)
 	}
 	e.conns[c] = session
 	e.mu.Unlock()
