@@ -66,15 +66,19 @@ type clientConn struct {
 
 	// Parking (park.go): async says the connection was served with
 	// ServeConnAsync and may park; fd is its socket's descriptor, epolled
-	// says the socket is in the parker's epoll set; parkTimer ends it at
-	// its deadline while parked (guarded by the parker's mutex); done runs
-	// when it has ended.
-	async     bool
-	fd        int32
-	epolled   bool
-	parkTimer *time.Timer
-	done      func()
-	meter     *meter.Listener // counted the connection as opened
+	// says the socket is in the parker's epoll set. While it is parked,
+	// parkDl is its deadline, parkIdx its place in the parker's deadline
+	// heap (-1: none), parkSt and parkAged what parkExpired needs (all
+	// guarded by the parker's mutex). done runs when it has ended.
+	async    bool
+	fd       int32
+	epolled  bool
+	parkIdx  int32
+	parkSt   int32
+	parkAged bool
+	parkDl   time.Time
+	done     func()
+	meter    *meter.Listener // counted the connection as opened
 }
 
 // Values of clientConn.state; a parked connection's are parkedState's.

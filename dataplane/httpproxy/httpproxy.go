@@ -390,7 +390,7 @@ func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
 // serveConn serves c until it ends, or, with async, until it parks (see
 // ServeConnAsync).
 func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, done func()) {
-	cc := &clientConn{srv: s, c: c, async: async, done: done, fd: -1}
+	cc := &clientConn{srv: s, c: c, async: async, done: done, fd: -1, parkIdx: -1}
 	ended := true
 	defer func() {
 		// Even if serve panics (the node recovers): the connection is

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"container/heap"
 	"errors"
 	"log/slog"
 	"os"
@@ -13,6 +14,10 @@ import (
 // and the goroutine that wakes them. The epoll descriptor is itself
 // waited on through the runtime's netpoller, so the goroutine sleeps
 // like any other.
+//
+// The parked connections' deadlines are kept in a heap with one timer for
+// the earliest, rather than a timer each: a timer is a few hundred bytes,
+// as much as the rest of a parked connection's state.
 type parker struct {
 	once sync.Once
 	epfd int
@@ -20,6 +25,8 @@ type parker struct {
 
 	mu    sync.Mutex
 	conns map[int32]*clientConn // by socket descriptor
+	dls   deadlines             // the parked connections, earliest deadline first
+	timer *time.Timer           // fires at dls[0].parkDl
 }
 
 var idlePark = parker{conns: make(map[int32]*clientConn)}
@@ -105,24 +112,87 @@ func (p *parker) add(cc *clientConn, gen uint32, dl time.Time, aged bool) error 
 		return err
 	}
 	cc.epolled = true
-	cc.parkTimer = time.AfterFunc(time.Until(dl), func() { cc.parkExpired(st, aged) })
+	cc.parkDl, cc.parkSt, cc.parkAged = dl, st, aged
+	heap.Push(&p.dls, cc)
+	if cc.parkIdx == 0 {
+		p.armTimer()
+	}
 	p.conns[cc.fd] = cc
 	return nil
 }
 
-// remove forgets a parked connection that was taken: its timer stops, and
-// a late event for its socket finds nothing. The socket stays in the epoll
-// set, quiet (EPOLLONESHOT), until it is parked again or closed.
+// remove forgets a parked connection that was taken: it leaves the
+// deadline heap, and a late event for its socket finds nothing. The socket
+// stays in the epoll set, quiet (EPOLLONESHOT), until it is parked again or
+// closed.
 func (p *parker) remove(cc *clientConn) {
 	p.mu.Lock()
-	if cc.parkTimer != nil {
-		cc.parkTimer.Stop()
-		cc.parkTimer = nil
+	if cc.parkIdx >= 0 {
+		heap.Remove(&p.dls, int(cc.parkIdx))
 	}
 	if p.conns[cc.fd] == cc {
 		delete(p.conns, cc.fd)
 	}
 	p.mu.Unlock()
+}
+
+// armTimer sets the timer for the earliest deadline (p.mu held).
+func (p *parker) armTimer() {
+	d := time.Until(p.dls[0].parkDl)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(d, p.expire)
+	} else {
+		p.timer.Reset(d)
+	}
+}
+
+// expire ends the parked connections whose deadline passed.
+func (p *parker) expire() {
+	type due struct {
+		cc   *clientConn
+		st   int32
+		aged bool
+	}
+	var ended []due
+	p.mu.Lock()
+	now := time.Now()
+	for len(p.dls) > 0 && !p.dls[0].parkDl.After(now) {
+		cc := heap.Pop(&p.dls).(*clientConn)
+		ended = append(ended, due{cc, cc.parkSt, cc.parkAged})
+		if p.conns[cc.fd] == cc {
+			delete(p.conns, cc.fd)
+		}
+	}
+	if len(p.dls) > 0 {
+		p.armTimer()
+	}
+	p.mu.Unlock()
+	for _, d := range ended {
+		d.cc.parkExpired(d.st, d.aged)
+	}
+}
+
+// deadlines is a container/heap of parked connections by deadline.
+type deadlines []*clientConn
+
+func (h deadlines) Len() int           { return len(h) }
+func (h deadlines) Less(i, j int) bool { return h[i].parkDl.Before(h[j].parkDl) }
+func (h deadlines) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].parkIdx, h[j].parkIdx = int32(i), int32(j)
+}
+func (h *deadlines) Push(x any) {
+	cc := x.(*clientConn)
+	cc.parkIdx = int32(len(*h))
+	*h = append(*h, cc)
+}
+func (h *deadlines) Pop() any {
+	old := *h
+	cc := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	cc.parkIdx = -1
+	return cc
 }
 
 // parkedCount is how many connections are parked.
