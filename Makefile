@@ -64,7 +64,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
-bench: build ## side-by-side req/s with HAProxy, nginx and Caddy (../shared/bench/peers.sh)
+bench: build ## the performance targets side by side with HAProxy, one table (scripts/bench.sh; BENCHMARKS.md)
 	./scripts/bench.sh
 
 bench-fanout: ## fan-out to 1k and 10k nodes vs go-control-plane, and the delta path (own module: bench/fanout)

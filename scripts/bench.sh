@@ -1,36 +1,179 @@
 #!/usr/bin/env bash
-# make bench: Sluice side by side with HAProxy, nginx and Caddy, using
-# ../shared/bench/peers.sh. The node runs with GOMAXPROCS=1 because every peer
-# gets one thread. Knobs are peers.sh's: ROUNDS, DURATION, CONNS.
+# make bench: issue 8's targets, Sluice side by side with HAProxy in one run,
+# printed as one table (and kept in .run/bench/table.md).
+#
+# ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
+# thread each) and two nginx backends; this script adds what peers.sh does
+# not have: a third nginx backend serving a 1 MiB file, and a second HAProxy
+# with the rules listener (the same 20 rules and X-Forwarded-For as
+# examples/bench.yaml's l7-rules) and the 1 MiB listeners. The node runs
+# with GOMAXPROCS=1, because every peer gets one thread.
+#
+# Knobs: ROUNDS (3), DURATION (8s), CONNS (50) as in peers.sh; BIG_CONNS
+# (10) for the 1 MiB rows; BENCH_MEM=0 skips the idle-memory rows.
+# The figures of the 100k-idle and 10k-cluster apply targets come from
+# `make bench-scale`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=${PEERS:-../shared/bench/peers.sh}
-[ -x "$peers" ] || peers="bash $peers"
 RUN=.run/bench
 rm -rf "$RUN"; mkdir -p "$RUN"
+RUN=$(cd "$RUN" && pwd)
 export SLUICE_CP=127.0.0.1:19270
+ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8s} CONNS=${CONNS:-50} BIG_CONNS=${BIG_CONNS:-10}
 
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
+  [ -f "$RUN/haproxy.pid" ] && kill "$(cat "$RUN/haproxy.pid")" 2>/dev/null || true
+  [ -f "$RUN/big.pid" ] && kill "$(cat "$RUN/big.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
-  $peers stop || true
+  bash "$peers" stop || true
 }
 trap cleanup EXIT
 
-$peers start
+bash "$peers" start
+
+# The 1 MiB backend, and HAProxy's rules and large-body listeners.
+head -c 1048576 /dev/urandom >"$RUN/big.bin"
+cat >"$RUN/big.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $RUN/big.pid;
+error_log $RUN/big.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:19103; root $RUN; location / { try_files /big.bin =404; } }
+}
+CONF
+nginx -c "$RUN/big.conf"
+{
+  cat <<CONF
+global
+  nbthread 1
+  maxconn 8000
+  pidfile $RUN/haproxy.pid
+  daemon
+defaults
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend l7rules
+  mode http
+  bind 127.0.0.1:19182
+  option forwardfor
+CONF
+  for i in 1 2 3 4 5; do echo "  http-request deny if { src 192.0.$i.0/24 }"; done
+  for i in 1 2 3 4 5; do echo "  http-request deny if { hdr_sub(user-agent) -i bot$i }"; done
+  for i in 1 2 3 4 5; do echo "  http-request deny if { hdr_end(host) -i .legacy$i.com }"; done
+  for i in 1 2 3 4 5; do echo "  use_backend other if { path_beg /svc$i/ }"; done
+  cat <<CONF
+  default_backend be7
+backend be7
+  mode http
+  balance roundrobin
+  server s1 127.0.0.1:19101
+  server s2 127.0.0.1:19102
+backend other
+  mode http
+  server o1 127.0.0.1:19101
+frontend l7big
+  mode http
+  bind 127.0.0.1:19183
+  default_backend big
+backend big
+  mode http
+  server big1 127.0.0.1:19103
+listen l4big
+  mode tcp
+  bind 127.0.0.1:19184
+  server big1 127.0.0.1:19103
+CONF
+} >"$RUN/haproxy.cfg"
+haproxy -f "$RUN/haproxy.cfg"
+
 bin/sluice-cp --listen $SLUICE_CP --http 127.0.0.1:19271 --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
 GOMAXPROCS=1 bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >"$RUN/dp.log" 2>&1 & pids+=($!)
 dp=$!
 for _ in $(seq 100); do bin/sluicectl apply -f examples/bench.yaml >/dev/null 2>&1 && break; sleep 0.1; done
-for _ in $(seq 100); do curl -fsS http://127.0.0.1:19280/ >/dev/null 2>&1 && curl -fsS http://127.0.0.1:19281/ >/dev/null 2>&1 && break; sleep 0.1; done
+for port in 19280 19281 19282 19283 19284 19182 19183 19184; do
+  ok=
+  for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && ok=1 && break; sleep 0.1; done
+  [ -n "$ok" ] || { echo "bench: nothing answers on 127.0.0.1:$port" >&2; exit 1; }
+done
 
-$peers run l7 sluice=http://127.0.0.1:19280/ | tee "$RUN/l7.txt"
-$peers run l4 sluice=http://127.0.0.1:19281/ | tee "$RUN/l4.txt"
-if [ -n "${BENCH_MEM:-}" ]; then
-  $peers mem "sluice-l7=19280:$dp" "sluice-l4=19281:$dp" | tee "$RUN/mem.txt"
+# The standard rows: peers.sh's own runs, whose output is kept as is.
+bash "$peers" run l7 sluice=http://127.0.0.1:19280/ | tee "$RUN/l7.txt"
+bash "$peers" run l4 sluice=http://127.0.0.1:19281/ | tee "$RUN/l4.txt"
+
+# wrk1 CONNS URL: one wrk run, printing "req/s p99 bytes/s".
+wrk1() {
+  local out
+  out=$(wrk -t1 -c"$1" -d"$DURATION" --latency "$2" 2>&1)
+  awk '/Requests\/sec/{r=$2} $1=="99%"{p=$2} /Transfer\/sec/{t=$2} END{print r, p, t}' <<<"$out"
+}
+# pair NAME CONNS URL_HAPROXY URL_SLUICE: ROUNDS interleaved rounds of both,
+# appended to $RUN/pairs.txt as "NAME who round req/s p99 bytes/s".
+pair() {
+  local name=$1 conns=$2 h=$3 s=$4
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for who in haproxy sluice; do
+      local url=$h
+      [ $who = sluice ] && url=$s
+      read -r rps p99 tput <<<"$(wrk1 "$conns" "$url")"
+      echo "$name $who $r $rps $p99 $tput" | tee -a "$RUN/pairs.txt"
+    done
+  done
+}
+pair rules "$CONNS" http://127.0.0.1:19182/ http://127.0.0.1:19282/
+pair l7big "$BIG_CONNS" http://127.0.0.1:19183/ http://127.0.0.1:19283/
+pair l4big "$BIG_CONNS" http://127.0.0.1:19184/ http://127.0.0.1:19284/
+
+if [ "${BENCH_MEM:-1}" != 0 ]; then
+  bash "$peers" mem "sluice-l7=19280:$dp" "sluice-l4=19281:$dp" | tee "$RUN/mem.txt"
 fi
+
+# The table. Medians over the rounds; throughput of the 1 MiB rows in MB/s.
+median() { sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'; }
+mbs() { awk '{v=$1; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'; }
+peer_rounds() { # FILE NAME FIELD: the values of NAME's rounds in a peers.sh output
+  grep "^round [0-9]* $2 " "$1" | sed -n "s/.* $3=\([^ ]*\).*/\1/p"
+}
+pair_rounds() { # NAME WHO COLUMN
+  awk -v n="$1" -v w="$2" -v c="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
+}
+row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT
+  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" 'BEGIN{
+    r = (h > 0) ? s / h : 0
+    ok = (g ~ /^max/) ? (r <= substr(g, 4) + 0) : (r >= substr(g, 4) + 0)
+    f = (u == "ms" || u == "KiB") ? "%.2f" : "%.0f"
+    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s |\n", t, s, u, h, u, r, gt, ok ? "met" : "not met"
+  }'
+}
+{
+  echo "| target | Sluice | HAProxy | ratio | goal | |"
+  echo "|---|---|---|---|---|---|"
+  row "L7 req/s, HTTP/1.1 keep-alive, small bodies" \
+    "$(peer_rounds "$RUN/l7.txt" sluice rps | median)" "$(peer_rounds "$RUN/l7.txt" haproxy rps | median)" "req/s" min1.0 "≥ 1.0×"
+  row "L7 p99 latency" \
+    "$(peer_rounds "$RUN/l7.txt" sluice p99 | ms | median)" "$(peer_rounds "$RUN/l7.txt" haproxy p99 | ms | median)" "ms" max1.0 "≤ 1.0×"
+  row "L7 req/s, 20 rules and X-Forwarded-For" \
+    "$(pair_rounds rules sluice 4 | median)" "$(pair_rounds rules haproxy 4 | median)" "req/s" min0.9 "≥ 0.9×"
+  row "L4 req/s through a TCP listener" \
+    "$(peer_rounds "$RUN/l4.txt" sluice rps | median)" "$(peer_rounds "$RUN/l4.txt" haproxy rps | median)" "req/s" min1.0 "≥ 1.0×"
+  row "L7 1 MiB bodies ($BIG_CONNS connections)" \
+    "$(pair_rounds l7big sluice 6 | mbs | median)" "$(pair_rounds l7big haproxy 6 | mbs | median)" "MB/s" min1.0 "≥ 1.0×"
+  row "L4 1 MiB bodies ($BIG_CONNS connections)" \
+    "$(pair_rounds l4big sluice 6 | mbs | median)" "$(pair_rounds l4big haproxy 6 | mbs | median)" "MB/s" min1.0 "≥ 1.0×"
+  if [ -f "$RUN/mem.txt" ]; then
+    kib() { sed -n "s/^$1 .* \([0-9.]*\) KiB per connection/\1/p" "$RUN/mem.txt"; }
+    row "memory per idle L7 keep-alive connection (5000)" "$(kib sluice-l7)" "$(kib haproxy-l7)" "KiB" max2.0 "≤ 2.0×"
+    row "memory per idle L4 session (5000)" "$(kib sluice-l4)" "$(kib haproxy-l4)" "KiB" max2.0 "≤ 2.0×"
+  fi
+} >"$RUN/table.md"
 echo
-echo "== summary (ratios to HAProxy from the same run)"
-grep -A10 -- '--- l7' "$RUN/l7.txt"
-grep -A10 -- '--- l4' "$RUN/l4.txt"
+echo "== issue 8's targets, one run ($(nproc) cores, node at GOMAXPROCS=1; ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS)"
+cat "$RUN/table.md"
