@@ -168,9 +168,11 @@ func (l *listener) dispatch(c *net.TCPConn) {
 // handle serves c, on behalf of the client its PROXY header names when pa
 // (the listener's proxy_protocol) is set.
 //
-// An HTTP connection may outlive this goroutine: idle between requests, it
-// parks without one (httpproxy.Server.ServeConnAsync), and it leaves the
-// generation's set when it ends, on whichever goroutine ends it.
+// A connection may outlive this goroutine: an HTTP one idle between
+// requests, a TCP session whose directions wait for bytes, park without
+// one (httpproxy.Server.ServeConnAsync, tcpproxy.Server.ServeConnAsync),
+// and it leaves the generation's set when it ends, on whichever goroutine
+// ends it.
 func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 	remove := true
 	defer func() {
@@ -195,7 +197,8 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 		remove = false
 		g.http.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
 	} else {
-		g.tcp.ServeConnFrom(c, client)
+		remove = false
+		g.tcp.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
 	}
 }
 
