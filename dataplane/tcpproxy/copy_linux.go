@@ -87,9 +87,8 @@ func (h *half) init() {
 }
 
 // begin starts a new session's half: parked, but for one that reads TLS,
-// which needs a goroutine (started here) and for when halves cannot park
-// (then begin runs it, on the caller's goroutine when wait).
-func (h *half) begin(wait bool) {
+// which needs a goroutine, and for when halves cannot park.
+func (h *half) begin() {
 	if h.tlsSrc == nil {
 		switch err := park(h); err {
 		case nil:
@@ -100,11 +99,7 @@ func (h *half) begin(wait bool) {
 			return
 		}
 	}
-	if wait {
-		h.run()
-	} else {
-		go h.run()
-	}
+	go h.run()
 }
 
 // release gives back what the half holds between bursts.

@@ -11,14 +11,8 @@ type halfState struct{}
 func (h *half) init()    {}
 func (h *half) release() {}
 
-// begin runs a new session's half: on the caller's goroutine when wait.
-func (h *half) begin(wait bool) {
-	if wait {
-		h.run()
-	} else {
-		go h.run()
-	}
-}
+// begin runs a new session's half on a goroutine of its own.
+func (h *half) begin() { go h.run() }
 
 // run moves the half's bytes until src's EOF or an error.
 func (h *half) run() {

@@ -80,7 +80,7 @@ type half struct {
 }
 
 // start runs the session's two halves; they start parked where they can
-// (see park), else up on a new goroutine and down on the caller's.
+// (see park), else each on a new goroutine.
 func (s *session) start() {
 	s.up = half{s: s, src: s.client, dst: s.raw, srcRC: s.clientRC, dstRC: s.rawRC}
 	s.down = half{s: s, toClient: true, src: s.raw, dst: s.client, srcRC: s.rawRC, dstRC: s.clientRC}
@@ -90,8 +90,8 @@ func (s *session) start() {
 	s.up.init()
 	s.down.init()
 	s.live.Store(2)
-	s.up.begin(false)
-	s.down.begin(true)
+	s.up.begin()
+	s.down.begin()
 }
 
 // recoverPanic ends a half whose copy panicked as failed (see panicked).

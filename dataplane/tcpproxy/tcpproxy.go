@@ -122,7 +122,8 @@ type Server struct {
 	cfg      atomic.Pointer[Config]
 	onClose  func(*conntrack.ConnInfo)
 	closing  atomic.Bool
-	sessions registry // live sessions, for Sessions and CloseIdle
+	sessions registry     // live sessions, for Sessions and CloseIdle
+	setups   atomic.Int32 // sessions setting up, for Go
 }
 
 // NewServer returns a server that reports each ended session to onClose,
@@ -165,10 +166,10 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 }
 
 // ServeConnAsync is ServeConnFrom without the wait: it returns once the
-// session no longer needs the calling goroutine, which may be before the
-// session ended (its directions wait for bytes without a goroutine, see
-// park), and calls done exactly once when the session has ended and client
-// is closed, from whichever goroutine ended it. done must not block.
+// session is set up (its endpoint connected) and runs without the calling
+// goroutine, and calls done exactly once when the session has ended and
+// client is closed, from whichever goroutine ended it. done must not
+// block.
 func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done func()) {
 	cfg := s.cfg.Load()
 	info := conntrack.ConnInfo{Listener: cfg.Listener, Start: time.Now()}

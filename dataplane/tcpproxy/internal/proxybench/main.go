@@ -63,6 +63,6 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go srv.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), func() {})
+		srv.Go(func() { srv.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), func() {}) })
 	}
 }
