@@ -155,7 +155,14 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	for {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
-			go g.handle(c, l.accept.Load(), l.log)
+			pa := l.accept.Load()
+			if g.tcp != nil {
+				// Paced while many sessions set up: a burst waits in
+				// the kernel's accept queue, not as goroutines.
+				g.tcp.Go(func() { g.handle(c, pa, l.log) })
+			} else {
+				go g.handle(c, pa, l.log)
+			}
 			return
 		}
 		if l.gen.Load() == g {
