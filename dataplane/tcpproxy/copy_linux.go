@@ -43,8 +43,8 @@ import (
 // once its read deadline finds it idle.
 
 // parkAfter is how long a half on its own goroutine first waits for bytes
-// before it parks again.
-var parkAfter = 20 * time.Millisecond
+// before it parks again (Server.parkAfter, which tests change).
+const parkAfter = 20 * time.Millisecond
 
 // maxPatience bounds how long a half that has been busy waits before it
 // parks: its wait doubles from parkAfter each time the deadline finds it
@@ -77,7 +77,7 @@ type halfState struct {
 // init prepares a half before its first run: the kernel is asked to
 // report TCP_INQ on src (where the half reads the socket itself).
 func (h *half) init() {
-	h.patience = parkAfter
+	h.patience = h.s.srv.parkAfter
 	if h.tlsSrc != nil {
 		return
 	}
@@ -171,7 +171,7 @@ func (h *half) copy(c *copier) error {
 			h.src.SetReadDeadline(time.Now().Add(h.patience))
 			continue
 		}
-		h.patience = parkAfter
+		h.patience = h.s.srv.parkAfter
 		switch err := park(h); err {
 		case nil:
 			return errParked

@@ -8,6 +8,9 @@ package tcpproxy
 
 type halfState struct{}
 
+// parkAfter has no use here: nothing parks.
+const parkAfter = 0
+
 func (h *half) init()    {}
 func (h *half) release() {}
 

@@ -231,7 +231,7 @@ func (p *poller) serve(h *half) {
 			h.panicked(r)
 		}
 	}()
-	if time.Since(h.parkedAt) < parkAfter {
+	if time.Since(h.parkedAt) < h.s.srv.parkAfter {
 		h.quick++
 	} else {
 		h.quick = 0

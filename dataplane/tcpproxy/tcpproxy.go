@@ -124,12 +124,15 @@ type Server struct {
 	closing  atomic.Bool
 	sessions registry     // live sessions, for Sessions and CloseIdle
 	setups   atomic.Int32 // sessions setting up, for Go
+	// parkAfter is how long a busy direction waits for bytes on its
+	// goroutine before it parks (copy_linux.go).
+	parkAfter time.Duration
 }
 
 // NewServer returns a server that reports each ended session to onClose,
 // which must not block.
 func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
-	s := &Server{onClose: onClose}
+	s := &Server{onClose: onClose, parkAfter: parkAfter}
 	s.cfg.Store(cfg)
 	return s
 }
