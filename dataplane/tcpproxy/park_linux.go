@@ -245,16 +245,27 @@ func (p *poller) serve(h *half) {
 	switch {
 	case c.eof && c.pending == nil && h.tlsDst == nil:
 		h.end(nil)
-	case c.err != nil || c.pending != nil || c.eof || !p.wait:
+	case c.err != nil || c.pending != nil || c.eof:
+		go h.runWith(c.handOver())
+	case !p.wait: // more to read: a burst
+		p.leave(h)
 		go h.runWith(c.handOver())
 	case h.quick >= busyAfter: // busy: a goroutine serves it cheaper
 		h.quick = 0
+		p.leave(h)
 		go h.run()
 	default:
 		if err := park(h); err != nil {
 			go h.run() // closed meanwhile: the half meets it there
 		}
 	}
+}
+
+// leave takes h's src out of the epoll set, for a half that goes to its
+// own goroutine for a while: disarmed, the socket would still cost the
+// kernel a look at the set each time bytes arrive. park adds it again.
+func (p *poller) leave(h *half) {
+	h.srcRC.Control(func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 }
 
 // sweep ends the sessions of parked halves whose sockets someone closed.
