@@ -61,8 +61,6 @@ const spliceAt = copyBufSize
 
 // halfState is what a half keeps between its runs on Linux.
 type halfState struct {
-	inq   bool   // src reports TCP_INQ
-	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	// patience is how long the half waits on its goroutine before it
 	// parks, from parkAfter up to maxPatience.
 	patience time.Duration
@@ -70,18 +68,26 @@ type halfState struct {
 	// parkID is the half's key in the poller while parked, 0 otherwise;
 	// guarded by parking.mu.
 	parkID   uint64
-	parkedAt time.Time // when it last parked
-	quick    int       // wake-ups in a row that came soon after parking
+	parkedAt time.Duration // when it last parked, on monotonic
+	moved    uint32        // reads that brought bytes: a deadline that finds it changed finds the half busy
+	quick    uint8         // wake-ups in a row that came soon after parking
+	inq      bool          // src reports TCP_INQ
 }
+
+// monotonic is the time since the process started, from the monotonic
+// clock: what parkedAt holds, in 8 bytes rather than a time.Time's 24.
+func monotonic() time.Duration { return time.Since(epoch) }
+
+var epoch = time.Now()
 
 // init prepares a half before its first run: the kernel is asked to
 // report TCP_INQ on src (where the half reads the socket itself).
 func (h *half) init() {
 	h.patience = h.s.srv.parkAfter
-	if h.tlsSrc != nil {
+	if h.tlsSrc() {
 		return
 	}
-	h.srcRC.Control(func(fd uintptr) {
+	h.srcRC().Control(func(fd uintptr) {
 		h.inq = unix.SetsockoptInt(int(fd), unix.SOL_TCP, unix.TCP_INQ, 1) == nil
 	})
 }
@@ -89,7 +95,7 @@ func (h *half) init() {
 // begin starts a new session's half: parked, but for one that reads TLS,
 // which needs a goroutine, and for when halves cannot park.
 func (h *half) begin() {
-	if h.tlsSrc == nil {
+	if !h.tlsSrc() {
 		switch err := park(h); err {
 		case nil:
 			return
@@ -128,10 +134,10 @@ func (h *half) runWith(c *copier) {
 // copy moves bytes from src to dst until src's EOF (nil), an error, or
 // the half parks (errParked); c, if not nil, holds what to do first.
 func (h *half) copy(c *copier) error {
-	if h.tlsSrc != nil {
+	if h.tlsSrc() {
 		// Reading TLS records needs the connection's own buffer; such a
 		// half keeps its goroutine.
-		n, err := pump(h.dst, h.tlsSrc)
+		n, err := pump(h.dst(), h.s.backend)
 		h.n += n
 		return err
 	}
@@ -139,7 +145,7 @@ func (h *half) copy(c *copier) error {
 		c = newCopier(h)
 	}
 	seen := h.moved
-	h.src.SetReadDeadline(time.Now().Add(h.patience))
+	h.src().SetReadDeadline(time.Now().Add(h.patience))
 	for {
 		// What the last read left, or what serve handed over.
 		switch {
@@ -151,14 +157,14 @@ func (h *half) copy(c *copier) error {
 			}
 			continue
 		case h.pipe != nil && h.pipe.data > 0:
-			if err := h.dstRC.Write(c.sendWaitFn); err != nil {
+			if err := h.dstRC().Write(c.sendWaitFn); err != nil {
 				return err
 			}
 			continue
 		case c.eof:
 			return nil
 		}
-		err := h.srcRC.Read(c.readFn)
+		err := h.srcRC().Read(c.readFn)
 		if err == nil {
 			continue
 		}
@@ -168,7 +174,7 @@ func (h *half) copy(c *copier) error {
 		if h.moved != seen { // busy since the deadline was set
 			seen = h.moved
 			h.patience = min(2*h.patience, maxPatience)
-			h.src.SetReadDeadline(time.Now().Add(h.patience))
+			h.src().SetReadDeadline(time.Now().Add(h.patience))
 			continue
 		}
 		h.patience = h.s.srv.parkAfter
@@ -176,7 +182,7 @@ func (h *half) copy(c *copier) error {
 		case nil:
 			return errParked
 		case errNoPark:
-			h.src.SetReadDeadline(time.Time{})
+			h.src().SetReadDeadline(time.Time{})
 		default:
 			return err
 		}
@@ -241,7 +247,7 @@ func (c *copier) read(fd uintptr) bool {
 			h.moved++
 			c.burst += n
 			h.pipe.data = n
-			if err := h.dstRC.Control(c.sendFn); err != nil {
+			if err := h.dstRC().Control(c.sendFn); err != nil {
 				c.err = err
 			}
 			if c.err != nil || h.pipe.data > 0 {
@@ -268,10 +274,10 @@ func (c *copier) read(fd uintptr) bool {
 		h.moved++
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
-		if h.tlsDst != nil { // encrypting needs the TLS connection's Write
+		if h.tlsDst() { // encrypting needs the TLS connection's Write
 			return true
 		}
-		if err := h.dstRC.Control(c.sendFn); err != nil {
+		if err := h.dstRC().Control(c.sendFn); err != nil {
 			c.err = err
 		}
 		if c.err != nil || c.pending != nil {
@@ -335,13 +341,13 @@ func (c *copier) sendWait(fd uintptr) bool {
 // flush sends the pending bytes, waiting for dst as long as it takes.
 func (c *copier) flush() error {
 	h := c.h
-	if h.tlsDst != nil {
-		n, err := h.tlsDst.Write(c.pending)
+	if h.tlsDst() {
+		n, err := h.s.backend.Write(c.pending)
 		h.n += int64(n)
 		c.drop()
 		return err
 	}
-	if err := h.dstRC.Write(c.sendWaitFn); err != nil {
+	if err := h.dstRC().Write(c.sendWaitFn); err != nil {
 		c.drop()
 		return err
 	}

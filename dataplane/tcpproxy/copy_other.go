@@ -28,12 +28,12 @@ func (h *half) copy() error {
 	var n int64
 	var err error
 	switch {
-	case h.tlsSrc != nil:
-		n, err = pump(h.dst, h.tlsSrc)
-	case h.tlsDst != nil:
-		n, err = pump(h.tlsDst, h.src)
+	case h.tlsSrc():
+		n, err = pump(h.dst(), h.s.backend)
+	case h.tlsDst():
+		n, err = pump(h.s.backend, h.src())
 	default:
-		n, err = h.dst.ReadFrom(h.src)
+		n, err = h.dst().ReadFrom(h.src())
 	}
 	h.n += n
 	return err

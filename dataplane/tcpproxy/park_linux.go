@@ -94,7 +94,7 @@ func park(h *half) error {
 	id := p.last + 1
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 	var cerr error
-	err := h.srcRC.Control(func(fd uintptr) {
+	err := h.srcRC().Control(func(fd uintptr) {
 		// A socket stays in the set while it is open, disarmed after
 		// its event: re-arm it, or add it the first time.
 		if cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev); cerr == unix.ENOENT {
@@ -109,7 +109,7 @@ func park(h *half) error {
 	}
 	p.last = id
 	h.parkID = id
-	h.parkedAt = time.Now()
+	h.parkedAt = monotonic()
 	p.parked[id] = h
 	if !p.swept {
 		p.swept = true
@@ -231,7 +231,7 @@ func (p *poller) serve(h *half) {
 			h.panicked(r)
 		}
 	}()
-	if time.Since(h.parkedAt) < h.s.srv.parkAfter {
+	if monotonic()-h.parkedAt < h.s.srv.parkAfter {
 		h.quick++
 	} else {
 		h.quick = 0
@@ -239,11 +239,11 @@ func (p *poller) serve(h *half) {
 	c := p.c
 	c.h, c.burst, c.eof, c.err = h, 0, false, nil
 	p.wait = false
-	if err := h.srcRC.Control(p.serveFn); err != nil {
+	if err := h.srcRC().Control(p.serveFn); err != nil {
 		c.err = err // src closed under the parked half
 	}
 	switch {
-	case c.eof && c.pending == nil && h.tlsDst == nil:
+	case c.eof && c.pending == nil && !h.tlsDst():
 		h.end(nil)
 	case c.err != nil || c.pending != nil || c.eof:
 		go h.runWith(c.handOver())
@@ -265,7 +265,7 @@ func (p *poller) serve(h *half) {
 // own goroutine for a while: disarmed, the socket would still cost the
 // kernel a look at the set each time bytes arrive. park adds it again.
 func (p *poller) leave(h *half) {
-	h.srcRC.Control(func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	h.srcRC().Control(func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 }
 
 // sweep ends the sessions of parked halves whose sockets someone closed.

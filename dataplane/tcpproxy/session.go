@@ -66,27 +66,55 @@ const byClient, byServer = 1, 2
 // run by one goroutine at a time; a parked half has none, and the poller
 // (or whoever takes it from there) starts the next.
 type half struct {
-	s            *session
-	toClient     bool
-	src, dst     *net.TCPConn // sockets; for TLS, those under the connection
-	srcRC, dstRC syscall.RawConn
-	// tlsSrc and tlsDst are the endpoint's TLS connection where the half
-	// reads from it (down) or writes to it (up); nil for a plain endpoint.
-	tlsSrc, tlsDst net.Conn
+	s         *session
+	toClient  bool // the half is down, endpoint to client
 	halfState      // what the platform's copy keeps between runs
 
 	n   int64 // bytes that reached dst
 	err error // why the half ended, nil for src's EOF
 }
 
+// src and dst are the sockets the half reads and writes (for TLS, the
+// one under the connection); srcRC and dstRC reach their descriptors.
+func (h *half) src() *net.TCPConn {
+	if h.toClient {
+		return h.s.raw
+	}
+	return h.s.client
+}
+
+func (h *half) dst() *net.TCPConn {
+	if h.toClient {
+		return h.s.client
+	}
+	return h.s.raw
+}
+
+func (h *half) srcRC() syscall.RawConn {
+	if h.toClient {
+		return h.s.rawRC
+	}
+	return h.s.clientRC
+}
+
+func (h *half) dstRC() syscall.RawConn {
+	if h.toClient {
+		return h.s.clientRC
+	}
+	return h.s.rawRC
+}
+
+// tlsSrc and tlsDst report whether the half reads (down) or writes (up)
+// the endpoint's TLS connection (session.backend), whose bytes must go
+// through it rather than the socket.
+func (h *half) tlsSrc() bool { return h.toClient && h.s.backend != net.Conn(h.s.raw) }
+func (h *half) tlsDst() bool { return !h.toClient && h.s.backend != net.Conn(h.s.raw) }
+
 // start runs the session's two halves; they start parked where they can
 // (see park), else each on a new goroutine.
 func (s *session) start() {
-	s.up = half{s: s, src: s.client, dst: s.raw, srcRC: s.clientRC, dstRC: s.rawRC}
-	s.down = half{s: s, toClient: true, src: s.raw, dst: s.client, srcRC: s.rawRC, dstRC: s.clientRC}
-	if s.backend != net.Conn(s.raw) {
-		s.up.tlsDst, s.down.tlsSrc = s.backend, s.backend
-	}
+	s.up = half{s: s}
+	s.down = half{s: s, toClient: true}
 	s.up.init()
 	s.down.init()
 	s.live.Store(2)
