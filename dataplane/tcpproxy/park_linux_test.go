@@ -5,6 +5,7 @@ package tcpproxy
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"golang.org/x/sys/unix"
 )
@@ -547,5 +549,35 @@ func TestBusyHalfSeesFINWithData(t *testing.T) {
 		if rest, err := io.ReadAll(c.r); err != nil || string(rest) != "last\neof\n" {
 			t.Fatalf("read %q, %v after the client's last line and FIN; want last, eof", rest, err)
 		}
+	}
+}
+
+// TestParkedTLSEndpoint: with an endpoint that speaks TLS, the client's
+// half parks (and is encrypted on its way when woken) while the half that
+// reads TLS keeps a goroutine; exchanges go on both ways after parking.
+func TestParkedTLSEndpoint(t *testing.T) {
+	ca := testcert.NewCA(t)
+	srvCfg := &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}}
+	ep := upstream.New("db", "db1", startBackend(t, func(c net.Conn) {
+		tc := tls.Server(c, srvCfg)
+		lineEcho(tc)
+	}))
+	ep.SetTLS(&tls.Config{RootCAs: ca.Pool()})
+	onClose, infos := recorder()
+	s := NewServer(&Config{Listener: "db", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose)
+	c := dialClient(t, startProxy(t, s))
+	exchange(t, c, c.r, "hello\n")
+	isParked := func() bool {
+		parking.mu.Lock()
+		defer parking.mu.Unlock()
+		l := s.sessions.list(ep)
+		return l != nil && l.head != nil && l.head.up.parkID != 0 && l.head.down.parkID == 0
+	}
+	waitUntil(t, "the client's half to park", isParked)
+	exchange(t, c, c.r, "again\n")
+	waitUntil(t, "the client's half to park again", isParked)
+	c.Close()
+	if ci := waitInfo(t, infos); ci.BytesIn != 12 || ci.BytesOut != 12 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("record: %d in, %d out, %v; want 12, 12, CLIENT_CLOSED", ci.BytesIn, ci.BytesOut, ci.Reason)
 	}
 }
