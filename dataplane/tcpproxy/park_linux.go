@@ -56,7 +56,6 @@ var parking poller
 
 type poller struct {
 	once sync.Once
-	err  error // why there is no epoll set: halves do not park
 	epfd int
 
 	// c runs the steps of the halves the poller's goroutine serves, and
@@ -66,6 +65,7 @@ type poller struct {
 	wait    bool // the last serveFn read everything there was
 
 	mu       sync.Mutex
+	err      error            // why there is no epoll set: halves do not park
 	parked   map[uint64]*half // by parkID
 	last     uint64           // the last parkID handed out
 	sweeping *time.Timer      // running while parked is not empty
@@ -79,12 +79,12 @@ type poller struct {
 func park(h *half) error {
 	p := &parking
 	p.once.Do(p.start)
-	if p.err != nil {
-		return errNoPark
-	}
 	h.release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.err != nil {
+		return errNoPark
+	}
 	// abort sets aborted before it closes the sockets and unparks: a half
 	// parking after that must not, its src may be closed by now, without
 	// an event.
