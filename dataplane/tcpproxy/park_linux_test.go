@@ -6,11 +6,13 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -579,5 +581,89 @@ func TestParkedTLSEndpoint(t *testing.T) {
 	c.Close()
 	if ci := waitInfo(t, infos); ci.BytesIn != 12 || ci.BytesOut != 12 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
 		t.Errorf("record: %d in, %d out, %v; want 12, 12, CLIENT_CLOSED", ci.BytesIn, ci.BytesOut, ci.Reason)
+	}
+}
+
+// stuckAddr returns a loopback address whose listener never accepts and
+// whose accept queue is full: connects to it get no answer (their SYNs are
+// dropped) until their timeout.
+func stuckAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(sa.(*unix.SockaddrInet4).Port))
+	for range 4 { // fill the queue
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
+}
+
+// stuckFirst sends its first n picks to stuck, with a long connect
+// timeout, and the others to live.
+type stuckFirst struct {
+	n           int64
+	stuck, live *upstream.Endpoint
+	picks       atomic.Int64
+}
+
+func (d *stuckFirst) Pick(net.Addr, *Attempt) (*upstream.Endpoint, time.Duration, error) {
+	if d.picks.Add(1) <= d.n {
+		d.stuck.Acquire()
+		return d.stuck, 3 * time.Second, nil
+	}
+	d.live.Acquire()
+	return d.live, time.Second, nil
+}
+
+// TestGoDoesNotWaitForSlowEndpoints: Go paces the accept loop on the CPU,
+// never on the network: with far more than paceAfter sessions stuck
+// connecting to an endpoint that does not answer, sessions to a healthy
+// one are still set up and served at once.
+func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
+	const stuckN, liveN = 3 * paceAfter, paceAfter
+	d := &stuckFirst{n: stuckN, stuck: upstream.New("c", "stuck", stuckAddr(t)), live: upstream.New("c", "live", startBackend(t, lineEcho))}
+	s := NewServer(&Config{Listener: "l", Director: d}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), func() {}) })
+		}
+	}()
+	for range stuckN {
+		dialClient(t, ln.Addr().String())
+	}
+	waitUntil(t, "the stuck setups", func() bool { return d.picks.Load() == stuckN })
+	start := time.Now()
+	for range liveN {
+		c := dialClient(t, ln.Addr().String())
+		exchange(t, c, c.r, "hi\n")
+	}
+	// The stuck setups wait for their connect timeout (3s).
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("serving %d sessions beside %d stuck setups took %v, want well under the stuck ones' 3s", liveN, stuckN, took)
+	}
+	if got := s.setups.Load(); got < stuckN {
+		t.Errorf("%d setups in flight at the end, want the %d stuck ones still counted", got, stuckN)
 	}
 }
