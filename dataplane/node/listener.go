@@ -155,7 +155,14 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	for {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
-			go g.handle(c, l.accept.Load(), l.log)
+			pa := l.accept.Load()
+			if g.tcp != nil {
+				// Paced while many sessions set up: a burst waits in
+				// the kernel's accept queue, not as goroutines.
+				g.tcp.Go(func() { g.handle(c, pa, l.log) })
+			} else {
+				go g.handle(c, pa, l.log)
+			}
 			return
 		}
 		if l.gen.Load() == g {
@@ -168,9 +175,11 @@ func (l *listener) dispatch(c *net.TCPConn) {
 // handle serves c, on behalf of the client its PROXY header names when pa
 // (the listener's proxy_protocol) is set.
 //
-// An HTTP connection may outlive this goroutine: idle between requests, it
-// parks without one (httpproxy.Server.ServeConnAsync), and it leaves the
-// generation's set when it ends, on whichever goroutine ends it.
+// A connection may outlive this goroutine: an HTTP one idle between
+// requests, a TCP session whose directions wait for bytes, park without
+// one (httpproxy.Server.ServeConnAsync, tcpproxy.Server.ServeConnAsync),
+// and it leaves the generation's set when it ends, on whichever goroutine
+// ends it.
 func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 	remove := true
 	defer func() {
@@ -195,7 +204,8 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 		remove = false
 		g.http.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
 	} else {
-		g.tcp.ServeConnFrom(c, client)
+		remove = false
+		g.tcp.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
 	}
 }
 

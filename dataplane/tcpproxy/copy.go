@@ -11,24 +11,6 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
-// toEndpoint copies the client's bytes to the endpoint until the client's
-// EOF (nil) or an error: spliced between sockets when the endpoint is
-// plain, through a buffer when it speaks TLS.
-func toEndpoint(backend net.Conn, client *net.TCPConn) (int64, error) {
-	if b, ok := backend.(*net.TCPConn); ok {
-		return b.ReadFrom(client)
-	}
-	return pump(backend, client)
-}
-
-// toClient is toEndpoint the other way.
-func toClient(client *net.TCPConn, backend net.Conn) (int64, error) {
-	if b, ok := backend.(*net.TCPConn); ok {
-		return client.ReadFrom(b)
-	}
-	return pump(client, backend)
-}
-
 // closeWrite ends what goes to the endpoint: over TLS, a close_notify
 // alert, then the socket's FIN either way.
 func closeWrite(backend net.Conn) {
@@ -46,13 +28,16 @@ const copyBufSize = tlsinspect.MaxRecord
 
 var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
 
+func getCopyBuf() *[copyBufSize]byte  { return copyBufs.Get().(*[copyBufSize]byte) }
+func putCopyBuf(b *[copyBufSize]byte) { copyBufs.Put(b) }
+
 // pump copies src to dst until src's EOF (nil) or an error, through a
 // pooled buffer: io.Copy would allocate one per call, since a TLS
 // connection offers no WriterTo and net.TCPConn's ReadFrom falls back to
 // io.Copy for a source that is no socket.
 func pump(dst io.Writer, src io.Reader) (int64, error) {
-	buf := copyBufs.Get().(*[copyBufSize]byte)
-	defer copyBufs.Put(buf)
+	buf := getCopyBuf()
+	defer putCopyBuf(buf)
 	var n int64
 	for {
 		m, err := src.Read(buf[:])

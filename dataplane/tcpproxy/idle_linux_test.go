@@ -35,6 +35,7 @@ func TestCloseIdleOldestFirst(t *testing.T) {
 		cs = append(cs, c)
 	}
 	time.Sleep(testIdle + 20*time.Millisecond) // every session is now idle
+	waitParked(t, s, ep, 4)                    // and waits without a goroutine
 
 	if n := s.CloseIdle(other, 5, testIdle); n != 0 {
 		t.Errorf("CloseIdle of an endpoint without sessions = %d, want 0", n)

@@ -1,40 +1,11 @@
 package tcpproxy
 
 import (
-	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
-
-// liveSession is one live TCP session of a Server: what a rebalance needs to
-// end it (its two sockets). Its endpoint and age are its list and its
-// place in it.
-type liveSession struct {
-	client, backend *net.TCPConn
-	// rebalanced is set by the one closeRebalanced that ends the session,
-	// so that ServeConn records why it ended.
-	rebalanced atomic.Bool
-
-	// The session's place in its endpoint's list, oldest first; guarded by
-	// that list's mu.
-	prev, next *liveSession
-}
-
-// closeRebalanced ends the session because a rebalance chose it. It
-// reports false when the session was already chosen.
-func (ss *liveSession) closeRebalanced() bool {
-	if !ss.rebalanced.CompareAndSwap(false, true) {
-		return false
-	}
-	// Both sockets at once: the client sees a FIN (nothing is unread, the
-	// session was idle), the endpoint too, and both copy loops end.
-	ss.client.Close()
-	ss.backend.Close()
-	return true
-}
 
 // registry holds a Server's live sessions, one list per endpoint, so that
 // the accept path takes only the lock of the endpoint it connected to (one
@@ -48,7 +19,7 @@ type registry struct {
 // order they reached the endpoint: oldest first.
 type sessionList struct {
 	mu         sync.Mutex
-	head, tail *liveSession
+	head, tail *session
 	n          int
 	// dead is set when the list, empty, was removed from the registry
 	// because its endpoint was retired; a session that found it in the
@@ -57,7 +28,7 @@ type sessionList struct {
 }
 
 // add registers ss under ep.
-func (r *registry) add(ep *upstream.Endpoint, ss *liveSession) *sessionList {
+func (r *registry) add(ep *upstream.Endpoint, ss *session) *sessionList {
 	for {
 		v, ok := r.lists.Load(ep)
 		if !ok {
@@ -85,7 +56,7 @@ func (r *registry) add(ep *upstream.Endpoint, ss *liveSession) *sessionList {
 // remove unregisters ss from l, the list add returned. The list of a
 // retired endpoint (which never takes a session again) is dropped with its
 // last session, so endpoints that come and go do not leave lists behind.
-func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *liveSession) {
+func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *session) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ss.prev != nil {
@@ -148,7 +119,7 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 	// Look at the sessions outside the lock: each look is two system calls
 	// per socket, and sessions keep starting and ending meanwhile.
 	l.mu.Lock()
-	candidates := make([]*liveSession, 0, l.n)
+	candidates := make([]*session, 0, l.n)
 	for ss := l.head; ss != nil; ss = ss.next {
 		candidates = append(candidates, ss)
 	}
@@ -158,7 +129,7 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 		if closed == n {
 			break
 		}
-		if ss.rebalanced.Load() || !idle(ss.client, ss.backend, minIdle) {
+		if ss.rebalanced.Load() || !idle(ss.client, ss.raw, minIdle) {
 			continue
 		}
 		if ss.closeRebalanced() {
@@ -166,4 +137,21 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 		}
 	}
 	return closed
+}
+
+// closeAll ends every live session of the registry.
+func (r *registry) closeAll() {
+	var all []*session
+	r.lists.Range(func(_, v any) bool {
+		l := v.(*sessionList)
+		l.mu.Lock()
+		for ss := l.head; ss != nil; ss = ss.next {
+			all = append(all, ss)
+		}
+		l.mu.Unlock()
+		return true
+	})
+	for _, ss := range all {
+		ss.abort()
+	}
 }

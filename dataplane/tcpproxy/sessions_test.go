@@ -112,7 +112,7 @@ func BenchmarkRegistry(b *testing.B) {
 				eps[i] = upstream.New("c", fmt.Sprint(i), "127.0.0.1:1")
 			}
 			for i := range 100000 {
-				r.add(eps[i%n], &liveSession{})
+				r.add(eps[i%n], &session{})
 			}
 			var next atomic.Uint64
 			b.ReportAllocs()
@@ -120,7 +120,7 @@ func BenchmarkRegistry(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				ep := eps[int(next.Add(1))%n]
 				for pb.Next() {
-					ss := &liveSession{}
+					ss := &session{}
 					l := r.add(ep, ss)
 					r.remove(ep, l, ss)
 				}

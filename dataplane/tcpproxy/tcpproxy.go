@@ -1,10 +1,12 @@
 // Package tcpproxy proxies TCP sessions: one endpoint is chosen per client
 // connection and bytes flow both ways, with half-close, until both sides end.
 //
-// Both directions are copied between the raw *net.TCPConn values, so the Go
-// runtime moves the bytes with splice(2) on Linux and they never enter user
-// space. An endpoint that speaks TLS (its cluster's tls) cannot be spliced:
-// its bytes are copied through a buffer, encrypted on the way.
+// Both directions are copied between the raw sockets. On Linux (see
+// copy_linux.go) small exchanges go through a pooled buffer, taken only
+// while bytes are in hand, and a direction that moves a lot switches to
+// splice(2), where the bytes never enter user space. An endpoint that
+// speaks TLS (its cluster's tls) cannot be spliced: its bytes are copied
+// through a buffer, encrypted on the way.
 //
 // A listener whose rules route on the client's TLS server name (TLS
 // passthrough) first reads the client's ClientHello, at most
@@ -120,13 +122,17 @@ type Server struct {
 	cfg      atomic.Pointer[Config]
 	onClose  func(*conntrack.ConnInfo)
 	closing  atomic.Bool
-	sessions registry // live sessions, for Sessions and CloseIdle
+	sessions registry     // live sessions, for Sessions and CloseIdle
+	setups   atomic.Int32 // sessions setting up, for Go
+	// parkAfter is how long a busy direction waits for bytes on its
+	// goroutine before it parks (copy_linux.go).
+	parkAfter time.Duration
 }
 
 // NewServer returns a server that reports each ended session to onClose,
 // which must not block.
 func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
-	s := &Server{onClose: onClose}
+	s := &Server{onClose: onClose, parkAfter: parkAfter}
 	s.cfg.Store(cfg)
 	return s
 }
@@ -134,9 +140,15 @@ func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 // SetConfig replaces the configuration for sessions accepted from now on.
 func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 
-// MarkClosing tells the server its listener is being removed, so sessions
-// that end now are recorded as closed by the listener.
-func (s *Server) MarkClosing() { s.closing.Store(true) }
+// MarkClosing tells the server its listener is being removed: sessions
+// that end from now on are recorded as closed by the listener, and the
+// live ones are ended. (The listener closes its client connections too,
+// but a session whose directions are parked would learn of that only at
+// the next sweep; see poller.)
+func (s *Server) MarkClosing() {
+	s.closing.Store(true)
+	s.sessions.closeAll()
+}
 
 // ServeConn proxies one client connection until both directions end. It
 // blocks; closing client from another goroutine ends it.
@@ -151,25 +163,30 @@ func (s *Server) ServeConn(client *net.TCPConn) {
 // endpoint names it. Nothing may have been read from client but that
 // header, which must be consumed (proxyproto.Take).
 func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
+	done := make(chan struct{})
+	s.ServeConnAsync(client, from, func() { close(done) })
+	<-done
+}
+
+// ServeConnAsync is ServeConnFrom without the wait: it returns once the
+// session is set up (its endpoint connected) and runs without the calling
+// goroutine, and calls done exactly once when the session has ended and
+// client is closed, from whichever goroutine ended it. done must not
+// block.
+func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done func()) {
 	cfg := s.cfg.Load()
-	info := conntrack.ConnInfo{Listener: cfg.Listener, Client: from.String(), Start: time.Now()}
+	info := conntrack.ConnInfo{Listener: cfg.Listener, Start: time.Now()}
 	mx := meter.Exchange{Client: from}
 	if m := cfg.Meter; m != nil {
 		m.Opened()
 		mx.Logged = m.Sample()
 	}
+	// Until the session runs, ending here (or a panic) ends the connection.
+	var ss *session
 	defer func() {
-		client.Close()
-		info.Duration = time.Since(info.Start)
-		if s.closing.Load() {
-			info.Reason = sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
-		}
-		if m := cfg.Meter; m != nil {
-			m.Closed()
-			meterSession(m, &info, &mx)
-		}
-		if s.onClose != nil {
-			s.onClose(&info)
+		if ss == nil {
+			s.ended(cfg, client, &info, from, mx)
+			done()
 		}
 	}()
 
@@ -195,79 +212,47 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 		}
 		return
 	}
-	defer ep.Release()
-	defer ep.Close(backend)
 	info.Cluster, info.Endpoint = ep.Cluster, ep.Name
-	mx.Cluster = ep.Meter()
-	raw := upstream.TCPConn(backend) // the socket, under TLS or not
-	ss := &liveSession{client: client, backend: raw}
-	list := s.sessions.add(ep, ss)
-	defer s.sessions.remove(ep, list, ss)
 	if len(first) > 0 {
 		n, err := backend.Write(first)
 		info.BytesIn = uint64(n)
 		if err != nil {
 			putInspectBuf(insp)
 			ep.Transferred(0, uint64(n))
+			ep.Close(backend)
+			ep.Release()
+			mx.Cluster = ep.Meter()
 			info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 			return
 		}
 	}
 	putInspectBuf(insp)
 
-	// Each direction ends with a half-close of its destination; the session
-	// ends when both have. An error (not EOF) in either closes both sockets
-	// so the other direction unblocks. Whichever side sent its EOF first
-	// closed the session.
-	const byClient, byServer = 1, 2
-	var ended atomic.Int32
-	var upN int64
-	var upErr error
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		upN, upErr = toEndpoint(backend, client)
-		if upErr == nil {
-			ended.CompareAndSwap(0, byClient)
-			closeWrite(backend)
-		} else {
-			client.Close()
-			raw.Close()
-		}
-	}()
-	downN, downErr := toClient(client, backend)
-	if downErr == nil {
-		ended.CompareAndSwap(0, byServer)
-		client.CloseWrite()
-	} else {
-		client.Close()
-		raw.Close()
+	ss = &session{
+		srv: s, cfg: cfg, client: client, backend: backend, raw: upstream.TCPConn(backend), ep: ep, done: done,
+		info: info, from: from, connect: mx.Connect, logged: mx.Logged,
 	}
-	<-upDone
-	info.BytesIn += uint64(upN)
-	info.BytesOut = uint64(downN)
-	ep.Transferred(info.BytesOut, info.BytesIn)
+	ss.clientRC, _ = client.SyscallConn()
+	ss.rawRC, _ = ss.raw.SyscallConn()
+	ss.list = s.sessions.add(ep, ss)
+	ss.start()
+}
 
-	failed := upErr != nil || downErr != nil
-	by := upstream.NotClosedHere
-	if failed { // a socket closed under the copy fails it
-		by = ep.ClosedBy(backend)
+// ended closes client and records its end: in the meters, the access log
+// and through onClose.
+func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInfo, from netip.AddrPort, mx meter.Exchange) {
+	client.Close()
+	info.Client = from.String()
+	info.Duration = time.Since(info.Start)
+	if s.closing.Load() {
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
 	}
-	switch {
-	case ss.rebalanced.Load():
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
-	case by == upstream.ClosedByShutdown:
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
-	case by == upstream.ClosedOnDown:
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
-	case ep.Draining():
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
-	case failed:
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
-	case ended.Load() == byServer:
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
-	default:
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	if m := cfg.Meter; m != nil {
+		m.Closed()
+		meterSession(m, info, &mx)
+	}
+	if s.onClose != nil {
+		s.onClose(info)
 	}
 }
 

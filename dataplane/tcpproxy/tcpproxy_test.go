@@ -170,9 +170,9 @@ func echo(c net.Conn) {
 	io.Copy(c, c)
 }
 
-// session sends msg through the proxy at addr, half-closes, and returns
+// roundTrip sends msg through the proxy at addr, half-closes, and returns
 // what came back.
-func session(t *testing.T, addr, msg string) string {
+func roundTrip(t *testing.T, addr, msg string) string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -208,7 +208,7 @@ func TestConnectRetry(t *testing.T) {
 			onClose, infos := recorder()
 			addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d, Retries: tt.retries}, onClose))
 
-			if got := session(t, addr, "ping"); got != tt.want {
+			if got := roundTrip(t, addr, "ping"); got != tt.want {
 				t.Errorf("client read %q, want %q", got, tt.want)
 			}
 			ci := waitInfo(t, infos)
@@ -241,7 +241,7 @@ func TestConnectRetriesRunOut(t *testing.T) {
 	d := &fixedDirector{eps: eps}
 	onClose, infos := recorder()
 	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d, Retries: 2}, onClose))
-	if got := session(t, addr, "ping"); got != "" {
+	if got := roundTrip(t, addr, "ping"); got != "" {
 		t.Errorf("client read %q, want nothing", got)
 	}
 	ci := waitInfo(t, infos)
@@ -268,7 +268,7 @@ func TestRetiredEndpointIsNotARetry(t *testing.T) {
 	d := &firstDirector{eps: []*upstream.Endpoint{gone, live}}
 	onClose, infos := recorder()
 	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: d}, onClose))
-	if got := session(t, addr, "ping"); got != "ping" {
+	if got := roundTrip(t, addr, "ping"); got != "ping" {
 		t.Errorf("client read %q, want ping", got)
 	}
 	if ci := waitInfo(t, infos); ci.Endpoint != "live" || ci.Retries != 0 {
@@ -344,7 +344,7 @@ func TestShutdownSessions(t *testing.T) {
 	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN {
 		t.Errorf("reason = %v, want SHUTDOWN", ci.Reason)
 	}
-	if got := session(t, addr, "again"); got != "again" {
+	if got := roundTrip(t, addr, "again"); got != "again" {
 		t.Errorf("session after the shutdown read %q, want again", got)
 	}
 	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {

@@ -32,7 +32,7 @@ func TestTLSEndpoint(t *testing.T) {
 	onClose, infos := recorder()
 	addr := startProxy(t, NewServer(&Config{Listener: "db", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose))
 
-	if got := session(t, addr, "hello"); got != "got hello" {
+	if got := roundTrip(t, addr, "hello"); got != "got hello" {
 		t.Fatalf("read %q, want %q", got, "got hello")
 	}
 	ci := waitInfo(t, infos)

@@ -1,0 +1,467 @@
+//go:build linux
+
+package tcpproxy
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// How a half moves bytes on Linux.
+//
+// Small exchanges (requests, answers, heartbeats) go through a pooled
+// buffer: one recvmsg(2) and one send(2) each, which is what splice(2)
+// would cost too (socket to pipe, pipe to socket) without the pipe. The
+// recvmsg asks the kernel for TCP_INQ, the bytes still queued after the
+// read, so a half that read everything waits for the next bytes without
+// the read that would only say EAGAIN (TCP_INQ reports a FIN as a queued
+// byte, so the EOF is never missed). The buffer is taken when bytes are
+// there to read and given back as soon as they went on: a half that waits
+// holds none.
+//
+// A burst larger than the buffer (a read that leaves at least a buffer's
+// worth queued) switches the half to splice(2) through a pooled pipe, where
+// the bytes never enter user space; it goes back to the buffer when a burst
+// ends small, and gives the pipe back when it parks.
+//
+// The system calls are raw: on non-blocking sockets they never block, and
+// the runtime's bookkeeping for a call that might (entering and leaving a
+// system call, which wakes the sysmon thread and lets it hand the P to
+// another thread while a loopback send runs the receiver's stack) costs
+// more than the call itself on a busy single-P node.
+//
+// A half starts parked (park_linux.go): the poller serves its bytes while
+// they come in small exchanges now and then. One that keeps the poller
+// busy gets a goroutine of its own, which waits for bytes in the Go poller
+// and moves them without the re-arming a parked half costs; it parks again
+// once its read deadline finds it idle.
+
+// parkAfter is how long a half on its own goroutine first waits for bytes
+// before it parks again (Server.parkAfter, which tests change).
+const parkAfter = 20 * time.Millisecond
+
+// maxPatience bounds how long a half that has been busy waits before it
+// parks: its wait doubles from parkAfter each time the deadline finds it
+// busy, so a busy half is not woken every parkAfter to look.
+const maxPatience = 2 * time.Second
+
+// busyAfter is how many times in a row a parked half is woken within
+// parkAfter of parking before it gets a goroutine.
+const busyAfter = 3
+
+// spliceAt is the burst that switches a half to splice: what a read left
+// queued behind the buffer it filled.
+const spliceAt = copyBufSize
+
+// halfState is what a half keeps between its runs on Linux.
+type halfState struct {
+	// patience is how long the half waits on its goroutine before it
+	// parks, from parkAfter up to maxPatience.
+	patience time.Duration
+	pipe     *pipe // while the half splices
+	// parkID is the half's key in the poller while parked, 0 otherwise;
+	// guarded by parking.mu.
+	parkID   uint64
+	parkedAt time.Duration // when it last parked, on monotonic
+	moved    uint32        // reads that brought bytes: a deadline that finds it changed finds the half busy
+	quick    uint8         // wake-ups in a row that came soon after parking
+	inq      bool          // src reports TCP_INQ
+}
+
+// monotonic is the time since the process started, from the monotonic
+// clock: what parkedAt holds, in 8 bytes rather than a time.Time's 24.
+func monotonic() time.Duration { return time.Since(epoch) }
+
+var epoch = time.Now()
+
+// init prepares a half before its first run: the kernel is asked to
+// report TCP_INQ on src (where the half reads the socket itself).
+func (h *half) init() {
+	h.patience = h.s.srv.parkAfter
+	if h.tlsSrc() {
+		return
+	}
+	h.srcRC().Control(func(fd uintptr) {
+		h.inq = unix.SetsockoptInt(int(fd), unix.SOL_TCP, unix.TCP_INQ, 1) == nil
+	})
+}
+
+// begin starts a new session's half: parked, but for one that reads TLS,
+// which needs a goroutine, and for when halves cannot park.
+func (h *half) begin() {
+	if !h.tlsSrc() {
+		switch err := park(h); err {
+		case nil:
+			return
+		case errNoPark:
+		default:
+			h.end(err)
+			return
+		}
+	}
+	go h.run()
+}
+
+// release gives back what the half holds between bursts.
+func (h *half) release() {
+	if h.pipe != nil {
+		putPipe(h.pipe)
+		h.pipe = nil
+	}
+}
+
+// run moves the half's bytes on the calling goroutine until src's EOF, an
+// error, or the half parks.
+func (h *half) run() { h.runWith(nil) }
+
+// runWith is run taking over c, the state a poller's serve left (bytes to
+// send, an EOF), if not nil.
+func (h *half) runWith(c *copier) {
+	defer h.recoverPanic()
+	err := h.copy(c)
+	if err == errParked {
+		return
+	}
+	h.end(err)
+}
+
+// copy moves bytes from src to dst until src's EOF (nil), an error, or
+// the half parks (errParked); c, if not nil, holds what to do first.
+func (h *half) copy(c *copier) error {
+	if h.tlsSrc() {
+		// Reading TLS records needs the connection's own buffer; such a
+		// half keeps its goroutine.
+		n, err := pump(h.dst(), h.s.backend)
+		h.n += n
+		return err
+	}
+	if c == nil {
+		c = newCopier(h)
+	}
+	seen := h.moved
+	h.src().SetReadDeadline(time.Now().Add(h.patience))
+	for {
+		// What the last read left, or what serve handed over.
+		switch {
+		case c.err != nil:
+			return c.err
+		case c.pending != nil: // dst was full: wait until it takes the rest
+			if err := c.flush(); err != nil {
+				return err
+			}
+			continue
+		case h.pipe != nil && h.pipe.data > 0:
+			if err := h.dstRC().Write(c.sendWaitFn); err != nil {
+				return err
+			}
+			continue
+		case c.eof:
+			return nil
+		}
+		err := h.srcRC().Read(c.readFn)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if h.moved != seen { // busy since the deadline was set
+			seen = h.moved
+			h.patience = min(2*h.patience, maxPatience)
+			h.src().SetReadDeadline(time.Now().Add(h.patience))
+			continue
+		}
+		h.patience = h.s.srv.parkAfter
+		switch err := park(h); err {
+		case nil:
+			return errParked
+		case errNoPark:
+			h.src().SetReadDeadline(time.Time{})
+		default:
+			return err
+		}
+	}
+}
+
+// copier moves a half's bytes: its steps are handed to the sockets'
+// RawConns, and what a step leaves (bytes dst did not take yet, an EOF,
+// an error) is for the caller to deal with.
+type copier struct {
+	h                  *half
+	readFn, sendWaitFn func(uintptr) bool
+	sendFn             func(uintptr)
+	// inline: the poller runs the steps for a parked half; a read never
+	// leaves more for a second one, and never starts splicing.
+	inline bool
+
+	buf     *copyBuf // holds pending
+	pending []byte   // read from src, not yet sent
+	burst   int      // bytes read since the half last waited
+	eof     bool
+	err     error
+}
+
+func newCopier(h *half) *copier {
+	c := &copier{h: h}
+	c.readFn, c.sendFn, c.sendWaitFn = c.read, c.send, c.sendWait
+	return c
+}
+
+// handOver returns a copier for h's goroutine with what c left, and
+// resets c.
+func (c *copier) handOver() *copier {
+	n := newCopier(c.h)
+	n.buf, n.pending, n.eof, n.err = c.buf, c.pending, c.eof, c.err
+	c.buf, c.pending, c.burst, c.eof, c.err = nil, nil, 0, false, nil
+	return n
+}
+
+// read is the step of src's RawConn: it moves bytes until src has no more
+// (false: wait for some) or the caller must act (true): EOF, an error,
+// bytes dst cannot take right now, or, inline, more to read.
+func (c *copier) read(fd uintptr) bool {
+	h := c.h
+	for {
+		if h.pipe != nil {
+			n, err := splice(int(fd), h.pipe.w, h.pipe.size)
+			switch {
+			case err == unix.EAGAIN:
+				if c.burst < spliceAt { // the bulk is over
+					h.release()
+				}
+				c.burst = 0
+				return false
+			case err != nil:
+				c.err = err
+				return true
+			case n == 0:
+				c.eof = true
+				return true
+			}
+			h.moved++
+			c.burst += n
+			h.pipe.data = n
+			if err := h.dstRC().Control(c.sendFn); err != nil {
+				c.err = err
+			}
+			if c.err != nil || h.pipe.data > 0 {
+				return true
+			}
+			continue
+		}
+		buf := getCopyBuf()
+		n, more, err := recvInq(int(fd), buf[:], h.inq)
+		switch {
+		case err == unix.EAGAIN:
+			putCopyBuf(buf)
+			c.burst = 0
+			return false
+		case err != nil:
+			putCopyBuf(buf)
+			c.err = err
+			return true
+		case n == 0:
+			putCopyBuf(buf)
+			c.eof = true
+			return true
+		}
+		h.moved++
+		c.burst += n
+		c.buf, c.pending = buf, buf[:n]
+		if h.tlsDst() { // encrypting needs the TLS connection's Write
+			return true
+		}
+		if err := h.dstRC().Control(c.sendFn); err != nil {
+			c.err = err
+		}
+		if c.err != nil || c.pending != nil {
+			return true
+		}
+		switch {
+		case more == 0: // read it all, and no FIN: wait for more
+			c.burst = 0
+			return false
+		case c.inline:
+			return true
+		case more >= spliceAt || more < 0 && n == len(buf):
+			h.pipe = getPipe() // nil (no pipe to be had) keeps the buffer
+		}
+	}
+}
+
+// send is the step of dst's RawConn.Control: it sends what it can of the
+// pending bytes (or of the pipe) without waiting. It gives the buffer back
+// once all went.
+func (c *copier) send(fd uintptr) {
+	h := c.h
+	if p := h.pipe; p != nil && p.data > 0 {
+		for p.data > 0 {
+			n, err := splice(p.r, int(fd), p.data)
+			if err == unix.EAGAIN {
+				return
+			}
+			if err != nil {
+				c.err = err
+				return
+			}
+			p.data -= n
+			h.n += int64(n)
+		}
+		return
+	}
+	for len(c.pending) > 0 {
+		n, err := sendRaw(int(fd), c.pending)
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.pending = c.pending[n:]
+		h.n += int64(n)
+	}
+	putCopyBuf(c.buf)
+	c.buf, c.pending = nil, nil
+}
+
+// sendWait is the step of dst's RawConn.Write: send until nothing is
+// pending (true) or dst is full (false: wait until it has room).
+func (c *copier) sendWait(fd uintptr) bool {
+	c.send(fd)
+	return c.err != nil || c.pending == nil && (c.h.pipe == nil || c.h.pipe.data == 0)
+}
+
+// flush sends the pending bytes, waiting for dst as long as it takes.
+func (c *copier) flush() error {
+	h := c.h
+	if h.tlsDst() {
+		n, err := h.s.backend.Write(c.pending)
+		h.n += int64(n)
+		c.drop()
+		return err
+	}
+	if err := h.dstRC().Write(c.sendWaitFn); err != nil {
+		c.drop()
+		return err
+	}
+	return nil
+}
+
+// drop gives back the buffer of bytes that will not be sent.
+func (c *copier) drop() {
+	if c.buf != nil {
+		putCopyBuf(c.buf)
+	}
+	c.buf, c.pending = nil, nil
+}
+
+// copyBuf is the buffer of a half's small exchanges; its size holds one
+// TLS record too (pump).
+type copyBuf = [copyBufSize]byte
+
+// recvInq reads fd into p. more is what TCP_INQ says is still queued
+// after the read (a FIN counts as 1), or -1 when inq is false (the socket
+// does not report it) or the kernel said nothing.
+func recvInq(fd int, p []byte, inq bool) (n, more int, err error) {
+	if !inq {
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != 0 {
+			return 0, -1, e
+		}
+		return int(r), -1, nil
+	}
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	var oob [3]uint64 // a cmsghdr and its int, aligned
+	msg := unix.Msghdr{Iov: &iov, Control: (*byte)(unsafe.Pointer(&oob[0]))}
+	msg.SetIovlen(1)
+	msg.SetControllen(int(unsafe.Sizeof(oob)))
+	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if e != 0 {
+		return 0, -1, e
+	}
+	more = -1
+	if msg.Controllen >= uint64(unix.CmsgLen(4)) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Level == unix.SOL_TCP && h.Type == unix.TCP_CM_INQ {
+			more = int(*(*int32)(unsafe.Add(unsafe.Pointer(&oob[0]), unix.CmsgLen(0))))
+		}
+	}
+	return int(r), more, nil
+}
+
+// sendRaw writes p to the socket fd; MSG_NOSIGNAL: a peer that went away
+// is an EPIPE, not a signal.
+func sendRaw(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// splice moves up to n bytes from in to out, without waiting.
+func splice(in, out, n int) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// pipe is a pipe for splicing.
+type pipe struct {
+	r, w int
+	size int // capacity
+	data int // bytes in it
+	fds  runtime.Cleanup
+}
+
+// pipeSize is the capacity asked of a new pipe: what one splice moves.
+const pipeSize = 256 << 10
+
+var pipes sync.Pool
+
+// getPipe returns an empty pipe, or nil when none can be made.
+func getPipe() *pipe {
+	if p, ok := pipes.Get().(*pipe); ok {
+		return p
+	}
+	var fds [2]int
+	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
+		return nil
+	}
+	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, pipeSize)
+	if err != nil {
+		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
+			size = 64 << 10
+		}
+	}
+	p := &pipe{r: fds[0], w: fds[1], size: size}
+	// A pipe the pool drops is closed.
+	p.fds = runtime.AddCleanup(p, closePipe, fds)
+	return p
+}
+
+func closePipe(fds [2]int) {
+	unix.Close(fds[0])
+	unix.Close(fds[1])
+}
+
+// putPipe gives back p; one that still holds bytes (its half failed while
+// sending them) is closed instead.
+func putPipe(p *pipe) {
+	if p.data > 0 {
+		p.fds.Stop()
+		closePipe([2]int{p.r, p.w})
+		return
+	}
+	pipes.Put(p)
+}

@@ -1,0 +1,43 @@
+//go:build !linux
+
+package tcpproxy
+
+// Elsewhere than on Linux a half keeps its goroutine for the whole
+// session: the runtime splices where it can (net.TCPConn.ReadFrom), and
+// nothing parks.
+
+type halfState struct{}
+
+// parkAfter has no use here: nothing parks.
+const parkAfter = 0
+
+func (h *half) init()    {}
+func (h *half) release() {}
+
+// begin runs a new session's half on a goroutine of its own.
+func (h *half) begin() { go h.run() }
+
+// run moves the half's bytes until src's EOF or an error.
+func (h *half) run() {
+	defer h.recoverPanic()
+	h.end(h.copy())
+}
+
+// copy moves bytes from src to dst until src's EOF (nil) or an error.
+func (h *half) copy() error {
+	var n int64
+	var err error
+	switch {
+	case h.tlsSrc():
+		n, err = pump(h.dst(), h.s.backend)
+	case h.tlsDst():
+		n, err = pump(h.s.backend, h.src())
+	default:
+		n, err = h.dst().ReadFrom(h.src())
+	}
+	h.n += n
+	return err
+}
+
+// unpark reports whether h was parked: never, here.
+func unpark(h *half) bool { return false }

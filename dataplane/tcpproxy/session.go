@@ -1,0 +1,227 @@
+package tcpproxy
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// session is one proxied client connection from the moment its endpoint
+// answered: its two sockets, its two directions (halves) and what its
+// record needs when it ends.
+//
+// A session has no goroutine of its own. Each half runs on a goroutine
+// while it has bytes to move or waits for them; a half that waited long
+// enough parks (see park), and its goroutine ends. Whichever half ends
+// last finishes the session (finish): that is where the record is made,
+// the sockets closed and done called.
+type session struct {
+	srv     *Server
+	cfg     *Config
+	client  *net.TCPConn
+	backend net.Conn     // as dialed: a *net.TCPConn, or a *tls.Conn over one
+	raw     *net.TCPConn // the socket under backend
+	// clientRC and rawRC reach the file descriptors of client and raw.
+	clientRC, rawRC syscall.RawConn
+	ep              *upstream.Endpoint
+	list            *sessionList // of the registry, for Sessions and CloseIdle
+	done            func()       // told once, when the session has ended
+
+	info    conntrack.ConnInfo
+	from    netip.AddrPort // the client, as a PROXY header may have named it
+	connect time.Duration  // how long the endpoint took to answer
+	logged  bool           // the access log samples the session
+
+	up   half // client to endpoint
+	down half // endpoint to client
+
+	live  atomic.Int32 // halves that have not ended
+	ended atomic.Int32 // byClient or byServer: whose EOF came first
+	// aborted is set once the session's sockets are being closed, so that
+	// no half parks again (see poller.park).
+	aborted atomic.Bool
+	// rebalanced is set by the one closeRebalanced that ends the session,
+	// so that the record tells why it ended.
+	rebalanced atomic.Bool
+
+	// The session's place in its endpoint's list, oldest first; guarded by
+	// that list's mu.
+	prev, next *session
+}
+
+// Who sent the first EOF of a session (session.ended).
+const byClient, byServer = 1, 2
+
+// half is one direction of a session: the bytes of src go to dst. It is
+// run by one goroutine at a time; a parked half has none, and the poller
+// (or whoever takes it from there) starts the next.
+type half struct {
+	s         *session
+	toClient  bool // the half is down, endpoint to client
+	halfState      // what the platform's copy keeps between runs
+
+	n   int64 // bytes that reached dst
+	err error // why the half ended, nil for src's EOF
+}
+
+// src and dst are the sockets the half reads and writes (for TLS, the
+// one under the connection); srcRC and dstRC reach their descriptors.
+func (h *half) src() *net.TCPConn {
+	if h.toClient {
+		return h.s.raw
+	}
+	return h.s.client
+}
+
+func (h *half) dst() *net.TCPConn {
+	if h.toClient {
+		return h.s.client
+	}
+	return h.s.raw
+}
+
+func (h *half) srcRC() syscall.RawConn {
+	if h.toClient {
+		return h.s.rawRC
+	}
+	return h.s.clientRC
+}
+
+func (h *half) dstRC() syscall.RawConn {
+	if h.toClient {
+		return h.s.clientRC
+	}
+	return h.s.rawRC
+}
+
+// tlsSrc and tlsDst report whether the half reads (down) or writes (up)
+// the endpoint's TLS connection (session.backend), whose bytes must go
+// through it rather than the socket.
+func (h *half) tlsSrc() bool { return h.toClient && h.s.backend != net.Conn(h.s.raw) }
+func (h *half) tlsDst() bool { return !h.toClient && h.s.backend != net.Conn(h.s.raw) }
+
+// start runs the session's two halves; they start parked where they can
+// (see park), else each on a new goroutine.
+func (s *session) start() {
+	s.up = half{s: s}
+	s.down = half{s: s, toClient: true}
+	s.up.init()
+	s.down.init()
+	s.live.Store(2)
+	s.up.begin()
+	s.down.begin()
+}
+
+// recoverPanic ends a half whose copy panicked as failed (see panicked).
+func (h *half) recoverPanic() {
+	if p := recover(); p != nil {
+		h.panicked(p)
+	}
+}
+
+// panicked ends a half whose copy panicked with p as failed, so that the
+// session still ends whole (sockets closed, record made, done called),
+// and logs the panic: a bug in one session must not take the node down.
+func (h *half) panicked(p any) {
+	slog.Default().Error("tcpproxy: panic in a session; closing it", "listener", h.s.info.Listener, "client", h.s.from.String(), "panic", p, "stack", string(debug.Stack()))
+	h.end(fmt.Errorf("tcpproxy: panic: %v", p))
+}
+
+// end ends the half: src's EOF (err nil) becomes a half-close of dst,
+// anything else closes the session. The last half to end finishes it.
+func (h *half) end(err error) {
+	s := h.s
+	h.release()
+	if err == nil {
+		if h.toClient {
+			s.ended.CompareAndSwap(0, byServer)
+			s.client.CloseWrite()
+		} else {
+			s.ended.CompareAndSwap(0, byClient)
+			closeWrite(s.backend)
+		}
+	} else {
+		h.err = err
+		s.abort()
+	}
+	if s.live.Add(-1) == 0 {
+		s.finish()
+	}
+}
+
+// abort closes both sockets of the session, which ends both halves: one
+// that runs meets the closed socket, one that is parked is woken to meet
+// it.
+func (s *session) abort() {
+	s.aborted.Store(true)
+	s.client.Close()
+	s.raw.Close()
+	for _, h := range []*half{&s.up, &s.down} {
+		if unpark(h) {
+			go h.run()
+		}
+	}
+}
+
+// closeRebalanced ends the session because a rebalance chose it. It
+// reports false when the session was already chosen.
+func (s *session) closeRebalanced() bool {
+	if !s.rebalanced.CompareAndSwap(false, true) {
+		return false
+	}
+	// Both sockets at once: the client sees a FIN (nothing is unread, the
+	// session was idle), the endpoint too, and both halves end.
+	s.abort()
+	return true
+}
+
+// finish records the ended session and lets go of everything it held.
+func (s *session) finish() {
+	info, ep := &s.info, s.ep
+	info.BytesIn += uint64(s.up.n)
+	info.BytesOut = uint64(s.down.n)
+	ep.Transferred(info.BytesOut, info.BytesIn)
+
+	failed := s.up.err != nil || s.down.err != nil
+	by := upstream.NotClosedHere
+	if failed { // a socket closed under the copy fails it
+		by = ep.ClosedBy(s.backend)
+	}
+	switch {
+	case s.rebalanced.Load():
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
+	case by == upstream.ClosedByShutdown:
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	case by == upstream.ClosedOnDown:
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
+	case ep.Draining():
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
+	case failed:
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+	case s.ended.Load() == byServer:
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+	default:
+		info.Reason = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	}
+	s.srv.sessions.remove(ep, s.list, s)
+	ep.Close(s.backend)
+	ep.Release()
+	s.srv.ended(s.cfg, s.client, info, s.from, s.exchange())
+	s.done()
+}
+
+// exchange is what the access log and the meters learn of the session
+// beyond its record.
+func (s *session) exchange() meter.Exchange {
+	return meter.Exchange{Client: s.from, Cluster: s.ep.Meter(), Connect: s.connect, Logged: s.logged}
+}
