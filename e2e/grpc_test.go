@@ -115,8 +115,13 @@ func checkGRPC(t *testing.T, conn *grpc.ClientConn, b *grpcBackend) {
 	wcancel()
 	b.health.SetServingStatus("sluice.test", healthpb.HealthCheckResponse_SERVING)
 
-	// A deadline shorter than the stream: the client sees
-	// DeadlineExceeded, not a proxy error.
+	// A deadline shorter than the stream: the client sees its deadline,
+	// not a proxy error. The backend got the same deadline (grpc-timeout)
+	// and ends the call at about the same moment: its health server
+	// answers Canceled "Stream has ended." then. Which of the two the
+	// client reports first is a race of timers in this one process (the
+	// backend's won in about one run in four on a loaded machine), so
+	// either is right; a proxy error (UNAVAILABLE, INTERNAL) is not.
 	dctx, dcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer dcancel()
 	w, err = hc.Watch(dctx, &healthpb.HealthCheckRequest{Service: "sluice.test"})
@@ -125,8 +130,10 @@ func checkGRPC(t *testing.T, conn *grpc.ClientConn, b *grpcBackend) {
 			_, err = w.Recv()
 		}
 	}
-	if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded {
-		t.Errorf("Watch with a 300ms deadline ended with %v, want DeadlineExceeded", err)
+	st, _ := status.FromError(err)
+	backendEnded := st.Code() == codes.Canceled && st.Message() == "Stream has ended."
+	if st.Code() != codes.DeadlineExceeded && !backendEnded {
+		t.Errorf("Watch with a 300ms deadline ended with %v, want DeadlineExceeded (or the backend's own Canceled at its deadline)", err)
 	}
 }
 
