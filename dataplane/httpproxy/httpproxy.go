@@ -14,10 +14,11 @@
 // endpoint in one write, and a response head with a body that came with it
 // goes to the client in one write; Content-Length bodies of 64 KiB and more
 // are spliced between the two sockets. One goroutine serves one client
-// connection (ServeConn) and waits there, with a minimal stack and no
-// buffers, while the connection idles; its busy phases run on a reused
-// worker goroutine (worker.go), and the buffers come from free lists that
-// give burst memory back to the OS (bufpool.go).
+// connection; served with ServeConnAsync, a connection idle for a moment
+// parks without a goroutine or buffers (park.go), otherwise it waits on its
+// goroutine with a minimal stack, its busy phases on a reused worker
+// goroutine (worker.go). The buffers come from free lists that give burst
+// memory back to the OS (bufpool.go).
 //
 // What is forwarded and how:
 //   - Requests go upstream as HTTP/1.1 keep-alive. Hop-by-hop fields

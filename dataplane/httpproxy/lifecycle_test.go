@@ -190,10 +190,16 @@ func (d panicDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error)
 
 // TestPanicClosesOnlyItsConnection: a bug that panics while serving one
 // connection closes that connection; the process and other connections
-// go on.
+// go on. Connections that park serve on their own goroutine, the others
+// on a worker: both recover.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
+	t.Run("worker", func(t *testing.T) { testPanicClosesOnlyItsConnection(t, startProxy) })
+	t.Run("parking", func(t *testing.T) { testPanicClosesOnlyItsConnection(t, startParkingProxy) })
+}
+
+func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Config) *proxy) {
 	be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p := startProxy(t, &Config{Director: panicDirector{ep: be.ep, panicked: new(atomic.Bool)}})
+	p := start(t, &Config{Director: panicDirector{ep: be.ep, panicked: new(atomic.Bool)}})
 	c := p.dial()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if _, err := io.ReadAll(c); err != nil && !isReset(err) {

@@ -71,7 +71,7 @@ func TestManyParkedConnectionsHoldNoGoroutines(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
 	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	// One connection first, for the goroutines that stay: the parker's,
-	// a pooled worker, the backend's side of the pooled connection.
+	// the backend's side of the pooled connection.
 	first := p.dial()
 	get(t, first, bufio.NewReader(first), "/")
 	waitForParked(t, 1)

@@ -7,7 +7,8 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// Workers run the busy phases of client connections (clientConn.busy).
+// Workers run the busy phases of client connections that cannot park
+// (clientConn.serve): TLS ones, and all where there is no epoll.
 //
 // A goroutine's stack grows to the deepest call it ever made and shrinks
 // only at a garbage collection, which a proxy that does not allocate rarely
@@ -56,16 +57,18 @@ func (w *worker) run() {
 	}
 }
 
-// busy runs the connection's busy phase. A panic there is a bug, but one
-// client must not take the node down with it: like net/http, the panic is
-// logged with its stack and only this connection ends.
-func (w *worker) busy() (keep bool) {
+func (w *worker) busy() bool { return w.cc.busySafe() }
+
+// busySafe runs the connection's busy phase. A panic there is a bug, but
+// one client must not take the node down with it: like net/http, the panic
+// is logged with its stack and only this connection ends.
+func (cc *clientConn) busySafe() (keep bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Error("httpproxy: panic serving a connection; closing it", "listener", w.cc.info.Listener, "client", w.cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
-			w.cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+			slog.Error("httpproxy: panic serving a connection; closing it", "listener", cc.info.Listener, "client", cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+			cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 			keep = false
 		}
 	}()
-	return w.cc.busy()
+	return cc.busy()
 }
