@@ -70,9 +70,16 @@ func (p *parker) run(f *os.File, raw syscall.RawConn) {
 	for {
 		n := 0
 		err := raw.Read(func(fd uintptr) bool {
+			// The set's readiness is edge-triggered for the netpoller:
+			// returning false waits for a new edge, so an interrupted
+			// call must be made again, not waited on.
 			var err error
-			n, err = syscall.EpollWait(int(fd), events, 0)
-			return err != syscall.EINTR && n > 0
+			for {
+				if n, err = syscall.EpollWait(int(fd), events, 0); err != syscall.EINTR {
+					break
+				}
+			}
+			return n > 0
 		})
 		if err != nil {
 			slog.Error("httpproxy: waiting on the idle connections' epoll set failed", "err", err)
