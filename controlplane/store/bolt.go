@@ -13,7 +13,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -228,14 +227,7 @@ func (s *Bolt) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.Vers
 			return nil
 		}
 		next := cur + 1
-		info = &sluicev1.VersionInfo{
-			Version: next,
-			Created: timestamppb.Now(),
-			Author:  rec.Author,
-			Comment: rec.Comment,
-			Changes: rec.Changes,
-			Group:   rec.Group,
-		}
+		info = rec.info(next)
 		infoRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 		if err != nil {
 			return err

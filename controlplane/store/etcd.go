@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -330,14 +329,7 @@ func (s *Etcd) tryPut(ctx context.Context, base uint64, rec Record, payload []by
 		}
 	}
 	next := cur + 1
-	info = &sluicev1.VersionInfo{
-		Version: next,
-		Created: timestamppb.Now(),
-		Author:  rec.Author,
-		Comment: rec.Comment,
-		Changes: rec.Changes,
-		Group:   rec.Group,
-	}
+	info = rec.info(next)
 	infoRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 	if err != nil {
 		return nil, false, false, err

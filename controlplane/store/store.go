@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane/groups"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var (
@@ -65,6 +66,19 @@ type Record struct {
 	// Changes are the lines of the diff from the base version, e.g.
 	// "~ cluster web: endpoint web2 weight 1 -> 3".
 	Changes []string
+}
+
+// info is the VersionInfo of rec stored as version v, created now: what
+// both stores write beside the configuration.
+func (rec *Record) info(v uint64) *sluicev1.VersionInfo {
+	return &sluicev1.VersionInfo{
+		Version: v,
+		Created: timestamppb.Now(),
+		Author:  rec.Author,
+		Comment: rec.Comment,
+		Changes: rec.Changes,
+		Group:   rec.Group,
+	}
 }
 
 // Store is a durable history of snapshot versions. All methods are safe for
