@@ -198,12 +198,7 @@ func (r *Recorder) Observe(node string, at time.Time, eps []*sluicev1.EndpointSt
 		}
 	}
 	sec := gaugeSecond(at)
-	for k := range touched {
-		if s := r.ring(k, sec); s != nil {
-			g := r.gauges[k]
-			s.setGauges(sec, g.active, g.conns)
-		}
-	}
+	r.storeGauges(touched, sec)
 	if s := r.ring(NodeKey(node), sec); s != nil {
 		s.setGauges(sec, nodeGauge.active, nodeGauge.conns)
 	}
@@ -215,6 +210,17 @@ func (r *Recorder) moveGauges(ep endpoint, d gauge, touched map[Key]bool) {
 	for _, k := range [2]Key{EndpointKey(ep.cluster, ep.name), ClusterKey(ep.cluster)} {
 		r.gauges[k] = r.gauges[k].plus(d)
 		touched[k] = true
+	}
+}
+
+// storeGauges writes the fleet-wide gauges of the touched keys into their
+// series at second sec.
+func (r *Recorder) storeGauges(touched map[Key]bool, sec int64) {
+	for k := range touched {
+		if s := r.ring(k, sec); s != nil {
+			g := r.gauges[k]
+			s.setGauges(sec, g.active, g.conns)
+		}
 	}
 }
 
@@ -233,12 +239,7 @@ func (r *Recorder) Forget(node string, at time.Time) {
 		r.moveGauges(ep, gauge{}.minus(c.gauge), touched)
 	}
 	sec := gaugeSecond(at)
-	for k := range touched {
-		if s := r.ring(k, sec); s != nil {
-			g := r.gauges[k]
-			s.setGauges(sec, g.active, g.conns)
-		}
-	}
+	r.storeGauges(touched, sec)
 	if s := r.ring(NodeKey(node), sec); s != nil {
 		s.setGauges(sec, 0, 0)
 	}
