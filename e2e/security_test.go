@@ -390,10 +390,7 @@ listeners:
 	); err != nil {
 		t.Fatalf("dashboard with a viewer's token: %v", err)
 	}
-	click(t, ctx, aRow+` button[data-action="drain"]`)
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(`.toast.bad`)); err != nil {
-		t.Fatalf("the viewer's drain: %v", err)
-	}
+	clickUntil(t, ctx, aRow+` button[data-action="drain"]`, `.toast.bad`)
 	toast, err := chromedp.Run(ctx, chromedp.Text(`.toast.bad`))
 	if err != nil {
 		t.Fatal(err)
@@ -408,10 +405,7 @@ listeners:
 	); err != nil {
 		t.Fatalf("an operator's token: %v", err)
 	}
-	click(t, ctx, aRow+` button[data-action="drain"]`)
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(aRow+`[data-state="DRAINING"]`)); err != nil {
-		t.Fatalf("drain with an operator's token: %v", err)
-	}
+	clickUntil(t, ctx, aRow+` button[data-action="drain"]`, aRow+`[data-state="DRAINING"]`)
 	h, err := api.History(actx, &sluicev1.HistoryRequest{Limit: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -421,16 +415,26 @@ listeners:
 	}
 }
 
-// click clicks sel, again when the page's refresh replaced the element
-// between finding it and clicking it.
-func click(t *testing.T, ctx context.Context, sel string) {
+// clickUntil clicks sel until want shows. A click lands where sel was when
+// it was found: a refresh that moves the page in between, such as the API
+// banner coming or going when the token changes, sends it elsewhere without
+// an error, so the test clicks again instead of waiting on a lost click.
+func clickUntil(t *testing.T, ctx context.Context, sel, want string) {
 	t.Helper()
 	var err error
-	for range 20 {
-		if err = chromedp.Do(ctx, chromedp.WaitVisible(sel), chromedp.Click(sel)); err == nil {
+	for range 10 {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err = chromedp.Do(cctx, chromedp.WaitVisible(sel), chromedp.Click(sel))
+		cancel()
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		werr := chromedp.Do(wctx, chromedp.WaitVisible(want))
+		cancel()
+		if werr == nil {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err == nil {
+			err = werr
+		}
 	}
-	t.Fatalf("click %s: %v", sel, err)
+	t.Fatalf("click %s until %s shows: %v", sel, want, err)
 }

@@ -306,11 +306,15 @@ function renderConns(conns) {
 
 let timer = null;
 let inflight = false;
+let again = false;
 
 async function refresh() {
   clearTimeout(timer);
-  if (inflight) { timer = setTimeout(refresh, POLL_MS); return; }
+  // A refresh asked for while one is on its way (a new token, an action)
+  // runs as soon as that one ends: the answer on its way may predate it.
+  if (inflight) { again = true; return; }
   inflight = true;
+  again = false;
   const live = document.getElementById("live");
   const banner = document.getElementById("banner");
   try {
@@ -332,7 +336,7 @@ async function refresh() {
     live.classList.add("stale");
   } finally {
     inflight = false;
-    timer = setTimeout(refresh, POLL_MS);
+    timer = setTimeout(refresh, again ? 0 : POLL_MS);
   }
 }
 
