@@ -89,6 +89,7 @@ func (cc *clientConn) handOff(cfg *Config, first bool) bool {
 		preread = slices.Clone(x.rb[x.rs:x.re])
 		x.rs, x.re = 0, 0
 	}
+	cc.setUpDone() // an HTTP/2 connection is set up once it is handed on
 	cc.reason = h.ServeConn(cc.c, netip.AddrPortFrom(cc.ip, cc.port), preread, h2, cc.sni, &cc.info)
 	return true
 }

@@ -78,7 +78,9 @@ type clientConn struct {
 	parkAged bool
 	parkDl   time.Time
 	done     func()
-	meter    *meter.Listener // counted the connection as opened
+	// setUp is ServeConnAsync's, until called (setUpDone).
+	setUp func()
+	meter *meter.Listener // counted the connection as opened
 }
 
 // Values of clientConn.state; a parked connection's are parkedState's.
@@ -135,6 +137,17 @@ func (cc *clientConn) serve() bool {
 		if !keep {
 			return true
 		}
+		cc.setUpDone()
+	}
+}
+
+// setUpDone tells ServeConnAsync's caller, once, that the connection is
+// set up (see Server.Go). It is called on the connection's goroutine
+// before anything may hand the connection to another.
+func (cc *clientConn) setUpDone() {
+	if f := cc.setUp; f != nil {
+		cc.setUp = nil
+		f()
 	}
 }
 

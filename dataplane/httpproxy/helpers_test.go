@@ -117,8 +117,9 @@ func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {
 			p.mu.Unlock()
 			p.wg.Add(1)
 			if async {
+				// As the node does: paced, counted until set up.
 				peer, _ := proxyproto.Addrs(c)
-				go p.srv.ServeConnAsync(c, peer, p.wg.Done)
+				p.srv.Go(func(setUp func()) { p.srv.ServeConnAsync(c, peer, setUp, p.wg.Done) })
 				continue
 			}
 			go func() {

@@ -116,6 +116,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
+
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
@@ -342,6 +344,8 @@ type Server struct {
 	conns *clientConn
 
 	h2 HTTP2 // serves HTTP/2 connections (bridge.go); nil: none
+
+	setups pace.Gate // connections setting up, for Go
 }
 
 // NewServer returns a server using cfg. onClose, if not nil, is called once
@@ -385,13 +389,13 @@ func (s *Server) ServeConn(c net.Conn) {
 // endpoints carry it. Nothing may have been read from c but that header,
 // which must be consumed (proxyproto.Take).
 func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
-	s.serveConn(c, client, false, nil)
+	s.serveConn(c, client, false, nil, nil)
 }
 
 // serveConn serves c until it ends, or, with async, until it parks (see
 // ServeConnAsync).
-func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, done func()) {
-	cc := &clientConn{srv: s, c: c, async: async, done: done, fd: -1, parkIdx: -1}
+func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, setUp, done func()) {
+	cc := &clientConn{srv: s, c: c, async: async, setUp: setUp, done: done, fd: -1, parkIdx: -1}
 	ended := true
 	defer func() {
 		// Even if serve panics (the node recovers): the connection is

@@ -51,12 +51,22 @@ const (
 // returns once the connection has ended, or once it is parked idle (see
 // parkAfter), and done (if not nil) runs when the connection has ended and
 // been closed and its ConnInfo reported, on whichever goroutine ended it.
+// setUp (if not nil) is called once the connection is set up: its first
+// request answered, or it was handed to HTTP/2, parked or ended (see Go).
 // Listeners with many idle keep-alive clients use it, so that an idle
 // connection costs no goroutine; Close must then be called before the
 // connections are closed from outside, so that parked ones end properly.
-func (s *Server) ServeConnAsync(c net.Conn, client netip.AddrPort, done func()) {
-	s.serveConn(c, client, true, done)
+func (s *Server) ServeConnAsync(c net.Conn, client netip.AddrPort, setUp, done func()) {
+	s.serveConn(c, client, true, setUp, done)
 }
+
+// Go runs f, which reads whatever comes before a new connection's requests
+// (a PROXY header) and then serves it with ServeConnAsync, passing setUp
+// on, on a new goroutine. The accept loop calls it, and it paces the loop
+// while many connections are setting up (see package pace): a burst of
+// new connections then waits in the kernel's accept queue rather than
+// turning into as many goroutines and endpoint connections at once.
+func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 
 // Close ends the connections parked idle, with reason LISTENER_CLOSED,
 // and keeps any connection from parking from now on. The others end when
@@ -99,6 +109,7 @@ func (cc *clientConn) parkable() bool {
 // sees its flag.
 func (cc *clientConn) parkIdle(dl time.Time, aged bool) int {
 	s := cc.srv
+	cc.setUpDone() // before another goroutine may take the connection
 	if cc.x != nil {
 		if cc.x.rs != cc.x.re {
 			return parkNot // cannot happen: the wait ends with bytes

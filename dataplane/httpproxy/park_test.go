@@ -4,12 +4,17 @@ package httpproxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -197,4 +202,88 @@ func TestParkedConnectionClientHangsUp(t *testing.T) {
 		t.Errorf("ConnInfo: reason %v, %d requests; want CLIENT_CLOSED, 1", ci.Reason, ci.Requests)
 	}
 	waitForParked(t, 0)
+}
+
+// heldHandler answers paths under /held/ only once release is closed,
+// counting each such request as it arrives; others at once.
+type heldHandler struct {
+	release chan struct{}
+	held    atomic.Int32
+}
+
+func (h *heldHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/held/") {
+		h.held.Add(1)
+		<-h.release
+	}
+	fmt.Fprintf(w, "b1 %s", r.URL.Path)
+}
+
+func waitHeld(t *testing.T, h *heldHandler, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(defaultTestTimeout)
+	for h.held.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests reached the backend, want %d", h.held.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Go counts a connection as setting up until its first request is
+// answered; a busy connection past it no longer counts, though it keeps
+// its goroutine.
+func TestGoCountsUntilFirstResponse(t *testing.T) {
+	h := &heldHandler{release: make(chan struct{})}
+	b := startBackend(t, "b1", h)
+	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitHeld(t, h, 1)
+	if n := p.srv.setups.InFlight(); n != 1 {
+		t.Errorf("%d connections setting up during the first request, want 1", n)
+	}
+	close(h.release)
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "b1 /held/1" {
+		t.Fatalf("first request: %s %q", r.status, r.body)
+	}
+	h.release = make(chan struct{})
+	io.WriteString(c, "GET /held/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitHeld(t, h, 2)
+	if n, parked := p.srv.setups.InFlight(), parkedCount(); n != 0 || parked != 0 {
+		t.Errorf("during the second request: %d setting up, %d parked; want 0 and 0", n, parked)
+	}
+	close(h.release)
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "b1 /held/2" {
+		t.Fatalf("second request: %s %q", r.status, r.body)
+	}
+}
+
+// Pacing waits for the CPU, never for the network: with twice pace.After
+// connections stuck in their first request, a new connection is still
+// accepted and served (the stuck ones are released only after it).
+func TestGoDoesNotWaitForStuckSetups(t *testing.T) {
+	h := &heldHandler{release: make(chan struct{})}
+	b := startBackend(t, "b1", h)
+	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	const stuck = 2 * pace.After
+	brs := make([]*bufio.Reader, stuck)
+	for i := range stuck {
+		c := p.dial()
+		brs[i] = bufio.NewReader(c)
+		fmt.Fprintf(c, "GET /held/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+	}
+	waitHeld(t, h, stuck)
+	if n := p.srv.setups.InFlight(); n < stuck {
+		t.Errorf("%d connections setting up, want the %d stuck ones", n, stuck)
+	}
+	c := p.dial()
+	get(t, c, bufio.NewReader(c), "/ok")
+	close(h.release)
+	for i, br := range brs {
+		if r := readResponse(t, br, "GET"); r.code != 200 || r.body != fmt.Sprintf("b1 /held/%d", i) {
+			t.Errorf("stuck request %d: %s %q", i, r.status, r.body)
+		}
+	}
 }

@@ -156,12 +156,12 @@ func (l *listener) dispatch(c *net.TCPConn) {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
 			pa := l.accept.Load()
+			// Paced while many connections set up: a burst waits in
+			// the kernel's accept queue, not as goroutines.
 			if g.tcp != nil {
-				// Paced while many sessions set up: a burst waits in
-				// the kernel's accept queue, not as goroutines.
-				g.tcp.Go(func() { g.handle(c, pa, l.log) })
+				g.tcp.Go(func() { g.handle(c, pa, nil, l.log) })
 			} else {
-				go g.handle(c, pa, l.log)
+				g.http.Go(func(setUp func()) { g.handle(c, pa, setUp, l.log) })
 			}
 			return
 		}
@@ -173,14 +173,14 @@ func (l *listener) dispatch(c *net.TCPConn) {
 }
 
 // handle serves c, on behalf of the client its PROXY header names when pa
-// (the listener's proxy_protocol) is set.
+// (the listener's proxy_protocol) is set; setUp is the HTTP server's Go's.
 //
 // A connection may outlive this goroutine: an HTTP one idle between
 // requests, a TCP session whose directions wait for bytes, park without
 // one (httpproxy.Server.ServeConnAsync, tcpproxy.Server.ServeConnAsync),
 // and it leaves the generation's set when it ends, on whichever goroutine
 // ends it.
-func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
+func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, setUp func(), log *slog.Logger) {
 	remove := true
 	defer func() {
 		// A panic is a bug, but one connection must not take the node
@@ -202,7 +202,7 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, log *slog.Logger) {
 	}
 	if g.http != nil {
 		remove = false
-		g.http.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
+		g.http.ServeConnAsync(c, client, setUp, func() { g.conns.Remove(c) })
 	} else {
 		remove = false
 		g.tcp.ServeConnAsync(c, client, func() { g.conns.Remove(c) })

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
+
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/testcert"
@@ -480,39 +482,8 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 		c.Close()
 	}
 	ended.Wait()
-	if s.setups.Load() != 0 {
-		t.Errorf("%d setups counted after all ended", s.setups.Load())
-	}
-}
-
-// TestNetpollBarrier: the barrier returns, also when the runtime is busy
-// with goroutines that only yield.
-func TestNetpollBarrier(t *testing.T) {
-	stop := make(chan struct{})
-	defer close(stop)
-	for range 4 {
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					runtime.Gosched()
-				}
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() {
-		for range 100 {
-			netpollBarrier()
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(testTimeout):
-		t.Fatal("netpollBarrier did not return")
+	if s.setups.InFlight() != 0 {
+		t.Errorf("%d setups counted after all ended", s.setups.InFlight())
 	}
 }
 
@@ -629,11 +600,11 @@ func (d *stuckFirst) Pick(net.Addr, *Attempt) (*upstream.Endpoint, time.Duration
 }
 
 // TestGoDoesNotWaitForSlowEndpoints: Go paces the accept loop on the CPU,
-// never on the network: with far more than paceAfter sessions stuck
+// never on the network: with far more than pace.After sessions stuck
 // connecting to an endpoint that does not answer, sessions to a healthy
 // one are still set up and served at once.
 func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
-	const stuckN, liveN = 3 * paceAfter, paceAfter
+	const stuckN, liveN = 3 * pace.After, pace.After
 	d := &stuckFirst{n: stuckN, stuck: upstream.New("c", "stuck", stuckAddr(t)), live: upstream.New("c", "live", startBackend(t, lineEcho))}
 	s := NewServer(&Config{Listener: "l", Director: d}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -663,7 +634,7 @@ func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("serving %d sessions beside %d stuck setups took %v, want well under the stuck ones' 3s", liveN, stuckN, took)
 	}
-	if got := s.setups.Load(); got < stuckN {
+	if got := s.setups.InFlight(); got < stuckN {
 		t.Errorf("%d setups in flight at the end, want the %d stuck ones still counted", got, stuckN)
 	}
 }

@@ -32,6 +32,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
+
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
@@ -122,8 +124,8 @@ type Server struct {
 	cfg      atomic.Pointer[Config]
 	onClose  func(*conntrack.ConnInfo)
 	closing  atomic.Bool
-	sessions registry     // live sessions, for Sessions and CloseIdle
-	setups   atomic.Int32 // sessions setting up, for Go
+	sessions registry  // live sessions, for Sessions and CloseIdle
+	setups   pace.Gate // sessions setting up, for Go
 	// parkAfter is how long a busy direction waits for bytes on its
 	// goroutine before it parks (copy_linux.go).
 	parkAfter time.Duration
@@ -304,3 +306,10 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 		cfg = s.cfg.Load()
 	}
 }
+
+// Go runs f, which sets up a new session of this server (ServeConnAsync,
+// after whatever the caller reads first), on a new goroutine; the accept
+// loop calls it, and it paces the loop while many sessions are setting up
+// (see package pace). f should return once the session runs;
+// ServeConnAsync does.
+func (s *Server) Go(f func()) { s.setups.Go(func(func()) { f() }) }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package tcpproxy
+package pace
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// barrier is the pipe netpollBarrier waits on.
+// barrier is the pipe Barrier waits on.
 var barrier struct {
 	once sync.Once
 	mu   sync.Mutex // one barrier at a time
@@ -18,13 +18,13 @@ var barrier struct {
 	r    syscall.RawConn // nil: the platform cannot wait on the pipe
 }
 
-// netpollBarrier returns once the Go runtime has polled the network after
+// Barrier returns once the Go runtime has polled the network after
 // the call began. It writes a byte into a pipe and waits for it to be
 // readable through the runtime's poller: the runtime learns of it only
 // when it polls, which a busy runtime does when it has run what was
 // runnable (or every 10ms), so the wait lets queued goroutines run first,
 // and those waiting for a connect to complete run right after.
-func netpollBarrier() {
+func Barrier() {
 	b := &barrier
 	b.once.Do(func() {
 		r, w, err := os.Pipe()
