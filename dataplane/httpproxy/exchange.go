@@ -1029,9 +1029,19 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 		if left >= spliceMin && spliceable {
 			wdl := time.Now().Add(cfg.IdleTimeout)
 			cc.c.SetWriteDeadline(wdl)
-			x.lr.R, x.lr.N = bc, min(left, splicePiece)
-			n, err := cc.tcp.ReadFrom(&x.lr)
-			x.lr.R = nil
+			piece := min(left, splicePiece)
+			n, err, clientSide, ok := cc.spliceResponse(bc, piece)
+			if !ok {
+				x.lr.R, x.lr.N = bc, piece
+				n, err = cc.tcp.ReadFrom(&x.lr)
+				x.lr.R = nil
+			} else if err != nil && clientSide && !isTimeout(err) {
+				cc.c.SetWriteDeadline(time.Time{})
+				cc.info.BytesOut += uint64(n)
+				x.epIn += uint64(n)
+				cc.reason = clientReason(err)
+				return &statusError{0, "client write failed", cc.reason}
+			}
 			cc.info.BytesOut += uint64(n)
 			x.epIn += uint64(n)
 			left -= n

@@ -915,3 +915,68 @@ func TestLargeUploadToSlowEndpoint(t *testing.T) {
 		t.Fatalf("backend got %s bytes, hash differs", resp.Header.Get("X-Body-Len"))
 	}
 }
+
+// A large body is spliced (relay_linux.go). An endpoint that closes
+// before the declared length: the client gets what was sent and then its
+// connection closes, recorded as the endpoint's doing.
+func TestSplicedResponseEndpointCloses(t *testing.T) {
+	const sent = 300 << 10
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+		c.Write(pattern(sent))
+		c.Close()
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("a body cut at %d of 1048576 bytes reached the client as complete", len(got))
+	}
+	if len(got) != sent || !bytes.Equal(got, pattern(sent)) {
+		t.Errorf("client got %d bytes (intact: %v), want the %d sent", len(got), bytes.Equal(got, pattern(len(got))), sent)
+	}
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED {
+		t.Errorf("reason %v, want SERVER_CLOSED", ci.Reason)
+	}
+	if ep.Conns() != 0 || ep.Inflight() != 0 {
+		t.Errorf("endpoint conns=%d inflight=%d", ep.Conns(), ep.Inflight())
+	}
+}
+
+// A client that goes away in the middle of a spliced body: recorded as
+// the client's doing, and the endpoint connection is not pooled.
+func TestSplicedResponseClientCloses(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
+		c.Write(pattern(64 << 20)) // until the proxy closes it
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).SetLinger(0)
+	conn.Close()
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("reason %v, want CLIENT_CLOSED", ci.Reason)
+	}
+	if ep.Conns() != 0 || ep.Inflight() != 0 {
+		t.Errorf("endpoint conns=%d inflight=%d", ep.Conns(), ep.Inflight())
+	}
+}

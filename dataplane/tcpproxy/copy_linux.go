@@ -5,10 +5,10 @@ package tcpproxy
 import (
 	"errors"
 	"os"
-	"runtime"
-	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,7 +64,7 @@ type halfState struct {
 	// patience is how long the half waits on its goroutine before it
 	// parks, from parkAfter up to maxPatience.
 	patience time.Duration
-	pipe     *pipe // while the half splices
+	pipe     *splice.Pipe // while the half splices
 	// parkID is the half's key in the poller while parked, 0 otherwise;
 	// guarded by parking.mu.
 	parkID   uint64
@@ -111,7 +111,7 @@ func (h *half) begin() {
 // release gives back what the half holds between bursts.
 func (h *half) release() {
 	if h.pipe != nil {
-		putPipe(h.pipe)
+		splice.Put(h.pipe)
 		h.pipe = nil
 	}
 }
@@ -156,7 +156,7 @@ func (h *half) copy(c *copier) error {
 				return err
 			}
 			continue
-		case h.pipe != nil && h.pipe.data > 0:
+		case h.pipe != nil && h.pipe.Data > 0:
 			if err := h.dstRC().Write(c.sendWaitFn); err != nil {
 				return err
 			}
@@ -229,7 +229,7 @@ func (c *copier) read(fd uintptr) bool {
 	h := c.h
 	for {
 		if h.pipe != nil {
-			n, err := splice(int(fd), h.pipe.w, h.pipe.size)
+			n, err := splice.Move(int(fd), h.pipe.W, h.pipe.Size)
 			switch {
 			case err == unix.EAGAIN:
 				if c.burst < spliceAt { // the bulk is over
@@ -246,11 +246,11 @@ func (c *copier) read(fd uintptr) bool {
 			}
 			h.moved++
 			c.burst += n
-			h.pipe.data = n
+			h.pipe.Data = n
 			if err := h.dstRC().Control(c.sendFn); err != nil {
 				c.err = err
 			}
-			if c.err != nil || h.pipe.data > 0 {
+			if c.err != nil || h.pipe.Data > 0 {
 				return true
 			}
 			continue
@@ -290,7 +290,7 @@ func (c *copier) read(fd uintptr) bool {
 		case c.inline:
 			return true
 		case more >= spliceAt || more < 0 && n == len(buf):
-			h.pipe = getPipe() // nil (no pipe to be had) keeps the buffer
+			h.pipe = splice.Get() // nil (no pipe to be had) keeps the buffer
 		}
 	}
 }
@@ -300,9 +300,9 @@ func (c *copier) read(fd uintptr) bool {
 // once all went.
 func (c *copier) send(fd uintptr) {
 	h := c.h
-	if p := h.pipe; p != nil && p.data > 0 {
-		for p.data > 0 {
-			n, err := splice(p.r, int(fd), p.data)
+	if p := h.pipe; p != nil && p.Data > 0 {
+		for p.Data > 0 {
+			n, err := splice.Move(p.R, int(fd), p.Data)
 			if err == unix.EAGAIN {
 				return
 			}
@@ -310,7 +310,7 @@ func (c *copier) send(fd uintptr) {
 				c.err = err
 				return
 			}
-			p.data -= n
+			p.Data -= n
 			h.n += int64(n)
 		}
 		return
@@ -335,7 +335,7 @@ func (c *copier) send(fd uintptr) {
 // pending (true) or dst is full (false: wait until it has room).
 func (c *copier) sendWait(fd uintptr) bool {
 	c.send(fd)
-	return c.err != nil || c.pending == nil && (c.h.pipe == nil || c.h.pipe.data == 0)
+	return c.err != nil || c.pending == nil && (c.h.pipe == nil || c.h.pipe.Data == 0)
 }
 
 // flush sends the pending bytes, waiting for dst as long as it takes.
@@ -405,63 +405,4 @@ func sendRaw(fd int, p []byte) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
-}
-
-// splice moves up to n bytes from in to out, without waiting.
-func splice(in, out, n int) (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// pipe is a pipe for splicing.
-type pipe struct {
-	r, w int
-	size int // capacity
-	data int // bytes in it
-	fds  runtime.Cleanup
-}
-
-// pipeSize is the capacity asked of a new pipe: what one splice moves.
-const pipeSize = 256 << 10
-
-var pipes sync.Pool
-
-// getPipe returns an empty pipe, or nil when none can be made.
-func getPipe() *pipe {
-	if p, ok := pipes.Get().(*pipe); ok {
-		return p
-	}
-	var fds [2]int
-	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
-		return nil
-	}
-	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, pipeSize)
-	if err != nil {
-		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
-			size = 64 << 10
-		}
-	}
-	p := &pipe{r: fds[0], w: fds[1], size: size}
-	// A pipe the pool drops is closed.
-	p.fds = runtime.AddCleanup(p, closePipe, fds)
-	return p
-}
-
-func closePipe(fds [2]int) {
-	unix.Close(fds[0])
-	unix.Close(fds[1])
-}
-
-// putPipe gives back p; one that still holds bytes (its half failed while
-// sending them) is closed instead.
-func putPipe(p *pipe) {
-	if p.data > 0 {
-		p.fds.Stop()
-		closePipe([2]int{p.r, p.w})
-		return
-	}
-	pipes.Put(p)
 }

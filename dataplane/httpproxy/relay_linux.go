@@ -1,0 +1,101 @@
+package httpproxy
+
+import (
+	"net"
+	"syscall"
+
+	"github.com/sluice-lb/sluice/dataplane/internal/splice"
+)
+
+// spliceResponse moves up to n bytes of a response body from the
+// endpoint connection bc to the client through a pooled pipe, with raw
+// splice calls (package splice): each piece read from the endpoint is
+// sent on at once, and the wait for either socket is the netpoller's,
+// under the deadlines set on it. It returns what reached the client, and
+// says which side an error came from. ok is false when it cannot splice
+// (no raw socket on either side, or no pipe to be had): nothing moved,
+// and the caller copies or uses net's splice.
+//
+// net's own splice (TCPConn.ReadFrom) makes its calls as ordinary system
+// calls: a splice of a large piece takes longer than a sysmon tick, so
+// at GOMAXPROCS=1 the proxy's P moved to another thread on most of them,
+// and the body waited for the thread switches.
+func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err error, clientSide, ok bool) {
+	x := cc.x
+	if cc.raw == nil || x.epRaw == nil || bc != x.epConn {
+		return 0, nil, false, false
+	}
+	p := splice.Get()
+	if p == nil {
+		return 0, nil, false, false
+	}
+	defer splice.Put(p)
+	var serr error // an error of a splice call, and whose
+	var eof bool
+	push := func(fd uintptr) bool { // pipe → client; false: client full
+		for p.Data > 0 {
+			m, e := splice.Move(p.R, int(fd), p.Data)
+			switch e {
+			case nil:
+				p.Data -= m
+				moved += int64(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				serr, clientSide = e, true
+				return true
+			}
+		}
+		return true
+	}
+	pushNow := func(fd uintptr) { push(fd) }
+	pull := func(fd uintptr) bool { // endpoint → pipe, and on; false: wait for the endpoint
+		for moved+int64(p.Data) < n && serr == nil {
+			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size-p.Data), n-moved-int64(p.Data))))
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return p.Data > 0 // what the pipe holds goes on while the endpoint sends more
+			case e != nil:
+				serr = e
+				return true
+			case m == 0:
+				eof = true
+				return true
+			}
+			p.Data += m
+			if err := cc.raw.Control(pushNow); err != nil {
+				serr, clientSide = err, true
+			}
+			if p.Data > 0 {
+				return true // the client is full: wait for it
+			}
+		}
+		return true
+	}
+	for moved < n {
+		if p.Data == 0 {
+			if err := x.epRaw.Read(pull); err != nil {
+				return moved, err, false, true
+			}
+		}
+		if serr != nil {
+			return moved, serr, clientSide, true
+		}
+		if p.Data > 0 {
+			if err := cc.raw.Write(push); err != nil {
+				return moved, err, true, true
+			}
+			if serr != nil {
+				return moved, serr, clientSide, true
+			}
+			continue
+		}
+		if eof {
+			break
+		}
+	}
+	return moved, nil, false, true
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package httpproxy
+
+import "net"
+
+// spliceResponse splices with raw system calls on Linux only; elsewhere
+// net's splice or a copy moves the body.
+func (cc *clientConn) spliceResponse(net.Conn, int64) (int64, error, bool, bool) {
+	return 0, nil, false, false
+}
