@@ -399,6 +399,22 @@ func TestErrorResponses(t *testing.T) {
 	}
 }
 
+// getFromRaw sends one GET through a proxy to a rawBackend running fn and
+// returns the response as its head arrived, with the proxy, the endpoint
+// and the client connection.
+func getFromRaw(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (*proxy, *upstream.Endpoint, net.Conn, *http.Response) {
+	t.Helper()
+	ep := upstream.New("web", "b1", rawBackend(t, fn))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ep, conn, resp
+}
+
 // rawBackend serves each connection with fn and returns its address.
 func rawBackend(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
@@ -702,21 +718,12 @@ func waitFor(t testing.TB, cond func() bool) {
 
 func TestEndpointShutdownMidResponseEndsClientConn(t *testing.T) {
 	headSent := make(chan struct{})
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	p, ep, _, resp := getFromRaw(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial")
 		close(headSent)
 		io.Copy(io.Discard, br) // until closed
 	})
-	ep := upstream.New("web", "b1", addr)
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	<-headSent
 	buf := make([]byte, 7)
 	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "partial" {
@@ -921,21 +928,12 @@ func TestLargeUploadToSlowEndpoint(t *testing.T) {
 // connection closes, recorded as the endpoint's doing.
 func TestSplicedResponseEndpointCloses(t *testing.T) {
 	const sent = 300 << 10
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	p, ep, _, resp := getFromRaw(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
 		c.Write(pattern(sent))
 		c.Close()
 	})
-	ep := upstream.New("web", "b1", addr)
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got, err := io.ReadAll(resp.Body)
 	if err == nil {
 		t.Fatalf("a body cut at %d of 1048576 bytes reached the client as complete", len(got))
@@ -954,20 +952,11 @@ func TestSplicedResponseEndpointCloses(t *testing.T) {
 // A client that goes away in the middle of a spliced body: recorded as
 // the client's doing, and the endpoint connection is not pooled.
 func TestSplicedResponseClientCloses(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	p, ep, conn, resp := getFromRaw(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
 		c.Write(pattern(64 << 20)) // until the proxy closes it
 	})
-	ep := upstream.New("web", "b1", addr)
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	conn := p.dial()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := io.ReadFull(resp.Body, make([]byte, 2<<20)); err != nil {
 		t.Fatal(err)
 	}
