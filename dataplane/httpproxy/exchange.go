@@ -1035,12 +1035,6 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 				x.lr.R, x.lr.N = bc, piece
 				n, err = cc.tcp.ReadFrom(&x.lr)
 				x.lr.R = nil
-			} else if err != nil && clientSide && !isTimeout(err) {
-				cc.c.SetWriteDeadline(time.Time{})
-				cc.info.BytesOut += uint64(n)
-				x.epIn += uint64(n)
-				cc.reason = clientReason(err)
-				return &statusError{0, "client write failed", cc.reason}
 			}
 			cc.info.BytesOut += uint64(n)
 			x.epIn += uint64(n)
@@ -1048,6 +1042,10 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 			cc.c.SetWriteDeadline(time.Time{})
 			if n > 0 {
 				x.hard = time.Now().Add(cfg.ResponseTimeout)
+			}
+			if err != nil && clientSide && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
+				cc.reason = clientReason(err) // the client went away
+				return &statusError{0, "client write failed", cc.reason}
 			}
 			if err != nil {
 				if isTimeout(err) && time.Now().Before(wdl) {

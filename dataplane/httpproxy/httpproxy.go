@@ -116,9 +116,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-lb/sluice/dataplane/internal/pace"
-
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"

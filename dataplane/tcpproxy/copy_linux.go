@@ -8,9 +8,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/sluice-lb/sluice/dataplane/internal/splice"
-
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 )
 
 // How a half moves bytes on Linux.

@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-lb/sluice/dataplane/internal/pace"
+	"golang.org/x/sys/unix"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
-	"golang.org/x/sys/unix"
 )
 
 // These tests drive sessions whose halves are parked (no goroutine, their
