@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -540,6 +541,7 @@ func (cc *clientConn) send(bc net.Conn, expect bool) *statusError {
 	if x.bodyInWB {
 		x.bodySent = true
 	}
+	pace.Batch()
 	if err := cc.writeEndpoint(bc, x.wb); err != nil {
 		return endpointError(err)
 	}
@@ -976,6 +978,7 @@ func (cc *clientConn) flush() *statusError {
 		return nil
 	}
 	x.respStarted = true
+	pace.Batch()
 	err := cc.write(x.wb)
 	x.wb = x.wb[:0]
 	if err != nil {

@@ -85,3 +85,45 @@ func TestGateCountsAndPaces(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBatchPutsWritesAfterTheRound: goroutines readied together, each
+// reading then writing, do all their reads before any write when each
+// calls Batch before writing; without it each would write right after its
+// own read.
+func TestBatchPutsWritesAfterTheRound(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const n = 8
+	var (
+		mu  sync.Mutex
+		log []string
+		wg  sync.WaitGroup
+	)
+	record := func(s string) {
+		mu.Lock()
+		log = append(log, s)
+		mu.Unlock()
+	}
+	ready := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ready
+			record("read")
+			Batch()
+			record("write")
+		}()
+	}
+	time.Sleep(10 * time.Millisecond) // all n wait on ready
+	close(ready)
+	wg.Wait()
+	for i, s := range log {
+		want := "write"
+		if i < n {
+			want = "read"
+		}
+		if s != want {
+			t.Fatalf("step %d was a %s, want a %s; the steps: %v", i, s, want, log)
+		}
+	}
+}
