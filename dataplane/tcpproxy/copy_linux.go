@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 )
 
@@ -151,7 +152,11 @@ func (h *half) copy(c *copier) error {
 		switch {
 		case c.err != nil:
 			return c.err
-		case c.pending != nil: // dst was full: wait until it takes the rest
+		case c.pending != nil: // dst was full, or a message waits for its round
+			if c.batch {
+				c.batch = false
+				pace.Batch()
+			}
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -199,6 +204,9 @@ type copier struct {
 	// inline: the poller runs the steps for a parked half; a read never
 	// leaves more for a second one, and never starts splicing.
 	inline bool
+	// batch: pending is a message that came alone, to be sent once the
+	// goroutines runnable now have run (pace.Batch).
+	batch bool
 
 	buf     *copyBuf // holds pending
 	pending []byte   // read from src, not yet sent
@@ -275,6 +283,10 @@ func (c *copier) read(fd uintptr) bool {
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
 		if h.tlsDst() { // encrypting needs the TLS connection's Write
+			return true
+		}
+		if !c.inline && more == 0 && c.burst == n {
+			c.batch = true
 			return true
 		}
 		if err := h.dstRC().Control(c.sendFn); err != nil {
