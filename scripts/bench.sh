@@ -94,8 +94,12 @@ CONF
 } >"$RUN/haproxy.cfg"
 haproxy -f "$RUN/haproxy.cfg"
 
-bin/sluice-cp --listen $SLUICE_CP --http 127.0.0.1:19271 --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
-GOMAXPROCS=1 bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >"$RUN/dp.log" 2>&1 & pids+=($!)
+# Each process in its own session, as the daemons HAProxy and nginx are and
+# as peers.sh starts Caddy: with the kernel's autogroup scheduling, a
+# session is one entity sharing the CPU, so a node left in this script's
+# session would share one fair share of the CPU with wrk.
+setsid bin/sluice-cp --listen $SLUICE_CP --http 127.0.0.1:19271 --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
+GOMAXPROCS=1 setsid bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >"$RUN/dp.log" 2>&1 & pids+=($!)
 dp=$!
 for _ in $(seq 100); do bin/sluicectl apply -f examples/bench.yaml >/dev/null 2>&1 && break; sleep 0.1; done
 for port in 19280 19281 19282 19283 19284 19182 19183 19184; do
@@ -139,7 +143,7 @@ pair l4big "$BIG_CONNS" http://127.0.0.1:19184/ http://127.0.0.1:19284/
 freshnode() {
   kill "$dp" 2>/dev/null || true
   wait "$dp" 2>/dev/null || true
-  GOMAXPROCS=1 bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >>"$RUN/dp.log" 2>&1 & pids+=($!)
+  GOMAXPROCS=1 setsid bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >>"$RUN/dp.log" 2>&1 & pids+=($!)
   dp=$!
   for port in 19280 19281; do
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done
