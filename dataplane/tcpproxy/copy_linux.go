@@ -152,11 +152,7 @@ func (h *half) copy(c *copier) error {
 		switch {
 		case c.err != nil:
 			return c.err
-		case c.pending != nil: // dst was full, or a message waits for its round
-			if c.batch {
-				c.batch = false
-				pace.Batch()
-			}
+		case c.pending != nil: // dst was full: wait until it takes the rest
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -204,9 +200,6 @@ type copier struct {
 	// inline: the poller runs the steps for a parked half; a read never
 	// leaves more for a second one, and never starts splicing.
 	inline bool
-	// batch: pending is a message that came alone, to be sent once the
-	// goroutines runnable now have run (pace.Batch).
-	batch bool
 
 	buf     *copyBuf // holds pending
 	pending []byte   // read from src, not yet sent
@@ -286,8 +279,10 @@ func (c *copier) read(fd uintptr) bool {
 			return true
 		}
 		if !c.inline && more == 0 && c.burst == n {
-			c.batch = true
-			return true
+			// A message that came alone goes out after the reads of its
+			// round. Waiting here, not after returning, saves the read
+			// that would find src empty.
+			pace.Batch()
 		}
 		if err := h.dstRC().Control(c.sendFn); err != nil {
 			c.err = err

@@ -11,9 +11,9 @@ import "runtime"
 // wakes it, and the kernel often places the woken task on the waker's CPU.
 // A node that wakes a peer once per exchange ends up sharing its core with
 // the load (the peer then preempts it right away at each wake-up, since the
-// node uses more than its fair share), and gets 65-80% of a core. When it
+// node uses more than its fair share), and gets 65-78% of a core. When it
 // wakes each peer once per round, the peers find its core busy less often
-// and stay on their own: the node keeps 93-96% of its core, as HAProxy
+// and stay on their own: the node keeps 86-96% of its core, as HAProxy
 // does (see BENCHMARKS.md).
 //
 // It costs one trip through the runtime's run queue (a fraction of a
