@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,8 +88,18 @@ listeners:
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 2), "--canary", "1", "--canary-window", "20s", "--wait")
 	close(stop)
 	wg.Wait()
-	if code != 2 || !strings.Contains(stderr, "the rollout of version 4 halted: canary error rate 100% (") || !strings.Contains(stderr, "is above 5%") {
+	if code != 2 || !strings.Contains(stderr, "the rollout of version 4 halted: canary error rate ") || !strings.Contains(stderr, "is above 5%") {
 		t.Fatalf("apply of a failing canary --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
+	}
+	// Every request the canary sent to the failing backend failed; one in
+	// flight when the canary switched may have been answered by the good
+	// one, and still count in the window.
+	m := haltRate.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("the halt does not give the rate as \"canary error rate R%% (E errors in N requests\": %s", stderr)
+	}
+	if errs, reqs := atoi(t, m[1]), atoi(t, m[2]); reqs == 0 || errs < reqs-1 {
+		t.Errorf("the halt counted %d errors in %d requests; want all but at most one in flight: %s", errs, reqs, stderr)
 	}
 	waitVersion(t, canary, 3)
 	if body, err := get(http.DefaultClient, "http://"+listen+"/"); err != nil || body != "good" {
@@ -99,7 +111,7 @@ listeners:
 		}
 	}
 	stdout, _, _ = ctl(t, c.addr, "rollout", "status")
-	if !strings.Contains(stdout, "group default: rollout of version 4, halted: canary error rate 100%") || !strings.Contains(stdout, "a-canary  connected  3") {
+	if !strings.Contains(stdout, "group default: rollout of version 4, halted: "+m[0]) || !strings.Contains(stdout, "a-canary  connected  3") {
 		t.Errorf("rollout status after the halt:\n%s", stdout)
 	}
 	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3)); code != 1 || !strings.Contains(stderr, "group default has a rollout of version 4 (halted); finish it, or end it with \"sluicectl rollout abort\", first") {
@@ -112,4 +124,16 @@ listeners:
 	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3), "--wait"); code != 0 {
 		t.Errorf("apply after the abort: exit %d: %s", code, stderr)
 	}
+}
+
+// haltRate is the figures of a halted rollout's reason.
+var haltRate = regexp.MustCompile(`canary error rate [0-9.]+% \(([0-9]+) errors in ([0-9]+) requests`)
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
