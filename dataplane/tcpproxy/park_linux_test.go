@@ -444,25 +444,11 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	ep := upstream.New("c", "e", startBackend(t, lineEcho))
 	var ended sync.WaitGroup
 	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			ended.Add(1)
-			s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), ended.Done) })
-		}
-	}()
+	addr := serveAsync(t, s, func() { ended.Add(1) }, ended.Done)
 	before := runtime.NumGoroutine()
 	var cs []client
 	for range n {
-		c := dialClient(t, ln.Addr().String())
+		c := dialClient(t, addr)
 		c.Write([]byte("hello\n"))
 		cs = append(cs, c)
 	}
@@ -607,27 +593,14 @@ func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
 	const stuckN, liveN = 3 * pace.After, pace.After
 	d := &stuckFirst{n: stuckN, stuck: upstream.New("c", "stuck", stuckAddr(t)), live: upstream.New("c", "live", startBackend(t, lineEcho))}
 	s := NewServer(&Config{Listener: "l", Director: d}, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), func() {}) })
-		}
-	}()
+	addr := serveAsync(t, s, func() {}, func() {})
 	for range stuckN {
-		dialClient(t, ln.Addr().String())
+		dialClient(t, addr)
 	}
 	waitUntil(t, "the stuck setups", func() bool { return d.picks.Load() == stuckN })
 	start := time.Now()
 	for range liveN {
-		c := dialClient(t, ln.Addr().String())
+		c := dialClient(t, addr)
 		exchange(t, c, c.r, "hi\n")
 	}
 	// The stuck setups wait for their connect timeout (3s).
@@ -637,4 +610,27 @@ func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
 	if got := s.setups.InFlight(); got < stuckN {
 		t.Errorf("%d setups in flight at the end, want the %d stuck ones still counted", got, stuckN)
 	}
+}
+
+// serveAsync serves s on a new loopback listener as the node does: each
+// accepted connection set up through Go and served by ServeConnAsync,
+// accepted called before and done when it ends. It returns the address.
+func serveAsync(t *testing.T, s *Server, accepted, done func()) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted()
+			s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), done) })
+		}
+	}()
+	return ln.Addr().String()
 }
