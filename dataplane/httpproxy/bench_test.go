@@ -2,7 +2,6 @@ package httpproxy
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // benchHead is a typical browser request head (~450 bytes).
@@ -83,45 +83,6 @@ func BenchmarkRewriteRequestHead(b *testing.B) {
 	}
 }
 
-// fixedBackend answers every request head on a connection with resp,
-// without allocating; it is the backend of the loopback benchmarks.
-func fixedBackend(b testing.TB, resp string) string {
-	ln := listen(b)
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				out := []byte(resp)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // benchClient sends b.N keep-alive requests on one connection and reads
 // each response of known size.
 func benchClient(b *testing.B, addr string, respLen int) {
@@ -161,7 +122,7 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 		style ForwardedHeaders
 	}{{"x-forwarded", ForwardXForwarded}, {"no-forwarding", ForwardNone}} {
 		b.Run(tc.name, func(b *testing.B) {
-			addr := fixedBackend(b, benchResponse)
+			addr := loopback.FixedBackend(b, benchResponse)
 			p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}, Forwarded: tc.style})
 			// The proxy rewrites the status line and head, which keeps the length.
 			benchClient(b, p.addr, len(benchResponse))
@@ -173,7 +134,7 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 // connection limits on (far enough not to end the connection), error pages
 // configured and retries on: they must cost no allocation either.
 func BenchmarkProxyKeepAliveLimits(b *testing.B) {
-	addr := fixedBackend(b, benchResponse)
+	addr := loopback.FixedBackend(b, benchResponse)
 	p := startProxy(b, &Config{
 		Director:                 &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}},
 		MaxConnectionAge:         time.Hour,
@@ -254,7 +215,7 @@ func BenchmarkCookiePersistenceHeads(b *testing.B) {
 // BenchmarkProxyKeepAliveCookie is BenchmarkProxyKeepAlive with cookie
 // persistence by the Director (persistBenchDirector).
 func BenchmarkProxyKeepAliveCookie(b *testing.B) {
-	addr := fixedBackend(b, benchCookieResponse)
+	addr := loopback.FixedBackend(b, benchCookieResponse)
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(b, &Config{Director: &persistBenchDirector{ep: ep, setCookie: []byte("SERVERID=b1; path=/")}})
 	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\nCookie: session=0123456789abcdef; SERVERID=b1; theme=dark\r\n\r\n")
@@ -287,7 +248,7 @@ func proxiedLen(b *testing.B, addr string, req []byte) int {
 }
 
 func BenchmarkDirectKeepAlive(b *testing.B) {
-	addr := fixedBackend(b, benchResponse)
+	addr := loopback.FixedBackend(b, benchResponse)
 	benchClient(b, addr, len(benchResponse))
 }
 
@@ -296,7 +257,7 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			resp := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n" + string(pattern(size))
-			addr := fixedBackend(b, resp)
+			addr := loopback.FixedBackend(b, resp)
 			p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
 			b.SetBytes(int64(size))
 			benchClient(b, p.addr, len(resp))
@@ -325,7 +286,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 }
 
 func benchIdleConnMemory(b *testing.B, start func(testing.TB, *Config) *proxy, settled func(n int)) {
-	addr := fixedBackend(b, benchResponse)
+	addr := loopback.FixedBackend(b, benchResponse)
 	p := start(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
 	const n = 1000
 	var stack, heap float64

@@ -24,7 +24,7 @@ import (
 // reported for each (on-req/s, off-req/s) and as their ratio.
 func BenchmarkHTTPMetered(b *testing.B) {
 	resp := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nhello from backend 1\n"
-	be := fixedBackend(b, resp)
+	be := loopback.FixedBackend(b, resp)
 	req := []byte("GET /static/app.js?v=42 HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: */*\r\n\r\n")
 	f, err := os.Create(filepath.Join(b.TempDir(), "access.log"))
 	if err != nil {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -194,7 +193,7 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, rule
 // rules-req/s) and as their ratio.
 func BenchmarkHTTPRules(b *testing.B) {
 	resp := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nhello from backend 1\n"
-	be := fixedBackend(b, resp)
+	be := loopback.FixedBackend(b, resp)
 	req := []byte("GET /static/app.js?v=42 HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: */*\r\nCookie: session=0123456789abcdef\r\n\r\n")
 	n := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer n.Close()
@@ -266,46 +265,4 @@ func benchRule(i int) string {
 		`{match: {header: {name: Cookie, contains: beta{i}=on}}, route: other}`,
 	}
 	return strings.ReplaceAll(templates[i%len(templates)], "{i}", fmt.Sprint(i))
-}
-
-// fixedBackend answers every request head on a connection with resp,
-// without allocating, so that a benchmark measures the proxy.
-func fixedBackend(b testing.TB, resp string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				out := []byte(resp)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }

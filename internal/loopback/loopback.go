@@ -1,4 +1,5 @@
-// Package loopback gives tests addresses on 127.0.0.1.
+// Package loopback gives tests addresses on 127.0.0.1, and backends there
+// that answer every request with the same bytes.
 package loopback
 
 import (

@@ -2,7 +2,6 @@ package scale
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // backendResponse is what every backend answers, to every request.
@@ -62,29 +63,7 @@ func (b *Backend) handle(c net.Conn) {
 		b.mu.Unlock()
 		c.Close()
 	}()
-	buf := make([]byte, 4096)
-	out := []byte(backendResponse)
-	n := 0
-	for {
-		m, err := c.Read(buf[n:])
-		if err != nil {
-			return
-		}
-		n += m
-		for {
-			i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-			if i < 0 {
-				break
-			}
-			if _, err := c.Write(out); err != nil {
-				return
-			}
-			n = copy(buf, buf[i+4:n])
-		}
-		if n == len(buf) {
-			return // a head this backend does not expect
-		}
-	}
+	loopback.AnswerHeads(c, []byte(backendResponse), make([]byte, 4096))
 }
 
 // Close stops the backend and closes its connections.
