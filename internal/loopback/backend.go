@@ -45,22 +45,8 @@ func AnswerHeads(c net.Conn, resp, buf []byte) error {
 // ends. It returns the address.
 func FixedBackend(t testing.TB, resp string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				AnswerHeads(c, []byte(resp), make([]byte, 16<<10))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return Serve(t, func(c net.Conn) {
+		defer c.Close()
+		AnswerHeads(c, []byte(resp), make([]byte, 16<<10))
+	})
 }
