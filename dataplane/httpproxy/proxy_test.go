@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -967,5 +968,33 @@ func TestSplicedResponseClientCloses(t *testing.T) {
 	}
 	if ep.Conns() != 0 || ep.Inflight() != 0 {
 		t.Errorf("endpoint conns=%d inflight=%d", ep.Conns(), ep.Inflight())
+	}
+}
+
+// An endpoint connection dialed for a plain TCP client goes back to the
+// pool with its raw socket; a client without one (TLS, or here a pipe)
+// that takes it next reads and writes it the same way. Endpoints belong to
+// clusters, which the node shares between, say, an HTTP and an HTTPS
+// listener.
+func TestPooledConnectionServesAClientWithoutRawSocket(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /tcp HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "b1 /tcp" {
+		t.Fatalf("TCP client: %s %q, want 200 \"b1 /tcp\"", r.status, r.body)
+	}
+
+	client, server := net.Pipe()
+	defer client.Close()
+	go p.srv.ServeConnFrom(server, netip.MustParseAddrPort("192.0.2.1:4000"))
+	client.SetDeadline(time.Now().Add(defaultTestTimeout))
+	go io.WriteString(client, "GET /pipe HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, bufio.NewReader(client), "GET"); r.code != 200 || r.body != "b1 /pipe" {
+		t.Fatalf("pipe client: %s %q, want 200 \"b1 /pipe\"", r.status, r.body)
+	}
+	if got := b.ln.accepted.Load(); got != 1 {
+		t.Errorf("backend accepted %d connections, want 1: the pipe client's request went on the pooled one", got)
 	}
 }

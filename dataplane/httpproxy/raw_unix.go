@@ -10,9 +10,10 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
-// initRaw prepares the raw-socket paths of a TCP client connection: the
-// idle read that gives the exchange back to the pool while it waits, and the
-// first write attempt that needs no deadline.
+// initRaw prepares the raw-socket paths of a plain TCP client connection:
+// its descriptor for the parker, the idle read that gives the exchange back
+// to the pool while it waits, and the first write attempt that needs no
+// deadline.
 func (cc *clientConn) initRaw() {
 	raw, err := cc.tcp.SyscallConn()
 	if err != nil {
@@ -27,31 +28,15 @@ func (cc *clientConn) initRaw() {
 			cc.x = getExchange()
 		}
 		x := cc.x
-		for {
-			// recvfrom, not read: sockets skip the VFS layer that way.
-			n, err := recvRaw(fd, x.rb[x.re:])
-			switch err {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				// Nothing to read: wait without the buffers.
-				if x.re == x.rs {
-					putExchange(x)
-					cc.x = nil
-				}
-				return false
-			case 0:
-				if n == 0 {
-					cc.rawN, cc.rawErr = 0, io.EOF
-					return true
-				}
-				cc.rawN, cc.rawErr = n, nil
-				return true
-			default:
-				cc.rawN, cc.rawErr = 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
-				return true
-			}
+		if cc.recv(fd, x.rb[x.re:]) {
+			return true
 		}
+		// Nothing to read: wait without the buffers.
+		if x.re == x.rs {
+			putExchange(x)
+			cc.x = nil
+		}
+		return false
 	}
 	cc.writeFn = func(fd uintptr) bool {
 		for {
@@ -69,28 +54,16 @@ func (cc *clientConn) initRaw() {
 			return true
 		}
 	}
-	// The endpoint side: a read that waits for bytes (the netpoller waits,
-	// under the deadline armEndpoint set), and a write that waits for room
-	// until all of rawP went or an error.
-	cc.epReadFn = func(fd uintptr) bool {
-		for {
-			n, err := recvRaw(fd, cc.rawP)
-			switch err {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			case 0:
-				cc.rawN, cc.rawErr = n, nil
-				if n == 0 {
-					cc.rawErr = io.EOF
-				}
-			default:
-				cc.rawN, cc.rawErr = 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
-			}
-			return true
-		}
-	}
+}
+
+// initEndpointRaw prepares the raw-socket paths to endpoint connections: a
+// read that waits for bytes (the netpoller waits, under the deadline
+// armEndpoint set), and a write that waits for room until all of rawP went
+// or an error. They do not touch the client's socket, so a client over TLS
+// has them too: a pooled endpoint connection carries its RawConn to
+// whichever client takes it next.
+func (cc *clientConn) initEndpointRaw() {
+	cc.epReadFn = func(fd uintptr) bool { return cc.recv(fd, cc.rawP) }
 	cc.epWriteFn = func(fd uintptr) bool {
 		for len(cc.rawP) > 0 {
 			n, err := sendRaw(fd, cc.rawP)
@@ -110,11 +83,34 @@ func (cc *clientConn) initRaw() {
 	}
 }
 
-// rawConnOf returns c's syscall.RawConn when c is a plain TCP connection
-// and raw socket I/O is set up (initRaw), nil otherwise.
+// recv reads from fd into p with recvfrom (sockets skip the VFS layer that
+// way): false when nothing is there to read, else true with rawN and rawErr
+// set, io.EOF for the peer's close.
+func (cc *clientConn) recv(fd uintptr, p []byte) bool {
+	for {
+		n, err := recvRaw(fd, p)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			cc.rawN, cc.rawErr = n, nil
+			if n == 0 {
+				cc.rawErr = io.EOF
+			}
+		default:
+			cc.rawN, cc.rawErr = 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
+		}
+		return true
+	}
+}
+
+// rawConnOf returns c's syscall.RawConn when c is a plain TCP connection,
+// nil otherwise.
 func (cc *clientConn) rawConnOf(c net.Conn) syscall.RawConn {
 	tc, ok := c.(*net.TCPConn)
-	if !ok || cc.epReadFn == nil {
+	if !ok {
 		return nil
 	}
 	raw, err := tc.SyscallConn()
@@ -130,6 +126,9 @@ func (cc *clientConn) readEndpointRaw(raw syscall.RawConn, p []byte) (int, error
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if cc.epReadFn == nil {
+		cc.initEndpointRaw()
+	}
 	cc.rawP, cc.rawN, cc.rawErr = p, 0, nil
 	err := raw.Read(cc.epReadFn)
 	cc.rawP = nil
@@ -141,6 +140,9 @@ func (cc *clientConn) readEndpointRaw(raw syscall.RawConn, p []byte) (int, error
 
 // writeEndpointRaw is readEndpointRaw's Write.
 func (cc *clientConn) writeEndpointRaw(raw syscall.RawConn, p []byte) (int, error) {
+	if cc.epWriteFn == nil {
+		cc.initEndpointRaw()
+	}
 	cc.rawP, cc.rawN, cc.rawErr = p, 0, nil
 	err := raw.Write(cc.epWriteFn)
 	n := cc.rawN
