@@ -198,22 +198,30 @@ func TestDrainDoesNotCutArrivingRequest(t *testing.T) {
 // A connection accepted after Drain is served one request, whenever it
 // sends it, and closed after it.
 func TestDrainServesNewConnectionOnce(t *testing.T) {
-	b := startBackend(t, "b1", nameHandler("b1"))
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
-	p.drainNow()
-	for _, pause := range []time.Duration{0, 100 * time.Millisecond} {
-		c := p.dial()
-		br := bufio.NewReader(c)
-		time.Sleep(pause) // not closed while it waits for its first request
-		io.WriteString(c, "GET /new HTTP/1.1\r\nHost: x\r\n\r\n")
-		r := readResponse(t, br, "GET")
-		if r.code != 200 || r.body != "b1 /new" || !closes(r) {
-			t.Fatalf("after a pause of %v: %s %q close=%v, want 200 with Connection: close", pause, r.status, r.body, closes(r))
-		}
-		expectEOF(t, br)
-		if ci := p.info(); ci.Requests != 1 || ci.Reason != closeDraining {
-			t.Errorf("ConnInfo requests=%d reason=%v, want 1 %v", ci.Requests, ci.Reason, closeDraining)
-		}
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB, *Config) *proxy
+	}{{"own goroutine", startProxy}, {"parking", startParkingProxy}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBackend(t, "b1", nameHandler("b1"))
+			p := tc.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+			p.drainNow()
+			// 100ms: longer than a connection waits before it parks.
+			for _, pause := range []time.Duration{0, 100 * time.Millisecond} {
+				c := p.dial()
+				br := bufio.NewReader(c)
+				time.Sleep(pause) // not closed while it waits for its first request
+				io.WriteString(c, "GET /new HTTP/1.1\r\nHost: x\r\n\r\n")
+				r := readResponse(t, br, "GET")
+				if r.code != 200 || r.body != "b1 /new" || !closes(r) {
+					t.Fatalf("after a pause of %v: %s %q close=%v, want 200 with Connection: close", pause, r.status, r.body, closes(r))
+				}
+				expectEOF(t, br)
+				if ci := p.info(); ci.Requests != 1 || ci.Reason != closeDraining {
+					t.Errorf("ConnInfo requests=%d reason=%v, want 1 %v", ci.Requests, ci.Reason, closeDraining)
+				}
+			}
+		})
 	}
 }
 

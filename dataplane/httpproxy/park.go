@@ -124,8 +124,11 @@ func (cc *clientConn) parkIdle(dl time.Time, aged bool) int {
 		if !cc.state.CompareAndSwap(st, connBusy) {
 			return parkTaken
 		}
-		if s.closed.Load() {
-			return parkNot // the socket is being closed: the wait ends on its own
+		if s.closed.Load() || cc.info.Requests == 0 {
+			// Closed: the socket is being closed, and the wait ends on its
+			// own. A new connection during Drain: it gets its one request
+			// served (see waitRequest), so it waits for it here.
+			return parkNot
 		}
 		return parkDraining
 	}
