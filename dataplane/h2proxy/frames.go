@@ -57,65 +57,65 @@ func newFrameReader(r io.Reader, maxHeaderBytes int) *frameReader {
 // h2Preface is the client connection preface (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-func (s *frameReader) Read(p []byte) (int, error) {
+func (fr *frameReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		if s.off < len(s.held) {
-			n := copy(p, s.held[s.off:])
-			s.off += n
+		if fr.off < len(fr.held) {
+			n := copy(p, fr.held[fr.off:])
+			fr.off += n
 			return n, nil
 		}
-		if s.err != nil {
-			return 0, s.err
+		if fr.err != nil {
+			return 0, fr.err
 		}
-		if s.skip > 0 {
-			n, err := s.r.Read(p[:min(len(p), s.skip)])
-			s.skip -= n
+		if fr.skip > 0 {
+			n, err := fr.r.Read(p[:min(len(p), fr.skip)])
+			fr.skip -= n
 			return n, err
 		}
-		s.next()
+		fr.next()
 	}
 }
 
 // next reads the next frame header into held, and with it a SETTINGS
 // frame or a header block fragment whole, to rewrite.
-func (s *frameReader) next() {
-	if cap(s.held) > heldKeep {
-		s.held = make([]byte, 0, frameHeaderLen+maxSettingsHeld)
+func (fr *frameReader) next() {
+	if cap(fr.held) > heldKeep {
+		fr.held = make([]byte, 0, frameHeaderLen+maxSettingsHeld)
 	}
-	s.held, s.off = s.held[:frameHeaderLen], 0
-	if !s.fill(s.held) {
+	fr.held, fr.off = fr.held[:frameHeaderLen], 0
+	if !fr.fill(fr.held) {
 		return
 	}
-	length := int(s.held[0])<<16 | int(s.held[1])<<8 | int(s.held[2])
-	if s.hdr != nil {
-		hold, ok := s.hdr.order(s.held[3], binary.BigEndian.Uint32(s.held[5:])&(1<<31-1), length)
+	length := int(fr.held[0])<<16 | int(fr.held[1])<<8 | int(fr.held[2])
+	if fr.hdr != nil {
+		hold, ok := fr.hdr.order(fr.held[3], binary.BigEndian.Uint32(fr.held[5:])&(1<<31-1), length)
 		if !ok {
-			s.hdr = nil
+			fr.hdr = nil
 		} else if hold {
-			s.held = s.grow(frameHeaderLen+length, headerRoom)
-			if !s.fill(s.held[frameHeaderLen:]) {
+			fr.held = fr.grow(frameHeaderLen+length, headerRoom)
+			if !fr.fill(fr.held[frameHeaderLen:]) {
 				return
 			}
-			if s.held, ok = s.hdr.check(s.held); !ok {
-				s.hdr = nil
+			if fr.held, ok = fr.hdr.check(fr.held); !ok {
+				fr.hdr = nil
 			}
 			return
 		}
 	}
-	if s.held[3] != frameSettings || s.held[4]&flagAck != 0 || length%settingLen != 0 || length > maxSettingsHeld {
-		s.skip = length
+	if fr.held[3] != frameSettings || fr.held[4]&flagAck != 0 || length%settingLen != 0 || length > maxSettingsHeld {
+		fr.skip = length
 		return
 	}
-	s.held = s.held[:frameHeaderLen+length]
-	if !s.fill(s.held[frameHeaderLen:]) {
+	fr.held = fr.held[:frameHeaderLen+length]
+	if !fr.fill(fr.held[frameHeaderLen:]) {
 		return
 	}
-	kept := dedupSettings(s.held[frameHeaderLen:])
-	s.held = s.held[:frameHeaderLen+kept]
-	s.held[0], s.held[1], s.held[2] = byte(kept>>16), byte(kept>>8), byte(kept)
+	kept := dedupSettings(fr.held[frameHeaderLen:])
+	fr.held = fr.held[:frameHeaderLen+kept]
+	fr.held[0], fr.held[1], fr.held[2] = byte(kept>>16), byte(kept>>8), byte(kept)
 }
 
 // heldKeep is the most held keeps between frames: a larger one, for a
@@ -124,27 +124,27 @@ const heldKeep = 4 << 10
 
 // grow returns held, holding a frame header, cut to n bytes with room
 // for extra more.
-func (s *frameReader) grow(n, extra int) []byte {
-	if n+extra <= cap(s.held) {
-		return s.held[:n]
+func (fr *frameReader) grow(n, extra int) []byte {
+	if n+extra <= cap(fr.held) {
+		return fr.held[:n]
 	}
 	b := make([]byte, n, n+extra)
-	copy(b, s.held)
+	copy(b, fr.held)
 	return b
 }
 
 // fill reads b whole. On a read error it keeps what came in held (cut to
 // it) and the error, for Read to hand on in that order.
-func (s *frameReader) fill(b []byte) bool {
-	n, err := io.ReadFull(s.r, b)
+func (fr *frameReader) fill(b []byte) bool {
+	n, err := io.ReadFull(fr.r, b)
 	if err == nil {
 		return true
 	}
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF // the reader's own end, as net/http would have seen it
 	}
-	s.held = s.held[:len(s.held)-len(b)+n]
-	s.err = err
+	fr.held = fr.held[:len(fr.held)-len(b)+n]
+	fr.err = err
 	return false
 }
 
@@ -152,11 +152,11 @@ func (s *frameReader) fill(b []byte) bool {
 // frameReader.
 type clientConn struct {
 	*countConn
-	sr *frameReader
+	fr *frameReader
 }
 
 func newClientConn(c *countConn, maxHeaderBytes int) *clientConn {
-	return &clientConn{countConn: c, sr: newFrameReader(c, maxHeaderBytes)}
+	return &clientConn{countConn: c, fr: newFrameReader(c, maxHeaderBytes)}
 }
 
-func (c *clientConn) Read(p []byte) (int, error) { return c.sr.Read(p) }
+func (c *clientConn) Read(p []byte) (int, error) { return c.fr.Read(p) }

@@ -15,7 +15,7 @@ import (
 // its own, gives the same bytes however it is read, and changes nothing
 // but what it means to: a SETTINGS frame's payload (the same frame, of
 // the same type, flags and stream), and a header block that it makes
-// net/http reset (a HEADERS frame rewritten as rewrites says, or a
+// net/http reset (a HEADERS frame rewritten by selfDependent, or a
 // CONTINUATION frame followed by one more). Every other frame is byte
 // for byte what came.
 func FuzzFrameReader(f *testing.F) {

@@ -12,7 +12,8 @@ import (
 // A request whose header block holds a connection-specific field
 // (Connection, Proxy-Connection, Keep-Alive, Transfer-Encoding, Upgrade),
 // or TE with a value other than "trailers", is malformed, and RFC 9113
-// §8.2.2 makes that a stream error of type PROTOCOL_ERROR: RST_STREAM.
+// §8.2.2, §8.1.1 make that a stream error of type PROTOCOL_ERROR:
+// RST_STREAM.
 // net/http's server answers it 400 instead, from a handler of its own
 // (h2_bundle.go, processHeaders: checkValidHTTP2RequestHeaders, then
 // new400Handler), so the reset cannot come from Sluice's handler, which

@@ -34,11 +34,8 @@ func h2Server(t *testing.T, maxHeaderBytes int) string {
 			io.Copy(io.Discard, r.Body)
 			w.Write([]byte("ok"))
 		}),
-		Protocols: &protos,
-		HTTP2: &http.HTTP2Config{
-			MaxReadFrameSize:          maxFrame,
-			MaxDecoderHeaderTableSize: hpackTableSize,
-		},
+		Protocols:      &protos,
+		HTTP2:          h2Config(DefaultMaxConcurrentStreams),
 		MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog:       discard,
 	}
@@ -94,8 +91,14 @@ func dialH2(t *testing.T, addr string) *h2Client {
 // block HPACK-encodes a GET of / followed by fields (name, value pairs),
 // with the connection's encoder.
 func (cl *h2Client) block(fields ...string) []byte {
+	return cl.blockOf("GET", fields...)
+}
+
+// blockOf HPACK-encodes a request of / with method, followed by fields
+// (name, value pairs), with the connection's encoder.
+func (cl *h2Client) blockOf(method string, fields ...string) []byte {
 	cl.buf.Reset()
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "example.com"}, {":path", "/"}} {
+	for _, f := range [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "example.com"}, {":path", "/"}} {
 		cl.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	for i := 0; i < len(fields); i += 2 {
@@ -192,8 +195,8 @@ func (cl *h2Client) expect(stream uint32, want answer) {
 
 // TestMalformedHeadersReset: a request with a connection-specific field,
 // or TE other than "trailers", is reset with PROTOCOL_ERROR (RFC 9113
-// §8.2.2) where net/http alone answers 400, and the connection goes on
-// serving; what net/http accepts reaches the handler as before.
+// §8.2.2, §8.1.1) where net/http alone answers 400, and the connection
+// goes on serving; what net/http accepts reaches the handler as before.
 func TestMalformedHeadersReset(t *testing.T) {
 	addr := h2Server(t, 0)
 	for _, tt := range []struct {
@@ -365,14 +368,7 @@ func TestMalformedHeadersBody(t *testing.T) {
 	addr := h2Server(t, 0)
 	post := func(cl *h2Client, stream uint32, headersLen int, fields ...string) {
 		t.Helper()
-		cl.buf.Reset()
-		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "example.com"}, {":path", "/"}} {
-			cl.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		for i := 0; i < len(fields); i += 2 {
-			cl.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
-		}
-		b := bytes.Clone(cl.buf.Bytes())
+		b := cl.blockOf("POST", fields...)
 		n := min(headersLen, len(b))
 		cl.headers(http2.HeadersFrameParam{StreamID: stream, BlockFragment: b[:n], EndHeaders: n == len(b)})
 		if n < len(b) {
@@ -418,15 +414,11 @@ func TestMalformedTrailers(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cl := dialH2(t, addr)
-			cl.buf.Reset()
-			fields := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "example.com"}, {":path", "/"}}
+			var fields []string
 			if tt.declared {
-				fields = append(fields, [2]string{"trailer", "connection"})
+				fields = []string{"trailer", "connection"}
 			}
-			for _, f := range fields {
-				cl.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-			}
-			cl.headers(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bytes.Clone(cl.buf.Bytes()), EndHeaders: true})
+			cl.headers(http2.HeadersFrameParam{StreamID: 1, BlockFragment: cl.blockOf("POST", fields...), EndHeaders: true})
 			cl.fr.WriteData(1, false, []byte("body"))
 			cl.buf.Reset()
 			cl.enc.WriteField(hpack.HeaderField{Name: "connection", Value: "close"})
@@ -577,17 +569,18 @@ func TestHeaderCheckRewrite(t *testing.T) {
 	}
 }
 
-// fuzzFields are the names and values FuzzHeaderCheck builds requests of.
+// fuzzNames and fuzzValues are the names and values FuzzHeaderCheck
+// builds requests of.
 var (
 	fuzzNames  = []string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "x-a", "accept", "cookie", "x-a-rather-long-field-name"}
 	fuzzValues = []string{"trailers", "gzip", "", "close", "trailers, deflate", "a value long enough that the encoder may Huffman-code it, or not"}
 )
 
-// FuzzHeaderCheck sends requests made of fuzzFields, framed every way
-// (padding, priority, CONTINUATION frames of any size, table size
-// updates, fields indexed or not), through a frameReader to a framer
-// that reads them as net/http's server does (golang.org/x/net/http2 is
-// its code). A request net/http would answer 400 must come out as a
+// FuzzHeaderCheck sends requests made of fuzzNames and fuzzValues,
+// framed every way (padding, priority, CONTINUATION frames of any size,
+// table size updates, fields indexed or not), through a frameReader to
+// a framer that reads them as net/http's server does
+// (golang.org/x/net/http2 is its code). A request net/http would answer 400 must come out as a
 // stream error of type PROTOCOL_ERROR, or HEADERS that depend on
 // themselves, carrying the same fields; every other one as the same
 // fields and, when no request was malformed, the same bytes. Decoding

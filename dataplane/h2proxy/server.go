@@ -95,6 +95,17 @@ const (
 // business, and the connection record says how it ended.
 var discard = log.New(io.Discard, "", 0)
 
+// h2Config is the HTTP/2 configuration of ServeConn's servers, allowing
+// maxStreams concurrent streams. clientConn's frameReader mirrors the
+// frame size and HPACK decoder that it sets.
+func h2Config(maxStreams uint32) *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:      int(maxStreams),
+		MaxReadFrameSize:          maxFrame,
+		MaxDecoderHeaderTableSize: hpackTableSize,
+	}
+}
+
 // ServeConn implements httpproxy.HTTP2.
 func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
 	hcfg := s.http.Config()
@@ -113,15 +124,9 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 		protos.SetHTTP1(true)
 	}
 	cn.hs = &http.Server{
-		Handler:   cn,
-		Protocols: &protos,
-		// clientConn's frameReader mirrors the frame size and HPACK
-		// decoder that these set.
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:      int(cfg.MaxConcurrentStreams),
-			MaxReadFrameSize:          maxFrame,
-			MaxDecoderHeaderTableSize: hpackTableSize,
-		},
+		Handler:           cn,
+		Protocols:         &protos,
+		HTTP2:             h2Config(cfg.MaxConcurrentStreams),
 		MaxHeaderBytes:    headerListBytes(hcfg),
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
