@@ -153,15 +153,17 @@ func measureApply(clusters, endpoints, rounds int) (rows []row, ok bool) {
 func timed(f func() error) (wall, cpu time.Duration, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	c0 := threadCPU()
+	c0 := rusageCPU(unix.RUSAGE_THREAD)
 	t0 := time.Now()
 	err = f()
-	return time.Since(t0), threadCPU() - c0, err
+	return time.Since(t0), rusageCPU(unix.RUSAGE_THREAD) - c0, err
 }
 
-func threadCPU() time.Duration {
+// rusageCPU is the user and system CPU time getrusage reports for who
+// (unix.RUSAGE_THREAD, unix.RUSAGE_SELF), 0 if it fails.
+func rusageCPU(who int) time.Duration {
 	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+	if unix.Getrusage(who, &ru) != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -215,23 +217,15 @@ func serveCold() {
 	}
 	wire = nil
 	n := node.New(node.Options{})
-	c0 := processCPU()
+	c0 := rusageCPU(unix.RUSAGE_SELF)
 	wall, _, err := timed(func() error { return n.Apply(resp.GetVersionInfo(), resp.GetSnapshot()) })
-	cpu := processCPU() - c0
+	cpu := rusageCPU(unix.RUSAGE_SELF) - c0
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cold:", err)
 		os.Exit(1)
 	}
 	fmt.Println(wall.Microseconds(), cpu.Microseconds(), decode.Microseconds())
 	n.Close()
-}
-
-func processCPU() time.Duration {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func failedOf(c *scale.Counts) string {
