@@ -22,9 +22,10 @@ import (
 	"errors"
 	"math"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/sluice-lb/sluice/controlplane/groups"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 var (
