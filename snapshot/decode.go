@@ -612,7 +612,7 @@ func intRange(k protoreflect.Kind) (lo, hi string, signed bool, bits int) {
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		return strconv.Itoa(math.MinInt32), strconv.Itoa(math.MaxInt32), true, 32
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return strconv.Itoa(math.MinInt64), strconv.Itoa(math.MaxInt64), true, 64
+		return strconv.FormatInt(math.MinInt64, 10), strconv.FormatInt(math.MaxInt64, 10), true, 64
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
 		return "0", strconv.FormatUint(math.MaxUint32, 10), false, 32
 	}
