@@ -26,10 +26,14 @@ func closeWrite(backend net.Conn) {
 // returns.
 const copyBufSize = tlsinspect.MaxRecord
 
-var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+// copyBuf is the buffer of pump and, on Linux, of a half's small
+// exchanges.
+type copyBuf = [copyBufSize]byte
 
-func getCopyBuf() *[copyBufSize]byte  { return copyBufs.Get().(*[copyBufSize]byte) }
-func putCopyBuf(b *[copyBufSize]byte) { copyBufs.Put(b) }
+var copyBufs = sync.Pool{New: func() any { return new(copyBuf) }}
+
+func getCopyBuf() *copyBuf  { return copyBufs.Get().(*copyBuf) }
+func putCopyBuf(b *copyBuf) { copyBufs.Put(b) }
 
 // pump copies src to dst until src's EOF (nil) or an error, through a
 // pooled buffer: io.Copy would allocate one per call, since a TLS

@@ -369,10 +369,6 @@ func (c *copier) drop() {
 	c.buf, c.pending = nil, nil
 }
 
-// copyBuf is the buffer of a half's small exchanges; its size holds one
-// TLS record too (pump).
-type copyBuf = [copyBufSize]byte
-
 // recvInq reads fd into p. more is what TCP_INQ says is still queued
 // after the read (a FIN counts as 1), or -1 when inq is false (the socket
 // does not report it) or the kernel said nothing.
@@ -395,7 +391,7 @@ func recvInq(fd int, p []byte, inq bool) (n, more int, err error) {
 		return 0, -1, e
 	}
 	more = -1
-	if msg.Controllen >= uint64(unix.CmsgLen(4)) {
+	if int(msg.Controllen) >= unix.CmsgLen(4) { // uint32 on 32-bit platforms
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		if h.Level == unix.SOL_TCP && h.Type == unix.TCP_CM_INQ {
 			more = int(*(*int32)(unsafe.Add(unsafe.Pointer(&oob[0]), unix.CmsgLen(0))))
