@@ -49,7 +49,7 @@ var (
 
 // sweepEvery is how often the poller looks for parked halves whose sockets
 // were closed by someone else.
-var sweepEvery = 250 * time.Millisecond
+const sweepEvery = 250 * time.Millisecond
 
 // parking is the process's poller, started by the first half that parks.
 var parking poller
@@ -63,13 +63,23 @@ type poller struct {
 	c       *copier
 	serveFn func(uintptr)
 	wait    bool // the last serveFn read everything there was
+	// leaveFn takes a socket out of the set, for leave.
+	leaveFn func(uintptr)
 
 	mu       sync.Mutex
 	err      error            // why there is no epoll set: halves do not park
 	parked   map[uint64]*half // by parkID
 	last     uint64           // the last parkID handed out
 	sweeping *time.Timer      // running while parked is not empty
-	swept    bool             // sweeping was set and is running
+	// sweepArmed: sweeping is armed, or its sweep is running.
+	sweepArmed bool
+	// park's step for src's RawConn.Control: ctlFn arms ev for the
+	// socket, adding it to the set when it is not in, and leaves the
+	// outcome in ctlErr. Kept here, under mu (park holds it across
+	// Control), so that parking allocates nothing.
+	ev     unix.EpollEvent
+	ctlErr error
+	ctlFn  func(uintptr)
 }
 
 // park puts h, whose src has been idle, to sleep until src wakes it or the
@@ -92,27 +102,21 @@ func park(h *half) error {
 		return net.ErrClosed
 	}
 	id := p.last + 1
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	var cerr error
-	err := h.srcRC().Control(func(fd uintptr) {
-		// A socket stays in the set while it is open, disarmed after
-		// its event: re-arm it, or add it the first time.
-		if cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev); cerr == unix.ENOENT {
-			cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-		}
-	})
-	if err != nil {
+	p.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	if err := h.srcRC().Control(p.ctlFn); err != nil {
 		return err
 	}
-	if cerr != nil {
-		return os.NewSyscallError("epoll_ctl", cerr)
+	if p.ctlErr != nil {
+		err := os.NewSyscallError("epoll_ctl", p.ctlErr)
+		p.ctlErr = nil
+		return err
 	}
 	p.last = id
 	h.parkID = id
 	h.parkedAt = monotonic()
 	p.parked[id] = h
-	if !p.swept {
-		p.swept = true
+	if !p.sweepArmed {
+		p.sweepArmed = true
 		p.sweeping.Reset(sweepEvery)
 	}
 	return nil
@@ -144,7 +148,9 @@ func (p *poller) start() {
 		return
 	}
 	// A non-blocking fd goes into the Go poller, so the waiting
-	// goroutine holds no thread. Without a deadline it would not have.
+	// goroutine holds no thread. Clearing the deadline checks that it
+	// went in: a file the Go poller did not take refuses deadlines
+	// (os.ErrNoDeadline).
 	f := os.NewFile(uintptr(fd), "tcpproxy-park")
 	if err := f.SetReadDeadline(time.Time{}); err != nil {
 		f.Close()
@@ -164,6 +170,14 @@ func (p *poller) start() {
 	p.c = newCopier(nil)
 	p.c.inline = true
 	p.serveFn = func(fd uintptr) { p.wait = !p.c.read(fd) }
+	p.ctlFn = func(fd uintptr) {
+		// A socket stays in the set while it is open, disarmed after
+		// its event (or until leave): re-arm it, or add it.
+		if p.ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &p.ev); p.ctlErr == unix.ENOENT {
+			p.ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &p.ev)
+		}
+	}
+	p.leaveFn = func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) }
 	go p.run(f, rc)
 }
 
@@ -245,9 +259,9 @@ func (p *poller) serve(h *half) {
 	switch {
 	case c.eof && c.pending == nil && !h.tlsDst():
 		h.end(nil)
-	case c.err != nil || c.pending != nil || c.eof:
-		go h.runWith(c.handOver())
-	case !p.wait: // more to read: a burst
+	case c.err != nil || c.eof || c.pending != nil && h.tlsDst():
+		go h.runWith(c.handOver()) // it ends, or TLS encrypts what came
+	case c.pending != nil || !p.wait: // dst full, or more to read: a burst
 		p.leave(h)
 		go h.runWith(c.handOver())
 	case h.quick >= busyAfter: // busy: a goroutine serves it cheaper
@@ -265,7 +279,7 @@ func (p *poller) serve(h *half) {
 // own goroutine for a while: disarmed, the socket would still cost the
 // kernel a look at the set each time bytes arrive. park adds it again.
 func (p *poller) leave(h *half) {
-	h.srcRC().Control(func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	h.srcRC().Control(p.leaveFn)
 }
 
 // sweep ends the sessions of parked halves whose sockets someone closed.
@@ -282,7 +296,7 @@ func (p *poller) sweep() {
 	if len(p.parked) > 0 {
 		p.sweeping.Reset(sweepEvery)
 	} else {
-		p.swept = false
+		p.sweepArmed = false
 	}
 	p.mu.Unlock()
 	for _, h := range lost {
