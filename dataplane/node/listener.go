@@ -200,12 +200,12 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, setUp func(), log *
 			return
 		}
 	}
+	remove = false
+	done := func() { g.conns.Remove(c) }
 	if g.http != nil {
-		remove = false
-		g.http.ServeConnAsync(c, client, setUp, func() { g.conns.Remove(c) })
+		g.http.ServeConnAsync(c, client, setUp, done)
 	} else {
-		remove = false
-		g.tcp.ServeConnAsync(c, client, func() { g.conns.Remove(c) })
+		g.tcp.ServeConnAsync(c, client, done)
 	}
 }
 

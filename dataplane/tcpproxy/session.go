@@ -34,7 +34,7 @@ type session struct {
 	// clientRC and rawRC reach the file descriptors of client and raw.
 	clientRC, rawRC syscall.RawConn
 	ep              *upstream.Endpoint
-	list            *sessionList // of the registry, for Sessions and CloseIdle
+	list            *sessionList // of the registry, for Sessions, CloseIdle and MarkClosing
 	done            func()       // told once, when the session has ended
 
 	info    conntrack.ConnInfo
@@ -48,7 +48,7 @@ type session struct {
 	live  atomic.Int32 // halves that have not ended
 	ended atomic.Int32 // byClient or byServer: whose EOF came first
 	// aborted is set once the session's sockets are being closed, so that
-	// no half parks again (see poller.park).
+	// no half parks again (see park).
 	aborted atomic.Bool
 	// rebalanced is set by the one closeRebalanced that ends the session,
 	// so that the record tells why it ended.
@@ -216,7 +216,7 @@ func (s *session) finish() {
 	s.srv.sessions.remove(ep, s.list, s)
 	ep.Close(s.backend)
 	ep.Release()
-	s.srv.ended(s.cfg, s.client, info, s.from, s.exchange())
+	s.srv.ended(s.cfg, s.client, info, s.exchange())
 	s.done()
 }
 

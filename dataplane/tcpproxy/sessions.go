@@ -1,6 +1,7 @@
 package tcpproxy
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -77,6 +78,18 @@ func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *session) {
 	}
 }
 
+// appendAll appends the sessions of l to dst, oldest first, and returns
+// the extended slice.
+func (l *sessionList) appendAll(dst []*session) []*session {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dst = slices.Grow(dst, l.n)
+	for ss := l.head; ss != nil; ss = ss.next {
+		dst = append(dst, ss)
+	}
+	return dst
+}
+
 // list returns ep's list, or nil when ep has no session.
 func (r *registry) list(ep *upstream.Endpoint) *sessionList {
 	v, ok := r.lists.Load(ep)
@@ -118,12 +131,7 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 	}
 	// Look at the sessions outside the lock: each look is two system calls
 	// per socket, and sessions keep starting and ending meanwhile.
-	l.mu.Lock()
-	candidates := make([]*session, 0, l.n)
-	for ss := l.head; ss != nil; ss = ss.next {
-		candidates = append(candidates, ss)
-	}
-	l.mu.Unlock()
+	candidates := l.appendAll(nil)
 	closed := 0
 	for _, ss := range candidates {
 		if closed == n {
@@ -143,12 +151,7 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 func (r *registry) closeAll() {
 	var all []*session
 	r.lists.Range(func(_, v any) bool {
-		l := v.(*sessionList)
-		l.mu.Lock()
-		for ss := l.head; ss != nil; ss = ss.next {
-			all = append(all, ss)
-		}
-		l.mu.Unlock()
+		all = v.(*sessionList).appendAll(all)
 		return true
 	})
 	for _, ss := range all {

@@ -123,7 +123,7 @@ type Server struct {
 	cfg      atomic.Pointer[Config]
 	onClose  func(*conntrack.ConnInfo)
 	closing  atomic.Bool
-	sessions registry  // live sessions, for Sessions and CloseIdle
+	sessions registry  // live sessions, for Sessions, CloseIdle and MarkClosing
 	setups   pace.Gate // sessions setting up, for Go
 	// parkAfter is how long a busy direction waits for bytes on its
 	// goroutine before it parks (copy_linux.go).
@@ -186,7 +186,7 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done f
 	var ss *session
 	defer func() {
 		if ss == nil {
-			s.ended(cfg, client, &info, from, mx)
+			s.ended(cfg, client, &info, mx)
 			done()
 		}
 	}()
@@ -240,10 +240,10 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done f
 }
 
 // ended closes client and records its end: in the meters, the access log
-// and through onClose.
-func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInfo, from netip.AddrPort, mx meter.Exchange) {
+// and through onClose. mx.Client is the client the record names.
+func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInfo, mx meter.Exchange) {
 	client.Close()
-	info.Client = from.String()
+	info.Client = mx.Client.String()
 	info.Duration = time.Since(info.Start)
 	if s.closing.Load() {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,7 @@ func main() {
 
 	d := &roundRobin{}
 	for i, addr := range strings.Split(*backends, ",") {
-		d.eps = append(d.eps, upstream.New("bench", "b"+string(rune('1'+i)), addr))
+		d.eps = append(d.eps, upstream.New("bench", "b"+strconv.Itoa(i+1), addr))
 	}
 	srv := tcpproxy.NewServer(&tcpproxy.Config{Listener: "bench", Director: d}, nil)
 	ln, err := net.Listen("tcp", *listen)
