@@ -37,12 +37,7 @@ func parkedSessions(s *Server, ep *upstream.Endpoint) int {
 	if l == nil {
 		return 0
 	}
-	l.mu.Lock()
-	var all []*session
-	for ss := l.head; ss != nil; ss = ss.next {
-		all = append(all, ss)
-	}
-	l.mu.Unlock()
+	all := l.appendAll(nil)
 	parking.mu.Lock()
 	defer parking.mu.Unlock()
 	n := 0
@@ -306,7 +301,7 @@ func TestParkedClosedByTheEndpoint(t *testing.T) {
 			}
 			// Closed by the sweep, within sweepEvery of the endpoint's close.
 			if took := time.Since(start); took > sweepEvery+time.Second {
-				t.Errorf("the client's connection closed %v after the endpoint's, want within %v", took, sweepEvery)
+				t.Errorf("the client's connection closed %v after the endpoint's, want within %v", took, sweepEvery+time.Second)
 			}
 			if ci := waitInfo(t, infos); ci.Reason != tt.reason {
 				t.Errorf("reason %v, want %v", ci.Reason, tt.reason)
@@ -617,20 +612,8 @@ func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
 // accepted called before and done when it ends. It returns the address.
 func serveAsync(t *testing.T, s *Server, accepted, done func()) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted()
-			s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), done) })
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Accept(t, func(c net.Conn) {
+		accepted()
+		s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), done) })
+	})
 }

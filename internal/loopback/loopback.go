@@ -64,6 +64,15 @@ func portRange() (lo, hi int) {
 // address. handle owns the connection and closes it.
 func Serve(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
+	return Accept(t, func(c net.Conn) { go handle(c) })
+}
+
+// Accept listens on a fresh loopback port and runs fn for every
+// connection on the goroutine that accepts them, until the test ends; it
+// returns the address. The next connection is accepted once fn returns;
+// fn owns the connection and closes it.
+func Accept(t testing.TB, fn func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +84,7 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 			if err != nil {
 				return
 			}
-			go handle(c)
+			fn(c)
 		}
 	}()
 	return ln.Addr().String()
