@@ -146,7 +146,9 @@ freshnode() {
   GOMAXPROCS=1 setsid bin/sluice-dp --cp $SLUICE_CP --node-id bench --admin 127.0.0.1:19272 --log-level warn >>"$RUN/dp.log" 2>&1 & pids+=($!)
   dp=$!
   for port in 19280 19281; do
-    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done
+    local ok=
+    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && ok=1 && break; sleep 0.1; done
+    [ -n "$ok" ] || { echo "bench: the new node does not answer on 127.0.0.1:$port" >&2; exit 1; }
   done
   wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$1/" >/dev/null
   sleep 1
@@ -158,7 +160,8 @@ if [ "${BENCH_MEM:-1}" != 0 ]; then
   bash "$peers" mem "sluice-l4=19281:$dp" | tee "$RUN/mem-l4.txt"
 fi
 
-# The table. Medians over the rounds; throughput of the 1 MiB rows in MB/s.
+# The table. Medians over the rounds; throughput of the 1 MiB rows in MiB/s
+# (wrk counts in powers of 1024).
 median() { sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'; }
 mbs() { awk '{v=$1; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'; }
@@ -170,7 +173,13 @@ pair_rounds() { # NAME WHO COLUMN
 }
 row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT
   awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" 'BEGIN{
-    r = (h > 0) ? s / h : 0
+    if (s !~ /^[0-9.]+$/ || h !~ /^[0-9.]+$/ || s + 0 <= 0 || h + 0 <= 0) {
+      # A figure is missing (a run failed, nothing parsed) or not positive:
+      # no ratio, and certainly no "met".
+      printf "| %s | %s | %s | – | %s | not measured |\n", t, s, h, gt
+      exit
+    }
+    r = s / h
     ok = (g ~ /^max/) ? (r <= substr(g, 4) + 0) : (r >= substr(g, 4) + 0)
     f = (u == "ms" || u == "KiB") ? "%.2f" : "%.0f"
     printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s |\n", t, s, u, h, u, r, gt, ok ? "met" : "not met"
@@ -188,9 +197,9 @@ row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT
   row "L4 req/s through a TCP listener" \
     "$(peer_rounds "$RUN/l4.txt" sluice rps | median)" "$(peer_rounds "$RUN/l4.txt" haproxy rps | median)" "req/s" min1.0 "≥ 1.0×"
   row "L7 1 MiB bodies ($BIG_CONNS connections)" \
-    "$(pair_rounds l7big sluice 6 | mbs | median)" "$(pair_rounds l7big haproxy 6 | mbs | median)" "MB/s" min1.0 "≥ 1.0×"
+    "$(pair_rounds l7big sluice 6 | mbs | median)" "$(pair_rounds l7big haproxy 6 | mbs | median)" "MiB/s" min1.0 "≥ 1.0×"
   row "L4 1 MiB bodies ($BIG_CONNS connections)" \
-    "$(pair_rounds l4big sluice 6 | mbs | median)" "$(pair_rounds l4big haproxy 6 | mbs | median)" "MB/s" min1.0 "≥ 1.0×"
+    "$(pair_rounds l4big sluice 6 | mbs | median)" "$(pair_rounds l4big haproxy 6 | mbs | median)" "MiB/s" min1.0 "≥ 1.0×"
   if [ -f "$RUN/mem-l7.txt" ]; then
     kib() { sed -n "s/^$1 .* \(-\{0,1\}[0-9.]*\) KiB per connection/\1/p" "$2"; }
     # HAProxy's figures are from the first call: peers.sh measures it on
