@@ -139,6 +139,8 @@ func Start(opts Options) (*Dataplane, error) {
 		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, client.Collector())
 		if opts.AdminAuth != nil {
 			h = opts.AdminAuth.Protect(h)
+		} else {
+			h = admin.Guard(h, ln.Addr())
 		}
 		d.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		d.wg.Add(1)

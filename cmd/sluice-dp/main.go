@@ -45,8 +45,10 @@ The admin address serves a status page for people (/ and /stats), /status
 (JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
 go tool pprof), and the probes /healthz and /readyz. With
 --admin-auth-file, everything there but the probes asks for a user and
-password (HTTP basic auth). The file holds one user:password per line; it
-must be readable by its owner only (chmod 600), or the node refuses to start.
+password (HTTP basic auth); without it, the profiles answer only on a
+loopback address (403 elsewhere). The auth file holds one user:password per
+line; it must be readable by its owner only (chmod 600), or the node refuses
+to start.
 
 --access-log writes one JSON line per HTTP request and TCP session, to a
 file (appended) or to stdout with "-". It never slows traffic: when the

@@ -5,8 +5,10 @@ package admin
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,7 +26,8 @@ import (
 //	/debug/pprof/  the Go runtime's profiles (CPU, heap, goroutines, ...),
 //	          for `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`
 //
-// Credentials.Protect puts everything but the probes behind a password.
+// Credentials.Protect puts everything but the probes behind a password;
+// without it, Guard keeps the profiles to a loopback address.
 // extra are more collectors for /metrics (the discovery client's).
 func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...prometheus.Collector) http.Handler {
 	mux := http.NewServeMux()
@@ -63,4 +66,23 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...promet
 		}{nodeID, n.Version(), dropped(), n.Endpoints()})
 	})
 	return mux
+}
+
+// Guard returns h for an admin address without credentials that listens
+// on addr: the Go profiles stay open on a loopback address, and elsewhere
+// answer 403. A profile costs the node CPU while it runs, and the command
+// line shows the node's flags: on an address the network reaches, they
+// want --admin-auth-file. The status page, /status and /metrics stay open
+// there, as HAProxy's stats page and Envoy's admin address do.
+func Guard(h http.Handler, addr net.Addr) http.Handler {
+	if tcp, ok := addr.(*net.TCPAddr); !ok || tcp.IP.IsLoopback() {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			http.Error(w, "the Go profiles are served on a loopback admin address, or with --admin-auth-file", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -187,6 +187,29 @@ func TestStatusPageAuth(t *testing.T) {
 	}
 }
 
+// TestGuardKeepsProfilesLocal: without credentials, an admin address the
+// network reaches refuses the Go profiles and serves the rest; a loopback
+// one serves the profiles too.
+func TestGuardKeepsProfilesLocal(t *testing.T) {
+	n, _ := testNode(t)
+	h := Handler("node-1", n, func() uint64 { return 0 })
+	public := "http://" + serve(t, Guard(h, &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 7072}))
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+		if resp, body := fetch(t, public+path, "", ""); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "--admin-auth-file") {
+			t.Errorf("GET %s on a public address: %d %q, want 403 naming --admin-auth-file", path, resp.StatusCode, body)
+		}
+	}
+	for _, path := range []string{"/status", "/metrics", "/healthz"} {
+		if resp, _ := fetch(t, public+path, "", ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s on a public address: %d, want 200", path, resp.StatusCode)
+		}
+	}
+	local := "http://" + serve(t, Guard(h, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7072}))
+	if resp, body := fetch(t, local+"/debug/pprof/goroutine?debug=1", "", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, "sluice/dataplane/") {
+		t.Errorf("GET /debug/pprof/goroutine on loopback: %d, want 200 with the node's goroutines\n%.300s", resp.StatusCode, body)
+	}
+}
+
 // TestStatusPageShowsTraffic: the page shows the node, its listener with
 // its open connections, each endpoint's state, weight and counters, and
 // rates that match the requests sent between two views.
