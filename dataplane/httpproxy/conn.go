@@ -107,9 +107,10 @@ const closeCheckInterval = time.Second
 //
 // A connection that parks (park.go) serves its requests on its own
 // goroutine: when it idles, the goroutine ends, stack and all. One that
-// cannot park (TLS, or no epoll) waits on its goroutine, so it serves on a
-// worker goroutine (runBusy): its own goroutine never runs the deep
-// exchange code, and its stack stays small while it idles. The hand-off
+// cannot park (TLS, ServeConn or ServeConnFrom, or no epoll) waits on its
+// goroutine, so it serves on a worker goroutine (runBusy): its own
+// goroutine never runs the deep exchange code, and its stack stays small
+// while it idles. The hand-off
 // costs two goroutine switches per busy phase, which parking saves: about
 // a tenth more req/s with wrk -c50 at GOMAXPROCS=1.
 //

@@ -336,9 +336,10 @@ type Server struct {
 	// closed is set by Close: no connection parks any more.
 	closed atomic.Bool
 	// mu guards conns, the connections being served (an intrusive list
-	// through clientConn.prev/next), which Drain walks to wake the idle
-	// ones. A connection is added and removed once, in ServeConn: the lock
-	// is taken per connection, never per request.
+	// through clientConn.prev/next), which Drain and Close walk. A
+	// connection is added once, when served, and removed once, when it
+	// ends (finish, on whichever goroutine ends it): the lock is taken per
+	// connection, never per request.
 	mu    sync.Mutex
 	conns *clientConn
 

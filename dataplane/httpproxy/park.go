@@ -1,10 +1,8 @@
 package httpproxy
 
 import (
-	"log/slog"
 	"net"
 	"net/netip"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -182,8 +180,7 @@ func (cc *clientConn) resume() {
 	ended := true
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Error("httpproxy: panic serving a connection; closing it", "listener", cc.info.Listener, "client", cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
-			cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+			cc.panicked(p)
 		}
 		if ended {
 			cc.finish()

@@ -65,7 +65,9 @@ func (p *parker) start() {
 
 // run wakes the connections whose sockets became readable, forever.
 func (p *parker) run(f *os.File, raw syscall.RawConn) {
-	defer f.Close() // never: the parker lives as long as the process
+	// run never returns, so f is never closed here; the defer keeps f
+	// reachable, or its cleanup would close the epoll set under the parker.
+	defer f.Close()
 	events := make([]syscall.EpollEvent, 256)
 	for {
 		n := 0

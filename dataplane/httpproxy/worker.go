@@ -8,7 +8,8 @@ import (
 )
 
 // Workers run the busy phases of client connections that cannot park
-// (clientConn.serve): TLS ones, and all where there is no epoll.
+// (clientConn.serve): TLS ones, those served with ServeConn or
+// ServeConnFrom, and all where there is no epoll.
 //
 // A goroutine's stack grows to the deepest call it ever made and shrinks
 // only at a garbage collection, which a proxy that does not allocate rarely
@@ -46,7 +47,7 @@ func runBusy(cc *clientConn) bool {
 
 func (w *worker) run() {
 	for range w.wake {
-		keep := w.busy()
+		keep := w.cc.busySafe()
 		w.cc = nil
 		w.done <- keep
 		select {
@@ -57,18 +58,22 @@ func (w *worker) run() {
 	}
 }
 
-func (w *worker) busy() bool { return w.cc.busySafe() }
-
 // busySafe runs the connection's busy phase. A panic there is a bug, but
 // one client must not take the node down with it: like net/http, the panic
 // is logged with its stack and only this connection ends.
 func (cc *clientConn) busySafe() (keep bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Error("httpproxy: panic serving a connection; closing it", "listener", cc.info.Listener, "client", cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
-			cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+			cc.panicked(p)
 			keep = false
 		}
 	}()
 	return cc.busy()
+}
+
+// panicked logs a panic serving cc, with its stack, and ends cc as an I/O
+// error.
+func (cc *clientConn) panicked(p any) {
+	slog.Error("httpproxy: panic serving a connection; closing it", "listener", cc.info.Listener, "client", cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+	cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
