@@ -274,14 +274,10 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 func BenchmarkIdleConnMemory(b *testing.B) {
 	b.Run("waiting", func(b *testing.B) { benchIdleConnMemory(b, startProxy, func(int) {}) })
 	b.Run("parked", func(b *testing.B) {
-		benchIdleConnMemory(b, startParkingProxy, func(n int) {
-			for deadline := time.Now().Add(defaultTestTimeout); parkedCount() != n; {
-				if time.Now().After(deadline) {
-					b.Fatalf("%d connections parked, want %d", parkedCount(), n)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		})
+		if !parkingWorks() {
+			b.Skip("connections do not park on this platform")
+		}
+		benchIdleConnMemory(b, startParkingProxy, func(n int) { waitForParked(b, n) })
 	})
 }
 

@@ -252,3 +252,15 @@ func keepAliveClient() *http.Client {
 		},
 	}
 }
+
+// waitForParked waits until n connections are parked.
+func waitForParked(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(defaultTestTimeout)
+	for parkedCount() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked, want %d", parkedCount(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -19,18 +19,6 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// waitForParked waits until n connections are parked.
-func waitForParked(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for parkedCount() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections parked, want %d", parkedCount(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // get sends one GET on c and checks that b1 answered it, on a connection
 // kept open.
 func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) {

@@ -1,6 +1,6 @@
 // Command proxybench runs the httpproxy engine alone in front of fixed
 // backends, for load tests with wrk and the idle-memory measurement of
-// shared/bench/peers.sh (run it with GOMAXPROCS=1 to compare with
+// ../shared/bench/peers.sh (run it with GOMAXPROCS=1 to compare with
 // single-threaded peers):
 //
 //	GOMAXPROCS=1 go run ./dataplane/httpproxy/internal/proxybench \
@@ -62,6 +62,8 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go srv.ServeConn(c)
+		// As the node serves a listener: paced while many connections
+		// set up, and idle ones parked.
+		srv.Go(func(setUp func()) { srv.ServeConnAsync(c, c.RemoteAddr().(*net.TCPAddr).AddrPort(), setUp, nil) })
 	}
 }

@@ -1,6 +1,6 @@
 // Command proxybench runs the tcpproxy engine alone in front of fixed
 // backends, for load tests with wrk, profiles, and the idle-memory
-// measurement of shared/bench/peers.sh (run it with GOMAXPROCS=1 to compare
+// measurement of ../shared/bench/peers.sh (run it with GOMAXPROCS=1 to compare
 // with single-threaded peers):
 //
 //	GOMAXPROCS=1 go run ./dataplane/tcpproxy/internal/proxybench \
