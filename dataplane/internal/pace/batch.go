@@ -18,5 +18,7 @@ import "runtime"
 //
 // It costs one trip through the runtime's run queue (a fraction of a
 // microsecond), so it belongs before the write that ends a phase of an
-// exchange (a request head out, a response head out), not in a copy loop.
+// exchange: a request head out, a response head out, or in tcpproxy the
+// first send of a message that came alone. Never per piece of a burst or
+// of a body.
 func Batch() { runtime.Gosched() }
