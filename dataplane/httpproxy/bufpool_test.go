@@ -1,6 +1,9 @@
 package httpproxy
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Buffers idle through a whole trim interval are released, beyond keepHot,
 // and come back usable.
@@ -33,6 +36,59 @@ func TestBufClassTrimsIdleBuffers(t *testing.T) {
 		b := c.get()
 		b[0], b[bbSize-1] = 3, 4 // released pages fault back in
 	}
+}
+
+// After a burst, a trim returns the freed heap to the OS when there is
+// enough of it; not when it released no buffer, and not twice within
+// freeOSInterval.
+func TestTrimReturnsABurstsHeap(t *testing.T) {
+	c := &bufClass{size: rbSize, slab: 8}
+	tr := newTrimmer(c)
+	var free uint64 // what the runtime would say is freed and resident
+	returned := 0
+	tr.heapFree = func() uint64 { return free }
+	tr.freeOS = func() { returned++; free = 0 }
+	burst := func() { // keepHot+8 exchanges at once, then none
+		var bufs [][]byte
+		for range keepHot + 8 {
+			bufs = append(bufs, c.get())
+		}
+		for _, b := range bufs {
+			c.put(b)
+		}
+	}
+	now := time.Now()
+	tick := func(want bool, what string) {
+		t.Helper()
+		now = now.Add(trimInterval)
+		before := returned
+		if got := tr.tick(now); got != want || (returned > before) != want {
+			t.Fatalf("%s: tick returned the heap: said %v, did %v; want %v", what, got, returned > before, want)
+		}
+	}
+
+	burst()
+	free = 4 << 20
+	tick(false, "buffers in use during the interval")
+	tick(true, "burst ended")
+
+	burst()
+	tick(false, "buffers in use during the interval")
+	free = 4 << 20
+	tick(false, "within freeOSInterval of the last return")
+
+	now = now.Add(freeOSInterval)
+	tick(false, "no buffer released")
+
+	burst()
+	tick(false, "buffers in use during the interval")
+	free = burstFree - 1
+	tick(false, "burst ended, but too little freed heap resident")
+
+	burst()
+	tick(false, "buffers in use during the interval")
+	free = burstFree
+	tick(true, "burst ended, freeOSInterval later")
 }
 
 func TestExchangeBuffersReturn(t *testing.T) {
