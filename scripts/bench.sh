@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: issue 8's targets, Sluice side by side with HAProxy in one run,
-# printed as one table (and kept in .run/bench/table.md).
+# printed as one table (and kept in .run/bench/table.md): each side's median
+# over the rounds, their ratio, and the ratio in each round, since one
+# machine's rounds differ by up to a quarter.
 #
 # ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
 # thread each) and two nginx backends; this script adds what peers.sh does
@@ -171,43 +173,55 @@ peer_rounds() { # FILE NAME FIELD: the values of NAME's rounds in a peers.sh out
 pair_rounds() { # NAME WHO COLUMN
   awk -v n="$1" -v w="$2" -v c="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
 }
-row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT
-  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" 'BEGIN{
+ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
+  paste -d' ' <(echo "$1") <(echo "$2") |
+    awk '$1 + 0 > 0 && $2 + 0 > 0 {printf "%s%.2f", (n++ ? ", " : ""), $1 / $2} END{if (!n) printf "–"}'
+}
+row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
+  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" 'BEGIN{
     if (s !~ /^[0-9.]+$/ || h !~ /^[0-9.]+$/ || s + 0 <= 0 || h + 0 <= 0) {
       # A figure is missing (a run failed, nothing parsed) or not positive:
       # no ratio, and certainly no "met".
-      printf "| %s | %s | %s | – | %s | not measured |\n", t, s, h, gt
+      printf "| %s | %s | %s | – | %s | %s | not measured |\n", t, s, h, rr, gt
       exit
     }
     r = s / h
     ok = (g ~ /^max/) ? (r <= substr(g, 4) + 0) : (r >= substr(g, 4) + 0)
     f = (u == "ms" || u == "KiB") ? "%.2f" : "%.0f"
-    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s |\n", t, s, u, h, u, r, gt, ok ? "met" : "not met"
+    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s |\n", t, s, u, h, u, r, rr, gt, ok ? "met" : "not met"
   }'
 }
+# peer_row TARGET FILE FIELD CONVERT UNIT GOAL GOALTEXT: a row of a peers.sh run
+peer_row() {
+  local s h
+  s=$(peer_rounds "$2" sluice "$3" | $4)
+  h=$(peer_rounds "$2" haproxy "$3" | $4)
+  row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
+}
+# pair_row TARGET NAME COLUMN CONVERT UNIT GOAL GOALTEXT: a row of pair()'s rounds
+pair_row() {
+  local s h
+  s=$(pair_rounds "$2" sluice "$3" | $4)
+  h=$(pair_rounds "$2" haproxy "$3" | $4)
+  row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
+}
 {
-  echo "| target | Sluice | HAProxy | ratio | goal | |"
-  echo "|---|---|---|---|---|---|"
-  row "L7 req/s, HTTP/1.1 keep-alive, small bodies" \
-    "$(peer_rounds "$RUN/l7.txt" sluice rps | median)" "$(peer_rounds "$RUN/l7.txt" haproxy rps | median)" "req/s" min1.0 "≥ 1.0×"
-  row "L7 p99 latency" \
-    "$(peer_rounds "$RUN/l7.txt" sluice p99 | ms | median)" "$(peer_rounds "$RUN/l7.txt" haproxy p99 | ms | median)" "ms" max1.0 "≤ 1.0×"
-  row "L7 req/s, 20 rules and X-Forwarded-For" \
-    "$(pair_rounds rules sluice 4 | median)" "$(pair_rounds rules haproxy 4 | median)" "req/s" min0.9 "≥ 0.9×"
-  row "L4 req/s through a TCP listener" \
-    "$(peer_rounds "$RUN/l4.txt" sluice rps | median)" "$(peer_rounds "$RUN/l4.txt" haproxy rps | median)" "req/s" min1.0 "≥ 1.0×"
-  row "L7 1 MiB bodies ($BIG_CONNS connections)" \
-    "$(pair_rounds l7big sluice 6 | mbs | median)" "$(pair_rounds l7big haproxy 6 | mbs | median)" "MiB/s" min1.0 "≥ 1.0×"
-  row "L4 1 MiB bodies ($BIG_CONNS connections)" \
-    "$(pair_rounds l4big sluice 6 | mbs | median)" "$(pair_rounds l4big haproxy 6 | mbs | median)" "MiB/s" min1.0 "≥ 1.0×"
+  echo "| target | Sluice | HAProxy | ratio | each round | goal | |"
+  echo "|---|---|---|---|---|---|---|"
+  peer_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" "$RUN/l7.txt" rps cat req/s min1.0 "≥ 1.0×"
+  peer_row "L7 p99 latency" "$RUN/l7.txt" p99 ms ms max1.0 "≤ 1.0×"
+  pair_row "L7 req/s, 20 rules and X-Forwarded-For" rules 4 cat req/s min0.9 "≥ 0.9×"
+  peer_row "L4 req/s through a TCP listener" "$RUN/l4.txt" rps cat req/s min1.0 "≥ 1.0×"
+  pair_row "L7 1 MiB bodies ($BIG_CONNS connections)" l7big 6 mbs MiB/s min1.0 "≥ 1.0×"
+  pair_row "L4 1 MiB bodies ($BIG_CONNS connections)" l4big 6 mbs MiB/s min1.0 "≥ 1.0×"
   if [ -f "$RUN/mem-l7.txt" ]; then
     kib() { sed -n "s/^$1 .* \(-\{0,1\}[0-9.]*\) KiB per connection/\1/p" "$2"; }
     # HAProxy's figures are from the first call: peers.sh measures it on
     # every call, and by the second its process holds the memory already.
     row "memory per idle L7 keep-alive connection (5000)" \
-      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×"
+      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial"
     row "memory per idle L4 session (5000)" \
-      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×"
+      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial"
   fi
 } >"$RUN/table.md"
 echo
