@@ -175,7 +175,7 @@ pair_rounds() { # NAME WHO COLUMN
 }
 ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
   paste -d' ' <(echo "$1") <(echo "$2") |
-    awk '$1 + 0 > 0 && $2 + 0 > 0 {printf "%s%.2f", (n++ ? ", " : ""), $1 / $2} END{if (!n) printf "–"}'
+    awk '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
 }
 row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
   awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" 'BEGIN{
