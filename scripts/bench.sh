@@ -164,7 +164,7 @@ fi
 
 # The table. Medians over the rounds; throughput of the 1 MiB rows in MiB/s
 # (wrk counts in powers of 1024).
-median() { sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+median() { sort -g | awk 'NF {a[++n]=$1} END{if (n) print a[int((n+1)/2)]; else print "nan"}'; }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'; }
 mbs() { awk '{v=$1; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'; }
 peer_rounds() { # FILE NAME FIELD: the values of NAME's rounds in a peers.sh output
@@ -174,8 +174,8 @@ pair_rounds() { # NAME WHO COLUMN
   awk -v n="$1" -v w="$2" -v c="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
 }
 ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
-  paste -d' ' <(echo "$1") <(echo "$2") |
-    awk '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
+  paste <(echo "$1") <(echo "$2") |
+    awk -F'\t' '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
 }
 row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
   awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" 'BEGIN{
@@ -191,18 +191,20 @@ row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
     printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s |\n", t, s, u, h, u, r, rr, gt, ok ? "met" : "not met"
   }'
 }
-# peer_row TARGET FILE FIELD CONVERT UNIT GOAL GOALTEXT: a row of a peers.sh run
+# peer_row TARGET FILE FIELD CONVERT UNIT GOAL GOALTEXT: a row of a peers.sh
+# run. A side without figures (a failed run) is shown, not fatal: hence the
+# "|| true" under set -e and pipefail.
 peer_row() {
   local s h
-  s=$(peer_rounds "$2" sluice "$3" | $4)
-  h=$(peer_rounds "$2" haproxy "$3" | $4)
+  s=$(peer_rounds "$2" sluice "$3" | $4 || true)
+  h=$(peer_rounds "$2" haproxy "$3" | $4 || true)
   row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
 }
 # pair_row TARGET NAME COLUMN CONVERT UNIT GOAL GOALTEXT: a row of pair()'s rounds
 pair_row() {
   local s h
-  s=$(pair_rounds "$2" sluice "$3" | $4)
-  h=$(pair_rounds "$2" haproxy "$3" | $4)
+  s=$(pair_rounds "$2" sluice "$3" | $4 || true)
+  h=$(pair_rounds "$2" haproxy "$3" | $4 || true)
   row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
 }
 {
