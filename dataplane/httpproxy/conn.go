@@ -110,9 +110,9 @@ const closeCheckInterval = time.Second
 // cannot park (TLS, ServeConn or ServeConnFrom, or no epoll) waits on its
 // goroutine, so it serves on a worker goroutine (runBusy): its own
 // goroutine never runs the deep exchange code, and its stack stays small
-// while it idles. The hand-off
-// costs two goroutine switches per busy phase, which parking saves: about
-// a tenth more req/s with wrk -c50 at GOMAXPROCS=1.
+// while it idles. The hand-off costs two goroutine switches per busy
+// phase, which parking saves: about a tenth more req/s with wrk -c50 at
+// GOMAXPROCS=1.
 //
 // It returns true when the connection ended, false when it parked (see
 // park.go): then whoever takes it up ends it.

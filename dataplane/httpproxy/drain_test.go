@@ -22,24 +22,17 @@ import (
 // where Drain finds them.
 func (p *proxy) waitIdle(n int) {
 	p.t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for {
+	waitCount(p.t, "idle connections", func() int {
 		k := 0
 		p.srv.mu.Lock()
+		defer p.srv.mu.Unlock()
 		for cc := p.srv.conns; cc != nil; cc = cc.next {
 			if cc.state.Load() == connIdle {
 				k++
 			}
 		}
-		p.srv.mu.Unlock()
-		if k == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%d idle connections, want %d", k, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return k
+	}, n)
 }
 
 // drainNow calls Drain and checks that it does not wait.

@@ -256,11 +256,22 @@ func keepAliveClient() *http.Client {
 // waitForParked waits until n connections are parked.
 func waitForParked(t testing.TB, n int) {
 	t.Helper()
+	waitCount(t, "connections parked", parkedCount, n)
+}
+
+// waitCount polls count until it returns want, and fails the test with
+// what it returned last once the test deadline passed.
+func waitCount(t testing.TB, what string, count func() int, want int) {
+	t.Helper()
 	deadline := time.Now().Add(defaultTestTimeout)
-	for parkedCount() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections parked, want %d", parkedCount(), n)
+	for {
+		got := count()
+		if got == want {
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s, want %d", got, what, want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -209,13 +209,7 @@ func (h *heldHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func waitHeld(t *testing.T, h *heldHandler, n int32) {
 	t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for h.held.Load() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests reached the backend, want %d", h.held.Load(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitCount(t, "requests reached the backend", func() int { return int(h.held.Load()) }, int(n))
 }
 
 // Go counts a connection as setting up until its first request is
