@@ -580,12 +580,12 @@ var (
 // framed every way (padding, priority, CONTINUATION frames of any size,
 // table size updates, fields indexed or not), through a frameReader to
 // a framer that reads them as net/http's server does
-// (golang.org/x/net/http2 is its code). A request net/http would answer 400 must come out as a
-// stream error of type PROTOCOL_ERROR, or HEADERS that depend on
-// themselves, carrying the same fields; every other one as the same
-// fields and, when no request was malformed, the same bytes. Decoding
-// every request right after a malformed one shows the dynamic tables
-// kept in step.
+// (golang.org/x/net/http2 is its code). A request net/http would answer
+// 400 must come out as a stream error of type PROTOCOL_ERROR, or HEADERS
+// that depend on themselves, carrying the same fields; every other one as
+// the same fields and, when no request was malformed, the same bytes.
+// Decoding every request right after a malformed one shows the dynamic
+// tables kept in step.
 func FuzzHeaderCheck(f *testing.F) {
 	f.Add([]byte{0x10, 0x00, 0x01, 0x20, 0x31, 0x52, 0x06, 0x07})
 	f.Add([]byte{0x33, 0x50, 0x02, 0x99, 0x71, 0x61, 0x50, 0x02, 0x40, 0x51, 0x22, 0x06, 0x18})
