@@ -15,7 +15,8 @@ import (
 // TestCanaryRollout: apply --canary sends a version to one node of four
 // first. Canaries that run it cleanly for the window promote it to all;
 // canaries answering 5xx halt it, go back to the group's version, and the
-// rest of the group never sees it; bad shares are refused.
+// rest of the group never sees it; a canary's window counts only what it
+// sent with the new version; bad shares are refused.
 func TestCanaryRollout(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	good := startBackend(t, "good")
@@ -72,22 +73,27 @@ listeners:
 		}
 	}
 
-	// A failing canary: its 5xx halt the rollout, and it goes back.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
+	// traffic sends a request to the listener every 20 ms until stopped.
+	traffic := func() (stop func()) {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				get(http.DefaultClient, "http://"+listen+"/")
 			}
-			get(http.DefaultClient, "http://"+listen+"/")
-		}
-	})
+		})
+		return func() { close(done); wg.Wait() }
+	}
+
+	// A failing canary: its 5xx halt the rollout, and it goes back.
+	stop := traffic()
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 2), "--canary", "1", "--canary-window", "20s", "--wait")
-	close(stop)
-	wg.Wait()
+	stop()
 	if code != 2 || !strings.Contains(stderr, "the rollout of version 4 halted: canary error rate ") || !strings.Contains(stderr, "is above 5%") {
 		t.Fatalf("apply of a failing canary --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
 	}
@@ -123,6 +129,23 @@ listeners:
 	}
 	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3), "--wait"); code != 0 {
 		t.Errorf("apply after the abort: exit %d: %s", code, stderr)
+	}
+
+	// A canary that fixes a failing version: the 5xx the old version
+	// answered until the canary switched are not the canary's, even when
+	// the node reports them after its ACK, and do not halt the fix.
+	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 4), "--wait"); code != 0 {
+		t.Fatalf("apply of the failing backend: exit %d: %s", code, stderr)
+	}
+	stop = traffic()
+	time.Sleep(time.Second) // a second of 5xx, some not reported yet at the switch
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good.addr, 5), "--canary", "1", "--canary-window", "2s", "--wait")
+	stop()
+	if code != 0 || !strings.Contains(stdout, "the canaries passed: version ") {
+		t.Errorf("apply --canary of the fix --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
+	}
+	if body, err := get(http.DefaultClient, "http://"+listen+"/"); err != nil || body != "good" {
+		t.Errorf("after the fix the listener answers %q, %v; want the good backend", body, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,17 +144,34 @@ type rolloutWatch struct {
 type watch struct {
 	version uint64
 	started time.Time
-	// ackedAt is when every connected canary ran the version: the window
-	// starts there, with base holding each canary's counters.
-	ackedAt time.Time
-	base    map[string]counts
+	// appliedAt is when every connected canary ran the version. base
+	// holds each canary's counters from its first view at the version
+	// (see countFrom); the window starts at ackedAt, once every canary
+	// whose views reach this replica has its base.
+	appliedAt time.Time
+	ackedAt   time.Time
+	base      map[string]counts
 	// What the last check saw.
 	requests uint64
 	rate     float64
 	phase    string
 }
 
-type counts struct{ requests, errors uint64 }
+// counts is what a canary's latest view of its endpoints says.
+type counts struct {
+	requests, errors uint64
+	// version is the configuration the canary ran when it read the
+	// counters ("" from nodes older than EndpointReport.version); seen is
+	// false when no view of the canary reached this replica.
+	version string
+	seen    bool
+}
+
+// viewWait bounds how long a rollout waits for a canary's first view at
+// its version, once the canary ACKed it. A node sends one within a quarter
+// second of an apply; a view that stays older comes from a stats stream
+// that went to another replica, and counts nothing new.
+const viewWait = 5 * time.Second
 
 func (rw *rolloutWatch) get(group string) (watch, bool) {
 	rw.mu.Lock()
@@ -174,6 +192,7 @@ func (s *Server) canaryCounts(ids []string) map[string]counts {
 	for _, id := range ids {
 		var c counts
 		for _, v := range s.views.List(id, "") {
+			c.version, c.seen = v.Version, true
 			for _, ep := range v.Endpoints {
 				c.requests += ep.GetRequests()
 				c.errors += ep.GetResponses_5Xx() + ep.GetConnectErrors()
@@ -281,28 +300,46 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 	}
 	if connected == 0 || applied < connected {
-		w.ackedAt, w.base = time.Time{}, nil
+		w.appliedAt, w.ackedAt, w.base = time.Time{}, time.Time{}, nil
 		w.phase = fmt.Sprintf("waiting for %d of %d connected canaries to apply version %d", connected-applied, connected, v)
 		if connected == 0 {
 			w.phase = "waiting for a canary to connect"
 		}
 		return false, ""
 	}
-	counts := s.canaryCounts(r.GetCanaries())
-	if w.ackedAt.IsZero() {
-		w.ackedAt, w.base = now, counts
+	if w.appliedAt.IsZero() {
+		w.appliedAt, w.base = now, map[string]counts{}
 	}
+	counts := s.canaryCounts(r.GetCanaries())
+	want := strconv.FormatUint(v, 10)
 	var req, errs uint64
-	for id, c := range counts {
+	var waiting []string
+	for _, id := range r.GetCanaries() {
+		c := counts[id]
+		if !c.seen {
+			continue // its views go to another replica
+		}
 		b, ok := w.base[id]
-		if !ok || c.requests < b.requests || c.errors < b.errors {
-			// A canary restarted, or reported for the first time: count
-			// from here.
-			w.base[id] = c
+		if ok && (c.requests < b.requests || c.errors < b.errors) {
+			ok = false // the canary restarted: count from its new process's view
+		}
+		if !ok {
+			if w.countFrom(c, want, now) {
+				w.base[id] = c
+			} else {
+				waiting = append(waiting, id)
+			}
 			continue
 		}
 		req += c.requests - b.requests
 		errs += c.errors - b.errors
+	}
+	if w.ackedAt.IsZero() {
+		if len(waiting) > 0 {
+			w.phase = fmt.Sprintf("waiting for the counters of %s at version %d", strings.Join(waiting, ", "), v)
+			return false, ""
+		}
+		w.ackedAt = now
 	}
 	w.requests, w.rate = req, 0
 	if req+errs > 0 {
@@ -317,6 +354,15 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s)",
 		elapsed.Round(time.Second), window, percent(w.rate), req, percent(r.GetMaxErrorRate()))
 	return elapsed >= window, ""
+}
+
+// countFrom says whether a canary's view c can be the base its window
+// counts from: it was read at version want, so every request it leaves
+// out was sent with an earlier version. Views from nodes too old to say
+// their version, and any view once viewWait passed since every canary
+// applied the version, are taken as they are.
+func (w *watch) countFrom(c counts, want string, now time.Time) bool {
+	return c.version == want || c.version == "" || now.Sub(w.appliedAt) >= viewWait
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

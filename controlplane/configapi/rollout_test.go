@@ -2,10 +2,13 @@ package configapi
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/controlplane/stats"
@@ -89,4 +92,81 @@ func TestRolloutCanariesNackAndEdits(t *testing.T) {
 	}
 	_, err = s.ResumeRollout(ctx, &sluicev1.RolloutRequest{})
 	wantCode(t, "resume of a running rollout", err, 9 /* FailedPrecondition */, "group default has no halted rollout to resume")
+}
+
+// A canary's window counts from its first view at the rollout's version,
+// not from whatever view was the latest when it ACKed: errors its old
+// version answered before the switch, reported after the ACK, do not halt
+// a rollout that fixes them. A canary whose views stay older (its stats
+// stream went to another replica) holds the window back only viewWait.
+func TestCanaryWindowCountsFromItsVersion(t *testing.T) {
+	ctx := testContext(t)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := fleet.NewRegistry()
+	sessions := map[string]*fleet.Session{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		sessions[id] = reg.Connect(&sluicev1.Node{Id: id}, "127.0.0.1:1", 0)
+		sessions[id].Placed("default", "")
+	}
+	views := stats.NewViews()
+	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := st.Current(ctx)
+	old := strconv.FormatUint(cur.Config.GetGroups()[0].GetVersion(), 10)
+	view := func(node, version string, requests, errors uint64) {
+		views.Put(node, &sluicev1.EndpointReport{Version: version, Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
+		}})
+	}
+	view("n1", old, 100, 0)
+	view("n2", old, 40, 0)
+
+	canary := &sluicev1.Canary{Nodes: 2, Window: durationpb.New(10 * time.Second), MaxErrorRate: 0.05}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ = st.Current(ctx)
+	r := cur.Config.GetGroups()[0].GetRollout()
+	if got := strings.Join(r.GetCanaries(), ","); got != "n1,n2" {
+		t.Fatalf("canaries %s; want n1,n2", got)
+	}
+	rv := r.GetVersion()
+	sessions["n1"].Acked(rv)
+	sessions["n2"].Acked(rv)
+	nodes := map[string]*sluicev1.NodeStatus{}
+	for _, n := range reg.Nodes() {
+		nodes[n.GetId()] = n
+	}
+	w := &watch{version: rv}
+	step := func(at time.Duration) (bool, string) {
+		t.Helper()
+		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
+	}
+
+	// Both ACKed, but their latest views are of the old version.
+	if promote, halt := step(0); promote || halt != "" || w.phase != fmt.Sprintf("waiting for the counters of n1, n2 at version %d", rv) {
+		t.Errorf("right after the ACKs: promote %v, halt %q, phase %q", promote, halt, w.phase)
+	}
+	// n1's first view at the version holds 50 errors its old version
+	// answered before the switch.
+	view("n1", strconv.FormatUint(rv, 10), 150, 50)
+	if promote, halt := step(time.Second); promote || halt != "" || w.phase != fmt.Sprintf("waiting for the counters of n2 at version %d", rv) {
+		t.Errorf("with n1's view at the version: promote %v, halt %q, phase %q", promote, halt, w.phase)
+	}
+	// n2's views never come at the version: after viewWait it counts from
+	// the view it has, and the window starts.
+	if promote, halt := step(viewWait); promote || halt != "" || !strings.HasPrefix(w.phase, "watching the canaries: 0s of 10s, error rate 0% of 0 requests") {
+		t.Errorf("viewWait after the ACKs: promote %v, halt %q, phase %q", promote, halt, w.phase)
+	}
+	view("n1", strconv.FormatUint(rv, 10), 250, 51)
+	if promote, halt := step(viewWait + 10*time.Second); !promote || halt != "" || w.requests != 100 || w.rate != 0.01 {
+		t.Errorf("after the window: promote %v, halt %q, %d requests at rate %v; want a promotion, with 1 error in the 100 requests since the switch",
+			promote, halt, w.requests, w.rate)
+	}
 }

@@ -237,8 +237,8 @@ func TestClustersJoinSnapshotAndNodes(t *testing.T) {
 	for _, id := range []string{"n1", "n2"} {
 		f.fleet.Connect(&sluicev1.Node{Id: id}, "peer", 1)
 	}
-	f.views.Put("n1", []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 2, Conns: 3, Requests: 10, Responses_5Xx: 1}})
-	f.views.Put("n2", []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Detail: "connection refused", Active: 1, Conns: 1, Requests: 5, ConnectErrors: 2}})
+	f.views.Put("n1", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 2, Conns: 3, Requests: 10, Responses_5Xx: 1}}})
+	f.views.Put("n2", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Detail: "connection refused", Active: 1, Conns: 1, Requests: 5, ConnectErrors: 2}}})
 	f.do(t, post("/api/clusters/web/endpoints/b/disable", ""), nil)
 
 	var got clustersJSON

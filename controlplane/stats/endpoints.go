@@ -26,16 +26,19 @@ type View struct {
 	NodeID string
 	// ReportedAt is when the control plane received it.
 	ReportedAt time.Time
-	Endpoints  []*sluicev1.EndpointStats
+	// Version is the configuration version the node ran when it read the
+	// counters (EndpointReport.version; "" from older nodes).
+	Version   string
+	Endpoints []*sluicev1.EndpointStats
 }
 
 // NewViews returns an empty set of views.
 func NewViews() *Views { return &Views{now: time.Now, nodes: map[string]*View{}} }
 
-// Put makes eps node's view, received now, and returns it. eps must not be
-// modified afterwards.
-func (v *Views) Put(node string, eps []*sluicev1.EndpointStats) *View {
-	view := &View{NodeID: node, ReportedAt: v.now(), Endpoints: eps}
+// Put makes rep node's view, received now, and returns it. rep must not
+// be modified afterwards.
+func (v *Views) Put(node string, rep *sluicev1.EndpointReport) *View {
+	view := &View{NodeID: node, ReportedAt: v.now(), Version: rep.GetVersion(), Endpoints: rep.GetEndpoints()}
 	v.mu.Lock()
 	v.nodes[node] = view
 	v.mu.Unlock()
@@ -72,7 +75,7 @@ func (v *Views) List(node, cluster string) []*View {
 			}
 		}
 		if len(eps) > 0 {
-			kept = append(kept, &View{NodeID: view.NodeID, ReportedAt: view.ReportedAt, Endpoints: eps})
+			kept = append(kept, &View{NodeID: view.NodeID, ReportedAt: view.ReportedAt, Version: view.Version, Endpoints: eps})
 		}
 	}
 	return kept

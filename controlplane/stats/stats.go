@@ -222,7 +222,7 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
 		}
 		if eps := rep.GetEndpoints(); eps != nil {
-			view := s.views.Put(node, eps.GetEndpoints())
+			view := s.views.Put(node, eps)
 			if s.observer != nil {
 				s.observer.Observe(node, view.ReportedAt, view.Endpoints)
 			}

@@ -282,9 +282,9 @@ func TestReportEndpoints(t *testing.T) {
 // a node without an endpoint of the cluster is left out.
 func TestViewsList(t *testing.T) {
 	v := NewViews()
-	v.Put("n2", []*sluicev1.EndpointStats{epStats("api", "x", 1), epStats("web", "a", 2)})
-	v.Put("n1", []*sluicev1.EndpointStats{epStats("web", "a", 3), epStats("web", "b", 4)})
-	v.Put("n3", []*sluicev1.EndpointStats{epStats("api", "x", 5)})
+	v.Put("n2", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("api", "x", 1), epStats("web", "a", 2)}})
+	v.Put("n1", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("web", "a", 3), epStats("web", "b", 4)}})
+	v.Put("n3", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("api", "x", 5)}})
 	show := func(views []*View) []string {
 		var out []string
 		for _, view := range views {

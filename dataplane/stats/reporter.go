@@ -31,11 +31,14 @@ const (
 const EndpointsEvery = time.Second
 
 // Endpoints is where the reporter reads the node's view of its endpoints
-// (*node.Node). Both methods are called from Run's goroutine.
+// (*node.Node). Its methods are called from Run's goroutine.
 type Endpoints interface {
 	// StatusChanges grows whenever EndpointStats would show something new
-	// other than counters.
+	// other than counters; a new configuration version is such a change.
 	StatusChanges() uint64
+	// Version is the configuration version running: it changes only once
+	// the configuration it names is the one requests are sent with.
+	Version() string
 	EndpointStats() []*sluicev1.EndpointStats
 }
 
@@ -261,13 +264,17 @@ func (e *endpointsSent) due(r *Reporter) bool {
 // attach adds the endpoints' view to rep if it is due (or always, with
 // force), and then says so and returns the StatusChanges value the view
 // shows, for sent. The value is read before the view, so a change made
-// while the view is taken goes out again with the next report.
+// while the view is taken goes out again with the next report. So is the
+// version: every request counted after a view that names a version was
+// sent with that version or a later one, which a canary's error rate
+// counts on.
 func (e *endpointsSent) attach(r *Reporter, rep *sluicev1.StatsReport, force bool) (changes uint64, ok bool) {
 	if r.eps == nil || !force && !e.due(r) {
 		return 0, false
 	}
 	changes = r.eps.StatusChanges()
-	rep.Endpoints = &sluicev1.EndpointReport{Endpoints: r.eps.EndpointStats()}
+	version := r.eps.Version()
+	rep.Endpoints = &sluicev1.EndpointReport{Endpoints: r.eps.EndpointStats(), Version: version}
 	return changes, true
 }
 

@@ -220,9 +220,25 @@ type fakeEndpoints struct {
 	changes atomic.Uint64
 	mu      sync.Mutex
 	view    []*sluicev1.EndpointStats
+	version string
 }
 
 func (f *fakeEndpoints) StatusChanges() uint64 { return f.changes.Load() }
+
+func (f *fakeEndpoints) Version() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.version
+}
+
+// apply runs a new configuration version, as node.Apply does: the version
+// changes, then StatusChanges.
+func (f *fakeEndpoints) apply(version string) {
+	f.mu.Lock()
+	f.version = version
+	f.mu.Unlock()
+	f.changes.Add(1)
+}
 
 func (f *fakeEndpoints) EndpointStats() []*sluicev1.EndpointStats {
 	f.mu.Lock()
@@ -262,7 +278,8 @@ func (s *sink) nextEndpoints(t *testing.T, strict bool) *sluicev1.EndpointStats 
 
 // TestEndpointsOnChange: the first report of a stream carries the
 // endpoints; after that, a report carries them only once StatusChanges
-// moved, and then within a batch interval.
+// moved (a health change, a new version), and then within a batch
+// interval.
 func TestEndpointsOnChange(t *testing.T) {
 	src := &fakeEndpoints{}
 	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING, 0, true)
@@ -286,6 +303,13 @@ func TestEndpointsOnChange(t *testing.T) {
 	src.set(sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, 7, true)
 	if ep := s.nextEndpoints(t, true); ep.GetHealth() != sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN || ep.GetRequests() != 7 {
 		t.Fatalf("report after a health change: %v, want a DOWN with 7 requests", ep)
+	}
+
+	// A new version is a change too, and the view names it: a canary's
+	// window counts from there.
+	src.apply("9")
+	if rep := s.next(t); rep.GetEndpoints().GetVersion() != "9" || len(rep.GetEndpoints().GetEndpoints()) != 1 {
+		t.Fatalf("report after version 9 was applied: %v, want the endpoints at version 9", rep)
 	}
 	select {
 	case rep := <-s.reports:

@@ -306,8 +306,14 @@ func (x *StatsReport) GetInstance() string {
 
 // EndpointReport is a node's view of every endpoint of its configuration.
 type EndpointReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Endpoints     []*EndpointStats       `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Endpoints []*EndpointStats       `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Version is the configuration version (the version_info the node ACKed)
+	// it ran when it read the counters: every request counted after this view
+	// was sent with that version or a later one. A canary's error rate counts
+	// from its first view at the rollout's version. Empty from nodes older
+	// than the field.
+	Version       string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +353,13 @@ func (x *EndpointReport) GetEndpoints() []*EndpointStats {
 		return x.Endpoints
 	}
 	return nil
+}
+
+func (x *EndpointReport) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // EndpointStats is one endpoint as one node sees it. Counters run from the
@@ -713,10 +726,11 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\adropped\x18\x03 \x01(\x04R\adropped\x12\x1a\n" +
 	"\bdraining\x18\x04 \x01(\bR\bdraining\x127\n" +
 	"\tendpoints\x18\x05 \x01(\v2\x19.sluice.v1.EndpointReportR\tendpoints\x12#\n" +
-	"\binstance\x18\x06 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\"T\n" +
+	"\binstance\x18\x06 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\"w\n" +
 	"\x0eEndpointReport\x12B\n" +
 	"\tendpoints\x18\x01 \x03(\v2\x18.sluice.v1.EndpointStatsB\n" +
-	"\xfaB\a\x92\x01\x04\x10\xa0\x8d\x06R\tendpoints\"\xf8\x03\n" +
+	"\xfaB\a\x92\x01\x04\x10\xa0\x8d\x06R\tendpoints\x12!\n" +
+	"\aversion\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x18@R\aversion\"\xf8\x03\n" +
 	"\rEndpointStats\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x18\n" +

@@ -301,6 +301,17 @@ func (m *EndpointReport) validate(all bool) error {
 
 	}
 
+	if utf8.RuneCountInString(m.GetVersion()) > 64 {
+		err := EndpointReportValidationError{
+			field:  "Version",
+			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return EndpointReportMultiError(errors)
 	}
