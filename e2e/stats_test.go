@@ -57,7 +57,7 @@ func TestStatsShowBackendDown(t *testing.T) {
 	b := startBackend(t, "b")
 	listen := freeAddr(t)
 	dp := startNode(t, c.addr, "node-1")
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+	version := c.apply(t, fmt.Sprintf(`
 clusters:
   - name: web
     health_check: { interval: 100ms, fall: 2, rise: 1 }
@@ -66,7 +66,8 @@ clusters:
       - { name: b, address: %s }
 listeners:
   - { name: web, address: %s, protocol: HTTP, default_cluster: web }
-`, addrA, b.addr, listen)))
+`, addrA, b.addr, listen))
+	waitVersion(t, dp, version)
 	waitFor(t, "a to be UP in the control plane's stats", func() bool {
 		_, ep := c.endpointStats(t, "node-1", "web", "a")
 		return ep.GetHealth() == sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP
@@ -95,7 +96,8 @@ listeners:
 			a.GetRequests(), bs.GetRequests(), bs.GetBytesIn(), bs.GetBytesOut())
 	}
 	out, errOut, code := ctl(t, c.addr, "stats", "--node", "node-1")
-	if code != 0 || !strings.HasPrefix(out, "node-1 (connected, reported ") {
+	// The counters were read at the version the node runs.
+	if code != 0 || !strings.HasPrefix(out, fmt.Sprintf("node-1 (connected, version %d, reported ", version)) {
 		t.Fatalf("sluicectl stats: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	row := fields(out, "web/a")

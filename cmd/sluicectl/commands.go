@@ -884,6 +884,9 @@ as disconnected, with its last report.`)
 		if !n.GetConnected() {
 			state, reported = "disconnected", "last report"
 		}
+		if v := n.GetVersion(); v != "" {
+			state += ", version " + v
+		}
 		fmt.Fprintf(c.stdout, "%s (%s, %s %s ago)\n", n.GetNodeId(), state, reported, units.Age(n.GetReportedAt().AsTime(), now))
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CLUSTER/ENDPOINT\tADDRESS\tHEALTH\tWEIGHT\tACTIVE\tCONNS\tREQUESTS\tBYTES IN\tBYTES OUT\t5XX\tCONN ERR\tSINCE\tDETAIL")

@@ -783,7 +783,7 @@ func TestStats(t *testing.T) {
 	t.Cleanup(func() { clock = time.Now })
 	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(-ago)) }
 	cp := &fakeCP{statsOut: &sluicev1.GetStatsResponse{Nodes: []*sluicev1.NodeStats{
-		{NodeId: "dp-1", Connected: true, ReportedAt: ts(2 * time.Second), Endpoints: []*sluicev1.EndpointStats{
+		{NodeId: "dp-1", Connected: true, Version: "7", ReportedAt: ts(2 * time.Second), Endpoints: []*sluicev1.EndpointStats{
 			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Weight: 2,
 				Active: 3, Conns: 5, Requests: 1234, BytesIn: 3 << 20, BytesOut: 512, Responses_5Xx: 7, ConnectErrors: 1, Since: ts(3*time.Hour + 7*time.Minute)},
 			{Cluster: "web", Endpoint: "web2", Address: "10.0.0.2:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Weight: 1,
@@ -804,7 +804,7 @@ func TestStats(t *testing.T) {
 	}
 	header := []string{"CLUSTER/ENDPOINT", "ADDRESS", "HEALTH", "WEIGHT", "ACTIVE", "CONNS", "REQUESTS", "BYTES IN", "BYTES OUT", "5XX", "CONN ERR", "SINCE", "DETAIL"}
 	compareRows(t, "stats", tableRows(stdout), [][]string{
-		{"dp-1 (connected, reported 2s ago)"},
+		{"dp-1 (connected, version 7, reported 2s ago)"},
 		header,
 		{"web/web1", "10.0.0.1:80", "UP", "2", "3", "5", "1234", "3.0MiB", "512B", "7", "1", "3h07m", "-"},
 		{"web/web2", "10.0.0.2:80", "DOWN", "1", "0", "0", "0", "0B", "0B", "0", "12", "1m05s", "connection refused"},

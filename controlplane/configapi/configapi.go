@@ -825,6 +825,7 @@ func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sl
 			Connected:  conn,
 			ReportedAt: timestamppb.New(v.ReportedAt),
 			Endpoints:  v.Endpoints,
+			Version:    v.Version,
 		})
 	}
 	return resp, nil

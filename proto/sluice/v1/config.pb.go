@@ -1565,8 +1565,11 @@ type NodeStats struct {
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Connected bool                   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
 	// ReportedAt is when the control plane received the report.
-	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
-	Endpoints     []*EndpointStats       `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	ReportedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	Endpoints  []*EndpointStats       `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Version is the configuration version the node ran when it read the
+	// counters (EndpointReport.version; empty from nodes older than it).
+	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1627,6 +1630,13 @@ func (x *NodeStats) GetEndpoints() []*EndpointStats {
 		return x.Endpoints
 	}
 	return nil
+}
+
+func (x *NodeStats) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type ShutdownSessionsRequest struct {
@@ -2464,13 +2474,14 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\">\n" +
 	"\x10GetStatsResponse\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xb7\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xd1\x01\n" +
 	"\tNodeStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12;\n" +
 	"\vreported_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"reportedAt\x126\n" +
-	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\"a\n" +
+	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\"a\n" +
 	"\x17ShutdownSessionsRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +

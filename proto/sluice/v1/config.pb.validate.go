@@ -2905,6 +2905,8 @@ func (m *NodeStats) validate(all bool) error {
 
 	}
 
+	// no validation rules for Version
+
 	if len(errors) > 0 {
 		return NodeStatsMultiError(errors)
 	}
