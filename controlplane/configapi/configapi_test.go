@@ -24,12 +24,19 @@ const defaultTestTimeout = 10 * time.Second
 
 func newServer(t *testing.T) (*Server, store.Store) {
 	t.Helper()
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	st := openStore(t, store.BoltOptions{})
+	return New(st, fleet.NewRegistry(), stats.NewRing(10), nil), st
+}
+
+// openStore opens a store in a new folder, closed when the test ends.
+func openStore(t *testing.T, opts store.BoltOptions) *store.Bolt {
+	t.Helper()
+	st, err := store.OpenBolt(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return New(st, fleet.NewRegistry(), stats.NewRing(10), nil), st
+	return st
 }
 
 func testContext(t *testing.T) context.Context {

@@ -129,11 +129,7 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 // catch-all only, and no connected node in two groups.
 func TestGroupSelectorsAreChecked(t *testing.T) {
 	ctx := testContext(t)
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, store.BoltOptions{})
 	reg := fleet.NewRegistry()
 	reg.Connect(&sluicev1.Node{Id: "node-b", Labels: map[string]string{"role": "edge", "zone": "b"}}, "127.0.0.1:1", 0)
 	s := New(st, reg, stats.NewRing(10), nil)
@@ -141,7 +137,7 @@ func TestGroupSelectorsAreChecked(t *testing.T) {
 	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "zone-b", Selector: "zone=b"})
+	_, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "zone-b", Selector: "zone=b"})
 	wantCode(t, "a selector overlapping for a connected node", err, codes.FailedPrecondition,
 		"node node-b would be in two groups: its labels match groups edge and zone-b")
 	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "other", Selector: ""})

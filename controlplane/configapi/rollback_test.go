@@ -81,11 +81,7 @@ func TestRollbackDryRunStoresNothing(t *testing.T) {
 
 func TestRollbackToAVersionNotKept(t *testing.T) {
 	ctx := testContext(t)
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{Retain: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, store.BoltOptions{Retain: 2})
 	s := New(st, fleet.NewRegistry(), stats.NewRing(10), nil)
 	applyWeights(t, s, 1, 3, 5)
 
@@ -95,7 +91,7 @@ func TestRollbackToAVersionNotKept(t *testing.T) {
 			t.Errorf("rollback to %d: %v; want NOT_FOUND naming the kept versions 2 to 3", v, err)
 		}
 	}
-	_, err = s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 0})
+	_, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 0})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "version") {
 		t.Errorf("rollback to 0: %v; want INVALID_ARGUMENT naming version", err)
 	}

@@ -16,23 +16,29 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
+// placedNodes connects nodes to reg in the order of ids, each placed in
+// the default group.
+func placedNodes(reg *fleet.Registry, ids ...string) map[string]*fleet.Session {
+	sessions := map[string]*fleet.Session{}
+	for _, id := range ids {
+		sessions[id] = reg.Connect(&sluicev1.Node{Id: id}, "127.0.0.1:1", 0)
+		sessions[id].Placed("default", "")
+	}
+	return sessions
+}
+
 // A canary's share rounds up among the group's connected nodes, picked by
 // id; a NACK from a canary halts the rollout and an endpoint edit reaches
 // both the group's snapshot and the rollout's.
 func TestRolloutCanariesNackAndEdits(t *testing.T) {
 	ctx := testContext(t)
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, store.BoltOptions{})
 	reg := fleet.NewRegistry()
-	sessions := map[string]*fleet.Session{}
+	var ids []string
 	for i := range 12 {
-		id := fmt.Sprintf("n%02d", 12-i)
-		sessions[id] = reg.Connect(&sluicev1.Node{Id: id}, "127.0.0.1:1", 0)
-		sessions[id].Placed("default", "")
+		ids = append(ids, fmt.Sprintf("n%02d", 12-i)) // connected last to first
 	}
+	sessions := placedNodes(reg, ids...)
 	s := New(st, reg, stats.NewRing(10), nil)
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
 		t.Fatal(err)
@@ -101,17 +107,9 @@ func TestRolloutCanariesNackAndEdits(t *testing.T) {
 // stream went to another replica) holds the window back only viewWait.
 func TestCanaryWindowCountsFromItsVersion(t *testing.T) {
 	ctx := testContext(t)
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t, store.BoltOptions{})
 	reg := fleet.NewRegistry()
-	sessions := map[string]*fleet.Session{}
-	for _, id := range []string{"n1", "n2", "n3"} {
-		sessions[id] = reg.Connect(&sluicev1.Node{Id: id}, "127.0.0.1:1", 0)
-		sessions[id].Placed("default", "")
-	}
+	sessions := placedNodes(reg, "n1", "n2", "n3")
 	views := stats.NewViews()
 	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
