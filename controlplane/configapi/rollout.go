@@ -146,11 +146,11 @@ type watch struct {
 	started time.Time
 	// appliedAt is when every connected canary ran the version. base
 	// holds each canary's counters from its first view at the version
-	// (see countFrom); the window starts at ackedAt, once every canary
+	// (see countFrom); the window starts at windowFrom, once every canary
 	// whose views reach this replica has its base.
-	appliedAt time.Time
-	ackedAt   time.Time
-	base      map[string]counts
+	appliedAt  time.Time
+	windowFrom time.Time
+	base       map[string]counts
 	// What the last check saw.
 	requests uint64
 	rate     float64
@@ -300,7 +300,7 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 	}
 	if connected == 0 || applied < connected {
-		w.appliedAt, w.ackedAt, w.base = time.Time{}, time.Time{}, nil
+		w.appliedAt, w.windowFrom, w.base = time.Time{}, time.Time{}, nil
 		w.phase = fmt.Sprintf("waiting for %d of %d connected canaries to apply version %d", connected-applied, connected, v)
 		if connected == 0 {
 			w.phase = "waiting for a canary to connect"
@@ -334,19 +334,19 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		req += c.requests - b.requests
 		errs += c.errors - b.errors
 	}
-	if w.ackedAt.IsZero() {
+	if w.windowFrom.IsZero() {
 		if len(waiting) > 0 {
 			w.phase = fmt.Sprintf("waiting for the counters of %s at version %d", strings.Join(waiting, ", "), v)
 			return false, ""
 		}
-		w.ackedAt = now
+		w.windowFrom = now
 	}
 	w.requests, w.rate = req, 0
 	if req+errs > 0 {
 		w.rate = float64(errs) / float64(max(req, errs))
 	}
 	window := r.GetWindow().AsDuration()
-	elapsed := now.Sub(w.ackedAt)
+	elapsed := now.Sub(w.windowFrom)
 	if w.rate > r.GetMaxErrorRate() {
 		return false, fmt.Sprintf("canary error rate %s (%d errors in %d requests over %v) is above %s",
 			percent(w.rate), errs, req, elapsed.Round(time.Second), percent(r.GetMaxErrorRate()))
