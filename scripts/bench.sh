@@ -167,11 +167,11 @@ fi
 median() { sort -g | awk 'NF {a[++n]=$1} END{if (n) print a[int((n+1)/2)]; else print "nan"}'; }
 ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'; }
 mbs() { awk '{v=$1; if (v ~ /GB$/) {sub(/GB$/,"",v); v*=1024} else if (v ~ /MB$/) {sub(/MB$/,"",v)} else if (v ~ /KB$/) {sub(/KB$/,"",v); v/=1024}; print v}'; }
-peer_rounds() { # FILE NAME FIELD: the values of NAME's rounds in a peers.sh output
-  grep "^round [0-9]* $2 " "$1" | sed -n "s/.* $3=\([^ ]*\).*/\1/p"
+peer_rounds() { # FILE FIELD WHO: the values of WHO's rounds in a peers.sh output
+  grep "^round [0-9]* $3 " "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"
 }
-pair_rounds() { # NAME WHO COLUMN
-  awk -v n="$1" -v w="$2" -v c="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
+pair_rounds() { # NAME COLUMN WHO: the values of WHO's rounds of pair NAME
+  awk -v n="$1" -v c="$2" -v w="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
 }
 ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
   paste <(echo "$1") <(echo "$2") |
@@ -191,31 +191,26 @@ row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
     printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s |\n", t, s, u, h, u, r, rr, gt, ok ? "met" : "not met"
   }'
 }
-# peer_row TARGET FILE FIELD CONVERT UNIT GOAL GOALTEXT: a row of a peers.sh
-# run. A side without figures (a failed run) is shown, not fatal: hence the
-# "|| true" under set -e and pipefail.
-peer_row() {
-  local s h
-  s=$(peer_rounds "$2" sluice "$3" | $4 || true)
-  h=$(peer_rounds "$2" haproxy "$3" | $4 || true)
-  row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
-}
-# pair_row TARGET NAME COLUMN CONVERT UNIT GOAL GOALTEXT: a row of pair()'s rounds
-pair_row() {
-  local s h
-  s=$(pair_rounds "$2" sluice "$3" | $4 || true)
-  h=$(pair_rounds "$2" haproxy "$3" | $4 || true)
-  row "$1" "$(median <<<"$s")" "$(median <<<"$h")" "$5" "$6" "$7" "$(ratios "$s" "$h")"
+# rounds_row TARGET CONVERT UNIT GOAL GOALTEXT ROUNDS...: the row of the
+# figures that "ROUNDS... WHO" prints for each side (peer_rounds, or
+# pair_rounds), each through CONVERT. A side without figures (a failed run)
+# is shown, not fatal: hence the "|| true" under set -e and pipefail.
+rounds_row() {
+  local target=$1 convert=$2 unit=$3 goal=$4 goaltext=$5 s h
+  shift 5
+  s=$("$@" sluice | $convert || true)
+  h=$("$@" haproxy | $convert || true)
+  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")"
 }
 {
   echo "| target | Sluice | HAProxy | ratio | each round | goal | |"
   echo "|---|---|---|---|---|---|---|"
-  peer_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" "$RUN/l7.txt" rps cat req/s min1.0 "≥ 1.0×"
-  peer_row "L7 p99 latency" "$RUN/l7.txt" p99 ms ms max1.0 "≤ 1.0×"
-  pair_row "L7 req/s, 20 rules and X-Forwarded-For" rules 4 cat req/s min0.9 "≥ 0.9×"
-  peer_row "L4 req/s through a TCP listener" "$RUN/l4.txt" rps cat req/s min1.0 "≥ 1.0×"
-  pair_row "L7 1 MiB bodies ($BIG_CONNS connections)" l7big 6 mbs MiB/s min1.0 "≥ 1.0×"
-  pair_row "L4 1 MiB bodies ($BIG_CONNS connections)" l4big 6 mbs MiB/s min1.0 "≥ 1.0×"
+  rounds_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" cat req/s min1.0 "≥ 1.0×" peer_rounds "$RUN/l7.txt" rps
+  rounds_row "L7 p99 latency" ms ms max1.0 "≤ 1.0×" peer_rounds "$RUN/l7.txt" p99
+  rounds_row "L7 req/s, 20 rules and X-Forwarded-For" cat req/s min0.9 "≥ 0.9×" pair_rounds rules 4
+  rounds_row "L4 req/s through a TCP listener" cat req/s min1.0 "≥ 1.0×" peer_rounds "$RUN/l4.txt" rps
+  rounds_row "L7 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" pair_rounds l7big 6
+  rounds_row "L4 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" pair_rounds l4big 6
   if [ -f "$RUN/mem-l7.txt" ]; then
     kib() { sed -n "s/^$1 .* \(-\{0,1\}[0-9.]*\) KiB per connection/\1/p" "$2"; }
     # HAProxy's figures are from the first call: peers.sh measures it on
