@@ -972,13 +972,17 @@ func (x *exchange) finalHead(keep bool, out uint8) {
 }
 
 // flush writes x.wb to the client; the final response has then started.
+// Only its first write, the one with the response head, waits for the
+// round's reads (pace.Batch): the pieces of a body go out as they come.
 func (cc *clientConn) flush() *statusError {
 	x := cc.x
 	if len(x.wb) == 0 {
 		return nil
 	}
+	if !x.respStarted {
+		pace.Batch()
+	}
 	x.respStarted = true
-	pace.Batch()
 	err := cc.write(x.wb)
 	x.wb = x.wb[:0]
 	if err != nil {
