@@ -50,7 +50,9 @@ const (
 // parkAfter), and done (if not nil) runs when the connection has ended and
 // been closed and its ConnInfo reported, on whichever goroutine ended it.
 // setUp (if not nil) is called once the connection is set up: its first
-// request answered, or it was handed to HTTP/2, parked or ended (see Go).
+// request answered, or it was handed to HTTP/2 or parked. It is not called
+// for a connection that ends before; Go counts one as set up when its f
+// returns.
 // Listeners with many idle keep-alive clients use it, so that an idle
 // connection costs no goroutine; Close must then be called before the
 // connections are closed from outside, so that parked ones end properly.

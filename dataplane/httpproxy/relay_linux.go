@@ -50,14 +50,16 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 		return true
 	}
 	pushNow := func(fd uintptr) { push(fd) }
+	// pull runs with the pipe empty, and returns once it holds what the
+	// client could not take.
 	pull := func(fd uintptr) bool { // endpoint → pipe, and on; false: wait for the endpoint
-		for moved+int64(p.Data) < n && serr == nil {
-			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size-p.Data), n-moved-int64(p.Data))))
+		for moved < n && serr == nil {
+			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size), n-moved)))
 			switch {
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
-				return p.Data > 0 // what the pipe holds goes on while the endpoint sends more
+				return false
 			case e != nil:
 				serr = e
 				return true
