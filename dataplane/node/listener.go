@@ -173,7 +173,8 @@ func (l *listener) dispatch(c *net.TCPConn) {
 }
 
 // handle serves c, on behalf of the client its PROXY header names when pa
-// (the listener's proxy_protocol) is set; setUp is the HTTP server's Go's.
+// (the listener's proxy_protocol) is set; setUp is the HTTP server's Go's
+// (nil for a TCP listener).
 //
 // A connection may outlive this goroutine: an HTTP one idle between
 // requests, a TCP session whose directions wait for bytes, park without

@@ -11,6 +11,10 @@
 // the burst waits in the kernel's accept queue, which costs the process
 // nothing. HAProxy bounds its accepts per event-loop turn the same way
 // (tune.maxaccept).
+//
+// Batch, the package's other pacing, holds a write until the goroutines
+// already runnable have run, so that one poll round's writes follow its
+// reads.
 package pace
 
 import "sync/atomic"
