@@ -189,7 +189,12 @@ listeners:
 	if _, err := get(client.Client, "http://"+httpAddr+"/"); err != nil {
 		t.Fatal(err)
 	}
-	m = promtext.Scrape(t, url)
+	// The node counts an exchange once its response is written, so the
+	// client can read the answer a moment before the count moves.
+	waitFor(t, "the request to be counted", func() bool {
+		m = promtext.Scrape(t, url)
+		return m.Value("sluice_listener_requests_total", "2xx", "renamed") != 0
+	})
 	if got := m.Value("sluice_listener_requests_total", "2xx", "renamed"); got != 1 {
 		t.Errorf("renamed listener: 2xx = %v, want 1 (from zero)", got)
 	}
