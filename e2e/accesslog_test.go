@@ -209,7 +209,14 @@ func TestAccessLogStuckWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dropped := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics").Value("sluice_access_log_dropped_total")
+	// An exchange is logged just after its response is written: once the
+	// connection is closed on the node, every line was kept or dropped.
+	client.CloseIdleConnections()
+	url := "http://" + dp.AdminAddr().String() + "/metrics"
+	waitFor(t, "the connection to close on the node", func() bool {
+		return promtext.Scrape(t, url).Value("sluice_listener_connections", "public") == 0
+	})
+	dropped := promtext.Scrape(t, url).Value("sluice_access_log_dropped_total")
 	if dropped < 1 {
 		t.Errorf("sluice_access_log_dropped_total = %v with a stuck writer and %d requests", dropped, n)
 	}
