@@ -43,10 +43,10 @@ type clientConn struct {
 	raw             syscall.RawConn
 	readFn, writeFn func(fd uintptr) bool
 	// The same for the exchange's endpoint connection (x.epRaw).
-	epReadFn, epWriteFn func(fd uintptr) bool
-	rawN                int
-	rawErr              error
-	rawP                []byte
+	epReadFn, epWriteFn, epAwaitFn func(fd uintptr) bool
+	rawN                           int
+	rawErr                         error
+	rawP                           []byte
 
 	rdl    time.Time // the read deadline last set on c
 	linger bool      // drain the client's input before closing (see lingerClose)

@@ -542,10 +542,13 @@ func (cc *clientConn) send(bc net.Conn, expect bool) *statusError {
 		x.bodySent = true
 	}
 	pace.Batch()
-	if err := cc.writeEndpoint(bc, x.wb); err != nil {
+	// All of the request, or all of it before 100 Continue: the response
+	// comes next.
+	whole := expect || x.reqBody == bodyNone
+	if err := cc.writeEndpoint(bc, x.wb, whole); err != nil {
 		return endpointError(err)
 	}
-	if expect || x.reqBody == bodyNone {
+	if whole {
 		return nil
 	}
 	if e := cc.sendBody(bc); e != nil {
@@ -577,7 +580,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			n = int(x.reqLeft)
 		}
 		x.bodySent = true
-		if err := cc.writeEndpoint(bc, x.rb[x.rs:x.rs+n]); err != nil {
+		if err := cc.writeEndpoint(bc, x.rb[x.rs:x.rs+n], false); err != nil {
 			return endpointError(err)
 		}
 		x.rs += n
@@ -619,7 +622,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 		if err != nil {
 			return cc.bodyError(err)
 		}
-		if err := cc.writeEndpoint(bc, p[:n]); err != nil {
+		if err := cc.writeEndpoint(bc, p[:n], false); err != nil {
 			return endpointError(err)
 		}
 		x.reqLeft -= int64(n)
@@ -644,7 +647,7 @@ func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 		}
 		if x.chunk.done() || len(x.wb) > 0 {
 			x.bodySent = true
-			if err := cc.writeEndpoint(bc, x.wb); err != nil {
+			if err := cc.writeEndpoint(bc, x.wb, false); err != nil {
 				return endpointError(err)
 			}
 			x.wb = x.wb[:0]
@@ -730,13 +733,21 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 }
 
 // writeEndpoint writes p to the endpoint, renewing slices while it makes
-// progress. Errors are returned raw for endpointError.
-func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte) error {
+// progress. Errors are returned raw for endpointError. With await, p ends
+// the request and the response comes next: when p goes in one go,
+// writeEndpoint also waits for the endpoint to answer
+// (sendAwaitEndpointRaw).
+func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
 	for len(p) > 0 {
 		var n int
 		var err error
 		if raw := cc.x.epRaw; raw != nil && bc == cc.x.epConn {
-			n, err = cc.writeEndpointRaw(raw, p)
+			if await {
+				n, err = cc.sendAwaitEndpointRaw(raw, p)
+				await = false // out of room: the rest waits for it
+			} else {
+				n, err = cc.writeEndpointRaw(raw, p)
+			}
 		} else {
 			n, err = bc.Write(p)
 		}

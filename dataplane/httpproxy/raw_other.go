@@ -24,3 +24,7 @@ func (cc *clientConn) readEndpointRaw(syscall.RawConn, []byte) (int, error) {
 func (cc *clientConn) writeEndpointRaw(syscall.RawConn, []byte) (int, error) {
 	panic("httpproxy: no raw sockets")
 }
+
+func (cc *clientConn) sendAwaitEndpointRaw(syscall.RawConn, []byte) (int, error) {
+	panic("httpproxy: no raw sockets")
+}

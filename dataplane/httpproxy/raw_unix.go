@@ -64,23 +64,35 @@ func (cc *clientConn) initRaw() {
 // whichever client takes it next.
 func (cc *clientConn) initEndpointRaw() {
 	cc.epReadFn = func(fd uintptr) bool { return cc.recv(fd, cc.rawP) }
-	cc.epWriteFn = func(fd uintptr) bool {
-		for len(cc.rawP) > 0 {
-			n, err := sendRaw(fd, cc.rawP)
-			switch err {
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			case 0:
-				cc.rawN += n
-				cc.rawP = cc.rawP[n:]
-			default:
-				cc.rawErr = &net.OpError{Op: "write", Net: "tcp", Err: err}
-				return true
-			}
+	cc.epWriteFn = cc.sendAll
+	cc.epAwaitFn = func(fd uintptr) bool {
+		if len(cc.rawP) == 0 {
+			return true // all sent, and the poller says the answer came
 		}
-		return true
+		// Sent in full: wait for the answer. Out of room or an error:
+		// the caller goes on as after a write.
+		return !cc.sendAll(fd) || cc.rawErr != nil
 	}
+}
+
+// sendAll sends rawP to fd until all went (true), there is no room
+// (false), or an error (true, rawErr set); rawN counts what went.
+func (cc *clientConn) sendAll(fd uintptr) bool {
+	for len(cc.rawP) > 0 {
+		n, err := sendRaw(fd, cc.rawP)
+		switch err {
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			cc.rawN += n
+			cc.rawP = cc.rawP[n:]
+		default:
+			cc.rawErr = &net.OpError{Op: "write", Net: "tcp", Err: err}
+			return true
+		}
+	}
+	return true
 }
 
 // recv reads from fd into p with recvfrom (sockets skip the VFS layer that
@@ -150,6 +162,26 @@ func (cc *clientConn) writeEndpointRaw(raw syscall.RawConn, p []byte) (int, erro
 	if err == nil {
 		err = cc.rawErr
 	}
+	return n, err
+}
+
+// sendAwaitEndpointRaw writes p to the endpoint like writeEndpointRaw,
+// and once all of it went, waits until the endpoint's socket has
+// something to read, without reading: a request just sent has no answer
+// yet, and the read that readEndpointRaw makes first would fail, one
+// wasted recvfrom per exchange. The write happens inside raw.Read, after
+// it reset the socket's readiness, so the answer's readiness is not lost.
+// A wait that ends in an error (a deadline, the connection closed) is
+// not reported: the read that follows meets it. Out of room, it returns
+// what went, and the caller writes the rest as usual.
+func (cc *clientConn) sendAwaitEndpointRaw(raw syscall.RawConn, p []byte) (int, error) {
+	if cc.epAwaitFn == nil {
+		cc.initEndpointRaw()
+	}
+	cc.rawP, cc.rawN, cc.rawErr = p, 0, nil
+	raw.Read(cc.epAwaitFn)
+	n, err := cc.rawN, cc.rawErr
+	cc.rawP = nil
 	return n, err
 }
 

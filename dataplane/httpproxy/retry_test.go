@@ -330,6 +330,48 @@ func TestDeadPooledConnectionThenRefused(t *testing.T) {
 	}
 }
 
+// TestHalfClosedPooledConnection: an endpoint that shut down the sending
+// side of a connection while it sat pooled, but keeps reading from it,
+// never answers what is sent on it. A GET sent there is sent again on a
+// fresh connection, as on one the endpoint closed, and well within the
+// response timeout: the proxy notices the endpoint's FIN within
+// closeCheckInterval of sending, though the wait for the answer does not
+// start with a read.
+func TestHalfClosedPooledConnection(t *testing.T) {
+	var conns atomic.Int32
+	halfClosed := make(chan struct{})
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		first := conns.Add(1) == 1
+		readRequestHead(br)
+		if !first {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+		c.(*net.TCPConn).CloseWrite()
+		close(halfClosed)
+		io.Copy(io.Discard, br) // reads on, answers nothing
+	})
+	ep := upstream.New("web", "a", addr)
+	const responseTimeout = 3 * closeCheckInterval
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "first" {
+		t.Fatalf("first request: %d %q, want 200 first", r.code, r.body)
+	}
+	<-halfClosed
+	waitFor(t, func() bool { return deadPooled(ep) }) // the FIN arrived
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "fresh" {
+		t.Errorf("on a half-closed pooled connection: %d %q, want 200 fresh", r.code, r.body)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d endpoint connections, want 2", n)
+	}
+}
+
 // TestSentRequestIsNotRetried: retries are for connects that fail. A
 // request the endpoint received and dropped unanswered is not sent to
 // another endpoint: a POST, or a request whose body went out, is answered
