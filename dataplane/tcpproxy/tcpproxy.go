@@ -249,8 +249,10 @@ func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInf
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
 	}
 	if m := cfg.Meter; m != nil {
-		m.Closed()
+		// Counted before it stops counting as open, as HTTP exchanges
+		// are: a scrape that sees no connection open sees them all.
 		meterSession(m, info, &mx)
+		m.Closed()
 	}
 	if s.onClose != nil {
 		s.onClose(info)
