@@ -90,16 +90,22 @@ func TestAccessLog(t *testing.T) {
 		}
 		answered = append(answered, body)
 	}
-	h2, err := get(h2Client(true), "http://"+httpAddr+"/over/h2")
+	h2c := h2Client(true)
+	h2, err := get(h2c, "http://"+httpAddr+"/over/h2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body, err := tcpGet(tcpAddr); err != nil || body != "raw" {
 		t.Fatalf("TCP: %q, %v", body, err)
 	}
-	// The session ends on the node a moment after the client saw it end.
-	waitFor(t, "the TCP session to end on the node", func() bool {
-		return promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics").Value("sluice_listener_connections", "db") == 0
+	// A request is logged just after its response is written, and a
+	// session once it ended on the node, a moment after the client saw
+	// it end: once no connection is open on the node, all are logged.
+	client.CloseIdleConnections()
+	h2c.CloseIdleConnections()
+	waitFor(t, "the connections to end on the node", func() bool {
+		m := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics")
+		return m.Value("sluice_listener_connections", "db") == 0 && m.Value("sluice_listener_connections", "public") == 0
 	})
 	dp.Close() // flushes the log
 

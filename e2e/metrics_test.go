@@ -80,7 +80,8 @@ listeners:
 	// a moment after the client saw it end.
 	waitFor(t, "the last TCP session's bytes to be counted", func() bool {
 		m = promtext.Scrape(t, url)
-		return m.Value("sluice_endpoint_received_bytes_total", "db", "raw") == float64(received)
+		return m.Value("sluice_endpoint_received_bytes_total", "db", "raw") == float64(received) &&
+			m.Value("sluice_endpoint_sent_bytes_total", "db", "raw") >= float64(sessions*len(req))
 	})
 	if got := m.Value("sluice_endpoint_requests_total", "web", "a") + m.Value("sluice_endpoint_requests_total", "web", "b"); got != requests {
 		t.Errorf("requests_total of web = %v, want %d", got, requests)

@@ -193,7 +193,7 @@ listeners:
 	// client can read the answer a moment before the count moves.
 	waitFor(t, "the request to be counted", func() bool {
 		m = promtext.Scrape(t, url)
-		return m.Value("sluice_listener_requests_total", "2xx", "renamed") != 0
+		return m.Value("sluice_listener_requests_total", "2xx", "renamed") != 0 && m.Value("sluice_cluster_requests_total", "2xx", "web") > requests
 	})
 	if got := m.Value("sluice_listener_requests_total", "2xx", "renamed"); got != 1 {
 		t.Errorf("renamed listener: 2xx = %v, want 1 (from zero)", got)
