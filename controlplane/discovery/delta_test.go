@@ -391,6 +391,16 @@ func TestDeltaEncodedOncePerBase(t *testing.T) {
 	if &x[0] != &y[0] || len(p.deltas.byBase) != 1 {
 		t.Errorf("the delta from 1 is not encoded once and shared (%d cached)", len(p.deltas.byBase))
 	}
+	// A push is observed once its send returned, which may be after the
+	// node has it.
+	deltas := func() int {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.deltas
+	}
+	for wait := time.Now().Add(5 * time.Second); deltas() < 2 && time.Now().Before(wait); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	if obs.deltas != 2 || obs.bytes[1] != 2*len(x) {

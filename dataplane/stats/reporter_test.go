@@ -125,6 +125,11 @@ func TestRecordNeverBlocks(t *testing.T) {
 			t.Errorf("record %d = %v, want listener l with %d requests (queue order)", i, rec, i)
 		}
 	}
+	// Sent counts a batch once Send returned, which may be after the
+	// control plane has it.
+	for wait := time.Now().Add(5 * time.Second); r.Sent() != 4 && time.Now().Before(wait); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if r.Sent() != 4 {
 		t.Errorf("Sent = %d, want 4", r.Sent())
 	}
