@@ -96,7 +96,16 @@ func (b *syncBuffer) String() string {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startAs(t, nil, name, args...)
+}
+
+// startAs is start with the process run as cred's user, when not nil.
+func startAs(t *testing.T, cred *syscall.Credential, name string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binaries(t), name), args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {

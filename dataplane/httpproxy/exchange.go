@@ -591,7 +591,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	}
 	for x.reqLeft > 0 {
 		x.bodySent = true
-		if btcp, ok := bc.(*net.TCPConn); ok && x.reqLeft >= spliceMin && cc.tcp != nil {
+		if btcp, ok := bc.(*net.TCPConn); ok && x.reqLeft >= spliceMin && cc.tcp != nil && !pipesShort() {
 			// Splice from the client to the endpoint. A write deadline that
 			// fires while splice holds bytes in its pipe loses them, so the
 			// endpoint side gets the full ResponseTimeout here rather than
@@ -1049,6 +1049,12 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 			cc.c.SetWriteDeadline(wdl)
 			piece := min(left, splicePiece)
 			n, err, clientSide, ok := cc.spliceResponse(bc, piece)
+			if !ok && pipesShort() {
+				// net's splice would get pipes as short: copy.
+				cc.c.SetWriteDeadline(time.Time{})
+				spliceable = false
+				continue
+			}
 			if !ok {
 				x.lr.R, x.lr.N = bc, piece
 				n, err = cc.tcp.ReadFrom(&x.lr)
@@ -1208,7 +1214,7 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 	cc.armEndpoint(bc, time.Now())
 	_, spliceable := bc.(*net.TCPConn) // not over TLS
 	for {
-		if spliceable && cc.tcp != nil {
+		if spliceable && cc.tcp != nil && !pipesShort() {
 			wdl := time.Now().Add(cfg.IdleTimeout)
 			cc.c.SetWriteDeadline(wdl)
 			x.lr.R, x.lr.N = bc, splicePiece

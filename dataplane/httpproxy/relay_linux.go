@@ -7,6 +7,11 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 )
 
+// pipesShort reports whether the kernel gives no pipes worth splicing
+// through for now (splice.Short): the bodies that net's splice would move
+// are copied instead.
+func pipesShort() bool { return splice.Short() }
+
 // spliceResponse moves up to n bytes of a response body from the
 // endpoint connection bc to the client through a pooled pipe, with raw
 // splice calls (package splice): each piece read from the endpoint is
@@ -14,7 +19,7 @@ import (
 // under the deadlines set on it. It returns what reached the client, and
 // says which side an error came from. ok is false when it cannot splice
 // (no raw socket on either side, or no pipe to be had): nothing moved,
-// and the caller copies or uses net's splice.
+// and the caller copies, or uses net's splice if pipes are not short.
 //
 // net's own splice (TCPConn.ReadFrom) makes its calls as ordinary system
 // calls: a splice of a large piece takes longer than a sysmon tick, so

@@ -9,8 +9,11 @@
 package splice
 
 import (
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,23 +39,47 @@ type Pipe struct {
 
 // PipeSize is the capacity asked of a new pipe: what one splice moves,
 // and the default most a process may ask (/proc/sys/fs/pipe-max-size);
-// net's splice asks the same. A pipe holds pages only while bytes are in
-// it, but for a process without CAP_SYS_RESOURCE or CAP_SYS_ADMIN the
-// kernel counts every pipe's capacity against the user's
-// /proc/sys/fs/pipe-user-pages-soft (64 MiB by default, so 64 pipes this
-// size, pooled ones included): past it a new pipe holds 8 KiB, which Get
-// returns as it is. Through an HTTP listener, 1 MiB bodies moved at 1.57-1.67 GB/s with
-// 64 KiB pipes, 1.88-1.98 with 256 KiB and 1.98-2.24 with 1 MiB (wrk -c10,
-// HAProxy 2.09-2.24 in the same runs).
+// net's splice asks the same. Through an HTTP listener, 1 MiB bodies
+// moved at 1.57-1.67 GB/s with 64 KiB pipes, 1.88-1.98 with 256 KiB and
+// 1.98-2.24 with 1 MiB (wrk -c10, HAProxy 2.09-2.24 in the same runs).
 const PipeSize = 1 << 20
 
-var pipes sync.Pool
+// A pipe holds pages only while bytes are in it, but for a process
+// without CAP_SYS_RESOURCE or CAP_SYS_ADMIN the kernel counts every
+// pipe's capacity against the user's /proc/sys/fs/pipe-user-pages-soft
+// (16384 pages by default: 64 pipes of PipeSize, pooled ones included).
+// Past it, a new pipe holds two pages (8 KiB) and cannot grow. Through
+// such pipes, 1 MiB bodies moved at 1100-1240 MiB/s where copying them
+// through user space moved 1670-1930, and 1 MiB pipes below the limit
+// 2130-2160 (a node run as an unprivileged user, wrk -c10; see
+// BENCHMARKS.md). So Get makes no pipe smaller than minPipe: it returns
+// nil, and the callers copy, until retryAfter has passed.
+const (
+	minPipe    = 64 << 10 // a new pipe's default size, as granted below the limit
+	retryAfter = time.Second
+)
 
-// Get returns an empty pipe, or nil when none can be made (out of
-// descriptors): the caller copies instead.
+var (
+	pipes sync.Pool
+	// shortUntil is when Get next tries to make a pipe, on monotonic,
+	// after the kernel gave one shorter than minPipe.
+	shortUntil atomic.Int64
+	warnAt     atomic.Int64 // when a shortage may next be logged, on monotonic
+)
+
+// warnEvery bounds how often a lasting shortage of pipes is logged.
+const warnEvery = 10 * time.Minute
+
+// Get returns an empty pipe, or nil when none worth splicing through can
+// be made (out of descriptors, or past the user's pipe limit): the caller
+// copies instead.
 func Get() *Pipe {
 	if p, ok := pipes.Get().(*Pipe); ok {
 		return p
+	}
+	now := monotonic()
+	if int64(now) < shortUntil.Load() {
+		return nil
 	}
 	var fds [2]int
 	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
@@ -61,14 +88,34 @@ func Get() *Pipe {
 	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, PipeSize)
 	if err != nil {
 		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
-			size = 64 << 10
+			size = 0
 		}
+	}
+	if size < minPipe {
+		closePipe(fds)
+		shortUntil.Store(int64(now + retryAfter))
+		if at := warnAt.Load(); int64(now) >= at && warnAt.CompareAndSwap(at, int64(now+warnEvery)) {
+			slog.Warn("splice: past this user's pipe limit the kernel gives only small pipes, so large bodies are copied through user space, which is slower; "+
+				"raise /proc/sys/fs/pipe-user-pages-soft (each large body in flight takes 256 pages of it) or give the node CAP_SYS_RESOURCE",
+				"pipe_bytes", size)
+		}
+		return nil
 	}
 	p := &Pipe{R: fds[0], W: fds[1], Size: size}
 	// A pipe the pool drops is closed.
 	p.fds = runtime.AddCleanup(p, closePipe, fds)
 	return p
 }
+
+// Short reports whether Get gives no new pipes for now: splicing by other
+// means (net's TCPConn.ReadFrom) would get pipes as short, and should copy
+// instead.
+func Short() bool { return int64(monotonic()) < shortUntil.Load() }
+
+// monotonic is the time since the package started, on the monotonic clock.
+func monotonic() time.Duration { return time.Since(epoch) }
+
+var epoch = time.Now()
 
 func closePipe(fds [2]int) {
 	unix.Close(fds[0])

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nobody is the unprivileged user TestBodiesPastThePipeLimit runs the
+// node and the pipe holder as: without CAP_SYS_RESOURCE or CAP_SYS_ADMIN,
+// the kernel counts their pipes against the user's
+// /proc/sys/fs/pipe-user-pages-soft.
+var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
+
+// holdPipesEnv makes the test binary a pipe holder (TestPipeHolder).
+const holdPipesEnv = "SLUICE_E2E_HOLD_PIPES"
+
+// TestBodiesPastThePipeLimit: a node run as an unprivileged user whose
+// pipe limit is spent gets 8 KiB pipes from the kernel, through which
+// splicing is slower than copying. It still moves 1 MiB bodies whole
+// through an HTTP listener (both ways) and a TCP listener, copying them,
+// and its log says which limit to raise, once.
+func TestBodiesPastThePipeLimit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("runs the node as another user (nobody), which needs root; CI runs as root")
+		}
+		t.Skip("runs the node as another user (nobody), which needs root")
+	}
+	bin := binaries(t)
+	if err := os.Chmod(bin, 0o755); err != nil { // MkdirTemp made it 0700
+		t.Fatal(err)
+	}
+	holdPipes(t, bin)
+
+	body := make([]byte, 1<<20)
+	rand.Read(body)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			got, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "received %d bytes, same as sent: %t", len(got), bytes.Equal(got, body))
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(backend.Close)
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	c := startCP(t, t.TempDir(), "")
+	c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: big
+    endpoints: [{ name: b1, address: %s }]
+listeners:
+  - { name: http, address: %s, protocol: HTTP, default_cluster: big }
+  - { name: tcp, address: %s, protocol: TCP, default_cluster: big }
+`, strings.TrimPrefix(backend.URL, "http://"), httpAddr, tcpAddr))
+	dp := startAs(t, nobody, "sluice-dp", "--cp", c.addr, "--node-id", "pipes", "--admin", freeAddr(t))
+	waitFor(t, "the node to serve the HTTP listener", func() bool {
+		_, err := http.Get("http://" + httpAddr + "/")
+		return err == nil
+	})
+
+	for _, addr := range []string{httpAddr, tcpAddr} {
+		got, err := fetchClose(addr)
+		if err != nil {
+			t.Fatalf("GET through %s: %v", addr, err)
+		}
+		if !bytes.Equal(got, body) {
+			t.Errorf("GET through %s: %d bytes, not the endpoint's 1 MiB body", addr, len(got))
+		}
+	}
+	resp, err := http.Post("http://"+httpAddr+"/", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST through the HTTP listener: %v", err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("received %d bytes, same as sent: true", len(body)); string(answer) != want {
+		t.Errorf("POST of 1 MiB through the HTTP listener: the endpoint answered %q, want %q", answer, want)
+	}
+	waitFor(t, "the node to log the pipe limit", func() bool {
+		return strings.Contains(dp.out.String(), "/proc/sys/fs/pipe-user-pages-soft")
+	})
+	if n := strings.Count(dp.out.String(), "pipe-user-pages-soft"); n != 1 {
+		t.Errorf("the node logged the pipe limit %d times, want once:\n%s", n, dp.out.String())
+	}
+}
+
+// fetchClose sends GET / with Connection: close to addr and returns the
+// body of the answer, which must be 200.
+func fetchClose(addr string) ([]byte, error) {
+	conn, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("answered %s", resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// holdPipes runs a copy of the test binary as nobody (TestPipeHolder),
+// which takes 1 MiB pipes until the kernel gives no more, and holds them
+// until the test ends. It skips the test where the user has no limit.
+func holdPipes(t *testing.T, dir string) {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "e2e.test")
+	if err := os.WriteFile(exe, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestPipeHolder$")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), holdPipesEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	switch {
+	case err != nil:
+		t.Fatalf("pipe holder: %v", err)
+	case strings.HasPrefix(line, "unlimited"):
+		t.Skip("the kernel set no pipe limit for nobody")
+	case !strings.HasPrefix(line, "held"):
+		t.Fatalf("pipe holder: %q", line)
+	}
+	go io.Copy(io.Discard, stdout)
+}
+
+// TestPipeHolder is the pipe holder of holdPipes, when run by it: it
+// takes 1 MiB pipes until F_SETPIPE_SZ fails, says how many it holds, and
+// holds them until its stdin closes.
+func TestPipeHolder(t *testing.T) {
+	if os.Getenv(holdPipesEnv) == "" {
+		t.Skip("the pipe holder of TestBodiesPastThePipeLimit")
+	}
+	held := 0
+	for ; held < 4096; held++ {
+		var fds [2]int
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+			break
+		}
+	}
+	if held == 4096 {
+		fmt.Println("unlimited")
+	} else {
+		fmt.Printf("held %d pipes\n", held)
+	}
+	io.Copy(io.Discard, os.Stdin)
+}
