@@ -1044,15 +1044,15 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 	_, spliceable := bc.(*net.TCPConn) // not over TLS
 	spliceable = spliceable && cc.tcp != nil
 	for left > 0 {
-		if left >= spliceMin && spliceable {
+		if left >= spliceMin && spliceable && !pipesShort() {
 			wdl := time.Now().Add(cfg.IdleTimeout)
 			cc.c.SetWriteDeadline(wdl)
 			piece := min(left, splicePiece)
 			n, err, clientSide, ok := cc.spliceResponse(bc, piece)
 			if !ok && pipesShort() {
-				// net's splice would get pipes as short: copy.
+				// spliceResponse's pipe came short, and net's splice
+				// would get one as short: copy.
 				cc.c.SetWriteDeadline(time.Time{})
-				spliceable = false
 				continue
 			}
 			if !ok {

@@ -7,9 +7,9 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 )
 
-// pipesShort reports whether the kernel gives no pipes worth splicing
-// through for now (splice.Short): the bodies that net's splice would move
-// are copied instead.
+// pipesShort reports whether the kernel cut a new pipe short within the
+// last second (splice.Short): splicing, by spliceResponse or by net's
+// splice, would then be slower than copying, so bodies are copied.
 func pipesShort() bool { return splice.Short() }
 
 // spliceResponse moves up to n bytes of a response body from the

@@ -47,13 +47,15 @@ const PipeSize = 1 << 20
 // A pipe holds pages only while bytes are in it, but for a process
 // without CAP_SYS_RESOURCE or CAP_SYS_ADMIN the kernel counts every
 // pipe's capacity against the user's /proc/sys/fs/pipe-user-pages-soft
-// (16384 pages by default: 64 pipes of PipeSize, pooled ones included).
-// Past it, a new pipe holds two pages (8 KiB) and cannot grow. Through
-// such pipes, 1 MiB bodies moved at 1100-1240 MiB/s where copying them
-// through user space moved 1670-1930, and 1 MiB pipes below the limit
-// 2130-2160 (a node run as an unprivileged user, wrk -c10; see
-// BENCHMARKS.md). So Get makes no pipe smaller than minPipe: it returns
-// nil, and the callers copy, until retryAfter has passed.
+// (16384 pages by default: 64 pipes of PipeSize with 4 KiB pages, the
+// pooled ones included, ours and net's). Past it, a new pipe holds two
+// pages (8 KiB, on Linux 6.18 here) and cannot grow. Through such
+// pipes, 1 MiB bodies moved through an HTTP listener at 1100-1240 MiB/s
+// where copying them through user space moved 1670-1930, and 1 MiB pipes
+// below the limit 2130-2160 (a node run as an unprivileged user, wrk
+// -c10; see BENCHMARKS.md). So no pipe smaller than minPipe is spliced
+// through: Get returns nil and Short reports true, and the callers copy,
+// until retryAfter has passed.
 const (
 	minPipe    = 64 << 10 // a new pipe's default size, as granted below the limit
 	retryAfter = time.Second
@@ -61,10 +63,13 @@ const (
 
 var (
 	pipes sync.Pool
-	// shortUntil is when Get next tries to make a pipe, on monotonic,
-	// after the kernel gave one shorter than minPipe.
+	// shortUntil is when a new pipe is next tried, on monotonic, after
+	// the kernel gave one shorter than minPipe.
 	shortUntil atomic.Int64
-	warnAt     atomic.Int64 // when a shortage may next be logged, on monotonic
+	// fineUntil is when Short next tries a new pipe, on monotonic, after
+	// the kernel last gave one of minPipe or more.
+	fineUntil atomic.Int64
+	warnAt    atomic.Int64 // when a shortage may next be logged, on monotonic
 )
 
 // warnEvery bounds how often a lasting shortage of pipes is logged.
@@ -77,28 +82,11 @@ func Get() *Pipe {
 	if p, ok := pipes.Get().(*Pipe); ok {
 		return p
 	}
-	now := monotonic()
-	if int64(now) < shortUntil.Load() {
+	if int64(monotonic()) < shortUntil.Load() {
 		return nil
 	}
-	var fds [2]int
-	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
-		return nil
-	}
-	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, PipeSize)
-	if err != nil {
-		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
-			size = 0
-		}
-	}
-	if size < minPipe {
-		closePipe(fds)
-		shortUntil.Store(int64(now + retryAfter))
-		if at := warnAt.Load(); int64(now) >= at && warnAt.CompareAndSwap(at, int64(now+warnEvery)) {
-			slog.Warn("splice: past this user's pipe limit the kernel gives only small pipes, so large bodies are copied through user space, which is slower; "+
-				"raise /proc/sys/fs/pipe-user-pages-soft (each large body in flight takes 256 pages of it) or give the node CAP_SYS_RESOURCE",
-				"pipe_bytes", size)
-		}
+	fds, size, ok := newPipe()
+	if !ok {
 		return nil
 	}
 	p := &Pipe{R: fds[0], W: fds[1], Size: size}
@@ -107,10 +95,55 @@ func Get() *Pipe {
 	return p
 }
 
-// Short reports whether Get gives no new pipes for now: splicing by other
-// means (net's TCPConn.ReadFrom) would get pipes as short, and should copy
-// instead.
-func Short() bool { return int64(monotonic()) < shortUntil.Load() }
+// Short reports whether the kernel cuts new pipes short (below minPipe),
+// as it does past the user's pipe limit: then splicing by other means
+// (net's TCPConn.ReadFrom, whose pipes come from the same limit) is
+// slower than copying. Where Get has not found out within retryAfter, it
+// makes a pipe to see.
+func Short() bool {
+	now := int64(monotonic())
+	if now < shortUntil.Load() {
+		return true
+	}
+	if now < fineUntil.Load() {
+		return false
+	}
+	fds, _, ok := newPipe()
+	if ok {
+		closePipe(fds)
+	}
+	return int64(monotonic()) < shortUntil.Load()
+}
+
+// newPipe makes a pipe of PipeSize, or of what the kernel allows. One
+// shorter than minPipe is closed, not returned (ok false), and starts a
+// shortage of retryAfter, logged at most every warnEvery.
+func newPipe() (fds [2]int, size int, ok bool) {
+	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
+		return fds, 0, false
+	}
+	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, PipeSize)
+	if err != nil {
+		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
+			size = 0
+		}
+	}
+	now := monotonic()
+	if size >= minPipe {
+		fineUntil.Store(int64(now + retryAfter))
+		return fds, size, true
+	}
+	closePipe(fds)
+	shortUntil.Store(int64(now + retryAfter))
+	if at := warnAt.Load(); int64(now) >= at && warnAt.CompareAndSwap(at, int64(now+warnEvery)) {
+		slog.Warn("splice: past this user's pipe limit the kernel gives only small pipes, through which splicing is slower than copying; "+
+			"large bodies are copied through user space until it gives full-size pipes again. "+
+			"For more large bodies in flight at once, raise /proc/sys/fs/pipe-user-pages-soft "+
+			"(each holds a 1 MiB pipe, 256 pages, and idle pooled pipes count too) or give the node CAP_SYS_RESOURCE",
+			"pipe_bytes", size)
+	}
+	return fds, 0, false
+}
 
 // monotonic is the time since the package started, on the monotonic clock.
 func monotonic() time.Duration { return time.Since(epoch) }
