@@ -89,8 +89,13 @@ func Get() *Pipe {
 	if !ok {
 		return nil
 	}
+	return wrap(fds, size)
+}
+
+// wrap makes a Pipe of a new pipe's descriptors; the pool closes what it
+// drops.
+func wrap(fds [2]int, size int) *Pipe {
 	p := &Pipe{R: fds[0], W: fds[1], Size: size}
-	// A pipe the pool drops is closed.
 	p.fds = runtime.AddCleanup(p, closePipe, fds)
 	return p
 }
@@ -99,7 +104,7 @@ func Get() *Pipe {
 // as it does past the user's pipe limit: then splicing by other means
 // (net's TCPConn.ReadFrom, whose pipes come from the same limit) is
 // slower than copying. Where Get has not found out within retryAfter, it
-// makes a pipe to see.
+// makes a pipe to see, and pools it when it is not short.
 func Short() bool {
 	now := int64(monotonic())
 	if now < shortUntil.Load() {
@@ -108,11 +113,11 @@ func Short() bool {
 	if now < fineUntil.Load() {
 		return false
 	}
-	fds, _, ok := newPipe()
+	fds, size, ok := newPipe()
 	if ok {
-		closePipe(fds)
+		pipes.Put(wrap(fds, size))
 	}
-	return int64(monotonic()) < shortUntil.Load()
+	return !ok && int64(monotonic()) < shortUntil.Load()
 }
 
 // newPipe makes a pipe of PipeSize, or of what the kernel allows. One
