@@ -107,6 +107,12 @@ listeners:
 	if got := m.Value("sluice_node_info", "node-1", fmt.Sprint(v)); got != 1 {
 		t.Errorf("sluice_node_info{node-1, %d} = %v, want 1", v, got)
 	}
+	if got := m.Value("sluice_node_pipe_shortages_total"); got != 0 {
+		t.Errorf("sluice_node_pipe_shortages_total = %v with no large body moved, want 0", got)
+	}
+	if got := m.Value("sluice_node_pipes"); got < 0 {
+		t.Error("no sluice_node_pipes")
+	}
 
 	// The Grafana dashboard in examples/ asks only for metrics that exist.
 	cpm := promtext.Scrape(t, "http://"+c.http+"/metrics")

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-lb/sluice/internal/promtext"
 )
 
 // nobody is the unprivileged user TestBodiesPastThePipeLimit runs the
@@ -71,7 +73,8 @@ listeners:
   - { name: http, address: %s, protocol: HTTP, default_cluster: big }
   - { name: tcp, address: %s, protocol: TCP, default_cluster: big }
 `, strings.TrimPrefix(backend.URL, "http://"), httpAddr, tcpAddr))
-	dp := startAs(t, nobody, "sluice-dp", "--cp", c.addr, "--node-id", "pipes", "--admin", freeAddr(t), "--drain-grace", "1s")
+	admin := freeAddr(t)
+	dp := startAs(t, nobody, "sluice-dp", "--cp", c.addr, "--node-id", "pipes", "--admin", admin, "--drain-grace", "1s")
 	waitFor(t, "the node to listen", func() bool {
 		conn, err := net.Dial("tcp", httpAddr)
 		if err == nil {
@@ -104,6 +107,15 @@ listeners:
 	})
 	if n := strings.Count(dp.out.String(), "pipe-user-pages-soft"); n != 1 {
 		t.Errorf("the node logged the pipe limit %d times, want once:\n%s", n, dp.out.String())
+	}
+	// A fleet sees it in the node's metrics: every pipe it tried to make
+	// came short, and it holds none.
+	m := promtext.Scrape(t, "http://"+admin+"/metrics")
+	if got := m.Value("sluice_node_pipe_shortages_total"); got < 1 {
+		t.Errorf("sluice_node_pipe_shortages_total = %v past the pipe limit, want 1 or more", got)
+	}
+	if got := m.Value("sluice_node_pipes"); got != 0 {
+		t.Errorf("sluice_node_pipes = %v, want 0: every pipe the node made came short and was closed", got)
 	}
 }
 

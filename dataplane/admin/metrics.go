@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 	"github.com/sluice-lb/sluice/dataplane/node"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -37,7 +38,7 @@ type nodeCollector struct {
 	state, weight, active, conns                        *prometheus.Desc
 	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
-	healthTransitions                                   *prometheus.Desc
+	healthTransitions, pipes, pipeShortages             *prometheus.Desc
 }
 
 func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
@@ -62,12 +63,15 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		ready:             d("sluice_node_ready", "1 once a snapshot is applied and while the node is not draining.", nil...),
 		draining:          d("sluice_node_draining", "1 while the node drains (SIGTERM).", nil...),
 		statsDroppedTotal: d("sluice_node_stats_records_dropped_total", "Connection records dropped because the queue to the control plane was full.", nil...),
+		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled; without CAP_SYS_RESOURCE each counts its size (1 MiB) against /proc/sys/fs/pipe-user-pages-soft.", nil...),
+		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit); large bodies are copied for a second after each.", nil...),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
-		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions} {
+		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
+		c.pipes, c.pipeShortages} {
 		ch <- d
 	}
 }
@@ -84,6 +88,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.ready, b2f(version != "" && !draining))
 	gauge(c.draining, b2f(draining))
 	counter(c.statsDroppedTotal, c.dropped())
+	pipes, short := splice.Stats()
+	gauge(c.pipes, float64(pipes))
+	counter(c.pipeShortages, short)
 	for _, s := range c.n.Endpoints() {
 		l := []string{s.Cluster, s.Name}
 		for _, st := range endpointStates {

@@ -127,6 +127,7 @@ func newPipe() (fds [2]int, size int, ok bool) {
 	if unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK) != nil {
 		return fds, 0, false
 	}
+	open.Add(1)
 	size, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, PipeSize)
 	if err != nil {
 		if size, err = unix.FcntlInt(uintptr(fds[1]), unix.F_GETPIPE_SZ, 0); err != nil {
@@ -139,6 +140,7 @@ func newPipe() (fds [2]int, size int, ok bool) {
 		return fds, size, true
 	}
 	closePipe(fds)
+	shortages.Add(1)
 	shortUntil.Store(int64(now + retryAfter))
 	if at := warnAt.Load(); int64(now) >= at && warnAt.CompareAndSwap(at, int64(now+warnEvery)) {
 		slog.Warn("splice: past this user's pipe limit the kernel gives only small pipes, through which splicing is slower than copying; "+
@@ -158,6 +160,7 @@ var epoch = time.Now()
 func closePipe(fds [2]int) {
 	unix.Close(fds[0])
 	unix.Close(fds[1])
+	open.Add(-1)
 }
 
 // Put gives back p; one that still holds bytes (its transfer failed while

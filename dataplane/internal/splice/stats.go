@@ -1,0 +1,17 @@
+package splice
+
+import "sync/atomic"
+
+var (
+	open      atomic.Int64  // pipes made and not closed yet: in use or pooled
+	shortages atomic.Uint64 // new pipes the kernel cut short
+)
+
+// Stats returns how many pipes the process holds for splicing, in use and
+// pooled (net's own are not counted), and how many new pipes the kernel
+// has cut short so far: past the user's pipe limit, each starts a second
+// in which large bodies are copied instead (see Get). Both stay 0 where
+// the package does not splice.
+func Stats() (pipes int64, short uint64) {
+	return open.Load(), shortages.Load()
+}
