@@ -63,8 +63,8 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		ready:             d("sluice_node_ready", "1 once a snapshot is applied and while the node is not draining.", nil...),
 		draining:          d("sluice_node_draining", "1 while the node drains (SIGTERM).", nil...),
 		statsDroppedTotal: d("sluice_node_stats_records_dropped_total", "Connection records dropped because the queue to the control plane was full.", nil...),
-		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled; without CAP_SYS_RESOURCE each counts its size (1 MiB) against /proc/sys/fs/pipe-user-pages-soft.", nil...),
-		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit); large bodies are copied for a second after each.", nil...),
+		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled (not those of Go's own splice, which request bodies use); without CAP_SYS_RESOURCE or CAP_SYS_ADMIN each counts its size, up to 1 MiB, against /proc/sys/fs/pipe-user-pages-soft.", nil...),
+		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
 }
 

@@ -1,30 +1,61 @@
 package splice
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+	"time"
 
-// TestStatsCountPipes: Stats counts a pipe from when Get makes it until
-// it is closed (here by Put, as it still holds bytes).
+	"golang.org/x/sys/unix"
+)
+
+// newTestPipe makes a pipe as Get does when the pool is empty.
+func newTestPipe(t *testing.T) *Pipe {
+	t.Helper()
+	fds, size, ok := newPipe()
+	if !ok {
+		t.Skip("no full-size pipe to be had here")
+	}
+	return wrap(fds, size)
+}
+
+// TestStatsCountPipes: Stats counts a pipe from when it is made until it
+// is closed, pooled pipes included.
 func TestStatsCountPipes(t *testing.T) {
-	if n, _ := Stats(); n != 0 {
-		t.Fatalf("a new process holds %d pipes, by Stats", n)
+	n0, short0 := Stats()
+	p, q := newTestPipe(t), newTestPipe(t)
+	if n, _ := Stats(); n != n0+2 {
+		t.Errorf("two pipes made: Stats counts %d, want %d", n, n0+2)
 	}
-	p := Get()
-	if p == nil {
-		t.Skip("no pipe to be had here")
+	Put(p) // empty: pooled, still open
+	if n, _ := Stats(); n != n0+2 {
+		t.Errorf("one pipe pooled, one held: Stats counts %d, want %d", n, n0+2)
 	}
-	if n, _ := Stats(); n != 1 {
-		t.Errorf("holding one pipe, Stats counts %d", n)
+	q.Data = 1 // still holding bytes: Put closes it rather than pooling it
+	Put(q)
+	if n, _ := Stats(); n != n0+1 {
+		t.Errorf("one pipe closed, one pooled: Stats counts %d, want %d", n, n0+1)
 	}
-	q := Get()
-	if n, _ := Stats(); q != nil && n != 2 {
-		t.Errorf("holding two pipes, Stats counts %d", n)
+	if _, short := Stats(); short != short0 {
+		t.Errorf("Stats counts %d pipes cut short where the full size was granted", short-short0)
 	}
-	p.Data = 1 // still holding bytes: Put closes it rather than pooling it
-	Put(p)
-	if n, _ := Stats(); q != nil && n != 1 {
-		t.Errorf("one pipe closed, one held: Stats counts %d", n)
+}
+
+// TestStatsCountDroppedPipe: a pipe nobody gives back is closed when it is
+// collected, and Stats stops counting it.
+func TestStatsCountDroppedPipe(t *testing.T) {
+	w := newTestPipe(t).W // the pipe itself is dropped at once
+	n0, _ := Stats()
+	for i := 0; ; i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond) // cleanups run on a goroutine of their own
+		if _, err := unix.FcntlInt(uintptr(w), unix.F_GETPIPE_SZ, 0); err != nil {
+			break // closed
+		}
+		if i == 100 {
+			t.Fatalf("a dropped pipe is still open after %d collections", i)
+		}
 	}
-	if _, short := Stats(); short != 0 {
-		t.Errorf("Stats counts %d pipes cut short where the full size was granted", short)
+	if n, _ := Stats(); n > n0-1 {
+		t.Errorf("a dropped pipe was closed, but Stats counts %d pipes, up from %d before", n, n0)
 	}
 }
