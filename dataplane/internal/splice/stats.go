@@ -10,8 +10,9 @@ var (
 // Stats returns how many pipes the process holds for splicing, in use and
 // pooled (net's own are not counted), and how many new pipes the kernel
 // has cut short so far: past the user's pipe limit, each starts a second
-// in which large bodies are copied instead (see Get). Both stay 0 where
-// the package does not splice.
+// in which no new pipe is made, and large bodies without a pooled pipe
+// are copied (see Get and Short). Both stay 0 where the package does not
+// splice.
 func Stats() (pipes int64, short uint64) {
 	return open.Load(), shortages.Load()
 }
