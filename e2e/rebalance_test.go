@@ -405,6 +405,20 @@ func (s *rebalanceScenario) balanced() bool {
 	return total == len(s.clients)
 }
 
+// stillBalanced is balanced, looked at a few times over 100ms: a backend
+// also counts the node's health check connections while they are open
+// (one every 200ms per backend), so a single look may find one too many.
+// A spread that is really off stays off for all of them.
+func (s *rebalanceScenario) stillBalanced() bool {
+	for range 10 {
+		if s.balanced() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
 // rebalancedRecords counts the node's connection records that say
 // REBALANCED.
 func (s *rebalanceScenario) rebalancedRecords() int {
@@ -452,7 +466,7 @@ func TestRebalance(t *testing.T) {
 	// Rebalancing stops once within the tolerance: a round later, the
 	// spread is still within it and nothing more was closed.
 	time.Sleep(2 * time.Second)
-	if !s.balanced() {
+	if !s.stillBalanced() {
 		t.Errorf("sessions per backend %v two seconds after balance; want each within %d..%d", s.counts(), s.low(), s.high())
 	}
 	if n, _ := s.closes(); n != closes {
