@@ -104,7 +104,9 @@ func wrap(fds [2]int, size int) *Pipe {
 // as it does past the user's pipe limit: then splicing by other means
 // (net's TCPConn.ReadFrom, whose pipes come from the same limit) is
 // slower than copying. Where Get has not found out within retryAfter, it
-// makes a pipe to see, and pools it when it is not short.
+// makes a pipe to see, and closes it: while Get is served from the pool,
+// a pooled one would add a pipe a second, each counted against the limit
+// until a garbage collection drops the pool.
 func Short() bool {
 	now := int64(monotonic())
 	if now < shortUntil.Load() {
@@ -113,9 +115,9 @@ func Short() bool {
 	if now < fineUntil.Load() {
 		return false
 	}
-	fds, size, ok := newPipe()
+	fds, _, ok := newPipe()
 	if ok {
-		pipes.Put(wrap(fds, size))
+		closePipe(fds)
 	}
 	return !ok && int64(monotonic()) < shortUntil.Load()
 }

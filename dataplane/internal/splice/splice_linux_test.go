@@ -59,3 +59,20 @@ func TestStatsCountDroppedPipe(t *testing.T) {
 		t.Errorf("a dropped pipe was closed, but Stats counts %d pipes, up from %d before", n, n0)
 	}
 }
+
+// TestShortLeavesNoPipe: the pipe Short makes to look, once a second
+// while large bodies flow, does not stay. Pooled, one more would pile up
+// each second while Get is served from the pool, every one counted
+// against an unprivileged user's pipe limit until a collection drops it.
+func TestShortLeavesNoPipe(t *testing.T) {
+	n0, _ := Stats()
+	for range 10 {
+		fineUntil.Store(0) // a second since the last new pipe
+		if Short() {
+			t.Skip("new pipes come short here")
+		}
+	}
+	if n, _ := Stats(); n != n0 {
+		t.Errorf("ten looks by Short left %d more pipes open", n-n0)
+	}
+}
