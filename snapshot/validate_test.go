@@ -87,6 +87,14 @@ func TestValidate(t *testing.T) {
 			want:     []string{`clusters[0].hash.name: "sess id;" is not a valid cookie name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
 		},
 		{
+			name:     "receive buffer too small, too large; 0 and the bounds are fine",
+			clusters: []string{`{name: a, receive_buffer_bytes: 4095}`, `{name: b, receive_buffer_bytes: 67108865}`, `{name: c, receive_buffer_bytes: 0}`, `{name: d, receive_buffer_bytes: 4096}`, `{name: e, receive_buffer_bytes: 67108864}`},
+			want: []string{
+				"clusters[0].receive_buffer_bytes: must be between 4096 and 67108864",
+				"clusters[1].receive_buffer_bytes: must be between 4096 and 67108864",
+			},
+		},
+		{
 			name:     "draws below 1",
 			clusters: []string{`{name: web, lb_policy: RANDOM, random: {draws: 0}}`},
 			want:     []string{"clusters[0].random.draws: must be between 1 and 16"},

@@ -138,11 +138,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 		c := compileCluster(cs, prev)
 		c.tls = up
+		var rcvbufBefore uint32
 		if prev != nil {
 			c.meter = prev.meter
+			rcvbufBefore = prev.spec.GetReceiveBufferBytes()
 		} else {
 			c.meter = meter.NewCluster(c.name)
 		}
+		warnReceiveBuffer(n.log, c.name, cs.GetReceiveBufferBytes(), rcvbufBefore)
 		for i := range c.checks {
 			c.checks[i].TLS = up.config()
 		}
@@ -227,6 +230,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		for i, m := range c.members {
 			m.Endpoint.SetMaxConn(m.MaxConn)
 			m.Endpoint.SetSendProxy(c.info[i].sendProxy)
+			m.Endpoint.SetReceiveBuffer(int(c.spec.GetReceiveBufferBytes()))
 			m.Endpoint.OnRelease(wake)
 			m.Endpoint.SetOutlierPolicy(outlier)
 			m.Endpoint.SetTLS(c.tls.config())

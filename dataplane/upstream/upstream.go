@@ -60,6 +60,7 @@ type Endpoint struct {
 	onRelease atomic.Pointer[func()]
 	tls       atomic.Pointer[endpointTLS] // nil: plain TCP; see SetTLS
 	sendProxy atomic.Uint32               // PROXY header version of new connections; 0: none
+	rcvbuf    atomic.Uint32               // SO_RCVBUF of new connections; 0: the kernel's
 
 	mu sync.Mutex
 	// conns holds every open connection, true for TCP sessions; nil until
@@ -217,7 +218,7 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	d := net.Dialer{Deadline: deadline}
+	d := net.Dialer{Deadline: deadline, Control: e.dialControl()}
 	addr := e.Addr
 	caller := ctx // whether the caller gave up is told by its own ctx
 	if t := e.resolved.Load(); t != nil {

@@ -930,9 +930,19 @@ type Cluster struct {
 	// ALPN when tls is set. gRPC endpoints need it. Requests of HTTP listeners
 	// go to them as HTTP/2 streams, whatever the client spoke. Unset:
 	// HTTP/1.1.
-	Http2         bool `protobuf:"varint,21,opt,name=http2,proto3" json:"http2,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Http2 bool `protobuf:"varint,21,opt,name=http2,proto3" json:"http2,omitempty"`
+	// ReceiveBufferBytes fixes the kernel's receive buffer (SO_RCVBUF) of the
+	// node's connections to the endpoints, as HAProxy's "tune.rcvbuf.server".
+	// Unset: the kernel sizes it by the traffic, up to the third figure of
+	// net.ipv4.tcp_rmem. That is what an endpoint far away needs for its
+	// throughput, but a response whose client stopped reading then holds up
+	// to that much of the node's memory. A fixed buffer bounds it (Linux
+	// reserves twice the figure, and caps it at net.core.rmem_max) and caps
+	// each connection's throughput at about the buffer per round trip.
+	// Connections opened before a change keep their buffer.
+	ReceiveBufferBytes uint32 `protobuf:"varint,22,opt,name=receive_buffer_bytes,json=receiveBufferBytes,proto3" json:"receive_buffer_bytes,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1110,6 +1120,13 @@ func (x *Cluster) GetHttp2() bool {
 		return x.Http2
 	}
 	return false
+}
+
+func (x *Cluster) GetReceiveBufferBytes() uint32 {
+	if x != nil {
+		return x.ReceiveBufferBytes
+	}
+	return 0
 }
 
 // UpstreamTls is how a node speaks TLS to a cluster's endpoints.
@@ -3715,7 +3732,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xc1\t\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\x84\n" +
+	"\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
 	"\tlb_policy\x18\x02 \x01(\x0e2\x13.sluice.v1.LbPolicyB\b\xfaB\x05\x82\x01\x02\x10\x01R\blbPolicy\x129\n" +
@@ -3747,7 +3765,9 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x03tls\x18\x13 \x01(\v2\x16.sluice.v1.UpstreamTlsR\x03tls\x12=\n" +
 	"\n" +
 	"send_proxy\x18\x14 \x01(\x0e2\x14.sluice.v1.SendProxyB\b\xfaB\x05\x82\x01\x02\x10\x01R\tsendProxy\x12\x14\n" +
-	"\x05http2\x18\x15 \x01(\bR\x05http2B\n" +
+	"\x05http2\x18\x15 \x01(\bR\x05http2\x12A\n" +
+	"\x14receive_buffer_bytes\x18\x16 \x01(\rB\x0f\xfaB\f*\n" +
+	"\x18\x80\x80\x80 (\x80 @\x01R\x12receiveBufferBytesB\n" +
 	"\n" +
 	"\b_retries\"\xf1\x01\n" +
 	"\vUpstreamTls\x12 \n" +

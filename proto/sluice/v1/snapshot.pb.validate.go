@@ -982,6 +982,21 @@ func (m *Cluster) validate(all bool) error {
 
 	// no validation rules for Http2
 
+	if m.GetReceiveBufferBytes() != 0 {
+
+		if val := m.GetReceiveBufferBytes(); val < 4096 || val > 67108864 {
+			err := ClusterValidationError{
+				field:  "ReceiveBufferBytes",
+				reason: "value must be inside range [4096, 67108864]",
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		}
+
+	}
+
 	if m.Retries != nil {
 
 		if m.GetRetries() > 10 {
