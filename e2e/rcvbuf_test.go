@@ -3,7 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/hex"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -181,9 +181,9 @@ func recvQueue(t *testing.T, remote string) int {
 		t.Fatalf("recvQueue takes an IPv4 address, not %q", remote)
 	}
 	ip := ap.Addr().As4()
-	// /proc/net/tcp writes an address as the hex of its 32 bits in host
-	// order (little-endian here), a colon, and the port in hex.
-	want := strings.ToUpper(hex.EncodeToString([]byte{ip[3], ip[2], ip[1], ip[0]}) + fmt.Sprintf(":%04X", ap.Port()))
+	// /proc/net/tcp prints an address's four bytes as one 32-bit number in
+	// hex, read in the host's byte order, then a colon and the port.
+	want := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ip[:]), ap.Port())
 	raw, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
 		t.Fatal(err)

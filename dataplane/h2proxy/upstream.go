@@ -45,6 +45,10 @@ type Upstream struct {
 type poolKey struct {
 	ep  *upstream.Endpoint
 	pro Protocol
+	// rcvbuf is the endpoint's receive buffer setting: a change starts a
+	// new pool, and the janitor closes the old one's connections as they
+	// fall idle.
+	rcvbuf int
 	// client and local are set for an endpoint that takes PROXY headers
 	// (send_proxy): its connections carry one client's header and serve
 	// that client connection alone, as HAProxy makes them private.
@@ -96,8 +100,10 @@ func (u *Upstream) Close() {
 // janitorEvery is how often idle connections are looked at.
 const janitorEvery = 10 * time.Second
 
-// janitor closes connections idle for upstream.MaxIdleAge and those of
-// endpoints that drain, and forgets empty pools.
+// janitor closes connections idle for upstream.MaxIdleAge, the idle ones
+// of endpoints that drain and of pools that new requests no longer use
+// (the cluster's protocol or receive buffer changed), and forgets empty
+// pools.
 func (u *Upstream) janitor() {
 	t := time.NewTicker(janitorEvery)
 	defer t.Stop()
@@ -109,7 +115,7 @@ func (u *Upstream) janitor() {
 		}
 		u.mu.Lock()
 		for k, p := range u.pools {
-			if p.closeIdle(k.ep.Draining()) == 0 {
+			if p.closeIdle(k.ep.Draining() || u.stale(k)) == 0 {
 				delete(u.pools, k)
 			}
 		}
@@ -118,7 +124,7 @@ func (u *Upstream) janitor() {
 }
 
 func (u *Upstream) pool(ep *upstream.Endpoint, client, local netip.AddrPort) *pool {
-	k := poolKey{ep: ep, pro: u.protocol(ep)}
+	k := poolKey{ep: ep, pro: u.protocol(ep), rcvbuf: ep.ReceiveBuffer()}
 	if ep.SendProxy() != 0 {
 		k.client, k.local = client, local
 	}
@@ -288,6 +294,12 @@ func (p *pool) idleCount() int {
 		}
 	}
 	return n
+}
+
+// stale reports whether new requests to k's endpoint now go to another
+// pool.
+func (u *Upstream) stale(k poolKey) bool {
+	return k.rcvbuf != k.ep.ReceiveBuffer() || k.pro != u.protocol(k.ep)
 }
 
 // closeIdle closes the dead connections, the idle ones that sat unused

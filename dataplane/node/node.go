@@ -138,14 +138,11 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 		c := compileCluster(cs, prev)
 		c.tls = up
-		var rcvbufBefore uint32
 		if prev != nil {
 			c.meter = prev.meter
-			rcvbufBefore = prev.spec.GetReceiveBufferBytes()
 		} else {
 			c.meter = meter.NewCluster(c.name)
 		}
-		warnReceiveBuffer(n.log, c.name, cs.GetReceiveBufferBytes(), rcvbufBefore)
 		for i := range c.checks {
 			c.checks[i].TLS = up.config()
 		}
@@ -217,6 +214,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 
 	// Swap: every listener gets its new config in one atomic store each.
+	warnReceiveBuffers(n.log, compiled, n.clusters)
 	for _, c := range compiled {
 		var wake func()
 		if c.queue != nil {

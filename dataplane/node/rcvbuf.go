@@ -11,22 +11,44 @@ import (
 // gets; larger requests are cut to it without an error.
 const rmemMaxFile = "/proc/sys/net/core/rmem_max"
 
-// warnReceiveBuffer logs once per change when a cluster asks for a
-// receive_buffer_bytes larger than the kernel grants, so that an operator
-// who sets 8 MiB on a host that allows 208 KiB learns why throughput
-// stays low.
-func warnReceiveBuffer(log *slog.Logger, name string, want, before uint32) {
-	if want == 0 || want == before {
+// warnReceiveBuffers logs, in one line, the compiled clusters whose
+// receive_buffer_bytes was set or changed (against running) to more than
+// the kernel grants, so that an operator who sets 8 MiB on a host that
+// allows 208 KiB learns why throughput stays low. Apply calls it once the
+// snapshot can no longer be refused.
+func warnReceiveBuffers(log *slog.Logger, compiled []*cluster, running map[string]*cluster) {
+	var limit uint64 // read once, when a cluster asks for a buffer
+	var over []string
+	for _, c := range compiled {
+		want := c.spec.GetReceiveBufferBytes()
+		if want == 0 {
+			continue
+		}
+		if prev := running[c.name]; prev != nil && prev.spec.GetReceiveBufferBytes() == want {
+			continue // told when it was set
+		}
+		if limit == 0 {
+			raw, err := os.ReadFile(rmemMaxFile)
+			if err != nil {
+				return // not Linux, or no procfs: nothing to tell
+			}
+			if limit, err = strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 32); err != nil || limit == 0 {
+				return
+			}
+		}
+		if uint64(want) > limit {
+			over = append(over, c.name+"="+strconv.FormatUint(uint64(want), 10))
+		}
+	}
+	if len(over) == 0 {
 		return
 	}
-	raw, err := os.ReadFile(rmemMaxFile)
-	if err != nil {
-		return // not Linux, or no procfs: nothing to tell
+	const shown = 10
+	more := ""
+	if len(over) > shown {
+		more = " and " + strconv.Itoa(len(over)-shown) + " more"
+		over = over[:shown]
 	}
-	limit, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 32)
-	if err != nil || uint64(want) <= limit {
-		return
-	}
-	log.Warn("receive_buffer_bytes is above net.core.rmem_max: the kernel cuts it; raise the sysctl to get it",
-		"cluster", name, "receive_buffer_bytes", want, "net.core.rmem_max", limit)
+	log.Warn("receive_buffer_bytes is above net.core.rmem_max: the kernel cuts it to that; raise the sysctl to get it",
+		"net.core.rmem_max", limit, "clusters", strings.Join(over, " ")+more)
 }

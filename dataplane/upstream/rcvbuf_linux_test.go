@@ -73,3 +73,56 @@ func TestReceiveBuffer(t *testing.T) {
 		t.Errorf("SO_RCVBUF = %d after SetReceiveBuffer(0), want the kernel's %d", got, def)
 	}
 }
+
+// TestReceiveBufferChangeEmptiesPool: after a change no request goes out
+// on a connection with the old buffer: the idle pool is emptied, and a
+// busy connection dialed before the change is closed when it is handed
+// back, while one dialed after is pooled.
+func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	ctx := context.Background()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := ep.Dial(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	idle, busy := dial(), dial()
+	ep.PutIdle(idle, nil)
+
+	ep.SetReceiveBuffer(32 << 10)
+	if !closed(idle) {
+		t.Error("the connection idle at the change is still open")
+	}
+	if c, _ := ep.GetIdle(); c != nil {
+		t.Errorf("the pool still hands out a connection from before the change: %v", c.LocalAddr())
+	}
+	ep.PutIdle(busy, nil)
+	if !closed(busy) {
+		t.Error("a connection dialed before the change, handed back after it, is open")
+	}
+	if c, _ := ep.GetIdle(); c != nil {
+		t.Error("a connection dialed before the change was pooled after it")
+	}
+
+	fresh := dial()
+	ep.PutIdle(fresh, nil)
+	if c, _ := ep.GetIdle(); c != fresh {
+		t.Errorf("GetIdle = %v after pooling a connection dialed with the new buffer, want it", c)
+	}
+	ep.Close(fresh)
+	if n := ep.Conns(); n != 0 {
+		t.Errorf("Conns = %d with every connection closed, want 0", n)
+	}
+
+	// Setting the same value again changes nothing.
+	kept := dial()
+	ep.PutIdle(kept, nil)
+	ep.SetReceiveBuffer(32 << 10)
+	if c, _ := ep.GetIdle(); c != kept {
+		t.Error("setting the same receive buffer again emptied the pool")
+	}
+	ep.Close(kept)
+}

@@ -63,15 +63,21 @@ type Endpoint struct {
 	rcvbuf    atomic.Uint32               // SO_RCVBUF of new connections; 0: the kernel's
 
 	mu sync.Mutex
-	// conns holds every open connection, true for TCP sessions; nil until
-	// the first: most endpoints of a big snapshot are never dialed.
-	conns map[net.Conn]bool
+	// conns holds every open connection; nil until the first: most
+	// endpoints of a big snapshot are never dialed.
+	conns map[net.Conn]connInfo
 	idle  []idleConn // pooled HTTP connections, newest last
 	// shut holds the busy connections ShutdownSessions or CloseConns
 	// closed until their user calls Close, so that it can tell why they
 	// ended (ClosedBy).
 	shut   map[net.Conn]CloseCause
 	closed bool // draining: no new connections, none pooled
+}
+
+// connInfo is what an open connection was dialed as.
+type connInfo struct {
+	session bool   // a TCP session, not an HTTP connection
+	rcvbuf  uint32 // its SO_RCVBUF; 0: the kernel's (see SetReceiveBuffer)
 }
 
 // New returns an endpoint with no connections. An endpoint whose host is an
@@ -218,7 +224,8 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	d := net.Dialer{Deadline: deadline, Control: e.dialControl()}
+	rcvbuf := e.rcvbuf.Load()
+	d := net.Dialer{Deadline: deadline, Control: rcvbufControl(rcvbuf)}
 	addr := e.Addr
 	caller := ctx // whether the caller gave up is told by its own ctx
 	if t := e.resolved.Load(); t != nil {
@@ -265,9 +272,9 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		return nil, ErrClosed
 	}
 	if e.conns == nil {
-		e.conns = make(map[net.Conn]bool)
+		e.conns = make(map[net.Conn]connInfo)
 	}
-	e.conns[c] = session
+	e.conns[c] = connInfo{session: session, rcvbuf: rcvbuf}
 	e.mu.Unlock()
 	return c, nil
 }
@@ -330,7 +337,7 @@ func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
 	now := time.Now()
 	var stale []net.Conn
 	e.mu.Lock()
-	if _, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle || !e.fitsPool(c) {
+	if info, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
 		delete(e.conns, c)
 		if e.shut != nil {
 			delete(e.shut, c)
@@ -472,8 +479,8 @@ func (e *Endpoint) closeWhere(match func(session bool) bool) {
 	e.Drain()
 	var victims []net.Conn
 	e.mu.Lock()
-	for c, session := range e.conns {
-		if match(session) {
+	for c, info := range e.conns {
+		if match(info.session) {
 			victims = append(victims, c)
 			delete(e.conns, c)
 		}

@@ -932,14 +932,17 @@ type Cluster struct {
 	// HTTP/1.1.
 	Http2 bool `protobuf:"varint,21,opt,name=http2,proto3" json:"http2,omitempty"`
 	// ReceiveBufferBytes fixes the kernel's receive buffer (SO_RCVBUF) of the
-	// node's connections to the endpoints, as HAProxy's "tune.rcvbuf.server".
-	// Unset: the kernel sizes it by the traffic, up to the third figure of
-	// net.ipv4.tcp_rmem. That is what an endpoint far away needs for its
-	// throughput, but a response whose client stopped reading then holds up
-	// to that much of the node's memory. A fixed buffer bounds it (Linux
-	// reserves twice the figure, and caps it at net.core.rmem_max) and caps
-	// each connection's throughput at about the buffer per round trip.
-	// Connections opened before a change keep their buffer.
+	// node's connections to the endpoints, as HAProxy's "tune.rcvbuf.server":
+	// 4096 to 67108864 bytes; 0 or unset: the kernel sizes it by the traffic,
+	// up to the third figure of net.ipv4.tcp_rmem. That is what an endpoint
+	// far away needs for its throughput, but a response whose client stopped
+	// reading then leaves up to that much queued in the node's kernel, beside
+	// what the client's own connection holds. A fixed buffer bounds it: the
+	// kernel cuts the figure to net.core.rmem_max (the node logs when it
+	// does) and reserves twice what is left. It also caps each connection's
+	// throughput at about one buffer per round trip. Health checks keep the
+	// kernel's sizing. After a change, pooled HTTP connections are replaced;
+	// TCP sessions keep the buffer they started with.
 	ReceiveBufferBytes uint32 `protobuf:"varint,22,opt,name=receive_buffer_bytes,json=receiveBufferBytes,proto3" json:"receive_buffer_bytes,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
