@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // TestReceiveBufferBoundsStalledDownloads: a client that stops reading a
@@ -80,38 +82,26 @@ type flood struct {
 
 func startFlood(t *testing.T, size int) *flood {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	f := &flood{addr: ln.Addr().String()}
-	go func() {
-		for {
-			conn, err := ln.Accept()
+	f := &flood{}
+	f.addr = loopback.Serve(t, func(conn net.Conn) {
+		defer conn.Close()
+		conn.SetWriteDeadline(time.Now().Add(2 * testTimeout))
+		chunk := floodPattern()
+		for sent := 0; sent < size; sent += len(chunk) {
+			n, err := conn.Write(chunk[:min(len(chunk), size-sent)])
+			f.written.Add(int64(n))
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				conn.SetWriteDeadline(time.Now().Add(2 * testTimeout))
-				chunk := floodPattern()
-				for sent := 0; sent < size; sent += len(chunk) {
-					n, err := conn.Write(chunk[:min(len(chunk), size-sent)])
-					f.written.Add(int64(n))
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	return f
 }
 
 // floodPattern is the 64 KiB a flood sends over and over. Its bytes count
-// modulo 251, a prime, so a piece lost or repeated anywhere in the stream
-// breaks the count.
+// modulo 251, a prime that does not divide 64 KiB, so a piece lost or
+// repeated shifts the stream off the pattern by the next 64 KiB boundary;
+// one of whole 64 KiB pieces shows in the total.
 func floodPattern() []byte {
 	p := make([]byte, 64<<10)
 	for i := range p {

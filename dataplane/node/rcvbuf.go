@@ -7,9 +7,20 @@ import (
 	"strings"
 )
 
-// rmemMaxFile holds the largest receive buffer an unprivileged setsockopt
-// gets; larger requests are cut to it without an error.
+// rmemMaxFile holds the largest receive buffer setsockopt(SO_RCVBUF)
+// grants; larger requests are cut to it without an error.
 const rmemMaxFile = "/proc/sys/net/core/rmem_max"
+
+// rmemMax reads rmemMaxFile; ok is false where there is none to read (not
+// Linux, no procfs).
+func rmemMax() (limit uint64, ok bool) {
+	raw, err := os.ReadFile(rmemMaxFile)
+	if err != nil {
+		return 0, false
+	}
+	limit, err = strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 32)
+	return limit, err == nil && limit > 0
+}
 
 // warnReceiveBuffers logs, in one line, the compiled clusters whose
 // receive_buffer_bytes was set or changed (against running) to more than
@@ -28,12 +39,9 @@ func warnReceiveBuffers(log *slog.Logger, compiled []*cluster, running map[strin
 			continue // told when it was set
 		}
 		if limit == 0 {
-			raw, err := os.ReadFile(rmemMaxFile)
-			if err != nil {
-				return // not Linux, or no procfs: nothing to tell
-			}
-			if limit, err = strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 32); err != nil || limit == 0 {
-				return
+			var ok bool
+			if limit, ok = rmemMax(); !ok {
+				return // nothing to compare with
 			}
 		}
 		if uint64(want) > limit {
