@@ -108,6 +108,12 @@ func (t *tunnelState) copy(dst, src net.Conn, buf []byte, fromEndpoint bool) int
 	var n int64
 	for {
 		src.SetReadDeadline(time.Unix(0, t.last.Load()).Add(t.idle))
+		if t.ended.Load() {
+			// stop ran before that deadline replaced the one it set in
+			// the past, which would have ended the read below: the other
+			// direction ended the tunnel while this one was between reads.
+			return n
+		}
 		m, err := src.Read(buf)
 		if m > 0 {
 			now := time.Now()

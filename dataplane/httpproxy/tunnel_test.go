@@ -332,3 +332,45 @@ func TestTunnelEndsWithClientConnection(t *testing.T) {
 		t.Errorf("reason %v, want LISTENER_CLOSED", ci.Reason)
 	}
 }
+
+// stopOnDeadline is a connection whose next SetReadDeadline runs stop
+// first: the other direction of a tunnel ends it just as this one, back
+// from a read, sets its next deadline.
+type stopOnDeadline struct {
+	net.Conn
+	stop func()
+}
+
+func (c *stopOnDeadline) SetReadDeadline(d time.Time) error {
+	if c.stop != nil {
+		c.stop()
+		c.stop = nil
+	}
+	return c.Conn.SetReadDeadline(d)
+}
+
+// TestTunnelStopBetweenReads: a direction that the other one stops while
+// it is between two reads ends too, rather than read on under the fresh
+// deadline it set after stop's. It did not, now and then, in
+// TestUpgradeHandshakeAndHeaders: the client's close stopped the tunnel
+// right after the last echo, and the endpoint's direction waited on.
+func TestTunnelStopBetweenReads(t *testing.T) {
+	client, clientPeer := net.Pipe()
+	ep, epPeer := net.Pipe()
+	for _, c := range []net.Conn{client, clientPeer, ep, epPeer} {
+		defer c.Close()
+	}
+	ts := &tunnelState{cc: &clientConn{c: client}, bc: ep, idle: time.Hour}
+	ts.last.Store(time.Now().UnixNano())
+	src := &stopOnDeadline{Conn: ep, stop: func() { ts.stop(0) }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ts.copy(client, src, make([]byte, 512), true)
+	}()
+	select {
+	case <-done:
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("the endpoint's direction read on after the tunnel was stopped")
+	}
+}
