@@ -151,7 +151,7 @@ func (l *Log) write() {
 		select {
 		case <-tick.C:
 		case <-l.stop:
-			buf = l.drain(buf)
+			l.drain(buf)
 			l.out.Flush()
 			return
 		}

@@ -381,9 +381,9 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 				if e = cc.sendBody(bc); e == nil {
 					x.hard = time.Now().Add(cfg.ResponseTimeout)
 					cc.armEndpoint(bc, time.Now())
-					e, gotByte = cc.readResponseHead(bc, false)
+					e, _ = cc.readResponseHead(bc, false)
 				}
-				gotByte = true
+				gotByte = true // the 100 Continue
 			}
 		}
 		if e == nil {
