@@ -84,11 +84,11 @@ listeners:
 	})
 
 	for _, addr := range []string{httpAddr, tcpAddr} {
-		got, err := fetchClose(addr)
+		got, err := tcpGet(addr)
 		if err != nil {
 			t.Fatalf("GET through %s: %v", addr, err)
 		}
-		if !bytes.Equal(got, body) {
+		if got != string(body) {
 			t.Errorf("GET through %s: %d bytes, not the endpoint's 1 MiB body", addr, len(got))
 		}
 	}
@@ -117,27 +117,6 @@ listeners:
 	if got := m.Value("sluice_node_pipes"); got != 0 {
 		t.Errorf("sluice_node_pipes = %v, want 0: every pipe the node made came short and was closed", got)
 	}
-}
-
-// fetchClose sends GET / with Connection: close to addr and returns the
-// body of the answer, which must be 200.
-func fetchClose(addr string) ([]byte, error) {
-	conn, err := net.DialTimeout("tcp", addr, testTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("answered %s", resp.Status)
-	}
-	return io.ReadAll(resp.Body)
 }
 
 // holdPipes runs a copy of the test binary as nobody (TestPipeHolder),
