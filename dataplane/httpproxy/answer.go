@@ -303,16 +303,10 @@ func appendPort[T string | []byte](b []byte, scheme string, port T) []byte {
 }
 
 // splitAuthority splits a Host value (or the authority of an absolute-form
-// target) into host, brackets of an IPv6 literal kept, and port, both
-// empty when absent; a port that is not a number is dropped. Userinfo, which only an absolute-form target can
-// carry, is dropped.
+// target), as the request parser let it through (validAuthority), into
+// host, brackets of an IPv6 literal kept, and port, both empty when
+// absent; a port that is no port number is dropped.
 func splitAuthority(a []byte) (host, port []byte) {
-	for i := len(a) - 1; i >= 0; i-- {
-		if a[i] == '@' {
-			a = a[i+1:]
-			break
-		}
-	}
 	if len(a) > 0 && a[0] == '[' {
 		end := indexByte(a, ']')
 		if end < 0 {

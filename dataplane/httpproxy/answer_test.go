@@ -77,7 +77,7 @@ func TestRedirectLocation(t *testing.T) {
 		{"prefix", Redirect{Prefix: "/v2/"}, "GET /users?id=3 HTTP/1.1\r\nHost: h\r\n\r\n", "http://h/v2/users?id=3"},
 		{"prefix of the root", Redirect{Prefix: "/v2"}, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "http://h/v2/"},
 		{"strip query", Redirect{Path: "/", StripQuery: true}, "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n", "http://h/"},
-		{"absolute-form target", Redirect{Scheme: "https"}, "GET http://u@h:81/p?q HTTP/1.1\r\nHost: h:81\r\n\r\n", "https://h/p?q"},
+		{"absolute-form target", Redirect{Scheme: "https"}, "GET http://h:81/p?q HTTP/1.1\r\nHost: h:81\r\n\r\n", "https://h/p?q"},
 		{"asterisk", Redirect{Scheme: "https"}, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "https://h/"},
 		{"HTTP/1.0 without Host", Redirect{Scheme: "https"}, "GET /a?b HTTP/1.0\r\n\r\n", "/a?b"},
 		{"HTTP/1.0 without Host, no network-path reference", Redirect{Scheme: "https"}, "GET //evil.example/x HTTP/1.0\r\n\r\n", "/evil.example/x"},

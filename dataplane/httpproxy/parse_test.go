@@ -37,6 +37,12 @@ func TestParseRequestAccepts(t *testing.T) {
 		{"empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", "GET", "/", "a", "HTTP/1.1", bodyNone, 0, false},
 		{"obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX-U: caf\xc3\xa9\r\n\r\n", "GET", "/", "a", "HTTP/1.1", bodyNone, 0, false},
 		{"HTTP/1.2 as 1.1", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", "GET", "/", "a", "HTTP/1.2", bodyNone, 0, false},
+		{"host and port", "GET / HTTP/1.1\r\nHost: a-b_c.example~:8080\r\n\r\n", "GET", "/", "a-b_c.example~:8080", "HTTP/1.1", bodyNone, 0, false},
+		{"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", "GET", "/", "", "HTTP/1.1", bodyNone, 0, false},
+		{"empty port", "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", "GET", "/", "a:", "HTTP/1.1", bodyNone, 0, false},
+		{"IPv6 Host", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n\r\n", "GET", "/", "[2001:db8::1]:443", "HTTP/1.1", bodyNone, 0, false},
+		{"percent-encoded and sub-delims Host", "GET / HTTP/1.1\r\nHost: %41b!$&'()*+,;=\r\n\r\n", "GET", "/", "%41b!$&'()*+,;=", "HTTP/1.1", bodyNone, 0, false},
+		{"absolute form, IPv6", "GET http://[::1]:81 HTTP/1.1\r\nHost: [::1]:81\r\n\r\n", "GET", "http://[::1]:81", "[::1]:81", "HTTP/1.1", bodyNone, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := parseHead(t, tc.in)

@@ -521,6 +521,13 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 		{"stray percent in target", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"control char in target", "GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"CONNECT", "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", "501"},
+		{"absolute-form port not a number", "GET http://x:8o/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"absolute-form userinfo", "GET http://evil@x/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"absolute-form bad percent", "GET http://x%zz/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"Host port not a number", "GET / HTTP/1.1\r\nHost: x:8o\r\n\r\n", "400"},
+		{"Host with a quote", "GET / HTTP/1.1\r\nHost: \"x\r\n\r\n", "400"},
+		{"Host not ASCII", "GET / HTTP/1.1\r\nHost: b\xc3\xa4d\r\n\r\n", "400"},
+		{"Host IPv6 unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "400"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := p.dial()

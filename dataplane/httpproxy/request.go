@@ -347,11 +347,8 @@ func (r *Request) semantics() *statusError {
 		case fieldHost:
 			hosts++
 			r.host = f.value
-			v := f.value.of(b)
-			for _, c := range v {
-				if c == ' ' || c == '\t' || c == '/' || c == '\\' || c == '@' {
-					return errHost
-				}
+			if !validAuthority(f.value.of(b)) {
+				return errHost
 			}
 		case fieldContentLength:
 			n, ok := parseContentLength(f.value.of(b))
@@ -390,7 +387,7 @@ func (r *Request) semantics() *statusError {
 		return errConnect
 	default:
 		auth, ok := absoluteAuthority(target)
-		if !ok {
+		if !ok || !validAuthority(target[auth.off:auth.end]) {
 			return errTarget
 		}
 		r.host = span{r.target.off + uint16(auth.off), r.target.off + uint16(auth.end)}
@@ -459,6 +456,62 @@ func upgradesTo(b []byte, fields []field, protocol string) bool {
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// validAuthority reports whether a is a host and an optional port, as the
+// Host field and the authority of an absolute-form target hold them (RFC
+// 9110 §7.2, RFC 3986 §3.2.2): an IP literal in brackets, or a name or
+// IPv4 address of unreserved characters, sub-delims and percent-encoded
+// bytes; then ':' and digits. A userinfo ("user@host") is refused, as RFC
+// 9110 §4.2.4 asks of a recipient. An empty Host is valid (RFC 9110 §7.2).
+func validAuthority(a []byte) bool {
+	host, port := a, []byte(nil)
+	if len(a) > 0 && a[0] == '[' {
+		end := indexByte(a, ']')
+		if end < 0 {
+			return false
+		}
+		for _, c := range a[1:end] {
+			if !uriHost[c] && c != ':' {
+				return false
+			}
+		}
+		if rest := a[end+1:]; len(rest) > 0 {
+			if rest[0] != ':' {
+				return false
+			}
+			port = rest[1:]
+		}
+		host = nil
+	} else if i := indexByte(a, ':'); i >= 0 {
+		host, port = a[:i], a[i+1:]
+	}
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case c == '%':
+			if i+2 >= len(host) || !isHex(host[i+1]) || !isHex(host[i+2]) {
+				return false
+			}
+			i += 2
+		case !uriHost[c]:
+			return false
+		}
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// uriHost holds the bytes a reg-name may have as they are (RFC 3986
+// §3.2.2): unreserved and sub-delims.
+var uriHost = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=") {
+		t[c] = true
+	}
+	return t
+}()
 
 // absoluteAuthority returns where the authority of an absolute-form target
 // ("http://host:port/path") lies inside it.
