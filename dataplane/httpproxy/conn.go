@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -474,10 +475,13 @@ func (cc *clientConn) write(p []byte) error {
 }
 
 // refuse answers a request the proxy will not forward and ends the
-// connection.
+// connection. The answer to a HEAD request has no body (RFC 9110 §9.3.2),
+// however much of the head parsed: the read buffer still starts with the
+// request line.
 func (cc *clientConn) refuse(e *statusError) int {
 	x := cc.x
-	x.wb = appendStatusResponse(x.wb[:0], e, 1, false, false)
+	head := bytes.HasPrefix(x.rb[x.rs:x.re], []byte("HEAD "))
+	x.wb = appendStatusResponse(x.wb[:0], e, 1, false, head)
 	cc.write(x.wb)
 	x.wb = x.wb[:0]
 	cc.reason = e.reason

@@ -556,6 +556,24 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 	}
 }
 
+func TestRefusedHeadRequestGetsNoBody(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	for _, req := range []string{
+		"HEAD / HTTP/2.0\r\nHost: x\r\n\r\n",
+		"HEAD / HTTP/1.1\r\nHost: x:8o\r\n\r\n",
+		"\r\nHEAD / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+	} {
+		conn := p.dial()
+		io.WriteString(conn, req)
+		got, _ := io.ReadAll(conn)
+		if !bytes.HasPrefix(got, []byte("HTTP/1.1 4")) && !bytes.HasPrefix(got, []byte("HTTP/1.1 5")) ||
+			!bytes.Contains(got, []byte("Content-Length: ")) || !bytes.HasSuffix(got, []byte("\r\n\r\n")) {
+			t.Errorf("%q: answer %q, want an error head and no body", req, got)
+		}
+	}
+}
+
 func TestHeadTooLarge(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
