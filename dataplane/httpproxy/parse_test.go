@@ -134,6 +134,9 @@ func TestResponseFraming(t *testing.T) {
 		{"differing CL", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, 0, 0, false, true},
 		{"bad status", "HTTP/1.1 20 OK\r\n\r\n", false, 0, 0, false, true},
 		{"status 600", "HTTP/1.1 600 X\r\n\r\n", false, 0, 0, false, true},
+		{"four-digit status", "HTTP/1.0 2000\n\n", false, 0, 0, false, true},
+		{"status glued to its reason", "HTTP/1.1 200OK\r\n\r\n", false, 0, 0, false, true},
+		{"no reason, LF only", "HTTP/1.1 204\n\n", false, bodyNone, -1, true, false},
 		{"HTTP/2", "HTTP/2 200 OK\r\n\r\n", false, 0, 0, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,7 +39,7 @@ func (r *response) parse(b []byte, headReq bool) *statusError {
 	r.reusable = false
 
 	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
-	if len(b) < 12 || string(b[:7]) != "HTTP/1." || b[7] < '0' || b[7] > '9' || b[8] != ' ' {
+	if len(b) < 13 || string(b[:7]) != "HTTP/1." || b[7] < '0' || b[7] > '9' || b[8] != ' ' {
 		return errRespStatus
 	}
 	r.minor = 1
@@ -59,8 +59,12 @@ func (r *response) parse(b []byte, headReq bool) *statusError {
 	}
 	r.status = status
 	i := 12
-	if i < len(b) && b[i] == ' ' {
+	switch b[i] {
+	case ' ':
 		i++
+	case '\r', '\n': // no reason phrase, nor its SP: as many servers send it
+	default:
+		return errRespStatus // a fourth digit ("2000"), or anything else
 	}
 	rs := i
 	for i < len(b) && isValueByte[b[i]] {
