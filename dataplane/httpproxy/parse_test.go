@@ -127,6 +127,8 @@ func TestResponseFraming(t *testing.T) {
 		{"204", "HTTP/1.1 204 No Content\r\n\r\n", false, bodyNone, -1, true, false},
 		{"304", "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false, bodyNone, 9, true, false},
 		{"100", "HTTP/1.1 100 Continue\r\n\r\n", false, bodyNone, -1, true, false},
+		{"1.0 chunked refused", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, 0, 0, false, true},
+		{"1.0 chunked, no body anyway", "HTTP/1.0 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", false, bodyNone, -1, false, false},
 		{"1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, bodyLength, 1, false, false},
 		{"1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false, bodyLength, 1, true, false},
 		{"1.1 close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, bodyLength, 1, false, false},

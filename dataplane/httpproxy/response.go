@@ -122,7 +122,10 @@ func (r *response) semantics(headReq bool) *statusError {
 		r.body = bodyNone
 		r.contentLength = cl // forwarded as the length a GET would have had
 	case te.seen:
-		if !te.onlyChunked() {
+		if !te.onlyChunked() || r.minor == 0 {
+			// HTTP/1.0 has no transfer codings: its framing is faulty
+			// (RFC 9112 §6.1), and readers disagree on it (net/http
+			// reads the body to the close).
 			return errRespFraming
 		}
 		if cl >= 0 {
