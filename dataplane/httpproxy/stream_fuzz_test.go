@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,16 +49,11 @@ func FuzzProxyStream(f *testing.F) {
 	for _, s := range append(streamSeeds, requestSeeds...) {
 		f.Add([]byte(s), uint16(len(s)/2))
 	}
+	rec := &recorder{}
+	rig := newFuzzRig(f, rec.serve)
 	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		ep := startRecorder(t)
-		p := startParkingProxy(t, &Config{
-			Director:             &rrDirector{eps: []*upstream.Endpoint{ep.ep}},
-			RequestHeaderTimeout: time.Second,
-			IdleTimeout:          time.Second,
-			ResponseTimeout:      2 * time.Second,
-		})
-		c := p.dial()
-		go func() {
+		rec.reset()
+		got := rig.exchange(t, func(c net.Conn) {
 			// In two pieces a moment apart, so that the proxy reads them
 			// apart: a head, a chunk or a body cut anywhere.
 			rest := data
@@ -68,17 +64,14 @@ func FuzzProxyStream(f *testing.F) {
 			}
 			c.Write(rest)
 			c.(*net.TCPConn).CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		if err != nil && !isReset(err) {
-			t.Fatalf("reading the proxy's answers: %v (after %q)", err, got)
-		}
-		c.Close()
-		p.ln.Close()
-		p.srv.Close()
-		p.wg.Wait()
-		ep.ep.Drain() // closes the pooled connection, which ends the recorder's
-		fwd := ep.wait(t)
+		}, func(c net.Conn) []byte {
+			got, err := io.ReadAll(c)
+			if err != nil && !isReset(err) {
+				t.Fatalf("reading the proxy's answers: %v (after %q)", err, got)
+			}
+			return got
+		})
+		fwd := rec.requests()
 		t.Logf("client got %q", got)
 
 		// What the endpoint received, against what net/http reads from the
@@ -171,7 +164,7 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 		for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 			b = b[1:]
 		}
-		head, n := normalHead(b)
+		head, n := normalHead(b, false)
 		if n < 0 {
 			return out, b
 		}
@@ -195,8 +188,10 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 // with the lists in its framing fields written as net/http takes them,
 // and the head's length in b (-1: no whole head). Empty list elements go
 // (RFC 9110 §5.6.1), and a Content-Length list becomes one field line
-// per value.
-func normalHead(b []byte) ([]byte, int) {
+// per value. With noBody, Transfer-Encoding goes: the message ends with
+// its head whatever that says (an answer to HEAD, 1xx, 204 or 304; RFC
+// 9112 §6.3), which net/http checks anyway.
+func normalHead(b []byte, noBody bool) ([]byte, int) {
 	var head []byte
 	for i := 0; i < len(b); {
 		j := bytes.IndexByte(b[i:], '\n')
@@ -207,6 +202,9 @@ func normalHead(b []byte) ([]byte, int) {
 		i += j + 1
 		name, value, _ := bytes.Cut(line, []byte(":"))
 		cl := bytes.EqualFold(name, []byte("Content-Length"))
+		if noBody && bytes.EqualFold(name, []byte("Transfer-Encoding")) {
+			continue
+		}
 		if !cl && !bytes.EqualFold(name, []byte("Transfer-Encoding")) || !bytes.Contains(value, []byte(",")) {
 			head = append(head, line...)
 			if string(line) == "\r\n" || string(line) == "\n" {
@@ -233,38 +231,24 @@ func normalHead(b []byte) ([]byte, int) {
 	return nil, -1
 }
 
-// recorder is an endpoint that reads requests with net/http's parser,
-// records them, and answers each whole one with its sequence number.
+// recorder is an endpoint's connection handler that reads requests with
+// net/http's parser, records them, and answers each whole one with its
+// sequence number.
 type recorder struct {
-	ln   net.Listener
-	ep   *upstream.Endpoint
-	wg   sync.WaitGroup
 	mu   sync.Mutex
 	reqs []streamRequest
 }
 
-func startRecorder(t *testing.T) *recorder {
-	r := &recorder{ln: listen(t)}
-	r.ep = upstream.New("web", "rec", r.ln.Addr().String())
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := r.ln.Accept()
-			if err != nil {
-				return
-			}
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(defaultTestTimeout))
-				r.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { r.ln.Close() })
-	return r
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.reqs = nil
+	r.mu.Unlock()
+}
+
+func (r *recorder) requests() []streamRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reqs
 }
 
 func (r *recorder) serve(c net.Conn) {
@@ -303,18 +287,232 @@ func (r *recorder) serve(c net.Conn) {
 	}
 }
 
-// wait closes the listener, waits until every connection the proxy made
-// ended, and returns what arrived.
-func (r *recorder) wait(t *testing.T) []streamRequest {
-	r.ln.Close()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(defaultTestTimeout):
-		t.Fatal("the proxy's connections to the endpoint did not end")
+// FuzzProxyResponses has an endpoint answer two requests of one client
+// connection with fuzzed bytes (r1 to the first, r2 to the second, GET or
+// HEAD as head1 and head2 say), through a live proxy served as the node
+// serves it. Each answer the client gets is either what net/http reads
+// from the endpoint's bytes for that request (status and body) or an
+// error of the proxy's own; never bytes of the other answer, which is
+// what a proxy that reused an endpoint connection past an answer's end
+// would give.
+func FuzzProxyResponses(f *testing.F) {
+	for _, s := range [][2]string{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nforge", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2"},
+		{"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.0 200 OK\r\n\r\nuntil close"},
+		{"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\nConnection: close\r\n\r\nz"},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]), false, true)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.reqs
+	var answers atomic.Pointer[map[string][]byte]
+	rig := newFuzzRig(f, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			a := (*answers.Load())[req.URL.Path]
+			c.Write(a)
+			// An answer net/http reads whole and that does not end with
+			// the connection leaves it open, with whatever bytes followed.
+			if w := readAnswer(a, req.Method); !w.ok || w.closes {
+				// The end of the answer, for the proxy: a FIN, not the
+				// reset of noTimeWait, which would come as an error.
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, br)
+				return
+			}
+		}
+	})
+	f.Fuzz(func(t *testing.T, r1, r2 []byte, head1, head2 bool) {
+		answers.Store(&map[string][]byte{"/1": r1, "/2": r2})
+		rig.exchange(t, nil, func(c net.Conn) []byte {
+			br := bufio.NewReader(c)
+			for i, head := range []bool{head1, head2} {
+				method, path := "GET", fmt.Sprintf("/%d", i+1)
+				if head {
+					method = "HEAD"
+				}
+				a := (*answers.Load())[path]
+				fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: a\r\n\r\n", method, path)
+				want := readAnswer(a, method)
+				got, err := readClientAnswer(br, method)
+				if err != nil {
+					if want.ok {
+						t.Fatalf("answer %d: %v; the endpoint sent %q, which net/http reads whole", i+1, err, a)
+					}
+					break // cut short, as the endpoint's answer was
+				}
+				own := got.StatusCode >= 500 && got.Header.Get("Cache-Control") == "no-cache"
+				if !own && (!want.ok || got.StatusCode != want.status || !bytes.Equal(got.body, want.body)) {
+					t.Fatalf("answer %d: the client got %d %q; the endpoint sent %q, which net/http reads as %+v",
+						i+1, got.StatusCode, got.body, a, want)
+				}
+				if got.Close {
+					break
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// answer is what net/http reads from an endpoint's bytes as the answer to
+// one request.
+type answer struct {
+	ok     bool // a final answer, read whole
+	status int
+	body   []byte
+	closes bool // the connection ends with it
+}
+
+// readAnswer reads the answer to a request with method from b, passing
+// over interim (1xx) answers but 101, which no request here asked for. It
+// reads framing lists as readRequests does (normalHead).
+func readAnswer(b []byte, method string) answer {
+	for {
+		noBody := method == "HEAD"
+		if len(b) > 12 && b[8] == ' ' {
+			code := string(b[9:12])
+			noBody = noBody || code[0] == '1' || code == "204" || code == "304"
+		}
+		head, n := normalHead(b, noBody)
+		if n < 0 {
+			return answer{}
+		}
+		msg := append(head, b[n:]...)
+		br := bufio.NewReader(bytes.NewReader(msg))
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
+			return answer{}
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return answer{}
+		}
+		if resp.StatusCode >= 200 {
+			return answer{ok: true, status: resp.StatusCode, body: body,
+				closes: resp.Close || (resp.ContentLength < 0 && resp.TransferEncoding == nil && method != "HEAD" &&
+					resp.StatusCode != 204 && resp.StatusCode != 304)}
+		}
+		b = b[n+len(msg)-br.Buffered()-len(head):]
+	}
+}
+
+// clientAnswer is an answer the client read, with its body.
+type clientAnswer struct {
+	*http.Response
+	body []byte
+}
+
+// readClientAnswer reads the final answer to a request with method.
+func readClientAnswer(br *bufio.Reader, method string) (clientAnswer, error) {
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return clientAnswer{}, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return clientAnswer{}, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return clientAnswer{resp, body}, nil
+		}
+	}
+}
+
+// fuzzRig is a proxy served as the node serves it (ServeConnAsync, the raw
+// path) in front of an endpoint whose connections handle serves, kept for
+// all the inputs of a fuzz worker: new listeners for each input would run
+// the ports out, as the connections each input leaves in TIME_WAIT pin
+// them.
+type fuzzRig struct {
+	p      *proxy
+	dir    *swapDirector
+	addr   string
+	active atomic.Int64 // the endpoint's open connections
+}
+
+// swapDirector sends every request to its current endpoint.
+type swapDirector struct {
+	ep atomic.Pointer[upstream.Endpoint]
+}
+
+func (d *swapDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error) {
+	ep := d.ep.Load()
+	ep.Acquire()
+	return ep, time.Second, nil
+}
+
+func newFuzzRig(f *testing.F, handle func(net.Conn)) *fuzzRig {
+	ln := listen(f)
+	rig := &fuzzRig{dir: &swapDirector{}, addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			rig.active.Add(1)
+			go func() {
+				defer rig.active.Add(-1)
+				noTimeWait(c)
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(defaultTestTimeout))
+				handle(c)
+			}()
+		}
+	}()
+	f.Cleanup(func() { ln.Close() })
+	rig.p = startParkingProxy(f, &Config{
+		Director:             rig.dir,
+		RequestHeaderTimeout: time.Second,
+		IdleTimeout:          time.Second,
+		ResponseTimeout:      time.Second,
+	})
+	return rig
+}
+
+// exchange runs one input: a new endpoint (an empty pool), a client
+// connection that send writes to, in its own goroutine when not nil, and
+// that read reads; then it waits until the proxy ended the client's
+// connection and every connection to the endpoint ended.
+func (rig *fuzzRig) exchange(t *testing.T, send func(net.Conn), read func(net.Conn) []byte) []byte {
+	ep := upstream.New("web", "fuzz", rig.addr)
+	rig.dir.ep.Store(ep)
+	c, err := net.DialTimeout("tcp", rig.p.addr, defaultTestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTimeWait(c)
+	c.SetDeadline(time.Now().Add(defaultTestTimeout))
+	if send != nil {
+		go send(c)
+	}
+	got := read(c)
+	c.Close()
+	select {
+	case <-rig.p.infos:
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("the proxy did not end the client's connection")
+	}
+	ep.Drain() // closes the pooled connections
+	for deadline := time.Now().Add(defaultTestTimeout); rig.active.Load() > 0; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy's connections to the endpoint did not end")
+		}
+	}
+	return got
+}
+
+// noTimeWait has c reset when closed, not linger in TIME_WAIT, which also
+// ends its peer's: a fuzz target makes connections by the thousand a
+// second, and TIME_WAIT would run the ports out.
+func noTimeWait(c net.Conn) {
+	c.(*net.TCPConn).SetLinger(0)
 }
