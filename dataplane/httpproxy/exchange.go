@@ -1256,7 +1256,8 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 }
 
 // appendRequestHead writes the request head that goes to the endpoint:
-// HTTP/1.1, hop-by-hop fields removed (but for the Upgrade of a tunnel
+// HTTP/1.1, the Host of an absolute-form target its authority, hop-by-hop
+// fields removed (but for the Upgrade of a tunnel
 // request, which goes with Connection: upgrade), framing re-done, the
 // forwarding headers written (forwarded.go), the cookies Pick removed
 // (RemoveCookie) taken out of the Cookie fields, and the header edits of
@@ -1289,6 +1290,16 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
 			continue
 		}
+		if f.kind == fieldHost && r.host != f.value {
+			// An absolute-form target names the host: the Host field
+			// says the same from here on (RFC 9112 §3.2.2), for an
+			// endpoint that reads the field, not the target.
+			b = append(b, f.name.of(h)...)
+			b = append(b, ": "...)
+			b = append(b, r.host.of(h)...)
+			b = append(b, '\r', '\n')
+			continue
+		}
 		b = append(b, f.name.of(h)...)
 		b = append(b, ": "...)
 		b = append(b, f.value.of(h)...)
@@ -1304,8 +1315,14 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		b = append(b, "Connection: upgrade\r\n"...)
 	}
 	if !hasHost {
+		// HTTP/1.0 without Host: the authority of an absolute-form
+		// target, else the endpoint's address.
 		b = append(b, "Host: "...)
-		b = append(b, addr...)
+		if r.host.len() > 0 {
+			b = append(b, r.host.of(h)...)
+		} else {
+			b = append(b, addr...)
+		}
 		b = append(b, '\r', '\n')
 	}
 	switch r.body {

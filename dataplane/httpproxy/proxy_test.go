@@ -556,6 +556,40 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 	}
 }
 
+// An absolute-form target names the host: the endpoint gets it in Host
+// too (RFC 9112 §3.2.2), as HAProxy sends it, whatever Host the client
+// sent, so that an endpoint reading Host serves what rules matched.
+func TestAbsoluteFormSetsHost(t *testing.T) {
+	heads := make(chan string, 4)
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			head := readRequestHead(br)
+			if head == "" {
+				return
+			}
+			heads <- head
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	for _, tc := range []struct{ req, want string }{
+		{"GET http://a.example:81/p?q HTTP/1.1\r\nHost: admin.example\r\n\r\n", "\r\nHost: a.example:81\r\n"},
+		{"GET http://a.example/p HTTP/1.0\r\n\r\n", "\r\nHost: a.example\r\n"},
+		{"GET /p HTTP/1.1\r\nHost: b.example\r\n\r\n", "\r\nHost: b.example\r\n"},
+	} {
+		conn := p.dial()
+		io.WriteString(conn, tc.req)
+		if r := readResponse(t, bufio.NewReader(conn), "GET"); r.code != 200 {
+			t.Fatalf("%q: %s", tc.req, r.status)
+		}
+		head := <-heads
+		if !strings.Contains(head, tc.want) || strings.Count(strings.ToLower(head), "\nhost:") != 1 {
+			t.Errorf("%q went out as %q, want one %q", tc.req, head, tc.want)
+		}
+	}
+}
+
 func TestRefusedHeadRequestGetsNoBody(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
