@@ -560,17 +560,7 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 // too (RFC 9112 §3.2.2), as HAProxy sends it, whatever Host the client
 // sent, so that an endpoint reading Host serves what rules matched.
 func TestAbsoluteFormSetsHost(t *testing.T) {
-	heads := make(chan string, 4)
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			head := readRequestHead(br)
-			if head == "" {
-				return
-			}
-			heads <- head
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	addr, heads := captureBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
 	for _, tc := range []struct{ req, want string }{
