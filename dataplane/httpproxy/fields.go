@@ -33,8 +33,11 @@ var defaultLimits = headLimits{bytes: maxHead, fields: maxFields, uri: DefaultMa
 var (
 	// isToken: tchar, RFC 9110 §5.6.2.
 	isToken [256]bool
-	// isTargetByte: what a request-target may hold — visible US-ASCII. Bytes
-	// above 0x7e are refused like HAProxy does; clients percent-encode them.
+	// isTargetByte: what a request-target may hold — visible US-ASCII but
+	// '#'. Bytes above 0x7e are refused like HAProxy does; clients
+	// percent-encode them. A fragment is never sent (RFC 9112 §3.2), and a
+	// rule on the path's end would read "/index.html#.png" as a .png
+	// (HAProxy refuses it too, since CVE-2023-45539).
 	isTargetByte [256]bool
 	// isValueByte: field-vchar, SP and HTAB (RFC 9110 §5.5); obs-text allowed.
 	isValueByte [256]bool
@@ -55,6 +58,7 @@ func init() {
 		isTargetByte[c] = true
 		isValueByte[c] = true
 	}
+	isTargetByte['#'] = false
 	for c := 0x80; c <= 0xff; c++ {
 		isValueByte[c] = true
 	}

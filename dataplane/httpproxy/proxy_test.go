@@ -528,6 +528,9 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 		{"Host with a quote", "GET / HTTP/1.1\r\nHost: \"x\r\n\r\n", "400"},
 		{"Host not ASCII", "GET / HTTP/1.1\r\nHost: b\xc3\xa4d\r\n\r\n", "400"},
 		{"Host IPv6 unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "400"},
+		{"Host port without host", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", "400"},
+		{"absolute-form port without host", "GET http://:80/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
+		{"fragment in target", "GET /index.html#.png HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := p.dial()

@@ -462,31 +462,41 @@ func isHex(c byte) bool {
 // 9110 §7.2, RFC 3986 §3.2.2): an IP literal in brackets, or a name or
 // IPv4 address of unreserved characters, sub-delims and percent-encoded
 // bytes; then ':' and digits. A userinfo ("user@host") is refused, as RFC
-// 9110 §4.2.4 asks of a recipient. An empty Host is valid (RFC 9110 §7.2).
+// 9110 §4.2.4 asks of a recipient, and so is a port without a host. An
+// empty Host is valid (RFC 9110 §7.2).
 func validAuthority(a []byte) bool {
-	host, port := a, []byte(nil)
-	if len(a) > 0 && a[0] == '[' {
+	if len(a) == 0 {
+		return true
+	}
+	var host, port []byte
+	literal := a[0] == '['
+	if literal {
 		end := indexByte(a, ']')
 		if end < 0 {
 			return false
 		}
-		for _, c := range a[1:end] {
-			if !uriHost[c] && c != ':' {
-				return false
-			}
-		}
+		host = a[1:end]
 		if rest := a[end+1:]; len(rest) > 0 {
 			if rest[0] != ':' {
 				return false
 			}
 			port = rest[1:]
 		}
-		host = nil
-	} else if i := indexByte(a, ':'); i >= 0 {
-		host, port = a[:i], a[i+1:]
+	} else {
+		host = a
+		if i := indexByte(a, ':'); i >= 0 {
+			host, port = a[:i], a[i+1:]
+		}
+	}
+	if len(host) == 0 {
+		return false // a port without a host
 	}
 	for i := 0; i < len(host); i++ {
 		switch c := host[i]; {
+		case literal:
+			if !uriHost[c] && c != ':' {
+				return false
+			}
 		case c == '%':
 			if i+2 >= len(host) || !isHex(host[i+1]) || !isHex(host[i+2]) {
 				return false
