@@ -40,8 +40,8 @@ var streamSeeds = []string{
 // bytes, request by request:
 //   - everything the endpoint receives parses, one request after another:
 //     the proxy never forwards bytes that start a request it did not mean;
-//   - the endpoint's requests, in order, have the method, target and body
-//     of the requests net/http reads from the client's bytes (the proxy
+//   - the endpoint's requests, in order, have the method, target, host and
+//     body of the requests net/http reads from the client's bytes (the proxy
 //     neither merges, splits nor invents requests);
 //   - the client gets well-formed responses, the endpoint's answers in
 //     order and none lost, and the connection ends: no hang.
@@ -88,9 +88,11 @@ func FuzzProxyStream(f *testing.F) {
 			// A request the proxy gave up on in its body (the client's
 			// bytes ended, or went wrong further on) got only part of it.
 			sameBody := bytes.Equal(r.body, w.body) || (!r.complete && bytes.HasPrefix(w.body, r.body))
-			if r.method != w.method || r.target != w.target || !sameBody {
-				t.Fatalf("request %d forwarded as %s %s body %q, net/http reads %s %s body %q\nclient sent %q",
-					i+1, r.method, r.target, r.body, w.method, w.target, w.body, data)
+			// An HTTP/1.0 request without a host gets the endpoint's.
+			sameHost := r.host == w.host || w.host == ""
+			if r.method != w.method || r.target != w.target || !sameBody || !sameHost {
+				t.Fatalf("request %d forwarded as %s %s host %q body %q, net/http reads %s %s host %q body %q\nclient sent %q",
+					i+1, r.method, r.target, r.host, r.body, w.method, w.target, w.host, w.body, data)
 			}
 			if !r.complete && i != len(fwd)-1 {
 				t.Fatalf("request %d forwarded without its whole body, then request %d", i+1, i+2)
@@ -147,6 +149,7 @@ func FuzzProxyStream(f *testing.F) {
 // the endpoint's.
 type streamRequest struct {
 	method, target string
+	host           string // as net/http reads it: the target's, else Host
 	body           []byte
 	complete       bool   // the whole body arrived
 	err            string // the endpoint could not parse what came
@@ -175,7 +178,7 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 			return out, b
 		}
 		body, err := io.ReadAll(req.Body)
-		out = append(out, streamRequest{method: req.Method, target: req.RequestURI, body: body, complete: err == nil})
+		out = append(out, streamRequest{method: req.Method, target: req.RequestURI, host: req.Host, body: body, complete: err == nil})
 		if err != nil || req.Close {
 			return out, nil
 		}
@@ -268,7 +271,7 @@ func (r *recorder) serve(c net.Conn) {
 			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
 		}
 		body, err := io.ReadAll(req.Body)
-		sr := streamRequest{method: req.Method, target: req.RequestURI, body: body, complete: err == nil}
+		sr := streamRequest{method: req.Method, target: req.RequestURI, host: req.Host, body: body, complete: err == nil}
 		r.mu.Lock()
 		r.reqs = append(r.reqs, sr)
 		seq := len(r.reqs)
@@ -322,7 +325,7 @@ func FuzzProxyResponses(f *testing.F) {
 			if w := readAnswer(a, req.Method); !w.ok || w.closes {
 				// The end of the answer, for the proxy: a FIN, not the
 				// reset of noTimeWait, which would come as an error.
-				c.(*net.TCPConn).CloseWrite()
+				c.(*peekedConn).CloseWrite()
 				io.Copy(io.Discard, br)
 				return
 			}
@@ -432,10 +435,11 @@ func readClientAnswer(br *bufio.Reader, method string) (clientAnswer, error) {
 // the ports out, as the connections each input leaves in TIME_WAIT pin
 // them.
 type fuzzRig struct {
-	p      *proxy
-	dir    *swapDirector
-	addr   string
-	active atomic.Int64 // the endpoint's open connections
+	p       *proxy
+	dir     *swapDirector
+	addr    string
+	active  atomic.Int64  // the endpoint's open connections
+	settled chan struct{} // settle's connection was accepted
 }
 
 // swapDirector sends every request to its current endpoint.
@@ -451,7 +455,7 @@ func (d *swapDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error)
 
 func newFuzzRig(f *testing.F, handle func(net.Conn)) *fuzzRig {
 	ln := listen(f)
-	rig := &fuzzRig{dir: &swapDirector{}, addr: ln.Addr().String()}
+	rig := &fuzzRig{dir: &swapDirector{}, addr: ln.Addr().String(), settled: make(chan struct{}, 1)}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -464,7 +468,12 @@ func newFuzzRig(f *testing.F, handle func(net.Conn)) *fuzzRig {
 				noTimeWait(c)
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(defaultTestTimeout))
-				handle(c)
+				br := bufio.NewReader(c)
+				if b, _ := br.Peek(len(settleMark)); string(b) == settleMark {
+					rig.settled <- struct{}{}
+					return
+				}
+				handle(&peekedConn{c.(*net.TCPConn), br})
 			}()
 		}
 	}()
@@ -502,13 +511,45 @@ func (rig *fuzzRig) exchange(t *testing.T, send func(net.Conn), read func(net.Co
 		t.Fatal("the proxy did not end the client's connection")
 	}
 	ep.Drain() // closes the pooled connections
+	rig.settle(t)
+	return got
+}
+
+// settleMark starts the connection settle makes.
+const settleMark = "SETTLE\n"
+
+// settle waits until every connection the proxy made to the endpoint
+// ended, those still in the listener's queue too: one the proxy made and
+// closed before the accept loop took it would otherwise be served with
+// the next input. A connection of its own, queued after them (the queue
+// is first in, first out), tells when the loop has taken them all.
+func (rig *fuzzRig) settle(t *testing.T) {
+	c, err := net.DialTimeout("tcp", rig.addr, defaultTestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTimeWait(c)
+	c.Write([]byte(settleMark))
+	select {
+	case <-rig.settled:
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("the endpoint's accept loop did not take its connections")
+	}
+	c.Close()
 	for deadline := time.Now().Add(defaultTestTimeout); rig.active.Load() > 0; time.Sleep(100 * time.Microsecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the proxy's connections to the endpoint did not end")
 		}
 	}
-	return got
 }
+
+// peekedConn is a connection whose first bytes a bufio.Reader holds.
+type peekedConn struct {
+	*net.TCPConn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // noTimeWait has c reset when closed, not linger in TIME_WAIT, which also
 // ends its peer's: a fuzz target makes connections by the thousand a
