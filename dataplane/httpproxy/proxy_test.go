@@ -529,6 +529,11 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 		{"Host not ASCII", "GET / HTTP/1.1\r\nHost: b\xc3\xa4d\r\n\r\n", "400"},
 		{"Host IPv6 unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "400"},
 		{"Host port without host", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", "400"},
+		{"Host percent-encoded", "GET / HTTP/1.1\r\nHost: %61dmin.example\r\n\r\n", "400"},
+		{"Host literal not IPv6", "GET / HTTP/1.1\r\nHost: [a]\r\n\r\n", "400"},
+		{"Host literal IPv4", "GET / HTTP/1.1\r\nHost: [192.0.2.1]\r\n\r\n", "400"},
+		{"Host literal with zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", "400"},
+		{"absolute-form percent-encoded host", "GET http://a%41/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"absolute-form port without host", "GET http://:80/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"fragment in target", "GET /index.html#.png HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 	} {
