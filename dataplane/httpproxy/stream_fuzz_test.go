@@ -30,6 +30,7 @@ var streamSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /after-close HTTP/1.1\r\nHost: a\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nshort",
 	"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET http://a.example/p HTTP/1.1\r\nHost: admin.example\r\n\r\nGET http://[2001:db8::1]:8080/ HTTP/1.0\r\n\r\n",
 }
 
 // FuzzProxyStream sends fuzzed bytes, as a client's whole connection in
@@ -255,8 +256,9 @@ func (r *recorder) requests() []streamRequest {
 }
 
 func (r *recorder) serve(c net.Conn) {
-	br := bufio.NewReader(c)
+	br := bufio.NewReaderSize(c, 2*maxHead)
 	for {
+		hosts := hostFields(peekHead(br))
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !isReset(err) {
@@ -272,6 +274,11 @@ func (r *recorder) serve(c net.Conn) {
 		}
 		body, err := io.ReadAll(req.Body)
 		sr := streamRequest{method: req.Method, target: req.RequestURI, host: req.Host, body: body, complete: err == nil}
+		if len(hosts) != 1 || hosts[0] != req.Host {
+			// The Host field must say what net/http reads as the host,
+			// which is the target's for an absolute-form target.
+			sr.err = fmt.Sprintf("Host fields %q for host %q", hosts, req.Host)
+		}
 		r.mu.Lock()
 		r.reqs = append(r.reqs, sr)
 		seq := len(r.reqs)
@@ -290,12 +297,38 @@ func (r *recorder) serve(c net.Conn) {
 	}
 }
 
+// peekHead returns the head at the start of br, as far as it came,
+// without reading it.
+func peekHead(br *bufio.Reader) []byte {
+	for n := 1; ; n = br.Buffered() + 1 {
+		if _, err := br.Peek(n); err != nil {
+			b, _ := br.Peek(br.Buffered())
+			return b
+		}
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			return b[:i+4]
+		}
+	}
+}
+
+// hostFields returns the values of the Host fields of head.
+func hostFields(head []byte) []string {
+	var hosts []string
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(name, []byte("Host")) {
+			hosts = append(hosts, string(bytes.Trim(value, " \t")))
+		}
+	}
+	return hosts
+}
+
 // FuzzProxyResponses has an endpoint answer two requests of one client
 // connection with fuzzed bytes (r1 to the first, r2 to the second, GET or
 // HEAD as head1 and head2 say), through a live proxy served as the node
 // serves it. Each answer the client gets is either what net/http reads
 // from the endpoint's bytes for that request (status and body) or an
-// error of the proxy's own; never bytes of the other answer, which is
+// error of the proxy's own (ownErrorType); never bytes of the other answer, which is
 // what a proxy that reused an endpoint connection past an answer's end
 // would give.
 func FuzzProxyResponses(f *testing.F) {
@@ -350,7 +383,7 @@ func FuzzProxyResponses(f *testing.F) {
 					}
 					break // cut short, as the endpoint's answer was
 				}
-				own := got.StatusCode >= 500 && got.Header.Get("Cache-Control") == "no-cache"
+				own := got.Header.Get("Content-Type") == ownErrorType
 				if !own && (!want.ok || got.StatusCode != want.status || !bytes.Equal(got.body, want.body)) {
 					t.Fatalf("answer %d: the client got %d %q; the endpoint sent %q, which net/http reads as %+v",
 						i+1, got.StatusCode, got.body, a, want)
@@ -478,11 +511,13 @@ func newFuzzRig(f *testing.F, handle func(net.Conn)) *fuzzRig {
 		}
 	}()
 	f.Cleanup(func() { ln.Close() })
+	own := ErrorPage{ContentType: ownErrorType, Body: []byte("the proxy's\n")}
 	rig.p = startParkingProxy(f, &Config{
 		Director:             rig.dir,
 		RequestHeaderTimeout: time.Second,
 		IdleTimeout:          time.Second,
 		ResponseTimeout:      time.Second,
+		ErrorPages:           map[int]ErrorPage{502: own, 503: own, 504: own},
 	})
 	return rig
 }
@@ -500,11 +535,26 @@ func (rig *fuzzRig) exchange(t *testing.T, send func(net.Conn), read func(net.Co
 	}
 	noTimeWait(c)
 	c.SetDeadline(time.Now().Add(defaultTestTimeout))
+	// What an input that failed may have left.
+	for len(rig.p.infos) > 0 {
+		<-rig.p.infos
+	}
+	select {
+	case <-rig.settled:
+	default:
+	}
+	sent := make(chan struct{})
 	if send != nil {
-		go send(c)
+		go func() {
+			defer close(sent)
+			send(c)
+		}()
+	} else {
+		close(sent)
 	}
 	got := read(c)
 	c.Close()
+	<-sent // the input's bytes are the fuzzer's again
 	select {
 	case <-rig.p.infos:
 	case <-time.After(defaultTestTimeout):
@@ -514,6 +564,10 @@ func (rig *fuzzRig) exchange(t *testing.T, send func(net.Conn), read func(net.Co
 	rig.settle(t)
 	return got
 }
+
+// ownErrorType is the content type of the rig's proxy's own 502, 503 and
+// 504, which no endpoint's bytes are likely to hold.
+const ownErrorType = "text/x-sluice-fuzz-own"
 
 // settleMark starts the connection settle makes.
 const settleMark = "SETTLE\n"
