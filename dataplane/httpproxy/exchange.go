@@ -1256,12 +1256,11 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 }
 
 // appendRequestHead writes the request head that goes to the endpoint:
-// HTTP/1.1, the Host of an absolute-form target its authority, hop-by-hop
-// fields removed (but for the Upgrade of a tunnel
-// request, which goes with Connection: upgrade), framing re-done, the
-// forwarding headers written (forwarded.go), the cookies Pick removed
-// (RemoveCookie) taken out of the Cookie fields, and the header edits of
-// Pick (EditRequest) applied, last.
+// HTTP/1.1, the authority of an absolute-form target as Host, hop-by-hop
+// fields removed (but for the Upgrade of a tunnel request, which goes with
+// Connection: upgrade), framing re-done, the forwarding headers written
+// (forwarded.go), the cookies Pick removed (RemoveCookie) taken out of the
+// Cookie fields, and the header edits of Pick (EditRequest) applied, last.
 func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	h := r.head
 	b = append(b, r.method.of(h)...)
