@@ -406,9 +406,9 @@ type transferCodings struct {
 func (t *transferCodings) add(v []byte) {
 	t.seen = true
 	listElements(v, func(e []byte) bool {
-		if j := indexByte(e, ';'); j >= 0 {
-			e = trimOWS(e[:j])
-		}
+		// A coding with parameters is not chunked: chunked has none (RFC
+		// 9112 §7), and "chunked;" is no coding net/http or HAProxy
+		// reads as chunked.
 		t.elements++
 		if equalFold(e, "chunked") {
 			t.chunked++

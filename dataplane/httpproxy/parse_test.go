@@ -135,6 +135,7 @@ func TestResponseFraming(t *testing.T) {
 		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, bodyLength, 5, true, false},
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, bodyChunked, -1, true, false},
 		{"TE and CL: chunked, not reused", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false, bodyChunked, -1, false, false},
+		{"chunked with a parameter refused", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", false, 0, 0, false, true},
 		{"gzip coding refused", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, 0, 0, false, true},
 		{"close-delimited", "HTTP/1.1 200 OK\r\n\r\n", false, bodyClose, -1, false, false},
 		{"HEAD keeps length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, bodyNone, 5, true, false},
