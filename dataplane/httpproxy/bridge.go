@@ -156,6 +156,17 @@ var ErrForeignHead = errors.New("httpproxy: request head refused")
 // error (wrapping ErrForeignHead) carries the status and text the HTTP/1.1
 // engine would answer with (see StatusOf).
 func (r *Request) Load(h *Head) error {
+	// The request line and Host are written as given, so what would end
+	// them early (a space, CR or LF) could forge fields: "/ HTTP/1.1\r\nX:"
+	// as a target, "a\r\nX: 1" as an authority.
+	switch {
+	case !isTokenString(h.Method):
+		return &foreignError{errRequestLine}
+	case !isTargetString(h.Target):
+		return &foreignError{errTarget}
+	case !isValue(h.Authority):
+		return &foreignError{errHost}
+	}
 	b := r.own[:0]
 	b = append(b, h.Method...)
 	b = append(b, ' ')
@@ -214,6 +225,15 @@ func (r *Request) Load(h *Head) error {
 func isTokenString(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if !isToken[s[i]] {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isTargetString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isTargetByte[s[i]] {
 			return false
 		}
 	}

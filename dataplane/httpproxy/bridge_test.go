@@ -60,6 +60,12 @@ func TestLoadHeadRefused(t *testing.T) {
 		{Method: "GET", Target: "/%zz", Authority: "a"},
 		{Method: "GET", Target: "/", Authority: "a b"},
 		{Method: "GET", Target: "/", Authority: "a", Header: http.Header{"Bad Name": {"x"}}},
+		// What would forge fields: the request line and Host are written
+		// as given.
+		{Method: "GET", Target: "/", Authority: "\n0:"},
+		{Method: "GET", Target: "/", Authority: "a\r\nX-Forged: 1"},
+		{Method: "GET", Target: "/ HTTP/1.1\r\nX-Forged: 1\r\nY:", Authority: "a"},
+		{Method: "GET / HTTP/1.1\r\nX-Forged: 1\r\nGET", Target: "/", Authority: "a"},
 	} {
 		var r Request
 		err := r.Load(&h)
