@@ -156,9 +156,11 @@ var ErrForeignHead = errors.New("httpproxy: request head refused")
 // error (wrapping ErrForeignHead) carries the status and text the HTTP/1.1
 // engine would answer with (see StatusOf).
 func (r *Request) Load(h *Head) error {
-	// The request line and Host are written as given, so what would end
-	// them early (a space, CR or LF) could forge fields: "/ HTTP/1.1\r\nX:"
-	// as a target, "a\r\nX: 1" as an authority.
+	// Everything is written as given, so what would end a part early (a
+	// space, CR or LF) could forge fields: "/ HTTP/1.1\r\nX:" as a target,
+	// "a\r\nX: 1" as an authority. With the checks here and on the fields
+	// below, the head ends where it was written to, and parseLimited reads
+	// what was given.
 	switch {
 	case !isTokenString(h.Method):
 		return &foreignError{errRequestLine}
@@ -202,9 +204,6 @@ func (r *Request) Load(h *Head) error {
 	}
 	b = append(b, "\r\n"...)
 	r.own = b
-	if end, _ := findHeadEnd(b, 0); end != len(b) {
-		return &foreignError{errMalformed}
-	}
 	lim := &defaultLimits
 	if h.Limits != nil {
 		lim = &h.Limits.lim
@@ -222,23 +221,8 @@ func (r *Request) Load(h *Head) error {
 	return nil
 }
 
-func isTokenString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isToken[s[i]] {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func isTargetString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isTargetByte[s[i]] {
-			return false
-		}
-	}
-	return s != ""
-}
+func isTokenString(s string) bool  { return s != "" && allIn(s, &isToken) }
+func isTargetString(s string) bool { return s != "" && allIn(s, &isTargetByte) }
 
 // foreignError is a refused head and how the HTTP/1.1 engine answers it.
 type foreignError struct{ e *statusError }

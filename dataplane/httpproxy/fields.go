@@ -162,9 +162,12 @@ func classify(name []byte) uint8 {
 
 // isValue reports whether every byte of v may stand in a field value
 // (isValueByte).
-func isValue[T string | []byte](v T) bool {
-	for i := 0; i < len(v); i++ {
-		if !isValueByte[v[i]] {
+func isValue[T string | []byte](v T) bool { return allIn(v, &isValueByte) }
+
+// allIn reports whether every byte of s is in set.
+func allIn[T string | []byte](s T, set *[256]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !set[s[i]] {
 			return false
 		}
 	}

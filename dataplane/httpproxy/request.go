@@ -509,12 +509,8 @@ func validAuthority(a []byte) bool {
 		if err != nil || !ip.Is6() || ip.Zone() != "" {
 			return false
 		}
-	} else {
-		for _, c := range host {
-			if !uriHost[c] {
-				return false
-			}
-		}
+	} else if !allIn(host, &uriHost) {
+		return false
 	}
 	for _, c := range port {
 		if c < '0' || c > '9' {
