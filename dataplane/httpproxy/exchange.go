@@ -1289,19 +1289,9 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
 			continue
 		}
-		if f.kind == fieldHost && r.host != f.value {
-			// An absolute-form target names the host: the Host field
-			// says the same from here on (RFC 9112 §3.2.2), for an
-			// endpoint that reads the field, not the target.
-			b = append(b, f.name.of(h)...)
-			b = append(b, ": "...)
-			b = append(b, r.host.of(h)...)
-			b = append(b, '\r', '\n')
-			continue
-		}
 		b = append(b, f.name.of(h)...)
 		b = append(b, ": "...)
-		b = append(b, f.value.of(h)...)
+		b = append(b, r.valueOf(f)...) // Host: an absolute-form target's authority
 		b = append(b, '\r', '\n')
 	}
 	if r.fwd.writes() {

@@ -198,9 +198,10 @@ func (r *Request) NextHeader(name string, from int) (value []byte, next int) {
 	return nil, -1
 }
 
-// valueOf is f's value as the endpoint gets it: the Host field of an
-// absolute-form request carries the target's authority (appendRequestHead),
-// so that a rule on the Host header sees what the endpoint will.
+// valueOf is f's value as the endpoint gets it (appendRequestHead) and as
+// rules read it (Header): the Host field of an absolute-form request
+// carries the target's authority, as a proxy must send it (RFC 9112
+// §3.2.2), for an endpoint that reads the field, not the target.
 func (r *Request) valueOf(f *field) []byte {
 	if f.kind == fieldHost {
 		return r.host.of(r.head)
