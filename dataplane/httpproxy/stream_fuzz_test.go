@@ -110,9 +110,9 @@ func FuzzProxyStream(f *testing.F) {
 		}
 		br := bufio.NewReader(bytes.NewReader(got))
 		seq, n := 0, 0
-		for br.Buffered() > 0 || n == 0 {
+		for {
 			if _, err := br.Peek(1); err != nil {
-				break
+				break // all read
 			}
 			method := "GET"
 			switch {
