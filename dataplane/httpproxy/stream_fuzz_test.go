@@ -163,25 +163,24 @@ type streamRequest struct {
 // framing fields as the RFCs allow and net/http does not (normalHead).
 // unread is what follows the last request read, from its request line.
 func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
-	var out []streamRequest
 	for {
 		for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 			b = b[1:]
 		}
 		head, n := normalHead(b, false)
 		if n < 0 {
-			return out, b
+			return reqs, b
 		}
 		msg := append(head, b[n:]...)
 		br := bufio.NewReader(bytes.NewReader(msg))
 		req, err := http.ReadRequest(br)
 		if err != nil {
-			return out, b
+			return reqs, b
 		}
 		body, err := io.ReadAll(req.Body)
-		out = append(out, streamRequest{method: req.Method, target: req.RequestURI, host: req.Host, body: body, complete: err == nil})
+		reqs = append(reqs, streamRequest{method: req.Method, target: req.RequestURI, host: req.Host, body: body, complete: err == nil})
 		if err != nil || req.Close {
-			return out, nil
+			return reqs, nil
 		}
 		used := len(msg) - br.Buffered() // the head as rewritten, and the body
 		b = b[n+used-len(head):]
@@ -206,10 +205,11 @@ func normalHead(b []byte, noBody bool) ([]byte, int) {
 		i += j + 1
 		name, value, _ := bytes.Cut(line, []byte(":"))
 		cl := bytes.EqualFold(name, []byte("Content-Length"))
-		if noBody && bytes.EqualFold(name, []byte("Transfer-Encoding")) {
+		te := bytes.EqualFold(name, []byte("Transfer-Encoding"))
+		if noBody && te {
 			continue
 		}
-		if !cl && !bytes.EqualFold(name, []byte("Transfer-Encoding")) || !bytes.Contains(value, []byte(",")) {
+		if !cl && !te || !bytes.Contains(value, []byte(",")) {
 			head = append(head, line...)
 			if string(line) == "\r\n" || string(line) == "\n" {
 				return head, i
