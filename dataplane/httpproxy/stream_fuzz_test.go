@@ -328,9 +328,9 @@ func hostFields(head []byte) []string {
 // HEAD as head1 and head2 say), through a live proxy served as the node
 // serves it. Each answer the client gets is either what net/http reads
 // from the endpoint's bytes for that request (status and body) or an
-// error of the proxy's own (ownErrorType); never bytes of the other answer, which is
-// what a proxy that reused an endpoint connection past an answer's end
-// would give.
+// error of the proxy's own (ownErrorType); never bytes of the other
+// answer, which is what a proxy that reused an endpoint connection past
+// an answer's end would give.
 func FuzzProxyResponses(f *testing.F) {
 	for _, s := range [][2]string{
 		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"},
