@@ -22,8 +22,9 @@ import "runtime"
 // first send of a message that came alone. Never per piece of a burst or
 // of a body.
 //
-// Within a round the goroutines run, so write, in the order the runtime
-// readied them: as `make` builds the node, the order in which their
-// sockets became ready; with the stock runtime, its reverse
-// (scripts/netpoll-fifo.sh, TestNetpollOrder).
+// The goroutines one network poll readied run, so write, in the order the
+// runtime readied them (on one P; with more, some go to other Ps): as
+// `make` builds the node, the order in which their sockets became ready;
+// with the stock runtime, its reverse (scripts/netpoll-fifo.sh,
+// TestNetpollOrder).
 func Batch() { runtime.Gosched() }
