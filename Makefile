@@ -11,7 +11,7 @@ FUZZTIME  ?= 30s
 # `go build` works too, with the stock order. (A directory whose name starts
 # with _ is not part of ./..., so the copy of the runtime's file is not either.)
 OVERLAY   := $(CURDIR)/bin/_overlay/overlay.json
-GOOVERLAY  = GOFLAGS="$$($(GO) env GOFLAGS) -overlay=$(OVERLAY)"
+GOOVERLAY  = GO="$(GO)" GOFLAGS="$$($(GO) env GOFLAGS) -overlay=$(OVERLAY)"
 
 # Pinned code generators, installed from the Go module proxy into bin/tools.
 BUF_VERSION                := v1.73.0

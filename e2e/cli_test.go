@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -34,7 +35,10 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "../cmd/...").CombinedOutput()
+		// The go command make runs (GO), whose GOROOT its netpoll overlay
+		// in GOFLAGS names; go on PATH otherwise.
+		goCmd := cmp.Or(os.Getenv("GO"), "go")
+		out, err := exec.Command(goCmd, "build", "-o", binDir+"/", "../cmd/...").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
