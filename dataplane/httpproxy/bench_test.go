@@ -272,12 +272,12 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 // serves them as ServeConn does, each waiting on its goroutine; "parked"
 // as the node does (ServeConnAsync), where they park.
 func BenchmarkIdleConnMemory(b *testing.B) {
-	b.Run("waiting", func(b *testing.B) { benchIdleConnMemory(b, startProxy, func(int) {}) })
+	b.Run("waiting", func(b *testing.B) { benchIdleConnMemory(b, startServeConnProxy, func(int) {}) })
 	b.Run("parked", func(b *testing.B) {
 		if !parkingWorks() {
 			b.Skip("connections do not park on this platform")
 		}
-		benchIdleConnMemory(b, startParkingProxy, func(n int) { waitForParked(b, n) })
+		benchIdleConnMemory(b, startProxy, func(n int) { waitForParked(b, n) })
 	})
 }
 

@@ -50,6 +50,8 @@ type clientConn struct {
 	rawP                           []byte
 
 	rdl    time.Time // the read deadline last set on c
+	inline bool      // serving from inside the idle wait (serveInline)
+	plan   idlePlan  // the wait for the next request (waitRequest)
 	linger bool      // drain the client's input before closing (see lingerClose)
 	reason sluicev1.CloseReason
 	info   ConnInfo
@@ -189,45 +191,28 @@ func (cc *clientConn) busy() bool {
 // Drain was called: it gets one request served.
 //
 // A connection that may park waits parkAfter on its goroutine, and then,
-// if its deadline is still a while away, parks (park.go).
+// if its deadline is still a while away, parks (park.go). One that may
+// also serves the simple requests that end its wait without leaving it
+// (serveInline), and waits again from each one's end.
 func (cc *clientConn) waitRequest() int {
-	cfg := cc.srv.cfg.Load()
-	wait, slack := cfg.IdleTimeout, cfg.IdleTimeout/8
-	if cc.info.Requests == 0 {
-		wait, slack = cfg.RequestHeaderTimeout, cfg.RequestHeaderTimeout/8
+	if !cc.planIdle(time.Now()) {
+		return waitEnded
 	}
-	now := time.Now()
-	dl := now.Add(wait)
-	aged := false
-	if cfg.MaxConnectionAge > 0 && cc.info.Requests > 0 {
-		end := cc.info.Start.Add(cfg.MaxConnectionAge)
-		if !now.Before(end) {
-			cc.reason = closeMaxAge
-			return waitEnded
-		}
-		if end.Before(dl) {
-			// The age comes first: wait exactly until then.
-			dl, slack, aged = end, 0, true
-		}
-	}
-	waitUntil, waitSlack := dl, slack
-	parking := cc.parkable() && dl.Sub(now) > 2*parkAfter
-	if parking {
-		waitUntil, waitSlack = now.Add(parkAfter), parkAfter/8
-	}
+	p := &cc.plan
 	for {
-		n, err := cc.idleRead(waitUntil, waitSlack)
-		if n > 0 {
-			cc.x.re += n
-			cc.info.BytesIn += uint64(n)
+		err := cc.idleRead(p.until, p.untilSlack)
+		if err == errServedEnded {
+			return waitEnded // serveInline ended it, and set the reason
+		}
+		if cc.x != nil && cc.x.rs < cc.x.re {
 			return waitBytes
 		}
 		if err == nil {
 			continue
 		}
-		if parking && err != errDrainIdle && isTimeout(err) {
-			parking = false
-			switch cc.parkIdle(dl, aged) {
+		if p.parking && err != errDrainIdle && isTimeout(err) {
+			p.parking = false
+			switch cc.parkIdle(p.dl, p.aged) {
 			case parkedOK, parkTaken:
 				return waitParked
 			case parkDraining:
@@ -235,19 +220,61 @@ func (cc *clientConn) waitRequest() int {
 				return waitEnded
 			}
 			// Not parked: wait out the rest here.
-			waitUntil, waitSlack = dl, -1
+			p.until, p.untilSlack = p.dl, -1
 			continue
 		}
 		switch {
 		case err == errDrainIdle:
 			cc.reason = closeDraining
-		case aged && isTimeout(err):
+		case p.aged && isTimeout(err):
 			cc.reason = closeMaxAge
 		default:
 			cc.reason = clientReason(err)
 		}
 		return waitEnded
 	}
+}
+
+// idlePlan is how a connection waits for its next request (planIdle).
+type idlePlan struct {
+	dl    time.Time     // the wait ends: IdleTimeout, or MaxConnectionAge
+	slack time.Duration // how much earlier than dl an armed deadline may be
+	aged  bool          // dl is the connection's MaxConnectionAge
+	// The wait on the goroutine ends at until: dl, or after parkAfter
+	// when the connection parks then (parking).
+	until      time.Time
+	untilSlack time.Duration
+	parking    bool
+}
+
+// planIdle plans the wait for the next request, from now, in cc.plan. It
+// returns false when the connection has reached its MaxConnectionAge and
+// ends (cc.reason is set).
+func (cc *clientConn) planIdle(now time.Time) bool {
+	cfg := cc.srv.cfg.Load()
+	p := &cc.plan
+	wait := cfg.IdleTimeout
+	if cc.info.Requests == 0 {
+		wait = cfg.RequestHeaderTimeout
+	}
+	p.dl, p.slack, p.aged = now.Add(wait), wait/8, false
+	if cfg.MaxConnectionAge > 0 && cc.info.Requests > 0 {
+		end := cc.info.Start.Add(cfg.MaxConnectionAge)
+		if !now.Before(end) {
+			cc.reason = closeMaxAge
+			return false
+		}
+		if end.Before(p.dl) {
+			// The age comes first: wait exactly until then.
+			p.dl, p.slack, p.aged = end, 0, true
+		}
+	}
+	p.until, p.untilSlack = p.dl, p.slack
+	p.parking = cc.parkable() && p.dl.Sub(now) > 2*parkAfter
+	if p.parking {
+		p.until, p.untilSlack = now.Add(parkAfter), parkAfter/8
+	}
+	return true
 }
 
 // Outcomes of readRequest.
@@ -262,6 +289,10 @@ const (
 // With headEnd, cc.reason is set and any error response written.
 func (cc *clientConn) readRequest() int {
 	x := cc.x
+	if x.parsed {
+		x.parsed = false // by inlineHead: x.headLen is set
+		return headReady
+	}
 	lim := &cc.srv.cfg.Load().lim
 	empties := 0
 	for {
@@ -305,6 +336,7 @@ func (cc *clientConn) readRequest() int {
 			x.headArmed = true
 			cc.armRead(cc.srv.cfg.Load().RequestHeaderTimeout, true)
 		}
+		cc.mayReadClient()
 		n, err := cc.c.Read(x.rb[x.re:])
 		if n > 0 {
 			x.re += n
@@ -351,31 +383,43 @@ func tooLarge(b []byte, lim *headLimits) *statusError {
 	return errHeadTooLarge
 }
 
-// idleRead waits until dl for the next request's first bytes (the read
-// deadline is armed as armReadAt does with slack). Where raw reads are
-// available, the exchange goes back to the pool during the wait and a fresh
-// one is taken when bytes arrive (readFn), at no extra syscall.
+// idleRead waits until dl for the next request's first bytes, and adds
+// what it read to cc.x (the read deadline is armed as armReadAt does with
+// slack). Where raw reads are available, the exchange goes back to the
+// pool during the wait and a fresh one is taken when bytes arrive
+// (readFn), at no extra syscall; and a connection that may park serves
+// the simple requests that come from inside the wait (serveInline), which
+// returns errServedEnded if one ended the connection.
 //
 // The wait is where Server.Drain finds the connection (enterIdle,
 // leaveIdle): errDrainIdle says that the server is draining and no byte of
 // a request was read.
-func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) (n int, err error) {
+func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) error {
 	cc.armReadAt(dl, slack)
 	if !cc.enterIdle() {
-		return 0, errDrainIdle
+		return errDrainIdle
 	}
-	if cc.raw == nil {
-		if cc.x == nil {
-			cc.x = getExchange()
+	if cc.raw != nil {
+		cc.rawErr = nil
+		if err := cc.raw.Read(cc.readFn); err != nil {
+			// readFn leaves idle once it read, so the wait failed idle.
+			if cc.leaveIdle() && isTimeout(err) {
+				err = errDrainIdle
+			}
+			return err
 		}
-		n, err = cc.c.Read(cc.x.rb[cc.x.re:])
-	} else if err = cc.raw.Read(cc.readFn); err == nil {
-		n, err = cc.rawN, cc.rawErr
+		return cc.rawErr
 	}
+	if cc.x == nil {
+		cc.x = getExchange()
+	}
+	n, err := cc.c.Read(cc.x.rb[cc.x.re:])
+	cc.x.re += n
+	cc.info.BytesIn += uint64(n)
 	if cc.leaveIdle() && n == 0 && isTimeout(err) {
 		err = errDrainIdle
 	}
-	return n, err
+	return err
 }
 
 // enterIdle marks the connection idle, after its read deadline for the
@@ -432,6 +476,7 @@ func (cc *clientConn) armReadAt(dl time.Time, slack time.Duration) {
 // readClient reads request body bytes from the client, with IdleTimeout as
 // the inactivity bound.
 func (cc *clientConn) readClient(p []byte) (int, error) {
+	cc.mayReadClient()
 	cc.armRead(cc.srv.cfg.Load().IdleTimeout, false)
 	n, err := cc.c.Read(p)
 	cc.info.BytesIn += uint64(n)

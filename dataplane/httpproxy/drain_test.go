@@ -194,7 +194,7 @@ func TestDrainServesNewConnectionOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		start func(testing.TB, *Config) *proxy
-	}{{"own goroutine", startProxy}, {"parking", startParkingProxy}} {
+	}{{"own goroutine", startServeConnProxy}, {"parking", startProxy}} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startBackend(t, "b1", nameHandler("b1"))
 			p := tc.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})

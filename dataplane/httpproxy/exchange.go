@@ -600,6 +600,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			cfg := cc.srv.cfg.Load()
 			cc.armRead(cfg.IdleTimeout, true)
 			bc.SetWriteDeadline(time.Now().Add(cfg.ResponseTimeout))
+			cc.mayReadClient()
 			x.lr.R, x.lr.N = cc.tcp, min(x.reqLeft, splicePiece)
 			n, err := btcp.ReadFrom(&x.lr)
 			x.lr.R = nil

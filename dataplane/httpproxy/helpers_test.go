@@ -87,16 +87,19 @@ type proxy struct {
 	wg    sync.WaitGroup
 }
 
+// startProxy serves cfg behind a loopback listener as the node does, with
+// ServeConnAsync: idle connections park (park.go), and keep-alive
+// requests are served from inside the idle wait (inline.go).
 func startProxy(t testing.TB, cfg *Config) *proxy {
 	t.Helper()
-	return startProxyAs(t, cfg, false)
+	return startProxyAs(t, cfg, true)
 }
 
-// startParkingProxy is startProxy serving with ServeConnAsync, as the node
-// does: idle connections park (park.go).
-func startParkingProxy(t testing.TB, cfg *Config) *proxy {
+// startServeConnProxy is startProxy serving with ServeConn: each
+// connection waits on its own goroutine and is served on a worker.
+func startServeConnProxy(t testing.TB, cfg *Config) *proxy {
 	t.Helper()
-	return startProxyAs(t, cfg, true)
+	return startProxyAs(t, cfg, false)
 }
 
 func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {

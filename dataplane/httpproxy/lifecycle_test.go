@@ -174,14 +174,11 @@ func (d retiringDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, err
 	return d.ep, time.Second, nil
 }
 
-// panicDirector panics on the first pick, then serves ep.
-type panicDirector struct {
-	ep       *upstream.Endpoint
-	panicked *atomic.Bool
-}
+// panicDirector panics on the pick for a request to /panic.
+type panicDirector struct{ ep *upstream.Endpoint }
 
-func (d panicDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error) {
-	if d.panicked.CompareAndSwap(false, true) {
+func (d panicDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	if string(r.Path()) == "/panic" {
 		panic("test: director bug")
 	}
 	d.ep.Acquire()
@@ -190,23 +187,39 @@ func (d panicDirector) Pick(*Request) (*upstream.Endpoint, time.Duration, error)
 
 // TestPanicClosesOnlyItsConnection: a bug that panics while serving one
 // connection closes that connection; the process and other connections
-// go on. Connections that park serve on their own goroutine, the others
-// on a worker: both recover.
+// go on. Connections that park serve their first request on their own
+// goroutine and the next ones from inside their idle wait; the others
+// serve on a worker: all recover.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
-	t.Run("worker", func(t *testing.T) { testPanicClosesOnlyItsConnection(t, startProxy) })
-	t.Run("parking", func(t *testing.T) { testPanicClosesOnlyItsConnection(t, startParkingProxy) })
+	for _, start := range []struct {
+		name  string
+		start func(testing.TB, *Config) *proxy
+	}{{"worker", startServeConnProxy}, {"parking", startProxy}} {
+		for _, before := range []int{0, 2} {
+			t.Run(fmt.Sprintf("%s/after %d requests", start.name, before), func(t *testing.T) {
+				testPanicClosesOnlyItsConnection(t, start.start, before)
+			})
+		}
+	}
 }
 
-func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Config) *proxy) {
+func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Config) *proxy, before int) {
 	be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p := start(t, &Config{Director: panicDirector{ep: be.ep, panicked: new(atomic.Bool)}})
+	p := start(t, &Config{Director: panicDirector{ep: be.ep}})
 	c := p.dial()
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
+	br := bufio.NewReader(c)
+	for range before {
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.body != "ok" || closes(r) {
+			t.Fatalf("request before the panic: %s %q close=%v", r.status, r.body, closes(r))
+		}
+	}
+	fmt.Fprintf(c, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := io.ReadAll(br); err != nil && !isReset(err) {
 		t.Fatalf("panicking connection: %v, want it closed", err)
 	}
-	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_IO_ERROR {
-		t.Errorf("reason %v, want IO_ERROR", ci.Reason)
+	if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_IO_ERROR || ci.Requests != uint64(before+1) {
+		t.Errorf("reason %v after %d requests, want IO_ERROR after %d", ci.Reason, ci.Requests, before+1)
 	}
 	resp, err := keepAliveClient().Get("http://" + p.addr + "/")
 	if err != nil {

@@ -35,7 +35,7 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
 // first request parks too.
 func TestParkedConnectionServesNextRequest(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
-	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	c := p.dial()
 	br := bufio.NewReader(c)
 	get(t, c, br, "/1")
@@ -62,7 +62,7 @@ func TestParkedConnectionServesNextRequest(t *testing.T) {
 // Many idle connections park with no goroutine each.
 func TestManyParkedConnectionsHoldNoGoroutines(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
-	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	// One connection first, for the goroutines that stay: the parker's,
 	// the backend's side of the pooled connection.
 	first := p.dial()
@@ -111,7 +111,7 @@ func TestParkedConnectionTimesOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Director = &rrDirector{eps: []*upstream.Endpoint{b.ep}}
-			p := startParkingProxy(t, &cfg)
+			p := startProxy(t, &cfg)
 			c := p.dial()
 			br := bufio.NewReader(c)
 			start := time.Now()
@@ -143,7 +143,7 @@ func TestParkedConnectionsDrainAndClose(t *testing.T) {
 		{"close", (*Server).Close, sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 			c := p.dial()
 			br := bufio.NewReader(c)
 			get(t, c, br, "/")
@@ -180,7 +180,7 @@ func TestParkedConnectionsDrainAndClose(t *testing.T) {
 // A client that hangs up while parked is recorded as having closed.
 func TestParkedConnectionClientHangsUp(t *testing.T) {
 	b := startBackend(t, "b1", nameHandler("b1"))
-	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	c := p.dial()
 	br := bufio.NewReader(c)
 	get(t, c, br, "/")
@@ -218,7 +218,7 @@ func waitHeld(t *testing.T, h *heldHandler, n int32) {
 func TestGoCountsUntilFirstResponse(t *testing.T) {
 	h := &heldHandler{release: make(chan struct{})}
 	b := startBackend(t, "b1", h)
-	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	c := p.dial()
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -248,7 +248,7 @@ func TestGoCountsUntilFirstResponse(t *testing.T) {
 func TestGoDoesNotWaitForStuckSetups(t *testing.T) {
 	h := &heldHandler{release: make(chan struct{})}
 	b := startBackend(t, "b1", h)
-	p := startParkingProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 	const stuck = 2 * pace.After
 	brs := make([]*bufio.Reader, stuck)
 	for i := range stuck {

@@ -33,10 +33,11 @@ const (
 type exchange struct {
 	// Client read buffer: rb[rs:re] is read but unconsumed; scan is where
 	// findHeadEnd resumes, relative to rs; headLen is the parsed head's
-	// length at rs.
+	// length at rs; parsed says that head is parsed in req already
+	// (serveInline parsed it, and left the request to busy).
 	rb                     []byte
 	rs, re, scan, headLen  int
-	headArmed              bool // the request head deadline is set
+	headArmed, parsed      bool // the request head deadline is set; see parsed above
 	bb                     []byte
 	bs, be, bscan, respLen int    // endpoint read buffer, likewise
 	wb                     []byte // output: rewritten heads and re-framed bodies
@@ -101,7 +102,7 @@ func putExchange(x *exchange) {
 	putBuffer(x.bb)
 	wbClass.put(x.wbPooled)
 	x.rb, x.bb, x.wb, x.wbPooled = nil, nil, nil, nil
-	x.rs, x.re, x.scan, x.headLen, x.headArmed = 0, 0, 0, 0, false
+	x.rs, x.re, x.scan, x.headLen, x.headArmed, x.parsed = 0, 0, 0, 0, false, false
 	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
 	x.lr.R = nil
 	x.ep, x.epConn, x.epRaw = nil, nil, nil

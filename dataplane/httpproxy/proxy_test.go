@@ -881,6 +881,11 @@ func TestShutdownSessionsInFlight(t *testing.T) {
 }
 
 func TestClosingClientConnEndsServeConn(t *testing.T) {
+	t.Run("ServeConn", func(t *testing.T) { testClosingClientConnEnds(t, startServeConnProxy) })
+	t.Run("ServeConnAsync", func(t *testing.T) { testClosingClientConnEnds(t, startProxy) })
+}
+
+func testClosingClientConnEnds(t *testing.T, start func(testing.TB, *Config) *proxy) {
 	got := make(chan struct{}, 1)
 	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
@@ -888,7 +893,7 @@ func TestClosingClientConnEndsServeConn(t *testing.T) {
 		io.Copy(io.Discard, br)
 	})
 	ep := upstream.New("web", "b1", addr)
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	p := start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
 
 	closeServerSide := func() time.Time {
 		p.mu.Lock()

@@ -28,15 +28,20 @@ func (cc *clientConn) initRaw() {
 			cc.x = getExchange()
 		}
 		x := cc.x
-		if cc.recv(fd, x.rb[x.re:]) {
+		if !cc.recv(fd, x.rb[x.re:]) {
+			// Nothing to read: wait without the buffers.
+			if x.re == x.rs {
+				putExchange(x)
+				cc.x = nil
+			}
+			return false
+		}
+		x.re += cc.rawN
+		cc.info.BytesIn += uint64(cc.rawN)
+		if cc.leaveIdle() || cc.rawErr != nil || cc.info.Requests == 0 || !cc.parkable() {
 			return true
 		}
-		// Nothing to read: wait without the buffers.
-		if x.re == x.rs {
-			putExchange(x)
-			cc.x = nil
-		}
-		return false
+		return !cc.serveInline()
 	}
 	cc.writeFn = func(fd uintptr) bool {
 		for {

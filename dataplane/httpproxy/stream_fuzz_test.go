@@ -512,7 +512,7 @@ func newFuzzRig(f *testing.F, handle func(net.Conn)) *fuzzRig {
 	}()
 	f.Cleanup(func() { ln.Close() })
 	own := ErrorPage{ContentType: ownErrorType, Body: []byte("the proxy's\n")}
-	rig.p = startParkingProxy(f, &Config{
+	rig.p = startProxy(f, &Config{
 		Director:             rig.dir,
 		RequestHeaderTimeout: time.Second,
 		IdleTimeout:          time.Second,

@@ -44,6 +44,7 @@ type tunnelState struct {
 // tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
 // returns false: the client connection ends with the tunnel.
 func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
+	cc.mayReadClient()
 	x := cc.x
 	resp := &x.resp
 	for i := 0; i < resp.nf; i++ {
