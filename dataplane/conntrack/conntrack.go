@@ -88,14 +88,25 @@ func (s *Set) Len() int {
 	return len(s.conns)
 }
 
-// CloseAll closes every tracked connection and refuses new ones.
+// CloseAll refuses new connections and closes every tracked one, on a
+// goroutine of its own: it does not wait. Closing a socket waits until no
+// call uses it, and an HTTP connection serving a request from inside its
+// idle read holds its socket until that request ends (within a second once
+// its server is closed, see httpproxy.Server.Close), so a caller such as
+// an apply that removes a listener would wait for every such request in
+// turn.
 func (s *Set) CloseAll() {
 	s.mu.Lock()
 	s.closed = true
 	conns := s.conns
 	s.conns = nil
 	s.mu.Unlock()
-	for c := range conns {
-		c.Close()
+	if len(conns) == 0 {
+		return
 	}
+	go func() {
+		for c := range conns {
+			c.Close()
+		}
+	}()
 }

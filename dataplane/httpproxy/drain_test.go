@@ -132,22 +132,34 @@ func TestDrainClosesIdleConnections(t *testing.T) {
 // A request in flight when Drain is called completes; its response says
 // Connection: close, and the connection then closes.
 func TestDrainFinishesInFlightRequest(t *testing.T) {
-	h := startHoldingBackend(t)
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{h.ep}}})
-	c := p.dial()
-	br := bufio.NewReader(c)
-	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	h.waitRequest(t)
-	p.drainNow()
-	time.Sleep(50 * time.Millisecond) // the connection must stay through this
-	close(h.release)
-	r := readResponse(t, br, "GET")
-	if r.code != 200 || r.body != "/slow 0" || !closes(r) {
-		t.Fatalf("in-flight request: %s %q close=%v, want 200 \"/slow 0\" with Connection: close", r.status, r.body, closes(r))
-	}
-	expectEOF(t, br)
-	if ci := p.info(); ci.Requests != 1 || ci.Reason != closeDraining {
-		t.Errorf("ConnInfo requests=%d reason=%v, want 1 %v", ci.Requests, ci.Reason, closeDraining)
+	// After a first request, the next one is served from inside the
+	// connection's idle wait (inline.go).
+	for _, before := range []int{0, 1} {
+		t.Run(fmt.Sprintf("after %d requests", before), func(t *testing.T) {
+			h := startHoldingBackend(t)
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{h.ep}}})
+			c := p.dial()
+			br := bufio.NewReader(c)
+			for range before {
+				io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+				if r := readResponse(t, br, "GET"); r.body != "/quick 0" || closes(r) {
+					t.Fatalf("request before: %s %q close=%v", r.status, r.body, closes(r))
+				}
+			}
+			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+			h.waitRequest(t)
+			p.drainNow()
+			time.Sleep(50 * time.Millisecond) // the connection must stay through this
+			close(h.release)
+			r := readResponse(t, br, "GET")
+			if r.code != 200 || r.body != "/slow 0" || !closes(r) {
+				t.Fatalf("in-flight request: %s %q close=%v, want 200 \"/slow 0\" with Connection: close", r.status, r.body, closes(r))
+			}
+			expectEOF(t, br)
+			if ci := p.info(); ci.Requests != uint64(before+1) || ci.Reason != closeDraining {
+				t.Errorf("ConnInfo requests=%d reason=%v, want %d %v", ci.Requests, ci.Reason, before+1, closeDraining)
+			}
+		})
 	}
 }
 

@@ -725,8 +725,11 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 		return errResponseTimeout
 	}
 	// A closed connection refuses deadlines: a cheap way to ask whether
-	// the listener closed the client connection under us.
-	if err := cc.c.SetWriteDeadline(time.Time{}); err != nil {
+	// the listener closed the client connection under us. A request
+	// served inline holds the connection's read lock, under which a Close
+	// from outside waits for it to end: it ends once its server is
+	// closed too, which comes first (see Server.Close).
+	if err := cc.c.SetWriteDeadline(time.Time{}); err != nil || cc.srv.closed.Load() {
 		return errClientGone
 	}
 	cc.armEndpoint(bc, time.Now())

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +37,8 @@ func TestKeepAliveRequestsOfEveryKind(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(body))
 	}))
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	d := &inlineDirector{rrDirector: rrDirector{eps: []*upstream.Endpoint{b.ep}}}
+	p := startProxy(t, &Config{Director: d})
 	c := p.dial()
 	br := bufio.NewReader(c)
 	// send writes the parts of a request apart, so that the proxy reads
@@ -96,4 +100,70 @@ func TestKeepAliveRequestsOfEveryKind(t *testing.T) {
 	if ci := p.info(); ci.Requests != 9 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
 		t.Errorf("ConnInfo requests=%d reason=%v, want 9 CLIENT_CLOSED", ci.Requests, ci.Reason)
 	}
+	// Which were served from inside the wait: the complete ones that came
+	// after a first request. The pieces of /two and /three, /seven's last
+	// chunk and /eight's body arrive while served; if the machine was too
+	// slow to read them apart, those were served inline, whole.
+	want := map[string]bool{"/one": false, "/four": true, "/five": true, "/six": true, "/upgrade": false}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for path, inline := range want {
+		if d.inline[path] != inline {
+			t.Errorf("%s served inline: %v, want %v", path, d.inline[path], inline)
+		}
+	}
+}
+
+// inlineDirector is an rrDirector that records, by path, whether it picked
+// for a request served inline (serveInline is on the stack).
+type inlineDirector struct {
+	rrDirector
+	mu     sync.Mutex
+	inline map[string]bool
+}
+
+func (d *inlineDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	pc := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(1, pc)])
+	inline := false
+	for {
+		f, more := frames.Next()
+		inline = inline || strings.HasSuffix(f.Function, ".(*clientConn).serveInline")
+		if !more {
+			break
+		}
+	}
+	d.mu.Lock()
+	if d.inline == nil {
+		d.inline = make(map[string]bool)
+	}
+	d.inline[string(r.Path())] = inline
+	d.mu.Unlock()
+	return d.rrDirector.Pick(r)
+}
+
+// A request served from inside the idle wait holds its connection's
+// socket, so that closing it from outside waits for the request to end.
+// When the node removes a listener, it closes the server first: a request
+// waiting for its endpoint then ends at its next check, and the client
+// connection with it, recorded as closed by the listener; the endpoint
+// gets its request count back.
+func TestServerCloseEndsInlineRequest(t *testing.T) {
+	h := startHoldingBackend(t)
+	t.Cleanup(func() { close(h.release) }) // before the backend's Close
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{h.ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.body != "/ 0" {
+		t.Fatalf("first request: %s %q", r.status, r.body)
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	h.waitRequest(t)
+	p.srv.Close()
+	expectEOF(t, br)
+	if ci := p.info(); ci.Requests != 2 || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
+		t.Errorf("ConnInfo requests=%d reason=%v, want 2 LISTENER_CLOSED", ci.Requests, ci.Reason)
+	}
+	waitFor(t, func() bool { return h.ep.Inflight() == 0 })
 }

@@ -76,4 +76,9 @@ func (cc *clientConn) busySafe() (keep bool) {
 func (cc *clientConn) panicked(p any) {
 	slog.Error("httpproxy: panic serving a connection; closing it", "listener", cc.info.Listener, "client", cc.c.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
+	if cc.x != nil {
+		// The endpoint connection is in a state nobody knows: close it,
+		// and give its endpoint the request back.
+		cc.endpointDone(cc.x.epConn, false)
+	}
 }

@@ -236,6 +236,71 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 	}
 }
 
+// TestRemoveListenerWithRequestsInFlight: an apply that removes an HTTP
+// listener while keep-alive requests wait for their endpoint returns at
+// once and closes those connections. Each request is served from inside
+// its connection's idle read, which keeps the socket from closing until
+// the request ends: an apply that waited for the closes would wait until
+// the requests notice that their server closed, about a second here (the
+// endpoint holds them until the test ends).
+func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
+	n := newNode(t)
+	held, release := make(chan struct{}, 8), make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, "a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { close(release) })
+	addr := freeAddr(t)
+	const cluster = `clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+`
+	if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]`, ln.Addr(), addr)); err != nil {
+		t.Fatal(err)
+	}
+	var clients []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(testTimeout))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := c.Read(make([]byte, 512)); err != nil {
+			t.Fatalf("first request: %v", err)
+		}
+		io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+		<-held
+		clients = append(clients, c)
+	}
+
+	start := time.Now()
+	if err := n.Apply("2", parse(t, cluster, ln.Addr())); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 800*time.Millisecond {
+		t.Errorf("the apply took %v: it waited for the requests in flight", took)
+	}
+	for i, c := range clients {
+		if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d: %v, want its connection closed", i, err)
+		}
+	}
+}
+
 // TestAppliesUnderLoadFailNothing: 300 applies that alternately remove and
 // re-add an endpoint, under 16 busy keep-alive clients, fail no request:
 // a request whose endpoint is retired under it picks again.
