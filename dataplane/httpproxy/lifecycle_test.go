@@ -231,3 +231,40 @@ func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Conf
 		t.Errorf("next connection got %q, want ok", body)
 	}
 }
+
+// A panic after the endpoint was picked and connected (here in the
+// outlier callback a 500 runs) closes the endpoint connection and gives
+// the endpoint its request back: it is not left counted in flight, which
+// LEAST_CONN and max_connections would see.
+func TestPanicReleasesEndpoint(t *testing.T) {
+	for _, start := range []struct {
+		name  string
+		start func(testing.TB, *Config) *proxy
+	}{{"worker", startServeConnProxy}, {"parking", startProxy}} {
+		t.Run(start.name, func(t *testing.T) {
+			be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/fail" {
+					w.WriteHeader(500)
+				}
+			}))
+			be.ep.SetOutlierPolicy(&upstream.OutlierPolicy{Responses5xx: 1, Outlier: func(*upstream.Endpoint, upstream.Cause) {
+				panic("test: outlier callback bug")
+			}})
+			p := start.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{be.ep}}})
+			c := p.dial()
+			br := bufio.NewReader(c)
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if r := readResponse(t, br, "GET"); r.code != 200 {
+				t.Fatalf("first request: %s", r.status)
+			}
+			fmt.Fprintf(c, "GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
+			if _, err := io.ReadAll(br); err != nil && !isReset(err) {
+				t.Fatalf("panicking connection: %v, want it closed", err)
+			}
+			if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_IO_ERROR {
+				t.Errorf("reason %v, want IO_ERROR", ci.Reason)
+			}
+			waitFor(t, func() bool { return be.ep.Inflight() == 0 && be.ep.Conns() == 0 })
+		})
+	}
+}
