@@ -51,10 +51,13 @@ type clientConn struct {
 
 	rdl    time.Time // the read deadline last set on c
 	inline bool      // serving from inside the idle wait (serveInline)
-	plan   idlePlan  // the wait for the next request (waitRequest)
-	linger bool      // drain the client's input before closing (see lingerClose)
-	reason sluicev1.CloseReason
-	info   ConnInfo
+	// idleFrom is when the wait for the next request began, after
+	// info.Start: serveInline sets it for waitRequest (a duration keeps
+	// clientConn in a smaller size class than a time.Time would).
+	idleFrom time.Duration
+	linger   bool // drain the client's input before closing (see lingerClose)
+	reason   sluicev1.CloseReason
+	info     ConnInfo
 	// inMark and outMark are info's byte counts when the last request
 	// was metered (meter.go).
 	inMark, outMark uint64
@@ -195,17 +198,24 @@ func (cc *clientConn) busy() bool {
 // also serves the simple requests that end its wait without leaving it
 // (serveInline), and waits again from each one's end.
 func (cc *clientConn) waitRequest() int {
-	if !cc.planIdle(time.Now()) {
+	p, ok := cc.planIdle(time.Now())
+	if !ok {
 		return waitEnded
 	}
-	p := &cc.plan
 	for {
+		served := cc.info.Requests
 		err := cc.idleRead(p.until, p.untilSlack)
 		if err == errServedEnded {
 			return waitEnded // serveInline ended it, and set the reason
 		}
 		if cc.x != nil && cc.x.rs < cc.x.re {
 			return waitBytes
+		}
+		if cc.info.Requests != served {
+			// Served inline: the wait began again at idleFrom.
+			if p, ok = cc.planIdle(cc.info.Start.Add(cc.idleFrom)); !ok {
+				return waitEnded
+			}
 		}
 		if err == nil {
 			continue
@@ -247,12 +257,11 @@ type idlePlan struct {
 	parking    bool
 }
 
-// planIdle plans the wait for the next request, from now, in cc.plan. It
-// returns false when the connection has reached its MaxConnectionAge and
-// ends (cc.reason is set).
-func (cc *clientConn) planIdle(now time.Time) bool {
+// planIdle plans the wait for the next request, from now. It returns
+// false when the connection has reached its MaxConnectionAge and ends
+// (cc.reason is set).
+func (cc *clientConn) planIdle(now time.Time) (p idlePlan, ok bool) {
 	cfg := cc.srv.cfg.Load()
-	p := &cc.plan
 	wait := cfg.IdleTimeout
 	if cc.info.Requests == 0 {
 		wait = cfg.RequestHeaderTimeout
@@ -262,7 +271,7 @@ func (cc *clientConn) planIdle(now time.Time) bool {
 		end := cc.info.Start.Add(cfg.MaxConnectionAge)
 		if !now.Before(end) {
 			cc.reason = closeMaxAge
-			return false
+			return p, false
 		}
 		if end.Before(p.dl) {
 			// The age comes first: wait exactly until then.
@@ -274,7 +283,7 @@ func (cc *clientConn) planIdle(now time.Time) bool {
 	if p.parking {
 		p.until, p.untilSlack = now.Add(parkAfter), parkAfter/8
 	}
-	return true
+	return p, true
 }
 
 // Outcomes of readRequest.

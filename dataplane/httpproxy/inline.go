@@ -63,11 +63,14 @@ func (cc *clientConn) serveInline() (idle bool) {
 		}
 	}
 	x.rs, x.re, x.scan = 0, 0, 0
-	if !cc.planIdle(time.Now()) {
+	now := time.Now()
+	p, ok := cc.planIdle(now)
+	if !ok {
 		cc.rawErr = errServedEnded
 		return false
 	}
-	cc.armReadAt(cc.plan.until, cc.plan.untilSlack)
+	cc.idleFrom = now.Sub(cc.info.Start)
+	cc.armReadAt(p.until, p.untilSlack)
 	if !cc.enterIdle() {
 		cc.reason = closeDraining
 		cc.rawErr = errServedEnded
