@@ -51,13 +51,18 @@ type clientConn struct {
 
 	rdl    time.Time // the read deadline last set on c
 	inline bool      // serving from inside the idle wait (serveInline)
-	// idleFrom is when the wait for the next request began, after
-	// info.Start: serveInline sets it for waitRequest (a duration keeps
-	// clientConn in a smaller size class than a time.Time would).
-	idleFrom time.Duration
-	linger   bool // drain the client's input before closing (see lingerClose)
-	reason   sluicev1.CloseReason
-	info     ConnInfo
+	// The wait for the next request (planIdle), in offsets from
+	// info.Start: it ends at idleDl (idleAged: the MaxConnectionAge); the
+	// goroutine waits until idleUntil, armed with idleSlack (-1: exactly),
+	// and then parks if idleParking. Offsets, not times, keep clientConn
+	// in its size class; and fields, not locals of waitRequest, keep the
+	// stack of a connection waiting for a request small (see
+	// BENCHMARKS.md, the idle L7 memory row).
+	idleDl, idleUntil, idleSlack time.Duration
+	idleAged, idleParking        bool
+	linger                       bool // drain the client's input before closing (see lingerClose)
+	reason                       sluicev1.CloseReason
+	info                         ConnInfo
 	// inMark and outMark are info's byte counts when the last request
 	// was metered (meter.go).
 	inMark, outMark uint64
@@ -175,14 +180,20 @@ func (cc *clientConn) busy() bool {
 		case headIdle:
 			return true
 		}
-		cfg := cc.srv.cfg.Load()
-		cc.meterStart(cfg.Meter, true)
-		keep := cc.exchange(cfg)
-		cc.meterDone(cfg.Meter, keep)
-		if !keep {
+		if !cc.exchangeMetered() {
 			return false
 		}
 	}
+}
+
+// exchangeMetered serves the request parsed in cc.x, metered, under the
+// current configuration, and returns whether the connection stays open.
+func (cc *clientConn) exchangeMetered() bool {
+	cfg := cc.srv.cfg.Load()
+	cc.meterStart(cfg.Meter, true)
+	keep := cc.exchange(cfg)
+	cc.meterDone(cfg.Meter, keep)
+	return keep
 }
 
 // waitRequest waits for the first bytes of the next request. A new
@@ -198,31 +209,24 @@ func (cc *clientConn) busy() bool {
 // also serves the simple requests that end its wait without leaving it
 // (serveInline), and waits again from each one's end.
 func (cc *clientConn) waitRequest() int {
-	p, ok := cc.planIdle(time.Now())
-	if !ok {
+	if !cc.planIdle(time.Now()) {
 		return waitEnded
 	}
 	for {
-		served := cc.info.Requests
-		err := cc.idleRead(p.until, p.untilSlack)
+		// serveInline plans again after each request it serves.
+		err := cc.idleRead(cc.info.Start.Add(cc.idleUntil), cc.idleSlack)
 		if err == errServedEnded {
 			return waitEnded // serveInline ended it, and set the reason
 		}
 		if cc.x != nil && cc.x.rs < cc.x.re {
 			return waitBytes
 		}
-		if cc.info.Requests != served {
-			// Served inline: the wait began again at idleFrom.
-			if p, ok = cc.planIdle(cc.info.Start.Add(cc.idleFrom)); !ok {
-				return waitEnded
-			}
-		}
 		if err == nil {
 			continue
 		}
-		if p.parking && err != errDrainIdle && isTimeout(err) {
-			p.parking = false
-			switch cc.parkIdle(p.dl, p.aged) {
+		if cc.idleParking && err != errDrainIdle && isTimeout(err) {
+			cc.idleParking = false
+			switch cc.parkIdle(cc.info.Start.Add(cc.idleDl), cc.idleAged) {
 			case parkedOK, parkTaken:
 				return waitParked
 			case parkDraining:
@@ -230,13 +234,13 @@ func (cc *clientConn) waitRequest() int {
 				return waitEnded
 			}
 			// Not parked: wait out the rest here.
-			p.until, p.untilSlack = p.dl, -1
+			cc.idleUntil, cc.idleSlack = cc.idleDl, -1
 			continue
 		}
 		switch {
 		case err == errDrainIdle:
 			cc.reason = closeDraining
-		case p.aged && isTimeout(err):
+		case cc.idleAged && isTimeout(err):
 			cc.reason = closeMaxAge
 		default:
 			cc.reason = clientReason(err)
@@ -245,45 +249,34 @@ func (cc *clientConn) waitRequest() int {
 	}
 }
 
-// idlePlan is how a connection waits for its next request (planIdle).
-type idlePlan struct {
-	dl    time.Time     // the wait ends: IdleTimeout, or MaxConnectionAge
-	slack time.Duration // how much earlier than dl an armed deadline may be
-	aged  bool          // dl is the connection's MaxConnectionAge
-	// The wait on the goroutine ends at until: dl, or after parkAfter
-	// when the connection parks then (parking).
-	until      time.Time
-	untilSlack time.Duration
-	parking    bool
-}
-
-// planIdle plans the wait for the next request, from now. It returns
-// false when the connection has reached its MaxConnectionAge and ends
-// (cc.reason is set).
-func (cc *clientConn) planIdle(now time.Time) (p idlePlan, ok bool) {
+// planIdle plans the wait for the next request, from now, in cc's idle
+// fields. It returns false when the connection has reached its
+// MaxConnectionAge and ends (cc.reason is set).
+func (cc *clientConn) planIdle(now time.Time) bool {
 	cfg := cc.srv.cfg.Load()
 	wait := cfg.IdleTimeout
 	if cc.info.Requests == 0 {
 		wait = cfg.RequestHeaderTimeout
 	}
-	p.dl, p.slack, p.aged = now.Add(wait), wait/8, false
-	if cfg.MaxConnectionAge > 0 && cc.info.Requests > 0 {
-		end := cc.info.Start.Add(cfg.MaxConnectionAge)
-		if !now.Before(end) {
+	from := now.Sub(cc.info.Start)
+	dl, slack, aged := from+wait, wait/8, false
+	if age := cfg.MaxConnectionAge; age > 0 && cc.info.Requests > 0 {
+		if from >= age {
 			cc.reason = closeMaxAge
-			return p, false
+			return false
 		}
-		if end.Before(p.dl) {
+		if age < dl {
 			// The age comes first: wait exactly until then.
-			p.dl, p.slack, p.aged = end, 0, true
+			dl, slack, aged = age, 0, true
 		}
 	}
-	p.until, p.untilSlack = p.dl, p.slack
-	p.parking = cc.parkable() && p.dl.Sub(now) > 2*parkAfter
-	if p.parking {
-		p.until, p.untilSlack = now.Add(parkAfter), parkAfter/8
+	cc.idleDl, cc.idleAged = dl, aged
+	cc.idleUntil, cc.idleSlack = dl, slack
+	cc.idleParking = cc.parkable() && dl-from > 2*parkAfter
+	if cc.idleParking {
+		cc.idleUntil, cc.idleSlack = from+parkAfter, parkAfter/8
 	}
-	return p, true
+	return true
 }
 
 // Outcomes of readRequest.
