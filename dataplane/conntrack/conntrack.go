@@ -5,6 +5,7 @@ package conntrack
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -88,25 +89,28 @@ func (s *Set) Len() int {
 	return len(s.conns)
 }
 
-// CloseAll refuses new connections and closes every tracked one, on a
+// CloseAll refuses new connections and closes every tracked one, each on a
 // goroutine of its own: it does not wait. Closing a socket waits until no
 // call uses it, and an HTTP connection serving a request from inside its
-// idle read holds its socket until that request ends (within a second once
-// its server is closed, see httpproxy.Server.Close), so a caller such as
-// an apply that removes a listener would wait for every such request in
-// turn.
+// idle read holds its socket until that request ends: within a second once
+// its server is closed if it waits for its endpoint (see
+// httpproxy.Server.Close), but up to its connect timeout while it dials,
+// or its queue timeout while it waits in its cluster's queue. A caller
+// such as an apply that removes a listener would wait for every such
+// request, and one connection's close must not hold back the others'.
 func (s *Set) CloseAll() {
 	s.mu.Lock()
 	s.closed = true
 	conns := s.conns
 	s.conns = nil
 	s.mu.Unlock()
-	if len(conns) == 0 {
-		return
-	}
-	go func() {
-		for c := range conns {
-			c.Close()
+	n := 0
+	for c := range conns {
+		go c.Close()
+		if n++; n%256 == 0 {
+			// Let those closes run (most take microseconds) before
+			// starting more: the goroutines do not pile up.
+			runtime.Gosched()
 		}
-	}()
+	}
 }

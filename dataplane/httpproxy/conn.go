@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -260,6 +261,9 @@ func (cc *clientConn) planIdle(now time.Time) bool {
 	}
 	from := now.Sub(cc.info.Start)
 	dl, slack, aged := from+wait, wait/8, false
+	if dl < from {
+		dl = math.MaxInt64 // a timeout too long to add: as time.Add does
+	}
 	if age := cfg.MaxConnectionAge; age > 0 && cc.info.Requests > 0 {
 		if from >= age {
 			cc.reason = closeMaxAge

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -166,4 +167,16 @@ func TestServerCloseEndsInlineRequest(t *testing.T) {
 		t.Errorf("ConnInfo requests=%d reason=%v, want 2 LISTENER_CLOSED", ci.Requests, ci.Reason)
 	}
 	waitFor(t, func() bool { return h.ep.Inflight() == 0 })
+}
+
+// clientConn stays in the 576-byte size class on 64-bit platforms: every
+// open connection has one, and the idle memory row of make bench counts
+// it (BENCHMARKS.md).
+func TestClientConnSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes differ on 32-bit platforms")
+	}
+	if n := unsafe.Sizeof(clientConn{}); n > 576 {
+		t.Errorf("clientConn is %d bytes, past the 576-byte size class", n)
+	}
 }

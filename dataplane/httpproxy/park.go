@@ -74,7 +74,7 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 // listener, right after Close). A request waiting for its endpoint ends
 // too, within closeCheckInterval: one served from inside its connection's
 // idle read (inline.go) holds that socket, and a Close of it from outside
-// returns only then.
+// returns only then (a dial or a cluster queue is not cut short).
 func (s *Server) Close() {
 	s.closed.Store(true)
 	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED)
