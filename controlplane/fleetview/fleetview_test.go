@@ -90,6 +90,9 @@ func TestSharedFleet(t *testing.T) {
 		return n.GetConnected() && n.GetAckedVersion() == 3 && n.GetNackedVersion() == 4 &&
 			n.GetNackError() == "port taken" && n.GetLabels()["zone"] == "x" && n.GetSentVersion() == 4
 	})
+	// b's node reaches a through etcd in its own time: b seeing n1's
+	// NACK says nothing of when a sees n2.
+	waitNode(t, a.view, "n2 on a", "n2", func(n *sluicev1.NodeStatus) bool { return n.GetConnected() })
 	if got := ids(a.view.Nodes()); !slices.Equal(got, []string{"n1", "n2"}) {
 		t.Errorf("a lists %v, want [n1 n2]", got)
 	}
