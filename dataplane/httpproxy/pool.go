@@ -33,11 +33,11 @@ const (
 type exchange struct {
 	// Client read buffer: rb[rs:re] is read but unconsumed; scan is where
 	// findHeadEnd resumes, relative to rs; headLen is the parsed head's
-	// length at rs; parsed says that head is parsed in req already
-	// (serveInline parsed it, and left the request to busy).
+	// length at rs.
 	rb                     []byte
 	rs, re, scan, headLen  int
-	headArmed, parsed      bool // the request head deadline is set; see parsed above
+	headArmed              bool // the request head deadline is set
+	parsed                 bool // the head at rs is in req already (inlineHead), for busy
 	bb                     []byte
 	bs, be, bscan, respLen int    // endpoint read buffer, likewise
 	wb                     []byte // output: rewritten heads and re-framed bodies
