@@ -141,10 +141,7 @@ func TestDrainFinishesInFlightRequest(t *testing.T) {
 			c := p.dial()
 			br := bufio.NewReader(c)
 			for range before {
-				io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
-				if r := readResponse(t, br, "GET"); r.body != "/quick 0" || closes(r) {
-					t.Fatalf("request before: %s %q close=%v", r.status, r.body, closes(r))
-				}
+				getBody(t, c, br, "/quick", "/quick 0")
 			}
 			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 			h.waitRequest(t)

@@ -192,6 +192,23 @@ func (r *rawResponse) header(name string) string {
 	return ""
 }
 
+// get sends one GET on c and checks that b1 answered it, on a connection
+// kept open.
+func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
+	t.Helper()
+	getBody(t, c, br, path, "b1 "+path)
+}
+
+// getBody sends one GET on c and checks the answer: 200 with body want, on
+// a connection kept open.
+func getBody(t testing.TB, c net.Conn, br *bufio.Reader, path, want string) {
+	t.Helper()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != want || closes(r) {
+		t.Fatalf("GET %s: %s %q close=%v, want 200 %q, kept open", path, r.status, r.body, closes(r), want)
+	}
+}
+
 // readResponse reads one response with net/http's parser, which also
 // checks that what the proxy wrote is well-framed HTTP/1.1.
 func readResponse(t testing.TB, br *bufio.Reader, method string) *rawResponse {

@@ -155,10 +155,7 @@ func TestServerCloseEndsInlineRequest(t *testing.T) {
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{h.ep}}})
 	c := p.dial()
 	br := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if r := readResponse(t, br, "GET"); r.body != "/ 0" {
-		t.Fatalf("first request: %s %q", r.status, r.body)
-	}
+	getBody(t, c, br, "/", "/ 0")
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	h.waitRequest(t)
 	p.srv.Close()

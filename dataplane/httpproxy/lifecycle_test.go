@@ -209,10 +209,7 @@ func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Conf
 	c := p.dial()
 	br := bufio.NewReader(c)
 	for range before {
-		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		if r := readResponse(t, br, "GET"); r.body != "ok" || closes(r) {
-			t.Fatalf("request before the panic: %s %q close=%v", r.status, r.body, closes(r))
-		}
+		getBody(t, c, br, "/", "ok")
 	}
 	fmt.Fprintf(c, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
 	if _, err := io.ReadAll(br); err != nil && !isReset(err) {
@@ -253,10 +250,7 @@ func TestPanicReleasesEndpoint(t *testing.T) {
 			p := start.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{be.ep}}})
 			c := p.dial()
 			br := bufio.NewReader(c)
-			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			if r := readResponse(t, br, "GET"); r.code != 200 {
-				t.Fatalf("first request: %s", r.status)
-			}
+			getBody(t, c, br, "/", "")
 			fmt.Fprintf(c, "GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")
 			if _, err := io.ReadAll(br); err != nil && !isReset(err) {
 				t.Fatalf("panicking connection: %v, want it closed", err)

@@ -19,16 +19,6 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// get sends one GET on c and checks that b1 answered it, on a connection
-// kept open.
-func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
-	t.Helper()
-	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "b1 "+path || closes(r) {
-		t.Fatalf("GET %s: %s %q close=%v, want 200 from b1, kept open", path, r.status, r.body, closes(r))
-	}
-}
-
 // A keep-alive connection idle longer than parkAfter parks: it then has no
 // goroutine of its own, and its next request is served on the same
 // connection as if it had waited. A connection that has not sent its
