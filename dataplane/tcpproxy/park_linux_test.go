@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -536,33 +535,6 @@ func TestParkedTLSEndpoint(t *testing.T) {
 	}
 }
 
-// stuckAddr returns a loopback address whose listener never accepts and
-// whose accept queue is full: connects to it get no answer (their SYNs are
-// dropped) until their timeout.
-func stuckAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(sa.(*unix.SockaddrInet4).Port))
-	for range 4 { // fill the queue
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			t.Cleanup(func() { c.Close() })
-		}
-	}
-	return addr
-}
-
 // stuckFirst sends its first n picks to stuck, with a long connect
 // timeout, and the others to live.
 type stuckFirst struct {
@@ -586,7 +558,7 @@ func (d *stuckFirst) Pick(net.Addr, *Attempt) (*upstream.Endpoint, time.Duration
 // one are still set up and served at once.
 func TestGoDoesNotWaitForSlowEndpoints(t *testing.T) {
 	const stuckN, liveN = 3 * pace.After, pace.After
-	d := &stuckFirst{n: stuckN, stuck: upstream.New("c", "stuck", stuckAddr(t)), live: upstream.New("c", "live", startBackend(t, lineEcho))}
+	d := &stuckFirst{n: stuckN, stuck: upstream.New("c", "stuck", loopback.UnresponsiveAddr(t)), live: upstream.New("c", "live", startBackend(t, lineEcho))}
 	s := NewServer(&Config{Listener: "l", Director: d}, nil)
 	addr := serveAsync(t, s, func() {}, func() {})
 	for range stuckN {

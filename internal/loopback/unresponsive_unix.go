@@ -1,0 +1,45 @@
+//go:build unix
+
+package loopback
+
+import (
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// UnresponsiveAddr returns a loopback address whose connects get no
+// answer until their timeout, as with a host that went silent: a socket
+// listens there with the smallest backlog, never accepts, and its queue
+// is filled, so the kernel drops the SYNs it has no room for. The test is
+// skipped where the queue does not fill.
+func UnresponsiveAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	for range 16 {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return addr // full: connects time out now
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("loopback: a listen queue does not fill up on this system")
+	return ""
+}
