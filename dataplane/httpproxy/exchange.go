@@ -1,7 +1,6 @@
 package httpproxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -165,7 +164,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
 	req.client, req.clientPort = cc.ip, cc.port
-	req.tls, req.sni = cc.tls, cc.sni
+	req.tls, req.sni, req.ctx = cc.tls, cc.sni, cc.srv.ctx
 	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
@@ -178,6 +177,9 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 		return nil, errAnswered
 	}
 	if err != nil || ep == nil {
+		if cc.srv.closed.Load() {
+			return nil, errClientGone // a wait in Pick ended with the server
+		}
 		return nil, errNoEndpointStatus
 	}
 	x.ep = ep
@@ -520,10 +522,13 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Co
 	hdr := ep.AppendProxyHeader(hb[:0], netip.AddrPortFrom(cc.ip, cc.port), cc.local())
 	cc.x.private = len(hdr) > 0
 	start := time.Now()
-	bc, err := ep.DialWithHeader(context.Background(), timeout, false, hdr)
+	bc, err := ep.DialWithHeader(cc.srv.ctx, timeout, false, hdr)
 	if err == nil {
 		cc.x.mx.Connect = time.Since(start)
 	} else {
+		if cc.srv.closed.Load() {
+			return nil, false, errClientGone // Close ended the dial
+		}
 		if errors.Is(err, upstream.ErrClosed) {
 			return nil, false, errDrained
 		}

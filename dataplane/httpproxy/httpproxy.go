@@ -108,6 +108,7 @@
 package httpproxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -126,12 +127,13 @@ import (
 
 // Director chooses the endpoint for every request.
 //
-// Pick runs on the request path of the connection's goroutine: it must not
-// block and should not allocate. req is valid only during the call; Pick
-// may ask, through req, for changes to what is forwarded (RemoveCookie,
-// AddResponseField, RemoveResponseCookie, EditRequest, EditResponse), which
-// apply to the endpoint it returns and are forgotten if it is asked to pick
-// again. Pick may instead have the proxy answer the request itself: it
+// Pick runs on the request path of the connection's goroutine: it should
+// not allocate, and it must not block but for a wait that ends when
+// req.Context() does (the node's cluster queue). req is valid only during
+// the call; Pick may ask, through req, for changes to what is forwarded
+// (RemoveCookie, AddResponseField, RemoveResponseCookie, EditRequest,
+// EditResponse), which apply to the endpoint it returns and are forgotten
+// if it is asked to pick again. Pick may instead have the proxy answer the request itself: it
 // calls req.Respond and returns a nil endpoint and a nil error. On success the
 // endpoint has been Acquire()d by Pick; the proxy calls ep.Release()
 // exactly once when the exchange ends. connectTimeout bounds a new
@@ -335,6 +337,10 @@ type Server struct {
 	draining atomic.Bool
 	// closed is set by Close: no connection parks any more.
 	closed atomic.Bool
+	// ctx ends on Close (cancel): the dials of the server's requests and
+	// their waits in a Director (Request.Context) end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// mu guards conns, the connections being served (an intrusive list
 	// through clientConn.prev/next), which Drain and Close walk. A
 	// connection is added once, when served, and removed once, when it
@@ -355,6 +361,7 @@ type Server struct {
 // *ConnInfo.
 func NewServer(cfg *Config, onClose func(*ConnInfo)) *Server {
 	s := &Server{onClose: onClose}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.SetConfig(cfg)
 	return s
 }

@@ -71,12 +71,15 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 // Close ends the connections parked idle, with reason LISTENER_CLOSED,
 // and keeps any connection from parking from now on. The others end when
 // their socket is closed from outside (as the node does when it removes a
-// listener, right after Close). A request waiting for its endpoint ends
-// too, within closeCheckInterval: one served from inside its connection's
-// idle read (inline.go) holds that socket, and a Close of it from outside
-// returns only then (a dial or a cluster queue is not cut short).
+// listener, right after Close). A request that connects to its endpoint,
+// or waits in its Director (Request.Context), ends at once, without an
+// answer; one that waits for its endpoint's answer ends within
+// closeCheckInterval. A request served from inside its connection's idle
+// read (inline.go) holds that socket, and a Close of it from outside
+// returns only once the request ended.
 func (s *Server) Close() {
 	s.closed.Store(true)
+	s.cancel()
 	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED)
 }
 

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 
@@ -46,8 +47,9 @@ type Request struct {
 
 	client     netip.Addr // the client connection's peer, set before Pick
 	clientPort uint16
-	tls        bool   // the client connection is TLS (an HTTPS listener)
-	sni        []byte // the server name the client sent in its TLS handshake
+	tls        bool            // the client connection is TLS (an HTTPS listener)
+	sni        []byte          // the server name the client sent in its TLS handshake
+	ctx        context.Context // the server's, set before Pick
 
 	// The endpoints this request failed to connect to (or that were
 	// retired under it), for Failed. Empty but for a pick again; the
@@ -103,6 +105,16 @@ func (r *Request) ServerName() []byte { return r.sni }
 // again (Config.Retries) can pick around it. It is false on a request's
 // first pick.
 func (r *Request) Failed(ep *upstream.Endpoint) bool { return r.failed.Has(ep) }
+
+// Context ends when the listener's server is closed (the listener was
+// removed): a Director that waits for an endpoint (a cluster's queue)
+// gives up then. It never ends for a Request made outside a server.
+func (r *Request) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
+}
 
 // forgetFailed empties the list Failed reads.
 func (r *Request) forgetFailed() {

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,19 +68,19 @@ clusters:
 	}
 }
 
-// TestQueue: work beyond max_conn waits for a free slot in arrival order,
-// is refused at once when the queue is full, and fails when queue_timeout
-// passes.
-func TestQueue(t *testing.T) {
+// takeOnlySlot applies a cluster "web" of one endpoint with max_conn 1
+// and the queue settings given (the cluster's YAML lines), and takes the
+// endpoint's one slot.
+func takeOnlySlot(t *testing.T, queue ...string) (*cluster, *upstream.Endpoint) {
+	t.Helper()
 	n := newNode(t)
 	if err := n.Apply("1", parse(t, `
 clusters:
   - name: web
-    max_queue: 2
-    queue_timeout: 300ms
+    %s
     endpoints:
       - { name: a, address: 127.0.0.1:1, max_conn: 1 }
-`)); err != nil {
+`, strings.Join(queue, "\n    "))); err != nil {
 		t.Fatal(err)
 	}
 	c := (*n.current.Load())["web"]
@@ -86,6 +88,14 @@ clusters:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, holder
+}
+
+// TestQueue: work beyond max_conn waits for a free slot in arrival order,
+// is refused at once when the queue is full, and fails when queue_timeout
+// passes.
+func TestQueue(t *testing.T) {
+	c, holder := takeOnlySlot(t, "max_queue: 2", "queue_timeout: 300ms")
 
 	// Two waiters queue; a third is refused at once.
 	type result struct {
@@ -129,22 +139,58 @@ clusters:
 	}
 }
 
+// TestQueueLeftWhenListenerGoes: work waiting in the queue leaves it when
+// its context ends (its listener was removed), and the slot freed after
+// that goes to the work behind it.
+func TestQueueLeftWhenListenerGoes(t *testing.T) {
+	c, holder := takeOnlySlot(t, "queue_timeout: 60s")
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		_, err := c.pick(lb.Request{}, ctxWork{ctx})
+		gone <- err
+	}()
+	waitUntil(t, "the first waiter", func() bool { return c.queue.len() == 1 })
+	next := make(chan *upstream.Endpoint, 1)
+	go func() {
+		ep, _ := c.pick(lb.Request{}, noFailures{})
+		next <- ep
+	}()
+	waitUntil(t, "the second waiter", func() bool { return c.queue.len() == 2 })
+
+	cancel()
+	select {
+	case err := <-gone:
+		if err != errQueueLeft {
+			t.Errorf("waiter whose context ended: err = %v, want errQueueLeft", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the waiter whose context ended is still waiting; queue_timeout is 60s")
+	}
+	holder.Release()
+	select {
+	case ep := <-next:
+		if ep != holder {
+			t.Errorf("second waiter got %v, want a", ep)
+		}
+		ep.Release()
+	case <-time.After(testTimeout):
+		t.Fatal("the freed slot did not reach the waiter behind")
+	}
+	if c.queue.len() != 0 {
+		t.Errorf("queue holds %d waiters after all left", c.queue.len())
+	}
+}
+
+// ctxWork is work with no failed endpoints and the given context.
+type ctxWork struct{ ctx context.Context }
+
+func (ctxWork) Failed(*upstream.Endpoint) bool { return false }
+func (w ctxWork) Context() context.Context     { return w.ctx }
+
 // TestQueueOff: queue_timeout 0s answers a full cluster at once.
 func TestQueueOff(t *testing.T) {
-	n := newNode(t)
-	if err := n.Apply("1", parse(t, `
-clusters:
-  - name: web
-    queue_timeout: 0s
-    endpoints:
-      - { name: a, address: 127.0.0.1:1, max_conn: 1 }
-`)); err != nil {
-		t.Fatal(err)
-	}
-	c := (*n.current.Load())["web"]
-	if _, err := c.pick(lb.Request{}, noFailures{}); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := takeOnlySlot(t, "queue_timeout: 0s")
 	start := time.Now()
 	if _, err := c.pick(lb.Request{}, noFailures{}); err != lb.ErrFull {
 		t.Errorf("full cluster without a queue: err = %v, want lb.ErrFull", err)
@@ -221,3 +267,4 @@ clusters:
 type noFailures struct{}
 
 func (noFailures) Failed(*upstream.Endpoint) bool { return false }
+func (noFailures) Context() context.Context       { return context.Background() }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"maps"
 	"net"
 	"net/netip"
@@ -566,23 +567,30 @@ func pickerFor(spec *sluicev1.Cluster) func(lb.Set) lb.Picker {
 	return lb.NewRoundRobin
 }
 
-// failures says which endpoints the work already failed to connect to:
-// *httpproxy.Request and *tcpproxy.Attempt. A retry is sent elsewhere
-// (HAProxy's redispatch).
+// failures says which endpoints the work already failed to connect to. A
+// retry is sent elsewhere (HAProxy's redispatch).
 type failures interface {
 	Failed(ep *upstream.Endpoint) bool
+}
+
+// work is what picks: *httpproxy.Request and *tcpproxy.Attempt. Its
+// Context ends when its listener is removed, and a wait in the queue with
+// it.
+type work interface {
+	failures
+	Context() context.Context
 }
 
 // pick chooses an endpoint for r and counts the work in. An endpoint whose
 // last free slot another request took since the picker looked is picked
 // around, a few times, before the cluster counts as full; full, the work
 // waits in the cluster's queue.
-func (c *cluster) pick(r lb.Request, f failures) (*upstream.Endpoint, error) {
+func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	ep, err := c.tryPick(r, f)
 	if err != lb.ErrFull || c.queue == nil {
 		return ep, err
 	}
-	err = c.queue.wait(c.queueTimeout, func() error {
+	err = c.queue.wait(c.queueTimeout, f.Context().Done(), func() error {
 		var err error
 		ep, err = c.tryPick(r, f)
 		return err

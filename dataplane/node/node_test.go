@@ -301,6 +301,100 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	}
 }
 
+// TestRemoveListenerEndsConnectsAndQueues: removing a listener ends at
+// once its requests and sessions that connect to an endpoint that does not
+// answer, or wait in their cluster's queue, instead of when their connect
+// or queue timeout (a minute here) runs out. The clients see their
+// connections closed without an answer, and the endpoints get their slots
+// back. No connect is retried on the other endpoint: the records say
+// LISTENER_CLOSED, with no retries. The HTTP requests are each a
+// connection's second, served from inside its idle wait, which holds its
+// socket open until they end. The queue's one slot is held by a session of
+// a listener that stays.
+func TestRemoveListenerEndsConnectsAndQueues(t *testing.T) {
+	n, rec := newRecordingNode(t)
+	live, silent, silent2 := backend(t, "a"), loopback.UnresponsiveAddr(t), loopback.UnresponsiveAddr(t)
+	hold, web, tcpSilent, tcpFull := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	const kept = `
+clusters:
+  - { name: live, endpoints: [{ name: live, address: "%[1]s" }] }
+  - { name: silent, connect_timeout: 60s,
+      endpoints: [{ name: s, address: "%[2]s" }, { name: s2, address: "%[3]s" }] }
+  - { name: full, queue_timeout: 60s, endpoints: [{ name: f, address: "%[1]s", max_conn: 1 }] }
+listeners:
+  - { name: hold, address: "%[4]s", protocol: TCP, default_cluster: full }
+`
+	if err := n.Apply("1", parse(t, kept+`
+  - { name: web, address: "%[5]s", protocol: HTTP, default_cluster: live,
+      rules: [{ match: { path: { prefix: /silent } }, route: silent },
+              { match: { path: { prefix: /full } }, route: full }] }
+  - { name: tcp-silent, address: "%[6]s", protocol: TCP, default_cluster: silent }
+  - { name: tcp-full, address: "%[7]s", protocol: TCP, default_cluster: full }
+`, live, silent, silent2, hold, web, tcpSilent, tcpFull)); err != nil {
+		t.Fatal(err)
+	}
+	cur := *n.current.Load()
+	slow, full := cur["silent"].members, cur["full"]
+	connecting := func() int64 { return slow[0].Endpoint.Inflight() + slow[1].Endpoint.Inflight() }
+	dial := func(addr string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// second sends a request on a new HTTP connection after a first one
+	// was answered on it.
+	second := func(path string) net.Conn {
+		c := dial(web)
+		c.SetDeadline(time.Now().Add(testTimeout))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := c.Read(make([]byte, 512)); err != nil {
+			t.Fatalf("first request: %v", err)
+		}
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		return c
+	}
+	dial(hold)
+	waitUntil(t, "the held slot", func() bool { return full.members[0].Endpoint.Inflight() == 1 })
+	clients := map[string]net.Conn{
+		"HTTP, in the queue": second("/full"),
+		"HTTP, connecting":   second("/silent"),
+		"TCP, connecting":    dial(tcpSilent),
+		"TCP, in the queue":  dial(tcpFull),
+	}
+	waitUntil(t, "two connects and two waiters", func() bool {
+		return connecting() == 2 && full.queue.len() == 2
+	})
+
+	if err := n.Apply("2", parse(t, kept, live, silent, silent2, hold)); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range clients {
+		c.SetDeadline(time.Now().Add(testTimeout))
+		b, err := io.ReadAll(c)
+		if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: read %q, %v; want the connection closed without an answer", name, b, err)
+		}
+	}
+	waitUntil(t, "the endpoints' slots back", func() bool {
+		return connecting() == 0 && full.queue.len() == 0 && full.members[0].Endpoint.Inflight() == 1
+	})
+	waitUntil(t, "the records of the four connections", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.all) == 4
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, ci := range rec.all {
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED || ci.Retries != 0 {
+			t.Errorf("%s: reason %v, %d retries; want LISTENER_CLOSED and none", ci.Listener, ci.Reason, ci.Retries)
+		}
+	}
+}
+
 // TestAppliesUnderLoadFailNothing: 300 applies that alternately remove and
 // re-add an endpoint, under 16 busy keep-alive clients, fail no request:
 // a request whose endpoint is retired under it picks again.

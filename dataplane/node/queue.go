@@ -14,6 +14,7 @@ import (
 var (
 	errQueueFull    = errors.New("every endpoint is full and the queue too")
 	errQueueTimeout = errors.New("every endpoint stayed full for the whole queue timeout")
+	errQueueLeft    = errors.New("the listener was removed while the work waited in the queue")
 )
 
 // queue is a cluster's line of work waiting for a free slot while every
@@ -132,9 +133,10 @@ func (q *queue) wakeAll() {
 // len is the number of waiters.
 func (q *queue) len() int { return int(q.n.Load()) }
 
-// wait runs try until it succeeds, fails with anything but full, or timeout
-// passes; try is called again each time the waiter is woken.
-func (q *queue) wait(timeout time.Duration, try func() error) error {
+// wait runs try until it succeeds, fails with anything but full, timeout
+// passes, or done is closed; try is called again each time the waiter is
+// woken.
+func (q *queue) wait(timeout time.Duration, done <-chan struct{}, try func() error) error {
 	w := q.enter()
 	if w == nil {
 		return errQueueFull
@@ -151,10 +153,19 @@ func (q *queue) wait(timeout time.Duration, try func() error) error {
 		}
 		select {
 		case <-w.ch:
+			select {
+			case <-done: // woken as its listener went: the slot is another's
+				q.leave(w)
+				return errQueueLeft
+			default:
+			}
 			q.requeue(w)
 		case <-timer.C:
 			q.leave(w)
 			return errQueueTimeout
+		case <-done:
+			q.leave(w)
+			return errQueueLeft
 		}
 	}
 }

@@ -42,9 +42,10 @@ import (
 )
 
 // Director chooses the endpoint of each session. Pick runs once per
-// connection attempt on the accept path and must not block. On success the
-// endpoint has been Acquire()d; the proxy calls Release once, also when
-// connecting to it fails.
+// connection attempt on the accept path and must not block but for a wait
+// that ends when a.Context() does (the node's cluster queue). On success
+// the endpoint has been Acquire()d; the proxy calls Release once, also
+// when connecting to it fails.
 //
 // a tells which endpoints the session already failed to connect to (or that
 // were retired under it): none on the first attempt. A Director should
@@ -61,6 +62,17 @@ type Director interface {
 type Attempt struct {
 	hello  tlsinspect.Hello
 	failed upstream.Failures
+	ctx    context.Context // the server's
+}
+
+// Context ends when the listener is being removed (Server.MarkClosing): a
+// Director that waits for an endpoint (a cluster's queue) gives up then.
+// It never ends for a nil *Attempt, or one made outside a server.
+func (a *Attempt) Context() context.Context {
+	if a == nil || a.ctx == nil {
+		return context.Background()
+	}
+	return a.ctx
 }
 
 // TLS reports whether the client began with a TLS ClientHello; false when
@@ -125,6 +137,10 @@ type Server struct {
 	closing  atomic.Bool
 	sessions registry  // live sessions, for Sessions, CloseIdle and MarkClosing
 	setups   pace.Gate // sessions setting up, for Go
+	// ctx ends on MarkClosing (cancel): the dials of sessions setting up,
+	// and their waits in a Director (Attempt.Context), end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// parkAfter is how long a busy direction waits for bytes on its
 	// goroutine before it parks (copy_linux.go).
 	parkAfter time.Duration
@@ -134,6 +150,7 @@ type Server struct {
 // which must not block.
 func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 	s := &Server{onClose: onClose, parkAfter: parkAfter}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cfg.Store(cfg)
 	return s
 }
@@ -143,11 +160,13 @@ func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 
 // MarkClosing tells the server its listener is being removed: sessions
 // that end from now on are recorded as closed by the listener, and the
-// live ones are ended. (The listener closes its client connections too,
+// live ones are ended, as are the connects of those setting up and their
+// waits in the Director. (The listener closes its client connections too,
 // but a session whose directions are parked would learn of that only at
 // the next sweep; see poller.)
 func (s *Server) MarkClosing() {
 	s.closing.Store(true)
+	s.cancel()
 	s.sessions.closeAll()
 }
 
@@ -191,7 +210,7 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done f
 		}
 	}()
 
-	var a Attempt
+	a := Attempt{ctx: s.ctx}
 	var insp *inspectBuf // held until the bytes it read went on
 	var first []byte     // what inspecting read of the client's bytes
 	if cfg.Inspect > 0 {
@@ -287,13 +306,15 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 			info.Retries++
 		}
 		start := time.Now()
-		c, err := ep.DialWithHeader(context.Background(), timeout, true, ep.AppendProxyHeader(hb[:0], from, local))
+		c, err := ep.DialWithHeader(s.ctx, timeout, true, ep.AppendProxyHeader(hb[:0], from, local))
 		if err == nil {
 			mx.Connect = time.Since(start)
 			return ep, c, nil
 		}
 		ep.Release()
 		switch retired := errors.Is(err, upstream.ErrClosed); {
+		case s.closing.Load(): // MarkClosing ended the connect
+			return nil, nil, nil
 		case retired && repicks < maxRepicks:
 			repicks++
 			retry = false
