@@ -35,7 +35,9 @@ type queue struct {
 }
 
 // waiter is one unit of work in a queue. A waker removes it from the line
-// and sends on ch; ch has room for that one signal, so wakers never block.
+// and sends on ch, both under the queue's lock: ch has room for that one
+// signal, so wakers never block, and a waiter that leaves (taking the lock)
+// finds the signal there if it was taken out of the line.
 type waiter struct{ ch chan struct{} }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
@@ -113,21 +115,20 @@ func (q *queue) wake() {
 	q.waiters[0] = nil
 	q.waiters = q.waiters[1:]
 	q.n.Add(-1)
-	q.mu.Unlock()
 	w.ch <- struct{}{}
+	q.mu.Unlock()
 }
 
 // wakeAll wakes every waiter, to pick again after the cluster's picker
 // changed (an endpoint came up, a weight or max_conn changed).
 func (q *queue) wakeAll() {
 	q.mu.Lock()
-	ws := q.waiters
+	for _, w := range q.waiters {
+		w.ch <- struct{}{}
+	}
 	q.waiters = nil
 	q.n.Store(0)
 	q.mu.Unlock()
-	for _, w := range ws {
-		w.ch <- struct{}{}
-	}
 }
 
 // len is the number of waiters.

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/lb"
+)
+
+// TestQueueUnderChurn: waiters that time out, leave with their listener,
+// or get a slot, while slots are freed one by one and all at once, leave
+// the queue empty, every pooled waiter's signal drained, and no slot
+// unclaimed: a wake-up that comes as its waiter leaves is passed on, not
+// left in the pooled waiter for its next user.
+func TestQueueUnderChurn(t *testing.T) {
+	const slots, workers, rounds = 2, 16, 300
+	var q queue
+	var used atomic.Int32
+	try := func() error {
+		for {
+			n := used.Load()
+			if n >= slots {
+				return lb.ErrFull
+			}
+			if used.CompareAndSwap(n, n+1) {
+				return nil
+			}
+		}
+	}
+	release := func() {
+		used.Add(-1)
+		q.wake()
+	}
+	gone := make(chan struct{})
+	close(gone)
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				var done <-chan struct{}
+				if (w+i)%5 == 0 {
+					done = gone // its listener was removed
+				}
+				err := q.wait(time.Duration(i%3)*100*time.Microsecond, done, try)
+				switch {
+				case err == nil:
+					served.Add(1)
+					if i%7 == 0 {
+						q.wakeAll()
+					}
+					release()
+				case errors.Is(err, errQueueTimeout), errors.Is(err, errQueueLeft):
+				default:
+					t.Errorf("wait: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(testTimeout):
+		t.Fatal("waiters are stuck: a wake-up was lost")
+	}
+	if q.len() != 0 || len(q.waiters) != 0 || used.Load() != 0 {
+		t.Errorf("after all left: len %d, %d in line, %d slots used; want 0 0 0", q.len(), len(q.waiters), used.Load())
+	}
+	if served.Load() == 0 {
+		t.Error("no waiter got a slot")
+	}
+	// Every pooled waiter comes back with an empty signal channel.
+	for range workers {
+		w := waiterPool.Get().(*waiter)
+		select {
+		case <-w.ch:
+			t.Fatal("a pooled waiter holds a stale wake-up")
+		default:
+		}
+	}
+}
