@@ -65,7 +65,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Target: target, Authority: r.Host, Header: r.Header,
 		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
 		Forwarded: hcfg.Forwarded, Trusted: hcfg.Trusts(cn.client.Addr().Unmap()),
-		Limits: hcfg,
+		Limits: hcfg, Context: r.Context(),
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -144,6 +145,9 @@ type Head struct {
 	// MaxHeaderCount and MaxURILength bound the head as written (nil: the
 	// defaults), with the HTTP/1.1 engine's answers: 431 or 414.
 	Limits *Config
+	// Context is the request's: it ends when the stream or its connection
+	// does, and the Request's Context with it (nil: never).
+	Context context.Context
 }
 
 // ErrForeignHead is Load's error for a head the HTTP/1.1 rules refuse.
@@ -215,7 +219,7 @@ func (r *Request) Load(h *Head) error {
 		return &foreignError{e}
 	}
 	r.client, r.clientPort = h.Client.Addr().Unmap(), h.Client.Port()
-	r.tls, r.sni = h.TLS, h.SNI
+	r.tls, r.sni, r.ctx = h.TLS, h.SNI, h.Context
 	r.fwd.on, r.fwd.style, r.fwd.trusted = true, h.Forwarded, h.Trusted
 	r.forgetFailed()
 	return nil

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -11,13 +12,22 @@ import (
 // would over HTTP/1.1, and what Pick asks for shapes what is forwarded.
 func TestLoadHead(t *testing.T) {
 	var r Request
+	ctx, cancel := context.WithCancel(context.Background())
 	err := r.Load(&Head{
 		Method: "GET", Target: "/a/b?x=1&y=2", Authority: "example.com:8443",
 		Header: http.Header{"Cookie": {"SRV=s1; theme=dark"}, "X-Req": {"1"}, "Te": {"trailers"}},
 		Client: netip.MustParseAddrPort("[::ffff:192.0.2.7]:4000"), TLS: true, SNI: []byte("example.com"),
+		Context: ctx,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A Director's wait (the node's cluster queue) ends with the stream.
+	cancel()
+	select {
+	case <-r.Context().Done():
+	default:
+		t.Error("the Request's Context did not end with the Head's")
 	}
 	if string(r.Method()) != "GET" || string(r.URLPath()) != "/a/b" || string(r.Query("y")) != "2" || string(r.Host()) != "example.com:8443" {
 		t.Errorf("view: %s %s %s %s", r.Method(), r.URLPath(), r.Query("y"), r.Host())

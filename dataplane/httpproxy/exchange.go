@@ -137,7 +137,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 			if pe == errAnswered {
 				return cc.respond(req.answer)
 			}
-			if e == errConnectFailed {
+			if e == errConnectFailed && pe != errClientGone {
 				// Nothing left to try: the answer is the connect failure.
 				return cc.answer(e)
 			}

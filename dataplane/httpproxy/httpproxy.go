@@ -382,8 +382,9 @@ func (s *Server) TLS() *tls.Config { return s.cfg.Load().TLS }
 // ServeConn serves one accepted client connection until it ends, then
 // closes it and reports its ConnInfo. It blocks; the caller runs it in a
 // goroutine. Closing c from another goroutine (the listener was removed)
-// ends it within about a second even while it waits for an endpoint, with
-// reason LISTENER_CLOSED. Drain ends it gracefully.
+// ends it within about a second even while it waits for an endpoint's
+// answer, with reason LISTENER_CLOSED; a connect or a wait in the
+// Director ends with Close. Drain ends it gracefully.
 func (s *Server) ServeConn(c net.Conn) {
 	peer, _ := proxyproto.Addrs(c)
 	s.ServeConnFrom(c, peer)

@@ -107,8 +107,10 @@ func (r *Request) ServerName() []byte { return r.sni }
 func (r *Request) Failed(ep *upstream.Endpoint) bool { return r.failed.Has(ep) }
 
 // Context ends when the listener's server is closed (the listener was
-// removed): a Director that waits for an endpoint (a cluster's queue)
-// gives up then. It never ends for a Request made outside a server.
+// removed), or, for a request Loaded from another engine, with that
+// request (Head.Context): a Director that waits for an endpoint (a
+// cluster's queue) gives up then. It never ends for a Request made
+// outside a server without one.
 func (r *Request) Context() context.Context {
 	if r.ctx == nil {
 		return context.Background()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -306,8 +307,9 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 // answer, or wait in their cluster's queue, instead of when their connect
 // or queue timeout (a minute here) runs out. The clients see their
 // connections closed without an answer, and the endpoints get their slots
-// back. No connect is retried on the other endpoint: the records say
-// LISTENER_CLOSED, with no retries. The HTTP requests are each a
+// back. No connect is retried on the other endpoint, and work queued after
+// a failed connect gets no 502 either: the records say LISTENER_CLOSED,
+// with no retries. The HTTP requests are each a
 // connection's second, served from inside its idle wait, which holds its
 // socket open until they end. The queue's one slot is held by a session of
 // a listener that stays.
@@ -315,76 +317,101 @@ func TestRemoveListenerEndsConnectsAndQueues(t *testing.T) {
 	n, rec := newRecordingNode(t)
 	live, silent, silent2 := backend(t, "a"), loopback.UnresponsiveAddr(t), loopback.UnresponsiveAddr(t)
 	hold, web, tcpSilent, tcpFull := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	holdRetry, refused := freeAddr(t), freeAddr(t)
 	const kept = `
 clusters:
   - { name: live, endpoints: [{ name: live, address: "%[1]s" }] }
   - { name: silent, connect_timeout: 60s,
       endpoints: [{ name: s, address: "%[2]s" }, { name: s2, address: "%[3]s" }] }
   - { name: full, queue_timeout: 60s, endpoints: [{ name: f, address: "%[1]s", max_conn: 1 }] }
+  - { name: retry, queue_timeout: 60s, lb_policy: FIRST,
+      endpoints: [{ name: refused, address: "%[4]s" }, { name: f, address: "%[1]s", max_conn: 1 }] }
 listeners:
-  - { name: hold, address: "%[4]s", protocol: TCP, default_cluster: full }
+  - { name: hold, address: "%[5]s", protocol: TCP, default_cluster: full }
+  - { name: hold-retry, address: "%[6]s", protocol: TCP, default_cluster: retry }
 `
 	if err := n.Apply("1", parse(t, kept+`
-  - { name: web, address: "%[5]s", protocol: HTTP, default_cluster: live,
+  - { name: web, address: "%[7]s", protocol: HTTP, default_cluster: live,
       rules: [{ match: { path: { prefix: /silent } }, route: silent },
-              { match: { path: { prefix: /full } }, route: full }] }
-  - { name: tcp-silent, address: "%[6]s", protocol: TCP, default_cluster: silent }
-  - { name: tcp-full, address: "%[7]s", protocol: TCP, default_cluster: full }
-`, live, silent, silent2, hold, web, tcpSilent, tcpFull)); err != nil {
+              { match: { path: { prefix: /full } }, route: full },
+              { match: { path: { prefix: /retry } }, route: retry }] }
+  - { name: tcp-silent, address: "%[8]s", protocol: TCP, default_cluster: silent }
+  - { name: tcp-full, address: "%[9]s", protocol: TCP, default_cluster: full }
+`, live, silent, silent2, refused, hold, holdRetry, web, tcpSilent, tcpFull)); err != nil {
 		t.Fatal(err)
 	}
 	cur := *n.current.Load()
-	slow, full := cur["silent"].members, cur["full"]
-	connecting := func() int64 { return slow[0].Endpoint.Inflight() + slow[1].Endpoint.Inflight() }
-	dial := func(addr string) net.Conn {
+	slow, full, retry := cur["silent"].members, cur["full"], cur["retry"]
+	// connecting counts the work picked for the silent endpoints, none of
+	// which got a connection.
+	connecting := func() int64 {
+		if slow[0].Endpoint.Conns()+slow[1].Endpoint.Conns() != 0 {
+			t.Fatal("a silent endpoint accepted a connection")
+		}
+		return slow[0].Endpoint.Inflight() + slow[1].Endpoint.Inflight()
+	}
+	type client struct {
+		c net.Conn
+		r io.Reader
+	}
+	dial := func(addr string) client {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		return c
+		return client{c, c}
 	}
 	// second sends a request on a new HTTP connection after a first one
 	// was answered on it.
-	second := func(path string) net.Conn {
-		c := dial(web)
-		c.SetDeadline(time.Now().Add(testTimeout))
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		if _, err := c.Read(make([]byte, 512)); err != nil {
+	second := func(path string) client {
+		cl := dial(web)
+		cl.c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(cl.c)
+		io.WriteString(cl.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
 			t.Fatalf("first request: %v", err)
 		}
-		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-		return c
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		io.WriteString(cl.c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		return client{cl.c, br}
 	}
 	dial(hold)
-	waitUntil(t, "the held slot", func() bool { return full.members[0].Endpoint.Inflight() == 1 })
-	clients := map[string]net.Conn{
-		"HTTP, in the queue": second("/full"),
-		"HTTP, connecting":   second("/silent"),
-		"TCP, connecting":    dial(tcpSilent),
-		"TCP, in the queue":  dial(tcpFull),
+	dial(holdRetry)
+	waitUntil(t, "the held slots", func() bool {
+		return full.members[0].Endpoint.Inflight() == 1 && retry.members[1].Endpoint.Inflight() == 1
+	})
+	clients := map[string]client{
+		"HTTP, in the queue":                        second("/full"),
+		"HTTP, in the queue after a failed connect": second("/retry"),
+		"HTTP, connecting":                          second("/silent"),
+		"TCP, connecting":                           dial(tcpSilent),
+		"TCP, in the queue":                         dial(tcpFull),
 	}
 	waitUntil(t, "two connects and two waiters", func() bool {
-		return connecting() == 2 && full.queue.len() == 2
+		return connecting() == 2 && full.queue.len() == 2 && retry.queue.len() == 1
 	})
 
-	if err := n.Apply("2", parse(t, kept, live, silent, silent2, hold)); err != nil {
+	if err := n.Apply("2", parse(t, kept, live, silent, silent2, refused, hold, holdRetry)); err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range clients {
-		c.SetDeadline(time.Now().Add(testTimeout))
-		b, err := io.ReadAll(c)
+	for name, cl := range clients {
+		cl.c.SetDeadline(time.Now().Add(testTimeout))
+		b, err := io.ReadAll(cl.r)
 		if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("%s: read %q, %v; want the connection closed without an answer", name, b, err)
 		}
 	}
 	waitUntil(t, "the endpoints' slots back", func() bool {
-		return connecting() == 0 && full.queue.len() == 0 && full.members[0].Endpoint.Inflight() == 1
+		return connecting() == 0 && full.queue.len() == 0 && retry.queue.len() == 0 &&
+			full.members[0].Endpoint.Inflight() == 1 && retry.members[1].Endpoint.Inflight() == 1
 	})
-	waitUntil(t, "the records of the four connections", func() bool {
+	waitUntil(t, "the records of the five connections", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		return len(rec.all) == 4
+		return len(rec.all) == 5
 	})
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

@@ -33,11 +33,18 @@ func UnresponsiveAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	timedOut := 0
 	for range 16 {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err != nil {
-			return addr // full: connects time out now
+			// Full: connects time out now. Twice in a row, so that a
+			// busy machine's slow dial is not taken for it.
+			if timedOut++; timedOut == 2 {
+				return addr
+			}
+			continue
 		}
+		timedOut = 0
 		t.Cleanup(func() { c.Close() })
 	}
 	t.Skip("loopback: a listen queue does not fill up on this system")
