@@ -574,8 +574,8 @@ type failures interface {
 }
 
 // work is what picks: *httpproxy.Request and *tcpproxy.Attempt. Its
-// Context ends when its listener is removed, and a wait in the queue with
-// it.
+// Context ends when its listener is removed (or its HTTP/2 stream ends),
+// and a wait in the queue with it.
 type work interface {
 	failures
 	Context() context.Context

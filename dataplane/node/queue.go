@@ -14,7 +14,7 @@ import (
 var (
 	errQueueFull    = errors.New("every endpoint is full and the queue too")
 	errQueueTimeout = errors.New("every endpoint stayed full for the whole queue timeout")
-	errQueueLeft    = errors.New("the listener was removed while the work waited in the queue")
+	errQueueLeft    = errors.New("the work's listener or stream ended while it waited in the queue")
 )
 
 // queue is a cluster's line of work waiting for a free slot while every
