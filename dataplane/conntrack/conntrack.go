@@ -92,12 +92,12 @@ func (s *Set) Len() int {
 // CloseAll refuses new connections and closes every tracked one, each on a
 // goroutine of its own: it does not wait. Closing a socket waits until no
 // call uses it, and an HTTP connection serving a request from inside its
-// idle read holds its socket until that request ends: within a second once
-// its server is closed if it waits for its endpoint (see
-// httpproxy.Server.Close), but up to its connect timeout while it dials,
-// or its queue timeout while it waits in its cluster's queue. A caller
-// such as an apply that removes a listener would wait for every such
-// request, and one connection's close must not hold back the others'.
+// idle read holds its socket until that request ends: at once if it dials
+// or waits in its cluster's queue, within a second if it waits for its
+// endpoint's answer, once its server is closed (see
+// httpproxy.Server.Close). A caller such as an apply that removes a
+// listener would wait for every such request, and one connection's close
+// must not hold back the others'.
 func (s *Set) CloseAll() {
 	s.mu.Lock()
 	s.closed = true

@@ -72,8 +72,6 @@ func (cc *clientConn) serveInline() (idle bool) {
 // read, and arms the wait for the next request. It returns false when the
 // connection ends instead (cc.reason says why).
 func (cc *clientConn) idleAgain() bool {
-	x := cc.x
-	x.rs, x.re, x.scan = 0, 0, 0
 	if !cc.planIdle(time.Now()) {
 		return false
 	}
@@ -83,7 +81,7 @@ func (cc *clientConn) idleAgain() bool {
 		return false
 	}
 	// Wait without the buffers, as readFn does.
-	putExchange(x)
+	putExchange(cc.x)
 	cc.x = nil
 	return true
 }
