@@ -200,10 +200,7 @@ func TestDrainDoesNotCutArrivingRequest(t *testing.T) {
 // A connection accepted after Drain is served one request, whenever it
 // sends it, and closed after it.
 func TestDrainServesNewConnectionOnce(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB, *Config) *proxy
-	}{{"own goroutine", startServeConnProxy}, {"parking", startProxy}} {
+	for _, tc := range serveModes {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startBackend(t, "b1", nameHandler("b1"))
 			p := tc.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})

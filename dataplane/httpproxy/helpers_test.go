@@ -102,6 +102,13 @@ func startServeConnProxy(t testing.TB, cfg *Config) *proxy {
 	return startProxyAs(t, cfg, false)
 }
 
+// serveModes are the two ways a Server serves connections, for the tests
+// that run under both.
+var serveModes = []struct {
+	name  string
+	start func(testing.TB, *Config) *proxy
+}{{"ServeConn", startServeConnProxy}, {"ServeConnAsync", startProxy}}
+
 func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {
 	t.Helper()
 	p := &proxy{t: t, ln: &countingListener{Listener: listen(t)}, infos: make(chan *ConnInfo, 1024)}

@@ -191,10 +191,7 @@ func (d panicDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, erro
 // goroutine and the next ones from inside their idle wait; the others
 // serve on a worker: all recover.
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
-	for _, start := range []struct {
-		name  string
-		start func(testing.TB, *Config) *proxy
-	}{{"worker", startServeConnProxy}, {"parking", startProxy}} {
+	for _, start := range serveModes {
 		for _, before := range []int{0, 2} {
 			t.Run(fmt.Sprintf("%s/after %d requests", start.name, before), func(t *testing.T) {
 				testPanicClosesOnlyItsConnection(t, start.start, before)
@@ -234,10 +231,7 @@ func testPanicClosesOnlyItsConnection(t *testing.T, start func(testing.TB, *Conf
 // the endpoint its request back: it is not left counted in flight, which
 // LEAST_CONN and max_connections would see.
 func TestPanicReleasesEndpoint(t *testing.T) {
-	for _, start := range []struct {
-		name  string
-		start func(testing.TB, *Config) *proxy
-	}{{"worker", startServeConnProxy}, {"parking", startProxy}} {
+	for _, start := range serveModes {
 		t.Run(start.name, func(t *testing.T) {
 			be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/fail" {
