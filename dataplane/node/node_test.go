@@ -237,6 +237,30 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 	}
 }
 
+// secondRequest opens an HTTP connection to addr and sends a GET of path
+// on it once a first GET was answered, so that the node serves it from
+// inside the connection's idle wait. The connection closes with the test;
+// its deadline is testTimeout away.
+func secondRequest(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	return c, br
+}
+
 // TestRemoveListenerWithRequestsInFlight: an apply that removes an HTTP
 // listener while keep-alive requests wait for their endpoint returns at
 // once and closes those connections. Each request is served from inside
@@ -271,21 +295,11 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]`, ln.Addr(), addr)); err != nil {
 		t.Fatal(err)
 	}
-	var clients []net.Conn
+	var clients []*bufio.Reader
 	for range 3 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(testTimeout))
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		if _, err := c.Read(make([]byte, 512)); err != nil {
-			t.Fatalf("first request: %v", err)
-		}
-		io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+		_, br := secondRequest(t, addr, "/hold")
 		<-held
-		clients = append(clients, c)
+		clients = append(clients, br)
 	}
 
 	start := time.Now()
@@ -295,8 +309,8 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	if took := time.Since(start); took > 800*time.Millisecond {
 		t.Errorf("the apply took %v: it waited for the requests in flight", took)
 	}
-	for i, c := range clients {
-		if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+	for i, br := range clients {
+		if _, err := io.ReadAll(br); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("client %d: %v, want its connection closed", i, err)
 		}
 	}
@@ -362,21 +376,9 @@ listeners:
 		t.Cleanup(func() { c.Close() })
 		return client{c, c}
 	}
-	// second sends a request on a new HTTP connection after a first one
-	// was answered on it.
 	second := func(path string) client {
-		cl := dial(web)
-		cl.c.SetDeadline(time.Now().Add(testTimeout))
-		br := bufio.NewReader(cl.c)
-		io.WriteString(cl.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("first request: %v", err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		io.WriteString(cl.c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-		return client{cl.c, br}
+		c, br := secondRequest(t, web, path)
+		return client{c, br}
 	}
 	dial(hold)
 	dial(holdRetry)
