@@ -49,7 +49,7 @@ type Request struct {
 	clientPort uint16
 	tls        bool            // the client connection is TLS (an HTTPS listener)
 	sni        []byte          // the server name the client sent in its TLS handshake
-	ctx        context.Context // the server's, set before Pick
+	ctx        context.Context // the server's, or Head.Context; set before Pick
 
 	// The endpoints this request failed to connect to (or that were
 	// retired under it), for Failed. Empty but for a pick again; the
