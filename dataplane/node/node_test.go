@@ -422,6 +422,12 @@ listeners:
 			t.Errorf("%s: reason %v, %d retries; want LISTENER_CLOSED and none", ci.Listener, ci.Reason, ci.Retries)
 		}
 	}
+	// The node gave those connects up: no error of the silent endpoints.
+	for _, m := range slow {
+		if n := m.Endpoint.Stats().ConnectErrors; n != 0 {
+			t.Errorf("silent endpoint %s: %d connect errors, want none", m.Endpoint.Name, n)
+		}
+	}
 }
 
 // TestAppliesUnderLoadFailNothing: 300 applies that alternately remove and

@@ -279,17 +279,21 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 	return c, nil
 }
 
-// connectFailed counts a failed connect, and against the endpoint's streak
-// unless ctx ended: then the caller gave up, which says nothing of the
-// endpoint.
+// connectFailed counts a failed connect (its counters, and against the
+// endpoint's streak), unless ctx ended: then the caller gave up (its client
+// went, or its listener was removed), which says nothing of the endpoint.
+// Counted, such a connect would read as the endpoint's error to what
+// follows the counters: a rollout's error budget, a TCP listener's
+// rebalance, which holds back an endpoint whose errors grew.
 func (e *Endpoint) connectFailed(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
 	e.counters.connectErrors.Add(1)
 	if m := e.counters.cluster.Load(); m != nil {
 		m.ConnectFailed()
 	}
-	if ctx.Err() == nil {
-		e.connected(false)
-	}
+	e.connected(false)
 }
 
 // Close closes a connection obtained from Dial or DialSession and forgets
