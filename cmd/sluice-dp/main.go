@@ -38,8 +38,9 @@ served from the last applied snapshot throughout.
 
 SIGTERM or Ctrl-C drains the node: it tells the control plane, stops
 accepting connections, lets HTTP requests and TCP sessions in progress
-finish for up to --drain-grace, then closes what is left and exits. A second
-signal exits at once.
+finish for up to --drain-grace, then closes what is left (a request still
+waiting for its endpoint gets no answer, as HAProxy's hard stop gives none)
+and exits. A second signal exits at once.
 
 The admin address serves a status page for people (/ and /stats), /status
 (JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for

@@ -171,6 +171,12 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 {
 		return r
 	}
+	if s.http.Closed() {
+		// The node closed the socket (its listener was removed, or it
+		// stopped), which net/http then closes too: the read error alone
+		// cannot tell it from net/http's own close.
+		return sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
+	}
 	return nc.reason()
 }
 

@@ -113,6 +113,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			retried++
 			st.mx.Retries++
 		default:
+			if cn.srv.http.Closed() {
+				panic(http.ErrAbortHandler) // see forward
+			}
 			if r.Context().Err() == nil {
 				st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
 			}
@@ -214,6 +217,15 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		}
 		if r.Context().Err() != nil {
 			return true, err // the client went away
+		}
+		if cn.srv.http.Closed() {
+			// The node closes the client's connection (its listener was
+			// removed, or it stops, which also shuts the endpoints'
+			// connections): no answer, as the HTTP/1.1 engine gives none.
+			// Cut the stream, which a handler that returns would answer
+			// with an empty 200.
+			release()
+			panic(http.ErrAbortHandler)
 		}
 		status, text := 502, failureText(err)
 		if bodyTooLarge(r) {

@@ -422,7 +422,10 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 // the error as the client should hear it: a connection that an operator
 // shut down (sluicectl shutdown-sessions), that was closed because its
 // endpoint went down (on_down: SHUTDOWN_SESSIONS), or whose endpoint was
-// removed, did not fail by the endpoint's fault.
+// removed, did not fail by the endpoint's fault. Once the server is closed
+// (its listener removed, or the node stopping, which also shuts the
+// endpoints' connections), the client's connection is closed without an
+// answer, as every other one of the server's is.
 func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
 	by := upstream.NotClosedHere
 	if e.status == 502 {
@@ -430,6 +433,8 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 	}
 	cc.endpointDone(bc, false)
 	switch {
+	case cc.srv.closed.Load():
+		return errClientGone
 	case by == upstream.ClosedByShutdown:
 		return errShutdown
 	case by == upstream.ClosedOnDown:

@@ -83,6 +83,10 @@ func (s *Server) Close() {
 	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED)
 }
 
+// Closed reports whether Close was called: the server's connections are
+// being closed, and a request that fails now is not answered.
+func (s *Server) Closed() bool { return s.closed.Load() }
+
 // endParked takes every parked connection and ends it with reason.
 func (s *Server) endParked(reason sluicev1.CloseReason) {
 	var taken []*clientConn

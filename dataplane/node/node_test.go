@@ -316,6 +316,93 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	}
 }
 
+// TestCloseEndsRequestsInFlightWithoutAnswer: Close (a node's hard stop,
+// after its drain grace) closes the connections of requests that wait for
+// their endpoint without an answer, as it closes idle ones, and not with a
+// 502: Close also shuts the endpoints' connections, and that error is not
+// the endpoint's. A client may send again an idempotent request whose
+// connection closed before any answer; a 502 it takes as final. The
+// requests are a new connection's first and connections' second, which is
+// served from inside its idle wait: Close of that socket waits until the
+// request ends, so a 502 would reach the client.
+func TestCloseEndsRequestsInFlightWithoutAnswer(t *testing.T) {
+	n, rec := newRecordingNode(t)
+	held := make(chan struct{}, 8)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http: { h2c: true } }]
+`, ln.Addr(), addr)); err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2 := &http.Client{Timeout: testTimeout, Transport: &http.Transport{Protocols: &p}}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	h2got := make(chan answer, 1)
+	go func() {
+		resp, err := h2.Get("http://" + addr + "/hold")
+		h2got <- answer{resp, err}
+	}()
+	<-held
+	var clients []*bufio.Reader
+	for range 2 {
+		_, br := secondRequest(t, addr, "/hold")
+		<-held
+		clients = append(clients, br)
+	}
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-held
+	clients = append(clients, bufio.NewReader(c))
+
+	n.Close()
+	for i, br := range clients {
+		b, err := io.ReadAll(br)
+		if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d: read %q, %v; want its connection closed without an answer", i, b, err)
+		}
+	}
+	if a := <-h2got; a.err == nil {
+		a.resp.Body.Close()
+		t.Errorf("HTTP/2 client: got %s, want its connection closed without an answer", a.resp.Status)
+	}
+	waitUntil(t, "the records of the four connections", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.all) == 4
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, ci := range rec.all {
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
+			t.Errorf("reason %v, want LISTENER_CLOSED", ci.Reason)
+		}
+	}
+}
+
 // TestRemoveListenerEndsConnectsAndQueues: removing a listener ends at
 // once its requests and sessions that connect to an endpoint that does not
 // answer, or wait in their cluster's queue, instead of when their connect
