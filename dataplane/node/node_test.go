@@ -517,6 +517,80 @@ listeners:
 	}
 }
 
+// TestResetStreamLeavesQueue: an HTTP/2 request queued for a full cluster
+// leaves the queue as soon as its client resets the stream (RST_STREAM:
+// Go's client sends it when the request's context ends), not when
+// queue_timeout (a minute here) runs out, and its connection goes on: the
+// next request on it is served once the slot is free.
+func TestResetStreamLeavesQueue(t *testing.T) {
+	n := newNode(t)
+	be, hold, web := backend(t, "a"), freeAddr(t), freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters: [{ name: full, queue_timeout: 60s, endpoints: [{ name: f, address: "%s", max_conn: 1 }] }]
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: full, http: { h2c: true } }
+`, be, hold, web)); err != nil {
+		t.Fatal(err)
+	}
+	full := (*n.current.Load())["full"]
+	holder, err := net.Dial("tcp", hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	waitUntil(t, "the session holding the slot", func() bool { return full.members[0].Endpoint.Inflight() == 1 })
+
+	var dials atomic.Int32
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+web+"/first", nil)
+		resp, err := cl.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		gaveUp <- err
+	}()
+	waitUntil(t, "the first request queued", func() bool { return full.queue.len() == 1 })
+	cancel()
+	if err := <-gaveUp; err == nil {
+		t.Fatal("the first request was answered; want it given up")
+	}
+	waitUntil(t, "the reset request out of the queue", func() bool { return full.queue.len() == 0 })
+
+	answered := make(chan string, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+web+"/second", nil)
+		resp, err := cl.Do(req)
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- fmt.Sprintf("%s %s %s", resp.Proto, resp.Status, b)
+	}()
+	waitUntil(t, "the second request queued", func() bool { return full.queue.len() == 1 })
+	holder.Close()
+	if got, want := <-answered, "HTTP/2.0 200 OK a"; got != want {
+		t.Errorf("second request: %q, want %q", got, want)
+	}
+	if d := dials.Load(); d != 1 {
+		t.Errorf("the client dialed %d times, want once: the reset must not close the connection", d)
+	}
+}
+
 // TestAppliesUnderLoadFailNothing: 300 applies that alternately remove and
 // re-add an endpoint, under 16 busy keep-alive clients, fail no request:
 // a request whose endpoint is retired under it picks again.
