@@ -389,14 +389,7 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 		a.resp.Body.Close()
 		t.Errorf("HTTP/2 client: got %s, want its connection closed without an answer", a.resp.Status)
 	}
-	waitUntil(t, "the records of the four connections", func() bool {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		return len(rec.all) == 4
-	})
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for _, ci := range rec.all {
+	for _, ci := range rec.waitAll(t, 4) {
 		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
 			t.Errorf("reason %v, want LISTENER_CLOSED", ci.Reason)
 		}
@@ -497,14 +490,7 @@ listeners:
 		return connecting() == 0 && full.queue.len() == 0 && retry.queue.len() == 0 &&
 			full.members[0].Endpoint.Inflight() == 1 && retry.members[1].Endpoint.Inflight() == 1
 	})
-	waitUntil(t, "the records of the five connections", func() bool {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		return len(rec.all) == 5
-	})
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for _, ci := range rec.all {
+	for _, ci := range rec.waitAll(t, 5) {
 		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED || ci.Retries != 0 {
 			t.Errorf("%s: reason %v, %d retries; want LISTENER_CLOSED and none", ci.Listener, ci.Reason, ci.Retries)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,19 @@ func (r *records) wait(t *testing.T, listener string, what string, ok func(connt
 		return false
 	})
 	return found
+}
+
+// waitAll waits for n records and returns them.
+func (r *records) waitAll(t *testing.T, n int) []conntrack.ConnInfo {
+	t.Helper()
+	var all []conntrack.ConnInfo
+	waitUntil(t, fmt.Sprintf("the records of %d connections", n), func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		all = slices.Clone(r.all)
+		return len(all) == n
+	})
+	return all
 }
 
 func newRecordingNode(t *testing.T) (*Node, *records) {
