@@ -57,6 +57,29 @@ func backend(t *testing.T, name string) string {
 	return ln.Addr().String()
 }
 
+// holdingBackend is backend(t, "a") but for the path /hold: it holds
+// those requests unanswered until their connection closes, and held gets
+// a value as each arrives.
+func holdingBackend(t *testing.T) (string, <-chan struct{}) {
+	t.Helper()
+	held := make(chan struct{}, 8)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, "a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), held
+}
+
 func TestCompileDefaults(t *testing.T) {
 	s := parse(t, `
 clusters:
@@ -270,29 +293,11 @@ func secondRequest(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 // endpoint holds them until the test ends).
 func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	n := newNode(t)
-	held, release := make(chan struct{}, 8), make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hold" {
-			held <- struct{}{}
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		io.WriteString(w, "a")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	t.Cleanup(func() { close(release) })
+	be, held := holdingBackend(t)
 	addr := freeAddr(t)
 	const cluster = `clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
 `
-	if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]`, ln.Addr(), addr)); err != nil {
+	if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]`, be, addr)); err != nil {
 		t.Fatal(err)
 	}
 	var clients []*bufio.Reader
@@ -303,7 +308,7 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := n.Apply("2", parse(t, cluster, ln.Addr())); err != nil {
+	if err := n.Apply("2", parse(t, cluster, be)); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 800*time.Millisecond {
@@ -327,26 +332,12 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 // request ends, so a 502 would reach the client.
 func TestCloseEndsRequestsInFlightWithoutAnswer(t *testing.T) {
 	n, rec := newRecordingNode(t)
-	held := make(chan struct{}, 8)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hold" {
-			held <- struct{}{}
-			<-r.Context().Done()
-			return
-		}
-		io.WriteString(w, "a")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	be, held := holdingBackend(t)
 	addr := freeAddr(t)
 	if err := n.Apply("1", parse(t, `
 clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
 listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http: { h2c: true } }]
-`, ln.Addr(), addr)); err != nil {
+`, be, addr)); err != nil {
 		t.Fatal(err)
 	}
 	var p http.Protocols
