@@ -337,10 +337,11 @@ type Server struct {
 	draining atomic.Bool
 	// closed is set by Close: no connection parks any more.
 	closed atomic.Bool
-	// ctx ends on Close (cancel): the dials of the server's requests and
-	// their waits in a Director (Request.Context) end with it.
+	// ctx ends on Close (cancel, with upstream.ErrListenerClosed): the
+	// dials of the server's requests and their waits in a Director
+	// (Request.Context) end with it.
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	// mu guards conns, the connections being served (an intrusive list
 	// through clientConn.prev/next), which Drain and Close walk. A
 	// connection is added once, when served, and removed once, when it
@@ -361,7 +362,7 @@ type Server struct {
 // *ConnInfo.
 func NewServer(cfg *Config, onClose func(*ConnInfo)) *Server {
 	s := &Server{onClose: onClose}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.SetConfig(cfg)
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -79,7 +80,7 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 // returns only once the request ended.
 func (s *Server) Close() {
 	s.closed.Store(true)
-	s.cancel()
+	s.cancel(upstream.ErrListenerClosed)
 	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED)
 }
 

@@ -137,10 +137,11 @@ type Server struct {
 	closing  atomic.Bool
 	sessions registry  // live sessions, for Sessions, CloseIdle and MarkClosing
 	setups   pace.Gate // sessions setting up, for Go
-	// ctx ends on MarkClosing (cancel): the dials of sessions setting up,
-	// and their waits in a Director (Attempt.Context), end with it.
+	// ctx ends on MarkClosing (cancel, with upstream.ErrListenerClosed):
+	// the dials of sessions setting up, and their waits in a Director
+	// (Attempt.Context), end with it.
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	// parkAfter is how long a busy direction waits for bytes on its
 	// goroutine before it parks (copy_linux.go).
 	parkAfter time.Duration
@@ -150,7 +151,7 @@ type Server struct {
 // which must not block.
 func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 	s := &Server{onClose: onClose, parkAfter: parkAfter}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.cfg.Store(cfg)
 	return s
 }
@@ -166,7 +167,7 @@ func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 // the next sweep; see poller.)
 func (s *Server) MarkClosing() {
 	s.closing.Store(true)
-	s.cancel()
+	s.cancel(upstream.ErrListenerClosed)
 	s.sessions.closeAll()
 }
 

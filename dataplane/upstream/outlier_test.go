@@ -56,7 +56,8 @@ func TestOutlierResponses5xx(t *testing.T) {
 }
 
 // Connects that fail in a row are reported; one that succeeds ends the run;
-// one the caller gave up on counts neither way, nor as a connect error.
+// one the caller gave up on counts neither way, but as a connect error
+// unless its listener closed.
 func TestOutlierConnectFailures(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,6 +77,11 @@ func TestOutlierConnectFailures(t *testing.T) {
 	if _, err := ep.Dial(canceled, time.Second); err == nil {
 		t.Fatal("dial with an ended context succeeded")
 	}
+	closed, closeListener := context.WithCancelCause(ctx)
+	closeListener(ErrListenerClosed)
+	if _, err := ep.Dial(closed, time.Second); err == nil {
+		t.Fatal("dial with a closed listener's context succeeded")
+	}
 	if len(got) != 0 {
 		t.Fatalf("one real failure and one given up: policy told %v", got)
 	}
@@ -85,8 +91,8 @@ func TestOutlierConnectFailures(t *testing.T) {
 	if len(got) != 1 || got[0] != ConnectFailures {
 		t.Fatalf("after 2 refused connects: %v, want one ConnectFailures", got)
 	}
-	if n := ep.Stats().ConnectErrors; n != 2 {
-		t.Errorf("ConnectErrors = %d, want 2 (not the given-up one)", n)
+	if n := ep.Stats().ConnectErrors; n != 3 {
+		t.Errorf("ConnectErrors = %d, want 3 (the given-up one, not the closed listener's)", n)
 	}
 	// 5xx do not count towards connect failures.
 	ep.Responded(500)

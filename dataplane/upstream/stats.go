@@ -15,8 +15,8 @@ type Stats struct {
 	// BytesIn counts bytes received from the endpoint, BytesOut bytes sent
 	// to it.
 	BytesIn, BytesOut uint64
-	// ConnectErrors counts connects that failed, not those the caller gave
-	// up on; Responses5xx HTTP responses with a 5xx status.
+	// ConnectErrors counts connects that failed, not those given up because
+	// their listener closed; Responses5xx HTTP responses with a 5xx status.
 	ConnectErrors, Responses5xx uint64
 	// HealthTransitions counts the times health checks marked the
 	// endpoint down or back up.

@@ -37,6 +37,11 @@ type idleConn struct {
 // ErrClosed is returned by Dial once the endpoint was shut down.
 var ErrClosed = errors.New("upstream: endpoint shut down")
 
+// ErrListenerClosed is the cause (context.Cause) with which a listener's
+// server ends the contexts of its dials when it closes: the node gave those
+// connects up, and a connect that fails so is not the endpoint's error.
+var ErrListenerClosed = errors.New("upstream: the listener closed")
+
 // Endpoint is one backend server as seen by every listener of a node.
 type Endpoint struct {
 	Cluster string
@@ -279,21 +284,27 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 	return c, nil
 }
 
-// connectFailed counts a failed connect (its counters, and against the
-// endpoint's streak), unless ctx ended: then the caller gave up (its client
-// went, or its listener was removed), which says nothing of the endpoint.
-// Counted, such a connect would read as the endpoint's error to what
-// follows the counters: a rollout's error budget, a TCP listener's
-// rebalance, which holds back an endpoint whose errors grew.
+// connectFailed counts a failed connect, and against the endpoint's streak
+// unless ctx ended: then the caller gave up, which says nothing of the
+// endpoint either way. It is not counted at all when the caller's listener
+// closed (ErrListenerClosed): counted, such connects would read as the
+// endpoint's errors to what follows the counters, a rollout's error budget
+// or a TCP listener's rebalance, after an operator removed a listener. A
+// connect an HTTP/2 client gave up on (its stream's context ended: reset,
+// or response_timeout) still counts: an endpoint that never completes a
+// connect would otherwise show no error at all under clients with short
+// deadlines.
 func (e *Endpoint) connectFailed(ctx context.Context) {
-	if ctx.Err() != nil {
+	if context.Cause(ctx) == ErrListenerClosed {
 		return
 	}
 	e.counters.connectErrors.Add(1)
 	if m := e.counters.cluster.Load(); m != nil {
 		m.ConnectFailed()
 	}
-	e.connected(false)
+	if ctx.Err() == nil {
+		e.connected(false)
+	}
 }
 
 // Close closes a connection obtained from Dial or DialSession and forgets
