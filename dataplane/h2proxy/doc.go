@@ -60,7 +60,9 @@
 // endpoint failed, 504 when the response head did not come within
 // response_timeout (which also bounds every silence of the response body,
 // so a gRPC stream that says nothing for that long is cut). A failure
-// after the response started resets the stream (RST_STREAM).
+// after the response started resets the stream (RST_STREAM), as does any
+// failure once the listener's server is closed (the listener removed, or
+// the node stopping), whose connections the node then closes.
 //
 // # Connections
 //

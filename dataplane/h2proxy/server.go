@@ -168,16 +168,11 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	if cn.cluster != "" {
 		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
 	}
-	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 {
-		return r
+	why := nc.reason(s.http.Closed())
+	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 && why != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
+		why = r // a graceful end under way, which no listener's close cut
 	}
-	if s.http.Closed() {
-		// The node closed the socket (its listener was removed, or it
-		// stopped), which net/http then closes too: the read error alone
-		// cannot tell it from net/http's own close.
-		return sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
-	}
-	return nc.reason()
+	return why
 }
 
 // conn is one client connection and its net/http server.
@@ -275,19 +270,16 @@ type countConn struct {
 	pre     []byte
 	in, out atomic.Uint64
 	readErr atomic.Pointer[error] // the first read error
-	closed  atomic.Bool           // net/http closed the connection itself
-}
-
-func (c *countConn) Close() error {
-	c.closed.Store(true)
-	return c.Conn.Close()
 }
 
 // reason is why the connection ended, when no limit or drain ended it: the
-// client closed it or went silent, the listener closed it under net/http
-// (ErrClosed without Close), or net/http closed it itself: mostly for
-// idleness (IdleTimeout), which is what is recorded.
-func (c *countConn) reason() sluicev1.CloseReason {
+// client closed it or went silent, or the socket was closed under the
+// reads: by the node, when listenerClosed (its listener was removed, or
+// the node stops); else by net/http itself, mostly for idleness
+// (IdleTimeout), which is what is recorded. The read error cannot tell
+// those two closes apart: net/http closes the socket again as it stops
+// serving it, maybe before the read fails.
+func (c *countConn) reason(listenerClosed bool) sluicev1.CloseReason {
 	p := c.readErr.Load()
 	var err error
 	if p != nil {
@@ -298,7 +290,7 @@ func (c *countConn) reason() sluicev1.CloseReason {
 		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT
-	case errors.Is(err, net.ErrClosed) && !c.closed.Load():
+	case errors.Is(err, net.ErrClosed) && listenerClosed:
 		return sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED
 	case errors.Is(err, net.ErrClosed):
 		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT

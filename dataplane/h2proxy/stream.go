@@ -88,6 +88,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
+			if cn.unanswered(r) {
+				return
+			}
 			status, text := 503, textNoEndpoint
 			if failed != nil {
 				status, text = 502, failureText(failed)
@@ -103,6 +106,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ok {
 			return
 		}
+		if cn.unanswered(r) {
+			return
+		}
 		// Nothing of the request reached an endpoint: pick again, around
 		// ep, as the HTTP/1.1 engine does.
 		switch {
@@ -113,17 +119,25 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			retried++
 			st.mx.Retries++
 		default:
-			if cn.srv.http.Closed() {
-				panic(http.ErrAbortHandler) // see forward
-			}
-			if r.Context().Err() == nil {
-				st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
-			}
+			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
 			return
 		}
 		failed = err
 		req.Fail(ep)
 	}
+}
+
+// unanswered says whether a request that failed gets no answer because its
+// client reset the stream or went. Once the server is closed (its listener
+// was removed, or the node stops, which also shuts the endpoints'
+// connections), it cuts the stream (RST_STREAM) instead, as the HTTP/1.1
+// engine then closes its connections without an answer: a handler that
+// returned without answering would send an empty 200.
+func (cn *conn) unanswered(r *http.Request) bool {
+	if cn.srv.http.Closed() {
+		panic(http.ErrAbortHandler)
+	}
+	return r.Context().Err() != nil
 }
 
 // failureText is what a client is told of a failure to reach an endpoint.
@@ -215,17 +229,8 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		if rt.connectFailed() {
 			return false, err
 		}
-		if r.Context().Err() != nil {
-			return true, err // the client went away
-		}
-		if cn.srv.http.Closed() {
-			// The node closes the client's connection (its listener was
-			// removed, or it stops, which also shuts the endpoints'
-			// connections): no answer, as the HTTP/1.1 engine gives none.
-			// Cut the stream, which a handler that returns would answer
-			// with an empty 200.
-			release()
-			panic(http.ErrAbortHandler)
+		if cn.unanswered(r) {
+			return true, err
 		}
 		status, text := 502, failureText(err)
 		if bodyTooLarge(r) {

@@ -19,7 +19,8 @@ import (
 // Sentinels of endpoint I/O that are not plain errors of the endpoint.
 var (
 	// errClientGone: the client connection was closed from outside while we
-	// waited on the endpoint. Nothing more is written.
+	// waited on the endpoint, or the server was closed (Close), which the
+	// client connection's close follows. Nothing more is written.
 	errClientGone = &statusError{0, "client connection closed", sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED}
 	// errClientAbort: reading the request body from the client failed.
 	errClientAbort = &statusError{0, "client aborted", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}

@@ -75,7 +75,8 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 // listener, right after Close). A request that connects to its endpoint,
 // or waits in its Director (Request.Context), ends at once, without an
 // answer; one that waits for its endpoint's answer ends within
-// closeCheckInterval. A request served from inside its connection's idle
+// closeCheckInterval, or when its endpoint connection fails (the node's
+// Close shuts them), without an answer too. A request served from inside its connection's idle
 // read (inline.go) holds that socket, and a Close of it from outside
 // returns only once the request ended.
 func (s *Server) Close() {

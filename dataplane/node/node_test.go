@@ -58,18 +58,18 @@ func backend(t *testing.T, name string) string {
 }
 
 // holdingBackend is backend(t, "a") but for the path /hold: it holds
-// those requests unanswered until their connection closes, and held gets
-// a value as each arrives.
-func holdingBackend(t *testing.T) (string, <-chan struct{}) {
+// those requests unanswered until their connection closes. held waits for
+// the next one to arrive.
+func holdingBackend(t *testing.T) (addr string, held func()) {
 	t.Helper()
-	held := make(chan struct{}, 8)
+	arrived := make(chan struct{}, 8)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
-			held <- struct{}{}
+			arrived <- struct{}{}
 			<-r.Context().Done()
 			return
 		}
@@ -77,7 +77,14 @@ func holdingBackend(t *testing.T) (string, <-chan struct{}) {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String(), held
+	return ln.Addr().String(), func() {
+		t.Helper()
+		select {
+		case <-arrived:
+		case <-time.After(testTimeout):
+			t.Fatal("no request reached the backend")
+		}
+	}
 }
 
 func TestCompileDefaults(t *testing.T) {
@@ -303,7 +310,7 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	var clients []*bufio.Reader
 	for range 3 {
 		_, br := secondRequest(t, addr, "/hold")
-		<-held
+		held()
 		clients = append(clients, br)
 	}
 
@@ -327,10 +334,22 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 // 502: Close also shuts the endpoints' connections, and that error is not
 // the endpoint's. A client may send again an idempotent request whose
 // connection closed before any answer; a 502 it takes as final. The
-// requests are a new connection's first and connections' second, which is
-// served from inside its idle wait: Close of that socket waits until the
-// request ends, so a 502 would reach the client.
+// requests are a new connection's first, connections' second, which is
+// served from inside its idle wait (Close of that socket waits until the
+// request ends, so a 502 would reach the client), and an HTTP/2 stream.
+// sluice-dp drains before it closes, which the second run does as well;
+// the records say LISTENER_CLOSED either way.
 func TestCloseEndsRequestsInFlightWithoutAnswer(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		name := "Close"
+		if drain {
+			name = "DrainThenClose"
+		}
+		t.Run(name, func(t *testing.T) { testCloseInFlight(t, drain) })
+	}
+}
+
+func testCloseInFlight(t *testing.T, drain bool) {
 	n, rec := newRecordingNode(t)
 	be, held := holdingBackend(t)
 	addr := freeAddr(t)
@@ -352,11 +371,11 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 		resp, err := h2.Get("http://" + addr + "/hold")
 		h2got <- answer{resp, err}
 	}()
-	<-held
+	held()
 	var clients []*bufio.Reader
 	for range 2 {
 		_, br := secondRequest(t, addr, "/hold")
-		<-held
+		held()
 		clients = append(clients, br)
 	}
 	c, err := net.DialTimeout("tcp", addr, testTimeout)
@@ -366,9 +385,16 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(testTimeout))
 	io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
-	<-held
+	held()
 	clients = append(clients, bufio.NewReader(c))
 
+	if drain {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := n.Drain(ctx); err == nil {
+			t.Error("Drain returned nil with requests in flight")
+		}
+		cancel()
+	}
 	n.Close()
 	for i, br := range clients {
 		b, err := io.ReadAll(br)
