@@ -76,9 +76,9 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 // or waits in its Director (Request.Context), ends at once, without an
 // answer; one that waits for its endpoint's answer ends within
 // closeCheckInterval, or when its endpoint connection fails (the node's
-// Close shuts them), without an answer too. A request served from inside its connection's idle
-// read (inline.go) holds that socket, and a Close of it from outside
-// returns only once the request ended.
+// Close shuts them), without an answer too. A request served from inside
+// its connection's idle read (inline.go) holds that socket, and a Close of
+// it from outside returns only once the request ended.
 func (s *Server) Close() {
 	s.closed.Store(true)
 	s.cancel(upstream.ErrListenerClosed)

@@ -16,7 +16,8 @@ type Stats struct {
 	// to it.
 	BytesIn, BytesOut uint64
 	// ConnectErrors counts connects that failed, not those given up because
-	// their listener closed; Responses5xx HTTP responses with a 5xx status.
+	// their listener closed (ErrListenerClosed); Responses5xx HTTP responses
+	// with a 5xx status.
 	ConnectErrors, Responses5xx uint64
 	// HealthTransitions counts the times health checks marked the
 	// endpoint down or back up.

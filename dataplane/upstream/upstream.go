@@ -290,10 +290,10 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 // closed (ErrListenerClosed): counted, such connects would read as the
 // endpoint's errors to what follows the counters, a rollout's error budget
 // or a TCP listener's rebalance, after an operator removed a listener. A
-// connect an HTTP/2 client gave up on (its stream's context ended: reset,
-// or response_timeout) still counts: an endpoint that never completes a
-// connect would otherwise show no error at all under clients with short
-// deadlines.
+// connect an HTTP/2 stream gave up on (its context ended: the client reset
+// it or went, or response_timeout) still counts, even when its listener
+// closed: an endpoint that never completes a connect would otherwise show
+// no error at all under clients with short deadlines.
 func (e *Endpoint) connectFailed(ctx context.Context) {
 	if context.Cause(ctx) == ErrListenerClosed {
 		return
