@@ -138,7 +138,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 			if pe == errAnswered {
 				return cc.respond(req.answer)
 			}
-			if e == errConnectFailed && pe != errClientGone {
+			if e == errConnectFailed {
 				// Nothing left to try: the answer is the connect failure.
 				return cc.answer(e)
 			}
@@ -178,9 +178,6 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 		return nil, errAnswered
 	}
 	if err != nil || ep == nil {
-		if cc.srv.closed.Load() {
-			return nil, errClientGone // a wait in Pick ended with the server
-		}
 		return nil, errNoEndpointStatus
 	}
 	x.ep = ep
@@ -236,8 +233,15 @@ func (cc *clientConn) bodyRead(bc net.Conn) {
 // answer ends the exchange with the proxy's own response e, or the error
 // page configured for its status. The connection stays open if the client
 // wants it, its request was read in full and no connection limit ends it.
+// Once the server is closed (its listener removed, or the node stopping,
+// which also shuts the endpoints' connections and ends the waits in the
+// Director), no answer goes out: the client connection closes, as every
+// other one of the server's does.
 func (cc *clientConn) answer(e *statusError) bool {
 	x := cc.x
+	if e.status != 0 && cc.srv.closed.Load() {
+		e = errClientGone
+	}
 	if e.status == 0 {
 		cc.reason = e.reason
 		return false
@@ -423,10 +427,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 // the error as the client should hear it: a connection that an operator
 // shut down (sluicectl shutdown-sessions), that was closed because its
 // endpoint went down (on_down: SHUTDOWN_SESSIONS), or whose endpoint was
-// removed, did not fail by the endpoint's fault. Once the server is closed
-// (its listener removed, or the node stopping, which also shuts the
-// endpoints' connections), the client's connection is closed without an
-// answer, as every other one of the server's is.
+// removed, did not fail by the endpoint's fault.
 func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
 	by := upstream.NotClosedHere
 	if e.status == 502 {
@@ -434,8 +435,6 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 	}
 	cc.endpointDone(bc, false)
 	switch {
-	case cc.srv.closed.Load():
-		return errClientGone
 	case by == upstream.ClosedByShutdown:
 		return errShutdown
 	case by == upstream.ClosedOnDown:
