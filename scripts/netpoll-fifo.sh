@@ -10,8 +10,8 @@
 # served first. Walking the events backwards runs them in epoll's order,
 # as HAProxy's event loop does. For the node that lowered the p99 latency
 # of a busy listener by about 15%, with req/s within the noise
-# (BENCHMARKS.md, "p99"). The order in which runnable goroutines run is unspecified, so no
-# program can rely on either.
+# (BENCHMARKS.md, "p99"). The order in which runnable goroutines run is
+# unspecified, so no program can rely on either.
 #
 # Where the installed runtime lacks the expected lines (another Go
 # release), the overlay replaces nothing: the build goes on with the stock

@@ -133,13 +133,13 @@ import (
 // the call; Pick may ask, through req, for changes to what is forwarded
 // (RemoveCookie, AddResponseField, RemoveResponseCookie, EditRequest,
 // EditResponse), which apply to the endpoint it returns and are forgotten
-// if it is asked to pick again. Pick may instead have the proxy answer the request itself: it
-// calls req.Respond and returns a nil endpoint and a nil error. On success the
-// endpoint has been Acquire()d by Pick; the proxy calls ep.Release()
-// exactly once when the exchange ends. connectTimeout bounds a new
-// connection to the endpoint (DefaultConnectTimeout when <= 0). Returning
-// ErrNoEndpoint (or an error wrapping it, or any error) makes the proxy
-// answer 503.
+// if it is asked to pick again. Pick may instead have the proxy answer the
+// request itself: it calls req.Respond and returns a nil endpoint and a nil
+// error. On success the endpoint has been Acquire()d by Pick; the proxy
+// calls ep.Release() exactly once when the exchange ends. connectTimeout
+// bounds a new connection to the endpoint (DefaultConnectTimeout when
+// <= 0). Returning ErrNoEndpoint (or an error wrapping it, or any error)
+// makes the proxy answer 503 (nothing, once the server is closed).
 //
 // After a connect failure Pick is asked again for the same request
 // (Config.Retries); req.Failed then reports the endpoints that failed, which
