@@ -87,6 +87,22 @@ func holdingBackend(t *testing.T) (addr string, held func()) {
 	}
 }
 
+// h2cClient is an HTTP/2 client with prior knowledge (h2c), bounded by
+// testTimeout, whose connections close when the test ends. It counts its
+// dials in dials, if not nil.
+func h2cClient(t *testing.T, dials *atomic.Int32) *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials != nil {
+			dials.Add(1)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Timeout: testTimeout, Transport: tr}
+}
+
 func TestCompileDefaults(t *testing.T) {
 	s := parse(t, `
 clusters:
@@ -359,9 +375,7 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 `, be, addr)); err != nil {
 		t.Fatal(err)
 	}
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	h2 := &http.Client{Timeout: testTimeout, Transport: &http.Transport{Protocols: &p}}
+	h2 := h2cClient(t, nil)
 	type answer struct {
 		resp *http.Response
 		err  error
@@ -545,14 +559,7 @@ listeners:
 	waitUntil(t, "the session holding the slot", func() bool { return full.members[0].Endpoint.Inflight() == 1 })
 
 	var dials atomic.Int32
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &p, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr}
+	cl := h2cClient(t, &dials)
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := make(chan error, 1)
 	go func() {
