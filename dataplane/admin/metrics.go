@@ -55,7 +55,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		requests:          d("sluice_endpoint_requests_total", "HTTP requests and TCP sessions given to the endpoint.", ep...),
 		bytesIn:           d("sluice_endpoint_received_bytes_total", "Bytes received from the endpoint.", ep...),
 		bytesOut:          d("sluice_endpoint_sent_bytes_total", "Bytes sent to the endpoint.", ep...),
-		connectErrs:       d("sluice_endpoint_connect_errors_total", "Connects to the endpoint that failed (not those HTTP/1.1 requests and TCP sessions gave up because their listener closed).", ep...),
+		connectErrs:       d("sluice_endpoint_connect_errors_total", "Connects to the endpoint that failed (not those given up because their listener closed).", ep...),
 		resp5xx:           d("sluice_endpoint_responses_5xx_total", "HTTP responses with a 5xx status from the endpoint.", ep...),
 		ejections:         d("sluice_endpoint_ejections_total", "Outlier ejections of the endpoint.", ep...),
 		healthTransitions: d("sluice_endpoint_health_transitions_total", "Times health checks marked the endpoint down or back up.", ep...),

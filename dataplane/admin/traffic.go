@@ -53,7 +53,7 @@ func newTrafficCollector(n *node.Node) *trafficCollector {
 		cRequests:    d("sluice_cluster_requests_total", "HTTP requests and TCP sessions routed to the cluster, by the class of the status the client got; other: no response (and every TCP session).", "cluster", "class"),
 		cBytesIn:     d("sluice_cluster_received_bytes_total", "Bytes received from the cluster's endpoints.", "cluster"),
 		cBytesOut:    d("sluice_cluster_sent_bytes_total", "Bytes sent to the cluster's endpoints.", "cluster"),
-		cConnectErrs: d("sluice_cluster_connect_errors_total", "Connects to the cluster's endpoints that failed (not those HTTP/1.1 requests and TCP sessions gave up because their listener closed).", "cluster"),
+		cConnectErrs: d("sluice_cluster_connect_errors_total", "Connects to the cluster's endpoints that failed (not those given up because their listener closed).", "cluster"),
 		cRetries:     d("sluice_cluster_retries_total", "Failed connects tried again on another pick (the listener's retries).", "cluster"),
 		cHealth:      d("sluice_cluster_health_transitions_total", "Times health checks marked an endpoint of the cluster down or back up.", "cluster"),
 		cQueue:       d("sluice_cluster_queue_length", "Requests and sessions waiting for an endpoint below its max_conn.", "cluster"),

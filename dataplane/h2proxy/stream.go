@@ -222,7 +222,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			out.Header.Set("Te", "trailers") // gRPC asks for trailers so
 		}
 	}
-	resp, rt, err := cn.srv.up.roundTrip(out, ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
+	resp, rt, err := cn.srv.up.roundTrip(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
 	st.mx.BytesIn = body.n.Load()
 	if err != nil {
 		ep.Transferred(0, body.n.Load())

@@ -169,11 +169,12 @@ func (u *Upstream) forget(client, local netip.AddrPort) {
 // request that may be sent again (replay) and failed on a pooled
 // connection before any response is sent once more on a new one (the
 // endpoint may have closed it while idle). The trip says what happened
-// when it failed.
-func (u *Upstream) roundTrip(req *http.Request, ep *upstream.Endpoint, client, local netip.AddrPort, connectTimeout time.Duration, replay bool) (*http.Response, trip, error) {
+// when it failed. listener is the context of the listener the request
+// came in on (httpproxy.Server.Context), for the dials it makes.
+func (u *Upstream) roundTrip(req *http.Request, listener context.Context, ep *upstream.Endpoint, client, local netip.AddrPort, connectTimeout time.Duration, replay bool) (*http.Response, trip, error) {
 	p := u.pool(ep, client, local)
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := p.get(req.Context(), connectTimeout)
+		pc, reused, err := p.get(req.Context(), listener, connectTimeout)
 		if err != nil {
 			return nil, trip{connect: true}, err
 		}
@@ -235,8 +236,10 @@ type pooled struct {
 	idle time.Time
 }
 
-// get reserves a request on a connection that has room, or dials one.
-func (p *pool) get(ctx context.Context, timeout time.Duration) (*pooled, bool, error) {
+// get reserves a request on a connection that has room, or dials one
+// (for the listener whose context listener is: a connect that fails
+// because that listener closed is not the endpoint's error).
+func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*pooled, bool, error) {
 	p.mu.Lock()
 	if !p.ep.Draining() {
 		for _, pc := range slices.Backward(p.conns) {
@@ -251,7 +254,8 @@ func (p *pool) get(ctx context.Context, timeout time.Duration) (*pooled, bool, e
 	if p.client.IsValid() {
 		d.hdr = p.ep.AppendProxyHeader(nil, p.client, p.local)
 	}
-	cc, err := p.t.NewClientConn(context.WithValue(ctx, dialKey{}, d), p.scheme, p.ep.Addr)
+	ctx = upstream.WithListener(context.WithValue(ctx, dialKey{}, d), listener)
+	cc, err := p.t.NewClientConn(ctx, p.scheme, p.ep.Addr)
 	if err != nil {
 		if errors.Is(err, upstream.ErrClosed) {
 			return nil, false, err

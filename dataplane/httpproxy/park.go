@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -88,6 +89,10 @@ func (s *Server) Close() {
 // Closed reports whether Close was called: the server's connections are
 // being closed, and a request that fails now is not answered.
 func (s *Server) Closed() bool { return s.closed.Load() }
+
+// Context ends when Close is called, with upstream.ErrListenerClosed as
+// its cause: the HTTP/2 engine gives it to its dials (upstream.WithListener).
+func (s *Server) Context() context.Context { return s.ctx }
 
 // endParked takes every parked connection and ends it with reason.
 func (s *Server) endParked(reason sluicev1.CloseReason) {

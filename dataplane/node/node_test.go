@@ -456,7 +456,7 @@ listeners:
   - { name: hold-retry, address: "%[6]s", protocol: TCP, default_cluster: retry }
 `
 	if err := n.Apply("1", parse(t, kept+`
-  - { name: web, address: "%[7]s", protocol: HTTP, default_cluster: live,
+  - { name: web, address: "%[7]s", protocol: HTTP, default_cluster: live, http: { h2c: true },
       rules: [{ match: { path: { prefix: /silent } }, route: silent },
               { match: { path: { prefix: /full } }, route: full },
               { match: { path: { prefix: /retry } }, route: retry }] }
@@ -503,8 +503,19 @@ listeners:
 		"TCP, connecting":                           dial(tcpSilent),
 		"TCP, in the queue":                         dial(tcpFull),
 	}
-	waitUntil(t, "two connects and two waiters", func() bool {
-		return connecting() == 2 && full.queue.len() == 2 && retry.queue.len() == 1
+	// An HTTP/2 stream dials on a context of its own, which the close of
+	// its connection ends with a plain cancel.
+	h2Answer := make(chan error, 1)
+	go func() {
+		resp, err := h2cClient(t, nil).Get("http://" + web + "/silent")
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %s", resp.Status)
+		}
+		h2Answer <- err
+	}()
+	waitUntil(t, "three connects and three waiters", func() bool {
+		return connecting() == 3 && full.queue.len() == 2 && retry.queue.len() == 1
 	})
 
 	if err := n.Apply("2", parse(t, kept, live, silent, silent2, refused, hold, holdRetry)); err != nil {
@@ -517,16 +528,20 @@ listeners:
 			t.Errorf("%s: read %q, %v; want the connection closed without an answer", name, b, err)
 		}
 	}
+	if err := <-h2Answer; err == nil || strings.HasPrefix(err.Error(), "answered") {
+		t.Errorf("HTTP/2, connecting: %v; want the connection closed without an answer", err)
+	}
 	waitUntil(t, "the endpoints' slots back", func() bool {
 		return connecting() == 0 && full.queue.len() == 0 && retry.queue.len() == 0 &&
 			full.members[0].Endpoint.Inflight() == 1 && retry.members[1].Endpoint.Inflight() == 1
 	})
-	for _, ci := range rec.waitAll(t, 5) {
+	for _, ci := range rec.waitAll(t, 6) {
 		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED || ci.Retries != 0 {
 			t.Errorf("%s: reason %v, %d retries; want LISTENER_CLOSED and none", ci.Listener, ci.Reason, ci.Retries)
 		}
 	}
-	// The node gave those connects up: no error of the silent endpoints.
+	// The node gave those connects up, HTTP/2's too: no error of the
+	// silent endpoints.
 	for _, m := range slow {
 		if n := m.Endpoint.Stats().ConnectErrors; n != 0 {
 			t.Errorf("silent endpoint %s: %d connect errors, want none", m.Endpoint.Name, n)

@@ -82,17 +82,26 @@ func TestOutlierConnectFailures(t *testing.T) {
 	if _, err := ep.Dial(closed, time.Second); err == nil {
 		t.Fatal("dial with a closed listener's context succeeded")
 	}
+	// An HTTP/2 stream's: its own context cancelled plainly, its
+	// listener's with ErrListenerClosed.
+	if _, err := ep.Dial(WithListener(canceled, closed), time.Second); err == nil {
+		t.Fatal("dial with an ended context succeeded")
+	}
 	if len(got) != 0 {
 		t.Fatalf("one real failure and one given up: policy told %v", got)
 	}
 	if _, err := ep.DialSession(ctx, time.Second); err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
+	// A stream that gave up while its listener stays counts.
+	if _, err := ep.Dial(WithListener(canceled, ctx), time.Second); err == nil {
+		t.Fatal("dial with an ended context succeeded")
+	}
 	if len(got) != 1 || got[0] != ConnectFailures {
 		t.Fatalf("after 2 refused connects: %v, want one ConnectFailures", got)
 	}
-	if n := ep.Stats().ConnectErrors; n != 3 {
-		t.Errorf("ConnectErrors = %d, want 3 (the given-up one, not the closed listener's)", n)
+	if n := ep.Stats().ConnectErrors; n != 4 {
+		t.Errorf("ConnectErrors = %d, want 4 (the given-up ones, not the closed listeners')", n)
 	}
 	// 5xx do not count towards connect failures.
 	ep.Responded(500)

@@ -42,6 +42,27 @@ var ErrClosed = errors.New("upstream: endpoint shut down")
 // connects up, and a connect that fails so is not the endpoint's error.
 var ErrListenerClosed = errors.New("upstream: the listener closed")
 
+type listenerKey struct{}
+
+// WithListener returns ctx carrying listener, the context of the listener
+// a dial is made for, for a ctx that does not descend from it: an HTTP/2
+// stream's, which its connection's close ends with a plain cancel. A
+// connect that fails once listener ended with ErrListenerClosed is then
+// given up by the node too, as one whose own ctx says so.
+func WithListener(ctx, listener context.Context) context.Context {
+	return context.WithValue(ctx, listenerKey{}, listener)
+}
+
+// listenerClosed reports whether the listener ctx's dial is for closed,
+// by ctx's cause or by the listener context WithListener put in ctx.
+func listenerClosed(ctx context.Context) bool {
+	if context.Cause(ctx) == ErrListenerClosed {
+		return true
+	}
+	l, _ := ctx.Value(listenerKey{}).(context.Context)
+	return l != nil && context.Cause(l) == ErrListenerClosed
+}
+
 // Endpoint is one backend server as seen by every listener of a node.
 type Endpoint struct {
 	Cluster string
@@ -287,15 +308,15 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 // connectFailed counts a failed connect, and against the endpoint's streak
 // unless ctx ended: then the caller gave up, which says nothing of the
 // endpoint either way. It is not counted at all when the caller's listener
-// closed (ErrListenerClosed): counted, such connects would read as the
+// closed (listenerClosed): counted, such connects would read as the
 // endpoint's errors to what follows the counters, a rollout's error budget
 // or a TCP listener's rebalance, after an operator removed a listener. A
-// connect an HTTP/2 stream gave up on (its context ended: the client reset
-// it or went, or response_timeout) still counts, even when its listener
-// closed: an endpoint that never completes a connect would otherwise show
-// no error at all under clients with short deadlines.
+// connect an HTTP/2 stream gave up on for its own reasons (the client reset
+// it or went, or response_timeout) still counts: an endpoint that never
+// completes a connect would otherwise show no error at all under clients
+// with short deadlines.
 func (e *Endpoint) connectFailed(ctx context.Context) {
-	if context.Cause(ctx) == ErrListenerClosed {
+	if listenerClosed(ctx) {
 		return
 	}
 	e.counters.connectErrors.Add(1)

@@ -383,10 +383,9 @@ type EndpointStats struct {
 	// it.
 	BytesIn  uint64 `protobuf:"varint,10,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
 	BytesOut uint64 `protobuf:"varint,11,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
-	// ConnectErrors counts connects that failed, not those that HTTP/1.1
-	// requests and TCP sessions gave up because their listener was removed
-	// or the node stopped; Responses5xx HTTP responses with a 5xx status
-	// from the endpoint.
+	// ConnectErrors counts connects that failed, not those given up because
+	// their listener was removed or the node stopped; Responses5xx HTTP
+	// responses with a 5xx status from the endpoint.
 	ConnectErrors uint64 `protobuf:"varint,12,opt,name=connect_errors,json=connectErrors,proto3" json:"connect_errors,omitempty"`
 	Responses_5Xx uint64 `protobuf:"varint,13,opt,name=responses_5xx,json=responses5xx,proto3" json:"responses_5xx,omitempty"`
 	// Since is when the health last changed.
