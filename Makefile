@@ -35,7 +35,7 @@ run: build ## control plane + one node + demo backends, applies examples/quickst
 	./scripts/run.sh
 
 test: lint check-generated overlay ## everything CI checks: lint, generated code, the race-enabled test suite
-	$(GOOVERLAY) $(GO) test -count=1 -run '^TestNetpollOrder$$' ./dataplane/internal/pace
+	$(GOOVERLAY) $(GO) test -count=1 -run '^(TestNetpollOrder|TestWaitingStackStartsSmall)$$' ./dataplane/internal/pace ./dataplane/httpproxy
 	$(GOOVERLAY) $(GO) test -race -timeout 15m -count=1 ./...
 
 test-short: overlay ## the unit tests only, quick

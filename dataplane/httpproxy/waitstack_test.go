@@ -1,0 +1,67 @@
+//go:build linux && !race
+
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
+)
+
+// TestWaitingStackStartsSmall: a connection waiting for its next request
+// keeps its goroutine's stack small enough that the runtime goes on
+// starting new goroutines with its smallest stack, 2 KiB.
+//
+// The runtime starts each new goroutine with a stack as large as the
+// average stack the last garbage collection scanned, plus a guard,
+// rounded up to a power of two, and in a node with many clients most of
+// what it scans are connections waiting for their next request. When the
+// wait's frame grew by 240 bytes (790dc07), the average crossed the line:
+// every new connection's goroutine started with 4 KiB, and the memory per
+// idle keep-alive connection in `make bench` rose from about 1.7 to 2.4 KiB
+// (BENCHMARKS.md, "Spread"). This test fails on such a change: with the
+// wait's frame 128 bytes larger it still passes, with 256 it fails, where
+// `make bench` measured the same line.
+//
+// It needs the race detector off, which doubles the guard: `make test`
+// runs it so.
+func TestWaitingStackStartsSmall(t *testing.T) {
+	sample := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		t.Skip("the runtime does not report its starting stack size")
+	}
+	// Served as the node serves them, but waiting on their goroutines, as
+	// they do for up to parkAfter before they park.
+	idlePark.once.Do(idlePark.start)
+	parking := idlePark.err
+	idlePark.err = errors.New("parking off for this test")
+	t.Cleanup(func() { idlePark.err = parking })
+	addr := loopback.FixedBackend(t, benchResponse)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
+	const n = 500
+	buf := make([]byte, len(benchResponse))
+	for range n {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.waitIdle(n)
+	runtime.GC()
+	metrics.Read(sample)
+	if got := sample[0].Value.Uint64(); got != 2048 {
+		t.Errorf("with %d connections waiting for a request, new goroutines start with a %d-byte stack, want 2048", n, got)
+	}
+}
