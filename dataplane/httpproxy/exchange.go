@@ -24,6 +24,9 @@ var (
 	errClientGone = &statusError{0, "client connection closed", sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED}
 	// errClientAbort: reading the request body from the client failed.
 	errClientAbort = &statusError{0, "client aborted", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
+	// errClientLeft: the client closed while its request waited in the
+	// Director (WatchClient).
+	errClientLeft = &statusError{0, "client closed while its request waited", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
 )
 
 const (
@@ -166,16 +169,21 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	err := ErrNoEndpoint
 	req.client, req.clientPort = cc.ip, cc.port
 	req.tls, req.sni, req.ctx = cc.tls, cc.sni, cc.srv.ctx
+	req.watch, req.clientGone = cc, false
 	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
 	}
+	req.watch = nil // WatchClient is for the Director's wait only
 	if req.answer != nil {
 		if ep != nil && err == nil {
 			ep.Release() // the answer wins
 		}
 		return nil, errAnswered
+	}
+	if err != nil && req.clientGone {
+		return nil, errClientLeft // the Director gave up on it (WatchClient)
 	}
 	if err != nil || ep == nil {
 		return nil, errNoEndpointStatus

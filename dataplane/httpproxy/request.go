@@ -50,6 +50,10 @@ type Request struct {
 	tls        bool            // the client connection is TLS (an HTTPS listener)
 	sni        []byte          // the server name the client sent in its TLS handshake
 	ctx        context.Context // the server's, or Head.Context; set before Pick
+	// watch is the HTTP/1.1 connection WatchClient watches (nil: none),
+	// set before Pick; clientGone says the watch saw its client close.
+	watch      *clientConn
+	clientGone bool
 
 	// The endpoints this request failed to connect to (or that were
 	// retired under it), for Failed. Empty but for a pick again; the

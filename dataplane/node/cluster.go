@@ -59,6 +59,7 @@ type cluster struct {
 
 	queue        *queue // nil when queueing is off
 	queueTimeout time.Duration
+	abortOnClose bool // work whose client closed leaves the queue (clientWatcher)
 	slowStart    time.Duration
 	cookie       *cookiePersistence // nil without cookie persistence
 	stick        *persist.Table     // nil without a stick table
@@ -281,6 +282,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 	if spec.QueueTimeout != nil {
 		c.queueTimeout = spec.GetQueueTimeout().AsDuration()
 	}
+	c.abortOnClose = spec.GetAbortOnClose()
 	if c.queueTimeout > 0 && c.members.Limited() {
 		// Only a cluster with a max_conn is ever full; the others pay
 		// nothing for queueing, not even on Release.
@@ -581,16 +583,31 @@ type work interface {
 	Context() context.Context
 }
 
+// clientWatcher is work whose client can be watched while the work waits
+// in the queue (an HTTP/1.1 *httpproxy.Request): the channel WatchClient
+// returns is closed once the client closed its connection (nil: the work
+// cannot be watched), and stop ends the watch.
+type clientWatcher interface {
+	WatchClient() (gone <-chan struct{}, stop func())
+}
+
 // pick chooses an endpoint for r and counts the work in. An endpoint whose
 // last free slot another request took since the picker looked is picked
 // around, a few times, before the cluster counts as full; full, the work
-// waits in the cluster's queue.
+// waits in the cluster's queue, and with abort_on_close leaves it when its
+// client closes.
 func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	ep, err := c.tryPick(r, f)
 	if err != lb.ErrFull || c.queue == nil {
 		return ep, err
 	}
-	err = c.queue.wait(c.queueTimeout, f.Context().Done(), func() error {
+	var gone <-chan struct{}
+	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
+		var stop func()
+		gone, stop = w.WatchClient()
+		defer stop()
+	}
+	err = c.queue.wait(c.queueTimeout, f.Context().Done(), gone, func() error {
 		var err error
 		ep, err = c.tryPick(r, f)
 		return err

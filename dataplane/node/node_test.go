@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -546,6 +551,117 @@ listeners:
 		if n := m.Endpoint.Stats().ConnectErrors; n != 0 {
 			t.Errorf("silent endpoint %s: %d connect errors, want none", m.Endpoint.Name, n)
 		}
+	}
+}
+
+// TestAbortOnCloseLeavesQueue: with abort_on_close, an HTTP/1.1 request
+// queued for a full cluster leaves the queue as soon as its client closes
+// the connection, or shuts its sending side after a next request, and is
+// never sent: queue_timeout is a minute. A client that only sent its next
+// request ahead stays, and gets both answers. Without abort_on_close, as in
+// HAProxy, a closed client's request waits on and goes to the endpoint
+// once the slot frees.
+func TestAbortOnCloseLeavesQueue(t *testing.T) {
+	const next = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+	closed := func(c net.Conn) { c.Close() }
+	for _, tc := range []struct {
+		name             string
+		abort, gone, tls bool
+		end              func(c net.Conn)
+	}{
+		{"closed", true, true, false, closed},
+		{"closed, over TLS", true, true, true, closed},
+		{"shut after a next request", true, true, false, func(c net.Conn) {
+			io.WriteString(c, next)
+			c.(*net.TCPConn).CloseWrite()
+		}},
+		{"a next request sent ahead", true, false, false, func(c net.Conn) { io.WriteString(c, next) }},
+		{"off", false, false, false, closed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, rec := newRecordingNode(t)
+			be, hold, web := backend(t, "a"), freeAddr(t), freeAddr(t)
+			tlsYAML := ""
+			if tc.tls {
+				cert, key := testcert.SelfSigned(t, "a.example")
+				dir := t.TempDir()
+				certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
+				os.WriteFile(certFile, []byte(cert), 0o644)
+				os.WriteFile(keyFile, []byte(key), 0o600)
+				tlsYAML = fmt.Sprintf(", tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+			}
+			if err := n.Apply("1", parse(t, `
+clusters: [{ name: full, queue_timeout: 60s, abort_on_close: %t,
+             endpoints: [{ name: f, address: "%s", max_conn: 1 }] }]
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: full%s }
+`, tc.abort, be, hold, web, tlsYAML)); err != nil {
+				t.Fatal(err)
+			}
+			full := (*n.current.Load())["full"]
+			ep := full.members[0].Endpoint
+			holder, err := net.Dial("tcp", hold)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Close()
+			waitUntil(t, "the session holding the slot", func() bool { return ep.Inflight() == 1 })
+
+			var c net.Conn
+			if tc.tls {
+				c, err = tls.Dial("tcp", web, &tls.Config{InsecureSkipVerify: true})
+			} else {
+				c, err = net.Dial("tcp", web)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(testTimeout))
+			io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+			waitUntil(t, "the request queued", func() bool { return full.queue.len() == 1 })
+			tc.end(c)
+			if !tc.gone {
+				time.Sleep(100 * time.Millisecond)
+				if full.queue.len() != 1 {
+					t.Fatalf("the queue holds %d requests, want the request still there", full.queue.len())
+				}
+				holder.Close()
+				waitUntil(t, "the queued request sent", func() bool { return ep.Stats().Requests >= 2 })
+				if tc.abort {
+					br := bufio.NewReader(c)
+					for _, path := range []string{"/first", next} {
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							t.Fatalf("the answer to %q: %v", path, err)
+						}
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 || string(b) != "a" {
+							t.Errorf("the answer to %q: %s %q, want 200 a", path, resp.Status, b)
+						}
+					}
+				}
+				return
+			}
+			waitUntil(t, "the request out of the queue", func() bool { return full.queue.len() == 0 })
+			if ep.Inflight() != 1 {
+				t.Fatalf("%d in flight at the endpoint, want the holder's only", ep.Inflight())
+			}
+			ci := rec.wait(t, "web", "the record of the web client", func(conntrack.ConnInfo) bool { return true })
+			if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Cluster != "" {
+				t.Errorf("record: reason %v, cluster %q; want CLIENT_CLOSED, and no endpoint", ci.Reason, ci.Cluster)
+			}
+			if b, err := io.ReadAll(c); len(b) > 0 {
+				t.Errorf("the client read %q, %v; want no answer", b, err)
+			}
+			holder.Close()
+			rec.wait(t, "hold", "the holder's record", func(conntrack.ConnInfo) bool { return true })
+			if got := ep.Stats().Requests; got != 1 {
+				t.Errorf("the endpoint was given %d requests and sessions, want the holder's only", got)
+			}
+		})
 	}
 }
 

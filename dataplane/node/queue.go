@@ -15,6 +15,7 @@ var (
 	errQueueFull    = errors.New("every endpoint is full and the queue too")
 	errQueueTimeout = errors.New("every endpoint stayed full for the whole queue timeout")
 	errQueueLeft    = errors.New("the work's listener or stream ended while it waited in the queue")
+	errClientClosed = errors.New("the client closed its connection while its request waited in the queue")
 )
 
 // queue is a cluster's line of work waiting for a free slot while every
@@ -135,9 +136,9 @@ func (q *queue) wakeAll() {
 func (q *queue) len() int { return int(q.n.Load()) }
 
 // wait runs try until it succeeds, fails with anything but full, timeout
-// passes, or done is closed; try is called again each time the waiter is
-// woken.
-func (q *queue) wait(timeout time.Duration, done <-chan struct{}, try func() error) error {
+// passes, or done or gone (the client closed; nil: never) is closed; try
+// is called again each time the waiter is woken.
+func (q *queue) wait(timeout time.Duration, done, gone <-chan struct{}, try func() error) error {
 	w := q.enter()
 	if w == nil {
 		return errQueueFull
@@ -158,6 +159,9 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, try func() err
 			case <-done: // woken as its listener went: the slot is another's
 				q.leave(w)
 				return errQueueLeft
+			case <-gone: // or as its client went
+				q.leave(w)
+				return errClientClosed
 			default:
 			}
 			q.requeue(w)
@@ -167,6 +171,9 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, try func() err
 		case <-done:
 			q.leave(w)
 			return errQueueLeft
+		case <-gone:
+			q.leave(w)
+			return errClientClosed
 		}
 	}
 }

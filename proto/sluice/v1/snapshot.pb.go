@@ -885,6 +885,14 @@ type Cluster struct {
 	// connect_timeout. 0s turns queueing off: a full cluster answers 503 at
 	// once.
 	QueueTimeout *durationpb.Duration `protobuf:"bytes,10,opt,name=queue_timeout,json=queueTimeout,proto3" json:"queue_timeout,omitempty"`
+	// AbortOnClose drops an HTTP/1.1 request from the queue as soon as its
+	// client closes the connection (HAProxy's "option abortonclose"), instead
+	// of sending it to an endpoint for nobody once a slot frees. Off by
+	// default, as in HAProxy: a client that only shut its sending side (an
+	// HTTP/1.0 client, "nc -N") looks the same, and would lose its request.
+	// HTTP/2 requests always leave the queue when their stream or connection
+	// ends; TCP sessions stay queued.
+	AbortOnClose bool `protobuf:"varint,23,opt,name=abort_on_close,json=abortOnClose,proto3" json:"abort_on_close,omitempty"`
 	// SlowStart ramps the weight of an endpoint that joins the cluster or
 	// recovers from down, from a tenth to its full weight over this time, so
 	// a cold server is not flooded (HAProxy's "slowstart"). Allowed with
@@ -1046,6 +1054,13 @@ func (x *Cluster) GetQueueTimeout() *durationpb.Duration {
 		return x.QueueTimeout
 	}
 	return nil
+}
+
+func (x *Cluster) GetAbortOnClose() bool {
+	if x != nil {
+		return x.AbortOnClose
+	}
+	return false
 }
 
 func (x *Cluster) GetSlowStart() *durationpb.Duration {
@@ -3735,7 +3750,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\x84\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xaa\n" +
 	"\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
@@ -3750,7 +3765,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\tmax_queue\x18\t \x01(\rB\t\xfaB\x06*\x04\x18\xc0\x84=R\bmaxQueue\x12M\n" +
 	"\rqueue_timeout\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
-	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fqueueTimeout\x12G\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fqueueTimeout\x12$\n" +
+	"\x0eabort_on_close\x18\x17 \x01(\bR\fabortOnClose\x12G\n" +
 	"\n" +
 	"slow_start\x18\v \x01(\v2\x19.google.protobuf.DurationB\r\xfaB\n" +
 	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\tslowStart\x124\n" +

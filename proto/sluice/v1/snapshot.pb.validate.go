@@ -778,6 +778,8 @@ func (m *Cluster) validate(all bool) error {
 		}
 	}
 
+	// no validation rules for AbortOnClose
+
 	if d := m.GetSlowStart(); d != nil {
 		dur, err := d.AsDuration(), d.CheckValid()
 		if err != nil {

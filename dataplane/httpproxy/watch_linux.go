@@ -1,0 +1,98 @@
+package httpproxy
+
+import (
+	"crypto/tls"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// WatchClient watches the client of an HTTP/1.1 request while its
+// Director waits for an endpoint (the node's cluster queue, with
+// abort_on_close): the channel it returns is closed once the client closed
+// or reset its connection. The request then gets no answer, and its
+// connection ends with reason CLIENT_CLOSED. stop ends the watch, and must
+// be called before Pick returns. gone is nil when there is nothing to
+// watch: outside Pick, for a request Loaded from another engine (whose
+// Head.Context ends instead), or without a socket underneath.
+//
+// The connection's goroutine is in the Director, so nothing reads the
+// socket: a duplicate of its descriptor, polled on its own, wakes a
+// goroutine of the watch when the socket becomes readable, and the
+// socket's TCP state tells the client's close (its FIN came, CLOSE_WAIT;
+// it was reset) from a next request sent ahead, which stays unread.
+func (r *Request) WatchClient() (gone <-chan struct{}, stop func()) {
+	raw := r.watch.socket()
+	if raw == nil {
+		return nil, func() {}
+	}
+	dup, derr := -1, error(nil)
+	if err := raw.Control(func(fd uintptr) {
+		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || derr != nil {
+		return nil, func() {}
+	}
+	f := os.NewFile(uintptr(dup), "client")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, func() {}
+	}
+	ch, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		// Read returns nil once peerClosed said so; an error when stop
+		// closed f, or when f cannot be polled.
+		if rc.Read(peerClosed) == nil {
+			r.clientGone = true
+			close(ch)
+		}
+	}()
+	return ch, func() {
+		f.Close()
+		<-done // no write to r after stop
+	}
+}
+
+// socket is the client connection's socket, for WatchClient; nil for none.
+func (cc *clientConn) socket() syscall.RawConn {
+	switch {
+	case cc == nil:
+		return nil
+	case cc.raw != nil:
+		return cc.raw
+	}
+	if tc, ok := cc.c.(*tls.Conn); ok {
+		if sc, ok := tc.NetConn().(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				return raw
+			}
+		}
+	}
+	return nil
+}
+
+// TCP states (include/net/tcp_states.h).
+const (
+	tcpClose     = 7
+	tcpCloseWait = 8
+)
+
+// peerClosed reports whether the peer of the socket fd closed or reset
+// the connection, without reading what it sent before.
+func peerClosed(fd uintptr) bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return false
+	case err != nil:
+		return true // reset, or any other error of the socket
+	case n == 0:
+		return true // the FIN, with nothing before it
+	}
+	// Bytes came first: the FIN may be behind them.
+	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err == nil && (info.State == tcpCloseWait || info.State == tcpClose)
+}
