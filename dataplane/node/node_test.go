@@ -439,7 +439,8 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 // connections closed without an answer, and the endpoints get their slots
 // back. No connect is retried on the other endpoint, and work queued after
 // a failed connect gets no 502 either: the records say LISTENER_CLOSED,
-// with no retries. The HTTP requests are each a
+// with no retries, and the connects given up count as no endpoint's
+// errors, an HTTP/2 stream's too. The HTTP/1.1 requests are each a
 // connection's second, served from inside its idle wait, which holds its
 // socket open until they end. The queue's one slot is held by a session of
 // a listener that stays.
@@ -510,9 +511,9 @@ listeners:
 	}
 	// An HTTP/2 stream dials on a context of its own, which the close of
 	// its connection ends with a plain cancel.
-	h2Answer := make(chan error, 1)
+	h2Answer, h2 := make(chan error, 1), h2cClient(t, nil)
 	go func() {
-		resp, err := h2cClient(t, nil).Get("http://" + web + "/silent")
+		resp, err := h2.Get("http://" + web + "/silent")
 		if err == nil {
 			resp.Body.Close()
 			err = fmt.Errorf("answered %s", resp.Status)
