@@ -53,8 +53,9 @@ func WithListener(ctx, listener context.Context) context.Context {
 	return context.WithValue(ctx, listenerKey{}, listener)
 }
 
-// listenerClosed reports whether the listener ctx's dial is for closed,
-// by ctx's cause or by the listener context WithListener put in ctx.
+// listenerClosed reports whether the listener that ctx's dial is for has
+// closed: by ctx's cause, or by the listener context WithListener put in
+// ctx.
 func listenerClosed(ctx context.Context) bool {
 	if context.Cause(ctx) == ErrListenerClosed {
 		return true
