@@ -141,7 +141,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 			if pe == errAnswered {
 				return cc.respond(req.answer)
 			}
-			if e == errConnectFailed {
+			if e == errConnectFailed && pe != errClientLeft {
 				// Nothing left to try: the answer is the connect failure.
 				return cc.answer(e)
 			}

@@ -108,6 +108,7 @@ func putExchange(x *exchange) {
 	x.ep, x.epConn, x.epRaw = nil, nil, nil
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
+	x.req.watch = nil // set again before each Pick; only a panic in one leaves it
 	if cap(x.req.fields) > maxFields {
 		// A head with more fields than usual grew its own: let it go.
 		x.req.fields = x.fields[:]

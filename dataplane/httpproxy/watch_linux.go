@@ -81,11 +81,18 @@ const (
 
 // peerClosed reports whether the peer of the socket fd closed or reset
 // the connection, without reading what it sent before.
+//
+// It must not miss a close that came: polling is edge-triggered, and
+// returning false waits for the next edge, which a client that closed
+// does not send. So an interrupted call is made again.
 func peerClosed(fd uintptr) bool {
 	var b [1]byte
 	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	for err == unix.EINTR {
+		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	}
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
+	case err == unix.EAGAIN:
 		return false
 	case err != nil:
 		return true // reset, or any other error of the socket
@@ -94,5 +101,8 @@ func peerClosed(fd uintptr) bool {
 	}
 	// Bytes came first: the FIN may be behind them.
 	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	for err == unix.EINTR {
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}
 	return err == nil && (info.State == tcpCloseWait || info.State == tcpClose)
 }

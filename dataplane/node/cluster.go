@@ -601,13 +601,11 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	if err != lb.ErrFull || c.queue == nil {
 		return ep, err
 	}
-	var gone <-chan struct{}
+	var watch func() (<-chan struct{}, func())
 	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
-		var stop func()
-		gone, stop = w.WatchClient()
-		defer stop()
+		watch = w.WatchClient
 	}
-	err = c.queue.wait(c.queueTimeout, f.Context().Done(), gone, func() error {
+	err = c.queue.wait(c.queueTimeout, f.Context().Done(), watch, func() error {
 		var err error
 		ep, err = c.tryPick(r, f)
 		return err

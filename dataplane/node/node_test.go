@@ -557,59 +557,80 @@ listeners:
 
 // TestAbortOnCloseLeavesQueue: with abort_on_close, an HTTP/1.1 request
 // queued for a full cluster leaves the queue as soon as its client closes
-// the connection, or shuts its sending side after a next request, and is
-// never sent: queue_timeout is a minute. A client that only sent its next
-// request ahead stays, and gets both answers. Without abort_on_close, as in
-// HAProxy, a closed client's request waits on and goes to the endpoint
-// once the slot frees.
+// the connection (over TLS too), resets it, or shuts its sending side
+// after a next request, and is never sent: queue_timeout is a minute. So
+// does a connection's second request, served from inside its idle read. A
+// client that only sent its next request ahead stays, and gets both
+// answers. Without abort_on_close, as in HAProxy, a closed client's
+// request waits on and goes to the endpoint once the slot frees; but on a
+// listener served by the HTTP/2 engine, net/http ends it at the close.
 func TestAbortOnCloseLeavesQueue(t *testing.T) {
 	const next = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
 	closed := func(c net.Conn) { c.Close() }
+	shut := func(c net.Conn) {
+		io.WriteString(c, next)
+		c.(*net.TCPConn).CloseWrite()
+	}
 	for _, tc := range []struct {
-		name             string
-		abort, gone, tls bool
-		end              func(c net.Conn)
+		name  string
+		abort bool
+		gone  bool // the request leaves the queue
+		tls   bool
+		h2    bool // the listener may route to an http2 cluster
+		// second: the queued request is the connection's second;
+		// readable: the client can still read after end; refused: the
+		// cluster's first endpoint refuses connections, so the request
+		// queues after a failed connect.
+		second, readable, refused bool
+		end                       func(c net.Conn)
 	}{
-		{"closed", true, true, false, closed},
-		{"closed, over TLS", true, true, true, closed},
-		{"shut after a next request", true, true, false, func(c net.Conn) {
-			io.WriteString(c, next)
-			c.(*net.TCPConn).CloseWrite()
+		{name: "closed", abort: true, gone: true, end: closed},
+		{name: "closed, over TLS", abort: true, gone: true, tls: true, end: closed},
+		{name: "reset", abort: true, gone: true, end: func(c net.Conn) {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
 		}},
-		{"a next request sent ahead", true, false, false, func(c net.Conn) { io.WriteString(c, next) }},
-		{"off", false, false, false, closed},
+		{name: "closed, the second request", abort: true, gone: true, second: true, end: closed},
+		{name: "shut after a next request", abort: true, gone: true, readable: true, end: shut},
+		{name: "shut, queued after a failed connect", abort: true, gone: true, readable: true, refused: true, end: shut},
+		{name: "a next request sent ahead", abort: true, readable: true, end: func(c net.Conn) { io.WriteString(c, next) }},
+		{name: "off", end: closed},
+		{name: "off, HTTP/2 engine", gone: true, h2: true, end: closed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, rec := newRecordingNode(t)
 			be, hold, web := backend(t, "a"), freeAddr(t), freeAddr(t)
-			tlsYAML := ""
+			extra := ""
 			if tc.tls {
 				cert, key := testcert.SelfSigned(t, "a.example")
 				dir := t.TempDir()
 				certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
 				os.WriteFile(certFile, []byte(cert), 0o644)
 				os.WriteFile(keyFile, []byte(key), 0o600)
-				tlsYAML = fmt.Sprintf(", tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+				extra = fmt.Sprintf(", tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+			}
+			if tc.h2 {
+				extra = ", rules: [{ match: { path: { prefix: /grpc/ } }, route: h2 }]"
+			}
+			refused := ""
+			if tc.refused {
+				refused = fmt.Sprintf(`{ name: r, address: "%s" }, `, freeAddr(t))
 			}
 			if err := n.Apply("1", parse(t, `
-clusters: [{ name: full, queue_timeout: 60s, abort_on_close: %t,
-             endpoints: [{ name: f, address: "%s", max_conn: 1 }] }]
+clusters:
+  - { name: full, queue_timeout: 60s, abort_on_close: %t, lb_policy: FIRST,
+      endpoints: [%s{ name: f, address: "%s", max_conn: 1 }] }
+  - { name: h2, http2: true, endpoints: [{ name: g, address: "%[3]s" }] }
 listeners:
   - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
   - { name: web, address: "%s", protocol: HTTP, default_cluster: full%s }
-`, tc.abort, be, hold, web, tlsYAML)); err != nil {
+`, tc.abort, refused, be, hold, web, extra)); err != nil {
 				t.Fatal(err)
 			}
 			full := (*n.current.Load())["full"]
-			ep := full.members[0].Endpoint
-			holder, err := net.Dial("tcp", hold)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer holder.Close()
-			waitUntil(t, "the session holding the slot", func() bool { return ep.Inflight() == 1 })
-
+			ep := full.members[len(full.members)-1].Endpoint // f
 			var c net.Conn
+			var err error
 			if tc.tls {
 				c, err = tls.Dial("tcp", web, &tls.Config{InsecureSkipVerify: true})
 			} else {
@@ -620,6 +641,33 @@ listeners:
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(testTimeout))
+			br := bufio.NewReader(c)
+			answered := func(path string) {
+				t.Helper()
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("the answer to %q: %v", path, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != "a" {
+					t.Errorf("the answer to %q: %s %q, want 200 a", path, resp.Status, b)
+				}
+			}
+			sent := uint64(0) // requests and sessions given to the endpoint
+			if tc.second {
+				io.WriteString(c, "GET /before HTTP/1.1\r\nHost: a\r\n\r\n")
+				answered("/before")
+				sent++
+			}
+			holder, err := net.Dial("tcp", hold)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Close()
+			waitUntil(t, "the session holding the slot", func() bool { return ep.Inflight() == 1 })
+			sent++
+
 			io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
 			waitUntil(t, "the request queued", func() bool { return full.queue.len() == 1 })
 			tc.end(c)
@@ -629,20 +677,10 @@ listeners:
 					t.Fatalf("the queue holds %d requests, want the request still there", full.queue.len())
 				}
 				holder.Close()
-				waitUntil(t, "the queued request sent", func() bool { return ep.Stats().Requests >= 2 })
-				if tc.abort {
-					br := bufio.NewReader(c)
-					for _, path := range []string{"/first", next} {
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil {
-							t.Fatalf("the answer to %q: %v", path, err)
-						}
-						b, _ := io.ReadAll(resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 || string(b) != "a" {
-							t.Errorf("the answer to %q: %s %q, want 200 a", path, resp.Status, b)
-						}
-					}
+				waitUntil(t, "the queued request sent", func() bool { return ep.Stats().Requests > sent })
+				if tc.readable {
+					answered("/first")
+					answered(next)
 				}
 				return
 			}
@@ -650,17 +688,21 @@ listeners:
 			if ep.Inflight() != 1 {
 				t.Fatalf("%d in flight at the endpoint, want the holder's only", ep.Inflight())
 			}
-			ci := rec.wait(t, "web", "the record of the web client", func(conntrack.ConnInfo) bool { return true })
-			if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Cluster != "" {
-				t.Errorf("record: reason %v, cluster %q; want CLIENT_CLOSED, and no endpoint", ci.Reason, ci.Cluster)
+			if !tc.h2 {
+				ci := rec.wait(t, "web", "the record of the web client", func(conntrack.ConnInfo) bool { return true })
+				if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+					t.Errorf("record: reason %v, want CLIENT_CLOSED", ci.Reason)
+				}
 			}
-			if b, err := io.ReadAll(c); len(b) > 0 {
-				t.Errorf("the client read %q, %v; want no answer", b, err)
+			if tc.readable {
+				if b, err := io.ReadAll(br); len(b) > 0 {
+					t.Errorf("the client read %q, %v; want no answer", b, err)
+				}
 			}
 			holder.Close()
 			rec.wait(t, "hold", "the holder's record", func(conntrack.ConnInfo) bool { return true })
-			if got := ep.Stats().Requests; got != 1 {
-				t.Errorf("the endpoint was given %d requests and sessions, want the holder's only", got)
+			if got := ep.Stats().Requests; got != sent {
+				t.Errorf("the endpoint was given %d requests and sessions, want %d: none of the client's since the slot was held", got, sent)
 			}
 		})
 	}

@@ -136,15 +136,18 @@ func (q *queue) wakeAll() {
 func (q *queue) len() int { return int(q.n.Load()) }
 
 // wait runs try until it succeeds, fails with anything but full, timeout
-// passes, or done or gone (the client closed; nil: never) is closed; try
-// is called again each time the waiter is woken.
-func (q *queue) wait(timeout time.Duration, done, gone <-chan struct{}, try func() error) error {
+// passes, or done is closed; try is called again each time the waiter is
+// woken. watch, if not nil, starts watching the work's client once the
+// work does wait (clientWatcher.WatchClient): it waits no more once the
+// client closed.
+func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (<-chan struct{}, func()), try func() error) error {
 	w := q.enter()
 	if w == nil {
 		return errQueueFull
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	var gone <-chan struct{} // nil: not watched
 	for {
 		// Entered first, tried second: a slot freed in between wakes
 		// this waiter (or one ahead of it) instead of being missed.
@@ -152,6 +155,12 @@ func (q *queue) wait(timeout time.Duration, done, gone <-chan struct{}, try func
 		if err != lb.ErrFull {
 			q.leave(w)
 			return err
+		}
+		if watch != nil {
+			var stop func()
+			gone, stop = watch()
+			defer stop()
+			watch = nil
 		}
 		select {
 		case <-w.ch:

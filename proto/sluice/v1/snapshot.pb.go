@@ -891,7 +891,8 @@ type Cluster struct {
 	// default, as in HAProxy: a client that only shut its sending side (an
 	// HTTP/1.0 client, "nc -N") looks the same, and would lose its request.
 	// HTTP/2 requests always leave the queue when their stream or connection
-	// ends; TCP sessions stay queued.
+	// ends, as do HTTP/1.1 requests on a listener served by the HTTP/2 engine
+	// (one that may route to an http2 cluster); TCP sessions stay queued.
 	AbortOnClose bool `protobuf:"varint,23,opt,name=abort_on_close,json=abortOnClose,proto3" json:"abort_on_close,omitempty"`
 	// SlowStart ramps the weight of an endpoint that joins the cluster or
 	// recovers from down, from a tenth to its full weight over this time, so
