@@ -164,25 +164,23 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (
 		}
 		select {
 		case <-w.ch:
-			select {
-			case <-done: // woken as its listener went: the slot is another's
-				q.leave(w)
-				return errQueueLeft
-			case <-gone: // or as its client went
-				q.leave(w)
-				return errClientClosed
-			default:
-			}
-			q.requeue(w)
+		case <-done:
+		case <-gone:
 		case <-timer.C:
 			q.leave(w)
 			return errQueueTimeout
+		}
+		// Woken, or the work's listener or client went: one that went,
+		// even as it was woken, leaves the slot to another.
+		select {
 		case <-done:
 			q.leave(w)
 			return errQueueLeft
 		case <-gone:
 			q.leave(w)
 			return errClientClosed
+		default:
 		}
+		q.requeue(w)
 	}
 }
