@@ -130,12 +130,13 @@ import (
 // Pick runs on the request path of the connection's goroutine: it should
 // not allocate, and it must not block but for a wait that ends when
 // req.Context() does (the node's cluster queue), or, watched with
-// req.WatchClient, when the client closes (an error Pick returns then gets
-// no answer). req is valid only during the call; Pick may ask, through req, for changes to what is forwarded
-// (RemoveCookie, AddResponseField, RemoveResponseCookie, EditRequest,
-// EditResponse), which apply to the endpoint it returns and are forgotten
-// if it is asked to pick again. Pick may instead have the proxy answer the
-// request itself: it calls req.Respond and returns a nil endpoint and a nil
+// req.WatchClient, when the client closes (an error Pick returns then
+// gets no answer). req is valid only during the call; Pick may ask,
+// through req, for changes to what is forwarded (RemoveCookie,
+// AddResponseField, RemoveResponseCookie, EditRequest, EditResponse),
+// which apply to the endpoint it returns and are forgotten if it is asked
+// to pick again. Pick may instead have the proxy answer the request
+// itself: it calls req.Respond and returns a nil endpoint and a nil
 // error. On success the endpoint has been Acquire()d by Pick; the proxy
 // calls ep.Release() exactly once when the exchange ends. connectTimeout
 // bounds a new connection to the endpoint (DefaultConnectTimeout when
