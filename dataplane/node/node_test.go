@@ -294,14 +294,8 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 // its deadline is testTimeout away.
 func secondRequest(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(testTimeout))
+	c := sendGet(t, addr, "/")
 	br := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("first request: %v", err)
@@ -310,6 +304,20 @@ func secondRequest(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	resp.Body.Close()
 	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	return c, br
+}
+
+// sendGet opens a connection to addr, closed when the test ends, with
+// testTimeout as its deadline, and sends a GET of path on it.
+func sendGet(t *testing.T, addr, path string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	return c
 }
 
 // TestRemoveListenerWithRequestsInFlight: an apply that removes an HTTP
@@ -397,13 +405,7 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 		held()
 		clients = append(clients, br)
 	}
-	c, err := net.DialTimeout("tcp", addr, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	c := sendGet(t, addr, "/hold")
 	held()
 	clients = append(clients, bufio.NewReader(c))
 

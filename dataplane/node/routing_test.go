@@ -137,13 +137,7 @@ listeners:
 		t.Errorf("no rule holds: %q %v, want a", got, err)
 	}
 	// The denied connection is closed before anything reaches an endpoint.
-	c, err := net.DialTimeout("tcp", denied, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c := sendGet(t, denied, "/")
 	if rest, err := io.ReadAll(c); len(rest) > 0 || err != nil && !errors.Is(err, io.EOF) && !isConnReset(err) {
 		t.Errorf("denied connection got %q, %v; want it closed", rest, err)
 	}
