@@ -16,7 +16,9 @@
 // Everything runs on loopback; the idle part binds its clients to
 // 127.0.0.2, 127.0.0.3, ... to stay clear of ephemeral port exhaustion, and
 // raises RLIMIT_NOFILE itself. It changes no sysctl: it reports the ones
-// that would not do (see checkSysctls).
+// that would not do (see checkSysctls). Where the hard limit is too low
+// and cannot be raised, `make bench-scale-vm` runs the idle part in a
+// virtual machine of its own (scripts/scale-vm.sh).
 package main
 
 import (
