@@ -412,11 +412,12 @@ func rawExchange(src, dst [4]byte, port int, buf []byte) (int, error) {
 	tv := syscall.Timeval{Sec: 10}
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	// The port is chosen at connect, not at bind: a port bind chose would
-	// be this socket's alone, and the kernel gives bind(2) the odd half of
-	// the range, where the node's own connects to the backends look once
-	// the even half is used up. With the ports bound, the node's connects
-	// failed at about 57k TCP sessions (4 backends × the even half).
+	// The port is chosen at connect, not at bind: no connect(2) that picks
+	// its own port may take a port that bind(2) gave out, whatever the
+	// address, and the kernel gives bind the odd half of the range, where
+	// the node's own connects to the backends look once the even half is
+	// used up. With the ports bound, the node's connects failed at about
+	// 57k TCP sessions (4 backends × the even half).
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
 		syscall.Close(fd)
 		return -1, fmt.Errorf("IP_BIND_ADDRESS_NO_PORT: %w", err)
