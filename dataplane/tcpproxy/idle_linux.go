@@ -2,7 +2,9 @@ package tcpproxy
 
 import (
 	"net"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,47 @@ func readSock(c *net.TCPConn) (st sockState, ok bool) {
 	st.sinceSent = time.Duration(info.Last_data_sent) * time.Millisecond
 	st.queued = inq > 0 || info.Unacked > 0 || info.Notsent_bytes > 0
 	return st, true
+}
+
+// quietReader reads how long sockets carried no data, for the idle
+// timeout's scans. A Server keeps one, used by one scan at a time, so that
+// a scan allocates nothing per session.
+type quietReader struct {
+	fn    func(uintptr) // read, made once
+	quiet time.Duration // what fn read: the shorter of the socket's two times
+	ok    bool          // fn read them
+}
+
+// tcpInfoTimes is how much of struct tcp_info the reader asks for: up to
+// the last of the times it needs, so the kernel copies no more.
+const tcpInfoTimes = uint32(unsafe.Offsetof(unix.TCPInfo{}.Last_ack_recv))
+
+// read is the step of a socket's RawConn.Control: the kernel's times of
+// its last data received and sent (not bare ACKs or keep-alive probes),
+// at its clock-tick resolution.
+func (q *quietReader) read(fd uintptr) {
+	var info unix.TCPInfo
+	n := tcpInfoTimes
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
+	q.ok = e == 0 && n == tcpInfoTimes
+	q.quiet = time.Duration(min(info.Last_data_recv, info.Last_data_sent)) * time.Millisecond
+}
+
+// quietFor is how long the session over the sockets of client and backend
+// carried no data either way. ok is false when the kernel does not say (a
+// socket closed).
+func (q *quietReader) quietFor(client, backend syscall.RawConn) (d time.Duration, ok bool) {
+	if q.fn == nil {
+		q.fn = q.read
+	}
+	if client.Control(q.fn) != nil || !q.ok {
+		return 0, false
+	}
+	c := q.quiet
+	if backend.Control(q.fn) != nil || !q.ok {
+		return 0, false
+	}
+	return min(c, q.quiet), true
 }
 
 // idle reports whether the session over client and backend is idle for at

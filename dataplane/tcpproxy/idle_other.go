@@ -4,9 +4,18 @@ package tcpproxy
 
 import (
 	"net"
+	"syscall"
 	"time"
 )
 
 // idle would need the kernel's view of the sockets (TCP_INFO on Linux):
 // elsewhere no session counts as idle, so a rebalance closes nothing.
 func idle(client, backend *net.TCPConn, minIdle time.Duration) bool { return false }
+
+// quietReader would need it too: no session is found quiet, and the idle
+// timeout closes none.
+type quietReader struct{}
+
+func (q *quietReader) quietFor(client, backend syscall.RawConn) (time.Duration, bool) {
+	return 0, false
+}

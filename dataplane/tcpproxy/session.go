@@ -50,9 +50,9 @@ type session struct {
 	// aborted is set once the session's sockets are being closed, so that
 	// no half parks again (see park).
 	aborted atomic.Bool
-	// rebalanced is set by the one closeRebalanced that ends the session,
-	// so that the record tells why it ended.
-	rebalanced atomic.Bool
+	// closedFor is the reason of the one closeFor that ended the session
+	// (a rebalance, the idle timeout), for its record; 0: none did.
+	closedFor atomic.Int32
 
 	// The session's place in its endpoint's list, oldest first; guarded by
 	// that list's mu.
@@ -173,10 +173,11 @@ func (s *session) abort() {
 	}
 }
 
-// closeRebalanced ends the session because a rebalance chose it. It
-// reports false when the session was already chosen.
-func (s *session) closeRebalanced() bool {
-	if !s.rebalanced.CompareAndSwap(false, true) {
+// closeFor ends the session for reason: a rebalance chose it, or it was
+// idle for its timeout. It reports false when the session was already
+// chosen.
+func (s *session) closeFor(reason sluicev1.CloseReason) bool {
+	if !s.closedFor.CompareAndSwap(0, int32(reason)) {
 		return false
 	}
 	// Both sockets at once: the client sees a FIN (nothing is unread, the
@@ -198,8 +199,8 @@ func (s *session) finish() {
 		by = ep.ClosedBy(s.backend)
 	}
 	switch {
-	case s.rebalanced.Load():
-		info.Reason = sluicev1.CloseReason_CLOSE_REASON_REBALANCED
+	case s.closedFor.Load() != 0:
+		info.Reason = sluicev1.CloseReason(s.closedFor.Load())
 	case by == upstream.ClosedByShutdown:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case by == upstream.ClosedOnDown:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // registry holds a Server's live sessions, one list per endpoint, so that
@@ -137,24 +138,29 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 		if closed == n {
 			break
 		}
-		if ss.rebalanced.Load() || !idle(ss.client, ss.raw, minIdle) {
+		if ss.closedFor.Load() != 0 || !idle(ss.client, ss.raw, minIdle) {
 			continue
 		}
-		if ss.closeRebalanced() {
+		if ss.closeFor(sluicev1.CloseReason_CLOSE_REASON_REBALANCED) {
 			closed++
 		}
 	}
 	return closed
 }
 
-// closeAll ends every live session of the registry.
-func (r *registry) closeAll() {
+// all returns every live session of the registry.
+func (r *registry) all() []*session {
 	var all []*session
 	r.lists.Range(func(_, v any) bool {
 		all = v.(*sessionList).appendAll(all)
 		return true
 	})
-	for _, ss := range all {
+	return all
+}
+
+// closeAll ends every live session of the registry.
+func (r *registry) closeAll() {
+	for _, ss := range r.all() {
 		ss.abort()
 	}
 }

@@ -128,7 +128,16 @@ type Config struct {
 	// Meter counts the listener's sessions and hands them to the access
 	// log (meter.Listener); nil: not counted.
 	Meter *meter.Listener
+	// IdleTimeout closes a session that carried no byte either way for
+	// this long, live sessions included (see timeout.go); 0: never. The
+	// zero Config has none; DefaultIdleTimeout is a listener's default.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is the idle timeout a caller should put in
+// Config.IdleTimeout when its own configuration leaves it unset (Envoy's
+// tcp_proxy default, and HTTP tunnels' here).
+const DefaultIdleTimeout = time.Hour
 
 // Server serves the sessions of one TCP listener.
 type Server struct {
@@ -145,6 +154,7 @@ type Server struct {
 	// parkAfter is how long a busy direction waits for bytes on its
 	// goroutine before it parks (copy_linux.go).
 	parkAfter time.Duration
+	idle      idleTimeouts
 }
 
 // NewServer returns a server that reports each ended session to onClose,
@@ -152,12 +162,18 @@ type Server struct {
 func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 	s := &Server{onClose: onClose, parkAfter: parkAfter}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.cfg.Store(cfg)
+	s.idle.timer = time.AfterFunc(time.Hour, s.scanIdle)
+	s.idle.timer.Stop()
+	s.SetConfig(cfg)
 	return s
 }
 
-// SetConfig replaces the configuration for sessions accepted from now on.
-func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
+// SetConfig replaces the configuration for sessions accepted from now on;
+// its IdleTimeout holds for the live sessions too.
+func (s *Server) SetConfig(cfg *Config) {
+	s.cfg.Store(cfg)
+	s.rearmIdle(cfg.IdleTimeout)
+}
 
 // MarkClosing tells the server its listener is being removed: sessions
 // that end from now on are recorded as closed by the listener, and the
@@ -167,6 +183,7 @@ func (s *Server) SetConfig(cfg *Config) { s.cfg.Store(cfg) }
 // the next sweep; see poller.)
 func (s *Server) MarkClosing() {
 	s.closing.Store(true)
+	s.idle.timer.Stop()
 	s.cancel(upstream.ErrListenerClosed)
 	s.sessions.closeAll()
 }
