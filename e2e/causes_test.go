@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -126,6 +127,59 @@ listeners:
 		t.Errorf("a request the endpoint holds got %q, want 504", got)
 	}
 	wantReason(t, c, "waiting", 1, sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT)
+}
+
+// TestCauseTCPIdleTimeout: a TCP session that carries nothing either way
+// for the listener's idle_timeout is closed at both ends, as
+// CLIENT_TIMEOUT, while one that keeps talking stays open.
+func TestCauseTCPIdleTimeout(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	c := startCP(t, t.TempDir(), "")
+	echo := startEchoBackend(t)
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: echo, endpoints: [ { name: e, address: %s } ] }
+listeners:
+  - { name: tcp, address: %s, protocol: TCP, default_cluster: echo, tcp: { idle_timeout: %s } }
+`, echo.addr, listen, idle)))
+	dial := func() (net.Conn, *bufio.Reader) {
+		conn, err := net.DialTimeout("tcp", listen, testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn, bufio.NewReader(conn)
+	}
+	say := func(conn net.Conn, r *bufio.Reader, line string) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(testTimeout))
+		if _, err := io.WriteString(conn, line); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.ReadString('\n'); got != line {
+			t.Fatalf("sent %q, read %q, %v", line, got, err)
+		}
+	}
+	quiet, qr := dial()
+	busy, br := dial()
+	say(quiet, qr, "hello\n")
+	last := time.Now()
+	for time.Since(last) < 2*idle {
+		say(busy, br, "still here\n")
+		time.Sleep(idle / 5)
+	}
+	quiet.SetReadDeadline(time.Now().Add(testTimeout))
+	if b, err := qr.ReadByte(); err != io.EOF {
+		t.Fatalf("the quiet session read %q, %v; want the node to close it", b, err)
+	}
+	if d := time.Since(last); d < idle {
+		t.Errorf("the quiet session closed %v after its last byte, before idle_timeout %v", d, idle)
+	}
+	say(busy, br, "still here\n")
+	waitFor(t, "the quiet session's endpoint connection to close", func() bool { return echo.open.Load() == 1 })
+	wantReason(t, c, "tcp", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
 }
 
 // TestCauseDrainedAndEndpointDown: a TCP session to an endpoint that an

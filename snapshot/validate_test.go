@@ -225,8 +225,21 @@ func TestValidate(t *testing.T) {
 				`{name: a, address: ":80", protocol: HTTP, default_cluster: web, tcp: {rebalance: {}}}`,
 				`{name: b, address: ":81", protocol: TCP, default_cluster: web, tcp: {rebalance: {tolerance_percent: 10, max_closes_per_second: 50, min_idle: 2s}}}`,
 				`{name: c, address: ":82", protocol: TCP, default_cluster: web, tcp: {}}`,
+				`{name: d, address: ":83", protocol: TCP, default_cluster: web, tcp: {idle_timeout: 168h}}`,
 			},
 			want: []string{"listeners[0].tcp: only allowed when protocol is TCP"},
+		},
+		{
+			name:     "tcp idle timeout out of range",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: web, tcp: {idle_timeout: 0s}}`,
+				`{name: b, address: ":81", protocol: TCP, default_cluster: web, tcp: {idle_timeout: 169h}}`,
+			},
+			want: []string{
+				"listeners[0].tcp.idle_timeout: must be between 1ms and 168h0m0s",
+				"listeners[1].tcp.idle_timeout: must be between 1ms and 168h0m0s",
+			},
 		},
 		{
 			name: "rebalance where reconnects come back",

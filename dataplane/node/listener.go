@@ -80,7 +80,14 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 		g.http.SetHTTP2(g.h2)
 		l.gen.Store(g)
 	case sluicev1.Protocol_PROTOCOL_TCP:
-		cfg := &tcpproxy.Config{Listener: ls.GetName(), Director: rt.tcpDirector(), Retries: rt.retries(), Inspect: rt.inspectTimeout(ls), Meter: m}
+		cfg := &tcpproxy.Config{
+			Listener:    ls.GetName(),
+			Director:    rt.tcpDirector(),
+			Retries:     rt.retries(),
+			Inspect:     rt.inspectTimeout(ls),
+			Meter:       m,
+			IdleTimeout: durationOr(ls.GetTcp().GetIdleTimeout().AsDuration(), tcpproxy.DefaultIdleTimeout),
+		}
 		if cur != nil {
 			cur.tcp.SetConfig(cfg)
 			return nil

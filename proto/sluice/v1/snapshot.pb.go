@@ -3285,8 +3285,15 @@ type TcpOptions struct {
 	// "tcp-request inspect-delay"). A connection that sends nothing for this
 	// long is judged as not TLS. Default 5s.
 	InspectTimeout *durationpb.Duration `protobuf:"bytes,2,opt,name=inspect_timeout,json=inspectTimeout,proto3" json:"inspect_timeout,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// IdleTimeout closes a session that carried no byte either way for this
+	// long: both its sockets, with a FIN (HAProxy's "timeout client" and
+	// "timeout server" in TCP mode, Envoy's tcp_proxy idle_timeout). A
+	// session whose client or endpoint vanished without a word, or stopped
+	// reading, ends by it. A change applies to live sessions too. Recorded as
+	// CLIENT_TIMEOUT. Default 1h.
+	IdleTimeout   *durationpb.Duration `protobuf:"bytes,3,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TcpOptions) Reset() {
@@ -3329,6 +3336,13 @@ func (x *TcpOptions) GetRebalance() *Rebalance {
 func (x *TcpOptions) GetInspectTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.InspectTimeout
+	}
+	return nil
+}
+
+func (x *TcpOptions) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
 	}
 	return nil
 }
@@ -3986,11 +4000,12 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bcert_pem\x18\x01 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\acertPem\x12\"\n" +
 	"\akey_pem\x18\x02 \x01(\tB\t\xfaB\x06r\x04\x18\x80\x80@R\x06keyPem\x12%\n" +
 	"\tcert_file\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\bcertFile\x12#\n" +
-	"\bkey_file\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\akeyFile\"\x97\x01\n" +
+	"\bkey_file\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\akeyFile\"\xe9\x01\n" +
 	"\n" +
 	"TcpOptions\x122\n" +
 	"\trebalance\x18\x01 \x01(\v2\x14.sluice.v1.RebalanceR\trebalance\x12U\n" +
-	"\x0finspect_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\x0einspectTimeout\"\x87\x02\n" +
+	"\x0finspect_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\x0einspectTimeout\x12P\n" +
+	"\fidle_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\vidleTimeout\"\x87\x02\n" +
 	"\tRebalance\x12<\n" +
 	"\x11tolerance_percent\x18\x01 \x01(\rB\n" +
 	"\xfaB\a*\x05\x18\xe8\a(\x01H\x00R\x10tolerancePercent\x88\x01\x01\x12C\n" +
@@ -4215,20 +4230,21 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	45, // 62: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
 	38, // 63: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
 	45, // 64: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
-	45, // 65: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	45, // 66: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	45, // 67: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	45, // 68: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	45, // 69: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	41, // 70: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	40, // 71: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
-	45, // 72: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
-	10, // 73: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	45, // 65: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	45, // 66: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	45, // 67: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	45, // 68: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	45, // 69: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	45, // 70: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	41, // 71: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	40, // 72: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
+	45, // 73: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
+	10, // 74: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }

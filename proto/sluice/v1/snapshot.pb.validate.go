@@ -5898,6 +5898,37 @@ func (m *TcpOptions) validate(all bool) error {
 		}
 	}
 
+	if d := m.GetIdleTimeout(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = TcpOptionsValidationError{
+				field:  "IdleTimeout",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(604800*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 1000000*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := TcpOptionsValidationError{
+					field:  "IdleTimeout",
+					reason: "value must be inside range [1ms, 168h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
 	if len(errors) > 0 {
 		return TcpOptionsMultiError(errors)
 	}

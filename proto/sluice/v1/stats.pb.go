@@ -103,7 +103,9 @@ const (
 	CloseReason_CLOSE_REASON_CLIENT_CLOSED CloseReason = 1
 	// The endpoint closed its side first.
 	CloseReason_CLOSE_REASON_SERVER_CLOSED CloseReason = 2
-	// The client sent nothing for the idle or header timeout.
+	// The client sent nothing for the idle or header timeout; on a TCP
+	// listener or an HTTP tunnel, neither side carried a byte for its idle
+	// timeout.
 	CloseReason_CLOSE_REASON_CLIENT_TIMEOUT CloseReason = 3
 	// The endpoint did not answer in time.
 	CloseReason_CLOSE_REASON_SERVER_TIMEOUT CloseReason = 4
