@@ -242,6 +242,21 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name:     "tcp keep-alive out of range",
+			clusters: []string{`{name: web, tcp_keepalive: {idle: 0s, interval: 32768s, probes: 128}}`},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: web, tcp_keepalive: {idle: 2h, interval: 500ms}}`,
+				`{name: b, address: ":81", protocol: HTTP, default_cluster: web, tcp_keepalive: {idle: 10m, interval: 30s, probes: 5}}`,
+				`{name: c, address: ":82", protocol: HTTP, default_cluster: web, tcp_keepalive: {}}`,
+			},
+			want: []string{
+				"clusters[0].tcp_keepalive.idle: must be between 1s and 9h6m7s",
+				"clusters[0].tcp_keepalive.interval: must be between 1s and 9h6m7s",
+				"clusters[0].tcp_keepalive.probes: must be between 1 and 127",
+				"listeners[0].tcp_keepalive.interval: must be between 1s and 9h6m7s",
+			},
+		},
+		{
 			name: "rebalance where reconnects come back",
 			clusters: []string{
 				okCluster,

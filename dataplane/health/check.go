@@ -68,7 +68,7 @@ func localHeader(v int) []byte {
 // connect connects by deadline, or returns why it could not, in a few
 // words (see failure).
 func (cn *connector) connect(ctx context.Context, deadline time.Time) (net.Conn, error) {
-	d := net.Dialer{Deadline: deadline}
+	d := net.Dialer{Deadline: deadline, KeepAlive: -1} // a check's connection is short-lived
 	conn, err := d.DialContext(ctx, "tcp", cn.addr())
 	if err != nil {
 		return nil, failure(err, cn.timedOut)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"math"
@@ -35,6 +36,9 @@ type listener struct {
 	// accept reads PROXY headers in front of new connections; nil: none
 	// are read. Set by Apply.
 	accept atomic.Pointer[proxyAccept]
+	// keepAlive is the TCP keep-alive of new connections (tcp_keepalive);
+	// nil: none. Set by Apply.
+	keepAlive atomic.Pointer[net.KeepAliveConfig]
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -47,8 +51,12 @@ type generation struct {
 	tcp      *tcpproxy.Server  // set for TCP
 }
 
+// bind opens the listener's socket. Its connections get no TCP keep-alive
+// probes (Go's default would probe every 15s, and cost four system calls
+// per connection) but those the listener's tcp_keepalive asks for.
 func bind(address string) (*net.TCPListener, error) {
-	ln, err := net.Listen("tcp", address)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, err
 	}
@@ -162,13 +170,13 @@ func (l *listener) dispatch(c *net.TCPConn) {
 	for {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
-			pa := l.accept.Load()
+			pa, ka := l.accept.Load(), l.keepAlive.Load()
 			// Paced while many connections set up: a burst waits in
 			// the kernel's accept queue, not as goroutines.
 			if g.tcp != nil {
-				g.tcp.Go(func() { g.handle(c, pa, nil, l.log) })
+				g.tcp.Go(func() { g.handle(c, pa, ka, nil, l.log) })
 			} else {
-				g.http.Go(func(setUp func()) { g.handle(c, pa, setUp, l.log) })
+				g.http.Go(func(setUp func()) { g.handle(c, pa, ka, setUp, l.log) })
 			}
 			return
 		}
@@ -180,15 +188,16 @@ func (l *listener) dispatch(c *net.TCPConn) {
 }
 
 // handle serves c, on behalf of the client its PROXY header names when pa
-// (the listener's proxy_protocol) is set; setUp is the HTTP server's Go's
-// (nil for a TCP listener).
+// (the listener's proxy_protocol) is set, with the keep-alive probes ka
+// asks for (nil: none); setUp is the HTTP server's Go's (nil for a TCP
+// listener).
 //
 // A connection may outlive this goroutine: an HTTP one idle between
 // requests, a TCP session whose directions wait for bytes, park without
 // one (httpproxy.Server.ServeConnAsync, tcpproxy.Server.ServeConnAsync),
 // and it leaves the generation's set when it ends, on whichever goroutine
 // ends it.
-func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, setUp func(), log *slog.Logger) {
+func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveConfig, setUp func(), log *slog.Logger) {
 	remove := true
 	defer func() {
 		// A panic is a bug, but one connection must not take the node
@@ -201,6 +210,9 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, setUp func(), log *
 			g.conns.Remove(c)
 		}
 	}()
+	if ka != nil {
+		c.SetKeepAliveConfig(*ka) // a socket that refuses is served without
+	}
 	client, _ := proxyproto.Addrs(c)
 	if pa != nil {
 		var ok bool
@@ -236,4 +248,24 @@ func (l *listener) close() {
 	l.ln.Close()
 	<-l.done
 	l.gen.Load().retire()
+}
+
+// keepAliveConfig is the socket setting of keep-alive probes ka asks for (a
+// listener's or a cluster's tcp_keepalive); nil for none. Fields ka
+// leaves unset keep the system's settings.
+func keepAliveConfig(ka *sluicev1.TcpKeepalive) *net.KeepAliveConfig {
+	if ka == nil {
+		return nil
+	}
+	cfg := &net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+	if d := ka.GetIdle(); d != nil {
+		cfg.Idle = d.AsDuration()
+	}
+	if d := ka.GetInterval(); d != nil {
+		cfg.Interval = d.AsDuration()
+	}
+	if n := ka.GetProbes(); n > 0 {
+		cfg.Count = int(n)
+	}
+	return cfg
 }

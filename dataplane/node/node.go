@@ -220,6 +220,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if c.queue != nil {
 			wake = c.queue.wake
 		}
+		ka := keepAliveConfig(c.spec.GetTcpKeepalive())
 		var outlier *upstream.OutlierPolicy
 		if c.outlier != nil {
 			c.outlier.update(*c.outlierCfg, c.members)
@@ -229,6 +230,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			m.Endpoint.SetMaxConn(m.MaxConn)
 			m.Endpoint.SetSendProxy(c.info[i].sendProxy)
 			m.Endpoint.SetReceiveBuffer(int(c.spec.GetReceiveBufferBytes()))
+			m.Endpoint.SetKeepAlive(ka)
 			m.Endpoint.OnRelease(wake)
 			m.Endpoint.SetOutlierPolicy(outlier)
 			m.Endpoint.SetTLS(c.tls.config())
@@ -239,6 +241,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	for _, ls := range snap.GetListeners() {
 		l := listeners[ls.GetAddress()]
 		l.accept.Store(accepts[ls.GetAddress()])
+		l.keepAlive.Store(keepAliveConfig(ls.GetTcpKeepalive()))
 		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], meters[ls.GetName()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}

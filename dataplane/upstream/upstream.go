@@ -85,9 +85,10 @@ type Endpoint struct {
 	outlier   atomic.Pointer[OutlierPolicy] // nil: no passive checks
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
 	onRelease atomic.Pointer[func()]
-	tls       atomic.Pointer[endpointTLS] // nil: plain TCP; see SetTLS
-	sendProxy atomic.Uint32               // PROXY header version of new connections; 0: none
-	rcvbuf    atomic.Uint32               // SO_RCVBUF of new connections; 0: the kernel's
+	tls       atomic.Pointer[endpointTLS]         // nil: plain TCP; see SetTLS
+	sendProxy atomic.Uint32                       // PROXY header version of new connections; 0: none
+	rcvbuf    atomic.Uint32                       // SO_RCVBUF of new connections; 0: the kernel's
+	keepAlive atomic.Pointer[net.KeepAliveConfig] // of new connections; nil: none
 
 	mu sync.Mutex
 	// conns holds every open connection; nil until the first: most
@@ -197,6 +198,11 @@ func (e *Endpoint) Release() {
 	}
 }
 
+// SetKeepAlive sets the TCP keep-alive probes of new connections to the
+// endpoint (the cluster's tcp_keepalive in the snapshot applied last);
+// nil: none. cfg must not change after. Open connections keep theirs.
+func (e *Endpoint) SetKeepAlive(cfg *net.KeepAliveConfig) { e.keepAlive.Store(cfg) }
+
 // OnRelease makes Release call f (nil: nothing) after it counted work out;
 // a cluster's queue uses it to hand the free slot to the work waiting
 // longest. f runs on the releasing goroutine and must not block.
@@ -252,7 +258,12 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		deadline = time.Now().Add(timeout)
 	}
 	rcvbuf := e.rcvbuf.Load()
-	d := net.Dialer{Deadline: deadline, Control: rcvbufControl(rcvbuf)}
+	// KeepAlive -1: none unless SetKeepAlive asked (Go's default would
+	// probe every 15s, and cost four system calls per connection).
+	d := net.Dialer{Deadline: deadline, Control: rcvbufControl(rcvbuf), KeepAlive: -1}
+	if ka := e.keepAlive.Load(); ka != nil {
+		d.KeepAliveConfig = *ka
+	}
 	addr := e.Addr
 	caller := ctx // whether the caller gave up is told by its own ctx
 	if t := e.resolved.Load(); t != nil {

@@ -953,8 +953,12 @@ type Cluster struct {
 	// kernel's sizing. After a change, pooled HTTP connections are replaced;
 	// TCP sessions keep the buffer they started with.
 	ReceiveBufferBytes uint32 `protobuf:"varint,22,opt,name=receive_buffer_bytes,json=receiveBufferBytes,proto3" json:"receive_buffer_bytes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// TcpKeepalive turns on TCP keep-alive probes on the node's connections
+	// to the endpoints, as HAProxy's "option srvtcpka". Unset: none, as in
+	// HAProxy and Envoy; health checks never have them.
+	TcpKeepalive  *TcpKeepalive `protobuf:"bytes,24,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1146,6 +1150,13 @@ func (x *Cluster) GetReceiveBufferBytes() uint32 {
 		return x.ReceiveBufferBytes
 	}
 	return 0
+}
+
+func (x *Cluster) GetTcpKeepalive() *TcpKeepalive {
+	if x != nil {
+		return x.TcpKeepalive
+	}
+	return nil
 }
 
 // UpstreamTls is how a node speaks TLS to a cluster's endpoints.
@@ -1862,6 +1873,10 @@ type Listener struct {
 	// peer's address everywhere: rules, hashing, stick tables, forwarding
 	// headers, PROXY headers sent on, records. Unset: no header is read.
 	ProxyProtocol *ProxyProtocolAccept `protobuf:"bytes,21,opt,name=proxy_protocol,json=proxyProtocol,proto3" json:"proxy_protocol,omitempty"`
+	// TcpKeepalive turns on TCP keep-alive probes on the listener's client
+	// connections, as HAProxy's "option clitcpka". Unset: none, as in
+	// HAProxy and Envoy.
+	TcpKeepalive  *TcpKeepalive `protobuf:"bytes,22,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1959,6 +1974,85 @@ func (x *Listener) GetProxyProtocol() *ProxyProtocolAccept {
 	return nil
 }
 
+func (x *Listener) GetTcpKeepalive() *TcpKeepalive {
+	if x != nil {
+		return x.TcpKeepalive
+	}
+	return nil
+}
+
+// TcpKeepalive sets TCP keep-alive probes on a connection's socket: once
+// it carried no data for idle, the kernel sends a probe every interval,
+// and drops the connection when probes of them in a row go unanswered.
+// They keep the state that NATs and firewalls hold for a quiet long-lived
+// session (a pool's idle connection), and find a peer that vanished sooner
+// than an idle timeout would. A field left unset keeps the system's
+// setting (net.ipv4.tcp_keepalive_time, tcp_keepalive_intvl,
+// tcp_keepalive_probes: 2h, 75s and 9 on Linux by default).
+type TcpKeepalive struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Idle is how long the connection carries no data before the first
+	// probe; whole seconds.
+	Idle *durationpb.Duration `protobuf:"bytes,1,opt,name=idle,proto3" json:"idle,omitempty"`
+	// Interval is the time between probes; whole seconds.
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// Probes is how many unanswered probes drop the connection.
+	Probes        uint32 `protobuf:"varint,3,opt,name=probes,proto3" json:"probes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TcpKeepalive) Reset() {
+	*x = TcpKeepalive{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpKeepalive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpKeepalive) ProtoMessage() {}
+
+func (x *TcpKeepalive) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpKeepalive.ProtoReflect.Descriptor instead.
+func (*TcpKeepalive) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TcpKeepalive) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
+}
+
+func (x *TcpKeepalive) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *TcpKeepalive) GetProbes() uint32 {
+	if x != nil {
+		return x.Probes
+	}
+	return 0
+}
+
 // ProxyProtocolAccept says which connections may carry a PROXY header.
 type ProxyProtocolAccept struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1978,7 +2072,7 @@ type ProxyProtocolAccept struct {
 
 func (x *ProxyProtocolAccept) Reset() {
 	*x = ProxyProtocolAccept{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2084,7 @@ func (x *ProxyProtocolAccept) String() string {
 func (*ProxyProtocolAccept) ProtoMessage() {}
 
 func (x *ProxyProtocolAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[12]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2097,7 @@ func (x *ProxyProtocolAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProxyProtocolAccept.ProtoReflect.Descriptor instead.
 func (*ProxyProtocolAccept) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProxyProtocolAccept) GetRequired() bool {
@@ -2062,7 +2156,7 @@ type Rule struct {
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2168,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[13]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2181,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Rule) GetName() string {
@@ -2265,7 +2359,7 @@ type Match struct {
 
 func (x *Match) Reset() {
 	*x = Match{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2371,7 @@ func (x *Match) String() string {
 func (*Match) ProtoMessage() {}
 
 func (x *Match) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[14]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2384,7 @@ func (x *Match) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Match.ProtoReflect.Descriptor instead.
 func (*Match) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Match) GetHost() *StringMatch {
@@ -2405,7 +2499,7 @@ type StringMatch struct {
 
 func (x *StringMatch) Reset() {
 	*x = StringMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2511,7 @@ func (x *StringMatch) String() string {
 func (*StringMatch) ProtoMessage() {}
 
 func (x *StringMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2524,7 @@ func (x *StringMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
 func (*StringMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StringMatch) GetExact() []string {
@@ -2512,7 +2606,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2618,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2631,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -2625,7 +2719,7 @@ type QueryMatch struct {
 
 func (x *QueryMatch) Reset() {
 	*x = QueryMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2731,7 @@ func (x *QueryMatch) String() string {
 func (*QueryMatch) ProtoMessage() {}
 
 func (x *QueryMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2744,7 @@ func (x *QueryMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
 func (*QueryMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryMatch) GetName() string {
@@ -2721,7 +2815,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2827,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2840,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PortRange) GetFrom() uint32 {
@@ -2780,7 +2874,7 @@ type Deny struct {
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2886,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2899,7 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Deny) GetStatus() uint32 {
@@ -2839,7 +2933,7 @@ type Allow struct {
 
 func (x *Allow) Reset() {
 	*x = Allow{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2945,7 @@ func (x *Allow) String() string {
 func (*Allow) ProtoMessage() {}
 
 func (x *Allow) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2958,7 @@ func (x *Allow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allow.ProtoReflect.Descriptor instead.
 func (*Allow) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 // Redirect answers with a redirect to the request's own URL with some parts
@@ -2899,7 +2993,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +3005,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3018,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Redirect) GetScheme() string {
@@ -2997,7 +3091,7 @@ type Respond struct {
 
 func (x *Respond) Reset() {
 	*x = Respond{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3103,7 @@ func (x *Respond) String() string {
 func (*Respond) ProtoMessage() {}
 
 func (x *Respond) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3116,7 @@ func (x *Respond) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Respond.ProtoReflect.Descriptor instead.
 func (*Respond) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Respond) GetStatus() uint32 {
@@ -3074,7 +3168,7 @@ type HeaderEdits struct {
 
 func (x *HeaderEdits) Reset() {
 	*x = HeaderEdits{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3180,7 @@ func (x *HeaderEdits) String() string {
 func (*HeaderEdits) ProtoMessage() {}
 
 func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3193,7 @@ func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderEdits.ProtoReflect.Descriptor instead.
 func (*HeaderEdits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HeaderEdits) GetSet() map[string]string {
@@ -3143,7 +3237,7 @@ type TlsOptions struct {
 
 func (x *TlsOptions) Reset() {
 	*x = TlsOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3249,7 @@ func (x *TlsOptions) String() string {
 func (*TlsOptions) ProtoMessage() {}
 
 func (x *TlsOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3262,7 @@ func (x *TlsOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TlsOptions.ProtoReflect.Descriptor instead.
 func (*TlsOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TlsOptions) GetCertificates() []*Certificate {
@@ -3218,7 +3312,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3324,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3337,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Certificate) GetCertPem() string {
@@ -3298,7 +3392,7 @@ type TcpOptions struct {
 
 func (x *TcpOptions) Reset() {
 	*x = TcpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3404,7 @@ func (x *TcpOptions) String() string {
 func (*TcpOptions) ProtoMessage() {}
 
 func (x *TcpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3417,7 @@ func (x *TcpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
 func (*TcpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TcpOptions) GetRebalance() *Rebalance {
@@ -3372,7 +3466,7 @@ type Rebalance struct {
 
 func (x *Rebalance) Reset() {
 	*x = Rebalance{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3478,7 @@ func (x *Rebalance) String() string {
 func (*Rebalance) ProtoMessage() {}
 
 func (x *Rebalance) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3491,7 @@ func (x *Rebalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
 func (*Rebalance) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Rebalance) GetTolerancePercent() uint32 {
@@ -3477,7 +3571,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3489,7 +3583,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3502,7 +3596,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -3621,7 +3715,7 @@ type Forwarding struct {
 
 func (x *Forwarding) Reset() {
 	*x = Forwarding{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +3727,7 @@ func (x *Forwarding) String() string {
 func (*Forwarding) ProtoMessage() {}
 
 func (x *Forwarding) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +3740,7 @@ func (x *Forwarding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forwarding.ProtoReflect.Descriptor instead.
 func (*Forwarding) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Forwarding) GetStyle() ForwardedStyle {
@@ -3683,7 +3777,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3695,7 +3789,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3708,7 +3802,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -3765,7 +3859,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x04name\x127\n" +
 	"\x06method\x18\x03 \x01(\x0e2\x15.sluice.v1.HashMethodB\b\xfaB\x05\x82\x01\x02\x10\x01R\x06method\x12&\n" +
 	"\x0fuse_domain_only\x18\x04 \x01(\bR\ruseDomainOnly\x12/\n" +
-	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xaa\n" +
+	"\x0ebalance_factor\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\rbalanceFactor\"\xe8\n" +
 	"\n" +
 	"\aCluster\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12:\n" +
@@ -3801,7 +3895,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"send_proxy\x18\x14 \x01(\x0e2\x14.sluice.v1.SendProxyB\b\xfaB\x05\x82\x01\x02\x10\x01R\tsendProxy\x12\x14\n" +
 	"\x05http2\x18\x15 \x01(\bR\x05http2\x12A\n" +
 	"\x14receive_buffer_bytes\x18\x16 \x01(\rB\x0f\xfaB\f*\n" +
-	"\x18\x80\x80\x80 (\x80 @\x01R\x12receiveBufferBytesB\n" +
+	"\x18\x80\x80\x80 (\x80 @\x01R\x12receiveBufferBytes\x12<\n" +
+	"\rtcp_keepalive\x18\x18 \x01(\v2\x17.sluice.v1.TcpKeepaliveR\ftcpKeepaliveB\n" +
 	"\n" +
 	"\b_retries\"\xf1\x01\n" +
 	"\vUpstreamTls\x12 \n" +
@@ -3868,7 +3963,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xd4\x03\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x92\x04\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -3880,7 +3975,14 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x03tcp\x18\x06 \x01(\v2\x15.sluice.v1.TcpOptionsR\x03tcp\x120\n" +
 	"\x05rules\x18\a \x03(\v2\x0f.sluice.v1.RuleB\t\xfaB\x06\x92\x01\x03\x10\xe8\aR\x05rules\x12'\n" +
 	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\x12E\n" +
-	"\x0eproxy_protocol\x18\x15 \x01(\v2\x1e.sluice.v1.ProxyProtocolAcceptR\rproxyProtocol\"\xb5\x01\n" +
+	"\x0eproxy_protocol\x18\x15 \x01(\v2\x1e.sluice.v1.ProxyProtocolAcceptR\rproxyProtocol\x12<\n" +
+	"\rtcp_keepalive\x18\x16 \x01(\v2\x17.sluice.v1.TcpKeepaliveR\ftcpKeepalive\"\xbd\x01\n" +
+	"\fTcpKeepalive\x12?\n" +
+	"\x04idle\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
+	"\"\x04\b\xff\xff\x012\x02\b\x01R\x04idle\x12G\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
+	"\"\x04\b\xff\xff\x012\x02\b\x01R\binterval\x12#\n" +
+	"\x06probes\x18\x03 \x01(\rB\v\xfaB\b*\x06\x18\x7f(\x01@\x01R\x06probes\"\xb5\x01\n" +
 	"\x13ProxyProtocolAccept\x12\x1a\n" +
 	"\brequired\x18\x01 \x01(\bR\brequired\x12:\n" +
 	"\x0ftrusted_sources\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\x0etrustedSources\x12F\n" +
@@ -4115,7 +4217,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -4140,29 +4242,30 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*HealthCheck)(nil),         // 20: sluice.v1.HealthCheck
 	(*HttpHealthCheck)(nil),     // 21: sluice.v1.HttpHealthCheck
 	(*Listener)(nil),            // 22: sluice.v1.Listener
-	(*ProxyProtocolAccept)(nil), // 23: sluice.v1.ProxyProtocolAccept
-	(*Rule)(nil),                // 24: sluice.v1.Rule
-	(*Match)(nil),               // 25: sluice.v1.Match
-	(*StringMatch)(nil),         // 26: sluice.v1.StringMatch
-	(*HeaderMatch)(nil),         // 27: sluice.v1.HeaderMatch
-	(*QueryMatch)(nil),          // 28: sluice.v1.QueryMatch
-	(*PortRange)(nil),           // 29: sluice.v1.PortRange
-	(*Deny)(nil),                // 30: sluice.v1.Deny
-	(*Allow)(nil),               // 31: sluice.v1.Allow
-	(*Redirect)(nil),            // 32: sluice.v1.Redirect
-	(*Respond)(nil),             // 33: sluice.v1.Respond
-	(*HeaderEdits)(nil),         // 34: sluice.v1.HeaderEdits
-	(*TlsOptions)(nil),          // 35: sluice.v1.TlsOptions
-	(*Certificate)(nil),         // 36: sluice.v1.Certificate
-	(*TcpOptions)(nil),          // 37: sluice.v1.TcpOptions
-	(*Rebalance)(nil),           // 38: sluice.v1.Rebalance
-	(*HttpOptions)(nil),         // 39: sluice.v1.HttpOptions
-	(*Forwarding)(nil),          // 40: sluice.v1.Forwarding
-	(*ErrorPage)(nil),           // 41: sluice.v1.ErrorPage
-	nil,                         // 42: sluice.v1.Respond.HeadersEntry
-	nil,                         // 43: sluice.v1.HeaderEdits.SetEntry
-	nil,                         // 44: sluice.v1.HeaderEdits.AddEntry
-	(*durationpb.Duration)(nil), // 45: google.protobuf.Duration
+	(*TcpKeepalive)(nil),        // 23: sluice.v1.TcpKeepalive
+	(*ProxyProtocolAccept)(nil), // 24: sluice.v1.ProxyProtocolAccept
+	(*Rule)(nil),                // 25: sluice.v1.Rule
+	(*Match)(nil),               // 26: sluice.v1.Match
+	(*StringMatch)(nil),         // 27: sluice.v1.StringMatch
+	(*HeaderMatch)(nil),         // 28: sluice.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 29: sluice.v1.QueryMatch
+	(*PortRange)(nil),           // 30: sluice.v1.PortRange
+	(*Deny)(nil),                // 31: sluice.v1.Deny
+	(*Allow)(nil),               // 32: sluice.v1.Allow
+	(*Redirect)(nil),            // 33: sluice.v1.Redirect
+	(*Respond)(nil),             // 34: sluice.v1.Respond
+	(*HeaderEdits)(nil),         // 35: sluice.v1.HeaderEdits
+	(*TlsOptions)(nil),          // 36: sluice.v1.TlsOptions
+	(*Certificate)(nil),         // 37: sluice.v1.Certificate
+	(*TcpOptions)(nil),          // 38: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 39: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 40: sluice.v1.HttpOptions
+	(*Forwarding)(nil),          // 41: sluice.v1.Forwarding
+	(*ErrorPage)(nil),           // 42: sluice.v1.ErrorPage
+	nil,                         // 43: sluice.v1.Respond.HeadersEntry
+	nil,                         // 44: sluice.v1.HeaderEdits.SetEntry
+	nil,                         // 45: sluice.v1.HeaderEdits.AddEntry
+	(*durationpb.Duration)(nil), // 46: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	14, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
@@ -4172,79 +4275,83 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
 	20, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
 	19, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	45, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	45, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	46, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	46, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	12, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	13, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	45, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	45, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	46, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	46, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
 	17, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
 	18, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	45, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	46, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
 	16, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
 	15, // 18: sluice.v1.Cluster.tls:type_name -> sluice.v1.UpstreamTls
 	8,  // 19: sluice.v1.Cluster.send_proxy:type_name -> sluice.v1.SendProxy
-	9,  // 20: sluice.v1.UpstreamTls.min_version:type_name -> sluice.v1.TlsVersion
-	45, // 21: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	45, // 22: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	45, // 23: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
-	4,  // 24: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
-	5,  // 25: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	45, // 26: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
-	6,  // 27: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
-	8,  // 28: sluice.v1.Endpoint.send_proxy:type_name -> sluice.v1.SendProxy
-	45, // 29: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	45, // 30: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	45, // 31: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	45, // 32: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
-	21, // 33: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
-	7,  // 34: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	39, // 35: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	37, // 36: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
-	24, // 37: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
-	35, // 38: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
-	23, // 39: sluice.v1.Listener.proxy_protocol:type_name -> sluice.v1.ProxyProtocolAccept
-	45, // 40: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
-	25, // 41: sluice.v1.Rule.match:type_name -> sluice.v1.Match
-	30, // 42: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
-	31, // 43: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
-	32, // 44: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
-	33, // 45: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
-	34, // 46: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
-	34, // 47: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
-	26, // 48: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
-	26, // 49: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
-	27, // 50: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
-	28, // 51: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
-	29, // 52: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
-	26, // 53: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
-	25, // 54: sluice.v1.Match.all:type_name -> sluice.v1.Match
-	25, // 55: sluice.v1.Match.any:type_name -> sluice.v1.Match
-	25, // 56: sluice.v1.Match.not:type_name -> sluice.v1.Match
-	42, // 57: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
-	43, // 58: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
-	44, // 59: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
-	36, // 60: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
-	9,  // 61: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
-	45, // 62: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
-	38, // 63: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	45, // 64: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
-	45, // 65: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	45, // 66: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	45, // 67: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	45, // 68: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	45, // 69: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	45, // 70: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	41, // 71: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	40, // 72: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
-	45, // 73: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
-	10, // 74: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	23, // 20: sluice.v1.Cluster.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
+	9,  // 21: sluice.v1.UpstreamTls.min_version:type_name -> sluice.v1.TlsVersion
+	46, // 22: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	46, // 23: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	46, // 24: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	4,  // 25: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
+	5,  // 26: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
+	46, // 27: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	6,  // 28: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
+	8,  // 29: sluice.v1.Endpoint.send_proxy:type_name -> sluice.v1.SendProxy
+	46, // 30: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	46, // 31: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	46, // 32: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	46, // 33: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	21, // 34: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
+	7,  // 35: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
+	40, // 36: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	38, // 37: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	25, // 38: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
+	36, // 39: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
+	24, // 40: sluice.v1.Listener.proxy_protocol:type_name -> sluice.v1.ProxyProtocolAccept
+	23, // 41: sluice.v1.Listener.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
+	46, // 42: sluice.v1.TcpKeepalive.idle:type_name -> google.protobuf.Duration
+	46, // 43: sluice.v1.TcpKeepalive.interval:type_name -> google.protobuf.Duration
+	46, // 44: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
+	26, // 45: sluice.v1.Rule.match:type_name -> sluice.v1.Match
+	31, // 46: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
+	32, // 47: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
+	33, // 48: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
+	34, // 49: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
+	35, // 50: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
+	35, // 51: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
+	27, // 52: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
+	27, // 53: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
+	28, // 54: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
+	29, // 55: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
+	30, // 56: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
+	27, // 57: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
+	26, // 58: sluice.v1.Match.all:type_name -> sluice.v1.Match
+	26, // 59: sluice.v1.Match.any:type_name -> sluice.v1.Match
+	26, // 60: sluice.v1.Match.not:type_name -> sluice.v1.Match
+	43, // 61: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
+	44, // 62: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
+	45, // 63: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
+	37, // 64: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
+	9,  // 65: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
+	46, // 66: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	39, // 67: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	46, // 68: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
+	46, // 69: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	46, // 70: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	46, // 71: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	46, // 72: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	46, // 73: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	46, // 74: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	42, // 75: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	41, // 76: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
+	46, // 77: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
+	10, // 78: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -4257,24 +4364,24 @@ func file_sluice_v1_snapshot_proto_init() {
 	file_sluice_v1_snapshot_proto_msgTypes[5].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[8].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[9].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[13].OneofWrappers = []any{
+	file_sluice_v1_snapshot_proto_msgTypes[14].OneofWrappers = []any{
 		(*Rule_Route)(nil),
 		(*Rule_Deny)(nil),
 		(*Rule_Allow)(nil),
 		(*Rule_Redirect)(nil),
 		(*Rule_Respond)(nil),
 	}
-	file_sluice_v1_snapshot_proto_msgTypes[14].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[16].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[15].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[17].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[27].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[18].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
