@@ -70,9 +70,13 @@ type halfState struct {
 	// guarded by parking.mu.
 	parkID   uint64
 	parkedAt time.Duration // when it last parked, on monotonic
-	moved    uint32        // reads that brought bytes: a deadline that finds it changed finds the half busy
-	quick    uint8         // wake-ups in a row that came soon after parking
-	inq      bool          // src reports TCP_INQ
+	// inSet: src is in the poller's epoll set (parked, or disarmed since
+	// its wake-up); set by park, cleared by leave, under parking.mu or
+	// by whoever runs the half.
+	inSet bool
+	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
+	quick uint8  // wake-ups in a row that came soon after parking
+	inq   bool   // src reports TCP_INQ
 }
 
 // monotonic is the time since the process started, from the monotonic

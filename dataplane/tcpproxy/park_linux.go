@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,10 +75,11 @@ type poller struct {
 	// sweepArmed: sweeping is armed, or its sweep is running.
 	sweepArmed bool
 	// park's step for src's RawConn.Control: ctlFn arms ev for the
-	// socket, adding it to the set when it is not in, and leaves the
-	// outcome in ctlErr. Kept here, under mu (park holds it across
-	// Control), so that parking allocates nothing.
+	// socket with ctlOp (re-arm, or add it to the set when it is not in)
+	// and leaves the outcome in ctlErr. Kept here, under mu (park holds
+	// it across Control), so that parking allocates nothing.
 	ev     unix.EpollEvent
+	ctlOp  int
 	ctlErr error
 	ctlFn  func(uintptr)
 }
@@ -103,6 +105,10 @@ func park(h *half) error {
 	}
 	id := p.last + 1
 	p.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	p.ctlOp = unix.EPOLL_CTL_MOD
+	if !h.inSet {
+		p.ctlOp = unix.EPOLL_CTL_ADD
+	}
 	if err := h.srcRC().Control(p.ctlFn); err != nil {
 		return err
 	}
@@ -111,6 +117,7 @@ func park(h *half) error {
 		p.ctlErr = nil
 		return err
 	}
+	h.inSet = true
 	p.last = id
 	h.parkID = id
 	h.parkedAt = monotonic()
@@ -172,12 +179,16 @@ func (p *poller) start() {
 	p.serveFn = func(fd uintptr) { p.wait = !p.c.read(fd) }
 	p.ctlFn = func(fd uintptr) {
 		// A socket stays in the set while it is open, disarmed after
-		// its event (or until leave): re-arm it, or add it.
-		if p.ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &p.ev); p.ctlErr == unix.ENOENT {
-			p.ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &p.ev)
+		// its event (or until leave): re-arm it, or add it. The half
+		// knows which (inSet); the other is tried when it is wrong.
+		switch p.ctlErr = epollCtl(p.epfd, p.ctlOp, fd, &p.ev); {
+		case p.ctlErr == unix.ENOENT && p.ctlOp == unix.EPOLL_CTL_MOD:
+			p.ctlErr = epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &p.ev)
+		case p.ctlErr == unix.EEXIST && p.ctlOp == unix.EPOLL_CTL_ADD:
+			p.ctlErr = epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &p.ev)
 		}
 	}
-	p.leaveFn = func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) }
+	p.leaveFn = func(fd uintptr) { epollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil) }
 	go p.run(f, rc)
 }
 
@@ -280,6 +291,17 @@ func (p *poller) serve(h *half) {
 // kernel a look at the set each time bytes arrive. park adds it again.
 func (p *poller) leave(h *half) {
 	h.srcRC().Control(p.leaveFn)
+	h.inSet = false
+}
+
+// epollCtl is epoll_ctl(2) as a raw system call: it never blocks, and the
+// runtime's bookkeeping for one that might costs more (see copy_linux.go).
+func epollCtl(epfd, op int, fd uintptr, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), fd, uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // sweep ends the sessions of parked halves whose sockets someone closed.
