@@ -138,17 +138,24 @@ func (h *half) panicked(p any) {
 }
 
 // end ends the half: src's EOF (err nil) becomes a half-close of dst,
-// anything else closes the session. The last half to end finishes it.
+// anything else closes the session. The last half to end finishes it, and
+// the close there sends dst's FIN: a half-close first would only cost a
+// system call more. (Two halves that end at once may both half-close.)
 func (h *half) end(err error) {
 	s := h.s
 	h.release()
 	if err == nil {
+		last := s.live.Load() == 1
 		if h.toClient {
 			s.ended.CompareAndSwap(0, byServer)
-			s.client.CloseWrite()
+			if !last {
+				s.client.CloseWrite()
+			}
 		} else {
 			s.ended.CompareAndSwap(0, byClient)
-			closeWrite(s.backend)
+			if !last {
+				closeWrite(s.backend)
+			}
 		}
 	} else {
 		h.err = err
