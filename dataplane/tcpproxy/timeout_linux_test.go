@@ -69,7 +69,7 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		ended <- time.Now()
 	}()
-	for i := 0; time.Since(last) < 3*testIdleTimeout; i++ {
+	for time.Since(last) < 3*testIdleTimeout {
 		exchange(t, busy, busy.r, "still here\n")
 		time.Sleep(testIdleTimeout / 4)
 	}
