@@ -1992,9 +1992,9 @@ func (x *Listener) GetTcpKeepalive() *TcpKeepalive {
 type TcpKeepalive struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Idle is how long the connection carries no data before the first
-	// probe; whole seconds.
+	// probe, rounded up to whole seconds.
 	Idle *durationpb.Duration `protobuf:"bytes,1,opt,name=idle,proto3" json:"idle,omitempty"`
-	// Interval is the time between probes; whole seconds.
+	// Interval is the time between probes, rounded up to whole seconds.
 	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
 	// Probes is how many unanswered probes drop the connection.
 	Probes        uint32 `protobuf:"varint,3,opt,name=probes,proto3" json:"probes,omitempty"`
