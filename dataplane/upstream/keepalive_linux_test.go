@@ -14,27 +14,13 @@ import (
 func TestKeepAlive(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	ctx := context.Background()
-	opt := func(c net.Conn, level, name int) int {
-		t.Helper()
-		rc, err := c.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int
-		var serr error
-		rc.Control(func(fd uintptr) { n, serr = syscall.GetsockoptInt(int(fd), level, name) })
-		if serr != nil {
-			t.Fatal(serr)
-		}
-		return n
-	}
 	type probes struct{ on, idle, intvl, cnt int }
 	read := func(c net.Conn) probes {
 		return probes{
-			opt(c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE),
-			opt(c, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
-			opt(c, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL),
-			opt(c, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
+			sockopt(t, c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE),
+			sockopt(t, c, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
+			sockopt(t, c, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL),
+			sockopt(t, c, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
 		}
 	}
 	dial := func(what string) net.Conn {
@@ -68,4 +54,21 @@ func TestKeepAlive(t *testing.T) {
 	if got := read(plain); got != sys {
 		t.Errorf("a connection opened before the changes has %+v, want the %+v it had", got, sys)
 	}
+}
+
+// sockopt reads the integer socket option level/name of c, a TCP
+// connection.
+func sockopt(t *testing.T, c net.Conn, level, name int) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var serr error
+	rc.Control(func(fd uintptr) { n, serr = syscall.GetsockoptInt(int(fd), level, name) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return n
 }

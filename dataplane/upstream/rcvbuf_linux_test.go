@@ -17,17 +17,7 @@ func TestReceiveBuffer(t *testing.T) {
 	ctx := context.Background()
 	rcvbuf := func(c net.Conn) int {
 		t.Helper()
-		rc, err := c.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int
-		var serr error
-		rc.Control(func(fd uintptr) { n, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
-		if serr != nil {
-			t.Fatal(serr)
-		}
-		return n
+		return sockopt(t, c, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 	}
 	plain, err := ep.Dial(ctx, time.Second)
 	if err != nil {
