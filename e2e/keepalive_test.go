@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,19 +20,8 @@ import (
 // hundredths of a second from now.
 func tcpTimer(t *testing.T, local, remote string) (kind int, hundredths int64) {
 	t.Helper()
-	hex := func(addr string) string {
-		ap := netip.MustParseAddrPort(addr)
-		b := ap.Addr().As4()
-		return fmt.Sprintf("%02X%02X%02X%02X:%04X", b[3], b[2], b[1], b[0], ap.Port())
-	}
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, r := hex(local), hex(remote)
-	for _, line := range strings.Split(string(b), "\n") {
-		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when ...
-		f := strings.Fields(line)
+	l, r := procTCPAddr(t, local), procTCPAddr(t, remote)
+	for _, f := range procTCP(t) {
 		if len(f) < 6 || f[1] != l || f[2] != r {
 			continue
 		}
@@ -42,7 +29,7 @@ func tcpTimer(t *testing.T, local, remote string) (kind int, hundredths int64) {
 		k, err1 := strconv.ParseInt(tr, 16, 32)
 		w, err2 := strconv.ParseInt(when, 16, 64)
 		if err1 != nil || err2 != nil {
-			t.Fatalf("/proc/net/tcp: cannot read the timer of %q", line)
+			t.Fatalf("/proc/net/tcp: cannot read the timer %q", f[5])
 		}
 		return int(k), w
 	}

@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -166,24 +161,9 @@ func dialQuiet(t *testing.T, addr string) net.Conn {
 // /proc/net/tcp (what ss reads) shows it.
 func recvQueue(t *testing.T, remote string) int {
 	t.Helper()
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil || !ap.Addr().Is4() {
-		t.Fatalf("recvQueue takes an IPv4 address, not %q", remote)
-	}
-	ip := ap.Addr().As4()
-	// /proc/net/tcp prints an address's four bytes as one 32-bit number in
-	// hex, read in the host's byte order, then a colon and the port.
-	want := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ip[:]), ap.Port())
-	raw, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := procTCPAddr(t, remote)
 	found, queue := 0, 0
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Scan() // the header
-	for sc.Scan() {
-		// sl local rem st tx_queue:rx_queue ...
-		f := strings.Fields(sc.Text())
+	for _, f := range procTCP(t) {
 		// 01: ESTABLISHED, 08: CLOSE_WAIT (the endpoint sent all and
 		// closed, and the node has yet to read it all).
 		if len(f) < 5 || f[2] != want || f[3] != "01" && f[3] != "08" {
