@@ -28,11 +28,11 @@ func readSock(c *net.TCPConn) (st sockState, ok bool) {
 	if err != nil {
 		return st, false
 	}
-	var info *unix.TCPInfo
+	var info unix.TCPInfo
 	var inq int
 	var serr error
 	err = raw.Control(func(fd uintptr) {
-		if info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); serr != nil {
+		if _, serr = tcpInfo(fd, &info, uint32(unsafe.Sizeof(info))); serr != nil {
 			return
 		}
 		inq, serr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
@@ -44,6 +44,18 @@ func readSock(c *net.TCPConn) (st sockState, ok bool) {
 	st.sinceSent = time.Duration(info.Last_data_sent) * time.Millisecond
 	st.queued = inq > 0 || info.Unacked > 0 || info.Notsent_bytes > 0
 	return st, true
+}
+
+// tcpInfo reads fd's TCP_INFO into the first size bytes of info, as a raw
+// system call (it never blocks), and returns how many bytes the kernel
+// filled: fewer than asked when its struct is shorter.
+func tcpInfo(fd uintptr, info *unix.TCPInfo, size uint32) (uint32, error) {
+	n := size
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(info)), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return n, nil
 }
 
 // quietReader reads how long sockets carried no data, for the idle
@@ -64,9 +76,8 @@ const tcpInfoTimes = uint32(unsafe.Offsetof(unix.TCPInfo{}.Last_ack_recv))
 // at its clock-tick resolution.
 func (q *quietReader) read(fd uintptr) {
 	var info unix.TCPInfo
-	n := tcpInfoTimes
-	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO, uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
-	q.ok = e == 0 && n == tcpInfoTimes
+	n, err := tcpInfo(fd, &info, tcpInfoTimes)
+	q.ok = err == nil && n == tcpInfoTimes
 	q.quiet = time.Duration(min(info.Last_data_recv, info.Last_data_sent)) * time.Millisecond
 }
 
