@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +282,79 @@ listeners:
 		t.Errorf("idle connection got %q while the node drained; want it closed", got)
 	}
 	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_NODE_DRAINING)
+}
+
+// TestCauseClientLeftAtEndpoint: curl gives up (--max-time) on a request
+// its endpoint is slow to answer. Through a cluster with abort_on_close
+// the node gives the request up too: it closes the endpoint's connection,
+// which net/http tells the handler by ending its request's context, well
+// before response_timeout (a minute), and the record says CLIENT_CLOSED.
+// Through a cluster without it (HAProxy's way) the same request is still
+// at the endpoint after two of the node's once-a-second looks.
+func TestCauseClientLeftAtEndpoint(t *testing.T) {
+	var mu sync.Mutex
+	held := map[string]int{}      // requests at the endpoint, by listener
+	cancelled := map[string]int{} // requests whose context ended, by listener
+	release := make(chan struct{})
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := r.URL.Query().Get("l")
+		mu.Lock()
+		held[l]++
+		mu.Unlock()
+		select {
+		case <-r.Context().Done(): // the node closed the connection
+			mu.Lock()
+			cancelled[l]++
+			mu.Unlock()
+		case <-release:
+			io.WriteString(w, "late")
+		}
+		mu.Lock()
+		held[l]--
+		mu.Unlock()
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go slow.Serve(ln)
+	t.Cleanup(func() { slow.Close() })
+	defer close(release)
+	count := func(m map[string]int, l string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return m[l]
+	}
+
+	c := startCP(t, t.TempDir(), "")
+	abort, plain := freeAddr(t), freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: abort, abort_on_close: true, endpoints: [ { name: e, address: %[1]s } ] }
+  - { name: plain, endpoints: [ { name: e, address: %[1]s } ] }
+listeners:
+  - { name: abort, address: %[2]s, protocol: HTTP, default_cluster: abort }
+  - { name: plain, address: %[3]s, protocol: HTTP, default_cluster: plain }
+`, ln.Addr(), abort, plain)))
+
+	curl := func(addr, l string) {
+		t.Helper()
+		out, err := exec.Command("curl", "-sS", "--max-time", "1", "http://"+addr+"/?l="+l).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 28 {
+			t.Fatalf("curl: %v, %s; want it to give up (exit 28)", err, out)
+		}
+	}
+	curl(plain, "plain")
+	curl(abort, "abort")
+	gaveUp := time.Now()
+	waitFor(t, "the abort listener's request cancelled at the endpoint", func() bool { return count(cancelled, "abort") == 1 })
+	t.Logf("cancelled at the endpoint %v after curl gave up", time.Since(gaveUp).Round(time.Millisecond))
+	wantReason(t, c, "abort", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED)
+	// The plain listener's curl gave up a second before the other's.
+	time.Sleep(time.Until(gaveUp.Add(1500 * time.Millisecond)))
+	if count(held, "plain") != 1 || count(cancelled, "plain") != 0 {
+		t.Errorf("without abort_on_close: %d held, %d cancelled; want the request still at the endpoint",
+			count(held, "plain"), count(cancelled, "plain"))
+	}
 }

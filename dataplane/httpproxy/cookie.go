@@ -134,6 +134,7 @@ func (r *Request) resetDirectives() {
 	clear(r.respEdits)
 	r.reqEdits, r.respEdits = r.reqEdits[:0], r.respEdits[:0]
 	r.answer = nil
+	r.abortOnClose = false
 }
 
 // nameList is a list of names in one reusable buffer.

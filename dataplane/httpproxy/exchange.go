@@ -27,6 +27,9 @@ var (
 	// errClientLeft: the client closed while its request waited in the
 	// Director (WatchClient).
 	errClientLeft = &statusError{0, "client closed while its request waited", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
+	// errClientLeftEndpoint: the client left while its request was at the
+	// endpoint (Request.AbortOnClose).
+	errClientLeftEndpoint = &statusError{0, "client left while its request was at the endpoint", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
 )
 
 const (
@@ -749,6 +752,11 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 	// closed too, which comes first (see Server.Close).
 	if err := cc.c.SetWriteDeadline(time.Time{}); err != nil || cc.srv.closed.Load() {
 		return errClientGone
+	}
+	// A client that left gets nothing more: closing the endpoint's
+	// connection (endpointFailed) ends the request there too.
+	if cc.clientLeft(cc.x.req.abortOnClose) {
+		return errClientLeftEndpoint
 	}
 	cc.armEndpoint(bc, time.Now())
 	return nil

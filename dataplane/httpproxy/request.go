@@ -70,6 +70,7 @@ type Request struct {
 	reqEdits       []*HeaderEdits // edits of the forwarded request, in order (edits.go)
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
+	abortOnClose   bool           // AbortOnClose
 
 	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
@@ -121,6 +122,23 @@ func (r *Request) Context() context.Context {
 	}
 	return r.ctx
 }
+
+// AbortOnClose asks that the request be given up once its client closes
+// its connection or shuts its sending side while the request is at the
+// endpoint Pick returns: while the proxy waits for the response, or for
+// more of it, or sends the endpoint the request's body. The endpoint's
+// connection is closed then, which ends the request there, and the
+// client's connection ends with reason CLIENT_CLOSED and no answer. It is
+// the node's abort_on_close. Without it only a client that reset its
+// connection, or whose connection failed, gives its request up: one that
+// shut only its sending side after its request (an HTTP/1.0 client, nc
+// -N) looks the same as one that closed, and still reads the answer.
+//
+// The proxy looks at the client each time a second of such a wait passes,
+// so a request answered within a second costs nothing more. Like what
+// RemoveCookie asks, it holds for the endpoint Pick returns and is
+// forgotten before the next Pick.
+func (r *Request) AbortOnClose() { r.abortOnClose = true }
 
 // forgetFailed empties the list Failed reads.
 func (r *Request) forgetFailed() {

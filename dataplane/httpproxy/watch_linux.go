@@ -84,8 +84,18 @@ const (
 //
 // It must not miss a close that came: polling is edge-triggered, and
 // returning false waits for the next edge, which a client that closed
-// does not send. So an interrupted call is made again.
+// does not send. So an interrupted call is made again (peerEnded).
 func peerClosed(fd uintptr) bool {
+	fin, broken := peerEnded(fd)
+	return fin || broken
+}
+
+// peerEnded tells how the peer of the socket fd ended the connection, if
+// it did, without reading what it sent before: fin when its FIN came (it
+// closed, or only shut its sending side: the two look the same), broken
+// when the connection was reset or failed, so that nothing sent on it
+// can arrive. An interrupted call is made again.
+func peerEnded(fd uintptr) (fin, broken bool) {
 	var b [1]byte
 	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	for err == unix.EINTR {
@@ -93,16 +103,35 @@ func peerClosed(fd uintptr) bool {
 	}
 	switch {
 	case err == unix.EAGAIN:
-		return false
+		return false, false
 	case err != nil:
-		return true // reset, or any other error of the socket
+		return false, true // reset, or any other error of the socket
 	case n == 0:
-		return true // the FIN, with nothing before it
+		return true, false // the FIN, with nothing before it
 	}
-	// Bytes came first: the FIN may be behind them.
+	// Bytes came first: the FIN, or the reset, may be behind them.
 	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	for err == unix.EINTR {
 		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 	}
-	return err == nil && (info.State == tcpCloseWait || info.State == tcpClose)
+	if err != nil {
+		return false, false
+	}
+	return info.State == tcpCloseWait, info.State == tcpClose
+}
+
+// clientLeft reports whether the client of the exchange left while its
+// request is at the endpoint (waiting for its response, or for more of
+// it): it reset the connection, or, with abortOnClose (the request's
+// AbortOnClose), closed it or shut its sending side.
+func (cc *clientConn) clientLeft(abortOnClose bool) bool {
+	raw := cc.socket()
+	if raw == nil {
+		return false
+	}
+	var fin, broken bool
+	if raw.Control(func(fd uintptr) { fin, broken = peerEnded(fd) }) != nil {
+		return false
+	}
+	return broken || fin && abortOnClose
 }

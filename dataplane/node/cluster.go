@@ -728,6 +728,9 @@ type httpDirector struct{ c *cluster }
 
 func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
+	if c.abortOnClose {
+		req.AbortOnClose()
+	}
 	if c.cookie == nil && c.stick == nil {
 		var r lb.Request
 		c.key.http(req, &r)

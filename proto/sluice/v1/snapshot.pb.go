@@ -887,9 +887,12 @@ type Cluster struct {
 	QueueTimeout *durationpb.Duration `protobuf:"bytes,10,opt,name=queue_timeout,json=queueTimeout,proto3" json:"queue_timeout,omitempty"`
 	// AbortOnClose drops an HTTP/1.1 request from the queue as soon as its
 	// client closes the connection (HAProxy's "option abortonclose"), instead
-	// of sending it to an endpoint for nobody once a slot frees. Off by
-	// default, as in HAProxy: a client that only shut its sending side (an
-	// HTTP/1.0 client, "nc -N") looks the same, and would lose its request.
+	// of sending it to an endpoint for nobody once a slot frees. A request
+	// already at an endpoint is given up there within a second (Envoy's
+	// way): the node closes the endpoint's connection. Off by default, as in
+	// HAProxy: a client that only shut its sending side (an HTTP/1.0 client,
+	// "nc -N") looks the same, and would lose its request; off, only a client
+	// that reset its connection gives up a request at the endpoint.
 	// HTTP/2 requests always leave the queue when their stream or connection
 	// ends, as do HTTP/1.1 requests on a listener served by the HTTP/2 engine
 	// (one that may route to an http2 cluster); TCP sessions stay queued.
