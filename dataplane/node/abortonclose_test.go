@@ -163,9 +163,11 @@ listeners:
 				if err != nil {
 					t.Fatalf("the answer's head: %v", err)
 				}
-				if p := make([]byte, 3); resp.ContentLength != 10 {
+				if resp.ContentLength != 10 {
 					t.Fatalf("the answer: Content-Length %d, want 10", resp.ContentLength)
-				} else if _, err := io.ReadFull(resp.Body, p); err != nil || string(p) != "abc" {
+				}
+				p := make([]byte, 3)
+				if _, err := io.ReadFull(resp.Body, p); err != nil || string(p) != "abc" {
 					t.Fatalf("the answer's first bytes: %q, %v", p, err)
 				}
 			}
