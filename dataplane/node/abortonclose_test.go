@@ -4,18 +4,14 @@ package node
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
-	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -108,12 +104,7 @@ func TestClientLeavesAtTheEndpoint(t *testing.T) {
 			web := freeAddr(t)
 			extra := ""
 			if tc.tls {
-				cert, key := testcert.SelfSigned(t, "a.example")
-				dir := t.TempDir()
-				certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
-				os.WriteFile(certFile, []byte(cert), 0o644)
-				os.WriteFile(keyFile, []byte(key), 0o600)
-				extra = fmt.Sprintf(", tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+				extra = ", " + listenerTLS(t)
 			}
 			if err := n.Apply("1", parse(t, `
 clusters: [{ name: c, abort_on_close: %t, endpoints: [{ name: e, address: "%s" }] }]
@@ -122,34 +113,12 @@ listeners:
 `, tc.abort, be, web, extra)); err != nil {
 				t.Fatal(err)
 			}
-			var c net.Conn
-			var err error
-			if tc.tls {
-				c, err = tls.Dial("tcp", web, &tls.Config{InsecureSkipVerify: true})
-			} else {
-				c, err = net.Dial("tcp", web)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialListener(t, web, tc.tls)
 			c.SetDeadline(time.Now().Add(2 * testTimeout))
 			br := bufio.NewReader(c)
-			answered := func(path, want string) {
-				t.Helper()
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("the answer to %q: %v", path, err)
-				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != want || err != nil {
-					t.Errorf("the answer to %q: %s %q (%v), want 200 %q", path, resp.Status, b, err, want)
-				}
-			}
 			if tc.second {
 				io.WriteString(c, "GET /before HTTP/1.1\r\nHost: a\r\n\r\n")
-				answered("/before", "a")
+				wantAnswer(t, br, "/before", "a")
 			}
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", tc.path)
 			select {
@@ -183,10 +152,10 @@ listeners:
 				}
 				close(release)
 				if tc.readable {
-					answered(tc.path, "a")
+					wantAnswer(t, br, tc.path, "a")
 				}
 				if tc.readable && tc.abort {
-					answered("/next", "a")
+					wantAnswer(t, br, "/next", "a")
 				}
 				return
 			}

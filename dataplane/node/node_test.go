@@ -604,12 +604,7 @@ func TestAbortOnCloseLeavesQueue(t *testing.T) {
 			be, hold, web := backend(t, "a"), freeAddr(t), freeAddr(t)
 			extra := ""
 			if tc.tls {
-				cert, key := testcert.SelfSigned(t, "a.example")
-				dir := t.TempDir()
-				certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
-				os.WriteFile(certFile, []byte(cert), 0o644)
-				os.WriteFile(keyFile, []byte(key), 0o600)
-				extra = fmt.Sprintf(", tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+				extra = ", " + listenerTLS(t)
 			}
 			if tc.h2 {
 				extra = ", rules: [{ match: { path: { prefix: /grpc/ } }, route: h2 }]"
@@ -631,30 +626,12 @@ listeners:
 			}
 			full := (*n.current.Load())["full"]
 			ep := full.members[len(full.members)-1].Endpoint // f
-			var c net.Conn
-			var err error
-			if tc.tls {
-				c, err = tls.Dial("tcp", web, &tls.Config{InsecureSkipVerify: true})
-			} else {
-				c, err = net.Dial("tcp", web)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialListener(t, web, tc.tls)
 			c.SetDeadline(time.Now().Add(testTimeout))
 			br := bufio.NewReader(c)
 			answered := func(path string) {
 				t.Helper()
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("the answer to %q: %v", path, err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != "a" {
-					t.Errorf("the answer to %q: %s %q, want 200 a", path, resp.Status, b)
-				}
+				wantAnswer(t, br, path, "a")
 			}
 			sent := uint64(0) // requests and sessions given to the endpoint
 			if tc.second {
@@ -707,6 +684,52 @@ listeners:
 				t.Errorf("the endpoint was given %d requests and sessions, want %d: none of the client's since the slot was held", got, sent)
 			}
 		})
+	}
+}
+
+// listenerTLS is the tls option of an HTTPS listener (certificate files
+// of a self-signed a.example), to put in a listener's flow mapping.
+func listenerTLS(t *testing.T) string {
+	t.Helper()
+	cert, key := testcert.SelfSigned(t, "a.example")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
+	os.WriteFile(certFile, []byte(cert), 0o644)
+	os.WriteFile(keyFile, []byte(key), 0o600)
+	return fmt.Sprintf("tls: { certificates: [{ cert_file: %q, key_file: %q }] }", certFile, keyFile)
+}
+
+// dialListener connects to the listener at addr, over TLS (with any
+// certificate) when secure says so; the connection closes when the test
+// ends.
+func dialListener(t *testing.T, addr string, secure bool) net.Conn {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if secure {
+		c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		c, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wantAnswer reads the next response from br and checks that it is a 200
+// with body want, the answer to the request for path.
+func wantAnswer(t *testing.T, br *bufio.Reader, path, want string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the answer to %q: %v", path, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != want || err != nil {
+		t.Errorf("the answer to %q: %s %q (%v), want 200 %q", path, resp.Status, b, err, want)
 	}
 }
 
