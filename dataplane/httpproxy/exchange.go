@@ -24,12 +24,9 @@ var (
 	errClientGone = &statusError{0, "client connection closed", sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED}
 	// errClientAbort: reading the request body from the client failed.
 	errClientAbort = &statusError{0, "client aborted", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
-	// errClientLeft: the client closed while its request waited in the
-	// Director (WatchClient).
-	errClientLeft = &statusError{0, "client closed while its request waited", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
-	// errClientLeftEndpoint: the client left while its request was at the
-	// endpoint (Request.AbortOnClose).
-	errClientLeftEndpoint = &statusError{0, "client left while its request was at the endpoint", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
+	// errClientLeft: the client left while its request waited, in the
+	// Director (WatchClient) or at the endpoint (endpointStalled).
+	errClientLeft = &statusError{0, "client left while its request waited", sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}
 )
 
 const (
@@ -756,7 +753,7 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 	// A client that left gets nothing more: closing the endpoint's
 	// connection (endpointFailed) ends the request there too.
 	if cc.clientLeft(cc.x.req.abortOnClose) {
-		return errClientLeftEndpoint
+		return errClientLeft
 	}
 	cc.armEndpoint(bc, time.Now())
 	return nil
