@@ -126,7 +126,9 @@ func (r *Request) Context() context.Context {
 // AbortOnClose asks that the request be given up once its client closes
 // its connection or shuts its sending side while the request is at the
 // endpoint Pick returns: while the proxy waits for the response, or for
-// more of it, or sends the endpoint the request's body. The endpoint's
+// more of it, or for the endpoint to take more of a request body it
+// copies (a body of 64 KiB or more that it splices waits for
+// response_timeout instead, as before). The endpoint's
 // connection is closed then, which ends the request there, and the
 // client's connection ends with reason CLIENT_CLOSED and no answer. It is
 // the node's abort_on_close. Without it only a client that reset its
