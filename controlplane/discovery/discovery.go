@@ -234,26 +234,77 @@ func (s *Server) GroupVersions() []uint64 {
 	return out
 }
 
+// Backoff of Run between failed reads of an announced version.
+const (
+	minLoadBackoff = 100 * time.Millisecond
+	maxLoadBackoff = 5 * time.Second
+)
+
 // Run publishes every version st announces until ctx ends or st is closed.
 // The owner starts it on its own goroutine, once.
+//
+// A version that cannot be read (etcd lost its quorum, say) is not fatal:
+// streams keep sending the last published version, as nodes keep running
+// theirs while the control plane is away, and Run reads again with growing
+// waits (minLoadBackoff to maxLoadBackoff), moving on to a newer version as
+// soon as one is announced. Only a version that reads fine but cannot be
+// published ends Run with an error.
 func (s *Server) Run(ctx context.Context, st store.Store) error {
-	for v := range st.Watch(ctx) {
-		ver, err := st.Get(ctx, v)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // pruned already; a newer one follows
+	watch := st.Watch(ctx)
+	backoff := minLoadBackoff
+	for {
+		v, ok := <-watch
+		if !ok {
+			return ctx.Err()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
+		for {
+			err := s.load(ctx, st, v)
+			if err == nil || ctx.Err() != nil {
 				break
 			}
-			return fmt.Errorf("discovery: load version %d: %w", v, err)
+			var perr publishError
+			if errors.As(err, &perr) {
+				return err
+			}
+			s.log.Warn("cannot read the new version; nodes keep the last published one; retrying",
+				"version", v, "published", s.Version(), "retry_in", backoff, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			case newer, ok := <-watch:
+				if !ok {
+					return ctx.Err()
+				}
+				v = newer
+			}
+			backoff = min(2*backoff, maxLoadBackoff)
 		}
-		if err := s.PublishConfig(v, ver.Config); err != nil {
-			return err
-		}
-		s.log.Info("publishing version", "version", v)
+		backoff = minLoadBackoff
 	}
-	return ctx.Err()
+}
+
+// publishError is an announced version that was read but cannot be
+// published: reading it again would not help.
+type publishError struct{ error }
+
+func (e publishError) Unwrap() error { return e.error }
+
+// load reads version v from st and publishes it. A version pruned
+// meanwhile is skipped: a newer one follows.
+func (s *Server) load(ctx context.Context, st store.Store, v uint64) error {
+	ver, err := st.Get(ctx, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("discovery: load version %d: %w", v, err)
+	}
+	if err := s.PublishConfig(v, ver.Config); err != nil {
+		return publishError{err}
+	}
+	s.log.Info("publishing version", "version", v)
+	return nil
 }
 
 // Close ends every stream with UNAVAILABLE, so nodes reconnect (to another

@@ -1,0 +1,96 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// flakyStore fails its next failures Gets with a plain error, as etcd does
+// while it has no quorum.
+type flakyStore struct {
+	store.Store
+	failures atomic.Int32
+}
+
+func (f *flakyStore) Get(ctx context.Context, v uint64) (*store.Version, error) {
+	if f.failures.Add(-1) >= 0 {
+		return nil, errors.New("etcdserver: request timed out")
+	}
+	return f.Store.Get(ctx, v)
+}
+
+// A version that cannot be read for a while is read again later: Run goes
+// on, nodes keep the last published version meanwhile, and then get the
+// new one.
+func TestRunRetriesAFailedRead(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	bolt, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	st := &flakyStore{Store: bolt}
+	put := func(snap *sluicev1.Snapshot) uint64 {
+		t.Helper()
+		cfg := store.Initial()
+		cfg.Groups[0].Snapshot = snap
+		cur, err := st.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Groups[0].Version = cur.Info.GetVersion() + 1
+		info, _, err := st.Put(ctx, cur.Info.GetVersion(), store.Record{Config: cfg, Group: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.GetVersion()
+	}
+	snap1, snap2 := testSnapshot(1, 1, 1), testSnapshot(2, 1, 2)
+	put(snap1)
+
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ts.disc.Run(runCtx, st) }()
+	n := connect(ctx, t, ts.conn, "n1", "")
+	r := n.next(ctx)
+	if r.GetVersionInfo() != "1" || !proto.Equal(r.GetSnapshot(), snap1) {
+		t.Fatalf("n1 got version %s; want 1", r.GetVersionInfo())
+	}
+	n.ack(r)
+
+	// The next version cannot be read twice in a row.
+	st.failures.Store(2)
+	v2 := put(snap2)
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned %v after a failed read; want it to retry", err)
+	case r = <-n.resps:
+	case <-time.After(10 * time.Second):
+		t.Fatal("n1 was not sent version 2 within 10s of the store reading again")
+	}
+	if r.GetVersionInfo() != "2" || v2 != 2 || !proto.Equal(r.GetSnapshot(), snap2) {
+		t.Errorf("n1 got version %s after the failed reads; want 2", r.GetVersionInfo())
+	}
+	if got := st.failures.Load(); got > -1 {
+		t.Errorf("%d failed reads left; want both used", got+1)
+	}
+
+	stop()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v when stopped; want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of its context ending")
+	}
+}
