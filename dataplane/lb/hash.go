@@ -128,7 +128,7 @@ func NewHash(s Set, method HashMethod, balanceFactor uint32) Picker {
 	case HashMaglev:
 		h.table = newMaglevTable(members)
 	case HashRing:
-		h.ring = newHashRing(members)
+		h.ring = newHashRing(s, members)
 	default:
 		h.method = HashMap
 		h.ends = mapEnds(members)

@@ -76,6 +76,58 @@ func TestHashRemoval(t *testing.T) {
 	}
 }
 
+// TestRingMovesOnlyTheMemberThatChanged: with weights whose GCD is 1 only
+// because of one member (as HAProxy's consistent hash-type, where a
+// server's points depend on its own weight alone), that member going down,
+// and a slow start ramping it back up, move only keys of that member: no
+// key moves from one member that did not change to another.
+func TestRingMovesOnlyTheMemberThatChanged(t *testing.T) {
+	s := testSet("e0:2", "e1:2", "e2:4", "e3:1", "e4:2")
+	changed := s[3].Endpoint
+	down := slices.Clone(s)
+	down[3].Down = true
+	// A slow start of e3 at 30% of its weight, as the node ramps one:
+	// every weight scaled by 100, e3's by 30.
+	ramping := slices.Clone(s)
+	for i := range ramping {
+		ramping[i].Full = ramping[i].Weight * 100
+		ramping[i].Weight *= 100
+	}
+	ramping[3].Weight = 30
+	base := NewHash(s, HashRing, 0)
+	const keys = 20000
+	for _, tt := range []struct {
+		name     string
+		set      Set
+		min, max float64 // share of the keys that moved
+	}{
+		{"down", down, 0.06, 0.13},       // e3's 1/11
+		{"ramping", ramping, 0.04, 0.10}, // 0.7 of e3's 1/11
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			after := NewHash(tt.set, HashRing, 0)
+			moved := 0
+			for k := range keys {
+				r := keyRequest(k)
+				a, _ := base.Pick(r)
+				b, _ := after.Pick(r)
+				if a == b {
+					continue
+				}
+				moved++
+				if a != changed && b != changed {
+					t.Fatalf("key %d moved from %s to %s, neither of which changed", k, a.Name, b.Name)
+				}
+			}
+			got := float64(moved) / keys
+			t.Logf("%.1f%% of keys moved", 100*got)
+			if got < tt.min || got > tt.max {
+				t.Errorf("moved %.3f of keys, want in [%.2f, %.2f]", got, tt.min, tt.max)
+			}
+		})
+	}
+}
+
 // TestHashBoundedLoad floods one hot key, holding every request: with a
 // balance factor f, no endpoint ever holds more than ceil(f/100 × average)
 // while without it one endpoint takes everything.

@@ -58,8 +58,13 @@ type Picker interface {
 // Member is one endpoint of a Set with its balancing attributes.
 type Member struct {
 	Endpoint *upstream.Endpoint
-	// Weight is 0..256; 0 takes the endpoint out of rotation.
+	// Weight is 0..256; 0 takes the endpoint out of rotation. A slow
+	// start under way scales every member's weight up, and ramps its own.
 	Weight uint32
+	// Full is the member's Weight once every slow start under way has
+	// ended (0: Weight). The hash ring sizes its members by it, so that a
+	// ramp adds to one member's points and leaves the others' alone.
+	Full uint32
 	// MaxConn is how much work the endpoint may have in flight; 0 means
 	// unlimited. A member at its MaxConn is full and skipped by every
 	// picker (HAProxy's server maxconn).
@@ -68,6 +73,14 @@ type Member struct {
 	Backup bool
 	// Down is true when health checks mark the endpoint down.
 	Down bool
+}
+
+// fullWeight is m's Full, or its Weight when no slow start is under way.
+func (m *Member) fullWeight() uint32 {
+	if m.Full != 0 {
+		return m.Full
+	}
+	return m.Weight
 }
 
 // full reports whether m has reached its MaxConn.

@@ -5,17 +5,24 @@ import (
 	"slices"
 )
 
-// Ring sizing: a member has pointsPerWeight points per unit of weight
-// (weights divided by their GCD first), the largest power of two up to
-// ringMaxPerWeight that keeps the ring within ringMaxPoints (so 10,000
-// members of equal weight get 64 points each). A member's share of the
-// circle deviates from its weight by about 1/sqrt(its points): 1.5% with
-// 4096 points, 12% with 64.
+// Ring sizing: a member has perWeight points per unit of weight (weights
+// divided by their GCD first), the largest power of two up to
+// ringMaxPerWeight that would keep the ring within ringMaxPoints with
+// every member in it (so 10,000 members of equal weight get 64 points
+// each). A member's share of the circle deviates from its weight by about
+// 1/sqrt(its points): 1.5% with 4096 points, 12% with 64.
 //
-// The number of points of a member must not depend on the other members:
-// if removing one member gave the survivors more points, those would take
-// keys from each other. Here it changes only when the sum of the weights
-// crosses a power of two above ringMaxPoints/ringMaxPerWeight (256).
+// The number of points of a member must not depend on the other members'
+// state: if one member going down gave the survivors more points, those
+// would take keys from each other. So the GCD and the sum that set
+// perWeight are taken over the whole set as configured, members down,
+// backups and those without weight included, at their full weights
+// (Member.Full): health changes and slow starts move only the keys of the
+// member they concern, and a slow start's ramp adds points to that member
+// alone (its points are always a prefix of its full set). A change of
+// the configured set moves keys between the others only when it changes
+// the GCD of the weights, or when the sum of the weights crosses a power
+// of two above ringMaxPoints/ringMaxPerWeight (256).
 const (
 	ringMaxPerWeight = 4096
 	ringMaxPoints    = 1 << 20
@@ -40,14 +47,16 @@ type hashRing struct {
 	buckets []uint32 // buckets[b] is the first point whose top bits are ≥ b
 }
 
-func newHashRing(members Set) hashRing {
+// newHashRing builds the ring of members, the eligible members of all
+// (see the sizing above).
+func newHashRing(all, members Set) hashRing {
 	g := uint32(0)
-	for _, m := range members {
-		g = gcd(g, m.Weight)
+	for i := range all {
+		g = gcd(g, all[i].fullWeight())
 	}
 	var total uint64
-	for _, m := range members {
-		total += uint64(m.Weight / g)
+	for i := range all {
+		total += uint64(all[i].fullWeight() / g)
 	}
 	perWeight := uint64(ringMaxPerWeight)
 	for perWeight > 1 && perWeight*total > ringMaxPoints {
@@ -55,9 +64,13 @@ func newHashRing(members Set) hashRing {
 	}
 	idxBits := uint(max(1, bits.Len(uint(len(members)-1))))
 	mask := uint64(1)<<idxBits - 1
-	points := make([]uint64, 0, perWeight*total)
+	var size uint64
+	for _, m := range members {
+		size += ringPoints(m.Weight, g, perWeight)
+	}
+	points := make([]uint64, 0, size)
 	for i, m := range members {
-		n := uint64(m.Weight/g) * perWeight
+		n := ringPoints(m.Weight, g, perWeight)
 		seed := HashString(m.Endpoint.Name)
 		for j := range n {
 			points = append(points, mix64(seed+j*0x9e3779b97f4a7c15)&^mask|uint64(i))
@@ -75,6 +88,13 @@ func newHashRing(members Set) hashRing {
 		r.buckets[b] = uint32(p)
 	}
 	return r
+}
+
+// ringPoints is how many points a member of weight w has on a ring of
+// perWeight points per g of weight: at least one, so that a slow start's
+// first step puts the member on the ring.
+func ringPoints(w, g uint32, perWeight uint64) uint64 {
+	return max(1, uint64(w)*perWeight/uint64(g))
 }
 
 // search returns the index of the first point at or after hash x, wrapping
