@@ -160,7 +160,7 @@ func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.E
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = nil // net/http would add its own
 	}
-	u := &url.URL{Scheme: "http", Host: ep.Addr, Opaque: r.URL.Opaque}
+	u := &url.URL{Scheme: "http", Host: ep.Addr}
 	path, query, hasQuery := strings.Cut(r.RequestURI, "?")
 	if r.ProtoMajor == 1 && !strings.HasPrefix(path, "/") && path != "*" {
 		// An absolute-form target of an HTTP/1.1 client: its path.
@@ -170,7 +170,8 @@ func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.E
 		}
 		query, hasQuery = r.URL.RawQuery, r.URL.RawQuery != "" || r.URL.ForceQuery
 	}
-	u.Opaque, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
+	setPath(u, path)
+	u.RawQuery, u.ForceQuery = query, hasQuery && query == ""
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           u,
@@ -186,6 +187,30 @@ func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.E
 		out.Body = r.Body
 	}
 	return out
+}
+
+// setPath makes path the path u sends, as the client sent it: the rules
+// judged that path, so the endpoint must get it and nothing else.
+//
+// net/http sends URL.Opaque verbatim, but for one case: RequestURI turns
+// an Opaque that starts with "//" into an absolute URL ("//x/admin" into
+// "http://x/admin"), which an HTTP/1.1 endpoint serves as /admin on host x
+// (RFC 9112 §3.2.2) and an HTTP/2 one gets as ":path /admin", or not at
+// all: a deny rule on /admin would not hold. Such a path goes as Path and
+// RawPath instead, which RequestURI sends as RawPath when it encodes Path,
+// as it does for every path the HTTP/1.1 parser takes but one with bytes
+// RFC 3986 does not allow in a path (a '{', a '"'), which go
+// percent-encoded: the same path to anything that decodes it.
+func setPath(u *url.URL, path string) {
+	if !strings.HasPrefix(path, "//") {
+		u.Opaque = path
+		return
+	}
+	p, err := url.PathUnescape(path)
+	if err != nil {
+		p = path // not reached: Load refuses a stray '%'
+	}
+	u.Path, u.RawPath = p, path
 }
 
 // forward sends out to ep and relays the response to w. It returns false,
