@@ -46,10 +46,13 @@ type cluster struct {
 	// touches it, under Node.mu.
 	equal *sluicev1.Cluster
 	// encoded is spec's deterministic encoding, once sameSpec needed it.
-	encoded        []byte
-	members        lb.Set // the active endpoints; Down and weights are set in rebuild
-	info           []memberInfo
-	inactive       []inactive // DRAINING and DISABLED, for status only
+	encoded  []byte
+	members  lb.Set // the active endpoints; Down and weights are set in rebuild
+	info     []memberInfo
+	inactive []inactive // DRAINING and DISABLED, for status only
+	// revived holds the members that were inactive in the running
+	// cluster; Apply revives them (Endpoint.Revive) as it swaps.
+	revived        []*upstream.Endpoint
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	checks         []health.Spec
@@ -58,6 +61,7 @@ type cluster struct {
 	picker         atomic.Pointer[pickerBox]
 
 	queue        *queue // nil when queueing is off
+	maxQueue     int    // the queue's bound, which Apply sets as it swaps
 	queueTimeout time.Duration
 	abortOnClose bool // work whose client closed leaves the queue (clientWatcher)
 	slowStart    time.Duration
@@ -90,6 +94,24 @@ type cluster struct {
 	since   map[*upstream.Endpoint]time.Time
 	timer   *time.Timer // the next slow-start step
 	retire  bool        // replaced by a newer snapshot
+
+	// successor is the cluster of the same name that a newer snapshot
+	// compiled in place of this one; Apply sets it as it retires this
+	// one. Work still waiting in the queue they share picks from the
+	// newest (latest), so that capacity the newer snapshot added, or
+	// health it saw since, serves what waited from before.
+	successor atomic.Pointer[cluster]
+}
+
+// latest returns the newest cluster that replaced c, or c.
+func (c *cluster) latest() *cluster {
+	for {
+		next := c.successor.Load()
+		if next == nil {
+			return c
+		}
+		c = next
+	}
 }
 
 // indexFrom is the size from which a cluster indexes its members by name:
@@ -241,7 +263,15 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 			continue
 		}
 		if ep == nil {
-			ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+			if in := prevInactive[upstream.KeyOf(c.name, e.GetName(), e.GetAddress())]; in.ep != nil {
+				// Back from DRAINING or DISABLED: the endpoint its
+				// drain retired, whose sessions that drain has not
+				// closed yet go on (Apply revives it as it swaps).
+				ep = in.ep
+				c.revived = append(c.revived, ep)
+			} else {
+				ep = upstream.New(c.name, e.GetName(), e.GetAddress())
+			}
 			if prev != nil && c.slowStart > 0 {
 				// Joined a running cluster: ramp it up. A cluster's
 				// first endpoints start together at full weight.
@@ -290,7 +320,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 		if prev != nil && prev.queue != nil {
 			c.queue = prev.queue
 		}
-		c.queue.setMax(int(spec.GetMaxQueue()))
+		c.maxQueue = int(spec.GetMaxQueue())
 	}
 	c.newPicker = pickerFor(spec)
 	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
@@ -608,7 +638,7 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	}
 	err = c.queue.wait(c.queueTimeout, f.Context().Done(), watch, func() error {
 		var err error
-		ep, err = c.tryPick(r, f)
+		ep, err = c.latest().tryPick(r, f)
 		return err
 	})
 	return ep, err

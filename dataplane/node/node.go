@@ -126,6 +126,16 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	epoch := n.pickEpoch.Load()
 	clusters := make(map[string]*cluster, len(snap.GetClusters()))
 	var compiled []*cluster
+	swapped := false
+	defer func() {
+		if !swapped {
+			// Refused: the clusters compiled for it never ran, but a
+			// slow start may have set their steps going.
+			for _, c := range compiled {
+				c.stop()
+			}
+		}
+	}()
 	for _, cs := range snap.GetClusters() {
 		prev := n.clusters[cs.GetName()]
 		up, err := compileUpstreamTLS(cs, prev)
@@ -214,10 +224,18 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	}
 
 	// Swap: every listener gets its new config in one atomic store each.
+	swapped = true
 	warnReceiveBuffers(n.log, compiled, n.clusters)
 	for _, c := range compiled {
+		for _, ep := range c.revived {
+			ep.Revive()
+		}
+		c.revived = nil
 		var wake func()
 		if c.queue != nil {
+			// A queue the running cluster shares takes its new bound
+			// only now: a refused snapshot changes nothing.
+			c.queue.setMax(c.maxQueue)
 			wake = c.queue.wake
 		}
 		ka := keepAliveConfig(c.spec.GetTcpKeepalive())
@@ -274,14 +292,30 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		for _, s := range old.checks {
 			unchecked = append(unchecked, s.Key)
 		}
+		// What the snapshot drains or removes from a cluster it keeps
+		// drains by the snapshot's drain_timeout; a removed cluster has
+		// only the one it ran with.
+		drainTimeout := old.drainTimeout
+		if c != nil {
+			drainTimeout = c.drainTimeout
+		}
 		for _, m := range old.members {
 			if c != nil && c.member(m.Endpoint.Name, m.Endpoint.Addr) == m.Endpoint {
 				continue // in c too
 			}
 			m.Endpoint.SetOutlierPolicy(nil)
-			retire(m.Endpoint, old.drainTimeout)
+			retire(m.Endpoint, drainTimeout)
 		}
 		old.stop()
+		if c != nil {
+			old.successor.Store(c)
+			if old.queue != nil {
+				// What waits picks once more, now from c: it may have
+				// room that old had not, or no queue at all (queueing
+				// turned off), and then the work gets its answer.
+				old.queue.wakeAll()
+			}
+		}
 		if old.outlier != nil && (c == nil || c.outlier != old.outlier) {
 			// What it ejected returns now.
 			why := "outlier detection turned off"
@@ -289,11 +323,6 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 				why = "cluster removed"
 			}
 			old.outlier.stop(why)
-		}
-		if c != nil && old.queue != nil && old.queue != c.queue {
-			// Queueing was turned off: what waits picks once more and
-			// gets its answer.
-			old.queue.wakeAll()
 		}
 	}
 	n.clusters, n.listeners, n.meters = clusters, listeners, meters
@@ -391,15 +420,10 @@ const inFlightGrace = 10 * time.Second
 // retire takes an endpoint that is out of every picker. Idle pooled
 // connections close at once; TCP sessions when drainTimeout ends (at once
 // for 0); HTTP requests in flight get at least inFlightGrace, then whatever
-// is left is closed.
+// is left is closed. An endpoint made active again before then keeps what
+// is left (compileCluster, Endpoint.Revive).
 func retire(ep *upstream.Endpoint, drainTimeout time.Duration) {
-	ep.Drain()
-	if drainTimeout <= 0 {
-		ep.CloseSessions()
-	} else {
-		time.AfterFunc(drainTimeout, ep.CloseSessions)
-	}
-	time.AfterFunc(max(drainTimeout, inFlightGrace), ep.Shutdown)
+	ep.Retire(drainTimeout, inFlightGrace)
 }
 
 // runningTLS is the TLS configuration the listener at address serves with

@@ -100,6 +100,9 @@ type Endpoint struct {
 	// ended (ClosedBy).
 	shut   map[net.Conn]CloseCause
 	closed bool // draining: no new connections, none pooled
+	// retiring holds Retire's timers (CloseSessions, Shutdown) until they
+	// fire or Revive stops them.
+	retiring [2]*time.Timer
 }
 
 // connInfo is what an open connection was dialed as.
@@ -444,6 +447,48 @@ func (e *Endpoint) dropIdle(drain bool) {
 	e.mu.Unlock()
 	for _, ic := range idle {
 		ic.c.Close()
+	}
+}
+
+// Retire takes an endpoint out of service: it drains it (Drain), closes
+// its TCP sessions once drainTimeout has passed (at once for 0 or less),
+// and after grace, or drainTimeout when that is longer, closes every
+// connection left (Shutdown), so that HTTP exchanges in flight get at
+// least grace to finish. Revive undoes what has not happened yet.
+func (e *Endpoint) Retire(drainTimeout, grace time.Duration) {
+	e.Drain()
+	var sessions *time.Timer
+	if drainTimeout > 0 {
+		sessions = time.AfterFunc(drainTimeout, e.CloseSessions)
+	}
+	shutdown := time.AfterFunc(max(drainTimeout, grace), e.Shutdown)
+	e.mu.Lock()
+	e.stopRetiring()
+	e.retiring = [2]*time.Timer{sessions, shutdown}
+	e.mu.Unlock()
+	if drainTimeout <= 0 {
+		e.CloseSessions()
+	}
+}
+
+// Revive puts a retired endpoint back in service, as HAProxy's "set
+// server state ready" does after a drain: the sessions and exchanges its
+// drain has not closed yet go on, and it takes new connections again. The
+// caller starts its resolver again (StartResolver).
+func (e *Endpoint) Revive() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopRetiring()
+	e.closed = false
+}
+
+// stopRetiring stops Retire's timers. The caller holds e.mu.
+func (e *Endpoint) stopRetiring() {
+	for i, t := range e.retiring {
+		if t != nil {
+			t.Stop()
+			e.retiring[i] = nil
+		}
 	}
 }
 

@@ -1,0 +1,215 @@
+package node
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// holdSlot opens a TCP session through the listener at addr and waits
+// until it holds the one slot of endpoint ep of cluster name: the work
+// queued behind it waits as long as the session stays open.
+func holdSlot(t *testing.T, n *Node, addr, name string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	waitUntil(t, "the held slot", func() bool {
+		return (*n.current.Load())[name].members[0].Endpoint.Inflight() == 1
+	})
+	return c
+}
+
+// getAsync GETs url and sends what came back: the body, or the error.
+func getAsync(url string) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 2 * testTimeout}).Get(url)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out <- resp.Status + " " + string(b)
+	}()
+	return out
+}
+
+// TestQueuedWorkServedByNewerSnapshot: a request queued for a full
+// cluster is served as soon as a snapshot gives the cluster room, by
+// raising max_conn or adding an endpoint, as HAProxy dequeues onto new
+// capacity, not left to time out against the picker it queued with.
+func TestQueuedWorkServedByNewerSnapshot(t *testing.T) {
+	a, b := backend(t, "a"), backend(t, "b")
+	const tmpl = `
+clusters:
+  - { name: full, queue_timeout: 60s, endpoints: [{ name: a, address: "%s", max_conn: %d }%s] }
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: full }
+`
+	for _, tt := range []struct {
+		name    string
+		maxConn int
+		more    string
+		want    string
+	}{
+		{"max_conn raised", 2, "", "200 OK a"},
+		{"endpoint added", 1, `, { name: b, address: "` + b + `" }`, "200 OK b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			hold, web := freeAddr(t), freeAddr(t)
+			if err := n.Apply("1", parse(t, tmpl, a, 1, "", hold, web)); err != nil {
+				t.Fatal(err)
+			}
+			holdSlot(t, n, hold, "full")
+			answer := getAsync("http://" + web + "/")
+			waitUntil(t, "the request queued", func() bool { return (*n.current.Load())["full"].queue.len() == 1 })
+			if err := n.Apply("2", parse(t, tmpl, a, tt.maxConn, tt.more, hold, web)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-answer:
+				if got != tt.want {
+					t.Errorf("queued request: %q, want %q", got, tt.want)
+				}
+			case <-time.After(testTimeout):
+				t.Fatal("the queued request is still waiting after the snapshot gave the cluster room")
+			}
+		})
+	}
+}
+
+// TestRefusedApplyKeepsMaxQueue: a snapshot refused as a whole (here for a
+// port in use) leaves the running cluster's max_queue as it was: three
+// requests still queue behind a held slot, where the refused bound of one
+// would have answered two of them 503 at once.
+func TestRefusedApplyKeepsMaxQueue(t *testing.T) {
+	n := newNode(t)
+	a := backend(t, "a")
+	hold, web := freeAddr(t), freeAddr(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	const tmpl = `
+clusters:
+  - { name: full, queue_timeout: 60s, max_queue: %d, endpoints: [{ name: a, address: "%s", max_conn: 1 }] }
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: full }
+%s`
+	if err := n.Apply("1", parse(t, tmpl, 10, a, hold, web, "")); err != nil {
+		t.Fatal(err)
+	}
+	clash := `  - { name: clash, address: "` + taken.Addr().String() + `", protocol: TCP, default_cluster: full }`
+	if err := n.Apply("2", parse(t, tmpl, 1, a, hold, web, clash)); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Apply = %v, want address already in use", err)
+	}
+	session := holdSlot(t, n, hold, "full")
+	var answers []<-chan string
+	for range 3 {
+		answers = append(answers, getAsync("http://"+web+"/"))
+	}
+	waitUntil(t, "three requests queued", func() bool { return (*n.current.Load())["full"].queue.len() == 3 })
+	session.Close()
+	for i, answer := range answers {
+		select {
+		case got := <-answer:
+			if got != "200 OK a" {
+				t.Errorf("request %d: %q, want 200 OK a", i, got)
+			}
+		case <-time.After(testTimeout):
+			t.Fatalf("request %d: no answer after the slot freed", i)
+		}
+	}
+}
+
+// TestDrainEndsWithTheSnapshot: an endpoint drained, then made active again
+// before its drain_timeout, keeps the sessions it had (HAProxy's drain, then
+// ready); and an endpoint removed by a snapshot that also sets its
+// cluster's drain_timeout drains by that timeout, not the one it ran with.
+func TestDrainEndsWithTheSnapshot(t *testing.T) {
+	const tmpl = `
+clusters:
+  - { name: tcp, %s endpoints: [{ name: a, address: "%s" %s }, { name: b, address: "%s" }] }
+listeners:
+  - { name: l, address: "%s", protocol: TCP, default_cluster: tcp }
+`
+	t.Run("active again", func(t *testing.T) {
+		n := newNode(t)
+		a, b, addr := startEcho(t), startEcho(t), freeAddr(t)
+		const drain = "drain_timeout: 1s,"
+		if err := n.Apply("1", parse(t, tmpl, drain, a.addr, ", weight: 1", b.addr, addr)); err != nil {
+			t.Fatal(err)
+		}
+		// Round robin: the first session goes to a, the second to b.
+		var sessions []net.Conn
+		for range 2 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if !echoed(c) {
+				t.Fatal("a new session did not echo")
+			}
+			sessions = append(sessions, c)
+		}
+		if a.open.Load() != 1 {
+			t.Fatalf("%d sessions open to a, want 1", a.open.Load())
+		}
+		if err := n.Apply("2", parse(t, tmpl, drain, a.addr, ", state: DRAINING", b.addr, addr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := n.Apply("3", parse(t, tmpl, drain, a.addr, ", weight: 1", b.addr, addr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // past the drain_timeout
+		for i, c := range sessions {
+			if !echoed(c) {
+				t.Errorf("session %d: closed, want it open: its endpoint is active again", i)
+			}
+		}
+		// The endpoint takes new sessions again.
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if !echoed(c) || a.open.Load() != 2 {
+			t.Errorf("a new session: %d open to a, want 2", a.open.Load())
+		}
+	})
+	t.Run("the new drain_timeout", func(t *testing.T) {
+		n := newNode(t)
+		a, b, addr := startEcho(t), startEcho(t), freeAddr(t)
+		if err := n.Apply("1", parse(t, tmpl, "", a.addr, "", b.addr, addr)); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if !echoed(c) || a.open.Load() != 1 {
+			t.Fatalf("the session: %d open to a, want 1", a.open.Load())
+		}
+		if err := n.Apply("2", parse(t, tmpl, "drain_timeout: 60s,", a.addr, ", state: DRAINING", b.addr, addr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if !echoed(c) {
+			t.Error("the session to the drained endpoint closed at once, want it kept for the snapshot's drain_timeout of 60s")
+		}
+	})
+}
