@@ -401,7 +401,17 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 				gotByte = true // the 100 Continue
 			}
 		}
-		if e == nil {
+		// What a reused connection gives first may have been sent before
+		// the request arrived, not for it (see probeIdleAfter): a 408 that
+		// times the connection out, or bytes that are not an answer at
+		// all, such as a body that came after the head of an answer to
+		// HEAD. Neither goes to the client when the request can be sent
+		// again, as Go's Transport does with the 408. A 408 to a request
+		// that cannot is its answer: such a request was sent right after
+		// a check that the connection held nothing (connect).
+		stale := reused && (e == nil && x.resp.status == 408 || e == errRespStatus || e == errRespMalformed)
+		retry := reused && !retried && (!gotByte || stale) && !x.bodySent && idempotent && !ep.Draining() && len(x.wb) == x.headOut
+		if e == nil && !(stale && retry) {
 			x.mx.FirstByte = time.Since(x.mx.Start)
 			ep.Responded(x.resp.status)
 			if x.resp.status == 101 {
@@ -409,17 +419,19 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			}
 			return cc.relayResponse(ep, bc), nil
 		}
-		if reused && !retried && !gotByte && !x.bodySent && idempotent && e.status == 502 && !ep.Draining() && len(x.wb) == x.headOut && ep.ClosedBy(bc) == upstream.NotClosedHere {
-			// A pooled connection the endpoint had closed while idle: try
-			// once more on a fresh one. Nothing of the body was consumed,
-			// but the endpoint may have acted on the head before closing,
-			// so only idempotent requests (RFC 9110 §9.2.2) are sent again.
-			// x.wb must still hold the head (sendChunkedBody reuses it).
-			// A request whose connection an operator shut down, or that
-			// was closed because its endpoint went down, is not sent
-			// again: ending it was the point.
+		if retry && (stale || e.status == 502 && ep.ClosedBy(bc) == upstream.NotClosedHere) {
+			// A pooled connection the endpoint had closed while idle, or
+			// that held stale bytes: try once more on a fresh one. Nothing
+			// of the body was consumed, but the endpoint may have acted on
+			// the head before closing, so only idempotent requests (RFC
+			// 9110 §9.2.2) are sent again. x.wb must still hold the head
+			// (sendChunkedBody reuses it; so does a 1xx forwarded to the
+			// client). A request whose connection an operator shut down,
+			// or that was closed because its endpoint went down, is not
+			// sent again: ending it was the point.
 			ep.Close(bc)
 			retried = true
+			x.bs, x.be, x.bscan = 0, 0, 0
 			bc, reused, e = cc.dial(ep, x.connTimeout)
 			if e != nil {
 				// As safe to send to another endpoint as to this one.
@@ -495,14 +507,28 @@ func (cc *clientConn) bufferedBody() *statusError {
 	return nil
 }
 
+// probeIdleAfter is how long a connection sits pooled before it is checked
+// (alive) for every request, and not only for those that cannot be
+// replayed. An endpoint writes on an idle connection when it times it out
+// (a 408 before it closes), and an answer's body that followed its head to
+// HEAD, 204 or 304 may arrive late: the next request on the connection
+// would read those bytes as its answer. The check is one system call, so
+// the keep-alive path, where a connection goes out again within
+// milliseconds of its last answer, does without it; what arrives that
+// early is caught after the fact (see forward). A connection that sat for
+// probeIdleAfter costs at most four checks a second; endpoints time out
+// idle connections after a second or more.
+const probeIdleAfter = 250 * time.Millisecond
+
 // connect takes a pooled connection to ep, or dials one. probe checks a
-// pooled connection is still open before a request that cannot be replayed
-// is sent on it.
+// pooled connection is still open, and holds no bytes, before a request
+// that cannot be replayed is sent on it; one pooled for probeIdleAfter is
+// checked whatever the request.
 func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (net.Conn, bool, *statusError) {
 	if ep.SendProxy() != 0 {
 		// Only a connection that carried this client's header will do.
-		if bc, raw := cc.unpark(ep); bc != nil {
-			if !probe || alive(bc) {
+		if bc, raw, idle := cc.unpark(ep, cc.x.start); bc != nil {
+			if !probe && idle < probeIdleAfter || alive(bc) {
 				cc.x.private = true
 				cc.x.epConn, cc.x.epRaw = bc, raw
 				return bc, true, nil
@@ -512,11 +538,11 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 		return cc.dial(ep, timeout)
 	}
 	for {
-		c, raw := ep.GetIdle()
+		c, raw, since := ep.GetIdleSince()
 		if c == nil {
 			break
 		}
-		if probe && !alive(c) {
+		if (probe || cc.x.start.Sub(since) >= probeIdleAfter) && !alive(c) {
 			ep.Close(c)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -30,22 +31,30 @@ func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawCo
 		return
 	}
 	cc.private, cc.privateRaw, cc.privateEp = bc, raw, ep
+	cc.privateAt = monoTime(time.Now())
 }
 
 // unpark returns the parked private connection if it is to ep, and takes
-// it out of the parking; one to another endpoint is closed.
-func (cc *clientConn) unpark(ep *upstream.Endpoint) (net.Conn, syscall.RawConn) {
+// it out of the parking; one to another endpoint is closed. now is the
+// time of the request: the connection's idle time is returned with it.
+func (cc *clientConn) unpark(ep *upstream.Endpoint, now time.Time) (net.Conn, syscall.RawConn, time.Duration) {
 	bc, raw := cc.private, cc.privateRaw
 	if bc == nil {
-		return nil, nil
+		return nil, nil, 0
 	}
 	if cc.privateEp != ep {
 		cc.closePrivate()
-		return nil, nil
+		return nil, nil, 0
 	}
 	cc.private, cc.privateRaw, cc.privateEp = nil, nil, nil
-	return bc, raw
+	return bc, raw, monoTime(now) - cc.privateAt
 }
+
+// monoTime is t on the monotonic clock, as a duration since the package
+// was initialised.
+func monoTime(t time.Time) time.Duration { return t.Sub(monoBase) }
+
+var monoBase = time.Now()
 
 // closePrivate closes the parked private connection, if any.
 func (cc *clientConn) closePrivate() {

@@ -193,7 +193,8 @@ func (cc *clientConn) sendAwaitEndpointRaw(raw syscall.RawConn, p []byte) (int, 
 // alive reports whether an idle pooled connection is still open: the
 // endpoint has neither closed it nor sent anything on it. It costs a
 // syscall, so it is used only before sending a request that cannot be
-// replayed (one with a body).
+// replayed (one with a body), or on a connection that sat pooled for
+// probeIdleAfter.
 //
 // For a TLS connection the socket under it is probed: an endpoint that
 // closed it sent a close_notify alert or a FIN, and any byte means the
