@@ -23,7 +23,8 @@ const waitPoll = 200 * time.Millisecond
 // waitApplied polls the nodes until every connected one of group has
 // applied version (or a newer one), one has refused it, or timeout passes,
 // and returns the exit status. Nodes that disconnect meanwhile drop out of
-// the wait: they will get the version when they come back.
+// the wait: they will get the version when they come back. So do draining
+// nodes: they refuse every version while they shut down.
 func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, timeout time.Duration) int {
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -80,7 +81,7 @@ func tally(nodes []*sluicev1.NodeStatus, group string, version uint64) waited {
 	var w waited
 	for _, n := range nodes {
 		// A node not yet placed (group "") has not been sent anything.
-		if !n.GetConnected() || (n.GetGroup() != group && n.GetGroup() != "") {
+		if !n.GetConnected() || n.GetDraining() || (n.GetGroup() != group && n.GetGroup() != "") {
 			continue
 		}
 		if n.GetGroup() == "" && n.GetGroupProblem() != "" {

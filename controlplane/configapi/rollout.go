@@ -60,6 +60,8 @@ func checkCanary(c *sluicev1.Canary) error {
 
 // startRollout makes snap the group's rollout, as version next, to the
 // canaries the request's share picks among the group's connected nodes.
+// Draining nodes are left out: they refuse every snapshot while they shut
+// down, and are about to leave anyway.
 func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w write, next uint64) ([]snapshot.Change, error) {
 	if g.GetVersion() == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition,
@@ -67,12 +69,12 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w writ
 	}
 	var ids []string
 	for _, n := range s.nodes.Nodes() {
-		if n.GetConnected() && n.GetGroup() == g.GetName() {
+		if n.GetConnected() && !n.GetDraining() && n.GetGroup() == g.GetName() {
 			ids = append(ids, n.GetId())
 		}
 	}
 	if len(ids) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "group %s has no connected node to be a canary; nothing stored", g.GetName())
+		return nil, status.Errorf(codes.FailedPrecondition, "group %s has no connected node (that is not draining) to be a canary; nothing stored", g.GetName())
 	}
 	c := w.canary
 	count := int(c.GetNodes())
@@ -282,12 +284,17 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 }
 
 // step advances w with what the fleet says now; it returns promote, or
-// the reason to halt.
+// the reason to halt. A canary that drains counts as gone: it refuses
+// every version while it shuts down ("node is shutting down"), which says
+// nothing of this one (the fleet forgets that refusal once it is gone).
 func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.NodeStatus, now time.Time) (promote bool, halt string) {
 	v := r.GetVersion()
 	var connected, applied int
 	for _, id := range r.GetCanaries() {
 		n := nodes[id]
+		if n.GetDraining() {
+			continue
+		}
 		if n.GetNackedVersion() == v && n.GetAckedVersion() != v {
 			return false, fmt.Sprintf("canary %s refused version %d: %s", id, v, oneLine(n.GetNackError()))
 		}

@@ -168,3 +168,64 @@ func TestCanaryWindowCountsFromItsVersion(t *testing.T) {
 			promote, halt, w.requests, w.rate)
 	}
 }
+
+// A draining node (SIGTERM, a rolling restart) is never picked as a
+// canary, and a canary that begins to drain refuses the version with
+// "node is shutting down", which must not halt the rollout: not while it
+// drains, nor once it is gone, nor when it comes back.
+func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n01", "n02", "n03")
+	reg.Draining("n01", "")
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: &sluicev1.Canary{Nodes: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetChanges()[0]; !strings.HasPrefix(got, "+ rollout default: canary to n02 of 2 nodes;") {
+		t.Errorf("rollout change = %q; want n02 picked among the 2 nodes not draining", got)
+	}
+	rv := resp.GetVersion()
+	phase := func(want string) {
+		t.Helper()
+		if err := s.checkRollouts(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		status, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status.GetRollout().GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY || status.GetPhase() != want {
+			t.Errorf("rollout %v, phase %q; want the canary phase at %q", status.GetRollout().GetState(), status.GetPhase(), want)
+		}
+	}
+
+	// n02 is restarted: it drains, refuses the version, goes away.
+	reg.Draining("n02", "")
+	sessions["n02"].Nacked(rv, "node is shutting down")
+	phase("waiting for a canary to connect")
+	sessions["n02"].Disconnect()
+	phase("waiting for a canary to connect")
+	if n, _ := reg.Node("n02"); n.GetNackedVersion() != 0 {
+		t.Errorf("n02 gone still shows its refusal while draining: %v", n)
+	}
+	// Its new process connects, running the group's version.
+	sessions["n02"] = reg.Connect(&sluicev1.Node{Id: "n02"}, "127.0.0.1:1", 1)
+	sessions["n02"].Placed("default", "")
+	phase(fmt.Sprintf("waiting for 1 of 1 connected canaries to apply version %d", rv))
+
+	// A refusal by a canary that is not draining still halts it.
+	sessions["n02"].Nacked(rv, "listener public: bind: address already in use")
+	if err := s.checkRollouts(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
+	if want := fmt.Sprintf("halted: canary n02 refused version %d: listener public: bind: address already in use", rv); status.GetPhase() != want {
+		t.Errorf("phase %q after a real refusal; want %q", status.GetPhase(), want)
+	}
+}

@@ -51,6 +51,7 @@ type entry struct {
 	acked, sent    uint64
 	nacked         uint64
 	nackError      string
+	nackDraining   bool   // nacked came while draining: see forgetDrainingNack
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
 	group          string // the node group its labels put it in, or ""
@@ -120,6 +121,7 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	// registry remembered from an earlier stream.
 	e.acked = running
 	clearNackIfApplied(e)
+	forgetDrainingNack(e)
 	r.notify(s.id)
 	return s
 }
@@ -197,6 +199,7 @@ func (s *Session) Nacked(v uint64, detail string) {
 	s.update(func(e *entry) {
 		e.nacked = v
 		e.nackError = detail
+		e.nackDraining = e.draining
 	})
 }
 
@@ -207,6 +210,7 @@ func (s *Session) Disconnect() {
 		e.connected = false
 		e.draining = false // gone: the node is no longer draining but disconnected
 		e.session = nil
+		forgetDrainingNack(e)
 	})
 }
 
@@ -238,8 +242,18 @@ func (r *Registry) Draining(id, instance string) bool {
 
 func clearNackIfApplied(e *entry) {
 	if e.nacked != 0 && e.acked >= e.nacked {
-		e.nacked = 0
-		e.nackError = ""
+		e.nacked, e.nackError, e.nackDraining = 0, "", false
+	}
+}
+
+// forgetDrainingNack drops a refusal made while the node drained ("node is
+// shutting down"), when its stream ends or a new one starts: it said
+// nothing about the version, and must not read as a refusal of it (to a
+// staged rollout or apply --wait) once the node no longer shows as
+// draining. A restarted node is sent the version again.
+func forgetDrainingNack(e *entry) {
+	if e.nackDraining {
+		e.nacked, e.nackError, e.nackDraining = 0, "", false
 	}
 }
 
