@@ -389,16 +389,23 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 		gotByte := false
 		e := cc.send(bc, expect)
 		if e == nil {
+			if expect {
+				cc.watchBody(bc)
+			}
 			e, gotByte = cc.readResponseHead(bc, expect)
-			if e == errContinue {
-				// The endpoint wants the body.
+			cc.endBodyWatch(bc)
+			if e == errContinue || e == errBodyCame {
+				// The endpoint wants the body, or the client sent it
+				// without waiting any longer (HAProxy forwards it then
+				// too: an endpoint may read it without sending 100). A
+				// 100 that comes later goes to the client as any 1xx.
+				gotByte = gotByte || e == errContinue
 				expect = false
 				if e = cc.sendBody(bc); e == nil {
 					x.hard = time.Now().Add(cfg.ResponseTimeout)
 					cc.armEndpoint(bc, time.Now())
 					e, _ = cc.readResponseHead(bc, false)
 				}
-				gotByte = true // the 100 Continue
 			}
 		}
 		// What a reused connection gives first may have been sent before
@@ -465,8 +472,30 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 	return e
 }
 
-// errContinue is readResponseHead's "100 Continue came, send the body".
-var errContinue = &statusError{100, "continue", 0}
+// errContinue is readResponseHead's "100 Continue came, send the body";
+// errBodyCame its "the client sent the body it was asked to hold back"
+// (watchBody).
+var (
+	errContinue = &statusError{100, "continue", 0}
+	errBodyCame = &statusError{100, "request body sent without 100 Continue", 0}
+)
+
+// endBodyWatch ends the watch watchBody started, if any, once its
+// goroutine is done: the client may then be read again, and bc has its
+// slice deadline back if the watch had moved it.
+func (cc *clientConn) endBodyWatch(bc net.Conn) {
+	x := cc.x
+	if x.bodyWatch == nil {
+		return
+	}
+	cc.c.SetReadDeadline(aLongTimeAgo) // wakes the watch
+	<-x.bodyWatch
+	x.bodyWatch = nil
+	cc.rdl = aLongTimeAgo // the next read of the client arms its own
+	if x.bodyCame.Swap(false) {
+		cc.armEndpoint(bc, time.Now())
+	}
+}
 
 // bufferedBody appends to x.wb the part of the request body already read
 // with the head, as far as it fits, so that head and a small body leave in
@@ -587,9 +616,10 @@ func (cc *clientConn) send(bc net.Conn, expect bool) *statusError {
 	}
 	pace.Batch()
 	// All of the request, or all of it before 100 Continue: the response
-	// comes next.
+	// comes next. The wait for it is writeEndpoint's, but for a request
+	// with Expect, whose wait watches the client too (watchBody).
 	whole := expect || x.reqBody == bodyNone
-	if err := cc.writeEndpoint(bc, x.wb, whole); err != nil {
+	if err := cc.writeEndpoint(bc, x.wb, whole && !expect); err != nil {
 		return endpointError(err)
 	}
 	if whole {
@@ -842,7 +872,13 @@ func (cc *clientConn) readEndpoint(bc net.Conn, p []byte) (int, error) {
 		if !isTimeout(err) {
 			return 0, err
 		}
-		if e := cc.endpointStalled(bc); e != nil {
+		e := cc.endpointStalled(bc)
+		if e == nil && cc.x.bodyCame.Load() {
+			// Checked once bc's deadline was set again: a watch that moved
+			// it before is not missed.
+			e = errBodyCame
+		}
+		if e != nil {
 			return 0, stalledError{e}
 		}
 	}

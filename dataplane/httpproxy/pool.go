@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,11 @@ type exchange struct {
 	epConn  net.Conn
 	epRaw   syscall.RawConn
 	private bool // the endpoint connection carried the client's PROXY header
+	// While an Expect: 100-continue request waits for its endpoint's
+	// first answer, bodyWatch is closed when the watch of the client
+	// ends, and bodyCame says the client sent its body (watchBody).
+	bodyWatch chan struct{}
+	bodyCame  atomic.Bool
 
 	mx     meter.Exchange // the request as metered (meter.go)
 	logBuf []byte         // mx's method, host and path when logged
