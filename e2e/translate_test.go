@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
 )
 
 // This file tests what an HTTP/1.1 client gets on a listener whose rules
@@ -91,5 +96,116 @@ listeners:
 				t.Errorf("%s: GET %s (Host %s): %d %q, want %q", cl.name, tc.path, tc.host, resp.StatusCode, body, tc.want)
 			}
 		}
+	}
+}
+
+// A WebSocket reaches an HTTP/1.1 cluster through a listener that routes
+// other paths to an http2 cluster (so the HTTP/2 engine serves its HTTP/1.1
+// connections), in clear and over TLS, as on any other listener: it echoes,
+// and idles out after tunnel_idle_timeout. An upgrade routed to the http2
+// cluster is answered 501, not sent on as a plain request, and an upgrade
+// the endpoint declines is an ordinary response on a connection that goes
+// on in HTTP/1.1. Removing the listener ends its tunnels.
+func TestWebSocketTranslatedListener(t *testing.T) {
+	const idle = time.Second
+	c := startCP(t, t.TempDir(), "")
+	b, h2 := startWireBackend(t), startH2CBackend(t)
+	dp := startNode(t, c.addr, "node-1")
+	plain, secure := freeAddr(t), freeAddr(t)
+	cert, key := selfSigned(t, "ws.example")
+	listener := func(name, addr string) string {
+		return fmt.Sprintf(`
+  - name: %s
+    address: %s
+    protocol: HTTP
+    default_cluster: app
+    http: { tunnel_idle_timeout: 1s }
+    rules:
+      - { match: { path: { prefix: /grpc } }, route: grpc }
+`, name, addr)
+	}
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: app
+    endpoints: [ { name: a, address: %s } ]
+  - name: grpc
+    http2: true
+    endpoints: [ { name: g, address: %s } ]
+listeners:`, b.addr, h2)+listener("plain", plain)+listener("secure", secure)+tlsYAML(cert, key)))
+
+	tlsCfg := &tls.Config{ServerName: "ws.example", InsecureSkipVerify: true}
+	for _, tc := range []struct {
+		name, url, origin string
+		tls               *tls.Config
+	}{
+		{"ws", "ws://" + plain + "/ws", "http://origin.test/", nil},
+		{"wss", "wss://" + secure + "/ws", "https://origin.test/", tlsCfg},
+	} {
+		cfg, err := websocket.NewConfig(tc.url, tc.origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.TlsConfig = tc.tls
+		ws, err := websocket.DialConfig(cfg)
+		if err != nil {
+			t.Fatalf("%s through a translated listener: %v", tc.name, err)
+		}
+		ws.SetDeadline(time.Now().Add(testTimeout))
+		wsEcho(t, ws, "hello "+tc.name)
+		wsEcho(t, ws, "and again")
+		last := time.Now()
+		var got string
+		if err := websocket.Message.Receive(ws, &got); err == nil {
+			t.Fatalf("%s: an idle tunnel stayed open: got %q", tc.name, got)
+		}
+		if d := time.Since(last); d < idle {
+			t.Errorf("%s: the idle tunnel closed after %v, before tunnel_idle_timeout %v", tc.name, d, idle)
+		}
+		ws.Close()
+	}
+
+	conn, err := net.DialTimeout("tcp", plain, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(conn)
+	upgrade := func(path string) *http.Response {
+		t.Helper()
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("upgrade of %s: %v", path, err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := upgrade("/grpc/ws"); resp.StatusCode != 501 {
+		t.Errorf("an upgrade routed to the http2 cluster: %d, want 501", resp.StatusCode)
+	}
+	// The wire backend answers an upgrade elsewhere than /ws as any GET.
+	if resp := upgrade("/plain"); resp.StatusCode != 200 || resp.Header.Get("Upgrade") != "" || resp.Close {
+		t.Errorf("an upgrade the endpoint declined: %d, Upgrade %q, close %v; want 200, none, kept",
+			resp.StatusCode, resp.Header.Get("Upgrade"), resp.Close)
+	}
+	if resp := upgrade("/plain"); resp.StatusCode != 200 {
+		t.Errorf("the next request on the connection: %d", resp.StatusCode)
+	}
+
+	// Removing the listener closes its tunnels.
+	ws, err := websocket.Dial("ws://"+plain+"/ws", "", "http://origin.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.SetDeadline(time.Now().Add(testTimeout))
+	wsEcho(t, ws, "before the removal")
+	c.apply(t, fmt.Sprintf("clusters:\n  - name: app\n    endpoints:\n      - { name: a, address: %q }\n", b.addr))
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err == nil {
+		t.Errorf("the tunnel outlived its listener: got %q", got)
 	}
 }

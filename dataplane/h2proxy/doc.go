@@ -78,7 +78,10 @@
 // connection served here (httpproxy.Config.Translate), HTTP/1.1 ones too,
 // so that an HTTP/1.1 client reaches an HTTP/2 endpoint (Envoy's protocol
 // translation). Such listeners trade the HTTP/1.1 engine's speed for it;
-// other listeners hand only their HTTP/2 connections to this engine.
+// other listeners hand only their HTTP/2 connections to this engine. Their
+// HTTP/1.1 Upgrade requests (WebSocket) to HTTP/1.1 endpoints become
+// tunnels as on any other listener, with the HTTP/1.1 engine's relay
+// (upgrade.go).
 //
 // Each connection's record (conntrack) counts its streams as requests,
 // the bytes read and written on it (after TLS, as HTTP/1.1 counts them),

@@ -132,7 +132,9 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 		IdleTimeout:       hcfg.IdleTimeout,
 		ErrorLog:          discard,
 		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateClosed || st == http.StateHijacked {
+			// A hijacked connection is a tunnel's (upgrade.go), which
+			// says when it is done.
+			if st == http.StateClosed {
 				cn.closeOnce.Do(func() { close(cn.done) })
 			}
 		},
@@ -172,6 +174,9 @@ func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2
 	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 && why != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
 		why = r // a graceful end under way, which no listener's close cut
 	}
+	if cn.tunneled != 0 {
+		why = cn.tunneled // the connection ended with its tunnel
+	}
 	return why
 }
 
@@ -198,6 +203,7 @@ type conn struct {
 	mu                sync.Mutex // guards what follows, for the record
 	streams, retries  uint64
 	cluster, endpoint string
+	tunneled          sluicev1.CloseReason // why the tunnel ended, if one ran
 }
 
 // end starts the graceful end of the connection for reason, once: GOAWAY

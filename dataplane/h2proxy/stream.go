@@ -25,6 +25,13 @@ type stream struct {
 	buf    []byte
 	mx     meter.Exchange // the request as metered (meter.go)
 	logBuf []byte         // mx's method, host and path when logged
+	// upgrade holds the fields of an HTTP/1.1 request that asks to switch
+	// protocols (Upgrade, Connection: upgrade), nil for any other: it may
+	// become a tunnel (upgrade.go).
+	upgrade http.Header
+	// hijacked: the request became a tunnel, which took the connection
+	// from net/http (upgrade.go).
+	hijacked bool
 }
 
 var streams = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32<<10)} }}
@@ -53,8 +60,15 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cn.meterStart(st, hcfg.Meter, r)
 	defer func() {
 		cn.meterDone(st, hcfg.Meter)
+		hijacked := st.hijacked
+		st.upgrade, st.hijacked = nil, false
 		st.req.ForgetFailed()
 		streams.Put(st)
+		if hijacked {
+			// Last, once the endpoint is released: ServeConn waits for
+			// this, and then the connection's record is read.
+			cn.closeOnce.Do(func() { close(cn.done) })
+		}
 	}()
 	req := &st.req
 	target := r.RequestURI
@@ -77,6 +91,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limitBody(r, hcfg)
+	st.upgrade = upgradeFields(r, req)
 
 	retries, repicks := hcfg.Retries, 0
 	var retried uint64
@@ -101,7 +116,12 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.mx.Cluster, st.mx.Endpoint = ep.Meter(), ep.Name
 		cn.routed(ep.Cluster, ep.Name, retried)
 		retried = 0
-		out := cn.outgoing(r, req, ep)
+		if st.upgrade != nil && cn.srv.up.protocol(ep).HTTP2 {
+			ep.Release()
+			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 501, textUpgradeHTTP2, head), last)
+			return
+		}
+		out := cn.outgoing(r, st, ep)
 		ok, err := cn.forward(w, r, out, st, ep, d.ConnectTimeout, hcfg, last)
 		if ok {
 			return
@@ -154,9 +174,13 @@ func failureText(err error) string {
 }
 
 // outgoing builds the request that goes to ep.
-func (cn *conn) outgoing(r *http.Request, req *httpproxy.Request, ep *upstream.Endpoint) *http.Request {
+func (cn *conn) outgoing(r *http.Request, st *stream, ep *upstream.Endpoint) *http.Request {
+	req := &st.req
 	h := make(http.Header, len(r.Header)+4)
 	req.ForwardHeader(h)
+	for k, v := range st.upgrade {
+		h[k] = v
+	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = nil // net/http would add its own
 	}
@@ -247,7 +271,17 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			out.Header.Set("Te", "trailers") // gRPC asks for trailers so
 		}
 	}
-	resp, rt, err := cn.srv.up.roundTrip(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
+	var (
+		resp *http.Response
+		rt   trip
+		err  error
+		up   *upgrading
+	)
+	if st.upgrade != nil {
+		resp, up, rt, err = cn.srv.up.upgrade(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout)
+	} else {
+		resp, rt, err = cn.srv.up.roundTrip(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
+	}
 	st.mx.BytesIn = body.n.Load()
 	if err != nil {
 		ep.Transferred(0, body.n.Load())
@@ -271,9 +305,14 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		return true, nil
 	}
 	st.mx.FirstByte = time.Since(st.mx.Start)
+	ep.Responded(resp.StatusCode)
+	if up != nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		timer.Stop()
+		cn.tunnel(w, resp, up, st, hcfg)
+		return true, nil
+	}
 	defer resp.Body.Close()
 	timer.Reset(hcfg.ResponseTimeout) // now an inactivity bound on the body
-	ep.Responded(resp.StatusCode)
 
 	dst := w.Header()
 	copyHeader(dst, resp.Header)

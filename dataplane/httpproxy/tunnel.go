@@ -31,12 +31,12 @@ import (
 
 // tunnelState is what the two directions of a tunnel share.
 type tunnelState struct {
-	cc    *clientConn
-	bc    net.Conn
-	ep    *upstream.Endpoint
-	idle  time.Duration
-	last  atomic.Int64 // UnixNano of the last byte carried either way
-	ended atomic.Bool  // stop was called: the directions give up
+	client net.Conn
+	bc     net.Conn
+	ep     *upstream.Endpoint
+	idle   time.Duration
+	last   atomic.Int64 // UnixNano of the last byte carried either way
+	ended  atomic.Bool  // stop was called: the directions give up
 	// reason is the close reason of whatever ended the tunnel first.
 	reason atomic.Int32
 }
@@ -53,7 +53,7 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 		}
 	}
 	x.finalHead(true, outTunnel)
-	t := &tunnelState{cc: cc, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout}
+	t := &tunnelState{client: cc.c, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout}
 	t.last.Store(time.Now().UnixNano())
 
 	// What came behind the heads already belongs to the tunnel.
@@ -84,14 +84,7 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 
 	// The client connection's deadlines are the tunnel's from here on.
 	cc.rdl = time.Time{}
-	var up int64
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		up = t.copy(bc, cc.c, x.rb, false)
-	}()
-	down := t.copy(cc.c, bc, x.bb, true)
-	<-upDone
+	up, down := t.relay(x.rb, x.bb)
 
 	cc.info.BytesIn += uint64(up)
 	cc.info.BytesOut += uint64(down)
@@ -100,6 +93,20 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 	cc.reason = sluicev1.CloseReason(t.reason.Load())
 	cc.endpointDone(bc, false)
 	return false
+}
+
+// relay copies both ways until both directions ended, with upBuf and
+// downBuf as their buffers, and returns the bytes carried from the client
+// (up) and to it (down).
+func (t *tunnelState) relay(upBuf, downBuf []byte) (up, down int64) {
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		up = t.copy(t.bc, t.client, upBuf, false)
+	}()
+	down = t.copy(t.client, t.bc, downBuf, true)
+	<-upDone
+	return up, down
 }
 
 // copy carries bytes from src to dst until src ends (then dst is
@@ -167,7 +174,7 @@ func (t *tunnelState) stop(reason sluicev1.CloseReason) {
 	}
 	t.reason.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_IO_ERROR))
 	t.ended.Store(true)
-	t.cc.c.SetDeadline(aLongTimeAgo)
+	t.client.SetDeadline(aLongTimeAgo)
 	t.bc.SetDeadline(aLongTimeAgo)
 }
 

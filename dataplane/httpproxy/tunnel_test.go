@@ -360,7 +360,7 @@ func TestTunnelStopBetweenReads(t *testing.T) {
 	for _, c := range []net.Conn{client, clientPeer, ep, epPeer} {
 		defer c.Close()
 	}
-	ts := &tunnelState{cc: &clientConn{c: client}, bc: ep, idle: time.Hour}
+	ts := &tunnelState{client: client, bc: ep, idle: time.Hour}
 	ts.last.Store(time.Now().UnixNano())
 	src := &stopOnDeadline{Conn: ep, stop: func() { ts.stop(0) }}
 	done := make(chan struct{})
