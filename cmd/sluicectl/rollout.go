@@ -130,11 +130,23 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 // waitRollout follows the rollout resp started until it is promoted and
 // the group's nodes run it (exit 0), it halts (exit 2, with the reason), or
 // timeout passes (exit 3).
+//
+// An endpoint edit during the rollout gives the rollout a new version, newer
+// than the group's, so the rollout is followed by its start time, and its
+// end is a promotion when the group's version passed the rollout's last one.
 func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClient, resp *sluicev1.ApplyResponse, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	group, started := resp.GetGroup(), resp.GetVersion()
+	latest := started   // the rollout's version as last seen
+	var since time.Time // the rollout's start, once seen
+	ours := func(r *sluicev1.Rollout) bool {
+		if r == nil || r.GetVersion() < latest {
+			return false
+		}
+		return since.IsZero() || r.GetStarted().AsTime().Equal(since)
+	}
 	last := ""
 	for {
 		callCtx, callCancel := c.call(ctx)
@@ -144,19 +156,22 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 			return c.rpcError("apply", err)
 		}
 		r := st.GetRollout()
+		if err == nil && ours(r) {
+			latest, since = r.GetVersion(), r.GetStarted().AsTime()
+		}
 		switch {
 		case err != nil:
-		case r != nil && r.GetVersion() == started && r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
+		case ours(r) && r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
 			fmt.Fprintf(c.stderr, "sluicectl apply: the rollout of version %d halted: %s\n", started, r.GetReason())
 			return exitNacked
-		case r == nil || r.GetVersion() != started:
+		case !ours(r):
 			// Promoted (or aborted, or replaced): the group's version says.
 			gs, err := client.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
 			if err != nil {
 				return c.rpcError("apply", err)
 			}
 			for _, g := range gs.GetGroups() {
-				if g.GetName() == group && g.GetVersion() > started {
+				if g.GetName() == group && g.GetVersion() > latest {
 					fmt.Fprintf(c.stdout, "the canaries passed: version %d goes to every node\n", g.GetVersion())
 					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Until(deadline))
 				}

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -26,5 +31,82 @@ func TestWaitLeavesOutDrainingNodes(t *testing.T) {
 	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
 	if code != 0 || !strings.Contains(stdout, "1 node applied version 2") {
 		t.Errorf("apply --wait: exit %d\nstdout: %s\nstderr: %s\nwant exit 0: the one node not draining applied version 2", code, stdout, stderr)
+	}
+}
+
+// ackingNode subscribes to the control plane at addr as node id, ACKs
+// every response, and sends the version of each on the channel returned.
+func ackingNode(t *testing.T, addr, id string) <-chan string {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := sluicev1.NewDiscoveryServiceClient(conn).StreamSnapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id}}); err != nil {
+		t.Fatal(err)
+	}
+	versions := make(chan string, 16)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			versions <- r.GetVersionInfo()
+			if stream.Send(&sluicev1.DiscoveryRequest{VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}) != nil {
+				return
+			}
+		}
+	}()
+	return versions
+}
+
+func sent(t *testing.T, versions <-chan string, want string) {
+	t.Helper()
+	select {
+	case v := <-versions:
+		if v != want {
+			t.Fatalf("the node was sent version %s; want %s", v, want)
+		}
+	case <-time.After(defaultTestTimeout):
+		t.Fatalf("the node was not sent version %s", want)
+	}
+}
+
+// An endpoint edit during apply --canary --wait is no promotion: the wait
+// goes on following the rollout (here until --wait-timeout, exit 3).
+func TestWaitRolloutFollowsAnEditedRollout(t *testing.T) {
+	addr := startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	versions := ackingNode(t, addr, "n1")
+	sent(t, versions, "1")
+
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier),
+			"--canary", "1", "--canary-window", "1h", "--wait", "--wait-timeout", "3s")
+		done <- result{code, stdout, stderr}
+	}()
+	sent(t, versions, "2")
+	if code, stdout, stderr := sluicectl(t, addr, "drain", "web/web1"); code != 0 || !strings.HasPrefix(stdout, "applied version 4\n") {
+		t.Fatalf("drain: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	sent(t, versions, "4") // the canary's own version of the drain
+	r := <-done
+	if r.code != exitWaitTimeout || strings.Contains(r.stdout, "canaries passed") {
+		t.Errorf("apply --canary --wait across a drain: exit %d\nstdout: %s\nstderr: %s\nwant exit 3, the rollout still watching its canaries", r.code, r.stdout, r.stderr)
 	}
 }

@@ -208,6 +208,9 @@ func (s *Server) notKept(ctx context.Context, version uint64) error {
 // unknown cluster or endpoint fails with NOT_FOUND; a request that sets
 // neither weight nor state fails with INVALID_ARGUMENT. The comment defaults
 // to the edit, as sluicectl spells it: "set-weight web/a 3", "drain web/a".
+//
+// When the group has a staged rollout, the rollout's snapshot gets the same
+// edit (see editRollout), as a version of its own.
 func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpointRequest) (*sluicev1.ApplyResponse, error) {
 	err := requestStatus(req, req.ValidateAll())
 	if err == nil && req.Weight == nil && req.GetState() == sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED {
@@ -221,7 +224,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 	if comment == "" {
 		comment = updateComment(req)
 	}
-	return s.put(ctx, write{
+	w := write{
 		op:        "update endpoint",
 		done:      "endpoint updated",
 		group:     groupOrDefault(req.GetGroup()),
@@ -234,19 +237,30 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 				return nil, status.Errorf(codes.FailedPrecondition,
 					"no snapshot has been applied%s yet, so there is no endpoint to update; apply one first", toGroup(g.GetName()))
 			}
-			next := proto.Clone(g.GetSnapshot()).(*sluicev1.Snapshot)
-			ep, err := findEndpoint(next, req.GetCluster(), req.GetEndpoint())
-			if err != nil {
-				return nil, err
-			}
-			editEndpoint(ep, req)
-			if err := snapshot.Validate(next); err != nil {
-				return nil, snapshot.ToStatus(err)
-			}
-			return next, nil
+			return updatedSnapshot(g.GetSnapshot(), req)
 		},
 		endpointEdit: true,
-	})
+	}
+	resp, err := s.put(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return s.editRollout(ctx, w, req, resp)
+}
+
+// updatedSnapshot returns a copy of snap with req's edit, validated whole,
+// or the status to fail the call with.
+func updatedSnapshot(snap *sluicev1.Snapshot, req *sluicev1.UpdateEndpointRequest) (*sluicev1.Snapshot, error) {
+	next := proto.Clone(snap).(*sluicev1.Snapshot)
+	ep, err := findEndpoint(next, req.GetCluster(), req.GetEndpoint())
+	if err != nil {
+		return nil, err
+	}
+	editEndpoint(ep, req)
+	if err := snapshot.Validate(next); err != nil {
+		return nil, snapshot.ToStatus(err)
+	}
+	return next, nil
 }
 
 // editEndpoint sets what req asks for on ep, keeping the snapshot as it is
@@ -360,9 +374,15 @@ type write struct {
 	// canary, with next, starts a staged rollout of next's snapshot
 	// instead of replacing the group's snapshot.
 	canary *sluicev1.Canary
-	// endpointEdit marks next as an edit of one endpoint, which is made to
-	// a rollout's snapshot too, so a drain during a canary holds for all.
+	// endpointEdit marks next as an edit of one endpoint, which may be
+	// made while the group has a rollout (editRollout then makes it to
+	// the rollout's snapshot too, so a drain during a canary holds for
+	// all).
 	endpointEdit bool
+	// after, in a dry run, is how many versions an earlier write of the
+	// same call would have stored first: the version this one would be
+	// comes after them.
+	after uint64
 	// alter, instead of next, changes the group's rollout: it returns the
 	// changes, or the status to fail the call with.
 	alter func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)
@@ -389,7 +409,11 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			return nil, status.Errorf(codes.FailedPrecondition,
 				"the current version%s is %d, not %d: someone stored a version since; nothing stored", ofGroup(w.group), g.GetVersion(), *w.ifVersion)
 		}
-		changes, structured, err := s.edit(cfg, w, base+1)
+		next := base + 1
+		if w.dryRun {
+			next += w.after
+		}
+		changes, structured, err := s.edit(cfg, w, next)
 		if err != nil {
 			s.log.Info(w.op+" refused", "group", w.group, "version", base, "author", w.author, "dry_run", w.dryRun, "err", err)
 			return nil, err
@@ -401,7 +425,7 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 		}
 		if w.dryRun {
 			s.log.Info(w.op+" dry run", "group", w.group, "version", base, "author", w.author, "changes", len(changes))
-			return &sluicev1.ApplyResponse{Version: base + 1, Changed: true, Changes: changes, ResourceChanges: structured,
+			return &sluicev1.ApplyResponse{Version: next, Changed: true, Changes: changes, ResourceChanges: structured,
 				Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
 		info, changed, err := s.store.Put(ctx, base, store.Record{
@@ -498,9 +522,6 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		default:
 			diff = append(diff, snapshot.Diff(g.GetSnapshot(), snap)...)
 			g.Snapshot, g.Version = snap, next
-		}
-		if r := g.GetRollout(); r != nil && w.endpointEdit {
-			diff = append(diff, editRollout(r, w, next)...)
 		}
 	}
 	set, err := groups.Compile(cfg)

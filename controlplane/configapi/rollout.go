@@ -113,15 +113,57 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w writ
 	return append([]snapshot.Change{head}, diff...), nil
 }
 
-// editRollout makes an endpoint edit to the rollout's snapshot as well,
-// where the endpoint exists, as version next so the canaries get it.
-func editRollout(r *sluicev1.Rollout, w write, next uint64) []snapshot.Change {
-	snap, err := w.next(&sluicev1.Group{Snapshot: r.GetSnapshot(), Version: r.GetVersion()})
-	if err != nil || proto.Equal(snap, r.GetSnapshot()) {
-		return nil
+// editRollout makes the endpoint edit req, which gw made to the group's
+// snapshot with the outcome resp, to the group's rollout's snapshot as
+// well, as a version of its own, and returns the outcome of both.
+//
+// A version names one content, as in xDS: canaries are sent the rollout's
+// snapshot under the rollout's version, the rest of the group the group's
+// snapshot under the group's. Were both edits one version, a canary sent
+// back to the group's snapshot (a halt, an abort) would already run that
+// version by number and be sent nothing, and deltas based on it would
+// start from a snapshot it does not hold. The group's edit is stored first
+// so that the rollout's version is the newer, as it is from the start of a
+// rollout: --wait counts a canary that applied it as having applied the
+// group's, and a rollout is not promoted while its group's snapshot is the
+// newer (checkRollouts), which would lose the edit.
+func (s *Server) editRollout(ctx context.Context, gw write, req *sluicev1.UpdateEndpointRequest, resp *sluicev1.ApplyResponse) (*sluicev1.ApplyResponse, error) {
+	w := write{
+		op: "update endpoint in rollout", done: "rollout endpoint updated", group: gw.group, author: gw.author,
+		comment: gw.comment + " (the rollout's snapshot)", dryRun: gw.dryRun,
+		alter: func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error) {
+			r := g.GetRollout()
+			if r == nil {
+				return nil, nil
+			}
+			snap, err := updatedSnapshot(r.GetSnapshot(), req)
+			if err != nil || proto.Equal(snap, r.GetSnapshot()) {
+				return nil, nil // not in the rollout's snapshot, or already so there
+			}
+			r.Snapshot, r.Version = snap, next
+			return []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(),
+				Fields: []string{fmt.Sprintf("the same edit to the canaries' snapshot, as version %d", next)}}}, nil
+		},
 	}
-	r.Snapshot, r.Version = snap, next
-	return []snapshot.Change{{Op: '~', Kind: "rollout", Name: "canary snapshot", Fields: []string{"the same edit"}}}
+	if w.dryRun && resp.GetChanged() {
+		w.after = 1
+	}
+	rresp, err := s.put(ctx, w)
+	if err != nil {
+		if resp.GetChanged() && !w.dryRun {
+			st := status.Convert(err)
+			return nil, status.Errorf(st.Code(), "stored version %d%s, but not the same edit to its rollout's snapshot: %s; run the command again to make it there",
+				resp.GetVersion(), ofGroup(gw.group), st.Message())
+		}
+		return nil, err
+	}
+	if !rresp.GetChanged() {
+		return resp, nil
+	}
+	resp.Version, resp.Changed = rresp.GetVersion(), true
+	resp.Changes = append(resp.Changes, rresp.GetChanges()...)
+	resp.ResourceChanges = append(resp.ResourceChanges, rresp.GetResourceChanges()...)
+	return resp, nil
 }
 
 func rolloutStateText(st sluicev1.RolloutState) string {
@@ -259,7 +301,15 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 			w = &watch{version: r.GetVersion(), started: r.GetStarted().AsTime()}
 			s.rollouts.byGroup[g.GetName()] = w
 		}
-		if o, halt := s.step(w, r, nodes, now); halt != "" || (o && mayPromote) {
+		o, halt := s.step(w, r, nodes, now)
+		if o && g.GetVersion() > r.GetVersion() {
+			// An endpoint edit reached the group's snapshot and is on
+			// its way to the rollout's (editRollout): a promotion now
+			// would lose it.
+			o = false
+			w.phase = "the canaries passed; waiting for an endpoint edit of the group to reach the rollout's snapshot (if this lasts, make the edit again)"
+		}
+		if halt != "" || (o && mayPromote) {
 			todo = append(todo, outcome{group: g.GetName(), halt: halt, promote: o, version: r.GetVersion()})
 		}
 	}
@@ -392,7 +442,7 @@ func (s *Server) promoteRollout(ctx context.Context, group string, version uint6
 		op: "promote rollout", done: "rollout promoted", group: group, author: author, comment: comment,
 		alter: func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error) {
 			r := g.GetRollout()
-			if r.GetVersion() != version || r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			if r.GetVersion() != version || r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY || g.GetVersion() > version {
 				return nil, status.Errorf(codes.Aborted, "the rollout of group %s changed meanwhile", group)
 			}
 			ch := append([]snapshot.Change{{Op: '-', Kind: "rollout", Name: group, Fields: []string{fmt.Sprintf("version %d passed its canaries; to every node", version)}}},

@@ -2,6 +2,7 @@ package configapi
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,12 +55,31 @@ func TestRolloutCanariesNackAndEdits(t *testing.T) {
 		t.Errorf("group version %d after starting a rollout; want 1, the group keeps its snapshot", resp.GetGroupVersion())
 	}
 
-	// A drain during the canary goes to both snapshots.
-	if _, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", State: sluicev1.AdminState_ADMIN_STATE_DRAINING}); err != nil {
+	// A drain during the canary goes to both snapshots, each as a version
+	// of its own: the group's first, then the rollout's.
+	edit, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", State: sluicev1.AdminState_ADMIN_STATE_DRAINING})
+	if err != nil {
 		t.Fatal(err)
 	}
 	cur, _ := st.Current(ctx)
 	g := cur.Config.GetGroups()[0]
+	if g.GetVersion() != 3 || g.GetRollout().GetVersion() != 4 {
+		t.Errorf("after the drain the group runs version %d and the rollout %d; want 3 and 4, one version per content", g.GetVersion(), g.GetRollout().GetVersion())
+	}
+	wantChanges := []string{"~ cluster web: endpoint web1 state ACTIVE -> DRAINING", "~ rollout default: the same edit to the canaries' snapshot, as version 4"}
+	if edit.GetVersion() != 4 || edit.GetGroupVersion() != 3 || !slices.Equal(edit.GetChanges(), wantChanges) {
+		t.Errorf("drain answered version %d, group version %d, changes %q; want 4, 3, %q", edit.GetVersion(), edit.GetGroupVersion(), edit.GetChanges(), wantChanges)
+	}
+	if h := history(t, ctx, s); !slices.Equal(h, []uint64{4, 3, 2, 1}) {
+		t.Errorf("history %v; want 4 3 2 1", h)
+	}
+	dry, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", Weight: proto.Uint32(5), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.GetVersion() != 6 || len(dry.GetChanges()) != 2 || dry.GetChanges()[1] != "~ rollout default: the same edit to the canaries' snapshot, as version 6" {
+		t.Errorf("dry run of an edit: version %d, changes %q; want version 6, the rollout's as version 6", dry.GetVersion(), dry.GetChanges())
+	}
 	for what, snap := range map[string]*sluicev1.Snapshot{"group": g.GetSnapshot(), "rollout": g.GetRollout().GetSnapshot()} {
 		if ep := snap.GetClusters()[0].GetEndpoints()[0]; ep.GetState() != sluicev1.AdminState_ADMIN_STATE_DRAINING {
 			t.Errorf("the %s snapshot's web1 is %v after the drain", what, ep.GetState())
