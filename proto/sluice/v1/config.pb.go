@@ -276,8 +276,11 @@ func (x *Canary) GetMaxErrorRate() float64 {
 // the new snapshot while the rest of the group keeps the group's snapshot.
 type Rollout struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Version is the version that started the rollout; canaries are sent
-	// Snapshot labelled with it.
+	// Version labels Snapshot, which the canaries are sent: the version that
+	// started the rollout, or the last endpoint edit made during it (an edit
+	// stores the group's snapshot and then the rollout's, each under a
+	// version of its own, so that one version always names one snapshot).
+	// Started, not Version, tells one rollout from the next.
 	Version  uint64    `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Snapshot *Snapshot `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	// Canaries are the ids of the nodes that get the new snapshot first.
