@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -27,38 +28,26 @@ func (d pickDirector) Pick(*httpproxy.Request) (*upstream.Endpoint, time.Duratio
 // then closes. It answers any other request 426.
 func echoUpgradeEndpoint(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.Header.Get("Upgrade") != "echo" || req.Header.Get("Connection") != "upgrade" {
-						io.WriteString(c, "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
-						continue
-					}
-					io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello\n")
-					io.Copy(c, br)
-					return
-				}
-			}()
+	return loopback.Accept(t, func(c net.Conn) { go echoUpgrade(c) })
+}
+
+func echoUpgrade(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		if req.Header.Get("Upgrade") != "echo" || req.Header.Get("Connection") != "upgrade" {
+			io.WriteString(c, "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+			continue
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello\n")
+		io.Copy(c, br)
+		return
+	}
 }
 
 // TestUpgradeTunnel: an HTTP/1.1 client's Upgrade request gets the

@@ -360,17 +360,28 @@ func (e *Endpoint) Close(c net.Conn) {
 // returned first: it is the least likely to have been closed by the
 // server's keep-alive timeout.
 func (e *Endpoint) GetIdle() (net.Conn, syscall.RawConn) {
+	c, raw, _ := e.GetIdleSince()
+	return c, raw
+}
+
+// GetIdleSince is GetIdle that also returns when the connection was pooled
+// (PutIdle). A proxy uses it to check a connection that sat idle for a
+// while before sending on it: the endpoint may have written to it since
+// (a 408 before closing it, say), and a connection holding bytes nobody
+// asked for must not carry a request. One reused right away is not worth
+// the check.
+func (e *Endpoint) GetIdleSince() (net.Conn, syscall.RawConn, time.Time) {
 	e.mu.Lock()
 	n := len(e.idle)
 	if n == 0 {
 		e.mu.Unlock()
-		return nil, nil
+		return nil, nil, time.Time{}
 	}
 	ic := e.idle[n-1]
 	e.idle[n-1] = idleConn{}
 	e.idle = e.idle[:n-1]
 	e.mu.Unlock()
-	return ic.c, ic.raw
+	return ic.c, ic.raw, ic.since
 }
 
 // MaxIdle bounds the idle pool of one endpoint.
