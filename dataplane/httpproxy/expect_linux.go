@@ -32,11 +32,7 @@ func (cc *clientConn) watchBody(bc net.Conn) {
 		defer close(done)
 		sent := false
 		err := raw.Read(func(fd uintptr) bool {
-			var b [1]byte
-			n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			for err == unix.EINTR {
-				n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			}
+			n, err := peekByte(fd)
 			sent = err == nil && n > 0
 			// A close or a reset ends the watch too: the wait notices it
 			// as before (endpointStalled).

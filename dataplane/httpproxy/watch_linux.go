@@ -96,11 +96,7 @@ func peerClosed(fd uintptr) bool {
 // when the connection was reset or failed, so that nothing sent on it
 // can arrive. An interrupted call is made again.
 func peerEnded(fd uintptr) (fin, broken bool) {
-	var b [1]byte
-	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	for err == unix.EINTR {
-		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	}
+	n, err := peekByte(fd)
 	switch {
 	case err == unix.EAGAIN:
 		return false, false
@@ -118,6 +114,19 @@ func peerEnded(fd uintptr) (fin, broken bool) {
 		return false, false
 	}
 	return info.State == tcpCloseWait, info.State == tcpClose
+}
+
+// peekByte looks at the next byte the socket fd holds without taking it
+// or waiting: n is 1 when one is there, 0 at the peer's FIN, and err is
+// EAGAIN when nothing came. An interrupted call is made again.
+func peekByte(fd uintptr) (n int, err error) {
+	var b [1]byte
+	for {
+		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // clientLeft reports whether the client of the exchange left while its
