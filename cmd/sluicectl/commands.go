@@ -113,9 +113,9 @@ is refused.
 
 --canary 10% (or a count of nodes, --canary 2) starts a staged rollout: that
 share of the group's connected nodes (draining ones left out) gets the
-snapshot first. Once every
-canary applied it and ran it for --canary-window with an error rate (5xx and
-connect errors over requests) under --canary-max-errors, the control plane
+snapshot first. Once every canary applied it and ran it for
+--canary-window with an error rate (5xx and connect errors over requests)
+under --canary-max-errors, the control plane
 sends it to the rest of the group; if a canary refuses it or its error rate
 passes the limit, the rollout halts and the canaries go back to the group's
 snapshot. "sluicectl rollout status|resume|abort" follow and steer it. With
@@ -176,10 +176,11 @@ and exits 1. A pipeline that read version V, reviewed a diff against it and
 then applies cannot overwrite a change someone made in between.
 
 With --wait the command then waits until every connected node of the group
-has applied the version (or a newer one): exit 0. Draining nodes (SIGTERM)
-are left out: they refuse every version while they shut down. If a node refuses it
-(NACK), it prints the node and its reason and exits 2; if --wait-timeout
-passes first, it prints the nodes still behind and exits 3.`
+has applied the version (or a newer one): exit 0. Draining nodes
+(SIGTERM) are left out: they refuse every version while they shut down.
+If a node refuses it (NACK), it prints the node and its reason and exits
+2; if --wait-timeout passes first, it prints the nodes still behind and
+exits 3.`
 
 // writeFlags are the flags of every command that stores a version.
 type writeFlags struct {

@@ -242,9 +242,12 @@ func (r *Registry) Draining(id, instance string) bool {
 
 func clearNackIfApplied(e *entry) {
 	if e.nacked != 0 && e.acked >= e.nacked {
-		e.nacked, e.nackError, e.nackDraining = 0, "", false
+		clearNack(e)
 	}
 }
+
+// clearNack forgets the node's last refusal.
+func clearNack(e *entry) { e.nacked, e.nackError, e.nackDraining = 0, "", false }
 
 // forgetDrainingNack drops a refusal made while the node drained ("node is
 // shutting down"), when its stream ends or a new one starts: it said
@@ -253,7 +256,7 @@ func clearNackIfApplied(e *entry) {
 // draining. A restarted node is sent the version again.
 func forgetDrainingNack(e *entry) {
 	if e.nackDraining {
-		e.nacked, e.nackError, e.nackDraining = 0, "", false
+		clearNack(e)
 	}
 }
 
