@@ -212,7 +212,9 @@ func (s *session) finish() {
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case by == upstream.ClosedOnDown:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
-	case ep.Draining():
+	case failed && ep.Draining():
+		// A drain closes its sessions under the copy, once drain_timeout
+		// passed; one that ended by itself meanwhile ended as any other.
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case failed:
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
