@@ -64,6 +64,11 @@ type Reporter struct {
 	sent     atomic.Uint64
 	log      *slog.Logger
 
+	// pending is the batch being gathered, kept across streams: a batch
+	// whose stream broke goes out on the next one rather than being lost,
+	// since nothing overflowed. Only Run's goroutine touches it.
+	pending []*sluicev1.ConnRecord
+
 	running  atomic.Int32  // Run calls in progress
 	draining atomic.Bool   // Draining was called
 	wake     chan struct{} // cap 1: Draining asks Run to report now
@@ -205,18 +210,20 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	}
 	tick := time.NewTicker(r.interval)
 	defer tick.Stop()
-	batch := make([]*sluicev1.ConnRecord, 0, DefaultBatch)
+	if r.pending == nil {
+		r.pending = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case rec := <-r.queue:
-			batch = append(batch, rec)
-			if len(batch) < DefaultBatch {
+			r.pending = append(r.pending, rec)
+			if len(r.pending) < DefaultBatch {
 				continue
 			}
 		case <-tick.C:
-			if !eps.due(r) && len(batch) == 0 && r.dropped.Load() == 0 && !r.draining.Load() {
+			if !eps.due(r) && len(r.pending) == 0 && r.dropped.Load() == 0 && !r.draining.Load() {
 				continue
 			}
 		case <-r.wake:
@@ -228,18 +235,19 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 		changes, withEps := eps.attach(r, rep, false)
 		draining := r.draining.Load()
 		dropped := r.dropped.Swap(0)
+		batch := r.pending
 		rep.Records, rep.Dropped, rep.Draining = batch, dropped, draining
 		if err := st.Send(rep); err != nil {
-			// The batch is lost with the stream; count it.
-			r.dropped.Add(dropped + uint64(len(batch)))
-			r.total.Add(uint64(len(batch)))
+			// Not sent: the batch stays pending for the next stream,
+			// and the drop count for its next report.
+			r.dropped.Add(dropped)
 			return err
 		}
 		if withEps {
 			eps.sent(changes)
 		}
 		r.sent.Add(uint64(len(batch)))
-		batch = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
+		r.pending = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
 		if draining && !r.confirmed() {
 			return r.confirm(st)
 		}
