@@ -692,6 +692,9 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 		v, err = s.store.Current(ctx)
 	} else {
 		v, err = s.store.Get(ctx, req.GetVersion())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, s.notKept(ctx, req.GetVersion())
+		}
 	}
 	if err != nil {
 		return nil, storeStatus(err)
