@@ -134,3 +134,16 @@ func quiet(c, b sockState, minIdle time.Duration) bool {
 	}
 	return b.sinceRecv <= b.sinceSent && c.sinceSent <= c.sinceRecv
 }
+
+// peerReset reports whether the peer of rc's socket reset the connection:
+// the kernel closed the socket (state CLOSE) while it is still open here.
+// One raw TCP_INFO read of the state alone.
+func peerReset(rc syscall.RawConn) bool {
+	var info unix.TCPInfo
+	closed := false
+	rc.Control(func(fd uintptr) {
+		n, err := tcpInfo(fd, &info, uint32(unsafe.Sizeof(info.State)))
+		closed = err == nil && n > 0 && info.State == unix.BPF_TCP_CLOSE
+	})
+	return closed
+}

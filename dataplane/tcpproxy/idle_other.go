@@ -19,3 +19,7 @@ type quietReader struct{}
 func (q *quietReader) quietFor(client, backend syscall.RawConn) (time.Duration, bool) {
 	return 0, false
 }
+
+// peerReset would need the kernel's view of the socket too: a reset is
+// recorded as an I/O error.
+func peerReset(rc syscall.RawConn) bool { return false }

@@ -1,6 +1,7 @@
 package tcpproxy
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -51,7 +52,8 @@ type session struct {
 	// no half parks again (see park).
 	aborted atomic.Bool
 	// closedFor is the reason of the one closeFor that ended the session
-	// (a rebalance, the idle timeout), for its record; 0: none did.
+	// (a rebalance, the idle timeout), or of the reset of a client or an
+	// endpoint that did (see end), for its record; 0: none did.
 	closedFor atomic.Int32
 
 	// The session's place in its endpoint's list, oldest first; guarded by
@@ -159,6 +161,17 @@ func (h *half) end(err error) {
 		}
 	} else {
 		h.err = err
+		if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			// A reset ends a session as a FIN would, by the side that
+			// sent it: the one whose socket it closed. (abort closes
+			// both next, so this is asked first.)
+			switch {
+			case peerReset(s.clientRC):
+				s.closedFor.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED))
+			case peerReset(s.rawRC):
+				s.closedFor.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED))
+			}
+		}
 		s.abort()
 	}
 	if s.live.Add(-1) == 0 {
