@@ -46,7 +46,8 @@ type nodeJSON struct {
 	// run (0: none); InSync says it runs it.
 	WantVersion uint64 `json:"want_version"`
 	InSync      bool   `json:"in_sync"`
-	// Active and Conns sum the node's endpoints in its latest report.
+	// Active and Conns sum the node's endpoints in its latest report,
+	// while it is connected; 0 once it is gone.
 	Active int64         `json:"active"`
 	Conns  int64         `json:"conns"`
 	Rate   history.Point `json:"rate"`
@@ -72,8 +73,13 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
+	// A node that went away holds no requests or sockets any more,
+	// whatever its last report said (the charts drop them too).
 	gauges := map[string][2]int64{}
 	for _, n := range st.GetNodes() {
+		if !n.GetConnected() {
+			continue
+		}
 		var g [2]int64
 		for _, ep := range n.GetEndpoints() {
 			g[0] += ep.GetActive()
@@ -161,8 +167,9 @@ type endpointJSON struct {
 	// (UP, DOWN, DRAINING, DISABLED, EJECTED, CHECKING), MIXED when they
 	// disagree, UNKNOWN when none reports it.
 	Health string `json:"health"`
-	// Active, Conns, Requests and Errors sum the nodes' latest reports;
-	// Errors counts 5xx responses and failed connects.
+	// Requests and Errors sum the nodes' latest reports, Active and
+	// Conns those of the connected nodes (a node that went away holds
+	// nothing any more); Errors counts 5xx responses and failed connects.
 	Active   int64              `json:"active"`
 	Conns    int64              `json:"conns"`
 	Requests uint64             `json:"requests"`
@@ -235,13 +242,13 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 				ej.Nodes = []endpointNodeJSON{}
 			}
 			for _, n := range ej.Nodes {
-				ej.Active += n.Active
-				ej.Conns += n.Conns
 				ej.Requests += n.Requests
 				ej.Errors += n.Errors
 				if !n.Connected {
 					continue
 				}
+				ej.Active += n.Active
+				ej.Conns += n.Conns
 				switch ej.Health {
 				case "UNKNOWN":
 					ej.Health = n.Health
