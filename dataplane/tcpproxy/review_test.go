@@ -3,8 +3,10 @@ package tcpproxy
 import (
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -43,4 +45,38 @@ func TestClosedDuringDrainIsNotDrained(t *testing.T) {
 	if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.BytesIn != 8 || ci.BytesOut != 8 {
 		t.Errorf("record: reason %v, %d bytes in, %d out; want CLIENT_CLOSED, 8, 8", ci.Reason, ci.BytesIn, ci.BytesOut)
 	}
+}
+
+// TestRetiredEndpointForgotten: a listener that served sessions to an
+// endpoint lets go of it once it is retired, also when its sessions had
+// all ended before: endpoints that come and go (a deploy, DNS) do not
+// pile up in a node that runs for months.
+func TestRetiredEndpointForgotten(t *testing.T) {
+	backend := startBackend(t, echo)
+	onClose, infos := recorder()
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{}, IdleTimeout: 100 * time.Millisecond}, onClose)
+	addr := startProxy(t, s)
+	gone := func() weak.Pointer[upstream.Endpoint] {
+		ep := upstream.New("c", "e", backend)
+		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}, IdleTimeout: 100 * time.Millisecond})
+		if got := roundTrip(t, addr, "ping"); got != "ping" {
+			t.Fatalf("read %q, want ping", got)
+		}
+		waitInfo(t, infos)
+		// The apply that removes it: no listener picks it, it is retired.
+		other := upstream.New("c", "other", backend)
+		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{other}}, IdleTimeout: 100 * time.Millisecond})
+		ep.Retire(0, 0)
+		return weak.Make(ep)
+	}()
+	// Sessions go on with the other endpoint (and whatever served the
+	// last one's bytes moves on to them).
+	if got := roundTrip(t, addr, "ping"); got != "ping" {
+		t.Fatalf("read %q, want ping", got)
+	}
+	waitInfo(t, infos)
+	waitUntil(t, "the retired endpoint collected", func() bool {
+		runtime.GC()
+		return gone.Value() == nil
+	})
 }

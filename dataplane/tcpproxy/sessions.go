@@ -79,6 +79,24 @@ func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *session) {
 	}
 }
 
+// forgetRetired drops the empty lists of retired endpoints. remove drops
+// the list of an endpoint that is retired while it has sessions, with the
+// last one; the list of one retired after its sessions ended stays until
+// this finds it (the idle timeout's scans call it), so that the registry
+// does not keep every endpoint it ever served.
+func (r *registry) forgetRetired() {
+	r.lists.Range(func(k, v any) bool {
+		ep, l := k.(*upstream.Endpoint), v.(*sessionList)
+		l.mu.Lock()
+		if l.n == 0 && ep.Draining() {
+			l.dead = true
+			r.lists.CompareAndDelete(ep, l)
+		}
+		l.mu.Unlock()
+		return true
+	})
+}
+
 // appendAll appends the sessions of l to dst, oldest first, and returns
 // the extended slice.
 func (l *sessionList) appendAll(dst []*session) []*session {

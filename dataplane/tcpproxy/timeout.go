@@ -68,6 +68,7 @@ func (s *Server) scanIdle() {
 	if d <= 0 || s.closing.Load() {
 		return
 	}
+	s.sessions.forgetRetired()
 	next := d
 	for i, ss := range s.sessions.all() {
 		if i%scanBatch == scanBatch-1 {
