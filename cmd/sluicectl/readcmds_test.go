@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // TestGetUnknownVersion: get --version of a version that is not stored
@@ -20,5 +28,43 @@ func TestGetUnknownVersion(t *testing.T) {
 	want := "sluicectl get: version 9 is not stored; the kept versions are 1 to 1\n"
 	if code != 1 || stderr != want {
 		t.Errorf("get --version 9: status %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
+
+// reportingCP is a control plane whose one node reports every second, as
+// a real one does, with 10 more requests each time.
+type reportingCP struct{ fakeCP }
+
+func (r *reportingCP) GetStats(context.Context, *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+	at := time.Now().Truncate(time.Second)
+	return &sluicev1.GetStatsResponse{Nodes: []*sluicev1.NodeStats{{
+		NodeId: "n1", Connected: true, ReportedAt: timestamppb.New(at),
+		Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP,
+			Weight: 1, Requests: uint64(at.Unix()%100000) * 10}},
+	}}}, nil
+}
+
+// TestTopOnceDoesNotWaitAnInterval: top --once prints its frame as soon
+// as the node has reported twice (it reports every second), within the
+// 12s its help promises, whatever --interval says.
+func TestTopOnceDoesNotWaitAnInterval(t *testing.T) {
+	cp := &reportingCP{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	sluicev1.RegisterConfigServiceServer(srv, cp)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+
+	start := time.Now()
+	code, stdout, stderr := sluicectl(t, lis.Addr().String(), "top", "--once", "--interval", "30s")
+	took := time.Since(start)
+	if code != 0 || !strings.Contains(stdout, "10.0 req/s") {
+		t.Fatalf("top --once --interval 30s: status %d after %v, want the frame with 10.0 req/s\nstdout: %s\nstderr: %s", code, took.Round(time.Millisecond), stdout, stderr)
+	}
+	if took > 5*time.Second {
+		t.Errorf("top --once took %v; the node reports every second", took.Round(time.Millisecond))
 	}
 }

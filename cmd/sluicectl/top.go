@@ -19,6 +19,11 @@ import (
 // so two reports come within a few seconds even on a busy node.
 const onceWait = 12 * time.Second
 
+// oncePoll is how often top --once asks again while it waits for a
+// node's second report: it waits for reports, not for a redraw, so
+// --interval does not pace it.
+const oncePoll = 250 * time.Millisecond
+
 // Terminal control sequences top uses on a terminal: the alternate screen
 // (left as it was found on exit, as top(1) does), cursor hidden, and clear.
 const (
@@ -61,7 +66,11 @@ the frame shows the error and top keeps trying.`)
 		defer fmt.Fprint(c.stdout, leaveScreen)
 	}
 	v := &topView{cp: c.cp, interval: *interval, meters: map[string]*ratemeter.Meter{}}
-	tick := time.NewTicker(*interval)
+	every := *interval
+	if *once {
+		every = min(every, oncePoll)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	giveUp := time.Now().Add(onceWait)
 	for {
