@@ -696,6 +696,10 @@ func nodeState(n *sluicev1.NodeStatus) string {
 	}
 }
 
+// maxConnsLimit is the most records ListConns returns at once (its
+// request's limit, validated by the control plane).
+const maxConnsLimit = 100000
+
 func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("conns", "conns [--limit N] [--node ID] [--listener L] [--cluster C] [--endpoint E] [--reason R,...] [--min-duration D] [-o table|json]", `
 List the most recent client connections the nodes reported, newest first:
@@ -722,6 +726,9 @@ Reasons:
 	if *minDur < 0 {
 		return c.usageError(fs, "--min-duration must not be negative, not %s", *minDur)
 	}
+	if *limit > maxConnsLimit {
+		return c.usageError(fs, "--limit must be at most %d, not %d", maxConnsLimit, *limit)
+	}
 	var want []sluicev1.CloseReason
 	for r := range strings.SplitSeq(*reasonList, ",") {
 		if r = strings.TrimSpace(r); r == "" {
@@ -736,7 +743,7 @@ Reasons:
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	req := &sluicev1.ListConnsRequest{
-		Limit: uint32(min(*limit, 1<<32-1)), NodeId: *node, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
+		Limit: uint32(*limit), NodeId: *node, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
 		Reasons: want,
 	}
 	if *minDur > 0 {

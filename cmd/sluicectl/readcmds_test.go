@@ -68,3 +68,16 @@ func TestTopOnceDoesNotWaitAnInterval(t *testing.T) {
 		t.Errorf("top --once took %v; the node reports every second", took.Round(time.Millisecond))
 	}
 }
+
+// TestConnsLimitTooLarge: a --limit the API refuses is a usage error
+// (status 2) naming the flag, not a failed call with the API's field path.
+func TestConnsLimitTooLarge(t *testing.T) {
+	addr := startRealCP(t)
+	code, _, stderr := sluicectl(t, addr, "conns", "--limit", "200000")
+	if code != 2 || !strings.Contains(stderr, "sluicectl conns: --limit must be at most 100000, not 200000") {
+		t.Errorf("conns --limit 200000: status %d, stderr %q; want 2 and the flag's bound", code, stderr)
+	}
+	if code, _, stderr := sluicectl(t, addr, "conns", "--limit", "100000"); code != 0 {
+		t.Errorf("conns --limit 100000: status %d: %s", code, stderr)
+	}
+}
