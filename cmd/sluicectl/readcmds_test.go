@@ -81,3 +81,25 @@ func TestConnsLimitTooLarge(t *testing.T) {
 		t.Errorf("conns --limit 100000: status %d: %s", code, stderr)
 	}
 }
+
+// TestHistoryOfGroupMarksItsCurrentVersion: history --group speaks of one
+// group (README), so the version marked current is the one that group's
+// nodes run, not the newest version of another group.
+func TestHistoryOfGroupMarksItsCurrentVersion(t *testing.T) {
+	addr := startRealCP(t)
+	for _, args := range [][]string{
+		{"apply", "-f", quickstart, "--group", "edge", "--selector", "role=edge"},
+		{"apply", "-f", quickstart},
+	} {
+		if code, _, stderr := sluicectl(t, addr, args...); code != 0 {
+			t.Fatalf("%v: status %d: %s", args, code, stderr)
+		}
+	}
+	for group, want := range map[string]string{"edge": "1*", "default": "2*"} {
+		code, stdout, stderr := sluicectl(t, addr, "history", "--group", group)
+		rows := tableRows(stdout)
+		if code != 0 || len(rows) != 2 || rows[1][0] != want {
+			t.Errorf("history --group %s: status %d, rows %q (stderr %q); want one version, %s", group, code, rows, stderr, want)
+		}
+	}
+}

@@ -718,7 +718,8 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	return &sluicev1.GetResponse{Info: info, Snapshot: snap}, nil
 }
 
-// History implements sluicev1.ConfigServiceServer.
+// History implements sluicev1.ConfigServiceServer. Current is the newest
+// version, or with a group, the version that group's nodes run.
 func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sluicev1.HistoryResponse, error) {
 	limit := int(req.GetLimit())
 	if req.GetGroup() != "" {
@@ -736,6 +737,12 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		h = slices.DeleteFunc(h, func(i *sluicev1.VersionInfo) bool { return groupOrDefault(i.GetGroup()) != req.GetGroup() })
 		if n := int(req.GetLimit()); n > 0 && len(h) > n {
 			h = h[:n]
+		}
+		// Of one group, the current version is the one its nodes run:
+		// the version that last changed its snapshot.
+		resp.Current = 0
+		if cur, err := s.store.Current(ctx); err == nil {
+			resp.Current = groups.Find(cur.Config, req.GetGroup()).GetVersion()
 		}
 	}
 	resp.Versions = h
