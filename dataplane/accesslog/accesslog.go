@@ -10,11 +10,12 @@
 // the line needs into a pooled entry and hands it to a bounded queue;
 // one writer goroutine formats and writes the lines. When the queue is
 // full — the writer fell behind, the disk is slow — the line is dropped
-// and counted (Dropped), and the request goes on.
+// and counted (Dropped), and the request goes on. So are the lines of a
+// write that fails (a full disk): the log goes on with the next ones.
 package accesslog
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -48,10 +49,15 @@ type Log struct {
 	sample  float64 // Options.Sample
 	queue   chan *entry
 	dropped atomic.Uint64
-	out     *bufio.Writer
-	stop    chan struct{} // closed by Close
-	done    chan struct{} // closed when the writer is done
-	once    sync.Once
+	out     io.Writer
+	// buf holds the lines the writer formatted and has not written yet;
+	// cut says the last write ended inside a line. Only the writer
+	// goroutine touches them.
+	buf  []byte
+	cut  bool
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the writer is done
+	once sync.Once
 }
 
 // New starts a log writing to w. Close stops it.
@@ -68,7 +74,8 @@ func New(w io.Writer, opts Options) (*Log, error) {
 	l := &Log{
 		node: opts.Node, all: opts.Sample == 1, sample: opts.Sample,
 		queue: make(chan *entry, opts.Queue),
-		out:   bufio.NewWriterSize(w, 64<<10),
+		out:   w,
+		buf:   make([]byte, 0, writeSize+4<<10),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -152,12 +159,12 @@ func (l *Log) write() {
 		case <-tick.C:
 		case <-l.stop:
 			l.drain(buf)
-			l.out.Flush()
+			l.flush()
 			return
 		}
 		if len(l.queue) > 0 {
 			buf = l.drain(buf)
-			l.out.Flush()
+			l.flush()
 		}
 	}
 }
@@ -175,9 +182,50 @@ func (l *Log) drain(buf []byte) []byte {
 // buffer it reuses and returns.
 func (l *Log) line(e *entry, buf []byte) []byte {
 	buf = e.appendLine(buf[:0], l.node)
-	l.out.Write(buf)
+	l.buf = append(l.buf, buf...)
 	entries.Put(e)
+	if len(l.buf) >= writeSize {
+		l.flush()
+	}
 	return buf
+}
+
+// writeSize is how many bytes of lines the writer gathers before it
+// writes them, at most, between two ticks.
+const writeSize = 64 << 10
+
+// flush writes the lines gathered. A write that fails (a full disk)
+// loses its lines, which are counted as dropped, and the log goes on
+// with the next ones, which reach the file once it takes them again. A
+// line the failed write cut short is ended first, so that the next line
+// stays whole.
+func (l *Log) flush() {
+	if len(l.buf) == 0 {
+		return
+	}
+	b := l.buf
+	if l.cut {
+		b = append(b, 0)
+		copy(b[1:], b)
+		b[0] = '\n'
+	}
+	n, err := l.out.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		lost := b[n:]
+		if l.cut && n == 0 {
+			lost = lost[1:] // the newline ending the cut line is not a line
+		}
+		l.dropped.Add(uint64(bytes.Count(lost, []byte{'\n'})))
+		if n > 0 {
+			l.cut = b[n-1] != '\n'
+		}
+	} else {
+		l.cut = false
+	}
+	l.buf = b[:0]
 }
 
 var _ meter.Log = (*Log)(nil)

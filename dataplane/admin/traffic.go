@@ -59,7 +59,7 @@ func newTrafficCollector(n *node.Node) *trafficCollector {
 		cQueue:       d("sluice_cluster_queue_length", "Requests and sessions waiting for an endpoint below its max_conn.", "cluster"),
 		cLatency:     newLatencyDescs("sluice_cluster", "cluster"),
 
-		logDropped: d("sluice_access_log_dropped_total", "Access log lines dropped because the writer fell behind."),
+		logDropped: d("sluice_access_log_dropped_total", "Access log lines dropped because the writer fell behind, or because writing them failed (a full disk)."),
 	}
 }
 
