@@ -195,6 +195,10 @@ type watch struct {
 	appliedAt  time.Time
 	windowFrom time.Time
 	base       map[string]counts
+	// last is each canary's latest view counted, and carried what the
+	// earlier processes of canaries that restarted counted in the window.
+	last    map[string]counts
+	carried struct{ requests, errors uint64 }
 	// What the last check saw.
 	requests uint64
 	rate     float64
@@ -357,7 +361,8 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 	}
 	if connected == 0 || applied < connected {
-		w.appliedAt, w.windowFrom, w.base = time.Time{}, time.Time{}, nil
+		w.appliedAt, w.windowFrom, w.base, w.last = time.Time{}, time.Time{}, nil, nil
+		w.carried.requests, w.carried.errors = 0, 0
 		w.phase = fmt.Sprintf("waiting for %d of %d connected canaries to apply version %d", connected-applied, connected, v)
 		if connected == 0 {
 			w.phase = "waiting for a canary to connect"
@@ -365,20 +370,35 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		return false, ""
 	}
 	if w.appliedAt.IsZero() {
-		w.appliedAt, w.base = now, map[string]counts{}
+		w.appliedAt, w.base, w.last = now, map[string]counts{}, map[string]counts{}
 	}
-	counts := s.canaryCounts(r.GetCanaries())
+	latest := s.canaryCounts(r.GetCanaries())
 	want := strconv.FormatUint(v, 10)
 	var req, errs uint64
 	var waiting []string
 	for _, id := range r.GetCanaries() {
-		c := counts[id]
+		c := latest[id]
 		if !c.seen {
 			continue // its views go to another replica
 		}
 		b, ok := w.base[id]
 		if ok && (c.requests < b.requests || c.errors < b.errors) {
-			ok = false // the canary restarted: count from its new process's view
+			// The canary restarted. What its old process counted in the
+			// window stays counted. A new process that reports the
+			// version ran nothing else (a node serves nothing before its
+			// first snapshot, and a canary's is the rollout's): all it
+			// counted is the version's. Otherwise its window restarts
+			// from a view at the version, as a canary's first does.
+			if l, seen := w.last[id]; seen {
+				w.carried.requests += l.requests - b.requests
+				w.carried.errors += l.errors - b.errors
+			}
+			delete(w.last, id)
+			ok = c.version == want
+			b = counts{version: want, seen: true}
+			if ok {
+				w.base[id] = b
+			}
 		}
 		if !ok {
 			if w.countFrom(c, want, now) {
@@ -390,7 +410,10 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 		req += c.requests - b.requests
 		errs += c.errors - b.errors
+		w.last[id] = c
 	}
+	req += w.carried.requests
+	errs += w.carried.errors
 	if w.windowFrom.IsZero() {
 		if len(waiting) > 0 {
 			w.phase = fmt.Sprintf("waiting for the counters of %s at version %d", strings.Join(waiting, ", "), v)

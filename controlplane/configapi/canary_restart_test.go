@@ -1,0 +1,79 @@
+package configapi
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/controlplane/store"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// A canary that restarts within its window (a host reboot in a rolling
+// maintenance) starts its counters from zero. What its old process
+// counted in the window still counts, and so does everything its new
+// process counts at the version: the error rate stays that of the whole
+// window, not of the few requests since the restart.
+func TestCanaryRestartKeepsItsWindow(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n1", "n2")
+	views := stats.NewViews()
+	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Minute), MaxErrorRate: 0.05}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := st.Current(ctx)
+	r := cur.Config.GetGroups()[0].GetRollout()
+	if got := strings.Join(r.GetCanaries(), ","); got != "n1" {
+		t.Fatalf("canaries %s; want n1", got)
+	}
+	rv := r.GetVersion()
+	at := strconv.FormatUint(rv, 10)
+	view := func(requests, errors uint64) {
+		views.Put("n1", &sluicev1.EndpointReport{Version: at, Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
+		}})
+	}
+	sessions["n1"].Acked(rv)
+	nodes := map[string]*sluicev1.NodeStatus{}
+	for _, n := range reg.Nodes() {
+		nodes[n.GetId()] = n
+	}
+	w := &watch{version: rv}
+	step := func(at time.Duration) (bool, string) {
+		t.Helper()
+		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
+	}
+
+	view(5000, 10) // counters from the node's start: the window counts from here
+	view(5000, 10)
+	if _, halt := step(0); halt != "" {
+		t.Fatalf("at the start: halt %q", halt)
+	}
+	view(6000, 55) // 45 errors in 1000 requests: 4.5%, under 5%
+	if _, halt := step(10 * time.Second); halt != "" || w.requests != 1000 {
+		t.Fatalf("before the restart: halt %q, %d requests", halt, w.requests)
+	}
+	// n1 restarts, runs the version again from its start, and reports.
+	view(30, 2)
+	if _, halt := step(20 * time.Second); halt != "" {
+		t.Errorf("right after the restart: halt %q", halt)
+	}
+	view(60, 4)
+	promote, halt := step(30 * time.Second)
+	if halt != "" || promote || w.requests != 1060 || !strings.Contains(w.phase, "error rate 4.62% of 1060 requests") {
+		t.Errorf("after the restart: promote %v, halt %q, %d requests, phase %q; want the window's 49 errors in 1060 requests, 4.62%%, going on",
+			promote, halt, w.requests, w.phase)
+	}
+}
