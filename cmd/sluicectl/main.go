@@ -7,7 +7,8 @@
 //
 // The control plane address comes from --cp, else $SLUICE_CP, else
 // 127.0.0.1:7070. Exit status: 0 on success, 1 on a refused snapshot or a
-// failed call, 2 on a usage error.
+// failed call, 2 on a usage error; with --wait, 2 when a node refused the
+// version and 3 when the wait timed out.
 package main
 
 import (
@@ -107,7 +108,8 @@ Global flags:
   --cert FILE, --key FILE  a client certificate to present over TLS (optional)
 
 Run "sluicectl COMMAND --help" for the flags of a command.
-Exit status: 0 ok, 1 refused or failed, 2 usage error.
+Exit status: 0 ok, 1 refused or failed, 2 usage error, or with --wait a node refused the
+version, 3 --wait-timeout passed first.
 `, defaultCP)
 }
 

@@ -103,3 +103,18 @@ func TestHistoryOfGroupMarksItsCurrentVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageExitStatuses: the exit statuses the usage lists are all those
+// sluicectl returns: with --wait, 2 also means a node refused the version
+// and 3 that the wait timed out, which CI scripts gate on.
+func TestUsageExitStatuses(t *testing.T) {
+	code, stdout, _ := sluicectl(t, "", "--help")
+	if code != 0 {
+		t.Fatalf("--help: status %d", code)
+	}
+	for _, w := range []string{"2 usage error, or with --wait a node refused the version", "3 --wait-timeout passed"} {
+		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), w) {
+			t.Errorf("usage lacks %q:\n%s", w, stdout)
+		}
+	}
+}
