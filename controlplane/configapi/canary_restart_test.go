@@ -76,4 +76,11 @@ func TestCanaryRestartKeepsItsWindow(t *testing.T) {
 		t.Errorf("after the restart: promote %v, halt %q, %d requests, phase %q; want the window's 49 errors in 1060 requests, 4.62%%, going on",
 			promote, halt, w.requests, w.phase)
 	}
+	// It restarts again: its counters are back under the last view, though
+	// not under the base the second process counted from (zero).
+	view(20, 1)
+	if _, halt := step(40 * time.Second); halt != "" || w.requests != 1080 || !strings.Contains(w.phase, "error rate 4.63% of 1080 requests") {
+		t.Errorf("after a second restart: halt %q, %d requests, phase %q; want the window's 50 errors in 1080 requests, 4.63%%",
+			halt, w.requests, w.phase)
+	}
 }

@@ -382,17 +382,21 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 			continue // its views go to another replica
 		}
 		b, ok := w.base[id]
-		if ok && (c.requests < b.requests || c.errors < b.errors) {
+		// Counters that went back, from the base or from the latest view
+		// counted (a canary that restarted twice), tell a restart.
+		l, seen := w.last[id]
+		if !seen {
+			l = b
+		}
+		if ok && (c.requests < l.requests || c.errors < l.errors) {
 			// The canary restarted. What its old process counted in the
 			// window stays counted. A new process that reports the
 			// version ran nothing else (a node serves nothing before its
 			// first snapshot, and a canary's is the rollout's): all it
 			// counted is the version's. Otherwise its window restarts
 			// from a view at the version, as a canary's first does.
-			if l, seen := w.last[id]; seen {
-				w.carried.requests += l.requests - b.requests
-				w.carried.errors += l.errors - b.errors
-			}
+			w.carried.requests += l.requests - b.requests
+			w.carried.errors += l.errors - b.errors
 			delete(w.last, id)
 			ok = c.version == want
 			b = counts{version: want, seen: true}
