@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,13 @@ type Endpoints interface {
 // confirm that it learnt the node is draining.
 const DrainingTimeout = time.Second
 
-// reconnectWait is how long Run waits before reopening a broken stream.
+// reconnectWait is about how long Run waits before reopening a broken
+// stream: reconnectDelay draws each wait at random from half of it to
+// one and a half times it, so that a fleet whose control plane went away
+// does not come back in one wave.
 const reconnectWait = time.Second
+
+func reconnectDelay() time.Duration { return reconnectWait/2 + rand.N(reconnectWait) }
 
 // errReopen ends a stream that was closed on purpose, to be reopened at once.
 var errReopen = errors.New("stats: stream closed to confirm a report")
@@ -180,7 +186,7 @@ func (r *Reporter) Run(ctx context.Context, conn grpc.ClientConnInterface, nodeI
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(reconnectWait):
+		case <-time.After(reconnectDelay()):
 		case <-r.wake: // draining: try now rather than after the wait
 		}
 	}
