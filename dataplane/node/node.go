@@ -596,8 +596,9 @@ type EndpointStatus struct {
 	// Detail says why the endpoint is in its state, for operators: the
 	// last failed check, or the cause of an ejection.
 	Detail string `json:",omitempty"`
-	// Ejections counts the endpoint's outlier ejections since its
-	// cluster's outlier detection was turned on.
+	// Ejections counts the endpoint's outlier ejections since the node
+	// first had it (Stats.Ejections), drained or disabled meanwhile or
+	// not.
 	Ejections uint64 `json:",omitempty"`
 }
 
@@ -620,14 +621,16 @@ func (n *Node) Endpoints() []EndpointStatus {
 					since = st.Since
 				}
 			}
+			st := ep.Stats()
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
-				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),
-				Since: since, Detail: detail})
+				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: st,
+				Since: since, Detail: detail, Ejections: st.Ejections})
 			c.outlier.status(ep, &out[len(out)-1])
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since})
+			st := ep.Stats()
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: st, Since: in.since, Ejections: st.Ejections})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -85,7 +85,6 @@ type ejection struct {
 	end      time.Time     // when the last ejection ended
 	length   time.Duration // of the ejection under way
 	inARow   int           // its n: the multiplier of base
-	total    uint64        // ejections since the ejector had the endpoint
 	cause    string        // of the ejection under way: "5 consecutive 5xx responses"
 	gen      uint64        // tells this ejection's timer from an older one's
 	stopTime func() bool   // stops the timer of the ejection under way
@@ -175,7 +174,7 @@ func (j *ejector) report(ep *upstream.Endpoint, cause upstream.Cause) {
 	e.inARow = min(e.inARow+1, int((cfg.max+cfg.base-1)/cfg.base))
 	e.length = min(time.Duration(e.inARow)*cfg.base, cfg.max)
 	e.ejected, e.since = true, now
-	e.total++
+	ep.Ejected()
 	e.gen++
 	threshold := cfg.connectFailures
 	if cause == upstream.Responses5xx {
@@ -256,10 +255,9 @@ func (j *ejector) ejected() map[*upstream.Endpoint]bool {
 	return out
 }
 
-// status adds ep's ejections to st: its count, and while it is ejected its
-// health, since and why, unless checks say it is down, which is what
-// operators must see first. Once back, it is up since its return. j may
-// be nil.
+// status adds ep's ejection to st: while it is ejected its health, since
+// and why, unless checks say it is down, which is what operators must see
+// first. Once back, it is up since its return. j may be nil.
 func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 	if j == nil {
 		return
@@ -270,7 +268,6 @@ func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 	if !ok {
 		return
 	}
-	st.Ejections = e.total
 	switch {
 	case e.ejected && st.Health != "DOWN":
 		st.Health, st.Since = "EJECTED", e.since

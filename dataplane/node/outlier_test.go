@@ -103,7 +103,8 @@ func (te *testEjector) out() []string {
 }
 
 func (te *testEjector) status(i int) EndpointStatus {
-	st := EndpointStatus{Health: "UP"}
+	// As Node.Endpoints fills it: the count is the endpoint's.
+	st := EndpointStatus{Health: "UP", Ejections: te.eps[i].Stats().Ejections}
 	te.ejector.status(te.eps[i], &st)
 	return st
 }
@@ -378,15 +379,17 @@ clusters:
 // ejection time is up, without a check, and ramps up as one back from down.
 func TestEjectionEnds(t *testing.T) {
 	n := newNode(t)
-	if err := n.Apply("1", parse(t, `
+	const tmpl = `
 clusters:
   - name: web
     slow_start: 1m
     outlier_detection: { consecutive_connect_failures: 2, base_ejection_time: 300ms, max_ejection_percent: 50 }
     endpoints:
-      - { name: a, address: %s }
+      - { name: a, address: %s%s }
       - { name: b, address: 127.0.0.1:2 }
-`, freeAddr(t))); err != nil {
+`
+	addr := freeAddr(t)
+	if err := n.Apply("1", parse(t, tmpl, addr, "")); err != nil {
 		t.Fatal(err)
 	}
 	a := member(t, n, "a")
@@ -410,5 +413,19 @@ clusters:
 	// At a tenth of its weight a gets about 1 pick in 11.
 	if got := shares(t, n, "web", 1100); got["a"] > 300 {
 		t.Errorf("just back: a got %d of 1100 picks, want about 100 (slow start)", got["a"])
+	}
+	// The count is a's: a drain and a return do not take it back to zero,
+	// which a scraper would read as a counter reset.
+	if err := n.Apply("2", parse(t, tmpl, addr, ", state: DRAINING")); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(n, "a"); st.Health != "DRAINING" || st.Ejections != 1 {
+		t.Errorf("a drained: %s with %d ejections, want DRAINING with 1", st.Health, st.Ejections)
+	}
+	if err := n.Apply("3", parse(t, tmpl, addr, "")); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(n, "a"); st.Ejections != 1 {
+		t.Errorf("a back from its drain: %s with %d ejections, want 1", st.Health, st.Ejections)
 	}
 }

@@ -22,6 +22,8 @@ type Stats struct {
 	// HealthTransitions counts the times health checks marked the
 	// endpoint down or back up.
 	HealthTransitions uint64
+	// Ejections counts the endpoint's outlier ejections (Ejected).
+	Ejections uint64
 }
 
 // HealthChanged counts a change of the endpoint's health-check state,
@@ -36,7 +38,7 @@ func (e *Endpoint) HealthChanged() {
 // counters are the atomics behind Stats.
 type counters struct {
 	requests, bytesIn, bytesOut, connectErrors, responses5xx atomic.Uint64
-	healthTransitions                                        atomic.Uint64
+	healthTransitions, ejections                             atomic.Uint64
 	// cluster is the meter of the endpoint's cluster, which bytes and
 	// failed connects are counted in too; nil: none.
 	cluster atomic.Pointer[meter.Cluster]
@@ -60,8 +62,15 @@ func (e *Endpoint) Stats() Stats {
 		Responses5xx:  c.responses5xx.Load(),
 
 		HealthTransitions: c.healthTransitions.Load(),
+		Ejections:         c.ejections.Load(),
 	}
 }
+
+// Ejected counts an outlier ejection of the endpoint. The count is the
+// endpoint's, not its cluster's outlier detection's: a drain, a disable
+// or an apply that turns outlier detection off and on again does not
+// reset it.
+func (e *Endpoint) Ejected() { e.counters.ejections.Add(1) }
 
 // Transferred counts bytes exchanged with the endpoint: in from it, out to
 // it. The proxies call it when a session or an exchange ends.
