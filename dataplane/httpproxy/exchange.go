@@ -665,32 +665,25 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	}
 	for x.reqLeft > 0 {
 		x.bodySent = true
-		if btcp, ok := bc.(*net.TCPConn); ok && x.reqLeft >= spliceMin && cc.tcp != nil && !pipesShort() {
-			// Splice from the client to the endpoint. A write deadline that
-			// fires while splice holds bytes in its pipe loses them, so the
-			// endpoint side gets the full ResponseTimeout here rather than
-			// the close-check slices; only a client-side read deadline may
-			// interrupt the call safely.
-			cfg := cc.srv.cfg.Load()
-			cc.armRead(cfg.IdleTimeout, true)
-			bc.SetWriteDeadline(time.Now().Add(cfg.ResponseTimeout))
+		if x.reqLeft >= spliceMin && !pipesShort() {
+			// Splice from the client to the endpoint (spliceRequest).
 			cc.mayReadClient()
-			x.lr.R, x.lr.N = cc.tcp, min(x.reqLeft, splicePiece)
-			n, err := btcp.ReadFrom(&x.lr)
-			x.lr.R = nil
-			cc.info.BytesIn += uint64(n)
-			x.epOut += uint64(n)
-			x.reqLeft -= n
-			if err != nil {
-				if isTimeout(err) && !cc.rdl.Before(time.Now()) {
-					return errResponseTimeout // the endpoint stopped reading
+			cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
+			in, out, err, clientSide, ok := cc.spliceRequest(bc, min(x.reqLeft, splicePiece))
+			if ok {
+				cc.info.BytesIn += uint64(in)
+				x.epOut += uint64(out)
+				x.reqLeft -= in
+				switch {
+				case err == nil:
+					continue
+				case clientSide:
+					return cc.bodyError(err)
+				case errors.Is(err, net.ErrClosed):
+					return cc.bodyError(err) // closed under us: see there
 				}
-				return cc.bodyError(err)
+				return endpointError(err)
 			}
-			if n == 0 {
-				return errClientAbort // EOF before the declared length
-			}
-			continue
 		}
 		p := x.rb[:min(int64(len(x.rb)), x.reqLeft)]
 		n, err := cc.readClient(p)
@@ -758,16 +751,13 @@ func (cc *clientConn) bodyError(err error) *statusError {
 		return errRequestTimeout
 	}
 	if errors.Is(err, net.ErrClosed) {
-		// Splice does not say which side was closed. A closed client
-		// connection refuses deadlines; otherwise the endpoint's was
-		// closed under us (drain or shutdown).
+		// A closed client connection refuses deadlines; otherwise the
+		// endpoint's was closed under us (drain or shutdown) while the
+		// body was spliced.
 		if cc.c.SetWriteDeadline(time.Time{}) != nil {
 			return errClientGone
 		}
 		return errDrained
-	}
-	if errors.Is(err, syscall.EPIPE) {
-		return errServerClosed // splice could not write to the endpoint
 	}
 	return errClientAbort
 }
@@ -815,12 +805,25 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 	return nil
 }
 
+// bodyStalled runs when a write of the request to the endpoint hit its
+// slice deadline: moved says some of it went since the last call, stalled
+// that a whole slice went by without a byte taken. It returns the error
+// that ends the write, or nil after arming the next slice
+// (endpointStalled).
+func (cc *clientConn) bodyStalled(bc net.Conn, moved, stalled bool) *statusError {
+	if moved {
+		cc.x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	}
+	return cc.endpointStalled(bc)
+}
+
 // writeEndpoint writes p to the endpoint, renewing slices while it makes
 // progress. Errors are returned raw for endpointError. With await, p ends
 // the request and the response comes next: when p goes in one go,
 // writeEndpoint also waits for the endpoint to answer
 // (sendAwaitEndpointRaw).
 func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
+	armed := false // the slice was armed here: see bodyStalled
 	for len(p) > 0 {
 		var n int
 		var err error
@@ -842,12 +845,10 @@ func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
 		if !isTimeout(err) {
 			return err
 		}
-		if n > 0 {
-			cc.x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
-		}
-		if e := cc.endpointStalled(bc); e != nil {
+		if e := cc.bodyStalled(bc, n > 0, armed && n == 0); e != nil {
 			return stalledError{e}
 		}
+		armed = true
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"io"
 	"net"
 	"syscall"
 
@@ -105,4 +106,108 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 		}
 	}
 	return moved, nil, false, true
+}
+
+// spliceRequest moves up to n bytes of a request body from the client to
+// the endpoint connection bc through a pooled pipe, with raw splice calls
+// as spliceResponse does the other way. The wait for the client is under
+// its read deadline; the wait for the endpoint to take more is in
+// armEndpoint's slices, and a slice that ends leaves what the pipe holds
+// where it is (net's splice drops it when a write deadline fires, which is
+// why it had the endpoint's side wait the whole ResponseTimeout):
+// bodyStalled decides whether to wait on, as it does for the copied body.
+// It returns what it read from the client and what reached the endpoint,
+// which differ only after an error, and which side an error came from
+// (io.ErrUnexpectedEOF: the client closed before n bytes). ok is false
+// when it cannot splice: nothing moved, and the caller copies.
+func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in, out int64, err error, clientSide, ok bool) {
+	x := cc.x
+	if cc.raw == nil || x.epRaw == nil || bc != x.epConn {
+		return 0, 0, nil, false, false
+	}
+	p := splice.Get()
+	if p == nil {
+		return 0, 0, nil, false, false
+	}
+	defer splice.Put(p)
+	var serr error // an error of a splice call, and whose
+
+	// push: pipe → endpoint; false when it is full.
+	push := func(fd uintptr) bool {
+		for p.Data > 0 {
+			m, e := splice.Move(p.R, int(fd), p.Data)
+			switch e {
+			case nil:
+				p.Data -= m
+				out += int64(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				serr, clientSide = e, false
+				return true
+			}
+		}
+		return true
+	}
+	pushNow := func(fd uintptr) { push(fd) }
+	// pull: client → pipe, and on; false to wait for the client. It runs
+	// with the pipe empty, and returns once it holds what the endpoint
+	// could not take.
+	pull := func(fd uintptr) bool {
+		for in < n && serr == nil {
+			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size), n-in)))
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false
+			case e != nil:
+				serr, clientSide = e, true
+				return true
+			case m == 0:
+				serr, clientSide = io.ErrUnexpectedEOF, true
+				return true
+			}
+			p.Data += m
+			in += int64(m)
+			if err := x.epRaw.Control(pushNow); err != nil {
+				serr, clientSide = err, false
+			}
+			if p.Data > 0 {
+				return true // the endpoint is full: wait for it
+			}
+		}
+		return true
+	}
+	// A slice armed here and spent waiting on the endpoint without a byte
+	// taken is a stall; one that ended while the client was waited for,
+	// or that took some, is not.
+	armed, mark := false, out
+	for {
+		if serr != nil {
+			return in, out, serr, clientSide, true
+		}
+		if p.Data > 0 {
+			err := x.epRaw.Write(push)
+			if err == nil {
+				continue
+			}
+			if !isTimeout(err) {
+				return in, out, err, false, true
+			}
+			if e := cc.bodyStalled(bc, out > mark, armed && out == mark); e != nil {
+				return in, out, stalledError{e}, false, true
+			}
+			armed, mark = true, out
+			continue
+		}
+		if in == n {
+			return in, out, nil, false, true
+		}
+		if err := cc.raw.Read(pull); err != nil {
+			return in, out, err, true, true
+		}
+		armed = false
+	}
 }
