@@ -55,7 +55,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	}
 	x.reqBody = req.body
 	x.reqLeft = req.contentLength
-	x.bodySent, x.bodyInWB, x.respStarted = false, false, false
+	x.bodySent, x.bodyInWB, x.respStarted, x.early = false, false, false, false
 	x.bs, x.be, x.bscan = 0, 0, 0
 	x.chunk.reset()
 
@@ -388,6 +388,9 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 	for {
 		gotByte := false
 		e := cc.send(bc, expect)
+		if e != nil && cc.answeredEarly(bc, e, reused) {
+			e = nil
+		}
 		if e == nil {
 			if expect {
 				cc.watchBody(bc)
@@ -401,7 +404,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 				// 100 that comes later goes to the client as any 1xx.
 				gotByte = gotByte || e == errContinue
 				expect = false
-				if e = cc.sendBody(bc); e == nil {
+				if e = cc.sendBody(bc); e == nil || cc.answeredEarly(bc, e, reused) {
 					x.hard = time.Now().Add(cfg.ResponseTimeout)
 					cc.armEndpoint(bc, time.Now())
 					e, _ = cc.readResponseHead(bc, false)
@@ -437,7 +440,7 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			// or that was closed because its endpoint went down, is not
 			// sent again: ending it was the point.
 			ep.Close(bc)
-			retried = true
+			retried, x.early = true, false
 			x.bs, x.be, x.bscan = 0, 0, 0
 			bc, reused, e = cc.dial(ep, x.connTimeout)
 			if e != nil {
@@ -470,6 +473,60 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 		return errDrained
 	}
 	return e
+}
+
+// errAnsweredEarly is bodyStalled's "the endpoint stopped taking the
+// request and its answer waits": forward reads the answer (answeredEarly).
+var errAnsweredEarly = &statusError{502, "the endpoint answered before it took the request", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
+
+// answeredEarly reports whether e, which ended the sending of the request
+// over bc, is the endpoint answering before it took all of it, as RFC 9112
+// §9.5 lets it (a 413, a 401 to an upload): it stopped reading and its
+// final answer waits (errAnsweredEarly), or the write or the response
+// timeout met the close or the reset that came after the answer, which
+// stays readable. Only paths that failed or stalled look (earlyAnswer);
+// on a pooled connection (reused) bytes that came before any of the body
+// went may be stale rather than an answer, and what failed there is left
+// to forward's retry. The wait for the answer starts now. The request,
+// answered, is not sent again (the response has come); relayResponse
+// closes the client connection after it unless the client's body was read
+// in full, and never pools the endpoint connection (x.early).
+func (cc *clientConn) answeredEarly(bc net.Conn, e *statusError, reused bool) bool {
+	x := cc.x
+	switch e {
+	case errAnsweredEarly:
+	case errServerClosed, errServerIO, errResponseTimeout:
+		if reused && !x.bodySent || !cc.earlyAnswer(bc) {
+			return false
+		}
+	default:
+		return false
+	}
+	x.early = true
+	x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+	cc.armEndpoint(bc, time.Now())
+	return true
+}
+
+// finalAnswerStarts reports whether b, the start of what the endpoint sent,
+// goes past its interim (1xx) responses, which are no answer: they are
+// forwarded once the request went, as ever (readResponseHead). Bytes that
+// are no response at all count, for readResponseHead to refuse.
+func finalAnswerStarts(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < len("HTTP/1.1 1") {
+			return false // more to come, or nothing to tell an answer by
+		}
+		if b[9] != '1' {
+			return true
+		}
+		end, _ := findHeadEnd(b, 0)
+		if end <= 0 {
+			return false
+		}
+		b = b[end:]
+	}
+	return false
 }
 
 // errContinue is readResponseHead's "100 Continue came, send the body";
@@ -669,13 +726,13 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			// Splice from the client to the endpoint (spliceRequest).
 			cc.mayReadClient()
 			cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
-			in, out, err, clientSide, ok := cc.spliceRequest(bc, min(x.reqLeft, splicePiece))
+			in, err, clientSide, ok := cc.spliceRequest(bc, min(x.reqLeft, splicePiece))
 			if ok {
 				cc.info.BytesIn += uint64(in)
-				x.epOut += uint64(out)
 				x.reqLeft -= in
 				switch {
 				case err == nil:
+					x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 					continue
 				case clientSide:
 					return cc.bodyError(err)
@@ -805,15 +862,36 @@ func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
 	return nil
 }
 
+// stallBytes is what an endpoint may take of a request during a whole
+// closeCheckInterval and still count as having stopped reading it
+// (bodyStalled): the kernel of one that stopped still takes a little now
+// and then, as it compacts its receive queue.
+const stallBytes = 64 << 10
+
 // bodyStalled runs when a write of the request to the endpoint hit its
-// slice deadline: moved says some of it went since the last call, stalled
-// that a whole slice went by without a byte taken. It returns the error
-// that ends the write, or nil after arming the next slice
+// slice deadline. It returns the error that ends the write,
+// errAnsweredEarly when the endpoint stopped taking the request and its
+// answer waits (earlyAnswer), or nil after arming the next slice
 // (endpointStalled).
-func (cc *clientConn) bodyStalled(bc net.Conn, moved, stalled bool) *statusError {
-	if moved {
-		cc.x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
+//
+// The endpoint stopped if it took less than stallBytes during a whole
+// slice: one that this call armed (or spliceRequest, when the endpoint
+// filled up), during this exchange, and that ended while a write waited
+// on the endpoint: a write that started long after its deadline, the
+// client having been waited for meanwhile, tells nothing. A stall is so
+// told within two slices, and the clock is read only here.
+func (cc *clientConn) bodyStalled(bc net.Conn) *statusError {
+	x := cc.x
+	now := time.Now()
+	took := x.epOut - x.stallOut
+	whole := !x.stallAt.Before(x.start) && now.Sub(x.stallAt) < closeCheckInterval+closeCheckInterval/2
+	if took > 0 {
+		x.hard = now.Add(cc.srv.cfg.Load().ResponseTimeout)
 	}
+	if whole && took < stallBytes && cc.earlyAnswer(bc) {
+		return errAnsweredEarly
+	}
+	x.stallAt, x.stallOut = now, x.epOut
 	return cc.endpointStalled(bc)
 }
 
@@ -823,7 +901,6 @@ func (cc *clientConn) bodyStalled(bc net.Conn, moved, stalled bool) *statusError
 // writeEndpoint also waits for the endpoint to answer
 // (sendAwaitEndpointRaw).
 func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
-	armed := false // the slice was armed here: see bodyStalled
 	for len(p) > 0 {
 		var n int
 		var err error
@@ -845,10 +922,9 @@ func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
 		if !isTimeout(err) {
 			return err
 		}
-		if e := cc.bodyStalled(bc, n > 0, armed && n == 0); e != nil {
+		if e := cc.bodyStalled(bc); e != nil {
 			return stalledError{e}
 		}
-		armed = true
 	}
 	return nil
 }
@@ -994,7 +1070,7 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc net.Conn) bool {
 	if keep && cc.ending() {
 		keep = false
 	}
-	x.reusable = resp.reusable && x.reqBody == bodyNone
+	x.reusable = resp.reusable && x.reqBody == bodyNone && !x.early
 	var out uint8
 	switch resp.body {
 	case bodyNone:

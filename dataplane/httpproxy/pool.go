@@ -63,6 +63,7 @@ type exchange struct {
 	bodyInWB    bool               // x.wb holds request body bytes after the head
 	bodySent    bool               // some request body byte went to the endpoint: no replay
 	respStarted bool               // some byte of the final response went to the client
+	early       bool               // the endpoint answered before it took all of the request (answeredEarly)
 	start       time.Time          // when the request was forwarded
 	hard        time.Time          // when waiting on the endpoint becomes a timeout
 	ep          *upstream.Endpoint // picked and not yet released
@@ -80,6 +81,10 @@ type exchange struct {
 	// ends, and bodyCame says the client sent its body (watchBody).
 	bodyWatch chan struct{}
 	bodyCame  atomic.Bool
+	// When bodyStalled last armed a slice for a write of the request, and
+	// epOut then.
+	stallAt  time.Time
+	stallOut uint64
 
 	mx     meter.Exchange // the request as metered (meter.go)
 	logBuf []byte         // mx's method, host and path when logged

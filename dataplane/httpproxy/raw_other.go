@@ -15,6 +15,10 @@ func (cc *clientConn) initRaw() {}
 // shows as a 502 for a request with a body.
 func alive(c net.Conn) bool { return true }
 
+// earlyAnswer cannot look without raw sockets: an early answer is missed,
+// as before, and the client gets a 502 or 504.
+func (cc *clientConn) earlyAnswer(net.Conn) bool { return false }
+
 func (cc *clientConn) rawConnOf(net.Conn) syscall.RawConn { return nil }
 
 func (cc *clientConn) readEndpointRaw(syscall.RawConn, []byte) (int, error) {

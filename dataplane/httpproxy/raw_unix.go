@@ -218,3 +218,47 @@ func alive(c net.Conn) bool {
 	})
 	return err == nil && ok
 }
+
+// earlyAnswer reports whether the endpoint connection bc holds, unread,
+// the start of a final answer (finalAnswerStarts): the endpoint answered
+// while the request was still going to it. It looks without taking
+// (MSG_PEEK), into the free end of the endpoint read buffer; the bytes
+// stay for readResponseHead. What a peer sent before it reset the
+// connection stays readable, so this works after a write failed too. Over
+// TLS the socket holds records, which tell nothing until decrypted: any
+// byte counts. It costs system calls, and is asked only on paths that
+// failed or stalled.
+func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
+	x := cc.x
+	raw := x.epRaw
+	if raw == nil || bc != x.epConn {
+		tc := upstream.TCPConn(bc)
+		if tc == nil {
+			return false
+		}
+		var err error
+		if raw, err = tc.SyscallConn(); err != nil {
+			return false
+		}
+	}
+	free := x.bb[x.be:]
+	n := 0
+	err := raw.Control(func(fd uintptr) {
+		for {
+			m, _, err := syscall.Recvfrom(int(fd), free, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err != syscall.EINTR {
+				if err == nil {
+					n = m
+				}
+				return
+			}
+		}
+	})
+	if err != nil {
+		return false
+	}
+	if _, plain := bc.(*net.TCPConn); !plain {
+		return n > 0
+	}
+	return finalAnswerStarts(x.bb[x.bs : x.be+n])
+}

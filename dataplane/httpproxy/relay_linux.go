@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 )
@@ -116,18 +117,19 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 // where it is (net's splice drops it when a write deadline fires, which is
 // why it had the endpoint's side wait the whole ResponseTimeout):
 // bodyStalled decides whether to wait on, as it does for the copied body.
-// It returns what it read from the client and what reached the endpoint,
-// which differ only after an error, and which side an error came from
-// (io.ErrUnexpectedEOF: the client closed before n bytes). ok is false
-// when it cannot splice: nothing moved, and the caller copies.
-func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in, out int64, err error, clientSide, ok bool) {
+// It returns what it read from the client (x.epOut counts what reached
+// the endpoint, which is less only after an error), and which side an
+// error came from (io.ErrUnexpectedEOF: the client closed before n
+// bytes). ok is false when it cannot splice: nothing moved, and the
+// caller copies.
+func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, clientSide, ok bool) {
 	x := cc.x
 	if cc.raw == nil || x.epRaw == nil || bc != x.epConn {
-		return 0, 0, nil, false, false
+		return 0, nil, false, false
 	}
 	p := splice.Get()
 	if p == nil {
-		return 0, 0, nil, false, false
+		return 0, nil, false, false
 	}
 	defer splice.Put(p)
 	var serr error // an error of a splice call, and whose
@@ -139,7 +141,7 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in, out int64, err er
 			switch e {
 			case nil:
 				p.Data -= m
-				out += int64(m)
+				x.epOut += uint64(m)
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return false
@@ -180,33 +182,39 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in, out int64, err er
 		}
 		return true
 	}
-	// A slice armed here and spent waiting on the endpoint without a byte
-	// taken is a stall; one that ended while the client was waited for,
-	// or that took some, is not.
-	armed, mark := false, out
+	// Once the endpoint is full, after it took all it was given, its
+	// slice starts afresh: a stall is then told after one slice rather
+	// than two (bodyStalled).
+	armed := false
 	for {
 		if serr != nil {
-			return in, out, serr, clientSide, true
+			return in, serr, clientSide, true
 		}
 		if p.Data > 0 {
+			if !armed {
+				now := time.Now()
+				x.hard = now.Add(cc.srv.cfg.Load().ResponseTimeout)
+				cc.armEndpoint(bc, now)
+				x.stallAt, x.stallOut = now, x.epOut
+				armed = true
+			}
 			err := x.epRaw.Write(push)
 			if err == nil {
 				continue
 			}
 			if !isTimeout(err) {
-				return in, out, err, false, true
+				return in, err, false, true
 			}
-			if e := cc.bodyStalled(bc, out > mark, armed && out == mark); e != nil {
-				return in, out, stalledError{e}, false, true
+			if e := cc.bodyStalled(bc); e != nil {
+				return in, stalledError{e}, false, true
 			}
-			armed, mark = true, out
 			continue
 		}
 		if in == n {
-			return in, out, nil, false, true
+			return in, nil, false, true
 		}
 		if err := cc.raw.Read(pull); err != nil {
-			return in, out, err, true, true
+			return in, err, true, true
 		}
 		armed = false
 	}

@@ -11,8 +11,8 @@ func (cc *clientConn) spliceResponse(net.Conn, int64) (int64, error, bool, bool)
 }
 
 // spliceRequest: see spliceResponse; the caller copies.
-func (cc *clientConn) spliceRequest(net.Conn, int64) (int64, int64, error, bool, bool) {
-	return 0, 0, nil, false, false
+func (cc *clientConn) spliceRequest(net.Conn, int64) (int64, error, bool, bool) {
+	return 0, nil, false, false
 }
 
 // pipesShort is false: there are no pipes of the package's own to run short.

@@ -1,0 +1,396 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// The tests of an endpoint's early answer: a final response sent before
+// it read the whole request body (RFC 9112 §9.5), which reaches the client
+// as the endpoint's answer, not as the proxy's 502 or 504.
+
+// refusal413 is what the test endpoints answer early, as Python's
+// http.server's send_error does: a small body, and the connection closes.
+const refusal413 = "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
+
+// chunked encodes body as chunks of at most size bytes, with the last chunk.
+func chunked(body []byte, size int) []byte {
+	var b bytes.Buffer
+	for len(body) > 0 {
+		n := min(size, len(body))
+		fmt.Fprintf(&b, "%x\r\n", n)
+		b.Write(body[:n])
+		b.WriteString("\r\n")
+		body = body[n:]
+	}
+	b.WriteString("0\r\n\r\n")
+	return b.Bytes()
+}
+
+// upload is a client that sends a request head and then its body in
+// pieces of piece bytes, pause apart, from a goroutine that stops at its
+// first failed write, and reads the answer meanwhile, as a client that
+// watches for an early answer does (curl, Go's Transport). It returns the
+// response, how long it took, the reader for what follows it, and how
+// many body bytes the client could write.
+func upload(t *testing.T, c net.Conn, head string, body []byte, piece int, pause time.Duration) (*rawResponse, time.Duration, *bufio.Reader, *atomic.Int64) {
+	t.Helper()
+	start := time.Now()
+	var wrote atomic.Int64
+	done := make(chan struct{})
+	t.Cleanup(func() { c.Close(); <-done })
+	go func() {
+		defer close(done)
+		if _, err := io.WriteString(c, head); err != nil {
+			return
+		}
+		for len(body) > 0 {
+			time.Sleep(pause)
+			n, err := c.Write(body[:min(piece, len(body))])
+			wrote.Add(int64(n))
+			if err != nil {
+				return
+			}
+			body = body[n:]
+		}
+	}()
+	br := bufio.NewReader(c)
+	r := readResponse(t, br, "POST")
+	for r.code >= 100 && r.code <= 199 {
+		r = readResponse(t, br, "POST") // interim: the final one follows
+	}
+	return r, time.Since(start), br, &wrote
+}
+
+// contentLength is the head of a POST with a Content-Length body of n bytes.
+func contentLength(n int) string {
+	return "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n"
+}
+
+const chunkedHead = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+// earlyUploads are request bodies that take the engine's three ways of
+// sending one: a Content-Length body below spliceMin, copied (sent in
+// pieces, so that the endpoint is gone before the last ones are written);
+// a large one, spliced; a chunked one, decoded and re-encoded.
+var earlyUploads = []struct {
+	name  string
+	head  string
+	body  []byte
+	piece int
+	pause time.Duration
+}{
+	{"copied", contentLength(60 << 10), pattern(60 << 10), 4 << 10, 20 * time.Millisecond},
+	{"spliced", contentLength(8 << 20), pattern(8 << 20), 256 << 10, 0},
+	{"chunked", chunkedHead, chunked(pattern(8<<20), 32<<10), 256 << 10, 0},
+}
+
+// An endpoint that answers right after the request head and closes, as
+// Python's http.server does: its answer reaches the client, which then
+// sees its connection close (its body was not all read), and the endpoint
+// connection is not pooled.
+func TestEarlyAnswerEndpointCloses(t *testing.T) {
+	for _, tt := range earlyUploads {
+		t.Run(tt.name, func(t *testing.T) {
+			var heads atomic.Int64
+			ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				heads.Add(1)
+				io.WriteString(c, refusal413)
+			}))
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+			c := p.dial()
+			r, _, br, _ := upload(t, c, tt.head, tt.body, tt.piece, tt.pause)
+			if r.code != 413 || r.body != "too large" {
+				t.Fatalf("got %s %q, want the endpoint's 413 \"too large\"", r.status, r.body)
+			}
+			if !closes(r) {
+				t.Errorf("Connection %q, want close: the request body was not read", r.headers["connection"])
+			}
+			expectEOF(t, br)
+			if n := heads.Load(); n != 1 {
+				t.Errorf("the endpoint got the request %d times, want 1", n)
+			}
+			c.Close()
+			if ci := p.info(); ci.Requests != 1 {
+				t.Errorf("ConnInfo.Requests = %d, want 1", ci.Requests)
+			}
+			waitCount(t, "endpoint connections", ep.Conns, 0)
+			if n := ep.Inflight(); n != 0 {
+				t.Errorf("endpoint in-flight %d, want 0", n)
+			}
+		})
+	}
+}
+
+// smallWindowBackend is rawBackend with a small receive buffer, set on the
+// listening socket so that accepted connections advertise a small window:
+// an endpoint that stops reading stalls the proxy's writes after a few
+// MiB (the proxy's send buffer), not after the tens of MiB loopback's
+// autotuning allows.
+func smallWindowBackend(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+		})
+		return errors.Join(err, serr)
+	}}
+	ln, err := lc.Listen(testCtx(t), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(defaultTestTimeout))
+			// Served on this goroutine: the tests make one connection.
+			fn(c, bufio.NewReader(c))
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// An endpoint that answers right after the request head and then neither
+// reads nor closes: the proxy's writes of the body stall, and the answer
+// reaches the client within a few seconds, not when the response timeout
+// ends the wait with a 504.
+func TestEarlyAnswerEndpointStopsReading(t *testing.T) {
+	const responseTimeout = 6 * time.Second
+	for _, tt := range []struct {
+		name string
+		head string
+		body []byte
+	}{
+		{"spliced", contentLength(32 << 20), pattern(32 << 20)},
+		{"chunked", chunkedHead, chunked(pattern(32<<20), 64<<10)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			ep := upstream.New("web", "b1", smallWindowBackend(t, func(c net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 4\r\n\r\nwho?")
+				select { // holds the connection open, unread
+				case <-release:
+				case <-time.After(defaultTestTimeout):
+				}
+			}))
+			defer close(release)
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
+			c := p.dial()
+			r, took, br, wrote := upload(t, c, tt.head, tt.body, 1<<20, 0)
+			if r.code != 401 || r.body != "who?" || r.header("WWW-Authenticate") != "Basic" {
+				t.Fatalf("got %s %q after %v, want the endpoint's 401 \"who?\"", r.status, r.body, took)
+			}
+			// A stall is told after a whole closeCheckInterval in which
+			// the endpoint took next to nothing; the kernel takes more of
+			// the body in the first second or two, as buffers grow.
+			if took > 4*closeCheckInterval {
+				t.Errorf("the answer took %v, want a few closeCheckIntervals (%v)", took, closeCheckInterval)
+			}
+			if !closes(r) {
+				t.Errorf("Connection %q, want close", r.headers["connection"])
+			}
+			expectEOF(t, br)
+			if n := wrote.Load(); n >= int64(len(tt.body)) {
+				t.Errorf("the client could write all of its %d-byte body: the endpoint's writes never stalled", n)
+			}
+			waitCount(t, "endpoint connections", ep.Conns, 0)
+		})
+	}
+}
+
+// An endpoint of Go's net/http that refuses a large upload without
+// reading it: the server answers with Connection: close, half-closes,
+// and resets the connection half a second later.
+func TestEarlyAnswerGoServer(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, ResponseTimeout: 6 * time.Second})
+	c := p.dial()
+	r, took, br, _ := upload(t, c, contentLength(8<<20), pattern(8<<20), 256<<10, 0)
+	if r.code != 413 || r.body != "too large\n" {
+		t.Fatalf("got %s %q after %v, want the endpoint's 413", r.status, r.body, took)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the answer took %v", took)
+	}
+	expectEOF(t, br)
+}
+
+// An endpoint that answers early but drains the body before closing (nginx's
+// lingering close) is read after the body went, as before: the client's
+// connection stays open, its body having been read in full. An endpoint
+// that answers after the body keeps its connection pooled.
+func TestAnswerAfterBodyKeepsConnections(t *testing.T) {
+	var conns atomic.Int64
+	ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/refuse" {
+				io.WriteString(c, refusal413)
+				io.Copy(io.Discard, req.Body) // lingering
+				return
+			}
+			n, _ := io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(strconv.FormatInt(n, 10)))+"\r\n\r\n"+strconv.FormatInt(n, 10))
+		}
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	body := pattern(4 << 20)
+	for i, path := range []string{"/ok", "/ok", "/refuse", "/ok"} {
+		go func() {
+			io.WriteString(c, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n")
+			c.Write(body)
+		}()
+		r := readResponse(t, br, "POST")
+		want, code := strconv.Itoa(len(body)), 200
+		if path == "/refuse" {
+			want, code = "too large", 413
+		}
+		if r.code != code || r.body != want || closes(r) {
+			t.Fatalf("request %d (%s): %s %q close=%v, want %d %q on a connection kept open", i, path, r.status, r.body, closes(r), code, want)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("the endpoint got %d connections, want 2: one pooled until it refused, one after", n)
+	}
+}
+
+// An endpoint that sends an interim 100 Continue unasked and then reads
+// the body with a pause long enough to stall the proxy's writes: the 100
+// is not an early answer, the body goes in full, and the final answer
+// follows it.
+func TestInterimAnswerIsNotEarly(t *testing.T) {
+	ep := upstream.New("web", "b1", smallWindowBackend(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		io.CopyN(io.Discard, req.Body, 1<<20)
+		time.Sleep(closeCheckInterval + 500*time.Millisecond)
+		n, _ := io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"+fmt.Sprintf("%08x", n+1<<20))
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	c := p.dial()
+	const size = 32 << 20
+	r, _, _, wrote := upload(t, c, contentLength(size), pattern(size), 1<<20, 0)
+	if r.code != 200 || r.body != fmt.Sprintf("%08x", size) {
+		t.Fatalf("got %s %q, want 200 %08x", r.status, r.body, size)
+	}
+	if n := wrote.Load(); n != size {
+		t.Errorf("the client wrote %d bytes of %d", n, size)
+	}
+}
+
+// An early answer is the request's answer: it is not sent again, neither
+// on a fresh connection to the same endpoint nor to another endpoint, even
+// when it came on a pooled connection and the request could be sent again
+// (a PUT), and although Retries allows it.
+func TestEarlyAnswerIsNotRetried(t *testing.T) {
+	var puts atomic.Int64
+	first := upstream.New("web", "first", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.Method == "PUT" {
+				puts.Add(1)
+				io.WriteString(c, refusal413)
+				return // closes with the body unread: a reset
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+		}
+	}))
+	rec := &bodyRecorder{name: "other"}
+	other := startBackend(t, "other", rec)
+	p := startProxy(t, &Config{Director: &skipDirector{eps: []*upstream.Endpoint{first, other.ep}}, Retries: 3})
+	c := p.dial()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "first" {
+		t.Fatalf("GET: %s %q", r.status, r.body)
+	}
+	const size = 8 << 20
+	head := "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	r, _, br, _ := upload(t, c, head, pattern(size), 256<<10, 0)
+	if r.code != 413 || r.body != "too large" {
+		t.Fatalf("PUT: got %s %q, want the first endpoint's 413", r.status, r.body)
+	}
+	expectEOF(t, br)
+	if n := puts.Load(); n != 1 {
+		t.Errorf("the first endpoint got the PUT %d times, want 1", n)
+	}
+	if n := len(rec.bodies()); n != 0 {
+		t.Errorf("the other endpoint got %d requests, want 0", n)
+	}
+	c.Close()
+	if ci := p.info(); ci.Retries != 0 || ci.Requests != 2 {
+		t.Errorf("ConnInfo retries=%d requests=%d, want 0 2", ci.Retries, ci.Requests)
+	}
+}
+
+// What the engine relies on: Linux keeps what a peer sent readable after
+// the peer reset the connection, and after a write failed on it.
+func TestQueuedAnswerOutlivesReset(t *testing.T) {
+	ln := listen(t)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(c)
+		readRequestHead(br)
+		io.WriteString(c, refusal413)
+		c.Close() // with the body unread: a reset
+	}()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), defaultTestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(defaultTestTimeout))
+	io.WriteString(c, contentLength(64<<20))
+	var werr error
+	for chunk := pattern(64 << 10); werr == nil; {
+		_, werr = c.Write(chunk)
+	}
+	if !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
+		t.Fatalf("write failed with %v, want EPIPE or ECONNRESET", werr)
+	}
+	got, err := io.ReadAll(c)
+	if string(got) != refusal413 {
+		t.Fatalf("read %q (%v) after the reset, want the answer sent before it", got, err)
+	}
+}
