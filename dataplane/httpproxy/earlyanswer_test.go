@@ -3,11 +3,13 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -222,19 +224,56 @@ func TestEarlyAnswerEndpointStopsReading(t *testing.T) {
 
 // An endpoint of Go's net/http that refuses a large upload without
 // reading it: the server answers with Connection: close, half-closes,
-// and resets the connection half a second later.
+// and resets the connection half a second later. Over TLS too, where what
+// waits on the socket is records, not yet a response.
 func TestEarlyAnswerGoServer(t *testing.T) {
-	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
-	}))
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, ResponseTimeout: 6 * time.Second})
-	c := p.dial()
-	r, took, br, _ := upload(t, c, contentLength(8<<20), pattern(8<<20), 256<<10, 0)
-	if r.code != 413 || r.body != "too large\n" {
-		t.Fatalf("got %s %q after %v, want the endpoint's 413", r.status, r.body, took)
+	})
+	for _, tt := range []struct {
+		name string
+		ep   func(t *testing.T) *upstream.Endpoint
+	}{
+		{"plain", func(t *testing.T) *upstream.Endpoint { return startBackend(t, "b1", refuse).ep }},
+		{"TLS", func(t *testing.T) *upstream.Endpoint {
+			s := httptest.NewTLSServer(refuse)
+			t.Cleanup(s.Close)
+			ep := upstream.New("web", "b1", s.Listener.Addr().String())
+			ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+			return ep
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{tt.ep(t)}}, ResponseTimeout: 6 * time.Second})
+			c := p.dial()
+			r, took, br, _ := upload(t, c, contentLength(8<<20), pattern(8<<20), 256<<10, 0)
+			if r.code != 413 || r.body != "too large\n" {
+				t.Fatalf("got %s %q after %v, want the endpoint's 413", r.status, r.body, took)
+			}
+			if took > 3*time.Second {
+				t.Errorf("the answer took %v", took)
+			}
+			expectEOF(t, br)
+		})
 	}
-	if took > 3*time.Second {
-		t.Errorf("the answer took %v", took)
+}
+
+// An endpoint that asks for the body of an Expect: 100-continue request,
+// reads some of it, then refuses it and closes: the 100 and then its
+// answer reach the client.
+func TestEarlyAnswerAfterContinue(t *testing.T) {
+	ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+		io.CopyN(io.Discard, br, 64<<10)
+		io.WriteString(c, refusal413)
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	c := p.dial()
+	head := "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(8<<20) + "\r\nExpect: 100-continue\r\n\r\n"
+	r, _, br, _ := upload(t, c, head, pattern(8<<20), 256<<10, 0)
+	if r.code != 413 || r.body != "too large" {
+		t.Fatalf("got %s %q, want the endpoint's 413", r.status, r.body)
 	}
 	expectEOF(t, br)
 }
