@@ -278,6 +278,25 @@ func TestEarlyAnswerAfterContinue(t *testing.T) {
 	expectEOF(t, br)
 }
 
+// An early answer whose body ends with the connection (HTTP/1.0), from an
+// endpoint that stops reading and later closes with the request unread,
+// which resets the connection: the reset ends the body, which reaches the
+// client whole (re-framed as chunks), not cut short.
+func TestEarlyAnswerCloseDelimited(t *testing.T) {
+	ep := upstream.New("web", "b1", smallWindowBackend(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.0 413 Payload Too Large\r\n\r\ntoo large")
+		time.Sleep(closeCheckInterval + closeCheckInterval/2) // the proxy reads the answer, then the reset comes
+	}))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	c := p.dial()
+	r, _, br, _ := upload(t, c, contentLength(32<<20), pattern(32<<20), 1<<20, 0)
+	if r.code != 413 || r.body != "too large" || !r.chunked {
+		t.Fatalf("got %s %q (chunked: %v), want the endpoint's 413 \"too large\" in chunks", r.status, r.body, r.chunked)
+	}
+	expectEOF(t, br)
+}
+
 // An endpoint that answers early but drains the body before closing (nginx's
 // lingering close) is read after the body went, as before: the client's
 // connection stays open, its body having been read in full. An endpoint

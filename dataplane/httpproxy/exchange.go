@@ -1353,7 +1353,7 @@ func (cc *clientConn) relayCloseChunked(bc net.Conn) *statusError {
 		x.bs, x.be = 0, 0
 		m, err := cc.readEndpoint(bc, x.bb)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if x.closeEnded(err) {
 				cc.bodyRead(bc)
 				x.wb = append(x.wb, "0\r\n\r\n"...)
 				return cc.flush()
@@ -1363,6 +1363,14 @@ func (cc *clientConn) relayCloseChunked(bc net.Conn) *statusError {
 		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 		x.be = m
 	}
+}
+
+// closeEnded reports whether err, met reading a close-delimited body from
+// the endpoint, ends the body: the endpoint closed; or, after an early
+// answer (answeredEarly), it reset the connection, as an endpoint that
+// closes with the request unread does: what it sent before was read.
+func (x *exchange) closeEnded(err error) bool {
+	return errors.Is(err, io.EOF) || x.early && errors.Is(err, syscall.ECONNRESET)
 }
 
 // relayClose forwards a close-delimited body to an HTTP/1.0 client verbatim
@@ -1407,7 +1415,7 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 		}
 		n, err := cc.readEndpoint(bc, x.bb)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if x.closeEnded(err) {
 				cc.bodyRead(bc)
 				return nil
 			}
