@@ -191,7 +191,10 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 // with the lists in its framing fields written as net/http takes them,
 // and the head's length in b (-1: no whole head). Empty list elements go
 // (RFC 9110 §5.6.1), and a Content-Length list becomes one field line
-// per value. With noBody, Transfer-Encoding goes: the message ends with
+// per value, each as its decimal value ("01" as "1"): the proxy takes a
+// list whose values are the same number as that number and sends it on
+// alone (RFC 9110 §8.6, as HAProxy does), where net/http would want the
+// same digits. With noBody, Transfer-Encoding goes: the message ends with
 // its head whatever that says (an answer to HEAD, 1xx, 204 or 304; RFC
 // 9112 §6.3), which net/http checks anyway.
 func normalHead(b []byte, noBody bool) ([]byte, int) {
@@ -219,6 +222,11 @@ func normalHead(b []byte, noBody bool) ([]byte, int) {
 		var values [][]byte
 		for _, v := range bytes.Split(bytes.TrimRight(value, "\r\n"), []byte(",")) {
 			if v = bytes.Trim(v, " \t"); len(v) > 0 {
+				if cl && len(bytes.Trim(v, "0123456789")) == 0 {
+					if v = bytes.TrimLeft(v, "0"); len(v) == 0 {
+						v = []byte("0")
+					}
+				}
 				values = append(values, v)
 			}
 		}
