@@ -456,8 +456,11 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 // endpointFailed ends the exchange's use of ep and bc after e, and returns
 // the error as the client should hear it: a connection that an operator
 // shut down (sluicectl shutdown-sessions), that was closed because its
-// endpoint went down (on_down: SHUTDOWN_SESSIONS), or whose endpoint was
-// removed, did not fail by the endpoint's fault.
+// endpoint went down (on_down: SHUTDOWN_SESSIONS), or that the drain of
+// its endpoint closed, did not fail by the endpoint's fault. (A drain
+// closes connections here, which fails their use with net.ErrClosed, an
+// errServerIO; one that the endpoint closed or reset meanwhile, an
+// errServerClosed, was the endpoint's doing.)
 func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *statusError) *statusError {
 	by := upstream.NotClosedHere
 	if e.status == 502 {
@@ -469,7 +472,7 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 		return errShutdown
 	case by == upstream.ClosedOnDown:
 		return errEndpointDown
-	case e.status == 502 && ep.Draining():
+	case e == errServerIO && ep.Draining():
 		return errDrained
 	}
 	return e

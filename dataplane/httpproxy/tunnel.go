@@ -197,11 +197,13 @@ func (t *tunnelState) endpointReason(err error) sluicev1.CloseReason {
 	case upstream.ClosedOnDown:
 		return sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN
 	}
+	// A reset is the endpoint's, drain or not: a drain closes the
+	// connection here, which fails its use with net.ErrClosed.
 	switch {
-	case t.ep.Draining():
-		return sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+	case t.ep.Draining():
+		return sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	}
 	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
