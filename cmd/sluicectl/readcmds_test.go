@@ -64,8 +64,10 @@ func TestTopOnceDoesNotWaitAnInterval(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "10.0 req/s") {
 		t.Fatalf("top --once --interval 30s: status %d after %v, want the frame with 10.0 req/s\nstdout: %s\nstderr: %s", code, took.Round(time.Millisecond), stdout, stderr)
 	}
-	if took > 5*time.Second {
-		t.Errorf("top --once took %v; the node reports every second", took.Round(time.Millisecond))
+	// Well under the 30s --interval (past the 12s of onceWait, a frame
+	// would not have come): a busy machine may take a few seconds.
+	if took >= 15*time.Second {
+		t.Errorf("top --once took %v; the node reports every second, and --interval is not its pace", took.Round(time.Millisecond))
 	}
 }
 
