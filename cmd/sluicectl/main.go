@@ -108,8 +108,8 @@ Global flags:
   --cert FILE, --key FILE  a client certificate to present over TLS (optional)
 
 Run "sluicectl COMMAND --help" for the flags of a command.
-Exit status: 0 ok, 1 refused or failed, 2 usage error, or with --wait a node refused the
-version, 3 --wait-timeout passed first.
+Exit status: 0 ok, 1 refused or failed, 2 usage error; with --wait, 2 a node
+refused the version, 3 --wait-timeout passed first.
 `, defaultCP)
 }
 

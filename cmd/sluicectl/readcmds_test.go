@@ -114,7 +114,7 @@ func TestUsageExitStatuses(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help: status %d", code)
 	}
-	for _, w := range []string{"2 usage error, or with --wait a node refused the version", "3 --wait-timeout passed"} {
+	for _, w := range []string{"2 usage error; with --wait, 2 a node refused the version", "3 --wait-timeout passed"} {
 		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), w) {
 			t.Errorf("usage lacks %q:\n%s", w, stdout)
 		}
