@@ -480,10 +480,16 @@ const rebuildEvery = 100 * time.Millisecond
 func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
 	n.pickEpoch.Add(1)
-	if ep := n.endpointByKey(key); ep != nil {
+	ep := n.endpointByKey(key)
+	if ep != nil {
 		ep.HealthChanged()
 	}
 	if n.checker.State(key) == health.Down {
+		if ep != nil {
+			// Its pooled connections would sit unused while it is down,
+			// each a descriptor and a count in CONNS.
+			ep.CloseIdle()
+		}
 		n.closeOnDown(name, key)
 	}
 	n.markDirty(name)

@@ -257,3 +257,61 @@ func TestEndpointStatusProto(t *testing.T) {
 		}
 	}
 }
+
+// TestDownEndpointLetsGoOfItsPool: when checks mark an endpoint down, its
+// pooled connections are closed: nothing would pick them meanwhile, and
+// they held a descriptor each and showed in its connection count.
+func TestDownEndpointLetsGoOfItsPool(t *testing.T) {
+	n := newNode(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{}) // the pooled connection, closed at the far end
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				if _, err := io.ReadFull(c, b); err != nil || b[0] != 'p' {
+					return // a check, which says nothing
+				}
+				io.Copy(io.Discard, c) // the pooled connection, which said "p"
+				close(closed)
+			}()
+		}
+	}()
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    health_check: { interval: 100ms, fall: 1, rise: 1 }
+    endpoints: [{ name: a, address: "%s" }]
+`, ln.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	ep := member(t, n, "a")
+	c, err := ep.Dial(t.Context(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	ep.PutIdle(c, nil)
+	waitUntil(t, "a up", func() bool { return status(t, n, "web", "a").Health == "UP" })
+	if got := ep.Conns(); got != 1 {
+		t.Fatalf("a holds %d connections, want the pooled one", got)
+	}
+	ln.Close() // checks are refused from now on
+	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+	waitUntil(t, "a's pool emptied", func() bool { return ep.Conns() == 0 })
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pooled connection is still open at the endpoint")
+	}
+}

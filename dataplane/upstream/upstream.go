@@ -443,6 +443,12 @@ func (e *Endpoint) Drain() {
 	e.dropIdle(true)
 }
 
+// CloseIdle empties the idle pool and closes what was in it; the
+// endpoint goes on taking new connections. The node calls it when checks
+// mark the endpoint down: nothing picks it meanwhile, and what it pooled
+// before is likely dead by the time it is back.
+func (e *Endpoint) CloseIdle() { e.dropIdle(false) }
+
 // dropIdle empties the idle pool and closes what was in it; with drain,
 // the endpoint also stops taking new connections.
 func (e *Endpoint) dropIdle(drain bool) {
