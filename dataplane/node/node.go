@@ -603,7 +603,7 @@ type EndpointStatus struct {
 	// last failed check, or the cause of an ejection.
 	Detail string `json:",omitempty"`
 	// Ejections counts the endpoint's outlier ejections since the node
-	// first had it (Stats.Ejections), drained or disabled meanwhile or
+	// first had it (Endpoint.Ejections), drained or disabled meanwhile or
 	// not.
 	Ejections uint64 `json:",omitempty"`
 }
@@ -627,16 +627,14 @@ func (n *Node) Endpoints() []EndpointStatus {
 					since = st.Since
 				}
 			}
-			st := ep.Stats()
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
-				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: st,
-				Since: since, Detail: detail, Ejections: st.Ejections})
+				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),
+				Since: since, Detail: detail, Ejections: ep.Ejections()})
 			c.outlier.status(ep, &out[len(out)-1])
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			st := ep.Stats()
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: st, Since: in.since, Ejections: st.Ejections})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since, Ejections: ep.Ejections()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -104,7 +104,7 @@ func (te *testEjector) out() []string {
 
 func (te *testEjector) status(i int) EndpointStatus {
 	// As Node.Endpoints fills it: the count is the endpoint's.
-	st := EndpointStatus{Health: "UP", Ejections: te.eps[i].Stats().Ejections}
+	st := EndpointStatus{Health: "UP", Ejections: te.eps[i].Ejections()}
 	te.ejector.status(te.eps[i], &st)
 	return st
 }

@@ -22,8 +22,6 @@ type Stats struct {
 	// HealthTransitions counts the times health checks marked the
 	// endpoint down or back up.
 	HealthTransitions uint64
-	// Ejections counts the endpoint's outlier ejections (Ejected).
-	Ejections uint64
 }
 
 // HealthChanged counts a change of the endpoint's health-check state,
@@ -62,7 +60,6 @@ func (e *Endpoint) Stats() Stats {
 		Responses5xx:  c.responses5xx.Load(),
 
 		HealthTransitions: c.healthTransitions.Load(),
-		Ejections:         c.ejections.Load(),
 	}
 }
 
@@ -71,6 +68,9 @@ func (e *Endpoint) Stats() Stats {
 // or an apply that turns outlier detection off and on again does not
 // reset it.
 func (e *Endpoint) Ejected() { e.counters.ejections.Add(1) }
+
+// Ejections is how many times the endpoint was ejected (Ejected).
+func (e *Endpoint) Ejections() uint64 { return e.counters.ejections.Load() }
 
 // Transferred counts bytes exchanged with the endpoint: in from it, out to
 // it. The proxies call it when a session or an exchange ends.
