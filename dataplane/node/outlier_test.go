@@ -428,4 +428,15 @@ clusters:
 	if st := statusOf(n, "a"); st.Ejections != 1 {
 		t.Errorf("a back from its drain: %s with %d ejections, want 1", st.Health, st.Ejections)
 	}
+	// Nor does turning outlier detection off and on again.
+	off := strings.Replace(tmpl, "outlier_detection:", "# outlier_detection:", 1)
+	if err := n.Apply("4", parse(t, off, addr, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply("5", parse(t, tmpl, addr, "")); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(n, "a"); st.Ejections != 1 {
+		t.Errorf("a after outlier detection went off and on: %d ejections, want 1", st.Ejections)
+	}
 }
