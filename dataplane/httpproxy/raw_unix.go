@@ -200,23 +200,45 @@ func (cc *clientConn) sendAwaitEndpointRaw(raw syscall.RawConn, p []byte) (int, 
 // closed it sent a close_notify alert or a FIN, and any byte means the
 // connection is not idle.
 func alive(c net.Conn) bool {
-	tc := upstream.TCPConn(c)
-	if tc == nil {
-		return false
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
+	raw := socketOf(c)
+	if raw == nil {
 		return false
 	}
 	ok := false
 	var b [1]byte
 	// Control, not Read: Read first checks the deadline last set on the
 	// connection, which has long passed on a connection that sat pooled.
-	err = raw.Control(func(fd uintptr) {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = err == syscall.EAGAIN && n <= 0
+	err := raw.Control(func(fd uintptr) {
+		_, err := peek(fd, b[:])
+		ok = err == syscall.EAGAIN
 	})
 	return err == nil && ok
+}
+
+// socketOf returns the socket under the endpoint connection c (plain or
+// TLS), nil when there is none.
+func socketOf(c net.Conn) syscall.RawConn {
+	tc := upstream.TCPConn(c)
+	if tc == nil {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// peek copies into b what the socket fd holds, without taking it or
+// waiting: n is 0 at the peer's FIN, and err is EAGAIN when nothing came.
+// An interrupted call is made again.
+func peek(fd uintptr, b []byte) (n int, err error) {
+	for {
+		n, _, err = syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
 // earlyAnswer reports whether the endpoint connection bc holds, unread,
@@ -232,26 +254,14 @@ func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
 	x := cc.x
 	raw := x.epRaw
 	if raw == nil || bc != x.epConn {
-		tc := upstream.TCPConn(bc)
-		if tc == nil {
-			return false
-		}
-		var err error
-		if raw, err = tc.SyscallConn(); err != nil {
+		if raw = socketOf(bc); raw == nil {
 			return false
 		}
 	}
-	free := x.bb[x.be:]
 	n := 0
 	err := raw.Control(func(fd uintptr) {
-		for {
-			m, _, err := syscall.Recvfrom(int(fd), free, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err != syscall.EINTR {
-				if err == nil {
-					n = m
-				}
-				return
-			}
+		if m, err := peek(fd, x.bb[x.be:]); err == nil {
+			n = m
 		}
 	})
 	if err != nil {

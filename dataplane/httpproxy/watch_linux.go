@@ -121,12 +121,7 @@ func peerEnded(fd uintptr) (fin, broken bool) {
 // EAGAIN when nothing came. An interrupted call is made again.
 func peekByte(fd uintptr) (n int, err error) {
 	var b [1]byte
-	for {
-		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
+	return peek(fd, b[:])
 }
 
 // clientLeft reports whether the client of the exchange left while its
