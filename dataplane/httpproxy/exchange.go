@@ -727,8 +727,6 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 		x.bodySent = true
 		if x.reqLeft >= spliceMin && !pipesShort() {
 			// Splice from the client to the endpoint (spliceRequest).
-			cc.mayReadClient()
-			cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
 			in, err, clientSide, ok := cc.spliceRequest(bc, min(x.reqLeft, splicePiece))
 			if ok {
 				cc.info.BytesIn += uint64(in)
@@ -886,8 +884,14 @@ const stallBytes = 64 << 10
 func (cc *clientConn) bodyStalled(bc net.Conn) *statusError {
 	x := cc.x
 	now := time.Now()
+	// stallAt and stallOut may be another exchange's: this one's first
+	// stall counts from its start.
+	ours := !x.stallAt.Before(x.start)
+	if !ours {
+		x.stallOut = 0
+	}
 	took := x.epOut - x.stallOut
-	whole := !x.stallAt.Before(x.start) && now.Sub(x.stallAt) < closeCheckInterval+closeCheckInterval/2
+	whole := ours && now.Sub(x.stallAt) < closeCheckInterval+closeCheckInterval/2
 	if took > 0 {
 		x.hard = now.Add(cc.srv.cfg.Load().ResponseTimeout)
 	}

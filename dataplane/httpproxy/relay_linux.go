@@ -132,6 +132,8 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 		return 0, nil, false, false
 	}
 	defer splice.Put(p)
+	cc.mayReadClient()
+	cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
 	var serr error // an error of a splice call, and whose
 
 	// push: pipe → endpoint; false when it is full.
