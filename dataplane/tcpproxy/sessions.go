@@ -73,6 +73,12 @@ func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *session) {
 	}
 	ss.prev, ss.next = nil, nil
 	l.n--
+	r.dropIfRetired(ep, l)
+}
+
+// dropIfRetired drops l, ep's list, from the registry when it is empty and
+// ep retired (it never takes a session again). The caller holds l.mu.
+func (r *registry) dropIfRetired(ep *upstream.Endpoint, l *sessionList) {
 	if l.n == 0 && ep.Draining() {
 		l.dead = true
 		r.lists.CompareAndDelete(ep, l)
@@ -86,12 +92,9 @@ func (r *registry) remove(ep *upstream.Endpoint, l *sessionList, ss *session) {
 // does not keep every endpoint it ever served.
 func (r *registry) forgetRetired() {
 	r.lists.Range(func(k, v any) bool {
-		ep, l := k.(*upstream.Endpoint), v.(*sessionList)
+		l := v.(*sessionList)
 		l.mu.Lock()
-		if l.n == 0 && ep.Draining() {
-			l.dead = true
-			r.lists.CompareAndDelete(ep, l)
-		}
+		r.dropIfRetired(k.(*upstream.Endpoint), l)
 		l.mu.Unlock()
 		return true
 	})
