@@ -474,7 +474,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 	if ramping {
 		for i := range set {
 			set[i].Full = set[i].Weight * slowStartScale
-			w := float64(set[i].Weight) * slowStartScale
+			w := float64(set[i].Full)
 			if t, ok := c.since[set[i].Endpoint]; ok {
 				frac := max(slowStartFloor, float64(now.Sub(t))/float64(c.slowStart))
 				w = max(1, w*frac)
