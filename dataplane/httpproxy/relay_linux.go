@@ -14,14 +14,102 @@ import (
 // splice, would then be slower than copying, so bodies are copied.
 func pipesShort() bool { return splice.Short() }
 
+// pipeRun is one move of up to n bytes from the socket under src to the
+// socket under dst through a pooled pipe, with raw splice calls (package
+// splice): each piece read from src is sent on at once. Its push and
+// pull run inside the RawConns' Read, Write and Control, so every wait
+// is the netpoller's, under the deadlines set on the sockets; the caller
+// decides when to wait for which side. spliceResponse and spliceRequest
+// are its two directions.
+type pipeRun struct {
+	p        *splice.Pipe
+	dst      syscall.RawConn
+	n        int64
+	in, out  int64   // read from src, sent to dst
+	sent     *uint64 // if not nil, counts what dst took as it goes
+	err      error   // a splice call's error (or dst's Control's)
+	dstSide  bool    // err is dst's
+	eof      bool    // src ended before n
+	pushNext func(uintptr)
+}
+
+// startPipeRun returns a run from src to dst of up to n bytes, or nil
+// when it cannot splice (no raw socket on either side, bc not the
+// exchange's endpoint connection, or no pipe to be had). The caller
+// ends it with end.
+func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int64) *pipeRun {
+	if cc.raw == nil || cc.x.epRaw == nil || bc != cc.x.epConn {
+		return nil
+	}
+	p := splice.Get()
+	if p == nil {
+		return nil
+	}
+	r := &pipeRun{p: p, dst: dst, n: n}
+	r.pushNext = func(fd uintptr) { r.push(fd) }
+	return r
+}
+
+// end gives the pipe back: emptied, or closed if it still holds bytes.
+func (r *pipeRun) end() { splice.Put(r.p) }
+
+// push moves what the pipe holds to dst (fd); false when dst is full.
+func (r *pipeRun) push(fd uintptr) bool {
+	for r.p.Data > 0 {
+		m, e := splice.Move(r.p.R, int(fd), r.p.Data)
+		switch e {
+		case nil:
+			r.p.Data -= m
+			r.out += int64(m)
+			if r.sent != nil {
+				*r.sent += uint64(m)
+			}
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.err, r.dstSide = e, true
+			return true
+		}
+	}
+	return true
+}
+
+// pull moves from src (fd) into the pipe, and on to dst at once; false
+// to wait for src. It runs with the pipe empty, and returns once the
+// pipe holds what dst could not take, src ended, or n bytes were read.
+func (r *pipeRun) pull(fd uintptr) bool {
+	for r.in < r.n && r.err == nil {
+		m, e := splice.Move(int(fd), r.p.W, int(min(int64(r.p.Size), r.n-r.in)))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
+		case e != nil:
+			r.err = e
+			return true
+		case m == 0:
+			r.eof = true
+			return true
+		}
+		r.p.Data += m
+		r.in += int64(m)
+		if err := r.dst.Control(r.pushNext); err != nil {
+			r.err, r.dstSide = err, true
+		}
+		if r.p.Data > 0 {
+			return true // dst is full: wait for it
+		}
+	}
+	return true
+}
+
 // spliceResponse moves up to n bytes of a response body from the
-// endpoint connection bc to the client through a pooled pipe, with raw
-// splice calls (package splice): each piece read from the endpoint is
-// sent on at once, and the wait for either socket is the netpoller's,
-// under the deadlines set on it. It returns what reached the client, and
-// says which side an error came from. ok is false when it cannot splice
-// (no raw socket on either side, or no pipe to be had): nothing moved,
-// and the caller copies, or uses net's splice if pipes are not short.
+// endpoint connection bc to the client (a pipeRun). It returns what
+// reached the client, and says which side an error came from. ok is
+// false when it cannot splice: nothing moved, and the caller copies, or
+// uses net's splice if pipes are not short.
 //
 // net's own splice (TCPConn.ReadFrom) makes its calls as ordinary system
 // calls: a splice of a large piece takes longer than a sysmon tick, so
@@ -29,90 +117,37 @@ func pipesShort() bool { return splice.Short() }
 // and the body waited for the thread switches.
 func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err error, clientSide, ok bool) {
 	x := cc.x
-	if cc.raw == nil || x.epRaw == nil || bc != x.epConn {
+	r := cc.startPipeRun(bc, x.epRaw, cc.raw, n)
+	if r == nil {
 		return 0, nil, false, false
 	}
-	p := splice.Get()
-	if p == nil {
-		return 0, nil, false, false
-	}
-	defer splice.Put(p)
-	var serr error // an error of a splice call, and whose
-	var eof bool
-	push := func(fd uintptr) bool { // pipe → client; false: client full
-		for p.Data > 0 {
-			m, e := splice.Move(p.R, int(fd), p.Data)
-			switch e {
-			case nil:
-				p.Data -= m
-				moved += int64(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				serr, clientSide = e, true
-				return true
-			}
-		}
-		return true
-	}
-	pushNow := func(fd uintptr) { push(fd) }
-	// pull runs with the pipe empty, and returns once it holds what the
-	// client could not take.
-	pull := func(fd uintptr) bool { // endpoint → pipe, and on; false: wait for the endpoint
-		for moved < n && serr == nil {
-			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size), n-moved)))
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false
-			case e != nil:
-				serr = e
-				return true
-			case m == 0:
-				eof = true
-				return true
-			}
-			p.Data += m
-			if err := cc.raw.Control(pushNow); err != nil {
-				serr, clientSide = err, true
-			}
-			if p.Data > 0 {
-				return true // the client is full: wait for it
-			}
-		}
-		return true
-	}
-	for moved < n {
-		if p.Data == 0 {
+	defer r.end()
+	push, pull := r.push, r.pull
+	for r.out < n {
+		if r.p.Data == 0 {
 			if err := x.epRaw.Read(pull); err != nil {
-				return moved, err, false, true
+				return r.out, err, false, true
 			}
 		}
-		if serr != nil {
-			return moved, serr, clientSide, true
+		if r.err != nil {
+			return r.out, r.err, r.dstSide, true
 		}
-		if p.Data > 0 {
+		if r.p.Data > 0 {
 			if err := cc.raw.Write(push); err != nil {
-				return moved, err, true, true
-			}
-			if serr != nil {
-				return moved, serr, clientSide, true
+				return r.out, err, true, true
 			}
 			continue
 		}
-		if eof {
+		if r.eof {
 			break
 		}
 	}
-	return moved, nil, false, true
+	return r.out, nil, false, true
 }
 
 // spliceRequest moves up to n bytes of a request body from the client to
-// the endpoint connection bc through a pooled pipe, with raw splice calls
-// as spliceResponse does the other way. The wait for the client is under
-// its read deadline; the wait for the endpoint to take more is in
+// the endpoint connection bc (a pipeRun). The wait for the client is
+// under its read deadline; the wait for the endpoint to take more is in
 // armEndpoint's slices, and a slice that ends leaves what the pipe holds
 // where it is (net's splice drops it when a write deadline fires, which is
 // why it had the endpoint's side wait the whole ResponseTimeout):
@@ -124,75 +159,27 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 // caller copies.
 func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, clientSide, ok bool) {
 	x := cc.x
-	if cc.raw == nil || x.epRaw == nil || bc != x.epConn {
+	r := cc.startPipeRun(bc, cc.raw, x.epRaw, n)
+	if r == nil {
 		return 0, nil, false, false
 	}
-	p := splice.Get()
-	if p == nil {
-		return 0, nil, false, false
-	}
-	defer splice.Put(p)
+	defer r.end()
+	r.sent = &x.epOut
 	cc.mayReadClient()
 	cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
-	var serr error // an error of a splice call, and whose
-
-	// push: pipe → endpoint; false when it is full.
-	push := func(fd uintptr) bool {
-		for p.Data > 0 {
-			m, e := splice.Move(p.R, int(fd), p.Data)
-			switch e {
-			case nil:
-				p.Data -= m
-				x.epOut += uint64(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				serr, clientSide = e, false
-				return true
-			}
-		}
-		return true
-	}
-	pushNow := func(fd uintptr) { push(fd) }
-	// pull: client → pipe, and on; false to wait for the client. It runs
-	// with the pipe empty, and returns once it holds what the endpoint
-	// could not take.
-	pull := func(fd uintptr) bool {
-		for in < n && serr == nil {
-			m, e := splice.Move(int(fd), p.W, int(min(int64(p.Size), n-in)))
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false
-			case e != nil:
-				serr, clientSide = e, true
-				return true
-			case m == 0:
-				serr, clientSide = io.ErrUnexpectedEOF, true
-				return true
-			}
-			p.Data += m
-			in += int64(m)
-			if err := x.epRaw.Control(pushNow); err != nil {
-				serr, clientSide = err, false
-			}
-			if p.Data > 0 {
-				return true // the endpoint is full: wait for it
-			}
-		}
-		return true
-	}
+	push, pull := r.push, r.pull
 	// Once the endpoint is full, after it took all it was given, its
 	// slice starts afresh: a stall is then told after one slice rather
 	// than two (bodyStalled).
 	armed := false
 	for {
-		if serr != nil {
-			return in, serr, clientSide, true
+		switch {
+		case r.err != nil:
+			return r.in, r.err, !r.dstSide, true
+		case r.eof:
+			return r.in, io.ErrUnexpectedEOF, true, true
 		}
-		if p.Data > 0 {
+		if r.p.Data > 0 {
 			if !armed {
 				now := time.Now()
 				x.hard = now.Add(cc.srv.cfg.Load().ResponseTimeout)
@@ -205,18 +192,18 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 				continue
 			}
 			if !isTimeout(err) {
-				return in, err, false, true
+				return r.in, err, false, true
 			}
 			if e := cc.bodyStalled(bc); e != nil {
-				return in, stalledError{e}, false, true
+				return r.in, stalledError{e}, false, true
 			}
 			continue
 		}
-		if in == n {
-			return in, nil, false, true
+		if r.in == n {
+			return r.in, nil, false, true
 		}
 		if err := cc.raw.Read(pull); err != nil {
-			return in, err, true, true
+			return r.in, err, true, true
 		}
 		armed = false
 	}
