@@ -4,8 +4,10 @@
 package persist
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -13,22 +15,29 @@ import (
 
 // shards splits a table's lock so that clients of different shards do not
 // contend; a power of two.
-const shards = 64
+const (
+	shardBits = 6
+	shards    = 1 << shardBits
+)
 
 // Table maps client addresses to the endpoint that served them last, until
 // the entry has not been used for its expiry time. It is safe for
 // concurrent use. Lookups and updates take one shard's lock for a map
 // access; they do not allocate once a client's entry exists.
 //
-// The table holds at most about its size in entries: a shard that is full
-// evicts an entry of its own (one that expired if it finds one among the
-// few it looks at, else an arbitrary one) to admit a new client. Expired
-// entries are also removed by Sweep, which the owner runs periodically.
+// The table holds at most its size in entries (give or take the clients
+// being added at the same moment): a new client of a full table evicts an
+// entry (one that expired if it finds one among the few it looks at, else
+// the least recently used of those) to get in. Until the table is full, no
+// entry is evicted, however its clients' addresses fall into shards.
+// Expired entries are also removed by Sweep, which the owner runs
+// periodically.
 type Table struct {
-	expire   int64 // nanoseconds
-	perShard int
-	now      func() int64
-	shard    [shards]tableShard
+	expire int64 // nanoseconds
+	size   int64
+	n      atomic.Int64 // entries in all shards
+	now    func() int64
+	shard  [shards]tableShard
 }
 
 type tableShard struct {
@@ -42,28 +51,31 @@ type entry struct {
 	used int64 // unix nanoseconds of the last Get or Put
 }
 
-// NewTable returns an empty table of about size entries whose entries
+// NewTable returns an empty table of at most size entries whose entries
 // expire after expire without use.
 func NewTable(size int, expire time.Duration) *Table {
-	t := &Table{expire: int64(expire), perShard: max(1, (size+shards-1)/shards), now: wallNow}
+	t := &Table{expire: int64(expire), size: int64(max(1, size)), now: wallNow}
 	for i := range t.shard {
 		t.shard[i].m = make(map[netip.Addr]entry)
 	}
 	return t
 }
 
-func (t *Table) shardOf(a netip.Addr) *tableShard {
-	// The low bits of an address differ most between clients.
+// shardOf returns the index of a's shard.
+func shardOf(a netip.Addr) int {
+	// Every byte counts: clients may differ in any of them (10.N.0.1,
+	// 2001:db8:N::1). The top bits of a product depend on all bits of
+	// its factor.
 	b := a.As16()
-	h := uint32(b[15]) | uint32(b[14])<<8 | uint32(b[13])<<16 | uint32(b[12])<<24
-	h ^= h >> 7
-	return &t.shard[h&(shards-1)]
+	h := binary.BigEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.BigEndian.Uint64(b[8:])
+	h *= 0xbf58476d1ce4e5b9
+	return int(h >> (64 - shardBits))
 }
 
 // Get returns the endpoint recorded for client a, or nil when there is none
 // or it expired. A hit counts as a use: it renews the entry.
 func (t *Table) Get(a netip.Addr) *upstream.Endpoint {
-	s := t.shardOf(a)
+	s := &t.shard[shardOf(a)]
 	now := t.now()
 	s.mu.Lock()
 	e, ok := s.m[a]
@@ -73,6 +85,7 @@ func (t *Table) Get(a netip.Addr) *upstream.Endpoint {
 	}
 	if now-e.used > t.expire {
 		delete(s.m, a)
+		t.n.Add(-1)
 		s.mu.Unlock()
 		return nil
 	}
@@ -84,19 +97,48 @@ func (t *Table) Get(a netip.Addr) *upstream.Endpoint {
 
 // Put records ep for client a.
 func (t *Table) Put(a netip.Addr, ep *upstream.Endpoint) {
-	s := t.shardOf(a)
+	i := shardOf(a)
+	s := &t.shard[i]
 	now := t.now()
 	s.mu.Lock()
-	if _, ok := s.m[a]; !ok && len(s.m) >= t.perShard {
-		s.evictOne(now, t.expire)
+	_, ok := s.m[a]
+	if !ok {
+		if t.n.Load() >= t.size && len(s.m) > 0 {
+			s.evictOne(now, t.expire)
+			t.n.Add(-1)
+		}
+		t.n.Add(1)
 	}
 	s.m[a] = entry{ep: ep, used: now}
 	s.mu.Unlock()
+	if !ok && t.n.Load() > t.size {
+		// Full, and a's shard had nothing to give: another shard gives
+		// an entry. One lock at a time, so shards never wait on each
+		// other.
+		t.evictElsewhere(i, now)
+	}
 }
 
-// evictOne removes one entry to make room: the first expired entry among a
-// few, else the least recently used of those few. Map iteration order is
-// random, so this is sampled LRU, as Redis does it.
+// evictElsewhere evicts one entry of the first shard after shard i that
+// has one.
+func (t *Table) evictElsewhere(i int, now int64) {
+	for k := 1; k <= shards; k++ {
+		s := &t.shard[(i+k)%shards]
+		s.mu.Lock()
+		if len(s.m) > 0 {
+			s.evictOne(now, t.expire)
+			t.n.Add(-1)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// evictOne removes one entry of a shard that has some to make room: the
+// first expired entry among a few, else the least recently used of those
+// few. Map iteration order is random, so this is sampled LRU, as Redis
+// does it.
 func (s *tableShard) evictOne(now, expire int64) {
 	const samples = 5
 	var victim netip.Addr
@@ -127,6 +169,7 @@ func (t *Table) Sweep() int {
 		for a, e := range s.m {
 			if now-e.used > t.expire {
 				delete(s.m, a)
+				t.n.Add(-1)
 			}
 		}
 		left += len(s.m)
