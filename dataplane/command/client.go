@@ -14,8 +14,6 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -66,18 +64,20 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 	if err := st.Send(&sluicev1.CommandReply{NodeId: c.NodeID}); err != nil {
 		return false, err
 	}
-	if _, err := st.Header(); err != nil {
+	// A stream the control plane ends before registering it has no
+	// headers: refused (a certificate that names another node, say), a
+	// control plane without the command service, one shutting down.
+	// grpc's Header reports no error for it, only a nil header; Recv
+	// gives its status. It must not reset the backoff.
+	if md, _ := st.Header(); md == nil {
+		_, err := st.Recv()
 		return false, err
 	}
 	c.Logger.Debug("command stream open", "node", c.NodeID)
-	for first := true; ; first = false {
+	for {
 		cmd, err := st.Recv()
 		if err != nil {
-			// A stream refused at once (a certificate that names another
-			// node, say) ends without headers, but grpc's Header reports
-			// no error for it: only its status tells, and a refusal must
-			// not reset the backoff.
-			return !(first && refused(err)), err
+			return true, err
 		}
 		res := c.run(cmd)
 		res.CommandId = cmd.GetId()
@@ -85,15 +85,6 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 			return true, err
 		}
 	}
-}
-
-// refused reports whether err is the control plane refusing the node.
-func refused(err error) bool {
-	switch status.Code(err) {
-	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
-		return true
-	}
-	return false
 }
 
 // run runs one command on the node.

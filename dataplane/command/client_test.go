@@ -192,3 +192,60 @@ func TestFailedTruncatesLongErrors(t *testing.T) {
 		t.Errorf("error of %d bytes kept as %d bytes, valid %v", len(long), len(r.GetError()), r.Validate())
 	}
 }
+
+// TestStreamEndedBeforeRegisteringIsNoProgress: a control plane that ends
+// the stream before registering it (one that predates the command
+// service, or one shutting down) did not answer, whatever its status: the
+// reconnect backoff must grow rather than restart from its minimum, or the
+// node retries every few hundred milliseconds for as long as it lasts.
+func TestStreamEndedBeforeRegisteringIsNoProgress(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		reg  func(*grpc.Server)
+		code codes.Code
+	}{
+		{"no command service", func(*grpc.Server) {}, codes.Unimplemented},
+		{"shutting down", func(s *grpc.Server) {
+			sluicev1.RegisterCommandServiceServer(s, refusingCP{err: status.Error(codes.Unavailable, "command: control plane shutting down")})
+		}, codes.Unavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := grpc.NewServer()
+			tt.reg(srv)
+			go srv.Serve(ln)
+			defer srv.Stop()
+			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := &Client{Conn: conn, NodeID: "node-1", Node: &fakeNode{}, Logger: slog.New(slog.DiscardHandler)}
+			ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+			defer cancel()
+			progressed, err := c.stream(ctx)
+			if status.Code(err) != tt.code {
+				t.Fatalf("stream ended with %v, want %v", err, tt.code)
+			}
+			if progressed {
+				t.Error("a stream the control plane never registered reset the reconnect backoff")
+			}
+		})
+	}
+}
+
+// refusingCP ends every command stream with err before sending headers.
+type refusingCP struct {
+	sluicev1.UnimplementedCommandServiceServer
+	err error
+}
+
+func (r refusingCP) Commands(st grpc.BidiStreamingServer[sluicev1.CommandReply, sluicev1.Command]) error {
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	return r.err
+}
