@@ -141,7 +141,7 @@ func serveOne(t *testing.T, s *Server) string {
 			return
 		}
 		defer c.Close()
-		s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
+		s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
 	}()
 	return ln.Addr().String()
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
-	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -107,13 +106,12 @@ func h2Config(maxStreams uint32) *http.HTTP2Config {
 }
 
 // ServeConn implements httpproxy.HTTP2.
-func (s *Server) ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
+func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
 	hcfg := s.http.Config()
 	cfg := s.cfg.Load()
 	nc := &countConn{Conn: c, pre: preread}
-	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, done: make(chan struct{})}
+	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
-	_, cn.local = proxyproto.Addrs(c)
 	var protos http.Protocols
 	if h2 {
 		// The TLS handshake, if any, is done: to net/http this is HTTP/2
@@ -188,7 +186,7 @@ type conn struct {
 	tls    bool
 	sni    []byte
 	client netip.AddrPort      // the peer, or what its PROXY header said
-	local  netip.AddrPort      // the listener's address, for PROXY headers sent on
+	local  netip.AddrPort      // the address it connected to, for PROXY headers sent on
 	info   *httpproxy.ConnInfo // written only when the connection ends
 
 	done      chan struct{} // closed when net/http is done with the connection

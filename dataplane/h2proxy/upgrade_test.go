@@ -80,7 +80,7 @@ func TestUpgradeTunnel(t *testing.T) {
 		}
 		defer c.Close()
 		info := httpproxy.ConnInfo{Start: time.Now()}
-		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), nil, false, nil, &info)
+		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &info)
 		done <- ended{why, info}
 	}()
 

@@ -33,9 +33,11 @@ type HTTP2 interface {
 	// serves it whole (Config.Translate). info is the connection's
 	// record: the engine counts its requests, bytes and last endpoint in
 	// it, on the calling goroutine or guarded as it sees fit, and is done
-	// with it when ServeConn returns. client is the client's address: c's
-	// peer, or what its PROXY header said.
-	ServeConn(c net.Conn, client netip.AddrPort, preread []byte, h2 bool, sni []byte, info *ConnInfo) sluicev1.CloseReason
+	// with it when ServeConn returns. client is the client's address and
+	// local the address it connected to, which PROXY headers sent to
+	// endpoints name: c's peer and local address, or what its PROXY
+	// header said.
+	ServeConn(c net.Conn, client, local netip.AddrPort, preread []byte, h2 bool, sni []byte, info *ConnInfo) sluicev1.CloseReason
 	// Drain ends every connection gracefully (GOAWAY), as Server.Drain
 	// does, and every connection handed over later once it served one
 	// request.
@@ -91,7 +93,7 @@ func (cc *clientConn) handOff(cfg *Config, first bool) bool {
 		x.rs, x.re = 0, 0
 	}
 	cc.setUpDone() // an HTTP/2 connection is set up once it is handed on
-	cc.reason = h.ServeConn(cc.c, netip.AddrPortFrom(cc.ip, cc.port), preread, h2, cc.sni, &cc.info)
+	cc.reason = h.ServeConn(cc.c, netip.AddrPortFrom(cc.ip, cc.port), cc.local(), preread, h2, cc.sni, &cc.info)
 	return true
 }
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -34,16 +33,9 @@ type clientConn struct {
 	// the configuration it was looked up in (trustedPeer).
 	trusted   bool
 	trustedIn *Config
-	// private is an endpoint connection that carried this client's PROXY
-	// header, parked between its requests (private.go); privateEp is its
-	// endpoint.
-	private    net.Conn
-	privateRaw syscall.RawConn // private's (see exchange.epRaw)
-	privateEp  *upstream.Endpoint
-	// privateAt is when private was parked, as a monoTime (see
-	// probeIdleAfter): a time.Time would move clientConn to the next
-	// allocation size class, 64 bytes more per connection.
-	privateAt time.Duration
+	// proxied holds the PROXY header's destination and a private
+	// endpoint connection, if any (private.go).
+	proxied *proxied
 
 	// Raw socket access (raw_unix.go); raw is nil where unsupported.
 	raw             syscall.RawConn

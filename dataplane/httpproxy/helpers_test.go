@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,7 +130,7 @@ func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {
 			if async {
 				// As the node does: paced, counted until set up.
 				peer, _ := proxyproto.Addrs(c)
-				p.srv.Go(func(setUp func()) { p.srv.ServeConnAsync(c, peer, setUp, p.wg.Done) })
+				p.srv.Go(func(setUp func()) { p.srv.ServeConnAsync(c, peer, netip.AddrPort{}, setUp, p.wg.Done) })
 				continue
 			}
 			go func() {

@@ -390,22 +390,23 @@ func (s *Server) TLS() *tls.Config { return s.cfg.Load().TLS }
 // Director ends with Close. Drain ends it gracefully.
 func (s *Server) ServeConn(c net.Conn) {
 	peer, _ := proxyproto.Addrs(c)
-	s.ServeConnFrom(c, peer)
+	s.ServeConnFrom(c, peer, netip.AddrPort{})
 }
 
 // ServeConnFrom is ServeConn for a connection on behalf of client, the
-// client a PROXY header named: Request.ClientAddr and ClientPort, and so
-// rules, balancing and forwarding headers, see it instead of the
+// client a PROXY header named, to dest, the destination it named (zero:
+// c's local address): Request.ClientAddr and ClientPort, and so rules,
+// balancing and forwarding headers, see client instead of the
 // connection's peer, the record names it, and PROXY headers sent to
-// endpoints carry it. Nothing may have been read from c but that header,
-// which must be consumed (proxyproto.Take).
-func (s *Server) ServeConnFrom(c net.Conn, client netip.AddrPort) {
-	s.serveConn(c, client, false, nil, nil)
+// endpoints carry both. Nothing may have been read from c but that
+// header, which must be consumed (proxyproto.Take).
+func (s *Server) ServeConnFrom(c net.Conn, client, dest netip.AddrPort) {
+	s.serveConn(c, client, dest, false, nil, nil)
 }
 
 // serveConn serves c until it ends, or, with async, until it parks (see
 // ServeConnAsync).
-func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, setUp, done func()) {
+func (s *Server) serveConn(c net.Conn, client, dest netip.AddrPort, async bool, setUp, done func()) {
 	cc := &clientConn{srv: s, c: c, async: async, setUp: setUp, done: done, fd: -1, parkIdx: -1}
 	ended := true
 	defer func() {
@@ -428,6 +429,9 @@ func (s *Server) serveConn(c net.Conn, client netip.AddrPort, async bool, setUp,
 		cc.initRaw()
 	}
 	cc.ip, cc.port = client.Addr().Unmap(), client.Port()
+	if dest.IsValid() {
+		cc.proxied = &proxied{dest: dest}
+	}
 	cc.reason = sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
 	// The handshake comes before track: Drain may touch cc.c from then on,
 	// and the handshake replaces it. It is bounded by its own timeout.

@@ -58,8 +58,8 @@ const (
 // Listeners with many idle keep-alive clients use it, so that an idle
 // connection costs no goroutine; Close must then be called before the
 // connections are closed from outside, so that parked ones end properly.
-func (s *Server) ServeConnAsync(c net.Conn, client netip.AddrPort, setUp, done func()) {
-	s.serveConn(c, client, true, setUp, done)
+func (s *Server) ServeConnAsync(c net.Conn, client, dest netip.AddrPort, setUp, done func()) {
+	s.serveConn(c, client, dest, true, setUp, done)
 }
 
 // Go runs f, which reads whatever comes before a new connection's requests

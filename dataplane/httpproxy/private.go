@@ -22,6 +22,24 @@ import (
 // draining, removing or shutting down the endpoint closes it like any
 // other.
 
+// proxied is what a client connection keeps for the PROXY protocol,
+// allocated only when there is something to keep, so that other client
+// connections do not carry it: the destination its own PROXY header
+// named, and the private endpoint connection parked between its requests.
+type proxied struct {
+	// dest is the address the client connected to, as the PROXY header
+	// the listener took named it (zero: the socket's local address);
+	// headers sent on to endpoints name it, as HAProxy's do.
+	dest netip.AddrPort
+	// conn is a private endpoint connection, parked between the client's
+	// requests; raw is its RawConn (see exchange.epRaw), ep its endpoint,
+	// and at when it was parked, as a monoTime (see probeIdleAfter).
+	conn net.Conn
+	raw  syscall.RawConn
+	ep   *upstream.Endpoint
+	at   time.Duration
+}
+
 // park keeps bc, a reusable private connection to ep, for the client's
 // next request, unless ep is draining (as PutIdle would not pool it).
 func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawConn) {
@@ -30,24 +48,29 @@ func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawCo
 		ep.Close(bc)
 		return
 	}
-	cc.private, cc.privateRaw, cc.privateEp = bc, raw, ep
-	cc.privateAt = monoTime(time.Now())
+	if cc.proxied == nil {
+		cc.proxied = new(proxied)
+	}
+	pr := cc.proxied
+	pr.conn, pr.raw, pr.ep = bc, raw, ep
+	pr.at = monoTime(time.Now())
 }
 
 // unpark returns the parked private connection if it is to ep, and takes
 // it out of the parking; one to another endpoint is closed. now is the
 // time of the request: the connection's idle time is returned with it.
 func (cc *clientConn) unpark(ep *upstream.Endpoint, now time.Time) (net.Conn, syscall.RawConn, time.Duration) {
-	bc, raw := cc.private, cc.privateRaw
-	if bc == nil {
+	pr := cc.proxied
+	if pr == nil || pr.conn == nil {
 		return nil, nil, 0
 	}
-	if cc.privateEp != ep {
+	if pr.ep != ep {
 		cc.closePrivate()
 		return nil, nil, 0
 	}
-	cc.private, cc.privateRaw, cc.privateEp = nil, nil, nil
-	return bc, raw, monoTime(now) - cc.privateAt
+	bc, raw := pr.conn, pr.raw
+	pr.conn, pr.raw, pr.ep = nil, nil, nil
+	return bc, raw, monoTime(now) - pr.at
 }
 
 // monoTime is t on the monotonic clock, as a duration since the package
@@ -58,15 +81,19 @@ var monoBase = time.Now()
 
 // closePrivate closes the parked private connection, if any.
 func (cc *clientConn) closePrivate() {
-	if cc.private != nil {
-		cc.privateEp.Close(cc.private)
-		cc.private, cc.privateRaw, cc.privateEp = nil, nil, nil
+	if pr := cc.proxied; pr != nil && pr.conn != nil {
+		pr.ep.Close(pr.conn)
+		pr.conn, pr.raw, pr.ep = nil, nil, nil
 	}
 }
 
-// local is the listener address the client connected to, which PROXY
-// headers sent to endpoints carry as the destination.
+// local is the address the client connected to, which PROXY headers sent
+// to endpoints carry as the destination: the one the client's own PROXY
+// header named, or else the listener's address.
 func (cc *clientConn) local() netip.AddrPort {
+	if cc.proxied != nil && cc.proxied.dest.IsValid() {
+		return cc.proxied.dest
+	}
 	_, local := proxyproto.Addrs(cc.c)
 	return local
 }

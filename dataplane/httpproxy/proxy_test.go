@@ -1052,7 +1052,7 @@ func TestPooledConnectionServesAClientWithoutRawSocket(t *testing.T) {
 
 	client, server := net.Pipe()
 	defer client.Close()
-	go p.srv.ServeConnFrom(server, netip.MustParseAddrPort("192.0.2.1:4000"))
+	go p.srv.ServeConnFrom(server, netip.MustParseAddrPort("192.0.2.1:4000"), netip.AddrPort{})
 	client.SetDeadline(time.Now().Add(defaultTestTimeout))
 	go io.WriteString(client, "GET /pipe HTTP/1.1\r\nHost: x\r\n\r\n")
 	if r := readResponse(t, bufio.NewReader(client), "GET"); r.code != 200 || r.body != "b1 /pipe" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -214,18 +215,19 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveCo
 		c.SetKeepAliveConfig(*ka) // a socket that refuses is served without
 	}
 	client, _ := proxyproto.Addrs(c)
+	var dest netip.AddrPort // zero: c's local address
 	if pa != nil {
 		var ok bool
-		if client, ok = pa.client(c); !ok {
+		if client, dest, ok = pa.client(c); !ok {
 			return
 		}
 	}
 	remove = false
 	done := func() { g.conns.Remove(c) }
 	if g.http != nil {
-		g.http.ServeConnAsync(c, client, setUp, done)
+		g.http.ServeConnAsync(c, client, dest, setUp, done)
 	} else {
-		g.tcp.ServeConnAsync(c, client, done)
+		g.tcp.ServeConnAsync(c, client, dest, done)
 	}
 }
 

@@ -49,11 +49,13 @@ func compileProxyAccept(ls *sluicev1.Listener, onConn func(*conntrack.ConnInfo))
 	return a, nil
 }
 
-// client returns the address of the client on whose behalf c came: the
-// one its PROXY header names, or c's peer when it sent none or was not
-// trusted to (its bytes are then the protocol's own and left unread), or
-// when the header says the peer speaks for itself (v2 LOCAL, v1 UNKNOWN).
-// ok is false when c must be closed: a malformed header, none from a
+// client returns the address of the client on whose behalf c came and
+// the address that client connected to: the ones its PROXY header names,
+// or c's peer and a zero dest (c's own local address stands) when it
+// sent none or was not trusted to (its bytes are then the protocol's own
+// and left unread), or when the header says the peer speaks for itself
+// (v2 LOCAL, v1 UNKNOWN). As in HAProxy, the header's destination is
+// what PROXY headers sent on to endpoints name. ok is false when c must be closed: a malformed header, none from a
 // peer that must send one, or the timeout; the closed connection is
 // recorded with why.
 //
@@ -61,15 +63,15 @@ func compileProxyAccept(ls *sluicev1.Listener, onConn func(*conntrack.ConnInfo))
 // else, the TLS handshake of an HTTPS listener included; only its bytes
 // are taken off the socket (proxyproto.Take), so the TCP proxy still
 // splices and the HTTP proxy reads the rest as it arrived.
-func (a *proxyAccept) client(c *net.TCPConn) (client netip.AddrPort, ok bool) {
+func (a *proxyAccept) client(c *net.TCPConn) (client, dest netip.AddrPort, ok bool) {
 	start := time.Now()
 	peer, _ := proxyproto.Addrs(c)
 	if a.trusted != nil && !a.trusted.Contains(peer.Addr()) {
 		if a.required {
 			a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST)
-			return peer, false
+			return peer, dest, false
 		}
-		return peer, true
+		return peer, dest, true
 	}
 	h, err := proxyproto.Take(c, start.Add(a.timeout))
 	if err == nil {
@@ -78,14 +80,20 @@ func (a *proxyAccept) client(c *net.TCPConn) (client netip.AddrPort, ok bool) {
 	switch {
 	case err != nil:
 		a.refuse(c, peer, start, headerReason(err))
-		return peer, false
+		return peer, dest, false
 	case h == nil && a.required:
 		a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST)
-		return peer, false
+		return peer, dest, false
 	case h == nil || h.Local:
-		return peer, true
+		return peer, dest, true
 	}
-	return netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port()), true
+	return unmapped(h.Source), unmapped(h.Dest), true
+}
+
+// unmapped is a with an IPv4-mapped IPv6 address written as IPv4, as
+// sockets' addresses are (proxyproto.Addrs).
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // refuse closes c and records it.

@@ -24,7 +24,8 @@ import (
 // every connection must start with a PROXY header, or it is closed
 // unanswered. Each response says "name client conn=N": the client the
 // header of its connection named ("local" for one without an address)
-// and the number of that connection, counted from 1.
+// and the number of that connection, counted from 1; its Proxy-Dest
+// header is the destination the header named.
 type proxyEndpoint struct {
 	addr   string
 	mu     sync.Mutex
@@ -39,6 +40,7 @@ type headerConn struct {
 	net.Conn
 	r      io.Reader
 	client string
+	dest   string
 	n      int
 	onEnd  func(int)
 	once   sync.Once
@@ -72,15 +74,15 @@ func (l headerListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		client := "local"
+		client, dest := "local", "local"
 		if !h.Local {
-			client = h.Source.String()
+			client, dest = h.Source.String(), h.Dest.String()
 		}
 		l.pe.mu.Lock()
 		l.pe.conns++
 		n := l.pe.conns
 		l.pe.mu.Unlock()
-		return &headerConn{Conn: c, r: io.MultiReader(strings.NewReader(string(rest)), c), client: client, n: n, onEnd: func(n int) {
+		return &headerConn{Conn: c, r: io.MultiReader(strings.NewReader(string(rest)), c), client: client, dest: dest, n: n, onEnd: func(n int) {
 			select {
 			case l.pe.closed <- n:
 			default:
@@ -99,6 +101,7 @@ func startProxyEndpoint(t *testing.T, name string) *proxyEndpoint {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hc := r.Context().Value(connKey{}).(*headerConn)
+			w.Header().Set("Proxy-Dest", hc.dest)
 			fmt.Fprintf(w, "%s %s conn=%d", name, hc.client, hc.n)
 		}),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
@@ -199,8 +202,10 @@ func v2Header(src, dst string) string {
 // TestProxyAccept: a listener with proxy_protocol takes the client's
 // address from a v1 or v2 header, TCP or HTTP; the endpoint (sent a
 // header of its own) sees that address, rules on source match it, and the
-// record names it. A connection without a header is served with its
-// peer's address; v2 LOCAL and v1 UNKNOWN keep the peer's too.
+// record names it. The header sent on names the destination the one
+// received named, as HAProxy's does. A connection without a header is
+// served with its peer's address, and the header sent on names the
+// listener; v2 LOCAL and v1 UNKNOWN keep the peer's too.
 func TestProxyAccept(t *testing.T) {
 	n, rec := newRecordingNode(t)
 	pe := startProxyEndpoint(t, "pp")
@@ -220,18 +225,22 @@ listeners:
 	}
 	for _, l := range []struct{ name, addr string }{{"http", lhttp}, {"tcp", ltcp}} {
 		for _, tc := range []struct {
-			name, header, from, want string
+			name, header, from, want, dest string
 		}{
-			{"v1", "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "", "200 pp 203.0.113.7:4242"},
-			{"v2", v2Header("[2001:db8::7]:4343", "[2001:db8::1]:80"), "", "200 pp [2001:db8::7]:4343"},
-			{"v2 rule", v2Header("198.51.100.9:1000", "192.0.2.1:80"), "", "200 vip 198.51.100.9:1000"},
-			{"none", "", "127.0.0.7", "200 pp 127.0.0.7:"},
-			{"v1 unknown", "PROXY UNKNOWN\r\n", "127.0.0.8", "200 pp 127.0.0.8:"},
-			{"v2 local", string(proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})), "127.0.0.9", "200 pp 127.0.0.9:"},
+			{"v1", "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "", "200 pp 203.0.113.7:4242", "192.0.2.1:80"},
+			{"v2", v2Header("[2001:db8::7]:4343", "[2001:db8::1]:80"), "", "200 pp [2001:db8::7]:4343", "[2001:db8::1]:80"},
+			{"v2 rule", v2Header("198.51.100.9:1000", "192.0.2.1:8080"), "", "200 vip 198.51.100.9:1000", "192.0.2.1:8080"},
+			{"v2 mapped", v2Header("[::ffff:203.0.113.8]:4444", "[::ffff:192.0.2.2]:443"), "", "200 pp 203.0.113.8:4444", "192.0.2.2:443"},
+			{"none", "", "127.0.0.7", "200 pp 127.0.0.7:", l.addr},
+			{"v1 unknown", "PROXY UNKNOWN\r\n", "127.0.0.8", "200 pp 127.0.0.8:", l.addr},
+			{"v2 local", string(proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{})), "127.0.0.9", "200 pp 127.0.0.9:", l.addr},
 		} {
-			got := body(exchange(t, tc.from, l.addr, tc.header+get))
-			if !strings.HasPrefix(got, tc.want) {
+			raw := exchange(t, tc.from, l.addr, tc.header+get)
+			if got := body(raw); !strings.HasPrefix(got, tc.want) {
 				t.Errorf("%s %s: got %q, want %q...", l.name, tc.name, got, tc.want)
+			}
+			if !strings.Contains(raw, "\r\nProxy-Dest: "+tc.dest+"\r\n") {
+				t.Errorf("%s %s: the endpoint's header did not name %s as the destination:\n%s", l.name, tc.name, tc.dest, raw)
 			}
 		}
 		ci := rec.wait(t, l.name, "the record of the v1 client", func(ci conntrack.ConnInfo) bool { return ci.Client == "203.0.113.7:4242" })
@@ -325,5 +334,44 @@ listeners:
 	}
 	if got := body(exchange(t, "127.0.0.2", strict, v1+get)); !strings.HasPrefix(got, "200 pp 127.0.0.2:4242") {
 		t.Errorf("trusted peer of a required listener: %q", got)
+	}
+}
+
+// TestProxyAcceptHTTP2: an HTTP/2 client behind a PROXY header (h2c) is
+// served by the HTTP/2 engine, whose endpoint connections carry the
+// client and the destination the header named.
+func TestProxyAcceptHTTP2(t *testing.T) {
+	n, _ := newRecordingNode(t)
+	pe := startProxyEndpoint(t, "pp")
+	addr := freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - { name: pp, send_proxy: V2, endpoints: [{ name: a, address: "%s" }] }
+listeners:
+  - { name: h2, address: "%s", protocol: HTTP, default_cluster: pp, http: { h2c: true }, proxy_protocol: { required: true } }
+`, pe.addr, addr)); err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p, DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, a)
+		if err == nil {
+			_, err = io.WriteString(c, "PROXY TCP4 203.0.113.7 192.0.2.1 4242 443\r\n")
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Timeout: testTimeout, Transport: tr}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(b), "pp 203.0.113.7:4242 ") {
+		t.Errorf("got %s %q, want HTTP/2 and the client the header named", resp.Proto, b)
+	}
+	if got := resp.Header.Get("Proxy-Dest"); got != "192.0.2.1:443" {
+		t.Errorf("the endpoint's header named %q as the destination, want 192.0.2.1:443", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -586,6 +587,8 @@ func serveAsync(t *testing.T, s *Server, accepted, done func()) string {
 	t.Helper()
 	return loopback.Accept(t, func(c net.Conn) {
 		accepted()
-		s.Go(func() { s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), done) })
+		s.Go(func() {
+			s.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), netip.AddrPort{}, done)
+		})
 	})
 }

@@ -192,17 +192,18 @@ func (s *Server) MarkClosing() {
 // blocks; closing client from another goroutine ends it.
 func (s *Server) ServeConn(client *net.TCPConn) {
 	peer, _ := proxyproto.Addrs(client)
-	s.ServeConnFrom(client, peer)
+	s.ServeConnFrom(client, peer, netip.AddrPort{})
 }
 
 // ServeConnFrom is ServeConn for a connection on behalf of from, the
-// client a PROXY header named: rules, balancing and the record see from
-// instead of the connection's peer, and a PROXY header sent to the
-// endpoint names it. Nothing may have been read from client but that
+// client a PROXY header named, to to, the destination it named (zero:
+// the connection's local address): rules, balancing and the record see
+// from instead of the connection's peer, and a PROXY header sent to the
+// endpoint names both. Nothing may have been read from client but that
 // header, which must be consumed (proxyproto.Take).
-func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
+func (s *Server) ServeConnFrom(client *net.TCPConn, from, to netip.AddrPort) {
 	done := make(chan struct{})
-	s.ServeConnAsync(client, from, func() { close(done) })
+	s.ServeConnAsync(client, from, to, func() { close(done) })
 	<-done
 }
 
@@ -211,7 +212,7 @@ func (s *Server) ServeConnFrom(client *net.TCPConn, from netip.AddrPort) {
 // goroutine, and calls done exactly once when the session has ended and
 // client is closed, from whichever goroutine ended it. done must not
 // block.
-func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done func()) {
+func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, done func()) {
 	cfg := s.cfg.Load()
 	info := conntrack.ConnInfo{Listener: cfg.Listener, Start: time.Now()}
 	mx := meter.Exchange{Client: from}
@@ -239,6 +240,9 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from netip.AddrPort, done f
 	peer, local := proxyproto.Addrs(client)
 	if peer != from {
 		addr = net.TCPAddrFromAddrPort(from)
+	}
+	if to.IsValid() {
+		local = to
 	}
 	ep, backend, err := s.connect(cfg, addr, from, local, &a, &info, &mx)
 	a.hello.SNI = nil // it pointed into insp

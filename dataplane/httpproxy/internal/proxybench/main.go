@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -64,6 +65,8 @@ func main() {
 		}
 		// As the node serves a listener: paced while many connections
 		// set up, and idle ones parked.
-		srv.Go(func(setUp func()) { srv.ServeConnAsync(c, c.RemoteAddr().(*net.TCPAddr).AddrPort(), setUp, nil) })
+		srv.Go(func(setUp func()) {
+			srv.ServeConnAsync(c, c.RemoteAddr().(*net.TCPAddr).AddrPort(), netip.AddrPort{}, setUp, nil)
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -64,6 +65,8 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		srv.Go(func() { srv.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), func() {}) })
+		srv.Go(func() {
+			srv.ServeConnAsync(c.(*net.TCPConn), c.RemoteAddr().(*net.TCPAddr).AddrPort(), netip.AddrPort{}, func() {})
+		})
 	}
 }
