@@ -349,6 +349,13 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
+	// Headers tell the node its subscription was taken, even when it runs
+	// the current version and gets no response: its stream made progress,
+	// and after this one ends it reconnects without a grown backoff.
+	if err := ss.SendHeader(nil); err != nil {
+		sess.Disconnect()
+		return err
+	}
 	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running, first.GetAcceptDeltas())
 	sess.Disconnect()
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -134,6 +136,32 @@ func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
 	if r := old.next(ctx); r.GetVersionInfo() != "6" {
 		t.Errorf("node running 4 got %q, want 6", r.GetVersionInfo())
 	}
+}
+
+// A node that runs the current version gets no response, but is told at
+// once that its subscription was taken: headers. Its discovery client counts
+// such a stream as progress, so that the node comes back at once when this
+// control plane restarts, however long ago its last outage was.
+func TestSubscriptionTakenSendsHeaders(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(5, testSnapshot(1, 1, 5))
+
+	n := connect(ctx, t, ts.conn, "n1", "5")
+	headers := make(chan metadata.MD, 1)
+	go func() {
+		md, _ := n.stream.Header()
+		headers <- md
+	}()
+	select {
+	case md := <-headers:
+		if md == nil {
+			t.Error("the stream ended without headers")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no headers for a subscription taken: the node cannot tell it from one not yet answered")
+	}
+	n.expectNothing()
 }
 
 func TestNewStreamSupersedesOld(t *testing.T) {

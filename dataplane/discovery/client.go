@@ -71,8 +71,8 @@ func (c *Client) Run(ctx context.Context) {
 }
 
 // stream runs one subscription. It reports whether the control plane
-// answered at all, which resets the backoff.
-func (c *Client) stream(ctx context.Context) (received bool, err error) {
+// took it, which resets the backoff.
+func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := sluicev1.NewDiscoveryServiceClient(c.Conn).StreamSnapshots(ctx, grpc.WaitForReady(false))
@@ -88,12 +88,19 @@ func (c *Client) stream(ctx context.Context) (received bool, err error) {
 		return false, err
 	}
 	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
+	// The control plane sends headers once it has registered the node
+	// (an older one, with its first response). A node that runs the
+	// current version gets nothing more, maybe for days, and that stream
+	// made progress all the same; one refused at once has no headers.
+	if md, _ := st.Header(); md == nil {
+		_, err := st.Recv()
+		return false, err
+	}
 	for {
 		resp, err := st.Recv()
 		if err != nil {
-			return received, err
+			return true, err
 		}
-		received = true
 		ack := &sluicev1.DiscoveryRequest{ResponseNonce: resp.GetNonce()}
 		snap, applyErr := c.rebuild(resp)
 		if applyErr == nil {
@@ -108,7 +115,7 @@ func (c *Client) stream(ctx context.Context) (received bool, err error) {
 		}
 		ack.VersionInfo = c.Applier.Version()
 		if err := st.Send(ack); err != nil {
-			return received, err
+			return true, err
 		}
 	}
 }

@@ -12,7 +12,9 @@ import (
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 const testTimeout = 5 * time.Second
@@ -125,5 +127,70 @@ func TestClientAckNackReconnect(t *testing.T) {
 	r = recv(t, f.reqs)
 	if r.GetNode().GetId() != "n1" || r.GetVersionInfo() != "1" {
 		t.Errorf("after reconnect = %v, want node n1 running version 1", r)
+	}
+}
+
+// endingCP takes a subscription (sends headers, as the control plane does
+// once it has registered the node) or not, sends nothing, as to a node
+// that runs the current version, and ends the stream with err.
+type endingCP struct {
+	sluicev1.UnimplementedDiscoveryServiceServer
+	accept bool
+	err    error
+}
+
+func (e endingCP) StreamSnapshots(st grpc.BidiStreamingServer[sluicev1.DiscoveryRequest, sluicev1.DiscoveryResponse]) error {
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	if e.accept {
+		if err := st.SendHeader(nil); err != nil {
+			return err
+		}
+	}
+	return e.err
+}
+
+// TestAcceptedSubscriptionIsProgress: a node that runs the current version
+// gets no response on its stream, which may last for days. When the control
+// plane then restarts, the stream counts as progress, so that the node
+// reconnects within the shortest backoff rather than after a ceiling grown
+// by some outage long before (up to MaxBackoff without its config). A
+// subscription refused at once does not count.
+func TestAcceptedSubscriptionIsProgress(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		cp     endingCP
+		want   bool
+		wantIs string
+	}{
+		{"accepted, then the control plane restarts", endingCP{accept: true, err: status.Error(codes.Unavailable, "shutting down")}, true, "shutting down"},
+		{"refused", endingCP{err: status.Error(codes.InvalidArgument, "bad node")}, false, "bad node"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := grpc.NewServer()
+			sluicev1.RegisterDiscoveryServiceServer(srv, tt.cp)
+			go srv.Serve(ln)
+			defer srv.Stop()
+			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := &Client{Conn: conn, Node: &sluicev1.Node{Id: "n1"}, Applier: &fakeNode{version: "3"}, Logger: slog.New(slog.DiscardHandler)}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			progressed, err := c.stream(ctx)
+			if status.Convert(err).Message() != tt.wantIs {
+				t.Fatalf("stream ended with %v, want %q", err, tt.wantIs)
+			}
+			if progressed != tt.want {
+				t.Errorf("progressed = %v, want %v", progressed, tt.want)
+			}
+		})
 	}
 }
