@@ -23,7 +23,8 @@ import (
 // ("listen ... proxy_protocol"): it refuses connections without a header
 // and answers every request with the client address the header named
 // ($proxy_protocol_addr, empty for a LOCAL or UNKNOWN header), which it
-// also writes to its access log with the request's path.
+// also writes to its access log with the request's path and the
+// destination the header named.
 type nginx struct {
 	addr string
 	log  string
@@ -60,7 +61,7 @@ http {
     fastcgi_temp_path %[2]s/fastcgi;
     uwsgi_temp_path %[2]s/uwsgi;
     scgi_temp_path %[2]s/scgi;
-    log_format pp '$proxy_protocol_addr $request_uri';
+    log_format pp '$proxy_protocol_addr $request_uri $proxy_protocol_server_addr:$proxy_protocol_server_port';
     access_log %[3]s pp;
     server {
         listen %[4]s proxy_protocol;
@@ -104,7 +105,8 @@ http {
 	return n
 }
 
-// logged waits for nginx's access log to hold line.
+// logged waits for nginx's access log to hold line: the whole line, or
+// its client and path when line names only those.
 func (n *nginx) logged(t *testing.T, line string) {
 	t.Helper()
 	var last string
@@ -113,7 +115,7 @@ func (n *nginx) logged(t *testing.T, line string) {
 		b, _ := os.ReadFile(n.log)
 		last = string(b)
 		for l := range strings.Lines(last) {
-			if strings.TrimRight(l, "\n") == line {
+			if l = strings.TrimRight(l, "\n"); l == line || strings.Count(line, " ") == 1 && strings.HasPrefix(l, line+" ") {
 				return
 			}
 		}
@@ -161,7 +163,8 @@ func dialFrom(t *testing.T, from, addr string) net.Conn {
 // access log name the address the test client connected from. Listeners
 // that accept PROXY headers themselves (TCP, HTTP, HTTPS) pass on the
 // address a header in front of the test's connection names (203.0.113.x,
-// which no loopback client has). The node's health checks send nginx a
+// which no loopback client has), and the destination it names (192.0.2.x,
+// which is not the listener's). The node's health checks send nginx a
 // header without an address, which it takes, so the endpoints are UP.
 func TestProxyProtocolNginx(t *testing.T) {
 	ng := startNginx(t)
@@ -217,7 +220,7 @@ listeners:
 		if want := "200 " + tc.from + "\n"; err != nil || got != want {
 			t.Errorf("%s: nginx answered %q, %v; want %q", tc.listener, got, err, want)
 		}
-		ng.logged(t, tc.from+" "+tc.path)
+		ng.logged(t, tc.from+" "+tc.path+" "+tc.addr)
 	}
 
 	// An HTTP/2 client: its streams go to nginx on a connection of its own
@@ -246,10 +249,11 @@ listeners:
 	for _, tc := range []struct {
 		listener, addr, header, client, path string
 	}{
-		{"accept-tcp", acceptTCP, "PROXY TCP4 203.0.113.7 127.0.0.1 4242 80\r\n", "203.0.113.7", "/accept-tcp"},
-		{"accept-http", acceptHTTP, string(proxyproto.AppendV2(nil, netip.MustParseAddrPort("203.0.113.8:4343"), netip.MustParseAddrPort("127.0.0.1:80"))), "203.0.113.8", "/accept-http"},
+		{"accept-tcp", acceptTCP, "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "203.0.113.7", "/accept-tcp 192.0.2.1:80"},
+		{"accept-http", acceptHTTP, string(proxyproto.AppendV2(nil, netip.MustParseAddrPort("203.0.113.8:4343"), netip.MustParseAddrPort("192.0.2.2:8080"))), "203.0.113.8", "/accept-http 192.0.2.2:8080"},
 	} {
-		got, err := request(dialFrom(t, "127.0.0.25", tc.addr), tc.header, tc.path)
+		path, _, _ := strings.Cut(tc.path, " ")
+		got, err := request(dialFrom(t, "127.0.0.25", tc.addr), tc.header, path)
 		if want := "200 " + tc.client + "\n"; err != nil || got != want {
 			t.Errorf("%s: nginx answered %q, %v; want %q", tc.listener, got, err, want)
 		}
@@ -258,12 +262,12 @@ listeners:
 	// HTTPS: the header comes before the TLS handshake.
 	raw := dialFrom(t, "127.0.0.26", acceptHTTPS)
 	raw.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(raw, "PROXY TCP4 203.0.113.9 127.0.0.1 4444 443\r\n")
+	io.WriteString(raw, "PROXY TCP4 203.0.113.9 192.0.2.3 4444 443\r\n")
 	got, err := request(tls.Client(raw, &tls.Config{ServerName: "pp.example", InsecureSkipVerify: true}), "", "/accept-https")
 	if want := "200 203.0.113.9\n"; err != nil || got != want {
 		t.Errorf("accept-https: nginx answered %q, %v; want %q", got, err, want)
 	}
-	ng.logged(t, "203.0.113.9 /accept-https")
+	ng.logged(t, "203.0.113.9 /accept-https 192.0.2.3:443")
 
 	// A listener that requires a header closes a connection without one,
 	// and nginx never sees it.
