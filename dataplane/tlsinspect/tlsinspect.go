@@ -78,26 +78,25 @@ func recordStart(data []byte) bool {
 }
 
 // handshake returns the handshake bytes carried by the records of data, as
-// far as they go; ok is false when a record header is not that of a
-// handshake record. The first record's payload is used in place when it
-// alone holds the whole message, the usual case; otherwise the fragments
-// are copied into scratch.
+// far as they go or up to the end of the first message; ok is false when a
+// record header before that end is not that of a handshake record. What
+// follows the message (a client sending early data follows it with
+// change_cipher_spec and application data records) is not looked at. The
+// first record's payload is used in place when it alone holds the whole
+// message, the usual case; otherwise the fragments are copied into scratch.
 func handshake(data, scratch []byte) (msg []byte, ok bool) {
 	payload, rest, ok := record(data)
 	if !ok {
 		return nil, false
 	}
-	if len(payload) >= 4 {
-		n := int(payload[1])<<16 | int(payload[2])<<8 | int(payload[3])
-		if len(payload)-4 >= n {
-			return payload, true
-		}
+	if whole(payload) {
+		return payload, true
 	}
 	if len(rest) == 0 {
 		return payload, true // the rest of this record has not come yet
 	}
 	k := copy(scratch, payload)
-	for len(rest) > 0 && k < len(scratch) {
+	for len(rest) > 0 && k < len(scratch) && !whole(scratch[:k]) {
 		if len(rest) < recordHeaderLen {
 			if !recordStart(rest) {
 				return nil, false
@@ -111,6 +110,15 @@ func handshake(data, scratch []byte) (msg []byte, ok bool) {
 		k += copy(scratch[k:], payload)
 	}
 	return scratch[:k], true
+}
+
+// whole reports whether msg holds a whole handshake message.
+func whole(msg []byte) bool {
+	if len(msg) < 4 {
+		return false
+	}
+	n := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	return len(msg)-4 >= n
 }
 
 // record splits off the first record of data, which holds at least its

@@ -62,6 +62,10 @@ func TestParse(t *testing.T) {
 		{"records of 1 byte", refragment(hello, 1), Hello{TLS: true, SNI: []byte("a.example")}, false},
 		{"followed by more", append(append([]byte{}, hello...), 23, 3, 3, 0, 1, 0), Hello{TLS: true, SNI: []byte("a.example")}, false},
 		{"no server name", noSNI, Hello{TLS: true}, false},
+		// A client sending early data follows its ClientHello with a
+		// change_cipher_spec record and application data at once.
+		{"records of 100 bytes followed by more", append(refragment(hello, 100), 20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 1, 0), Hello{TLS: true, SNI: []byte("a.example")}, false},
+		{"records of 100 bytes followed by the start of more", append(refragment(hello, 100), 20, 3), Hello{TLS: true, SNI: []byte("a.example")}, false},
 		{"plain HTTP", []byte("GET / HTTP/1.1\r\n"), Hello{}, false},
 		{"one plain byte", []byte("G"), Hello{}, false},
 		{"nothing yet", nil, Hello{}, true},
