@@ -23,7 +23,7 @@ func pipesShort() bool { return splice.Short() }
 // are its two directions.
 type pipeRun struct {
 	p        *splice.Pipe
-	dst      syscall.RawConn
+	src, dst syscall.RawConn
 	n        int64
 	in, out  int64   // read from src, sent to dst
 	sent     *uint64 // if not nil, counts what dst took as it goes
@@ -45,12 +45,12 @@ func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int6
 	if p == nil {
 		return nil
 	}
-	r := &pipeRun{p: p, dst: dst, n: n}
+	r := &pipeRun{p: p, src: src, dst: dst, n: n}
 	r.pushNext = func(fd uintptr) { r.push(fd) }
 	return r
 }
 
-// end gives the pipe back: emptied, or closed if it still holds bytes.
+// end gives the pipe back (splice.Put closes one that still holds bytes).
 func (r *pipeRun) end() { splice.Put(r.p) }
 
 // push moves what the pipe holds to dst (fd); false when dst is full.
@@ -125,7 +125,7 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 	push, pull := r.push, r.pull
 	for r.out < n {
 		if r.p.Data == 0 {
-			if err := x.epRaw.Read(pull); err != nil {
+			if err := r.src.Read(pull); err != nil {
 				return r.out, err, false, true
 			}
 		}
@@ -133,7 +133,7 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 			return r.out, r.err, r.dstSide, true
 		}
 		if r.p.Data > 0 {
-			if err := cc.raw.Write(push); err != nil {
+			if err := r.dst.Write(push); err != nil {
 				return r.out, err, true, true
 			}
 			continue
@@ -187,7 +187,7 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 				x.stallAt, x.stallOut = now, x.epOut
 				armed = true
 			}
-			err := x.epRaw.Write(push)
+			err := r.dst.Write(push)
 			if err == nil {
 				continue
 			}
@@ -202,7 +202,7 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 		if r.in == n {
 			return r.in, nil, false, true
 		}
-		if err := cc.raw.Read(pull); err != nil {
+		if err := r.src.Read(pull); err != nil {
 			return r.in, err, true, true
 		}
 		armed = false
