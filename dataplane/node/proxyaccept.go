@@ -55,9 +55,9 @@ func compileProxyAccept(ls *sluicev1.Listener, onConn func(*conntrack.ConnInfo))
 // sent none or was not trusted to (its bytes are then the protocol's own
 // and left unread), or when the header says the peer speaks for itself
 // (v2 LOCAL, v1 UNKNOWN). As in HAProxy, the header's destination is
-// what PROXY headers sent on to endpoints name. ok is false when c must be closed: a malformed header, none from a
-// peer that must send one, or the timeout; the closed connection is
-// recorded with why.
+// what PROXY headers sent on to endpoints name. ok is false when c must
+// be closed: a malformed header, none from a peer that must send one, or
+// the timeout; the closed connection is recorded with why.
 //
 // The header is read within the timeout from accept, before anything
 // else, the TLS handshake of an HTTPS listener included; only its bytes
