@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -89,19 +87,7 @@ func recv(t *testing.T, ch chan *sluicev1.DiscoveryRequest) *sluicev1.DiscoveryR
 
 func TestClientAckNackReconnect(t *testing.T) {
 	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	sluicev1.RegisterDiscoveryServiceServer(srv, f)
-	go srv.Serve(ln)
-	defer srv.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialCP(t, f)
 
 	node := &fakeNode{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -168,20 +154,7 @@ func TestAcceptedSubscriptionIsProgress(t *testing.T) {
 		{"refused", endingCP{err: status.Error(codes.InvalidArgument, "bad node")}, false, "bad node"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := grpc.NewServer()
-			sluicev1.RegisterDiscoveryServiceServer(srv, tt.cp)
-			go srv.Serve(ln)
-			defer srv.Stop()
-			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			c := &Client{Conn: conn, Node: &sluicev1.Node{Id: "n1"}, Applier: &fakeNode{version: "3"}, Logger: slog.New(slog.DiscardHandler)}
+			c := &Client{Conn: dialCP(t, tt.cp), Node: &sluicev1.Node{Id: "n1"}, Applier: &fakeNode{version: "3"}, Logger: slog.New(slog.DiscardHandler)}
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			progressed, err := c.stream(ctx)

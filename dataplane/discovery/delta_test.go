@@ -221,15 +221,16 @@ func (n *recordingNode) last() *sluicev1.Snapshot {
 	return n.applied[len(n.applied)-1]
 }
 
-func startClient(t *testing.T, node Applier) (*fakeCP, *Client) {
+// dialCP serves cp on a loopback port until the test ends, and returns
+// a connection to it.
+func dialCP(t *testing.T, cp sluicev1.DiscoveryServiceServer) *grpc.ClientConn {
 	t.Helper()
-	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	sluicev1.RegisterDiscoveryServiceServer(srv, f)
+	sluicev1.RegisterDiscoveryServiceServer(srv, cp)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -237,7 +238,13 @@ func startClient(t *testing.T, node Applier) (*fakeCP, *Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c := &Client{Conn: conn, Node: &sluicev1.Node{Id: "n1"}, Applier: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	return conn
+}
+
+func startClient(t *testing.T, node Applier) (*fakeCP, *Client) {
+	t.Helper()
+	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
+	c := &Client{Conn: dialCP(t, f), Node: &sluicev1.Node{Id: "n1"}, Applier: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
