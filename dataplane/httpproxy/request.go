@@ -126,11 +126,10 @@ func (r *Request) Context() context.Context {
 // AbortOnClose asks that the request be given up once its client closes
 // its connection or shuts its sending side while the request is at the
 // endpoint Pick returns: while the proxy waits for the response, or for
-// more of it, or for the endpoint to take more of a request body it
-// copies (a body of 64 KiB or more that it splices waits for
-// response_timeout instead, as before). The endpoint's
-// connection is closed then, which ends the request there, and the
-// client's connection ends with reason CLIENT_CLOSED and no answer. It is
+// more of it, or for the endpoint to take more of the request body,
+// copied or spliced (bodyStalled). The endpoint's connection is closed
+// then, which ends the request there, and the client's connection ends
+// with reason CLIENT_CLOSED and no answer. It is
 // the node's abort_on_close. Without it only a client that reset its
 // connection, or whose connection failed, gives its request up: one that
 // shut only its sending side after its request (an HTTP/1.0 client, nc
