@@ -4,9 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
-	"time"
 
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -43,20 +41,7 @@ func TestResetIsAClose(t *testing.T) {
 				}
 				io.Copy(io.Discard, c)
 			})
-			onClose, infos := recorder()
-			ep := upstream.New("c", "e", backend)
-			s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose)
-			addr := startProxy(t, s)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(testTimeout))
-			c.Write([]byte("ping"))
-			if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
-				t.Fatal(err)
-			}
+			c, ep, s, infos := pingSession(t, backend)
 			if tt.parked {
 				waitParked(t, s, ep, 1)
 			}

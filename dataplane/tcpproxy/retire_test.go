@@ -17,20 +17,7 @@ import (
 // client closed it, and its record says so; DRAINED is for the sessions
 // the drain timeout closed.
 func TestClosedDuringDrainIsNotDrained(t *testing.T) {
-	backend := startBackend(t, echo)
-	onClose, infos := recorder()
-	ep := upstream.New("c", "e", backend)
-	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	c.Write([]byte("ping"))
-	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
-		t.Fatal(err)
-	}
+	c, ep, _, infos := pingSession(t, startBackend(t, echo))
 	ep.Retire(time.Minute, time.Minute) // drain_timeout 1m: the session may live on
 	defer ep.Shutdown()
 	c.Write([]byte("pong"))

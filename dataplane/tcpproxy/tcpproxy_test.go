@@ -51,6 +51,28 @@ func recorder() (func(*conntrack.ConnInfo), chan *conntrack.ConnInfo) {
 	return func(ci *conntrack.ConnInfo) { ch <- ci }, ch
 }
 
+// pingSession starts a server that proxies to one endpoint at backend
+// (which must send back the 4 bytes it is sent first) and records its
+// sessions in infos, and opens a session through it that carried "ping"
+// there and back. The session closes when the test ends, if not before.
+func pingSession(t *testing.T, backend string) (c net.Conn, ep *upstream.Endpoint, s *Server, infos chan *conntrack.ConnInfo) {
+	t.Helper()
+	onClose, infos := recorder()
+	ep = upstream.New("c", "e", backend)
+	s = NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose)
+	c, err := net.Dial("tcp", startProxy(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(testTimeout))
+	c.Write([]byte("ping"))
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	return c, ep, s, infos
+}
+
 func waitInfo(t *testing.T, ch chan *conntrack.ConnInfo) *conntrack.ConnInfo {
 	t.Helper()
 	select {
@@ -291,18 +313,7 @@ func TestNoEndpoint(t *testing.T) {
 
 // TestShutdownEndpoint: Endpoint.Shutdown (drain) ends a busy session.
 func TestShutdownEndpoint(t *testing.T) {
-	backend := startBackend(t, func(c net.Conn) { io.Copy(c, c) })
-	onClose, infos := recorder()
-	ep := upstream.New("c", "e", backend)
-	addr := startProxy(t, NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose))
-	c, _ := net.Dial("tcp", addr)
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	c.Write([]byte("ping"))
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		t.Fatal(err)
-	}
+	c, ep, _, infos := pingSession(t, startBackend(t, func(c net.Conn) { io.Copy(c, c) }))
 	ep.Shutdown()
 	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
 		t.Fatalf("after shutdown: %v", err)
