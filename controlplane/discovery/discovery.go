@@ -346,6 +346,12 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	}
 	id := first.GetNode().GetId()
 	running, _ := strconv.ParseUint(first.GetVersionInfo(), 10, 64)
+	if by, retired := s.fleet.Retired(first.GetNode()); retired {
+		// Aborted, as for a superseded stream: the node backs off and
+		// stays with this replica.
+		s.log.Info("refused a draining process of a node that another one replaced", "node", id, "peer", addr, "replacement", by)
+		return status.Errorf(codes.Aborted, "discovery: node %s: this process was draining when another process of the node, from %s, replaced it", id, by)
+	}
 	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
@@ -414,7 +420,11 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		select {
 		case <-st.next:
 		case <-sess.Superseded():
-			return status.Errorf(codes.Aborted, "discovery: node %s opened a newer stream", sess.ID())
+			inst, from := sess.Successor()
+			if inst != "" {
+				from += " (instance " + inst + ")"
+			}
+			return status.Errorf(codes.Aborted, "discovery: node %s opened a newer stream, from %s", sess.ID(), from)
 		case <-s.closed:
 			return errShuttingDown
 		case <-ctx.Done():

@@ -183,6 +183,39 @@ func TestNewStreamSupersedesOld(t *testing.T) {
 	waitNode(ctx, t, ts.fleet, "n1", "disconnected", func(st *sluicev1.NodeStatus) bool { return !st.Connected })
 }
 
+// In a rolling restart that runs the new process beside the draining old
+// one under the node's id, the old one's reconnect is refused once the new
+// one holds the stream; it says where the replacement is.
+func TestDrainingProcessCannotTakeBackItsNode(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	process := func(instance string) *testNode {
+		n := openStream(ctx, t, ts.conn, "n1")
+		n.send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: "n1", Instance: instance}, VersionInfo: "1"})
+		return n
+	}
+	old := process("old")
+	waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	if !ts.fleet.Draining("n1", "old") {
+		t.Fatal("draining not recorded")
+	}
+	fresh := process("new")
+	err := old.ended(ctx)
+	if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "opened a newer stream, from 127.0.0.1:") || !strings.Contains(err.Error(), "(instance new)") {
+		t.Errorf("old stream ended with %v, want Aborted naming the new stream's peer and instance", err)
+	}
+	again := process("old")
+	err = again.ended(ctx)
+	if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "this process was draining when another process of the node, from 127.0.0.1:") {
+		t.Errorf("draining process's reconnect ended with %v, want Aborted", err)
+	}
+	fresh.expectNothing()
+	if st, _ := ts.fleet.Node("n1"); !st.Connected || st.Draining {
+		t.Errorf("node connected=%v draining=%v; want its new process connected, not draining", st.Connected, st.Draining)
+	}
+}
+
 func TestCloseEndsStreams(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)

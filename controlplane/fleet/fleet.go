@@ -54,6 +54,7 @@ type entry struct {
 	nackDraining   bool   // nacked came while draining: see forgetDrainingNack
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
+	retired        string // a process replaced while it drained (see Retired)
 	group          string // the node group its labels put it in, or ""
 	groupProblem   string // why group is "", for operators
 
@@ -106,6 +107,9 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	if e.session != nil {
 		close(e.session.superseded)
 	}
+	if inst := n.GetInstance(); e.session != nil && e.draining && e.instance != "" && inst != e.instance {
+		e.retired = e.instance
+	}
 	e.session = s
 	r.uncount(e)
 	defer r.count(e)
@@ -126,12 +130,37 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	return s
 }
 
+// Retired reports whether n is a process of its node that was draining
+// when another process of the node replaced its stream, and that other
+// process's stream is still open: the two ran side by side in a rolling
+// restart, say. Its new stream must be refused rather than replace its
+// replacement's. peer is where the replacement connected from.
+func (r *Registry) Retired(n *sluicev1.Node) (peer string, retired bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[n.GetId()]
+	if e == nil || e.session == nil || e.retired == "" || n.GetInstance() != e.retired || e.instance == e.retired {
+		return "", false
+	}
+	return e.peer, true
+}
+
 // ID returns the node id the session speaks for.
 func (s *Session) ID() string { return s.id }
 
 // Superseded is closed when a newer stream of the same node id connected. The
 // stream holding this session should end.
 func (s *Session) Superseded() <-chan struct{} { return s.superseded }
+
+// Successor returns the process (Node.instance) on the node's newest stream
+// and where it connected from: once Superseded is closed, the stream that
+// replaced this one, or a later one.
+func (s *Session) Successor() (instance, peer string) {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	e := s.r.nodes[s.id]
+	return e.instance, e.peer
+}
 
 // update applies fn to the node's entry if s is still its session; nil fn
 // only marks the node seen.

@@ -69,6 +69,55 @@ func TestAckNackLifecycle(t *testing.T) {
 	}
 }
 
+// A rolling restart that starts the new process while the old one drains,
+// both with the node's id: once the new one took the stream, the old one
+// must not take it back, or the node would show as draining again and the
+// two would swap the stream to and fro.
+func TestDrainingProcessReplacedIsRetired(t *testing.T) {
+	r := NewRegistry()
+	oldProc := &sluicev1.Node{Id: "n1", Instance: "old"}
+	newProc := &sluicev1.Node{Id: "n1", Instance: "new"}
+	old := r.Connect(oldProc, "10.0.0.1:1", 2)
+	if _, retired := r.Retired(newProc); retired {
+		t.Fatal("a new process refused before anything drained")
+	}
+	// Not draining yet: the newer process replaces it, and it may come back
+	// (two processes with one id, or a restart the registry missed).
+	r.Connect(newProc, "10.0.0.1:2", 2)
+	if _, retired := r.Retired(oldProc); retired {
+		t.Fatal("a process that was not draining when replaced is refused")
+	}
+	old = r.Connect(oldProc, "10.0.0.1:3", 2)
+	if !r.Draining("n1", "old") {
+		t.Fatal("old process's draining not recorded")
+	}
+	fresh := r.Connect(newProc, "10.0.0.1:4", 2)
+	if inst, peer := old.Successor(); inst != "new" || peer != "10.0.0.1:4" {
+		t.Errorf("Successor = %q, %q; want new, 10.0.0.1:4", inst, peer)
+	}
+	peer, retired := r.Retired(oldProc)
+	if !retired || peer != "10.0.0.1:4" {
+		t.Fatalf("Retired(old) = %q, %v; want 10.0.0.1:4, true", peer, retired)
+	}
+	if _, retired := r.Retired(newProc); retired {
+		t.Error("the replacement itself refused")
+	}
+	if st := mustNode(t, r, "n1"); st.Draining {
+		t.Error("the node shows as draining while its new process serves")
+	}
+
+	// Once the replacement's stream is gone, the old process may hold the
+	// node again (the new one failed), and reconnect as often as it must.
+	fresh.Disconnect()
+	if _, retired := r.Retired(oldProc); retired {
+		t.Fatal("old process refused with no other stream open")
+	}
+	r.Connect(oldProc, "10.0.0.1:5", 2)
+	if _, retired := r.Retired(oldProc); retired {
+		t.Error("the process holding the stream is refused its own reconnect")
+	}
+}
+
 func TestReconnectSupersedes(t *testing.T) {
 	r := NewRegistry()
 	old := r.Connect(node("n1"), "peer-a", 0)
