@@ -72,12 +72,14 @@ type Dataplane struct {
 	Node     *node.Node
 	Reporter *stats.Reporter
 
-	conn   *controlPlanes
-	log    *accesslog.Log // nil without an access log
-	admin  *http.Server
-	adminL net.Listener
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	conn     *controlPlanes
+	client   *discovery.Client
+	commands *command.Client
+	log      *accesslog.Log // nil without an access log
+	admin    *http.Server
+	adminL   net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // Start validates opts, opens the admin endpoint and starts subscribing in
@@ -123,7 +125,7 @@ func Start(opts Options) (*Dataplane, error) {
 	d.Node = node.New(nopts)
 	d.Reporter.ReportEndpoints(d.Node)
 	d.Reporter.SetInstance(self.GetInstance())
-	client := &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	d.client = &discovery.Client{Conn: conn, Node: self, Applier: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -136,7 +138,7 @@ func Start(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("dataplane: admin: %w", err)
 		}
 		d.adminL = ln
-		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, client.Collector())
+		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, d.client.Collector())
 		if opts.AdminAuth != nil {
 			h = opts.AdminAuth.Protect(h)
 		} else {
@@ -154,11 +156,11 @@ func Start(opts Options) (*Dataplane, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	commands := &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	d.commands = &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	d.wg.Add(3)
-	go func() { defer d.wg.Done(); client.Run(ctx) }()
+	go func() { defer d.wg.Done(); d.client.Run(ctx) }()
 	go func() { defer d.wg.Done(); d.Reporter.Run(ctx, conn, opts.Node.GetId()) }()
-	go func() { defer d.wg.Done(); commands.Run(ctx) }()
+	go func() { defer d.wg.Done(); d.commands.Run(ctx) }()
 	return d, nil
 }
 
@@ -194,7 +196,14 @@ func (d *Dataplane) AdminAddr() net.Addr {
 // plane it is draining, stops accepting connections and waits, until ctx
 // ends, for the connections it has to finish (see node.Node.Drain). Close
 // follows it.
+//
+// The node's subscription and command stream stay open, so that operators
+// see it draining, but once either ends it is not opened again: a new
+// process of the node, started beside this one in a rolling restart, takes
+// them over for good.
 func (d *Dataplane) Drain(ctx context.Context) error {
+	d.client.Retire()
+	d.commands.Retire()
 	d.Reporter.Draining()
 	return d.Node.Drain(ctx)
 }

@@ -16,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 var (
@@ -410,4 +414,90 @@ listeners:
 		out, _, _ := ctl(t, cpAddr, "nodes")
 		return strings.Contains(out, "disconnected")
 	})
+}
+
+// TestRollingRestartSameNodeID: a new sluice-dp started with the node's id
+// while the old process still drains (a DaemonSet's surge, a restart on
+// the same host) takes the node's streams over for good. The old process
+// does not take them back: the control plane shows the node connected, not
+// draining, on the new process's stream, which stays up.
+func TestRollingRestartSameNodeID(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, cpHTTP, lst := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	b := startBackend(t, "a")
+	old := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", freeAddr(t), "--drain-grace", "30s")
+	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, lst))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+	// A request in flight keeps the old process draining.
+	inflight := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + lst + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		inflight <- err
+	}()
+	waitFor(t, "the slow request to reach a", func() bool { return b.held.Load() == 1 })
+	old.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, "sluicectl nodes to show the node draining", func() bool {
+		out, _, _ := ctl(t, cpAddr, "nodes")
+		return strings.Contains(out, "draining")
+	})
+
+	fresh := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", freeAddr(t))
+	node := func() *sluicev1.NodeStatus {
+		out, errOut, code := ctl(t, cpAddr, "nodes", "-o", "json")
+		var resp sluicev1.ListNodesResponse
+		if code != 0 || protojson.Unmarshal([]byte(out), &resp) != nil || len(resp.GetNodes()) != 1 {
+			t.Fatalf("nodes -o json: exit %d, %s%s", code, out, errOut)
+		}
+		return resp.GetNodes()[0]
+	}
+	var taken *sluicev1.NodeStatus
+	waitFor(t, "the new process to hold the node", func() bool {
+		taken = node()
+		return taken.GetConnected() && !taken.GetDraining() && taken.GetAckedVersion() == 1
+	})
+	waitFor(t, "the listener on the new process", func() bool { body, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil && body == "a" })
+	// The old process, replaced, would come back within a few hundred
+	// milliseconds, and its next report would mark the node draining.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		n := node()
+		if !n.GetConnected() || n.GetDraining() || n.GetPeer() != taken.GetPeer() || !n.GetConnectedSince().AsTime().Equal(taken.GetConnectedSince().AsTime()) {
+			t.Fatalf("node after the new process took it: connected=%v draining=%v peer %s since %v; want the new process's stream (peer %s since %v), connected",
+				n.GetConnected(), n.GetDraining(), n.GetPeer(), n.GetConnectedSince().AsTime(), taken.GetPeer(), taken.GetConnectedSince().AsTime())
+		}
+	}
+	if !old.alive() {
+		t.Fatal("the old process exited with a request in flight")
+	}
+	if out := old.out.String(); !strings.Contains(out, "not reconnecting, the node is draining") {
+		t.Errorf("the old process did not log that it stops reconnecting:\n%s", out)
+	}
+	if out := fresh.out.String(); strings.Contains(out, "stream ended") {
+		t.Errorf("the new process lost a stream:\n%s", out)
+	}
+	close(b.release)
+	if err := <-inflight; err != nil {
+		t.Errorf("request in flight at SIGTERM: %v", err)
+	}
+	select {
+	case <-old.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process still running 10s after its last request ended")
+	}
+	if n := node(); !n.GetConnected() || n.GetDraining() || n.GetPeer() != taken.GetPeer() {
+		t.Errorf("node after the old process exited: connected=%v draining=%v peer %s; want the new process's (%s)", n.GetConnected(), n.GetDraining(), n.GetPeer(), taken.GetPeer())
+	}
 }

@@ -40,7 +40,10 @@ SIGTERM or Ctrl-C drains the node: it tells the control plane, stops
 accepting connections, lets HTTP requests and TCP sessions in progress
 finish for up to --drain-grace, then closes what is left (a request still
 waiting for its endpoint gets no answer, as HAProxy's hard stop gives none)
-and exits. A second signal exits at once.
+and exits. A second signal exits at once. A new process started with the
+same --node-id while the old one drains (give it another --admin address)
+takes the node's place at the control plane; the draining one does not
+take it back.
 
 The admin address serves a status page for people (/ and /stats), /status
 (JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
@@ -76,7 +79,7 @@ func main() {
 	fs := flag.NewFlagSet("sluice-dp", flag.ExitOnError)
 	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC `ADDRS`: one address, or several replicas' comma-separated (env SLUICE_CP)")
 	host, _ := os.Hostname()
-	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet (default with --cert: the certificate's)")
+	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet: two running processes with one id keep taking the control plane's streams from each other, and log an error each time (default with --cert: the certificate's)")
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")

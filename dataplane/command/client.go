@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -42,15 +43,22 @@ type Client struct {
 	// (defaults 200ms and 15s), drawn at random up to an exponentially
 	// growing ceiling, as discovery.Client's.
 	MinBackoff, MaxBackoff time.Duration
+
+	retired atomic.Bool
 }
 
-// Run keeps the stream open until ctx ends.
+// Run keeps the stream open until ctx ends, or Retire was called and the
+// stream ends.
 func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "command", c.stream)
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "command", &c.retired, c.stream)
 }
+
+// Retire keeps the stream open but opens no new one once it ends, as
+// discovery.Client's Retire.
+func (c *Client) Retire() { c.retired.Store(true) }
 
 // stream runs one stream. It reports whether the control plane registered
 // it (sent its headers), which resets the backoff.

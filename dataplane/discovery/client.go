@@ -49,6 +49,7 @@ type Client struct {
 	baseVersion string
 
 	counters Counters
+	retired  atomic.Bool
 }
 
 // Counters count the responses the client received, by form. They are
@@ -62,13 +63,19 @@ type Counters struct {
 // Counters returns the client's counters.
 func (c *Client) Counters() *Counters { return &c.counters }
 
-// Run subscribes until ctx ends.
+// Run subscribes until ctx ends, or Retire was called and the subscription
+// ends.
 func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "control plane", c.stream)
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "control plane", &c.retired, c.stream)
 }
+
+// Retire keeps the subscription open but opens no new one once it ends: the
+// node drains, and a new process of the node may take the subscription
+// over (see reconnect.Loop).
+func (c *Client) Retire() { c.retired.Store(true) }
 
 // stream runs one subscription. It reports whether the control plane
 // took it, which resets the backoff.

@@ -8,7 +8,11 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Default bounds of the wait between two streams.
@@ -17,24 +21,40 @@ const (
 	DefaultMax = 15 * time.Second
 )
 
-// Loop runs stream again and again until ctx ends. After a stream ends,
-// Loop waits a random time between min/2 and a ceiling that starts at min
-// and doubles after each wait, up to max; a stream that reports progress
-// (the control plane answered) resets the ceiling. min and max of 0 or
-// less take the defaults. what names the stream in the log line each end
-// gets, e.g. "control plane" or "command".
-func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, stream func(context.Context) (progressed bool, err error)) {
+// Loop runs stream again and again until ctx ends, or until it finds
+// retired set (nil: never) before a stream or after one ends: a node that
+// drains keeps the streams it has but opens no new one. After a stream
+// ends, Loop waits a random time between min/2 and a ceiling that starts at
+// min and doubles after each wait, up to max; a stream that reports
+// progress (the control plane answered) resets the ceiling. min and max of
+// 0 or less take the defaults. what names the stream in the log line each
+// end gets, e.g. "control plane" or "command".
+//
+// A stream the control plane ended as Aborted was replaced by a newer
+// stream of the node's id. From the process holding it, that is another
+// process with the same id, and the two would take the stream from each
+// other back and forth: so it is no progress, and it is logged as an error.
+func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, retired *atomic.Bool, stream func(context.Context) (progressed bool, err error)) {
 	if min <= 0 {
 		min = DefaultMin
 	}
 	if max <= 0 {
 		max = DefaultMax
 	}
+	stop := func() bool { return retired != nil && retired.Load() }
 	ceiling := min
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !stop() {
 		progressed, err := stream(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if stop() {
+			log.Info(what+" stream ended; not reconnecting, the node is draining", "err", err)
+			return
+		}
+		if status.Code(err) == codes.Aborted {
+			progressed = false
+			log.Error(what+" stream replaced by another process with this node id; node ids must be unique", "err", err)
 		}
 		if progressed {
 			ceiling = min

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Loop runs the stream again after each end, waiting at least min/2 and
@@ -18,7 +22,7 @@ func TestLoop(t *testing.T) {
 	const min, max = 10 * time.Millisecond, 40 * time.Millisecond
 	var starts []time.Time
 	progress := []bool{false, false, false, false, true, false}
-	Loop(ctx, min, max, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", func(context.Context) (bool, error) {
+	Loop(ctx, min, max, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
 		starts = append(starts, time.Now())
 		if len(starts) == len(progress) {
 			cancel()
@@ -38,5 +42,59 @@ func TestLoop(t *testing.T) {
 		if w < min/2 || w > min/2+c+50*time.Millisecond {
 			t.Errorf("wait %d: %v, want between %v and about %v", i, w, min/2, min/2+c)
 		}
+	}
+}
+
+// Once retired is set, the stream that runs is the last one, and none
+// starts after a wait that was under way.
+func TestLoopRetired(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var retired atomic.Bool
+	streams := 0
+	Loop(ctx, time.Millisecond, time.Millisecond, quiet, "test", &retired, func(context.Context) (bool, error) {
+		if streams++; streams == 3 {
+			retired.Store(true)
+		}
+		return true, errors.New("ended")
+	})
+	if ctx.Err() != nil || streams != 3 {
+		t.Errorf("Loop ran %d streams (ctx: %v), want 3 and to return by itself", streams, ctx.Err())
+	}
+	streams = 0
+	Loop(ctx, time.Millisecond, time.Millisecond, quiet, "test", &retired, func(context.Context) (bool, error) {
+		streams++
+		return true, nil
+	})
+	if streams != 0 {
+		t.Errorf("a retired loop opened %d streams", streams)
+	}
+}
+
+// A stream replaced by another process of the node's id (Aborted) does not
+// reset the backoff, though the control plane had taken it: the two
+// processes would otherwise swap the stream every few hundred milliseconds.
+func TestLoopReplacedIsNoProgress(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const min, ceiling = 10 * time.Millisecond, 80 * time.Millisecond
+	var starts []time.Time
+	Loop(ctx, min, ceiling, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
+		if starts = append(starts, time.Now()); len(starts) == 10 {
+			cancel()
+			return false, ctx.Err()
+		}
+		return true, status.Error(codes.Aborted, "discovery: node n1 opened a newer stream")
+	})
+	// Reset after each stream, every wait would lie under min/2+min. Grown,
+	// the ceilings reach 80ms, and the odds that all of the later waits
+	// stay under 25ms are below 1 in 10^4.
+	var longest time.Duration
+	for i := 2; i < len(starts); i++ {
+		longest = max(longest, starts[i].Sub(starts[i-1]))
+	}
+	if longest < 2*min+min/2 {
+		t.Errorf("waits after replaced streams stayed under %v (longest %v): the backoff was reset", 2*min+min/2, longest)
 	}
 }
