@@ -269,6 +269,18 @@ func (r *Registry) Draining(id, instance string) bool {
 	return true
 }
 
+// Replaced reports whether instance is a process of node id that another
+// process replaced: the node's newest stream names another instance. Its
+// reports of the node's endpoints are then an old process's (draining
+// beside its replacement), and must not be taken for the node's. Either
+// empty (an older node) is never replaced.
+func (r *Registry) Replaced(id, instance string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.nodes[id]
+	return e != nil && instance != "" && e.instance != "" && instance != e.instance
+}
+
 func clearNackIfApplied(e *entry) {
 	if e.nacked != 0 && e.acked >= e.nacked {
 		clearNack(e)

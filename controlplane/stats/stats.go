@@ -124,6 +124,9 @@ type Nodes interface {
 	// said, and reports whether that changed what is known of it (false:
 	// already known, not connected, or another instance).
 	Draining(node, instance string) bool
+	// Replaced reports whether instance is an old process of node that a
+	// newer one replaced.
+	Replaced(node, instance string) bool
 }
 
 // Observer is told every endpoint view a node reports and when the
@@ -176,26 +179,39 @@ func (s *Server) Counters() Counters {
 	return Counters{Received: s.received.Load(), Dropped: s.dropped.Load()}
 }
 
+// replaced reports whether instance is an old process of node, draining
+// beside the one that replaced it (see Nodes.Replaced). Its connection
+// records count; its endpoint counters, which run from its own start, must
+// not be taken for the node's, nor its stream's end for the node's.
+func (s *Server) replaced(node, instance string) bool {
+	return s.nodes != nil && s.nodes.Replaced(node, instance)
+}
+
 // Report implements sluicev1.StatsServiceServer. The first message names the
 // node; every record of the stream is stamped with that id, whatever the
-// node wrote in it, a report with endpoints replaces the node's View, and
-// every report saying draining is passed on to Nodes (a draining node
-// repeats it, so that a node whose discovery stream reconnected shows
-// draining again). The summary, sent once every report was handled, counts
-// the stream's records.
+// node wrote in it, a report with endpoints replaces the node's View
+// (unless an old process of the node sent it, see replaced), and every
+// report saying draining is passed on to Nodes (a draining node repeats it,
+// so that a node whose discovery stream reconnected shows draining again).
+// The summary, sent once every report was handled, counts the stream's
+// records.
 func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
 	var (
 		node, instance string
 		total          uint64
 	)
-	defer func() {
-		if node != "" && s.observer != nil {
+	ended := false
+	end := func() { // the node's stream ended: before the summary, if any
+		if !ended && node != "" && s.observer != nil && !s.replaced(node, instance) {
 			s.observer.Forget(node, time.Now())
 		}
-	}()
+		ended = true
+	}
+	defer end()
 	for {
 		rep, err := stream.Recv()
 		if err == io.EOF {
+			end()
 			return stream.SendAndClose(&sluicev1.ReportSummary{Records: total})
 		}
 		if err != nil {
@@ -221,7 +237,7 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 			s.dropped.Add(d)
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
 		}
-		if eps := rep.GetEndpoints(); eps != nil {
+		if eps := rep.GetEndpoints(); eps != nil && !s.replaced(node, instance) {
 			view := s.views.Put(node, eps)
 			if s.observer != nil {
 				s.observer.Observe(node, view.ReportedAt, view.Endpoints)

@@ -98,11 +98,15 @@ func TestRingFilters(t *testing.T) {
 	}
 }
 
-// fakeNodes records whom the server said is draining.
+// fakeNodes records whom the server said is draining, and says the
+// processes in replaced ("node/instance") were replaced.
 type fakeNodes struct {
 	mu       sync.Mutex
 	draining []string
+	replaced map[string]bool
 }
+
+func (f *fakeNodes) Replaced(node, instance string) bool { return f.replaced[node+"/"+instance] }
 
 func (f *fakeNodes) Draining(node, instance string) bool {
 	f.mu.Lock()
@@ -275,6 +279,71 @@ func TestReportEndpoints(t *testing.T) {
 	}
 	if got := names(views[0]); !slices.Equal(got, []string{"web/a:3"}) {
 		t.Errorf("n1's view = %v, want the last one reported, [web/a:3]", got)
+	}
+}
+
+// forgetting records the nodes an Observer was told to forget.
+type forgetting struct {
+	mu     sync.Mutex
+	forgot []string
+}
+
+func (f *forgetting) Observe(string, time.Time, []*sluicev1.EndpointStats) {}
+
+func (f *forgetting) Forget(node string, _ time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, node)
+}
+
+func (f *forgetting) nodes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.forgot)
+}
+
+// TestReportOfReplacedProcess: an old process of a node, draining beside
+// the process that replaced it, reports its connections, but its endpoint
+// counters (from its own start) do not replace the node's view, and the end
+// of its stream does not make the charts forget the node.
+func TestReportOfReplacedProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	obs := &forgetting{}
+	srv, client := startStatsWith(t, &fakeNodes{replaced: map[string]bool{"n1/old": true}})
+	srv.WithObserver(obs)
+	send := func(reports ...*sluicev1.StatsReport) {
+		t.Helper()
+		stream, err := client.Report(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reports {
+			if err := stream.Send(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := stream.CloseAndRecv(); err != nil {
+			t.Fatalf("CloseAndRecv: %v", err)
+		}
+	}
+	send(&sluicev1.StatsReport{NodeId: "n1", Instance: "new", Endpoints: &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("web", "a", 5)}}})
+	// The summary comes once the stream's end was handled.
+	if got := obs.nodes(); !slices.Equal(got, []string{"n1"}) {
+		t.Errorf("forgot %v after the current process's stream ended, want [n1]", got)
+	}
+	send(&sluicev1.StatsReport{NodeId: "n1", Instance: "old", Draining: true,
+		Records:   []*sluicev1.ConnRecord{rec("from-old", "web", "a")},
+		Endpoints: &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{epStats("web", "a", 900)}}})
+	views := srv.Views().List("n1", "")
+	if len(views) != 1 || !slices.Equal(names(views[0]), []string{"web/a:5"}) {
+		t.Errorf("n1's view after its old process reported: %v, want the current process's [web/a:5]", views)
+	}
+	if l := listeners(srv.Ring().List(Filter{}, 0)); !slices.Equal(l, []string{"from-old"}) {
+		t.Errorf("records = %v, want the old process's [from-old]", l)
+	}
+	if got := obs.nodes(); !slices.Equal(got, []string{"n1"}) {
+		t.Errorf("forgot %v after the old process's stream ended, want only the first [n1]", got)
 	}
 }
 
