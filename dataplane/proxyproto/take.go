@@ -2,6 +2,7 @@ package proxyproto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -76,6 +77,10 @@ func take(s peeker, deadline time.Time) (*Header, error) {
 			return nil, nil
 		case perr != ErrIncomplete:
 			return nil, perr
+		case len(view) >= v2HeadLen && bytes.HasPrefix(view, v2Sig) && v2HeadLen+int(binary.BigEndian.Uint16(view[14:16])) > MaxTake:
+			// Refused as soon as it says so, rather than once MaxTake
+			// bytes came: a sender may never send them.
+			return nil, &FormatError{Version: 2, Reason: "declares " + strconv.Itoa(v2HeadLen+int(binary.BigEndian.Uint16(view[14:16]))) + " bytes, longer than " + strconv.Itoa(MaxTake)}
 		case m == 0:
 			if n == 0 && len(view) == 0 {
 				return nil, io.EOF

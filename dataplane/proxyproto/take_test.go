@@ -136,6 +136,12 @@ func TestTakeErrors(t *testing.T) {
 	if _, err := take(streamOf(string(big)), time.Time{}); !errors.As(err, &fe) {
 		t.Errorf("v2 header over MaxTake: %v", err)
 	}
+	// Refused on its first 16 bytes, which declare the length, not once
+	// MaxTake bytes came: this sender stops after 100.
+	short := &chunkStream{data: big[:100], chunks: []int{100}}
+	if _, err := take(short, time.Time{}); !errors.As(err, &fe) || fe.Reason != "declares 4112 bytes, longer than 2048" {
+		t.Errorf("v2 header declaring more than MaxTake, 100 bytes sent: %v", err)
+	}
 	// The start of a signature and nothing more: the deadline ends it.
 	s := &chunkStream{data: []byte("PRO"), chunks: []int{3}}
 	if _, err := take(s, time.Now().Add(-time.Second)); err != os.ErrDeadlineExceeded {
