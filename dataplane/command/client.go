@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -109,14 +110,17 @@ func (c *Client) run(cmd *sluicev1.Command) *sluicev1.CommandResult {
 	return failed(errors.New("command: this node does not know the command; is it older than the control plane?"))
 }
 
-// failed is the result of a command that failed with err.
+// failed is the result of a command that failed with err. Its text is
+// made valid UTF-8 (a protobuf string that is not cannot be sent) and cut
+// to maxError bytes at a character's start.
 func failed(err error) *sluicev1.CommandResult {
-	msg := err.Error()
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
 	if len(msg) > maxError {
-		msg = msg[:maxError]
-		for !utf8.ValidString(msg) {
-			msg = msg[:len(msg)-1]
+		cut := maxError
+		for !utf8.RuneStart(msg[cut]) {
+			cut--
 		}
+		msg = msg[:cut]
 	}
 	return &sluicev1.CommandResult{Error: msg}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -190,6 +191,16 @@ func TestFailedTruncatesLongErrors(t *testing.T) {
 	r := failed(errors.New(long))
 	if len(r.GetError()) > maxError || !strings.HasPrefix(long, r.GetError()) || r.Validate() != nil {
 		t.Errorf("error of %d bytes kept as %d bytes, valid %v", len(long), len(r.GetError()), r.Validate())
+	}
+	// Invalid bytes before the cut: replaced, and the text still ends at
+	// the cut, not at the first of them.
+	bad := "x\xff" + long
+	r = failed(errors.New(bad))
+	if got := r.GetError(); len(got) < maxError-1 || !strings.HasPrefix(got, "x\uFFFDéé") || r.Validate() != nil || proto.Size(r) == 0 {
+		t.Errorf("error with an invalid byte kept as %d bytes %.20q, valid %v", len(got), got, r.Validate())
+	}
+	if _, err := proto.Marshal(failed(errors.New("short \xff"))); err != nil {
+		t.Errorf("a short error with an invalid byte cannot be sent: %v", err)
 	}
 }
 
