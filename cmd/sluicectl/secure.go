@@ -131,8 +131,8 @@ reads secrets (get --show-secrets).`)
 	if r == sluicev1.Role_ROLE_UNSPECIFIED {
 		return c.usageError(fs, "--role %q: want viewer, operator or admin", *role)
 	}
-	if *ttl <= 0 {
-		return c.usageError(fs, "--ttl must be positive")
+	if *ttl < time.Second {
+		return c.usageError(fs, "--ttl must be at least 1s, not %s", *ttl)
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()

@@ -141,8 +141,10 @@ func (k *Key) Mint(name string, role sluicev1.Role, now time.Time, ttl time.Dura
 	if ParseRole(rs) == sluicev1.Role_ROLE_UNSPECIFIED {
 		return "", Claims{}, fmt.Errorf("auth: no such role %v", role)
 	}
-	if ttl <= 0 {
-		return "", Claims{}, errors.New("auth: a token's ttl must be positive")
+	if ttl < time.Second {
+		// Claims count whole seconds: a shorter ttl could expire as it is
+		// issued, which Verify takes for a malformed token.
+		return "", Claims{}, fmt.Errorf("auth: a token's ttl must be at least 1s, not %v", ttl)
 	}
 	var id [6]byte
 	rand.Read(id[:])

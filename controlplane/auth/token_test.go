@@ -122,9 +122,30 @@ func TestMintRefuses(t *testing.T) {
 		{"ok", sluicev1.Role_ROLE_UNSPECIFIED, time.Hour},
 		{"ok", sluicev1.Role(9), time.Hour},
 		{"ok", sluicev1.Role_ROLE_ADMIN, 0},
+		{"ok", sluicev1.Role_ROLE_ADMIN, 999 * time.Millisecond},
 	} {
 		if tok, _, err := k.Mint(tc.name, tc.role, t0, tc.ttl); err == nil {
 			t.Errorf("Mint(%q, %v, %v) = %q, want an error", tc.name, tc.role, tc.ttl, tok)
+		}
+	}
+}
+
+// The shortest ttl Mint takes gives a token Verify accepts, whatever the
+// fraction of the second it is minted in, until it expires.
+func TestMintShortestTTL(t *testing.T) {
+	k := testKey(t, 'a')
+	for _, frac := range []time.Duration{0, 500 * time.Millisecond, 999 * time.Millisecond} {
+		now := t0.Add(frac)
+		tok, _, err := k.Mint("ci", sluicev1.Role_ROLE_VIEWER, now, time.Second)
+		if err != nil {
+			t.Fatalf("Mint at +%v: %v", frac, err)
+		}
+		if _, err := k.Verify(tok, now); err != nil {
+			t.Errorf("a 1s token minted at +%v refused at once: %v", frac, err)
+		}
+		var expired *ExpiredError
+		if _, err := k.Verify(tok, now.Add(2*time.Second)); !errors.As(err, &expired) {
+			t.Errorf("a 1s token minted at +%v, 2s later: %v, want expired", frac, err)
 		}
 	}
 }

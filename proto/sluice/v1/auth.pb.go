@@ -195,7 +195,8 @@ type CreateTokenRequest struct {
 	// Name identifies the token's holder in history and the audit log.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=sluice.v1.Role" json:"role,omitempty"`
-	// Ttl is how long the token is accepted, at most ten years.
+	// Ttl is how long the token is accepted: from one second (tokens count
+	// whole seconds) to ten years.
 	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -444,12 +445,12 @@ const file_sluice_v1_auth_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.sluice.v1.RoleR\x04role\x124\n" +
 	"\aexpires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12!\n" +
-	"\fauth_enabled\x18\x04 \x01(\bR\vauthEnabled\"\xc5\x01\n" +
+	"\fauth_enabled\x18\x04 \x01(\bR\vauthEnabled\"\xc7\x01\n" +
 	"\x12CreateTokenRequest\x12=\n" +
 	"\x04name\x18\x01 \x01(\tB)\xfaB&r$2\"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$R\x04name\x12/\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.sluice.v1.RoleB\n" +
-	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\x04role\x12?\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\b\x01\"\x06\b\x80\x86\xb0\x96\x01*\x00R\x03ttl\"a\n" +
+	"\xfaB\a\x82\x01\x04\x10\x01 \x00R\x04role\x12A\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x14\xfaB\x11\xaa\x01\x0e\b\x01\"\x06\b\x80\x86\xb0\x96\x012\x02\b\x01R\x03ttl\"a\n" +
 	"\x13CreateTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x124\n" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"\xc2\x01\n" +

@@ -351,12 +351,12 @@ func (m *CreateTokenRequest) validate(all bool) error {
 		} else {
 
 			lte := time.Duration(315360000*time.Second + 0*time.Nanosecond)
-			gt := time.Duration(0*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(1*time.Second + 0*time.Nanosecond)
 
-			if dur <= gt || dur > lte {
+			if dur < gte || dur > lte {
 				err := CreateTokenRequestValidationError{
 					field:  "Ttl",
-					reason: "value must be inside range (0s, 87600h0m0s]",
+					reason: "value must be inside range [1s, 87600h0m0s]",
 				}
 				if !all {
 					return err
