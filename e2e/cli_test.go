@@ -332,17 +332,17 @@ listeners:
 	}
 }
 
-// TestNodeDrainOnSIGTERM: SIGTERM takes sluice-dp out of service the way
-// HAProxy's soft stop does: /readyz turns 503, the listening socket closes,
-// a request in flight completes (with Connection: close), the control plane
-// shows the node draining and then gone, and the process exits once its
-// work is done, well before --drain-grace.
-func TestNodeDrainOnSIGTERM(t *testing.T) {
+// startEdge starts a control plane, a backend that answers "a", and
+// sluice-dp edge-1 with admin address admin and --drain-grace grace; it
+// applies a snapshot with one HTTP listener in front of a and waits until
+// the listener answers.
+func startEdge(t *testing.T, admin, grace string) (cpAddr, lst string, b *backend, dp *proc) {
+	t.Helper()
 	dir := t.TempDir()
-	cpAddr, cpHTTP, admin, lst := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	cpAddr, cpHTTP, lst := freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
-	b := startBackend(t, "a")
-	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin, "--drain-grace", "10s")
+	b = startBackend(t, "a")
+	dp = start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin, "--drain-grace", grace)
 	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
 	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
   - name: web
@@ -354,6 +354,17 @@ listeners:
 		t.Fatalf("apply: %s", errOut)
 	}
 	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+	return cpAddr, lst, b, dp
+}
+
+// TestNodeDrainOnSIGTERM: SIGTERM takes sluice-dp out of service the way
+// HAProxy's soft stop does: /readyz turns 503, the listening socket closes,
+// a request in flight completes (with Connection: close), the control plane
+// shows the node draining and then gone, and the process exits once its
+// work is done, well before --drain-grace.
+func TestNodeDrainOnSIGTERM(t *testing.T) {
+	admin := freeAddr(t)
+	cpAddr, lst, b, dp := startEdge(t, admin, "10s")
 
 	type result struct {
 		body  string
@@ -422,22 +433,7 @@ listeners:
 // does not take them back: the control plane shows the node connected, not
 // draining, on the new process's stream, which stays up.
 func TestRollingRestartSameNodeID(t *testing.T) {
-	dir := t.TempDir()
-	cpAddr, cpHTTP, lst := freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
-	b := startBackend(t, "a")
-	old := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", freeAddr(t), "--drain-grace", "30s")
-	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
-	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
-  - name: web
-    endpoints: [{ name: a, address: %s }]
-listeners:
-  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
-`, b.addr, lst))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
-	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+	cpAddr, lst, b, old := startEdge(t, freeAddr(t), "30s")
 	// A request in flight keeps the old process draining.
 	inflight := make(chan error, 1)
 	go func() {
