@@ -9,6 +9,7 @@ package command
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -71,6 +72,10 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 		return false, err
 	}
 	if err := st.Send(&sluicev1.CommandReply{NodeId: c.NodeID}); err != nil {
+		if err == io.EOF {
+			// Refused before this message went out: the status is Recv's.
+			_, err = st.Recv()
+		}
 		return false, err
 	}
 	// A stream the control plane ends before registering it has no

@@ -12,6 +12,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,10 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 	// response is a whole snapshot anyway).
 	deltas := running == "" || (c.base != nil && c.baseVersion == running)
 	if err := st.Send(&sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
+		if err == io.EOF {
+			// Refused before this message went out: the status is Recv's.
+			_, err = st.Recv()
+		}
 		return false, err
 	}
 	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
