@@ -77,10 +77,10 @@ func take(s peeker, deadline time.Time) (*Header, error) {
 			return nil, nil
 		case perr != ErrIncomplete:
 			return nil, perr
-		case len(view) >= v2HeadLen && bytes.HasPrefix(view, v2Sig) && v2HeadLen+int(binary.BigEndian.Uint16(view[14:16])) > MaxTake:
+		case v2Declared(view) > MaxTake:
 			// Refused as soon as it says so, rather than once MaxTake
 			// bytes came: a sender may never send them.
-			return nil, &FormatError{Version: 2, Reason: "declares " + strconv.Itoa(v2HeadLen+int(binary.BigEndian.Uint16(view[14:16]))) + " bytes, longer than " + strconv.Itoa(MaxTake)}
+			return nil, &FormatError{Version: 2, Reason: "declares " + strconv.Itoa(v2Declared(view)) + " bytes, longer than " + strconv.Itoa(MaxTake)}
 		case m == 0:
 			if n == 0 && len(view) == 0 {
 				return nil, io.EOF
@@ -103,6 +103,15 @@ func take(s peeker, deadline time.Time) (*Header, error) {
 			nap = min(2*nap, 20*time.Millisecond)
 		}
 	}
+}
+
+// v2Declared is the length of the v2 header b starts with, as its fixed
+// part declares it; 0 when b is not that far into a v2 header.
+func v2Declared(b []byte) int {
+	if len(b) < v2HeadLen || !bytes.HasPrefix(b, v2Sig) {
+		return 0
+	}
+	return v2HeadLen + int(binary.BigEndian.Uint16(b[14:16]))
 }
 
 func versionOf(b []byte) int {
