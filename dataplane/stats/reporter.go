@@ -7,6 +7,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -206,7 +207,7 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	first := &sluicev1.StatsReport{NodeId: nodeID, Instance: r.instance, Draining: draining}
 	changes, withEps := eps.attach(r, first, true)
 	if err := st.Send(first); err != nil {
-		return err
+		return sendError(st, err)
 	}
 	if withEps {
 		eps.sent(changes)
@@ -247,7 +248,7 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 			// Not sent: the batch stays pending for the next stream,
 			// and the drop count for its next report.
 			r.dropped.Add(dropped)
-			return err
+			return sendError(st, err)
 		}
 		if withEps {
 			eps.sent(changes)
@@ -258,6 +259,18 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 			return r.confirm(st)
 		}
 	}
+}
+
+// sendError is why a Send on st failed: io.EOF means the control plane
+// ended the stream, and its status (a refused certificate, a replica
+// shutting down) comes from CloseAndRecv.
+func sendError(st grpc.ClientStreamingClient[sluicev1.StatsReport, sluicev1.ReportSummary], err error) error {
+	if err == io.EOF {
+		if _, cause := st.CloseAndRecv(); cause != nil {
+			return cause
+		}
+	}
+	return err
 }
 
 // endpointsSent is what one stream told the control plane of the

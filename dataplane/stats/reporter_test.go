@@ -13,7 +13,9 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // sink is a control plane's StatsService: it passes every report on, and
@@ -356,5 +358,50 @@ func TestEndpointsRefreshed(t *testing.T) {
 	run(t, r, conn)
 	if ep := s.nextEndpoints(t, true); ep.GetRequests() != 3 {
 		t.Fatalf("first report of a new stream: %v, want 3 requests", ep)
+	}
+}
+
+// refusing is a control plane's StatsService that refuses every stream as
+// it opens, before reading anything.
+type refusing struct {
+	sluicev1.UnimplementedStatsServiceServer
+}
+
+func (refusing) Report(grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
+	return status.Error(codes.PermissionDenied, "node id n1 does not match its certificate (n2)")
+}
+
+// TestSendErrorReportsWhy: once the control plane refused a stream, Send
+// fails with io.EOF; the reporter's stream ends with the control plane's
+// status instead, which says why.
+func TestSendErrorReportsWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	sluicev1.RegisterStatsServiceServer(srv, refusing{})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	st, err := sluicev1.NewStatsServiceClient(conn).Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil && ctx.Err() == nil { // until the refusal arrived
+		err = st.Send(&sluicev1.StatsReport{NodeId: "n1"})
+		time.Sleep(time.Millisecond)
+	}
+	if err != io.EOF {
+		t.Fatalf("Send after the refusal: %v, want io.EOF", err)
+	}
+	if got := sendError(st, err); status.Code(got) != codes.PermissionDenied {
+		t.Errorf("sendError = %v, want the control plane's PermissionDenied", got)
 	}
 }
