@@ -46,12 +46,19 @@ func (s *sink) Report(st grpc.ClientStreamingServer[sluicev1.StatsReport, sluice
 func startSink(t *testing.T) (*sink, *grpc.ClientConn) {
 	t.Helper()
 	s := &sink{reports: make(chan *sluicev1.StatsReport, 64)}
+	return s, serveStats(t, s)
+}
+
+// serveStats serves impl as the StatsService on loopback and returns a
+// connection to it; both end with the test.
+func serveStats(t *testing.T, impl sluicev1.StatsServiceServer) *grpc.ClientConn {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	sluicev1.RegisterStatsServiceServer(srv, s)
+	sluicev1.RegisterStatsServiceServer(srv, impl)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -59,7 +66,7 @@ func startSink(t *testing.T) (*sink, *grpc.ClientConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return s, conn
+	return conn
 }
 
 // run runs r on conn until the returned stop is called (or the test ends).
@@ -375,19 +382,7 @@ func (refusing) Report(grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1
 // fails with io.EOF; the reporter's stream ends with the control plane's
 // status instead, which says why.
 func TestSendErrorReportsWhy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	sluicev1.RegisterStatsServiceServer(srv, refusing{})
-	go srv.Serve(ln)
-	defer srv.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := serveStats(t, refusing{})
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	defer cancel()
 	st, err := sluicev1.NewStatsServiceClient(conn).Report(ctx)
