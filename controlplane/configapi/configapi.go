@@ -224,6 +224,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 	if comment == "" {
 		comment = updateComment(req)
 	}
+	hadRollout := false // whether the group read had a rollout
 	w := write{
 		op:        "update endpoint",
 		done:      "endpoint updated",
@@ -237,13 +238,14 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 				return nil, status.Errorf(codes.FailedPrecondition,
 					"no snapshot has been applied%s yet, so there is no endpoint to update; apply one first", toGroup(g.GetName()))
 			}
+			hadRollout = g.GetRollout() != nil
 			return updatedSnapshot(g.GetSnapshot(), req)
 		},
 		endpointEdit: true,
 	}
 	resp, err := s.put(ctx, w)
-	if err != nil {
-		return nil, err
+	if err != nil || !hadRollout {
+		return resp, err
 	}
 	return s.editRollout(ctx, w, req, resp)
 }
