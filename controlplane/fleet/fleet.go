@@ -261,7 +261,7 @@ func (r *Registry) Draining(id, instance string) bool {
 	if e == nil || !e.connected || e.draining {
 		return false
 	}
-	if instance != "" && e.instance != "" && instance != e.instance {
+	if otherProcess(e, instance) {
 		return false
 	}
 	e.draining = true
@@ -278,7 +278,13 @@ func (r *Registry) Replaced(id, instance string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.nodes[id]
-	return e != nil && instance != "" && e.instance != "" && instance != e.instance
+	return e != nil && otherProcess(e, instance)
+}
+
+// otherProcess reports whether instance is not the process on e's newest
+// stream; either empty (an older node) matches.
+func otherProcess(e *entry, instance string) bool {
+	return instance != "" && e.instance != "" && instance != e.instance
 }
 
 func clearNackIfApplied(e *entry) {

@@ -179,12 +179,14 @@ func (s *Server) Counters() Counters {
 	return Counters{Received: s.received.Load(), Dropped: s.dropped.Load()}
 }
 
-// replaced reports whether instance is an old process of node, draining
-// beside the one that replaced it (see Nodes.Replaced). Its connection
-// records count; its endpoint counters, which run from its own start, must
-// not be taken for the node's, nor its stream's end for the node's.
-func (s *Server) replaced(node, instance string) bool {
-	return s.nodes != nil && s.nodes.Replaced(node, instance)
+// replaced reports whether instance, which said it drains, is an old
+// process of node beside the one that replaced it (see Nodes.Replaced).
+// Its connection records count; its endpoint counters, which run from its
+// own start, must not be taken for the node's, nor its stream's end for
+// the node's. Only a draining stream asks: the registry's lock is not
+// taken for every report of 10k nodes.
+func (s *Server) replaced(node, instance string, draining bool) bool {
+	return draining && s.nodes != nil && s.nodes.Replaced(node, instance)
 }
 
 // Report implements sluicev1.StatsServiceServer. The first message names the
@@ -197,12 +199,12 @@ func (s *Server) replaced(node, instance string) bool {
 // records.
 func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
 	var (
-		node, instance string
-		total          uint64
+		node, instance  string
+		total           uint64
+		draining, ended bool
 	)
-	ended := false
 	end := func() { // the node's stream ended: before the summary, if any
-		if !ended && node != "" && s.observer != nil && !s.replaced(node, instance) {
+		if !ended && node != "" && s.observer != nil && !s.replaced(node, instance, draining) {
 			s.observer.Forget(node, time.Now())
 		}
 		ended = true
@@ -237,7 +239,8 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 			s.dropped.Add(d)
 			s.log.Debug("node dropped stats records", "node", node, "dropped", d)
 		}
-		if eps := rep.GetEndpoints(); eps != nil && !s.replaced(node, instance) {
+		draining = draining || rep.GetDraining()
+		if eps := rep.GetEndpoints(); eps != nil && !s.replaced(node, instance, draining) {
 			view := s.views.Put(node, eps)
 			if s.observer != nil {
 				s.observer.Observe(node, view.ReportedAt, view.Endpoints)
