@@ -175,7 +175,7 @@ func (f *fakeCP) ShutdownSessions(_ context.Context, req *sluicev1.ShutdownSessi
 }
 
 // startCP serves f on a loopback port and returns its address.
-func startCP(t *testing.T, f *fakeCP) string {
+func startCP(t *testing.T, f sluicev1.ConfigServiceServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -48,18 +46,9 @@ func (r *reportingCP) GetStats(context.Context, *sluicev1.GetStatsRequest) (*slu
 // as the node has reported twice (it reports every second), within the
 // 12s its help promises, whatever --interval says.
 func TestTopOnceDoesNotWaitAnInterval(t *testing.T) {
-	cp := &reportingCP{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	sluicev1.RegisterConfigServiceServer(srv, cp)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-
+	addr := startCP(t, &reportingCP{})
 	start := time.Now()
-	code, stdout, stderr := sluicectl(t, lis.Addr().String(), "top", "--once", "--interval", "30s")
+	code, stdout, stderr := sluicectl(t, addr, "top", "--once", "--interval", "30s")
 	took := time.Since(start)
 	if code != 0 || !strings.Contains(stdout, "10.0 req/s") {
 		t.Fatalf("top --once --interval 30s: status %d after %v, want the frame with 10.0 req/s\nstdout: %s\nstderr: %s", code, took.Round(time.Millisecond), stdout, stderr)

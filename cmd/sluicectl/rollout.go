@@ -156,15 +156,16 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 			return c.rpcError("apply", err)
 		}
 		r := st.GetRollout()
-		if err == nil && ours(r) {
+		mine := err == nil && ours(r)
+		if mine {
 			latest, since = r.GetVersion(), r.GetStarted().AsTime()
 		}
 		switch {
 		case err != nil:
-		case ours(r) && r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
+		case mine && r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
 			fmt.Fprintf(c.stderr, "sluicectl apply: the rollout of version %d halted: %s\n", started, r.GetReason())
 			return exitNacked
-		case !ours(r):
+		case !mine:
 			// Promoted (or aborted, or replaced): the group's version says.
 			gs, err := client.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
 			if err != nil {
