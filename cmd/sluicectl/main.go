@@ -8,7 +8,8 @@
 // The control plane address comes from --cp, else $SLUICE_CP, else
 // 127.0.0.1:7070. Exit status: 0 on success, 1 on a refused snapshot or a
 // failed call, 2 on a usage error; with --wait, 2 when a node refused the
-// version and 3 when the wait timed out.
+// version or a staged rollout halted or ended short of the group, and 3
+// when the wait timed out.
 package main
 
 import (
@@ -109,7 +110,7 @@ Global flags:
 
 Run "sluicectl COMMAND --help" for the flags of a command.
 Exit status: 0 ok, 1 refused or failed, 2 usage error; with --wait, 2 a node
-refused the version, 3 --wait-timeout passed first.
+refused the version or the rollout halted, 3 --wait-timeout passed first.
 `, defaultCP)
 }
 

@@ -138,7 +138,9 @@ func (s *Server) editRollout(ctx context.Context, gw write, req *sluicev1.Update
 			}
 			snap, err := updatedSnapshot(r.GetSnapshot(), req)
 			if err != nil || proto.Equal(snap, r.GetSnapshot()) {
-				return nil, nil // not in the rollout's snapshot, or already so there
+				// Not in the rollout's snapshot (or the edit makes it
+				// invalid there), or already so there: nothing to edit.
+				return nil, nil
 			}
 			r.Snapshot, r.Version = snap, next
 			return []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(),

@@ -9,8 +9,8 @@ import (
 
 // TestGoneNodeHoldsNoConnections: a node that went away (crashed, say)
 // keeps its last report in the fleet, but the requests in progress and
-// the sockets it had then are no longer anyone's: the cluster's and the
-// endpoint's active and conns count the connected nodes only, as the
+// the sockets it had then are no longer anyone's: the endpoint's and the
+// fleet's node active and conns count the connected nodes only, as the
 // charts do, and the gone node shows none. Its counters still count
 // towards the totals: those requests happened.
 func TestGoneNodeHoldsNoConnections(t *testing.T) {
