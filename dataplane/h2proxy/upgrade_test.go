@@ -134,3 +134,31 @@ func TestUpgradeTunnel(t *testing.T) {
 		t.Errorf("endpoint connections: %d, want 0", n)
 	}
 }
+
+// TestUpgradeInterimBound: an upgrade's answer may follow up to 16
+// interim responses, as on the HTTP/1.1 engine; a 17th is refused.
+func TestUpgradeInterimBound(t *testing.T) {
+	for _, tt := range []struct {
+		interims int
+		ok       bool
+	}{{16, true}, {17, false}} {
+		ours, theirs := net.Pipe()
+		go func() {
+			defer theirs.Close()
+			http.ReadRequest(bufio.NewReader(theirs))
+			for range tt.interims {
+				io.WriteString(theirs, "HTTP/1.1 102 Processing\r\n\r\n")
+			}
+			io.WriteString(theirs, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		}()
+		u := &upgrading{c: ours, br: bufio.NewReader(ours)}
+		req, _ := http.NewRequest("GET", "http://x/t", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "echo")
+		resp, err := u.exchange(req)
+		if got := err == nil && resp.StatusCode == 101; got != tt.ok {
+			t.Errorf("%d interim responses: %v, %v; want the 101: %v", tt.interims, resp, err, tt.ok)
+		}
+		ours.Close()
+	}
+}
