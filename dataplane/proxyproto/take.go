@@ -67,6 +67,7 @@ func take(s peeker, deadline time.Time) (*Header, error) {
 		}
 		view := buf[:n+m]
 		h, size, perr := Parse(view)
+		declared := v2Declared(view)
 		switch {
 		case perr == nil:
 			if err := s.consume(buf[n:size]); err != nil {
@@ -77,17 +78,16 @@ func take(s peeker, deadline time.Time) (*Header, error) {
 			return nil, nil
 		case perr != ErrIncomplete:
 			return nil, perr
-		case v2Declared(view) > MaxTake:
+		case declared > MaxTake:
 			// Refused as soon as it says so, rather than once MaxTake
-			// bytes came: a sender may never send them.
-			return nil, &FormatError{Version: 2, Reason: "declares " + strconv.Itoa(v2Declared(view)) + " bytes, longer than " + strconv.Itoa(MaxTake)}
+			// bytes came: a sender may never send them. (An incomplete
+			// v1 header is shorter than MaxV1, so none fills the buffer.)
+			return nil, &FormatError{Version: 2, Reason: "declares " + strconv.Itoa(declared) + " bytes, longer than " + strconv.Itoa(MaxTake)}
 		case m == 0:
 			if n == 0 && len(view) == 0 {
 				return nil, io.EOF
 			}
 			return nil, io.ErrUnexpectedEOF
-		case len(view) == len(buf):
-			return nil, &FormatError{Version: versionOf(view), Reason: "longer than " + strconv.Itoa(MaxTake) + " bytes"}
 		case bytes.HasPrefix(view, v1Magic) || bytes.HasPrefix(view, v2Sig):
 			// Incomplete, so every byte peeked is header.
 			if err := s.consume(buf[n : n+m]); err != nil {
@@ -112,11 +112,4 @@ func v2Declared(b []byte) int {
 		return 0
 	}
 	return v2HeadLen + int(binary.BigEndian.Uint16(b[14:16]))
-}
-
-func versionOf(b []byte) int {
-	if bytes.HasPrefix(b, v2Sig) {
-		return 2
-	}
-	return 1
 }
