@@ -56,8 +56,8 @@ to start.
 
 --access-log writes one JSON line per HTTP request and TCP session, to a
 file (appended) or to stdout with "-". It never slows traffic: when the
-writer falls behind, lines are dropped and counted in
-sluice_access_log_dropped_total. --access-log-sample logs that share of
+writer falls behind, or a write fails (a full disk), lines are dropped and
+counted in sluice_access_log_dropped_total. --access-log-sample logs that share of
 them, e.g. 0.01 for one in a hundred.
 
 With --ca, the node dials the control plane over TLS and verifies it with
