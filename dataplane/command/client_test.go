@@ -108,15 +108,16 @@ func (n *fakeNode) ShutdownSessions(cluster, endpoint string) (int, error) {
 	return 3, nil
 }
 
-func start(t *testing.T) (*fakeCP, *fakeNode) {
+// serve serves what reg registers on loopback and returns a connection
+// to it; both end with the test.
+func serve(t *testing.T, reg func(*grpc.Server)) *grpc.ClientConn {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp := &fakeCP{streams: make(chan *cpStream, 4)}
 	srv := grpc.NewServer()
-	sluicev1.RegisterCommandServiceServer(srv, cp)
+	reg(srv)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -124,6 +125,13 @@ func start(t *testing.T) (*fakeCP, *fakeNode) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func start(t *testing.T) (*fakeCP, *fakeNode) {
+	t.Helper()
+	cp := &fakeCP{streams: make(chan *cpStream, 4)}
+	conn := serve(t, func(s *grpc.Server) { sluicev1.RegisterCommandServiceServer(s, cp) })
 	n := &fakeNode{}
 	c := &Client{Conn: conn, NodeID: "node-1", Node: n, Logger: slog.New(slog.DiscardHandler),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
@@ -221,19 +229,7 @@ func TestStreamEndedBeforeRegisteringIsNoProgress(t *testing.T) {
 		}, codes.Unavailable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := grpc.NewServer()
-			tt.reg(srv)
-			go srv.Serve(ln)
-			defer srv.Stop()
-			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := serve(t, tt.reg)
 			c := &Client{Conn: conn, NodeID: "node-1", Node: &fakeNode{}, Logger: slog.New(slog.DiscardHandler)}
 			ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 			defer cancel()

@@ -756,7 +756,7 @@ func TestRetryOnConnectionClosedWhileIdle(t *testing.T) {
 // deadPooled reports whether the endpoint's pooled connection has seen the
 // backend's FIN (it peeks without consuming, then returns it to the pool).
 func deadPooled(ep *upstream.Endpoint) bool {
-	c, raw := ep.GetIdle()
+	c, raw, _ := ep.GetIdleSince()
 	if c == nil {
 		return true
 	}

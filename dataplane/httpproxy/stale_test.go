@@ -30,10 +30,10 @@ func TestStaleBytesOnPooledConnection(t *testing.T) {
 		// Servers answer an idle keep-alive connection they time out with
 		// a 408 before closing it (golang/go#32310).
 		{"408 then close", "GET", "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true, 200 * time.Millisecond},
-		{"408 then close, long idle", "GET", "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true, 2 * 250 * time.Millisecond},
+		{"408 then close, long idle", "GET", "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true, 2 * probeIdleAfter},
 		// A body after the head of an answer to HEAD, in a later segment.
 		{"body after HEAD", "HEAD", "stale", false, 200 * time.Millisecond},
-		{"body after HEAD, long idle", "HEAD", "stale", false, 2 * 250 * time.Millisecond},
+		{"body after HEAD, long idle", "HEAD", "stale", false, 2 * probeIdleAfter},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var conns atomic.Int32

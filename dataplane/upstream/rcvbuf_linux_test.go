@@ -86,21 +86,21 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 	if !closed(idle) {
 		t.Error("the connection idle at the change is still open")
 	}
-	if c, _ := ep.GetIdle(); c != nil {
+	if c, _, _ := ep.GetIdleSince(); c != nil {
 		t.Errorf("the pool still hands out a connection from before the change: %v", c.LocalAddr())
 	}
 	ep.PutIdle(busy, nil)
 	if !closed(busy) {
 		t.Error("a connection dialed before the change, handed back after it, is open")
 	}
-	if c, _ := ep.GetIdle(); c != nil {
+	if c, _, _ := ep.GetIdleSince(); c != nil {
 		t.Error("a connection dialed before the change was pooled after it")
 	}
 
 	fresh := dial()
 	ep.PutIdle(fresh, nil)
-	if c, _ := ep.GetIdle(); c != fresh {
-		t.Errorf("GetIdle = %v after pooling a connection dialed with the new buffer, want it", c)
+	if c, _, _ := ep.GetIdleSince(); c != fresh {
+		t.Errorf("GetIdleSince = %v after pooling a connection dialed with the new buffer, want it", c)
 	}
 	ep.Close(fresh)
 	if n := ep.Conns(); n != 0 {
@@ -111,7 +111,7 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 	kept := dial()
 	ep.PutIdle(kept, nil)
 	ep.SetReceiveBuffer(32 << 10)
-	if c, _ := ep.GetIdle(); c != kept {
+	if c, _, _ := ep.GetIdleSince(); c != kept {
 		t.Error("setting the same receive buffer again emptied the pool")
 	}
 	ep.Close(kept)

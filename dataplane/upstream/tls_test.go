@@ -109,7 +109,7 @@ func TestSetTLSPool(t *testing.T) {
 		t.Error("the idle plain connection survived SetTLS")
 	}
 	ep.PutIdle(busy, nil)
-	if got, _ := ep.GetIdle(); !closed(busy) || got != nil || ep.Conns() != 0 {
+	if got, _, _ := ep.GetIdleSince(); !closed(busy) || got != nil || ep.Conns() != 0 {
 		t.Errorf("a plain connection was pooled for a TLS endpoint (conns %d)", ep.Conns())
 	}
 	first := ep.TLSConfig()

@@ -355,17 +355,10 @@ func (e *Endpoint) Close(c net.Conn) {
 	c.Close()
 }
 
-// GetIdle returns a pooled connection, or nil when the pool is empty, with
-// the syscall.RawConn it was pooled with. The newest connection is
-// returned first: it is the least likely to have been closed by the
-// server's keep-alive timeout.
-func (e *Endpoint) GetIdle() (net.Conn, syscall.RawConn) {
-	c, raw, _ := e.GetIdleSince()
-	return c, raw
-}
-
-// GetIdleSince is GetIdle that also returns when the connection was pooled
-// (PutIdle). A proxy uses it to check a connection that sat idle for a
+// GetIdleSince returns a pooled connection, or nil when the pool is empty,
+// with the syscall.RawConn it was pooled with and when it was pooled
+// (PutIdle). The newest connection is returned first: it is the least
+// likely to have been closed by the server's keep-alive timeout. A proxy uses it to check a connection that sat idle for a
 // while before sending on it: the endpoint may have written to it since
 // (a 408 before closing it, say), and a connection holding bytes nobody
 // asked for must not carry a request. One reused right away is not worth
@@ -393,7 +386,7 @@ const MaxIdle = 256
 // it is plain and the endpoint now speaks TLS (or the reverse), and closes
 // pooled connections that sat unused for MaxIdleAge. raw, c's
 // syscall.RawConn if the caller made one (nil otherwise), comes back with c
-// from GetIdle: making one allocates, and a proxy reusing the connection
+// from GetIdleSince: making one allocates, and a proxy reusing the connection
 // for every request would otherwise make it again each time.
 func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
 	now := time.Now()
@@ -408,7 +401,7 @@ func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
 		c.Close()
 		return
 	}
-	// The oldest are first; GetIdle takes from the end.
+	// The oldest are first; GetIdleSince takes from the end.
 	k := 0
 	for k < len(e.idle) && now.Sub(e.idle[k].since) > MaxIdleAge {
 		stale = append(stale, e.idle[k].c)

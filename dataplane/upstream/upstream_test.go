@@ -69,13 +69,13 @@ func TestPoolNewestFirst(t *testing.T) {
 	b, _ := ep.Dial(context.Background(), time.Second)
 	ep.PutIdle(a, nil)
 	ep.PutIdle(b, nil)
-	if got, _ := ep.GetIdle(); got != b {
-		t.Errorf("GetIdle returned the older connection")
+	if got, _, _ := ep.GetIdleSince(); got != b {
+		t.Errorf("GetIdleSince returned the older connection")
 	}
-	if got, _ := ep.GetIdle(); got != a {
-		t.Errorf("second GetIdle did not return the remaining connection")
+	if got, _, _ := ep.GetIdleSince(); got != a {
+		t.Errorf("second GetIdleSince did not return the remaining connection")
 	}
-	if got, _ := ep.GetIdle(); got != nil {
+	if got, _, _ := ep.GetIdleSince(); got != nil {
 		t.Errorf("empty pool returned a connection")
 	}
 	ep.Shutdown()
@@ -95,8 +95,8 @@ func TestPoolEvictsStale(t *testing.T) {
 	if !closed(old) {
 		t.Errorf("stale pooled connection still open")
 	}
-	got, _ := ep.GetIdle()
-	rest, _ := ep.GetIdle()
+	got, _, _ := ep.GetIdleSince()
+	rest, _, _ := ep.GetIdleSince()
 	if got != fresh || rest != nil || ep.Conns() != 1 {
 		t.Errorf("pool after eviction: want only the fresh connection")
 	}
@@ -140,7 +140,7 @@ func TestShutdownSessions(t *testing.T) {
 	// A busy HTTP connection closed under its user goes back to the pool
 	// no more; its user's Close forgets the mark.
 	ep.PutIdle(busy, nil)
-	if got, _ := ep.GetIdle(); got != nil {
+	if got, _, _ := ep.GetIdleSince(); got != nil {
 		t.Error("a connection ShutdownSessions closed was pooled")
 	}
 	ep.Close(session)
