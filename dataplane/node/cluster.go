@@ -61,7 +61,6 @@ type cluster struct {
 	picker         atomic.Pointer[pickerBox]
 
 	queue        *queue // nil when queueing is off
-	maxQueue     int    // the queue's bound, which Apply sets as it swaps
 	queueTimeout time.Duration
 	abortOnClose bool // work whose client closed leaves the queue (clientWatcher)
 	slowStart    time.Duration
@@ -320,7 +319,6 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 		if prev != nil && prev.queue != nil {
 			c.queue = prev.queue
 		}
-		c.maxQueue = int(spec.GetMaxQueue())
 	}
 	c.newPicker = pickerFor(spec)
 	if spec.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH {
@@ -417,16 +415,24 @@ const (
 // and slow starts, and wakes the queue to pick from it. An ejected endpoint
 // is down to the picker, as one checks marked down: out of balancing and
 // persistence, and no longer a primary that keeps backups idle.
-func (c *cluster) rebuild(state func(key string) health.State) { c.rebuildPicker(state, false) }
+func (c *cluster) rebuild(state func(key string) health.State) {
+	if c.rebuildPicker(state, false) && c.queue != nil {
+		c.queue.wakeAll()
+	}
+}
 
-// rebuildPicker is rebuild; with deferred, an expensive picker is built
-// on its first pick or by buildDeferred, whichever comes first, instead
-// of now (see deferredPicker). It returns that picker, if it deferred one.
-func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bool) *deferredPicker {
+// rebuildPicker is rebuild without the wake; with deferred, an expensive
+// picker is built on its first pick or by buildDeferred, whichever comes
+// first, instead of now (see deferredPicker). It reports false when the
+// cluster is retired, and then builds nothing. Apply builds a cluster's picker with it before the
+// cluster is in use; the queue it may share with the cluster it replaces
+// is woken once the replacement is (a wake now would have every waiter
+// pick from the old cluster again, in vain).
+func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.retire {
-		return nil
+		return false
 	}
 	now := time.Now()
 	set := make(lb.Set, len(c.members))
@@ -494,11 +500,9 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 			})
 		}
 	}
-	var lazy *deferredPicker
 	box := &pickerBox{set: set}
 	if deferred && c.expensive {
-		lazy = &deferredPicker{c: c, build: c.newPicker, set: set}
-		box.Picker = lazy
+		box.Picker = &deferredPicker{c: c, build: c.newPicker, set: set}
 	} else {
 		box.Picker = c.newPicker(set)
 	}
@@ -521,10 +525,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 		}
 	}
 	c.picker.Store(box)
-	if c.queue != nil {
-		c.queue.wakeAll()
-	}
-	return lazy
+	return true
 }
 
 // deferredPicker is a picker that is built when first needed: Apply

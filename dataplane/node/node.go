@@ -235,7 +235,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if c.queue != nil {
 			// A queue the running cluster shares takes its new bound
 			// only now: a refused snapshot changes nothing.
-			c.queue.setMax(c.maxQueue)
+			c.queue.setMax(int(c.spec.GetMaxQueue()))
 			wake = c.queue.wake
 		}
 		ka := keepAliveConfig(c.spec.GetTcpKeepalive())
