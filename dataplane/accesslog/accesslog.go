@@ -151,43 +151,38 @@ const WriteEvery = 20 * time.Millisecond
 // write writes the lines queued every WriteEvery until Close.
 func (l *Log) write() {
 	defer close(l.done)
-	buf := make([]byte, 0, 1024)
 	tick := time.NewTicker(WriteEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
 		case <-l.stop:
-			l.drain(buf)
+			l.drain()
 			l.flush()
 			return
 		}
 		if len(l.queue) > 0 {
-			buf = l.drain(buf)
+			l.drain()
 			l.flush()
 		}
 	}
 }
 
-// drain writes the lines queued now; buf is a buffer it reuses and
-// returns.
-func (l *Log) drain(buf []byte) []byte {
+// drain writes the lines queued now.
+func (l *Log) drain() {
 	for n := len(l.queue); n > 0; n-- {
-		buf = l.line(<-l.queue, buf)
+		l.line(<-l.queue)
 	}
-	return buf
 }
 
-// line writes the line of e and puts e back in the pool; buf is a
-// buffer it reuses and returns.
-func (l *Log) line(e *entry, buf []byte) []byte {
-	buf = e.appendLine(buf[:0], l.node)
-	l.buf = append(l.buf, buf...)
+// line formats the line of e into the lines gathered, writing them once
+// they reach writeSize, and puts e back in the pool.
+func (l *Log) line(e *entry) {
+	l.buf = e.appendLine(l.buf, l.node)
 	entries.Put(e)
 	if len(l.buf) >= writeSize {
 		l.flush()
 	}
-	return buf
 }
 
 // writeSize is how many bytes of lines the writer gathers before it
