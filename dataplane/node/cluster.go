@@ -637,11 +637,23 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
 		watch = w.WatchClient
 	}
-	err = c.queue.wait(c.queueTimeout, f.Context().Done(), watch, func() error {
+	q := c.queue
+	err = q.wait(c.queueTimeout, f.Context().Done(), watch, func() error {
+		l := c.latest()
 		var err error
-		ep, err = c.latest().tryPick(r, f)
+		ep, err = l.tryPick(r, f)
+		if err == lb.ErrFull && (l.queue != q || l.retired()) {
+			// A newer snapshot turned queueing off (the cluster that
+			// replaced c has no queue, or another one) or removed the
+			// cluster: the work is answered as new work would be,
+			// not left in a line nothing wakes any more.
+			return errQueueGone
+		}
 		return err
 	})
+	if err == errQueueGone {
+		err = lb.ErrFull
+	}
 	return ep, err
 }
 

@@ -306,15 +306,18 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			m.Endpoint.SetOutlierPolicy(nil)
 			retire(m.Endpoint, drainTimeout)
 		}
-		old.stop()
 		if c != nil {
+			// Before stop: work woken in old's queue must not find it
+			// retired with no successor, as a removed cluster is.
 			old.successor.Store(c)
-			if old.queue != nil {
-				// What waits picks once more, now from c: it may have
-				// room that old had not, or no queue at all (queueing
-				// turned off), and then the work gets its answer.
-				old.queue.wakeAll()
-			}
+		}
+		old.stop()
+		if old.queue != nil {
+			// What waits picks once more, now from c: it may have room
+			// that old had not. With no queue in c (queueing turned
+			// off), or no c (the cluster removed), a pick that finds
+			// no room is the work's answer (cluster.pick).
+			old.queue.wakeAll()
 		}
 		if old.outlier != nil && (c == nil || c.outlier != old.outlier) {
 			// What it ejected returns now.

@@ -16,6 +16,9 @@ var (
 	errQueueTimeout = errors.New("every endpoint stayed full for the whole queue timeout")
 	errQueueLeft    = errors.New("the work's listener or stream ended while it waited in the queue")
 	errClientClosed = errors.New("the client closed its connection while its request waited in the queue")
+	// errQueueGone ends a wait whose cluster a newer snapshot removed or
+	// turned queueing off for; pick answers it as lb.ErrFull.
+	errQueueGone = errors.New("the cluster's queue was turned off or the cluster removed while the work waited")
 )
 
 // queue is a cluster's line of work waiting for a free slot while every

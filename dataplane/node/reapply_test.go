@@ -87,6 +87,60 @@ listeners:
 	}
 }
 
+// TestQueuedWorkAnsweredWhenQueueGoes: a request queued for a full
+// cluster gets its answer, 503, as soon as a snapshot turns the cluster's
+// queueing off (queue_timeout 0s), as new work for the full cluster does,
+// or removes the cluster; it does not wait out the queue_timeout it
+// queued with.
+func TestQueuedWorkAnsweredWhenQueueGoes(t *testing.T) {
+	a, b := backend(t, "a"), backend(t, "b")
+	const tmpl = `
+clusters:
+  - { name: other, endpoints: [{ name: b, address: "%s" }] }
+%s
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: %s }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: %s }
+`
+	full := func(timeout string) string {
+		return `  - { name: full, queue_timeout: ` + timeout + `, endpoints: [{ name: a, address: "` + a + `", max_conn: 1 }] }`
+	}
+	for _, tt := range []struct {
+		name          string
+		next          string // the clusters the second snapshot adds to other
+		hold, web     string // their default clusters
+		want, wantNew string
+	}{
+		{"queueing turned off", full("0s"), "full", "full", "503 Service Unavailable", "503 Service Unavailable"},
+		{"cluster removed", "", "other", "other", "503 Service Unavailable", "200 OK b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			hold, web := freeAddr(t), freeAddr(t)
+			if err := n.Apply("1", parse(t, tmpl, b, full("60s"), hold, "full", web, "full")); err != nil {
+				t.Fatal(err)
+			}
+			holdSlot(t, n, hold, "full")
+			answer := getAsync("http://" + web + "/")
+			waitUntil(t, "the request queued", func() bool { return (*n.current.Load())["full"].queue.len() == 1 })
+			if err := n.Apply("2", parse(t, tmpl, b, tt.next, hold, tt.hold, web, tt.web)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case got := <-answer:
+				if !strings.HasPrefix(got, tt.want) {
+					t.Errorf("queued request: %q, want %s", got, tt.want)
+				}
+			case <-time.After(testTimeout):
+				t.Fatal("the queued request is still waiting after the snapshot")
+			}
+			if got := <-getAsync("http://" + web + "/"); !strings.HasPrefix(got, tt.wantNew) {
+				t.Errorf("new request: %q, want %s", got, tt.wantNew)
+			}
+		})
+	}
+}
+
 // TestRefusedApplyKeepsMaxQueue: a snapshot refused as a whole (here for a
 // port in use) leaves the running cluster's max_queue as it was: three
 // requests still queue behind a held slot, where the refused bound of one
