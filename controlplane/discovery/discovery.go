@@ -346,13 +346,13 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	}
 	id := first.GetNode().GetId()
 	running, _ := strconv.ParseUint(first.GetVersionInfo(), 10, 64)
-	if by, retired := s.fleet.Retired(first.GetNode()); retired {
+	sess, by := s.fleet.ConnectUnlessRetired(first.GetNode(), addr, running)
+	if sess == nil {
 		// Aborted, as for a superseded stream: the node backs off and
 		// stays with this replica.
 		s.log.Info("refused a draining process of a node that another one replaced", "node", id, "peer", addr, "replacement", by)
 		return status.Errorf(codes.Aborted, "discovery: node %s: this process was draining when another process of the node, from %s, replaced it", id, by)
 	}
-	sess := s.fleet.Connect(first.GetNode(), addr, running)
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
 
 	// Headers tell the node its subscription was taken, even when it runs

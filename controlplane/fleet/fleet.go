@@ -94,11 +94,31 @@ type Session struct {
 // version running (0: none or unknown). It supersedes the node's previous
 // session, if any.
 func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Session {
+	s, _ := r.connect(n, peer, running, false)
+	return s
+}
+
+// ConnectUnlessRetired is Connect, but for a process that was draining when
+// another process of its node replaced its stream, while that stream is
+// still open (a rolling restart): that one is refused, and it returns nil
+// and where the replacement connected from. The check and the registration
+// are one step, so a replacement that connects in between is not
+// superseded by the process it replaced.
+func (r *Registry) ConnectUnlessRetired(n *sluicev1.Node, peer string, running uint64) (s *Session, replacement string) {
+	return r.connect(n, peer, running, true)
+}
+
+func (r *Registry) connect(n *sluicev1.Node, peer string, running uint64, unlessRetired bool) (*Session, string) {
 	s := &Session{r: r, id: n.GetId(), superseded: make(chan struct{})}
 	labels := maps.Clone(n.GetLabels())
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if unlessRetired {
+		if by, retired := r.retired(n); retired {
+			return nil, by
+		}
+	}
 	e := r.nodes[s.id]
 	if e == nil {
 		e = &entry{id: s.id}
@@ -127,17 +147,16 @@ func (r *Registry) Connect(n *sluicev1.Node, peer string, running uint64) *Sessi
 	clearNackIfApplied(e)
 	forgetDrainingNack(e)
 	r.notify(s.id)
-	return s
+	return s, ""
 }
 
-// Retired reports whether n is a process of its node that was draining
+// retired reports whether n is a process of its node that was draining
 // when another process of the node replaced its stream, and that other
 // process's stream is still open: the two ran side by side in a rolling
 // restart, say. Its new stream must be refused rather than replace its
-// replacement's. peer is where the replacement connected from.
-func (r *Registry) Retired(n *sluicev1.Node) (peer string, retired bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// replacement's. peer is where the replacement connected from. r.mu is
+// held.
+func (r *Registry) retired(n *sluicev1.Node) (peer string, retired bool) {
 	e := r.nodes[n.GetId()]
 	if e == nil || e.session == nil || e.retired == "" || n.GetInstance() != e.retired || e.instance == e.retired {
 		return "", false

@@ -77,45 +77,46 @@ func TestDrainingProcessReplacedIsRetired(t *testing.T) {
 	r := NewRegistry()
 	oldProc := &sluicev1.Node{Id: "n1", Instance: "old"}
 	newProc := &sluicev1.Node{Id: "n1", Instance: "new"}
-	old := r.Connect(oldProc, "10.0.0.1:1", 2)
-	if _, retired := r.Retired(newProc); retired {
-		t.Fatal("a new process refused before anything drained")
+	connect := func(n *sluicev1.Node, peer string) *Session {
+		t.Helper()
+		s, by := r.ConnectUnlessRetired(n, peer, 2)
+		if s == nil {
+			t.Fatalf("process %s from %s refused (replaced by %s)", n.GetInstance(), peer, by)
+		}
+		return s
 	}
+	old := connect(oldProc, "10.0.0.1:1")
 	// Not draining yet: the newer process replaces it, and it may come back
 	// (two processes with one id, or a restart the registry missed).
-	r.Connect(newProc, "10.0.0.1:2", 2)
-	if _, retired := r.Retired(oldProc); retired {
-		t.Fatal("a process that was not draining when replaced is refused")
-	}
-	old = r.Connect(oldProc, "10.0.0.1:3", 2)
+	connect(newProc, "10.0.0.1:2")
+	old = connect(oldProc, "10.0.0.1:3")
 	if !r.Draining("n1", "old") {
 		t.Fatal("old process's draining not recorded")
 	}
-	fresh := r.Connect(newProc, "10.0.0.1:4", 2)
+	fresh := connect(newProc, "10.0.0.1:4")
 	if inst, peer := old.Successor(); inst != "new" || peer != "10.0.0.1:4" {
 		t.Errorf("Successor = %q, %q; want new, 10.0.0.1:4", inst, peer)
 	}
-	peer, retired := r.Retired(oldProc)
-	if !retired || peer != "10.0.0.1:4" {
-		t.Fatalf("Retired(old) = %q, %v; want 10.0.0.1:4, true", peer, retired)
+	s, by := r.ConnectUnlessRetired(oldProc, "10.0.0.1:5", 2)
+	if s != nil || by != "10.0.0.1:4" {
+		t.Fatalf("ConnectUnlessRetired(old) = %v, %q; want nil, 10.0.0.1:4", s, by)
 	}
-	if _, retired := r.Retired(newProc); retired {
-		t.Error("the replacement itself refused")
+	if st := mustNode(t, r, "n1"); st.Draining || st.Peer != "10.0.0.1:4" {
+		t.Errorf("after the refusal: draining %v, peer %s; want the new process's stream from 10.0.0.1:4", st.Draining, st.Peer)
 	}
-	if st := mustNode(t, r, "n1"); st.Draining {
-		t.Error("the node shows as draining while its new process serves")
+	select {
+	case <-fresh.Superseded():
+		t.Fatal("the refused process superseded its replacement")
+	default:
 	}
+	// The replacement may reconnect; it is not refused.
+	fresh = connect(newProc, "10.0.0.1:6")
 
 	// Once the replacement's stream is gone, the old process may hold the
 	// node again (the new one failed), and reconnect as often as it must.
 	fresh.Disconnect()
-	if _, retired := r.Retired(oldProc); retired {
-		t.Fatal("old process refused with no other stream open")
-	}
-	r.Connect(oldProc, "10.0.0.1:5", 2)
-	if _, retired := r.Retired(oldProc); retired {
-		t.Error("the process holding the stream is refused its own reconnect")
-	}
+	connect(oldProc, "10.0.0.1:7")
+	connect(oldProc, "10.0.0.1:8")
 }
 
 func TestReconnectSupersedes(t *testing.T) {
