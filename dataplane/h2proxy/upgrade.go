@@ -186,13 +186,13 @@ func (cn *conn) switchProtocols(brw *bufio.ReadWriter, resp *http.Response, h ht
 		st.mx.BytesOut += uint64(n)
 	}
 	if err := brw.Flush(); err != nil {
-		return sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+		return httpproxy.TunnelWriteReason(err, up.ep, up.c, false)
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		up.c.SetWriteDeadline(deadline)
 		if _, err := up.c.Write(b); err != nil {
-			return sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+			return httpproxy.TunnelWriteReason(err, up.ep, up.c, true)
 		}
 		st.mx.BytesIn += uint64(n)
 	}

@@ -50,5 +50,13 @@ func RelayTunnel(client, bc net.Conn, ep *upstream.Endpoint, idle time.Duration)
 	return uint64(u), uint64(d), sluicev1.CloseReason(t.reason.Load())
 }
 
+// TunnelWriteReason is the close reason of a client connection whose
+// tunnel ended before RelayTunnel ran, with err failing a write of what came
+// behind the heads: to bc, the connection to ep, when toEndpoint, else to
+// the client. It maps err as the relay maps its own failed writes.
+func TunnelWriteReason(err error, ep *upstream.Endpoint, bc net.Conn, toEndpoint bool) sluicev1.CloseReason {
+	return (&tunnelState{ep: ep, bc: bc}).reasonFor(err, toEndpoint)
+}
+
 // tunnelBuf is the size of each direction's buffer in RelayTunnel.
 const tunnelBuf = 32 << 10

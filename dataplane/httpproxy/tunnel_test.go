@@ -374,3 +374,67 @@ func TestTunnelStopBetweenReads(t *testing.T) {
 		t.Fatal("the endpoint's direction read on after the tunnel was stopped")
 	}
 }
+
+// TestTunnelWriteReason: a failed write of the bytes behind the heads, on
+// the HTTP/2 engine's Upgrade path, is recorded as the relay records its own
+// failed writes: a client that stopped reading timed out, a connection the
+// node closed is the listener's or the drain's, a reset is the peer's.
+func TestTunnelWriteReason(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (mine, theirs net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c, s
+	}
+	writeErr := func(c net.Conn) error {
+		_, err := c.Write([]byte("x"))
+		if err == nil {
+			t.Fatal("write succeeded")
+		}
+		return err
+	}
+	ep := upstream.New("c", "e", ln.Addr().String())
+
+	timedOut, _ := pair()
+	timedOut.SetWriteDeadline(time.Now().Add(-time.Second))
+	closed, _ := pair()
+	closed.Close()
+	reset, peer := pair()
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	if _, err := reset.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read after the peer's reset succeeded")
+	}
+
+	for _, tt := range []struct {
+		name       string
+		c          net.Conn
+		toEndpoint bool
+		drain      bool
+		want       sluicev1.CloseReason
+	}{
+		{"client timed out", timedOut, false, false, sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
+		{"client connection closed by the node", closed, false, false, sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED},
+		{"endpoint reset", reset, true, false, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED},
+		{"endpoint connection closed by a drain", closed, true, true, sluicev1.CloseReason_CLOSE_REASON_DRAINED},
+	} {
+		if tt.drain {
+			ep.Drain()
+		}
+		if got := TunnelWriteReason(writeErr(tt.c), ep, tt.c, tt.toEndpoint); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
