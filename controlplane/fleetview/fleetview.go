@@ -226,10 +226,14 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 }
 
 // Nodes returns every replica's nodes, one status per node id, sorted by id
-// (the config API's NodeLister). When etcd cannot be read it returns this
-// replica's nodes only, and logs why.
+// (the config API's NodeLister), each naming the replica whose record it is.
+// When etcd cannot be read it returns this replica's nodes only, and logs
+// why.
 func (v *View) Nodes() []*sluicev1.NodeStatus {
 	local := v.local.Nodes()
+	for _, n := range local {
+		n.Replica = v.replica
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	remote, err := v.remote(ctx)
@@ -302,6 +306,7 @@ func (v *View) decode(key, value []byte) (replica, id string, st *sluicev1.NodeS
 		v.log.Warn("fleet view: ignoring a corrupt node record", "key", string(key), "err", err)
 		return "", "", nil, false
 	}
+	st.Replica = replica // the key says, whatever the record does
 	return replica, id, st, true
 }
 

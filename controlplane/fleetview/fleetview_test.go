@@ -88,13 +88,13 @@ func TestSharedFleet(t *testing.T) {
 	n1.Nacked(4, "port taken")
 	waitNode(t, b.view, "n1's NACK on b", "n1", func(n *sluicev1.NodeStatus) bool {
 		return n.GetConnected() && n.GetAckedVersion() == 3 && n.GetNackedVersion() == 4 &&
-			n.GetNackError() == "port taken" && n.GetLabels()["zone"] == "x" && n.GetSentVersion() == 4
+			n.GetNackError() == "port taken" && n.GetLabels()["zone"] == "x" && n.GetSentVersion() == 4 && n.GetReplica() == "a"
 	})
 	// b's node reaches a through etcd in its own time: b seeing n1's
 	// NACK says nothing of when a sees n2.
-	waitNode(t, a.view, "n2 on a", "n2", func(n *sluicev1.NodeStatus) bool { return n.GetConnected() })
-	if got := ids(a.view.Nodes()); !slices.Equal(got, []string{"n1", "n2"}) {
-		t.Errorf("a lists %v, want [n1 n2]", got)
+	waitNode(t, a.view, "n2 on a", "n2", func(n *sluicev1.NodeStatus) bool { return n.GetConnected() && n.GetReplica() == "b" })
+	if got := a.view.Nodes(); len(got) != 2 || got[0].GetId() != "n1" || got[0].GetReplica() != "a" || got[1].GetId() != "n2" {
+		t.Errorf("a lists %v, want n1 on a, n2", got)
 	}
 
 	// n1 moves to b; a has not seen its stream end yet.
@@ -102,7 +102,7 @@ func TestSharedFleet(t *testing.T) {
 	b.reg.Connect(&sluicev1.Node{Id: "n1"}, "peer1b", 4)
 	for name, r := range map[string]*replica{"a": a, "b": b} {
 		waitNode(t, r.view, "n1 on b, as "+name+" sees it", "n1", func(n *sluicev1.NodeStatus) bool {
-			return n.GetConnected() && n.GetPeer() == "peer1b" && n.GetAckedVersion() == 4
+			return n.GetConnected() && n.GetPeer() == "peer1b" && n.GetAckedVersion() == 4 && n.GetReplica() == "b"
 		})
 	}
 	n1.Disconnect()

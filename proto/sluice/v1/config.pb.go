@@ -1191,8 +1191,12 @@ type NodeStatus struct {
 	// does, and group_problem says why ("no group's selector matches its
 	// labels", "its labels match groups a and b"). Such a node is sent
 	// nothing new and keeps running what it has.
-	Group         string `protobuf:"bytes,13,opt,name=group,proto3" json:"group,omitempty"`
-	GroupProblem  string `protobuf:"bytes,14,opt,name=group_problem,json=groupProblem,proto3" json:"group_problem,omitempty"`
+	Group        string `protobuf:"bytes,13,opt,name=group,proto3" json:"group,omitempty"`
+	GroupProblem string `protobuf:"bytes,14,opt,name=group_problem,json=groupProblem,proto3" json:"group_problem,omitempty"`
+	// Replica is the control-plane replica whose record this is: the one the
+	// node's streams are on, or were on last when it is disconnected. Empty
+	// on a control plane without etcd.
+	Replica       string `protobuf:"bytes,15,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1321,6 +1325,13 @@ func (x *NodeStatus) GetGroup() string {
 func (x *NodeStatus) GetGroupProblem() string {
 	if x != nil {
 		return x.GroupProblem
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetReplica() string {
+	if x != nil {
+		return x.Replica
 	}
 	return ""
 }
@@ -1572,7 +1583,12 @@ type NodeStats struct {
 	Endpoints  []*EndpointStats       `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// Version is the configuration version the node ran when it read the
 	// counters (EndpointReport.version; empty from nodes older than it).
-	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Replica, when set, is the control-plane replica the node is connected
+	// to instead of the one that answered: the node reports there, so the
+	// other fields but node_id and connected are left empty (what it told
+	// this replica before it moved, if anything, is no longer current).
+	Replica       string `protobuf:"bytes,6,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1638,6 +1654,13 @@ func (x *NodeStats) GetEndpoints() []*EndpointStats {
 func (x *NodeStats) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *NodeStats) GetReplica() string {
+	if x != nil {
+		return x.Replica
 	}
 	return ""
 }
@@ -2441,7 +2464,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
 	"\x10ListNodesRequest\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xcc\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xe6\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -2459,7 +2482,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"nack_error\x18\v \x01(\tR\tnackError\x12\x1a\n" +
 	"\bdraining\x18\f \x01(\bR\bdraining\x12\x14\n" +
 	"\x05group\x18\r \x01(\tR\x05group\x12#\n" +
-	"\rgroup_problem\x18\x0e \x01(\tR\fgroupProblem\x1a9\n" +
+	"\rgroup_problem\x18\x0e \x01(\tR\fgroupProblem\x12\x18\n" +
+	"\areplica\x18\x0f \x01(\tR\areplica\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
@@ -2477,14 +2501,15 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\">\n" +
 	"\x10GetStatsResponse\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xd1\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xeb\x01\n" +
 	"\tNodeStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12;\n" +
 	"\vreported_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"reportedAt\x126\n" +
 	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\tR\aversion\"a\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
+	"\areplica\x18\x06 \x01(\tR\areplica\"a\n" +
 	"\x17ShutdownSessionsRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +

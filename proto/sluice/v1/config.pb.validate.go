@@ -2189,6 +2189,8 @@ func (m *NodeStatus) validate(all bool) error {
 
 	// no validation rules for GroupProblem
 
+	// no validation rules for Replica
+
 	if len(errors) > 0 {
 		return NodeStatusMultiError(errors)
 	}
@@ -2906,6 +2908,8 @@ func (m *NodeStats) validate(all bool) error {
 	}
 
 	// no validation rules for Version
+
+	// no validation rules for Replica
 
 	if len(errors) > 0 {
 		return NodeStatsMultiError(errors)
