@@ -263,7 +263,8 @@ func New(opts Options) (_ *Server, err error) {
 		WithObserver(s.history)
 	s.commands = command.NewRegistry(log.With("component", "command"))
 	config := configapi.New(s.store, nodes, s.stats.Ring(), log.With("component", "config")).
-		WithFleet(s.stats.Views(), s.commands)
+		WithFleet(s.stats.Views(), s.commands).
+		WithReplica(s.replica)
 	s.config = config
 
 	// The config API's calls from gRPC (sluicectl) and from HTTP (the

@@ -66,7 +66,10 @@ type Server struct {
 	conns ConnLister
 	views ViewLister // nil: GetStats is unimplemented
 	cmds  Commander  // nil: ShutdownSessions is unimplemented
-	log   *slog.Logger
+	// replica is this control plane's name among replicas sharing an
+	// etcd (NodeStatus.replica), "" without etcd.
+	replica string
+	log     *slog.Logger
 
 	rollouts rolloutWatch // what RunRollouts saw of each rollout
 }
@@ -87,6 +90,15 @@ func New(st store.Store, nodes NodeLister, conns ConnLister, log *slog.Logger) *
 // call it before serving.
 func (s *Server) WithFleet(views ViewLister, cmds Commander) *Server {
 	s.views, s.cmds = views, cmds
+	return s
+}
+
+// WithReplica names this control plane among the replicas that share an
+// etcd, as its NodeLister names them in NodeStatus.replica: GetStats tells
+// the nodes whose stats are here from those that report to another
+// replica. It returns s; call it before serving.
+func (s *Server) WithReplica(name string) *Server {
+	s.replica = name
 	return s
 }
 
@@ -838,29 +850,46 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 // GetStats implements sluicev1.ConfigServiceServer: each node's latest view
 // of its endpoints, by node id, filtered by node and cluster. A node that
 // is gone stays, with connected false, as long as the fleet lists it
-// (ListNodes).
+// (ListNodes). Nodes report to the replica their streams are on: one
+// connected to another replica is listed, whatever the filter on clusters,
+// with that replica's name and nothing else, since what it reported here,
+// if anything, dates from before it moved.
 func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
 	if s.views == nil {
 		return nil, status.Error(codes.Unimplemented, "configapi: no endpoint stats on this server")
 	}
-	connected := map[string]bool{}
+	type place struct {
+		connected bool
+		elsewhere string // the replica the node reports to, if not this one
+	}
+	nodes := map[string]place{}
 	for _, n := range s.nodes.Nodes() {
-		connected[n.GetId()] = n.GetConnected()
+		p := place{connected: n.GetConnected()}
+		if p.connected && n.GetReplica() != s.replica {
+			p.elsewhere = n.GetReplica()
+		}
+		nodes[n.GetId()] = p
 	}
 	resp := &sluicev1.GetStatsResponse{}
 	for _, v := range s.views.List(req.GetNodeId(), req.GetCluster()) {
-		conn, known := connected[v.NodeID]
-		if !known {
-			continue // forgotten by the fleet
+		p, known := nodes[v.NodeID]
+		if !known || p.elsewhere != "" {
+			continue // forgotten by the fleet, or listed below
 		}
 		resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{
 			NodeId:     v.NodeID,
-			Connected:  conn,
+			Connected:  p.connected,
 			ReportedAt: timestamppb.New(v.ReportedAt),
 			Endpoints:  v.Endpoints,
 			Version:    v.Version,
 		})
 	}
+	for id, p := range nodes {
+		if p.elsewhere != "" && (req.GetNodeId() == "" || req.GetNodeId() == id) {
+			resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{NodeId: id, Connected: true, Replica: p.elsewhere})
+		}
+	}
+	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStats) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 	return resp, nil
 }
 

@@ -482,3 +482,72 @@ func inDefault(snap *sluicev1.Snapshot) *sluicev1.FleetConfig {
 	cfg.Groups[0].Snapshot, cfg.Groups[0].Version = snap, 1
 	return cfg
 }
+
+// fixedNodes is a NodeLister of given statuses (fleetview.View's merge of
+// replicas, say).
+type fixedNodes []*sluicev1.NodeStatus
+
+func (f fixedNodes) Nodes() []*sluicev1.NodeStatus { return f }
+
+// TestStatsOfNodesOnOtherReplicas: with replicas on one etcd, a node
+// reports its stats to the replica its streams are on. Asked on another
+// replica, GetStats names that replica instead of showing what the node
+// reported here before it moved, and lists it even when it never
+// reported here; a disconnected node keeps its last report, as on a lone
+// control plane.
+func TestStatsOfNodesOnOtherReplicas(t *testing.T) {
+	ctx := testContext(t)
+	views := stats.NewViews()
+	nodes := fixedNodes{
+		{Id: "here", Connected: true, Replica: "a"},
+		{Id: "moved", Connected: true, Replica: "b"},
+		{Id: "there", Connected: true, Replica: "b"},
+		{Id: "gone", Connected: false, Replica: "b"},
+	}
+	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(views, nil).WithReplica("a")
+	for _, id := range []string{"here", "moved", "gone"} {
+		views.Put(id, &sluicev1.EndpointReport{Version: "3", Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "web1", Requests: 7}}})
+	}
+	show := func(req *sluicev1.GetStatsRequest) []string {
+		t.Helper()
+		resp, err := s.GetStats(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range resp.GetNodes() {
+			line := fmt.Sprintf("%s connected=%v replica=%q version=%q endpoints=%d reported=%v", n.GetNodeId(), n.GetConnected(),
+				n.GetReplica(), n.GetVersion(), len(n.GetEndpoints()), n.GetReportedAt() != nil)
+			out = append(out, line)
+		}
+		return out
+	}
+	all := []string{
+		`gone connected=false replica="" version="3" endpoints=1 reported=true`,
+		`here connected=true replica="" version="3" endpoints=1 reported=true`,
+		`moved connected=true replica="b" version="" endpoints=0 reported=false`,
+		`there connected=true replica="b" version="" endpoints=0 reported=false`,
+	}
+	for _, tt := range []struct {
+		req  *sluicev1.GetStatsRequest
+		want []string
+	}{
+		{&sluicev1.GetStatsRequest{}, all},
+		{&sluicev1.GetStatsRequest{NodeId: "there"}, all[3:]},
+		{&sluicev1.GetStatsRequest{NodeId: "moved"}, all[2:3]},
+		// Whether a node elsewhere has the cluster, only its replica knows.
+		{&sluicev1.GetStatsRequest{Cluster: "db"}, all[2:]},
+		{&sluicev1.GetStatsRequest{Cluster: "web"}, all},
+	} {
+		if got := show(tt.req); !slices.Equal(got, tt.want) {
+			t.Errorf("GetStats(%v):\n got %q\nwant %q", tt.req, got, tt.want)
+		}
+	}
+
+	// A lone control plane names no replica: nothing is elsewhere.
+	lone := New(openStore(t, store.BoltOptions{}), fixedNodes{{Id: "here", Connected: true}}, stats.NewRing(10), nil).WithFleet(views, nil)
+	resp, err := lone.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "here"})
+	if err != nil || len(resp.GetNodes()) != 1 || resp.GetNodes()[0].GetReplica() != "" || len(resp.GetNodes()[0].GetEndpoints()) != 1 {
+		t.Errorf("lone control plane: %v, %v; want here with its endpoint", resp, err)
+	}
+}
