@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -639,7 +640,9 @@ down, accepts no new connections and finishes what it has; disconnected), the
 version it applied (ACKed), the version last sent to it, and its last refusal
 (NACK) as "vN: error" when it has not applied a newer version since. A node
 that no group takes, or that two groups' selectors match, shows "none" and
-why: it is sent nothing new and keeps what it runs.`)
+why: it is sent nothing new and keeps what it runs. With control-plane
+replicas on one etcd, REPLICA names the replica the node's streams are on
+(or were on last, when it is disconnected).`)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -656,11 +659,21 @@ why: it is sent nothing new and keeps what it runs.`)
 	if *o == "json" {
 		return c.printJSON(resp)
 	}
+	// Replicas on one etcd name where each node is; a lone control plane
+	// names none, and gets no REPLICA column.
+	replicas := slices.ContainsFunc(resp.GetNodes(), func(n *sluicev1.NodeStatus) bool { return n.GetReplica() != "" })
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLABELS\tGROUP\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
+	if replicas {
+		fmt.Fprintln(tw, "ID\tLABELS\tGROUP\tSTATE\tREPLICA\tAPPLIED\tSENT\tLAST-NACK")
+	} else {
+		fmt.Fprintln(tw, "ID\tLABELS\tGROUP\tSTATE\tAPPLIED\tSENT\tLAST-NACK")
+	}
 	for _, n := range resp.GetNodes() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetId(), labelsText(n.GetLabels()), nodeGroup(n), nodeState(n),
-			versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nackText(n))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t", n.GetId(), labelsText(n.GetLabels()), nodeGroup(n), nodeState(n))
+		if replicas {
+			fmt.Fprintf(tw, "%s\t", orDash(n.GetReplica()))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nackText(n))
 	}
 	tw.Flush()
 	return 0
@@ -856,7 +869,10 @@ health check). Counters run from when the node first had the endpoint.
 Health: UP takes work; DOWN failed its health checks; CHECKING has no check
 result yet (and takes work); DRAINING and DISABLED were set by an operator;
 EJECTED was taken out by outlier detection. A node that went away is shown
-as disconnected, with its last report.`)
+as disconnected, with its last report. With control-plane replicas on one
+etcd, each node reports to the replica its streams are on: a node connected
+to another replica is shown by that replica's name (its --replica, by
+default its gRPC address), without endpoints.`)
 	node := fs.String("node", "", "only node `ID`")
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	o := outputFlag(fs, "table", "json")
@@ -891,6 +907,10 @@ as disconnected, with its last report.`)
 		if i > 0 {
 			fmt.Fprintln(c.stdout)
 		}
+		if n.GetReplica() != "" {
+			fmt.Fprintln(c.stdout, elsewhere(n))
+			continue
+		}
 		state, reported := "connected", "reported"
 		if !n.GetConnected() {
 			state, reported = "disconnected", "last report"
@@ -922,6 +942,12 @@ as disconnected, with its last report.`)
 
 // clock tells the time ages are counted to; tests fix it.
 var clock = time.Now
+
+// elsewhere is the line stats and top show for a node that reports to
+// another control-plane replica than the one asked (NodeStats.replica).
+func elsewhere(n *sluicev1.NodeStats) string {
+	return fmt.Sprintf("%s (connected to replica %s, which has its stats)", n.GetNodeId(), n.GetReplica())
+}
 
 // healthText is an endpoint's HEALTH in the stats table: the enum's name
 // without its prefix.

@@ -636,6 +636,19 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	compareRows(t, "nodes", rows, wantRows)
 
+	// Replicas on one etcd name where each node is.
+	cp.nodes[0].Replica, cp.nodes[1].Replica, cp.nodes[2].Replica = "cp-a:7070", "cp-b:7070", "cp-a:7070"
+	code, stdout, stderr = sluicectl(t, addr, "nodes")
+	if code != 0 {
+		t.Fatalf("nodes: status %d: %s", code, stderr)
+	}
+	compareRows(t, "nodes on replicas", tableRows(stdout), [][]string{
+		{"ID", "LABELS", "GROUP", "STATE", "REPLICA", "APPLIED", "SENT", "LAST-NACK"},
+		{"dp-1", "group=edge,zone=a", "edge", "connected", "cp-a:7070", "4", "4", "-"},
+		{"dp-2", "-", "default", "disconnected", "cp-b:7070", "3", "5", "v5: listener public: bind: address already in use"},
+		{"dp-3", "-", "none (no group's selector matches its labels)", "draining", "cp-a:7070", "4", "4", "-"},
+	})
+
 	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--listener", "public", "--cluster", "web", "--endpoint", "web2",
 		"--reason", "client_closed,Shutdown", "--min-duration", "1s")
 	if code != 0 {
@@ -793,6 +806,7 @@ func TestStats(t *testing.T) {
 		{NodeId: "dp-2", Connected: false, ReportedAt: ts(50 * time.Hour), Endpoints: []*sluicev1.EndpointStats{
 			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DRAINING, Weight: 2, Since: ts(50 * time.Hour)},
 		}},
+		{NodeId: "dp-3", Connected: true, Replica: "cp-b:7070"},
 	}}}
 	addr := startCP(t, cp)
 	code, stdout, stderr := sluicectl(t, addr, "stats", "--node", "dp-1", "--cluster", "web")
@@ -813,6 +827,8 @@ func TestStats(t *testing.T) {
 		{"dp-2 (disconnected, last report 2d02h ago)"},
 		header,
 		{"web/web1", "10.0.0.1:80", "DRAINING", "2", "0", "0", "0", "0B", "0B", "0", "0", "2d02h", "-"},
+		nil,
+		{"dp-3 (connected to replica cp-b:7070, which has its stats)"},
 	})
 
 	code, stdout, _ = sluicectl(t, addr, "stats", "-o", "json")

@@ -49,7 +49,9 @@ are printed one after another, each under a timestamped line, without
 screen control. --once prints a single frame and exits: it waits (up to
 12s) until every connected node has reported twice, so that its rates are
 known. A failed call ends top with status 1, except on a terminal, where
-the frame shows the error and top keeps trying.`)
+the frame shows the error and top keeps trying. A node connected to another
+control-plane replica on the same etcd reports its stats there; its line
+names that replica.`)
 	interval := fs.Duration("interval", 2*time.Second, "refresh every `D`")
 	node := fs.String("node", "", "only node `ID`")
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
@@ -140,6 +142,11 @@ func (v *topView) render(w io.Writer, resp *sluicev1.GetStatsResponse, err error
 	}
 	complete := true
 	for _, n := range resp.GetNodes() {
+		if n.GetReplica() != "" {
+			fmt.Fprintf(w, "\n%s\n", elsewhere(n))
+			delete(v.meters, n.GetNodeId()) // its counters here will be stale
+			continue
+		}
 		m := v.meters[n.GetNodeId()]
 		if m == nil {
 			m = &ratemeter.Meter{}
