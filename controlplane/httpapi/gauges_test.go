@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/sluice-lb/sluice/controlplane/configapi"
+	"github.com/sluice-lb/sluice/controlplane/fleet"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -38,5 +40,54 @@ func TestGoneNodeHoldsNoConnections(t *testing.T) {
 		if n.Active != want[0] || n.Conns != want[1] {
 			t.Errorf("fleet node %s (%s): active %d, conns %d; want %d and %d", n.ID, n.State, n.Active, n.Conns, want[0], want[1])
 		}
+	}
+}
+
+// onReplicas lists reg's nodes as replicas on one etcd do (fleetview):
+// each on the replica on names.
+type onReplicas struct {
+	reg *fleet.Registry
+	on  map[string]string
+}
+
+func (o onReplicas) Nodes() []*sluicev1.NodeStatus {
+	ns := o.reg.Nodes()
+	for _, n := range ns {
+		n.Replica = o.on[n.GetId()]
+	}
+	return ns
+}
+
+// TestNodeOnAnotherReplica: with replicas on one etcd, a node reports to
+// the replica its streams are on. The dashboard of another replica names
+// that replica for the node, and counts nothing of what the node reported
+// here before it moved, in the fleet or in the endpoints.
+func TestNodeOnAnotherReplica(t *testing.T) {
+	f := newFixture(t)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
+	f.fleet.Connect(&sluicev1.Node{Id: "moved"}, "peer", 1)
+	f.views.Put("here", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Active: 2, Conns: 3, Requests: 10}}})
+	f.views.Put("moved", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Active: 40, Conns: 50, Requests: 5}}})
+	config := configapi.New(f.store, onReplicas{f.fleet, map[string]string{"here": "a", "moved": "b"}}, f.ring, nil).
+		WithFleet(f.views, nil).WithReplica("a")
+	f.api = New(config, f.hist).Handler()
+
+	var fl fleetJSON
+	f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl)
+	got := map[string]nodeJSON{}
+	for _, n := range fl.Nodes {
+		got[n.ID] = n
+	}
+	if n := got["here"]; n.Replica != "a" || n.StatsElsewhere || n.Active != 2 || n.Conns != 3 {
+		t.Errorf("here: replica %q, stats elsewhere %v, active %d, conns %d; want a, false, 2, 3", n.Replica, n.StatsElsewhere, n.Active, n.Conns)
+	}
+	if n := got["moved"]; n.Replica != "b" || !n.StatsElsewhere || n.Active != 0 || n.Conns != 0 {
+		t.Errorf("moved: replica %q, stats elsewhere %v, active %d, conns %d; want b, true, 0, 0", n.Replica, n.StatsElsewhere, n.Active, n.Conns)
+	}
+
+	var cl clustersJSON
+	f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &cl)
+	if a := cl.Clusters[0].Endpoints[0]; a.Name != "a" || a.Active != 2 || a.Requests != 10 || len(a.Nodes) != 1 {
+		t.Errorf("web/a: active %d, requests %d, %d nodes; want here's 2 and 10 only", a.Active, a.Requests, len(a.Nodes))
 	}
 }

@@ -180,8 +180,11 @@ function renderFleet(fleet) {
       h("dl", {},
         h("dt", {}, "group"), h("dd", {class: "group"}, n.group || `none: ${n.group_problem || "not placed yet"}`),
         h("dt", {}, "applied"), h("dd", {class: "applied"}, applied, n.in_sync || !n.want_version ? "" : ` (current v${n.want_version})`),
-        h("dt", {}, "traffic"), h("dd", {}, `${fmt.rate(n.rate.requests)} · ${n.active} active · ${n.conns} conns`),
+        h("dt", {}, "traffic"), h("dd", {class: "traffic"}, n.stats_elsewhere
+          ? `reported to replica ${n.replica}`
+          : `${fmt.rate(n.rate.requests)} · ${n.active} active · ${n.conns} conns`),
         h("dt", {}, "peer"), h("dd", {class: "peer"}, n.peer || "–"),
+        n.replica ? h("dt", {}, "replica") : null, n.replica ? h("dd", {class: "replica"}, n.replica) : null,
         h("dt", {}, n.state === "DISCONNECTED" ? "last seen" : "connected"),
         h("dd", {}, fmt.ago(n.state === "DISCONNECTED" ? n.last_seen : n.connected_since))),
       n.nack_error ? h("div", {class: "nack"}, `NACK of v${n.nacked_version}: ${n.nack_error}`) : null,
