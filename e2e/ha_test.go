@@ -161,31 +161,32 @@ func replicasOf(t *testing.T, client *clientv3.Client, id string) []string {
 	return out
 }
 
-// nodesTable runs sluicectl nodes through cp and returns its rows by id:
-// LABELS, STATE, APPLIED, SENT, LAST-NACK.
-func nodesTable(t *testing.T, cp string) map[string][]string {
+// nodesTable runs sluicectl nodes through cp and returns its rows by id,
+// each by column title: LABELS, GROUP, STATE, REPLICA, APPLIED, SENT and
+// LAST-NACK (the node group of these tests is always "default", so no
+// cell but the last has spaces).
+func nodesTable(t *testing.T, cp string) map[string]map[string]string {
 	t.Helper()
 	stdout, stderr, code := ctl(t, cp, "nodes")
 	if code != 0 {
 		t.Fatalf("sluicectl --cp %s nodes: exit %d: %s", cp, code, stderr)
 	}
-	out := map[string][]string{}
-	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n")[1:] {
-		if f := strings.Fields(line); len(f) >= 5 {
-			out[f[0]] = f[1:]
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	head := strings.Fields(lines[0])
+	out := map[string]map[string]string{}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) < len(head) {
+			continue
 		}
+		row := map[string]string{}
+		for i, title := range head {
+			row[title] = f[i]
+		}
+		row[head[len(head)-1]] = strings.Join(f[len(head)-1:], " ")
+		out[f[0]] = row
 	}
 	return out
-}
-
-// col returns a row's column i, "" when there is none.
-// col is a cell of a row of nodesTable: 0 LABELS, 1 GROUP, 2 STATE,
-// 3 APPLIED (the node group of these tests is always "default").
-func col(row []string, i int) string {
-	if i < len(row) {
-		return row[i]
-	}
-	return ""
 }
 
 // applyVia stores a YAML snapshot through one replica's API and returns its
@@ -231,7 +232,7 @@ func TestHAFleet(t *testing.T) {
 	for _, r := range rs {
 		waitFor(t, "both nodes listed as connected through "+r.addr, func() bool {
 			tab := nodesTable(t, r.addr)
-			return len(tab) == 2 && col(tab["node-1"], 2) == "connected" && col(tab["node-2"], 2) == "connected"
+			return len(tab) == 2 && tab["node-1"]["STATE"] == "connected" && tab["node-2"]["STATE"] == "connected"
 		})
 	}
 	if got := replicasOf(t, client, "node-2"); len(got) != 1 || got[0] != rs[1].addr {
@@ -247,7 +248,7 @@ func TestHAFleet(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("node-2 applied the version %v after it was applied through the other replica, want within a second", took)
 	}
-	waitFor(t, "replica 1 to list node-2's ACK", func() bool { return col(nodesTable(t, rs[0].addr)["node-2"], 3) == fmt.Sprint(v1) })
+	waitFor(t, "replica 1 to list node-2's ACK", func() bool { return nodesTable(t, rs[0].addr)["node-2"]["APPLIED"] == fmt.Sprint(v1) })
 	t.Logf("apply through replica 1 -> replica 1 lists node-2's ACK: %v", time.Since(start))
 	waitVersion := func(n *haNode, v uint64) {
 		waitFor(t, n.id+" to apply version "+fmt.Sprint(v), func() bool { return n.version() == fmt.Sprint(v) })
@@ -267,10 +268,39 @@ func TestHAFleet(t *testing.T) {
 	for _, r := range rs {
 		tab := nodesTable(t, r.addr)
 		for _, id := range []string{"node-1", "node-2"} {
-			if row := tab[id]; col(row, 2) != "connected" || col(row, 3) != fmt.Sprint(v3) {
+			if row := tab[id]; row["STATE"] != "connected" || row["APPLIED"] != fmt.Sprint(v3) {
 				t.Errorf("sluicectl --cp %s nodes: %s %v, want connected, applied %d", r.addr, id, row, v3)
 			}
 		}
+	}
+
+	// Each node reports its stats to the replica its streams are on; the
+	// other replica names that one instead of showing the node's figures.
+	on := map[string]string{"node-1": rs[0].addr, "node-2": rs[1].addr}
+	for i, r := range rs {
+		tab := nodesTable(t, r.addr)
+		for id, want := range on {
+			if got := tab[id]["REPLICA"]; got != want {
+				t.Errorf("sluicectl --cp %s nodes: %s on replica %q, want %s", r.addr, id, got, want)
+			}
+		}
+		here, there := "node-1", "node-2"
+		if i == 1 {
+			here, there = there, here
+		}
+		elsewhere := fmt.Sprintf("%s (connected to replica %s, which has its stats)", there, on[there])
+		var stdout string
+		waitFor(t, "sluicectl --cp "+r.addr+" stats to show "+here+"'s endpoint", func() bool {
+			stdout, _, _ = ctl(t, r.addr, "stats")
+			return strings.Contains(stdout, here+" (connected, version") && strings.Contains(stdout, "web/a")
+		})
+		if strings.Count(stdout, "web/a") != 1 || !strings.Contains(stdout, elsewhere) {
+			t.Errorf("sluicectl --cp %s stats:\n%s\nwant %s's endpoint once and the line %q", r.addr, stdout, here, elsewhere)
+		}
+	}
+	if stdout, stderr, code := ctl(t, rs[0].addr, "top", "--once"); code != 0 ||
+		!strings.Contains(stdout, "node-1 (connected, reported") || !strings.Contains(stdout, "node-2 (connected to replica "+rs[1].addr+", which has its stats)") {
+		t.Errorf("sluicectl --cp %s top --once: exit %d, stderr %q:\n%s\nwant node-1's rates and node-2's replica", rs[0].addr, code, stderr, stdout)
 	}
 
 	// Replica 2 dies; node-2 moves to replica 1 and keeps applying.
@@ -285,6 +315,10 @@ func TestHAFleet(t *testing.T) {
 		return false
 	})
 	t.Logf("node-2 connected to replica 1 %v after replica 2 was killed", time.Since(killed))
+	waitFor(t, "replica 1 to show node-2's stats", func() bool {
+		stdout, _, _ := ctl(t, rs[0].addr, "stats", "--node", "node-2")
+		return strings.HasPrefix(stdout, "node-2 (connected, version") && strings.Contains(stdout, "web/a")
+	})
 	both := rs[1].addr + "," + rs[0].addr // the dead one first: sluicectl goes on to the next
 	stdout, stderr, code := ctl(t, both, "apply", "-f", writeFile(t, t.TempDir(), "s.yaml", clusterOnly(9)), "--wait", "--wait-timeout", "10s")
 	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("2 nodes applied version %d in ", v3+1)) {
@@ -384,7 +418,7 @@ listeners:
 	waitFor(t, "node-1 to move to replica 2", func() bool {
 		tab := nodesTable(t, rs[1].addr)
 		for _, r := range replicasOf(t, client, "node-1") {
-			if r == rs[1].addr && col(tab["node-1"], 2) == "connected" {
+			if r == rs[1].addr && tab["node-1"]["STATE"] == "connected" {
 				return true
 			}
 		}
@@ -396,7 +430,7 @@ listeners:
 	if pushes := rs[1].metric(t, "sluice_cp_pushes_total"); pushes != 0 {
 		t.Errorf("replica 2 pushed %v versions to the node that already ran the current one, want 0", pushes)
 	}
-	if row := nodesTable(t, rs[2].addr)["node-1"]; col(row, 2) != "connected" || col(row, 3) != "1" {
+	if row := nodesTable(t, rs[2].addr)["node-1"]; row["STATE"] != "connected" || row["APPLIED"] != "1" {
 		t.Errorf("sluicectl nodes through replica 3: node-1 %v, want connected, applied 1", row)
 	}
 
