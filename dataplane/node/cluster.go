@@ -92,7 +92,7 @@ type cluster struct {
 	wasDown map[*upstream.Endpoint]bool
 	since   map[*upstream.Endpoint]time.Time
 	timer   *time.Timer // the next slow-start step
-	retire  bool        // replaced by a newer snapshot
+	retire  bool        // replaced or removed by a newer snapshot
 
 	// successor is the cluster of the same name that a newer snapshot
 	// compiled in place of this one; Apply sets it as it retires this
@@ -552,11 +552,19 @@ func (d *deferredPicker) do() {
 	d.build = nil
 }
 
-// retired reports whether a newer snapshot replaced the cluster (stop).
+// retired reports whether a newer snapshot replaced or removed the cluster
+// (stop).
 func (c *cluster) retired() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.retire
+}
+
+// removed reports whether a newer snapshot removed the cluster: it was
+// retired with no successor. Apply stores the successor before it retires
+// a cluster it replaces, so a retired cluster without one was removed.
+func (c *cluster) removed() bool {
+	return c.retired() && c.successor.Load() == nil
 }
 
 // stop ends the cluster's slow-start steps once a newer snapshot replaced
@@ -642,7 +650,7 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 		l := c.latest()
 		var err error
 		ep, err = l.tryPick(r, f)
-		if err == lb.ErrFull && (l.queue != q || l.retired()) {
+		if err == lb.ErrFull && (l.queue != q || l.removed()) {
 			// A newer snapshot turned queueing off (the cluster that
 			// replaced c has no queue, or another one) or removed the
 			// cluster: the work is answered as new work would be,

@@ -307,8 +307,8 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			retire(m.Endpoint, drainTimeout)
 		}
 		if c != nil {
-			// Before stop: work woken in old's queue must not find it
-			// retired with no successor, as a removed cluster is.
+			// Before stop: a retired cluster without a successor is a
+			// removed one (cluster.removed).
 			old.successor.Store(c)
 		}
 		old.stop()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -103,7 +104,9 @@ listeners:
   - { name: web, address: "%s", protocol: HTTP, default_cluster: %s }
 `
 	full := func(timeout string) string {
-		return `  - { name: full, queue_timeout: ` + timeout + `, endpoints: [{ name: a, address: "` + a + `", max_conn: 1 }] }`
+		// drain_timeout keeps the held session open when the cluster is
+		// removed: only the apply can answer the queued request.
+		return `  - { name: full, queue_timeout: ` + timeout + `, drain_timeout: 60s, endpoints: [{ name: a, address: "` + a + `", max_conn: 1 }] }`
 	}
 	for _, tt := range []struct {
 		name          string
@@ -138,6 +141,48 @@ listeners:
 				t.Errorf("new request: %q, want %s", got, tt.wantNew)
 			}
 		})
+	}
+}
+
+// TestQueuedWorkWaitsThroughApplies: snapshots that replace a full
+// cluster but keep its queue, applied one after another while a request
+// waits, leave the request in the line: it is served once the slot frees,
+// never answered 503 as if its cluster's queue had gone.
+func TestQueuedWorkWaitsThroughApplies(t *testing.T) {
+	n := newNode(t)
+	a := backend(t, "a")
+	hold, web := freeAddr(t), freeAddr(t)
+	const tmpl = `
+clusters:
+  - { name: full, queue_timeout: 60s, endpoints: [{ name: a, address: "%s", max_conn: 1, weight: %d }] }
+listeners:
+  - { name: hold, address: "%s", protocol: TCP, default_cluster: full }
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: full }
+`
+	if err := n.Apply("1", parse(t, tmpl, a, 1, hold, web)); err != nil {
+		t.Fatal(err)
+	}
+	session := holdSlot(t, n, hold, "full")
+	answer := getAsync("http://" + web + "/")
+	waitUntil(t, "the request queued", func() bool { return (*n.current.Load())["full"].queue.len() == 1 })
+	for i := range 200 {
+		if err := n.Apply(fmt.Sprint(i+2), parse(t, tmpl, a, 2+i%2, hold, web)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-answer:
+			t.Fatalf("the queued request was answered %q after %d applies, with the slot still held", got, i+1)
+		default:
+		}
+	}
+	session.Close()
+	select {
+	case got := <-answer:
+		if got != "200 OK a" {
+			t.Errorf("queued request: %q, want 200 OK a", got)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the queued request is still waiting after the slot freed")
 	}
 }
 
