@@ -52,11 +52,12 @@ type nodeJSON struct {
 	Conns  int64         `json:"conns"`
 	Rate   history.Point `json:"rate"`
 	// Replica is the control-plane replica the node's streams are on,
-	// with replicas on one etcd. StatsElsewhere says it is not the one
-	// asked: the node's traffic is reported there, and Active, Conns and
+	// with replicas on one etcd. StatsReplica is set when that is not the
+	// one asked: the node's traffic is reported there (as GetStats said,
+	// which read the fleet apart from ListNodes), and Active, Conns and
 	// Rate are not known here.
-	Replica        string `json:"replica,omitempty"`
-	StatsElsewhere bool   `json:"stats_elsewhere,omitempty"`
+	Replica      string `json:"replica,omitempty"`
+	StatsReplica string `json:"stats_replica,omitempty"`
 }
 
 func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
@@ -82,13 +83,13 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 	// A node that went away holds no requests or sockets any more,
 	// whatever its last report said (the charts drop them too).
 	gauges := map[string][2]int64{}
-	elsewhere := map[string]bool{}
+	elsewhere := map[string]string{}
 	for _, n := range st.GetNodes() {
 		if !n.GetConnected() {
 			continue
 		}
 		if n.GetReplica() != "" {
-			elsewhere[n.GetNodeId()] = true
+			elsewhere[n.GetNodeId()] = n.GetReplica()
 			continue
 		}
 		var g [2]int64
@@ -118,7 +119,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 			InSync:      n.GetConnected() && want[n.GetGroup()] != 0 && n.GetAckedVersion() == want[n.GetGroup()],
 			Active:      g[0], Conns: g[1],
 			Rate:    a.rate(history.NodeKey(n.GetId())),
-			Replica: n.GetReplica(), StatsElsewhere: elsewhere[n.GetId()],
+			Replica: n.GetReplica(), StatsReplica: elsewhere[n.GetId()],
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -180,8 +180,8 @@ function renderFleet(fleet) {
       h("dl", {},
         h("dt", {}, "group"), h("dd", {class: "group"}, n.group || `none: ${n.group_problem || "not placed yet"}`),
         h("dt", {}, "applied"), h("dd", {class: "applied"}, applied, n.in_sync || !n.want_version ? "" : ` (current v${n.want_version})`),
-        h("dt", {}, "traffic"), h("dd", {class: "traffic"}, n.stats_elsewhere
-          ? `reported to replica ${n.replica}`
+        h("dt", {}, "traffic"), h("dd", {class: "traffic"}, n.stats_replica
+          ? `reported to replica ${n.stats_replica}`
           : `${fmt.rate(n.rate.requests)} · ${n.active} active · ${n.conns} conns`),
         h("dt", {}, "peer"), h("dd", {class: "peer"}, n.peer || "–"),
         n.replica ? h("dt", {}, "replica") : null, n.replica ? h("dd", {class: "replica"}, n.replica) : null,
