@@ -23,6 +23,13 @@
 // holds up only its own stream. A group's snapshot is marshalled once per
 // change and its bytes are shared by all the group's streams (see wire.go).
 //
+// A node that announces a version newer than the newest this server has
+// published was sent it by another control-plane replica, and this one lags
+// the store: what it would send is older than what the node runs. It sends
+// nothing until it has caught up, for LagWait at most; a replica still
+// behind after that sends what it has, since the store's versions may have
+// been numbered afresh (a new etcd, a new --data).
+//
 // A node that sets accept_deltas is sent, when it is smaller, a delta from
 // the version it runs (the one it announced, ACKed, or said it still runs in
 // a NACK) instead of the whole snapshot; each delta is encoded once per
@@ -55,6 +62,11 @@ import (
 // maxErrorDetail is the longest NACK text kept, in runes (the API's limit).
 const maxErrorDetail = 4096
 
+// LagWait bounds how long a stream holds back an older version from a node
+// that runs a newer one than this server has published (see the package
+// comment). A replica's watch of etcd is normally milliseconds behind.
+const LagWait = 10 * time.Second
+
 // Server implements sluicev1.DiscoveryServiceServer. It must be registered on
 // a grpc.Server built with ServerOption.
 type Server struct {
@@ -70,6 +82,8 @@ type Server struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	lagWait time.Duration // LagWait but in tests
 }
 
 // state is one version of the configuration as streams send it. It is
@@ -135,7 +149,7 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
+	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{}), lagWait: LagWait}
 	s.sizes, _ = obs.(SizeObserver)
 	set, _ := groups.Compile(nil) // no groups: nobody is placed yet
 	s.latest.Store(&state{set: set, next: make(chan struct{})})
@@ -381,6 +395,11 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 	sent := running
 	group, problem := "", "unplaced"
 	var placedBy *state // the state group was read from
+	// lag fires when the hold on a node that runs a newer version than
+	// this server has published ends (lagWait); nil before the hold and
+	// after it, and lagOver once it ended.
+	var lag <-chan time.Time
+	lagOver := false
 	for {
 		st := s.latest.Load()
 		if st != placedBy && st.version != 0 {
@@ -397,7 +416,16 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		if c := st.canary[group]; c != nil && c.nodes[sess.ID()] {
 			p = c.p
 		}
-		if p != nil && p.version != sent {
+		if p != nil && p.version != sent && running > st.version && !lagOver {
+			// This replica lags the store: hold back its older version.
+			if lag == nil {
+				t := time.NewTimer(s.lagWait)
+				defer t.Stop()
+				lag = t.C
+				s.log.Info("node runs a newer version than this replica has published; waiting for the store",
+					"node", sess.ID(), "running", running, "published", st.version, "wait", s.lagWait)
+			}
+		} else if p != nil && p.version != sent {
 			nonce++
 			sent = p.version
 			sess.Sent(sent)
@@ -419,6 +447,12 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		}
 		select {
 		case <-st.next:
+		case <-lag:
+			lag, lagOver = nil, true
+			if running > s.latest.Load().version {
+				s.log.Warn("node still runs a newer version than this replica has published; sending this replica's (was the store reset, or has this replica lost it?)",
+					"node", sess.ID(), "running", running, "published", s.latest.Load().version, "waited", s.lagWait)
+			}
 		case <-sess.Superseded():
 			inst, from := sess.Successor()
 			if inst != "" {

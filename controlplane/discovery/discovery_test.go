@@ -138,6 +138,31 @@ func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
 	}
 }
 
+// A node that fails over to a replica whose watch of the store lags runs a
+// newer version than that replica has published: the replica does not send
+// it its older version, but waits until it has caught up. One that never
+// does (the store's versions were numbered afresh) sends its own after
+// lagWait.
+func TestLaggingReplicaHoldsOlderVersion(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	ts.disc.Publish(5, testSnapshot(1, 1, 5))
+	n := connect(ctx, t, ts.conn, "n1", "7")
+	waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	ts.disc.Publish(8, testSnapshot(1, 1, 8))
+	if r := n.next(ctx); r.GetVersionInfo() != "8" {
+		t.Errorf("node running 7 on a replica at 5 got version %q first, want 8 once the replica has it", r.GetVersionInfo())
+	}
+
+	reset := startServer(t)
+	reset.disc.lagWait = 50 * time.Millisecond
+	reset.disc.Publish(3, testSnapshot(1, 1, 3))
+	n = connect(ctx, t, reset.conn, "n1", "57")
+	if r := n.next(ctx); r.GetVersionInfo() != "3" {
+		t.Errorf("node running 57 on a store at 3: got %q, want 3 after the wait", r.GetVersionInfo())
+	}
+}
+
 // A node that runs the current version gets no response, but is told at
 // once that its subscription was taken: headers. Its discovery client counts
 // such a stream as progress, so that the node comes back at once when this
