@@ -258,6 +258,9 @@ func New(opts Options) (_ *Server, err error) {
 		},
 	})
 	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery"))
+	if s.etcd != nil {
+		s.discovery.HoldWhenBehind(discovery.LagWait)
+	}
 	s.history = history.New(opts.HistorySeries)
 	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats")).
 		WithObserver(s.history)

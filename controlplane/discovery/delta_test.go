@@ -234,7 +234,6 @@ func TestDeltaKindsCoverSnapshot(t *testing.T) {
 func TestDeltaFallsBackWhenBaseUnknown(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
-	ts.disc.lagWait = 10 * time.Millisecond // "999" is ahead of this server
 	last := uint64(deltaBases + 2)
 	for v := uint64(1); v <= last; v++ {
 		s := deltaBase()

@@ -23,12 +23,14 @@
 // holds up only its own stream. A group's snapshot is marshalled once per
 // change and its bytes are shared by all the group's streams (see wire.go).
 //
-// A node that announces a version newer than the newest this server has
-// published was sent it by another control-plane replica, and this one lags
-// the store: what it would send is older than what the node runs. It sends
-// nothing until it has caught up, for LagWait at most; a replica still
-// behind after that sends what it has, since the store's versions may have
-// been numbered afresh (a new etcd, a new --data).
+// On a replica that shares its store with others (HoldWhenBehind), a node
+// that announces a version newer than the newest this server has published
+// was sent it by another replica, and this one lags the store (its watch is
+// behind, or it cannot read the store): what it would send is older than
+// what the node runs. It sends nothing until it has caught up. Every
+// LagWait it asks the store itself, and sends what it has only when the
+// store's current version is older than the node's: the versions were
+// numbered afresh (a new etcd, an etcd restored from a backup).
 //
 // A node that sets accept_deltas is sent, when it is smaller, a delta from
 // the version it runs (the one it announced, ACKed, or said it still runs in
@@ -62,10 +64,17 @@ import (
 // maxErrorDetail is the longest NACK text kept, in runes (the API's limit).
 const maxErrorDetail = 4096
 
-// LagWait bounds how long a stream holds back an older version from a node
-// that runs a newer one than this server has published (see the package
-// comment). A replica's watch of etcd is normally milliseconds behind.
+// LagWait is how long a stream holds back an older version from a node that
+// runs a newer one than this server has published before it asks the store
+// whether its versions were numbered afresh, and then again between asks
+// (see the package comment). A replica's watch of etcd is normally
+// milliseconds behind.
 const LagWait = 10 * time.Second
+
+// headEvery is how long a read of the store's current version serves every
+// stream that asks (storeVersion): a store numbered afresh holds every node
+// of the fleet, and they should not each read it.
+const headEvery = time.Second
 
 // Server implements sluicev1.DiscoveryServiceServer. It must be registered on
 // a grpc.Server built with ServerOption.
@@ -83,7 +92,17 @@ type Server struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	lagWait time.Duration // LagWait but in tests
+	lagWait time.Duration // HoldWhenBehind's; 0: no hold
+	head    storeHead
+}
+
+// storeHead is the store's current version as storeVersion last read it.
+type storeHead struct {
+	mu      sync.Mutex
+	st      store.Store // Run's; nil before it
+	at      time.Time   // of the last read
+	version uint64
+	ok      bool // the last read succeeded
 }
 
 // state is one version of the configuration as streams send it. It is
@@ -149,7 +168,7 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{}), lagWait: LagWait}
+	s := &Server{fleet: reg, obs: obs, log: log, closed: make(chan struct{})}
 	s.sizes, _ = obs.(SizeObserver)
 	set, _ := groups.Compile(nil) // no groups: nobody is placed yet
 	s.latest.Store(&state{set: set, next: make(chan struct{})})
@@ -157,6 +176,39 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 }
 
 var _ sluicev1.DiscoveryServiceServer = (*Server)(nil)
+
+// HoldWhenBehind makes s hold back its version from a node that runs a
+// newer one, as a replica sharing its store with others must (see the
+// package comment), asking the store every wait whether it was numbered
+// afresh. A lone control plane does not hold: a node ahead of it can only
+// come from a store numbered afresh. It returns s; call it before serving.
+func (s *Server) HoldWhenBehind(wait time.Duration) *Server {
+	s.lagWait = wait
+	return s
+}
+
+// storeVersion returns the store's current version, read at most once per
+// headEvery; ok is false when it cannot say (Run has not started, or the
+// read failed).
+func (s *Server) storeVersion(ctx context.Context) (version uint64, ok bool) {
+	h := &s.head
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.st == nil {
+		return 0, false
+	}
+	if !h.at.IsZero() && time.Since(h.at) < headEvery {
+		return h.version, h.ok
+	}
+	rctx, cancel := context.WithTimeout(ctx, headEvery)
+	infos, err := h.st.History(rctx, 1)
+	cancel()
+	h.at, h.ok, h.version = time.Now(), err == nil, 0
+	if err == nil && len(infos) > 0 {
+		h.version = infos[0].GetVersion()
+	}
+	return h.version, h.ok
+}
 
 // Publish makes snap, as version, what every stream sends: a configuration
 // of one catch-all group. It is PublishConfig for callers without groups.
@@ -264,6 +316,9 @@ const (
 // soon as one is announced. Only a version that reads fine but cannot be
 // published ends Run with an error.
 func (s *Server) Run(ctx context.Context, st store.Store) error {
+	s.head.mu.Lock()
+	s.head.st = st
+	s.head.mu.Unlock()
 	watch := st.Watch(ctx)
 	backoff := minLoadBackoff
 	for {
@@ -395,11 +450,12 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 	sent := running
 	group, problem := "", "unplaced"
 	var placedBy *state // the state group was read from
-	// lag fires when the hold on a node that runs a newer version than
-	// this server has published ends (lagWait); nil before the hold and
-	// after it, and lagOver once it ended.
-	var lag <-chan time.Time
-	lagOver := false
+	// lag times the hold on a node that runs a newer version than this
+	// server has published (lagWait); nil before it. lagOver: the store
+	// was found numbered afresh, and the node is sent what this server has.
+	var lag *time.Timer
+	var lagC <-chan time.Time
+	lagOver, lagWarned := false, false
 	for {
 		st := s.latest.Load()
 		if st != placedBy && st.version != 0 {
@@ -416,14 +472,14 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		if c := st.canary[group]; c != nil && c.nodes[sess.ID()] {
 			p = c.p
 		}
-		if p != nil && p.version != sent && running > st.version && !lagOver {
+		if p != nil && p.version != sent && running > st.version && s.lagWait > 0 && !lagOver {
 			// This replica lags the store: hold back its older version.
 			if lag == nil {
-				t := time.NewTimer(s.lagWait)
-				defer t.Stop()
-				lag = t.C
+				lag = time.NewTimer(s.lagWait)
+				defer lag.Stop()
+				lagC = lag.C
 				s.log.Info("node runs a newer version than this replica has published; waiting for the store",
-					"node", sess.ID(), "running", running, "published", st.version, "wait", s.lagWait)
+					"node", sess.ID(), "running", running, "published", st.version)
 			}
 		} else if p != nil && p.version != sent {
 			nonce++
@@ -447,11 +503,29 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		}
 		select {
 		case <-st.next:
-		case <-lag:
-			lag, lagOver = nil, true
-			if running > s.latest.Load().version {
-				s.log.Warn("node still runs a newer version than this replica has published; sending this replica's (was the store reset, or has this replica lost it?)",
-					"node", sess.ID(), "running", running, "published", s.latest.Load().version, "waited", s.lagWait)
+		case <-lagC:
+			published := s.latest.Load().version
+			if running <= published {
+				lag, lagC = nil, nil // caught up: the hold is over
+				break
+			}
+			head, ok := s.storeVersion(ctx)
+			switch {
+			case ok && head < running:
+				lagC, lagOver = nil, true
+				s.log.Warn("node runs a newer version than the store has: its versions were numbered afresh; sending this replica's",
+					"node", sess.ID(), "running", running, "store", head, "published", published)
+			case !lagWarned:
+				lagWarned = true
+				why := "this replica cannot read the store"
+				if ok {
+					why = "this replica has not read the store's newer versions"
+				}
+				s.log.Warn("still holding back an older version from a node: "+why,
+					"node", sess.ID(), "running", running, "store", head, "published", published)
+				fallthrough
+			default:
+				lag.Reset(s.lagWait)
 			}
 		case <-sess.Superseded():
 			inst, from := sess.Successor()

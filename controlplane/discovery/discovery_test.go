@@ -1,8 +1,11 @@
 package discovery
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -138,28 +142,75 @@ func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
 	}
 }
 
+// headStore is a store whose watch announces nothing, as a replica's that
+// lags or lost etcd, and whose current version (History) the test sets, or
+// fails.
+type headStore struct {
+	store.Store
+	version atomic.Uint64
+	fail    atomic.Bool
+	reads   atomic.Int32
+}
+
+func (h *headStore) Watch(ctx context.Context) <-chan uint64 {
+	ch := make(chan uint64)
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch
+}
+
+func (h *headStore) History(context.Context, int) ([]*sluicev1.VersionInfo, error) {
+	h.reads.Add(1)
+	if h.fail.Load() {
+		return nil, errors.New("etcdserver: request timed out")
+	}
+	return []*sluicev1.VersionInfo{{Version: h.version.Load()}}, nil
+}
+
 // A node that fails over to a replica whose watch of the store lags runs a
-// newer version than that replica has published: the replica does not send
-// it its older version, but waits until it has caught up. One that never
-// does (the store's versions were numbered afresh) sends its own after
-// lagWait.
+// newer version than that replica has published. The replica does not send
+// it its older version, whether the store has the node's version or cannot
+// be read, but waits until it has caught up. When the store's own version is
+// older than the node's (numbered afresh), it sends what it has. A lone
+// control plane, which does not hold, sends at once.
 func TestLaggingReplicaHoldsOlderVersion(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
+	ts.disc.HoldWhenBehind(20 * time.Millisecond)
+	hs := &headStore{}
+	hs.version.Store(7)
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- ts.disc.Run(runCtx, hs) }()
+	t.Cleanup(func() { stop(); <-ran })
 	ts.disc.Publish(5, testSnapshot(1, 1, 5))
+
 	n := connect(ctx, t, ts.conn, "n1", "7")
-	waitNode(ctx, t, ts.fleet, "n1", "connected", func(st *sluicev1.NodeStatus) bool { return st.Connected })
+	n.expectNothing() // the store has 7
+	if hs.reads.Load() == 0 {
+		t.Error("the hold never asked the store for its version")
+	}
+	hs.fail.Store(true)
+	time.Sleep(headEvery) // the last good read expires
+	n.expectNothing()     // the store cannot say
 	ts.disc.Publish(8, testSnapshot(1, 1, 8))
 	if r := n.next(ctx); r.GetVersionInfo() != "8" {
 		t.Errorf("node running 7 on a replica at 5 got version %q first, want 8 once the replica has it", r.GetVersionInfo())
 	}
 
-	reset := startServer(t)
-	reset.disc.lagWait = 50 * time.Millisecond
-	reset.disc.Publish(3, testSnapshot(1, 1, 3))
-	n = connect(ctx, t, reset.conn, "n1", "57")
-	if r := n.next(ctx); r.GetVersionInfo() != "3" {
-		t.Errorf("node running 57 on a store at 3: got %q, want 3 after the wait", r.GetVersionInfo())
+	// Numbered afresh: the store's 8 is older than the node's 57.
+	hs.fail.Store(false)
+	hs.version.Store(8)
+	time.Sleep(headEvery)
+	n2 := connect(ctx, t, ts.conn, "n2", "57")
+	if r := n2.next(ctx); r.GetVersionInfo() != "8" {
+		t.Errorf("node running 57 on a store at 8: got %q, want 8", r.GetVersionInfo())
+	}
+
+	lone := startServer(t)
+	lone.disc.Publish(3, testSnapshot(1, 1, 3))
+	n3 := connect(ctx, t, lone.conn, "n3", "57")
+	if r := n3.next(ctx); r.GetVersionInfo() != "3" {
+		t.Errorf("node running 57 on a lone control plane at 3: got %q, want 3", r.GetVersionInfo())
 	}
 }
 
