@@ -79,7 +79,7 @@ func TestNodeOnAnotherReplica(t *testing.T) {
 		got[n.ID] = n
 	}
 	if n := got["here"]; n.Replica != "a" || n.StatsReplica != "" || n.Active != 2 || n.Conns != 3 {
-		t.Errorf("here: replica %q, stats on %q, active %d, conns %d; want a, here, 2, 3", n.Replica, n.StatsReplica, n.Active, n.Conns)
+		t.Errorf("here: replica %q, stats on %q, active %d, conns %d; want a, \"\", 2, 3", n.Replica, n.StatsReplica, n.Active, n.Conns)
 	}
 	if n := got["moved"]; n.Replica != "b" || n.StatsReplica != "b" || n.Active != 0 || n.Conns != 0 {
 		t.Errorf("moved: replica %q, stats on %q, active %d, conns %d; want b, b, 0, 0", n.Replica, n.StatsReplica, n.Active, n.Conns)
