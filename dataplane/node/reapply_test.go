@@ -42,6 +42,19 @@ func getAsync(url string) <-chan string {
 	return out
 }
 
+// answerOf waits for what getAsync sends; after testTimeout it fails the
+// test, saying what the request was still waiting for.
+func answerOf(t *testing.T, answer <-chan string, waiting string) string {
+	t.Helper()
+	select {
+	case got := <-answer:
+		return got
+	case <-time.After(testTimeout):
+		t.Fatalf("the queued request is still waiting %s", waiting)
+		return ""
+	}
+}
+
 // TestQueuedWorkServedByNewerSnapshot: a request queued for a full
 // cluster is served as soon as a snapshot gives the cluster room, by
 // raising max_conn or adding an endpoint, as HAProxy dequeues onto new
@@ -76,13 +89,8 @@ listeners:
 			if err := n.Apply("2", parse(t, tmpl, a, tt.maxConn, tt.more, hold, web)); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case got := <-answer:
-				if got != tt.want {
-					t.Errorf("queued request: %q, want %q", got, tt.want)
-				}
-			case <-time.After(testTimeout):
-				t.Fatal("the queued request is still waiting after the snapshot gave the cluster room")
+			if got := answerOf(t, answer, "after the snapshot gave the cluster room"); got != tt.want {
+				t.Errorf("queued request: %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -129,13 +137,8 @@ listeners:
 			if err := n.Apply("2", parse(t, tmpl, b, tt.next, hold, tt.hold, web, tt.web)); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case got := <-answer:
-				if !strings.HasPrefix(got, tt.want) {
-					t.Errorf("queued request: %q, want %s", got, tt.want)
-				}
-			case <-time.After(testTimeout):
-				t.Fatal("the queued request is still waiting after the snapshot")
+			if got := answerOf(t, answer, "after the snapshot"); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("queued request: %q, want %s", got, tt.want)
 			}
 			if got := <-getAsync("http://" + web + "/"); !strings.HasPrefix(got, tt.wantNew) {
 				t.Errorf("new request: %q, want %s", got, tt.wantNew)
@@ -176,13 +179,8 @@ listeners:
 		}
 	}
 	session.Close()
-	select {
-	case got := <-answer:
-		if got != "200 OK a" {
-			t.Errorf("queued request: %q, want 200 OK a", got)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("the queued request is still waiting after the slot freed")
+	if got := answerOf(t, answer, "after the slot freed"); got != "200 OK a" {
+		t.Errorf("queued request: %q, want 200 OK a", got)
 	}
 }
 
@@ -221,13 +219,8 @@ listeners:
 	waitUntil(t, "three requests queued", func() bool { return (*n.current.Load())["full"].queue.len() == 3 })
 	session.Close()
 	for i, answer := range answers {
-		select {
-		case got := <-answer:
-			if got != "200 OK a" {
-				t.Errorf("request %d: %q, want 200 OK a", i, got)
-			}
-		case <-time.After(testTimeout):
-			t.Fatalf("request %d: no answer after the slot freed", i)
+		if got := answerOf(t, answer, "after the slot freed"); got != "200 OK a" {
+			t.Errorf("request %d: %q, want 200 OK a", i, got)
 		}
 	}
 }
