@@ -46,15 +46,7 @@ func TestCanaryRestartKeepsItsWindow(t *testing.T) {
 		}})
 	}
 	sessions["n1"].Acked(rv)
-	nodes := map[string]*sluicev1.NodeStatus{}
-	for _, n := range reg.Nodes() {
-		nodes[n.GetId()] = n
-	}
-	w := &watch{version: rv}
-	step := func(at time.Duration) (bool, string) {
-		t.Helper()
-		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
-	}
+	w, step := stepper(t, s, reg, r)
 
 	view(5000, 10) // counters from the node's start: the window counts from here
 	view(5000, 10)

@@ -157,15 +157,7 @@ func TestCanaryWindowCountsFromItsVersion(t *testing.T) {
 	rv := r.GetVersion()
 	sessions["n1"].Acked(rv)
 	sessions["n2"].Acked(rv)
-	nodes := map[string]*sluicev1.NodeStatus{}
-	for _, n := range reg.Nodes() {
-		nodes[n.GetId()] = n
-	}
-	w := &watch{version: rv}
-	step := func(at time.Duration) (bool, string) {
-		t.Helper()
-		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
-	}
+	w, step := stepper(t, s, reg, r)
 
 	// Both ACKed, but their latest views are of the old version.
 	if promote, halt := step(0); promote || halt != "" || w.phase != fmt.Sprintf("waiting for the counters of n1, n2 at version %d", rv) {
@@ -247,5 +239,19 @@ func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
 	status, _ := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
 	if want := fmt.Sprintf("halted: canary n02 refused version %d: listener public: bind: address already in use", rv); status.GetPhase() != want {
 		t.Errorf("phase %q after a real refusal; want %q", status.GetPhase(), want)
+	}
+}
+
+// stepper returns the watch of rollout r and a step of it, at a time given
+// from a fixed start, with the fleet's nodes as reg lists them now.
+func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) (*watch, func(at time.Duration) (promote bool, halt string)) {
+	nodes := map[string]*sluicev1.NodeStatus{}
+	for _, n := range reg.Nodes() {
+		nodes[n.GetId()] = n
+	}
+	w := &watch{version: r.GetVersion()}
+	return w, func(at time.Duration) (bool, string) {
+		t.Helper()
+		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
 	}
 }
