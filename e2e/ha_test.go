@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/sluice-lb/sluice/internal/etcdtest"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -456,5 +458,50 @@ listeners:
 	t.Logf("requests during the failover: %d answered (%v), %d failed", ok.Load(), answered, failed.Load())
 	if failed.Load() != 0 {
 		t.Errorf("%d requests failed during the failover, want 0: %q", failed.Load(), errs)
+	}
+}
+
+// TestHADashboard: each replica's dashboard, in headless chromium, shows
+// the traffic of the node that reports to it, and names the other
+// replica for the node that reports there.
+func TestHADashboard(t *testing.T) {
+	binaries(t)
+	ctx, pageErrors := browser(t)
+	rs := startReplicas(t, etcdtest.Start(t), 2)
+	n1 := startHANode(t, "node-1", rs[0], rs[1])
+	n2 := startHANode(t, "node-2", rs[1], rs[0])
+	v := applyVia(t, rs[0], clusterOnly(1))
+	for _, n := range []*haNode{n1, n2} {
+		waitFor(t, n.id+" to apply version "+fmt.Sprint(v), func() bool { return n.version() == fmt.Sprint(v) })
+	}
+	for i, r := range rs {
+		here, there := "node-1", "node-2"
+		if i == 1 {
+			here, there = there, here
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate("http://"+r.http+"/"),
+			chromedp.WaitVisible(`[data-node="`+there+`"] .replica`),
+		); err != nil {
+			t.Fatalf("dashboard of %s: %v (page errors: %q)", r.addr, err, pageErrors())
+		}
+		text := func(sel string) string {
+			t.Helper()
+			s, err := chromedp.Run(ctx, chromedp.Text(sel))
+			if err != nil {
+				t.Fatalf("dashboard of %s, text of %s: %v", r.addr, sel, err)
+			}
+			return strings.TrimSpace(s)
+		}
+		other := rs[1-i].addr
+		if traffic, replica := text(`[data-node="`+there+`"] .traffic`), text(`[data-node="`+there+`"] .replica`); traffic != "reported to replica "+other || replica != other {
+			t.Errorf("dashboard of %s, %s: traffic %q, replica %q; want reported to replica %s", r.addr, there, traffic, replica, other)
+		}
+		if own := text(`[data-node="` + here + `"] .traffic`); !strings.Contains(own, "active") {
+			t.Errorf("dashboard of %s, %s: traffic %q, want its own rates and gauges", r.addr, here, own)
+		}
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("page errors: %q", errs)
 	}
 }
