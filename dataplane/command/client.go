@@ -9,7 +9,6 @@ package command
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -71,20 +70,7 @@ func (c *Client) stream(ctx context.Context) (registered bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := st.Send(&sluicev1.CommandReply{NodeId: c.NodeID}); err != nil {
-		if err == io.EOF {
-			// Refused before this message went out: the status is Recv's.
-			_, err = st.Recv()
-		}
-		return false, err
-	}
-	// A stream the control plane ends before registering it has no
-	// headers: refused (a certificate that names another node, say), a
-	// control plane without the command service, one shutting down.
-	// grpc's Header reports no error for it, only a nil header; Recv
-	// gives its status. It must not reset the backoff.
-	if md, _ := st.Header(); md == nil {
-		_, err := st.Recv()
+	if err := reconnect.Register(st, &sluicev1.CommandReply{NodeId: c.NodeID}); err != nil {
 		return false, err
 	}
 	c.Logger.Debug("command stream open", "node", c.NodeID)

@@ -12,7 +12,6 @@ package discovery
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -92,22 +91,14 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 	// unless something else applied that version (or none: then the first
 	// response is a whole snapshot anyway).
 	deltas := running == "" || (c.base != nil && c.baseVersion == running)
-	if err := st.Send(&sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
-		if err == io.EOF {
-			// Refused before this message went out: the status is Recv's.
-			_, err = st.Recv()
-		}
-		return false, err
-	}
-	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
 	// The control plane sends headers once it has registered the node
 	// (an older one, with its first response). A node that runs the
 	// current version gets nothing more, maybe for days, and that stream
-	// made progress all the same; one refused at once has no headers.
-	if md, _ := st.Header(); md == nil {
-		_, err := st.Recv()
+	// made progress all the same.
+	if err := reconnect.Register(st, &sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
 		return false, err
 	}
+	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
 	for {
 		resp, err := st.Recv()
 		if err != nil {

@@ -6,11 +6,13 @@ package reconnect
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -71,4 +73,26 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			ceiling = max
 		}
 	}
+}
+
+// Register sends first on st, a stream just opened to the control plane,
+// and waits for the headers the control plane sends once it registered the
+// stream. It returns nil once it did, or else why the control plane refused
+// or ended the stream (a certificate that names another node, a service it
+// lacks, a shutdown): the status, which only Recv gives. The first Send may
+// fail with io.EOF before it arrives, and grpc's Header reports no error for
+// such a stream, only a nil header. A stream not registered made no
+// progress: it must not reset Loop's backoff.
+func Register[Req, Resp any](st grpc.BidiStreamingClient[Req, Resp], first *Req) error {
+	if err := st.Send(first); err != nil {
+		if err == io.EOF {
+			_, err = st.Recv()
+		}
+		return err
+	}
+	if md, _ := st.Header(); md == nil {
+		_, err := st.Recv()
+		return err
+	}
+	return nil
 }
