@@ -54,15 +54,16 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			log.Info(what+" stream ended; not reconnecting, the node is draining", "err", err)
 			return
 		}
+		level, msg := slog.LevelWarn, what+" stream ended; reconnecting"
 		if status.Code(err) == codes.Aborted {
 			progressed = false
-			log.Error(what+" stream replaced by another process with this node id; node ids must be unique", "err", err)
+			level, msg = slog.LevelError, what+" stream replaced by another process with this node id; node ids must be unique; reconnecting"
 		}
 		if progressed {
 			ceiling = min
 		}
 		wait := min/2 + rand.N(ceiling)
-		log.Warn(what+" stream ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		log.Log(ctx, level, msg, "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return
