@@ -33,7 +33,7 @@ func (e *Endpoint) HealthChanged() {
 	}
 }
 
-// counters are the atomics behind Stats.
+// counters are the atomics behind Stats and Ejections.
 type counters struct {
 	requests, bytesIn, bytesOut, connectErrors, responses5xx atomic.Uint64
 	healthTransitions, ejections                             atomic.Uint64
