@@ -61,11 +61,8 @@ func Parse(data, scratch []byte) (h Hello, more bool) {
 	if len(msg) >= 1 && msg[0] != typeClientHello {
 		return Hello{}, false
 	}
-	if len(msg) < 4 {
-		return Hello{TLS: true}, true
-	}
-	n := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
-	if len(msg)-4 < n {
+	n, ok := whole(msg)
+	if !ok {
 		return Hello{TLS: true}, true
 	}
 	return Hello{TLS: true, SNI: serverName(msg[4 : 4+n])}, false
@@ -89,14 +86,17 @@ func handshake(data, scratch []byte) (msg []byte, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	if whole(payload) {
+	if _, ok := whole(payload); ok {
 		return payload, true
 	}
 	if len(rest) == 0 {
 		return payload, true // the rest of this record has not come yet
 	}
 	k := copy(scratch, payload)
-	for len(rest) > 0 && k < len(scratch) && !whole(scratch[:k]) {
+	for len(rest) > 0 && k < len(scratch) {
+		if _, ok := whole(scratch[:k]); ok {
+			break
+		}
 		if len(rest) < recordHeaderLen {
 			if !recordStart(rest) {
 				return nil, false
@@ -112,13 +112,14 @@ func handshake(data, scratch []byte) (msg []byte, ok bool) {
 	return scratch[:k], true
 }
 
-// whole reports whether msg holds a whole handshake message.
-func whole(msg []byte) bool {
+// whole returns the body length of the handshake message msg begins with,
+// and whether msg holds all of it.
+func whole(msg []byte) (n int, ok bool) {
 	if len(msg) < 4 {
-		return false
+		return 0, false
 	}
-	n := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
-	return len(msg)-4 >= n
+	n = int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	return n, len(msg)-4 >= n
 }
 
 // record splits off the first record of data, which holds at least its
