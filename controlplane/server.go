@@ -259,7 +259,7 @@ func New(opts Options) (_ *Server, err error) {
 	})
 	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery"))
 	if s.etcd != nil {
-		s.discovery.HoldWhenBehind(discovery.LagWait)
+		s.discovery.HoldWhenBehind(discovery.LagWait, s.store)
 	}
 	s.history = history.New(opts.HistorySeries)
 	s.stats = stats.NewServer(stats.NewRing(opts.ConnsRing), s.fleet, log.With("component", "stats")).

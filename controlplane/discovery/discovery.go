@@ -99,7 +99,7 @@ type Server struct {
 // storeHead is the store's current version as storeVersion last read it.
 type storeHead struct {
 	mu      sync.Mutex
-	st      store.Store // Run's; nil before it
+	st      store.Store // HoldWhenBehind's
 	at      time.Time   // of the last read
 	version uint64
 	ok      bool // the last read succeeded
@@ -178,25 +178,21 @@ func New(reg *fleet.Registry, obs Observer, log *slog.Logger) *Server {
 var _ sluicev1.DiscoveryServiceServer = (*Server)(nil)
 
 // HoldWhenBehind makes s hold back its version from a node that runs a
-// newer one, as a replica sharing its store with others must (see the
-// package comment), asking the store every wait whether it was numbered
-// afresh. A lone control plane does not hold: a node ahead of it can only
-// come from a store numbered afresh. It returns s; call it before serving.
-func (s *Server) HoldWhenBehind(wait time.Duration) *Server {
-	s.lagWait = wait
+// newer one, as a replica sharing st with others must (see the package
+// comment), asking st every wait whether it was numbered afresh. A lone
+// control plane does not hold: a node ahead of it can only come from a
+// store numbered afresh. It returns s; call it before serving.
+func (s *Server) HoldWhenBehind(wait time.Duration, st store.Store) *Server {
+	s.lagWait, s.head.st = wait, st
 	return s
 }
 
 // storeVersion returns the store's current version, read at most once per
-// headEvery; ok is false when it cannot say (Run has not started, or the
-// read failed).
+// headEvery; ok is false when the read failed.
 func (s *Server) storeVersion(ctx context.Context) (version uint64, ok bool) {
 	h := &s.head
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.st == nil {
-		return 0, false
-	}
 	if !h.at.IsZero() && time.Since(h.at) < headEvery {
 		return h.version, h.ok
 	}
@@ -316,9 +312,6 @@ const (
 // soon as one is announced. Only a version that reads fine but cannot be
 // published ends Run with an error.
 func (s *Server) Run(ctx context.Context, st store.Store) error {
-	s.head.mu.Lock()
-	s.head.st = st
-	s.head.mu.Unlock()
 	watch := st.Watch(ctx)
 	backoff := minLoadBackoff
 	for {

@@ -142,20 +142,14 @@ func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
 	}
 }
 
-// headStore is a store whose watch announces nothing, as a replica's that
-// lags or lost etcd, and whose current version (History) the test sets, or
-// fails.
+// headStore is a store whose current version (History) the test sets, or
+// fails; the server publishes only what the test gives it, as a replica
+// whose watch lags or that lost etcd.
 type headStore struct {
 	store.Store
 	version atomic.Uint64
 	fail    atomic.Bool
 	reads   atomic.Int32
-}
-
-func (h *headStore) Watch(ctx context.Context) <-chan uint64 {
-	ch := make(chan uint64)
-	context.AfterFunc(ctx, func() { close(ch) })
-	return ch
 }
 
 func (h *headStore) History(context.Context, int) ([]*sluicev1.VersionInfo, error) {
@@ -175,13 +169,9 @@ func (h *headStore) History(context.Context, int) ([]*sluicev1.VersionInfo, erro
 func TestLaggingReplicaHoldsOlderVersion(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
-	ts.disc.HoldWhenBehind(20 * time.Millisecond)
 	hs := &headStore{}
 	hs.version.Store(7)
-	runCtx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- ts.disc.Run(runCtx, hs) }()
-	t.Cleanup(func() { stop(); <-ran })
+	ts.disc.HoldWhenBehind(20*time.Millisecond, hs)
 	ts.disc.Publish(5, testSnapshot(1, 1, 5))
 
 	n := connect(ctx, t, ts.conn, "n1", "7")
