@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 
@@ -18,15 +17,7 @@ import (
 // node logs the request with the endpoint's status; the next upload, on a
 // new connection, is refused alike.
 func TestEarlyAnswerEndToEnd(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	endpoint := errorBackend(t, http.StatusRequestEntityTooLarge, "too large")
 
 	c := startCP(t, t.TempDir(), "")
 	var out logBuffer
@@ -39,7 +30,7 @@ clusters:
       - { name: refuser, address: "%s" }
 listeners:
   - { name: web, address: "%s", protocol: HTTP, default_cluster: app }
-`, ln.Addr(), lst)))
+`, endpoint, lst)))
 
 	client := &http.Client{Timeout: testTimeout}
 	body := make([]byte, 8<<20)

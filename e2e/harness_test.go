@@ -165,6 +165,22 @@ type backend struct {
 	release chan struct{}
 }
 
+// errorBackend starts an HTTP server that answers every request with
+// status code and text (http.Error), and returns its address.
+func errorBackend(t *testing.T, code int, text string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, text, code)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
 func startBackend(t *testing.T, name string) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

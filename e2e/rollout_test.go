@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -20,15 +19,7 @@ import (
 func TestCanaryRollout(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	good := startBackend(t, "good")
-	failing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "broken", http.StatusInternalServerError)
-	})}
-	fl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go failing.Serve(fl)
-	t.Cleanup(func() { failing.Close() })
+	failing := errorBackend(t, http.StatusInternalServerError, "broken")
 
 	labels := map[string]string{"role": "web"}
 	canary := startLabelledNode(t, c.addr, "a-canary", labels) // sorts first: the one canary
@@ -92,7 +83,7 @@ listeners:
 
 	// A failing canary: its 5xx halt the rollout, and it goes back.
 	stop := traffic()
-	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 2), "--canary", "1", "--canary-window", "20s", "--wait")
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(failing, 2), "--canary", "1", "--canary-window", "20s", "--wait")
 	stop()
 	if code != 2 || !strings.Contains(stderr, "the rollout of version 4 halted: canary error rate ") || !strings.Contains(stderr, "is above 5%") {
 		t.Fatalf("apply of a failing canary --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
@@ -134,7 +125,7 @@ listeners:
 	// A canary that fixes a failing version: the 5xx the old version
 	// answered until the canary switched are not the canary's, even when
 	// the node reports them after its ACK, and do not halt the fix.
-	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(fl.Addr().String(), 4), "--wait"); code != 0 {
+	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(failing, 4), "--wait"); code != 0 {
 		t.Fatalf("apply of the failing backend: exit %d: %s", code, stderr)
 	}
 	stop = traffic()

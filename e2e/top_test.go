@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -73,15 +72,7 @@ func lastFrame(out, want string) string {
 func TestTopRates(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "broken", http.StatusInternalServerError)
-	})}
-	go failing.Serve(ln)
-	t.Cleanup(func() { failing.Close() })
+	failing := errorBackend(t, http.StatusInternalServerError, "broken")
 	web, api := freeAddr(t), freeAddr(t)
 	dp := startNode(t, c.addr, "node-1")
 	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
@@ -95,7 +86,7 @@ clusters:
 listeners:
   - { name: web, address: %s, protocol: HTTP, default_cluster: web }
   - { name: api, address: %s, protocol: HTTP, default_cluster: api }
-`, a.addr, b.addr, ln.Addr().String(), web, api)))
+`, a.addr, b.addr, failing, web, api)))
 	waitFor(t, "the node's first report", func() bool {
 		_, eps := c.nodeReport(t, "node-1")
 		return len(eps) == 3
