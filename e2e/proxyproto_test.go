@@ -247,17 +247,16 @@ listeners:
 
 	// A PROXY header in front: the address it names goes on to nginx.
 	for _, tc := range []struct {
-		listener, addr, header, client, path string
+		listener, addr, header, client, path, dest string
 	}{
-		{"accept-tcp", acceptTCP, "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "203.0.113.7", "/accept-tcp 192.0.2.1:80"},
-		{"accept-http", acceptHTTP, string(proxyproto.AppendV2(nil, netip.MustParseAddrPort("203.0.113.8:4343"), netip.MustParseAddrPort("192.0.2.2:8080"))), "203.0.113.8", "/accept-http 192.0.2.2:8080"},
+		{"accept-tcp", acceptTCP, "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n", "203.0.113.7", "/accept-tcp", "192.0.2.1:80"},
+		{"accept-http", acceptHTTP, string(proxyproto.AppendV2(nil, netip.MustParseAddrPort("203.0.113.8:4343"), netip.MustParseAddrPort("192.0.2.2:8080"))), "203.0.113.8", "/accept-http", "192.0.2.2:8080"},
 	} {
-		path, _, _ := strings.Cut(tc.path, " ")
-		got, err := request(dialFrom(t, "127.0.0.25", tc.addr), tc.header, path)
+		got, err := request(dialFrom(t, "127.0.0.25", tc.addr), tc.header, tc.path)
 		if want := "200 " + tc.client + "\n"; err != nil || got != want {
 			t.Errorf("%s: nginx answered %q, %v; want %q", tc.listener, got, err, want)
 		}
-		ng.logged(t, tc.client+" "+tc.path)
+		ng.logged(t, tc.client+" "+tc.path+" "+tc.dest)
 	}
 	// HTTPS: the header comes before the TLS handshake.
 	raw := dialFrom(t, "127.0.0.26", acceptHTTPS)
