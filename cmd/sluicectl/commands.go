@@ -872,7 +872,8 @@ EJECTED was taken out by outlier detection. A node that went away is shown
 as disconnected, with its last report. With control-plane replicas on one
 etcd, each node reports to the replica its streams are on: a node connected
 to another replica is shown by that replica's name (its --replica; by
-default its --listen address), without endpoints.`)
+default its --listen address, or host name and port for a wildcard one),
+without endpoints.`)
 	node := fs.String("node", "", "only node `ID`")
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	o := outputFlag(fs, "table", "json")

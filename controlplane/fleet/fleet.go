@@ -54,7 +54,7 @@ type entry struct {
 	nackDraining   bool   // nacked came while draining: see forgetDrainingNack
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
-	retired        string // a process replaced while it drained (see Retired)
+	retired        string // a process replaced while it drained (see retired)
 	group          string // the node group its labels put it in, or ""
 	groupProblem   string // why group is "", for operators
 
