@@ -221,6 +221,35 @@ func TestEarlyAnswerEndpointStopsReading(t *testing.T) {
 	}
 }
 
+// A TLS endpoint that stops reading an upload and never answers: the
+// client gets its 504 when response_timeout has passed since the endpoint
+// last took a byte, not a second response_timeout later. (A TLS write that
+// timed out fails every later write at once, so each slice past the first
+// deadline was spent spinning.)
+func TestStalledTLSUploadEndsAtResponseTimeout(t *testing.T) {
+	const responseTimeout = 2 * time.Second
+	hold := make(chan struct{})
+	s := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		select { // reads nothing of the body, answers nothing
+		case <-hold:
+		case <-time.After(defaultTestTimeout):
+		}
+	}))
+	t.Cleanup(func() { close(hold); s.Close() })
+	ep := upstream.New("web", "b1", s.Listener.Addr().String())
+	ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
+	r, took, _, _ := upload(t, p.dial(), contentLength(64<<20), pattern(64<<20), 1<<20, 0)
+	if r.code != 504 {
+		t.Fatalf("got %s after %v, want 504", r.status, took)
+	}
+	// The bound is half a response_timeout past it: the fault took a
+	// whole one more.
+	if took > responseTimeout*3/2 {
+		t.Errorf("504 after %v; want it once response_timeout (%v) passed", took, responseTimeout)
+	}
+}
+
 // An endpoint of Go's net/http that refuses a large upload without
 // reading it: the server answers with Connection: close, half-closes,
 // and resets the connection half a second later. Over TLS too, where what

@@ -885,10 +885,11 @@ func (cc *clientConn) bodyStalled(bc net.Conn) *statusError {
 	x := cc.x
 	now := time.Now()
 	// stallAt and stallOut may be another exchange's: this one's first
-	// stall counts from its start.
+	// stall is where its count starts. (What went before it, the head
+	// included, already moved x.hard as it went.)
 	ours := !x.stallAt.Before(x.start)
 	if !ours {
-		x.stallOut = 0
+		x.stallOut = x.epOut
 	}
 	took := x.epOut - x.stallOut
 	whole := ours && now.Sub(x.stallAt) < closeCheckInterval+closeCheckInterval/2
