@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -306,20 +307,33 @@ func TestEarlyAnswerAfterContinue(t *testing.T) {
 // An early answer whose body ends with the connection (HTTP/1.0), from an
 // endpoint that stops reading and later closes with the request unread,
 // which resets the connection: the reset ends the body, which reaches the
-// client whole (re-framed as chunks), not cut short.
+// client whole, not cut short: re-framed as chunks for an HTTP/1.1 client,
+// spliced as it comes to an HTTP/1.0 one.
 func TestEarlyAnswerCloseDelimited(t *testing.T) {
-	ep := upstream.New("web", "b1", smallWindowBackend(t, func(c net.Conn, br *bufio.Reader) {
-		readRequestHead(br)
-		io.WriteString(c, "HTTP/1.0 413 Payload Too Large\r\n\r\ntoo large")
-		time.Sleep(closeCheckInterval + closeCheckInterval/2) // the proxy reads the answer, then the reset comes
-	}))
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-	c := p.dial()
-	r, _, br, _ := upload(t, c, contentLength(32<<20), pattern(32<<20), 1<<20, 0)
-	if r.code != 413 || r.body != "too large" || !r.chunked {
-		t.Fatalf("got %s %q (chunked: %v), want the endpoint's 413 \"too large\" in chunks", r.status, r.body, r.chunked)
+	for _, tt := range []struct {
+		name    string
+		proto   string
+		chunked bool // re-framed for an HTTP/1.1 client; spliced as it is to an HTTP/1.0 one
+	}{
+		{"HTTP/1.1 client", "HTTP/1.1", true},
+		{"HTTP/1.0 client", "HTTP/1.0", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := upstream.New("web", "b1", smallWindowBackend(t, func(c net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(c, "HTTP/1.0 413 Payload Too Large\r\n\r\ntoo large")
+				time.Sleep(closeCheckInterval + closeCheckInterval/2) // the proxy reads the answer, then the reset comes
+			}))
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+			c := p.dial()
+			head := strings.Replace(contentLength(32<<20), "HTTP/1.1", tt.proto, 1)
+			r, _, br, _ := upload(t, c, head, pattern(32<<20), 1<<20, 0)
+			if r.code != 413 || r.body != "too large" || r.chunked != tt.chunked {
+				t.Fatalf("got %s %q (chunked: %v), want the endpoint's 413 \"too large\" (chunked: %v)", r.status, r.body, r.chunked, tt.chunked)
+			}
+			expectEOF(t, br)
+		})
 	}
-	expectEOF(t, br)
 }
 
 // An endpoint that answers early but drains the body before closing (nginx's
