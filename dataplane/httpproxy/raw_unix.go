@@ -205,11 +205,10 @@ func alive(c net.Conn) bool {
 		return false
 	}
 	ok := false
-	var b [1]byte
 	// Control, not Read: Read first checks the deadline last set on the
 	// connection, which has long passed on a connection that sat pooled.
 	err := raw.Control(func(fd uintptr) {
-		_, err := peek(fd, b[:])
+		_, err := peekByte(fd)
 		ok = err == syscall.EAGAIN
 	})
 	return err == nil && ok
@@ -227,6 +226,14 @@ func socketOf(c net.Conn) syscall.RawConn {
 		return nil
 	}
 	return raw
+}
+
+// peekByte looks at the next byte the socket fd holds without taking it
+// or waiting: n is 1 when one is there, 0 at the peer's FIN, and err is
+// EAGAIN when nothing came. An interrupted call is made again.
+func peekByte(fd uintptr) (n int, err error) {
+	var b [1]byte
+	return peek(fd, b[:])
 }
 
 // peek copies into b what the socket fd holds, without taking it or

@@ -116,14 +116,6 @@ func peerEnded(fd uintptr) (fin, broken bool) {
 	return info.State == tcpCloseWait, info.State == tcpClose
 }
 
-// peekByte looks at the next byte the socket fd holds without taking it
-// or waiting: n is 1 when one is there, 0 at the peer's FIN, and err is
-// EAGAIN when nothing came. An interrupted call is made again.
-func peekByte(fd uintptr) (n int, err error) {
-	var b [1]byte
-	return peek(fd, b[:])
-}
-
 // clientLeft reports whether the client of the exchange left while its
 // request is at the endpoint (waiting for its response, or for more of
 // it): it reset the connection, or, with abortOnClose (the request's
