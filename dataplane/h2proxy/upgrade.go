@@ -39,10 +39,6 @@ import (
 // textUpgradeHTTP2 is the answer to an upgrade routed to an http2 cluster.
 const textUpgradeHTTP2 = "upgrade to an HTTP/2 endpoint is not supported"
 
-// maxInterim bounds the 1xx responses (but 101) skipped before the answer
-// to an upgrade request, as the HTTP/1.1 engine bounds them (16).
-const maxInterim = 16
-
 // upgrading is the endpoint connection of an Upgrade request.
 type upgrading struct {
 	ep *upstream.Endpoint
@@ -113,7 +109,7 @@ func (u *upgrading) exchange(req *http.Request) (*http.Response, error) {
 	if err := req.Write(u.c); err != nil {
 		return nil, err
 	}
-	for range maxInterim + 1 { // the interim responses, and the answer
+	for range httpproxy.MaxInterim + 1 { // the interim responses (but 101), and the answer
 		resp, err := http.ReadResponse(u.br, req)
 		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, err

@@ -35,8 +35,9 @@ const (
 	spliceMin = 64 << 10
 	// splicePiece bounds one splice call so deadlines are renewed between.
 	splicePiece = 4 << 20
-	// maxInterim bounds the 1xx responses accepted before the final one.
-	maxInterim = 16
+	// MaxInterim bounds the 1xx responses accepted before the final one
+	// (the HTTP/2 engine's Upgrade path takes as many).
+	MaxInterim = 16
 )
 
 // exchange forwards the request whose head is parsed in cc.x.req and its
@@ -1017,7 +1018,7 @@ func (cc *clientConn) readResponseHead(bc net.Conn, stopAt100 bool) (*statusErro
 					return nil, true
 				}
 				x.bs += end
-				if interim++; interim > maxInterim {
+				if interim++; interim > MaxInterim {
 					return errRespMalformed, true
 				}
 				if x.minor == 1 {
@@ -1097,11 +1098,12 @@ func (cc *clientConn) relayResponse(ep *upstream.Endpoint, bc net.Conn) bool {
 		}
 	}
 	if !keep && (x.reqBody != bodyNone || x.limit != 0 && x.rs < x.re) {
-		// The client's body was never read (the endpoint answered an
-		// Expect: 100-continue request without asking for it), or a
-		// connection limit ends a connection on which the client already
-		// pipelined more: what it sends must not reset the connection
-		// before it read this response.
+		// The client's body was never read, or not all of it (the
+		// endpoint answered an Expect: 100-continue request without
+		// asking for it, or answered early), or a connection limit ends
+		// a connection on which the client already pipelined more: what
+		// it sends must not reset the connection before it read this
+		// response.
 		cc.linger = true
 	}
 	x.finalHead(keep, out)
