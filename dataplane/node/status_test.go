@@ -97,6 +97,7 @@ clusters:
 // echoServer echoes lines and counts the connections open to it.
 type echoServer struct {
 	addr string
+	ln   net.Listener // closed at the test's end, or sooner by the test
 	open atomic.Int32
 }
 
@@ -106,7 +107,7 @@ func startEcho(t *testing.T) *echoServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &echoServer{addr: ln.Addr().String()}
+	s := &echoServer{addr: ln.Addr().String(), ln: ln}
 	var wg sync.WaitGroup
 	go func() {
 		for {
@@ -263,34 +264,13 @@ func TestEndpointStatusProto(t *testing.T) {
 // they held a descriptor each and showed in its connection count.
 func TestDownEndpointLetsGoOfItsPool(t *testing.T) {
 	n := newNode(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := make(chan struct{}) // the pooled connection, closed at the far end
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 1)
-				if _, err := io.ReadFull(c, b); err != nil || b[0] != 'p' {
-					return // a check, which says nothing
-				}
-				io.Copy(io.Discard, c) // the pooled connection, which said "p"
-				close(closed)
-			}()
-		}
-	}()
+	e := startEcho(t)
 	if err := n.Apply("1", parse(t, `
 clusters:
   - name: web
     health_check: { interval: 100ms, fall: 1, rise: 1 }
     endpoints: [{ name: a, address: "%s" }]
-`, ln.Addr().String())); err != nil {
+`, e.addr)); err != nil {
 		t.Fatal(err)
 	}
 	ep := member(t, n, "a")
@@ -298,20 +278,15 @@ clusters:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Write([]byte("p")); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { c.Close() }) // before the echo server waits for its connections
 	ep.PutIdle(c, nil)
 	waitUntil(t, "a up", func() bool { return status(t, n, "web", "a").Health == "UP" })
 	if got := ep.Conns(); got != 1 {
 		t.Fatalf("a holds %d connections, want the pooled one", got)
 	}
-	ln.Close() // checks are refused from now on
+	e.ln.Close() // checks are refused from now on
 	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
 	waitUntil(t, "a's pool emptied", func() bool { return ep.Conns() == 0 })
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the pooled connection is still open at the endpoint")
-	}
+	// With checks refused, only the pooled connection can still be open.
+	waitUntil(t, "the pooled connection closed at the endpoint", func() bool { return e.open.Load() == 0 })
 }
