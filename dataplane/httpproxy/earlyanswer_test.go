@@ -251,6 +251,44 @@ func TestStalledTLSUploadEndsAtResponseTimeout(t *testing.T) {
 	}
 }
 
+// A TLS upload that takes longer than response_timeout from start to end,
+// but whose client and endpoint never pause for that long: it goes
+// through whole, as it does to a plaintext endpoint. response_timeout is
+// a wait without progress, not a bound on the whole request.
+func TestSlowTLSUploadOutlastsResponseTimeout(t *testing.T) {
+	const responseTimeout = 500 * time.Millisecond
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "got %d", n)
+	}))
+	t.Cleanup(s.Close)
+	ep := upstream.New("web", "b1", s.Listener.Addr().String())
+	ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
+	// 16 pieces 100 ms apart: three response_timeouts from the head to
+	// the last byte.
+	const size, piece = 512 << 10, 32 << 10
+	for _, tt := range []struct{ name, head string }{
+		{"length", contentLength(size)},
+		{"chunked", chunkedHead},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := pattern(size)
+			if tt.head == chunkedHead {
+				body = chunked(body, piece)
+			}
+			r, took, _, _ := upload(t, p.dial(), tt.head, body, piece, 100*time.Millisecond)
+			if want := fmt.Sprintf("got %d", size); r.code != 200 || r.body != want {
+				t.Fatalf("got %s %q after %v, want 200 %q", r.status, r.body, took, want)
+			}
+		})
+	}
+}
+
 // An endpoint of Go's net/http that refuses a large upload without
 // reading it: the server answers with Connection: close, half-closes,
 // and resets the connection half a second later. Over TLS too, where what

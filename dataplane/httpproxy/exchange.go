@@ -835,8 +835,9 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 		return
 	}
 	// A TLS write that times out leaves the connection unusable: writes
-	// get the hard deadline, so a client closed from outside is noticed
-	// only when a read slice ends, or at the hard deadline.
+	// get the hard deadline (writeEndpoint moves it with x.hard), so a
+	// client closed from outside is noticed only when a read slice ends,
+	// or at the hard deadline.
 	bc.SetReadDeadline(dl)
 	bc.SetWriteDeadline(x.hard)
 }
@@ -921,6 +922,12 @@ func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
 				n, err = cc.writeEndpointRaw(raw, p)
 			}
 		} else {
+			if _, ok := bc.(*net.TCPConn); !ok {
+				// TLS: the write waits up to the hard deadline, which
+				// progress moved since armEndpoint (bodyStalled, and
+				// the body loops as the client's bytes come).
+				bc.SetWriteDeadline(cc.x.hard)
+			}
 			n, err = bc.Write(p)
 		}
 		p = p[n:]
