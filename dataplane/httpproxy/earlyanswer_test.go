@@ -77,6 +77,19 @@ func upload(t *testing.T, c net.Conn, head string, body []byte, piece int, pause
 	return r, time.Since(start), br, &wrote
 }
 
+// tlsEndpoint starts a TLS endpoint of Go's net/http serving h, with the
+// server configuration cfg when not nil, and returns it as an endpoint
+// that trusts its certificate.
+func tlsEndpoint(t *testing.T, h http.Handler, cfg *tls.Config) *upstream.Endpoint {
+	s := httptest.NewUnstartedServer(h)
+	s.TLS = cfg
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	ep := upstream.New("web", "b1", s.Listener.Addr().String())
+	ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+	return ep
+}
+
 // contentLength is the head of a POST with a Content-Length body of n bytes.
 func contentLength(n int) string {
 	return "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n"
@@ -230,15 +243,15 @@ func TestEarlyAnswerEndpointStopsReading(t *testing.T) {
 func TestStalledTLSUploadEndsAtResponseTimeout(t *testing.T) {
 	const responseTimeout = 2 * time.Second
 	hold := make(chan struct{})
-	s := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	// The endpoint's session ticket comes after the handshake and waits
+	// on the socket: no answer, though the socket holds records.
+	ep := tlsEndpoint(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		select { // reads nothing of the body, answers nothing
 		case <-hold:
 		case <-time.After(defaultTestTimeout):
 		}
-	}))
-	t.Cleanup(func() { close(hold); s.Close() })
-	ep := upstream.New("web", "b1", s.Listener.Addr().String())
-	ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+	}), &tls.Config{ClientAuth: tls.RequestClientCert})
+	t.Cleanup(func() { close(hold) })
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
 	r, took, _, _ := upload(t, p.dial(), contentLength(64<<20), pattern(64<<20), 1<<20, 0)
 	if r.code != 504 {
@@ -257,17 +270,14 @@ func TestStalledTLSUploadEndsAtResponseTimeout(t *testing.T) {
 // a wait without progress, not a bound on the whole request.
 func TestSlowTLSUploadOutlastsResponseTimeout(t *testing.T) {
 	const responseTimeout = 500 * time.Millisecond
-	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ep := tlsEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		fmt.Fprintf(w, "got %d", n)
-	}))
-	t.Cleanup(s.Close)
-	ep := upstream.New("web", "b1", s.Listener.Addr().String())
-	ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
+	}), nil)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
 	// 16 pieces 100 ms apart: three response_timeouts from the head to
 	// the last byte.
@@ -302,12 +312,11 @@ func TestEarlyAnswerGoServer(t *testing.T) {
 		ep   func(t *testing.T) *upstream.Endpoint
 	}{
 		{"plain", func(t *testing.T) *upstream.Endpoint { return startBackend(t, "b1", refuse).ep }},
-		{"TLS", func(t *testing.T) *upstream.Endpoint {
-			s := httptest.NewTLSServer(refuse)
-			t.Cleanup(s.Close)
-			ep := upstream.New("web", "b1", s.Listener.Addr().String())
-			ep.SetTLS(&tls.Config{InsecureSkipVerify: true})
-			return ep
+		{"TLS", func(t *testing.T) *upstream.Endpoint { return tlsEndpoint(t, refuse, nil) }},
+		// Its session ticket comes after the handshake, ahead of the
+		// answer on the socket.
+		{"TLS with a ticket behind the handshake", func(t *testing.T) *upstream.Endpoint {
+			return tlsEndpoint(t, refuse, &tls.Config{ClientAuth: tls.RequestClientCert})
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
@@ -254,8 +255,8 @@ func peek(fd uintptr, b []byte) (n int, err error) {
 // (MSG_PEEK), into the free end of the endpoint read buffer; the bytes
 // stay for readResponseHead. What a peer sent before it reset the
 // connection stays readable, so this works after a write failed too. Over
-// TLS the socket holds records, which tell nothing until decrypted: any
-// byte counts. It costs system calls, and is asked only on paths that
+// TLS the socket holds records, which tell nothing until decrypted
+// (tlsAnswer). It costs system calls, and is asked only on paths that
 // failed or stalled.
 func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
 	x := cc.x
@@ -275,7 +276,34 @@ func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
 		return false
 	}
 	if _, plain := bc.(*net.TCPConn); !plain {
-		return n > 0
+		if n > 0 {
+			cc.tlsAnswer(bc)
+		}
+		n = 0
 	}
 	return finalAnswerStarts(x.bb[x.bs : x.be+n])
+}
+
+// tlsAnswerWait bounds tlsAnswer's read: the records it decrypts are on
+// the socket already, but for the rest of one that is still coming.
+const tlsAnswerWait = 20 * time.Millisecond
+
+// tlsAnswer reads what the TLS endpoint connection bc holds into the free
+// end of the endpoint read buffer, where readResponseHead finds it. Not
+// every record is an answer: a TLS 1.3 endpoint may send session tickets
+// once the handshake is over (OpenSSL does; Go does after it asked for a
+// client certificate), which the read takes in and which give no bytes.
+// A read timeout leaves a TLS connection usable, unlike a write's; the
+// caller arms bc's next deadline, as after any stall.
+func (cc *clientConn) tlsAnswer(bc net.Conn) {
+	x := cc.x
+	bc.SetReadDeadline(time.Now().Add(tlsAnswerWait))
+	for x.be < len(x.bb) && !finalAnswerStarts(x.bb[x.bs:x.be]) {
+		m, err := bc.Read(x.bb[x.be:])
+		x.be += m
+		x.epIn += uint64(m)
+		if err != nil {
+			return
+		}
+	}
 }
