@@ -19,8 +19,11 @@
 // nodes) with the other replicas' records read from etcd. A node may appear
 // under several replicas for a moment (it moved; the old replica has not
 // noticed yet, or died and its lease has not expired): the connected record
-// with the latest connected_since wins, or, of disconnected ones, the one
-// last seen.
+// of the latest connection wins, or, of disconnected ones, the one last
+// seen. Connections are ordered by the etcd revision that first recorded
+// each (connected_revision), not by connected_since: each replica stamps
+// that by its own clock, and one running ahead would keep a dead replica's
+// record on top until its lease expired.
 package fleetview
 
 import (
@@ -29,11 +32,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -83,6 +88,14 @@ type View struct {
 	mu    sync.Mutex
 	dirty map[string]struct{} // node ids whose record is behind the registry
 	wake  chan struct{}       // capacity 1: something is dirty
+	conns map[string]recorded // node id: the connection its record holds
+}
+
+// recorded is a connection of a node to this replica as its record holds
+// it: since when, and the revision that first wrote it.
+type recorded struct {
+	since time.Time
+	rev   int64
 }
 
 // New returns a view that shares local's nodes; it observes local (see
@@ -107,6 +120,7 @@ func New(client *clientv3.Client, local *fleet.Registry, opts Options) (*View, e
 		log:     opts.Logger,
 		dirty:   make(map[string]struct{}),
 		wake:    make(chan struct{}, 1),
+		conns:   make(map[string]recorded),
 	}
 	local.Observe(v.changed)
 	return v, nil
@@ -197,10 +211,17 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 	for len(ids) > 0 {
 		n := min(len(ids), batch)
 		ops := make([]clientv3.Op, 0, n)
+		var fresh []*sluicev1.NodeStatus // connections this batch records first
 		for _, id := range ids[:n] {
 			st, ok := v.local.Node(id)
 			if !ok {
+				v.mu.Lock()
+				delete(v.conns, id)
+				v.mu.Unlock()
 				continue
+			}
+			if st.GetConnected() && !v.stamp(st) {
+				fresh = append(fresh, st)
 			}
 			raw, err := protojson.Marshal(st)
 			if err != nil {
@@ -210,8 +231,15 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 			ops = append(ops, clientv3.OpPut(v.key(v.replica, id), string(raw), clientv3.WithLease(lease)))
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err := v.client.Txn(cctx).Then(ops...).Commit()
+		resp, err := v.client.Txn(cctx).Then(ops...).Commit()
 		cancel()
+		if err == nil {
+			v.mu.Lock()
+			for _, st := range fresh {
+				v.conns[st.GetId()] = recorded{st.GetConnectedSince().AsTime(), resp.Header.GetRevision()}
+			}
+			v.mu.Unlock()
+		}
 		if err != nil {
 			v.mu.Lock()
 			for _, id := range ids {
@@ -225,6 +253,20 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 	return nil
 }
 
+// stamp sets the connected_revision of st, a connected node's status from
+// the registry, when its record already holds that connection, and reports
+// whether it did.
+func (v *View) stamp(st *sluicev1.NodeStatus) bool {
+	v.mu.Lock()
+	c, ok := v.conns[st.GetId()]
+	v.mu.Unlock()
+	if !ok || !c.since.Equal(st.GetConnectedSince().AsTime()) {
+		return false
+	}
+	st.ConnectedRevision = c.rev
+	return true
+}
+
 // Nodes returns every replica's nodes, one status per node id, sorted by id
 // (the config API's NodeLister), each naming the replica whose record it is.
 // When etcd cannot be read it returns this replica's nodes only, and logs
@@ -233,6 +275,9 @@ func (v *View) Nodes() []*sluicev1.NodeStatus {
 	local := v.local.Nodes()
 	for _, n := range local {
 		n.Replica = v.replica
+		if n.GetConnected() {
+			v.stamp(n) // when not yet written, the latest connection
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
@@ -268,7 +313,7 @@ func (v *View) Replicas(ctx context.Context) (map[string][]string, error) {
 	}
 	out := map[string][]string{}
 	for _, kv := range resp.Kvs {
-		replica, id, st, ok := v.decode(kv.Key, kv.Value)
+		replica, id, st, ok := v.decode(kv)
 		if ok && st.GetConnected() {
 			out[id] = append(out[id], replica)
 		}
@@ -284,7 +329,7 @@ func (v *View) remote(ctx context.Context) ([]*sluicev1.NodeStatus, error) {
 	}
 	out := make([]*sluicev1.NodeStatus, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		replica, _, st, ok := v.decode(kv.Key, kv.Value)
+		replica, _, st, ok := v.decode(kv)
 		if ok && replica != v.replica {
 			out = append(out, st)
 		}
@@ -293,34 +338,55 @@ func (v *View) remote(ctx context.Context) ([]*sluicev1.NodeStatus, error) {
 }
 
 // decode splits a record's key into replica and node id (node ids have no
-// slash, so the last one separates them) and decodes its value.
-func (v *View) decode(key, value []byte) (replica, id string, st *sluicev1.NodeStatus, ok bool) {
-	rest, found := strings.CutPrefix(string(key), v.dir)
+// slash, so the last one separates them) and decodes its value. Fields it
+// does not know, from a newer replica, are skipped.
+func (v *View) decode(kv *mvccpb.KeyValue) (replica, id string, st *sluicev1.NodeStatus, ok bool) {
+	rest, found := strings.CutPrefix(string(kv.Key), v.dir)
 	i := strings.LastIndexByte(rest, '/')
 	if !found || i < 0 {
 		return "", "", nil, false
 	}
 	replica, id = rest[:i], rest[i+1:]
 	st = &sluicev1.NodeStatus{}
-	if err := protojson.Unmarshal(value, st); err != nil || st.GetId() != id {
-		v.log.Warn("fleet view: ignoring a corrupt node record", "key", string(key), "err", err)
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(kv.Value, st); err != nil || st.GetId() != id {
+		v.log.Warn("fleet view: ignoring a corrupt node record", "key", string(kv.Key), "err", err)
 		return "", "", nil, false
 	}
 	st.Replica = replica // the key says, whatever the record does
+	if st.GetConnected() && st.GetConnectedRevision() == 0 {
+		// The write that first recorded the connection; or a replica
+		// older than connected_revision wrote it, and its last write
+		// stands in for it.
+		st.ConnectedRevision = kv.ModRevision
+	}
 	return replica, id, st, true
 }
 
 // newer reports whether a says more about its node now than b: a connected
 // record beats a disconnected one; of two connected, the later connection
-// wins; of two disconnected, the one seen last.
+// wins (by revision; one not yet written is the latest); of two
+// disconnected, the one seen last.
 func newer(a, b *sluicev1.NodeStatus) bool {
 	if a.GetConnected() != b.GetConnected() {
 		return a.GetConnected()
 	}
 	if a.GetConnected() {
+		if ra, rb := written(a), written(b); ra != rb {
+			return ra > rb
+		}
 		return a.GetConnectedSince().AsTime().After(b.GetConnectedSince().AsTime())
 	}
 	return a.GetLastSeen().AsTime().After(b.GetLastSeen().AsTime())
+}
+
+// written is where a connected record's connection stands in the store's
+// order: its connected_revision, or after every revision when it has none
+// (a local connection whose record is not written yet).
+func written(n *sluicev1.NodeStatus) int64 {
+	if r := n.GetConnectedRevision(); r != 0 {
+		return r
+	}
+	return math.MaxInt64
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/internal/etcdtest"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -121,6 +124,59 @@ func TestSharedFleet(t *testing.T) {
 	})
 	if got := ids(a.view.Nodes()); !slices.Equal(got, []string{"n1"}) {
 		t.Errorf("a lists %v after b stopped, want [n1]", got)
+	}
+}
+
+// TestMoveOrderedByStoreNotClock: of two replicas that record one node
+// connected, the one whose record of the connection etcd took later wins,
+// whatever the replicas' clocks say. Replica b is gone (killed; its lease
+// has not expired yet), and its clock ran an hour ahead.
+func TestMoveOrderedByStoreNotClock(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	a, c := start(t, srv, "a"), start(t, srv, "c") // c only looks
+	putB := func(st *sluicev1.NodeStatus) int64 {
+		t.Helper()
+		raw, err := protojson.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := cli.Put(context.Background(), "/t/nodes/b/n1", string(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.GetRevision()
+	}
+	ahead := &sluicev1.NodeStatus{Id: "n1", Connected: true, Peer: "peer-b", ConnectedSince: timestamppb.New(time.Now().Add(time.Hour))}
+	rev := putB(ahead)
+	onA := func(what string, cond func(n *sluicev1.NodeStatus) bool) {
+		t.Helper()
+		for name, r := range map[string]*replica{"a": a, "c": c} {
+			waitNode(t, r.view, what+", as "+name+" sees it", "n1", func(n *sluicev1.NodeStatus) bool {
+				return n.GetConnected() && n.GetReplica() == "a" && n.GetPeer() == "peer-a" && cond(n)
+			})
+		}
+	}
+	s := a.reg.Connect(&sluicev1.Node{Id: "n1"}, "peer-a", 0)
+	onA("n1 on a", func(n *sluicev1.NodeStatus) bool { return n.GetConnectedRevision() > rev })
+	var first int64
+	for _, n := range c.view.Nodes() {
+		first = n.GetConnectedRevision()
+	}
+	// a writes n1's record again: the connection keeps its revision.
+	s.Acked(5)
+	onA("n1's ACK", func(n *sluicev1.NodeStatus) bool {
+		return n.GetAckedVersion() == 5 && n.GetConnectedRevision() == first
+	})
+	// b, had it lived on unaware, would write its record again, carrying
+	// the revision of its own connection: a's stays on top.
+	ahead.SentVersion, ahead.ConnectedRevision = 6, rev
+	putB(ahead)
+	time.Sleep(50 * time.Millisecond)
+	for name, r := range map[string]*replica{"a": a, "c": c} {
+		if got := r.view.Nodes(); len(got) != 1 || got[0].GetReplica() != "a" {
+			t.Errorf("%s lists %v after b wrote its record again; want n1 on a", name, got)
+		}
 	}
 }
 

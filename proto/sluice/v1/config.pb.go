@@ -1196,9 +1196,15 @@ type NodeStatus struct {
 	// Replica is the control-plane replica whose record this is: the one the
 	// node's streams are on, or were on last when it is disconnected. Empty
 	// on a control plane without etcd.
-	Replica       string `protobuf:"bytes,15,opt,name=replica,proto3" json:"replica,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replica string `protobuf:"bytes,15,opt,name=replica,proto3" json:"replica,omitempty"`
+	// ConnectedRevision is, with replicas, the etcd revision at which the
+	// replica first recorded the node's current connection. It orders one
+	// node's records across replicas, which connected_since cannot: each
+	// replica stamps that by its own clock. 0 when disconnected, before the
+	// record is written, and on a control plane without etcd.
+	ConnectedRevision int64 `protobuf:"varint,16,opt,name=connected_revision,json=connectedRevision,proto3" json:"connected_revision,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -1334,6 +1340,13 @@ func (x *NodeStatus) GetReplica() string {
 		return x.Replica
 	}
 	return ""
+}
+
+func (x *NodeStatus) GetConnectedRevision() int64 {
+	if x != nil {
+		return x.ConnectedRevision
+	}
+	return 0
 }
 
 type ListConnsRequest struct {
@@ -2464,7 +2477,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
 	"\x10ListNodesRequest\"@\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\xe6\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\x95\x05\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -2483,7 +2496,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bdraining\x18\f \x01(\bR\bdraining\x12\x14\n" +
 	"\x05group\x18\r \x01(\tR\x05group\x12#\n" +
 	"\rgroup_problem\x18\x0e \x01(\tR\fgroupProblem\x12\x18\n" +
-	"\areplica\x18\x0f \x01(\tR\areplica\x1a9\n" +
+	"\areplica\x18\x0f \x01(\tR\areplica\x12-\n" +
+	"\x12connected_revision\x18\x10 \x01(\x03R\x11connectedRevision\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +

@@ -2191,6 +2191,8 @@ func (m *NodeStatus) validate(all bool) error {
 
 	// no validation rules for Replica
 
+	// no validation rules for ConnectedRevision
+
 	if len(errors) > 0 {
 		return NodeStatusMultiError(errors)
 	}
