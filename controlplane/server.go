@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/controlplane/cmdrelay"
 	"github.com/sluice-lb/sluice/controlplane/command"
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/dashboard"
@@ -152,6 +153,7 @@ type Server struct {
 	etcd      *clientv3.Client // nil with the embedded store
 	replica   string
 	view      *fleetview.View // nil with the embedded store
+	relay     *cmdrelay.Relay // nil with the embedded store
 	fleet     *fleet.Registry
 	discovery *discovery.Server
 	config    *configapi.Server
@@ -268,6 +270,18 @@ func New(opts Options) (_ *Server, err error) {
 	config := configapi.New(s.store, nodes, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands).
 		WithReplica(s.replica)
+	if s.etcd != nil {
+		// Commands reach the nodes on other replicas through them.
+		s.relay, err = cmdrelay.New(s.etcd, s.commands, cmdrelay.Options{
+			Prefix:  s.etcdPrefix(),
+			Replica: s.replica,
+			Logger:  log.With("component", "cmdrelay"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		config.WithRelay(s.relay)
+	}
 	s.config = config
 
 	// The config API's calls from gRPC (sluicectl) and from HTTP (the
@@ -505,6 +519,7 @@ func (s *Server) serve(ctx context.Context) error {
 	})
 	if s.view != nil {
 		wg.Go(func() { s.view.Run(ctx) })
+		wg.Go(func() { s.relay.Run(ctx) })
 	}
 	if p, ok := s.store.(pruner); ok {
 		wg.Go(func() { s.Elector("prune").Run(ctx, func(ctx context.Context) { s.prune(ctx, p) }) })

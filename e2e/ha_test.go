@@ -219,8 +219,9 @@ clusters:
 }
 
 // TestHAFleet: two replicas, a node on each. A version applied through one
-// reaches the other's node within a second; sluicectl nodes and apply --wait
-// through either replica see both nodes; when a replica dies its node moves
+// reaches the other's node within a second; sluicectl nodes, apply --wait and
+// shutdown-sessions through either replica reach both nodes; when a replica
+// dies its node moves
 // to the other and keeps applying new versions. The replicas keep 2
 // versions: history through either shows the same two, and the leader
 // deletes the others from etcd.
@@ -303,6 +304,15 @@ func TestHAFleet(t *testing.T) {
 	if stdout, stderr, code := ctl(t, rs[0].addr, "top", "--once"); code != 0 ||
 		!strings.Contains(stdout, "node-1 (connected, reported") || !strings.Contains(stdout, "node-2 (connected to replica "+rs[1].addr+", which has its stats)") {
 		t.Errorf("sluicectl --cp %s top --once: exit %d, stderr %q:\n%s\nwant node-1's rates and node-2's replica", rs[0].addr, code, stderr, stdout)
+	}
+
+	// shutdown-sessions through either replica reaches both nodes: the
+	// other replica's node through it.
+	for _, r := range rs {
+		stdout, stderr, code := ctl(t, r.addr, "shutdown-sessions", "web/a")
+		if want := "node-1  closed 0 connections\nnode-2  closed 0 connections\n"; code != 0 || stdout != want {
+			t.Errorf("sluicectl --cp %s shutdown-sessions web/a: exit %d, stderr %q, stdout:\n%s\nwant exit 0 and\n%s", r.addr, code, stderr, stdout, want)
+		}
 	}
 
 	// Replica 2 dies; node-2 moves to replica 1 and keeps applying.

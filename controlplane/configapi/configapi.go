@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -57,6 +58,12 @@ type Commander interface {
 	Run(ctx context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult
 }
 
+// Relayer has another replica run a command on its nodes, returning one
+// result per node (cmdrelay.Relay); it is bounded in time.
+type Relayer interface {
+	Send(ctx context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error)
+}
+
 // Server implements sluicev1.ConfigServiceServer.
 type Server struct {
 	sluicev1.UnimplementedConfigServiceServer
@@ -69,6 +76,7 @@ type Server struct {
 	// replica is this control plane's name among replicas sharing an
 	// etcd (NodeStatus.replica), "" without etcd.
 	replica string
+	relay   Relayer // nil: commands reach this replica's nodes only
 	log     *slog.Logger
 
 	rollouts rolloutWatch // what RunRollouts saw of each rollout
@@ -99,6 +107,13 @@ func (s *Server) WithFleet(views ViewLister, cmds Commander) *Server {
 // replica. It returns s; call it before serving.
 func (s *Server) WithReplica(name string) *Server {
 	s.replica = name
+	return s
+}
+
+// WithRelay has ShutdownSessions reach the nodes on other replicas too,
+// through relay. It returns s; call it before serving.
+func (s *Server) WithRelay(relay Relayer) *Server {
+	s.relay = relay
 	return s
 }
 
@@ -931,31 +946,77 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 		return nil, notFound
 	}
 	start := time.Now()
-	results := s.cmds.Run(ctx, func(cmd *sluicev1.Command) {
-		cmd.Action = &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
-			Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
-		}}
-	})
-	answered := make(map[string]bool, len(results))
+	results := s.runOnFleet(ctx, &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
+		Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
+	}}})
 	var closed uint64
 	failed := 0
 	for _, r := range results {
-		answered[r.GetNodeId()] = true
 		closed += r.GetClosed()
 		if r.GetError() != "" {
 			failed++
 		}
 	}
-	for _, n := range s.nodes.Nodes() {
-		if n.GetConnected() && !answered[n.GetId()] {
-			results = append(results, &sluicev1.CommandResult{NodeId: n.GetId(), Error: "connected, but not for commands"})
-			failed++
-		}
-	}
-	slices.SortFunc(results, func(a, b *sluicev1.CommandResult) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 	s.log.Info("sessions shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(),
 		"nodes", len(results), "failed", failed, "closed", closed, "took", time.Since(start).Round(time.Millisecond))
 	return &sluicev1.ShutdownSessionsResponse{Results: results}, nil
+}
+
+// runOnFleet runs the action of cmd on every connected node: on this
+// replica's through the command streams, on other replicas' through the
+// relay, all at once. It returns one result per node the fleet lists as
+// connected, or that answered, sorted by node id: a node that no replica
+// answered for gets an error result saying why.
+func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) []*sluicev1.CommandResult {
+	nodes := s.nodes.Nodes()
+	elsewhere := map[string][]string{} // replica: the nodes the fleet lists on it
+	if s.relay != nil {
+		for _, n := range nodes {
+			if r := n.GetReplica(); n.GetConnected() && r != "" && r != s.replica {
+				elsewhere[r] = append(elsewhere[r], n.GetId())
+			}
+		}
+	}
+	var (
+		mu  sync.Mutex
+		all []*sluicev1.CommandResult
+		wg  sync.WaitGroup
+	)
+	for replica, ids := range elsewhere {
+		wg.Go(func() {
+			res, err := s.relay.Send(ctx, replica, cmd)
+			if err != nil {
+				res = nil
+				for _, id := range ids {
+					res = append(res, &sluicev1.CommandResult{NodeId: id, Error: fmt.Sprintf("on replica %s, which did not run the command: %v", replica, err)})
+				}
+			}
+			mu.Lock()
+			all = append(all, res...)
+			mu.Unlock()
+		})
+	}
+	local := s.cmds.Run(ctx, func(c *sluicev1.Command) { c.Action = cmd.GetAction() })
+	wg.Wait()
+	// A node that moved while the command went may be answered for
+	// twice: a success wins.
+	byNode := make(map[string]*sluicev1.CommandResult, len(nodes))
+	for _, r := range append(all, local...) {
+		if cur, ok := byNode[r.GetNodeId()]; !ok || cur.GetError() != "" {
+			byNode[r.GetNodeId()] = r
+		}
+	}
+	for _, n := range nodes {
+		if _, ok := byNode[n.GetId()]; n.GetConnected() && !ok {
+			byNode[n.GetId()] = &sluicev1.CommandResult{NodeId: n.GetId(), Error: "connected, but not for commands"}
+		}
+	}
+	results := make([]*sluicev1.CommandResult, 0, len(byNode))
+	for _, r := range byNode {
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b *sluicev1.CommandResult) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
+	return results
 }
 
 // storeStatus maps store errors to gRPC codes.

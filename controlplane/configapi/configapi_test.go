@@ -2,6 +2,7 @@ package configapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -549,5 +550,85 @@ func TestStatsOfNodesOnOtherReplicas(t *testing.T) {
 	resp, err := lone.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "here"})
 	if err != nil || len(resp.GetNodes()) != 1 || resp.GetNodes()[0].GetReplica() != "" || len(resp.GetNodes()[0].GetEndpoints()) != 1 {
 		t.Errorf("lone control plane: %v, %v; want here with its endpoint", resp, err)
+	}
+}
+
+// localNodes answers a command for this replica's nodes.
+type localNodes map[string]*sluicev1.CommandResult
+
+func (l localNodes) Run(_ context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult {
+	var out []*sluicev1.CommandResult
+	for id, r := range l {
+		action(&sluicev1.Command{})
+		r = proto.Clone(r).(*sluicev1.CommandResult)
+		r.NodeId = id
+		out = append(out, r)
+	}
+	return out
+}
+
+// relay answers for the nodes of other replicas, or fails for a replica
+// with no answers, and keeps what it was sent where.
+type relay struct {
+	answers map[string][]*sluicev1.CommandResult // by replica
+
+	mu   sync.Mutex
+	sent []string
+}
+
+func (r *relay) Send(_ context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
+	r.mu.Lock()
+	sd := cmd.GetShutdownSessions()
+	r.sent = append(r.sent, replica+":"+sd.GetCluster()+"/"+sd.GetEndpoint())
+	r.mu.Unlock()
+	res, ok := r.answers[replica]
+	if !ok {
+		return nil, errors.New("no answer within 8s")
+	}
+	return res, nil
+}
+
+// TestShutdownSessionsOnOtherReplicas: a command given to one replica
+// reaches the nodes on the others through them; one result per node comes
+// back, whichever replica answered for it.
+func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
+	ctx := testContext(t)
+	nodes := fixedNodes{
+		{Id: "here", Connected: true, Replica: "a"},
+		{Id: "moved", Connected: true, Replica: "b"}, // b's record, but it moved here
+		{Id: "there", Connected: true, Replica: "b"},
+		{Id: "far", Connected: true, Replica: "c"},
+		{Id: "gone", Connected: false, Replica: "b"},
+		{Id: "silent", Connected: true, Replica: "a"},
+	}
+	rl := &relay{answers: map[string][]*sluicev1.CommandResult{
+		"b": {{NodeId: "there", Closed: 3}, {NodeId: "moved", Error: "the node's command stream ended before it answered"}},
+	}}
+	local := localNodes{"here": {Closed: 5}, "moved": {Closed: 1}}
+	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(nil, local).WithReplica("a").WithRelay(rl)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.GetResults() {
+		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
+	}
+	want := []string{
+		`far 0 "on replica c, which did not run the command: no answer within 8s"`,
+		`here 5 ""`,
+		`moved 1 ""`,
+		`silent 0 "connected, but not for commands"`,
+		`there 3 ""`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	slices.Sort(rl.sent)
+	if want := []string{"b:web/web1", "c:web/web1"}; !slices.Equal(rl.sent, want) {
+		t.Errorf("relayed %q, want %q", rl.sent, want)
 	}
 }
