@@ -405,9 +405,12 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 				// 100 that comes later goes to the client as any 1xx.
 				gotByte = gotByte || e == errContinue
 				expect = false
-				if e = cc.sendBody(bc); e == nil || cc.answeredEarly(bc, e, reused) {
+				if e = cc.sendBody(bc); e == nil {
 					x.hard = time.Now().Add(cfg.ResponseTimeout)
 					cc.armEndpoint(bc, time.Now())
+				}
+				// (answeredEarly arms the wait for the answer itself.)
+				if e == nil || cc.answeredEarly(bc, e, reused) {
 					e, _ = cc.readResponseHead(bc, false)
 				}
 			}
