@@ -52,6 +52,7 @@ type exchange struct {
 	resp   response
 	chunk  chunkDecoder
 	lr     io.LimitedReader
+	pipe   pipeRun // a spliced body's (Linux)
 
 	// Facts of the current exchange, kept because req's slices go stale
 	// once rb is reused for the request body.

@@ -20,7 +20,8 @@ func pipesShort() bool { return splice.Short() }
 // pull run inside the RawConns' Read, Write and Control, so every wait
 // is the netpoller's, under the deadlines set on the sockets; the caller
 // decides when to wait for which side. spliceResponse and spliceRequest
-// are its two directions.
+// are its two directions. The exchange holds one, with the functions the
+// RawConns call bound once, so that a run allocates nothing.
 type pipeRun struct {
 	p        *splice.Pipe
 	src, dst syscall.RawConn
@@ -30,7 +31,9 @@ type pipeRun struct {
 	err      error   // a splice call's error (or dst's Control's)
 	dstSide  bool    // err is dst's
 	eof      bool    // src ended before n
-	pushNext func(uintptr)
+
+	pushFn, pullFn func(uintptr) bool // push and pull, for Write and Read
+	pushNext       func(uintptr)      // push, for Control
 }
 
 // startPipeRun returns a run from src to dst of up to n bytes, or nil
@@ -45,13 +48,22 @@ func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int6
 	if p == nil {
 		return nil
 	}
-	r := &pipeRun{p: p, src: src, dst: dst, n: n}
-	r.pushNext = func(fd uintptr) { r.push(fd) }
+	r := &cc.x.pipe
+	if r.pushNext == nil { // a new exchange
+		r.pushFn, r.pullFn = r.push, r.pull
+		r.pushNext = func(fd uintptr) { r.push(fd) }
+	}
+	r.p, r.src, r.dst, r.n = p, src, dst, n
+	r.in, r.out, r.sent, r.err, r.dstSide, r.eof = 0, 0, nil, nil, false, false
 	return r
 }
 
-// end gives the pipe back (splice.Put closes one that still holds bytes).
-func (r *pipeRun) end() { splice.Put(r.p) }
+// end gives the pipe back (splice.Put closes one that still holds bytes),
+// and lets go of the sockets.
+func (r *pipeRun) end() {
+	splice.Put(r.p)
+	r.p, r.src, r.dst, r.sent, r.err = nil, nil, nil, nil, nil
+}
 
 // push moves what the pipe holds to dst (fd); false when dst is full.
 func (r *pipeRun) push(fd uintptr) bool {
@@ -122,7 +134,7 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 		return 0, nil, false, false
 	}
 	defer r.end()
-	push, pull := r.push, r.pull
+	push, pull := r.pushFn, r.pullFn
 	for r.out < n {
 		if r.p.Data == 0 {
 			if err := r.src.Read(pull); err != nil {
@@ -167,7 +179,7 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 	r.sent = &x.epOut
 	cc.mayReadClient()
 	cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
-	push, pull := r.push, r.pull
+	push, pull := r.pushFn, r.pullFn
 	// Once the endpoint is full, after it took all it was given, its
 	// slice starts afresh: a stall is then told after one slice rather
 	// than two (bodyStalled).

@@ -15,5 +15,8 @@ func (cc *clientConn) spliceRequest(net.Conn, int64) (int64, error, bool, bool) 
 	return 0, nil, false, false
 }
 
+// pipeRun holds a spliced body's state on Linux.
+type pipeRun struct{}
+
 // pipesShort is false: there are no pipes of the package's own to run short.
 func pipesShort() bool { return false }
