@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make run: a control plane on its embedded store, one dataplane node and
 # three demo backends on loopback, with examples/quickstart.yaml applied.
-# Ctrl-C stops everything this script started.
+# Every run starts from an empty store, as the README's tour expects. A
+# backend may be stopped (kill PID) to watch the node take it out; Ctrl-C,
+# or the control plane or node exiting, stops everything this script
+# started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +16,13 @@ mkdir -p "$RUN"
 export SLUICE_CP=$CP
 
 pids=()
+declare -A name_of # pid: what it is
+start() { # start NAME CMD...: CMD in the background, its output in $RUN/NAME.log
+  local name=$1; shift
+  "$@" >"$RUN/$name.log" 2>&1 &
+  pids+=($!)
+  name_of[$!]=$name
+}
 cleanup() {
   trap - EXIT INT TERM
   echo
@@ -34,14 +44,15 @@ wait_for() { # wait_for WHAT CMD...: retry CMD for up to 10s
   echo "make run: $what did not come up; see $RUN/*.log" >&2; exit 1
 }
 
-bin/demo-backend --listen 127.0.0.1:9001 --name web1 >"$RUN/web1.log" 2>&1 & pids+=($!)
-bin/demo-backend --listen 127.0.0.1:9002 --name web2 >"$RUN/web2.log" 2>&1 & pids+=($!)
-bin/demo-backend --listen 127.0.0.1:9009 --name sorry >"$RUN/sorry.log" 2>&1 & pids+=($!)
+start web1 bin/demo-backend --listen 127.0.0.1:9001 --name web1
+start web2 bin/demo-backend --listen 127.0.0.1:9002 --name web2
+start sorry bin/demo-backend --listen 127.0.0.1:9009 --name sorry
 
-bin/sluice-cp --listen $CP --http $CP_HTTP --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
+rm -rf "$RUN/cp-data" # versions start at 1, as in the README
+start cp bin/sluice-cp --listen $CP --http $CP_HTTP --data "$RUN/cp-data"
 wait_for "sluice-cp" curl -fsS "http://$CP_HTTP/healthz"
 
-bin/sluice-dp --cp $CP --node-id node-1 --labels zone=local --admin $ADMIN >"$RUN/dp.log" 2>&1 & pids+=($!)
+start dp bin/sluice-dp --cp $CP --node-id node-1 --labels zone=local --admin $ADMIN
 wait_for "sluice-dp" curl -fsS "http://$ADMIN/healthz"
 
 bin/sluicectl apply -f examples/quickstart.yaml
@@ -54,6 +65,7 @@ Sluice is running (logs in $RUN/):
   node-1          status page http://$ADMIN/   (JSON: /status, Prometheus: /metrics)
   HTTP listener   http://127.0.0.1:8080/   -> cluster web (web1 weight 2, web2 weight 1)
   TCP listener    127.0.0.1:6663           -> the same cluster, one backend per connection
+  backends        web1 :9001 (pid ${pids[0]}), web2 :9002 (pid ${pids[1]}), sorry :9009 (pid ${pids[2]}, the backup)
 
 Try, in another terminal:
   for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:8080/; done
@@ -64,13 +76,21 @@ Try, in another terminal:
   bin/sluicectl set-weight web/web2 2     # a runtime change, as a new version
   edit examples/quickstart.yaml, then: bin/sluicectl apply -f examples/quickstart.yaml
 
+Stop a backend with kill PID: the node's health checks take it out.
 Ctrl-C stops everything.
 TXT
-status=0
-wait -n "${pids[@]}" || status=$?
-# On Ctrl-C every process of the terminal's group gets SIGINT, and one of
-# ours may exit before bash runs the INT trap; give the trap a moment so an
-# ordinary stop is not reported as a failure.
-sleep 0.5
-echo "make run: a process exited (status $status); see $RUN/*.log" >&2
-exit 1
+while :; do
+  status=0 exited=
+  wait -n -p exited || status=$?
+  name=${name_of[$exited]:-}
+  if [[ $name == web1 || $name == web2 || $name == sorry ]]; then
+    echo "make run: backend $name (pid $exited) exited (status $status); the rest runs on" >&2
+    continue
+  fi
+  # On Ctrl-C every process of the terminal's group gets SIGINT, and one
+  # of ours may exit before bash runs the INT trap; give the trap a moment
+  # so an ordinary stop is not reported as a failure.
+  sleep 0.5
+  echo "make run: ${name:-a process} (pid ${exited:-?}) exited (status $status); see $RUN/${name:-*}.log" >&2
+  exit 1
+done
