@@ -125,6 +125,29 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 	wantCode(t, "delete of a missing group", err, codes.NotFound, `group "edge" does not exist`)
 }
 
+// A version that changed another group before the default group had a
+// snapshot does not show the default group as applied and empty.
+func TestGetVersionBeforeGroupHadSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 5), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1})
+	wantCode(t, "get of version 1, which changed edge", err, codes.NotFound,
+		`group "default" had no snapshot yet in version 1, which changed group "edge" (get --group edge --version 1 shows it)`)
+	edge, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1, Group: "edge"})
+	if err != nil || edge.GetInfo().GetVersion() != 1 || len(edge.GetSnapshot().GetClusters()) != 1 {
+		t.Errorf("get --group edge --version 1: %v, %v; want version 1 with cluster web", edge, err)
+	}
+	// The current snapshot of a group that has none is empty, as ever:
+	// that is what its nodes run.
+	def, err := s.Get(ctx, &sluicev1.GetRequest{})
+	if err != nil || def.GetInfo().GetVersion() != 0 || len(def.GetSnapshot().GetClusters()) != 0 {
+		t.Errorf("get of the default group's current snapshot: %v, %v; want version 0, empty", def, err)
+	}
+}
+
 // Selectors are checked before anything is stored: their syntax, one
 // catch-all only, and no connected node in two groups.
 func TestGroupSelectorsAreChecked(t *testing.T) {
