@@ -314,8 +314,8 @@ func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	}
 	if httpOnly("method", len(m.GetMethod()) > 0) {
 		for k, meth := range m.GetMethod() {
-			if meth != "" && !IsToken(meth) {
-				rc.add(fmt.Sprintf("%s.method[%d]", p, k), "%q is not an HTTP method", meth)
+			if fault := methodFault(meth); fault != "" {
+				rc.add(fmt.Sprintf("%s.method[%d]", p, k), "%s", fault)
 			}
 		}
 	}

@@ -125,7 +125,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name: "header names and edits",
 			rules: []string{
-				`{match: {header: {name: "User Agent"}, method: ["GE T"]}, deny: {}}`,
+				`{match: {header: {name: "User Agent"}, method: ["GE T", get, PURGE]}, deny: {}}`,
 				`{request_headers: {set: {Host: x, X-A: "1", x-a: "2"}, remove: [Content-Length, X-B, x-b]}, allow: {}}`,
 				`{respond: {headers: {Content-Type: text/html, Connection: close, X-Ok: " padded"}}}`,
 				`{deny: {}, response_headers: {add: {X-Denied: "1"}}}`,
@@ -133,6 +133,7 @@ func TestValidateRules(t *testing.T) {
 			},
 			want: []string{
 				`listeners[0].rules[0].match.method[0]: "GE T" is not an HTTP method`,
+				`listeners[0].rules[0].match.method[1]: "get": methods are case-sensitive, did you mean "GET"?`,
 				"listeners[0].rules[0].match.header.name: \"User Agent\" is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)",
 				"listeners[0].rules[1].request_headers.set[Host]: Host is the proxy's to write (framing and connection handling) and cannot be set by a rule",
 				`listeners[0].rules[1].request_headers.set[x-a]: "X-A" and "x-a" are the same field (names ignore case)`,

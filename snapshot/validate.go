@@ -315,8 +315,8 @@ func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format s
 	if h == nil {
 		return
 	}
-	if m := h.GetMethod(); m != "" && !IsToken(m) {
-		add(path+".http.method", "%q is not an HTTP method", m)
+	if fault := methodFault(h.GetMethod()); fault != "" {
+		add(path+".http.method", "%s", fault)
 	}
 	if p := h.GetPath(); p != "" && (p[0] != '/' || !isAttrValue(strings.ReplaceAll(p, ";", ""))) {
 		add(path+".http.path", "%q must start with / and have no spaces or control characters", p)
@@ -428,6 +428,28 @@ func shortEnum(e interface{ String() string }) string {
 		return name[i+len("_KEY_"):]
 	}
 	return name
+}
+
+// standardMethods are RFC 9110's methods and PATCH (RFC 5789).
+var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+// methodFault says what is wrong with m as an HTTP method, "" if nothing
+// (or m is empty). Methods are case-sensitive (RFC 9110 §9.1): "get" is
+// a method of its own, which no client sends, so a standard method in
+// another case is taken for the mistake it almost surely is.
+func methodFault(m string) string {
+	if m == "" {
+		return ""
+	}
+	if !IsToken(m) {
+		return fmt.Sprintf("%q is not an HTTP method", m)
+	}
+	for _, std := range standardMethods {
+		if m != std && strings.EqualFold(m, std) {
+			return fmt.Sprintf("%q: methods are case-sensitive, did you mean %q?", m, std)
+		}
+	}
+	return ""
 }
 
 // IsToken reports whether s is an RFC 9110 token, the syntax of methods and

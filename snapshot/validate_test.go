@@ -343,6 +343,7 @@ func TestValidate(t *testing.T) {
 			clusters: []string{
 				`{name: web, health_check: {interval: 50ms, fall: 0, rise: 0}}`,
 				`{name: api, health_check: {interval: 1s, timeout: 3s, http: {method: "GE T", path: "health", expected_status: "200-2000"}}}`,
+				`{name: db, health_check: {http: {method: head}}}`,
 			},
 			listeners: []string{`{name: l, address: "127.0.0.1:80", protocol: HTTP, default_cluster: web, http: {error_pages: [{status: 503}, {status: 503, body: x, redirect: "/y"}, {status: 500, body: x}, {status: 504, body: x, redirect_code: 302}]}}`},
 			want: []string{
@@ -353,6 +354,7 @@ func TestValidate(t *testing.T) {
 				`clusters[1].health_check.http.method: "GE T" is not an HTTP method`,
 				`clusters[1].health_check.http.path: "health" must start with / and have no spaces or control characters`,
 				`clusters[1].health_check.http.expected_status: "2000" is not a status code (100-599)`,
+				`clusters[2].health_check.http.method: "head": methods are case-sensitive, did you mean "HEAD"?`,
 				"listeners[0].http.error_pages: must have at most 3 items",
 				"listeners[0].http.error_pages[0]: needs a body or a redirect",
 				"listeners[0].http.error_pages[1].status: 503 already has a page at listeners[0].http.error_pages[0]",
