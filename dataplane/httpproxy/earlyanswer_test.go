@@ -269,7 +269,7 @@ func TestStalledTLSUploadEndsAtResponseTimeout(t *testing.T) {
 // through whole, as it does to a plaintext endpoint. response_timeout is
 // a wait without progress, not a bound on the whole request.
 func TestSlowTLSUploadOutlastsResponseTimeout(t *testing.T) {
-	const responseTimeout = 500 * time.Millisecond
+	const responseTimeout = 300 * time.Millisecond
 	ep := tlsEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
@@ -279,19 +279,27 @@ func TestSlowTLSUploadOutlastsResponseTimeout(t *testing.T) {
 		fmt.Fprintf(w, "got %d", n)
 	}), nil)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: responseTimeout})
-	// 16 pieces 100 ms apart: three response_timeouts from the head to
-	// the last byte.
-	const size, piece = 512 << 10, 32 << 10
-	for _, tt := range []struct{ name, head string }{
-		{"length", contentLength(size)},
-		{"chunked", chunkedHead},
+	const size = 512 << 10
+	for _, tt := range []struct {
+		name, head string
+		piece      int
+		pause      time.Duration
+	}{
+		// 16 pieces 100 ms apart: five response_timeouts from the head
+		// to the last byte.
+		{"length", contentLength(size), 32 << 10, 100 * time.Millisecond},
+		{"chunked", chunkedHead, 32 << 10, 100 * time.Millisecond},
+		// The client pauses longer than response_timeout: its wait is
+		// the client's timeout, not the endpoint's.
+		{"length, client pauses", contentLength(size), size / 2, 500 * time.Millisecond},
+		{"chunked, client pauses", chunkedHead, size / 2, 500 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			body := pattern(size)
 			if tt.head == chunkedHead {
-				body = chunked(body, piece)
+				body = chunked(body, 32<<10)
 			}
-			r, took, _, _ := upload(t, p.dial(), tt.head, body, piece, 100*time.Millisecond)
+			r, took, _, _ := upload(t, p.dial(), tt.head, body, tt.piece, tt.pause)
 			if want := fmt.Sprintf("got %d", size); r.code != 200 || r.body != want {
 				t.Fatalf("got %s %q after %v, want 200 %q", r.status, r.body, took, want)
 			}

@@ -752,11 +752,14 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 		if err != nil {
 			return cc.bodyError(err)
 		}
+		// The wait for the client was the client's: the endpoint's
+		// starts now (a TLS write would fail at a deadline passed
+		// meanwhile, and leave the connection unusable).
+		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 		if err := cc.writeEndpoint(bc, p[:n], false); err != nil {
 			return endpointError(err)
 		}
 		x.reqLeft -= int64(n)
-		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 	}
 	x.reqBody = bodyNone
 	return nil
