@@ -21,8 +21,8 @@ import (
 )
 
 const usage = `Usage: sluice-cp [flags]
-       sluice-cp init-ca --dir DIR [--hosts H,...]      (a CA and server certificate)
-       sluice-cp mint-token --token-key FILE --name N  (the first admin token)
+       sluice-cp init-ca --dir DIR [--hosts H,...] [--valid D]                (a CA and server certificate)
+       sluice-cp mint-token --token-key FILE [--name N] [--role R] [--ttl D]  (a token, offline: the first admin's)
 
 sluice-cp is the Sluice control plane. It keeps versioned snapshots in an
 embedded store (DIR/sluice.db), streams the current snapshot to every

@@ -162,7 +162,7 @@ func initCA(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-const mintTokenUsage = `Usage: sluice-cp mint-token --token-key FILE --name N [--role R] [--ttl D]
+const mintTokenUsage = `Usage: sluice-cp mint-token --token-key FILE [--name N] [--role R] [--ttl D]
 
 Mints a bearer token offline from the token key file (created 0600 if
 missing), and prints it: the bootstrap for the first admin token. Once the

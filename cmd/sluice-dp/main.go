@@ -67,9 +67,9 @@ without --node-id the node runs as the certificate's id, and a --node-id
 that differs from it is refused by the control plane.
 
 Usage:
-  sluice-dp --cp ADDR[,ADDR...] --node-id ID [--labels k=v,...] [--admin ADDR]
+  sluice-dp [--cp ADDR[,ADDR...]] [--node-id ID] [--labels k=v,...] [--admin ADDR]
             [--ca FILE [--cert FILE --key FILE]]
-            [--admin-auth-file FILE] [--drain-grace D]
+            [--admin-auth-file FILE] [--drain-grace D] [--log-level LEVEL]
             [--access-log PATH|- [--access-log-sample RATIO]]
 
 Flags:
@@ -78,15 +78,14 @@ Flags:
 func main() {
 	fs := flag.NewFlagSet("sluice-dp", flag.ExitOnError)
 	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC `ADDRS`: one address, or several replicas' comma-separated (env SLUICE_CP)")
-	host, _ := os.Hostname()
-	nodeID := fs.String("node-id", host, "this node's id, unique in the fleet: two running processes with one id keep taking the control plane's streams from each other, and log an error each time (default with --cert: the certificate's)")
+	nodeID := fs.String("node-id", "", "this node's `ID`, unique in the fleet: two running processes with one id keep taking the control plane's streams from each other, and log an error each time (default: the host name; with --cert, the certificate's)")
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
@@ -95,6 +94,11 @@ func main() {
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
+	nodeSet := false
+	fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
+	if !nodeSet {
+		*nodeID, _ = os.Hostname()
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -108,8 +112,6 @@ func main() {
 		fail("%v", err)
 	}
 	if certID != "" {
-		nodeSet := false
-		fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
 		if !nodeSet {
 			*nodeID = certID
 		} else if *nodeID != certID {

@@ -100,7 +100,7 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--wait]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT]] [--wait [--wait-timeout D]]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged.
@@ -342,7 +342,7 @@ file replaces the edit: put it in the file to keep it.
 Prints "applied version N" and the change, or "unchanged (version N)".` + ifVersionAbout
 
 func cmdSetWeight(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--dry-run] [--comment TEXT] [--if-version V]", `
+	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", `
 Set an endpoint's weight, 0 to 256: its share of new work relative to the
 other endpoints of its cluster; 0 takes it out of rotation.
 `+endpointAbout)
@@ -370,7 +370,7 @@ other endpoints of its cluster; 0 takes it out of rotation.
 // stateCommand returns the command that sets an endpoint's state.
 func stateCommand(name string, state sluicev1.AdminState, about string) func(context.Context, *cli, sluicev1.ConfigServiceClient, []string) int {
 	return func(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--dry-run] [--comment TEXT] [--if-version V]", about+"\n"+endpointAbout)
+		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", about+"\n"+endpointAbout)
 		w := addWriteFlags(fs, "the command")
 		pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 		if st >= 0 {
@@ -420,7 +420,7 @@ func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceC
 }
 
 func cmdRollback(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("rollback", "rollback N [--dry-run] [--comment TEXT] [--if-version V]", `
+	fs := c.flags("rollback", "rollback N [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", `
 Make stored version N current again: the control plane stores N's snapshot
 as a new version, which reaches the nodes like any other. History is never
 rewritten: the rollback shows in it as a version of its own (the comment

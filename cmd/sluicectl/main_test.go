@@ -771,7 +771,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `-o must be table or json, not "yaml"`},
 		{args: []string{"shutdown-sessions"}, wantCode: 2, wantStderr: "missing CLUSTER/ENDPOINT"},
 		{args: []string{"shutdown-sessions", "web"}, wantCode: 2, wantStderr: `want CLUSTER/ENDPOINT, not "web"`},
-		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--dry-run] [--comment TEXT]"},
+		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]\n"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
 		{args: []string{"history", "--bogus"}, wantCode: 2, wantStderr: "flag provided but not defined: -bogus"},
