@@ -12,9 +12,15 @@
 // and revokes once it has the results or gives up, so nothing outlives a
 // call, or a replica that died during one. Each replica watches its own
 // commands/to/REPLICA/ prefix, runs each command that comes on its nodes,
-// and writes their results. A command is run only while its key is there:
-// one whose caller gave up, or that was put while the replica was away and
-// its watch catches up on, is not run late.
+// and writes their results.
+//
+// Whether a command runs is settled in etcd, so that the caller never
+// tells an operator that a command did not run when it did: the replica
+// claims it (results/ID is created, "running") before it runs it, and only
+// while its key is there; a caller that gives up first creates results/ID
+// itself ("abandoned"), after which no replica runs it. A caller that
+// gives up after the claim says the command started and its answer did
+// not come.
 package cmdrelay
 
 import (
@@ -26,6 +32,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -70,6 +77,9 @@ type Relay struct {
 	replica string
 	wait    time.Duration
 	log     *slog.Logger
+
+	ready     chan struct{} // closed once Run watches (for tests)
+	readyOnce sync.Once
 }
 
 // New returns a relay that runs the commands sent to replica opts.Replica
@@ -92,21 +102,38 @@ func New(client *clientv3.Client, local Runner, opts Options) (*Relay, error) {
 		replica: opts.Replica,
 		wait:    opts.Wait,
 		log:     opts.Logger,
+		ready:   make(chan struct{}),
 	}, nil
 }
 
-// outcome is what a replica writes under commands/results/ID: its nodes'
-// results, or why it could not run the command.
+// outcome is what goes under commands/results/ID: the replica's claim,
+// then its nodes' results or why it could not run the command; or the
+// caller's word that it gave up before the claim.
 type outcome struct {
-	Results []json.RawMessage `json:"results,omitempty"` // protojson sluicev1.CommandResult
-	Error   string            `json:"error,omitempty"`
+	Running   bool              `json:"running,omitempty"`
+	Abandoned bool              `json:"abandoned,omitempty"`
+	Results   []json.RawMessage `json:"results,omitempty"` // protojson sluicev1.CommandResult
+	Error     string            `json:"error,omitempty"`
 }
+
+var (
+	claimed   = `{"running":true}`
+	abandoned = `{"abandoned":true}`
+)
+
+// callTimeout bounds each etcd call but Send's wait.
+const callTimeout = 2 * time.Second
+
+// maxError is the most of a node's error text relayed: the results of all
+// of a replica's nodes go in one etcd request (1.5 MiB by default).
+const maxError = 512
 
 // Send has replica run the action of cmd on its nodes and returns their
 // results, each with its NodeId. It fails when the replica does not answer
-// within the relay's wait, or etcd cannot be reached.
-func (r *Relay) Send(ctx context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.wait)
+// within the relay's wait, or etcd cannot be reached; the error says
+// whether the command ran there, did not, or started.
+func (r *Relay) Send(parent context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
+	ctx, cancel := context.WithTimeout(parent, r.wait)
 	defer cancel()
 	raw, err := protojson.Marshal(&sluicev1.Command{Action: cmd.GetAction()})
 	if err != nil {
@@ -118,7 +145,7 @@ func (r *Relay) Send(ctx context.Context, replica string, cmd *sluicev1.Command)
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		rctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		r.client.Revoke(rctx, lease.ID)
 		cancel()
 	}()
@@ -127,27 +154,52 @@ func (r *Relay) Send(ctx context.Context, replica string, cmd *sluicev1.Command)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
+	resKey := r.results + id
+	started := false
+	why := fmt.Errorf("no answer within %v", r.wait)
 	// From the put on: results written before the watch starts are seen.
-	wch := r.client.Watch(ctx, r.results+id, clientv3.WithRev(put.Header.GetRevision()+1), clientv3.WithFilterDelete())
+	wch := r.client.Watch(clientv3.WithRequireLeader(ctx), resKey, clientv3.WithRev(put.Header.GetRevision()+1), clientv3.WithFilterDelete())
+watch:
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
-			return nil, fmt.Errorf("etcd: %w", err)
+			why = fmt.Errorf("etcd: %w", err)
+			break
 		}
 		for _, ev := range wr.Events {
-			return decodeOutcome(ev.Kv.Value)
+			var o outcome
+			if err := json.Unmarshal(ev.Kv.Value, &o); err != nil {
+				why = fmt.Errorf("a corrupt answer: %w", err)
+				started = true // whatever wrote it had the key
+				break watch
+			}
+			if o.Running {
+				started = true
+				continue
+			}
+			return o.results()
 		}
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("no answer within %v", r.wait)
+	if parent.Err() != nil {
+		why = fmt.Errorf("gave up waiting: %w", parent.Err())
 	}
-	return nil, ctx.Err()
+	if !started {
+		// Settle it: no replica runs the command once this is there.
+		sctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		resp, err := r.client.Txn(sctx).If(clientv3.Compare(clientv3.CreateRevision(resKey), "=", 0)).
+			Then(clientv3.OpPut(resKey, abandoned, clientv3.WithLease(lease.ID))).Commit()
+		cancel()
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%w, and whether it ran the command is unknown (etcd: %v)", why, err)
+		case resp.Succeeded:
+			return nil, fmt.Errorf("%w; the command was not run there", why)
+		}
+	}
+	return nil, fmt.Errorf("it started the command, but %w", why)
 }
 
-func decodeOutcome(raw []byte) ([]*sluicev1.CommandResult, error) {
-	var o outcome
-	if err := json.Unmarshal(raw, &o); err != nil {
-		return nil, fmt.Errorf("a corrupt answer: %w", err)
-	}
+// results are o's nodes' results, or the replica's reason for running none.
+func (o *outcome) results() ([]*sluicev1.CommandResult, error) {
 	if o.Error != "" {
 		return nil, errors.New(o.Error)
 	}
@@ -164,10 +216,12 @@ func decodeOutcome(raw []byte) ([]*sluicev1.CommandResult, error) {
 
 // Run runs the commands sent to this replica until ctx ends. Each runs in
 // a goroutine of its own, as long as the command package lets it
-// (command.DefaultTimeout).
+// (command.DefaultTimeout); Run returns once they have.
 func (r *Relay) Run(ctx context.Context) error {
 	dir := r.inbox(r.replica)
 	var next int64 // the revision to watch from; 0: now
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
 		if next == 0 {
 			resp, err := r.client.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -181,7 +235,10 @@ func (r *Relay) Run(ctx context.Context) error {
 			next = resp.Header.GetRevision() + 1
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for wr := range r.client.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithFilterDelete()) {
+		for wr := range r.client.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithFilterDelete(), clientv3.WithCreatedNotify()) {
+			if wr.Created {
+				r.readyOnce.Do(func() { close(r.ready) })
+			}
 			if wr.CompactRevision != 0 {
 				next = wr.CompactRevision // what is left of the gap
 				break
@@ -192,7 +249,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			for _, ev := range wr.Events {
 				kv := ev.Kv
-				go r.serve(ctx, kv)
+				wg.Go(func() { r.serve(ctx, kv) })
 				next = kv.ModRevision + 1
 			}
 		}
@@ -206,12 +263,20 @@ func (r *Relay) Run(ctx context.Context) error {
 // slash, which the escape keeps from making it another's prefix.
 func (r *Relay) inbox(replica string) string { return r.to + url.PathEscape(replica) + "/" }
 
-// serve runs the command in kv, if its caller still waits, and writes its
-// outcome under the command's lease.
+// serve claims the command in kv, if its caller still waits, runs it and
+// writes its outcome under the command's lease.
 func (r *Relay) serve(ctx context.Context, kv *mvccpb.KeyValue) {
 	key := string(kv.Key)
 	id := key[strings.LastIndexByte(key, '/')+1:]
-	if resp, err := r.client.Get(ctx, key, clientv3.WithCountOnly()); err != nil || resp.Count == 0 {
+	resKey := r.results + id
+	lease := clientv3.WithLease(clientv3.LeaseID(kv.Lease))
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	claim, err := r.client.Txn(cctx).If(
+		clientv3.Compare(clientv3.CreateRevision(key), "!=", 0),
+		clientv3.Compare(clientv3.CreateRevision(resKey), "=", 0),
+	).Then(clientv3.OpPut(resKey, claimed, lease)).Commit()
+	cancel()
+	if err != nil || !claim.Succeeded {
 		return // the caller gave up, or etcd is away and so is the answer
 	}
 	var o outcome
@@ -222,6 +287,9 @@ func (r *Relay) serve(ctx context.Context, kv *mvccpb.KeyValue) {
 		o.Error = fmt.Sprintf("replica %s does not know the command: is it older than the replica that sent it?", r.replica)
 	} else {
 		for _, res := range r.local.Run(ctx, func(c *sluicev1.Command) { c.Action = cmd.GetAction() }) {
+			if e := res.GetError(); len(e) > maxError {
+				res.Error = strings.ToValidUTF8(e[:maxError], "") + "..."
+			}
 			m, err := protojson.Marshal(res)
 			if err != nil {
 				o.Error = err.Error()
@@ -235,7 +303,9 @@ func (r *Relay) serve(ctx context.Context, kv *mvccpb.KeyValue) {
 	}
 	raw, err := json.Marshal(o)
 	if err == nil {
-		_, err = r.client.Put(ctx, r.results+id, string(raw), clientv3.WithLease(clientv3.LeaseID(kv.Lease)))
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err = r.client.Put(cctx, resKey, string(raw), lease)
+		cancel()
 	}
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("command relay: cannot write a command's results", "id", id, "err", err)

@@ -18,15 +18,17 @@ import (
 const defaultTestTimeout = 20 * time.Second
 
 // nodes is a replica's command registry: it answers for its nodes with
-// the connections it closed, and keeps the commands it ran.
+// the connections it closed, after delay, and keeps the commands it ran.
 type nodes struct {
-	ids []string
+	ids   []string
+	delay time.Duration
 
 	mu  sync.Mutex
 	ran []*sluicev1.Command
 }
 
 func (n *nodes) Run(_ context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult {
+	time.Sleep(n.delay)
 	var out []*sluicev1.CommandResult
 	for i, id := range n.ids {
 		cmd := &sluicev1.Command{}
@@ -45,7 +47,8 @@ func (n *nodes) commands() []*sluicev1.Command {
 	return n.ran
 }
 
-// start runs a relay for replica name over local until the test ends.
+// start runs a relay for replica name over local until the test ends,
+// and returns once it watches for commands.
 func start(t *testing.T, cli *clientv3.Client, name string, local Runner, wait time.Duration) *Relay {
 	t.Helper()
 	r, err := New(cli, local, Options{Prefix: "/t/", Replica: name, Wait: wait})
@@ -63,6 +66,11 @@ func start(t *testing.T, cli *clientv3.Client, name string, local Runner, wait t
 			t.Error("Relay.Run did not return")
 		}
 	})
+	select {
+	case <-r.ready:
+	case <-time.After(defaultTestTimeout):
+		t.Fatalf("replica %s's relay does not watch", name)
+	}
 	return r
 }
 
@@ -70,20 +78,14 @@ func shutdown(endpoint string) *sluicev1.Command {
 	return &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{Cluster: "web", Endpoint: endpoint}}}
 }
 
-// waitRelay sends cmd from a to replica until it is answered: a relay's
-// watch starts a moment after its Run does.
-func waitRelay(t *testing.T, a *Relay, replica string, cmd *sluicev1.Command) []*sluicev1.CommandResult {
+// send sends cmd from a to replica, which must answer.
+func send(t *testing.T, a *Relay, replica string, cmd *sluicev1.Command) []*sluicev1.CommandResult {
 	t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for {
-		res, err := a.Send(context.Background(), replica, cmd)
-		if err == nil {
-			return res
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Send to %s: %v", replica, err)
-		}
+	res, err := a.Send(context.Background(), replica, cmd)
+	if err != nil {
+		t.Fatalf("Send to %s: %v", replica, err)
 	}
+	return res
 }
 
 // TestSend: a command sent to a replica runs on that replica's nodes, and
@@ -95,9 +97,10 @@ func TestSend(t *testing.T) {
 	slashed := &nodes{ids: []string{"n9"}}
 	a := start(t, cli, "a", &nodes{ids: []string{"n1"}}, time.Second)
 	start(t, cli, "10.0.0.2:7070", bNodes, time.Second)
-	start(t, cli, "10.0.0.2:7070/x", slashed, time.Second) // not b's inbox
+	// b's name is the start of this one's: b must not take its commands.
+	start(t, cli, "10.0.0.2:7070/x", slashed, time.Second)
 
-	res := waitRelay(t, a, "10.0.0.2:7070", shutdown("b1"))
+	res := send(t, a, "10.0.0.2:7070", shutdown("b1"))
 	var got []string
 	for _, r := range res {
 		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
@@ -110,8 +113,11 @@ func TestSend(t *testing.T) {
 			t.Errorf("b's node was sent %v, want %v", cmd, shutdown("b1"))
 		}
 	}
-	if n := len(slashed.commands()); n != 0 {
-		t.Errorf("replica 10.0.0.2:7070/x ran %d commands sent to 10.0.0.2:7070", n)
+	if res := send(t, a, "10.0.0.2:7070/x", shutdown("b2")); len(res) != 1 || res[0].GetNodeId() != "n9" {
+		t.Errorf("results from 10.0.0.2:7070/x: %v, want n9's", res)
+	}
+	if n := len(bNodes.commands()); n != 2 {
+		t.Errorf("replica 10.0.0.2:7070 ran %d commands for its 2 nodes, want 2: none of those sent to 10.0.0.2:7070/x", n)
 	}
 	resp, err := cli.Get(context.Background(), "/t/commands/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count != 0 {
@@ -126,8 +132,8 @@ func TestNoSuchReplica(t *testing.T) {
 	a := start(t, srv.Client(t), "a", &nodes{}, 300*time.Millisecond)
 	t0 := time.Now()
 	_, err := a.Send(context.Background(), "gone", shutdown("b1"))
-	if err == nil || err.Error() != "no answer within 300ms" {
-		t.Fatalf("Send to a replica that is not there: %v, want no answer within 300ms", err)
+	if want := "no answer within 300ms; the command was not run there"; err == nil || err.Error() != want {
+		t.Fatalf("Send to a replica that is not there: %v, want %q", err, want)
 	}
 	if took := time.Since(t0); took > 5*time.Second {
 		t.Errorf("Send gave up after %v, want about its 300ms wait", took)
@@ -135,40 +141,76 @@ func TestNoSuchReplica(t *testing.T) {
 }
 
 // TestStaleCommandNotRun: a command whose caller gave up before the
-// replica saw it (here: put while the replica was not running, its lease
-// revoked since) is not run when the replica's watch reaches it.
+// replica saw it is not run when the replica's watch reaches it (a
+// replica that was away resumes its watch where it was): neither once its
+// key is gone with the caller's lease, nor once the caller marked it
+// abandoned.
 func TestStaleCommandNotRun(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
 	ctx := context.Background()
-	lease, err := cli.Grant(ctx, 30)
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name   string
+		giveUp func(lease clientv3.LeaseID) error
+	}{
+		{"lease revoked", func(lease clientv3.LeaseID) error {
+			_, err := cli.Revoke(ctx, lease)
+			return err
+		}},
+		{"abandoned", func(lease clientv3.LeaseID) error {
+			_, err := cli.Put(ctx, "/t/commands/results/old", abandoned, clientv3.WithLease(lease))
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lease, err := cli.Grant(ctx, 30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cli.Revoke(ctx, lease.ID) })
+			put, err := cli.Put(ctx, "/t/commands/to/b/old", `{"shutdownSessions":{"cluster":"web","endpoint":"b1"}}`, clientv3.WithLease(lease.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.giveUp(lease.ID); err != nil {
+				t.Fatal(err)
+			}
+			bNodes := &nodes{ids: []string{"n2"}}
+			b, err := New(cli, bNodes, Options{Prefix: "/t/", Replica: "b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Hand the key's put to serve as the watch would.
+			get, err := cli.Get(ctx, "/t/commands/to/b/", clientv3.WithPrefix(), clientv3.WithRev(put.Header.GetRevision()))
+			if err != nil || len(get.Kvs) != 1 {
+				t.Fatalf("reading the put back: %v, %d keys", err, len(get.Kvs))
+			}
+			b.serve(ctx, get.Kvs[0])
+			if n := len(bNodes.commands()); n != 0 {
+				t.Errorf("b ran %d commands whose caller had given up, want none", n)
+			}
+		})
 	}
-	put, err := cli.Put(ctx, "/t/commands/to/b/old", `{"shutdownSessions":{"cluster":"web","endpoint":"b1"}}`, clientv3.WithLease(lease.ID))
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestAnswerAfterWait: a replica that started a command but answers after
+// the caller's wait is not reported as not having run it.
+func TestAnswerAfterWait(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	a := start(t, cli, "a", &nodes{}, 500*time.Millisecond)
+	slow := &nodes{ids: []string{"n2"}, delay: time.Second}
+	start(t, cli, "b", slow, time.Second)
+	_, err := a.Send(context.Background(), "b", shutdown("b1"))
+	if want := "it started the command, but no answer within 500ms"; err == nil || err.Error() != want {
+		t.Fatalf("Send to a replica that answers late: %v, want %q", err, want)
 	}
-	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
-		t.Fatal(err)
-	}
-	bNodes := &nodes{ids: []string{"n2"}}
-	b, err := New(cli, bNodes, Options{Prefix: "/t/", Replica: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The watch of a replica that went away resumes where it was: hand
-	// the key's put to serve as the watch would.
-	get, err := cli.Get(ctx, "/t/commands/to/b/", clientv3.WithPrefix(), clientv3.WithRev(put.Header.GetRevision()))
-	if err != nil || len(get.Kvs) != 1 {
-		t.Fatalf("reading the put back: %v, %d keys", err, len(get.Kvs))
-	}
-	b.serve(ctx, get.Kvs[0])
-	if n := len(bNodes.commands()); n != 0 {
-		t.Errorf("b ran %d commands whose caller had given up, want none", n)
-	}
-	if resp, err := cli.Get(ctx, "/t/commands/results/old"); err != nil || resp.Count != 0 {
-		t.Errorf("results written for a command nobody waits for (err %v)", err)
+	deadline := time.Now().Add(defaultTestTimeout)
+	for len(slow.commands()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("b never ran the command it claimed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -180,7 +222,7 @@ func TestUnknownAction(t *testing.T) {
 	a := start(t, cli, "a", &nodes{}, time.Second)
 	bNodes := &nodes{ids: []string{"n2"}}
 	start(t, cli, "b", bNodes, time.Second)
-	waitRelay(t, a, "b", shutdown("b1"))
+	send(t, a, "b", shutdown("b1"))
 	_, err := a.Send(context.Background(), "b", &sluicev1.Command{})
 	if want := "replica b does not know the command: is it older than the replica that sent it?"; err == nil || err.Error() != want {
 		t.Fatalf("Send of a command without an action: %v, want %q", err, want)

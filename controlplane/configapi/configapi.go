@@ -733,7 +733,7 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	if g == nil {
 		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", groupNames(v.Config)))
 	}
-	if g.GetVersion() == 0 && req.GetVersion() != 0 {
+	if g.GetVersion() == 0 && req.GetVersion() != 0 && groupOrDefault(v.Info.GetGroup()) != name {
 		// Asked for a version that changed another group, before this
 		// one had a snapshot: an empty one would read as one applied.
 		return nil, status.Errorf(codes.NotFound, "group %q had no snapshot yet in version %d, which changed group %q (get --group %s --version %d shows it)",
@@ -994,7 +994,7 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) []*sluic
 			if err != nil {
 				res = nil
 				for _, id := range ids {
-					res = append(res, &sluicev1.CommandResult{NodeId: id, Error: fmt.Sprintf("on replica %s, which did not run the command: %v", replica, err)})
+					res = append(res, &sluicev1.CommandResult{NodeId: id, Error: fmt.Sprintf("on replica %s: %v", replica, err)})
 				}
 			}
 			mu.Lock()

@@ -583,7 +583,7 @@ func (r *relay) Send(_ context.Context, replica string, cmd *sluicev1.Command) (
 	r.mu.Unlock()
 	res, ok := r.answers[replica]
 	if !ok {
-		return nil, errors.New("no answer within 8s")
+		return nil, errors.New("no answer within 8s; the command was not run there")
 	}
 	return res, nil
 }
@@ -618,7 +618,7 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
 	}
 	want := []string{
-		`far 0 "on replica c, which did not run the command: no answer within 8s"`,
+		`far 0 "on replica c: no answer within 8s; the command was not run there"`,
 		`here 5 ""`,
 		`moved 1 ""`,
 		`silent 0 "connected, but not for commands"`,

@@ -140,6 +140,13 @@ func TestGetVersionBeforeGroupHadSnapshot(t *testing.T) {
 	if err != nil || edge.GetInfo().GetVersion() != 1 || len(edge.GetSnapshot().GetClusters()) != 1 {
 		t.Errorf("get --group edge --version 1: %v, %v; want version 1 with cluster web", edge, err)
 	}
+	// A group created empty in a version has that empty snapshot in it.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: &sluicev1.Snapshot{}, Group: "core", Selector: proto.String("role=core")}); err != nil {
+		t.Fatal(err)
+	}
+	if core, err := s.Get(ctx, &sluicev1.GetRequest{Version: 2, Group: "core"}); err != nil || len(core.GetSnapshot().GetClusters()) != 0 {
+		t.Errorf("get --group core --version 2, the version that created it empty: %v, %v", core, err)
+	}
 	// The current snapshot of a group that has none is empty, as ever:
 	// that is what its nodes run.
 	def, err := s.Get(ctx, &sluicev1.GetRequest{})
