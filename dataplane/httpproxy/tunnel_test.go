@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -380,24 +381,6 @@ func TestTunnelStopBetweenReads(t *testing.T) {
 // failed writes: a client that stopped reading timed out, a connection the
 // node closed is the listener's or the drain's, a reset is the peer's.
 func TestTunnelWriteReason(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	pair := func() (mine, theirs net.Conn) {
-		t.Helper()
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(); s.Close() })
-		return c, s
-	}
 	writeErr := func(c net.Conn) error {
 		_, err := c.Write([]byte("x"))
 		if err == nil {
@@ -405,14 +388,14 @@ func TestTunnelWriteReason(t *testing.T) {
 		}
 		return err
 	}
-	ep := upstream.New("c", "e", ln.Addr().String())
+	ep := upstream.New("c", "e", "127.0.0.1:9") // never dialled
 
-	timedOut, _ := pair()
+	timedOut, _ := loopback.Pair(t)
 	timedOut.SetWriteDeadline(time.Now().Add(-time.Second))
-	closed, _ := pair()
+	closed, _ := loopback.Pair(t)
 	closed.Close()
-	reset, peer := pair()
-	peer.(*net.TCPConn).SetLinger(0)
+	reset, peer := loopback.Pair(t)
+	peer.SetLinger(0)
 	peer.Close()
 	if _, err := reset.Read(make([]byte, 1)); err == nil {
 		t.Fatal("read after the peer's reset succeeded")

@@ -5,37 +5,18 @@ package proxyproto
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/sluice-lb/sluice/internal/loopback"
+)
 
 // A header sent in two writes is taken off the socket, and the stream's
 // own bytes after it are all still there to read.
 func TestTakeSocket(t *testing.T) {
 	for _, v := range []int{1, 2} {
-		c, s := tcpPair(t)
+		c, s := loopback.Pair(t)
 		hdr := AppendV1(nil, ap("203.0.113.7:4242"), ap("127.0.0.1:80"))
 		if v == 2 {
 			hdr = AppendV2(nil, ap("203.0.113.7:4242"), ap("127.0.0.1:80"))
@@ -60,7 +41,7 @@ func TestTakeSocket(t *testing.T) {
 // Without a header nothing is consumed; with nothing sent the deadline
 // ends the wait.
 func TestTakeSocketNoHeader(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := loopback.Pair(t)
 	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 	c.CloseWrite()
 	h, err := Take(s, time.Now().Add(5*time.Second))
@@ -72,7 +53,7 @@ func TestTakeSocketNoHeader(t *testing.T) {
 		t.Errorf("the stream reads %q", rest)
 	}
 
-	_, s = tcpPair(t)
+	_, s = loopback.Pair(t)
 	if _, err := Take(s, time.Now().Add(50*time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("silent peer: %v, want the deadline", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -167,25 +168,8 @@ func TestIdleTimeoutApplied(t *testing.T) {
 // BenchmarkQuietFor is what an idle scan costs per session: the kernel's
 // times of its two sockets.
 func BenchmarkQuietFor(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	dial := func() (*net.TCPConn, *net.TCPConn) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		a, err := ln.Accept()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close(); a.Close() })
-		return c.(*net.TCPConn), a.(*net.TCPConn)
-	}
-	client, _ := dial()
-	backend, _ := dial()
+	client, _ := loopback.Pair(b)
+	backend, _ := loopback.Pair(b)
 	crc, _ := client.SyscallConn()
 	brc, _ := backend.SyscallConn()
 	var q quietReader

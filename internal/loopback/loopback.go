@@ -89,3 +89,25 @@ func Accept(t testing.TB, fn func(net.Conn)) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Pair returns the two ends of a TCP connection on loopback: the one
+// dialled and the one accepted. Both close when the test ends.
+func Pair(t testing.TB) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
