@@ -841,11 +841,10 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 		return
 	}
 	// A TLS write that times out leaves the connection unusable: writes
-	// get the hard deadline (writeEndpoint moves it with x.hard), so a
+	// get the hard deadline, which writeEndpoint sets before each, so a
 	// client closed from outside is noticed only when a read slice ends,
 	// or at the hard deadline.
 	bc.SetReadDeadline(dl)
-	bc.SetWriteDeadline(x.hard)
 }
 
 // endpointStalled runs when an endpoint operation hit its slice deadline. It
@@ -929,9 +928,9 @@ func (cc *clientConn) writeEndpoint(bc net.Conn, p []byte, await bool) error {
 			}
 		} else {
 			if _, ok := bc.(*net.TCPConn); !ok {
-				// TLS: the write waits up to the hard deadline, which
-				// progress moved since armEndpoint (bodyStalled, and
-				// the body loops as the client's bytes come).
+				// TLS: the write waits up to the hard deadline, as
+				// progress left it (bodyStalled, and the body loops
+				// as the client's bytes come); see armEndpoint.
 				bc.SetWriteDeadline(cc.x.hard)
 			}
 			n, err = bc.Write(p)
