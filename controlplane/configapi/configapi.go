@@ -733,11 +733,11 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	if g == nil {
 		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", groupNames(v.Config)))
 	}
-	if g.GetVersion() == 0 && req.GetVersion() != 0 && groupOrDefault(v.Info.GetGroup()) != name {
+	if changed := groupOrDefault(v.Info.GetGroup()); g.GetVersion() == 0 && req.GetVersion() != 0 && changed != name {
 		// Asked for a version that changed another group, before this
 		// one had a snapshot: an empty one would read as one applied.
 		return nil, status.Errorf(codes.NotFound, "group %q had no snapshot yet in version %d, which changed group %q (get --group %s --version %d shows it)",
-			name, v.Info.GetVersion(), groupOrDefault(v.Info.GetGroup()), groupOrDefault(v.Info.GetGroup()), v.Info.GetVersion())
+			name, v.Info.GetVersion(), changed, changed, v.Info.GetVersion())
 	}
 	info := v.Info
 	if g.GetVersion() != info.GetVersion() {

@@ -215,9 +215,6 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 		for _, id := range ids[:n] {
 			st, ok := v.local.Node(id)
 			if !ok {
-				v.mu.Lock()
-				delete(v.conns, id)
-				v.mu.Unlock()
 				continue
 			}
 			if st.GetConnected() && !v.stamp(st) {
