@@ -292,6 +292,12 @@ func (c *cli) rpcError(cmd string, err error) int {
 		fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, st.Message())
 	case codes.Unavailable:
 		msg := st.Message()
+		if len(st.Details()) > 0 {
+			// The control plane's own answer: it was reached, but what it
+			// needs behind it was not.
+			fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, msg)
+			return 1
+		}
 		// grpc wraps the dial error: `connection error: desc = "transport:
 		// Error while dialing: dial tcp ...: connection refused"`.
 		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {

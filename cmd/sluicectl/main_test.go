@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,6 +42,7 @@ type fakeCP struct {
 	statsOut *sluicev1.GetStatsResponse
 	shutdown []*sluicev1.ShutdownSessionsRequest
 	results  []*sluicev1.CommandResult
+	shutErr  error // ShutdownSessions fails with it, when set
 }
 
 func (f *fakeCP) current() *sluicev1.Snapshot {
@@ -168,6 +170,9 @@ func (f *fakeCP) ShutdownSessions(_ context.Context, req *sluicev1.ShutdownSessi
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shutdown = append(f.shutdown, req)
+	if f.shutErr != nil {
+		return nil, f.shutErr
+	}
 	if req.GetCluster() != "web" || req.GetEndpoint() != "web1" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (it has: web1, web2, sorry)", req.GetCluster(), req.GetEndpoint())
 	}
@@ -871,5 +876,19 @@ func TestShutdownSessionsCommand(t *testing.T) {
 	code, stdout, _ = sluicectl(t, addr, "shutdown-sessions", "web/web1")
 	if code != 0 || !strings.Contains(stdout, "no node is connected") {
 		t.Errorf("no node: status %d, stdout %q", code, stdout)
+	}
+
+	// A replica that cannot read etcd says so with UNAVAILABLE and a
+	// detail (configapi.TestShutdownSessionsNeedsTheWholeFleet): it was
+	// reached, so that is not what sluicectl says.
+	st, err := status.New(codes.Unavailable, "cannot learn which nodes the other replicas have (etcdserver: request timed out), so the command was sent to no node").
+		WithDetails(&errdetails.ErrorInfo{Reason: "FLEET_UNREADABLE", Domain: "sluice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.shutErr = st.Err()
+	code, stdout, stderr = sluicectl(t, addr, "shutdown-sessions", "web/web1")
+	if want := "sluicectl shutdown-sessions: " + st.Message() + "\n"; code != 1 || stdout != "" || stderr != want {
+		t.Errorf("etcd unreadable: status %d, stdout %q, stderr %q; want 1, stderr %q", code, stdout, stderr, want)
 	}
 }

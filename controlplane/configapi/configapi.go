@@ -58,6 +58,14 @@ type Commander interface {
 	Run(ctx context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult
 }
 
+// A FleetLister is a NodeLister that tells when it could list this
+// replica's nodes only (fleetview.View): a command for the whole fleet
+// needs to know.
+type FleetLister interface {
+	NodeLister
+	FleetNodes() ([]*sluicev1.NodeStatus, error)
+}
+
 // Relayer has another replica run a command on its nodes, returning one
 // result per node (cmdrelay.Relay); it is bounded in time.
 type Relayer interface {
@@ -952,9 +960,13 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 		return nil, notFound
 	}
 	start := time.Now()
-	results := s.runOnFleet(ctx, &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
+	results, err := s.runOnFleet(ctx, &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
 		Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
 	}}})
+	if err != nil {
+		s.log.Warn("sessions not shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(), "err", err)
+		return nil, err
+	}
 	var closed uint64
 	failed := 0
 	for _, r := range results {
@@ -972,9 +984,26 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 // replica's through the command streams, on other replicas' through the
 // relay, all at once. It returns one result per node the fleet lists as
 // connected, or that answered, sorted by node id: a node that no replica
-// answered for gets an error result saying why.
-func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) []*sluicev1.CommandResult {
-	nodes := s.nodes.Nodes()
+// answered for gets an error result saying why. When the other replicas'
+// nodes cannot be listed it runs nothing and fails with UNAVAILABLE: the
+// command would reach an unknown part of the fleet, and its answer would
+// not show which.
+func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
+	var nodes []*sluicev1.NodeStatus
+	if fl, ok := s.nodes.(FleetLister); ok && s.relay != nil {
+		var err error
+		if nodes, err = fl.FleetNodes(); err != nil {
+			st := status.Newf(codes.Unavailable, "cannot learn which nodes the other replicas have (%v), so the command was sent to no node", err)
+			// The detail tells a client that this came from the control
+			// plane, not from its connection to it.
+			if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "FLEET_UNREADABLE", Domain: "sluice"}); derr == nil {
+				st = d
+			}
+			return nil, st.Err()
+		}
+	} else {
+		nodes = s.nodes.Nodes()
+	}
 	elsewhere := map[string][]string{} // replica: the nodes the fleet lists on it
 	if s.relay != nil {
 		for _, n := range nodes {
@@ -1022,7 +1051,7 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) []*sluic
 		results = append(results, r)
 	}
 	slices.SortFunc(results, func(a, b *sluicev1.CommandResult) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
-	return results
+	return results, nil
 }
 
 // storeStatus maps store errors to gRPC codes.

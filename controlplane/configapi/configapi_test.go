@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -630,5 +631,58 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 	slices.Sort(rl.sent)
 	if want := []string{"b:web/web1", "c:web/web1"}; !slices.Equal(rl.sent, want) {
 		t.Errorf("relayed %q, want %q", rl.sent, want)
+	}
+}
+
+// fleetDown lists this replica's nodes only: it could not read the others'.
+type fleetDown struct{ fixedNodes }
+
+func (f fleetDown) FleetNodes() ([]*sluicev1.NodeStatus, error) {
+	return f.fixedNodes, errors.New("etcdserver: request timed out")
+}
+
+// countedNodes counts the commands it runs.
+type countedNodes struct {
+	localNodes
+	runs atomic.Int32
+}
+
+func (c *countedNodes) Run(ctx context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult {
+	c.runs.Add(1)
+	return c.localNodes.Run(ctx, action)
+}
+
+// TestShutdownSessionsNeedsTheWholeFleet: when the other replicas' nodes
+// cannot be listed, ShutdownSessions sends the command to no node, this
+// replica's included, and says why: an answer listing this replica's nodes
+// alone would read as the whole fleet.
+func TestShutdownSessionsNeedsTheWholeFleet(t *testing.T) {
+	ctx := testContext(t)
+	nodes := fleetDown{fixedNodes{{Id: "here", Connected: true, Replica: "a"}}}
+	rl := &relay{}
+	local := &countedNodes{localNodes: localNodes{"here": {Closed: 5}}}
+	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(nil, local).WithReplica("a").WithRelay(rl)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
+	want := "cannot learn which nodes the other replicas have (etcdserver: request timed out), so the command was sent to no node"
+	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != want {
+		t.Fatalf("ShutdownSessions = %v, %v; want UNAVAILABLE %q", resp, err, want)
+	}
+	if len(status.Convert(err).Details()) == 0 {
+		t.Error("UNAVAILABLE without a detail: sluicectl would take it for its own connection failing")
+	}
+	if n := local.runs.Load(); n != 0 || len(rl.sent) != 0 {
+		t.Errorf("the command ran here %d times and was relayed %q; want neither", n, rl.sent)
+	}
+
+	// A lone control plane (no relay) has no other replicas to miss.
+	lone := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(nil, local)
+	if _, err := lone.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := lone.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"}); err != nil || len(resp.GetResults()) != 1 || resp.GetResults()[0].GetClosed() != 5 {
+		t.Errorf("lone control plane: ShutdownSessions = %v, %v; want here closed 5", resp, err)
 	}
 }

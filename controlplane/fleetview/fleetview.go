@@ -269,6 +269,17 @@ func (v *View) stamp(st *sluicev1.NodeStatus) bool {
 // When etcd cannot be read it returns this replica's nodes only, and logs
 // why.
 func (v *View) Nodes() []*sluicev1.NodeStatus {
+	nodes, err := v.FleetNodes()
+	if err != nil {
+		v.log.Warn("fleet view: cannot read other replicas' nodes; listing this replica's only", "err", err)
+	}
+	return nodes
+}
+
+// FleetNodes is Nodes for a caller that must know whether the list is
+// whole: when etcd cannot be read it returns this replica's nodes and why
+// the others' are missing.
+func (v *View) FleetNodes() ([]*sluicev1.NodeStatus, error) {
 	local := v.local.Nodes()
 	for _, n := range local {
 		n.Replica = v.replica
@@ -280,8 +291,7 @@ func (v *View) Nodes() []*sluicev1.NodeStatus {
 	defer cancel()
 	remote, err := v.remote(ctx)
 	if err != nil {
-		v.log.Warn("fleet view: cannot read other replicas' nodes; listing this replica's only", "err", err)
-		return local
+		return local, fmt.Errorf("fleetview: %w", err)
 	}
 	best := make(map[string]*sluicev1.NodeStatus, len(local)+len(remote))
 	for _, n := range local {
@@ -297,7 +307,7 @@ func (v *View) Nodes() []*sluicev1.NodeStatus {
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b *sluicev1.NodeStatus) int { return cmp.Compare(a.GetId(), b.GetId()) })
-	return out
+	return out, nil
 }
 
 // Replicas returns, for every node id some replica records, the replicas

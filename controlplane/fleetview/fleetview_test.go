@@ -207,3 +207,36 @@ func TestManyNodesBatched(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFleetNodesSaysWhenPartial: when etcd cannot be read, FleetNodes
+// lists this replica's nodes and says that the others' are missing, which
+// a command for the whole fleet needs to know; Nodes lists the same.
+func TestFleetNodesSaysWhenPartial(t *testing.T) {
+	srv := etcdtest.Start(t)
+	b := start(t, srv, "b")
+	b.reg.Connect(&sluicev1.Node{Id: "there"}, "peer2", 0)
+
+	cli := srv.Client(t)
+	reg := fleet.NewRegistry()
+	a, err := New(cli, reg, Options{Prefix: "/t/", Replica: "a", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Connect(&sluicev1.Node{Id: "here"}, "peer1", 0)
+	waitNode(t, a, "b's node on a", "there", func(n *sluicev1.NodeStatus) bool { return n.GetConnected() })
+	if got, err := a.FleetNodes(); err != nil || !slices.Equal(ids(got), []string{"here", "there"}) {
+		t.Fatalf("with etcd: FleetNodes = %v, %v; want [here there], no error", ids(got), err)
+	}
+
+	cli.Close() // etcd can no longer be read through a's client
+	got, err := a.FleetNodes()
+	if err == nil {
+		t.Errorf("without etcd: FleetNodes = %v and no error, want an error", ids(got))
+	}
+	if !slices.Equal(ids(got), []string{"here"}) {
+		t.Errorf("without etcd: FleetNodes lists %v, want [here]", ids(got))
+	}
+	if got := ids(a.Nodes()); !slices.Equal(got, []string{"here"}) {
+		t.Errorf("without etcd: Nodes lists %v, want [here]", got)
+	}
+}
