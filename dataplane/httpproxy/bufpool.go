@@ -136,13 +136,19 @@ func (c *bufClass) trim() int {
 // exceeds about 110% of the heap goal, and a proxy that does not allocate
 // rarely moves that goal. After a burst (the trim released buffers), when
 // at least burstFree bytes of freed heap are still resident, the trim loop
-// returns them to the OS, at most once per freeOSInterval (it costs two
-// garbage collections). A count of released buffers is no such signal: a
+// returns them to the OS. A count of released buffers is no such signal: a
 // burst of 5000 new connections, each sending one request, released 190 to
 // 310 of them from one trial to the next.
+//
+// Returning them costs two garbage collections, whose time grows with the
+// live heap, so after one that took d the next waits freeOSWait × d: at
+// most a hundredth of the time goes to them. A burst that ends sooner is
+// returned once the wait is over, if its heap is still resident then; a
+// fixed 30 s wait used to leave the heap of a burst that came within it
+// resident for good.
 const (
-	burstFree      = 1 << 20
-	freeOSInterval = 30 * time.Second
+	burstFree  = 1 << 20
+	freeOSWait = 100
 )
 
 func trimLoop() {
@@ -155,9 +161,10 @@ func trimLoop() {
 // trimmer is the trim loop's state.
 type trimmer struct {
 	classes  []*bufClass
-	lastFree time.Time
-	heapFree func() uint64 // bytes of freed Go heap still resident
-	freeOS   func()        // returns them to the OS
+	owed     bool                 // a burst ended since the last return
+	next     time.Time            // no return before
+	heapFree func() uint64        // bytes of freed Go heap still resident
+	freeOS   func() time.Duration // returns them to the OS, saying how long it took
 }
 
 func newTrimmer(classes ...*bufClass) *trimmer {
@@ -171,25 +178,33 @@ func newTrimmer(classes ...*bufClass) *trimmer {
 			}
 			return 0
 		},
-		freeOS: func() {
+		freeOS: func() time.Duration {
+			start := time.Now()
 			// Two collections: pooled exchange states survive the first.
 			runtime.GC()
 			debug.FreeOSMemory()
+			return time.Since(start)
 		},
 	}
 }
 
-// tick trims the classes and, when that ended a burst, returns the freed
-// heap to the OS (see burstFree). It says whether it did.
+// tick trims the classes and, when a burst ended since the last return
+// and the wait after it is over, returns the freed heap to the OS (see
+// burstFree). It says whether it did.
 func (t *trimmer) tick(now time.Time) bool {
-	released := 0
 	for _, c := range t.classes {
-		released += c.trim()
+		if c.trim() > 0 {
+			t.owed = true
+		}
 	}
-	if released == 0 || now.Sub(t.lastFree) < freeOSInterval || t.heapFree() < burstFree {
+	if !t.owed || now.Before(t.next) {
 		return false
 	}
-	t.lastFree = now
-	t.freeOS()
+	if t.heapFree() < burstFree {
+		t.owed = false // too little to be worth it, or the scavenger took it
+		return false
+	}
+	t.owed = false
+	t.next = now.Add(freeOSWait * t.freeOS())
 	return true
 }

@@ -39,15 +39,17 @@ func TestBufClassTrimsIdleBuffers(t *testing.T) {
 }
 
 // After a burst, a trim returns the freed heap to the OS when there is
-// enough of it; not when it released no buffer, and not twice within
-// freeOSInterval.
+// enough of it; not when no burst ended, and not within freeOSWait times
+// what the last return took. A burst that ended within that wait is
+// returned once it is over.
 func TestTrimReturnsABurstsHeap(t *testing.T) {
 	c := &bufClass{size: rbSize, slab: 8}
 	tr := newTrimmer(c)
 	var free uint64 // what the runtime would say is freed and resident
 	returned := 0
+	const took = 100 * time.Millisecond // each return; the wait after it is 10s
 	tr.heapFree = func() uint64 { return free }
-	tr.freeOS = func() { returned++; free = 0 }
+	tr.freeOS = func() time.Duration { returned++; free = 0; return took }
 	burst := func() { // keepHot+8 exchanges at once, then none
 		var bufs [][]byte
 		for range keepHot + 8 {
@@ -75,20 +77,24 @@ func TestTrimReturnsABurstsHeap(t *testing.T) {
 	burst()
 	tick(false, "buffers in use during the interval")
 	free = 4 << 20
-	tick(false, "within freeOSInterval of the last return")
-
-	now = now.Add(freeOSInterval)
-	tick(false, "no buffer released")
+	tick(false, "within the wait after the last return")
+	now = now.Add(freeOSWait*took - 3*trimInterval)
+	tick(true, "the wait over: the burst that ended within it")
+	free = 4 << 20
+	now = now.Add(freeOSWait * took)
+	tick(false, "no burst since the last return")
 
 	burst()
 	tick(false, "buffers in use during the interval")
 	free = burstFree - 1
 	tick(false, "burst ended, but too little freed heap resident")
+	free = 4 << 20
+	tick(false, "no burst since the last one, which had too little")
 
 	burst()
 	tick(false, "buffers in use during the interval")
 	free = burstFree
-	tick(true, "burst ended, freeOSInterval later")
+	tick(true, "burst ended, the wait long over")
 }
 
 func TestExchangeBuffersReturn(t *testing.T) {
