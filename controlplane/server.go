@@ -54,6 +54,10 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
+// With etcd the fleet view lists every replica's nodes, and tells
+// shutdown-sessions when it cannot.
+var _ configapi.FleetLister = (*fleetview.View)(nil)
+
 // Defaults of Options and of sluice-cp's flags.
 const (
 	DefaultListen        = "127.0.0.1:7070"
