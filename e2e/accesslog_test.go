@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/sluice-lb/sluice/dataplane"
@@ -230,5 +234,73 @@ func TestAccessLogStuckWriter(t *testing.T) {
 	dp.Close()
 	if got := len(out.lines(t)); float64(got)+dropped != n {
 		t.Errorf("%d lines written + %v dropped, want %d requests in all", got, dropped, n)
+	}
+}
+
+// TestAccessLogRotation: the real sluice-dp, its access log moved away as
+// logrotate does, and SIGHUP: the node lives on and writes the next lines
+// to a new file at the path; the moved file keeps what came before.
+func TestAccessLogRotation(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, cpHTTP, admin, web, lst := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	start(t, "demo-backend", "--listen", web, "--name", "web1")
+	logPath := filepath.Join(dir, "access.log")
+	waitFor(t, "sluice-cp /healthz", func() bool {
+		resp, err := http.Get("http://" + cpHTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin, "--access-log", logPath)
+	snap := fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: web1, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, web, lst)
+	if out, errOut, code := ctl(t, cpAddr, "apply", "-f", writeFile(t, dir, "snap.yaml", snap), "--wait"); code != 0 {
+		t.Fatalf("apply: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// paths waits until the file at p holds a line for each path, in order.
+	paths := func(p string, want ...string) {
+		t.Helper()
+		var got []string
+		waitFor(t, fmt.Sprintf("%s to log %v", filepath.Base(p), want), func() bool {
+			b, _ := os.ReadFile(p)
+			got = got[:0]
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var l struct{ Path string }
+				if json.Unmarshal([]byte(line), &l) == nil {
+					got = append(got, l.Path)
+				}
+			}
+			return slices.Equal(got, want)
+		})
+	}
+	client := &http.Client{Timeout: testTimeout}
+	if _, err := get(client, "http://"+lst+"/before"); err != nil {
+		t.Fatal(err)
+	}
+	paths(logPath, "/before")
+
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new file at the path", func() bool { _, err := os.Stat(logPath); return err == nil })
+	if _, err := get(client, "http://"+lst+"/after"); err != nil {
+		t.Fatal(err)
+	}
+	paths(logPath, "/after")
+	paths(logPath+".1", "/before")
+	if !dp.alive() {
+		t.Fatal("sluice-dp exited on SIGHUP")
+	}
+	if out := dp.out.String(); !strings.Contains(out, "SIGHUP: reopened a log file") {
+		t.Errorf("the node's log does not say it reopened the file:\n%s", out)
 	}
 }

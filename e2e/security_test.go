@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,6 +314,28 @@ listeners:
 	}
 	if fi, _ := os.Stat(auditFile); fi.Mode().Perm() != 0o600 {
 		t.Errorf("audit log mode %04o, want 0600", fi.Mode().Perm())
+	}
+
+	// Rotated as logrotate does: moved away, then SIGHUP. The next line
+	// goes to a new file at the path, made 0600 too.
+	if err := os.Rename(auditFile, auditFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new audit log at the path", func() bool { _, err := os.Stat(auditFile); return err == nil })
+	ctlAs(viewTok, "drain", "web/web1")
+	waitFor(t, "the refused drain in the new audit log", func() bool {
+		b, _ := os.ReadFile(auditFile)
+		return strings.Count(string(b), "\n") == 1 && strings.Contains(string(b), `"identity":"watcher"`) &&
+			strings.Contains(string(b), `"outcome":"PermissionDenied"`)
+	})
+	if fi, _ := os.Stat(auditFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("new audit log mode %04o, want 0600", fi.Mode().Perm())
+	}
+	if !cp.alive() {
+		t.Error("sluice-cp exited on SIGHUP")
 	}
 }
 

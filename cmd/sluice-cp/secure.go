@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/internal/logfile"
 	"github.com/sluice-lb/sluice/internal/pki"
 )
 
@@ -70,7 +71,11 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 		if err != nil {
 			return nil, closer, fmt.Errorf("--audit-log: %w", err)
 		}
-		cfg.Audit, closer = a, func() { a.Close() }
+		cfg.Audit = a
+		if f := a.File(); f != nil {
+			stopHup := logfile.ReopenOnHangup(log, f) // for log rotation
+			closer = func() { stopHup(); a.Close() }
+		}
 	}
 	if cfg.TLS == nil && cfg.TokenKey == nil && cfg.Audit == nil {
 		return nil, closer, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/dataplane/admin"
+	"github.com/sluice-lb/sluice/internal/logfile"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -58,7 +59,9 @@ to start.
 file (appended) or to stdout with "-". It never slows traffic: when the
 writer falls behind, or a write fails (a full disk), lines are dropped and
 counted in sluice_access_log_dropped_total. --access-log-sample logs that share of
-them, e.g. 0.01 for one in a hundred.
+them, e.g. 0.01 for one in a hundred. SIGHUP reopens the file at its path,
+for log rotation (logrotate's postrotate: kill -HUP PID); without a file,
+SIGHUP ends the node at once, as for any program.
 
 With --ca, the node dials the control plane over TLS and verifies it with
 that CA; --cert and --key are its node certificate ("sluicectl cert issue"),
@@ -131,11 +134,14 @@ func main() {
 	if !(*accessSample > 0 && *accessSample <= 1) {
 		fail("--access-log-sample: %v is not above 0 and at most 1", *accessSample)
 	}
-	logOut, closeLog, err := openAccessLog(*accessLog)
+	logOut, logFile, err := openAccessLog(*accessLog)
 	if err != nil {
 		fail("--access-log: %v", err)
 	}
-	defer closeLog()
+	if logFile != nil {
+		defer logFile.Close()
+		defer logfile.ReopenOnHangup(log, logFile)()
+	}
 	nodeInfo := &sluicev1.Node{Id: *nodeID, Labels: lbls, BuildVersion: version}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -173,19 +179,19 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 // openAccessLog opens the --access-log destination: nil for "", stdout for
-// "-", else the file, appended to. The function returned closes it.
-func openAccessLog(path string) (io.Writer, func(), error) {
+// "-", else the file, appended to, which it also returns (SIGHUP reopens it).
+func openAccessLog(path string) (io.Writer, *logfile.File, error) {
 	switch path {
 	case "":
-		return nil, func() {}, nil
+		return nil, nil, nil
 	case "-":
-		return os.Stdout, func() {}, nil
+		return os.Stdout, nil, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := logfile.Open(path, 0o644)
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	return f, f, nil
 }
 
 func envOr(key, def string) string {

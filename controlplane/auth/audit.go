@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/logfile"
 )
 
 // Entry is one line of the audit log: one attempt to change something (or
@@ -38,13 +40,15 @@ type Entry struct {
 // Audit writes entries as JSON lines. Its methods may be called from any
 // goroutine.
 type Audit struct {
-	mu  sync.Mutex
-	w   io.Writer
-	c   io.Closer
-	log *slog.Logger
+	mu   sync.Mutex
+	w    io.Writer
+	file *logfile.File // nil: not a file of its own
+	log  *slog.Logger
 }
 
 // OpenAudit opens path for appending (created 0600), or stdout for "-".
+// An existing file that group or others may read is logged as such: the
+// log names the operators and what they changed.
 func OpenAudit(path string, log *slog.Logger) (*Audit, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -52,11 +56,23 @@ func OpenAudit(path string, log *slog.Logger) (*Audit, error) {
 	if path == "-" {
 		return &Audit{w: os.Stdout, log: log}, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := logfile.Open(path, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return &Audit{w: f, c: f, log: log}, nil
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		log.Warn("the audit log may be read by others than its owner; chmod 600 it", "path", path, "mode", st.Mode().Perm().String())
+	}
+	return &Audit{w: f, file: f, log: log}, nil
+}
+
+// File is the file the audit log appends to, for reopening after log
+// rotation; nil when it writes to stdout or a writer of the caller's.
+func (a *Audit) File() *logfile.File {
+	if a == nil {
+		return nil
+	}
+	return a.file
 }
 
 // NewAudit writes to w.
@@ -88,8 +104,8 @@ func (a *Audit) Write(e Entry) {
 
 // Close closes the file.
 func (a *Audit) Close() error {
-	if a == nil || a.c == nil {
+	if a == nil || a.file == nil {
 		return nil
 	}
-	return a.c.Close()
+	return a.file.Close()
 }
