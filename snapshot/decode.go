@@ -385,6 +385,13 @@ func (d *decoder) field(n *yaml.Node, m protoreflect.Message, fd protoreflect.Fi
 			}
 			return
 		}
+		if len(n.Content) == 0 && conditionLists[m.Descriptor().FullName()] {
+			// Protobuf cannot tell an empty list from none, and no
+			// condition holds for everything: a templated blacklist that
+			// came out empty would deny all traffic.
+			d.fail(path, n, "an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field")
+			return
+		}
 		list := m.Mutable(fd).List()
 		for i, e := range n.Content {
 			epath := fmt.Sprintf("%s[%d]", path, i)
@@ -407,6 +414,15 @@ func (d *decoder) field(n *yaml.Node, m protoreflect.Message, fd protoreflect.Fi
 			m.Set(fd, v)
 		}
 	}
+}
+
+// conditionLists are the messages whose lists are conditions of a rule's
+// match, where an empty list is refused.
+var conditionLists = map[protoreflect.FullName]bool{
+	(*sluicev1.Match)(nil).ProtoReflect().Descriptor().FullName():       true,
+	(*sluicev1.StringMatch)(nil).ProtoReflect().Descriptor().FullName(): true,
+	(*sluicev1.HeaderMatch)(nil).ProtoReflect().Descriptor().FullName(): true,
+	(*sluicev1.QueryMatch)(nil).ProtoReflect().Descriptor().FullName():  true,
 }
 
 func (d *decoder) mapField(n *yaml.Node, m protoreflect.Message, fd protoreflect.FieldDescriptor, path string) {

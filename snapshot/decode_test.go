@@ -232,6 +232,26 @@ clusters: [*g]
 			},
 		},
 		{
+			name: "empty condition lists",
+			in: `listeners:
+  - name: web
+    rules:
+      - match: { source: [] }
+        deny: {}
+      - match: { any: [], not: { method: [] } }
+        deny: {}
+      - match: { host: { exact: [], prefix: [www.] }, header: { name: X-A, exact: [] } }
+        deny: {}
+`,
+			want: []string{
+				"listeners[0].rules[0].match.source: an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field (line 4)",
+				"listeners[0].rules[1].match.any: an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field (line 6)",
+				"listeners[0].rules[1].match.not.method: an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field (line 6)",
+				"listeners[0].rules[2].match.host.exact: an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field (line 8)",
+				"listeners[0].rules[2].match.header.exact: an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field (line 8)",
+			},
+		},
+		{
 			name: "alias cycle",
 			in:   "clusters:\n  - &c\n    name: web\n    health_check: *c\n",
 			want: []string{"clusters[0].health_check: alias refers to a mapping that contains it (line 4)"},

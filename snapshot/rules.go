@@ -296,7 +296,7 @@ func (rc *ruleChecker) fieldName(name, p string, response bool) bool {
 // match checks one match at path p, depth levels deep.
 func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	if depth > MaxMatchDepth {
-		rc.add(p, "all, any and not nest more than %d deep", MaxMatchDepth)
+		rc.add(p, "matches nest more than %d deep: the rule's own and %d levels of all, any and not at most", MaxMatchDepth, MaxMatchDepth-1)
 		return
 	}
 	httpOnly := func(field string, set bool) bool {
@@ -358,6 +358,8 @@ func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	}
 	if m.Sni != nil && !rc.tls && rc.http {
 		rc.add(p+".sni", "never holds: the listener has no tls block, so no client sends a server name")
+	} else if m.Sni != nil {
+		rc.stringMatch(m.Sni, p+".sni", true)
 	}
 	for k, sub := range m.GetAll() {
 		rc.match(sub, fmt.Sprintf("%s.all[%d]", p, k), depth+1)
@@ -396,7 +398,11 @@ func (rc *ruleChecker) stringMatch(s *sluicev1.StringMatch, p string, names bool
 	}
 	for k, d := range s.GetDomain() {
 		if names && d != "" && !isDNSName(strings.TrimPrefix(d, ".")) {
-			rc.add(fmt.Sprintf("%s.domain[%d]", p, k), "%q is not a DNS name", d)
+			hint := ""
+			if rest, ok := strings.CutPrefix(d, "*."); ok {
+				hint = fmt.Sprintf(" (%q holds for every subdomain, and for %s itself)", rest, rest)
+			}
+			rc.add(fmt.Sprintf("%s.domain[%d]", p, k), "%q is not a DNS name%s", d, hint)
 		}
 	}
 	if !hasPatterns(s) && len(s.GetDomain()) == 0 {

@@ -177,7 +177,7 @@ func TestValidateRules(t *testing.T) {
 		{
 			name:  "nesting too deep",
 			rules: []string{`{match: {not: {not: {not: {not: {not: {not: {not: {not: {method: GET}}}}}}}}}, deny: {}}`},
-			want:  []string{"listeners[0].rules[0].match.not.not.not.not.not.not.not.not: all, any and not nest more than 8 deep"},
+			want:  []string{"listeners[0].rules[0].match.not.not.not.not.not.not.not.not: matches nest more than 8 deep: the rule's own and 7 levels of all, any and not at most"},
 		},
 		{
 			name:     "TCP listeners: source, port, route, allow and a plain deny",
@@ -195,6 +195,21 @@ func TestValidateRules(t *testing.T) {
 				`{match: {sni: {exact: a.example}}, route: static}`,
 				`{match: {sni: {domain: [b.example]}, tls: true}, route: web}`,
 				`{match: {not: {tls: true}}, deny: {}}`,
+			},
+		},
+		{
+			name:     "TCP listeners: sni patterns are checked as host's",
+			protocol: "TCP",
+			rules: []string{
+				`{match: {sni: {regex: "("}}, route: static}`,
+				`{match: {sni: {domain: ["*.example.com", "a b"]}}, route: static}`,
+				`{match: {sni: {}}, route: static}`,
+			},
+			want: []string{
+				"listeners[0].rules[0].match.sni.regex[0]: \"(\" is not a valid regular expression (Go RE2 syntax): missing closing ): `(?i)(`",
+				`listeners[0].rules[1].match.sni.domain[0]: "*.example.com" is not a DNS name ("example.com" holds for every subdomain, and for example.com itself)`,
+				`listeners[0].rules[1].match.sni.domain[1]: "a b" is not a DNS name`,
+				"listeners[0].rules[2].match.sni: has no pattern: give it exact, prefix, suffix, contains, regex or domain",
 			},
 		},
 		{
