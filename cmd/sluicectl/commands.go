@@ -58,7 +58,10 @@ func cmdValidate(_ context.Context, c *cli, _ sluicev1.ConfigServiceClient, args
 	fs := c.flags("validate", "validate -f FILE|DIR", `
 Check a snapshot without contacting the control plane: parse it strictly and
 apply every validation rule the control plane applies. A directory means every
-*.yaml, *.yml and *.json file in it (not recursive), merged.
+*.yaml, *.yml and *.json file in it (not recursive), merged. What only a
+node can know is left to the nodes, which refuse (NACK) a snapshot it
+fails: whether its listener addresses can be bound, and whether the files
+it names (certificates, keys, CAs) can be read.
 
 Prints "ok: N clusters, M listeners", or every fault as "path: message" on
 stderr and exits 1.`)

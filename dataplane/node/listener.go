@@ -52,11 +52,12 @@ type generation struct {
 	tcp      *tcpproxy.Server  // set for TCP
 }
 
-// bind opens the listener's socket. Its connections get no TCP keep-alive
-// probes (Go's default would probe every 15s, and cost four system calls
-// per connection) but those the listener's tcp_keepalive asks for.
+// bind opens the listener's socket, with SO_REUSEPORT (reusePort). Its
+// connections get no TCP keep-alive probes (Go's default would probe every
+// 15s, and cost four system calls per connection) but those the listener's
+// tcp_keepalive asks for.
 func bind(address string) (*net.TCPListener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
+	lc := net.ListenConfig{KeepAlive: -1, Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, err

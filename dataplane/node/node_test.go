@@ -861,3 +861,45 @@ listeners: [{ name: pub, address: "%s", protocol: HTTP, default_cluster: web }]
 		t.Errorf("only %d requests ran during the applies; the load did not overlap them", total.Load())
 	}
 }
+
+// TestListenerRespelledOnSamePort: a listener moved to another spelling of
+// the port it holds (localhost:P after 127.0.0.1:P, as from 127.0.0.1:P to
+// 0.0.0.0:P) binds while the old socket still listens, and then serves;
+// the old socket is closed.
+func TestListenerRespelledOnSamePort(t *testing.T) {
+	n := newNode(t)
+	a := backend(t, "a")
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	const tmpl = `
+clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
+`
+	if err := n.Apply("1", parse(t, tmpl, a, addr)); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply("2", parse(t, tmpl, a, "localhost:"+port)); err != nil {
+		t.Fatalf("Apply of localhost:%s after %s = %v, want it bound", port, addr, err)
+	}
+	if got := len(n.listeners); got != 1 {
+		t.Errorf("%d listeners after the move, want 1: the old socket is retired", got)
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("after the move: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != "a" {
+		t.Errorf("after the move: %q, want a", body)
+	}
+	// A port another program holds is still refused.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if err := n.Apply("3", parse(t, tmpl, a, taken.Addr().String())); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("Apply on a port another program holds = %v, want address already in use", err)
+	}
+}
