@@ -497,3 +497,23 @@ func TestRollingRestartSameNodeID(t *testing.T) {
 		t.Errorf("node after the old process exited: connected=%v draining=%v peer %s; want the new process's (%s)", n.GetConnected(), n.GetDraining(), n.GetPeer(), taken.GetPeer())
 	}
 }
+
+// TestNodeRefusesBadArguments: sluice-dp stops at once, with exit 2 and
+// the reason, on what it would otherwise ignore or word obscurely.
+func TestNodeRefusesBadArguments(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--node-id", "x", "--admin", "", "extra"}, `sluice-dp: unexpected arguments: ["extra"] (every setting is a --flag; see --help)`},
+		{[]string{"--node-id", "x", "--admin", "", "--log-level", "bogus"}, `sluice-dp: --log-level: "bogus" is not debug, info, warn or error`},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-dp"), tt.args...).CombinedOutput()
+		cancel()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || strings.TrimSpace(string(out)) != tt.want {
+			t.Errorf("sluice-dp %q: %v, output %q; want exit 2 and %q", tt.args, err, out, tt.want)
+		}
+	}
+}

@@ -121,6 +121,10 @@ func TestSecurityEndToEnd(t *testing.T) {
 	if out, _, _ := ctlAs(viewTok, "whoami"); !strings.HasPrefix(out, "watcher, role viewer, expires ") {
 		t.Errorf("whoami: %q", out)
 	}
+	// As a CI secret or $(cat file) often hands it over: with a newline.
+	if out, errOut, _ := ctlAs(viewTok+"\n", "whoami"); !strings.HasPrefix(out, "watcher, role viewer, expires ") {
+		t.Errorf("whoami with a newline after the token: stdout %q, stderr %q", out, errOut)
+	}
 
 	// The node connects over mTLS, as the certificate's id, and applies.
 	node := start(t, "sluice-dp", "--cp", cpAddr, "--ca", filepath.Join(nodeDir, "ca.crt"),

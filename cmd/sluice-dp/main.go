@@ -97,6 +97,9 @@ func main() {
 		fs.PrintDefaults()
 	}
 	fs.Parse(os.Args[1:])
+	if fs.NArg() > 0 {
+		fail("unexpected arguments: %q (every setting is a --flag; see --help)", fs.Args())
+	}
 	nodeSet := false
 	fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
 	if !nodeSet {
@@ -105,7 +108,7 @@ func main() {
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fail("--log-level: %v", err)
+		fail("--log-level: %q is not debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)

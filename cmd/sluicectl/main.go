@@ -143,6 +143,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	// A token read from a file or a CI secret often ends with a newline,
+	// which no token has and gRPC refuses in a header.
+	c.sec.token = strings.TrimSpace(c.sec.token)
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
 		usage(stdout)

@@ -116,6 +116,9 @@ reads secrets (get --show-secrets).`)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			return c.parse(fs, args)
 		}
+		if len(args) > 0 {
+			return c.usageError(fs, "there is no \"token %s\": tokens are created, and live until they expire", args[0])
+		}
 		return c.usageError(fs, "want: token create")
 	}
 	name := fs.String("name", "", "the token's `NAME` (required): letters, digits, ._@-")
