@@ -131,6 +131,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	// Served as application/json, never inside HTML: "->" of a change
+	// reads as it does in sluicectl, not as "-\u003e".
+	enc.SetEscapeHTML(false)
 	enc.Encode(v)
 }
 

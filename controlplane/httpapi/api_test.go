@@ -341,3 +341,13 @@ func FuzzQueries(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONReadsAsText: what curl shows of an answer reads as sluicectl's
+// words, without HTML escapes.
+func TestJSONReadsAsText(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSON(rec, http.StatusOK, map[string]string{"change": "web/a: state ACTIVE -> DRAINING <&>"})
+	if got, want := rec.Body.String(), `{"change":"web/a: state ACTIVE -> DRAINING <&>"}`+"\n"; got != want {
+		t.Errorf("body %q, want %q", got, want)
+	}
+}

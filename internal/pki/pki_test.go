@@ -139,3 +139,34 @@ func TestInitCA(t *testing.T) {
 		t.Errorf("LoadCA of a 0640 key: %v", err)
 	}
 }
+
+// TestServerTLSRefusesClientCertificates: a node's certificate given as
+// the control plane's own is refused at start, naming the node, rather
+// than served to clients that would all refuse it; init-ca's server
+// certificate is taken.
+func TestServerTLSRefusesClientCertificates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if _, err := InitCA(dir, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	if _, err := ServerTLS(p("server.crt"), p("server.key"), p("ca.crt")); err != nil {
+		t.Fatalf("init-ca's server certificate: %v", err)
+	}
+	ca, err := LoadCA(p("ca.crt"), p("ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, keyPEM, _ := NewKey()
+	csr, _ := NodeCSR("edge-1", key)
+	nodePEM, _, err := ca.IssueNode("edge-1", csr, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	WriteFile(p("edge-1.crt"), nodePEM, 0o644)
+	WriteFile(p("edge-1.key"), keyPEM, 0o600)
+	_, err = ServerTLS(p("edge-1.crt"), p("edge-1.key"), p("ca.crt"))
+	if err == nil || !strings.Contains(err.Error(), "is node edge-1's, for client authentication only") {
+		t.Errorf("ServerTLS with a node certificate: %v, want a refusal naming node edge-1", err)
+	}
+}

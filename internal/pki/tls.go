@@ -18,6 +18,13 @@ func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: server certificate: %w", err)
 	}
+	if leaf := cert.Leaf; leaf != nil && !serverUsage(leaf.ExtKeyUsage) {
+		what := "a client's"
+		if id, err := NodeID(leaf); err == nil {
+			what = fmt.Sprintf("node %s's", id)
+		}
+		return nil, fmt.Errorf("pki: server certificate %s is %s, for client authentication only: every client would refuse it (init-ca writes the server's as server.crt)", certFile, what)
+	}
 	pool, err := LoadPool(caFile)
 	if err != nil {
 		return nil, err
@@ -77,4 +84,18 @@ func LoadPool(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("pki: CA: %s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// serverUsage reports whether a certificate with these extended key
+// usages may serve TLS: none listed means any.
+func serverUsage(usages []x509.ExtKeyUsage) bool {
+	if len(usages) == 0 {
+		return true
+	}
+	for _, u := range usages {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return false
 }
