@@ -971,10 +971,12 @@ the snapshot and takes new work at once; its closed sessions are recorded
 with reason "shutdown" (see conns). Nothing is stored.
 
 Prints one line per node, "node-1  closed 37 connections", or why that node
-failed. Exits 1 if the cluster or endpoint is not in the current snapshot,
-if any node failed (one that did not answer in time included: 5s on the
-replica you call, 8s on another), or if the replica you call cannot read
-etcd to learn which nodes the others have (then no node was sent it).`)
+failed; with node groups, a node of a group whose snapshot lacks the
+endpoint is left out. Exits 1 if the cluster or endpoint is in no group's
+current snapshot, if any node failed (one that did not answer in time
+included: 5s on the replica you call, 8s on another), or if the replica
+you call cannot read etcd to learn which nodes the others have (then no
+node was sent it).`)
 	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 	if st >= 0 {
 		return st

@@ -12,8 +12,9 @@ import (
 // transport options sec gives (TLS or not): one address, or several
 // replicas' comma-separated, as sluice-dp takes them (the two share
 // $SLUICE_CP). With several, gRPC's pick_first policy uses the first that
-// accepts a connection, in the order given: any replica answers every
-// command alike.
+// accepts a connection, in the order given: any replica takes every
+// change and lists every node, but connection records and endpoint stats
+// are the replica's whose nodes report to it (README, High availability).
 func dialCP(cp string, sec []grpc.DialOption) (*grpc.ClientConn, error) {
 	opts := append(sec,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),

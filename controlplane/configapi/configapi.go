@@ -946,23 +946,28 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 	// The endpoint must be in some group's snapshot; the first error is
 	// the default group's, which is what a fleet without groups has.
 	var notFound error
+	has := map[string]bool{} // the groups whose snapshot has the endpoint
 	for _, g := range cur.Config.GetGroups() {
 		_, err := findEndpoint(g.GetSnapshot(), req.GetCluster(), req.GetEndpoint())
 		if err == nil {
-			notFound = nil
-			break
+			has[g.GetName()] = true
+			continue
 		}
 		if notFound == nil || g.GetName() == groups.Default {
 			notFound = err
 		}
 	}
-	if notFound != nil {
+	if len(has) == 0 && notFound != nil {
 		return nil, notFound
 	}
 	start := time.Now()
+	// A node of a group whose snapshot lacks the endpoint cannot have it:
+	// its "no cluster" is no failure, and it is left out of the answer.
+	// (A node that has none, or more than one, may run anything.)
+	concerned := func(n *sluicev1.NodeStatus) bool { return n.GetGroup() == "" || has[n.GetGroup()] }
 	results, err := s.runOnFleet(ctx, &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
 		Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
-	}}})
+	}}}, concerned)
 	if err != nil {
 		s.log.Warn("sessions not shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(), "err", err)
 		return nil, err
@@ -987,8 +992,9 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 // answered for gets an error result saying why. When the other replicas'
 // nodes cannot be listed it runs nothing and fails with UNAVAILABLE: the
 // command would reach an unknown part of the fleet, and its answer would
-// not show which.
-func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
+// not show which. The failures of nodes that concerned says the command
+// is not for are left out.
+func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerned func(*sluicev1.NodeStatus) bool) ([]*sluicev1.CommandResult, error) {
 	var nodes []*sluicev1.NodeStatus
 	if fl, ok := s.nodes.(FleetLister); ok && s.relay != nil {
 		var err error
@@ -1044,6 +1050,9 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command) ([]*slui
 	for _, n := range nodes {
 		if _, ok := byNode[n.GetId()]; n.GetConnected() && !ok {
 			byNode[n.GetId()] = &sluicev1.CommandResult{NodeId: n.GetId(), Error: "connected, but not for commands"}
+		}
+		if r := byNode[n.GetId()]; r != nil && r.GetError() != "" && !concerned(n) {
+			delete(byNode, n.GetId())
 		}
 	}
 	results := make([]*sluicev1.CommandResult, 0, len(byNode))

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -684,5 +685,50 @@ func TestShutdownSessionsNeedsTheWholeFleet(t *testing.T) {
 	}
 	if resp, err := lone.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"}); err != nil || len(resp.GetResults()) != 1 || resp.GetResults()[0].GetClosed() != 5 {
 		t.Errorf("lone control plane: ShutdownSessions = %v, %v; want here closed 5", resp, err)
+	}
+}
+
+// TestShutdownSessionsOnlyWhereTheGroupHasIt: with node groups, a node of
+// a group whose snapshot lacks the endpoint cannot have it; its "no
+// cluster" is no failure, and it is left out. A node of a group that has
+// the endpoint, or of no group, still fails when it lacks it (it runs an
+// older snapshot).
+func TestShutdownSessionsOnlyWhereTheGroupHasIt(t *testing.T) {
+	ctx := testContext(t)
+	nodes := fixedNodes{
+		{Id: "d1", Connected: true, Group: groups.Default},
+		{Id: "d2", Connected: true, Group: groups.Default},
+		{Id: "e1", Connected: true, Group: "edge"},
+		{Id: "e2", Connected: true, Group: "edge"}, // no command stream
+		{Id: "u1", Connected: true},                // in no group
+	}
+	lacks := &sluicev1.CommandResult{Error: `node: no cluster "web" in the running configuration (version 2)`}
+	local := localNodes{"d1": {Closed: 2}, "d2": lacks, "e1": lacks, "u1": lacks}
+	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(nil, local)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	other := parse(t, `
+clusters: [{ name: static, endpoints: [{ name: s1, address: 127.0.0.1:9003 }] }]
+listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_cluster: static }]
+`)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: other, Group: "edge", Selector: proto.String("zone=a")}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.GetResults() {
+		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
+	}
+	want := []string{
+		`d1 2 ""`,
+		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
+		`u1 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
