@@ -611,14 +611,7 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range resp.GetResults() {
-		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
-	}
+	got := shutdownWeb1(t, ctx, s)
 	want := []string{
 		`far 0 "on replica c: no answer within 8s; the command was not run there"`,
 		`here 5 ""`,
@@ -633,6 +626,21 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 	if want := []string{"b:web/web1", "c:web/web1"}; !slices.Equal(rl.sent, want) {
 		t.Errorf("relayed %q, want %q", rl.sent, want)
 	}
+}
+
+// shutdownWeb1 shuts down the sessions of web/web1 through s, and returns
+// the results as "node closed error" lines.
+func shutdownWeb1(t *testing.T, ctx context.Context, s *Server) []string {
+	t.Helper()
+	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.GetResults() {
+		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
+	}
+	return got
 }
 
 // fleetDown lists this replica's nodes only: it could not read the others'.
@@ -715,14 +723,7 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: other, Group: "edge", Selector: proto.String("zone=a")}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range resp.GetResults() {
-		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
-	}
+	got := shutdownWeb1(t, ctx, s)
 	want := []string{
 		`d1 2 ""`,
 		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
