@@ -113,6 +113,21 @@ func TCPConn(c net.Conn) *net.TCPConn {
 	return nil
 }
 
+// closeConn closes c. Over TLS the close_notify alert goes first only
+// when the socket's send queue is empty: with bytes the endpoint has not
+// taken (an upload it stopped reading, an exchange that failed), the
+// alert would wait for room, up to crypto/tls's 5 s, for an endpoint that
+// may never read it, and the connection closes at once (closeHard).
+func closeConn(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		if under := TCPConn(tc); under != nil && !sendQueueEmpty(under) {
+			under.Close()
+			return
+		}
+	}
+	c.Close()
+}
+
 // closeHard closes c at once: for TLS, the socket under it, without the
 // close_notify alert, which waits for room in a send buffer the endpoint
 // may not be emptying. Forced closes (drain timeouts, shutdowns) use it.

@@ -127,3 +127,51 @@ func TestSetTLSPool(t *testing.T) {
 		t.Errorf("plain again: got a %T", c)
 	}
 }
+
+// TestCloseTLSStalled: closing a TLS connection whose endpoint stopped
+// reading does not wait for room for the close_notify alert (crypto/tls
+// waits up to 5 s): a request that timed out on such an endpoint was
+// answered that much later.
+func TestCloseTLSStalled(t *testing.T) {
+	ca := testcert.NewCA(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}}
+	release := make(chan struct{})
+	defer close(release)
+	ep := New("c", "e", loopback.Serve(t, func(raw net.Conn) {
+		c := tls.Server(raw, cfg)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if c.Handshake() == nil {
+			<-release // reads nothing more
+		}
+		raw.Close()
+	}))
+	ep.SetTLS(&tls.Config{RootCAs: ca.Pool()})
+	c, err := ep.Dial(context.Background(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	n, err := c.Write(make([]byte, 256<<20))
+	if !isTimeout(err) {
+		t.Fatalf("write of 256 MiB to an endpoint that reads nothing: %d bytes, %v; want a timeout", n, err)
+	}
+	// The write stopped with a little room left; the socket's own bytes
+	// fill it (the stream is past use), so that the alert finds none.
+	raw := TCPConn(c)
+	for i := 0; ; i++ {
+		raw.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := raw.Write([]byte{0}); isTimeout(err) {
+			break
+		} else if err != nil || i == 1<<20 {
+			t.Fatalf("filling the send buffer: %v after %d bytes", err, i)
+		}
+	}
+	start := time.Now()
+	ep.Close(c)
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("Close took %v", took)
+	}
+	if n := ep.Conns(); n != 0 {
+		t.Errorf("%d connections after Close, want 0", n)
+	}
+}
