@@ -403,9 +403,6 @@ func (s *Server) etcdPrefix() string {
 	return s.opts.EtcdPrefix
 }
 
-// etcdOpenTimeout bounds New's first contact with etcd.
-const etcdOpenTimeout = 10 * time.Second
-
 // openEtcd connects to etcd and opens the replicated store on it.
 func (s *Server) openEtcd() error {
 	s.replica = s.opts.Replica
@@ -427,15 +424,15 @@ func (s *Server) openEtcd() error {
 		return fmt.Errorf("controlplane: etcd %v: %w", s.opts.Etcd, err)
 	}
 	s.etcd = client
-	ctx, cancel := context.WithTimeout(context.Background(), etcdOpenTimeout)
-	defer cancel()
-	st, err := store.OpenEtcd(ctx, client, store.EtcdOptions{
+	// The first contact waits as long as any call of the store
+	// (store.DefaultEtcdTimeout).
+	st, err := store.OpenEtcd(context.Background(), client, store.EtcdOptions{
 		Prefix: s.etcdPrefix(),
 		Retain: s.opts.KeepVersions,
 		Logger: s.log.With("component", "store"),
 	})
 	if err != nil {
-		return fmt.Errorf("controlplane: etcd %v: %w", s.opts.Etcd, err)
+		return fmt.Errorf("controlplane: cannot open the store on etcd: %w", err)
 	}
 	s.store = st
 	s.log.Info("replica on etcd", "replica", s.replica, "etcd", s.opts.Etcd, "prefix", s.etcdPrefix())

@@ -515,3 +515,30 @@ func TestHADashboard(t *testing.T) {
 		t.Errorf("page errors: %q", errs)
 	}
 }
+
+// TestHAEtcdDown: with etcd gone, sluicectl's calls that need it fail
+// within the control plane's bound on etcd (5 s), saying it is etcd that
+// does not answer, rather than wait for sluicectl's own --timeout and
+// blame the control plane.
+func TestHAEtcdDown(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	r := startReplicas(t, etcd, 1)[0]
+	dir := t.TempDir()
+	if out, errOut, code := ctl(t, r.addr, "apply", "-f", writeFile(t, dir, "v1.yaml", clusterOnly(1))); code != 0 {
+		t.Fatalf("apply: exit %d, %q %q", code, out, errOut)
+	}
+	etcd.Stop()
+	want := fmt.Sprintf("the configuration store cannot be reached: etcd (%s) did not answer within 5s", etcd.Endpoint)
+	for _, args := range [][]string{
+		{"apply", "-f", writeFile(t, dir, "v2.yaml", clusterOnly(2))},
+		{"history"},
+	} {
+		// Waiting for etcd, sluicectl would give up after 30 s and
+		// say the control plane did not answer.
+		_, errOut, code := ctl(t, r.addr, append([]string{"--timeout", "30s"}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "sluicectl "+args[0]+": "+want) {
+			t.Errorf("%s with etcd down: exit %d, stderr %q; want exit 1 and %q", args[0], code, errOut, want)
+		}
+	}
+}

@@ -999,13 +999,7 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerne
 	if fl, ok := s.nodes.(FleetLister); ok && s.relay != nil {
 		var err error
 		if nodes, err = fl.FleetNodes(); err != nil {
-			st := status.Newf(codes.Unavailable, "cannot learn which nodes the other replicas have (%v), so the command was sent to no node", err)
-			// The detail tells a client that this came from the control
-			// plane, not from its connection to it.
-			if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "FLEET_UNREADABLE", Domain: "sluice"}); derr == nil {
-				st = d
-			}
-			return nil, st.Err()
+			return nil, unavailable("FLEET_UNREADABLE", "cannot learn which nodes the other replicas have (%v), so the command was sent to no node", err)
 		}
 	} else {
 		nodes = s.nodes.Nodes()
@@ -1063,6 +1057,18 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerne
 	return results, nil
 }
 
+// unavailable is an UNAVAILABLE status of the control plane's own, which
+// carries an ErrorInfo with reason: the detail tells a client that the
+// control plane answered, and that what it needs behind it did not, not
+// that the client's connection to it failed.
+func unavailable(reason, format string, args ...any) error {
+	st := status.Newf(codes.Unavailable, format, args...)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "sluice"}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
 // storeStatus maps store errors to gRPC codes.
 func storeStatus(err error) error {
 	switch {
@@ -1070,6 +1076,8 @@ func storeStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		return unavailable("STORE_UNAVAILABLE", "the configuration store cannot be reached: %v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}

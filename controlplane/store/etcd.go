@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,17 @@ type EtcdOptions struct {
 	Retain int
 	// Logger receives the watch's complaints (nil: none).
 	Logger *slog.Logger
+	// Timeout bounds each call of the store on etcd: a call etcd has not
+	// answered by then fails with ErrUnavailable rather than wait for
+	// the caller's deadline. 0 means DefaultEtcdTimeout.
+	Timeout time.Duration
 }
+
+// DefaultEtcdTimeout is EtcdOptions.Timeout's default: a healthy etcd
+// answers in milliseconds, and one that lost its quorum gives up on a
+// request after about 7 s (its own request timeout) when it answers at
+// all.
+const DefaultEtcdTimeout = 5 * time.Second
 
 // Etcd is the replicated Store: several control planes on one etcd cluster
 // (and one prefix) share one history of versions.
@@ -70,11 +81,12 @@ type EtcdOptions struct {
 // replicas at once, and the control plane runs it from the elected leader
 // only (package leader) to spare etcd the duplicate work.
 type Etcd struct {
-	client *clientv3.Client
-	prefix string
-	retain int
-	log    *slog.Logger
-	notify Notifier
+	client  *clientv3.Client
+	prefix  string
+	retain  int
+	timeout time.Duration
+	log     *slog.Logger
+	notify  Notifier
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -85,10 +97,13 @@ type Etcd struct {
 var _ Store = (*Etcd)(nil)
 
 // OpenEtcd returns a store on client, which the caller keeps and closes after
-// the store. It reads the current version (bounded by ctx) and starts
-// following it; etcd must be reachable.
+// the store. It reads the current version (bounded by ctx and by
+// opts.Timeout) and starts following it; etcd must be reachable.
 func OpenEtcd(ctx context.Context, client *clientv3.Client, opts EtcdOptions) (*Etcd, error) {
-	s := &Etcd{client: client, prefix: opts.Prefix, retain: opts.Retain, log: opts.Logger}
+	s := &Etcd{client: client, prefix: opts.Prefix, retain: opts.Retain, timeout: opts.Timeout, log: opts.Logger}
+	if s.timeout <= 0 {
+		s.timeout = DefaultEtcdTimeout
+	}
 	if s.prefix == "" {
 		s.prefix = DefaultEtcdPrefix
 	}
@@ -98,9 +113,13 @@ func OpenEtcd(ctx context.Context, client *clientv3.Client, opts EtcdOptions) (*
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	cur, rev, err := s.current(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: etcd: %w", err)
+	var cur uint64
+	var rev int64
+	if err := s.do(ctx, func(ctx context.Context) (err error) {
+		cur, rev, err = s.current(ctx)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	s.notify.Notify(cur)
 	wctx, cancel := context.WithCancel(context.Background())
@@ -163,42 +182,59 @@ func (s *Etcd) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Current implements Store.
-func (s *Etcd) Current(ctx context.Context) (*Version, error) {
+// do runs one call of the store, fn, on etcd within the store's timeout,
+// and maps its error to the store's (wrap).
+func (s *Etcd) do(ctx context.Context, fn func(context.Context) error) error {
 	if err := s.check(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	cur, _, err := s.current(ctx)
-	if err != nil {
-		return nil, s.wrap(err)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := fn(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil && !s.closed.Load() {
+		// The store's deadline, not the caller's: etcd did not answer.
+		return unavailable{fmt.Sprintf("etcd (%s) did not answer within %v", strings.Join(s.client.Endpoints(), ","), s.timeout)}
 	}
-	if cur == 0 {
-		return &Version{Info: &sluicev1.VersionInfo{}, Config: Initial()}, nil
-	}
-	v, err := s.read(ctx, cur)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	return v, nil
+	return s.wrap(err)
+}
+
+// unavailable is an ErrUnavailable that says why.
+type unavailable struct{ msg string }
+
+func (u unavailable) Error() string        { return u.msg }
+func (u unavailable) Is(target error) bool { return target == ErrUnavailable }
+
+// Current implements Store.
+func (s *Etcd) Current(ctx context.Context) (v *Version, err error) {
+	err = s.do(ctx, func(ctx context.Context) error {
+		cur, _, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		if cur == 0 {
+			v = &Version{Info: &sluicev1.VersionInfo{}, Config: Initial()}
+			return nil
+		}
+		v, err = s.read(ctx, cur)
+		return err
+	})
+	return v, err
 }
 
 // Get implements Store.
-func (s *Etcd) Get(ctx context.Context, version uint64) (*Version, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	cur, _, err := s.current(ctx)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	if !s.kept(version, cur) {
-		return nil, ErrNotFound
-	}
-	v, err := s.read(ctx, version)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	return v, nil
+func (s *Etcd) Get(ctx context.Context, version uint64) (v *Version, err error) {
+	err = s.do(ctx, func(ctx context.Context) error {
+		cur, _, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		if !s.kept(version, cur) {
+			return ErrNotFound
+		}
+		v, err = s.read(ctx, version)
+		return err
+	})
+	return v, err
 }
 
 // read reads version v's info and payload in one request.
@@ -225,13 +261,18 @@ func (s *Etcd) read(ctx context.Context, v uint64) (*Version, error) {
 }
 
 // History implements Store.
-func (s *Etcd) History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
+func (s *Etcd) History(ctx context.Context, limit int) (out []*sluicev1.VersionInfo, err error) {
+	err = s.do(ctx, func(ctx context.Context) (err error) {
+		out, err = s.history(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+func (s *Etcd) history(ctx context.Context, limit int) ([]*sluicev1.VersionInfo, error) {
 	cur, rev, err := s.current(ctx)
 	if err != nil {
-		return nil, s.wrap(err)
+		return nil, err
 	}
 	if cur == 0 {
 		return nil, nil
@@ -246,45 +287,51 @@ func (s *Etcd) History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 	}
 	resp, err := s.client.Get(ctx, s.versionKey(dirEtcdInfo, s.oldestKept(cur)), opts...)
 	if err != nil {
-		return nil, s.wrap(err)
+		return nil, err
 	}
 	out := make([]*sluicev1.VersionInfo, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		info := &sluicev1.VersionInfo{}
 		if err := proto.Unmarshal(kv.Value, info); err != nil {
-			return nil, fmt.Errorf("store: %s: corrupt info: %w", kv.Key, err)
+			return nil, fmt.Errorf("%s: corrupt info: %w", kv.Key, err)
 		}
 		out = append(out, info)
 	}
 	return out, nil
 }
 
-// Put implements Store.
-func (s *Etcd) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.VersionInfo, bool, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, false, err
-	}
+// Put implements Store. When etcd does not answer in time, whether the
+// version was stored is not known: the error says so.
+func (s *Etcd) Put(ctx context.Context, base uint64, rec Record) (info *sluicev1.VersionInfo, changed bool, err error) {
 	payload, err := encodeConfig(rec.Config)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: marshal snapshot: %w", err)
 	}
-	for {
-		info, changed, retry, err := s.tryPut(ctx, base, rec, payload)
-		if err != nil {
-			return nil, false, s.wrap(err)
-		}
-		if !retry {
-			if changed {
-				s.notify.Notify(info.GetVersion())
+	err = s.do(ctx, func(ctx context.Context) error {
+		for {
+			var retry bool
+			var err error
+			info, changed, retry, err = s.tryPut(ctx, base, rec, payload)
+			if err != nil || !retry {
+				return err
 			}
-			return info, changed, nil
+			// AnyBase lost a race with another writer: store on top
+			// of the version that won.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
-		// AnyBase lost a race with another writer: store on top of the
-		// version that won.
-		if err := s.check(ctx); err != nil {
-			return nil, false, err
-		}
+	})
+	if errors.Is(err, ErrUnavailable) {
+		return nil, false, unavailable{err.Error() + "; if it stored the version, history lists it once etcd answers"}
 	}
+	if err != nil {
+		return nil, false, err
+	}
+	if changed {
+		s.notify.Notify(info.GetVersion())
+	}
+	return info, changed, nil
 }
 
 // tryPut is one compare-and-swap. retry reports that the current version
@@ -355,22 +402,21 @@ func (s *Etcd) tryPut(ctx context.Context, base uint64, rec Record, payload []by
 // What it deletes depends only on the current version, and deleting what is
 // already gone does nothing, so replicas that prune at once agree.
 func (s *Etcd) Prune(ctx context.Context) error {
-	if err := s.check(ctx); err != nil {
+	return s.do(ctx, func(ctx context.Context) error {
+		cur, _, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		oldest := s.oldestKept(cur)
+		if oldest <= 1 {
+			return nil
+		}
+		_, err = s.client.Txn(ctx).Then(
+			clientv3.OpDelete(s.versionKey(dirEtcdInfo, 0), clientv3.WithRange(s.versionKey(dirEtcdInfo, oldest))),
+			clientv3.OpDelete(s.versionKey(dirEtcdPayload, 0), clientv3.WithRange(s.versionKey(dirEtcdPayload, oldest))),
+		).Commit()
 		return err
-	}
-	cur, _, err := s.current(ctx)
-	if err != nil {
-		return s.wrap(err)
-	}
-	oldest := s.oldestKept(cur)
-	if oldest <= 1 {
-		return nil
-	}
-	_, err = s.client.Txn(ctx).Then(
-		clientv3.OpDelete(s.versionKey(dirEtcdInfo, 0), clientv3.WithRange(s.versionKey(dirEtcdInfo, oldest))),
-		clientv3.OpDelete(s.versionKey(dirEtcdPayload, 0), clientv3.WithRange(s.versionKey(dirEtcdPayload, oldest))),
-	).Commit()
-	return s.wrap(err)
+	})
 }
 
 // watchRetry is how long the watch waits before following the current
@@ -412,7 +458,7 @@ func (s *Etcd) watch(ctx context.Context, rev int64) {
 		}
 		// Whatever happened meanwhile is in the current value: read it,
 		// then watch for changes after it.
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, s.timeout)
 		cur, r, err := s.current(rctx)
 		cancel()
 		if err != nil {
@@ -443,7 +489,7 @@ func (s *Etcd) wrap(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
 		return err
 	case s.closed.Load():
 		return ErrClosed
@@ -453,6 +499,11 @@ func (s *Etcd) wrap(err error) error {
 		// The server's limit, or the client's own (clientv3.Config's
 		// MaxCallSendMsgSize, 2 MiB by default).
 		return fmt.Errorf("store: etcd: the version is larger than etcd accepts (its --max-request-bytes, 1.5 MiB by default): %w", err)
+	case status.Code(err) == codes.Unavailable, errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrNoLeader),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost):
+		// etcd answered that it cannot serve now: it lost its quorum or
+		// its leader.
+		return unavailable{fmt.Sprintf("etcd (%s): %v", strings.Join(s.client.Endpoints(), ","), err)}
 	}
 	return fmt.Errorf("store: etcd: %w", err)
 }

@@ -189,3 +189,44 @@ func TestEtcdTooLarge(t *testing.T) {
 		t.Errorf("Current = %v, %v; want version 0", cur, err)
 	}
 }
+
+// TestEtcdDown: with etcd gone, every call fails with ErrUnavailable once
+// the store's timeout passed, naming etcd, not at the caller's deadline;
+// a Put says that the version may have been stored.
+func TestEtcdDown(t *testing.T) {
+	ctx := testContext(t)
+	srv := etcdtest.Start(t)
+	const timeout = 300 * time.Millisecond
+	s, err := OpenEtcd(ctx, srv.Client(t), EtcdOptions{Prefix: freshPrefix(t), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1))})
+	srv.Stop() // some 7 s: etcd waits that long for the store's watch
+	want := fmt.Sprintf("etcd (%s) did not answer within %v", srv.Endpoint, timeout)
+	for name, call := range map[string]func() error{
+		"Current": func() error { _, err := s.Current(ctx); return err },
+		"Get":     func() error { _, err := s.Get(ctx, 1); return err },
+		"History": func() error { _, err := s.History(ctx, 0); return err },
+		"Put": func() error {
+			_, _, err := s.Put(ctx, AnyBase, Record{Config: inDefault(snap("web", 2))})
+			if err != nil && !strings.Contains(err.Error(), "history lists it once etcd answers") {
+				t.Errorf("Put: %q does not say the version may be stored", err)
+			}
+			return err
+		},
+		"Prune": func() error { return s.Prune(ctx) },
+	} {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s with etcd down: %v, want ErrUnavailable %q", name, err, want)
+		}
+		// The caller's context has minutes left: a call that waited for
+		// it would take that long.
+		if took := time.Since(start); took > defaultTestTimeout/2 {
+			t.Errorf("%s with etcd down took %v", name, took)
+		}
+	}
+}

@@ -38,6 +38,11 @@ var (
 	ErrConflict = errors.New("store: current version changed concurrently")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable matches the errors of a replicated store whose
+	// backend did not answer in time or said it cannot serve: the call
+	// may work again later. A Put that failed so may have stored its
+	// version all the same.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Initial is the configuration of version 0: the default group, whose empty

@@ -7,6 +7,7 @@ package etcdtest
 import (
 	"context"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type Server struct {
 	// Endpoint is the client URL, e.g. http://127.0.0.1:23790.
 	Endpoint string
 	etcd     *embed.Etcd
+	stop     sync.Once
 }
 
 // Start starts etcd and stops it when the test ends.
@@ -45,7 +47,8 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("etcdtest: start: %v", err)
 	}
-	t.Cleanup(e.Close)
+	srv := &Server{etcd: e}
+	t.Cleanup(srv.Stop)
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -54,8 +57,13 @@ func Start(t testing.TB) *Server {
 		e.Server.Stop()
 		t.Fatalf("etcdtest: not ready after %v", startTimeout)
 	}
-	return &Server{Endpoint: client.String(), etcd: e}
+	srv.Endpoint = client.String()
+	return srv
 }
+
+// Stop stops the server before the test ends: its clients then get no
+// answer.
+func (s *Server) Stop() { s.stop.Do(s.etcd.Close) }
 
 // Client returns a client of s, closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
