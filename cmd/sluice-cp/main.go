@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -91,9 +92,14 @@ func run(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var endpoints []string
 	for _, e := range strings.Split(*etcd, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			endpoints = append(endpoints, e)
+		if e = strings.TrimSpace(e); e == "" {
+			continue
 		}
+		if err := checkEtcdEndpoint(e); err != nil {
+			log.Error("bad --etcd endpoint", "endpoint", e, "err", err)
+			return 2
+		}
+		endpoints = append(endpoints, e)
 	}
 	if *etcd != "" && len(endpoints) == 0 {
 		log.Error("--etcd names no endpoint", "etcd", *etcd)
@@ -144,3 +150,27 @@ func run(args []string) int {
 	log.Info("stopped")
 	return 0
 }
+
+// checkEtcdEndpoint refuses an --etcd endpoint that is not an etcd client
+// URL, http://HOST:PORT, or HOST:PORT: etcd's client takes anything and
+// then waits for it.
+func checkEtcdEndpoint(e string) error {
+	hostPort := e
+	if scheme, rest, ok := strings.Cut(e, "://"); ok {
+		switch scheme {
+		case "http":
+		case "https":
+			return errors.New("etcd over TLS is not supported yet: give its http:// client URL")
+		default:
+			return errWantEtcdURL
+		}
+		hostPort = strings.TrimSuffix(rest, "/")
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil || host == "" || port == "" || strings.ContainsAny(hostPort, "/?#@") {
+		return errWantEtcdURL
+	}
+	return nil
+}
+
+var errWantEtcdURL = errors.New("want an etcd client URL, http://HOST:PORT, or HOST:PORT")

@@ -98,8 +98,8 @@ func TestEtcdUnreachable(t *testing.T) {
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
 		t.Fatalf("--etcd to nothing: %v, want exit status 1\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), addr) {
-		t.Errorf("--etcd to nothing: output does not say it cannot reach %s:\n%s", addr, out)
+	if want := "etcd (http://" + addr + ") did not answer within 5s"; !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), want) {
+		t.Errorf("--etcd to nothing: output does not say %q:\n%s", want, out)
 	}
 }
 
@@ -108,6 +108,9 @@ func TestBadFlagValues(t *testing.T) {
 		{"--keep-versions=0", "--keep-versions must be positive"},
 		{"--conns-ring=-1", "--conns-ring must be positive"},
 		{"--etcd= , ", "--etcd names no endpoint"},
+		{"--etcd=htp:/nonsense", `msg="bad --etcd endpoint" endpoint=htp:/nonsense err="want an etcd client URL, http://HOST:PORT, or HOST:PORT"`},
+		{"--etcd=http://127.0.0.1:2379,etcd-2", "endpoint=etcd-2 err="},
+		{"--etcd=https://127.0.0.1:2379", "etcd over TLS is not supported yet"},
 		{"--etcd-prefix=", "--etcd-prefix must not be empty"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
