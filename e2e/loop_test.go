@@ -247,6 +247,43 @@ func TestNackKeepsServing(t *testing.T) {
 	}
 }
 
+// TestNackedVersionAppliesOnceFree: a version refused for a cause outside
+// the snapshot, a port another process holds, is tried again; once the
+// port is free the node runs it without another apply, the control plane
+// shows it acknowledged, and its listener serves.
+func TestNackedVersionAppliesOnceFree(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	v1 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, tcpAddr))
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, v1)
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	movedTo := taken.Addr().String()
+	v2 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, movedTo))
+	waitFor(t, "the NACK of version 2", func() bool {
+		st := c.nodeStatus(t, "node-1")
+		return st != nil && st.GetNackedVersion() == v2
+	})
+	taken.Close() // the other process lets the port go
+	waitVersion(t, dp, v2)
+	var st *sluicev1.NodeStatus
+	waitFor(t, "the control plane to show version 2 applied", func() bool {
+		st = c.nodeStatus(t, "node-1")
+		return st.GetAckedVersion() == v2
+	})
+	if st.GetNackError() != "" {
+		t.Errorf("nack error still shown once version 2 applied: %q", st.GetNackError())
+	}
+	if _, err := tcpGet(movedTo); err != nil {
+		t.Errorf("TCP listener on its new address: %v", err)
+	}
+}
+
 // TestControlPlaneRestart: nodes keep serving while the control plane is
 // down, reconnect when it is back, and history survives the restart.
 func TestControlPlaneRestart(t *testing.T) {

@@ -11,6 +11,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -43,6 +44,13 @@ type Client struct {
 	// its control plane does not reconnect in one wave.
 	MinBackoff, MaxBackoff time.Duration
 
+	// RetryMin and RetryMax bound the wait before the node tries again a
+	// snapshot it refused (defaults 1s and 30s): the wait doubles after
+	// each try that fails, until a newer snapshot comes. A cause outside
+	// the snapshot may pass: a port another process still holds, a
+	// certificate file not yet written.
+	RetryMin, RetryMax time.Duration
+
 	// The snapshot applied last and its version, deltas' base. Only the
 	// client's goroutine touches them.
 	base        *sluicev1.Snapshot
@@ -72,6 +80,25 @@ func (c *Client) Run(ctx context.Context) {
 	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "control plane", &c.retired, c.stream)
 }
 
+// Default bounds of the wait before a refused snapshot is tried again.
+const (
+	DefaultRetryMin = time.Second
+	DefaultRetryMax = 30 * time.Second
+)
+
+// errAppliedLate ends a subscription once a snapshot the node refused
+// applied on a later try: the control plane, which took the NACK, learns
+// the version the node runs from the subscription that follows at once.
+var errAppliedLate = errors.New("a snapshot refused before applied on a later try; subscribing again to tell the control plane")
+
+// refused is a snapshot the node refused, which it tries again.
+type refused struct {
+	version string
+	snap    *sluicev1.Snapshot
+	err     string        // why it was refused last
+	wait    time.Duration // before the next try
+}
+
 // Retire keeps the subscription open but opens no new one once it ends: the
 // node drains, and a new process of the node may take the subscription
 // over (see reconnect.Loop).
@@ -99,28 +126,94 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
+	resps, ended := make(chan *sluicev1.DiscoveryResponse), make(chan error, 1)
+	go func() {
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case resps <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var again *refused
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
 	for {
-		resp, err := st.Recv()
-		if err != nil {
+		select {
+		case err := <-ended:
 			return true, err
-		}
-		ack := &sluicev1.DiscoveryRequest{ResponseNonce: resp.GetNonce()}
-		snap, applyErr := c.rebuild(resp)
-		if applyErr == nil {
-			applyErr = c.Applier.Apply(resp.GetVersionInfo(), snap)
-		}
-		if applyErr != nil {
-			c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil, "err", applyErr)
-			ack.ErrorDetail = applyErr.Error()
-		} else {
-			c.base, c.baseVersion = snap, c.Applier.Version()
-			c.Logger.Info("snapshot applied", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil)
-		}
-		ack.VersionInfo = c.Applier.Version()
-		if err := st.Send(ack); err != nil {
-			return true, err
+		case <-retry.C:
+			if c.tryAgain(again) {
+				return true, errAppliedLate
+			}
+			retry.Reset(again.wait)
+		case resp := <-resps:
+			retry.Stop()
+			again = nil
+			ack := &sluicev1.DiscoveryRequest{ResponseNonce: resp.GetNonce()}
+			snap, applyErr := c.rebuild(resp)
+			if applyErr == nil {
+				if applyErr = c.Applier.Apply(resp.GetVersionInfo(), snap); applyErr != nil {
+					again = &refused{version: resp.GetVersionInfo(), snap: snap, err: applyErr.Error(), wait: c.retryMin()}
+				}
+			}
+			if applyErr != nil {
+				c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil, "err", applyErr)
+				ack.ErrorDetail = applyErr.Error()
+			} else {
+				c.base, c.baseVersion = snap, c.Applier.Version()
+				c.Logger.Info("snapshot applied", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil)
+			}
+			ack.VersionInfo = c.Applier.Version()
+			if err := st.Send(ack); err != nil {
+				return true, err
+			}
+			if again != nil {
+				c.Logger.Info("will try the refused snapshot again", "version", again.version, "in", again.wait)
+				retry.Reset(again.wait)
+			}
 		}
 	}
+}
+
+// tryAgain applies r, a snapshot refused before, again, and reports
+// whether it applied. If not, the next wait doubles.
+func (c *Client) tryAgain(r *refused) bool {
+	err := c.Applier.Apply(r.version, r.snap)
+	if err == nil {
+		c.base, c.baseVersion = r.snap, c.Applier.Version()
+		c.Logger.Info("snapshot applied on a later try", "version", r.version, "refused", r.err)
+		return true
+	}
+	r.wait = min(2*r.wait, c.retryMax())
+	if err.Error() != r.err {
+		r.err = err.Error()
+		c.Logger.Error("snapshot refused again", "version", r.version, "err", err, "in", r.wait)
+	} else {
+		c.Logger.Debug("snapshot refused again", "version", r.version, "err", err, "in", r.wait)
+	}
+	return false
+}
+
+func (c *Client) retryMin() time.Duration {
+	if c.RetryMin > 0 {
+		return c.RetryMin
+	}
+	return DefaultRetryMin
+}
+
+func (c *Client) retryMax() time.Duration {
+	if c.RetryMax > 0 {
+		return c.RetryMax
+	}
+	return DefaultRetryMax
 }
 
 // rebuild returns the whole snapshot resp brings, from its delta and the

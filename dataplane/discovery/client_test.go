@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,3 +168,82 @@ func TestAcceptedSubscriptionIsProgress(t *testing.T) {
 		})
 	}
 }
+
+// heldNode refuses the version refuse while it is held, as a node
+// refuses a listener whose port another process still holds, and counts
+// the tries of that version.
+type heldNode struct {
+	fakeNode
+	refuse atomic.Pointer[string]
+	held   atomic.Bool
+	tries  atomic.Int32
+}
+
+func (n *heldNode) Apply(v string, s *sluicev1.Snapshot) error {
+	if v == *n.refuse.Load() {
+		n.tries.Add(1)
+		if n.held.Load() {
+			return errors.New("listener l: address already in use")
+		}
+	}
+	return n.fakeNode.Apply(v, s)
+}
+
+// TestRefusedSnapshotTriedAgain: a snapshot the node refused is tried
+// again, with a growing wait, until it applies; then the node subscribes
+// again saying the version it runs, which is how the control plane, that
+// took the NACK, learns of it. A newer snapshot ends the tries.
+func TestRefusedSnapshotTriedAgain(t *testing.T) {
+	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
+	node := &heldNode{}
+	node.refuse.Store(ptr("2"))
+	node.held.Store(true)
+	c := &Client{Conn: dialCP(t, f), Node: &sluicev1.Node{Id: "n1"}, Applier: node, Logger: slog.New(slog.DiscardHandler),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	recv(t, f.reqs) // the subscription
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "1", Nonce: "a"}
+	recv(t, f.reqs)
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "2", Nonce: "b"}
+	if r := recv(t, f.reqs); r.GetErrorDetail() == "" || r.GetVersionInfo() != "1" {
+		t.Fatalf("answer to version 2 = %v, want a NACK running version 1", r)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for node.tries.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := node.tries.Load(); n < 4 {
+		t.Fatalf("version 2 tried %d times, want it tried again", n)
+	}
+	node.held.Store(false) // the port is free
+	if r := recv(t, f.reqs); r.GetNode().GetId() != "n1" || r.GetVersionInfo() != "2" || r.GetResponseNonce() != "" {
+		t.Fatalf("after version 2 applied = %v, want a new subscription of n1 running version 2", r)
+	}
+	if v := node.Version(); v != "2" {
+		t.Errorf("node runs %q, want 2", v)
+	}
+
+	// Refused, then replaced by a newer snapshot: no more tries.
+	node.refuse.Store(ptr("3"))
+	node.held.Store(true)
+	node.tries.Store(0)
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "3", Nonce: "c"}
+	if r := recv(t, f.reqs); r.GetErrorDetail() == "" || r.GetVersionInfo() != "2" {
+		t.Fatalf("answer to version 3 = %v, want a NACK running version 2", r)
+	}
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "4", Nonce: "d"}
+	if r := recv(t, f.reqs); r.GetErrorDetail() != "" || r.GetVersionInfo() != "4" {
+		t.Fatalf("answer to version 4 = %v, want an ACK", r)
+	}
+	tries := node.tries.Load()
+	time.Sleep(200 * time.Millisecond) // five times RetryMax
+	if n := node.tries.Load(); n != tries {
+		t.Errorf("version 3 tried %d more times after version 4 applied", n-tries)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
