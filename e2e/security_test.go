@@ -270,6 +270,22 @@ listeners:
 	waitFor(t, "the control plane to log the other CA's certificate", func() bool {
 		return strings.Contains(cp.out.String(), "TLS handshake refused: client certificate not signed by the control plane's CA")
 	})
+	// An expired certificate of the right CA: the node says so at start,
+	// as the handshake only breaks its connection.
+	ca, err := pki.LoadCA(p("ca.crt"), p("ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ = pki.NodeCSR("edge-3", key)
+	oldCert, _, err := ca.IssueNode("edge-3", csr, time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := start(t, "sluice-dp", "--cp", cpAddr, "--ca", p("ca.crt"), "--cert", writeFile(t, dir, "old.crt", string(oldCert)),
+		"--key", writeFile(t, dir, "old.key", string(keyPEMBytes)), "--admin", "")
+	waitFor(t, "the node with an expired certificate to say so", func() bool {
+		return strings.Contains(expired.out.String(), "--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'")
+	})
 	if out, _, _ := ctlAs(viewTok, "nodes"); strings.Contains(out, "evil") || strings.Count(out, "edge-1") != 1 {
 		t.Errorf("nodes lists a refused node:\n%s", out)
 	}

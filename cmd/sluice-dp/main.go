@@ -113,9 +113,12 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
-	tlsCfg, certID, err := nodeTLS(*caFile, *certFile, *keyFile)
+	tlsCfg, cert, certID, err := nodeTLS(*caFile, *certFile, *keyFile)
 	if err != nil {
 		fail("%v", err)
+	}
+	if cert != nil {
+		logValidity(log, *certFile, cert, time.Now())
 	}
 	if certID != "" {
 		if !nodeSet {

@@ -2,34 +2,58 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/sluice-lb/sluice/internal/pki"
 )
 
 // nodeTLS is the node's TLS to the control plane from --ca, --cert and
-// --key: nil without --ca. certID is the node id the certificate names
-// ("" without one).
-func nodeTLS(caFile, certFile, keyFile string) (cfg *tls.Config, certID string, err error) {
+// --key: nil without --ca. cert is the node certificate, nil without one;
+// certID is the node id it names.
+func nodeTLS(caFile, certFile, keyFile string) (cfg *tls.Config, cert *x509.Certificate, certID string, err error) {
 	if caFile == "" {
 		if certFile != "" || keyFile != "" {
-			return nil, "", errors.New("--cert and --key need --ca, the CA that signed the control plane's certificate")
+			return nil, nil, "", errors.New("--cert and --key need --ca, the CA that signed the control plane's certificate")
 		}
-		return nil, "", nil
+		return nil, nil, "", nil
 	}
 	if cfg, err = pki.ClientTLS(caFile, certFile, keyFile); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if certFile == "" {
-		return cfg, "", nil
+		return cfg, nil, "", nil
 	}
-	cert, _, err := pki.LoadCert(certFile)
-	if err != nil {
-		return nil, "", err
+	if cert, _, err = pki.LoadCert(certFile); err != nil {
+		return nil, nil, "", err
 	}
 	if certID, err = pki.NodeID(cert); err != nil {
-		return nil, "", fmt.Errorf("--cert %s: %w", certFile, err)
+		return nil, nil, "", fmt.Errorf("--cert %s: %w", certFile, err)
 	}
-	return cfg, certID, nil
+	return cfg, cert, certID, nil
+}
+
+// certExpiresSoon is how long before its end the node warns of its
+// certificate at start.
+const certExpiresSoon = 7 * 24 * time.Hour
+
+// logValidity says at start when the node certificate in file is not
+// valid at now, or soon will not be: the control plane refuses it then,
+// and all the node itself sees of that is its connection closing. The
+// node starts all the same, to serve what it has.
+func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time.Time) {
+	switch {
+	case now.After(cert.NotAfter):
+		log.Error("--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'",
+			"cert", file, "expired", cert.NotAfter.Format(time.RFC3339))
+	case now.Before(cert.NotBefore):
+		log.Error("--cert is not valid yet: the control plane will refuse this node until then; is this machine's clock right?",
+			"cert", file, "valid_from", cert.NotBefore.Format(time.RFC3339))
+	case cert.NotAfter.Sub(now) < certExpiresSoon:
+		log.Warn("--cert expires soon; issue a new certificate with 'sluicectl cert issue'",
+			"cert", file, "expires", cert.NotAfter.Format(time.RFC3339))
+	}
 }
