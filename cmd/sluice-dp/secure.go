@@ -43,7 +43,8 @@ const certExpiresSoon = 7 * 24 * time.Hour
 // logValidity says at start when the node certificate in file is not
 // valid at now, or soon will not be: the control plane refuses it then,
 // and all the node itself sees of that is its connection closing. The
-// node starts all the same, to serve what it has.
+// node starts all the same: it rereads the files at every reconnect, so
+// a renewed certificate written over them is taken without a restart.
 func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time.Time) {
 	switch {
 	case now.After(cert.NotAfter):
