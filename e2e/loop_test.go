@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -199,44 +200,63 @@ listeners:
 	}
 }
 
+// nacked is a node that refused version v2 because the TCP listener it
+// moves to (movedTo) is on a port another socket holds (taken), and runs
+// v1, with that listener on tcpAddr.
+type nacked struct {
+	c                          *cp
+	dp                         *dataplane.Dataplane
+	a, b                       *backend
+	httpAddr, tcpAddr, movedTo string
+	v1, v2                     uint64
+	taken                      net.Listener
+	st                         *sluicev1.NodeStatus // as the NACK left it
+}
+
+func startNacked(t *testing.T) *nacked {
+	t.Helper()
+	n := &nacked{c: startCP(t, t.TempDir(), "")}
+	n.a, n.b = startBackend(t, "a"), startBackend(t, "b")
+	n.httpAddr, n.tcpAddr = freeAddr(t), freeAddr(t)
+	n.v1 = n.c.apply(t, twoBackendSnapshot(n.a, n.b, 1, 1, n.httpAddr, n.tcpAddr))
+	n.dp = startNode(t, n.c.addr, "node-1")
+	waitVersion(t, n.dp, n.v1)
+	var err error
+	if n.taken, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.taken.Close() })
+	n.movedTo = n.taken.Addr().String()
+	n.v2 = n.c.apply(t, twoBackendSnapshot(n.a, n.b, 1, 1, n.httpAddr, n.movedTo))
+	waitFor(t, "the NACK of version 2", func() bool {
+		n.st = n.c.nodeStatus(t, "node-1")
+		return n.st != nil && n.st.GetNackedVersion() == n.v2
+	})
+	return n
+}
+
 // TestNackKeepsServing: a node that cannot apply a valid snapshot (its
 // listener address is taken) NACKs with the reason, keeps serving its
 // previous snapshot, and applies the next good version normally.
 func TestNackKeepsServing(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	a, b := startBackend(t, "a"), startBackend(t, "b")
-	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
-	v1 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, tcpAddr))
-	dp := startNode(t, c.addr, "node-1")
-	waitVersion(t, dp, v1)
-
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
-	v2 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, taken.Addr().String()))
-	var st *sluicev1.NodeStatus
-	waitFor(t, "the NACK of version 2", func() bool {
-		st = c.nodeStatus(t, "node-1")
-		return st != nil && st.GetNackedVersion() == v2
-	})
+	n := startNacked(t)
+	c, dp, st := n.c, n.dp, n.st
 	if !strings.Contains(st.GetNackError(), "address already in use") || !strings.Contains(st.GetNackError(), "listener db") {
 		t.Errorf("nack error = %q, want the listener and 'address already in use'", st.GetNackError())
 	}
-	if st.GetAckedVersion() != v1 || dp.Node.Version() != fmt.Sprint(v1) {
-		t.Errorf("acked %d, node runs %q; want both at version %d", st.GetAckedVersion(), dp.Node.Version(), v1)
+	if st.GetAckedVersion() != n.v1 || dp.Node.Version() != fmt.Sprint(n.v1) {
+		t.Errorf("acked %d, node runs %q; want both at version %d", st.GetAckedVersion(), dp.Node.Version(), n.v1)
 	}
 	// The previous snapshot still serves, on both listeners.
-	if _, err := get(http.DefaultClient, "http://"+httpAddr+"/"); err != nil {
+	if _, err := get(http.DefaultClient, "http://"+n.httpAddr+"/"); err != nil {
 		t.Errorf("HTTP listener after NACK: %v", err)
 	}
-	if _, err := tcpGet(tcpAddr); err != nil {
+	if _, err := tcpGet(n.tcpAddr); err != nil {
 		t.Errorf("TCP listener after NACK: %v", err)
 	}
 
 	// The next good version is applied and clears the NACK.
-	v3 := c.apply(t, twoBackendSnapshot(a, b, 3, 1, httpAddr, tcpAddr))
+	v3 := c.apply(t, twoBackendSnapshot(n.a, n.b, 3, 1, n.httpAddr, n.tcpAddr))
 	waitVersion(t, dp, v3)
 	waitFor(t, "ACK of version 3", func() bool {
 		st = c.nodeStatus(t, "node-1")
@@ -252,34 +272,18 @@ func TestNackKeepsServing(t *testing.T) {
 // port is free the node runs it without another apply, the control plane
 // shows it acknowledged, and its listener serves.
 func TestNackedVersionAppliesOnceFree(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	a, b := startBackend(t, "a"), startBackend(t, "b")
-	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
-	v1 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, tcpAddr))
-	dp := startNode(t, c.addr, "node-1")
-	waitVersion(t, dp, v1)
-
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	movedTo := taken.Addr().String()
-	v2 := c.apply(t, twoBackendSnapshot(a, b, 1, 1, httpAddr, movedTo))
-	waitFor(t, "the NACK of version 2", func() bool {
-		st := c.nodeStatus(t, "node-1")
-		return st != nil && st.GetNackedVersion() == v2
-	})
-	taken.Close() // the other process lets the port go
-	waitVersion(t, dp, v2)
+	n := startNacked(t)
+	n.taken.Close() // the other process lets the port go
+	waitVersion(t, n.dp, n.v2)
 	var st *sluicev1.NodeStatus
 	waitFor(t, "the control plane to show version 2 applied", func() bool {
-		st = c.nodeStatus(t, "node-1")
-		return st.GetAckedVersion() == v2
+		st = n.c.nodeStatus(t, "node-1")
+		return st.GetAckedVersion() == n.v2
 	})
 	if st.GetNackError() != "" {
 		t.Errorf("nack error still shown once version 2 applied: %q", st.GetNackError())
 	}
-	if _, err := tcpGet(movedTo); err != nil {
+	if _, err := tcpGet(n.movedTo); err != nil {
 		t.Errorf("TCP listener on its new address: %v", err)
 	}
 }
