@@ -611,26 +611,22 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	got := shutdownWeb1(t, ctx, s)
-	want := []string{
+	shutdownWeb1(t, ctx, s,
 		`far 0 "on replica c: no answer within 8s; the command was not run there"`,
 		`here 5 ""`,
 		`moved 1 ""`,
 		`silent 0 "connected, but not for commands"`,
 		`there 3 ""`,
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	)
 	slices.Sort(rl.sent)
 	if want := []string{"b:web/web1", "c:web/web1"}; !slices.Equal(rl.sent, want) {
 		t.Errorf("relayed %q, want %q", rl.sent, want)
 	}
 }
 
-// shutdownWeb1 shuts down the sessions of web/web1 through s, and returns
-// the results as "node closed error" lines.
-func shutdownWeb1(t *testing.T, ctx context.Context, s *Server) []string {
+// shutdownWeb1 shuts down the sessions of web/web1 through s, and checks
+// its results, one "NODE CLOSED ERROR" line each, against want.
+func shutdownWeb1(t *testing.T, ctx context.Context, s *Server, want ...string) {
 	t.Helper()
 	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
 	if err != nil {
@@ -640,7 +636,9 @@ func shutdownWeb1(t *testing.T, ctx context.Context, s *Server) []string {
 	for _, r := range resp.GetResults() {
 		got = append(got, fmt.Sprintf("%s %d %q", r.GetNodeId(), r.GetClosed(), r.GetError()))
 	}
-	return got
+	if !slices.Equal(got, want) {
+		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 // fleetDown lists this replica's nodes only: it could not read the others'.
@@ -723,13 +721,9 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: other, Group: "edge", Selector: proto.String("zone=a")}); err != nil {
 		t.Fatal(err)
 	}
-	got := shutdownWeb1(t, ctx, s)
-	want := []string{
+	shutdownWeb1(t, ctx, s,
 		`d1 2 ""`,
 		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
 		`u1 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("results:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	)
 }
