@@ -119,9 +119,9 @@ func TCPConn(c net.Conn) *net.TCPConn {
 // alert would wait for room, up to crypto/tls's 5 s, for an endpoint that
 // may never read it, and the connection closes at once (closeHard).
 func closeConn(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		if under := TCPConn(tc); under != nil && !sendQueueEmpty(under) {
-			under.Close()
+	if _, isTLS := c.(*tls.Conn); isTLS {
+		if tc := TCPConn(c); tc != nil && !sendQueueEmpty(tc) {
+			closeHard(c)
 			return
 		}
 	}
