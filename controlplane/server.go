@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,11 +236,15 @@ func New(opts Options) (_ *Server, err error) {
 	s.fleet = fleet.NewRegistry()
 	var nodes configapi.NodeLister = s.fleet
 	if s.etcd != nil {
+		host, _ := os.Hostname()
 		s.view, err = fleetview.New(s.etcd, s.fleet, fleetview.Options{
 			Prefix:  s.etcdPrefix(),
 			Replica: s.replica,
 			TTL:     opts.EtcdLeaseTTL,
-			Logger:  log.With("component", "fleetview"),
+			Holder: fmt.Sprintf("listening on %s, pid %d on %s, since %s",
+				s.lis.Addr(), os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)),
+			Seat:   seat(s.lis.Addr()),
+			Logger: log.With("component", "fleetview"),
 		})
 		if err != nil {
 			return nil, err
@@ -285,6 +290,14 @@ func New(opts Options) (_ *Server, err error) {
 			return nil, err
 		}
 		config.WithRelay(s.relay)
+		// Last, as nothing after it fails: a name claimed is given up
+		// by Serve, or by Close.
+		if err := s.view.Claim(context.Background()); err != nil {
+			if errors.Is(err, fleetview.ErrNameTaken) {
+				err = fmt.Errorf("%w; give each replica its own name (--replica)", err)
+			}
+			return nil, fmt.Errorf("controlplane: %w", err)
+		}
 	}
 	s.config = config
 
@@ -439,6 +452,22 @@ func (s *Server) openEtcd() error {
 	return nil
 }
 
+// seat says where a replica listening on addr runs, such that no two live
+// replicas share it (fleetview.Options.Seat): this boot of the machine,
+// the network namespace, and addr, which the listener holds. Empty where
+// /proc does not tell the first two.
+func seat(addr net.Addr) string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	netns, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + " " + netns + " " + addr.String()
+}
+
 // replicaName is the default name of the replica listening on addr.
 func replicaName(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
@@ -584,6 +613,9 @@ func (s *Server) Close() error {
 		s.grpc.Stop()
 		if s.http != nil {
 			s.http.Close()
+		}
+		if s.view != nil {
+			s.view.Close()
 		}
 		s.closeErr = s.store.Close()
 		if s.etcd != nil {

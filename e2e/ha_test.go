@@ -542,3 +542,55 @@ func TestHAEtcdDown(t *testing.T) {
 		}
 	}
 }
+
+// TestHAReplicaNameTaken: a replica started with the name of a live one on
+// the same etcd and prefix exits, naming the holder, where it used to run
+// beside it: each took the other's node records for its own, so neither
+// listed the other's nodes, and commands for them went astray. The holder
+// keeps serving.
+func TestHAReplicaNameTaken(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	r := startReplicas(t, etcd, 1, "--replica", "cp-a")[0]
+	second := start(t, "sluice-cp", "--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t),
+		"--listen", freeAddr(t), "--http", "", "--replica", "cp-a")
+	// It waits out the holder's lease (10 s) in case the holder died.
+	select {
+	case <-second.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a second replica named cp-a still runs after 30s:\n%s", second.out)
+	}
+	out := second.out.String()
+	for _, want := range []string{
+		`msg="cannot start"`,
+		`another replica named \"cp-a\" uses this etcd and prefix (listening on ` + r.addr + `, pid `,
+		"give each replica its own name (--replica)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the second replica's output lacks %q:\n%s", want, out)
+		}
+	}
+	if code := second.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("the second replica exited with status %d, want 1", code)
+	}
+	if _, _, code := ctl(t, r.addr, "nodes"); code != 0 {
+		t.Errorf("sluicectl nodes on the holder after the refusal: exit %d, want 0", code)
+	}
+
+	// The holder dies; restarted at its address, it cannot have a live
+	// namesake there, so it takes its name at once rather than wait for
+	// the dead one's lease (10 s).
+	r.kill(t)
+	restarted := time.Now()
+	start(t, "sluice-cp", "--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t),
+		"--listen", r.addr, "--http", r.http, "--replica", "cp-a")
+	waitFor(t, "the restarted replica to serve", func() bool {
+		resp, err := http.Get("http://" + r.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	if took := time.Since(restarted); took > 5*time.Second {
+		t.Errorf("the replica restarted at its address served after %v, want well before its old lease expired (10s)", took)
+	}
+}

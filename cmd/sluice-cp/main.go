@@ -72,7 +72,7 @@ func run(args []string) int {
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379): share the configuration with other replicas there instead of --data")
 		etcdPfx   = fs.String("etcd-prefix", store.DefaultEtcdPrefix, "etcd key `PREFIX`; replicas with the same --etcd and prefix share one configuration")
-		replica   = fs.String("replica", "", "this replica's `NAME` among those on --etcd, unique among them (default: the --listen address, or host name and port when it is 0.0.0.0 or [::])")
+		replica   = fs.String("replica", "", "this replica's `NAME` among those on --etcd, unique among them: a second replica of a live one's name exits (default: the --listen address, or host name and port when it is 0.0.0.0 or [::])")
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")

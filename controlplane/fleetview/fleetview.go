@@ -15,6 +15,15 @@
 // heartbeat, and writes are coalesced and batched, so a fleet-wide apply
 // costs a few transactions, not one per node.
 //
+// A replica's name is its own: while a View runs it holds the key
+//
+//	PREFIX replicas/REPLICA
+//
+// on the same lease, and Claim refuses a name another live replica holds.
+// Two replicas of one name would each take the other's records for its
+// own (Nodes skips them) and hide each other's nodes. The key holds
+// a description of the holder for that refusal, and its seat (Options.Seat).
+//
 // Nodes merges the local registry (fresh, authoritative for this replica's
 // nodes) with the other replicas' records read from etcd. A node may appear
 // under several replicas for a moment (it moved; the old replica has not
@@ -29,16 +38,19 @@ package fleetview
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -72,6 +84,16 @@ type Options struct {
 	// TTL of the replica's lease, rounded up to whole seconds; 0:
 	// DefaultTTL.
 	TTL time.Duration
+	// Holder describes this replica in its name's key, for the error of
+	// another that claims the same name (empty: its pid and host name).
+	Holder string
+	// Seat, when not empty, says where this replica runs such that no
+	// two live replicas can share it: the machine's boot, the network
+	// namespace and the address the replica listens on, which the
+	// listener holds. A replica whose name's holder has the same seat
+	// knows the holder is dead, and takes the name at once instead of
+	// waiting for the holder's lease to expire.
+	Seat string
 	// Logger gets the View's complaints (nil: none).
 	Logger *slog.Logger
 }
@@ -82,6 +104,9 @@ type View struct {
 	local   *fleet.Registry
 	dir     string // Prefix + "nodes/"
 	replica string
+	name    string // the key of the replica's name: Prefix + "replicas/" + replica
+	claim   string // the name key's value: a claimRecord in JSON
+	seat    string
 	ttl     time.Duration
 	log     *slog.Logger
 
@@ -89,6 +114,8 @@ type View struct {
 	dirty map[string]struct{} // node ids whose record is behind the registry
 	wake  chan struct{}       // capacity 1: something is dirty
 	conns map[string]recorded // node id: the connection its record holds
+
+	claimed *concurrency.Session // from Claim, until Run takes it or Close revokes it
 }
 
 // recorded is a connection of a node to this replica as its record holds
@@ -111,11 +138,22 @@ func New(client *clientv3.Client, local *fleet.Registry, opts Options) (*View, e
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Holder == "" {
+		host, _ := os.Hostname()
+		opts.Holder = fmt.Sprintf("pid %d on %s", os.Getpid(), host)
+	}
+	claim, err := json.Marshal(claimRecord{Holder: opts.Holder, Seat: opts.Seat})
+	if err != nil {
+		return nil, err
+	}
 	v := &View{
 		client:  client,
+		claim:   string(claim),
 		local:   local,
 		dir:     opts.Prefix + "nodes/",
 		replica: opts.Replica,
+		name:    opts.Prefix + "replicas/" + opts.Replica,
+		seat:    opts.Seat,
 		ttl:     opts.TTL,
 		log:     opts.Logger,
 		dirty:   make(map[string]struct{}),
@@ -144,32 +182,191 @@ func (v *View) poke() {
 
 func (v *View) key(replica, id string) string { return v.dir + replica + "/" + id }
 
-// Run writes this replica's records until ctx ends, then deletes them (by
-// revoking the lease), so that the nodes show under the replicas they move
-// to. When the lease is lost (etcd was away longer than the TTL) it takes a
-// new one and writes every record again.
-func (v *View) Run(ctx context.Context) error {
-	ttl := int((v.ttl + time.Second - 1) / time.Second)
-	for ctx.Err() == nil {
-		session, err := concurrency.NewSession(v.client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
-		if err != nil {
-			if ctx.Err() == nil {
-				v.log.Warn("fleet view: no lease from etcd; trying again", "err", err, "in", retryWait)
-				sleep(ctx, retryWait)
+// ErrNameTaken is Claim's error when another live replica holds the name.
+var ErrNameTaken = errors.New("the replica name is taken")
+
+// claimRecord is the value of a replica's name key.
+type claimRecord struct {
+	Holder string `json:"holder"`
+	Seat   string `json:"seat,omitempty"`
+}
+
+// Claim takes the replica's name on etcd, for Run to hold. A name that
+// another replica holds is refused (ErrNameTaken, saying who holds it)
+// once it has stayed held for the holder's lease TTL and a second: a
+// replica that died holds its name until its lease expires, so a restart
+// in its place waits for that rather than fail.
+func (v *View) Claim(ctx context.Context) error {
+	session, err := v.session(ctx)
+	if err != nil {
+		return fmt.Errorf("fleetview: no lease from etcd: %w", err)
+	}
+	var deadline time.Time // set once the name is found held
+	for {
+		holder, lease, err := v.take(ctx, session.Lease())
+		if err == nil && holder != "" && deadline.IsZero() {
+			var ttl time.Duration
+			if ttl, err = v.granted(ctx, lease); err == nil {
+				deadline = time.Now().Add(ttl + time.Second)
+				v.log.Warn("fleet view: the replica name is held on etcd; waiting for the holder's lease to expire, in case it died",
+					"replica", v.replica, "holder", holder, "wait", ttl+time.Second)
 			}
+		}
+		switch {
+		case err != nil:
+			v.revoke(session)
+			return fmt.Errorf("fleetview: cannot claim the replica name %q: %w", v.replica, err)
+		case holder == "":
+			v.mu.Lock()
+			v.claimed = session
+			v.mu.Unlock()
+			return nil
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			v.revoke(session)
+			return fmt.Errorf("%w: another replica named %q uses this etcd and prefix (%s)", ErrNameTaken, v.replica, holder)
+		}
+		sleep(ctx, retryWait)
+	}
+}
+
+// granted returns the TTL lease was granted with.
+func (v *View) granted(ctx context.Context, lease clientv3.LeaseID) (time.Duration, error) {
+	if lease == clientv3.NoLease { // written by hand: it never expires
+		return 0, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := v.client.TimeToLive(cctx, lease)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(resp.GrantedTTL) * time.Second, nil
+}
+
+// session returns a new lease of the View's TTL, kept alive until ctx
+// ends or the session is closed.
+func (v *View) session(ctx context.Context) (*concurrency.Session, error) {
+	ttl := int64((v.ttl + time.Second - 1) / time.Second)
+	gctx, cancel := context.WithTimeout(ctx, callTimeout)
+	lease, err := v.client.Grant(gctx, ttl)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	return concurrency.NewSession(v.client, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+}
+
+// take puts the name's key on lease unless another lease holds it, and
+// returns the holder's description and lease then. A holder in this
+// replica's seat is dead: take revokes its lease, which also deletes the
+// node records it left, and takes the name.
+func (v *View) take(ctx context.Context, lease clientv3.LeaseID) (holder string, theirs clientv3.LeaseID, err error) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := v.client.Txn(cctx).
+			If(clientv3.Compare(clientv3.CreateRevision(v.name), "=", 0)).
+			Then(clientv3.OpPut(v.name, v.claim, clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(v.name)).
+			Commit()
+		cancel()
+		if err != nil || resp.Succeeded {
+			return "", 0, err
+		}
+		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(kvs) == 0 { // released since the comparison
 			continue
+		}
+		theirs = clientv3.LeaseID(kvs[0].Lease)
+		if theirs == lease {
+			return "", 0, nil
+		}
+		var rec claimRecord
+		if json.Unmarshal(kvs[0].Value, &rec) != nil || rec.Holder == "" {
+			rec.Holder = "a replica that gave no description"
+		}
+		if v.seat == "" || rec.Seat != v.seat || theirs == clientv3.NoLease {
+			return rec.Holder, theirs, nil
+		}
+		v.log.Info("fleet view: the replica name's holder had this replica's seat, so it is dead; taking the name", "replica", v.replica, "holder", rec.Holder)
+		cctx, cancel = context.WithTimeout(ctx, callTimeout)
+		_, err = v.client.Revoke(cctx, theirs)
+		cancel()
+		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return "", 0, err
+		}
+	}
+}
+
+// revoke ends a lease, and with it the keys on it; when etcd does not
+// answer, the lease expires by itself.
+func (v *View) revoke(session *concurrency.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if _, err := v.client.Revoke(ctx, session.Lease()); err != nil {
+		session.Orphan()
+	}
+	cancel()
+	session.Close()
+}
+
+// Close gives up a name that Claim took and Run never held. Run gives up
+// its own when it returns.
+func (v *View) Close() {
+	v.mu.Lock()
+	session := v.claimed
+	v.claimed = nil
+	v.mu.Unlock()
+	if session != nil {
+		v.revoke(session)
+	}
+}
+
+// Run holds the replica's name and writes its records until ctx ends,
+// then deletes them (by revoking the lease), so that the nodes show under
+// the replicas they move to. It starts on the name Claim took, if it did.
+// When the lease is lost (etcd was away longer than the TTL) it takes a
+// new one, claims the name again and writes every record again; while
+// another replica holds the name meanwhile, it writes none.
+func (v *View) Run(ctx context.Context) error {
+	v.mu.Lock()
+	session := v.claimed
+	v.claimed = nil
+	v.mu.Unlock()
+	taken := false // the last claim found the name taken (said once)
+	for ctx.Err() == nil {
+		if session == nil {
+			var err error
+			if session, err = v.session(ctx); err != nil {
+				if ctx.Err() == nil {
+					v.log.Warn("fleet view: no lease from etcd; trying again", "err", err, "in", retryWait)
+					sleep(ctx, retryWait)
+				}
+				continue
+			}
+			holder, _, err := v.take(ctx, session.Lease())
+			if err != nil || holder != "" {
+				v.revoke(session)
+				session = nil
+				switch {
+				case ctx.Err() != nil:
+				case err != nil:
+					v.log.Warn("fleet view: cannot claim the replica name; trying again", "err", err, "in", retryWait)
+				case !taken:
+					v.log.Error("fleet view: another replica took this replica's name while it was cut off from etcd; its nodes are not listed by the others until the name is free",
+						"replica", v.replica, "holder", holder)
+				}
+				taken = holder != ""
+				sleep(ctx, retryWait)
+				continue
+			}
+			taken = false
 		}
 		// A new lease holds none of our records: write them all.
 		for _, n := range v.local.Nodes() {
 			v.changed(n.GetId())
 		}
 		v.serve(ctx, session)
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if _, err := v.client.Revoke(rctx, session.Lease()); err != nil {
-			session.Orphan()
-		}
-		cancel()
-		session.Close()
+		v.revoke(session)
+		session = nil
 		if ctx.Err() == nil {
 			v.log.Warn("fleet view: lease lost; writing every record again")
 		}

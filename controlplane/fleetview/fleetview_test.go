@@ -2,12 +2,15 @@ package fleetview
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -238,5 +241,152 @@ func TestFleetNodesSaysWhenPartial(t *testing.T) {
 	}
 	if got := ids(a.Nodes()); !slices.Equal(got, []string{"here"}) {
 		t.Errorf("without etcd: Nodes lists %v, want [here]", got)
+	}
+}
+
+// TestReplicaNameClaimed: a replica's name is its own while it runs. A
+// second replica of that name, which would take the first one's records
+// for its own and list none of its nodes, is refused with the holder
+// named, after waiting out the holder's lease in case it had died. The
+// name is free at once when its holder stops, and once the lease expires
+// when its holder dies.
+func TestReplicaNameClaimed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	claim := func(holder string) (*View, time.Duration, error) {
+		t.Helper()
+		// Each in a seat of its own: see TestSeatTakesDeadHoldersName.
+		v, err := New(srv.Client(t), fleet.NewRegistry(), Options{Prefix: "/t/", Replica: "r", TTL: time.Second, Holder: holder, Seat: holder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		err = v.Claim(ctx)
+		return v, time.Since(begin), err
+	}
+
+	first, _, err := claim("the first")
+	if err != nil {
+		t.Fatalf("claim of a free name: %v", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- first.Run(runCtx) }()
+	ttl, err := first.granted(ctx, first.lease(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, took, err := claim("the second")
+	want := `another replica named "r" uses this etcd and prefix (the first)`
+	if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("claim of a running replica's name: %v; want ErrNameTaken saying %q", err, want)
+	}
+	if took < ttl+time.Second {
+		t.Errorf("refused after %v; want after the holder's lease TTL (%v) and a second, in case it had died", took, ttl)
+	}
+	t.Logf("refused after %v (lease TTL %v)", took.Round(time.Millisecond), ttl)
+
+	stop()
+	<-done
+	third, took, err := claim("the third")
+	if err != nil {
+		t.Fatalf("claim after the holder's Run returned: %v", err)
+	}
+	if took > time.Second {
+		t.Errorf("claimed %v after the holder stopped, want at once", took)
+	}
+
+	// The third dies without a word: its lease is neither revoked nor
+	// kept alive any longer.
+	third.claimed.Orphan()
+	fourth, took, err := claim("the fourth")
+	if err != nil {
+		t.Fatalf("claim of a dead replica's name: %v", err)
+	}
+	if took > ttl+2*time.Second {
+		t.Errorf("claimed a dead replica's name after %v, want within its lease TTL (%v) and a second", took, ttl)
+	}
+	t.Logf("a dead replica's name claimed after %v", took.Round(time.Millisecond))
+
+	fourth.Close() // gives up a name Run never held
+	if _, took, err := claim("the fifth"); err != nil || took > time.Second {
+		t.Errorf("claim after Close: %v after %v, want at once", err, took)
+	}
+}
+
+// lease is the lease of the name v claimed.
+func (v *View) lease(t *testing.T) clientv3.LeaseID {
+	t.Helper()
+	resp, err := v.client.Get(context.Background(), v.name)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the name's key: %v, %v", resp, err)
+	}
+	return clientv3.LeaseID(resp.Kvs[0].Lease)
+}
+
+// TestSeatTakesDeadHoldersName: a replica that claims a name held in its
+// own seat (the same boot, network namespace and listening address, so
+// the holder cannot be alive) takes it at once rather than wait for the
+// holder's lease, and the holder's node records go with that lease.
+func TestSeatTakesDeadHoldersName(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	newView := func(cli *clientv3.Client, reg *fleet.Registry, holder string) *View {
+		v, err := New(cli, reg, Options{Prefix: "/t/", Replica: "r", TTL: time.Second, Holder: holder, Seat: "boot netns 127.0.0.1:7070"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	reg := fleet.NewRegistry()
+	deadCli := srv.Client(t)
+	dead := newView(deadCli, reg, "the dead one")
+	if err := dead.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- dead.Run(runCtx) }()
+	reg.Connect(&sluicev1.Node{Id: "left-behind"}, "peer", 0)
+	cli := srv.Client(t)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(defaultTestTimeout); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	records := func() int64 {
+		resp, err := cli.Get(ctx, "/t/nodes/r/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	waitFor("the node's record", func() bool { return records() == 1 })
+
+	// Dies without a word: cut off from etcd, Run neither keeps its
+	// lease alive nor revokes it.
+	lease := dead.lease(t)
+	deadCli.Close()
+	defer func() {
+		stop()
+		<-done
+	}()
+	if resp, err := cli.TimeToLive(ctx, lease); err != nil || resp.TTL <= 0 {
+		t.Fatalf("the dead one's lease: %v, %v; want it still granted", resp, err)
+	}
+
+	begin := time.Now()
+	if err := newView(cli, fleet.NewRegistry(), "its restart").Claim(ctx); err != nil {
+		t.Fatalf("claim in the dead holder's seat: %v", err)
+	}
+	if took := time.Since(begin); took > time.Second {
+		t.Errorf("claimed in the dead holder's seat after %v, want at once", took)
+	}
+	if n := records(); n != 0 {
+		t.Errorf("%d node records of the dead holder left, want none", n)
 	}
 }
