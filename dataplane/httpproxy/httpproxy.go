@@ -448,7 +448,7 @@ func (cc *clientConn) finish() {
 	if cc.linger {
 		cc.lingerClose()
 	}
-	cc.c.Close()
+	cc.closeClient()
 	if cc.x != nil {
 		putExchange(cc.x)
 		cc.x = nil
