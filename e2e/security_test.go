@@ -286,6 +286,13 @@ listeners:
 	waitFor(t, "the node with an expired certificate to say so", func() bool {
 		return strings.Contains(expired.out.String(), "--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'")
 	})
+	// A node without TLS: the control plane closes its connections
+	// unanswered, and the node says what that most likely means.
+	plain := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-4", "--admin", "")
+	waitFor(t, "the node without TLS to give the hint", func() bool {
+		return strings.Contains(plain.out.String(), "error reading server preface: EOF") &&
+			strings.Contains(plain.out.String(), `hint="the control plane closed the connection before it spoke gRPC, as one with TLS (--tls-cert) does to a node without --ca, --cert and --key"`)
+	})
 	if out, _, _ := ctlAs(viewTok, "nodes"); strings.Contains(out, "evil") || strings.Count(out, "edge-1") != 1 {
 		t.Errorf("nodes lists a refused node:\n%s", out)
 	}

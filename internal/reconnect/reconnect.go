@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +64,11 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			ceiling = min
 		}
 		wait := min/2 + rand.N(ceiling)
-		log.Log(ctx, level, msg, "err", err, "in", wait.Round(time.Millisecond))
+		attrs := []any{"err", err, "in", wait.Round(time.Millisecond)}
+		if h := hint(err); h != "" {
+			attrs = append(attrs, "hint", h)
+		}
+		log.Log(ctx, level, msg, attrs...)
 		select {
 		case <-ctx.Done():
 			return
@@ -74,6 +79,17 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			ceiling = max
 		}
 	}
+}
+
+// hint says what a stream's error that names no cause most likely
+// means, or "".
+func hint(err error) string {
+	// grpc's words when the server closed the connection before its
+	// HTTP/2 preface: what a TLS server does to a plaintext client.
+	if err != nil && strings.Contains(err.Error(), "error reading server preface: EOF") {
+		return "the control plane closed the connection before it spoke gRPC, as one with TLS (--tls-cert) does to a node without --ca, --cert and --key"
+	}
+	return ""
 }
 
 // Register sends first on st, a stream just opened to the control plane,
