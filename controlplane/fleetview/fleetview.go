@@ -297,15 +297,14 @@ func (v *View) take(ctx context.Context, lease clientv3.LeaseID) (holder string,
 	}
 }
 
-// revoke ends a lease, and with it the keys on it; when etcd does not
-// answer, the lease expires by itself.
+// revoke ends a session and its lease, and with it the keys on it; when
+// etcd does not answer within 2 s, the lease expires by itself. (The
+// session's own Close would wait for etcd as long as the lease's TTL.)
 func (v *View) revoke(session *concurrency.Session) {
+	session.Orphan()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if _, err := v.client.Revoke(ctx, session.Lease()); err != nil {
-		session.Orphan()
-	}
+	v.client.Revoke(ctx, session.Lease())
 	cancel()
-	session.Close()
 }
 
 // Close gives up a name that Claim took and Run never held. Run gives up
