@@ -56,6 +56,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/internal/lease"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -203,10 +204,10 @@ func (v *View) Claim(ctx context.Context) error {
 	}
 	var deadline time.Time // set once the name is found held
 	for {
-		holder, lease, err := v.take(ctx, session.Lease())
+		holder, theirs, err := v.take(ctx, session.Lease())
 		if err == nil && holder != "" && deadline.IsZero() {
 			var ttl time.Duration
-			if ttl, err = v.granted(ctx, lease); err == nil {
+			if ttl, err = v.granted(ctx, theirs); err == nil {
 				deadline = time.Now().Add(ttl + time.Second)
 				v.log.Warn("fleet view: the replica name is held on etcd; waiting for the holder's lease to expire, in case it died",
 					"replica", v.replica, "holder", holder, "wait", ttl+time.Second)
@@ -214,7 +215,7 @@ func (v *View) Claim(ctx context.Context) error {
 		}
 		switch {
 		case err != nil:
-			v.revoke(session)
+			lease.End(v.client, session)
 			return fmt.Errorf("fleetview: cannot claim the replica name %q: %w", v.replica, err)
 		case holder == "":
 			v.mu.Lock()
@@ -222,21 +223,21 @@ func (v *View) Claim(ctx context.Context) error {
 			v.mu.Unlock()
 			return nil
 		case time.Now().After(deadline) || ctx.Err() != nil:
-			v.revoke(session)
+			lease.End(v.client, session)
 			return fmt.Errorf("%w: another replica named %q uses this etcd and prefix (%s)", ErrNameTaken, v.replica, holder)
 		}
 		sleep(ctx, retryWait)
 	}
 }
 
-// granted returns the TTL lease was granted with.
-func (v *View) granted(ctx context.Context, lease clientv3.LeaseID) (time.Duration, error) {
-	if lease == clientv3.NoLease { // written by hand: it never expires
+// granted returns the TTL lease id was granted with.
+func (v *View) granted(ctx context.Context, id clientv3.LeaseID) (time.Duration, error) {
+	if id == clientv3.NoLease { // written by hand: it never expires
 		return 0, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := v.client.TimeToLive(cctx, lease)
+	resp, err := v.client.TimeToLive(cctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -248,24 +249,24 @@ func (v *View) granted(ctx context.Context, lease clientv3.LeaseID) (time.Durati
 func (v *View) session(ctx context.Context) (*concurrency.Session, error) {
 	ttl := int64((v.ttl + time.Second - 1) / time.Second)
 	gctx, cancel := context.WithTimeout(ctx, callTimeout)
-	lease, err := v.client.Grant(gctx, ttl)
+	grant, err := v.client.Grant(gctx, ttl)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	return concurrency.NewSession(v.client, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	return concurrency.NewSession(v.client, concurrency.WithLease(grant.ID), concurrency.WithContext(ctx))
 }
 
-// take puts the name's key on lease unless another lease holds it, and
+// take puts the name's key on lease ours unless another lease holds it, and
 // returns the holder's description and lease then. A holder in this
 // replica's seat is dead: take revokes its lease, which also deletes the
 // node records it left, and takes the name.
-func (v *View) take(ctx context.Context, lease clientv3.LeaseID) (holder string, theirs clientv3.LeaseID, err error) {
+func (v *View) take(ctx context.Context, ours clientv3.LeaseID) (holder string, theirs clientv3.LeaseID, err error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := v.client.Txn(cctx).
 			If(clientv3.Compare(clientv3.CreateRevision(v.name), "=", 0)).
-			Then(clientv3.OpPut(v.name, v.claim, clientv3.WithLease(lease))).
+			Then(clientv3.OpPut(v.name, v.claim, clientv3.WithLease(ours))).
 			Else(clientv3.OpGet(v.name)).
 			Commit()
 		cancel()
@@ -277,7 +278,7 @@ func (v *View) take(ctx context.Context, lease clientv3.LeaseID) (holder string,
 			continue
 		}
 		theirs = clientv3.LeaseID(kvs[0].Lease)
-		if theirs == lease {
+		if theirs == ours {
 			return "", 0, nil
 		}
 		var rec claimRecord
@@ -297,16 +298,6 @@ func (v *View) take(ctx context.Context, lease clientv3.LeaseID) (holder string,
 	}
 }
 
-// revoke ends a session and its lease, and with it the keys on it; when
-// etcd does not answer within 2 s, the lease expires by itself. (The
-// session's own Close would wait for etcd as long as the lease's TTL.)
-func (v *View) revoke(session *concurrency.Session) {
-	session.Orphan()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	v.client.Revoke(ctx, session.Lease())
-	cancel()
-}
-
 // Close gives up a name that Claim took and Run never held. Run gives up
 // its own when it returns.
 func (v *View) Close() {
@@ -315,7 +306,7 @@ func (v *View) Close() {
 	v.claimed = nil
 	v.mu.Unlock()
 	if session != nil {
-		v.revoke(session)
+		lease.End(v.client, session)
 	}
 }
 
@@ -343,7 +334,7 @@ func (v *View) Run(ctx context.Context) error {
 			}
 			holder, _, err := v.take(ctx, session.Lease())
 			if err != nil || holder != "" {
-				v.revoke(session)
+				lease.End(v.client, session)
 				session = nil
 				switch {
 				case ctx.Err() != nil:
@@ -364,7 +355,7 @@ func (v *View) Run(ctx context.Context) error {
 			v.changed(n.GetId())
 		}
 		v.serve(ctx, session)
-		v.revoke(session)
+		lease.End(v.client, session)
 		session = nil
 		if ctx.Err() == nil {
 			v.log.Warn("fleet view: lease lost; writing every record again")

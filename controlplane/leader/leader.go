@@ -23,6 +23,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/sluice-lb/sluice/controlplane/internal/lease"
 )
 
 // Elector runs work while leader.
@@ -127,16 +129,9 @@ func (e *Etcd) term(ctx context.Context, fn func(ctx context.Context)) (done boo
 	if err != nil {
 		return false, fmt.Errorf("leader: session: %w", err)
 	}
-	defer func() {
-		// Revoke the lease so that the next leader need not wait for it
-		// to expire; bounded, as etcd may be what failed.
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := e.client.Revoke(rctx, session.Lease()); err != nil {
-			session.Orphan()
-		}
-		session.Close()
-	}()
+	// Revoke the lease so that the next leader need not wait for it to
+	// expire.
+	defer lease.End(e.client, session)
 	election := concurrency.NewElection(session, e.key)
 	// Campaign returns when this replica leads, or with an error when
 	// ctx ends or the session is lost.
