@@ -943,9 +943,8 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 	if cur.Info.GetVersion() == 0 {
 		return nil, status.Error(codes.FailedPrecondition, "no snapshot has been applied yet, so there is no endpoint to shut down")
 	}
-	// The endpoint must be in some group's snapshot; the first error is
-	// the default group's, which is what a fleet without groups has.
-	var notFound error
+	// The endpoint must be in some group's snapshot.
+	var missing []string     // why each group's snapshot lacks it
 	has := map[string]bool{} // the groups whose snapshot has the endpoint
 	for _, g := range cur.Config.GetGroups() {
 		_, err := findEndpoint(g.GetSnapshot(), req.GetCluster(), req.GetEndpoint())
@@ -953,12 +952,17 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 			has[g.GetName()] = true
 			continue
 		}
-		if notFound == nil || g.GetName() == groups.Default {
-			notFound = err
+		missing = append(missing, fmt.Sprintf("group %q: %s", g.GetName(), status.Convert(err).Message()))
+		if len(cur.Config.GetGroups()) == 1 {
+			return nil, err // a fleet without groups: the snapshot's own words
 		}
 	}
-	if len(has) == 0 && notFound != nil {
-		return nil, notFound
+	if len(has) == 0 && len(missing) > 0 {
+		if len(missing) > maxListedNames {
+			missing = append(missing[:maxListedNames], fmt.Sprintf("and %d more groups", len(missing)-maxListedNames))
+		}
+		return nil, status.Errorf(codes.NotFound, "no group's snapshot has endpoint %q in cluster %q (%s)",
+			req.GetEndpoint(), req.GetCluster(), strings.Join(missing, "; "))
 	}
 	start := time.Now()
 	// A node of a group whose snapshot lacks the endpoint cannot have it:

@@ -726,4 +726,12 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
 		`u1 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
 	)
+
+	// An endpoint no group has is refused with every group's reason, not
+	// only the default group's: the operator may have meant the other's.
+	_, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "static", Endpoint: "s9"})
+	want := `no group's snapshot has endpoint "s9" in cluster "static" (group "default": cluster "static" not found (the snapshot has: web); group "edge": cluster "static" has no endpoint "s9" (it has: s1))`
+	if status.Code(err) != codes.NotFound || status.Convert(err).Message() != want {
+		t.Errorf("unknown endpoint: %v\nwant NOT_FOUND %q", err, want)
+	}
 }
