@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -501,12 +502,21 @@ func TestRollingRestartSameNodeID(t *testing.T) {
 // TestNodeRefusesBadArguments: sluice-dp stops at once, with exit 2 and
 // the reason, on what it would otherwise ignore or word obscurely.
 func TestNodeRefusesBadArguments(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"--node-id", "x", "--admin", "", "extra"}, `sluice-dp: unexpected arguments: ["extra"] (every setting is a --flag; see --help)`},
+		{[]string{"--node-id", "x", "--admin", "", "extra"}, "sluice-dp: unexpected arguments: [\"extra\"] (every setting is a --flag)\nRun 'sluice-dp --help' for its flags."},
 		{[]string{"--node-id", "x", "--admin", "", "--log-level", "bogus"}, `sluice-dp: --log-level: "bogus" is not debug, info, warn or error`},
+		// One line and where the usage is, not 70 lines of usage that
+		// scroll the line away.
+		{[]string{"--node-id", "x", "--admin", taken.Addr().String()}, "sluice-dp: dataplane: --admin: listen tcp " + taken.Addr().String() + ": bind: address already in use"},
+		{[]string{"--node-id", "x", "--drain-grace", "30"}, "sluice-dp: invalid value \"30\" for flag -drain-grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'sluice-dp --help' for its flags."},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-dp"), tt.args...).CombinedOutput()
@@ -514,6 +524,19 @@ func TestNodeRefusesBadArguments(t *testing.T) {
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != 2 || strings.TrimSpace(string(out)) != tt.want {
 			t.Errorf("sluice-dp %q: %v, output %q; want exit 2 and %q", tt.args, err, out, tt.want)
+		}
+	}
+}
+
+// TestVersionFlags: each program prints its version, toolchain and
+// platform, and exits 0 without starting anything.
+func TestVersionFlags(t *testing.T) {
+	for _, prog := range []string{"sluice-dp", "sluice-cp", "sluicectl"} {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), prog), "--version").Output()
+		cancel()
+		if err != nil || !regexp.MustCompile(`^`+prog+` \S+ \(go1\.[0-9.]+ \w+/\w+\)\n$`).Match(out) {
+			t.Errorf("%s --version: %v, %q; want %q", prog, err, out, prog+" VERSION (goX.Y.Z OS/ARCH)")
 		}
 	}
 }

@@ -19,9 +19,14 @@ import (
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
+	"github.com/sluice-lb/sluice/internal/cliflag"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 const usage = `Usage: sluice-cp [flags]
+       sluice-cp --version
        sluice-cp init-ca --dir DIR [--hosts H,...] [--valid D]                (a CA and server certificate)
        sluice-cp mint-token --token-key FILE [--name N] [--role R] [--ttl D]  (a token, offline: the first admin's)
 
@@ -77,17 +82,14 @@ func run(args []string) int {
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
 		security  = addSecurityFlags(fs)
+		printVer  = fs.Bool("version", false, "print the version and exit")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code := cliflag.Parse(fs, args, os.Stdout, os.Stderr); code >= 0 {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "sluice-cp: unexpected arguments: %q\n", fs.Args())
-		fs.Usage()
-		return 2
+	if *printVer {
+		fmt.Println(cliflag.Version("sluice-cp", version))
+		return 0
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var endpoints []string
@@ -118,6 +120,7 @@ func run(args []string) int {
 		return 2
 	}
 
+	log.Info("starting", "version", version)
 	guard, closeAudit, err := security.guard(log)
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/controlplane/auth"
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	"github.com/sluice-lb/sluice/internal/logfile"
 	"github.com/sluice-lb/sluice/internal/pki"
 )
@@ -108,20 +109,6 @@ func subFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func parseSub(fs *flag.FlagSet, args []string, stderr io.Writer) int {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected arguments: %q\n", fs.Name(), fs.Args())
-		return 2
-	}
-	return -1
-}
-
 const initCAUsage = `Usage: sluice-cp init-ca --dir DIR [--hosts H,...] [--valid D]
 
 Creates a CA and the control plane's server certificate signed by it, in
@@ -138,7 +125,7 @@ func initCA(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "", "`DIR` to write the files into")
 	hosts := fs.String("hosts", strings.Join(pki.DefaultHosts, ","), "comma-separated names and IP addresses the server certificate covers: those nodes and sluicectl dial (--cp)")
 	valid := fs.Duration("valid", pki.ServerValidity, "how long the server certificate is good for (the CA: ten years)")
-	if code := parseSub(fs, args, stderr); code >= 0 {
+	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
 	if *dir == "" {
@@ -182,7 +169,7 @@ func mintToken(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "admin", "the token's `NAME`, recorded as the author in history and in the audit log")
 	role := fs.String("role", "admin", "viewer, operator or admin")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
-	if code := parseSub(fs, args, stderr); code >= 0 {
+	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
 	if *keyFile == "" {

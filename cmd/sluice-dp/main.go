@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/dataplane/admin"
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	"github.com/sluice-lb/sluice/internal/logfile"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -74,12 +75,13 @@ Usage:
             [--ca FILE [--cert FILE --key FILE]]
             [--admin-auth-file FILE] [--drain-grace D] [--log-level LEVEL]
             [--access-log PATH|- [--access-log-sample RATIO]]
+  sluice-dp --version
 
 Flags:
 `
 
 func main() {
-	fs := flag.NewFlagSet("sluice-dp", flag.ExitOnError)
+	fs := flag.NewFlagSet("sluice-dp", flag.ContinueOnError)
 	cp := fs.String("cp", envOr("SLUICE_CP", "127.0.0.1:7070"), "control plane gRPC `ADDRS`: one address, or several replicas' comma-separated (env SLUICE_CP)")
 	nodeID := fs.String("node-id", "", "this node's `ID`, unique in the fleet: two running processes with one id keep taking the control plane's streams from each other, and log an error each time (default: the host name; with --cert, the certificate's)")
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
@@ -92,13 +94,17 @@ func main() {
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	fs.Parse(os.Args[1:])
-	if fs.NArg() > 0 {
-		fail("unexpected arguments: %q (every setting is a --flag; see --help)", fs.Args())
+	if code := cliflag.Parse(fs, os.Args[1:], os.Stdout, os.Stderr); code >= 0 {
+		os.Exit(code)
+	}
+	if *showVersion {
+		fmt.Println(cliflag.Version("sluice-dp", version))
+		return
 	}
 	nodeSet := false
 	fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })

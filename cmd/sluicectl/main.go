@@ -28,11 +28,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
 
 const defaultCP = "127.0.0.1:7070"
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
 
 // maxMsgSize lets a client send and receive whole large snapshots (10k
 // clusters, 100k endpoints); gRPC's 4 MiB default is too small for them.
@@ -52,8 +56,10 @@ type cli struct {
 	timeout time.Duration
 	sec     security
 	conn    grpc.ClientConnInterface // the control plane; nil for offline commands
-	stdout  io.Writer
-	stderr  io.Writer
+	// synopsis is the command's usage line, for its usage errors.
+	synopsis string
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // command is a subcommand. offline commands never dial the control plane.
@@ -107,6 +113,7 @@ Global flags:
   --token T     bearer token for a control plane that checks tokens (default $SLUICE_TOKEN)
   --ca FILE     verify the control plane over TLS with this CA (default $SLUICE_CA); plain gRPC without
   --cert FILE, --key FILE  a client certificate to present over TLS (optional)
+  --version     print the version and exit
 
 Run "sluicectl COMMAND --help" for the flags of a command.
 Exit status: 0 ok, 1 refused or failed, 2 usage error; with --wait, 2 a node
@@ -130,14 +137,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.sec.ca, "ca", os.Getenv("SLUICE_CA"), "")
 	fs.StringVar(&c.sec.cert, "cert", "", "")
 	fs.StringVar(&c.sec.key, "key", "", "")
+	printVer := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout)
 			return 0
 		}
-		fmt.Fprintf(stderr, "sluicectl: %v\n\n", err)
-		usage(stderr)
+		fmt.Fprintf(stderr, "sluicectl: %s\nRun 'sluicectl --help' for the commands and global flags.\n", cliflag.Explain(fs, err))
 		return 2
+	}
+	if *printVer {
+		fmt.Fprintln(stdout, cliflag.Version("sluicectl", version))
+		return 0
 	}
 	if fs.NArg() == 0 {
 		usage(stderr)
@@ -176,14 +187,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		c.conn = conn
 		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(conn), rest)
 	}
-	fmt.Fprintf(stderr, "sluicectl: unknown command %q\n\n", name)
-	usage(stderr)
+	names := make([]string, len(commands))
+	for i, cmd := range commands {
+		names[i] = cmd.name
+	}
+	if near := snapshot.Closest(name, names); near != "" {
+		fmt.Fprintf(stderr, "sluicectl: unknown command %q, did you mean %q?\n", name, near)
+	} else {
+		fmt.Fprintf(stderr, "sluicectl: unknown command %q\n", name)
+	}
+	fmt.Fprintln(stderr, "Run 'sluicectl --help' for the commands.")
 	return 2
 }
 
 // flags makes a subcommand's flag set; its --help prints synopsis, what the
 // command does, and the flags.
 func (c *cli) flags(name, synopsis, about string) *flag.FlagSet {
+	c.synopsis = synopsis
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.Usage = func() {
@@ -211,14 +231,10 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 		return 0
 	case err != nil:
 		fs.SetOutput(c.stderr)
-		fmt.Fprintf(c.stderr, "sluicectl %s: %v\n\n", fs.Name(), err)
-		fs.Usage()
-		return 2
+		return c.usageError(fs, "%s", cliflag.Explain(fs, err))
 	case fs.NArg() > 0:
 		fs.SetOutput(c.stderr)
-		fmt.Fprintf(c.stderr, "sluicectl %s: unexpected argument %q\n\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return 2
+		return c.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	fs.SetOutput(c.stderr)
 	return -1
@@ -239,7 +255,7 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]str
 			return nil, 0
 		case err != nil:
 			fs.SetOutput(c.stderr)
-			return nil, c.usageError(fs, "%v", err)
+			return nil, c.usageError(fs, "%s", cliflag.Explain(fs, err))
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -261,11 +277,12 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]str
 	return pos, -1
 }
 
-// usageError reports a missing or bad flag value: message and usage on
-// stderr, status 2.
+// usageError reports a missing or bad flag or argument on stderr: the
+// message, the command's synopsis, and where its flags are; status 2. The
+// whole usage would scroll the message away.
 func (c *cli) usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
-	fs.Usage()
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s\nUsage: sluicectl %s\nRun 'sluicectl %s --help' for more.\n",
+		fs.Name(), fmt.Sprintf(format, args...), c.synopsis, fs.Name())
 	return 2
 }
 

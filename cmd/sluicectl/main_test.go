@@ -762,6 +762,7 @@ func TestUsage(t *testing.T) {
 		wantCode   int
 		wantStdout string
 		wantStderr string
+		notStderr  string // a usage error is its line and synopsis, not the whole usage
 	}{
 		{args: nil, wantCode: 2, wantStderr: "Usage: sluicectl"},
 		{args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
@@ -779,7 +780,13 @@ func TestUsage(t *testing.T) {
 		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]\n"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
-		{args: []string{"history", "--bogus"}, wantCode: 2, wantStderr: "flag provided but not defined: -bogus"},
+		{args: []string{"history", "--bogus"}, wantCode: 2, notStderr: "Flags:",
+			wantStderr: "sluicectl history: flag provided but not defined: -bogus\nUsage: sluicectl history [--group NAME] [--limit N] [-o table|json]\nRun 'sluicectl history --help' for more.\n"},
+		{args: []string{"--bogus", "nodes"}, wantCode: 2, notStderr: "Commands:",
+			wantStderr: "sluicectl: flag provided but not defined: -bogus\nRun 'sluicectl --help' for the commands and global flags.\n"},
+		{args: []string{"aply"}, wantCode: 2, notStderr: "Commands:", wantStderr: `sluicectl: unknown command "aply", did you mean "apply"?`},
+		{args: []string{"--version"}, wantCode: 0, wantStdout: "sluicectl "},
+		{args: []string{"top", "--interval", "2"}, wantCode: 2, wantStderr: `invalid value "2" for flag -interval: parse error (a duration has a unit: 30s, 1m30s, 500ms)`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := sluicectl(t, "127.0.0.1:1", tt.args...)
@@ -791,6 +798,9 @@ func TestUsage(t *testing.T) {
 		}
 		if tt.wantStderr != "" && !strings.Contains(stderr, tt.wantStderr) {
 			t.Errorf("%v: stderr lacks %q:\n%s", tt.args, tt.wantStderr, stderr)
+		}
+		if tt.notStderr != "" && strings.Contains(stderr, tt.notStderr) {
+			t.Errorf("%v: stderr has %q:\n%s", tt.args, tt.notStderr, stderr)
 		}
 	}
 }
