@@ -135,7 +135,7 @@ func Start(opts Options) (*Dataplane, error) {
 			if d.log != nil {
 				d.log.Close()
 			}
-			return nil, fmt.Errorf("dataplane: admin: %w", err)
+			return nil, fmt.Errorf("dataplane: --admin: %w", err)
 		}
 		d.adminL = ln
 		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, d.client.Collector())
