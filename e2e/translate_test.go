@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/sluice-lb/sluice/dataplane"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // This file tests what an HTTP/1.1 client gets on a listener whose rules
@@ -207,5 +210,69 @@ listeners:`, b.addr, h2)+listener("plain", plain)+listener("secure", secure)+tls
 	var got string
 	if err := websocket.Message.Receive(ws, &got); err == nil {
 		t.Errorf("the tunnel outlived its listener: got %q", got)
+	}
+}
+
+// TestRefusedHeadTranslated: a request head the node refuses is recorded
+// alike whichever engine serves the listener: on a plain HTTP listener
+// (the HTTP/1.1 engine) and on one that may route to an http2 cluster,
+// where net/http refuses it, the client gets 400, its connection is
+// recorded as bad_request, and the access log has its line with that
+// status and cause.
+func TestRefusedHeadTranslated(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	web, grpc := startTargetBackend(t, "web", false), startTargetBackend(t, "h2", true)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
+	plain, translated := freeAddr(t), freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [ { name: web, address: %s } ]
+  - name: grpc
+    http2: true
+    endpoints: [ { name: h2, address: %s } ]
+listeners:
+  - { name: plain, address: %s, protocol: HTTP, default_cluster: web }
+  - name: translated
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    rules:
+      - { match: { host: { exact: h2.test } }, route: grpc }
+`, web, grpc, plain, translated)))
+
+	for i, addr := range []string{plain, translated} {
+		ip := fmt.Sprintf("127.0.7.%d", i+1)
+		d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(testTimeout))
+		io.WriteString(conn, "GET /refused HTTP/1.1\r\nHost: app.test\r\nno colon here\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %s, want 400", addr, resp.Status)
+		}
+		if r := connRecord(t, c, ip); r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST || r.GetEndpoint() != "" {
+			t.Errorf("%s: record %v, want BAD_REQUEST and no endpoint", addr, r)
+		}
+	}
+	dp.Close() // flushes the log
+	got := map[string]map[string]any{}
+	for _, l := range out.lines(t) {
+		got[fmt.Sprint(l["listener"])] = l
+	}
+	for _, name := range []string{"plain", "translated"} {
+		l := got[name]
+		if l["status"] != 400.0 || l["cause"] != "bad_request" || l["proto"] != "HTTP/1.1" {
+			t.Errorf("listener %s: access log line %v, want status 400, cause bad_request, HTTP/1.1", name, l)
+		}
 	}
 }

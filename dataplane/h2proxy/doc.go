@@ -86,4 +86,8 @@
 // Each connection's record (conntrack) counts its streams as requests,
 // the bytes read and written on it (after TLS, as HTTP/1.1 counts them),
 // and the cluster and endpoint of its last stream.
+// A request head that net/http refuses on an HTTP/1.x connection, and
+// answers itself before any handler sees it (400, 431, 501), ends the
+// connection as bad_request and is metered and logged, as the HTTP/1.1
+// engine's own refusals are (countConn.noteRefusal).
 package h2proxy

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // meterStart begins metering the request r in st (see the HTTP/1.1
@@ -42,4 +43,18 @@ func (cn *conn) meterDone(st *stream, m *meter.Listener) {
 	}
 	st.mx.Total = time.Since(st.mx.Start)
 	m.Done(&st.mx)
+}
+
+// meterRefused counts a request head that net/http refused and answered
+// itself (refusal), as the HTTP/1.1 engine counts its own refusals: the
+// status the client got, and the end of the connection. Its bytes are
+// those of the bodies, as for streams: none read, and the answer's.
+func (cn *conn) meterRefused(m *meter.Listener, r *refusal) {
+	if m == nil {
+		return
+	}
+	mx := meter.Exchange{Start: r.at, Client: cn.client, Proto: meter.ProtoHTTP11, Status: r.status,
+		BytesOut: r.body, Cause: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
+	mx.Logged = m.Sample()
+	m.Done(&mx)
 }

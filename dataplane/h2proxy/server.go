@@ -1,6 +1,7 @@
 package h2proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -109,7 +110,7 @@ func h2Config(maxStreams uint32) *http.HTTP2Config {
 func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
 	hcfg := s.http.Config()
 	cfg := s.cfg.Load()
-	nc := &countConn{Conn: c, pre: preread}
+	nc := &countConn{Conn: c, pre: preread, h1: !h2}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
 	var protos http.Protocols
@@ -174,6 +175,10 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	}
 	if cn.tunneled != 0 {
 		why = cn.tunneled // the connection ended with its tunnel
+	}
+	if r := nc.refused.Load(); r != nil {
+		why = sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST
+		cn.meterRefused(hcfg.Meter, r)
 	}
 	return why
 }
@@ -268,12 +273,46 @@ func (cn *conn) routed(cluster, endpoint string, retried uint64) {
 
 // countConn counts the bytes of a client connection and first reads the
 // bytes httpproxy read before handing it over. It hides the *tls.Conn it
-// may wrap, on purpose: see ServeConn.
+// may wrap, on purpose: see ServeConn. On an HTTP/1.x connection it also
+// notices the answer net/http writes on its own to a request head it
+// refuses (see refusal).
 type countConn struct {
 	net.Conn
 	pre     []byte
 	in, out atomic.Uint64
 	readErr atomic.Pointer[error] // the first read error
+
+	h1      bool
+	refused atomic.Pointer[refusal]
+}
+
+// refusal is a request head net/http refused and answered itself, before
+// any handler saw it: it writes the answer straight to the connection as
+// "HTTP/1.1 400 Bad Request" (or 431, or 501), then refusalHeaders, then
+// closes. Those headers in that order (Content-Type before Connection,
+// no Date) never start a response its handlers write: net/http sorts
+// those, and adds Date.
+type refusal struct {
+	at     time.Time
+	status int
+	body   uint64 // the answer's body bytes, as streams count theirs
+}
+
+const refusalHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// noteRefusal records the refusal p is, if it is one. It costs a search
+// for the end of the first line of each write that starts with a status
+// line.
+func (c *countConn) noteRefusal(p []byte, n int) {
+	if !c.h1 || c.refused.Load() != nil || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+		return
+	}
+	i := bytes.IndexByte(p, '\r')
+	if i < 0 || !bytes.HasPrefix(p[i:], []byte(refusalHeaders)) {
+		return
+	}
+	body := max(n-i-len(refusalHeaders), 0)
+	c.refused.Store(&refusal{at: time.Now(), status: httpproxy.ResponseStatus(p), body: uint64(body)})
 }
 
 // reason is why the connection ended, when no limit or drain ended it: the
@@ -319,6 +358,7 @@ func (c *countConn) Read(p []byte) (int, error) {
 func (c *countConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.out.Add(uint64(n))
+	c.noteRefusal(p, n)
 	return n, err
 }
 

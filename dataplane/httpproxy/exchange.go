@@ -268,7 +268,7 @@ func (cc *clientConn) answer(e *statusError) bool {
 	x.mx.Status = e.status
 	if page := x.cfg.errorPage(e.status); page != nil {
 		out := page.bytes(x.minor, keep, x.headReq)
-		x.mx.Status = statusOf(out) // a page may redirect
+		x.mx.Status = ResponseStatus(out) // a page may redirect
 		err = cc.write(out)
 	} else {
 		x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
@@ -305,7 +305,7 @@ func (cc *clientConn) respond(a *Answer) bool {
 		x.wb = a.redir.appendResponse(x.wb[:0], &x.req, x.minor, keep)
 		out = x.wb
 	}
-	x.mx.Status = statusOf(out)
+	x.mx.Status = ResponseStatus(out)
 	err := cc.write(out)
 	x.wb = x.wb[:0]
 	if err != nil {

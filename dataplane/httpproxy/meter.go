@@ -71,9 +71,9 @@ func (cc *clientConn) meterRefused(status int) {
 	cc.meterDone(m, false)
 }
 
-// statusOf reads the status code of a status line "HTTP/1.x NNN ...", as
+// ResponseStatus reads the status code of a status line "HTTP/1.x NNN ...", as
 // the proxy's own answers start; 0 if b is not one.
-func statusOf(b []byte) int {
+func ResponseStatus(b []byte) int {
 	if len(b) < 12 {
 		return 0
 	}

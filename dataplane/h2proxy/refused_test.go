@@ -1,0 +1,105 @@
+package h2proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// logged keeps the exchanges a meter logs.
+type logged struct {
+	mu sync.Mutex
+	xs []meter.Exchange
+}
+
+func (l *logged) Sample() bool { return true }
+
+func (l *logged) Log(_ string, x *meter.Exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.xs = append(l.xs, *x)
+}
+
+// TestRefusedHTTP1Request: on a listener whose HTTP/1.1 connections this
+// engine serves (Translate), a request head net/http refuses before any
+// handler sees it is answered by net/http, and then recorded as the
+// HTTP/1.1 engine records its own refusals: the connection ends as
+// bad_request, and the listener's meter (and access log) gets a request
+// with the status the client got, after the requests served before it.
+func TestRefusedHTTP1Request(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		status     int
+	}{
+		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400},
+		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		{"a head past MaxHeaderBytes", "GET /bad HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 2<<20) + "\r\n\r\n", 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log logged
+			m := meter.NewListener("web", &log)
+			backend := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go backend.Serve(ln)
+			t.Cleanup(func() { backend.Close() })
+			ep := upstream.New("web", "a", ln.Addr().String())
+			hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, Meter: m}, nil)
+			up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
+			t.Cleanup(up.Close)
+			s := NewServer(hs, up, nil)
+
+			client, server := net.Pipe()
+			ended := make(chan sluicev1.CloseReason, 1)
+			go func() {
+				defer server.Close()
+				ended <- s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+			}()
+			client.SetDeadline(time.Now().Add(10 * time.Second))
+			go io.WriteString(client, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"+tc.head)
+			br := bufio.NewReader(client)
+			var body []byte
+			for i, want := range []int{200, tc.status} {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v", i+1, err)
+				}
+				body, _ = io.ReadAll(resp.Body)
+				if resp.StatusCode != want {
+					t.Fatalf("response %d: %s, want %d", i+1, resp.Status, want)
+				}
+			}
+			client.Close()
+			select {
+			case why := <-ended:
+				if why != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST {
+					t.Errorf("the connection ended as %v, want BAD_REQUEST", why)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the connection did not end")
+			}
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			if len(log.xs) != 2 || log.xs[0].Status != 200 || log.xs[1].Status != tc.status || log.xs[1].Cause != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST ||
+				log.xs[1].Proto != meter.ProtoHTTP11 || log.xs[1].Client.Port() != 50000 || log.xs[1].BytesIn != 0 || log.xs[1].BytesOut != uint64(len(body)) {
+				t.Errorf("logged %+v\nwant the 200, then the %d with cause BAD_REQUEST, its client, and %d bytes out (the answer's body)", log.xs, tc.status, len(body))
+			}
+			if c := m.Counts(); c.Requests[meter.ClassOf(tc.status)] != 1 {
+				t.Errorf("the listener counted %v, want one %d", c.Requests, tc.status)
+			}
+		})
+	}
+}
