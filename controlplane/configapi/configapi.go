@@ -857,10 +857,30 @@ func (s *Server) DeleteGroup(ctx context.Context, req *sluicev1.DeleteGroupReque
 
 // ListNodes implements sluicev1.ConfigServiceServer.
 func (s *Server) ListNodes(context.Context, *sluicev1.ListNodesRequest) (*sluicev1.ListNodesResponse, error) {
-	return &sluicev1.ListNodesResponse{Nodes: s.nodes.Nodes()}, nil
+	nodes, incomplete := s.fleet()
+	return &sluicev1.ListNodesResponse{Nodes: nodes, Incomplete: incomplete}, nil
 }
 
-// ListConns implements sluicev1.ConfigServiceServer.
+// fleet lists every replica's nodes, as ListNodes answers. When the other
+// replicas' could not be read it lists this replica's, and incomplete
+// says so and why.
+func (s *Server) fleet() (nodes []*sluicev1.NodeStatus, incomplete string) {
+	fl, ok := s.nodes.(FleetLister)
+	if !ok {
+		return s.nodes.Nodes(), ""
+	}
+	nodes, err := fl.FleetNodes()
+	if err != nil {
+		incomplete = fmt.Sprintf("the nodes of other control-plane replicas could not be read (%v); only this replica's are listed", err)
+	}
+	return nodes, incomplete
+}
+
+// ListConns implements sluicev1.ConfigServiceServer: the records this
+// replica keeps, newest first. With replicas on one etcd, nodes report to
+// the replica their streams are on; the answer names the other replicas
+// that nodes (the one asked for, with a node filter) are connected to,
+// whose records are kept there.
 func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "configapi: %v", err)
@@ -873,7 +893,17 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 		Reasons:     req.GetReasons(),
 		MinDuration: req.GetMinDuration().AsDuration(),
 	}, int(req.GetLimit()))
-	return &sluicev1.ListConnsResponse{Records: recs}, nil
+	resp := &sluicev1.ListConnsResponse{Records: recs}
+	nodes, incomplete := s.fleet()
+	resp.Incomplete = incomplete
+	for _, n := range nodes {
+		r := n.GetReplica()
+		if n.GetConnected() && r != "" && r != s.replica && (req.GetNodeId() == "" || req.GetNodeId() == n.GetId()) && !slices.Contains(resp.ReportedElsewhere, r) {
+			resp.ReportedElsewhere = append(resp.ReportedElsewhere, r)
+		}
+	}
+	slices.Sort(resp.ReportedElsewhere)
+	return resp, nil
 }
 
 // GetStats implements sluicev1.ConfigServiceServer: each node's latest view
@@ -892,14 +922,15 @@ func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sl
 		elsewhere string // the replica the node reports to, if not this one
 	}
 	nodes := map[string]place{}
-	for _, n := range s.nodes.Nodes() {
+	fleet, incomplete := s.fleet()
+	for _, n := range fleet {
 		p := place{connected: n.GetConnected()}
 		if p.connected && n.GetReplica() != s.replica {
 			p.elsewhere = n.GetReplica()
 		}
 		nodes[n.GetId()] = p
 	}
-	resp := &sluicev1.GetStatsResponse{}
+	resp := &sluicev1.GetStatsResponse{Incomplete: incomplete}
 	for _, v := range s.views.List(req.GetNodeId(), req.GetCluster()) {
 		p, known := nodes[v.NodeID]
 		if !known || p.elsewhere != "" {

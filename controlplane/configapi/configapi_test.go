@@ -735,3 +735,50 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 		t.Errorf("unknown endpoint: %v\nwant NOT_FOUND %q", err, want)
 	}
 }
+
+// fleetUp lists every replica's nodes.
+type fleetUp struct{ fixedNodes }
+
+func (f fleetUp) FleetNodes() ([]*sluicev1.NodeStatus, error) { return f.fixedNodes, nil }
+
+// TestReadsSayWhatTheyLack: with replicas on one etcd, conns names the
+// replicas whose nodes report their connections there, and nodes, stats
+// and conns say so when the other replicas' nodes could not be read,
+// rather than answer this replica's part as if it were the fleet.
+func TestReadsSayWhatTheyLack(t *testing.T) {
+	ctx := testContext(t)
+	fleet := fixedNodes{
+		{Id: "here", Connected: true, Replica: "a"},
+		{Id: "there", Connected: true, Replica: "b"},
+		{Id: "gone", Replica: "d"}, // disconnected: reports nowhere
+		{Id: "yonder", Connected: true, Replica: "c"},
+	}
+	s := New(openStore(t, store.BoltOptions{}), fleetUp{fleet}, stats.NewRing(10), nil).WithFleet(stats.NewViews(), nil).WithReplica("a")
+	for _, tt := range []struct {
+		node string
+		want []string
+	}{{"", []string{"b", "c"}}, {"there", []string{"b"}}, {"here", nil}, {"gone", nil}} {
+		resp, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{NodeId: tt.node})
+		if err != nil || !slices.Equal(resp.GetReportedElsewhere(), tt.want) || resp.GetIncomplete() != "" {
+			t.Errorf("ListConns(node %q) = %v, %v; want reported elsewhere %q", tt.node, resp, err, tt.want)
+		}
+	}
+	if resp, err := s.ListNodes(ctx, &sluicev1.ListNodesRequest{}); err != nil || len(resp.GetNodes()) != 4 || resp.GetIncomplete() != "" {
+		t.Errorf("ListNodes = %v, %v; want the 4 nodes, complete", resp, err)
+	}
+
+	down := New(openStore(t, store.BoltOptions{}), fleetDown{fleet[:1]}, stats.NewRing(10), nil).WithFleet(stats.NewViews(), nil).WithReplica("a")
+	const want = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"
+	nodes, err := down.ListNodes(ctx, &sluicev1.ListNodesRequest{})
+	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetIncomplete() != want {
+		t.Errorf("ListNodes with etcd down = %v, %v; want here, incomplete %q", nodes, err, want)
+	}
+	st, err := down.GetStats(ctx, &sluicev1.GetStatsRequest{})
+	if err != nil || st.GetIncomplete() != want {
+		t.Errorf("GetStats with etcd down = %v, %v; want incomplete %q", st, err, want)
+	}
+	conns, err := down.ListConns(ctx, &sluicev1.ListConnsRequest{})
+	if err != nil || conns.GetIncomplete() != want {
+		t.Errorf("ListConns with etcd down = %v, %v; want incomplete %q", conns, err, want)
+	}
+}

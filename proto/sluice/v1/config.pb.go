@@ -1123,8 +1123,12 @@ func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeStatus          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeStatus          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Incomplete is set when the list lacks the nodes of other control-plane
+	// replicas (sluice-cp --etcd) because their records could not be read,
+	// and says why; the nodes listed are then this replica's only.
+	Incomplete    string `protobuf:"bytes,2,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,6 +1168,13 @@ func (x *ListNodesResponse) GetNodes() []*NodeStatus {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetIncomplete() string {
+	if x != nil {
+		return x.Incomplete
+	}
+	return ""
 }
 
 // NodeStatus is what the control plane knows about one node.
@@ -1446,8 +1457,15 @@ func (x *ListConnsRequest) GetMinDuration() *durationpb.Duration {
 }
 
 type ListConnsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*ConnRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*ConnRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// ReportedElsewhere names the other control-plane replicas that nodes
+	// are connected to: those nodes report their connections there, so
+	// their records are not in this list. Empty with one control plane.
+	ReportedElsewhere []string `protobuf:"bytes,2,rep,name=reported_elsewhere,json=reportedElsewhere,proto3" json:"reported_elsewhere,omitempty"`
+	// Incomplete is set, saying why, when which nodes are connected to
+	// other replicas could not be read (see ListNodesResponse).
+	Incomplete    string `protobuf:"bytes,3,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1487,6 +1505,20 @@ func (x *ListConnsResponse) GetRecords() []*ConnRecord {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *ListConnsResponse) GetReportedElsewhere() []string {
+	if x != nil {
+		return x.ReportedElsewhere
+	}
+	return nil
+}
+
+func (x *ListConnsResponse) GetIncomplete() string {
+	if x != nil {
+		return x.Incomplete
+	}
+	return ""
 }
 
 type GetStatsRequest struct {
@@ -1543,8 +1575,11 @@ func (x *GetStatsRequest) GetCluster() string {
 }
 
 type GetStatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeStats           `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeStats           `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Incomplete is set, saying why, when the nodes of other control-plane
+	// replicas could not be read (see ListNodesResponse).
+	Incomplete    string `protobuf:"bytes,2,opt,name=incomplete,proto3" json:"incomplete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1584,6 +1619,13 @@ func (x *GetStatsResponse) GetNodes() []*NodeStats {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *GetStatsResponse) GetIncomplete() string {
+	if x != nil {
+		return x.Incomplete
+	}
+	return ""
 }
 
 // NodeStats is one node's latest endpoint report.
@@ -2475,9 +2517,12 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x0fHistoryResponse\x122\n" +
 	"\bversions\x18\x01 \x03(\v2\x16.sluice.v1.VersionInfoR\bversions\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +
-	"\x10ListNodesRequest\"@\n" +
+	"\x10ListNodesRequest\"`\n" +
 	"\x11ListNodesResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\"\x95\x05\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x02 \x01(\tR\n" +
+	"incomplete\"\x95\x05\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -2508,14 +2553,21 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12\x1a\n" +
 	"\blistener\x18\x05 \x01(\tR\blistener\x12A\n" +
 	"\areasons\x18\x06 \x03(\x0e2\x16.sluice.v1.CloseReasonB\x0f\xfaB\f\x92\x01\t\x10 \"\x05\x82\x01\x02\x10\x01R\areasons\x12F\n" +
-	"\fmin_duration\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xfaB\x05\xaa\x01\x022\x00R\vminDuration\"D\n" +
+	"\fmin_duration\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xfaB\x05\xaa\x01\x022\x00R\vminDuration\"\x93\x01\n" +
 	"\x11ListConnsResponse\x12/\n" +
-	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords\"D\n" +
+	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords\x12-\n" +
+	"\x12reported_elsewhere\x18\x02 \x03(\tR\x11reportedElsewhere\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x03 \x01(\tR\n" +
+	"incomplete\"D\n" +
 	"\x0fGetStatsRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
-	"\acluster\x18\x02 \x01(\tR\acluster\">\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\"^\n" +
 	"\x10GetStatsResponse\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\"\xeb\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\x12\x1e\n" +
+	"\n" +
+	"incomplete\x18\x02 \x01(\tR\n" +
+	"incomplete\"\xeb\x01\n" +
 	"\tNodeStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12;\n" +

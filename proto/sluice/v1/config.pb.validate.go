@@ -2005,6 +2005,8 @@ func (m *ListNodesResponse) validate(all bool) error {
 
 	}
 
+	// no validation rules for Incomplete
+
 	if len(errors) > 0 {
 		return ListNodesResponseMultiError(errors)
 	}
@@ -2502,6 +2504,8 @@ func (m *ListConnsResponse) validate(all bool) error {
 
 	}
 
+	// no validation rules for Incomplete
+
 	if len(errors) > 0 {
 		return ListConnsResponseMultiError(errors)
 	}
@@ -2741,6 +2745,8 @@ func (m *GetStatsResponse) validate(all bool) error {
 		}
 
 	}
+
+	// no validation rules for Incomplete
 
 	if len(errors) > 0 {
 		return GetStatsResponseMultiError(errors)
