@@ -300,6 +300,12 @@ func TestHAFleet(t *testing.T) {
 		if strings.Count(stdout, "web/a") != 1 || !strings.Contains(stdout, elsewhere) {
 			t.Errorf("sluicectl --cp %s stats:\n%s\nwant %s's endpoint once and the line %q", r.addr, stdout, here, elsewhere)
 		}
+		// Connection records are kept where they are reported: conns
+		// names the replica that has the other node's.
+		want := "sluicectl conns: nodes connected to replica " + on[there] + " report their connections there; ask it with --cp\n"
+		if _, stderr, code := ctl(t, r.addr, "conns"); code != 0 || stderr != want {
+			t.Errorf("sluicectl --cp %s conns: exit %d, stderr %q; want 0 and %q", r.addr, code, stderr, want)
+		}
 	}
 	if stdout, stderr, code := ctl(t, rs[0].addr, "top", "--once"); code != 0 ||
 		!strings.Contains(stdout, "node-1 (connected, reported") || !strings.Contains(stdout, "node-2 (connected to replica "+rs[1].addr+", which has its stats)") {
@@ -540,6 +546,12 @@ func TestHAEtcdDown(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "sluicectl "+args[0]+": "+want) {
 			t.Errorf("%s with etcd down: exit %d, stderr %q; want exit 1 and %q", args[0], code, errOut, want)
 		}
+	}
+	// A read of the fleet answers with this replica's nodes, and says
+	// that it could not read the others'.
+	out, errOut, code := ctl(t, r.addr, "nodes")
+	if want := "sluicectl nodes: the nodes of other control-plane replicas could not be read ("; code != 1 || !strings.HasPrefix(errOut, want) || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("nodes with etcd down: exit %d, stdout %q, stderr %q; want exit 1, the table, and %q...", code, out, errOut, want)
 	}
 }
 

@@ -660,7 +660,7 @@ replicas on one etcd, REPLICA names the replica the node's streams are on
 		return c.rpcError("nodes", err)
 	}
 	if *o == "json" {
-		return c.printJSON(resp)
+		return c.printPartial("nodes", resp, resp.GetIncomplete())
 	}
 	// Replicas on one etcd name where each node is; a lone control plane
 	// names none, and gets no REPLICA column.
@@ -679,7 +679,27 @@ replicas on one etcd, REPLICA names the replica the node's streams are on
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nackText(n))
 	}
 	tw.Flush()
-	return 0
+	return c.incomplete("nodes", resp.GetIncomplete())
+}
+
+// incomplete says on stderr why an answer lacks the nodes of other
+// control-plane replicas, if it does, and returns the exit status: 1 when
+// it does, as the fleet was not all read.
+func (c *cli) incomplete(cmd, why string) int {
+	if why == "" {
+		return 0
+	}
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, why)
+	return 1
+}
+
+// printPartial prints m as JSON and then says why it is incomplete, if it
+// is (incomplete).
+func (c *cli) printPartial(cmd string, m proto.Message, why string) int {
+	if st := c.printJSON(m); st != 0 {
+		return st
+	}
+	return c.incomplete(cmd, why)
 }
 
 // nackText is a node's LAST-NACK: "vN: error", or "-".
@@ -771,7 +791,7 @@ Reasons:
 		return c.rpcError("conns", err)
 	}
 	if *o == "json" {
-		return c.printJSON(resp)
+		return c.printPartial("conns", resp, resp.GetIncomplete())
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "START\tNODE\tLISTENER\tCLIENT\tCLUSTER/ENDPOINT\tDURATION\tIN\tOUT\tREQS\tREASON")
@@ -791,7 +811,22 @@ Reasons:
 			r.GetRequests(), reason)
 	}
 	tw.Flush()
-	return 0
+	if r := resp.GetReportedElsewhere(); len(r) > 0 {
+		it := "it"
+		if len(r) > 1 {
+			it = "them"
+		}
+		fmt.Fprintf(c.stderr, "sluicectl conns: nodes connected to replica %s report their connections there; ask %s with --cp\n", nameList(r), it)
+	}
+	return c.incomplete("conns", resp.GetIncomplete())
+}
+
+// nameList is "a", "a and b", or "a, b and c".
+func nameList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // wrap breaks s into lines of at most width bytes at spaces, each line
@@ -893,7 +928,7 @@ without endpoints.`)
 		return c.rpcError("stats", err)
 	}
 	if *o == "json" {
-		return c.printJSON(resp)
+		return c.printPartial("stats", resp, resp.GetIncomplete())
 	}
 	if len(resp.GetNodes()) == 0 {
 		what := "no node has reported endpoint stats"
@@ -904,7 +939,7 @@ without endpoints.`)
 			what += fmt.Sprintf(" for cluster %q", *cluster)
 		}
 		fmt.Fprintln(c.stdout, what)
-		return 0
+		return c.incomplete("stats", resp.GetIncomplete())
 	}
 	now := clock()
 	for i, n := range resp.GetNodes() {
@@ -941,7 +976,7 @@ without endpoints.`)
 		}
 		tw.Flush()
 	}
-	return 0
+	return c.incomplete("stats", resp.GetIncomplete())
 }
 
 // clock tells the time ages are counted to; tests fix it.

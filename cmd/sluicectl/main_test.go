@@ -43,6 +43,10 @@ type fakeCP struct {
 	shutdown []*sluicev1.ShutdownSessionsRequest
 	results  []*sluicev1.CommandResult
 	shutErr  error // ShutdownSessions fails with it, when set
+	// partial is the Incomplete of ListNodes, ListConns and GetStats;
+	// elsewhere the ReportedElsewhere of ListConns.
+	partial   string
+	elsewhere []string
 }
 
 func (f *fakeCP) current() *sluicev1.Snapshot {
@@ -144,14 +148,14 @@ func (f *fakeCP) History(context.Context, *sluicev1.HistoryRequest) (*sluicev1.H
 func (f *fakeCP) ListNodes(context.Context, *sluicev1.ListNodesRequest) (*sluicev1.ListNodesResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &sluicev1.ListNodesResponse{Nodes: f.nodes}, nil
+	return &sluicev1.ListNodesResponse{Nodes: f.nodes, Incomplete: f.partial}, nil
 }
 
 func (f *fakeCP) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.conns = append(f.conns, req)
-	return &sluicev1.ListConnsResponse{Records: f.records}, nil
+	return &sluicev1.ListConnsResponse{Records: f.records, ReportedElsewhere: f.elsewhere, Incomplete: f.partial}, nil
 }
 
 func (f *fakeCP) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
@@ -159,7 +163,7 @@ func (f *fakeCP) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sl
 	defer f.mu.Unlock()
 	f.stats = append(f.stats, req)
 	if f.statsOut == nil {
-		return &sluicev1.GetStatsResponse{}, nil
+		return &sluicev1.GetStatsResponse{Incomplete: f.partial}, nil
 	}
 	return f.statsOut, nil
 }
@@ -900,5 +904,32 @@ func TestShutdownSessionsCommand(t *testing.T) {
 	code, stdout, stderr = sluicectl(t, addr, "shutdown-sessions", "web/web1")
 	if want := "sluicectl shutdown-sessions: " + st.Message() + "\n"; code != 1 || stdout != "" || stderr != want {
 		t.Errorf("etcd unreadable: status %d, stdout %q, stderr %q; want 1, stderr %q", code, stdout, stderr, want)
+	}
+}
+
+// TestReadsSayWhatTheyLack: conns names the replicas whose nodes report
+// their connections there; nodes, conns and stats print what they got and
+// exit 1 when the control plane could not read the other replicas' nodes,
+// saying why.
+func TestReadsSayWhatTheyLack(t *testing.T) {
+	cp := &fakeCP{
+		nodes:     []*sluicev1.NodeStatus{{Id: "dp-1", Connected: true, Replica: "cp-a:7070"}},
+		records:   []*sluicev1.ConnRecord{{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}},
+		elsewhere: []string{"cp-b:7070", "cp-c:7070"},
+	}
+	addr := startCP(t, cp)
+	code, stdout, stderr := sluicectl(t, addr, "conns")
+	if want := "sluicectl conns: nodes connected to replica cp-b:7070 and cp-c:7070 report their connections there; ask them with --cp\n"; code != 0 || stderr != want || !strings.Contains(stdout, "10.1.1.1:50000") {
+		t.Errorf("conns: status %d, stdout %q, stderr %q; want 0, the record, and %q", code, stdout, stderr, want)
+	}
+
+	cp.elsewhere = nil
+	cp.partial = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"
+	for _, args := range [][]string{{"nodes"}, {"nodes", "-o", "json"}, {"conns"}, {"conns", "-o", "json"}, {"stats"}, {"stats", "-o", "json"}} {
+		code, stdout, stderr := sluicectl(t, addr, args...)
+		want := "sluicectl " + args[0] + ": " + cp.partial + "\n"
+		if code != 1 || stderr != want || stdout == "" {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want 1, what it got, and %q", args, code, stdout, stderr, want)
+		}
 	}
 }

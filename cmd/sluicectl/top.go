@@ -136,6 +136,9 @@ func (v *topView) render(w io.Writer, resp *sluicev1.GetStatsResponse, err error
 		fmt.Fprintf(w, "\ncannot get stats: %v\n", err)
 		return false
 	}
+	if why := resp.GetIncomplete(); why != "" {
+		fmt.Fprintf(w, "\n%s\n", why)
+	}
 	if len(resp.GetNodes()) == 0 {
 		fmt.Fprintln(w, "\nno node has reported endpoint stats")
 		return false

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http/httptest"
 	"testing"
 
@@ -89,5 +90,36 @@ func TestNodeOnAnotherReplica(t *testing.T) {
 	f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &cl)
 	if a := cl.Clusters[0].Endpoints[0]; a.Name != "a" || a.Active != 2 || a.Requests != 10 || len(a.Nodes) != 1 {
 		t.Errorf("web/a: active %d, requests %d, %d nodes; want here's 2 and 10 only", a.Active, a.Requests, len(a.Nodes))
+	}
+}
+
+// unreadable lists this replica's nodes only: the others' could not be
+// read from etcd.
+type unreadable struct{ onReplicas }
+
+func (u unreadable) FleetNodes() ([]*sluicev1.NodeStatus, error) {
+	return u.Nodes(), errors.New("etcdserver: request timed out")
+}
+
+// TestFleetSaysWhenIncomplete: when the other replicas' nodes cannot be
+// read, the fleet still lists this replica's, and says why it lacks the
+// others', for the dashboard's banner.
+func TestFleetSaysWhenIncomplete(t *testing.T) {
+	f := newFixture(t)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
+	for _, tc := range []struct {
+		nodes configapi.NodeLister
+		want  string
+	}{
+		{onReplicas{f.fleet, map[string]string{"here": "a"}}, ""},
+		{unreadable{onReplicas{f.fleet, map[string]string{"here": "a"}}}, "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"},
+	} {
+		config := configapi.New(f.store, tc.nodes, f.ring, nil).WithFleet(f.views, nil).WithReplica("a")
+		f.api = New(config, f.hist).Handler()
+		var fl fleetJSON
+		f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl)
+		if len(fl.Nodes) != 1 || fl.Incomplete != tc.want {
+			t.Errorf("fleet: %d nodes, incomplete %q; want here, and %q", len(fl.Nodes), fl.Incomplete, tc.want)
+		}
 	}
 }

@@ -21,6 +21,9 @@ type fleetJSON struct {
 	// Version is the current version of the configuration, across groups.
 	Version uint64     `json:"version"`
 	Nodes   []nodeJSON `json:"nodes"`
+	// Incomplete says why Nodes lacks the other replicas' nodes, when it
+	// does (ListNodesResponse.incomplete).
+	Incomplete string `json:"incomplete,omitempty"`
 }
 
 type nodeJSON struct {
@@ -99,7 +102,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		gauges[n.GetNodeId()] = g
 	}
-	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}}
+	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete()}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {

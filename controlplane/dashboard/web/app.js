@@ -330,7 +330,9 @@ async function refresh() {
     renderFleet(fleet);
     renderClusters(clusters, histories);
     renderConns(conns.conns);
-    banner.hidden = true;
+    // Replicas on one etcd: the fleet may lack the others' nodes.
+    banner.textContent = fleet.incomplete ? `Fleet incomplete: ${fleet.incomplete}.` : "";
+    banner.hidden = !fleet.incomplete;
     live.classList.remove("stale");
     document.getElementById("updated").textContent = "live · " + new Date().toLocaleTimeString([], {hour12: false});
   } catch (err) {
