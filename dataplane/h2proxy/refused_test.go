@@ -103,3 +103,30 @@ func TestRefusedHTTP1Request(t *testing.T) {
 		})
 	}
 }
+
+// discardConn is a connection whose writes go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestRefusalIsTheLastWrite: a response body that starts a write with
+// what net/http's refusals start with is no refusal when more is written
+// on the connection after it; net/http's own refusal is its last write.
+func TestRefusalIsTheLastWrite(t *testing.T) {
+	answer := "HTTP/1.1 400 Bad Request" + refusalHeaders + "400 Bad Request"
+	c := &countConn{Conn: discardConn{}, h1: true}
+	c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 103\r\n\r\n"))
+	c.Write([]byte(answer)) // the body
+	if r := c.refusal(); r == nil || r.status != 400 || r.body != uint64(len("400 Bad Request")) {
+		t.Fatalf("refusal as the last write: %+v, want status 400 and its body", r)
+	}
+	c.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n"))
+	if r := c.refusal(); r != nil {
+		t.Errorf("refusal with a response after it: %+v, want none", r)
+	}
+	h2 := &countConn{Conn: discardConn{}}
+	h2.Write([]byte(answer))
+	if r := h2.refusal(); r != nil {
+		t.Errorf("an HTTP/2 connection noted a refusal: %+v", r)
+	}
+}

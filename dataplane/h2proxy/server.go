@@ -176,7 +176,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	if cn.tunneled != 0 {
 		why = cn.tunneled // the connection ended with its tunnel
 	}
-	if r := nc.refused.Load(); r != nil {
+	if r := nc.refusal(); r != nil {
 		why = sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST
 		cn.meterRefused(hcfg.Meter, r)
 	}
@@ -296,15 +296,18 @@ type refusal struct {
 	at     time.Time
 	status int
 	body   uint64 // the answer's body bytes, as streams count theirs
+	out    uint64 // the connection's bytes out after it: it is the last write
 }
 
 const refusalHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
-// noteRefusal records the refusal p is, if it is one. It costs a search
-// for the end of the first line of each write that starts with a status
-// line.
+// noteRefusal records the refusal p may be. It costs a search for the end
+// of the first line of each write that starts with a status line. A
+// response body that happens to start a write with those bytes is told
+// apart when more is written after it: a refusal is the connection's last
+// write.
 func (c *countConn) noteRefusal(p []byte, n int) {
-	if !c.h1 || c.refused.Load() != nil || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+	if !c.h1 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
 		return
 	}
 	i := bytes.IndexByte(p, '\r')
@@ -312,7 +315,7 @@ func (c *countConn) noteRefusal(p []byte, n int) {
 		return
 	}
 	body := max(n-i-len(refusalHeaders), 0)
-	c.refused.Store(&refusal{at: time.Now(), status: httpproxy.ResponseStatus(p), body: uint64(body)})
+	c.refused.Store(&refusal{at: time.Now(), status: httpproxy.ResponseStatus(p), body: uint64(body), out: c.out.Load()})
 }
 
 // reason is why the connection ended, when no limit or drain ended it: the
@@ -353,6 +356,15 @@ func (c *countConn) Read(p []byte) (int, error) {
 		c.readErr.CompareAndSwap(nil, &err)
 	}
 	return n, err
+}
+
+// refusal is the refusal net/http answered on the connection, if it did:
+// the refusal-like write noted last, when nothing was written after it.
+func (c *countConn) refusal() *refusal {
+	if r := c.refused.Load(); r != nil && r.out == c.out.Load() {
+		return r
+	}
+	return nil
 }
 
 func (c *countConn) Write(p []byte) (int, error) {
