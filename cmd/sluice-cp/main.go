@@ -91,6 +91,7 @@ func run(args []string) int {
 		fmt.Println(cliflag.Version("sluice-cp", version))
 		return 0
 	}
+	version = cliflag.BuildVersion(version) // as the start log names it
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var endpoints []string
 	for _, e := range strings.Split(*etcd, ",") {

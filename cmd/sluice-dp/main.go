@@ -106,6 +106,7 @@ func main() {
 		fmt.Println(cliflag.Version("sluice-dp", version))
 		return
 	}
+	version = cliflag.BuildVersion(version) // for the log and the control plane
 	nodeSet := false
 	fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
 	if !nodeSet {

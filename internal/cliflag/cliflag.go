@@ -66,17 +66,23 @@ func Fail(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) {
 	fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for its flags.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
 }
 
-// Version is what --version prints: the program, the version it was built
-// as, and the Go toolchain and platform. make sets version to git describe;
-// a plain go build leaves it "dev", and then the module version (go
-// install ...@v1.2.0) or the commit that go build recorded stands in.
+// Version is what --version prints: the program, its version (see
+// BuildVersion), and the Go toolchain and platform.
 func Version(program, version string) string {
+	return fmt.Sprintf("%s %s (%s %s/%s)", program, BuildVersion(version), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// BuildVersion is the version a program was built as. make sets it (-X
+// main.version=...) to git describe; a plain go build leaves it "dev", and
+// then the module version (go install ...@v1.2.0) or the commit go build
+// recorded stands in.
+func BuildVersion(version string) string {
 	if version == "dev" {
 		if info, ok := debug.ReadBuildInfo(); ok {
 			version = fromBuild(info)
 		}
 	}
-	return fmt.Sprintf("%s %s (%s %s/%s)", program, version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return version
 }
 
 // fromBuild is the version that a build without make's version records:
