@@ -477,6 +477,11 @@ func (v *View) FleetNodes() ([]*sluicev1.NodeStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	remote, err := v.remote(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// What an operator reads (sluicectl nodes): which etcd, not which
+		// context.
+		return local, fmt.Errorf("etcd (%s) did not answer within %v", strings.Join(v.client.Endpoints(), ","), readTimeout)
+	}
 	if err != nil {
 		return local, fmt.Errorf("fleetview: %w", err)
 	}
