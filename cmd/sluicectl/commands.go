@@ -645,7 +645,9 @@ version it applied (ACKed), the version last sent to it, and its last refusal
 that no group takes, or that two groups' selectors match, shows "none" and
 why: it is sent nothing new and keeps what it runs. With control-plane
 replicas on one etcd, REPLICA names the replica the node's streams are on
-(or were on last, when it is disconnected).`)
+(or were on last, when it is disconnected); when etcd does not answer, the
+replica asked lists its own nodes, says so on stderr, and the exit status
+is 1.`)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -812,11 +814,11 @@ Reasons:
 	}
 	tw.Flush()
 	if r := resp.GetReportedElsewhere(); len(r) > 0 {
-		it := "it"
+		replica, it := "replica", "it"
 		if len(r) > 1 {
-			it = "them"
+			replica, it = "replicas", "them"
 		}
-		fmt.Fprintf(c.stderr, "sluicectl conns: nodes connected to replica %s report their connections there; ask %s with --cp\n", nameList(r), it)
+		fmt.Fprintf(c.stderr, "sluicectl conns: nodes connected to %s %s report their connections there; ask %s with --cp\n", replica, nameList(r), it)
 	}
 	return c.incomplete("conns", resp.GetIncomplete())
 }

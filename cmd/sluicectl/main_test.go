@@ -919,7 +919,7 @@ func TestReadsSayWhatTheyLack(t *testing.T) {
 	}
 	addr := startCP(t, cp)
 	code, stdout, stderr := sluicectl(t, addr, "conns")
-	if want := "sluicectl conns: nodes connected to replica cp-b:7070 and cp-c:7070 report their connections there; ask them with --cp\n"; code != 0 || stderr != want || !strings.Contains(stdout, "10.1.1.1:50000") {
+	if want := "sluicectl conns: nodes connected to replicas cp-b:7070 and cp-c:7070 report their connections there; ask them with --cp\n"; code != 0 || stderr != want || !strings.Contains(stdout, "10.1.1.1:50000") {
 		t.Errorf("conns: status %d, stdout %q, stderr %q; want 0, the record, and %q", code, stdout, stderr, want)
 	}
 
