@@ -448,7 +448,7 @@ func (cc *clientConn) finish() {
 	if cc.linger {
 		cc.lingerClose()
 	}
-	cc.closeClient()
+	upstream.CloseConn(cc.c) // not waiting on a TLS client that stopped reading
 	if cc.x != nil {
 		putExchange(cc.x)
 		cc.x = nil

@@ -9,21 +9,6 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// closeClient closes the client connection. Over TLS the close_notify
-// alert goes first only when the socket has room for it now, as HAProxy
-// sends it: with the send buffer full (a client that stopped reading),
-// crypto/tls would wait up to 5 s for room, holding the connection's
-// goroutine and putting off its close record, for a client that may
-// never read on. The socket then closes at once; what it holds still
-// goes out, followed by the FIN.
-func (cc *clientConn) closeClient() {
-	if tc, ok := cc.c.(*tls.Conn); ok && !cc.roomToSend() {
-		tc.NetConn().Close()
-		return
-	}
-	cc.c.Close()
-}
-
 // handshake completes the TLS handshake of cc's connection within the
 // configured timeout and makes cc read and write through TLS from then on
 // (ServeConn set up no splice or raw socket access for it). It reports

@@ -73,22 +73,6 @@ func (cc *clientConn) socket() syscall.RawConn {
 	return nil
 }
 
-// roomToSend reports whether a write to the client's socket would not
-// wait now (poll without a timeout); true when it cannot tell.
-func (cc *clientConn) roomToSend() bool {
-	raw := cc.socket()
-	if raw == nil {
-		return true
-	}
-	room := true
-	raw.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, 0)
-		room = err == nil && n == 1 && pfd[0].Revents&unix.POLLOUT != 0
-	})
-	return room
-}
-
 // TCP states (include/net/tcp_states.h).
 const (
 	tcpClose     = 7

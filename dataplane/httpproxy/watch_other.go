@@ -8,10 +8,6 @@ func (r *Request) WatchClient() (gone <-chan struct{}, stop func()) {
 	return nil, func() {}
 }
 
-// roomToSend cannot tell on this platform: the TLS close_notify is
-// always sent (see watch_linux.go).
-func (cc *clientConn) roomToSend() bool { return true }
-
 // clientLeft sees nothing on this platform: a request whose client left
 // waits on for its response (see watch_linux.go).
 func (cc *clientConn) clientLeft(abortOnClose bool) bool { return false }

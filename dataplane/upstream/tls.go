@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -113,15 +114,16 @@ func TCPConn(c net.Conn) *net.TCPConn {
 	return nil
 }
 
-// closeConn closes c. Over TLS the close_notify alert goes first only
-// when the socket's send queue is empty: with bytes the endpoint has not
-// taken (an upload it stopped reading, an exchange that failed), the
-// alert would wait for room, up to crypto/tls's 5 s, for an endpoint that
-// may never read it, and the connection closes at once (closeHard).
-func closeConn(c net.Conn) {
-	if _, isTLS := c.(*tls.Conn); isTLS {
-		if tc := TCPConn(c); tc != nil && !sendQueueEmpty(tc) {
-			closeHard(c)
+// CloseConn closes c, a connection to an endpoint or from a client. Over
+// TLS the close_notify alert goes first only when the socket has room for
+// it now, as HAProxy sends it: with the send buffer full (a peer that
+// stopped reading), crypto/tls would wait up to 5 s for room, holding the
+// caller, for a peer that may never read on. The socket then closes at
+// once; what it holds still goes out, followed by the FIN.
+func CloseConn(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		if sc, ok := tc.NetConn().(syscall.Conn); ok && !roomToSend(sc) {
+			tc.NetConn().Close()
 			return
 		}
 	}

@@ -344,7 +344,7 @@ func (e *Endpoint) connectFailed(ctx context.Context) {
 }
 
 // Close closes a connection obtained from Dial or DialSession and forgets
-// it. It does not wait on an endpoint that stopped reading (closeConn).
+// it. It does not wait on an endpoint that stopped reading (CloseConn).
 func (e *Endpoint) Close(c net.Conn) {
 	e.mu.Lock()
 	delete(e.conns, c)
@@ -352,7 +352,7 @@ func (e *Endpoint) Close(c net.Conn) {
 		delete(e.shut, c)
 	}
 	e.mu.Unlock()
-	closeConn(c)
+	CloseConn(c)
 }
 
 // GetIdleSince returns a pooled connection, or nil when the pool is empty,
