@@ -16,6 +16,10 @@ import (
 // evaluation and error paths stay small.
 const MaxMatchDepth = 8
 
+// TooDeep is what a match nested past MaxMatchDepth is refused with, by
+// the validator and by the node's rule compiler alike.
+var TooDeep = fmt.Sprintf("matches nest more than %d deep: the rule's own and %d levels of all, any and not at most", MaxMatchDepth, MaxMatchDepth-1)
+
 // ParseSource reads one entry of a match's source list: an IP prefix in CIDR
 // notation ("10.0.0.0/8") or a single address ("192.0.2.7", which is
 // 192.0.2.7/32). IPv4-mapped IPv6 prefixes are turned into IPv4 ones, as
@@ -296,7 +300,7 @@ func (rc *ruleChecker) fieldName(name, p string, response bool) bool {
 // match checks one match at path p, depth levels deep.
 func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	if depth > MaxMatchDepth {
-		rc.add(p, "matches nest more than %d deep: the rule's own and %d levels of all, any and not at most", MaxMatchDepth, MaxMatchDepth-1)
+		rc.add(p, "%s", TooDeep)
 		return
 	}
 	httpOnly := func(field string, set bool) bool {

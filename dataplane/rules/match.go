@@ -170,7 +170,7 @@ const (
 // all hold; the cheapest are looked at first.
 func (c *compiler) match(m *sluicev1.Match, p string, depth int) *cond {
 	if depth > snapshot.MaxMatchDepth {
-		c.fail(p, "matches nest more than %d deep: the rule's own and %d levels of all, any and not at most", snapshot.MaxMatchDepth, snapshot.MaxMatchDepth-1)
+		c.fail(p, "%s", snapshot.TooDeep)
 		return &cond{kind: condTrue}
 	}
 	var conds []cond
