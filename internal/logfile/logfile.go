@@ -25,11 +25,17 @@ type File struct {
 
 // Open opens path for appending, creating it with perm.
 func Open(path string, perm os.FileMode) (*File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, perm)
-	if err != nil {
+	f := &File{path: path, perm: perm}
+	var err error
+	if f.f, err = f.open(); err != nil {
 		return nil, err
 	}
-	return &File{path: path, perm: perm, f: f}, nil
+	return f, nil
+}
+
+// open opens the file's path for appending, creating it with its perm.
+func (f *File) open() (*os.File, error) {
+	return os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, f.perm)
 }
 
 // Path is the path the file was opened at.
@@ -46,7 +52,7 @@ func (f *File) Write(p []byte) (int, error) {
 // and writes there from then on. When the path cannot be opened the
 // writes go on to the file open before, and the error says why.
 func (f *File) Reopen() error {
-	nf, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, f.perm)
+	nf, err := f.open()
 	if err != nil {
 		return err
 	}
