@@ -685,23 +685,29 @@ is 1.`)
 }
 
 // incomplete says on stderr why an answer lacks the nodes of other
-// control-plane replicas, if it does, and returns the exit status: 1 when
-// it does, as the fleet was not all read.
-func (c *cli) incomplete(cmd, why string) int {
-	if why == "" {
-		return 0
+// control-plane replicas (why), or what they have (unasked: the replicas
+// that could not be asked, see askReplicas), if it does, and returns the
+// exit status: 1 when it does, as the fleet was not all read.
+func (c *cli) incomplete(cmd, why string, unasked ...string) int {
+	if why != "" {
+		unasked = append([]string{why}, unasked...)
 	}
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, why)
-	return 1
+	for _, w := range unasked {
+		fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, w)
+	}
+	if len(unasked) > 0 {
+		return 1
+	}
+	return 0
 }
 
 // printPartial prints m as JSON and then says why it is incomplete, if it
 // is (incomplete).
-func (c *cli) printPartial(cmd string, m proto.Message, why string) int {
+func (c *cli) printPartial(cmd string, m proto.Message, why string, unasked ...string) int {
 	if st := c.printJSON(m); st != 0 {
 		return st
 	}
-	return c.incomplete(cmd, why)
+	return c.incomplete(cmd, why, unasked...)
 }
 
 // nackText is a node's LAST-NACK: "vN: error", or "-".
@@ -745,6 +751,9 @@ List the most recent client connections the nodes reported, newest first:
 when each started, node, listener, client address, the cluster/endpoint that
 served it (the last request's, for HTTP), how long it lived, bytes in (from
 the client) and out (to the client), HTTP requests, and why it closed.
+With control-plane replicas on one etcd, each replica keeps the records of
+its own nodes: conns asks each replica that has nodes at its name, as stats
+does, and merges the records; it exits 1 naming any it could not ask.
 
 Reasons:
 `+wrap(strings.Join(reasons.Names(), ", "), 76, "  "))
@@ -779,8 +788,6 @@ Reasons:
 		}
 		want = append(want, v)
 	}
-	ctx, cancel := c.call(ctx)
-	defer cancel()
 	req := &sluicev1.ListConnsRequest{
 		Limit: uint32(*limit), NodeId: *node, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
 		Reasons: want,
@@ -788,12 +795,12 @@ Reasons:
 	if *minDur > 0 {
 		req.MinDuration = durationpb.New(*minDur)
 	}
-	resp, err := client.ListConns(ctx, req)
+	resp, unasked, err := c.fleetConns(ctx, client, req)
 	if err != nil {
 		return c.rpcError("conns", err)
 	}
 	if *o == "json" {
-		return c.printPartial("conns", resp, resp.GetIncomplete())
+		return c.printPartial("conns", resp, resp.GetIncomplete(), unasked...)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "START\tNODE\tLISTENER\tCLIENT\tCLUSTER/ENDPOINT\tDURATION\tIN\tOUT\tREQS\tREASON")
@@ -813,22 +820,7 @@ Reasons:
 			r.GetRequests(), reason)
 	}
 	tw.Flush()
-	if r := resp.GetReportedElsewhere(); len(r) > 0 {
-		replica, it := "replica", "it"
-		if len(r) > 1 {
-			replica, it = "replicas", "them"
-		}
-		fmt.Fprintf(c.stderr, "sluicectl conns: nodes connected to %s %s report their connections there; ask %s with --cp\n", replica, nameList(r), it)
-	}
-	return c.incomplete("conns", resp.GetIncomplete())
-}
-
-// nameList is "a", "a and b", or "a, b and c".
-func nameList(names []string) string {
-	if len(names) < 2 {
-		return strings.Join(names, "")
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	return c.incomplete("conns", resp.GetIncomplete(), unasked...)
 }
 
 // wrap breaks s into lines of at most width bytes at spaces, each line
@@ -910,10 +902,12 @@ Health: UP takes work; DOWN failed its health checks; CHECKING has no check
 result yet (and takes work); DRAINING and DISABLED were set by an operator;
 EJECTED was taken out by outlier detection. A node that went away is shown
 as disconnected, with its last report. With control-plane replicas on one
-etcd, each node reports to the replica its streams are on: a node connected
-to another replica is shown by that replica's name (its --replica; by
-default its --listen address, or host name and port for a wildcard one),
-without endpoints.`)
+etcd, each node reports to the replica its streams are on, and stats asks
+each replica that has nodes at its name (its --replica; by default its
+--listen address, or host name and port for a wildcard one), with the same
+--ca, --cert, --key and --token. A node whose replica could not be asked is
+shown by that replica's name, without endpoints, and stats exits 1 saying
+why.`)
 	node := fs.String("node", "", "only node `ID`")
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	o := outputFlag(fs, "table", "json")
@@ -923,14 +917,12 @@ without endpoints.`)
 	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	resp, err := client.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
+	resp, unasked, err := c.fleetStats(ctx, client, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
 	if err != nil {
 		return c.rpcError("stats", err)
 	}
 	if *o == "json" {
-		return c.printPartial("stats", resp, resp.GetIncomplete())
+		return c.printPartial("stats", resp, resp.GetIncomplete(), unasked...)
 	}
 	if len(resp.GetNodes()) == 0 {
 		what := "no node has reported endpoint stats"
@@ -941,7 +933,7 @@ without endpoints.`)
 			what += fmt.Sprintf(" for cluster %q", *cluster)
 		}
 		fmt.Fprintln(c.stdout, what)
-		return c.incomplete("stats", resp.GetIncomplete())
+		return c.incomplete("stats", resp.GetIncomplete(), unasked...)
 	}
 	now := clock()
 	for i, n := range resp.GetNodes() {
@@ -978,7 +970,7 @@ without endpoints.`)
 		}
 		tw.Flush()
 	}
-	return c.incomplete("stats", resp.GetIncomplete())
+	return c.incomplete("stats", resp.GetIncomplete(), unasked...)
 }
 
 // clock tells the time ages are counted to; tests fix it.

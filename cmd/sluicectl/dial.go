@@ -13,8 +13,9 @@ import (
 // replicas' comma-separated, as sluice-dp takes them (the two share
 // $SLUICE_CP). With several, gRPC's pick_first policy uses the first that
 // accepts a connection, in the order given: any replica takes every
-// change and lists every node, but connection records and endpoint stats
-// are the replica's whose nodes report to it (README, High availability).
+// change and lists every node. Connection records and endpoint stats are
+// kept by the replica a node reports to; conns, stats and top ask the
+// others at their names (replicas.go).
 func dialCP(cp string, sec []grpc.DialOption) (*grpc.ClientConn, error) {
 	opts := append(sec,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),

@@ -56,6 +56,8 @@ type cli struct {
 	timeout time.Duration
 	sec     security
 	conn    grpc.ClientConnInterface // the control plane; nil for offline commands
+	// replicas are the other control-plane replicas asked (replicas.go).
+	replicas map[string]*grpc.ClientConn
 	// synopsis is the command's usage line, for its usage errors.
 	synopsis string
 	stdout   io.Writer
@@ -184,6 +186,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer conn.Close()
+		defer c.closeReplicas()
 		c.conn = conn
 		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(conn), rest)
 	}

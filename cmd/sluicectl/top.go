@@ -76,9 +76,7 @@ names that replica.`)
 	defer tick.Stop()
 	giveUp := time.Now().Add(onceWait)
 	for {
-		call, cancel := c.call(ctx)
-		resp, err := client.GetStats(call, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
-		cancel()
+		resp, unasked, err := c.fleetStats(ctx, client, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
 		switch {
 		case ctx.Err() != nil:
 			return 0 // Ctrl-C
@@ -90,7 +88,7 @@ names that replica.`)
 			return c.rpcError("top", err)
 		}
 		var frame bytes.Buffer
-		complete := v.render(&frame, resp, err, clock())
+		complete := v.render(&frame, resp, unasked, err, clock())
 		switch {
 		case *once && (complete || time.Now().After(giveUp)):
 			c.stdout.Write(frame.Bytes())
@@ -129,14 +127,18 @@ type topView struct {
 }
 
 // render writes one frame of resp (or of err, when the call failed) as of
-// now. It reports whether every connected node shown has rates.
-func (v *topView) render(w io.Writer, resp *sluicev1.GetStatsResponse, err error, now time.Time) bool {
+// now, with why the replicas in unasked could not be asked (fleetStats).
+// It reports whether every connected node shown has rates.
+func (v *topView) render(w io.Writer, resp *sluicev1.GetStatsResponse, unasked []string, err error, now time.Time) bool {
 	fmt.Fprintf(w, "sluicectl top · %s · %s · every %s\n", v.cp, now.Local().Format("15:04:05"), v.interval)
 	if err != nil {
 		fmt.Fprintf(w, "\ncannot get stats: %v\n", err)
 		return false
 	}
 	if why := resp.GetIncomplete(); why != "" {
+		fmt.Fprintf(w, "\n%s\n", why)
+	}
+	for _, why := range unasked {
 		fmt.Fprintf(w, "\n%s\n", why)
 	}
 	if len(resp.GetNodes()) == 0 {

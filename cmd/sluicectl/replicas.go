@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluice-lb/sluice/controlplane/stats"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// With control-plane replicas on one etcd, a node reports its connection
+// records and endpoint stats to the replica its streams are on, and only
+// that replica keeps them. conns, stats and top ask the replica they reach
+// first; its answer names the other replicas that have nodes, and they ask
+// those too, each at its name (a replica's name is its --listen address,
+// or host name and port for a wildcard one, unless --replica set another),
+// with the same --ca, --cert, --key, --token and --timeout, and merge the
+// answers. What could not be asked is said on stderr, with exit status 1.
+
+// askReplicas calls ask once for each replica named, all at once, each
+// through a connection to the replica's name as an address. It returns,
+// in the order of names, why each replica that could not be asked was not.
+func (c *cli) askReplicas(ctx context.Context, names []string, ask func(context.Context, string, sluicev1.ConfigServiceClient) error) []string {
+	why := make([]string, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		conn, err := c.replica(name)
+		if err != nil {
+			why[i] = fmt.Sprintf("replica %s could not be asked: %v", name, err)
+			continue
+		}
+		wg.Go(func() {
+			call, cancel := c.call(ctx)
+			defer cancel()
+			if err := ask(call, name, sluicev1.NewConfigServiceClient(conn)); err != nil {
+				why[i] = fmt.Sprintf("replica %s could not be asked: %s", name, c.replicaError(err))
+			}
+		})
+	}
+	wg.Wait()
+	return slices.DeleteFunc(why, func(s string) bool { return s == "" })
+}
+
+// replica returns a connection to the replica of this name, made on first
+// use and kept (top asks every interval) until the command ends.
+func (c *cli) replica(name string) (*grpc.ClientConn, error) {
+	if conn := c.replicas[name]; conn != nil {
+		return conn, nil
+	}
+	host, port, err := net.SplitHostPort(name)
+	if err != nil || host == "" || port == "" || strings.Contains(name, ",") {
+		return nil, fmt.Errorf("its name is not a HOST:PORT address to call it at; ask it with --cp")
+	}
+	dial, err := c.sec.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dialCP(name, dial)
+	if err != nil {
+		return nil, err
+	}
+	if c.replicas == nil {
+		c.replicas = map[string]*grpc.ClientConn{}
+	}
+	c.replicas[name] = conn
+	return conn, nil
+}
+
+// closeReplicas closes the connections replica made.
+func (c *cli) closeReplicas() {
+	for _, conn := range c.replicas {
+		conn.Close()
+	}
+}
+
+// replicaError is why a call to another replica failed, in the words
+// rpcError uses for the control plane asked first.
+func (c *cli) replicaError(err error) string {
+	st := status.Convert(err)
+	msg := st.Message()
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		return fmt.Sprintf("it did not answer within %s", c.timeout)
+	case codes.Unavailable:
+		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
+			msg = strings.TrimSuffix(after, `"`)
+		}
+		return msg + c.sec.hint(msg)
+	}
+	return fmt.Sprintf("%s (%s)", msg, st.Code())
+}
+
+// fleetConns is ListConns through every replica with nodes: the records
+// of the replica asked first and of each other it names, newest first, at
+// most req's limit in all. ReportedElsewhere keeps the replicas that
+// could not be asked; the second result says why each could not.
+func (c *cli) fleetConns(ctx context.Context, client sluicev1.ConfigServiceClient, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, []string, error) {
+	call, cancel := c.call(ctx)
+	resp, err := client.ListConns(call, req)
+	cancel()
+	if err != nil || len(resp.GetReportedElsewhere()) == 0 {
+		return resp, nil, err
+	}
+	var mu sync.Mutex
+	var asked []string
+	problems := c.askReplicas(ctx, resp.GetReportedElsewhere(), func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+		more, err := other.ListConns(ctx, req)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		resp.Records = append(resp.Records, more.GetRecords()...)
+		asked = append(asked, name)
+		return nil
+	})
+	resp.ReportedElsewhere = slices.DeleteFunc(resp.ReportedElsewhere, func(name string) bool { return slices.Contains(asked, name) })
+	// Each replica's records are newest first; merged, the newest of them
+	// all, as one replica would have listed them.
+	slices.SortStableFunc(resp.Records, func(a, b *sluicev1.ConnRecord) int {
+		return b.GetStart().AsTime().Compare(a.GetStart().AsTime())
+	})
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = stats.DefaultListLimit
+	}
+	if len(resp.Records) > limit {
+		resp.Records = resp.Records[:limit]
+	}
+	return resp, problems, nil
+}
+
+// fleetStats is GetStats through every replica with nodes: a node the
+// replica asked first lists as connected to another (NodeStats.replica)
+// is replaced by what that replica has of it. The second result says why
+// each replica that could not be asked was not; its nodes keep the line
+// that names it.
+func (c *cli) fleetStats(ctx context.Context, client sluicev1.ConfigServiceClient, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, []string, error) {
+	call, cancel := c.call(ctx)
+	resp, err := client.GetStats(call, req)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	for _, n := range resp.GetNodes() {
+		if r := n.GetReplica(); r != "" && !slices.Contains(names, r) {
+			names = append(names, r)
+		}
+	}
+	if len(names) == 0 {
+		return resp, nil, nil
+	}
+	var mu sync.Mutex
+	theirs := map[string]*sluicev1.NodeStats{} // by replica and node id
+	problems := c.askReplicas(ctx, names, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+		more, err := other.GetStats(ctx, req)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range more.GetNodes() {
+			if n.GetReplica() == "" {
+				theirs[name+"\x00"+n.GetNodeId()] = n
+			}
+		}
+		return nil
+	})
+	for i, n := range resp.Nodes {
+		if mine := theirs[n.GetReplica()+"\x00"+n.GetNodeId()]; mine != nil {
+			resp.Nodes[i] = mine
+		}
+	}
+	return resp, problems, nil
+}
