@@ -684,10 +684,11 @@ is 1.`)
 	return c.incomplete("nodes", resp.GetIncomplete())
 }
 
-// incomplete says on stderr why an answer lacks the nodes of other
-// control-plane replicas (why), or what they have (unasked: the replicas
-// that could not be asked, see askReplicas), if it does, and returns the
-// exit status: 1 when it does, as the fleet was not all read.
+// incomplete says on stderr why an answer lacks part of the fleet: why
+// the replica asked could not read the other replicas' nodes (why), and
+// why each other replica could not be asked for what its nodes reported
+// (unasked, from askReplicas). It returns the exit status: 1 when it said
+// anything, as the fleet was not all read.
 func (c *cli) incomplete(cmd, why string, unasked ...string) int {
 	if why != "" {
 		unasked = append([]string{why}, unasked...)

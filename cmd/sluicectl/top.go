@@ -50,8 +50,9 @@ screen control. --once prints a single frame and exits: it waits (up to
 12s) until every connected node has reported twice, so that its rates are
 known. A failed call ends top with status 1, except on a terminal, where
 the frame shows the error and top keeps trying. A node connected to another
-control-plane replica on the same etcd reports its stats there; its line
-names that replica.`)
+control-plane replica on the same etcd reports its stats there, and top
+asks that replica, as stats does; when it cannot, the frame says why and
+the node's line names that replica.`)
 	interval := fs.Duration("interval", 2*time.Second, "refresh every `D`")
 	node := fs.String("node", "", "only node `ID`")
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
