@@ -343,7 +343,7 @@ func New(opts Options) (_ *Server, err error) {
 			w.Write([]byte("ok"))
 		})
 		mux.Handle("GET /metrics", s.metrics.Handler())
-		mux.Handle("/api/", httpapi.New(config, s.history, interceptors...).Handler())
+		mux.Handle("/api/", httpapi.New(config, s.history, interceptors...).WithPublished(s.discovery.Config).Handler())
 		mux.Handle("/", dashboard.Handler())
 		s.http = &http.Server{
 			Handler:           mux,

@@ -580,6 +580,44 @@ func TestHAEtcdDown(t *testing.T) {
 	if code != 1 || errOut != want || !strings.HasPrefix(out, "ID ") {
 		t.Errorf("nodes with etcd down: exit %d, stdout %q, stderr %q; want exit 1, the table, and %q", code, out, errOut, want)
 	}
+	// The dashboard's views show the version the replica sends its nodes,
+	// and say why, rather than fail.
+	stale := fmt.Sprintf("the configuration store cannot be reached: etcd (%s) did not answer within 5s; shown is version 1, the one this control plane sends its nodes", etcd.Endpoint)
+	web := &http.Client{Timeout: 30 * time.Second}
+	for _, path := range []string{"/api/fleet", "/api/clusters"} {
+		resp, err := web.Get("http://" + r.http + path)
+		if err != nil {
+			t.Fatalf("GET %s with etcd down: %v", path, err)
+		}
+		var view struct {
+			Version  uint64 `json:"version"`
+			Stale    string `json:"stale"`
+			Clusters []struct {
+				Name string `json:"name"`
+			} `json:"clusters"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&view)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || view.Version != 1 || view.Stale != stale ||
+			(path == "/api/clusters" && (len(view.Clusters) != 1 || view.Clusters[0].Name != "web")) {
+			t.Errorf("GET %s with etcd down: %d, %+v (%v); want 200, version 1, cluster web for /api/clusters, and stale %q", path, resp.StatusCode, view, err, stale)
+		}
+	}
+	// And the page shows them, with a banner that says so.
+	ctx, errs := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+r.http+"/"), chromedp.WaitVisible(`[data-cluster="web"]`)); err != nil {
+		t.Fatalf("dashboard with etcd down: %v", err)
+	}
+	banner, err := chromedp.Run(ctx, chromedp.Text(`#banner`))
+	if err != nil {
+		t.Fatalf("dashboard banner with etcd down: %v", err)
+	}
+	if want := "Configuration store unreachable: " + stale + "."; !strings.HasPrefix(banner, want) {
+		t.Errorf("dashboard banner with etcd down: %q, want it to start %q", banner, want)
+	}
+	if e := errs(); len(e) > 0 {
+		t.Errorf("the dashboard logged errors with etcd down: %q", e)
+	}
 }
 
 // TestHAReplicaNameTaken: a replica started with the name of a live one on

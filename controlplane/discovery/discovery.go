@@ -110,6 +110,7 @@ type storeHead struct {
 // replaces it.
 type state struct {
 	version uint64 // of the whole configuration; 0: nothing published yet
+	config  *sluicev1.FleetConfig
 	set     *groups.Set
 	byGroup map[string]*published // groups with a snapshot to send
 	canary  map[string]*canary    // groups with a rollout in its canary phase
@@ -231,7 +232,7 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 	if version <= old.version {
 		return nil
 	}
-	next := &state{version: version, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())),
+	next := &state{version: version, config: cfg, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())),
 		canary: map[string]*canary{}, next: make(chan struct{})}
 	for _, g := range cfg.GetGroups() {
 		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
@@ -284,6 +285,15 @@ func encodePublished(version uint64, snap *sluicev1.Snapshot, prev *published) (
 
 // Version returns the published version (0 before the first Publish).
 func (s *Server) Version() uint64 { return s.latest.Load().version }
+
+// Config returns the published version and configuration (0 and nil
+// before the first Publish): what nodes are sent, which the store may no
+// longer be able to say while it cannot be reached. It must not be
+// modified.
+func (s *Server) Config() (uint64, *sluicev1.FleetConfig) {
+	st := s.latest.Load()
+	return st.version, st.config
+}
 
 // GroupVersions returns the version each group's nodes are sent, for the
 // groups that have one.

@@ -41,6 +41,9 @@ type API struct {
 	history *history.Recorder
 	chain   grpc.UnaryServerInterceptor // nil: call the method directly
 	now     func() time.Time
+	// published is the version and configuration this control plane
+	// sends its nodes (WithPublished); nil: none.
+	published func() (uint64, *sluicev1.FleetConfig)
 }
 
 // New returns the API over config (the control plane's
@@ -49,6 +52,15 @@ type API struct {
 // the same list to both.
 func New(config sluicev1.ConfigServiceServer, hist *history.Recorder, interceptors ...grpc.UnaryServerInterceptor) *API {
 	return &API{config: config, history: hist, chain: chain(interceptors), now: time.Now}
+}
+
+// WithPublished gives the fleet and clusters views what to show while the
+// configuration store cannot be reached: the version and configuration
+// the control plane sends its nodes (discovery.Server.Config), marked as
+// such. It returns a; call it before serving.
+func (a *API) WithPublished(published func() (uint64, *sluicev1.FleetConfig)) *API {
+	a.published = published
+	return a
 }
 
 // Handler returns the API's routes, all under /api/.

@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
+	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // TestGoneNodeHoldsNoConnections: a node that went away (crashed, say)
@@ -121,5 +125,53 @@ func TestFleetSaysWhenIncomplete(t *testing.T) {
 		if len(fl.Nodes) != 1 || fl.Incomplete != tc.want {
 			t.Errorf("fleet: %d nodes, incomplete %q; want here, and %q", len(fl.Nodes), fl.Incomplete, tc.want)
 		}
+	}
+}
+
+// storeAway is a store etcd no longer answers for.
+type storeAway struct{ store.Store }
+
+func (storeAway) Current(context.Context) (*store.Version, error) { return nil, awayError{} }
+
+type awayError struct{}
+
+func (awayError) Error() string        { return "etcd (http://127.0.0.1:2379) did not answer within 5s" }
+func (awayError) Is(target error) bool { return target == store.ErrUnavailable }
+
+// TestStoreAwayShowsWhatNodesAreSent: while the configuration store
+// cannot be reached, the fleet and clusters views show the version this
+// control plane sends its nodes, and say why, where they used to fail
+// and leave the dashboard blank. With nothing published, the store's
+// error stands.
+func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
+	f := newFixture(t)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
+	config := configapi.New(storeAway{f.store}, f.fleet, f.ring, nil).WithFleet(f.views, nil)
+	nothing := func() (uint64, *sluicev1.FleetConfig) { return 0, nil }
+	f.api = New(config, f.hist).WithPublished(nothing).Handler()
+	for _, path := range []string{"/api/fleet", "/api/clusters"} {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if code := f.do(t, httptest.NewRequest("GET", path, nil), &e); code != 503 || !strings.Contains(e.Error, "did not answer within 5s") {
+			t.Errorf("%s with nothing published: %d %q; want 503 and the store's error", path, code, e.Error)
+		}
+	}
+
+	snap, err := snapshot.Parse([]byte("clusters:\n  - name: api\n    endpoints: [{ name: x, address: 127.0.0.1:9009 }]\n"), "sent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{{Name: "default", Version: 7, Snapshot: snap}}}
+	f.api = New(config, f.hist).WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 7, sent }).Handler()
+	want := "the configuration store cannot be reached: etcd (http://127.0.0.1:2379) did not answer within 5s; shown is version 7, the one this control plane sends its nodes"
+	var fl fleetJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl); code != 200 || fl.Version != 7 || fl.Stale != want || len(fl.Nodes) != 1 {
+		t.Errorf("fleet: %d, version %d, %d nodes, stale %q; want 200, 7, here, and %q", code, fl.Version, len(fl.Nodes), fl.Stale, want)
+	}
+	var cl clustersJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &cl); code != 200 || cl.Version != 7 || cl.Stale != want ||
+		len(cl.Clusters) != 1 || cl.Clusters[0].Name != "api" {
+		t.Errorf("clusters: %d, version %d, %v, stale %q; want 200, 7, the sent cluster api, and %q", code, cl.Version, cl.Clusters, cl.Stale, want)
 	}
 }

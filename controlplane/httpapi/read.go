@@ -2,10 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/history"
 	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -24,6 +29,9 @@ type fleetJSON struct {
 	// Incomplete says why Nodes lacks the other replicas' nodes, when it
 	// does (ListNodesResponse.incomplete).
 	Incomplete string `json:"incomplete,omitempty"`
+	// Stale says why the versions are those this control plane sends its
+	// nodes rather than the store's, when they are (API.fallback).
+	Stale string `json:"stale,omitempty"`
 }
 
 type nodeJSON struct {
@@ -63,15 +71,43 @@ type nodeJSON struct {
 	StatsReplica string `json:"stats_replica,omitempty"`
 }
 
+// fallback is what the fleet and clusters views show when the
+// configuration store cannot be reached (err, from the call that read
+// it): the version and configuration this control plane sends its nodes,
+// and why they are shown. ok is false for any other error, or when there
+// is nothing published.
+func (a *API) fallback(err error) (version uint64, cfg *sluicev1.FleetConfig, why string, ok bool) {
+	if a.published == nil || status.Code(err) != codes.Unavailable {
+		return 0, nil, "", false
+	}
+	version, cfg = a.published()
+	if cfg == nil {
+		return 0, nil, "", false
+	}
+	why = fmt.Sprintf("%s; shown is version %d, the one this control plane sends its nodes", status.Convert(err).Message(), version)
+	return version, cfg, why, true
+}
+
 func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
+	var (
+		version uint64
+		stale   string
+		want    = map[string]uint64{} // by group
+	)
 	gs, err := call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, a.config.ListGroups)
-	if err != nil {
+	if err == nil {
+		version = gs.GetVersion()
+		for _, g := range gs.GetGroups() {
+			want[g.GetName()] = g.GetVersion()
+		}
+	} else if v, cfg, why, ok := a.fallback(err); ok {
+		version, stale = v, why
+		for _, g := range cfg.GetGroups() {
+			want[g.GetName()] = g.GetVersion()
+		}
+	} else {
 		writeStatus(w, err)
 		return
-	}
-	want := map[string]uint64{}
-	for _, g := range gs.GetGroups() {
-		want[g.GetName()] = g.GetVersion()
 	}
 	nodes, err := call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
 	if err != nil {
@@ -102,7 +138,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		gauges[n.GetNodeId()] = g
 	}
-	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete()}
+	out := fleetJSON{Version: version, Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: stale}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {
@@ -162,6 +198,9 @@ func (a *API) rate(k history.Key) history.Point {
 type clustersJSON struct {
 	Version  uint64        `json:"version"`
 	Clusters []clusterJSON `json:"clusters"`
+	// Stale says why the clusters are those of the version this control
+	// plane sends its nodes rather than the store's, when they are.
+	Stale string `json:"stale,omitempty"`
 }
 
 type clusterJSON struct {
@@ -207,8 +246,17 @@ type endpointNodeJSON struct {
 }
 
 func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
+	var (
+		version uint64
+		snap    *sluicev1.Snapshot
+		stale   string
+	)
 	cur, err := call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, a.config.Get)
-	if err != nil {
+	if err == nil {
+		version, snap = cur.GetInfo().GetVersion(), cur.GetSnapshot()
+	} else if v, cfg, why, ok := a.fallback(err); ok {
+		version, snap, stale = v, groups.Find(cfg, groups.Default).GetSnapshot(), why
+	} else {
 		writeStatus(w, err)
 		return
 	}
@@ -230,8 +278,8 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 	}
-	out := clustersJSON{Version: cur.GetInfo().GetVersion(), Clusters: []clusterJSON{}}
-	for _, c := range cur.GetSnapshot().GetClusters() {
+	out := clustersJSON{Version: version, Clusters: []clusterJSON{}, Stale: stale}
+	for _, c := range snap.GetClusters() {
 		policy := c.GetLbPolicy()
 		if policy == sluicev1.LbPolicy_LB_POLICY_UNSPECIFIED {
 			policy = sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN // what nodes run for it

@@ -330,9 +330,15 @@ async function refresh() {
     renderFleet(fleet);
     renderClusters(clusters, histories);
     renderConns(conns.conns);
-    // Replicas on one etcd: the fleet may lack the others' nodes.
-    banner.textContent = fleet.incomplete ? `Fleet incomplete: ${fleet.incomplete}.` : "";
-    banner.hidden = !fleet.incomplete;
+    // Replicas on one etcd: the fleet may lack the others' nodes, and
+    // while etcd is away the versions shown are those this control plane
+    // sends its nodes.
+    const notes = [
+      fleet.stale || clusters.stale ? `Configuration store unreachable: ${fleet.stale || clusters.stale}.` : "",
+      fleet.incomplete ? `Fleet incomplete: ${fleet.incomplete}.` : "",
+    ].filter(Boolean);
+    banner.textContent = notes.join(" ");
+    banner.hidden = !notes.length;
     live.classList.remove("stale");
     document.getElementById("updated").textContent = "live · " + new Date().toLocaleTimeString([], {hour12: false});
   } catch (err) {
