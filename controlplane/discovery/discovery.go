@@ -109,8 +109,8 @@ type storeHead struct {
 // immutable except for next, which Publish closes when a newer version
 // replaces it.
 type state struct {
-	version uint64 // of the whole configuration; 0: nothing published yet
-	config  *sluicev1.FleetConfig
+	version uint64                // of the whole configuration; 0: nothing published yet
+	config  *sluicev1.FleetConfig // as published (Config); nil: nothing yet
 	set     *groups.Set
 	byGroup map[string]*published // groups with a snapshot to send
 	canary  map[string]*canary    // groups with a rollout in its canary phase
