@@ -57,6 +57,7 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/controlplane/internal/lease"
+	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -480,7 +481,7 @@ func (v *View) FleetNodes() ([]*sluicev1.NodeStatus, error) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		// What an operator reads (sluicectl nodes): which etcd, not which
 		// context.
-		return local, fmt.Errorf("etcd (%s) did not answer within %v", strings.Join(v.client.Endpoints(), ","), readTimeout)
+		return local, store.EtcdUnanswered(v.client, readTimeout)
 	}
 	if err != nil {
 		return local, fmt.Errorf("fleetview: %w", err)
