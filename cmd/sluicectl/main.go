@@ -321,11 +321,7 @@ func (c *cli) rpcError(cmd string, err error) int {
 			fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, msg)
 			return 1
 		}
-		// grpc wraps the dial error: `connection error: desc = "transport:
-		// Error while dialing: dial tcp ...: connection refused"`.
-		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
-			msg = strings.TrimSuffix(after, `"`)
-		}
+		msg = dialError(msg)
 		fmt.Fprintf(c.stderr, "sluicectl: cannot reach the control plane at %s: %s%s\n", c.cp, msg, c.sec.hint(msg))
 	case codes.Unimplemented:
 		fmt.Fprintf(c.stderr, "sluicectl %s: the server at %s does not offer this call; is it the --listen address of a sluice-cp as new as sluicectl? (%s)\n",
@@ -338,6 +334,16 @@ func (c *cli) rpcError(cmd string, err error) int {
 		fmt.Fprintf(c.stderr, "sluicectl %s: %s (%s)\n", cmd, st.Message(), st.Code())
 	}
 	return 1
+}
+
+// dialError is the dial error in msg, an UNAVAILABLE status's message,
+// which grpc wraps: `connection error: desc = "transport: Error while
+// dialing: dial tcp ...: connection refused"`. Other messages stay.
+func dialError(msg string) string {
+	if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
+		return strings.TrimSuffix(after, `"`)
+	}
+	return msg
 }
 
 // call bounds one RPC by the global timeout.

@@ -90,9 +90,7 @@ func (c *cli) replicaError(err error) string {
 	case codes.DeadlineExceeded:
 		return fmt.Sprintf("it did not answer within %s", c.timeout)
 	case codes.Unavailable:
-		if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
-			msg = strings.TrimSuffix(after, `"`)
-		}
+		msg = dialError(msg)
 		return msg + c.sec.hint(msg)
 	}
 	return fmt.Sprintf("%s (%s)", msg, st.Code())
