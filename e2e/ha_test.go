@@ -505,7 +505,8 @@ listeners:
 
 // TestHADashboard: each replica's dashboard, in headless chromium, shows
 // the traffic of the node that reports to it, and names the other
-// replica for the node that reports there.
+// replica for the node that reports there, beside its traffic and under
+// the recent connections, which that replica keeps.
 func TestHADashboard(t *testing.T) {
 	binaries(t)
 	ctx, pageErrors := browser(t)
@@ -541,6 +542,10 @@ func TestHADashboard(t *testing.T) {
 		}
 		if own := text(`[data-node="` + here + `"] .traffic`); !strings.Contains(own, "active") {
 			t.Errorf("dashboard of %s, %s: traffic %q, want its own rates and gauges", r.addr, here, own)
+		}
+		want := "Connections of nodes on replica " + other + " are kept there and not listed here; sluicectl conns lists every replica's."
+		if note := text(`#conns-elsewhere`); note != want {
+			t.Errorf("dashboard of %s, under recent connections: %q, want %q", r.addr, note, want)
 		}
 	}
 	if errs := pageErrors(); len(errs) > 0 {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -94,6 +95,19 @@ func TestNodeOnAnotherReplica(t *testing.T) {
 	f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &cl)
 	if a := cl.Clusters[0].Endpoints[0]; a.Name != "a" || a.Active != 2 || a.Requests != 10 || len(a.Nodes) != 1 {
 		t.Errorf("web/a: active %d, requests %d, %d nodes; want here's 2 and 10 only", a.Active, a.Requests, len(a.Nodes))
+	}
+
+	// The recent connections name the replica that keeps moved's records,
+	// unless the filter leaves moved out.
+	for query, want := range map[string]string{"": `["b"]`, "?node=moved": `["b"]`, "?node=here": `[]`} {
+		rec := httptest.NewRecorder()
+		f.api.ServeHTTP(rec, httptest.NewRequest("GET", "/api/conns"+query, nil))
+		var got struct {
+			ReportedElsewhere json.RawMessage `json:"reported_elsewhere"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || string(got.ReportedElsewhere) != want {
+			t.Errorf("/api/conns%s: reported_elsewhere %s (%v), want %s", query, got.ReportedElsewhere, err, want)
+		}
 	}
 }
 

@@ -391,6 +391,15 @@ type connJSON struct {
 	Reason string `json:"reason"`
 }
 
+// connsJSON answers GET /api/conns.
+type connsJSON struct {
+	Conns []connJSON `json:"conns"`
+	// ReportedElsewhere names the other control-plane replicas whose nodes
+	// (connected now, and matching the filters) report their connections
+	// there: Conns lacks those records (ListConnsResponse.reported_elsewhere).
+	ReportedElsewhere []string `json:"reported_elsewhere"`
+}
+
 func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 	req, err := parseConnsQuery(r.URL.Query())
 	if err != nil {
@@ -412,5 +421,12 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			Reason: reasons.Name(rec.GetCloseReason()),
 		})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conns": out})
+	writeJSON(w, http.StatusOK, connsJSON{Conns: out, ReportedElsewhere: orNone(resp.GetReportedElsewhere())})
+}
+
+func orNone(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -289,7 +289,14 @@ function renderClusters(clusters, histories) {
   }));
 }
 
-function renderConns(conns) {
+function renderConns({conns, reported_elsewhere: elsewhere}) {
+  // Replicas on one etcd: each keeps the records of the nodes whose
+  // streams are on it.
+  const note = document.getElementById("conns-elsewhere");
+  note.hidden = !elsewhere.length;
+  note.textContent = elsewhere.length
+    ? `Connections of nodes on ${elsewhere.length > 1 ? "replicas" : "replica"} ${elsewhere.join(", ")} are kept there and not listed here; sluicectl conns lists every replica's.`
+    : "";
   const body = document.getElementById("conns");
   if (!conns.length) {
     body.replaceChildren(h("tr", {}, h("td", {colspan: 10, class: "hint"}, "No connection has ended yet.")));
@@ -329,7 +336,7 @@ async function refresh() {
     renderSummary(fleet, clusters);
     renderFleet(fleet);
     renderClusters(clusters, histories);
-    renderConns(conns.conns);
+    renderConns(conns);
     // Replicas on one etcd: the fleet may lack the others' nodes, and
     // while etcd is away the versions shown are those this control plane
     // sends its nodes.
