@@ -230,6 +230,37 @@ func TestCallsGoThroughInterceptors(t *testing.T) {
 	}
 }
 
+// TestReadsWaitTogether: the reads behind the fleet and the clusters
+// wait on etcd each (the store, the other replicas' nodes), so they run
+// side by side: here the versions' read does not end until the stats'
+// read has begun, which one after another would never do.
+func TestReadsWaitTogether(t *testing.T) {
+	var statsBegun chan struct{}
+	waitForStats := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		switch info.FullMethod {
+		case sluicev1.ConfigService_GetStats_FullMethodName:
+			close(statsBegun)
+		case sluicev1.ConfigService_ListGroups_FullMethodName, sluicev1.ConfigService_Get_FullMethodName:
+			resp, err := h(ctx, req)
+			select {
+			case <-statsBegun:
+			case <-time.After(5 * time.Second):
+				return nil, status.Error(codes.Unavailable, "the stats were not asked for while the versions were read")
+			}
+			return resp, err
+		}
+		return h(ctx, req)
+	}
+	f := newFixture(t, waitForStats)
+	for _, path := range []string{"/api/fleet", "/api/clusters"} {
+		statsBegun = make(chan struct{})
+		var body errorBody
+		if code := f.do(t, httptest.NewRequest("GET", path, nil), &body); code != http.StatusOK {
+			t.Errorf("GET %s: status %d %q", path, code, body.Error)
+		}
+	}
+}
+
 // TestClustersJoinSnapshotAndNodes: an endpoint shows the snapshot's
 // admin state and weight, each node's health, and the fleet's sums.
 func TestClustersJoinSnapshotAndNodes(t *testing.T) {

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -94,7 +96,23 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		stale   string
 		want    = map[string]uint64{} // by group
 	)
-	gs, err := call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, a.config.ListGroups)
+	var (
+		gs                      *sluicev1.ListGroupsResponse
+		nodes                   *sluicev1.ListNodesResponse
+		st                      *sluicev1.GetStatsResponse
+		err, nodesErr, statsErr error
+	)
+	alongside(func(through func()) {
+		gs, err = call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{},
+			func(ctx context.Context, req *sluicev1.ListGroupsRequest) (*sluicev1.ListGroupsResponse, error) {
+				through()
+				return a.config.ListGroups(ctx, req)
+			})
+	}, func() {
+		nodes, nodesErr = call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
+	}, func() {
+		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
+	})
 	if err == nil {
 		version = gs.GetVersion()
 		for _, g := range gs.GetGroups() {
@@ -109,13 +127,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
-	nodes, err := call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
-	if err != nil {
-		writeStatus(w, err)
-		return
-	}
-	st, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
-	if err != nil {
+	if err := cmp.Or(nodesErr, statsErr); err != nil {
 		writeStatus(w, err)
 		return
 	}
@@ -162,6 +174,31 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// alongside runs the calls of one answer. It calls first, which calls
+// through once the interceptors have let it through to its method; the
+// others then run beside it. Each may wait on etcd (the store, the other
+// replicas' nodes), so while etcd is away the answer waits as long as
+// the longest of them rather than their sum. A call the interceptors
+// refuse is the answer, as when the calls ran one after another, and the
+// others are not made: one refusal, and one "call refused" in the log.
+func alongside(first func(through func()), others ...func()) {
+	passed, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		first(func() { close(passed) })
+	}()
+	select {
+	case <-passed:
+		var wg sync.WaitGroup
+		for _, f := range others {
+			wg.Go(f)
+		}
+		wg.Wait()
+	case <-done:
+	}
+	<-done
 }
 
 func orEmpty(m map[string]string) map[string]string {
@@ -251,7 +288,20 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 		snap    *sluicev1.Snapshot
 		stale   string
 	)
-	cur, err := call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, a.config.Get)
+	var (
+		cur           *sluicev1.GetResponse
+		st            *sluicev1.GetStatsResponse
+		err, statsErr error
+	)
+	alongside(func(through func()) {
+		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{},
+			func(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.GetResponse, error) {
+				through()
+				return a.config.Get(ctx, req)
+			})
+	}, func() {
+		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
+	})
 	if err == nil {
 		version, snap = cur.GetInfo().GetVersion(), cur.GetSnapshot()
 	} else if v, cfg, why, ok := a.fallback(err); ok {
@@ -260,9 +310,8 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, err)
 		return
 	}
-	st, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
-	if err != nil {
-		writeStatus(w, err)
+	if statsErr != nil {
+		writeStatus(w, statsErr)
 		return
 	}
 	type epKey struct{ cluster, endpoint string }
