@@ -217,9 +217,59 @@ listeners:
 		t.Errorf("the page logged errors: %q", errs)
 	}
 
+	// The weight field: an empty field or a weight that is no integer is
+	// refused with the reason and stores nothing; a weight typed is set.
+	for _, tt := range []struct{ typed, toast string }{
+		{"", "set-weight web/b failed: type a weight, an integer from 0 to 256"},
+		{"2.5", "set-weight web/b 2.5 failed: weight must be an integer from 0 to 256, not 2.5"},
+		{"3", fmt.Sprintf("set-weight web/b 3: version %d", last.GetVersion()+1)},
+	} {
+		if got := setWeight(t, ctx, "web/b", tt.typed); got != tt.toast {
+			t.Errorf("weight %q typed for web/b: the page says %q, want %q", tt.typed, got, tt.toast)
+		}
+	}
+	cur, err := c.api.Get(hctx, &sluicev1.GetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range cur.GetSnapshot().GetClusters()[0].GetEndpoints() {
+		if ep.GetName() == "b" && ep.GetWeight() != 3 {
+			t.Errorf("web/b has weight %d in version %d, want 3", ep.GetWeight(), cur.GetInfo().GetVersion())
+		}
+	}
+	// The one error the page may log now is chromium's for the refused
+	// weight: the empty field never reached the API.
+	if errs := pageErrors(); len(errs) != 1 || !strings.Contains(errs[0], "status of 400") || !strings.HasSuffix(errs[0], "/api/clusters/web/endpoints/b/weight") {
+		t.Errorf("the page logged %q, want only the 400 of the refused weight", errs)
+	}
+
 	if *screenshot != "" {
 		takeScreenshot(t, ctx, c, listen)
 	}
+}
+
+// setWeight types value into the weight field of endpoint key (web/b)
+// and clicks its Set button, in one go (a refresh in between would draw
+// the row anew), then returns the text of the toast that answers. The
+// toasts shown before go first.
+func setWeight(t *testing.T, ctx context.Context, key, value string) string {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+		document.querySelectorAll("#toasts .toast").forEach(el => el.remove());
+		const row = document.querySelector(%q);
+		row.querySelector("input.weight").value = %q;
+		row.querySelector('button[data-action="weight"]').click();
+		return true;
+	})()`, `tr[data-endpoint="`+key+`"]`, value))); err != nil {
+		t.Fatalf("set weight %q for %s: %v", value, key, err)
+	}
+	var text string
+	waitFor(t, "the page's answer to weight "+value, func() bool {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#toasts .toast")?.textContent ?? ""`))
+		text = s
+		return err == nil && s != ""
+	})
+	return text
 }
 
 // takeScreenshot enables web/a again, runs varying traffic for a while so

@@ -361,12 +361,12 @@ other endpoints of its cluster; 0 takes it out of rotation.
 	if !ok {
 		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
 	}
-	weight, err := strconv.ParseUint(pos[1], 10, 32)
-	if err != nil || weight > 256 {
-		return c.usageError(fs, "WEIGHT must be an integer from 0 to 256, not %q", pos[1])
+	weight, ok := snapshot.ParseWeight(pos[1])
+	if !ok {
+		return c.usageError(fs, "WEIGHT must be an integer from 0 to %d, not %q", snapshot.MaxWeight, pos[1])
 	}
 	return c.updateEndpoint(ctx, client, fs.Name(), w, &sluicev1.UpdateEndpointRequest{
-		Cluster: cluster, Endpoint: endpoint, Weight: proto.Uint32(uint32(weight)),
+		Cluster: cluster, Endpoint: endpoint, Weight: proto.Uint32(weight),
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // maxActionBody bounds the body of an endpoint action: a weight and a
@@ -21,9 +22,11 @@ const maxActionBody = 4 << 10
 // action weight, and for every action an optional history comment (the
 // default is the sluicectl command that does the same: "drain web/a").
 type actionBody struct {
-	Weight  *uint32 `json:"weight"`
-	Comment string  `json:"comment"`
-	DryRun  bool    `json:"dry_run"`
+	// Weight is kept as sent, so that a weight that is no integer from 0
+	// to snapshot.MaxWeight is refused in the words sluicectl uses.
+	Weight  json.RawMessage `json:"weight"`
+	Comment string          `json:"comment"`
+	DryRun  bool            `json:"dry_run"`
 }
 
 // actionJSON answers an endpoint action as sluicectl prints its result: the
@@ -60,12 +63,19 @@ func (a *API) endpointAction(w http.ResponseWriter, r *http.Request) {
 	case "disable":
 		req.State = sluicev1.AdminState_ADMIN_STATE_DISABLED
 	case "weight":
-		if body.Weight == nil {
+		if len(body.Weight) == 0 || string(body.Weight) == "null" {
 			writeError(w, http.StatusBadRequest, `weight: the body must give the weight: {"weight": 3}`,
 				[]fieldError{{Field: "weight", Description: "is required"}})
 			return
 		}
-		req.Weight = proto.Uint32(*body.Weight)
+		weight, ok := snapshot.ParseWeight(string(body.Weight))
+		if !ok {
+			must := fmt.Sprintf("must be an integer from 0 to %d", snapshot.MaxWeight)
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("weight %s, not %s", must, body.Weight),
+				[]fieldError{{Field: "weight", Description: must}})
+			return
+		}
+		req.Weight = proto.Uint32(weight)
 	default:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: drain, enable, disable or weight", action), nil)
 		return

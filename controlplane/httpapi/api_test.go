@@ -146,8 +146,12 @@ func TestEndpointActionErrors(t *testing.T) {
 	}{
 		{"unknown endpoint", "/api/clusters/web/endpoints/zz/drain", ``, 404, status.Convert(grpcErr).Message(), ""},
 		{"unknown cluster", "/api/clusters/wbe/endpoints/a/drain", ``, 404, `cluster "wbe" not found, did you mean "web"?`, ""},
-		{"weight too big", "/api/clusters/web/endpoints/a/weight", `{"weight": 999}`, 400, "", "weight"},
-		{"no weight", "/api/clusters/web/endpoints/a/weight", `{}`, 400, "", "weight"},
+		{"weight too big", "/api/clusters/web/endpoints/a/weight", `{"weight": 999}`, 400, "weight must be an integer from 0 to 256, not 999", "weight"},
+		{"fractional weight", "/api/clusters/web/endpoints/a/weight", `{"weight": 2.5}`, 400, "weight must be an integer from 0 to 256, not 2.5", "weight"},
+		{"negative weight", "/api/clusters/web/endpoints/a/weight", `{"weight": -1}`, 400, "weight must be an integer from 0 to 256, not -1", "weight"},
+		{"weight as text", "/api/clusters/web/endpoints/a/weight", `{"weight": "3"}`, 400, `weight must be an integer from 0 to 256, not "3"`, "weight"},
+		{"no weight", "/api/clusters/web/endpoints/a/weight", `{}`, 400, `weight: the body must give the weight: {"weight": 3}`, "weight"},
+		{"null weight", "/api/clusters/web/endpoints/a/weight", `{"weight": null}`, 400, `weight: the body must give the weight: {"weight": 3}`, "weight"},
 		{"bad body", "/api/clusters/web/endpoints/a/weight", `{"wieght": 3}`, 400, `body: json: unknown field "wieght"`, ""},
 		{"unknown action", "/api/clusters/web/endpoints/a/restart", ``, 404, `unknown action "restart": drain, enable, disable or weight`, ""},
 	} {

@@ -227,6 +227,17 @@ function niceCeil(v) {
   return 10 * p;
 }
 
+// setWeight sets the weight typed in input. An empty field (nothing typed,
+// or text a number field cannot read) is no weight, not weight 0; the
+// API refuses what is no integer from 0 to 256 in sluicectl's words.
+function setWeight(c, ep, input) {
+  if (input.value.trim() === "") {
+    toast(`set-weight ${c.name}/${ep.name} failed: type a weight, an integer from ${input.min} to ${input.max}`, true);
+    return;
+  }
+  act(c.name, ep.name, "weight", {weight: Number(input.value)});
+}
+
 function endpointRow(c, ep) {
   const key = `${c.name}/${ep.name}`;
   const weight = h("input", {class: "weight", type: "number", min: 0, max: 256, value: ep.weight, "aria-label": `weight of ${key}`});
@@ -245,7 +256,7 @@ function endpointRow(c, ep) {
     h("td", {class: "num requests"}, fmt.count(ep.requests)),
     h("td", {}, h("div", {class: "actions"},
       weight,
-      h("button", {onclick: () => act(c.name, ep.name, "weight", {weight: Number(weight.value)}), "data-action": "weight"}, "Set"))),
+      h("button", {onclick: () => setWeight(c, ep, weight), "data-action": "weight"}, "Set"))),
     h("td", {}, h("div", {class: "actions"},
       active
         ? h("button", {class: "warn", "data-action": "drain", onclick: () => act(c.name, ep.name, "drain")}, "Drain")
