@@ -108,6 +108,10 @@ type Options struct {
 	// runs on an elected leader (package leader). etcd must be reachable
 	// when New is called.
 	Etcd []string
+	// EtcdTLS, when set, is the TLS of the connections to etcd (its
+	// https:// endpoints): the authorities etcd's certificate is verified
+	// against, and the replica's client certificate if etcd asks for one.
+	EtcdTLS *tls.Config
 	// EtcdPrefix is where the replicas' keys live in etcd; replicas that
 	// share it share a configuration. Empty: store.DefaultEtcdPrefix.
 	EtcdPrefix string
@@ -424,6 +428,7 @@ func (s *Server) openEtcd() error {
 	}
 	client, err := clientv3.New(clientv3.Config{
 		Endpoints:   s.opts.Etcd,
+		TLS:         s.opts.EtcdTLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		// etcd's --max-request-bytes, not the client, should bound what
@@ -445,6 +450,11 @@ func (s *Server) openEtcd() error {
 		Logger: s.log.With("component", "store"),
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			if why := probeEtcd(s.opts.Etcd, s.opts.EtcdTLS); why != "" {
+				err = fmt.Errorf("%w (%s)", err, why)
+			}
+		}
 		return fmt.Errorf("controlplane: cannot open the store on etcd: %w", err)
 	}
 	s.store = st

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	"github.com/sluice-lb/sluice/internal/cliflag"
+	"github.com/sluice-lb/sluice/internal/pki"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -53,7 +55,10 @@ etcd cluster instead of --data: run as many as you like, on one --etcd and
 --etcd-prefix; every one serves nodes and operators, a version applied
 through one reaches the nodes of all within a second, and every one lists
 every node. Nodes list them all (sluice-dp --cp a,b,c) and move to another
-when theirs goes away.
+when theirs goes away. An etcd that serves TLS is given as https://
+endpoints, with --etcd-ca unless the system's authorities sign its
+certificate, and --etcd-cert and --etcd-key when it asks for a client
+certificate (--client-cert-auth).
 
 Flags:
 `
@@ -77,6 +82,9 @@ func run(args []string) int {
 		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379): share the configuration with other replicas there instead of --data")
 		etcdPfx   = fs.String("etcd-prefix", store.DefaultEtcdPrefix, "etcd key `PREFIX`; replicas with the same --etcd and prefix share one configuration")
+		etcdCA    = fs.String("etcd-ca", "", "PEM `FILE` of the authorities that sign etcd's certificates (its --cert-file), for https:// --etcd endpoints (default: the system's)")
+		etcdCert  = fs.String("etcd-cert", "", "PEM `FILE` of this replica's client certificate, for an etcd run with --client-cert-auth; with --etcd-key")
+		etcdKey   = fs.String("etcd-key", "", "PEM `FILE` of the key of --etcd-cert")
 		replica   = fs.String("replica", "", "this replica's `NAME` among those on --etcd, unique among them: a second replica of a live one's name exits (default: the --listen address, or host name and port when it is 0.0.0.0 or [::])")
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
@@ -108,6 +116,11 @@ func run(args []string) int {
 		log.Error("--etcd names no endpoint", "etcd", *etcd)
 		return 2
 	}
+	etcdTLS, err := etcdTLSConfig(endpoints, *etcdCA, *etcdCert, *etcdKey)
+	if err != nil {
+		log.Error("bad etcd TLS", "err", err)
+		return 2
+	}
 	if *etcdPfx == "" {
 		log.Error("--etcd-prefix must not be empty")
 		return 2
@@ -134,6 +147,7 @@ func run(args []string) int {
 		DataDir:      *dataDir,
 		Etcd:         endpoints,
 		EtcdPrefix:   *etcdPfx,
+		EtcdTLS:      etcdTLS,
 		Replica:      *replica,
 		ConnsRing:    *connsRing,
 		KeepVersions: *keep,
@@ -156,16 +170,12 @@ func run(args []string) int {
 }
 
 // checkEtcdEndpoint refuses an --etcd endpoint that is not an etcd client
-// URL, http://HOST:PORT, or HOST:PORT: etcd's client takes anything and
-// then waits for it.
+// URL, http://HOST:PORT, https://HOST:PORT, or HOST:PORT: etcd's client
+// takes anything and then waits for it.
 func checkEtcdEndpoint(e string) error {
 	hostPort := e
 	if scheme, rest, ok := strings.Cut(e, "://"); ok {
-		switch scheme {
-		case "http":
-		case "https":
-			return errors.New("etcd over TLS is not supported yet: give its http:// client URL")
-		default:
+		if scheme != "http" && scheme != "https" {
 			return errWantEtcdURL
 		}
 		hostPort = strings.TrimSuffix(rest, "/")
@@ -177,4 +187,44 @@ func checkEtcdEndpoint(e string) error {
 	return nil
 }
 
-var errWantEtcdURL = errors.New("want an etcd client URL, http://HOST:PORT, or HOST:PORT")
+var errWantEtcdURL = errors.New("want an etcd client URL, http://HOST:PORT, https://HOST:PORT, or HOST:PORT")
+
+// etcdTLSConfig is the TLS of the connections to etcd at endpoints: none
+// when no endpoint is https:// and no --etcd-ca, --etcd-cert or --etcd-key
+// is given; otherwise every endpoint speaks TLS (a bare HOST:PORT too),
+// verified against caFile or the system's authorities, and certFile and
+// keyFile are the replica's client certificate if given.
+func etcdTLSConfig(endpoints []string, caFile, certFile, keyFile string) (*tls.Config, error) {
+	var plain, secure string // an endpoint of each kind, for the errors
+	for _, e := range endpoints {
+		switch {
+		case strings.HasPrefix(e, "http://") && plain == "":
+			plain = e
+		case strings.HasPrefix(e, "https://") && secure == "":
+			secure = e
+		}
+	}
+	flags := caFile != "" || certFile != "" || keyFile != ""
+	switch {
+	case flags && len(endpoints) == 0:
+		return nil, errors.New("--etcd-ca, --etcd-cert and --etcd-key are for the connections to --etcd, which is not given")
+	case !flags && secure == "":
+		return nil, nil
+	case plain != "" && secure != "":
+		return nil, fmt.Errorf("--etcd mixes plain %s and TLS %s: give https:// for every endpoint of a TLS etcd", plain, secure)
+	case plain != "":
+		return nil, fmt.Errorf("--etcd-ca, --etcd-cert and --etcd-key are for TLS, but --etcd gives plain %s: give https://%s", plain, strings.TrimPrefix(plain, "http://"))
+	case (certFile == "") != (keyFile == ""):
+		return nil, errors.New("--etcd-cert and --etcd-key go together: the client certificate and its key")
+	}
+	if caFile != "" {
+		if _, err := pki.LoadPool(caFile); err != nil {
+			return nil, fmt.Errorf("--etcd-ca: %w", err)
+		}
+	}
+	cfg, err := pki.ClientTLS(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-cert, --etcd-key: %w", err)
+	}
+	return cfg, nil
+}

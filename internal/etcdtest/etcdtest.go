@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -33,12 +34,34 @@ type Server struct {
 // Start starts etcd and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, nil)
+}
+
+// TLS is how StartTLS serves clients: PEM files of its certificate and
+// key and, when CAFile is set, of the authorities that must sign every
+// client's certificate (etcd's --client-cert-auth).
+type TLS struct{ CertFile, KeyFile, CAFile string }
+
+// StartTLS starts etcd serving clients over TLS only, at an https://
+// Endpoint, and stops it when the test ends. Client does not reach it.
+func StartTLS(t testing.TB, c TLS) *Server {
+	t.Helper()
+	return start(t, &c)
+}
+
+func start(t testing.TB, c *TLS) *Server {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "sluice-test"
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	client := mustURL(t, "http://"+loopback.FreeAddr(t))
+	scheme := "http://"
+	if c != nil {
+		scheme = "https://"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile, TrustedCAFile: c.CAFile, ClientCertAuth: c.CAFile != ""}
+	}
+	client := mustURL(t, scheme+loopback.FreeAddr(t))
 	peer := mustURL(t, "http://"+loopback.FreeAddr(t))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}

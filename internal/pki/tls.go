@@ -37,17 +37,21 @@ func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	}, nil
 }
 
-// ClientTLS is a client's TLS configuration: the control plane is verified
-// against caFile; certFile and keyFile, when set, are the client's
+// ClientTLS is a client's TLS configuration: the server (the control
+// plane, etcd) is verified against caFile, or against the system's roots
+// when caFile is empty; certFile and keyFile, when set, are the client's
 // certificate. They are read again at every handshake, so a renewed
 // certificate is used from the next reconnect; while they cannot be read,
 // the last good pair is.
 func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	pool, err := LoadPool(caFile)
-	if err != nil {
-		return nil, err
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := LoadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
 	}
-	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if certFile == "" && keyFile == "" {
 		return cfg, nil
 	}

@@ -66,6 +66,15 @@ func (ca *CA) Server(t testing.TB, names ...string) tls.Certificate {
 	return cert
 }
 
+// Sign returns a PEM certificate and key signed by the authority, for names
+// (the first is its common name), for the extended key usages given:
+// an etcd server's, which is its own client too, needs both server and
+// client authentication.
+func (ca *CA) Sign(t testing.TB, usages []x509.ExtKeyUsage, names ...string) (certPEM, keyPEM string) {
+	t.Helper()
+	return sign(t, names, ca.cert, ca.key, usages...)
+}
+
 // SelfSigned returns a PEM certificate and key for names (DNS names, and
 // IP addresses), signed by itself.
 func SelfSigned(t testing.TB, names ...string) (certPEM, keyPEM string) {
@@ -73,12 +82,15 @@ func SelfSigned(t testing.TB, names ...string) (certPEM, keyPEM string) {
 	return sign(t, names, nil, nil)
 }
 
-// sign makes a server certificate for names, signed by parent (itself
-// when nil).
-func sign(t testing.TB, names []string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (certPEM, keyPEM string) {
+// sign makes a certificate for names, signed by parent (itself when nil),
+// for usages (server authentication when none).
+func sign(t testing.TB, names []string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, usages ...x509.ExtKeyUsage) (certPEM, keyPEM string) {
 	t.Helper()
 	key := newKey(t)
 	tmpl := template(names[0], names)
+	if len(usages) > 0 {
+		tmpl.ExtKeyUsage = usages
+	}
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}
