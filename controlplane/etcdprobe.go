@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,18 +22,23 @@ const probeWait = 2 * time.Second
 // speaks TLS, or a TLS one's certificate does not verify, or it refuses
 // this replica's (cfg: the replica's TLS to etcd, nil for plain). Empty
 // when nothing it tries fails, such as etcd up but without a leader.
+// The endpoints are tried side by side.
 func probeEtcd(endpoints []string, cfg *tls.Config) string {
-	var why []string
-	for _, ep := range endpoints {
-		addr := ep
-		if _, rest, ok := strings.Cut(ep, "://"); ok {
-			addr = strings.TrimSuffix(rest, "/")
-		}
-		if s := probeEndpoint(addr, cfg); s != "" {
-			why = append(why, ep+": "+s)
-		}
+	found := make([]string, len(endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range endpoints {
+		wg.Go(func() {
+			addr := ep
+			if _, rest, ok := strings.Cut(ep, "://"); ok {
+				addr = strings.TrimSuffix(rest, "/")
+			}
+			if s := probeEndpoint(addr, cfg); s != "" {
+				found[i] = ep + ": " + s
+			}
+		})
 	}
-	return strings.Join(why, "; ")
+	wg.Wait()
+	return strings.Join(slices.DeleteFunc(found, func(s string) bool { return s == "" }), "; ")
 }
 
 func probeEndpoint(addr string, cfg *tls.Config) string {
