@@ -76,9 +76,11 @@ type Dataplane struct {
 	client   *discovery.Client
 	commands *command.Client
 	log      *accesslog.Log // nil without an access log
+	logger   *slog.Logger
 	admin    *http.Server
 	adminL   net.Listener
-	cancel   context.CancelFunc
+	cancel   context.CancelFunc // ends the subscription and the command stream
+	stopReps context.CancelFunc // ends the stats reporter
 	wg       sync.WaitGroup
 }
 
@@ -113,7 +115,7 @@ func Start(opts Options) (*Dataplane, error) {
 	if self.GetInstance() == "" {
 		self.Instance = newInstance()
 	}
-	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log)}
+	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log), logger: log}
 	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log}
 	if opts.AccessLog != nil {
 		if d.log, err = accesslog.New(opts.AccessLog, accesslog.Options{Node: opts.Node.GetId(), Sample: opts.AccessLogSample}); err != nil {
@@ -159,7 +161,9 @@ func Start(opts Options) (*Dataplane, error) {
 	d.commands = &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.client.Run(ctx) }()
-	go func() { defer d.wg.Done(); d.Reporter.Run(ctx, conn, opts.Node.GetId()) }()
+	repCtx, stopReps := context.WithCancel(context.Background())
+	d.stopReps = stopReps
+	go func() { defer d.wg.Done(); d.Reporter.Run(repCtx, conn, opts.Node.GetId()) }()
 	go func() { defer d.wg.Done(); d.commands.Run(ctx) }()
 	return d, nil
 }
@@ -208,15 +212,29 @@ func (d *Dataplane) Drain(ctx context.Context) error {
 	return d.Node.Drain(ctx)
 }
 
-// Close stops subscribing, reporting and taking commands, closes every listener and
-// connection, waits for the background work to end and flushes the access
-// log.
+// closeWait bounds how long Close waits for the connections it closed to
+// end and for the control plane to confirm their records.
+const closeWait = 2 * time.Second
+
+// Close stops subscribing and taking commands, closes every listener and
+// connection, sends the control plane the records of the connections that
+// ended (those it closed too, within closeWait), stops reporting, waits
+// for the background work to end and flushes the access log.
 func (d *Dataplane) Close() {
 	d.cancel()
 	if d.admin != nil {
 		d.admin.Close()
 	}
 	d.Node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	if left := d.Node.WaitClosed(ctx); left > 0 {
+		d.logger.Warn("connections still ending at exit; their records are lost", "connections", left)
+	}
+	if err := d.Reporter.Flush(ctx); err != nil {
+		d.logger.Warn("the last connection records may not have reached the control plane", "err", err)
+	}
+	cancel()
+	d.stopReps()
 	d.conn.Close()
 	d.wg.Wait()
 	if d.log != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -426,6 +427,86 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 		out, _, _ := ctl(t, cpAddr, "nodes")
 		return strings.Contains(out, "disconnected")
 	})
+}
+
+// TestDrainGraceRecordsReachControlPlane: a TCP session still open when
+// --drain-grace runs out is closed, and its record reaches the control
+// plane before the node exits, with reason listener_closed, as do the
+// records of connections that ended just before: sluicectl conns lists
+// them after the process is gone.
+func TestDrainGraceRecordsReachControlPlane(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, tcpLst, httpLst := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"))
+	b := startBackend(t, "a")
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--drain-grace", "1s")
+	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: db, address: %s, protocol: TCP, default_cluster: web }
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, tcpLst, httpLst))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	waitFor(t, "the listeners", func() bool {
+		_, err := get(http.DefaultClient, "http://"+httpLst+"/")
+		_, terr := tcpGet(tcpLst)
+		return err == nil && terr == nil
+	})
+	// A session that stays open through the drain: one exchange, then
+	// nothing, as a client with a pooled database connection does.
+	session, err := net.DialTimeout("tcp", tcpLst, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	session.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := session.Write([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := session.Read(make([]byte, 512)); err != nil {
+		t.Fatalf("the session's first answer: %v", err)
+	}
+	// Connections that end just before the node goes: their records are
+	// still gathering for the next batch when it exits.
+	for range 3 {
+		if _, err := tcpGet(tcpLst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dp.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-dp.exited:
+	case <-time.After(testTimeout):
+		t.Fatal("sluice-dp still running long after --drain-grace 1s")
+	}
+	if n, err := session.Read(make([]byte, 1)); err == nil {
+		t.Errorf("the session read %d bytes after the node exited, want it closed", n)
+	}
+	out, errOut, code := ctl(t, cpAddr, "conns", "--node", "edge-1", "--listener", "db", "-o", "json")
+	if code != 0 {
+		t.Fatalf("sluicectl conns: exit %d: %s", code, errOut)
+	}
+	var got struct {
+		Records []struct {
+			CloseReason string `json:"close_reason"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("sluicectl conns -o json: %v\n%s", err, out)
+	}
+	reasons := map[string]int{}
+	for _, r := range got.Records {
+		reasons[r.CloseReason]++
+	}
+	// Each tcpGet, of the wait for the listeners and the three above, is a
+	// session the backend ended (it closes after its answer).
+	if reasons["CLOSE_REASON_LISTENER_CLOSED"] != 1 || reasons["CLOSE_REASON_SERVER_CLOSED"] < 4 || len(reasons) != 2 {
+		t.Errorf("records of listener db after the node exited, by reason: %v; want 1 listener_closed (the open session) and at least 4 server_closed\n%s", reasons, out)
+	}
 }
 
 // TestRollingRestartSameNodeID: a new sluice-dp started with the node's id

@@ -82,7 +82,8 @@ func (s *Set) Remove(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// Len is the number of tracked connections.
+// Len is the number of tracked connections: open, or closed by CloseAll
+// and not yet ended.
 func (s *Set) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,14 +99,19 @@ func (s *Set) Len() int {
 // httpproxy.Server.Close). A caller such as an apply that removes a
 // listener would wait for every such request, and one connection's close
 // must not hold back the others'.
+//
+// The connections stay in the set until they end (Remove), so that Len
+// tells how many have yet to.
 func (s *Set) CloseAll() {
 	s.mu.Lock()
 	s.closed = true
-	conns := s.conns
-	s.conns = nil
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
 	s.mu.Unlock()
 	n := 0
-	for c := range conns {
+	for _, c := range conns {
 		go c.Close()
 		if n++; n%256 == 0 {
 			// Let those closes run (most take microseconds) before

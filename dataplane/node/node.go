@@ -63,6 +63,7 @@ type Node struct {
 	pickEpoch atomic.Uint64
 	scratch   []byte // Apply's, to encode specs (see cluster.sameSpec)
 	closed    bool
+	ended     []*generation // the listeners' last generations, once closed
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
 
@@ -705,7 +706,34 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 }
 
+// WaitClosed waits, until ctx ends, for the connections Close closed to
+// end, each once it left its record (Options.OnConn), and returns how
+// many had not. Most end within microseconds; an HTTP request waiting for
+// its endpoint's answer, within a second.
+func (n *Node) WaitClosed(ctx context.Context) int {
+	n.mu.Lock()
+	ended := n.ended
+	n.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		left := 0
+		for _, g := range ended {
+			left += g.conns.Len()
+		}
+		if left == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return left
+		case <-tick.C:
+		}
+	}
+}
+
 // Close stops every listener and health check and closes all connections.
+// It does not wait for them to end; WaitClosed does.
 func (n *Node) Close() {
 	n.mu.Lock()
 	if !n.closed {
@@ -727,6 +755,11 @@ func (n *Node) Close() {
 	for _, l := range listeners {
 		l.close()
 	}
+	n.mu.Lock()
+	for _, l := range listeners {
+		n.ended = append(n.ended, l.gen.Load())
+	}
+	n.mu.Unlock()
 	for _, c := range clusters {
 		for _, m := range c.members {
 			m.Endpoint.Shutdown()

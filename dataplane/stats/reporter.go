@@ -76,7 +76,14 @@ type Reporter struct {
 	// since nothing overflowed. Only Run's goroutine touches it.
 	pending []*sluicev1.ConnRecord
 
+	// flushes carries Flush's requests to the stream; flushing holds
+	// those taken and not yet confirmed, across streams (Run's goroutine
+	// only).
+	flushes  chan chan struct{}
+	flushing []chan struct{}
+
 	running  atomic.Int32  // Run calls in progress
+	up       atomic.Bool   // a stream is open, or reopening on purpose
 	draining atomic.Bool   // Draining was called
 	wake     chan struct{} // cap 1: Draining asks Run to report now
 	told     chan struct{} // closed once the control plane confirmed draining
@@ -98,6 +105,7 @@ func NewReporter(size int, log *slog.Logger) *Reporter {
 		log:      log,
 		wake:     make(chan struct{}, 1),
 		told:     make(chan struct{}),
+		flushes:  make(chan chan struct{}),
 	}
 }
 
@@ -161,6 +169,37 @@ func (r *Reporter) Draining() {
 	}
 }
 
+// errNoStream is Flush's error when no stream to the control plane is
+// open.
+var errNoStream = errors.New("no stream to the control plane is open")
+
+// Flush sends every record queued so far at once, and returns once the
+// control plane confirmed them (the stream is closed to get its summary,
+// then reopened). The node calls it as it exits, after its last
+// connections ended, so that their records (those closed at the end of
+// the drain grace: listener_closed) and the last batch still gathering
+// are not lost with the process.
+//
+// It fails when ctx ends first, and at once when Run is not running or
+// no stream is open (the control plane away), rather than wait for one.
+func (r *Reporter) Flush(ctx context.Context) error {
+	if r.running.Load() == 0 || !r.up.Load() {
+		return errNoStream
+	}
+	done := make(chan struct{})
+	select {
+	case r.flushes <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // confirmed reports whether the control plane confirmed draining.
 func (r *Reporter) confirmed() bool {
 	select {
@@ -183,6 +222,7 @@ func (r *Reporter) Run(ctx context.Context, conn grpc.ClientConnInterface, nodeI
 		if err == errReopen {
 			continue
 		}
+		r.up.Store(false)
 		r.log.Debug("stats stream ended", "err", err)
 		select {
 		case <-ctx.Done():
@@ -209,11 +249,12 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	if err := st.Send(first); err != nil {
 		return sendError(st, err)
 	}
+	r.up.Store(true)
 	if withEps {
 		eps.sent(changes)
 	}
 	if draining && !r.confirmed() {
-		return r.confirm(st)
+		return r.confirm(st, true)
 	}
 	tick := time.NewTicker(r.interval)
 	defer tick.Stop()
@@ -221,6 +262,11 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 		r.pending = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
 	}
 	for {
+		// A flush taken by a stream that broke goes out on this one at
+		// once.
+		if len(r.flushing) > 0 {
+			goto report
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -237,9 +283,22 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 			if r.confirmed() {
 				continue
 			}
+		case done := <-r.flushes:
+			r.flushing = append(r.flushing, done)
+		}
+	report:
+		flush := len(r.flushing) > 0
+		if flush {
+			r.pending = drain(r.queue, r.pending)
 		}
 		rep := &sluicev1.StatsReport{}
-		changes, withEps := eps.attach(r, rep, false)
+		// A flush comes as the node exits, its listeners and clusters
+		// closed: their view then would be empty, not the last one.
+		var changes uint64
+		var withEps bool
+		if !flush {
+			changes, withEps = eps.attach(r, rep, false)
+		}
 		draining := r.draining.Load()
 		dropped := r.dropped.Swap(0)
 		batch := r.pending
@@ -255,8 +314,20 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 		}
 		r.sent.Add(uint64(len(batch)))
 		r.pending = make([]*sluicev1.ConnRecord, 0, DefaultBatch)
-		if draining && !r.confirmed() {
-			return r.confirm(st)
+		if flush || draining && !r.confirmed() {
+			return r.confirm(st, draining)
+		}
+	}
+}
+
+// drain appends to pending every record waiting in queue.
+func drain(queue chan *sluicev1.ConnRecord, pending []*sluicev1.ConnRecord) []*sluicev1.ConnRecord {
+	for {
+		select {
+		case rec := <-queue:
+			pending = append(pending, rec)
+		default:
+			return pending
 		}
 	}
 }
@@ -311,14 +382,20 @@ func (e *endpointsSent) sent(changes uint64) {
 	e.changes, e.at = changes, time.Now()
 }
 
-// confirm half-closes a stream whose last report said draining, and waits
-// for the control plane's summary: it comes once every report of the stream
-// was handled, which Send alone does not tell.
-func (r *Reporter) confirm(st grpc.ClientStreamingClient[sluicev1.StatsReport, sluicev1.ReportSummary]) error {
+// confirm half-closes a stream whose last report said draining (then
+// draining is true), or was sent for Flush, and waits for the control plane's summary: it comes once
+// every report of the stream was handled, which Send alone does not tell.
+func (r *Reporter) confirm(st grpc.ClientStreamingClient[sluicev1.StatsReport, sluicev1.ReportSummary], draining bool) error {
 	if _, err := st.CloseAndRecv(); err != nil {
 		return err
 	}
-	r.tellOnce.Do(func() { close(r.told) })
-	r.log.Debug("control plane knows the node is draining")
+	if draining {
+		r.tellOnce.Do(func() { close(r.told) })
+		r.log.Debug("control plane knows the node is draining")
+	}
+	for _, done := range r.flushing {
+		close(done)
+	}
+	r.flushing = nil
 	return errReopen
 }

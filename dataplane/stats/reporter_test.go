@@ -400,3 +400,63 @@ func TestSendErrorReportsWhy(t *testing.T) {
 		t.Errorf("sendError = %v, want the control plane's PermissionDenied", got)
 	}
 }
+
+// TestFlushSendsAtOnce: Flush sends the records queued, however few and
+// whatever the interval, and returns once the control plane has them;
+// with no stream open it fails at once rather than wait for one.
+func TestFlushSendsAtOnce(t *testing.T) {
+	r := NewReporter(16, quiet())
+	r.interval = time.Hour // no batch goes out on its own
+	s, conn := startSink(t)
+	stop := run(t, r, conn)
+	s.next(t) // the stream's first report
+	r.Record(&conntrack.ConnInfo{Listener: "l1"})
+	r.Record(&conntrack.ConnInfo{Listener: "l2"})
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	if err := r.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	select {
+	case rep := <-s.reports:
+		if len(rep.GetRecords()) != 2 || rep.GetRecords()[1].GetListener() != "l2" {
+			t.Errorf("report sent by Flush = %v, want records l1 and l2", rep)
+		}
+		if rep.GetEndpoints() != nil {
+			t.Errorf("report sent by Flush carries an endpoints view: %v", rep.GetEndpoints())
+		}
+	default:
+		t.Fatal("Flush returned before the control plane had the records")
+	}
+	stop()
+	if err := r.Flush(ctx); err != errNoStream {
+		t.Errorf("Flush without Run: %v, want %v", err, errNoStream)
+	}
+}
+
+// TestFlushWithoutControlPlane: with no stream open, Flush fails at once.
+func TestFlushWithoutControlPlane(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections to addr are refused
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := NewReporter(16, quiet())
+	run(t, r, conn)
+	time.Sleep(50 * time.Millisecond) // let Run start and fail its first stream
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := r.Flush(ctx); err != errNoStream {
+		t.Errorf("Flush with no control plane: %v, want %v", err, errNoStream)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Flush with no control plane took %v, want at once", took)
+	}
+}
