@@ -27,6 +27,13 @@ import (
 // fault Parse returns nil and [Errors] listing every fault it found, in
 // document order. It does not [Validate].
 func Parse(data []byte, source string) (*sluicev1.Snapshot, error) {
+	s, _, err := parse(data, source)
+	return s, err
+}
+
+// parse is Parse, and says whether data held a document with content: an
+// empty input, or one of comments only, parses as an empty snapshot.
+func parse(data []byte, source string) (_ *sluicev1.Snapshot, content bool, _ error) {
 	s := &sluicev1.Snapshot{}
 	d := &decoder{source: source, budget: 1000 + 8*len(data)}
 	if strings.EqualFold(filepath.Ext(source), ".json") {
@@ -46,13 +53,13 @@ func Parse(data []byte, source string) (*sluicev1.Snapshot, error) {
 			break
 		}
 		if err != nil {
-			return nil, Errors{d.syntaxError(data, err)}
+			return nil, false, Errors{d.syntaxError(data, err)}
 		}
 		if len(doc.Content) != 1 || isNull(doc.Content[0]) {
 			continue
 		}
 		if root != nil {
-			return nil, Errors{{Message: "only one YAML document is allowed; put each in its own file" + d.at(doc.Line)}}
+			return nil, true, Errors{{Message: "only one YAML document is allowed; put each in its own file" + d.at(doc.Line)}}
 		}
 		root = doc.Content[0]
 	}
@@ -71,9 +78,9 @@ func Parse(data []byte, source string) (*sluicev1.Snapshot, error) {
 		for i, j := range idx {
 			out[i] = d.errs[j]
 		}
-		return nil, out
+		return nil, true, out
 	}
-	return s, nil
+	return s, root != nil, nil
 }
 
 // decoder walks a yaml.Node tree along message descriptors.

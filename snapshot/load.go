@@ -14,8 +14,12 @@ import (
 // and *.json file directly in it (not in subdirectories; names starting with
 // "." are skipped, as editors leave those behind), in name order, merged into
 // one snapshot by concatenating their clusters and listeners. A cluster or
-// listener name defined in two files is an error naming both files. Faults
-// come back as [Errors]; Load does not [Validate].
+// listener name defined in two files is an error naming both files. A file
+// with nothing in it (or comments only) adds nothing, but a file, or a
+// directory, that holds nothing at all is refused: most likely it was cut
+// short or emptied by mistake, and applied it would remove every cluster
+// and listener (`clusters: []` says so on purpose). Faults come back as
+// [Errors]; Load does not [Validate].
 func Load(path string) (*sluicev1.Snapshot, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -26,7 +30,11 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Parse(data, path)
+		s, content, err := parse(data, path)
+		if err == nil && !content {
+			return nil, Errors{{Message: path + " is empty: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+		}
+		return s, err
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -51,6 +59,7 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 
 	merged := &sluicev1.Snapshot{}
 	var errs Errors
+	anything := false // a file held content; empty ones ("nothing here yet") add nothing
 	clusterFile := map[string]string{}
 	listenerFile := map[string]string{}
 	for _, f := range files {
@@ -59,7 +68,8 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 			errs = append(errs, FieldError{Message: err.Error()})
 			continue
 		}
-		s, err := Parse(data, f)
+		s, content, err := parse(data, f)
+		anything = anything || content
 		if err != nil {
 			var es Errors
 			if errors.As(err, &es) {
@@ -88,6 +98,9 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errs
+	}
+	if !anything {
+		return nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
 	return merged, nil
 }

@@ -88,6 +88,13 @@ func TestLoadFaults(t *testing.T) {
 			},
 		},
 		{
+			name:  "only empty files",
+			files: map[string]string{"a.yaml": "", "b.yml": "# nothing here yet\n---\n"},
+			want: func(dir string) []string {
+				return []string{"every snapshot file in " + dir + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}
+			},
+		},
+		{
 			name:  "no snapshot files",
 			files: map[string]string{"notes.txt": "hi"},
 			want: func(dir string) []string {
@@ -120,5 +127,23 @@ func TestLoadFile(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); !os.IsNotExist(err) {
 		t.Errorf("Load(missing) = %v, want a not-exist error", err)
+	}
+}
+
+// TestLoadEmptyFile: a file that holds nothing (cut short, emptied by
+// mistake) is refused, since applied it would remove every cluster and
+// listener; one that says so on purpose is taken.
+func TestLoadEmptyFile(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"empty.yaml": "", "comments.yaml": "# todo\n", "none.yaml": "clusters: []\n"})
+	for _, name := range []string{"empty.yaml", "comments.yaml"} {
+		path := filepath.Join(dir, name)
+		s, err := Load(path)
+		want := path + " is empty: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"
+		if got := errorLines(err); s != nil || !equalLines(got, []string{want}) {
+			t.Errorf("Load(%s) = %v, %q; want %q", name, s, got, want)
+		}
+	}
+	if s, err := Load(filepath.Join(dir, "none.yaml")); err != nil || len(s.GetClusters())+len(s.GetListeners()) != 0 {
+		t.Errorf("Load(none.yaml) = %v, %v; want an empty snapshot", s, err)
 	}
 }
