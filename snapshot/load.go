@@ -32,7 +32,7 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 		}
 		s, content, err := parse(data, path)
 		if err == nil && !content {
-			return nil, Errors{{Message: path + " is empty: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+			return nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
 		}
 		return s, err
 	}

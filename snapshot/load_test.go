@@ -138,7 +138,7 @@ func TestLoadEmptyFile(t *testing.T) {
 	for _, name := range []string{"empty.yaml", "comments.yaml"} {
 		path := filepath.Join(dir, name)
 		s, err := Load(path)
-		want := path + " is empty: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"
+		want := "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"
 		if got := errorLines(err); s != nil || !equalLines(got, []string{want}) {
 			t.Errorf("Load(%s) = %v, %q; want %q", name, s, got, want)
 		}
