@@ -75,11 +75,15 @@ type waited struct {
 	connected int
 	behind    []*sluicev1.NodeStatus // connected, not applied, not refused
 	refused   []*sluicev1.NodeStatus
+	elsewhere int // connected in other groups
 }
 
 func tally(nodes []*sluicev1.NodeStatus, group string, version uint64) waited {
 	var w waited
 	for _, n := range nodes {
+		if n.GetConnected() && !n.GetDraining() && n.GetGroup() != group && n.GetGroup() != "" {
+			w.elsewhere++
+		}
 		// A node not yet placed (group "") has not been sent anything.
 		if !n.GetConnected() || n.GetDraining() || (n.GetGroup() != group && n.GetGroup() != "") {
 			continue
@@ -106,7 +110,12 @@ func tally(nodes []*sluicev1.NodeStatus, group string, version uint64) waited {
 
 func (c *cli) printWaited(w waited, group string, version uint64, took time.Duration) {
 	if w.connected == 0 {
-		fmt.Fprintf(c.stderr, "sluicectl: no node%s is connected; each gets version %d when it connects\n", inGroup(group), version)
+		in := inGroup(group)
+		if w.elsewhere > 0 {
+			// Nodes are connected, in other groups: name this one.
+			in = " of group " + group
+		}
+		fmt.Fprintf(c.stderr, "sluicectl: no node%s is connected; each gets version %d when it connects\n", in, version)
 		return
 	}
 	noun := "nodes"

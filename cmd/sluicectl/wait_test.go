@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -108,5 +109,28 @@ func TestWaitRolloutFollowsAnEditedRollout(t *testing.T) {
 	r := <-done
 	if r.code != exitWaitTimeout || strings.Contains(r.stdout, "canaries passed") {
 		t.Errorf("apply --canary --wait across a drain: exit %d\nstdout: %s\nstderr: %s\nwant exit 3, the rollout still watching its canaries", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestWaitNamesTheGroup: --wait with no node of the group connected names
+// the group when nodes of other groups are, which would otherwise read as
+// no node connected at all.
+func TestWaitNamesTheGroup(t *testing.T) {
+	elsewhere := []*sluicev1.NodeStatus{{Id: "node-1", Connected: true, Group: "zone-l"}}
+	for _, tt := range []struct {
+		nodes []*sluicev1.NodeStatus
+		group string
+		want  string
+	}{
+		{nil, "default", "sluicectl: no node is connected; each gets version 4 when it connects\n"},
+		{elsewhere, "default", "sluicectl: no node of group default is connected; each gets version 4 when it connects\n"},
+		{nil, "canary", "sluicectl: no node of group canary is connected; each gets version 4 when it connects\n"},
+	} {
+		var stderr bytes.Buffer
+		c := &cli{stdout: &bytes.Buffer{}, stderr: &stderr}
+		c.printWaited(tally(tt.nodes, tt.group, 4), tt.group, 4, 0)
+		if stderr.String() != tt.want {
+			t.Errorf("%d nodes elsewhere, group %s: %q, want %q", len(tt.nodes), tt.group, stderr.String(), tt.want)
+		}
 	}
 }
