@@ -205,9 +205,10 @@ func TestDrainingBeforeRun(t *testing.T) {
 	}
 }
 
-// TestDrainingWithoutControlPlane: with nobody to tell, Draining gives up
-// after DrainingTimeout rather than holding the shutdown.
-func TestDrainingWithoutControlPlane(t *testing.T) {
+// refusedConn is a connection to an address that refuses connections: a
+// control plane that is not there.
+func refusedConn(t *testing.T) *grpc.ClientConn {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +219,14 @@ func TestDrainingWithoutControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestDrainingWithoutControlPlane: with nobody to tell, Draining gives up
+// after DrainingTimeout rather than holding the shutdown.
+func TestDrainingWithoutControlPlane(t *testing.T) {
+	conn := refusedConn(t)
 	r := NewReporter(16, quiet())
 	run(t, r, conn)
 	time.Sleep(50 * time.Millisecond) // let Run start and fail its first stream
@@ -436,17 +444,7 @@ func TestFlushSendsAtOnce(t *testing.T) {
 
 // TestFlushWithoutControlPlane: with no stream open, Flush fails at once.
 func TestFlushWithoutControlPlane(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // connections to addr are refused
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := refusedConn(t)
 	r := NewReporter(16, quiet())
 	run(t, r, conn)
 	time.Sleep(50 * time.Millisecond) // let Run start and fail its first stream
