@@ -578,11 +578,38 @@ func (s *Server) serve(ctx context.Context) error {
 	<-ctx.Done()
 	s.log.Info("stopping")
 	s.stop()
-	wg.Wait()
+	s.wait(&wg)
 	if err := s.Close(); err != nil && fail == nil {
 		fail = err
 	}
 	return fail
+}
+
+// wait waits for the work of serve to end. With etcd, that work says
+// goodbye to it (its leases revoked, its elections resigned), and etcd's
+// election resigns a cancelled campaign with the client's own context,
+// which never ends while etcd is away: after the store's bound on an etcd
+// call, the client is closed, which ends every call still waiting.
+func (s *Server) wait(wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	if s.etcd == nil {
+		<-done
+		return
+	}
+	t := time.NewTimer(store.DefaultEtcdTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	s.log.Warn("etcd did not answer this replica's goodbye; stopping without it", "waited", store.DefaultEtcdTimeout, "etcd", s.opts.Etcd)
+	s.etcd.Close()
+	<-done
 }
 
 // stop ends serving: refuse new work, end node streams (discovery and

@@ -676,3 +676,26 @@ func TestHAReplicaNameTaken(t *testing.T) {
 		t.Errorf("the replica restarted at its address served after %v, want well before its old lease expired (10s)", took)
 	}
 }
+
+// TestHAStopWithEtcdDown: replicas whose etcd is gone still stop on
+// SIGTERM, as a restart during an etcd outage needs. The one not elected
+// used to hang for good: etcd's election, cancelled, resigns with the
+// client's own context, which waits for etcd.
+func TestHAStopWithEtcdDown(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	rs := startReplicas(t, etcd, 2)
+	etcd.Stop()
+	for _, r := range rs {
+		start := time.Now()
+		r.proc.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.proc.exited:
+		case <-time.After(testTimeout):
+			t.Fatalf("replica %s still running %v after SIGTERM, with etcd gone", r.addr, testTimeout)
+		}
+		if code := r.proc.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("replica %s exited %d after %v, want 0\n%s", r.addr, code, time.Since(start), r.proc.out.String())
+		}
+	}
+}
