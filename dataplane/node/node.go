@@ -687,23 +687,15 @@ func (n *Node) Drain(ctx context.Context) error {
 			g.http.Drain()
 		}
 	}
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
-	for {
-		left := 0
-		for _, l := range listeners {
-			left += l.gen.Load().conns.Len()
-		}
-		if left == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			n.log.Info("drain grace over", "connections_left", left)
-			return ctx.Err()
-		case <-tick.C:
-		}
+	gens := make([]*generation, 0, len(listeners))
+	for _, l := range listeners {
+		gens = append(gens, l.gen.Load()) // no apply replaces one now
 	}
+	if left := waitConns(ctx, gens, drainPoll); left > 0 {
+		n.log.Info("drain grace over", "connections_left", left)
+		return ctx.Err()
+	}
+	return nil
 }
 
 // WaitClosed waits, until ctx ends, for the connections Close closed to
@@ -714,11 +706,17 @@ func (n *Node) WaitClosed(ctx context.Context) int {
 	n.mu.Lock()
 	ended := n.ended
 	n.mu.Unlock()
-	tick := time.NewTicker(10 * time.Millisecond)
+	return waitConns(ctx, ended, 10*time.Millisecond)
+}
+
+// waitConns looks every interval whether the connections of gens have all
+// ended, until they have (0) or ctx ends (how many are left).
+func waitConns(ctx context.Context, gens []*generation, every time.Duration) int {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		left := 0
-		for _, g := range ended {
+		for _, g := range gens {
 			left += g.conns.Len()
 		}
 		if left == 0 {
