@@ -81,11 +81,12 @@ type waited struct {
 func tally(nodes []*sluicev1.NodeStatus, group string, version uint64) waited {
 	var w waited
 	for _, n := range nodes {
-		if n.GetConnected() && !n.GetDraining() && n.GetGroup() != group && n.GetGroup() != "" {
-			w.elsewhere++
+		if !n.GetConnected() || n.GetDraining() {
+			continue
 		}
 		// A node not yet placed (group "") has not been sent anything.
-		if !n.GetConnected() || n.GetDraining() || (n.GetGroup() != group && n.GetGroup() != "") {
+		if n.GetGroup() != group && n.GetGroup() != "" {
+			w.elsewhere++
 			continue
 		}
 		if n.GetGroup() == "" && n.GetGroupProblem() != "" {
