@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 const defaultTestTimeout = 30 * time.Second
@@ -88,7 +89,7 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 func TestEtcdUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	defer cancel()
-	addr := refusingAddr(t)
+	addr := loopback.RefusingAddr(t)
 	out, err := command(ctx, "--etcd", "http://"+addr, "--listen", "127.0.0.1:0", "--http", "").CombinedOutput()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
 		t.Fatalf("--etcd to nothing: %v, want exit status 1\n%s", err, out)
@@ -97,27 +98,6 @@ func TestEtcdUnreachable(t *testing.T) {
 	if want := "etcd (http://" + addr + ") did not answer within 5s (http://" + addr + ": dial tcp " + addr + ": connect: connection refused)"; !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), want) {
 		t.Errorf("--etcd to nothing: output does not say %q:\n%s", want, out)
 	}
-}
-
-// refusingAddr is a loopback address that refuses connections for as long
-// as the test runs: a socket bound to it that does not listen holds the
-// port, where a listener closed at once would leave it to whichever
-// process (another package's etcd) binds it next.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestBadFlagValues(t *testing.T) {
