@@ -103,11 +103,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		err, nodesErr, statsErr error
 	)
 	alongside(func(through func()) {
-		gs, err = call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{},
-			func(ctx context.Context, req *sluicev1.ListGroupsRequest) (*sluicev1.ListGroupsResponse, error) {
-				through()
-				return a.config.ListGroups(ctx, req)
-			})
+		gs, err = call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, passing(through, a.config.ListGroups))
 	}, func() {
 		nodes, nodesErr = call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
 	}, func() {
@@ -199,6 +195,14 @@ func alongside(first func(through func()), others ...func()) {
 	case <-done:
 	}
 	<-done
+}
+
+// passing is method, calling through first: the first call of alongside.
+func passing[Req, Resp any](through func(), method func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {
+	return func(ctx context.Context, req Req) (Resp, error) {
+		through()
+		return method(ctx, req)
+	}
 }
 
 func orEmpty(m map[string]string) map[string]string {
@@ -294,11 +298,7 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 		err, statsErr error
 	)
 	alongside(func(through func()) {
-		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{},
-			func(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.GetResponse, error) {
-				through()
-				return a.config.Get(ctx, req)
-			})
+		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, passing(through, a.config.Get))
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	})
