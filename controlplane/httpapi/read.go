@@ -187,13 +187,20 @@ func alongside(first func(through func()), others ...func()) {
 	}()
 	select {
 	case <-passed:
-		var wg sync.WaitGroup
-		for _, f := range others {
-			wg.Go(f)
-		}
-		wg.Wait()
 	case <-done:
+		// A quick first call may be done as soon as it passed, and
+		// select picks either then: only one that never passed stops.
+		select {
+		case <-passed:
+		default:
+			return
+		}
 	}
+	var wg sync.WaitGroup
+	for _, f := range others {
+		wg.Go(f)
+	}
+	wg.Wait()
 	<-done
 }
 
