@@ -55,7 +55,10 @@ type cli struct {
 	cp      string
 	timeout time.Duration
 	sec     security
-	conn    grpc.ClientConnInterface // the control plane; nil for offline commands
+	// online is set for a command that calls the control plane: parsing
+	// its flags, which may include the global ones, dials it (connect).
+	online bool
+	conn   *grpc.ClientConn // the control plane; nil until connect
 	// replicas are the other control-plane replicas asked (replicas.go).
 	replicas map[string]*grpc.ClientConn
 	// synopsis is the command's usage line, for its usage errors.
@@ -108,7 +111,7 @@ Commands:
 		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
-Global flags:
+Global flags, before or after the command:
   --cp ADDR     control plane gRPC address, or replicas' comma-separated
                 (default $SLUICE_CP, else %s)
   --timeout D   give up on the control plane after D (default 10s)
@@ -133,12 +136,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cpDefault == "" {
 		cpDefault = defaultCP
 	}
-	fs.StringVar(&c.cp, "cp", cpDefault, "")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "")
-	fs.StringVar(&c.sec.token, "token", os.Getenv("SLUICE_TOKEN"), "")
-	fs.StringVar(&c.sec.ca, "ca", os.Getenv("SLUICE_CA"), "")
-	fs.StringVar(&c.sec.cert, "cert", "", "")
-	fs.StringVar(&c.sec.key, "key", "", "")
+	c.cp, c.timeout = cpDefault, 10*time.Second
+	c.sec.token, c.sec.ca = os.Getenv("SLUICE_TOKEN"), os.Getenv("SLUICE_CA")
+	c.globalFlags(fs)
 	printVer := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -156,9 +156,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	// A token read from a file or a CI secret often ends with a newline,
-	// which no token has and gRPC refuses in a header.
-	c.sec.token = strings.TrimSpace(c.sec.token)
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
 		usage(stdout)
@@ -171,24 +168,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if cmd.offline {
 			return cmd.run(ctx, c, nil, rest)
 		}
-		if c.timeout <= 0 {
-			fmt.Fprintln(stderr, "sluicectl: --timeout must be positive")
-			return 2
-		}
-		dial, err := c.sec.dialOptions()
-		if err != nil {
-			fmt.Fprintf(stderr, "sluicectl: %v\n", err)
-			return 2
-		}
-		conn, err := dialCP(c.cp, dial)
-		if err != nil {
-			fmt.Fprintf(stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
-			return 1
-		}
-		defer conn.Close()
-		defer c.closeReplicas()
-		c.conn = conn
-		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(conn), rest)
+		c.online = true
+		defer c.close()
+		return cmd.run(ctx, c, sluicev1.NewConfigServiceClient(cpConn{c}), rest)
 	}
 	names := make([]string, len(commands))
 	for i, cmd := range commands {
@@ -203,27 +185,106 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// flags makes a subcommand's flag set; its --help prints synopsis, what the
-// command does, and the flags.
+// globalNames are the global flags, which a command's flags take too.
+var globalNames = map[string]bool{"cp": true, "timeout": true, "token": true, "ca": true, "cert": true, "key": true}
+
+// globalFlags defines the global flags on fs, each defaulting to the value
+// it has: those before the command, or the environment's.
+func (c *cli) globalFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.cp, "cp", c.cp, "")
+	fs.DurationVar(&c.timeout, "timeout", c.timeout, "")
+	fs.StringVar(&c.sec.token, "token", c.sec.token, "")
+	fs.StringVar(&c.sec.ca, "ca", c.sec.ca, "")
+	fs.StringVar(&c.sec.cert, "cert", c.sec.cert, "")
+	fs.StringVar(&c.sec.key, "key", c.sec.key, "")
+}
+
+// flags makes a subcommand's flag set, which takes the global flags too:
+// "sluicectl nodes --cp ADDR" as "sluicectl --cp ADDR nodes". Its --help
+// prints synopsis, what the command does, and the command's own flags.
 func (c *cli) flags(name, synopsis, about string) *flag.FlagSet {
 	c.synopsis = synopsis
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
+	c.globalFlags(fs)
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: sluicectl %s\n\n%s\n", synopsis, strings.TrimSpace(about))
-		has := false
-		fs.VisitAll(func(*flag.Flag) { has = true })
-		if has {
+		own := flag.NewFlagSet(name, flag.ContinueOnError)
+		own.SetOutput(w)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !globalNames[f.Name] {
+				own.Var(f.Value, f.Name, f.Usage)
+				own.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		if hasFlags(own) {
 			fmt.Fprintln(w, "\nFlags:")
-			fs.PrintDefaults()
+			own.PrintDefaults()
 		}
+		fmt.Fprintln(w, "\nThe global flags (--cp, --timeout, --token, --ca, --cert, --key) go before\nor after the command; 'sluicectl --help' lists them.")
 	}
 	return fs
 }
 
-// parse parses a subcommand's flags. It returns -1 to go on, or the exit
-// status: 0 after --help (printed on stdout), 2 on a usage error (stderr).
+func hasFlags(fs *flag.FlagSet) bool {
+	has := false
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	return has
+}
+
+// connect dials the control plane for a command that calls it, once its
+// flags are parsed; it returns -1 to go on, or the exit status.
+func (c *cli) connect() int {
+	if !c.online || c.conn != nil {
+		return -1
+	}
+	if c.timeout <= 0 {
+		fmt.Fprintln(c.stderr, "sluicectl: --timeout must be positive")
+		return 2
+	}
+	// A token read from a file or a CI secret often ends with a newline,
+	// which no token has and gRPC refuses in a header.
+	c.sec.token = strings.TrimSpace(c.sec.token)
+	dial, err := c.sec.dialOptions()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl: %v\n", err)
+		return 2
+	}
+	conn, err := dialCP(c.cp, dial)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)
+		return 1
+	}
+	c.conn = conn
+	return -1
+}
+
+// close closes the connections connect and the replicas' asking made.
+func (c *cli) close() {
+	c.closeReplicas()
+	if c.conn != nil {
+		c.conn.Close()
+	}
+}
+
+// cpConn is the control plane's connection as the commands' clients see it,
+// made before the command has parsed its flags: the calls go to the
+// connection connect made.
+type cpConn struct{ c *cli }
+
+func (p cpConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return p.c.conn.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (p cpConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return p.c.conn.NewStream(ctx, desc, method, opts...)
+}
+
+// parse parses a subcommand's flags, and then dials the control plane for
+// a command that calls it. It returns -1 to go on, or the exit status: 0
+// after --help (printed on stdout), 2 on a usage error (stderr), as connect
+// when it fails.
 func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
@@ -240,7 +301,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 		return c.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	fs.SetOutput(c.stderr)
-	return -1
+	return c.connect()
 }
 
 // parseArgs parses a subcommand's flags and its positional arguments, one per
@@ -277,7 +338,7 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]str
 	case len(pos) > len(names):
 		return nil, c.usageError(fs, "unexpected argument %q", pos[len(names)])
 	}
-	return pos, -1
+	return pos, c.connect()
 }
 
 // usageError reports a missing or bad flag or argument on stderr: the

@@ -760,6 +760,32 @@ func TestControlPlaneFromEnvironment(t *testing.T) {
 	}
 }
 
+// The global flags also work after the command, where the habit of kubectl
+// and etcdctl puts them; there they win over the ones before it.
+func TestGlobalFlagsAfterTheCommand(t *testing.T) {
+	addr := startCP(t, &fakeCP{nodes: []*sluicev1.NodeStatus{{Id: "dp-after"}}})
+	for _, args := range [][]string{
+		{"nodes", "--cp", addr},
+		{"nodes", "--cp=" + addr, "-o", "json"},
+		{"--cp", "127.0.0.1:1", "nodes", "--cp", addr},
+		{"nodes", "--timeout", "3s", "--cp", addr},
+	} {
+		code, stdout, stderr := sluicectl(t, "", args...)
+		if code != 0 || !strings.Contains(stdout, "dp-after") {
+			t.Errorf("%v: status %d, stdout %q, stderr %q; want 0 and node dp-after", args, code, stdout, stderr)
+		}
+	}
+	// A set-weight's positional arguments around them.
+	code, _, stderr := sluicectl(t, "", "set-weight", "--cp", addr, "web/web1", "--timeout", "0s", "3")
+	if want := "sluicectl: --timeout must be positive\n"; code != 2 || stderr != want {
+		t.Errorf("--timeout 0s after the command: status %d, stderr %q; want 2, %q", code, stderr, want)
+	}
+	code, stdout, _ := sluicectl(t, "", "nodes", "--help")
+	if want := "\nThe global flags (--cp, --timeout, --token, --ca, --cert, --key) go before\nor after the command"; code != 0 || !strings.Contains(stdout, want) || strings.Contains(stdout, "\n  -cp") {
+		t.Errorf("nodes --help: status %d, stdout:\n%s\nwant the global flags named once, not listed as its own", code, stdout)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	tests := []struct {
 		args       []string
@@ -790,6 +816,8 @@ func TestUsage(t *testing.T) {
 			wantStderr: "sluicectl: flag provided but not defined: -bogus\nRun 'sluicectl --help' for the commands and global flags.\n"},
 		{args: []string{"aply"}, wantCode: 2, notStderr: "Commands:", wantStderr: `sluicectl: unknown command "aply", did you mean "apply"?`},
 		{args: []string{"--version"}, wantCode: 0, wantStdout: "sluicectl "},
+		{args: []string{"token", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -name NAME\n"},
+		{args: []string{"cert", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -node ID\n"},
 		{args: []string{"top", "--interval", "2"}, wantCode: 2, wantStderr: `invalid value "2" for flag -interval: parse error (a duration has a unit: 30s, 1m30s, 500ms)`},
 	}
 	for _, tt := range tests {

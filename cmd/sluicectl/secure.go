@@ -112,6 +112,9 @@ Roles: viewer reads (get, history, nodes, stats, conns); operator also
 changes the fleet (apply, rollback, set-weight, drain, disable, enable,
 shutdown-sessions); admin also creates tokens, issues node certificates and
 reads secrets (get --show-secrets).`)
+	name := fs.String("name", "", "the token's `NAME` (required): letters, digits, ._@-")
+	role := fs.String("role", "", "`ROLE` (required): viewer, operator or admin")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
 	if len(args) == 0 || args[0] != "create" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			return c.parse(fs, args)
@@ -121,9 +124,6 @@ reads secrets (get --show-secrets).`)
 		}
 		return c.usageError(fs, "want: token create")
 	}
-	name := fs.String("name", "", "the token's `NAME` (required): letters, digits, ._@-")
-	role := fs.String("role", "", "`ROLE` (required): viewer, operator or admin")
-	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
 	if st := c.parse(fs, args[1:]); st >= 0 {
 		return st
 	}
@@ -158,15 +158,15 @@ DIR/ID.key (mode 0600), DIR/ID.crt and DIR/ca.crt, for
 The key never leaves this machine: only a certificate request is sent. The
 certificate names the node (CN ID, URI SAN sluice://node/ID); the control
 plane takes the node's id from it.`)
+	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
+	out := fs.String("out", ".", "`DIR` to write the files into, made 0700 if missing")
+	valid := fs.Duration("valid", pki.NodeValidity, "how long the certificate is good for (at most until the CA expires)")
 	if len(args) == 0 || args[0] != "issue" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			return c.parse(fs, args)
 		}
 		return c.usageError(fs, "want: cert issue")
 	}
-	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
-	out := fs.String("out", ".", "`DIR` to write the files into, made 0700 if missing")
-	valid := fs.Duration("valid", pki.NodeValidity, "how long the certificate is good for (at most until the CA expires)")
 	if st := c.parse(fs, args[1:]); st >= 0 {
 		return st
 	}
