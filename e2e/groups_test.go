@@ -91,6 +91,11 @@ listeners:
 	if _, stderr, code := ctl(t, c.addr, "group", "set", "default", "--selector", "role=core"); code != 0 {
 		t.Fatalf("group set default: exit %d, %s", code, stderr)
 	}
+	// Deleting default would leave core-1 in no group.
+	_, stderr, code = ctl(t, c.addr, "group", "delete", "default")
+	if want := "sluicectl group delete: connected node core-1 of group default would be in no group"; code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("group delete default: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
 	startFakeNode(t, c.addr, "stray", map[string]string{"role": "lab"}, false)
 	waitFor(t, "stray placed nowhere", func() bool { return c.nodeStatus(t, "stray").GetGroupProblem() != "" })
 

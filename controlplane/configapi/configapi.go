@@ -497,11 +497,25 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string, []*sluicev1.ResourceChange, error) {
 	var diff []snapshot.Change
 	i := slices.IndexFunc(cfg.Groups, func(g *sluicev1.Group) bool { return g.GetName() == w.group })
+	var before *groups.Set // the groups that place the nodes now, when w may move them
+	if w.remove || w.selector != nil {
+		var err error
+		if before, err = groups.Compile(cfg); err != nil {
+			return nil, nil, status.Error(codes.Internal, err.Error())
+		}
+	}
 	if w.remove {
 		if i < 0 {
 			return nil, nil, noGroup(cfg, w.group)
 		}
 		cfg.Groups = slices.Delete(cfg.Groups, i, i+1)
+		after, err := groups.Compile(cfg)
+		if err != nil {
+			return nil, nil, status.Error(codes.Internal, err.Error())
+		}
+		if err := s.checkPlacement(before, after); err != nil {
+			return nil, nil, err
+		}
 		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group})
 		return changeLines(diff), resourceChanges(diff), nil
 	}
@@ -565,27 +579,47 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 	if err != nil {
 		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if w.selector != nil {
-		if err := s.checkPlacement(set); err != nil {
+	if before != nil {
+		if err := s.checkPlacement(before, set); err != nil {
 			return nil, nil, err
 		}
 	}
 	return changeLines(diff), resourceChanges(diff), nil
 }
 
-// checkPlacement refuses groups that would put a connected node into two
-// groups at once; such a node would be sent nothing.
-func (s *Server) checkPlacement(set *groups.Set) error {
+// checkPlacement refuses new groups (after) that would leave a connected
+// node in no group: in two groups at once, or, when it is in one now
+// (before), in none. Such a node would be sent nothing new.
+func (s *Server) checkPlacement(before, after *groups.Set) error {
+	var orphans []string
+	var now string
 	for _, n := range s.nodes.Nodes() {
 		if !n.GetConnected() {
 			continue
 		}
-		if both := set.Overlap(n.GetLabels()); both != nil {
-			_, problem := set.Of(n.GetLabels())
+		if both := after.Overlap(n.GetLabels()); both != nil {
+			_, problem := after.Of(n.GetLabels())
 			return status.Errorf(codes.FailedPrecondition, "node %s would be in two groups: %s; make the selectors exclusive; nothing stored", n.GetId(), problem)
 		}
+		if g, _ := before.Of(n.GetLabels()); g != "" {
+			if to, _ := after.Of(n.GetLabels()); to == "" {
+				orphans = append(orphans, n.GetId())
+				now = g
+			}
+		}
 	}
-	return nil
+	if len(orphans) == 0 {
+		return nil
+	}
+	slices.Sort(orphans)
+	if len(orphans) == 1 {
+		return status.Errorf(codes.FailedPrecondition,
+			"connected node %s of group %s would be in no group: no selector would match its labels, so it would get no new version; "+
+				"give a group a selector that takes it first, or stop it; nothing stored", orphans[0], now)
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"connected nodes %s and %d more of group %s would be in no group: no selector would match their labels, so they would get no new version; "+
+			"give a group a selector that takes them first, or stop them; nothing stored", orphans[0], len(orphans)-1, now)
 }
 
 func quoteSelector(sel string) string {
@@ -597,7 +631,11 @@ func quoteSelector(sel string) string {
 
 // noGroup is the NOT_FOUND for a group cfg does not have.
 func noGroup(cfg *sluicev1.FleetConfig, name string) error {
-	return status.Errorf(codes.NotFound, "group %q does not exist (%s); give a selector to create it", name, nameList("the groups are", groupNames(cfg)))
+	how := "give a selector to create it"
+	if name == groups.Default {
+		how += ` (--selector '' makes it take every node no other group takes, as at the start)`
+	}
+	return status.Errorf(codes.NotFound, "group %q does not exist (%s); %s", name, nameList("the groups are", groupNames(cfg)), how)
 }
 
 func groupNames(cfg *sluicev1.FleetConfig) []string {

@@ -191,3 +191,59 @@ func TestGroupSelectorsAreChecked(t *testing.T) {
 		t.Errorf("the same selector spelt otherwise stored a version: %v, %v", again, err)
 	}
 }
+
+// A change to the groups that would leave a connected node in no group, so
+// that it is sent nothing new, is refused: deleting its group, or giving
+// the catch-all a selector its labels miss. Moving it to another group,
+// the catch-all included, is not.
+func TestGroupChangesKeepConnectedNodesPlaced(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	reg.Connect(&sluicev1.Node{Id: "edge-1", Labels: map[string]string{"role": "edge"}}, "127.0.0.1:1", 0)
+	reg.Connect(&sluicev1.Node{Id: "core-1", Labels: map[string]string{"role": "core"}}, "127.0.0.1:2", 0)
+	gone := reg.Connect(&sluicev1.Node{Id: "old-1", Labels: map[string]string{"role": "old"}}, "127.0.0.1:3", 0)
+	gone.Disconnect() // not connected: not asked about
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge"}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
+	wantCode(t, "deleting the group of a connected node", err, codes.FailedPrecondition,
+		"connected node core-1 of group default would be in no group: no selector would match its labels, so it would get no new version; "+
+			"give a group a selector that takes it first, or stop it; nothing stored")
+	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default", DryRun: true})
+	wantCode(t, "the same as a dry run", err, codes.FailedPrecondition, "connected node core-1 of group default would be in no group")
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "default", Selector: "role=lab"})
+	wantCode(t, "a catch-all selector that misses a connected node", err, codes.FailedPrecondition,
+		"connected node core-1 of group default would be in no group")
+	_, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: ""})
+	wantCode(t, "a second catch-all", err, codes.InvalidArgument, "both have an empty selector")
+
+	// edge-1 falls to the catch-all: allowed, both ways.
+	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge,zone=a"}); err != nil {
+		t.Errorf("a selector that moves edge-1 to default: %v", err)
+	}
+	if _, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"}); err != nil {
+		t.Errorf("deleting edge, whose nodes default takes: %v", err)
+	}
+	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
+	wantCode(t, "deleting the group of two connected nodes", err, codes.FailedPrecondition,
+		"connected nodes core-1 and 1 more of group default would be in no group: no selector would match their labels, so they would get no new version; "+
+			"give a group a selector that takes them first, or stop them; nothing stored")
+
+	// Once groups take every connected node, default may go, and then
+	// a plain apply says how to have it again.
+	for name, sel := range map[string]string{"core": "role=core", "edge": "role=edge"} {
+		if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: name, Selector: sel}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"}); err != nil {
+		t.Fatalf("deleting default, which holds no connected node: %v", err)
+	}
+	_, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)})
+	wantCode(t, "apply without a group once default is gone", err, codes.NotFound,
+		`group "default" does not exist (the groups are: core, edge); give a selector to create it (--selector '' makes it take every node no other group takes, as at the start)`)
+}
