@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -822,9 +823,18 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		// Of one group, the current version is the one its nodes run:
 		// the version that last changed its snapshot.
 		resp.Current = 0
-		if cur, err := s.store.Current(ctx); err == nil {
-			resp.Current = groups.Find(cur.Config, req.GetGroup()).GetVersion()
+		cur, err := s.store.Current(ctx)
+		if err != nil {
+			return nil, storeStatus(err)
 		}
+		g := groups.Find(cur.Config, req.GetGroup())
+		if g == nil && len(h) == 0 {
+			// A typo answered with an empty list reads as "nothing
+			// happened to it".
+			return nil, status.Errorf(codes.NotFound, "group %q does not exist, and no kept version changed it (%s)",
+				req.GetGroup(), nameList("the groups are", groupNames(cur.Config)))
+		}
+		resp.Current = g.GetVersion()
 	}
 	resp.Versions = h
 	return resp, nil
@@ -951,13 +961,9 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 // connected to another replica is listed, whatever the filter on clusters,
 // with that replica's name and nothing else, since what it reported here,
 // if anything, dates from before it moved.
-func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
 	if s.views == nil {
 		return nil, status.Error(codes.Unimplemented, "configapi: no endpoint stats on this server")
-	}
-	type place struct {
-		connected bool
-		elsewhere string // the replica the node reports to, if not this one
 	}
 	nodes := map[string]place{}
 	fleet, incomplete := s.fleet()
@@ -982,6 +988,11 @@ func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sl
 			Version:    v.Version,
 		})
 	}
+	if len(resp.Nodes) == 0 {
+		if err := s.unknownFilter(ctx, req, nodes, incomplete != ""); err != nil {
+			return nil, err
+		}
+	}
 	for id, p := range nodes {
 		if p.elsewhere != "" && (req.GetNodeId() == "" || req.GetNodeId() == id) {
 			resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{NodeId: id, Connected: true, Replica: p.elsewhere})
@@ -989,6 +1000,43 @@ func (s *Server) GetStats(_ context.Context, req *sluicev1.GetStatsRequest) (*sl
 	}
 	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStats) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 	return resp, nil
+}
+
+// unknownFilter is the NOT_FOUND for a stats filter that found no stats
+// here and names a node the fleet does not know, or a cluster no group's
+// current snapshot has: a typo, which an empty answer would pass off as
+// "no traffic yet". Every replica answers so, from the same etcd.
+func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsRequest, nodes map[string]place, incomplete bool) error {
+	if id := req.GetNodeId(); id != "" && !incomplete {
+		if _, ok := nodes[id]; !ok {
+			return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", id, nameList("its nodes are", slices.Sorted(maps.Keys(nodes))))
+		}
+	}
+	name := req.GetCluster()
+	if name == "" {
+		return nil
+	}
+	cur, err := s.store.Current(ctx)
+	if err != nil {
+		return nil // the answer stands without the check
+	}
+	var names []string
+	for _, g := range cur.Config.GetGroups() {
+		for _, c := range g.GetSnapshot().GetClusters() {
+			if c.GetName() == name {
+				return nil
+			}
+			names = append(names, c.GetName())
+		}
+	}
+	slices.Sort(names)
+	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", slices.Compact(names)))
+}
+
+// place is where GetStats finds a node of the fleet.
+type place struct {
+	connected bool
+	elsewhere string // the replica the node reports to, if not this one
 }
 
 // ShutdownSessions implements sluicev1.ConfigServiceServer. The endpoint

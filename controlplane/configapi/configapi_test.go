@@ -508,6 +508,13 @@ func TestStatsOfNodesOnOtherReplicas(t *testing.T) {
 		{Id: "gone", Connected: false, Replica: "b"},
 	}
 	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(views, nil).WithReplica("a")
+	snap := web(t, 1)
+	db := proto.Clone(snap.GetClusters()[0]).(*sluicev1.Cluster)
+	db.Name = "db"
+	snap.Clusters = append(snap.Clusters, db)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: snap}); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{"here", "moved", "gone"} {
 		views.Put(id, &sluicev1.EndpointReport{Version: "3", Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "web1", Requests: 7}}})
 	}
@@ -545,6 +552,15 @@ func TestStatsOfNodesOnOtherReplicas(t *testing.T) {
 		if got := show(tt.req); !slices.Equal(got, tt.want) {
 			t.Errorf("GetStats(%v):\n got %q\nwant %q", tt.req, got, tt.want)
 		}
+	}
+	// Names that are nowhere are typos, said so rather than answered with
+	// nothing.
+	_, err := s.GetStats(ctx, &sluicev1.GetStatsRequest{Cluster: "wbe"})
+	wantCode(t, "stats of a cluster that is nowhere", err, codes.NotFound, `cluster "wbe" is in no group's snapshot (the clusters are: db, web)`)
+	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "hre"})
+	wantCode(t, "stats of a node the fleet does not know", err, codes.NotFound, `node "hre" is not in the fleet (its nodes are: gone, here, moved, there)`)
+	if resp, err := s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "here", Cluster: "db"}); err != nil || len(resp.GetNodes()) != 0 {
+		t.Errorf("stats of a known node and cluster that have none: %v, %v; want none, no error", resp, err)
 	}
 
 	// A lone control plane names no replica: nothing is elsewhere.

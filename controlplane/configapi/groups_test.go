@@ -123,6 +123,15 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 	}
 	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
 	wantCode(t, "delete of a missing group", err, codes.NotFound, `group "edge" does not exist`)
+
+	// The history of a deleted group is still there; a name that no
+	// version ever changed is a typo.
+	if h, err := s.History(ctx, &sluicev1.HistoryRequest{Group: "edge"}); err != nil || len(h.GetVersions()) != 4 || h.GetCurrent() != 0 {
+		t.Errorf("History of deleted edge: %v, %v; want its 4 versions, none current", h, err)
+	}
+	_, err = s.History(ctx, &sluicev1.HistoryRequest{Group: "egde"})
+	wantCode(t, "history of a group that never was", err, codes.NotFound,
+		`group "egde" does not exist, and no kept version changed it (the groups are: default)`)
 }
 
 // A version that changed another group before the default group had a
