@@ -30,11 +30,13 @@ type actionBody struct {
 }
 
 // actionJSON answers an endpoint action as sluicectl prints its result: the
-// version stored (the current one when nothing changed) and the changes.
+// version stored (the current one when nothing changed) and the changes;
+// for a dry run, the version and changes it would store, and dry_run.
 type actionJSON struct {
 	Version uint64   `json:"version"`
 	Changed bool     `json:"changed"`
 	Changes []string `json:"changes"`
+	DryRun  bool     `json:"dry_run,omitempty"`
 }
 
 // endpointAction serves drain, enable, disable and weight by calling
@@ -89,7 +91,7 @@ func (a *API) endpointAction(w http.ResponseWriter, r *http.Request) {
 	if changes == nil {
 		changes = []string{}
 	}
-	writeJSON(w, http.StatusOK, actionJSON{Version: resp.GetVersion(), Changed: resp.GetChanged(), Changes: changes})
+	writeJSON(w, http.StatusOK, actionJSON{Version: resp.GetVersion(), Changed: resp.GetChanged(), Changes: changes, DryRun: req.GetDryRun()})
 }
 
 // author is who the history says made an edit from the API: "dashboard"

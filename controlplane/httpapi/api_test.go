@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,18 @@ func TestEndpointActions(t *testing.T) {
 	var again actionJSON
 	if code := f.do(t, post("/api/clusters/web/endpoints/a/enable", ""), &again); code != http.StatusOK || again.Changed {
 		t.Errorf("enable of an active endpoint: status %d, %+v; want 200, unchanged", code, again)
+	}
+	// A dry run says what it would store, and that it stored nothing.
+	before, _ := f.current(t)
+	var dry map[string]any
+	code := f.do(t, post("/api/clusters/web/endpoints/a/drain", `{"dry_run": true}`), &dry)
+	want := map[string]any{"version": float64(before.GetVersion() + 1), "changed": true, "dry_run": true,
+		"changes": []any{"~ cluster web: endpoint a state ACTIVE -> DRAINING"}}
+	if code != http.StatusOK || !reflect.DeepEqual(dry, want) {
+		t.Errorf("dry run: status %d, %v; want 200, %v", code, dry, want)
+	}
+	if after, _ := f.current(t); after.GetVersion() != before.GetVersion() {
+		t.Errorf("dry run stored version %d", after.GetVersion())
 	}
 }
 
