@@ -119,7 +119,26 @@ func (d *decoder) syntaxError(data []byte, err error) FieldError {
 	if problem != "found unexpected end of stream" {
 		line = problemLine(data, line, problem)
 	}
+	if !strings.Contains(problem, "tab") && tabIndented(data, line) {
+		// yaml.v3 names the tab only in some places: elsewhere it is
+		// "found character that cannot start any token".
+		problem += "; the line is indented with a tab, and YAML indents with spaces only"
+	}
 	return FieldError{Message: "YAML syntax error: " + problem + d.at(line)}
+}
+
+// tabIndented says whether line (from 1) of data has a tab in its
+// indentation.
+func tabIndented(data []byte, line int) bool {
+	for range line - 1 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			return false
+		}
+		data = data[i+1:]
+	}
+	indent := data[:len(data)-len(bytes.TrimLeft(data, " \t"))]
+	return bytes.IndexByte(indent, '\t') >= 0
 }
 
 // problemLine finds the line of a yaml.v3 parser error reported at line.

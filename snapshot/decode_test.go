@@ -177,6 +177,16 @@ func TestParseFaults(t *testing.T) {
 			want: []string{"YAML syntax error: found a tab character that violates indentation (line 3)"},
 		},
 		{
+			name: "tab indentation where yaml.v3 does not name the tab",
+			in:   "clusters:\n  - name: web\n    endpoints:\n\t  - {name: a}\n",
+			want: []string{"YAML syntax error: found character that cannot start any token; the line is indented with a tab, and YAML indents with spaces only (line 4)"},
+		},
+		{
+			name: "a tab after the indentation",
+			in:   "clusters:\n  - name: web\n    lb_policy:\t@x\n",
+			want: []string{"YAML syntax error: found character that cannot start any token (line 3)"},
+		},
+		{
 			name: "unclosed list in a block document",
 			in:   "clusters:\n  - name: web\n    endpoints: [\n      {name: a},\n      {name: b}\n      {name: c}\n    ]\n",
 			want: []string{"YAML syntax error: did not find expected ',' or ']' (line 3)"},
