@@ -56,15 +56,19 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			return
 		}
 		level, msg := slog.LevelWarn, what+" stream ended; reconnecting"
+		var shown any = err
 		if status.Code(err) == codes.Aborted {
 			progressed = false
 			level, msg = slog.LevelError, what+" stream replaced by another process with this node id; node ids must be unique; reconnecting"
+		} else if cause, ok := dialFailure(err); ok && !progressed {
+			// No stream began: the connection under it was not made.
+			msg, shown = "cannot reach the control plane for the "+what+" stream; retrying", cause
 		}
 		if progressed {
 			ceiling = min
 		}
 		wait := min/2 + rand.N(ceiling)
-		attrs := []any{"err", err, "in", wait.Round(time.Millisecond)}
+		attrs := []any{"err", shown, "in", wait.Round(time.Millisecond)}
 		if h := hint(err); h != "" {
 			attrs = append(attrs, "hint", h)
 		}
@@ -79,6 +83,17 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			ceiling = max
 		}
 	}
+}
+
+// dialFailure returns the dial error in err when the stream failed because
+// no connection could be made: grpc wraps it as `connection error: desc =
+// "transport: Error while dialing: dial tcp ...: connection refused"`.
+func dialFailure(err error) (cause string, ok bool) {
+	if status.Code(err) != codes.Unavailable {
+		return "", false
+	}
+	_, after, ok := strings.Cut(status.Convert(err).Message(), "Error while dialing: ")
+	return strings.TrimSuffix(after, `"`), ok
 }
 
 // hint says what a stream's error that names no cause most likely

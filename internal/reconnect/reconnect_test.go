@@ -1,10 +1,12 @@
 package reconnect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,5 +98,43 @@ func TestLoopReplacedIsNoProgress(t *testing.T) {
 	}
 	if longest < 2*min+min/2 {
 		t.Errorf("waits after replaced streams stayed under %v (longest %v): the backoff was reset", 2*min+min/2, longest)
+	}
+}
+
+// A stream that could not start because no connection was made says so,
+// with the dial's own error, rather than that a stream ended.
+func TestLoopLogsWhatHappened(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var log bytes.Buffer
+	errs := []struct {
+		progressed bool
+		err        error
+	}{
+		{false, status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`)},
+		{true, status.Error(codes.Unavailable, "error reading from server: EOF")},
+		{false, status.Error(codes.Unavailable, "the control plane is shutting down")},
+	}
+	n := 0
+	Loop(ctx, time.Millisecond, time.Millisecond, slog.New(slog.NewTextHandler(&log, nil)), "command", nil, func(context.Context) (bool, error) {
+		if n++; n > len(errs) {
+			cancel()
+			return false, ctx.Err()
+		}
+		return errs[n-1].progressed, errs[n-1].err
+	})
+	want := []string{
+		`level=WARN msg="cannot reach the control plane for the command stream; retrying" err="dial tcp 127.0.0.1:1: connect: connection refused"`,
+		`level=WARN msg="command stream ended; reconnecting" err="rpc error: code = Unavailable desc = error reading from server: EOF"`,
+		`level=WARN msg="command stream ended; reconnecting" err="rpc error: code = Unavailable desc = the control plane is shutting down"`,
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("log:\n%s\nwant %d lines", log.String(), len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("log line %d:\n%s\nwant it to hold\n%s", i, lines[i], w)
+		}
 	}
 }
