@@ -77,7 +77,7 @@ func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "control plane", &c.retired, c.stream)
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "snapshot", &c.retired, c.stream)
 }
 
 // Default bounds of the wait before a refused snapshot is tried again.

@@ -31,7 +31,7 @@ const (
 // min and doubles after each wait, up to max; a stream that reports
 // progress (the control plane answered) resets the ceiling. min and max of
 // 0 or less take the defaults. what names the stream in the log line each
-// end gets, e.g. "control plane" or "command".
+// end gets, e.g. "snapshot" or "command".
 //
 // A stream the control plane ended as Aborted was replaced by a newer
 // stream of the node's id. From the process holding it, that is another
@@ -62,7 +62,7 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 			level, msg = slog.LevelError, what+" stream replaced by another process with this node id; node ids must be unique; reconnecting"
 		} else if cause, ok := dialFailure(err); ok && !progressed {
 			// No stream began: the connection under it was not made.
-			msg, shown = "cannot reach the control plane for the "+what+" stream; retrying", cause
+			msg, shown = "cannot reach the control plane; retrying the "+what+" stream", cause
 		}
 		if progressed {
 			ceiling = min

@@ -124,7 +124,7 @@ func TestLoopLogsWhatHappened(t *testing.T) {
 		return errs[n-1].progressed, errs[n-1].err
 	})
 	want := []string{
-		`level=WARN msg="cannot reach the control plane for the command stream; retrying" err="dial tcp 127.0.0.1:1: connect: connection refused"`,
+		`level=WARN msg="cannot reach the control plane; retrying the command stream" err="dial tcp 127.0.0.1:1: connect: connection refused"`,
 		`level=WARN msg="command stream ended; reconnecting" err="rpc error: code = Unavailable desc = error reading from server: EOF"`,
 		`level=WARN msg="command stream ended; reconnecting" err="rpc error: code = Unavailable desc = the control plane is shutting down"`,
 	}
