@@ -865,8 +865,8 @@ func (s *Server) ListGroups(ctx context.Context, _ *sluicev1.ListGroupsRequest) 
 			continue
 		}
 		gs.Nodes++
-		if n.GetAckedVersion() == gs.GetVersion() {
-			gs.Applied++
+		if v := gs.GetVersion(); v != 0 && n.GetAckedVersion() == v {
+			gs.Applied++ // a group with nothing applied has no version to apply
 		}
 	}
 	return resp, nil

@@ -256,3 +256,14 @@ func TestGroupChangesKeepConnectedNodesPlaced(t *testing.T) {
 	wantCode(t, "apply without a group once default is gone", err, codes.NotFound,
 		`group "default" does not exist (the groups are: core, edge); give a selector to create it (--selector '' makes it take every node no other group takes, as at the start)`)
 }
+
+// Before anything is applied, a group's nodes have no version to apply:
+// groups counts them, and none as having applied it.
+func TestGroupsBeforeTheFirstApply(t *testing.T) {
+	reg := fleet.NewRegistry()
+	reg.Connect(&sluicev1.Node{Id: "n1"}, "127.0.0.1:1", 0).Placed("default", "")
+	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil)
+	if g := groupList(t, s)["default"]; g.GetVersion() != 0 || g.GetNodes() != 1 || g.GetApplied() != 0 {
+		t.Errorf("default before the first apply: %v; want version 0, 1 node, 0 applied", g)
+	}
+}

@@ -112,6 +112,7 @@ type state struct {
 	version uint64                // of the whole configuration; 0: nothing published yet
 	config  *sluicev1.FleetConfig // as published (Config); nil: nothing yet
 	set     *groups.Set
+	placing bool // set places the nodes: false until the groups are known
 	byGroup map[string]*published // groups with a snapshot to send
 	canary  map[string]*canary    // groups with a rollout in its canary phase
 	next    chan struct{}
@@ -232,7 +233,7 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 	if version <= old.version {
 		return nil
 	}
-	next := &state{version: version, config: cfg, set: set, byGroup: make(map[string]*published, len(cfg.GetGroups())),
+	next := &state{version: version, config: cfg, set: set, placing: true, byGroup: make(map[string]*published, len(cfg.GetGroups())),
 		canary: map[string]*canary{}, next: make(chan struct{})}
 	for _, g := range cfg.GetGroups() {
 		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
@@ -263,6 +264,26 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 		next.byGroup[g.GetName()] = p
 	}
 	s.latest.Store(next)
+	close(old.next)
+	return nil
+}
+
+// placeBy has the groups of cfg, the configuration of a store that holds
+// no version yet, place the nodes, which are sent nothing: so that before
+// the first apply, nodes show in the default group as groups counts them.
+// It does nothing once a version is published.
+func (s *Server) placeBy(cfg *sluicev1.FleetConfig) error {
+	set, err := groups.Compile(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery: the initial groups: %w", err)
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	old := s.latest.Load()
+	if old.version != 0 || old.placing {
+		return nil
+	}
+	s.latest.Store(&state{set: set, placing: true, next: make(chan struct{})})
 	close(old.next)
 	return nil
 }
@@ -323,6 +344,13 @@ const (
 // published ends Run with an error.
 func (s *Server) Run(ctx context.Context, st store.Store) error {
 	watch := st.Watch(ctx)
+	// A store with nothing applied announces no version; its groups (the
+	// catch-all default) place the nodes all the same.
+	if cur, err := st.Current(ctx); err == nil && cur.Info.GetVersion() == 0 {
+		if err := s.placeBy(cur.Config); err != nil {
+			return err
+		}
+	}
 	backoff := minLoadBackoff
 	for {
 		v, ok := <-watch
@@ -461,7 +489,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 	lagOver, lagWarned := false, false
 	for {
 		st := s.latest.Load()
-		if st != placedBy && st.version != 0 {
+		if st != placedBy && st.placing {
 			placedBy = st
 			if g, prob := st.set.Of(labels); g != group || prob != problem {
 				group, problem = g, prob

@@ -94,3 +94,37 @@ func TestRunRetriesAFailedRead(t *testing.T) {
 		t.Fatal("Run did not return within 5s of its context ending")
 	}
 }
+
+// Before anything is applied, the store's groups (the catch-all default)
+// place the nodes, which are sent nothing: nodes and groups agree on where
+// a node is from its first connection. The first version then reaches it.
+func TestRunPlacesNodesBeforeTheFirstVersion(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go ts.disc.Run(runCtx, st)
+
+	n := connect(ctx, t, ts.conn, "n1", "")
+	waitNode(ctx, t, ts.fleet, "n1", "placed in default", func(s *sluicev1.NodeStatus) bool {
+		return s.GetGroup() == "default" && s.GetGroupProblem() == ""
+	})
+	n.expectNothing()
+	if v, cfg := ts.disc.Config(); v != 0 || cfg != nil {
+		t.Errorf("Config() = %d, %v before the first version; want 0, nil", v, cfg)
+	}
+
+	cfg := store.Initial()
+	cfg.Groups[0].Snapshot, cfg.Groups[0].Version = testSnapshot(1, 1, 1), 1
+	if _, _, err := st.Put(ctx, 0, store.Record{Config: cfg, Group: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := n.next(ctx); r.GetVersionInfo() != "1" {
+		t.Errorf("n1 got version %s; want 1", r.GetVersionInfo())
+	}
+}
