@@ -118,6 +118,11 @@ func diffMessage(a, b protoreflect.Message) []string {
 				out = append(out, "-"+name)
 			default:
 				for _, s := range diffMessage(va.Message(), vb.Message()) {
+					if s[0] == '+' || s[0] == '-' {
+						// "+health_check.http", not "health_check.+http".
+						out = append(out, s[:1]+name+"."+s[1:])
+						continue
+					}
 					out = append(out, name+"."+s)
 				}
 			}
@@ -220,9 +225,12 @@ func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[stri
 }
 
 // displayValue renders a scalar for a diff line; absent optional fields show
-// as "unset".
+// their default, "1 (default)", or else "unset".
 func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
 	if !has && (fd.HasPresence() || fd.Message() != nil) {
+		if d, ok := presenceDefaults[fd.FullName()]; ok {
+			return d + " (default)"
+		}
 		return "unset"
 	}
 	if fd.Kind() == protoreflect.EnumKind && v.Enum() == 0 {
@@ -245,6 +253,30 @@ func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has boo
 // value of its own: "state DRAINING -> ACTIVE" reads better than "-> unset".
 var enumDefaults = map[protoreflect.FullName]string{
 	"sluice.v1.AdminState": "ACTIVE",
+	"sluice.v1.LbPolicy":   "ROUND_ROBIN (default)",
+}
+
+// presenceDefaults are what optional numbers and durations mean when
+// unset, as their comments in snapshot.proto say: "weight 3 -> 1 (default)" tells what
+// the change does, "weight 3 -> unset" does not.
+var presenceDefaults = map[protoreflect.FullName]string{
+	"sluice.v1.Endpoint.weight":                               "1",
+	"sluice.v1.RandomOptions.draws":                           "2",
+	"sluice.v1.Cluster.retries":                               "3",
+	"sluice.v1.OutlierDetection.consecutive_connect_failures": "5",
+	"sluice.v1.OutlierDetection.consecutive_5xx":              "5",
+	"sluice.v1.OutlierDetection.max_ejection_percent":         "10",
+	"sluice.v1.HealthCheck.fall":                              "3",
+	"sluice.v1.HealthCheck.rise":                              "2",
+	"sluice.v1.HealthCheck.jitter_percent":                    "10",
+	"sluice.v1.Rebalance.tolerance_percent":                   "20",
+	"sluice.v1.Rebalance.max_closes_per_second":               "100",
+	"sluice.v1.Cluster.connect_timeout":                       "5s",
+	"sluice.v1.Cluster.drain_timeout":                         "0s",
+	"sluice.v1.Cluster.dns_refresh":                           "30s",
+	"sluice.v1.OutlierDetection.base_ejection_time":           "30s",
+	"sluice.v1.OutlierDetection.max_ejection_time":            "300s",
+	"sluice.v1.HealthCheck.interval":                          "2s",
 }
 
 // singular turns a list field's name into the word for one element:

@@ -35,7 +35,7 @@ func TestDiff(t *testing.T) {
 			name: "endpoint removed, weight unset and set, backup flipped",
 			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b, weight: 0}, {name: c}]}]",
 			new:  "clusters: [{name: web, endpoints: [{name: a, weight: 0, backup: true}, {name: b}]}]",
-			want: []string{"~ cluster web: endpoint a weight unset -> 0; endpoint a backup false -> true; endpoint b weight 0 -> unset; -endpoint c"},
+			want: []string{"~ cluster web: endpoint a weight 1 (default) -> 0; endpoint a backup false -> true; endpoint b weight 0 -> 1 (default); -endpoint c"},
 		},
 		{
 			name: "named rules are diffed by name",
@@ -57,9 +57,15 @@ func TestDiff(t *testing.T) {
 		},
 		{
 			name: "policy, health check and timeouts",
-			old:  "clusters: [{name: web, health_check: {interval: 2s}, connect_timeout: 5s}]",
-			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 5s, fall: 2}, drain_timeout: 1m30s}]",
-			want: []string{"~ cluster web: lb_policy unset -> ROUND_ROBIN; health_check.interval 2s -> 5s; health_check.fall unset -> 2; connect_timeout 5s -> unset; drain_timeout unset -> 1m30s"},
+			old:  "clusters: [{name: web, health_check: {interval: 2s}, connect_timeout: 4s}]",
+			new:  "clusters: [{name: web, lb_policy: LEAST_CONN, health_check: {interval: 5s, fall: 2}, drain_timeout: 1m30s}]",
+			want: []string{"~ cluster web: lb_policy ROUND_ROBIN (default) -> LEAST_CONN; health_check.interval 2s -> 5s; health_check.fall 3 (default) -> 2; connect_timeout 4s -> 5s (default); drain_timeout 0s (default) -> 1m30s"},
+		},
+		{
+			name: "optional fields without a default, and a message added inside one",
+			old:  "clusters: [{name: web, health_check: {}, queue_timeout: 3s}]",
+			new:  "clusters: [{name: web, health_check: {timeout: 1s, http: {path: /healthz}}}]",
+			want: []string{"~ cluster web: health_check.timeout unset -> 1s; +health_check.http; queue_timeout 3s -> unset"},
 		},
 		{
 			name: "health check added and removed",
