@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -125,5 +127,17 @@ func TestDiffChangeFields(t *testing.T) {
 	}
 	if got := Diff(nil, nil); len(got) != 0 {
 		t.Errorf("Diff(nil, nil) = %v, want none", got)
+	}
+}
+
+// Every default the diff names belongs to an optional field of the
+// snapshot, so a renamed field cannot leave its default unsaid.
+func TestPresenceDefaultsNameFields(t *testing.T) {
+	for name := range presenceDefaults {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		fd, ok := d.(protoreflect.FieldDescriptor)
+		if err != nil || !ok || !fd.HasPresence() {
+			t.Errorf("%s: %v; want an optional field", name, err)
+		}
 	}
 }
