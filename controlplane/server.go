@@ -208,25 +208,12 @@ func New(opts Options) (_ *Server, err error) {
 		}
 	}()
 
-	if s.store == nil && len(opts.Etcd) == 0 {
-		if opts.DataDir == "" {
-			return nil, errors.New("controlplane: no data directory")
-		}
-		b, err := store.OpenBolt(opts.DataDir, store.BoltOptions{Retain: opts.KeepVersions})
-		if err != nil {
-			return nil, err
-		}
-		s.store = b
+	if s.store == nil && len(opts.Etcd) == 0 && opts.DataDir == "" {
+		return nil, errors.New("controlplane: no data directory")
 	}
 	open := opts.Insecure || opts.Security.Secure()
 	if s.lis, err = listen("--listen", opts.Listen, open); err != nil {
 		return nil, err
-	}
-	if s.store == nil {
-		// After listening: the replica is named after its address.
-		if err := s.openEtcd(); err != nil {
-			return nil, err
-		}
 	}
 	if opts.HTTP != "" {
 		if s.httpLis, err = listen("--http", opts.HTTP, open); err != nil {
@@ -234,6 +221,20 @@ func New(opts Options) (_ *Server, err error) {
 		}
 		if cfg := opts.Security.HTTPTLS(); cfg != nil {
 			s.httpLis = tls.NewListener(s.httpLis, cfg)
+		}
+	}
+	// After listening: an address refused leaves no store behind, and a
+	// replica is named after its address.
+	switch {
+	case s.store == nil && len(opts.Etcd) == 0:
+		b, err := store.OpenBolt(opts.DataDir, store.BoltOptions{Retain: opts.KeepVersions})
+		if err != nil {
+			return nil, err
+		}
+		s.store = b
+	case s.store == nil:
+		if err := s.openEtcd(); err != nil {
+			return nil, err
 		}
 	}
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -868,6 +869,10 @@ func TestRefusesNonLoopbackWithoutInsecure(t *testing.T) {
 		want := tc.flag + " 0.0.0.0:0 is not a loopback address"
 		if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--insecure") {
 			t.Errorf("%s: %v; want it to say %q and name --insecure", tc.flag, err, want)
+		}
+		// Refused, it made no store: the next try starts as the first.
+		if files, _ := os.ReadDir(tc.opts.DataDir); len(files) != 0 {
+			t.Errorf("%s refused, the data directory holds %v; want nothing", tc.flag, files)
 		}
 	}
 }
