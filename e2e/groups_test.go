@@ -48,9 +48,15 @@ listeners:
 `, backend, listen))
 	}
 
+	// Before anything is applied, the nodes are in the catch-all default.
+	for _, id := range []string{"core-1", "edge-1"} {
+		waitFor(t, id+" in group default", func() bool { return c.nodeStatus(t, id).GetGroup() == "default" })
+	}
 	stdout, stderr, code := ctl(t, c.addr, "group", "set", "edge", "--selector", "role=edge")
-	if code != 0 || !strings.Contains(stdout, "applied version 1 to group edge") || !strings.Contains(stdout, `+ group edge: selector "role=edge"`) {
-		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	if want := `  + group edge: selector "role=edge"; takes connected node edge-1 from default; ` +
+		"nothing is applied to it yet: the nodes it takes keep what they run until an apply --group edge\n"; code != 0 ||
+		!strings.Contains(stdout, "applied version 1 to group edge") || !strings.Contains(stdout, want) {
+		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q; want the line %q", code, stdout, stderr, want)
 	}
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(core.addr, coreAddr), "--wait")
 	if code != 0 || !strings.Contains(stdout, "applied version 2\n") || !strings.Contains(stdout, "1 node applied version 2 in ") {

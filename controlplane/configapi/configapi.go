@@ -377,13 +377,18 @@ const maxListedNames = 10
 // nameList renders "it has: a, b", "it has none", or "it has: a, …, j and 5
 // more".
 func nameList(has string, names []string) string {
-	switch {
-	case len(names) == 0:
+	if len(names) == 0 {
 		return has + " none"
-	case len(names) > maxListedNames:
-		return fmt.Sprintf("%s: %s, … and %d more", has, strings.Join(names[:maxListedNames], ", "), len(names)-maxListedNames)
 	}
-	return has + ": " + strings.Join(names, ", ")
+	return has + ": " + listNames(names)
+}
+
+// listNames renders "a, b", or "a, …, j and 5 more".
+func listNames(names []string) string {
+	if len(names) > maxListedNames {
+		return fmt.Sprintf("%s, … and %d more", strings.Join(names[:maxListedNames], ", "), len(names)-maxListedNames)
+	}
+	return strings.Join(names, ", ")
 }
 
 // write is one request to store a new version: which group it changes,
@@ -514,10 +519,11 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		if err != nil {
 			return nil, nil, status.Error(codes.Internal, err.Error())
 		}
-		if err := s.checkPlacement(before, after); err != nil {
+		moves, err := s.checkPlacement(before, after)
+		if err != nil {
 			return nil, nil, err
 		}
-		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group})
+		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group, Fields: moveFields(w.group, moves, true)})
 		return changeLines(diff), resourceChanges(diff), nil
 	}
 	created := i < 0
@@ -581,46 +587,96 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if before != nil {
-		if err := s.checkPlacement(before, set); err != nil {
+		moves, err := s.checkPlacement(before, set)
+		if err != nil {
 			return nil, nil, err
+		}
+		if i := slices.IndexFunc(diff, func(c snapshot.Change) bool { return c.Kind == "group" && c.Name == w.group }); i >= 0 {
+			diff[i].Fields = append(diff[i].Fields, moveFields(w.group, moves, g.GetVersion() != 0)...)
 		}
 	}
 	return changeLines(diff), resourceChanges(diff), nil
 }
 
-// checkPlacement refuses new groups (after) that would leave a connected
-// node in no group: in two groups at once, or, when it is in one now
-// (before), in none. Such a node would be sent nothing new.
-func (s *Server) checkPlacement(before, after *groups.Set) error {
+// move is a connected node that a change to the groups puts in another.
+type move struct{ node, from, to string }
+
+// checkPlacement returns the connected nodes that new groups (after) put in
+// another group than the current ones (before), sorted by node. It refuses
+// groups that would leave a connected node in no group: in two groups at
+// once, or, when it is in one now, in none. Such a node would be sent
+// nothing new.
+func (s *Server) checkPlacement(before, after *groups.Set) ([]move, error) {
 	var orphans []string
 	var now string
+	var moves []move
 	for _, n := range s.nodes.Nodes() {
 		if !n.GetConnected() {
 			continue
 		}
 		if both := after.Overlap(n.GetLabels()); both != nil {
 			_, problem := after.Of(n.GetLabels())
-			return status.Errorf(codes.FailedPrecondition, "node %s would be in two groups: %s; make the selectors exclusive; nothing stored", n.GetId(), problem)
+			return nil, status.Errorf(codes.FailedPrecondition, "node %s would be in two groups: %s; make the selectors exclusive; nothing stored", n.GetId(), problem)
 		}
-		if g, _ := before.Of(n.GetLabels()); g != "" {
-			if to, _ := after.Of(n.GetLabels()); to == "" {
-				orphans = append(orphans, n.GetId())
-				now = g
-			}
+		from, _ := before.Of(n.GetLabels())
+		to, _ := after.Of(n.GetLabels())
+		switch {
+		case from != "" && to == "":
+			orphans = append(orphans, n.GetId())
+			now = from
+		case from != to:
+			moves = append(moves, move{node: n.GetId(), from: from, to: to})
 		}
 	}
 	if len(orphans) == 0 {
-		return nil
+		slices.SortFunc(moves, func(a, b move) int { return cmp.Compare(a.node, b.node) })
+		return moves, nil
 	}
 	slices.Sort(orphans)
 	if len(orphans) == 1 {
-		return status.Errorf(codes.FailedPrecondition,
+		return nil, status.Errorf(codes.FailedPrecondition,
 			"connected node %s of group %s would be in no group: no selector would match its labels, so it would get no new version; "+
 				"give a group a selector that takes it first, or stop it; nothing stored", orphans[0], now)
 	}
-	return status.Errorf(codes.FailedPrecondition,
+	return nil, status.Errorf(codes.FailedPrecondition,
 		"connected nodes %s and %d more of group %s would be in no group: no selector would match their labels, so they would get no new version; "+
 			"give a group a selector that takes them first, or stop them; nothing stored", orphans[0], len(orphans)-1, now)
+}
+
+// moveFields says, on the change line of group, which connected nodes it
+// takes from other groups and which go to others: a change of selector
+// changes what those nodes run. hasSnapshot is false for a group nothing
+// was applied to, whose new nodes keep what they run until it has one.
+func moveFields(group string, moves []move, hasSnapshot bool) []string {
+	var out []string
+	var took bool
+	for _, dir := range []struct {
+		verb string
+		pick func(m move) (other string, ok bool)
+	}{
+		{"takes connected %s from %s", func(m move) (string, bool) { return m.from, m.to == group }},
+		{"gives connected %s to %s", func(m move) (string, bool) { return m.to, m.from == group }},
+	} {
+		byOther := map[string][]string{}
+		for _, m := range moves {
+			if other, ok := dir.pick(m); ok {
+				byOther[other] = append(byOther[other], m.node)
+			}
+		}
+		for _, other := range slices.Sorted(maps.Keys(byOther)) {
+			ids := byOther[other]
+			what := "node " + ids[0]
+			if len(ids) > 1 {
+				what = "nodes " + listNames(ids)
+			}
+			out = append(out, fmt.Sprintf(dir.verb, what, other))
+			took = took || strings.HasPrefix(dir.verb, "takes")
+		}
+	}
+	if took && !hasSnapshot {
+		out = append(out, "nothing is applied to it yet: the nodes it takes keep what they run until an apply --group "+group)
+	}
+	return out
 }
 
 func quoteSelector(sel string) string {

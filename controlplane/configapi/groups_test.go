@@ -192,7 +192,7 @@ func TestGroupSelectorsAreChecked(t *testing.T) {
 	}
 	// Changing a selector is a change of its own.
 	resp, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge,zone=a"})
-	if err != nil || resp.GetChanges()[0] != `~ group edge: selector "role=edge" -> "role=edge,zone=a"` || resp.GetGroupVersion() != 0 {
+	if err != nil || resp.GetChanges()[0] != `~ group edge: selector "role=edge" -> "role=edge,zone=a"; gives connected node node-b to default` || resp.GetGroupVersion() != 0 {
 		t.Errorf("SetGroup change: %v, %v", resp, err)
 	}
 	again, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "zone=a ,role=edge"})
@@ -214,11 +214,15 @@ func TestGroupChangesKeepConnectedNodesPlaced(t *testing.T) {
 	gone := reg.Connect(&sluicev1.Node{Id: "old-1", Labels: map[string]string{"role": "old"}}, "127.0.0.1:3", 0)
 	gone.Disconnect() // not connected: not asked about
 	s := New(st, reg, stats.NewRing(10), nil)
-	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge"}); err != nil {
-		t.Fatal(err)
+	// The change says which nodes it moves, and that a group with nothing
+	// applied sends them nothing.
+	resp, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge"})
+	if want := `+ group edge: selector "role=edge"; takes connected node edge-1 from default; ` +
+		`nothing is applied to it yet: the nodes it takes keep what they run until an apply --group edge`; err != nil || resp.GetChanges()[0] != want {
+		t.Fatalf("SetGroup edge: %v, %v; want the change %q", resp, err, want)
 	}
 
-	_, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
+	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
 	wantCode(t, "deleting the group of a connected node", err, codes.FailedPrecondition,
 		"connected node core-1 of group default would be in no group: no selector would match its labels, so it would get no new version; "+
 			"give a group a selector that takes it first, or stop it; nothing stored")
@@ -231,11 +235,22 @@ func TestGroupChangesKeepConnectedNodesPlaced(t *testing.T) {
 	wantCode(t, "a second catch-all", err, codes.InvalidArgument, "both have an empty selector")
 
 	// edge-1 falls to the catch-all: allowed, both ways.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Group: "edge", Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role in (edge,core)", DryRun: true})
+	if want := `~ group edge: selector "role=edge" -> "role in (core,edge)"; takes connected node core-1 from default`; err != nil || resp.GetChanges()[0] != want {
+		t.Errorf("SetGroup edge taking core-1 too, dry run: %v, %v; want %q", resp, err, want)
+	}
 	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "edge", Selector: "role=edge,zone=a"}); err != nil {
 		t.Errorf("a selector that moves edge-1 to default: %v", err)
 	}
-	if _, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"}); err != nil {
-		t.Errorf("deleting edge, whose nodes default takes: %v", err)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Group: "edge", Selector: proto.String("role=edge"), Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
+	if want := "- group edge: gives connected node edge-1 to default"; err != nil || resp.GetChanges()[0] != want {
+		t.Errorf("deleting edge, whose nodes default takes: %v, %v; want %q", resp, err, want)
 	}
 	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
 	wantCode(t, "deleting the group of two connected nodes", err, codes.FailedPrecondition,
