@@ -112,7 +112,7 @@ type state struct {
 	version uint64                // of the whole configuration; 0: nothing published yet
 	config  *sluicev1.FleetConfig // as published (Config); nil: nothing yet
 	set     *groups.Set
-	placing bool // set places the nodes: false until the groups are known
+	placing bool                  // set places the nodes: false until the groups are known
 	byGroup map[string]*published // groups with a snapshot to send
 	canary  map[string]*canary    // groups with a rollout in its canary phase
 	next    chan struct{}
