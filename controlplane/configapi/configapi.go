@@ -592,7 +592,7 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 			return nil, nil, err
 		}
 		if i := slices.IndexFunc(diff, func(c snapshot.Change) bool { return c.Kind == "group" && c.Name == w.group }); i >= 0 {
-			diff[i].Fields = append(diff[i].Fields, moveFields(w.group, moves, g.GetVersion() != 0)...)
+			diff[i].Fields = append(diff[i].Fields, moveFields(w.group, moves, g.GetVersion() != 0 || g.GetRollout() != nil)...)
 		}
 	}
 	return changeLines(diff), resourceChanges(diff), nil
@@ -1078,7 +1078,8 @@ func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsReques
 	}
 	var names []string
 	for _, g := range cur.Config.GetGroups() {
-		for _, c := range g.GetSnapshot().GetClusters() {
+		// A rollout's canaries run its snapshot.
+		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
 			if c.GetName() == name {
 				return nil
 			}
