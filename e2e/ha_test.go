@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluice-lb/sluice/internal/etcdtest"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -565,6 +566,11 @@ func TestHAEtcdDown(t *testing.T) {
 	if out, errOut, code := ctl(t, r.addr, "apply", "-f", writeFile(t, dir, "v1.yaml", clusterOnly(1))); code != 0 {
 		t.Fatalf("apply: exit %d, %q %q", code, out, errOut)
 	}
+	// The replica reads the version it sends its nodes from etcd after the
+	// apply: stopped before that, etcd would leave it nothing to show.
+	waitFor(t, "the replica to publish version 1", func() bool {
+		return promtext.Scrape(t, "http://"+r.http+"/metrics").Value("sluice_cp_snapshot_version") == 1
+	})
 	etcd.Stop()
 	want := fmt.Sprintf("the configuration store cannot be reached: etcd (%s) did not answer within 5s", etcd.Endpoint)
 	for _, args := range [][]string{
