@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -217,14 +218,17 @@ func etcdTLSConfig(endpoints []string, caFile, certFile, keyFile string) (*tls.C
 	case (certFile == "") != (keyFile == ""):
 		return nil, errors.New("--etcd-cert and --etcd-key go together: the client certificate and its key")
 	}
+	var roots *x509.CertPool // nil: the system's authorities
 	if caFile != "" {
-		if _, err := pki.LoadPool(caFile); err != nil {
+		var err error
+		if roots, err = pki.LoadPool(caFile); err != nil {
 			return nil, fmt.Errorf("--etcd-ca: %w", err)
 		}
 	}
-	cfg, err := pki.ClientTLS(caFile, certFile, keyFile)
+	cfg, err := pki.ClientTLS("", certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--etcd-cert, --etcd-key: %w", err)
 	}
+	cfg.RootCAs = roots
 	return cfg, nil
 }
