@@ -383,8 +383,9 @@ func (e *endpointsSent) sent(changes uint64) {
 }
 
 // confirm half-closes a stream whose last report said draining (then
-// draining is true), or was sent for Flush, and waits for the control plane's summary: it comes once
-// every report of the stream was handled, which Send alone does not tell.
+// draining is true), or was sent for Flush, and waits for the control
+// plane's summary: it comes once every report of the stream was handled,
+// which Send alone does not tell.
 func (r *Reporter) confirm(st grpc.ClientStreamingClient[sluicev1.StatsReport, sluicev1.ReportSummary], draining bool) error {
 	if _, err := st.CloseAndRecv(); err != nil {
 		return err
