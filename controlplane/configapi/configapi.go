@@ -198,7 +198,7 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 	}
 	og := groups.Find(old.Config, group)
 	if og == nil {
-		return nil, status.Errorf(codes.NotFound, "version %d has no group %q (%s)", req.GetVersion(), group, nameList("it has", groupNames(old.Config)))
+		return nil, status.Errorf(codes.NotFound, "version %d has no group %q (%s)", req.GetVersion(), group, nameList("it has", "it has none", groupNames(old.Config)))
 	}
 	if err := snapshot.Validate(og.GetSnapshot()); err != nil {
 		s.log.Info("rollback refused", "version", req.GetVersion(), "group", group, "author", req.GetAuthor(), "err", err)
@@ -362,23 +362,23 @@ func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.
 			}
 			eps = append(eps, ep.GetName())
 		}
-		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", eps))
+		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
 	}
 	if near := snapshot.Closest(cluster, names); near != "" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
 	}
-	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", names))
+	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", "the snapshot has none", names))
 }
 
 // maxListedNames bounds the names an error message lists; a cluster may have
 // thousands of endpoints.
 const maxListedNames = 10
 
-// nameList renders "it has: a, b", "it has none", or "it has: a, …, j and 5
-// more".
-func nameList(has string, names []string) string {
+// nameList renders "it has: a, b", or "it has: a, …, j and 5 more"; none
+// when there are no names.
+func nameList(has, none string, names []string) string {
 	if len(names) == 0 {
-		return has + " none"
+		return none
 	}
 	return has + ": " + listNames(names)
 }
@@ -692,7 +692,7 @@ func noGroup(cfg *sluicev1.FleetConfig, name string) error {
 	if name == groups.Default {
 		how += ` (--selector '' makes it take every node no other group takes, as at the start)`
 	}
-	return status.Errorf(codes.NotFound, "group %q does not exist (%s); %s", name, nameList("the groups are", groupNames(cfg)), how)
+	return status.Errorf(codes.NotFound, "group %q does not exist (%s); %s", name, nameList("the groups are", "there is no group", groupNames(cfg)), how)
 }
 
 func groupNames(cfg *sluicev1.FleetConfig) []string {
@@ -834,7 +834,7 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	name := groupOrDefault(req.GetGroup())
 	g := groups.Find(v.Config, name)
 	if g == nil {
-		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", groupNames(v.Config)))
+		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", "there is no group", groupNames(v.Config)))
 	}
 	if changed := groupOrDefault(v.Info.GetGroup()); g.GetVersion() == 0 && req.GetVersion() != 0 && changed != name {
 		// Asked for a version that changed another group, before this
@@ -888,7 +888,7 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 			// A typo answered with an empty list reads as "nothing
 			// happened to it".
 			return nil, status.Errorf(codes.NotFound, "group %q does not exist, and no kept version changed it (%s)",
-				req.GetGroup(), nameList("the groups are", groupNames(cur.Config)))
+				req.GetGroup(), nameList("the groups are", "there is no group", groupNames(cur.Config)))
 		}
 		resp.Current = g.GetVersion()
 	}
@@ -1065,7 +1065,7 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsRequest, nodes map[string]place, incomplete bool) error {
 	if id := req.GetNodeId(); id != "" && !incomplete {
 		if _, ok := nodes[id]; !ok {
-			return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", id, nameList("its nodes are", slices.Sorted(maps.Keys(nodes))))
+			return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", id, nameList("its nodes are", "no node is in it", slices.Sorted(maps.Keys(nodes))))
 		}
 	}
 	name := req.GetCluster()
@@ -1087,7 +1087,7 @@ func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsReques
 		}
 	}
 	slices.Sort(names)
-	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", slices.Compact(names)))
+	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", "no group's snapshot has a cluster yet", slices.Compact(names)))
 }
 
 // place is where GetStats finds a node of the fleet.

@@ -798,3 +798,15 @@ func TestReadsSayWhatTheyLack(t *testing.T) {
 		t.Errorf("ListConns with etcd down = %v, %v; want incomplete %q", conns, err, want)
 	}
 }
+
+// Before the first apply there is nothing to list beside a typo; the
+// message says so in words, not with an empty list.
+func TestUnknownNamesBeforeTheFirstApply(t *testing.T) {
+	ctx := testContext(t)
+	s := New(openStore(t, store.BoltOptions{}), fixedNodes{}, stats.NewRing(10), nil).WithFleet(stats.NewViews(), nil).WithReplica("a")
+	_, err := s.GetStats(ctx, &sluicev1.GetStatsRequest{Cluster: "web"})
+	wantCode(t, "stats of a cluster before the first apply", err, codes.NotFound,
+		`cluster "web" is in no group's snapshot (no group's snapshot has a cluster yet)`)
+	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "node-1"})
+	wantCode(t, "stats of a node with no fleet", err, codes.NotFound, `node "node-1" is not in the fleet (no node is in it)`)
+}
