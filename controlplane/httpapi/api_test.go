@@ -365,6 +365,35 @@ func TestHistoryAnswersPerSecond(t *testing.T) {
 	}
 }
 
+// TestHistoryOfUnknownNames: a series never recorded reads as zeros when
+// its cluster or node exists (no traffic yet), and as 404 naming what
+// there is when it is a typo, as sluicectl stats answers.
+func TestHistoryOfUnknownNames(t *testing.T) {
+	f := newFixture(t)
+	var got seriesJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&endpoint=b&seconds=5", nil), &got); code != http.StatusOK || len(got.Requests) != 5 {
+		t.Errorf("a known cluster with no traffic: status %d, %d points; want 200 and 5 points", code, len(got.Requests))
+	}
+	for _, tt := range []struct{ query, want string }{
+		{"cluster=wbe", `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"cluster=wbe&endpoint=a", `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"node=n1", `node "n1" is not in the fleet (no node is in it)`},
+	} {
+		var bad errorBody
+		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+tt.query, nil), &bad); code != http.StatusNotFound || bad.Error != tt.want {
+			t.Errorf("?%s: status %d %q, want 404 %q", tt.query, code, bad.Error, tt.want)
+		}
+	}
+	// Once recorded, a series answers even if its name has left the
+	// snapshot: its past is still there to see.
+	f.hist.Observe("n1", time.Now().Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "old", Endpoint: "a", Requests: 5}})
+	for _, q := range []string{"cluster=old", "node=n1"} {
+		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+q, nil), nil); code != http.StatusOK {
+			t.Errorf("?%s after a report: status %d, want 200", q, code)
+		}
+	}
+}
+
 // FuzzQueries: no query string crashes the parsers, and what they accept
 // stays within the bounds they promise.
 func FuzzQueries(f *testing.F) {

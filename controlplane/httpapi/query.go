@@ -25,6 +25,9 @@ const (
 type historyQuery struct {
 	key     history.Key
 	seconds int
+	// names is the series' node or cluster, to tell a typo from a series
+	// with no traffic yet.
+	names *sluicev1.GetStatsRequest
 }
 
 // parseHistoryQuery reads ?cluster=C, ?cluster=C&endpoint=E or ?node=N,
@@ -32,6 +35,7 @@ type historyQuery struct {
 func parseHistoryQuery(q url.Values) (historyQuery, error) {
 	hq := historyQuery{seconds: defaultHistorySeconds}
 	cluster, endpoint, node := q.Get("cluster"), q.Get("endpoint"), q.Get("node")
+	hq.names = &sluicev1.GetStatsRequest{NodeId: node, Cluster: cluster}
 	switch {
 	case node != "" && cluster == "" && endpoint == "":
 		hq.key = history.NodeKey(node)

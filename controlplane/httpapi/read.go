@@ -408,10 +408,18 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// History is stats over time: reading it is a GetStats as far as the
-	// interceptors (and the permission checks they will make) go.
-	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{},
-		func(context.Context, *sluicev1.GetStatsRequest) (history.Series, error) {
-			s, _ := a.history.Series(q.key, q.seconds, a.now())
+	// interceptors (and the permission checks they will make) go. A series
+	// never recorded is either one with no traffic yet (zeros) or a typo:
+	// GetStats tells them apart as sluicectl stats does, NOT_FOUND naming
+	// the clusters or nodes there are.
+	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, q.names,
+		func(ctx context.Context, names *sluicev1.GetStatsRequest) (history.Series, error) {
+			s, ok := a.history.Series(q.key, q.seconds, a.now())
+			if !ok {
+				if _, err := a.config.GetStats(ctx, names); status.Code(err) == codes.NotFound {
+					return s, err
+				}
+			}
 			return s, nil
 		})
 	if err != nil {
