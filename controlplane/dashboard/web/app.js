@@ -82,7 +82,9 @@ function withToken(headers) {
 // apiError is a failed API answer; 401 and 403 show the token field.
 function apiError(resp, body) {
   if (resp.status === 401 || resp.status === 403) showTokenForm();
-  return new Error(body.error || resp.statusText);
+  const err = new Error(body.error || resp.statusText);
+  err.status = resp.status;
+  return err;
 }
 
 function showTokenForm() {
@@ -341,8 +343,11 @@ async function refresh() {
   try {
     const [fleet, clusters, conns] = await Promise.all([getJSON("/api/fleet"), getJSON("/api/clusters"), getJSON("/api/conns?limit=25")]);
     const histories = {};
+    // A cluster removed since /api/clusters answered has no history to
+    // show (404): its chart is left empty, and the next refresh drops it.
     await Promise.all(clusters.clusters.map(async c => {
-      histories[c.name] = await getJSON(`/api/history?cluster=${encodeURIComponent(c.name)}&seconds=${CHART_SECONDS}`);
+      histories[c.name] = await getJSON(`/api/history?cluster=${encodeURIComponent(c.name)}&seconds=${CHART_SECONDS}`)
+        .catch(err => { if (err.status === 404) return null; throw err; });
     }));
     renderSummary(fleet, clusters);
     renderFleet(fleet);
