@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/internal/cliflag"
+	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -397,12 +398,11 @@ func (c *cli) rpcError(cmd string, err error) int {
 	return 1
 }
 
-// dialError is the dial error in msg, an UNAVAILABLE status's message,
-// which grpc wraps: `connection error: desc = "transport: Error while
-// dialing: dial tcp ...: connection refused"`. Other messages stay.
+// dialError is the dial error in msg, an UNAVAILABLE status's message
+// (reconnect.DialCause); other messages stay.
 func dialError(msg string) string {
-	if _, after, ok := strings.Cut(msg, "Error while dialing: "); ok {
-		return strings.TrimSuffix(after, `"`)
+	if cause, ok := reconnect.DialCause(msg); ok {
+		return cause
 	}
 	return msg
 }

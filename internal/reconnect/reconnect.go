@@ -86,13 +86,20 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 }
 
 // dialFailure returns the dial error in err when the stream failed because
-// no connection could be made: grpc wraps it as `connection error: desc =
-// "transport: Error while dialing: dial tcp ...: connection refused"`.
+// no connection could be made (DialCause).
 func dialFailure(err error) (cause string, ok bool) {
 	if status.Code(err) != codes.Unavailable {
 		return "", false
 	}
-	_, after, ok := strings.Cut(status.Convert(err).Message(), "Error while dialing: ")
+	return DialCause(status.Convert(err).Message())
+}
+
+// DialCause returns the dial error in msg, the message of an UNAVAILABLE
+// status of a call that made no connection, which grpc wraps as
+// `connection error: desc = "transport: Error while dialing: dial tcp
+// ...: connection refused"`. ok is false for any other message.
+func DialCause(msg string) (cause string, ok bool) {
+	_, after, ok := strings.Cut(msg, "Error while dialing: ")
 	return strings.TrimSuffix(after, `"`), ok
 }
 
