@@ -1076,18 +1076,11 @@ func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsReques
 	if err != nil {
 		return nil // the answer stands without the check
 	}
-	var names []string
-	for _, g := range cur.Config.GetGroups() {
-		// A rollout's canaries run its snapshot.
-		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
-			if c.GetName() == name {
-				return nil
-			}
-			names = append(names, c.GetName())
-		}
+	names := groups.ClusterNames(cur.Config)
+	if slices.Contains(names, name) {
+		return nil
 	}
-	slices.Sort(names)
-	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", "no group's snapshot has a cluster yet", slices.Compact(names)))
+	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", "no group's snapshot has a cluster yet", names))
 }
 
 // place is where GetStats finds a node of the fleet.

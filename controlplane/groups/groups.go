@@ -122,6 +122,20 @@ func Find(cfg *sluicev1.FleetConfig, name string) *sluicev1.Group {
 	return nil
 }
 
+// ClusterNames returns the names of the clusters some node of cfg may
+// run, sorted, each once: every group's snapshot's, and a rollout's,
+// whose canaries run its snapshot.
+func ClusterNames(cfg *sluicev1.FleetConfig) []string {
+	var names []string
+	for _, g := range cfg.GetGroups() {
+		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
+			names = append(names, c.GetName())
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // Initial is the configuration before anything is stored: the default
 // group, catch-all, with nothing applied.
 func Initial() *sluicev1.FleetConfig {

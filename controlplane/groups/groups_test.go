@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,4 +164,27 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q and its canonical form %q match %v differently", text, sel.String(), labels)
 		}
 	})
+}
+
+// TestClusterNames: the clusters of every group's snapshot and of a
+// rollout's, sorted, each once.
+func TestClusterNames(t *testing.T) {
+	cl := func(names ...string) *sluicev1.Snapshot {
+		s := &sluicev1.Snapshot{}
+		for _, n := range names {
+			s.Clusters = append(s.Clusters, &sluicev1.Cluster{Name: n})
+		}
+		return s
+	}
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: "default", Snapshot: cl("web", "api")},
+		{Name: "edge", Snapshot: cl("web"), Rollout: &sluicev1.Rollout{Snapshot: cl("web", "canary-only")}},
+		{Name: "empty"},
+	}}
+	if got, want := ClusterNames(cfg), []string{"api", "canary-only", "web"}; !slices.Equal(got, want) {
+		t.Errorf("ClusterNames = %q, want %q", got, want)
+	}
+	if got := ClusterNames(Initial()); len(got) != 0 {
+		t.Errorf("ClusterNames(Initial()) = %q, want none", got)
+	}
 }

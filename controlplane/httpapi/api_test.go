@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,6 +392,38 @@ func TestHistoryOfUnknownNames(t *testing.T) {
 		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+q, nil), nil); code != http.StatusOK {
 			t.Errorf("?%s after a report: status %d, want 200", q, code)
 		}
+	}
+}
+
+// countStats counts the GetStats calls that reach the config API.
+type countStats struct {
+	sluicev1.ConfigServiceServer
+	calls atomic.Int32
+}
+
+func (c *countStats) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+	c.calls.Add(1)
+	return c.ConfigServiceServer.GetStats(ctx, req)
+}
+
+// TestHistoryOfSentClustersAsksNothing: a never-recorded series of a
+// cluster this control plane sends its nodes answers zeros without a
+// GetStats, which would read etcd at every dashboard refresh; a name it
+// does not send is still checked.
+func TestHistoryOfSentClustersAsksNothing(t *testing.T) {
+	f := newFixture(t)
+	counted := &countStats{ConfigServiceServer: f.config}
+	cur, err := f.config.Get(context.Background(), &sluicev1.GetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{{Name: "default", Version: 1, Snapshot: cur.GetSnapshot()}}}
+	f.api = New(counted, f.hist).WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 1, sent }).Handler()
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web", nil), nil); code != http.StatusOK || counted.calls.Load() != 0 {
+		t.Errorf("history of web, which is sent: status %d after %d GetStats calls; want 200 after none", code, counted.calls.Load())
+	}
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=wbe", nil), nil); code != http.StatusNotFound || counted.calls.Load() != 1 {
+		t.Errorf("history of wbe, which is not: status %d after %d GetStats calls; want 404 after one", code, counted.calls.Load())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -411,11 +412,14 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 	// interceptors (and the permission checks they will make) go. A series
 	// never recorded is either one with no traffic yet (zeros) or a typo:
 	// GetStats tells them apart as sluicectl stats does, NOT_FOUND naming
-	// the clusters or nodes there are.
+	// the clusters or nodes there are. A cluster this control plane sends
+	// its nodes needs no asking, which would read etcd: with replicas,
+	// the series of clusters only other replicas' nodes run are never
+	// recorded here, and the dashboard asks for them at every refresh.
 	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, q.names,
 		func(ctx context.Context, names *sluicev1.GetStatsRequest) (history.Series, error) {
 			s, ok := a.history.Series(q.key, q.seconds, a.now())
-			if !ok {
+			if !ok && !a.sends(names.GetCluster()) {
 				if _, err := a.config.GetStats(ctx, names); status.Code(err) == codes.NotFound {
 					return s, err
 				}
@@ -436,6 +440,16 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 		out.Conns = append(out.Conns, p.Conns)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// sends reports whether cluster is one this control plane sends its nodes
+// (WithPublished); false for "" or when it cannot tell.
+func (a *API) sends(cluster string) bool {
+	if cluster == "" || a.published == nil {
+		return false
+	}
+	_, cfg := a.published()
+	return slices.Contains(groups.ClusterNames(cfg), cluster)
 }
 
 // connJSON is one connection record of GET /api/conns.
