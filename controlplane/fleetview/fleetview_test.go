@@ -318,7 +318,6 @@ func TestReplicaNameClaimed(t *testing.T) {
 	}
 }
 
-// lease is the lease of the name v claimed.
 // cuttableClient returns a client of srv through a loopback relay, and
 // cut, after which the relay passes nothing more either way while it
 // keeps every connection open: to etcd, the client falls silent.
@@ -406,6 +405,7 @@ func cuttableClient(t *testing.T, srv *etcdtest.Server) (*clientv3.Client, func(
 	return cli, func() { cut.Store(true) }
 }
 
+// lease is the lease of the name v claimed.
 func (v *View) lease(t *testing.T) clientv3.LeaseID {
 	t.Helper()
 	resp, err := v.client.Get(context.Background(), v.name)
