@@ -362,12 +362,28 @@ func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.
 			}
 			eps = append(eps, ep.GetName())
 		}
-		return nil, status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
+		return nil, noEndpoint(cluster, endpoint, eps)
 	}
 	if near := snapshot.Closest(cluster, names); near != "" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
 	}
 	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", "the snapshot has none", names))
+}
+
+// UnknownEndpoint is NOT_FOUND, in UpdateEndpoint's words, when cluster
+// has no endpoint named endpoint in any group's snapshot or rollout of
+// cfg; nil when it has.
+func UnknownEndpoint(cfg *sluicev1.FleetConfig, cluster, endpoint string) error {
+	eps := groups.EndpointNames(cfg, cluster)
+	if slices.Contains(eps, endpoint) {
+		return nil
+	}
+	return noEndpoint(cluster, endpoint, eps)
+}
+
+// noEndpoint is NOT_FOUND for endpoint, naming the endpoints cluster has.
+func noEndpoint(cluster, endpoint string, eps []string) error {
+	return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
 }
 
 // maxListedNames bounds the names an error message lists; a cluster may have

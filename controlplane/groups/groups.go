@@ -136,6 +136,24 @@ func ClusterNames(cfg *sluicev1.FleetConfig) []string {
 	return slices.Compact(names)
 }
 
+// EndpointNames returns the names of cluster's endpoints in cfg, sorted,
+// each once: the cluster's in every group's snapshot and in a rollout's.
+func EndpointNames(cfg *sluicev1.FleetConfig, cluster string) []string {
+	var names []string
+	for _, g := range cfg.GetGroups() {
+		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
+			if c.GetName() != cluster {
+				continue
+			}
+			for _, ep := range c.GetEndpoints() {
+				names = append(names, ep.GetName())
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // Initial is the configuration before anything is stored: the default
 // group, catch-all, with nothing applied.
 func Initial() *sluicev1.FleetConfig {

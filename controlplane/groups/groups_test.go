@@ -188,3 +188,29 @@ func TestClusterNames(t *testing.T) {
 		t.Errorf("ClusterNames(Initial()) = %q, want none", got)
 	}
 }
+
+// TestEndpointNames: a cluster's endpoints in every group's snapshot and
+// in a rollout's, sorted, each once; none for a cluster there is not.
+func TestEndpointNames(t *testing.T) {
+	cl := func(name string, eps ...string) *sluicev1.Cluster {
+		c := &sluicev1.Cluster{Name: name}
+		for _, e := range eps {
+			c.Endpoints = append(c.Endpoints, &sluicev1.Endpoint{Name: e})
+		}
+		return c
+	}
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: "default", Snapshot: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{cl("web", "b", "a"), cl("api", "x")}}},
+		{Name: "edge", Snapshot: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{cl("web", "a")}},
+			Rollout: &sluicev1.Rollout{Snapshot: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{cl("web", "a", "c")}}}},
+		{Name: "empty"},
+	}}
+	for _, tt := range []struct {
+		cluster string
+		want    []string
+	}{{"web", []string{"a", "b", "c"}}, {"api", []string{"x"}}, {"nope", nil}} {
+		if got := EndpointNames(cfg, tt.cluster); !slices.Equal(got, tt.want) {
+			t.Errorf("EndpointNames(%q) = %q, want %q", tt.cluster, got, tt.want)
+		}
+	}
+}

@@ -425,6 +425,20 @@ func TestHistoryOfSentClustersAsksNothing(t *testing.T) {
 	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=wbe", nil), nil); code != http.StatusNotFound || counted.calls.Load() != 1 {
 		t.Errorf("history of wbe, which is not: status %d after %d GetStats calls; want 404 after one", code, counted.calls.Load())
 	}
+
+	// An endpoint of a sent cluster is checked against what is sent.
+	counted.calls.Store(0)
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&endpoint=b", nil), nil); code != http.StatusOK {
+		t.Errorf("history of web's endpoint b, which is sent: status %d, want 200", code)
+	}
+	var bad errorBody
+	want := `cluster "web" has no endpoint "typo" (it has: a, b)`
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&endpoint=typo", nil), &bad); code != http.StatusNotFound || bad.Error != want {
+		t.Errorf("history of web's endpoint typo: status %d %q, want 404 %q", code, bad.Error, want)
+	}
+	if n := counted.calls.Load(); n != 0 {
+		t.Errorf("the endpoints' history made %d GetStats calls, want none", n)
+	}
 }
 
 // FuzzQueries: no query string crashes the parsers, and what they accept

@@ -25,9 +25,10 @@ const (
 type historyQuery struct {
 	key     history.Key
 	seconds int
-	// names is the series' node or cluster, to tell a typo from a series
-	// with no traffic yet.
-	names *sluicev1.GetStatsRequest
+	// names is the series' node or cluster, and endpoint its endpoint
+	// (or ""), to tell a typo from a series with no traffic yet.
+	names    *sluicev1.GetStatsRequest
+	endpoint string
 }
 
 // parseHistoryQuery reads ?cluster=C, ?cluster=C&endpoint=E or ?node=N,
@@ -36,6 +37,7 @@ func parseHistoryQuery(q url.Values) (historyQuery, error) {
 	hq := historyQuery{seconds: defaultHistorySeconds}
 	cluster, endpoint, node := q.Get("cluster"), q.Get("endpoint"), q.Get("node")
 	hq.names = &sluicev1.GetStatsRequest{NodeId: node, Cluster: cluster}
+	hq.endpoint = endpoint
 	switch {
 	case node != "" && cluster == "" && endpoint == "":
 		hq.key = history.NodeKey(node)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/history"
 	"github.com/sluice-lb/sluice/internal/reasons"
@@ -416,10 +417,18 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 	// its nodes needs no asking, which would read etcd: with replicas,
 	// the series of clusters only other replicas' nodes run are never
 	// recorded here, and the dashboard asks for them at every refresh.
+	// Its endpoints are those it sends.
 	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, q.names,
 		func(ctx context.Context, names *sluicev1.GetStatsRequest) (history.Series, error) {
 			s, ok := a.history.Series(q.key, q.seconds, a.now())
-			if !ok && !a.sends(names.GetCluster()) {
+			switch {
+			case ok:
+			case a.sends(names.GetCluster()):
+				if q.endpoint != "" {
+					_, cfg := a.published()
+					return s, configapi.UnknownEndpoint(cfg, names.GetCluster(), q.endpoint)
+				}
+			default:
 				if _, err := a.config.GetStats(ctx, names); status.Code(err) == codes.NotFound {
 					return s, err
 				}
