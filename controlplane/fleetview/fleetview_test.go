@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -318,93 +315,6 @@ func TestReplicaNameClaimed(t *testing.T) {
 	}
 }
 
-// cuttableClient returns a client of srv through a loopback relay, and
-// cut, after which the relay passes nothing more either way while it
-// keeps every connection open: to etcd, the client falls silent.
-func cuttableClient(t *testing.T, srv *etcdtest.Server) (*clientv3.Client, func()) {
-	t.Helper()
-	target := strings.TrimPrefix(srv.Endpoint, "http://")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		cut    atomic.Bool
-		mu     sync.Mutex
-		conns  []net.Conn
-		closed bool // by the cleanup: hold no more
-		wg     sync.WaitGroup
-	)
-	hold := func(c ...net.Conn) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if !closed {
-			conns = append(conns, c...)
-		}
-		return !closed
-	}
-	pass := func(dst, src net.Conn) {
-		defer wg.Done()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if err != nil {
-				dst.Close()
-				return
-			}
-			if !cut.Load() {
-				if _, err := dst.Write(buf[:n]); err != nil {
-					src.Close()
-					return
-				}
-			}
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			if !hold(c, up) {
-				c.Close()
-				up.Close()
-				return
-			}
-			wg.Add(2)
-			go pass(up, c)
-			go pass(c, up)
-		}
-	}()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"http://" + ln.Addr().String()},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cli.Close()
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return cli, func() { cut.Store(true) }
-}
-
 // lease is the lease of the name v claimed.
 func (v *View) lease(t *testing.T) clientv3.LeaseID {
 	t.Helper()
@@ -433,7 +343,7 @@ func TestSeatTakesDeadHoldersName(t *testing.T) {
 		return v
 	}
 	reg := fleet.NewRegistry()
-	deadCli, cut := cuttableClient(t, srv)
+	deadCli, relay := srv.RelayedClient(t)
 	dead := newView(deadCli, reg, "the dead one")
 	if err := dead.Claim(ctx); err != nil {
 		t.Fatal(err)
@@ -465,7 +375,7 @@ func TestSeatTakesDeadHoldersName(t *testing.T) {
 	// do: Run, seeing its lease lost, may revoke it before the client's
 	// connection is gone.)
 	lease := dead.lease(t)
-	cut()
+	relay.Silence()
 	defer func() {
 		stop()
 		<-done

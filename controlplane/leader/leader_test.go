@@ -2,19 +2,14 @@ package leader
 
 import (
 	"context"
-	"io"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/sluice-lb/sluice/internal/etcdtest"
-	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 const defaultTestTimeout = 20 * time.Second
@@ -133,12 +128,7 @@ func TestEtcdOneLeader(t *testing.T) {
 // another replica leads once etcd expires that lease.
 func TestEtcdLeaderLosesLease(t *testing.T) {
 	srv := etcdtest.Start(t)
-	p := newCutProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.addr}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client, relay := srv.RelayedClient(t)
 	a := campaign(t, srv, "a", client)
 	waitFor(t, "a to lead", func() bool { return a.leading.Load() })
 	b := campaign(t, srv, "b", nil)
@@ -147,54 +137,12 @@ func TestEtcdLeaderLosesLease(t *testing.T) {
 		t.Fatal("b leads while a holds its lease")
 	}
 	start := time.Now()
-	p.cut()
+	relay.Cut()
 	waitFor(t, "a to stop leading", func() bool { return !a.leading.Load() })
 	t.Logf("a stopped leading %v after it lost etcd", time.Since(start))
 	waitFor(t, "b to lead", func() bool { return b.leading.Load() })
 	t.Logf("b leads %v after a lost etcd", time.Since(start))
 	leaders(t, a, b)
-}
-
-// cutProxy forwards TCP connections to an address until cut, which closes
-// them all and refuses new ones.
-type cutProxy struct {
-	addr  string
-	mu    sync.Mutex
-	conns []net.Conn
-	dead  bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	p := &cutProxy{}
-	p.addr = loopback.Serve(t, func(c net.Conn) {
-		up, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			return
-		}
-		p.mu.Lock()
-		if p.dead {
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			return
-		}
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go func() { io.Copy(up, c); up.Close() }()
-		io.Copy(c, up)
-		c.Close()
-	})
-	return p
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.dead = true
-	for _, c := range p.conns {
-		c.Close()
-	}
 }
 
 // TestEtcdWorkDone: fn returning while leader ends Run with nil, and the

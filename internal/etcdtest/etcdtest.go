@@ -7,6 +7,7 @@ package etcdtest
 import (
 	"context"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,8 +92,22 @@ func (s *Server) Stop() { s.stop.Do(s.etcd.Close) }
 // Client returns a client of s, closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
+	return client(t, s.Endpoint)
+}
+
+// RelayedClient returns a client of s whose connections go through a
+// loopback.Relay, which the test may cut or silence to stand for a
+// partition or a dead host; closed when the test ends. Not for StartTLS.
+func (s *Server) RelayedClient(t testing.TB) (*clientv3.Client, *loopback.Relay) {
+	t.Helper()
+	r := loopback.NewRelay(t, strings.TrimPrefix(s.Endpoint, "http://"))
+	return client(t, "http://"+r.Addr), r
+}
+
+func client(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{s.Endpoint},
+		Endpoints:   []string{endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})
