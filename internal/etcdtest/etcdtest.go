@@ -35,7 +35,7 @@ type Server struct {
 // Start starts etcd and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, nil)
+	return start(t, nil, 0)
 }
 
 // TLS is how StartTLS serves clients: PEM files of its certificate and
@@ -47,12 +47,50 @@ type TLS struct{ CertFile, KeyFile, CAFile string }
 // Endpoint, and stops it when the test ends. Client does not reach it.
 func StartTLS(t testing.TB, c TLS) *Server {
 	t.Helper()
-	return start(t, &c)
+	return start(t, &c, 0)
 }
 
-func start(t testing.TB, c *TLS) *Server {
+// User is an etcd user that StartAuth adds: Name and Password, and a role
+// that may read and write every key under Prefix (none when it is empty).
+type User struct{ Name, Password, Prefix string }
+
+// StartAuth starts etcd with its authentication on (etcdctl auth enable)
+// and users, and stops it when the test ends. A token it gives a client
+// lapses once unused for tokenTTL (etcd's --auth-token-ttl, whole
+// seconds, at least one). Client does not reach it: it names no user.
+func StartAuth(t testing.TB, tokenTTL time.Duration, users ...User) *Server {
+	t.Helper()
+	s := start(t, nil, max(uint(tokenTTL/time.Second), 1))
+	c := s.Client(t)
+	ctx := Context(t, startTimeout)
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("etcdtest: auth: %v", err)
+		}
+	}
+	// etcd turns authentication on only once a root user exists.
+	must(c.UserAdd(ctx, "root", "root"))
+	must(c.UserGrantRole(ctx, "root", "root"))
+	for _, u := range users {
+		must(c.UserAdd(ctx, u.Name, u.Password))
+		if u.Prefix == "" {
+			continue
+		}
+		must(c.RoleAdd(ctx, u.Name))
+		must(c.RoleGrantPermission(ctx, u.Name, u.Prefix, clientv3.GetPrefixRangeEnd(u.Prefix), clientv3.PermissionType(clientv3.PermReadWrite)))
+		must(c.UserGrantRole(ctx, u.Name, u.Name))
+	}
+	must(c.AuthEnable(ctx))
+	return s
+}
+
+func start(t testing.TB, c *TLS, tokenTTL uint) *Server {
 	t.Helper()
 	cfg := embed.NewConfig()
+	if tokenTTL > 0 {
+		cfg.AuthTokenTTL = tokenTTL
+	}
 	cfg.Name = "sluice-test"
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"

@@ -53,6 +53,14 @@ func (r *Relay) Cut() {
 	r.conns = nil
 }
 
+// Mend ends a Cut, as a partition that heals: the relay takes new
+// connections again. Those that Cut closed stay closed.
+func (r *Relay) Mend() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut = false
+}
+
 // Silence makes the relay pass nothing more either way while it keeps
 // every connection open, as a partition or a crashed host would: each end
 // hears nothing, and learns it only from its own timeouts.
