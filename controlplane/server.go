@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -112,6 +113,11 @@ type Options struct {
 	// https:// endpoints): the authorities etcd's certificate is verified
 	// against, and the replica's client certificate if etcd asks for one.
 	EtcdTLS *tls.Config
+	// EtcdUser and EtcdPassword, when set, are the etcd user the replica
+	// authenticates as, for an etcd with authentication on. The user's
+	// role needs readwrite on EtcdPrefix: every key of the replicas lives
+	// under it.
+	EtcdUser, EtcdPassword string
 	// EtcdPrefix is where the replicas' keys live in etcd; replicas that
 	// share it share a configuration. Empty: store.DefaultEtcdPrefix.
 	EtcdPrefix string
@@ -428,9 +434,12 @@ func (s *Server) openEtcd() error {
 		s.replica = replicaName(s.lis.Addr())
 	}
 	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   s.opts.Etcd,
-		TLS:         s.opts.EtcdTLS,
-		DialTimeout: 5 * time.Second,
+		Endpoints: s.opts.Etcd,
+		TLS:       s.opts.EtcdTLS,
+		Username:  s.opts.EtcdUser,
+		Password:  s.opts.EtcdPassword,
+		// With a user, New waits this long for etcd to authenticate it.
+		DialTimeout: etcdDialTimeout,
 		Logger:      zap.NewNop(),
 		// etcd's --max-request-bytes, not the client, should bound what
 		// a version may weigh.
@@ -440,7 +449,10 @@ func (s *Server) openEtcd() error {
 		DialKeepAliveTimeout: 5 * time.Second,
 	})
 	if err != nil {
-		return fmt.Errorf("controlplane: etcd %v: %w", s.opts.Etcd, err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = s.explainUnanswered(store.EtcdUnanswered(s.opts.Etcd, etcdDialTimeout))
+		}
+		return fmt.Errorf("controlplane: cannot connect to etcd: %w", s.explainAuth(err))
 	}
 	s.etcd = client
 	// The first contact waits as long as any call of the store
@@ -452,15 +464,37 @@ func (s *Server) openEtcd() error {
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrUnavailable) {
-			if why := probeEtcd(s.opts.Etcd, s.opts.EtcdTLS); why != "" {
-				err = fmt.Errorf("%w (%s)", err, why)
-			}
+			err = s.explainUnanswered(err)
 		}
-		return fmt.Errorf("controlplane: cannot open the store on etcd: %w", err)
+		return fmt.Errorf("controlplane: cannot open the store on etcd: %w", s.explainAuth(err))
 	}
 	s.store = st
 	s.log.Info("replica on etcd", "replica", s.replica, "etcd", s.opts.Etcd, "prefix", s.etcdPrefix())
 	return nil
+}
+
+// etcdDialTimeout bounds the etcd client's first contact.
+const etcdDialTimeout = 5 * time.Second
+
+// explainUnanswered adds to err, etcd's silence at start, what a
+// connection of the replica's own finds wrong (probeEtcd).
+func (s *Server) explainUnanswered(err error) error {
+	if why := probeEtcd(s.opts.Etcd, s.opts.EtcdTLS); why != "" {
+		return fmt.Errorf("%w (%s)", err, why)
+	}
+	return err
+}
+
+// explainAuth adds to err, etcd's refusal at start, which setting it
+// refused, where etcd's words alone do not say.
+func (s *Server) explainAuth(err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrUserEmpty):
+		return fmt.Errorf("%w (etcd's authentication is on: give --etcd-user and --etcd-password-file, or a client certificate whose common name is an etcd user)", err)
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return fmt.Errorf("%w (etcd refused user %q with the password of --etcd-password-file)", err, s.opts.EtcdUser)
+	}
+	return err
 }
 
 // seat says where a replica listening on addr runs, such that no two live

@@ -59,7 +59,10 @@ every node. Nodes list them all (sluice-dp --cp a,b,c) and move to another
 when theirs goes away. An etcd that serves TLS is given as https://
 endpoints, with --etcd-ca unless the system's authorities sign its
 certificate, and --etcd-cert and --etcd-key when it asks for a client
-certificate (--client-cert-auth).
+certificate (--client-cert-auth). An etcd with authentication on (etcdctl
+auth enable) takes --etcd-user and --etcd-password-file, or a client
+certificate whose common name is the user; the user's role needs
+readwrite on --etcd-prefix.
 
 Flags:
 `
@@ -86,6 +89,8 @@ func run(args []string) int {
 		etcdCA    = fs.String("etcd-ca", "", "PEM `FILE` of the authorities that sign etcd's certificates (its --cert-file), for https:// --etcd endpoints (default: the system's)")
 		etcdCert  = fs.String("etcd-cert", "", "PEM `FILE` of this replica's client certificate, for an etcd run with --client-cert-auth; with --etcd-key")
 		etcdKey   = fs.String("etcd-key", "", "PEM `FILE` of the key of --etcd-cert")
+		etcdUser  = fs.String("etcd-user", "", "etcd `USER` to authenticate as, for an etcd with authentication on; its role needs readwrite on --etcd-prefix; with --etcd-password-file")
+		etcdPass  = fs.String("etcd-password-file", "", "`FILE` whose first line is the password of --etcd-user; readable by its owner only (chmod 600)")
 		replica   = fs.String("replica", "", "this replica's `NAME` among those on --etcd, unique among them: a second replica of a live one's name exits (default: the --listen address, or host name and port when it is 0.0.0.0 or [::])")
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
@@ -122,6 +127,14 @@ func run(args []string) int {
 		log.Error("bad etcd TLS", "err", err)
 		return 2
 	}
+	etcdPassword, err := etcdPassword(endpoints, *etcdUser, *etcdPass)
+	if err != nil {
+		log.Error("bad etcd user", "err", err)
+		return 2
+	}
+	if etcdPassword != "" && etcdTLS == nil {
+		log.Warn("the etcd password goes to etcd unencrypted over http://: give https:// endpoints", "etcd", *etcd)
+	}
 	if *etcdPfx == "" {
 		log.Error("--etcd-prefix must not be empty")
 		return 2
@@ -149,6 +162,8 @@ func run(args []string) int {
 		Etcd:         endpoints,
 		EtcdPrefix:   *etcdPfx,
 		EtcdTLS:      etcdTLS,
+		EtcdUser:     *etcdUser,
+		EtcdPassword: etcdPassword,
 		Replica:      *replica,
 		ConnsRing:    *connsRing,
 		KeepVersions: *keep,
@@ -189,6 +204,35 @@ func checkEtcdEndpoint(e string) error {
 }
 
 var errWantEtcdURL = errors.New("want an etcd client URL, http://HOST:PORT, https://HOST:PORT, or HOST:PORT")
+
+// etcdPassword reads the password of the etcd user from file, the first
+// line of it, which only its owner may read; both are given or neither,
+// and only with endpoints.
+func etcdPassword(endpoints []string, user, file string) (string, error) {
+	switch {
+	case user == "" && file == "":
+		return "", nil
+	case len(endpoints) == 0:
+		return "", errors.New("--etcd-user and --etcd-password-file are for the connections to --etcd, which is not given")
+	case user == "":
+		return "", errors.New("--etcd-password-file needs --etcd-user: the user whose password it holds")
+	case file == "":
+		return "", errors.New("--etcd-user needs --etcd-password-file: a file whose first line is the user's password")
+	}
+	if err := pki.CheckPrivate(file); err != nil {
+		return "", fmt.Errorf("--etcd-password-file: %w", err)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--etcd-password-file: %w", err)
+	}
+	password, _, _ := strings.Cut(string(raw), "\n")
+	password = strings.TrimSuffix(password, "\r")
+	if password == "" {
+		return "", fmt.Errorf("--etcd-password-file: %s has no password on its first line", file)
+	}
+	return password, nil
+}
 
 // etcdTLSConfig is the TLS of the connections to etcd at endpoints: none
 // when no endpoint is https:// and no --etcd-ca, --etcd-cert or --etcd-key

@@ -85,18 +85,27 @@ func TestServesAndStopsOnSIGTERM(t *testing.T) {
 }
 
 // TestEtcdUnreachable: a replica that cannot reach etcd at start says so and
-// exits, rather than serving a configuration it cannot read.
+// exits, rather than serving a configuration it cannot read; with an etcd
+// user too, whose login the etcd client waits for.
 func TestEtcdUnreachable(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
-	defer cancel()
 	addr := loopback.RefusingAddr(t)
-	out, err := command(ctx, "--etcd", "http://"+addr, "--listen", "127.0.0.1:0", "--http", "").CombinedOutput()
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
-		t.Fatalf("--etcd to nothing: %v, want exit status 1\n%s", err, out)
-	}
-	// The etcd client only waits; a connection of the replica's own says why.
-	if want := "etcd (http://" + addr + ") did not answer within 5s (http://" + addr + ": dial tcp " + addr + ": connect: connection refused)"; !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), want) {
-		t.Errorf("--etcd to nothing: output does not say %q:\n%s", want, out)
+	for name, flags := range map[string][]string{
+		"no user": nil,
+		"a user":  {"--etcd-user", "sluice", "--etcd-password-file", writeTemp(t, "password", "s3cret\n", 0o600)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each waits 5 s
+			ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+			defer cancel()
+			out, err := command(ctx, append([]string{"--etcd", "http://" + addr, "--listen", "127.0.0.1:0", "--http", ""}, flags...)...).CombinedOutput()
+			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+				t.Fatalf("--etcd to nothing: %v, want exit status 1\n%s", err, out)
+			}
+			// The etcd client only waits; a connection of the replica's own says why.
+			if want := "etcd (http://" + addr + ") did not answer within 5s (http://" + addr + ": dial tcp " + addr + ": connect: connection refused)"; !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), want) {
+				t.Errorf("--etcd to nothing: output does not say %q:\n%s", want, out)
+			}
+		})
 	}
 }
 
@@ -116,6 +125,12 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"--etcd=https://127.0.0.1:2379", "--etcd-cert=cp.pem"}, `err="--etcd-cert and --etcd-key go together: the client certificate and its key"`},
 		{[]string{"--etcd=127.0.0.1:2379", "--etcd-ca=/nonexistent/ca.pem"}, `err="--etcd-ca: pki: CA: open /nonexistent/ca.pem: no such file or directory"`},
 		{[]string{"--etcd=https://127.0.0.1:2379", "--etcd-cert=/nonexistent/cp.pem", "--etcd-key=/nonexistent/cp-key.pem"}, `err="--etcd-cert, --etcd-key: pki: client certificate: open /nonexistent/cp.pem: no such file or directory"`},
+		{[]string{"--etcd-user=sluice", "--etcd-password-file=pw"}, `err="--etcd-user and --etcd-password-file are for the connections to --etcd, which is not given"`},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice"}, `err="--etcd-user needs --etcd-password-file: a file whose first line is the user's password"`},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-password-file=pw"}, `err="--etcd-password-file needs --etcd-user: the user whose password it holds"`},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=/nonexistent/pw"}, `err="--etcd-password-file: pki: stat /nonexistent/pw: no such file or directory"`},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "open", "s3cret\n", 0o644)}, "open is mode 0644: it must be readable by its owner only (chmod 600 "},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "blank", "\nsecond line\n", 0o600)}, "blank has no password on its first line"},
 		{[]string{"--etcd-prefix="}, "--etcd-prefix must not be empty"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
@@ -128,6 +143,20 @@ func TestBadFlagValues(t *testing.T) {
 			t.Errorf("%q: output lacks %q:\n%s", tc.flags, tc.says, out)
 		}
 	}
+}
+
+// writeTemp writes content to a file of the test's own, with mode perm.
+func writeTemp(t *testing.T, name, content string, perm os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	// WriteFile's mode is cut by the umask.
+	if err := os.Chmod(path, perm); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestHelp(t *testing.T) {

@@ -481,7 +481,7 @@ func (v *View) FleetNodes() ([]*sluicev1.NodeStatus, error) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		// What an operator reads (sluicectl nodes): which etcd, not which
 		// context.
-		return local, store.EtcdUnanswered(v.client, readTimeout)
+		return local, store.EtcdUnanswered(v.client.Endpoints(), readTimeout)
 	}
 	if err != nil {
 		return local, fmt.Errorf("fleetview: %w", err)

@@ -193,21 +193,21 @@ func (s *Etcd) do(ctx context.Context, fn func(context.Context) error) error {
 	err := fn(cctx)
 	if err != nil && cctx.Err() != nil && ctx.Err() == nil && !s.closed.Load() {
 		// The store's deadline, not the caller's: etcd did not answer.
-		return EtcdUnanswered(s.client, s.timeout)
+		return EtcdUnanswered(s.client.Endpoints(), s.timeout)
 	}
 	return s.wrap(err)
 }
 
-// EtcdUnanswered is the error of a call that etcd, at client's endpoints,
-// did not answer within d: an ErrUnavailable in the words operators read
-// ("etcd (http://10.0.0.1:2379) did not answer within 5s").
-func EtcdUnanswered(client *clientv3.Client, d time.Duration) error {
-	return unavailable{fmt.Sprintf("%s did not answer within %v", etcdName(client), d)}
+// EtcdUnanswered is the error of a call that etcd, at endpoints, did not
+// answer within d: an ErrUnavailable in the words operators read ("etcd
+// (http://10.0.0.1:2379) did not answer within 5s").
+func EtcdUnanswered(endpoints []string, d time.Duration) error {
+	return unavailable{fmt.Sprintf("%s did not answer within %v", etcdName(endpoints), d)}
 }
 
-// etcdName names the etcd of client by its endpoints, for errors.
-func etcdName(client *clientv3.Client) string {
-	return "etcd (" + strings.Join(client.Endpoints(), ",") + ")"
+// etcdName names an etcd by its endpoints, for errors.
+func etcdName(endpoints []string) string {
+	return "etcd (" + strings.Join(endpoints, ",") + ")"
 }
 
 // unavailable is an ErrUnavailable that says why.
@@ -515,7 +515,9 @@ func (s *Etcd) wrap(err error) error {
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost):
 		// etcd answered that it cannot serve now: it lost its quorum or
 		// its leader.
-		return unavailable{fmt.Sprintf("%s: %v", etcdName(s.client), err)}
+		return unavailable{fmt.Sprintf("%s: %v", etcdName(s.client.Endpoints()), err)}
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return fmt.Errorf("store: etcd: the replica's etcd user may not read and write under %s (its role needs readwrite on that prefix): %w", s.prefix, err)
 	}
 	return fmt.Errorf("store: etcd: %w", err)
 }
