@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -748,6 +750,20 @@ func TestUnreachableControlPlane(t *testing.T) {
 		if d := time.Since(begin); d > 5*time.Second {
 			t.Errorf("%v: took %v, want at most the 3s timeout", args, d)
 		}
+	}
+}
+
+// TestControlPlaneAtHTTPAddress: --cp given the control plane's --http
+// address (its dashboard, which make run prints) says so, rather than
+// suggest TLS.
+func TestControlPlaneAtHTTPAddress(t *testing.T) {
+	web := httptest.NewServer(http.NotFoundHandler())
+	defer web.Close()
+	addr := strings.TrimPrefix(web.URL, "http://")
+	code, stdout, stderr := sluicectl(t, addr, "--timeout", "3s", "nodes")
+	want := "(it answers HTTP/1.1: is it the control plane's --http address? --cp takes its gRPC --listen address, 127.0.0.1:7070 by default)\n"
+	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "sluicectl: cannot reach the control plane at "+addr+": ") || !strings.HasSuffix(stderr, want) {
+		t.Errorf("nodes at an HTTP address: status %d, stdout %q, stderr %q; want status 1 and a line that ends %q", code, stdout, stderr, want)
 	}
 }
 

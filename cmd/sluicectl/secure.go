@@ -47,9 +47,12 @@ func (s *security) dialOptions() ([]grpc.DialOption, error) {
 }
 
 // hint says what to try when the control plane cannot be reached because
-// of TLS: "" when msg is about something else.
+// of TLS, or because --cp is an HTTP address: "" when msg is about
+// something else.
 func (s *security) hint(msg string) string {
 	switch {
+	case strings.Contains(msg, "looked like an HTTP/1.1 header"):
+		return " (it answers HTTP/1.1: is it the control plane's --http address? --cp takes its gRPC --listen address, 127.0.0.1:7070 by default)"
 	case s.ca == "" && strings.Contains(msg, "server preface"):
 		return " (does it speak TLS? give sluicectl its CA: --ca FILE or $SLUICE_CA)"
 	case s.ca != "" && strings.Contains(msg, "first record does not look like a TLS handshake"):
