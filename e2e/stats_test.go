@@ -122,14 +122,16 @@ listeners:
 	if row := fields(out, "web/a"); len(row) < 3 || row[2] != "UP" {
 		t.Errorf("sluicectl stats once a is back: row %q\n%s", row, out)
 	}
-	// A typo is not "no stats yet".
-	for _, tc := range []struct{ flag, value, want string }{
-		{"--cluster", "wbe", `sluicectl stats: cluster "wbe" is in no group's snapshot (the clusters are: web)`},
-		{"--node", "node-2", `sluicectl stats: node "node-2" is not in the fleet (its nodes are: node-1)`},
+	// A typo is not "no stats yet", nor "no connections".
+	for _, tc := range []struct{ cmd, flag, value, want string }{
+		{"stats", "--cluster", "wbe", `sluicectl stats: cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"stats", "--node", "node-2", `sluicectl stats: node "node-2" is not in the fleet (its nodes are: node-1)`},
+		{"conns", "--cluster", "wbe", `sluicectl conns: cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"conns", "--node", "node-2", `sluicectl conns: node "node-2" is not in the fleet (its nodes are: node-1)`},
 	} {
-		out, errOut, code = ctl(t, c.addr, "stats", tc.flag, tc.value)
+		out, errOut, code = ctl(t, c.addr, tc.cmd, tc.flag, tc.value)
 		if code != 1 || out != "" || strings.TrimSpace(errOut) != tc.want {
-			t.Errorf("sluicectl stats %s %s: exit %d, stdout %q, stderr %q; want 1 and %q", tc.flag, tc.value, code, out, errOut, tc.want)
+			t.Errorf("sluicectl %s %s %s: exit %d, stdout %q, stderr %q; want 1 and %q", tc.cmd, tc.flag, tc.value, code, out, errOut, tc.want)
 		}
 	}
 }

@@ -997,11 +997,12 @@ func (s *Server) fleet() (nodes []*sluicev1.NodeStatus, incomplete string) {
 }
 
 // ListConns implements sluicev1.ConfigServiceServer: the records this
-// replica keeps, newest first. With replicas on one etcd, nodes report to
+// replica keeps, newest first; none for a name that is nowhere is
+// NOT_FOUND, as for GetStats (unknownNames). With replicas on one etcd, nodes report to
 // the replica their streams are on; the answer names the other replicas
 // that nodes (the one asked for, with a node filter) are connected to,
 // whose records are kept there.
-func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
+func (s *Server) ListConns(ctx context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "configapi: %v", err)
 	}
@@ -1016,6 +1017,16 @@ func (s *Server) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*
 	resp := &sluicev1.ListConnsResponse{Records: recs}
 	nodes, incomplete := s.fleet()
 	resp.Incomplete = incomplete
+	if len(recs) == 0 {
+		ids := make([]string, 0, len(nodes))
+		for _, n := range nodes {
+			ids = append(ids, n.GetId())
+		}
+		err := s.unknownNames(ctx, filterNames{node: req.GetNodeId(), cluster: req.GetCluster(), endpoint: req.GetEndpoint(), listener: req.GetListener()}, ids, incomplete != "")
+		if err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range nodes {
 		r := n.GetReplica()
 		if n.GetConnected() && r != "" && r != s.replica && (req.GetNodeId() == "" || req.GetNodeId() == n.GetId()) && !slices.Contains(resp.ReportedElsewhere, r) {
@@ -1061,7 +1072,8 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 		})
 	}
 	if len(resp.Nodes) == 0 {
-		if err := s.unknownFilter(ctx, req, nodes, incomplete != ""); err != nil {
+		f := filterNames{node: req.GetNodeId(), cluster: req.GetCluster()}
+		if err := s.unknownNames(ctx, f, slices.Collect(maps.Keys(nodes)), incomplete != ""); err != nil {
 			return nil, err
 		}
 	}
@@ -1074,29 +1086,42 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 	return resp, nil
 }
 
-// unknownFilter is the NOT_FOUND for a stats filter that found no stats
-// here and names a node the fleet does not know, or a cluster no group's
-// current snapshot has: a typo, which an empty answer would pass off as
-// "no traffic yet". Every replica answers so, from the same etcd.
-func (s *Server) unknownFilter(ctx context.Context, req *sluicev1.GetStatsRequest, nodes map[string]place, incomplete bool) error {
-	if id := req.GetNodeId(); id != "" && !incomplete {
-		if _, ok := nodes[id]; !ok {
-			return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", id, nameList("its nodes are", "no node is in it", slices.Sorted(maps.Keys(nodes))))
-		}
+// filterNames are the names a read of stats or records filters on.
+type filterNames struct{ node, cluster, endpoint, listener string }
+
+// unknownNames is the NOT_FOUND for a filter of stats or connection
+// records that found none here and names a node the fleet does not know
+// (fleet: its ids; not checked when incomplete), or a cluster, an
+// endpoint or a listener no group's snapshot or rollout has: a typo, which
+// an empty answer would pass off as "no traffic yet". Every replica
+// answers so, from the same etcd.
+func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string, incomplete bool) error {
+	if f.node != "" && !incomplete && !slices.Contains(fleet, f.node) {
+		slices.Sort(fleet)
+		return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", f.node, nameList("its nodes are", "no node is in it", fleet))
 	}
-	name := req.GetCluster()
-	if name == "" {
+	if f.cluster == "" && f.endpoint == "" && f.listener == "" {
 		return nil
 	}
 	cur, err := s.store.Current(ctx)
 	if err != nil {
 		return nil // the answer stands without the check
 	}
-	names := groups.ClusterNames(cur.Config)
-	if slices.Contains(names, name) {
-		return nil
+	clusters := groups.ClusterNames(cur.Config)
+	switch {
+	case f.cluster != "" && !slices.Contains(clusters, f.cluster):
+		return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", f.cluster, nameList("the clusters are", "no group's snapshot has a cluster yet", clusters))
+	case f.cluster != "" && f.endpoint != "":
+		if err := UnknownEndpoint(cur.Config, f.cluster, f.endpoint); err != nil {
+			return err
+		}
+	case f.endpoint != "" && !slices.ContainsFunc(clusters, func(c string) bool { return slices.Contains(groups.EndpointNames(cur.Config, c), f.endpoint) }):
+		return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q", f.endpoint)
 	}
-	return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", name, nameList("the clusters are", "no group's snapshot has a cluster yet", names))
+	if listeners := groups.ListenerNames(cur.Config); f.listener != "" && !slices.Contains(listeners, f.listener) {
+		return status.Errorf(codes.NotFound, "listener %q is in no group's snapshot (%s)", f.listener, nameList("the listeners are", "no group's snapshot has a listener yet", listeners))
+	}
+	return nil
 }
 
 // place is where GetStats finds a node of the fleet.

@@ -232,6 +232,42 @@ func TestListConnsValidatesLimit(t *testing.T) {
 	}
 }
 
+// TestConnsOfNamesThatAreNowhere: a filter of connection records that
+// finds none and names a node, cluster, endpoint or listener that is
+// nowhere is a typo, said so as for stats; records of a cluster since
+// removed are still listed, and a known name with no records yet is no
+// error.
+func TestConnsOfNamesThatAreNowhere(t *testing.T) {
+	ctx := testContext(t)
+	ring := stats.NewRing(10)
+	s := New(openStore(t, store.BoltOptions{}), fixedNodes{{Id: "here", Connected: true}}, ring, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	ring.Add([]*sluicev1.ConnRecord{{NodeId: "here", Cluster: "old", Endpoint: "o1", Listener: "gone"}})
+	for _, tt := range []struct {
+		req  *sluicev1.ListConnsRequest
+		want string
+	}{
+		{&sluicev1.ListConnsRequest{NodeId: "hre"}, `node "hre" is not in the fleet (its nodes are: here)`},
+		{&sluicev1.ListConnsRequest{Cluster: "wbe"}, `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{&sluicev1.ListConnsRequest{Cluster: "web", Endpoint: "web3"}, `cluster "web" has no endpoint "web3" (it has: web1, web2)`},
+		{&sluicev1.ListConnsRequest{Endpoint: "web3"}, `no cluster of any group's snapshot has an endpoint "web3"`},
+		{&sluicev1.ListConnsRequest{Listener: "pubilc"}, `listener "pubilc" is in no group's snapshot (the listeners are: public)`},
+	} {
+		_, err := s.ListConns(ctx, tt.req)
+		wantCode(t, fmt.Sprintf("ListConns(%v)", tt.req), err, codes.NotFound, tt.want)
+	}
+	resp, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{NodeId: "here", Cluster: "web", Endpoint: "web2", Listener: "public"})
+	if err != nil || len(resp.GetRecords()) != 0 {
+		t.Errorf("ListConns of known names without records = %v, %v; want none, no error", resp, err)
+	}
+	resp, err = s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "old", Endpoint: "o1", Listener: "gone"})
+	if err != nil || len(resp.GetRecords()) != 1 {
+		t.Errorf("ListConns of a removed cluster's records = %v, %v; want its record", resp, err)
+	}
+}
+
 // updated applies web(t, 1) as version 1 and returns the server.
 func updated(t *testing.T, ctx context.Context) *Server {
 	t.Helper()

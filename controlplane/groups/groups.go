@@ -136,6 +136,19 @@ func ClusterNames(cfg *sluicev1.FleetConfig) []string {
 	return slices.Compact(names)
 }
 
+// ListenerNames returns the names of the listeners some node of cfg may
+// run, sorted, each once, as ClusterNames.
+func ListenerNames(cfg *sluicev1.FleetConfig) []string {
+	var names []string
+	for _, g := range cfg.GetGroups() {
+		for _, l := range slices.Concat(g.GetSnapshot().GetListeners(), g.GetRollout().GetSnapshot().GetListeners()) {
+			names = append(names, l.GetName())
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // EndpointNames returns the names of cluster's endpoints in cfg, sorted,
 // each once: the cluster's in every group's snapshot and in a rollout's.
 func EndpointNames(cfg *sluicev1.FleetConfig, cluster string) []string {
