@@ -58,6 +58,10 @@ listeners:
 		!strings.Contains(stdout, "applied version 1 to group edge") || !strings.Contains(stdout, want) {
 		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q; want the line %q", code, stdout, stderr, want)
 	}
+	// get says so too, rather than print a bare {} that apply would refuse.
+	if stdout, stderr, code = ctl(t, c.addr, "get", "--group", "edge"); code != 0 || stdout != "# version 0: nothing is applied to group edge yet\n{}\n" {
+		t.Errorf("get --group edge before an apply to it: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(core.addr, coreAddr), "--wait")
 	if code != 0 || !strings.Contains(stdout, "applied version 2\n") || !strings.Contains(stdout, "1 node applied version 2 in ") {
 		t.Fatalf("apply to default: exit %d, stdout %q, stderr %q; want version 2 applied by its 1 node", code, stdout, stderr)
@@ -83,7 +87,7 @@ listeners:
 		t.Errorf("group set zone-b overlapping edge: exit %d, stderr %q", code, stderr)
 	}
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(edge.addr, edgeAddr), "--group", "lab", "--selector", "zone in a")
-	if code != 1 || !strings.Contains(stderr, `selector "zone in a": at offset 8: expected '(' and a list of values`) {
+	if code != 1 || !strings.Contains(stderr, "sluicectl apply: the control plane refused the request (1 fault):\n"+`selector: selector "zone in a": at offset 8: expected '(' and a list of values`) {
 		t.Errorf("apply with a malformed selector: exit %d, stderr %q", code, stderr)
 	}
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(edge.addr, edgeAddr), "--group", "lab")

@@ -43,8 +43,9 @@ listeners:
 	}
 
 	for _, tc := range []struct{ share, want string }{
-		{"0%", "canary: give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"},
-		{"150%", "canary: 150% is more than the whole group: give 1% to 100%"},
+		// The share is the request's fault, not the snapshot's.
+		{"0%", "sluicectl apply: the control plane refused the request (1 fault):\ncanary: give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"},
+		{"150%", "sluicectl apply: the control plane refused the request (1 fault):\ncanary: 150% is more than the whole group: give 1% to 100%"},
 		{"5", "a canary of 5 nodes, but group default has 4 connected; nothing stored"},
 	} {
 		if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", tc.share); code != 1 || !strings.Contains(stderr, tc.want) {

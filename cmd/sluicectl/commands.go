@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -581,6 +582,10 @@ as <redacted>; applied back, <redacted> keeps the stored key.`)
 	if *o == "yaml" {
 		info := resp.GetInfo()
 		fmt.Fprintf(c.stdout, "# version %d", info.GetVersion())
+		if info.GetVersion() == 0 {
+			// {} applied back would be refused as holding nothing.
+			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, "default"))
+		}
 		if info.GetCreated() != nil {
 			fmt.Fprintf(c.stdout, ", %s", info.GetCreated().AsTime().Local().Format(time.RFC3339))
 		}

@@ -528,7 +528,7 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 	}
 	if w.remove {
 		if i < 0 {
-			return nil, nil, noGroup(cfg, w.group)
+			return nil, nil, noGroup(cfg, w.group, false)
 		}
 		cfg.Groups = slices.Delete(cfg.Groups, i, i+1)
 		after, err := groups.Compile(cfg)
@@ -546,7 +546,7 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 	var g *sluicev1.Group
 	if created {
 		if w.selector == nil {
-			return nil, nil, noGroup(cfg, w.group)
+			return nil, nil, noGroup(cfg, w.group, true)
 		}
 		g = &sluicev1.Group{Name: w.group, Snapshot: &sluicev1.Snapshot{}}
 		cfg.Groups = append(cfg.Groups, g)
@@ -557,7 +557,7 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 	if w.selector != nil {
 		sel, err := groups.Parse(*w.selector)
 		if err != nil {
-			return nil, nil, snapshot.ToStatus(snapshot.Errors{{Path: "selector", Message: err.Error()}})
+			return nil, nil, badRequest(snapshot.Errors{{Path: "selector", Message: err.Error()}})
 		}
 		switch {
 		case created:
@@ -702,13 +702,17 @@ func quoteSelector(sel string) string {
 	return strconv.Quote(sel)
 }
 
-// noGroup is the NOT_FOUND for a group cfg does not have.
-func noGroup(cfg *sluicev1.FleetConfig, name string) error {
-	how := "give a selector to create it"
-	if name == groups.Default {
-		how += ` (--selector '' makes it take every node no other group takes, as at the start)`
+// noGroup is the NOT_FOUND for a group cfg does not have; with create,
+// for a write that could have created it, it says how.
+func noGroup(cfg *sluicev1.FleetConfig, name string, create bool) error {
+	msg := fmt.Sprintf("group %q does not exist (%s)", name, nameList("the groups are", "there is no group", groupNames(cfg)))
+	if create {
+		msg += "; give a selector to create it"
+		if name == groups.Default {
+			msg += ` (--selector '' makes it take every node no other group takes, as at the start)`
+		}
 	}
-	return status.Errorf(codes.NotFound, "group %q does not exist (%s); %s", name, nameList("the groups are", "there is no group", groupNames(cfg)), how)
+	return status.Error(codes.NotFound, msg)
 }
 
 func groupNames(cfg *sluicev1.FleetConfig) []string {
@@ -781,6 +785,12 @@ func requestStatus(req proto.Message, err error) error {
 	if len(faults) == 0 {
 		return status.Errorf(codes.InvalidArgument, "configapi: %v", err)
 	}
+	return badRequest(faults)
+}
+
+// badRequest is the INVALID_ARGUMENT for faults in a request's own fields
+// (not its snapshot's): "invalid request: …", with each fault's path.
+func badRequest(faults snapshot.Errors) error {
 	br := &errdetails.BadRequest{}
 	for _, f := range faults {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Path, Description: f.Message})

@@ -55,7 +55,7 @@ func checkCanary(c *sluicev1.Canary) error {
 	default:
 		return nil
 	}
-	return snapshot.ToStatus(snapshot.Errors{{Path: "canary", Message: msg}})
+	return badRequest(snapshot.Errors{{Path: "canary", Message: msg}})
 }
 
 // startRollout makes snap the group's rollout, as version next, to the
@@ -512,7 +512,7 @@ func (s *Server) GetRollout(ctx context.Context, req *sluicev1.RolloutRequest) (
 	name := groupOrDefault(req.GetGroup())
 	g := groups.Find(cur.Config, name)
 	if g == nil {
-		return nil, noGroup(cur.Config, name)
+		return nil, noGroup(cur.Config, name, false)
 	}
 	return s.rolloutStatus(g), nil
 }
