@@ -25,6 +25,7 @@ start() { # start NAME CMD...: CMD in the background, its output in $RUN/NAME.lo
 }
 cleanup() {
   trap - EXIT INT TERM
+  ((${#pids[@]})) || return 0 # nothing started, nothing to stop
   echo
   echo "stopping..."
   kill "${pids[@]}" 2>/dev/null || true

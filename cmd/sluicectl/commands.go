@@ -81,7 +81,7 @@ stderr and exits 1.`)
 		c.printFaults("validate", *file, err)
 		return 1
 	}
-	fmt.Fprintf(c.stdout, "ok: %d clusters, %d listeners\n", len(s.GetClusters()), len(s.GetListeners()))
+	fmt.Fprintf(c.stdout, "ok: %s, %s\n", count(len(s.GetClusters()), "cluster"), count(len(s.GetListeners()), "listener"))
 	return 0
 }
 
@@ -326,6 +326,14 @@ func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	}
 }
 
+// count is "1 cluster" or "2 clusters".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
 // forGroup is " to group NAME" for groups but the default, which fleets
 // without groups never need to hear about.
 func forGroup(g string) string {
@@ -339,7 +347,8 @@ func forGroup(g string) string {
 const endpointAbout = `
 The control plane edits its current snapshot and stores the result as a new
 version, as apply would: it is validated whole, shows in history (the comment
-defaults to the command, e.g. "drain web/web1") and reaches the nodes. An
+defaults to the command line, such as "drain web/web1" or "set-weight
+web/web1 3") and reaches the nodes. An
 unknown cluster or endpoint stores nothing and exits 1. The next apply of a
 file replaces the edit: put it in the file to keep it.
 

@@ -264,7 +264,7 @@ listeners:
 		{
 			name:       "quickstart",
 			args:       []string{"validate", "-f", quickstart},
-			wantStdout: "ok: 1 clusters, 2 listeners\n",
+			wantStdout: "ok: 1 cluster, 2 listeners\n",
 		},
 		{
 			name:     "parse faults with paths and lines",

@@ -119,11 +119,11 @@ func (c *cli) printWaited(w waited, group string, version uint64, took time.Dura
 		fmt.Fprintf(c.stderr, "sluicectl: no node%s is connected; each gets version %d when it connects\n", in, version)
 		return
 	}
-	noun := "nodes"
-	if w.connected == 1 {
-		noun = "node"
+	in := took.Round(time.Millisecond).String()
+	if took < time.Millisecond {
+		in = "under 1ms" // every node had it by the first look; not "0s"
 	}
-	fmt.Fprintf(c.stdout, "%d %s%s applied version %d in %v\n", w.connected, noun, inGroup(group), version, took.Round(time.Millisecond))
+	fmt.Fprintf(c.stdout, "%s%s applied version %d in %s\n", count(w.connected, "node"), inGroup(group), version, in)
 }
 
 // inGroup is " of group NAME", or nothing for the default group.
