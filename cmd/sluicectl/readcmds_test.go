@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -57,6 +58,26 @@ func TestTopOnceDoesNotWaitAnInterval(t *testing.T) {
 	// would not have come): a busy machine may take a few seconds.
 	if took >= 15*time.Second {
 		t.Errorf("top --once took %v; the node reports every second, and --interval is not its pace", took.Round(time.Millisecond))
+	}
+}
+
+// TestTopRatesDoNotWaitAnInterval: the frames of top (here into a pipe)
+// show rates as soon as the node has reported twice, not a whole
+// --interval after the first frame, which has none yet.
+func TestTopRatesDoNotWaitAnInterval(t *testing.T) {
+	addr := startCP(t, &reportingCP{})
+	// Long enough for two reports on a busy machine, far short of --interval.
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--cp", addr, "top", "--interval", "30s"}, &stdout, &stderr)
+	out := stdout.String()
+	first, second, ok := strings.Cut(out, "sluicectl top ·")
+	if ok {
+		first, second, ok = strings.Cut(second, "sluicectl top ·")
+	}
+	if code != 0 || !ok || strings.Contains(first, "req/s") || !strings.Contains(second, "10.0 req/s") {
+		t.Errorf("top --interval 30s for 6s: status %d, stderr %q; want a frame without rates, then one with 10.0 req/s:\n%s", code, stderr.String(), out)
 	}
 }
 

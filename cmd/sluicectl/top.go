@@ -39,9 +39,11 @@ weight, requests and sessions in progress (ACTIVE), and rates: requests per
 second, errors per second (5xx answers and failed connects), and bytes per
 second received from (IN/S) and sent to (OUT/S) the endpoint. Rates come
 from the counters of a node's last two reports to the control plane, which
-a node sends every second (sooner on a change of health): the first frame shows
-"-" until a node has reported twice, and each node's line says the window
-its rates are over.
+a node sends every second (sooner on a change of health): a rate shows "-"
+until top has seen two of the node's reports, and each node's line says
+the window its rates are over. Until every node's rates are known, top asks
+again every 250ms (for up to 12s) rather than every --interval, so the
+second frame has them within about a second.
 
 On a terminal, the frame is redrawn every --interval until Ctrl-C, which
 restores the screen. When stdout is not a terminal (a pipe, a file), frames
@@ -69,12 +71,9 @@ the node's line names that replica.`)
 		defer fmt.Fprint(c.stdout, leaveScreen)
 	}
 	v := &topView{cp: c.cp, interval: *interval, meters: map[string]*ratemeter.Meter{}}
-	every := *interval
-	if *once {
-		every = min(every, oncePoll)
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	// Until every node's rates are known, top asks again every oncePoll
+	// (for up to onceWait) rather than a whole --interval later.
+	warming, printed := true, false
 	giveUp := time.Now().Add(onceWait)
 	for {
 		resp, unasked, err := c.fleetStats(ctx, client, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
@@ -90,21 +89,28 @@ the node's line names that replica.`)
 		}
 		var frame bytes.Buffer
 		complete := v.render(&frame, resp, unasked, err, clock())
+		warming = warming && !complete && time.Now().Before(giveUp)
 		switch {
-		case *once && (complete || time.Now().After(giveUp)):
+		case *once && !warming:
 			c.stdout.Write(frame.Bytes())
 			return 0
 		case *once:
 		case screen:
 			fmt.Fprint(c.stdout, clearScreen)
 			c.stdout.Write(frame.Bytes())
-		default:
+		case !printed || !warming:
+			// Printed one after another, frames still without rates wait.
 			fmt.Fprintln(c.stdout, frame.String())
+			printed = true
+		}
+		wait := *interval
+		if warming {
+			wait = min(wait, oncePoll)
 		}
 		select {
 		case <-ctx.Done():
 			return 0
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }
