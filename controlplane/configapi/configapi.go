@@ -1008,10 +1008,10 @@ func (s *Server) fleet() (nodes []*sluicev1.NodeStatus, incomplete string) {
 
 // ListConns implements sluicev1.ConfigServiceServer: the records this
 // replica keeps, newest first; none for a name that is nowhere is
-// NOT_FOUND, as for GetStats (unknownNames). With replicas on one etcd, nodes report to
-// the replica their streams are on; the answer names the other replicas
-// that nodes (the one asked for, with a node filter) are connected to,
-// whose records are kept there.
+// NOT_FOUND, as for GetStats (unknownNames). With replicas on one etcd,
+// nodes report to the replica their streams are on; the answer names the
+// other replicas that nodes (the one asked for, with a node filter) are
+// connected to, whose records are kept there.
 func (s *Server) ListConns(ctx context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "configapi: %v", err)
