@@ -1125,7 +1125,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 		if err := UnknownEndpoint(cur.Config, f.cluster, f.endpoint); err != nil {
 			return err
 		}
-	case f.endpoint != "" && !slices.ContainsFunc(clusters, func(c string) bool { return slices.Contains(groups.EndpointNames(cur.Config, c), f.endpoint) }):
+	case f.endpoint != "" && !slices.Contains(groups.EndpointNames(cur.Config, ""), f.endpoint):
 		return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q", f.endpoint)
 	}
 	if listeners := groups.ListenerNames(cur.Config); f.listener != "" && !slices.Contains(listeners, f.listener) {

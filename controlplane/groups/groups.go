@@ -123,39 +123,37 @@ func Find(cfg *sluicev1.FleetConfig, name string) *sluicev1.Group {
 }
 
 // ClusterNames returns the names of the clusters some node of cfg may
-// run, sorted, each once: every group's snapshot's, and a rollout's,
-// whose canaries run its snapshot.
+// run, sorted, each once.
 func ClusterNames(cfg *sluicev1.FleetConfig) []string {
 	var names []string
-	for _, g := range cfg.GetGroups() {
-		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
+	for _, snap := range runnable(cfg) {
+		for _, c := range snap.GetClusters() {
 			names = append(names, c.GetName())
 		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return sortedOnce(names)
 }
 
 // ListenerNames returns the names of the listeners some node of cfg may
-// run, sorted, each once, as ClusterNames.
+// run, sorted, each once.
 func ListenerNames(cfg *sluicev1.FleetConfig) []string {
 	var names []string
-	for _, g := range cfg.GetGroups() {
-		for _, l := range slices.Concat(g.GetSnapshot().GetListeners(), g.GetRollout().GetSnapshot().GetListeners()) {
+	for _, snap := range runnable(cfg) {
+		for _, l := range snap.GetListeners() {
 			names = append(names, l.GetName())
 		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return sortedOnce(names)
 }
 
-// EndpointNames returns the names of cluster's endpoints in cfg, sorted,
-// each once: the cluster's in every group's snapshot and in a rollout's.
+// EndpointNames returns the names of cluster's endpoints in the snapshots
+// some node of cfg may run, or of every cluster's when cluster is "",
+// sorted, each once.
 func EndpointNames(cfg *sluicev1.FleetConfig, cluster string) []string {
 	var names []string
-	for _, g := range cfg.GetGroups() {
-		for _, c := range slices.Concat(g.GetSnapshot().GetClusters(), g.GetRollout().GetSnapshot().GetClusters()) {
-			if c.GetName() != cluster {
+	for _, snap := range runnable(cfg) {
+		for _, c := range snap.GetClusters() {
+			if cluster != "" && c.GetName() != cluster {
 				continue
 			}
 			for _, ep := range c.GetEndpoints() {
@@ -163,6 +161,20 @@ func EndpointNames(cfg *sluicev1.FleetConfig, cluster string) []string {
 			}
 		}
 	}
+	return sortedOnce(names)
+}
+
+// runnable returns the snapshots some node of cfg may run: every group's,
+// and a rollout's, whose canaries run it (nil where there is none).
+func runnable(cfg *sluicev1.FleetConfig) []*sluicev1.Snapshot {
+	var snaps []*sluicev1.Snapshot
+	for _, g := range cfg.GetGroups() {
+		snaps = append(snaps, g.GetSnapshot(), g.GetRollout().GetSnapshot())
+	}
+	return snaps
+}
+
+func sortedOnce(names []string) []string {
 	slices.Sort(names)
 	return slices.Compact(names)
 }

@@ -208,7 +208,7 @@ func TestEndpointNames(t *testing.T) {
 	for _, tt := range []struct {
 		cluster string
 		want    []string
-	}{{"web", []string{"a", "b", "c"}}, {"api", []string{"x"}}, {"nope", nil}} {
+	}{{"web", []string{"a", "b", "c"}}, {"api", []string{"x"}}, {"nope", nil}, {"", []string{"a", "b", "c", "x"}}} {
 		if got := EndpointNames(cfg, tt.cluster); !slices.Equal(got, tt.want) {
 			t.Errorf("EndpointNames(%q) = %q, want %q", tt.cluster, got, tt.want)
 		}
