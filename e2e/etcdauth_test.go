@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,16 +83,7 @@ func TestHAEtcdAuth(t *testing.T) {
 			"the replica's etcd user may not read and write under " + prefix + " (its role needs readwrite on that prefix): etcdserver: permission denied"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			args := append([]string{"--etcd", etcd.Endpoint, "--etcd-prefix", prefix, "--listen", freeAddr(t), "--http", ""}, tt.flags...)
-			out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-cp"), args...).CombinedOutput()
-			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
-				t.Errorf("sluice-cp %s: %v, want exit status 1\n%s", strings.Join(args, " "), err, out)
-			}
-			if !strings.Contains(string(out), "cannot start") || !strings.Contains(string(out), tt.says) {
-				t.Errorf("sluice-cp %s says\n%s\nwant that it cannot start, and %q", strings.Join(args, " "), out, tt.says)
-			}
+			refusedAtStart(t, append([]string{"--etcd", etcd.Endpoint, "--etcd-prefix", prefix}, tt.flags...), tt.says)
 		})
 	}
 }

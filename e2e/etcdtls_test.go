@@ -66,16 +66,25 @@ func TestHAEtcdTLS(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel() // each waits for etcd as long as the store does (5 s)
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			args := append([]string{"--etcd-prefix", haPrefix(t), "--listen", freeAddr(t), "--http", ""}, tt.flags...)
-			out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-cp"), args...).CombinedOutput()
-			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
-				t.Errorf("sluice-cp %s: %v, want exit status 1\n%s", strings.Join(args, " "), err, out)
-			}
-			if !strings.Contains(string(out), "did not answer within 5s") || !strings.Contains(string(out), tt.says) {
-				t.Errorf("sluice-cp %s says\n%s\nwant that etcd did not answer, and %q", strings.Join(args, " "), out, tt.says)
-			}
+			refusedAtStart(t, append([]string{"--etcd-prefix", haPrefix(t)}, tt.flags...), "did not answer within 5s", tt.says)
 		})
+	}
+}
+
+// refusedAtStart runs sluice-cp with flags (and a free --listen, no
+// --http) and wants it to exit 1, saying it cannot start and each of says.
+func refusedAtStart(t *testing.T, flags []string, says ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	args := append([]string{"--listen", freeAddr(t), "--http", ""}, flags...)
+	out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-cp"), args...).CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Errorf("sluice-cp %s: %v, want exit status 1\n%s", strings.Join(args, " "), err, out)
+	}
+	for _, want := range append([]string{"cannot start"}, says...) {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("sluice-cp %s says\n%s\nwant %q", strings.Join(args, " "), out, want)
+		}
 	}
 }
