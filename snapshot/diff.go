@@ -257,8 +257,8 @@ var enumDefaults = map[protoreflect.FullName]string{
 }
 
 // presenceDefaults are what optional numbers and durations mean when
-// unset, as their comments in snapshot.proto say: "weight 3 -> 1 (default)" tells what
-// the change does, "weight 3 -> unset" does not.
+// unset, as their comments in snapshot.proto say: "weight 3 -> 1
+// (default)" tells what the change does, "weight 3 -> unset" does not.
 var presenceDefaults = map[protoreflect.FullName]string{
 	"sluice.v1.Endpoint.weight":                               "1",
 	"sluice.v1.RandomOptions.draws":                           "2",

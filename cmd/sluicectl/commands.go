@@ -348,9 +348,9 @@ const endpointAbout = `
 The control plane edits its current snapshot and stores the result as a new
 version, as apply would: it is validated whole, shows in history (the comment
 defaults to the command line, such as "drain web/web1" or "set-weight
-web/web1 3") and reaches the nodes. An
-unknown cluster or endpoint stores nothing and exits 1. The next apply of a
-file replaces the edit: put it in the file to keep it.
+web/web1 3") and reaches the nodes. An unknown cluster or endpoint stores
+nothing and exits 1. The next apply of a file replaces the edit: put it in
+the file to keep it.
 
 Prints "applied version N" and the change, or "unchanged (version N)".` + ifVersionAbout
 
