@@ -265,6 +265,31 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 	}
 }
 
+// BenchmarkProxyUploadSizes measures request bodies: one that fits next
+// to the head in the first read, one that needs more reads (copied), and
+// spliced ones. The client writes each request in one go, so the proxy
+// rarely waits for it long enough to watch its endpoint (sendBody).
+func BenchmarkProxyUploadSizes(b *testing.B) {
+	for _, size := range []int{1 << 10, 32 << 10, 256 << 10, 1 << 20} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			addr := rawBackend(b, func(c net.Conn, br *bufio.Reader) {
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, benchResponse)
+				}
+			})
+			p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
+			req := append([]byte("POST /up HTTP/1.1\r\nHost: bench\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"), pattern(size)...)
+			b.SetBytes(int64(size))
+			benchClientRequest(b, p.addr, req, len(benchResponse))
+		})
+	}
+}
+
 // BenchmarkIdleConnMemory reports what an idle keep-alive client
 // connection costs after one request: goroutine stack and live heap per
 // connection (the heap figure includes the in-process client's side of the

@@ -475,20 +475,40 @@ func (cc *clientConn) armReadAt(dl time.Time, slack time.Duration) {
 	cc.c.SetReadDeadline(dl)
 }
 
+// armBodyRead sets the client read deadline for a read of the request
+// body: IdleTimeout away, as armRead, or sooner when the watch of the
+// endpoint for an early answer is to start then (answerWatchDue).
+func (cc *clientConn) armBodyRead(exact bool) {
+	d := cc.srv.cfg.Load().IdleTimeout
+	if due := cc.x.answerDue; !due.IsZero() && time.Until(due) < d {
+		cc.armReadAt(due, 0)
+		return
+	}
+	cc.armRead(d, exact)
+}
+
 // readClient reads request body bytes from the client, with IdleTimeout as
-// the inactivity bound.
+// the inactivity bound. The wait ends with a timeout, too, when the
+// endpoint sent meanwhile (answerCame).
 func (cc *clientConn) readClient(p []byte) (int, error) {
 	cc.mayReadClient()
-	cc.armRead(cc.srv.cfg.Load().IdleTimeout, false)
-	n, err := cc.c.Read(p)
-	cc.info.BytesIn += uint64(n)
-	if n > 0 {
-		return n, nil
+	for {
+		cc.armBodyRead(false)
+		if cc.answerCame() {
+			return 0, os.ErrDeadlineExceeded
+		}
+		n, err := cc.c.Read(p)
+		cc.info.BytesIn += uint64(n)
+		if n > 0 {
+			return n, nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		if !cc.answerWatchDue(err) {
+			return 0, err
+		}
 	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return 0, err
 }
 
 // write writes p to the client. The first attempt is a plain non-blocking

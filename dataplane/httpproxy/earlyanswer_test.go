@@ -151,6 +151,165 @@ func TestEarlyAnswerEndpointCloses(t *testing.T) {
 	}
 }
 
+// slowUploads are request bodies that a client sends for about a second,
+// a piece every pause, down the engine's three ways of sending a body.
+var slowUploads = []struct {
+	name  string
+	head  string
+	body  []byte
+	piece int
+	pause time.Duration
+}{
+	{"copied", contentLength(60 << 10), pattern(60 << 10), 4 << 10, 60 * time.Millisecond},
+	{"spliced", contentLength(4 << 20), pattern(4 << 20), 256 << 10, 60 * time.Millisecond},
+	{"chunked", chunkedHead, chunked(pattern(1<<20), 32<<10), 64 << 10, 60 * time.Millisecond},
+}
+
+// An endpoint that refuses an upload as soon as its head came, says it
+// closes, and reads on, discarding the body (nginx's lingering close):
+// its answer reaches a slow client while the client still sends, as RFC
+// 9112 §9.5 wants and HAProxy does, not once the client sent it all. The
+// client's connection then closes (the rest of its body is not read), and
+// the endpoint's is not pooled. So does a refusal that comes after some
+// of the body, behind a 100 Continue that was no answer.
+func TestEarlyRefusalWhileBodyStreams(t *testing.T) {
+	answers := []struct {
+		name, before string
+		lag          int64 // body bytes the endpoint reads before it answers
+		answer       string
+		status, body string
+	}{
+		{"413", "", 0, refusal413, "413", "too large"},
+		{"400 from HTTP/1.0", "", 0, "HTTP/1.0 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad", "400", "bad"},
+		{"401 without a body", "", 0, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", "401", ""},
+		{"413 after a 100", "HTTP/1.1 100 Continue\r\n\r\n", 16 << 10, refusal413, "413", "too large"},
+	}
+	for _, a := range answers {
+		for _, tt := range slowUploads {
+			t.Run(a.name+"/"+tt.name, func(t *testing.T) {
+				var heads atomic.Int64
+				ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+					for {
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						heads.Add(1)
+						io.WriteString(c, a.before)
+						io.CopyN(io.Discard, req.Body, a.lag)
+						io.WriteString(c, a.answer)
+						if _, err := io.Copy(io.Discard, req.Body); err != nil {
+							return
+						}
+					}
+				}))
+				p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+				c := p.dial()
+				r, took, br, wrote := upload(t, c, tt.head, tt.body, tt.piece, tt.pause)
+				sent := wrote.Load()
+				if strconv.Itoa(r.code) != a.status || r.body != a.body {
+					t.Fatalf("got %s %q after %v, want the endpoint's %s %q", r.status, r.body, took, a.status, a.body)
+				}
+				if sent >= int64(len(tt.body)) {
+					t.Errorf("the answer came after %v, once the client had sent all of its %d-byte body: it waited for the body", took, len(tt.body))
+				}
+				if !closes(r) {
+					t.Errorf("Connection %q, want close: the request body was not all read", r.headers["connection"])
+				}
+				expectEOF(t, br)
+				if n := heads.Load(); n != 1 {
+					t.Errorf("the endpoint got the request %d times, want 1", n)
+				}
+				waitCount(t, "endpoint connections", ep.Conns, 0)
+				if n := ep.Inflight(); n != 0 {
+					t.Errorf("endpoint in-flight %d, want 0", n)
+				}
+			})
+		}
+	}
+	// Over TLS the watch wakes on records, session tickets among them,
+	// which tell nothing until decrypted.
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "too large\n")
+		rc.Flush()
+		io.Copy(io.Discard, r.Body)
+	})
+	for _, tt := range []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"TLS", nil},
+		{"TLS with a ticket behind the handshake", &tls.Config{ClientAuth: tls.RequestClientCert}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{tlsEndpoint(t, refuse, tt.cfg)}}})
+			up := slowUploads[1]
+			r, took, br, wrote := upload(t, p.dial(), up.head, up.body, up.piece, up.pause)
+			sent := wrote.Load()
+			if r.code != 413 || r.body != "too large\n" {
+				t.Fatalf("got %s %q after %v, want the endpoint's 413", r.status, r.body, took)
+			}
+			if sent >= int64(len(up.body)) {
+				t.Errorf("the answer came after %v, once the client had sent all of its body", took)
+			}
+			expectEOF(t, br)
+		})
+	}
+}
+
+// An endpoint that answers before it read the body, and reads all of the
+// body, with an answer that may want it: one that streams its answer as
+// it reads, one that refuses but keeps the connection, one whose answer
+// may end only after the body. The body goes on to it in full before its
+// answer is read, and the client's connection stays open, as before; the
+// endpoint's is pooled unless its answer said close.
+func TestEarlyAnswerThatMayWantTheBody(t *testing.T) {
+	for _, a := range []struct {
+		name, answer, status, body string
+		conns                      int64
+	}{
+		{"200", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly", "200", "early", 1},
+		{"401 kept open", "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 4\r\n\r\nwho?", "401", "who?", 1},
+		{"401 chunked", "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwho?\r\n0\r\n\r\n", "401", "who?", 2},
+	} {
+		t.Run(a.name, func(t *testing.T) {
+			got := make(chan int64, 2)
+			var conns atomic.Int64
+			ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+				conns.Add(1)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.WriteString(c, a.answer)
+					n, _ := io.Copy(io.Discard, req.Body)
+					got <- n
+				}
+			}))
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+			c := p.dial()
+			for _, tt := range slowUploads[:2] {
+				r, took, _, _ := upload(t, c, tt.head, tt.body, tt.piece, tt.pause/3)
+				if strconv.Itoa(r.code) != a.status || r.body != a.body || closes(r) {
+					t.Fatalf("%s: got %s %q close=%v after %v, want %s %q on a connection kept open", tt.name, r.status, r.body, closes(r), took, a.status, a.body)
+				}
+				if n := <-got; n != int64(len(tt.body)) {
+					t.Errorf("%s: the endpoint got %d bytes of the body, want %d", tt.name, n, len(tt.body))
+				}
+			}
+			if n := conns.Load(); n != a.conns {
+				t.Errorf("the endpoint got %d connections, want %d", n, a.conns)
+			}
+		})
+	}
+}
+
 // smallWindowBackend is rawBackend with a small receive buffer, set on the
 // listening socket so that accepted connections advertise a small window:
 // an endpoint that stops reading stalls the proxy's writes after a few
@@ -398,10 +557,10 @@ func TestEarlyAnswerCloseDelimited(t *testing.T) {
 	}
 }
 
-// An endpoint that answers early but drains the body before closing (nginx's
-// lingering close) is read after the body went, as before: the client's
-// connection stays open, its body having been read in full. An endpoint
-// that answers after the body keeps its connection pooled.
+// An endpoint that answers after the body keeps its connection pooled.
+// One that refuses a body it read and closes leaves the client's
+// connection open: its body was read in full. (A refusal that comes while
+// the body still streams is TestEarlyRefusalWhileBodyStreams's.)
 func TestAnswerAfterBodyKeepsConnections(t *testing.T) {
 	var conns atomic.Int64
 	ep := upstream.New("web", "b1", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
@@ -412,8 +571,8 @@ func TestAnswerAfterBodyKeepsConnections(t *testing.T) {
 				return
 			}
 			if req.URL.Path == "/refuse" {
+				io.Copy(io.Discard, req.Body)
 				io.WriteString(c, refusal413)
-				io.Copy(io.Discard, req.Body) // lingering
 				return
 			}
 			n, _ := io.Copy(io.Discard, req.Body)

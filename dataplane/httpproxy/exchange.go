@@ -515,25 +515,63 @@ func (cc *clientConn) answeredEarly(bc net.Conn, e *statusError, reused bool) bo
 	return true
 }
 
+// earlyAnswer reports whether the endpoint connection bc holds, unread,
+// the start of a final answer (finalAnswerStarts): the endpoint answered
+// while the request was still going to it (see answerSeen).
+func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
+	return finalAnswerStarts(cc.answerSeen(bc))
+}
+
 // finalAnswerStarts reports whether b, the start of what the endpoint sent,
 // goes past its interim (1xx) responses, which are no answer: they are
 // forwarded once the request went, as ever (readResponseHead). Bytes that
 // are no response at all count, for readResponseHead to refuse.
-func finalAnswerStarts(b []byte) bool {
-	for len(b) > 0 {
-		if len(b) < len("HTTP/1.1 1") {
-			return false // more to come, or nothing to tell an answer by
+func finalAnswerStarts(b []byte) bool { return finalAnswerAt(b) >= 0 }
+
+// finalAnswerAt is where in b the final answer starts (finalAnswerStarts),
+// or -1 when b does not go past its interim responses yet.
+func finalAnswerAt(b []byte) int {
+	at := 0
+	for len(b) > at {
+		if len(b)-at < len("HTTP/1.1 1") {
+			return -1 // more to come, or nothing to tell an answer by
 		}
-		if b[9] != '1' {
-			return true
+		if b[at+9] != '1' {
+			return at
 		}
-		end, _ := findHeadEnd(b, 0)
+		end, _ := findHeadEnd(b, at)
 		if end <= 0 {
-			return false
+			return -1
 		}
-		b = b[end:]
+		at = end
 	}
-	return false
+	return -1
+}
+
+// refusalCloses reports whether b, the start of what the endpoint sent,
+// goes on to the whole of a final answer that refuses the request and
+// closes the connection: an error status (a 413 or a 401 to an upload)
+// with Connection: close, or from HTTP/1.0 without keep-alive, and no body
+// or all of its Content-Length. That is the answer RFC 9112 §9.5 has a
+// client stop sending the body at, as nginx, Go's net/http and Python's
+// http.server give it to a body they will not read. Any other answer may
+// still want the body: an endpoint that answers as it reads, or one that
+// keeps the connection and so reads the rest. So may one whose end is not
+// in b yet: an endpoint may read the body before it ends its answer.
+func refusalCloses(b []byte) bool {
+	at := finalAnswerAt(b)
+	if at < 0 {
+		return false
+	}
+	end, _ := findHeadEnd(b, at)
+	if end < 0 {
+		return false
+	}
+	r := response{fields: make([]field, maxFields)} // not x.resp's: they are the request's too
+	if r.parse(b[at:end], false) != nil || r.status < 400 || r.reusable {
+		return false
+	}
+	return r.body == bodyNone || r.body == bodyLength && int64(len(b)-end) >= r.contentLength
 }
 
 // errContinue is readResponseHead's "100 Continue came, send the body";
@@ -698,16 +736,110 @@ func (cc *clientConn) send(bc net.Conn, expect bool) *statusError {
 	return nil
 }
 
+// answerWatchDelay is how long a request body may stream before the
+// endpoint is watched for an early answer (watchAnswer): a body that is
+// all sent sooner, as nearly every body is, costs no watch, and an answer
+// to a longer one reaches its client at most this much later than it
+// could.
+const answerWatchDelay = 10 * time.Millisecond
+
+// maxAnswerWatches bounds how many times one body is watched for an early
+// answer: what woke a watch may be no refusal yet (a 100 Continue, a head
+// that is still coming, TLS records that carry no answer).
+const maxAnswerWatches = 3
+
 // sendBody forwards the rest of the request body from the client.
+//
+// An endpoint may answer before it took the whole body (RFC 9112 §9.5):
+// a 413 or a 401 to an upload, from an endpoint that then reads on and
+// discards what comes (nginx's lingering close) or stops reading. Once
+// the body streamed for answerWatchDelay, the first wait for more of it
+// starts a watch of the endpoint connection (watchAnswer). An answer that
+// refuses the request and closes (refusalCloses) ends the sending:
+// forward reads it, and it reaches the client now rather than once the
+// client sent the rest. The client connection closes after it, its body
+// not all read, as nginx closes one it refused. Other bytes wait for the
+// body to end, as before: a 100 Continue, a success sent early, an answer
+// that keeps the connection.
 func (cc *clientConn) sendBody(bc net.Conn) *statusError {
 	x := cc.x
-	switch x.reqBody {
-	case bodyLength:
-		return cc.sendLengthBody(bc)
-	case bodyChunked:
-		return cc.sendChunkedBody(bc)
+	if x.reqBody == bodyNone {
+		return nil
 	}
-	return nil
+	x.answerBC, x.answerDue = bc, time.Now().Add(answerWatchDelay)
+	for watches := 1; ; watches++ {
+		var e *statusError
+		switch x.reqBody {
+		case bodyLength:
+			e = cc.sendLengthBody(bc)
+		case bodyChunked:
+			e = cc.sendChunkedBody(bc)
+		}
+		cc.endAnswerWatch()
+		if e != errAnswerCame {
+			return e
+		}
+		seen := cc.answerSeen(bc)
+		if refusalCloses(seen) {
+			return errAnsweredEarly
+		}
+		if watches < maxAnswerWatches {
+			// Watched for more than what is there: over plain TCP, the
+			// bytes looked at are still on the socket.
+			queued := 0
+			if _, plain := bc.(*net.TCPConn); plain {
+				queued = len(seen) - (x.be - x.bs)
+			}
+			cc.watchAnswer(bc, queued)
+		}
+	}
+}
+
+// errAnswerCame is a body read's "the endpoint sent something while the
+// client was waited for" (watchAnswer): sendBody looks at what it sent.
+// It never reaches a client.
+var errAnswerCame = &statusError{502, "the endpoint sent bytes while the request body came", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
+
+// answerWatchDue starts the watch of the endpoint for an early answer
+// when err, which ended a wait for more of the request body, is the
+// deadline that armBodyRead set for it, and reports whether it did: the
+// wait then goes on.
+func (cc *clientConn) answerWatchDue(err error) bool {
+	x := cc.x
+	if x.answerDue.IsZero() || !cc.rdl.Equal(x.answerDue) || !isTimeout(err) {
+		return false
+	}
+	x.answerDue = time.Time{}
+	cc.watchAnswer(x.answerBC, 0)
+	return true
+}
+
+// answerCame reports whether the watch of the endpoint saw it send
+// (watchAnswer), which ends the wait for the client with errAnswerCame.
+// Asked once the client's read deadline is armed: the watch may have moved
+// it before, to wake a wait that had not started yet.
+func (cc *clientConn) answerCame() bool { return cc.x.answerCame.Load() }
+
+// endAnswerWatch ends the watch of the endpoint, if any, and the wait to
+// start one.
+func (cc *clientConn) endAnswerWatch() {
+	cc.x.answerDue, cc.x.answerBC = time.Time{}, nil
+	cc.stopAnswerWatch()
+}
+
+// stopAnswerWatch ends the watch of the endpoint, if any, once its
+// goroutine is done. The endpoint connection's read deadline is the next
+// read's to arm (armEndpoint), and the client's too: the watch may have
+// moved it.
+func (cc *clientConn) stopAnswerWatch() {
+	x := cc.x
+	if x.answerWatch == nil {
+		return
+	}
+	x.answerWatch()
+	x.answerWatch = nil
+	x.answerCame.Store(false)
+	cc.rdl = aLongTimeAgo
 }
 
 func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
@@ -813,6 +945,9 @@ func (x *exchange) bodyOverLimit() bool {
 // bodyError maps a failure to read the request body from the client.
 func (cc *clientConn) bodyError(err error) *statusError {
 	if isTimeout(err) {
+		if cc.answerCame() {
+			return errAnswerCame
+		}
 		return errRequestTimeout
 	}
 	if errors.Is(err, net.ErrClosed) {
@@ -835,6 +970,14 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 	dl := now.Add(closeCheckInterval)
 	if x.hard.Before(dl) {
 		dl = x.hard
+	}
+	if x.answerWatch != nil {
+		// The read deadline is the watch's (watchAnswer); a TLS write's
+		// is set before it (see below).
+		if _, ok := bc.(*net.TCPConn); ok {
+			bc.SetWriteDeadline(dl)
+		}
+		return
 	}
 	if _, ok := bc.(*net.TCPConn); ok {
 		bc.SetDeadline(dl)

@@ -318,6 +318,51 @@ func FuzzParseResponse(f *testing.F) {
 	})
 }
 
+// FuzzEarlyAnswer: what sendBody and bodyStalled read an endpoint's
+// bytes by, mid-request, never panics; finds a final answer only past
+// whole interim heads, and the same one however many more bytes follow;
+// and takes for a refusal only a final answer whose head parses, with an
+// error status, that does not keep the connection.
+func FuzzEarlyAnswer(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 401 Unauthorized\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 400 Bad\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"HTTP/1.1 1",
+		"garbage that is no answer\r\n\r\n",
+	} {
+		f.Add([]byte(s), 5)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut int) {
+		at := finalAnswerAt(data)
+		if at >= 0 {
+			if at+10 > len(data) || data[at+9] == '1' {
+				t.Fatalf("final answer at %d of %q", at, data)
+			}
+			pos := 0
+			for pos < at {
+				end, _ := findHeadEnd(data, pos)
+				if data[pos+9] != '1' || end <= pos || end > at {
+					t.Fatalf("%q before the final answer at %d is not whole interim heads", data[:at], at)
+				}
+				pos = end
+			}
+		}
+		if cut = max(cut, 0) % (len(data) + 1); finalAnswerAt(data[:cut]) >= 0 && finalAnswerAt(data[:cut]) != at {
+			t.Fatalf("%q has its final answer at %d, and at %d when cut at %d", data, at, finalAnswerAt(data[:cut]), cut)
+		}
+		if !refusalCloses(data) {
+			return
+		}
+		end, _ := findHeadEnd(data, at)
+		var r response
+		if at < 0 || end < 0 || r.parse(data[at:end], false) != nil || r.status < 400 || r.reusable {
+			t.Fatalf("%q taken for a refusal that closes", data)
+		}
+	})
+}
+
 // FuzzChunkedDecoder: the decoder never panics, gives the same result
 // however its input is split, agrees with net/http's chunked reader on what
 // it accepts, and its re-encoding decodes to the same data.

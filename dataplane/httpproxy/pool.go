@@ -82,6 +82,14 @@ type exchange struct {
 	// ends, and bodyCame says the client sent its body (watchBody).
 	bodyWatch chan struct{}
 	bodyCame  atomic.Bool
+	// While the request body streams (sendBody): answerDue is when a wait
+	// for the client starts the watch of the endpoint connection answerBC
+	// for an early answer (zero once it started, or when there is none);
+	// answerWatch ends the watch, and answerCame says the endpoint sent.
+	answerDue   time.Time
+	answerBC    net.Conn
+	answerWatch func()
+	answerCame  atomic.Bool
 	// When bodyStalled last armed a slice for a write of the request, and
 	// epOut then.
 	stallAt  time.Time

@@ -15,9 +15,9 @@ func (cc *clientConn) initRaw() {}
 // shows as a 502 for a request with a body.
 func alive(c net.Conn) bool { return true }
 
-// earlyAnswer cannot look without raw sockets: an early answer is missed,
+// answerSeen cannot look without raw sockets: an early answer is missed,
 // as before, and the client gets a 502 or 504.
-func (cc *clientConn) earlyAnswer(net.Conn) bool { return false }
+func (cc *clientConn) answerSeen(net.Conn) []byte { return nil }
 
 func (cc *clientConn) rawConnOf(net.Conn) syscall.RawConn { return nil }
 

@@ -249,21 +249,21 @@ func peek(fd uintptr, b []byte) (n int, err error) {
 	}
 }
 
-// earlyAnswer reports whether the endpoint connection bc holds, unread,
-// the start of a final answer (finalAnswerStarts): the endpoint answered
-// while the request was still going to it. It looks without taking
-// (MSG_PEEK), into the free end of the endpoint read buffer; the bytes
-// stay for readResponseHead. What a peer sent before it reset the
-// connection stays readable, so this works after a write failed too. Over
-// TLS the socket holds records, which tell nothing until decrypted
-// (tlsAnswer). It costs system calls, and is asked only on paths that
-// failed or stalled.
-func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
+// answerSeen returns what the endpoint connection bc holds, unread: what
+// readResponseHead has in the endpoint read buffer, and what waits on the
+// socket. It looks without taking (MSG_PEEK), into the free end of the
+// endpoint read buffer; the bytes stay for readResponseHead. What a peer
+// sent before it reset the connection stays readable, so this works after
+// a write failed too. Over TLS the socket holds records, which tell
+// nothing until decrypted (tlsAnswer). It costs system calls, and is asked
+// only on paths that failed, stalled or were woken (earlyAnswer,
+// sendBody).
+func (cc *clientConn) answerSeen(bc net.Conn) []byte {
 	x := cc.x
 	raw := x.epRaw
 	if raw == nil || bc != x.epConn {
 		if raw = socketOf(bc); raw == nil {
-			return false
+			return nil
 		}
 	}
 	n := 0
@@ -273,15 +273,16 @@ func (cc *clientConn) earlyAnswer(bc net.Conn) bool {
 		}
 	})
 	if err != nil {
-		return false
+		return nil
 	}
 	if _, plain := bc.(*net.TCPConn); !plain {
 		if n > 0 {
+			cc.stopAnswerWatch() // it waits on the socket tlsAnswer reads
 			cc.tlsAnswer(bc)
 		}
 		n = 0
 	}
-	return finalAnswerStarts(x.bb[x.bs : x.be+n])
+	return x.bb[x.bs : x.be+n]
 }
 
 // tlsAnswerWait bounds tlsAnswer's read: the records it decrypts are on

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"time"
 
@@ -178,7 +179,10 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 	defer r.end()
 	r.sent = &x.epOut
 	cc.mayReadClient()
-	cc.armRead(cc.srv.cfg.Load().IdleTimeout, true)
+	cc.armBodyRead(true)
+	if cc.answerCame() {
+		return 0, os.ErrDeadlineExceeded, true, true
+	}
 	push, pull := r.pushFn, r.pullFn
 	// Once the endpoint is full, after it took all it was given, its
 	// slice starts afresh: a stall is then told after one slice rather
@@ -215,7 +219,11 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 			return r.in, nil, false, true
 		}
 		if err := r.src.Read(pull); err != nil {
-			return r.in, err, true, true
+			if !cc.answerWatchDue(err) {
+				return r.in, err, true, true
+			}
+			cc.armBodyRead(true)
+			continue
 		}
 		armed = false
 	}

@@ -2,8 +2,10 @@ package httpproxy
 
 import (
 	"crypto/tls"
+	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -130,4 +132,48 @@ func (cc *clientConn) clientLeft(abortOnClose bool) bool {
 		return false
 	}
 	return broken || fin && abortOnClose
+}
+
+// watchAnswer starts the watch of the endpoint connection bc for an early
+// answer while the request body streams from a slow client (sendBody):
+// once bc holds more than queued bytes to read, or ended, answerCame is
+// set and the client's read deadline moved to wake the wait for it. It
+// starts nothing when bc has no socket to watch.
+//
+// The watch waits on bc's socket itself, looking without taking, while
+// this goroutine writes the body to it: bc's read deadline is the watch's
+// until stopAnswerWatch moves it to end the watch, and armEndpoint leaves
+// it alone meanwhile. An operator's close of bc ends the watch as it
+// ends a read.
+func (cc *clientConn) watchAnswer(bc net.Conn, queued int) {
+	x := cc.x
+	raw := x.epRaw
+	if raw == nil || bc != x.epConn {
+		if raw = socketOf(bc); raw == nil {
+			return
+		}
+	}
+	bc.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := raw.Read(func(fd uintptr) bool {
+			switch n, err := peekByte(fd); {
+			case err == unix.EAGAIN:
+				return false
+			case err != nil || n == 0:
+				return true // reset, or FIN
+			}
+			q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+			return err != nil || q > queued
+		})
+		if err == nil {
+			x.answerCame.Store(true)
+			cc.c.SetReadDeadline(aLongTimeAgo)
+		}
+	}()
+	x.answerWatch = func() {
+		bc.SetReadDeadline(aLongTimeAgo)
+		<-done
+	}
 }
