@@ -2,9 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sluice-lb/sluice/dataplane"
@@ -69,5 +75,57 @@ listeners:
 				t.Errorf("%v: %s = %v, want %v", l["path"], k, l[k], v)
 			}
 		}
+	}
+}
+
+// TestEarlyRefusalReachesUploader: nginx refuses an upload larger than its
+// client_max_body_size with a 413 as soon as it has the request's head,
+// says it closes, and reads on, discarding the body (its lingering
+// close). curl uploading 4 MiB at 1 MiB/s gets that 413 through a node
+// while it sends, and stops sending, as it does straight to nginx (RFC
+// 9112 §9.5). The node used to hold the answer back until curl had sent
+// the whole body. curl's own count of what it uploaded tells which.
+func TestEarlyRefusalReachesUploader(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	ng := startNginx(t, `listen %s;
+        client_max_body_size 1k;
+        location / { return 200 "ok\n"; }`)
+	c := startCP(t, t.TempDir(), "")
+	dp := startNode(t, c.addr, "node-1")
+	web := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: up, endpoints: [ { name: nginx, address: %s } ] }
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: up }
+`, ng.addr, web)))
+
+	const size = 4 << 20
+	file := filepath.Join(t.TempDir(), "upload")
+	if err := os.WriteFile(file, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []struct{ name, addr string }{{"nginx", ng.addr}, {"node", web}} {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		// Without Expect: 100-continue (curl's default for a large body),
+		// so that the body goes at once and the answer meets it on the way.
+		out, err := exec.CommandContext(ctx, "curl", "-sS", "-o", "/dev/null", "-H", "Expect:",
+			"--limit-rate", "1M", "--data-binary", "@"+file,
+			"-w", "%{http_code} %{size_upload}", "http://"+to.addr+"/upload").CombinedOutput()
+		cancel()
+		code, sent, _ := strings.Cut(string(out), " ")
+		n, perr := strconv.ParseInt(sent, 10, 64)
+		if err != nil || perr != nil {
+			t.Fatalf("curl to %s: %v, %q", to.name, err, out)
+		}
+		if code != "413" {
+			t.Errorf("curl to %s got %s, want nginx's 413", to.name, code)
+		}
+		if n >= size {
+			t.Errorf("curl to %s uploaded all %d bytes: the 413 came only after the body", to.name, n)
+		}
+		t.Logf("curl to %s: %s after %d of %d bytes", to.name, code, n, size)
 	}
 }

@@ -19,22 +19,27 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 )
 
-// nginx is a real nginx on loopback that takes the PROXY protocol
-// ("listen ... proxy_protocol"): it refuses connections without a header
-// and answers every request with the client address the header named
-// ($proxy_protocol_addr, empty for a LOCAL or UNKNOWN header), which it
-// also writes to its access log with the request's path and the
-// destination the header named.
+// nginx is a real nginx on loopback. Its access log has, for each request,
+// the client address a PROXY header named ($proxy_protocol_addr, empty
+// without one, or for a LOCAL or UNKNOWN header), the request's path and
+// the destination the header named.
 type nginx struct {
 	addr string
 	log  string
 }
 
+// ppServer is the server block of an nginx that takes the PROXY protocol
+// ("listen ... proxy_protocol"): it refuses connections without a header
+// and answers every request with the client address the header named.
+const ppServer = `listen %s proxy_protocol;
+        location / { return 200 "$proxy_protocol_addr\n"; }`
+
 // startNginx starts nginx from a config of its own in a temporary
-// directory, and stops it by its pid when the test ends. Without nginx
-// installed the test is skipped, unless it runs in CI (CI set), where
-// .ci/run installs it.
-func startNginx(t *testing.T) *nginx {
+// directory, with server as its one server block, in which %s is the
+// address it listens on, and stops it by its pid when the test ends.
+// Without nginx installed the test is skipped, unless it runs in CI (CI
+// set), where .ci/run installs it.
+func startNginx(t *testing.T, server string) *nginx {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -64,11 +69,10 @@ http {
     log_format pp '$proxy_protocol_addr $request_uri $proxy_protocol_server_addr:$proxy_protocol_server_port';
     access_log %[3]s pp;
     server {
-        listen %[4]s proxy_protocol;
-        location / { return 200 "$proxy_protocol_addr\n"; }
+        %[4]s
     }
 }
-`, user, dir, n.log, n.addr)
+`, user, dir, n.log, fmt.Sprintf(server, n.addr))
 	confFile := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -167,7 +171,7 @@ func dialFrom(t *testing.T, from, addr string) net.Conn {
 // which is not the listener's). The node's health checks send nginx a
 // header without an address, which it takes, so the endpoints are UP.
 func TestProxyProtocolNginx(t *testing.T) {
-	ng := startNginx(t)
+	ng := startNginx(t, ppServer)
 	c := startCP(t, t.TempDir(), "")
 	dp := startNode(t, c.addr, "node-1")
 	tcp1, tcp2, http1, http2 := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
