@@ -45,6 +45,7 @@ var (
 	errConnect          = &statusError{501, "CONNECT is not supported", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
 	errTransferCoding   = &statusError{501, "transfer coding not implemented", sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
 	errRequestTimeout   = &statusError{408, "request head not received in time", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT}
+	errBodyTimeout      = &statusError{408, "request body not received in time", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT}
 	errNoEndpointStatus = &statusError{503, "no endpoint available", sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}
 	errConnectFailed    = &statusError{502, "could not connect to the endpoint", sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}
 	errBadResponse      = &statusError{502, "invalid response from the endpoint", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}

@@ -948,7 +948,7 @@ func (cc *clientConn) bodyError(err error) *statusError {
 		if cc.answerCame() {
 			return errAnswerCame
 		}
-		return errRequestTimeout
+		return errBodyTimeout
 	}
 	if errors.Is(err, net.ErrClosed) {
 		// A closed client connection refuses deadlines; otherwise the

@@ -335,8 +335,8 @@ func TestRequestBodyTimeout(t *testing.T) {
 	br := bufio.NewReader(conn)
 	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
 	r := readResponse(t, br, "POST")
-	if r.code != 408 || r.header("Connection") != "close" {
-		t.Fatalf("got %s connection=%q", r.status, r.header("Connection"))
+	if r.code != 408 || r.header("Connection") != "close" || r.body != "request body not received in time\n" {
+		t.Fatalf("got %s connection=%q %q", r.status, r.header("Connection"), r.body)
 	}
 }
 
