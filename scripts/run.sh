@@ -23,16 +23,29 @@ start() { # start NAME CMD...: CMD in the background, its output in $RUN/NAME.lo
   pids+=($!)
   name_of[$!]=$name
 }
+dp_pid=
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT
   ((${#pids[@]})) || return 0 # nothing started, nothing to stop
   echo
-  echo "stopping..."
+  echo "stopping... (connections in progress may finish first; Ctrl-C again stops at once)"
+  # The node first, while the control plane still runs to hear that it
+  # drains and to take its last connection records: the two run in
+  # sessions of their own, so that Ctrl-C reaches neither before this.
+  # The node drains for as long as connections in progress need, up to
+  # its --drain-grace; a second Ctrl-C is its second signal, on which it
+  # exits at once.
+  if [[ -n $dp_pid ]]; then
+    trap 'kill "$dp_pid" 2>/dev/null || true' INT TERM HUP
+    kill "$dp_pid" 2>/dev/null || true
+    while kill -0 "$dp_pid" 2>/dev/null; do wait "$dp_pid" 2>/dev/null || true; done
+  fi
+  trap '' INT TERM HUP
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for addr in $CP $CP_HTTP $ADMIN 127.0.0.1:9001 127.0.0.1:9002 127.0.0.1:9009 127.0.0.1:8080 127.0.0.1:6663; do
@@ -50,10 +63,11 @@ start web2 bin/demo-backend --listen 127.0.0.1:9002 --name web2
 start sorry bin/demo-backend --listen 127.0.0.1:9009 --name sorry
 
 rm -rf "$RUN/cp-data" # versions start at 1, as in the README
-start cp bin/sluice-cp --listen $CP --http $CP_HTTP --data "$RUN/cp-data"
+start cp setsid bin/sluice-cp --listen $CP --http $CP_HTTP --data "$RUN/cp-data"
 wait_for "sluice-cp" curl -fsS "http://$CP_HTTP/healthz"
 
-start dp bin/sluice-dp --cp $CP --node-id node-1 --labels zone=local --admin $ADMIN
+start dp setsid bin/sluice-dp --cp $CP --node-id node-1 --labels zone=local --admin $ADMIN
+dp_pid=$!
 wait_for "sluice-dp" curl -fsS "http://$ADMIN/healthz"
 
 bin/sluicectl apply -f examples/quickstart.yaml
@@ -88,10 +102,6 @@ while :; do
     echo "make run: backend $name (pid $exited) exited (status $status); the rest runs on" >&2
     continue
   fi
-  # On Ctrl-C every process of the terminal's group gets SIGINT, and one
-  # of ours may exit before bash runs the INT trap; give the trap a moment
-  # so an ordinary stop is not reported as a failure.
-  sleep 0.5
   echo "make run: ${name:-a process} (pid ${exited:-?}) exited (status $status); see $RUN/${name:-*}.log" >&2
   exit 1
 done
