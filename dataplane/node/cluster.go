@@ -152,12 +152,22 @@ func (c *cluster) setSince(ep *upstream.Endpoint, t time.Time) {
 	c.since[ep] = t
 }
 
+// configuredWeight is e's weight as configured: 1 when it gives none.
+func configuredWeight(e *sluicev1.Endpoint) uint32 {
+	if e.Weight == nil {
+		return 1
+	}
+	return e.GetWeight()
+}
+
 // inactive is an endpoint an operator took out (state DRAINING or
 // DISABLED), for status and ShutdownSessions.
 type inactive struct {
-	ep    *upstream.Endpoint
-	state string    // "DRAINING" or "DISABLED"
-	since time.Time // when an apply first gave it this state
+	ep     *upstream.Endpoint
+	state  string    // "DRAINING" or "DISABLED"
+	since  time.Time // when an apply first gave it this state
+	weight uint32    // as configured, for status: what it gets back
+	backup bool
 }
 
 // memberInfo is what persistence needs to know of members[i].
@@ -246,7 +256,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 			// that stays inactive keeps its *Endpoint, and so its
 			// connections for ShutdownSessions and its counters.
 			key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
-			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_")}
+			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_"), weight: configuredWeight(e), backup: e.GetBackup()}
 			p, was := prevInactive[key]
 			if ep == nil {
 				in.ep = p.ep
@@ -289,11 +299,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 			}
 			c.wasDown[ep] = true
 		}
-		weight := uint32(1)
-		if e.Weight != nil {
-			weight = e.GetWeight()
-		}
-		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: weight, Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
+		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: configuredWeight(e), Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
 		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick(), sendProxy: sendProxyVersion(spec, e)}
 		if c.cookie != nil && mi.stickable {
 			mi.cookie = persist.CookieValue(c.name, e.GetName(), e.GetCookie())

@@ -638,7 +638,8 @@ func (n *Node) Endpoints() []EndpointStatus {
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
-			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since, Ejections: ep.Ejections()})
+			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Weight: in.weight, Backup: in.backup,
+				Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since, Ejections: ep.Ejections()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -440,3 +440,32 @@ clusters:
 		t.Errorf("a after outlier detection went off and on: %d ejections, want 1", st.Ejections)
 	}
 }
+
+// An endpoint an operator took out shows, in status and so in sluicectl
+// stats, the weight and backup flag it is configured with and gets back
+// on return, not the zero of an endpoint in no picker.
+func TestInactiveEndpointShowsItsWeight(t *testing.T) {
+	n := newNode(t)
+	const tmpl = `
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: 127.0.0.1:1, weight: 3%s }
+      - { name: b, address: 127.0.0.1:2, backup: true%s }
+`
+	for _, state := range []string{"", ", state: DRAINING", ", state: DISABLED"} {
+		if err := n.Apply("v"+state, parse(t, tmpl, state, state)); err != nil {
+			t.Fatal(err)
+		}
+		want := strings.TrimPrefix(state, ", state: ")
+		if want == "" {
+			want = "UP"
+		}
+		if st := statusOf(n, "a"); st.Health != want || st.Weight != 3 || st.Backup {
+			t.Errorf("a%s: %s weight %d backup %v, want %s weight 3", state, st.Health, st.Weight, st.Backup, want)
+		}
+		if st := statusOf(n, "b"); st.Health != want || st.Weight != 1 || !st.Backup {
+			t.Errorf("b%s: %s weight %d backup %v, want %s weight 1 backup", state, st.Health, st.Weight, st.Backup, want)
+		}
+	}
+}
