@@ -225,6 +225,7 @@ func (d *Dataplane) Close() {
 	if d.admin != nil {
 		d.admin.Close()
 	}
+	d.Reporter.EndpointsDone() // the last view stays the control plane's
 	d.Node.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 	if left := d.Node.WaitClosed(ctx); left > 0 {

@@ -136,6 +136,47 @@ listeners:
 	}
 }
 
+// TestStoppedNodeKeepsItsLastStats: a node stopped as SIGTERM stops it
+// (drain, then close) stays in the control plane's stats, disconnected,
+// with what it last saw of its endpoints and their counters, not with the
+// empty view of its clusters closing on the way out.
+func TestStoppedNodeKeepsItsLastStats(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	b := startBackend(t, "b")
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: web, endpoints: [ { name: b, address: %s, weight: 2 } ] }
+listeners:
+  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, listen)))
+	if got := count(t, "http://"+listen+"/", 3, nil); got["b"] != 3 {
+		t.Fatalf("answers %v, want b:3", got)
+	}
+	waitFor(t, "the control plane's stats to count b's 3 requests", func() bool {
+		_, ep := c.endpointStats(t, "node-1", "web", "b")
+		return ep.GetRequests() == 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := dp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dp.Close()
+	waitFor(t, "the control plane to see node-1 disconnected", func() bool {
+		return !c.nodeStatus(t, "node-1").GetConnected()
+	})
+	n, ep := c.endpointStats(t, "node-1", "web", "b")
+	if n == nil || n.GetConnected() || ep.GetRequests() != 3 || ep.GetWeight() != 2 {
+		t.Fatalf("stats of the stopped node: %v %v, want it disconnected, with b's weight 2 and 3 requests", n, ep)
+	}
+	out, errOut, code := ctl(t, c.addr, "stats", "--node", "node-1")
+	if row := fields(out, "web/b"); code != 0 || len(row) < 7 || row[3] != "2" || row[6] != "3" {
+		t.Errorf("sluicectl stats: exit %d, stderr %q:\n%s\nwant web/b with weight 2 and 3 requests", code, errOut, out)
+	}
+}
+
 // fields returns the cells of the line of out that begins with first,
 // split on runs of spaces.
 func fields(out, first string) []string {

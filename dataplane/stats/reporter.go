@@ -64,6 +64,7 @@ type Reporter struct {
 	queue    chan *sluicev1.ConnRecord
 	interval time.Duration // between batches; DefaultInterval but in tests
 	eps      Endpoints     // nil: none reported
+	epsDone  atomic.Bool   // EndpointsDone was called: no view goes out
 	instance string        // Node.instance, sent on each stream's first report
 	epsEvery time.Duration // EndpointsEvery but in tests
 	dropped  atomic.Uint64 // since the last report that got through
@@ -113,6 +114,13 @@ func NewReporter(size int, log *slog.Logger) *Reporter {
 // first message, then whenever src.StatusChanges moved since the last one
 // sent, and at least every EndpointsEvery. Call it before Run.
 func (r *Reporter) ReportEndpoints(src Endpoints) { r.eps = src }
+
+// EndpointsDone stops the reports of the endpoints' view for good. The
+// node calls it before it closes its clusters on the way out: their view
+// would then be empty, and the control plane would show it for the
+// stopped node in place of the last one. It is safe to call from any
+// goroutine.
+func (r *Reporter) EndpointsDone() { r.epsDone.Store(true) }
 
 // SetInstance makes every stream name the process it reports for (the
 // Node.instance its discovery stream sends), so that the control plane
@@ -293,7 +301,8 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 		}
 		rep := &sluicev1.StatsReport{}
 		// A flush comes as the node exits, its listeners and clusters
-		// closed: their view then would be empty, not the last one.
+		// closed: their view then would be empty, not the last one (and
+		// EndpointsDone was called before they closed).
 		var changes uint64
 		var withEps bool
 		if !flush {
@@ -353,7 +362,7 @@ type endpointsSent struct {
 
 // due reports whether a view of the endpoints should go out now.
 func (e *endpointsSent) due(r *Reporter) bool {
-	if r.eps == nil {
+	if r.eps == nil || r.epsDone.Load() {
 		return false
 	}
 	return r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
@@ -367,7 +376,7 @@ func (e *endpointsSent) due(r *Reporter) bool {
 // sent with that version or a later one, which a canary's error rate
 // counts on.
 func (e *endpointsSent) attach(r *Reporter, rep *sluicev1.StatsReport, force bool) (changes uint64, ok bool) {
-	if r.eps == nil || !force && !e.due(r) {
+	if r.eps == nil || r.epsDone.Load() || !force && !e.due(r) {
 		return 0, false
 	}
 	changes = r.eps.StatusChanges()
