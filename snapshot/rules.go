@@ -74,7 +74,7 @@ func CompileRegex(expr string, ignoreCase bool) (*regexp.Regexp, error) {
 func ProxyField(name string) bool {
 	switch strings.ToLower(name) {
 	case "host", "content-length", "transfer-encoding", "connection", "keep-alive",
-		"proxy-connection", "te", "trailer", "upgrade", "expect":
+		"proxy-connection", "te", "upgrade", "expect":
 		return true
 	}
 	return false

@@ -28,8 +28,8 @@ type HeaderEdits struct {
 // then set each field of set (replacing those of its name), then add each of
 // add, in the order given. Names are compared without regard to ASCII case.
 // A name that is not a token, a field the proxy owns (Host, Content-Length,
-// Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
-// Upgrade, Expect) or a value with control characters other than HTAB, or
+// Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Upgrade,
+// Expect) or a value with control characters other than HTAB, or
 // surrounding whitespace, is an error.
 func NewHeaderEdits(remove []string, set, add []Field) (*HeaderEdits, error) {
 	e := &HeaderEdits{}

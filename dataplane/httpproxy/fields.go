@@ -82,8 +82,9 @@ const (
 	fieldTransferEncoding
 	fieldConnection
 	fieldExpect
-	// fieldHopByHop: Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade —
-	// hop-by-hop whatever Connection says (RFC 9110 §7.6.1).
+	// fieldHopByHop: Keep-Alive, Proxy-Connection, TE, Upgrade — hop-by-hop
+	// whatever Connection says (RFC 9110 §7.6.1). Trailer is not: it
+	// announces the trailer fields, which are forwarded (RFC 9110 §6.6.2).
 	fieldHopByHop
 	fieldUpgrade
 	// The forwarding headers (forwarded.go), which the proxy replaces or
@@ -117,9 +118,6 @@ func classify(name []byte) uint8 {
 			return fieldExpect
 		}
 	case 7:
-		if equalFold(name, "trailer") {
-			return fieldHopByHop
-		}
 		if equalFold(name, "upgrade") {
 			return fieldUpgrade
 		}
