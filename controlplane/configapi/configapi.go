@@ -1128,7 +1128,10 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 	case f.endpoint != "" && !slices.Contains(groups.EndpointNames(cur.Config, ""), f.endpoint):
 		return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q", f.endpoint)
 	}
-	if listeners := groups.ListenerNames(cur.Config); f.listener != "" && !slices.Contains(listeners, f.listener) {
+	if f.listener == "" {
+		return nil
+	}
+	if listeners := groups.ListenerNames(cur.Config); !slices.Contains(listeners, f.listener) {
 		return status.Errorf(codes.NotFound, "listener %q is in no group's snapshot (%s)", f.listener, nameList("the listeners are", "no group's snapshot has a listener yet", listeners))
 	}
 	return nil
