@@ -477,14 +477,18 @@ func (cc *clientConn) armReadAt(dl time.Time, slack time.Duration) {
 
 // armBodyRead sets the client read deadline for a read of the request
 // body: IdleTimeout away, as armRead, or sooner when the watch of the
-// endpoint for an early answer is to start then (answerWatchDue).
-func (cc *clientConn) armBodyRead(exact bool) {
+// endpoint for an early answer is to start then (answerWatchDue). It
+// reports whether the watch saw the endpoint send (answerCame): the read
+// is then not to be made, as the deadline set here may have replaced the
+// one the watch moved to wake it.
+func (cc *clientConn) armBodyRead(exact bool) (answerCame bool) {
 	d := cc.srv.cfg.Load().IdleTimeout
 	if due := cc.x.answerDue; !due.IsZero() && time.Until(due) < d {
 		cc.armReadAt(due, 0)
-		return
+	} else {
+		cc.armRead(d, exact)
 	}
-	cc.armRead(d, exact)
+	return cc.answerCame()
 }
 
 // readClient reads request body bytes from the client, with IdleTimeout as
@@ -493,8 +497,7 @@ func (cc *clientConn) armBodyRead(exact bool) {
 func (cc *clientConn) readClient(p []byte) (int, error) {
 	cc.mayReadClient()
 	for {
-		cc.armBodyRead(false)
-		if cc.answerCame() {
+		if cc.armBodyRead(false) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		n, err := cc.c.Read(p)

@@ -179,8 +179,7 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 	defer r.end()
 	r.sent = &x.epOut
 	cc.mayReadClient()
-	cc.armBodyRead(true)
-	if cc.answerCame() {
+	if cc.armBodyRead(true) {
 		return 0, os.ErrDeadlineExceeded, true, true
 	}
 	push, pull := r.pushFn, r.pullFn
@@ -222,7 +221,9 @@ func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, 
 			if !cc.answerWatchDue(err) {
 				return r.in, err, true, true
 			}
-			cc.armBodyRead(true)
+			if cc.armBodyRead(true) {
+				return r.in, os.ErrDeadlineExceeded, true, true
+			}
 			continue
 		}
 		armed = false
