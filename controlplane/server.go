@@ -289,7 +289,8 @@ func New(opts Options) (_ *Server, err error) {
 	s.commands = command.NewRegistry(log.With("component", "command"))
 	config := configapi.New(s.store, nodes, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands).
-		WithReplica(s.replica)
+		WithReplica(s.replica).
+		WithPublished(s.discovery.Config)
 	if s.etcd != nil {
 		// Commands reach the nodes on other replicas through them.
 		s.relay, err = cmdrelay.New(s.etcd, s.commands, cmdrelay.Options{

@@ -86,7 +86,10 @@ type Server struct {
 	// etcd (NodeStatus.replica), "" without etcd.
 	replica string
 	relay   Relayer // nil: commands reach this replica's nodes only
-	log     *slog.Logger
+	// published is the version and configuration this control plane
+	// sends its nodes (WithPublished); nil: none.
+	published func() (uint64, *sluicev1.FleetConfig)
+	log       *slog.Logger
 
 	rollouts rolloutWatch // what RunRollouts saw of each rollout
 }
@@ -124,6 +127,33 @@ func (s *Server) WithReplica(name string) *Server {
 func (s *Server) WithRelay(relay Relayer) *Server {
 	s.relay = relay
 	return s
+}
+
+// WithPublished has Get and ListGroups answer while the configuration
+// store cannot be reached: with the version and configuration this
+// control plane sends its nodes (discovery.Server.Config), saying so in
+// their store_unreachable, rather than fail. It returns s; call it before
+// serving.
+func (s *Server) WithPublished(published func() (uint64, *sluicev1.FleetConfig)) *Server {
+	s.published = published
+	return s
+}
+
+// current reads the current version. While the store cannot be reached,
+// it is the version this control plane sends its nodes, when it sends
+// one (WithPublished), and stale says why that one: the store's error and
+// which version it is. The published version has no info but its number.
+func (s *Server) current(ctx context.Context) (v *store.Version, stale string, err error) {
+	v, err = s.store.Current(ctx)
+	if err == nil || s.published == nil || !errors.Is(err, store.ErrUnavailable) {
+		return v, "", err
+	}
+	version, cfg := s.published()
+	if cfg == nil {
+		return nil, "", err
+	}
+	stale = fmt.Sprintf("%s; shown is version %d, the one this control plane sends its nodes", status.Convert(storeStatus(err)).Message(), version)
+	return &store.Version{Info: &sluicev1.VersionInfo{Version: version}, Config: cfg}, stale, nil
 }
 
 // Apply implements sluicev1.ConfigServiceServer. The snapshot is validated
@@ -837,17 +867,19 @@ func resourceChanges(changes []snapshot.Change) []*sluicev1.ResourceChange {
 // Get implements sluicev1.ConfigServiceServer: the snapshot of one group
 // (default: "default") in the current version or a given one. The info is
 // that of the version that last changed the group's snapshot, when it is
-// still kept.
+// still kept. While the store cannot be reached, the current version is
+// the one this control plane sends its nodes (current).
 func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.GetResponse, error) {
 	if err := requestStatus(req, req.ValidateAll()); err != nil {
 		return nil, err
 	}
 	var (
-		v   *store.Version
-		err error
+		v     *store.Version
+		stale string
+		err   error
 	)
 	if req.GetVersion() == 0 {
-		v, err = s.store.Current(ctx)
+		v, stale, err = s.current(ctx)
 	} else {
 		v, err = s.store.Get(ctx, req.GetVersion())
 		if errors.Is(err, store.ErrNotFound) {
@@ -871,15 +903,19 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	info := v.Info
 	if g.GetVersion() != info.GetVersion() {
 		info = &sluicev1.VersionInfo{Version: g.GetVersion(), Group: name}
-		if gv, err := s.store.Get(ctx, g.GetVersion()); err == nil {
-			info = gv.Info
+		// Not asked of a store that cannot be reached: it would keep
+		// the call waiting again, to fail.
+		if stale == "" {
+			if gv, err := s.store.Get(ctx, g.GetVersion()); err == nil {
+				info = gv.Info
+			}
 		}
 	}
 	snap := g.GetSnapshot()
 	if !req.GetShowSecrets() {
 		snap = snapshot.RedactSecrets(snap)
 	}
-	return &sluicev1.GetResponse{Info: info, Snapshot: snap}, nil
+	return &sluicev1.GetResponse{Info: info, Snapshot: snap, StoreUnreachable: stale}, nil
 }
 
 // History implements sluicev1.ConfigServiceServer. Current is the newest
@@ -922,13 +958,15 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 	return resp, nil
 }
 
-// ListGroups implements sluicev1.ConfigServiceServer.
+// ListGroups implements sluicev1.ConfigServiceServer. While the store
+// cannot be reached, the groups are those of the version this control
+// plane sends its nodes (current).
 func (s *Server) ListGroups(ctx context.Context, _ *sluicev1.ListGroupsRequest) (*sluicev1.ListGroupsResponse, error) {
-	cur, err := s.store.Current(ctx)
+	cur, stale, err := s.current(ctx)
 	if err != nil {
 		return nil, storeStatus(err)
 	}
-	resp := &sluicev1.ListGroupsResponse{Version: cur.Info.GetVersion()}
+	resp := &sluicev1.ListGroupsResponse{Version: cur.Info.GetVersion(), StoreUnreachable: stale}
 	byName := map[string]*sluicev1.GroupStatus{}
 	for _, g := range cur.Config.GetGroups() {
 		gs := &sluicev1.GroupStatus{

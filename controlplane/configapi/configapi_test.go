@@ -846,3 +846,67 @@ func TestUnknownNamesBeforeTheFirstApply(t *testing.T) {
 	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "node-1"})
 	wantCode(t, "stats of a node with no fleet", err, codes.NotFound, `node "node-1" is not in the fleet (no node is in it)`)
 }
+
+// storeAway is a store etcd no longer answers for: its reads fail.
+type storeAway struct{ store.Store }
+
+func (storeAway) Current(context.Context) (*store.Version, error)     { return nil, awayError{} }
+func (storeAway) Get(context.Context, uint64) (*store.Version, error) { return nil, awayError{} }
+
+type awayError struct{}
+
+func (awayError) Error() string        { return "etcd (http://127.0.0.1:2379) did not answer within 5s" }
+func (awayError) Is(target error) bool { return target == store.ErrUnavailable }
+
+// TestStoreAwayAnswersWithWhatNodesAreSent: while the configuration store
+// cannot be reached, get and groups answer with the version this control
+// plane sends its nodes, and say so, where they used to fail and leave an
+// operator blind during an etcd outage. Asked for a given version, or
+// with nothing sent yet, the store's error stands.
+func TestStoreAwayAnswersWithWhatNodesAreSent(t *testing.T) {
+	ctx := testContext(t)
+	_, st := newServer(t)
+	nodes := fixedNodes{{Id: "n1", Group: "edge", Connected: true, AckedVersion: 3}}
+	away := "the configuration store cannot be reached: etcd (http://127.0.0.1:2379) did not answer within 5s"
+
+	s := New(storeAway{st}, nodes, stats.NewRing(10), nil).
+		WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 0, nil })
+	if _, err := s.Get(ctx, &sluicev1.GetRequest{}); status.Code(err) != codes.Unavailable || status.Convert(err).Message() != away {
+		t.Errorf("Get with nothing sent: %v, want UNAVAILABLE %q", err, away)
+	}
+	if _, err := s.ListGroups(ctx, &sluicev1.ListGroupsRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("ListGroups with nothing sent: %v, want UNAVAILABLE", err)
+	}
+
+	sent := inDefault(web(t, 1))
+	sent.Groups = append(sent.Groups, &sluicev1.Group{Name: "edge", Selector: "tier=edge", Version: 3, Snapshot: web(t, 5)})
+	s = New(storeAway{st}, nodes, stats.NewRing(10), nil).
+		WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 4, sent })
+	stale := away + "; shown is version 4, the one this control plane sends its nodes"
+	for _, tt := range []struct {
+		group   string
+		version uint64
+		weight  uint32
+	}{{"", 1, 1}, {"edge", 3, 5}} {
+		got, err := s.Get(ctx, &sluicev1.GetRequest{Group: tt.group})
+		if err != nil {
+			t.Fatalf("Get %q with the store away: %v", tt.group, err)
+		}
+		if v, w := got.GetInfo().GetVersion(), got.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight(); v != tt.version || w != tt.weight || got.GetStoreUnreachable() != stale {
+			t.Errorf("Get %q with the store away: version %d, web2 weight %d, store_unreachable %q; want %d, %d, %q", tt.group, v, w, got.GetStoreUnreachable(), tt.version, tt.weight, stale)
+		}
+	}
+	if _, err := s.Get(ctx, &sluicev1.GetRequest{Version: 4}); status.Code(err) != codes.Unavailable {
+		t.Errorf("Get of version 4 with the store away: %v, want UNAVAILABLE: only the current version is sent", err)
+	}
+	gs, err := s.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatalf("ListGroups with the store away: %v", err)
+	}
+	if len(gs.GetGroups()) != 2 || gs.GetVersion() != 4 || gs.GetStoreUnreachable() != stale {
+		t.Fatalf("ListGroups with the store away: %v; want version 4, groups default and edge, and store_unreachable %q", gs, stale)
+	}
+	if edge := gs.GetGroups()[1]; edge.GetName() != "edge" || edge.GetSelector() != "tier=edge" || edge.GetVersion() != 3 || edge.GetNodes() != 1 || edge.GetApplied() != 1 {
+		t.Errorf("group edge with the store away: %v, want selector tier=edge, version 3, 1 node that runs it", edge)
+	}
+}

@@ -54,10 +54,10 @@ func New(config sluicev1.ConfigServiceServer, hist *history.Recorder, intercepto
 	return &API{config: config, history: hist, chain: chain(interceptors), now: time.Now}
 }
 
-// WithPublished gives the fleet and clusters views what to show while the
-// configuration store cannot be reached: the version and configuration
-// the control plane sends its nodes (discovery.Server.Config), marked as
-// such. It returns a; call it before serving.
+// WithPublished gives the history view the version and configuration the
+// control plane sends its nodes (discovery.Server.Config): a series of a
+// cluster there needs no GetStats to tell it from a typo. It returns a;
+// call it before serving.
 func (a *API) WithPublished(published func() (uint64, *sluicev1.FleetConfig)) *API {
 	a.published = published
 	return a

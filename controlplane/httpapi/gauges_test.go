@@ -160,9 +160,9 @@ func (awayError) Is(target error) bool { return target == store.ErrUnavailable }
 func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
 	f := newFixture(t)
 	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
-	config := configapi.New(storeAway{f.store}, f.fleet, f.ring, nil).WithFleet(f.views, nil)
-	nothing := func() (uint64, *sluicev1.FleetConfig) { return 0, nil }
-	f.api = New(config, f.hist).WithPublished(nothing).Handler()
+	config := configapi.New(storeAway{f.store}, f.fleet, f.ring, nil).WithFleet(f.views, nil).
+		WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 0, nil })
+	f.api = New(config, f.hist).Handler()
 	for _, path := range []string{"/api/fleet", "/api/clusters"} {
 		var e struct {
 			Error string `json:"error"`
@@ -177,7 +177,9 @@ func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{{Name: "default", Version: 7, Snapshot: snap}}}
-	f.api = New(config, f.hist).WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 7, sent }).Handler()
+	config = configapi.New(storeAway{f.store}, f.fleet, f.ring, nil).WithFleet(f.views, nil).
+		WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 7, sent })
+	f.api = New(config, f.hist).Handler()
 	want := "the configuration store cannot be reached: etcd (http://127.0.0.1:2379) did not answer within 5s; shown is version 7, the one this control plane sends its nodes"
 	var fl fleetJSON
 	if code := f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl); code != 200 || fl.Version != 7 || fl.Stale != want || len(fl.Nodes) != 1 {

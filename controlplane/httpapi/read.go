@@ -3,7 +3,6 @@ package httpapi
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -34,7 +33,8 @@ type fleetJSON struct {
 	// does (ListNodesResponse.incomplete).
 	Incomplete string `json:"incomplete,omitempty"`
 	// Stale says why the versions are those this control plane sends its
-	// nodes rather than the store's, when they are (API.fallback).
+	// nodes rather than the store's, when they are
+	// (ListGroupsResponse.store_unreachable).
 	Stale string `json:"stale,omitempty"`
 }
 
@@ -75,29 +75,7 @@ type nodeJSON struct {
 	StatsReplica string `json:"stats_replica,omitempty"`
 }
 
-// fallback is what the fleet and clusters views show when the
-// configuration store cannot be reached (err, from the call that read
-// it): the version and configuration this control plane sends its nodes,
-// and why they are shown. ok is false for any other error, or when there
-// is nothing published.
-func (a *API) fallback(err error) (version uint64, cfg *sluicev1.FleetConfig, why string, ok bool) {
-	if a.published == nil || status.Code(err) != codes.Unavailable {
-		return 0, nil, "", false
-	}
-	version, cfg = a.published()
-	if cfg == nil {
-		return 0, nil, "", false
-	}
-	why = fmt.Sprintf("%s; shown is version %d, the one this control plane sends its nodes", status.Convert(err).Message(), version)
-	return version, cfg, why, true
-}
-
 func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
-	var (
-		version uint64
-		stale   string
-		want    = map[string]uint64{} // by group
-	)
 	var (
 		gs                      *sluicev1.ListGroupsResponse
 		nodes                   *sluicev1.ListNodesResponse
@@ -111,21 +89,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	})
-	if err == nil {
-		version = gs.GetVersion()
-		for _, g := range gs.GetGroups() {
-			want[g.GetName()] = g.GetVersion()
-		}
-	} else if v, cfg, why, ok := a.fallback(err); ok {
-		version, stale = v, why
-		for _, g := range cfg.GetGroups() {
-			want[g.GetName()] = g.GetVersion()
-		}
-	} else {
-		writeStatus(w, err)
-		return
-	}
-	if err := cmp.Or(nodesErr, statsErr); err != nil {
+	if err := cmp.Or(err, nodesErr, statsErr); err != nil {
 		writeStatus(w, err)
 		return
 	}
@@ -148,7 +112,11 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		gauges[n.GetNodeId()] = g
 	}
-	out := fleetJSON{Version: version, Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: stale}
+	want := map[string]uint64{} // by group
+	for _, g := range gs.GetGroups() {
+		want[g.GetName()] = g.GetVersion()
+	}
+	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: gs.GetStoreUnreachable()}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {
@@ -249,7 +217,8 @@ type clustersJSON struct {
 	Version  uint64        `json:"version"`
 	Clusters []clusterJSON `json:"clusters"`
 	// Stale says why the clusters are those of the version this control
-	// plane sends its nodes rather than the store's, when they are.
+	// plane sends its nodes rather than the store's, when they are
+	// (GetResponse.store_unreachable).
 	Stale string `json:"stale,omitempty"`
 }
 
@@ -297,11 +266,6 @@ type endpointNodeJSON struct {
 
 func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 	var (
-		version uint64
-		snap    *sluicev1.Snapshot
-		stale   string
-	)
-	var (
 		cur           *sluicev1.GetResponse
 		st            *sluicev1.GetStatsResponse
 		err, statsErr error
@@ -311,16 +275,8 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	})
-	if err == nil {
-		version, snap = cur.GetInfo().GetVersion(), cur.GetSnapshot()
-	} else if v, cfg, why, ok := a.fallback(err); ok {
-		version, snap, stale = v, groups.Find(cfg, groups.Default).GetSnapshot(), why
-	} else {
+	if err := cmp.Or(err, statsErr); err != nil {
 		writeStatus(w, err)
-		return
-	}
-	if statsErr != nil {
-		writeStatus(w, statsErr)
 		return
 	}
 	type epKey struct{ cluster, endpoint string }
@@ -336,8 +292,8 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 	}
-	out := clustersJSON{Version: version, Clusters: []clusterJSON{}, Stale: stale}
-	for _, c := range snap.GetClusters() {
+	out := clustersJSON{Version: cur.GetInfo().GetVersion(), Clusters: []clusterJSON{}, Stale: cur.GetStoreUnreachable()}
+	for _, c := range cur.GetSnapshot().GetClusters() {
 		policy := c.GetLbPolicy()
 		if policy == sluicev1.LbPolicy_LB_POLICY_UNSPECIFIED {
 			policy = sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN // what nodes run for it

@@ -843,11 +843,16 @@ func (x *GetRequest) GetGroup() string {
 }
 
 type GetResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Info          *VersionInfo           `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
-	Snapshot      *Snapshot              `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Info     *VersionInfo           `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Snapshot *Snapshot              `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// StoreUnreachable is set when the configuration store could not be
+	// read for the current version: the snapshot is then the one this
+	// control plane sends its nodes, and this says why and which version
+	// it is. Empty otherwise.
+	StoreUnreachable string `protobuf:"bytes,3,opt,name=store_unreachable,json=storeUnreachable,proto3" json:"store_unreachable,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetResponse) Reset() {
@@ -892,6 +897,13 @@ func (x *GetResponse) GetSnapshot() *Snapshot {
 		return x.Snapshot
 	}
 	return nil
+}
+
+func (x *GetResponse) GetStoreUnreachable() string {
+	if x != nil {
+		return x.StoreUnreachable
+	}
+	return ""
 }
 
 // VersionInfo describes one stored version.
@@ -1857,9 +1869,13 @@ type ListGroupsResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Groups []*GroupStatus         `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
 	// Version is the current version of the whole configuration.
-	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// StoreUnreachable is set when the configuration store could not be
+	// read: the groups are then those of the version this control plane
+	// sends its nodes (Version), and this says why. Empty otherwise.
+	StoreUnreachable string `protobuf:"bytes,3,opt,name=store_unreachable,json=storeUnreachable,proto3" json:"store_unreachable,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListGroupsResponse) Reset() {
@@ -1904,6 +1920,13 @@ func (x *ListGroupsResponse) GetVersion() uint64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *ListGroupsResponse) GetStoreUnreachable() string {
+	if x != nil {
+		return x.StoreUnreachable
+	}
+	return ""
 }
 
 // GroupStatus is one node group as operators see it.
@@ -2500,10 +2523,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"GetRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
 	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\x12D\n" +
-	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"j\n" +
+	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"\x97\x01\n" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
-	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\"\xbf\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12+\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xbf\x01\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
@@ -2581,10 +2605,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
 	"\x18ShutdownSessionsResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults\"\x13\n" +
-	"\x11ListGroupsRequest\"^\n" +
+	"\x11ListGroupsRequest\"\x8b\x01\n" +
 	"\x12ListGroupsResponse\x12.\n" +
 	"\x06groups\x18\x01 \x03(\v2\x16.sluice.v1.GroupStatusR\x06groups\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"\xc1\x01\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12+\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xc1\x01\n" +
 	"\vGroupStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12\x18\n" +

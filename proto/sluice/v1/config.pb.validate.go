@@ -1396,6 +1396,8 @@ func (m *GetResponse) validate(all bool) error {
 		}
 	}
 
+	// no validation rules for StoreUnreachable
+
 	if len(errors) > 0 {
 		return GetResponseMultiError(errors)
 	}
@@ -3415,6 +3417,8 @@ func (m *ListGroupsResponse) validate(all bool) error {
 	}
 
 	// no validation rules for Version
+
+	// no validation rules for StoreUnreachable
 
 	if len(errors) > 0 {
 		return ListGroupsResponseMultiError(errors)
