@@ -557,7 +557,9 @@ func TestHADashboard(t *testing.T) {
 // TestHAEtcdDown: with etcd gone, sluicectl's calls that need it fail
 // within the control plane's bound on etcd (5 s), saying it is etcd that
 // does not answer, rather than wait for sluicectl's own --timeout and
-// blame the control plane.
+// blame the control plane. Reads of the current configuration (get,
+// groups, the dashboard) answer with what the replica sends its nodes,
+// and say so.
 func TestHAEtcdDown(t *testing.T) {
 	binaries(t)
 	etcd := etcdtest.Start(t)
@@ -584,16 +586,26 @@ func TestHAEtcdDown(t *testing.T) {
 			t.Errorf("%s with etcd down: exit %d, stderr %q; want exit 1 and %q", args[0], code, errOut, want)
 		}
 	}
+	// get and groups answer with the version the replica sends its nodes,
+	// and say so.
+	stale := fmt.Sprintf("the configuration store cannot be reached: etcd (%s) did not answer within 5s; shown is version 1, the one this control plane sends its nodes", etcd.Endpoint)
+	out, errOut, code := ctl(t, r.addr, "--timeout", "30s", "get")
+	if code != 1 || errOut != "sluicectl get: "+stale+"\n" || !strings.HasPrefix(out, "# version 1\n") || !strings.Contains(out, "name: web") {
+		t.Errorf("get with etcd down: exit %d, stdout %q, stderr %q; want exit 1, version 1 with cluster web, and %q", code, out, errOut, stale)
+	}
+	out, errOut, code = ctl(t, r.addr, "--timeout", "30s", "groups")
+	if code != 1 || errOut != "sluicectl groups: "+stale+"\n" || !strings.Contains(out, "\ndefault ") {
+		t.Errorf("groups with etcd down: exit %d, stdout %q, stderr %q; want exit 1, group default, and %q", code, out, errOut, stale)
+	}
 	// A read of the fleet answers with this replica's nodes, and says
 	// that it could not read the others'.
-	out, errOut, code := ctl(t, r.addr, "nodes")
+	out, errOut, code = ctl(t, r.addr, "nodes")
 	want = "sluicectl nodes: the nodes of other control-plane replicas could not be read (etcd (" + etcd.Endpoint + ") did not answer within 2s); only this replica's are listed\n"
 	if code != 1 || errOut != want || !strings.HasPrefix(out, "ID ") {
 		t.Errorf("nodes with etcd down: exit %d, stdout %q, stderr %q; want exit 1, the table, and %q", code, out, errOut, want)
 	}
 	// The dashboard's views show the version the replica sends its nodes,
 	// and say why, rather than fail.
-	stale := fmt.Sprintf("the configuration store cannot be reached: etcd (%s) did not answer within 5s; shown is version 1, the one this control plane sends its nodes", etcd.Endpoint)
 	web := &http.Client{Timeout: 30 * time.Second}
 	for _, path := range []string{"/api/fleet", "/api/clusters"} {
 		resp, err := web.Get("http://" + r.http + path)

@@ -561,7 +561,10 @@ func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, ar
 Print a node group's current snapshot, or its snapshot in stored version N,
 in the form apply reads: YAML (headed by a "# version N" comment, N being the
 version that last changed the group's snapshot) or JSON. Private keys show
-as <redacted>; applied back, <redacted> keeps the stored key.`)
+as <redacted>; applied back, <redacted> keeps the stored key. While the
+control plane cannot reach its configuration store (etcd), the current
+snapshot printed is the one it sends its nodes: stderr says so, and the
+exit status is 1.`)
 	group := groupFlag(fs)
 	version := fs.Uint64("version", 0, "stored version `N` to print (default: the current one)")
 	secrets := fs.Bool("show-secrets", false, "print private keys as stored")
@@ -604,7 +607,19 @@ as <redacted>; applied back, <redacted> keeps the stored key.`)
 		fmt.Fprintln(c.stdout)
 	}
 	c.stdout.Write(b)
-	return 0
+	return c.storeUnreachable("get", resp.GetStoreUnreachable())
+}
+
+// storeUnreachable ends a read that the control plane answered without its
+// configuration store (etcd down), with what it sends its nodes instead:
+// it says so on stderr, and the command exits 1, so that a script does not
+// take the answer for the store's.
+func (c *cli) storeUnreachable(cmd, why string) int {
+	if why == "" {
+		return 0
+	}
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, why)
+	return 1
 }
 
 func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

@@ -14,7 +14,10 @@ func cmdGroups(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient,
 List the node groups: name, label selector (empty: every node no other
 group takes), the version its nodes are sent (the version that last changed
 its snapshot; "-": nothing applied yet), how many connected nodes it has and
-how many of them run that version, and the size of its snapshot.`)
+how many of them run that version, and the size of its snapshot. While the
+control plane cannot reach its configuration store (etcd), the groups are
+those of the version it sends its nodes: stderr says so, and the exit
+status is 1.`)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -29,7 +32,10 @@ how many of them run that version, and the size of its snapshot.`)
 		return c.rpcError("groups", err)
 	}
 	if *o == "json" {
-		return c.printJSON(resp)
+		if st := c.printJSON(resp); st != 0 {
+			return st
+		}
+		return c.storeUnreachable("groups", resp.GetStoreUnreachable())
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tSELECTOR\tVERSION\tNODES\tAPPLIED\tCLUSTERS\tLISTENERS")
@@ -42,7 +48,7 @@ how many of them run that version, and the size of its snapshot.`)
 			g.GetNodes(), g.GetApplied(), g.GetClusters(), g.GetListeners())
 	}
 	tw.Flush()
-	return 0
+	return c.storeUnreachable("groups", resp.GetStoreUnreachable())
 }
 
 func cmdGroup(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
