@@ -1685,7 +1685,12 @@ func appendResponseHead(b []byte, r *response, edits []*HeaderEdits, extra []byt
 		b = strconv.AppendInt(b, r.contentLength, 10)
 		b = append(b, '\r', '\n')
 	case outNone:
-		if r.contentLength >= 0 {
+		switch {
+		case r.chunkedHead:
+			if clientMinor == 1 { // HTTP/1.0 has no transfer codings
+				b = append(b, "Transfer-Encoding: chunked\r\n"...)
+			}
+		case r.contentLength >= 0:
 			b = append(b, "Content-Length: "...)
 			b = strconv.AppendInt(b, r.contentLength, 10)
 			b = append(b, '\r', '\n')

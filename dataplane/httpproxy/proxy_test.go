@@ -257,6 +257,76 @@ func TestBodylessResponses(t *testing.T) {
 	}
 }
 
+// A HEAD or 304 response that says the body a GET would get comes chunked
+// keeps saying so to an HTTP/1.1 client, as it reached the proxy and as
+// HAProxy forwards it (RFC 9112 §6.1: the coding overrides a length); an
+// HTTP/1.0 client, which has no transfer codings, is told neither. No body
+// follows, and the next exchange on the connection stays in step.
+func TestBodylessChunkedResponses(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/head":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Test: 1\r\n\r\n")
+			case "/head-with-length":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+			case "/304":
+				io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nTransfer-Encoding: chunked\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+			}
+		}
+	})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
+	for _, tt := range []struct {
+		req        string
+		te, length string // the framing fields the client gets
+	}{
+		{"HEAD /head HTTP/1.1", "chunked", ""},
+		{"HEAD /head-with-length HTTP/1.1", "chunked", ""},
+		{"GET /304 HTTP/1.1", "chunked", ""},
+		{"HEAD /head HTTP/1.0", "", ""},
+		{"GET /304 HTTP/1.0", "", ""},
+	} {
+		conn := p.dial()
+		br := bufio.NewReader(conn)
+		io.WriteString(conn, tt.req+"\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+		head := readRawHead(t, br)
+		if te, length := head["transfer-encoding"], head["content-length"]; te != tt.te || length != tt.length {
+			t.Errorf("%s: Transfer-Encoding %q, Content-Length %q; want %q, %q", tt.req, te, length, tt.te, tt.length)
+		}
+		io.WriteString(conn, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.body != "next" {
+			t.Errorf("%s: the next response on the connection is %s %q, want the body next", tt.req, r.status, r.body)
+		}
+		conn.Close()
+	}
+}
+
+// readRawHead reads a response head as it came, and returns its fields by
+// lower-case name (the last of each name).
+func readRawHead(t *testing.T, br *bufio.Reader) map[string]string {
+	t.Helper()
+	fields := map[string]string{}
+	for i := 0; ; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading a response head: %v", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch name, value, ok := strings.Cut(line, ":"); {
+		case line == "":
+			return fields
+		case i > 0 && ok:
+			fields[strings.ToLower(name)] = strings.TrimSpace(value)
+		}
+	}
+}
+
 func TestHTTP10Client(t *testing.T) {
 	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})

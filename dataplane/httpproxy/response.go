@@ -12,6 +12,10 @@ type response struct {
 
 	body          uint8
 	contentLength int64 // for bodyLength; for a bodyless response, the declared length or -1
+	// chunkedHead: a bodyless response to HEAD, or a 304, says the body a
+	// GET would have got comes chunked (RFC 9112 §6.1), in place of a
+	// length; an HTTP/1.1 client is told so too.
+	chunkedHead bool
 	// reusable: the endpoint keeps the connection open after this response
 	// as far as its head says (HTTP/1.1 without close, or 1.0 keep-alive,
 	// and unambiguous framing).
@@ -36,6 +40,7 @@ func (r *response) parse(b []byte, headReq bool) *statusError {
 	r.nf = 0
 	r.body = bodyNone
 	r.contentLength = -1
+	r.chunkedHead = false
 	r.reusable = false
 
 	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
@@ -121,6 +126,10 @@ func (r *response) semantics(headReq bool) *statusError {
 	case headReq || r.status == 304:
 		r.body = bodyNone
 		r.contentLength = cl // forwarded as the length a GET would have had
+		if te.seen && te.onlyChunked() && r.minor == 1 {
+			// So is its chunked coding, which overrides a length.
+			r.chunkedHead, r.contentLength = true, -1
+		}
 	case te.seen:
 		if !te.onlyChunked() || r.minor == 0 {
 			// HTTP/1.0 has no transfer codings: its framing is faulty
