@@ -229,6 +229,16 @@ func socketOf(c net.Conn) syscall.RawConn {
 	return raw
 }
 
+// endpointSocket returns the socket under the endpoint connection bc: the
+// exchange's own raw connection when bc is its endpoint connection, else
+// socketOf's; nil when there is none.
+func (cc *clientConn) endpointSocket(bc net.Conn) syscall.RawConn {
+	if raw := cc.x.epRaw; raw != nil && bc == cc.x.epConn {
+		return raw
+	}
+	return socketOf(bc)
+}
+
 // peekByte looks at the next byte the socket fd holds without taking it
 // or waiting: n is 1 when one is there, 0 at the peer's FIN, and err is
 // EAGAIN when nothing came. An interrupted call is made again.
@@ -260,11 +270,9 @@ func peek(fd uintptr, b []byte) (n int, err error) {
 // sendBody).
 func (cc *clientConn) answerSeen(bc net.Conn) []byte {
 	x := cc.x
-	raw := x.epRaw
-	if raw == nil || bc != x.epConn {
-		if raw = socketOf(bc); raw == nil {
-			return nil
-		}
+	raw := cc.endpointSocket(bc)
+	if raw == nil {
+		return nil
 	}
 	n := 0
 	err := raw.Control(func(fd uintptr) {

@@ -147,11 +147,9 @@ func (cc *clientConn) clientLeft(abortOnClose bool) bool {
 // ends a read.
 func (cc *clientConn) watchAnswer(bc net.Conn, queued int) {
 	x := cc.x
-	raw := x.epRaw
-	if raw == nil || bc != x.epConn {
-		if raw = socketOf(bc); raw == nil {
-			return
-		}
+	raw := cc.endpointSocket(bc)
+	if raw == nil {
+		return
 	}
 	bc.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
