@@ -360,9 +360,13 @@ type endpointsSent struct {
 	at      time.Time // zero before the first: then a view is due
 }
 
+// reportsEndpoints reports whether views of the endpoints go out: there is
+// a source, and EndpointsDone was not called.
+func (r *Reporter) reportsEndpoints() bool { return r.eps != nil && !r.epsDone.Load() }
+
 // due reports whether a view of the endpoints should go out now.
 func (e *endpointsSent) due(r *Reporter) bool {
-	if r.eps == nil || r.epsDone.Load() {
+	if !r.reportsEndpoints() {
 		return false
 	}
 	return r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
@@ -376,7 +380,7 @@ func (e *endpointsSent) due(r *Reporter) bool {
 // sent with that version or a later one, which a canary's error rate
 // counts on.
 func (e *endpointsSent) attach(r *Reporter, rep *sluicev1.StatsReport, force bool) (changes uint64, ok bool) {
-	if r.eps == nil || r.epsDone.Load() || !force && !e.due(r) {
+	if !r.reportsEndpoints() || !force && !e.due(r) {
 		return 0, false
 	}
 	changes = r.eps.StatusChanges()
