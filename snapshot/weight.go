@@ -1,11 +1,24 @@
 package snapshot
 
-import "strconv"
+import (
+	"strconv"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
 
 // MaxWeight is the largest weight an endpoint may have: snapshot.proto's
 // rule on Endpoint.weight and UpdateEndpointRequest.weight, HAProxy's
 // bound on a server's weight.
 const MaxWeight = 256
+
+// Weight is ep's weight as configured: 1 when it gives none, as
+// snapshot.proto says (and presenceDefaults, for diffs).
+func Weight(ep *sluicev1.Endpoint) uint32 {
+	if ep.Weight == nil {
+		return 1
+	}
+	return ep.GetWeight()
+}
 
 // ParseWeight reads a weight as an operator types it (sluicectl
 // set-weight, the dashboard's weight field): a decimal integer from 0 to

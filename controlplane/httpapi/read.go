@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/history"
 	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // rateWindow is how many whole seconds of history the rates shown beside
@@ -306,12 +307,9 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 			ej := endpointJSON{
 				Name: ep.GetName(), Address: ep.GetAddress(),
 				State:  trimEnum(ep.GetState().String(), "ADMIN_STATE_"),
-				Weight: 1, Backup: ep.GetBackup(), Health: "UNKNOWN",
+				Weight: snapshot.Weight(ep), Backup: ep.GetBackup(), Health: "UNKNOWN",
 				Rate:  a.rate(history.EndpointKey(c.GetName(), ep.GetName())),
 				Nodes: seen[epKey{c.GetName(), ep.GetName()}],
-			}
-			if ep.Weight != nil {
-				ej.Weight = ep.GetWeight()
 			}
 			if ej.State == "UNSPECIFIED" {
 				ej.State = "ACTIVE"

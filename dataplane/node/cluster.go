@@ -152,14 +152,6 @@ func (c *cluster) setSince(ep *upstream.Endpoint, t time.Time) {
 	c.since[ep] = t
 }
 
-// configuredWeight is e's weight as configured: 1 when it gives none.
-func configuredWeight(e *sluicev1.Endpoint) uint32 {
-	if e.Weight == nil {
-		return 1
-	}
-	return e.GetWeight()
-}
-
 // inactive is an endpoint an operator took out (state DRAINING or
 // DISABLED), for status and ShutdownSessions.
 type inactive struct {
@@ -256,7 +248,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 			// that stays inactive keeps its *Endpoint, and so its
 			// connections for ShutdownSessions and its counters.
 			key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
-			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_"), weight: configuredWeight(e), backup: e.GetBackup()}
+			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_"), weight: snapshot.Weight(e), backup: e.GetBackup()}
 			p, was := prevInactive[key]
 			if ep == nil {
 				in.ep = p.ep
@@ -299,7 +291,7 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 			}
 			c.wasDown[ep] = true
 		}
-		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: configuredWeight(e), Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
+		c.members = append(c.members, lb.Member{Endpoint: ep, Weight: snapshot.Weight(e), Backup: e.GetBackup(), MaxConn: e.GetMaxConn()})
 		mi := memberInfo{stickable: !e.GetBackup() && !e.GetNonStick(), sendProxy: sendProxyVersion(spec, e)}
 		if c.cookie != nil && mi.stickable {
 			mi.cookie = persist.CookieValue(c.name, e.GetName(), e.GetCookie())
