@@ -1142,7 +1142,8 @@ type filterNames struct{ node, cluster, endpoint, listener string }
 // (fleet: its ids; not checked when incomplete), or a cluster, an
 // endpoint or a listener no group's snapshot or rollout has: a typo, which
 // an empty answer would pass off as "no traffic yet". Every replica
-// answers so, from the same etcd.
+// answers so, from the same etcd; while etcd cannot be reached, from the
+// configuration this replica sends its nodes (WithPublished).
 func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string, incomplete bool) error {
 	if f.node != "" && !incomplete && !slices.Contains(fleet, f.node) {
 		slices.Sort(fleet)
@@ -1151,7 +1152,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 	if f.cluster == "" && f.endpoint == "" && f.listener == "" {
 		return nil
 	}
-	cur, err := s.store.Current(ctx)
+	cur, _, err := s.current(ctx)
 	if err != nil {
 		return nil // the answer stands without the check
 	}

@@ -909,4 +909,11 @@ func TestStoreAwayAnswersWithWhatNodesAreSent(t *testing.T) {
 	if edge := gs.GetGroups()[1]; edge.GetName() != "edge" || edge.GetSelector() != "tier=edge" || edge.GetVersion() != 3 || edge.GetNodes() != 1 || edge.GetApplied() != 1 {
 		t.Errorf("group edge with the store away: %v, want selector tier=edge, version 3, 1 node that runs it", edge)
 	}
+
+	// A filter's typo is still told apart from "no traffic yet".
+	_, err = s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "wbe"})
+	wantCode(t, "records of a cluster that is nowhere, with the store away", err, codes.NotFound, `cluster "wbe" is in no group's snapshot (the clusters are: web)`)
+	if got, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "web", Endpoint: "web2"}); err != nil || len(got.GetRecords()) != 0 {
+		t.Errorf("records of web/web2 with the store away: %v, %v; want none and no error", got, err)
+	}
 }
