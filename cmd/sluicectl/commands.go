@@ -157,7 +157,7 @@ Prints "applied version N" and one line per changed resource, or
 		}
 		req.Canary = canary
 	}
-	resp, st := c.applyFile(ctx, client, fs, "apply", *file, req)
+	resp, sent, st := c.applyFile(ctx, client, fs, "apply", *file, req)
 	if resp == nil {
 		return st
 	}
@@ -169,7 +169,7 @@ Prints "applied version N" and one line per changed resource, or
 		}
 		return c.waitRollout(ctx, client, resp, *w.waitTimeout)
 	}
-	return c.finish(ctx, client, "apply", w, resp)
+	return c.finish(ctx, client, "apply", w, resp, sent)
 }
 
 // ifVersionAbout ends the help of every command that stores a version.
@@ -226,9 +226,9 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 	return -1
 }
 
-// finish prints the outcome of a write and, with --wait, waits for the
-// fleet to apply it; it returns the exit status.
-func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, resp *sluicev1.ApplyResponse) int {
+// finish prints the outcome of a write sent at sent and, with --wait,
+// waits for the fleet to apply it; it returns the exit status.
+func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, resp *sluicev1.ApplyResponse, sent time.Time) int {
 	c.printApplied(resp, *w.dry)
 	if !*w.wait {
 		return 0
@@ -241,7 +241,7 @@ func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, c
 		fmt.Fprintf(c.stderr, "sluicectl: group %s has no snapshot yet; nothing to wait for\n", group)
 		return 0
 	}
-	return c.waitApplied(ctx, client, cmd, group, version, *w.waitTimeout)
+	return c.waitApplied(ctx, client, cmd, group, version, sent, *w.waitTimeout)
 }
 
 // defaultGroup is the group a command means without --group.
@@ -425,11 +425,12 @@ func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceC
 	req.DryRun, req.Comment, req.IfVersion, req.Author, req.Group = *w.dry, *w.comment, w.ifVersion.get(), author(), *w.group
 	callCtx, cancel := c.call(ctx)
 	defer cancel()
+	sent := time.Now()
 	resp, err := client.UpdateEndpoint(callCtx, req)
 	if err != nil {
 		return c.rpcError(cmd, err)
 	}
-	return c.finish(ctx, client, cmd, w, resp)
+	return c.finish(ctx, client, cmd, w, resp, sent)
 }
 
 func cmdRollback(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
@@ -458,13 +459,14 @@ Prints "applied version M" and one line per changed resource, or
 	}
 	callCtx, cancel := c.call(ctx)
 	defer cancel()
+	sent := time.Now()
 	resp, err := client.Rollback(callCtx, &sluicev1.RollbackRequest{
 		Version: version, DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Author: author(), Group: *w.group,
 	})
 	if err != nil {
 		return c.rpcError("rollback", err)
 	}
-	return c.finish(ctx, client, "rollback", w, resp)
+	return c.finish(ctx, client, "rollback", w, resp, sent)
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
@@ -486,7 +488,7 @@ op being "added", "removed" or "changed".`)
 	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
 		return st
 	}
-	resp, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group})
+	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group})
 	if resp == nil {
 		return st
 	}
@@ -503,24 +505,26 @@ op being "added", "removed" or "changed".`)
 	return 0
 }
 
-// applyFile loads the snapshot at file into req and sends it. On failure it
-// has printed why and returns a nil response and the exit status.
-func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, cmd, file string, req *sluicev1.ApplyRequest) (*sluicev1.ApplyResponse, int) {
+// applyFile loads the snapshot at file into req and sends it, at sent. On
+// failure it has printed why and returns a nil response and the exit
+// status.
+func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, cmd, file string, req *sluicev1.ApplyRequest) (resp *sluicev1.ApplyResponse, sent time.Time, st int) {
 	if file == "" {
-		return nil, c.usageError(fs, "-f is required")
+		return nil, sent, c.usageError(fs, "-f is required")
 	}
 	s, ok := c.load(cmd, file)
 	if !ok {
-		return nil, 1
+		return nil, sent, 1
 	}
 	req.Snapshot, req.Author = s, author()
 	ctx, cancel := c.call(ctx)
 	defer cancel()
+	sent = time.Now()
 	resp, err := client.Apply(ctx, req)
 	if err != nil {
-		return nil, c.rpcError(cmd, err)
+		return nil, sent, c.rpcError(cmd, err)
 	}
-	return resp, 0
+	return resp, sent, 0
 }
 
 // outputFlag adds -o with the given formats, the first being the default.

@@ -174,7 +174,7 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 			for _, g := range gs.GetGroups() {
 				if g.GetName() == group && g.GetVersion() > latest {
 					fmt.Fprintf(c.stdout, "the canaries passed: version %d goes to every node\n", g.GetVersion())
-					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Until(deadline))
+					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Now(), time.Until(deadline))
 				}
 			}
 			fmt.Fprintf(c.stderr, "sluicectl apply: the rollout of version %d ended without reaching the group (aborted?)\n", started)
@@ -186,7 +186,7 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 			}
 		}
 		select {
-		case <-time.After(waitPoll):
+		case <-time.After(maxPoll): // a rollout's phases take seconds
 		case <-ctx.Done():
 			fmt.Fprintf(c.stderr, "sluicectl apply: gave up after %v: the rollout of version %d is still at: %s\n", timeout, started, last)
 			return exitWaitTimeout

@@ -17,21 +17,28 @@ const (
 	exitWaitTimeout = 3
 )
 
-// waitPoll is how often --wait asks the control plane about the nodes.
-const waitPoll = 200 * time.Millisecond
+// --wait asks the control plane about the nodes after firstPoll, then
+// twice as long each time up to every maxPoll: a fleet that applies a
+// version within milliseconds is told so in milliseconds, not in a
+// poll's 200 ms, and a slow one is not asked more than 5 times a second.
+const (
+	firstPoll = 5 * time.Millisecond
+	maxPoll   = 200 * time.Millisecond
+)
 
 // waitApplied polls the nodes until every connected one of group has
 // applied version (or a newer one), one has refused it, or timeout passes,
-// and returns the exit status. Nodes that disconnect meanwhile drop out of
+// and returns the exit status. The time it prints is since sent, when the
+// write that made version was sent. Nodes that disconnect meanwhile drop out of
 // the wait: they will get the version when they come back. So do draining
 // nodes: they refuse every version while they shut down.
-func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, timeout time.Duration) int {
-	start := time.Now()
-	deadline := start.Add(timeout)
+func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	tick := time.NewTicker(waitPoll)
-	defer tick.Stop()
+	poll := time.NewTimer(firstPoll)
+	defer poll.Stop()
+	every := firstPoll
 	var w waited // as of the last answer
 	for {
 		callCtx, callCancel := c.call(ctx)
@@ -52,12 +59,14 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				return exitNacked
 			}
 			if len(w.behind) == 0 {
-				c.printWaited(w, group, version, time.Since(start))
+				c.printWaited(w, group, version, time.Since(sent))
 				return 0
 			}
 		}
 		select {
-		case <-tick.C:
+		case <-poll.C:
+			every = min(2*every, maxPoll)
+			poll.Reset(every)
 		case <-ctx.Done():
 			behind := make([]string, 0, len(w.behind))
 			for _, n := range w.behind {
@@ -121,7 +130,7 @@ func (c *cli) printWaited(w waited, group string, version uint64, took time.Dura
 	}
 	in := took.Round(time.Millisecond).String()
 	if took < time.Millisecond {
-		in = "under 1ms" // every node had it by the first look; not "0s"
+		in = "under 1ms" // not "0s"
 	}
 	fmt.Fprintf(c.stdout, "%s%s applied version %d in %s\n", count(w.connected, "node"), inGroup(group), version, in)
 }
