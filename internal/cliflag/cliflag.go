@@ -11,6 +11,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -41,10 +42,18 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 }
 
 // Explain is the message of an error from fs.Parse. The flag package
-// words a bad duration "parse error", which does not say that "30" lacks
-// its unit; Explain says what a duration looks like.
+// words a bad duration or count "parse error", which does not say that
+// "30" lacks its unit or that a count cannot be negative, and it takes a
+// negative number given as an argument ("set-weight web/web1 -1") for an
+// unknown flag; Explain says what was wanted.
 func Explain(fs *flag.FlagSet, err error) string {
 	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		if _, err := strconv.ParseFloat(name, 64); err == nil {
+			return msg + " (no number here is negative)"
+		}
+		return msg
+	}
 	_, name, ok := strings.Cut(msg, " for flag -")
 	if !ok || !strings.HasSuffix(msg, ": parse error") {
 		return msg
@@ -52,8 +61,11 @@ func Explain(fs *flag.FlagSet, err error) string {
 	name, _, _ = strings.Cut(name, ":")
 	if f := fs.Lookup(name); f != nil {
 		if g, ok := f.Value.(flag.Getter); ok {
-			if _, ok := g.Get().(time.Duration); ok {
+			switch g.Get().(type) {
+			case time.Duration:
 				return msg + " (a duration has a unit: 30s, 1m30s, 500ms)"
+			case uint, uint64:
+				return msg + " (a whole number, 0 or more)"
 			}
 		}
 	}

@@ -16,16 +16,19 @@ func TestParse(t *testing.T) {
 		stdout, stderr string
 	}{
 		{args: []string{"--grace", "3s"}, code: -1},
-		{args: []string{"--help"}, code: 0, stdout: "Usage: prog [--grace D]\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
-		{args: []string{"-h"}, code: 0, stdout: "Usage: prog [--grace D]\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
+		{args: []string{"--help"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
+		{args: []string{"-h"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
 		{args: []string{"--bogus"}, code: 2, stderr: "prog: flag provided but not defined: -bogus\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--grace", "30"}, code: 2, stderr: "prog: invalid value \"30\" for flag -grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--limit", "many"}, code: 2, stderr: "prog: invalid value \"many\" for flag -limit: parse error\nRun 'prog --help' for its flags.\n"},
+		{args: []string{"--count", "-1"}, code: 2, stderr: "prog: invalid value \"-1\" for flag -count: parse error (a whole number, 0 or more)\nRun 'prog --help' for its flags.\n"},
+		{args: []string{"-2.5"}, code: 2, stderr: "prog: flag provided but not defined: -2.5 (no number here is negative)\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--grace", "1s", "extra"}, code: 2, stderr: "prog: unexpected arguments: [\"extra\"] (every setting is a --flag)\nRun 'prog --help' for its flags.\n"},
 	} {
 		fs := flag.NewFlagSet("prog", flag.ContinueOnError)
 		fs.Duration("grace", 0, "the grace")
 		fs.Int("limit", 0, "the limit")
+		fs.Uint("count", 0, "the count")
 		fs.Usage = func() {
 			fs.Output().Write([]byte("Usage: prog [--grace D]\n"))
 			fs.PrintDefaults()
