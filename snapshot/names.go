@@ -86,20 +86,24 @@ func upperSnake(s string) string {
 // Closest returns the candidate nearest to s when it is near enough to be a
 // likely typo (edit distance at most 1 for short words, 2 otherwise), or "":
 // the "did you mean" of every error about a name, here and in the control
-// plane's API.
+// plane's API. Two candidates equally near make no suggestion: "web3"
+// among web1 and web2 may mean either, or a name not there yet.
 func Closest(s string, candidates []string) string {
-	best, bestD := "", 1<<30
+	best, bestD, tie := "", 1<<30, false
 	limit := 2
 	if len(s) <= 4 {
 		limit = 1
 	}
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if d < bestD {
-			best, bestD = c, d
+		switch {
+		case d < bestD:
+			best, bestD, tie = c, d, false
+		case d == bestD && c != best:
+			tie = true
 		}
 	}
-	if bestD > limit || best == s || best == "" {
+	if bestD > limit || tie || best == s || best == "" {
 		return ""
 	}
 	return best

@@ -411,8 +411,12 @@ func UnknownEndpoint(cfg *sluicev1.FleetConfig, cluster, endpoint string) error 
 	return noEndpoint(cluster, endpoint, eps)
 }
 
-// noEndpoint is NOT_FOUND for endpoint, naming the endpoints cluster has.
+// noEndpoint is NOT_FOUND for endpoint: the endpoint of cluster its name
+// is a likely typo of, else the endpoints cluster has.
 func noEndpoint(cluster, endpoint string, eps []string) error {
+	if near := snapshot.Closest(endpoint, eps); near != "" {
+		return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q, did you mean %q?", cluster, endpoint, near)
+	}
 	return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
 }
 

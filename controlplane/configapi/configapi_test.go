@@ -430,6 +430,8 @@ func TestUpdateEndpointErrorsStoreNothing(t *testing.T) {
 			codes.NotFound, `cluster "database" not found (the snapshot has: web)`},
 		{"unknown endpoint", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web3", Weight: weight},
 			codes.NotFound, `cluster "web" has no endpoint "web3" (it has: web1, web2)`},
+		{"unknown endpoint, near", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "wbe2", Weight: weight},
+			codes.NotFound, `cluster "web" has no endpoint "wbe2", did you mean "web2"?`},
 		{"unknown endpoint, dry run", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web3", Weight: weight, DryRun: true},
 			codes.NotFound, `cluster "web" has no endpoint "web3"`},
 		{"nothing to change", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1"},
@@ -781,8 +783,8 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 
 	// An endpoint no group has is refused with every group's reason, not
 	// only the default group's: the operator may have meant the other's.
-	_, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "static", Endpoint: "s9"})
-	want := `no group's snapshot has endpoint "s9" in cluster "static" (group "default": cluster "static" not found (the snapshot has: web); group "edge": cluster "static" has no endpoint "s9" (it has: s1))`
+	_, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "static", Endpoint: "cdn"})
+	want := `no group's snapshot has endpoint "cdn" in cluster "static" (group "default": cluster "static" not found (the snapshot has: web); group "edge": cluster "static" has no endpoint "cdn" (it has: s1))`
 	if status.Code(err) != codes.NotFound || status.Convert(err).Message() != want {
 		t.Errorf("unknown endpoint: %v\nwant NOT_FOUND %q", err, want)
 	}

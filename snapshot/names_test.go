@@ -1,0 +1,25 @@
+package snapshot
+
+import "testing"
+
+func TestClosest(t *testing.T) {
+	for _, tt := range []struct {
+		s          string
+		candidates []string
+		want       string
+	}{
+		{"wbe1", []string{"web1", "web2", "sorry"}, "web1"}, // a swapped pair
+		{"weigth", []string{"weight", "backup", "name"}, "weight"},
+		{"web3", []string{"web1", "web2"}, ""},                // either, or a new one
+		{"web9", []string{"web1"}, "web1"},                    // the one near name
+		{"WEB1", []string{"web1", "web2"}, "web1"},            // case aside
+		{"api", []string{"web1", "web2"}, ""},                 // nothing near
+		{"web1", []string{"web1", "web2"}, ""},                // no typo at all
+		{"statik", []string{"static", "static2"}, "static"},   // one nearest
+		{"cache", []string{"cache1", "cache2", "caches"}, ""}, // three at 1
+	} {
+		if got := Closest(tt.s, tt.candidates); got != tt.want {
+			t.Errorf("Closest(%q, %q) = %q, want %q", tt.s, tt.candidates, got, tt.want)
+		}
+	}
+}
