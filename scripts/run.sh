@@ -45,7 +45,10 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+# A stop asked for is no failure: exiting 0 spares a Ctrl-C the
+# "make: *** [run] Error 130" that would follow it (make, which got the
+# same Ctrl-C, stops quietly).
+trap 'exit 0' INT TERM HUP
 
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for addr in $CP $CP_HTTP $ADMIN 127.0.0.1:9001 127.0.0.1:9002 127.0.0.1:9009 127.0.0.1:8080 127.0.0.1:6663; do
