@@ -124,9 +124,9 @@ listeners:
 	}
 	// A typo is not "no stats yet", nor "no connections".
 	for _, tc := range []struct{ cmd, flag, value, want string }{
-		{"stats", "--cluster", "wbe", `sluicectl stats: cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"stats", "--cluster", "wbe", `sluicectl stats: cluster "wbe" is in no group's snapshot, did you mean "web"?`},
 		{"stats", "--node", "node-2", `sluicectl stats: node "node-2" is not in the fleet (its nodes are: node-1)`},
-		{"conns", "--cluster", "wbe", `sluicectl conns: cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"conns", "--cluster", "wbe", `sluicectl conns: cluster "wbe" is in no group's snapshot, did you mean "web"?`},
 		{"conns", "--node", "node-2", `sluicectl conns: node "node-2" is not in the fleet (its nodes are: node-1)`},
 	} {
 		out, errOut, code = ctl(t, c.addr, tc.cmd, tc.flag, tc.value)

@@ -87,7 +87,9 @@ func upperSnake(s string) string {
 // likely typo (edit distance at most 1 for short words, 2 otherwise), or "":
 // the "did you mean" of every error about a name, here and in the control
 // plane's API. Two candidates equally near make no suggestion: "web3"
-// among web1 and web2 may mean either, or a name not there yet.
+// among web1 and web2 may mean either, or a name not there yet. Nor does
+// one that differs from s only in its digits: node-2 is more likely
+// another node than a typo of node-1.
 func Closest(s string, candidates []string) string {
 	best, bestD, tie := "", 1<<30, false
 	limit := 2
@@ -103,10 +105,20 @@ func Closest(s string, candidates []string) string {
 			tie = true
 		}
 	}
-	if bestD > limit || tie || best == s || best == "" {
+	if bestD > limit || tie || best == s || best == "" || withoutDigits(best) == withoutDigits(s) {
 		return ""
 	}
 	return best
+}
+
+// withoutDigits is s with its ASCII digits left out.
+func withoutDigits(s string) string {
+	return strings.Map(func(r rune) rune {
+		if '0' <= r && r <= '9' {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // editDistance is the Damerau-Levenshtein (optimal string alignment)

@@ -11,7 +11,10 @@ func TestClosest(t *testing.T) {
 		{"wbe1", []string{"web1", "web2", "sorry"}, "web1"}, // a swapped pair
 		{"weigth", []string{"weight", "backup", "name"}, "weight"},
 		{"web3", []string{"web1", "web2"}, ""},                // either, or a new one
-		{"web9", []string{"web1"}, "web1"},                    // the one near name
+		{"web9", []string{"web1"}, ""},                        // another instance, not a typo
+		{"node-2", []string{"node-1"}, ""},                    // likewise
+		{"web10", []string{"web1", "api"}, ""},                // likewise
+		{"wbe9", []string{"web9", "api"}, "web9"},             // a typo that keeps the digits
 		{"WEB1", []string{"web1", "web2"}, "web1"},            // case aside
 		{"api", []string{"web1", "web2"}, ""},                 // nothing near
 		{"web1", []string{"web1", "web2"}, ""},                // no typo at all

@@ -1151,7 +1151,7 @@ type filterNames struct{ node, cluster, endpoint, listener string }
 func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string, incomplete bool) error {
 	if f.node != "" && !incomplete && !slices.Contains(fleet, f.node) {
 		slices.Sort(fleet)
-		return status.Errorf(codes.NotFound, "node %q is not in the fleet (%s)", f.node, nameList("its nodes are", "no node is in it", fleet))
+		return unknownName("node", f.node, "is not in the fleet", fleet, "its nodes are", "no node is in it")
 	}
 	if f.cluster == "" && f.endpoint == "" && f.listener == "" {
 		return nil
@@ -1163,21 +1163,38 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 	clusters := groups.ClusterNames(cur.Config)
 	switch {
 	case f.cluster != "" && !slices.Contains(clusters, f.cluster):
-		return status.Errorf(codes.NotFound, "cluster %q is in no group's snapshot (%s)", f.cluster, nameList("the clusters are", "no group's snapshot has a cluster yet", clusters))
+		return unknownName("cluster", f.cluster, "is in no group's snapshot", clusters, "the clusters are", "no group's snapshot has a cluster yet")
 	case f.cluster != "" && f.endpoint != "":
 		if err := UnknownEndpoint(cur.Config, f.cluster, f.endpoint); err != nil {
 			return err
 		}
-	case f.endpoint != "" && !slices.Contains(groups.EndpointNames(cur.Config, ""), f.endpoint):
+	case f.endpoint != "":
+		eps := groups.EndpointNames(cur.Config, "")
+		if slices.Contains(eps, f.endpoint) {
+			break
+		}
+		if near := snapshot.Closest(f.endpoint, eps); near != "" {
+			return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q, did you mean %q?", f.endpoint, near)
+		}
 		return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q", f.endpoint)
 	}
 	if f.listener == "" {
 		return nil
 	}
 	if listeners := groups.ListenerNames(cur.Config); !slices.Contains(listeners, f.listener) {
-		return status.Errorf(codes.NotFound, "listener %q is in no group's snapshot (%s)", f.listener, nameList("the listeners are", "no group's snapshot has a listener yet", listeners))
+		return unknownName("listener", f.listener, "is in no group's snapshot", listeners, "the listeners are", "no group's snapshot has a listener yet")
 	}
 	return nil
+}
+
+// unknownName is NOT_FOUND for the kind's name, which is not among names:
+// "cluster "wbe" is in no group's snapshot" (missing), then the name it
+// is a likely typo of, else the names (nameList's has and none).
+func unknownName(kind, name, missing string, names []string, has, none string) error {
+	if near := snapshot.Closest(name, names); near != "" {
+		return status.Errorf(codes.NotFound, "%s %q %s, did you mean %q?", kind, name, missing, near)
+	}
+	return status.Errorf(codes.NotFound, "%s %q %s (%s)", kind, name, missing, nameList(has, none, names))
 }
 
 // place is where GetStats finds a node of the fleet.

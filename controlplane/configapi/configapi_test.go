@@ -249,11 +249,15 @@ func TestConnsOfNamesThatAreNowhere(t *testing.T) {
 		req  *sluicev1.ListConnsRequest
 		want string
 	}{
-		{&sluicev1.ListConnsRequest{NodeId: "hre"}, `node "hre" is not in the fleet (its nodes are: here)`},
-		{&sluicev1.ListConnsRequest{Cluster: "wbe"}, `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{&sluicev1.ListConnsRequest{NodeId: "hre"}, `node "hre" is not in the fleet, did you mean "here"?`},
+		{&sluicev1.ListConnsRequest{NodeId: "edge-7"}, `node "edge-7" is not in the fleet (its nodes are: here)`},
+		{&sluicev1.ListConnsRequest{Cluster: "wbe"}, `cluster "wbe" is in no group's snapshot, did you mean "web"?`},
+		{&sluicev1.ListConnsRequest{Cluster: "api"}, `cluster "api" is in no group's snapshot (the clusters are: web)`},
 		{&sluicev1.ListConnsRequest{Cluster: "web", Endpoint: "web3"}, `cluster "web" has no endpoint "web3" (it has: web1, web2)`},
 		{&sluicev1.ListConnsRequest{Endpoint: "web3"}, `no cluster of any group's snapshot has an endpoint "web3"`},
-		{&sluicev1.ListConnsRequest{Listener: "pubilc"}, `listener "pubilc" is in no group's snapshot (the listeners are: public)`},
+		{&sluicev1.ListConnsRequest{Endpoint: "wbe2"}, `no cluster of any group's snapshot has an endpoint "wbe2", did you mean "web2"?`},
+		{&sluicev1.ListConnsRequest{Listener: "pubilc"}, `listener "pubilc" is in no group's snapshot, did you mean "public"?`},
+		{&sluicev1.ListConnsRequest{Listener: "admin"}, `listener "admin" is in no group's snapshot (the listeners are: public)`},
 	} {
 		_, err := s.ListConns(ctx, tt.req)
 		wantCode(t, fmt.Sprintf("ListConns(%v)", tt.req), err, codes.NotFound, tt.want)
@@ -594,9 +598,13 @@ func TestStatsOfNodesOnOtherReplicas(t *testing.T) {
 	// Names that are nowhere are typos, said so rather than answered with
 	// nothing.
 	_, err := s.GetStats(ctx, &sluicev1.GetStatsRequest{Cluster: "wbe"})
-	wantCode(t, "stats of a cluster that is nowhere", err, codes.NotFound, `cluster "wbe" is in no group's snapshot (the clusters are: db, web)`)
+	wantCode(t, "stats of a cluster that is nowhere", err, codes.NotFound, `cluster "wbe" is in no group's snapshot, did you mean "web"?`)
+	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{Cluster: "cache"})
+	wantCode(t, "stats of a cluster that is nowhere", err, codes.NotFound, `cluster "cache" is in no group's snapshot (the clusters are: db, web)`)
 	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "hre"})
-	wantCode(t, "stats of a node the fleet does not know", err, codes.NotFound, `node "hre" is not in the fleet (its nodes are: gone, here, moved, there)`)
+	wantCode(t, "stats of a node the fleet does not know", err, codes.NotFound, `node "hre" is not in the fleet, did you mean "here"?`)
+	_, err = s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "edge-7"})
+	wantCode(t, "stats of a node the fleet does not know", err, codes.NotFound, `node "edge-7" is not in the fleet (its nodes are: gone, here, moved, there)`)
 	if resp, err := s.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "here", Cluster: "db"}); err != nil || len(resp.GetNodes()) != 0 {
 		t.Errorf("stats of a known node and cluster that have none: %v, %v; want none, no error", resp, err)
 	}
@@ -914,7 +922,7 @@ func TestStoreAwayAnswersWithWhatNodesAreSent(t *testing.T) {
 
 	// A filter's typo is still told apart from "no traffic yet".
 	_, err = s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "wbe"})
-	wantCode(t, "records of a cluster that is nowhere, with the store away", err, codes.NotFound, `cluster "wbe" is in no group's snapshot (the clusters are: web)`)
+	wantCode(t, "records of a cluster that is nowhere, with the store away", err, codes.NotFound, `cluster "wbe" is in no group's snapshot, did you mean "web"?`)
 	if got, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "web", Endpoint: "web2"}); err != nil || len(got.GetRecords()) != 0 {
 		t.Errorf("records of web/web2 with the store away: %v, %v; want none and no error", got, err)
 	}

@@ -376,8 +376,8 @@ func TestHistoryOfUnknownNames(t *testing.T) {
 		t.Errorf("a known cluster with no traffic: status %d, %d points; want 200 and 5 points", code, len(got.Requests))
 	}
 	for _, tt := range []struct{ query, want string }{
-		{"cluster=wbe", `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
-		{"cluster=wbe&endpoint=a", `cluster "wbe" is in no group's snapshot (the clusters are: web)`},
+		{"cluster=wbe", `cluster "wbe" is in no group's snapshot, did you mean "web"?`},
+		{"cluster=api&endpoint=a", `cluster "api" is in no group's snapshot (the clusters are: web)`},
 		{"node=n1", `node "n1" is not in the fleet (no node is in it)`},
 	} {
 		var bad errorBody
