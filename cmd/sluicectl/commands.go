@@ -367,9 +367,9 @@ other endpoints of its cluster; 0 takes it out of rotation.
 	if st := w.check(c, fs); st >= 0 {
 		return st
 	}
-	cluster, endpoint, ok := splitEndpoint(pos[0])
-	if !ok {
-		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+	cluster, endpoint, st := c.endpointArg(ctx, client, fs, pos[0], *w.group)
+	if st >= 0 {
+		return st
 	}
 	weight, ok := snapshot.ParseWeight(pos[1])
 	if !ok {
@@ -392,9 +392,9 @@ func stateCommand(name string, state sluicev1.AdminState, about string) func(con
 		if st := w.check(c, fs); st >= 0 {
 			return st
 		}
-		cluster, endpoint, ok := splitEndpoint(pos[0])
-		if !ok {
-			return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+		cluster, endpoint, st := c.endpointArg(ctx, client, fs, pos[0], *w.group)
+		if st >= 0 {
+			return st
 		}
 		return c.updateEndpoint(ctx, client, name, w, &sluicev1.UpdateEndpointRequest{
 			Cluster: cluster, Endpoint: endpoint, State: state,
@@ -413,6 +413,38 @@ connections end when its cluster's drain_timeout ends. "enable" undoes it.`)
 Make a drained or disabled endpoint active again: it takes work as its weight
 and health say. The snapshot is then as it was before the drain or disable.`)
 )
+
+// endpointArg splits arg, CLUSTER/ENDPOINT, into its names. When arg is
+// not one, it prints the usage error and returns its exit status (else
+// -1); for an endpoint's name alone, that error names the endpoints of
+// that name in the current snapshot of group, when the control plane
+// says: `want CLUSTER/ENDPOINT, not "web1", did you mean "web/web1"?`.
+func (c *cli) endpointArg(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, arg, group string) (cluster, endpoint string, st int) {
+	if cluster, endpoint, ok := splitEndpoint(arg); ok {
+		return cluster, endpoint, -1
+	}
+	var full []string // "cluster/arg" for each cluster with an endpoint arg
+	if arg != "" && !strings.Contains(arg, "/") {
+		callCtx, cancel := c.call(ctx)
+		resp, err := client.Get(callCtx, &sluicev1.GetRequest{Group: group})
+		cancel()
+		for _, cl := range resp.GetSnapshot().GetClusters() {
+			for _, ep := range cl.GetEndpoints() {
+				if err == nil && ep.GetName() == arg {
+					full = append(full, strconv.Quote(cl.GetName()+"/"+arg))
+				}
+			}
+		}
+	}
+	var hint string
+	switch n := len(full); {
+	case n == 1:
+		hint = ", did you mean " + full[0] + "?"
+	case n > 1:
+		hint = ", did you mean " + strings.Join(full[:n-1], ", ") + " or " + full[n-1] + "?"
+	}
+	return "", "", c.usageError(fs, "want CLUSTER/ENDPOINT, not %q%s", arg, hint)
+}
 
 // splitEndpoint splits "CLUSTER/ENDPOINT"; names hold no slash.
 func splitEndpoint(s string) (cluster, endpoint string, ok bool) {
@@ -1044,9 +1076,9 @@ node was sent it).`)
 	if st >= 0 {
 		return st
 	}
-	cluster, endpoint, ok := splitEndpoint(pos[0])
-	if !ok {
-		return c.usageError(fs, "want CLUSTER/ENDPOINT, not %q", pos[0])
+	cluster, endpoint, st := c.endpointArg(ctx, client, fs, pos[0], "")
+	if st >= 0 {
+		return st
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()

@@ -510,6 +510,48 @@ func TestEndpointCommandsNotFound(t *testing.T) {
 }
 
 // Bad arguments are usage errors (status 2) and nothing is sent.
+// An endpoint named without its cluster is refused with the
+// CLUSTER/ENDPOINT the current snapshot has for it.
+func TestEndpointWithoutItsCluster(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "web1"}, `want CLUSTER/ENDPOINT, not "web1", did you mean "web/web1"?` + "\n"},
+		{[]string{"set-weight", "sorry", "2"}, `want CLUSTER/ENDPOINT, not "sorry", did you mean "web/sorry"?` + "\n"},
+		{[]string{"shutdown-sessions", "web2"}, `want CLUSTER/ENDPOINT, not "web2", did you mean "web/web2"?` + "\n"},
+		{[]string{"enable", "web"}, `want CLUSTER/ENDPOINT, not "web"` + "\n"}, // a cluster: no endpoint of that name
+		{[]string{"disable", "web1/"}, `want CLUSTER/ENDPOINT, not "web1/"` + "\n"},
+	} {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%v: status %d, stdout %q, stderr %q; want 2, nothing, %q", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+	two := `
+clusters:
+  - { name: web, endpoints: [{ name: a, address: "127.0.0.1:9001" }] }
+  - { name: api, endpoints: [{ name: a, address: "127.0.0.1:9002" }] }
+listeners:
+  - { name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web }
+`
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "two.yaml", two)); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	want := `want CLUSTER/ENDPOINT, not "a", did you mean "web/a" or "api/a"?` + "\n"
+	if code, _, stderr := sluicectl(t, addr, "drain", "a"); code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("drain a, in two clusters: status %d, stderr %q; want 2 and %q", code, stderr, want)
+	}
+	if len(cp.updates) != 0 {
+		t.Errorf("bad arguments sent %d requests", len(cp.updates))
+	}
+}
+
 func TestEndpointCommandsBadArguments(t *testing.T) {
 	cp := &fakeCP{}
 	addr := startCP(t, cp)
