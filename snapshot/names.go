@@ -87,9 +87,7 @@ func upperSnake(s string) string {
 // likely typo (edit distance at most 1 for short words, 2 otherwise), or "":
 // the "did you mean" of every error about a name, here and in the control
 // plane's API. Two candidates equally near make no suggestion: "web3"
-// among web1 and web2 may mean either, or a name not there yet. Nor does
-// one that differs from s only in its digits: node-2 is more likely
-// another node than a typo of node-1.
+// among web1 and web2 may mean either, or a name not there yet.
 func Closest(s string, candidates []string) string {
 	best, bestD, tie := "", 1<<30, false
 	limit := 2
@@ -105,10 +103,23 @@ func Closest(s string, candidates []string) string {
 			tie = true
 		}
 	}
-	if bestD > limit || tie || best == s || best == "" || withoutDigits(best) == withoutDigits(s) {
+	if bestD > limit || tie || best == s || best == "" {
 		return ""
 	}
 	return best
+}
+
+// ClosestName is Closest for a name an operator asks about (a node, a
+// cluster, an endpoint, a listener), whose error lists the names there
+// are when it has no suggestion: one that differs from s only in its
+// digits is none, as node-2 is more likely another node, not connected
+// yet, than a typo of node-1.
+func ClosestName(s string, candidates []string) string {
+	near := Closest(s, candidates)
+	if near != "" && withoutDigits(near) == withoutDigits(s) {
+		return ""
+	}
+	return near
 }
 
 // withoutDigits is s with its ASCII digits left out.

@@ -394,7 +394,7 @@ func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.
 		}
 		return nil, noEndpoint(cluster, endpoint, eps)
 	}
-	if near := snapshot.Closest(cluster, names); near != "" {
+	if near := snapshot.ClosestName(cluster, names); near != "" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
 	}
 	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", "the snapshot has none", names))
@@ -414,7 +414,7 @@ func UnknownEndpoint(cfg *sluicev1.FleetConfig, cluster, endpoint string) error 
 // noEndpoint is NOT_FOUND for endpoint: the endpoint of cluster its name
 // is a likely typo of, else the endpoints cluster has.
 func noEndpoint(cluster, endpoint string, eps []string) error {
-	if near := snapshot.Closest(endpoint, eps); near != "" {
+	if near := snapshot.ClosestName(endpoint, eps); near != "" {
 		return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q, did you mean %q?", cluster, endpoint, near)
 	}
 	return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
@@ -1173,7 +1173,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 		if slices.Contains(eps, f.endpoint) {
 			break
 		}
-		if near := snapshot.Closest(f.endpoint, eps); near != "" {
+		if near := snapshot.ClosestName(f.endpoint, eps); near != "" {
 			return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q, did you mean %q?", f.endpoint, near)
 		}
 		return status.Errorf(codes.NotFound, "no cluster of any group's snapshot has an endpoint %q", f.endpoint)
@@ -1191,7 +1191,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 // "cluster "wbe" is in no group's snapshot" (missing), then the name it
 // is a likely typo of, else the names (nameList's has and none).
 func unknownName(kind, name, missing string, names []string, has, none string) error {
-	if near := snapshot.Closest(name, names); near != "" {
+	if near := snapshot.ClosestName(name, names); near != "" {
 		return status.Errorf(codes.NotFound, "%s %q %s, did you mean %q?", kind, name, missing, near)
 	}
 	return status.Errorf(codes.NotFound, "%s %q %s (%s)", kind, name, missing, nameList(has, none, names))
