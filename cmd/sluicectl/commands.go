@@ -426,11 +426,11 @@ func (c *cli) endpointArg(ctx context.Context, client sluicev1.ConfigServiceClie
 	var full []string // "cluster/arg" for each cluster with an endpoint arg
 	if arg != "" && !strings.Contains(arg, "/") {
 		callCtx, cancel := c.call(ctx)
-		resp, err := client.Get(callCtx, &sluicev1.GetRequest{Group: group})
+		resp, _ := client.Get(callCtx, &sluicev1.GetRequest{Group: group}) // failed: nil, no hint
 		cancel()
 		for _, cl := range resp.GetSnapshot().GetClusters() {
 			for _, ep := range cl.GetEndpoints() {
-				if err == nil && ep.GetName() == arg {
+				if ep.GetName() == arg {
 					full = append(full, strconv.Quote(cl.GetName()+"/"+arg))
 				}
 			}
