@@ -632,7 +632,7 @@ exit status is 1.`)
 		fmt.Fprintf(c.stdout, "# version %d", info.GetVersion())
 		if info.GetVersion() == 0 {
 			// {} applied back would be refused as holding nothing.
-			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, "default"))
+			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, defaultGroup))
 		}
 		if info.GetCreated() != nil {
 			fmt.Fprintf(c.stdout, ", %s", info.GetCreated().AsTime().Local().Format(time.RFC3339))
