@@ -257,6 +257,16 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name:     "max connections out of range",
+			clusters: []string{okCluster},
+			listeners: []string{
+				`{name: a, address: ":80", protocol: TCP, default_cluster: web, max_connections: 10000001}`,
+				`{name: b, address: ":81", protocol: HTTP, default_cluster: web, max_connections: 10000000}`,
+				`{name: c, address: ":82", protocol: HTTP, default_cluster: web, max_connections: 0}`,
+			},
+			want: []string{"listeners[0].max_connections: must be <= 10000000"},
+		},
+		{
 			name: "rebalance where reconnects come back",
 			clusters: []string{
 				okCluster,

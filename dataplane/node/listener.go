@@ -40,6 +40,9 @@ type listener struct {
 	// keepAlive is the TCP keep-alive of new connections (tcp_keepalive);
 	// nil: none. Set by Apply.
 	keepAlive atomic.Pointer[net.KeepAliveConfig]
+	// gate holds the accept loop at max_connections (set by Apply).
+	gate       connGate
+	fullLogged time.Time // when full last logged; the accept loop's
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -144,13 +147,18 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 	return cfg
 }
 
-// serve accepts connections until the socket is closed.
+// serve accepts connections until the socket is closed (stopAccepting),
+// no more at once than max_connections.
 func (l *listener) serve() {
 	defer close(l.done)
 	var backoff time.Duration
 	for {
+		if !l.gate.enter(l.full) {
+			return
+		}
 		c, err := l.ln.AcceptTCP()
 		if err != nil {
+			l.gate.leave()
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -166,6 +174,19 @@ func (l *listener) serve() {
 	}
 }
 
+// full logs, at most once a minute, that the listener holds
+// max_connections and leaves new connections in the kernel's accept queue.
+// The accept loop calls it each time it finds the gate full.
+func (l *listener) full() {
+	if time.Since(l.fullLogged) < time.Minute {
+		return
+	}
+	l.fullLogged = time.Now()
+	max, times := l.gate.limits()
+	l.log.Warn("listener at max_connections; new connections wait in the kernel's accept queue",
+		"address", l.address, "max_connections", max, "times_full", times)
+}
+
 // dispatch hands c to the current generation. A generation retired between
 // the load and the add refuses c; the next load sees its successor.
 func (l *listener) dispatch(c *net.TCPConn) {
@@ -173,17 +194,22 @@ func (l *listener) dispatch(c *net.TCPConn) {
 		g := l.gen.Load()
 		if g.conns.Add(c) {
 			pa, ka := l.accept.Load(), l.keepAlive.Load()
+			ended := func() {
+				g.conns.Remove(c)
+				l.gate.leave()
+			}
 			// Paced while many connections set up: a burst waits in
 			// the kernel's accept queue, not as goroutines.
 			if g.tcp != nil {
-				g.tcp.Go(func() { g.handle(c, pa, ka, nil, l.log) })
+				g.tcp.Go(func() { g.handle(c, pa, ka, nil, ended, l.log) })
 			} else {
-				g.http.Go(func(setUp func()) { g.handle(c, pa, ka, setUp, l.log) })
+				g.http.Go(func(setUp func()) { g.handle(c, pa, ka, setUp, ended, l.log) })
 			}
 			return
 		}
 		if l.gen.Load() == g {
 			c.Close() // the whole listener is closing
+			l.gate.leave()
 			return
 		}
 	}
@@ -192,14 +218,15 @@ func (l *listener) dispatch(c *net.TCPConn) {
 // handle serves c, on behalf of the client its PROXY header names when pa
 // (the listener's proxy_protocol) is set, with the keep-alive probes ka
 // asks for (nil: none); setUp is the HTTP server's Go's (nil for a TCP
-// listener).
+// listener). ended runs once c has ended: it leaves the generation's set
+// and gives back its slot of the listener's gate.
 //
 // A connection may outlive this goroutine: an HTTP one idle between
 // requests, a TCP session whose directions wait for bytes, park without
 // one (httpproxy.Server.ServeConnAsync, tcpproxy.Server.ServeConnAsync),
 // and it leaves the generation's set when it ends, on whichever goroutine
 // ends it.
-func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveConfig, setUp func(), log *slog.Logger) {
+func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveConfig, setUp, ended func(), log *slog.Logger) {
 	remove := true
 	defer func() {
 		// A panic is a bug, but one connection must not take the node
@@ -209,7 +236,7 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveCo
 			c.Close()
 		}
 		if remove {
-			g.conns.Remove(c)
+			ended()
 		}
 	}()
 	if ka != nil {
@@ -224,11 +251,10 @@ func (g *generation) handle(c *net.TCPConn, pa *proxyAccept, ka *net.KeepAliveCo
 		}
 	}
 	remove = false
-	done := func() { g.conns.Remove(c) }
 	if g.http != nil {
-		g.http.ServeConnAsync(c, client, dest, setUp, done)
+		g.http.ServeConnAsync(c, client, dest, setUp, ended)
 	} else {
-		g.tcp.ServeConnAsync(c, client, dest, done)
+		g.tcp.ServeConnAsync(c, client, dest, ended)
 	}
 }
 
@@ -245,11 +271,18 @@ func (g *generation) retire() {
 	g.conns.CloseAll()
 }
 
+// stopAccepting closes the socket and waits for the accept loop to end,
+// also when it waits for a slot of the gate.
+func (l *listener) stopAccepting() {
+	l.gate.close()
+	l.ln.Close()
+	<-l.done
+}
+
 // close stops accepting, closes every open connection and waits for the
 // accept loop to end.
 func (l *listener) close() {
-	l.ln.Close()
-	<-l.done
+	l.stopAccepting()
 	l.gen.Load().retire()
 }
 

@@ -14,6 +14,11 @@ type ListenerStatus struct {
 	Protocol string
 	// Conns counts the client connections open on the listener now.
 	Conns int
+	// MaxConns is its max_connections (0: no cap), and Full how many
+	// times it held that many and left new connections waiting in the
+	// kernel's accept queue.
+	MaxConns int
+	Full     uint64
 }
 
 // Listeners lists the listeners of the running configuration, by name.
@@ -23,6 +28,7 @@ func (n *Node) Listeners() []ListenerStatus {
 	out := make([]ListenerStatus, 0, len(n.listeners))
 	for _, l := range n.listeners {
 		s := ListenerStatus{Name: l.name, Address: l.address}
+		s.MaxConns, s.Full = l.gate.limits()
 		if g := l.gen.Load(); g != nil {
 			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
 			s.Conns = g.conns.Len()

@@ -261,6 +261,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		l := listeners[ls.GetAddress()]
 		l.accept.Store(accepts[ls.GetAddress()])
 		l.keepAlive.Store(keepAliveConfig(ls.GetTcpKeepalive()))
+		l.gate.setMax(int(ls.GetMaxConnections()))
 		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], meters[ls.GetName()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}
@@ -682,8 +683,7 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, l := range listeners {
-		l.ln.Close()
-		<-l.done
+		l.stopAccepting()
 		if g := l.gen.Load(); g.http != nil {
 			g.http.Drain()
 		}

@@ -1879,9 +1879,16 @@ type Listener struct {
 	// TcpKeepalive turns on TCP keep-alive probes on the listener's client
 	// connections, as HAProxy's "option clitcpka". Unset: none, as in
 	// HAProxy and Envoy.
-	TcpKeepalive  *TcpKeepalive `protobuf:"bytes,22,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TcpKeepalive *TcpKeepalive `protobuf:"bytes,22,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
+	// MaxConnections caps the client connections the listener holds open at
+	// once, HTTP or TCP, an HTTP/2 connection counting as one (HAProxy's
+	// "maxconn" on a frontend). At the cap the node stops accepting: new
+	// connections wait in the kernel's accept queue (up to
+	// net.core.somaxconn) until one closes, and are served then. An apply
+	// that lowers it closes none of those already open. 0: no cap.
+	MaxConnections uint32 `protobuf:"varint,23,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Listener) Reset() {
@@ -1982,6 +1989,13 @@ func (x *Listener) GetTcpKeepalive() *TcpKeepalive {
 		return x.TcpKeepalive
 	}
 	return nil
+}
+
+func (x *Listener) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
 }
 
 // TcpKeepalive sets TCP keep-alive probes on a connection's socket: once
@@ -3966,7 +3980,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18 R\x06method\x12\x1c\n" +
 	"\x04path\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x10R\x04path\x12\x1c\n" +
 	"\x04host\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x85\x02R\x04host\x121\n" +
-	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\x92\x04\n" +
+	"\x0fexpected_status\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x0eexpectedStatus\"\xc7\x04\n" +
 	"\bListener\x12<\n" +
 	"\x04name\x18\x01 \x01(\tB(\xfaB%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04name\x12$\n" +
 	"\aaddress\x18\x02 \x01(\tB\n" +
@@ -3979,7 +3993,9 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x05rules\x18\a \x03(\v2\x0f.sluice.v1.RuleB\t\xfaB\x06\x92\x01\x03\x10\xe8\aR\x05rules\x12'\n" +
 	"\x03tls\x18\x14 \x01(\v2\x15.sluice.v1.TlsOptionsR\x03tls\x12E\n" +
 	"\x0eproxy_protocol\x18\x15 \x01(\v2\x1e.sluice.v1.ProxyProtocolAcceptR\rproxyProtocol\x12<\n" +
-	"\rtcp_keepalive\x18\x16 \x01(\v2\x17.sluice.v1.TcpKeepaliveR\ftcpKeepalive\"\xbd\x01\n" +
+	"\rtcp_keepalive\x18\x16 \x01(\v2\x17.sluice.v1.TcpKeepaliveR\ftcpKeepalive\x123\n" +
+	"\x0fmax_connections\x18\x17 \x01(\rB\n" +
+	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\x0emaxConnections\"\xbd\x01\n" +
 	"\fTcpKeepalive\x12?\n" +
 	"\x04idle\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x10\xfaB\r\xaa\x01\n" +
 	"\"\x04\b\xff\xff\x012\x02\b\x01R\x04idle\x12G\n" +

@@ -2720,6 +2720,17 @@ func (m *Listener) validate(all bool) error {
 		}
 	}
 
+	if m.GetMaxConnections() > 10000000 {
+		err := ListenerValidationError{
+			field:  "MaxConnections",
+			reason: "value must be less than or equal to 10000000",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return ListenerMultiError(errors)
 	}
