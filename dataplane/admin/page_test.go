@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	"github.com/sluice-lb/sluice/internal/units"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -287,4 +288,63 @@ func TestStatusPageShowsTraffic(t *testing.T) {
 	if resp, body := fetch(t, base+"/?refresh=soon", "", ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "refresh must be a number of seconds") {
 		t.Errorf("?refresh=soon: %d %q, want 400 saying why", resp.StatusCode, body)
 	}
+}
+
+// TestFullListenerShows: a listener at its max_connections shows it on the
+// page, beside its open connections, and in /metrics, with the times the
+// accept loop found it full.
+func TestFullListenerShows(t *testing.T) {
+	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(n.Close)
+	listen := loopback.FreeAddr(t)
+	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: 1 }
+`, serveHTTP(t, "a"), listen), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply("1", snap); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "0 of 1" {
+		t.Errorf("listener row before any connection = %q, want 0 of 1", got)
+	}
+
+	// One keep-alive connection takes the only slot; the next waits.
+	if got := sendRequests(t, listen, 1); got["a"] != 1 {
+		t.Fatalf("answers %v, want one from a", got)
+	}
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(testTimeout)
+	for n.Listeners()[0].Full == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the listener never found itself full")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "1 of 1 (full 1×)" {
+		t.Errorf("listener row when full = %q, want 1 of 1 (full 1×)", got)
+	}
+	m := promtext.Scrape(t, base+"/metrics")
+	if v := m.Value("sluice_listener_max_connections", "public"); v != 1 {
+		t.Errorf("sluice_listener_max_connections = %v, want 1", v)
+	}
+	if v := m.Value("sluice_listener_full_total", "public"); v != 1 {
+		t.Errorf("sluice_listener_full_total = %v, want 1", v)
+	}
+}
+
+func fetchBody(t *testing.T, url string) string {
+	t.Helper()
+	_, body := fetch(t, url, "", "")
+	return body
 }
