@@ -112,6 +112,30 @@ listeners:
 	}
 
 	t.Logf("refusal as printed: %s", stderr)
+	if !strings.Contains(stderr, "a node that starts now is sent version 3 and has nothing to serve") || !strings.Contains(stderr, "sluicectl rollback 2\n") {
+		t.Errorf("the refusal does not say what it leaves behind and how to go back to version 2: %q", stderr)
+	}
+
+	// As it says: a node that starts now refuses version 3 and serves
+	// nothing; the rollback it names brings both nodes to one they apply.
+	dpB := startNode(t, c.addr, "node-b")
+	waitFor(t, "node-b to refuse version 3", func() bool {
+		out, _, _ := ctl(t, c.addr, "nodes")
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "node-b ") && strings.Contains(l, "v3: ") {
+				return true
+			}
+		}
+		return false
+	})
+	if v, ls := dpB.Node.Version(), dpB.Node.Listeners(); v != "" || len(ls) != 0 {
+		t.Fatalf("node-b, started after the refusal, runs version %q with listeners %+v; want nothing", v, ls)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "rollback", "2", "--wait")
+	if code != 0 || !strings.Contains(stdout, "2 nodes applied version 4 in ") {
+		t.Fatalf("rollback 2 --wait: exit %d, stdout %q, stderr %q; want both nodes at version 4", code, stdout, stderr)
+	}
+	waitVersion(t, dpB, 4)
 
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
 	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {

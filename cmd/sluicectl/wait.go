@@ -56,6 +56,7 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				for _, n := range w.refused {
 					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused version %d: %s\n", cmd, n.GetId(), version, oneLine(n.GetNackError()))
 				}
+				c.refusedHint(cmd, group, version, w.refused)
 				return exitNacked
 			}
 			if len(w.behind) == 0 {
@@ -77,6 +78,28 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 			return exitWaitTimeout
 		}
 	}
+}
+
+// refusedHint says what a refused version leaves behind and how to get out
+// of it. The nodes that refused it serve on with what they ran, but it is
+// still the version the group's nodes are sent: a node that starts now
+// refuses it too and has nothing to serve.
+func (c *cli) refusedHint(cmd, group string, version uint64, refused []*sluicev1.NodeStatus) {
+	ran := refused[0].GetAckedVersion()
+	for _, n := range refused[1:] {
+		if n.GetAckedVersion() != ran {
+			ran = 0 // they ran different versions: no one to go back to
+		}
+	}
+	back := ""
+	if ran > 0 {
+		back = fmt.Sprintf(", or go back to the version they ran: sluicectl rollback %d", ran)
+		if group != defaultGroup {
+			back += " --group " + group
+		}
+	}
+	fmt.Fprintf(c.stderr, "sluicectl %s: nodes that refused version %d serve on with what they ran, but a node that starts now is sent version %d and has nothing to serve; fix the snapshot and apply it again%s\n",
+		cmd, version, version, back)
 }
 
 // waited is where the connected nodes stand with one version.

@@ -134,3 +134,29 @@ func TestWaitNamesTheGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedHintNamesTheWayBack: a refusal names the rollback to the
+// version the refusing nodes run, with the group's flag, and no rollback
+// when they run different versions.
+func TestRefusedHintNamesTheWayBack(t *testing.T) {
+	node := func(id string, acked uint64) *sluicev1.NodeStatus {
+		return &sluicev1.NodeStatus{Id: id, Connected: true, AckedVersion: acked, NackedVersion: 9}
+	}
+	for _, tt := range []struct {
+		group   string
+		refused []*sluicev1.NodeStatus
+		want    string
+	}{
+		{"default", []*sluicev1.NodeStatus{node("a", 7), node("b", 7)}, "apply it again, or go back to the version they ran: sluicectl rollback 7\n"},
+		{"edge", []*sluicev1.NodeStatus{node("a", 7)}, "sluicectl rollback 7 --group edge\n"},
+		{"default", []*sluicev1.NodeStatus{node("a", 7), node("b", 8)}, "fix the snapshot and apply it again\n"},
+		{"default", []*sluicev1.NodeStatus{node("a", 0)}, "fix the snapshot and apply it again\n"},
+	} {
+		var stderr bytes.Buffer
+		c := &cli{stdout: &bytes.Buffer{}, stderr: &stderr}
+		c.refusedHint("apply", tt.group, 9, tt.refused)
+		if got := stderr.String(); !strings.HasSuffix(got, tt.want) || !strings.Contains(got, "a node that starts now is sent version 9 and has nothing to serve") {
+			t.Errorf("group %s, %d refused: %q, want it to end %q", tt.group, len(tt.refused), got, tt.want)
+		}
+	}
+}
