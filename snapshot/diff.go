@@ -225,13 +225,19 @@ func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[stri
 }
 
 // displayValue renders a scalar for a diff line; absent optional fields show
-// their default, "1 (default)", or else "unset".
+// their default, "1 (default)", or else "unset", and numbers whose 0 stands
+// for something else say what.
 func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
 	if !has && (fd.HasPresence() || fd.Message() != nil) {
 		if d, ok := presenceDefaults[fd.FullName()]; ok {
 			return d + " (default)"
 		}
 		return "unset"
+	}
+	if !has {
+		if d, ok := zeroMeans[fd.FullName()]; ok {
+			return d
+		}
 	}
 	if fd.Kind() == protoreflect.EnumKind && v.Enum() == 0 {
 		if d, ok := enumDefaults[fd.Enum().FullName()]; ok {
@@ -277,6 +283,34 @@ var presenceDefaults = map[protoreflect.FullName]string{
 	"sluice.v1.OutlierDetection.base_ejection_time":           "30s",
 	"sluice.v1.OutlierDetection.max_ejection_time":            "300s",
 	"sluice.v1.HealthCheck.interval":                          "2s",
+	"sluice.v1.HttpOptions.request_header_timeout":            "10s",
+	"sluice.v1.HttpOptions.idle_timeout":                      "60s",
+	"sluice.v1.HttpOptions.response_timeout":                  "60s",
+	"sluice.v1.HttpOptions.tunnel_idle_timeout":               "1h",
+	"sluice.v1.TlsOptions.handshake_timeout":                  "10s",
+	"sluice.v1.TcpOptions.inspect_timeout":                    "5s",
+	"sluice.v1.TcpOptions.idle_timeout":                       "1h",
+	"sluice.v1.Rebalance.min_idle":                            "1s",
+	"sluice.v1.StickTable.expire":                             "30m",
+	"sluice.v1.ProxyProtocolAccept.timeout":                   "5s",
+}
+
+// zeroMeans says what 0 means for the numbers that have no unset state
+// but whose 0 is not a count of nothing: "max_header_bytes 16384 -> 0"
+// would read as no header allowed.
+var zeroMeans = map[protoreflect.FullName]string{
+	"sluice.v1.HttpOptions.max_header_bytes":            "65536 (default)",
+	"sluice.v1.HttpOptions.max_header_count":            "100 (default)",
+	"sluice.v1.HttpOptions.max_uri_length":              "8192 (default)",
+	"sluice.v1.HttpOptions.max_concurrent_streams":      "250 (default)",
+	"sluice.v1.StickTable.size":                         "100000 (default)",
+	"sluice.v1.HttpOptions.max_request_body_bytes":      "0 (no limit)",
+	"sluice.v1.HttpOptions.max_requests_per_connection": "0 (no limit)",
+	"sluice.v1.Endpoint.max_conn":                       "0 (no cap)",
+	"sluice.v1.Cluster.max_queue":                       "0 (no bound)",
+	"sluice.v1.Listener.max_connections":                "0 (no cap)",
+	"sluice.v1.HashPolicy.balance_factor":               "0 (off)",
+	"sluice.v1.Cluster.receive_buffer_bytes":            "0 (sized by the kernel)",
 }
 
 // singular turns a list field's name into the word for one element:

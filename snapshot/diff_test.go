@@ -70,6 +70,12 @@ func TestDiff(t *testing.T) {
 			want: []string{"~ cluster web: health_check.timeout unset -> 1s; +health_check.http; queue_timeout 3s -> unset"},
 		},
 		{
+			name: "limits set and unset say what their 0 and their absence mean",
+			old:  "listeners: [{name: l, max_connections: 500, http: {max_header_bytes: 16384, idle_timeout: 5m}}]",
+			new:  "listeners: [{name: l, http: {max_header_bytes: 0, max_request_body_bytes: 1024}}]",
+			want: []string{"~ listener l: http.idle_timeout 5m -> 60s (default); http.max_header_bytes 16384 -> 65536 (default); http.max_request_body_bytes 0 (no limit) -> 1024; max_connections 500 -> 0 (no cap)"},
+		},
+		{
 			name: "health check added and removed",
 			old:  "clusters: [{name: a, health_check: {}}, {name: b}]",
 			new:  "clusters: [{name: a}, {name: b, health_check: {fall: 3}}]",
@@ -131,13 +137,21 @@ func TestDiffChangeFields(t *testing.T) {
 }
 
 // Every default the diff names belongs to an optional field of the
-// snapshot, so a renamed field cannot leave its default unsaid.
+// snapshot, and every meaning of 0 to a number without presence, so a
+// renamed field cannot leave its default unsaid.
 func TestPresenceDefaultsNameFields(t *testing.T) {
 	for name := range presenceDefaults {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
 		fd, ok := d.(protoreflect.FieldDescriptor)
 		if err != nil || !ok || !fd.HasPresence() {
 			t.Errorf("%s: %v; want an optional field", name, err)
+		}
+	}
+	for name := range zeroMeans {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+		fd, ok := d.(protoreflect.FieldDescriptor)
+		if err != nil || !ok || fd.HasPresence() || fd.Message() != nil {
+			t.Errorf("%s: %v; want a number without presence", name, err)
 		}
 	}
 }
