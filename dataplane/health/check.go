@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,8 +114,9 @@ func (t *tcpCheck) check(ctx context.Context) error {
 
 // handshakeFailure says why a TLS handshake failed: a certificate that
 // does not verify as crypto/x509 puts it ("TLS: x509: certificate signed by
-// unknown authority"), a timeout or reset as failure does, anything else
-// as crypto/tls puts it.
+// unknown authority"), an alert from the endpoint as crypto/tls names it
+// ("TLS: protocol version not supported"), a timeout or reset as failure
+// does, anything else as crypto/tls puts it.
 func handshakeFailure(err, timedOut error) error {
 	var cve *tls.CertificateVerificationError
 	switch {
@@ -124,6 +126,12 @@ func handshakeFailure(err, timedOut error) error {
 		return errors.New("connection closed during the TLS handshake")
 	}
 	if f := failure(err, timedOut); f != err {
+		var op *net.OpError
+		if errors.As(err, &op) && f == op.Err {
+			// An alert from the endpoint ("remote error: tls: protocol
+			// version not supported"): say that TLS failed.
+			return errors.New("TLS: " + strings.TrimPrefix(f.Error(), "tls: "))
+		}
 		return f
 	}
 	return errors.New("TLS handshake: " + err.Error())

@@ -36,18 +36,30 @@ func TestTLSChecks(t *testing.T) {
 	otherCA := start(testcert.NewCA(t).Server(t, "127.0.0.1"))
 	otherName := start(ca.Server(t, "a.example"))
 	cfg := &tls.Config{RootCAs: ca.Pool()}
+	old := func() string {
+		srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}, MaxVersion: tls.VersionTLS12}
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String()
+	}()
 
 	for _, tt := range []struct {
 		name, addr, path string
 		want             string // "" passes; else in the reason
+		min              uint16 // the check's oldest TLS version; 0: the default
 	}{
-		{"TCP", good, "", ""},
-		{"HTTPS", good, "/healthz", ""},
-		{"TCP, unknown authority", otherCA, "", "TLS: x509: certificate signed by unknown authority"},
-		{"HTTPS, unknown authority", otherCA, "/healthz", "TLS: x509: certificate signed by unknown authority"},
-		{"TCP, other name", otherName, "", "TLS: x509: cannot validate certificate for 127.0.0.1"},
+		{"TCP", good, "", "", 0},
+		{"HTTPS", good, "/healthz", "", 0},
+		{"TCP, unknown authority", otherCA, "", "TLS: x509: certificate signed by unknown authority", 0},
+		{"HTTPS, unknown authority", otherCA, "/healthz", "TLS: x509: certificate signed by unknown authority", 0},
+		{"TCP, other name", otherName, "", "TLS: x509: cannot validate certificate for 127.0.0.1", 0},
+		{"TLS 1.3 to an endpoint of TLS 1.2", old, "", "TLS: protocol version not supported", tls.VersionTLS13},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			cfg := cfg.Clone()
+			cfg.MinVersion = tt.min
 			s := Spec{Key: "c/e@" + tt.addr, Addr: tt.addr, Interval: time.Second, Timeout: 5 * time.Second, HTTPPath: tt.path, TLS: cfg}
 			err := newProber(s.withDefaults(), addrOf(s)).check(t.Context())
 			switch {
