@@ -587,7 +587,7 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 		if ev == nil {
 			msg := fmt.Sprintf("unknown value %q; valid: %s", truncate(n.Value), valid)
 			if near := Closest(n.Value, enumNames(ed, false)); near != "" {
-				msg = fmt.Sprintf("unknown value %q, did you mean %s? valid: %s", truncate(n.Value), near, valid)
+				msg = fmt.Sprintf("unknown value %q, did you mean %q? valid: %s", truncate(n.Value), near, valid)
 			}
 			d.fail(path, n, "%s", msg)
 			return z, false

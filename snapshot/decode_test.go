@@ -129,7 +129,7 @@ func TestParseFaults(t *testing.T) {
 		{
 			name: "enum value in the wrong case",
 			in:   "listeners:\n  - name: l\n    protocol: http\n",
-			want: []string{`listeners[0].protocol: unknown value "http", did you mean HTTP? valid: TCP, HTTP (line 3)`},
+			want: []string{`listeners[0].protocol: unknown value "http", did you mean "HTTP"? valid: TCP, HTTP (line 3)`},
 		},
 		{
 			name: "enum as a number",

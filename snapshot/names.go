@@ -87,7 +87,8 @@ func upperSnake(s string) string {
 // likely typo (edit distance at most 1 for short words, 2 otherwise), or "":
 // the "did you mean" of every error about a name, here and in the control
 // plane's API. Two candidates equally near make no suggestion: "web3"
-// among web1 and web2 may mean either, or a name not there yet.
+// among web1 and web2 may mean either, or a name not there yet. Nor does
+// one that shares no letter with s: "c" for "a" is no typo.
 func Closest(s string, candidates []string) string {
 	best, bestD, tie := "", 1<<30, false
 	limit := 2
@@ -103,7 +104,7 @@ func Closest(s string, candidates []string) string {
 			tie = true
 		}
 	}
-	if bestD > limit || tie || best == s || best == "" {
+	if bestD > limit || bestD >= max(len(s), len(best)) || tie || best == s || best == "" {
 		return ""
 	}
 	return best

@@ -18,6 +18,9 @@ func TestClosest(t *testing.T) {
 		{"web1", []string{"web1", "web2"}, ""},                // no typo at all
 		{"statik", []string{"static", "static2"}, "static"},   // one nearest
 		{"cache", []string{"cache1", "cache2", "caches"}, ""}, // three at 1
+		{"a", []string{"c", "web"}, ""},                       // no letter kept
+		{"ab", []string{"ac"}, "ac"},
+		{"x", []string{"xy"}, "xy"},
 	} {
 		if got := Closest(tt.s, tt.candidates); got != tt.want {
 			t.Errorf("Closest(%q, %q) = %q, want %q", tt.s, tt.candidates, got, tt.want)
