@@ -194,8 +194,8 @@ func semanticErrors(s *sluicev1.Snapshot, skip []bool) Errors {
 		if l.Tcp != nil && l.GetProtocol() != sluicev1.Protocol_PROTOCOL_TCP {
 			add(p+".tcp", "only allowed when protocol is TCP")
 		} else if i, ok := clusters[l.GetDefaultCluster()]; ok && l.GetTcp().GetRebalance() != nil {
-			if why := noRebalance(s.GetClusters()[i]); why != "" {
-				add(p+".tcp.rebalance", "cluster %q %s, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN", l.GetDefaultCluster(), why)
+			if why, fix := noRebalance(s.GetClusters()[i]); why != "" {
+				add(p+".tcp.rebalance", "cluster %q %s, so a client whose session is closed comes back to the same endpoint; %s", l.GetDefaultCluster(), why, fix)
 			}
 		}
 	}
@@ -203,19 +203,20 @@ func semanticErrors(s *sluicev1.Snapshot, skip []bool) Errors {
 }
 
 // noRebalance says why rebalancing cannot move the sessions of cluster c,
-// or "" when it can: rebalance closes sessions so that their clients
-// reconnect elsewhere, and with a hash, a stick table or FIRST they would
-// reconnect to the endpoint they left, again and again.
-func noRebalance(c *sluicev1.Cluster) string {
+// and what would let it, or "" when it can: rebalance closes sessions so
+// that their clients reconnect elsewhere, and with a hash, a stick table or
+// FIRST they would reconnect to the endpoint they left, again and again.
+func noRebalance(c *sluicev1.Cluster) (why, fix string) {
+	const byLoad = "rebalance needs a policy that places sessions by load, such as LEAST_CONN"
 	switch {
 	case c.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_HASH:
-		return "balances by hash"
+		return "balances by hash", byLoad
 	case c.GetLbPolicy() == sluicev1.LbPolicy_LB_POLICY_FIRST:
-		return "fills its first endpoint first (FIRST)"
+		return "fills its first endpoint first (FIRST)", byLoad
 	case c.Stick != nil:
-		return "keeps a stick table"
+		return "keeps a stick table", "rebalance needs sessions placed by load: remove the cluster's stick table"
 	}
-	return ""
+	return "", ""
 }
 
 // policyErrors checks that a cluster's policy blocks fit its lb_policy.

@@ -286,7 +286,7 @@ func TestValidate(t *testing.T) {
 			want: []string{
 				`listeners[0].tcp.rebalance: cluster "h" balances by hash, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
 				`listeners[1].tcp.rebalance: cluster "f" fills its first endpoint first (FIRST), so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
-				`listeners[2].tcp.rebalance: cluster "s" keeps a stick table, so a client whose session is closed comes back to the same endpoint; rebalance needs a policy that places sessions by load, such as LEAST_CONN`,
+				`listeners[2].tcp.rebalance: cluster "s" keeps a stick table, so a client whose session is closed comes back to the same endpoint; rebalance needs sessions placed by load: remove the cluster's stick table`,
 			},
 		},
 		{
