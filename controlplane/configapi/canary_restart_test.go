@@ -76,3 +76,68 @@ func TestCanaryRestartKeepsItsWindow(t *testing.T) {
 			halt, w.requests, w.phase)
 	}
 }
+
+// A canary whose restart the control plane sees (its stream ends; it
+// connects again and applies the version) keeps what it counted too: the
+// window starts again from its new process's first view, and the error
+// rate is that of everything counted at the version.
+func TestCanaryReconnectKeepsItsCounts(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n1", "n2")
+	views := stats.NewViews()
+	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Minute), MaxErrorRate: 0.05}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := st.Current(ctx)
+	r := cur.Config.GetGroups()[0].GetRollout()
+	rv := r.GetVersion()
+	at := strconv.FormatUint(rv, 10)
+	view := func(requests, errors uint64) {
+		views.Put("n1", &sluicev1.EndpointReport{Version: at, Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
+		}})
+	}
+	w := &watch{version: rv}
+	step := func(at time.Duration) (bool, string) {
+		t.Helper()
+		nodes := map[string]*sluicev1.NodeStatus{}
+		for _, n := range reg.Nodes() {
+			nodes[n.GetId()] = n
+		}
+		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
+	}
+
+	sessions["n1"].Acked(rv)
+	view(5000, 10)
+	step(0)
+	view(6000, 55) // 45 errors in 1000 requests
+	if _, halt := step(10 * time.Second); halt != "" || w.requests != 1000 {
+		t.Fatalf("before the restart: halt %q, %d requests", halt, w.requests)
+	}
+
+	sessions["n1"].Disconnect()
+	if _, halt := step(15 * time.Second); halt != "" || w.phase != "waiting for a canary to connect" {
+		t.Fatalf("canary away: halt %q, phase %q", halt, w.phase)
+	}
+	n1 := reg.Connect(&sluicev1.Node{Id: "n1"}, "127.0.0.1:2", 0)
+	n1.Placed("default", "")
+	n1.Acked(rv)
+	view(30, 2) // the new process, from its start
+	if _, halt := step(20 * time.Second); halt != "" || w.requests != 1030 || !strings.Contains(w.phase, "0s of 1m0s, error rate 4.56% of 1030 requests") {
+		t.Errorf("back: halt %q, %d requests, phase %q; want the window started again with 47 errors in 1030 requests", halt, w.requests, w.phase)
+	}
+	view(60, 4)
+	if promote, halt := step(50 * time.Second); promote || halt != "" {
+		t.Errorf("30s after it came back: promote %v, halt %q; want the new window going on", promote, halt)
+	}
+	if promote, halt := step(80 * time.Second); !promote || halt != "" || w.requests != 1060 {
+		t.Errorf("a window after it came back: promote %v, halt %q, %d requests; want promoted on 1060", promote, halt, w.requests)
+	}
+}

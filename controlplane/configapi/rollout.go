@@ -201,6 +201,9 @@ type watch struct {
 	// earlier processes of canaries that restarted counted in the window.
 	last    map[string]counts
 	carried struct{ requests, errors uint64 }
+	// resume is each canary's last view counted before the window started
+	// again (a canary away, or not at the version); see resumed.
+	resume map[string]counts
 	// What the last check saw.
 	requests uint64
 	rate     float64
@@ -363,8 +366,22 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		}
 	}
 	if connected == 0 || applied < connected {
+		// A canary went away (it restarts, or its connection broke) or
+		// is not at the version yet: the window starts again once every
+		// connected canary runs it, but what the canaries counted in it
+		// so far stays counted, as a restart seen in the counters does,
+		// and each counts on from its last view counted (see resumed).
+		for id, b := range w.base {
+			if l, ok := w.last[id]; ok {
+				w.carried.requests += l.requests - b.requests
+				w.carried.errors += l.errors - b.errors
+				if w.resume == nil {
+					w.resume = map[string]counts{}
+				}
+				w.resume[id] = l
+			}
+		}
 		w.appliedAt, w.windowFrom, w.base, w.last = time.Time{}, time.Time{}, nil, nil
-		w.carried.requests, w.carried.errors = 0, 0
 		w.phase = fmt.Sprintf("waiting for %d of %d connected canaries to apply version %d", connected-applied, connected, v)
 		if connected == 0 {
 			w.phase = "waiting for a canary to connect"
@@ -407,6 +424,11 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 			}
 		}
 		if !ok {
+			if r, resumed := w.resumed(id, c, want); resumed {
+				w.base[id], b, ok = r, r, true
+			}
+		}
+		if !ok {
 			if w.countFrom(c, want, now) {
 				w.base[id] = c
 			} else {
@@ -440,6 +462,23 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s)",
 		elapsed.Round(time.Second), window, percent(w.rate), req, percent(r.GetMaxErrorRate()))
 	return elapsed >= window, ""
+}
+
+// resumed is the base a canary that came back counts from, its view c at
+// version want being the first since: the last view counted before it
+// went away, or zero when its counters went back under that view (a new
+// process, which ran nothing but the version since its start). ok is
+// false when the canary was not counted before, or c is not at want.
+func (w *watch) resumed(id string, c counts, want string) (base counts, ok bool) {
+	p, was := w.resume[id]
+	if !was || c.version != want {
+		return counts{}, false
+	}
+	delete(w.resume, id)
+	if c.requests < p.requests || c.errors < p.errors {
+		return counts{version: want, seen: true}, true
+	}
+	return p, true
 }
 
 // countFrom says whether a canary's view c can be the base its window
