@@ -499,6 +499,13 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			// A conflict below also lands here on the next attempt: the
 			// version moved, which is what the caller asked to be told.
 			s.log.Info(w.op+" refused: version moved", "group", w.group, "version", g.GetVersion(), "if_version", *w.ifVersion, "author", w.author)
+			if *w.ifVersion > g.GetVersion() {
+				// Version numbers run across groups: a newer one is
+				// another group's, not a write to this one since.
+				return nil, status.Errorf(codes.FailedPrecondition,
+					"the current version%s is %d, not %d, which is newer: versions of other groups count too (history --group %s lists this one's); nothing stored",
+					ofGroup(w.group), g.GetVersion(), *w.ifVersion, groupOrDefault(w.group))
+			}
 			return nil, status.Errorf(codes.FailedPrecondition,
 				"the current version%s is %d, not %d: someone stored a version since; nothing stored", ofGroup(w.group), g.GetVersion(), *w.ifVersion)
 		}
@@ -580,7 +587,9 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 	var g *sluicev1.Group
 	if created {
 		if w.selector == nil {
-			return nil, nil, noGroup(cfg, w.group, true)
+			// Only an apply can create a group (sluicectl diff is one,
+			// dry): an endpoint edit or a rollback has nothing to put in it.
+			return nil, nil, noGroup(cfg, w.group, w.op == "apply")
 		}
 		g = &sluicev1.Group{Name: w.group, Snapshot: &sluicev1.Snapshot{}}
 		cfg.Groups = append(cfg.Groups, g)
@@ -736,10 +745,16 @@ func quoteSelector(sel string) string {
 	return strconv.Quote(sel)
 }
 
-// noGroup is the NOT_FOUND for a group cfg does not have; with create,
-// for a write that could have created it, it says how.
+// noGroup is the NOT_FOUND for a group cfg does not have, with the likely
+// name it was meant to be; with create, for an apply that could have
+// created it, it says how.
 func noGroup(cfg *sluicev1.FleetConfig, name string, create bool) error {
-	msg := fmt.Sprintf("group %q does not exist (%s)", name, nameList("the groups are", "there is no group", groupNames(cfg)))
+	names := groupNames(cfg)
+	msg := fmt.Sprintf("group %q does not exist (%s)", name, nameList("the groups are", "there is no group", names))
+	if hint := meant(name, names); hint != "" {
+		msg += hint
+		create = false // more likely a typo than a group to make
+	}
 	if create {
 		msg += "; give a selector to create it"
 		if name == groups.Default {
@@ -747,6 +762,15 @@ func noGroup(cfg *sluicev1.FleetConfig, name string, create bool) error {
 		}
 	}
 	return status.Error(codes.NotFound, msg)
+}
+
+// meant is ", did you mean "NAME"?" for the name of names that name is
+// likely a typo of, or "".
+func meant(name string, names []string) string {
+	if near := snapshot.ClosestName(name, names); near != "" {
+		return fmt.Sprintf(", did you mean %q?", near)
+	}
+	return ""
 }
 
 func groupNames(cfg *sluicev1.FleetConfig) []string {
@@ -896,7 +920,8 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	name := groupOrDefault(req.GetGroup())
 	g := groups.Find(v.Config, name)
 	if g == nil {
-		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)", name, v.Info.GetVersion(), nameList("the groups are", "there is no group", groupNames(v.Config)))
+		names := groupNames(v.Config)
+		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)%s", name, v.Info.GetVersion(), nameList("the groups are", "there is no group", names), meant(name, names))
 	}
 	if changed := groupOrDefault(v.Info.GetGroup()); g.GetVersion() == 0 && req.GetVersion() != 0 && changed != name {
 		// Asked for a version that changed another group, before this
@@ -953,8 +978,9 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		if g == nil && len(h) == 0 {
 			// A typo answered with an empty list reads as "nothing
 			// happened to it".
-			return nil, status.Errorf(codes.NotFound, "group %q does not exist, and no kept version changed it (%s)",
-				req.GetGroup(), nameList("the groups are", "there is no group", groupNames(cur.Config)))
+			names := groupNames(cur.Config)
+			return nil, status.Errorf(codes.NotFound, "group %q does not exist, and no kept version changed it (%s)%s",
+				req.GetGroup(), nameList("the groups are", "there is no group", names), meant(req.GetGroup(), names))
 		}
 		resp.Current = g.GetVersion()
 	}

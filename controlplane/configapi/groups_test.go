@@ -69,6 +69,39 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 		t.Errorf("default group at version 1 while edge is at 2: %v", err)
 	}
 
+	_, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), Group: "edge", IfVersion: proto.Uint64(3)})
+	wantCode(t, "if_version newer than the group's", err, codes.FailedPrecondition, "the current version of group edge is 2, not 3, which is newer: versions of other groups count too (history --group edge lists this one's); nothing stored")
+
+	// A misspelt group is named; only an apply, which can create it, says how.
+	for _, tt := range []struct {
+		what string
+		err  func() error
+		want string
+	}{
+		{"apply to egde", func() error {
+			_, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), Group: "egde"})
+			return err
+		}, `group "egde" does not exist (the groups are: default, edge), did you mean "edge"?`},
+		{"edit in egde", func() error {
+			_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Group: "egde", Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9)})
+			return err
+		}, `group "egde" does not exist (the groups are: default, edge), did you mean "edge"?`},
+		{"edit in core", func() error {
+			_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Group: "core", Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9)})
+			return err
+		}, `group "core" does not exist (the groups are: default, edge)`},
+		{"get of egde", func() error {
+			_, err := s.Get(ctx, &sluicev1.GetRequest{Group: "egde"})
+			return err
+		}, `group "egde" does not exist in version 3 (the groups are: default, edge), did you mean "edge"?`},
+	} {
+		err := tt.err()
+		wantCode(t, tt.what, err, codes.NotFound, tt.want)
+		if strings.Contains(status.Convert(err).Message(), "selector") {
+			t.Errorf("%s: %v; want no word of a selector", tt.what, err)
+		}
+	}
+
 	// Endpoint edits name the group.
 	up, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Group: "edge", Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9)})
 	if err != nil || up.GetVersion() != 4 || up.GetGroupVersion() != 4 {
