@@ -72,6 +72,15 @@ listeners:
 	}
 	waitVersion(t, coreNode, 2)
 	waitVersion(t, edgeNode, 3)
+	// A dry run names the group it would write to, as the write does.
+	stdout, stderr, code = ctl(t, c.addr, "set-weight", "web/a", "3", "--group", "edge", "--dry-run")
+	if code != 0 || !strings.HasPrefix(stdout, "dry run: would apply version 4 to group edge\n") {
+		t.Errorf("set-weight --group edge --dry-run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	stdout, _, _ = ctl(t, c.addr, "rollback", "3", "--dry-run")
+	if stdout != "dry run: unchanged (version 3) to group edge\n" {
+		t.Errorf("rollback 3 --dry-run (group edge's version, which it runs): %q", stdout)
+	}
 	for _, tc := range []struct{ addr, want string }{{coreAddr, "core-backend"}, {edgeAddr, "edge-backend"}} {
 		if body, err := get(http.DefaultClient, "http://"+tc.addr+"/"); err != nil || body != tc.want {
 			t.Errorf("GET via %s = %q, %v; want %q", tc.addr, body, err, tc.want)

@@ -313,9 +313,9 @@ func (o *optionalVersion) get() *uint64 {
 func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	switch {
 	case dry && resp.GetChanged():
-		fmt.Fprintf(c.stdout, "dry run: would apply version %d\n", resp.GetVersion())
+		fmt.Fprintf(c.stdout, "dry run: would apply version %d%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	case dry:
-		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)\n", resp.GetVersion())
+		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	case resp.GetChanged():
 		fmt.Fprintf(c.stdout, "applied version %d%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	default:
