@@ -56,7 +56,7 @@ listeners:
 	// A clean canary: promoted after its window, then every node runs it.
 	stdout, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", "25%", "--canary-window", "1s", "--wait")
 	if code != 0 || !strings.Contains(stdout, "+ rollout default: canary to a-canary of 4 nodes") ||
-		!strings.Contains(stdout, "the canaries passed: version 3 goes to every node") || !strings.Contains(stdout, "4 nodes applied version 3") {
+		!strings.Contains(stdout, "the canaries passed: version 3 goes to every node") || !strings.Contains(stdout, "4 nodes applied version 3\n") {
 		t.Fatalf("apply --canary 25%% --wait: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
 	}
 	for i, n := range others {

@@ -174,7 +174,9 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 			for _, g := range gs.GetGroups() {
 				if g.GetName() == group && g.GetVersion() > latest {
 					fmt.Fprintf(c.stdout, "the canaries passed: version %d goes to every node\n", g.GetVersion())
-					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Now(), time.Until(deadline))
+					// When the control plane sent it is not known here:
+					// "in under 1ms" would time this poll, not the nodes.
+					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Time{}, time.Until(deadline))
 				}
 			}
 			fmt.Fprintf(c.stderr, "sluicectl apply: the rollout of version %d ended without reaching the group (aborted?)\n", started)

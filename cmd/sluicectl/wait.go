@@ -29,7 +29,7 @@ const (
 // waitApplied polls the nodes until every connected one of group has
 // applied version (or a newer one), one has refused it, or timeout passes,
 // and returns the exit status. The time it prints is since sent, when the
-// write that made version was sent. Nodes that disconnect meanwhile drop out of
+// write that made version was sent; none when sent is zero (not known). Nodes that disconnect meanwhile drop out of
 // the wait: they will get the version when they come back. So do draining
 // nodes: they refuse every version while they shut down.
 func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, timeout time.Duration) int {
@@ -60,7 +60,11 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				return exitNacked
 			}
 			if len(w.behind) == 0 {
-				c.printWaited(w, group, version, time.Since(sent))
+				took := time.Duration(-1) // not known
+				if !sent.IsZero() {
+					took = time.Since(sent)
+				}
+				c.printWaited(w, group, version, took)
 				return 0
 			}
 		}
@@ -151,11 +155,14 @@ func (c *cli) printWaited(w waited, group string, version uint64, took time.Dura
 		fmt.Fprintf(c.stderr, "sluicectl: no node%s is connected; each gets version %d when it connects\n", in, version)
 		return
 	}
-	in := took.Round(time.Millisecond).String()
-	if took < time.Millisecond {
-		in = "under 1ms" // not "0s"
+	in := " in " + took.Round(time.Millisecond).String()
+	switch {
+	case took < 0:
+		in = ""
+	case took < time.Millisecond:
+		in = " in under 1ms" // not "0s"
 	}
-	fmt.Fprintf(c.stdout, "%s%s applied version %d in %s\n", count(w.connected, "node"), inGroup(group), version, in)
+	fmt.Fprintf(c.stdout, "%s%s applied version %d%s\n", count(w.connected, "node"), inGroup(group), version, in)
 }
 
 // inGroup is " of group NAME", or nothing for the default group.
