@@ -164,7 +164,12 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 					again = &refused{version: resp.GetVersionInfo(), snap: snap, err: applyErr.Error(), wait: c.retryMin()}
 				}
 			}
-			if applyErr != nil {
+			if d, ok := c.Applier.(interface{ Draining() bool }); ok && applyErr != nil && d.Draining() {
+				// It refuses every version while it shuts down: nothing
+				// is wrong with this one, and nothing to try again.
+				c.Logger.Info("snapshot refused while draining", "version", resp.GetVersionInfo())
+				ack.ErrorDetail, again = applyErr.Error(), nil
+			} else if applyErr != nil {
 				c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil, "err", applyErr)
 				ack.ErrorDetail = applyErr.Error()
 			} else {

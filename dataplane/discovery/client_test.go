@@ -1,10 +1,12 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -247,3 +249,64 @@ func TestRefusedSnapshotTriedAgain(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// drainingNode refuses every snapshot, as a node does while it shuts down.
+type drainingNode struct {
+	fakeNode
+	tries atomic.Int32
+}
+
+func (n *drainingNode) Apply(string, *sluicev1.Snapshot) error {
+	n.tries.Add(1)
+	return errors.New("node is shutting down")
+}
+
+func (n *drainingNode) Draining() bool { return true }
+
+// TestDrainingRefusalIsNoError: a draining node NACKs what it is sent, but
+// logs it as the expected step of a shutdown it is (not an ERROR a rolling
+// restart would raise on every node), and does not try it again.
+func TestDrainingRefusalIsNoError(t *testing.T) {
+	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
+	node := &drainingNode{}
+	var logged syncBuffer
+	c := &Client{Conn: dialCP(t, f), Node: &sluicev1.Node{Id: "n1"}, Applier: node, Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	recv(t, f.reqs)
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "7", Nonce: "a"}
+	if r := recv(t, f.reqs); r.GetErrorDetail() != "node is shutting down" {
+		t.Fatalf("answer to version 7 = %v, want a NACK saying the node shuts down", r)
+	}
+	time.Sleep(200 * time.Millisecond) // five times RetryMax
+	if n := node.tries.Load(); n != 1 {
+		t.Errorf("version 7 tried %d times, want once", n)
+	}
+	out := logged.String()
+	if !strings.Contains(out, `level=INFO msg="snapshot refused while draining" version=7`) || strings.Contains(out, "level=ERROR") || strings.Contains(out, "try the refused snapshot again") {
+		t.Errorf("log:\n%s\nwant one INFO line for the refusal, no ERROR, no retry", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the client's goroutine may write while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
