@@ -33,8 +33,8 @@ func parseCanary(share string, window time.Duration, maxErrors string) (*sluicev
 	}
 	rate, ok := strings.CutSuffix(maxErrors, "%")
 	r, err := strconv.ParseFloat(rate, 64)
-	if !ok || err != nil {
-		return nil, fmt.Errorf("--canary-max-errors %q: want a percent such as 5%%", maxErrors)
+	if !ok || err != nil || r < 0 || r > 100 {
+		return nil, fmt.Errorf("--canary-max-errors %q: want a percent from 0%% to 100%%, such as 5%%", maxErrors)
 	}
 	c.MaxErrorRate = r / 100
 	if r == 0 {
