@@ -745,32 +745,24 @@ func quoteSelector(sel string) string {
 	return strconv.Quote(sel)
 }
 
-// noGroup is the NOT_FOUND for a group cfg does not have, with the likely
-// name it was meant to be; with create, for an apply that could have
-// created it, it says how.
+// noGroup is the NOT_FOUND for a group cfg does not have (unknownName);
+// with create, for an apply that could have created it, it says how,
+// unless the name is a likely typo of one there is.
 func noGroup(cfg *sluicev1.FleetConfig, name string, create bool) error {
 	names := groupNames(cfg)
-	msg := fmt.Sprintf("group %q does not exist (%s)", name, nameList("the groups are", "there is no group", names))
-	if hint := meant(name, names); hint != "" {
-		msg += hint
-		create = false // more likely a typo than a group to make
+	if !create || snapshot.ClosestName(name, names) != "" {
+		return unknownGroup(name, "does not exist", names)
 	}
-	if create {
-		msg += "; give a selector to create it"
-		if name == groups.Default {
-			msg += ` (--selector '' makes it take every node no other group takes, as at the start)`
-		}
+	msg := fmt.Sprintf("group %q does not exist (%s); give a selector to create it", name, nameList("the groups are", "there is no group", names))
+	if name == groups.Default {
+		msg += ` (--selector '' makes it take every node no other group takes, as at the start)`
 	}
 	return status.Error(codes.NotFound, msg)
 }
 
-// meant is ", did you mean "NAME"?" for the name of names that name is
-// likely a typo of, or "".
-func meant(name string, names []string) string {
-	if near := snapshot.ClosestName(name, names); near != "" {
-		return fmt.Sprintf(", did you mean %q?", near)
-	}
-	return ""
+// unknownGroup is unknownName for a group.
+func unknownGroup(name, missing string, names []string) error {
+	return unknownName("group", name, missing, names, "the groups are", "there is no group")
 }
 
 func groupNames(cfg *sluicev1.FleetConfig) []string {
@@ -920,8 +912,7 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 	name := groupOrDefault(req.GetGroup())
 	g := groups.Find(v.Config, name)
 	if g == nil {
-		names := groupNames(v.Config)
-		return nil, status.Errorf(codes.NotFound, "group %q does not exist in version %d (%s)%s", name, v.Info.GetVersion(), nameList("the groups are", "there is no group", names), meant(name, names))
+		return nil, unknownGroup(name, fmt.Sprintf("does not exist in version %d", v.Info.GetVersion()), groupNames(v.Config))
 	}
 	if changed := groupOrDefault(v.Info.GetGroup()); g.GetVersion() == 0 && req.GetVersion() != 0 && changed != name {
 		// Asked for a version that changed another group, before this
@@ -978,9 +969,7 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		if g == nil && len(h) == 0 {
 			// A typo answered with an empty list reads as "nothing
 			// happened to it".
-			names := groupNames(cur.Config)
-			return nil, status.Errorf(codes.NotFound, "group %q does not exist, and no kept version changed it (%s)%s",
-				req.GetGroup(), nameList("the groups are", "there is no group", names), meant(req.GetGroup(), names))
+			return nil, unknownGroup(req.GetGroup(), "does not exist, and no kept version changed it", groupNames(cur.Config))
 		}
 		resp.Current = g.GetVersion()
 	}
