@@ -29,9 +29,10 @@ const (
 // waitApplied polls the nodes until every connected one of group has
 // applied version (or a newer one), one has refused it, or timeout passes,
 // and returns the exit status. The time it prints is since sent, when the
-// write that made version was sent; none when sent is zero (not known). Nodes that disconnect meanwhile drop out of
-// the wait: they will get the version when they come back. So do draining
-// nodes: they refuse every version while they shut down.
+// write that made version was sent; none when sent is zero (not known).
+// Nodes that disconnect meanwhile drop out of the wait: they will get the
+// version when they come back. So do draining nodes: they refuse every
+// version while they shut down.
 func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
