@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sluice-lb/sluice/internal/syncbuf"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -58,7 +59,7 @@ func binaries(t *testing.T) string {
 // proc is a process started by a test; it is killed at cleanup.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{}
 }
 
@@ -85,25 +86,6 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output; the process writes while the
-// test may read.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	return startAs(t, nil, name, args...)
@@ -116,7 +98,7 @@ func startAs(t *testing.T, cred *syscall.Credential, name string, args ...string
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

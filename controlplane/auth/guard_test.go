@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/internal/pki"
+	"github.com/sluice-lb/sluice/internal/syncbuf"
 	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -30,32 +30,14 @@ import (
 
 const testTimeout = 15 * time.Second
 
-// syncBuffer collects what the control plane writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a control plane in the test process with TLS, tokens, a CA
 // to issue node certificates and an audit log, on a loopback port.
 type fixture struct {
 	addr, dir string
 	ca        *pki.CA
 	key       *auth.Key
-	audit     *syncBuffer
-	log       *syncBuffer
+	audit     *syncbuf.Buffer
+	log       *syncbuf.Buffer
 	now       time.Time
 }
 
@@ -78,7 +60,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{dir: dir, ca: ca, key: key, audit: &syncBuffer{}, log: &syncBuffer{}, now: time.Now()}
+	f := &fixture{dir: dir, ca: ca, key: key, audit: &syncbuf.Buffer{}, log: &syncbuf.Buffer{}, now: time.Now()}
 	log := slog.New(slog.NewTextHandler(f.log, nil))
 	guard := auth.New(auth.Config{TLS: tlsCfg, TokenKey: key, CA: ca, Audit: auth.NewAudit(f.audit, log), Logger: log})
 	srv, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Security: guard, Logger: log})

@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/syncbuf"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -269,7 +269,7 @@ func (n *drainingNode) Draining() bool { return true }
 func TestDrainingRefusalIsNoError(t *testing.T) {
 	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
 	node := &drainingNode{}
-	var logged syncBuffer
+	var logged syncbuf.Buffer
 	c := &Client{Conn: dialCP(t, f), Node: &sluicev1.Node{Id: "n1"}, Applier: node, Logger: slog.New(slog.NewTextHandler(&logged, nil)),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -290,23 +290,4 @@ func TestDrainingRefusalIsNoError(t *testing.T) {
 	if !strings.Contains(out, `level=INFO msg="snapshot refused while draining" version=7`) || strings.Contains(out, "level=ERROR") || strings.Contains(out, "try the refused snapshot again") {
 		t.Errorf("log:\n%s\nwant one INFO line for the refusal, no ERROR, no retry", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the client's goroutine may write while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/syncbuf"
 )
 
 const defaultTestTimeout = 5 * time.Second
@@ -163,24 +164,6 @@ func resolvedTo(ep *Endpoint, ip netip.Addr) func() bool {
 	}
 }
 
-// syncBuffer is a log sink safe for the resolver goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestResolverDialsResolvedAddress(t *testing.T) {
 	port := twoBackends(t)
 	dns := newFakeDNS(ip2)
@@ -239,7 +222,7 @@ func TestResolverFollowsNewAddress(t *testing.T) {
 func TestResolverKeepsAddressOnFailure(t *testing.T) {
 	port := twoBackends(t)
 	dns := newFakeDNS(ip2)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ep := New("c", "e", "db.test:"+strconv.Itoa(int(port)))
 	defer ep.Shutdown()
