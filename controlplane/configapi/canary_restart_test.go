@@ -20,33 +20,8 @@ import (
 // process counts at the version: the error rate stays that of the whole
 // window, not of the few requests since the restart.
 func TestCanaryRestartKeepsItsWindow(t *testing.T) {
-	ctx := testContext(t)
-	st := openStore(t, store.BoltOptions{})
-	reg := fleet.NewRegistry()
-	sessions := placedNodes(reg, "n1", "n2")
-	views := stats.NewViews()
-	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Minute), MaxErrorRate: 0.05}
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
-		t.Fatal(err)
-	}
-	cur, _ := st.Current(ctx)
-	r := cur.Config.GetGroups()[0].GetRollout()
-	if got := strings.Join(r.GetCanaries(), ","); got != "n1" {
-		t.Fatalf("canaries %s; want n1", got)
-	}
-	rv := r.GetVersion()
-	at := strconv.FormatUint(rv, 10)
-	view := func(requests, errors uint64) {
-		views.Put("n1", &sluicev1.EndpointReport{Version: at, Endpoints: []*sluicev1.EndpointStats{
-			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
-		}})
-	}
-	sessions["n1"].Acked(rv)
-	w, step := stepper(t, s, reg, r)
+	c := startOneCanary(t)
+	w, step, view := c.w, c.step, c.view
 
 	view(5000, 10) // counters from the node's start: the window counts from here
 	view(5000, 10)
@@ -82,39 +57,9 @@ func TestCanaryRestartKeepsItsWindow(t *testing.T) {
 // window starts again from its new process's first view, and the error
 // rate is that of everything counted at the version.
 func TestCanaryReconnectKeepsItsCounts(t *testing.T) {
-	ctx := testContext(t)
-	st := openStore(t, store.BoltOptions{})
-	reg := fleet.NewRegistry()
-	sessions := placedNodes(reg, "n1", "n2")
-	views := stats.NewViews()
-	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Minute), MaxErrorRate: 0.05}
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
-		t.Fatal(err)
-	}
-	cur, _ := st.Current(ctx)
-	r := cur.Config.GetGroups()[0].GetRollout()
-	rv := r.GetVersion()
-	at := strconv.FormatUint(rv, 10)
-	view := func(requests, errors uint64) {
-		views.Put("n1", &sluicev1.EndpointReport{Version: at, Endpoints: []*sluicev1.EndpointStats{
-			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
-		}})
-	}
-	w := &watch{version: rv}
-	step := func(at time.Duration) (bool, string) {
-		t.Helper()
-		nodes := map[string]*sluicev1.NodeStatus{}
-		for _, n := range reg.Nodes() {
-			nodes[n.GetId()] = n
-		}
-		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
-	}
+	c := startOneCanary(t)
+	w, step, view := c.w, c.step, c.view
 
-	sessions["n1"].Acked(rv)
 	view(5000, 10)
 	step(0)
 	view(6000, 55) // 45 errors in 1000 requests
@@ -122,13 +67,13 @@ func TestCanaryReconnectKeepsItsCounts(t *testing.T) {
 		t.Fatalf("before the restart: halt %q, %d requests", halt, w.requests)
 	}
 
-	sessions["n1"].Disconnect()
+	c.sessions["n1"].Disconnect()
 	if _, halt := step(15 * time.Second); halt != "" || w.phase != "waiting for a canary to connect" {
 		t.Fatalf("canary away: halt %q, phase %q", halt, w.phase)
 	}
-	n1 := reg.Connect(&sluicev1.Node{Id: "n1"}, "127.0.0.1:2", 0)
+	n1 := c.reg.Connect(&sluicev1.Node{Id: "n1"}, "127.0.0.1:2", 0)
 	n1.Placed("default", "")
-	n1.Acked(rv)
+	n1.Acked(c.rollout.GetVersion())
 	view(30, 2) // the new process, from its start
 	if _, halt := step(20 * time.Second); halt != "" || w.requests != 1030 || !strings.Contains(w.phase, "0s of 1m0s, error rate 4.56% of 1030 requests") {
 		t.Errorf("back: halt %q, %d requests, phase %q; want the window started again with 47 errors in 1030 requests", halt, w.requests, w.phase)
@@ -140,4 +85,47 @@ func TestCanaryReconnectKeepsItsCounts(t *testing.T) {
 	if promote, halt := step(80 * time.Second); !promote || halt != "" || w.requests != 1060 {
 		t.Errorf("a window after it came back: promote %v, halt %q, %d requests; want promoted on 1060", promote, halt, w.requests)
 	}
+}
+
+// oneCanary is a rollout of a new version to n1, the one canary of nodes n1
+// and n2, with a window of a minute and a limit of 5%: n1 has applied it.
+type oneCanary struct {
+	reg      *fleet.Registry
+	sessions map[string]*fleet.Session
+	rollout  *sluicev1.Rollout
+	w        *watch
+	step     func(at time.Duration) (promote bool, halt string)
+	// view is n1's report of its endpoint web1's counters at the version.
+	view func(requests, errors uint64)
+}
+
+func startOneCanary(t *testing.T) *oneCanary {
+	t.Helper()
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	c := &oneCanary{reg: fleet.NewRegistry()}
+	c.sessions = placedNodes(c.reg, "n1", "n2")
+	views := stats.NewViews()
+	s := New(st, c.reg, stats.NewRing(10), nil).WithFleet(views, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Minute), MaxErrorRate: 0.05}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := st.Current(ctx)
+	c.rollout = cur.Config.GetGroups()[0].GetRollout()
+	if got := strings.Join(c.rollout.GetCanaries(), ","); got != "n1" {
+		t.Fatalf("canaries %s; want n1", got)
+	}
+	at := strconv.FormatUint(c.rollout.GetVersion(), 10)
+	c.view = func(requests, errors uint64) {
+		views.Put("n1", &sluicev1.EndpointReport{Version: at, Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Requests: requests, Responses_5Xx: errors},
+		}})
+	}
+	c.sessions["n1"].Acked(c.rollout.GetVersion())
+	c.w, c.step = stepper(t, s, c.reg, c.rollout)
+	return c
 }

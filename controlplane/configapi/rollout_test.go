@@ -243,15 +243,15 @@ func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
 }
 
 // stepper returns the watch of rollout r and a step of it, at a time given
-// from a fixed start, with the fleet's nodes as reg lists them now.
+// from a fixed start, with the fleet's nodes as reg lists them at the step.
 func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) (*watch, func(at time.Duration) (promote bool, halt string)) {
-	nodes := map[string]*sluicev1.NodeStatus{}
-	for _, n := range reg.Nodes() {
-		nodes[n.GetId()] = n
-	}
 	w := &watch{version: r.GetVersion()}
 	return w, func(at time.Duration) (bool, string) {
 		t.Helper()
+		nodes := map[string]*sluicev1.NodeStatus{}
+		for _, n := range reg.Nodes() {
+			nodes[n.GetId()] = n
+		}
 		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
 	}
 }
