@@ -25,10 +25,8 @@ const testTimeout = 10 * time.Second
 // HTTP listener public; it returns the node and the listener's address.
 func testNode(t *testing.T) (*node.Node, string) {
 	t.Helper()
-	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	t.Cleanup(n.Close)
 	listen := loopback.FreeAddr(t)
-	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+	return runNode(t, "7", `
 clusters:
   - name: web
     endpoints:
@@ -36,14 +34,23 @@ clusters:
       - { name: b, address: "%s", weight: 1 }
 listeners:
   - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
-`, serveHTTP(t, "a"), serveHTTP(t, "b"), listen), "test.yaml")
+`, serveHTTP(t, "a"), serveHTTP(t, "b"), listen), listen
+}
+
+// runNode runs a node, closed when the test ends, that applied the
+// snapshot format and args make as version.
+func runNode(t *testing.T, version, format string, args ...any) *node.Node {
+	t.Helper()
+	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(n.Close)
+	snap, err := snapshot.Parse(fmt.Appendf(nil, format, args...), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Apply("7", snap); err != nil {
+	if err := n.Apply(version, snap); err != nil {
 		t.Fatal(err)
 	}
-	return n, listen
+	return n
 }
 
 // serveHTTP starts an HTTP server on loopback that answers name.
@@ -294,22 +301,14 @@ func TestStatusPageShowsTraffic(t *testing.T) {
 // page, beside its open connections, and in /metrics, with the times the
 // accept loop found it full.
 func TestFullListenerShows(t *testing.T) {
-	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	t.Cleanup(n.Close)
 	listen := loopback.FreeAddr(t)
-	snap, err := snapshot.Parse(fmt.Appendf(nil, `
+	n := runNode(t, "1", `
 clusters:
   - name: web
     endpoints: [{ name: a, address: "%s" }]
 listeners:
   - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: 1 }
-`, serveHTTP(t, "a"), listen), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Apply("1", snap); err != nil {
-		t.Fatal(err)
-	}
+`, serveHTTP(t, "a"), listen)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
 	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "0 of 1" {
 		t.Errorf("listener row before any connection = %q, want 0 of 1", got)
