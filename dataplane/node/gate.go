@@ -1,37 +1,49 @@
 package node
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// connGate caps the client connections a listener holds at once, its
-// max_connections (HAProxy's maxconn on a frontend). The accept loop takes
-// a slot before each accept and every connection gives its slot back when
-// it ends. While every slot is taken the loop waits, so new connections
-// wait in the kernel's accept queue rather than as goroutines and sockets
-// of the node's.
+// connGate caps the client connections held at once: a listener's
+// max_connections (HAProxy's maxconn on a frontend), or the node's over
+// all its listeners (sluice-dp --max-connections, HAProxy's global
+// maxconn). An accept loop takes a slot for each connection (see
+// listener.serve) and every connection gives its slot back when it ends.
+// While every slot is taken the loop waits, so new connections wait in
+// the kernel's accept queue rather than as goroutines and sockets of the
+// node's.
 type connGate struct {
-	mu     sync.Mutex
-	open   int // slots taken: open connections, and the accept under way
-	max    int // 0: no cap
-	closed bool
-	// free is closed, and cleared, when a slot frees, the cap changes or
-	// the gate closes; nil while nothing waits.
-	free chan struct{}
-	full uint64 // times the accept loop found every slot taken
+	mu   sync.Mutex
+	open int // slots taken: open connections, and the accepts under way
+	max  int // 0: no cap
+	// free is closed, and cleared, when a slot frees or the cap changes;
+	// nil while nothing waits.
+	free   chan struct{}
+	full   uint64    // times an accept loop found every slot taken
+	warned time.Time // when enter last called its onFull
 }
 
-// enter takes a slot, waiting while every one is taken; onFull, if not
-// nil, runs once before such a wait. It returns false, taking nothing,
-// once the gate is closed.
-func (g *connGate) enter(onFull func()) bool {
+// fullWarnEvery is how often, at most, a full gate has its accept loops
+// say so (enter's onFull).
+const fullWarnEvery = time.Minute
+
+// enter takes a slot, waiting while every one is taken, until quit closes:
+// then it returns false and takes nothing. When it finds every slot taken,
+// and did not within fullWarnEvery, it calls onFull (if not nil) with the
+// cap and the times the gate was found full, before it waits.
+func (g *connGate) enter(quit <-chan struct{}, onFull func(max int, times uint64)) bool {
 	g.mu.Lock()
 	waited := false
-	for !g.closed && g.max > 0 && g.open >= g.max {
+	for g.max > 0 && g.open >= g.max {
 		if !waited {
 			waited = true
 			g.full++
-			if onFull != nil {
+			if onFull != nil && time.Since(g.warned) >= fullWarnEvery {
+				g.warned = time.Now()
+				max, times := g.max, g.full
 				g.mu.Unlock()
-				onFull()
+				onFull(max, times)
 				g.mu.Lock()
 				continue
 			}
@@ -41,15 +53,16 @@ func (g *connGate) enter(onFull func()) bool {
 		}
 		free := g.free
 		g.mu.Unlock()
-		<-free
+		select {
+		case <-free:
+		case <-quit:
+			return false
+		}
 		g.mu.Lock()
 	}
-	ok := !g.closed
-	if ok {
-		g.open++
-	}
+	g.open++
 	g.mu.Unlock()
-	return ok
+	return true
 }
 
 // leave gives back a slot enter took.
@@ -69,19 +82,12 @@ func (g *connGate) setMax(n int) {
 	g.mu.Unlock()
 }
 
-// close ends a wait in enter, and every later enter fails.
-func (g *connGate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.wakeLocked()
-	g.mu.Unlock()
-}
-
-// limits reads the cap and how often the accept loop found it reached.
-func (g *connGate) limits() (max int, full uint64) {
+// limits reads the slots taken, the cap and how often an accept loop found
+// it reached.
+func (g *connGate) limits() (open, max int, full uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.max, g.full
+	return g.open, g.max, g.full
 }
 
 func (g *connGate) wakeLocked() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,9 +41,13 @@ type listener struct {
 	// keepAlive is the TCP keep-alive of new connections (tcp_keepalive);
 	// nil: none. Set by Apply.
 	keepAlive atomic.Pointer[net.KeepAliveConfig]
-	// gate holds the accept loop at max_connections (set by Apply).
-	gate       connGate
-	fullLogged time.Time // when full last logged; the accept loop's
+	// gate holds the accept loop at max_connections (set by Apply), and
+	// node at the node's cap over all listeners (nil: none).
+	gate connGate
+	node *connGate
+	// quit is closed by stopAccepting: it ends a wait for a slot.
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // generation is a listener's proxy for one protocol and the connections it
@@ -148,12 +153,20 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 }
 
 // serve accepts connections until the socket is closed (stopAccepting),
-// no more at once than max_connections.
+// no more at once than max_connections and the node's cap allow.
+//
+// The listener's slot is taken before the accept, so that at its cap new
+// connections wait in the kernel's accept queue. The node's is taken after
+// it: the node's slots are shared by every listener, and a loop whose
+// accept waits for a client must not hold one that a connection to
+// another listener waits for. At the node's cap, each listener's loop so
+// holds at most one accepted connection, unserved and unread as it would
+// be in the queue, until a slot frees.
 func (l *listener) serve() {
 	defer close(l.done)
 	var backoff time.Duration
 	for {
-		if !l.gate.enter(l.full) {
+		if !l.gate.enter(l.quit, l.listenerFull) {
 			return
 		}
 		c, err := l.ln.AcceptTCP()
@@ -170,20 +183,33 @@ func (l *listener) serve() {
 			continue
 		}
 		backoff = 0
+		if l.node != nil && !l.node.enter(l.quit, l.nodeFull) {
+			c.Close()
+			l.gate.leave()
+			return
+		}
 		l.dispatch(c)
 	}
 }
 
-// full logs, at most once a minute, that the listener holds
-// max_connections and leaves new connections in the kernel's accept queue.
-// The accept loop calls it each time it finds the gate full.
-func (l *listener) full() {
-	if time.Since(l.fullLogged) < time.Minute {
-		return
+// leave gives back the slots serve took for a connection.
+func (l *listener) leave() {
+	l.gate.leave()
+	if l.node != nil {
+		l.node.leave()
 	}
-	l.fullLogged = time.Now()
-	max, times := l.gate.limits()
+}
+
+// listenerFull and nodeFull warn, at most once a minute for each gate,
+// that the gate holds the accept loop and new connections wait in the
+// kernel's accept queue.
+func (l *listener) listenerFull(max int, times uint64) {
 	l.log.Warn("listener at max_connections; new connections wait in the kernel's accept queue",
+		"address", l.address, "max_connections", max, "times_full", times)
+}
+
+func (l *listener) nodeFull(max int, times uint64) {
+	l.log.Warn("node at --max-connections; new connections wait in the kernel's accept queue",
 		"address", l.address, "max_connections", max, "times_full", times)
 }
 
@@ -196,7 +222,7 @@ func (l *listener) dispatch(c *net.TCPConn) {
 			pa, ka := l.accept.Load(), l.keepAlive.Load()
 			ended := func() {
 				g.conns.Remove(c)
-				l.gate.leave()
+				l.leave()
 			}
 			// Paced while many connections set up: a burst waits in
 			// the kernel's accept queue, not as goroutines.
@@ -209,7 +235,7 @@ func (l *listener) dispatch(c *net.TCPConn) {
 		}
 		if l.gen.Load() == g {
 			c.Close() // the whole listener is closing
-			l.gate.leave()
+			l.leave()
 			return
 		}
 	}
@@ -219,7 +245,7 @@ func (l *listener) dispatch(c *net.TCPConn) {
 // (the listener's proxy_protocol) is set, with the keep-alive probes ka
 // asks for (nil: none); setUp is the HTTP server's Go's (nil for a TCP
 // listener). ended runs once c has ended: it leaves the generation's set
-// and gives back its slot of the listener's gate.
+// and gives back its slots of the listener's and the node's gates.
 //
 // A connection may outlive this goroutine: an HTTP one idle between
 // requests, a TCP session whose directions wait for bytes, park without
@@ -274,7 +300,7 @@ func (g *generation) retire() {
 // stopAccepting closes the socket and waits for the accept loop to end,
 // also when it waits for a slot of the gate.
 func (l *listener) stopAccepting() {
-	l.gate.close()
+	l.quitOnce.Do(func() { close(l.quit) })
 	l.ln.Close()
 	<-l.done
 }

@@ -28,7 +28,7 @@ func (n *Node) Listeners() []ListenerStatus {
 	out := make([]ListenerStatus, 0, len(n.listeners))
 	for _, l := range n.listeners {
 		s := ListenerStatus{Name: l.name, Address: l.address}
-		s.MaxConns, s.Full = l.gate.limits()
+		_, s.MaxConns, s.Full = l.gate.limits()
 		if g := l.gen.Load(); g != nil {
 			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
 			s.Conns = g.conns.Len()
@@ -37,4 +37,31 @@ func (n *Node) Listeners() []ListenerStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// ConnsStatus is the node's client connections over all its listeners.
+type ConnsStatus struct {
+	// Open counts the client connections open now.
+	Open int
+	// Max is the node's cap (Options.MaxConnections; 0: none), and Full how
+	// many times an accept loop found it reached and left new connections
+	// waiting in the kernel's accept queue.
+	Max  int
+	Full uint64
+}
+
+// Connections reads the node's client connections and its cap.
+func (n *Node) Connections() ConnsStatus {
+	var s ConnsStatus
+	if n.gate != nil {
+		_, s.Max, s.Full = n.gate.limits()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.listeners {
+		if g := l.gen.Load(); g != nil {
+			s.Open += g.conns.Len()
+		}
+	}
+	return s
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -199,4 +200,69 @@ listeners:
 			t.Fatalf("drain %v: the node did not close while its listener was full", drain)
 		}
 	}
+}
+
+// TestNodeMaxConnections: the node's cap holds over all its listeners. A
+// connection to one listener waits while the other holds the last slot,
+// and is served when a connection of the other closes; removing a
+// listener whose accept loop waits for the node's slot does not hang.
+func TestNodeMaxConnections(t *testing.T) {
+	n := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxConnections: 2})
+	t.Cleanup(n.Close)
+	a := backend(t, "a")
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	const both = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: one, address: "%s", protocol: HTTP, default_cluster: web }
+  - { name: two, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	if err := n.Apply("1", parse(t, both, a, addrA, addrB)); err != nil {
+		t.Fatal(err)
+	}
+	a1, b1 := getOn(t, addrA), getOn(t, addrB)
+	a1.answered(t, "first connection to one")
+	b1.answered(t, "first connection to two")
+	a2 := getOn(t, addrA)
+	a2.waiting(t, "second connection to one, two open on the node")
+	if s := n.Connections(); s.Open != 2 || s.Max != 2 || s.Full == 0 {
+		t.Errorf("Connections() = %+v, want 2 open of 2, full at least once", s)
+	}
+	b1.Close()
+	a2.answered(t, "second connection to one, after two's closed")
+
+	// two's accept loop now waits for the node's slot: an apply that
+	// removes two closes it at once and keeps one's connections.
+	b2 := getOn(t, addrB)
+	b2.waiting(t, "second connection to two, two open on the node")
+	applied := make(chan error, 1)
+	go func() {
+		applied <- n.Apply("2", parse(t, `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: one, address: "%s", protocol: HTTP, default_cluster: web }
+`, a, addrA))
+	}()
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("an apply removing a listener that waits for the node's slot did not return")
+	}
+	b2.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := b2.br.Peek(1); err == nil {
+		t.Error("a connection waiting on the removed listener got an answer")
+	}
+	for _, c := range []*keptConn{a1, a2} {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.answered(t, "a connection to one, after two was removed")
+	}
+	a1.Close()
+	getOn(t, addrA).answered(t, "a new connection to one, after one of its two closed")
 }

@@ -40,7 +40,11 @@ type Options struct {
 	// AccessLog gets every HTTP request and TCP session it samples; nil:
 	// none are logged.
 	AccessLog meter.Log
-	Logger    *slog.Logger
+	// MaxConnections caps the client connections the node holds at once
+	// over all its listeners (HAProxy's global maxconn); 0: no cap. At the
+	// cap every listener stops accepting until a connection ends.
+	MaxConnections int
+	Logger         *slog.Logger
 }
 
 // Node runs the listeners and clusters of the snapshot it applied last.
@@ -49,6 +53,7 @@ type Node struct {
 	log     *slog.Logger
 	checker *health.Checker
 	up      *h2proxy.Upstream // the HTTP/2 engine's endpoint connections (h2.go)
+	gate    *connGate         // Options.MaxConnections; nil without a cap
 
 	mu        sync.Mutex   // serialises Apply and Close
 	version   atomic.Value // string
@@ -88,6 +93,9 @@ func New(opts Options) *Node {
 		meters:    map[string]*meter.Listener{},
 		stop:      make(chan struct{}),
 		dirty:     map[string]bool{},
+	}
+	if opts.MaxConnections > 0 {
+		n.gate = &connGate{max: opts.MaxConnections}
 	}
 	n.version.Store("")
 	n.up = h2proxy.NewUpstream(n.endpointProtocol)
@@ -219,7 +227,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			}
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
-		l := &listener{address: addr, ln: ln, done: make(chan struct{}), log: n.log, up: n.up}
+		l := &listener{address: addr, ln: ln, done: make(chan struct{}), quit: make(chan struct{}), log: n.log, up: n.up, node: n.gate}
 		fresh = append(fresh, l)
 		listeners[addr] = l
 	}
