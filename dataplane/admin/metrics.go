@@ -39,7 +39,7 @@ type nodeCollector struct {
 	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
 	healthTransitions, pipes, pipeShortages             *prometheus.Desc
-	maxConns, full                                      *prometheus.Desc
+	maxConns, full, nodeMaxConns, nodeFull              *prometheus.Desc
 }
 
 func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
@@ -67,6 +67,8 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled (not those of Go's own splice, which request bodies use); without CAP_SYS_RESOURCE or CAP_SYS_ADMIN each counts its size, up to 1 MiB, against /proc/sys/fs/pipe-user-pages-soft.", nil...),
 		maxConns:          d("sluice_listener_max_connections", "The listener's max_connections: how many client connections it holds at once (0: no cap).", "listener"),
 		full:              d("sluice_listener_full_total", "Times the listener held max_connections and left new connections waiting in the kernel's accept queue until one closed.", "listener"),
+		nodeMaxConns:      d("sluice_node_max_connections", "The node's --max-connections: how many client connections it holds at once over all listeners (0: no cap).", nil...),
+		nodeFull:          d("sluice_node_full_total", "Times the node held --max-connections and left new connections waiting in the kernel's accept queue until one closed.", nil...),
 		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
 }
@@ -74,7 +76,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
 		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
-		c.pipes, c.pipeShortages, c.maxConns, c.full} {
+		c.pipes, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull} {
 		ch <- d
 	}
 }
@@ -94,6 +96,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	pipes, short := splice.Stats()
 	gauge(c.pipes, float64(pipes))
 	counter(c.pipeShortages, short)
+	conns := c.n.Connections()
+	gauge(c.nodeMaxConns, float64(conns.Max))
+	counter(c.nodeFull, conns.Full)
 	for _, s := range c.n.Listeners() {
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
 		counter(c.full, s.Full, s.Name)

@@ -39,6 +39,7 @@ type page struct {
 	Window        time.Duration // of the rates; 0: none yet
 	StatsDropped  uint64
 	Listeners     []node.ListenerStatus
+	Conns         node.ConnsStatus // over all listeners
 	Clusters      []pageCluster
 }
 
@@ -76,7 +77,7 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 			Node: nodeID, Version: n.Version(), State: "READY",
 			Generated: now.Format("2006-01-02 15:04:05 MST"),
 			Refresh:   refresh, Window: window.Round(100 * time.Millisecond),
-			StatsDropped: dropped(), Listeners: n.Listeners(),
+			StatsDropped: dropped(), Listeners: n.Listeners(), Conns: n.Connections(),
 		}
 		switch {
 		case n.Draining():

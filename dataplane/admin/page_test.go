@@ -41,7 +41,14 @@ listeners:
 // snapshot format and args make as version.
 func runNode(t *testing.T, version, format string, args ...any) *node.Node {
 	t.Helper()
-	n := node.New(node.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return runNodeWith(t, node.Options{}, version, format, args...)
+}
+
+// runNodeWith is runNode with opts (their Logger discards).
+func runNodeWith(t *testing.T, opts node.Options, version, format string, args ...any) *node.Node {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	n := node.New(opts)
 	t.Cleanup(n.Close)
 	snap, err := snapshot.Parse(fmt.Appendf(nil, format, args...), "test.yaml")
 	if err != nil {
@@ -339,6 +346,62 @@ listeners:
 	}
 	if v := m.Value("sluice_listener_full_total", "public"); v != 1 {
 		t.Errorf("sluice_listener_full_total = %v, want 1", v)
+	}
+}
+
+// listenersHead is the status page's Listeners heading, as read.
+var listenersHead = regexp.MustCompile(`<h2>Listeners(.*?)</h2>`)
+
+// TestFullNodeShows: the Listeners heading shows the node's connections
+// against its --max-connections, and how often the node was full;
+// /metrics has both.
+func TestFullNodeShows(t *testing.T) {
+	listen := loopback.FreeAddr(t)
+	n := runNodeWith(t, node.Options{MaxConnections: 1}, "1", `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`, serveHTTP(t, "a"), listen)
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	head := func() string {
+		m := listenersHead.FindStringSubmatch(fetchBody(t, base+"/"))
+		if m == nil {
+			t.Fatal("no Listeners heading on the page")
+		}
+		return strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(m[1], " "))), " ")
+	}
+	if got := head(); got != "0 of 1 connections" {
+		t.Errorf("heading before any connection = %q, want 0 of 1 connections", got)
+	}
+	if got := sendRequests(t, listen, 1); got["a"] != 1 {
+		t.Fatalf("answers %v, want one from a", got)
+	}
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(testTimeout)
+	for n.Connections().Full == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never found itself full")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := head(); got != "1 of 1 connections (node full 1×)" {
+		t.Errorf("heading when full = %q, want 1 of 1 connections (node full 1×)", got)
+	}
+	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "1" {
+		t.Errorf("listener row = %q, want 1 connection and no cap of its own", got)
+	}
+	m := promtext.Scrape(t, base+"/metrics")
+	if v := m.Value("sluice_node_max_connections"); v != 1 {
+		t.Errorf("sluice_node_max_connections = %v, want 1", v)
+	}
+	if v := m.Value("sluice_node_full_total"); v != 1 {
+		t.Errorf("sluice_node_full_total = %v, want 1", v)
 	}
 }
 
