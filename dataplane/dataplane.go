@@ -62,6 +62,9 @@ type Options struct {
 	// AccessLogSample, in (0, 1], are logged (0: all).
 	AccessLog       io.Writer
 	AccessLogSample float64
+	// MaxConnections caps the client connections the node holds at once
+	// over all its listeners (node.Options.MaxConnections); 0: no cap.
+	MaxConnections int
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).
 	MinBackoff, MaxBackoff time.Duration
@@ -116,7 +119,7 @@ func Start(opts Options) (*Dataplane, error) {
 		self.Instance = newInstance()
 	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log), logger: log}
-	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log}
+	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log, MaxConnections: opts.MaxConnections}
 	if opts.AccessLog != nil {
 		if d.log, err = accesslog.New(opts.AccessLog, accesslog.Options{Node: opts.Node.GetId(), Sample: opts.AccessLogSample}); err != nil {
 			conn.Close()

@@ -47,6 +47,14 @@ same --node-id while the old one drains (give it another --admin address)
 takes the node's place at the control plane; the draining one does not
 take it back.
 
+--max-connections caps the client connections the node holds at once over
+all its listeners, as HAProxy's global maxconn does, beside each listener's
+max_connections: at the cap every listener stops accepting, new
+connections wait in the kernel's accept queue, and the node logs a warning
+at most once a minute. By default the cap comes from the open-file limit
+(ulimit -n), half of it less 100, so that every connection can also reach
+its endpoint; the start log names it.
+
 The admin address serves a status page for people (/ and /stats), /status
 (JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
 go tool pprof), and the probes /healthz and /readyz. With
@@ -74,7 +82,7 @@ Usage:
   sluice-dp [--cp ADDR[,ADDR...]] [--node-id ID] [--labels k=v,...] [--admin ADDR]
             [--ca FILE [--cert FILE --key FILE]]
             [--admin-auth-file FILE] [--drain-grace D] [--log-level LEVEL]
-            [--access-log PATH|- [--access-log-sample RATIO]]
+            [--max-connections N] [--access-log PATH|- [--access-log-sample RATIO]]
   sluice-dp --version
 
 Flags:
@@ -94,6 +102,7 @@ func main() {
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
+	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, half of it less 100")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -144,6 +153,16 @@ func main() {
 			fail("--admin-auth-file: %v", err)
 		}
 	}
+	if *maxConns < 0 {
+		fail("--max-connections: %d is negative; 0 derives it from the open-file limit", *maxConns)
+	}
+	if *grace < 0 {
+		fail("--drain-grace: %v is negative; 0 closes every connection at once", *grace)
+	}
+	connCap, capWarn := connectionCap(*maxConns, fileLimit())
+	if capWarn != "" {
+		log.Warn(capWarn)
+	}
 	if !(*accessSample > 0 && *accessSample <= 1) {
 		fail("--access-log-sample: %v is not above 0 and at most 1", *accessSample)
 	}
@@ -159,11 +178,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, TLS: tlsCfg, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
-		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample})
+		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample, MaxConnections: connCap})
 	if err != nil {
 		fail("%v", err)
 	}
-	log.Info("starting", "node", *nodeID, "cp", *cp, "admin", *adminAddr, "version", version)
+	log.Info("starting", "node", *nodeID, "cp", *cp, "admin", *adminAddr, "max_connections", connCap, "version", version)
 	<-ctx.Done()
 	stop() // a second signal ends the process at once
 	log.Info("draining", "grace", *grace)
