@@ -4,7 +4,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -21,7 +20,8 @@ import (
 //	/stats    the same page, at HAProxy's customary address
 //	/healthz  200 while the process runs
 //	/readyz   200 once a snapshot is applied, 503 before and while draining
-//	/status   JSON: node id, applied version, endpoints with health and load
+//	/status   JSON: node id, applied version, state, connections, listeners,
+//	          endpoints with health and load
 //	/metrics  the same, and the Go runtime's, in the Prometheus text format
 //	/debug/pprof/  the Go runtime's profiles (CPU, heap, goroutines, ...),
 //	          for `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`
@@ -54,17 +54,7 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...promet
 	page := statusPage(nodeID, n, dropped, newRates())
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /stats", page)
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(struct {
-			Node         string                `json:"node"`
-			Version      string                `json:"version"`
-			StatsDropped uint64                `json:"stats_dropped"`
-			Endpoints    []node.EndpointStatus `json:"endpoints"`
-		}{nodeID, n.Version(), dropped(), n.Endpoints()})
-	})
+	mux.Handle("GET /status", statusHandler(nodeID, n, dropped))
 	return mux
 }
 

@@ -74,16 +74,10 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 		shown, window := r.observe(eps)
 		now := r.now()
 		p := page{
-			Node: nodeID, Version: n.Version(), State: "READY",
+			Node: nodeID, Version: n.Version(), State: nodeState(n),
 			Generated: now.Format("2006-01-02 15:04:05 MST"),
 			Refresh:   refresh, Window: window.Round(100 * time.Millisecond),
 			StatsDropped: dropped(), Listeners: n.Listeners(), Conns: n.Connections(),
-		}
-		switch {
-		case n.Draining():
-			p.State = "DRAINING"
-		case p.Version == "":
-			p.State = "WAITING"
 		}
 		for _, s := range eps {
 			if len(p.Clusters) == 0 || p.Clusters[len(p.Clusters)-1].Name != s.Cluster {

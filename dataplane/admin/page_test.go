@@ -192,7 +192,7 @@ func TestStatusPageAuth(t *testing.T) {
 			}
 		}
 	}
-	if resp, body := fetch(t, base+"/status", "admin", "s3cret"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"Name": "a"`) {
+	if resp, body := fetch(t, base+"/status", "admin", "s3cret"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"name": "a"`) {
 		t.Errorf("GET /status as admin: %d %q, want 200 with endpoint a", resp.StatusCode, body)
 	}
 	// The Go profiles, for `go tool pprof`: the goroutine dump names the

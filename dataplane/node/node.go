@@ -611,14 +611,14 @@ type EndpointStatus struct {
 	Conns    int
 	Stats    upstream.Stats
 	// Since is when Health last changed (zero: not known).
-	Since time.Time `json:",omitzero"`
+	Since time.Time
 	// Detail says why the endpoint is in its state, for operators: the
 	// last failed check, or the cause of an ejection.
-	Detail string `json:",omitempty"`
+	Detail string
 	// Ejections counts the endpoint's outlier ejections since the node
 	// first had it (Endpoint.Ejections), drained or disabled meanwhile or
 	// not.
-	Ejections uint64 `json:",omitempty"`
+	Ejections uint64
 }
 
 // Endpoints lists every endpoint of the running configuration.
