@@ -83,7 +83,7 @@ func run(args []string) int {
 	var (
 		listen    = fs.String("listen", controlplane.DefaultListen, "gRPC `ADDR` for nodes (discovery, stats) and operators (config API)")
 		httpAddr  = fs.String("http", controlplane.DefaultHTTP, "HTTP `ADDR` serving the dashboard (/), its JSON API (/api/), /metrics and /healthz; empty disables it")
-		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing")
+		dataDir   = fs.String("data", controlplane.DefaultDataDir, "`DIR` of the embedded store, created 0700 if missing; not with --etcd, whose etcd holds the configuration")
 		etcd      = fs.String("etcd", "", "etcd `ENDPOINTS` (comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379): share the configuration with other replicas there instead of --data")
 		etcdPfx   = fs.String("etcd-prefix", store.DefaultEtcdPrefix, "etcd key `PREFIX`; replicas with the same --etcd and prefix share one configuration")
 		etcdCA    = fs.String("etcd-ca", "", "PEM `FILE` of the authorities that sign etcd's certificates (its --cert-file), for https:// --etcd endpoints (default: the system's)")
@@ -120,6 +120,13 @@ func run(args []string) int {
 	}
 	if *etcd != "" && len(endpoints) == 0 {
 		log.Error("--etcd names no endpoint", "etcd", *etcd)
+		return 2
+	}
+	if len(endpoints) > 0 && given(fs, "data") {
+		// With --etcd the configuration lives in etcd: a --data directory
+		// would be neither read nor written, and its user would wonder
+		// where their versions went.
+		log.Error("--data and --etcd do not go together: with --etcd the configuration lives in etcd; leave out --data", "data", *dataDir, "etcd", *etcd)
 		return 2
 	}
 	etcdTLS, err := etcdTLSConfig(endpoints, *etcdCA, *etcdCert, *etcdKey)
@@ -183,6 +190,14 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// given reports whether the flag name was set on the command line, even
+// to its default value.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // checkEtcdEndpoint refuses an --etcd endpoint that is not an etcd client

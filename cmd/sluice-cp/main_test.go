@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,9 +133,16 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "open", "s3cret\n", 0o644)}, "open is mode 0644: it must be readable by its owner only (chmod 600 "},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "blank", "\nsecond line\n", 0o600)}, "blank has no password on its first line"},
 		{[]string{"--etcd-prefix="}, "--etcd-prefix must not be empty"},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--data=somedir"}, `msg="--data and --etcd do not go together: with --etcd the configuration lives in etcd; leave out --data" data=somedir etcd=http://127.0.0.1:2379`},
+		// Given, even as the default, it is refused all the same.
+		{[]string{"--data=./sluice-data", "--etcd=127.0.0.1:2379"}, `msg="--data and --etcd do not go together`},
 	} {
+		flags := tc.flags
+		if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--etcd=") || strings.HasPrefix(f, "--data=") }) {
+			flags = append(flags, "--data", t.TempDir()) // should a case start, not in the package's directory
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
-		out, err := command(ctx, append(tc.flags, "--data", t.TempDir())...).CombinedOutput()
+		out, err := command(ctx, flags...).CombinedOutput()
 		cancel()
 		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 {
 			t.Errorf("%q: %v, want exit status 2", tc.flags, err)
