@@ -265,10 +265,18 @@ listeners:
 	if err != nil {
 		t.Fatal(err)
 	}
-	start(t, "sluice-dp", "--cp", cpAddr, "--ca", p("ca.crt"), "--cert", writeFile(t, dir, "other.crt", string(otherCert)),
+	otherNode := start(t, "sluice-dp", "--cp", cpAddr, "--ca", p("ca.crt"), "--cert", writeFile(t, dir, "other.crt", string(otherCert)),
 		"--key", writeFile(t, dir, "other.key", string(keyPEMBytes)), "--admin", "")
-	waitFor(t, "the control plane to log the other CA's certificate", func() bool {
-		return strings.Contains(cp.out.String(), "TLS handshake refused: client certificate not signed by the control plane's CA")
+	waitFor(t, "the control plane to log the other CA's certificate, and the node to say what it means", func() bool {
+		return strings.Contains(cp.out.String(), "TLS handshake refused: client certificate not signed by the control plane's CA") &&
+			strings.Contains(otherNode.out.String(), `hint="the control plane refused the node's certificate (--cert): its CA (--ca-cert) did not sign it`)
+	})
+	// A node that verifies the control plane with another CA (--ca).
+	wrongCA := start(t, "sluice-dp", "--cp", cpAddr, "--ca", writeFile(t, dir, "other-ca.crt", string(other.PEM)),
+		"--cert", filepath.Join(nodeDir, "edge-1.crt"), "--key", filepath.Join(nodeDir, "edge-1.key"), "--admin", "")
+	waitFor(t, "the node with another CA's --ca to say what it means", func() bool {
+		return strings.Contains(wrongCA.out.String(), "x509: certificate signed by unknown authority") &&
+			strings.Contains(wrongCA.out.String(), `hint="the control plane's certificate is not signed by the CA of --ca`)
 	})
 	// An expired certificate of the right CA: the node says so at start,
 	// as the handshake only breaks its connection.
@@ -284,7 +292,8 @@ listeners:
 	expired := start(t, "sluice-dp", "--cp", cpAddr, "--ca", p("ca.crt"), "--cert", writeFile(t, dir, "old.crt", string(oldCert)),
 		"--key", writeFile(t, dir, "old.key", string(keyPEMBytes)), "--admin", "")
 	waitFor(t, "the node with an expired certificate to say so", func() bool {
-		return strings.Contains(expired.out.String(), "--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'")
+		return strings.Contains(expired.out.String(), "--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'") &&
+			strings.Contains(expired.out.String(), `hint="the control plane refused the node's certificate (--cert): it has expired`)
 	})
 	// A node without TLS: the control plane closes its connections
 	// unanswered, and the node says what that most likely means.

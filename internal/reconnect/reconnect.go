@@ -103,13 +103,36 @@ func DialCause(msg string) (cause string, ok bool) {
 	return strings.TrimSuffix(after, `"`), ok
 }
 
-// hint says what a stream's error that names no cause most likely
-// means, or "".
+// hints say what a stream's error most likely means to the person who
+// started the node, by words of grpc's or crypto/tls's in it: the first
+// that the error contains gives its hint.
+var hints = []struct{ words, hint string }{
+	// The control plane closed the connection before its HTTP/2 preface:
+	// what a TLS server does to a plaintext client.
+	{"error reading server preface: EOF",
+		"the control plane closed the connection before it spoke gRPC, as one with TLS (--tls-cert) does to a node without --ca, --cert and --key"},
+	{"x509: certificate signed by unknown authority",
+		"the control plane's certificate is not signed by the CA of --ca: give the CA certificate of the control plane's --ca-cert (the ca.crt that 'sluicectl cert issue' writes beside the node's certificate)"},
+	{"x509: certificate is valid for",
+		"the control plane's certificate does not name the host this node dials in --cp: dial one of the names it has, or make the certificate for this one (sluice-cp init-ca --hosts)"},
+	{"first record does not look like a TLS handshake",
+		"the control plane does not speak TLS: start it with --tls-cert, or start the node without --ca, --cert and --key"},
+	{"remote error: tls: unknown certificate authority",
+		"the control plane refused the node's certificate (--cert): its CA (--ca-cert) did not sign it; issue one with 'sluicectl cert issue' against this control plane"},
+	{"remote error: tls: expired certificate",
+		"the control plane refused the node's certificate (--cert): it has expired or is not valid yet; issue a new one with 'sluicectl cert issue' and write it over the files, which the node rereads at its next reconnect"},
+}
+
+// hint says what a stream's error most likely means, or "".
 func hint(err error) string {
-	// grpc's words when the server closed the connection before its
-	// HTTP/2 preface: what a TLS server does to a plaintext client.
-	if err != nil && strings.Contains(err.Error(), "error reading server preface: EOF") {
-		return "the control plane closed the connection before it spoke gRPC, as one with TLS (--tls-cert) does to a node without --ca, --cert and --key"
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	for _, h := range hints {
+		if strings.Contains(msg, h.words) {
+			return h.hint
+		}
 	}
 	return ""
 }

@@ -138,3 +138,29 @@ func TestLoopLogsWhatHappened(t *testing.T) {
 		}
 	}
 }
+
+// TestHint: the errors a node logs when TLS to the control plane fails, as
+// grpc words them (each seen from a real sluice-dp), get a hint that names
+// the flag to fix; other errors get none.
+func TestHint(t *testing.T) {
+	for _, tt := range []struct{ err, want string }{
+		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: EOF"`,
+			"the control plane closed the connection before it spoke gRPC"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"Sluice CA\")"`,
+			"the control plane's certificate is not signed by the CA of --ca"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate is valid for 127.0.0.1, ::1, not 127.0.0.2"`,
+			"the control plane's certificate does not name the host this node dials in --cp"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: first record does not look like a TLS handshake"`,
+			"the control plane does not speak TLS"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: remote error: tls: unknown certificate authority"`,
+			"the control plane refused the node's certificate (--cert): its CA (--ca-cert) did not sign it"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: remote error: tls: expired certificate"`,
+			"the control plane refused the node's certificate (--cert): it has expired"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:7070: connect: connection refused"`, ""},
+	} {
+		got := hint(errors.New(tt.err))
+		if tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("hint(%s) = %q, want %q…", tt.err, got, tt.want)
+		}
+	}
+}
