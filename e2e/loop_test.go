@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,6 +322,26 @@ func TestControlPlaneRestart(t *testing.T) {
 		st := c2.nodeStatus(t, "node-1")
 		return st != nil && st.GetConnected() && st.GetAckedVersion() == v2
 	})
+	// sluicectl nodes shows the version the node holds as sent, as it did
+	// before the restart: the new process sent it nothing, the node already
+	// runs what it is to run, and SENT must not read "-" beside APPLIED.
+	want := []string{"node-1", "connected", fmt.Sprint(v2), fmt.Sprint(v2), "-"}
+	var got []string
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		out, _, _ := ctl(t, c2.addr, "nodes")
+		if rows := tableRows(out); len(rows) == 2 && len(rows[1]) == 7 {
+			r := rows[1] // ID LABELS GROUP STATE APPLIED SENT LAST-NACK
+			got = []string{r[0], r[3], r[4], r[5], r[6]}
+		} else {
+			got = []string{out}
+		}
+		if slices.Equal(got, want) || time.Now().After(end) {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("sluicectl nodes after the restart: ID, STATE, APPLIED, SENT, LAST-NACK = %q, want %q", got, want)
+	}
 	v3 := c2.apply(t, twoBackendSnapshot(a, b, 1, 2, httpAddr, tcpAddr))
 	waitVersion(t, dp, v3)
 }

@@ -478,7 +478,10 @@ var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane 
 // running and accepts deltas or not.
 func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, running uint64, deltas bool) error {
 	var nonce uint64
-	sent := running
+	// sent is the version the node was last given: to begin with, the one
+	// it runs, which it holds from a control plane (this one before a
+	// restart, or another replica). told: the registry knows it.
+	sent, told := running, false
 	group, problem := "", "unplaced"
 	var placedBy *state // the state group was read from
 	// lag times the hold on a node that runs a newer version than this
@@ -503,6 +506,13 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 		if c := st.canary[group]; c != nil && c.nodes[sess.ID()] {
 			p = c.p
 		}
+		if p != nil && p.version == sent && !told {
+			// The node already runs what it is to run: it is sent
+			// nothing, and shows as holding that version, as it would
+			// had this server sent it (sluicectl nodes' SENT).
+			told = true
+			sess.Sent(sent)
+		}
 		if p != nil && p.version != sent && running > st.version && s.lagWait > 0 && !lagOver {
 			// This replica lags the store: hold back its older version.
 			if lag == nil {
@@ -514,7 +524,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			}
 		} else if p != nil && p.version != sent {
 			nonce++
-			sent = p.version
+			sent, told = p.version, true
 			sess.Sent(sent)
 			label := strconv.FormatUint(nonce, 10)
 			body, delta := p.payload(running, deltas)

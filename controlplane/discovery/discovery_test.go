@@ -130,6 +130,12 @@ func TestReconnectRunningCurrentGetsNothing(t *testing.T) {
 	if st.AckedVersion != 5 {
 		t.Errorf("acked version = %d, want 5 (the version the node runs)", st.AckedVersion)
 	}
+	// It holds the version it is to run from a control plane (this one
+	// before a restart, or another replica): sluicectl nodes shows it as
+	// sent, not "-" beside APPLIED 5.
+	if st.SentVersion != 5 {
+		t.Errorf("sent version = %d, want 5 (what the node holds and is to run)", st.SentVersion)
+	}
 	ts.disc.Publish(6, testSnapshot(1, 1, 6))
 	if r := n.next(ctx); r.GetVersionInfo() != "6" {
 		t.Errorf("got version %q, want 6", r.GetVersionInfo())
