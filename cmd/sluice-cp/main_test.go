@@ -111,6 +111,13 @@ func TestEtcdUnreachable(t *testing.T) {
 }
 
 func TestBadFlagValues(t *testing.T) {
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	if code := initCA([]string{"--dir", pkiDir}, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("init-ca: exit %d", code)
+	}
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	key, _ := os.ReadFile(p("ca.key"))
+	openKey := writeTemp(t, "ca.key", string(key), 0o644)
 	for _, tc := range []struct {
 		flags []string
 		says  string
@@ -124,15 +131,21 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"--etcd-ca=ca.pem"}, `err="--etcd-ca, --etcd-cert and --etcd-key are for the connections to --etcd, which is not given"`},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-ca=ca.pem"}, `err="--etcd-ca, --etcd-cert and --etcd-key are for TLS, but --etcd gives plain http://127.0.0.1:2379: give https://127.0.0.1:2379"`},
 		{[]string{"--etcd=https://127.0.0.1:2379", "--etcd-cert=cp.pem"}, `err="--etcd-cert and --etcd-key go together: the client certificate and its key"`},
-		{[]string{"--etcd=127.0.0.1:2379", "--etcd-ca=/nonexistent/ca.pem"}, `err="--etcd-ca: pki: CA: open /nonexistent/ca.pem: no such file or directory"`},
-		{[]string{"--etcd=https://127.0.0.1:2379", "--etcd-cert=/nonexistent/cp.pem", "--etcd-key=/nonexistent/cp-key.pem"}, `err="--etcd-cert, --etcd-key: pki: client certificate: open /nonexistent/cp.pem: no such file or directory"`},
+		{[]string{"--etcd=127.0.0.1:2379", "--etcd-ca=/nonexistent/ca.pem"}, `err="--etcd-ca: open /nonexistent/ca.pem: no such file or directory"`},
+		{[]string{"--etcd=https://127.0.0.1:2379", "--etcd-cert=/nonexistent/cp.pem", "--etcd-key=/nonexistent/cp-key.pem"}, `err="--etcd-cert, --etcd-key: client certificate: open /nonexistent/cp.pem: no such file or directory"`},
 		{[]string{"--etcd-user=sluice", "--etcd-password-file=pw"}, `err="--etcd-user and --etcd-password-file are for the connections to --etcd, which is not given"`},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice"}, `err="--etcd-user needs --etcd-password-file: a file whose first line is the user's password"`},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-password-file=pw"}, `err="--etcd-password-file needs --etcd-user: the user whose password it holds"`},
-		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=/nonexistent/pw"}, `err="--etcd-password-file: pki: stat /nonexistent/pw: no such file or directory"`},
+		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=/nonexistent/pw"}, `err="--etcd-password-file: stat /nonexistent/pw: no such file or directory"`},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "open", "s3cret\n", 0o644)}, "open is mode 0644: it must be readable by its owner only (chmod 600 "},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--etcd-user=sluice", "--etcd-password-file=" + writeTemp(t, "blank", "\nsecond line\n", 0o600)}, "blank has no password on its first line"},
 		{[]string{"--etcd-prefix="}, "--etcd-prefix must not be empty"},
+		{[]string{"--tls-cert=/nonexistent/server.crt", "--tls-key=" + p("server.key"), "--ca-cert=" + p("ca.crt")}, `msg="cannot start" err="--tls-cert/--tls-key/--ca-cert: server certificate: open /nonexistent/server.crt: no such file or directory"`},
+		{[]string{"--tls-cert=" + p("server.crt"), "--tls-key=" + p("ca.key"), "--ca-cert=" + p("ca.crt")}, `msg="cannot start" err="--tls-cert/--tls-key/--ca-cert: server certificate ` + p("server.crt") + `, key ` + p("ca.key") + `: tls: private key does not match public key"`},
+		{[]string{"--tls-cert=" + p("server.crt"), "--tls-key=" + p("server.key"), "--ca-cert=/nonexistent/ca.crt"}, `msg="cannot start" err="--tls-cert/--tls-key/--ca-cert: CA certificate: open /nonexistent/ca.crt: no such file or directory"`},
+		{[]string{"--tls-cert=" + p("server.crt"), "--tls-key=" + p("server.key"), "--ca-cert=" + p("ca.crt"), "--ca-key=" + openKey}, `msg="cannot start" err="--ca-cert/--ca-key: CA key: ` + openKey + ` is mode 0644: it must be readable by its owner only (chmod 600 ` + openKey + `)"`},
+		{[]string{"--tls-cert=" + p("server.crt"), "--tls-key=" + p("server.key"), "--ca-cert=" + p("ca.crt"), "--ca-key=" + p("server.key")}, `msg="cannot start" err="--ca-cert/--ca-key: ` + p("server.key") + ` is not the key of the CA in ` + p("ca.crt") + `"`},
+		{[]string{"--tls-cert=" + p("server.crt"), "--tls-key=" + p("server.key"), "--ca-cert=" + p("server.crt"), "--ca-key=" + p("ca.key")}, `msg="cannot start" err="--ca-cert/--ca-key: ` + p("server.crt") + ` is not a CA certificate"`},
 		{[]string{"--etcd=http://127.0.0.1:2379", "--data=somedir"}, `msg="--data and --etcd do not go together: with --etcd the configuration lives in etcd; leave out --data" data=somedir etcd=http://127.0.0.1:2379`},
 		// Given, even as the default, it is refused all the same.
 		{[]string{"--data=./sluice-data", "--etcd=127.0.0.1:2379"}, `msg="--data and --etcd do not go together`},
@@ -149,6 +162,9 @@ func TestBadFlagValues(t *testing.T) {
 		}
 		if !strings.Contains(string(out), tc.says) {
 			t.Errorf("%q: output lacks %q:\n%s", tc.flags, tc.says, out)
+		}
+		if strings.Contains(string(out), "pki: ") {
+			t.Errorf("%q: output names the Go package pki:\n%s", tc.flags, out)
 		}
 	}
 }
@@ -177,6 +193,36 @@ func TestHelp(t *testing.T) {
 	for _, flag := range []string{"-listen", "-http", "-data", "-etcd", "-conns-ring", "-keep-versions", "127.0.0.1:7070", "127.0.0.1:7071", "./sluice-data"} {
 		if !strings.Contains(string(out), flag) {
 			t.Errorf("--help lacks %q:\n%s", flag, out)
+		}
+	}
+}
+
+// TestSubcommandErrors: init-ca and mint-token say what went wrong with
+// which file, in one line each, not the Go package it went wrong in.
+func TestSubcommandErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if code := initCA([]string{"--dir", dir}, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("init-ca: exit %d", code)
+	}
+	notDir := writeTemp(t, "file", "", 0o600)
+	openKey := writeTemp(t, "open.key", strings.Repeat("ab", 32)+"\n", 0o644)
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"init-ca", "--dir", dir}, 1, "sluice-cp init-ca: " + filepath.Join(dir, "ca.crt") + " exists; refusing to overwrite a CA (remove it, or choose another --dir)\n"},
+		{[]string{"init-ca", "--dir", filepath.Join(notDir, "pki")}, 1, "sluice-cp init-ca: mkdir " + notDir + ": not a directory\n"},
+		{[]string{"mint-token", "--token-key", "/nonexistent/token.key"}, 1, "sluice-cp mint-token: token key: open /nonexistent/token.key: no such file or directory\n"},
+		{[]string{"mint-token", "--token-key", openKey}, 1,
+			"sluice-cp mint-token: token key " + openKey + " is mode 0644: it must be readable by its owner only (chmod 600 " + openKey + ")\n"},
+		{[]string{"mint-token", "--token-key", writeTemp(t, "token.key", strings.Repeat("ab", 32)+"\n", 0o600), "--name", "bad name!"}, 2,
+			"sluice-cp mint-token: \"bad name!\" is not a token name (letters, digits and ._@-, at most 64; not \"anonymous\")\n"},
+	} {
+		var stdout, stderr strings.Builder
+		code, _ := subcommand(tc.args, &stdout, &stderr)
+		if got := stderr.String(); code != tc.code || got != tc.stderr {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", tc.args, code, stderr.String(), tc.code, tc.stderr)
 		}
 	}
 }

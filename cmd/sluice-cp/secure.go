@@ -46,14 +46,14 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 	if tlsSet {
 		c, err := pki.ServerTLS(*f.tlsCert, *f.tlsKey, *f.caCert)
 		if err != nil {
-			return nil, closer, err
+			return nil, closer, fmt.Errorf("--tls-cert/--tls-key/--ca-cert: %w", err)
 		}
 		cfg.TLS = c
 	}
 	if *f.caKey != "" {
 		ca, err := pki.LoadCA(*f.caCert, *f.caKey)
 		if err != nil {
-			return nil, closer, err
+			return nil, closer, fmt.Errorf("--ca-cert/--ca-key: %w", err)
 		}
 		cfg.CA = ca
 	}

@@ -24,6 +24,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/url"
@@ -55,8 +56,16 @@ var DefaultHosts = []string{"localhost", "127.0.0.1", "::1"}
 // nodeID is what sluice-dp --node-id accepts (discovery.proto's Node.id).
 var nodeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
+// CheckNodeID refuses what is not a node id, saying what one is.
+func CheckNodeID(id string) error {
+	if !nodeID.MatchString(id) {
+		return fmt.Errorf("%q is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters", id)
+	}
+	return nil
+}
+
 // ErrNotNode says a certificate is not a node certificate.
-var ErrNotNode = errors.New("pki: not a node certificate (no sluice://node/ URI SAN)")
+var ErrNotNode = errors.New("not a node certificate (no sluice://node/ URI SAN)")
 
 // NodeURI returns the URI SAN of node id's certificate.
 func NodeURI(id string) *url.URL {
@@ -73,7 +82,7 @@ func NodeID(cert *x509.Certificate) (string, error) {
 			continue
 		}
 		if found {
-			return "", errors.New("pki: a node certificate names more than one node")
+			return "", errors.New("a node certificate names more than one node")
 		}
 		found, id = true, strings.TrimPrefix(u.Path, "/")
 	}
@@ -81,9 +90,9 @@ func NodeID(cert *x509.Certificate) (string, error) {
 	case !found:
 		return "", ErrNotNode
 	case !nodeID.MatchString(id):
-		return "", fmt.Errorf("pki: node certificate: %q is not a node id", id)
+		return "", fmt.Errorf("node certificate: %w", CheckNodeID(id))
 	case cert.Subject.CommonName != id:
-		return "", fmt.Errorf("pki: node certificate: common name %q differs from its URI SAN's node %q", cert.Subject.CommonName, id)
+		return "", fmt.Errorf("node certificate: common name %q differs from its URI SAN's node %q", cert.Subject.CommonName, id)
 	}
 	return id, nil
 }
@@ -115,7 +124,7 @@ func NewCA(name string, valid time.Duration) (ca *CA, keyPEM []byte, err error) 
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: CA: %w", err)
+		return nil, nil, fmt.Errorf("making the CA: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -129,20 +138,20 @@ func NewCA(name string, valid time.Duration) (ca *CA, keyPEM []byte, err error) 
 func LoadCA(certFile, keyFile string) (*CA, error) {
 	cert, pemBytes, err := LoadCert(certFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	if !cert.IsCA {
-		return nil, fmt.Errorf("pki: %s is not a CA certificate", certFile)
+		return nil, fmt.Errorf("%s is not a CA certificate", certFile)
 	}
 	if err := CheckPrivate(keyFile); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA key: %w", err)
 	}
 	key, err := LoadKey(keyFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA key: %w", err)
 	}
 	if !publicEqual(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("pki: %s is not the key of the CA in %s", keyFile, certFile)
+		return nil, fmt.Errorf("%s is not the key of the CA in %s", keyFile, certFile)
 	}
 	return &CA{Cert: cert, Key: key, PEM: pemBytes}, nil
 }
@@ -151,7 +160,7 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 // (names and IP addresses), with a new key.
 func (ca *CA) IssueServer(hosts []string, valid time.Duration) (certPEMBytes, keyPEM []byte, err error) {
 	if len(hosts) == 0 {
-		return nil, nil, errors.New("pki: a server certificate needs at least one host")
+		return nil, nil, errors.New("a server certificate needs at least one host")
 	}
 	key, keyPEM, err := NewKey()
 	if err != nil {
@@ -180,19 +189,19 @@ func (ca *CA) IssueServer(hosts []string, valid time.Duration) (certPEMBytes, ke
 // into a certificate of node id, good for valid from now or until the CA
 // expires, whichever comes first.
 func (ca *CA) IssueNode(id string, csrPEM []byte, valid time.Duration, now time.Time) (certPEMBytes []byte, notAfter time.Time, err error) {
-	if !nodeID.MatchString(id) {
-		return nil, time.Time{}, fmt.Errorf("pki: %q is not a node id", id)
+	if err := CheckNodeID(id); err != nil {
+		return nil, time.Time{}, err
 	}
 	block, _ := pem.Decode(csrPEM)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return nil, time.Time{}, errors.New("pki: not a PEM CERTIFICATE REQUEST")
+		return nil, time.Time{}, errors.New("the certificate request is not a PEM CERTIFICATE REQUEST")
 	}
 	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("pki: certificate request: %w", err)
+		return nil, time.Time{}, fmt.Errorf("certificate request: %w", err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("pki: certificate request: %w", err)
+		return nil, time.Time{}, fmt.Errorf("certificate request: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: id, Organization: []string{"Sluice"}, OrganizationalUnit: []string{"sluice-node"}},
@@ -209,7 +218,7 @@ func (ca *CA) IssueNode(id string, csrPEM []byte, valid time.Duration, now time.
 
 func (ca *CA) sign(tmpl *x509.Certificate, pub any, valid time.Duration, now time.Time) ([]byte, time.Time, error) {
 	if now.After(ca.Cert.NotAfter) {
-		return nil, time.Time{}, fmt.Errorf("pki: the CA expired at %s", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+		return nil, time.Time{}, fmt.Errorf("the CA expired at %s", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl.SerialNumber = serial()
 	tmpl.NotBefore = now.Add(-time.Minute) // a little clock skew
@@ -219,7 +228,7 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub any, valid time.Duration, now tim
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("pki: sign: %w", err)
+		return nil, time.Time{}, fmt.Errorf("signing the certificate: %w", err)
 	}
 	return der, tmpl.NotAfter.UTC().Truncate(time.Second), nil
 }
@@ -253,15 +262,15 @@ func NodeCSR(id string, key crypto.Signer) ([]byte, error) {
 func LoadCert(file string) (*x509.Certificate, []byte, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: %w", err)
+		return nil, nil, err // "open FILE: …"
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("pki: %s holds no PEM CERTIFICATE", file)
+		return nil, nil, fmt.Errorf("%s holds no PEM CERTIFICATE", file)
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: %s: %w", file, err)
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return cert, b, nil
 }
@@ -270,11 +279,11 @@ func LoadCert(file string) (*x509.Certificate, []byte, error) {
 func LoadKey(file string) (crypto.Signer, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err // "open FILE: …"
 	}
 	block, _ := pem.Decode(b)
 	if block == nil {
-		return nil, fmt.Errorf("pki: %s holds no PEM private key", file)
+		return nil, fmt.Errorf("%s holds no PEM private key", file)
 	}
 	var key any
 	switch block.Type {
@@ -285,14 +294,14 @@ func LoadKey(file string) (crypto.Signer, error) {
 	case "RSA PRIVATE KEY":
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 	default:
-		return nil, fmt.Errorf("pki: %s holds a %s, not a private key", file, block.Type)
+		return nil, fmt.Errorf("%s holds a %s, not a private key", file, block.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pki: %s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("pki: %s: unsupported key type %T", file, key)
+		return nil, fmt.Errorf("%s: unsupported key type %T", file, key)
 	}
 	return signer, nil
 }
@@ -302,10 +311,10 @@ func LoadKey(file string) (crypto.Signer, error) {
 func CheckPrivate(file string) error {
 	fi, err := os.Stat(file)
 	if err != nil {
-		return fmt.Errorf("pki: %w", err)
+		return err // "stat FILE: …"
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("pki: %s is mode %04o: it must be readable by its owner only (chmod 600 %s)", file, fi.Mode().Perm(), file)
+		return fmt.Errorf("%s is mode %04o: it must be readable by its owner only (chmod 600 %s)", file, fi.Mode().Perm(), file)
 	}
 	return nil
 }
@@ -314,25 +323,38 @@ func CheckPrivate(file string) error {
 // in one rename, so a reader never sees half a key and a key is never,
 // even briefly, more readable than perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	// The errors name path, not the temporary file beside it, which its
+	// user never asked for.
+	fail := func(err error) error {
+		var pe *fs.PathError
+		var le *os.LinkError
+		switch {
+		case errors.As(err, &pe):
+			err = pe.Err
+		case errors.As(err, &le):
+			err = le.Err
+		}
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("pki: %w", err)
+		return fail(err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
-		return fmt.Errorf("pki: %w", err)
+		return fail(err)
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("pki: %w", err)
+		return fail(err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pki: %w", err)
+		return fail(err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("pki: %w", err)
+		return fail(err)
 	}
 	return nil
 }
@@ -346,14 +368,14 @@ func InitCA(dir string, hosts []string, serverValid time.Duration) ([]string, er
 		hosts = DefaultHosts
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err // "mkdir DIR: …"
 	}
 	names := []string{"ca.crt", "ca.key", "server.crt", "server.key"}
 	paths := make([]string, len(names))
 	for i, n := range names {
 		paths[i] = filepath.Join(dir, n)
 		if _, err := os.Lstat(paths[i]); err == nil {
-			return nil, fmt.Errorf("pki: %s exists; refusing to overwrite a CA (remove it, or choose another --dir)", paths[i])
+			return nil, fmt.Errorf("%s exists; refusing to overwrite a CA (remove it, or choose another --dir)", paths[i])
 		}
 	}
 	ca, caKey, err := NewCA("Sluice CA", CAValidity)

@@ -83,7 +83,7 @@ func TestNodeIDRefuses(t *testing.T) {
 		{"other URI", &x509.Certificate{URIs: []*url.URL{u("spiffe://node/edge-1")}}, "not a node certificate"},
 		{"CN differs", &x509.Certificate{URIs: []*url.URL{u("sluice://node/edge-1")}}, "common name"},
 		{"two nodes", &x509.Certificate{URIs: []*url.URL{u("sluice://node/a"), u("sluice://node/b")}}, "more than one"},
-		{"bad id", &x509.Certificate{URIs: []*url.URL{u("sluice://node/a/b")}}, "is not a node id"},
+		{"bad id", &x509.Certificate{URIs: []*url.URL{u("sluice://node/a/b")}}, `node certificate: "a/b" is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters`},
 	} {
 		if id, err := NodeID(tc.cert); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: NodeID = %q, %v; want an error saying %q", tc.name, id, err, tc.want)
@@ -168,5 +168,67 @@ func TestServerTLSRefusesClientCertificates(t *testing.T) {
 	_, err = ServerTLS(p("edge-1.crt"), p("edge-1.key"), p("ca.crt"))
 	if err == nil || !strings.Contains(err.Error(), "is node edge-1's, for client authentication only") {
 		t.Errorf("ServerTLS with a node certificate: %v, want a refusal naming node edge-1", err)
+	}
+}
+
+// TestErrorsNameTheFile: what reaches a terminal says which file and what
+// is wrong with it, without this package's name.
+func TestErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	if _, err := InitCA(dir, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("empty.pem"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadCA(p("ca.crt"), p("ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := NewKey()
+	csr, _ := NodeCSR("edge-1", key)
+	errText := func(err error) string {
+		if err == nil {
+			return "<nil>"
+		}
+		return err.Error()
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"LoadCA, no certificate", func() error { _, err := LoadCA(p("nope.crt"), p("ca.key")); return err }(),
+			"CA certificate: open " + p("nope.crt") + ": no such file or directory"},
+		{"LoadCA, no key", func() error { _, err := LoadCA(p("ca.crt"), p("nope.key")); return err }(),
+			"CA key: stat " + p("nope.key") + ": no such file or directory"},
+		{"LoadCA, not a CA", func() error { _, err := LoadCA(p("server.crt"), p("ca.key")); return err }(),
+			p("server.crt") + " is not a CA certificate"},
+		{"LoadPool, no PEM", func() error { _, err := LoadPool(p("empty.pem")); return err }(),
+			p("empty.pem") + " holds no PEM certificate"},
+		{"ServerTLS, no CA", func() error { _, err := ServerTLS(p("server.crt"), p("server.key"), p("nope.crt")); return err }(),
+			"CA certificate: open " + p("nope.crt") + ": no such file or directory"},
+		{"ServerTLS, not a pair", func() error { _, err := ServerTLS(p("server.crt"), p("ca.key"), p("ca.crt")); return err }(),
+			"server certificate " + p("server.crt") + ", key " + p("ca.key") + ": tls: private key does not match public key"},
+		{"ClientTLS, no certificate", func() error { _, err := ClientTLS(p("ca.crt"), p("nope.crt"), p("ca.key")); return err }(),
+			"client certificate: open " + p("nope.crt") + ": no such file or directory"},
+		{"ClientTLS, no key", func() error { _, err := ClientTLS(p("ca.crt"), p("server.crt"), ""); return err }(),
+			"a client certificate needs both its certificate and its key file"},
+		{"WriteFile, no directory", WriteFile(p("nope/edge-1.key"), []byte("x"), 0o600),
+			"write " + p("nope/edge-1.key") + ": no such file or directory"},
+		{"IssueNode, bad id", func() error { _, _, err := ca.IssueNode("bad id!", csr, time.Hour, time.Now()); return err }(),
+			`"bad id!" is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters`},
+		{"IssueNode, no CSR", func() error { _, _, err := ca.IssueNode("edge-1", []byte("hello"), time.Hour, time.Now()); return err }(),
+			"the certificate request is not a PEM CERTIFICATE REQUEST"},
+		{"CheckNodeID, too long", CheckNodeID(strings.Repeat("a", 129)),
+			`"` + strings.Repeat("a", 129) + `" is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters`},
+	} {
+		if got := errText(tc.err); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+	if err := CheckNodeID(strings.Repeat("a", 128)); err != nil {
+		t.Errorf("a node id of 128 characters: %v", err)
 	}
 }

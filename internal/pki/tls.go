@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 )
@@ -14,20 +15,20 @@ import (
 // Whether a call needs one (node streams do) is for the control plane's
 // interceptors to say: operators' tools connect without.
 func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := loadPair("server certificate", certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: server certificate: %w", err)
+		return nil, err
 	}
 	if leaf := cert.Leaf; leaf != nil && !serverUsage(leaf.ExtKeyUsage) {
 		what := "a client's"
 		if id, err := NodeID(leaf); err == nil {
 			what = fmt.Sprintf("node %s's", id)
 		}
-		return nil, fmt.Errorf("pki: server certificate %s is %s, for client authentication only: every client would refuse it (init-ca writes the server's as server.crt)", certFile, what)
+		return nil, fmt.Errorf("server certificate %s is %s, for client authentication only: every client would refuse it (init-ca writes the server's as server.crt)", certFile, what)
 	}
 	pool, err := LoadPool(caFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -48,7 +49,7 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile != "" {
 		pool, err := LoadPool(caFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("CA certificate: %w", err)
 		}
 		cfg.RootCAs = pool
 	}
@@ -56,11 +57,11 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return cfg, nil
 	}
 	if certFile == "" || keyFile == "" {
-		return nil, errors.New("pki: a client certificate needs both its certificate and its key file")
+		return nil, errors.New("a client certificate needs both its certificate and its key file")
 	}
-	first, err := tls.LoadX509KeyPair(certFile, keyFile)
+	first, err := loadPair("client certificate", certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: client certificate: %w", err)
+		return nil, err
 	}
 	var (
 		mu   sync.Mutex
@@ -81,13 +82,28 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 func LoadPool(file string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("pki: CA: %w", err)
+		return nil, err // "open FILE: …"
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("pki: CA: %s holds no PEM certificate", file)
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// loadPair is tls.LoadX509KeyPair with errors that name the files: what
+// failed to be read names its file, and a certificate and key that do not
+// make a pair are both named.
+func loadPair(what, certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return cert, nil
+	case errors.As(err, &pe): // "open FILE: …"
+		return cert, fmt.Errorf("%s: %w", what, err)
+	}
+	return cert, fmt.Errorf("%s %s, key %s: %w", what, certFile, keyFile, err)
 }
 
 // serverUsage reports whether a certificate with these extended key

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/pki"
+)
+
+// TestTLSFlagErrors: bad --ca, --cert or --key say which flags and which
+// file, before any call, with status 2.
+func TestTLSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := pki.InitCA(dir, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := func(n string) string { return filepath.Join(dir, n) }
+	for _, tc := range []struct {
+		flags  []string
+		stderr string
+	}{
+		{[]string{"--ca", "/nonexistent/ca.crt"},
+			"sluicectl: --ca/--cert/--key: CA certificate: open /nonexistent/ca.crt: no such file or directory\n"},
+		{[]string{"--ca", p("ca.crt"), "--cert", p("server.crt")},
+			"sluicectl: --ca/--cert/--key: a client certificate needs both its certificate and its key file\n"},
+		{[]string{"--ca", p("ca.crt"), "--cert", p("server.crt"), "--key", p("ca.key")},
+			"sluicectl: --ca/--cert/--key: client certificate " + p("server.crt") + ", key " + p("ca.key") + ": tls: private key does not match public key\n"},
+	} {
+		code, stdout, stderr := sluicectl(t, "127.0.0.1:1", append(tc.flags, "history")...)
+		if code != 2 || stdout != "" || stderr != tc.stderr {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want 2, nothing, %q", tc.flags, code, stdout, stderr, tc.stderr)
+		}
+	}
+}
