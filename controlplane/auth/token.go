@@ -77,7 +77,7 @@ type Key struct {
 // NewKey returns a key over secret, which must be at least KeySize bytes.
 func NewKey(secret []byte) (*Key, error) {
 	if len(secret) < KeySize {
-		return nil, fmt.Errorf("auth: a token key needs at least %d bytes, not %d", KeySize, len(secret))
+		return nil, fmt.Errorf("a token key needs at least %d bytes, not %d", KeySize, len(secret))
 	}
 	return &Key{secret: bytes.Clone(secret)}, nil
 }
@@ -87,22 +87,22 @@ func NewKey(secret []byte) (*Key, error) {
 func LoadKey(path string) (*Key, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("auth: token key: %w", err)
+		return nil, fmt.Errorf("token key: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("auth: token key %s is mode %04o: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
+		return nil, fmt.Errorf("token key %s is mode %04o: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("auth: token key: %w", err)
+		return nil, fmt.Errorf("token key: %w", err)
 	}
 	secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, fmt.Errorf("auth: token key %s is not hex: %w", path, err)
+		return nil, fmt.Errorf("token key %s is not hex: %w", path, err)
 	}
 	k, err := NewKey(secret)
 	if err != nil {
-		return nil, fmt.Errorf("auth: token key %s: %w", path, err)
+		return nil, fmt.Errorf("token key %s: %w", path, err)
 	}
 	return k, nil
 }
@@ -118,7 +118,7 @@ func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
 		k, err := LoadKey(path)
 		return k, false, err
 	case err != nil:
-		return nil, false, fmt.Errorf("auth: token key: %w", err)
+		return nil, false, fmt.Errorf("token key: %w", err)
 	}
 	_, err = f.WriteString(hex.EncodeToString(secret) + "\n")
 	if cerr := f.Close(); err == nil {
@@ -126,7 +126,7 @@ func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
 	}
 	if err != nil {
 		os.Remove(path)
-		return nil, false, fmt.Errorf("auth: token key: %w", err)
+		return nil, false, fmt.Errorf("token key: %w", err)
 	}
 	k, err = NewKey(secret)
 	return k, true, err
@@ -135,16 +135,16 @@ func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
 // Mint makes a token for name with role, accepted from now for ttl.
 func (k *Key) Mint(name string, role sluicev1.Role, now time.Time, ttl time.Duration) (string, Claims, error) {
 	if !namePattern.MatchString(name) || name == "anonymous" {
-		return "", Claims{}, fmt.Errorf("auth: %q is not a token name (letters, digits and ._@-, at most 64; not \"anonymous\")", name)
+		return "", Claims{}, fmt.Errorf("%q is not a token name (letters, digits and ._@-, at most 64; not \"anonymous\")", name)
 	}
 	rs := RoleName(role)
 	if ParseRole(rs) == sluicev1.Role_ROLE_UNSPECIFIED {
-		return "", Claims{}, fmt.Errorf("auth: no such role %v", role)
+		return "", Claims{}, fmt.Errorf("no such role %v", role)
 	}
 	if ttl < time.Second {
 		// Claims count whole seconds: a shorter ttl could expire as it is
 		// issued, which Verify takes for a malformed token.
-		return "", Claims{}, fmt.Errorf("auth: a token's ttl must be at least 1s, not %v", ttl)
+		return "", Claims{}, fmt.Errorf("a token's ttl must be at least 1s, not %v", ttl)
 	}
 	var id [6]byte
 	rand.Read(id[:])
