@@ -2,13 +2,18 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // TestCanaryRollout: apply --canary sends a version to one node of four
@@ -151,4 +156,95 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestCanaryRefusalAfterRestart: a canary that refuses a version (a port
+// it cannot bind) halts the rollout; after the abort, sluicectl nodes keeps
+// showing the refusal, as its help says (no newer version applied since),
+// which tells why the rollout ended. Once the node restarts, its new
+// process has refused nothing: nodes shows no refusal, and an apply --wait
+// of the group's version does not take the node for one that refused it.
+func TestCanaryRefusalAfterRestart(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	be := startBackend(t, "good")
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	dir := t.TempDir()
+	base := fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, be.addr, freeAddr(t))
+	good := writeFile(t, dir, "good.yaml", base)
+	bad := writeFile(t, dir, "bad.yaml", base+fmt.Sprintf("  - { name: taken, address: %s, protocol: TCP, default_cluster: web }\n", held.Addr()))
+
+	// The canary (first by id) is stopped by the test; the cleanup stops
+	// whichever process runs last.
+	startCanary := func() (stop func()) {
+		dp, err := dataplane.Start(dataplane.Options{
+			ControlPlane: c.addr,
+			Node:         &sluicev1.Node{Id: "a-canary"},
+			Logger:       quietLogger(),
+			MinBackoff:   20 * time.Millisecond,
+			MaxBackoff:   200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatalf("node: %v", err)
+		}
+		var once sync.Once
+		stop = func() { once.Do(dp.Close) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stopCanary := startCanary()
+	startNode(t, c.addr, "b-node")
+	waitFor(t, "both nodes to connect", func() bool {
+		return c.nodeStatus(t, "a-canary").GetConnected() && c.nodeStatus(t, "b-node").GetConnected()
+	})
+	if stdout, stderr, code := ctl(t, c.addr, "apply", "-f", good, "--wait"); code != 0 || !strings.Contains(stdout, "2 nodes applied version 1 ") {
+		t.Fatalf("first apply: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	const refusal = "listener taken: listen tcp "
+	stdout, stderr, code := ctl(t, c.addr, "apply", "-f", bad, "--canary", "1", "--wait")
+	if code != 2 || !strings.Contains(stderr, "the rollout of version 2 halted: canary a-canary refused version 2: "+refusal) {
+		t.Fatalf("apply --canary 1 of a version the canary refuses: exit %d\nstdout:\n%s\nstderr: %s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := ctl(t, c.addr, "rollout", "abort"); code != 0 || !strings.Contains(stdout, "group default: no rollout") {
+		t.Fatalf("rollout abort: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	// row is the node's ID, STATE, APPLIED, SENT and LAST-NACK in
+	// sluicectl nodes.
+	row := func(id string) []string {
+		out, _, _ := ctl(t, c.addr, "nodes")
+		for _, r := range tableRows(out) {
+			if len(r) == 7 && r[0] == id { // ID LABELS GROUP STATE APPLIED SENT LAST-NACK
+				return []string{r[0], r[3], r[4], r[5], r[6]}
+			}
+		}
+		t.Fatalf("sluicectl nodes has no row of 7 columns for %s:\n%s", id, out)
+		return nil
+	}
+	if r := row("a-canary"); r[1] != "connected" || r[2] != "1" || r[3] != "1" || !strings.HasPrefix(r[4], "v2: "+refusal) {
+		t.Errorf("nodes after the abort: ID, STATE, APPLIED, SENT, LAST-NACK = %q; want the canary back on 1, its refusal of 2 shown", r)
+	}
+
+	stopCanary()
+	startCanary()
+	var r []string
+	waitFor(t, "the restarted canary to apply version 1", func() bool {
+		r = row("a-canary")
+		return r[1] == "connected" && r[2] == "1"
+	})
+	if want := []string{"a-canary", "connected", "1", "1", "-"}; !slices.Equal(r, want) {
+		t.Errorf("nodes after the canary restarted: ID, STATE, APPLIED, SENT, LAST-NACK = %q, want %q: the new process refused nothing", r, want)
+	}
+	if stdout, stderr, code := ctl(t, c.addr, "apply", "-f", good, "--wait"); code != 0 || !strings.Contains(stdout, "2 nodes applied version 1") {
+		t.Errorf("apply --wait of the group's version after the restart: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 }

@@ -706,9 +706,10 @@ List the dataplane nodes that are or were connected: id, labels, the node
 group its labels put it in, state (connected; draining: it began to shut
 down, accepts no new connections and finishes what it has; disconnected), the
 version it applied (ACKed), the version last sent to it, and its last refusal
-(NACK) as "vN: error" when it has not applied a newer version since. A node
-that no group takes, or that two groups' selectors match, shows "none" and
-why: it is sent nothing new and keeps what it runs. With control-plane
+(NACK) as "vN: error" when it has not applied a newer version since (a
+restarted node's new process starts with none). A node that no group
+takes, or that two groups' selectors match, shows "none" and why: it is
+sent nothing new and keeps what it runs. With control-plane
 replicas on one etcd, REPLICA names the replica the node's streams are on
 (or were on last, when it is disconnected); when etcd does not answer, the
 replica asked lists its own nodes, says so on stderr, and the exit status

@@ -133,6 +133,15 @@ func (r *Registry) connect(n *sluicev1.Node, peer string, running uint64, unless
 	e.session = s
 	r.uncount(e)
 	defer r.count(e)
+	if otherProcess(e, n.GetInstance()) {
+		// A new process of the node (it restarted) has refused nothing;
+		// the refusal was its predecessor's. Kept, it would read as this
+		// process refusing a version it may never be sent (a halted or
+		// aborted rollout's), and have apply --wait report the node as
+		// refusing the version it is about to apply. A version the new
+		// process refuses, it NACKs itself.
+		clearNack(e)
+	}
 	e.labels = labels
 	e.build = n.GetBuildVersion()
 	e.instance = n.GetInstance()

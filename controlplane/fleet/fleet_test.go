@@ -158,6 +158,43 @@ func TestReconnectSupersedes(t *testing.T) {
 	}
 }
 
+// A node's refusal is its process's: the same process reconnecting keeps
+// it, a new process of the node (a restart) starts without one, so that
+// sluicectl nodes and apply --wait do not take it for a refusal of the
+// version the new process is sent (its group's, after a rollout halted on
+// the refusal).
+func TestNewProcessStartsWithoutNack(t *testing.T) {
+	r := NewRegistry()
+	proc := func(instance string) *sluicev1.Node { return &sluicev1.Node{Id: "n1", Instance: instance} }
+	s := r.Connect(proc("a"), "p", 6)
+	s.Sent(7)
+	s.Nacked(7, "listener taken: bind: address already in use")
+	s.Sent(6) // the rollout halted: back to the group's version
+	s.Acked(6)
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 7 || st.AckedVersion != 6 {
+		t.Fatalf("after the canary's refusal and the halt: nacked=%d acked=%d, want 7 6", st.NackedVersion, st.AckedVersion)
+	}
+	s.Disconnect()
+	s = r.Connect(proc("a"), "p", 6) // the same process, a new stream
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 7 || st.NackError == "" {
+		t.Errorf("the same process reconnected and its refusal was forgotten: %v", st)
+	}
+	s.Disconnect()
+	r.Connect(proc("b"), "p", 0) // the node restarted
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 0 || st.NackError != "" {
+		t.Errorf("a new process of the node shows its predecessor's refusal: nacked=%d err=%q", st.NackedVersion, st.NackError)
+	}
+
+	// A new process that replaces a live stream (a rolling restart) too.
+	s = r.Connect(proc("c"), "p", 6)
+	s.Sent(8)
+	s.Nacked(8, "bad")
+	r.Connect(proc("d"), "p", 0)
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 0 {
+		t.Errorf("the replacement shows the replaced process's refusal: %v", st)
+	}
+}
+
 func TestNodesSortedAndCopied(t *testing.T) {
 	r := NewRegistry()
 	for _, id := range []string{"c", "a", "b"} {
