@@ -107,3 +107,37 @@ func TestDiffJSON(t *testing.T) {
 		t.Errorf("diff -o yaml: exit %d, %q; want a usage error", code, stderr)
 	}
 }
+
+// TestBadGroupName: a group name that cannot be is refused with what a
+// valid one is, wherever a command takes one, not with a regular
+// expression, nor looked up and reported missing.
+func TestBadGroupName(t *testing.T) {
+	addr := startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	const rule = `"Bad Name!" is not a valid group name: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`
+	for _, tc := range []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"apply", "-f", quickstart, "--group", "Bad Name!"}, "group"},
+		{[]string{"apply", "-f", quickstart, "--group", "Bad Name!", "--selector", "role=edge"}, "group"},
+		{[]string{"diff", "-f", quickstart, "--group", "Bad Name!"}, "group"},
+		{[]string{"get", "--group", "Bad Name!"}, "group"},
+		{[]string{"set-weight", "web/web1", "3", "--group", "Bad Name!"}, "group"},
+		{[]string{"rollback", "1", "--group", "Bad Name!"}, "group"},
+		{[]string{"rollout", "status", "--group", "Bad Name!"}, "group"},
+		{[]string{"group", "set", "Bad Name!", "--selector", "role=edge"}, "name"},
+		{[]string{"group", "delete", "Bad Name!"}, "name"},
+	} {
+		cmd := tc.args[0]
+		if cmd == "group" || cmd == "rollout" {
+			cmd += " " + tc.args[1]
+		}
+		want := "sluicectl " + cmd + ": the control plane refused the request (1 fault):\n" + tc.field + ": " + rule + "\n"
+		if code, stdout, stderr := sluicectl(t, addr, tc.args...); code != 1 || stdout != "" || stderr != want {
+			t.Errorf("%q: status %d, stdout %q, stderr\n%s\nwant 1, nothing,\n%s", tc.args, code, stdout, stderr, want)
+		}
+	}
+}

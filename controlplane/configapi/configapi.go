@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/controlplane/groups"
@@ -808,6 +809,8 @@ func validateRequest(req *sluicev1.ApplyRequest) error {
 		DryRun:   req.GetDryRun(),
 		Author:   req.GetAuthor(),
 		Comment:  req.GetComment(),
+		Group:    req.GetGroup(), // a bad name is refused, not looked up
+		Selector: req.Selector,
 	}
 	return requestStatus(req, shallow.ValidateAll())
 }
@@ -828,7 +831,8 @@ func requestStatus(req proto.Message, err error) error {
 				Reason() string
 			}
 			if errors.As(e, &fe) {
-				faults = append(faults, snapshot.FieldError{Path: protoFieldName(req, fe.Field()), Message: fe.Reason()})
+				path := protoFieldName(req, fe.Field())
+				faults = append(faults, snapshot.FieldError{Path: path, Message: fieldReason(req, path, fe.Reason())})
 			}
 		}
 	}
@@ -836,6 +840,28 @@ func requestStatus(req proto.Message, err error) error {
 		return status.Errorf(codes.InvalidArgument, "configapi: %v", err)
 	}
 	return badRequest(faults)
+}
+
+// fieldReason is what a user is told about field path of req, which PGV
+// refused for reason: for a group name, what a valid one is, where PGV
+// would quote its regular expression.
+func fieldReason(req proto.Message, path, reason string) string {
+	isGroup := path == "group"
+	switch req.(type) {
+	case *sluicev1.SetGroupRequest, *sluicev1.DeleteGroupRequest:
+		isGroup = path == "name"
+	}
+	if !isGroup {
+		return reason
+	}
+	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
+	if fd == nil || fd.Kind() != protoreflect.StringKind {
+		return reason
+	}
+	if err := groups.CheckName(req.ProtoReflect().Get(fd).String()); err != nil {
+		return err.Error()
+	}
+	return reason
 }
 
 // badRequest is the INVALID_ARGUMENT for faults in a request's own fields

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 func wantCode(t *testing.T, what string, err error, code codes.Code, text string) {
@@ -316,5 +317,55 @@ func TestGroupsBeforeTheFirstApply(t *testing.T) {
 	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil)
 	if g := groupList(t, s)["default"]; g.GetVersion() != 0 || g.GetNodes() != 1 || g.GetApplied() != 0 {
 		t.Errorf("default before the first apply: %v; want version 0, 1 node, 0 applied", g)
+	}
+}
+
+// TestBadGroupNameSaysWhatANameIs: every call that takes a group name
+// refuses one that cannot be, naming the field and saying what a valid name
+// is, rather than quoting a regular expression or looking the name up.
+func TestBadGroupNameSaysWhatANameIs(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	const bad = "Bad Name!"
+	const rule = `"Bad Name!" is not a valid group name: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`
+	for _, tc := range []struct {
+		call  string
+		field string
+		err   error
+	}{
+		{"Apply", "group", func() error {
+			_, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 2), Group: bad})
+			return err
+		}()},
+		{"Apply with a selector", "group", func() error {
+			_, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 2), Group: bad, Selector: proto.String("role=edge")})
+			return err
+		}()},
+		{"UpdateEndpoint", "group", func() error {
+			_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Group: bad, Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9)})
+			return err
+		}()},
+		{"Rollback", "group", func() error { _, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 1, Group: bad}); return err }()},
+		{"Get", "group", func() error { _, err := s.Get(ctx, &sluicev1.GetRequest{Group: bad}); return err }()},
+		{"SetGroup", "name", func() error {
+			_, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: bad, Selector: "role=edge"})
+			return err
+		}()},
+		{"DeleteGroup", "name", func() error { _, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: bad}); return err }()},
+		{"GetRollout", "group", func() error { _, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{Group: bad}); return err }()},
+		{"ResumeRollout", "group", func() error { _, err := s.ResumeRollout(ctx, &sluicev1.RolloutRequest{Group: bad}); return err }()},
+		{"AbortRollout", "group", func() error { _, err := s.AbortRollout(ctx, &sluicev1.RolloutRequest{Group: bad}); return err }()},
+	} {
+		if want := "invalid request: " + tc.field + ": " + rule; status.Code(tc.err) != codes.InvalidArgument || status.Convert(tc.err).Message() != want {
+			t.Errorf("%s: %v; want InvalidArgument %q", tc.call, tc.err, want)
+			continue
+		}
+		faults, ok := snapshot.FromStatus(tc.err)
+		if !ok || len(faults) != 1 || faults[0].Path != tc.field || faults[0].Message != rule {
+			t.Errorf("%s: faults %v; want one, %s: %s", tc.call, faults, tc.field, rule)
+		}
 	}
 }

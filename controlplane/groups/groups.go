@@ -17,6 +17,14 @@ const Default = "default"
 // namePattern is what a group name may be (the API's rule).
 var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// CheckName refuses what is not a group name, saying what one is.
+func CheckName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%q is not a valid group name: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters", name)
+	}
+	return nil
+}
+
 // Set is the node groups of one configuration, ready to place nodes. It is
 // immutable and safe for concurrent use.
 type Set struct {
@@ -35,8 +43,8 @@ func Compile(cfg *sluicev1.FleetConfig) (*Set, error) {
 	s := &Set{}
 	seen := map[string]bool{}
 	for _, g := range cfg.GetGroups() {
-		if !namePattern.MatchString(g.GetName()) {
-			return nil, fmt.Errorf("group %q: a group name is lower-case letters, digits and '-', at most 63", g.GetName())
+		if err := CheckName(g.GetName()); err != nil {
+			return nil, err
 		}
 		if seen[g.GetName()] {
 			return nil, fmt.Errorf("group %q is defined twice", g.GetName())

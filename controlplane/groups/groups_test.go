@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -123,11 +124,26 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{fleet([2]string{"a", ""}, [2]string{"b", ""}), `groups "a" and "b" both have an empty selector`},
 		{fleet([2]string{"a", "x=1"}, [2]string{"a", "x=2"}), `group "a" is defined twice`},
-		{fleet([2]string{"Edge", "x=1"}), `group "Edge": a group name is lower-case`},
+		{fleet([2]string{"Edge", "x=1"}), `"Edge" is not a valid group name: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`},
 		{fleet([2]string{"a", "x in"}), `group "a": selector "x in"`},
 	} {
 		if _, err := Compile(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Compile = %v; want an error containing %q", err, tc.want)
+		}
+	}
+}
+
+// TestCheckName: the rule it states is the API's pattern, at its edges.
+func TestCheckName(t *testing.T) {
+	for _, ok := range []string{"a", "0", "edge-1", "a--b", strings.Repeat("a", 63)} {
+		if err := CheckName(ok); err != nil {
+			t.Errorf("CheckName(%q) = %v; want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-a", "a-", "Edge", "a.b", "a_b", "Bad Name!", strings.Repeat("a", 64)} {
+		want := fmt.Sprintf("%q is not a valid group name: use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters", bad)
+		if err := CheckName(bad); err == nil || err.Error() != want {
+			t.Errorf("CheckName(%q) = %v; want %s", bad, err, want)
 		}
 	}
 }
