@@ -217,7 +217,7 @@ func TestSubcommandErrors(t *testing.T) {
 		{[]string{"mint-token", "--token-key", openKey}, 1,
 			"sluice-cp mint-token: token key " + openKey + " is mode 0644: it must be readable by its owner only (chmod 600 " + openKey + ")\n"},
 		{[]string{"mint-token", "--token-key", writeTemp(t, "token.key", strings.Repeat("ab", 32)+"\n", 0o600), "--name", "bad name!"}, 2,
-			"sluice-cp mint-token: \"bad name!\" is not a token name (letters, digits and ._@-, at most 64; not \"anonymous\")\n"},
+			"sluice-cp mint-token: \"bad name!\" is not a valid token name: use letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 64 characters, and not \"anonymous\"\n"},
 	} {
 		var stdout, stderr strings.Builder
 		code, _ := subcommand(tc.args, &stdout, &stderr)

@@ -176,6 +176,10 @@ plane takes the node's id from it.`)
 	if *node == "" {
 		return c.usageError(fs, "--node is required")
 	}
+	if err := pki.CheckNodeID(*node); err != nil {
+		// Before a key is made for it; the control plane would refuse it.
+		return c.usageError(fs, "--node %v", err)
+	}
 	if *valid <= 0 {
 		return c.usageError(fs, "--valid must be positive")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -31,5 +32,22 @@ func TestTLSFlagErrors(t *testing.T) {
 		if code != 2 || stdout != "" || stderr != tc.stderr {
 			t.Errorf("%q: status %d, stdout %q, stderr %q; want 2, nothing, %q", tc.flags, code, stdout, stderr, tc.stderr)
 		}
+	}
+}
+
+// TestCertIssueBadNode: a node id that cannot be is refused before a key is
+// made or the control plane asked, saying what a node id is.
+func TestCertIssueBadNode(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "certs")
+	code, stdout, stderr := sluicectl(t, "127.0.0.1:1", "cert", "issue", "--node", "bad id!", "--out", out)
+	want := `sluicectl cert issue: --node "bad id!" is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters
+Usage: sluicectl cert issue --node ID [--out DIR] [--valid D]
+Run 'sluicectl cert issue --help' for more.
+`
+	if code != 2 || stdout != "" || stderr != want {
+		t.Errorf("cert issue --node 'bad id!': status %d, stdout %q, stderr %q; want 2, nothing,\n%s", code, stdout, stderr, want)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("--out %s: %v; want nothing written", out, err)
 	}
 }

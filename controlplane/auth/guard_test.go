@@ -490,5 +490,13 @@ func TestIssueCertAndCreateToken(t *testing.T) {
 	_, err = authsvc.IssueCert(ctx(t), &sluicev1.IssueCertRequest{NodeId: "edge-9", CsrPem: "garbage", Valid: durationpb.New(time.Hour)})
 	wantStatus(t, "a CSR that is not PEM", err, codes.InvalidArgument, "not a PEM CERTIFICATE REQUEST")
 	_, err = authsvc.IssueCert(ctx(t), &sluicev1.IssueCertRequest{NodeId: "bad id", CsrPem: string(csr), Valid: durationpb.New(time.Hour)})
-	wantStatus(t, "a bad node id", err, codes.InvalidArgument, "IssueCertRequest.NodeId")
+	wantStatus(t, "a bad node id", err, codes.InvalidArgument, `"bad id" is not a valid node id: use letters, digits, '.', '_', ':' and '-', starting with a letter or digit, at most 128 characters`)
+	if strings.Contains(status.Convert(err).Message(), "regex") {
+		t.Errorf("a bad node id: %v; want no regular expression", err)
+	}
+	_, err = authsvc.CreateToken(ctx(t), &sluicev1.CreateTokenRequest{Name: "bad name!", Role: sluicev1.Role_ROLE_VIEWER, Ttl: durationpb.New(time.Hour)})
+	wantStatus(t, "a bad token name", err, codes.InvalidArgument, `"bad name!" is not a valid token name: use letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 64 characters, and not "anonymous"`)
+	if strings.Contains(status.Convert(err).Message(), "regex") {
+		t.Errorf("a bad token name: %v; want no regular expression", err)
+	}
 }

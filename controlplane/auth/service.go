@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sluice-lb/sluice/internal/pki"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -42,6 +43,10 @@ func (s *Service) WhoAmI(ctx context.Context, _ *sluicev1.WhoAmIRequest) (*sluic
 
 // CreateToken implements sluicev1.AuthServiceServer.
 func (s *Service) CreateToken(ctx context.Context, req *sluicev1.CreateTokenRequest) (*sluicev1.CreateTokenResponse, error) {
+	// The name first: PGV would quote its regular expression.
+	if err := checkName(req.GetName()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	}
@@ -59,6 +64,10 @@ func (s *Service) CreateToken(ctx context.Context, req *sluicev1.CreateTokenRequ
 
 // IssueCert implements sluicev1.AuthServiceServer.
 func (s *Service) IssueCert(ctx context.Context, req *sluicev1.IssueCertRequest) (*sluicev1.IssueCertResponse, error) {
+	// The node id first: PGV would quote its regular expression.
+	if err := pki.CheckNodeID(req.GetNodeId()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	}

@@ -132,10 +132,18 @@ func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
 	return k, true, err
 }
 
+// checkName refuses what is not a token name, saying what one is.
+func checkName(name string) error {
+	if !namePattern.MatchString(name) || name == "anonymous" {
+		return fmt.Errorf("%q is not a valid token name: use letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 64 characters, and not \"anonymous\"", name)
+	}
+	return nil
+}
+
 // Mint makes a token for name with role, accepted from now for ttl.
 func (k *Key) Mint(name string, role sluicev1.Role, now time.Time, ttl time.Duration) (string, Claims, error) {
-	if !namePattern.MatchString(name) || name == "anonymous" {
-		return "", Claims{}, fmt.Errorf("%q is not a token name (letters, digits and ._@-, at most 64; not \"anonymous\")", name)
+	if err := checkName(name); err != nil {
+		return "", Claims{}, err
 	}
 	rs := RoleName(role)
 	if ParseRole(rs) == sluicev1.Role_ROLE_UNSPECIFIED {
