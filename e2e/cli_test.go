@@ -570,6 +570,7 @@ func TestNodeRefusesBadArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	missing := filepath.Join(t.TempDir(), "ca.crt")
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -582,6 +583,7 @@ func TestNodeRefusesBadArguments(t *testing.T) {
 		{[]string{"--node-id", "x", "--drain-grace", "30"}, "sluice-dp: invalid value \"30\" for flag -drain-grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'sluice-dp --help' for its flags."},
 		{[]string{"--node-id", "x", "--admin", "", "--drain-grace", "-1s"}, "sluice-dp: --drain-grace: -1s is negative; 0 closes every connection at once"},
 		{[]string{"--node-id", "x", "--admin", "", "--max-connections", "-5"}, "sluice-dp: --max-connections: -5 is negative; 0 derives it from the open-file limit"},
+		{[]string{"--node-id", "x", "--admin", "", "--ca", missing}, "sluice-dp: --ca/--cert/--key: CA certificate: open " + missing + ": no such file or directory"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "sluice-dp"), tt.args...).CombinedOutput()

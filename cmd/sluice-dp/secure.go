@@ -22,13 +22,13 @@ func nodeTLS(caFile, certFile, keyFile string) (cfg *tls.Config, cert *x509.Cert
 		return nil, nil, "", nil
 	}
 	if cfg, err = pki.ClientTLS(caFile, certFile, keyFile); err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", fmt.Errorf("--ca/--cert/--key: %w", err)
 	}
 	if certFile == "" {
 		return cfg, nil, "", nil
 	}
 	if cert, _, err = pki.LoadCert(certFile); err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", fmt.Errorf("--cert: %w", err)
 	}
 	if certID, err = pki.NodeID(cert); err != nil {
 		return nil, nil, "", fmt.Errorf("--cert %s: %w", certFile, err)
