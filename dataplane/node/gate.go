@@ -15,7 +15,7 @@ import (
 // node's.
 type connGate struct {
 	mu   sync.Mutex
-	open int // slots taken: open connections, and the accepts under way
+	open int // slots taken: open connections, and a listener's accept under way
 	max  int // 0: no cap
 	// free is closed, and cleared, when a slot frees or the cap changes;
 	// nil while nothing waits.
@@ -82,12 +82,11 @@ func (g *connGate) setMax(n int) {
 	g.mu.Unlock()
 }
 
-// limits reads the slots taken, the cap and how often an accept loop found
-// it reached.
-func (g *connGate) limits() (open, max int, full uint64) {
+// limits reads the cap and how often an accept loop found it reached.
+func (g *connGate) limits() (max int, full uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.open, g.max, g.full
+	return g.max, g.full
 }
 
 func (g *connGate) wakeLocked() {

@@ -298,7 +298,7 @@ func (g *generation) retire() {
 }
 
 // stopAccepting closes the socket and waits for the accept loop to end,
-// also when it waits for a slot of the gate.
+// also when it waits for a slot of the listener's gate or the node's.
 func (l *listener) stopAccepting() {
 	l.quitOnce.Do(func() { close(l.quit) })
 	l.ln.Close()

@@ -28,7 +28,7 @@ func (n *Node) Listeners() []ListenerStatus {
 	out := make([]ListenerStatus, 0, len(n.listeners))
 	for _, l := range n.listeners {
 		s := ListenerStatus{Name: l.name, Address: l.address}
-		_, s.MaxConns, s.Full = l.gate.limits()
+		s.MaxConns, s.Full = l.gate.limits()
 		if g := l.gen.Load(); g != nil {
 			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
 			s.Conns = g.conns.Len()
@@ -54,7 +54,7 @@ type ConnsStatus struct {
 func (n *Node) Connections() ConnsStatus {
 	var s ConnsStatus
 	if n.gate != nil {
-		_, s.Max, s.Full = n.gate.limits()
+		s.Max, s.Full = n.gate.limits()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
