@@ -120,13 +120,19 @@ var (
 	tagRE  = regexp.MustCompile(`<[^>]*>`)
 )
 
+// text is what a browser shows of the HTML h: no tags, one space between
+// words.
+func text(h string) string {
+	return strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(h, " "))), " ")
+}
+
 // row returns the text of the cells of the table row of page whose first
 // cell reads first, as a person sees them.
 func row(page, first string) []string {
 	for _, r := range rowRE.FindAllStringSubmatch(page, -1) {
 		var cells []string
 		for _, c := range cellRE.FindAllStringSubmatch(r[1], -1) {
-			cells = append(cells, strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(c[1], " "))), " "))
+			cells = append(cells, text(c[1]))
 		}
 		if len(cells) > 0 && cells[0] == first {
 			return cells
@@ -321,22 +327,7 @@ listeners:
 		t.Errorf("listener row before any connection = %q, want 0 of 1", got)
 	}
 
-	// One keep-alive connection takes the only slot; the next waits.
-	if got := sendRequests(t, listen, 1); got["a"] != 1 {
-		t.Fatalf("answers %v, want one from a", got)
-	}
-	c, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	deadline := time.Now().Add(testTimeout)
-	for n.Listeners()[0].Full == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the listener never found itself full")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	fillTheOnlySlot(t, listen, "the listener", func() uint64 { return n.Listeners()[0].Full })
 	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "1 of 1 (full 1×)" {
 		t.Errorf("listener row when full = %q, want 1 of 1 (full 1×)", got)
 	}
@@ -346,6 +337,29 @@ listeners:
 	}
 	if v := m.Value("sluice_listener_full_total", "public"); v != 1 {
 		t.Errorf("sluice_listener_full_total = %v, want 1", v)
+	}
+}
+
+// fillTheOnlySlot takes the only connection slot of what (the listener or
+// the node) with a keep-alive connection to listen, answered by endpoint
+// a, and opens a second that waits, until full says the slot was found
+// taken. Both stay open until the test ends.
+func fillTheOnlySlot(t *testing.T, listen, what string, full func() uint64) {
+	t.Helper()
+	if got := sendRequests(t, listen, 1); got["a"] != 1 {
+		t.Fatalf("answers %v, want one from a", got)
+	}
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(testTimeout)
+	for full() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never found itself full", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -370,26 +384,12 @@ listeners:
 		if m == nil {
 			t.Fatal("no Listeners heading on the page")
 		}
-		return strings.Join(strings.Fields(html.UnescapeString(tagRE.ReplaceAllString(m[1], " "))), " ")
+		return text(m[1])
 	}
 	if got := head(); got != "0 of 1 connections" {
 		t.Errorf("heading before any connection = %q, want 0 of 1 connections", got)
 	}
-	if got := sendRequests(t, listen, 1); got["a"] != 1 {
-		t.Fatalf("answers %v, want one from a", got)
-	}
-	c, err := net.Dial("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	deadline := time.Now().Add(testTimeout)
-	for n.Connections().Full == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the node never found itself full")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	fillTheOnlySlot(t, listen, "the node", func() uint64 { return n.Connections().Full })
 	if got := head(); got != "1 of 1 connections (node full 1×)" {
 		t.Errorf("heading when full = %q, want 1 of 1 connections (node full 1×)", got)
 	}
