@@ -122,7 +122,7 @@ func run(args []string) int {
 		log.Error("--etcd names no endpoint", "etcd", *etcd)
 		return 2
 	}
-	if len(endpoints) > 0 && given(fs, "data") {
+	if len(endpoints) > 0 && cliflag.Given(fs, "data") {
 		// With --etcd the configuration lives in etcd: a --data directory
 		// would be neither read nor written, and its user would wonder
 		// where their versions went.
@@ -190,14 +190,6 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
-}
-
-// given reports whether the flag name was set on the command line, even
-// to its default value.
-func given(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 // checkEtcdEndpoint refuses an --etcd endpoint that is not an etcd client

@@ -116,8 +116,7 @@ func main() {
 		return
 	}
 	version = cliflag.BuildVersion(version) // for the log and the control plane
-	nodeSet := false
-	fs.Visit(func(f *flag.Flag) { nodeSet = nodeSet || f.Name == "node-id" })
+	nodeSet := cliflag.Given(fs, "node-id")
 	if !nodeSet {
 		*nodeID, _ = os.Hostname()
 	}

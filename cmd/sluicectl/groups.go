@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -80,9 +80,7 @@ refused, naming the node.`)
 	defer cancel()
 	switch pos[0] {
 	case "set":
-		selSet := false
-		fs.Visit(func(f *flag.Flag) { selSet = selSet || f.Name == "selector" })
-		if !selSet {
+		if !cliflag.Given(fs, "selector") {
 			return c.usageError(fs, "group set needs --selector (\"\" for the group of all other nodes)")
 		}
 		resp, err = client.SetGroup(callCtx, &sluicev1.SetGroupRequest{Name: pos[1], Selector: *sel, DryRun: *dry, Comment: *comment, Author: author()})

@@ -78,6 +78,14 @@ func Fail(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) {
 	fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for its flags.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
 }
 
+// Given reports whether the flag name was set on the command line, even
+// to its default value.
+func Given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // Version is what --version prints: the program, its version (see
 // BuildVersion), and the Go toolchain and platform.
 func Version(program, version string) string {
