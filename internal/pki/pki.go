@@ -86,12 +86,13 @@ func NodeID(cert *x509.Certificate) (string, error) {
 		}
 		found, id = true, strings.TrimPrefix(u.Path, "/")
 	}
-	switch {
-	case !found:
+	if !found {
 		return "", ErrNotNode
-	case !nodeID.MatchString(id):
-		return "", fmt.Errorf("node certificate: %w", CheckNodeID(id))
-	case cert.Subject.CommonName != id:
+	}
+	if err := CheckNodeID(id); err != nil {
+		return "", fmt.Errorf("node certificate: %w", err)
+	}
+	if cert.Subject.CommonName != id {
 		return "", fmt.Errorf("node certificate: common name %q differs from its URI SAN's node %q", cert.Subject.CommonName, id)
 	}
 	return id, nil
