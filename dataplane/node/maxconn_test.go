@@ -55,6 +55,16 @@ func (c *keptConn) waiting(t *testing.T, what string) {
 	}
 }
 
+// cappedHTTP is a snapshot of HTTP listener public (address, then
+// max_connections) in front of endpoint a (address, first).
+const cappedHTTP = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: %d }
+`
+
 // TestMaxConnectionsHTTP: at max_connections the listener accepts no more;
 // a connection beyond it is served once one closes, or once an apply
 // raises the cap. Lowering the cap closes nothing.
@@ -62,14 +72,7 @@ func TestMaxConnectionsHTTP(t *testing.T) {
 	n := newNode(t)
 	a := backend(t, "a")
 	addr := freeAddr(t)
-	const tmpl = `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: %d }
-`
-	if err := n.Apply("1", parse(t, tmpl, a, addr, 2)); err != nil {
+	if err := n.Apply("1", parse(t, cappedHTTP, a, addr, 2)); err != nil {
 		t.Fatal(err)
 	}
 	c1, c2 := getOn(t, addr), getOn(t, addr)
@@ -86,13 +89,13 @@ listeners:
 
 	c4 := getOn(t, addr)
 	c4.waiting(t, "fourth connection, two open")
-	if err := n.Apply("2", parse(t, tmpl, a, addr, 3)); err != nil {
+	if err := n.Apply("2", parse(t, cappedHTTP, a, addr, 3)); err != nil {
 		t.Fatal(err)
 	}
 	c4.answered(t, "fourth connection, after the cap was raised to 3")
 
 	// Down to 1 with three open: they stay and are served; a new one waits.
-	if err := n.Apply("3", parse(t, tmpl, a, addr, 1)); err != nil {
+	if err := n.Apply("3", parse(t, cappedHTTP, a, addr, 1)); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*keptConn{c2, c3, c4} {
@@ -107,7 +110,7 @@ listeners:
 	c4.Close()
 	c5.answered(t, "a new connection, after every older one closed")
 
-	if err := n.Apply("4", parse(t, tmpl, a, addr, 0)); err != nil {
+	if err := n.Apply("4", parse(t, cappedHTTP, a, addr, 0)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -174,13 +177,7 @@ func TestCloseWhileFull(t *testing.T) {
 		n := newNode(t)
 		a := backend(t, "a")
 		addr := freeAddr(t)
-		if err := n.Apply("1", parse(t, `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: 1 }
-`, a, addr)); err != nil {
+		if err := n.Apply("1", parse(t, cappedHTTP, a, addr, 1)); err != nil {
 			t.Fatal(err)
 		}
 		c1 := getOn(t, addr)
