@@ -140,6 +140,21 @@ listeners:
 	}
 }
 
+// nodesRow is node id's ID, STATE, APPLIED, SENT and LAST-NACK as
+// sluicectl nodes of the control plane at addr shows them (a lone control
+// plane's table: ID LABELS GROUP STATE APPLIED SENT LAST-NACK), or nil and
+// the command's output when it shows no such row.
+func nodesRow(t *testing.T, addr, id string) (row []string, out string) {
+	t.Helper()
+	out, _, _ = ctl(t, addr, "nodes")
+	for _, r := range tableRows(out) {
+		if len(r) == 7 && r[0] == id {
+			return []string{r[0], r[3], r[4], r[5], r[6]}, out
+		}
+	}
+	return nil, out
+}
+
 // tableRows splits sluicectl's table output into cells (columns are two or
 // more spaces apart).
 func tableRows(out string) [][]string {

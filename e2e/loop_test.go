@@ -328,11 +328,8 @@ func TestControlPlaneRestart(t *testing.T) {
 	want := []string{"node-1", "connected", fmt.Sprint(v2), fmt.Sprint(v2), "-"}
 	var got []string
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		out, _, _ := ctl(t, c2.addr, "nodes")
-		if rows := tableRows(out); len(rows) == 2 && len(rows[1]) == 7 {
-			r := rows[1] // ID LABELS GROUP STATE APPLIED SENT LAST-NACK
-			got = []string{r[0], r[3], r[4], r[5], r[6]}
-		} else {
+		r, out := nodesRow(t, c2.addr, "node-1")
+		if got = r; r == nil {
 			got = []string{out}
 		}
 		if slices.Equal(got, want) || time.Now().After(end) {

@@ -218,17 +218,12 @@ listeners:
 		t.Fatalf("rollout abort: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
-	// row is the node's ID, STATE, APPLIED, SENT and LAST-NACK in
-	// sluicectl nodes.
 	row := func(id string) []string {
-		out, _, _ := ctl(t, c.addr, "nodes")
-		for _, r := range tableRows(out) {
-			if len(r) == 7 && r[0] == id { // ID LABELS GROUP STATE APPLIED SENT LAST-NACK
-				return []string{r[0], r[3], r[4], r[5], r[6]}
-			}
+		r, out := nodesRow(t, c.addr, id)
+		if r == nil {
+			t.Fatalf("sluicectl nodes has no row of 7 columns for %s:\n%s", id, out)
 		}
-		t.Fatalf("sluicectl nodes has no row of 7 columns for %s:\n%s", id, out)
-		return nil
+		return r
 	}
 	if r := row("a-canary"); r[1] != "connected" || r[2] != "1" || r[3] != "1" || !strings.HasPrefix(r[4], "v2: "+refusal) {
 		t.Errorf("nodes after the abort: ID, STATE, APPLIED, SENT, LAST-NACK = %q; want the canary back on 1, its refusal of 2 shown", r)
