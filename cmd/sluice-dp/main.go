@@ -49,9 +49,10 @@ take it back.
 
 --max-connections caps the client connections the node holds at once over
 all its listeners, as HAProxy's global maxconn does, beside each listener's
-max_connections: at the cap every listener stops accepting, new
-connections wait in the kernel's accept queue, and the node logs a warning
-at most once a minute. By default the cap comes from the open-file limit
+max_connections: at the cap every listener stops accepting (each holds
+at most one more connection, accepted but unread), new connections wait in
+the kernel's accept queue, and the node logs a warning at most once a
+minute. By default the cap comes from the open-file limit
 (ulimit -n), half of it less 100, so that every connection can also reach
 its endpoint; the start log names it.
 
