@@ -206,6 +206,8 @@ func TestSubcommandErrors(t *testing.T) {
 	}
 	notDir := writeTemp(t, "file", "", 0o600)
 	openKey := writeTemp(t, "open.key", strings.Repeat("ab", 32)+"\n", 0o644)
+	noHostsDir := filepath.Join(t.TempDir(), "nohosts")
+	newKey := filepath.Join(t.TempDir(), "new.key")
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -218,11 +220,23 @@ func TestSubcommandErrors(t *testing.T) {
 			"sluice-cp mint-token: token key " + openKey + " is mode 0644: it must be readable by its owner only (chmod 600 " + openKey + ")\n"},
 		{[]string{"mint-token", "--token-key", writeTemp(t, "token.key", strings.Repeat("ab", 32)+"\n", 0o600), "--name", "bad name!"}, 2,
 			"sluice-cp mint-token: \"bad name!\" is not a valid token name: use letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 64 characters, and not \"anonymous\"\n"},
+		{[]string{"mint-token", "--token-key", newKey, "--name", "Bad Name!"}, 2,
+			"sluice-cp mint-token: \"Bad Name!\" is not a valid token name: use letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 64 characters, and not \"anonymous\"\n"},
+		{[]string{"mint-token", "--token-key", newKey, "--ttl", "500ms"}, 2,
+			"sluice-cp mint-token: a token's ttl must be at least 1s, not 500ms\n"},
+		{[]string{"init-ca", "--dir", noHostsDir, "--hosts", " , "}, 2,
+			"sluice-cp init-ca: --hosts names no host: give the names and addresses that nodes and sluicectl dial (--cp)\n"},
 	} {
 		var stdout, stderr strings.Builder
 		code, _ := subcommand(tc.args, &stdout, &stderr)
 		if got := stderr.String(); code != tc.code || got != tc.stderr {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", tc.args, code, stderr.String(), tc.code, tc.stderr)
+		}
+	}
+	// What was refused left nothing behind.
+	for _, p := range []string{newKey, noHostsDir} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after refused commands: %v; want it not to exist", p, err)
 		}
 	}
 }

@@ -138,6 +138,11 @@ func initCA(args []string, stdout, stderr io.Writer) int {
 			hs = append(hs, h)
 		}
 	}
+	if len(hs) == 0 {
+		// A server certificate for no name is one no node can verify.
+		fmt.Fprintln(stderr, "sluice-cp init-ca: --hosts names no host: give the names and addresses that nodes and sluicectl dial (--cp)")
+		return 2
+	}
 	if *valid <= 0 {
 		fmt.Fprintln(stderr, "sluice-cp init-ca: --valid must be positive")
 		return 2
@@ -179,6 +184,11 @@ func mintToken(args []string, stdout, stderr io.Writer) int {
 	r := auth.ParseRole(*role)
 	if r == 0 {
 		fmt.Fprintf(stderr, "sluice-cp mint-token: --role %q: want viewer, operator or admin\n", *role)
+		return 2
+	}
+	// Refuse the token before a new key file is left behind for it.
+	if err := auth.CheckMint(*name, r, *ttl); err != nil {
+		fmt.Fprintf(stderr, "sluice-cp mint-token: %v\n", err)
 		return 2
 	}
 	k, created, err := auth.LoadOrCreateKey(*keyFile)

@@ -140,20 +140,29 @@ func checkName(name string) error {
 	return nil
 }
 
-// Mint makes a token for name with role, accepted from now for ttl.
-func (k *Key) Mint(name string, role sluicev1.Role, now time.Time, ttl time.Duration) (string, Claims, error) {
+// CheckMint says why Mint would refuse name, role and ttl, or nil: for a
+// caller that has work to do before it can mint (mint-token makes the key).
+func CheckMint(name string, role sluicev1.Role, ttl time.Duration) error {
 	if err := checkName(name); err != nil {
-		return "", Claims{}, err
+		return err
 	}
-	rs := RoleName(role)
-	if ParseRole(rs) == sluicev1.Role_ROLE_UNSPECIFIED {
-		return "", Claims{}, fmt.Errorf("no such role %v", role)
+	if ParseRole(RoleName(role)) == sluicev1.Role_ROLE_UNSPECIFIED {
+		return fmt.Errorf("no such role %v", role)
 	}
 	if ttl < time.Second {
 		// Claims count whole seconds: a shorter ttl could expire as it is
 		// issued, which Verify takes for a malformed token.
-		return "", Claims{}, fmt.Errorf("a token's ttl must be at least 1s, not %v", ttl)
+		return fmt.Errorf("a token's ttl must be at least 1s, not %v", ttl)
 	}
+	return nil
+}
+
+// Mint makes a token for name with role, accepted from now for ttl.
+func (k *Key) Mint(name string, role sluicev1.Role, now time.Time, ttl time.Duration) (string, Claims, error) {
+	if err := CheckMint(name, role, ttl); err != nil {
+		return "", Claims{}, err
+	}
+	rs := RoleName(role)
 	var id [6]byte
 	rand.Read(id[:])
 	c := Claims{Name: name, Role: rs, Issued: now.Unix(), Expires: now.Add(ttl).Unix(), ID: hex.EncodeToString(id[:])}
