@@ -125,6 +125,7 @@ func TestBadGroupName(t *testing.T) {
 		{[]string{"apply", "-f", quickstart, "--group", "Bad Name!", "--selector", "role=edge"}, "group"},
 		{[]string{"diff", "-f", quickstart, "--group", "Bad Name!"}, "group"},
 		{[]string{"get", "--group", "Bad Name!"}, "group"},
+		{[]string{"history", "--group", "Bad Name!"}, "group"},
 		{[]string{"set-weight", "web/web1", "3", "--group", "Bad Name!"}, "group"},
 		{[]string{"rollback", "1", "--group", "Bad Name!"}, "group"},
 		{[]string{"rollout", "status", "--group", "Bad Name!"}, "group"},

@@ -967,6 +967,9 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 // History implements sluicev1.ConfigServiceServer. Current is the newest
 // version, or with a group, the version that group's nodes run.
 func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sluicev1.HistoryResponse, error) {
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
 	limit := int(req.GetLimit())
 	if req.GetGroup() != "" {
 		limit = 0 // filtered below

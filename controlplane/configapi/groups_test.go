@@ -350,6 +350,7 @@ func TestBadGroupNameSaysWhatANameIs(t *testing.T) {
 		}()},
 		{"Rollback", "group", func() error { _, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 1, Group: bad}); return err }()},
 		{"Get", "group", func() error { _, err := s.Get(ctx, &sluicev1.GetRequest{Group: bad}); return err }()},
+		{"History", "group", func() error { _, err := s.History(ctx, &sluicev1.HistoryRequest{Group: bad}); return err }()},
 		{"SetGroup", "name", func() error {
 			_, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: bad, Selector: "role=edge"})
 			return err

@@ -2534,10 +2534,10 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\x12\x18\n" +
 	"\achanges\x18\x05 \x03(\tR\achanges\x12\x14\n" +
-	"\x05group\x18\x06 \x01(\tR\x05group\"<\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\"l\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x14\n" +
-	"\x05group\x18\x02 \x01(\tR\x05group\"_\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12D\n" +
+	"\x05group\x18\x02 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"_\n" +
 	"\x0fHistoryResponse\x122\n" +
 	"\bversions\x18\x01 \x03(\v2\x16.sluice.v1.VersionInfoR\bversions\x12\x18\n" +
 	"\acurrent\x18\x02 \x01(\x04R\acurrent\"\x12\n" +

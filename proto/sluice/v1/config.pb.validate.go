@@ -1635,7 +1635,16 @@ func (m *HistoryRequest) validate(all bool) error {
 
 	// no validation rules for Limit
 
-	// no validation rules for Group
+	if !_HistoryRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := HistoryRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
 
 	if len(errors) > 0 {
 		return HistoryRequestMultiError(errors)
@@ -1714,6 +1723,8 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = HistoryRequestValidationError{}
+
+var _HistoryRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
 
 // Validate checks the field values on HistoryResponse with the rules defined
 // in the proto definition for this message. If any rules are violated, the
