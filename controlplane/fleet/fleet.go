@@ -51,6 +51,7 @@ type entry struct {
 	acked, sent    uint64
 	nacked         uint64
 	nackError      string
+	nackGroup      string // the group the node was in when it nacked
 	nackDraining   bool   // nacked came while draining: see forgetDrainingNack
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
@@ -246,9 +247,18 @@ func (s *Session) Acked(v uint64) {
 }
 
 // Placed records the node group the node's labels put it in, or, when
-// group is empty, why none does.
+// group is empty, why none does. A node that moved from one group to
+// another forgets its refusal: it was of the old group's version, and says
+// nothing of the new group's, whose versions may be numbered below it
+// (one it would then show as refusing until it applied a later one, and
+// apply --wait of the new group would count as refused).
 func (s *Session) Placed(group, problem string) {
-	s.update(func(e *entry) { e.group, e.groupProblem = group, problem })
+	s.update(func(e *entry) {
+		if group != "" && group != e.nackGroup {
+			clearNack(e)
+		}
+		e.group, e.groupProblem = group, problem
+	})
 }
 
 // Nacked records that the node refused version v, saying why.
@@ -256,6 +266,7 @@ func (s *Session) Nacked(v uint64, detail string) {
 	s.update(func(e *entry) {
 		e.nacked = v
 		e.nackError = detail
+		e.nackGroup = e.group
 		e.nackDraining = e.draining
 	})
 }
@@ -322,7 +333,7 @@ func clearNackIfApplied(e *entry) {
 }
 
 // clearNack forgets the node's last refusal.
-func clearNack(e *entry) { e.nacked, e.nackError, e.nackDraining = 0, "", false }
+func clearNack(e *entry) { e.nacked, e.nackError, e.nackGroup, e.nackDraining = 0, "", "", false }
 
 // forgetDrainingNack drops a refusal made while the node drained ("node is
 // shutting down"), when its stream ends or a new one starts: it said

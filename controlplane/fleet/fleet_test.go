@@ -195,6 +195,28 @@ func TestNewProcessStartsWithoutNack(t *testing.T) {
 	}
 }
 
+// A refusal is of a version of the node's group: a node that moves to
+// another group, whose versions may be numbered below it, forgets it.
+func TestMovedNodeForgetsOldGroupsNack(t *testing.T) {
+	r := NewRegistry()
+	s := r.Connect(&sluicev1.Node{Id: "n1", Instance: "a"}, "p", 10)
+	s.Placed("edge", "")
+	s.Sent(11)
+	s.Nacked(11, "listener taken: bind: address already in use")
+	s.Placed("edge", "") // placed again, in the same group: kept
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 11 {
+		t.Fatalf("re-placed in its group: nacked=%d, want 11", st.NackedVersion)
+	}
+	s.Placed("", "no group's selector matches its labels") // in no group: kept
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 11 {
+		t.Fatalf("in no group: nacked=%d, want 11", st.NackedVersion)
+	}
+	s.Placed("default", "") // moved, by way of no group: default's version 10 is next
+	if st := mustNode(t, r, "n1"); st.NackedVersion != 0 || st.NackError != "" || st.Group != "default" {
+		t.Errorf("moved to default: group=%q nacked=%d err=%q; want default, no refusal", st.Group, st.NackedVersion, st.NackError)
+	}
+}
+
 func TestNodesSortedAndCopied(t *testing.T) {
 	r := NewRegistry()
 	for _, id := range []string{"c", "a", "b"} {
