@@ -55,7 +55,13 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 			w = tally(resp.GetNodes(), group, version)
 			if len(w.refused) > 0 {
 				for _, n := range w.refused {
-					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused version %d: %s\n", cmd, n.GetId(), version, oneLine(n.GetNackError()))
+					// A node that was behind may have been sent a newer
+					// version (another apply) before this one: name it.
+					which := fmt.Sprintf("version %d", version)
+					if v := n.GetNackedVersion(); v > version {
+						which = fmt.Sprintf("version %d, which replaced version %d before it applied it", v, version)
+					}
+					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused %s: %s\n", cmd, n.GetId(), which, oneLine(n.GetNackError()))
 				}
 				c.refusedHint(cmd, group, version, w.refused)
 				return exitNacked

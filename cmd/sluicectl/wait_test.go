@@ -35,6 +35,28 @@ func TestWaitLeavesOutDrainingNodes(t *testing.T) {
 	}
 }
 
+// A node behind that was sent a newer version (another apply) before the
+// waited one, and refused it, is named with the version it refused.
+func TestWaitNamesANewerRefusal(t *testing.T) {
+	f := &fakeCP{}
+	addr := startCP(t, f)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	f.mu.Lock()
+	f.nodes = []*sluicev1.NodeStatus{
+		{Id: "edge-1", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 3,
+			NackedVersion: 3, NackError: "listener taken: bind: address already in use"},
+		{Id: "edge-2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2},
+	}
+	f.mu.Unlock()
+	code, _, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
+	want := "sluicectl apply: node edge-1 refused version 3, which replaced version 2 before it applied it: listener taken: bind: address already in use\n"
+	if code != exitNacked || !strings.HasPrefix(stderr, want) {
+		t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, first line %q", code, stderr, exitNacked, want)
+	}
+}
+
 // ackingNode subscribes to the control plane at addr as node id, ACKs
 // every response, and sends the version of each on the channel returned.
 func ackingNode(t *testing.T, addr, id string) <-chan string {
