@@ -313,17 +313,35 @@ func (o *optionalVersion) get() *uint64 {
 func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	switch {
 	case dry && resp.GetChanged():
-		fmt.Fprintf(c.stdout, "dry run: would apply version %d%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
+		fmt.Fprintf(c.stdout, "dry run: would apply version %d%s\n", appliedVersion(resp), forGroup(resp.GetGroup()))
 	case dry:
 		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	case resp.GetChanged():
-		fmt.Fprintf(c.stdout, "applied version %d%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
+		fmt.Fprintf(c.stdout, "applied version %d%s\n", appliedVersion(resp), forGroup(resp.GetGroup()))
 	default:
 		fmt.Fprintf(c.stdout, "unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
 	}
 	for _, ch := range resp.GetChanges() {
 		fmt.Fprintf(c.stdout, "  %s\n", ch)
 	}
+}
+
+// appliedVersion is the version the first line of printApplied names. An
+// endpoint edit during a staged rollout stores two: the group's, then the
+// canaries' (resp.Version), which the rollout's own change line names; the
+// first line, above the group's changes, names the group's, which --wait
+// then waits for.
+func appliedVersion(resp *sluicev1.ApplyResponse) uint64 {
+	g := resp.GetGroupVersion()
+	if g == 0 || g >= resp.GetVersion() {
+		return resp.GetVersion()
+	}
+	for _, ch := range resp.GetResourceChanges() {
+		if ch.GetKind() == "rollout" && ch.GetOp() == "changed" {
+			return g
+		}
+	}
+	return resp.GetVersion()
 }
 
 // count is "1 cluster" or "2 clusters".

@@ -124,7 +124,12 @@ func TestWaitRolloutFollowsAnEditedRollout(t *testing.T) {
 		done <- result{code, stdout, stderr}
 	}()
 	sent(t, versions, "2")
-	if code, stdout, stderr := sluicectl(t, addr, "drain", "web/web1"); code != 0 || !strings.HasPrefix(stdout, "applied version 4\n") {
+	// The group's version, above the group's change; the rollout's line
+	// names the canaries'.
+	wantDrain := "applied version 3\n" +
+		"  ~ cluster web: endpoint web1 state ACTIVE -> DRAINING\n" +
+		"  ~ rollout default: the same edit to the canaries' snapshot, as version 4\n"
+	if code, stdout, stderr := sluicectl(t, addr, "drain", "web/web1"); code != 0 || stdout != wantDrain {
 		t.Fatalf("drain: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	sent(t, versions, "4") // the canary's own version of the drain
@@ -179,6 +184,39 @@ func TestRefusedHintNamesTheWayBack(t *testing.T) {
 		c.refusedHint("apply", tt.group, 9, tt.refused)
 		if got := stderr.String(); !strings.HasSuffix(got, tt.want) || !strings.Contains(got, "a node that starts now is sent version 9 and has nothing to serve") {
 			t.Errorf("group %s, %d refused: %q, want it to end %q", tt.group, len(tt.refused), got, tt.want)
+		}
+	}
+}
+
+// TestAppliedVersionDuringARollout: the first line of an edit's outcome
+// names the version the group's nodes are sent; only an edit that also
+// changed a rollout's snapshot stored a newer one, the canaries', which
+// the rollout's line names.
+func TestAppliedVersionDuringARollout(t *testing.T) {
+	rollout := func(op string) *sluicev1.ResourceChange {
+		return &sluicev1.ResourceChange{Op: op, Kind: "rollout", Name: "default"}
+	}
+	for _, tt := range []struct {
+		what string
+		resp *sluicev1.ApplyResponse
+		dry  bool
+		want string
+	}{
+		{"edit during a rollout", &sluicev1.ApplyResponse{Version: 9, GroupVersion: 8, Changed: true,
+			ResourceChanges: []*sluicev1.ResourceChange{{Op: "changed", Kind: "cluster", Name: "web"}, rollout("changed")}}, false, "applied version 8\n"},
+		{"dry run of it", &sluicev1.ApplyResponse{Version: 9, GroupVersion: 8, Changed: true,
+			ResourceChanges: []*sluicev1.ResourceChange{rollout("changed")}}, true, "dry run: would apply version 8\n"},
+		{"a rollout's start", &sluicev1.ApplyResponse{Version: 7, GroupVersion: 6, Changed: true,
+			ResourceChanges: []*sluicev1.ResourceChange{rollout("added")}}, false, "applied version 7\n"},
+		{"a selector's change", &sluicev1.ApplyResponse{Version: 5, GroupVersion: 3, Changed: true, Group: "edge",
+			ResourceChanges: []*sluicev1.ResourceChange{{Op: "changed", Kind: "group", Name: "edge"}}}, false, "applied version 5 to group edge\n"},
+		{"a control plane without groups", &sluicev1.ApplyResponse{Version: 5, Changed: true}, false, "applied version 5\n"},
+	} {
+		var stdout bytes.Buffer
+		c := &cli{stdout: &stdout, stderr: &bytes.Buffer{}}
+		c.printApplied(tt.resp, tt.dry)
+		if stdout.String() != tt.want {
+			t.Errorf("%s: %q, want %q", tt.what, stdout.String(), tt.want)
 		}
 	}
 }
