@@ -281,7 +281,7 @@ func (s *Server) notKept(ctx context.Context, version uint64) error {
 func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpointRequest) (*sluicev1.ApplyResponse, error) {
 	err := requestStatus(req, req.ValidateAll())
 	if err == nil && req.Weight == nil && req.GetState() == sluicev1.AdminState_ADMIN_STATE_UNSPECIFIED {
-		err = status.Error(codes.InvalidArgument, "configapi: nothing to change: set the weight, the state, or both")
+		err = status.Error(codes.InvalidArgument, "nothing to change: set the weight, the state, or both")
 	}
 	if err != nil {
 		s.log.Info("update endpoint refused", "author", req.GetAuthor(), "err", err)
@@ -552,7 +552,7 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 		return &sluicev1.ApplyResponse{Version: info.GetVersion(), Changed: true, Changes: changes, ResourceChanges: structured,
 			Group: w.group, GroupVersion: g.GetVersion()}, nil
 	}
-	return nil, status.Error(codes.Aborted, "configapi: too many concurrent writes; try again")
+	return nil, status.Error(codes.Aborted, "too many concurrent writes; try again")
 }
 
 // edit makes w's change to cfg, which is the caller's to modify, as the
@@ -837,7 +837,7 @@ func requestStatus(req proto.Message, err error) error {
 		}
 	}
 	if len(faults) == 0 {
-		return status.Errorf(codes.InvalidArgument, "configapi: %v", err)
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return badRequest(faults)
 }
@@ -1099,8 +1099,8 @@ func (s *Server) fleet() (nodes []*sluicev1.NodeStatus, incomplete string) {
 // other replicas that nodes (the one asked for, with a node filter) are
 // connected to, whose records are kept there.
 func (s *Server) ListConns(ctx context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
-	if err := req.Validate(); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "configapi: %v", err)
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
 	}
 	recs := s.conns.List(stats.Filter{
 		NodeID:      req.GetNodeId(),
@@ -1142,7 +1142,7 @@ func (s *Server) ListConns(ctx context.Context, req *sluicev1.ListConnsRequest) 
 // if anything, dates from before it moved.
 func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
 	if s.views == nil {
-		return nil, status.Error(codes.Unimplemented, "configapi: no endpoint stats on this server")
+		return nil, status.Error(codes.Unimplemented, "no endpoint stats on this server")
 	}
 	nodes := map[string]place{}
 	fleet, incomplete := s.fleet()
@@ -1256,7 +1256,7 @@ type place struct {
 // Results are sorted by node id.
 func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSessionsRequest) (*sluicev1.ShutdownSessionsResponse, error) {
 	if s.cmds == nil {
-		return nil, status.Error(codes.Unimplemented, "configapi: no command channel to nodes on this server")
+		return nil, status.Error(codes.Unimplemented, "no command channel to nodes on this server")
 	}
 	if err := requestStatus(req, req.ValidateAll()); err != nil {
 		return nil, err

@@ -227,8 +227,15 @@ func TestConcurrentAppliesDiffAgainstTheirPredecessor(t *testing.T) {
 func TestListConnsValidatesLimit(t *testing.T) {
 	ctx := testContext(t)
 	s, _ := newServer(t)
-	if _, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Limit: 200000}); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("ListConns(limit 200000) error = %v, want InvalidArgument", err)
+	// The field by its name, as for every other request, not the Go
+	// package that refused it.
+	_, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Limit: 200000})
+	const want = "invalid request: limit: value must be less than or equal to 100000"
+	if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != want {
+		t.Errorf("ListConns(limit 200000) error = %v, want InvalidArgument %q", err, want)
+	}
+	if faults, ok := snapshot.FromStatus(err); !ok || len(faults) != 1 || faults[0].Path != "limit" {
+		t.Errorf("ListConns(limit 200000) faults %v; want one, of limit", faults)
 	}
 }
 
