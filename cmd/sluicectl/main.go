@@ -299,6 +299,10 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 		return c.usageError(fs, "%s", cliflag.Explain(fs, err))
 	case fs.NArg() > 0:
 		fs.SetOutput(c.stderr)
+		if f := fs.Lookup("f"); f != nil && f.Value.String() == "" {
+			// "sluicectl apply snap.yaml", as some tools take it.
+			return c.usageError(fs, "unexpected argument %q: the snapshot goes after -f (-f %s)", fs.Arg(0), fs.Arg(0))
+		}
 		return c.usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	fs.SetOutput(c.stderr)

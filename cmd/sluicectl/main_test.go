@@ -868,6 +868,8 @@ func TestUsage(t *testing.T) {
 		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]\n"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
+		{args: []string{"apply", "snap.yaml"}, wantCode: 2, wantStderr: `sluicectl apply: unexpected argument "snap.yaml": the snapshot goes after -f (-f snap.yaml)`},
+		{args: []string{"diff", "-f", "a.yaml", "b.yaml"}, wantCode: 2, wantStderr: "sluicectl diff: unexpected argument \"b.yaml\"\n"},
 		{args: []string{"history", "--bogus"}, wantCode: 2, notStderr: "Flags:",
 			wantStderr: "sluicectl history: flag provided but not defined: -bogus\nUsage: sluicectl history [--group NAME] [--limit N] [-o table|json]\nRun 'sluicectl history --help' for more.\n"},
 		{args: []string{"--bogus", "nodes"}, wantCode: 2, notStderr: "Commands:",
