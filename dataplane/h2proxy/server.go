@@ -280,7 +280,11 @@ type countConn struct {
 	net.Conn
 	pre     []byte
 	in, out atomic.Uint64
-	readErr atomic.Pointer[error] // the first read error
+	readErr atomic.Pointer[error] // the first read error, but an abort's
+	// aborting: the read deadline is in the past, as net/http sets it to
+	// end its background read when a handler returns (abortPendingRead):
+	// the read that fails then says nothing of the client.
+	aborting atomic.Bool
 
 	h1      bool
 	refused atomic.Pointer[refusal]
@@ -344,6 +348,12 @@ func (c *countConn) reason(listenerClosed bool) sluicev1.CloseReason {
 	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
 
+// SetReadDeadline notes a deadline in the past: see aborting.
+func (c *countConn) SetReadDeadline(t time.Time) error {
+	c.aborting.Store(!t.IsZero() && t.Before(time.Unix(2, 0)))
+	return c.Conn.SetReadDeadline(t)
+}
+
 func (c *countConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)
@@ -352,7 +362,7 @@ func (c *countConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.in.Add(uint64(n))
-	if err != nil {
+	if err != nil && !(c.aborting.Load() && errors.Is(err, os.ErrDeadlineExceeded)) {
 		c.readErr.CompareAndSwap(nil, &err)
 	}
 	return n, err
