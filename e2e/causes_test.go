@@ -358,3 +358,41 @@ listeners:
 			count(held, "plain"), count(cancelled, "plain"))
 	}
 }
+
+// TestCauseFailedRequests: a keep-alive connection whose requests the
+// node answered 502 (its endpoint refuses connections) goes on, and ends
+// as its client closes it; its record counts the failed requests, and
+// sluicectl conns --reason no_endpoint finds it.
+func TestCauseFailedRequests(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: web, endpoints: [ { name: gone, address: %s } ] }
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, freeAddr(t), listen)))
+	conn, err := net.DialTimeout("tcp", listen, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 502 || resp.Close {
+			t.Fatalf("request %d: %v, %v; want a 502 that keeps the connection", i, resp, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	conn.Close()
+	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED)
+
+	out, errOut, code := ctl(t, c.addr, "conns", "--reason", "no_endpoint")
+	if code != 0 || !strings.Contains(out, "web/gone") || !strings.Contains(out, "client_closed (2 failed, the first no_endpoint)") {
+		t.Errorf("sluicectl conns --reason no_endpoint: exit %d, %q, %q; want web/gone ... client_closed (2 failed, the first no_endpoint)", code, out, errOut)
+	}
+}

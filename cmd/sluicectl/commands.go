@@ -835,7 +835,11 @@ func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, 
 List the most recent client connections the nodes reported, newest first:
 when each started, node, listener, client address, the cluster/endpoint that
 served it (the last request's, for HTTP), how long it lived, bytes in (from
-the client) and out (to the client), HTTP requests, and why it closed.
+the client) and out (to the client), HTTP requests, and why it closed. An
+HTTP connection goes on after a request the node answered with an error
+(a 502, 503 or 504, or a rule's refusal); REASON then also says how many
+failed and why the first did, e.g. "client_closed (2 failed, the first
+no_endpoint)", and --reason matches that reason too.
 With control-plane replicas on one etcd, each replica keeps the records of
 its own nodes: conns asks each replica that has nodes at its name, as stats
 does, and merges the records; it exits 1 naming any it could not ask.
@@ -847,7 +851,7 @@ Reasons:
 	listener := fs.String("listener", "", "only connections accepted by listener `L`")
 	cluster := fs.String("cluster", "", "only connections served by cluster `C`")
 	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E`")
-	reasonList := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`")
+	reasonList := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`, or had a request fail for one")
 	minDur := fs.Duration("min-duration", 0, "only connections that lived at least `D` (e.g. 30s)")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
@@ -899,6 +903,9 @@ Reasons:
 			dur = r.GetDuration().AsDuration().Round(time.Millisecond).String()
 		}
 		reason := reasons.Name(r.GetCloseReason())
+		if n := r.GetFailedRequests(); n > 1 || n == 1 && r.GetFailure() != r.GetCloseReason() {
+			reason += fmt.Sprintf(" (%d failed, the first %s)", n, reasons.Name(r.GetFailure()))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
 			orDash(r.GetClientAddress()), served, dur, units.Bytes(r.GetBytesIn()), units.Bytes(r.GetBytesOut()),

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -310,7 +311,8 @@ func TestClustersJoinSnapshotAndNodes(t *testing.T) {
 func TestConnsFilters(t *testing.T) {
 	f := newFixture(t)
 	f.ring.Add([]*sluicev1.ConnRecord{
-		{NodeId: "n1", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, Duration: durationpb.New(time.Second)},
+		{NodeId: "n1", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, Duration: durationpb.New(time.Second),
+			FailedRequests: 2, Failure: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
 		{NodeId: "n1", Cluster: "web", Endpoint: "b", CloseReason: sluicev1.CloseReason_CLOSE_REASON_DRAINED, Duration: durationpb.New(5 * time.Second)},
 		{NodeId: "n2", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT, Duration: durationpb.New(30 * time.Second)},
 	})
@@ -318,10 +320,11 @@ func TestConnsFilters(t *testing.T) {
 		query string
 		want  string // node/endpoint/reason of each record, newest first
 	}{
-		{"", "n2/a/server_timeout n1/b/drained n1/a/client_closed"},
+		{"", "n2/a/server_timeout n1/b/drained n1/a/client_closed/2 no_endpoint"},
 		{"reason=drained,server_timeout&node=n1", "n1/b/drained"},
 		{"min_duration=2s&limit=1", "n2/a/server_timeout"},
-		{"endpoint=a&reason=CLIENT_CLOSED", "n1/a/client_closed"},
+		{"endpoint=a&reason=CLIENT_CLOSED", "n1/a/client_closed/2 no_endpoint"},
+		{"reason=no_endpoint", "n1/a/client_closed/2 no_endpoint"},
 	} {
 		var got struct{ Conns []connJSON }
 		if code := f.do(t, httptest.NewRequest("GET", "/api/conns?"+tt.query, nil), &got); code != http.StatusOK {
@@ -329,7 +332,11 @@ func TestConnsFilters(t *testing.T) {
 		}
 		var seen []string
 		for _, c := range got.Conns {
-			seen = append(seen, c.Node+"/"+c.Endpoint+"/"+c.Reason)
+			row := c.Node + "/" + c.Endpoint + "/" + c.Reason
+			if c.FailedRequests > 0 || c.Failure != "" {
+				row += fmt.Sprintf("/%d %s", c.FailedRequests, c.Failure)
+			}
+			seen = append(seen, row)
 		}
 		if strings.Join(seen, " ") != tt.want {
 			t.Errorf("?%s: got %q, want %q", tt.query, seen, tt.want)

@@ -430,6 +430,11 @@ type connJSON struct {
 	// Reason is why it ended, as sluicectl conns writes it: client_closed,
 	// server_timeout, drained, …
 	Reason string `json:"reason"`
+	// FailedRequests counts the requests the node answered with an error
+	// (a 502, 503, 504 or a rule's refusal), and Failure is why the first
+	// failed ("" when none did).
+	FailedRequests uint64 `json:"failed_requests"`
+	Failure        string `json:"failure"`
 }
 
 // connsJSON answers GET /api/conns.
@@ -459,10 +464,19 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			Cluster: rec.GetCluster(), Endpoint: rec.GetEndpoint(),
 			Start: rec.GetStart().AsTime(), Duration: rec.GetDuration().AsDuration(),
 			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
-			Reason: reasons.Name(rec.GetCloseReason()),
+			Reason:         reasons.Name(rec.GetCloseReason()),
+			FailedRequests: rec.GetFailedRequests(), Failure: failureName(rec),
 		})
 	}
 	writeJSON(w, http.StatusOK, connsJSON{Conns: out, ReportedElsewhere: orNone(resp.GetReportedElsewhere())})
+}
+
+// failureName is the reason of rec's first failed request, "" if none.
+func failureName(rec *sluicev1.ConnRecord) string {
+	if rec.GetFailedRequests() == 0 {
+		return ""
+	}
+	return reasons.Name(rec.GetFailure())
 }
 
 func orNone(s []string) []string {

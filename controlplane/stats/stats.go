@@ -70,7 +70,8 @@ func (r *Ring) Add(recs []*sluicev1.ConnRecord) {
 // Filter selects records; an empty field matches all.
 type Filter struct {
 	NodeID, Cluster, Endpoint, Listener string
-	// Reasons keeps records that closed for one of these reasons.
+	// Reasons keeps records that closed for one of these reasons, or
+	// whose first failed request failed for one (ConnRecord.failure).
 	Reasons []sluicev1.CloseReason
 	// MinDuration keeps records of connections that lived at least this
 	// long.
@@ -82,7 +83,8 @@ func (f Filter) match(rec *sluicev1.ConnRecord) bool {
 		(f.Cluster == "" || rec.GetCluster() == f.Cluster) &&
 		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint) &&
 		(f.Listener == "" || rec.GetListener() == f.Listener) &&
-		(len(f.Reasons) == 0 || slices.Contains(f.Reasons, rec.GetCloseReason())) &&
+		(len(f.Reasons) == 0 || slices.Contains(f.Reasons, rec.GetCloseReason()) ||
+			rec.GetFailedRequests() > 0 && slices.Contains(f.Reasons, rec.GetFailure())) &&
 		(f.MinDuration <= 0 || rec.GetDuration().AsDuration() >= f.MinDuration)
 }
 

@@ -76,6 +76,9 @@ func TestRingFilters(t *testing.T) {
 	shutdown, denied := sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN, sluicev1.CloseReason_CLOSE_REASON_DENIED
 	recs[1].CloseReason, recs[2].CloseReason, recs[3].CloseReason = shutdown, denied, shutdown
 	recs[0].Duration, recs[1].Duration, recs[3].Duration = durationpb.New(time.Second), durationpb.New(2*time.Second), durationpb.New(time.Minute)
+	// 1 went on after a request the node answered 502 (no endpoint).
+	noEndpoint := sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
+	recs[0].CloseReason, recs[0].FailedRequests, recs[0].Failure = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, 1, noEndpoint
 	r.Add(recs)
 	for _, tt := range []struct {
 		f    Filter
@@ -90,6 +93,8 @@ func TestRingFilters(t *testing.T) {
 		{Filter{Reasons: []sluicev1.CloseReason{shutdown}}, []string{"4", "2"}},
 		{Filter{Reasons: []sluicev1.CloseReason{denied, shutdown}, Endpoint: "web1"}, []string{"4"}},
 		{Filter{MinDuration: 2 * time.Second}, []string{"4", "2"}},
+		{Filter{Reasons: []sluicev1.CloseReason{noEndpoint}}, []string{"1"}},
+		{Filter{Reasons: []sluicev1.CloseReason{noEndpoint, denied}}, []string{"3", "1"}},
 		{Filter{MinDuration: time.Second, Reasons: []sluicev1.CloseReason{shutdown}, NodeID: "n2"}, []string{"4", "2"}},
 	} {
 		if got := listeners(r.List(tt.f, 0)); !slices.Equal(got, tt.want) {

@@ -35,21 +35,37 @@ type ConnInfo struct {
 	// request (HTTP); empty when none was chosen.
 	Cluster, Endpoint string
 	Reason            sluicev1.CloseReason
+	// Failed counts the requests the node answered itself with an error
+	// (no endpoint, a failed connect or endpoint, a refusal), and
+	// Failure is the reason of the first: on a keep-alive connection,
+	// Reason is how it ended after them.
+	Failed  uint64
+	Failure sluicev1.CloseReason
+}
+
+// Fail records a request answered by the node with an error for reason.
+func (ci *ConnInfo) Fail(reason sluicev1.CloseReason) {
+	if ci.Failed == 0 {
+		ci.Failure = reason
+	}
+	ci.Failed++
 }
 
 // Record converts the info to its wire form.
 func (ci *ConnInfo) Record() *sluicev1.ConnRecord {
 	return &sluicev1.ConnRecord{
-		Listener:      ci.Listener,
-		ClientAddress: ci.Client,
-		Cluster:       ci.Cluster,
-		Endpoint:      ci.Endpoint,
-		Start:         timestamppb.New(ci.Start),
-		Duration:      durationpb.New(ci.Duration),
-		BytesIn:       ci.BytesIn,
-		BytesOut:      ci.BytesOut,
-		Requests:      ci.Requests,
-		CloseReason:   ci.Reason,
+		Listener:       ci.Listener,
+		ClientAddress:  ci.Client,
+		Cluster:        ci.Cluster,
+		Endpoint:       ci.Endpoint,
+		Start:          timestamppb.New(ci.Start),
+		Duration:       durationpb.New(ci.Duration),
+		BytesIn:        ci.BytesIn,
+		BytesOut:       ci.BytesOut,
+		Requests:       ci.Requests,
+		CloseReason:    ci.Reason,
+		FailedRequests: ci.Failed,
+		Failure:        ci.Failure,
 	}
 }
 

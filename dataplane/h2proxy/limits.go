@@ -49,6 +49,7 @@ func headerListBytes(hcfg *httpproxy.Config) int {
 // the HTTP/1.1 engine's status and text, and ends the connection.
 func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text string) int {
 	cn.end(closeBadRequest)
+	cn.fail(closeBadRequest)
 	return cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), true)
 }
 

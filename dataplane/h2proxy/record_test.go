@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -94,5 +95,21 @@ func TestClientCloseIsRecorded(t *testing.T) {
 		if e := waitEnded(t, done); e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 2 {
 			t.Fatalf("connection %d: closed for %v after %d requests, want client_closed after 2", i, e.why, e.info.Requests)
 		}
+	}
+}
+
+// TestRecordCountsFailedRequests: requests this engine answers with an
+// error (here 502s, the endpoint refusing connections) keep the
+// connection, and its record counts them with the reason of the first,
+// as the HTTP/1.1 engine's does; it closes as its client closed it.
+func TestRecordCountsFailedRequests(t *testing.T) {
+	addr, done := serveRecorded(t, upstream.New("c", "e", loopback.FreeAddr(t)))
+	getTwiceAndClose(t, addr, 502)
+	e := waitEnded(t, done)
+	if e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 2 {
+		t.Errorf("closed for %v after %d requests, want client_closed after 2", e.why, e.info.Requests)
+	}
+	if e.info.Failed != 2 || e.info.Failure != sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT {
+		t.Errorf("record: %d failed, the first for %v; want 2, no_endpoint", e.info.Failed, e.info.Failure)
 	}
 }

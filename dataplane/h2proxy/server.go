@@ -166,6 +166,12 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	defer cn.mu.Unlock()
 	info.Requests += cn.streams
 	info.Retries += cn.retries
+	if cn.failed > 0 {
+		if info.Failed == 0 { // none on the HTTP/1.1 engine before an h2c upgrade
+			info.Failure = cn.failure
+		}
+		info.Failed += cn.failed
+	}
 	if cn.cluster != "" {
 		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
 	}
@@ -205,6 +211,8 @@ type conn struct {
 
 	mu                sync.Mutex // guards what follows, for the record
 	streams, retries  uint64
+	failed            uint64               // streams the proxy answered with an error
+	failure           sluicev1.CloseReason // why, for the first of them
 	cluster, endpoint string
 	tunneled          sluicev1.CloseReason // why the tunnel ended, if one ran
 }
@@ -261,6 +269,16 @@ func (cn *conn) stream(hcfg *httpproxy.Config) (last bool) {
 		return true
 	}
 	return false
+}
+
+// fail records a stream the proxy answered with an error, for why.
+func (cn *conn) fail(why sluicev1.CloseReason) {
+	cn.mu.Lock()
+	if cn.failed == 0 {
+		cn.failure = why
+	}
+	cn.failed++
+	cn.mu.Unlock()
 }
 
 // routed records the endpoint of the connection's latest stream.

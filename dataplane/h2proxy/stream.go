@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // stream is the per-request state, pooled: the Request the Director sees
@@ -100,16 +101,22 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ep, d, err := req.Pick(hcfg.Director)
 		if d.Answer != nil {
 			st.mx.Status = cn.answer(w, req.AppendAnswer(nil, d.Answer), last)
+			if st.mx.Status >= 400 {
+				// A rule refused the request (deny, or a page of its own).
+				cn.fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
+			}
 			return
 		}
 		if err != nil {
 			if cn.unanswered(r) {
 				return
 			}
-			status, text := 503, textNoEndpoint
+			status, text, why := 503, textNoEndpoint, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 			if failed != nil {
-				status, text = 502, failureText(failed)
+				status = 502
+				text, why = failure(failed)
 			}
+			cn.fail(why)
 			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
 			return
 		}
@@ -118,6 +125,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		retried = 0
 		if st.upgrade != nil && cn.srv.up.protocol(ep).HTTP2 {
 			ep.Release()
+			cn.fail(closeBadRequest)
 			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 501, textUpgradeHTTP2, head), last)
 			return
 		}
@@ -139,7 +147,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			retried++
 			st.mx.Retries++
 		default:
-			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, failureText(err), head), last)
+			text, why := failure(err)
+			cn.fail(why)
+			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, text, head), last)
 			return
 		}
 		failed = err
@@ -160,17 +170,19 @@ func (cn *conn) unanswered(r *http.Request) bool {
 	return r.Context().Err() != nil
 }
 
-// failureText is what a client is told of a failure to reach an endpoint.
-func failureText(err error) string {
+// failure is what a client is told of a failure to reach an endpoint, and
+// the reason its connection's record gives for it (as the HTTP/1.1
+// engine's errors do).
+func failure(err error) (string, sluicev1.CloseReason) {
 	switch {
 	case errors.Is(err, upstream.ErrClosed):
-		return textDrained
+		return textDrained, sluicev1.CloseReason_CLOSE_REASON_DRAINED
 	case isConnectError(err):
-		return textConnectFailed
+		return textConnectFailed, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 	case errors.Is(err, errShutdown):
-		return textShutdown
+		return textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	}
-	return textEndpointFailed
+	return textEndpointFailed, sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
 
 // outgoing builds the request that goes to ep.
@@ -291,16 +303,18 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		if cn.unanswered(r) {
 			return true, err
 		}
-		status, text := 502, failureText(err)
+		status := 502
+		text, why := failure(err)
 		if bodyTooLarge(r) {
 			st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
 			return true, nil
 		}
 		if timedOut.Load() {
-			status, text = 504, textResponseTimeout
+			status, text, why = 504, textResponseTimeout, sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT
 		} else if rt.shutDown() {
-			text = textShutdown
+			text, why = textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 		}
+		cn.fail(why)
 		st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
 		return true, nil
 	}

@@ -555,6 +555,7 @@ func (cc *clientConn) refuse(e *statusError) int {
 	cc.write(x.wb)
 	x.wb = x.wb[:0]
 	cc.reason = e.reason
+	cc.info.Fail(e.reason)
 	cc.linger = true
 	cc.meterRefused(e.status)
 	return headEnd

@@ -255,6 +255,7 @@ func (cc *clientConn) answer(e *statusError) bool {
 		cc.reason = e.reason
 		return false
 	}
+	cc.info.Fail(e.reason)
 	if x.respStarted {
 		// Part of the response went out: all we can do is cut it short.
 		cc.reason = e.reason
@@ -306,6 +307,10 @@ func (cc *clientConn) respond(a *Answer) bool {
 		out = x.wb
 	}
 	x.mx.Status = ResponseStatus(out)
+	if x.mx.Status >= 400 {
+		// A rule refused the request (deny, or a page of its own).
+		cc.info.Fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
+	}
 	err := cc.write(out)
 	x.wb = x.wb[:0]
 	if err != nil {

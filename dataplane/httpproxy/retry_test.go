@@ -155,6 +155,15 @@ func TestConnectFailureIsRetried(t *testing.T) {
 			if tt.code == 200 && (ci.Endpoint != "live" || ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED) {
 				t.Errorf("ConnInfo: endpoint %q reason %v, want live CLIENT_CLOSED", ci.Endpoint, ci.Reason)
 			}
+			// The 502s kept the connection: it closed as the client
+			// closed it, and its record counts what failed on it.
+			failedN, wantFailure := uint64(0), sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
+			if tt.code == 502 {
+				failedN, wantFailure = requests, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
+			}
+			if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Failed != failedN || ci.Failure != wantFailure {
+				t.Errorf("ConnInfo: reason %v, %d failed, first for %v; want CLIENT_CLOSED, %d, %v", ci.Reason, ci.Failed, ci.Failure, failedN, wantFailure)
+			}
 			if dead.Inflight() != 0 || live.ep.Inflight() != 0 || dead.Conns() != 0 {
 				t.Errorf("after the requests: inflight dead %d live %d, dead conns %d; want 0 0 0", dead.Inflight(), live.ep.Inflight(), dead.Conns())
 			}

@@ -323,8 +323,16 @@ function renderConns({conns, reported_elsewhere: elsewhere}) {
       h("td", {class: "mono"}, c.client), h("td", {}, served),
       h("td", {class: "num"}, fmt.duration(c.duration_ns)), h("td", {class: "num"}, fmt.bytes(c.bytes_in)),
       h("td", {class: "num"}, fmt.bytes(c.bytes_out)), h("td", {class: "num"}, String(c.requests)),
-      h("td", {}, h("span", {class: "badge reason " + tone.reason(c.reason)}, c.reason.replaceAll("_", " "))));
+      h("td", {}, h("span", {class: "badge reason " + tone.reason(c.reason)}, c.reason.replaceAll("_", " ")), failedBadge(c)));
   }));
+}
+
+// failedBadge says how many of a connection's requests the node answered
+// with an error, and why the first was, when that is not how it closed.
+function failedBadge(c) {
+  if (!c.failed_requests || c.failed_requests === 1 && c.failure === c.reason) return null;
+  return h("span", {class: "badge reason " + tone.reason(c.failure), title: "requests the node answered with an error; the first: " + c.failure},
+    `${c.failed_requests} failed: ${c.failure.replaceAll("_", " ")}`);
 }
 
 let timer = null;

@@ -605,10 +605,18 @@ type ConnRecord struct {
 	BytesIn  uint64 `protobuf:"varint,8,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
 	BytesOut uint64 `protobuf:"varint,9,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
 	// Requests counts HTTP requests on the connection; 0 for TCP.
-	Requests      uint64      `protobuf:"varint,10,opt,name=requests,proto3" json:"requests,omitempty"`
-	CloseReason   CloseReason `protobuf:"varint,11,opt,name=close_reason,json=closeReason,proto3,enum=sluice.v1.CloseReason" json:"close_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Requests    uint64      `protobuf:"varint,10,opt,name=requests,proto3" json:"requests,omitempty"`
+	CloseReason CloseReason `protobuf:"varint,11,opt,name=close_reason,json=closeReason,proto3,enum=sluice.v1.CloseReason" json:"close_reason,omitempty"`
+	// FailedRequests counts the requests (HTTP) the node answered itself
+	// with an error instead of an endpoint's response: a 502, 503 or 504
+	// (no endpoint, a failed connect, an endpoint that failed or timed
+	// out), or a refusal. Failure is the reason of the first of them. A
+	// keep-alive connection goes on after such an answer; its close_reason
+	// is how it ended afterwards.
+	FailedRequests uint64      `protobuf:"varint,12,opt,name=failed_requests,json=failedRequests,proto3" json:"failed_requests,omitempty"`
+	Failure        CloseReason `protobuf:"varint,13,opt,name=failure,proto3,enum=sluice.v1.CloseReason" json:"failure,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConnRecord) Reset() {
@@ -718,6 +726,20 @@ func (x *ConnRecord) GetCloseReason() CloseReason {
 	return CloseReason_CLOSE_REASON_UNSPECIFIED
 }
 
+func (x *ConnRecord) GetFailedRequests() uint64 {
+	if x != nil {
+		return x.FailedRequests
+	}
+	return 0
+}
+
+func (x *ConnRecord) GetFailure() CloseReason {
+	if x != nil {
+		return x.Failure
+	}
+	return CloseReason_CLOSE_REASON_UNSPECIFIED
+}
+
 var File_sluice_v1_stats_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_stats_proto_rawDesc = "" +
@@ -753,7 +775,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x06detail\x18\x0f \x01(\tR\x06detail\x12\x1c\n" +
 	"\tejections\x18\x10 \x01(\x04R\tejections\")\n" +
 	"\rReportSummary\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\x04R\arecords\"\x96\x03\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\"\xf1\x03\n" +
 	"\n" +
 	"ConnRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
@@ -767,7 +789,9 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\tbytes_out\x18\t \x01(\x04R\bbytesOut\x12\x1a\n" +
 	"\brequests\x18\n" +
 	" \x01(\x04R\brequests\x129\n" +
-	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason*\xda\x01\n" +
+	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason\x12'\n" +
+	"\x0ffailed_requests\x18\f \x01(\x04R\x0efailedRequests\x120\n" +
+	"\afailure\x18\r \x01(\x0e2\x16.sluice.v1.CloseReasonR\afailure*\xda\x01\n" +
 	"\x0eEndpointHealth\x12\x1f\n" +
 	"\x1bENDPOINT_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENDPOINT_HEALTH_UP\x10\x01\x12\x18\n" +
@@ -824,21 +848,22 @@ var file_sluice_v1_stats_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_sluice_v1_stats_proto_depIdxs = []int32{
-	6, // 0: sluice.v1.StatsReport.records:type_name -> sluice.v1.ConnRecord
-	3, // 1: sluice.v1.StatsReport.endpoints:type_name -> sluice.v1.EndpointReport
-	4, // 2: sluice.v1.EndpointReport.endpoints:type_name -> sluice.v1.EndpointStats
-	0, // 3: sluice.v1.EndpointStats.health:type_name -> sluice.v1.EndpointHealth
-	7, // 4: sluice.v1.EndpointStats.since:type_name -> google.protobuf.Timestamp
-	7, // 5: sluice.v1.ConnRecord.start:type_name -> google.protobuf.Timestamp
-	8, // 6: sluice.v1.ConnRecord.duration:type_name -> google.protobuf.Duration
-	1, // 7: sluice.v1.ConnRecord.close_reason:type_name -> sluice.v1.CloseReason
-	2, // 8: sluice.v1.StatsService.Report:input_type -> sluice.v1.StatsReport
-	5, // 9: sluice.v1.StatsService.Report:output_type -> sluice.v1.ReportSummary
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: sluice.v1.StatsReport.records:type_name -> sluice.v1.ConnRecord
+	3,  // 1: sluice.v1.StatsReport.endpoints:type_name -> sluice.v1.EndpointReport
+	4,  // 2: sluice.v1.EndpointReport.endpoints:type_name -> sluice.v1.EndpointStats
+	0,  // 3: sluice.v1.EndpointStats.health:type_name -> sluice.v1.EndpointHealth
+	7,  // 4: sluice.v1.EndpointStats.since:type_name -> google.protobuf.Timestamp
+	7,  // 5: sluice.v1.ConnRecord.start:type_name -> google.protobuf.Timestamp
+	8,  // 6: sluice.v1.ConnRecord.duration:type_name -> google.protobuf.Duration
+	1,  // 7: sluice.v1.ConnRecord.close_reason:type_name -> sluice.v1.CloseReason
+	1,  // 8: sluice.v1.ConnRecord.failure:type_name -> sluice.v1.CloseReason
+	2,  // 9: sluice.v1.StatsService.Report:input_type -> sluice.v1.StatsReport
+	5,  // 10: sluice.v1.StatsService.Report:output_type -> sluice.v1.ReportSummary
+	10, // [10:11] is the sub-list for method output_type
+	9,  // [9:10] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_stats_proto_init() }

@@ -749,6 +749,10 @@ func (m *ConnRecord) validate(all bool) error {
 
 	// no validation rules for CloseReason
 
+	// no validation rules for FailedRequests
+
+	// no validation rules for Failure
+
 	if len(errors) > 0 {
 		return ConnRecordMultiError(errors)
 	}
