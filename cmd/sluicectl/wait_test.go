@@ -17,19 +17,10 @@ import (
 // shutting down"); --wait leaves it out, as it does a disconnected node,
 // rather than report that the fleet refused the version.
 func TestWaitLeavesOutDrainingNodes(t *testing.T) {
-	f := &fakeCP{}
-	addr := startCP(t, f)
-	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
-	f.mu.Lock()
-	f.nodes = []*sluicev1.NodeStatus{
-		{Id: "edge-1", Connected: true, Draining: true, Group: "default", AckedVersion: 1,
+	code, stdout, stderr := applyWaitAmong(t,
+		&sluicev1.NodeStatus{Id: "edge-1", Connected: true, Draining: true, Group: "default", AckedVersion: 1,
 			SentVersion: 2, NackedVersion: 2, NackError: "node is shutting down"},
-		{Id: "edge-2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2},
-	}
-	f.mu.Unlock()
-	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
+		&sluicev1.NodeStatus{Id: "edge-2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2})
 	if code != 0 || !strings.Contains(stdout, "1 node applied version 2") {
 		t.Errorf("apply --wait: exit %d\nstdout: %s\nstderr: %s\nwant exit 0: the one node not draining applied version 2", code, stdout, stderr)
 	}
@@ -38,23 +29,29 @@ func TestWaitLeavesOutDrainingNodes(t *testing.T) {
 // A node behind that was sent a newer version (another apply) before the
 // waited one, and refused it, is named with the version it refused.
 func TestWaitNamesANewerRefusal(t *testing.T) {
+	code, _, stderr := applyWaitAmong(t,
+		&sluicev1.NodeStatus{Id: "edge-1", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 3,
+			NackedVersion: 3, NackError: "listener taken: bind: address already in use"},
+		&sluicev1.NodeStatus{Id: "edge-2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2})
+	want := "sluicectl apply: node edge-1 refused version 3, which replaced version 2 before it applied it: listener taken: bind: address already in use\n"
+	if code != exitNacked || !strings.HasPrefix(stderr, want) {
+		t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, first line %q", code, stderr, exitNacked, want)
+	}
+}
+
+// applyWaitAmong applies version 1 to a fake control plane whose fleet is
+// then nodes, and runs apply --wait of version 2 there.
+func applyWaitAmong(t *testing.T, nodes ...*sluicev1.NodeStatus) (code int, stdout, stderr string) {
+	t.Helper()
 	f := &fakeCP{}
 	addr := startCP(t, f)
 	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
 		t.Fatalf("apply: exit %d: %s", code, stderr)
 	}
 	f.mu.Lock()
-	f.nodes = []*sluicev1.NodeStatus{
-		{Id: "edge-1", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 3,
-			NackedVersion: 3, NackError: "listener taken: bind: address already in use"},
-		{Id: "edge-2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2},
-	}
+	f.nodes = nodes
 	f.mu.Unlock()
-	code, _, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
-	want := "sluicectl apply: node edge-1 refused version 3, which replaced version 2 before it applied it: listener taken: bind: address already in use\n"
-	if code != exitNacked || !strings.HasPrefix(stderr, want) {
-		t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, first line %q", code, stderr, exitNacked, want)
-	}
+	return sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
 }
 
 // ackingNode subscribes to the control plane at addr as node id, ACKs

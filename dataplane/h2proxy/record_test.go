@@ -23,8 +23,9 @@ type ended struct {
 }
 
 // serveRecorded serves the first HTTP/1.x connection to a new loopback
-// listener through this engine, to ep, and reports how it ended.
-func serveRecorded(t *testing.T, ep *upstream.Endpoint) (string, <-chan ended) {
+// listener through this engine, to ep, and reports how it ended. It
+// returns the listener's address and the engine's Upstream.
+func serveRecorded(t *testing.T, ep *upstream.Endpoint) (string, <-chan ended, *Upstream) {
 	t.Helper()
 	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
 	up := NewUpstream(nil)
@@ -46,7 +47,7 @@ func serveRecorded(t *testing.T, ep *upstream.Endpoint) (string, <-chan ended) {
 		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &info)
 		done <- ended{why, info}
 	}()
-	return ln.Addr().String(), done
+	return ln.Addr().String(), done, up
 }
 
 // getTwiceAndClose sends two GETs on one connection to addr, wants each
@@ -90,7 +91,7 @@ func TestClientCloseIsRecorded(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
 	t.Cleanup(be.Close)
 	for i := range 10 {
-		addr, done := serveRecorded(t, upstream.New("c", "e", be.Listener.Addr().String()))
+		addr, done, _ := serveRecorded(t, upstream.New("c", "e", be.Listener.Addr().String()))
 		getTwiceAndClose(t, addr, 200)
 		if e := waitEnded(t, done); e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 2 {
 			t.Fatalf("connection %d: closed for %v after %d requests, want client_closed after 2", i, e.why, e.info.Requests)
@@ -103,7 +104,7 @@ func TestClientCloseIsRecorded(t *testing.T) {
 // connection, and its record counts them with the reason of the first,
 // as the HTTP/1.1 engine's does; it closes as its client closed it.
 func TestRecordCountsFailedRequests(t *testing.T) {
-	addr, done := serveRecorded(t, upstream.New("c", "e", loopback.FreeAddr(t)))
+	addr, done, _ := serveRecorded(t, upstream.New("c", "e", loopback.FreeAddr(t)))
 	getTwiceAndClose(t, addr, 502)
 	e := waitEnded(t, done)
 	if e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 2 {

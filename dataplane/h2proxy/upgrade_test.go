@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -58,33 +57,9 @@ func echoUpgrade(c net.Conn) {
 // connection closed.
 func TestUpgradeTunnel(t *testing.T) {
 	ep := upstream.New("c", "e", echoUpgradeEndpoint(t))
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
-	up := NewUpstream(nil)
-	t.Cleanup(up.Close)
-	s := NewServer(hs, up, nil)
+	addr, done, up := serveRecorded(t, ep)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type ended struct {
-		why  sluicev1.CloseReason
-		info httpproxy.ConnInfo
-	}
-	done := make(chan ended, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		info := httpproxy.ConnInfo{Start: time.Now()}
-		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &info)
-		done <- ended{why, info}
-	}()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
