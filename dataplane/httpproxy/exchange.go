@@ -255,12 +255,12 @@ func (cc *clientConn) answer(e *statusError) bool {
 		cc.reason = e.reason
 		return false
 	}
-	cc.info.Fail(e.reason)
 	if x.respStarted {
 		// Part of the response went out: all we can do is cut it short.
 		cc.reason = e.reason
 		return false
 	}
+	cc.info.Fail(e.reason)
 	keep := x.keep && cc.skipBufferedBody()
 	if keep && cc.ending() {
 		keep = false
