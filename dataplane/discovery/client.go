@@ -149,6 +149,10 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 		select {
 		case err := <-ended:
 			return true, err
+		case <-ctx.Done():
+			// The reading goroutine may have given up a response it held
+			// when ctx ended, without reporting an end on ended.
+			return true, ctx.Err()
 		case <-retry.C:
 			if c.tryAgain(again) {
 				return true, errAppliedLate
