@@ -1,7 +1,6 @@
 package accesslog
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -10,27 +9,18 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/internal/syncbuf"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// syncBuffer is a bytes.Buffer the writer goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// syncBuffer is the buffer the writer goroutine and the test share, read
+// as JSON lines.
+type syncBuffer struct{ syncbuf.Buffer }
 
 func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if line == "" {
 			continue
 		}
