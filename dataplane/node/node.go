@@ -42,7 +42,8 @@ type Options struct {
 	AccessLog meter.Log
 	// MaxConnections caps the client connections the node holds at once
 	// over all its listeners (HAProxy's global maxconn); 0: no cap. At the
-	// cap every listener stops accepting until a connection ends.
+	// cap every listener stops serving new connections until one ends,
+	// each holding at most one accepted, unread (see listener.serve).
 	MaxConnections int
 	Logger         *slog.Logger
 }
