@@ -360,9 +360,10 @@ listeners:
 }
 
 // TestCauseFailedRequests: a keep-alive connection whose requests the
-// node answered 502 (its endpoint refuses connections) goes on, and ends
-// as its client closes it; its record counts the failed requests, and
-// sluicectl conns --reason no_endpoint finds it.
+// node answered itself with errors goes on, and ends as its client closes
+// it: two 502s (its endpoint refuses connections) and a rule's 403. Its
+// record counts the failed requests with both reasons, and sluicectl
+// conns --reason finds it by either.
 func TestCauseFailedRequests(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	listen := freeAddr(t)
@@ -371,7 +372,12 @@ func TestCauseFailedRequests(t *testing.T) {
 clusters:
   - { name: web, endpoints: [ { name: gone, address: %s } ] }
 listeners:
-  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    rules:
+      - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
 `, freeAddr(t), listen)))
 	conn, err := net.DialTimeout("tcp", listen, testTimeout)
 	if err != nil {
@@ -380,19 +386,25 @@ listeners:
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(testTimeout))
 	br := bufio.NewReader(conn)
-	for i := range 2 {
-		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: e2e\r\n\r\n")
+	for i, tt := range []struct {
+		path string
+		code int
+	}{{"/", 502}, {"/admin", 403}, {"/", 502}} {
+		io.WriteString(conn, "GET "+tt.path+" HTTP/1.1\r\nHost: e2e\r\n\r\n")
 		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 502 || resp.Close {
-			t.Fatalf("request %d: %v, %v; want a 502 that keeps the connection", i, resp, err)
+		if err != nil || resp.StatusCode != tt.code || resp.Close {
+			t.Fatalf("request %d (%s): %v, %v; want a %d that keeps the connection", i, tt.path, resp, err, tt.code)
 		}
 		io.Copy(io.Discard, resp.Body)
 	}
 	conn.Close()
 	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED)
 
-	out, errOut, code := ctl(t, c.addr, "conns", "--reason", "no_endpoint")
-	if code != 0 || !strings.Contains(out, "web/gone") || !strings.Contains(out, "client_closed (2 failed, the first no_endpoint)") {
-		t.Errorf("sluicectl conns --reason no_endpoint: exit %d, %q, %q; want web/gone ... client_closed (2 failed, the first no_endpoint)", code, out, errOut)
+	const want = "client_closed (3 failed: no_endpoint, denied)"
+	for _, reason := range []string{"no_endpoint", "denied"} {
+		out, errOut, code := ctl(t, c.addr, "conns", "--reason", reason)
+		if code != 0 || !strings.Contains(out, "web/gone") || !strings.Contains(out, want) {
+			t.Errorf("sluicectl conns --reason %s: exit %d, %q, %q; want web/gone ... %s", reason, code, out, errOut, want)
+		}
 	}
 }

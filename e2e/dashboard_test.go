@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,7 +128,8 @@ func (c *cp) apiGet(t *testing.T, path string, v any) {
 // cluster with the traffic the node counted, logs no error, and a drain
 // clicked on the page drains the endpoint: stored in the snapshot with the
 // history comment sluicectl would give, applied by the node, and shown on
-// the page.
+// the page. A connection whose requests the node refused shows them in the
+// connections table.
 func TestDashboard(t *testing.T) {
 	ctx, pageErrors := browser(t)
 	c := startCP(t, t.TempDir(), "")
@@ -139,9 +143,16 @@ clusters:
     endpoints:
       - { name: a, address: %s }
       - { name: b, address: %s }
+  - { name: web-gone, endpoints: [ { name: gone, address: %s } ] }
 listeners:
-  - { name: web, address: %s, protocol: HTTP, default_cluster: web }
-`, a.addr, b.addr, listen)))
+  - name: web
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    rules:
+      - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
+      - { name: gone, match: { path: { prefix: [/gone] } }, route: web-gone }
+`, a.addr, b.addr, freeAddr(t), listen)))
 	waitFor(t, "both endpoints UP in the control plane's stats", func() bool {
 		_, ea := c.endpointStats(t, "node-1", "web", "a")
 		_, eb := c.endpointStats(t, "node-1", "web", "b")
@@ -162,6 +173,24 @@ listeners:
 		}
 		return math.Abs(total-sent) < 0.01
 	})
+
+	// One connection, two requests the node answers itself: a rule's 403
+	// and a 502 (web-gone's endpoint refuses connections).
+	conn, err := net.DialTimeout("tcp", listen, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(conn)
+	for _, path := range []string{"/admin", "/gone"} {
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	conn.Close()
 
 	url := "http://" + c.http + "/"
 	aRow := `tr[data-endpoint="web/a"]`
@@ -188,6 +217,12 @@ listeners:
 	}
 	if state != "ACTIVE" || requests != fmt.Sprint(sent/2) {
 		t.Errorf("web/a shows state %q and %q requests, want ACTIVE and %d", state, requests, sent/2)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#conns .badge.failed`)); err != nil {
+		t.Fatalf("connections table: %v (page errors: %q)", err, pageErrors())
+	}
+	if got := text(`#conns .badge.failed`); got != "2 failed: no endpoint, denied" {
+		t.Errorf("the connections table says %q of the refused requests, want \"2 failed: no endpoint, denied\"", got)
 	}
 
 	if err := chromedp.Do(ctx,

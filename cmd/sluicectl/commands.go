@@ -838,8 +838,8 @@ served it (the last request's, for HTTP), how long it lived, bytes in (from
 the client) and out (to the client), HTTP requests, and why it closed. An
 HTTP connection goes on after a request the node answered with an error
 (a 502, 503 or 504, or a rule's refusal); REASON then also says how many
-failed and why the first did, e.g. "client_closed (2 failed, the first
-no_endpoint)", and --reason matches that reason too.
+failed and why, e.g. "client_closed (3 failed: no_endpoint, denied)", and
+--reason matches those reasons too.
 With control-plane replicas on one etcd, each replica keeps the records of
 its own nodes: conns asks each replica that has nodes at its name, as stats
 does, and merges the records; it exits 1 naming any it could not ask.
@@ -902,17 +902,34 @@ Reasons:
 		if r.GetDuration() != nil {
 			dur = r.GetDuration().AsDuration().Round(time.Millisecond).String()
 		}
-		reason := reasons.Name(r.GetCloseReason())
-		if n := r.GetFailedRequests(); n > 1 || n == 1 && r.GetFailure() != r.GetCloseReason() {
-			reason += fmt.Sprintf(" (%d failed, the first %s)", n, reasons.Name(r.GetFailure()))
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			timeText(r.GetStart().AsTime(), r.GetStart() != nil), orDash(r.GetNodeId()), orDash(r.GetListener()),
 			orDash(r.GetClientAddress()), served, dur, units.Bytes(r.GetBytesIn()), units.Bytes(r.GetBytesOut()),
-			r.GetRequests(), reason)
+			r.GetRequests(), reasonText(r))
 	}
 	tw.Flush()
 	return c.incomplete("conns", resp.GetIncomplete(), unasked...)
+}
+
+// reasonText is conns' REASON: why r closed and, when the node answered
+// any of its requests with an error, how many and why, as in
+// "client_closed (2 failed: no_endpoint, server_timeout)". A connection
+// whose one failed request closed it (a refused request) is its reason
+// alone.
+func reasonText(r *sluicev1.ConnRecord) string {
+	reason := reasons.Name(r.GetCloseReason())
+	n, fs := r.GetFailedRequests(), r.GetFailures()
+	if n == 0 || n == 1 && len(fs) == 1 && fs[0] == r.GetCloseReason() {
+		return reason
+	}
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = reasons.Name(f)
+	}
+	if len(names) == 0 { // from a node that did not say why
+		return fmt.Sprintf("%s (%d failed)", reason, n)
+	}
+	return fmt.Sprintf("%s (%d failed: %s)", reason, n, strings.Join(names, ", "))
 }
 
 // wrap breaks s into lines of at most width bytes at spaces, each line

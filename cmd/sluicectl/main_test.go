@@ -668,10 +668,10 @@ func TestNodesAndConns(t *testing.T) {
 			{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", Cluster: "web", Endpoint: "web2",
 				Start: timestamppb.New(start), Duration: durationpb.New(1500 * time.Millisecond),
 				BytesIn: 512, BytesOut: 3 << 20, Requests: 7, CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED,
-				FailedRequests: 2, Failure: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
+				FailedRequests: 3, Failures: []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}},
 			{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.3:50003",
 				Start: timestamppb.New(start), Duration: durationpb.New(0), Requests: 1,
-				CloseReason: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST, FailedRequests: 1, Failure: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
+				CloseReason: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST, FailedRequests: 1, Failures: []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}},
 			{NodeId: "dp-2", Listener: "db", ClientAddress: "10.1.1.2:50001",
 				Start: timestamppb.New(start), Duration: durationpb.New(0), CloseReason: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
 			{NodeId: "dp-2", Listener: "db", ClientAddress: "192.0.2.9:50002",
@@ -715,7 +715,7 @@ func TestNodesAndConns(t *testing.T) {
 	rows = tableRows(stdout)
 	wantRows = [][]string{
 		{"START", "NODE", "LISTENER", "CLIENT", "CLUSTER/ENDPOINT", "DURATION", "IN", "OUT", "REQS", "REASON"},
-		{startText, "dp-1", "public", "10.1.1.1:50000", "web/web2", "1.5s", "512B", "3.0MiB", "7", "client_closed (2 failed, the first no_endpoint)"},
+		{startText, "dp-1", "public", "10.1.1.1:50000", "web/web2", "1.5s", "512B", "3.0MiB", "7", "client_closed (3 failed: server_timeout, no_endpoint)"},
 		{startText, "dp-1", "public", "10.1.1.3:50003", "-", "0s", "0B", "0B", "1", "bad_request"},
 		{startText, "dp-2", "db", "10.1.1.2:50001", "-", "0s", "0B", "0B", "0", "no_endpoint"},
 		{startText, "dp-2", "db", "192.0.2.9:50002", "-", "0s", "0B", "0B", "0", "denied"},

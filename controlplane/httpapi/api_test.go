@@ -312,7 +312,7 @@ func TestConnsFilters(t *testing.T) {
 	f := newFixture(t)
 	f.ring.Add([]*sluicev1.ConnRecord{
 		{NodeId: "n1", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, Duration: durationpb.New(time.Second),
-			FailedRequests: 2, Failure: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
+			FailedRequests: 3, Failures: []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}},
 		{NodeId: "n1", Cluster: "web", Endpoint: "b", CloseReason: sluicev1.CloseReason_CLOSE_REASON_DRAINED, Duration: durationpb.New(5 * time.Second)},
 		{NodeId: "n2", Cluster: "web", Endpoint: "a", CloseReason: sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT, Duration: durationpb.New(30 * time.Second)},
 	})
@@ -320,11 +320,13 @@ func TestConnsFilters(t *testing.T) {
 		query string
 		want  string // node/endpoint/reason of each record, newest first
 	}{
-		{"", "n2/a/server_timeout n1/b/drained n1/a/client_closed/2 no_endpoint"},
-		{"reason=drained,server_timeout&node=n1", "n1/b/drained"},
+		{"", "n2/a/server_timeout n1/b/drained n1/a/client_closed/3 server_timeout,no_endpoint"},
+		{"reason=drained,server_timeout&node=n1", "n1/b/drained n1/a/client_closed/3 server_timeout,no_endpoint"},
+		{"reason=drained&node=n1", "n1/b/drained"},
 		{"min_duration=2s&limit=1", "n2/a/server_timeout"},
-		{"endpoint=a&reason=CLIENT_CLOSED", "n1/a/client_closed/2 no_endpoint"},
-		{"reason=no_endpoint", "n1/a/client_closed/2 no_endpoint"},
+		{"endpoint=a&reason=CLIENT_CLOSED", "n1/a/client_closed/3 server_timeout,no_endpoint"},
+		{"reason=no_endpoint", "n1/a/client_closed/3 server_timeout,no_endpoint"},
+		{"reason=server_timeout", "n2/a/server_timeout n1/a/client_closed/3 server_timeout,no_endpoint"},
 	} {
 		var got struct{ Conns []connJSON }
 		if code := f.do(t, httptest.NewRequest("GET", "/api/conns?"+tt.query, nil), &got); code != http.StatusOK {
@@ -333,8 +335,8 @@ func TestConnsFilters(t *testing.T) {
 		var seen []string
 		for _, c := range got.Conns {
 			row := c.Node + "/" + c.Endpoint + "/" + c.Reason
-			if c.FailedRequests > 0 || c.Failure != "" {
-				row += fmt.Sprintf("/%d %s", c.FailedRequests, c.Failure)
+			if c.FailedRequests > 0 || len(c.Failures) > 0 {
+				row += fmt.Sprintf("/%d %s", c.FailedRequests, strings.Join(c.Failures, ","))
 			}
 			seen = append(seen, row)
 		}

@@ -431,10 +431,10 @@ type connJSON struct {
 	// server_timeout, drained, …
 	Reason string `json:"reason"`
 	// FailedRequests counts the requests the node answered with an error
-	// (a 502, 503, 504 or a rule's refusal), and Failure is why the first
-	// failed ("" when none did).
-	FailedRequests uint64 `json:"failed_requests"`
-	Failure        string `json:"failure"`
+	// (a 502, 503, 504 or a rule's refusal), and Failures are their
+	// reasons, each once (empty when none failed).
+	FailedRequests uint64   `json:"failed_requests"`
+	Failures       []string `json:"failures"`
 }
 
 // connsJSON answers GET /api/conns.
@@ -465,18 +465,19 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			Start: rec.GetStart().AsTime(), Duration: rec.GetDuration().AsDuration(),
 			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
 			Reason:         reasons.Name(rec.GetCloseReason()),
-			FailedRequests: rec.GetFailedRequests(), Failure: failureName(rec),
+			FailedRequests: rec.GetFailedRequests(), Failures: reasonNames(rec.GetFailures()),
 		})
 	}
 	writeJSON(w, http.StatusOK, connsJSON{Conns: out, ReportedElsewhere: orNone(resp.GetReportedElsewhere())})
 }
 
-// failureName is the reason of rec's first failed request, "" if none.
-func failureName(rec *sluicev1.ConnRecord) string {
-	if rec.GetFailedRequests() == 0 {
-		return ""
+// reasonNames names each of rs, as sluicectl conns does; [] for none.
+func reasonNames(rs []sluicev1.CloseReason) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = reasons.Name(r)
 	}
-	return reasons.Name(rec.GetFailure())
+	return out
 }
 
 func orNone(s []string) []string {

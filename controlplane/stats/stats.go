@@ -71,7 +71,7 @@ func (r *Ring) Add(recs []*sluicev1.ConnRecord) {
 type Filter struct {
 	NodeID, Cluster, Endpoint, Listener string
 	// Reasons keeps records that closed for one of these reasons, or
-	// whose first failed request failed for one (ConnRecord.failure).
+	// with a failed request that failed for one (ConnRecord.failures).
 	Reasons []sluicev1.CloseReason
 	// MinDuration keeps records of connections that lived at least this
 	// long.
@@ -84,7 +84,7 @@ func (f Filter) match(rec *sluicev1.ConnRecord) bool {
 		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint) &&
 		(f.Listener == "" || rec.GetListener() == f.Listener) &&
 		(len(f.Reasons) == 0 || slices.Contains(f.Reasons, rec.GetCloseReason()) ||
-			rec.GetFailedRequests() > 0 && slices.Contains(f.Reasons, rec.GetFailure())) &&
+			slices.ContainsFunc(rec.GetFailures(), func(r sluicev1.CloseReason) bool { return slices.Contains(f.Reasons, r) })) &&
 		(f.MinDuration <= 0 || rec.GetDuration().AsDuration() >= f.MinDuration)
 }
 

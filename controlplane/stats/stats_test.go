@@ -76,9 +76,11 @@ func TestRingFilters(t *testing.T) {
 	shutdown, denied := sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN, sluicev1.CloseReason_CLOSE_REASON_DENIED
 	recs[1].CloseReason, recs[2].CloseReason, recs[3].CloseReason = shutdown, denied, shutdown
 	recs[0].Duration, recs[1].Duration, recs[3].Duration = durationpb.New(time.Second), durationpb.New(2*time.Second), durationpb.New(time.Minute)
-	// 1 went on after a request the node answered 502 (no endpoint).
-	noEndpoint := sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
-	recs[0].CloseReason, recs[0].FailedRequests, recs[0].Failure = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, 1, noEndpoint
+	// 1 went on after requests the node answered 502 (no endpoint) and
+	// 504 (the endpoint timed out).
+	noEndpoint, timedOut := sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT, sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT
+	recs[0].CloseReason, recs[0].FailedRequests = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, 2
+	recs[0].Failures = []sluicev1.CloseReason{timedOut, noEndpoint}
 	r.Add(recs)
 	for _, tt := range []struct {
 		f    Filter
@@ -94,6 +96,7 @@ func TestRingFilters(t *testing.T) {
 		{Filter{Reasons: []sluicev1.CloseReason{denied, shutdown}, Endpoint: "web1"}, []string{"4"}},
 		{Filter{MinDuration: 2 * time.Second}, []string{"4", "2"}},
 		{Filter{Reasons: []sluicev1.CloseReason{noEndpoint}}, []string{"1"}},
+		{Filter{Reasons: []sluicev1.CloseReason{timedOut}}, []string{"1"}},
 		{Filter{Reasons: []sluicev1.CloseReason{noEndpoint, denied}}, []string{"3", "1"}},
 		{Filter{MinDuration: time.Second, Reasons: []sluicev1.CloseReason{shutdown}, NodeID: "n2"}, []string{"4", "2"}},
 	} {

@@ -37,18 +37,41 @@ type ConnInfo struct {
 	Reason            sluicev1.CloseReason
 	// Failed counts the requests the node answered itself with an error
 	// (no endpoint, a failed connect or endpoint, a refusal), and
-	// Failure is the reason of the first: on a keep-alive connection,
+	// Failures is the set of their reasons: on a keep-alive connection,
 	// Reason is how it ended after them.
-	Failed  uint64
-	Failure sluicev1.CloseReason
+	Failed   uint64
+	Failures Reasons
 }
 
 // Fail records a request answered by the node with an error for reason.
 func (ci *ConnInfo) Fail(reason sluicev1.CloseReason) {
-	if ci.Failed == 0 {
-		ci.Failure = reason
-	}
 	ci.Failed++
+	ci.Failures.Add(reason)
+}
+
+// Reasons is a set of close reasons, in the 4 bytes of one: every
+// CloseReason is below 32 (TestReasonsHoldsEveryReason).
+type Reasons uint32
+
+// Add puts r in the set.
+func (s *Reasons) Add(r sluicev1.CloseReason) {
+	if r >= 0 && r < 32 {
+		*s |= 1 << r
+	}
+}
+
+// List is the set's reasons in the enum's order; nil when it is empty.
+func (s Reasons) List() []sluicev1.CloseReason {
+	if s == 0 {
+		return nil
+	}
+	var out []sluicev1.CloseReason
+	for r := sluicev1.CloseReason(0); s != 0; r, s = r+1, s>>1 {
+		if s&1 != 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Record converts the info to its wire form.
@@ -65,7 +88,7 @@ func (ci *ConnInfo) Record() *sluicev1.ConnRecord {
 		Requests:       ci.Requests,
 		CloseReason:    ci.Reason,
 		FailedRequests: ci.Failed,
-		Failure:        ci.Failure,
+		Failures:       ci.Failures.List(),
 	}
 }
 

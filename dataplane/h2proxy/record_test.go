@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,8 +102,8 @@ func TestClientCloseIsRecorded(t *testing.T) {
 
 // TestRecordCountsFailedRequests: requests this engine answers with an
 // error (here 502s, the endpoint refusing connections) keep the
-// connection, and its record counts them with the reason of the first,
-// as the HTTP/1.1 engine's does; it closes as its client closed it.
+// connection, and its record counts them with their reason, as the
+// HTTP/1.1 engine's does; it closes as its client closed it.
 func TestRecordCountsFailedRequests(t *testing.T) {
 	addr, done, _ := serveRecorded(t, upstream.New("c", "e", loopback.FreeAddr(t)))
 	getTwiceAndClose(t, addr, 502)
@@ -110,7 +111,7 @@ func TestRecordCountsFailedRequests(t *testing.T) {
 	if e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 2 {
 		t.Errorf("closed for %v after %d requests, want client_closed after 2", e.why, e.info.Requests)
 	}
-	if e.info.Failed != 2 || e.info.Failure != sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT {
-		t.Errorf("record: %d failed, the first for %v; want 2, no_endpoint", e.info.Failed, e.info.Failure)
+	if e.info.Failed != 2 || !slices.Equal(e.info.Failures.List(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}) {
+		t.Errorf("record: %d failed for %v; want 2 for [no_endpoint]", e.info.Failed, e.info.Failures.List())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -166,12 +167,8 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	defer cn.mu.Unlock()
 	info.Requests += cn.streams
 	info.Retries += cn.retries
-	if cn.failed > 0 {
-		if info.Failed == 0 { // none on the HTTP/1.1 engine before an h2c upgrade
-			info.Failure = cn.failure
-		}
-		info.Failed += cn.failed
-	}
+	info.Failed += cn.failed
+	info.Failures |= cn.failures // with the HTTP/1.1 engine's before an h2c upgrade
 	if cn.cluster != "" {
 		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
 	}
@@ -211,8 +208,8 @@ type conn struct {
 
 	mu                sync.Mutex // guards what follows, for the record
 	streams, retries  uint64
-	failed            uint64               // streams the proxy answered with an error
-	failure           sluicev1.CloseReason // why, for the first of them
+	failed            uint64            // streams the proxy answered with an error
+	failures          conntrack.Reasons // why, for each of them
 	cluster, endpoint string
 	tunneled          sluicev1.CloseReason // why the tunnel ended, if one ran
 }
@@ -274,10 +271,8 @@ func (cn *conn) stream(hcfg *httpproxy.Config) (last bool) {
 // fail records a stream the proxy answered with an error, for why.
 func (cn *conn) fail(why sluicev1.CloseReason) {
 	cn.mu.Lock()
-	if cn.failed == 0 {
-		cn.failure = why
-	}
 	cn.failed++
+	cn.failures.Add(why)
 	cn.mu.Unlock()
 }
 

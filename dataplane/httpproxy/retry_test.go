@@ -157,12 +157,12 @@ func TestConnectFailureIsRetried(t *testing.T) {
 			}
 			// The 502s kept the connection: it closed as the client
 			// closed it, and its record counts what failed on it.
-			failedN, wantFailure := uint64(0), sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED
+			failedN, wantFailures := uint64(0), []sluicev1.CloseReason(nil)
 			if tt.code == 502 {
-				failedN, wantFailure = requests, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
+				failedN, wantFailures = requests, []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT}
 			}
-			if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Failed != failedN || ci.Failure != wantFailure {
-				t.Errorf("ConnInfo: reason %v, %d failed, first for %v; want CLIENT_CLOSED, %d, %v", ci.Reason, ci.Failed, ci.Failure, failedN, wantFailure)
+			if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || ci.Failed != failedN || !slices.Equal(ci.Failures.List(), wantFailures) {
+				t.Errorf("ConnInfo: reason %v, %d failed for %v; want CLIENT_CLOSED, %d for %v", ci.Reason, ci.Failed, ci.Failures.List(), failedN, wantFailures)
 			}
 			if dead.Inflight() != 0 || live.ep.Inflight() != 0 || dead.Conns() != 0 {
 				t.Errorf("after the requests: inflight dead %d live %d, dead conns %d; want 0 0 0", dead.Inflight(), live.ep.Inflight(), dead.Conns())

@@ -328,11 +328,14 @@ function renderConns({conns, reported_elsewhere: elsewhere}) {
 }
 
 // failedBadge says how many of a connection's requests the node answered
-// with an error, and why the first was, when that is not how it closed.
+// with an error, and why, when that is not just how it closed.
 function failedBadge(c) {
-  if (!c.failed_requests || c.failed_requests === 1 && c.failure === c.reason) return null;
-  return h("span", {class: "badge reason " + tone.reason(c.failure), title: "requests the node answered with an error; the first: " + c.failure},
-    `${c.failed_requests} failed: ${c.failure.replaceAll("_", " ")}`);
+  const why = c.failures || [];
+  if (!c.failed_requests || c.failed_requests === 1 && why.length === 1 && why[0] === c.reason) return null;
+  const text = why.map(r => r.replaceAll("_", " ")).join(", ");
+  const cls = why.some(r => tone.reason(r) === "bad") ? "bad" : tone.reason(why[0] || "");
+  return h("span", {class: "badge failed reason " + cls, title: "requests the node answered with an error" + (why.length ? ": " + why.join(", ") : "")},
+    `${c.failed_requests} failed` + (text ? `: ${text}` : ""));
 }
 
 let timer = null;

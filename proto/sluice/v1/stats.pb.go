@@ -610,11 +610,13 @@ type ConnRecord struct {
 	// FailedRequests counts the requests (HTTP) the node answered itself
 	// with an error instead of an endpoint's response: a 502, 503 or 504
 	// (no endpoint, a failed connect, an endpoint that failed or timed
-	// out), or a refusal. Failure is the reason of the first of them. A
-	// keep-alive connection goes on after such an answer; its close_reason
-	// is how it ended afterwards.
-	FailedRequests uint64      `protobuf:"varint,12,opt,name=failed_requests,json=failedRequests,proto3" json:"failed_requests,omitempty"`
-	Failure        CloseReason `protobuf:"varint,13,opt,name=failure,proto3,enum=sluice.v1.CloseReason" json:"failure,omitempty"`
+	// out), or a refusal. Failures are their reasons, each once, in the
+	// enum's order. A keep-alive connection goes on after such an answer;
+	// its close_reason is how it ended afterwards. (Field 13 held only the
+	// first failure's reason before; a record from such a node reads as
+	// a list of that one.)
+	FailedRequests uint64        `protobuf:"varint,12,opt,name=failed_requests,json=failedRequests,proto3" json:"failed_requests,omitempty"`
+	Failures       []CloseReason `protobuf:"varint,13,rep,packed,name=failures,proto3,enum=sluice.v1.CloseReason" json:"failures,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -733,11 +735,11 @@ func (x *ConnRecord) GetFailedRequests() uint64 {
 	return 0
 }
 
-func (x *ConnRecord) GetFailure() CloseReason {
+func (x *ConnRecord) GetFailures() []CloseReason {
 	if x != nil {
-		return x.Failure
+		return x.Failures
 	}
-	return CloseReason_CLOSE_REASON_UNSPECIFIED
+	return nil
 }
 
 var File_sluice_v1_stats_proto protoreflect.FileDescriptor
@@ -775,7 +777,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x06detail\x18\x0f \x01(\tR\x06detail\x12\x1c\n" +
 	"\tejections\x18\x10 \x01(\x04R\tejections\")\n" +
 	"\rReportSummary\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\x04R\arecords\"\xf1\x03\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\"\xf3\x03\n" +
 	"\n" +
 	"ConnRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
@@ -790,8 +792,8 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\brequests\x18\n" +
 	" \x01(\x04R\brequests\x129\n" +
 	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason\x12'\n" +
-	"\x0ffailed_requests\x18\f \x01(\x04R\x0efailedRequests\x120\n" +
-	"\afailure\x18\r \x01(\x0e2\x16.sluice.v1.CloseReasonR\afailure*\xda\x01\n" +
+	"\x0ffailed_requests\x18\f \x01(\x04R\x0efailedRequests\x122\n" +
+	"\bfailures\x18\r \x03(\x0e2\x16.sluice.v1.CloseReasonR\bfailures*\xda\x01\n" +
 	"\x0eEndpointHealth\x12\x1f\n" +
 	"\x1bENDPOINT_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENDPOINT_HEALTH_UP\x10\x01\x12\x18\n" +
@@ -856,7 +858,7 @@ var file_sluice_v1_stats_proto_depIdxs = []int32{
 	7,  // 5: sluice.v1.ConnRecord.start:type_name -> google.protobuf.Timestamp
 	8,  // 6: sluice.v1.ConnRecord.duration:type_name -> google.protobuf.Duration
 	1,  // 7: sluice.v1.ConnRecord.close_reason:type_name -> sluice.v1.CloseReason
-	1,  // 8: sluice.v1.ConnRecord.failure:type_name -> sluice.v1.CloseReason
+	1,  // 8: sluice.v1.ConnRecord.failures:type_name -> sluice.v1.CloseReason
 	2,  // 9: sluice.v1.StatsService.Report:input_type -> sluice.v1.StatsReport
 	5,  // 10: sluice.v1.StatsService.Report:output_type -> sluice.v1.ReportSummary
 	10, // [10:11] is the sub-list for method output_type

@@ -751,8 +751,6 @@ func (m *ConnRecord) validate(all bool) error {
 
 	// no validation rules for FailedRequests
 
-	// no validation rules for Failure
-
 	if len(errors) > 0 {
 		return ConnRecordMultiError(errors)
 	}
