@@ -547,7 +547,8 @@ func (cc *clientConn) write(p []byte) error {
 // refuse answers a request the proxy will not forward and ends the
 // connection. The answer to a HEAD request has no body (RFC 9110 §9.3.2),
 // however much of the head parsed: the read buffer still starts with the
-// request line.
+// request line. The request counts among the connection's requests, as
+// the listener's metrics and access log count it.
 func (cc *clientConn) refuse(e *statusError) int {
 	x := cc.x
 	head := bytes.HasPrefix(x.rb[x.rs:x.re], []byte("HEAD "))
@@ -555,6 +556,7 @@ func (cc *clientConn) refuse(e *statusError) int {
 	cc.write(x.wb)
 	x.wb = x.wb[:0]
 	cc.reason = e.reason
+	cc.info.Requests++
 	cc.info.Fail(e.reason)
 	cc.linger = true
 	cc.meterRefused(e.status)

@@ -626,8 +626,9 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 			if !bytes.Contains(rest, []byte("Connection: close\r\n")) || !bytes.Contains(rest, []byte("Content-Type: text/plain")) {
 				t.Errorf("response head %q", rest)
 			}
-			if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST {
-				t.Errorf("reason %v", ci.Reason)
+			// The record counts the refused request, and its failure.
+			if ci := p.info(); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST || ci.Requests != 1 || ci.Failed != 1 {
+				t.Errorf("record: closed for %v after %d requests, %d failed; want bad_request after 1, 1 failed", ci.Reason, ci.Requests, ci.Failed)
 			}
 		})
 	}
