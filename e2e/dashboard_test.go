@@ -128,8 +128,8 @@ func (c *cp) apiGet(t *testing.T, path string, v any) {
 // cluster with the traffic the node counted, logs no error, and a drain
 // clicked on the page drains the endpoint: stored in the snapshot with the
 // history comment sluicectl would give, applied by the node, and shown on
-// the page. A connection whose requests the node refused shows them in the
-// connections table.
+// the page. A connection whose requests the node answered with errors
+// shows them in the connections table.
 func TestDashboard(t *testing.T) {
 	ctx, pageErrors := browser(t)
 	c := startCP(t, t.TempDir(), "")
@@ -222,7 +222,7 @@ listeners:
 		t.Fatalf("connections table: %v (page errors: %q)", err, pageErrors())
 	}
 	if got := text(`#conns .badge.failed`); got != "2 failed: no endpoint, denied" {
-		t.Errorf("the connections table says %q of the refused requests, want \"2 failed: no endpoint, denied\"", got)
+		t.Errorf("the connections table says %q of the failed requests, want \"2 failed: no endpoint, denied\"", got)
 	}
 
 	if err := chromedp.Do(ctx,
