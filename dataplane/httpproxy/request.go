@@ -111,6 +111,11 @@ func (r *Request) ServerName() []byte { return r.sni }
 // first pick.
 func (r *Request) Failed(ep *upstream.Endpoint) bool { return r.failed.Has(ep) }
 
+// FailedExactly reports whether ep itself failed for this request, not
+// only an endpoint for the same server that an apply has since made anew
+// (upstream.Failures.HasExactly).
+func (r *Request) FailedExactly(ep *upstream.Endpoint) bool { return r.failed.HasExactly(ep) }
+
 // Context ends when the listener's server is closed (the listener was
 // removed), or, for a request Loaded from another engine, with that
 // request (Head.Context): a Director that waits for an endpoint (a

@@ -607,10 +607,18 @@ func pickerFor(spec *sluicev1.Cluster) func(lb.Set) lb.Picker {
 	return lb.NewRoundRobin
 }
 
-// failures says which endpoints the work already failed to connect to. A
-// retry is sent elsewhere (HAProxy's redispatch).
+// failures says which endpoints the work already failed to connect to (or
+// for the same server: upstream.Failures.Has). A retry is sent elsewhere
+// (HAProxy's redispatch).
 type failures interface {
 	Failed(ep *upstream.Endpoint) bool
+}
+
+// exactFailures are failures that also tell the endpoints that failed
+// from others for the same server, made anew by an apply since
+// (upstream.Failures.HasExactly): *httpproxy.Request, *tcpproxy.Attempt.
+type exactFailures interface {
+	FailedExactly(ep *upstream.Endpoint) bool
 }
 
 // work is what picks: *httpproxy.Request and *tcpproxy.Attempt. Its
@@ -704,13 +712,28 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 // that did not fail it. A backup is not used because primaries failed this
 // one request: backups serve only when every primary is known down (DESIGN
 // problem 4). It is the retry path only, so a scan is fine.
+//
+// When only endpoints for servers the work failed on are left, one that
+// an apply made anew since (the server removed and added back while the
+// work picked) is taken: it has not failed, and nothing else can serve.
 func (b *pickerBox) around(f failures) (*upstream.Endpoint, error) {
+	ep, err := b.aroundBy(f.Failed)
+	if err == lb.ErrNoEndpoint {
+		if x, ok := f.(exactFailures); ok {
+			return b.aroundBy(x.FailedExactly)
+		}
+	}
+	return ep, err
+}
+
+// aroundBy is around with failed saying which endpoints failed.
+func (b *pickerBox) aroundBy(failed func(*upstream.Endpoint) bool) (*upstream.Endpoint, error) {
 	var best *lb.Member
 	full := false
 	eligible := b.set.Eligible()
 	for i := range eligible {
 		m := &eligible[i]
-		if f.Failed(m.Endpoint) {
+		if failed(m.Endpoint) {
 			continue
 		}
 		if m.MaxConn > 0 && m.Endpoint.Inflight() >= int64(m.MaxConn) {

@@ -59,3 +59,55 @@ clusters:
 type failed upstream.Failures
 
 func (f failed) Failed(ep *upstream.Endpoint) bool { return upstream.Failures(f).Has(ep) }
+
+func (f failed) FailedExactly(ep *upstream.Endpoint) bool { return upstream.Failures(f).HasExactly(ep) }
+
+// nameOf is ep's name, for messages; "none" for nil.
+func nameOf(ep *upstream.Endpoint) string {
+	if ep == nil {
+		return "none"
+	}
+	return ep.Name
+}
+
+// TestRetryPicksAroundAServerMadeAnew: work whose endpoint an apply
+// retired picks again; an apply that then added the server back made a
+// new endpoint for it, which the work picks around while another server
+// is there (or applies faster than its connects would retire each one it
+// picks), and takes when it is the only one.
+func TestRetryPicksAroundAServerMadeAnew(t *testing.T) {
+	const tmpl = `
+clusters:
+  - name: web
+    lb_policy: %s
+    endpoints: [%s]
+`
+	for _, policy := range []string{"ROUND_ROBIN", "LEAST_CONN", "FIRST", "HASH"} {
+		t.Run(policy, func(t *testing.T) {
+			a, b := "{ name: a, address: 127.0.0.1:1 }", "{ name: b, address: 127.0.0.1:2 }"
+			// The retired a, and the cluster of the apply that added it
+			// back: a new *Endpoint for the same server, beside b.
+			retired := compileCluster(parse(t, tmpl, policy, a).GetClusters()[0], nil).members[0].Endpoint
+			c := compileCluster(parse(t, tmpl, policy, a+", "+b).GetClusters()[0], nil)
+			c.rebuild(nil)
+			anew := c.members[0].Endpoint
+			if anew == retired || anew.Name != "a" {
+				t.Fatalf("the cluster's first member is %s (%p), want a new endpoint a (not %p)", anew.Name, anew, retired)
+			}
+			for i := range 20 {
+				ep, err := c.tryPick(lb.Request{Hash: uint64(i)}, failed{retired})
+				if err != nil || ep.Name != "b" {
+					t.Fatalf("pick %d after a was retired: %s %v, want b", i, nameOf(ep), err)
+				}
+				ep.Release()
+			}
+			alone := compileCluster(parse(t, tmpl, policy, a).GetClusters()[0], nil)
+			alone.rebuild(nil)
+			if ep, err := alone.tryPick(lb.Request{}, failed{retired}); err != nil || ep != alone.members[0].Endpoint {
+				t.Errorf("with a made anew the only endpoint: %s %v, want it", nameOf(ep), err)
+			} else {
+				ep.Release()
+			}
+		})
+	}
+}

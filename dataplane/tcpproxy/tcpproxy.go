@@ -99,6 +99,13 @@ func (a *Attempt) Failed(ep *upstream.Endpoint) bool {
 	return a != nil && a.failed.Has(ep)
 }
 
+// FailedExactly reports whether ep itself failed for this session, not
+// only an endpoint for the same server that an apply has since made anew
+// (upstream.Failures.HasExactly).
+func (a *Attempt) FailedExactly(ep *upstream.Endpoint) bool {
+	return a != nil && a.failed.HasExactly(ep)
+}
+
 // DefaultRetries is the retry count a caller should put in Config.Retries
 // when its own configuration leaves it unset (HAProxy's default "retries
 // 3"). The zero Config does not retry.

@@ -148,8 +148,23 @@ func KeyOf(cluster, name, addr string) string { return cluster + "/" + name + "@
 // work and let their Directors read it.
 type Failures []*Endpoint
 
-// Has reports whether ep is in f.
+// Has reports whether ep is in f, or an endpoint for the same server
+// (cluster, name and address): an apply that removes an endpoint and a
+// later one that adds it back make a new *Endpoint, which the work must
+// pick around all the same, or applies that come faster than its connects
+// could retire each one it picks.
 func (f Failures) Has(ep *Endpoint) bool {
+	for _, x := range f {
+		if x == ep || x.key == ep.key {
+			return true
+		}
+	}
+	return false
+}
+
+// HasExactly reports whether ep itself is in f: a Director with nothing
+// left but endpoints that Has reports may still pick one made anew.
+func (f Failures) HasExactly(ep *Endpoint) bool {
 	for _, x := range f {
 		if x == ep {
 			return true

@@ -152,3 +152,26 @@ func TestShutdownSessions(t *testing.T) {
 	}
 	ep.Shutdown()
 }
+
+// TestFailuresMatchTheServer: an endpoint an apply made anew for a server
+// (removed, then added back) counts as failed where the one it replaced
+// failed; only HasExactly tells them apart.
+func TestFailuresMatchTheServer(t *testing.T) {
+	old, anew := New("web", "a", "127.0.0.1:1"), New("web", "a", "127.0.0.1:1")
+	moved, other := New("web", "a", "127.0.0.1:2"), New("api", "a", "127.0.0.1:1")
+	f := Failures{old}
+	for _, tt := range []struct {
+		name         string
+		ep           *Endpoint
+		has, exactly bool
+	}{
+		{"the endpoint that failed", old, true, true},
+		{"one made anew for its server", anew, true, false},
+		{"one of the same name at another address", moved, false, false},
+		{"one of another cluster at its address", other, false, false},
+	} {
+		if got, gotExactly := f.Has(tt.ep), f.HasExactly(tt.ep); got != tt.has || gotExactly != tt.exactly {
+			t.Errorf("%s: Has %v, HasExactly %v; want %v, %v", tt.name, got, gotExactly, tt.has, tt.exactly)
+		}
+	}
+}
