@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -844,7 +845,8 @@ func requestStatus(req proto.Message, err error) error {
 
 // fieldReason is what a user is told about field path of req, which PGV
 // refused for reason: for a group name, what a valid one is, where PGV
-// would quote its regular expression.
+// would quote its regular expression; for a text too long or empty, so in
+// characters, where PGV counts "runes".
 func fieldReason(req proto.Message, path, reason string) string {
 	isGroup := path == "group"
 	switch req.(type) {
@@ -852,7 +854,7 @@ func fieldReason(req proto.Message, path, reason string) string {
 		isGroup = path == "name"
 	}
 	if !isGroup {
-		return reason
+		return lengthReason(req, path, reason)
 	}
 	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
 	if fd == nil || fd.Kind() != protoreflect.StringKind {
@@ -862,6 +864,26 @@ func fieldReason(req proto.Message, path, reason string) string {
 		return err.Error()
 	}
 	return reason
+}
+
+// lengthReason words PGV's length rules for a string field path of req:
+// "1100 characters, more than the 1024 allowed" for "value length must be
+// at most 1024 runes", and "must not be empty" for "at least 1"; any other
+// reason as it is.
+func lengthReason(req proto.Message, path, reason string) string {
+	if reason == "value length must be at least 1 runes" {
+		return "must not be empty"
+	}
+	var most int
+	if _, err := fmt.Sscanf(reason, "value length must be at most %d runes", &most); err != nil {
+		return reason
+	}
+	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return fmt.Sprintf("more than the %d characters allowed", most)
+	}
+	n := utf8.RuneCountInString(req.ProtoReflect().Get(fd).String())
+	return fmt.Sprintf("%d characters, more than the %d allowed", n, most)
 }
 
 // badRequest is the INVALID_ARGUMENT for faults in a request's own fields

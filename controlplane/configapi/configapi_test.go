@@ -452,7 +452,7 @@ func TestUpdateEndpointErrorsStoreNothing(t *testing.T) {
 		{"undefined state", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web1", State: 9},
 			codes.InvalidArgument, "state: value must be one of the defined enum values"},
 		{"no endpoint named", false, &sluicev1.UpdateEndpointRequest{Cluster: "web", Weight: weight},
-			codes.InvalidArgument, "endpoint: value length must be at least 1"},
+			codes.InvalidArgument, "endpoint: must not be empty"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := newServer(t)

@@ -370,3 +370,19 @@ func TestBadGroupNameSaysWhatANameIs(t *testing.T) {
 		}
 	}
 }
+
+// TestTooLongTextSaysHowLong: a request's text field past its limit is
+// refused in characters, with how long it was, and an empty one that
+// must not be says so; not in PGV's "runes".
+func TestTooLongTextSaysHowLong(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	_, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1), Comment: strings.Repeat("é", 1100)})
+	wantCode(t, "Apply with a comment of 1100 characters", err, codes.InvalidArgument,
+		"invalid request: comment: 1100 characters, more than the 1024 allowed")
+	_, err = s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(2), Author: strings.Repeat("a", 300)})
+	wantCode(t, "UpdateEndpoint by an author of 300 characters", err, codes.InvalidArgument,
+		"invalid request: author: 300 characters, more than the 256 allowed")
+	_, err = s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Endpoint: "web2", Weight: proto.Uint32(2)})
+	wantCode(t, "UpdateEndpoint without a cluster", err, codes.InvalidArgument, "invalid request: cluster: must not be empty")
+}
