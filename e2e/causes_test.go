@@ -379,25 +379,12 @@ listeners:
     rules:
       - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
 `, freeAddr(t), listen)))
-	conn, err := net.DialTimeout("tcp", listen, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(testTimeout))
-	br := bufio.NewReader(conn)
-	for i, tt := range []struct {
-		path string
-		code int
-	}{{"/", 502}, {"/admin", 403}, {"/", 502}} {
-		io.WriteString(conn, "GET "+tt.path+" HTTP/1.1\r\nHost: e2e\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != tt.code || resp.Close {
-			t.Fatalf("request %d (%s): %v, %v; want a %d that keeps the connection", i, tt.path, resp, err, tt.code)
+	paths, codes := []string{"/", "/admin", "/"}, []int{502, 403, 502}
+	for i, resp := range getOnOneConn(t, listen, paths...) {
+		if resp.StatusCode != codes[i] || resp.Close {
+			t.Fatalf("request %d (%s): %d, close %v; want a %d that keeps the connection", i, paths[i], resp.StatusCode, resp.Close, codes[i])
 		}
-		io.Copy(io.Discard, resp.Body)
 	}
-	conn.Close()
 	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED)
 
 	const want = "client_closed (3 failed: no_endpoint, denied)"

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -176,21 +173,7 @@ listeners:
 
 	// One connection, two requests the node answers itself: a rule's 403
 	// and a 502 (web-gone's endpoint refuses connections).
-	conn, err := net.DialTimeout("tcp", listen, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetDeadline(time.Now().Add(testTimeout))
-	br := bufio.NewReader(conn)
-	for _, path := range []string{"/admin", "/gone"} {
-		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: e2e\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-	}
-	conn.Close()
+	getOnOneConn(t, listen, "/admin", "/gone")
 
 	url := "http://" + c.http + "/"
 	aRow := `tr[data-endpoint="web/a"]`

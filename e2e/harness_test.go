@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -229,6 +230,32 @@ func get(client *http.Client, url string) (string, error) {
 		return "", fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	return string(body), nil
+}
+
+// getOnOneConn sends GET for each of paths, one after the other, on one
+// new keep-alive connection to addr, which it then closes, and returns the
+// responses (bodies read). It fails the test when a request gets no
+// response, as after the connection closed.
+func getOnOneConn(t *testing.T, addr string, paths ...string) []*http.Response {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(conn)
+	var out []*http.Response
+	for i, path := range paths {
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d (GET %s) on one connection to %s: %v", i, path, addr, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		out = append(out, resp)
+	}
+	return out
 }
 
 // tcpGet sends one HTTP request over a new TCP connection with Connection:
