@@ -856,14 +856,22 @@ func fieldReason(req proto.Message, path, reason string) string {
 	if !isGroup {
 		return lengthReason(req, path, reason)
 	}
-	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
-	if fd == nil || fd.Kind() != protoreflect.StringKind {
-		return reason
-	}
-	if err := groups.CheckName(req.ProtoReflect().Get(fd).String()); err != nil {
-		return err.Error()
+	if name, ok := stringField(req, path); ok {
+		if err := groups.CheckName(name); err != nil {
+			return err.Error()
+		}
 	}
 	return reason
+}
+
+// stringField is the value of req's string field path (a top-level one);
+// false when there is no such field.
+func stringField(req proto.Message, path string) (string, bool) {
+	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return "", false
+	}
+	return req.ProtoReflect().Get(fd).String(), true
 }
 
 // lengthReason words PGV's length rules for a string field path of req:
@@ -878,12 +886,11 @@ func lengthReason(req proto.Message, path, reason string) string {
 	if _, err := fmt.Sscanf(reason, "value length must be at most %d runes", &most); err != nil {
 		return reason
 	}
-	fd := req.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(path))
-	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+	text, ok := stringField(req, path)
+	if !ok {
 		return fmt.Sprintf("more than the %d characters allowed", most)
 	}
-	n := utf8.RuneCountInString(req.ProtoReflect().Get(fd).String())
-	return fmt.Sprintf("%d characters, more than the %d allowed", n, most)
+	return fmt.Sprintf("%d characters, more than the %d allowed", utf8.RuneCountInString(text), most)
 }
 
 // badRequest is the INVALID_ARGUMENT for faults in a request's own fields
