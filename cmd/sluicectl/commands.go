@@ -922,14 +922,10 @@ func reasonText(r *sluicev1.ConnRecord) string {
 	if n == 0 || n == 1 && len(fs) == 1 && fs[0] == r.GetCloseReason() {
 		return reason
 	}
-	names := make([]string, len(fs))
-	for i, f := range fs {
-		names[i] = reasons.Name(f)
-	}
-	if len(names) == 0 { // from a node that did not say why
+	if len(fs) == 0 { // from a node that did not say why
 		return fmt.Sprintf("%s (%d failed)", reason, n)
 	}
-	return fmt.Sprintf("%s (%d failed: %s)", reason, n, strings.Join(names, ", "))
+	return fmt.Sprintf("%s (%d failed: %s)", reason, n, strings.Join(reasons.NameEach(fs), ", "))
 }
 
 // wrap breaks s into lines of at most width bytes at spaces, each line

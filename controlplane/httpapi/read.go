@@ -465,19 +465,10 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			Start: rec.GetStart().AsTime(), Duration: rec.GetDuration().AsDuration(),
 			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
 			Reason:         reasons.Name(rec.GetCloseReason()),
-			FailedRequests: rec.GetFailedRequests(), Failures: reasonNames(rec.GetFailures()),
+			FailedRequests: rec.GetFailedRequests(), Failures: reasons.NameEach(rec.GetFailures()),
 		})
 	}
 	writeJSON(w, http.StatusOK, connsJSON{Conns: out, ReportedElsewhere: orNone(resp.GetReportedElsewhere())})
-}
-
-// reasonNames names each of rs, as sluicectl conns does; [] for none.
-func reasonNames(rs []sluicev1.CloseReason) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = reasons.Name(r)
-	}
-	return out
 }
 
 func orNone(s []string) []string {

@@ -30,6 +30,16 @@ func Name(r sluicev1.CloseReason) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), prefix))
 }
 
+// NameEach is the Name of each of rs, in their order; empty, not nil,
+// for none (a JSON list).
+func NameEach(rs []sluicev1.CloseReason) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = Name(r)
+	}
+	return out
+}
+
 // Parse reads a name as Name writes it, in any case; UNSPECIFIED and
 // unknown names are not reasons a filter can ask for.
 func Parse(name string) (sluicev1.CloseReason, bool) {

@@ -2,6 +2,7 @@ package reasons
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -31,5 +32,17 @@ func TestNameAndParse(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { Name(sluicev1.CloseReason_CLOSE_REASON_DRAINED) }); n != 0 {
 		t.Errorf("Name allocates %v times", n)
+	}
+}
+
+// TestNameEach: each reason by its Name, in order; none is an empty list,
+// which JSON writes as [], not null.
+func TestNameEach(t *testing.T) {
+	got := NameEach([]sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT, sluicev1.CloseReason_CLOSE_REASON_DENIED})
+	if strings.Join(got, " ") != "no_endpoint denied" {
+		t.Errorf("NameEach = %q, want [no_endpoint denied]", got)
+	}
+	if got := NameEach(nil); got == nil || len(got) != 0 {
+		t.Errorf("NameEach(nil) = %#v, want an empty, non-nil list", got)
 	}
 }
