@@ -913,9 +913,9 @@ Reasons:
 
 // reasonText is conns' REASON: why r closed and, when the node answered
 // any of its requests with an error, how many and why, as in
-// "client_closed (2 failed: no_endpoint, server_timeout)". A connection
-// whose one failed request closed it (a refused request) is its reason
-// alone.
+// "client_closed (2 failed: server_timeout, no_endpoint)", in the enum's
+// order. A connection whose one failed request closed it (a refused
+// request) is its reason alone.
 func reasonText(r *sluicev1.ConnRecord) string {
 	reason := reasons.Name(r.GetCloseReason())
 	n, fs := r.GetFailedRequests(), r.GetFailures()
