@@ -3,6 +3,7 @@ package snapshot
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -36,9 +37,10 @@ func (c Change) String() string {
 // Diff lists what changes from old to new, resource by resource, matched by
 // name: every cluster first, then every listener (the order a node applies
 // them in). Within a kind, resources come in new's order, then the removed
-// ones in old's order. old may be nil (everything is added). Diff works on
-// invalid snapshots too; a name defined twice is matched on its first
-// definition.
+// ones in old's order. old may be nil (everything is added). A field
+// written out as the default it has when unset, or unset where it held its
+// default, is no change (see sameMeaning). Diff works on invalid snapshots
+// too; a name defined twice is matched on its first definition.
 func Diff(old, new *sluicev1.Snapshot) []Change {
 	if old == nil {
 		old = &sluicev1.Snapshot{}
@@ -130,7 +132,11 @@ func diffMessage(a, b protoreflect.Message) []string {
 			if ha == hb && va.Equal(vb) {
 				continue
 			}
-			out = append(out, name+" "+displayValue(fd, va, ha)+" -> "+displayValue(fd, vb, hb))
+			da, db := displayValue(fd, va, ha), displayValue(fd, vb, hb)
+			if sameMeaning(fd, da, db) {
+				continue
+			}
+			out = append(out, name+" "+da+" -> "+db)
 		}
 	}
 	return out
@@ -230,7 +236,7 @@ func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[stri
 func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
 	if !has && (fd.HasPresence() || fd.Message() != nil) {
 		if d, ok := presenceDefaults[fd.FullName()]; ok {
-			return d + " (default)"
+			return d + defaultMark
 		}
 		return "unset"
 	}
@@ -253,6 +259,30 @@ func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has boo
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// defaultMark ends the text of a value that a field has because it is
+// unset (or 0): "1 (default)".
+const defaultMark = " (default)"
+
+// sameMeaning reports whether two values of a field, as displayValue
+// renders them, tell a node the same thing although they differ in the
+// snapshot: a default written out where it was left unset ("1 (default)"
+// and "1"), or the other way round, or an enum's zero and the value it
+// stands for ("ACTIVE" both). Durations compare as lengths of time: the
+// default "60s" is a written "1m". Storing such an edit as a new version
+// would push every node a snapshot that changes nothing.
+func sameMeaning(fd protoreflect.FieldDescriptor, a, b string) bool {
+	a, b = strings.TrimSuffix(a, defaultMark), strings.TrimSuffix(b, defaultMark)
+	if a == b {
+		return true
+	}
+	if fd.Message() == nil || fd.Message().FullName() != durationName {
+		return false
+	}
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	return errA == nil && errB == nil && da == db
 }
 
 // enumDefaults names what an enum's zero value means, where it means a

@@ -76,6 +76,17 @@ func TestDiff(t *testing.T) {
 			want: []string{"~ listener l: http.idle_timeout 5m -> 60s (default); http.max_header_bytes 16384 -> 65536 (default); http.max_request_body_bytes 0 (no limit) -> 1024; max_connections 500 -> 0 (no cap)"},
 		},
 		{
+			name: "defaults written out or left out are no change",
+			old:  "clusters: [{name: web, connect_timeout: 5s, health_check: {fall: 3}, endpoints: [{name: a}, {name: b, weight: 1, state: ACTIVE}]}]\nlisteners: [{name: l, http: {max_header_bytes: 0}}]",
+			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 2s}, endpoints: [{name: a, weight: 1}, {name: b}]}]\nlisteners: [{name: l, http: {max_header_bytes: 65536, idle_timeout: 60s}}]",
+		},
+		{
+			name: "a default written out beside a change",
+			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b}]}]",
+			new:  "clusters: [{name: web, endpoints: [{name: a, weight: 1}, {name: b, weight: 2}]}]",
+			want: []string{"~ cluster web: endpoint b weight 1 (default) -> 2"},
+		},
+		{
 			name: "health check added and removed",
 			old:  "clusters: [{name: a, health_check: {}}, {name: b}]",
 			new:  "clusters: [{name: a}, {name: b, health_check: {fall: 3}}]",

@@ -133,7 +133,9 @@ and the exit status is 1. History records the author as $USER@hostname, or,
 when the control plane checks tokens, the token's name.
 
 Prints "applied version N" and one line per changed resource, or
-"unchanged (version N)".`+ifVersionAbout)
+"unchanged (version N)": also when the snapshot only writes out defaults
+(weight: 1, connect_timeout: 5s) that the stored one leaves out, or the
+other way round, which nodes would run the same.`+ifVersionAbout)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
 	w := addWriteFlags(fs, "")
 	var sel optionalString

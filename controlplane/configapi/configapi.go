@@ -631,7 +631,9 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 			return nil, nil, err
 		}
 		switch {
-		case proto.Equal(g.GetSnapshot(), snap):
+		case len(snapshot.Diff(g.GetSnapshot(), snap)) == 0:
+			// The same snapshot, or one that only writes out (or leaves
+			// out) defaults: nodes would be sent nothing new.
 		case w.canary != nil:
 			ch, err := s.startRollout(g, snap, w, next)
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/controlplane/groups"
@@ -126,6 +127,54 @@ func TestApplyUnchangedAndDryRun(t *testing.T) {
 	}
 	if h := history(t, ctx, s); !slices.Equal(h, []uint64{1}) {
 		t.Errorf("History = %v, want [1]", h)
+	}
+}
+
+// Writing out a default (weight 1, connect_timeout 5s), or leaving out
+// one that was written, tells nodes nothing new: no version is stored, and
+// the one stored keeps its text.
+func TestApplyOfDefaultsWrittenOutIsUnchanged(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	bare := web(t, 1)
+	bare.Clusters[0].Endpoints[1].Weight = nil
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: bare}); err != nil {
+		t.Fatal(err)
+	}
+	spelled := web(t, 1)
+	spelled.Clusters[0].ConnectTimeout = durationpb.New(5 * time.Second)
+	spelled.Clusters[0].LbPolicy = sluicev1.LbPolicy_LB_POLICY_ROUND_ROBIN
+	for _, dry := range []bool{true, false} {
+		resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: spelled, DryRun: dry})
+		if err != nil || resp.GetVersion() != 1 || resp.GetChanged() || len(resp.GetChanges()) != 0 {
+			t.Errorf("Apply (dry run %v) of the defaults written out = %v, %v; want version 1, unchanged", dry, resp, err)
+		}
+	}
+	got, err := s.Get(ctx, &sluicev1.GetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got.GetSnapshot(), bare) {
+		t.Errorf("Get = %v; want version 1 as it was applied", got.GetSnapshot())
+	}
+	// A default written out beside a change is stored as written, and
+	// only the change is named.
+	spelled.Clusters[0].Endpoints[0].Weight = proto.Uint32(4)
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: spelled})
+	want := []string{"~ cluster web: endpoint web1 weight 2 -> 4"}
+	if err != nil || resp.GetVersion() != 2 || !slices.Equal(resp.GetChanges(), want) {
+		t.Errorf("Apply with a change = %v, %v; want version 2, changes %q", resp, err, want)
+	}
+	if got, err := s.Get(ctx, &sluicev1.GetRequest{}); err != nil || !proto.Equal(got.GetSnapshot(), spelled) {
+		t.Errorf("Get = %v, %v; want version 2 as it was applied", got.GetSnapshot(), err)
+	}
+	// Leaving them out again is no change either.
+	bare.Clusters[0].Endpoints[0].Weight = proto.Uint32(4)
+	if resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: bare}); err != nil || resp.GetVersion() != 2 || resp.GetChanged() {
+		t.Errorf("Apply of the defaults left out = %v, %v; want version 2, unchanged", resp, err)
+	}
+	if h := history(t, ctx, s); !slices.Equal(h, []uint64{2, 1}) {
+		t.Errorf("History = %v, want [2 1]", h)
 	}
 }
 

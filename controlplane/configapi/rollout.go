@@ -137,7 +137,7 @@ func (s *Server) editRollout(ctx context.Context, gw write, req *sluicev1.Update
 				return nil, nil
 			}
 			snap, err := updatedSnapshot(r.GetSnapshot(), req)
-			if err != nil || proto.Equal(snap, r.GetSnapshot()) {
+			if err != nil || len(snapshot.Diff(r.GetSnapshot(), snap)) == 0 {
 				// Not in the rollout's snapshot (or the edit makes it
 				// invalid there), or already so there: nothing to edit.
 				return nil, nil

@@ -242,6 +242,29 @@ func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
 	}
 }
 
+// A canary of a snapshot that only writes out defaults starts no rollout:
+// there is nothing for the canaries to try.
+func TestCanaryOfDefaultsWrittenOutIsUnchanged(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	placedNodes(reg, "n01", "n02")
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	spelled := web(t, 1)
+	spelled.Clusters[0].Endpoints[0].State = sluicev1.AdminState_ADMIN_STATE_ACTIVE
+	spelled.Clusters[0].ConnectTimeout = durationpb.New(5 * time.Second)
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: spelled, Canary: &sluicev1.Canary{Nodes: 1}})
+	if err != nil || resp.GetChanged() || resp.GetVersion() != 1 {
+		t.Errorf("canary of the defaults written out = %v, %v; want version 1, unchanged", resp, err)
+	}
+	if status, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{}); err == nil && status.GetRollout() != nil {
+		t.Errorf("a rollout was started: %v", status.GetRollout())
+	}
+}
+
 // stepper returns the watch of rollout r and a step of it, at a time given
 // from a fixed start, with the fleet's nodes as reg lists them at the step.
 func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) (*watch, func(at time.Duration) (promote bool, halt string)) {
