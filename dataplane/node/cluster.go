@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/lb"
@@ -224,15 +222,13 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 		c.cookie = &cookiePersistence{name: ck.GetName(), indirect: ck.GetIndirect(), nocache: ck.GetNocache()}
 	}
 	if st := spec.GetStick(); st != nil {
-		size := int(st.GetSize())
-		if size == 0 {
-			size = defaultStickSize
-		}
-		expire := durationOr(st.GetExpire().AsDuration(), defaultStickExpire)
-		if prev != nil && prev.stick != nil && proto.Equal(prev.spec.GetStick(), st) {
+		want := stickParamsOf(st)
+		if prev != nil && prev.stick != nil && stickParamsOf(prev.spec.GetStick()) == want {
+			// The clients keep their endpoints, also when the snapshot
+			// only wrote out (or left out) the table's defaults.
 			c.stick = prev.stick
 		} else {
-			c.stick = persist.NewTable(size, expire)
+			c.stick = persist.NewTable(want.size, want.expire)
 		}
 	}
 	var now time.Time // when endpoints joined, if any did
@@ -873,6 +869,22 @@ func (d tcpDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpo
 	}
 	c.remember(box, ip, ep)
 	return ep, c.connectTimeout, nil
+}
+
+// stickParams is what a stick table runs with: its key, and its size and
+// expiry with their defaults filled in.
+type stickParams struct {
+	on     sluicev1.StickOn
+	size   int
+	expire time.Duration
+}
+
+func stickParamsOf(st *sluicev1.StickTable) stickParams {
+	size := int(st.GetSize())
+	if size == 0 {
+		size = defaultStickSize
+	}
+	return stickParams{on: st.GetOn(), size: size, expire: durationOr(st.GetExpire().AsDuration(), defaultStickExpire)}
 }
 
 func durationOr(d, def time.Duration) time.Duration {

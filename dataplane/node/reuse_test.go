@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -127,5 +128,45 @@ clusters:
 	d.once.Do(d.do) // built by now
 	if _, ok := d.p.(*lb.Hash); !ok {
 		t.Errorf("built picker %T, want *lb.Hash", d.p)
+	}
+}
+
+// TestApplyKeepsStickTableUnderItsDefaults: a client keeps its endpoint
+// through an apply that changes the cluster and writes out the stick
+// table's defaults (size 100000, expire 30m); a table of another size
+// starts empty.
+func TestApplyKeepsStickTableUnderItsDefaults(t *testing.T) {
+	n := newNode(t)
+	be := backend(t, "be")
+	snap := func(stick, weight string) *sluicev1.Snapshot {
+		return parse(t, `
+clusters:
+  - name: web
+    stick: { on: SOURCE_IP%[2]s }
+    endpoints: [{ name: a, address: "%[1]s" }, { name: b, address: "%[1]s", weight: %[3]s }]
+`, be, stick, weight)
+	}
+	if err := n.Apply("1", snap("", "1")); err != nil {
+		t.Fatal(err)
+	}
+	client := netip.MustParseAddr("192.0.2.7")
+	b := n.clusters["web"].members[1].Endpoint
+	n.clusters["web"].stick.Put(client, b)
+
+	if err := n.Apply("2", snap(", size: 100000, expire: 30m", "2")); err != nil {
+		t.Fatal(err)
+	}
+	c := n.clusters["web"]
+	if c.members[1].Weight != 2 {
+		t.Fatal("the weight change was not applied")
+	}
+	if got := c.stick.Get(client); got != b {
+		t.Errorf("after writing out the defaults the client is stuck to %v; want b, as before", got)
+	}
+	if err := n.Apply("3", snap(", size: 5000", "2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.clusters["web"].stick.Get(client); got != nil {
+		t.Errorf("a table of another size still holds the client, stuck to %v", got)
 	}
 }
