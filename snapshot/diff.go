@@ -329,7 +329,7 @@ var presenceDefaults = map[protoreflect.FullName]string{
 // but whose 0 is not a count of nothing: "max_header_bytes 16384 -> 0"
 // would read as no header allowed.
 var zeroMeans = map[protoreflect.FullName]string{
-	"sluice.v1.HttpOptions.max_header_bytes":            "65536 (default)",
+	"sluice.v1.HttpOptions.max_header_bytes":            "65535 (default)",
 	"sluice.v1.HttpOptions.max_header_count":            "100 (default)",
 	"sluice.v1.HttpOptions.max_uri_length":              "8192 (default)",
 	"sluice.v1.HttpOptions.max_concurrent_streams":      "250 (default)",

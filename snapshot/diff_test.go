@@ -73,12 +73,12 @@ func TestDiff(t *testing.T) {
 			name: "limits set and unset say what their 0 and their absence mean",
 			old:  "listeners: [{name: l, max_connections: 500, http: {max_header_bytes: 16384, idle_timeout: 5m}}]",
 			new:  "listeners: [{name: l, http: {max_header_bytes: 0, max_request_body_bytes: 1024}}]",
-			want: []string{"~ listener l: http.idle_timeout 5m -> 60s (default); http.max_header_bytes 16384 -> 65536 (default); http.max_request_body_bytes 0 (no limit) -> 1024; max_connections 500 -> 0 (no cap)"},
+			want: []string{"~ listener l: http.idle_timeout 5m -> 60s (default); http.max_header_bytes 16384 -> 65535 (default); http.max_request_body_bytes 0 (no limit) -> 1024; max_connections 500 -> 0 (no cap)"},
 		},
 		{
 			name: "defaults written out or left out are no change",
 			old:  "clusters: [{name: web, connect_timeout: 5s, health_check: {fall: 3}, endpoints: [{name: a}, {name: b, weight: 1, state: ACTIVE}]}]\nlisteners: [{name: l, http: {max_header_bytes: 0}}]",
-			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 2s}, endpoints: [{name: a, weight: 1}, {name: b}]}]\nlisteners: [{name: l, http: {max_header_bytes: 65536, idle_timeout: 60s}}]",
+			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 2s}, endpoints: [{name: a, weight: 1}, {name: b}]}]\nlisteners: [{name: l, http: {max_header_bytes: 65535, idle_timeout: 60s}}]",
 		},
 		{
 			name: "a default written out beside a change",

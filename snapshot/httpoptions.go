@@ -15,7 +15,7 @@ const minHeaderBytes = 256
 // leaves room for a request.
 func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, format string, args ...any)) {
 	if n := h.GetMaxHeaderBytes(); n != 0 && n < minHeaderBytes {
-		add(path+".max_header_bytes", "must be 0 (the default, 65536) or at least %d", minHeaderBytes)
+		add(path+".max_header_bytes", "must be 0 (the default, 65535) or at least %d", minHeaderBytes)
 	}
 	f := h.GetForwarding()
 	for i, s := range f.GetTrustedPeers() {

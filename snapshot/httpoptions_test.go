@@ -35,7 +35,7 @@ func TestValidateHTTPOptions(t *testing.T) {
 			name: "limits out of range",
 			http: `{max_header_bytes: 100, max_uri_length: 70000, max_header_count: 10001, tunnel_idle_timeout: 0s}`,
 			want: []string{
-				"listeners[0].http.max_header_bytes: must be 0 (the default, 65536) or at least 256",
+				"listeners[0].http.max_header_bytes: must be 0 (the default, 65535) or at least 256",
 				"listeners[0].http.max_header_count: must be <= 10000",
 				"listeners[0].http.max_uri_length: must be <= 65536",
 				"listeners[0].http.tunnel_idle_timeout: must be between 1ms and 168h0m0s",

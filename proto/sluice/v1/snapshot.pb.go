@@ -3563,7 +3563,8 @@ type HttpOptions struct {
 	// tls (gRPC clients do this); HTTP/1.1 is still served on it.
 	H2C bool `protobuf:"varint,8,opt,name=h2c,proto3" json:"h2c,omitempty"`
 	// MaxHeaderBytes bounds a request's head (request line and fields);
-	// a bigger one is answered 431. Default 65536.
+	// a bigger one is answered 431. Default 65535 (64 KiB less a byte),
+	// which is also the most: 65536 is taken as 65535.
 	MaxHeaderBytes uint32 `protobuf:"varint,9,opt,name=max_header_bytes,json=maxHeaderBytes,proto3" json:"max_header_bytes,omitempty"`
 	// MaxHeaderCount bounds the number of header fields of a request; more
 	// are answered 431. Default 100.
