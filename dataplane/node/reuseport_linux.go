@@ -10,9 +10,11 @@ import (
 // HAProxy and Envoy do by default: an apply that moves a listener to
 // another spelling of its port (127.0.0.1:80 to 0.0.0.0:80, localhost:80
 // to 127.0.0.1:80) binds the new socket while the old one still listens,
-// which the kernel otherwise refuses. Only sockets that all set it share a
-// port, and only within one user: a port another program holds is still
-// refused.
+// which the kernel otherwise refuses, and two nodes on one host serve one
+// port. Only sockets that all set it share a port, and only within one
+// user: a port another program holds is refused, unless that program set
+// it too (HAProxy and Envoy do), and then the kernel spreads the port's
+// connections over both.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
