@@ -24,8 +24,9 @@ type Header struct {
 	Version int
 	// Local is set when the header carries no client address: a v1
 	// "UNKNOWN" line, a v2 LOCAL command (health checks of the proxy in
-	// front), or a v2 family this package does not map to an IP address
-	// (AF_UNSPEC, AF_UNIX). The connection's own addresses stand.
+	// front), or a v2 family and transport other than TCP over IPv4 or
+	// IPv6 (AF_UNSPEC, AF_UNIX, UDP), as HAProxy takes them. The
+	// connection's own addresses stand.
 	Local bool
 	// Source is the client's address, Dest the address it connected to.
 	// Both are zero when Local is set.
@@ -165,6 +166,7 @@ const (
 	famUnix   = 0x3
 
 	transStream = 0x1
+	transDgram  = 0x2
 )
 
 func parseV2(b []byte) (Header, int, error) {
@@ -195,8 +197,17 @@ func parseV2(b []byte) (Header, int, error) {
 	default:
 		return bad(fmt.Sprintf("command %#x, want LOCAL or PROXY", verCmd&0xf))
 	}
-	switch fam := famTrans >> 4; fam {
-	case famInet, famInet6:
+	if famTrans&0xf > transDgram {
+		return bad(fmt.Sprintf("transport %#x", famTrans&0xf))
+	}
+	switch fam := famTrans >> 4; {
+	case fam > famUnix:
+		return bad(fmt.Sprintf("address family %#x", fam))
+	case famTrans&0xf != transStream:
+		// UDP (or an unspecified transport): not the addresses of a TCP
+		// connection, and HAProxy keeps its own then too.
+		h.Local = true
+	case fam == famInet, fam == famInet6:
 		size := 4
 		if fam == famInet6 {
 			size = 16
@@ -209,13 +220,8 @@ func parseV2(b []byte) (Header, int, error) {
 		ports := addrs[2*size:]
 		h.Source = netip.AddrPortFrom(src, binary.BigEndian.Uint16(ports[0:2]))
 		h.Dest = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(ports[2:4]))
-	case famUnspec, famUnix:
+	default: // AF_UNSPEC, AF_UNIX
 		h.Local = true
-	default:
-		return bad(fmt.Sprintf("address family %#x", fam))
-	}
-	if famTrans&0xf > 2 {
-		return bad(fmt.Sprintf("transport %#x", famTrans&0xf))
 	}
 	return h, n, nil
 }

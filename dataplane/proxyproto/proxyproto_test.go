@@ -94,6 +94,10 @@ func TestParseV2(t *testing.T) {
 		"04" + "0002" + "6869" // a NOOP TLV, skipped
 	local := "0d0a0d0a000d0a515549540a" + "20" + "00" + "0000"
 	unix := "0d0a0d0a000d0a515549540a" + "21" + "31" + "00d8" + strings.Repeat("00", 216)
+	udp4 := "0d0a0d0a000d0a515549540a" + "21" + "12" + "000c" +
+		"c0000201" + "c6336402" + "dc04" + "01bb"
+	inetUnspec := "0d0a0d0a000d0a515549540a" + "21" + "10" + "000c" +
+		"c0000201" + "c6336402" + "dc04" + "01bb"
 	for _, tc := range []struct {
 		name, hex string
 		src, dst  string
@@ -103,6 +107,8 @@ func TestParseV2(t *testing.T) {
 		{"inet6 with TLV", v6tlv, "[2001:db8::1]:1", "[2001:db8::2]:80", false},
 		{"local", local, "", "", true},
 		{"unix", unix, "", "", true},
+		{"UDP over IPv4 is no TCP client", udp4, "", "", true},
+		{"IPv4 without a transport", inetUnspec, "", "", true},
 	} {
 		raw, _ := hex.DecodeString(tc.hex)
 		h, n, err := Parse(append(raw, "hello"...))
