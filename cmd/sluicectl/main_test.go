@@ -873,6 +873,13 @@ func TestUsage(t *testing.T) {
 		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]\n"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
+		// Without --canary these would be dropped, and the version go to every node.
+		{args: []string{"apply", "-f", "snap.yaml", "--canary-window", "5s"}, wantCode: 2,
+			wantStderr: "sluicectl apply: --canary-window is for a staged rollout: give --canary SHARE too\n"},
+		{args: []string{"apply", "-f", "snap.yaml", "--canary-max-errors", "1%"}, wantCode: 2,
+			wantStderr: "sluicectl apply: --canary-max-errors is for a staged rollout: give --canary SHARE too\n"},
+		{args: []string{"apply", "-f", "snap.yaml", "--canary", "1", "--canary-window", "0s"}, wantCode: 2,
+			wantStderr: "sluicectl apply: --canary-window 0s: want 1s to 24h, how long the canaries must run the version\n"},
 		{args: []string{"apply", "snap.yaml"}, wantCode: 2, wantStderr: `sluicectl apply: unexpected argument "snap.yaml": the snapshot goes after -f (-f snap.yaml)`},
 		{args: []string{"diff", "-f", "a.yaml", "b.yaml"}, wantCode: 2, wantStderr: "sluicectl diff: unexpected argument \"b.yaml\"\n"},
 		{args: []string{"history", "--bogus"}, wantCode: 2, notStderr: "Flags:",

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -17,6 +18,10 @@ import (
 // --canary-max-errors. Out-of-range shares are left to the control plane,
 // which refuses them with the reason (and logs it).
 func parseCanary(share string, window time.Duration, maxErrors string) (*sluicev1.Canary, error) {
+	if window < time.Second || window > 24*time.Hour {
+		// 0 would mean the default, 30s, to the control plane.
+		return nil, fmt.Errorf("--canary-window %v: want 1s to 24h, how long the canaries must run the version", window)
+	}
 	c := &sluicev1.Canary{Window: durationpb.New(window)}
 	if p, ok := strings.CutSuffix(share, "%"); ok {
 		n, err := strconv.ParseUint(p, 10, 32)
@@ -108,8 +113,8 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 		return
 	}
 	fmt.Fprintf(c.stdout, "group %s: rollout of version %d, %s\n", st.GetGroup(), r.GetVersion(), st.GetPhase())
-	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %.3g%%\n",
-		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), r.GetMaxErrorRate()*100)
+	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %s\n",
+		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), units.Percent(r.GetMaxErrorRate()))
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CANARY\tSTATE\tAPPLIED\tLAST-NACK")
 	byID := map[string]*sluicev1.NodeStatus{}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/controlplane/groups"
+	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -51,7 +52,7 @@ func checkCanary(c *sluicev1.Canary) error {
 	case c.GetMaxErrorRate() < 0 || c.GetMaxErrorRate() > 1 || math.IsNaN(c.GetMaxErrorRate()):
 		msg = fmt.Sprintf("max_error_rate %v is not a share: give 0 to 1 (0.05 is 5%%)", c.GetMaxErrorRate())
 	case c.GetWindow().AsDuration() < 0 || c.GetWindow().AsDuration() > 24*time.Hour:
-		msg = "the window must be 0 to 24h"
+		msg = "the window must be 0 (the default, 30s) to 24h"
 	default:
 		return nil
 	}
@@ -108,7 +109,7 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w writ
 	}
 	head := snapshot.Change{Op: '+', Kind: "rollout", Name: g.GetName(), Fields: []string{
 		fmt.Sprintf("canary to %s of %d nodes", strings.Join(ids[:count], ", "), len(ids)),
-		fmt.Sprintf("for %v under %s errors", window.AsDuration(), percent(maxRate)),
+		fmt.Sprintf("for %v under %s errors", window.AsDuration(), units.Percent(maxRate)),
 	}}
 	return append([]snapshot.Change{head}, diff...), nil
 }
@@ -177,8 +178,6 @@ func rolloutStateText(st sluicev1.RolloutState) string {
 	}
 	return "unknown"
 }
-
-func percent(rate float64) string { return fmt.Sprintf("%.3g%%", rate*100) }
 
 // rolloutWatch is what RunRollouts measured of each group's rollout.
 type rolloutWatch struct {
@@ -457,10 +456,10 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 	elapsed := now.Sub(w.windowFrom)
 	if w.rate > r.GetMaxErrorRate() {
 		return false, fmt.Sprintf("canary error rate %s (%d errors in %d requests over %v) is above %s",
-			percent(w.rate), errs, req, elapsed.Round(time.Second), percent(r.GetMaxErrorRate()))
+			units.Percent(w.rate), errs, req, elapsed.Round(time.Second), units.Percent(r.GetMaxErrorRate()))
 	}
 	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s)",
-		elapsed.Round(time.Second), window, percent(w.rate), req, percent(r.GetMaxErrorRate()))
+		elapsed.Round(time.Second), window, units.Percent(w.rate), req, units.Percent(r.GetMaxErrorRate()))
 	return elapsed >= window, ""
 }
 

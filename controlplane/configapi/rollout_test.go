@@ -265,6 +265,26 @@ func TestCanaryOfDefaultsWrittenOutIsUnchanged(t *testing.T) {
 	}
 }
 
+// The rate sluicectl sends for --canary-max-errors 0% reads as 0%, not
+// as the tiny number it is.
+func TestCanaryOfNoErrorsSaysZeroPercent(t *testing.T) {
+	ctx := testContext(t)
+	reg := fleet.NewRegistry()
+	placedNodes(reg, "n01")
+	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), DryRun: true,
+		Canary: &sluicev1.Canary{Nodes: 1, MaxErrorRate: 1e-12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetChanges()[0]; !strings.HasPrefix(got, "+ rollout default: canary to n01 of 1 nodes; for 30s under 0% errors") {
+		t.Errorf("rollout change = %q; want it under 0%% errors", got)
+	}
+}
+
 // stepper returns the watch of rollout r and a step of it, at a time given
 // from a fixed start, with the fleet's nodes as reg lists them at the step.
 func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) (*watch, func(at time.Duration) (promote bool, halt string)) {

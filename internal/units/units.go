@@ -1,5 +1,6 @@
 // Package units writes quantities for people to read: byte counts and
-// ages, the same way in sluicectl's tables and on a node's status page.
+// ages, the same way in sluicectl's tables and on a node's status page, and
+// shares as percents.
 package units
 
 import (
@@ -35,4 +36,14 @@ func Age(t, now time.Time) string {
 		return fmt.Sprintf("%dh%02dm", s/3600, s/60%60)
 	}
 	return fmt.Sprintf("%dd%02dh", s/86400, s/3600%24)
+}
+
+// Percent is a share (0.05) as a percent with three significant digits:
+// 5%, 0.125%. A share under one in a billion is 0%: it is the rate a
+// rollout is given to allow no errors at all (0 means its default).
+func Percent(share float64) string {
+	if share < 1e-9 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.3g%%", share*100)
 }

@@ -27,3 +27,11 @@ func TestAge(t *testing.T) {
 		}
 	}
 }
+
+func TestPercent(t *testing.T) {
+	for share, want := range map[float64]string{0: "0%", 1e-12: "0%", 0.05: "5%", 0.00125: "0.125%", 1: "100%", 2.0 / 3: "66.7%"} {
+		if got := Percent(share); got != want {
+			t.Errorf("Percent(%v) = %q, want %q", share, got, want)
+		}
+	}
+}
