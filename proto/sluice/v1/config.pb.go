@@ -2358,7 +2358,10 @@ type RolloutStatus struct {
 	Rollout *Rollout `protobuf:"bytes,2,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	// Canaries tell, per canary node, what it runs.
 	Canaries []*NodeStatus `protobuf:"bytes,3,rep,name=canaries,proto3" json:"canaries,omitempty"`
-	// Requests and ErrorRate are the canaries' traffic over the window so far.
+	// Requests and ErrorRate are the canaries' traffic over the window so far,
+	// while the canary phase runs: 0 before every canary applied the version
+	// and once the rollout halted (its reason says what the canaries
+	// answered then).
 	Requests  uint64  `protobuf:"varint,4,opt,name=requests,proto3" json:"requests,omitempty"`
 	ErrorRate float64 `protobuf:"fixed64,5,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
 	// Phase says in words what the rollout waits for, e.g. "waiting for 1 of
