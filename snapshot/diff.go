@@ -273,6 +273,9 @@ const defaultMark = " (default)"
 // default "60s" is a written "1m". Storing such an edit as a new version
 // would push every node a snapshot that changes nothing.
 func sameMeaning(fd protoreflect.FieldDescriptor, a, b string) bool {
+	if a == "?" || b == "?" {
+		return false // a value displayValue could not write
+	}
 	a, b = strings.TrimSuffix(a, defaultMark), strings.TrimSuffix(b, defaultMark)
 	if a == b {
 		return true
