@@ -113,6 +113,11 @@ func diffMessage(a, b protoreflect.Message) []string {
 				out = append(out, name)
 			}
 		case fd.Message() != nil && !scalarMessage(fd.Message()):
+			if optionBlocks[fd.FullName()] {
+				// Absent is as empty: diff what is inside, an unset
+				// message reading as one with every field unset.
+				ha, hb = true, true
+			}
 			switch {
 			case !ha:
 				out = append(out, "+"+name)
@@ -286,6 +291,14 @@ func sameMeaning(fd protoreflect.FieldDescriptor, a, b string) bool {
 	da, errA := time.ParseDuration(a)
 	db, errB := time.ParseDuration(b)
 	return errA == nil && errB == nil && da == db
+}
+
+// optionBlocks are the messages that only group options: a node runs
+// the same whether one is absent or present with every option unset, so a
+// diff shows the options that change, not the block ("+http").
+var optionBlocks = map[protoreflect.FullName]bool{
+	"sluice.v1.Listener.http": true,
+	"sluice.v1.Listener.tcp":  true,
 }
 
 // enumDefaults names what an enum's zero value means, where it means a

@@ -81,6 +81,12 @@ func TestDiff(t *testing.T) {
 			new:  "clusters: [{name: web, lb_policy: ROUND_ROBIN, health_check: {interval: 2s}, endpoints: [{name: a, weight: 1}, {name: b}]}]\nlisteners: [{name: l, http: {max_header_bytes: 65535, idle_timeout: 60s}}]",
 		},
 		{
+			name: "an options block added and removed is its options",
+			old:  "listeners: [{name: l, http: {idle_timeout: 60s}}, {name: t, protocol: TCP}, {name: u, http: {idle_timeout: 5m}}]",
+			new:  "listeners: [{name: l}, {name: t, protocol: TCP, tcp: {idle_timeout: 1h, inspect_timeout: 2s}}, {name: u}]",
+			want: []string{"~ listener t: tcp.inspect_timeout 5s (default) -> 2s", "~ listener u: http.idle_timeout 5m -> 60s (default)"},
+		},
+		{
 			name: "a default written out beside a change",
 			old:  "clusters: [{name: web, endpoints: [{name: a}, {name: b}]}]",
 			new:  "clusters: [{name: web, endpoints: [{name: a, weight: 1}, {name: b, weight: 2}]}]",
