@@ -501,6 +501,11 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			// A conflict below also lands here on the next attempt: the
 			// version moved, which is what the caller asked to be told.
 			s.log.Info(w.op+" refused: version moved", "group", w.group, "version", g.GetVersion(), "if_version", *w.ifVersion, "author", w.author)
+			if *w.ifVersion > base {
+				return nil, status.Errorf(codes.FailedPrecondition,
+					"the current version%s is %d, not %d: no version %d was stored yet (the newest is %d); nothing stored",
+					ofGroup(w.group), g.GetVersion(), *w.ifVersion, *w.ifVersion, base)
+			}
 			if *w.ifVersion > g.GetVersion() {
 				// Version numbers run across groups: a newer one is
 				// another group's, not a write to this one since.

@@ -72,6 +72,9 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 
 	_, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), Group: "edge", IfVersion: proto.Uint64(3)})
 	wantCode(t, "if_version newer than the group's", err, codes.FailedPrecondition, "the current version of group edge is 2, not 3, which is newer: versions of other groups count too (history --group edge lists this one's); nothing stored")
+	// One newer than any stored is not another group's.
+	_, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6), Group: "edge", IfVersion: proto.Uint64(9)})
+	wantCode(t, "if_version newer than any", err, codes.FailedPrecondition, "the current version of group edge is 2, not 9: no version 9 was stored yet (the newest is 3); nothing stored")
 
 	// A misspelt group is named; only an apply, which can create it, says how.
 	for _, tt := range []struct {
