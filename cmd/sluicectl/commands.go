@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	"github.com/sluice-lb/sluice/internal/reasons"
 	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -158,9 +159,13 @@ other way round, which nodes would run the same.`+ifVersionAbout)
 			return c.usageError(fs, "%v", err)
 		}
 		req.Canary = canary
-	} else if name := setFlag(fs, "canary-window", "canary-max-errors"); name != "" {
-		// Without --canary the version would go to every node at once.
-		return c.usageError(fs, "--%s is for a staged rollout: give --canary SHARE too", name)
+	} else {
+		for _, name := range []string{"canary-window", "canary-max-errors"} {
+			if cliflag.Given(fs, name) {
+				// Without --canary the version would go to every node at once.
+				return c.usageError(fs, "--%s is for a staged rollout: give --canary SHARE too", name)
+			}
+		}
 	}
 	resp, sent, st := c.applyFile(ctx, client, fs, "apply", *file, req)
 	if resp == nil {
@@ -229,17 +234,6 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 		return c.usageError(fs, "--wait-timeout must be positive")
 	}
 	return -1
-}
-
-// setFlag returns the first of names given on the command line, or "".
-func setFlag(fs *flag.FlagSet, names ...string) string {
-	found := ""
-	fs.Visit(func(f *flag.Flag) {
-		if found == "" && slices.Contains(names, f.Name) {
-			found = f.Name
-		}
-	})
-	return found
 }
 
 // finish prints the outcome of a write sent at sent and, with --wait,
