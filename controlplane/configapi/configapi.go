@@ -635,18 +635,19 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		if err != nil {
 			return nil, nil, err
 		}
+		changes := snapshot.Diff(g.GetSnapshot(), snap)
 		switch {
-		case len(snapshot.Diff(g.GetSnapshot(), snap)) == 0:
+		case len(changes) == 0:
 			// The same snapshot, or one that only writes out (or leaves
 			// out) defaults: nodes would be sent nothing new.
 		case w.canary != nil:
-			ch, err := s.startRollout(g, snap, w, next)
+			ch, err := s.startRollout(g, snap, changes, w, next)
 			if err != nil {
 				return nil, nil, err
 			}
 			diff = append(diff, ch...)
 		default:
-			diff = append(diff, snapshot.Diff(g.GetSnapshot(), snap)...)
+			diff = append(diff, changes...)
 			g.Snapshot, g.Version = snap, next
 		}
 	}

@@ -60,10 +60,11 @@ func checkCanary(c *sluicev1.Canary) error {
 }
 
 // startRollout makes snap the group's rollout, as version next, to the
-// canaries the request's share picks among the group's connected nodes.
+// canaries the request's share picks among the group's connected nodes;
+// diff is what snap changes from the group's snapshot.
 // Draining nodes are left out: they refuse every snapshot while they shut
 // down, and are about to leave anyway.
-func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w write, next uint64) ([]snapshot.Change, error) {
+func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, diff []snapshot.Change, w write, next uint64) ([]snapshot.Change, error) {
 	if g.GetVersion() == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"group %s has no snapshot yet, so there is nothing to roll out against; apply without --canary first", g.GetName())
@@ -94,7 +95,6 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, w writ
 	if maxRate == 0 {
 		maxRate = DefaultCanaryMaxErrorRate
 	}
-	diff := snapshot.Diff(g.GetSnapshot(), snap)
 	g.Rollout = &sluicev1.Rollout{
 		Version:      next,
 		Snapshot:     snap,
