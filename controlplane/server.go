@@ -78,13 +78,15 @@ const MaxMessageSize = 64 << 20
 const (
 	// keepaliveMinTime is the shortest client ping interval tolerated; a
 	// client pinging more often is disconnected with ENHANCE_YOUR_CALM, so
-	// sluice-dp's keepalive.ClientParameters.Time must be at least this.
-	keepaliveMinTime = 10 * time.Second
+	// sluice-dp's keepalive.ClientParameters.Time (10 s, gRPC's least)
+	// must be at least this, with room for the pings' jitter.
+	keepaliveMinTime = 5 * time.Second
 	// The server pings a connection silent for keepaliveTime and drops it
 	// when the ping is not answered within keepaliveTimeout, so a node that
-	// vanished (power loss, partition) shows as disconnected within a minute.
-	keepaliveTime    = 30 * time.Second
-	keepaliveTimeout = 10 * time.Second
+	// vanished (power loss, partition) shows as disconnected within 15 s,
+	// and stops holding up apply --wait.
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
 )
 
 // RolloutCheckInterval is how often staged rollouts are checked: how soon

@@ -171,13 +171,25 @@ func Start(opts Options) (*Dataplane, error) {
 	return d, nil
 }
 
+// The node pings its control plane when it has heard nothing from it for
+// cpKeepaliveTime (gRPC's least), and moves to the next replica when the
+// ping is not answered within cpKeepaliveTimeout: a replica that stopped
+// answering without closing its connections (a frozen process or VM, a
+// host cut off) is left within 15 s. That is well within the lease of the
+// replica's fleet records (fleetview.DefaultTTL), so the other replicas
+// list the node, as it was, until it has moved to one of them.
+const (
+	cpKeepaliveTime    = 10 * time.Second
+	cpKeepaliveTimeout = 5 * time.Second
+)
+
 // dialControlPlane returns a connection to one control plane; it connects
 // when first used.
 func dialControlPlane(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cpKeepaliveTime, Timeout: cpKeepaliveTimeout}),
 	)
 }
 
