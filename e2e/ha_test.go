@@ -504,6 +504,56 @@ listeners:
 	}
 }
 
+// TestHAHungReplica: a replica that stops answering without closing its
+// sockets (SIGSTOP here; a frozen VM or a half-dead host alike) keeps its
+// node listed until the node has noticed and moved, so apply --wait
+// through another replica waits for that node and does not report the
+// others alone. The hung replica's records outlive its silence (their
+// lease, 30 s) longer than its node takes to give up on it (keepalive,
+// 10 s + 5 s) and reconnect.
+func TestHAHungReplica(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	rs := startReplicas(t, etcd, 2)
+	hung, live := rs[0], rs[1]
+	n1 := startHANode(t, "node-1", hung, live)
+	n2 := startHANode(t, "node-2", live, hung)
+	waitFor(t, "both nodes to connect", func() bool { return len(nodesTable(t, live.addr)) == 2 })
+	stdout, stderr, code := ctl(t, live.addr, "apply", "-f", writeFile(t, t.TempDir(), "s.yaml", clusterOnly(1)), "--wait")
+	if code != 0 || !strings.Contains(stdout, "2 nodes applied version 1") {
+		t.Fatalf("apply --wait: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if got := nodesTable(t, live.addr)["node-1"]["REPLICA"]; got != hung.addr {
+		t.Fatalf("node-1 is on %q, want %s (the first in its --cp)", got, hung.addr)
+	}
+
+	if err := hung.proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Before the process's own cleanup, which stops it with SIGTERM.
+	t.Cleanup(func() { hung.proc.cmd.Process.Signal(syscall.SIGCONT) })
+	stopped := time.Now()
+
+	// Past the 10 s the records used to last: node-1 still counts.
+	time.Sleep(11 * time.Second)
+	if got := nodesTable(t, live.addr)["node-1"]; got["STATE"] == "" {
+		t.Errorf("11s after its replica hung, node-1 is not listed by the other replica")
+	}
+	stdout, stderr, code = ctl(t, live.addr, "set-weight", "web/a", "3", "--wait", "--wait-timeout", "12s")
+	if code != 0 || !strings.Contains(stdout, "2 nodes applied version 2 in ") {
+		t.Fatalf("set-weight --wait with a hung replica: exit %d, stdout %q, stderr %q; want both nodes to apply version 2", code, stdout, stderr)
+	}
+	t.Logf("both nodes applied version 2 %v after the replica hung", time.Since(stopped).Round(time.Millisecond))
+	for _, n := range []*haNode{n1, n2} {
+		if v := n.version(); v != "2" {
+			t.Errorf("%s runs version %q by its /status, want 2", n.id, v)
+		}
+	}
+	if row := nodesTable(t, live.addr)["node-1"]; row["REPLICA"] != live.addr || row["APPLIED"] != "2" {
+		t.Errorf("node-1 after the wait: %v; want it on %s at version 2", row, live.addr)
+	}
+}
+
 // TestHADashboard: each replica's dashboard, in headless chromium, shows
 // the traffic of the node that reports to it, and names the other
 // replica for the node that reports there, beside its traffic and under
@@ -653,12 +703,15 @@ func TestHAReplicaNameTaken(t *testing.T) {
 	r := startReplicas(t, etcd, 1, "--replica", "cp-a")[0]
 	second := start(t, "sluice-cp", "--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t),
 		"--listen", freeAddr(t), "--http", "", "--replica", "cp-a")
-	// It waits out the holder's lease (10 s) in case the holder died.
+	// It waits to see the holder renew its lease (every 10 s), in case
+	// the holder died, rather than for the lease to expire (30 s).
+	began := time.Now()
 	select {
 	case <-second.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("a second replica named cp-a still runs after 30s:\n%s", second.out)
+	case <-time.After(25 * time.Second):
+		t.Fatalf("a second replica named cp-a still runs after 25s:\n%s", second.out)
 	}
+	t.Logf("the second replica named cp-a exited after %v", time.Since(began).Round(time.Millisecond))
 	out := second.out.String()
 	for _, want := range []string{
 		`msg="cannot start"`,
@@ -678,7 +731,7 @@ func TestHAReplicaNameTaken(t *testing.T) {
 
 	// The holder dies; restarted at its address, it cannot have a live
 	// namesake there, so it takes its name at once rather than wait for
-	// the dead one's lease (10 s).
+	// the dead one's lease (30 s).
 	r.kill(t)
 	restarted := time.Now()
 	start(t, "sluice-cp", "--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t),
@@ -691,7 +744,7 @@ func TestHAReplicaNameTaken(t *testing.T) {
 		return err == nil && resp.StatusCode == 200
 	})
 	if took := time.Since(restarted); took > 5*time.Second {
-		t.Errorf("the replica restarted at its address served after %v, want well before its old lease expired (10s)", took)
+		t.Errorf("the replica restarted at its address served after %v, want well before its old lease expired (30s)", took)
 	}
 }
 

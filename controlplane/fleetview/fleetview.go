@@ -63,7 +63,16 @@ import (
 
 // DefaultTTL is the lease of a replica's records when Options.TTL is 0:
 // how long the nodes of a dead replica stay listed as it left them.
-const DefaultTTL = 10 * time.Second
+//
+// It is longer than a node takes to give up on a replica that stopped
+// answering without closing its connections (a frozen process or VM, a
+// host cut off): sluice-dp's keepalive notices within 15 s and the node
+// reconnects elsewhere within a second or two. A replica's lease can run
+// out as soon as two thirds of its TTL after its last renewal, so with a
+// TTL below about 25 s such a replica's nodes would vanish from every
+// list, and apply --wait would report the other nodes alone, while they
+// still served the old version.
+const DefaultTTL = 30 * time.Second
 
 const (
 	// batch is the most records written in one transaction (etcd refuses
@@ -195,23 +204,41 @@ type claimRecord struct {
 
 // Claim takes the replica's name on etcd, for Run to hold. A name that
 // another replica holds is refused (ErrNameTaken, saying who holds it)
-// once it has stayed held for the holder's lease TTL and a second: a
-// replica that died holds its name until its lease expires, so a restart
-// in its place waits for that rather than fail.
+// as soon as the holder is seen to renew its lease, which a live one does
+// every third of its TTL, or else once the name has stayed held for the
+// holder's TTL and a second. A replica that died holds its name until its
+// lease expires, so a restart in its place waits for that rather than
+// fail; a second replica given a live one's name is told within a third
+// of the TTL. (etcd extends every lease when its own leader changes,
+// which reads as a renewal: a restart then fails, and the next one
+// succeeds.)
 func (v *View) Claim(ctx context.Context) error {
 	session, err := v.session(ctx)
 	if err != nil {
 		return fmt.Errorf("fleetview: no lease from etcd: %w", err)
 	}
-	var deadline time.Time // set once the name is found held
+	var (
+		deadline time.Time        // set once the name is found held
+		watched  clientv3.LeaseID // the holder's lease, once found
+		left     int64            // its seconds left when last read
+		renewed  bool
+	)
 	for {
 		holder, theirs, err := v.take(ctx, session.Lease())
-		if err == nil && holder != "" && deadline.IsZero() {
-			var ttl time.Duration
-			if ttl, err = v.granted(ctx, theirs); err == nil {
-				deadline = time.Now().Add(ttl + time.Second)
-				v.log.Warn("fleet view: the replica name is held on etcd; waiting for the holder's lease to expire, in case it died",
-					"replica", v.replica, "holder", holder, "wait", ttl+time.Second)
+		if err == nil && holder != "" {
+			var granted, remaining int64
+			granted, remaining, err = v.timeToLive(ctx, theirs)
+			switch {
+			case err != nil:
+			case theirs != watched:
+				// First seen, or the name changed hands meanwhile.
+				watched, left = theirs, remaining
+				deadline = time.Now().Add(time.Duration(granted)*time.Second + time.Second)
+				v.log.Warn("fleet view: the replica name is held on etcd; waiting, up to the holder's lease TTL, to see whether it keeps its lease alive or it expires, in case the holder died",
+					"replica", v.replica, "holder", holder, "wait", time.Until(deadline).Round(time.Second))
+			default:
+				renewed = remaining > left
+				left = remaining
 			}
 		}
 		switch {
@@ -223,7 +250,7 @@ func (v *View) Claim(ctx context.Context) error {
 			v.claimed = session
 			v.mu.Unlock()
 			return nil
-		case time.Now().After(deadline) || ctx.Err() != nil:
+		case renewed || time.Now().After(deadline) || ctx.Err() != nil:
 			lease.End(v.client, session)
 			return fmt.Errorf("%w: another replica named %q uses this etcd and prefix (%s)", ErrNameTaken, v.replica, holder)
 		}
@@ -231,18 +258,19 @@ func (v *View) Claim(ctx context.Context) error {
 	}
 }
 
-// granted returns the TTL lease id was granted with.
-func (v *View) granted(ctx context.Context, id clientv3.LeaseID) (time.Duration, error) {
-	if id == clientv3.NoLease { // written by hand: it never expires
-		return 0, nil
+// timeToLive returns the TTL lease id was granted with and the seconds it
+// has left, both 0 for no lease (a key written by hand never expires).
+func (v *View) timeToLive(ctx context.Context, id clientv3.LeaseID) (granted, remaining int64, err error) {
+	if id == clientv3.NoLease {
+		return 0, 0, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	resp, err := v.client.TimeToLive(cctx, id)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Duration(resp.GrantedTTL) * time.Second, nil
+	return resp.GrantedTTL, resp.TTL, nil
 }
 
 // session returns a new lease of the View's TTL, kept alive until ctx

@@ -247,16 +247,16 @@ func TestFleetNodesSaysWhenPartial(t *testing.T) {
 // TestReplicaNameClaimed: a replica's name is its own while it runs. A
 // second replica of that name, which would take the first one's records
 // for its own and list none of its nodes, is refused with the holder
-// named, after waiting out the holder's lease in case it had died. The
-// name is free at once when its holder stops, and once the lease expires
-// when its holder dies.
+// named, once it has seen the holder keep its lease alive, not after
+// waiting the lease out. The name is free at once when its holder stops,
+// and once the lease expires when its holder dies.
 func TestReplicaNameClaimed(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
-	claim := func(holder string) (*View, time.Duration, error) {
+	claim := func(holder string, ttl time.Duration) (*View, time.Duration, error) {
 		t.Helper()
 		// Each in a seat of its own: see TestSeatTakesDeadHoldersName.
-		v, err := New(srv.Client(t), fleet.NewRegistry(), Options{Prefix: "/t/", Replica: "r", TTL: time.Second, Holder: holder, Seat: holder})
+		v, err := New(srv.Client(t), fleet.NewRegistry(), Options{Prefix: "/t/", Replica: "r", TTL: ttl, Holder: holder, Seat: holder})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,31 +265,31 @@ func TestReplicaNameClaimed(t *testing.T) {
 		return v, time.Since(begin), err
 	}
 
-	first, _, err := claim("the first")
+	// A lease renewed every 3 s, long enough that a refusal before it
+	// could expire tells the renewal seen from the wait for expiry.
+	const longTTL = 9 * time.Second
+	first, _, err := claim("the first", longTTL)
 	if err != nil {
 		t.Fatalf("claim of a free name: %v", err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- first.Run(runCtx) }()
-	ttl, err := first.granted(ctx, first.lease(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	_, took, err := claim("the second")
+	_, took, err := claim("the second", time.Second)
 	want := `another replica named "r" uses this etcd and prefix (the first)`
 	if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("claim of a running replica's name: %v; want ErrNameTaken saying %q", err, want)
 	}
-	if took < ttl+time.Second {
-		t.Errorf("refused after %v; want after the holder's lease TTL (%v) and a second, in case it had died", took, ttl)
+	if took > longTTL*2/3 {
+		t.Errorf("refused after %v; want once the holder renews its lease, every %v, not after its TTL (%v)", took, longTTL/3, longTTL)
 	}
-	t.Logf("refused after %v (lease TTL %v)", took.Round(time.Millisecond), ttl)
+	t.Logf("refused after %v (the holder's lease TTL %v)", took.Round(time.Millisecond), longTTL)
 
 	stop()
 	<-done
-	third, took, err := claim("the third")
+	const ttl = time.Second
+	third, took, err := claim("the third", ttl)
 	if err != nil {
 		t.Fatalf("claim after the holder's Run returned: %v", err)
 	}
@@ -300,7 +300,7 @@ func TestReplicaNameClaimed(t *testing.T) {
 	// The third dies without a word: its lease is neither revoked nor
 	// kept alive any longer.
 	third.claimed.Orphan()
-	fourth, took, err := claim("the fourth")
+	fourth, took, err := claim("the fourth", ttl)
 	if err != nil {
 		t.Fatalf("claim of a dead replica's name: %v", err)
 	}
@@ -310,7 +310,7 @@ func TestReplicaNameClaimed(t *testing.T) {
 	t.Logf("a dead replica's name claimed after %v", took.Round(time.Millisecond))
 
 	fourth.Close() // gives up a name Run never held
-	if _, took, err := claim("the fifth"); err != nil || took > time.Second {
+	if _, took, err := claim("the fifth", ttl); err != nil || took > time.Second {
 		t.Errorf("claim after Close: %v after %v, want at once", err, took)
 	}
 }
