@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -137,7 +138,7 @@ func diffMessage(a, b protoreflect.Message) []string {
 			if ha == hb && va.Equal(vb) {
 				continue
 			}
-			da, db := displayValue(fd, va, ha), displayValue(fd, vb, hb)
+			da, db := displayValue(a, fd, va, ha), displayValue(b, fd, vb, hb)
 			if sameMeaning(fd, da, db) {
 				continue
 			}
@@ -238,8 +239,11 @@ func indexByName(l protoreflect.List, key protoreflect.FieldDescriptor) map[stri
 // displayValue renders a scalar for a diff line; absent optional fields show
 // their default, "1 (default)", or else "unset", and numbers whose 0 stands
 // for something else say what.
-func displayValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
+func displayValue(m protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value, has bool) string {
 	if !has && (fd.HasPresence() || fd.Message() != nil) {
+		if d, ok := derivedDefaults[fd.FullName()]; ok {
+			return d(m) + defaultMark
+		}
 		if d, ok := presenceDefaults[fd.FullName()]; ok {
 			return d + defaultMark
 		}
@@ -327,7 +331,6 @@ var presenceDefaults = map[protoreflect.FullName]string{
 	"sluice.v1.Cluster.drain_timeout":                         "0s",
 	"sluice.v1.Cluster.dns_refresh":                           "30s",
 	"sluice.v1.OutlierDetection.base_ejection_time":           "30s",
-	"sluice.v1.OutlierDetection.max_ejection_time":            "300s",
 	"sluice.v1.HealthCheck.interval":                          "2s",
 	"sluice.v1.HttpOptions.request_header_timeout":            "10s",
 	"sluice.v1.HttpOptions.idle_timeout":                      "60s",
@@ -339,6 +342,21 @@ var presenceDefaults = map[protoreflect.FullName]string{
 	"sluice.v1.Rebalance.min_idle":                            "1s",
 	"sluice.v1.StickTable.expire":                             "30m",
 	"sluice.v1.ProxyProtocolAccept.timeout":                   "5s",
+}
+
+// derivedDefaults are the defaults that depend on another field of the
+// same message: an unset max_ejection_time is 300s, or a longer
+// base_ejection_time.
+var derivedDefaults = map[protoreflect.FullName]func(m protoreflect.Message) string{
+	"sluice.v1.OutlierDetection.max_ejection_time": func(m protoreflect.Message) string {
+		od, _ := m.Interface().(*sluicev1.OutlierDetection)
+		d := MaxEjectionTime(od)
+		if d == DefaultMaxEjectionTime {
+			return "300s" // as the README and snapshot.proto write it
+		}
+		s, _ := formatDuration(durationpb.New(d).ProtoReflect()) // a time.Duration is in range
+		return s
+	},
 }
 
 // zeroMeans says what 0 means for the numbers that have no unset state

@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"maps"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -113,6 +115,22 @@ clusters: [{name: api}, {name: web}]`,
 			},
 		},
 		{
+			// An unset cap is 300s, or the base time when that is longer.
+			name: "max_ejection_time's default follows a longer base",
+			old: `clusters:
+  - {name: a, outlier_detection: {base_ejection_time: 10m, max_ejection_time: 20m}}
+  - {name: b, outlier_detection: {max_ejection_time: 20m}}
+  - {name: c, outlier_detection: {base_ejection_time: 10m}}`,
+			new: `clusters:
+  - {name: a, outlier_detection: {base_ejection_time: 10m}}
+  - {name: b, outlier_detection: {}}
+  - {name: c, outlier_detection: {base_ejection_time: 10m, max_ejection_time: 600s}}`,
+			want: []string{
+				"~ cluster a: outlier_detection.max_ejection_time 20m -> 10m (default)",
+				"~ cluster b: outlier_detection.max_ejection_time 20m -> 300s (default)",
+			},
+		},
+		{
 			name: "to nothing",
 			old:  "clusters: [{name: web}]\nlisteners: [{name: l}]",
 			new:  "",
@@ -157,7 +175,11 @@ func TestDiffChangeFields(t *testing.T) {
 // snapshot, and every meaning of 0 to a number without presence, so a
 // renamed field cannot leave its default unsaid.
 func TestPresenceDefaultsNameFields(t *testing.T) {
-	for name := range presenceDefaults {
+	names := slices.Collect(maps.Keys(presenceDefaults))
+	for name := range derivedDefaults {
+		names = append(names, name)
+	}
+	for _, name := range names {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
 		fd, ok := d.(protoreflect.FieldDescriptor)
 		if err != nil || !ok || !fd.HasPresence() {

@@ -334,6 +334,31 @@ func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format s
 // when the snapshot leaves it out; validation and the dataplane share it.
 const DefaultBaseEjectionTime = 30 * time.Second
 
+// DefaultMaxEjectionTime is an outlier_detection's max_ejection_time when
+// the snapshot leaves it out, unless base_ejection_time is longer: then
+// the cap is the base time (as in Envoy). See MaxEjectionTime.
+const DefaultMaxEjectionTime = 300 * time.Second
+
+// MaxEjectionTime is the cap a node puts on od's ejections: its
+// max_ejection_time, or when that is left out the longer of
+// DefaultMaxEjectionTime and the base time. (Validation refuses a cap set
+// below the base time.)
+func MaxEjectionTime(od *sluicev1.OutlierDetection) time.Duration {
+	if od.MaxEjectionTime != nil {
+		return od.GetMaxEjectionTime().AsDuration()
+	}
+	return max(DefaultMaxEjectionTime, BaseEjectionTime(od))
+}
+
+// BaseEjectionTime is od's base_ejection_time, or DefaultBaseEjectionTime
+// when it is left out (or 0).
+func BaseEjectionTime(od *sluicev1.OutlierDetection) time.Duration {
+	if d := od.GetBaseEjectionTime().AsDuration(); d > 0 {
+		return d
+	}
+	return DefaultBaseEjectionTime
+}
+
 // outlierErrors checks what PGV cannot of an outlier_detection block at
 // path: that something can eject, and that the cap on one ejection is not
 // below the first ejection's length.

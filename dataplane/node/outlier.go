@@ -17,7 +17,6 @@ import (
 // leaves a setting out (Envoy's).
 const (
 	defaultConsecutive        = 5
-	defaultMaxEjectionTime    = 300 * time.Second
 	defaultMaxEjectionPercent = 10
 )
 
@@ -32,7 +31,7 @@ func compileOutlier(od *sluicev1.OutlierDetection) *outlierConfig {
 	cfg := &outlierConfig{
 		connectFailures: defaultConsecutive,
 		responses5xx:    defaultConsecutive,
-		base:            durationOr(od.GetBaseEjectionTime().AsDuration(), snapshot.DefaultBaseEjectionTime),
+		base:            snapshot.BaseEjectionTime(od),
 		maxPercent:      defaultMaxEjectionPercent,
 	}
 	if od.ConsecutiveConnectFailures != nil {
@@ -46,7 +45,7 @@ func compileOutlier(od *sluicev1.OutlierDetection) *outlierConfig {
 	}
 	// Validation keeps a max_ejection_time that is set at least the
 	// base; the default one grows to a longer base, as in Envoy.
-	cfg.max = max(durationOr(od.GetMaxEjectionTime().AsDuration(), defaultMaxEjectionTime), cfg.base)
+	cfg.max = max(snapshot.MaxEjectionTime(od), cfg.base)
 	return cfg
 }
 
