@@ -688,10 +688,11 @@ func (c *cli) storeUnreachable(cmd, why string) int {
 
 func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("history", "history [--group NAME] [--limit N] [-o table|json]", `
-List stored versions, newest first: version (the current one marked with *),
+List stored versions, newest first: version (the newest marked with *),
 when it was stored, by whom, the node group it changed, what it changed and
 the comment given. --group lists only the versions that changed that group,
-and marks the one its nodes run.`)
+and marks the one its nodes are sent instead: during a staged rollout, the
+one that group's nodes outside the canary run.`)
 	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
 	group := fs.String("group", "", "list only the versions that changed node `GROUP`")
 	o := outputFlag(fs, "table", "json")
