@@ -219,10 +219,11 @@ func isLocationPath(p string) bool {
 	return true
 }
 
-// appendResponse writes the whole redirect for request r.
-func (rd *redirect) appendResponse(b []byte, r *Request, minor uint8, keep bool) []byte {
+// appendResponse writes the whole redirect for request r, which came to
+// local (see appendLocation).
+func (rd *redirect) appendResponse(b []byte, r *Request, local netip.AddrPort, minor uint8, keep bool) []byte {
 	b = append(b, rd.head...)
-	b = rd.appendLocation(b, r)
+	b = rd.appendLocation(b, r, local)
 	b = append(b, "\r\nContent-Length: 0\r\n"...)
 	switch {
 	case !keep:
@@ -244,14 +245,26 @@ func requestScheme(r *Request) string {
 
 // appendLocation writes the URL r asked for with the redirect's parts in
 // place. Without a host (an HTTP/1.0 request without Host, and no host in
-// the redirect) it is the path alone, relative to the request's URL.
-func (rd *redirect) appendLocation(b []byte, r *Request) []byte {
+// the redirect) it is the path alone, relative to the request's URL;
+// but a relative URL keeps the scheme and port, so a redirect that changes
+// either names local, the address the client connected to, when known.
+func (rd *redirect) appendLocation(b []byte, r *Request, local netip.AddrPort) []byte {
 	reqScheme := requestScheme(r)
 	scheme := rd.scheme
 	if scheme == "" {
 		scheme = reqScheme
 	}
 	reqHost, reqPort := splitAuthority(r.Host())
+	if rd.host == "" && len(reqHost) == 0 && local.IsValid() && (scheme != reqScheme || rd.port != "") {
+		// New slices: the request's may share the read buffer.
+		a := local.Addr().Unmap().WithZone("")
+		if a.Is6() {
+			reqHost = append(a.AppendTo([]byte{'['}), ']')
+		} else {
+			reqHost = a.AppendTo(nil)
+		}
+		reqPort = strconv.AppendUint(nil, uint64(local.Port()), 10)
+	}
 	relative := rd.host == "" && len(reqHost) == 0
 	switch {
 	case rd.host != "":

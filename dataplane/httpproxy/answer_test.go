@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -86,7 +87,37 @@ func TestRedirectLocation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := mustAnswer(t)(NewRedirect(tc.rd))
 			r := parseTestRequest(t, tc.head)
-			if got := string(a.redir.appendLocation(nil, r)); got != tc.want {
+			if got := string(a.redir.appendLocation(nil, r, netip.AddrPort{})); got != tc.want {
+				t.Errorf("Location %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRedirectLocationWithoutHost: a relative Location would keep the
+// client on http, or on its port, so a redirect that changes either names
+// the address the client connected to when the request has no Host.
+func TestRedirectLocationWithoutHost(t *testing.T) {
+	local4 := netip.MustParseAddrPort("[::ffff:192.0.2.7]:80")
+	local6 := netip.MustParseAddrPort("[2001:db8::7%eth0]:80")
+	for _, tc := range []struct {
+		name  string
+		rd    Redirect
+		head  string
+		local netip.AddrPort // the address the client connected to
+		want  string
+	}{
+		{"to https", Redirect{Scheme: "https"}, "GET /a?b HTTP/1.0\r\n\r\n", local4, "https://192.0.2.7/a?b"},
+		{"to another port", Redirect{Port: 8080}, "GET /a HTTP/1.0\r\n\r\n", local4, "http://192.0.2.7:8080/a"},
+		{"to https on IPv6", Redirect{Scheme: "https", Port: 8443}, "GET / HTTP/1.0\r\n\r\n", local6, "https://[2001:db8::7]:8443/"},
+		{"same scheme and port stay relative", Redirect{Prefix: "/v2"}, "GET /a HTTP/1.0\r\n\r\n", local4, "/v2/a"},
+		{"a Host wins", Redirect{Scheme: "https"}, "GET /a HTTP/1.0\r\nHost: h\r\n\r\n", local4, "https://h/a"},
+		{"no address known stays relative", Redirect{Scheme: "https"}, "GET /a HTTP/1.0\r\n\r\n", netip.AddrPort{}, "/a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := mustAnswer(t)(NewRedirect(tc.rd))
+			r := parseTestRequest(t, tc.head)
+			if got := string(a.redir.appendLocation(nil, r, tc.local)); got != tc.want {
 				t.Errorf("Location %q, want %q", got, tc.want)
 			}
 		})
@@ -180,6 +211,13 @@ func TestRedirectThroughTheProxy(t *testing.T) {
 			t.Errorf("got %s %v %q", r.status, r.headers, r.body)
 		}
 	}
+	// An HTTP/1.0 client that sends no Host is sent to the address it
+	// connected to: a relative Location would keep it on http.
+	io.WriteString(conn, "GET /login HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+	r := readResponse(t, br, "GET")
+	if want := "https://" + conn.RemoteAddr().(*net.TCPAddr).IP.String() + "/login"; r.code != 301 || r.header("Location") != want {
+		t.Errorf("HTTP/1.0 without Host: %s, Location %q; want 301 to %q", r.status, r.header("Location"), want)
+	}
 }
 
 // A Director asked again after a failed connect may answer instead.
@@ -212,7 +250,7 @@ func TestAnswersDoNotAllocate(t *testing.T) {
 	n := testing.AllocsPerRun(100, func() {
 		r.resetDirectives()
 		r.Respond(redir)
-		out = r.answer.redir.appendResponse(out[:0], r, 1, true)
+		out = r.answer.redir.appendResponse(out[:0], r, netip.AddrPort{}, 1, true)
 		r.Respond(fixed)
 		_ = r.answer.page.bytes(1, true, false)
 	})

@@ -378,7 +378,7 @@ func (r *Request) AppendAnswer(b []byte, a *Answer) []byte {
 	if a.page != nil {
 		return append(b, a.page.bytes(1, true, head)...)
 	}
-	return a.redir.appendResponse(b, r, 1, true)
+	return a.redir.appendResponse(b, r, netip.AddrPort{}, 1, true)
 }
 
 // AppendError appends the HTTP/1.1 response the server gives for its own

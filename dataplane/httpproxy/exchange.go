@@ -303,7 +303,11 @@ func (cc *clientConn) respond(a *Answer) bool {
 	if a.page != nil {
 		out = a.page.bytes(x.minor, keep, x.headReq)
 	} else {
-		x.wb = a.redir.appendResponse(x.wb[:0], &x.req, x.minor, keep)
+		var local netip.AddrPort // only a request without Host needs it
+		if len(x.req.Host()) == 0 {
+			local = cc.local()
+		}
+		x.wb = a.redir.appendResponse(x.wb[:0], &x.req, local, x.minor, keep)
 		out = x.wb
 	}
 	x.mx.Status = ResponseStatus(out)

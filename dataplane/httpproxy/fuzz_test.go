@@ -128,7 +128,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 		for _, a := range fuzzRedirects {
-			loc := a.redir.appendLocation(nil, &r)
+			loc := a.redir.appendLocation(nil, &r, netip.MustParseAddrPort("[::ffff:127.0.0.1]:8080"))
 			if len(loc) == 0 || !isValue(loc) || bytes.ContainsAny(loc, " \t") {
 				t.Fatalf("Location %q from %q", loc, data[:end])
 			}
