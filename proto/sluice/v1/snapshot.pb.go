@@ -3570,7 +3570,8 @@ type HttpOptions struct {
 	// are answered 431. Default 100.
 	MaxHeaderCount uint32 `protobuf:"varint,10,opt,name=max_header_count,json=maxHeaderCount,proto3" json:"max_header_count,omitempty"`
 	// MaxUriLength bounds the request target; a longer one is answered 414.
-	// Default 8192.
+	// Default 8192. No head is read past 65535 bytes, so a bound within a
+	// few bytes of that never fires: such a target is answered 431.
 	MaxUriLength uint32 `protobuf:"varint,11,opt,name=max_uri_length,json=maxUriLength,proto3" json:"max_uri_length,omitempty"`
 	// MaxRequestBodyBytes bounds a request's body: a bigger declared length is
 	// answered 413 before anything reaches an endpoint, and a chunked body
