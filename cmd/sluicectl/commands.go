@@ -105,7 +105,7 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT]] [--wait [--wait-timeout D]]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D]]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged.
@@ -124,7 +124,8 @@ snapshot first. Once every canary applied it and ran it for
 under --canary-max-errors, the control plane
 sends it to the rest of the group; if a canary refuses it or its error rate
 passes the limit, the rollout halts and the canaries go back to the group's
-snapshot. "sluicectl rollout status|resume|abort" follow and steer it. With
+snapshot. It halts too when the window ends with the canaries having served
+fewer than --canary-min-requests (default 0: no traffic at all passes). "sluicectl rollout status|resume|abort" follow and steer it. With
 --wait, the command waits for the whole rollout: exit 0 once every node of
 the group runs it, 2 if it halts.
 
@@ -144,6 +145,7 @@ other way round, which nodes would run the same.`+ifVersionAbout)
 	canaryShare := fs.String("canary", "", "staged rollout to `SHARE` of the group first: a percent (10%) or a count of nodes (2)")
 	canaryWindow := fs.Duration("canary-window", 30*time.Second, "how long the canaries must run the version under the error limit, as a `DURATION`")
 	canaryErrors := fs.String("canary-max-errors", "5%", "the canaries' error rate that halts the rollout, a `PERCENT`")
+	canaryRequests := fs.Uint64("canary-min-requests", 0, "the fewest requests the canaries must serve in the window, `N`, or the rollout halts")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
@@ -159,8 +161,9 @@ other way round, which nodes would run the same.`+ifVersionAbout)
 			return c.usageError(fs, "%v", err)
 		}
 		req.Canary = canary
+		req.Canary.MinRequests = *canaryRequests
 	} else {
-		for _, name := range []string{"canary-window", "canary-max-errors"} {
+		for _, name := range []string{"canary-window", "canary-max-errors", "canary-min-requests"} {
 			if cliflag.Given(fs, name) {
 				// Without --canary the version would go to every node at once.
 				return c.usageError(fs, "--%s is for a staged rollout: give --canary SHARE too", name)

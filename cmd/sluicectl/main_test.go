@@ -878,6 +878,8 @@ func TestUsage(t *testing.T) {
 			wantStderr: "sluicectl apply: --canary-window is for a staged rollout: give --canary SHARE too\n"},
 		{args: []string{"apply", "-f", "snap.yaml", "--canary-max-errors", "1%"}, wantCode: 2,
 			wantStderr: "sluicectl apply: --canary-max-errors is for a staged rollout: give --canary SHARE too\n"},
+		{args: []string{"apply", "-f", "snap.yaml", "--canary-min-requests", "100"}, wantCode: 2,
+			wantStderr: "sluicectl apply: --canary-min-requests is for a staged rollout: give --canary SHARE too\n"},
 		{args: []string{"apply", "-f", "snap.yaml", "--canary", "1", "--canary-window", "0s"}, wantCode: 2,
 			wantStderr: "sluicectl apply: --canary-window 0s: want 1s to 24h, how long the canaries must run the version\n"},
 		{args: []string{"apply", "snap.yaml"}, wantCode: 2, wantStderr: `sluicectl apply: unexpected argument "snap.yaml": the snapshot goes after -f (-f snap.yaml)`},

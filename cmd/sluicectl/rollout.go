@@ -113,8 +113,12 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 		return
 	}
 	fmt.Fprintf(c.stdout, "group %s: rollout of version %d, %s\n", st.GetGroup(), r.GetVersion(), st.GetPhase())
-	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %s\n",
-		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), units.Percent(r.GetMaxErrorRate()))
+	least := ""
+	if n := r.GetMinRequests(); n > 0 {
+		least = fmt.Sprintf(", at least %d requests", n)
+	}
+	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %s%s\n",
+		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), units.Percent(r.GetMaxErrorRate()), least)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CANARY\tSTATE\tAPPLIED\tLAST-NACK")
 	byID := map[string]*sluicev1.NodeStatus{}

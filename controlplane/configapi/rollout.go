@@ -106,10 +106,11 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, diff [
 		Author:       w.author,
 		Comment:      w.comment,
 		Changes:      changeLines(diff),
+		MinRequests:  c.GetMinRequests(),
 	}
 	head := snapshot.Change{Op: '+', Kind: "rollout", Name: g.GetName(), Fields: []string{
 		fmt.Sprintf("canary to %s of %d nodes", strings.Join(ids[:count], ", "), len(ids)),
-		fmt.Sprintf("for %v under %s errors", window.AsDuration(), units.Percent(maxRate)),
+		fmt.Sprintf("for %v under %s errors%s", window.AsDuration(), units.Percent(maxRate), overRequests(c.GetMinRequests())),
 	}}
 	return append([]snapshot.Change{head}, diff...), nil
 }
@@ -458,9 +459,30 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		return false, fmt.Sprintf("canary error rate %s (%d errors in %d requests over %v) is above %s",
 			units.Percent(w.rate), errs, req, elapsed.Round(time.Second), units.Percent(r.GetMaxErrorRate()))
 	}
-	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s)",
-		elapsed.Round(time.Second), window, units.Percent(w.rate), req, units.Percent(r.GetMaxErrorRate()))
-	return elapsed >= window, ""
+	least, need := "", r.GetMinRequests()
+	if need > 0 {
+		least = fmt.Sprintf(", at least %d requests", need)
+	}
+	w.phase = fmt.Sprintf("watching the canaries: %v of %v, error rate %s of %d requests (limit %s%s)",
+		elapsed.Round(time.Second), window, units.Percent(w.rate), req, units.Percent(r.GetMaxErrorRate()), least)
+	if elapsed < window {
+		return false, ""
+	}
+	if req < need {
+		// An error rate of a few requests, or of none, says little
+		// about the version.
+		return false, fmt.Sprintf("the canaries served %d requests over %v, fewer than the %d the rollout needs (min_requests) to judge their error rate",
+			req, elapsed.Round(time.Second), need)
+	}
+	return true, ""
+}
+
+// overRequests is what the head line of a rollout adds for min_requests.
+func overRequests(need uint64) string {
+	if need == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", over at least %d requests", need)
 }
 
 // resumed is the base a canary that came back counts from, its view c at

@@ -285,6 +285,59 @@ func TestCanaryOfNoErrorsSaysZeroPercent(t *testing.T) {
 	}
 }
 
+// A window that ends with fewer requests than the canary's min_requests
+// halts the rollout, saying how many it saw; one with enough promotes.
+func TestCanaryWindowNeedsItsMinRequests(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n1", "n2")
+	views := stats.NewViews()
+	s := New(st, reg, stats.NewRing(10), nil).WithFleet(views, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(10 * time.Second), MinRequests: 100}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := resp.GetChanges()[0], "+ rollout default: canary to n1 of 2 nodes; for 10s under 5% errors, over at least 100 requests"; got != want {
+		t.Errorf("rollout change = %q; want %q", got, want)
+	}
+	cur, _ := st.Current(ctx)
+	r := cur.Config.GetGroups()[0].GetRollout()
+	rv := r.GetVersion()
+	sessions["n1"].Acked(rv)
+	view := func(requests uint64) {
+		views.Put("n1", &sluicev1.EndpointReport{Version: strconv.FormatUint(rv, 10), Endpoints: []*sluicev1.EndpointStats{
+			{Cluster: "web", Endpoint: "web1", Requests: requests},
+		}})
+	}
+	view(0)
+	for _, tc := range []struct {
+		requests uint64
+		halt     string
+	}{
+		{99, "the canaries served 99 requests over 10s, fewer than the 100 the rollout needs (min_requests) to judge their error rate"},
+		{100, ""},
+	} {
+		w, step := stepper(t, s, reg, r)
+		view(0)
+		if promote, halt := step(0); promote || halt != "" {
+			t.Fatalf("at the window's start: promote %v, halt %q", promote, halt)
+		}
+		view(tc.requests)
+		if promote, halt := step(5 * time.Second); promote || halt != "" || !strings.HasSuffix(w.phase, "(limit 5%, at least 100 requests)") {
+			t.Errorf("%d requests, mid-window: promote %v, halt %q, phase %q", tc.requests, promote, halt, w.phase)
+		}
+		promote, halt := step(10 * time.Second)
+		if promote != (tc.halt == "") || halt != tc.halt {
+			t.Errorf("%d requests, at the window's end: promote %v, halt %q; want halt %q", tc.requests, promote, halt, tc.halt)
+		}
+	}
+}
+
 // stepper returns the watch of rollout r and a step of it, at a time given
 // from a fixed start, with the fleet's nodes as reg lists them at the step.
 func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) (*watch, func(at time.Duration) (promote bool, halt string)) {

@@ -209,7 +209,12 @@ type Canary struct {
 	// MaxErrorRate is the share of the canaries' requests that may fail (5xx
 	// answers and connect errors), 0 to 1. Default 0.05. Unset means the
 	// default; to allow no errors at all, give a tiny rate such as 1e-9.
-	MaxErrorRate  float64 `protobuf:"fixed64,4,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
+	MaxErrorRate float64 `protobuf:"fixed64,4,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
+	// MinRequests is the fewest requests the canaries must serve in the
+	// window for its error rate to count: a window that ends with fewer
+	// halts the rollout (resume tries again). Default 0: a window passes on
+	// no traffic at all.
+	MinRequests   uint64 `protobuf:"varint,5,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +277,13 @@ func (x *Canary) GetMaxErrorRate() float64 {
 	return 0
 }
 
+func (x *Canary) GetMinRequests() uint64 {
+	if x != nil {
+		return x.MinRequests
+	}
+	return 0
+}
+
 // Rollout is a staged rollout in progress on one group: the canaries run
 // the new snapshot while the rest of the group keeps the group's snapshot.
 type Rollout struct {
@@ -296,7 +308,9 @@ type Rollout struct {
 	Author  string `protobuf:"bytes,9,opt,name=author,proto3" json:"author,omitempty"`
 	Comment string `protobuf:"bytes,10,opt,name=comment,proto3" json:"comment,omitempty"`
 	// Changes are the diff from the group's snapshot.
-	Changes       []string `protobuf:"bytes,11,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []string `protobuf:"bytes,11,rep,name=changes,proto3" json:"changes,omitempty"`
+	// MinRequests is the canary's min_requests (0: none asked).
+	MinRequests   uint64 `protobuf:"varint,12,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -406,6 +420,13 @@ func (x *Rollout) GetChanges() []string {
 		return x.Changes
 	}
 	return nil
+}
+
+func (x *Rollout) GetMinRequests() uint64 {
+	if x != nil {
+		return x.MinRequests
+	}
+	return 0
 }
 
 type UpdateEndpointRequest struct {
@@ -2469,12 +2490,13 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bselector\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bH\x01R\bselector\x88\x01\x01\x12)\n" +
 	"\x06canary\x18\b \x01(\v2\x11.sluice.v1.CanaryR\x06canaryB\r\n" +
 	"\v_if_versionB\v\n" +
-	"\t_selector\"\xc3\x01\n" +
+	"\t_selector\"\xe6\x01\n" +
 	"\x06Canary\x12!\n" +
 	"\apercent\x18\x01 \x01(\rB\a\xfaB\x04*\x02\x18dR\apercent\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\rR\x05nodes\x12A\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\x06window\x12=\n" +
-	"\x0emax_error_rate\x18\x04 \x01(\x01B\x17\xfaB\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\"\x92\x03\n" +
+	"\x0emax_error_rate\x18\x04 \x01(\x01B\x17\xfaB\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\x12!\n" +
+	"\fmin_requests\x18\x05 \x01(\x04R\vminRequests\"\xb5\x03\n" +
 	"\aRollout\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x1a\n" +
@@ -2487,7 +2509,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x06author\x18\t \x01(\tR\x06author\x12\x18\n" +
 	"\acomment\x18\n" +
 	" \x01(\tR\acomment\x12\x18\n" +
-	"\achanges\x18\v \x03(\tR\achanges\"\xa0\x03\n" +
+	"\achanges\x18\v \x03(\tR\achanges\x12!\n" +
+	"\fmin_requests\x18\f \x01(\x04R\vminRequests\"\xa0\x03\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +

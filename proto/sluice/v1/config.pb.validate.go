@@ -335,6 +335,8 @@ func (m *Canary) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	// no validation rules for MinRequests
+
 	if len(errors) > 0 {
 		return CanaryMultiError(errors)
 	}
@@ -531,6 +533,8 @@ func (m *Rollout) validate(all bool) error {
 	// no validation rules for Author
 
 	// no validation rules for Comment
+
+	// no validation rules for MinRequests
 
 	if len(errors) > 0 {
 		return RolloutMultiError(errors)
