@@ -219,7 +219,8 @@ func (v *View) Claim(ctx context.Context) error {
 	}
 	var (
 		deadline time.Time        // set once the name is found held
-		watched  clientv3.LeaseID // the holder's lease, once found
+		held     bool             // the name was found held
+		watched  clientv3.LeaseID // the holder's lease, then
 		left     int64            // its seconds left when last read
 		renewed  bool
 	)
@@ -230,9 +231,9 @@ func (v *View) Claim(ctx context.Context) error {
 			granted, remaining, err = v.timeToLive(ctx, theirs)
 			switch {
 			case err != nil:
-			case theirs != watched:
+			case !held || theirs != watched:
 				// First seen, or the name changed hands meanwhile.
-				watched, left = theirs, remaining
+				held, watched, left = true, theirs, remaining
 				deadline = time.Now().Add(time.Duration(granted)*time.Second + time.Second)
 				v.log.Warn("fleet view: the replica name is held on etcd; waiting, up to the holder's lease TTL, to see whether it keeps its lease alive or it expires, in case the holder died",
 					"replica", v.replica, "holder", holder, "wait", time.Until(deadline).Round(time.Second))
