@@ -344,8 +344,8 @@ const DefaultMaxEjectionTime = 300 * time.Second
 // DefaultMaxEjectionTime and the base time. (Validation refuses a cap set
 // below the base time.)
 func MaxEjectionTime(od *sluicev1.OutlierDetection) time.Duration {
-	if od.MaxEjectionTime != nil {
-		return od.GetMaxEjectionTime().AsDuration()
+	if set := od.GetMaxEjectionTime(); set != nil {
+		return set.AsDuration()
 	}
 	return max(DefaultMaxEjectionTime, BaseEjectionTime(od))
 }

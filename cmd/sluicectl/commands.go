@@ -125,9 +125,10 @@ under --canary-max-errors, the control plane
 sends it to the rest of the group; if a canary refuses it or its error rate
 passes the limit, the rollout halts and the canaries go back to the group's
 snapshot. It halts too when the window ends with the canaries having served
-fewer than --canary-min-requests (default 0: no traffic at all passes). "sluicectl rollout status|resume|abort" follow and steer it. With
---wait, the command waits for the whole rollout: exit 0 once every node of
-the group runs it, 2 if it halts.
+fewer than --canary-min-requests (default 0: no traffic at all passes).
+"sluicectl rollout status|resume|abort" follow and steer it. With --wait,
+the command waits for the whole rollout: exit 0 once every node of the
+group runs it, 2 if it halts.
 
 A snapshot that does not parse is refused locally and nothing is sent. One the
 control plane refuses is not stored: every fault is printed as "path: message"
