@@ -158,6 +158,41 @@ listeners:
 	if _, stderr, code := ctl(t, c.addr, "rollout", "abort"); code != 0 {
 		t.Errorf("rollout abort: exit %d: %s", code, stderr)
 	}
+
+	// An endpoint that resets every request it is sent answers nothing
+	// itself: the clients get the node's 502s, which count as its 5xx and
+	// halt the rollout as its own would.
+	resetting := resetBackend(t)
+	stop = traffic()
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(resetting, 7), "--canary", "1", "--canary-window", "20s", "--wait")
+	stop()
+	if code != 2 || !strings.Contains(stderr, "halted: canary error rate ") {
+		t.Errorf("apply --canary of an endpoint that resets --wait: exit %d\nstdout:\n%s\nstderr: %s\nwant exit 2 and a halt for the error rate", code, stdout, stderr)
+	}
+	if _, stderr, code := ctl(t, c.addr, "rollout", "abort"); code != 0 {
+		t.Errorf("rollout abort: exit %d: %s", code, stderr)
+	}
+}
+
+// resetBackend returns the address of an HTTP server that resets the
+// connection of every request it reads.
+func resetBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
 
 // haltRate is the figures of a halted rollout's reason.

@@ -57,7 +57,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		bytesIn:           d("sluice_endpoint_received_bytes_total", "Bytes received from the endpoint.", ep...),
 		bytesOut:          d("sluice_endpoint_sent_bytes_total", "Bytes sent to the endpoint.", ep...),
 		connectErrs:       d("sluice_endpoint_connect_errors_total", "Connects to the endpoint that failed (not those given up because their listener closed).", ep...),
-		resp5xx:           d("sluice_endpoint_responses_5xx_total", "HTTP responses with a 5xx status from the endpoint.", ep...),
+		resp5xx:           d("sluice_endpoint_responses_5xx_total", "HTTP requests to the endpoint answered with a 5xx status: by the endpoint, or by the node when the endpoint failed the request.", ep...),
 		ejections:         d("sluice_endpoint_ejections_total", "Outlier ejections of the endpoint.", ep...),
 		healthTransitions: d("sluice_endpoint_health_transitions_total", "Times health checks marked the endpoint down or back up.", ep...),
 		info:              d("sluice_node_info", "Always 1; labels say which node this is and the snapshot version it runs.", "node", "version"),

@@ -115,3 +115,35 @@ func TestRecordCountsFailedRequests(t *testing.T) {
 		t.Errorf("record: %d failed for %v; want 2 for [no_endpoint]", e.info.Failed, e.info.Failures.List())
 	}
 }
+
+// TestFailedRequestsCountAsTheEndpoints5xx: a request the endpoint failed
+// after it was sent (here it resets the connection) is answered 502 and
+// counted among the endpoint's 5xx, as the HTTP/1.1 engine counts it: its
+// clients got a 5xx. It is no connect error: the connect succeeded.
+func TestFailedRequestsCountAsTheEndpoints5xx(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				http.ReadRequest(bufio.NewReader(c))
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}()
+		}
+	}()
+	ep := upstream.New("c", "e", ln.Addr().String())
+	addr, done, _ := serveRecorded(t, ep)
+	getTwiceAndClose(t, addr, 502)
+	waitEnded(t, done)
+	if st := ep.Stats(); st.Responses5xx != 2 || st.ConnectErrors != 0 {
+		t.Errorf("the endpoint's counters: %d 5xx, %d connect errors; want 2 and 0", st.Responses5xx, st.ConnectErrors)
+	}
+}

@@ -314,6 +314,9 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		} else if rt.shutDown() {
 			text, why = textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 		}
+		if why == sluicev1.CloseReason_CLOSE_REASON_IO_ERROR || why == sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT {
+			ep.Failed() // not a shutdown or a drain: the endpoint's fault
+		}
 		cn.fail(why)
 		st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
 		return true, nil

@@ -488,6 +488,11 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 	case e == errServerIO && ep.Draining():
 		return errDrained
 	}
+	if e.status >= 500 {
+		// The endpoint's fault, not the client's (a 4xx, or none): its
+		// clients got a 5xx all the same.
+		ep.Failed()
+	}
 	return e
 }
 

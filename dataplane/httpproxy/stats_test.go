@@ -1,11 +1,15 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
@@ -62,6 +66,50 @@ func TestEndpointStatsCountExchanges(t *testing.T) {
 	}
 	if st.BytesIn < down+10 || st.BytesIn > down+10+2000 {
 		t.Errorf("BytesIn = %d, want the %d-byte download plus heads", st.BytesIn, down+10)
+	}
+}
+
+// A request the endpoint failed after it was sent, which the client got
+// the proxy's 502 or 504 for, counts among the endpoint's 5xx: its clients
+// got a 5xx (a canary's error rate, the dashboard and top count them). Its
+// consecutive_5xx streak does not move: that counts its own answers.
+func TestEndpointStatsCountFailedRequests(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		switch req.URL.Path {
+		case "/reset":
+			c.(*net.TCPConn).SetLinger(0)
+		case "/hang":
+			time.Sleep(600 * time.Millisecond) // past the response timeout
+		case "/bad":
+			io.WriteString(c, "HTTP/1.1 2OO OK\r\n\r\n")
+		}
+	})
+	ep := upstream.New("web", "e", addr)
+	var ejected atomic.Int32
+	ep.SetOutlierPolicy(&upstream.OutlierPolicy{Responses5xx: 1, Outlier: func(*upstream.Endpoint, upstream.Cause) { ejected.Add(1) }})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: 200 * time.Millisecond})
+	for i, tc := range []struct {
+		path string
+		code int
+	}{{"/reset", 502}, {"/hang", 504}, {"/bad", 502}} {
+		resp, err := http.Get("http://" + p.addr + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: status %d, want the proxy's %d", tc.path, resp.StatusCode, tc.code)
+		}
+		if st := ep.Stats(); st.Responses5xx != uint64(i+1) || st.ConnectErrors != 0 {
+			t.Errorf("after %s: %d 5xx, %d connect errors; want %d and 0", tc.path, st.Responses5xx, st.ConnectErrors, i+1)
+		}
+	}
+	if n := ejected.Load(); n != 0 {
+		t.Errorf("ejected %d times for the proxy's own answers, want 0", n)
 	}
 }
 

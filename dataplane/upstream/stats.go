@@ -16,8 +16,9 @@ type Stats struct {
 	// to it.
 	BytesIn, BytesOut uint64
 	// ConnectErrors counts connects that failed, not those given up because
-	// their listener closed (ErrListenerClosed); Responses5xx HTTP responses
-	// with a 5xx status.
+	// their listener closed (ErrListenerClosed); Responses5xx HTTP requests
+	// answered with a 5xx status: by the endpoint, or by the proxy in its
+	// place when the endpoint failed them (Failed).
 	ConnectErrors, Responses5xx uint64
 	// HealthTransitions counts the times health checks marked the
 	// endpoint down or back up.
@@ -85,6 +86,14 @@ func (e *Endpoint) Transferred(in, out uint64) {
 		m.Transferred(in, out)
 	}
 }
+
+// Failed counts a request the endpoint failed after it was sent (a reset
+// or a close before the response, an invalid response, no response within
+// the response timeout), which the proxy answered with a 5xx of its own,
+// among the endpoint's 5xx responses: what its clients got, as Envoy's
+// upstream_rq_5xx counts it. Its 5xx streak is left as it was: outlier
+// detection's consecutive_5xx counts the endpoint's own answers only.
+func (e *Endpoint) Failed() { e.counters.responses5xx.Add(1) }
 
 // Responded records the status of a response head read from the endpoint,
 // in its counters and its 5xx streak.

@@ -387,7 +387,10 @@ type EndpointStats struct {
 	BytesOut uint64 `protobuf:"varint,11,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
 	// ConnectErrors counts connects that failed, not those given up because
 	// their listener was removed or the node stopped; Responses5xx HTTP
-	// responses with a 5xx status from the endpoint.
+	// requests answered with a 5xx status: by the endpoint, or by the node
+	// in its place when the endpoint failed the request after it was sent
+	// (a reset or close, an invalid response, no answer within the response
+	// timeout).
 	ConnectErrors uint64 `protobuf:"varint,12,opt,name=connect_errors,json=connectErrors,proto3" json:"connect_errors,omitempty"`
 	Responses_5Xx uint64 `protobuf:"varint,13,opt,name=responses_5xx,json=responses5xx,proto3" json:"responses_5xx,omitempty"`
 	// Since is when the health last changed.
