@@ -135,6 +135,7 @@ func main() {
 	}
 	if cert != nil {
 		logValidity(log, *certFile, cert, time.Now())
+		watchValidity(log, *certFile, tlsCfg)
 	}
 	if certID != "" {
 		if !nodeSet {

@@ -58,3 +58,21 @@ func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time
 			"cert", file, "expires", cert.NotAfter.Format(time.RFC3339))
 	}
 }
+
+// watchValidity has every handshake with the control plane log, as
+// logValidity does at start, when the certificate it sends is not valid:
+// one that expires while the node runs is refused at the next reconnect,
+// and over TLS 1.3 the node sees only its connection failing (`broken
+// pipe`), not the control plane's reason.
+func watchValidity(log *slog.Logger, file string, cfg *tls.Config) {
+	get := cfg.GetClientCertificate
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		c, err := get(cri)
+		if err == nil && c.Leaf != nil {
+			if now := time.Now(); now.After(c.Leaf.NotAfter) || now.Before(c.Leaf.NotBefore) {
+				logValidity(log, file, c.Leaf, now)
+			}
+		}
+		return c, err
+	}
+}

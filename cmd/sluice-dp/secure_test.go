@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
 	"strings"
@@ -35,5 +36,31 @@ func TestLogValidity(t *testing.T) {
 		if got := strings.TrimSpace(out.String()); got != tt.want {
 			t.Errorf("%s: logged\n%s\nwant\n%s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestWatchValidity: a certificate that expired while the node ran is
+// named at each handshake that sends it, where the node would otherwise
+// see only its connection fail; a valid one is sent without a word.
+func TestWatchValidity(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	leaf := &x509.Certificate{NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	cfg := &tls.Config{GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &tls.Certificate{Leaf: leaf}, nil
+	}}
+	watchValidity(log, "node.crt", cfg)
+	if c, err := cfg.GetClientCertificate(nil); err != nil || c.Leaf != leaf {
+		t.Fatalf("GetClientCertificate = %v, %v; want the certificate loaded", c, err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("a valid certificate logged %q", out.String())
+	}
+	leaf = &x509.Certificate{NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Minute)}
+	for range 2 {
+		cfg.GetClientCertificate(nil)
+	}
+	if got := strings.Count(out.String(), `msg="--cert has expired: the control plane will refuse this node;`); got != 2 {
+		t.Errorf("two handshakes with an expired certificate logged:\n%s\nwant the expiry named at each", out.String())
 	}
 }
