@@ -48,10 +48,17 @@ func (cc *clientConn) meterDone(m *meter.Listener, keep bool) {
 	if m == nil {
 		return
 	}
-	mx := &cc.x.mx
+	x := cc.x
+	mx := &x.mx
 	mx.Total = time.Since(mx.Start)
-	mx.BytesIn, mx.BytesOut = cc.info.BytesIn-cc.inMark, cc.info.BytesOut-cc.outMark
-	cc.inMark, cc.outMark = cc.info.BytesIn, cc.info.BytesOut
+	in := cc.info.BytesIn
+	if keep {
+		// Bytes of the next requests, read with this one (pipelined),
+		// are theirs.
+		in -= uint64(x.re - x.rs)
+	}
+	mx.BytesIn, mx.BytesOut = in-cc.inMark, cc.info.BytesOut-cc.outMark
+	cc.inMark, cc.outMark = in, cc.info.BytesOut
 	if !keep {
 		mx.Cause = cc.reason
 	}

@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
@@ -129,5 +131,39 @@ func TestEndpointStatsCountConnectErrors(t *testing.T) {
 	}
 	if st := dead.Stats(); st.ConnectErrors != 1 || st.Requests != 1 {
 		t.Errorf("Stats = %+v, want 1 request, 1 connect error", st)
+	}
+}
+
+// meterLog keeps the exchanges a listener's meter logs.
+type meterLog struct {
+	mu sync.Mutex
+	xs []meter.Exchange
+}
+
+func (l *meterLog) Sample() bool { return true }
+func (l *meterLog) Log(_ string, x *meter.Exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.xs = append(l.xs, *x)
+}
+
+// Requests pipelined in one write are each logged with their own bytes
+// in, not the first with all of them and the rest with none.
+func TestPipelinedRequestsLogTheirOwnBytes(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	log := &meterLog{}
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, Meter: meter.NewListener("l", log)})
+	c := p.dial()
+	first, second := "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "POST /bb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+	io.WriteString(c, first+second)
+	br := bufio.NewReader(c)
+	readResponse(t, br, "GET")
+	readResponse(t, br, "POST")
+	c.Close()
+	waitFor(t, func() bool { log.mu.Lock(); defer log.mu.Unlock(); return len(log.xs) == 2 })
+	for i, want := range []int{len(first), len(second)} {
+		if got := log.xs[i].BytesIn; got != uint64(want) {
+			t.Errorf("request %d logged %d bytes in, want %d", i+1, got, want)
+		}
 	}
 }
