@@ -18,7 +18,7 @@ import (
 // connections over all the node's listeners. With a cap of 1, a TCP
 // session waits while an HTTP connection is open and is served once it
 // closes; the start log and /metrics name the cap. Without the flag the
-// cap is half the open-file limit less 100.
+// cap is the open-file limit less 100, halved.
 func TestNodeMaxConnectionsFlag(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	web, echo := startBackend(t, "web"), startBackend(t, "echo")

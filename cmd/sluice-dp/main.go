@@ -52,9 +52,9 @@ all its listeners, as HAProxy's global maxconn does, beside each listener's
 max_connections: at the cap every listener stops accepting (each holds
 at most one more connection, accepted but unread), new connections wait in
 the kernel's accept queue, and the node logs a warning at most once a
-minute. By default the cap comes from the open-file limit
-(ulimit -n), half of it less 100, so that every connection can also reach
-its endpoint; the start log names it.
+minute. By default the cap comes from the open-file limit (ulimit -n),
+less 100 for the node's own files and halved, so that every connection can
+also reach its endpoint; the start log names it.
 
 The admin address serves a status page for people (/ and /stats), /status
 (JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
@@ -103,7 +103,7 @@ func main() {
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
-	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, half of it less 100")
+	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, less 100 and halved")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
