@@ -312,10 +312,41 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 		endpointEdit: true,
 	}
 	resp, err := s.put(ctx, w)
+	if status.Code(err) == codes.NotFound {
+		err = s.inOtherGroups(ctx, err, w.group, req.GetCluster(), req.GetEndpoint())
+	}
 	if err != nil || !hadRollout {
 		return resp, err
 	}
 	return s.editRollout(ctx, w, req, resp)
+}
+
+// inOtherGroups adds to notFound, the NOT_FOUND of an endpoint edit of
+// group, the other groups whose snapshots have that endpoint: an
+// operator who left out --group most likely meant one of them.
+func (s *Server) inOtherGroups(ctx context.Context, notFound error, group, cluster, endpoint string) error {
+	cur, _, err := s.current(ctx)
+	if err != nil || groups.Find(cur.Config, group) == nil {
+		return notFound // or it is the group that was not found
+	}
+	var in []string
+	for _, g := range cur.Config.GetGroups() {
+		if g.GetName() == group {
+			continue
+		}
+		if _, err := findEndpoint(g.GetSnapshot(), cluster, endpoint); err == nil {
+			in = append(in, g.GetName())
+		}
+	}
+	if len(in) == 0 {
+		return notFound
+	}
+	where, give := "group "+in[0], "--group "+in[0]
+	if len(in) > 1 {
+		where, give = "groups "+strings.Join(in, ", "), "--group with one of them"
+	}
+	return status.Errorf(codes.NotFound, "%s; %s/%s is in %s, not %s: give %s",
+		status.Convert(notFound).Message(), cluster, endpoint, where, group, give)
 }
 
 // updatedSnapshot returns a copy of snap with req's edit, validated whole,

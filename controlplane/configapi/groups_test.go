@@ -389,3 +389,31 @@ func TestTooLongTextSaysHowLong(t *testing.T) {
 	_, err = s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Endpoint: "web2", Weight: proto.Uint32(2)})
 	wantCode(t, "UpdateEndpoint without a cluster", err, codes.InvalidArgument, "invalid request: cluster: must not be empty")
 }
+
+// An endpoint edit that finds no such endpoint in its group, the default
+// one when the operator left out --group, names the groups that have it.
+func TestEditNamesTheGroupsThatHaveTheEndpoint(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	edit := func() error {
+		_, err := s.UpdateEndpoint(ctx, &sluicev1.UpdateEndpointRequest{Cluster: "api", Endpoint: "a1", Weight: proto.Uint32(9)})
+		return err
+	}
+	if err := edit(); status.Convert(err).Message() != `cluster "api" not found (the snapshot has: web)` {
+		t.Errorf("edit of an endpoint no group has: %v", err)
+	}
+	api := parse(t, "clusters: [{name: api, endpoints: [{name: a1, address: 127.0.0.1:9}]}]")
+	for _, g := range []string{"edge", "core"} {
+		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: api, Group: g, Selector: proto.String("role=" + g)}); err != nil {
+			t.Fatal(err)
+		}
+		want := `cluster "api" not found (the snapshot has: web); api/a1 is in group edge, not default: give --group edge`
+		if g == "core" {
+			want = `cluster "api" not found (the snapshot has: web); api/a1 is in groups core, edge, not default: give --group with one of them`
+		}
+		wantCode(t, "edit of an endpoint other groups have", edit(), codes.NotFound, want)
+	}
+}
