@@ -892,6 +892,8 @@ func TestUsage(t *testing.T) {
 		{args: []string{"--version"}, wantCode: 0, wantStdout: "sluicectl "},
 		{args: []string{"token", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -name NAME\n"},
 		{args: []string{"cert", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -node ID\n"},
+		{args: []string{"cert", "issue", "--node", "n1", "--valid", "100000h"}, wantCode: 2,
+			wantStderr: "sluicectl cert issue: --valid 100000h0m0s: want more than 0 and at most 10 years (87600h)\n"},
 		{args: []string{"top", "--interval", "2"}, wantCode: 2, wantStderr: `invalid value "2" for flag -interval: parse error (a duration has a unit: 30s, 1m30s, 500ms)`},
 		{args: []string{"set-weight", "web/web1", "-1"}, wantCode: 2, wantStderr: "sluicectl set-weight: flag provided but not defined: -1 (no number here is negative)\n"},
 		{args: []string{"conns", "--limit", "-1"}, wantCode: 2, wantStderr: `invalid value "-1" for flag -limit: parse error (a whole number, 0 or more)`},

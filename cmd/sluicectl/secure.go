@@ -152,6 +152,9 @@ reads secrets (get --show-secrets).`)
 	return 0
 }
 
+// maxCertValidity is the longest --valid the control plane signs for.
+const maxCertValidity = 10 * 365 * 24 * time.Hour
+
 func cmdCert(ctx context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("cert issue", "cert issue --node ID [--out DIR] [--valid D]", `
 Make a node's key here, and have the control plane (admin role) sign its
@@ -180,8 +183,8 @@ plane takes the node's id from it.`)
 		// Before a key is made for it; the control plane would refuse it.
 		return c.usageError(fs, "--node %v", err)
 	}
-	if *valid <= 0 {
-		return c.usageError(fs, "--valid must be positive")
+	if *valid <= 0 || *valid > maxCertValidity {
+		return c.usageError(fs, "--valid %v: want more than 0 and at most 10 years (87600h)", *valid)
 	}
 	key, keyPEM, err := pki.NewKey()
 	if err != nil {
