@@ -94,7 +94,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	limitBody(r, hcfg)
 	st.upgrade = upgradeFields(r, req)
 
-	retries, repicks := hcfg.Retries, 0
+	failures, repicks := 0, 0 // connects that failed and were retried; retired picks
 	var retried uint64
 	var failed error // the last failure to connect, for the answer when nothing is left
 	for {
@@ -142,8 +142,8 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, upstream.ErrClosed) && repicks < maxRepicks:
 			repicks++
-		case isConnectError(err) && retries > 0:
-			retries--
+		case isConnectError(err) && failures < ep.Retries(hcfg.Retries): // as many as ep's cluster asks
+			failures++
 			retried++
 			st.mx.Retries++
 		default:

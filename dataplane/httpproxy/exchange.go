@@ -98,7 +98,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 
 	x.start = time.Now()
 	x.hard = x.start.Add(cfg.ResponseTimeout)
-	retries, repicks := cfg.Retries, 0
+	failures, repicks := 0, 0 // connects that failed and were retried; retired picks
 	for {
 		bc, reused, e := cc.connect(ep, x.connTimeout, probe)
 		if e == nil {
@@ -117,12 +117,14 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		// the Director asks for, and the Host of an HTTP/1.0 request that
 		// had none, may differ); the body bytes after it stay. A retired
 		// endpoint is picked around a few times so that applies do not
-		// fail requests; a failed connect, Config.Retries times.
+		// fail requests; a failed connect, as many times as the cluster
+		// of the endpoint that failed last asks (Config.Retries when it
+		// does not say).
 		switch {
 		case e == errDrained && repicks < maxRepicks:
 			repicks++
-		case e == errConnectFailed && retries > 0:
-			retries--
+		case e == errConnectFailed && failures < ep.Retries(cfg.Retries):
+			failures++
 		default:
 			cc.endpointDone(nil, false)
 			req.forgetFailed()

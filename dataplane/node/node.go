@@ -263,6 +263,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			m.Endpoint.SetOutlierPolicy(outlier)
 			m.Endpoint.SetTLS(c.tls.config())
 			m.Endpoint.SetMeter(c.meter)
+			m.Endpoint.SetRetries(c.retries())
 		}
 	}
 	var replaced []*generation

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/sluice-lb/sluice/dataplane/lb"
@@ -109,5 +111,54 @@ clusters:
 				ep.Release()
 			}
 		})
+	}
+}
+
+// TestRetriesAreEachClusters: a listener whose rules reach clusters of
+// different retries retries each request as its own cluster asks, as
+// HAProxy's retries are a backend's: web's retries 0 is not raised to
+// web3's 2 because a rule can route to web3. HTTP/1.1, HTTP/2 and TCP.
+func TestRetriesAreEachClusters(t *testing.T) {
+	n := newNode(t)
+	good := backend(t, "good")
+	dead := freeAddr(t)
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	// STATIC_RR with weights 1:1 starts at the dead endpoint and takes
+	// turns, so every other request meets it first.
+	err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    lb_policy: STATIC_RR
+    retries: 0
+    endpoints: [{ name: d1, address: "%s" }, { name: b1, address: "%s" }]
+  - name: web3
+    retries: 2
+    endpoints: [{ name: b1, address: "%s" }]
+listeners:
+  - { name: pub, address: "%s", protocol: HTTP, default_cluster: web, rules: [{ match: { path: { prefix: /3 } }, route: web3 }], http: { h2c: true } }
+  - { name: tcp, address: "%s", protocol: TCP, default_cluster: web, rules: [{ match: { source: [192.0.2.0/24] }, route: web3 }] }
+`, dead, good, good, httpAddr, tcpAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, tc := range []struct {
+		addr   string
+		client *http.Client
+	}{{httpAddr, h1}, {httpAddr, h2cClient(t, nil)}, {tcpAddr, h1}} {
+		addr := tc.addr
+		var codes []int
+		for range 4 {
+			resp, err := tc.client.Get("http://" + addr + "/")
+			if err != nil {
+				codes = append(codes, 0) // TCP: the session closes unanswered
+				continue
+			}
+			resp.Body.Close()
+			codes = append(codes, resp.StatusCode)
+		}
+		if failed := slices.Index(codes, 200); failed < 0 || slices.Equal(codes, []int{200, 200, 200, 200}) {
+			t.Errorf("%s: statuses %v; want every other request to fail at d1, not retried (web has retries: 0)", addr, codes)
+		}
 	}
 }

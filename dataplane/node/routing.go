@@ -44,10 +44,10 @@ func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster) (*routi
 	return rt, nil
 }
 
-// retries is how many other endpoints work through the listener tries
-// after a failed connect: the most of the clusters it can reach ask for.
-// The proxies hold one count per listener, and the clusters a rule routes
-// to should not get fewer tries than they asked for.
+// retries is the proxies' count of the listener (Config.Retries): the
+// most of the clusters it can reach ask for. Each endpoint carries its
+// own cluster's (upstream.Endpoint.SetRetries), which is the one that
+// holds; this one stands in only for an endpoint without it.
 func (rt *routing) retries() int {
 	n := rt.def.retries()
 	for _, c := range rt.routes {

@@ -310,9 +310,10 @@ func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInf
 // connect picks endpoints and dials them until one answers or the retries
 // run out; a tells the Director what the client's first bytes said. On
 // failure it returns the Director's error, if that is why. Each attempt
-// picks from the configuration current at that moment, so an endpoint that an apply retired (ErrClosed) is replaced by
-// one of the new snapshot; the retry budget is that of cfg, the
-// configuration the session was accepted under. info.Retries counts the
+// picks from the configuration current at that moment, so an endpoint that
+// an apply retired (ErrClosed) is replaced by one of the new snapshot; the
+// retry budget is the cluster's of the endpoint that failed last
+// (Endpoint.Retries), or cfg's when it has none. info.Retries counts the
 // retries that got an endpoint to try.
 //
 // An endpoint that takes PROXY headers gets one saying that from connected
@@ -321,8 +322,8 @@ func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInf
 // mx gets the time the successful connect took.
 func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPort, a *Attempt, info *conntrack.ConnInfo, mx *meter.Exchange) (*upstream.Endpoint, net.Conn, error) {
 	var hb [proxyproto.MaxV1]byte
-	retries, repicks := cfg.Retries, 0
-	retry := false // this pick follows a failed connect
+	failures, repicks := 0, 0 // connects that failed and were retried; retired picks
+	retry := false            // this pick follows a failed connect
 	for {
 		if cfg.Director == nil {
 			return nil, nil, nil
@@ -347,8 +348,8 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 		case retired && repicks < maxRepicks:
 			repicks++
 			retry = false
-		case !retired && retries > 0:
-			retries--
+		case !retired && failures < ep.Retries(cfg.Retries): // as many as ep's cluster asks
+			failures++
 			retry = true
 		default:
 			return nil, nil, nil

@@ -89,6 +89,7 @@ type Endpoint struct {
 	sendProxy atomic.Uint32                       // PROXY header version of new connections; 0: none
 	rcvbuf    atomic.Uint32                       // SO_RCVBUF of new connections; 0: the kernel's
 	keepAlive atomic.Pointer[net.KeepAliveConfig] // of new connections; nil: none
+	retries   atomic.Int32                        // the cluster's retries + 1; 0: unset, see Retries
 
 	mu sync.Mutex
 	// conns holds every open connection; nil until the first: most
@@ -181,6 +182,21 @@ func (e *Endpoint) Inflight() int64 { return e.inflight.Load() }
 func (e *Endpoint) Acquire() {
 	e.inflight.Add(1)
 	e.counters.requests.Add(1)
+}
+
+// SetRetries sets how many other endpoints work that failed to connect to
+// e tries, in all (its cluster's retries, from the snapshot applied last).
+func (e *Endpoint) SetRetries(n int) { e.retries.Store(int32(max(n, 0)) + 1) }
+
+// Retries is what SetRetries set, or def when it was never called: how
+// many connect failures work whose last one was to e retries in all. The
+// proxies hold one count per listener (def), whose rules may route to
+// clusters of other counts; each cluster's own is the one that holds.
+func (e *Endpoint) Retries(def int) int {
+	if n := e.retries.Load(); n > 0 {
+		return int(n - 1)
+	}
+	return def
 }
 
 // SetMaxConn sets the cap TryAcquire enforces (the endpoint's max_conn in
