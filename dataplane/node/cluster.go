@@ -648,7 +648,7 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 		watch = w.WatchClient
 	}
 	q := c.queue
-	err = q.wait(c.queueTimeout, f.Context().Done(), watch, func() error {
+	err = q.wait(c.queueTimeout, f.Context().Done(), watch, false, func() error {
 		l := c.latest()
 		var err error
 		ep, err = l.tryPick(r, f)
@@ -766,20 +766,60 @@ func remix(h uint64) uint64 {
 	return h ^ h>>31
 }
 
-// sticky returns the endpoint the stick table holds for client, acquired,
-// or nil when there is none or it cannot take the work now.
-func (c *cluster) sticky(box *pickerBox, client netip.Addr, f failures) *upstream.Endpoint {
+// sticky is persist for the endpoint the stick table holds for client.
+func (c *cluster) sticky(box *pickerBox, client netip.Addr, f work) (ep *upstream.Endpoint, held bool, err error) {
 	if c.stick == nil || !client.IsValid() {
-		return nil
+		return nil, false, nil
 	}
-	ep := c.stick.Get(client)
+	return c.persist(box, c.stick.Get(client), f)
+}
+
+// persist acquires ep, the endpoint a client persists to (its cookie, its
+// stick-table entry), for the work f. It returns nil when there is none,
+// or it takes no new work (down, ejected, drained, weight 0), or f failed
+// on it already: the work is balanced, and persists to where it goes. A
+// full ep (at its max_conn) keeps the client: with a queue the work waits
+// for ep, as HAProxy queues persistent work on its server, and fails as
+// queued work does when the wait does; without one it goes elsewhere this
+// once, held, and the client stays persisted to ep.
+func (c *cluster) persist(box *pickerBox, ep *upstream.Endpoint, f work) (got *upstream.Endpoint, held bool, err error) {
 	if ep == nil || f.Failed(ep) {
-		return nil
+		return nil, false, nil
 	}
-	if _, ok := box.sticky[ep]; !ok || !ep.TryAcquire() {
-		return nil
+	if _, ok := box.sticky[ep]; !ok {
+		return nil, false, nil
 	}
-	return ep
+	if ep.TryAcquire() {
+		return ep, false, nil
+	}
+	if c.queue == nil {
+		return nil, true, nil
+	}
+	var watch func() (<-chan struct{}, func())
+	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
+		watch = w.WatchClient
+	}
+	q := c.queue
+	err = q.wait(c.queueTimeout, f.Context().Done(), watch, true, func() error {
+		l := c.latest()
+		if l.queue != q || l.removed() {
+			return errQueueGone
+		}
+		if _, ok := l.picker.Load().sticky[ep]; !ok {
+			return errQueueGone // it no longer takes work: balance
+		}
+		if ep.TryAcquire() {
+			return nil
+		}
+		return lb.ErrFull
+	})
+	switch err {
+	case nil:
+		return ep, false, nil
+	case errQueueGone:
+		return nil, false, nil
+	}
+	return nil, false, err
 }
 
 // remember records in the stick table that client went to ep.
@@ -790,6 +830,13 @@ func (c *cluster) remember(box *pickerBox, client netip.Addr, ep *upstream.Endpo
 	if _, ok := box.sticky[ep]; ok {
 		c.stick.Put(client, ep)
 	}
+}
+
+// requestKey is what the cluster's policy balances req by.
+func (c *cluster) requestKey(req *httpproxy.Request) lb.Request {
+	var r lb.Request
+	c.key.http(req, &r)
+	return r
 }
 
 // httpDirector sends every request of an HTTP listener to one cluster.
@@ -816,20 +863,29 @@ func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Dur
 			req.RemoveCookie(c.cookie.name)
 		}
 		if sent != nil {
-			if ep := box.byCookie[string(sent)]; ep != nil && !req.Failed(ep) && ep.TryAcquire() {
-				return ep, c.connectTimeout, nil
+			ep, held, err := c.persist(box, box.byCookie[string(sent)], req)
+			if ep != nil || err != nil {
+				return ep, c.connectTimeout, err
+			}
+			if held {
+				// Its endpoint is full: served elsewhere, and its
+				// cookie left as it is.
+				ep, err := c.pick(c.requestKey(req), req)
+				return ep, c.connectTimeout, err
 			}
 		}
 	}
-	ep := c.sticky(box, req.ClientAddr(), req)
+	ep, held, err := c.sticky(box, req.ClientAddr(), req)
+	if err != nil {
+		return nil, 0, err
+	}
 	if ep == nil {
-		var r lb.Request
-		c.key.http(req, &r)
-		var err error
-		if ep, err = c.pick(r, req); err != nil {
+		if ep, err = c.pick(c.requestKey(req), req); err != nil {
 			return nil, 0, err
 		}
-		c.remember(box, req.ClientAddr(), ep)
+		if !held {
+			c.remember(box, req.ClientAddr(), ep)
+		}
 	}
 	if c.cookie != nil {
 		// The client had no valid cookie for ep: give it one, unless ep
@@ -857,8 +913,12 @@ func (d tcpDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpo
 		if tcp, ok := client.(*net.TCPAddr); ok {
 			ip = tcp.AddrPort().Addr().Unmap()
 		}
-		if ep := c.sticky(box, ip, a); ep != nil {
-			return ep, c.connectTimeout, nil
+		ep, held, err := c.sticky(box, ip, a)
+		if ep != nil || err != nil {
+			return ep, c.connectTimeout, err
+		}
+		if held {
+			ip = netip.Addr{} // its endpoint is full: elsewhere, not remembered
 		}
 	}
 	var r lb.Request

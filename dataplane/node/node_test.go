@@ -67,6 +67,12 @@ func backend(t *testing.T, name string) string {
 // the next one to arrive.
 func holdingBackend(t *testing.T) (addr string, held func()) {
 	t.Helper()
+	return namedHoldingBackend(t, "a")
+}
+
+// namedHoldingBackend is holdingBackend answering name.
+func namedHoldingBackend(t *testing.T, name string) (addr string, held func()) {
+	t.Helper()
 	arrived := make(chan struct{}, 8)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,7 +84,7 @@ func holdingBackend(t *testing.T) (addr string, held func()) {
 			<-r.Context().Done()
 			return
 		}
-		io.WriteString(w, "a")
+		io.WriteString(w, name)
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

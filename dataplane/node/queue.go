@@ -36,13 +36,18 @@ type queue struct {
 	// (both sequentially consistent), so a free slot is never missed by
 	// both of them.
 	n atomic.Int32
+	// entered numbers the waiters in the order they enter (waiter.seq).
+	entered uint64
 }
 
 // waiter is one unit of work in a queue. A waker removes it from the line
 // and sends on ch, both under the queue's lock: ch has room for that one
 // signal, so wakers never block, and a waiter that leaves (taking the lock)
 // finds the signal there if it was taken out of the line.
-type waiter struct{ ch chan struct{} }
+type waiter struct {
+	ch  chan struct{}
+	seq uint64 // the order it entered in
+}
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
 
@@ -63,6 +68,8 @@ func (q *queue) enter() *waiter {
 		return nil
 	}
 	w := waiterPool.Get().(*waiter)
+	q.entered++
+	w.seq = q.entered
 	q.waiters = append(q.waiters, w)
 	q.n.Add(1)
 	return w
@@ -142,8 +149,10 @@ func (q *queue) len() int { return int(q.n.Load()) }
 // passes, or done is closed; try is called again each time the waiter is
 // woken. watch, if not nil, starts watching the work's client once the
 // work does wait (clientWatcher.WatchClient): it waits no more once the
-// client closed.
-func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (<-chan struct{}, func()), try func() error) error {
+// client closed. Work that waits for one endpoint (persistence), rather
+// than for any, sets one: woken by a slot it cannot use, it keeps its
+// place and hands the wake-up on to the waiter behind it.
+func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (<-chan struct{}, func()), one bool, try func() error) error {
 	w := q.enter()
 	if w == nil {
 		return errQueueFull
@@ -185,5 +194,24 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (
 		default:
 		}
 		q.requeue(w)
+		if one {
+			q.wakeBehind(w)
+		}
+	}
+}
+
+// wakeBehind wakes the first waiter in line that entered after w, which
+// was woken for a slot it could not use. Only later ones: two waiters for
+// two full endpoints would otherwise hand one wake-up back and forth.
+func (q *queue) wakeBehind(w *waiter) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, o := range q.waiters {
+		if o.seq > w.seq {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			q.n.Add(-1)
+			o.ch <- struct{}{}
+			return
+		}
 	}
 }

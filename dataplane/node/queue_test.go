@@ -47,7 +47,7 @@ func TestQueueUnderChurn(t *testing.T) {
 				if (w+i)%5 == 0 {
 					done = gone // its listener was removed
 				}
-				err := q.wait(time.Duration(i%3)*100*time.Microsecond, done, nil, try)
+				err := q.wait(time.Duration(i%3)*100*time.Microsecond, done, nil, i%2 == 0, try)
 				switch {
 				case err == nil:
 					served.Add(1)
