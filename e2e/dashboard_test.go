@@ -19,8 +19,10 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/proto"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 var screenshot = flag.String("screenshot", "", "TestDashboard: after the test, run traffic for a while and write a PNG of the dashboard to this `FILE` (make screenshot)")
@@ -257,8 +259,46 @@ listeners:
 	}
 	// The one error the page may log now is chromium's for the refused
 	// weight: the empty field never reached the API.
-	if errs := pageErrors(); len(errs) != 1 || !strings.Contains(errs[0], "status of 400") || !strings.HasSuffix(errs[0], "/api/clusters/web/endpoints/b/weight") {
+	if errs := pageErrors(); len(errs) != 1 || !strings.Contains(errs[0], "status of 400") || !strings.HasSuffix(errs[0], "/api/clusters/web/endpoints/b/weight?group=default") {
 		t.Errorf("the page logged %q, want only the 400 of the refused weight", errs)
+	}
+
+	// A second node group, with a cluster of the same name: the page
+	// offers the groups, shows the one chosen with its own node's
+	// report, and drains in that group.
+	edge, err := snapshot.Parse([]byte(fmt.Sprintf("clusters: [{name: web, endpoints: [{name: e1, address: %s}]}]", b.addr)), "edge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.api.Apply(hctx, &sluicev1.ApplyRequest{Snapshot: edge, Group: "edge", Selector: proto.String("role=edge"), Author: "e2e"}); err != nil {
+		t.Fatal(err)
+	}
+	startLabelledNode(t, c.addr, "edge-1", map[string]string{"role": "edge"})
+	e1Row := `[data-cluster="web"] tr[data-endpoint="web/e1"]`
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#group-label`)); err != nil {
+		t.Fatalf("the page offers no group choice: %v (page errors: %q)", err, pageErrors())
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById("group"); s.value = "edge"; s.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatalf("choose group edge: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(e1Row+` [data-health="UP"]`)); err != nil {
+		t.Fatalf("group edge on the page: %v (page errors: %q)", err, pageErrors())
+	}
+	if body, err := chromedp.Run(ctx, chromedp.Text(`[data-cluster="web"] tbody`)); err != nil || !strings.Contains(body, b.addr) || strings.Contains(body, a.addr) {
+		t.Errorf("group edge's web shows %q (%v); want its endpoint e1 (%s) only, not default's a (%s)", body, err, b.addr, a.addr)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(e1Row+` button[data-action="drain"]`),
+		chromedp.WaitVisible(e1Row+`[data-state="DRAINING"]`),
+	); err != nil {
+		t.Fatalf("drain in group edge from the page: %v (page errors: %q)", err, pageErrors())
+	}
+	gr, err := c.api.Get(hctx, &sluicev1.GetRequest{Group: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := gr.GetSnapshot().GetClusters()[0].GetEndpoints()[0].GetState(); st != sluicev1.AdminState_ADMIN_STATE_DRAINING {
+		t.Errorf("group edge's web/e1 is %v after the drain from the page, want DRAINING", st)
 	}
 
 	if *screenshot != "" {

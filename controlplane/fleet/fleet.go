@@ -320,6 +320,17 @@ func (r *Registry) Replaced(id, instance string) bool {
 	return e != nil && otherProcess(e, instance)
 }
 
+// Group is the node group node id is in now ("" when none, or it is not
+// known here).
+func (r *Registry) Group(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.nodes[id]; e != nil {
+		return e.group
+	}
+	return ""
+}
+
 // otherProcess reports whether instance is not the process on e's newest
 // stream; either empty (an older node) matches.
 func otherProcess(e *entry, instance string) bool {

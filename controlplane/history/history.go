@@ -38,27 +38,28 @@ type Kind uint8
 
 // Kinds of series.
 const (
-	// Cluster sums every endpoint of a cluster on every node.
+	// Cluster sums every endpoint of a cluster on every node of a group.
 	Cluster Kind = iota + 1
-	// Endpoint sums one endpoint on every node.
+	// Endpoint sums one endpoint on every node of a group.
 	Endpoint
 	// Node sums every endpoint of one node.
 	Node
 )
 
-// Key names a series: Cluster uses Cluster, Endpoint Cluster and Endpoint,
-// Node uses Node.
+// Key names a series: Cluster uses Group and Cluster, Endpoint Group,
+// Cluster and Endpoint, Node uses Node. Groups keep theirs apart: two node
+// groups may each have a cluster of one name, with other endpoints.
 type Key struct {
-	Kind              Kind
-	Cluster, Endpoint string
-	Node              string
+	Kind                     Kind
+	Group, Cluster, Endpoint string
+	Node                     string
 }
 
-// ClusterKey, EndpointKey and NodeKey name the series of a cluster, of one
-// of its endpoints, and of a node.
-func ClusterKey(cluster string) Key { return Key{Kind: Cluster, Cluster: cluster} }
-func EndpointKey(cluster, endpoint string) Key {
-	return Key{Kind: Endpoint, Cluster: cluster, Endpoint: endpoint}
+// ClusterKey, EndpointKey and NodeKey name the series of a group's
+// cluster, of one of its endpoints, and of a node.
+func ClusterKey(group, cluster string) Key { return Key{Kind: Cluster, Group: group, Cluster: cluster} }
+func EndpointKey(group, cluster, endpoint string) Key {
+	return Key{Kind: Endpoint, Group: group, Cluster: cluster, Endpoint: endpoint}
 }
 func NodeKey(node string) Key { return Key{Kind: Node, Node: node} }
 
@@ -89,13 +90,16 @@ func New(maxSeries int) *Recorder {
 	}
 }
 
-// report is what a node said last: when, and each endpoint's counters.
+// report is what a node said last: when, in which group, and each
+// endpoint's counters.
 type report struct {
-	at  time.Time
-	eps map[endpoint]counters
+	at    time.Time
+	group string
+	eps   map[endpoint]counters
 }
 
-type endpoint struct{ cluster, name string }
+// endpoint is one endpoint of a node's report, in the node's group then.
+type endpoint struct{ group, cluster, name string }
 
 // counters are one endpoint's cumulative counters and gauges on one node.
 type counters struct {
@@ -146,14 +150,15 @@ func countersOf(ep *sluicev1.EndpointStats) counters {
 	}
 }
 
-// Observe records node's report of its endpoints, received at. The first
-// report of a node only sets the baseline its next one is counted from
-// (its counters run from the node's start, not from the previous second);
-// its gauges count at once.
-func (r *Recorder) Observe(node string, at time.Time, eps []*sluicev1.EndpointStats) {
-	cur := &report{at: at, eps: make(map[endpoint]counters, len(eps))}
+// Observe records node's report of its endpoints, received at, while the
+// node is in group. The first report of a node only sets the baseline its
+// next one is counted from (its counters run from the node's start, not
+// from the previous second); its gauges count at once. A node that moved
+// to another group starts its endpoints there afresh, as a first report.
+func (r *Recorder) Observe(node, group string, at time.Time, eps []*sluicev1.EndpointStats) {
+	cur := &report{at: at, group: group, eps: make(map[endpoint]counters, len(eps))}
 	for _, ep := range eps {
-		cur.eps[endpoint{ep.GetCluster(), ep.GetEndpoint()}] = countersOf(ep)
+		cur.eps[endpoint{group, ep.GetCluster(), ep.GetEndpoint()}] = countersOf(ep)
 	}
 
 	r.mu.Lock()
@@ -172,16 +177,26 @@ func (r *Recorder) Observe(node string, at time.Time, eps []*sluicev1.EndpointSt
 	for ep, c := range cur.eps {
 		var before counters
 		if prev != nil {
-			before = prev.eps[ep]
+			// Of a node that moved, the same endpoint under its old
+			// group: its counters run on.
+			before = prev.eps[endpoint{prev.group, ep.cluster, ep.name}]
 		}
-		r.moveGauges(ep, c.gauge.minus(before.gauge), touched)
+		var gaugeBefore gauge // in this group's series
+		if prev != nil && prev.group == group {
+			gaugeBefore = before.gauge
+		}
+		r.moveGauges(ep, c.gauge.minus(gaugeBefore), touched)
 		nodeGauge = nodeGauge.plus(c.gauge)
 		if prev == nil {
 			continue
 		}
 		d := c.since(before)
-		addDelta(EndpointKey(ep.cluster, ep.name), d)
-		addDelta(ClusterKey(ep.cluster), d)
+		if prev.group == group {
+			// (A node that moved counts in its new group's series from
+			// its next report: all its counters would come at once.)
+			addDelta(EndpointKey(ep.group, ep.cluster, ep.name), d)
+			addDelta(ClusterKey(ep.group, ep.cluster), d)
+		}
 		addDelta(NodeKey(node), d)
 	}
 	if prev != nil {
@@ -207,7 +222,7 @@ func (r *Recorder) Observe(node string, at time.Time, eps []*sluicev1.EndpointSt
 // moveGauges adds d to the fleet-wide gauges of ep and of its cluster,
 // and marks both touched.
 func (r *Recorder) moveGauges(ep endpoint, d gauge, touched map[Key]bool) {
-	for _, k := range [2]Key{EndpointKey(ep.cluster, ep.name), ClusterKey(ep.cluster)} {
+	for _, k := range [2]Key{EndpointKey(ep.group, ep.cluster, ep.name), ClusterKey(ep.group, ep.cluster)} {
 		r.gauges[k] = r.gauges[k].plus(d)
 		touched[k] = true
 	}

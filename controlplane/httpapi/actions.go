@@ -41,7 +41,7 @@ type actionJSON struct {
 
 // endpointAction serves drain, enable, disable and weight by calling
 // ConfigService.UpdateEndpoint, the method behind sluicectl drain, enable,
-// disable and set-weight.
+// disable and set-weight, in the group ?group= names (default: default).
 func (a *API) endpointAction(w http.ResponseWriter, r *http.Request) {
 	var body actionBody
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxActionBody))
@@ -51,6 +51,7 @@ func (a *API) endpointAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := &sluicev1.UpdateEndpointRequest{
+		Group:    r.URL.Query().Get("group"), // "": default
 		Cluster:  r.PathValue("cluster"),
 		Endpoint: r.PathValue("endpoint"),
 		Comment:  body.Comment,

@@ -285,7 +285,7 @@ func TestReadsWaitTogether(t *testing.T) {
 func TestClustersJoinSnapshotAndNodes(t *testing.T) {
 	f := newFixture(t)
 	for _, id := range []string{"n1", "n2"} {
-		f.fleet.Connect(&sluicev1.Node{Id: id}, "peer", 1)
+		f.fleet.Connect(&sluicev1.Node{Id: id}, "peer", 1).Placed("default", "")
 	}
 	f.views.Put("n1", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 2, Conns: 3, Requests: 10, Responses_5Xx: 1}}})
 	f.views.Put("n2", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DOWN, Detail: "connection refused", Active: 1, Conns: 1, Requests: 5, ConnectErrors: 2}}})
@@ -355,8 +355,8 @@ func TestConnsFilters(t *testing.T) {
 func TestHistoryAnswersPerSecond(t *testing.T) {
 	f := newFixture(t)
 	now := time.Now()
-	f.hist.Observe("n1", now.Add(-3*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 100}})
-	f.hist.Observe("n1", now.Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 130}})
+	f.hist.Observe("n1", "default", now.Add(-3*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 100}})
+	f.hist.Observe("n1", "default", now.Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Requests: 130}})
 	var got seriesJSON
 	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&endpoint=a&seconds=10", nil), &got); code != http.StatusOK {
 		t.Fatalf("status %d", code)
@@ -396,7 +396,7 @@ func TestHistoryOfUnknownNames(t *testing.T) {
 	}
 	// Once recorded, a series answers even if its name has left the
 	// snapshot: its past is still there to see.
-	f.hist.Observe("n1", time.Now().Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "old", Endpoint: "a", Requests: 5}})
+	f.hist.Observe("n1", "default", time.Now().Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "old", Endpoint: "a", Requests: 5}})
 	for _, q := range []string{"cluster=old", "node=n1"} {
 		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+q, nil), nil); code != http.StatusOK {
 			t.Errorf("?%s after a report: status %d, want 200", q, code)

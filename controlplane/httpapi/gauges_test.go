@@ -23,8 +23,9 @@ import (
 // towards the totals: those requests happened.
 func TestGoneNodeHoldsNoConnections(t *testing.T) {
 	f := newFixture(t)
-	f.fleet.Connect(&sluicev1.Node{Id: "n1"}, "peer", 1)
+	f.fleet.Connect(&sluicev1.Node{Id: "n1"}, "peer", 1).Placed("default", "")
 	gone := f.fleet.Connect(&sluicev1.Node{Id: "n2"}, "peer", 1)
+	gone.Placed("default", "")
 	f.views.Put("n1", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 2, Conns: 3, Requests: 10}}})
 	f.views.Put("n2", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_UP, Active: 40, Conns: 50, Requests: 5}}})
 	gone.Disconnect()
@@ -70,8 +71,8 @@ func (o onReplicas) Nodes() []*sluicev1.NodeStatus {
 // here before it moved, in the fleet or in the endpoints.
 func TestNodeOnAnotherReplica(t *testing.T) {
 	f := newFixture(t)
-	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
-	f.fleet.Connect(&sluicev1.Node{Id: "moved"}, "peer", 1)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1).Placed("default", "")
+	f.fleet.Connect(&sluicev1.Node{Id: "moved"}, "peer", 1).Placed("default", "")
 	f.views.Put("here", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Active: 2, Conns: 3, Requests: 10}}})
 	f.views.Put("moved", &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "a", Active: 40, Conns: 50, Requests: 5}}})
 	config := configapi.New(f.store, onReplicas{f.fleet, map[string]string{"here": "a", "moved": "b"}}, f.ring, nil).
@@ -124,7 +125,7 @@ func (u unreadable) FleetNodes() ([]*sluicev1.NodeStatus, error) {
 // others', for the dashboard's banner.
 func TestFleetSaysWhenIncomplete(t *testing.T) {
 	f := newFixture(t)
-	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1).Placed("default", "")
 	for _, tc := range []struct {
 		nodes configapi.NodeLister
 		want  string
@@ -159,7 +160,7 @@ func (awayError) Is(target error) bool { return target == store.ErrUnavailable }
 // error stands.
 func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
 	f := newFixture(t)
-	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1)
+	f.fleet.Connect(&sluicev1.Node{Id: "here"}, "peer", 1).Placed("default", "")
 	config := configapi.New(storeAway{f.store}, f.fleet, f.ring, nil).WithFleet(f.views, nil).
 		WithPublished(func() (uint64, *sluicev1.FleetConfig) { return 0, nil })
 	f.api = New(config, f.hist).Handler()

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/history"
 	"github.com/sluice-lb/sluice/internal/reasons"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -31,20 +33,22 @@ type historyQuery struct {
 	endpoint string
 }
 
-// parseHistoryQuery reads ?cluster=C, ?cluster=C&endpoint=E or ?node=N,
-// and seconds=1..3600 (default 300).
+// parseHistoryQuery reads ?cluster=C, ?cluster=C&endpoint=E (each with
+// &group=G, default the group default) or ?node=N, and seconds=1..3600
+// (default 300).
 func parseHistoryQuery(q url.Values) (historyQuery, error) {
 	hq := historyQuery{seconds: defaultHistorySeconds}
 	cluster, endpoint, node := q.Get("cluster"), q.Get("endpoint"), q.Get("node")
+	group := cmp.Or(q.Get("group"), groups.Default)
 	hq.names = &sluicev1.GetStatsRequest{NodeId: node, Cluster: cluster}
 	hq.endpoint = endpoint
 	switch {
 	case node != "" && cluster == "" && endpoint == "":
 		hq.key = history.NodeKey(node)
 	case node == "" && cluster != "" && endpoint != "":
-		hq.key = history.EndpointKey(cluster, endpoint)
+		hq.key = history.EndpointKey(group, cluster, endpoint)
 	case node == "" && cluster != "" && endpoint == "":
-		hq.key = history.ClusterKey(cluster)
+		hq.key = history.ClusterKey(group, cluster)
 	default:
 		return hq, fmt.Errorf("history: give cluster, cluster and endpoint, or node")
 	}

@@ -210,11 +210,14 @@ func (a *API) rate(k history.Key) history.Point {
 	}
 }
 
-// clustersJSON answers GET /api/clusters: the clusters of the current
-// snapshot, in its order, each endpoint with its admin state and weight
-// from the snapshot and its health and counters from each node's latest
-// report.
+// clustersJSON answers GET /api/clusters?group=G: the clusters of the
+// group's current snapshot (default: group default), in its order, each
+// endpoint with its admin state and weight from the snapshot and its
+// health and counters from the latest report of each node of the group.
 type clustersJSON struct {
+	// Group is the group shown; Groups names every group, for a choice.
+	Group    string        `json:"group"`
+	Groups   []string      `json:"groups"`
 	Version  uint64        `json:"version"`
 	Clusters []clusterJSON `json:"clusters"`
 	// Stale says why the clusters are those of the version this control
@@ -266,23 +269,41 @@ type endpointNodeJSON struct {
 }
 
 func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
+	group := cmp.Or(r.URL.Query().Get("group"), groups.Default)
 	var (
-		cur           *sluicev1.GetResponse
-		st            *sluicev1.GetStatsResponse
-		err, statsErr error
+		cur                            *sluicev1.GetResponse
+		gs                             *sluicev1.ListGroupsResponse
+		nodes                          *sluicev1.ListNodesResponse
+		st                             *sluicev1.GetStatsResponse
+		err, gsErr, nodesErr, statsErr error
 	)
 	alongside(func(through func()) {
-		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{}, passing(through, a.config.Get))
+		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{Group: group}, passing(through, a.config.Get))
+	}, func() {
+		gs, gsErr = call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, a.config.ListGroups)
+	}, func() {
+		nodes, nodesErr = call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	})
-	if err := cmp.Or(err, statsErr); err != nil {
+	if err := cmp.Or(err, gsErr, nodesErr, statsErr); err != nil {
 		writeStatus(w, err)
 		return
+	}
+	// The group's nodes only: another group may have a cluster of the
+	// same name, with other endpoints.
+	inGroup := map[string]bool{}
+	for _, n := range nodes.GetNodes() {
+		if n.GetGroup() == group {
+			inGroup[n.GetId()] = true
+		}
 	}
 	type epKey struct{ cluster, endpoint string }
 	seen := map[epKey][]endpointNodeJSON{}
 	for _, n := range st.GetNodes() {
+		if !inGroup[n.GetNodeId()] {
+			continue
+		}
 		for _, ep := range n.GetEndpoints() {
 			k := epKey{ep.GetCluster(), ep.GetEndpoint()}
 			seen[k] = append(seen[k], endpointNodeJSON{
@@ -293,7 +314,10 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 	}
-	out := clustersJSON{Version: cur.GetInfo().GetVersion(), Clusters: []clusterJSON{}, Stale: cur.GetStoreUnreachable()}
+	out := clustersJSON{Group: group, Groups: []string{}, Version: cur.GetInfo().GetVersion(), Clusters: []clusterJSON{}, Stale: cur.GetStoreUnreachable()}
+	for _, g := range gs.GetGroups() {
+		out.Groups = append(out.Groups, g.GetName())
+	}
 	for _, c := range cur.GetSnapshot().GetClusters() {
 		policy := c.GetLbPolicy()
 		if policy == sluicev1.LbPolicy_LB_POLICY_UNSPECIFIED {
@@ -301,14 +325,14 @@ func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 		}
 		cj := clusterJSON{
 			Name: c.GetName(), LBPolicy: trimEnum(policy.String(), "LB_POLICY_"),
-			Rate: a.rate(history.ClusterKey(c.GetName())), Endpoints: []endpointJSON{},
+			Rate: a.rate(history.ClusterKey(group, c.GetName())), Endpoints: []endpointJSON{},
 		}
 		for _, ep := range c.GetEndpoints() {
 			ej := endpointJSON{
 				Name: ep.GetName(), Address: ep.GetAddress(),
 				State:  trimEnum(ep.GetState().String(), "ADMIN_STATE_"),
 				Weight: snapshot.Weight(ep), Backup: ep.GetBackup(), Health: "UNKNOWN",
-				Rate:  a.rate(history.EndpointKey(c.GetName(), ep.GetName())),
+				Rate:  a.rate(history.EndpointKey(group, c.GetName(), ep.GetName())),
 				Nodes: seen[epKey{c.GetName(), ep.GetName()}],
 			}
 			if ej.State == "UNSPECIFIED" {

@@ -129,13 +129,15 @@ type Nodes interface {
 	// Replaced reports whether instance is an old process of node that a
 	// newer one replaced.
 	Replaced(node, instance string) bool
+	// Group is the node group node is in ("" when none).
+	Group(node string) string
 }
 
 // Observer is told every endpoint view a node reports and when the
 // node's stats stream ends (*history.Recorder, which keeps the dashboard's
 // charts). It is called from stream goroutines and must not block.
 type Observer interface {
-	Observe(node string, at time.Time, eps []*sluicev1.EndpointStats)
+	Observe(node, group string, at time.Time, eps []*sluicev1.EndpointStats)
 	Forget(node string, at time.Time)
 }
 
@@ -245,7 +247,11 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		if eps := rep.GetEndpoints(); eps != nil && !s.replaced(node, instance, draining) {
 			view := s.views.Put(node, eps)
 			if s.observer != nil {
-				s.observer.Observe(node, view.ReportedAt, view.Endpoints)
+				group := ""
+				if s.nodes != nil {
+					group = s.nodes.Group(node)
+				}
+				s.observer.Observe(node, group, view.ReportedAt, view.Endpoints)
 			}
 		}
 		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node, instance) {

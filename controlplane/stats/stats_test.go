@@ -116,6 +116,8 @@ type fakeNodes struct {
 
 func (f *fakeNodes) Replaced(node, instance string) bool { return f.replaced[node+"/"+instance] }
 
+func (f *fakeNodes) Group(string) string { return "default" }
+
 func (f *fakeNodes) Draining(node, instance string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -296,7 +298,7 @@ type forgetting struct {
 	forgot []string
 }
 
-func (f *forgetting) Observe(string, time.Time, []*sluicev1.EndpointStats) {}
+func (f *forgetting) Observe(string, string, time.Time, []*sluicev1.EndpointStats) {}
 
 func (f *forgetting) Forget(node string, _ time.Time) {
 	f.mu.Lock()

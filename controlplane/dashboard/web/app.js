@@ -126,11 +126,20 @@ function toast(text, bad) {
   setTimeout(() => el.remove(), bad ? 8000 : 4000);
 }
 
-// act posts an endpoint action through the same API sluicectl uses.
+// group is the node group whose clusters the page shows: each group has
+// a snapshot of its own, and two may have a cluster of one name.
+let group = "default";
+
+// inGroup is the query that names the group shown.
+function inGroup() { return "group=" + encodeURIComponent(group); }
+
+// act posts an endpoint action through the same API sluicectl uses, to
+// the group shown.
 async function act(cluster, endpoint, action, body) {
-  const what = action === "weight" ? `set-weight ${cluster}/${endpoint} ${body.weight}` : `${action} ${cluster}/${endpoint}`;
+  const what = (action === "weight" ? `set-weight ${cluster}/${endpoint} ${body.weight}` : `${action} ${cluster}/${endpoint}`) +
+    (group === "default" ? "" : ` --group ${group}`);
   try {
-    const resp = await fetch(`/api/clusters/${encodeURIComponent(cluster)}/endpoints/${encodeURIComponent(endpoint)}/${action}`, {
+    const resp = await fetch(`/api/clusters/${encodeURIComponent(cluster)}/endpoints/${encodeURIComponent(endpoint)}/${action}?${inGroup()}`, {
       method: "POST",
       headers: withToken({"Content-Type": "application/json", Accept: "application/json"}),
       body: JSON.stringify(body || {}),
@@ -267,6 +276,23 @@ function endpointRow(c, ep) {
   );
 }
 
+// renderGroups offers the node groups, when there is more than one.
+function renderGroups(clusters) {
+  const label = document.getElementById("group-label");
+  const sel = document.getElementById("group");
+  label.hidden = clusters.groups.length < 2;
+  if (document.activeElement === sel) return; // being chosen
+  sel.replaceChildren(...clusters.groups.map(g => h("option", {value: g}, g)));
+  sel.value = clusters.group;
+}
+
+function setupGroupSelect() {
+  document.getElementById("group").addEventListener("change", e => {
+    group = e.target.value;
+    refresh();
+  });
+}
+
 function renderClusters(clusters, histories) {
   const box = document.getElementById("clusters");
   if (!clusters.clusters.length) {
@@ -352,16 +378,29 @@ async function refresh() {
   const live = document.getElementById("live");
   const banner = document.getElementById("banner");
   try {
-    const [fleet, clusters, conns] = await Promise.all([getJSON("/api/fleet"), getJSON("/api/clusters"), getJSON("/api/conns?limit=25")]);
+    const shown = group;
+    let fellBack = false;
+    const [fleet, clusters, conns] = await Promise.all([getJSON("/api/fleet"),
+      // A group deleted since it was chosen: back to the default one.
+      getJSON(`/api/clusters?${inGroup()}`).catch(err => {
+        if (err.status !== 404 || group === "default") throw err;
+        group = "default";
+        fellBack = true;
+        return getJSON(`/api/clusters?${inGroup()}`);
+      }),
+      getJSON("/api/conns?limit=25")]);
     const histories = {};
     // A cluster removed since /api/clusters answered has no history to
     // show (404): its chart is left empty, and the next refresh drops it.
     await Promise.all(clusters.clusters.map(async c => {
-      histories[c.name] = await getJSON(`/api/history?cluster=${encodeURIComponent(c.name)}&seconds=${CHART_SECONDS}`)
+      histories[c.name] = await getJSON(`/api/history?cluster=${encodeURIComponent(c.name)}&group=${encodeURIComponent(clusters.group)}&seconds=${CHART_SECONDS}`)
         .catch(err => { if (err.status === 404) return null; throw err; });
     }));
+    // Another group was chosen meanwhile: its answer comes next.
+    if (shown !== group && !fellBack) { again = true; return; }
     renderSummary(fleet, clusters);
     renderFleet(fleet);
+    renderGroups(clusters);
     renderClusters(clusters, histories);
     renderConns(conns);
     // Replicas on one etcd: the fleet may lack the others' nodes, and
@@ -386,4 +425,5 @@ async function refresh() {
 }
 
 setupTokenForm();
+setupGroupSelect();
 refresh();
