@@ -854,7 +854,10 @@ the client) and out (to the client), HTTP requests, and why it closed. An
 HTTP connection goes on after a request the node answered with an error
 (a 502, 503 or 504, or a rule's refusal); REASON then also says how many
 failed and why, e.g. "client_closed (3 failed: no_endpoint, denied)", and
---reason matches those reasons too.
+--reason matches those reasons too. A keep-alive connection is filed
+under the cluster/endpoint of its last request, whatever its earlier ones
+went to, failed ones included: each request's is in the node's access log
+(sluice-dp --access-log).
 With control-plane replicas on one etcd, each replica keeps the records of
 its own nodes: conns asks each replica that has nodes at its name, as stats
 does, and merges the records; it exits 1 naming any it could not ask.
@@ -864,8 +867,8 @@ Reasons:
 	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
 	node := fs.String("node", "", "only connections of node `ID`")
 	listener := fs.String("listener", "", "only connections accepted by listener `L`")
-	cluster := fs.String("cluster", "", "only connections served by cluster `C`")
-	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E`")
+	cluster := fs.String("cluster", "", "only connections served by cluster `C` (HTTP: in their last request)")
+	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E` (HTTP: in their last request; the access log has every request's)")
 	reasonList := fs.String("reason", "", "only connections that closed for one of the comma-separated reasons `R,...`, or had a request fail for one")
 	minDur := fs.Duration("min-duration", 0, "only connections that lived at least `D` (e.g. 30s)")
 	o := outputFlag(fs, "table", "json")
