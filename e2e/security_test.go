@@ -167,9 +167,11 @@ listeners:
 		t.Errorf("history does not name the token ops as author:\n%s", out)
 	}
 
-	// A viewer changes nothing.
+	// A viewer changes nothing, nor previews a change; the refusal names
+	// the command, not the control plane's method.
 	for _, args := range [][]string{
 		{"apply", "-f", snapFile, "--comment", "again"},
+		{"diff", "-f", snapFile},
 		{"set-weight", "web/web1", "3"},
 		{"drain", "web/web1"},
 		{"disable", "web/web1"},
@@ -179,8 +181,12 @@ listeners:
 		{"cert", "issue", "--node", "edge-2", "--out", filepath.Join(dir, "stolen")},
 	} {
 		_, errOut, code := ctlAs(viewTok, args...)
-		if code != 1 || !strings.Contains(errOut, `token "watcher" has role viewer; `) || !strings.Contains(errOut, "(PermissionDenied)") {
-			t.Errorf("viewer's %s: exit %d, stderr %q; want exit 1, PermissionDenied", args[0], code, errOut)
+		cmd := args[0]
+		if cmd == "token" || cmd == "cert" {
+			cmd += " " + args[1]
+		}
+		if want := `token "watcher" has role viewer; ` + cmd + ` needs role `; code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "(PermissionDenied)") {
+			t.Errorf("viewer's %s: exit %d, stderr %q; want exit 1, PermissionDenied saying %q", cmd, code, errOut, want)
 		}
 	}
 	// Secrets are the admin's: redacted for others, refused on request.

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -396,11 +397,20 @@ func (c *cli) rpcError(cmd string, err error) int {
 		fmt.Fprintf(c.stderr, "sluicectl: the control plane at %s did not answer within %s\n", c.cp, c.timeout)
 	case codes.Canceled:
 		fmt.Fprintf(c.stderr, "sluicectl %s: canceled\n", cmd)
+	case codes.PermissionDenied:
+		// The control plane names its method ("Apply needs role
+		// operator", for diff too); the user typed a command.
+		msg := neededBy.ReplaceAllString(st.Message(), "; "+cmd+" needs role ")
+		fmt.Fprintf(c.stderr, "sluicectl %s: %s (%s)\n", cmd, msg, st.Code())
 	default:
 		fmt.Fprintf(c.stderr, "sluicectl %s: %s (%s)\n", cmd, st.Message(), st.Code())
 	}
 	return 1
 }
+
+// neededBy is the method in a refusal of the control plane's token check:
+// `token "ci" has role viewer; Apply needs role operator`.
+var neededBy = regexp.MustCompile(`; [A-Z][A-Za-z]* needs role `)
 
 // dialError is the dial error in msg, an UNAVAILABLE status's message
 // (reconnect.DialCause); other messages stay.
