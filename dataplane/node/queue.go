@@ -160,6 +160,7 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var gone <-chan struct{} // nil: not watched
+	woken := false           // by a free slot, which try is to take
 	for {
 		// Entered first, tried second: a slot freed in between wakes
 		// this waiter (or one ahead of it) instead of being missed.
@@ -167,6 +168,11 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (
 		if err != lb.ErrFull {
 			q.leave(w)
 			return err
+		}
+		if woken && one {
+			// The slot was another endpoint's: one waiting for any
+			// behind it may take it.
+			q.wakeBehind(w)
 		}
 		if watch != nil {
 			var stop func()
@@ -194,9 +200,7 @@ func (q *queue) wait(timeout time.Duration, done <-chan struct{}, watch func() (
 		default:
 		}
 		q.requeue(w)
-		if one {
-			q.wakeBehind(w)
-		}
+		woken = true
 	}
 }
 

@@ -86,3 +86,51 @@ func TestQueueUnderChurn(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuePassesAWakeItCannotUse: work waiting for one endpoint (a
+// persistent client's, full) at the head of the line, woken by a slot of
+// another, hands the wake-up to the work behind it, which takes the slot,
+// rather than leave it unclaimed until the queue timeout.
+func TestQueuePassesAWakeItCannotUse(t *testing.T) {
+	var q queue
+	var free atomic.Bool
+	stuckIn := make(chan struct{})
+	stuck := make(chan error, 1)
+	go func() {
+		stuck <- q.wait(time.Second, nil, nil, true, func() error {
+			select {
+			case <-stuckIn:
+			default:
+				close(stuckIn)
+			}
+			return lb.ErrFull // its endpoint stays full
+		})
+	}()
+	<-stuckIn
+	served := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		err := q.wait(time.Second, nil, nil, false, func() error {
+			if free.CompareAndSwap(true, false) {
+				return nil
+			}
+			return lb.ErrFull
+		})
+		if err != nil {
+			served <- -1
+			return
+		}
+		served <- time.Since(start)
+	}()
+	for q.len() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	free.Store(true)
+	q.wake() // the head of the line is the stuck waiter
+	if took := <-served; took < 0 || took > 500*time.Millisecond {
+		t.Errorf("the waiter behind got the free slot after %v (-1: never); want at once", took)
+	}
+	if err := <-stuck; err != errQueueTimeout {
+		t.Errorf("the stuck waiter: %v, want its queue timeout", err)
+	}
+}
