@@ -464,7 +464,15 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			}
 			continue
 		}
-		return cc.answer(cc.endpointFailed(ep, bc, e)), nil
+		e = cc.endpointFailed(ep, bc, e)
+		if e.status >= 500 && e != errShutdown && e != errEndpointDown && e != errDrained {
+			// The endpoint's fault, not the client's (a 4xx, or none),
+			// nor an operator's: the client gets a 5xx in its place.
+			// (One cut short after its head went out is not counted
+			// here: its status was.)
+			ep.Failed()
+		}
+		return cc.answer(e), nil
 	}
 }
 
@@ -489,11 +497,6 @@ func (cc *clientConn) endpointFailed(ep *upstream.Endpoint, bc net.Conn, e *stat
 		return errEndpointDown
 	case e == errServerIO && ep.Draining():
 		return errDrained
-	}
-	if e.status >= 500 {
-		// The endpoint's fault, not the client's (a 4xx, or none): its
-		// clients got a 5xx all the same.
-		ep.Failed()
 	}
 	return e
 }
