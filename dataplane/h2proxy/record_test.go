@@ -121,25 +121,12 @@ func TestRecordCountsFailedRequests(t *testing.T) {
 // counted among the endpoint's 5xx, as the HTTP/1.1 engine counts it: its
 // clients got a 5xx. It is no connect error: the connect succeeded.
 func TestFailedRequestsCountAsTheEndpoints5xx(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				http.ReadRequest(bufio.NewReader(c))
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			}()
-		}
-	}()
-	ep := upstream.New("c", "e", ln.Addr().String())
+	resetting := loopback.Accept(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	ep := upstream.New("c", "e", resetting)
 	addr, done, _ := serveRecorded(t, ep)
 	getTwiceAndClose(t, addr, 502)
 	waitEnded(t, done)
