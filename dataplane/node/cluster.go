@@ -643,12 +643,8 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 	if err != lb.ErrFull || c.queue == nil {
 		return ep, err
 	}
-	var watch func() (<-chan struct{}, func())
-	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
-		watch = w.WatchClient
-	}
 	q := c.queue
-	err = q.wait(c.queueTimeout, f.Context().Done(), watch, false, func() error {
+	err = q.wait(c.queueTimeout, f.Context().Done(), c.watcher(f), false, func() error {
 		l := c.latest()
 		var err error
 		ep, err = l.tryPick(r, f)
@@ -665,6 +661,15 @@ func (c *cluster) pick(r lb.Request, f work) (*upstream.Endpoint, error) {
 		err = lb.ErrFull
 	}
 	return ep, err
+}
+
+// watcher is what the queue watches f's client with while f waits
+// (abort_on_close): nil when it does not.
+func (c *cluster) watcher(f work) func() (<-chan struct{}, func()) {
+	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
+		return w.WatchClient
+	}
+	return nil
 }
 
 // maxPickTries bounds the picks of one tryPick: endpoints found full, or
@@ -795,12 +800,8 @@ func (c *cluster) persist(box *pickerBox, ep *upstream.Endpoint, f work) (got *u
 	if c.queue == nil {
 		return nil, true, nil
 	}
-	var watch func() (<-chan struct{}, func())
-	if w, ok := f.(clientWatcher); ok && c.abortOnClose {
-		watch = w.WatchClient
-	}
 	q := c.queue
-	err = q.wait(c.queueTimeout, f.Context().Done(), watch, true, func() error {
+	err = q.wait(c.queueTimeout, f.Context().Done(), c.watcher(f), true, func() error {
 		l := c.latest()
 		if l.queue != q || l.removed() {
 			return errQueueGone
