@@ -90,9 +90,9 @@ func (e *Endpoint) Transferred(in, out uint64) {
 // Failed counts a request the endpoint failed after it was sent (a reset
 // or a close before the response, an invalid response, no response within
 // the response timeout), which the proxy answered with a 5xx of its own,
-// among the endpoint's 5xx responses: what its clients got, as Envoy's
-// upstream_rq_5xx counts it. Its 5xx streak is left as it was: outlier
-// detection's consecutive_5xx counts the endpoint's own answers only.
+// among the endpoint's 5xx responses: what its clients got. Its 5xx
+// streak is left as it was: outlier detection's consecutive_5xx counts the
+// endpoint's own answers only.
 func (e *Endpoint) Failed() { e.counters.responses5xx.Add(1) }
 
 // Responded records the status of a response head read from the endpoint,
