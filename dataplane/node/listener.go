@@ -101,7 +101,7 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 		cfg := &tcpproxy.Config{
 			Listener:    ls.GetName(),
 			Director:    rt.tcpDirector(),
-			Retries:     rt.retries(),
+			Retries:     rt.def.retries(), // each endpoint carries its own cluster's (SetRetries)
 			Inspect:     rt.inspectTimeout(ls),
 			Meter:       m,
 			IdleTimeout: durationOr(ls.GetTcp().GetIdleTimeout().AsDuration(), tcpproxy.DefaultIdleTimeout),
@@ -128,7 +128,7 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		ResponseTimeout:          h.GetResponseTimeout().AsDuration(),
 		MaxConnectionAge:         h.GetMaxConnectionAge().AsDuration(),
 		MaxRequestsPerConnection: int(h.GetMaxRequestsPerConnection()),
-		Retries:                  rt.retries(),
+		Retries:                  rt.def.retries(), // each endpoint carries its own cluster's (SetRetries)
 		MaxHeaderBytes:           int(h.GetMaxHeaderBytes()),
 		MaxHeaderCount:           int(h.GetMaxHeaderCount()),
 		MaxURILength:             int(h.GetMaxUriLength()),

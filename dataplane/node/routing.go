@@ -44,18 +44,6 @@ func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster) (*routi
 	return rt, nil
 }
 
-// retries is the proxies' count of the listener (Config.Retries): the
-// most of the clusters it can reach ask for. Each endpoint carries its
-// own cluster's (upstream.Endpoint.SetRetries), which is the one that
-// holds; this one stands in only for an endpoint without it.
-func (rt *routing) retries() int {
-	n := rt.def.retries()
-	for _, c := range rt.routes {
-		n = max(n, c.retries())
-	}
-	return n
-}
-
 // httpDirector returns the Director of an HTTP listener: the default
 // cluster's own when there are no rules, which costs rules nothing.
 func (rt *routing) httpDirector() httpproxy.Director {
