@@ -43,6 +43,19 @@ type ConnInfo struct {
 	Failures Reasons
 }
 
+// EndpointsFault reports whether work that failed for reason failed by its
+// endpoint's doing: it closed or reset the connection, answered wrongly,
+// or did not answer in time. An operator's shutdown or drain, the client,
+// and no endpoint at all are other reasons.
+func EndpointsFault(reason sluicev1.CloseReason) bool {
+	switch reason {
+	case sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED, sluicev1.CloseReason_CLOSE_REASON_IO_ERROR,
+		sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT:
+		return true
+	}
+	return false
+}
+
 // Fail records a request answered by the node with an error for reason.
 func (ci *ConnInfo) Fail(reason sluicev1.CloseReason) {
 	ci.Failed++

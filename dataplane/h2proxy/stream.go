@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -314,8 +315,8 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		} else if rt.shutDown() {
 			text, why = textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 		}
-		if why == sluicev1.CloseReason_CLOSE_REASON_IO_ERROR || why == sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT {
-			ep.Failed() // not a shutdown or a drain: the endpoint's fault
+		if conntrack.EndpointsFault(why) {
+			ep.Failed() // the client gets a 5xx in the endpoint's place
 		}
 		cn.fail(why)
 		st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)

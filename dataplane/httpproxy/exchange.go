@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -465,11 +466,10 @@ func (cc *clientConn) forward(cfg *Config, ep *upstream.Endpoint, bc net.Conn, r
 			continue
 		}
 		e = cc.endpointFailed(ep, bc, e)
-		if e.status >= 500 && e != errShutdown && e != errEndpointDown && e != errDrained {
-			// The endpoint's fault, not the client's (a 4xx, or none),
-			// nor an operator's: the client gets a 5xx in its place.
-			// (One cut short after its head went out is not counted
-			// here: its status was.)
+		if conntrack.EndpointsFault(e.reason) {
+			// The client gets a 5xx in the endpoint's place. (One cut
+			// short after its head went out is not counted here: its
+			// status was.)
 			ep.Failed()
 		}
 		return cc.answer(e), nil
