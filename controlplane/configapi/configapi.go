@@ -1215,7 +1215,7 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 	nodes := map[string]place{}
 	fleet, incomplete := s.fleet()
 	for _, n := range fleet {
-		p := place{connected: n.GetConnected()}
+		p := place{connected: n.GetConnected(), group: n.GetGroup()}
 		if p.connected && n.GetReplica() != s.replica {
 			p.elsewhere = n.GetReplica()
 		}
@@ -1233,6 +1233,7 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 			ReportedAt: timestamppb.New(v.ReportedAt),
 			Endpoints:  v.Endpoints,
 			Version:    v.Version,
+			Group:      p.group,
 		})
 	}
 	if len(resp.Nodes) == 0 {
@@ -1243,7 +1244,7 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 	}
 	for id, p := range nodes {
 		if p.elsewhere != "" && (req.GetNodeId() == "" || req.GetNodeId() == id) {
-			resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{NodeId: id, Connected: true, Replica: p.elsewhere})
+			resp.Nodes = append(resp.Nodes, &sluicev1.NodeStats{NodeId: id, Connected: true, Replica: p.elsewhere, Group: p.group})
 		}
 	}
 	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStats) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
@@ -1313,6 +1314,7 @@ func unknownName(kind, name, missing string, names []string, has, none string) e
 type place struct {
 	connected bool
 	elsewhere string // the replica the node reports to, if not this one
+	group     string
 }
 
 // ShutdownSessions implements sluicev1.ConfigServiceServer. The endpoint

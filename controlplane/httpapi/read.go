@@ -271,37 +271,28 @@ type endpointNodeJSON struct {
 func (a *API) clusters(w http.ResponseWriter, r *http.Request) {
 	group := cmp.Or(r.URL.Query().Get("group"), groups.Default)
 	var (
-		cur                            *sluicev1.GetResponse
-		gs                             *sluicev1.ListGroupsResponse
-		nodes                          *sluicev1.ListNodesResponse
-		st                             *sluicev1.GetStatsResponse
-		err, gsErr, nodesErr, statsErr error
+		cur                  *sluicev1.GetResponse
+		gs                   *sluicev1.ListGroupsResponse
+		st                   *sluicev1.GetStatsResponse
+		err, gsErr, statsErr error
 	)
 	alongside(func(through func()) {
 		cur, err = call(a, r, sluicev1.ConfigService_Get_FullMethodName, &sluicev1.GetRequest{Group: group}, passing(through, a.config.Get))
 	}, func() {
 		gs, gsErr = call(a, r, sluicev1.ConfigService_ListGroups_FullMethodName, &sluicev1.ListGroupsRequest{}, a.config.ListGroups)
 	}, func() {
-		nodes, nodesErr = call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
-	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	})
-	if err := cmp.Or(err, gsErr, nodesErr, statsErr); err != nil {
+	if err := cmp.Or(err, gsErr, statsErr); err != nil {
 		writeStatus(w, err)
 		return
-	}
-	// The group's nodes only: another group may have a cluster of the
-	// same name, with other endpoints.
-	inGroup := map[string]bool{}
-	for _, n := range nodes.GetNodes() {
-		if n.GetGroup() == group {
-			inGroup[n.GetId()] = true
-		}
 	}
 	type epKey struct{ cluster, endpoint string }
 	seen := map[epKey][]endpointNodeJSON{}
 	for _, n := range st.GetNodes() {
-		if !inGroup[n.GetNodeId()] {
+		if n.GetGroup() != group {
+			// Another group may have a cluster of the same name, with
+			// other endpoints.
 			continue
 		}
 		for _, ep := range n.GetEndpoints() {

@@ -1676,7 +1676,9 @@ type NodeStats struct {
 	// to instead of the one that answered: the node reports there, so the
 	// other fields but node_id and connected are left empty (what it told
 	// this replica before it moved, if anything, is no longer current).
-	Replica       string `protobuf:"bytes,6,opt,name=replica,proto3" json:"replica,omitempty"`
+	Replica string `protobuf:"bytes,6,opt,name=replica,proto3" json:"replica,omitempty"`
+	// Group is the node group the node is in ("" when none).
+	Group         string `protobuf:"bytes,7,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1749,6 +1751,13 @@ func (x *NodeStats) GetVersion() string {
 func (x *NodeStats) GetReplica() string {
 	if x != nil {
 		return x.Replica
+	}
+	return ""
+}
+
+func (x *NodeStats) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -2617,7 +2626,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.sluice.v1.NodeStatsR\x05nodes\x12\x1e\n" +
 	"\n" +
 	"incomplete\x18\x02 \x01(\tR\n" +
-	"incomplete\"\xeb\x01\n" +
+	"incomplete\"\x81\x02\n" +
 	"\tNodeStats\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12;\n" +
@@ -2625,7 +2634,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"reportedAt\x126\n" +
 	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
-	"\areplica\x18\x06 \x01(\tR\areplica\"a\n" +
+	"\areplica\x18\x06 \x01(\tR\areplica\x12\x14\n" +
+	"\x05group\x18\a \x01(\tR\x05group\"a\n" +
 	"\x17ShutdownSessionsRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +

@@ -2936,6 +2936,8 @@ func (m *NodeStats) validate(all bool) error {
 
 	// no validation rules for Replica
 
+	// no validation rules for Group
+
 	if len(errors) > 0 {
 		return NodeStatsMultiError(errors)
 	}
