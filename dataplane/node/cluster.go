@@ -141,6 +141,17 @@ func (c *cluster) memberByKey(key string) *upstream.Endpoint {
 	return nil
 }
 
+// inactiveByKey returns the draining or disabled endpoint whose
+// Endpoint.Key is key; nil if none.
+func (c *cluster) inactiveByKey(key string) *upstream.Endpoint {
+	for _, in := range c.inactive {
+		if in.ep.Key() == key {
+			return in.ep
+		}
+	}
+	return nil
+}
+
 // setSince starts the slow start of ep at t. c.mu is held, or c is not
 // published yet.
 func (c *cluster) setSince(ep *upstream.Endpoint, t time.Time) {
@@ -150,14 +161,20 @@ func (c *cluster) setSince(ep *upstream.Endpoint, t time.Time) {
 	c.since[ep] = t
 }
 
+// stateDraining is the state of a drained inactive endpoint.
+const stateDraining = "DRAINING"
+
 // inactive is an endpoint an operator took out (state DRAINING or
 // DISABLED), for status and ShutdownSessions.
 type inactive struct {
 	ep     *upstream.Endpoint
-	state  string    // "DRAINING" or "DISABLED"
+	state  string    // stateDraining or "DISABLED"
 	since  time.Time // when an apply first gave it this state
 	weight uint32    // as configured, for status: what it gets back
 	backup bool
+	// sendProxy is the PROXY header version of its health checks, which
+	// go on while it drains.
+	sendProxy int
 }
 
 // memberInfo is what persistence needs to know of members[i].
@@ -239,12 +256,13 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 		}
 		switch e.GetState() {
 		case sluicev1.AdminState_ADMIN_STATE_DRAINING, sluicev1.AdminState_ADMIN_STATE_DISABLED:
-			// Not in any picker, not checked, not a member: Apply
-			// retires the running endpoint like a removed one. One
+			// Not in any picker, not a member: Apply retires the
+			// running endpoint like a removed one. One
 			// that stays inactive keeps its *Endpoint, and so its
 			// connections for ShutdownSessions and its counters.
 			key := upstream.KeyOf(c.name, e.GetName(), e.GetAddress())
-			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_"), weight: snapshot.Weight(e), backup: e.GetBackup()}
+			in := inactive{ep: ep, state: strings.TrimPrefix(e.GetState().String(), "ADMIN_STATE_"), weight: snapshot.Weight(e), backup: e.GetBackup(),
+				sendProxy: sendProxyVersion(spec, e)}
 			p, was := prevInactive[key]
 			if ep == nil {
 				in.ep = p.ep
@@ -320,9 +338,11 @@ func compileCluster(spec *sluicev1.Cluster, prev *cluster) *cluster {
 		c.expensive = spec.GetHash().GetMethod() != sluicev1.HashMethod_HASH_METHOD_MAP_BASED
 	}
 	if hc := spec.GetHealthCheck(); hc != nil {
-		c.checks = checkSpecs(hc, c.members)
-		for i := range c.checks {
+		c.checks = checkSpecs(hc, c.members, c.inactive)
+		for i := range c.members {
 			c.checks[i].SendProxy = c.info[i].sendProxy
+		}
+		for i := range c.checks {
 			c.checks[i].HTTP2 = spec.GetHttp2()
 		}
 	}
@@ -357,8 +377,12 @@ func (c *cluster) endpoint(name string) *upstream.Endpoint {
 	return nil
 }
 
-// checkSpecs are the health checks hc asks for, one per member.
-func checkSpecs(hc *sluicev1.HealthCheck, members lb.Set) []health.Spec {
+// checkSpecs are the health checks hc asks for: one per member, in the
+// order of members, then one per draining endpoint. A draining endpoint
+// is checked as HAProxy checks a server in DRAIN, so that its health is
+// known, to operators and to the picker, once it is enabled again; a
+// disabled one is not (HAProxy's MAINT).
+func checkSpecs(hc *sluicev1.HealthCheck, members lb.Set, inactive []inactive) []health.Spec {
 	interval := durationOr(hc.GetInterval().AsDuration(), health.DefaultInterval)
 	base := health.Spec{
 		Interval:     interval,
@@ -386,10 +410,17 @@ func checkSpecs(hc *sluicev1.HealthCheck, members lb.Set) []health.Spec {
 		// Validated with the snapshot: cannot fail here.
 		base.Expect, _ = snapshot.ParseStatusSpec(h.GetExpectedStatus())
 	}
-	specs := make([]health.Spec, len(members))
+	specs := make([]health.Spec, len(members), len(members)+len(inactive))
 	for i, m := range members {
 		specs[i] = base
 		specs[i].Key, specs[i].Addr = m.Endpoint.Key(), m.Endpoint.Addr
+	}
+	for _, in := range inactive {
+		if in.state == stateDraining {
+			s := base
+			s.Key, s.Addr, s.SendProxy = in.ep.Key(), in.ep.Addr, in.sendProxy
+			specs = append(specs, s)
+		}
 	}
 	return specs
 }

@@ -458,7 +458,11 @@ func (n *Node) runningTLS(address string) *tls.Config {
 // down an endpoint that still answers (DESIGN problem 4); before the first
 // resolution, the name.
 func (n *Node) checkAddr(key, addr string) string {
-	if ep := n.endpointByKey(key); ep != nil {
+	ep := n.endpointByKey(key)
+	if ep == nil {
+		ep = n.drainingByKey(key)
+	}
+	if ep != nil {
 		if ap, ok := ep.Resolved(); ok {
 			return ap.String()
 		}
@@ -477,6 +481,20 @@ func (n *Node) endpointByKey(key string) *upstream.Endpoint {
 	name, _, _ := strings.Cut(key, "/")
 	if c := (*cur)[name]; c != nil {
 		return c.memberByKey(key)
+	}
+	return nil
+}
+
+// drainingByKey returns the draining (or disabled) endpoint of the
+// running configuration whose Endpoint.Key is key; nil if there is none.
+func (n *Node) drainingByKey(key string) *upstream.Endpoint {
+	cur := n.current.Load()
+	if cur == nil {
+		return nil
+	}
+	name, _, _ := strings.Cut(key, "/")
+	if c := (*cur)[name]; c != nil {
+		return c.inactiveByKey(key)
 	}
 	return nil
 }
@@ -649,8 +667,13 @@ func (n *Node) Endpoints() []EndpointStatus {
 		}
 		for _, in := range c.inactive {
 			ep := in.ep
+			detail := ""
+			if in.state == stateDraining && len(c.checks) > 0 {
+				st, _ := n.checker.Status(ep.Key())
+				detail = drainingDetail(st)
+			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: in.state, Weight: in.weight, Backup: in.backup,
-				Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since, Ejections: ep.Ejections()})
+				Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(), Since: in.since, Detail: detail, Ejections: ep.Ejections()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -660,6 +683,20 @@ func (n *Node) Endpoints() []EndpointStatus {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// drainingDetail is the detail of a draining endpoint, which its checks
+// go on testing: what they found ("checks UP", "checks DOWN: connection
+// refused"), or "checks CHECKING" until one concluded.
+func drainingDetail(st health.Status) string {
+	d := "checks " + st.State.String()
+	if st.State == health.Unknown {
+		d = "checks CHECKING"
+	}
+	if st.Detail != "" {
+		d += ": " + st.Detail
+	}
+	return d
 }
 
 // StatusChanges counts the changes of the node's endpoints that Endpoints

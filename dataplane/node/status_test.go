@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -289,4 +290,80 @@ clusters:
 	waitUntil(t, "a's pool emptied", func() bool { return ep.Conns() == 0 })
 	// With checks refused, only the pooled connection can still be open.
 	waitUntil(t, "the pooled connection closed at the endpoint", func() bool { return e.open.Load() == 0 })
+}
+
+// TestDrainedEndpointIsStillChecked: as HAProxy checks a server in DRAIN,
+// the node checks a draining endpoint, shows what the checks found, and an
+// endpoint enabled while its checks fail comes back DOWN, picked by no
+// request. A disabled endpoint is not checked (HAProxy's MAINT).
+func TestDrainedEndpointIsStillChecked(t *testing.T) {
+	n := newNode(t)
+	var failing atomic.Bool
+	var checks atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			checks.Add(1)
+			if failing.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+		}
+		io.WriteString(w, "a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	listen := freeAddr(t)
+	const tmpl = `
+clusters:
+  - name: web
+    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    endpoints:
+      - { name: a, address: "%s" %s}
+      - { name: b, address: "%s" }
+listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
+`
+	apply := func(version, state string) {
+		t.Helper()
+		if err := n.Apply(version, parse(t, tmpl, ln.Addr().String(), state, backend(t, "b"), listen)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detailOf := func(want string) func() bool {
+		return func() bool { return status(t, n, "web", "a").Detail == want }
+	}
+
+	apply("1", ", state: DRAINING ")
+	waitUntil(t, `a's detail "checks UP"`, detailOf("checks UP"))
+	failing.Store(true)
+	waitUntil(t, `a's detail "checks DOWN: status 503"`, detailOf("checks DOWN: status 503"))
+	if h := status(t, n, "web", "a").Health; h != "DRAINING" {
+		t.Errorf("a drained, its checks failing: %s, want DRAINING", h)
+	}
+
+	apply("2", "")
+	if st := status(t, n, "web", "a"); st.Health != "DOWN" || st.Detail != "status 503" {
+		t.Errorf("a enabled while its checks fail: %s (%q), want DOWN (%q)", st.Health, st.Detail, "status 503")
+	}
+	for i := range 4 {
+		if got := <-getAsync("http://" + listen + "/"); got != "200 OK b" {
+			t.Fatalf("request %d after enabling a, which is down: %q, want %q", i, got, "200 OK b")
+		}
+	}
+	failing.Store(false)
+	waitUntil(t, "a up again", func() bool { return status(t, n, "web", "a").Health == "UP" })
+
+	apply("3", ", state: DISABLED ")
+	time.Sleep(200 * time.Millisecond) // a check started before the apply ends
+	before := checks.Load()
+	time.Sleep(600 * time.Millisecond) // six intervals
+	if got := checks.Load() - before; got != 0 {
+		t.Errorf("a disabled: %d checks in six intervals, want none", got)
+	}
+	if st := status(t, n, "web", "a"); st.Health != "DISABLED" || st.Detail != "" {
+		t.Errorf("a disabled: %s (%q), want DISABLED without detail", st.Health, st.Detail)
+	}
 }
