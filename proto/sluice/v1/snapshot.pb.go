@@ -867,7 +867,8 @@ type Cluster struct {
 	HealthCheck *HealthCheck `protobuf:"bytes,3,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	// Endpoints are the servers of the cluster, in order.
 	Endpoints []*Endpoint `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
-	// ConnectTimeout bounds a connect to an endpoint. Default 5s.
+	// ConnectTimeout bounds a connect to an endpoint. Default 5s, and 0s
+	// means the default too (a connect is never unbounded).
 	ConnectTimeout *durationpb.Duration `protobuf:"bytes,5,opt,name=connect_timeout,json=connectTimeout,proto3" json:"connect_timeout,omitempty"`
 	// DrainTimeout is how long connections to a removed, drained or disabled
 	// endpoint may live on before they are closed. Default 0: closed at once.
