@@ -254,8 +254,8 @@ func (j *ejector) ejected() map[*upstream.Endpoint]bool {
 	return out
 }
 
-// status adds ep's ejection to st: while it is ejected its health, since
-// and why, unless checks say it is down, which is what operators must see
+// status adds ep's ejection to st, whose Ejections is set: while it is
+// ejected its health, since and why, unless checks say it is down, which is what operators must see
 // first. Once back, it is up since its return. j may be nil.
 func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 	if j == nil {
@@ -270,7 +270,9 @@ func (j *ejector) status(ep *upstream.Endpoint, st *EndpointStatus) {
 	switch {
 	case e.ejected && st.Health != "DOWN":
 		st.Health, st.Since = "EJECTED", e.since
-		st.Detail = fmt.Sprintf("%s, ejected for %v (ejection %d)", e.cause, e.length, e.inARow)
+		// The count, not inARow: that multiplier of the base stops at
+		// the cap and decays while the endpoint behaves.
+		st.Detail = fmt.Sprintf("%s, ejected for %v (ejection %d)", e.cause, e.length, st.Ejections)
 	case !e.ejected && st.Health == "UP" && e.end.After(st.Since):
 		st.Since = e.end
 	}
