@@ -27,6 +27,7 @@ func FuzzParse(f *testing.F) {
 		"a: &a [1,2]\nb: [*a,*a]\n",
 		"clusters: [{name: 'true'}, {name: '123'}, {name: '~'}, {name: ''}]",
 		"listeners: [{name: l, rules: [{match: {method: GET, not: {source: 10.0.0.0/8}}, deny: {status: 403}}, {route: web, request_headers: {set: {X-A: b}}}]}]",
+		"clusters: [{name: db, lb_policy: HASH, hash: {key: URI}}]\nlisteners: [{name: t, protocol: TCP, default_cluster: db, tcp: {inspect_timeout: 1s}, rules: [{match: {any: [{sni: {exact: [a]}}]}, route: db}]}]",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -36,6 +37,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		_ = Validate(s)
+		_ = Warnings(s)
 		_ = Diff(nil, s)
 		y, err := Marshal(s)
 		if err != nil {

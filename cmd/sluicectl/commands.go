@@ -56,6 +56,20 @@ func (c *cli) printFaults(cmd, path string, err error) {
 	}
 }
 
+// printWarnings prints the settings of snapshot s, read from path, that
+// can have no effect (snapshot.Warnings) on stderr, as "path: message"
+// under a line that counts them. They refuse nothing.
+func (c *cli) printWarnings(cmd, path string, s *sluicev1.Snapshot) {
+	warns := snapshot.Warnings(s)
+	if len(warns) == 0 {
+		return
+	}
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, path, count(len(warns), "warning"))
+	for _, w := range warns {
+		fmt.Fprintln(c.stderr, w.Error())
+	}
+}
+
 func cmdValidate(_ context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("validate", "validate -f FILE|DIR", `
 Check a snapshot without contacting the control plane: parse it strictly and
@@ -66,7 +80,9 @@ fails: whether its listener addresses can be bound, and whether the files
 it names (certificates, keys, CAs) can be read.
 
 Prints "ok: N clusters, M listeners", or every fault as "path: message" on
-stderr and exits 1.`)
+stderr and exits 1. Settings that can have no effect where they are (a
+request hash key on a cluster only TCP listeners use, say) are printed as
+warnings on stderr, as apply and diff print them; they refuse nothing.`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -82,6 +98,7 @@ stderr and exits 1.`)
 		c.printFaults("validate", *file, err)
 		return 1
 	}
+	c.printWarnings("validate", *file, s)
 	fmt.Fprintf(c.stdout, "ok: %s, %s\n", count(len(s.GetClusters()), "cluster"), count(len(s.GetListeners()), "listener"))
 	return 0
 }
@@ -588,6 +605,7 @@ func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient
 	if err != nil {
 		return nil, sent, c.rpcError(cmd, err)
 	}
+	c.printWarnings(cmd, file, s)
 	return resp, sent, 0
 }
 

@@ -246,6 +246,11 @@ func TestValidateCommand(t *testing.T) {
     endpoints:
       - { name: a, address: 10.0.0.1:80, weight: "2" }
 `)
+	warned := writeFile(t, "warned.yaml", `clusters:
+  - { name: db, lb_policy: HASH, hash: { key: URI }, endpoints: [{ name: a, address: 10.0.0.1:5432 }] }
+listeners:
+  - { name: pg, address: ":5432", protocol: TCP, default_cluster: db }
+`)
 	invalid := writeFile(t, "invalid.yaml", `clusters:
   - name: web
     endpoints:
@@ -282,6 +287,15 @@ listeners:
 			wantStderr: []string{
 				"clusters[0].endpoints[1].weight: must be <= 256",
 				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"?`,
+			},
+		},
+		{
+			name:       "warnings refuse nothing",
+			args:       []string{"validate", "-f", warned},
+			wantStdout: "ok: 1 cluster, 1 listener\n",
+			wantStderr: []string{
+				"sluicectl validate: " + warned + ": 1 warning:\n" +
+					`clusters[0].hash.key: URI hashes HTTP requests, and only TCP listeners route to cluster "db" (pg): their sessions are balanced round robin (SOURCE_IP hashes TCP sessions)` + "\n",
 			},
 		},
 		{
@@ -362,6 +376,21 @@ func TestApply(t *testing.T) {
 	code, stdout, _ = sluicectl(t, addr, "diff", "-f", quickstart)
 	if code != 0 || stdout != "no changes\n" {
 		t.Errorf("diff unchanged: status %d, stdout %q; want 0, %q", code, stdout, "no changes\n")
+	}
+
+	// A setting that can have no effect is applied, with a warning.
+	warned := writeFile(t, "warned.yaml", `clusters:
+  - { name: db, endpoints: [{ name: a, address: 10.0.0.1:5432 }] }
+listeners:
+  - { name: pg, address: ":5432", protocol: TCP, default_cluster: db, tcp: { inspect_timeout: 1s } }
+`)
+	for _, cmd := range []string{"diff", "apply"} {
+		code, stdout, stderr := sluicectl(t, addr, cmd, "-f", warned)
+		wantErr := "sluicectl " + cmd + ": " + warned + ": 1 warning:\n" +
+			"listeners[0].tcp.inspect_timeout: has no effect: no rule of the listener matches on sni or tls, so it reads nothing before it picks a cluster\n"
+		if code != 0 || !strings.Contains(stdout, "- cluster web") || stderr != wantErr {
+			t.Errorf("%s of a snapshot with a warning: status %d\nstdout %q\nstderr %q\nwant 0, the changes, and stderr %q", cmd, code, stdout, stderr, wantErr)
+		}
 	}
 }
 
