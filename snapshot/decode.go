@@ -31,9 +31,10 @@ func Parse(data []byte, source string) (*sluicev1.Snapshot, error) {
 	return s, err
 }
 
-// parse is Parse, and says whether data held a document with content: an
-// empty input, or one of comments only, parses as an empty snapshot.
-func parse(data []byte, source string) (_ *sluicev1.Snapshot, content bool, _ error) {
+// parse is Parse, and returns the document's root node, nil when data held
+// no document with content: an empty input, or one of comments only,
+// parses as an empty snapshot.
+func parse(data []byte, source string) (_ *sluicev1.Snapshot, root *yaml.Node, _ error) {
 	s := &sluicev1.Snapshot{}
 	d := &decoder{source: source, budget: 1000 + 8*len(data)}
 	if strings.EqualFold(filepath.Ext(source), ".json") {
@@ -45,7 +46,6 @@ func parse(data []byte, source string) (_ *sluicev1.Snapshot, content bool, _ er
 	// Documents that hold nothing (a stray "---" at the end) are ignored;
 	// two with content are refused, as their merge would be a guess.
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root *yaml.Node
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
@@ -53,13 +53,13 @@ func parse(data []byte, source string) (_ *sluicev1.Snapshot, content bool, _ er
 			break
 		}
 		if err != nil {
-			return nil, false, Errors{d.syntaxError(data, err)}
+			return nil, nil, Errors{d.syntaxError(data, err)}
 		}
 		if len(doc.Content) != 1 || isNull(doc.Content[0]) {
 			continue
 		}
 		if root != nil {
-			return nil, true, Errors{{Message: "only one YAML document is allowed; put each in its own file" + d.at(doc.Line)}}
+			return nil, root, Errors{{Message: "only one YAML document is allowed; put each in its own file" + d.at(doc.Line)}}
 		}
 		root = doc.Content[0]
 	}
@@ -78,9 +78,9 @@ func parse(data []byte, source string) (_ *sluicev1.Snapshot, content bool, _ er
 		for i, j := range idx {
 			out[i] = d.errs[j]
 		}
-		return nil, true, out
+		return nil, root, out
 	}
-	return s, root != nil, nil
+	return s, root, nil
 }
 
 // decoder walks a yaml.Node tree along message descriptors.

@@ -21,24 +21,36 @@ import (
 // and listener (`clusters: []` says so on purpose). Faults come back as
 // [Errors]; Load does not [Validate].
 func Load(path string) (*sluicev1.Snapshot, error) {
+	s, _, err := LoadSource(path)
+	return s, err
+}
+
+// LoadSource is [Load], and says where in the files each part of the
+// snapshot was written, for faults found later.
+func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	src := &Source{}
 	if !fi.IsDir() {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		s, content, err := parse(data, path)
-		if err == nil && !content {
-			return nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+		s, root, err := parse(data, path)
+		if err != nil {
+			return nil, nil, err
 		}
-		return s, err
+		if root == nil {
+			return nil, nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+		}
+		src.add(path, root, indexes(len(s.GetClusters())), indexes(len(s.GetListeners())))
+		return s, src, nil
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var files []string
 	for _, e := range entries {
@@ -54,7 +66,7 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 		files = append(files, filepath.Join(path, name))
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%s: no .yaml, .yml or .json files in the directory", path)
+		return nil, nil, fmt.Errorf("%s: no .yaml, .yml or .json files in the directory", path)
 	}
 
 	merged := &sluicev1.Snapshot{}
@@ -68,8 +80,8 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 			errs = append(errs, FieldError{Message: err.Error()})
 			continue
 		}
-		s, content, err := parse(data, f)
-		anything = anything || content
+		s, root, err := parse(data, f)
+		anything = anything || root != nil
 		if err != nil {
 			var es Errors
 			if errors.As(err, &es) {
@@ -79,28 +91,41 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 			}
 			continue
 		}
-		for _, c := range s.GetClusters() {
+		var clusters, listeners []int // the indexes in f of those merged
+		for i, c := range s.GetClusters() {
 			if first, dup := clusterFile[c.GetName()]; dup && first != f {
 				errs = append(errs, FieldError{Message: fmt.Sprintf("cluster %q is defined in both %s and %s", c.GetName(), first, f)})
 				continue
 			}
 			clusterFile[c.GetName()] = f
 			merged.Clusters = append(merged.Clusters, c)
+			clusters = append(clusters, i)
 		}
-		for _, l := range s.GetListeners() {
+		for i, l := range s.GetListeners() {
 			if first, dup := listenerFile[l.GetName()]; dup && first != f {
 				errs = append(errs, FieldError{Message: fmt.Sprintf("listener %q is defined in both %s and %s", l.GetName(), first, f)})
 				continue
 			}
 			listenerFile[l.GetName()] = f
 			merged.Listeners = append(merged.Listeners, l)
+			listeners = append(listeners, i)
 		}
+		src.add(f, root, clusters, listeners)
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, nil, errs
 	}
 	if !anything {
-		return nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
+		return nil, nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
-	return merged, nil
+	return merged, src, nil
+}
+
+// indexes returns 0, 1, ..., n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }

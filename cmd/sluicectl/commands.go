@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -31,13 +32,33 @@ import (
 // load reads -f and prints its faults. ok is false when the snapshot could
 // not be read; the status is then 1.
 func (c *cli) load(cmd, path string) (*sluicev1.Snapshot, bool) {
-	s, err := snapshot.Load(path)
+	s, src, err := snapshot.LoadSource(path)
 	if err != nil {
 		c.printFaults(cmd, path, err)
 		return nil, false
 	}
+	c.source = src
 	return s, true
 }
+
+// placed is fault f of the snapshot the command read, its path as the
+// file that holds it writes it, with "(file:line)" after its message: in a
+// directory's merged snapshot, clusters[7] may be clusters[0] of b.yaml.
+// A fault already placed (as parse faults are), or one c.source cannot
+// place, is returned as it is.
+func (c *cli) placed(f snapshot.FieldError) snapshot.FieldError {
+	if c.source == nil || f.Path == "" || strings.HasSuffix(f.Message, ")") && placedAt.MatchString(f.Message) {
+		return f
+	}
+	local, at := c.source.Place(f.Path)
+	if at == "" {
+		return f
+	}
+	return snapshot.FieldError{Path: local, Message: f.Message + " (" + at + ")"}
+}
+
+// placedAt matches the position a parse fault ends with: " (web.yaml:4)".
+var placedAt = regexp.MustCompile(` \([^()]*:\d+\)$`)
 
 // printFaults prints every fault of a snapshot, one "path: message" per line.
 func (c *cli) printFaults(cmd, path string, err error) {
@@ -52,7 +73,7 @@ func (c *cli) printFaults(cmd, path string, err error) {
 	}
 	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, path, len(faults), noun)
 	for _, f := range faults {
-		fmt.Fprintln(c.stderr, f.Error())
+		fmt.Fprintln(c.stderr, c.placed(f).Error())
 	}
 }
 
@@ -66,7 +87,7 @@ func (c *cli) printWarnings(cmd, path string, s *sluicev1.Snapshot) {
 	}
 	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, path, count(len(warns), "warning"))
 	for _, w := range warns {
-		fmt.Fprintln(c.stderr, w.Error())
+		fmt.Fprintln(c.stderr, c.placed(w).Error())
 	}
 }
 
@@ -79,8 +100,8 @@ node can know is left to the nodes, which refuse (NACK) a snapshot it
 fails: whether its listener addresses can be bound, and whether the files
 it names (certificates, keys, CAs) can be read.
 
-Prints "ok: N clusters, M listeners", or every fault as "path: message" on
-stderr and exits 1. Settings that can have no effect where they are (a
+Prints "ok: N clusters, M listeners", or every fault as
+"path: message (file:line)" on stderr and exits 1. Settings that can have no effect where they are (a
 request hash key on a cluster only TCP listeners use, say) are printed as
 warnings on stderr, as apply and diff print them; they refuse nothing.`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
@@ -148,8 +169,8 @@ the command waits for the whole rollout: exit 0 once every node of the
 group runs it, 2 if it halts.
 
 A snapshot that does not parse is refused locally and nothing is sent. One the
-control plane refuses is not stored: every fault is printed as "path: message"
-and the exit status is 1. History records the author as $USER@hostname, or,
+control plane refuses is not stored: every fault is printed as
+"path: message (file:line)" and the exit status is 1. History records the author as $USER@hostname, or,
 when the control plane checks tokens, the token's name.
 
 Prints "applied version N" and one line per changed resource, or

@@ -65,8 +65,11 @@ type cli struct {
 	replicas map[string]*grpc.ClientConn
 	// synopsis is the command's usage line, for its usage errors.
 	synopsis string
-	stdout   io.Writer
-	stderr   io.Writer
+	// source says where the snapshot the command read was written, to
+	// place its faults; nil before one is read.
+	source *snapshot.Source
+	stdout io.Writer
+	stderr io.Writer
 }
 
 // command is a subcommand. offline commands never dial the control plane.
@@ -373,6 +376,9 @@ func (c *cli) rpcError(cmd string, err error) int {
 		}
 		fmt.Fprintf(c.stderr, "sluicectl %s: the control plane refused the %s (%d %s):\n", cmd, what, len(faults), noun)
 		for _, f := range faults {
+			if what == "snapshot" {
+				f = c.placed(f)
+			}
 			fmt.Fprintln(c.stderr, f.Error())
 		}
 		return 1

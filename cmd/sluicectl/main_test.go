@@ -259,6 +259,20 @@ listeners:
 listeners:
   - { name: l, address: ":80", protocol: HTTP, default_cluster: wbe }
 `)
+	// A directory: faults name the file and line that hold them, and the
+	// path as that file writes it.
+	dir := filepath.Dir(writeFile(t, "a.yaml", "clusters: [{ name: api, endpoints: [{ name: a, address: 10.0.0.1:80 }] }]\n"))
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(`clusters:
+  - name: web
+    endpoints:
+      - name: w1
+        address: 10.0.0.2:80
+        weight: 300
+listeners:
+  - { name: l, address: ":80", protocol: HTTP, default_cluster: wbe }
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -285,8 +299,18 @@ listeners:
 			args:     []string{"validate", "-f", invalid},
 			wantCode: 1,
 			wantStderr: []string{
-				"clusters[0].endpoints[1].weight: must be <= 256",
-				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"?`,
+				"clusters[0].endpoints[1].weight: must be <= 256 (" + invalid + ":5)\n",
+				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"? (` + invalid + ":7)\n",
+			},
+		},
+		{
+			name:     "validation faults of a directory placed in their files",
+			args:     []string{"validate", "-f", dir},
+			wantCode: 1,
+			wantStderr: []string{
+				"sluicectl validate: " + dir + ": 2 faults:\n",
+				"\nclusters[0].endpoints[0].weight: must be <= 256 (" + filepath.Join(dir, "b.yaml") + ":6)\n",
+				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"? (` + filepath.Join(dir, "b.yaml") + ":8)\n",
 			},
 		},
 		{
@@ -295,7 +319,7 @@ listeners:
 			wantStdout: "ok: 1 cluster, 1 listener\n",
 			wantStderr: []string{
 				"sluicectl validate: " + warned + ": 1 warning:\n" +
-					`clusters[0].hash.key: URI hashes HTTP requests, and only TCP listeners route to cluster "db" (pg): their sessions are balanced round robin (SOURCE_IP hashes TCP sessions)` + "\n",
+					`clusters[0].hash.key: URI hashes HTTP requests, and only TCP listeners route to cluster "db" (pg): their sessions are balanced round robin (SOURCE_IP hashes TCP sessions) (` + warned + ":2)\n",
 			},
 		},
 		{
@@ -387,7 +411,7 @@ listeners:
 	for _, cmd := range []string{"diff", "apply"} {
 		code, stdout, stderr := sluicectl(t, addr, cmd, "-f", warned)
 		wantErr := "sluicectl " + cmd + ": " + warned + ": 1 warning:\n" +
-			"listeners[0].tcp.inspect_timeout: has no effect: no rule of the listener matches on sni or tls, so it reads nothing before it picks a cluster\n"
+			"listeners[0].tcp.inspect_timeout: has no effect: no rule of the listener matches on sni or tls, so it reads nothing before it picks a cluster (" + warned + ":4)\n"
 		if code != 0 || !strings.Contains(stdout, "- cluster web") || stderr != wantErr {
 			t.Errorf("%s of a snapshot with a warning: status %d\nstdout %q\nstderr %q\nwant 0, the changes, and stderr %q", cmd, code, stdout, stderr, wantErr)
 		}
@@ -416,8 +440,8 @@ listeners:
 		}
 		for _, w := range []string{
 			"refused the snapshot (2 faults)",
-			"\nclusters[0].endpoints[1].weight: must be <= 256\n",
-			"\nlisteners[0].default_cluster: unknown cluster \"api\"\n",
+			"\nclusters[0].endpoints[1].weight: must be <= 256 (" + file + ":5)\n",
+			"\nlisteners[0].default_cluster: unknown cluster \"api\" (" + file + ":7)\n",
 		} {
 			if !strings.Contains(stderr, w) {
 				t.Errorf("%s: stderr lacks %q:\n%s", cmd, w, stderr)
