@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"os"
 	"testing"
 
@@ -32,12 +33,15 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := Parse(data, "")
+		s, root, err := parse(data, "")
 		if err != nil {
 			return
 		}
-		_ = Validate(s)
-		_ = Warnings(s)
+		var es Errors
+		errors.As(Validate(s), &es)
+		for _, e := range append(es, Warnings(s)...) {
+			_ = lineOf(root, splitPath(e.Path)) // as sluicectl places them
+		}
 		_ = Diff(nil, s)
 		y, err := Marshal(s)
 		if err != nil {
