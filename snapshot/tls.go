@@ -103,6 +103,28 @@ func RedactSecrets(s *sluicev1.Snapshot) *sluicev1.Snapshot {
 	return s
 }
 
+// ValidateOffline is [Validate] for a snapshot checked away from the
+// control plane (sluicectl validate): a key given as Redacted stands for
+// the one the control plane stores with the same cert_pem, which only it
+// can look up, so it is taken as given and only its certificate is
+// checked. Apply refuses it if the control plane has no such key.
+func ValidateOffline(s *sluicev1.Snapshot) error {
+	if !HasRedacted(s) {
+		return Validate(s)
+	}
+	s = proto.Clone(s).(*sluicev1.Snapshot)
+	for _, l := range s.GetListeners() {
+		for _, c := range l.GetTls().GetCertificates() {
+			if c.GetKeyPem() == Redacted {
+				// A key the node would read from elsewhere, as a
+				// key_file is: the certificate is checked alone.
+				c.KeyPem, c.KeyFile = "", "stored key"
+			}
+		}
+	}
+	return Validate(s)
+}
+
 func hasInlineKeys(s *sluicev1.Snapshot) bool {
 	return anyKey(s, func(k string) bool { return k != "" })
 }

@@ -115,3 +115,25 @@ func TestRedactAndRestoreSecrets(t *testing.T) {
 		t.Error("RedactSecrets copied a snapshot without inline keys")
 	}
 }
+
+// TestValidateOffline: away from the control plane a redacted key is
+// taken as the stored one (get's output validates), its certificate is
+// still checked, and the snapshot itself is left as it was.
+func TestValidateOffline(t *testing.T) {
+	certA, _ := testPair(t, "a.example")
+	shown := tlsSnapshot(sluicev1.Protocol_PROTOCOL_HTTP, &sluicev1.Certificate{CertPem: certA, KeyPem: Redacted})
+	if err := ValidateOffline(shown); err != nil {
+		t.Errorf("a redacted key with its certificate: %v", err)
+	}
+	if k := shown.GetListeners()[0].GetTls().GetCertificates()[0].GetKeyPem(); k != Redacted {
+		t.Errorf("ValidateOffline changed the key to %q", k)
+	}
+	bad := tlsSnapshot(sluicev1.Protocol_PROTOCOL_HTTP, &sluicev1.Certificate{CertPem: "hello", KeyPem: Redacted})
+	const want = "listeners[0].tls.certificates[0].cert_pem: no PEM CERTIFICATE block found"
+	if err := ValidateOffline(bad); err == nil || err.Error() != want {
+		t.Errorf("a redacted key with a bad certificate: %v, want %q", err, want)
+	}
+	if err := Validate(shown); err == nil {
+		t.Error("Validate took a redacted key with nothing stored")
+	}
+}
