@@ -96,7 +96,7 @@ func main() {
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
-	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, e.g. zone=a,role=edge")
+	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, each key once, e.g. zone=a,role=edge")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
@@ -143,6 +143,9 @@ func main() {
 		} else if *nodeID != certID {
 			log.Warn("--node-id differs from the node id of --cert; the control plane will refuse the node", "node-id", *nodeID, "certificate", certID)
 		}
+	}
+	if _, err := cliflag.ControlPlanes(*cp); err != nil {
+		fail("--cp: %v", err)
 	}
 	lbls, err := parseLabels(*labels)
 	if err != nil {
@@ -205,6 +208,10 @@ func parseLabels(s string) (map[string]string, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q is not k=v", kv)
+		}
+		if first, dup := out[k]; dup {
+			// Groups take nodes by their labels: which value was meant?
+			return nil, fmt.Errorf("%s is given twice (%s=%s and %s)", k, k, first, kv)
 		}
 		out[k] = v
 	}

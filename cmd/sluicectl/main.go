@@ -256,6 +256,10 @@ func (c *cli) connect() int {
 		fmt.Fprintf(c.stderr, "sluicectl: %v\n", err)
 		return 2
 	}
+	if _, err := cliflag.ControlPlanes(c.cp); err != nil {
+		fmt.Fprintf(c.stderr, "sluicectl: --cp: %v\n", err)
+		return 2
+	}
 	conn, err := dialCP(c.cp, dial)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "sluicectl: control plane address %q: %v\n", c.cp, err)

@@ -896,6 +896,11 @@ func TestGlobalFlagsAfterTheCommand(t *testing.T) {
 	if want := "sluicectl: --timeout must be positive\n"; code != 2 || stderr != want {
 		t.Errorf("--timeout 0s after the command: status %d, stderr %q; want 2, %q", code, stderr, want)
 	}
+	// An address without a port would dial :443.
+	code, _, stderr = sluicectl(t, "", "nodes", "--cp", "127.0.0.1")
+	if want := "sluicectl: --cp: \"127.0.0.1\" has no port; give the control plane's host:port (its --listen address), e.g. 127.0.0.1:7070\n"; code != 2 || stderr != want {
+		t.Errorf("--cp without a port: status %d, stderr %q; want 2, %q", code, stderr, want)
+	}
 	code, stdout, _ := sluicectl(t, "", "nodes", "--help")
 	if want := "\nThe global flags (--cp, --timeout, --token, --ca, --cert, --key) go before\nor after the command"; code != 0 || !strings.Contains(stdout, want) || strings.Contains(stdout, "\n  -cp") {
 		t.Errorf("nodes --help: status %d, stdout:\n%s\nwant the global flags named once, not listed as its own", code, stdout)
