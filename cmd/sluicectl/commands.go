@@ -276,6 +276,9 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 		return c.usageError(fs, "--wait has nothing to wait for with --dry-run")
 	case *w.waitTimeout <= 0:
 		return c.usageError(fs, "--wait-timeout must be positive")
+	case !*w.wait && cliflag.Given(fs, "wait-timeout"):
+		// Without --wait nothing waits: the timeout would be ignored.
+		return c.usageError(fs, "--wait-timeout is for --wait: give --wait too")
 	}
 	return -1
 }
