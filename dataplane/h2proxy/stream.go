@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -278,6 +280,14 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	if out.Body != nil {
 		out.Body = body
 	}
+	if st.upgrade == nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				relayInformational(w, code, h)
+				return nil
+			},
+		})
+	}
 	out = out.WithContext(ctx)
 	if r.ProtoMajor == 2 {
 		if te := r.Header.Values("Te"); len(te) > 0 && strings.EqualFold(te[0], "trailers") {
@@ -334,6 +344,12 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 
 	dst := w.Header()
 	copyHeader(dst, resp.Header)
+	for _, k := range addedByNetHTTP {
+		if _, ok := resp.Header[k]; !ok {
+			// Present but empty: net/http adds none, and writes none.
+			dst[k] = nil
+		}
+	}
 	if len(resp.Trailer) > 0 {
 		// Trailers the endpoint announced are announced to the client:
 		// an HTTP/1.1 one gets them only with a chunked body.
@@ -433,6 +449,31 @@ func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
 	return resp.StatusCode
+}
+
+// addedByNetHTTP are the fields net/http's server writes into a response
+// that has none: a Content-Type guessed from the body's first bytes, and
+// its own Date. A proxy relays what the endpoint sent, as the HTTP/1.1
+// engine, HAProxy and Envoy do: a guessed text/html on a body the
+// endpoint left untyped (a user's upload) would have browsers run it.
+var addedByNetHTTP = []string{"Content-Type", "Date"}
+
+// relayInformational sends the client a 1xx response of the endpoint
+// (103 Early Hints, 102 Processing) ahead of the final one, as the
+// HTTP/1.1 engine does. 100 Continue is net/http's to send: it answers a
+// client's Expect itself once the body is read. It runs on the round
+// trip's goroutine while the handler's waits in RoundTrip, leaving w to
+// it, as net/http/httputil.ReverseProxy relays them.
+func relayInformational(w http.ResponseWriter, code int, h textproto.MIMEHeader) {
+	if code == http.StatusContinue {
+		return
+	}
+	dst := w.Header()
+	copyHeader(dst, http.Header(h))
+	w.WriteHeader(code)
+	// WriteHeader of a 1xx leaves its fields in the map, where the final
+	// response would send them again.
+	clear(dst)
 }
 
 // hopByHop are the fields of one connection (RFC 9110 §7.6.1), not

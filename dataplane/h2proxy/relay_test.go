@@ -1,0 +1,108 @@
+package h2proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+)
+
+// untypedEndpoint answers with a body that looks like HTML, with neither
+// Content-Type nor Date; on /hints it sends 103 Early Hints first.
+func untypedEndpoint(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hints" {
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			clear(w.Header())
+		}
+		w.Header()["Content-Type"], w.Header()["Date"] = nil, nil
+		io.WriteString(w, "<html><script>alert(1)</script></html>")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestResponsesRelayedAsSent: the engine adds no Content-Type and no Date
+// to an endpoint's response that has none (net/http's server would guess
+// text/html here), and relays a 103 Early Hints ahead of the response,
+// over HTTP/2 and to an HTTP/1.1 client alike, as the HTTP/1.1 engine does.
+func TestResponsesRelayedAsSent(t *testing.T) {
+	ep := upstream.New("c", "e", untypedEndpoint(t))
+	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
+	up := NewUpstream(nil)
+	t.Cleanup(up.Close)
+
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, http.StatusText(code)+" "+h.Get("Link"))
+		return nil
+	}}
+	h2 := &http.Transport{Protocols: new(http.Protocols)}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	h2.DialTLSContext = func(context.Context, string, string) (net.Conn, error) { return nil, tls.AlertError(0) }
+	addr := serveOne(t, NewServer(hs, up, nil))
+	t.Cleanup(h2.CloseIdleConnections) // before serveOne waits for the connection to end
+	for _, path := range []string{"/plain", "/hints"} {
+		hints = nil
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "http://"+addr+path, nil)
+		resp, err := (&http.Client{Transport: h2, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("HTTP/2 %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct, date := resp.Header.Values("Content-Type"), resp.Header.Values("Date"); resp.ProtoMajor != 2 || len(ct) > 0 || len(date) > 0 {
+			t.Errorf("HTTP/2 %s: %s with Content-Type %q and Date %q, want HTTP/2 with neither", path, resp.Proto, ct, date)
+		}
+		if !strings.HasPrefix(string(body), "<html>") {
+			t.Errorf("HTTP/2 %s: body %q", path, body)
+		}
+		want := []string(nil)
+		if path == "/hints" {
+			want = []string{"Early Hints </a.css>; rel=preload"}
+		}
+		if strings.Join(hints, "|") != strings.Join(want, "|") || resp.Header.Get("Link") != "" {
+			t.Errorf("HTTP/2 %s: 1xx %q and Link %q on the response, want 1xx %q and no Link", path, hints, resp.Header.Get("Link"), want)
+		}
+	}
+
+	// An HTTP/1.1 client of the same engine.
+	addr1, _, _ := serveRecorded(t, ep)
+	c, err := net.Dial("tcp", addr1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /hints HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	head, err := textproto.NewReader(br).ReadLine()
+	if err != nil || head != "HTTP/1.1 103 Early Hints" {
+		t.Fatalf("HTTP/1.1: first line %q, %v; want the 103", head, err)
+	}
+	rest, _ := textproto.NewReader(br).ReadMIMEHeader()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest.Get("Link") == "" || resp.StatusCode != 200 || len(resp.Header.Values("Content-Type")) > 0 || len(resp.Header.Values("Date")) > 0 || resp.Header.Get("Link") != "" {
+		t.Errorf("HTTP/1.1: 103 with %v, then %d with %v; want a Link on the 103 only, no Content-Type or Date", rest, resp.StatusCode, resp.Header)
+	}
+}
