@@ -297,6 +297,7 @@ func (cc *clientConn) readRequest() int {
 	}
 	lim := &cc.srv.cfg.Load().lim
 	empties := 0
+	lineChecked := false
 	for {
 		for x.rs < x.re && (x.rb[x.rs] == '\r' || x.rb[x.rs] == '\n') {
 			// RFC 9112 §2.2: ignore empty lines before a request line.
@@ -326,6 +327,17 @@ func (cc *clientConn) readRequest() int {
 		x.scan = next
 		if x.re-x.rs > lim.bytes {
 			return cc.refuse(tooLarge(x.rb[x.rs:x.re], lim))
+		}
+		if nl := indexByte(x.rb[x.rs:x.re], '\n'); nl >= 0 && !lineChecked {
+			// The request line came, the rest of the head not yet. A
+			// line no request starts with (HTTP/0.9's "GET /") is
+			// answered now, as HAProxy does, not after
+			// RequestHeaderTimeout. Once: a head that trickles in does
+			// not have its line parsed again at every read.
+			lineChecked = true
+			if _, _, err := parseRequestLine(x.rb[x.rs:x.rs+nl+1], lim); err != nil {
+				return cc.refuse(err)
+			}
 		}
 
 		if x.re == len(x.rb) {

@@ -588,6 +588,11 @@ func TestSmugglingAndMalformedRequestsAreRefused(t *testing.T) {
 		{"negative chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", "400"},
 		{"request line spaces", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"HTTP/0.9", "GET /\r\n\r\n", "400"},
+		// A request line no head can follow is answered at once, not
+		// with a 408 once request_header_timeout passed.
+		{"HTTP/0.9 line alone", "GET /\r\n", "400"},
+		{"HTTP/2 version, line alone", "GET / HTTP/2.0\r\n", "505"},
+		{"stray percent, line alone", "GET /a%zz HTTP/1.1\r\nHost: x\r\n", "400"},
 		{"HTTP/2 version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"},
 		{"bad target", "GET a/b HTTP/1.1\r\nHost: x\r\n\r\n", "400"},
 		{"stray percent in target", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "400"},

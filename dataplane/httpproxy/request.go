@@ -322,58 +322,11 @@ func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 	r.closeConn, r.expect100, r.upgrade, r.tunnel = false, false, false, false
 	r.resetDirectives()
 
-	// request-line = method SP request-target SP HTTP-version
-	i := 0
-	for i < len(b) && isToken[b[i]] {
-		i++
+	rl, i, err := parseRequestLine(b, lim)
+	if err != nil {
+		return err
 	}
-	if i == 0 || i >= len(b) || b[i] != ' ' {
-		return errRequestLine
-	}
-	r.method = span{0, uint16(i)}
-	i++
-	ts := i
-	for i < len(b) && isTargetByte[b[i]] {
-		if b[i] == '%' {
-			// pct-encoded = "%" HEXDIG HEXDIG (RFC 3986): a stray '%' is
-			// refused rather than left to each endpoint to read its own way.
-			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
-				return errTarget
-			}
-			i += 2
-		}
-		i++
-	}
-	if i == ts || i >= len(b) || b[i] != ' ' {
-		if i < len(b) && (b[i] == '\r' || b[i] == '\n') {
-			return errRequestLine // HTTP/0.9 style, no version
-		}
-		return errTarget
-	}
-	r.target = span{uint16(ts), uint16(i)}
-	if i-ts > lim.uri {
-		return errURITooLong
-	}
-	i++
-	if len(b)-i < 8 || string(b[i:i+5]) != "HTTP/" || b[i+6] != '.' {
-		return errRequestLine
-	}
-	major, minor := b[i+5], b[i+7]
-	if major < '0' || major > '9' || minor < '0' || minor > '9' {
-		return errRequestLine
-	}
-	r.proto = span{uint16(i), uint16(i + 8)}
-	if major != '1' {
-		return errVersion
-	}
-	r.minor = 1
-	if minor == '0' {
-		r.minor = 0
-	}
-	if i = lineEnd(b, i+8); i < 0 {
-		return errRequestLine
-	}
-
+	r.method, r.target, r.proto, r.minor = rl.method, rl.target, rl.proto, rl.minor
 	fields, nf, n, err := parseFields(b, i, r.fields, lim.fields)
 	r.fields = fields
 	if err != nil {
@@ -384,6 +337,70 @@ func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 	}
 	r.nf = nf
 	return r.semantics()
+}
+
+// requestLine is where the parts of a request line are in the head.
+type requestLine struct {
+	method, target, proto span
+	minor                 uint8 // of HTTP/1.minor
+}
+
+// parseRequestLine parses the request line at the start of b (RFC 9112
+// §3: method SP request-target SP HTTP-version), and returns it and the
+// index after its line end. b may be the whole head, or only as much of
+// it as has come, down to the line's end.
+func parseRequestLine(b []byte, lim *headLimits) (rl requestLine, _ int, _ *statusError) {
+	i := 0
+	for i < len(b) && isToken[b[i]] {
+		i++
+	}
+	if i == 0 || i >= len(b) || b[i] != ' ' {
+		return rl, 0, errRequestLine
+	}
+	rl.method = span{0, uint16(i)}
+	i++
+	ts := i
+	for i < len(b) && isTargetByte[b[i]] {
+		if b[i] == '%' {
+			// pct-encoded = "%" HEXDIG HEXDIG (RFC 3986): a stray '%' is
+			// refused rather than left to each endpoint to read its own way.
+			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+				return rl, 0, errTarget
+			}
+			i += 2
+		}
+		i++
+	}
+	if i == ts || i >= len(b) || b[i] != ' ' {
+		if i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+			return rl, 0, errRequestLine // HTTP/0.9 style, no version
+		}
+		return rl, 0, errTarget
+	}
+	rl.target = span{uint16(ts), uint16(i)}
+	if i-ts > lim.uri {
+		return rl, 0, errURITooLong
+	}
+	i++
+	if len(b)-i < 8 || string(b[i:i+5]) != "HTTP/" || b[i+6] != '.' {
+		return rl, 0, errRequestLine
+	}
+	major, minor := b[i+5], b[i+7]
+	if major < '0' || major > '9' || minor < '0' || minor > '9' {
+		return rl, 0, errRequestLine
+	}
+	rl.proto = span{uint16(i), uint16(i + 8)}
+	if major != '1' {
+		return rl, 0, errVersion
+	}
+	rl.minor = 1
+	if minor == '0' {
+		rl.minor = 0
+	}
+	if i = lineEnd(b, i+8); i < 0 {
+		return rl, 0, errRequestLine
+	}
+	return rl, i, nil
 }
 
 // semantics checks the fields together and derives framing and connection
