@@ -59,6 +59,9 @@ func CompileRegex(expr string, ignoreCase bool) (*regexp.Regexp, error) {
 	if err == nil {
 		return re, nil
 	}
+	if _, own := regexp.Compile(expr); own != nil {
+		err = own // quoting the expression as written, without (?i)
+	}
 	msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
 	hint := ""
 	if strings.Contains(msg, "invalid or unsupported Perl syntax") || strings.Contains(msg, "invalid escape sequence") {

@@ -113,7 +113,7 @@ func TestValidateRules(t *testing.T) {
 				"listeners[0].rules[1].respond.status: must be between 200 and 599",
 				"listeners[0].rules[2].respond.body: a 304 response has no body",
 				"listeners[0].rules[3].redirect.scheme: must be one of http https",
-				"listeners[0].rules[3].redirect.code: must be one of 0 301 302 303 307 308",
+				"listeners[0].rules[3].redirect.code: must be one of 301 302 303 307 308, or left out",
 				"listeners[0].rules[4].redirect: redirects to the very URL asked for: set scheme, host, port, path or prefix",
 				"listeners[0].rules[5].redirect.prefix: a redirect replaces the path or puts a prefix before it, not both",
 				`listeners[0].rules[6].redirect.host: "example.com:80" must be a DNS name or an IP address, without port (use port)`,
@@ -206,7 +206,7 @@ func TestValidateRules(t *testing.T) {
 				`{match: {sni: {}}, route: static}`,
 			},
 			want: []string{
-				"listeners[0].rules[0].match.sni.regex[0]: \"(\" is not a valid regular expression (Go RE2 syntax): missing closing ): `(?i)(`",
+				"listeners[0].rules[0].match.sni.regex[0]: \"(\" is not a valid regular expression (Go RE2 syntax): missing closing ): `(`",
 				`listeners[0].rules[1].match.sni.domain[0]: "*.example.com" is not a DNS name ("example.com" holds for every subdomain, and for example.com itself)`,
 				`listeners[0].rules[1].match.sni.domain[1]: "a b" is not a DNS name`,
 				"listeners[0].rules[2].match.sni: has no pattern: give it exact, prefix, suffix, contains, regex or domain",

@@ -821,6 +821,12 @@ func humanize(reason string, fd protoreflect.FieldDescriptor, cause error) strin
 		return "must not be one of " + m[1]
 	}
 	if m := reInList.FindStringSubmatch(reason); m != nil {
+		list := strings.Fields(m[1])
+		if fd != nil && !fd.HasPresence() && len(list) > 1 && list[0] == "0" {
+			// 0 is the field left out, which takes its default: not a
+			// value to write.
+			return "must be one of " + strings.Join(list[1:], " ") + ", or left out"
+		}
 		return "must be one of " + m[1]
 	}
 	switch reason {
