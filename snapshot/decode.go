@@ -16,8 +16,10 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/envoyproxy/protoc-gen-validate/validate"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -618,6 +620,11 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 	}
 	text := strings.ReplaceAll(n.Value, "_", "")
 	outOfRange := func() (protoreflect.Value, bool) {
+		if r, ok := ruleRange(fd); ok {
+			// The range the field takes, not the one of its type.
+			d.fail(path, n, "%s is out of range: must be %s", truncate(n.Value), r)
+			return z, false
+		}
 		d.fail(path, n, "%s is out of range for %s (%s to %s)", truncate(n.Value), fd.Kind(), lo, hi)
 		return z, false
 	}
@@ -714,4 +721,31 @@ func expected(fd protoreflect.FieldDescriptor) string {
 		return "a mapping"
 	}
 	return "an integer"
+}
+
+// ruleRange is the range of values the validation rules of integer field
+// fd allow, as text ("0 to 256"), when they bound it above; ok is false
+// without such a bound.
+func ruleRange(fd protoreflect.FieldDescriptor) (_ string, ok bool) {
+	rules, _ := proto.GetExtension(fd.Options(), validate.E_Rules).(*validate.FieldRules)
+	var min, max string
+	var empty bool // 0 is allowed too: the field left out
+	switch {
+	case rules.GetUint32().Lte != nil:
+		r := rules.GetUint32()
+		min, max, empty = strconv.FormatUint(uint64(r.GetGte()), 10), strconv.FormatUint(uint64(r.GetLte()), 10), r.GetIgnoreEmpty()
+	case rules.GetUint64().Lte != nil:
+		r := rules.GetUint64()
+		min, max, empty = strconv.FormatUint(r.GetGte(), 10), strconv.FormatUint(r.GetLte(), 10), r.GetIgnoreEmpty()
+	case rules.GetInt32().Lte != nil:
+		r := rules.GetInt32()
+		min, max, empty = strconv.FormatInt(int64(r.GetGte()), 10), strconv.FormatInt(int64(r.GetLte()), 10), r.GetIgnoreEmpty()
+	default:
+		return "", false
+	}
+	text := min + " to " + max
+	if empty && min != "0" {
+		text += ", or left out"
+	}
+	return text, true
 }

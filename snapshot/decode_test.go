@@ -109,17 +109,17 @@ func TestParseFaults(t *testing.T) {
 		{
 			name: "uint32 overflow",
 			in:   "clusters:\n  - name: web\n    endpoints:\n      - { name: a, address: 10.0.0.1:80, weight: 4294967296 }\n",
-			want: []string{"clusters[0].endpoints[0].weight: 4294967296 is out of range for uint32 (0 to 4294967295) (line 4)"},
+			want: []string{"clusters[0].endpoints[0].weight: 4294967296 is out of range: must be 0 to 256 (line 4)"},
 		},
 		{
 			name: "huge integer",
 			in:   "clusters:\n  - name: web\n    health_check: { rise: 99999999999999999999999 }\n",
-			want: []string{"clusters[0].health_check.rise: 99999999999999999999999 is out of range for uint32 (0 to 4294967295) (line 3)"},
+			want: []string{"clusters[0].health_check.rise: 99999999999999999999999 is out of range: must be 1 to 100 (line 3)"},
 		},
 		{
 			name: "negative unsigned",
 			in:   "clusters:\n  - name: web\n    health_check: { fall: -1 }\n",
-			want: []string{"clusters[0].health_check.fall: -1 is out of range for uint32 (0 to 4294967295) (line 3)"},
+			want: []string{"clusters[0].health_check.fall: -1 is out of range: must be 1 to 100 (line 3)"},
 		},
 		{
 			name: "unknown enum value",

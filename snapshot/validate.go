@@ -526,6 +526,9 @@ func (a bindAddr) overlaps(b bindAddr) bool {
 // message. Listener hosts must be an IP address, "localhost" or empty;
 // endpoint hosts an IP address or a DNS name.
 func parseAddress(addr string, listener bool) (bindAddr, string) {
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		return bindAddr{}, fmt.Sprintf("must be host:port, not a URL: write %q without %s://", strings.TrimRight(rest, "/"), scheme)
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		var ae *net.AddrError
