@@ -25,8 +25,10 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/dataplane/stats"
+	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -186,10 +188,17 @@ const (
 // dialControlPlane returns a connection to one control plane; it connects
 // when first used.
 func dialControlPlane(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	// gRPC redials on its own backoff, up to 120s by default, and fails
+	// the streams' calls at once meanwhile: held to the streams' own
+	// ceiling, a node is back within seconds of its control plane's
+	// restart, however long it was away.
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = reconnect.DefaultMax
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotSize)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cpKeepaliveTime, Timeout: cpKeepaliveTimeout}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 20 * time.Second}),
 	)
 }
 

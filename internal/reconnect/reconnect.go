@@ -18,10 +18,15 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Default bounds of the wait between two streams.
+// Default bounds of the wait between two streams. The ceiling is what a
+// node may take to come back after its control plane restarts: at 15s a
+// 5s restart left nodes away 15s more, and a `--wait` right after the
+// restart found none of them. 10k nodes retrying at most every 5s dial
+// about 4k times a second, which a control plane that is down refuses
+// cheaply.
 const (
 	DefaultMin = 200 * time.Millisecond
-	DefaultMax = 15 * time.Second
+	DefaultMax = 5 * time.Second
 )
 
 // Loop runs stream again and again until ctx ends, or until it finds
