@@ -577,17 +577,21 @@ Prints "applied version M" and one line per changed resource, or
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("diff", "diff -f FILE|DIR [--group NAME] [-o text|json]", `
+	fs := c.flags("diff", "diff -f FILE|DIR [--group NAME [--selector SEL]] [-o text|json]", `
 Show what "apply -f FILE|DIR" would change, one line per resource
 ("+ cluster api", "~ cluster web: endpoint web2 weight 1 -> 3", "- listener
 db"), or "no changes". The control plane validates the snapshot (a dry-run
 apply); nothing is stored. Faults are printed as for apply, with exit status 1.
+With --selector it shows what apply with the same --selector would do: create
+the group, or change its selector, and which connected nodes move.
 
 -o json prints the version the apply would create, whether it changes
 anything, and resource_changes: one {op, kind, name, fields} per resource,
 op being "added", "removed" or "changed".`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
 	group := groupFlag(fs)
+	var sel optionalString
+	fs.Var(&sel, "selector", "as apply --selector: create the group with, or change its selector to, label selector `SEL`")
 	o := outputFlag(fs, "text", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -595,7 +599,7 @@ op being "added", "removed" or "changed".`)
 	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
 		return st
 	}
-	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group})
+	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group, Selector: sel.get()})
 	if resp == nil {
 		return st
 	}

@@ -142,3 +142,23 @@ func TestBadGroupName(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffOfANewGroup: diff takes --selector as apply does, so a new
+// group can be previewed; the group is not created.
+func TestDiffOfANewGroup(t *testing.T) {
+	addr := startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: %s", stderr)
+	}
+	code, _, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "--group", "edge")
+	if code != 1 || !strings.Contains(stderr, `group "edge" does not exist`) || !strings.Contains(stderr, "give a selector to create it") {
+		t.Fatalf("diff for a missing group: exit %d, %q", code, stderr)
+	}
+	code, stdout, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "--group", "edge", "--selector", "role=edge")
+	if code != 0 || !strings.Contains(stdout, `+ group edge: selector "role=edge"`) || !strings.Contains(stdout, "+ cluster web") {
+		t.Fatalf("diff --selector: exit %d\nstdout %q\nstderr %q\nwant the group and its resources added", code, stdout, stderr)
+	}
+	if code, _, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "--group", "edge"); code != 1 || !strings.Contains(stderr, `group "edge" does not exist`) {
+		t.Errorf("after diff --selector the group exists: exit %d, %q", code, stderr)
+	}
+}
