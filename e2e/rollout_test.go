@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -116,6 +117,15 @@ listeners:
 	stdout, _, _ = ctl(t, c.addr, "rollout", "status")
 	if !strings.Contains(stdout, "group default: rollout of version 4, halted: "+m[0]) || !strings.Contains(stdout, "a-canary  connected  3") {
 		t.Errorf("rollout status after the halt:\n%s", stdout)
+	}
+	// Scripts read the window's figures of the halt, as its reason says them.
+	stdout, _, _ = ctl(t, c.addr, "rollout", "status", "-o", "json")
+	var halted struct {
+		Requests  string  `json:"requests"`
+		ErrorRate float64 `json:"error_rate"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &halted); err != nil || halted.Requests != m[2] || halted.ErrorRate <= 0.05 {
+		t.Errorf("rollout status -o json after the halt: requests %q, error_rate %v (%v); want %s requests, a rate above 5%%:\n%s", halted.Requests, halted.ErrorRate, err, m[2], stdout)
 	}
 	if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 3)); code != 1 || !strings.Contains(stderr, "group default has a rollout of version 4 (halted); finish it, or end it with \"sluicectl rollout abort\", first") {
 		t.Errorf("apply during a halted rollout: exit %d, %s", code, stderr)

@@ -297,6 +297,8 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 		group, halt string
 		promote     bool
 		version     uint64
+		requests    uint64 // the window's, when it halts
+		rate        float64
 	}
 	var todo []outcome
 	for _, g := range cur.Config.GetGroups() {
@@ -319,7 +321,7 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 			w.phase = "the canaries passed; waiting for an endpoint edit of the group to reach the rollout's snapshot (if this lasts, make the edit again)"
 		}
 		if halt != "" || (o && mayPromote) {
-			todo = append(todo, outcome{group: g.GetName(), halt: halt, promote: o, version: r.GetVersion()})
+			todo = append(todo, outcome{group: g.GetName(), halt: halt, promote: o, version: r.GetVersion(), requests: w.requests, rate: w.rate})
 		}
 	}
 	for name := range s.rollouts.byGroup {
@@ -331,7 +333,7 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 
 	for _, o := range todo {
 		if o.halt != "" {
-			_, err = s.haltRollout(ctx, o.group, o.version, o.halt)
+			_, err = s.haltRollout(ctx, o.group, o.version, o.halt, o.requests, o.rate)
 		} else {
 			_, err = s.promoteRollout(ctx, o.group, o.version)
 		}
@@ -543,8 +545,9 @@ func (s *Server) promoteRollout(ctx context.Context, group string, version uint6
 }
 
 // haltRollout sends the canaries back to the group's snapshot and keeps
-// the rollout, halted, saying why.
-func (s *Server) haltRollout(ctx context.Context, group string, version uint64, reason string) (*sluicev1.ApplyResponse, error) {
+// the rollout, halted, saying why and what the canaries served in the
+// window.
+func (s *Server) haltRollout(ctx context.Context, group string, version uint64, reason string, requests uint64, rate float64) (*sluicev1.ApplyResponse, error) {
 	s.log.Warn("rollout halted", "group", group, "version", version, "reason", reason)
 	return s.put(ctx, write{
 		op: "halt rollout", done: "rollout halted", group: group, author: "rollout",
@@ -555,6 +558,7 @@ func (s *Server) haltRollout(ctx context.Context, group string, version uint64, 
 				return nil, status.Errorf(codes.Aborted, "the rollout of group %s changed meanwhile", group)
 			}
 			r.State, r.Reason = sluicev1.RolloutState_ROLLOUT_STATE_HALTED, reason
+			r.HaltedRequests, r.HaltedErrorRate = requests, rate
 			return []snapshot.Change{{Op: '~', Kind: "rollout", Name: group, Fields: []string{"halted, canaries back on version " + fmt.Sprint(g.GetVersion()) + ": " + reason}}}, nil
 		},
 	})
@@ -598,6 +602,7 @@ func (s *Server) rolloutStatus(g *sluicev1.Group) *sluicev1.RolloutStatus {
 	switch r.GetState() {
 	case sluicev1.RolloutState_ROLLOUT_STATE_HALTED:
 		st.Phase = "halted: " + r.GetReason()
+		st.Requests, st.ErrorRate = r.GetHaltedRequests(), r.GetHaltedErrorRate()
 	default:
 		st.Phase = "starting"
 		if w, ok := s.rollouts.get(g.GetName()); ok && w.version == r.GetVersion() {
@@ -618,6 +623,7 @@ func (s *Server) ResumeRollout(ctx context.Context, req *sluicev1.RolloutRequest
 		// (a NACK, say) do not count for this attempt.
 		ch := []snapshot.Change{{Op: '~', Kind: "rollout", Name: g.GetName(), Fields: []string{fmt.Sprintf("version %d resumed on its canaries as version %d", r.GetVersion(), next)}}}
 		r.Version, r.State, r.Reason, r.Started = next, sluicev1.RolloutState_ROLLOUT_STATE_CANARY, "", timestamppb.Now()
+		r.HaltedRequests, r.HaltedErrorRate = 0, 0
 		return ch, nil
 	})
 }

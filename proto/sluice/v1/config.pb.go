@@ -310,9 +310,14 @@ type Rollout struct {
 	// Changes are the diff from the group's snapshot.
 	Changes []string `protobuf:"bytes,11,rep,name=changes,proto3" json:"changes,omitempty"`
 	// MinRequests is the canary's min_requests (0: none asked).
-	MinRequests   uint64 `protobuf:"varint,12,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MinRequests uint64 `protobuf:"varint,12,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
+	// HaltedRequests and HaltedErrorRate are the canaries' traffic over the
+	// window when the rollout halted (0 when it halted before the window
+	// began: a refusal, say).
+	HaltedRequests  uint64  `protobuf:"varint,13,opt,name=halted_requests,json=haltedRequests,proto3" json:"halted_requests,omitempty"`
+	HaltedErrorRate float64 `protobuf:"fixed64,14,opt,name=halted_error_rate,json=haltedErrorRate,proto3" json:"halted_error_rate,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Rollout) Reset() {
@@ -425,6 +430,20 @@ func (x *Rollout) GetChanges() []string {
 func (x *Rollout) GetMinRequests() uint64 {
 	if x != nil {
 		return x.MinRequests
+	}
+	return 0
+}
+
+func (x *Rollout) GetHaltedRequests() uint64 {
+	if x != nil {
+		return x.HaltedRequests
+	}
+	return 0
+}
+
+func (x *Rollout) GetHaltedErrorRate() float64 {
+	if x != nil {
+		return x.HaltedErrorRate
 	}
 	return 0
 }
@@ -2389,9 +2408,8 @@ type RolloutStatus struct {
 	// Canaries tell, per canary node, what it runs.
 	Canaries []*NodeStatus `protobuf:"bytes,3,rep,name=canaries,proto3" json:"canaries,omitempty"`
 	// Requests and ErrorRate are the canaries' traffic over the window so far,
-	// while the canary phase runs: 0 before every canary applied the version
-	// and once the rollout halted (its reason says what the canaries
-	// answered then).
+	// while the canary phase runs (0 before every canary applied the
+	// version), and over the window when it halted once it has.
 	Requests  uint64  `protobuf:"varint,4,opt,name=requests,proto3" json:"requests,omitempty"`
 	ErrorRate float64 `protobuf:"fixed64,5,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
 	// Phase says in words what the rollout waits for, e.g. "waiting for 1 of
@@ -2505,7 +2523,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05nodes\x18\x02 \x01(\rR\x05nodes\x12A\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\x06window\x12=\n" +
 	"\x0emax_error_rate\x18\x04 \x01(\x01B\x17\xfaB\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\x12!\n" +
-	"\fmin_requests\x18\x05 \x01(\x04R\vminRequests\"\xb5\x03\n" +
+	"\fmin_requests\x18\x05 \x01(\x04R\vminRequests\"\x8a\x04\n" +
 	"\aRollout\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x1a\n" +
@@ -2519,7 +2537,9 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\acomment\x18\n" +
 	" \x01(\tR\acomment\x12\x18\n" +
 	"\achanges\x18\v \x03(\tR\achanges\x12!\n" +
-	"\fmin_requests\x18\f \x01(\x04R\vminRequests\"\xa0\x03\n" +
+	"\fmin_requests\x18\f \x01(\x04R\vminRequests\x12'\n" +
+	"\x0fhalted_requests\x18\r \x01(\x04R\x0ehaltedRequests\x12*\n" +
+	"\x11halted_error_rate\x18\x0e \x01(\x01R\x0fhaltedErrorRate\"\xa0\x03\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +

@@ -536,6 +536,10 @@ func (m *Rollout) validate(all bool) error {
 
 	// no validation rules for MinRequests
 
+	// no validation rules for HaltedRequests
+
+	// no validation rules for HaltedErrorRate
+
 	if len(errors) > 0 {
 		return RolloutMultiError(errors)
 	}
