@@ -32,22 +32,14 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	src := &Source{}
 	if !fi.IsDir() {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, nil, err
 		}
-		s, root, err := parse(data, path)
-		if err != nil {
-			return nil, nil, err
-		}
-		if root == nil {
-			return nil, nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
-		}
-		src.add(path, root, indexes(len(s.GetClusters())), indexes(len(s.GetListeners())))
-		return s, src, nil
+		return ParseFile(data, path)
 	}
+	src := &Source{}
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, nil, err
@@ -119,6 +111,21 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		return nil, nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
 	return merged, src, nil
+}
+
+// ParseFile is [LoadSource] of one file's data, read elsewhere (from
+// standard input, say); name names it in faults.
+func ParseFile(data []byte, name string) (*sluicev1.Snapshot, *Source, error) {
+	s, root, err := parse(data, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if root == nil {
+		return nil, nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+	}
+	src := &Source{}
+	src.add(name, root, indexes(len(s.GetClusters())), indexes(len(s.GetListeners())))
+	return s, src, nil
 }
 
 // indexes returns 0, 1, ..., n-1.

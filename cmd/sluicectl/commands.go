@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"regexp"
@@ -32,13 +33,37 @@ import (
 // load reads -f and prints its faults. ok is false when the snapshot could
 // not be read; the status is then 1.
 func (c *cli) load(cmd, path string) (*sluicev1.Snapshot, bool) {
-	s, src, err := snapshot.LoadSource(path)
+	var (
+		s   *sluicev1.Snapshot
+		src *snapshot.Source
+		err error
+	)
+	if path == "-" {
+		// A snapshot made by a pipe: envsubst < tmpl.yaml | sluicectl apply -f -
+		var data []byte
+		if data, err = io.ReadAll(c.stdin); err == nil {
+			s, src, err = snapshot.ParseFile(data, stdinName)
+		}
+	} else {
+		s, src, err = snapshot.LoadSource(path)
+	}
 	if err != nil {
 		c.printFaults(cmd, path, err)
 		return nil, false
 	}
 	c.source = src
 	return s, true
+}
+
+// stdinName names standard input (-f -) in faults and warnings.
+const stdinName = "stdin"
+
+// fileName is how faults and warnings name the -f argument path.
+func fileName(path string) string {
+	if path == "-" {
+		return stdinName
+	}
+	return path
 }
 
 // placed is fault f of the snapshot the command read, its path as the
@@ -71,7 +96,7 @@ func (c *cli) printFaults(cmd, path string, err error) {
 	if len(faults) == 1 {
 		noun = "fault"
 	}
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, path, len(faults), noun)
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, fileName(path), len(faults), noun)
 	for _, f := range faults {
 		fmt.Fprintln(c.stderr, c.placed(f).Error())
 	}
@@ -85,7 +110,7 @@ func (c *cli) printWarnings(cmd, path string, s *sluicev1.Snapshot) {
 	if len(warns) == 0 {
 		return
 	}
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, path, count(len(warns), "warning"))
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, fileName(path), count(len(warns), "warning"))
 	for _, w := range warns {
 		fmt.Fprintln(c.stderr, c.placed(w).Error())
 	}
@@ -106,7 +131,7 @@ Prints "ok: N clusters, M listeners", or every fault as
 "path: message (file:line)" on stderr and exits 1. Settings that can have no effect where they are (a
 request hash key on a cluster only TCP listeners use, say) are printed as
 warnings on stderr, as apply and diff print them; they refuse nothing.`)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
@@ -179,7 +204,7 @@ Prints "applied version N" and one line per changed resource, or
 "unchanged (version N)": also when the snapshot only writes out defaults
 (weight: 1, connect_timeout: 5s) that the stored one leaves out, or the
 other way round, which nodes would run the same.`+ifVersionAbout)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	w := addWriteFlags(fs, "")
 	var sel optionalString
 	fs.Var(&sel, "selector", "create the group with, or change its selector to, label selector `SEL`")
@@ -588,7 +613,7 @@ the group, or change its selector, and which connected nodes move.
 -o json prints the version the apply would create, whether it changes
 anything, and resource_changes: one {op, kind, name, fields} per resource,
 op being "added", "removed" or "changed".`)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR` (required)")
+	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	group := groupFlag(fs)
 	var sel optionalString
 	fs.Var(&sel, "selector", "as apply --selector: create the group with, or change its selector to, label selector `SEL`")

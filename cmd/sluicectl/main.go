@@ -47,7 +47,7 @@ const maxMsgSize = 256 << 20
 func main() {
 	// SIGTERM too, so that top leaves the terminal as it found it.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -68,6 +68,7 @@ type cli struct {
 	// source says where the snapshot the command read was written, to
 	// place its faults; nil before one is read.
 	source *snapshot.Source
+	stdin  io.Reader // what -f - reads
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -133,8 +134,8 @@ refused the version or the rollout halted, 3 --wait-timeout passed first.
 
 // run is sluicectl with its arguments (without the program name); it returns
 // the exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr}
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("sluicectl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	cpDefault := os.Getenv("SLUICE_CP")

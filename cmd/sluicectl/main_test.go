@@ -203,13 +203,19 @@ func startCP(t *testing.T, f sluicev1.ConfigServiceServer) string {
 // output.
 func sluicectl(t *testing.T, addr string, args ...string) (int, string, string) {
 	t.Helper()
+	return sluicectlStdin(t, addr, "", args...)
+}
+
+// sluicectlStdin is sluicectl with stdin on its standard input.
+func sluicectlStdin(t *testing.T, addr, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	if addr != "" {
 		args = append([]string{"--cp", addr}, args...)
 	}
-	code := run(ctx, args, &stdout, &stderr)
+	code := run(ctx, args, strings.NewReader(stdin), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -415,6 +421,28 @@ listeners:
 		if code != 0 || !strings.Contains(stdout, "- cluster web") || stderr != wantErr {
 			t.Errorf("%s of a snapshot with a warning: status %d\nstdout %q\nstderr %q\nwant 0, the changes, and stderr %q", cmd, code, stdout, stderr, wantErr)
 		}
+	}
+}
+
+// TestSnapshotFromStdin: -f - reads the snapshot from standard input, as
+// a pipe makes it; faults name it stdin.
+func TestSnapshotFromStdin(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	body, err := os.ReadFile(quickstart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := sluicectlStdin(t, addr, string(body), "apply", "-f", "-"); code != 0 || !strings.HasPrefix(stdout, "applied version 1\n") {
+		t.Fatalf("apply -f -: status %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if want, _ := snapshot.Load(quickstart); !proto.Equal(cp.applies[0].GetSnapshot(), want) {
+		t.Errorf("apply -f - sent a different snapshot than its input")
+	}
+	bad := strings.Replace(string(body), "weight: 1 }", "weight: 300 }", 1)
+	code, stdout, stderr := sluicectlStdin(t, "", bad, "validate", "-f", "-")
+	if want := "sluicectl validate: stdin: 1 fault:\nclusters[0].endpoints[1].weight: must be <= 256 (stdin:16)\n"; code != 1 || stdout != "" || stderr != want {
+		t.Errorf("validate -f - of a bad snapshot: status %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
 	}
 }
 

@@ -70,7 +70,7 @@ func TestTopRatesDoNotWaitAnInterval(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"--cp", addr, "top", "--interval", "30s"}, &stdout, &stderr)
+	code := run(ctx, []string{"--cp", addr, "top", "--interval", "30s"}, strings.NewReader(""), &stdout, &stderr)
 	out := stdout.String()
 	first, second, ok := strings.Cut(out, "sluicectl top ·")
 	if ok {
