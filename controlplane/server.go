@@ -15,6 +15,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -142,6 +143,10 @@ type Options struct {
 	// ConnsRing is how many connection records are kept for ListConns.
 	// 0: stats.DefaultRingSize.
 	ConnsRing int
+	// ForgetNodesAfter is how long a disconnected node stays listed (nodes,
+	// stats, the dashboard) before it is forgotten. 0:
+	// DefaultForgetNodesAfter; negative: never.
+	ForgetNodesAfter time.Duration
 	// HistorySeries bounds the series of per-second history kept for the
 	// dashboard (see package history). 0: history.DefaultMaxSeries.
 	HistorySeries int
@@ -602,6 +607,9 @@ func (s *Server) serve(ctx context.Context) error {
 	if p, ok := s.store.(pruner); ok {
 		wg.Go(func() { s.Elector("prune").Run(ctx, func(ctx context.Context) { s.prune(ctx, p) }) })
 	}
+	if s.opts.ForgetNodesAfter >= 0 {
+		wg.Go(func() { s.forgetNodes(ctx) })
+	}
 	attrs := []any{"grpc", s.Addr().String()}
 	if s.http != nil {
 		attrs = append(attrs, "http", s.HTTPAddr().String())
@@ -621,6 +629,32 @@ func (s *Server) serve(ctx context.Context) error {
 		fail = err
 	}
 	return fail
+}
+
+// DefaultForgetNodesAfter is how long a disconnected node stays listed,
+// by default: a day, to see in the morning which node went away overnight,
+// while a fleet whose nodes come and go under new ids does not list every
+// node it ever had.
+const DefaultForgetNodesAfter = 24 * time.Hour
+
+// forgetNodes forgets, until ctx ends, the nodes disconnected for longer
+// than Options.ForgetNodesAfter (each replica those it served): their
+// entries, their records on etcd and their last endpoint views.
+func (s *Server) forgetNodes(ctx context.Context) {
+	after := cmp.Or(s.opts.ForgetNodesAfter, DefaultForgetNodesAfter)
+	t := time.NewTicker(min(after/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if gone := s.fleet.Forget(time.Now().Add(-after)); len(gone) > 0 {
+			s.stats.Views().Drop(gone...)
+			s.log.Info("forgot nodes disconnected for longer than --forget-nodes-after", "nodes", gone, "after", after)
+		}
+	}
 }
 
 // wait waits for the work of serve to end. With etcd, that work says

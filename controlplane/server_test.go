@@ -51,7 +51,14 @@ type testCP struct {
 
 func startCP(t *testing.T, dir string) *testCP {
 	t.Helper()
-	cp, err := New(Options{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", DataDir: dir})
+	return startCPWith(t, Options{DataDir: dir})
+}
+
+// startCPWith is startCP with opts, on loopback addresses of its own.
+func startCPWith(t *testing.T, opts Options) *testCP {
+	t.Helper()
+	opts.Listen, opts.HTTP = "127.0.0.1:0", "127.0.0.1:0"
+	cp, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -784,6 +791,54 @@ func TestGetStats(t *testing.T) {
 	cp.waitNode(ctx, t, "edge-1", "disconnected", func(s *sluicev1.NodeStatus) bool { return !s.GetConnected() })
 	if got, want := show(&sluicev1.GetStatsRequest{NodeId: "edge-1"}), []string{"edge-1(false) web/web1 DOWN", "edge-1(false) db/db1 UP"}; !slices.Equal(got, want) {
 		t.Errorf("GetStats of a gone node = %v, want %v", got, want)
+	}
+}
+
+// TestDisconnectedNodesForgotten: a node disconnected for longer than
+// ForgetNodesAfter is no longer listed, nor are its stats; a connected
+// one stays, however long ago it connected.
+func TestDisconnectedNodesForgotten(t *testing.T) {
+	ctx := testContext(t)
+	cp := startCPWith(t, Options{DataDir: t.TempDir(), ForgetNodesAfter: 400 * time.Millisecond})
+	gone := cp.connect(ctx, t, "gone-1", "")
+	cp.connect(ctx, t, "stays-1", "")
+	cp.waitNode(ctx, t, "stays-1", "connected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
+	st, err := sluicev1.NewStatsServiceClient(cp.conn).Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send(&sluicev1.StatsReport{NodeId: "gone-1", Endpoints: &sluicev1.EndpointReport{Endpoints: []*sluicev1.EndpointStats{{Cluster: "web", Endpoint: "web1"}}}})
+	if _, err := st.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	gone.cancel()
+	cp.waitNode(ctx, t, "gone-1", "disconnected", func(s *sluicev1.NodeStatus) bool { return !s.GetConnected() })
+	if resp, err := cp.config.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "gone-1"}); err != nil || len(resp.GetNodes()) != 1 {
+		t.Fatalf("stats of the node just gone: %v, %v; want its last view", resp, err)
+	}
+	deadline := time.Now().Add(defaultTestTimeout)
+	for {
+		resp, err := cp.config.ListNodes(ctx, &sluicev1.ListNodesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, n := range resp.GetNodes() {
+			ids = append(ids, n.GetId())
+		}
+		if slices.Equal(ids, []string{"stays-1"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes listed %v long after gone-1 left; want stays-1 only", ids)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cp.config.GetStats(ctx, &sluicev1.GetStatsRequest{NodeId: "gone-1"}); status.Code(err) != codes.NotFound {
+		t.Errorf("stats of a forgotten node: %v, want NotFound (a node the fleet does not know)", err)
+	}
+	if got := cp.stats.Views().List("gone-1", ""); len(got) != 0 {
+		t.Errorf("the forgotten node's view is kept: %v", got)
 	}
 }
 

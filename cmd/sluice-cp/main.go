@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/stats"
@@ -95,6 +96,7 @@ func run(args []string) int {
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
+		forget    = fs.Duration("forget-nodes-after", controlplane.DefaultForgetNodesAfter, "forget a node disconnected for this `DURATION` (nodes, stats, the dashboard); 0 never")
 		security  = addSecurityFlags(fs)
 		printVer  = fs.Bool("version", false, "print the version and exit")
 	)
@@ -117,6 +119,10 @@ func run(args []string) int {
 			return 2
 		}
 		endpoints = append(endpoints, e)
+	}
+	if *forget < 0 {
+		log.Error("--forget-nodes-after must not be negative; 0 keeps disconnected nodes listed", "forget-nodes-after", *forget)
+		return 2
 	}
 	if *etcd != "" && len(endpoints) == 0 {
 		log.Error("--etcd names no endpoint", "etcd", *etcd)
@@ -163,20 +169,21 @@ func run(args []string) int {
 	}
 	defer closeAudit()
 	cp, err := controlplane.New(controlplane.Options{
-		Listen:       *listen,
-		HTTP:         *httpAddr,
-		DataDir:      *dataDir,
-		Etcd:         endpoints,
-		EtcdPrefix:   *etcdPfx,
-		EtcdTLS:      etcdTLS,
-		EtcdUser:     *etcdUser,
-		EtcdPassword: etcdPassword,
-		Replica:      *replica,
-		ConnsRing:    *connsRing,
-		KeepVersions: *keep,
-		Insecure:     *insecure,
-		Security:     guard,
-		Logger:       log,
+		Listen:           *listen,
+		HTTP:             *httpAddr,
+		DataDir:          *dataDir,
+		Etcd:             endpoints,
+		EtcdPrefix:       *etcdPfx,
+		EtcdTLS:          etcdTLS,
+		EtcdUser:         *etcdUser,
+		EtcdPassword:     etcdPassword,
+		Replica:          *replica,
+		ConnsRing:        *connsRing,
+		ForgetNodesAfter: forgetAfter(*forget),
+		KeepVersions:     *keep,
+		Insecure:         *insecure,
+		Security:         guard,
+		Logger:           log,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -282,4 +289,13 @@ func etcdTLSConfig(endpoints []string, caFile, certFile, keyFile string) (*tls.C
 	}
 	cfg.RootCAs = roots
 	return cfg, nil
+}
+
+// forgetAfter is Options.ForgetNodesAfter for --forget-nodes-after d:
+// the flag's 0 is the option's never.
+func forgetAfter(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -808,7 +808,8 @@ one that group's nodes outside the canary run.`)
 
 func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("nodes", "nodes [-o table|json]", `
-List the dataplane nodes that are or were connected: id, labels, the node
+List the dataplane nodes that are or were connected (a disconnected one
+until sluice-cp --forget-nodes-after, 24h, passed): id, labels, the node
 group its labels put it in, state (connected; draining: it began to shut
 down, accepts no new connections and finishes what it has; disconnected), the
 version it applied (ACKed), the version last sent to it, and its last refusal

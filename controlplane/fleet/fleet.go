@@ -22,8 +22,8 @@ import (
 )
 
 // Registry holds one entry per node id. Entries outlive their streams: a
-// disconnected node stays listed with connected false until the control plane
-// restarts.
+// disconnected node stays listed with connected false until Forget drops
+// it, or the control plane restarts.
 type Registry struct {
 	now func() time.Time
 
@@ -226,6 +226,25 @@ func (r *Registry) uncount(e *entry) {
 			delete(r.applied, e.acked)
 		}
 	}
+}
+
+// Forget drops the nodes that are disconnected and were last seen before
+// before, and returns their ids: a fleet whose nodes come and go (an
+// autoscaled one, whose new nodes take new ids) would otherwise list
+// every node it ever had.
+func (r *Registry) Forget(before time.Time) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []string
+	for id, e := range r.nodes {
+		if !e.connected && e.lastSeen.Before(before) {
+			delete(r.nodes, id)
+			gone = append(gone, id)
+			r.notify(id)
+		}
+	}
+	slices.Sort(gone)
+	return gone
 }
 
 // Seen records that the node sent something (a stale ACK, say) without

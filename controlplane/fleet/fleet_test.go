@@ -357,3 +357,35 @@ func TestDrainingOfAnotherInstance(t *testing.T) {
 		t.Error("Draining(n1, new) = false, want true")
 	}
 }
+
+// TestForget: only the nodes disconnected and last seen before the time
+// are forgotten, and each is told to the observer.
+func TestForget(t *testing.T) {
+	r := NewRegistry()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	var told []string
+	r.Observe(func(id string) { told = append(told, id) })
+	old := r.Connect(node("old"), "p", 0)
+	old.Disconnect()
+	clock = clock.Add(time.Hour)
+	recent := r.Connect(node("recent"), "p", 0)
+	recent.Disconnect()
+	r.Connect(node("live"), "p", 0) // connected an hour after old left
+	told = nil
+	if gone := r.Forget(clock.Add(-time.Minute)); !slices.Equal(gone, []string{"old"}) || !slices.Equal(told, []string{"old"}) {
+		t.Errorf("Forget: %v, told %v; want old", gone, told)
+	}
+	if _, ok := r.Node("old"); ok {
+		t.Error("old is still listed")
+	}
+	for _, id := range []string{"recent", "live"} {
+		if _, ok := r.Node(id); !ok {
+			t.Errorf("%s was forgotten", id)
+		}
+	}
+	gone := r.Forget(clock.Add(time.Hour))
+	if _, connected := r.Count(0); !slices.Equal(gone, []string{"recent"}) || connected != 1 {
+		t.Errorf("Forget later: %v, %d connected; want recent, 1", gone, connected)
+	}
+}

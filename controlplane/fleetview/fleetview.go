@@ -432,6 +432,11 @@ func (v *View) flush(ctx context.Context, lease clientv3.LeaseID) error {
 		for _, id := range ids[:n] {
 			st, ok := v.local.Node(id)
 			if !ok {
+				// Forgotten (fleet.Registry.Forget): so is its record.
+				ops = append(ops, clientv3.OpDelete(v.key(v.replica, id)))
+				v.mu.Lock()
+				delete(v.conns, id)
+				v.mu.Unlock()
 				continue
 			}
 			if st.GetConnected() && !v.stamp(st) {

@@ -130,6 +130,27 @@ func TestSharedFleet(t *testing.T) {
 	}
 }
 
+// TestForgottenNodesRecordGoes: a node its replica forgot
+// (fleet.Registry.Forget) leaves the other replicas' lists too.
+func TestForgottenNodesRecordGoes(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := start(t, srv, "a"), start(t, srv, "b")
+	a.reg.Connect(&sluicev1.Node{Id: "n1"}, "peer1", 0).Disconnect()
+	a.reg.Connect(&sluicev1.Node{Id: "n2"}, "peer2", 0)
+	waitNode(t, b.view, "n1 gone, on b", "n1", func(n *sluicev1.NodeStatus) bool { return !n.GetConnected() })
+	waitNode(t, b.view, "n2 on b", "n2", func(n *sluicev1.NodeStatus) bool { return n.GetConnected() })
+	if gone := a.reg.Forget(time.Now().Add(time.Minute)); !slices.Equal(gone, []string{"n1"}) {
+		t.Fatalf("a forgot %v, want n1", gone)
+	}
+	deadline := time.Now().Add(defaultTestTimeout)
+	for !slices.Equal(ids(b.view.Nodes()), []string{"n2"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b lists %v after a forgot n1, want [n2]", ids(b.view.Nodes()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestMoveOrderedByStoreNotClock: of two replicas that record one node
 // connected, the one whose record of the connection etcd took later wins,
 // whatever the replicas' clocks say. Replica b is gone (killed; its lease

@@ -45,6 +45,15 @@ func (v *Views) Put(node string, rep *sluicev1.EndpointReport) *View {
 	return view
 }
 
+// Drop forgets the views of nodes.
+func (v *Views) Drop(nodes ...string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, n := range nodes {
+		delete(v.nodes, n)
+	}
+}
+
 // List returns the views of node (every node for ""), sorted by node id,
 // with only the endpoints of cluster (all for ""); a node with no endpoint
 // of cluster is left out.
