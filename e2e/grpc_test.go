@@ -190,6 +190,52 @@ listeners:
 	})
 }
 
+// TestGRPCProxyErrors: the proxy's own refusals and failures reach a gRPC
+// client as gRPC statuses with the proxy's text (a trailers-only
+// response), not as HTTP errors the client can only call an unexpected
+// status: no endpoint left is UNAVAILABLE, a deny PERMISSION_DENIED with
+// the deny's body.
+func TestGRPCProxyErrors(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: grpc
+    http2: true
+    retries: 0
+    endpoints: [ { name: gone, address: %s } ]
+listeners:
+  - name: grpc-h2c
+    address: %s
+    protocol: HTTP
+    default_cluster: grpc
+    http: { h2c: true }
+    rules:
+      - match: { path: { prefix: [/grpc.health.v1.Health/Watch] } }
+        deny: { status: 403, body: "watching is not allowed here" }
+`, freeAddr(t), listen)))
+	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{})
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || st.Message() != "could not connect to the endpoint" {
+		t.Errorf("Check with the endpoint gone: %v; want Unavailable \"could not connect to the endpoint\"", err)
+	}
+	w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || st.Message() != "watching is not allowed here" {
+		t.Errorf("Watch, denied by a rule: %v; want PermissionDenied \"watching is not allowed here\"", err)
+	}
+}
+
 // TestGRPCToTLSEndpoints: a cluster with http2 and tls speaks h2 over TLS
 // to its endpoints (ALPN h2, the certificate verified with the cluster's
 // CA), whatever the client spoke to the listener.

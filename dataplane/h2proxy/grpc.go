@@ -1,7 +1,9 @@
 package h2proxy
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +34,58 @@ func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time) {
 	h := w.Header()
 	h[http.TrailerPrefix+"Grpc-Status"] = []string{code}
 	h[http.TrailerPrefix+"Grpc-Message"] = []string{msg}
+}
+
+// grpcAnswer answers a gRPC call with one of the proxy's own refusals or
+// failures (status, text: a 503 of no endpoint, a 403 of a deny) as a
+// gRPC status, in a trailers-only response (HTTP 200, grpc-status and
+// grpc-message in its only header block), as a gRPC server and Envoy
+// answer: a gRPC client reads an HTTP error as an unexpected status and
+// content-type, and drops the proxy's text. The code is the one gRPC's
+// table of HTTP statuses gives (doc/http-grpc-status-mapping.md): 502,
+// 503 and 504 are UNAVAILABLE, which a client may retry.
+func grpcAnswer(w http.ResponseWriter, status int, text string, last bool) {
+	h := w.Header()
+	clear(h)
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+	h.Set("Grpc-Message", grpcMessage(text))
+	if last {
+		h.Set("Connection", "close")
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpcCode is the gRPC status code of an HTTP status.
+func grpcCode(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcMessage percent-encodes text as grpc-message wants it: every byte
+// outside printable ASCII, and '%'.
+func grpcMessage(text string) string {
+	var b strings.Builder
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // parseGRPCTimeout parses a grpc-timeout value: at most 8 ASCII digits and

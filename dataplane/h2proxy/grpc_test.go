@@ -51,3 +51,14 @@ func FuzzParseGRPCTimeout(f *testing.F) {
 		}
 	})
 }
+
+func TestGRPCAnswerEncoding(t *testing.T) {
+	for status, want := range map[int]int{400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14, 413: 2, 431: 2, 501: 2} {
+		if got := grpcCode(status); got != want {
+			t.Errorf("grpcCode(%d) = %d, want %d", status, got, want)
+		}
+	}
+	if got, want := grpcMessage("50% off: naïve\r\n"), "50%25 off: na%C3%AFve%0D%0A"; got != want {
+		t.Errorf("grpcMessage = %q, want %q", got, want)
+	}
+}

@@ -50,7 +50,7 @@ func headerListBytes(hcfg *httpproxy.Config) int {
 func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text string) int {
 	cn.end(closeBadRequest)
 	cn.fail(closeBadRequest)
-	return cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), true)
+	return cn.errorAnswer(w, r, status, text, true)
 }
 
 // declaredTooLarge reports whether r declares a body longer than the

@@ -59,7 +59,6 @@ const maxRepicks = 3
 func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hcfg := cn.srv.http.Config()
 	last := cn.stream(hcfg)
-	head := r.Method == http.MethodHead
 	st := streams.Get().(*stream)
 	cn.meterStart(st, hcfg.Meter, r)
 	defer func() {
@@ -103,7 +102,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		ep, d, err := req.Pick(hcfg.Director)
 		if d.Answer != nil {
-			st.mx.Status = cn.answer(w, req.AppendAnswer(nil, d.Answer), last)
+			st.mx.Status = cn.ruleAnswer(w, r, req.AppendAnswer(nil, d.Answer), last)
 			if st.mx.Status >= 400 {
 				// A rule refused the request (deny, or a page of its own).
 				cn.fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
@@ -120,7 +119,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				text, why = failure(failed)
 			}
 			cn.fail(why)
-			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+			st.mx.Status = cn.errorAnswer(w, r, status, text, last)
 			return
 		}
 		st.mx.Cluster, st.mx.Endpoint = ep.Meter(), ep.Name
@@ -129,7 +128,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if st.upgrade != nil && cn.srv.up.protocol(ep).HTTP2 {
 			ep.Release()
 			cn.fail(closeBadRequest)
-			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 501, textUpgradeHTTP2, head), last)
+			st.mx.Status = cn.errorAnswer(w, r, 501, textUpgradeHTTP2, last)
 			return
 		}
 		out := cn.outgoing(r, st, ep)
@@ -152,7 +151,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			text, why := failure(err)
 			cn.fail(why)
-			st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, 502, text, head), last)
+			st.mx.Status = cn.errorAnswer(w, r, 502, text, last)
 			return
 		}
 		failed = err
@@ -257,7 +256,6 @@ func setPath(u *url.URL, path string) {
 // may pick again; true when the request was answered (or cut), ep
 // released either way.
 func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream, ep *upstream.Endpoint, connectTimeout time.Duration, hcfg *httpproxy.Config, last bool) (bool, error) {
-	head := r.Method == http.MethodHead
 	released := false
 	release := func() {
 		if !released {
@@ -329,7 +327,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			ep.Failed() // the client gets a 5xx in the endpoint's place
 		}
 		cn.fail(why)
-		st.mx.Status = cn.answer(w, cn.srv.http.AppendError(nil, status, text, head), last)
+		st.mx.Status = cn.errorAnswer(w, r, status, text, last)
 		return true, nil
 	}
 	st.mx.FirstByte = time.Since(st.mx.Start)
@@ -427,6 +425,36 @@ func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Tim
 			return total, err
 		}
 	}
+}
+
+// errorAnswer writes one of the proxy's own error answers, status with
+// text: to a gRPC call as a gRPC status (grpcAnswer), to anything else as
+// the HTTP/1.1 engine writes it, error pages included. It returns status.
+func (cn *conn) errorAnswer(w http.ResponseWriter, r *http.Request, status int, text string, last bool) int {
+	if isGRPC(r) {
+		grpcAnswer(w, status, text, last)
+		return status
+	}
+	return cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), last)
+}
+
+// ruleAnswer writes the answer b of a rule (deny, respond, redirect, in
+// the HTTP/1.1 bytes the HTTP/1.1 engine would write): a refusal (4xx,
+// 5xx) of a gRPC call as a gRPC status whose message is the answer's
+// text body, anything else as it is. It returns the answer's status.
+func (cn *conn) ruleAnswer(w http.ResponseWriter, r *http.Request, b []byte, last bool) int {
+	if isGRPC(r) {
+		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil); err == nil && resp.StatusCode >= 400 {
+			text := http.StatusText(resp.StatusCode)
+			if body, err := io.ReadAll(io.LimitReader(resp.Body, 1024)); err == nil && len(body) > 0 &&
+				strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+				text = strings.TrimSpace(string(body))
+			}
+			grpcAnswer(w, resp.StatusCode, text, last)
+			return resp.StatusCode
+		}
+	}
+	return cn.answer(w, b, last)
 }
 
 // answer writes one of the proxy's own responses, given as the HTTP/1.1
