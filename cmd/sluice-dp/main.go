@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/admin"
 	"github.com/sluice-lb/sluice/internal/cliflag"
 	"github.com/sluice-lb/sluice/internal/logfile"
+	"github.com/sluice-lb/sluice/internal/pki"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -146,6 +147,13 @@ func main() {
 	}
 	if _, err := cliflag.ControlPlanes(*cp); err != nil {
 		fail("--cp: %v", err)
+	}
+	if err := pki.CheckNodeID(*nodeID); err != nil {
+		what := "--node-id"
+		if !nodeSet && certID == "" {
+			what = "the host name, the default --node-id,"
+		}
+		fail("%s %v", what, err)
 	}
 	lbls, err := parseLabels(*labels)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // Parse parses args into fs, whose Usage writes to fs.Output(). It returns
@@ -41,7 +43,8 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 	return -1
 }
 
-// Explain is the message of an error from fs.Parse. The flag package
+// Explain is the message of an error from fs.Parse: for a flag fs does not
+// have, the one it likely meant (--dryrun: --dry-run). The flag package
 // words a bad duration or count "parse error", which does not say that
 // "30" lacks its unit or that a count cannot be negative, and it takes a
 // negative number given as an argument ("set-weight web/web1 -1") for an
@@ -51,6 +54,11 @@ func Explain(fs *flag.FlagSet, err error) string {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		if _, err := strconv.ParseFloat(name, 64); err == nil {
 			return msg + " (no number here is negative)"
+		}
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		if near := snapshot.Closest(name, names); near != "" {
+			return msg + fmt.Sprintf(", did you mean --%s?", near)
 		}
 		return msg
 	}

@@ -19,6 +19,7 @@ func TestParse(t *testing.T) {
 		{args: []string{"--help"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
 		{args: []string{"-h"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
 		{args: []string{"--bogus"}, code: 2, stderr: "prog: flag provided but not defined: -bogus\nRun 'prog --help' for its flags.\n"},
+		{args: []string{"--graec", "3s"}, code: 2, stderr: "prog: flag provided but not defined: -graec, did you mean --grace?\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--grace", "30"}, code: 2, stderr: "prog: invalid value \"30\" for flag -grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--limit", "many"}, code: 2, stderr: "prog: invalid value \"many\" for flag -limit: parse error\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--count", "-1"}, code: 2, stderr: "prog: invalid value \"-1\" for flag -count: parse error (a whole number, 0 or more)\nRun 'prog --help' for its flags.\n"},
