@@ -78,7 +78,7 @@ listeners:
 		t.Errorf("set-weight --group edge --dry-run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	stdout, _, _ = ctl(t, c.addr, "rollback", "3", "--dry-run")
-	if stdout != "dry run: unchanged (version 3) to group edge\n" {
+	if stdout != "dry run: unchanged (version 3, group edge)\n" {
 		t.Errorf("rollback 3 --dry-run (group edge's version, which it runs): %q", stdout)
 	}
 	for _, tc := range []struct{ addr, want string }{{coreAddr, "core-backend"}, {edgeAddr, "edge-backend"}} {

@@ -397,11 +397,11 @@ func (c *cli) printApplied(resp *sluicev1.ApplyResponse, dry bool) {
 	case dry && resp.GetChanged():
 		fmt.Fprintf(c.stdout, "dry run: would apply version %d%s\n", appliedVersion(resp), forGroup(resp.GetGroup()))
 	case dry:
-		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
+		fmt.Fprintf(c.stdout, "dry run: unchanged (version %d%s)\n", resp.GetVersion(), ofGroupShown(resp.GetGroup()))
 	case resp.GetChanged():
 		fmt.Fprintf(c.stdout, "applied version %d%s\n", appliedVersion(resp), forGroup(resp.GetGroup()))
 	default:
-		fmt.Fprintf(c.stdout, "unchanged (version %d)%s\n", resp.GetVersion(), forGroup(resp.GetGroup()))
+		fmt.Fprintf(c.stdout, "unchanged (version %d%s)\n", resp.GetVersion(), ofGroupShown(resp.GetGroup()))
 	}
 	for _, ch := range resp.GetChanges() {
 		fmt.Fprintf(c.stdout, "  %s\n", ch)
@@ -441,6 +441,15 @@ func forGroup(g string) string {
 		return ""
 	}
 	return " to group " + g
+}
+
+// ofGroupShown names group g after a version it runs: "unchanged
+// (version 12, group edge)"; nothing for the default group.
+func ofGroupShown(g string) string {
+	if g == "" || g == defaultGroup {
+		return ""
+	}
+	return ", group " + g
 }
 
 // endpointAbout ends the help of every command that edits one endpoint.
