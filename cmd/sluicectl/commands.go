@@ -1158,6 +1158,12 @@ why.`)
 			state += ", version " + v
 		}
 		fmt.Fprintf(c.stdout, "%s (%s, %s %s ago)\n", n.GetNodeId(), state, reported, units.Age(n.GetReportedAt().AsTime(), now))
+		// SINCE is as of the report a node that went away made last: what
+		// it says of its endpoints stopped there, not at the present.
+		asOf := now
+		if !n.GetConnected() && n.GetReportedAt() != nil {
+			asOf = n.GetReportedAt().AsTime()
+		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "CLUSTER/ENDPOINT\tADDRESS\tHEALTH\tWEIGHT\tACTIVE\tCONNS\tREQUESTS\tBYTES IN\tBYTES OUT\t5XX\tCONN ERR\tSINCE\tDETAIL")
 		for _, ep := range n.GetEndpoints() {
@@ -1167,7 +1173,7 @@ why.`)
 			}
 			since := "-"
 			if ep.GetSince() != nil {
-				since = units.Age(ep.GetSince().AsTime(), now)
+				since = units.Age(ep.GetSince().AsTime(), asOf)
 			}
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n",
 				ep.GetCluster(), ep.GetEndpoint(), orDash(ep.GetAddress()), healthText(ep.GetHealth()), weight,

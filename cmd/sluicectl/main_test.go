@@ -1019,7 +1019,8 @@ func TestStats(t *testing.T) {
 			{Cluster: "web", Endpoint: "sorry", Address: "10.0.0.9:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_CHECKING, Weight: 1, Backup: true},
 		}},
 		{NodeId: "dp-2", Connected: false, ReportedAt: ts(50 * time.Hour), Endpoints: []*sluicev1.EndpointStats{
-			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DRAINING, Weight: 2, Since: ts(50 * time.Hour)},
+			// Drained 2h before its last report: SINCE stops there.
+			{Cluster: "web", Endpoint: "web1", Address: "10.0.0.1:80", Health: sluicev1.EndpointHealth_ENDPOINT_HEALTH_DRAINING, Weight: 2, Since: ts(52 * time.Hour)},
 		}},
 		{NodeId: "dp-3", Connected: true, Replica: "cp-b"},
 	}}}
@@ -1043,7 +1044,7 @@ func TestStats(t *testing.T) {
 		nil,
 		{"dp-2 (disconnected, last report 2d02h ago)"},
 		header,
-		{"web/web1", "10.0.0.1:80", "DRAINING", "2", "0", "0", "0", "0B", "0B", "0", "0", "2d02h", "-"},
+		{"web/web1", "10.0.0.1:80", "DRAINING", "2", "0", "0", "0", "0B", "0B", "0", "0", "2h00m", "-"},
 		nil,
 		{"dp-3 (connected to replica cp-b, which has its stats)"},
 	})
