@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -18,7 +20,9 @@ import (
 )
 
 // untypedEndpoint answers with a body that looks like HTML, with neither
-// Content-Type nor Date; on /hints it sends 103 Early Hints first.
+// Content-Type nor Date; on /hints it sends 103 Early Hints first, on
+// /flood 103s every 5ms until its client goes away, and on /many 20 103s
+// and then the answer.
 func untypedEndpoint(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -26,9 +30,24 @@ func untypedEndpoint(t *testing.T) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hints" {
+		switch r.URL.Path {
+		case "/hints":
 			w.Header().Set("Link", "</a.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
+			clear(w.Header())
+		case "/flood", "/many":
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			for i := 0; r.URL.Path == "/flood" || i < 20; i++ {
+				w.WriteHeader(http.StatusEarlyHints)
+				if r.URL.Path == "/many" {
+					continue
+				}
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
 			clear(w.Header())
 		}
 		w.Header()["Content-Type"], w.Header()["Date"] = nil, nil
@@ -104,5 +123,86 @@ func TestResponsesRelayedAsSent(t *testing.T) {
 	}
 	if rest.Get("Link") == "" || resp.StatusCode != 200 || len(resp.Header.Values("Content-Type")) > 0 || len(resp.Header.Values("Date")) > 0 || resp.Header.Get("Link") != "" {
 		t.Errorf("HTTP/1.1: 103 with %v, then %d with %v; want a Link on the 103 only, no Content-Type or Date", rest, resp.StatusCode, resp.Header)
+	}
+}
+
+// TestInterimResponsesBounded: 1xx responses stop at the final answer,
+// whoever gives it: an endpoint that goes on sending 103s past
+// response_timeout leaves the client a 504 that carries none of their
+// fields (and, under -race, writes nothing once the handler answers);
+// more than httpproxy.MaxInterim of them are an invalid response (502),
+// as on the HTTP/1.1 engine; an HTTP/1.0 client gets none (RFC 9110
+// §15.2).
+func TestInterimResponsesBounded(t *testing.T) {
+	ep := upstream.New("c", "e", untypedEndpoint(t))
+	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, ResponseTimeout: 60 * time.Millisecond}, nil)
+	up := NewUpstream(nil)
+	t.Cleanup(up.Close)
+	s := NewServer(hs, up, nil)
+	for _, tc := range []struct {
+		path, proto string
+		want        int
+	}{
+		{"/flood", "HTTP/1.1", 504},
+		{"/many", "HTTP/1.1", 502},
+		{"/hints", "HTTP/1.0", 200},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET %s %s\r\nHost: x\r\nConnection: close\r\n\r\n", tc.path, tc.proto)
+		raw, _ := io.ReadAll(c)
+		c.Close()
+		ln.Close()
+		<-served
+		// The 103s that came before the final answer, then the answer.
+		final := string(raw)
+		for strings.HasPrefix(final, "HTTP/1.1 103") {
+			_, final, _ = strings.Cut(final, "\r\n\r\n")
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(final)), nil)
+		if err != nil {
+			t.Fatalf("%s %s: %v in %q", tc.proto, tc.path, err, raw)
+		}
+		if resp.StatusCode != tc.want || resp.Header.Get("Link") != "" {
+			t.Errorf("%s %s: %d with Link %q, want %d without", tc.proto, tc.path, resp.StatusCode, resp.Header.Get("Link"), tc.want)
+		}
+		if n := strings.Count(string(raw), " 103 "); tc.proto == "HTTP/1.0" && n != 0 || tc.path == "/many" && n > httpproxy.MaxInterim {
+			t.Errorf("%s %s: %d 103s relayed", tc.proto, tc.path, n)
+		}
+	}
+
+	// The flood over HTTP/2, where the 103s and the 504 share the
+	// stream's header writes.
+	h2 := &http.Transport{Protocols: new(http.Protocols)}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	addr := serveOne(t, s)
+	t.Cleanup(h2.CloseIdleConnections) // before serveOne waits for the connection to end
+	for i := range 5 {
+		resp, err := (&http.Client{Transport: h2, Timeout: 10 * time.Second}).Get("http://" + addr + "/flood")
+		if err != nil {
+			t.Fatalf("HTTP/2 /flood %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 504 || resp.Header.Get("Link") != "" {
+			t.Errorf("HTTP/2 /flood %d: %d with Link %q, want 504 without", i, resp.StatusCode, resp.Header.Get("Link"))
+		}
 	}
 }

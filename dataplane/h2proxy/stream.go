@@ -48,6 +48,7 @@ const (
 	textShutdown        = "the endpoint's connections were shut down"
 	textResponseTimeout = "the endpoint did not answer in time"
 	textDrained         = "the endpoint was removed"
+	textBadResponse     = "invalid response from the endpoint"
 )
 
 // maxRepicks bounds how often one request picks again because its endpoint
@@ -183,6 +184,8 @@ func failure(err error) (string, sluicev1.CloseReason) {
 		return textConnectFailed, sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 	case errors.Is(err, errShutdown):
 		return textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	case errors.Is(err, errTooManyInterim):
+		return textBadResponse, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
 	}
 	return textEndpointFailed, sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
@@ -278,12 +281,10 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	if out.Body != nil {
 		out.Body = body
 	}
+	var interim interimRelay
 	if st.upgrade == nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-				relayInformational(w, code, h)
-				return nil
-			},
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error { return interim.relay(w, r, code, h) },
 		})
 	}
 	out = out.WithContext(ctx)
@@ -302,6 +303,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		resp, up, rt, err = cn.srv.up.upgrade(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout)
 	} else {
 		resp, rt, err = cn.srv.up.roundTrip(out, cn.srv.http.Context(), ep, cn.client, cn.local, connectTimeout, req2idempotent(r))
+		interim.finish() // w is this goroutine's alone from here on
 	}
 	st.mx.BytesIn = body.n.Load()
 	if err != nil {
@@ -342,12 +344,6 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 
 	dst := w.Header()
 	copyHeader(dst, resp.Header)
-	for _, k := range addedByNetHTTP {
-		if _, ok := resp.Header[k]; !ok {
-			// Present but empty: net/http adds none, and writes none.
-			dst[k] = nil
-		}
-	}
 	if len(resp.Trailer) > 0 {
 		// Trailers the endpoint announced are announced to the client:
 		// an HTTP/1.1 one gets them only with a chunked body.
@@ -357,6 +353,13 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		dst.Del("Content-Length")
 	}
 	st.req.EditResponseHeader(dst)
+	for _, k := range addedByNetHTTP {
+		if _, ok := dst[k]; !ok {
+			// Present but empty: net/http adds none, and writes none.
+			// After the rules: one that removes the field removes it.
+			dst[k] = nil
+		}
+	}
 	if last {
 		dst.Set("Connection", "close")
 	}
@@ -486,15 +489,39 @@ func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
 // endpoint left untyped (a user's upload) would have browsers run it.
 var addedByNetHTTP = []string{"Content-Type", "Date"}
 
-// relayInformational sends the client a 1xx response of the endpoint
-// (103 Early Hints, 102 Processing) ahead of the final one, as the
-// HTTP/1.1 engine does. 100 Continue is net/http's to send: it answers a
-// client's Expect itself once the body is read. It runs on the round
-// trip's goroutine while the handler's waits in RoundTrip, leaving w to
-// it, as net/http/httputil.ReverseProxy relays them.
-func relayInformational(w http.ResponseWriter, code int, h textproto.MIMEHeader) {
-	if code == http.StatusContinue {
-		return
+// interimRelay sends the client the 1xx responses of the endpoint (103
+// Early Hints, 102 Processing) ahead of the final one, as the HTTP/1.1
+// engine does: at most httpproxy.MaxInterim of them, past which the
+// response is refused as invalid, and none to an HTTP/1.0 client (RFC 9110
+// §15.2). 100 Continue is net/http's to send: it answers a client's Expect
+// itself once the body is read.
+//
+// relay runs on the transport's goroutine, which may go on reading 1xx
+// responses after RoundTrip returned (a response_timeout, a client that
+// reset): once the handler's goroutine calls finish, w is its alone, and
+// relay writes nothing more, as net/http/httputil.ReverseProxy guards its
+// own relay.
+type interimRelay struct {
+	mu   sync.Mutex
+	done bool
+	n    int
+}
+
+// errTooManyInterim: an endpoint sent more than httpproxy.MaxInterim 1xx
+// responses before its final one.
+var errTooManyInterim = errors.New("h2proxy: too many 1xx responses from the endpoint")
+
+func (in *interimRelay) relay(w http.ResponseWriter, r *http.Request, code int, h textproto.MIMEHeader) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.done {
+		return nil
+	}
+	if in.n++; in.n > httpproxy.MaxInterim {
+		return errTooManyInterim
+	}
+	if code == http.StatusContinue || !r.ProtoAtLeast(1, 1) {
+		return nil
 	}
 	dst := w.Header()
 	copyHeader(dst, http.Header(h))
@@ -502,6 +529,15 @@ func relayInformational(w http.ResponseWriter, code int, h textproto.MIMEHeader)
 	// WriteHeader of a 1xx leaves its fields in the map, where the final
 	// response would send them again.
 	clear(dst)
+	return nil
+}
+
+// finish hands w back to the handler's goroutine: no 1xx is relayed
+// after it returns.
+func (in *interimRelay) finish() {
+	in.mu.Lock()
+	in.done = true
+	in.mu.Unlock()
 }
 
 // hopByHop are the fields of one connection (RFC 9110 §7.6.1), not
