@@ -642,7 +642,7 @@ const DefaultForgetNodesAfter = 24 * time.Hour
 // entries, their records on etcd and their last endpoint views.
 func (s *Server) forgetNodes(ctx context.Context) {
 	after := cmp.Or(s.opts.ForgetNodesAfter, DefaultForgetNodesAfter)
-	t := time.NewTicker(min(after/4, time.Minute))
+	t := time.NewTicker(max(min(after/4, time.Minute), 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -650,8 +650,9 @@ func (s *Server) forgetNodes(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if gone := s.fleet.Forget(time.Now().Add(-after)); len(gone) > 0 {
-			s.stats.Views().Drop(gone...)
+		checked := time.Now()
+		if gone := s.fleet.Forget(checked.Add(-after)); len(gone) > 0 {
+			s.stats.Views().Drop(checked, gone...)
 			s.log.Info("forgot nodes disconnected for longer than --forget-nodes-after", "nodes", gone, "after", after)
 		}
 	}

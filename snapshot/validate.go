@@ -527,7 +527,8 @@ func (a bindAddr) overlaps(b bindAddr) bool {
 // endpoint hosts an IP address or a DNS name.
 func parseAddress(addr string, listener bool) (bindAddr, string) {
 	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
-		return bindAddr{}, fmt.Sprintf("must be host:port, not a URL: write %q without %s://", strings.TrimRight(rest, "/"), scheme)
+		hostPort, _, _ := strings.Cut(rest, "/")
+		return bindAddr{}, fmt.Sprintf("must be host:port, not a URL: write %q, without %s:// or a path", hostPort, scheme)
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -158,7 +158,7 @@ func TestValidate(t *testing.T) {
 				{name: badhost, address: "a..b:80"},
 				{name: rawv6, address: "2001:db8::1:443"},
 				{name: badip, address: "10.0.0.999:80"},
-				{name: url, address: "http://10.0.0.1:8080/"}]}`},
+				{name: url, address: "http://10.0.0.1:8080/api"}]}`},
 			want: []string{
 				"clusters[0].endpoints[3].address: must be host:port (missing port in address)",
 				`clusters[0].endpoints[4].address: port "0" must be a number from 1 to 65535`,
@@ -168,7 +168,7 @@ func TestValidate(t *testing.T) {
 				`clusters[0].endpoints[8].address: host "a..b" must be an IP address or a DNS name`,
 				"clusters[0].endpoints[9].address: must be host:port; write IPv6 addresses in brackets, e.g. [::1]:8080",
 				`clusters[0].endpoints[10].address: host "10.0.0.999" must be an IP address or a DNS name`,
-				`clusters[0].endpoints[11].address: must be host:port, not a URL: write "10.0.0.1:8080" without http://`,
+				`clusters[0].endpoints[11].address: must be host:port, not a URL: write "10.0.0.1:8080", without http:// or a path`,
 			},
 		},
 		{

@@ -96,7 +96,7 @@ func run(args []string) int {
 		insecure  = fs.Bool("insecure", false, "allow --listen and --http on addresses other than loopback ones without TLS and tokens")
 		keep      = fs.Int("keep-versions", store.DefaultRetain, "keep the newest `N` snapshot versions for history and rollback; older ones are deleted")
 		connsRing = fs.Int("conns-ring", stats.DefaultRingSize, "keep the last `N` per-connection records reported by nodes, for 'sluicectl conns'")
-		forget    = fs.Duration("forget-nodes-after", controlplane.DefaultForgetNodesAfter, "forget a node disconnected for this `DURATION` (nodes, stats, the dashboard); 0 never")
+		forget    = fs.Duration("forget-nodes-after", controlplane.DefaultForgetNodesAfter, "forget a node disconnected for this `DURATION` (in nodes, stats and the dashboard's lists); 0 never")
 		security  = addSecurityFlags(fs)
 		printVer  = fs.Bool("version", false, "print the version and exit")
 	)

@@ -45,12 +45,15 @@ func (v *Views) Put(node string, rep *sluicev1.EndpointReport) *View {
 	return view
 }
 
-// Drop forgets the views of nodes.
-func (v *Views) Drop(nodes ...string) {
+// Drop forgets the views of nodes reported before before: a node that
+// came back and reported since keeps its new one.
+func (v *Views) Drop(before time.Time, nodes ...string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, n := range nodes {
-		delete(v.nodes, n)
+		if view, ok := v.nodes[n]; ok && view.ReportedAt.Before(before) {
+			delete(v.nodes, n)
+		}
 	}
 }
 

@@ -298,6 +298,7 @@ func (cc *clientConn) readRequest() int {
 	lim := &cc.srv.cfg.Load().lim
 	empties := 0
 	lineChecked := false
+	lineScan := 0 // how far from x.rs the request line's end was looked for
 	for {
 		for x.rs < x.re && (x.rb[x.rs] == '\r' || x.rb[x.rs] == '\n') {
 			// RFC 9112 §2.2: ignore empty lines before a request line.
@@ -328,15 +329,20 @@ func (cc *clientConn) readRequest() int {
 		if x.re-x.rs > lim.bytes {
 			return cc.refuse(tooLarge(x.rb[x.rs:x.re], lim))
 		}
-		if nl := indexByte(x.rb[x.rs:x.re], '\n'); nl >= 0 && !lineChecked {
-			// The request line came, the rest of the head not yet. A
+		if !lineChecked {
+			// The request line came, the rest of the head not yet? A
 			// line no request starts with (HTTP/0.9's "GET /") is
 			// answered now, as HAProxy does, not after
-			// RequestHeaderTimeout. Once: a head that trickles in does
-			// not have its line parsed again at every read.
-			lineChecked = true
-			if _, _, err := parseRequestLine(x.rb[x.rs:x.rs+nl+1], lim); err != nil {
-				return cc.refuse(err)
+			// RequestHeaderTimeout. Once, and each byte looked at once:
+			// a head that trickles in costs no more.
+			lineScan = min(lineScan, x.re-x.rs)
+			if nl := indexByte(x.rb[x.rs+lineScan:x.re], '\n'); nl >= 0 {
+				lineChecked = true
+				if _, _, err := parseRequestLine(x.rb[x.rs:x.rs+lineScan+nl+1], lim); err != nil {
+					return cc.refuse(err)
+				}
+			} else {
+				lineScan = x.re - x.rs
 			}
 		}
 
