@@ -286,3 +286,53 @@ listeners:
 		}
 	}
 }
+
+// TestHTTP2EngineAddsNothing: on a listener served by the HTTP/2 engine
+// (its rules may route to an http2 cluster), an endpoint's response that
+// has no Content-Type and no Date reaches the client without them, also
+// when a rule removes them, to an HTTP/1.1 and an h2c client: net/http
+// would guess text/html from the body and write its own Date.
+func TestHTTP2EngineAddsNothing(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untyped := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"], w.Header()["Date"] = nil, nil
+		io.WriteString(w, "<html><script>alert(1)</script></html>")
+	})}
+	go untyped.Serve(ln)
+	t.Cleanup(func() { untyped.Close() })
+	dp := startNode(t, c.addr, "node-1")
+	listen := freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: files
+    endpoints: [ { name: f, address: %s } ]
+  - name: h2
+    http2: true
+    endpoints: [ { name: h2, address: %s } ]
+listeners:
+  - name: web
+    address: %s
+    protocol: HTTP
+    default_cluster: files
+    http: { h2c: true }
+    rules:
+      - { match: { path: { prefix: [/grpc/] } }, route: h2 }
+      - { match: { path: { prefix: [/edited] } }, response_headers: { remove: [Content-Type, Date] } }
+`, ln.Addr(), freeAddr(t), listen)))
+	for _, client := range []*http.Client{{Timeout: testTimeout}, h2Client(true)} {
+		for _, path := range []string{"/upload", "/edited"} {
+			resp, err := client.Get("http://" + listen + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if ct, date := resp.Header.Values("Content-Type"), resp.Header.Values("Date"); resp.StatusCode != 200 || len(ct) > 0 || len(date) > 0 {
+				t.Errorf("HTTP/%d %s: %d, Content-Type %q, Date %q; want 200 with neither", resp.ProtoMajor, path, resp.StatusCode, ct, date)
+			}
+		}
+	}
+}
