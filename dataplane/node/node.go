@@ -514,6 +514,9 @@ func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
 	n.pickEpoch.Add(1)
 	ep := n.endpointByKey(key)
+	if ep == nil {
+		ep = n.drainingByKey(key) // checked while it drains: counted too
+	}
 	if ep != nil {
 		ep.HealthChanged()
 	}

@@ -340,8 +340,8 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
 	waitUntil(t, `a's detail "checks UP"`, detailOf("checks UP"))
 	failing.Store(true)
 	waitUntil(t, `a's detail "checks DOWN: status 503"`, detailOf("checks DOWN: status 503"))
-	if h := status(t, n, "web", "a").Health; h != "DRAINING" {
-		t.Errorf("a drained, its checks failing: %s, want DRAINING", h)
+	if st := status(t, n, "web", "a"); st.Health != "DRAINING" || st.Stats.HealthTransitions != 1 {
+		t.Errorf("a drained, its checks failing: %s after %d health transitions, want DRAINING after 1", st.Health, st.Stats.HealthTransitions)
 	}
 
 	apply("2", "")
