@@ -119,6 +119,11 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				status = 502
 				text, why = failure(failed)
 			}
+			if m, name := req.Routed(); m != nil && st.mx.Cluster == nil {
+				// No endpoint: the 503 is the cluster's all the same.
+				st.mx.Cluster = m
+				cn.routed(name, "", 0)
+			}
 			cn.fail(why)
 			st.mx.Status = cn.errorAnswer(w, r, status, text, last)
 			return

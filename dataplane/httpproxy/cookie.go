@@ -135,6 +135,7 @@ func (r *Request) resetDirectives() {
 	r.reqEdits, r.respEdits = r.reqEdits[:0], r.respEdits[:0]
 	r.answer = nil
 	r.abortOnClose = false
+	r.routed, r.routedName = nil, ""
 }
 
 // nameList is a list of names in one reusable buffer.

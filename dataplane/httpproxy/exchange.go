@@ -190,6 +190,11 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 		return nil, errClientLeft // the Director gave up on it (WatchClient)
 	}
 	if err != nil || ep == nil {
+		if req.routed != nil && x.mx.Cluster == nil {
+			// No endpoint: the 503 is the cluster's all the same.
+			x.mx.Cluster = req.routed
+			cc.info.Cluster = req.routedName
+		}
 		return nil, errNoEndpointStatus
 	}
 	x.ep = ep

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
@@ -71,6 +72,8 @@ type Request struct {
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
 	abortOnClose   bool           // AbortOnClose
+	routed         *meter.Cluster // RoutedTo
+	routedName     string
 
 	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
@@ -145,6 +148,16 @@ func (r *Request) Context() context.Context {
 // RemoveCookie asks, it holds for the endpoint Pick returns and is
 // forgotten before the next Pick.
 func (r *Request) AbortOnClose() { r.abortOnClose = true }
+
+// RoutedTo tells the proxy the cluster the request goes to, by its meter
+// and name, before the Director looks for one of its endpoints: a request
+// it then finds none for (503) is still the cluster's, counted in its
+// meter and named in its records, as HAProxy counts a backend's 503s.
+// Forgotten before the next Pick.
+func (r *Request) RoutedTo(m *meter.Cluster, name string) { r.routed, r.routedName = m, name }
+
+// Routed is what RoutedTo said: nil and "" when the Director said nothing.
+func (r *Request) Routed() (*meter.Cluster, string) { return r.routed, r.routedName }
 
 // forgetFailed empties the list Failed reads.
 func (r *Request) forgetFailed() {

@@ -876,6 +876,7 @@ type httpDirector struct{ c *cluster }
 
 func (d httpDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
+	req.RoutedTo(c.meter, c.name)
 	if c.abortOnClose {
 		req.AbortOnClose()
 	}
@@ -939,6 +940,7 @@ type tcpDirector struct{ c *cluster }
 
 func (d tcpDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
 	c := d.c
+	a.RoutedTo(c.meter, c.name)
 	var ip netip.Addr
 	box := c.picker.Load()
 	if c.stick != nil {

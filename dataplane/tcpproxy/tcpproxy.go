@@ -63,6 +63,19 @@ type Attempt struct {
 	hello  tlsinspect.Hello
 	failed upstream.Failures
 	ctx    context.Context // the server's
+	// routed and routedName: RoutedTo.
+	routed     *meter.Cluster
+	routedName string
+}
+
+// RoutedTo tells the proxy the cluster the session goes to, by its meter
+// and name, before the Director looks for one of its endpoints: a session
+// it then finds none for is still the cluster's, counted in its meter and
+// named in its records.
+func (a *Attempt) RoutedTo(m *meter.Cluster, name string) {
+	if a != nil {
+		a.routed, a.routedName = m, name
+	}
 }
 
 // Context ends when the listener is being removed (Server.MarkClosing): a
@@ -258,6 +271,9 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 		info.Reason = sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT
 		if errors.Is(err, ErrDenied) {
 			info.Reason = sluicev1.CloseReason_CLOSE_REASON_DENIED
+		}
+		if a.routed != nil && mx.Cluster == nil {
+			mx.Cluster, info.Cluster = a.routed, a.routedName
 		}
 		return
 	}
