@@ -31,6 +31,13 @@ const (
 // rebalanceEvery is the time between two rounds of a listener's rebalance.
 const rebalanceEvery = time.Second
 
+// reconnectGrace is how long the sessions a round closed count as on
+// their way back: their clients reconnect in their own time, and until
+// they have, the rounds after it reckon shares from the sessions there
+// were before the close, not from those left, which would make every
+// share smaller and close more sessions than a spread needs.
+const reconnectGrace = 15 * time.Second
+
 // rebalanceConfig is what one round needs of the snapshot; it is replaced
 // whole when a snapshot is applied.
 type rebalanceConfig struct {
@@ -74,6 +81,11 @@ type rebalancer struct {
 	// shown since that they take work, with their HealthTransitions when
 	// they refused.
 	suspect map[*upstream.Endpoint]uint64
+	// expect is the sessions there were when a round last closed some,
+	// until expectUntil (reconnectGrace later): while fewer are open,
+	// shares are reckoned from expect.
+	expect      int
+	expectUntil time.Time
 }
 
 // setRebalance starts, reconfigures or stops the listener's rebalance for
@@ -164,8 +176,13 @@ func (r *rebalancer) round(now time.Time) {
 	for i, m := range members {
 		loads[i] = load{sessions: g.tcp.Sessions(m.Endpoint), weight: m.Weight}
 	}
+	total, _ := sums(loads)
+	if now.After(r.expectUntil) {
+		r.expect = 0
+	}
+	total = max(total, r.expect) // closed sessions on their way back count
 	budget := r.bucket.take(now, cfg.ratePerSec)
-	wanted := plan(loads, cfg.tolerancePercent, budget)
+	wanted := plan(loads, total, cfg.tolerancePercent, budget)
 	after := slices.Clone(loads)
 	closed := make([]int, len(loads))
 	for i, n := range wanted {
@@ -173,11 +190,14 @@ func (r *rebalancer) round(now time.Time) {
 			closed[i] = g.tcp.CloseIdle(members[i].Endpoint, n, cfg.minIdle)
 			r.bucket.spend(closed[i])
 			after[i].sessions -= closed[i]
+			if closed[i] > 0 {
+				r.expect, r.expectUntil = total, now.Add(reconnectGrace)
+			}
 		}
 	}
 	for i, n := range wanted {
 		if n > 0 {
-			cfg.log(r.l.log, members[i].Endpoint, loads, i, n, closed[i], after)
+			cfg.log(r.l.log, members[i].Endpoint, loads, total, i, n, closed[i], after)
 		}
 	}
 }
@@ -202,8 +222,8 @@ func (r *rebalancer) suspected(ep *upstream.Endpoint, sessions int) bool {
 // counting the closed sessions as placed again where there is room. A
 // round that found no idle session to close logs at debug level: with a
 // session that is never idle, that would be every second.
-func (cfg *rebalanceConfig) log(log *slog.Logger, ep *upstream.Endpoint, loads []load, i, wanted, closed int, after []load) {
-	total, weights := sums(loads)
+func (cfg *rebalanceConfig) log(log *slog.Logger, ep *upstream.Endpoint, loads []load, total, i, wanted, closed int, after []load) {
+	_, weights := sums(loads)
 	level := slog.LevelInfo
 	if closed == 0 {
 		level = slog.LevelDebug
@@ -252,14 +272,16 @@ func spread(loads []load, total int) float64 {
 
 // plan decides one round of a rebalance: how many sessions to close on each
 // endpoint of loads. Each endpoint's share is total × weight / Σweight over
-// loads; one holding more than share × (1 + tolerancePercent/100) is
+// loads, total being at least the sessions of loads (more while closed
+// sessions are on their way back); one holding more than share × (1 + tolerancePercent/100) is
 // brought down to its share (rounded up: never below it), the most
 // over-full first (sessions per share), closing at most budget in all.
 // Endpoints within the tolerance are left alone, so sessions are not moved
 // back and forth over a spread that does not matter.
-func plan(loads []load, tolerancePercent uint32, budget int) []int {
+func plan(loads []load, total int, tolerancePercent uint32, budget int) []int {
 	closes := make([]int, len(loads))
-	total, weights := sums(loads)
+	open, weights := sums(loads)
+	total = max(total, open)
 	if total == 0 || weights == 0 || budget <= 0 {
 		return closes
 	}

@@ -6,6 +6,23 @@ import (
 	"time"
 )
 
+// TestPlanCountsSessionsOnTheirWayBack: while the clients a round closed
+// have not reconnected, shares are reckoned from the sessions there were:
+// an endpoint brought down to its share is not brought down again because
+// the sessions it let go are not open anywhere yet.
+func TestPlanCountsSessionsOnTheirWayBack(t *testing.T) {
+	eq2 := []load{{sessions: 5, weight: 1}, {sessions: 0, weight: 1}}
+	if got := plan(eq2, 10, 20, 100); !slices.Equal(got, []int{0, 0}) {
+		t.Errorf("5 of 10 sessions left, 5 on their way back: plan closes %v, want none", got)
+	}
+	if got := plan(eq2, 0, 20, 100); !slices.Equal(got, []int{2, 0}) {
+		t.Errorf("5 sessions in all: plan closes %v, want 2 (share 2.5, rounded up)", got)
+	}
+	if got := plan([]load{{sessions: 9, weight: 1}, {sessions: 1, weight: 1}}, 4, 20, 100); !slices.Equal(got, []int{4, 0}) {
+		t.Errorf("an expected total below the open sessions: plan closes %v, want 4 (from the 10 open)", got)
+	}
+}
+
 func TestPlan(t *testing.T) {
 	eq := func(n int) []uint32 { return slices.Repeat([]uint32{1}, n) }
 	for _, tt := range []struct {
@@ -37,7 +54,7 @@ func TestPlan(t *testing.T) {
 			for i := range loads {
 				loads[i] = load{sessions: tt.sessions[i], weight: tt.weights[i]}
 			}
-			if got := plan(loads, tt.tolerance, tt.budget); !slices.Equal(got, tt.want) {
+			if got := plan(loads, 0, tt.tolerance, tt.budget); !slices.Equal(got, tt.want) {
 				t.Errorf("plan(%v, weights %v, tolerance %d%%, budget %d) = %v, want %v", tt.sessions, tt.weights, tt.tolerance, tt.budget, got, tt.want)
 			}
 		})
