@@ -45,7 +45,7 @@ type page struct {
 
 type pageCluster struct {
 	Name      string
-	Up        int // endpoints UP or CHECKING: taking work
+	Up        int // endpoints UP or CHECKING, of a weight above 0: taking work
 	Endpoints []pageEndpoint
 }
 
@@ -84,8 +84,8 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 				p.Clusters = append(p.Clusters, pageCluster{Name: s.Cluster})
 			}
 			c := &p.Clusters[len(p.Clusters)-1]
-			if s.Health == "UP" || s.Health == "CHECKING" {
-				c.Up++
+			if (s.Health == "UP" || s.Health == "CHECKING") && s.Weight > 0 {
+				c.Up++ // weight 0: up, but given no new work
 			}
 			e := pageEndpoint{EndpointStatus: s}
 			if !s.Since.IsZero() {

@@ -410,3 +410,19 @@ func fetchBody(t *testing.T, url string) string {
 	_, body := fetch(t, url, "", "")
 	return body
 }
+
+// TestClusterTakingWork: the page's count of a cluster's endpoints taking
+// work leaves out one of weight 0, which is up but given nothing new.
+func TestClusterTakingWork(t *testing.T) {
+	n := runNode(t, "1", `
+clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: "%s" }
+      - { name: spare, address: "%s", weight: 0 }
+`, serveHTTP(t, "a"), serveHTTP(t, "spare"))
+	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, newRates()))
+	if _, page := fetch(t, base+"/", "", ""); !strings.Contains(page, "1 of 2 taking work") {
+		t.Errorf("the page does not say 1 of 2 endpoints of web take work\n%s", page)
+	}
+}
