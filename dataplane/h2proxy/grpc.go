@@ -39,8 +39,8 @@ func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time) {
 // grpcAnswer answers a gRPC call with one of the proxy's own refusals or
 // failures (status, text: a 503 of no endpoint, a 403 of a deny) as a
 // gRPC status, in a trailers-only response (HTTP 200, grpc-status and
-// grpc-message in its only header block), as a gRPC server and Envoy
-// answer: a gRPC client reads an HTTP error as an unexpected status and
+// grpc-message in its only header block), as a gRPC server refuses a call
+// itself: a gRPC client reads an HTTP error as an unexpected status and
 // content-type, and drops the proxy's text. The code is the one gRPC's
 // table of HTTP statuses gives (doc/http-grpc-status-mapping.md): 502,
 // 503 and 504 are UNAVAILABLE, which a client may retry.

@@ -489,9 +489,9 @@ func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
 
 // addedByNetHTTP are the fields net/http's server writes into a response
 // that has none: a Content-Type guessed from the body's first bytes, and
-// its own Date. A proxy relays what the endpoint sent, as the HTTP/1.1
-// engine, HAProxy and Envoy do: a guessed text/html on a body the
-// endpoint left untyped (a user's upload) would have browsers run it.
+// its own Date. The engine relays what the endpoint sent, as the HTTP/1.1
+// engine and HAProxy do: a guessed text/html on a body the endpoint left
+// untyped (a user's upload) would have browsers run it.
 var addedByNetHTTP = []string{"Content-Type", "Date"}
 
 // interimRelay sends the client the 1xx responses of the endpoint (103
