@@ -101,19 +101,11 @@ func lineOf(root *yaml.Node, segs []string) int {
 		if open := strings.IndexByte(seg, '['); open >= 0 && strings.HasSuffix(seg, "]") {
 			name, key = seg[:open], seg[open+1:len(seg)-1]
 		}
-		next := (*yaml.Node)(nil)
-		if n.Kind == yaml.MappingNode {
-			for _, p := range d.pairs(n, "") {
-				if p.k.Value == name {
-					next, line = d.resolve(p.v, ""), p.k.Line
-					break
-				}
-			}
-		}
+		next, at := d.entry(n, name)
 		if next == nil {
 			return line
 		}
-		n = next
+		n, line = next, at
 		if key == "" {
 			continue
 		}
@@ -127,19 +119,26 @@ func lineOf(root *yaml.Node, segs []string) int {
 			line = n.Line
 		case yaml.MappingNode:
 			// A map field: the entry's key.
-			entry := (*yaml.Node)(nil)
-			for _, p := range d.pairs(n, "") {
-				if p.k.Value == key {
-					entry, line = d.resolve(p.v, ""), p.k.Line
-					break
-				}
-			}
-			if entry == nil {
+			if n, at = d.entry(n, key); n == nil {
 				return line
 			}
-			n = entry
+			line = at
 		}
 		// A scalar for a list of one (method: GET) is its item [0].
 	}
 	return line
+}
+
+// entry is the value of key in mapping n (merged entries too) and the
+// line of its key; nil when n is no mapping or has no such key.
+func (d *decoder) entry(n *yaml.Node, key string) (*yaml.Node, int) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, 0
+	}
+	for _, p := range d.pairs(n, "") {
+		if p.k.Value == key {
+			return d.resolve(p.v, ""), p.k.Line
+		}
+	}
+	return nil, 0
 }
