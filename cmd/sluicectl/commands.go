@@ -128,9 +128,10 @@ it names (certificates, keys, CAs) can be read. A private key written
 with the same certificate: only the certificate is checked here.
 
 Prints "ok: N clusters, M listeners", or every fault as
-"path: message (file:line)" on stderr and exits 1. Settings that can have no effect where they are (a
-request hash key on a cluster only TCP listeners use, say) are printed as
-warnings on stderr, as apply and diff print them; they refuse nothing.`)
+"path: message (file:line)" on stderr and exits 1. Settings that can have
+no effect where they are (a request hash key on a cluster only TCP
+listeners use, say) are printed as warnings on stderr, as apply and diff
+print them; they refuse nothing.`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -197,8 +198,9 @@ group runs it, 2 if it halts.
 
 A snapshot that does not parse is refused locally and nothing is sent. One the
 control plane refuses is not stored: every fault is printed as
-"path: message (file:line)" and the exit status is 1. History records the author as $USER@hostname, or,
-when the control plane checks tokens, the token's name.
+"path: message (file:line)" and the exit status is 1. History records the
+author as $USER@hostname, or, when the control plane checks tokens, the
+token's name.
 
 Prints "applied version N" and one line per changed resource, or
 "unchanged (version N)": also when the snapshot only writes out defaults
