@@ -332,9 +332,9 @@ func (cc *clientConn) readRequest() int {
 		if !lineChecked {
 			// The request line came, the rest of the head not yet? A
 			// line no request starts with (HTTP/0.9's "GET /") is
-			// answered now, as HAProxy does, not after
-			// RequestHeaderTimeout. Once, and each byte looked at once:
-			// a head that trickles in costs no more.
+			// answered now, not after RequestHeaderTimeout. Once, and
+			// each byte looked at once: a head that trickles in costs
+			// no more.
 			lineScan = min(lineScan, x.re-x.rs)
 			if nl := indexByte(x.rb[x.rs+lineScan:x.re], '\n'); nl >= 0 {
 				lineChecked = true

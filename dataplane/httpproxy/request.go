@@ -152,7 +152,7 @@ func (r *Request) AbortOnClose() { r.abortOnClose = true }
 // RoutedTo tells the proxy the cluster the request goes to, by its meter
 // and name, before the Director looks for one of its endpoints: a request
 // it then finds none for (503) is still the cluster's, counted in its
-// meter and named in its records, as HAProxy counts a backend's 503s.
+// meter and named in its records.
 // Forgotten before the next Pick.
 func (r *Request) RoutedTo(m *meter.Cluster, name string) { r.routed, r.routedName = m, name }
 
