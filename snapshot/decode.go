@@ -730,16 +730,15 @@ func ruleRange(fd protoreflect.FieldDescriptor) (_ string, ok bool) {
 	rules, _ := proto.GetExtension(fd.Options(), validate.E_Rules).(*validate.FieldRules)
 	var min, max string
 	var empty bool // 0 is allowed too: the field left out
+	// A field without rules has nil rules, whose getters give nil.
+	u32, u64, i32 := rules.GetUint32(), rules.GetUint64(), rules.GetInt32()
 	switch {
-	case rules.GetUint32().Lte != nil:
-		r := rules.GetUint32()
-		min, max, empty = strconv.FormatUint(uint64(r.GetGte()), 10), strconv.FormatUint(uint64(r.GetLte()), 10), r.GetIgnoreEmpty()
-	case rules.GetUint64().Lte != nil:
-		r := rules.GetUint64()
-		min, max, empty = strconv.FormatUint(r.GetGte(), 10), strconv.FormatUint(r.GetLte(), 10), r.GetIgnoreEmpty()
-	case rules.GetInt32().Lte != nil:
-		r := rules.GetInt32()
-		min, max, empty = strconv.FormatInt(int64(r.GetGte()), 10), strconv.FormatInt(int64(r.GetLte()), 10), r.GetIgnoreEmpty()
+	case u32 != nil && u32.Lte != nil:
+		min, max, empty = strconv.FormatUint(uint64(u32.GetGte()), 10), strconv.FormatUint(uint64(u32.GetLte()), 10), u32.GetIgnoreEmpty()
+	case u64 != nil && u64.Lte != nil:
+		min, max, empty = strconv.FormatUint(u64.GetGte(), 10), strconv.FormatUint(u64.GetLte(), 10), u64.GetIgnoreEmpty()
+	case i32 != nil && i32.Lte != nil:
+		min, max, empty = strconv.FormatInt(int64(i32.GetGte()), 10), strconv.FormatInt(int64(i32.GetLte()), 10), i32.GetIgnoreEmpty()
 	default:
 		return "", false
 	}

@@ -122,6 +122,11 @@ func TestParseFaults(t *testing.T) {
 			want: []string{"clusters[0].health_check.fall: -1 is out of range: must be 1 to 100 (line 3)"},
 		},
 		{
+			name: "negative unsigned, no rule on the field",
+			in:   "listeners:\n  - { name: l, http: { max_request_body_bytes: -1 } }\n",
+			want: []string{"listeners[0].http.max_request_body_bytes: -1 is out of range for uint64 (0 to 18446744073709551615) (line 2)"},
+		},
+		{
 			name: "unknown enum value",
 			in:   "listeners:\n  - name: l\n    protocol: UDP\n",
 			want: []string{`listeners[0].protocol: unknown value "UDP"; valid: TCP, HTTP (line 3)`},

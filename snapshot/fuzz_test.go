@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 		"a: &a [1,2]\nb: [*a,*a]\n",
 		"clusters: [{name: 'true'}, {name: '123'}, {name: '~'}, {name: ''}]",
 		"listeners: [{name: l, rules: [{match: {method: GET, not: {source: 10.0.0.0/8}}, deny: {status: 403}}, {route: web, request_headers: {set: {X-A: b}}}]}]",
+		"listeners: [{name: l, http: {max_request_body_bytes: -1, max_header_bytes: -2}}]",
 		"clusters: [{name: db, lb_policy: HASH, hash: {key: URI}}]\nlisteners: [{name: t, protocol: TCP, default_cluster: db, tcp: {inspect_timeout: 1s}, rules: [{match: {any: [{sni: {exact: [a]}}]}, route: db}]}]",
 	} {
 		f.Add([]byte(seed))

@@ -115,7 +115,7 @@ func ValidateOffline(s *sluicev1.Snapshot) error {
 	s = proto.Clone(s).(*sluicev1.Snapshot)
 	for _, l := range s.GetListeners() {
 		for _, c := range l.GetTls().GetCertificates() {
-			if c.GetKeyPem() == Redacted {
+			if c.GetKeyPem() == Redacted && c.GetKeyFile() == "" {
 				// A key the node would read from elsewhere, as a
 				// key_file is: the certificate is checked alone.
 				c.KeyPem, c.KeyFile = "", "stored key"

@@ -136,4 +136,8 @@ func TestValidateOffline(t *testing.T) {
 	if err := Validate(shown); err == nil {
 		t.Error("Validate took a redacted key with nothing stored")
 	}
+	both := tlsSnapshot(sluicev1.Protocol_PROTOCOL_HTTP, &sluicev1.Certificate{CertPem: certA, KeyPem: Redacted, KeyFile: "/k"})
+	if err := ValidateOffline(both); err == nil || !strings.Contains(err.Error(), "give exactly one of key_pem and key_file") {
+		t.Errorf("a redacted key and a key_file: %v, want the fault apply would give", err)
+	}
 }
