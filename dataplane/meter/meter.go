@@ -116,16 +116,25 @@ func (l *Listener) Opened() {
 // Closed counts out a connection Opened counted in.
 func (l *Listener) Closed() { l.active.Add(-1) }
 
+// Transferred counts bytes of an exchange that moves them for long (a TCP
+// session, a tunnel) as they move: in from the client, out to it. Done
+// must then be told them (Exchange.CountedIn, CountedOut).
+func (l *Listener) Transferred(in, out uint64) {
+	l.bytesIn.Add(in)
+	l.bytesOut.Add(out)
+}
+
 // Done counts x, an HTTP request (x.Proto not "TCP") or a TCP session that
 // ended, in the listener's counters and those of its cluster, and hands it
-// to the listener's log.
+// to the listener's log. Of its bytes, those the proxy counted as they
+// moved (x.CountedIn, x.CountedOut) are not counted again.
 func (l *Listener) Done(x *Exchange) {
 	c := ClassOf(x.Status)
 	if x.Proto != ProtoTCP {
 		l.requests[c].Add(1)
 	}
-	l.bytesIn.Add(x.BytesIn)
-	l.bytesOut.Add(x.BytesOut)
+	l.bytesIn.Add(x.BytesIn - x.CountedIn)
+	l.bytesOut.Add(x.BytesOut - x.CountedOut)
 	l.observe(x)
 	if cl := x.Cluster; cl != nil {
 		cl.requests[c].Add(1)
@@ -238,6 +247,9 @@ type Exchange struct {
 	Endpoint string
 	// BytesIn counts bytes from the client, BytesOut bytes to it.
 	BytesIn, BytesOut uint64
+	// CountedIn and CountedOut are the bytes of BytesIn and BytesOut the
+	// listener counted already, as they moved (Listener.Transferred).
+	CountedIn, CountedOut uint64
 	// Connect, FirstByte and Total are as in Latency; 0 when not measured.
 	Connect, FirstByte, Total time.Duration
 	// Retries counts connects that failed and were tried again elsewhere.

@@ -59,8 +59,9 @@ func (r *recordLog) Log(listener string, x *Exchange) {
 
 // TestDone: an exchange counts in its listener and its cluster by the
 // class of the status the client got, with its bytes, retries and
-// latencies; a TCP session is no request of the listener; only exchanges
-// marked Logged reach the log.
+// latencies; a TCP session is no request of the listener, and bytes
+// counted as they moved (Transferred) are not counted again when it ends;
+// only exchanges marked Logged reach the log.
 func TestDone(t *testing.T) {
 	log := &recordLog{sample: true}
 	l, c := NewListener("public", log), NewCluster("web")
@@ -70,7 +71,9 @@ func TestDone(t *testing.T) {
 	l.Done(&Exchange{Proto: ProtoHTTP11, Method: []byte("GET"), Status: 200, Cluster: c, BytesIn: 10, BytesOut: 20, Connect: time.Millisecond, FirstByte: 2 * time.Millisecond, Total: 3 * time.Millisecond, Logged: true})
 	l.Done(&Exchange{Proto: ProtoHTTP11, Status: 503, Cluster: c, Retries: 2, Total: time.Millisecond})
 	l.Done(&Exchange{Proto: ProtoHTTP11, Status: 0, BytesIn: 5, Total: time.Millisecond})
-	l.Done(&Exchange{Proto: ProtoTCP, Cluster: c, BytesIn: 1, BytesOut: 1, Total: time.Second})
+	l.Transferred(1, 1)
+	l.Transferred(2, 0)
+	l.Done(&Exchange{Proto: ProtoTCP, Cluster: c, BytesIn: 3, BytesOut: 1, CountedIn: 3, CountedOut: 1, Total: time.Second})
 
 	lk := l.Counts()
 	if lk.Active != 1 || lk.Connections != 2 {
@@ -79,8 +82,8 @@ func TestDone(t *testing.T) {
 	if want := [NumClasses]uint64{Class2xx: 1, Class5xx: 1, ClassOther: 1}; lk.Requests != want {
 		t.Errorf("listener requests = %v, want %v", lk.Requests, want)
 	}
-	if lk.BytesIn != 16 || lk.BytesOut != 21 {
-		t.Errorf("listener bytes in %d, out %d; want 16, 21", lk.BytesIn, lk.BytesOut)
+	if lk.BytesIn != 18 || lk.BytesOut != 21 {
+		t.Errorf("listener bytes in %d, out %d; want 18, 21", lk.BytesIn, lk.BytesOut)
 	}
 	ck := c.Counts()
 	if want := [NumClasses]uint64{Class2xx: 1, Class5xx: 1, ClassOther: 1}; ck.Requests != want {
