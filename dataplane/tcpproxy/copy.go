@@ -35,28 +35,27 @@ var copyBufs = sync.Pool{New: func() any { return new(copyBuf) }}
 func getCopyBuf() *copyBuf  { return copyBufs.Get().(*copyBuf) }
 func putCopyBuf(b *copyBuf) { copyBufs.Put(b) }
 
-// pump copies src to dst until src's EOF (nil) or an error, through a
-// pooled buffer: io.Copy would allocate one per call, since a TLS
+// pump copies src to dst for h until src's EOF (nil) or an error, through
+// a pooled buffer: io.Copy would allocate one per call, since a TLS
 // connection offers no WriterTo and net.TCPConn's ReadFrom falls back to
 // io.Copy for a source that is no socket.
-func pump(dst io.Writer, src io.Reader) (int64, error) {
+func (h *half) pump(dst io.Writer, src io.Reader) error {
 	buf := getCopyBuf()
 	defer putCopyBuf(buf)
-	var n int64
 	for {
 		m, err := src.Read(buf[:])
 		if m > 0 {
 			w, werr := dst.Write(buf[:m])
-			n += int64(w)
+			h.sent(int64(w))
 			if werr != nil {
-				return n, werr
+				return werr
 			}
 		}
 		if err == io.EOF {
-			return n, nil
+			return nil
 		}
 		if err != nil {
-			return n, err
+			return err
 		}
 	}
 }

@@ -142,9 +142,7 @@ func (h *half) copy(c *copier) error {
 	if h.tlsSrc() {
 		// Reading TLS records needs the connection's own buffer; such a
 		// half keeps its goroutine.
-		n, err := pump(h.dst(), h.s.backend)
-		h.n += n
-		return err
+		return h.pump(h.dst(), h.s.backend)
 	}
 	if c == nil {
 		c = newCopier(h)
@@ -322,7 +320,7 @@ func (c *copier) send(fd uintptr) {
 				return
 			}
 			p.Data -= n
-			h.n += int64(n)
+			h.sent(int64(n))
 		}
 		return
 	}
@@ -336,7 +334,7 @@ func (c *copier) send(fd uintptr) {
 			return
 		}
 		c.pending = c.pending[n:]
-		h.n += int64(n)
+		h.sent(int64(n))
 	}
 	putCopyBuf(c.buf)
 	c.buf, c.pending = nil, nil
@@ -354,7 +352,7 @@ func (c *copier) flush() error {
 	h := c.h
 	if h.tlsDst() {
 		n, err := h.s.backend.Write(c.pending)
-		h.n += int64(n)
+		h.sent(int64(n))
 		c.drop()
 		return err
 	}

@@ -25,17 +25,16 @@ func (h *half) run() {
 
 // copy moves bytes from src to dst until src's EOF (nil) or an error.
 func (h *half) copy() error {
-	var n int64
-	var err error
 	switch {
 	case h.tlsSrc():
-		n, err = pump(h.dst(), h.s.backend)
+		return h.pump(h.dst(), h.s.backend)
 	case h.tlsDst():
-		n, err = pump(h.s.backend, h.src())
-	default:
-		n, err = h.dst().ReadFrom(h.src())
+		return h.pump(h.s.backend, h.src())
 	}
-	h.n += n
+	// The runtime's splice moves the bytes out of sight: they are
+	// counted once it returns, at the half's end.
+	n, err := h.dst().ReadFrom(h.src())
+	h.sent(n)
 	return err
 }
 

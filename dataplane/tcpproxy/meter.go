@@ -12,6 +12,7 @@ func meterSession(m *meter.Listener, info *conntrack.ConnInfo, mx *meter.Exchang
 	mx.Start, mx.Proto = info.Start, meter.ProtoTCP
 	mx.Endpoint = info.Endpoint
 	mx.BytesIn, mx.BytesOut = info.BytesIn, info.BytesOut
+	mx.CountedIn, mx.CountedOut = info.BytesIn, info.BytesOut // as they moved (session.settle)
 	mx.Total = info.Duration
 	mx.Retries = uint32(info.Retries)
 	mx.Cause = info.Reason

@@ -51,6 +51,9 @@ type session struct {
 	// aborted is set once the session's sockets are being closed, so that
 	// no half parks again (see park).
 	aborted atomic.Bool
+	// unsettled is set while the session is on its server's list of
+	// those whose bytes moved since the last settle (sent).
+	unsettled atomic.Bool
 	// closedFor is the reason of the one closeFor that ended the session
 	// (a rebalance, the idle timeout), or of the reset of a client or an
 	// endpoint that did (see end), for its record; 0: none did.
@@ -72,8 +75,22 @@ type half struct {
 	toClient  bool // the half is down, endpoint to client
 	halfState      // what the platform's copy keeps between runs
 
-	n   int64 // bytes that reached dst
-	err error // why the half ended, nil for src's EOF
+	n   meter.Flow // bytes that reached dst; written by the goroutine that runs the half (sent)
+	err error      // why the half ended, nil for src's EOF
+}
+
+// sent counts n more bytes that reached dst.
+func (h *half) sent(n int64) {
+	h.n.Add(n)
+	h.s.moved()
+}
+
+// moved puts the session, whose bytes moved, on its server's list of
+// those to settle, unless it is there already.
+func (s *session) moved() {
+	if !s.unsettled.Load() && s.unsettled.CompareAndSwap(false, true) {
+		s.srv.settle.add(s)
+	}
 }
 
 // src and dst are the sockets the half reads and writes (for TLS, the
@@ -115,8 +132,9 @@ func (h *half) tlsDst() bool { return !h.toClient && h.s.backend != net.Conn(h.s
 // start runs the session's two halves; they start parked where they can
 // (see park), else each on a new goroutine.
 func (s *session) start() {
-	s.up = half{s: s}
-	s.down = half{s: s, toClient: true}
+	// Field by field: the settle scan may read the counters already.
+	s.up.s = s
+	s.down.s, s.down.toClient = s, true
 	s.up.init()
 	s.down.init()
 	s.live.Store(2)
@@ -209,9 +227,8 @@ func (s *session) closeFor(reason sluicev1.CloseReason) bool {
 // finish records the ended session and lets go of everything it held.
 func (s *session) finish() {
 	info, ep := &s.info, s.ep
-	info.BytesIn += uint64(s.up.n)
-	info.BytesOut = uint64(s.down.n)
-	ep.Transferred(info.BytesOut, info.BytesIn)
+	info.BytesIn, info.BytesOut = s.up.n.Total(), s.down.n.Total()
+	s.settle()
 
 	failed := s.up.err != nil || s.down.err != nil
 	by := upstream.NotClosedHere
@@ -241,6 +258,20 @@ func (s *session) finish() {
 	ep.Release()
 	s.srv.ended(s.cfg, s.client, info, s.exchange())
 	s.done()
+}
+
+// settle counts in the meters (the endpoint's, so its cluster's, and the
+// listener's) the bytes the session moved since it was last settled, so
+// that a long session's bytes show as they go rather than at its end.
+func (s *session) settle() {
+	in, out := s.up.n.Settle(), s.down.n.Settle()
+	if in+out == 0 {
+		return
+	}
+	s.ep.Transferred(out, in)
+	if m := s.cfg.Meter; m != nil {
+		m.Transferred(in, out)
+	}
 }
 
 // exchange is what the access log and the meters learn of the session

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -167,6 +168,63 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 		}
 	}
 	return closed
+}
+
+// settleList holds the sessions whose bytes moved since the last settle
+// scan, so that the scan looks at those alone: idle sessions, however
+// many, cost it nothing.
+type settleList struct {
+	mu    sync.Mutex
+	due   []*session
+	spare []*session // the slice the last scan went through, for reuse
+	// timer runs the scan (Server.settleAll) every meter.SettleEvery
+	// until stop. It is set and read under mu, the scan's own run too.
+	timer *time.Timer
+}
+
+// start runs scan every meter.SettleEvery.
+func (l *settleList) start(scan func()) {
+	l.mu.Lock()
+	l.timer = time.AfterFunc(meter.SettleEvery, scan)
+	l.mu.Unlock()
+}
+
+// stop ends the scans: the sessions still live settle as they finish.
+func (l *settleList) stop() {
+	l.mu.Lock()
+	l.timer.Stop()
+	l.mu.Unlock()
+}
+
+// add puts ss on the list (session.moved, once until the next scan).
+func (l *settleList) add(ss *session) {
+	l.mu.Lock()
+	l.due = append(l.due, ss)
+	l.mu.Unlock()
+}
+
+// settleAll counts in the meters what the sessions that moved bytes since
+// the last time moved, so that a long session's bytes show as they move,
+// and sets the next time. A session that ended since is let go: its end
+// counted what was left.
+func (s *Server) settleAll() {
+	l := &s.settle
+	l.mu.Lock()
+	due := l.due
+	l.due, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	for i, ss := range due {
+		// Cleared first: bytes sent from here on put it on the list again.
+		ss.unsettled.Store(false)
+		ss.settle()
+		due[i] = nil
+	}
+	l.mu.Lock()
+	l.spare = due[:0]
+	if !s.closing.Load() { // else stop ran or is to run
+		l.timer.Reset(meter.SettleEvery)
+	}
+	l.mu.Unlock()
 }
 
 // all returns every live session of the registry.

@@ -175,6 +175,9 @@ type Server struct {
 	// goroutine before it parks (copy_linux.go).
 	parkAfter time.Duration
 	idle      idleTimeouts
+	// settle is the sessions whose bytes moved since the last settleAll,
+	// which it runs every meter.SettleEvery until MarkClosing.
+	settle settleList
 }
 
 // NewServer returns a server that reports each ended session to onClose,
@@ -184,6 +187,7 @@ func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.idle.timer = time.AfterFunc(time.Hour, s.scanIdle)
 	s.idle.timer.Stop()
+	s.settle.start(s.settleAll)
 	s.SetConfig(cfg)
 	return s
 }
@@ -204,6 +208,7 @@ func (s *Server) SetConfig(cfg *Config) {
 func (s *Server) MarkClosing() {
 	s.closing.Store(true)
 	s.idle.timer.Stop()
+	s.settle.stop()
 	s.cancel(upstream.ErrListenerClosed)
 	s.sessions.closeAll()
 }
@@ -284,6 +289,9 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 		if err != nil {
 			putInspectBuf(insp)
 			ep.Transferred(0, uint64(n))
+			if m := cfg.Meter; m != nil {
+				m.Transferred(uint64(n), 0)
+			}
 			ep.Close(backend)
 			ep.Release()
 			mx.Cluster = ep.Meter()
@@ -300,6 +308,10 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 	ss.clientRC, _ = client.SyscallConn()
 	ss.rawRC, _ = ss.raw.SyscallConn()
 	ss.list = s.sessions.add(ep, ss)
+	if len(first) > 0 { // what inspecting read went first
+		ss.up.n.Add(int64(info.BytesIn))
+		ss.moved()
+	}
 	ss.start()
 }
 

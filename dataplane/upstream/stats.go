@@ -74,7 +74,9 @@ func (e *Endpoint) Ejected() { e.counters.ejections.Add(1) }
 func (e *Endpoint) Ejections() uint64 { return e.counters.ejections.Load() }
 
 // Transferred counts bytes exchanged with the endpoint: in from it, out to
-// it. The proxies call it when a session or an exchange ends.
+// it. The HTTP proxies call it when an exchange ends; a TCP session and an
+// Upgrade tunnel call it while their bytes move (meter.SettleEvery) and
+// when they end.
 func (e *Endpoint) Transferred(in, out uint64) {
 	if in > 0 {
 		e.counters.bytesIn.Add(in)
