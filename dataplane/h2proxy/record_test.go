@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -28,7 +29,13 @@ type ended struct {
 // returns the listener's address and the engine's Upstream.
 func serveRecorded(t *testing.T, ep *upstream.Endpoint) (string, <-chan ended, *Upstream) {
 	t.Helper()
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
+	return serveMetered(t, ep, nil)
+}
+
+// serveMetered is serveRecorded with m as the listener's meter.
+func serveMetered(t *testing.T, ep *upstream.Endpoint, m *meter.Listener) (string, <-chan ended, *Upstream) {
+	t.Helper()
+	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, Meter: m}, nil)
 	up := NewUpstream(nil)
 	t.Cleanup(up.Close)
 	s := NewServer(hs, up, nil)

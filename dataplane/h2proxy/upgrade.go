@@ -135,7 +135,8 @@ func (b *upgradeBody) Close() error {
 // The connection's record takes the tunnel's close reason, and the client
 // connection ends with it (ServeConn returns, and its caller closes it).
 // The tunnel's bytes are the request's in the meter and the endpoint's
-// counters, and the endpoint counts it in flight until it ends.
+// counters (the relay counts them as they move), and the endpoint counts
+// it in flight until it ends.
 func (cn *conn) tunnel(w http.ResponseWriter, resp *http.Response, up *upgrading, st *stream, hcfg *httpproxy.Config) {
 	defer up.close()
 	h := w.Header()
@@ -154,13 +155,14 @@ func (cn *conn) tunnel(w http.ResponseWriter, resp *http.Response, up *upgrading
 	st.hijacked = true
 
 	reason := cn.switchProtocols(brw, resp, h, up, st, hcfg.TunnelIdleTimeout)
+	up.ep.Transferred(st.mx.BytesOut, st.mx.BytesIn)
 	if reason == 0 {
-		in, out, why := httpproxy.RelayTunnel(halfCloser{cn.nc}, up.c, up.ep, hcfg.TunnelIdleTimeout)
+		in, out, why := httpproxy.RelayTunnel(halfCloser{cn.nc}, up.c, up.ep, hcfg.Meter, hcfg.TunnelIdleTimeout)
 		st.mx.BytesIn += in
 		st.mx.BytesOut += out
+		st.mx.CountedIn, st.mx.CountedOut = in, out
 		reason = why
 	}
-	up.ep.Transferred(st.mx.BytesOut, st.mx.BytesIn)
 	st.mx.Cause = reason
 	cn.mu.Lock()
 	cn.tunneled = reason

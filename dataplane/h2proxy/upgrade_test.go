@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -54,10 +55,12 @@ func echoUpgrade(c net.Conn) {
 // head goes through first, bytes flow both ways, a half-close goes
 // through, and the connection's record counts one request, the tunnel's
 // bytes and endpoint, and why it ended; the endpoint is released and its
-// connection closed.
+// connection closed. The meters count the tunnel's bytes while it is
+// open, and each once.
 func TestUpgradeTunnel(t *testing.T) {
 	ep := upstream.New("c", "e", echoUpgradeEndpoint(t))
-	addr, done, up := serveRecorded(t, ep)
+	lm := meter.NewListener("l", nil)
+	addr, done, up := serveMetered(t, ep, lm)
 
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -82,6 +85,25 @@ func TestUpgradeTunnel(t *testing.T) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
 		t.Fatalf("through the tunnel: %q, %v; want %q", got, err, want)
 	}
+	// The bodies' bytes: "early " and "hello\n" behind the heads, then
+	// what the relay carried, "ping" up and "early ping" down (the 426
+	// had none).
+	counted := func(epOut, epIn, lIn, lOut uint64) {
+		t.Helper()
+		deadline := time.Now().Add(meter.SettleEvery + 5*time.Second)
+		for {
+			st, lc := ep.Stats(), lm.Counts()
+			if st.BytesOut == epOut && st.BytesIn == epIn && lc.BytesIn == lIn && lc.BytesOut == lOut {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("counted: endpoint %d out, %d in; listener %d in, %d out; want %d, %d; %d, %d",
+					st.BytesOut, st.BytesIn, lc.BytesIn, lc.BytesOut, epOut, epIn, lIn, lOut)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	counted(10, 16, 4, 10) // while the tunnel is open
 	c.(*net.TCPConn).CloseWrite()
 	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
 		t.Fatalf("after the client's half-close: %q, %v; want the endpoint's close", rest, err)
@@ -101,6 +123,7 @@ func TestUpgradeTunnel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ServeConn did not return after the tunnel ended")
 	}
+	counted(10, 16, 10, 16)
 	if n := ep.Inflight(); n != 0 {
 		t.Errorf("endpoint in flight: %d, want 0", n)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -40,14 +41,15 @@ func (r *Request) ForwardUpgrade(dst http.Header) bool {
 // both ways until each direction ended (its destination then half-closed,
 // when it can be) or nothing moved either way for idle, and returns the
 // bytes carried from the client (up) and to it (down), and the close
-// reason of the client connection. It closes neither connection.
-func RelayTunnel(client, bc net.Conn, ep *upstream.Endpoint, idle time.Duration) (up, down uint64, reason sluicev1.CloseReason) {
-	t := &tunnelState{client: client, bc: bc, ep: ep, idle: idle}
+// reason of the client connection. It counts those bytes in ep's meters
+// and in m (nil: none) as they move. It closes neither connection.
+func RelayTunnel(client, bc net.Conn, ep *upstream.Endpoint, m *meter.Listener, idle time.Duration) (up, down uint64, reason sluicev1.CloseReason) {
+	t := &tunnelState{client: client, bc: bc, ep: ep, m: m, idle: idle}
 	t.last.Store(time.Now().UnixNano())
 	client.SetDeadline(time.Time{})
 	bc.SetDeadline(time.Time{})
-	u, d := t.relay(make([]byte, tunnelBuf), make([]byte, tunnelBuf))
-	return uint64(u), uint64(d), sluicev1.CloseReason(t.reason.Load())
+	up, down = t.relay(make([]byte, tunnelBuf), make([]byte, tunnelBuf))
+	return up, down, sluicev1.CloseReason(t.reason.Load())
 }
 
 // TunnelWriteReason is the close reason of a client connection whose

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -24,10 +25,13 @@ import (
 // HTTP/1.1.
 //
 // A tunnel is one request of its connection's record (ConnInfo), whose
-// bytes count what the tunnel carried. Server.Drain leaves tunnels open,
-// as it does TCP sessions (there is no way to end them gracefully);
-// closing the client connection (listener removed, node closed at the end
-// of its drain) ends them.
+// bytes count what the tunnel carried. The meters (the endpoint's, its
+// cluster's, the listener's) count them as they move, within
+// meter.SettleEvery, not only when the tunnel ends.
+//
+// Server.Drain leaves tunnels open, as it does TCP sessions (there is no
+// way to end them gracefully); closing the client connection (listener
+// removed, node closed at the end of its drain) ends them.
 
 // tunnelState is what the two directions of a tunnel share.
 type tunnelState struct {
@@ -39,6 +43,12 @@ type tunnelState struct {
 	ended  atomic.Bool  // stop was called: the directions give up
 	// reason is the close reason of whatever ended the tunnel first.
 	reason atomic.Int32
+
+	m        *meter.Listener // the listener's, nil: none
+	up, down meter.Flow      // bytes carried from the client, and to it
+	// settler runs settle; settling is set while it is due.
+	settler  *time.Timer
+	settling atomic.Bool
 }
 
 // tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
@@ -53,7 +63,7 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 		}
 	}
 	x.finalHead(true, outTunnel)
-	t := &tunnelState{client: cc.c, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout}
+	t := &tunnelState{client: cc.c, bc: bc, ep: ep, idle: x.cfg.TunnelIdleTimeout, m: x.cfg.Meter}
 	t.last.Store(time.Now().UnixNano())
 
 	// What came behind the heads already belongs to the tunnel.
@@ -86,10 +96,11 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 	cc.rdl = time.Time{}
 	up, down := t.relay(x.rb, x.bb)
 
-	cc.info.BytesIn += uint64(up)
-	cc.info.BytesOut += uint64(down)
-	x.epOut += uint64(up)
-	x.epIn += uint64(down)
+	// The relay counted them in the meters as they moved.
+	cc.info.BytesIn += up
+	cc.info.BytesOut += down
+	x.mx.CountedIn += up
+	x.mx.CountedOut += down
 	cc.reason = sluicev1.CloseReason(t.reason.Load())
 	cc.endpointDone(bc, false)
 	return false
@@ -97,30 +108,55 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 
 // relay copies both ways until both directions ended, with upBuf and
 // downBuf as their buffers, and returns the bytes carried from the client
-// (up) and to it (down).
-func (t *tunnelState) relay(upBuf, downBuf []byte) (up, down int64) {
+// (up) and to it (down), which it counted in the meters.
+func (t *tunnelState) relay(upBuf, downBuf []byte) (up, down uint64) {
+	t.settler = time.AfterFunc(meter.SettleEvery, t.settle)
+	t.settler.Stop()
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		up = t.copy(t.bc, t.client, upBuf, false)
+		t.copy(t.bc, t.client, upBuf, &t.up, false)
 	}()
-	down = t.copy(t.client, t.bc, downBuf, true)
+	t.copy(t.client, t.bc, downBuf, &t.down, true)
 	<-upDone
-	return up, down
+	t.settler.Stop()
+	t.settle()
+	return t.up.Total(), t.down.Total()
 }
 
-// copy carries bytes from src to dst until src ends (then dst is
-// half-closed), an error, or the tunnel's end; it returns the bytes
-// carried. fromEndpoint says which way it copies, for the close reason.
-func (t *tunnelState) copy(dst, src net.Conn, buf []byte, fromEndpoint bool) int64 {
-	var n int64
+// settleSoon has the bytes carried counted in the meters within
+// meter.SettleEvery, unless that is due already.
+func (t *tunnelState) settleSoon() {
+	if t.settling.CompareAndSwap(false, true) {
+		t.settler.Reset(meter.SettleEvery)
+	}
+}
+
+// settle counts what the tunnel carried since the last settle in the
+// endpoint's meters and the listener's.
+func (t *tunnelState) settle() {
+	t.settling.Store(false)
+	in, out := t.up.Settle(), t.down.Settle()
+	if in+out == 0 {
+		return
+	}
+	t.ep.Transferred(out, in)
+	if t.m != nil {
+		t.m.Transferred(in, out)
+	}
+}
+
+// copy carries bytes from src to dst, counting them in f, until src ends
+// (then dst is half-closed), an error, or the tunnel's end. fromEndpoint
+// says which way it copies, for the close reason.
+func (t *tunnelState) copy(dst, src net.Conn, buf []byte, f *meter.Flow, fromEndpoint bool) {
 	for {
 		src.SetReadDeadline(time.Unix(0, t.last.Load()).Add(t.idle))
 		if t.ended.Load() {
 			// stop ran before that deadline replaced the one it set in
 			// the past, which would have ended the read below: the other
 			// direction ended the tunnel while this one was between reads.
-			return n
+			return
 		}
 		m, err := src.Read(buf)
 		if m > 0 {
@@ -128,10 +164,11 @@ func (t *tunnelState) copy(dst, src net.Conn, buf []byte, fromEndpoint bool) int
 			t.last.Store(now.UnixNano())
 			dst.SetWriteDeadline(now.Add(t.idle))
 			w, werr := dst.Write(buf[:m])
-			n += int64(w)
+			f.Add(int64(w))
+			t.settleSoon()
 			if werr != nil {
 				t.stop(t.reasonFor(werr, !fromEndpoint))
-				return n
+				return
 			}
 			continue
 		}
@@ -147,21 +184,21 @@ func (t *tunnelState) copy(dst, src net.Conn, buf []byte, fromEndpoint bool) int
 				t.reason.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED))
 			}
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-				return n
+				return
 			}
 			t.stop(0)
-			return n
+			return
 		case t.ended.Load():
-			return n
+			return
 		case isTimeout(err):
 			if time.Since(time.Unix(0, t.last.Load())) < t.idle {
 				continue // the other direction carried bytes meanwhile
 			}
 			t.stop(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
-			return n
+			return
 		default:
 			t.stop(t.reasonFor(err, fromEndpoint))
-			return n
+			return
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/websocket"
 
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -74,6 +75,39 @@ func TestWebSocketEcho(t *testing.T) {
 		t.Errorf("ConnInfo bytes in=%d out=%d, want the 100 KiB message each way", ci.BytesIn, ci.BytesOut)
 	}
 	waitFor(t, func() bool { return b.ep.Conns() == 0 && b.ep.Inflight() == 0 })
+}
+
+// TestTunnelBytesCountedAsTheyMove: the bytes of an open WebSocket show
+// in the endpoint's and the listener's counters within a settle of
+// moving, not only when the tunnel ends; once it ended, each byte is
+// counted once.
+func TestTunnelBytesCountedAsTheyMove(t *testing.T) {
+	b := wsEchoBackend(t)
+	lm := meter.NewListener("l", nil)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, Meter: lm})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	if resp, _ := wsHandshake(t, conn, br, ""); resp.StatusCode != 101 {
+		t.Fatalf("status %s", resp.Status)
+	}
+	if err := wsSend(conn, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := wsReceive(br); err != nil || got != "hello" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	// A masked frame of 5 bytes is 11 bytes up, its echo 7 down; the heads
+	// are the request's and count when it ends.
+	waitFor(t, func() bool {
+		st, lc := b.ep.Stats(), lm.Counts()
+		return st.BytesOut == 11 && st.BytesIn == 7 && lc.BytesIn == 11 && lc.BytesOut == 7
+	})
+	conn.Close()
+	ci := p.info()
+	waitFor(t, func() bool { return b.ep.Inflight() == 0 })
+	if lc := lm.Counts(); lc.BytesIn != ci.BytesIn || lc.BytesOut != ci.BytesOut {
+		t.Errorf("listener counted %d in, %d out; the connection's record %d, %d", lc.BytesIn, lc.BytesOut, ci.BytesIn, ci.BytesOut)
+	}
 }
 
 // wsHandshake sends a WebSocket upgrade request on c and reads the
@@ -367,7 +401,7 @@ func TestTunnelStopBetweenReads(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ts.copy(client, src, make([]byte, 512), true)
+		ts.copy(client, src, make([]byte, 512), &ts.down, true)
 	}()
 	select {
 	case <-done:
