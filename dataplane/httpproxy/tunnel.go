@@ -71,13 +71,12 @@ func (cc *clientConn) tunnel(ep *upstream.Endpoint, bc net.Conn) bool {
 		cc.endpointDone(bc, false)
 		return false
 	}
-	if n := x.be - x.bs; n > 0 {
+	if x.be > x.bs { // in epIn already, as read (readEndpoint)
 		if err := cc.write(x.bb[x.bs:x.be]); err != nil {
 			cc.reason = clientReason(err)
 			cc.endpointDone(bc, false)
 			return false
 		}
-		x.epIn += uint64(n)
 	}
 	bc.SetDeadline(time.Time{})
 	if n := x.re - x.rs; n > 0 {

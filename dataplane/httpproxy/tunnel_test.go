@@ -200,14 +200,18 @@ func TestUpgradeHandshakeAndHeaders(t *testing.T) {
 	}
 }
 
+// echo101 is upgradeEchoBackend's answer to an Upgrade request.
+const echo101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+
 // upgradeEchoBackend switches to protocol "echo" (anything but
-// WebSocket), echoes what comes until the proxy half-closes, then says
-// "bye" and closes. Each request head is sent on heads.
+// WebSocket), sending "hi\n" in the write of its 101, echoes what comes
+// until the proxy half-closes, then says "bye" and closes. Each request
+// head is sent on heads.
 func upgradeEchoBackend(t testing.TB) (string, chan string) {
 	heads := make(chan string, 4)
 	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		heads <- readRequestHead(br)
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi\n")
+		io.WriteString(c, echo101+"hi\n")
 		io.Copy(c, br)
 		io.WriteString(c, "bye")
 	})
@@ -228,12 +232,15 @@ func openTunnel(t *testing.T, p *proxy) (net.Conn, *bufio.Reader) {
 
 // Any Upgrade protocol tunnels; a half-close goes through each way, as on
 // a TCP listener, and the bytes the endpoint sent with its 101 arrive.
+// The endpoint's counters have each byte it sent and got once, those
+// that came with its 101 too.
 func TestUpgradeTunnelHalfClose(t *testing.T) {
 	addr, heads := upgradeEchoBackend(t)
 	ep := upstream.New("web", "b1", addr)
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
 	conn, br := openTunnel(t, p)
-	if h := <-heads; !strings.Contains(h, "\r\nUpgrade: echo\r\n") || !strings.Contains(h, "\r\nConnection: upgrade\r\n") {
+	h := <-heads
+	if !strings.Contains(h, "\r\nUpgrade: echo\r\n") || !strings.Contains(h, "\r\nConnection: upgrade\r\n") {
 		t.Errorf("endpoint got %q", h)
 	}
 	if line, _ := br.ReadString('\n'); line != "hi\n" {
@@ -256,6 +263,10 @@ func TestUpgradeTunnelHalfClose(t *testing.T) {
 		t.Errorf("ConnInfo bytes out %d", ci.BytesOut)
 	}
 	waitFor(t, func() bool { return ep.Conns() == 0 && ep.Inflight() == 0 })
+	st := ep.Stats()
+	if in, out := len(echo101+"hi\nping\nbye"), len(h+"ping\n"); st.BytesIn != uint64(in) || st.BytesOut != uint64(out) {
+		t.Errorf("endpoint counted %d bytes in, %d out; it sent %d, got %d", st.BytesIn, st.BytesOut, in, out)
+	}
 }
 
 // An endpoint that answers an Upgrade request with anything but 101 gives
