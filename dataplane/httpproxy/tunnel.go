@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,9 +47,13 @@ type tunnelState struct {
 
 	m        *meter.Listener // the listener's, nil: none
 	up, down meter.Flow      // bytes carried from the client, and to it
-	// settler runs settle; settling is set while it is due.
+	// settler runs settle; settling is set while it is due. settleMu is
+	// held while settle counts, so that relay's last settle ends after a
+	// run of settler's that had begun: the tunnel's end is counted once
+	// all its bytes are.
 	settler  *time.Timer
 	settling atomic.Bool
+	settleMu sync.Mutex
 }
 
 // tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
@@ -134,6 +139,8 @@ func (t *tunnelState) settleSoon() {
 // settle counts what the tunnel carried since the last settle in the
 // endpoint's meters and the listener's.
 func (t *tunnelState) settle() {
+	t.settleMu.Lock()
+	defer t.settleMu.Unlock()
 	t.settling.Store(false)
 	in, out := t.up.Settle(), t.down.Settle()
 	if in+out == 0 {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,6 +55,11 @@ type session struct {
 	// unsettled is set while the session is on its server's list of
 	// those whose bytes moved since the last settle (sent).
 	unsettled atomic.Bool
+	// settling is held while bytes taken from the counters (settle) are
+	// counted in the meters, so that the session's last settle, in
+	// finish, ends after a scan's: its record is counted, and it stops
+	// counting as open, only once all its bytes are.
+	settling sync.Mutex
 	// closedFor is the reason of the one closeFor that ended the session
 	// (a rebalance, the idle timeout), or of the reset of a client or an
 	// endpoint that did (see end), for its record; 0: none did.
@@ -264,6 +270,8 @@ func (s *session) finish() {
 // listener's) the bytes the session moved since it was last settled, so
 // that a long session's bytes show as they go rather than at its end.
 func (s *session) settle() {
+	s.settling.Lock()
+	defer s.settling.Unlock()
 	in, out := s.up.n.Settle(), s.down.n.Settle()
 	if in+out == 0 {
 		return
