@@ -172,41 +172,48 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 
 // settleList holds the sessions whose bytes moved since the last settle
 // scan, so that the scan looks at those alone: idle sessions, however
-// many, cost it nothing.
+// many, cost it nothing, and a server whose sessions are all idle has no
+// scan to run.
 type settleList struct {
 	mu    sync.Mutex
 	due   []*session
 	spare []*session // the slice the last scan went through, for reuse
-	// timer runs the scan (Server.settleAll) every meter.SettleEvery
-	// until stop. It is set and read under mu, the scan's own run too.
-	timer *time.Timer
+	// timer runs the scan (Server.settleAll) meter.SettleEvery after the
+	// first session went on the list since the last scan, until stop.
+	timer   *time.Timer
+	stopped bool
 }
 
-// start runs scan every meter.SettleEvery.
-func (l *settleList) start(scan func()) {
+// init makes the timer that runs scan, stopped.
+func (l *settleList) init(scan func()) {
 	l.mu.Lock()
-	l.timer = time.AfterFunc(meter.SettleEvery, scan)
+	l.timer = time.AfterFunc(time.Hour, scan)
+	l.timer.Stop()
 	l.mu.Unlock()
 }
 
 // stop ends the scans: the sessions still live settle as they finish.
 func (l *settleList) stop() {
 	l.mu.Lock()
+	l.stopped = true
 	l.timer.Stop()
 	l.mu.Unlock()
 }
 
-// add puts ss on the list (session.moved, once until the next scan).
+// add puts ss on the list (session.moved, once until the next scan), and
+// has the scan run within meter.SettleEvery if it is the first there.
 func (l *settleList) add(ss *session) {
 	l.mu.Lock()
 	l.due = append(l.due, ss)
+	if len(l.due) == 1 && !l.stopped {
+		l.timer.Reset(meter.SettleEvery)
+	}
 	l.mu.Unlock()
 }
 
 // settleAll counts in the meters what the sessions that moved bytes since
-// the last time moved, so that a long session's bytes show as they move,
-// and sets the next time. A session that ended since is let go: its end
-// counted what was left.
+// the last time moved, so that a long session's bytes show as they move.
+// A session that ended since is let go: its end counted what was left.
 func (s *Server) settleAll() {
 	l := &s.settle
 	l.mu.Lock()
@@ -214,16 +221,14 @@ func (s *Server) settleAll() {
 	l.due, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
 	for i, ss := range due {
-		// Cleared first: bytes sent from here on put it on the list again.
+		// Cleared first: bytes sent from here on put it on the list again
+		// (and set the next scan).
 		ss.unsettled.Store(false)
 		ss.settle()
 		due[i] = nil
 	}
 	l.mu.Lock()
 	l.spare = due[:0]
-	if !s.closing.Load() { // else stop ran or is to run
-		l.timer.Reset(meter.SettleEvery)
-	}
 	l.mu.Unlock()
 }
 

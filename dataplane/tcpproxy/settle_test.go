@@ -94,3 +94,45 @@ func TestOpenSessionsBytesAreCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestSettleScanOnlyWhileBytesMove: a server's settle scan is set when a
+// session's bytes move and not otherwise: a new server and one whose
+// sessions went quiet since the last scan have none waiting, and a closed
+// one sets none.
+func TestSettleScanOnlyWhileBytesMove(t *testing.T) {
+	lm := meter.NewListener("l", nil)
+	s := NewServer(&Config{Meter: lm}, nil)
+	ep := upstream.New("c", "e", "127.0.0.1:1")
+	ss := &session{srv: s, ep: ep, cfg: s.cfg.Load()}
+	ss.up.s, ss.down.s = ss, ss
+	armed := func() bool { return s.settle.timer.Stop() } // and stops it: the test scans by hand
+	counted := func() uint64 { return lm.Counts().BytesIn }
+
+	if armed() {
+		t.Error("a new server's scan is set")
+	}
+	ss.up.sent(10)
+	if !armed() {
+		t.Fatal("bytes moved, and no scan is set")
+	}
+	s.settleAll()
+	if got := counted(); got != 10 {
+		t.Errorf("after a scan, the listener counted %d bytes in; want 10", got)
+	}
+	if armed() {
+		t.Error("nothing moved since the last scan, and a scan is set")
+	}
+	ss.up.sent(5)
+	if !armed() {
+		t.Fatal("bytes moved again, and no scan is set")
+	}
+	s.settleAll()
+	if got := counted(); got != 15 {
+		t.Errorf("after the second scan, the listener counted %d bytes in; want 15", got)
+	}
+	s.MarkClosing()
+	ss.up.sent(1)
+	if armed() {
+		t.Error("a closed server set a scan")
+	}
+}

@@ -176,7 +176,8 @@ type Server struct {
 	parkAfter time.Duration
 	idle      idleTimeouts
 	// settle is the sessions whose bytes moved since the last settleAll,
-	// which it runs every meter.SettleEvery until MarkClosing.
+	// which it runs within meter.SettleEvery of their moving, until
+	// MarkClosing.
 	settle settleList
 }
 
@@ -187,7 +188,7 @@ func NewServer(cfg *Config, onClose func(*conntrack.ConnInfo)) *Server {
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.idle.timer = time.AfterFunc(time.Hour, s.scanIdle)
 	s.idle.timer.Stop()
-	s.settle.start(s.settleAll)
+	s.settle.init(s.settleAll)
 	s.SetConfig(cfg)
 	return s
 }
