@@ -116,6 +116,19 @@ func (l *Listener) Opened() {
 // Closed counts out a connection Opened counted in.
 func (l *Listener) Closed() { l.active.Add(-1) }
 
+// Refused counts a client connection the node closed before it served it
+// (its PROXY header could not be taken), and hands x, its record, to the
+// log when sampled, as a TCP session with x.Cause: neither a request nor
+// a session of the listener's, it counts in no other counter and no
+// latency.
+func (l *Listener) Refused(x *Exchange) {
+	l.conns.Add(1)
+	x.Proto = ProtoTCP
+	if x.Logged = l.Sample(); x.Logged {
+		l.log.Log(l.name, x)
+	}
+}
+
 // Transferred counts bytes of an exchange that moves them for long (a TCP
 // session, a tunnel) as they move: in from the client, out to it. Done
 // must then be told them (Exchange.CountedIn, CountedOut).

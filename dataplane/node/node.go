@@ -185,14 +185,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
-		if accepts[ls.GetAddress()], err = compileProxyAccept(ls, n.opts.OnConn); err != nil {
-			return fmt.Errorf("listener %s: proxy_protocol: %w", ls.GetName(), err)
-		}
-		routings[ls.GetAddress()] = rt
 		m, ok := n.meters[ls.GetName()]
 		if !ok {
 			m = meter.NewListener(ls.GetName(), n.opts.AccessLog)
 		}
+		if accepts[ls.GetAddress()], err = compileProxyAccept(ls, n.opts.OnConn, m); err != nil {
+			return fmt.Errorf("listener %s: proxy_protocol: %w", ls.GetName(), err)
+		}
+		routings[ls.GetAddress()] = rt
 		meters[ls.GetName()] = m
 		if ls.GetProtocol() != sluicev1.Protocol_PROTOCOL_HTTP {
 			continue

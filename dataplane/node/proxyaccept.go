@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/rules"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -28,14 +29,15 @@ type proxyAccept struct {
 	trusted  *rules.Sources // nil: every peer
 	timeout  time.Duration
 	onConn   func(*conntrack.ConnInfo) // records connections closed here
+	meter    *meter.Listener           // the listener's: counts and logs them
 }
 
-func compileProxyAccept(ls *sluicev1.Listener, onConn func(*conntrack.ConnInfo)) (*proxyAccept, error) {
+func compileProxyAccept(ls *sluicev1.Listener, onConn func(*conntrack.ConnInfo), m *meter.Listener) (*proxyAccept, error) {
 	pp := ls.GetProxyProtocol()
 	if pp == nil {
 		return nil, nil
 	}
-	a := &proxyAccept{listener: ls.GetName(), required: pp.GetRequired(), timeout: defaultProxyTimeout, onConn: onConn}
+	a := &proxyAccept{listener: ls.GetName(), required: pp.GetRequired(), timeout: defaultProxyTimeout, onConn: onConn, meter: m}
 	if pp.Timeout != nil {
 		a.timeout = pp.GetTimeout().AsDuration()
 	}
@@ -96,11 +98,16 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// refuse closes c and records it.
+// refuse closes c and records it: in the connection records, the
+// listener's connections and its access log.
 func (a *proxyAccept) refuse(c *net.TCPConn, peer netip.AddrPort, start time.Time, why sluicev1.CloseReason) {
 	c.Close()
+	took := time.Since(start)
+	if a.meter != nil {
+		a.meter.Refused(&meter.Exchange{Start: start, Client: peer, Total: took, Cause: why})
+	}
 	if a.onConn != nil {
-		a.onConn(&conntrack.ConnInfo{Listener: a.listener, Client: peer.String(), Start: start, Duration: time.Since(start), Reason: why})
+		a.onConn(&conntrack.ConnInfo{Listener: a.listener, Client: peer.String(), Start: start, Duration: took, Reason: why})
 	}
 }
 

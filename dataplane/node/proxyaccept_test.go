@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -255,12 +256,45 @@ listeners:
 	}
 }
 
+// accessLog keeps what a node's access log is given: every exchange.
+type accessLog struct {
+	mu    sync.Mutex
+	lines map[string][]meter.Exchange // by listener
+}
+
+func (l *accessLog) Sample() bool { return true }
+
+func (l *accessLog) Log(listener string, x *meter.Exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lines == nil {
+		l.lines = map[string][]meter.Exchange{}
+	}
+	l.lines[listener] = append(l.lines[listener], *x)
+}
+
+// from returns the exchanges of listener's log from the client address.
+func (l *accessLog) from(listener, addr string) []meter.Exchange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var xs []meter.Exchange
+	for _, x := range l.lines[listener] {
+		if x.Client.Addr().String() == addr {
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
 // TestProxyAcceptRefusals: a required header that does not come, a
 // malformed one, and one that comes too slowly close the connection
-// unanswered, recorded as a bad request or a client timeout. Nothing
-// reaches the endpoint.
+// unanswered, recorded as a bad request or a client timeout, in the
+// connection records and in the access log, and counted among the
+// listener's connections. Nothing reaches the endpoint.
 func TestProxyAcceptRefusals(t *testing.T) {
-	n, rec := newRecordingNode(t)
+	rec, log := &records{}, &accessLog{}
+	n := New(Options{Logger: slog.New(slog.DiscardHandler), OnConn: rec.add, AccessLog: log})
+	t.Cleanup(n.Close)
 	pe := startProxyEndpoint(t, "pp")
 	strict, loose := freeAddr(t), freeAddr(t)
 	if err := n.Apply("1", parse(t, `
@@ -288,6 +322,20 @@ listeners:
 		ci := rec.wait(t, tc.listener, "the record of "+tc.name, func(ci conntrack.ConnInfo) bool { return strings.HasPrefix(ci.Client, tc.from+":") })
 		if ci.Reason != tc.reason || ci.Endpoint != "" {
 			t.Errorf("%s: recorded %v (endpoint %q), want %v", tc.name, ci.Reason, ci.Endpoint, tc.reason)
+		}
+		xs := log.from(tc.listener, tc.from)
+		if len(xs) != 1 {
+			t.Errorf("%s: %d access log lines, want 1: %+v", tc.name, len(xs), xs)
+			continue
+		}
+		if x := xs[0]; x.Proto != meter.ProtoTCP || x.Cause != tc.reason || x.Cluster != nil || x.Status != 0 {
+			t.Errorf("%s: logged %s, cause %v, cluster %v, status %d; want a TCP session, %v, none, 0", tc.name, x.Proto, x.Cause, x.Cluster, x.Status, tc.reason)
+		}
+	}
+	for _, m := range n.ListenerMeters() {
+		want := map[string]uint64{"strict": 3, "loose": 2}[m.Name()]
+		if c := m.Counts(); c.Connections != want || c.Active != 0 || c.Requests != [meter.NumClasses]uint64{} {
+			t.Errorf("listener %s: %d connections, %d open, requests %v; want %d, none open, no requests", m.Name(), c.Connections, c.Active, c.Requests, want)
 		}
 	}
 	pe.mu.Lock()
