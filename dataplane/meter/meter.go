@@ -117,10 +117,10 @@ func (l *Listener) Opened() {
 func (l *Listener) Closed() { l.active.Add(-1) }
 
 // Refused counts a client connection the node closed before it served it
-// (its PROXY header could not be taken), and hands x, its record, to the
-// log when sampled, as a TCP session with x.Cause: neither a request nor
-// a session of the listener's, it counts in no other counter and no
-// latency.
+// (its PROXY header could not be taken) among the listener's connections,
+// and hands x, its record, to the log when sampled, as a TCP session
+// with x.Cause. It served nothing, so it counts in no other counter and
+// no latency.
 func (l *Listener) Refused(x *Exchange) {
 	l.conns.Add(1)
 	x.Proto = ProtoTCP
