@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -45,15 +44,11 @@ type tunnelState struct {
 	// reason is the close reason of whatever ended the tunnel first.
 	reason atomic.Int32
 
-	m        *meter.Listener // the listener's, nil: none
-	up, down meter.Flow      // bytes carried from the client, and to it
-	// settler runs settle; settling is set while it is due. settleMu is
-	// held while settle counts, so that relay's last settle ends after a
-	// run of settler's that had begun: the tunnel's end is counted once
-	// all its bytes are.
+	m     *meter.Listener // the listener's, nil: none
+	bytes meter.Flows     // carried from the client (Up) and to it
+	// settler runs settle; settling is set while it is due.
 	settler  *time.Timer
 	settling atomic.Bool
-	settleMu sync.Mutex
 }
 
 // tunnel relays the endpoint's 101 and then runs the tunnel on bc. It
@@ -119,13 +114,13 @@ func (t *tunnelState) relay(upBuf, downBuf []byte) (up, down uint64) {
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		t.copy(t.bc, t.client, upBuf, &t.up, false)
+		t.copy(t.bc, t.client, upBuf, &t.bytes.Up, false)
 	}()
-	t.copy(t.client, t.bc, downBuf, &t.down, true)
+	t.copy(t.client, t.bc, downBuf, &t.bytes.Down, true)
 	<-upDone
 	t.settler.Stop()
-	t.settle()
-	return t.up.Total(), t.down.Total()
+	t.settle() // after a run of settler's that had begun (Flows.Settle)
+	return t.bytes.Up.Total(), t.bytes.Down.Total()
 }
 
 // settleSoon has the bytes carried counted in the meters within
@@ -139,17 +134,8 @@ func (t *tunnelState) settleSoon() {
 // settle counts what the tunnel carried since the last settle in the
 // endpoint's meters and the listener's.
 func (t *tunnelState) settle() {
-	t.settleMu.Lock()
-	defer t.settleMu.Unlock()
 	t.settling.Store(false)
-	in, out := t.up.Settle(), t.down.Settle()
-	if in+out == 0 {
-		return
-	}
-	t.ep.Transferred(out, in)
-	if t.m != nil {
-		t.m.Transferred(in, out)
-	}
+	t.bytes.Settle(t.ep, t.m)
 }
 
 // copy carries bytes from src to dst, counting them in f, until src ends

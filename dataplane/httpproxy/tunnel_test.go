@@ -412,7 +412,7 @@ func TestTunnelStopBetweenReads(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ts.copy(client, src, make([]byte, 512), &ts.down, true)
+		ts.copy(client, src, make([]byte, 512), &ts.bytes.Down, true)
 	}()
 	select {
 	case <-done:

@@ -2,20 +2,31 @@ package meter
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
+// endpointCount counts what Settle counted as an endpoint's.
+type endpointCount struct{ in, out atomic.Uint64 }
+
+func (e *endpointCount) Transferred(in, out uint64) {
+	e.in.Add(in)
+	e.out.Add(out)
+}
+
 // TestFlowSettlesEachByteOnce: settles that race each other and the
-// writer take every byte once between them.
+// writer take every byte once between them, into the endpoint's meter
+// and the listener's.
 func TestFlowSettlesEachByteOnce(t *testing.T) {
-	var f Flow
-	var settled [4]uint64
+	var f Flows
+	var ep endpointCount
+	l := NewListener("l", nil)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for i := range settled {
+	for range 4 {
 		wg.Go(func() {
 			for {
-				settled[i] += f.Settle()
+				f.Settle(&ep, l)
 				select {
 				case <-stop:
 					return
@@ -25,18 +36,16 @@ func TestFlowSettlesEachByteOnce(t *testing.T) {
 		})
 	}
 	for range 100000 {
-		f.Add(3)
+		f.Up.Add(3)
 	}
 	close(stop)
 	wg.Wait()
-	sum := f.Settle()
-	for _, n := range settled {
-		sum += n
+	f.Settle(&ep, l)
+	if in, out := l.Counts().BytesIn, ep.out.Load(); in != 300000 || out != 300000 || f.Up.Total() != 300000 {
+		t.Errorf("settled %d in the listener and %d in the endpoint of a total %d; want 300000 each", in, out, f.Up.Total())
 	}
-	if sum != 300000 || f.Total() != 300000 {
-		t.Errorf("settled %d of a total %d; want 300000 each", sum, f.Total())
-	}
-	if n := f.Settle(); n != 0 {
-		t.Errorf("a settle with nothing new took %d", n)
+	f.Settle(&ep, l)
+	if n := l.Counts().BytesIn; n != 300000 {
+		t.Errorf("a settle with nothing new counted %d more", n-300000)
 	}
 }

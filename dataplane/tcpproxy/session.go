@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -55,11 +54,9 @@ type session struct {
 	// unsettled is set while the session is on its server's list of
 	// those whose bytes moved since the last settle (sent).
 	unsettled atomic.Bool
-	// settling is held while bytes taken from the counters (settle) are
-	// counted in the meters, so that the session's last settle, in
-	// finish, ends after a scan's: its record is counted, and it stops
-	// counting as open, only once all its bytes are.
-	settling sync.Mutex
+	// bytes counts what reached the endpoint (Up) and the client (Down),
+	// each written by the goroutine that runs its half (sent).
+	bytes meter.Flows
 	// closedFor is the reason of the one closeFor that ended the session
 	// (a rebalance, the idle timeout), or of the reset of a client or an
 	// endpoint that did (see end), for its record; 0: none did.
@@ -81,13 +78,16 @@ type half struct {
 	toClient  bool // the half is down, endpoint to client
 	halfState      // what the platform's copy keeps between runs
 
-	n   meter.Flow // bytes that reached dst; written by the goroutine that runs the half (sent)
-	err error      // why the half ended, nil for src's EOF
+	err error // why the half ended, nil for src's EOF
 }
 
 // sent counts n more bytes that reached dst.
 func (h *half) sent(n int64) {
-	h.n.Add(n)
+	if h.toClient {
+		h.s.bytes.Down.Add(n)
+	} else {
+		h.s.bytes.Up.Add(n)
+	}
 	h.s.moved()
 }
 
@@ -138,9 +138,8 @@ func (h *half) tlsDst() bool { return !h.toClient && h.s.backend != net.Conn(h.s
 // start runs the session's two halves; they start parked where they can
 // (see park), else each on a new goroutine.
 func (s *session) start() {
-	// Field by field: the settle scan may read the counters already.
-	s.up.s = s
-	s.down.s, s.down.toClient = s, true
+	s.up = half{s: s}
+	s.down = half{s: s, toClient: true}
 	s.up.init()
 	s.down.init()
 	s.live.Store(2)
@@ -233,7 +232,7 @@ func (s *session) closeFor(reason sluicev1.CloseReason) bool {
 // finish records the ended session and lets go of everything it held.
 func (s *session) finish() {
 	info, ep := &s.info, s.ep
-	info.BytesIn, info.BytesOut = s.up.n.Total(), s.down.n.Total()
+	info.BytesIn, info.BytesOut = s.bytes.Up.Total(), s.bytes.Down.Total()
 	s.settle()
 
 	failed := s.up.err != nil || s.down.err != nil
@@ -269,18 +268,7 @@ func (s *session) finish() {
 // settle counts in the meters (the endpoint's, so its cluster's, and the
 // listener's) the bytes the session moved since it was last settled, so
 // that a long session's bytes show as they go rather than at its end.
-func (s *session) settle() {
-	s.settling.Lock()
-	defer s.settling.Unlock()
-	in, out := s.up.n.Settle(), s.down.n.Settle()
-	if in+out == 0 {
-		return
-	}
-	s.ep.Transferred(out, in)
-	if m := s.cfg.Meter; m != nil {
-		m.Transferred(in, out)
-	}
-}
+func (s *session) settle() { s.bytes.Settle(s.ep, s.cfg.Meter) }
 
 // exchange is what the access log and the meters learn of the session
 // beyond its record.

@@ -146,7 +146,7 @@ func BenchmarkSettleAll(b *testing.B) {
 			all := make([]*session, 100000)
 			for i := range all {
 				ss := &session{srv: s, ep: eps[i%len(eps)], cfg: s.cfg.Load()}
-				ss.up.s, ss.down.s = ss, ss
+				ss.up.s, ss.down.s, ss.down.toClient = ss, ss, true
 				s.sessions.add(ss.ep, ss)
 				all[i] = ss
 			}

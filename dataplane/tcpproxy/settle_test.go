@@ -104,7 +104,7 @@ func TestSettleScanOnlyWhileBytesMove(t *testing.T) {
 	s := NewServer(&Config{Meter: lm}, nil)
 	ep := upstream.New("c", "e", "127.0.0.1:1")
 	ss := &session{srv: s, ep: ep, cfg: s.cfg.Load()}
-	ss.up.s, ss.down.s = ss, ss
+	ss.up.s, ss.down.s, ss.down.toClient = ss, ss, true
 	armed := func() bool { return s.settle.timer.Stop() } // and stops it: the test scans by hand
 	counted := func() uint64 { return lm.Counts().BytesIn }
 

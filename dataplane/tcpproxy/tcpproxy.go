@@ -310,7 +310,7 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 	ss.rawRC, _ = ss.raw.SyscallConn()
 	ss.list = s.sessions.add(ep, ss)
 	if len(first) > 0 { // what inspecting read went first
-		ss.up.n.Add(int64(info.BytesIn))
+		ss.bytes.Up.Add(int64(info.BytesIn))
 		ss.moved()
 	}
 	ss.start()
