@@ -31,8 +31,8 @@ func (h *half) copy() error {
 	case h.tlsDst():
 		return h.pump(h.s.backend, h.src())
 	}
-	// The runtime's splice moves the bytes out of sight: they are
-	// counted once it returns, at the half's end.
+	// ReadFrom moves the bytes out of the half's sight: they are counted
+	// once it returns, at the half's end.
 	n, err := h.dst().ReadFrom(h.src())
 	h.sent(n)
 	return err
