@@ -582,6 +582,7 @@ func TestNodeRefusesBadArguments(t *testing.T) {
 		{[]string{"--node-id", "x", "--admin", taken.Addr().String()}, "sluice-dp: dataplane: --admin: listen tcp " + taken.Addr().String() + ": bind: address already in use"},
 		{[]string{"--node-id", "x", "--drain-grace", "30"}, "sluice-dp: invalid value \"30\" for flag -drain-grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'sluice-dp --help' for its flags."},
 		{[]string{"--node-id", "x", "--admin", "", "--drain-grace", "-1s"}, "sluice-dp: --drain-grace: -1s is negative; 0 closes every connection at once"},
+		{[]string{"--node-id", "x", "--admin", "", "--splice", "on"}, `sluice-dp: --splice: "on" is not auto, always or never`},
 		{[]string{"--node-id", "x", "--admin", "", "--max-connections", "-5"}, "sluice-dp: --max-connections: -5 is negative; 0 derives it from the open-file limit"},
 		{[]string{"--node-id", "x", "--admin", "", "--ca", missing}, "sluice-dp: --ca/--cert/--key: CA certificate: open " + missing + ": no such file or directory"},
 	} {

@@ -85,6 +85,7 @@ Usage:
             [--ca FILE [--cert FILE --key FILE]]
             [--admin-auth-file FILE] [--drain-grace D] [--log-level LEVEL]
             [--max-connections N] [--access-log PATH|- [--access-log-sample RATIO]]
+            [--splice auto|always|never]
   sluice-dp --version
 
 Flags:
@@ -105,6 +106,7 @@ func main() {
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, less 100 and halved")
+	spliceMode := fs.String("splice", "auto", "which large transfers (HTTP bodies from 64 KiB, TCP bursts) go through splice(2) rather than the node's buffers: auto (those from peers on other hosts; copying costs less from peers on this one), always or never (Linux only)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -174,6 +176,9 @@ func main() {
 	connCap, capWarn := connectionCap(*maxConns, fileLimit())
 	if capWarn != "" {
 		log.Warn(capWarn)
+	}
+	if err := dataplane.SetSplice(*spliceMode); err != nil {
+		fail("--splice: %v", err)
 	}
 	if !(*accessSample > 0 && *accessSample <= 1) {
 		fail("--access-log-sample: %v is not above 0 and at most 1", *accessSample)
