@@ -27,9 +27,11 @@ import (
 // holds none.
 //
 // A burst larger than the buffer (a read that leaves at least a buffer's
-// worth queued) switches the half to splice(2) through a pooled pipe, where
-// the bytes never enter user space; it goes back to the buffer when a burst
-// ends small, and gives the pipe back when it parks.
+// worth queued) from a peer on another host switches the half to splice(2)
+// through a pooled pipe, where the bytes never enter user space; it goes
+// back to the buffer when a burst ends small, and gives the pipe back when
+// it parks. A burst from a peer on this host is copied through the buffer
+// (splice.Pays says why).
 //
 // The system calls are raw: on non-blocking sockets they never block, and
 // the runtime's bookkeeping for a call that might (entering and leaving a
@@ -77,6 +79,9 @@ type halfState struct {
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	quick uint8  // wake-ups in a row that came soon after parking
 	inq   bool   // src reports TCP_INQ
+	// splices: a burst from src is spliced (splice.Pays); otherwise it
+	// is copied through the buffer as small exchanges are.
+	splices bool
 }
 
 // monotonic is the time since the process started, from the monotonic
@@ -92,6 +97,7 @@ func (h *half) init() {
 	if h.tlsSrc() {
 		return
 	}
+	h.splices = splice.Pays(h.src())
 	h.srcRC().Control(func(fd uintptr) {
 		h.inq = unix.SetsockoptInt(int(fd), unix.SOL_TCP, unix.TCP_INQ, 1) == nil
 	})
@@ -298,7 +304,7 @@ func (c *copier) read(fd uintptr) bool {
 			return false
 		case c.inline:
 			return true
-		case more >= spliceAt || more < 0 && n == len(buf):
+		case h.splices && (more >= spliceAt || more < 0 && n == len(buf)):
 			h.pipe = splice.Get() // nil (no pipe to be had) keeps the buffer
 		}
 	}

@@ -381,10 +381,12 @@ func TestBusyHalfParksAgain(t *testing.T) {
 	exchange(t, c, c.r, "after\n")
 }
 
-// TestBulkBothWays: megabytes each way at once (spliced) arrive whole and
-// in order, the record counts them, and the session then parks holding
-// no pipe.
-func TestBulkBothWays(t *testing.T) {
+// TestBulkBothWays: megabytes each way at once arrive whole and in order,
+// spliced or copied, the record counts them, and the session then parks
+// holding no pipe.
+func TestBulkBothWays(t *testing.T) { eachSpliceMode(t, bulkBothWays) }
+
+func bulkBothWays(t *testing.T) {
 	const size = 24 << 20
 	ep := upstream.New("c", "e", startBackend(t, echo))
 	onClose, infos := recorder()
