@@ -73,6 +73,23 @@ func TestBodiesPastThePipeLimit(t *testing.T) {
 	}
 }
 
+// TestLocalBodiesAreCopied: by default (--splice auto) a node copies the
+// bytes of peers on this host, where that costs less than splicing them:
+// 1 MiB bodies both ways through an HTTP listener and a TCP listener, all
+// on loopback, arrive whole, and the node made no pipe for them.
+func TestLocalBodiesAreCopied(t *testing.T) {
+	bodies := startBigBodies(t)
+	start(t, "sluice-dp", "--cp", bodies.cp, "--node-id", "local", "--admin", bodies.admin, "--drain-grace", "1s")
+	bodies.move(t)
+	m := promtext.Scrape(t, "http://"+bodies.admin+"/metrics")
+	if got := m.Value("sluice_node_pipes"); got != 0 {
+		t.Errorf("sluice_node_pipes = %v after 1 MiB bodies between loopback peers, want 0: copied, not spliced", got)
+	}
+	if got := m.Value("sluice_node_pipe_shortages_total"); got != 0 {
+		t.Errorf("sluice_node_pipe_shortages_total = %v, want 0: no pipe was asked for", got)
+	}
+}
+
 // bigBodies is an endpoint of 1 MiB bodies behind a control plane's HTTP
 // and TCP listeners, for a node to serve with its admin address at admin.
 type bigBodies struct {

@@ -252,11 +252,12 @@ func BenchmarkDirectKeepAlive(b *testing.B) {
 	benchClient(b, addr, len(benchResponse))
 }
 
-// BenchmarkProxyResponseSizes measures bodies that need more than one write.
+// BenchmarkProxyResponseSizes measures bodies that need more than one
+// write, the large ones spliced and copied (spliceModes).
 func BenchmarkProxyResponseSizes(b *testing.B) {
 	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			resp := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n" + string(pattern(size))
+		resp := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n" + string(pattern(size))
+		eachBodyMode(b, size, func(b *testing.B) {
 			addr := loopback.FixedBackend(b, resp)
 			p := startProxy(b, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("web", "b1", addr)}}})
 			b.SetBytes(int64(size))
@@ -267,11 +268,12 @@ func BenchmarkProxyResponseSizes(b *testing.B) {
 
 // BenchmarkProxyUploadSizes measures request bodies: one that fits next
 // to the head in the first read, one that needs more reads (copied), and
-// spliced ones. The client writes each request in one go, so the proxy
-// rarely waits for it long enough to watch its endpoint (sendBody).
+// large ones, spliced and copied (spliceModes). The client writes each
+// request in one go, so the proxy rarely waits for it long enough to
+// watch its endpoint (sendBody).
 func BenchmarkProxyUploadSizes(b *testing.B) {
 	for _, size := range []int{1 << 10, 32 << 10, 256 << 10, 1 << 20} {
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
+		eachBodyMode(b, size, func(b *testing.B) {
 			addr := rawBackend(b, func(c net.Conn, br *bufio.Reader) {
 				for {
 					req, err := http.ReadRequest(br)
@@ -286,6 +288,21 @@ func BenchmarkProxyUploadSizes(b *testing.B) {
 			req := append([]byte("POST /up HTTP/1.1\r\nHost: bench\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"), pattern(size)...)
 			b.SetBytes(int64(size))
 			benchClientRequest(b, p.addr, req, len(benchResponse))
+		})
+	}
+}
+
+// eachBodyMode runs f as the sub-benchmark of a body of size, and of a
+// large one (spliceMin or more) once for each of spliceModes.
+func eachBodyMode(b *testing.B, size int, f func(b *testing.B)) {
+	if size < spliceMin {
+		b.Run(strconv.Itoa(size), f)
+		return
+	}
+	for _, mode := range spliceModes {
+		b.Run(strconv.Itoa(size)+"/"+mode, func(b *testing.B) {
+			setSpliceMode(b, mode)
+			f(b)
 		})
 	}
 }

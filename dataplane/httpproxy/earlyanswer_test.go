@@ -97,10 +97,11 @@ func contentLength(n int) string {
 
 const chunkedHead = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 
-// earlyUploads are request bodies that take the engine's three ways of
-// sending one: a Content-Length body below spliceMin, copied (sent in
-// pieces, so that the endpoint is gone before the last ones are written);
-// a large one, spliced; a chunked one, decoded and re-encoded.
+// earlyUploads are request bodies that take the engine's ways of sending
+// one: a Content-Length body below spliceMin, copied (sent in pieces, so
+// that the endpoint is gone before the last ones are written); a large
+// one, spliced, or copied in large pieces where splicing does not pay
+// (eachSpliceMode); a chunked one, decoded and re-encoded.
 var earlyUploads = []struct {
 	name  string
 	head  string
@@ -109,7 +110,7 @@ var earlyUploads = []struct {
 	pause time.Duration
 }{
 	{"copied", contentLength(60 << 10), pattern(60 << 10), 4 << 10, 20 * time.Millisecond},
-	{"spliced", contentLength(8 << 20), pattern(8 << 20), 256 << 10, 0},
+	{"large", contentLength(8 << 20), pattern(8 << 20), 256 << 10, 0},
 	{"chunked", chunkedHead, chunked(pattern(8<<20), 32<<10), 256 << 10, 0},
 }
 
@@ -117,7 +118,9 @@ var earlyUploads = []struct {
 // Python's http.server does: its answer reaches the client, which then
 // sees its connection close (its body was not all read), and the endpoint
 // connection is not pooled.
-func TestEarlyAnswerEndpointCloses(t *testing.T) {
+func TestEarlyAnswerEndpointCloses(t *testing.T) { eachSpliceMode(t, earlyAnswerEndpointCloses) }
+
+func earlyAnswerEndpointCloses(t *testing.T) {
 	for _, tt := range earlyUploads {
 		t.Run(tt.name, func(t *testing.T) {
 			var heads atomic.Int64
@@ -152,7 +155,7 @@ func TestEarlyAnswerEndpointCloses(t *testing.T) {
 }
 
 // slowUploads are request bodies that a client sends for about a second,
-// a piece every pause, down the engine's three ways of sending a body.
+// a piece every pause, down the ways of sending a body of earlyUploads.
 var slowUploads = []struct {
 	name  string
 	head  string
@@ -161,7 +164,7 @@ var slowUploads = []struct {
 	pause time.Duration
 }{
 	{"copied", contentLength(60 << 10), pattern(60 << 10), 4 << 10, 60 * time.Millisecond},
-	{"spliced", contentLength(4 << 20), pattern(4 << 20), 256 << 10, 60 * time.Millisecond},
+	{"large", contentLength(4 << 20), pattern(4 << 20), 256 << 10, 60 * time.Millisecond},
 	{"chunked", chunkedHead, chunked(pattern(1<<20), 32<<10), 64 << 10, 60 * time.Millisecond},
 }
 
@@ -172,7 +175,9 @@ var slowUploads = []struct {
 // client's connection then closes (the rest of its body is not read), and
 // the endpoint's is not pooled. So does a refusal that comes after some
 // of the body, behind a 100 Continue that was no answer.
-func TestEarlyRefusalWhileBodyStreams(t *testing.T) {
+func TestEarlyRefusalWhileBodyStreams(t *testing.T) { eachSpliceMode(t, earlyRefusalWhileBodyStreams) }
+
+func earlyRefusalWhileBodyStreams(t *testing.T) {
 	answers := []struct {
 		name, before string
 		lag          int64 // body bytes the endpoint reads before it answers
@@ -634,7 +639,9 @@ func TestInterimAnswerIsNotEarly(t *testing.T) {
 // on a fresh connection to the same endpoint nor to another endpoint, even
 // when it came on a pooled connection and the request could be sent again
 // (a PUT), and although Retries allows it.
-func TestEarlyAnswerIsNotRetried(t *testing.T) {
+func TestEarlyAnswerIsNotRetried(t *testing.T) { eachSpliceMode(t, earlyAnswerIsNotRetried) }
+
+func earlyAnswerIsNotRetried(t *testing.T) {
 	var puts atomic.Int64
 	first := upstream.New("web", "first", rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		for {

@@ -124,10 +124,12 @@ func TestPooledConnectionReusedForBodyAfterIdle(t *testing.T) {
 	}
 }
 
-// TestShutdownDuringSplicedUpload: an endpoint shut down (drain) while a
-// large request body is spliced to it answers 502 and records DRAINED, not a
-// closed listener.
-func TestShutdownDuringSplicedUpload(t *testing.T) {
+// TestShutdownDuringLargeUpload: an endpoint shut down (drain) while a
+// large request body is spliced or copied to it answers 502 and records
+// DRAINED, not a closed listener.
+func TestShutdownDuringLargeUpload(t *testing.T) { eachSpliceMode(t, shutdownDuringLargeUpload) }
+
+func shutdownDuringLargeUpload(t *testing.T) {
 	started := make(chan struct{}, 1)
 	be := startBackend(t, "a", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}

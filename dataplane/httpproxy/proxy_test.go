@@ -1068,10 +1068,14 @@ func TestLargeUploadToSlowEndpoint(t *testing.T) {
 	}
 }
 
-// A large body is spliced (relay_linux.go). An endpoint that closes
-// before the declared length: the client gets what was sent and then its
-// connection closes, recorded as the endpoint's doing.
-func TestSplicedResponseEndpointCloses(t *testing.T) {
+// A large body, spliced (relay_linux.go) or copied: an endpoint that
+// closes before the declared length: the client gets what was sent and
+// then its connection closes, recorded as the endpoint's doing.
+func TestLargeResponseEndpointCloses(t *testing.T) {
+	eachSpliceMode(t, largeResponseEndpointCloses)
+}
+
+func largeResponseEndpointCloses(t *testing.T) {
 	const sent = 300 << 10
 	p, ep, _, resp := getFromRaw(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
@@ -1094,9 +1098,12 @@ func TestSplicedResponseEndpointCloses(t *testing.T) {
 	}
 }
 
-// A client that goes away in the middle of a spliced body: recorded as
-// the client's doing, and the endpoint connection is not pooled.
-func TestSplicedResponseClientCloses(t *testing.T) {
+// A client that goes away in the middle of a large body, spliced or
+// copied: recorded as the client's doing, and the endpoint connection is
+// not pooled.
+func TestLargeResponseClientCloses(t *testing.T) { eachSpliceMode(t, largeResponseClientCloses) }
+
+func largeResponseClientCloses(t *testing.T) {
 	p, ep, conn, resp := getFromRaw(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")

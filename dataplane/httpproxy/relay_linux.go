@@ -15,6 +15,10 @@ import (
 // splice, would then be slower than copying, so bodies are copied.
 func pipesShort() bool { return splice.Short() }
 
+// splicePays reports whether splicing the bytes read from src pays: not
+// from a peer on this host (splice.Pays); those are copied.
+func splicePays(src *net.TCPConn) bool { return splice.Pays(src) }
+
 // pipeRun is one move of up to n bytes from the socket under src to the
 // socket under dst through a pooled pipe, with raw splice calls (package
 // splice): each piece read from src is sent on at once. Its push and

@@ -20,3 +20,7 @@ type pipeRun struct{}
 
 // pipesShort is false: there are no pipes of the package's own to run short.
 func pipesShort() bool { return false }
+
+// splicePays is true: net's ReadFrom moves a large body as it can
+// (splice.Mode has no effect off Linux).
+func splicePays(*net.TCPConn) bool { return true }

@@ -175,9 +175,11 @@ func TestConnectFailureIsRetried(t *testing.T) {
 // that refuses the connection, so a POST is retried too, with whatever of
 // its body the proxy had read already; the endpoint that answers gets the
 // whole body, once.
-func TestRequestWithBodyIsRetried(t *testing.T) {
+func TestRequestWithBodyIsRetried(t *testing.T) { eachSpliceMode(t, requestWithBodyIsRetried) }
+
+func requestWithBodyIsRetried(t *testing.T) {
 	small := "hello, world"
-	large := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB: streamed and spliced
+	large := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB: streamed, spliced or copied
 	for _, tt := range []struct {
 		name    string
 		body    string

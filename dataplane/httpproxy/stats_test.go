@@ -17,9 +17,13 @@ import (
 )
 
 // An endpoint's counters tell what it was sent and what it answered: one
-// request per exchange, every byte each way (spliced bodies included), and
-// its 5xx answers apart from the others.
+// request per exchange, every byte each way (large bodies spliced or
+// copied), and its 5xx answers apart from the others.
 func TestEndpointStatsCountExchanges(t *testing.T) {
+	eachSpliceMode(t, endpointStatsCountExchanges)
+}
+
+func endpointStatsCountExchanges(t *testing.T) {
 	b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		if r.URL.Path == "/fail" {

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package httpproxy
+
+import "testing"
+
+// eachSpliceMode runs f once: off Linux there is no splicing to choose.
+func eachSpliceMode(t *testing.T, f func(t *testing.T)) { f(t) }
+
+// spliceModes: off Linux bodies are only copied.
+var spliceModes = []string{"copied"}
+
+func setSpliceMode(*testing.B, string) {}
