@@ -34,12 +34,12 @@ func Move(in, out, n int) (int, error) {
 // loopback address, or src's own): such a peer wrote its bytes just
 // before, so they are still in the CPU's caches, and copying them through
 // a 16 KiB buffer costs less than splicing them. Through the listeners of
-// examples/bench.yaml, all on loopback, 1 MiB bodies cost the node about a
-// quarter less CPU copied than spliced, and moved faster (BENCHMARKS.md,
-// "Splicing or copying"). Bytes from another host were written to memory
-// by the network card, and splicing spares copying them twice; nothing
-// here can measure that case (every test and benchmark runs on loopback),
-// so Auto splices them, as the node always did.
+// examples/bench.yaml, all on loopback, 1 MiB bodies cost the node a sixth
+// to a fifth less CPU copied than spliced (BENCHMARKS.md, "Splicing or
+// copying"). Bytes from another host were written to memory by the
+// network card, and splicing spares copying them twice; nothing here can
+// measure that case (every test and benchmark runs on loopback), so Auto
+// splices them, as the node always did.
 func Pays(src *net.TCPConn) bool {
 	switch Mode(mode.Load()) {
 	case Always:
