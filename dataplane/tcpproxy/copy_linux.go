@@ -27,11 +27,11 @@ import (
 // holds none.
 //
 // A burst larger than the buffer (a read that leaves at least a buffer's
-// worth queued) from a peer on another host switches the half to splice(2)
-// through a pooled pipe, where the bytes never enter user space; it goes
-// back to the buffer when a burst ends small, and gives the pipe back when
-// it parks. A burst from a peer on this host is copied through the buffer
-// (splice.Pays says why).
+// worth queued) switches the half to splice(2) through a pooled pipe, where
+// the bytes never enter user space, if splicing pays (splice.Pays: by
+// default, for bytes from a peer on another host); it goes back to the
+// buffer when a burst ends small, and gives the pipe back when it parks.
+// Other bursts are copied through the buffer.
 //
 // The system calls are raw: on non-blocking sockets they never block, and
 // the runtime's bookkeeping for a call that might (entering and leaving a
