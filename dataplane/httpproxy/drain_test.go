@@ -275,7 +275,9 @@ func TestDrainPipelined(t *testing.T) {
 func TestDrainRace(t *testing.T) { eachSpliceMode(t, drainRace) }
 
 func drainRace(t *testing.T) {
-	sizes := []int{10, 3000, 70 << 10} // 70 KiB: past spliceMin, the large-body path
+	// 100 KiB: what is left past the first read of the response (at most
+	// bbSize) is still spliceMin or more, the large-body path.
+	sizes := []int{10, 3000, 100 << 10}
 	bodies := map[int][]byte{}
 	for _, n := range sizes {
 		bodies[n] = pattern(n)
