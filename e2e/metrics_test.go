@@ -110,6 +110,9 @@ listeners:
 	if got := m.Value("sluice_node_pipe_shortages_total"); got != 0 {
 		t.Errorf("sluice_node_pipe_shortages_total = %v with no large body moved, want 0", got)
 	}
+	if got := m.Value("sluice_node_splices_total"); got != 0 {
+		t.Errorf("sluice_node_splices_total = %v with no large body moved, want 0", got)
+	}
 	if got := m.Value("sluice_node_pipes"); got < 0 {
 		t.Error("no sluice_node_pipes")
 	}

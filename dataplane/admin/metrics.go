@@ -38,7 +38,7 @@ type nodeCollector struct {
 	state, weight, active, conns                        *prometheus.Desc
 	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
-	healthTransitions, pipes, pipeShortages             *prometheus.Desc
+	healthTransitions, pipes, splices, pipeShortages    *prometheus.Desc
 	maxConns, full, nodeMaxConns, nodeFull              *prometheus.Desc
 }
 
@@ -64,11 +64,12 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		ready:             d("sluice_node_ready", "1 once a snapshot is applied and while the node is not draining.", nil...),
 		draining:          d("sluice_node_draining", "1 while the node drains (SIGTERM).", nil...),
 		statsDroppedTotal: d("sluice_node_stats_records_dropped_total", "Connection records dropped because the queue to the control plane was full.", nil...),
-		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled (not those of Go's own splice, which request bodies use); without CAP_SYS_RESOURCE or CAP_SYS_ADMIN each counts its size, up to 1 MiB, against /proc/sys/fs/pipe-user-pages-soft.", nil...),
+		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled (not those of Go's own splice, which close-delimited response bodies use); without CAP_SYS_RESOURCE or CAP_SYS_ADMIN each counts its size, up to 1 MiB, against /proc/sys/fs/pipe-user-pages-soft.", nil...),
 		maxConns:          d("sluice_listener_max_connections", "The listener's max_connections: how many client connections it holds at once (0: no cap).", "listener"),
 		full:              d("sluice_listener_full_total", "Times the listener held max_connections and left new connections waiting in the kernel's accept queue until one closed.", "listener"),
 		nodeMaxConns:      d("sluice_node_max_connections", "The node's --max-connections: how many client connections it holds at once over all listeners (0: no cap).", nil...),
 		nodeFull:          d("sluice_node_full_total", "Times the node held --max-connections and left new connections waiting in the kernel's accept queue until one closed.", nil...),
+		splices:           d("sluice_node_splices_total", "Large transfers the node spliced through a pipe of its own: a TCP burst, or an HTTP body (each 4 MiB piece of a longer one). --splice says which are spliced (by default, those from peers on other hosts); the others are copied.", nil...),
 		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
 }
@@ -76,7 +77,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
 		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
-		c.pipes, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull} {
+		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull} {
 		ch <- d
 	}
 }
@@ -96,6 +97,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	pipes, short := splice.Stats()
 	gauge(c.pipes, float64(pipes))
 	counter(c.pipeShortages, short)
+	counter(c.splices, splice.Gets())
 	conns := c.n.Connections()
 	gauge(c.nodeMaxConns, float64(conns.Max))
 	counter(c.nodeFull, conns.Full)

@@ -30,16 +30,19 @@ func Move(in, out, n int) (int, error) {
 }
 
 // Pays reports whether splicing the bytes read from src pays, under the
-// process's Mode. Under Auto, not when src's peer is on this host (a
-// loopback address, or src's own): such a peer wrote its bytes just
-// before, so they are still in the CPU's caches, and copying them through
-// a 16 KiB buffer costs less than splicing them. Through the listeners of
-// examples/bench.yaml, all on loopback, 1 MiB bodies cost the node a sixth
-// to a fifth less CPU copied than spliced (BENCHMARKS.md, "Splicing or
-// copying"). Bytes from another host were written to memory by the
-// network card, and splicing spares copying them twice; nothing here can
-// measure that case (every test and benchmark runs on loopback), so Auto
-// splices them, as the node always did.
+// process's Mode. Under Auto, not when src's peer is on this host, as far
+// as addresses tell: a loopback address, or src's own. (A peer in another
+// network namespace of the host, such as a container behind a bridge, has
+// an address of its own and counts as another host's.) Such a peer wrote
+// its bytes just before, so they are still in the CPU's caches, and
+// copying them through a 16 KiB buffer costs less than splicing them: on
+// loopback, 1 MiB downloads through the listeners of examples/bench.yaml
+// cost the node about a fifth (L4) and a sixth (L7) less CPU copied than
+// spliced, and 1 MiB uploads about the same either way (BENCHMARKS.md,
+// "Splicing or copying"). Bytes from another host were written to memory
+// by the network card, and splicing spares copying them twice; nothing
+// here can measure that case (every test and benchmark runs on loopback),
+// so Auto splices them, as the node always did.
 func Pays(src *net.TCPConn) bool {
 	switch Mode(mode.Load()) {
 	case Always:
@@ -128,13 +131,6 @@ func Get() *Pipe {
 	gets.Add(1)
 	return wrap(fds, size)
 }
-
-// gets counts the pipes Get handed out.
-var gets atomic.Uint64
-
-// Gets returns how many pipes Get has handed out: for tests, to tell a
-// spliced transfer from a copied one.
-func Gets() uint64 { return gets.Load() }
 
 // wrap makes a Pipe of a new pipe's descriptors; the pool closes what it
 // drops.
