@@ -534,12 +534,14 @@ func TestEarlyAnswerAfterContinue(t *testing.T) {
 // endpoint that stops reading and later closes with the request unread,
 // which resets the connection: the reset ends the body, which reaches the
 // client whole, not cut short: re-framed as chunks for an HTTP/1.1 client,
-// spliced as it comes to an HTTP/1.0 one.
-func TestEarlyAnswerCloseDelimited(t *testing.T) {
+// spliced or copied as it comes to an HTTP/1.0 one (bothSpliceModes).
+func TestEarlyAnswerCloseDelimited(t *testing.T) { bothSpliceModes(t, earlyAnswerCloseDelimited) }
+
+func earlyAnswerCloseDelimited(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		proto   string
-		chunked bool // re-framed for an HTTP/1.1 client; spliced as it is to an HTTP/1.0 one
+		chunked bool // re-framed for an HTTP/1.1 client; relayed as it is to an HTTP/1.0 one
 	}{
 		{"HTTP/1.1 client", "HTTP/1.1", true},
 		{"HTTP/1.0 client", "HTTP/1.0", false},

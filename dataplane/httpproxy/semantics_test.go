@@ -110,7 +110,11 @@ func TestRequestFramingIsRedone(t *testing.T) {
 	}
 }
 
-func TestCloseDelimitedResponse(t *testing.T) {
+// A close-delimited response of 300 KiB, spliced to an HTTP/1.0 client
+// or copied (bothSpliceModes).
+func TestCloseDelimitedResponse(t *testing.T) { bothSpliceModes(t, closeDelimitedResponse) }
+
+func closeDelimitedResponse(t *testing.T) {
 	body := pattern(300 << 10)
 	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 		readRequestHead(br)

@@ -46,7 +46,7 @@ func endpointStatsCountExchanges(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	const up, down = 3 << 20, 2 << 20 // large enough to be spliced
+	const up, down = 3 << 20, 2 << 20 // past spliceMin: the large-body path
 	if code := do("POST", "/?n="+strconv.Itoa(down), make([]byte, up)); code != 200 {
 		t.Fatalf("status %d", code)
 	}
