@@ -32,7 +32,8 @@ var (
 
 const (
 	// spliceMin is the body remainder from which a Content-Length body
-	// between two TCP connections is spliced rather than copied.
+	// between two TCP connections is spliced rather than copied, where
+	// splicing pays (splicePays).
 	spliceMin = 64 << 10
 	// splicePiece bounds one splice call so deadlines are renewed between.
 	splicePiece = 4 << 20
@@ -1371,7 +1372,8 @@ func (cc *clientConn) flush() *statusError {
 }
 
 // relayLength forwards a Content-Length body: what came with the head goes
-// in the same write as the head; a large remainder is spliced.
+// in the same write as the head; a large remainder is spliced where that
+// pays (splicePays), and copied through x.bb otherwise.
 func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 	x := cc.x
 	n := x.be - x.bs
@@ -1575,7 +1577,8 @@ func (x *exchange) closeEnded(err error) bool {
 }
 
 // relayClose forwards a close-delimited body to an HTTP/1.0 client verbatim
-// (spliced when both sides are TCP); the client connection closes after.
+// (spliced by net's ReadFrom when both sides are TCP and splicing pays);
+// the client connection closes after.
 func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 	x := cc.x
 	x.wb = append(x.wb, x.bb[x.bs:x.be]...)

@@ -13,7 +13,9 @@
 // buffers, with no allocation per request; a request head goes to the
 // endpoint in one write, and a response head with a body that came with it
 // goes to the client in one write; Content-Length bodies of 64 KiB and more
-// are spliced between the two sockets. One goroutine serves one client
+// are spliced between the two sockets where splicing pays (splice.Pays: by
+// default, for bytes from a peer on another host), and copied through a
+// 16 KiB buffer otherwise. One goroutine serves one client
 // connection; served with ServeConnAsync, a connection idle for a moment
 // parks without a goroutine or buffers (park.go), otherwise it waits on its
 // goroutine with a minimal stack, its busy phases on a reused worker

@@ -4,7 +4,9 @@
 // Both directions are copied between the raw sockets. On Linux (see
 // copy_linux.go) small exchanges go through a pooled buffer, taken only
 // while bytes are in hand, and a direction that moves a lot switches to
-// splice(2), where the bytes never enter user space. An endpoint that
+// splice(2), where the bytes never enter user space, if splicing pays
+// (splice.Pays: by default, for bytes from a peer on another host). An
+// endpoint that
 // speaks TLS (its cluster's tls) cannot be spliced: its bytes are copied
 // through a buffer, encrypted on the way.
 //
