@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/splice/splicetest"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 )
@@ -293,7 +294,7 @@ func BenchmarkProxyUploadSizes(b *testing.B) {
 }
 
 // eachBodyMode runs f as the sub-benchmark of a body of size, and of a
-// large one once for each of spliceModes: one of which spliceMin or more
+// large one once for each of splicetest.Modes: one of which spliceMin or more
 // is left after the first read took up to bbSize of it. (A 64 KiB body
 // is spliced only when the first read took none of it.)
 func eachBodyMode(b *testing.B, size int, f func(b *testing.B)) {
@@ -301,9 +302,9 @@ func eachBodyMode(b *testing.B, size int, f func(b *testing.B)) {
 		b.Run(strconv.Itoa(size), f)
 		return
 	}
-	for _, mode := range spliceModes {
+	for _, mode := range splicetest.Modes() {
 		b.Run(strconv.Itoa(size)+"/"+mode, func(b *testing.B) {
-			setSpliceMode(b, mode)
+			splicetest.Set(b, mode)
 			f(b)
 		})
 	}

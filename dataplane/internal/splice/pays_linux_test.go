@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"testing"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // TestOnThisHost: a peer at a loopback address or at the connection's own
@@ -35,24 +37,9 @@ func TestOnThisHost(t *testing.T) {
 // TestPaysNotOnLoopback: under Auto, bytes from a loopback peer are not
 // worth splicing; under Always they are, under Never none are.
 func TestPaysNotOnLoopback(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	c, s := loopback.Pair(t)
 	defer SetMode(Auto)
-	for _, conn := range []net.Conn{c, s} {
-		tc := conn.(*net.TCPConn)
+	for _, tc := range []*net.TCPConn{c, s} {
 		for m, want := range map[Mode]bool{Auto: false, Always: true, Never: false} {
 			SetMode(m)
 			if got := Pays(tc); got != want {
