@@ -14,8 +14,7 @@ const (
 	// Auto splices the bytes of peers on other hosts, and copies those of
 	// peers on this one (Pays says why).
 	Auto Mode = iota
-	// Always splices every large transfer (HAProxy's option
-	// splice-request and splice-response).
+	// Always splices every large transfer, as the node did before Auto.
 	Always
 	// Never copies every transfer through user space.
 	Never
