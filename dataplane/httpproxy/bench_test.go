@@ -293,10 +293,10 @@ func BenchmarkProxyUploadSizes(b *testing.B) {
 	}
 }
 
-// eachBodyMode runs f as the sub-benchmark of a body of size, and of a
-// large one once for each of splicetest.Modes: one of which spliceMin or more
-// is left after the first read took up to bbSize of it. (A 64 KiB body
-// is spliced only when the first read took none of it.)
+// eachBodyMode runs f as the sub-benchmark of a body of size; of a body
+// large enough that spliceMin is left after a first read of up to bbSize,
+// once for each of splicetest.Modes. (A 64 KiB body is spliced only when
+// the first read took none of it.)
 func eachBodyMode(b *testing.B, size int, f func(b *testing.B)) {
 	if size < spliceMin+bbSize {
 		b.Run(strconv.Itoa(size), f)

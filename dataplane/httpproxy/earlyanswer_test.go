@@ -100,8 +100,8 @@ const chunkedHead = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\
 // earlyUploads are request bodies that take the engine's ways of sending
 // one: a Content-Length body below spliceMin, copied (sent in pieces, so
 // that the endpoint is gone before the last ones are written); a large
-// one, spliced, or copied in large pieces where splicing does not pay
-// (eachSpliceMode); a chunked one, decoded and re-encoded.
+// one, spliced, or copied through a 16 KiB buffer where splicing does not
+// pay (eachSpliceMode); a chunked one, decoded and re-encoded.
 var earlyUploads = []struct {
 	name  string
 	head  string
