@@ -6,9 +6,8 @@
 // while bytes are in hand, and a direction that moves a lot switches to
 // splice(2), where the bytes never enter user space, if splicing pays
 // (splice.Pays: by default, for bytes from a peer on another host). An
-// endpoint that
-// speaks TLS (its cluster's tls) cannot be spliced: its bytes are copied
-// through a buffer, encrypted on the way.
+// endpoint that speaks TLS (its cluster's tls) cannot be spliced: its
+// bytes are copied through a buffer, encrypted on the way.
 //
 // A listener whose rules route on the client's TLS server name (TLS
 // passthrough) first reads the client's ClientHello, at most
