@@ -111,24 +111,21 @@ func TestSettleScanOnlyWhileBytesMove(t *testing.T) {
 	if armed() {
 		t.Error("a new server's scan is set")
 	}
-	ss.up.sent(10)
-	if !armed() {
-		t.Fatal("bytes moved, and no scan is set")
-	}
-	s.settleAll()
-	if got := counted(); got != 10 {
-		t.Errorf("after a scan, the listener counted %d bytes in; want 10", got)
-	}
-	if armed() {
-		t.Error("nothing moved since the last scan, and a scan is set")
-	}
-	ss.up.sent(5)
-	if !armed() {
-		t.Fatal("bytes moved again, and no scan is set")
-	}
-	s.settleAll()
-	if got := counted(); got != 15 {
-		t.Errorf("after the second scan, the listener counted %d bytes in; want 15", got)
+	for i, step := range []struct {
+		sent int64
+		want uint64
+	}{{10, 10}, {5, 15}} {
+		ss.up.sent(step.sent)
+		if !armed() {
+			t.Fatalf("scan %d: bytes moved, and no scan is set", i+1)
+		}
+		s.settleAll()
+		if got := counted(); got != step.want {
+			t.Errorf("after scan %d, the listener counted %d bytes in; want %d", i+1, got, step.want)
+		}
+		if armed() {
+			t.Errorf("after scan %d: nothing moved since, and a scan is set", i+1)
+		}
 	}
 	s.MarkClosing()
 	ss.up.sent(1)
