@@ -76,8 +76,8 @@ func TestBodiesPastThePipeLimit(t *testing.T) {
 // TestLocalBodiesAreCopied: by default (--splice auto) a node copies the
 // bytes of peers on this host, where that costs less than splicing them:
 // 1 MiB bodies both ways through an HTTP listener and a TCP listener, all
-// on loopback, arrive whole, and the node spliced none of them. With
-// --splice always it splices them, and says so.
+// on loopback, arrive whole, and the node spliced none of them; nor with
+// --splice never. With --splice always it splices them, and says so.
 func TestLocalBodiesAreCopied(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -85,6 +85,7 @@ func TestLocalBodiesAreCopied(t *testing.T) {
 		spliced bool
 	}{
 		{"auto", nil, false},
+		{"never", []string{"--splice", "never"}, false},
 		{"always", []string{"--splice", "always"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
