@@ -116,13 +116,23 @@ type bigBodies struct {
 	cp, admin, http, tcp string
 }
 
-// startBigBodies starts the endpoint and the control plane, and applies
-// the listeners.
+// startBigBodies starts the endpoint on loopback and the control plane,
+// and applies the listeners.
 func startBigBodies(t *testing.T) *bigBodies {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startBigBodiesOn(t, ln)
+}
+
+// startBigBodiesOn is startBigBodies with the endpoint serving on ln.
+func startBigBodiesOn(t *testing.T, ln net.Listener) *bigBodies {
 	t.Helper()
 	b := &bigBodies{body: make([]byte, 1<<20), admin: freeAddr(t), http: freeAddr(t), tcp: freeAddr(t)}
 	rand.Read(b.body)
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			got, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "received %d bytes, same as sent: %t", len(got), bytes.Equal(got, b.body))
@@ -131,6 +141,9 @@ func startBigBodies(t *testing.T) *bigBodies {
 		w.Header().Set("Content-Length", strconv.Itoa(len(b.body)))
 		w.Write(b.body)
 	}))
+	backend.Listener.Close()
+	backend.Listener = ln
+	backend.Start()
 	t.Cleanup(backend.Close)
 	c := startCP(t, t.TempDir(), "")
 	c.apply(t, fmt.Sprintf(`
@@ -140,7 +153,7 @@ clusters:
 listeners:
   - { name: http, address: %s, protocol: HTTP, default_cluster: big }
   - { name: tcp, address: %s, protocol: TCP, default_cluster: big }
-`, strings.TrimPrefix(backend.URL, "http://"), b.http, b.tcp))
+`, ln.Addr(), b.http, b.tcp))
 	b.cp = c.addr
 	return b
 }
@@ -150,6 +163,15 @@ listeners:
 // whole.
 func (b *bigBodies) move(t *testing.T) {
 	t.Helper()
+	b.waitListening(t)
+	b.get(t, b.http)
+	b.get(t, b.tcp)
+	b.post(t)
+}
+
+// waitListening waits for the node to listen.
+func (b *bigBodies) waitListening(t *testing.T) {
+	t.Helper()
 	waitFor(t, "the node to listen", func() bool {
 		conn, err := net.Dial("tcp", b.http)
 		if err == nil {
@@ -157,15 +179,25 @@ func (b *bigBodies) move(t *testing.T) {
 		}
 		return err == nil
 	})
-	for _, addr := range []string{b.http, b.tcp} {
-		got, err := tcpGet(addr)
-		if err != nil {
-			t.Fatalf("GET through %s: %v", addr, err)
-		}
-		if got != string(b.body) {
-			t.Errorf("GET through %s: %d bytes, not the endpoint's 1 MiB body", addr, len(got))
-		}
+}
+
+// get GETs the body through the listener at addr and checks that it
+// arrived whole.
+func (b *bigBodies) get(t *testing.T, addr string) {
+	t.Helper()
+	got, err := tcpGet(addr)
+	if err != nil {
+		t.Fatalf("GET through %s: %v", addr, err)
 	}
+	if got != string(b.body) {
+		t.Errorf("GET through %s: %d bytes, not the endpoint's 1 MiB body", addr, len(got))
+	}
+}
+
+// post POSTs the body through the HTTP listener and checks that the
+// endpoint received it whole.
+func (b *bigBodies) post(t *testing.T) {
+	t.Helper()
 	client := &http.Client{Timeout: testTimeout}
 	resp, err := client.Post("http://"+b.http+"/", "application/octet-stream", bytes.NewReader(b.body))
 	if err != nil {
