@@ -2,7 +2,10 @@
 # make bench: issue 8's targets, Sluice side by side with HAProxy in one run,
 # printed as one table (and kept in .run/bench/table.md): each side's median
 # over the rounds, their ratio, and the ratio in each round, since one
-# machine's rounds differ by up to a quarter.
+# machine's rounds differ by up to a quarter; and the CPU time each side
+# spent per request (per MiB on the 1 MiB rows) over its rounds, which a
+# round that the machine's other load slowed changes much less than it
+# changes req/s.
 #
 # ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
 # thread each) and two nginx backends; this script adds what peers.sh does
@@ -11,8 +14,11 @@
 # examples/bench.yaml's l7-rules) and the 1 MiB listeners. The node runs
 # with GOMAXPROCS=1, because every peer gets one thread.
 #
-# Knobs: ROUNDS (3), DURATION (8s), CONNS (50) as in peers.sh; BIG_CONNS
-# (10) for the 1 MiB rows; BENCH_MEM=0 skips the idle-memory rows.
+# Knobs: ROUNDS (5), DURATION (8s, in s or m), CONNS (50), passed on to
+# peers.sh; BIG_CONNS (10) for the 1 MiB rows; BENCH_MEM=0 skips the
+# idle-memory rows. Five rounds, not peers.sh's three, because one round
+# with a stall (a 15-18 ms p99, on either side) otherwise decides a
+# median.
 # The figures of the 100k-idle and 10k-cluster apply targets come from
 # `make bench-scale`.
 set -euo pipefail
@@ -22,7 +28,14 @@ RUN=.run/bench
 rm -rf "$RUN"; mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
 export SLUICE_CP=127.0.0.1:19270
-ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-8s} CONNS=${CONNS:-50} BIG_CONNS=${BIG_CONNS:-10}
+export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-8s} CONNS=${CONNS:-50}
+BIG_CONNS=${BIG_CONNS:-10}
+case $DURATION in
+  *[0-9]s) seconds=${DURATION%s} ;;
+  *[0-9]m) seconds=$((${DURATION%m} * 60)) ;;
+  *) echo "bench: DURATION=$DURATION: give it in s or m, as 8s or 1m" >&2; exit 2 ;;
+esac
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "bench: DURATION=$DURATION: a whole number of s or m" >&2; exit 2; }
 
 pids=()
 cleanup() {
@@ -110,9 +123,26 @@ for port in 19280 19281 19282 19283 19284 19182 19183 19184; do
   [ -n "$ok" ] || { echo "bench: nothing answers on 127.0.0.1:$port" >&2; exit 1; }
 done
 
+# cputime PID: the CPU time PID has spent, user and system, in clock
+# ticks (the fields after the command's name, which ends in ")").
+cputime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# measured NAME HAPROXY_PID COMMAND...: runs COMMAND, and appends to
+# $RUN/cpu.txt the CPU time the node and that HAProxy spent meanwhile,
+# as "NAME who ticks". Each serves nothing but its own rounds then.
+measured() {
+  local name=$1 hp=$2 s0 h0
+  shift 2
+  s0=$(cputime "$dp") h0=$(cputime "$hp")
+  "$@"
+  echo "$name sluice $(($(cputime "$dp") - s0))" >>"$RUN/cpu.txt"
+  echo "$name haproxy $(($(cputime "$hp") - h0))" >>"$RUN/cpu.txt"
+}
+peers_hp=$(cat "${PEERS_DIR:-/tmp/sluice-peers}/haproxy.pid")
+bench_hp=$(cat "$RUN/haproxy.pid")
+
 # The standard rows: peers.sh's own runs, whose output is kept as is.
-bash "$peers" run l7 sluice=http://127.0.0.1:19280/ | tee "$RUN/l7.txt"
-bash "$peers" run l4 sluice=http://127.0.0.1:19281/ | tee "$RUN/l4.txt"
+measured l7 "$peers_hp" bash "$peers" run l7 sluice=http://127.0.0.1:19280/ | tee "$RUN/l7.txt"
+measured l4 "$peers_hp" bash "$peers" run l4 sluice=http://127.0.0.1:19281/ | tee "$RUN/l4.txt"
 
 # wrk1 CONNS URL: one wrk run, printing "req/s p99 bytes/s".
 wrk1() {
@@ -133,9 +163,9 @@ pair() {
     done
   done
 }
-pair rules "$CONNS" http://127.0.0.1:19182/ http://127.0.0.1:19282/
-pair l7big "$BIG_CONNS" http://127.0.0.1:19183/ http://127.0.0.1:19283/
-pair l4big "$BIG_CONNS" http://127.0.0.1:19184/ http://127.0.0.1:19284/
+measured rules "$bench_hp" pair rules "$CONNS" http://127.0.0.1:19182/ http://127.0.0.1:19282/
+measured l7big "$bench_hp" pair l7big "$BIG_CONNS" http://127.0.0.1:19183/ http://127.0.0.1:19283/
+measured l4big "$bench_hp" pair l4big "$BIG_CONNS" http://127.0.0.1:19184/ http://127.0.0.1:19284/
 
 # freshnode PORT: a new node process (its pid in $dp), with the snapshot
 # applied, warmed like the peers are by the throughput rows (a short wrk on
@@ -177,48 +207,67 @@ ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
   paste <(echo "$1") <(echo "$2") |
     awk -F'\t' '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
 }
-row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
-  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" 'BEGIN{
+row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS CPU
+  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" -v c="$8" 'BEGIN{
     if (s !~ /^[0-9.]+$/ || h !~ /^[0-9.]+$/ || s + 0 <= 0 || h + 0 <= 0) {
       # A figure is missing (a run failed, nothing parsed) or not positive:
       # no ratio, and certainly no "met".
-      printf "| %s | %s | %s | – | %s | %s | not measured |\n", t, s, h, rr, gt
+      printf "| %s | %s | %s | – | %s | %s | %s | not measured |\n", t, s, h, rr, c, gt
       exit
     }
     r = s / h
     ok = (g ~ /^max/) ? (r <= substr(g, 4) + 0) : (r >= substr(g, 4) + 0)
     f = (u == "ms" || u == "KiB") ? "%.2f" : "%.0f"
-    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s |\n", t, s, u, h, u, r, rr, gt, ok ? "met" : "not met"
+    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s | %s |\n", t, s, u, h, u, r, rr, c, gt, ok ? "met" : "not met"
   }'
 }
-# rounds_row TARGET CONVERT UNIT GOAL GOALTEXT ROUNDS...: the row of the
-# figures that "ROUNDS... WHO" prints for each side (peer_rounds, or
-# pair_rounds), each through CONVERT. A side without figures (a failed run)
-# is shown, not fatal: hence the "|| true" under set -e and pipefail.
+# cpu NAME WHO RATES UNIT: the CPU time WHO spent in the rounds of NAME
+# (from $RUN/cpu.txt) per unit of work, in UNIT ("µs" or "ms"): the work
+# is the sum of its rounds' RATES (one a line, per second) times their
+# length.
+cpu() {
+  local ticks
+  ticks=$(awk -v n="$1" -v w="$2" '$1==n && $2==w {print $3}' "$RUN/cpu.txt")
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v d="$seconds" -v u="$4" -v rates="$3" 'BEGIN{
+    n = split(rates, r, "\n"); work = 0
+    for (i = 1; i <= n; i++) work += r[i] * d
+    if (t == "" || work <= 0) { print "–"; exit }
+    printf "%.2f", t / hz * (u == "µs" ? 1e6 : 1e3) / work
+  }'
+}
+# rounds_row TARGET CONVERT UNIT GOAL GOALTEXT CPU ROUNDS...: the row of
+# the figures that "ROUNDS... WHO" prints for each side (peer_rounds, or
+# pair_rounds), each through CONVERT. CPU is "NAME PER UNIT", for cpu
+# with these figures as the rates, or "–". A side without figures (a failed
+# run) is shown, not fatal: hence the "|| true" under set -e and pipefail.
 rounds_row() {
-  local target=$1 convert=$2 unit=$3 goal=$4 goaltext=$5 s h
-  shift 5
+  local target=$1 convert=$2 unit=$3 goal=$4 goaltext=$5 c=$6 s h cpus=– name per cunit
+  shift 6
   s=$("$@" sluice | $convert || true)
   h=$("$@" haproxy | $convert || true)
-  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")"
+  if [ "$c" != – ]; then
+    read -r name per cunit <<<"$c"
+    cpus="$(cpu "$name" sluice "$s" "$cunit") / $(cpu "$name" haproxy "$h" "$cunit") $cunit per $per"
+  fi
+  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")" "$cpus"
 }
 {
-  echo "| target | Sluice | HAProxy | ratio | each round | goal | |"
-  echo "|---|---|---|---|---|---|---|"
-  rounds_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" cat req/s min1.0 "≥ 1.0×" peer_rounds "$RUN/l7.txt" rps
-  rounds_row "L7 p99 latency" ms ms max1.0 "≤ 1.0×" peer_rounds "$RUN/l7.txt" p99
-  rounds_row "L7 req/s, 20 rules and X-Forwarded-For" cat req/s min0.9 "≥ 0.9×" pair_rounds rules 4
-  rounds_row "L4 req/s through a TCP listener" cat req/s min1.0 "≥ 1.0×" peer_rounds "$RUN/l4.txt" rps
-  rounds_row "L7 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" pair_rounds l7big 6
-  rounds_row "L4 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" pair_rounds l4big 6
+  echo "| target | Sluice | HAProxy | ratio | each round | CPU, Sluice / HAProxy | goal | |"
+  echo "|---|---|---|---|---|---|---|---|"
+  rounds_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" cat req/s min1.0 "≥ 1.0×" "l7 request µs" peer_rounds "$RUN/l7.txt" rps
+  rounds_row "L7 p99 latency" ms ms max1.0 "≤ 1.0×" – peer_rounds "$RUN/l7.txt" p99
+  rounds_row "L7 req/s, 20 rules and X-Forwarded-For" cat req/s min0.9 "≥ 0.9×" "rules request µs" pair_rounds rules 4
+  rounds_row "L4 req/s through a TCP listener" cat req/s min1.0 "≥ 1.0×" "l4 request µs" peer_rounds "$RUN/l4.txt" rps
+  rounds_row "L7 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l7big MiB ms" pair_rounds l7big 6
+  rounds_row "L4 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l4big MiB ms" pair_rounds l4big 6
   if [ -f "$RUN/mem-l7.txt" ]; then
     kib() { sed -n "s/^$1 .* \(-\{0,1\}[0-9.]*\) KiB per connection/\1/p" "$2"; }
     # HAProxy's figures are from the first call: peers.sh measures it on
     # every call, and by the second its process holds the memory already.
     row "memory per idle L7 keep-alive connection (5000)" \
-      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial"
+      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" –
     row "memory per idle L4 session (5000)" \
-      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial"
+      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" –
   fi
 } >"$RUN/table.md"
 echo
