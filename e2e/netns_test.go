@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -115,7 +116,7 @@ func newNetns(t *testing.T) *netns {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	exec.Command("ip", "netns", "del", n.name).Run() // a namespace left by a killed run of the same pid
+	removeStaleNetns()
 	ip("netns", "add", n.name)
 	t.Cleanup(func() {
 		// Removing the namespace removes the pair: its inner end goes
@@ -139,6 +140,25 @@ func newNetns(t *testing.T) *netns {
 	ip("-n", n.name, "addr", "add", peerAddr+"/30", "dev", inner)
 	ip("-n", n.name, "link", "set", inner, "up")
 	return n
+}
+
+// removeStaleNetns removes the namespaces that runs of this test left
+// when they were killed before their cleanup: those named for a process
+// that is gone, or for this one (whose own namespaces each test removes
+// when it ends). Their pairs' addresses could be those a new one gets.
+func removeStaleNetns() {
+	names, _ := filepath.Glob("/run/netns/sluice-e2e-*")
+	for _, p := range names {
+		name := filepath.Base(p)
+		var pid, seq int
+		if _, err := fmt.Sscanf(name, "sluice-e2e-%d-%d", &pid, &seq); err != nil {
+			continue
+		}
+		if err := unix.Kill(pid, 0); pid != os.Getpid() && (err == nil || err == unix.EPERM) {
+			continue // its process still runs
+		}
+		exec.Command("ip", "netns", "del", name).Run()
+	}
 }
 
 // addrIn is the IPv4 address i past the network address subnet.
