@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -87,27 +88,29 @@ type netns struct {
 
 // newNetns makes the namespace, and removes it (with the pair) when the
 // test ends. It needs root and iproute2's ip: without them it skips the
-// test, or fails it where CI is set. Its addresses are from 198.18.0.0/15,
-// the range set aside for benchmarking networks (RFC 2544), in a /30 of
-// their own, so that they meet no network of the host.
+// test, or fails it where CI is set; so where the kernel refuses the
+// namespace (root in a container without CAP_SYS_ADMIN). Its addresses
+// are a /30 of 198.18.0.0/15, the range set aside for benchmarking
+// networks (RFC 2544), that no address of the host is in.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "makes a network namespace, which needs root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "makes a network namespace with iproute2's ip, which is not installed"
-	}
-	if why != "" {
+	skip := func(why string) {
+		t.Helper()
 		if os.Getenv("CI") != "" {
-			t.Fatal(why + "; CI has both")
+			t.Fatal(why + "; CI can")
 		}
 		t.Skip(why)
 	}
+	if os.Geteuid() != 0 {
+		skip("makes a network namespace, which needs root")
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		skip("makes a network namespace with iproute2's ip, which is not installed")
+	}
+	removeStaleNetns(t)
 	pid, seq := os.Getpid(), netnsMade.Add(1)
 	n := &netns{name: fmt.Sprintf("sluice-e2e-%d-%d", pid, seq)}
-	host, inner := fmt.Sprintf("slb%d-%dh", pid, seq), fmt.Sprintf("slb%d-%dn", pid, seq) // at most 15 bytes
-	subnet := fmt.Sprintf("198.18.%d.%d", pid>>6&0xff, pid&0x3f<<2)
+	host, inner := vethName(pid, seq, 'h'), vethName(pid, seq, 'n')
+	subnet := freeSubnet(t, pid)
 	hostAddr, peerAddr := addrIn(t, subnet, 1), addrIn(t, subnet, 2)
 	n.peer = peerAddr
 	ip := func(args ...string) {
@@ -116,22 +119,16 @@ func newNetns(t *testing.T) *netns {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	removeStaleNetns()
-	ip("netns", "add", n.name)
+	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+		skip(fmt.Sprintf("cannot make a network namespace here: ip netns add: %v: %s", err, bytes.TrimSpace(out)))
+	}
 	t.Cleanup(func() {
-		// Removing the namespace removes the pair: its inner end goes
-		// with it, and a veth does not outlive its peer. The kernel
-		// does that a little later; the pair's address is free only
-		// once it has.
 		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
 			return
 		}
-		for deadline := time.Now().Add(testTimeout); exec.Command("ip", "link", "show", host).Run() == nil; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Errorf("%s is still there %v after its namespace was removed", host, testTimeout)
-				return
-			}
+		if err := waitLinkGone(host); err != nil {
+			t.Error(err)
 		}
 	})
 	ip("link", "add", host, "type", "veth", "peer", "name", inner, "netns", n.name)
@@ -142,23 +139,71 @@ func newNetns(t *testing.T) *netns {
 	return n
 }
 
+// vethName names the end (h: the host's, n: the namespace's) of the pair
+// of the namespace of pid and seq: 15 bytes at most, as Linux wants, up
+// to 7-digit pids and a seq below 1000.
+func vethName(pid int, seq int64, end byte) string {
+	return fmt.Sprintf("slb%d-%d%c", pid, seq, end)
+}
+
+// waitLinkGone waits for the host's end of a removed namespace's pair to
+// go. Removing a namespace removes the pair (its inner end goes with it,
+// and a veth does not outlive its peer), but the kernel does that a
+// little later; the pair's addresses are free only once it has.
+func waitLinkGone(host string) error {
+	deadline := time.Now().Add(testTimeout)
+	for exec.Command("ip", "link", "show", host).Run() == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is still there %v after its namespace was removed", host, testTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 // removeStaleNetns removes the namespaces that runs of this test left
 // when they were killed before their cleanup: those named for a process
 // that is gone, or for this one (whose own namespaces each test removes
-// when it ends). Their pairs' addresses could be those a new one gets.
-func removeStaleNetns() {
+// when it ends).
+func removeStaleNetns(t *testing.T) {
+	t.Helper()
 	names, _ := filepath.Glob("/run/netns/sluice-e2e-*")
 	for _, p := range names {
 		name := filepath.Base(p)
-		var pid, seq int
+		var pid int
+		var seq int64
 		if _, err := fmt.Sscanf(name, "sluice-e2e-%d-%d", &pid, &seq); err != nil {
 			continue
 		}
 		if err := unix.Kill(pid, 0); pid != os.Getpid() && (err == nil || err == unix.EPERM) {
 			continue // its process still runs
 		}
-		exec.Command("ip", "netns", "del", name).Run()
+		if err := exec.Command("ip", "netns", "del", name).Run(); err == nil {
+			if err := waitLinkGone(vethName(pid, seq, 'h')); err != nil {
+				t.Log(err)
+			}
+		}
 	}
+}
+
+// freeSubnet is the network address of a /30 of 198.18.0.0/16 in which
+// the host has no address, starting from one that pid picks, so that
+// concurrent test processes start apart.
+func freeSubnet(t *testing.T, pid int) string {
+	t.Helper()
+	for k := range 256 {
+		i := (pid + k) & 0x3fff
+		subnet := fmt.Sprintf("198.18.%d.%d", i>>6, i&0x3f<<2)
+		out, err := exec.Command("ip", "-4", "-o", "addr", "show", "to", subnet+"/30").Output()
+		if err != nil {
+			t.Fatalf("ip -4 -o addr show to %s/30: %v", subnet, err)
+		}
+		if len(bytes.TrimSpace(out)) == 0 {
+			return subnet
+		}
+	}
+	t.Fatal("no free /30 in 256 of 198.18.0.0/16")
+	return ""
 }
 
 // addrIn is the IPv4 address i past the network address subnet.
@@ -193,6 +238,9 @@ func (n *netns) listen(t *testing.T) net.Listener {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
+	// An open socket keeps its namespace, and the pair, alive; whoever
+	// serves on it may not get to close it if the test fails first.
+	t.Cleanup(func() { r.ln.Close() })
 	return r.ln
 }
 
