@@ -24,18 +24,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=${PEERS:-../shared/bench/peers.sh}
+export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-8s} CONNS=${CONNS:-50}
+BIG_CONNS=${BIG_CONNS:-10}
+# The rounds' length in seconds, for the CPU column: a whole number of s
+# or m, as wrk takes it.
+[[ $DURATION =~ ^[0-9]+[sm]$ ]] || { echo "bench: DURATION=$DURATION: a whole number of s or m, as 8s or 1m" >&2; exit 2; }
+seconds=$((10#${DURATION%[sm]}))
+[[ $DURATION == *m ]] && seconds=$((seconds * 60))
 RUN=.run/bench
 rm -rf "$RUN"; mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
 export SLUICE_CP=127.0.0.1:19270
-export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-8s} CONNS=${CONNS:-50}
-BIG_CONNS=${BIG_CONNS:-10}
-case $DURATION in
-  *[0-9]s) seconds=${DURATION%s} ;;
-  *[0-9]m) seconds=$((${DURATION%m} * 60)) ;;
-  *) echo "bench: DURATION=$DURATION: give it in s or m, as 8s or 1m" >&2; exit 2 ;;
-esac
-[[ $seconds =~ ^[0-9]+$ ]] || { echo "bench: DURATION=$DURATION: a whole number of s or m" >&2; exit 2; }
 
 pids=()
 cleanup() {
