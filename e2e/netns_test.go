@@ -88,8 +88,8 @@ type netns struct {
 
 // newNetns makes the namespace, and removes it (with the pair) when the
 // test ends. It needs root and iproute2's ip: without them it skips the
-// test, or fails it where CI is set; so where the kernel refuses the
-// namespace (root in a container without CAP_SYS_ADMIN). Its addresses
+// test, or fails it where CI is set; likewise where the kernel refuses
+// the namespace (root in a container without CAP_SYS_ADMIN). Its addresses
 // are a /30 of 198.18.0.0/15, the range set aside for benchmarking
 // networks (RFC 2544), that no address of the host is in.
 func newNetns(t *testing.T) *netns {
@@ -97,7 +97,7 @@ func newNetns(t *testing.T) *netns {
 	skip := func(why string) {
 		t.Helper()
 		if os.Getenv("CI") != "" {
-			t.Fatal(why + "; CI can")
+			t.Fatal(why + " (with CI set this fails, not skips)")
 		}
 		t.Skip(why)
 	}
