@@ -596,7 +596,9 @@ func (s *Server) serve(ctx context.Context) error {
 		})
 	})
 	wg.Go(func() {
-		if err := s.grpc.Serve(s.lis); err != nil {
+		// ErrServerStopped: stop ran before this goroutine got to Serve
+		// (a SIGTERM right after the start), which is no failure.
+		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			failed(fmt.Errorf("controlplane: grpc: %w", err))
 		}
 	})

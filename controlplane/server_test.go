@@ -931,3 +931,21 @@ func TestRefusesNonLoopbackWithoutInsecure(t *testing.T) {
 		}
 	}
 }
+
+// TestStopRightAfterStart: a control plane told to stop as soon as it
+// starts (a SIGTERM right after its "listening" line) stops cleanly:
+// Serve returns nil, not the error gRPC gives a server stopped before it
+// served.
+func TestStopRightAfterStart(t *testing.T) {
+	for i := range 20 {
+		cp, err := New(Options{DataDir: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := cp.Serve(ctx); err != nil {
+			t.Fatalf("start %d: Serve after an immediate stop = %v, want nil", i, err)
+		}
+	}
+}
