@@ -41,8 +41,9 @@ test: lint check-generated overlay ## everything CI checks: lint, generated code
 test-short: overlay ## the unit tests only, quick
 	$(GOOVERLAY) $(GO) test -short -count=1 ./...
 
-lint: tools ## buf lint, gofmt, go vet (bench/fanout's module too)
+lint: tools ## buf lint, gofmt, go vet (bench/fanout's module too), bash -n of the scripts
 	buf lint
+	@for f in scripts/*.sh .ci/run; do bash -n "$$f" || exit 1; done # no run of make bench checks them
 	@out=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' ./...)); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
