@@ -894,9 +894,11 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			bbClass.put(buf)
 		}
 	}()
+	// Whether splicing pays is the client's to say, once per body.
+	splices := x.reqLeft >= spliceMin && cc.tcp != nil && splicePays(cc.tcp)
 	for x.reqLeft > 0 {
 		x.bodySent = true
-		if x.reqLeft >= spliceMin && cc.tcp != nil && splicePays(cc.tcp) && !pipesShort() {
+		if splices && x.reqLeft >= spliceMin && !pipesShort() {
 			// Splice from the client to the endpoint (spliceRequest).
 			in, err, clientSide, ok := cc.spliceRequest(bc, min(x.reqLeft, splicePiece))
 			if ok {
