@@ -44,7 +44,7 @@ func TestRemoteBodiesAreSpliced(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bodies := startBigBodiesOn(t, ns.listen(t))
-			start(t, "sluice-dp", append([]string{"--cp", bodies.cp, "--node-id", "remote", "--admin", bodies.admin, "--drain-grace", "1s"}, tc.args...)...)
+			bodies.node(t, nil, "remote", tc.args...)
 			bodies.waitListening(t)
 			splices := func() float64 {
 				return promtext.Scrape(t, "http://"+bodies.admin+"/metrics").Value("sluice_node_splices_total")

@@ -54,7 +54,7 @@ func TestBodiesPastThePipeLimit(t *testing.T) {
 	holdPipes(t, bin)
 
 	bodies := startBigBodies(t)
-	dp := startAs(t, nobody, "sluice-dp", "--cp", bodies.cp, "--node-id", "pipes", "--admin", bodies.admin, "--drain-grace", "1s", "--splice", "always")
+	dp := bodies.node(t, nobody, "pipes", "--splice", "always")
 	bodies.move(t)
 	waitFor(t, "the node to log the pipe limit", func() bool {
 		return strings.Contains(dp.out.String(), "/proc/sys/fs/pipe-user-pages-soft")
@@ -90,7 +90,7 @@ func TestLocalBodiesAreCopied(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bodies := startBigBodies(t)
-			start(t, "sluice-dp", append([]string{"--cp", bodies.cp, "--node-id", "local", "--admin", bodies.admin, "--drain-grace", "1s"}, tc.args...)...)
+			bodies.node(t, nil, "local", tc.args...)
 			bodies.move(t)
 			m := promtext.Scrape(t, "http://"+bodies.admin+"/metrics")
 			switch got := m.Value("sluice_node_splices_total"); {
@@ -156,6 +156,13 @@ listeners:
 `, ln.Addr(), b.http, b.tcp))
 	b.cp = c.addr
 	return b
+}
+
+// node starts sluice-dp as id (as the user cred, or this process's with
+// nil) on the control plane, with its admin address at b.admin and args.
+func (b *bigBodies) node(t *testing.T, cred *syscall.Credential, id string, args ...string) *proc {
+	t.Helper()
+	return startAs(t, cred, "sluice-dp", append([]string{"--cp", b.cp, "--node-id", id, "--admin", b.admin, "--drain-grace", "1s"}, args...)...)
 }
 
 // move waits for the node to listen, then GETs the body through both
