@@ -5,7 +5,9 @@
 # machine's rounds differ by up to a quarter; and the CPU time each side
 # spent per request (per MiB on the 1 MiB rows) over its rounds, which a
 # round that the machine's other load slowed changes much less than it
-# changes req/s.
+# changes req/s. The "machine" column says how much of the CPUs the
+# hypervisor took during each row (steal time), and marks a row
+# "disturbed" when that was enough to decide its ratios.
 #
 # ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
 # thread each) and two nginx backends; this script adds what peers.sh does
@@ -127,15 +129,31 @@ done
 cputime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # measured NAME HAPROXY_PID COMMAND...: runs COMMAND, and appends to
 # $RUN/cpu.txt the CPU time the node and that HAProxy spent meanwhile,
-# as "NAME who ticks". Each serves nothing but its own rounds then.
+# as "NAME who ticks". Each serves nothing but its own rounds then. The
+# seconds it ran between go to $RUN/times.txt, as "NAME from to".
 measured() {
-  local name=$1 hp=$2 s0 h0
+  local name=$1 hp=$2 s0 h0 t0
   shift 2
   s0=$(cputime "$dp") h0=$(cputime "$hp")
+  printf -v t0 '%(%s)T' -1
   "$@"
+  printf '%s %s %(%s)T\n' "$name" "$t0" -1 >>"$RUN/times.txt"
   echo "$name sluice $(($(cputime "$dp") - s0))" >>"$RUN/cpu.txt"
   echo "$name haproxy $(($(cputime "$hp") - h0))" >>"$RUN/cpu.txt"
 }
+# On a virtual machine the hypervisor may run something else on the
+# CPUs this machine wants: the steal time of /proc/stat. A round it hit
+# is slower on whichever side it ran. stat.txt gets the first line of
+# /proc/stat every second, after the time ("SECONDS cpu user nice system
+# idle iowait irq softirq steal ...").
+sample_stat() {
+  local line
+  while sleep 1; do
+    read -r line </proc/stat
+    printf '%(%s)T %s\n' -1 "$line"
+  done
+}
+sample_stat >"$RUN/stat.txt" & pids+=($!)
 peers_hp=$(cat "${PEERS_DIR:-/tmp/sluice-peers}/haproxy.pid")
 bench_hp=$(cat "$RUN/haproxy.pid")
 
@@ -206,19 +224,59 @@ ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
   paste <(echo "$1") <(echo "$2") |
     awk -F'\t' '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
 }
-row() { # TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS CPU
-  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" -v c="$8" 'BEGIN{
+# row TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
+# CPU MACHINE: one line of the table; MACHINE is what machine prints, or
+# "–".
+row() {
+  awk -v t="$1" -v s="$2" -v h="$3" -v u="$4" -v g="$5" -v gt="$6" -v rr="$7" -v c="$8" -v m="$9" 'BEGIN{
+    split(m, mm, "\t"); m = mm[1]; d = (mm[2] == 1) ? ", disturbed" : ""
     if (s !~ /^[0-9.]+$/ || h !~ /^[0-9.]+$/ || s + 0 <= 0 || h + 0 <= 0) {
       # A figure is missing (a run failed, nothing parsed) or not positive:
       # no ratio, and certainly no "met".
-      printf "| %s | %s | %s | – | %s | %s | %s | not measured |\n", t, s, h, rr, c, gt
+      printf "| %s | %s | %s | – | %s | %s | %s | %s | not measured |\n", t, s, h, rr, c, m, gt
       exit
     }
     r = s / h
     ok = (g ~ /^max/) ? (r <= substr(g, 4) + 0) : (r >= substr(g, 4) + 0)
     f = (u == "ms" || u == "KiB") ? "%.2f" : "%.0f"
-    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s | %s |\n", t, s, u, h, u, r, rr, c, gt, ok ? "met" : "not met"
+    printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s | %s | %s%s |\n", t, s, u, h, u, r, rr, c, m, gt, ok ? "met" : "not met", d
   }'
+}
+# machine NAME: how the machine behaved during NAME's rounds, as
+# "TEXT<tab>DISTURBED". TEXT gives the share of the CPUs the hypervisor
+# took (steal) over all of them and over their worst stretch of a round's
+# length, and for a row of peers.sh's (its output in $RUN/NAME.txt), the
+# range of wrk's rate straight to a backend, which no proxy's cost
+# touches. DISTURBED is 1 if the worst stretch reached 5%: a round that
+# ran then lost that much of the CPUs on one side, which is as much as
+# the ratios' margins, so the row's ratios say more about the machine
+# than about the proxies. Missing samples are said, not fatal.
+machine() {
+  local st all worst lo= hi= text
+  st=$(awk -v n="$1" -v w="$seconds" 'FNR == NR { if ($1 == n) { t0 = $2; t1 = $3 }; next }
+    $2 == "cpu" {
+      t = 0; for (i = 3; i <= 10; i++) t += $i
+      if ($1 > t0 && $1 <= t1 && pt > 0 && t > pt) { k++; d[k] = $10 - ps; a[k] = t - pt }
+      ps = $10; pt = t
+    }
+    END {
+      if (k == 0) exit
+      for (i = 1; i <= k; i++) { s += d[i]; all += a[i] }
+      for (i = 1; i <= k; i++) {
+        ws = 0; wa = 0
+        for (j = i; j <= k && j < i + w; j++) { ws += d[j]; wa += a[j] }
+        if (wa > 0 && ws / wa > worst) worst = ws / wa
+      }
+      printf "%.1f %.1f", 100 * s / all, 100 * worst
+    }' "$RUN/times.txt" "$RUN/stat.txt" || true)
+  read -r all worst <<<"$st"
+  text="steal not sampled"
+  [ -n "$all" ] && text="steal $all%, worst $seconds s $worst%"
+  if [ -f "$RUN/$1.txt" ]; then
+    read -r lo hi < <(peer_rounds "$RUN/$1.txt" rps direct | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo, hi}')
+    [ -n "$lo" ] && text+="; direct $(awk -v l="$lo" -v h="$hi" 'BEGIN{printf "%.0fk–%.0fk", l / 1000, h / 1000}')"
+  fi
+  printf '%s\t%s\n' "$text" "$(awk -v w="${worst:-0}" 'BEGIN{print (w >= 5)}')"
 }
 # cpu NAME WHO RATES UNIT: the CPU time WHO spent in the rounds of NAME
 # (from $RUN/cpu.txt) per unit of work, in UNIT ("µs" or "ms"): the work
@@ -234,41 +292,48 @@ cpu() {
     printf "%.2f", t / hz * (u == "µs" ? 1e6 : 1e3) / work
   }'
 }
-# rounds_row TARGET CONVERT UNIT GOAL GOALTEXT CPU ROUNDS...: the row of
-# the figures that "ROUNDS... WHO" prints for each side (peer_rounds, or
-# pair_rounds), each through CONVERT. CPU is "NAME PER UNIT", for cpu
-# with these figures as the rates, or "–". A side without figures (a failed
-# run) is shown, not fatal: hence the "|| true" under set -e and pipefail.
+# rounds_row TARGET CONVERT UNIT GOAL GOALTEXT CPU MACHINE ROUNDS...: the
+# row of the figures that "ROUNDS... WHO" prints for each side
+# (peer_rounds, or pair_rounds), each through CONVERT. CPU is "NAME PER
+# UNIT", for cpu with these figures as the rates, or "–"; MACHINE is the
+# NAME for machine. A side without figures (a failed run) is shown, not
+# fatal: hence the "|| true" under set -e and pipefail.
 rounds_row() {
-  local target=$1 convert=$2 unit=$3 goal=$4 goaltext=$5 c=$6 s h cpus=– name per cunit
-  shift 6
+  local target=$1 convert=$2 unit=$3 goal=$4 goaltext=$5 c=$6 m=$7 s h cpus=– name per cunit
+  shift 7
   s=$("$@" sluice | $convert || true)
   h=$("$@" haproxy | $convert || true)
   if [ "$c" != – ]; then
     read -r name per cunit <<<"$c"
     cpus="$(cpu "$name" sluice "$s" "$cunit") / $(cpu "$name" haproxy "$h" "$cunit") $cunit per $per"
   fi
-  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")" "$cpus"
+  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")" "$cpus" "$(machine "$m")"
 }
 {
-  echo "| target | Sluice | HAProxy | ratio | each round | CPU, Sluice / HAProxy | goal | |"
-  echo "|---|---|---|---|---|---|---|---|"
-  rounds_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" cat req/s min1.0 "≥ 1.0×" "l7 request µs" peer_rounds "$RUN/l7.txt" rps
-  rounds_row "L7 p99 latency" ms ms max1.0 "≤ 1.0×" – peer_rounds "$RUN/l7.txt" p99
-  rounds_row "L7 req/s, 20 rules and X-Forwarded-For" cat req/s min0.9 "≥ 0.9×" "rules request µs" pair_rounds rules 4
-  rounds_row "L4 req/s through a TCP listener" cat req/s min1.0 "≥ 1.0×" "l4 request µs" peer_rounds "$RUN/l4.txt" rps
-  rounds_row "L7 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l7big MiB ms" pair_rounds l7big 6
-  rounds_row "L4 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l4big MiB ms" pair_rounds l4big 6
+  echo "| target | Sluice | HAProxy | ratio | each round | CPU, Sluice / HAProxy | machine | goal | |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  rounds_row "L7 req/s, HTTP/1.1 keep-alive, small bodies" cat req/s min1.0 "≥ 1.0×" "l7 request µs" l7 peer_rounds "$RUN/l7.txt" rps
+  rounds_row "L7 p99 latency" ms ms max1.0 "≤ 1.0×" – l7 peer_rounds "$RUN/l7.txt" p99
+  rounds_row "L7 req/s, 20 rules and X-Forwarded-For" cat req/s min0.9 "≥ 0.9×" "rules request µs" rules pair_rounds rules 4
+  rounds_row "L4 req/s through a TCP listener" cat req/s min1.0 "≥ 1.0×" "l4 request µs" l4 peer_rounds "$RUN/l4.txt" rps
+  rounds_row "L7 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l7big MiB ms" l7big pair_rounds l7big 6
+  rounds_row "L4 1 MiB bodies ($BIG_CONNS connections)" mbs MiB/s min1.0 "≥ 1.0×" "l4big MiB ms" l4big pair_rounds l4big 6
   if [ -f "$RUN/mem-l7.txt" ]; then
     kib() { sed -n "s/^$1 .* \(-\{0,1\}[0-9.]*\) KiB per connection/\1/p" "$2"; }
     # HAProxy's figures are from the first call: peers.sh measures it on
     # every call, and by the second its process holds the memory already.
     row "memory per idle L7 keep-alive connection (5000)" \
-      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" –
+      "$(kib sluice-l7 "$RUN/mem-l7.txt")" "$(kib haproxy-l7 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" – –
     row "memory per idle L4 session (5000)" \
-      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" –
+      "$(kib sluice-l4 "$RUN/mem-l4.txt")" "$(kib haproxy-l4 "$RUN/mem-l7.txt")" "KiB" max2.0 "≤ 2.0×" "one trial" – –
   fi
 } >"$RUN/table.md"
 echo
 echo "== issue 8's targets, one run ($(nproc) cores, node at GOMAXPROCS=1; ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS)"
 cat "$RUN/table.md"
+if grep -q ', disturbed |$' "$RUN/table.md"; then
+  echo
+  echo "disturbed: over some ${seconds} s of the row's rounds, the hypervisor took 5% or more of this machine's CPUs"
+  echo "(steal time, /proc/stat), from whichever side ran then: as much as a ratio's margin to its goal."
+  echo "Run again when the machine is quiet; the CPU column is steadier, but not immune."
+fi
