@@ -6,8 +6,9 @@
 # spent per request (per MiB on the 1 MiB rows) over its rounds, which a
 # round that the machine's other load slowed changes much less than it
 # changes req/s. The "machine" column says how much of the CPUs the
-# hypervisor took during each row (steal time), and marks a row
-# "disturbed" when that was enough to decide its ratios.
+# hypervisor took during each row's rounds of either side (steal time),
+# and marks a row "disturbed" when that was enough that it may have
+# moved its ratios.
 #
 # ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
 # thread each) and two nginx backends; this script adds what peers.sh does
@@ -129,15 +130,12 @@ done
 cputime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # measured NAME HAPROXY_PID COMMAND...: runs COMMAND, and appends to
 # $RUN/cpu.txt the CPU time the node and that HAProxy spent meanwhile,
-# as "NAME who ticks". Each serves nothing but its own rounds then. The
-# seconds it ran between go to $RUN/times.txt, as "NAME from to".
+# as "NAME who ticks". Each serves nothing but its own rounds then.
 measured() {
-  local name=$1 hp=$2 s0 h0 t0
+  local name=$1 hp=$2 s0 h0
   shift 2
   s0=$(cputime "$dp") h0=$(cputime "$hp")
-  printf -v t0 '%(%s)T' -1
   "$@"
-  printf '%s %s %(%s)T\n' "$name" "$t0" -1 >>"$RUN/times.txt"
   echo "$name sluice $(($(cputime "$dp") - s0))" >>"$RUN/cpu.txt"
   echo "$name haproxy $(($(cputime "$hp") - h0))" >>"$RUN/cpu.txt"
 }
@@ -145,21 +143,35 @@ measured() {
 # CPUs this machine wants: the steal time of /proc/stat. A round it hit
 # is slower on whichever side it ran. stat.txt gets the first line of
 # /proc/stat every second, after the time ("SECONDS cpu user nice system
-# idle iowait irq softirq steal ...").
+# idle iowait irq softirq steal ..."), until this script ends.
 sample_stat() {
   local line
-  while sleep 1; do
+  while sleep 1 && kill -0 $$ 2>/dev/null; do
     read -r line </proc/stat
     printf '%(%s)T %s\n' -1 "$line"
   done
 }
 sample_stat >"$RUN/stat.txt" & pids+=($!)
+# slot NAME WHO: notes in $RUN/slots.txt that a round of WHO (sluice or
+# haproxy) in row NAME has just ended, as "NAME WHO SECONDS".
+slot() { printf '%s %s %(%s)T\n' "$1" "$2" -1 >>"$RUN/slots.txt"; }
+# slots NAME: passes peers.sh's output on, noting the slot of each round
+# of Sluice or HAProxy in it: peers.sh prints a round's line as its wrk
+# run ends.
+slots() {
+  local line
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+    [[ $line =~ ^round\ [0-9]+\ (sluice|haproxy)\  ]] && slot "$1" "${BASH_REMATCH[1]}"
+  done
+  return 0
+}
 peers_hp=$(cat "${PEERS_DIR:-/tmp/sluice-peers}/haproxy.pid")
 bench_hp=$(cat "$RUN/haproxy.pid")
 
 # The standard rows: peers.sh's own runs, whose output is kept as is.
-measured l7 "$peers_hp" bash "$peers" run l7 sluice=http://127.0.0.1:19280/ | tee "$RUN/l7.txt"
-measured l4 "$peers_hp" bash "$peers" run l4 sluice=http://127.0.0.1:19281/ | tee "$RUN/l4.txt"
+measured l7 "$peers_hp" bash "$peers" run l7 sluice=http://127.0.0.1:19280/ | slots l7 | tee "$RUN/l7.txt"
+measured l4 "$peers_hp" bash "$peers" run l4 sluice=http://127.0.0.1:19281/ | slots l4 | tee "$RUN/l4.txt"
 
 # wrk1 CONNS URL: one wrk run, printing "req/s p99 bytes/s".
 wrk1() {
@@ -176,6 +188,7 @@ pair() {
       local url=$h
       [ $who = sluice ] && url=$s
       read -r rps p99 tput <<<"$(wrk1 "$conns" "$url")"
+      slot "$name" "$who"
       echo "$name $who $r $rps $p99 $tput" | tee -a "$RUN/pairs.txt"
     done
   done
@@ -242,41 +255,44 @@ row() {
     printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s | %s | %s%s |\n", t, s, u, h, u, r, rr, c, m, gt, ok ? "met" : "not met", d
   }'
 }
-# machine NAME: how the machine behaved during NAME's rounds, as
-# "TEXT<tab>DISTURBED". TEXT gives the share of the CPUs the hypervisor
-# took (steal) over all of them and over their worst stretch of a round's
-# length, and for a row of peers.sh's (its output in $RUN/NAME.txt), the
-# range of wrk's rate straight to a backend, which no proxy's cost
-# touches. DISTURBED is 1 if the worst stretch reached 5%: a round that
-# ran then lost that much of the CPUs on one side, which is as much as
-# the ratios' margins, so the row's ratios say more about the machine
-# than about the proxies. Missing samples are said, not fatal.
+# machine NAME: how the machine behaved during the rounds of Sluice and
+# HAProxy in row NAME, as "TEXT<tab>DISTURBED". TEXT gives the share of
+# the CPUs the hypervisor took (steal) over those rounds and in the worst
+# of them, each round being the $seconds before its end in slots.txt; for
+# a row of peers.sh's (its output in $RUN/NAME.txt: the L7, p99 and L4
+# rows), also the range of wrk's rate straight to a backend, which no
+# proxy's cost touches. DISTURBED is 1 if the worst round lost 5% of the
+# CPUs or more: enough that it may have moved the row's ratios, whose
+# margins to their goals are often that small. Missing samples are said,
+# not fatal.
 machine() {
-  local st all worst lo= hi= text
-  st=$(awk -v n="$1" -v w="$seconds" 'FNR == NR { if ($1 == n) { t0 = $2; t1 = $3 }; next }
-    $2 == "cpu" {
-      t = 0; for (i = 3; i <= 10; i++) t += $i
-      if ($1 > t0 && $1 <= t1 && pt > 0 && t > pt) { k++; d[k] = $10 - ps; a[k] = t - pt }
-      ps = $10; pt = t
-    }
-    END {
-      if (k == 0) exit
-      for (i = 1; i <= k; i++) { s += d[i]; all += a[i] }
-      for (i = 1; i <= k; i++) {
-        ws = 0; wa = 0
-        for (j = i; j <= k && j < i + w; j++) { ws += d[j]; wa += a[j] }
-        if (wa > 0 && ws / wa > worst) worst = ws / wa
+  local st= all worst bad lo= hi= text="steal not sampled"
+  if [ -s "$RUN/slots.txt" ] && [ -s "$RUN/stat.txt" ]; then
+    st=$(awk -v n="$1" -v w="$seconds" '
+      FILENAME == ARGV[1] { if ($1 == n) end[++k] = $3; next }
+      $2 == "cpu" {
+        t = 0; for (i = 3; i <= 10; i++) t += $i # user to steal
+        if (pt > 0 && t > pt)
+          for (r = 1; r <= k; r++)
+            if ($1 > end[r] - w && $1 <= end[r]) { d[r] += $10 - ps; a[r] += t - pt }
+        ps = $10; pt = t
       }
-      printf "%.1f %.1f", 100 * s / all, 100 * worst
-    }' "$RUN/times.txt" "$RUN/stat.txt" || true)
-  read -r all worst <<<"$st"
-  text="steal not sampled"
-  [ -n "$all" ] && text="steal $all%, worst $seconds s $worst%"
+      END {
+        for (r = 1; r <= k; r++) {
+          if (a[r] <= 0) continue
+          s += d[r]; all += a[r]
+          if (d[r] / a[r] > worst) worst = d[r] / a[r]
+        }
+        if (all > 0) printf "%.1f %.1f %d", 100 * s / all, 100 * worst, (worst >= 0.05)
+      }' "$RUN/slots.txt" "$RUN/stat.txt" || true)
+  fi
+  read -r all worst bad <<<"$st"
+  [ -n "$all" ] && text="steal $all%, worst round $worst%"
   if [ -f "$RUN/$1.txt" ]; then
     read -r lo hi < <(peer_rounds "$RUN/$1.txt" rps direct | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo, hi}')
     [ -n "$lo" ] && text+="; direct $(awk -v l="$lo" -v h="$hi" 'BEGIN{printf "%.0fk–%.0fk", l / 1000, h / 1000}')"
   fi
-  printf '%s\t%s\n' "$text" "$(awk -v w="${worst:-0}" 'BEGIN{print (w >= 5)}')"
+  printf '%s\t%s\n' "$text" "${bad:-0}"
 }
 # cpu NAME WHO RATES UNIT: the CPU time WHO spent in the rounds of NAME
 # (from $RUN/cpu.txt) per unit of work, in UNIT ("µs" or "ms"): the work
@@ -333,7 +349,7 @@ echo "== issue 8's targets, one run ($(nproc) cores, node at GOMAXPROCS=1; ROUND
 cat "$RUN/table.md"
 if grep -q ', disturbed |$' "$RUN/table.md"; then
   echo
-  echo "disturbed: over some ${seconds} s of the row's rounds, the hypervisor took 5% or more of this machine's CPUs"
-  echo "(steal time, /proc/stat), from whichever side ran then: as much as a ratio's margin to its goal."
-  echo "Run again when the machine is quiet; the CPU column is steadier, but not immune."
+  echo "disturbed: during one of the row's rounds of Sluice or HAProxy, the hypervisor took 5% or more of this"
+  echo "machine's CPUs (steal time, /proc/stat): enough that it may have moved the ratios, whose margins are often"
+  echo "that small. Run again when the machine is quiet; the CPU column is steadier, but not immune."
 fi
