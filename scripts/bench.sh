@@ -6,9 +6,9 @@
 # spent per request (per MiB on the 1 MiB rows) over its rounds, which a
 # round that the machine's other load slowed changes much less than it
 # changes req/s. The "machine" column says how much of the CPUs the
-# hypervisor took during each row's rounds of either side (steal time),
-# and marks a row "disturbed" when that was enough that it may have
-# moved its ratios.
+# hypervisor took during each row's rounds of either side (steal time);
+# a round where that was enough that it may have moved its ratio gets a
+# "*", and its row is marked "disturbed".
 #
 # ../shared/bench/peers.sh starts the peers (HAProxy, nginx and Caddy, one
 # thread each) and two nginx backends; this script adds what peers.sh does
@@ -233,9 +233,12 @@ peer_rounds() { # FILE FIELD WHO: the values of WHO's rounds in a peers.sh outpu
 pair_rounds() { # NAME COLUMN WHO: the values of WHO's rounds of pair NAME
   awk -v n="$1" -v c="$2" -v w="$3" '$1==n && $2==w {print $c}' "$RUN/pairs.txt"
 }
-ratios() { # SLUICE_ROUNDS HAPROXY_ROUNDS (one figure a line, round by round)
-  paste <(echo "$1") <(echo "$2") |
-    awk -F'\t' '{printf "%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–"}'
+# ratios SLUICE_ROUNDS HAPROXY_ROUNDS [DISTURBED_ROUNDS]: Sluice's figure
+# over HAProxy's, round by round (one figure a line in each list); a
+# round marked 1 in DISTURBED_ROUNDS gets a "*".
+ratios() {
+  paste <(echo "$1") <(echo "$2") <(echo "${3:-}") |
+    awk -F'\t' '{printf "%s%s%s", (NR > 1 ? ", " : ""), ($1 + 0 > 0 && $2 + 0 > 0) ? sprintf("%.2f", $1 / $2) : "–", ($3 == 1 ? "*" : "")}'
 }
 # row TARGET SLUICE HAPROXY UNIT GOAL(min-ratio|max-ratio) GOALTEXT ROUNDS
 # CPU MACHINE: one line of the table; MACHINE is what machine prints, or
@@ -255,44 +258,59 @@ row() {
     printf "| %s | " f " %s | " f " %s | %.2f× | %s | %s | %s | %s | %s%s |\n", t, s, u, h, u, r, rr, c, m, gt, ok ? "met" : "not met", d
   }'
 }
+# slot_steal NAME: for each round of Sluice or HAProxy in row NAME, "WHO
+# ROUND STOLEN ALL": the ticks of the CPUs the hypervisor took (steal) in
+# the $seconds before the round ended (its end in slots.txt), and all the
+# ticks of that time. Nothing if nothing was sampled.
+slot_steal() {
+  [ -s "$RUN/slots.txt" ] && [ -s "$RUN/stat.txt" ] || return 0
+  awk -v n="$1" -v w="$seconds" '
+    FILENAME == ARGV[1] {
+      if ($1 == n) { k++; who[k] = $2; round[k] = ++rounds[$2]; end[k] = $3 }
+      next
+    }
+    $2 == "cpu" {
+      t = 0; for (i = 3; i <= 10; i++) t += $i # user to steal
+      if (pt > 0 && t > pt)
+        for (r = 1; r <= k; r++)
+          if ($1 > end[r] - w && $1 <= end[r]) { d[r] += $10 - ps; a[r] += t - pt }
+      ps = $10; pt = t
+    }
+    END { for (r = 1; r <= k; r++) if (a[r] > 0) print who[r], round[r], d[r], a[r] }
+  ' "$RUN/slots.txt" "$RUN/stat.txt" || true
+}
+# A round in which the hypervisor took steal_limit percent of the CPUs or
+# more, on either side, is disturbed: enough that it may have moved the
+# round's ratio by as much, and the ratios' margins to their goals are
+# often a few percent. The p99 row takes less: a stolen CPU stalls every
+# request in flight on it, for milliseconds.
+steal_limit=1
+# disturbed_rounds NAME: 1 or 0 for each round of row NAME, one a line.
+disturbed_rounds() {
+  slot_steal "$1" | awk -v lim="$steal_limit" '
+    { if ($2 > n) n = $2; if (100 * $3 >= lim * $4) bad[$2] = 1 }
+    END { for (r = 1; r <= n; r++) print bad[r] + 0 }'
+}
 # machine NAME: how the machine behaved during the rounds of Sluice and
 # HAProxy in row NAME, as "TEXT<tab>DISTURBED". TEXT gives the share of
 # the CPUs the hypervisor took (steal) over those rounds and in the worst
-# of them, each round being the $seconds before its end in slots.txt; for
-# a row of peers.sh's (its output in $RUN/NAME.txt: the L7, p99 and L4
-# rows), also the range of wrk's rate straight to a backend, which no
-# proxy's cost touches. DISTURBED is 1 if the worst round lost 5% of the
-# CPUs or more: enough that it may have moved the row's ratios, whose
-# margins to their goals are often that small. Missing samples are said,
-# not fatal.
+# of them, and the rounds that were not disturbed; for a row of
+# peers.sh's (its output in $RUN/NAME.txt: the L7, p99 and L4 rows), also
+# the range of wrk's rate straight to a backend, which no proxy's cost
+# touches. DISTURBED is 1 if any round was. Missing samples are said, not
+# fatal.
 machine() {
-  local st= all worst bad lo= hi= text="steal not sampled"
-  if [ -s "$RUN/slots.txt" ] && [ -s "$RUN/stat.txt" ]; then
-    st=$(awk -v n="$1" -v w="$seconds" '
-      FILENAME == ARGV[1] { if ($1 == n) end[++k] = $3; next }
-      $2 == "cpu" {
-        t = 0; for (i = 3; i <= 10; i++) t += $i # user to steal
-        if (pt > 0 && t > pt)
-          for (r = 1; r <= k; r++)
-            if ($1 > end[r] - w && $1 <= end[r]) { d[r] += $10 - ps; a[r] += t - pt }
-        ps = $10; pt = t
-      }
-      END {
-        for (r = 1; r <= k; r++) {
-          if (a[r] <= 0) continue
-          s += d[r]; all += a[r]
-          if (d[r] / a[r] > worst) worst = d[r] / a[r]
-        }
-        if (all > 0) printf "%.1f %.1f %d", 100 * s / all, 100 * worst, (worst >= 0.05)
-      }' "$RUN/slots.txt" "$RUN/stat.txt" || true)
-  fi
-  read -r all worst bad <<<"$st"
-  [ -n "$all" ] && text="steal $all%, worst round $worst%"
+  local st all worst quiet rounds lo= hi= text="steal not sampled"
+  st=$(slot_steal "$1" | awk '{ s += $3; all += $4; if ($3 / $4 > worst) worst = $3 / $4 }
+    END { if (all > 0) printf "%.1f %.1f", 100 * s / all, 100 * worst }')
+  read -r all worst <<<"$st"
+  read -r quiet rounds < <(disturbed_rounds "$1" | awk '{ n++; if ($1 == 0) q++ } END { print q + 0, n + 0 }')
+  [ -n "$all" ] && text="steal $all%, worst round $worst%, $quiet of $rounds rounds quiet"
   if [ -f "$RUN/$1.txt" ]; then
     read -r lo hi < <(peer_rounds "$RUN/$1.txt" rps direct | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo, hi}')
     [ -n "$lo" ] && text+="; direct $(awk -v l="$lo" -v h="$hi" 'BEGIN{printf "%.0fk–%.0fk", l / 1000, h / 1000}')"
   fi
-  printf '%s\t%s\n' "$text" "${bad:-0}"
+  printf '%s\t%s\n' "$text" "$((quiet < rounds))"
 }
 # cpu NAME WHO RATES UNIT: the CPU time WHO spent in the rounds of NAME
 # (from $RUN/cpu.txt) per unit of work, in UNIT ("µs" or "ms"): the work
@@ -323,7 +341,8 @@ rounds_row() {
     read -r name per cunit <<<"$c"
     cpus="$(cpu "$name" sluice "$s" "$cunit") / $(cpu "$name" haproxy "$h" "$cunit") $cunit per $per"
   fi
-  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" "$(ratios "$s" "$h")" "$cpus" "$(machine "$m")"
+  row "$target" "$(median <<<"$s")" "$(median <<<"$h")" "$unit" "$goal" "$goaltext" \
+    "$(ratios "$s" "$h" "$(disturbed_rounds "$m")")" "$cpus" "$(machine "$m")"
 }
 {
   echo "| target | Sluice | HAProxy | ratio | each round | CPU, Sluice / HAProxy | machine | goal | |"
@@ -349,7 +368,7 @@ echo "== issue 8's targets, one run ($(nproc) cores, node at GOMAXPROCS=1; ROUND
 cat "$RUN/table.md"
 if grep -q ', disturbed |$' "$RUN/table.md"; then
   echo
-  echo "disturbed: during one of the row's rounds of Sluice or HAProxy, the hypervisor took 5% or more of this"
-  echo "machine's CPUs (steal time, /proc/stat): enough that it may have moved the ratios, whose margins are often"
-  echo "that small. Run again when the machine is quiet; the CPU column is steadier, but not immune."
+  echo "disturbed (and * on a round): during a round of Sluice or HAProxy, the hypervisor took ${steal_limit}% or more of"
+  echo "this machine's CPUs (steal time, /proc/stat): enough that it may have moved the ratio as much, and the p99"
+  echo "more. Run again when the machine is quiet; the CPU column is steadier, but not immune."
 fi
