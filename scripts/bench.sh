@@ -282,8 +282,8 @@ slot_steal() {
 # A round in which the hypervisor took steal_limit percent of the CPUs or
 # more, on either side, is disturbed: enough that it may have moved the
 # round's ratio by as much, and the ratios' margins to their goals are
-# often a few percent. The p99 row takes less: a stolen CPU stalls every
-# request in flight on it, for milliseconds.
+# often a few percent. The p99 can move with less: a stolen CPU stalls
+# every request in flight on it, for milliseconds.
 steal_limit=1
 # disturbed_rounds NAME: 1 or 0 for each round of row NAME, one a line.
 disturbed_rounds() {
