@@ -41,8 +41,8 @@ func Move(in, out, n int) (int, error) {
 // spliced, and 1 MiB uploads about the same either way (BENCHMARKS.md,
 // "Splicing or copying"). Bytes from another host were written to memory
 // by the network card, and splicing spares copying them twice; nothing
-// here can measure that case (every benchmark runs on loopback), so Auto
-// splices them, as the node always did.
+// here can measure that case (every benchmark runs on one host, over
+// loopback or a veth pair), so Auto splices them, as the node always did.
 func Pays(src *net.TCPConn) bool {
 	switch Mode(mode.Load()) {
 	case Always:
