@@ -254,10 +254,13 @@ func (r *Reporter) stream(ctx context.Context, conn grpc.ClientConnInterface, no
 	draining := r.draining.Load()
 	first := &sluicev1.StatsReport{NodeId: nodeID, Instance: r.instance, Draining: draining}
 	changes, withEps := eps.attach(r, first, true)
+	// Up before the first report goes out: once the control plane has
+	// it, a Flush must find the stream open (Run marks it down again if
+	// this Send fails).
+	r.up.Store(true)
 	if err := st.Send(first); err != nil {
 		return sendError(st, err)
 	}
-	r.up.Store(true)
 	if withEps {
 		eps.sent(changes)
 	}
