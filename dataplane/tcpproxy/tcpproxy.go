@@ -318,9 +318,11 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 }
 
 // ended closes client and records its end: in the meters, the access log
-// and through onClose. mx.Client is the client the record names.
+// and through onClose. mx.Client is the client the record names. The
+// meters count the session before the client sees it closed, as they
+// count an HTTP exchange before its response goes out: a client that saw
+// its session end finds it counted.
 func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInfo, mx meter.Exchange) {
-	client.Close()
 	info.Client = mx.Client.String()
 	info.Duration = time.Since(info.Start)
 	if s.closing.Load() {
@@ -332,6 +334,7 @@ func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInf
 		meterSession(m, info, &mx)
 		m.Closed()
 	}
+	client.Close()
 	if s.onClose != nil {
 		s.onClose(info)
 	}
