@@ -51,12 +51,17 @@ func (f *File) Write(p []byte) (int, error) {
 // Reopen opens the path again, creating the file when it was moved away,
 // and writes there from then on. When the path cannot be opened the
 // writes go on to the file open before, and the error says why.
+//
+// It opens the path with writes held, so that once the new file is
+// there, whatever is written goes to it (a rotation script that saw it
+// appear finds every later line in it).
 func (f *File) Reopen() error {
+	f.mu.Lock()
 	nf, err := f.open()
 	if err != nil {
+		f.mu.Unlock()
 		return err
 	}
-	f.mu.Lock()
 	old := f.f
 	f.f = nf
 	f.mu.Unlock()
