@@ -339,7 +339,11 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
 	apply("1", ", state: DRAINING ")
 	waitUntil(t, `a's detail "checks UP"`, detailOf("checks UP"))
 	failing.Store(true)
-	waitUntil(t, `a's detail "checks DOWN: status 503"`, detailOf("checks DOWN: status 503"))
+	// The transition is counted just after the checker shows it.
+	waitUntil(t, `a's detail "checks DOWN: status 503", counted`, func() bool {
+		st := status(t, n, "web", "a")
+		return st.Detail == "checks DOWN: status 503" && st.Stats.HealthTransitions > 0
+	})
 	if st := status(t, n, "web", "a"); st.Health != "DRAINING" || st.Stats.HealthTransitions != 1 {
 		t.Errorf("a drained, its checks failing: %s after %d health transitions, want DRAINING after 1", st.Health, st.Stats.HealthTransitions)
 	}
