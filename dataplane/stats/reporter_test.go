@@ -224,7 +224,12 @@ func TestDrainingWithoutControlPlane(t *testing.T) {
 	conn := refusedConn(t)
 	r := NewReporter(16, quiet())
 	run(t, r, conn)
-	time.Sleep(50 * time.Millisecond) // let Run start and fail its first stream
+	for deadline := time.Now().Add(defaultTestTimeout); r.running.Load() == 0; { // Draining waits only for a Run
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	start := time.Now()
 	r.Draining()
 	if took := time.Since(start); took < DrainingTimeout/2 || took > DrainingTimeout+2*time.Second {
