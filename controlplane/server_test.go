@@ -799,7 +799,9 @@ func TestGetStats(t *testing.T) {
 // one stays, however long ago it connected.
 func TestDisconnectedNodesForgotten(t *testing.T) {
 	ctx := testContext(t)
-	cp := startCPWith(t, Options{DataDir: t.TempDir(), ForgetNodesAfter: 400 * time.Millisecond})
+	// Long enough that the stats of the node just gone are still there
+	// when asked for, on a loaded machine.
+	cp := startCPWith(t, Options{DataDir: t.TempDir(), ForgetNodesAfter: time.Second})
 	gone := cp.connect(ctx, t, "gone-1", "")
 	cp.connect(ctx, t, "stays-1", "")
 	cp.waitNode(ctx, t, "stays-1", "connected", func(s *sluicev1.NodeStatus) bool { return s.GetConnected() })
