@@ -43,6 +43,24 @@ const (
 // process with the same id, and the two would take the stream from each
 // other back and forth: so it is no progress, and it is logged as an error.
 func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, retired *atomic.Bool, stream func(context.Context) (progressed bool, err error)) {
+	loop(ctx, min, max, log, what, retired, stream, sleep)
+}
+
+// sleep waits d, and reports false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// loop is Loop with the wait between two streams given: tests see the
+// waits it chose rather than how long a busy machine took to wake it.
+func loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, retired *atomic.Bool, stream func(context.Context) (progressed bool, err error), wait func(context.Context, time.Duration) bool) {
 	if min <= 0 {
 		min = DefaultMin
 	}
@@ -72,16 +90,14 @@ func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 		if progressed {
 			ceiling = min
 		}
-		wait := min/2 + rand.N(ceiling)
-		attrs := []any{"err", shown, "in", wait.Round(time.Millisecond)}
+		d := min/2 + rand.N(ceiling)
+		attrs := []any{"err", shown, "in", d.Round(time.Millisecond)}
 		if h := hint(err); h != "" {
 			attrs = append(attrs, "hint", h)
 		}
 		log.Log(ctx, level, msg, attrs...)
-		select {
-		case <-ctx.Done():
+		if !wait(ctx, d) {
 			return
-		case <-time.After(wait):
 		}
 		ceiling = ceiling * 2
 		if ceiling > max {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,34 +16,65 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// waits records the waits loop chooses, without waiting.
+type waits []time.Duration
+
+func (w *waits) wait(_ context.Context, d time.Duration) bool {
+	*w = append(*w, d)
+	return true
+}
+
 // Loop runs the stream again after each end, waiting at least min/2 and
-// no more than its ceiling (bounded by max) each time, and returns once
-// ctx ends.
+// less than min/2 plus its ceiling each time, the ceiling doubling from min
+// up to max, and back to min after a stream that progressed; and it
+// returns once ctx ends.
 func TestLoop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const min, max = 10 * time.Millisecond, 40 * time.Millisecond
-	var starts []time.Time
 	progress := []bool{false, false, false, false, true, false}
-	Loop(ctx, min, max, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
-		starts = append(starts, time.Now())
-		if len(starts) == len(progress) {
+	streams := 0
+	var got waits
+	loop(ctx, min, max, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
+		if streams++; streams == len(progress) {
 			cancel()
 			return false, ctx.Err()
 		}
-		return progress[len(starts)-1], errors.New("ended")
-	})
-	if len(starts) != len(progress) {
-		t.Fatalf("%d streams, want %d", len(starts), len(progress))
-	}
-	// Each wait lies in [min/2, min/2+ceiling), the ceiling doubling from
-	// min up to max, and back to min after the stream that progressed
-	// (50ms of slack for a busy machine).
+		return progress[streams-1], errors.New("ended")
+	}, got.wait)
 	ceilings := []time.Duration{min, 2 * min, max, max, min}
+	if len(got) != len(ceilings) {
+		t.Fatalf("%d streams and %d waits, want %d and %d", streams, len(got), len(progress), len(ceilings))
+	}
 	for i, c := range ceilings {
-		w := starts[i+1].Sub(starts[i])
-		if w < min/2 || w > min/2+c+50*time.Millisecond {
-			t.Errorf("wait %d: %v, want between %v and about %v", i, w, min/2, min/2+c)
+		if w := got[i]; w < min/2 || w >= min/2+c {
+			t.Errorf("wait %d: %v, want in [%v, %v)", i, w, min/2, min/2+c)
+		}
+	}
+}
+
+// Loop's waits are real: the next stream starts no sooner than min/2
+// after the last one ended. (Only a lower bound: a busy machine may wake
+// it late.)
+func TestLoopWaits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const min = 20 * time.Millisecond
+	var starts, ends []time.Time
+	Loop(ctx, min, min, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
+		if starts = append(starts, time.Now()); len(starts) == 3 {
+			cancel()
+			return false, ctx.Err()
+		}
+		ends = append(ends, time.Now())
+		return false, errors.New("ended")
+	})
+	if len(starts) != 3 {
+		t.Fatalf("%d streams, want 3", len(starts))
+	}
+	for i, end := range ends {
+		if w := starts[i+1].Sub(end); w < min/2 {
+			t.Errorf("wait %d: %v, want at least %v", i, w, min/2)
 		}
 	}
 }
@@ -81,23 +113,24 @@ func TestLoopReplacedIsNoProgress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const min, ceiling = 10 * time.Millisecond, 80 * time.Millisecond
-	var starts []time.Time
-	Loop(ctx, min, ceiling, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
-		if starts = append(starts, time.Now()); len(starts) == 10 {
+	streams := 0
+	var got waits
+	loop(ctx, min, ceiling, slog.New(slog.NewTextHandler(io.Discard, nil)), "test", nil, func(context.Context) (bool, error) {
+		if streams++; streams == 10 {
 			cancel()
 			return false, ctx.Err()
 		}
 		return true, status.Error(codes.Aborted, "discovery: node n1 opened a newer stream")
-	})
+	}, got.wait)
 	// Reset after each stream, every wait would lie under min/2+min. Grown,
 	// the ceilings reach 80ms, and the odds that all of the later waits
-	// stay under 25ms are below 1 in 10^4.
-	var longest time.Duration
-	for i := 2; i < len(starts); i++ {
-		longest = max(longest, starts[i].Sub(starts[i-1]))
+	// stay under 15ms are below 1 in 10^6.
+	if len(got) != 9 {
+		t.Fatalf("%d waits, want 9", len(got))
 	}
-	if longest < 2*min+min/2 {
-		t.Errorf("waits after replaced streams stayed under %v (longest %v): the backoff was reset", 2*min+min/2, longest)
+	longest := slices.Max(got)
+	if longest < min+min/2 {
+		t.Errorf("waits after replaced streams stayed under %v (longest %v): the backoff was reset", min+min/2, longest)
 	}
 }
 
