@@ -61,11 +61,14 @@ clusters:
 	if got["c"] == 0 {
 		t.Errorf("c got no picks while ramping; want about 5%%")
 	}
-	waitUntil(t, "the ramp to end", func() bool { return time.Since(start) > 1200*time.Millisecond })
-	got = shares(t, n, "web", 3000)
-	if got["a"] != 1000 || got["b"] != 1000 || got["c"] != 1000 {
-		t.Errorf("after slow_start: %v, want 1000 each", got)
-	}
+	// The ramp's last step comes a little after slow_start (each step is
+	// timed from the one before), later still on a busy machine: wait for
+	// it rather than for a fixed time. A ramp that never ends times out.
+	waitUntil(t, "slow_start to pass", func() bool { return time.Since(start) > time.Second })
+	waitUntil(t, "c at its full weight", func() bool {
+		got = shares(t, n, "web", 3000)
+		return got["a"] == 1000 && got["b"] == 1000 && got["c"] == 1000
+	})
 }
 
 // takeOnlySlot applies a cluster "web" of one endpoint with max_conn 1
@@ -190,13 +193,12 @@ func (w ctxWork) Context() context.Context     { return w.ctx }
 
 // TestQueueOff: queue_timeout 0s answers a full cluster at once.
 func TestQueueOff(t *testing.T) {
+	// A queue would answer only after its timeout, and with its timeout's
+	// error; so the error alone tells, and no clock is read that a busy
+	// machine could make late.
 	c, _ := takeOnlySlot(t, "queue_timeout: 0s")
-	start := time.Now()
 	if _, err := c.pick(lb.Request{}, noFailures{}); err != lb.ErrFull {
 		t.Errorf("full cluster without a queue: err = %v, want lb.ErrFull", err)
-	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Errorf("refusal took %v, want at once", took)
 	}
 }
 

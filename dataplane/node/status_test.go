@@ -361,8 +361,19 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]
 	waitUntil(t, "a up again", func() bool { return status(t, n, "web", "a").Health == "UP" })
 
 	apply("3", ", state: DISABLED ")
-	time.Sleep(200 * time.Millisecond) // a check started before the apply ends
+	// A check sent before the apply may still reach the endpoint, as late
+	// as a busy machine makes it: wait for the count to hold still for
+	// three intervals. Checks that go on never let it.
 	before := checks.Load()
+	waitUntil(t, "the checks to stop", func() bool {
+		for settled := time.Now(); time.Since(settled) < 300*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+			if c := checks.Load(); c != before {
+				before = c
+				return false
+			}
+		}
+		return true
+	})
 	time.Sleep(600 * time.Millisecond) // six intervals
 	if got := checks.Load() - before; got != 0 {
 		t.Errorf("a disabled: %d checks in six intervals, want none", got)
