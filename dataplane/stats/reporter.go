@@ -63,6 +63,7 @@ var errReopen = errors.New("stats: stream closed to confirm a report")
 type Reporter struct {
 	queue    chan *sluicev1.ConnRecord
 	interval time.Duration // between batches; DefaultInterval but in tests
+	drainFor time.Duration // Draining's wait; DrainingTimeout but in tests
 	eps      Endpoints     // nil: none reported
 	epsDone  atomic.Bool   // EndpointsDone was called: no view goes out
 	instance string        // Node.instance, sent on each stream's first report
@@ -102,6 +103,7 @@ func NewReporter(size int, log *slog.Logger) *Reporter {
 	return &Reporter{
 		queue:    make(chan *sluicev1.ConnRecord, size),
 		interval: DefaultInterval,
+		drainFor: DrainingTimeout,
 		epsEvery: EndpointsEvery,
 		log:      log,
 		wake:     make(chan struct{}, 1),
@@ -168,12 +170,12 @@ func (r *Reporter) Draining() {
 	case r.wake <- struct{}{}:
 	default:
 	}
-	t := time.NewTimer(DrainingTimeout)
+	t := time.NewTimer(r.drainFor)
 	defer t.Stop()
 	select {
 	case <-r.told:
 	case <-t.C:
-		r.log.Warn("control plane did not confirm that the node is draining", "waited", DrainingTimeout)
+		r.log.Warn("control plane did not confirm that the node is draining", "waited", r.drainFor)
 	}
 }
 
