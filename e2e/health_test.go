@@ -130,7 +130,7 @@ func TestHTTP2HealthCheck(t *testing.T) {
 clusters:
   - name: grpc
     http2: true
-    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    health_check: { interval: 100ms, fall: 2, rise: 1, http: { path: /health } }
     endpoints: [ { name: g, address: %s } ]
 listeners:
   - { name: public, address: %s, protocol: HTTP, default_cluster: grpc }

@@ -218,7 +218,7 @@ func TestHealthTransitions(t *testing.T) {
 	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
 clusters:
   - name: web
-    health_check: { interval: 100ms, fall: 1, rise: 1 }
+    health_check: { interval: 100ms, fall: 2, rise: 1 }
     endpoints:
       - { name: a, address: %s }
       - { name: flaky, address: %s }

@@ -338,7 +338,7 @@ func TestQueueing(t *testing.T) {
 			_, err := get(&http.Client{Timeout: testTimeout}, "http://"+f.httpAddr+"/")
 			queued <- result{err, time.Since(start)}
 		}()
-		time.Sleep(300 * time.Millisecond) // let it take the one place
+		waitFor(t, "the request to take the one place in the queue", func() bool { return f.queued() == 1 })
 		_, err := get(&http.Client{Timeout: testTimeout}, "http://"+f.httpAddr+"/")
 		if err == nil || !strings.HasPrefix(err.Error(), "status 503") {
 			t.Errorf("with the queue full: %v; want 503", err)

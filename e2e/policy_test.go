@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane"
 )
 
 // policyFixture is one node whose cluster "web" balances over named
@@ -17,6 +19,7 @@ import (
 type policyFixture struct {
 	httpAddr, tcpAddr string
 	backends          []*backend
+	dp                *dataplane.Dataplane
 }
 
 func startPolicy(t *testing.T, policy string, weights []int, maxConn []int, names ...string) *policyFixture {
@@ -38,9 +41,19 @@ clusters:
   - { name: public, address: %s, protocol: HTTP, default_cluster: web }
   - { name: db, address: %s, protocol: TCP, default_cluster: web }
 `, policy, eps.String(), f.httpAddr, f.tcpAddr))
-	dp := startNode(t, c.addr, "node-1")
-	waitVersion(t, dp, v)
+	f.dp = startNode(t, c.addr, "node-1")
+	waitVersion(t, f.dp, v)
 	return f
+}
+
+// queued is how many requests and sessions wait in cluster web's queue.
+func (f *policyFixture) queued() int {
+	for _, cm := range f.dp.Node.ClusterMeters() {
+		if cm.Name() == "web" {
+			return cm.Queued
+		}
+	}
+	return 0
 }
 
 // count sends n requests for path over one keep-alive connection and counts
