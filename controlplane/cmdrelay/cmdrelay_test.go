@@ -95,10 +95,10 @@ func TestSend(t *testing.T) {
 	cli := srv.Client(t)
 	bNodes := &nodes{ids: []string{"n2", "n3"}}
 	slashed := &nodes{ids: []string{"n9"}}
-	a := start(t, cli, "a", &nodes{ids: []string{"n1"}}, time.Second)
-	start(t, cli, "10.0.0.2:7070", bNodes, time.Second)
+	a := start(t, cli, "a", &nodes{ids: []string{"n1"}}, 5*time.Second)
+	start(t, cli, "10.0.0.2:7070", bNodes, 5*time.Second)
 	// b's name is the start of this one's: b must not take its commands.
-	start(t, cli, "10.0.0.2:7070/x", slashed, time.Second)
+	start(t, cli, "10.0.0.2:7070/x", slashed, 5*time.Second)
 
 	res := send(t, a, "10.0.0.2:7070", shutdown("b1"))
 	var got []string
@@ -198,11 +198,11 @@ func TestStaleCommandNotRun(t *testing.T) {
 func TestAnswerAfterWait(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
-	a := start(t, cli, "a", &nodes{}, 500*time.Millisecond)
-	slow := &nodes{ids: []string{"n2"}, delay: time.Second}
+	a := start(t, cli, "a", &nodes{}, 2*time.Second)
+	slow := &nodes{ids: []string{"n2"}, delay: 4 * time.Second}
 	start(t, cli, "b", slow, time.Second)
 	_, err := a.Send(context.Background(), "b", shutdown("b1"))
-	if want := "it started the command, but no answer within 500ms"; err == nil || err.Error() != want {
+	if want := "it started the command, but no answer within 2s"; err == nil || err.Error() != want {
 		t.Fatalf("Send to a replica that answers late: %v, want %q", err, want)
 	}
 	deadline := time.Now().Add(defaultTestTimeout)
@@ -219,9 +219,9 @@ func TestAnswerAfterWait(t *testing.T) {
 func TestUnknownAction(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
-	a := start(t, cli, "a", &nodes{}, time.Second)
+	a := start(t, cli, "a", &nodes{}, 5*time.Second)
 	bNodes := &nodes{ids: []string{"n2"}}
-	start(t, cli, "b", bNodes, time.Second)
+	start(t, cli, "b", bNodes, 5*time.Second)
 	send(t, a, "b", shutdown("b1"))
 	_, err := a.Send(context.Background(), "b", &sluicev1.Command{})
 	if want := "replica b does not know the command: is it older than the replica that sent it?"; err == nil || err.Error() != want {

@@ -130,7 +130,7 @@ func TestRunReachesEveryNode(t *testing.T) {
 // results; Run returns either way.
 func TestRunBounded(t *testing.T) {
 	r := NewRegistry(nil)
-	r.timeout = 300 * time.Millisecond
+	r.timeout = 1500 * time.Millisecond // ok must answer within it, on a busy machine too
 	conn := serve(t, r)
 	connect(t, conn, "silent", func(*sluicev1.Command) *sluicev1.CommandResult { return nil })
 	var breaker *node
@@ -140,7 +140,7 @@ func TestRunBounded(t *testing.T) {
 	})
 	connect(t, conn, "ok", func(*sluicev1.Command) *sluicev1.CommandResult { return &sluicev1.CommandResult{Closed: 1} })
 	res := run(t, r)
-	want := map[string]string{"breaks": "ended before it answered", "ok": "", "silent": "no reply within 300ms"}
+	want := map[string]string{"breaks": "ended before it answered", "ok": "", "silent": "no reply within 1.5s"}
 	if len(res) != len(want) {
 		t.Fatalf("results %v, want one per node", res)
 	}
