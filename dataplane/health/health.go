@@ -220,6 +220,11 @@ type Checker struct {
 	now      func() time.Time
 	changes  atomic.Uint64 // see Changes
 	dialAddr func(key, addr string) string
+	// armed, when a test sets it, is told every wait a probe arms its
+	// timer with, just before: tests check the waits the Checker asks
+	// for, which a busy machine does not change, rather than only time
+	// the checks, which it delays.
+	armed func(d time.Duration)
 
 	mu      sync.Mutex
 	running map[string]*probe
@@ -361,8 +366,12 @@ func (c *Checker) Update(specs []Spec, remove []string) {
 		if c.states[p.s.Key].State == Down {
 			first = p.s.DownInterval
 		}
+		d := firstWait(first, p.s.Jitter, len(start))
+		if c.armed != nil {
+			c.armed(d)
+		}
 		p.mu.Lock()
-		p.timer = time.AfterFunc(firstWait(first, p.s.Jitter, len(start)), p.check)
+		p.timer = time.AfterFunc(d, p.check)
 		p.mu.Unlock()
 	}
 	c.mu.Unlock()
@@ -458,7 +467,11 @@ func (p *probe) check() {
 	p.mu.Lock()
 	p.cancel = nil
 	if !p.stopped {
-		p.timer.Reset(jittered(s.nextInterval(next, p.ok, p.fail), s.Jitter))
+		d := jittered(s.nextInterval(next, p.ok, p.fail), s.Jitter)
+		if c.armed != nil {
+			c.armed(d)
+		}
+		p.timer.Reset(d)
 	}
 	p.mu.Unlock()
 }

@@ -35,12 +35,16 @@ func TestCheckerFallAndRise(t *testing.T) {
 	changes := make(chan struct{}, 16)
 	c := NewChecker(func(string) { changes <- struct{}{} })
 	defer c.Stop()
-	spec := Spec{Key: "c/e@" + addr, Addr: addr, Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 3, Rise: 2}
+	// A refused connect fails at once; the timeout is long only so that a
+	// busy machine does not fail a connect that would pass, and flap.
+	spec := Spec{Key: "c/e@" + addr, Addr: addr, Interval: 20 * time.Millisecond, Timeout: time.Second, Fall: 3, Rise: 2}
 	c.Reconcile([]Spec{spec})
 	waitState(t, c, spec.Key, Up)
 
-	ln.Close()
+	// Taken before the close, so before the first failed check arms its
+	// wait for the second: the three take two intervals after it at least.
 	start := time.Now()
+	ln.Close()
 	waitState(t, c, spec.Key, Down)
 	if took := time.Since(start); took < 2*spec.Interval {
 		t.Errorf("went down after %v, before fall=3 checks could fail", took)
@@ -255,15 +259,50 @@ func answer(plan ...string) func(net.Conn, int) {
 	}
 }
 
+// armedWaits records the waits the probes of a Checker arm their timers
+// with, in order.
+type armedWaits struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+// recordWaits makes c record its waits; call it before the first Reconcile.
+func recordWaits(c *Checker) *armedWaits {
+	w := &armedWaits{}
+	c.armed = func(d time.Duration) {
+		w.mu.Lock()
+		w.waits = append(w.waits, d)
+		w.mu.Unlock()
+	}
+	return w
+}
+
+// first returns the first n waits recorded. With one probe, wait 0 is that
+// of its first check and wait i+1 the one armed once check i ended, so that
+// every wait before check n is recorded once check n arrived.
+func (w *armedWaits) first(t *testing.T, n int) []time.Duration {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.waits) < n {
+		t.Fatalf("%d waits armed, want %d", len(w.waits), n)
+	}
+	return append([]time.Duration(nil), w.waits[:n]...)
+}
+
 // TestCheckIntervals: checks come every Interval while up, every
 // FastInterval once a check went against the state (falling and rising),
-// and every DownInterval once down.
+// and every DownInterval once down. The test checks the waits the Checker
+// arms, which a busy machine does not change, and that the checks really
+// came no sooner: only a lower bound, since a busy machine may run a timer
+// late but never early.
 func TestCheckIntervals(t *testing.T) {
 	const ok, bad = "HTTP/1.1 200 OK", "HTTP/1.1 500 Internal Server Error"
 	srv := serve(t, answer(ok, ok, bad, bad, bad, bad, bad, ok, ok, ok))
 	changes := make(chan string, 16)
 	c := NewChecker(func(key string) { changes <- key })
 	defer c.Stop()
+	armed := recordWaits(c)
 	spec := Spec{
 		Key: "c/e@" + srv.addr, Addr: srv.addr, HTTPPath: "/",
 		Interval: 100 * time.Millisecond, FastInterval: 10 * time.Millisecond, DownInterval: 250 * time.Millisecond,
@@ -271,6 +310,7 @@ func TestCheckIntervals(t *testing.T) {
 	}
 	c.Reconcile([]Spec{spec})
 	at := srv.waitAccepts(t, 10)
+	waits := armed.first(t, 10)
 	// The wait after check i depends on the state that check left.
 	const inter, fast, down = "inter", "fast", "down"
 	want := []string{
@@ -284,23 +324,16 @@ func TestCheckIntervals(t *testing.T) {
 		fast,  // 200: rising 1/2
 		inter, // 200: UP
 	}
+	wantWait := map[string]time.Duration{inter: spec.Interval, fast: spec.FastInterval, down: spec.DownInterval}
 	for i, kind := range want {
-		gap := at[i+1].Sub(at[i])
-		// A timer never fires early; 20% covers the time from firing to
-		// the accept. A fast wait of 10ms has 40ms to spare before it
-		// could be taken for half an interval.
-		var bad bool
-		switch kind {
-		case inter:
-			bad = gap < spec.Interval*8/10
-		case fast:
-			bad = gap >= spec.Interval/2
-		case down:
-			bad = gap < spec.DownInterval*8/10
+		if w := waits[i+1]; w != wantWait[kind] {
+			t.Errorf("after check %d: wait %v, want a %s wait (inter %v, fast %v, down %v)",
+				i, w, kind, spec.Interval, spec.FastInterval, spec.DownInterval)
 		}
-		if bad {
-			t.Errorf("check %d -> %d: %v apart, want a %s wait (inter %v, fast %v, down %v)",
-				i, i+1, gap, kind, spec.Interval, spec.FastInterval, spec.DownInterval)
+		// Check i was accepted before it ended and its wait was armed, and
+		// check i+1 after that wait fired.
+		if gap := at[i+1].Sub(at[i]); gap < waits[i+1] {
+			t.Errorf("check %d -> %d: %v apart, less than the %v wait armed between them", i, i+1, gap, waits[i+1])
 		}
 	}
 	waitState(t, c, spec.Key, Up)
@@ -383,30 +416,37 @@ func TestJitterBounds(t *testing.T) {
 	}
 }
 
-// TestJitterSpreadsChecks: with Jitter 0.5 the checks of a running probe
-// are between 0.5 and 1.5 intervals apart, and some are well under one
-// interval apart, which exact waits never are.
+// TestJitterSpreadsChecks: with Jitter 0.5 the waits between the checks of
+// a running probe are between 0.5 and 1.5 intervals, and some are well
+// under one interval, which exact waits never are. As in
+// TestCheckIntervals, the test checks the waits the Checker arms, and that
+// the checks came no sooner.
 func TestJitterSpreadsChecks(t *testing.T) {
 	srv := serve(t, func(net.Conn, int) {})
 	c := NewChecker(nil)
 	defer c.Stop()
+	armed := recordWaits(c)
 	spec := Spec{Key: "c/e@" + srv.addr, Addr: srv.addr, Interval: 40 * time.Millisecond, Timeout: time.Second, Fall: 1, Rise: 1, Jitter: 0.5}
 	c.Reconcile([]Spec{spec})
 	at := srv.waitAccepts(t, 21)
+	waits := armed.first(t, 21)
 	var short int
 	for i := 1; i < len(at); i++ {
-		gap := at[i].Sub(at[i-1])
-		if gap < spec.Interval/2*8/10 {
-			t.Errorf("checks %d and %d %v apart, under half the interval %v", i-1, i, gap, spec.Interval)
+		w := waits[i] // armed once check i-1 ended
+		if w < spec.Interval/2 || w > spec.Interval*3/2 {
+			t.Errorf("wait before check %d: %v, outside [%v, %v]", i, w, spec.Interval/2, spec.Interval*3/2)
 		}
-		if gap < spec.Interval*85/100 {
+		if w < spec.Interval*85/100 {
 			short++
+		}
+		if gap := at[i].Sub(at[i-1]); gap < w {
+			t.Errorf("checks %d and %d %v apart, less than the %v wait armed between them", i-1, i, gap, w)
 		}
 	}
 	// Each wait is under 0.85 intervals with a chance of 0.35: all 20 miss
 	// with a chance of 2e-4.
 	if short == 0 {
-		t.Errorf("no two checks less than 0.85 interval apart in %v: waits are not jittered", at[len(at)-1].Sub(at[0]))
+		t.Errorf("no wait under 0.85 interval in %v: waits are not jittered", waits[1:])
 	}
 }
 
