@@ -49,8 +49,11 @@ var (
 )
 
 // sweepEvery is how often the poller looks for parked halves whose sockets
-// were closed by someone else.
-const sweepEvery = 250 * time.Millisecond
+// were closed by someone else. It is a variable, read and set under
+// parking.mu, so that a test can put the sweep out of the way: what must
+// end a parked session at once is then not helped by a sweep that happens
+// to come along.
+var sweepEvery = 250 * time.Millisecond
 
 // parking is the process's poller, started by the first half that parks.
 var parking poller

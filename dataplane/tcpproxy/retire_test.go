@@ -37,22 +37,26 @@ func TestClosedDuringDrainIsNotDrained(t *testing.T) {
 // TestRetiredEndpointForgotten: a listener that served sessions to an
 // endpoint lets go of it once it is retired, also when its sessions had
 // all ended before: endpoints that come and go (a deploy, DNS) do not
-// pile up in a node that runs for months.
+// pile up in a node that runs for months. The idle timeout's scans are
+// what forget such an endpoint: the timeout is short enough for several
+// of them before the test gives up, and long enough that a stall cannot
+// have it close a session in the middle of its round trip.
 func TestRetiredEndpointForgotten(t *testing.T) {
+	const idle = time.Second
 	backend := startBackend(t, echo)
 	onClose, infos := recorder()
-	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{}, IdleTimeout: 100 * time.Millisecond}, onClose)
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{}, IdleTimeout: idle}, onClose)
 	addr := startProxy(t, s)
 	gone := func() weak.Pointer[upstream.Endpoint] {
 		ep := upstream.New("c", "e", backend)
-		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}, IdleTimeout: 100 * time.Millisecond})
+		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}, IdleTimeout: idle})
 		if got := roundTrip(t, addr, "ping"); got != "ping" {
 			t.Fatalf("read %q, want ping", got)
 		}
 		waitInfo(t, infos)
 		// The apply that removes it: no listener picks it, it is retired.
 		other := upstream.New("c", "other", backend)
-		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{other}}, IdleTimeout: 100 * time.Millisecond})
+		s.SetConfig(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{other}}, IdleTimeout: idle})
 		ep.Retire(0, 0)
 		return weak.Make(ep)
 	}()

@@ -12,9 +12,14 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// testIdleTimeout is the idle timeout of these tests: long against the
-// kernel's clock ticks and the scans' spacing, short for a test.
+// testIdleTimeout is the idle timeout these tests wait for: long against
+// the kernel's clock ticks and the scans' spacing, short for a test.
 const testIdleTimeout = 300 * time.Millisecond
+
+// longIdleTimeout is the idle timeout of sessions that must outlive it
+// while the test goroutine talks to them or changes their configuration:
+// long against the stalls of a busy machine's goroutines.
+const longIdleTimeout = time.Second
 
 // closeWatch is a backend that echoes lines and tells, through closed,
 // when its connection ended.
@@ -50,17 +55,20 @@ func readEOF(t *testing.T, c client) time.Time {
 // TestIdleTimeout: a session that carries nothing for the idle timeout is
 // closed, its client and its endpoint each see a clean end, and the
 // record says CLIENT_TIMEOUT; one that keeps exchanging, for several
-// timeouts in all, is not closed until it stops.
+// timeouts in all, is not closed until it stops. The times are taken
+// before the last bytes are sent, so that a stall can only lengthen what
+// is measured.
 func TestIdleTimeout(t *testing.T) {
+	const timeout = longIdleTimeout // the busy session's pauses are well under it
 	closed := make(chan error, 2)
 	ep := upstream.New("c", "e", startBackend(t, closeWatch(closed)))
 	onClose, infos := recorder()
-	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}, IdleTimeout: testIdleTimeout}, onClose)
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}, IdleTimeout: timeout}, onClose)
 	addr := startProxy(t, s)
 
 	quiet, busy := dialClient(t, addr), dialClient(t, addr)
-	exchange(t, quiet, quiet.r, "hello\n")
 	last := time.Now()
+	exchange(t, quiet, quiet.r, "hello\n")
 	var quietEnd time.Time
 	ended := make(chan time.Time, 1)
 	go func() {
@@ -70,20 +78,20 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		ended <- time.Now()
 	}()
-	for time.Since(last) < 3*testIdleTimeout {
+	for time.Since(last) < 3*timeout {
 		exchange(t, busy, busy.r, "still here\n")
-		time.Sleep(testIdleTimeout / 4)
+		time.Sleep(timeout / 10)
 	}
-	exchange(t, busy, busy.r, "still here\n")
 	busyLast := time.Now()
+	exchange(t, busy, busy.r, "still here\n")
 	select {
 	case quietEnd = <-ended:
 	case <-time.After(testTimeout):
 		t.Fatal("the quiet session was not closed")
 	}
 	// The kernel's times are in clock ticks: allow one (at most 10ms).
-	if d := quietEnd.Sub(last); d < testIdleTimeout-10*time.Millisecond {
-		t.Errorf("the quiet session closed %v after its last byte, before its timeout of %v", d, testIdleTimeout)
+	if d := quietEnd.Sub(last); d < timeout-10*time.Millisecond {
+		t.Errorf("the quiet session closed %v after its last byte, before its timeout of %v", d, timeout)
 	}
 	if err := <-closed; err != io.EOF {
 		t.Errorf("the quiet session's endpoint read %v, want EOF", err)
@@ -91,8 +99,8 @@ func TestIdleTimeout(t *testing.T) {
 	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT || ci.Endpoint != "e" || ci.BytesIn != 6 {
 		t.Errorf("record: reason %v endpoint %q, %d bytes in; want CLIENT_TIMEOUT e, 6", ci.Reason, ci.Endpoint, ci.BytesIn)
 	}
-	if d := readEOF(t, busy).Sub(busyLast); d < testIdleTimeout-10*time.Millisecond {
-		t.Errorf("the busy session closed %v after its last byte, before its timeout of %v", d, testIdleTimeout)
+	if d := readEOF(t, busy).Sub(busyLast); d < timeout-10*time.Millisecond {
+		t.Errorf("the busy session closed %v after its last byte, before its timeout of %v", d, timeout)
 	}
 	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
 		t.Errorf("record of the busy session: reason %v, want CLIENT_TIMEOUT", ci.Reason)
@@ -137,7 +145,9 @@ func TestIdleTimeoutStalledClient(t *testing.T) {
 }
 
 // TestIdleTimeoutApplied: a timeout set by SetConfig closes the sessions
-// already open, and one taken away leaves them be.
+// already open, and one taken away leaves them be. The timeout taken away
+// is long, so that the session outlives it until it is taken away however
+// slowly the test goroutine gets there; the wait after is twice as long.
 func TestIdleTimeoutApplied(t *testing.T) {
 	ep := upstream.New("c", "e", startBackend(t, lineEcho))
 	onClose, infos := recorder()
@@ -158,10 +168,13 @@ func TestIdleTimeoutApplied(t *testing.T) {
 		t.Errorf("record: reason %v, want CLIENT_TIMEOUT", ci.Reason)
 	}
 
+	long := cfg
+	long.IdleTimeout = longIdleTimeout
+	s.SetConfig(&long)
 	c = dialClient(t, addr)
 	exchange(t, c, c.r, "hello\n")
 	s.SetConfig(&cfg)
-	time.Sleep(2 * testIdleTimeout)
+	time.Sleep(2 * longIdleTimeout)
 	exchange(t, c, c.r, "the timeout is gone\n")
 }
 

@@ -135,7 +135,9 @@ func TestInspect(t *testing.T) {
 		tc.Close()
 	})
 	d := &helloDirector{ep: upstream.New("web", "w1", backend)}
-	addr := startProxy(t, NewServer(&Config{Listener: "pass", Director: d, Inspect: 200 * time.Millisecond}, nil))
+	// These clients send at once: the inspect timeout is long, so that a
+	// ClientHello a stall delayed is not taken for a client that is not TLS.
+	addr := startProxy(t, NewServer(&Config{Listener: "pass", Director: d, Inspect: testTimeout}, nil))
 
 	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: testTimeout}, "tcp", addr, &tls.Config{ServerName: "a.example", RootCAs: ca.Pool()})
 	if err != nil {
