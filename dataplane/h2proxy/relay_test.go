@@ -19,10 +19,18 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
+// floodTimeout is the response timeout of the proxies that
+// untypedEndpoint's /flood is meant for.
+const floodTimeout = time.Second
+
 // untypedEndpoint answers with a body that looks like HTML, with neither
 // Content-Type nor Date; on /hints it sends 103 Early Hints first, on
-// /flood 103s every 5ms until its client goes away, and on /many 20 103s
-// and then the answer.
+// /many 20 103s and then the answer. On /flood it sends 103s until its
+// client goes away: one at once, a burst of ten 5ms apart around
+// floodTimeout (when a proxy's response timeout fires on an idle machine,
+// so that some are on their way then), then one every floodTimeout/2. A
+// proxy whose timeout fires up to 3s late has been sent no more than
+// httpproxy.MaxInterim; one whose timeout never fires, more.
 func untypedEndpoint(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,18 +43,27 @@ func untypedEndpoint(t *testing.T) string {
 			w.Header().Set("Link", "</a.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
 			clear(w.Header())
-		case "/flood", "/many":
+		case "/flood":
 			w.Header().Set("Link", "</a.css>; rel=preload")
-			for i := 0; r.URL.Path == "/flood" || i < 20; i++ {
+			for i := 0; ; i++ {
 				w.WriteHeader(http.StatusEarlyHints)
-				if r.URL.Path == "/many" {
-					continue
+				wait := floodTimeout / 2
+				switch {
+				case i == 0:
+					wait = floodTimeout - 25*time.Millisecond
+				case i < 10:
+					wait = 5 * time.Millisecond
 				}
 				select {
 				case <-r.Context().Done():
 					return
-				case <-time.After(5 * time.Millisecond):
+				case <-time.After(wait):
 				}
+			}
+		case "/many":
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			for range 20 {
+				w.WriteHeader(http.StatusEarlyHints)
 			}
 			clear(w.Header())
 		}
@@ -132,20 +149,22 @@ func TestResponsesRelayedAsSent(t *testing.T) {
 // fields (and, under -race, writes nothing once the handler answers);
 // more than httpproxy.MaxInterim of them are an invalid response (502),
 // as on the HTTP/1.1 engine; an HTTP/1.0 client gets none (RFC 9110
-// §15.2).
+// §15.2). Only the flood meets a short response_timeout; the others have
+// the default, which no stall reaches.
 func TestInterimResponsesBounded(t *testing.T) {
 	ep := upstream.New("c", "e", untypedEndpoint(t))
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, ResponseTimeout: 60 * time.Millisecond}, nil)
 	up := NewUpstream(nil)
 	t.Cleanup(up.Close)
-	s := NewServer(hs, up, nil)
+	s := NewServer(httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil), up, nil)
+	flood := NewServer(httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, ResponseTimeout: floodTimeout}, nil), up, nil)
 	for _, tc := range []struct {
+		s           *Server
 		path, proto string
 		want        int
 	}{
-		{"/flood", "HTTP/1.1", 504},
-		{"/many", "HTTP/1.1", 502},
-		{"/hints", "HTTP/1.0", 200},
+		{flood, "/flood", "HTTP/1.1", 504},
+		{s, "/many", "HTTP/1.1", 502},
+		{s, "/hints", "HTTP/1.0", 200},
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -159,7 +178,7 @@ func TestInterimResponsesBounded(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+			tc.s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
 		}()
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -192,7 +211,7 @@ func TestInterimResponsesBounded(t *testing.T) {
 	// stream's header writes.
 	h2 := &http.Transport{Protocols: new(http.Protocols)}
 	h2.Protocols.SetUnencryptedHTTP2(true)
-	addr := serveOne(t, s)
+	addr := serveOne(t, flood)
 	t.Cleanup(h2.CloseIdleConnections) // before serveOne waits for the connection to end
 	for i := range 5 {
 		resp, err := (&http.Client{Transport: h2, Timeout: 10 * time.Second}).Get("http://" + addr + "/flood")
