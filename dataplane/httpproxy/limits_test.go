@@ -91,7 +91,9 @@ func TestConnectionLimitsHTTP10(t *testing.T) {
 		cfg  Config
 	}{
 		{"requests", Config{MaxRequestsPerConnection: 2}},
-		{"age", Config{MaxConnectionAge: 200 * time.Millisecond}},
+		// An age long enough for any machine to answer the first request
+		// within it.
+		{"age", Config{MaxConnectionAge: 2 * time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -99,13 +101,20 @@ func TestConnectionLimitsHTTP10(t *testing.T) {
 			p := startProxy(t, &cfg)
 			conn := p.dial()
 			br := bufio.NewReader(conn)
+			var answered time.Time // of the first response: the proxy accepted before
 			for i := 1; i <= 2; i++ {
 				sleep := time.Duration(0)
 				if i == 2 && cfg.MaxConnectionAge > 0 {
-					sleep = 300 * time.Millisecond // answered past the age
+					// Answered past the age: the endpoint gets the request
+					// after it was sent, and the proxy's clock started
+					// before the first answer.
+					sleep = max(time.Until(answered.Add(cfg.MaxConnectionAge)), 0)
 				}
 				fmt.Fprintf(conn, "GET /%d?sleep=%s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", i, sleep)
 				r := readResponse(t, br, "GET")
+				if i == 1 {
+					answered = time.Now()
+				}
 				if r.code != 200 || r.body != fmt.Sprintf("b1 /%d", i) || r.header("Content-Length") == "" {
 					t.Fatalf("request %d: %s %q", i, r.status, r.body)
 				}
@@ -123,30 +132,37 @@ func TestConnectionLimitsHTTP10(t *testing.T) {
 }
 
 // DESIGN problem 3: with MaxConnectionAge, a client requesting every 100ms
-// gets Connection: close on the first response once the connection is
-// 300ms old, and the connection then closes.
+// gets Connection: close on the first response once the connection has
+// reached the age, and the connection then closes.
 //
 // A connection idle when it reaches the age closes quietly instead (see
 // TestMaxConnectionAgeClosesIdleConnection), so which of the two happens
-// at the 300ms mark depends on whether a request is in flight then. To
-// make that certain, the request sent at 250ms is answered at 350ms.
+// at the age depends on whether a request is in flight then. To make that
+// certain, the request sent at 250ms is answered only once the connection
+// is past its age. The age is long enough for any machine to send that
+// request, and answer those before it, within it.
 func TestMaxConnectionAge(t *testing.T) {
-	const age = 300 * time.Millisecond
+	const age = 2 * time.Second
 	b := startBackend(t, "b1", sleepNameHandler("b1"))
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, MaxConnectionAge: age})
 	start := time.Now() // before accept: the proxy's age is at most the time since
 	conn := p.dial()
 	br := bufio.NewReader(conn)
+	var answered time.Time // of the first response: the proxy's age is at least the time since
 	for i, at := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 250 * time.Millisecond} {
 		time.Sleep(time.Until(start.Add(at)))
-		answerAt := time.Duration(0)
+		sleep := time.Duration(0)
 		if i == 3 {
-			answerAt = 350 * time.Millisecond
+			// The endpoint gets the request after this, and sleeps from
+			// then.
+			sleep = max(time.Until(answered.Add(age)), 0)
 		}
-		sleep := max(time.Until(start.Add(answerAt)), 0)
-		fmt.Fprintf(conn, "GET /%d?sleep=%dms HTTP/1.1\r\nHost: x\r\n\r\n", i, sleep.Milliseconds())
+		fmt.Fprintf(conn, "GET /%d?sleep=%s HTTP/1.1\r\nHost: x\r\n\r\n", i, sleep)
 		r := readResponse(t, br, "GET")
 		got := time.Since(start)
+		if i == 0 {
+			answered = time.Now()
+		}
 		if r.code != 200 || r.body != fmt.Sprintf("b1 /%d", i) {
 			t.Fatalf("request %d: %s %q", i, r.status, r.body)
 		}

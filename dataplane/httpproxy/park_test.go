@@ -102,15 +102,19 @@ func TestParkedConnectionTimesOut(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Director = &rrDirector{eps: []*upstream.Endpoint{b.ep}}
 			p := startProxy(t, &cfg)
+			// The deadline runs from accept (the age) or from the
+			// response (IdleTimeout): from after start, and from about
+			// answered, or later by what a busy machine delays the proxy.
+			start := time.Now()
 			c := p.dial()
 			br := bufio.NewReader(c)
-			start := time.Now()
 			get(t, c, br, "/")
+			answered := time.Now()
 			waitForParked(t, 1)
 			c.SetReadDeadline(time.Now().Add(defaultTestTimeout))
 			expectEOF(t, br)
-			if d := time.Since(start); d < tc.after-50*time.Millisecond || d > tc.after+400*time.Millisecond {
-				t.Errorf("closed %v after the request, want about %v", d, tc.after)
+			if d, late := time.Since(start), time.Since(answered); d < tc.after-50*time.Millisecond || late > tc.after+time.Second {
+				t.Errorf("closed %v after the dial, %v after the answer, want about %v", d, late, tc.after)
 			}
 			if ci := p.info(); ci.Reason != tc.reason || ci.Requests != 1 {
 				t.Errorf("ConnInfo: reason %v, %d requests; want %v, 1", ci.Reason, ci.Requests, tc.reason)
@@ -133,18 +137,16 @@ func TestParkedConnectionsDrainAndClose(t *testing.T) {
 		{"close", (*Server).Close, sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+			// An IdleTimeout far past the test's deadline: only Drain or
+			// Close ends the parked connection within it.
+			p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, IdleTimeout: time.Hour})
 			c := p.dial()
 			br := bufio.NewReader(c)
 			get(t, c, br, "/")
 			waitForParked(t, 1)
-			start := time.Now()
 			tc.end(p.srv)
 			c.SetReadDeadline(time.Now().Add(defaultTestTimeout))
 			expectEOF(t, br)
-			if d := time.Since(start); d > 200*time.Millisecond {
-				t.Errorf("closed %v after %s, want at once", d, tc.name)
-			}
 			if ci := p.info(); ci.Reason != tc.reason {
 				t.Errorf("ConnInfo reason %v, want %v", ci.Reason, tc.reason)
 			}

@@ -37,8 +37,10 @@ func TestStaleBytesOnPooledConnection(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var conns atomic.Int32
+			wroteLate := make(chan struct{}) // closed once the late bytes are sent
 			addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
 				n := conns.Add(1)
+				lateDue := n == 1
 				for {
 					req, err := http.ReadRequest(br)
 					if err != nil {
@@ -50,12 +52,14 @@ func TestStaleBytesOnPooledConnection(t *testing.T) {
 					if req.Method != "HEAD" {
 						io.WriteString(c, body)
 					}
-					if n == 1 {
+					if lateDue {
+						lateDue = false
 						time.Sleep(50 * time.Millisecond)
 						io.WriteString(c, tt.late)
 						if tt.close {
-							return
+							c.Close() // the next read fails: the loop ends
 						}
+						close(wroteLate)
 					}
 				}
 			})
@@ -67,7 +71,15 @@ func TestStaleBytesOnPooledConnection(t *testing.T) {
 			if r := readResponse(t, br, tt.method); r.code != 200 {
 				t.Fatalf("first request: %s", r.status)
 			}
-			time.Sleep(tt.idle)
+			answered := time.Now() // the connection was pooled before
+			// The late bytes reach the pooled connection before the next
+			// request, however late a busy machine runs the endpoint.
+			select {
+			case <-wroteLate:
+			case <-time.After(defaultTestTimeout):
+				t.Fatal("the endpoint did not write its late bytes")
+			}
+			time.Sleep(time.Until(answered.Add(tt.idle)))
 			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			if r := readResponse(t, br, "GET"); r.code != 200 || r.body != "conn2" {
 				t.Errorf("second request: %d %q, want 200 conn2 (its own answer, on a new connection)", r.code, r.body)

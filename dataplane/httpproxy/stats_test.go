@@ -89,7 +89,7 @@ func TestEndpointStatsCountFailedRequests(t *testing.T) {
 		case "/reset":
 			c.(*net.TCPConn).SetLinger(0)
 		case "/hang":
-			time.Sleep(600 * time.Millisecond) // past the response timeout
+			io.Copy(io.Discard, br) // answers nothing until the proxy gives up
 		case "/bad":
 			io.WriteString(c, "HTTP/1.1 2OO OK\r\n\r\n")
 		}
@@ -97,12 +97,17 @@ func TestEndpointStatsCountFailedRequests(t *testing.T) {
 	ep := upstream.New("web", "e", addr)
 	var ejected atomic.Int32
 	ep.SetOutlierPolicy(&upstream.OutlierPolicy{Responses5xx: 1, Outlier: func(*upstream.Endpoint, upstream.Cause) { ejected.Add(1) }})
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: 200 * time.Millisecond})
+	// /reset and /bad fail as soon as the endpoint reads them: through a
+	// proxy that waits long enough for any machine. /hang, which it never
+	// answers, through one that soon gives up.
+	patient := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: defaultTestTimeout})
+	hasty := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}, ResponseTimeout: 200 * time.Millisecond})
 	for i, tc := range []struct {
 		path string
 		code int
-	}{{"/reset", 502}, {"/hang", 504}, {"/bad", 502}} {
-		resp, err := http.Get("http://" + p.addr + tc.path)
+		p    *proxy
+	}{{"/reset", 502, patient}, {"/hang", 504, hasty}, {"/bad", 502, patient}} {
+		resp, err := http.Get("http://" + tc.p.addr + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
