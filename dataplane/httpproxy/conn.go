@@ -413,18 +413,25 @@ func tooLarge(b []byte, lim *headLimits) *statusError {
 //
 // The wait is where Server.Drain finds the connection (enterIdle,
 // leaveIdle): errDrainIdle says that the server is draining and no byte of
-// a request was read.
+// a request came. A request whose bytes came but were not read yet when
+// Drain ended the wait is served (with Connection: close): closing the
+// socket with them unread would reset the connection under the request.
+// Then idleRead returns nil having read nothing, and the next call reads
+// them.
 func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) error {
 	cc.armReadAt(dl, slack)
 	if !cc.enterIdle() {
-		return errDrainIdle
+		if !cc.requestWaiting() {
+			return errDrainIdle
+		}
+		cc.armReadAt(dl, slack) // Drain's deadline may have replaced it
 	}
 	if cc.raw != nil {
 		cc.rawErr = nil
 		if err := cc.raw.Read(cc.readFn); err != nil {
 			// readFn leaves idle once it read, so the wait failed idle.
 			if cc.leaveIdle() && isTimeout(err) {
-				err = errDrainIdle
+				return cc.drainedIdle(dl)
 			}
 			return err
 		}
@@ -437,9 +444,20 @@ func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) error {
 	cc.x.re += n
 	cc.info.BytesIn += uint64(n)
 	if cc.leaveIdle() && n == 0 && isTimeout(err) {
-		err = errDrainIdle
+		return cc.drainedIdle(dl)
 	}
 	return err
+}
+
+// drainedIdle is what a wait until dl that Drain ended returns:
+// errDrainIdle, or nil when bytes of a request came before Drain did (see
+// idleRead). Once dl passed it is errDrainIdle all the same: the next
+// wait would end at once, before its read.
+func (cc *clientConn) drainedIdle(dl time.Time) error {
+	if time.Now().Before(dl) && cc.requestWaiting() {
+		return nil
+	}
+	return errDrainIdle
 }
 
 // enterIdle marks the connection idle, after its read deadline for the

@@ -184,35 +184,140 @@ func TestDrainDoesNotCutArrivingRequest(t *testing.T) {
 		{"head", "POST /head HTTP/1.1\r\nHo", "st: x\r\nContent-Length: 3\r\n\r\nabc", "b1 /head"},
 		{"body", "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc", "def", "b1 /body"},
 	} {
+		for _, mode := range serveModes {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				// With ServeConn the connection waits on its goroutine, idle
+				// until the request's first bytes and busy from then on. One
+				// that parks is busy for a moment as it wakes, and idle again
+				// in the wait that reads them: Drain may find it there, with
+				// the bytes on its socket.
+				p := mode.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+				c := p.dial()
+				br := bufio.NewReader(c)
+				// A first request makes the connection one that Drain closes
+				// when idle.
+				io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+				if r := readResponse(t, br, "GET"); closes(r) {
+					t.Fatal("first response closes")
+				}
+				p.waitIdle(1)
+				io.WriteString(c, tc.first)
+				p.waitIdle(0) // the connection is busy with the request
+				p.srv.Drain()
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(c, tc.rest)
+				r := readResponse(t, br, "POST")
+				if r.code != 200 || r.body != tc.want || !closes(r) {
+					t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), tc.want)
+				}
+				expectEOF(t, br)
+				if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
+					t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
+				}
+			})
+		}
+	}
+}
+
+// A request that is on the connection's socket, unread, when the
+// connection becomes idle during Drain is served with Connection: close,
+// not reset: the client sent it while the answer before it streamed, whose
+// head went out before Drain and kept the connection.
+func TestDrainServesRequestWaitingOnSocket(t *testing.T) {
+	for _, tc := range serveModes {
 		t.Run(tc.name, func(t *testing.T) {
-			// ServeConn: the connection waits on its goroutine, idle until
-			// the request's first bytes and busy from then on. (One that
-			// may park is busy for a moment as it wakes, before its idle
-			// wait reads them: Drain would close it then.)
-			p := startServeConnProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+			release := make(chan struct{})
+			b := startBackend(t, "b1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/stream" {
+					io.WriteString(w, "b1 "+r.URL.Path)
+					return
+				}
+				w.Header().Set("Content-Length", "10")
+				io.WriteString(w, "hello")
+				w.(http.Flusher).Flush()
+				<-release
+				io.WriteString(w, "world")
+			}))
+			p := tc.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
 			c := p.dial()
 			br := bufio.NewReader(c)
-			// A first request makes the connection one that Drain closes
-			// when idle.
-			io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-			if r := readResponse(t, br, "GET"); closes(r) {
-				t.Fatal("first response closes")
+			io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+			req, _ := http.NewRequest("GET", "http://x/", nil)
+			resp, err := http.ReadResponse(br, req)
+			if err != nil {
+				t.Fatal(err)
 			}
-			p.waitIdle(1)
-			io.WriteString(c, tc.first)
-			p.waitIdle(0) // the connection is busy with the request
-			p.srv.Drain()
-			time.Sleep(50 * time.Millisecond)
-			io.WriteString(c, tc.rest)
-			r := readResponse(t, br, "POST")
-			if r.code != 200 || r.body != tc.want || !closes(r) {
-				t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), tc.want)
+			if resp.Close {
+				t.Fatal("the streaming answer closes before Drain")
+			}
+			first := make([]byte, 5)
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+			p.drainNow()
+			close(release)
+			if rest, err := io.ReadAll(resp.Body); err != nil || string(first)+string(rest) != "helloworld" {
+				t.Fatalf("streamed body %q%q, err %v", first, rest, err)
+			}
+			r := readResponse(t, br, "GET")
+			if r.code != 200 || r.body != "b1 /next" || !closes(r) {
+				t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), "b1 /next")
 			}
 			expectEOF(t, br)
 			if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
 				t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
 			}
 		})
+	}
+}
+
+// A parked connection whose next request is on its socket when Drain
+// takes it, before the parker woke it, is served with Connection: close,
+// not closed under the request. The test holds the parker (idlePark.mu)
+// from before the request is sent until Drain took the connection.
+func TestDrainServesRequestOfParkedConnection(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	if !parkingWorks() {
+		t.Skip("connections do not park here")
+	}
+	c := p.dial()
+	br := bufio.NewReader(c)
+	get(t, c, br, "/first")
+	waitForParked(t, 1)
+	p.srv.mu.Lock()
+	cc := p.srv.conns
+	p.srv.mu.Unlock()
+	idlePark.mu.Lock()
+	held := true
+	defer func() {
+		if held {
+			idlePark.mu.Unlock()
+		}
+	}()
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, cc.requestWaiting)
+	drained := make(chan struct{})
+	go func() {
+		p.srv.Drain() // takes the connection, then waits for idlePark.mu
+		close(drained)
+	}()
+	waitFor(t, func() bool { return !isParked(cc.state.Load()) })
+	held = false
+	idlePark.mu.Unlock()
+	select {
+	case <-drained:
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("Drain did not return")
+	}
+	r := readResponse(t, br, "GET")
+	if r.code != 200 || r.body != "b1 /next" || !closes(r) {
+		t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), "b1 /next")
+	}
+	expectEOF(t, br)
+	if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
+		t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
 	}
 }
 

@@ -484,13 +484,17 @@ func (cc *clientConn) finish() {
 // Drain are served one request and closed the same way. Drain does not
 // wait; it returns at once.
 //
-// A request is never cut: a connection either closes before it read any
-// byte of a request, or serves that request in full. Pipelined requests
-// behind the one answered with "Connection: close" are not served (the
-// client sends them again elsewhere, as after any Connection: close). The
-// closes are recorded with reason NODE_DRAINING (closeDraining). Drain
-// is for node shutdown and cannot be undone; calling it again does
-// nothing.
+// A request is never cut: a connection either closes before any byte of
+// a request came, or serves that request in full. A connection whose
+// socket holds bytes of a request that it has not read yet is not idle
+// for Drain: closing it would reset it, and the request would be lost
+// (clientConn.requestWaiting). A request still on its way when the
+// connection closes meets the close, as after any keep-alive close; the
+// client sends it again on a new connection. Pipelined requests behind the
+// one answered with "Connection: close" are not served (the client sends
+// them again elsewhere, as after any Connection: close). The closes are
+// recorded with reason NODE_DRAINING (closeDraining). Drain is for node
+// shutdown and cannot be undone; calling it again does nothing.
 //
 // How idle connections are woken: a connection waiting for the next
 // request marks itself idle (clientConn.state) and then loads s.draining;
@@ -503,7 +507,8 @@ func (cc *clientConn) finish() {
 // it serves that request (with Connection: close) after re-arming its read
 // deadline, once Drain is done with it (see clientConn.leaveIdle).
 //
-// Parked connections (see ServeConnAsync) are idle too: Drain closes them.
+// Parked connections (see ServeConnAsync) are idle too: Drain closes them,
+// but for one whose next request came before the parker woke it.
 func (s *Server) Drain() {
 	if s.draining.Swap(true) {
 		return

@@ -94,7 +94,8 @@ func (s *Server) Closed() bool { return s.closed.Load() }
 // its cause: the HTTP/2 engine gives it to its dials (upstream.WithListener).
 func (s *Server) Context() context.Context { return s.ctx }
 
-// endParked takes every parked connection and ends it with reason.
+// endParked takes every parked connection and ends it with reason; but
+// Drain's (closeDraining) serves one whose next request already came.
 func (s *Server) endParked(reason sluicev1.CloseReason) {
 	var taken []*clientConn
 	s.mu.Lock()
@@ -106,6 +107,14 @@ func (s *Server) endParked(reason sluicev1.CloseReason) {
 	s.mu.Unlock()
 	for _, cc := range taken {
 		idlePark.remove(cc)
+		if reason == closeDraining && cc.requestWaiting() {
+			// The next request came as Drain took the connection, before
+			// the parker woke it: it is served, with Connection: close
+			// (see idleRead), rather than reset by the close.
+			cc.state.Store(connBusy)
+			go cc.resume()
+			continue
+		}
 		cc.reason = reason
 		cc.finish()
 	}
@@ -141,10 +150,12 @@ func (cc *clientConn) parkIdle(dl time.Time, aged bool) int {
 		if !cc.state.CompareAndSwap(st, connBusy) {
 			return parkTaken
 		}
-		if s.closed.Load() || cc.info.Requests == 0 {
+		if s.closed.Load() || cc.info.Requests == 0 || cc.requestWaiting() {
 			// Closed: the socket is being closed, and the wait ends on its
 			// own. A new connection during Drain: it gets its one request
-			// served (see waitRequest), so it waits for it here.
+			// served (see waitRequest), so it waits for it here. One whose
+			// next request came as it was about to park: it serves it
+			// (see idleRead).
 			return parkNot
 		}
 		return parkDraining

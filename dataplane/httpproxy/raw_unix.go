@@ -239,6 +239,29 @@ func (cc *clientConn) endpointSocket(bc net.Conn) syscall.RawConn {
 	return socketOf(bc)
 }
 
+// requestWaiting reports whether the client socket holds bytes that the
+// connection has not read: the start of a request, which a connection
+// that Drain found idle serves rather than closing on it (see
+// Server.Drain). Over TLS the socket under it is looked at, where such
+// bytes are the records of one. It costs a system call, and is asked only
+// while the server drains.
+func (cc *clientConn) requestWaiting() bool {
+	raw := cc.raw
+	if raw == nil {
+		raw = socketOf(cc.c)
+	}
+	if raw == nil {
+		return false
+	}
+	n := 0
+	err := raw.Control(func(fd uintptr) {
+		if m, err := peekByte(fd); err == nil {
+			n = m
+		}
+	})
+	return err == nil && n > 0
+}
+
 // peekByte looks at the next byte the socket fd holds without taking it
 // or waiting: n is 1 when one is there, 0 at the peer's FIN, and err is
 // EAGAIN when nothing came. An interrupted call is made again.
