@@ -305,13 +305,6 @@ func healthErrors(hc *sluicev1.HealthCheck, path string, add func(path, format s
 	if hc == nil {
 		return
 	}
-	interval := hc.GetInterval().AsDuration()
-	if hc.Interval == nil {
-		interval = 2 * time.Second
-	}
-	if t := hc.GetTimeout().AsDuration(); hc.Timeout != nil && t > interval {
-		add(path+".timeout", "%v is longer than the interval (%v): checks would overlap", t, interval)
-	}
 	h := hc.GetHttp()
 	if h == nil {
 		return

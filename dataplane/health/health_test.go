@@ -342,6 +342,52 @@ func TestCheckIntervals(t *testing.T) {
 	}
 }
 
+// TestTimeoutLongerThanInterval: a check may take longer than the
+// interval, up to its timeout, and pass; the next check waits the interval
+// from its end, so the endpoint never has two checks at once.
+func TestTimeoutLongerThanInterval(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	srv := serve(t, func(c net.Conn, i int) {
+		readHead(c)
+		if i == 0 {
+			close(held)
+			<-release
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
+	c := NewChecker(nil)
+	defer c.Stop()
+	var once sync.Once
+	releaseOnce := func() { once.Do(func() { close(release) }) }
+	defer releaseOnce() // before Stop, which waits for the held check
+	armed := recordWaits(c)
+	spec := Spec{Key: "c/e@" + srv.addr, Addr: srv.addr, HTTPPath: "/", Interval: 100 * time.Millisecond, Timeout: time.Hour}
+	c.Reconcile([]Spec{spec})
+	<-held
+	// Ten intervals: a checker that started checks by the clock would
+	// have sent more. (A fast machine's proof; a slow one cannot fail it.)
+	time.Sleep(10 * spec.Interval)
+	srv.mu.Lock()
+	n := len(srv.accepts)
+	srv.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d checks while the first was held, want 1", n)
+	}
+	if c.State(spec.Key) != Unknown {
+		t.Fatalf("state %v while the first check is held, want %v", c.State(spec.Key), Unknown)
+	}
+	ended := time.Now()
+	releaseOnce()
+	waitState(t, c, spec.Key, Up)
+	at := srv.waitAccepts(t, 2)
+	if w := armed.first(t, 2)[1]; w != spec.Interval {
+		t.Errorf("wait after the held check %v, want the interval %v", w, spec.Interval)
+	}
+	if gap := at[1].Sub(ended); gap < spec.Interval {
+		t.Errorf("second check %v after the first ended, want at least the interval %v", gap, spec.Interval)
+	}
+}
+
 func TestNextInterval(t *testing.T) {
 	s := Spec{Interval: 1, FastInterval: 2, DownInterval: 3, Fall: 3, Rise: 2}
 	for _, tt := range []struct {

@@ -1663,8 +1663,10 @@ type HealthCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Interval between two checks of one endpoint. Default 2s.
 	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
-	// Timeout of one check, at most the interval. Default: the interval, at
-	// most 5s.
+	// Timeout of one check. Default: the interval, at most 5s. It may be
+	// longer than the interval, as HAProxy's "timeout check" and Envoy's
+	// timeout may: the wait for the next check starts when one ends, so an
+	// endpoint never has two checks at once.
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Fall is how many consecutive failures mark an up endpoint down. Default 3.
 	Fall *uint32 `protobuf:"varint,3,opt,name=fall,proto3,oneof" json:"fall,omitempty"`
