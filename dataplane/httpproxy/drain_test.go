@@ -55,6 +55,22 @@ func (p *proxy) drainNow() {
 	}
 }
 
+// expectDrainedAnswer reads the answer to the request Drain let through on
+// the proxy's one connection: 200 with want as its body and Connection:
+// close, then the close, recorded as the connection's requests-th request
+// and ended by Drain.
+func (p *proxy) expectDrainedAnswer(br *bufio.Reader, method, want string, requests uint64) {
+	p.t.Helper()
+	r := readResponse(p.t, br, method)
+	if r.code != 200 || r.body != want || !closes(r) {
+		p.t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), want)
+	}
+	expectEOF(p.t, br)
+	if ci := p.info(); ci.Requests != requests || ci.Reason != closeDraining {
+		p.t.Errorf("ConnInfo requests=%d reason=%v, want %d %v", ci.Requests, ci.Reason, requests, closeDraining)
+	}
+}
+
 // holdingBackend answers /slow... once release is closed, telling got when
 // such a request arrived; other paths are answered at once. It counts the
 // requests it saw.
@@ -206,14 +222,7 @@ func TestDrainDoesNotCutArrivingRequest(t *testing.T) {
 				p.srv.Drain()
 				time.Sleep(50 * time.Millisecond)
 				io.WriteString(c, tc.rest)
-				r := readResponse(t, br, "POST")
-				if r.code != 200 || r.body != tc.want || !closes(r) {
-					t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), tc.want)
-				}
-				expectEOF(t, br)
-				if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
-					t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
-				}
+				p.expectDrainedAnswer(br, "POST", tc.want, 2)
 			})
 		}
 	}
@@ -260,14 +269,7 @@ func TestDrainServesRequestWaitingOnSocket(t *testing.T) {
 			if rest, err := io.ReadAll(resp.Body); err != nil || string(first)+string(rest) != "helloworld" {
 				t.Fatalf("streamed body %q%q, err %v", first, rest, err)
 			}
-			r := readResponse(t, br, "GET")
-			if r.code != 200 || r.body != "b1 /next" || !closes(r) {
-				t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), "b1 /next")
-			}
-			expectEOF(t, br)
-			if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
-				t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
-			}
+			p.expectDrainedAnswer(br, "GET", "b1 /next", 2)
 		})
 	}
 }
@@ -311,14 +313,7 @@ func TestDrainServesRequestOfParkedConnection(t *testing.T) {
 	case <-time.After(defaultTestTimeout):
 		t.Fatal("Drain did not return")
 	}
-	r := readResponse(t, br, "GET")
-	if r.code != 200 || r.body != "b1 /next" || !closes(r) {
-		t.Fatalf("got %s %q close=%v, want 200 %q with Connection: close", r.status, r.body, closes(r), "b1 /next")
-	}
-	expectEOF(t, br)
-	if ci := p.info(); ci.Requests != 2 || ci.Reason != closeDraining {
-		t.Errorf("ConnInfo requests=%d reason=%v, want 2 %v", ci.Requests, ci.Reason, closeDraining)
-	}
+	p.expectDrainedAnswer(br, "GET", "b1 /next", 2)
 }
 
 // A connection accepted after Drain is served one request, whenever it
