@@ -444,9 +444,14 @@ func (s *Server) serveConn(c net.Conn, client, dest netip.AddrPort, async bool, 
 }
 
 // finish closes the connection that ended and reports it: to the
-// listener's meter, to onClose, and to the done of ServeConnAsync.
+// listener's meter, to onClose, and to the done of ServeConnAsync. The
+// meter counts it out first, as the TCP listener's does: a client that saw
+// its connection close, or a record of it, finds it no longer open.
 func (cc *clientConn) finish() {
 	s := cc.srv
+	if cc.meter != nil {
+		cc.meter.Closed()
+	}
 	if cc.linger {
 		cc.lingerClose()
 	}
@@ -467,9 +472,6 @@ func (cc *clientConn) finish() {
 	}
 	if cc.tracked {
 		s.untrack(cc)
-	}
-	if cc.meter != nil {
-		cc.meter.Closed()
 	}
 	cc.closePrivate()
 	if cc.done != nil {

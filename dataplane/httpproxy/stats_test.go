@@ -176,3 +176,49 @@ func TestPipelinedRequestsLogTheirOwnBytes(t *testing.T) {
 		}
 	}
 }
+
+// A connection is counted out of the listener's open connections before
+// its client sees it close and before its record is made: a record, or a
+// closed socket, never goes with a connection still counted open.
+func TestClosedConnectionCountedOutFirst(t *testing.T) {
+	b := startBackend(t, "b1", nameHandler("b1"))
+	lm := meter.NewListener("l", nil)
+	activeAtRecord := make(chan int64, 1)
+	srv := NewServer(&Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}, Meter: lm}, func(*ConnInfo) {
+		activeAtRecord <- lm.Counts().Active
+	})
+	ln := listen(t)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		srv.ServeConn(c)
+	}()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), defaultTestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(c)
+	if r := readResponse(t, br, "GET"); r.body != "b1 /x" {
+		t.Fatalf("got %q, want %q", r.body, "b1 /x")
+	}
+	expectEOF(t, br)
+	if n := lm.Counts().Active; n != 0 {
+		t.Errorf("after the client saw the close: %d connections counted open, want 0", n)
+	}
+	select {
+	case n := <-activeAtRecord:
+		if n != 0 {
+			t.Errorf("when the record was made: %d connections counted open, want 0", n)
+		}
+	case <-time.After(defaultTestTimeout):
+		t.Fatal("no record of the connection")
+	}
+	ln.Close()
+	<-served
+}
