@@ -93,14 +93,14 @@ type proxy struct {
 // requests are served from inside the idle wait (inline.go).
 func startProxy(t testing.TB, cfg *Config) *proxy {
 	t.Helper()
-	return startProxyAs(t, cfg, true)
+	return startProxyAs(t, cfg, true, nil)
 }
 
 // startServeConnProxy is startProxy serving with ServeConn: each
 // connection waits on its own goroutine and is served on a worker.
 func startServeConnProxy(t testing.TB, cfg *Config) *proxy {
 	t.Helper()
-	return startProxyAs(t, cfg, false)
+	return startProxyAs(t, cfg, false, nil)
 }
 
 // serveModes are the two ways a Server serves connections, for the tests
@@ -110,11 +110,19 @@ var serveModes = []struct {
 	start func(testing.TB, *Config) *proxy
 }{{"ServeConn", startServeConnProxy}, {"ServeConnAsync", startProxy}}
 
-func startProxyAs(t testing.TB, cfg *Config, async bool) *proxy {
+// startProxyAs starts the proxy of startProxy (async) or
+// startServeConnProxy; onRecord, if not nil, sees each connection's record
+// as the server makes it, before p.info can.
+func startProxyAs(t testing.TB, cfg *Config, async bool, onRecord func(*ConnInfo)) *proxy {
 	t.Helper()
 	p := &proxy{t: t, ln: &countingListener{Listener: listen(t)}, infos: make(chan *ConnInfo, 1024)}
 	p.addr = p.ln.Addr().String()
-	p.srv = NewServer(cfg, func(ci *ConnInfo) { p.infos <- ci })
+	p.srv = NewServer(cfg, func(ci *ConnInfo) {
+		if onRecord != nil {
+			onRecord(ci)
+		}
+		p.infos <- ci
+	})
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
