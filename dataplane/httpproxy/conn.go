@@ -421,8 +421,8 @@ func tooLarge(b []byte, lim *headLimits) *statusError {
 func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) error {
 	cc.armReadAt(dl, slack)
 	if !cc.enterIdle() {
-		if !cc.requestWaiting() {
-			return errDrainIdle
+		if err := cc.drainedIdle(dl); err != nil {
+			return err
 		}
 		cc.armReadAt(dl, slack) // Drain's deadline may have replaced it
 	}
@@ -449,10 +449,10 @@ func (cc *clientConn) idleRead(dl time.Time, slack time.Duration) error {
 	return err
 }
 
-// drainedIdle is what a wait until dl that Drain ended returns:
-// errDrainIdle, or nil when bytes of a request came before Drain did (see
-// idleRead). Once dl passed it is errDrainIdle all the same: the next
-// wait would end at once, before its read.
+// drainedIdle is what a wait until dl that Drain ended, or would not let
+// start, returns: errDrainIdle, or nil when bytes of a request came
+// before Drain did (see idleRead). Once dl passed it is errDrainIdle all
+// the same: the next wait would end at once, before its read.
 func (cc *clientConn) drainedIdle(dl time.Time) error {
 	if time.Now().Before(dl) && cc.requestWaiting() {
 		return nil
