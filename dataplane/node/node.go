@@ -146,6 +146,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			}
 		}
 	}()
+	var todo []compileJob
 	for _, cs := range snap.GetClusters() {
 		prev := n.clusters[cs.GetName()]
 		up, err := compileUpstreamTLS(cs, prev)
@@ -156,22 +157,14 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			clusters[prev.name] = prev
 			continue
 		}
-		c := compileCluster(cs, prev)
-		c.tls = up
-		if prev != nil {
-			c.meter = prev.meter
-		} else {
-			c.meter = meter.NewCluster(c.name)
-		}
-		for i := range c.checks {
-			c.checks[i].TLS = up.config()
-		}
-		if c.outlierCfg != nil && c.outlier == nil {
-			c.outlier = newEjector(c.name, n.log, n.ejectionsChanged)
-		}
-		c.rebuildPicker(n.checker.State, true)
-		clusters[c.name] = c
-		compiled = append(compiled, c)
+		todo = append(todo, compileJob{spec: cs, prev: prev, tls: up})
+	}
+	// The clusters are compiled apart from one another, so on every core
+	// the node has: a cold start compiles 100k endpoints.
+	forEach(len(todo), func(i int) { n.compile(&todo[i]) })
+	for _, j := range todo {
+		clusters[j.c.name] = j.c
+		compiled = append(compiled, j.c)
 	}
 
 	// Rules and HTTP proxy configurations, checked before anything is
@@ -379,6 +372,35 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		go buildDeferred(deferred, n.stop)
 	}
 	return nil
+}
+
+// compileJob is one cluster Apply compiles: its spec, the running cluster
+// of its name (nil: none), its compiled TLS, and the result.
+type compileJob struct {
+	spec *sluicev1.Cluster
+	prev *cluster
+	tls  *upstreamTLS
+	c    *cluster
+}
+
+// compile compiles j's cluster, its picker included. It reads the node
+// but changes nothing of it, so that Apply can compile many at once.
+func (n *Node) compile(j *compileJob) {
+	c := compileCluster(j.spec, j.prev)
+	c.tls = j.tls
+	if j.prev != nil {
+		c.meter = j.prev.meter
+	} else {
+		c.meter = meter.NewCluster(c.name)
+	}
+	for i := range c.checks {
+		c.checks[i].TLS = j.tls.config()
+	}
+	if c.outlierCfg != nil && c.outlier == nil {
+		c.outlier = newEjector(c.name, n.log, n.ejectionsChanged)
+	}
+	c.rebuildPicker(n.checker.State, true)
+	j.c = c
 }
 
 // sameSpec reports whether spec specifies cluster c as it runs. A snapshot
