@@ -203,6 +203,39 @@ type pickerBox struct {
 	// stickable. Nil for a cluster without persistence.
 	sticky   map[*upstream.Endpoint]int
 	byCookie map[string]*upstream.Endpoint
+	// gen tells this box from every other of the process: checks that
+	// mark a member down before the next rebuild record gen in it
+	// (upstream.Endpoint.MarkDown), and picks go around it until the
+	// rebuild healthChanged scheduled replaces the box. That rebuild may
+	// wait up to rebuildEvery, and a request sent meanwhile to an endpoint
+	// known down would fail, or wait out its connect timeout.
+	gen uint64
+}
+
+// boxGens numbers the pickerBoxes of the process (pickerBox.gen).
+var boxGens atomic.Uint64
+
+// markedDown reports whether checks marked ep down since b was built.
+func (b *pickerBox) markedDown(ep *upstream.Endpoint) bool { return ep.MarkedDown(b.gen) }
+
+// markDown records, for the running picker, that checks just marked the
+// member ep down (down) or up. A rebuild builds its box from the checks'
+// states under the same lock, so a change is either recorded for the box
+// it replaces, whose picker then left ep as the checks had it, or for the
+// new one. Up only undoes a down recorded for this box: an endpoint the
+// picker was built without waits for the rebuild.
+func (c *cluster) markDown(ep *upstream.Endpoint, down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	box := c.picker.Load()
+	if box == nil || c.retire {
+		return
+	}
+	if down {
+		ep.MarkDown(box.gen)
+	} else {
+		ep.UnmarkDown(box.gen)
+	}
 }
 
 // compileCluster builds a cluster. prev is the running cluster of the same
@@ -525,7 +558,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 			})
 		}
 	}
-	box := &pickerBox{set: set}
+	box := &pickerBox{set: set, gen: boxGens.Add(1)}
 	if deferred && c.expensive {
 		box.Picker = &deferredPicker{c: c, build: c.newPicker, set: set}
 	} else {
@@ -715,7 +748,7 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 		if err != nil {
 			return nil, err
 		}
-		if f.Failed(ep) {
+		if f.Failed(ep) || p.markedDown(ep) {
 			if c.spec.GetLbPolicy() != sluicev1.LbPolicy_LB_POLICY_HASH {
 				// LEAST_CONN and FIRST pick a dead endpoint again and
 				// again (it has the fewest connections; it is first):
@@ -748,8 +781,16 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 // When only endpoints for servers the work failed on are left, one that
 // an apply made anew since (the server removed and added back while the
 // work picked) is taken: it has not failed, and nothing else can serve.
+//
+// Endpoints checks marked down since the picker was built (markedDown) are
+// gone around too, unless nothing else is left: the rebuild to come may
+// bring backups in, and until it does the picker's choice stands.
 func (b *pickerBox) around(f failures) (*upstream.Endpoint, error) {
-	ep, err := b.aroundBy(f.Failed)
+	ep, err := b.aroundBy(func(ep *upstream.Endpoint) bool { return b.markedDown(ep) || f.Failed(ep) })
+	if err != lb.ErrNoEndpoint {
+		return ep, err
+	}
+	ep, err = b.aroundBy(f.Failed)
 	if err == lb.ErrNoEndpoint {
 		if x, ok := f.(exactFailures); ok {
 			return b.aroundBy(x.FailedExactly)
@@ -819,7 +860,7 @@ func (c *cluster) sticky(box *pickerBox, client netip.Addr, f work) (ep *upstrea
 // queued work does when the wait does; without one it goes elsewhere this
 // once, held, and the client stays persisted to ep.
 func (c *cluster) persist(box *pickerBox, ep *upstream.Endpoint, f work) (got *upstream.Endpoint, held bool, err error) {
-	if ep == nil || f.Failed(ep) {
+	if ep == nil || f.Failed(ep) || box.markedDown(ep) {
 		return nil, false, nil
 	}
 	if _, ok := box.sticky[ep]; !ok {
@@ -837,7 +878,8 @@ func (c *cluster) persist(box *pickerBox, ep *upstream.Endpoint, f work) (got *u
 		if l.queue != q || l.removed() {
 			return errQueueGone
 		}
-		if _, ok := l.picker.Load().sticky[ep]; !ok {
+		box := l.picker.Load()
+		if _, ok := box.sticky[ep]; !ok || box.markedDown(ep) {
 			return errQueueGone // it no longer takes work: balance
 		}
 		if ep.TryAcquire() {

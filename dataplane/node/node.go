@@ -525,7 +525,10 @@ func (n *Node) drainingByKey(key string) *upstream.Endpoint {
 // of 10,000 endpoints under consistent hashing takes tens of milliseconds to
 // rebuild, and a rack going down changes the health of many endpoints within
 // moments. The first change is acted on at once; changes within the next
-// rebuildEvery are batched into one rebuild at its end.
+// rebuildEvery are batched into one rebuild at its end. Meanwhile picks go
+// around an endpoint checks marked down (cluster.markDown), so no request
+// waits for the rebuild to stay off it. One back up waits for it, unless
+// it went down since the last.
 const rebuildEvery = 100 * time.Millisecond
 
 // healthChanged schedules the rebuild of the picker of the cluster of the
@@ -535,14 +538,23 @@ const rebuildEvery = 100 * time.Millisecond
 func (n *Node) healthChanged(key string) {
 	name, _, _ := strings.Cut(key, "/")
 	n.pickEpoch.Add(1)
-	ep := n.endpointByKey(key)
-	if ep == nil {
-		ep = n.drainingByKey(key) // checked while it drains: counted too
+	down := n.checker.State(key) == health.Down
+	var ep *upstream.Endpoint
+	if cur := n.current.Load(); cur != nil {
+		if c := (*cur)[name]; c != nil {
+			if ep = c.memberByKey(key); ep != nil {
+				// Picked around from now on, not only once the
+				// rebuild below has run.
+				c.markDown(ep, down)
+			} else {
+				ep = c.inactiveByKey(key) // checked while it drains: counted too
+			}
+		}
 	}
 	if ep != nil {
 		ep.HealthChanged()
 	}
-	if n.checker.State(key) == health.Down {
+	if down {
 		if ep != nil {
 			// Its pooled connections would sit unused while it is down,
 			// each a descriptor and a count in CONNS.

@@ -84,6 +84,7 @@ type Endpoint struct {
 	streaks   streaks
 	outlier   atomic.Pointer[OutlierPolicy] // nil: no passive checks
 	maxConn   atomic.Uint32                 // 0: no cap; see TryAcquire
+	downIn    atomic.Uint64                 // see MarkDown; 0: not marked
 	onRelease atomic.Pointer[func()]
 	tls       atomic.Pointer[endpointTLS]         // nil: plain TCP; see SetTLS
 	sendProxy atomic.Uint32                       // PROXY header version of new connections; 0: none
@@ -173,6 +174,19 @@ func (f Failures) HasExactly(ep *Endpoint) bool {
 	}
 	return false
 }
+
+// MarkDown records that health checks marked the endpoint down while the
+// picker numbered gen (not 0) was the running one; MarkedDown(gen) reports
+// it, until UnmarkDown(gen), or a MarkDown for another picker. The node
+// picks around such an endpoint until its cluster's next picker, built
+// with the endpoint down, takes over.
+func (e *Endpoint) MarkDown(gen uint64) { e.downIn.Store(gen) }
+
+// UnmarkDown undoes MarkDown(gen); a mark for another picker stays.
+func (e *Endpoint) UnmarkDown(gen uint64) { e.downIn.CompareAndSwap(gen, 0) }
+
+// MarkedDown reports whether MarkDown(gen) marked the endpoint down.
+func (e *Endpoint) MarkedDown(gen uint64) bool { return gen != 0 && e.downIn.Load() == gen }
 
 // Inflight is the number of requests (HTTP) or sessions (TCP) now using the
 // endpoint.

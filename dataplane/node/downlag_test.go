@@ -1,0 +1,235 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// sickableBackend answers name to every request but /health, which it
+// answers 503 while sick is set.
+func sickableBackend(t *testing.T, name string, sick *atomic.Bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && sick.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// holdRebuilds puts the node's batched picker rebuilds off for the rest of
+// the test, as when a health change comes within rebuildEvery of the last
+// rebuild (on a node of many checked endpoints, most of the time): what
+// checks find meanwhile reaches the pickers only with the next rebuild.
+func holdRebuilds(n *Node) {
+	n.rebuildMu.Lock()
+	n.lastRebuild = time.Now().Add(time.Hour)
+	n.rebuildMu.Unlock()
+}
+
+// sickableCluster applies a cluster web of two endpoints, a (which answers
+// its checks 503 while sick is set) and b, checked over HTTP, with extra
+// in its spec and the endpoints' (cookies a and b), behind an HTTP
+// listener at the address it returns; and waits for both to be up.
+func sickableCluster(t *testing.T, n *Node, extra string, sick *atomic.Bool) (addr string) {
+	t.Helper()
+	addr = freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    %s
+    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    endpoints:
+      - { name: a, address: "%s", cookie: a }
+      - { name: b, address: "%s", cookie: b }
+listeners:
+  - { name: http, address: "%s", protocol: HTTP, default_cluster: web }
+`, extra, sickableBackend(t, "a", sick), backend(t, "b"), addr)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a and b up", func() bool {
+		return status(t, n, "web", "a").Health == "UP" && status(t, n, "web", "b").Health == "UP"
+	})
+	return addr
+}
+
+// TestDownEndpointPickedAroundBeforeRebuild: once checks mark an endpoint
+// down, no request goes to it, even before the batched rebuild of its
+// cluster's picker (rebuildEvery) comes: HAProxy takes a server out of
+// rotation as it marks it DOWN. One that checks mark up again before that
+// rebuild is picked again at once, the picker never having left it out.
+func TestDownEndpointPickedAroundBeforeRebuild(t *testing.T) {
+	for _, policy := range []string{"ROUND_ROBIN", "LEAST_CONN", "HASH\n    hash: { key: PATH, method: MAGLEV }"} {
+		t.Run(strings.Fields(policy)[0], func(t *testing.T) {
+			n := newNode(t)
+			var sick atomic.Bool
+			addr := sickableCluster(t, n, "lb_policy: "+policy, &sick)
+			client := &http.Client{Timeout: testTimeout}
+			t.Cleanup(client.CloseIdleConnections)
+			// answers counts who answered 40 requests, each for a path
+			// of its own: a hash of the path spreads them.
+			answers := func() map[string]int {
+				t.Helper()
+				got := map[string]int{}
+				for i := range 40 {
+					resp, err := client.Get(fmt.Sprintf("http://%s/%d", addr, i))
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					got[string(body)]++
+				}
+				return got
+			}
+			if got := answers(); got["a"] == 0 || got["b"] == 0 {
+				t.Fatalf("both up: %v, want a and b to answer", got)
+			}
+
+			holdRebuilds(n)
+			sick.Store(true)
+			waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+			if got := answers(); fmt.Sprint(got) != "map[b:40]" {
+				t.Errorf("a down, its picker not rebuilt yet: %v, want all 40 answered by b", got)
+			}
+
+			sick.Store(false)
+			waitUntil(t, "a up again", func() bool { return status(t, n, "web", "a").Health == "UP" })
+			if got := answers(); got["a"] == 0 || got["b"] == 0 {
+				t.Errorf("a up again, no rebuild since it went down: %v, want a and b to answer", got)
+			}
+		})
+	}
+}
+
+// TestDownEndpointLetsGoOfPersistentClientsBeforeRebuild: a client whose
+// cookie names an endpoint checks just marked down is served by another
+// and given that one's cookie, before the batched rebuild as after it.
+func TestDownEndpointLetsGoOfPersistentClientsBeforeRebuild(t *testing.T) {
+	n := newNode(t)
+	var sick atomic.Bool
+	addr := sickableCluster(t, n, "cookie: { name: SRV }", &sick)
+	client := &http.Client{Timeout: testTimeout}
+	t.Cleanup(client.CloseIdleConnections)
+	// withCookieOfA is who answered a request sent with a's cookie, and
+	// the cookie it was given.
+	withCookieOfA := func() (answer, cookie string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Header.Set("Cookie", "SRV=a")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(body), resp.Header.Get("Set-Cookie")
+	}
+	for range 5 {
+		if got, _ := withCookieOfA(); got != "a" {
+			t.Fatalf("a up: the cookie of a answered by %q", got)
+		}
+	}
+	holdRebuilds(n)
+	sick.Store(true)
+	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+	for range 5 {
+		if got, cookie := withCookieOfA(); got != "b" || !strings.HasPrefix(cookie, "SRV=b;") {
+			t.Errorf("a down, its picker not rebuilt yet: the cookie of a answered by %q with Set-Cookie %q, want b with SRV=b", got, cookie)
+		}
+	}
+}
+
+// TestQueuedPersistentClientLeavesEndpointMarkedDown: a client waiting in
+// the queue for the full endpoint its cookie names, which checks then mark
+// down, is balanced to another endpoint when the queue next wakes it, not
+// sent to the endpoint known down, before the batched rebuild as after it.
+func TestQueuedPersistentClientLeavesEndpointMarkedDown(t *testing.T) {
+	n := newNode(t)
+	var sick atomic.Bool
+	arrived, letGo := make(chan struct{}, 1), make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/health" && sick.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		case r.URL.Path == "/hold":
+			arrived <- struct{}{}
+			<-letGo
+		}
+		io.WriteString(w, "a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    cookie: { name: SRV }
+    queue_timeout: 5s
+    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    endpoints: [{ name: a, address: "%s", cookie: a, max_conn: 1 }, { name: b, address: "%s", cookie: b, max_conn: 1 }]
+listeners:
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: web }
+`, ln.Addr().String(), backend(t, "b"), addr)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a and b up", func() bool {
+		return status(t, n, "web", "a").Health == "UP" && status(t, n, "web", "b").Health == "UP"
+	})
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: testTimeout}
+	type answer struct{ body, setCookie string }
+	get := func(path string, got chan<- answer) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Header.Set("Cookie", "SRV=a")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			got <- answer{}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		got <- answer{string(body), resp.Header.Get("Set-Cookie")}
+	}
+	held, queued := make(chan answer, 1), make(chan answer, 1)
+	go get("/hold", held)
+	<-arrived // a's one slot is taken
+	go get("/", queued)
+	q := (*n.current.Load())["web"].queue
+	waitUntil(t, "the second client queued for a", func() bool { return q.len() == 1 })
+
+	holdRebuilds(n)
+	sick.Store(true)
+	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+	close(letGo) // a's slot frees: the queue wakes its client
+	if ans := <-held; ans.body != "a" {
+		t.Fatalf("the held request: %q, want a", ans.body)
+	}
+	select {
+	case ans := <-queued:
+		if ans.body != "b" || !strings.HasPrefix(ans.setCookie, "SRV=b;") {
+			t.Errorf("queued for a, which went down: %q with Set-Cookie %q, want b with SRV=b", ans.body, ans.setCookie)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the queued client was not served")
+	}
+}
