@@ -204,9 +204,9 @@ type pickerBox struct {
 	sticky   map[*upstream.Endpoint]int
 	byCookie map[string]*upstream.Endpoint
 	// gen tells this box from every other of the process: checks that
-	// mark a member down before the next rebuild record gen in it
-	// (upstream.Endpoint.MarkDown), and picks go around it until the
-	// rebuild healthChanged scheduled replaces the box. That rebuild may
+	// mark a member down, or an ejection, before the next rebuild record
+	// gen in it (upstream.Endpoint.MarkDown), and picks go around it until
+	// the rebuild they scheduled replaces the box. That rebuild may
 	// wait up to rebuildEvery, and a request sent meanwhile to an endpoint
 	// known down would fail, or wait out its connect timeout.
 	gen uint64
@@ -215,7 +215,8 @@ type pickerBox struct {
 // boxGens numbers the pickerBoxes of the process (pickerBox.gen).
 var boxGens atomic.Uint64
 
-// markedDown reports whether checks marked ep down since b was built.
+// markedDown reports whether checks marked ep down, or outlier detection
+// ejected it, since b was built.
 func (b *pickerBox) markedDown(ep *upstream.Endpoint) bool { return ep.MarkedDown(b.gen) }
 
 // markDown records, for the running picker, that checks just marked the
@@ -227,14 +228,31 @@ func (b *pickerBox) markedDown(ep *upstream.Endpoint) bool { return ep.MarkedDow
 func (c *cluster) markDown(ep *upstream.Endpoint, down bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	box := c.picker.Load()
-	if box == nil || c.retire {
-		return
+	if !c.retire {
+		c.mark(ep, upstream.MarkChecks, down)
 	}
-	if down {
-		ep.MarkDown(box.gen)
-	} else {
-		ep.UnmarkDown(box.gen)
+}
+
+// markEjected is markDown for an ejection (ejected) or a return from one.
+// It runs on the request that crossed a threshold, which must not wait
+// for a rebuild under way, so it does not take the lock: a rebuild that
+// read the ejections just before it may leave the mark to a box it then
+// replaces, and the endpoint in its picker until the batched rebuild
+// ejectionsChanged also scheduled: as long as every ejection waited
+// before there were marks.
+func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) {
+	c.mark(ep, upstream.MarkEjected, ejected)
+}
+
+// mark marks ep out (out) for why, or undoes that, for the running picker.
+func (c *cluster) mark(ep *upstream.Endpoint, why upstream.DownMark, out bool) {
+	box := c.picker.Load()
+	switch {
+	case box == nil:
+	case out:
+		ep.MarkDown(box.gen, why)
+	default:
+		ep.UnmarkDown(box.gen, why)
 	}
 }
 

@@ -233,3 +233,45 @@ listeners:
 		t.Fatal("the queued client was not served")
 	}
 }
+
+// TestEjectedEndpointPickedAroundBeforeRebuild: an endpoint outlier
+// detection ejects takes no more work from then on, before the batched
+// rebuild of its picker as after it; back from its ejection before that
+// rebuild, it takes work again at once.
+func TestEjectedEndpointPickedAroundBeforeRebuild(t *testing.T) {
+	n := newNode(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
+    endpoints:
+      - { name: a, address: 127.0.0.1:1 }
+      - { name: b, address: 127.0.0.1:2 }
+`)); err != nil {
+		t.Fatal(err)
+	}
+	// The ejection's end comes when the test says.
+	j := (*n.current.Load())["web"].outlier
+	var end func()
+	j.mu.Lock()
+	j.afterFunc = func(_ time.Duration, f func()) func() bool { end = f; return func() bool { return true } }
+	j.mu.Unlock()
+
+	holdRebuilds(n)
+	for range 3 {
+		member(t, n, "a").Responded(500)
+	}
+	if st := statusOf(n, "a"); st.Health != "EJECTED" {
+		t.Fatalf("a after 3 5xx: %+v, want EJECTED", st)
+	}
+	if got := shares(t, n, "web", 30); fmt.Sprint(got) != "map[b:30]" {
+		t.Errorf("a ejected, its picker not rebuilt yet: %v, want all 30 to b", got)
+	}
+	end()
+	if st := statusOf(n, "a"); st.Health != "UP" {
+		t.Fatalf("a after its ejection ended: %+v, want UP", st)
+	}
+	if got := shares(t, n, "web", 30); got["a"] != 15 || got["b"] != 15 {
+		t.Errorf("a back, no rebuild since it was ejected: %v, want 15 each", got)
+	}
+}

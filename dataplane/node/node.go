@@ -526,9 +526,9 @@ func (n *Node) drainingByKey(key string) *upstream.Endpoint {
 // rebuild, and a rack going down changes the health of many endpoints within
 // moments. The first change is acted on at once; changes within the next
 // rebuildEvery are batched into one rebuild at its end. Meanwhile picks go
-// around an endpoint checks marked down (cluster.markDown), so no request
-// waits for the rebuild to stay off it. One back up waits for it, unless
-// it went down since the last.
+// around an endpoint checks marked down or outlier detection ejected
+// (cluster.markDown, markEjected), so no request waits for the rebuild to
+// stay off it. One back waits for it, unless it went out since the last.
 const rebuildEvery = 100 * time.Millisecond
 
 // healthChanged schedules the rebuild of the picker of the cluster of the
@@ -566,11 +566,17 @@ func (n *Node) healthChanged(key string) {
 }
 
 // ejectionsChanged schedules the rebuild of the picker of the cluster
-// name, whose ejector just ejected or returned an endpoint. It runs on a
-// request's goroutine or a timer's, and must not take n.mu.
-func (n *Node) ejectionsChanged(name string) {
+// name, whose ejector just ejected ep (ejected) or returned it, or returned
+// several (ep nil); an ejected member is picked around from now on. It
+// runs on a request's goroutine or a timer's, and must not take n.mu.
+func (n *Node) ejectionsChanged(name string, ep *upstream.Endpoint, ejected bool) {
 	n.statusChanges.Add(1)
 	n.pickEpoch.Add(1)
+	if cur := n.current.Load(); cur != nil && ep != nil {
+		if c := (*cur)[name]; c != nil {
+			c.markEjected(ep, ejected)
+		}
+	}
 	n.markDirty(name)
 }
 

@@ -63,9 +63,10 @@ func compileOutlier(od *sluicev1.OutlierDetection) *outlierConfig {
 type ejector struct {
 	cluster string
 	log     *slog.Logger
-	// changed is told, without mu held, that an endpoint was ejected or
-	// returned, so the cluster's picker is rebuilt.
-	changed func(cluster string)
+	// changed is told, without mu held, that ep was ejected (ejected) or
+	// returned, so the cluster's picker is rebuilt; ep is nil when stop
+	// returned several.
+	changed func(cluster string, ep *upstream.Endpoint, ejected bool)
 	// now and afterFunc are the clock; tests replace them.
 	now       func() time.Time
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
@@ -89,7 +90,7 @@ type ejection struct {
 	stopTime func() bool   // stops the timer of the ejection under way
 }
 
-func newEjector(cluster string, log *slog.Logger, changed func(string)) *ejector {
+func newEjector(cluster string, log *slog.Logger, changed func(string, *upstream.Endpoint, bool)) *ejector {
 	return &ejector{
 		cluster: cluster,
 		log:     log,
@@ -186,7 +187,7 @@ func (j *ejector) report(ep *upstream.Endpoint, cause upstream.Cause) {
 	j.mu.Unlock()
 	go j.log.Info("endpoint ejected", "cluster", j.cluster, "endpoint", ep.Name, "cause", why,
 		"duration", length, "ejection", inARow)
-	j.changed(j.cluster)
+	j.changed(j.cluster, ep, true)
 }
 
 // restore ends ejection gen of ep: its time is up.
@@ -204,7 +205,7 @@ func (j *ejector) restore(ep *upstream.Endpoint, gen uint64) {
 	j.mu.Unlock()
 	j.log.Info("endpoint returned from ejection", "cluster", j.cluster, "endpoint", ep.Name, "cause", why,
 		"duration", took.Round(time.Millisecond))
-	j.changed(j.cluster)
+	j.changed(j.cluster, ep, false)
 }
 
 // stop returns every ejected endpoint at once and ignores reports from now
@@ -230,7 +231,7 @@ func (j *ejector) stop(why string) {
 		j.log.Info("endpoint returned from ejection: "+why, "cluster", j.cluster, "endpoint", name)
 	}
 	if len(back) > 0 {
-		j.changed(j.cluster)
+		j.changed(j.cluster, nil, false)
 	}
 }
 

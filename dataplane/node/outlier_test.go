@@ -69,7 +69,7 @@ type testEjector struct {
 func newTestEjector(t *testing.T, n int, cfg outlierConfig) *testEjector {
 	t.Helper()
 	te := &testEjector{clock: &fakeClock{now: time.Unix(1e9, 0)}}
-	te.ejector = newEjector("web", slog.New(slog.NewTextHandler(io.Discard, nil)), func(string) { te.changes++ })
+	te.ejector = newEjector("web", slog.New(slog.NewTextHandler(io.Discard, nil)), func(string, *upstream.Endpoint, bool) { te.changes++ })
 	te.now = func() time.Time { return te.clock.now }
 	te.afterFunc = te.clock.afterFunc
 	var set lb.Set

@@ -175,18 +175,56 @@ func (f Failures) HasExactly(ep *Endpoint) bool {
 	return false
 }
 
-// MarkDown records that health checks marked the endpoint down while the
-// picker numbered gen (not 0) was the running one; MarkedDown(gen) reports
-// it, until UnmarkDown(gen), or a MarkDown for another picker. The node
-// picks around such an endpoint until its cluster's next picker, built
-// with the endpoint down, takes over.
-func (e *Endpoint) MarkDown(gen uint64) { e.downIn.Store(gen) }
+// A DownMark says why the node picks around an endpoint before its
+// cluster's picker is rebuilt (MarkDown).
+type DownMark uint64
 
-// UnmarkDown undoes MarkDown(gen); a mark for another picker stays.
-func (e *Endpoint) UnmarkDown(gen uint64) { e.downIn.CompareAndSwap(gen, 0) }
+const (
+	// MarkChecks: health checks marked the endpoint down.
+	MarkChecks DownMark = 1 << iota
+	// MarkEjected: outlier detection ejected it.
+	MarkEjected
 
-// MarkedDown reports whether MarkDown(gen) marked the endpoint down.
-func (e *Endpoint) MarkedDown(gen uint64) bool { return gen != 0 && e.downIn.Load() == gen }
+	markBits = 2 // the DownMarks below a picker's number in downIn
+)
+
+// MarkDown records that the endpoint went out for why while the picker
+// numbered gen (not 0) was the running one: MarkedDown(gen) reports true
+// until UnmarkDown undoes every why of gen, or a mark for another picker
+// replaces them. The node picks around such an endpoint until its
+// cluster's next picker, built with the endpoint out, takes over.
+func (e *Endpoint) MarkDown(gen uint64, why DownMark) {
+	for {
+		old := e.downIn.Load()
+		next := gen<<markBits | uint64(why)
+		if old>>markBits == gen {
+			next |= old
+		}
+		if e.downIn.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// UnmarkDown undoes MarkDown(gen, why); other marks stay.
+func (e *Endpoint) UnmarkDown(gen uint64, why DownMark) {
+	for {
+		old := e.downIn.Load()
+		if old>>markBits != gen || old&uint64(why) == 0 {
+			return
+		}
+		if e.downIn.CompareAndSwap(old, old&^uint64(why)) {
+			return
+		}
+	}
+}
+
+// MarkedDown reports whether the endpoint is marked out for the picker
+// numbered gen (MarkDown).
+func (e *Endpoint) MarkedDown(gen uint64) bool {
+	v := e.downIn.Load()
+	return gen != 0 && v>>markBits == gen && v&(1<<markBits-1) != 0
+}
 
 // Inflight is the number of requests (HTTP) or sessions (TCP) now using the
 // endpoint.

@@ -175,3 +175,32 @@ func TestFailuresMatchTheServer(t *testing.T) {
 		}
 	}
 }
+
+// TestDownMarks: an endpoint stays marked out for a picker while any
+// reason marked for that picker stands, and a mark for a newer picker
+// replaces the older's.
+func TestDownMarks(t *testing.T) {
+	e := New("web", "a", "127.0.0.1:1")
+	check := func(what string, gen uint64, want bool) {
+		t.Helper()
+		if got := e.MarkedDown(gen); got != want {
+			t.Errorf("%s: MarkedDown(%d) = %v, want %v", what, gen, got, want)
+		}
+	}
+	check("new", 1, false)
+	e.MarkDown(1, MarkChecks)
+	e.MarkDown(1, MarkEjected)
+	e.UnmarkDown(1, MarkEjected)
+	check("checks still mark it", 1, true)
+	e.UnmarkDown(1, MarkChecks)
+	check("both reasons undone", 1, false)
+
+	e.MarkDown(1, MarkChecks)
+	e.MarkDown(2, MarkEjected)
+	check("a newer picker's mark", 2, true)
+	check("the older picker's", 1, false)
+	e.UnmarkDown(1, MarkEjected)
+	e.UnmarkDown(2, MarkChecks)
+	check("undone for other pickers or reasons", 2, true)
+	check("picker 0, which none is", 0, false)
+}
