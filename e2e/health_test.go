@@ -80,7 +80,8 @@ listeners:
 		}
 		return false
 	})
-	// Its picker is rebuilt at once, or within 100ms of the last rebuild.
+	// Picks go around it once the node has been told, a moment after the
+	// checker's state (which Endpoints shows) changed.
 	waitFor(t, "a out of traffic", func() bool { return count(t, url, 2, nil)["a"] == 0 })
 	if got := count(t, url, 20, nil); got["b"] != 20 {
 		t.Errorf("a answering 503 to checks: %v, want all 20 from b", got)
