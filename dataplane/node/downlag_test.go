@@ -41,6 +41,16 @@ func holdRebuilds(n *Node) {
 	n.rebuildMu.Unlock()
 }
 
+// waitTold waits until the node has been told that checks marked a down
+// (down) or up again: Endpoints shows the checker's state a moment before
+// the checker tells the node (healthChanged).
+func waitTold(t *testing.T, n *Node, down bool) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("the node told of a (down %v)", down), func() bool {
+		return (*n.current.Load())["web"].picker.Load().markedDown(member(t, n, "a")) == down
+	})
+}
+
 // sickableCluster applies a cluster web of two endpoints, a (which answers
 // its checks 503 while sick is set) and b, checked over HTTP, with extra
 // in its spec and the endpoints' (cookies a and b), behind an HTTP
@@ -103,12 +113,14 @@ func TestDownEndpointPickedAroundBeforeRebuild(t *testing.T) {
 			holdRebuilds(n)
 			sick.Store(true)
 			waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+			waitTold(t, n, true)
 			if got := answers(); fmt.Sprint(got) != "map[b:40]" {
 				t.Errorf("a down, its picker not rebuilt yet: %v, want all 40 answered by b", got)
 			}
 
 			sick.Store(false)
 			waitUntil(t, "a up again", func() bool { return status(t, n, "web", "a").Health == "UP" })
+			waitTold(t, n, false)
 			if got := answers(); got["a"] == 0 || got["b"] == 0 {
 				t.Errorf("a up again, no rebuild since it went down: %v, want a and b to answer", got)
 			}
@@ -147,6 +159,7 @@ func TestDownEndpointLetsGoOfPersistentClientsBeforeRebuild(t *testing.T) {
 	holdRebuilds(n)
 	sick.Store(true)
 	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+	waitTold(t, n, true)
 	for range 5 {
 		if got, cookie := withCookieOfA(); got != "b" || !strings.HasPrefix(cookie, "SRV=b;") {
 			t.Errorf("a down, its picker not rebuilt yet: the cookie of a answered by %q with Set-Cookie %q, want b with SRV=b", got, cookie)
@@ -220,6 +233,7 @@ listeners:
 	holdRebuilds(n)
 	sick.Store(true)
 	waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+	waitTold(t, n, true)
 	close(letGo) // a's slot frees: the queue wakes its client
 	if ans := <-held; ans.body != "a" {
 		t.Fatalf("the held request: %q, want a", ans.body)
