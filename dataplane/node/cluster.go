@@ -225,12 +225,17 @@ func (b *pickerBox) markedDown(ep *upstream.Endpoint) bool { return ep.MarkedDow
 // it replaces, whose picker then left ep as the checks had it, or for the
 // new one. Up only undoes a down recorded for this box: an endpoint the
 // picker was built without waits for the rebuild.
-func (c *cluster) markDown(ep *upstream.Endpoint, down bool) {
+//
+// It reports whether the picker has nothing left that is not marked out:
+// then the rebuild should not wait, since only it brings the backups in
+// (or finds none, and work is refused rather than sent to the endpoint).
+func (c *cluster) markDown(ep *upstream.Endpoint, down bool) (exhausted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.retire {
-		c.mark(ep, upstream.MarkChecks, down)
+	if c.retire {
+		return false
 	}
+	return c.mark(ep, upstream.MarkChecks, down)
 }
 
 // markEjected is markDown for an ejection (ejected) or a return from one.
@@ -240,20 +245,30 @@ func (c *cluster) markDown(ep *upstream.Endpoint, down bool) {
 // replaces, and the endpoint in its picker until the batched rebuild
 // ejectionsChanged also scheduled: as long as every ejection waited
 // before there were marks.
-func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) {
-	c.mark(ep, upstream.MarkEjected, ejected)
+func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) (exhausted bool) {
+	return c.mark(ep, upstream.MarkEjected, ejected)
 }
 
-// mark marks ep out (out) for why, or undoes that, for the running picker.
-func (c *cluster) mark(ep *upstream.Endpoint, why upstream.DownMark, out bool) {
+// mark marks ep out (out) for why, or undoes that, for the running picker,
+// and reports, for out, whether that left the picker nothing to choose
+// that is not marked out (see markDown). A scan, stopped at the first
+// member left: one per endpoint going out.
+func (c *cluster) mark(ep *upstream.Endpoint, why upstream.DownMark, out bool) (exhausted bool) {
 	box := c.picker.Load()
 	switch {
 	case box == nil:
-	case out:
-		ep.MarkDown(box.gen, why)
-	default:
+		return false
+	case !out:
 		ep.UnmarkDown(box.gen, why)
+		return false
 	}
+	ep.MarkDown(box.gen, why)
+	for _, m := range box.set.Eligible() {
+		if !box.markedDown(m.Endpoint) {
+			return false
+		}
+	}
+	return true
 }
 
 // compileCluster builds a cluster. prev is the running cluster of the same

@@ -289,3 +289,71 @@ clusters:
 		t.Errorf("a back, no rebuild since it was ejected: %v, want 15 each", got)
 	}
 }
+
+// TestBackupTakesOverAtOnceWhenLastPrimaryGoesOut: when checks mark the
+// last primary down, or outlier detection ejects it, the backup takes the
+// work at once: only a rebuild of the picker brings it in, and that one
+// does not wait for the batched rebuild.
+func TestBackupTakesOverAtOnceWhenLastPrimaryGoesOut(t *testing.T) {
+	t.Run("checks", func(t *testing.T) {
+		n := newNode(t)
+		var sick atomic.Bool
+		addr := freeAddr(t)
+		if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    health_check: { interval: 100ms, fall: 1, rise: 1, http: { path: /health } }
+    endpoints:
+      - { name: a, address: "%s" }
+      - { name: s, address: "%s", backup: true }
+listeners:
+  - { name: http, address: "%s", protocol: HTTP, default_cluster: web }
+`, sickableBackend(t, "a", &sick), backend(t, "s"), addr)); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "a and s up", func() bool {
+			return status(t, n, "web", "a").Health == "UP" && status(t, n, "web", "s").Health == "UP"
+		})
+		holdRebuilds(n)
+		sick.Store(true)
+		waitUntil(t, "a down", func() bool { return status(t, n, "web", "a").Health == "DOWN" })
+		// Told, the node rebuilds the picker at once: from then on no pick
+		// chooses a.
+		waitUntil(t, "a picker without a", func() bool { return shares(t, n, "web", 1)["a"] == 0 })
+		client := &http.Client{Timeout: testTimeout}
+		t.Cleanup(client.CloseIdleConnections)
+		for range 10 {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "s" {
+				t.Fatalf("the only primary down: answered by %q, want the backup s", body)
+			}
+		}
+	})
+	t.Run("ejection", func(t *testing.T) {
+		n := newNode(t)
+		if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
+    endpoints:
+      - { name: a, address: 127.0.0.1:1 }
+      - { name: s, address: 127.0.0.1:2, backup: true }
+`)); err != nil {
+			t.Fatal(err)
+		}
+		holdRebuilds(n)
+		for range 3 {
+			member(t, n, "a").Responded(500)
+		}
+		// The rebuild runs beside the request that ejected a.
+		waitUntil(t, "the backup s in use", func() bool { return shares(t, n, "web", 1)["s"] == 1 })
+		if got := shares(t, n, "web", 30); fmt.Sprint(got) != "map[s:30]" {
+			t.Errorf("the only primary ejected: %v, want all 30 to the backup s", got)
+		}
+	})
+}

@@ -544,8 +544,11 @@ func (n *Node) healthChanged(key string) {
 		if c := (*cur)[name]; c != nil {
 			if ep = c.memberByKey(key); ep != nil {
 				// Picked around from now on, not only once the
-				// rebuild below has run.
-				c.markDown(ep, down)
+				// rebuild below has run; that one runs now if
+				// only it can bring the backups in.
+				if c.markDown(ep, down) {
+					c.rebuild(n.checker.State)
+				}
 			} else {
 				ep = c.inactiveByKey(key) // checked while it drains: counted too
 			}
@@ -573,8 +576,10 @@ func (n *Node) ejectionsChanged(name string, ep *upstream.Endpoint, ejected bool
 	n.statusChanges.Add(1)
 	n.pickEpoch.Add(1)
 	if cur := n.current.Load(); cur != nil && ep != nil {
-		if c := (*cur)[name]; c != nil {
-			c.markEjected(ep, ejected)
+		if c := (*cur)[name]; c != nil && c.markEjected(ep, ejected) {
+			// Only a rebuild brings the backups in: not on the
+			// request, which must not wait for it.
+			go c.rebuild(n.checker.State)
 		}
 	}
 	n.markDirty(name)
