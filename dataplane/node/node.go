@@ -117,6 +117,9 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	if n.closed || n.draining.Load() {
 		return errors.New("node is shutting down")
 	}
+	if endpointCount(snap) >= holdGCFrom {
+		defer holdGC()()
+	}
 	// A cluster the node runs as the snapshot has it was validated with
 	// the snapshot that brought it: only the others are checked on their
 	// own (a delta's few), and what spans resources.
