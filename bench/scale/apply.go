@@ -54,14 +54,14 @@ func measureApply(clusters, endpoints, rounds int) (rows []row, ok bool) {
 	// Cold: a node that just started gets its first snapshot, in a
 	// process of its own each time (the first apply of a process also
 	// grows its heap from nothing).
-	var colds, coldCPU, decodes []time.Duration
+	var colds, coldCPU, decodes, gcs []time.Duration
 	for range 3 {
-		wall, cpu, decode, err := coldChild(spec)
+		cold, err := coldChild(spec)
 		if err != nil {
 			progress("cold apply: %v", err)
 			return nil, false
 		}
-		colds, coldCPU, decodes = append(colds, wall), append(coldCPU, cpu), append(decodes, decode)
+		colds, coldCPU, decodes, gcs = append(colds, cold.wall), append(coldCPU, cold.cpu), append(decodes, cold.decode), append(gcs, cold.gcCPU)
 	}
 	// The node the re-applies go to.
 	runtime.GC()
@@ -78,6 +78,7 @@ func measureApply(clusters, endpoints, rounds int) (rows []row, ok bool) {
 	rows = append(rows,
 		row{"apply cold (Node.Apply), " + size, fmt.Sprintf("%v median of 3 (%v)", ms3(median(colds)), msList(colds)), target},
 		row{"  CPU of the process meanwhile (GC too)", fmt.Sprintf("%v median (%v)", ms3(median(coldCPU)), msList(coldCPU)), ""},
+		row{"  then a full collection, CPU (Apply holds GC off)", fmt.Sprintf("%v median (%v)", ms3(median(gcs)), msList(gcs)), ""},
 		row{"  + decode of the whole snapshot", fmt.Sprintf("%v median (%d MiB)", ms3(median(decodes)), len(first)>>20), ""},
 		row{"  node heap after (Go heap in use)", fmt.Sprintf("%d MiB, %.1f KiB per endpoint", ms.HeapInuse>>20, float64(ms.HeapInuse)/1024/float64(clusters*endpoints)), ""},
 	)
@@ -173,34 +174,47 @@ func rusageCPU(who int) time.Duration {
 // the spec it holds (JSON) and reports the times (serveCold).
 const coldEnv = "SLUICE_SCALE_COLD"
 
+// coldRun is what coldChild measured.
+type coldRun struct {
+	wall, cpu time.Duration // of Node.Apply; cpu is the whole process's
+	decode    time.Duration // of the snapshot, before
+	// gcCPU is the process's CPU in a full collection right after: what
+	// Apply, holding the collector off through a snapshot this big,
+	// left for after it.
+	gcCPU time.Duration
+}
+
 // coldChild measures the first apply of a node in a new process: the time
-// Node.Apply takes, the process's CPU meanwhile, and the decode before.
-func coldChild(spec scale.Spec) (wall, cpu, decode time.Duration, err error) {
+// Node.Apply takes, the process's CPU meanwhile, the decode before and a
+// collection after.
+func coldChild(spec scale.Spec) (coldRun, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return 0, 0, 0, err
+		return coldRun{}, err
 	}
 	js, err := json.Marshal(spec)
 	if err != nil {
-		return 0, 0, 0, err
+		return coldRun{}, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), coldEnv+"="+string(js))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, 0, err
+		return coldRun{}, err
 	}
-	var us [3]int64
-	if _, err := fmt.Sscan(string(out), &us[0], &us[1], &us[2]); err != nil {
-		return 0, 0, 0, fmt.Errorf("cold child said %q: %w", out, err)
+	var us [4]int64
+	if _, err := fmt.Sscan(string(out), &us[0], &us[1], &us[2], &us[3]); err != nil {
+		return coldRun{}, fmt.Errorf("cold child said %q: %w", out, err)
 	}
-	return time.Duration(us[0]) * time.Microsecond, time.Duration(us[1]) * time.Microsecond, time.Duration(us[2]) * time.Microsecond, nil
+	d := func(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+	return coldRun{wall: d(us[0]), cpu: d(us[1]), decode: d(us[2]), gcCPU: d(us[3])}, nil
 }
 
 // serveCold is the child of coldChild: it decodes the snapshot as a node
-// gets it, applies it once, and prints the microseconds of the apply, of
-// the process's CPU during it, and of the decode.
+// gets it, applies it once, collects, and prints the microseconds of the
+// apply, of the process's CPU during it, of the decode, and of the
+// process's CPU during the collection.
 func serveCold() {
 	var spec scale.Spec
 	if err := json.Unmarshal([]byte(os.Getenv(coldEnv)), &spec); err != nil {
@@ -224,7 +238,10 @@ func serveCold() {
 		fmt.Fprintln(os.Stderr, "cold:", err)
 		os.Exit(1)
 	}
-	fmt.Println(wall.Microseconds(), cpu.Microseconds(), decode.Microseconds())
+	c0 = rusageCPU(unix.RUSAGE_SELF)
+	runtime.GC()
+	gcCPU := rusageCPU(unix.RUSAGE_SELF) - c0
+	fmt.Println(wall.Microseconds(), cpu.Microseconds(), decode.Microseconds(), gcCPU.Microseconds())
 	n.Close()
 }
 
