@@ -243,8 +243,7 @@ func (c *cluster) markDown(ep *upstream.Endpoint, down bool) (exhausted bool) {
 // for a rebuild under way, so it does not take the lock: a rebuild that
 // read the ejections just before it may leave the mark to a box it then
 // replaces, and the endpoint in its picker until the batched rebuild
-// ejectionsChanged also scheduled: as long as every ejection waited
-// before there were marks.
+// ejectionsChanged also scheduled, as every ejection was before marks.
 func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) (exhausted bool) {
 	return c.mark(ep, upstream.MarkEjected, ejected)
 }
@@ -815,9 +814,10 @@ func (c *cluster) tryPick(r lb.Request, f failures) (*upstream.Endpoint, error) 
 // an apply made anew since (the server removed and added back while the
 // work picked) is taken: it has not failed, and nothing else can serve.
 //
-// Endpoints checks marked down since the picker was built (markedDown) are
-// gone around too, unless nothing else is left: the rebuild to come may
-// bring backups in, and until it does the picker's choice stands.
+// Endpoints marked out since the picker was built (markedDown: down by
+// checks, or ejected) are gone around too, unless nothing else is left:
+// then the node is rebuilding the picker, which brings the backups in
+// (markDown), and until it has, the picker's choice stands.
 func (b *pickerBox) around(f failures) (*upstream.Endpoint, error) {
 	ep, err := b.aroundBy(func(ep *upstream.Endpoint) bool { return b.markedDown(ep) || f.Failed(ep) })
 	if err != lb.ErrNoEndpoint {
