@@ -33,8 +33,8 @@ func sickableBackend(t *testing.T, name string, sick *atomic.Bool) string {
 
 // holdRebuilds puts the node's batched picker rebuilds off for the rest of
 // the test, as when a health change comes within rebuildEvery of the last
-// rebuild (on a node of many checked endpoints, most of the time): what
-// checks find meanwhile reaches the pickers only with the next rebuild.
+// rebuild (on a node of many checked endpoints, most of the time): the
+// pickers that changes call for are built only at the next rebuild.
 func holdRebuilds(n *Node) {
 	n.rebuildMu.Lock()
 	n.lastRebuild = time.Now().Add(time.Hour)
@@ -51,9 +51,9 @@ func waitTold(t *testing.T, n *Node, down bool) {
 	})
 }
 
-// sickableCluster applies a cluster web of two endpoints, a (which answers
-// its checks 503 while sick is set) and b, checked over HTTP, with extra
-// in its spec and the endpoints' (cookies a and b), behind an HTTP
+// sickableCluster applies a cluster web of two endpoints checked over
+// HTTP, a (which answers its checks 503 while sick is set) and b, with
+// cookies a and b and extra in the cluster's spec, behind an HTTP
 // listener at the address it returns; and waits for both to be up.
 func sickableCluster(t *testing.T, n *Node, extra string, sick *atomic.Bool) (addr string) {
 	t.Helper()
