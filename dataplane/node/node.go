@@ -495,16 +495,27 @@ func (n *Node) checkAddr(key, addr string) string {
 	return addr
 }
 
-// endpointByKey returns the endpoint of the running configuration whose
-// Endpoint.Key is key; nil if there is none. Health checks call it, and
-// must not take n.mu (Apply holds it while it waits for checks to stop).
-func (n *Node) endpointByKey(key string) *upstream.Endpoint {
-	cur := n.current.Load()
-	if cur == nil {
-		return nil
+// running returns the cluster called name of the running configuration;
+// nil if there is none. It does not take n.mu: health checks and requests
+// call it (Apply holds n.mu while it waits for checks to stop).
+func (n *Node) running(name string) *cluster {
+	if cur := n.current.Load(); cur != nil {
+		return (*cur)[name]
 	}
+	return nil
+}
+
+// clusterOfKey is the name of the cluster of the endpoint whose Endpoint.Key
+// is key.
+func clusterOfKey(key string) string {
 	name, _, _ := strings.Cut(key, "/")
-	if c := (*cur)[name]; c != nil {
+	return name
+}
+
+// endpointByKey returns the endpoint of the running configuration whose
+// Endpoint.Key is key; nil if there is none.
+func (n *Node) endpointByKey(key string) *upstream.Endpoint {
+	if c := n.running(clusterOfKey(key)); c != nil {
 		return c.memberByKey(key)
 	}
 	return nil
@@ -513,12 +524,7 @@ func (n *Node) endpointByKey(key string) *upstream.Endpoint {
 // drainingByKey returns the draining (or disabled) endpoint of the
 // running configuration whose Endpoint.Key is key; nil if there is none.
 func (n *Node) drainingByKey(key string) *upstream.Endpoint {
-	cur := n.current.Load()
-	if cur == nil {
-		return nil
-	}
-	name, _, _ := strings.Cut(key, "/")
-	if c := (*cur)[name]; c != nil {
+	if c := n.running(clusterOfKey(key)); c != nil {
 		return c.inactiveByKey(key)
 	}
 	return nil
@@ -539,22 +545,20 @@ const rebuildEvery = 100 * time.Millisecond
 // health checker goroutine, and must not take n.mu: Apply holds it while it
 // waits for removed checks to stop.
 func (n *Node) healthChanged(key string) {
-	name, _, _ := strings.Cut(key, "/")
+	name := clusterOfKey(key)
 	n.pickEpoch.Add(1)
 	down := n.checker.State(key) == health.Down
 	var ep *upstream.Endpoint
-	if cur := n.current.Load(); cur != nil {
-		if c := (*cur)[name]; c != nil {
-			if ep = c.memberByKey(key); ep != nil {
-				// Picked around from now on, not only once the
-				// rebuild below has run; that one runs now if
-				// only it can bring the backups in.
-				if c.markDown(ep, down) {
-					c.rebuild(n.checker.State)
-				}
-			} else {
-				ep = c.inactiveByKey(key) // checked while it drains: counted too
+	if c := n.running(name); c != nil {
+		if ep = c.memberByKey(key); ep != nil {
+			// Picked around from now on, not only once the rebuild
+			// below has run; that one runs now if only it can bring
+			// the backups in.
+			if c.markDown(ep, down) {
+				c.rebuild(n.checker.State)
 			}
+		} else {
+			ep = c.inactiveByKey(key) // checked while it drains: counted too
 		}
 	}
 	if ep != nil {
@@ -578,12 +582,10 @@ func (n *Node) healthChanged(key string) {
 func (n *Node) ejectionsChanged(name string, ep *upstream.Endpoint, ejected bool) {
 	n.statusChanges.Add(1)
 	n.pickEpoch.Add(1)
-	if cur := n.current.Load(); cur != nil && ep != nil {
-		if c := (*cur)[name]; c != nil && c.markEjected(ep, ejected) {
-			// Only a rebuild brings the backups in: not on the
-			// request, which must not wait for it.
-			go c.rebuild(n.checker.State)
-		}
+	if c := n.running(name); c != nil && ep != nil && c.markEjected(ep, ejected) {
+		// Only a rebuild brings the backups in: not on the request,
+		// which must not wait for it.
+		go c.rebuild(n.checker.State)
 	}
 	n.markDirty(name)
 }
@@ -604,12 +606,8 @@ func (n *Node) markDirty(name string) {
 // has passed, if the cluster asks for it (on_down: SHUTDOWN_SESSIONS) and
 // the endpoint is still down by then.
 func (n *Node) closeOnDown(name, key string) {
-	cur := n.current.Load()
-	if cur == nil {
-		return
-	}
-	c, ok := (*cur)[name]
-	if !ok || c.spec.GetOnDown() != sluicev1.OnDown_ON_DOWN_SHUTDOWN_SESSIONS {
+	c := n.running(name)
+	if c == nil || c.spec.GetOnDown() != sluicev1.OnDown_ON_DOWN_SHUTDOWN_SESSIONS {
 		return
 	}
 	for _, m := range c.members {
@@ -633,12 +631,8 @@ func (n *Node) rebuildDirty() {
 	n.rebuilding = nil
 	n.lastRebuild = time.Now()
 	n.rebuildMu.Unlock()
-	cur := n.current.Load()
-	if cur == nil {
-		return
-	}
 	for name := range dirty {
-		if c, ok := (*cur)[name]; ok {
+		if c := n.running(name); c != nil {
 			c.rebuild(n.checker.State)
 		}
 	}
