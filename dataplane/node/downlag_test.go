@@ -31,6 +31,25 @@ func sickableBackend(t *testing.T, name string, sick *atomic.Bool) string {
 	return ln.Addr().String()
 }
 
+// fetch GETs url through client, with the cookie SRV=cookie unless cookie
+// is "", and returns the answer's body and its Set-Cookie field.
+func fetch(client *http.Client, url, cookie string) (body, setCookie string, err error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", "", err
+	}
+	if cookie != "" {
+		req.Header.Set("Cookie", "SRV="+cookie)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), resp.Header.Get("Set-Cookie"), err
+}
+
 // holdRebuilds puts the node's batched picker rebuilds off for the rest of
 // the test, as when a health change comes within rebuildEvery of the last
 // rebuild (on a node of many checked endpoints, most of the time): the
@@ -96,13 +115,11 @@ func TestDownEndpointPickedAroundBeforeRebuild(t *testing.T) {
 				t.Helper()
 				got := map[string]int{}
 				for i := range 40 {
-					resp, err := client.Get(fmt.Sprintf("http://%s/%d", addr, i))
+					body, _, err := fetch(client, fmt.Sprintf("http://%s/%d", addr, i), "")
 					if err != nil {
 						t.Fatal(err)
 					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					got[string(body)]++
+					got[body]++
 				}
 				return got
 			}
@@ -141,15 +158,11 @@ func TestDownEndpointLetsGoOfPersistentClientsBeforeRebuild(t *testing.T) {
 	// the cookie it was given.
 	withCookieOfA := func() (answer, cookie string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
-		req.Header.Set("Cookie", "SRV=a")
-		resp, err := client.Do(req)
+		answer, cookie, err := fetch(client, "http://"+addr+"/", "a")
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return string(body), resp.Header.Get("Set-Cookie")
+		return answer, cookie
 	}
 	for range 5 {
 		if got, _ := withCookieOfA(); got != "a" {
@@ -211,17 +224,11 @@ listeners:
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: testTimeout}
 	type answer struct{ body, setCookie string }
 	get := func(path string, got chan<- answer) {
-		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
-		req.Header.Set("Cookie", "SRV=a")
-		resp, err := client.Do(req)
+		body, setCookie, err := fetch(client, "http://"+addr+path, "a")
 		if err != nil {
 			t.Error(err)
-			got <- answer{}
-			return
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		got <- answer{string(body), resp.Header.Get("Set-Cookie")}
+		got <- answer{body, setCookie}
 	}
 	held, queued := make(chan answer, 1), make(chan answer, 1)
 	go get("/hold", held)
@@ -323,13 +330,11 @@ listeners:
 		client := &http.Client{Timeout: testTimeout}
 		t.Cleanup(client.CloseIdleConnections)
 		for range 10 {
-			resp, err := client.Get("http://" + addr + "/")
+			body, _, err := fetch(client, "http://"+addr+"/", "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "s" {
+			if body != "s" {
 				t.Fatalf("the only primary down: answered by %q, want the backup s", body)
 			}
 		}
