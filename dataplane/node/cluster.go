@@ -196,8 +196,17 @@ type cookiePersistence struct {
 type pickerBox struct {
 	lb.Picker
 	// set is what the picker was built from (health, slow start and
-	// backups applied): set.Eligible() takes new work. Rebalance reads it.
+	// backups applied). Rebalance reads it.
 	set lb.Set
+	// eligible is set.Eligible(), the members taking new work, kept so
+	// that the paths that scan them (around, mark) do not filter set
+	// again, and allocate, each time.
+	eligible lb.Set
+	// left is where in eligible the last scan for a member not marked
+	// out found one (allMarked): the next starts there, so that a
+	// cluster losing its members one by one is not scanned from the
+	// first of them each time.
+	left atomic.Int32
 	// sticky holds the endpoints a persistent client may be sent back to,
 	// by their index in members: those taking new work (lb.Set.Eligible),
 	// stickable. Nil for a cluster without persistence.
@@ -250,8 +259,7 @@ func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) (exhausted bo
 
 // mark marks ep out (out) for why, or undoes that, for the running picker,
 // and reports, for out, whether that left the picker nothing to choose
-// that is not marked out (see markDown). A scan, stopped at the first
-// member left: one per endpoint going out.
+// that is not marked out (see markDown).
 func (c *cluster) mark(ep *upstream.Endpoint, why upstream.DownMark, out bool) (exhausted bool) {
 	box := c.picker.Load()
 	switch {
@@ -262,8 +270,20 @@ func (c *cluster) mark(ep *upstream.Endpoint, why upstream.DownMark, out bool) (
 		return false
 	}
 	ep.MarkDown(box.gen, why)
-	for _, m := range box.set.Eligible() {
-		if !box.markedDown(m.Endpoint) {
+	return box.allMarked()
+}
+
+// allMarked reports whether every member taking new work is marked out.
+// The scan starts where the last one found a member left, and wraps: as
+// members go out one by one, each scan passes only those marked since, so
+// a cluster of n losing them all costs O(n) in all, not O(n²).
+func (b *pickerBox) allMarked() bool {
+	n := len(b.eligible)
+	start := int(b.left.Load())
+	for k := range n {
+		i := (start + k) % n
+		if !b.markedDown(b.eligible[i].Endpoint) {
+			b.left.Store(int32(i))
 			return false
 		}
 	}
@@ -590,7 +610,7 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 			})
 		}
 	}
-	box := &pickerBox{set: set, gen: boxGens.Add(1)}
+	box := &pickerBox{set: set, eligible: set.Eligible(), gen: boxGens.Add(1)}
 	if deferred && c.expensive {
 		box.Picker = &deferredPicker{c: c, build: c.newPicker, set: set}
 	} else {
@@ -836,7 +856,7 @@ func (b *pickerBox) around(f failures) (*upstream.Endpoint, error) {
 func (b *pickerBox) aroundBy(failed func(*upstream.Endpoint) bool) (*upstream.Endpoint, error) {
 	var best *lb.Member
 	full := false
-	eligible := b.set.Eligible()
+	eligible := b.eligible
 	for i := range eligible {
 		m := &eligible[i]
 		if failed(m.Endpoint) {

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/lb"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
 // sickableBackend answers name to every request but /health, which it
@@ -361,4 +364,53 @@ clusters:
 			t.Errorf("the only primary ejected: %v, want all 30 to the backup s", got)
 		}
 	})
+}
+
+// markBox is a running picker's box over n endpoints, as mark sees it.
+func markBox(n int) *pickerBox {
+	set := make(lb.Set, n)
+	for i := range set {
+		set[i] = lb.Member{Endpoint: upstream.New("web", fmt.Sprint(i), fmt.Sprintf("127.0.0.1:%d", i+1)), Weight: 1}
+	}
+	return &pickerBox{set: set, eligible: set.Eligible(), gen: boxGens.Add(1)}
+}
+
+// TestAllMarked: the scan for a member left starts where the last one
+// found one, and still finds a member left before it.
+func TestAllMarked(t *testing.T) {
+	b := markBox(5)
+	ep := func(i int) *upstream.Endpoint { return b.eligible[i].Endpoint }
+	for _, i := range []int{2, 0, 4, 1} {
+		ep(i).MarkDown(b.gen, upstream.MarkChecks)
+		if b.allMarked() {
+			t.Fatalf("after marking %d: all marked, want 3 left", i)
+		}
+	}
+	ep(3).MarkDown(b.gen, upstream.MarkEjected)
+	if !b.allMarked() {
+		t.Fatal("every member marked: not all marked")
+	}
+	ep(0).UnmarkDown(b.gen, upstream.MarkChecks)
+	if b.allMarked() {
+		t.Fatal("0 unmarked, behind where the last scan stopped: all marked")
+	}
+	ep(0).MarkDown(b.gen+1, upstream.MarkChecks) // for another picker
+	if b.allMarked() {
+		t.Fatal("0 marked for another picker: all marked")
+	}
+}
+
+// BenchmarkMarkMassFailure is a rack going down under the batched
+// rebuild: each of a cluster's 10,000 members marked out in turn, each
+// mark followed by the scan for a member left.
+func BenchmarkMarkMassFailure(b *testing.B) {
+	box := markBox(10000)
+	for b.Loop() {
+		box.gen = boxGens.Add(1)
+		box.left.Store(0)
+		for i := range box.eligible {
+			box.eligible[i].Endpoint.MarkDown(box.gen, upstream.MarkChecks)
+			box.allMarked()
+		}
+	}
 }

@@ -160,7 +160,7 @@ func (r *rebalancer) round(now time.Time) {
 		}
 	}
 	var members lb.Set
-	for _, m := range box.set.Eligible() {
+	for _, m := range box.eligible {
 		if r.suspected(m.Endpoint, g.tcp.Sessions(m.Endpoint)) {
 			continue
 		}
