@@ -251,8 +251,9 @@ func (c *cluster) markDown(ep *upstream.Endpoint, down bool) (exhausted bool) {
 // It runs on the request that crossed a threshold, which must not wait
 // for a rebuild under way, so it does not take the lock: a rebuild that
 // read the ejections just before it may leave the mark to a box it then
-// replaces, and the endpoint in its picker until the batched rebuild
-// ejectionsChanged also scheduled, as every ejection was before marks.
+// replaces, and marks the ejection for its own box itself once that one
+// runs (rebuildPicker). A return it misses that way waits for the batched
+// rebuild ejectionsChanged also scheduled.
 func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) (exhausted bool) {
 	return c.mark(ep, upstream.MarkEjected, ejected)
 }
@@ -635,6 +636,22 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 		}
 	}
 	c.picker.Store(box)
+	// An ejection between the read of ejected above and now marked the
+	// box this one replaces (markEjected does not wait for the lock):
+	// mark it for this one, or the endpoint would stay in the picker
+	// until the next rebuild. One after now finds this box. Should that
+	// leave this box nothing, the backups come in at once, as they do
+	// after markEjected (Node.ejectionsChanged).
+	late := false
+	for ep := range c.outlier.ejected() {
+		if !ejected[ep] {
+			ep.MarkDown(box.gen, upstream.MarkEjected)
+			late = true
+		}
+	}
+	if late && box.allMarked() {
+		go c.rebuild(state)
+	}
 	return true
 }
 

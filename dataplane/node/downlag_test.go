@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -364,6 +365,64 @@ clusters:
 			t.Errorf("the only primary ejected: %v, want all 30 to the backup s", got)
 		}
 	})
+}
+
+// TestEjectionDuringRebuildIsPickedAround: an ejection that comes while a
+// picker rebuild is under way, after the rebuild read the ejections, is
+// marked for the picker that rebuild makes, not only for the one it
+// replaces. The ejected endpoint takes no more work, and a backup takes
+// over at once if it was the last primary, without the batched rebuild.
+func TestEjectionDuringRebuildIsPickedAround(t *testing.T) {
+	for _, tc := range []struct {
+		name, endpoints string
+		other          string // the endpoint to take all the work
+		// told: the node hears of the ejection as it happens, and marks
+		// the running picker, which the rebuild then replaces. Without
+		// it, the ejection is only found by the rebuild looking again.
+		told bool
+	}{
+		{"two primaries", "[{ name: a, address: 127.0.0.1:1 }, { name: b, address: 127.0.0.1:2 }]", "b", true},
+		{"the last primary", "[{ name: a, address: 127.0.0.1:1 }, { name: s, address: 127.0.0.1:2, backup: true }]", "s", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t)
+			if err := n.Apply("1", parse(t, `
+clusters:
+  - name: web
+    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
+    endpoints: %s
+`, tc.endpoints)); err != nil {
+				t.Fatal(err)
+			}
+			holdRebuilds(n)
+			c := (*n.current.Load())["web"]
+			j := c.outlier
+			once := false
+			j.mu.Lock()
+			if !tc.told {
+				j.changed = func(string, *upstream.Endpoint, bool) {}
+			}
+			j.read = func() {
+				if once {
+					return
+				}
+				once = true
+				for range 3 {
+					member(t, n, "a").Responded(500)
+				}
+			}
+			j.mu.Unlock()
+			c.rebuild(n.checker.State)
+			if st := statusOf(n, "a"); st.Health != "EJECTED" {
+				t.Fatalf("a after 3 5xx: %+v, want EJECTED", st)
+			}
+			// A backup comes in with a rebuild beside the test.
+			waitUntil(t, tc.other+" picked", func() bool { return shares(t, n, "web", 1)[tc.other] == 1 })
+			if got, want := shares(t, n, "web", 30), map[string]int{tc.other: 30}; !maps.Equal(got, want) {
+				t.Errorf("a ejected during a rebuild: %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // markBox is a running picker's box over n endpoints, as mark sees it.

@@ -70,6 +70,9 @@ type ejector struct {
 	// now and afterFunc are the clock; tests replace them.
 	now       func() time.Time
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
+	// read, if set, runs each time ejected has read the ejections: tests
+	// eject there, to race the picker rebuild that called it.
+	read func()
 
 	mu      sync.Mutex
 	cfg     outlierConfig
@@ -240,6 +243,9 @@ func (j *ejector) stop(why string) {
 func (j *ejector) ejected() map[*upstream.Endpoint]bool {
 	if j == nil {
 		return nil
+	}
+	if j.read != nil {
+		defer j.read() // after the unlock below
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
