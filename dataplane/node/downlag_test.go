@@ -375,7 +375,7 @@ clusters:
 func TestEjectionDuringRebuildIsPickedAround(t *testing.T) {
 	for _, tc := range []struct {
 		name, endpoints string
-		other          string // the endpoint to take all the work
+		other           string // the endpoint to take all the work
 		// told: the node hears of the ejection as it happens, and marks
 		// the running picker, which the rebuild then replaces. Without
 		// it, the ejection is only found by the rebuild looking again.
