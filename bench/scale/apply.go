@@ -78,7 +78,7 @@ func measureApply(clusters, endpoints, rounds int) (rows []row, ok bool) {
 	rows = append(rows,
 		row{"apply cold (Node.Apply), " + size, fmt.Sprintf("%v median of 3 (%v)", ms3(median(colds)), msList(colds)), target},
 		row{"  CPU of the process meanwhile (any GC too)", fmt.Sprintf("%v median (%v)", ms3(median(coldCPU)), msList(coldCPU)), ""},
-		row{"  then a full collection, CPU (GC held off from 10k endpoints)", fmt.Sprintf("%v median (%v)", ms3(median(gcs)), msList(gcs)), ""},
+		row{"  then a full collection, CPU (GC held off from 10k compiled)", fmt.Sprintf("%v median (%v)", ms3(median(gcs)), msList(gcs)), ""},
 		row{"  + decode of the whole snapshot", fmt.Sprintf("%v median (%d MiB)", ms3(median(decodes)), len(first)>>20), ""},
 		row{"  node heap after (Go heap in use)", fmt.Sprintf("%d MiB, %.1f KiB per endpoint", ms.HeapInuse>>20, float64(ms.HeapInuse)/1024/float64(clusters*endpoints)), ""},
 	)
@@ -179,7 +179,7 @@ type coldRun struct {
 	wall, cpu time.Duration // of Node.Apply; cpu is the whole process's
 	decode    time.Duration // of the snapshot, before
 	// gcCPU is the process's CPU in a full collection right after: what
-	// Apply, holding the collector off through a snapshot this big,
+	// Apply, holding the collector off through a compile this big,
 	// left for after it.
 	gcCPU time.Duration
 }

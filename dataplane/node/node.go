@@ -117,9 +117,6 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	if n.closed || n.draining.Load() {
 		return errors.New("node is shutting down")
 	}
-	if endpointCount(snap) >= holdGCFrom {
-		defer holdGC()()
-	}
 	// A cluster the node runs as the snapshot has it was validated with
 	// the snapshot that brought it: only the others are checked on their
 	// own (a delta's few), and what spans resources.
@@ -163,7 +160,12 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		todo = append(todo, compileJob{spec: cs, prev: prev, tls: up})
 	}
 	// The clusters are compiled apart from one another, so on every core
-	// the node has: a cold start compiles 100k endpoints.
+	// the node has: a cold start compiles 100k endpoints. A compile that
+	// big holds the collector off to the end (holdGC); a delta's few
+	// clusters do not, even on a big node.
+	if endpointsIn(todo) >= holdGCFrom {
+		defer holdGC()()
+	}
 	forEach(len(todo), func(i int) { n.compile(&todo[i]) })
 	for _, j := range todo {
 		clusters[j.c.name] = j.c
