@@ -250,10 +250,10 @@ func (c *cluster) markDown(ep *upstream.Endpoint, down bool) (exhausted bool) {
 // markEjected is markDown for an ejection (ejected) or a return from one.
 // It runs on the request that crossed a threshold, which must not wait
 // for a rebuild under way, so it does not take the lock: a rebuild that
-// read the ejections just before it may leave the mark to a box it then
-// replaces, and marks the ejection for its own box itself once that one
-// runs (rebuildPicker). A return it misses that way waits for the batched
-// rebuild ejectionsChanged also scheduled.
+// read the ejections just before it may leave the mark to the box it then
+// replaces; that rebuild reads them again once it has published its own
+// box, and marks the ejection there (rebuildPicker). A return missed that
+// way waits for the batched rebuild ejectionsChanged also scheduled.
 func (c *cluster) markEjected(ep *upstream.Endpoint, ejected bool) (exhausted bool) {
 	return c.mark(ep, upstream.MarkEjected, ejected)
 }
