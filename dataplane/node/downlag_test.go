@@ -442,7 +442,7 @@ func TestAllMarked(t *testing.T) {
 	for _, i := range []int{2, 0, 4, 1} {
 		ep(i).MarkDown(b.gen, upstream.MarkChecks)
 		if b.allMarked() {
-			t.Fatalf("after marking %d: all marked, want 3 left", i)
+			t.Fatalf("after marking %d: all marked, though 3 is not", i)
 		}
 	}
 	ep(3).MarkDown(b.gen, upstream.MarkEjected)

@@ -100,10 +100,17 @@ func TestBigApplyHoldsGCOff(t *testing.T) {
 		t.Errorf("GC percent %d after the apply, want 100, as before", got)
 	}
 
+	// A delta as discovery makes one: a new message for the cluster it
+	// changes, the others shared.
 	held = holdsTaken()
-	snap.Clusters[0].Endpoints[0].Weight = proto.Uint32(7)
+	first := proto.Clone(snap.Clusters[0]).(*sluicev1.Cluster)
+	first.Endpoints[0].Weight = proto.Uint32(7)
+	snap.Clusters[0] = first
 	if err := n.Apply("2", snap); err != nil {
 		t.Fatal(err)
+	}
+	if got := (*n.current.Load())[first.Name].members[0].Weight; got != 7 {
+		t.Fatalf("after the delta, %s's first endpoint has weight %d, want 7", first.Name, got)
 	}
 	if got := holdsTaken() - held; got != 0 {
 		t.Errorf("a delta of one cluster to the big node held the collector %d times, want none", got)
