@@ -20,9 +20,9 @@
 # Knobs: ROUNDS (5), DURATION (8s, in s or m), CONNS (50), passed on to
 # peers.sh; BIG_CONNS (10) for the 1 MiB rows; RERUNS (1), how many more
 # times a row with fewer than half its rounds quiet is run (see tries);
-# BENCH_MEM=0 skips the idle-memory rows. Five rounds, not peers.sh's three, because one round
-# with a stall (a 15-18 ms p99, on either side) otherwise decides a
-# median.
+# BENCH_MEM=0 skips the idle-memory rows. Five rounds, not peers.sh's
+# three, because one round with a stall (a 15-18 ms p99, on either side)
+# otherwise decides a median.
 # The figures of the 100k-idle and 10k-cluster apply targets come from
 # `make bench-scale`.
 set -euo pipefail
