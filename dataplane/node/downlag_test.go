@@ -259,11 +259,11 @@ listeners:
 	}
 }
 
-// TestEjectedEndpointPickedAroundBeforeRebuild: an endpoint outlier
-// detection ejects takes no more work from then on, before the batched
-// rebuild of its picker as after it; back from its ejection before that
-// rebuild, it takes work again at once.
-func TestEjectedEndpointPickedAroundBeforeRebuild(t *testing.T) {
+// ejectingNode is a node running cluster web with outlier detection
+// (ejection after 3 5xx in a row, for a minute): a, which the tests
+// eject, and second, a flow mapping of one more endpoint.
+func ejectingNode(t *testing.T, second string) *Node {
+	t.Helper()
 	n := newNode(t)
 	if err := n.Apply("1", parse(t, `
 clusters:
@@ -271,10 +271,19 @@ clusters:
     outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
     endpoints:
       - { name: a, address: 127.0.0.1:1 }
-      - { name: b, address: 127.0.0.1:2 }
-`)); err != nil {
+      - %s
+`, second)); err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+// TestEjectedEndpointPickedAroundBeforeRebuild: an endpoint outlier
+// detection ejects takes no more work from then on, before the batched
+// rebuild of its picker as after it; back from its ejection before that
+// rebuild, it takes work again at once.
+func TestEjectedEndpointPickedAroundBeforeRebuild(t *testing.T) {
+	n := ejectingNode(t, "{ name: b, address: 127.0.0.1:2 }")
 	// The ejection's end comes when the test says.
 	j := (*n.current.Load())["web"].outlier
 	var end func()
@@ -344,17 +353,7 @@ listeners:
 		}
 	})
 	t.Run("ejection", func(t *testing.T) {
-		n := newNode(t)
-		if err := n.Apply("1", parse(t, `
-clusters:
-  - name: web
-    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
-    endpoints:
-      - { name: a, address: 127.0.0.1:1 }
-      - { name: s, address: 127.0.0.1:2, backup: true }
-`)); err != nil {
-			t.Fatal(err)
-		}
+		n := ejectingNode(t, "{ name: s, address: 127.0.0.1:2, backup: true }")
 		holdRebuilds(n)
 		for range 3 {
 			member(t, n, "a").Responded(500)
@@ -374,26 +373,19 @@ clusters:
 // over at once if it was the last primary, without the batched rebuild.
 func TestEjectionDuringRebuildIsPickedAround(t *testing.T) {
 	for _, tc := range []struct {
-		name, endpoints string
-		other           string // the endpoint to take all the work
+		name   string
+		second string // the endpoint beside a, which takes all the work
+		other  string // its name
 		// told: the node hears of the ejection as it happens, and marks
 		// the running picker, which the rebuild then replaces. Without
 		// it, the ejection is only found by the rebuild looking again.
 		told bool
 	}{
-		{"two primaries", "[{ name: a, address: 127.0.0.1:1 }, { name: b, address: 127.0.0.1:2 }]", "b", true},
-		{"the last primary", "[{ name: a, address: 127.0.0.1:1 }, { name: s, address: 127.0.0.1:2, backup: true }]", "s", false},
+		{"two primaries", "{ name: b, address: 127.0.0.1:2 }", "b", true},
+		{"the last primary", "{ name: s, address: 127.0.0.1:2, backup: true }", "s", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newNode(t)
-			if err := n.Apply("1", parse(t, `
-clusters:
-  - name: web
-    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1m }
-    endpoints: %s
-`, tc.endpoints)); err != nil {
-				t.Fatal(err)
-			}
+			n := ejectingNode(t, tc.second)
 			holdRebuilds(n)
 			c := (*n.current.Load())["web"]
 			j := c.outlier
