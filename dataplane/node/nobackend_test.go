@@ -56,7 +56,13 @@ listeners:
 	}
 	c.Close()
 
-	web := (*n.current.Load())["web"].meter.Counts()
+	// The node counts an exchange once its answer is written, so the
+	// client may read the 503 or the close just before the count.
+	var web meter.ClusterCounts
+	waitUntil(t, "the 503s and the session counted", func() bool {
+		web = (*n.current.Load())["web"].meter.Counts()
+		return web.Requests[meter.Class5xx] >= 2 && web.Requests[meter.ClassOther] >= 1
+	})
 	if got := web.Requests[meter.Class5xx]; got != 2 {
 		t.Errorf("cluster web counted %d 5xx, want the 2 503s", got)
 	}
