@@ -56,8 +56,8 @@ listeners:
 	}
 	c.Close()
 
-	// The node counts an exchange once its answer is written, so the
-	// client may read the 503 or the close just before the count.
+	// The node counts an HTTP exchange once its answer is written, so
+	// the client may read the second 503 just before it is counted.
 	var web meter.ClusterCounts
 	waitUntil(t, "the 503s and the session counted", func() bool {
 		web = (*n.current.Load())["web"].meter.Counts()

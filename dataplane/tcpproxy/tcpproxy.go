@@ -319,11 +319,12 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 
 // ended closes client and records its end: in the meters, the access log
 // and through onClose. mx.Client is the client the record names. A client
-// may see its session end a moment before it is counted: abort closes the
-// sockets before the halves stop, and the count needs their bytes, as the
-// HTTP engines count an exchange once its answer is written. A connection
-// that ends before its session runs (denied, no endpoint, none answered)
-// is counted before its client is closed.
+// may see its session end a moment before it is counted, as an HTTP
+// client may read its response before the exchange is counted: a session
+// is counted once both halves stopped, with their bytes, and it shuts or
+// closes the client's socket before that (the endpoint's end, abort). A
+// connection that ends before its session runs (denied, no endpoint, none
+// answered) is counted before its client is closed.
 func (s *Server) ended(cfg *Config, client *net.TCPConn, info *conntrack.ConnInfo, mx meter.Exchange) {
 	info.Client = mx.Client.String()
 	info.Duration = time.Since(info.Start)
