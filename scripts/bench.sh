@@ -167,26 +167,31 @@ slots() {
   done
   return 0
 }
-# slot_steal NAME: for each round of Sluice or HAProxy in row NAME, "WHO
-# ROUND STOLEN ALL": the ticks of the CPUs the hypervisor took (steal) in
-# the $seconds before the round ended (its end in slots.txt), and all the
-# ticks of that time. Nothing if nothing was sampled.
-slot_steal() {
-  [ -s "$RUN/slots.txt" ] && [ -s "$RUN/stat.txt" ] || return 0
-  awk -v n="$1" -v w="$seconds" '
-    FILENAME == ARGV[1] {
-      if ($1 == n) { k++; who[k] = $2; round[k] = ++rounds[$2]; end[k] = $3 }
-      next
-    }
+# steal_in: for each window "FROM TO KEY..." on stdin (seconds, as the
+# samples of stat.txt are stamped), "KEY... STOLEN ALL": the ticks of the
+# CPUs the hypervisor took (steal) in the samples that ended in (FROM, TO],
+# and all the ticks of those samples. A window with no sample in it is
+# left out; nothing if nothing was sampled.
+steal_in() {
+  [ -s "$RUN/stat.txt" ] || return 0
+  awk '
+    FILENAME == ARGV[1] { k++; from[k] = $1; to[k] = $2; $1 = $2 = ""; key[k] = substr($0, 3); next }
     $2 == "cpu" {
       t = 0; for (i = 3; i <= 10; i++) t += $i # user to steal
       if (pt > 0 && t > pt)
         for (r = 1; r <= k; r++)
-          if ($1 > end[r] - w && $1 <= end[r]) { d[r] += $10 - ps; a[r] += t - pt }
+          if ($1 > from[r] && $1 <= to[r]) { d[r] += $10 - ps; a[r] += t - pt }
       ps = $10; pt = t
     }
-    END { for (r = 1; r <= k; r++) if (a[r] > 0) print who[r], round[r], d[r], a[r] }
-  ' "$RUN/slots.txt" "$RUN/stat.txt" || true
+    END { for (r = 1; r <= k; r++) if (a[r] > 0) print key[r], d[r], a[r] }
+  ' /dev/stdin "$RUN/stat.txt" || true
+}
+# slot_steal NAME: for each round of Sluice or HAProxy in row NAME, "WHO
+# ROUND STOLEN ALL" (steal_in) over the $seconds before the round ended
+# (its end in slots.txt).
+slot_steal() {
+  [ -s "$RUN/slots.txt" ] || return 0
+  awk -v n="$1" -v w="$seconds" '$1 == n { printf "%d %d %s %d\n", $3 - w, $3, $2, ++rounds[$2] }' "$RUN/slots.txt" | steal_in
 }
 # A round in which the hypervisor took steal_limit percent of the CPUs or
 # more, on either side, is disturbed: enough that it may have moved the
@@ -371,15 +376,8 @@ machine() {
 span_machine() {
   local st
   [ -s "$RUN/spans.txt" ] && [ -s "$RUN/stat.txt" ] || { printf 'steal not sampled\t0\n'; return; }
-  st=$(awk -v n="$1" '
-    FILENAME == ARGV[1] { if ($1 == n) { from = $2; to = $3 } next }
-    $2 == "cpu" {
-      t = 0; for (i = 3; i <= 10; i++) t += $i # user to steal
-      if (pt > 0 && t > pt && $1 > from && $1 <= to) { s += $10 - ps; all += t - pt }
-      ps = $10; pt = t
-    }
-    END { if (all > 0) printf "%.1f", 100 * s / all }
-  ' "$RUN/spans.txt" "$RUN/stat.txt" || true)
+  st=$(awk -v n="$1" '$1 == n { span = $2 " " $3 } END { if (span != "") print span, n }' "$RUN/spans.txt" |
+    steal_in | awk '{ printf "%.1f", 100 * $2 / $3 }')
   if [ -z "$st" ]; then
     printf 'steal not sampled\t0\n'
     return
