@@ -727,6 +727,11 @@ exit status is 1.`)
 	if st := checkOutput(c, fs, *o, "yaml", "json"); st >= 0 {
 		return st
 	}
+	if *version == 0 && isSet(fs, "version") {
+		// 0 asks the control plane for the current snapshot: printing it
+		// for a version asked for by number would answer another question.
+		return c.usageError(fs, "--version must be a stored version number (1 or more), not 0")
+	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.Get(ctx, &sluicev1.GetRequest{Version: *version, ShowSecrets: *secrets, Group: *group})

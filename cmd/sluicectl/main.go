@@ -124,9 +124,10 @@ Global flags, before or after the command:
   --token T     bearer token for a control plane that checks tokens (default $SLUICE_TOKEN)
   --ca FILE     verify the control plane over TLS with this CA (default $SLUICE_CA); plain gRPC without
   --cert FILE, --key FILE  a client certificate to present over TLS (optional)
-  --version     print the version and exit
 
-Run "sluicectl COMMAND --help" for the flags of a command.
+"sluicectl --version" prints the version and exits (before any command: after
+"get", --version is a flag of get's). Run "sluicectl COMMAND --help" for the
+flags of a command.
 Exit status: 0 ok, 1 refused or failed, 2 usage error; with --wait, 2 a node
 refused the version or the rollout halted, 3 --wait-timeout passed first.
 `, defaultCP)
@@ -231,6 +232,14 @@ func (c *cli) flags(name, synopsis, about string) *flag.FlagSet {
 		fmt.Fprintln(w, "\nThe global flags (--cp, --timeout, --token, --ca, --cert, --key) go before\nor after the command; 'sluicectl --help' lists them.")
 	}
 	return fs
+}
+
+// isSet says whether the flag name was given on the command line, even
+// with its default value.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func hasFlags(fs *flag.FlagSet) bool {

@@ -980,6 +980,9 @@ func TestUsage(t *testing.T) {
 			wantStderr: "sluicectl: flag provided but not defined: -bogus\nRun 'sluicectl --help' for the commands and global flags.\n"},
 		{args: []string{"aply"}, wantCode: 2, notStderr: "Commands:", wantStderr: `sluicectl: unknown command "aply", did you mean "apply"?`},
 		{args: []string{"--version"}, wantCode: 0, wantStdout: "sluicectl "},
+		// 0 is no stored version: it must not print the current snapshot.
+		{args: []string{"get", "--version", "0"}, wantCode: 2,
+			wantStderr: "sluicectl get: --version must be a stored version number (1 or more), not 0\n"},
 		{args: []string{"token", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -name NAME\n"},
 		{args: []string{"cert", "--help"}, wantCode: 0, wantStdout: "Flags:\n  -node ID\n"},
 		{args: []string{"cert", "issue", "--node", "n1", "--valid", "100000h"}, wantCode: 2,
