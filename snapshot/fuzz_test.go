@@ -41,7 +41,7 @@ func FuzzParse(f *testing.F) {
 		var es Errors
 		errors.As(Validate(s), &es)
 		for _, e := range append(es, Warnings(s)...) {
-			_ = lineOf(root, splitPath(e.Path)) // as sluicectl places them
+			_, _ = lineOf(root, splitPath(e.Path)) // as sluicectl places them
 		}
 		_ = Diff(nil, s)
 		y, err := Marshal(s)

@@ -42,37 +42,38 @@ func (s *Source) add(file string, root *yaml.Node, clusters, listeners []int) {
 
 // Place returns path (of the merged snapshot) as it reads in the file that
 // holds it, and where: "file:line" of the deepest part of path the file
-// writes out (a field left at its default is placed at its parent). It
-// returns path and "" for a path it cannot place.
-func (s *Source) Place(path string) (local, at string) {
+// writes out (a field left at its default is placed at its parent).
+// written says whether the file writes path itself: false for a field left
+// out. It returns path and "" for a path it cannot place.
+func (s *Source) Place(path string) (local, at string, written bool) {
 	if s == nil {
-		return path, ""
+		return path, "", false
 	}
 	segs := splitPath(path)
 	if len(segs) == 0 {
-		return path, ""
+		return path, "", false
 	}
 	name, idx, ok := indexed(segs[0])
 	var list []origin
 	switch {
 	case !ok:
-		return path, ""
+		return path, "", false
 	case name == "clusters":
 		list = s.clusters
 	case name == "listeners":
 		list = s.listeners
 	}
 	if idx >= len(list) {
-		return path, ""
+		return path, "", false
 	}
 	o := list[idx]
 	segs[0] = fmt.Sprintf("%s[%d]", name, o.index)
 	local = strings.Join(segs, ".")
-	line := lineOf(s.roots[o.file], segs)
+	line, written := lineOf(s.roots[o.file], segs)
 	if line == 0 {
-		return local, ""
+		return local, "", false
 	}
-	return local, fmt.Sprintf("%s:%d", o.file, line)
+	return local, fmt.Sprintf("%s:%d", o.file, line), written
 }
 
 // indexed splits a path step "name[i]" into name and i.
@@ -86,16 +87,17 @@ func indexed(seg string) (name string, i int, ok bool) {
 }
 
 // lineOf is the line of the deepest node of root that the path steps segs
-// reach: a key's line for a field, an item's for a list index. 0 when root
-// is nil.
-func lineOf(root *yaml.Node, segs []string) int {
+// reach: a key's line for a field, an item's for a list index; written
+// says whether they reach the last step. 0 when root is nil.
+func lineOf(root *yaml.Node, segs []string) (line int, written bool) {
 	if root == nil {
-		return 0
+		return 0, false
 	}
 	// The snapshot parsed, so its aliases and merges resolve; the budget
 	// only keeps a walk of a pathological document bounded.
 	d := &decoder{budget: math.MaxInt}
-	n, line := d.resolve(root, ""), root.Line
+	n := d.resolve(root, "")
+	line = root.Line
 	for _, seg := range segs {
 		name, key := seg, ""
 		if open := strings.IndexByte(seg, '['); open >= 0 && strings.HasSuffix(seg, "]") {
@@ -103,7 +105,7 @@ func lineOf(root *yaml.Node, segs []string) int {
 		}
 		next, at := d.entry(n, name)
 		if next == nil {
-			return line
+			return line, false
 		}
 		n, line = next, at
 		if key == "" {
@@ -113,20 +115,20 @@ func lineOf(root *yaml.Node, segs []string) int {
 		case yaml.SequenceNode:
 			i, err := strconv.Atoi(key)
 			if err != nil || i < 0 || i >= len(n.Content) {
-				return line
+				return line, false
 			}
 			n = d.resolve(n.Content[i], "")
 			line = n.Line
 		case yaml.MappingNode:
 			// A map field: the entry's key.
 			if n, at = d.entry(n, key); n == nil {
-				return line
+				return line, false
 			}
 			line = at
 		}
 		// A scalar for a list of one (method: GET) is its item [0].
 	}
-	return line
+	return line, true
 }
 
 // entry is the value of key in mapping n (merged entries too) and the

@@ -57,27 +57,30 @@ listeners:
 		t.Fatalf("merged %d clusters and %d listeners, want 4 and 2", len(s.GetClusters()), len(s.GetListeners()))
 	}
 	a, c := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "c.json")
-	for _, tc := range []struct{ path, local, at string }{
-		{"clusters[0].endpoints[0].address", "clusters[0].endpoints[0].address", a + ":3"},
-		{"clusters[1].connect_timeout", "clusters[0].connect_timeout", b + ":4"},
+	for _, tc := range []struct {
+		path, local, at string
+		written         bool
+	}{
+		{"clusters[0].endpoints[0].address", "clusters[0].endpoints[0].address", a + ":3", true},
+		{"clusters[1].connect_timeout", "clusters[0].connect_timeout", b + ":4", true},
 		// Merged (<<) into web from spare: placed where it is written.
-		{"clusters[2].connect_timeout", "clusters[1].connect_timeout", b + ":4"},
-		{"clusters[2].endpoints[0].weight", "clusters[1].endpoints[0].weight", b + ":10"},
-		{"clusters[2].endpoints[0]", "clusters[1].endpoints[0]", b + ":8"},
+		{"clusters[2].connect_timeout", "clusters[1].connect_timeout", b + ":4", true},
+		{"clusters[2].endpoints[0].weight", "clusters[1].endpoints[0].weight", b + ":10", true},
+		{"clusters[2].endpoints[0]", "clusters[1].endpoints[0]", b + ":8", true},
 		// Left at its default: placed at the cluster.
-		{"clusters[2].drain_timeout", "clusters[1].drain_timeout", b + ":5"},
-		{"clusters[3].endpoints[0].address", "clusters[0].endpoints[0].address", c + ":2"},
-		{"listeners[0].default_cluster", "listeners[0].default_cluster", a + ":5"},
+		{"clusters[2].drain_timeout", "clusters[1].drain_timeout", b + ":5", false},
+		{"clusters[3].endpoints[0].address", "clusters[0].endpoints[0].address", c + ":2", true},
+		{"listeners[0].default_cluster", "listeners[0].default_cluster", a + ":5", true},
 		// A list of one written as its item.
-		{"listeners[1].rules[0].match.method[0]", "listeners[0].rules[0].match.method[0]", b + ":17"},
-		{"listeners[1].rules[0].request_headers.set[X-A]", "listeners[0].rules[0].request_headers.set[X-A]", b + ":21"},
-		{"listeners[1].rules[3]", "listeners[0].rules[3]", b + ":16"},
-		{"listeners[9].name", "listeners[9].name", ""},
-		{"version", "version", ""},
+		{"listeners[1].rules[0].match.method[0]", "listeners[0].rules[0].match.method[0]", b + ":17", true},
+		{"listeners[1].rules[0].request_headers.set[X-A]", "listeners[0].rules[0].request_headers.set[X-A]", b + ":21", true},
+		{"listeners[1].rules[3]", "listeners[0].rules[3]", b + ":16", false},
+		{"listeners[9].name", "listeners[9].name", "", false},
+		{"version", "version", "", false},
 	} {
-		local, at := src.Place(tc.path)
-		if local != tc.local || at != tc.at {
-			t.Errorf("Place(%s) = %s at %q, want %s at %q", tc.path, local, at, tc.local, tc.at)
+		local, at, written := src.Place(tc.path)
+		if local != tc.local || at != tc.at || written != tc.written {
+			t.Errorf("Place(%s) = %s at %q (written %v), want %s at %q (written %v)", tc.path, local, at, written, tc.local, tc.at, tc.written)
 		}
 	}
 }

@@ -69,17 +69,30 @@ func fileName(path string) string {
 // placed is fault f of the snapshot the command read, its path as the
 // file that holds it writes it, with "(file:line)" after its message: in a
 // directory's merged snapshot, clusters[7] may be clusters[0] of b.yaml.
-// A fault already placed (as parse faults are), or one c.source cannot
-// place, is returned as it is.
+// A fault on a field the file leaves out says so: the control plane saw
+// the field's default ("", 0), and "must be 3 to 261 characters long"
+// alone reads as if the file wrote one too short. A fault already placed
+// (as parse faults are), or one c.source cannot place, is returned as it
+// is.
 func (c *cli) placed(f snapshot.FieldError) snapshot.FieldError {
 	if c.source == nil || f.Path == "" || strings.HasSuffix(f.Message, ")") && placedAt.MatchString(f.Message) {
 		return f
 	}
-	local, at := c.source.Place(f.Path)
+	local, at, written := c.source.Place(f.Path)
 	if at == "" {
 		return f
 	}
-	return snapshot.FieldError{Path: local, Message: f.Message + " (" + at + ")"}
+	msg := f.Message
+	switch {
+	case written || strings.HasPrefix(msg, "is required"):
+	case msg == "must not be empty":
+		msg = "is missing"
+	case strings.HasPrefix(msg, "must "):
+		msg = "is missing; it " + msg
+	default:
+		msg = "is missing: " + msg
+	}
+	return snapshot.FieldError{Path: local, Message: msg + " (" + at + ")"}
 }
 
 // placedAt matches the position a parse fault ends with: " (web.yaml:4)".

@@ -265,6 +265,15 @@ listeners:
 listeners:
   - { name: l, address: ":80", protocol: HTTP, default_cluster: wbe }
 `)
+	missing := writeFile(t, "missing.yaml", `clusters:
+  - name: web
+    endpoints:
+      - { name: a, address: 10.0.0.1:80 }
+      - { weight: 1 }
+listeners:
+  - { name: l, address: ":80", protocol: HTTP }
+  - { name: t, address: ":81", default_cluster: web }
+`)
 	// A directory: faults name the file and line that hold them, and the
 	// path as that file writes it.
 	dir := filepath.Dir(writeFile(t, "a.yaml", "clusters: [{ name: api, endpoints: [{ name: a, address: 10.0.0.1:80 }] }]\n"))
@@ -307,6 +316,19 @@ listeners:
 			wantStderr: []string{
 				"clusters[0].endpoints[1].weight: must be <= 256 (" + invalid + ":5)\n",
 				`listeners[0].default_cluster: unknown cluster "wbe", did you mean "web"? (` + invalid + ":7)\n",
+			},
+		},
+		{
+			// The control plane sees a left-out field's default: the fault
+			// says the field is missing, not that "" is too short.
+			name:     "faults on fields left out",
+			args:     []string{"validate", "-f", missing},
+			wantCode: 1,
+			wantStderr: []string{
+				"\nclusters[0].endpoints[1].name: is missing; it must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (" + missing + ":5)\n",
+				"\nclusters[0].endpoints[1].address: is missing; it must be 3 to 261 characters long (" + missing + ":5)\n",
+				"\nlisteners[0].default_cluster: is missing (" + missing + ":7)\n",
+				"\nlisteners[1].protocol: is required; one of TCP, HTTP (" + missing + ":8)\n",
 			},
 		},
 		{
