@@ -554,7 +554,7 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 
 	case protoreflect.StringKind:
 		if tag != "!!str" {
-			d.fail(path, n, "expected a string, got %s; quote it to make it a string", describe(n))
+			d.fail(path, n, "expected a string, got %s; %s", describe(n), stringHint(fd, n))
 			return z, false
 		}
 		if !utf8.ValidString(n.Value) {
@@ -649,6 +649,19 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 		return protoreflect.ValueOfUint32(uint32(u)), true
 	}
 	return protoreflect.ValueOfUint64(u), true
+}
+
+// stringHint says how to write the scalar n as the string field fd takes.
+// Quoting is the fix but for an address given as a port alone, which
+// quoted would be refused for its missing host.
+func stringHint(fd protoreflect.FieldDescriptor, n *yaml.Node) string {
+	if fd.Name() != "address" || n.ShortTag() != "!!int" || strings.Trim(n.Value, "0123456789") != "" {
+		return "quote it to make it a string"
+	}
+	if fd.ContainingMessage().Name() == "Listener" {
+		return fmt.Sprintf("write host:port, \"127.0.0.1:%s\", or \":%s\" for every address", n.Value, n.Value)
+	}
+	return fmt.Sprintf("write host:port, as \"127.0.0.1:%s\"", n.Value)
 }
 
 func isDigits(s string) bool {

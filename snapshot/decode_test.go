@@ -62,6 +62,17 @@ func TestParseFaults(t *testing.T) {
 			want: []string{"clusters[0].name: expected a string, got the integer 42; quote it to make it a string (line 2)"},
 		},
 		{
+			// Quoted, a port alone would be refused for its missing host.
+			name: "a port alone where a listener's address goes",
+			in:   "listeners:\n  - { name: db, address: 6663 }\n",
+			want: []string{`listeners[0].address: expected a string, got the integer 6663; write host:port, "127.0.0.1:6663", or ":6663" for every address (line 2)`},
+		},
+		{
+			name: "a port alone where an endpoint's address goes",
+			in:   "clusters:\n  - name: web\n    endpoints: [{ name: a, address: 9001 }]\n",
+			want: []string{`clusters[0].endpoints[0].address: expected a string, got the integer 9001; write host:port, as "127.0.0.1:9001" (line 3)`},
+		},
+		{
 			name: "list where a mapping goes",
 			in:   "clusters:\n  - name: web\n    health_check: [2s, 3, 2]\n",
 			want: []string{"clusters[0].health_check: expected a mapping, got a list (line 3)"},
