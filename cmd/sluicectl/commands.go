@@ -994,6 +994,9 @@ Reasons:
 		}
 		v, ok := reasons.Parse(r)
 		if !ok {
+			if near := snapshot.Closest(r, reasons.Names()); near != "" {
+				return c.usageError(fs, "--reason %q is not a reason, did you mean %q? (one of %s)", r, near, strings.Join(reasons.Names(), ", "))
+			}
 			return c.usageError(fs, "--reason %q is not one of %s", r, strings.Join(reasons.Names(), ", "))
 		}
 		want = append(want, v)

@@ -832,6 +832,9 @@ func TestNodesAndConns(t *testing.T) {
 	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "closed"); code != 2 || !strings.Contains(stderr, `--reason "closed" is not one of client_closed, server_closed`) {
 		t.Errorf("conns --reason closed: exit %d, stderr %q; want 2 and the reasons", code, stderr)
 	}
+	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "client_closed,shutdwn"); code != 2 || !strings.Contains(stderr, `--reason "shutdwn" is not a reason, did you mean "shutdown"? (one of client_closed, server_closed`) {
+		t.Errorf("conns --reason shutdwn: exit %d, stderr %q; want 2 and shutdown suggested", code, stderr)
+	}
 
 	code, stdout, _ = sluicectl(t, addr, "nodes", "-o", "json")
 	for _, w := range []string{`"id": "dp-2"`, `"connected": false`, `"draining": true`, `"nacked_version": "5"`, `"nack_error": "listener public:\nbind: address already in use"`} {

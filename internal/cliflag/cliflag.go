@@ -44,7 +44,7 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 }
 
 // Explain is the message of an error from fs.Parse: for a flag fs does not
-// have, the one it likely meant (--dryrun: --dry-run). The flag package
+// have, the one it likely meant (--dryrun: --dry-run; --node: --node-id). The flag package
 // words a bad duration or count "parse error", which does not say that
 // "30" lacks its unit or that a count cannot be negative, and it takes a
 // negative number given as an argument ("set-weight web/web1 -1") for an
@@ -57,7 +57,20 @@ func Explain(fs *flag.FlagSet, err error) string {
 		}
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-		if near := snapshot.Closest(name, names); near != "" {
+		near := snapshot.Closest(name, names)
+		if near == "" {
+			// A flag's first words alone: --node for --node-id.
+			var longer []string
+			for _, n := range names {
+				if strings.HasPrefix(n, name+"-") {
+					longer = append(longer, n)
+				}
+			}
+			if len(longer) == 1 {
+				near = longer[0]
+			}
+		}
+		if near != "" {
 			return msg + fmt.Sprintf(", did you mean --%s?", near)
 		}
 		return msg

@@ -10,16 +10,22 @@ import (
 )
 
 func TestParse(t *testing.T) {
+	const usage = "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -drain-grace duration\n    \tthe drain's grace\n" +
+		"  -drain-timeout duration\n    \tthe drain's timeout\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n" +
+		"  -max-age duration\n    \tthe age\n"
 	for _, tt := range []struct {
 		args           []string
 		code           int
 		stdout, stderr string
 	}{
 		{args: []string{"--grace", "3s"}, code: -1},
-		{args: []string{"--help"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
-		{args: []string{"-h"}, code: 0, stdout: "Usage: prog [--grace D]\n  -count uint\n    \tthe count\n  -grace duration\n    \tthe grace\n  -limit int\n    \tthe limit\n"},
+		{args: []string{"--help"}, code: 0, stdout: usage},
+		{args: []string{"-h"}, code: 0, stdout: usage},
 		{args: []string{"--bogus"}, code: 2, stderr: "prog: flag provided but not defined: -bogus\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--graec", "3s"}, code: 2, stderr: "prog: flag provided but not defined: -graec, did you mean --grace?\nRun 'prog --help' for its flags.\n"},
+		{args: []string{"--max"}, code: 2, stderr: "prog: flag provided but not defined: -max, did you mean --max-age?\nRun 'prog --help' for its flags.\n"},
+		// Two flags start with it: no guess.
+		{args: []string{"--drain"}, code: 2, stderr: "prog: flag provided but not defined: -drain\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--grace", "30"}, code: 2, stderr: "prog: invalid value \"30\" for flag -grace: parse error (a duration has a unit: 30s, 1m30s, 500ms)\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--limit", "many"}, code: 2, stderr: "prog: invalid value \"many\" for flag -limit: parse error\nRun 'prog --help' for its flags.\n"},
 		{args: []string{"--count", "-1"}, code: 2, stderr: "prog: invalid value \"-1\" for flag -count: parse error (a whole number, 0 or more)\nRun 'prog --help' for its flags.\n"},
@@ -30,6 +36,9 @@ func TestParse(t *testing.T) {
 		fs.Duration("grace", 0, "the grace")
 		fs.Int("limit", 0, "the limit")
 		fs.Uint("count", 0, "the count")
+		fs.Duration("max-age", 0, "the age")
+		fs.Duration("drain-grace", 0, "the drain's grace")
+		fs.Duration("drain-timeout", 0, "the drain's timeout")
 		fs.Usage = func() {
 			fs.Output().Write([]byte("Usage: prog [--grace D]\n"))
 			fs.PrintDefaults()
