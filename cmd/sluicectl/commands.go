@@ -965,7 +965,8 @@ With control-plane replicas on one etcd, each replica keeps the records of
 its own nodes: conns asks each replica that has nodes at its name, as stats
 does, and merges the records; it exits 1 naming any it could not ask.
 
-Reasons:
+Reasons (--reason takes their full names too, as -o json writes them:
+CLOSE_REASON_SHUTDOWN):
 `+wrap(strings.Join(reasons.Names(), ", "), 76, "  "))
 	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
 	node := fs.String("node", "", "only connections of node `ID`")

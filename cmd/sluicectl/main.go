@@ -128,6 +128,11 @@ Global flags, before or after the command:
 "sluicectl --version" prints the version and exits (before any command: after
 "get", --version is a flag of get's). Run "sluicectl COMMAND --help" for the
 flags of a command.
+
+-o json prints the control plane's answer in protobuf's JSON mapping: the
+.proto's field names, enums by full name (CLOSE_REASON_CLIENT_CLOSED), 64-bit
+integers as strings; get -o json prints the snapshot as apply reads it.
+
 Exit status: 0 ok, 1 refused or failed, 2 usage error; with --wait, 2 a node
 refused the version or the rollout halted, 3 --wait-timeout passed first.
 `, defaultCP)

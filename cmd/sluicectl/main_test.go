@@ -832,6 +832,10 @@ func TestNodesAndConns(t *testing.T) {
 	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "closed"); code != 2 || !strings.Contains(stderr, `--reason "closed" is not one of client_closed, server_closed`) {
 		t.Errorf("conns --reason closed: exit %d, stderr %q; want 2 and the reasons", code, stderr)
 	}
+	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "CLOSE_REASON_SHUTDOWN"); code != 0 ||
+		!slices.Equal(cp.conns[len(cp.conns)-1].GetReasons(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN}) {
+		t.Errorf("conns --reason CLOSE_REASON_SHUTDOWN, as -o json writes it: exit %d, stderr %q, request %v", code, stderr, cp.conns[len(cp.conns)-1])
+	}
 	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "client_closed,shutdwn"); code != 2 || !strings.Contains(stderr, `--reason "shutdwn" is not a reason, did you mean "shutdown"? (one of client_closed, server_closed`) {
 		t.Errorf("conns --reason shutdwn: exit %d, stderr %q; want 2 and shutdown suggested", code, stderr)
 	}

@@ -40,10 +40,12 @@ func NameEach(rs []sluicev1.CloseReason) []string {
 	return out
 }
 
-// Parse reads a name as Name writes it, in any case; UNSPECIFIED and
-// unknown names are not reasons a filter can ask for.
+// Parse reads a name as Name writes it, or as the enum's full name (what
+// protobuf's JSON, sluicectl's -o json, writes), in any case; UNSPECIFIED
+// and unknown names are not reasons a filter can ask for.
 func Parse(name string) (sluicev1.CloseReason, bool) {
-	v, ok := sluicev1.CloseReason_value[prefix+strings.ToUpper(strings.TrimSpace(name))]
+	n := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(name)), prefix)
+	v, ok := sluicev1.CloseReason_value[prefix+n]
 	if !ok || v == 0 {
 		return 0, false
 	}

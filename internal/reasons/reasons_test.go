@@ -21,7 +21,10 @@ func TestNameAndParse(t *testing.T) {
 	if r, ok := Parse(" Client_Closed "); !ok || r != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
 		t.Errorf("Parse is not case- and space-blind: %v, %v", r, ok)
 	}
-	for _, bad := range []string{"", "unspecified", "closed", "client-closed"} {
+	if r, ok := Parse("CLOSE_REASON_SHUTDOWN"); !ok || r != sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN {
+		t.Errorf("Parse does not read the enum's full name, as -o json writes it: %v, %v", r, ok)
+	}
+	for _, bad := range []string{"", "unspecified", "CLOSE_REASON_UNSPECIFIED", "CLOSE_REASON_", "closed", "client-closed"} {
 		if _, ok := Parse(bad); ok {
 			t.Errorf("Parse(%q) accepted a name that is no reason", bad)
 		}
