@@ -69,11 +69,11 @@ func fileName(path string) string {
 // placed is fault f of the snapshot the command read, its path as the
 // file that holds it writes it, with "(file:line)" after its message: in a
 // directory's merged snapshot, clusters[7] may be clusters[0] of b.yaml.
-// A fault on a field the file leaves out says so: the control plane saw
-// the field's default ("", 0), and "must be 3 to 261 characters long"
-// alone reads as if the file wrote one too short. A fault already placed
-// (as parse faults are), or one c.source cannot place, is returned as it
-// is.
+// A fault on a field the file leaves out says so (unless it says it is
+// required): the control plane saw the field's default ("", 0), and "must
+// be 3 to 261 characters long" alone reads as if the file wrote one too
+// short. A fault already placed (as parse faults are), or one c.source
+// cannot place, is returned as it is.
 func (c *cli) placed(f snapshot.FieldError) snapshot.FieldError {
 	if c.source == nil || f.Path == "" || strings.HasSuffix(f.Message, ")") && placedAt.MatchString(f.Message) {
 		return f
@@ -84,7 +84,7 @@ func (c *cli) placed(f snapshot.FieldError) snapshot.FieldError {
 	}
 	msg := f.Message
 	switch {
-	case written || strings.HasPrefix(msg, "is required"):
+	case written || strings.HasPrefix(msg, "is required") || strings.HasPrefix(msg, "required"):
 	case msg == "must not be empty":
 		msg = "is missing"
 	case strings.HasPrefix(msg, "must "):
@@ -740,7 +740,7 @@ exit status is 1.`)
 	if st := checkOutput(c, fs, *o, "yaml", "json"); st >= 0 {
 		return st
 	}
-	if *version == 0 && isSet(fs, "version") {
+	if *version == 0 && cliflag.Given(fs, "version") {
 		// 0 asks the control plane for the current snapshot: printing it
 		// for a version asked for by number would answer another question.
 		return c.usageError(fs, "--version must be a stored version number (1 or more), not 0")

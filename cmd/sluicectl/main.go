@@ -239,14 +239,6 @@ func (c *cli) flags(name, synopsis, about string) *flag.FlagSet {
 	return fs
 }
 
-// isSet says whether the flag name was given on the command line, even
-// with its default value.
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 func hasFlags(fs *flag.FlagSet) bool {
 	has := false
 	fs.VisitAll(func(*flag.Flag) { has = true })

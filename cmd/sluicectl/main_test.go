@@ -270,6 +270,7 @@ listeners:
     endpoints:
       - { name: a, address: 10.0.0.1:80 }
       - { weight: 1 }
+  - { name: db, lb_policy: HASH, endpoints: [{ name: d, address: 10.0.0.3:5432 }] }
 listeners:
   - { name: l, address: ":80", protocol: HTTP }
   - { name: t, address: ":81", default_cluster: web }
@@ -327,8 +328,10 @@ listeners:
 			wantStderr: []string{
 				"\nclusters[0].endpoints[1].name: is missing; it must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (" + missing + ":5)\n",
 				"\nclusters[0].endpoints[1].address: is missing; it must be 3 to 261 characters long (" + missing + ":5)\n",
-				"\nlisteners[0].default_cluster: is missing (" + missing + ":7)\n",
-				"\nlisteners[1].protocol: is required; one of TCP, HTTP (" + missing + ":8)\n",
+				"\nlisteners[0].default_cluster: is missing (" + missing + ":8)\n",
+				"\nlisteners[1].protocol: is required; one of TCP, HTTP (" + missing + ":9)\n",
+				// A fault that says the field is required keeps its words.
+				"\nclusters[1].hash: required when lb_policy is HASH: say which key to hash, e.g. hash: { key: SOURCE_IP } (" + missing + ":6)\n",
 			},
 		},
 		{
