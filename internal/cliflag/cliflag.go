@@ -44,11 +44,11 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
 }
 
 // Explain is the message of an error from fs.Parse: for a flag fs does not
-// have, the one it likely meant (--dryrun: --dry-run; --node: --node-id). The flag package
-// words a bad duration or count "parse error", which does not say that
-// "30" lacks its unit or that a count cannot be negative, and it takes a
-// negative number given as an argument ("set-weight web/web1 -1") for an
-// unknown flag; Explain says what was wanted.
+// have, the one it likely meant (--dryrun: --dry-run; --node: --node-id).
+// The flag package words a bad duration or count "parse error", which does
+// not say that "30" lacks its unit or that a count cannot be negative, and
+// it takes a negative number given as an argument ("set-weight web/web1
+// -1") for an unknown flag; Explain says what was wanted.
 func Explain(fs *flag.FlagSet, err error) string {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
