@@ -4,7 +4,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -26,6 +29,10 @@ const closeBadRequest = sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST
 
 // textBodyTooLarge is the HTTP/1.1 engine's text for a 413.
 const textBodyTooLarge = "request body too large"
+
+// textBodyTimeout is the HTTP/1.1 engine's text for a 408 of a body that
+// paused longer than idle_timeout.
+const textBodyTimeout = "request body not received in time"
 
 // headerListBytes is the http.Server.MaxHeaderBytes of a connection: what
 // net/http lets through to the handler, where the listener's own limits
@@ -51,6 +58,15 @@ func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text 
 	cn.end(closeBadRequest)
 	cn.fail(closeBadRequest)
 	return cn.errorAnswer(w, r, status, text, true)
+}
+
+// timeOut answers a request whose body paused longer than idle_timeout
+// with the HTTP/1.1 engine's 408, and ends the connection, recorded as
+// client_timeout as there.
+func (cn *conn) timeOut(w http.ResponseWriter, r *http.Request) int {
+	cn.end(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
+	cn.fail(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
+	return cn.errorAnswer(w, r, 408, textBodyTimeout, true)
 }
 
 // declaredTooLarge reports whether r declares a body longer than the
@@ -105,3 +121,117 @@ func bodyTooLarge(r *http.Request) bool {
 	b, ok := r.Body.(*limitedBody)
 	return ok && b.over.Load()
 }
+
+// errBodyTimeout is what an idleBody returns once a read waited longer
+// than idle_timeout.
+var errBodyTimeout = errors.New("h2proxy: request body not received in time")
+
+// idleBody bounds the pauses of a request body, as the HTTP/1.1 engine
+// does: each read may wait at most idle_timeout (the connection's read
+// deadline on HTTP/1.x, the stream's on HTTP/2), after which it fails
+// with errBodyTimeout and the client gets 408. The deadline is cleared
+// once the body is read to its end, for net/http's own reads after it (an
+// HTTP/1.x connection's next request head, which has its own timeout,
+// and its background read, which a deadline would take for the client
+// going away), and once the response starts (responding): from then on
+// response_timeout bounds the exchange's silences, and a client that
+// streams while it reads a stream (gRPC's bidirectional calls) may be
+// quiet as long as the endpoint is not.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+
+	timedOut atomic.Bool
+	// mu orders the deadlines the reads set (on the goroutine that sends
+	// the body to the endpoint, which may still run after the handler
+	// returned) with the last one, finish's: none after it.
+	mu        sync.Mutex
+	eof       bool
+	unbounded bool // the response started
+	finished  bool
+}
+
+// idleBound wraps r's body, if it has one, in an idleBody with the
+// listener's idle_timeout (none if it is 0).
+func idleBound(w http.ResponseWriter, r *http.Request, idle time.Duration) *idleBody {
+	if idle <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+	r.Body = b
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.deadline(time.Now().Add(b.idle), false)
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		b.deadline(time.Time{}, true)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.timedOut.Store(true)
+		err = errBodyTimeout
+	}
+	return n, err
+}
+
+// deadline sets the read deadline t, unless the response started or the
+// handler finished; eof notes the body's end.
+func (b *idleBody) deadline(t time.Time, eof bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.eof = b.eof || eof
+	if b.unbounded || b.finished {
+		return
+	}
+	b.rc.SetReadDeadline(t)
+}
+
+// responding lifts the bound (b nil: none) as the response starts.
+func (b *idleBody) responding() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.unbounded || b.finished || b.eof {
+		return
+	}
+	b.unbounded = true
+	b.rc.SetReadDeadline(time.Time{})
+}
+
+// finish is called as the handler returns. On HTTP/1.x, net/http then
+// reads what is left of a body the endpoint did not take, to reuse the
+// connection; that read gets idle_timeout too, or none when the
+// connection ends (ending), so a client that holds its body back does not
+// hold the connection.
+func (b *idleBody) finish(r *http.Request, ending bool) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.finished {
+		return
+	}
+	b.finished = true
+	switch {
+	case b.eof:
+		return
+	case r.ProtoMajor != 1:
+		if !b.unbounded {
+			b.rc.SetReadDeadline(time.Time{}) // the stream's: no timer left behind
+		}
+		return
+	}
+	t := time.Now()
+	if !ending {
+		t = t.Add(b.idle)
+	}
+	b.rc.SetReadDeadline(t)
+}
+
+// expired reports whether b (nil: no bound) gave up on its client.
+func (b *idleBody) expired() bool { return b != nil && b.timedOut.Load() }

@@ -36,6 +36,8 @@ type stream struct {
 	// hijacked: the request became a tunnel, which took the connection
 	// from net/http (upgrade.go).
 	hijacked bool
+	// idle bounds the pauses of the request's body (nil: none).
+	idle *idleBody
 }
 
 var streams = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32<<10)} }}
@@ -62,10 +64,14 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	last := cn.stream(hcfg)
 	st := streams.Get().(*stream)
 	cn.meterStart(st, hcfg.Meter, r)
+	st.idle = idleBound(w, r, hcfg.IdleTimeout)
 	defer func() {
+		if !st.hijacked {
+			st.idle.finish(r, cn.ending.Load() != 0)
+		}
 		cn.meterDone(st, hcfg.Meter)
 		hijacked := st.hijacked
-		st.upgrade, st.hijacked = nil, false
+		st.upgrade, st.hijacked, st.idle = nil, false, nil
 		st.req.ForgetFailed()
 		streams.Put(st)
 		if hijacked {
@@ -316,6 +322,12 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		if rt.connectFailed() {
 			return false, err
 		}
+		if st.idle.expired() {
+			// First: on HTTP/1.x the read that timed out also ended the
+			// request's context, as a client that went away does.
+			st.mx.Status = cn.timeOut(w, r)
+			return true, nil
+		}
 		if cn.unanswered(r) {
 			return true, err
 		}
@@ -369,6 +381,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		dst.Set("Connection", "close")
 	}
 	w.WriteHeader(resp.StatusCode)
+	st.idle.responding()
 	st.mx.Status = resp.StatusCode
 	in, werr := copyBody(w, resp.Body, st.buf, timer, hcfg.ResponseTimeout)
 	ep.Transferred(in, body.n.Load())
