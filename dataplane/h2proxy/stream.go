@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
@@ -100,7 +102,8 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
 		return
 	}
-	limitBody(r, hcfg)
+	forwardTrailers(r)
+	limitBody(r, hcfg) // outermost: bodyTooLarge finds it
 	st.upgrade = upgradeFields(r, req)
 
 	failures, repicks := 0, 0 // connects that failed and were retried; retired picks
@@ -410,6 +413,42 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		}
 	}
 	return true, nil
+}
+
+// forwardTrailers has the trailers of a chunked HTTP/1.x request body
+// forwarded, announced or not, as the HTTP/1.1 engine forwards them:
+// net/http fills the request's Trailer as it reads the body's end, but
+// only into a map that exists by then, and the endpoint's request shares
+// it (outgoing). Fields no trailer may carry (framing, Host, hop-by-hop,
+// and the others httpguts refuses, as Go's HTTP/2 server does) are left
+// out.
+func forwardTrailers(r *http.Request) {
+	if r.ProtoMajor != 1 || r.ContentLength >= 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	if r.Trailer == nil {
+		r.Trailer = http.Header{}
+	}
+	r.Body = trailerBody{ReadCloser: r.Body, trailer: r.Trailer}
+}
+
+// trailerBody is a request body whose trailer fields are checked at its
+// end (forwardTrailers).
+type trailerBody struct {
+	io.ReadCloser
+	trailer http.Header
+}
+
+func (b trailerBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		for k := range b.trailer {
+			if !httpguts.ValidTrailerHeader(k) {
+				delete(b.trailer, k)
+			}
+		}
+	}
+	return n, err
 }
 
 func req2idempotent(r *http.Request) bool {
