@@ -77,7 +77,9 @@
 // A listener whose rules may route to an http2 cluster has every client
 // connection served here (httpproxy.Config.Translate), HTTP/1.1 ones too,
 // so that an HTTP/1.1 client reaches an HTTP/2 endpoint (Envoy's protocol
-// translation). Such listeners trade the HTTP/1.1 engine's speed for it;
+// translation); their requests are framed as the HTTP/1.1 engine frames
+// them before net/http reads them, and refused as it refuses them
+// (h1screen.go). Such listeners trade the HTTP/1.1 engine's speed for it;
 // other listeners hand only their HTTP/2 connections to this engine. Their
 // HTTP/1.1 Upgrade requests (WebSocket) to HTTP/1.1 endpoints become
 // tunnels as on any other listener, with the HTTP/1.1 engine's relay

@@ -43,7 +43,9 @@ func TestRefusedHTTP1Request(t *testing.T) {
 		status     int
 	}{
 		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400},
-		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		// Refused as the HTTP/1.1 engine refuses it (h1Screen): 400, where
+		// net/http alone answers 501.
+		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400},
 		{"a head past MaxHeaderBytes", "GET /bad HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 2<<20) + "\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -112,6 +113,9 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	hcfg := s.http.Config()
 	cfg := s.cfg.Load()
 	nc := &countConn{Conn: c, pre: preread, h1: !h2}
+	if !h2 {
+		nc.screen = &h1Screen{maxHead: headerListBytes(hcfg) + 4<<10} // and net/http's bufio
+	}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
 	var protos http.Protocols
@@ -301,6 +305,9 @@ type countConn struct {
 
 	h1      bool
 	refused atomic.Pointer[refusal]
+	// screen frames an HTTP/1.x client's requests before net/http reads
+	// them (h1screen.go); nil on HTTP/2.
+	screen *h1Screen
 }
 
 // refusal is a request head net/http refused and answered itself, before
@@ -368,6 +375,45 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *countConn) Read(p []byte) (int, error) {
+	if c.screen != nil {
+		return c.screenRead(p)
+	}
+	return c.read(p)
+}
+
+// screenRead is Read through the screen: only bytes it framed go to
+// net/http. A read error of the client's goes on at once (a deadline
+// net/http set passes, and the screen keeps what it holds).
+func (c *countConn) screenRead(p []byte) (int, error) {
+	s := c.screen
+	for {
+		if s.ready > 0 {
+			return s.take(p), nil
+		}
+		switch s.state {
+		case screenRefused:
+			return 0, io.EOF
+		case screenCut:
+			return 0, errBadFraming
+		}
+		if s.frame() {
+			continue
+		}
+		if cap(s.buf)-len(s.buf) < 1<<10 {
+			// As net/http's own reads: 4 KiB, more for a long head.
+			s.buf = slices.Grow(s.buf, 4<<10)
+		}
+		n, err := c.read(s.buf[len(s.buf):cap(s.buf)])
+		s.buf = s.buf[:len(s.buf)+n]
+		if n == 0 && err != nil {
+			return 0, err
+		}
+	}
+}
+
+// read reads the client's bytes: what was read before ServeConn first,
+// then the connection's, counted.
+func (c *countConn) read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)
 		c.pre = c.pre[n:]

@@ -150,6 +150,9 @@ func (cn *conn) tunnel(w http.ResponseWriter, resp *http.Response, up *upgrading
 	if err != nil {
 		panic(http.ErrAbortHandler) // not an HTTP/1.x connection: a bug
 	}
+	if cn.nc.screen != nil {
+		cn.nc.screen.tunnelled() // no more requests: the tunnel's bytes
+	}
 	// net/http is done with the connection: ServeHTTP tells ServeConn
 	// when the tunnel is.
 	st.hijacked = true

@@ -85,9 +85,10 @@ func TestUpgradeTunnel(t *testing.T) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
 		t.Fatalf("through the tunnel: %q, %v; want %q", got, err, want)
 	}
-	// The bodies' bytes: "early " and "hello\n" behind the heads, then
-	// what the relay carried, "ping" up and "early ping" down (the 426
-	// had none).
+	// The bodies' bytes: "hello\n" behind the endpoint's head, then what
+	// the relay carried, "early ping" up (the client's bytes behind its
+	// head wait in the screen until the 101, then go as the tunnel's) and
+	// "early ping" down (the 426 had none).
 	counted := func(epOut, epIn, lIn, lOut uint64) {
 		t.Helper()
 		deadline := time.Now().Add(meter.SettleEvery + 5*time.Second)
@@ -103,7 +104,7 @@ func TestUpgradeTunnel(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	counted(10, 16, 4, 10) // while the tunnel is open
+	counted(10, 16, 10, 10) // while the tunnel is open
 	c.(*net.TCPConn).CloseWrite()
 	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
 		t.Fatalf("after the client's half-close: %q, %v; want the endpoint's close", rest, err)

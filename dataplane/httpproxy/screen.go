@@ -1,0 +1,69 @@
+package httpproxy
+
+import "math"
+
+// HeadEnd, ScreenHead and ChunkScanner are for an engine that reads
+// HTTP/1.x requests with a parser of its own (the HTTP/2 engine serves the
+// HTTP/1.x clients of a translating listener with net/http): with them it
+// frames each request of a connection as this engine does, and refuses
+// what this engine refuses, before its parser reads a byte of it. Two
+// parsers that frame one stream of requests differently are what request
+// smuggling needs.
+
+// unlimited are head limits that never refuse: the screening engine has
+// its own, and the listener's are checked later (Request.Load).
+var unlimited = headLimits{bytes: math.MaxInt, fields: math.MaxInt, uri: math.MaxInt}
+
+// HeadEnd returns the end of the request head that starts at b[0] (past
+// its empty line), or -1 when b does not hold all of it yet.
+func HeadEnd(b []byte) int {
+	end, _ := findHeadEnd(b, 0)
+	return end
+}
+
+// ScreenHead parses head, one request head (request line through the empty
+// line, no empty line before it), as this engine parses a client's, but
+// for the size limits. body is the declared length of the request's body,
+// -1 for a chunked one, 0 for none; upgrade says the request asks to
+// switch protocols, so that the bytes after its head may be a tunnel's.
+// err is this engine's refusal; StatusOf gives its status and text.
+func ScreenHead(head []byte) (body int64, upgrade bool, err error) {
+	var r Request
+	if e := r.parseLimited(head, &unlimited); e != nil {
+		return 0, false, &foreignError{e}
+	}
+	return r.ContentLength(), r.tunnel, nil
+}
+
+// ChunkScanner finds the end of a chunked body (its trailers included) as
+// this engine reads one, refusing the framing it refuses. The zero value
+// is ready for a body.
+type ChunkScanner struct {
+	d    chunkDecoder
+	sink []byte // where the decoder copies the data, which is dropped
+}
+
+// Scan consumes what it can of in, the next bytes of the body: its first n
+// bytes belong to the body, and done says the body ended with them. What
+// is left of in is either the next message's (done) or an incomplete step
+// of the body's framing, to scan again with the bytes that follow. err is
+// framing this engine refuses.
+func (s *ChunkScanner) Scan(in []byte) (n int, done bool, err error) {
+	if s.sink == nil {
+		s.sink = make([]byte, 0, 16<<10)
+	}
+	for !s.d.done() {
+		k, _, err := s.d.decode(in[n:], s.sink[:0], false)
+		n += k
+		if err != nil {
+			return n, false, err
+		}
+		if k == 0 {
+			return n, false, nil
+		}
+	}
+	return n, true, nil
+}
+
+// Reset readies s for the next body.
+func (s *ChunkScanner) Reset() { s.d.reset() }
