@@ -453,6 +453,26 @@ func TestMalformedHeadersLimits(t *testing.T) {
 	}
 }
 
+// TestHeaderListPastLimitInContinuation: a header list past the limit
+// gets net/http's 431 (TestMalformedHeadersLimits), but one that goes on
+// in a CONTINUATION frame once it is past the limit ends the connection:
+// net/http stops reading such a block there (its guard against
+// CONTINUATION floods), as the README says.
+func TestHeaderListPastLimitInContinuation(t *testing.T) {
+	addr := h2Server(t, 200) // a list of 520 bytes
+	v := strings.Repeat("v", 200)
+	cl := dialH2(t, addr)
+	cl.headers(http2.HeadersFrameParam{StreamID: 1, BlockFragment: cl.block("x-a", v, "x-b", v, "x-c", v), EndStream: true})
+	cl.buf.Reset()
+	cl.enc.WriteField(hpack.HeaderField{Name: "x-d", Value: "d"})
+	if err := cl.fr.WriteContinuation(1, true, bytes.Clone(cl.buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cl.wait(1), (answer{goAway: true, rst: http2.ErrCodeProtocol}); got != want {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
 // TestHeaderCheckPassesValid: header blocks net/http accepts pass byte for
 // byte, however framed, and the reader keeps following the connection
 // after them.
