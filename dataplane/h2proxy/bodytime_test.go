@@ -3,9 +3,7 @@ package h2proxy
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -42,35 +40,13 @@ func TestHTTP1BodyHeldBack(t *testing.T) {
 			503, "no endpoint available\n", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var log logged
-			m := meter.NewListener("web", &log)
-			backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
-			})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go backend.Serve(ln)
-			t.Cleanup(func() { backend.Close() })
-			var d httpproxy.Director = pickDirector{upstream.New("web", "a", ln.Addr().String())}
+			m := meter.NewListener("web", nil)
+			var d httpproxy.Director = pickDirector{backendOf(t, discardBody, false)}
 			if tc.noEndpoint {
 				d = noEndpoint{}
 			}
-			hs := httpproxy.NewServer(&httpproxy.Config{Director: d, Meter: m,
-				IdleTimeout: idle, MaxRequestBodyBytes: 1000}, nil)
-			up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-			t.Cleanup(up.Close)
-			s := NewServer(hs, up, nil)
-
-			client, server := net.Pipe()
-			defer client.Close()
-			ended := make(chan sluicev1.CloseReason, 1)
-			go func() {
-				defer server.Close()
-				ended <- s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-			}()
-			client.SetDeadline(time.Now().Add(10 * time.Second))
+			client, ended := serveHTTP1(t, engine(t, &httpproxy.Config{Director: d, Meter: m,
+				IdleTimeout: idle, MaxRequestBodyBytes: 1000}, false))
 			go io.WriteString(client, tc.request) // and nothing more: the client waits
 			sent := time.Now()
 			br := bufio.NewReader(client)
@@ -104,6 +80,10 @@ func TestHTTP1BodyHeldBack(t *testing.T) {
 	}
 }
 
+// discardBody is an endpoint's handler that reads the request's body and
+// answers 200.
+func discardBody(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }
+
 // noEndpoint is a Director that finds no endpoint.
 type noEndpoint struct{}
 
@@ -116,20 +96,8 @@ func (noEndpoint) Pick(*httpproxy.Request) (*upstream.Endpoint, time.Duration, e
 // bound of its own on a stream's body.
 func TestHTTP2BodyHeldBack(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
-	ep := upstream.New("web", "a", ln.Addr().String())
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
-	addr := serveOne(t, NewServer(hs, up, nil))
+	ep := backendOf(t, discardBody, false)
+	addr := serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, false))
 
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
@@ -159,9 +127,7 @@ func TestHTTP2BodyHeldBack(t *testing.T) {
 // goes on.
 func TestHTTP2StreamingClientMayPause(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	backend := &http.Server{Protocols: &h2c, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		w.WriteHeader(200)
 		rc.Flush()
@@ -176,19 +142,11 @@ func TestHTTP2StreamingClientMayPause(t *testing.T) {
 				return
 			}
 		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
-	ep := upstream.New("web", "a", ln.Addr().String())
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{HTTP2: true} })
-	t.Cleanup(up.Close)
-	addr := serveOne(t, NewServer(hs, up, nil))
+	}, true)
+	addr := serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, true))
 
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &h2c}
 	t.Cleanup(tr.CloseIdleConnections)
 	body, send := io.Pipe()

@@ -6,14 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -30,32 +28,13 @@ import (
 func TestHTTP1FramedAsTheHTTP1Engine(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string // what the endpoint got: method, path and body
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		seen = append(seen, r.Method+" "+r.RequestURI+" "+string(b))
 		mu.Unlock()
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
-	ep := upstream.New("web", "a", ln.Addr().String())
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
-	s := NewServer(hs, up, nil)
-
-	client, server := net.Pipe()
-	defer client.Close()
-	ended := make(chan sluicev1.CloseReason, 1)
-	go func() {
-		defer server.Close()
-		ended <- s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	}()
-	client.SetDeadline(time.Now().Add(10 * time.Second))
+	}, false)
+	client, ended := serveHTTP1(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false))
 	go io.WriteString(client, "POST /length HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"+
 		"\r\n"+ // an empty line before a request line
 		"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nworld\r\n0\r\n\r\n"+

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -51,26 +49,8 @@ func TestRefusedHTTP1Request(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var log logged
 			m := meter.NewListener("web", &log)
-			backend := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go backend.Serve(ln)
-			t.Cleanup(func() { backend.Close() })
-			ep := upstream.New("web", "a", ln.Addr().String())
-			hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, Meter: m}, nil)
-			up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-			t.Cleanup(up.Close)
-			s := NewServer(hs, up, nil)
-
-			client, server := net.Pipe()
-			ended := make(chan sluicev1.CloseReason, 1)
-			go func() {
-				defer server.Close()
-				ended <- s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-			}()
-			client.SetDeadline(time.Now().Add(10 * time.Second))
+			ep := backendOf(t, func(http.ResponseWriter, *http.Request) {}, false)
+			client, ended := serveHTTP1(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, Meter: m}, false))
 			go io.WriteString(client, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"+tc.head)
 			br := bufio.NewReader(client)
 			var body []byte

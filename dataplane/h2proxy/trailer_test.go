@@ -3,15 +3,11 @@ package h2proxy
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
 // TestHTTP1RequestTrailers: on a listener whose HTTP/1.1 connections this
@@ -21,31 +17,13 @@ import (
 // max_request_body_bytes still gets 413.
 func TestHTTP1RequestTrailers(t *testing.T) {
 	got := make(chan http.Header, 2)
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
 			return
 		}
 		got <- r.Trailer
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go backend.Serve(ln)
-	t.Cleanup(func() { backend.Close() })
-	ep := upstream.New("web", "a", ln.Addr().String())
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, MaxRequestBodyBytes: 1000}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
-	s := NewServer(hs, up, nil)
-
-	client, server := net.Pipe()
-	defer client.Close()
-	go func() {
-		defer server.Close()
-		s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	}()
-	client.SetDeadline(time.Now().Add(10 * time.Second))
+	}, false)
+	client, _ := serveHTTP1(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, MaxRequestBodyBytes: 1000}, false))
 	big := strings.Repeat("b", 600)
 	go io.WriteString(client, "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"+
 		"X-Checksum: 900150983cd24fb0\r\nConnection: x\r\nContent-Length: 5\r\nHost: evil\r\n\r\n"+
