@@ -123,10 +123,12 @@ func TestHTTP2BodyHeldBack(t *testing.T) {
 
 // TestHTTP2StreamingClientMayPause: once the response started, the body's
 // pauses are not bounded by idle_timeout: a bidirectional stream (gRPC's)
-// whose client is quiet longer than that, while the endpoint answers,
-// goes on.
+// whose client is quiet for more than twice that, while the endpoint
+// answers, goes on.
 func TestHTTP2StreamingClientMayPause(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	// Long enough that the response head is relayed before the first
+	// pause could time out, on a busy machine too.
+	const idle = time.Second
 	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		w.WriteHeader(200)
@@ -156,7 +158,7 @@ func TestHTTP2StreamingClientMayPause(t *testing.T) {
 	}
 	go func() {
 		send.Write([]byte("one "))
-		time.Sleep(3 * idle) // quiet, while the response is open
+		time.Sleep(2*idle + idle/2) // quiet, while the response is open
 		send.Write([]byte("two"))
 		send.Close()
 	}()
