@@ -8,7 +8,7 @@ import (
 
 // h1Screen stands between an HTTP/1.x client connection and net/http,
 // which serves it on a translating listener: it frames the client's bytes
-// as the HTTP/1.1 engine does (httpproxy.ScreenHead, ChunkScanner), and
+// as the HTTP/1.1 engine does (httpproxy.HeadScreener, ChunkScanner), and
 // hands net/http a request only once that engine would have taken its
 // head. net/http alone is laxer in places, the worst of them request
 // smuggling: it reads a request with both Content-Length and chunked
@@ -26,6 +26,7 @@ type h1Screen struct {
 	ready   int    // buf[:ready] may be handed on
 	state   uint8
 	left    int64 // of a body of declared length
+	heads   httpproxy.HeadScreener
 	chunks  httpproxy.ChunkScanner
 	maxHead int // a head longer than this is net/http's to refuse (431)
 }
@@ -94,7 +95,7 @@ func (s *h1Screen) frame() bool {
 			}
 			return false
 		}
-		body, _, err := httpproxy.ScreenHead(s.buf[:end])
+		body, _, err := s.heads.Screen(s.buf[:end])
 		if err != nil {
 			s.buf, s.state = append(s.buf[:0], refusedLine...), screenRefused
 			s.ready = len(s.buf)

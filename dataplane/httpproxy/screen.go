@@ -2,7 +2,7 @@ package httpproxy
 
 import "math"
 
-// HeadEnd, ScreenHead and ChunkScanner are for an engine that reads
+// HeadEnd, HeadScreener and ChunkScanner are for an engine that reads
 // HTTP/1.x requests with a parser of its own (the HTTP/2 engine serves the
 // HTTP/1.x clients of a translating listener with net/http): with them it
 // frames each request of a connection as this engine does, and refuses
@@ -21,14 +21,20 @@ func HeadEnd(b []byte) int {
 	return end
 }
 
-// ScreenHead parses head, one request head (request line through the empty
-// line, no empty line before it), as this engine parses a client's, but
-// for the size limits. body is the declared length of the request's body,
-// -1 for a chunked one, 0 for none; upgrade says the request asks to
-// switch protocols, so that the bytes after its head may be a tunnel's.
-// err is this engine's refusal; StatusOf gives its status and text.
-func ScreenHead(head []byte) (body int64, upgrade bool, err error) {
-	var r Request
+// HeadScreener parses request heads as this engine parses a client's, but
+// for the size limits. Its zero value is ready, and it keeps its storage
+// from head to head.
+type HeadScreener struct{ r Request }
+
+// Screen parses head, one request head (request line through the empty
+// line, no empty line before it). body is the declared length of the
+// request's body, -1 for a chunked one, 0 for none; upgrade says the
+// request asks to switch protocols, so that the bytes after its head may
+// be a tunnel's. err is this engine's refusal; StatusOf gives its status
+// and text.
+func (s *HeadScreener) Screen(head []byte) (body int64, upgrade bool, err error) {
+	r := &s.r
+	defer func() { r.head = nil }() // keeps no reference to the caller's bytes
 	if e := r.parseLimited(head, &unlimited); e != nil {
 		return 0, false, &foreignError{e}
 	}
