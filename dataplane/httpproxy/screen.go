@@ -56,7 +56,7 @@ type ChunkScanner struct {
 // framing this engine refuses.
 func (s *ChunkScanner) Scan(in []byte) (n int, done bool, err error) {
 	if s.sink == nil {
-		s.sink = make([]byte, 0, 16<<10)
+		s.sink = make([]byte, 0, 4<<10) // kept by a connection: small
 	}
 	for !s.d.done() {
 		k, _, err := s.d.decode(in[n:], s.sink[:0], false)
