@@ -95,7 +95,7 @@ func (s *h1Screen) frame() bool {
 			}
 			return false
 		}
-		body, _, err := s.heads.Screen(s.buf[:end])
+		body, err := s.heads.Screen(s.buf[:end])
 		if err != nil {
 			s.buf, s.state = append(s.buf[:0], refusedLine...), screenRefused
 			s.ready = len(s.buf)

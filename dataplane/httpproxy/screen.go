@@ -28,17 +28,15 @@ type HeadScreener struct{ r Request }
 
 // Screen parses head, one request head (request line through the empty
 // line, no empty line before it). body is the declared length of the
-// request's body, -1 for a chunked one, 0 for none; upgrade says the
-// request asks to switch protocols, so that the bytes after its head may
-// be a tunnel's. err is this engine's refusal; StatusOf gives its status
-// and text.
-func (s *HeadScreener) Screen(head []byte) (body int64, upgrade bool, err error) {
+// request's body, -1 for a chunked one, 0 for none. err is this engine's
+// refusal; StatusOf gives its status and text.
+func (s *HeadScreener) Screen(head []byte) (body int64, err error) {
 	r := &s.r
 	defer func() { r.head = nil }() // keeps no reference to the caller's bytes
 	if e := r.parseLimited(head, &unlimited); e != nil {
-		return 0, false, &foreignError{e}
+		return 0, &foreignError{e}
 	}
-	return r.ContentLength(), r.tunnel, nil
+	return r.ContentLength(), nil
 }
 
 // ChunkScanner finds the end of a chunked body (its trailers included) as
