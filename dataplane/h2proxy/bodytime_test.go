@@ -17,9 +17,10 @@ import (
 // engine serves (Translate), a client that holds back the body it declared
 // does not hold the connection, as on the HTTP/1.1 engine: a body that
 // pauses longer than idle_timeout gets 408, one declared over
-// max_request_body_bytes gets 413 without waiting for it, and either way
-// the connection closes at once. net/http alone would wait for the body
-// (to reuse the connection) as long as the client likes.
+// max_request_body_bytes gets 413 without waiting for it, and the
+// connection closes at once; after an answer that would keep it (a 503),
+// once idle_timeout passed without the body. net/http alone would wait for
+// the body (to reuse the connection) as long as the client likes.
 func TestHTTP1BodyHeldBack(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	for _, tc := range []struct {
