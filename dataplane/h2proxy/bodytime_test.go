@@ -100,22 +100,10 @@ func TestHTTP2BodyHeldBack(t *testing.T) {
 	ep := backendOf(t, discardBody, false)
 	addr := serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, false))
 
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protos}
-	t.Cleanup(tr.CloseIdleConnections)
 	body, stall := io.Pipe()
 	defer stall.Close()
 	go stall.Write([]byte("abc")) // and nothing more
-	req, err := http.NewRequest("POST", "http://"+addr+"/up", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	defer resp.Body.Close()
+	resp := postH2C(t, "http://"+addr+"/up", body)
 	got, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 2 || resp.StatusCode != 408 || string(got) != "request body not received in time\n" {
 		t.Errorf("got %s %s %q, want HTTP/2 408 \"request body not received in time\\n\"", resp.Proto, resp.Status, got)
@@ -148,26 +136,14 @@ func TestHTTP2StreamingClientMayPause(t *testing.T) {
 	}, true)
 	addr := serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, IdleTimeout: idle}, true))
 
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &h2c}
-	t.Cleanup(tr.CloseIdleConnections)
 	body, send := io.Pipe()
-	req, err := http.NewRequest("POST", "http://"+addr+"/chat", body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		send.Write([]byte("one "))
 		time.Sleep(2*idle + idle/2) // quiet, while the response is open
 		send.Write([]byte("two"))
 		send.Close()
 	}()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	defer resp.Body.Close()
+	resp := postH2C(t, "http://"+addr+"/chat", body)
 	got, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(got) != "one two" || err != nil {
 		t.Errorf("got %s %q (%v), want 200 and the stream echoed whole, \"one two\"", resp.Status, got, err)

@@ -1,6 +1,7 @@
 package h2proxy
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -55,4 +56,25 @@ func serveHTTP1(t *testing.T, s *Server) (net.Conn, <-chan sluicev1.CloseReason)
 	}()
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	return client, ended
+}
+
+// postH2C posts body to url over h2c (HTTP/2 with prior knowledge) and
+// returns the response, whose body is closed when the test ends; a
+// request that gets none within 10 s fails the test.
+func postH2C(t *testing.T, url string, body io.Reader) *http.Response {
+	t.Helper()
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, err := http.NewRequest("POST", url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }
