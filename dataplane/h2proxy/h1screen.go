@@ -80,13 +80,13 @@ func (s *h1Screen) frame() bool {
 		return n > 0
 	case screenHead:
 		// Empty lines before a request line are dropped, as the HTTP/1.1
-		// engine ignores them (RFC 9112 §2.2); net/http drops up to 4 bytes
-		// of them, and only after a POST.
-		i := 0
-		for i < len(s.buf) && (s.buf[i] == '\r' || s.buf[i] == '\n') {
-			i++
-		}
+		// engine ignores them (RFC 9112 §2.2), a few bytes of them; net/http
+		// drops up to 4, and only after a POST.
+		i, err := s.heads.SkipEmpty(s.buf)
 		s.buf = s.buf[:copy(s.buf, s.buf[i:])]
+		if err != nil {
+			return s.refuse()
+		}
 		end := httpproxy.HeadEnd(s.buf)
 		if end < 0 {
 			if len(s.buf) > s.maxHead {
@@ -97,9 +97,7 @@ func (s *h1Screen) frame() bool {
 		}
 		body, err := s.heads.Screen(s.buf[:end])
 		if err != nil {
-			s.buf, s.state = append(s.buf[:0], refusedLine...), screenRefused
-			s.ready = len(s.buf)
-			return true
+			return s.refuse()
 		}
 		s.ready = end
 		switch {
@@ -114,6 +112,14 @@ func (s *h1Screen) frame() bool {
 		return true
 	}
 	return false
+}
+
+// refuse hands on refusedLine in place of what is buffered, and nothing
+// after it.
+func (s *h1Screen) refuse() bool {
+	s.buf, s.state = append(s.buf[:0], refusedLine...), screenRefused
+	s.ready = len(s.buf)
+	return true
 }
 
 // take hands on up to len(p) of the ready bytes.

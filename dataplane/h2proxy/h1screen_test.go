@@ -81,6 +81,22 @@ func TestH1ScreenBadChunk(t *testing.T) {
 	}
 }
 
+// TestH1ScreenEmptyLines: empty lines before a request line are dropped,
+// up to the 8 bytes the HTTP/1.1 engine ignores; more are refused, as
+// there.
+func TestH1ScreenEmptyLines(t *testing.T) {
+	const get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	for _, tc := range []struct{ in, want string }{
+		{"\r\n\r\n\r\n\r\n" + get, get},
+		{"\r\n\r\n\r\n\r\n\n" + get, refusedLine},
+		{get + "\r\n\r\n\r\n\r\n" + get, get + get}, // counted per head
+	} {
+		if got, err := screened([]byte(tc.in), 3); string(got) != tc.want || err != io.EOF {
+			t.Errorf("%q handed on as %q, %v; want %q, EOF", tc.in, got, err, tc.want)
+		}
+	}
+}
+
 // readerConn is a connection whose reads come from r, a few bytes at a
 // time.
 type readerConn struct {

@@ -304,7 +304,7 @@ func (cc *clientConn) readRequest() int {
 			// RFC 9112 §2.2: ignore empty lines before a request line.
 			x.rs++
 			x.scan = 0
-			if empties++; empties > 8 {
+			if empties++; empties > maxEmptyLineBytes {
 				return cc.refuse(errLeadingLines)
 			}
 		}

@@ -21,10 +21,30 @@ func HeadEnd(b []byte) int {
 	return end
 }
 
+// maxEmptyLineBytes bounds the CR and LF bytes ignored before a request
+// line (RFC 9112 §2.2); more are refused (errLeadingLines).
+const maxEmptyLineBytes = 8
+
 // HeadScreener parses request heads as this engine parses a client's, but
 // for the size limits. Its zero value is ready, and it keeps its storage
 // from head to head.
-type HeadScreener struct{ r Request }
+type HeadScreener struct {
+	r       Request
+	empties int // CR and LF bytes skipped before the next head
+}
+
+// SkipEmpty returns how many bytes at the start of b are empty lines before
+// a request line, to drop, as this engine ignores them; err refuses more of
+// them than it ignores, counted since the last head.
+func (s *HeadScreener) SkipEmpty(b []byte) (n int, err error) {
+	for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
+		n++
+	}
+	if s.empties += n; s.empties > maxEmptyLineBytes {
+		return n, &foreignError{errLeadingLines}
+	}
+	return n, nil
+}
 
 // Screen parses head, one request head (request line through the empty
 // line, no empty line before it). body is the declared length of the
@@ -32,6 +52,7 @@ type HeadScreener struct{ r Request }
 // refusal; StatusOf gives its status and text.
 func (s *HeadScreener) Screen(head []byte) (body int64, err error) {
 	r := &s.r
+	s.empties = 0
 	defer func() { r.head = nil }() // keeps no reference to the caller's bytes
 	if e := r.parseLimited(head, &unlimited); e != nil {
 		return 0, &foreignError{e}
