@@ -116,7 +116,7 @@ func (c *readerConn) Read(p []byte) (int, error) {
 // size, when the client's bytes come step at a time, and the error that
 // ended it.
 func screened(data []byte, step int) ([]byte, error) {
-	c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: step}, h1: true, screen: &h1Screen{maxHead: 8 << 10}}
+	c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: step}, screen: &h1Screen{maxHead: 8 << 10}}
 	var out []byte
 	buf := make([]byte, 4<<10)
 	for {
@@ -177,7 +177,7 @@ func BenchmarkH1Screen(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: 4 << 10}, h1: true, screen: &h1Screen{maxHead: 8 << 10}}
+		c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: 4 << 10}, screen: &h1Screen{maxHead: 8 << 10}}
 		for {
 			if _, err := c.Read(buf); err != nil {
 				break

@@ -96,7 +96,7 @@ func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 // on the connection after it; net/http's own refusal is its last write.
 func TestRefusalIsTheLastWrite(t *testing.T) {
 	answer := "HTTP/1.1 400 Bad Request" + refusalHeaders + "400 Bad Request"
-	c := &countConn{Conn: discardConn{}, h1: true}
+	c := &countConn{Conn: discardConn{}, screen: &h1Screen{}}
 	c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 103\r\n\r\n"))
 	c.Write([]byte(answer)) // the body
 	if r := c.refusal(); r == nil || r.status != 400 || r.body != uint64(len("400 Bad Request")) {

@@ -112,7 +112,7 @@ func h2Config(maxStreams uint32) *http.HTTP2Config {
 func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []byte, h2 bool, sni []byte, info *httpproxy.ConnInfo) sluicev1.CloseReason {
 	hcfg := s.http.Config()
 	cfg := s.cfg.Load()
-	nc := &countConn{Conn: c, pre: preread, h1: !h2}
+	nc := &countConn{Conn: c, pre: preread}
 	if !h2 {
 		nc.screen = &h1Screen{maxHead: headerListBytes(hcfg) + 4<<10} // and net/http's bufio
 	}
@@ -290,8 +290,9 @@ func (cn *conn) routed(cluster, endpoint string, retried uint64) {
 
 // countConn counts the bytes of a client connection and first reads the
 // bytes httpproxy read before handing it over. It hides the *tls.Conn it
-// may wrap, on purpose: see ServeConn. On an HTTP/1.x connection it also
-// notices the answer net/http writes on its own to a request head it
+// may wrap, on purpose: see ServeConn. On an HTTP/1.x connection (one
+// with a screen) it also frames the requests before net/http reads them,
+// and notices the answer net/http writes on its own to a request head it
 // refuses (see refusal).
 type countConn struct {
 	net.Conn
@@ -303,7 +304,6 @@ type countConn struct {
 	// the read that fails then says nothing of the client.
 	aborting atomic.Bool
 
-	h1      bool
 	refused atomic.Pointer[refusal]
 	// screen frames an HTTP/1.x client's requests before net/http reads
 	// them (h1screen.go); nil on HTTP/2.
@@ -331,7 +331,7 @@ const refusalHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnectio
 // apart when more is written after it: a refusal is the connection's last
 // write.
 func (c *countConn) noteRefusal(p []byte, n int) {
-	if !c.h1 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+	if c.screen == nil || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) { // HTTP/2: frames, no status lines
 		return
 	}
 	i := bytes.IndexByte(p, '\r')
