@@ -89,7 +89,8 @@
 // the bytes read and written on it (after TLS, as HTTP/1.1 counts them),
 // and the cluster and endpoint of its last stream.
 // A request head that net/http refuses on an HTTP/1.x connection, and
-// answers itself before any handler sees it (400, 431, 501), ends the
-// connection as bad_request and is metered and logged, as the HTTP/1.1
-// engine's own refusals are (countConn.noteRefusal).
+// answers itself before any handler sees it (400, those the screen
+// refuses among them; 431), ends the connection as bad_request and is
+// metered and logged, as the HTTP/1.1 engine's own refusals are
+// (countConn.noteRefusal).
 package h2proxy
