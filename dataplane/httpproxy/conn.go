@@ -600,28 +600,37 @@ func (cc *clientConn) refuse(e *statusError) int {
 }
 
 // lingerClose half-closes the connection and discards what the client still
-// sends for a short while, so that the error response just written is not
-// destroyed by a reset when we close with unread input (RFC 9112 §9.6).
+// sends for a short while (Linger).
 func (cc *clientConn) lingerClose() {
 	if cc.tcp == nil {
 		return
 	}
-	cc.tcp.CloseWrite()
-	cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	var buf []byte
 	if cc.x != nil {
 		buf = cc.x.rb
-	} else {
+	}
+	cc.info.BytesIn += Linger(cc.tcp, buf)
+}
+
+// Linger half-closes c and discards what the client still sends, for half
+// a second and 1 MiB at most, so that the error response just written is
+// not destroyed by a reset when c closes with unread input (RFC 9112
+// §9.6). It reads into buf (a buffer of its own when buf is empty) and
+// returns the bytes it read.
+func Linger(c *net.TCPConn, buf []byte) (read uint64) {
+	c.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if len(buf) == 0 {
 		buf = make([]byte, 4096)
 	}
-	for total := 0; total < 1<<20; {
-		n, err := cc.c.Read(buf)
-		cc.info.BytesIn += uint64(n)
-		total += n
+	for read < 1<<20 {
+		n, err := c.Read(buf)
+		read += uint64(n)
 		if err != nil {
-			return
+			break
 		}
 	}
+	return read
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

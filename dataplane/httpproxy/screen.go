@@ -1,6 +1,11 @@
 package httpproxy
 
-import "math"
+import (
+	"errors"
+	"math"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
 
 // HeadEnd, HeadScreener and ChunkScanner are for an engine that reads
 // HTTP/1.x requests with a parser of its own (the HTTP/2 engine serves the
@@ -92,3 +97,22 @@ func (s *ChunkScanner) Scan(in []byte) (n int, done bool, err error) {
 
 // Reset readies s for the next body.
 func (s *ChunkScanner) Reset() { s.d.reset() }
+
+// ErrHeadTimeout is this engine's refusal of a request head not complete
+// within RequestHeaderTimeout of its first byte, for the screening engine
+// to answer (AppendRefusal).
+var ErrHeadTimeout error = &foreignError{errRequestTimeout}
+
+// AppendRefusal appends to b this engine's answer to err, a refusal of
+// HeadScreener's or ErrHeadTimeout, as the last bytes of a connection
+// (Connection: close); the answer to a HEAD request has no body. It
+// returns the answer's status and the close reason the connection ends
+// with. Any other error gets a 400.
+func AppendRefusal(b []byte, err error, head bool) ([]byte, int, sluicev1.CloseReason) {
+	e := errMalformed
+	var f *foreignError
+	if errors.As(err, &f) {
+		e = f.e
+	}
+	return appendStatusResponse(b, e, 1, false, head), e.status, e.reason
+}
