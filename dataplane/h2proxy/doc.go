@@ -78,7 +78,8 @@
 // connection served here (httpproxy.Config.Translate), HTTP/1.1 ones too,
 // so that an HTTP/1.1 client reaches an HTTP/2 endpoint (Envoy's protocol
 // translation); their requests are framed as the HTTP/1.1 engine frames
-// them before net/http reads them, and refused as it refuses them
+// them before net/http reads them, and refused and answered as it refuses
+// and answers them, a head not complete within request_header_timeout too
 // (h1screen.go). Such listeners trade the HTTP/1.1 engine's speed for it;
 // other listeners hand only their HTTP/2 connections to this engine. Their
 // HTTP/1.1 Upgrade requests (WebSocket) to HTTP/1.1 endpoints become
@@ -88,9 +89,9 @@
 // Each connection's record (conntrack) counts its streams as requests,
 // the bytes read and written on it (after TLS, as HTTP/1.1 counts them),
 // and the cluster and endpoint of its last stream.
-// A request head that net/http refuses on an HTTP/1.x connection, and
-// answers itself before any handler sees it (400, those the screen
-// refuses among them; 431), ends the connection as bad_request and is
-// metered and logged, as the HTTP/1.1 engine's own refusals are
-// (countConn.noteRefusal).
+// A request head refused on an HTTP/1.x connection before any handler saw
+// it, by the screen (with the HTTP/1.1 engine's answer) or by net/http
+// (431), ends the connection (as bad_request, client_timeout for a 408)
+// and is counted as a failed request, metered and logged, as the HTTP/1.1
+// engine's own refusals are (countConn.refusal).
 package h2proxy

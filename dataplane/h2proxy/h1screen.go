@@ -1,9 +1,13 @@
 package h2proxy
 
 import (
+	"bytes"
 	"errors"
+	"sync/atomic"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // h1Screen stands between an HTTP/1.x client connection and net/http,
@@ -14,13 +18,18 @@ import (
 // smuggling: it reads a request with both Content-Length and chunked
 // Transfer-Encoding by the chunked framing and keeps the connection, so a
 // proxy in front that frames by the length reads other requests from the
-// same bytes. A head the HTTP/1.1 engine refuses is handed on as a request
-// line net/http refuses (refusedLine): net/http answers it 400 (where the
-// HTTP/1.1 engine may answer 501 or 505, and says why) and closes the
-// connection, after the requests before it, and the connection records the
-// refusal as it records net/http's own (countConn.noteRefusal). A body
-// whose chunked framing turns bad is cut there (errBadFraming), as the
-// HTTP/1.1 engine cuts it.
+// same bytes.
+//
+// A head the HTTP/1.1 engine refuses is handed on as a request line
+// net/http refuses (refusedLine), so that net/http answers it after the
+// requests before it, and closes the connection; the connection writes
+// the HTTP/1.1 engine's answer in place of net/http's plain 400 (answer,
+// countConn.Write), which says why, and is a 501 or 505 where that
+// engine's is. A head not complete within request_header_timeout gets
+// that engine's 408 as net/http closes the connection (countConn.Close).
+// The connection records either as it records net/http's own refusals
+// (countConn.refusal). A body whose chunked framing turns bad is cut there
+// (errBadFraming), as the HTTP/1.1 engine cuts it.
 type h1Screen struct {
 	buf     []byte // read from the client, not handed on yet
 	ready   int    // buf[:ready] may be handed on
@@ -29,6 +38,32 @@ type h1Screen struct {
 	heads   httpproxy.HeadScreener
 	chunks  httpproxy.ChunkScanner
 	maxHead int // a head longer than this is net/http's to refuse (431)
+
+	// headTimeout bounds the wait for the rest of a head, from headSince
+	// (when the screen first waited for it with no request being served).
+	headTimeout time.Duration
+	headSince   time.Time
+	bounded     bool // the connection's read deadline is the head's (countConn.boundHead)
+
+	// answer is what the client gets for the head the screen refused, or
+	// that did not come in time; set once, and read by the writes and the
+	// close of the connection, which may run beside the screen's reads.
+	answer atomic.Pointer[screenAnswer]
+}
+
+// screenAnswer is the HTTP/1.1 engine's answer to a head, the last bytes
+// of the connection (httpproxy.AppendRefusal).
+type screenAnswer struct {
+	b      []byte
+	status int
+	body   int // of len(b)
+	reason sluicev1.CloseReason
+	// onClose: the answer to a head that did not come in time, which
+	// net/http closes on without a word; a refused head's replaces
+	// net/http's answer to refusedLine, and is not sent if net/http
+	// closes before it reads that line (a response that closed).
+	onClose bool
+	sent    atomic.Bool
 }
 
 const (
@@ -45,9 +80,12 @@ const (
 var errBadFraming = errors.New("h2proxy: invalid chunked encoding")
 
 // refusedLine is what net/http reads in place of a refused head: no
-// request line (it has no space), which net/http answers "400 Bad
-// Request" and closes on.
+// request line (it has no space), which net/http answers with
+// netHTTPRefusal and closes on.
 const refusedLine = "refused\r\n\r\n"
+
+// netHTTPRefusal is net/http's answer to refusedLine, in one write.
+const netHTTPRefusal = "HTTP/1.1 400 Bad Request" + refusalHeaders + "400 Bad Request"
 
 // frame moves what it can of buf to ready, and reports whether it did
 // anything (made bytes ready, or moved to another state); false asks for
@@ -85,7 +123,7 @@ func (s *h1Screen) frame() bool {
 		i, err := s.heads.SkipEmpty(s.buf)
 		s.buf = s.buf[:copy(s.buf, s.buf[i:])]
 		if err != nil {
-			return s.refuse()
+			return s.refuse(err)
 		}
 		end := httpproxy.HeadEnd(s.buf)
 		if end < 0 {
@@ -97,9 +135,9 @@ func (s *h1Screen) frame() bool {
 		}
 		body, err := s.heads.Screen(s.buf[:end])
 		if err != nil {
-			return s.refuse()
+			return s.refuse(err)
 		}
-		s.ready = end
+		s.ready, s.headSince = end, time.Time{}
 		switch {
 		case body > 0:
 			s.state, s.left = screenLength, body
@@ -115,11 +153,28 @@ func (s *h1Screen) frame() bool {
 }
 
 // refuse hands on refusedLine in place of what is buffered, and nothing
-// after it.
-func (s *h1Screen) refuse() bool {
+// after it, and keeps the answer to err.
+func (s *h1Screen) refuse(err error) bool {
+	s.answerWith(err)
 	s.buf, s.state = append(s.buf[:0], refusedLine...), screenRefused
 	s.ready = len(s.buf)
 	return true
+}
+
+// answerWith keeps the HTTP/1.1 engine's answer to err, the refusal of the
+// head buffered: without a body when the head is a HEAD request's.
+func (s *h1Screen) answerWith(err error) {
+	head := bytes.HasPrefix(s.buf, []byte("HEAD "))
+	a := &screenAnswer{onClose: err == httpproxy.ErrHeadTimeout}
+	a.b, a.status, a.reason = httpproxy.AppendRefusal(nil, err, head)
+	a.body = len(a.b) - (bytes.Index(a.b, []byte("\r\n\r\n")) + 4)
+	s.answer.CompareAndSwap(nil, a)
+}
+
+// partialHead reports whether the screen holds the start of a head, and
+// nothing ready: a read that fails now fails within the head.
+func (s *h1Screen) partialHead() bool {
+	return s.state == screenHead && len(s.buf) > 0 && s.ready == 0
 }
 
 // take hands on up to len(p) of the ready bytes.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
-	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // meterStart begins metering the request r in st (see the HTTP/1.1
@@ -54,7 +53,7 @@ func (cn *conn) meterRefused(m *meter.Listener, r *refusal) {
 		return
 	}
 	mx := meter.Exchange{Start: r.at, Client: cn.client, Proto: meter.ProtoHTTP11, Status: r.status,
-		BytesOut: r.body, Cause: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST}
+		BytesOut: r.body, Cause: r.reason}
 	mx.Logged = m.Sample()
 	m.Done(&mx)
 }

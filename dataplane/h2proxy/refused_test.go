@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -30,20 +31,20 @@ func (l *logged) Log(_ string, x *meter.Exchange) {
 }
 
 // TestRefusedHTTP1Request: on a listener whose HTTP/1.1 connections this
-// engine serves (Translate), a request head net/http refuses before any
-// handler sees it is answered by net/http, and then recorded as the
-// HTTP/1.1 engine records its own refusals: the connection ends as
-// bad_request, and the listener's meter (and access log) gets a request
-// with the status the client got, after the requests served before it.
+// engine serves (Translate), a refused request head is recorded as the
+// HTTP/1.1 engine records its own refusals, whether the screen refused it
+// (h1Screen) or net/http did, before any handler saw it: the connection
+// ends as bad_request, and the listener's meter (and access log) gets a
+// request with the status the client got, after the requests served
+// before it.
 func TestRefusedHTTP1Request(t *testing.T) {
 	for _, tc := range []struct {
 		name, head string
 		status     int
 	}{
 		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400},
-		// Refused as the HTTP/1.1 engine refuses it (h1Screen): 400, where
-		// net/http alone answers 501.
-		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400},
+		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		// net/http's own.
 		{"a head past MaxHeaderBytes", "GET /bad HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 2<<20) + "\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,4 +112,128 @@ func TestRefusalIsTheLastWrite(t *testing.T) {
 	if r := h2.refusal(); r != nil {
 		t.Errorf("an HTTP/2 connection noted a refusal: %+v", r)
 	}
+}
+
+// TestRefusalsAnsweredAsTheHTTP1Engine: the client of a listener whose
+// HTTP/1.1 connections this engine serves (Translate) gets, for a head
+// the HTTP/1.1 engine refuses, the answer that engine gives, byte for
+// byte, after the answers to the requests before it: its status (501 for
+// a transfer coding it does not know, 505 for an HTTP version it does not
+// speak), the text that says why, no body for a HEAD request, and the
+// connection closed. net/http alone answers a plain 400 to most of them.
+func TestRefusalsAnsweredAsTheHTTP1Engine(t *testing.T) {
+	ep := backendOf(t, func(http.ResponseWriter, *http.Request) {}, false)
+	cfg := &httpproxy.Config{Director: pickDirector{ep}}
+	for _, tc := range []struct{ name, head, status string }{
+		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", "400"},
+		{"Content-Length with chunked", "POST /bad HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "400"},
+		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"},
+		{"HTTP/2.0 in a request line", "GET /bad HTTP/2.0\r\nHost: a\r\n\r\n", "505"},
+		{"a HEAD request with two Hosts", "HEAD /bad HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+		{"too many empty lines", "\r\n\r\n\r\n\r\n\r\nGET /bad HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, _ := lastAnswer(t, http1Engine(cfg), okGET+tc.head, 1)
+			got, _ := lastAnswer(t, this(t, cfg, nil), okGET+tc.head, 1)
+			if got != want || !strings.HasPrefix(want, "HTTP/1.1 "+tc.status+" ") {
+				t.Errorf("this engine answered\n%q\nthe HTTP/1.1 engine (want %s)\n%q", got, tc.status, want)
+			}
+		})
+	}
+}
+
+// TestHeadNotInTimeAnswered: the client of a listener whose HTTP/1.1
+// connections this engine serves (Translate) that does not complete a
+// request head within request_header_timeout of its first byte gets the
+// HTTP/1.1 engine's 408, byte for byte, and the connection closes as
+// client_timeout: its first head, a head after a response, and a head
+// sent behind a request still being served, which is not cut for it, as
+// the HTTP/1.1 engine reads no head before the response is done. net/http
+// alone closes without a word, and after a first request waits for the
+// next head its idle timeout, here a minute: longer than the client waits.
+func TestHeadNotInTimeAnswered(t *testing.T) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(800 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	}, false)
+	cfg := &httpproxy.Config{Director: pickDirector{ep}, RequestHeaderTimeout: 300 * time.Millisecond, IdleTimeout: time.Minute}
+	const partial = "GET /late HTTP/1.1\r\nHost: a\r\n"
+	for _, tc := range []struct {
+		name, sent string
+		answered   int
+	}{
+		{"the first head", partial, 0},
+		{"a head after a response", okGET + partial, 1},
+		{"a head behind a request served", "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + partial, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, _ := lastAnswer(t, http1Engine(cfg), tc.sent, tc.answered)
+			ended := make(chan sluicev1.CloseReason, 1)
+			got, waited := lastAnswer(t, this(t, cfg, ended), tc.sent, tc.answered)
+			if got != want || !strings.HasPrefix(want, "HTTP/1.1 408 ") {
+				t.Errorf("this engine answered\n%q\nthe HTTP/1.1 engine (want 408)\n%q", got, want)
+			}
+			if waited < cfg.RequestHeaderTimeout-50*time.Millisecond {
+				t.Errorf("the 408 came %v after the response before it, want request_header_timeout (%v) at least", waited, cfg.RequestHeaderTimeout)
+			}
+			if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
+				t.Errorf("the connection ended as %v, want CLIENT_TIMEOUT", why)
+			}
+		})
+	}
+}
+
+const okGET = "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
+
+// http1Engine serves a client connection with the HTTP/1.1 engine.
+func http1Engine(cfg *httpproxy.Config) func(net.Conn) {
+	return func(c net.Conn) { httpproxy.NewServer(cfg, nil).ServeConn(c) }
+}
+
+// this serves a client connection with this engine, as it serves the
+// HTTP/1.x ones of a translating listener, and sends the close reason to
+// ended, if not nil.
+func this(t *testing.T, cfg *httpproxy.Config, ended chan<- sluicev1.CloseReason) func(net.Conn) {
+	s := engine(t, cfg, false)
+	return func(c net.Conn) {
+		why := s.ServeConn(c, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"),
+			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+		if ended != nil {
+			ended <- why
+		}
+	}
+}
+
+// lastAnswer has serve serve a client connection that sends sent, and
+// returns what the client got after the first answered responses, each a
+// 200, until the connection closed (within 10 s), and how long after them
+// the connection closed.
+func lastAnswer(t *testing.T, serve func(net.Conn), sent string, answered int) (string, time.Duration) {
+	t.Helper()
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		serve(server)
+	}()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	go io.WriteString(client, sent)
+	br := bufio.NewReader(client)
+	for i := range answered {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no response %d: %v", i+1, err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("response %d: %s, body %v", i+1, resp.Status, err)
+		}
+	}
+	since := time.Now()
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("after %q: %v, want the connection closed", rest, err)
+	}
+	return string(rest), time.Since(since)
 }

@@ -114,7 +114,10 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	cfg := s.cfg.Load()
 	nc := &countConn{Conn: c, pre: preread}
 	if !h2 {
-		nc.screen = &h1Screen{maxHead: headerListBytes(hcfg) + 4<<10} // and net/http's bufio
+		nc.screen = &h1Screen{
+			maxHead:     headerListBytes(hcfg) + 4<<10, // and net/http's bufio
+			headTimeout: hcfg.RequestHeaderTimeout,
+		}
 	}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
@@ -184,7 +187,9 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		why = cn.tunneled // the connection ended with its tunnel
 	}
 	if r := nc.refusal(); r != nil {
-		why = sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST
+		why = r.reason
+		info.Requests++
+		info.Fail(r.reason)
 		cn.meterRefused(hcfg.Meter, r)
 	}
 	return why
@@ -292,8 +297,8 @@ func (cn *conn) routed(cluster, endpoint string, retried uint64) {
 // bytes httpproxy read before handing it over. It hides the *tls.Conn it
 // may wrap, on purpose: see ServeConn. On an HTTP/1.x connection (one
 // with a screen) it also frames the requests before net/http reads them,
-// and notices the answer net/http writes on its own to a request head it
-// refuses (see refusal).
+// answers the heads the screen refuses, and notices the answer net/http
+// writes on its own to a request head it refuses (see refusal).
 type countConn struct {
 	net.Conn
 	pre     []byte
@@ -308,6 +313,14 @@ type countConn struct {
 	// screen frames an HTTP/1.x client's requests before net/http reads
 	// them (h1screen.go); nil on HTTP/2.
 	screen *h1Screen
+	// serving is set while a handler serves one of the screen's requests:
+	// a read then is net/http's background read, not one for a head.
+	serving atomic.Bool
+	// deadlineMu orders net/http's read deadlines (readDeadline) and the
+	// screen's (boundHead).
+	deadlineMu   sync.Mutex
+	readDeadline time.Time
+	closed       atomic.Bool
 }
 
 // refusal is a request head net/http refused and answered itself, before
@@ -319,8 +332,9 @@ type countConn struct {
 type refusal struct {
 	at     time.Time
 	status int
-	body   uint64 // the answer's body bytes, as streams count theirs
-	out    uint64 // the connection's bytes out after it: it is the last write
+	reason sluicev1.CloseReason // the connection's close reason
+	body   uint64               // the answer's body bytes, as streams count theirs
+	out    uint64               // the connection's bytes out after it: it is the last write
 }
 
 const refusalHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
@@ -339,7 +353,8 @@ func (c *countConn) noteRefusal(p []byte, n int) {
 		return
 	}
 	body := max(n-i-len(refusalHeaders), 0)
-	c.refused.Store(&refusal{at: time.Now(), status: httpproxy.ResponseStatus(p), body: uint64(body), out: c.out.Load()})
+	c.refused.Store(&refusal{at: time.Now(), status: httpproxy.ResponseStatus(p), reason: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+		body: uint64(body), out: c.out.Load()})
 }
 
 // reason is why the connection ended, when no limit or drain ended it: the
@@ -368,10 +383,50 @@ func (c *countConn) reason(listenerClosed bool) sluicev1.CloseReason {
 	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
 
-// SetReadDeadline notes a deadline in the past: see aborting.
+// SetReadDeadline notes a deadline in the past (see aborting), and the
+// deadline net/http set, which a head's (boundHead) may cut short.
 func (c *countConn) SetReadDeadline(t time.Time) error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
 	c.aborting.Store(!t.IsZero() && t.Before(time.Unix(2, 0)))
+	c.readDeadline = t
 	return c.Conn.SetReadDeadline(t)
+}
+
+// boundHead bounds the wait for the rest of a head the screen holds by
+// the listener's request_header_timeout, counted from when the screen
+// first waited for it while no request was being served, as the HTTP/1.1
+// engine counts it. net/http bounds only a connection's first head so
+// (ReadHeaderTimeout, from the connection's start), and waits for the
+// next ones for its idle timeout, as it sees none of a head before the
+// screen hands it all. A read while a request is served is net/http's
+// background read: the bound waits until the response is done, as the
+// HTTP/1.1 engine reads no next head before; a deadline in the past
+// (an aborted background read) stays.
+func (c *countConn) boundHead() {
+	s := c.screen
+	if s.headTimeout <= 0 || c.serving.Load() {
+		return
+	}
+	if s.headSince.IsZero() {
+		s.headSince = time.Now()
+	}
+	end := s.headSince.Add(s.headTimeout)
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	if c.aborting.Load() || !c.readDeadline.IsZero() && !end.Before(c.readDeadline) {
+		return
+	}
+	c.Conn.SetReadDeadline(end)
+	s.bounded = true
+}
+
+// unboundHead puts back net/http's read deadline once the head is whole.
+func (c *countConn) unboundHead() {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.Conn.SetReadDeadline(c.readDeadline)
+	c.screen.bounded = false
 }
 
 func (c *countConn) Read(p []byte) (int, error) {
@@ -397,15 +452,25 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 			return 0, errBadFraming
 		}
 		if s.frame() {
+			if s.bounded && !s.partialHead() {
+				c.unboundHead()
+			}
 			continue
 		}
 		if cap(s.buf)-len(s.buf) < 1<<10 {
 			// As net/http's own reads: 4 KiB, more for a long head.
 			s.buf = slices.Grow(s.buf, 4<<10)
 		}
+		if s.partialHead() {
+			c.boundHead()
+		}
 		n, err := c.read(s.buf[len(s.buf):cap(s.buf)])
 		s.buf = s.buf[:len(s.buf)+n]
 		if n == 0 && err != nil {
+			if s.partialHead() && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborting.Load() {
+				// net/http closes without a word: Close answers.
+				s.answerWith(httpproxy.ErrHeadTimeout)
+			}
 			return 0, err
 		}
 	}
@@ -437,10 +502,47 @@ func (c *countConn) refusal() *refusal {
 }
 
 func (c *countConn) Write(p []byte) (int, error) {
+	if c.screen != nil && string(p) == netHTTPRefusal {
+		if a := c.screen.answer.Load(); a != nil {
+			// net/http's answer to refusedLine: the screen's instead.
+			return len(p), c.answer(a)
+		}
+	}
 	n, err := c.Conn.Write(p)
 	c.out.Add(uint64(n))
 	c.noteRefusal(p, n)
 	return n, err
+}
+
+// answer writes a, once, as the connection's last bytes, and records it
+// as a refusal.
+func (c *countConn) answer(a *screenAnswer) error {
+	if !a.sent.CompareAndSwap(false, true) {
+		return nil
+	}
+	at := time.Now()
+	n, err := c.Conn.Write(a.b)
+	c.out.Add(uint64(n))
+	c.refused.Store(&refusal{at: at, status: a.status, reason: a.reason, body: uint64(a.body), out: c.out.Load()})
+	return err
+}
+
+// Close writes the screen's answer to a head that did not come in time,
+// which net/http closes on without a word, and after an answer lingers (httpproxy.Linger), as the HTTP/1.1 engine does after its own:
+// a close with the client's input unread could reset the connection
+// before the client read the answer.
+func (c *countConn) Close() error {
+	if c.screen != nil && c.closed.CompareAndSwap(false, true) {
+		if a := c.screen.answer.Load(); a != nil {
+			if a.onClose {
+				c.answer(a)
+			}
+			if tc, ok := c.Conn.(*net.TCPConn); ok && a.sent.Load() {
+				c.in.Add(httpproxy.Linger(tc, nil))
+			}
+		}
+	}
+	return c.Conn.Close()
 }
 
 // oneConn is a listener of one connection, for http.Server.Serve: it

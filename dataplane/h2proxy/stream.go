@@ -64,6 +64,10 @@ const maxRepicks = 3
 func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hcfg := cn.srv.http.Config()
 	last := cn.stream(hcfg)
+	if cn.nc.screen != nil {
+		cn.nc.serving.Store(true) // see boundHead
+		defer cn.nc.serving.Store(false)
+	}
 	st := streams.Get().(*stream)
 	cn.meterStart(st, hcfg.Meter, r)
 	st.idle = idleBound(w, r, hcfg.IdleTimeout)
