@@ -237,3 +237,26 @@ func lastAnswer(t *testing.T, serve func(net.Conn), sent string, answered int) (
 	}
 	return string(rest), time.Since(since)
 }
+
+// TestOptionsAsteriskForwarded: OPTIONS * from an HTTP/1.1 client of a
+// listener whose HTTP/1.1 connections this engine serves (Translate) goes
+// to the endpoint, over HTTP/1.1 or HTTP/2, as the HTTP/1.1 engine
+// forwards it; net/http alone answers it itself.
+func TestOptionsAsteriskForwarded(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, OPTIONS")
+			io.WriteString(w, r.Method+" "+r.RequestURI)
+		}, h2)
+		client, _ := serveHTTP1(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, h2))
+		go io.WriteString(client, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+		if err != nil {
+			t.Fatalf("h2 %v: no answer: %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "OPTIONS *" || resp.Header.Get("Allow") != "GET, OPTIONS" {
+			t.Errorf("h2 %v: %s %q (Allow %q), want the endpoint's 200 \"OPTIONS *\"", h2, resp.Status, body, resp.Header.Get("Allow"))
+		}
+	}
+}

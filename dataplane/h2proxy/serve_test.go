@@ -15,14 +15,14 @@ import (
 
 // backendOf serves h on a new loopback listener until the test ends
 // (HTTP/1.1, and HTTP/2 in clear too with h2c), and returns an endpoint at
-// its address.
+// its address. h sees every request, OPTIONS * too.
 func backendOf(t *testing.T, h http.HandlerFunc, h2c bool) *upstream.Endpoint {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend := &http.Server{Handler: h}
+	backend := &http.Server{Handler: h, DisableGeneralOptionsHandler: true}
 	if h2c {
 		backend.Protocols = new(http.Protocols)
 		backend.Protocols.SetHTTP1(true)

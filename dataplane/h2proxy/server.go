@@ -138,6 +138,8 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
 		IdleTimeout:       hcfg.IdleTimeout,
 		ErrorLog:          discard,
+		// OPTIONS * is the endpoint's to answer, as on the HTTP/1.1 engine.
+		DisableGeneralOptionsHandler: true,
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			// A hijacked connection is a tunnel's (upgrade.go), which
 			// says when it is done.
