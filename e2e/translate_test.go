@@ -213,12 +213,13 @@ listeners:`, b.addr, h2)+listener("plain", plain)+listener("secure", secure)+tls
 	}
 }
 
-// TestRefusedHeadTranslated: a request head the node refuses is recorded
-// alike whichever engine serves the listener: on a plain HTTP listener
-// (the HTTP/1.1 engine) and on one that may route to an http2 cluster,
-// where net/http refuses it, the client gets 400, its connection is
-// recorded as bad_request, and the access log has its line with that
-// status and cause.
+// TestRefusedHeadTranslated: a request head the node refuses is answered
+// and recorded alike whichever engine serves the listener: on a plain
+// HTTP listener (the HTTP/1.1 engine) and on one that may route to an
+// http2 cluster (the HTTP/2 engine, whose net/http reads it), the client
+// gets 400 with the same text saying why, its connection is recorded as
+// bad_request with one request, failed, and the access log has its line
+// with that status and cause.
 func TestRefusedHeadTranslated(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	web, grpc := startTargetBackend(t, "web", false), startTargetBackend(t, "h2", true)
@@ -242,6 +243,7 @@ listeners:
       - { match: { host: { exact: h2.test } }, route: grpc }
 `, web, grpc, plain, translated)))
 
+	var said []string
 	for i, addr := range []string{plain, translated} {
 		ip := fmt.Sprintf("127.0.7.%d", i+1)
 		d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
@@ -255,14 +257,19 @@ listeners:
 		if err != nil {
 			t.Fatalf("%s: %v", addr, err)
 		}
-		resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
 		conn.Close()
+		said = append(said, string(body))
 		if resp.StatusCode != 400 {
 			t.Errorf("%s: %s, want 400", addr, resp.Status)
 		}
-		if r := connRecord(t, c, ip); r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST || r.GetEndpoint() != "" {
-			t.Errorf("%s: record %v, want BAD_REQUEST and no endpoint", addr, r)
+		if r := connRecord(t, c, ip); r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST || r.GetEndpoint() != "" ||
+			r.GetRequests() != 1 || r.GetFailedRequests() != 1 {
+			t.Errorf("%s: record %v, want BAD_REQUEST, no endpoint, one request, failed", addr, r)
 		}
+	}
+	if said[0] == "" || said[1] != said[0] {
+		t.Errorf("the HTTP/2 engine said %q, the HTTP/1.1 engine %q", said[1], said[0])
 	}
 	dp.Close() // flushes the log
 	got := map[string]map[string]any{}
