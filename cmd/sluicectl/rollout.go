@@ -23,17 +23,19 @@ func parseCanary(share string, window time.Duration, maxErrors string) (*sluicev
 		return nil, fmt.Errorf("--canary-window %v: want 1s to 24h, how long the canaries must run the version", window)
 	}
 	c := &sluicev1.Canary{Window: durationpb.New(window)}
-	if p, ok := strings.CutSuffix(share, "%"); ok {
-		n, err := strconv.ParseUint(p, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("--canary %q: want a percent such as 10%% or a count of nodes such as 2", share)
-		}
-		c.Percent = uint32(min(n, 1<<31))
-	} else {
-		n, err := strconv.ParseUint(share, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("--canary %q: want a percent such as 10%% or a count of nodes such as 2", share)
-		}
+	p, percent := strings.CutSuffix(share, "%")
+	n, err := strconv.ParseUint(p, 10, 32)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("--canary %q: want a percent such as 10%% or a count of nodes such as 2", share)
+	case percent && (n < 1 || n > 100):
+		// The control plane would refuse it, after the usage was checked.
+		return nil, fmt.Errorf("--canary %s: want a percent from 1%% to 100%% of the group", share)
+	case n < 1:
+		return nil, fmt.Errorf("--canary %s: want a count of 1 node or more, or a percent such as 10%%", share)
+	case percent:
+		c.Percent = uint32(n)
+	default:
 		c.Nodes = uint32(n)
 	}
 	rate, ok := strings.CutSuffix(maxErrors, "%")
