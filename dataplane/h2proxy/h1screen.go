@@ -39,10 +39,13 @@ type h1Screen struct {
 	chunks  httpproxy.ChunkScanner
 	maxHead int // a head longer than this is net/http's to refuse (431)
 
-	// headTimeout bounds the wait for the rest of a head, from headSince
-	// (when the screen first waited for it with no request being served).
+	// headTimeout bounds the wait for the rest of a head, from headSince:
+	// when the screen first waited for it with no request being served,
+	// or for the connection's first head, from its first byte; and the
+	// wait for that byte, from the connection's start (fresh).
 	headTimeout time.Duration
 	headSince   time.Time
+	fresh       bool // no byte read yet; headSince is the connection's start
 	bounded     bool // the connection's read deadline is the head's (countConn.boundHead)
 
 	// answer is what the client gets for the head the screen refused, or

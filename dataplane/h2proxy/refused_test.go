@@ -133,8 +133,8 @@ func TestRefusalsAnsweredAsTheHTTP1Engine(t *testing.T) {
 		{"too many empty lines", "\r\n\r\n\r\n\r\n\r\nGET /bad HTTP/1.1\r\nHost: a\r\n\r\n", "400"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want, _ := lastAnswer(t, http1Engine(cfg), okGET+tc.head, 1)
-			got, _ := lastAnswer(t, this(t, cfg, nil), okGET+tc.head, 1)
+			want, _ := lastAnswer(t, http1Engine(cfg), 0, okGET+tc.head, 1)
+			got, _ := lastAnswer(t, this(t, cfg, nil), 0, okGET+tc.head, 1)
 			if got != want || !strings.HasPrefix(want, "HTTP/1.1 "+tc.status+" ") {
 				t.Errorf("this engine answered\n%q\nthe HTTP/1.1 engine (want %s)\n%q", got, tc.status, want)
 			}
@@ -146,11 +146,13 @@ func TestRefusalsAnsweredAsTheHTTP1Engine(t *testing.T) {
 // connections this engine serves (Translate) that does not complete a
 // request head within request_header_timeout of its first byte gets the
 // HTTP/1.1 engine's 408, byte for byte, and the connection closes as
-// client_timeout: its first head, a head after a response, and a head
-// sent behind a request still being served, which is not cut for it, as
-// the HTTP/1.1 engine reads no head before the response is done. net/http
-// alone closes without a word, and after a first request waits for the
-// next head its idle timeout, here a minute: longer than the client waits.
+// client_timeout: its first head, sent at once or late, a head after a
+// response, and a head sent behind a request still being served, which
+// is not cut for it, as the HTTP/1.1 engine reads no head before the
+// response is done. net/http alone closes without a word, bounds a first
+// head from the connection's start, and waits for a later head its idle
+// timeout, here a minute: longer than the client waits. A connection that
+// sends nothing is closed without a word.
 func TestHeadNotInTimeAnswered(t *testing.T) {
 	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -161,27 +163,40 @@ func TestHeadNotInTimeAnswered(t *testing.T) {
 	cfg := &httpproxy.Config{Director: pickDirector{ep}, RequestHeaderTimeout: 300 * time.Millisecond, IdleTimeout: time.Minute}
 	const partial = "GET /late HTTP/1.1\r\nHost: a\r\n"
 	for _, tc := range []struct {
-		name, sent string
-		answered   int
+		name string
+		late time.Duration
+		sent string
+		// answered: the requests answered 200 before the 408
+		answered int
 	}{
-		{"the first head", partial, 0},
-		{"a head after a response", okGET + partial, 1},
-		{"a head behind a request served", "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + partial, 1},
+		{"the first head", 0, partial, 0},
+		{"the first head, late", 200 * time.Millisecond, partial, 0},
+		{"a head after a response", 0, okGET + partial, 1},
+		{"a head behind a request served", 0, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" + partial, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want, _ := lastAnswer(t, http1Engine(cfg), tc.sent, tc.answered)
+			want, _ := lastAnswer(t, http1Engine(cfg), tc.late, tc.sent, tc.answered)
 			ended := make(chan sluicev1.CloseReason, 1)
-			got, waited := lastAnswer(t, this(t, cfg, ended), tc.sent, tc.answered)
+			got, waited := lastAnswer(t, this(t, cfg, ended), tc.late, tc.sent, tc.answered)
 			if got != want || !strings.HasPrefix(want, "HTTP/1.1 408 ") {
 				t.Errorf("this engine answered\n%q\nthe HTTP/1.1 engine (want 408)\n%q", got, want)
 			}
 			if waited < cfg.RequestHeaderTimeout-50*time.Millisecond {
-				t.Errorf("the 408 came %v after the response before it, want request_header_timeout (%v) at least", waited, cfg.RequestHeaderTimeout)
+				t.Errorf("the 408 came %v after the head started, want request_header_timeout (%v) at least", waited, cfg.RequestHeaderTimeout)
 			}
 			if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
 				t.Errorf("the connection ended as %v, want CLIENT_TIMEOUT", why)
 			}
 		})
+	}
+	// A connection that sends nothing is closed as quietly as the HTTP/1.1
+	// engine closes it (net/http's own bound on it is off: boundHead).
+	ended := make(chan sluicev1.CloseReason, 1)
+	if got, waited := lastAnswer(t, this(t, cfg, ended), 0, "", 0); got != "" || waited < cfg.RequestHeaderTimeout-50*time.Millisecond {
+		t.Errorf("a connection that sent nothing got %q, closed after %v; want nothing, after request_header_timeout", got, waited)
+	}
+	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
+		t.Errorf("the connection that sent nothing ended as %v, want CLIENT_TIMEOUT", why)
 	}
 }
 
@@ -206,11 +221,11 @@ func this(t *testing.T, cfg *httpproxy.Config, ended chan<- sluicev1.CloseReason
 	}
 }
 
-// lastAnswer has serve serve a client connection that sends sent, and
-// returns what the client got after the first answered responses, each a
-// 200, until the connection closed (within 10 s), and how long after them
-// the connection closed.
-func lastAnswer(t *testing.T, serve func(net.Conn), sent string, answered int) (string, time.Duration) {
+// lastAnswer has serve serve a client connection that sends sent, late
+// after it opened, and returns what the client got after the first
+// answered responses, each a 200, until the connection closed (within
+// 10 s), and how long after them (or after sending) the connection closed.
+func lastAnswer(t *testing.T, serve func(net.Conn), late time.Duration, sent string, answered int) (string, time.Duration) {
 	t.Helper()
 	client, server := net.Pipe()
 	defer client.Close()
@@ -219,6 +234,7 @@ func lastAnswer(t *testing.T, serve func(net.Conn), sent string, answered int) (
 		serve(server)
 	}()
 	client.SetDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(late)
 	go io.WriteString(client, sent)
 	br := bufio.NewReader(client)
 	for i := range answered {

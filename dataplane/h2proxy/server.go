@@ -117,6 +117,8 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		nc.screen = &h1Screen{
 			maxHead:     headerListBytes(hcfg) + 4<<10, // and net/http's bufio
 			headTimeout: hcfg.RequestHeaderTimeout,
+			headSince:   info.Start,
+			fresh:       true,
 		}
 	}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
@@ -131,13 +133,12 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		protos.SetHTTP1(true)
 	}
 	cn.hs = &http.Server{
-		Handler:           cn,
-		Protocols:         &protos,
-		HTTP2:             h2Config(cfg.MaxConcurrentStreams),
-		MaxHeaderBytes:    headerListBytes(hcfg),
-		ReadHeaderTimeout: hcfg.RequestHeaderTimeout,
-		IdleTimeout:       hcfg.IdleTimeout,
-		ErrorLog:          discard,
+		Handler:        cn,
+		Protocols:      &protos,
+		HTTP2:          h2Config(cfg.MaxConcurrentStreams),
+		MaxHeaderBytes: headerListBytes(hcfg),
+		IdleTimeout:    hcfg.IdleTimeout,
+		ErrorLog:       discard,
 		// OPTIONS * is the endpoint's to answer, as on the HTTP/1.1 engine.
 		DisableGeneralOptionsHandler: true,
 		ConnState: func(_ net.Conn, st http.ConnState) {
@@ -147,6 +148,9 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 				cn.closeOnce.Do(func() { close(cn.done) })
 			}
 		},
+	}
+	if h2 {
+		cn.hs.ReadHeaderTimeout = hcfg.RequestHeaderTimeout // on HTTP/1.x the screen's (boundHead)
 	}
 	s.mu.Lock()
 	s.conns[cn] = struct{}{}
@@ -396,15 +400,16 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 }
 
 // boundHead bounds the wait for the rest of a head the screen holds by
-// the listener's request_header_timeout, counted from when the screen
-// first waited for it while no request was being served, as the HTTP/1.1
-// engine counts it. net/http bounds only a connection's first head so
-// (ReadHeaderTimeout, from the connection's start), and waits for the
-// next ones for its idle timeout, as it sees none of a head before the
-// screen hands it all. A read while a request is served is net/http's
-// background read: the bound waits until the response is done, as the
-// HTTP/1.1 engine reads no next head before; a deadline in the past
-// (an aborted background read) stays.
+// the listener's request_header_timeout, as the HTTP/1.1 engine does:
+// from when the screen first waited for it while no request was being
+// served; the connection's first byte, from the connection's start, and
+// its first head from that byte. net/http sees none of a head before the
+// screen hands it all, so its own bounds would start late or not at all:
+// its ReadHeaderTimeout is off, and it waits for the next head for its
+// idle timeout. A read while a request is served is net/http's background
+// read: the bound waits until the response is done, as the HTTP/1.1
+// engine reads no next head before; a deadline in the past (an aborted
+// background read) stays.
 func (c *countConn) boundHead() {
 	s := c.screen
 	if s.headTimeout <= 0 || c.serving.Load() {
@@ -463,11 +468,14 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 			// As net/http's own reads: 4 KiB, more for a long head.
 			s.buf = slices.Grow(s.buf, 4<<10)
 		}
-		if s.partialHead() {
+		if s.partialHead() || s.fresh {
 			c.boundHead()
 		}
 		n, err := c.read(s.buf[len(s.buf):cap(s.buf)])
 		s.buf = s.buf[:len(s.buf)+n]
+		if n > 0 && s.fresh {
+			s.fresh, s.headSince = false, time.Time{} // the first head's bound starts at its first byte
+		}
 		if n == 0 && err != nil {
 			if s.partialHead() && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborting.Load() {
 				// net/http closes without a word: Close answers.
