@@ -48,14 +48,19 @@ listeners:
 		t.Fatalf("first apply: exit %d: %s", code, stderr)
 	}
 
-	for _, tc := range []struct{ share, want string }{
-		// The share is the request's fault, not the snapshot's.
-		{"0%", "sluicectl apply: the control plane refused the request (1 fault):\ncanary: give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"},
-		{"150%", "sluicectl apply: the control plane refused the request (1 fault):\ncanary: 150% is more than the whole group: give 1% to 100%"},
-		{"5", "a canary of 5 nodes, but group default has 4 connected; nothing stored"},
+	for _, tc := range []struct {
+		share string
+		code  int
+		want  string
+	}{
+		// No share at all is a usage error; more nodes than the group has,
+		// the control plane's refusal.
+		{"0%", 2, "sluicectl apply: --canary 0%: want a percent from 1% to 100% of the group"},
+		{"150%", 2, "sluicectl apply: --canary 150%: want a percent from 1% to 100% of the group"},
+		{"5", 1, "a canary of 5 nodes, but group default has 4 connected; nothing stored"},
 	} {
-		if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", tc.share); code != 1 || !strings.Contains(stderr, tc.want) {
-			t.Errorf("apply --canary %s: exit %d, stderr %q; want 1 and %q", tc.share, code, stderr, tc.want)
+		if _, stderr, code := ctl(t, c.addr, "apply", "-f", snap(good.addr, 2), "--canary", tc.share); code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("apply --canary %s: exit %d, stderr %q; want %d and %q", tc.share, code, stderr, tc.code, tc.want)
 		}
 	}
 

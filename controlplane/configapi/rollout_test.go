@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -349,5 +351,29 @@ func stepper(t *testing.T, s *Server, reg *fleet.Registry, r *sluicev1.Rollout) 
 			nodes[n.GetId()] = n
 		}
 		return s.step(w, r, nodes, time.Unix(1e9, 0).Add(at))
+	}
+}
+
+// TestCheckCanaryNamesAShare: an API client's canary that names no share
+// of the group, or two, or more than all of it, is refused as the
+// request's fault, saying what to give (sluicectl refuses the first and
+// the last itself).
+func TestCheckCanaryNamesAShare(t *testing.T) {
+	for _, tc := range []struct {
+		canary *sluicev1.Canary
+		want   string
+	}{
+		{&sluicev1.Canary{}, "canary: give a share of the group's nodes, 1% to 100%, or a count of nodes (1 or more)"},
+		{&sluicev1.Canary{Percent: 10, Nodes: 2}, "canary: give a percent or a count of nodes, not both"},
+		{&sluicev1.Canary{Percent: 150}, "canary: 150% is more than the whole group: give 1% to 100%"},
+		{&sluicev1.Canary{Nodes: 2}, ""},
+	} {
+		err := checkCanary(tc.canary)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("canary %v: %v, want it taken", tc.canary, err)
+		case tc.want != "" && (status.Code(err) != codes.InvalidArgument || !strings.Contains(fmt.Sprint(err), tc.want)):
+			t.Errorf("canary %v: %v, want InvalidArgument %q", tc.canary, err, tc.want)
+		}
 	}
 }
