@@ -2,6 +2,7 @@ package h2proxy
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -197,6 +198,33 @@ func TestHeadNotInTimeAnswered(t *testing.T) {
 	}
 	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
 		t.Errorf("the connection that sent nothing ended as %v, want CLIENT_TIMEOUT", why)
+	}
+}
+
+// TestHeadEndsTheIdleWait: on a listener whose HTTP/1.1 connections this
+// engine serves (Translate), a head that starts within idle_timeout has
+// request_header_timeout from its first byte, as on the HTTP/1.1 engine,
+// when idle_timeout is the shorter: the idle wait ended with that byte.
+func TestHeadEndsTheIdleWait(t *testing.T) {
+	ep := backendOf(t, func(http.ResponseWriter, *http.Request) {}, false)
+	cfg := &httpproxy.Config{Director: pickDirector{ep}, RequestHeaderTimeout: 600 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
+	client, ended := serveHTTP1(t, engine(t, cfg, false))
+	go io.WriteString(client, okGET)
+	br := bufio.NewReader(client)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the GET: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	time.Sleep(150 * time.Millisecond) // within idle_timeout
+	go io.WriteString(client, "GET /late HTTP/1.1\r\n")
+	sent := time.Now()
+	rest, err := io.ReadAll(br)
+	if waited := time.Since(sent); err != nil || !bytes.HasPrefix(rest, []byte("HTTP/1.1 408 ")) || waited < cfg.RequestHeaderTimeout-50*time.Millisecond {
+		t.Errorf("after the head started: %q, %v, %v later; want a 408 after request_header_timeout (%v)", rest, err, waited, cfg.RequestHeaderTimeout)
+	}
+	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT {
+		t.Errorf("the connection ended as %v, want CLIENT_TIMEOUT", why)
 	}
 }
 

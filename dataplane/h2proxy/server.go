@@ -326,7 +326,7 @@ type countConn struct {
 	// screen's (boundHead).
 	deadlineMu   sync.Mutex
 	readDeadline time.Time
-	closed       atomic.Bool
+	closed       atomic.Bool // Close ran: the answer and the linger go once
 }
 
 // refusal is a request head net/http refused and answered itself, before
@@ -405,11 +405,12 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 // served; the connection's first byte, from the connection's start, and
 // its first head from that byte. net/http sees none of a head before the
 // screen hands it all, so its own bounds would start late or not at all:
-// its ReadHeaderTimeout is off, and it waits for the next head for its
-// idle timeout. A read while a request is served is net/http's background
-// read: the bound waits until the response is done, as the HTTP/1.1
-// engine reads no next head before; a deadline in the past (an aborted
-// background read) stays.
+// its ReadHeaderTimeout is off, and the deadline it set for the next
+// head is its idle timeout's, which ends with the head's first byte, as
+// on the HTTP/1.1 engine, and which the head's replaces. A read while a
+// request is served is net/http's background read: the bound waits until
+// the response is done, as the HTTP/1.1 engine reads no next head before;
+// a deadline in the past (an aborted background read) stays.
 func (c *countConn) boundHead() {
 	s := c.screen
 	if s.headTimeout <= 0 || c.serving.Load() {
@@ -421,7 +422,7 @@ func (c *countConn) boundHead() {
 	end := s.headSince.Add(s.headTimeout)
 	c.deadlineMu.Lock()
 	defer c.deadlineMu.Unlock()
-	if c.aborting.Load() || !c.readDeadline.IsZero() && !end.Before(c.readDeadline) {
+	if c.aborting.Load() {
 		return
 	}
 	c.Conn.SetReadDeadline(end)
@@ -538,9 +539,10 @@ func (c *countConn) answer(a *screenAnswer) error {
 }
 
 // Close writes the screen's answer to a head that did not come in time,
-// which net/http closes on without a word, and after an answer lingers (httpproxy.Linger), as the HTTP/1.1 engine does after its own:
-// a close with the client's input unread could reset the connection
-// before the client read the answer.
+// which net/http closes on without a word, and after an answer lingers
+// (httpproxy.Linger), as the HTTP/1.1 engine does after its own: a close
+// with the client's input unread could reset the connection before the
+// client read the answer.
 func (c *countConn) Close() error {
 	if c.screen != nil && c.closed.CompareAndSwap(false, true) {
 		if a := c.screen.answer.Load(); a != nil {
