@@ -235,8 +235,9 @@ func TestGoCountsUntilFirstResponse(t *testing.T) {
 }
 
 // Pacing waits for the CPU, never for the network: with twice pace.After
-// connections stuck in their first request, a new connection is still
-// accepted and served (the stuck ones are released only after it).
+// connections stuck in their first request (pace.After at least still
+// setting up), a new connection is still accepted and served (the stuck
+// ones are released only after it).
 func TestGoDoesNotWaitForStuckSetups(t *testing.T) {
 	h := &heldHandler{release: make(chan struct{})}
 	b := startBackend(t, "b1", h)
@@ -249,8 +250,12 @@ func TestGoDoesNotWaitForStuckSetups(t *testing.T) {
 		fmt.Fprintf(c, "GET /held/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
 	}
 	waitHeld(t, h, stuck)
-	if n := p.srv.setups.InFlight(); n < stuck {
-		t.Errorf("%d connections setting up, want the %d stuck ones", n, stuck)
+	// Each stuck connection counts as setting up, unless its request came
+	// after its first read found nothing: it parked first, which counts
+	// as set up. On a busy machine a few may; the gate waits at a barrier
+	// from pace.After on.
+	if n := p.srv.setups.InFlight(); n < pace.After {
+		t.Errorf("%d connections setting up, want the %d stuck ones, %d at least", n, stuck, pace.After)
 	}
 	c := p.dial()
 	get(t, c, bufio.NewReader(c), "/ok")
