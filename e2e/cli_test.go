@@ -421,7 +421,7 @@ func TestDrainGraceRecordsReachControlPlane(t *testing.T) {
 	cpAddr, tcpLst, httpLst := freeAddr(t), freeAddr(t), freeAddr(t)
 	start(t, "sluice-cp", "--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"))
 	b := startBackend(t, "a")
-	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--drain-grace", "1s")
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", "", "--drain-grace", "1s")
 	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
 	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
   - name: web
