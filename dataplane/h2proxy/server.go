@@ -120,6 +120,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 			headSince:   info.Start,
 			fresh:       true,
 		}
+		nc.aborted.L = &nc.deadlineMu
 	}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
@@ -323,9 +324,11 @@ type countConn struct {
 	// a read then is net/http's background read, not one for a head.
 	serving atomic.Bool
 	// deadlineMu orders net/http's read deadlines (readDeadline) and the
-	// screen's (boundHead).
+	// screen's (boundHead); aborted, on it, wakes a background read held
+	// back (holdEOF) when net/http ends it, or the connection closes.
 	deadlineMu   sync.Mutex
 	readDeadline time.Time
+	aborted      sync.Cond
 	closed       atomic.Bool // Close ran: the answer and the linger go once
 }
 
@@ -396,7 +399,27 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 	defer c.deadlineMu.Unlock()
 	c.aborting.Store(!t.IsZero() && t.Before(time.Unix(2, 0)))
 	c.readDeadline = t
+	if c.aborting.Load() && c.aborted.L != nil {
+		c.aborted.Broadcast()
+	}
 	return c.Conn.SetReadDeadline(t)
+}
+
+// holdEOF holds back the end of the client's bytes from net/http's
+// background read while a request is served, until net/http ends that
+// read (abortPendingRead, once the response is done) or the connection
+// closes; then the read fails as an aborted one, which net/http ignores,
+// and the next read finds the end. net/http would take the end for a
+// client gone, cancel the request, and answer an empty 200 in its place;
+// a client that half-closes after its request (nc -N, many scripts) waits
+// for the answer, which the HTTP/1.1 engine, as HAProxy, gives it.
+func (c *countConn) holdEOF() error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	for !c.aborting.Load() && !c.closed.Load() {
+		c.aborted.Wait()
+	}
+	return os.ErrDeadlineExceeded
 }
 
 // boundHead bounds the wait for the rest of a head the screen holds by
@@ -482,6 +505,9 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 				// net/http closes without a word: Close answers.
 				s.answerWith(httpproxy.ErrHeadTimeout)
 			}
+			if err == io.EOF && s.state == screenHead && c.serving.Load() && c.aborted.L != nil {
+				return 0, c.holdEOF()
+			}
 			return 0, err
 		}
 	}
@@ -545,6 +571,11 @@ func (c *countConn) answer(a *screenAnswer) error {
 // client read the answer.
 func (c *countConn) Close() error {
 	if c.screen != nil && c.closed.CompareAndSwap(false, true) {
+		c.deadlineMu.Lock()
+		if c.aborted.L != nil {
+			c.aborted.Broadcast() // holdEOF
+		}
+		c.deadlineMu.Unlock()
 		if a := c.screen.answer.Load(); a != nil {
 			if a.onClose {
 				c.answer(a)
