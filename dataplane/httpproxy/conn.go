@@ -613,17 +613,20 @@ func (cc *clientConn) lingerClose() {
 }
 
 // Linger half-closes c and discards what the client still sends, for half
-// a second and 1 MiB at most, so that the error response just written is
+// a second and 64 MiB at most, so that the error response just written is
 // not destroyed by a reset when c closes with unread input (RFC 9112
-// §9.6). It reads into buf (a buffer of its own when buf is empty) and
-// returns the bytes it read.
+// §9.6): a client that writes a whole upload before it reads (Go's
+// http.Client) may send megabytes in that time over a fast link, and a
+// close while it still sends resets the answer it has not read yet. nginx
+// bounds its lingering close by time alone. It reads into buf (a buffer
+// of its own when buf is empty) and returns the bytes it read.
 func Linger(c *net.TCPConn, buf []byte) (read uint64) {
 	c.CloseWrite()
 	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	if len(buf) == 0 {
 		buf = make([]byte, 4096)
 	}
-	for read < 1<<20 {
+	for read < 64<<20 {
 		n, err := c.Read(buf)
 		read += uint64(n)
 		if err != nil {
