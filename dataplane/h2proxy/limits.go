@@ -188,6 +188,17 @@ func (b *idleBody) deadline(t time.Time, eof bool) {
 	b.rc.SetReadDeadline(t)
 }
 
+// unread reports whether the handler's reads have not reached the end of
+// the body yet (b nil: not known, false).
+func (b *idleBody) unread() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.eof
+}
+
 // responding lifts the bound (b nil: none) as the response starts.
 func (b *idleBody) responding() {
 	if b == nil {

@@ -384,6 +384,15 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			dst[k] = nil
 		}
 	}
+	if r.ProtoMajor == 1 && st.idle.unread() {
+		// The endpoint answered before it took the whole body (an early
+		// 413 or 401): the rest is not read, and the connection ends
+		// after the answer, as on the HTTP/1.1 engine. net/http would
+		// read the rest before a byte of the answer went, as long as the
+		// client held it back.
+		cn.ending.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED))
+		last = true
+	}
 	if last {
 		dst.Set("Connection", "close")
 	}

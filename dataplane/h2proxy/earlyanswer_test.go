@@ -1,0 +1,83 @@
+package h2proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+)
+
+// TestEarlyAnswerToAnUpload: on a listener whose HTTP/1.1 connections
+// this engine serves (Translate), an endpoint's answer that comes before
+// it took the whole request body (an early 413 or 401) reaches the client
+// at once, with Connection: close, and the connection closes, as on the
+// HTTP/1.1 engine: the client need not send the rest. net/http alone
+// reads the rest before a byte of the answer goes, as long as the client
+// holds it back. An upload the endpoint took whole keeps the connection.
+func TestEarlyAnswerToAnUpload(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				http.ReadRequest(bufio.NewReader(c)) // the head alone
+				io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n")
+				time.Sleep(200 * time.Millisecond)
+			}()
+		}
+	}()
+	s := engine(t, &httpproxy.Config{Director: pickDirector{upstream.New("web", "a", ln.Addr().String())}, IdleTimeout: time.Minute}, false)
+	client, ended := serveTCP(t, s)
+	// 1000 bytes of 50000, and the client waits for an answer.
+	io.WriteString(client, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000\r\n\r\n"+strings.Repeat("x", 1000))
+	br := bufio.NewReader(client)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || string(body) != "big\n" || !resp.Close {
+		t.Errorf("got %s %q (close %v), want the endpoint's 413 with Connection: close", resp.Status, body, resp.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after the answer: %d bytes, %v; want the connection closed", n, err)
+	}
+	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("the connection ended as %v, want CLIENT_CLOSED", why)
+	}
+
+	// The same upload, whole, to an endpoint that reads it: the
+	// connection stays for the next request.
+	up := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		io.WriteString(w, strings.Repeat("y", int(n/1000)))
+	}, false)
+	client, _ = serveTCP(t, engine(t, &httpproxy.Config{Director: pickDirector{up}, IdleTimeout: time.Minute}, false))
+	go io.WriteString(client, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000\r\n\r\n"+strings.Repeat("x", 50000)+"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	br = bufio.NewReader(client)
+	for i, want := range []int{50, 0} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || len(body) != want || resp.Close {
+			t.Errorf("response %d: %s, %d bytes (close %v); want 200, %d bytes, the connection kept", i+1, resp.Status, len(body), resp.Close, want)
+		}
+	}
+}
