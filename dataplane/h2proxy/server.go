@@ -330,6 +330,9 @@ type countConn struct {
 	readDeadline time.Time
 	aborted      sync.Cond
 	closed       atomic.Bool // Close ran: the answer and the linger go once
+	// lingers: a response ended the connection with the client's body
+	// unread (an endpoint's early answer): Close lingers.
+	lingers atomic.Bool
 }
 
 // refusal is a request head net/http refused and answered itself, before
@@ -565,10 +568,11 @@ func (c *countConn) answer(a *screenAnswer) error {
 }
 
 // Close writes the screen's answer to a head that did not come in time,
-// which net/http closes on without a word, and after an answer lingers
-// (httpproxy.Linger), as the HTTP/1.1 engine does after its own: a close
-// with the client's input unread could reset the connection before the
-// client read the answer.
+// which net/http closes on without a word, and after an answer, or a
+// response that left the client's body unread, lingers
+// (httpproxy.Linger), as the HTTP/1.1 engine does: a close with the
+// client's input unread could reset the connection before the client read
+// the answer.
 func (c *countConn) Close() error {
 	if c.screen != nil && c.closed.CompareAndSwap(false, true) {
 		c.deadlineMu.Lock()
@@ -576,13 +580,15 @@ func (c *countConn) Close() error {
 			c.aborted.Broadcast() // holdEOF
 		}
 		c.deadlineMu.Unlock()
+		linger := c.lingers.Load()
 		if a := c.screen.answer.Load(); a != nil {
 			if a.onClose {
 				c.answer(a)
 			}
-			if tc, ok := c.Conn.(*net.TCPConn); ok && a.sent.Load() {
-				c.in.Add(httpproxy.Linger(tc, nil))
-			}
+			linger = linger || a.sent.Load()
+		}
+		if tc, ok := c.Conn.(*net.TCPConn); ok && linger {
+			c.in.Add(httpproxy.Linger(tc, nil))
 		}
 	}
 	return c.Conn.Close()

@@ -391,6 +391,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		// read the rest before a byte of the answer went, as long as the
 		// client held it back.
 		cn.ending.CompareAndSwap(0, int32(sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED))
+		cn.nc.lingers.Store(true)
 		last = true
 	}
 	if last {
