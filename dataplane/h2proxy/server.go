@@ -121,6 +121,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 			fresh:       true,
 		}
 		nc.aborted.L = &nc.deadlineMu
+		nc.abortsOnCloseFn = nc.abortsOnClose
 	}
 	cn := &conn{srv: s, nc: nc, sni: sni, info: info, client: client, local: local, done: make(chan struct{})}
 	_, cn.tls = c.(interface{ ConnectionState() tls.ConnectionState })
@@ -333,6 +334,12 @@ type countConn struct {
 	// lingers: a response ended the connection with the client's body
 	// unread (an endpoint's early answer): Close lingers.
 	lingers atomic.Bool
+	// abortOnClose: the request being served is to end once its client
+	// closes (abort_on_close, httpproxy.Request.OnAbortOnClose), so
+	// holdEOF hands the end on; set by abortsOnClose, cleared as the
+	// next request starts.
+	abortOnClose    atomic.Bool
+	abortsOnCloseFn func() // abortsOnClose, made once
 }
 
 // refusal is a request head net/http refused and answered itself, before
@@ -416,13 +423,29 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 // client gone, cancel the request, and answer an empty 200 in its place;
 // a client that half-closes after its request (nc -N, many scripts) waits
 // for the answer, which the HTTP/1.1 engine, as HAProxy, gives it.
+//
+// With abort_on_close (abortsOnClose), known as soon as the request is
+// routed, even while it waits in a queue, the end goes on at once, and
+// net/http ends the request as the HTTP/1.1 engine's option does.
 func (c *countConn) holdEOF() error {
 	c.deadlineMu.Lock()
 	defer c.deadlineMu.Unlock()
-	for !c.aborting.Load() && !c.closed.Load() {
+	for !c.aborting.Load() && !c.closed.Load() && !c.abortOnClose.Load() {
 		c.aborted.Wait()
 	}
+	if c.abortOnClose.Load() && !c.aborting.Load() {
+		return io.EOF
+	}
 	return os.ErrDeadlineExceeded
+}
+
+// abortsOnClose notes that the request being served ends once its client
+// closes (see holdEOF).
+func (c *countConn) abortsOnClose() {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.abortOnClose.Store(true)
+	c.aborted.Broadcast()
 }
 
 // boundHead bounds the wait for the rest of a head the screen holds by
@@ -508,7 +531,7 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 				// net/http closes without a word: Close answers.
 				s.answerWith(httpproxy.ErrHeadTimeout)
 			}
-			if err == io.EOF && s.state == screenHead && c.serving.Load() && c.aborted.L != nil {
+			if err == io.EOF && s.state == screenHead && c.serving.Load() && c.aborted.L != nil && !c.abortOnClose.Load() {
 				return 0, c.holdEOF()
 			}
 			return 0, err

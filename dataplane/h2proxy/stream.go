@@ -64,11 +64,13 @@ const maxRepicks = 3
 func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hcfg := cn.srv.http.Config()
 	last := cn.stream(hcfg)
-	if cn.nc.screen != nil {
-		cn.nc.serving.Store(true) // see boundHead
-		defer cn.nc.serving.Store(false)
-	}
 	st := streams.Get().(*stream)
+	if nc := cn.nc; nc.screen != nil {
+		nc.abortOnClose.Store(false)
+		nc.serving.Store(true) // see boundHead, holdEOF
+		defer nc.serving.Store(false)
+		st.req.OnAbortOnClose(nc.abortsOnCloseFn)
+	}
 	cn.meterStart(st, hcfg.Meter, r)
 	st.idle = idleBound(w, r, hcfg.IdleTimeout)
 	defer func() {
@@ -78,6 +80,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cn.meterDone(st, hcfg.Meter)
 		hijacked := st.hijacked
 		st.upgrade, st.hijacked, st.idle = nil, false, nil
+		st.req.OnAbortOnClose(nil)
 		st.req.ForgetFailed()
 		streams.Put(st)
 		if hijacked {

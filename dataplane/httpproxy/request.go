@@ -72,6 +72,7 @@ type Request struct {
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
 	abortOnClose   bool           // AbortOnClose
+	abortHook      func()         // OnAbortOnClose
 	routed         *meter.Cluster // RoutedTo
 	routedName     string
 
@@ -147,7 +148,19 @@ func (r *Request) Context() context.Context {
 // so a request answered within a second costs nothing more. Like what
 // RemoveCookie asks, it holds for the endpoint Pick returns and is
 // forgotten before the next Pick.
-func (r *Request) AbortOnClose() { r.abortOnClose = true }
+func (r *Request) AbortOnClose() {
+	r.abortOnClose = true
+	if r.abortHook != nil {
+		r.abortHook()
+	}
+}
+
+// OnAbortOnClose has AbortOnClose call f too (nil: nothing), for an engine
+// that serves the request on a connection of its own (the HTTP/2 engine's
+// HTTP/1.x): a Director asks for it during Pick, even while the request
+// waits in a queue, and the engine ends the request once its client
+// closes from then on. It holds until changed.
+func (r *Request) OnAbortOnClose(f func()) { r.abortHook = f }
 
 // RoutedTo tells the proxy the cluster the request goes to, by its meter
 // and name, before the Director looks for one of its endpoints: a request

@@ -570,8 +570,8 @@ listeners:
 // does a connection's second request, served from inside its idle read. A
 // client that only sent its next request ahead stays, and gets both
 // answers. Without abort_on_close, as in HAProxy, a closed client's
-// request waits on and goes to the endpoint once the slot frees; but on a
-// listener served by the HTTP/2 engine, net/http ends it at the close.
+// request waits on and goes to the endpoint once the slot frees. A
+// listener served by the HTTP/2 engine does the same.
 func TestAbortOnCloseLeavesQueue(t *testing.T) {
 	const next = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
 	closed := func(c net.Conn) { c.Close() }
@@ -603,7 +603,8 @@ func TestAbortOnCloseLeavesQueue(t *testing.T) {
 		{name: "shut, queued after a failed connect", abort: true, gone: true, readable: true, refused: true, end: shut},
 		{name: "a next request sent ahead", abort: true, readable: true, end: func(c net.Conn) { io.WriteString(c, next) }},
 		{name: "off", end: closed},
-		{name: "off, HTTP/2 engine", gone: true, h2: true, end: closed},
+		{name: "closed, HTTP/2 engine", abort: true, gone: true, h2: true, end: closed},
+		{name: "off, HTTP/2 engine", h2: true, end: closed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, rec := newRecordingNode(t)
