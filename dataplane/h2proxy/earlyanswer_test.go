@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -74,29 +75,16 @@ func TestEarlyAnswerToAnUpload(t *testing.T) {
 // five failed.
 func TestEarlyAnswerToALargeUpload(t *testing.T) {
 	s := engine(t, &httpproxy.Config{Director: pickDirector{refuser(t)}, IdleTimeout: time.Minute}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			peer, local := netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String())
-			go func() {
-				defer c.Close()
-				s.ServeConn(c, peer, local, nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-			}()
-		}
-	}()
+	addr := loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()),
+			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+	})
 	client := &http.Client{Timeout: 10 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	body := make([]byte, 8<<20)
 	for i := range 10 {
-		resp, err := client.Post("http://"+ln.Addr().String()+"/up", "application/octet-stream", bytes.NewReader(body))
+		resp, err := client.Post("http://"+addr+"/up", "application/octet-stream", bytes.NewReader(body))
 		if err != nil {
 			t.Fatalf("upload %d: %v, want the endpoint's 413", i, err)
 		}
@@ -111,24 +99,10 @@ func TestEarlyAnswerToALargeUpload(t *testing.T) {
 // refuser is an endpoint that answers every request 413 once it read its
 // head, without reading its body, and closes the connection.
 func refuser(t *testing.T) *upstream.Endpoint {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				http.ReadRequest(bufio.NewReader(c)) // the head alone
-				io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n")
-				time.Sleep(200 * time.Millisecond)
-			}()
-		}
-	}()
-	return upstream.New("web", "a", ln.Addr().String())
+	return upstream.New("web", "a", loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c)) // the head alone
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig\n")
+		time.Sleep(200 * time.Millisecond)
+	}))
 }
