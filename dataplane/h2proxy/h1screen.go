@@ -82,6 +82,10 @@ const (
 // refuses: net/http's body read fails with it.
 var errBadFraming = errors.New("h2proxy: invalid chunked encoding")
 
+// errBodyLeft fails the reads of a body left unread by an early answer,
+// once the answer is done (countConn.lingers).
+var errBodyLeft = errors.New("h2proxy: the request body is left unread")
+
 // refusedLine is what net/http reads in place of a refused head: no
 // request line (it has no space), which net/http answers with
 // netHTTPRefusal and closes on.

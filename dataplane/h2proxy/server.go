@@ -332,7 +332,8 @@ type countConn struct {
 	aborted      sync.Cond
 	closed       atomic.Bool // Close ran: the answer and the linger go once
 	// lingers: a response ended the connection with the client's body
-	// unread (an endpoint's early answer): Close lingers.
+	// unread (an endpoint's early answer): once it is done, no read takes
+	// more of the body (errBodyLeft), and Close lingers.
 	lingers atomic.Bool
 	// abortOnClose: the request being served is to end once its client
 	// closes (abort_on_close, httpproxy.Request.OnAbortOnClose), so
@@ -498,6 +499,13 @@ func (c *countConn) Read(p []byte) (int, error) {
 // net/http set passes, and the screen keeps what it holds).
 func (c *countConn) screenRead(p []byte) (int, error) {
 	s := c.screen
+	if c.lingers.Load() && !c.serving.Load() {
+		// What is left of a body after an early answer is not read: the
+		// connection ends. net/http would read it to close the body, as
+		// long as the client held it back (its abortPendingRead clears
+		// the deadline that finish set).
+		return 0, errBodyLeft
+	}
 	for {
 		if s.ready > 0 {
 			return s.take(p), nil
