@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -75,11 +74,7 @@ func TestEarlyAnswerToAnUpload(t *testing.T) {
 // five failed.
 func TestEarlyAnswerToALargeUpload(t *testing.T) {
 	s := engine(t, &httpproxy.Config{Director: pickDirector{refuser(t)}, IdleTimeout: time.Minute}, false)
-	addr := loopback.Serve(t, func(c net.Conn) {
-		defer c.Close()
-		s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()),
-			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	})
+	addr := loopback.Serve(t, serving(s, nil))
 	client := &http.Client{Timeout: 10 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	body := make([]byte, 8<<20)

@@ -5,12 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -60,32 +60,18 @@ func TestHalfCloseStillAnswered(t *testing.T) {
 	}
 }
 
-// serveTCP has s serve one HTTP/1.x client connection over loopback TCP,
-// as it serves those of a translating listener, and returns the client's
-// end (closed when the test ends, and deadlined 10 s from now) and the
-// close reason ServeConn returns once the connection ends.
+// serveTCP has s serve one HTTP/1.x client connection (serving) over
+// loopback TCP, and returns the client's end (closed when the test ends,
+// and deadlined 10 s from now) and the close reason ServeConn returns once
+// the connection ends.
 func serveTCP(t *testing.T, s *Server) (net.Conn, <-chan sluicev1.CloseReason) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	ended := make(chan sluicev1.CloseReason, 1)
+	client, err := net.Dial("tcp", loopback.Serve(t, serving(s, ended)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ended := make(chan sluicev1.CloseReason, 1)
-	go func() {
-		defer server.Close()
-		ended <- s.ServeConn(server, netip.MustParseAddrPort(client.LocalAddr().String()), netip.MustParseAddrPort(ln.Addr().String()),
-			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	}()
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	return client, ended
 }

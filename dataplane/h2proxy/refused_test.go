@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -236,17 +235,9 @@ func http1Engine(cfg *httpproxy.Config) func(net.Conn) {
 }
 
 // this serves a client connection with this engine, as it serves the
-// HTTP/1.x ones of a translating listener, and sends the close reason to
-// ended, if not nil.
+// HTTP/1.x ones of a translating listener (serving).
 func this(t *testing.T, cfg *httpproxy.Config, ended chan<- sluicev1.CloseReason) func(net.Conn) {
-	s := engine(t, cfg, false)
-	return func(c net.Conn) {
-		why := s.ServeConn(c, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"),
-			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-		if ended != nil {
-			ended <- why
-		}
-	}
+	return serving(engine(t, cfg, false), ended)
 }
 
 // lastAnswer has serve serve a client connection that sends sent, late

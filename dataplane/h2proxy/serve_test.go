@@ -42,18 +42,30 @@ func engine(t *testing.T, cfg *httpproxy.Config, h2 bool) *Server {
 	return NewServer(httpproxy.NewServer(cfg, nil), up, nil)
 }
 
-// serveHTTP1 has s serve one HTTP/1.x client connection, as it serves
-// those of a translating listener, and returns the client's end (closed
-// when the test ends, and deadlined 10 s from now) and the close reason
-// ServeConn returns once the connection ends.
+// serving has s serve the HTTP/1.x client connection it is given, as it
+// serves those of a translating listener (the client at 127.0.0.1:50000),
+// closes it, and sends the close reason ServeConn returned to ended, if
+// not nil.
+func serving(s *Server, ended chan<- sluicev1.CloseReason) func(net.Conn) {
+	return func(c net.Conn) {
+		defer c.Close()
+		why := s.ServeConn(c, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"),
+			nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
+		if ended != nil {
+			ended <- why
+		}
+	}
+}
+
+// serveHTTP1 has s serve one HTTP/1.x client connection (serving) over
+// a pipe, and returns the client's end (closed when the test ends, and
+// deadlined 10 s from now) and the close reason ServeConn returns once
+// the connection ends.
 func serveHTTP1(t *testing.T, s *Server) (net.Conn, <-chan sluicev1.CloseReason) {
 	client, server := net.Pipe()
 	t.Cleanup(func() { client.Close() })
 	ended := make(chan sluicev1.CloseReason, 1)
-	go func() {
-		defer server.Close()
-		ended <- s.ServeConn(server, netip.MustParseAddrPort("127.0.0.1:50000"), netip.MustParseAddrPort("127.0.0.1:80"), nil, false, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	}()
+	go serving(s, ended)(server)
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	return client, ended
 }
