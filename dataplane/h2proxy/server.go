@@ -410,8 +410,8 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 	defer c.deadlineMu.Unlock()
 	c.aborting.Store(!t.IsZero() && t.Before(time.Unix(2, 0)))
 	c.readDeadline = t
-	if c.aborting.Load() && c.aborted.L != nil {
-		c.aborted.Broadcast()
+	if c.aborting.Load() {
+		c.aborted.Broadcast() // holdEOF
 	}
 	return c.Conn.SetReadDeadline(t)
 }
@@ -607,9 +607,7 @@ func (c *countConn) answer(a *screenAnswer) error {
 func (c *countConn) Close() error {
 	if c.screen != nil && c.closed.CompareAndSwap(false, true) {
 		c.deadlineMu.Lock()
-		if c.aborted.L != nil {
-			c.aborted.Broadcast() // holdEOF
-		}
+		c.aborted.Broadcast() // holdEOF
 		c.deadlineMu.Unlock()
 		linger := c.lingers.Load()
 		if a := c.screen.answer.Load(); a != nil {
