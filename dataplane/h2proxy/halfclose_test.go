@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -74,4 +75,41 @@ func serveTCP(t *testing.T, s *Server) (net.Conn, <-chan sluicev1.CloseReason) {
 	t.Cleanup(func() { client.Close() })
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	return client, ended
+}
+
+// abortDirector picks ep for every request, with abort_on_close.
+type abortDirector struct{ ep *upstream.Endpoint }
+
+func (d abortDirector) Pick(r *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
+	r.AbortOnClose()
+	d.ep.Acquire()
+	return d.ep, time.Second, nil
+}
+
+// TestHalfCloseWithAbortOnClose: with abort_on_close, a request whose
+// client closes its connection while the endpoint works on it is given
+// up there, as on the HTTP/1.1 engine: the endpoint's request ends, and
+// the connection is recorded client_closed. Without the option the
+// client's answer comes (TestHalfCloseStillAnswered).
+func TestHalfCloseWithAbortOnClose(t *testing.T) {
+	gone := make(chan struct{})
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(gone)
+		case <-time.After(5 * time.Second):
+		}
+	}, false)
+	client, ended := serveTCP(t, engine(t, &httpproxy.Config{Director: abortDirector{ep}}, false))
+	io.WriteString(client, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // at the endpoint
+	client.(*net.TCPConn).CloseWrite()
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the endpoint's request went on after its client closed")
+	}
+	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+		t.Errorf("the connection ended as %v, want CLIENT_CLOSED", why)
+	}
 }
