@@ -38,6 +38,8 @@ type h1Screen struct {
 	heads   httpproxy.HeadScreener
 	chunks  httpproxy.ChunkScanner
 	maxHead int // a head longer than this is net/http's to refuse (431)
+	// handed counts the heads handed on whole (countConn.serving).
+	handed atomic.Uint64
 
 	// headTimeout bounds the wait for the rest of a head, from headSince:
 	// when the screen first waited for it with no request being served,
@@ -145,6 +147,7 @@ func (s *h1Screen) frame() bool {
 			return s.refuse(err)
 		}
 		s.ready, s.headSince = end, time.Time{}
+		s.handed.Add(1)
 		switch {
 		case body > 0:
 			s.state, s.left = screenLength, body

@@ -321,9 +321,9 @@ type countConn struct {
 	// screen frames an HTTP/1.x client's requests before net/http reads
 	// them (h1screen.go); nil on HTTP/2.
 	screen *h1Screen
-	// serving is set while a handler serves one of the screen's requests:
-	// a read then is net/http's background read, not one for a head.
-	serving atomic.Bool
+	// served counts the screen's requests whose handlers returned (see
+	// serving).
+	served atomic.Uint64
 	// deadlineMu orders net/http's read deadlines (readDeadline) and the
 	// screen's (boundHead); aborted, on it, wakes a background read held
 	// back (holdEOF) when net/http ends it, or the connection closes.
@@ -403,6 +403,15 @@ func (c *countConn) reason(listenerClosed bool) sluicev1.CloseReason {
 	return sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
 
+// serving reports whether a request the screen handed on is not yet
+// answered: a read then is net/http's background read, not one for a
+// head. It counts from when the screen hands the head on, not from when
+// the handler starts: net/http starts its background read before it
+// calls the handler.
+func (c *countConn) serving() bool {
+	return c.screen.handed.Load() != c.served.Load()
+}
+
 // SetReadDeadline notes a deadline in the past (see aborting), and the
 // deadline net/http set, which a head's (boundHead) may cut short.
 func (c *countConn) SetReadDeadline(t time.Time) error {
@@ -463,7 +472,7 @@ func (c *countConn) abortsOnClose() {
 // a deadline in the past (an aborted background read) stays.
 func (c *countConn) boundHead() {
 	s := c.screen
-	if s.headTimeout <= 0 || c.serving.Load() {
+	if s.headTimeout <= 0 || c.serving() {
 		return
 	}
 	if s.headSince.IsZero() {
@@ -499,7 +508,7 @@ func (c *countConn) Read(p []byte) (int, error) {
 // net/http set passes, and the screen keeps what it holds).
 func (c *countConn) screenRead(p []byte) (int, error) {
 	s := c.screen
-	if c.lingers.Load() && !c.serving.Load() {
+	if c.lingers.Load() && !c.serving() {
 		// What is left of a body after an early answer is not read: the
 		// connection ends. net/http would read it to close the body, as
 		// long as the client held it back (its abortPendingRead clears
@@ -539,7 +548,7 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 				// net/http closes without a word: Close answers.
 				s.answerWith(httpproxy.ErrHeadTimeout)
 			}
-			if err == io.EOF && s.state == screenHead && c.serving.Load() && c.aborted.L != nil && !c.abortOnClose.Load() {
+			if err == io.EOF && s.state == screenHead && c.serving() && c.aborted.L != nil && !c.abortOnClose.Load() {
 				return 0, c.holdEOF()
 			}
 			return 0, err

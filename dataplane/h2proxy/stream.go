@@ -67,8 +67,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := streams.Get().(*stream)
 	if nc := cn.nc; nc.screen != nil {
 		nc.abortOnClose.Store(false)
-		nc.serving.Store(true) // see boundHead, holdEOF
-		defer nc.serving.Store(false)
+		defer nc.served.Add(1) // see serving
 		st.req.OnAbortOnClose(nc.abortsOnCloseFn)
 	}
 	cn.meterStart(st, hcfg.Meter, r)
