@@ -335,11 +335,11 @@ type countConn struct {
 	// unread (an endpoint's early answer): once it is done, no read takes
 	// more of the body (errBodyLeft), and Close lingers.
 	lingers atomic.Bool
-	// abortOnClose: the request being served is to end once its client
-	// closes (abort_on_close, httpproxy.Request.OnAbortOnClose), so
-	// holdEOF hands the end on; set by abortsOnClose, cleared as the
-	// next request starts.
-	abortOnClose    atomic.Bool
+	// abortOnClose numbers (served+1) the request that is to end once its
+	// client closes (abort_on_close, httpproxy.Request.OnAbortOnClose),
+	// so that holdEOF hands the end on while it is served (abortsOnClose);
+	// the next request, handed on before its handler starts, does not.
+	abortOnClose    atomic.Uint64
 	abortsOnCloseFn func() // abortsOnClose, made once
 }
 
@@ -440,10 +440,10 @@ func (c *countConn) SetReadDeadline(t time.Time) error {
 func (c *countConn) holdEOF() error {
 	c.deadlineMu.Lock()
 	defer c.deadlineMu.Unlock()
-	for !c.aborting.Load() && !c.closed.Load() && !c.abortOnClose.Load() {
+	for !c.aborting.Load() && !c.closed.Load() && !c.givesUpOnClose() {
 		c.aborted.Wait()
 	}
-	if c.abortOnClose.Load() && !c.aborting.Load() {
+	if c.givesUpOnClose() && !c.aborting.Load() {
 		return io.EOF
 	}
 	return os.ErrDeadlineExceeded
@@ -454,8 +454,14 @@ func (c *countConn) holdEOF() error {
 func (c *countConn) abortsOnClose() {
 	c.deadlineMu.Lock()
 	defer c.deadlineMu.Unlock()
-	c.abortOnClose.Store(true)
+	c.abortOnClose.Store(c.served.Load() + 1)
 	c.aborted.Broadcast()
+}
+
+// givesUpOnClose reports whether the request being served ends once its
+// client closes (abortsOnClose).
+func (c *countConn) givesUpOnClose() bool {
+	return c.abortOnClose.Load() == c.served.Load()+1
 }
 
 // boundHead bounds the wait for the rest of a head the screen holds by
@@ -548,7 +554,7 @@ func (c *countConn) screenRead(p []byte) (int, error) {
 				// net/http closes without a word: Close answers.
 				s.answerWith(httpproxy.ErrHeadTimeout)
 			}
-			if err == io.EOF && s.state == screenHead && c.serving() && c.aborted.L != nil && !c.abortOnClose.Load() {
+			if err == io.EOF && s.state == screenHead && c.serving() && c.aborted.L != nil && !c.givesUpOnClose() {
 				return 0, c.holdEOF()
 			}
 			return 0, err

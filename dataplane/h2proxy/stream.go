@@ -66,7 +66,6 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	last := cn.stream(hcfg)
 	st := streams.Get().(*stream)
 	if nc := cn.nc; nc.screen != nil {
-		nc.abortOnClose.Store(false)
 		defer nc.served.Add(1) // see serving
 		st.req.OnAbortOnClose(nc.abortsOnCloseFn)
 	}
