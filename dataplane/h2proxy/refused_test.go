@@ -295,3 +295,48 @@ func TestOptionsAsteriskForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestsWithoutHostForwarded: an HTTP/1.0 request without Host, and
+// one with an empty Host, reach the endpoint from the client of a
+// listener whose HTTP/1.x connections this engine serves (Translate), as
+// they do through the HTTP/1.1 engine: the endpoint gets the Host of an
+// absolute-form target, else its own address. Before, this engine refused
+// them all with 400. One difference stays: for an empty Host, the
+// endpoint gets its own address here, where the HTTP/1.1 engine forwards
+// the empty Host (Go's client cannot send one).
+func TestRequestsWithoutHostForwarded(t *testing.T) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Method+" "+r.URL.Path+" to "+r.Host)
+	}, false)
+	cfg := &httpproxy.Config{Director: pickDirector{ep}}
+	for _, tc := range []struct{ name, head, body string }{
+		{"HTTP/1.0 without Host", "GET /a HTTP/1.0\r\n\r\n", "GET /a to " + ep.Addr},
+		{"HTTP/1.0 with an empty Host", "GET /b HTTP/1.0\r\nHost:\r\n\r\n", ""},
+		{"HTTP/1.0 in absolute form", "GET http://x.example/c HTTP/1.0\r\n\r\n", "GET /c to x.example"},
+		{"HTTP/1.1 with an empty Host", "GET /d HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, e := range []struct {
+				name  string
+				serve func(net.Conn)
+			}{{"the HTTP/1.1 engine", http1Engine(cfg)}, {"this engine", this(t, cfg, nil)}} {
+				client, server := net.Pipe()
+				go func() {
+					defer server.Close()
+					e.serve(server)
+				}()
+				client.SetDeadline(time.Now().Add(10 * time.Second))
+				go io.WriteString(client, tc.head)
+				resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+				if err != nil {
+					t.Fatalf("%s: no answer: %v", e.name, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				client.Close()
+				if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "GET /") || tc.body != "" && string(body) != tc.body {
+					t.Errorf("%s: %s %q, want the endpoint's 200 %q", e.name, resp.Status, body, tc.body)
+				}
+			}
+		})
+	}
+}

@@ -88,12 +88,15 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	req := &st.req
-	target := r.RequestURI
+	target, proto := r.RequestURI, ""
 	if r.ProtoMajor == 2 && r.Method == http.MethodConnect {
 		target = r.Host // CONNECT names its authority only; refused below
 	}
+	if r.ProtoMajor == 1 {
+		proto = r.Proto // HTTP/1.0 may come without Host
+	}
 	err := req.Load(&httpproxy.Head{
-		Method: r.Method, Target: target, Authority: r.Host, Header: r.Header,
+		Method: r.Method, Target: target, Authority: r.Host, Proto: proto, Header: r.Header,
 		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
 		Forwarded: hcfg.Forwarded, Trusted: hcfg.Trusts(cn.client.Addr().Unmap()),
 		Limits: hcfg, Context: r.Context(),

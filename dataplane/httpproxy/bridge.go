@@ -137,6 +137,13 @@ type Head struct {
 	Client    netip.AddrPort
 	TLS       bool
 	SNI       []byte // the server name of the client's TLS handshake
+	// Proto is an HTTP/1.x client's version as net/http read it,
+	// "HTTP/1.0" or "HTTP/1.1"; "" for HTTP/2. The head is read in that
+	// version: an HTTP/1.0 head may come without Host, and an HTTP/1.1
+	// one has a Host even when Authority is empty (net/http refuses one
+	// without), as the HTTP/1.1 engine reads them. An HTTP/2 head without
+	// an authority is refused.
+	Proto string
 	// Forwarded and Trusted are the listener's forwarding style and
 	// whether Client is one of its trusted peers (Config.Trusts):
 	// ForwardHeader writes the forwarding headers as the HTTP/1.1 engine
@@ -174,13 +181,19 @@ func (r *Request) Load(h *Head) error {
 		return &foreignError{errTarget}
 	case !isValue(h.Authority):
 		return &foreignError{errHost}
+	case h.Proto != "" && h.Proto != "HTTP/1.1" && h.Proto != "HTTP/1.0":
+		return &foreignError{errVersion}
 	}
 	b := r.own[:0]
 	b = append(b, h.Method...)
 	b = append(b, ' ')
 	b = append(b, h.Target...)
-	b = append(b, " HTTP/1.1\r\n"...)
-	if h.Authority != "" {
+	if h.Proto == "HTTP/1.0" {
+		b = append(b, " HTTP/1.0\r\n"...)
+	} else {
+		b = append(b, " HTTP/1.1\r\n"...)
+	}
+	if h.Authority != "" || h.Proto == "HTTP/1.1" {
 		b = append(b, "Host: "...)
 		b = append(b, h.Authority...)
 		b = append(b, "\r\n"...)

@@ -70,6 +70,8 @@ func TestLoadHeadRefused(t *testing.T) {
 		{Method: "GET", Target: "/%zz", Authority: "a"},
 		{Method: "GET", Target: "/", Authority: "a b"},
 		{Method: "GET", Target: "/", Authority: "a", Header: http.Header{"Bad Name": {"x"}}},
+		{Method: "GET", Target: "/"}, // HTTP/2 without an authority
+		{Method: "GET", Target: "/", Authority: "a", Proto: "HTTP/0.9"},
 		// What would forge fields: the request line and Host are written
 		// as given.
 		{Method: "GET", Target: "/", Authority: "\n0:"},
@@ -81,6 +83,32 @@ func TestLoadHeadRefused(t *testing.T) {
 		err := r.Load(&h)
 		if status, _ := StatusOf(err); err == nil || status < 400 {
 			t.Errorf("%+v: %v (status %d), want refused", h, err, status)
+		}
+	}
+}
+
+// TestLoadHeadVersions: a head from an HTTP/1.x client is read in its
+// version, as the HTTP/1.1 engine reads it: HTTP/1.0 may come without
+// Host, and an HTTP/1.1 head with an empty one (net/http read the field)
+// passes with it.
+func TestLoadHeadVersions(t *testing.T) {
+	for _, tc := range []struct {
+		h     Head
+		minor int
+		host  string
+	}{
+		{Head{Method: "GET", Target: "/", Proto: "HTTP/1.0"}, 0, ""},
+		{Head{Method: "GET", Target: "/", Authority: "a", Proto: "HTTP/1.0"}, 0, "a"},
+		{Head{Method: "GET", Target: "/", Proto: "HTTP/1.1"}, 1, ""},
+		{Head{Method: "GET", Target: "/", Authority: "a"}, 1, "a"},
+	} {
+		var r Request
+		if err := r.Load(&tc.h); err != nil {
+			t.Errorf("%+v: %v", tc.h, err)
+			continue
+		}
+		if r.ProtoMinor() != tc.minor || string(r.Host()) != tc.host {
+			t.Errorf("%+v: read as HTTP/1.%d with Host %q, want HTTP/1.%d with %q", tc.h, r.ProtoMinor(), r.Host(), tc.minor, tc.host)
 		}
 	}
 }
