@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/netip"
@@ -154,19 +155,22 @@ func TestLoadHeadLimits(t *testing.T) {
 }
 
 // FuzzLoadHead: any head another engine gives is either refused or read
-// back as given (method, target and each field's first value).
+// back as given (method, target, version and each field's first value).
 func FuzzLoadHead(f *testing.F) {
-	f.Add("GET", "/a?b=c", "example.com", "X-A", "1")
-	f.Add("POST", "*", "h:80", "Cookie", "a=1; b=2")
-	f.Add("OPTIONS", "*", "", "Te", "trailers")
-	f.Fuzz(func(t *testing.T, method, target, authority, name, value string) {
+	f.Add("GET", "/a?b=c", "example.com", "X-A", "1", "")
+	f.Add("POST", "*", "h:80", "Cookie", "a=1; b=2", "HTTP/1.1")
+	f.Add("OPTIONS", "*", "", "Te", "trailers", "HTTP/1.0")
+	f.Fuzz(func(t *testing.T, method, target, authority, name, value, proto string) {
 		var r Request
-		err := r.Load(&Head{Method: method, Target: target, Authority: authority, Header: http.Header{name: {value}}})
+		err := r.Load(&Head{Method: method, Target: target, Authority: authority, Proto: proto, Header: http.Header{name: {value}}})
 		if err != nil {
 			return
 		}
 		if string(r.Method()) != method || string(r.Path()) != target {
 			t.Fatalf("read back %q %q, want %q %q", r.Method(), r.Path(), method, target)
+		}
+		if want := cmp.Or(proto, "HTTP/1.1"); string(r.Proto()) != want {
+			t.Fatalf("read back as %q, want %q", r.Proto(), want)
 		}
 		if !strings.EqualFold(name, "host") && string(r.Header(name)) != strings.Trim(value, " \t") {
 			t.Fatalf("field %q read back %q, want %q", name, r.Header(name), value)
