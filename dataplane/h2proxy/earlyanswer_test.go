@@ -22,26 +22,36 @@ import (
 // at once, with Connection: close, and the connection closes, as on the
 // HTTP/1.1 engine: the client need not send the rest. net/http alone
 // reads the rest before a byte of the answer goes, as long as the client
-// holds it back. An upload the endpoint took whole keeps the connection.
+// holds it back, and so does an HTTP/2 transport before the answer's body
+// closes. An upload the endpoint took whole keeps the connection.
 func TestEarlyAnswerToAnUpload(t *testing.T) {
-	s := engine(t, &httpproxy.Config{Director: pickDirector{refuser(t)}, IdleTimeout: time.Minute}, false)
-	client, ended := serveTCP(t, s)
-	// 1000 bytes of 50000, and the client waits for an answer.
-	io.WriteString(client, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000\r\n\r\n"+strings.Repeat("x", 1000))
-	br := bufio.NewReader(client)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 413 || string(body) != "big\n" || !resp.Close {
-		t.Errorf("got %s %q (close %v), want the endpoint's 413 with Connection: close", resp.Status, body, resp.Close)
-	}
-	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("after the answer: %d bytes, %v; want the connection closed", n, err)
-	}
-	if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
-		t.Errorf("the connection ended as %v, want CLIENT_CLOSED", why)
+	h2refuser := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "big", http.StatusRequestEntityTooLarge)
+	}, true)
+	for _, e := range []struct {
+		name string
+		ep   *upstream.Endpoint
+		h2   bool
+	}{{"HTTP/1.1 to the endpoint", refuser(t), false}, {"HTTP/2 to the endpoint", h2refuser, true}} {
+		s := engine(t, &httpproxy.Config{Director: pickDirector{e.ep}, IdleTimeout: time.Minute}, e.h2)
+		client, ended := serveTCP(t, s)
+		// 1000 bytes of 50000, and the client waits for an answer.
+		io.WriteString(client, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000\r\n\r\n"+strings.Repeat("x", 1000))
+		br := bufio.NewReader(client)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", e.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 413 || string(body) != "big\n" || !resp.Close {
+			t.Errorf("%s: got %s %q (close %v), want the endpoint's 413 with Connection: close", e.name, resp.Status, body, resp.Close)
+		}
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("%s: after the answer: %d bytes, %v; want the connection closed", e.name, n, err)
+		}
+		if why := <-ended; why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+			t.Errorf("%s: the connection ended as %v, want CLIENT_CLOSED", e.name, why)
+		}
 	}
 
 	// The same upload, whole, to an endpoint that reads it: the
@@ -50,9 +60,9 @@ func TestEarlyAnswerToAnUpload(t *testing.T) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		io.WriteString(w, strings.Repeat("y", int(n/1000)))
 	}, false)
-	client, _ = serveTCP(t, engine(t, &httpproxy.Config{Director: pickDirector{up}, IdleTimeout: time.Minute}, false))
+	client, _ := serveTCP(t, engine(t, &httpproxy.Config{Director: pickDirector{up}, IdleTimeout: time.Minute}, false))
 	go io.WriteString(client, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000\r\n\r\n"+strings.Repeat("x", 50000)+"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
-	br = bufio.NewReader(client)
+	br := bufio.NewReader(client)
 	for i, want := range []int{50, 0} {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {

@@ -367,7 +367,15 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		cn.tunnel(w, resp, up, st, hcfg)
 		return true, nil
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if st.idle.unread() {
+			// The endpoint answered before it took the whole body: the
+			// rest is not sent. An HTTP/2 transport's Close would wait
+			// for the client to send it first, if it held it back.
+			cancel()
+		}
+		resp.Body.Close()
+	}()
 	timer.Reset(hcfg.ResponseTimeout) // now an inactivity bound on the body
 
 	dst := w.Header()
