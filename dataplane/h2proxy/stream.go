@@ -248,6 +248,14 @@ func (cn *conn) outgoing(r *http.Request, st *stream, ep *upstream.Endpoint) *ht
 	}
 	if r.ContentLength != 0 {
 		out.Body = r.Body
+		if req.ExpectsContinue() {
+			// The endpoint may refuse the body before it is sent (a 417,
+			// a 401, a 413), as through the HTTP/1.1 engine: the
+			// transport sends the body after the endpoint's 100, or
+			// after expectContinueTimeout, and net/http answers the
+			// client's expectation once the body is read.
+			h["Expect"] = []string{"100-continue"}
+		}
 	}
 	return out
 }
@@ -577,7 +585,8 @@ var addedByNetHTTP = []string{"Content-Type", "Date"}
 // engine does: at most httpproxy.MaxInterim of them, past which the
 // response is refused as invalid, and none to an HTTP/1.0 client (RFC 9110
 // §15.2). 100 Continue is net/http's to send: it answers a client's Expect
-// itself once the body is read.
+// itself once the body is read, which the transport does once the
+// endpoint sent its own 100 (outgoing).
 //
 // relay runs on the transport's goroutine, which may go on reading 1xx
 // responses after RoundTrip returned (a response_timeout, a client that

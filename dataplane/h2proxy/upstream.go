@@ -77,6 +77,10 @@ func NewUpstream(protocol func(*upstream.Endpoint) Protocol) *Upstream {
 			DialTLSContext:     dialTLS,
 			DisableCompression: true, // a proxy passes encodings through
 			ForceAttemptHTTP2:  h2,
+
+			// With a client's Expect: 100-continue, the body waits this long
+			// for the endpoint's 100, as curl waits for one.
+			ExpectContinueTimeout: time.Second,
 		}
 	}
 	u.h1, u.h1tls = mk(true, false, false), mk(true, false, false)

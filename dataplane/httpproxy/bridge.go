@@ -299,6 +299,10 @@ func (r *Request) ForgetFailed() { r.forgetFailed() }
 // seen it (RFC 9110 §9.2.2, or an Idempotency-Key field).
 func (r *Request) Idempotent() bool { return r.idempotent() }
 
+// ExpectsContinue reports whether the client asks for 100 Continue before
+// it sends the body (Expect: 100-continue, which HTTP/1.0 has not).
+func (r *Request) ExpectsContinue() bool { return r.expect100 && r.minor == 1 }
+
 // ForwardHeader adds to dst the fields of r as they go to the endpoint
 // that Pick returned, as appendRequestHead writes them for the HTTP/1.1
 // engine: hop-by-hop fields, Host, Content-Length and Expect left out (the
