@@ -83,9 +83,10 @@
 // (h1screen.go). Where net/http's own HTTP/1.x serving differs from that
 // engine's, the connection makes up for it: a client that half-closes
 // after its request still gets the answer (countConn.holdEOF, but with
-// abort_on_close), and an endpoint's early answer to an upload goes at
+// abort_on_close), an endpoint's early answer to an upload goes at
 // once and ends the connection, which lingers, rather than wait for the
-// rest of the body. Such listeners trade the HTTP/1.1 engine's speed for it;
+// rest of the body, and Expect: 100-continue is the endpoint's to answer
+// (stream.go's outgoing). Such listeners trade the HTTP/1.1 engine's speed for it;
 // other listeners hand only their HTTP/2 connections to this engine. Their
 // HTTP/1.1 Upgrade requests (WebSocket) to HTTP/1.1 endpoints become
 // tunnels as on any other listener, with the HTTP/1.1 engine's relay
