@@ -283,3 +283,75 @@ listeners:
 		}
 	}
 }
+
+// A request the HTTP/1.1 engine forwards reaches the endpoint through a
+// translating listener too, as a user of the plain one sees it: an
+// HTTP/1.0 request without Host (HAProxy's default health check is
+// "OPTIONS / HTTP/1.0"), which the endpoint gets with its own address as
+// Host, and a request with Expect: 100-continue, whose endpoint answers
+// first: an endpoint that does not read the body (these) answers before
+// the client sends it, as it would behind HAProxy. The node used to
+// refuse the first with 400 and answer 100 Continue to the second itself.
+func TestHTTP10AndExpectTranslated(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	web, grpc := startTargetBackend(t, "web", false), startTargetBackend(t, "h2", true)
+	dp := startNode(t, c.addr, "node-1")
+	plain, translated := freeAddr(t), freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [ { name: web, address: %s } ]
+  - name: grpc
+    http2: true
+    endpoints: [ { name: h2, address: %s } ]
+listeners:
+  - { name: plain, address: %s, protocol: HTTP, default_cluster: web }
+  - name: translated
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    rules:
+      - { match: { host: { exact: h2.test } }, route: grpc }
+`, web, grpc, plain, translated)))
+
+	for _, addr := range []string{plain, translated} {
+		for _, tc := range []struct{ name, sent, want string }{
+			{"HTTP/1.0 without Host", "OPTIONS /check HTTP/1.0\r\n\r\n", "web uri=/check host=" + web},
+			{"Expect: 100-continue", "PUT /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", "web uri=/up host=app.test"},
+		} {
+			conn, err := net.DialTimeout("tcp", addr, testTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(testTimeout))
+			io.WriteString(conn, tc.sent)
+			// The first answer: a 100 Continue would come first if the
+			// node answered the expectation itself.
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", addr, tc.name, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			conn.Close()
+			if resp.StatusCode != 200 || string(body) != tc.want {
+				t.Errorf("%s, %s: first answered %s %q, want the endpoint's 200 %q", addr, tc.name, resp.Status, body, tc.want)
+			}
+		}
+	}
+	// Through the translating listener to the HTTP/2 endpoint too.
+	conn, err := net.DialTimeout("tcp", translated, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(conn, "PUT /up HTTP/1.1\r\nHost: h2.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "h2 uri=/up host=h2.test" {
+		t.Errorf("to the HTTP/2 endpoint: first answered %s %q, want its 200", resp.Status, body)
+	}
+}
