@@ -96,8 +96,9 @@
 // the bytes read and written on it (after TLS, as HTTP/1.1 counts them),
 // and the cluster and endpoint of its last stream.
 // A request head refused on an HTTP/1.x connection before any handler saw
-// it, by the screen (with the HTTP/1.1 engine's answer) or by net/http
-// (431), ends the connection (as bad_request, client_timeout for a 408)
-// and is counted as a failed request, metered and logged, as the HTTP/1.1
-// engine's own refusals are (countConn.refusal).
+// it, by the screen (with the HTTP/1.1 engine's answer, the listener's
+// limits too) or by net/http (a head the screen passed), ends the
+// connection (as bad_request, client_timeout for a 408) and is counted as
+// a failed request, metered and logged, as the HTTP/1.1 engine's own
+// refusals are (countConn.refusal).
 package h2proxy

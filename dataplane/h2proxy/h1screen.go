@@ -37,7 +37,10 @@ type h1Screen struct {
 	left    int64 // of a body of declared length
 	heads   httpproxy.HeadScreener
 	chunks  httpproxy.ChunkScanner
-	maxHead int // a head longer than this is net/http's to refuse (431)
+	maxHead int // a head longer than this, past any limit config sets, is net/http's to refuse (431)
+	// config is the listener's, whose head limits the screen holds heads
+	// to as the HTTP/1.1 engine does (nil: none).
+	config func() *httpproxy.Config
 	// handed counts the heads handed on whole (countConn.serving).
 	handed atomic.Uint64
 
@@ -134,15 +137,22 @@ func (s *h1Screen) frame() bool {
 		if err != nil {
 			return s.refuse(err)
 		}
+		var cfg *httpproxy.Config
+		if s.config != nil {
+			cfg = s.config()
+		}
 		end := httpproxy.HeadEnd(s.buf)
 		if end < 0 {
+			if err := s.heads.Partial(s.buf, cfg); err != nil {
+				return s.refuse(err)
+			}
 			if len(s.buf) > s.maxHead {
 				s.state = screenPass
 				return true
 			}
 			return false
 		}
-		body, err := s.heads.Screen(s.buf[:end])
+		body, err := s.heads.Screen(s.buf[:end], cfg)
 		if err != nil {
 			return s.refuse(err)
 		}

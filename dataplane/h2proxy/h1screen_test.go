@@ -112,11 +112,15 @@ func (c *readerConn) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// screenLimits are the head limits of screened's listener, small enough
+// for the fuzzer to cross.
+var screenLimits = httpproxy.NewServer(&httpproxy.Config{MaxHeaderBytes: 512, MaxHeaderCount: 8, MaxURILength: 64}, nil).Config
+
 // screened is what a screen hands on of data, read by net/http's buffer
 // size, when the client's bytes come step at a time, and the error that
 // ended it.
 func screened(data []byte, step int) ([]byte, error) {
-	c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: step}, screen: &h1Screen{maxHead: 8 << 10}}
+	c := &countConn{Conn: &readerConn{r: bytes.NewReader(data), step: step}, screen: &h1Screen{maxHead: 8 << 10, config: screenLimits}}
 	var out []byte
 	buf := make([]byte, 4<<10)
 	for {

@@ -32,8 +32,9 @@ func (l *logged) Log(_ string, x *meter.Exchange) {
 
 // TestRefusedHTTP1Request: on a listener whose HTTP/1.1 connections this
 // engine serves (Translate), a refused request head is recorded as the
-// HTTP/1.1 engine records its own refusals, whether the screen refused it
-// (h1Screen) or net/http did, before any handler saw it: the connection
+// HTTP/1.1 engine records its own refusals, the screen's (h1Screen) as
+// net/http's (of a head the screen passed: TestRefusalIsTheLastWrite),
+// before any handler saw it: the connection
 // ends as bad_request, and the listener's meter (and access log) gets a
 // request with the status the client got, after the requests served
 // before it.
@@ -44,7 +45,7 @@ func TestRefusedHTTP1Request(t *testing.T) {
 	}{
 		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400},
 		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
-		// net/http's own.
+		// Refused before it ends.
 		{"a head past MaxHeaderBytes", "GET /bad HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 2<<20) + "\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,12 +120,22 @@ func TestRefusalIsTheLastWrite(t *testing.T) {
 // the HTTP/1.1 engine refuses, the answer that engine gives, byte for
 // byte, after the answers to the requests before it: its status (501 for
 // a transfer coding it does not know, 505 for an HTTP version it does not
-// speak), the text that says why, no body for a HEAD request, and the
-// connection closed. net/http alone answers a plain 400 to most of them.
+// speak, 414 and 431 for the listener's limits), the text that says why,
+// no body for a HEAD request, and the connection closed, as soon as that
+// engine answers. net/http alone answers a plain 400 to most of them.
 func TestRefusalsAnsweredAsTheHTTP1Engine(t *testing.T) {
 	ep := backendOf(t, func(http.ResponseWriter, *http.Request) {}, false)
-	cfg := &httpproxy.Config{Director: pickDirector{ep}}
+	cfg := &httpproxy.Config{Director: pickDirector{ep}, MaxHeaderBytes: 512, MaxHeaderCount: 4, MaxURILength: 64}
 	for _, tc := range []struct{ name, head, status string }{
+		// The listener's limits, measured on the head as sent.
+		{"a target over max_uri_length", "GET /" + strings.Repeat("u", 64) + " HTTP/1.1\r\nHost: a\r\n\r\n", "414"},
+		{"more fields than max_header_count", "GET /bad HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", "431"},
+		{"a head over max_header_bytes", "GET /bad HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 512) + "\r\n\r\n", "431"},
+		// Answered before the head ends, as the HTTP/1.1 engine answers
+		// them: the connection is not held until request_header_timeout.
+		{"a head over max_header_bytes, not whole", "GET /bad HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 600), "431"},
+		{"a target over max_uri_length, head not whole", "GET /" + strings.Repeat("u", 64) + " HTTP/1.1\r\n", "414"},
+		{"an HTTP/0.9 request line", "GET /\r\n", "400"},
 		{"a header line without a colon", "GET /bad HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", "400"},
 		{"Content-Length with chunked", "POST /bad HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "400"},
 		{"a transfer coding it does not know", "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"},

@@ -116,6 +116,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	if !h2 {
 		nc.screen = &h1Screen{
 			maxHead:     headerListBytes(hcfg) + 4<<10, // and net/http's bufio
+			config:      s.http.Config,
 			headTimeout: hcfg.RequestHeaderTimeout,
 			headSince:   info.Start,
 			fresh:       true,

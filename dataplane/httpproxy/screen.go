@@ -15,9 +15,18 @@ import (
 // parsers that frame one stream of requests differently are what request
 // smuggling needs.
 
-// unlimited are head limits that never refuse: the screening engine has
-// its own, and the listener's are checked later (Request.Load).
+// unlimited are head limits that never refuse, for a HeadScreener given
+// no Config.
 var unlimited = headLimits{bytes: math.MaxInt, fields: math.MaxInt, uri: math.MaxInt}
+
+// limitsOf are cfg's head limits (cfg as Server.Config returns it), or
+// none for a nil cfg.
+func limitsOf(cfg *Config) *headLimits {
+	if cfg == nil {
+		return &unlimited
+	}
+	return &cfg.lim
+}
 
 // HeadEnd returns the end of the request head that starts at b[0] (past
 // its empty line), or -1 when b does not hold all of it yet.
@@ -30,12 +39,18 @@ func HeadEnd(b []byte) int {
 // line (RFC 9112 §2.2); more are refused (errLeadingLines).
 const maxEmptyLineBytes = 8
 
-// HeadScreener parses request heads as this engine parses a client's, but
-// for the size limits. Its zero value is ready, and it keeps its storage
-// from head to head.
+// HeadScreener parses request heads as this engine parses a client's, held
+// to the head limits of a listener's Config (MaxHeaderBytes,
+// MaxHeaderCount, MaxURILength) as this engine holds them, with the same
+// answers. Its zero value is ready, and it keeps its storage from head to
+// head.
 type HeadScreener struct {
 	r       Request
 	empties int // CR and LF bytes skipped before the next head
+	// Of the head under way (Partial): its request line passed, or how
+	// far from its start no line end was found.
+	lineChecked bool
+	lineScan    int
 }
 
 // SkipEmpty returns how many bytes at the start of b are empty lines before
@@ -51,15 +66,48 @@ func (s *HeadScreener) SkipEmpty(b []byte) (n int, err error) {
 	return n, nil
 }
 
+// Partial checks b, the start of a request head not whole yet (no empty
+// line before it), as this engine does while a head arrives: err refuses
+// a head already longer than cfg allows (431, or 414 when its target is),
+// or a request line this engine refuses (HTTP/0.9's "GET /", a version
+// it does not speak), at once rather than once the head ends or its time
+// runs out. A nil cfg sets no limits. Each byte is looked at once for the
+// request line's end, however the head trickles in.
+func (s *HeadScreener) Partial(b []byte, cfg *Config) error {
+	lim := limitsOf(cfg)
+	if len(b) > lim.bytes {
+		return &foreignError{tooLarge(b, lim)}
+	}
+	if s.lineChecked {
+		return nil
+	}
+	s.lineScan = min(s.lineScan, len(b))
+	nl := indexByte(b[s.lineScan:], '\n')
+	if nl < 0 {
+		s.lineScan = len(b)
+		return nil
+	}
+	s.lineChecked = true
+	if _, _, err := parseRequestLine(b[:s.lineScan+nl+1], lim); err != nil {
+		return &foreignError{err}
+	}
+	return nil
+}
+
 // Screen parses head, one request head (request line through the empty
-// line, no empty line before it). body is the declared length of the
-// request's body, -1 for a chunked one, 0 for none. err is this engine's
-// refusal; StatusOf gives its status and text.
-func (s *HeadScreener) Screen(head []byte) (body int64, err error) {
+// line, no empty line before it), held to cfg's limits (none for a nil
+// cfg). body is the declared length of the request's body, -1 for a
+// chunked one, 0 for none. err is this engine's refusal; StatusOf gives
+// its status and text.
+func (s *HeadScreener) Screen(head []byte, cfg *Config) (body int64, err error) {
 	r := &s.r
-	s.empties = 0
+	s.empties, s.lineChecked, s.lineScan = 0, false, 0
+	lim := limitsOf(cfg)
+	if len(head) > lim.bytes {
+		return 0, &foreignError{tooLarge(head, lim)}
+	}
 	defer func() { r.head = nil }() // keeps no reference to the caller's bytes
-	if e := r.parseLimited(head, &unlimited); e != nil {
+	if e := r.parseLimited(head, lim); e != nil {
 		return 0, &foreignError{e}
 	}
 	return r.ContentLength(), nil
