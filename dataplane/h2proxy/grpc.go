@@ -25,9 +25,10 @@ func isGRPC(r *http.Request) bool {
 // whose grpc-timeout ran out is DEADLINE_EXCEEDED: a gRPC server resets the
 // stream (CANCEL) at the deadline it was given, and the client, seeing
 // CANCEL itself, would have said the same. Anything else is UNAVAILABLE,
-// what gRPC says of a lost connection (and Envoy of an upstream reset).
-func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time) {
-	code, msg := "14", "upstream stream reset"
+// what gRPC says of a lost connection (and Envoy of an upstream reset),
+// with text, the proxy's word for why (cut).
+func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time, text string) {
+	code, msg := "14", grpcMessage(text)
 	if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && time.Since(start) >= d {
 		code, msg = "4", "deadline exceeded"
 	}

@@ -35,6 +35,13 @@ func serveRecorded(t *testing.T, ep *upstream.Endpoint) (string, <-chan ended, *
 // serveMetered is serveRecorded with m as the listener's meter.
 func serveMetered(t *testing.T, ep *upstream.Endpoint, m *meter.Listener) (string, <-chan ended, *Upstream) {
 	t.Helper()
+	return serveWith(t, ep, m, false)
+}
+
+// serveWith is serveMetered for HTTP/2 connections (h2c with prior
+// knowledge) when h2, else HTTP/1.x ones.
+func serveWith(t *testing.T, ep *upstream.Endpoint, m *meter.Listener, h2 bool) (string, <-chan ended, *Upstream) {
+	t.Helper()
 	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, Meter: m}, nil)
 	up := NewUpstream(nil)
 	t.Cleanup(up.Close)
@@ -52,7 +59,7 @@ func serveMetered(t *testing.T, ep *upstream.Endpoint, m *meter.Listener) (strin
 		}
 		defer c.Close()
 		info := httpproxy.ConnInfo{Start: time.Now()}
-		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, false, nil, &info)
+		why := s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, h2, nil, &info)
 		done <- ended{why, info}
 	}()
 	return ln.Addr().String(), done, up
@@ -139,5 +146,48 @@ func TestFailedRequestsCountAsTheEndpoints5xx(t *testing.T) {
 	waitEnded(t, done)
 	if st := ep.Stats(); st.Responses5xx != 2 || st.ConnectErrors != 0 {
 		t.Errorf("the endpoint's counters: %d 5xx, %d connect errors; want 2 and 0", st.Responses5xx, st.ConnectErrors)
+	}
+}
+
+// TestCutResponseIsRecorded: an endpoint that cuts its response short
+// after the head (here it closes in a chunked body) fails the request
+// where the client can see it, and in the connection's record: an
+// HTTP/1.x connection ends, as server_closed, as the HTTP/1.1 engine's
+// does, and an HTTP/2 one, which goes on, counts a failed request with
+// that reason. The records used to say client_closed and nothing failed.
+func TestCutResponseIsRecorded(t *testing.T) {
+	ep := upstream.New("c", "e", loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	}))
+	for _, h2 := range []bool{false, true} {
+		addr, done, _ := serveWith(t, ep, nil, h2)
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		if h2 {
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			client.Transport = &http.Transport{Protocols: &p}
+		}
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("h2 %v: read %q whole, want the body cut short", h2, body)
+		}
+		client.CloseIdleConnections()
+		e := waitEnded(t, done)
+		want, failed := sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED, uint64(0)
+		if h2 {
+			want, failed = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, 1
+		}
+		if e.why != want || e.info.Requests != 1 || e.info.Failed != failed ||
+			failed > 0 && !slices.Equal(e.info.Failures.List(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}) {
+			t.Errorf("h2 %v: ended %v after %d requests, %d failed for %v; want %v, 1 request, %d failed (server_closed)",
+				h2, e.why, e.info.Requests, e.info.Failed, e.info.Failures.List(), want, failed)
+		}
 	}
 }

@@ -53,6 +53,7 @@ const (
 	textResponseTimeout = "the endpoint did not answer in time"
 	textDrained         = "the endpoint was removed"
 	textBadResponse     = "invalid response from the endpoint"
+	textEndpointCut     = "the endpoint cut its response short"
 )
 
 // maxRepicks bounds how often one request picks again because its endpoint
@@ -193,6 +194,22 @@ func (cn *conn) unanswered(r *http.Request) bool {
 		panic(http.ErrAbortHandler)
 	}
 	return r.Context().Err() != nil
+}
+
+// cut is why a response that started was cut, the error of its relay
+// (copyBody) and whether response_timeout ran out: its text and the
+// reason the connection's record gives for it, as the HTTP/1.1 engine
+// closes its client connection for it.
+func cut(err error, timedOut bool) (string, sluicev1.CloseReason) {
+	switch {
+	case timedOut:
+		return textResponseTimeout, sluicev1.CloseReason_CLOSE_REASON_SERVER_TIMEOUT
+	case errors.Is(err, upstream.ErrClosed):
+		return textDrained, sluicev1.CloseReason_CLOSE_REASON_DRAINED
+	case errors.Is(err, errShutdown):
+		return textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
+	}
+	return textEndpointCut, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
 }
 
 // failure is what a client is told of a failure to reach an endpoint, and
@@ -424,14 +441,27 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 	ep.Transferred(in, body.n.Load())
 	st.mx.BytesIn, st.mx.BytesOut = body.n.Load(), in
 	if werr != nil {
-		if r.Context().Err() != nil {
+		var gone *clientGone
+		if r.Context().Err() != nil || errors.As(werr, &gone) {
 			return true, nil // the client went away: nothing to tell it
 		}
+		text, why := cut(werr, timedOut.Load())
 		if bodyTooLarge(r) {
 			cn.end(closeBadRequest)
+			text, why = textBodyTooLarge, closeBadRequest
+		}
+		if r.ProtoMajor == 1 {
+			// The connection ends with it, for why, as the HTTP/1.1
+			// engine's does.
+			cn.ending.CompareAndSwap(0, int32(why))
+			st.mx.Cause = why
+		} else {
+			// The connection goes on: its record counts the stream
+			// failed, for why.
+			cn.fail(why)
 		}
 		if isGRPC(r) && r.ProtoMajor == 2 {
-			endGRPC(w, r, start)
+			endGRPC(w, r, start, text)
 			return true, nil
 		}
 		// The response started: all that can be done is to cut the stream
@@ -506,10 +536,10 @@ func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Tim
 			timer.Reset(silence)
 			total += uint64(n)
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return total, werr
+				return total, &clientGone{werr}
 			}
 			if ferr := rc.Flush(); ferr != nil {
-				return total, ferr
+				return total, &clientGone{ferr}
 			}
 		}
 		if err == io.EOF {
@@ -520,6 +550,13 @@ func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Tim
 		}
 	}
 }
+
+// clientGone is copyBody's error when writing to the client failed, not
+// reading the endpoint's body.
+type clientGone struct{ err error }
+
+func (e *clientGone) Error() string { return "h2proxy: writing to the client: " + e.err.Error() }
+func (e *clientGone) Unwrap() error { return e.err }
 
 // errorAnswer writes one of the proxy's own error answers, status with
 // text: to a gRPC call as a gRPC status (grpcAnswer), to anything else as
