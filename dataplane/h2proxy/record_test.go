@@ -191,3 +191,29 @@ func TestCutResponseIsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectTimeObserved: a request this engine sends on a new endpoint
+// connection has that connect observed in the listener's
+// connect_duration, as the HTTP/1.1 engine observes its own, to HTTP/1.1
+// and HTTP/2 endpoints alike; one on a pooled connection observes none.
+// A listener that may route to an http2 cluster observed none before.
+func TestConnectTimeObserved(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }, h2)
+		m := meter.NewListener("web", nil)
+		client, _ := serveHTTP1(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}, Meter: m}, h2))
+		go io.WriteString(client, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+		br := bufio.NewReader(client)
+		for i := range 2 {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("h2 %v, request %d: %v %v", h2, i+1, resp, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		client.Close()
+		if _, n, sum := m.Connect.Read(); n != 1 || sum <= 0 {
+			t.Errorf("h2 %v: %d connects observed (%v s in all), want the first request's one", h2, n, sum)
+		}
+	}
+}

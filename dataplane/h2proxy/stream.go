@@ -386,6 +386,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		return true, nil
 	}
 	st.mx.FirstByte = time.Since(st.mx.Start)
+	st.mx.Connect = rt.dialed // 0 on a pooled connection: not observed
 	ep.Responded(resp.StatusCode)
 	if up != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		timer.Stop()

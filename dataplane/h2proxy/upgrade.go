@@ -77,6 +77,7 @@ func (u *upgrading) close() {
 // tunnel; any other response's body closes it when closed.
 func (u *Upstream) upgrade(req *http.Request, listener context.Context, ep *upstream.Endpoint, client, local netip.AddrPort, connectTimeout time.Duration) (*http.Response, *upgrading, trip, error) {
 	ctx := upstream.WithListener(req.Context(), listener)
+	start := time.Now()
 	c, err := ep.DialWithHeader(ctx, connectTimeout, false, ep.AppendProxyHeader(nil, client, local))
 	if err != nil {
 		if !errors.Is(err, upstream.ErrClosed) {
@@ -84,6 +85,7 @@ func (u *Upstream) upgrade(req *http.Request, listener context.Context, ep *upst
 		}
 		return nil, nil, trip{connect: true}, err
 	}
+	dialed := time.Since(start)
 	up := &upgrading{ep: ep, c: c, br: bufio.NewReader(c)}
 	up.unwatch = context.AfterFunc(req.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
 	resp, err := up.exchange(req)
@@ -101,7 +103,7 @@ func (u *Upstream) upgrade(req *http.Request, listener context.Context, ep *upst
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &upgradeBody{ReadCloser: resp.Body, up: up}
 	}
-	return resp, up, trip{}, nil
+	return resp, up, trip{dialed: dialed}, nil
 }
 
 // exchange writes req and reads the response head, past interim ones.

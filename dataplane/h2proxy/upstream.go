@@ -185,7 +185,11 @@ func (u *Upstream) roundTrip(req *http.Request, listener context.Context, ep *up
 		resp, err := pc.cc.RoundTrip(req)
 		if err == nil {
 			resp.Body = &doneBody{ReadCloser: resp.Body, p: p, pc: pc}
-			return resp, trip{}, nil
+			var t trip
+			if !reused {
+				t.dialed = pc.dialed
+			}
+			return resp, t, nil
 		}
 		shut := ep.WasShutDown(pc.raw)
 		p.done(pc)
@@ -202,8 +206,13 @@ func (u *Upstream) roundTrip(req *http.Request, listener context.Context, ep *up
 // errShutdown: an operator closed the endpoint's connections.
 var errShutdown = errors.New("h2proxy: the endpoint's connections were shut down")
 
-// trip is how a failed round trip failed.
-type trip struct{ connect, shut bool }
+// trip is how a failed round trip failed, and how long the connection
+// it went on took to set up when it was a new one (dialed: 0 for a
+// pooled one).
+type trip struct {
+	connect, shut bool
+	dialed        time.Duration
+}
 
 func (t trip) connectFailed() bool { return t.connect }
 func (t trip) shutDown() bool      { return t.shut }
@@ -235,9 +244,10 @@ type pool struct {
 
 // pooled is a client connection and the socket under it.
 type pooled struct {
-	cc   *http.ClientConn
-	raw  net.Conn // from ep.Dial, for WasShutDown
-	idle time.Time
+	cc     *http.ClientConn
+	raw    net.Conn      // from ep.Dial, for WasShutDown
+	dialed time.Duration // what its dial took (dialing.took)
+	idle   time.Time
 }
 
 // get reserves a request on a connection that has room, or dials one
@@ -270,7 +280,7 @@ func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*poole
 		cc.Close()
 		return nil, false, &connectError{err}
 	}
-	pc := &pooled{cc: cc, raw: d.raw}
+	pc := &pooled{cc: cc, raw: d.raw, dialed: d.took}
 	p.mu.Lock()
 	p.conns = append(p.conns, pc)
 	p.mu.Unlock()
@@ -357,6 +367,9 @@ type dialing struct {
 	http2   bool
 	hdr     []byte // a PROXY header to start with, or nil
 	raw     net.Conn
+	// took is what the dial took, as the HTTP/1.1 engine measures its
+	// connects: TCP connect, PROXY header, TLS handshake.
+	took time.Duration
 }
 
 type dialKey struct{}
@@ -365,19 +378,21 @@ type dialKey struct{}
 // returned conn forgets it when closed.
 func dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	d := ctx.Value(dialKey{}).(*dialing)
+	start := time.Now()
 	// The handshake, if any, is dialTLS's: it offers h2 or http/1.1 in
 	// ALPN, which the endpoint's own configuration does not.
 	c, err := d.ep.DialPlain(ctx, d.timeout, d.hdr)
 	if err != nil {
 		return nil, err
 	}
-	d.raw = c
+	d.raw, d.took = c, time.Since(start)
 	return &tracked{Conn: c, ep: d.ep}, nil
 }
 
 // dialTLS is dial and a TLS handshake, offering h2 in ALPN to HTTP/2
 // endpoints.
 func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	start := time.Now()
 	c, err := dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -396,6 +411,7 @@ func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 		d.ep.HandshakeFailed(ctx)
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
+	d.took = time.Since(start)
 	return tc, nil
 }
 
