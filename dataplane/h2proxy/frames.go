@@ -3,6 +3,7 @@ package h2proxy
 import (
 	"encoding/binary"
 	"io"
+	"sync/atomic"
 )
 
 // frameReader sits between a client's HTTP/2 connection and net/http's
@@ -29,11 +30,15 @@ type frameReader struct {
 	// hdr follows header blocks, nil once net/http is bound to end the
 	// connection anyway (headers.go).
 	hdr *headerCheck
+	// goAway is set once the client sent GOAWAY: net/http then closes
+	// the connection itself (see countConn.reason).
+	goAway atomic.Bool
 }
 
 const (
 	frameHeaderLen   = 9
 	frameSettings    = 0x4
+	frameGoAway      = 0x7
 	flagAck          = 0x1
 	settingLen       = 6
 	settingTableSize = 0x1
@@ -90,6 +95,9 @@ func (fr *frameReader) next() {
 		return
 	}
 	length := int(fr.held[0])<<16 | int(fr.held[1])<<8 | int(fr.held[2])
+	if fr.held[3] == frameGoAway {
+		fr.goAway.Store(true)
+	}
 	if fr.hdr != nil {
 		hold, ok := fr.hdr.order(fr.held[3], binary.BigEndian.Uint32(fr.held[5:])&(1<<31-1), length)
 		if !ok {

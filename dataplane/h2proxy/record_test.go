@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -215,5 +217,28 @@ func TestConnectTimeObserved(t *testing.T) {
 		if _, n, sum := m.Connect.Read(); n != 1 || sum <= 0 {
 			t.Errorf("h2 %v: %d connects observed (%v s in all), want the first request's one", h2, n, sum)
 		}
+	}
+}
+
+// TestClientGoAwayIsRecorded: an HTTP/2 client that ends its connection
+// with GOAWAY (nghttp after its last stream, Go's client as it closes) is
+// recorded as client_closed, though net/http closes the socket itself
+// then, before the client's close could reach a read: that close was
+// taken for net/http's own idle timeout (client_timeout).
+func TestClientGoAwayIsRecorded(t *testing.T) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }, false)
+	addr, done, _ := serveWith(t, ep, nil, true)
+	cl := dialH2(t, addr)
+	cl.get(1)
+	if got := cl.wait(1); got.status != "200" {
+		t.Fatalf("stream 1: %v, want 200", got)
+	}
+	if err := cl.fr.WriteGoAway(1, http2.ErrCodeNo, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The client keeps its end open: the node closes the connection.
+	e := waitEnded(t, done)
+	if e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 1 {
+		t.Errorf("ended %v after %d requests, want client_closed after 1", e.why, e.info.Requests)
 	}
 }

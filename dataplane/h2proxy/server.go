@@ -166,8 +166,10 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		cn.ending.CompareAndSwap(0, int32(closeDraining))
 	}
 	var served net.Conn = nc
+	var h2c *clientConn
 	if h2 {
-		served = newClientConn(nc, cn.hs.MaxHeaderBytes)
+		h2c = newClientConn(nc, cn.hs.MaxHeaderBytes)
+		served = h2c
 	}
 	cn.hs.Serve(&oneConn{c: served, done: cn.done})
 	<-cn.done
@@ -189,6 +191,11 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
 	}
 	why := nc.reason(s.http.Closed())
+	if why == sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT && h2c != nil && h2c.fr.goAway.Load() {
+		// net/http closed the connection after the client's GOAWAY,
+		// before the client's own close reached a read.
+		why = sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED
+	}
 	if r := sluicev1.CloseReason(cn.ending.Load()); r != 0 && why != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
 		why = r // a graceful end under way, which no listener's close cut
 	}
