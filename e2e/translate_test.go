@@ -42,6 +42,33 @@ func startTargetBackend(t *testing.T, name string, h2 bool) string {
 	return ln.Addr().String()
 }
 
+// applyPlainAndTranslated has the node dp serve two HTTP listeners to cluster web
+// (the endpoint at web), and returns their addresses: plain, served by
+// the HTTP/1.1 engine, and translated, whose rule for Host h2.test routes
+// to the http2 cluster grpc (the endpoint at grpc), so that the HTTP/2
+// engine serves all of its connections.
+func applyPlainAndTranslated(t *testing.T, c *cp, dp *dataplane.Dataplane, web, grpc string) (plain, translated string) {
+	t.Helper()
+	plain, translated = freeAddr(t), freeAddr(t)
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [ { name: web, address: %s } ]
+  - name: grpc
+    http2: true
+    endpoints: [ { name: h2, address: %s } ]
+listeners:
+  - { name: plain, address: %s, protocol: HTTP, default_cluster: web }
+  - name: translated
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    rules:
+      - { match: { host: { exact: h2.test } }, route: grpc }
+`, web, grpc, plain, translated)))
+	return plain, translated
+}
+
 // A path that starts with "//" is a path, not an authority: it reaches the
 // endpoint as it was sent (origin-form), over HTTP/1.1 and HTTP/2, from
 // HTTP/1.1 and HTTP/2 clients alike, so that the path the rules saw is the
@@ -225,23 +252,7 @@ func TestRefusedHeadTranslated(t *testing.T) {
 	web, grpc := startTargetBackend(t, "web", false), startTargetBackend(t, "h2", true)
 	var out logBuffer
 	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
-	plain, translated := freeAddr(t), freeAddr(t)
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
-clusters:
-  - name: web
-    endpoints: [ { name: web, address: %s } ]
-  - name: grpc
-    http2: true
-    endpoints: [ { name: h2, address: %s } ]
-listeners:
-  - { name: plain, address: %s, protocol: HTTP, default_cluster: web }
-  - name: translated
-    address: %s
-    protocol: HTTP
-    default_cluster: web
-    rules:
-      - { match: { host: { exact: h2.test } }, route: grpc }
-`, web, grpc, plain, translated)))
+	plain, translated := applyPlainAndTranslated(t, c, dp, web, grpc)
 
 	var said []string
 	for i, addr := range []string{plain, translated} {
@@ -296,23 +307,7 @@ func TestHTTP10AndExpectTranslated(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	web, grpc := startTargetBackend(t, "web", false), startTargetBackend(t, "h2", true)
 	dp := startNode(t, c.addr, "node-1")
-	plain, translated := freeAddr(t), freeAddr(t)
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
-clusters:
-  - name: web
-    endpoints: [ { name: web, address: %s } ]
-  - name: grpc
-    http2: true
-    endpoints: [ { name: h2, address: %s } ]
-listeners:
-  - { name: plain, address: %s, protocol: HTTP, default_cluster: web }
-  - name: translated
-    address: %s
-    protocol: HTTP
-    default_cluster: web
-    rules:
-      - { match: { host: { exact: h2.test } }, route: grpc }
-`, web, grpc, plain, translated)))
+	plain, translated := applyPlainAndTranslated(t, c, dp, web, grpc)
 
 	for _, addr := range []string{plain, translated} {
 		for _, tc := range []struct{ name, sent, want string }{
