@@ -44,8 +44,11 @@ type Server struct {
 	cfg  atomic.Pointer[Config]
 
 	draining atomic.Bool
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	// drainReason is the close reason Drain was given, set before
+	// draining.
+	drainReason atomic.Int32
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
 }
 
 // NewServer returns the engine for the listener served by hs, forwarding
@@ -73,16 +76,26 @@ func (s *Server) SetConfig(cfg *Config) {
 // Drain sends GOAWAY on every connection (an HTTP/1.x one closes when
 // idle, or after its current response): open streams complete, new ones
 // go elsewhere. Connections handed over later end after their first
-// response. It does not wait.
-func (s *Server) Drain() {
+// response. It does not wait. The ends are recorded as reason; a second
+// Drain does nothing.
+func (s *Server) Drain(reason sluicev1.CloseReason) {
+	s.drainReason.CompareAndSwap(0, int32(reason))
 	if s.draining.Swap(true) {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for cn := range s.conns {
-		cn.end(closeDraining)
+		cn.end(s.drainedAs())
 	}
+}
+
+// drainedAs is the close reason Drain was given (closeDraining before).
+func (s *Server) drainedAs() sluicev1.CloseReason {
+	if r := sluicev1.CloseReason(s.drainReason.Load()); r != 0 {
+		return r
+	}
+	return closeDraining
 }
 
 // Close reasons of the ends this engine chooses.
@@ -163,7 +176,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 		defer t.Stop()
 	}
 	if s.draining.Load() {
-		cn.ending.CompareAndSwap(0, int32(closeDraining))
+		cn.ending.CompareAndSwap(0, int32(s.drainedAs()))
 	}
 	var served net.Conn = nc
 	var h2c *clientConn
@@ -281,7 +294,7 @@ func (cn *conn) stream(hcfg *httpproxy.Config) (last bool) {
 	case cn.ending.Load() != 0:
 		return true
 	case cn.srv.draining.Load():
-		cn.ending.CompareAndSwap(0, int32(closeDraining))
+		cn.ending.CompareAndSwap(0, int32(cn.srv.drainedAs()))
 		return true
 	case hcfg.MaxRequestsPerConnection > 0 && n >= uint64(hcfg.MaxRequestsPerConnection):
 		cn.ending.CompareAndSwap(0, int32(closeMaxRequests))

@@ -40,8 +40,9 @@ type HTTP2 interface {
 	ServeConn(c net.Conn, client, local netip.AddrPort, preread []byte, h2 bool, sni []byte, info *ConnInfo) sluicev1.CloseReason
 	// Drain ends every connection gracefully (GOAWAY), as Server.Drain
 	// does, and every connection handed over later once it served one
-	// request.
-	Drain()
+	// request; the records say reason (NODE_DRAINING, or LISTENER_CLOSED
+	// for a listener removed).
+	Drain(reason sluicev1.CloseReason)
 }
 
 // SetHTTP2 gives the server the engine for the client connections that

@@ -227,7 +227,7 @@ func (cc *clientConn) waitRequest() int {
 			case parkedOK, parkTaken:
 				return waitParked
 			case parkDraining:
-				cc.reason = closeDraining
+				cc.reason = cc.srv.drainedAs()
 				return waitEnded
 			}
 			// Not parked: wait out the rest here.
@@ -236,7 +236,7 @@ func (cc *clientConn) waitRequest() int {
 		}
 		switch {
 		case err == errDrainIdle:
-			cc.reason = closeDraining
+			cc.reason = cc.srv.drainedAs()
 		case cc.idleAged && isTimeout(err):
 			cc.reason = closeMaxAge
 		default:

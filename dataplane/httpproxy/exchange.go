@@ -354,7 +354,7 @@ const (
 func (cc *clientConn) ending() bool {
 	if cc.srv.draining.Load() {
 		if cc.x.limit == 0 {
-			cc.x.limit = closeDraining
+			cc.x.limit = cc.srv.drainedAs()
 		}
 		return true
 	}

@@ -339,6 +339,9 @@ type Server struct {
 	// response (clientConn.ending), idle ones each time they start to wait
 	// (clientConn.enterIdle).
 	draining atomic.Bool
+	// drainReason is the close reason of the ends Drain (NODE_DRAINING)
+	// or DrainRemoved (LISTENER_CLOSED) chose, set before draining.
+	drainReason atomic.Int32
 	// closed is set by Close: no connection parks any more.
 	closed atomic.Bool
 	// ctx ends on Close (cancel, with upstream.ErrListenerClosed): the
@@ -496,7 +499,8 @@ func (cc *clientConn) finish() {
 // one answered with "Connection: close" are not served (the client sends
 // them again elsewhere, as after any Connection: close). The closes are
 // recorded with reason NODE_DRAINING (closeDraining). Drain is for node
-// shutdown and cannot be undone; calling it again does nothing.
+// shutdown and cannot be undone; calling it again does nothing, as does
+// DrainRemoved after it.
 //
 // How idle connections are woken: a connection waiting for the next
 // request marks itself idle (clientConn.state) and then loads s.draining;
@@ -511,12 +515,21 @@ func (cc *clientConn) finish() {
 //
 // Parked connections (see ServeConnAsync) are idle too: Drain closes them,
 // but for one whose next request came before the parker woke it.
-func (s *Server) Drain() {
+func (s *Server) Drain() { s.drain(closeDraining) }
+
+// DrainRemoved is Drain for a listener removed from the snapshot: its
+// connections end as Drain ends them, recorded as LISTENER_CLOSED, and
+// the node closes what is left after a grace (Close).
+func (s *Server) DrainRemoved() { s.drain(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED) }
+
+// drain is Drain, the closes recorded as reason.
+func (s *Server) drain(reason sluicev1.CloseReason) {
+	s.drainReason.CompareAndSwap(0, int32(reason))
 	if s.draining.Swap(true) {
 		return
 	}
 	if s.h2 != nil {
-		s.h2.Drain()
+		s.h2.Drain(s.drainedAs())
 	}
 	s.mu.Lock()
 	for cc := s.conns; cc != nil; cc = cc.next {
@@ -525,7 +538,16 @@ func (s *Server) Drain() {
 		}
 	}
 	s.mu.Unlock()
-	s.endParked(closeDraining)
+	s.endParked(s.drainedAs(), true)
+}
+
+// drainedAs is the close reason of the ends a drain chooses: Drain's or
+// DrainRemoved's, whichever came first (closeDraining before either).
+func (s *Server) drainedAs() sluicev1.CloseReason {
+	if r := sluicev1.CloseReason(s.drainReason.Load()); r != 0 {
+		return r
+	}
+	return closeDraining
 }
 
 // aLongTimeAgo is a read deadline that has passed: it ends a read at once.

@@ -77,7 +77,7 @@ func (cc *clientConn) idleAgain() bool {
 	}
 	cc.armReadAt(cc.info.Start.Add(cc.idleUntil), cc.idleSlack)
 	if !cc.enterIdle() {
-		cc.reason = closeDraining
+		cc.reason = cc.srv.drainedAs()
 		return false
 	}
 	// Wait without the buffers, as readFn does.

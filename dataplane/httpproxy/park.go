@@ -83,7 +83,7 @@ func (s *Server) Go(f func(setUp func())) { s.setups.Go(f) }
 func (s *Server) Close() {
 	s.closed.Store(true)
 	s.cancel(upstream.ErrListenerClosed)
-	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED)
+	s.endParked(sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED, false)
 }
 
 // Closed reports whether Close was called: the server's connections are
@@ -94,9 +94,9 @@ func (s *Server) Closed() bool { return s.closed.Load() }
 // its cause: the HTTP/2 engine gives it to its dials (upstream.WithListener).
 func (s *Server) Context() context.Context { return s.ctx }
 
-// endParked takes every parked connection and ends it with reason; but
-// Drain's (closeDraining) serves one whose next request already came.
-func (s *Server) endParked(reason sluicev1.CloseReason) {
+// endParked takes every parked connection and ends it with reason; but a
+// drain's (drain) serves one whose next request already came.
+func (s *Server) endParked(reason sluicev1.CloseReason, drain bool) {
 	var taken []*clientConn
 	s.mu.Lock()
 	for cc := s.conns; cc != nil; cc = cc.next {
@@ -107,7 +107,7 @@ func (s *Server) endParked(reason sluicev1.CloseReason) {
 	s.mu.Unlock()
 	for _, cc := range taken {
 		idlePark.remove(cc)
-		if reason == closeDraining && cc.requestWaiting() {
+		if drain && cc.requestWaiting() {
 			// The next request came as Drain took the connection, before
 			// the parker woke it: it is served, with Connection: close
 			// (see idleRead), rather than reset by the close.

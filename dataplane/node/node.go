@@ -72,6 +72,9 @@ type Node struct {
 	ended     []*generation // the listeners' last generations, once closed
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
+	// removed are the generations of HTTP listeners a snapshot removed,
+	// draining until removedGrace ends (removeListener).
+	removed map[*generation]struct{}
 
 	statusChanges atomic.Uint64 // see StatusChanges
 
@@ -91,6 +94,7 @@ func New(opts Options) *Node {
 		log:       opts.Logger,
 		clusters:  map[string]*cluster{},
 		listeners: map[string]*listener{},
+		removed:   map[*generation]struct{}{},
 		meters:    map[string]*meter.Listener{},
 		stop:      make(chan struct{}),
 		dirty:     map[string]bool{},
@@ -367,7 +371,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 	}
 	for _, l := range retired {
-		l.close()
+		n.removeListener(l)
 		n.log.Info("listener closed", "address", l.address)
 	}
 	// The checks of the clusters kept go on; those of the others are
@@ -452,6 +456,44 @@ func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 			d.once.Do(d.do)
 		}
 	}
+}
+
+// removedGrace is how long the HTTP connections of a removed listener
+// have to end (removeListener): inFlightGrace, as requests in flight to a
+// removed endpoint.
+var removedGrace = inFlightGrace
+
+// removeListener closes the socket of l, a listener the snapshot no longer
+// names, at once, and ends its connections as a node's drain does, but
+// recorded as listener_closed: TCP sessions at once; HTTP connections
+// when idle or after their current exchange (HTTP/2: GOAWAY, the open
+// streams complete), and what is left after removedGrace is closed, as
+// Envoy drains a listener it removes. n.mu is held.
+func (n *Node) removeListener(l *listener) {
+	l.stopAccepting()
+	g := l.gen.Load()
+	if g.http == nil {
+		g.retire()
+		return
+	}
+	g.http.DrainRemoved()
+	n.removed[g] = struct{}{}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), removedGrace)
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop: // Close ends them at once
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		waitConns(ctx, []*generation{g}, drainPoll)
+		g.retire()
+		n.mu.Lock()
+		delete(n.removed, g)
+		n.mu.Unlock()
+	}()
 }
 
 // inFlightGrace is the least time an HTTP request already in flight to a
@@ -775,6 +817,10 @@ func (n *Node) Drain(ctx context.Context) error {
 	for _, l := range n.listeners {
 		listeners = append(listeners, l)
 	}
+	gens := make([]*generation, 0, len(listeners)+len(n.removed))
+	for g := range n.removed {
+		gens = append(gens, g) // draining already, until their grace ends
+	}
 	n.mu.Unlock()
 	for _, l := range listeners {
 		l.stopAccepting()
@@ -782,7 +828,6 @@ func (n *Node) Drain(ctx context.Context) error {
 			g.http.Drain()
 		}
 	}
-	gens := make([]*generation, 0, len(listeners))
 	for _, l := range listeners {
 		gens = append(gens, l.gen.Load()) // no apply replaces one now
 	}
@@ -841,6 +886,8 @@ func (n *Node) Close() {
 	}
 	listeners := n.listeners
 	n.listeners = map[string]*listener{}
+	removed := n.removed
+	n.removed = map[*generation]struct{}{}
 	clusters := n.clusters
 	n.clusters = map[string]*cluster{}
 	n.mu.Unlock()
@@ -848,9 +895,15 @@ func (n *Node) Close() {
 	for _, l := range listeners {
 		l.close()
 	}
+	for g := range removed {
+		g.retire()
+	}
 	n.mu.Lock()
 	for _, l := range listeners {
 		n.ended = append(n.ended, l.gen.Load())
+	}
+	for g := range removed {
+		n.ended = append(n.ended, g)
 	}
 	n.mu.Unlock()
 	for _, c := range clusters {

@@ -328,12 +328,14 @@ func sendGet(t *testing.T, addr, path string) net.Conn {
 
 // TestRemoveListenerWithRequestsInFlight: an apply that removes an HTTP
 // listener while keep-alive requests wait for their endpoint returns at
-// once and closes those connections. Each request is served from inside
+// once, and the requests' connections close when the listener's grace
+// ends (removedGrace, 300 ms here). Each request is served from inside
 // its connection's idle read, which keeps the socket from closing until
 // the request ends: an apply that waited for the closes would wait until
-// the requests notice that their server closed, about a second here (the
-// endpoint holds them until the test ends).
+// the requests notice that their server closed (the endpoint holds them
+// until the test ends).
 func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
+	shortGrace(t, 300*time.Millisecond)
 	n := newNode(t)
 	be, held := holdingBackend(t)
 	addr := freeAddr(t)
@@ -440,10 +442,11 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 	}
 }
 
-// TestRemoveListenerEndsConnectsAndQueues: removing a listener ends at
-// once its requests and sessions that connect to an endpoint that does not
-// answer, or wait in their cluster's queue, instead of when their connect
-// or queue timeout (a minute here) runs out. The clients see their
+// TestRemoveListenerEndsConnectsAndQueues: removing a listener ends its
+// requests and sessions that connect to an endpoint that does not answer,
+// or wait in their cluster's queue, at once for TCP sessions and when the
+// listener's grace ends for HTTP requests (removedGrace, 300 ms here),
+// instead of when their connect or queue timeout (a minute here) runs out. The clients see their
 // connections closed without an answer, and the endpoints get their slots
 // back. No connect is retried on the other endpoint, and work queued after
 // a failed connect gets no 502 either: the records say LISTENER_CLOSED,
@@ -453,6 +456,7 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 // socket open until they end. The queue's one slot is held by a session of
 // a listener that stays.
 func TestRemoveListenerEndsConnectsAndQueues(t *testing.T) {
+	shortGrace(t, 300*time.Millisecond)
 	n, rec := newRecordingNode(t)
 	live, silent, silent2 := backend(t, "a"), loopback.UnresponsiveAddr(t), loopback.UnresponsiveAddr(t)
 	hold, web, tcpSilent, tcpFull := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
@@ -559,6 +563,92 @@ listeners:
 	for _, m := range slow {
 		if n := m.Endpoint.Stats().ConnectErrors; n != 0 {
 			t.Errorf("silent endpoint %s: %d connect errors, want none", m.Endpoint.Name, n)
+		}
+	}
+}
+
+// shortGrace sets removedGrace to d until the test ends.
+func shortGrace(t *testing.T, d time.Duration) {
+	old := removedGrace
+	removedGrace = d
+	t.Cleanup(func() { removedGrace = old })
+}
+
+// TestRemoveListenerDrains: removing an HTTP listener closes its socket at
+// once, so new connections are refused, and drains its connections as
+// Envoy drains a listener it removes: an idle keep-alive connection
+// closes at once, a request in flight gets its answer (with Connection:
+// close, the connection closing after it), and an HTTP/2 stream in
+// flight completes after a GOAWAY. Each is recorded as listener_closed.
+// Before, every one of them was cut at once.
+func TestRemoveListenerDrains(t *testing.T) {
+	n, rec := newRecordingNode(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived := make(chan struct{}, 4)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			time.Sleep(500 * time.Millisecond)
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := freeAddr(t)
+	const cluster = `clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+`
+	if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http: { h2c: true } }]`, ln.Addr().String(), addr)); err != nil {
+		t.Fatal(err)
+	}
+	idle, idleR := secondRequest(t, addr, "/")
+	resp, err := http.ReadResponse(idleR, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	busy := sendGet(t, addr, "/slow")
+	<-arrived
+	h2Got := make(chan string, 1)
+	go func() {
+		resp, err := h2cClient(t, nil).Get("http://" + addr + "/slow")
+		if err != nil {
+			h2Got <- err.Error()
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h2Got <- fmt.Sprintf("%d %s %v", resp.StatusCode, b, err)
+	}()
+	<-arrived
+
+	if err := n.Apply("2", parse(t, cluster, ln.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, testTimeout); err == nil {
+		c.Close()
+		t.Error("a new connection to the removed listener was accepted")
+	}
+	idle.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if b, err := io.ReadAll(idleR); len(b) > 0 || err != nil {
+		t.Errorf("the idle connection: read %q, %v; want it closed at once", b, err)
+	}
+	resp, err = http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the request in flight: %v, want its answer", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "done /slow" || !resp.Close {
+		t.Errorf("the request in flight: %s %q (close %v), want 200 \"done /slow\" with Connection: close", resp.Status, b, resp.Close)
+	}
+	if got := <-h2Got; got != "200 done /slow <nil>" {
+		t.Errorf("the HTTP/2 stream in flight: %s, want 200 \"done /slow\"", got)
+	}
+	for _, ci := range rec.waitAll(t, 3) {
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
+			t.Errorf("%s: reason %v, want LISTENER_CLOSED", ci.Client, ci.Reason)
 		}
 	}
 }
