@@ -478,8 +478,9 @@ func (n *Node) removeListener(l *listener) {
 	}
 	g.http.DrainRemoved()
 	n.removed[g] = struct{}{}
+	grace := removedGrace // read here, on the applying goroutine: tests set it
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), removedGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		go func() {
 			select {
