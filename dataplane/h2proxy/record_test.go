@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,37 @@ func TestClientGoAwayIsRecorded(t *testing.T) {
 	e := waitEnded(t, done)
 	if e.why != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED || e.info.Requests != 1 {
 		t.Errorf("ended %v after %d requests, want client_closed after 1", e.why, e.info.Requests)
+	}
+}
+
+// TestCutGRPCCallSaysWhy: a gRPC call whose endpoint cut its response
+// short gets UNAVAILABLE in the trailers with the node's word for why,
+// and its connection's record counts it failed as server_closed.
+func TestCutGRPCCallSaysWhy(t *testing.T) {
+	ep := upstream.New("c", "e", loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\x00\x00\x00\x00\x00\r\n")
+	}))
+	addr, done, _ := serveWith(t, ep, nil, true)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/pkg.Svc/Call", strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Trailer.Get("Grpc-Status") + " " + resp.Trailer.Get("Grpc-Message"); got != "14 the endpoint cut its response short" {
+		t.Errorf("trailers say %q, want 14 and the node's word", got)
+	}
+	tr.CloseIdleConnections()
+	if e := waitEnded(t, done); e.info.Failed != 1 || !slices.Equal(e.info.Failures.List(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}) {
+		t.Errorf("record: %d failed for %v, want 1 for [server_closed]", e.info.Failed, e.info.Failures.List())
 	}
 }
