@@ -297,8 +297,7 @@ func (cc *clientConn) readRequest() int {
 	}
 	lim := &cc.srv.cfg.Load().lim
 	empties := 0
-	lineChecked := false
-	lineScan := 0 // how far from x.rs the request line's end was looked for
+	var partial partialHead
 	for {
 		for x.rs < x.re && (x.rb[x.rs] == '\r' || x.rb[x.rs] == '\n') {
 			// RFC 9112 §2.2: ignore empty lines before a request line.
@@ -326,24 +325,8 @@ func (cc *clientConn) readRequest() int {
 			return headReady
 		}
 		x.scan = next
-		if x.re-x.rs > lim.bytes {
-			return cc.refuse(tooLarge(x.rb[x.rs:x.re], lim))
-		}
-		if !lineChecked {
-			// The request line came, the rest of the head not yet? A
-			// line no request starts with (HTTP/0.9's "GET /") is
-			// answered now, not after RequestHeaderTimeout. Once, and
-			// each byte looked at once: a head that trickles in costs
-			// no more.
-			lineScan = min(lineScan, x.re-x.rs)
-			if nl := indexByte(x.rb[x.rs+lineScan:x.re], '\n'); nl >= 0 {
-				lineChecked = true
-				if _, _, err := parseRequestLine(x.rb[x.rs:x.rs+lineScan+nl+1], lim); err != nil {
-					return cc.refuse(err)
-				}
-			} else {
-				lineScan = x.re - x.rs
-			}
+		if err := partial.check(x.rb[x.rs:x.re], lim); err != nil {
+			return cc.refuse(err)
 		}
 
 		if x.re == len(x.rb) {
@@ -597,6 +580,36 @@ func (cc *clientConn) refuse(e *statusError) int {
 	cc.linger = true
 	cc.meterRefused(e.status)
 	return headEnd
+}
+
+// partialHead checks a request head that has not ended yet as its bytes
+// arrive: it is refused as soon as it is longer than the limits allow, or
+// once its request line came and is one no request starts with (HTTP/0.9's
+// "GET /"), not when it ends or RequestHeaderTimeout passes. Each byte is
+// looked at once for the line's end: a head that trickles in costs no
+// more. The zero value is ready for a head.
+type partialHead struct {
+	lineChecked bool
+	lineScan    int // how far from the head's start the line's end was looked for
+}
+
+// check checks b, the head so far (no empty line before it).
+func (p *partialHead) check(b []byte, lim *headLimits) *statusError {
+	if len(b) > lim.bytes {
+		return tooLarge(b, lim)
+	}
+	if p.lineChecked {
+		return nil
+	}
+	p.lineScan = min(p.lineScan, len(b))
+	nl := indexByte(b[p.lineScan:], '\n')
+	if nl < 0 {
+		p.lineScan = len(b)
+		return nil
+	}
+	p.lineChecked = true
+	_, _, err := parseRequestLine(b[:p.lineScan+nl+1], lim)
+	return err
 }
 
 // lingerClose half-closes the connection and discards what the client still

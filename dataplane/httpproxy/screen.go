@@ -46,11 +46,8 @@ const maxEmptyLineBytes = 8
 // head.
 type HeadScreener struct {
 	r       Request
-	empties int // CR and LF bytes skipped before the next head
-	// Of the head under way (Partial): its request line passed, or how
-	// far from its start no line end was found.
-	lineChecked bool
-	lineScan    int
+	empties int         // CR and LF bytes skipped before the next head
+	partial partialHead // of the head under way (Partial)
 }
 
 // SkipEmpty returns how many bytes at the start of b are empty lines before
@@ -71,25 +68,10 @@ func (s *HeadScreener) SkipEmpty(b []byte) (n int, err error) {
 // a head already longer than cfg allows (431, or 414 when its target is),
 // or a request line this engine refuses (HTTP/0.9's "GET /", a version
 // it does not speak), at once rather than once the head ends or its time
-// runs out. A nil cfg sets no limits. Each byte is looked at once for the
-// request line's end, however the head trickles in.
+// runs out (partialHead). A nil cfg sets no limits.
 func (s *HeadScreener) Partial(b []byte, cfg *Config) error {
-	lim := limitsOf(cfg)
-	if len(b) > lim.bytes {
-		return &foreignError{tooLarge(b, lim)}
-	}
-	if s.lineChecked {
-		return nil
-	}
-	s.lineScan = min(s.lineScan, len(b))
-	nl := indexByte(b[s.lineScan:], '\n')
-	if nl < 0 {
-		s.lineScan = len(b)
-		return nil
-	}
-	s.lineChecked = true
-	if _, _, err := parseRequestLine(b[:s.lineScan+nl+1], lim); err != nil {
-		return &foreignError{err}
+	if e := s.partial.check(b, limitsOf(cfg)); e != nil {
+		return &foreignError{e}
 	}
 	return nil
 }
@@ -101,7 +83,7 @@ func (s *HeadScreener) Partial(b []byte, cfg *Config) error {
 // its status and text.
 func (s *HeadScreener) Screen(head []byte, cfg *Config) (body int64, err error) {
 	r := &s.r
-	s.empties, s.lineChecked, s.lineScan = 0, false, 0
+	s.empties, s.partial = 0, partialHead{}
 	lim := limitsOf(cfg)
 	if len(head) > lim.bytes {
 		return 0, &foreignError{tooLarge(head, lim)}
