@@ -42,11 +42,11 @@ func startTargetBackend(t *testing.T, name string, h2 bool) string {
 	return ln.Addr().String()
 }
 
-// applyPlainAndTranslated has the node dp serve two HTTP listeners to cluster web
-// (the endpoint at web), and returns their addresses: plain, served by
-// the HTTP/1.1 engine, and translated, whose rule for Host h2.test routes
-// to the http2 cluster grpc (the endpoint at grpc), so that the HTTP/2
-// engine serves all of its connections.
+// applyPlainAndTranslated has the node dp serve two HTTP listeners to
+// cluster web (the endpoint at web), and returns their addresses: plain,
+// served by the HTTP/1.1 engine, and translated, whose rule for Host
+// h2.test routes to the http2 cluster grpc (the endpoint at grpc), so
+// that the HTTP/2 engine serves all of its connections.
 func applyPlainAndTranslated(t *testing.T, c *cp, dp *dataplane.Dataplane, web, grpc string) (plain, translated string) {
 	t.Helper()
 	plain, translated = freeAddr(t), freeAddr(t)

@@ -37,7 +37,9 @@ type h1Screen struct {
 	left    int64 // of a body of declared length
 	heads   httpproxy.HeadScreener
 	chunks  httpproxy.ChunkScanner
-	maxHead int // a head longer than this, past any limit config sets, is net/http's to refuse (431)
+	// maxHead bounds a head the screen holds, past any limit config
+	// sets: a longer one is net/http's to refuse (431).
+	maxHead int
 	// config is the listener's, whose head limits the screen holds heads
 	// to as the HTTP/1.1 engine does (nil: none).
 	config func() *httpproxy.Config

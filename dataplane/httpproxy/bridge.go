@@ -308,9 +308,9 @@ func (r *Request) ExpectsContinue() bool { return r.expect100 && r.minor == 1 }
 // that Pick returned, as appendRequestHead writes them for the HTTP/1.1
 // engine: hop-by-hop fields, Host, Content-Length and Expect left out (the
 // other engine frames the message, and asks the endpoint for 100 Continue
-// when ExpectsContinue), the
-// cookies of RemoveCookie taken out, the forwarding headers of Load's
-// Head.Forwarded written, and the edits of EditRequest applied last.
+// when ExpectsContinue), the cookies of RemoveCookie taken out, the
+// forwarding headers of Load's Head.Forwarded written, and the edits of
+// EditRequest applied last.
 func (r *Request) ForwardHeader(dst http.Header) {
 	h := r.head
 	var line []byte
