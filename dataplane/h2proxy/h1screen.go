@@ -31,12 +31,12 @@ import (
 // (countConn.refusal). A body whose chunked framing turns bad is cut there
 // (errBadFraming), as the HTTP/1.1 engine cuts it.
 type h1Screen struct {
-	buf     []byte // read from the client, not handed on yet
-	ready   int    // buf[:ready] may be handed on
-	state   uint8
-	left    int64 // of a body of declared length
-	heads   httpproxy.HeadScreener
-	chunks  httpproxy.ChunkScanner
+	buf    []byte // read from the client, not handed on yet
+	ready  int    // buf[:ready] may be handed on
+	state  uint8
+	left   int64 // of a body of declared length
+	heads  httpproxy.HeadScreener
+	chunks httpproxy.ChunkScanner
 	// maxHead bounds a head the screen holds, past any limit config
 	// sets: a longer one is net/http's to refuse (431).
 	maxHead int
