@@ -5,6 +5,7 @@ package tcpproxy
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -17,14 +18,20 @@ import (
 // How a half moves bytes on Linux.
 //
 // Small exchanges (requests, answers, heartbeats) go through a pooled
-// buffer: one recvmsg(2) and one send(2) each, which is what splice(2)
-// would cost too (socket to pipe, pipe to socket) without the pipe. The
-// recvmsg asks the kernel for TCP_INQ, the bytes still queued after the
-// read, so a half that read everything waits for the next bytes without
-// the read that would only say EAGAIN (TCP_INQ reports a FIN as a queued
-// byte, so the EOF is never missed). The buffer is taken when bytes are
-// there to read and given back as soon as they went on: a half that waits
-// holds none.
+// buffer: one recv(2) and one send(2) each, which is what splice(2) would
+// cost too (socket to pipe, pipe to socket) without the pipe. A read that
+// did not fill the buffer emptied the socket, so the half waits for the
+// next bytes without the read that would only say EAGAIN, as HAProxy does.
+// What such a read cannot tell is a FIN (or an error) queued behind the
+// bytes, whose wake-up came with theirs: the Go poller would not wake the
+// half for it again. The poller's epoll set tells it instead (see watch in
+// park_linux.go): a parked half's socket, armed again, reports a FIN
+// queued at once, and a socket whose half runs on its own goroutine stays
+// armed for the FIN alone, which the poller then tells the half. A half
+// the set does not watch (one ending, or where there is no set) reads with
+// recvmsg(2) and TCP_INQ, the bytes still queued after the read, which
+// counts a FIN as a byte. The buffer is taken when bytes are there to read
+// and given back as soon as they went on: a half that waits holds none.
 //
 // A burst larger than the buffer (a read that leaves at least a buffer's
 // worth queued) switches the half to splice(2) through a pooled pipe, where
@@ -72,9 +79,17 @@ type halfState struct {
 	// guarded by parking.mu.
 	parkID   uint64
 	parkedAt time.Duration // when it last parked, on monotonic
-	// inSet: src is in the poller's epoll set (parked, or disarmed since
-	// its wake-up); set by park, cleared by leave, under parking.mu or
-	// by whoever runs the half.
+	// watchID is the half's key in the poller while it runs on its
+	// goroutine with src armed in the set for a FIN (watch), 0
+	// otherwise; guarded by parking.mu, and set or cleared only before
+	// the half runs or by whoever runs it.
+	watchID uint64
+	// fin: the set saw src's FIN, a hang-up or an error while the half
+	// was watched; the half reads on until it meets it, never waiting.
+	fin atomic.Bool
+	// inSet: src is in the poller's epoll set (parked, watched, or
+	// disarmed since its wake-up); set by park and watch, cleared by
+	// leave, under parking.mu or by whoever runs the half.
 	inSet bool
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	quick uint8  // wake-ups in a row that came soon after parking
@@ -180,6 +195,10 @@ func (h *half) copy(c *copier) error {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
+		if h.fin.Load() { // the poller's poke: src's FIN is queued
+			h.src().SetReadDeadline(time.Now().Add(h.patience))
+			continue
+		}
 		if h.moved != seen { // busy since the deadline was set
 			seen = h.moved
 			h.patience = min(2*h.patience, maxPatience)
@@ -265,7 +284,7 @@ func (c *copier) read(fd uintptr) bool {
 			continue
 		}
 		buf := getCopyBuf()
-		n, more, err := recvInq(int(fd), buf[:], h.inq)
+		n, more, err := c.recv(int(fd), buf[:])
 		switch {
 		case err == unix.EAGAIN:
 			putCopyBuf(buf)
@@ -375,6 +394,27 @@ func (c *copier) drop() {
 		putCopyBuf(c.buf)
 	}
 	c.buf, c.pending = nil, nil
+}
+
+// recv reads src's socket fd into p. more is what is still queued after
+// the read: 0 when none is, -1 when some may be. A short read emptied the
+// socket but for a FIN or an error queued behind its bytes, which the
+// poller's set reports: for a parked half when park arms the socket again,
+// for a watched one by its fin. Any other half asks TCP_INQ.
+func (c *copier) recv(fd int, p []byte) (n, more int, err error) {
+	h := c.h
+	if !c.inline && h.watchID == 0 {
+		return recvInq(fd, p, h.inq)
+	}
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+	if e != 0 {
+		return 0, -1, e
+	}
+	n, more = int(r), -1
+	if n < len(p) && !h.fin.Load() {
+		more = 0
+	}
+	return n, more, nil
 }
 
 // recvInq reads fd into p. more is what TCP_INQ says is still queued

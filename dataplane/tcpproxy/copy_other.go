@@ -13,6 +13,7 @@ const parkAfter = 0
 
 func (h *half) init()    {}
 func (h *half) release() {}
+func (h *half) unwatch() {}
 
 // begin runs a new session's half on a goroutine of its own.
 func (h *half) begin() { go h.run() }

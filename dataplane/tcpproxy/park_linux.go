@@ -29,6 +29,14 @@ import (
 // halves parked, costs its sockets and a few hundred bytes of state: no
 // goroutine stack, buffer or pipe.
 //
+// A half that goes to its own goroutine stays in the set, armed for its
+// FIN, a hang-up or an error alone, edge-triggered (watch): its bytes wake
+// it through the Go poller, and a read that did not fill its buffer is
+// taken to have emptied the socket (copy_linux.go). The one thing the Go
+// poller can miss is a FIN queued behind the last bytes, whose wake-up
+// came with theirs; the set sees it, and the poller pokes the half (its
+// fin, and a read deadline in the past) to read on.
+//
 // Closing a socket removes it from an epoll set without an event, so a
 // socket closed under a parked half must be noticed otherwise. Where this
 // package closes sockets (session.abort: a failing half, CloseIdle,
@@ -73,7 +81,8 @@ type poller struct {
 	mu       sync.Mutex
 	err      error            // why there is no epoll set: halves do not park
 	parked   map[uint64]*half // by parkID
-	last     uint64           // the last parkID handed out
+	watched  map[uint64]*half // by watchID
+	last     uint64           // the last parkID or watchID handed out
 	sweeping *time.Timer      // running while parked is not empty
 	// sweepArmed: sweeping is armed, or its sweep is running.
 	sweepArmed bool
@@ -97,6 +106,14 @@ func park(h *half) error {
 	h.release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Armed again, the socket reports at once what is queued, a FIN too;
+	// left on its goroutine without a set, the half asks TCP_INQ. Its
+	// watch is of no more use either way.
+	if h.watchID != 0 {
+		delete(p.watched, h.watchID)
+		h.watchID = 0
+	}
+	h.fin.Store(false)
 	if p.err != nil {
 		return errNoPark
 	}
@@ -106,22 +123,10 @@ func park(h *half) error {
 	if h.s.aborted.Load() {
 		return net.ErrClosed
 	}
-	id := p.last + 1
-	p.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	p.ctlOp = unix.EPOLL_CTL_MOD
-	if !h.inSet {
-		p.ctlOp = unix.EPOLL_CTL_ADD
-	}
-	if err := h.srcRC().Control(p.ctlFn); err != nil {
+	id, err := p.arm(h, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT)
+	if err != nil {
 		return err
 	}
-	if p.ctlErr != nil {
-		err := os.NewSyscallError("epoll_ctl", p.ctlErr)
-		p.ctlErr = nil
-		return err
-	}
-	h.inSet = true
-	p.last = id
 	h.parkID = id
 	h.parkedAt = monotonic()
 	p.parked[id] = h
@@ -130,6 +135,28 @@ func park(h *half) error {
 		p.sweeping.Reset(sweepEvery)
 	}
 	return nil
+}
+
+// arm (re-)arms h's src in the set for events, under p.mu, and returns
+// the key its events will carry.
+func (p *poller) arm(h *half, events uint32) (uint64, error) {
+	id := p.last + 1
+	p.ev = unix.EpollEvent{Events: events, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	p.ctlOp = unix.EPOLL_CTL_MOD
+	if !h.inSet {
+		p.ctlOp = unix.EPOLL_CTL_ADD
+	}
+	if err := h.srcRC().Control(p.ctlFn); err != nil {
+		return 0, err
+	}
+	if p.ctlErr != nil {
+		err := os.NewSyscallError("epoll_ctl", p.ctlErr)
+		p.ctlErr = nil
+		return 0, err
+	}
+	h.inSet = true
+	p.last = id
+	return id, nil
 }
 
 // unpark takes h from the poller if it is parked; then the caller must run
@@ -175,6 +202,7 @@ func (p *poller) start() {
 	}
 	p.epfd = fd
 	p.parked = make(map[uint64]*half)
+	p.watched = make(map[uint64]*half)
 	p.sweeping = time.AfterFunc(time.Hour, p.sweep)
 	p.sweeping.Stop()
 	p.c = newCopier(nil)
@@ -236,19 +264,29 @@ func (p *poller) run(f *os.File, rc syscall.RawConn) {
 	}
 }
 
-// wake serves the half parked as id, unless someone else took it first.
+// wake serves the half parked as id, unless someone else took it first,
+// or pokes the half watched as id.
 func (p *poller) wake(id uint64) {
 	p.mu.Lock()
 	h := p.parked[id]
 	if h != nil {
 		delete(p.parked, id)
 		h.parkID = 0
+	} else if w := p.watched[id]; w != nil {
+		// Under mu, so that the half cannot park meanwhile: a poke
+		// that comes too late is forgotten, as park clears fin and
+		// the half's next run sets a deadline of its own.
+		w.fin.Store(true)
+		w.src().SetReadDeadline(aLongTimeAgo)
 	}
 	p.mu.Unlock()
 	if h != nil {
 		p.serve(h)
 	}
 }
+
+// aLongTimeAgo is a read deadline that has passed: it wakes a read.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // serve moves what woke the parked half h, on the poller's goroutine, and
 // parks it again; what needs waiting it hands to a goroutine of the half.
@@ -276,11 +314,11 @@ func (p *poller) serve(h *half) {
 	case c.err != nil || c.eof || c.pending != nil && h.tlsDst():
 		go h.runWith(c.handOver()) // it ends, or TLS encrypts what came
 	case c.pending != nil || !p.wait: // dst full, or more to read: a burst
-		p.leave(h)
+		p.watch(h)
 		go h.runWith(c.handOver())
 	case h.quick >= busyAfter: // busy: a goroutine serves it cheaper
 		h.quick = 0
-		p.leave(h)
+		p.watch(h)
 		go h.run()
 	default:
 		if err := park(h); err != nil {
@@ -289,9 +327,38 @@ func (p *poller) serve(h *half) {
 	}
 }
 
-// leave takes h's src out of the epoll set, for a half that goes to its
-// own goroutine for a while: disarmed, the socket would still cost the
-// kernel a look at the set each time bytes arrive. park adds it again.
+// watch arms h's src in the set for its FIN, a hang-up or an error alone,
+// edge-triggered, for a half that goes to its own goroutine for a while;
+// its bytes do not wake the set. Where that fails, the socket leaves the
+// set and the half asks TCP_INQ.
+func (p *poller) watch(h *half) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id, err := p.arm(h, unix.EPOLLRDHUP|unix.EPOLLET)
+	if err != nil {
+		p.leave(h)
+		return
+	}
+	h.watchID = id
+	p.watched[id] = h
+}
+
+// unwatch takes h's src out of the set, for a watched half that ends: the
+// set has nothing more to tell it, and would still be woken as its
+// session closes.
+func (h *half) unwatch() {
+	if h.watchID == 0 {
+		return
+	}
+	p := &parking
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.watched, h.watchID)
+	h.watchID = 0
+	p.leave(h)
+}
+
+// leave takes h's src out of the epoll set.
 func (p *poller) leave(h *half) {
 	h.srcRC().Control(p.leaveFn)
 	h.inSet = false

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -491,12 +492,13 @@ func TestIdleSessionsHoldNoGoroutine(t *testing.T) {
 	}
 }
 
-// TestBusyHalfSeesFINWithData: a half on its own goroutine (busy) that
-// reads its last bytes and the FIN in one read passes the EOF on; it does
-// not wait for more (TCP_INQ counts the FIN). The client's last bytes and
-// its FIN travel in one segment (TCP_CORK), so they are queued together.
-// The half's patience is long, so that its read deadline cannot be what
-// finds the FIN.
+// TestBusyHalfSeesFINWithData: a half on its own goroutine (busy) whose
+// last bytes and FIN are queued together passes the EOF on; it does not
+// wait for more (the poller's set sees the FIN the Go poller's one wake-up
+// hid, and tells the half). The client's last bytes and its FIN travel in
+// one segment (TCP_CORK), so they are queued together. The half's
+// patience is long, so that its read deadline cannot be what finds the
+// FIN.
 func TestBusyHalfSeesFINWithData(t *testing.T) {
 	ep := upstream.New("c", "e", startBackend(t, func(c net.Conn) {
 		defer c.Close()
@@ -525,6 +527,71 @@ func TestBusyHalfSeesFINWithData(t *testing.T) {
 		c.SetDeadline(time.Now().Add(testTimeout)) // well within the half's patience
 		if rest, err := io.ReadAll(c.r); err != nil || string(rest) != "last\neof\n" {
 			t.Fatalf("read %q, %v after the client's last line and FIN; want last, eof", rest, err)
+		}
+	}
+}
+
+// TestBusyHalfSeesResetBehindData: a half on its own goroutine (busy)
+// whose last bytes have a reset queued behind them passes the bytes on and
+// ends the session at once, as closed by the client. So that both are
+// queued before the half runs, the test runs on one P and sends the bytes
+// and the reset with raw system calls, which keep the P, from a socket of
+// its own. The half's patience is long, as above.
+func TestBusyHalfSeesResetBehindData(t *testing.T) {
+	lines := make(chan string, 64)
+	ep := upstream.New("c", "e", startBackend(t, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- line
+			if line == "x\n" { // not the last: an answer would meet the reset
+				c.Write([]byte(line))
+			}
+		}
+	}))
+	onClose, infos := recorder()
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose)
+	s.parkAfter = time.Minute
+	proxy := netip.MustParseAddrPort(startProxy(t, s))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for range 5 {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: proxy.Addr().As4(), Port: int(proxy.Port())}); err != nil {
+			unix.Close(fd)
+			t.Fatal(err)
+		}
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: int64(testTimeout / time.Second)})
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		buf := make([]byte, 16)
+		for range 50 { // busy: the client half gets a goroutine
+			unix.Write(fd, []byte("x\n"))
+			if n, err := unix.Read(fd, buf); err != nil || string(buf[:n]) != "x\n" {
+				unix.Close(fd)
+				t.Fatalf("read %q, %v; want x", buf[:n], err)
+			}
+			<-lines
+		}
+		last := []byte("last\n")
+		unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&last[0])), uintptr(len(last)))
+		unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) // the reset (SO_LINGER 0)
+		ci := waitInfo(t, infos)
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED {
+			t.Errorf("reason %v, want CLIENT_CLOSED", ci.Reason)
+		}
+		select {
+		case l := <-lines:
+			if l != "last\n" {
+				t.Errorf("endpoint read %q, want last", l)
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("the endpoint did not get the bytes the reset came behind")
 		}
 	}
 }

@@ -169,6 +169,7 @@ func (h *half) panicked(p any) {
 func (h *half) end(err error) {
 	s := h.s
 	h.release()
+	h.unwatch()
 	if err == nil {
 		last := s.live.Load() == 1
 		if h.toClient {
