@@ -225,7 +225,7 @@ tries() {
     sleep 2 # for the sampler's line of the last round's end
     read -r q r < <(disturbed_rounds "$n" | awk '{ n++; if ($1 == 0) q++ } END { print q + 0, n + 0 }')
     # The steal over all its rounds, in thousandths of a percent.
-    st=$(slot_steal "$n" | awk '{ s += $3; a += $4 } END { printf "%d", a > 0 ? 100000 * s / a : 0 }')
+    st=$(slot_steal "$n" | awk '{ s += $3; a += $4 } END { printf "%d", (a > 0 ? 100000 * s / a : 0) }')
     echo "$n $q $r" >>"$RUN/$name.tries"
     if ((q > bestq || (q == bestq && st < bestst))); then best=$n bestq=$q bestst=$st; fi
     if ((2 * q >= r)); then break; fi # r is 0 when steal was not sampled
