@@ -1415,6 +1415,9 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 	cc.armEndpoint(bc, time.Now())
 	tc, spliceable := bc.(*net.TCPConn) // not over TLS
 	spliceable = spliceable && cc.tcp != nil && splicePays(tc)
+	if !spliceable && left > int64(len(x.bb)) {
+		x.bulkBuffer()
+	}
 	for left > 0 {
 		if left >= spliceMin && spliceable && !pipesShort() {
 			wdl := time.Now().Add(cfg.IdleTimeout)
@@ -1595,6 +1598,9 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 	cc.armEndpoint(bc, time.Now())
 	tc, spliceable := bc.(*net.TCPConn) // not over TLS
 	spliceable = spliceable && cc.tcp != nil && splicePays(tc)
+	if !spliceable {
+		x.bulkBuffer()
+	}
 	for {
 		if spliceable && !pipesShort() {
 			wdl := time.Now().Add(cfg.IdleTimeout)
