@@ -18,7 +18,8 @@ import (
 // the endpoint read buffer takes responses; the output buffer takes
 // rewritten heads with the start of a body, and re-encoded chunks. An
 // exchange in flight costs about 30 KiB, like HAProxy's two 16 KiB buffers
-// per stream; an idle connection holds none.
+// per stream, and one that copies a large body about 100 KiB (bulkBuffer);
+// an idle connection holds none.
 const (
 	rbSize     = 4 << 10
 	bbSize     = 16 << 10
