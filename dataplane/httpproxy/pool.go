@@ -153,7 +153,7 @@ func putBuffer(b []byte) {
 // bulkBuffer gives the exchange a big endpoint read buffer, for copying a
 // body of more than the one it has, which must be empty: each read and
 // write moves four times as much, which on loopback cut the CPU per MiB
-// by a fifth (see BENCHMARKS.md). The one it replaces stays with the
+// by about 30% (see BENCHMARKS.md). The one it replaces stays with the
 // exchange; both go back at its end.
 func (x *exchange) bulkBuffer() {
 	if len(x.bb) >= bigBufSize || x.bbHead != nil {
