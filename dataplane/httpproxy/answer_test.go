@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // mustAnswer(t)(NewResponse(...)) fails the test on an error.
@@ -222,9 +223,7 @@ func TestRedirectThroughTheProxy(t *testing.T) {
 
 // A Director asked again after a failed connect may answer instead.
 func TestAnswerOnPickAgain(t *testing.T) {
-	ln := listen(t)
-	dead := upstream.New("web", "dead", ln.Addr().String())
-	ln.Close()
+	dead := upstream.New("web", "dead", loopback.FreeAddr(t))
 	a := mustAnswer(t)(NewResponse(Response{Status: 503, Body: []byte("maintenance\n")}))
 	p := startProxy(t, &Config{Director: &answerDirector{a: a, dead: dead}, Retries: 1})
 	conn := p.dial()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 func parseTestRequest(t testing.TB, head string) *Request {
@@ -290,9 +291,7 @@ func TestAddedFieldsNotOnProxyAnswers(t *testing.T) {
 		}
 	})
 	t.Run("502", func(t *testing.T) {
-		ln := listen(t)
-		dead := ln.Addr().String()
-		ln.Close()
+		dead := loopback.FreeAddr(t)
 		p := startProxy(t, &Config{Director: &persistDirector{ep: upstream.New("web", "dead", dead)}})
 		conn := p.dial()
 		br := bufio.NewReader(conn)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -63,13 +64,12 @@ func (d *skipDirector) seen() (picks []string, failed [][]string) {
 }
 
 // deadEndpoint returns an endpoint on a loopback port nothing listens on:
-// connects to it are refused.
+// connects to it are refused. The port is below the ephemeral range
+// (loopback.FreeAddr): one the kernel handed out and took back may be
+// listened on again by a test running beside this one.
 func deadEndpoint(t testing.TB, name string) *upstream.Endpoint {
 	t.Helper()
-	ln := listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	return upstream.New("web", name, addr)
+	return upstream.New("web", name, loopback.FreeAddr(t))
 }
 
 // bodyRecorder is a backend handler that answers with its name and records

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // An endpoint's counters tell what it was sent and what it answered: one
@@ -126,9 +127,7 @@ func TestEndpointStatsCountFailedRequests(t *testing.T) {
 
 // A connect that fails is counted against the endpoint it was for.
 func TestEndpointStatsCountConnectErrors(t *testing.T) {
-	ln := listen(t)
-	dead := upstream.New("web", "dead", ln.Addr().String())
-	ln.Close()
+	dead := upstream.New("web", "dead", loopback.FreeAddr(t))
 	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{dead}}})
 	resp, err := keepAliveClient().Get("http://" + p.addr + "/")
 	if err != nil {

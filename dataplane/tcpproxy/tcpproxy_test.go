@@ -146,13 +146,7 @@ func TestServerCloses(t *testing.T) {
 // are refused.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return loopback.FreeAddr(t) // below the ephemeral range: not taken again meanwhile
 }
 
 // firstDirector picks the first endpoint that has not failed for the
