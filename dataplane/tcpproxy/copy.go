@@ -22,19 +22,15 @@ func closeWrite(backend net.Conn) {
 	}
 }
 
-// copyBufSize is what one read moves. It holds a TLS record, the most
-// one Read of a TLS connection returns, four times over: a bulk transfer
-// copied (from a peer on this host) then costs a quarter of the reads and
-// sends of one record each, which on loopback cut the CPU per MiB by
-// about 30% (see BENCHMARKS.md). A buffer is held only while its bytes
-// wait to be sent; small exchanges give it back at once.
+// copyBufSize is what one read of a half on Linux moves: four TLS
+// records' worth, so that a bulk transfer copied (from a peer on this
+// host) costs a quarter of the reads and sends of 16 KiB ones, which on
+// loopback cut the CPU per MiB by about 30% (see BENCHMARKS.md). A buffer
+// is held only while its bytes wait to be sent; small exchanges give it
+// back at once.
 const copyBufSize = 64 << 10
 
-// A TLS record must fit.
-var _ = [copyBufSize - tlsinspect.MaxRecord]struct{}{}
-
-// copyBuf is the buffer of pump and, on Linux, of a half's small
-// exchanges.
+// copyBuf is the buffer of a half's reads on Linux.
 type copyBuf = [copyBufSize]byte
 
 var copyBufs = sync.Pool{New: func() any { return new(copyBuf) }}
@@ -42,13 +38,20 @@ var copyBufs = sync.Pool{New: func() any { return new(copyBuf) }}
 func getCopyBuf() *copyBuf  { return copyBufs.Get().(*copyBuf) }
 func putCopyBuf(b *copyBuf) { copyBufs.Put(b) }
 
+// recordBuf is pump's buffer: one TLS record, the most one Read of a TLS
+// connection returns. pump holds it for the half's whole life, idle or
+// not, so it is no larger.
+type recordBuf = [tlsinspect.MaxRecord]byte
+
+var recordBufs = sync.Pool{New: func() any { return new(recordBuf) }}
+
 // pump copies src to dst for h until src's EOF (nil) or an error, through
 // a pooled buffer: io.Copy would allocate one per call, since a TLS
 // connection offers no WriterTo and net.TCPConn's ReadFrom falls back to
 // io.Copy for a source that is no socket.
 func (h *half) pump(dst io.Writer, src io.Reader) error {
-	buf := getCopyBuf()
-	defer putCopyBuf(buf)
+	buf := recordBufs.Get().(*recordBuf)
+	defer recordBufs.Put(buf)
 	for {
 		m, err := src.Read(buf[:])
 		if m > 0 {
