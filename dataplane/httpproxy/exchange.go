@@ -1598,9 +1598,6 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 	cc.armEndpoint(bc, time.Now())
 	tc, spliceable := bc.(*net.TCPConn) // not over TLS
 	spliceable = spliceable && cc.tcp != nil && splicePays(tc)
-	if !spliceable {
-		x.bulkBuffer()
-	}
 	for {
 		if spliceable && !pipesShort() {
 			wdl := time.Now().Add(cfg.IdleTimeout)
@@ -1639,6 +1636,9 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 		if err := cc.write(x.bb[:n]); err != nil {
 			cc.reason = clientReason(err)
 			return &statusError{0, "client write failed", cc.reason}
+		}
+		if n == len(x.bb) { // more than the buffer holds: a large body
+			x.bulkBuffer()
 		}
 	}
 }
