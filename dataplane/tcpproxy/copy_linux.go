@@ -93,7 +93,9 @@ type halfState struct {
 	inSet bool
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	quick uint8  // wake-ups in a row that came soon after parking
-	inq   bool   // src reports TCP_INQ
+	// inq: src reports TCP_INQ, asked for by the half's first read that
+	// the poller's set does not watch (inqAsked); most halves never do.
+	inq, inqAsked bool
 	// splices: a burst from src is spliced (splice.Pays); otherwise it
 	// is copied through the buffer as small exchanges are.
 	splices bool
@@ -105,17 +107,13 @@ func monotonic() time.Duration { return time.Since(epoch) }
 
 var epoch = time.Now()
 
-// init prepares a half before its first run: the kernel is asked to
-// report TCP_INQ on src (where the half reads the socket itself).
+// init prepares a half before its first run.
 func (h *half) init() {
 	h.patience = h.s.srv.parkAfter
 	if h.tlsSrc() {
 		return
 	}
 	h.splices = splice.Pays(h.src())
-	h.srcRC().Control(func(fd uintptr) {
-		h.inq = unix.SetsockoptInt(int(fd), unix.SOL_TCP, unix.TCP_INQ, 1) == nil
-	})
 }
 
 // begin starts a new session's half: parked, but for one that reads TLS,
@@ -404,6 +402,12 @@ func (c *copier) drop() {
 func (c *copier) recv(fd int, p []byte) (n, more int, err error) {
 	h := c.h
 	if !c.inline && h.watchID == 0 {
+		if !h.inqAsked {
+			// Once per half, and only here: a setsockopt per socket
+			// of every session cost more than these rare reads save.
+			h.inqAsked = true
+			h.inq = unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_INQ, 1) == nil
+		}
 		return recvInq(fd, p, h.inq)
 	}
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
