@@ -887,11 +887,13 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	// A body larger than the client read buffer (4 KiB) that is copied
 	// goes through a buffer of a response body's size (16 KiB): through
 	// the read buffer, 1 MiB uploads cost the node twice the CPU, and
-	// 32 KiB ones took eight reads where they now take two.
+	// 32 KiB ones took eight reads where they now take two. One larger
+	// than that goes through a big buffer (68 KiB), as a large response
+	// body does (bulkBuffer).
 	buf, own := x.rb, false
 	defer func() {
 		if own {
-			bbClass.put(buf)
+			putBuffer(buf)
 		}
 	}()
 	// Whether splicing pays is the client's to say, once per body.
@@ -916,8 +918,13 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 				return endpointError(err)
 			}
 		}
-		if x.reqLeft > int64(len(buf)) && len(buf) < bbSize {
-			buf, own = bbClass.get(), true
+		if x.reqLeft > int64(len(buf)) && !own {
+			if x.reqLeft > bbSize {
+				buf = bigClass.get()
+			} else {
+				buf = bbClass.get()
+			}
+			own = true
 		}
 		p := buf[:min(int64(len(buf)), x.reqLeft)]
 		n, err := cc.readClient(p)

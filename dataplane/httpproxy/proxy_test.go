@@ -193,6 +193,7 @@ func largeBodiesBothWays(t *testing.T) {
 		chunked bool
 	}{
 		{"content-length", size, false},
+		{"content-length, under the big buffer", 40 << 10, false},
 		{"chunked", size, true},
 		{"small after large", 5, false},
 	} {
