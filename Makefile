@@ -21,7 +21,7 @@ PROTOC_GEN_VALIDATE_VERSION := v1.3.3
 # The HTTP/2 conformance suite e2e/h2spec_test.go runs (v2 has no /v2 module path).
 H2SPEC_VERSION             := v2.2.1+incompatible
 
-.PHONY: all overlay build run test test-short lint generate check-generated tools fuzz bench bench-fanout bench-scale bench-scale-vm measure screenshot clean
+.PHONY: all overlay build run test test-short lint generate check-generated tools fuzz bench bench-bodies bench-fanout bench-scale bench-scale-vm measure screenshot clean
 
 all: build
 
@@ -79,6 +79,9 @@ fuzz: overlay ## run every fuzz target for FUZZTIME each
 
 bench: build ## the performance targets side by side with HAProxy, one table (scripts/bench.sh; BENCHMARKS.md)
 	./scripts/bench.sh
+
+bench-bodies: build ## 1 MiB uploads (length, chunked) and chunked downloads side by side with HAProxy (scripts/bench-bodies.sh)
+	./scripts/bench-bodies.sh
 
 bench-fanout: overlay ## fan-out to 1k and 10k nodes vs go-control-plane, and the delta path (own module: bench/fanout)
 	cd bench/fanout && $(GOOVERLAY) $(GO) run . $(FANOUT_FLAGS)

@@ -115,3 +115,30 @@ func TestExchangeBuffersReturn(t *testing.T) {
 		t.Fatal("buffers kept after putExchange")
 	}
 }
+
+// TestBulkBuffersKeepUnconsumedBytes: moving to a big buffer for a large
+// body keeps what the old one held unread (a chunk line a read ended in),
+// at the front of the new one.
+func TestBulkBuffersKeepUnconsumedBytes(t *testing.T) {
+	x := getExchange()
+	defer putExchange(x)
+	n := copy(x.rb, "HEAD...\r\nab\r\n1f")
+	x.rs, x.re = 9, n
+	x.bulkRead()
+	if len(x.rb) != bigBufSize || string(x.rb[x.rs:x.re]) != "ab\r\n1f" {
+		t.Errorf("bulkRead: %d-byte buffer holding %q, want %d bytes holding the 6 unread", len(x.rb), x.rb[x.rs:x.re], bigBufSize)
+	}
+	n = copy(x.bb, "HTTP/1.1 200 OK\r\n\r\n3\r")
+	old := x.bb
+	x.bs, x.be = n-2, n
+	x.bulkBuffer()
+	if len(x.bb) != bigBufSize || string(x.bb[x.bs:x.be]) != "3\r" || &x.bbHead[0] != &old[0] {
+		t.Errorf("bulkBuffer: %d-byte buffer holding %q, want %d bytes holding 3CR, the old one kept", len(x.bb), x.bb[x.bs:x.be], bigBufSize)
+	}
+	x.wb = append(x.wb[:0], "x"...)
+	x.wb = x.wb[:0]
+	x.bulkOutput()
+	if cap(x.wb) != bigBufSize || len(x.wb) != 0 {
+		t.Errorf("bulkOutput: wb %d of %d, want 0 of %d", len(x.wb), cap(x.wb), bigBufSize)
+	}
+}

@@ -199,6 +199,7 @@ type rawResponse struct {
 	headers map[string][]string // lower-case names
 	body    string
 	chunked bool
+	trailer http.Header // of a chunked body
 }
 
 func (r *rawResponse) header(name string) string {
@@ -238,7 +239,7 @@ func readResponse(t testing.TB, br *bufio.Reader, method string) *rawResponse {
 	if err != nil {
 		t.Fatalf("reading response body: %v", err)
 	}
-	r := &rawResponse{status: resp.Proto + " " + resp.Status, code: resp.StatusCode, headers: map[string][]string{}, body: string(body)}
+	r := &rawResponse{status: resp.Proto + " " + resp.Status, code: resp.StatusCode, headers: map[string][]string{}, body: string(body), trailer: resp.Trailer}
 	for k, v := range resp.Header {
 		r.headers[strings.ToLower(k)] = v
 	}

@@ -176,6 +176,80 @@ func TestChunkedRequestAndResponse(t *testing.T) {
 	}
 }
 
+// smallChunks frames body as chunks of 1 to 300 bytes, some with an
+// extension: their lines are a good part of the bytes, so that reads end
+// inside them.
+func smallChunks(w *bytes.Buffer, body []byte) {
+	for i := 0; len(body) > 0; i++ {
+		n := min(len(body), 1+i*37%300)
+		ext := ""
+		if i%7 == 0 {
+			ext = ";i=" + strconv.Itoa(i)
+		}
+		fmt.Fprintf(w, "%x%s\r\n", n, ext)
+		w.Write(body[:n])
+		w.WriteString("\r\n")
+		body = body[n:]
+	}
+}
+
+// TestLargeChunkedUploadPipelined: a chunked request body of 300 KiB in
+// small chunks goes on through big buffers once it is large (bulkRead,
+// bulkOutput); the bytes, the trailer and a request pipelined right
+// behind the body all arrive.
+func TestLargeChunkedUploadPipelined(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	body := pattern(300 << 10)
+	var req bytes.Buffer
+	req.WriteString("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n")
+	smallChunks(&req, body)
+	req.WriteString("0\r\nX-Sum: 42\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	go conn.Write(req.Bytes())
+	r := readResponse(t, br, "POST")
+	if r.code != 200 || r.header("X-Body-Sha") != sha(body) || r.header("X-TE") != "chunked" || r.header("X-Trailer") != "42" {
+		t.Errorf("%s; backend saw len=%s te=%q trailer=%q, want 200, %d bytes, chunked, 42", r.status, r.header("X-Body-Len"), r.header("X-TE"), r.header("X-Trailer"), len(body))
+	}
+	if r := readResponse(t, br, "GET"); r.body != "ok" {
+		t.Fatalf("pipelined request: %q", r.body)
+	}
+}
+
+// TestLargeChunkedDownload: a chunked response of 500 KiB in small chunks
+// goes on through big buffers once it is large (bulkBuffer, bulkOutput);
+// its bytes and trailer arrive, and so does the next response on the
+// endpoint connection, sent right behind it.
+func TestLargeChunkedDownload(t *testing.T) {
+	body := pattern(500 << 10)
+	var resp bytes.Buffer
+	resp.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n")
+	smallChunks(&resp, body)
+	resp.WriteString("0\r\nX-Sum: 7\r\n\r\n")
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if readRequestHead(br) == "" {
+				return
+			}
+			if i == 0 {
+				c.Write(resp.Bytes())
+			} else {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+			}
+		}
+	})
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("c", "raw", addr)}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := readResponse(t, br, "GET")
+	if r.code != 200 || !r.chunked || r.body != string(body) || r.trailer.Get("X-Sum") != "7" {
+		t.Errorf("%s chunked=%v, %d bytes, equal=%v, trailer %q; want 200, chunked, %d bytes, trailer 7", r.status, r.chunked, len(r.body), r.body == string(body), r.trailer.Get("X-Sum"), len(body))
+	}
+	getBody(t, conn, br, "/next", "next")
+}
+
 // TestLargeBodiesBothWays: 8 MiB up and down, with a length and chunked,
 // spliced and copied (through the big buffer a large body is copied
 // with); a small exchange follows on the same connection, whose response
