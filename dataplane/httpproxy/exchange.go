@@ -973,7 +973,7 @@ func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 		// The decoder needs more input. Once 16 KiB came and a read
 		// filled the room it had, the body is a large one: it goes on
 		// through big buffers, a read and a write per 64 KiB rather
-		// than per 4 (see BENCHMARKS.md, "Large chunked bodies").
+		// than per 4 (see BENCHMARKS.md, "Uploads and chunked bodies").
 		if filled && x.chunk.data >= bbSize {
 			x.bulkRead()
 			x.bulkOutput()

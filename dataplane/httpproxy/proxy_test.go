@@ -177,8 +177,9 @@ func TestChunkedRequestAndResponse(t *testing.T) {
 }
 
 // smallChunks frames body as chunks of 1 to 300 bytes, some with an
-// extension: their lines are a good part of the bytes, so that reads end
-// inside them.
+// extension: their lines are a good part of the bytes, so that reads may
+// well end inside them (TestBulkBuffersKeepUnconsumedBytes makes sure of
+// what then moves to a big buffer).
 func smallChunks(w *bytes.Buffer, body []byte) {
 	for i := 0; len(body) > 0; i++ {
 		n := min(len(body), 1+i*37%300)
