@@ -30,6 +30,7 @@ type bufClass struct {
 	hot  [][]byte // resident, most recently returned last
 	cold [][]byte // released to the OS or never touched; fault in on use
 	low  int      // fewest hot buffers since the last trim
+	out  int      // buffers taken and not yet returned
 }
 
 // keepHot is how many idle buffers per class are never released.
@@ -64,6 +65,7 @@ func classOf(b []byte) *bufClass {
 // get returns a buffer of the class's size (len == cap == size).
 func (c *bufClass) get() []byte {
 	c.mu.Lock()
+	c.out++
 	if n := len(c.hot); n > 0 {
 		b := c.hot[n-1]
 		c.hot[n-1] = nil
@@ -102,7 +104,15 @@ func (c *bufClass) put(b []byte) {
 	b = b[:c.size]
 	c.mu.Lock()
 	c.hot = append(c.hot, b)
+	c.out--
 	c.mu.Unlock()
+}
+
+// inUse is how many of the class's buffers are taken.
+func (c *bufClass) inUse() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out
 }
 
 // trim releases the buffers that stayed hot but unused since the last trim,

@@ -887,15 +887,17 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	// A body larger than the client read buffer (4 KiB) that is copied
 	// goes through a buffer of a response body's size (16 KiB): through
 	// the read buffer, 1 MiB uploads cost the node twice the CPU, and
-	// 32 KiB ones took eight reads where they now take two. One larger
-	// than that goes through a big buffer (68 KiB), as a large response
-	// body does (bulkBuffer).
+	// 32 KiB ones took eight reads where they now take two. Once a read
+	// fills that one, the rest goes through a big buffer (68 KiB), as a
+	// large response body does (bulkBuffer): a client that sends slowly
+	// holds no more than 16 KiB while it is waited for.
 	buf, own := x.rb, false
 	defer func() {
 		if own {
 			putBuffer(buf)
 		}
 	}()
+	filled := false // the last read filled buf
 	// Whether splicing pays is the client's to say, once per body.
 	splices := x.reqLeft >= spliceMin && cc.tcp != nil && splicePays(cc.tcp)
 	for x.reqLeft > 0 {
@@ -918,19 +920,20 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 				return endpointError(err)
 			}
 		}
-		if x.reqLeft > int64(len(buf)) && !own {
-			if x.reqLeft > bbSize {
-				buf = bigClass.get()
-			} else {
-				buf = bbClass.get()
-			}
-			own = true
+		switch {
+		case x.reqLeft <= int64(len(buf)):
+		case !own:
+			buf, own = bbClass.get(), true
+		case filled && len(buf) < bigBufSize:
+			putBuffer(buf)
+			buf = bigClass.get()
 		}
 		p := buf[:min(int64(len(buf)), x.reqLeft)]
 		n, err := cc.readClient(p)
 		if err != nil {
 			return cc.bodyError(err)
 		}
+		filled = n == len(p)
 		// The wait for the client was the client's: the endpoint's
 		// starts now (a TLS write would fail at a deadline passed
 		// meanwhile, and leave the connection unusable).

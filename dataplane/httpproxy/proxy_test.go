@@ -251,6 +251,39 @@ func TestLargeChunkedDownload(t *testing.T) {
 	getBody(t, conn, br, "/next", "next")
 }
 
+// TestSlowUploadHoldsNoBigBuffer: a client that sends a large declared
+// body slowly is read through the 16 KiB buffer, not the 68 KiB one that a
+// read filling it brings (a slow client would otherwise hold it while it
+// is waited for); sent fast afterwards, the rest goes through, whole.
+// Spliced, the body takes no buffer at all.
+func TestSlowUploadHoldsNoBigBuffer(t *testing.T) { eachSpliceMode(t, slowUploadHoldsNoBigBuffer) }
+
+func slowUploadHoldsNoBigBuffer(t *testing.T) {
+	b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	body := pattern(1 << 20)
+	before := bigClass.inUse()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
+	// 12 KiB in 1 KiB pieces: less than one 16 KiB read, whatever the
+	// reads gather.
+	const slow = 12 << 10
+	for i := 0; i < slow; i += 1 << 10 {
+		conn.Write(body[i : i+1<<10])
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := bigClass.inUse(); n > before {
+		t.Errorf("%d big buffers taken while the client sent slowly (%d before), want none", n, before)
+	}
+	go conn.Write(body[slow:])
+	r := readResponse(t, br, "POST")
+	if r.code != 200 || r.header("X-Body-Sha") != sha(body) {
+		t.Errorf("%s; backend got %s bytes, want 200 and all %d", r.status, r.header("X-Body-Len"), len(body))
+	}
+}
+
 // TestLargeBodiesBothWays: 8 MiB up and down, with a length and chunked,
 // spliced and copied (through the big buffer a large body is copied
 // with); a small exchange follows on the same connection, whose response
