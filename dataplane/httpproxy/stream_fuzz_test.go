@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,23 @@ var streamSeeds = []string{
 	"GET http://a.example/p HTTP/1.1\r\nHost: admin.example\r\n\r\nGET http://[2001:db8::1]:8080/ HTTP/1.0\r\n\r\n",
 }
 
+// smallChunked is n bytes of body as chunks of 97 bytes at most.
+func smallChunked(n int) string {
+	var b strings.Builder
+	for ; n > 0; n -= min(n, 97) {
+		fmt.Fprintf(&b, "%x\r\n%s\r\n", min(n, 97), strings.Repeat("c", min(n, 97)))
+	}
+	return b.String() + "0\r\n\r\n"
+}
+
+// bigStreamSeeds are seeds large enough to move to the big buffers of a
+// large body (bulkRead, bulkOutput; the 68 KiB buffer of an upload with a
+// length), with a request pipelined behind each.
+var bigStreamSeeds = []string{
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + smallChunked(25000) + "GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 40000\r\n\r\n" + strings.Repeat("l", 40000) + "GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+}
+
 // FuzzProxyStream sends fuzzed bytes, as a client's whole connection in
 // two pieces cut at split, through a live proxy served as the node serves
 // it (ServeConnAsync, the raw fast path) to an endpoint that reads them
@@ -47,7 +65,7 @@ var streamSeeds = []string{
 //   - the client gets well-formed responses, the endpoint's answers in
 //     order and none lost, and the connection ends: no hang.
 func FuzzProxyStream(f *testing.F) {
-	for _, s := range append(streamSeeds, requestSeeds...) {
+	for _, s := range append(append(streamSeeds, requestSeeds...), bigStreamSeeds...) {
 		f.Add([]byte(s), uint16(len(s)/2))
 	}
 	rec := &recorder{}
@@ -172,7 +190,8 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 			return reqs, b
 		}
 		msg := append(head, b[n:]...)
-		br := bufio.NewReader(bytes.NewReader(msg))
+		rd := bytes.NewReader(msg)
+		br := bufio.NewReader(rd)
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return reqs, b
@@ -182,7 +201,10 @@ func readRequests(b []byte) (reqs []streamRequest, unread []byte) {
 		if err != nil || req.Close {
 			return reqs, nil
 		}
-		used := len(msg) - br.Buffered() // the head as rewritten, and the body
+		// The head as rewritten, and the body: what neither the buffer
+		// nor the reader under it (past a body larger than the buffer)
+		// still holds.
+		used := len(msg) - br.Buffered() - rd.Len()
 		b = b[n+used-len(head):]
 	}
 }
@@ -348,6 +370,8 @@ func FuzzProxyResponses(f *testing.F) {
 		{"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
 		{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "HTTP/1.1 200 OK\r\nContent-Length: 1, 1\r\nConnection: close\r\n\r\nz"},
+		// Large enough to move to the big buffers (bulkBuffer, bulkOutput).
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + smallChunked(25000), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2"},
 	} {
 		f.Add([]byte(s[0]), []byte(s[1]), false, true)
 	}
