@@ -950,7 +950,9 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 	x := cc.x
 	x.wb = x.wb[:0]
-	filled := false // the last read filled the room it had
+	// The last read: whether it filled the room it had, and what it
+	// brought.
+	filled, last := false, bbSize
 	for {
 		n, out, err := x.chunk.decode(x.rb[x.rs:x.re], x.wb, true)
 		x.wb = out
@@ -977,9 +979,14 @@ func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 		// filled the room it had, the body is a large one: it goes on
 		// through big buffers, a read and a write per 64 KiB rather
 		// than per 4 (see BENCHMARKS.md, "Uploads and chunked bodies").
-		if filled && x.chunk.data >= bbSize {
+		// Once a read brings less than 16 KiB, it comes slowly, maybe
+		// for long (a stream after a burst): the big buffers go back.
+		switch {
+		case filled && x.chunk.data >= bbSize:
 			x.bulkRead()
 			x.bulkOutput()
+		case last < bbSize && x.wbBulk != nil:
+			x.bulkReadEnd()
 		}
 		if x.re == len(x.rb) || x.rs == x.re {
 			x.rb, x.rs, x.re = growRead(x.rb, x.rs, x.re)
@@ -989,7 +996,7 @@ func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 		if rerr != nil {
 			return cc.bodyError(rerr)
 		}
-		filled = m == len(p)
+		filled, last = m == len(p), m
 		x.re += m
 		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 	}
@@ -1517,7 +1524,7 @@ func (cc *clientConn) relayChunked(bc net.Conn, rechunk bool) *statusError {
 	x := cc.x
 	x.chunk.reset()
 	armed := false
-	filled := false // the last read filled the room it had
+	filled, last := false, bbSize // the last read, as in sendChunkedBody
 	for {
 		n, out, err := x.chunk.decode(x.bb[x.bs:x.be], x.wb, rechunk)
 		x.wb = out
@@ -1536,10 +1543,13 @@ func (cc *clientConn) relayChunked(bc net.Conn, rechunk bool) *statusError {
 			continue
 		}
 		// As in sendChunkedBody: a large body goes on through big
-		// buffers.
-		if filled && x.chunk.data >= bbSize {
+		// buffers, while it comes fast.
+		switch {
+		case filled && x.chunk.data >= bbSize:
 			x.bulkBuffer()
 			x.bulkOutput()
+		case last < bbSize && x.wbBulk != nil:
+			x.bulkBufferEnd()
 		}
 		if x.be == len(x.bb) || x.bs == x.be {
 			x.bb, x.bs, x.be = growRead(x.bb, x.bs, x.be)
@@ -1554,7 +1564,7 @@ func (cc *clientConn) relayChunked(bc net.Conn, rechunk bool) *statusError {
 		if rerr != nil {
 			return endpointError(rerr)
 		}
-		filled = m == len(p)
+		filled, last = m == len(p), m
 		x.hard = time.Now().Add(cc.srv.cfg.Load().ResponseTimeout)
 		x.be += m
 	}

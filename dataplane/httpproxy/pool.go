@@ -20,7 +20,7 @@ import (
 // exchange in flight costs about 30 KiB, like HAProxy's two 16 KiB buffers
 // per stream; one that copies a large body about 100 KiB (bulkBuffer,
 // bulkRead), and one that re-frames a large chunked body about 165 KiB
-// (bulkOutput too). An idle connection holds none.
+// (bulkOutput too) while it comes fast. An idle connection holds none.
 const (
 	rbSize     = 4 << 10
 	bbSize     = 16 << 10
@@ -157,15 +157,33 @@ func putBuffer(b []byte) {
 // body of more than the one it has; what it holds unconsumed moves to the
 // front of the big one. Each read and write moves four times as much,
 // which on loopback cut the CPU per MiB by about 30% (see BENCHMARKS.md).
-// The one it replaces stays with the exchange, as the response's fields
-// point into it; both go back at its end.
+// The one it replaces first stays with the exchange, as the response's
+// fields point into it; both go back at its end.
 func (x *exchange) bulkBuffer() {
-	if len(x.bb) >= bigBufSize || x.bbHead != nil {
+	if len(x.bb) >= bigBufSize {
 		return
 	}
 	nb := bigClass.get()
 	n := copy(nb, x.bb[x.bs:x.be])
-	x.bbHead, x.bb, x.bs, x.be = x.bb, nb, 0, n
+	if x.bbHead == nil {
+		x.bbHead = x.bb
+	} else {
+		putBuffer(x.bb) // a small one bulkBufferEnd took
+	}
+	x.bb, x.bs, x.be = nb, 0, n
+}
+
+// bulkBufferEnd gives back the big buffers of bulkBuffer and bulkOutput,
+// for a chunked response that now comes slowly (a stream of events after a
+// burst): its unconsumed bytes move to a small buffer, if they fit.
+func (x *exchange) bulkBufferEnd() {
+	if len(x.bb) >= bigBufSize && x.bbHead != nil && x.be-x.bs <= bbSize {
+		nb := bbClass.get()
+		n := copy(nb, x.bb[x.bs:x.be])
+		putBuffer(x.bb)
+		x.bb, x.bs, x.be = nb, 0, n
+	}
+	x.bulkOutputEnd()
 }
 
 // bulkRead is bulkBuffer for the client read buffer, for a large request
@@ -181,15 +199,39 @@ func (x *exchange) bulkRead() {
 	x.rb, x.rs, x.re, x.scan = nb, 0, n, 0
 }
 
+// bulkReadEnd is bulkBufferEnd for a chunked request body and the
+// client read buffer.
+func (x *exchange) bulkReadEnd() {
+	if len(x.rb) >= bigBufSize && x.re-x.rs <= rbSize {
+		nb := rbClass.get()
+		n := copy(nb, x.rb[x.rs:x.re])
+		putBuffer(x.rb)
+		x.rb, x.rs, x.re = nb, 0, n
+	}
+	x.bulkOutputEnd()
+}
+
 // bulkOutput moves the output buffer, which must be empty, to a big one,
 // for re-framing a large chunked body: a write per read of a big buffer
-// rather than per 8 KiB. It stays the exchange's output to its end.
+// rather than per 8 KiB. It stays the exchange's output until
+// bulkOutputEnd, or to its end.
 func (x *exchange) bulkOutput() {
 	if x.wbBulk != nil {
 		return
 	}
 	x.wbBulk = bigClass.get()
 	x.wb = x.wbBulk[:0]
+}
+
+// bulkOutputEnd gives the big output buffer back; the output, which must
+// be empty, is the pooled one again.
+func (x *exchange) bulkOutputEnd() {
+	if x.wbBulk == nil {
+		return
+	}
+	putBuffer(x.wbBulk)
+	x.wbBulk = nil
+	x.wb = x.wbPooled[:0]
 }
 
 // growRead moves the unconsumed bytes of a read buffer to the front, or to a

@@ -284,6 +284,81 @@ func slowUploadHoldsNoBigBuffer(t *testing.T) {
 	}
 }
 
+// TestChunkedStreamsGiveBackBigBuffers: a chunked body that comes in a
+// burst and then slowly, as a stream of events after its first batch
+// does, gives back the big buffers the burst took once a read brings
+// little, both ways; all of it arrives.
+func TestChunkedStreamsGiveBackBigBuffers(t *testing.T) {
+	burst := pattern(100 << 10)
+	var chunks bytes.Buffer
+	smallChunks(&chunks, burst)
+	events := []string{"event one\n", "event two\n"}
+	want := string(burst) + strings.Join(events, "")
+	// trickle sends the events to w one by one, a moment apart.
+	trickle := func(w io.Writer) {
+		for _, e := range events {
+			time.Sleep(30 * time.Millisecond)
+			fmt.Fprintf(w, "%x\r\n%s\r\n", len(e), e)
+		}
+	}
+	// noBigBuffers checks, once the events went through, that the
+	// exchange gave back what it took for the burst.
+	noBigBuffers := func(t *testing.T, before int) {
+		time.Sleep(100 * time.Millisecond)
+		if n := bigClass.inUse(); n > before {
+			t.Errorf("%d big buffers taken while the body trickled (%d before), want none", n, before)
+		}
+	}
+
+	t.Run("download", func(t *testing.T) {
+		trickled, done := make(chan struct{}), make(chan struct{})
+		addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+			if readRequestHead(br) == "" {
+				return
+			}
+			c.Write(append([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), chunks.Bytes()...))
+			trickle(c)
+			close(trickled)
+			<-done
+			io.WriteString(c, "0\r\n\r\n")
+		})
+		p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{upstream.New("c", "raw", addr)}}})
+		conn := p.dial()
+		before := bigClass.inUse()
+		io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+		got := make(chan string, 1)
+		go func() {
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			got <- string(b)
+		}()
+		<-trickled
+		noBigBuffers(t, before)
+		close(done)
+		if b := <-got; b != want {
+			t.Errorf("body of %d bytes, want the burst and the events, %d", len(b), len(want))
+		}
+	})
+
+	t.Run("upload", func(t *testing.T) {
+		b := startBackend(t, "b1", http.HandlerFunc(echoHandler))
+		p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{b.ep}}})
+		conn := p.dial()
+		before := bigClass.inUse()
+		conn.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"), chunks.Bytes()...))
+		trickle(conn)
+		noBigBuffers(t, before)
+		io.WriteString(conn, "0\r\n\r\n")
+		if r := readResponse(t, bufio.NewReader(conn), "POST"); r.header("X-Body-Sha") != sha([]byte(want)) {
+			t.Errorf("backend got %s bytes, want the burst and the events, %d", r.header("X-Body-Len"), len(want))
+		}
+	})
+}
+
 // TestLargeBodiesBothWays: 8 MiB up and down, with a length and chunked,
 // spliced and copied (through the big buffer a large body is copied
 // with); a small exchange follows on the same connection, whose response
