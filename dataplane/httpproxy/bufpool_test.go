@@ -142,3 +142,26 @@ func TestBulkBuffersKeepUnconsumedBytes(t *testing.T) {
 		t.Errorf("bulkOutput: wb %d of %d, want 0 of %d", len(x.wb), cap(x.wb), bigBufSize)
 	}
 }
+
+// TestBulkBufferAfterAGiveBack: the exchange after one whose chunked body
+// gave its big buffers back (bulkBufferEnd) keeps the buffer its own
+// response head is in when its body takes the big one.
+func TestBulkBufferAfterAGiveBack(t *testing.T) {
+	x := getExchange()
+	defer putExchange(x)
+	// The first exchange: a burst, then slowly.
+	x.bs, x.be = 0, copy(x.bb, "head 1")
+	x.bulkBuffer()
+	x.bulkOutput()
+	x.bs, x.be = 0, 0
+	x.bulkBufferEnd()
+	// The next one reads its head into the endpoint read buffer.
+	x.newResponse()
+	head := x.bb
+	n := copy(x.bb, "head 2")
+	x.bs, x.be = n, n
+	x.bulkBuffer()
+	if &x.bbHead[0] != &head[0] || string(x.bbHead[:n]) != "head 2" {
+		t.Errorf("bbHead holds %q, want the buffer head 2 is in", x.bbHead[:n])
+	}
+}

@@ -59,7 +59,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.reqBody = req.body
 	x.reqLeft = req.contentLength
 	x.bodySent, x.bodyInWB, x.respStarted, x.early = false, false, false, false
-	x.bs, x.be, x.bscan = 0, 0, 0
+	x.newResponse()
 	x.chunk.reset()
 
 	if limit := cfg.MaxRequestBodyBytes; limit > 0 && req.body == bodyLength && req.contentLength > limit {

@@ -173,6 +173,19 @@ func (x *exchange) bulkBuffer() {
 	x.bb, x.bs, x.be = nb, 0, n
 }
 
+// newResponse empties the endpoint read buffer for the next exchange's
+// response, and gives back the buffer the last one's head stayed in
+// (bbHead): nothing points into it any more. Within an exchange, then, a
+// small endpoint read buffer beside bbHead is one bulkBufferEnd took, with
+// body bytes only, which bulkBuffer may give back.
+func (x *exchange) newResponse() {
+	x.bs, x.be, x.bscan = 0, 0, 0
+	if x.bbHead != nil {
+		putBuffer(x.bbHead)
+		x.bbHead = nil
+	}
+}
+
 // bulkBufferEnd gives back the big buffers of bulkBuffer and bulkOutput,
 // for a chunked response that now comes slowly (a stream of events after a
 // burst): its unconsumed bytes move to a small buffer, if they fit.
