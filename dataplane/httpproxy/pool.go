@@ -191,10 +191,7 @@ func (x *exchange) newResponse() {
 // burst): its unconsumed bytes move to a small buffer, if they fit.
 func (x *exchange) bulkBufferEnd() {
 	if len(x.bb) >= bigBufSize && x.bbHead != nil && x.be-x.bs <= bbSize {
-		nb := bbClass.get()
-		n := copy(nb, x.bb[x.bs:x.be])
-		putBuffer(x.bb)
-		x.bb, x.bs, x.be = nb, 0, n
+		x.bb, x.bs, x.be = moveTo(bbClass, x.bb, x.bs, x.be)
 	}
 	x.bulkOutputEnd()
 }
@@ -206,20 +203,15 @@ func (x *exchange) bulkRead() {
 	if len(x.rb) >= bigBufSize {
 		return
 	}
-	nb := bigClass.get()
-	n := copy(nb, x.rb[x.rs:x.re])
-	putBuffer(x.rb)
-	x.rb, x.rs, x.re, x.scan = nb, 0, n, 0
+	x.rb, x.rs, x.re = moveTo(bigClass, x.rb, x.rs, x.re)
+	x.scan = 0
 }
 
 // bulkReadEnd is bulkBufferEnd for a chunked request body and the
 // client read buffer.
 func (x *exchange) bulkReadEnd() {
 	if len(x.rb) >= bigBufSize && x.re-x.rs <= rbSize {
-		nb := rbClass.get()
-		n := copy(nb, x.rb[x.rs:x.re])
-		putBuffer(x.rb)
-		x.rb, x.rs, x.re = nb, 0, n
+		x.rb, x.rs, x.re = moveTo(rbClass, x.rb, x.rs, x.re)
 	}
 	x.bulkOutputEnd()
 }
@@ -261,8 +253,14 @@ func growRead(buf []byte, s, e int) ([]byte, int, int) {
 	if len(buf) >= bigBufSize {
 		return buf, s, e // full: the caller's size check refuses the head
 	}
-	nb := bigClass.get()
-	copy(nb, buf[s:e])
+	return moveTo(bigClass, buf, s, e)
+}
+
+// moveTo moves buf[s:e] to the front of a buffer of class c, gives buf
+// back, and returns the new buffer and window.
+func moveTo(c *bufClass, buf []byte, s, e int) ([]byte, int, int) {
+	nb := c.get()
+	n := copy(nb, buf[s:e])
 	putBuffer(buf)
-	return nb, 0, e - s
+	return nb, 0, n
 }
