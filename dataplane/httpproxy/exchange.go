@@ -975,19 +975,8 @@ func (cc *clientConn) sendChunkedBody(bc net.Conn) *statusError {
 			}
 			continue
 		}
-		// The decoder needs more input. Once 16 KiB came and a read
-		// filled the room it had, the body is a large one: it goes on
-		// through big buffers, a read and a write per 64 KiB rather
-		// than per 4 (see BENCHMARKS.md, "Uploads and chunked bodies").
-		// Once a read brings less than 16 KiB, it comes slowly, maybe
-		// for long (a stream after a burst): the big buffers go back.
-		switch {
-		case filled && x.chunk.data >= bbSize:
-			x.bulkRead()
-			x.bulkOutput()
-		case last < bbSize && x.wbBulk != nil:
-			x.bulkReadEnd()
-		}
+		// The decoder needs more input.
+		x.bulkChunked(filled, last, true)
 		if x.re == len(x.rb) || x.rs == x.re {
 			x.rb, x.rs, x.re = growRead(x.rb, x.rs, x.re)
 		}
@@ -1542,15 +1531,7 @@ func (cc *clientConn) relayChunked(bc net.Conn, rechunk bool) *statusError {
 			}
 			continue
 		}
-		// As in sendChunkedBody: a large body goes on through big
-		// buffers, while it comes fast.
-		switch {
-		case filled && x.chunk.data >= bbSize:
-			x.bulkBuffer()
-			x.bulkOutput()
-		case last < bbSize && x.wbBulk != nil:
-			x.bulkBufferEnd()
-		}
+		x.bulkChunked(filled, last, false)
 		if x.be == len(x.bb) || x.bs == x.be {
 			x.bb, x.bs, x.be = growRead(x.bb, x.bs, x.be)
 		}

@@ -44,8 +44,9 @@ type exchange struct {
 	bb                     []byte
 	bs, be, bscan, respLen int // endpoint read buffer, likewise
 	// bbHead is the endpoint read buffer a big one replaced for copying
-	// a large body (bulkBuffer), kept to the exchange's end: the
-	// response's fields still point into it.
+	// a large body (bulkBuffer), kept until the next exchange starts
+	// (newResponse) or this one goes back: the response's fields point
+	// into it.
 	bbHead   []byte
 	wb       []byte // output: rewritten heads and re-framed bodies
 	headOut  int    // length of the request head at the start of wb (rebuildRequestHead)
@@ -214,6 +215,33 @@ func (x *exchange) bulkReadEnd() {
 		x.rb, x.rs, x.re = moveTo(rbClass, x.rb, x.rs, x.re)
 	}
 	x.bulkOutputEnd()
+}
+
+// bulkChunked chooses the buffers a chunked body goes on through, where
+// its decoder needs more input, from the last read: filled, whether it
+// filled the room it had; n, what it brought (bbSize before the first).
+// request says whose body it is: the client's (rb) or the endpoint's
+// (bb). Once 16 KiB came and a read filled its room, the body is a large
+// one: it goes on through big buffers, a read and a write per 64 KiB
+// rather than per 4 or 16 (see BENCHMARKS.md, "Uploads and chunked
+// bodies"). Once a read brings less than 16 KiB, it comes slowly, maybe
+// for long (a stream of events after a burst): the big buffers go back.
+func (x *exchange) bulkChunked(filled bool, n int, request bool) {
+	switch {
+	case filled && x.chunk.data >= bbSize:
+		if request {
+			x.bulkRead()
+		} else {
+			x.bulkBuffer()
+		}
+		x.bulkOutput()
+	case n < bbSize && x.wbBulk != nil:
+		if request {
+			x.bulkReadEnd()
+		} else {
+			x.bulkBufferEnd()
+		}
+	}
 }
 
 // bulkOutput moves the output buffer, which must be empty, to a big one,
