@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/internal/clock"
 	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -98,7 +99,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		}
 	}
 
-	x.start = time.Now()
+	x.start = clock.Now()
 	x.hard = x.start.Add(cfg.ResponseTimeout)
 	failures, repicks := 0, 0 // connects that failed and were retried; retired picks
 	for {
@@ -159,7 +160,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 		x.rebuildRequestHead(ep.Addr)
 		// The response wait starts when the request goes out, not before
 		// the connects that failed.
-		x.start = time.Now()
+		x.start = clock.Now()
 		x.hard = x.start.Add(cfg.ResponseTimeout)
 	}
 }
@@ -224,17 +225,17 @@ func (cc *clientConn) endpointDone(bc net.Conn, reusable bool) {
 	x.ep = nil
 	ep.Transferred(x.epIn, x.epOut)
 	x.epIn, x.epOut = 0, 0
-	raw := x.epRaw
+	pooled := upstream.Pooled{Raw: x.epRaw, Deadline: x.epArmed}
 	if bc != x.epConn {
-		raw = nil
+		pooled = upstream.Pooled{}
 	}
-	x.epConn, x.epRaw = nil, nil
+	x.epConn, x.epRaw, x.epArmed = nil, nil, time.Time{}
 	switch {
 	case bc == nil:
 	case reusable && x.private:
-		cc.park(ep, bc, raw)
+		cc.park(ep, bc, pooled.Raw)
 	case reusable:
-		ep.PutIdle(bc, raw)
+		ep.PutIdle(bc, pooled)
 	default:
 		ep.Close(bc)
 	}
@@ -618,7 +619,8 @@ func (cc *clientConn) endBodyWatch(bc net.Conn) {
 	cc.c.SetReadDeadline(aLongTimeAgo) // wakes the watch
 	<-x.bodyWatch
 	x.bodyWatch = nil
-	cc.rdl = aLongTimeAgo // the next read of the client arms its own
+	cc.rdl = aLongTimeAgo   // the next read of the client arms its own
+	x.epArmed = time.Time{} // and bc's, as the watch may have moved it
 	if x.bodyCame.Swap(false) {
 		cc.armEndpoint(bc, time.Now())
 	}
@@ -686,7 +688,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 		if bc, raw, idle := cc.unpark(ep, cc.x.start); bc != nil {
 			if !probe && idle < probeIdleAfter || alive(bc) {
 				cc.x.private = true
-				cc.x.epConn, cc.x.epRaw = bc, raw
+				cc.x.epConn, cc.x.epRaw, cc.x.epArmed = bc, raw, time.Time{}
 				return bc, true, nil
 			}
 			ep.Close(bc)
@@ -694,7 +696,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 		return cc.dial(ep, timeout)
 	}
 	for {
-		c, raw, since := ep.GetIdleSince()
+		c, pooled, since := ep.GetIdleSince()
 		if c == nil {
 			break
 		}
@@ -703,7 +705,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 			continue
 		}
 		cc.x.private = false
-		cc.x.epConn, cc.x.epRaw = c, raw
+		cc.x.epConn, cc.x.epRaw, cc.x.epArmed = c, pooled.Raw, pooled.Deadline
 		return c, true, nil
 	}
 	return cc.dial(ep, timeout)
@@ -729,7 +731,7 @@ func (cc *clientConn) dial(ep *upstream.Endpoint, timeout time.Duration) (net.Co
 		}
 		return nil, false, errConnectFailed
 	}
-	cc.x.epConn, cc.x.epRaw = bc, cc.rawConnOf(bc)
+	cc.x.epConn, cc.x.epRaw, cc.x.epArmed = bc, cc.rawConnOf(bc), time.Time{}
 	return bc, false, nil
 }
 
@@ -1021,6 +1023,12 @@ func (cc *clientConn) bodyError(err error) *statusError {
 // armEndpoint sets bc's deadline for the next step: the hard deadline, but
 // at most closeCheckInterval away so that a client closed from outside is
 // noticed (endpointStalled).
+//
+// A deadline already set on the connection (x.epArmed), at most an eighth
+// of the wait before the one wanted, is kept: the wait's slice then ends
+// that much early at worst, and endpointStalled arms the next. A pooled
+// connection that goes out again within milliseconds, as on the
+// keep-alive path, so costs no timer update per request.
 func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 	x := cc.x
 	dl := now.Add(closeCheckInterval)
@@ -1036,7 +1044,15 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 		return
 	}
 	if _, ok := bc.(*net.TCPConn); ok {
+		if bc != x.epConn {
+			bc.SetDeadline(dl)
+			return
+		}
+		if !x.epArmed.After(dl) && dl.Sub(x.epArmed) <= dl.Sub(now)/8 {
+			return
+		}
 		bc.SetDeadline(dl)
+		x.epArmed = dl
 		return
 	}
 	// A TLS write that times out leaves the connection unusable: writes
@@ -1049,6 +1065,7 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 // endpointStalled runs when an endpoint operation hit its slice deadline. It
 // returns the error that ends the wait, or nil after arming the next slice.
 func (cc *clientConn) endpointStalled(bc net.Conn) *statusError {
+	cc.srv.stalls.Add(1)
 	if !time.Now().Before(cc.x.hard) {
 		return errResponseTimeout
 	}

@@ -360,6 +360,11 @@ type Server struct {
 	h2 HTTP2 // serves HTTP/2 connections (bridge.go); nil: none
 
 	setups pace.Gate // connections setting up, for Go
+
+	// stalls counts the waits on endpoints that reached their slice's
+	// deadline (endpointStalled). Only tests read it: how often a wait
+	// woke tells whether the deadlines it had were the ones meant.
+	stalls atomic.Uint64
 }
 
 // NewServer returns a server using cfg. onClose, if not nil, is called once

@@ -1,9 +1,6 @@
 package httpproxy
 
-import (
-	"errors"
-	"time"
-)
+import "errors"
 
 // Serving a request from inside the idle wait.
 //
@@ -72,7 +69,7 @@ func (cc *clientConn) serveInline() (idle bool) {
 // read, and arms the wait for the next request. It returns false when the
 // connection ends instead (cc.reason says why).
 func (cc *clientConn) idleAgain() bool {
-	if !cc.planIdle(time.Now()) {
+	if !cc.planIdle() {
 		return false
 	}
 	cc.armReadAt(cc.info.Start.Add(cc.idleUntil), cc.idleSlack)

@@ -82,8 +82,14 @@ type exchange struct {
 	// epConn is the endpoint connection connect returned, and epRaw its
 	// syscall.RawConn for raw reads and writes (nil when it is not plain
 	// TCP); pooled with it, so that it is made once per connection.
-	epConn  net.Conn
-	epRaw   syscall.RawConn
+	epConn net.Conn
+	epRaw  syscall.RawConn
+	// epArmed is the read and write deadline armEndpoint set on epConn,
+	// while it is the deadline there; zero when that is not known. It
+	// is pooled with the connection. The watches move epConn's read
+	// deadline: watchAnswer zeroes it as it starts, endBodyWatch as
+	// the body watch ends.
+	epArmed time.Time
 	private bool // the endpoint connection carried the client's PROXY header
 	// While an Expect: 100-continue request waits for its endpoint's
 	// first answer, bodyWatch is closed when the watch of the client
@@ -135,7 +141,7 @@ func putExchange(x *exchange) {
 	x.rs, x.re, x.scan, x.headLen, x.headArmed, x.parsed = 0, 0, 0, 0, false, false
 	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
 	x.lr.R = nil
-	x.ep, x.epConn, x.epRaw = nil, nil, nil
+	x.ep, x.epConn, x.epRaw, x.epArmed = nil, nil, nil, time.Time{}
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
 	x.req.watch = nil // set again before each Pick; only a panic in one leaves it

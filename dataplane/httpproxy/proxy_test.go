@@ -1032,11 +1032,11 @@ func TestRetryOnConnectionClosedWhileIdle(t *testing.T) {
 // deadPooled reports whether the endpoint's pooled connection has seen the
 // backend's FIN (it peeks without consuming, then returns it to the pool).
 func deadPooled(ep *upstream.Endpoint) bool {
-	c, raw, _ := ep.GetIdleSince()
+	c, pooled, _ := ep.GetIdleSince()
 	if c == nil {
 		return true
 	}
-	defer ep.PutIdle(c, raw)
+	defer ep.PutIdle(c, pooled)
 	return !alive(c.(*net.TCPConn))
 }
 

@@ -152,6 +152,7 @@ func (cc *clientConn) watchAnswer(bc net.Conn, queued int) {
 		return
 	}
 	bc.SetReadDeadline(time.Time{})
+	x.epArmed = time.Time{} // and armEndpoint arms no read deadline until the watch ends
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

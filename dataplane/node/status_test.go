@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -280,7 +281,7 @@ clusters:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() }) // before the echo server waits for its connections
-	ep.PutIdle(c, nil)
+	ep.PutIdle(c, upstream.Pooled{})
 	waitUntil(t, "a up", func() bool { return status(t, n, "web", "a").Health == "UP" })
 	if got := ep.Conns(); got != 1 {
 		t.Fatalf("a holds %d connections, want the pooled one", got)

@@ -80,7 +80,7 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 		return c
 	}
 	idle, busy := dial(), dial()
-	ep.PutIdle(idle, nil)
+	ep.PutIdle(idle, Pooled{})
 
 	ep.SetReceiveBuffer(32 << 10)
 	if !closed(idle) {
@@ -89,7 +89,7 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 	if c, _, _ := ep.GetIdleSince(); c != nil {
 		t.Errorf("the pool still hands out a connection from before the change: %v", c.LocalAddr())
 	}
-	ep.PutIdle(busy, nil)
+	ep.PutIdle(busy, Pooled{})
 	if !closed(busy) {
 		t.Error("a connection dialed before the change, handed back after it, is open")
 	}
@@ -98,7 +98,7 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 	}
 
 	fresh := dial()
-	ep.PutIdle(fresh, nil)
+	ep.PutIdle(fresh, Pooled{})
 	if c, _, _ := ep.GetIdleSince(); c != fresh {
 		t.Errorf("GetIdleSince = %v after pooling a connection dialed with the new buffer, want it", c)
 	}
@@ -109,7 +109,7 @@ func TestReceiveBufferChangeEmptiesPool(t *testing.T) {
 
 	// Setting the same value again changes nothing.
 	kept := dial()
-	ep.PutIdle(kept, nil)
+	ep.PutIdle(kept, Pooled{})
 	ep.SetReceiveBuffer(32 << 10)
 	if c, _, _ := ep.GetIdleSince(); c != kept {
 		t.Error("setting the same receive buffer again emptied the pool")

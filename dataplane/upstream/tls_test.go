@@ -101,14 +101,14 @@ func TestSetTLSPool(t *testing.T) {
 	ctx := context.Background()
 	idle, _ := ep.Dial(ctx, time.Second)
 	busy, _ := ep.Dial(ctx, time.Second)
-	ep.PutIdle(idle, nil)
+	ep.PutIdle(idle, Pooled{})
 
 	cfg := &tls.Config{RootCAs: ca.Pool()}
 	ep.SetTLS(cfg)
 	if !closed(idle) {
 		t.Error("the idle plain connection survived SetTLS")
 	}
-	ep.PutIdle(busy, nil)
+	ep.PutIdle(busy, Pooled{})
 	if got, _, _ := ep.GetIdleSince(); !closed(busy) || got != nil || ep.Conns() != 0 {
 		t.Errorf("a plain connection was pooled for a TLS endpoint (conns %d)", ep.Conns())
 	}

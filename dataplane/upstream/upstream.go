@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/internal/clock"
 )
 
 // MaxIdleAge is how long a pooled connection may sit unused before it is
@@ -30,8 +32,21 @@ const MaxIdleAge = 60 * time.Second
 
 type idleConn struct {
 	c     net.Conn
-	raw   syscall.RawConn // c's, as handed to PutIdle (may be nil)
+	p     Pooled // as handed to PutIdle
 	since time.Time
+}
+
+// Pooled is what a proxy pools with a connection (PutIdle) and gets back
+// with it (GetIdleSince): what it would otherwise make or do again for
+// each request on the connection.
+type Pooled struct {
+	// Raw is the connection's syscall.RawConn, nil if the proxy made
+	// none: making one allocates.
+	Raw syscall.RawConn
+	// Deadline is the read and write deadline the proxy left set on
+	// the connection; zero when it does not know it. Setting one costs
+	// a timer update, which a proxy may save when the one set will do.
+	Deadline time.Time
 }
 
 // ErrClosed is returned by Dial once the endpoint was shut down.
@@ -439,25 +454,24 @@ func (e *Endpoint) Close(c net.Conn) {
 }
 
 // GetIdleSince returns a pooled connection, or nil when the pool is empty,
-// with the syscall.RawConn it was pooled with and when it was pooled
-// (PutIdle). The newest connection is returned first: it is the least
+// with what it was pooled with and when it was pooled (PutIdle). The newest connection is returned first: it is the least
 // likely to have been closed by the server's keep-alive timeout. A proxy uses it to check a connection that sat idle for a
 // while before sending on it: the endpoint may have written to it since
 // (a 408 before closing it, say), and a connection holding bytes nobody
 // asked for must not carry a request. One reused right away is not worth
 // the check.
-func (e *Endpoint) GetIdleSince() (net.Conn, syscall.RawConn, time.Time) {
+func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 	e.mu.Lock()
 	n := len(e.idle)
 	if n == 0 {
 		e.mu.Unlock()
-		return nil, nil, time.Time{}
+		return nil, Pooled{}, time.Time{}
 	}
 	ic := e.idle[n-1]
 	e.idle[n-1] = idleConn{}
 	e.idle = e.idle[:n-1]
 	e.mu.Unlock()
-	return ic.c, ic.raw, ic.since
+	return ic.c, ic.p, ic.since
 }
 
 // MaxIdle bounds the idle pool of one endpoint.
@@ -467,12 +481,10 @@ const MaxIdle = 256
 // connection instead when the pool is full, the endpoint is draining, the
 // connection was closed under its user (CloseConns, ShutdownSessions) or
 // it is plain and the endpoint now speaks TLS (or the reverse), and closes
-// pooled connections that sat unused for MaxIdleAge. raw, c's
-// syscall.RawConn if the caller made one (nil otherwise), comes back with c
-// from GetIdleSince: making one allocates, and a proxy reusing the connection
-// for every request would otherwise make it again each time.
-func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
-	now := time.Now()
+// pooled connections that sat unused for MaxIdleAge. p comes back with c
+// from GetIdleSince.
+func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
+	now := clock.Now()
 	var stale []net.Conn
 	e.mu.Lock()
 	if info, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
@@ -496,7 +508,7 @@ func (e *Endpoint) PutIdle(c net.Conn, raw syscall.RawConn) {
 		clear(e.idle[rest:])
 		e.idle = e.idle[:rest]
 	}
-	e.idle = append(e.idle, idleConn{c, raw, now})
+	e.idle = append(e.idle, idleConn{c, p, now})
 	e.mu.Unlock()
 	for _, s := range stale {
 		s.Close()

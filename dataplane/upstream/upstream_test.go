@@ -38,7 +38,7 @@ func TestDrainAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep.PutIdle(idle, nil)
+	ep.PutIdle(idle, Pooled{})
 	busy, _ := ep.Dial(ctx, time.Second)
 	session, _ := ep.DialSession(ctx, time.Second)
 	if n := ep.Conns(); n != 3 {
@@ -67,8 +67,8 @@ func TestPoolNewestFirst(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	a, _ := ep.Dial(context.Background(), time.Second)
 	b, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(a, nil)
-	ep.PutIdle(b, nil)
+	ep.PutIdle(a, Pooled{})
+	ep.PutIdle(b, Pooled{})
 	if got, _, _ := ep.GetIdleSince(); got != b {
 		t.Errorf("GetIdleSince returned the older connection")
 	}
@@ -86,12 +86,12 @@ func TestPoolNewestFirst(t *testing.T) {
 func TestPoolEvictsStale(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	old, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(old, nil)
+	ep.PutIdle(old, Pooled{})
 	ep.mu.Lock()
 	ep.idle[0].since = time.Now().Add(-MaxIdleAge - time.Second)
 	ep.mu.Unlock()
 	fresh, _ := ep.Dial(context.Background(), time.Second)
-	ep.PutIdle(fresh, nil)
+	ep.PutIdle(fresh, Pooled{})
 	if !closed(old) {
 		t.Errorf("stale pooled connection still open")
 	}
@@ -113,7 +113,7 @@ func TestShutdownSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep.PutIdle(idle, nil)
+	ep.PutIdle(idle, Pooled{})
 	busy, _ := ep.Dial(ctx, time.Second)
 	session, _ := ep.DialSession(ctx, time.Second)
 
@@ -139,7 +139,7 @@ func TestShutdownSessions(t *testing.T) {
 	}
 	// A busy HTTP connection closed under its user goes back to the pool
 	// no more; its user's Close forgets the mark.
-	ep.PutIdle(busy, nil)
+	ep.PutIdle(busy, Pooled{})
 	if got, _, _ := ep.GetIdleSince(); got != nil {
 		t.Error("a connection ShutdownSessions closed was pooled")
 	}
