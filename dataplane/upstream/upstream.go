@@ -454,12 +454,14 @@ func (e *Endpoint) Close(c net.Conn) {
 }
 
 // GetIdleSince returns a pooled connection, or nil when the pool is empty,
-// with what it was pooled with and when it was pooled (PutIdle). The newest connection is returned first: it is the least
-// likely to have been closed by the server's keep-alive timeout. A proxy uses it to check a connection that sat idle for a
-// while before sending on it: the endpoint may have written to it since
-// (a 408 before closing it, say), and a connection holding bytes nobody
-// asked for must not carry a request. One reused right away is not worth
-// the check.
+// with what it was pooled with and when it was pooled (PutIdle; a time
+// for intervals, see clock.Now). The newest connection is returned
+// first: it is the least likely to have been closed by the server's
+// keep-alive timeout. A proxy uses the time to check a connection that
+// sat idle for a while before sending on it: the endpoint may have
+// written to it since (a 408 before closing it, say), and a connection
+// holding bytes nobody asked for must not carry a request. One reused
+// right away is not worth the check.
 func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 	e.mu.Lock()
 	n := len(e.idle)
