@@ -39,6 +39,10 @@ func (cc *clientConn) watchBody(bc net.Conn) {
 			return err != unix.EAGAIN
 		})
 		if err == nil && sent {
+			// bodyCame first: the wait on bc that this wakes
+			// (readEndpoint) checks it after each stall, and so
+			// ends although x.epArmed, which only endBodyWatch
+			// forgets, still names the deadline moved here.
 			x.bodyCame.Store(true)
 			bc.SetReadDeadline(aLongTimeAgo)
 		}

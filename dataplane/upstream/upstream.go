@@ -46,6 +46,8 @@ type Pooled struct {
 	// Deadline is the read and write deadline the proxy left set on
 	// the connection; zero when it does not know it. Setting one costs
 	// a timer update, which a proxy may save when the one set will do.
+	// The pool sets no deadline on the connections it holds, so it
+	// stays true while the connection is pooled.
 	Deadline time.Time
 }
 
