@@ -1044,15 +1044,13 @@ func (cc *clientConn) armEndpoint(bc net.Conn, now time.Time) {
 		return
 	}
 	if _, ok := bc.(*net.TCPConn); ok {
-		if bc != x.epConn {
-			bc.SetDeadline(dl)
-			return
-		}
-		if !x.epArmed.After(dl) && dl.Sub(x.epArmed) <= dl.Sub(now)/8 {
-			return
+		if bc == x.epConn {
+			if !x.epArmed.After(dl) && dl.Sub(x.epArmed) <= dl.Sub(now)/8 {
+				return
+			}
+			x.epArmed = dl
 		}
 		bc.SetDeadline(dl)
-		x.epArmed = dl
 		return
 	}
 	// A TLS write that times out leaves the connection unusable: writes
