@@ -34,12 +34,11 @@ var streamSeeds = []string{
 	"GET http://a.example/p HTTP/1.1\r\nHost: admin.example\r\n\r\nGET http://[2001:db8::1]:8080/ HTTP/1.0\r\n\r\n",
 }
 
-// smallChunked is n bytes of body as chunks of 97 bytes at most.
+// smallChunked is a whole chunked body of n bytes in small chunks
+// (smallChunks).
 func smallChunked(n int) string {
-	var b strings.Builder
-	for ; n > 0; n -= min(n, 97) {
-		fmt.Fprintf(&b, "%x\r\n%s\r\n", min(n, 97), strings.Repeat("c", min(n, 97)))
-	}
+	var b bytes.Buffer
+	smallChunks(&b, bytes.Repeat([]byte("c"), n))
 	return b.String() + "0\r\n\r\n"
 }
 
