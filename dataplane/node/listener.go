@@ -24,8 +24,9 @@ import (
 // listener is a bound socket. It outlives snapshots as long as its address
 // stays the same: an apply swaps only the config of its proxy, so the
 // socket and open connections are untouched. A change of protocol on the
-// same address starts a new generation on the same socket and closes the
-// connections of the old one, which speak the old protocol.
+// same address starts a new generation on the same socket, which takes the
+// new connections, and ends those of the old one, which speak the old
+// protocol, as the listener's removal would (Node.endGeneration).
 type listener struct {
 	address string
 	name    string // as the snapshot applied last names it; guarded by Node.mu

@@ -72,8 +72,8 @@ type Node struct {
 	ended     []*generation // the listeners' last generations, once closed
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
-	// removed are the generations of HTTP listeners a snapshot removed,
-	// draining until removedGrace ends (removeListener).
+	// removed are the generations of HTTP listeners a snapshot removed
+	// or changed to TCP, draining until removedGrace ends (endGeneration).
 	removed map[*generation]struct{}
 
 	statusChanges atomic.Uint64 // see StatusChanges
@@ -283,7 +283,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		n.log.Info("listening", "address", l.address, "protocol", l.gen.Load().protocol)
 	}
 	for _, g := range replaced {
-		g.retire()
+		n.endGeneration(g)
 	}
 
 	// Break: retire what the snapshot no longer names.
@@ -458,20 +458,26 @@ func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 	}
 }
 
-// removedGrace is how long the HTTP connections of a removed listener
-// have to end (removeListener): inFlightGrace, as requests in flight to a
-// removed endpoint.
+// removedGrace is how long the HTTP connections of a removed listener, or
+// of one whose protocol changed, have to end (endGeneration):
+// inFlightGrace, as requests in flight to a removed endpoint.
 var removedGrace = inFlightGrace
 
 // removeListener closes the socket of l, a listener the snapshot no longer
-// names, at once, and ends its connections as a node's drain does, but
-// recorded as listener_closed: TCP sessions at once; HTTP connections
-// when idle or after their current exchange (HTTP/2: GOAWAY, the open
-// streams complete), and what is left after removedGrace is closed, as
-// Envoy drains a listener it removes. n.mu is held.
+// names, at once, and ends its connections (endGeneration). n.mu is held.
 func (n *Node) removeListener(l *listener) {
 	l.stopAccepting()
-	g := l.gen.Load()
+	n.endGeneration(l.gen.Load())
+}
+
+// endGeneration ends the connections of g, which no listener serves new
+// ones with any more (its listener was removed, or changed protocol), as
+// a node's drain does, but recorded as listener_closed: TCP sessions at
+// once; HTTP connections when idle or after their current exchange
+// (HTTP/2: GOAWAY, the open streams complete), and what is left after
+// removedGrace is closed, as Envoy drains a listener it removes or
+// replaces. n.mu is held.
+func (n *Node) endGeneration(g *generation) {
 	if g.http == nil {
 		g.retire()
 		return

@@ -249,48 +249,98 @@ func TestInvalidSnapshotRefused(t *testing.T) {
 }
 
 // TestProtocolChangeOnSameAddress: changing a listener from HTTP to TCP in
-// one apply keeps the socket, closes the connections that spoke HTTP, and
-// proxies new connections as TCP.
+// one apply keeps the socket, and new connections are proxied as TCP at
+// once. The connections that spoke HTTP end as the listener's removal
+// would end them: an idle keep-alive connection closes at once, and a
+// request in flight gets its answer, with Connection: close, the
+// connection closing after it. Changing back to HTTP closes the open TCP
+// sessions at once, as removal does. Each of those ends is recorded as
+// listener_closed. Before, the request in flight was cut too.
 func TestProtocolChangeOnSameAddress(t *testing.T) {
-	n := newNode(t)
-	a := backend(t, "a")
+	n, rec := newRecordingNode(t)
+	be, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "a "+r.URL.Path)
+	})}
+	go srv.Serve(be)
+	t.Cleanup(func() { srv.Close() })
 	addr := freeAddr(t)
 	const tmpl = `
 clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
 listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 `
-	if err := n.Apply("1", parse(t, tmpl, a, addr, "HTTP")); err != nil {
+	if err := n.Apply("1", parse(t, tmpl, be.Addr(), addr, "HTTP")); err != nil {
 		t.Fatal(err)
 	}
-	old, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
-	old.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(old, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if _, err := old.Read(make([]byte, 512)); err != nil {
+	idle, idleR := secondRequest(t, addr, "/")
+	if resp, err := http.ReadResponse(idleR, nil); err != nil {
 		t.Fatalf("HTTP before the change: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
 	}
+	busy := sendGet(t, addr, "/slow")
+	<-arrived
 
-	if err := n.Apply("2", parse(t, tmpl, a, addr, "TCP")); err != nil {
+	if err := n.Apply("2", parse(t, tmpl, be.Addr(), addr, "TCP")); err != nil {
 		t.Fatalf("protocol change refused: %v", err)
 	}
-	if _, err := io.ReadAll(old); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("old HTTP connection: %v, want it closed", err)
+	idle.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if b, err := io.ReadAll(idleR); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the idle HTTP connection: read %q, %v; want it closed at once", b, err)
 	}
 	// A TCP listener relays bytes verbatim: an HTTP/1.0 request with
 	// Connection: close comes back with the backend's own framing.
-	c, err := net.Dial("tcp", addr)
+	if got := exchange(t, "", addr, "GET /new HTTP/1.0\r\n\r\n"); !strings.HasSuffix(got, "\r\n\r\na /new") {
+		t.Errorf("through the TCP listener: %q, want the backend's answer a /new", got)
+	}
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil {
+		t.Fatalf("the HTTP request in flight: %v, want its answer", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "a /slow" || !resp.Close {
+		t.Errorf("the HTTP request in flight: %s %q (close %v), want 200 \"a /slow\" with Connection: close", resp.Status, b, resp.Close)
+	}
+	if _, err := busy.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the HTTP connection after its answer: %v, want it closed", err)
+	}
+
+	session, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
-	got, _ := io.ReadAll(c)
-	if !strings.HasSuffix(string(got), "\r\n\r\na") {
-		t.Errorf("through the TCP listener: %q, want the backend's answer a", got)
+	defer session.Close()
+	session.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(session, "GET /kept HTTP/1.1\r\nHost: x\r\n\r\n")
+	sr := bufio.NewReader(session)
+	if resp, err := http.ReadResponse(sr, nil); err != nil {
+		t.Fatalf("a TCP session: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	if err := n.Apply("3", parse(t, tmpl, be.Addr(), addr, "HTTP")); err != nil {
+		t.Fatalf("protocol change back refused: %v", err)
+	}
+	session.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if b, err := io.ReadAll(sr); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the TCP session: read %q, %v; want it closed at once", b, err)
+	}
+
+	for what, c := range map[string]net.Conn{"the idle HTTP connection": idle, "the HTTP request in flight": busy, "the TCP session": session} {
+		client := c.LocalAddr().String()
+		ci := rec.wait(t, "l", "the record of "+what, func(ci conntrack.ConnInfo) bool { return ci.Client == client })
+		if ci.Reason != sluicev1.CloseReason_CLOSE_REASON_LISTENER_CLOSED {
+			t.Errorf("%s: reason %v, want LISTENER_CLOSED", what, ci.Reason)
+		}
 	}
 }
 
