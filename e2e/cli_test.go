@@ -341,6 +341,30 @@ listeners:
 	return cpAddr, lst, b, dp
 }
 
+// bgAnswer is what a request made in the background got.
+type bgAnswer struct {
+	body  string
+	close bool // the response said Connection: close
+	err   error
+}
+
+// getInBackground sends GET url on a connection of its own and delivers
+// the answer on the channel it returns.
+func getInBackground(url string) <-chan bgAnswer {
+	got := make(chan bgAnswer, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			got <- bgAnswer{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- bgAnswer{string(body), resp.Close, err}
+	}()
+	return got
+}
+
 // TestNodeDrainOnSIGTERM: SIGTERM takes sluice-dp out of service the way
 // HAProxy's soft stop does: /readyz turns 503, the listening socket closes,
 // a request in flight completes (with Connection: close), the control plane
@@ -350,22 +374,7 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 	admin := freeAddr(t)
 	cpAddr, lst, b, dp := startEdge(t, admin, "10s")
 
-	type result struct {
-		body  string
-		close bool
-		err   error
-	}
-	inflight := make(chan result, 1)
-	go func() {
-		resp, err := http.Get("http://" + lst + "/slow")
-		if err != nil {
-			inflight <- result{err: err}
-			return
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		inflight <- result{string(body), resp.Close, err}
-	}()
+	inflight := getInBackground("http://" + lst + "/slow")
 	waitFor(t, "the slow request to reach a", func() bool { return b.held.Load() == 1 })
 
 	signalled := time.Now()
@@ -408,6 +417,40 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 	waitFor(t, "sluicectl nodes to show the node gone", func() bool {
 		out, _, _ := ctl(t, cpAddr, "nodes")
 		return strings.Contains(out, "disconnected")
+	})
+}
+
+// TestListenerProtocolChange: a listener that sluicectl apply changes
+// from HTTP to TCP keeps its port and relays new connections as TCP at
+// once (to the TCP listener's default cluster, b), while a request in
+// flight on its HTTP side gets its answer from a, with Connection: close,
+// as when a listener is removed. Its connection is recorded as
+// listener_closed.
+func TestListenerProtocolChange(t *testing.T) {
+	cpAddr, lst, a, _ := startEdge(t, freeAddr(t), "10s")
+	b := startBackend(t, "b")
+	inflight := getInBackground("http://" + lst + "/slow")
+	waitFor(t, "the slow request to reach a", func() bool { return a.held.Load() == 1 })
+
+	file := writeFile(t, t.TempDir(), "tcp.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+  - name: raw
+    endpoints: [{ name: b, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: TCP, default_cluster: raw }
+`, a.addr, b.addr, lst))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	waitFor(t, "the listener to relay TCP to b", func() bool { body, err := tcpGet(lst); return err == nil && body == "b" })
+	close(a.release)
+	if r := <-inflight; r.err != nil || r.body != "a" || !r.close {
+		t.Errorf("the HTTP request in flight at the change: %q close=%v err=%v; want a, with Connection: close", r.body, r.close, r.err)
+	}
+	waitFor(t, "the record of the HTTP connection", func() bool {
+		out, _, _ := ctl(t, cpAddr, "conns", "--listener", "public", "--reason", "listener_closed", "-o", "json")
+		return strings.Contains(out, "CLOSE_REASON_LISTENER_CLOSED")
 	})
 }
 
