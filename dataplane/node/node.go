@@ -45,7 +45,13 @@ type Options struct {
 	// cap every listener stops serving new connections until one ends,
 	// each holding at most one accepted, unread (see listener.serve).
 	MaxConnections int
-	Logger         *slog.Logger
+	// ListenerGrace is how long the HTTP connections of a listener that a
+	// snapshot removes, or whose protocol it changes, have to end once
+	// they drain; what is left then is closed (endGeneration). Envoy's
+	// drain time covers the same. 0: 10s; negative: no time, they are
+	// closed at once.
+	ListenerGrace time.Duration
+	Logger        *slog.Logger
 }
 
 // Node runs the listeners and clusters of the snapshot it applied last.
@@ -73,7 +79,7 @@ type Node struct {
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
 	// removed are the generations of HTTP listeners a snapshot removed
-	// or changed to TCP, draining until removedGrace ends (endGeneration).
+	// or changed to TCP, draining until their grace ends (endGeneration).
 	removed map[*generation]struct{}
 
 	statusChanges atomic.Uint64 // see StatusChanges
@@ -458,9 +464,8 @@ func buildDeferred(pickers []*deferredPicker, stop <-chan struct{}) {
 	}
 }
 
-// removedGrace is how long the HTTP connections of a removed listener, or
-// of one whose protocol changed, have to end (endGeneration):
-// inFlightGrace, as requests in flight to a removed endpoint.
+// removedGrace is Options.ListenerGrace when that is 0: inFlightGrace, as
+// requests in flight to a removed endpoint get.
 var removedGrace = inFlightGrace
 
 // removeListener closes the socket of l, a listener the snapshot no longer
@@ -475,16 +480,19 @@ func (n *Node) removeListener(l *listener) {
 // a node's drain does, but recorded as listener_closed: TCP sessions at
 // once; HTTP connections when idle or after their current exchange
 // (HTTP/2: GOAWAY, the open streams complete), and what is left after
-// removedGrace is closed, as Envoy drains a listener it removes or
-// replaces. n.mu is held.
+// Options.ListenerGrace is closed, as Envoy drains a listener it removes
+// or replaces. n.mu is held.
 func (n *Node) endGeneration(g *generation) {
-	if g.http == nil {
+	grace := n.opts.ListenerGrace
+	if grace == 0 {
+		grace = removedGrace // read here, on the applying goroutine: tests set it
+	}
+	if g.http == nil || grace < 0 {
 		g.retire()
 		return
 	}
 	g.http.DrainRemoved()
 	n.removed[g] = struct{}{}
-	grace := removedGrace // read here, on the applying goroutine: tests set it
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()

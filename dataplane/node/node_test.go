@@ -415,6 +415,51 @@ func TestRemoveListenerWithRequestsInFlight(t *testing.T) {
 	}
 }
 
+// TestListenerGrace: Options.ListenerGrace, not the 10s default, bounds
+// how long a removed listener's request in flight keeps its connection
+// (sluice-dp's --drain-grace); negative closes it at once. The endpoint
+// holds the request until the test ends.
+func TestListenerGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+		// open: how long the connection must stay open after the
+		// apply, and the most it may take to close.
+		open, within time.Duration
+	}{
+		{"1s", time.Second, 300 * time.Millisecond, 5 * time.Second},
+		{"at once", -1, 0, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := New(Options{Logger: slog.New(slog.DiscardHandler), ListenerGrace: tc.grace})
+			t.Cleanup(n.Close)
+			be, held := holdingBackend(t)
+			addr := freeAddr(t)
+			const cluster = `clusters: [{ name: web, endpoints: [{ name: e, address: "%s" }] }]
+`
+			if err := n.Apply("1", parse(t, cluster+`listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web }]`, be, addr)); err != nil {
+				t.Fatal(err)
+			}
+			c := sendGet(t, addr, "/hold")
+			held()
+			if err := n.Apply("2", parse(t, cluster, be)); err != nil {
+				t.Fatal(err)
+			}
+			removed := time.Now()
+			if tc.open > 0 {
+				c.SetReadDeadline(removed.Add(tc.open))
+				if n, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("read %d bytes, %v before the grace ended; want the connection still open", n, err)
+				}
+			}
+			c.SetReadDeadline(removed.Add(tc.within))
+			if b, err := io.ReadAll(c); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("read %q, %v; want the connection closed without an answer within %v", b, err, tc.within)
+			}
+		})
+	}
+}
+
 // TestCloseEndsRequestsInFlightWithoutAnswer: Close (a node's hard stop,
 // after its drain grace) closes the connections of requests that wait for
 // their endpoint without an answer, as it closes idle ones, and not with a
