@@ -67,6 +67,9 @@ type Options struct {
 	// MaxConnections caps the client connections the node holds at once
 	// over all its listeners (node.Options.MaxConnections); 0: no cap.
 	MaxConnections int
+	// ListenerGrace is how long the HTTP connections of a removed
+	// listener have to end (node.Options.ListenerGrace).
+	ListenerGrace time.Duration
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).
 	MinBackoff, MaxBackoff time.Duration
@@ -121,7 +124,7 @@ func Start(opts Options) (*Dataplane, error) {
 		self.Instance = newInstance()
 	}
 	d := &Dataplane{conn: conn, Reporter: stats.NewReporter(stats.DefaultQueue, log), logger: log}
-	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log, MaxConnections: opts.MaxConnections}
+	nopts := node.Options{OnConn: d.Reporter.Record, Logger: log, MaxConnections: opts.MaxConnections, ListenerGrace: opts.ListenerGrace}
 	if opts.AccessLog != nil {
 		if d.log, err = accesslog.New(opts.AccessLog, accesslog.Options{Node: opts.Node.GetId(), Sample: opts.AccessLogSample}); err != nil {
 			conn.Close()

@@ -454,6 +454,36 @@ listeners:
 	})
 }
 
+// TestRemovedListenerGetsDrainGrace: --drain-grace bounds the drain of a
+// listener that sluicectl apply removes, as it bounds SIGTERM's and as
+// Envoy's drain time bounds both: a request still waiting for its
+// endpoint is closed without an answer once the node's 1s ends, not after
+// the 10s a node gave before.
+func TestRemovedListenerGetsDrainGrace(t *testing.T) {
+	cpAddr, lst, a, _ := startEdge(t, freeAddr(t), "1s")
+	inflight := getInBackground("http://" + lst + "/slow")
+	waitFor(t, "the slow request to reach a", func() bool { return a.held.Load() == 1 })
+	file := writeFile(t, t.TempDir(), "none.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+`, a.addr))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	applied := time.Now()
+	select {
+	case r := <-inflight:
+		if r.err == nil {
+			t.Errorf("the request in flight got %q, want its connection closed without an answer", r.body)
+		}
+		if took := time.Since(applied); took < 500*time.Millisecond {
+			t.Errorf("the request in flight ended %v after the apply, before --drain-grace 1s", took)
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("the request in flight still waited 6s after its listener was removed; --drain-grace is 1s")
+	}
+}
+
 // TestDrainGraceRecordsReachControlPlane: a TCP session still open when
 // --drain-grace runs out is closed, and its record reaches the control
 // plane before the node exits, with reason listener_closed, as do the

@@ -46,7 +46,10 @@ waiting for its endpoint gets no answer, as HAProxy's hard stop gives none)
 and exits. A second signal exits at once. A new process started with the
 same --node-id while the old one drains (give it another --admin address)
 takes the node's place at the control plane; the draining one does not
-take it back.
+take it back. A snapshot that removes a listener, or changes its protocol,
+drains that listener's HTTP connections the same way, for up to
+--drain-grace too, as Envoy's drain time covers both; its TCP sessions
+close at once.
 
 --max-connections caps the client connections the node holds at once over
 all its listeners, as HAProxy's global maxconn does, beside each listener's
@@ -102,7 +105,7 @@ func main() {
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
-	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish")
+	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish; also how long the HTTP connections of a listener a snapshot removes (or changes the protocol of) have")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, less 100 and halved")
@@ -195,7 +198,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, TLS: tlsCfg, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
-		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample, MaxConnections: connCap})
+		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample, MaxConnections: connCap, ListenerGrace: listenerGrace(*grace)})
 	if err != nil {
 		fail("%v", err)
 	}
@@ -257,4 +260,13 @@ func envOr(key, def string) string {
 func fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "sluice-dp: "+format+"\n", args...)
 	os.Exit(2)
+}
+
+// listenerGrace is the node's ListenerGrace for --drain-grace d, which
+// says 0 for "at once" where the option's 0 means its default.
+func listenerGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
