@@ -423,8 +423,8 @@ func TestListenerGrace(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		grace time.Duration
-		// open: how long the connection must stay open after the
-		// apply, and the most it may take to close.
+		// open is how long the connection must stay open after the
+		// apply; within, the most it may take to close.
 		open, within time.Duration
 	}{
 		{"1s", time.Second, 300 * time.Millisecond, 5 * time.Second},
@@ -448,8 +448,8 @@ func TestListenerGrace(t *testing.T) {
 			removed := time.Now()
 			if tc.open > 0 {
 				c.SetReadDeadline(removed.Add(tc.open))
-				if n, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("read %d bytes, %v before the grace ended; want the connection still open", n, err)
+				if got, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("read %d bytes, %v before the grace ended; want the connection still open", got, err)
 				}
 			}
 			c.SetReadDeadline(removed.Add(tc.within))
