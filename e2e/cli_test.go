@@ -348,12 +348,16 @@ type bgAnswer struct {
 	err   error
 }
 
-// getInBackground sends GET url on a connection of its own and delivers
-// the answer on the channel it returns.
+// getInBackground sends GET url on a connection of its own, which no
+// earlier request used (so a client's retry of a request on a reused
+// connection cannot hide how the connection ended), and delivers the
+// answer on the channel it returns.
 func getInBackground(url string) <-chan bgAnswer {
 	got := make(chan bgAnswer, 1)
 	go func() {
-		resp, err := http.Get(url)
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get(url)
 		if err != nil {
 			got <- bgAnswer{err: err}
 			return
