@@ -55,6 +55,7 @@ type listener struct {
 // serves.
 type generation struct {
 	protocol sluicev1.Protocol
+	address  string // its listener's
 	conns    conntrack.Set
 	http     *httpproxy.Server // set for HTTP
 	h2       *h2proxy.Server   // set for HTTP: its HTTP/2 connections
@@ -94,7 +95,7 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 			cur.h2.SetConfig(h2)
 			return nil
 		}
-		g := &generation{protocol: ls.GetProtocol(), http: httpproxy.NewServer(http, onConn)}
+		g := &generation{protocol: ls.GetProtocol(), address: l.address, http: httpproxy.NewServer(http, onConn)}
 		g.h2 = h2proxy.NewServer(g.http, l.up, h2)
 		g.http.SetHTTP2(g.h2)
 		l.gen.Store(g)
@@ -111,7 +112,7 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 			cur.tcp.SetConfig(cfg)
 			return nil
 		}
-		l.gen.Store(&generation{protocol: ls.GetProtocol(), tcp: tcpproxy.NewServer(cfg, onConn)})
+		l.gen.Store(&generation{protocol: ls.GetProtocol(), address: l.address, tcp: tcpproxy.NewServer(cfg, onConn)})
 	}
 	return replaced
 }

@@ -12,7 +12,9 @@ type ListenerStatus struct {
 	// Protocol is HTTP or TCP: the names of sluicev1.Protocol without
 	// prefix.
 	Protocol string
-	// Conns counts the client connections open on the listener now.
+	// Conns counts the client connections open on the listener's address
+	// now, those an earlier listener or protocol there accepted and that
+	// still drain included.
 	Conns int
 	// MaxConns is its max_connections (0: no cap), and Full how many
 	// times it held that many and left new connections waiting in the
@@ -33,6 +35,11 @@ func (n *Node) Listeners() []ListenerStatus {
 			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
 			s.Conns = g.conns.Len()
 		}
+		for g := range n.removed {
+			if g.address == l.address {
+				s.Conns += g.conns.Len()
+			}
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -41,7 +48,8 @@ func (n *Node) Listeners() []ListenerStatus {
 
 // ConnsStatus is the node's client connections over all its listeners.
 type ConnsStatus struct {
-	// Open counts the client connections open now.
+	// Open counts the client connections open now, those that still drain
+	// after their listener was removed or changed protocol included.
 	Open int
 	// Max is the node's cap (Options.MaxConnections; 0: none), and Full how
 	// many times an accept loop found it reached and left new connections
@@ -62,6 +70,9 @@ func (n *Node) Connections() ConnsStatus {
 		if g := l.gen.Load(); g != nil {
 			s.Open += g.conns.Len()
 		}
+	}
+	for g := range n.removed {
+		s.Open += g.conns.Len()
 	}
 	return s
 }

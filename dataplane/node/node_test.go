@@ -296,6 +296,12 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 	if b, err := io.ReadAll(idleR); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("the idle HTTP connection: read %q, %v; want it closed at once", b, err)
 	}
+	// The request in flight is the one connection open, and the status
+	// page counts it under the listener, now TCP.
+	waitUntil(t, "the status to count the draining connection", func() bool {
+		ls := n.Listeners()
+		return len(ls) == 1 && ls[0].Conns == 1 && ls[0].Protocol == "TCP" && n.Connections().Open == 1
+	})
 	// A TCP listener relays bytes verbatim: an HTTP/1.0 request with
 	// Connection: close comes back with the backend's own framing.
 	if got := exchange(t, "", addr, "GET /new HTTP/1.0\r\n\r\n"); !strings.HasSuffix(got, "\r\n\r\na /new") {
@@ -450,6 +456,9 @@ func TestListenerGrace(t *testing.T) {
 				c.SetReadDeadline(removed.Add(tc.open))
 				if got, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 					t.Fatalf("read %d bytes, %v before the grace ended; want the connection still open", got, err)
+				}
+				if open := n.Connections().Open; open != 1 {
+					t.Errorf("the node counts %d connections open, want the draining one", open)
 				}
 			}
 			c.SetReadDeadline(removed.Add(tc.within))
