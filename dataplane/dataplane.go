@@ -67,8 +67,8 @@ type Options struct {
 	// MaxConnections caps the client connections the node holds at once
 	// over all its listeners (node.Options.MaxConnections); 0: no cap.
 	MaxConnections int
-	// ListenerGrace is how long the HTTP connections of a removed
-	// listener have to end (node.Options.ListenerGrace).
+	// ListenerGrace is how long the connections of a removed listener
+	// have to end (node.Options.ListenerGrace).
 	ListenerGrace time.Duration
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -458,23 +460,59 @@ listeners:
 	})
 }
 
-// TestRemovedListenerGetsDrainGrace: --drain-grace bounds the drain of a
-// listener that sluicectl apply removes, as it bounds SIGTERM's and as
-// Envoy's drain time bounds both: a request still waiting for its
-// endpoint is closed without an answer once the node's 1s ends, not after
-// the 10s a node gave before.
+// TestRemovedListenerGetsDrainGrace: --drain-grace bounds the drain of
+// listeners that sluicectl apply removes, as it bounds SIGTERM's and as
+// Envoy's drain time bounds both. An HTTP request still waiting for its
+// endpoint, and a TCP session, which goes on relaying meanwhile, are
+// closed once the node's 1s ends: not after the 10s a node gave the
+// request before, nor at once, as it ended the session. Both are recorded
+// as listener_closed.
 func TestRemovedListenerGetsDrainGrace(t *testing.T) {
 	cpAddr, lst, a, _ := startEdge(t, freeAddr(t), "1s")
+	db := freeAddr(t)
+	both := writeFile(t, t.TempDir(), "both.yaml", fmt.Sprintf(`clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+  - { name: db, address: %s, protocol: TCP, default_cluster: web }
+`, a.addr, lst, db))
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", both); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	waitFor(t, "the TCP listener", func() bool { _, err := tcpGet(db); return err == nil })
+	session, err := net.DialTimeout("tcp", db, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	session.SetDeadline(time.Now().Add(testTimeout))
+	sr := bufio.NewReader(session)
+	relay := func(when string) {
+		t.Helper()
+		io.WriteString(session, "GET / HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		resp, err := http.ReadResponse(sr, nil)
+		if err != nil {
+			t.Fatalf("the TCP session %s: %v", when, err)
+		}
+		if b, _ := io.ReadAll(resp.Body); string(b) != "a" {
+			t.Errorf("the TCP session %s: %q, want a", when, b)
+		}
+	}
+	relay("before the removal")
 	inflight := getInBackground("http://" + lst + "/slow")
 	waitFor(t, "the slow request to reach a", func() bool { return a.held.Load() == 1 })
-	file := writeFile(t, t.TempDir(), "none.yaml", fmt.Sprintf(`clusters:
+
+	none := writeFile(t, t.TempDir(), "none.yaml", fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
 `, a.addr))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
+	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", none); code != 0 {
 		t.Fatalf("apply: %s", errOut)
 	}
 	applied := time.Now()
+	waitFor(t, "the listeners' sockets to close", func() bool { _, err := net.DialTimeout("tcp", db, time.Second); return err != nil })
+	relay("after the removal")
 	select {
 	case r := <-inflight:
 		if r.err == nil {
@@ -485,6 +523,16 @@ func TestRemovedListenerGetsDrainGrace(t *testing.T) {
 		}
 	case <-time.After(6 * time.Second):
 		t.Fatal("the request in flight still waited 6s after its listener was removed; --drain-grace is 1s")
+	}
+	session.SetDeadline(applied.Add(6 * time.Second))
+	if b, err := io.ReadAll(sr); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the TCP session: read %q, %v; want it closed once --drain-grace 1s ended", b, err)
+	}
+	for _, listener := range []string{"public", "db"} {
+		waitFor(t, "the listener_closed record of "+listener, func() bool {
+			out, _, _ := ctl(t, cpAddr, "conns", "--listener", listener, "--reason", "listener_closed", "-o", "json")
+			return strings.Contains(out, "CLOSE_REASON_LISTENER_CLOSED")
+		})
 	}
 }
 

@@ -47,9 +47,8 @@ and exits. A second signal exits at once. A new process started with the
 same --node-id while the old one drains (give it another --admin address)
 takes the node's place at the control plane; the draining one does not
 take it back. A snapshot that removes a listener, or changes its protocol,
-drains that listener's HTTP connections the same way, for up to
---drain-grace too, as Envoy's drain time covers both; its TCP sessions
-close at once.
+drains that listener's connections the same way, for up to --drain-grace
+too, as Envoy's drain time covers both.
 
 --max-connections caps the client connections the node holds at once over
 all its listeners, as HAProxy's global maxconn does, beside each listener's
@@ -105,7 +104,7 @@ func main() {
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
-	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish; also how long the HTTP connections of a listener a snapshot removes (or changes the protocol of) have")
+	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish; also how long the connections of a listener a snapshot removes (or changes the protocol of) have")
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, less 100 and halved")

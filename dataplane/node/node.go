@@ -45,7 +45,7 @@ type Options struct {
 	// cap every listener stops serving new connections until one ends,
 	// each holding at most one accepted, unread (see listener.serve).
 	MaxConnections int
-	// ListenerGrace is how long the HTTP connections of a listener that a
+	// ListenerGrace is how long the connections of a listener that a
 	// snapshot removes, or whose protocol it changes, have to end once
 	// they drain; what is left then is closed (endGeneration). Envoy's
 	// drain time covers the same. 0: 10s; negative: no time, they are
@@ -78,8 +78,9 @@ type Node struct {
 	ended     []*generation // the listeners' last generations, once closed
 	draining  atomic.Bool   // Drain was called: no more applies
 	stop      chan struct{} // closed by Close
-	// removed are the generations of HTTP listeners a snapshot removed
-	// or changed to TCP, draining until their grace ends (endGeneration).
+	// removed are the generations of listeners a snapshot removed or
+	// changed the protocol of, draining until their grace ends
+	// (endGeneration).
 	removed map[*generation]struct{}
 
 	statusChanges atomic.Uint64 // see StatusChanges
@@ -477,21 +478,23 @@ func (n *Node) removeListener(l *listener) {
 
 // endGeneration ends the connections of g, which no listener serves new
 // ones with any more (its listener was removed, or changed protocol), as
-// a node's drain does, but recorded as listener_closed: TCP sessions at
-// once; HTTP connections when idle or after their current exchange
-// (HTTP/2: GOAWAY, the open streams complete), and what is left after
-// Options.ListenerGrace is closed, as Envoy drains a listener it removes
-// or replaces. n.mu is held.
+// a node's drain does: HTTP connections when idle or after their current
+// exchange (HTTP/2: GOAWAY, the open streams complete), TCP sessions when
+// they end; what is left after Options.ListenerGrace is closed, recorded
+// as listener_closed, as Envoy drains a listener it removes or replaces.
+// n.mu is held.
 func (n *Node) endGeneration(g *generation) {
 	grace := n.opts.ListenerGrace
 	if grace == 0 {
 		grace = removedGrace // read here, on the applying goroutine: tests set it
 	}
-	if g.http == nil || grace < 0 {
+	if grace < 0 {
 		g.retire()
 		return
 	}
-	g.http.DrainRemoved()
+	if g.http != nil {
+		g.http.DrainRemoved()
+	}
 	n.removed[g] = struct{}{}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -253,10 +253,13 @@ func TestInvalidSnapshotRefused(t *testing.T) {
 // once. The connections that spoke HTTP end as the listener's removal
 // would end them: an idle keep-alive connection closes at once, and a
 // request in flight gets its answer, with Connection: close, the
-// connection closing after it. Changing back to HTTP closes the open TCP
-// sessions at once, as removal does. Each of those ends is recorded as
-// listener_closed. Before, the request in flight was cut too.
+// connection closing after it. Changing back to HTTP leaves an open TCP
+// session relaying until the listener's grace (2s here) ends, and then
+// closes it, as removal does. Each of those ends is recorded as
+// listener_closed. Before, the request in flight was cut, and the
+// session closed at once.
 func TestProtocolChangeOnSameAddress(t *testing.T) {
+	shortGrace(t, 2*time.Second)
 	n, rec := newRecordingNode(t)
 	be, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,9 +339,19 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 	if err := n.Apply("3", parse(t, tmpl, be.Addr(), addr, "HTTP")); err != nil {
 		t.Fatalf("protocol change back refused: %v", err)
 	}
-	session.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	changed := time.Now()
+	io.WriteString(session, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(sr, nil); err != nil {
+		t.Fatalf("the TCP session after the change: %v, want it relaying on", err)
+	} else if b, _ := io.ReadAll(resp.Body); string(b) != "a /after" {
+		t.Errorf("the TCP session after the change: %q, want a /after", b)
+	}
+	session.SetDeadline(changed.Add(testTimeout))
 	if b, err := io.ReadAll(sr); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("the TCP session: read %q, %v; want it closed at once", b, err)
+		t.Errorf("the TCP session: read %q, %v; want it closed when the grace ends", b, err)
+	}
+	if took := time.Since(changed); took < 1500*time.Millisecond {
+		t.Errorf("the TCP session closed %v after the change, before the 2s grace", took)
 	}
 
 	for what, c := range map[string]net.Conn{"the idle HTTP connection": idle, "the HTTP request in flight": busy, "the TCP session": session} {
@@ -548,10 +561,9 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 
 // TestRemoveListenerEndsConnectsAndQueues: removing a listener ends its
 // requests and sessions that connect to an endpoint that does not answer,
-// or wait in their cluster's queue, at once for TCP sessions and when the
-// listener's grace ends for HTTP requests (removedGrace, 300 ms here),
-// instead of when their connect or queue timeout (a minute here) runs
-// out. The clients see their connections closed without an answer, and
+// or wait in their cluster's queue, when the listener's grace ends
+// (removedGrace, 300 ms here), instead of when their connect or queue
+// timeout (a minute here) runs out. The clients see their connections closed without an answer, and
 // the endpoints get their slots back. No connect is retried on the other
 // endpoint, and work queued after a failed connect gets no 502 either:
 // the records say LISTENER_CLOSED, with no retries, and the connects

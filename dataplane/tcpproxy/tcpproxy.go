@@ -79,7 +79,7 @@ func (a *Attempt) RoutedTo(m *meter.Cluster, name string) {
 	}
 }
 
-// Context ends when the listener is being removed (Server.MarkClosing): a
+// Context ends when the listener closes (Server.MarkClosing): a
 // Director that waits for an endpoint (a cluster's queue) gives up then.
 // It never ends for a nil *Attempt, or one made outside a server.
 func (a *Attempt) Context() context.Context {
@@ -201,7 +201,8 @@ func (s *Server) SetConfig(cfg *Config) {
 	s.rearmIdle(cfg.IdleTimeout)
 }
 
-// MarkClosing tells the server its listener is being removed: sessions
+// MarkClosing tells the server its listener is closing (removed, once
+// its drain ended, or the node stopping): sessions
 // that end from now on are recorded as closed by the listener, and the
 // live ones are ended, as are the connects of those setting up and their
 // waits in the Director. (The listener closes its client connections too,
