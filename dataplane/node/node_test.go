@@ -563,14 +563,15 @@ listeners: [{ name: l, address: "%s", protocol: HTTP, default_cluster: web, http
 // requests and sessions that connect to an endpoint that does not answer,
 // or wait in their cluster's queue, when the listener's grace ends
 // (removedGrace, 300 ms here), instead of when their connect or queue
-// timeout (a minute here) runs out. The clients see their connections closed without an answer, and
-// the endpoints get their slots back. No connect is retried on the other
-// endpoint, and work queued after a failed connect gets no 502 either:
-// the records say LISTENER_CLOSED, with no retries, and the connects
-// given up count as no endpoint's errors, an HTTP/2 stream's too. The
-// HTTP/1.1 requests are each a connection's second, served from inside
-// its idle wait, which holds its socket open until they end. The queue's
-// one slot is held by a session of a listener that stays.
+// timeout (a minute here) runs out. The clients see their connections
+// closed without an answer, and the endpoints get their slots back. No
+// connect is retried on the other endpoint, and work queued after a
+// failed connect gets no 502 either: the records say LISTENER_CLOSED,
+// with no retries, and the connects given up count as no endpoint's
+// errors, an HTTP/2 stream's too. The HTTP/1.1 requests are each a
+// connection's second, served from inside its idle wait, which holds its
+// socket open until they end. The queue's one slot is held by a session
+// of a listener that stays.
 func TestRemoveListenerEndsConnectsAndQueues(t *testing.T) {
 	shortGrace(t, 300*time.Millisecond)
 	n, rec := newRecordingNode(t)

@@ -202,12 +202,12 @@ func (s *Server) SetConfig(cfg *Config) {
 }
 
 // MarkClosing tells the server its listener is closing (removed, once
-// its drain ended, or the node stopping): sessions
-// that end from now on are recorded as closed by the listener, and the
-// live ones are ended, as are the connects of those setting up and their
-// waits in the Director. (The listener closes its client connections too,
-// but a session whose directions are parked would learn of that only at
-// the next sweep; see poller.)
+// its drain ended, or the node stopping): sessions that end from now on
+// are recorded as closed by the listener, and the live ones are ended, as
+// are the connects of those setting up and their waits in the Director.
+// (The listener closes its client connections too, but a session whose
+// directions are parked would learn of that only at the next sweep; see
+// poller.)
 func (s *Server) MarkClosing() {
 	s.closing.Store(true)
 	s.idle.timer.Stop()
