@@ -143,6 +143,15 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
+// ctlApply applies the snapshot yaml with sluicectl apply -f, from a file
+// as a user would, and fails the test when sluicectl does.
+func ctlApply(t *testing.T, cp, yaml string) {
+	t.Helper()
+	if _, errOut, code := ctl(t, cp, "apply", "-f", writeFile(t, t.TempDir(), "snap.yaml", yaml)); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+}
+
 // TestBinariesEndToEnd drives the real binaries the way the README does:
 // sluice-cp, sluice-dp, demo backends, and sluicectl for every step.
 func TestBinariesEndToEnd(t *testing.T) {
@@ -330,15 +339,12 @@ func startEdge(t *testing.T, admin, grace string) (cpAddr, lst string, b *backen
 	b = startBackend(t, "a")
 	dp = start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin, "--drain-grace", grace)
 	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
-	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
 listeners:
   - { name: public, address: %s, protocol: HTTP, default_cluster: web }
 `, b.addr, lst))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
 	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
 	return cpAddr, lst, b, dp
 }
@@ -438,7 +444,7 @@ func TestListenerProtocolChange(t *testing.T) {
 	inflight := getInBackground("http://" + lst + "/slow")
 	waitFor(t, "the slow request to reach a", func() bool { return a.held.Load() == 1 })
 
-	file := writeFile(t, t.TempDir(), "tcp.yaml", fmt.Sprintf(`clusters:
+	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
   - name: raw
@@ -446,9 +452,6 @@ func TestListenerProtocolChange(t *testing.T) {
 listeners:
   - { name: public, address: %s, protocol: TCP, default_cluster: raw }
 `, a.addr, b.addr, lst))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
 	waitFor(t, "the listener to relay TCP to b", func() bool { body, err := tcpGet(lst); return err == nil && body == "b" })
 	close(a.release)
 	if r := <-inflight; r.err != nil || r.body != "a" || !r.close {
@@ -470,16 +473,13 @@ listeners:
 func TestRemovedListenerGetsDrainGrace(t *testing.T) {
 	cpAddr, lst, a, _ := startEdge(t, freeAddr(t), "1s")
 	db := freeAddr(t)
-	both := writeFile(t, t.TempDir(), "both.yaml", fmt.Sprintf(`clusters:
+	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
 listeners:
   - { name: public, address: %s, protocol: HTTP, default_cluster: web }
   - { name: db, address: %s, protocol: TCP, default_cluster: web }
 `, a.addr, lst, db))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", both); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
 	waitFor(t, "the TCP listener", func() bool { _, err := tcpGet(db); return err == nil })
 	session, err := net.DialTimeout("tcp", db, testTimeout)
 	if err != nil {
@@ -503,13 +503,10 @@ listeners:
 	inflight := getInBackground("http://" + lst + "/slow")
 	waitFor(t, "the slow request to reach a", func() bool { return a.held.Load() == 1 })
 
-	none := writeFile(t, t.TempDir(), "none.yaml", fmt.Sprintf(`clusters:
+	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
 `, a.addr))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", none); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
 	applied := time.Now()
 	waitFor(t, "the listeners' sockets to close", func() bool { _, err := net.DialTimeout("tcp", db, time.Second); return err != nil })
 	relay("after the removal")
@@ -548,16 +545,13 @@ func TestDrainGraceRecordsReachControlPlane(t *testing.T) {
 	b := startBackend(t, "a")
 	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", "", "--drain-grace", "1s")
 	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
-	file := writeFile(t, dir, "snap.yaml", fmt.Sprintf(`clusters:
+	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
     endpoints: [{ name: a, address: %s }]
 listeners:
   - { name: db, address: %s, protocol: TCP, default_cluster: web }
   - { name: public, address: %s, protocol: HTTP, default_cluster: web }
 `, b.addr, tcpLst, httpLst))
-	if _, errOut, code := ctl(t, cpAddr, "apply", "-f", file); code != 0 {
-		t.Fatalf("apply: %s", errOut)
-	}
 	waitFor(t, "the listeners", func() bool {
 		_, err := get(http.DefaultClient, "http://"+httpLst+"/")
 		_, terr := tcpGet(tcpLst)
