@@ -56,10 +56,16 @@ type listener struct {
 type generation struct {
 	protocol sluicev1.Protocol
 	address  string // its listener's
-	conns    conntrack.Set
-	http     *httpproxy.Server // set for HTTP
-	h2       *h2proxy.Server   // set for HTTP: its HTTP/2 connections
-	tcp      *tcpproxy.Server  // set for TCP
+	// name and meter are its listener's, as the snapshot that configured
+	// it last named it; graceEnds is set once no listener serves new
+	// connections with it (Node.endGeneration). Guarded by Node.mu.
+	name      string
+	meter     *meter.Listener
+	graceEnds time.Time
+	conns     conntrack.Set
+	http      *httpproxy.Server // set for HTTP
+	h2        *h2proxy.Server   // set for HTTP: its HTTP/2 connections
+	tcp       *tcpproxy.Server  // set for TCP
 }
 
 // bind opens the listener's socket, with SO_REUSEPORT (reusePort). Its
@@ -91,11 +97,12 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 	case sluicev1.Protocol_PROTOCOL_HTTP:
 		h2 := h2Config(ls)
 		if cur != nil {
+			cur.name, cur.meter = ls.GetName(), m
 			cur.http.SetConfig(http)
 			cur.h2.SetConfig(h2)
 			return nil
 		}
-		g := &generation{protocol: ls.GetProtocol(), address: l.address, http: httpproxy.NewServer(http, onConn)}
+		g := &generation{protocol: ls.GetProtocol(), address: l.address, name: ls.GetName(), meter: m, http: httpproxy.NewServer(http, onConn)}
 		g.h2 = h2proxy.NewServer(g.http, l.up, h2)
 		g.http.SetHTTP2(g.h2)
 		l.gen.Store(g)
@@ -109,10 +116,11 @@ func (l *listener) configure(ls *sluicev1.Listener, rt *routing, http *httpproxy
 			IdleTimeout: durationOr(ls.GetTcp().GetIdleTimeout().AsDuration(), tcpproxy.DefaultIdleTimeout),
 		}
 		if cur != nil {
+			cur.name, cur.meter = ls.GetName(), m
 			cur.tcp.SetConfig(cfg)
 			return nil
 		}
-		l.gen.Store(&generation{protocol: ls.GetProtocol(), address: l.address, tcp: tcpproxy.NewServer(cfg, onConn)})
+		l.gen.Store(&generation{protocol: ls.GetProtocol(), address: l.address, name: ls.GetName(), meter: m, tcp: tcpproxy.NewServer(cfg, onConn)})
 	}
 	return replaced
 }

@@ -3,10 +3,14 @@ package node
 import (
 	"sort"
 	"strings"
+	"time"
+
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// ListenerStatus is one listener of the running configuration, as the
-// node's status page shows it.
+// ListenerStatus is one listener of the running configuration, or one a
+// snapshot removed whose connections still drain, as the node's status
+// page shows it.
 type ListenerStatus struct {
 	Name, Address string
 	// Protocol is HTTP or TCP: the names of sluicev1.Protocol without
@@ -21,29 +25,54 @@ type ListenerStatus struct {
 	// kernel's accept queue.
 	MaxConns int
 	Full     uint64
+	// Draining is set for a listener the running snapshot no longer
+	// names: its socket is closed, Conns are the connections it still
+	// drains, and those left at GraceEnds (sluice-dp --drain-grace after
+	// the apply) are closed. MaxConns and Full are 0.
+	Draining  bool
+	GraceEnds time.Time
 }
 
-// Listeners lists the listeners of the running configuration, by name.
+// Listeners lists the listeners of the running configuration, then those
+// removed whose connections still drain, by name.
 func (n *Node) Listeners() []ListenerStatus {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make([]ListenerStatus, 0, len(n.listeners))
+	out := make([]ListenerStatus, 0, len(n.listeners)+len(n.removed))
+	at := make(map[string]int, len(n.listeners)) // index in out by address
 	for _, l := range n.listeners {
 		s := ListenerStatus{Name: l.name, Address: l.address}
 		s.MaxConns, s.Full = l.gate.limits()
 		if g := l.gen.Load(); g != nil {
-			s.Protocol = strings.TrimPrefix(g.protocol.String(), "PROTOCOL_")
+			s.Protocol = protocolName(g.protocol)
 			s.Conns = g.conns.Len()
 		}
-		for g := range n.removed {
-			if g.address == l.address {
-				s.Conns += g.conns.Len()
-			}
-		}
+		at[l.address] = len(out)
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for g := range n.removed {
+		if i, ok := at[g.address]; ok {
+			// Of a protocol the listener there served before, or of a
+			// listener removed and then added back on its address.
+			out[i].Conns += g.conns.Len()
+			continue
+		}
+		out = append(out, ListenerStatus{
+			Name: g.name, Address: g.address, Protocol: protocolName(g.protocol),
+			Conns: g.conns.Len(), Draining: true, GraceEnds: g.graceEnds,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return !out[i].Draining && out[j].Draining
+	})
 	return out
+}
+
+func protocolName(p sluicev1.Protocol) string {
+	return strings.TrimPrefix(p.String(), "PROTOCOL_")
 }
 
 // ConnsStatus is the node's client connections over all its listeners.

@@ -1,9 +1,13 @@
 package node
 
 import (
+	"log/slog"
 	"net"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
 )
 
 // TestListenersStatus: Listeners names each listener of the running
@@ -50,4 +54,101 @@ listeners:
 	if got := n.Listeners(); !slices.Equal(got, want) {
 		t.Errorf("after renaming public to edge: Listeners = %+v, want %+v", got, want)
 	}
+}
+
+// TestRemovedListenerStatus: a listener the snapshot removes stays in
+// Listeners, marked draining with the time its grace ends, while its
+// sessions run on, and its meter stays among ListenerMeters, so that the
+// status page, /status and sluice_listener_connections show what still
+// drains. It leaves both when its last session ends. Added back on its
+// address while it drains, it is one listener again, counting both.
+func TestRemovedListenerStatus(t *testing.T) {
+	const grace = time.Minute // the sessions end before: the test closes them
+	n := New(Options{Logger: slog.New(slog.DiscardHandler), ListenerGrace: grace})
+	t.Cleanup(n.Close)
+	be := backend(t, "a")
+	web, db := freeAddr(t), freeAddr(t)
+	const cluster = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`
+	if err := n.Apply("1", parse(t, withDB, be, web, db)); err != nil {
+		t.Fatal(err)
+	}
+	var clients []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+	}
+	waitUntil(t, "two sessions on db", func() bool { return n.Connections().Open == 2 })
+
+	before := time.Now()
+	if err := n.Apply("2", parse(t, cluster, be, web)); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	got := n.Listeners()
+	if len(got) != 2 {
+		t.Fatalf("after db's removal: Listeners = %+v, want public and db draining", got)
+	}
+	d := got[0]
+	if ends := d.GraceEnds; ends.Before(before.Add(grace)) || ends.After(after.Add(grace)) {
+		t.Errorf("db's grace ends at %v, want %v after the apply", ends, grace)
+	}
+	d.GraceEnds = time.Time{}
+	want := []ListenerStatus{
+		{Name: "db", Address: db, Protocol: "TCP", Conns: 2, Draining: true},
+		{Name: "public", Address: web, Protocol: "HTTP"},
+	}
+	if got[0] = d; !slices.Equal(got, want) {
+		t.Errorf("after db's removal: Listeners = %+v, want %+v", got, want)
+	}
+	if m := meterNamed(n, "db"); m == nil || m.Counts().Active != 2 {
+		t.Errorf("db's meter among ListenerMeters: %v, want it, with 2 active", m)
+	}
+
+	clients[0].Close()
+	want[0].Conns = 1
+	waitUntil(t, "db to count one session", func() bool {
+		got := n.Listeners()
+		if len(got) > 0 {
+			got[0].GraceEnds = time.Time{}
+		}
+		return slices.Equal(got, want)
+	})
+
+	// Added back on its address: one listener, its drained session counted.
+	if err := n.Apply("3", parse(t, withDB, be, web, db)); err != nil {
+		t.Fatal(err)
+	}
+	want[0].Draining = false
+	if got := n.Listeners(); !slices.Equal(got, want) {
+		t.Errorf("db added back: Listeners = %+v, want %+v", got, want)
+	}
+	if err := n.Apply("4", parse(t, cluster, be, web)); err != nil {
+		t.Fatal(err)
+	}
+	clients[1].Close()
+	waitUntil(t, "db to leave the status once its sessions ended", func() bool {
+		return slices.Equal(n.Listeners(), want[1:]) && meterNamed(n, "db") == nil
+	})
+}
+
+// meterNamed is n's listener meter of that name, or nil.
+func meterNamed(n *Node, name string) *meter.Listener {
+	for _, m := range n.ListenerMeters() {
+		if m.Name() == name {
+			return m
+		}
+	}
+	return nil
 }

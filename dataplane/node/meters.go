@@ -16,12 +16,27 @@ type ClusterMeter struct {
 	Queued int
 }
 
-// ListenerMeters returns the meters of the running listeners, by name.
+// ListenerMeters returns the meters of the running listeners, and of the
+// removed ones whose connections still drain under a name no running
+// listener has (their sessions still count there), by name.
 func (n *Node) ListenerMeters() []*meter.Listener {
 	n.mu.Lock()
-	out := make([]*meter.Listener, 0, len(n.meters))
+	out := make([]*meter.Listener, 0, len(n.meters)+len(n.removed))
 	for _, m := range n.meters {
 		out = append(out, m)
+	}
+	var draining map[string]bool
+	for g := range n.removed {
+		if g.meter == nil || n.meters[g.name] != nil || draining[g.name] {
+			// One meter a name: a listener removed, added back and
+			// removed again while it drains has two.
+			continue
+		}
+		if draining == nil {
+			draining = map[string]bool{}
+		}
+		draining[g.name] = true
+		out = append(out, g.meter)
 	}
 	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b *meter.Listener) int { return strings.Compare(a.Name(), b.Name()) })

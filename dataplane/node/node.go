@@ -495,6 +495,7 @@ func (n *Node) endGeneration(g *generation) {
 	if g.http != nil {
 		g.http.DrainRemoved()
 	}
+	g.graceEnds = time.Now().Add(grace)
 	n.removed[g] = struct{}{}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
