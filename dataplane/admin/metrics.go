@@ -40,6 +40,7 @@ type nodeCollector struct {
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
 	healthTransitions, pipes, splices, pipeShortages    *prometheus.Desc
 	maxConns, full, nodeMaxConns, nodeFull              *prometheus.Desc
+	listenersDraining                                   *prometheus.Desc
 }
 
 func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
@@ -69,6 +70,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		full:              d("sluice_listener_full_total", "Times the listener held max_connections and left new connections waiting in the kernel's accept queue until one closed.", "listener"),
 		nodeMaxConns:      d("sluice_node_max_connections", "The node's --max-connections: how many client connections it holds at once over all listeners (0: no cap).", nil...),
 		nodeFull:          d("sluice_node_full_total", "Times the node held --max-connections and left new connections waiting in the kernel's accept queue until one closed.", nil...),
+		listenersDraining: d("sluice_node_listeners_draining", "Listeners the running snapshot removed whose client connections still drain, until sluice-dp --drain-grace after the apply.", nil...),
 		splices:           d("sluice_node_splices_total", "Large transfers the node spliced through a pipe of its own: a TCP burst, or an HTTP body (each 4 MiB piece of a longer one). --splice says which are spliced (by default, those from peers on other hosts); the others are copied.", nil...),
 		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
@@ -77,7 +79,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
 		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
-		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull} {
+		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull, c.listenersDraining} {
 		ch <- d
 	}
 }
@@ -101,10 +103,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	conns := c.n.Connections()
 	gauge(c.nodeMaxConns, float64(conns.Max))
 	counter(c.nodeFull, conns.Full)
+	var removed int
 	for _, s := range c.n.Listeners() {
+		if s.Draining {
+			removed++ // its name may run again at another address
+			continue
+		}
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
 		counter(c.full, s.Full, s.Name)
 	}
+	gauge(c.listenersDraining, float64(removed))
 	for _, s := range c.n.Endpoints() {
 		l := []string{s.Cluster, s.Name}
 		for _, st := range endpointStates {

@@ -38,9 +38,14 @@ type page struct {
 	Refresh       int           // seconds; 0: no reload
 	Window        time.Duration // of the rates; 0: none yet
 	StatsDropped  uint64
-	Listeners     []node.ListenerStatus
+	Listeners     []pageListener
 	Conns         node.ConnsStatus // over all listeners
 	Clusters      []pageCluster
+}
+
+type pageListener struct {
+	node.ListenerStatus
+	Left string // a removed listener's: the time until its grace ends
 }
 
 type pageCluster struct {
@@ -77,7 +82,14 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 			Node: nodeID, Version: n.Version(), State: nodeState(n),
 			Generated: now.Format("2006-01-02 15:04:05 MST"),
 			Refresh:   refresh, Window: window.Round(100 * time.Millisecond),
-			StatsDropped: dropped(), Listeners: n.Listeners(), Conns: n.Connections(),
+			StatsDropped: dropped(), Conns: n.Connections(),
+		}
+		for _, l := range n.Listeners() {
+			pl := pageListener{ListenerStatus: l}
+			if l.Draining {
+				pl.Left = units.Age(now, l.GraceEnds) // how long from now, not since
+			}
+			p.Listeners = append(p.Listeners, pl)
 		}
 		for _, s := range eps {
 			if len(p.Clusters) == 0 || p.Clusters[len(p.Clusters)-1].Name != s.Cluster {

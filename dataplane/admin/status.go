@@ -37,6 +37,10 @@ type listenerJSON struct {
 	Connections    int    `json:"connections"`
 	MaxConnections int    `json:"max_connections"` // 0: none
 	Full           uint64 `json:"full"`            // times it held max_connections
+	// Draining: the running snapshot removed the listener, and the
+	// connections still open close by GraceEnds at the latest.
+	Draining  bool       `json:"draining"`
+	GraceEnds *time.Time `json:"grace_ends,omitempty"`
 }
 
 type endpointJSON struct {
@@ -82,10 +86,15 @@ func statusHandler(nodeID string, n *node.Node, dropped func() uint64) http.Hand
 			Endpoints:   []endpointJSON{},
 		}
 		for _, l := range n.Listeners() {
-			st.Listeners = append(st.Listeners, listenerJSON{
+			lj := listenerJSON{
 				Name: l.Name, Address: l.Address, Protocol: l.Protocol,
-				Connections: l.Conns, MaxConnections: l.MaxConns, Full: l.Full,
-			})
+				Connections: l.Conns, MaxConnections: l.MaxConns, Full: l.Full, Draining: l.Draining,
+			}
+			if l.Draining {
+				ends := l.GraceEnds.UTC()
+				lj.GraceEnds = &ends
+			}
+			st.Listeners = append(st.Listeners, lj)
 		}
 		for _, e := range n.Endpoints() {
 			ej := endpointJSON{

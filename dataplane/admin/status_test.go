@@ -2,10 +2,19 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/promtext"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // TestStatusJSON: /status names the node, its version and state, its
@@ -38,7 +47,7 @@ func TestStatusJSON(t *testing.T) {
 	want := map[string]string{
 		"":            "connections endpoints listeners node state stats_dropped version",
 		"connections": "full max open",
-		"listener":    "address connections full max_connections name protocol",
+		"listener":    "address connections draining full max_connections name protocol",
 		"endpoint":    "active address backup cluster connect_errors connections ejections health health_transitions name received_bytes requests responses_5xx sent_bytes since weight",
 	}
 	check := func(what string, m any) map[string]any {
@@ -75,6 +84,85 @@ func TestStatusJSON(t *testing.T) {
 		}
 		if w := map[string]float64{"a": 3, "b": 1}[name]; ep["weight"] != w {
 			t.Errorf("endpoint %s: weight %v, want %v", name, ep["weight"], w)
+		}
+	}
+}
+
+// TestRemovedListenerShows: a listener the running snapshot removed whose
+// session still drains shows as draining, with its connection and when
+// the rest close, on /status, on the status page and in /metrics, where
+// it keeps sluice_listener_connections but no max_connections.
+func TestRemovedListenerShows(t *testing.T) {
+	web, db := loopback.FreeAddr(t), loopback.FreeAddr(t)
+	be := serveHTTP(t, "a")
+	const cluster = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	const grace = time.Minute
+	n := runNodeWith(t, node.Options{ListenerGrace: grace}, "1", cluster+`  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`, be, web, db)
+	c, err := net.Dial("tcp", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(testTimeout)
+	for n.Connections().Open != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never counted the session on db")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	snap, err := snapshot.Parse(fmt.Appendf(nil, cluster, be, web), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	if err := n.Apply("2", snap); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+
+	_, body := fetch(t, base+"/status", "", "")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("GET /status: %v\n%s", err, body)
+	}
+	if len(st.Listeners) != 2 {
+		t.Fatalf("/status listeners: %+v, want db draining and public", st.Listeners)
+	}
+	d, p := st.Listeners[0], st.Listeners[1]
+	if d.Name != "db" || d.Address != db || d.Protocol != "TCP" || d.Connections != 1 || !d.Draining || d.GraceEnds == nil {
+		t.Errorf("/status: %s\nwant db on %s, TCP, 1 connection, draining with grace_ends", body, db)
+	} else if left := d.GraceEnds.Sub(removed); left < grace-time.Second || left > grace+time.Second || d.GraceEnds.Location() != time.UTC {
+		t.Errorf("/status: db's grace_ends %v, want a UTC time %v after the apply (%v)", d.GraceEnds, grace, removed)
+	}
+	if p.Name != "public" || p.Draining || p.GraceEnds != nil {
+		t.Errorf("/status: public %+v, want it running", p)
+	}
+
+	page := fetchBody(t, base+"/")
+	if got := row(page, "db DRAINING"); len(got) != 4 || got[1] != db || got[2] != "TCP" || !regexp.MustCompile(`^1 \(the rest close in (59|60)s\)$`).MatchString(got[3]) {
+		t.Errorf("db's row on the page: %q, want DRAINING, %s, TCP, 1 and the time left", got, db)
+	}
+
+	m := promtext.Scrape(t, base+"/metrics")
+	for _, x := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sluice_node_listeners_draining", nil, 1},
+		{"sluice_listener_connections", []string{"db"}, 1},
+		{"sluice_listener_max_connections", []string{"db"}, -1}, // none: it accepts nothing
+		{"sluice_listener_max_connections", []string{"public"}, 0},
+	} {
+		if v := m.Value(x.name, x.labels...); v != x.want {
+			t.Errorf("%s%v = %v, want %v", x.name, x.labels, v, x.want)
 		}
 	}
 }
