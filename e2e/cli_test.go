@@ -467,11 +467,13 @@ listeners:
 // listeners that sluicectl apply removes, as it bounds SIGTERM's and as
 // Envoy's drain time bounds both. An HTTP request still waiting for its
 // endpoint, and a TCP session, which goes on relaying meanwhile, are
-// closed once the node's 1s ends: not after the 10s a node gave the
-// request before, nor at once, as it ended the session. Both are recorded
-// as listener_closed.
+// closed once the node's 3s end: not after the 10s a node gave the
+// request before, nor at once, as it ended the session. Meanwhile the
+// node's /status lists both listeners as draining, with one connection
+// each; afterwards, neither. Both are recorded as listener_closed.
 func TestRemovedListenerGetsDrainGrace(t *testing.T) {
-	cpAddr, lst, a, _ := startEdge(t, freeAddr(t), "1s")
+	admin := freeAddr(t)
+	cpAddr, lst, a, _ := startEdge(t, admin, "3s")
 	db := freeAddr(t)
 	ctlApply(t, cpAddr, fmt.Sprintf(`clusters:
   - name: web
@@ -510,21 +512,57 @@ listeners:
 	applied := time.Now()
 	waitFor(t, "the listeners' sockets to close", func() bool { _, err := net.DialTimeout("tcp", db, time.Second); return err != nil })
 	relay("after the removal")
+	type listenerStatus struct {
+		Name        string     `json:"name"`
+		Connections int        `json:"connections"`
+		Draining    bool       `json:"draining"`
+		GraceEnds   *time.Time `json:"grace_ends"`
+	}
+	listeners := func() []listenerStatus {
+		t.Helper()
+		var st struct {
+			Listeners []listenerStatus `json:"listeners"`
+		}
+		body, err := get(http.DefaultClient, "http://"+admin+"/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("/status: %v\n%s", err, body)
+		}
+		return st.Listeners
+	}
+	// public's idle connection from startEdge closes at once, the held one
+	// stays.
+	waitFor(t, "/status to list db and public draining one connection each, until a time to come", func() bool {
+		got := listeners()
+		if len(got) != 2 {
+			return false
+		}
+		for i, name := range []string{"db", "public"} {
+			l := got[i]
+			if l.Name != name || l.Connections != 1 || !l.Draining || l.GraceEnds == nil || l.GraceEnds.Before(time.Now()) {
+				return false
+			}
+		}
+		return true
+	})
 	select {
 	case r := <-inflight:
 		if r.err == nil {
 			t.Errorf("the request in flight got %q, want its connection closed without an answer", r.body)
 		}
-		if took := time.Since(applied); took < 500*time.Millisecond {
-			t.Errorf("the request in flight ended %v after the apply, before --drain-grace 1s", took)
+		if took := time.Since(applied); took < 2*time.Second {
+			t.Errorf("the request in flight ended %v after the apply, before --drain-grace 3s", took)
 		}
-	case <-time.After(6 * time.Second):
-		t.Fatal("the request in flight still waited 6s after its listener was removed; --drain-grace is 1s")
+	case <-time.After(8 * time.Second):
+		t.Fatal("the request in flight still waited 8s after its listener was removed; --drain-grace is 3s")
 	}
-	session.SetDeadline(applied.Add(6 * time.Second))
+	session.SetDeadline(applied.Add(8 * time.Second))
 	if b, err := io.ReadAll(sr); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("the TCP session: read %q, %v; want it closed once --drain-grace 1s ended", b, err)
+		t.Errorf("the TCP session: read %q, %v; want it closed once --drain-grace 3s ended", b, err)
 	}
+	waitFor(t, "/status to list no listener", func() bool { return len(listeners()) == 0 })
 	for _, listener := range []string{"public", "db"} {
 		waitFor(t, "the listener_closed record of "+listener, func() bool {
 			out, _, _ := ctl(t, cpAddr, "conns", "--listener", listener, "--reason", "listener_closed", "-o", "json")
