@@ -106,7 +106,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	var removed int
 	for _, s := range c.n.Listeners() {
 		if s.Draining {
-			removed++ // its name may run again at another address
+			// No max_connections: it accepts nothing, and its name may
+			// run again at another address.
+			removed++
 			continue
 		}
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)

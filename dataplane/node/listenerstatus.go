@@ -33,8 +33,9 @@ type ListenerStatus struct {
 	GraceEnds time.Time
 }
 
-// Listeners lists the listeners of the running configuration, then those
-// removed whose connections still drain, by name.
+// Listeners lists the listeners of the running configuration and those
+// removed whose connections still drain, by name, a running one before a
+// removed one of the same name.
 func (n *Node) Listeners() []ListenerStatus {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -52,11 +53,16 @@ func (n *Node) Listeners() []ListenerStatus {
 	}
 	for g := range n.removed {
 		if i, ok := at[g.address]; ok {
-			// Of a protocol the listener there served before, or of a
-			// listener removed and then added back on its address.
+			// Of a protocol the listener there served before, of a
+			// listener removed and then added back on its address, or
+			// removed again meanwhile.
 			out[i].Conns += g.conns.Len()
+			if out[i].Draining && g.graceEnds.After(out[i].GraceEnds) {
+				out[i].GraceEnds = g.graceEnds
+			}
 			continue
 		}
+		at[g.address] = len(out)
 		out = append(out, ListenerStatus{
 			Name: g.name, Address: g.address, Protocol: protocolName(g.protocol),
 			Conns: g.conns.Len(), Draining: true, GraceEnds: g.graceEnds,
@@ -71,6 +77,7 @@ func (n *Node) Listeners() []ListenerStatus {
 	return out
 }
 
+// protocolName is p as ListenerStatus.Protocol names it.
 func protocolName(p sluicev1.Protocol) string {
 	return strings.TrimPrefix(p.String(), "PROTOCOL_")
 }

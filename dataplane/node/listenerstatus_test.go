@@ -61,7 +61,8 @@ listeners:
 // sessions run on, and its meter stays among ListenerMeters, so that the
 // status page, /status and sluice_listener_connections show what still
 // drains. It leaves both when its last session ends. Added back on its
-// address while it drains, it is one listener again, counting both.
+// address while it drains, it is one listener again, counting both, and
+// removed again, one draining listener.
 func TestRemovedListenerStatus(t *testing.T) {
 	const grace = time.Minute // the sessions end before: the test closes them
 	n := New(Options{Logger: slog.New(slog.DiscardHandler), ListenerGrace: grace})
@@ -126,18 +127,43 @@ listeners:
 		return slices.Equal(got, want)
 	})
 
-	// Added back on its address: one listener, its drained session counted.
+	// Added back on its address: one listener, its drained session counted
+	// with one of its own.
 	if err := n.Apply("3", parse(t, withDB, be, web, db)); err != nil {
 		t.Fatal(err)
 	}
-	want[0].Draining = false
-	if got := n.Listeners(); !slices.Equal(got, want) {
-		t.Errorf("db added back: Listeners = %+v, want %+v", got, want)
+	if got := n.Listeners(); len(got) != 2 || got[0].Draining || got[0].Conns != 1 {
+		t.Errorf("db added back: Listeners = %+v, want db running, counting the session still draining", got)
 	}
+	c, err := net.Dial("tcp", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	clients = append(clients, c)
+	want[0].Conns = 2
+	want[0].Draining = false
+	waitUntil(t, "db to count the new session beside the draining one", func() bool { return slices.Equal(n.Listeners(), want) })
+
+	// Removed again: one entry for the address, whose grace ends when the
+	// later of its two drains does.
+	before = time.Now()
 	if err := n.Apply("4", parse(t, cluster, be, web)); err != nil {
 		t.Fatal(err)
 	}
+	want[0].Draining = true
+	got = n.Listeners()
+	if len(got) > 0 {
+		if got[0].GraceEnds.Before(before.Add(grace)) {
+			t.Errorf("db removed again: its grace ends at %v, want the second removal's, %v after %v", got[0].GraceEnds, grace, before)
+		}
+		got[0].GraceEnds = time.Time{}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("db removed again: Listeners = %+v, want %+v", got, want)
+	}
 	clients[1].Close()
+	clients[2].Close()
 	waitUntil(t, "db to leave the status once its sessions ended", func() bool {
 		return slices.Equal(n.Listeners(), want[1:]) && meterNamed(n, "db") == nil
 	})
