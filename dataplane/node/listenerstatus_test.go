@@ -81,15 +81,16 @@ listeners:
 	if err := n.Apply("1", parse(t, withDB, be, web, db)); err != nil {
 		t.Fatal(err)
 	}
-	var clients []net.Conn
-	for range 2 {
+	dial := func() net.Conn {
+		t.Helper()
 		c, err := net.Dial("tcp", db)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		clients = append(clients, c)
+		return c
 	}
+	clients := []net.Conn{dial(), dial()}
 	waitUntil(t, "two sessions on db", func() bool { return n.Connections().Open == 2 })
 
 	before := time.Now()
@@ -135,12 +136,7 @@ listeners:
 	if got := n.Listeners(); len(got) != 2 || got[0].Draining || got[0].Conns != 1 {
 		t.Errorf("db added back: Listeners = %+v, want db running, counting the session still draining", got)
 	}
-	c, err := net.Dial("tcp", db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	clients = append(clients, c)
+	clients = append(clients, dial())
 	want[0].Conns = 2
 	want[0].Draining = false
 	waitUntil(t, "db to count the new session beside the draining one", func() bool { return slices.Equal(n.Listeners(), want) })
