@@ -25,12 +25,17 @@ type ListenerStatus struct {
 	// kernel's accept queue.
 	MaxConns int
 	Full     uint64
+	// DrainingConns counts those of Conns that drain: accepted by a
+	// listener or protocol the running snapshot removed or replaced, they
+	// end when idle or after their current exchange (TCP sessions when
+	// they end), and those left at GraceEnds (sluice-dp --drain-grace
+	// after that apply; the latest, of several) are closed.
+	DrainingConns int
+	GraceEnds     time.Time
 	// Draining is set for a listener the running snapshot no longer
-	// names: its socket is closed, Conns are the connections it still
-	// drains, and those left at GraceEnds (sluice-dp --drain-grace after
-	// the apply) are closed. MaxConns and Full are 0.
-	Draining  bool
-	GraceEnds time.Time
+	// names: its socket is closed, all its connections drain, and
+	// MaxConns and Full are 0.
+	Draining bool
 }
 
 // Listeners lists the listeners of the running configuration and those
@@ -52,21 +57,24 @@ func (n *Node) Listeners() []ListenerStatus {
 		out = append(out, s)
 	}
 	for g := range n.removed {
-		if i, ok := at[g.address]; ok {
-			// Of a protocol the listener there served before, of a
-			// listener removed and then added back on its address, or
-			// removed again meanwhile.
-			out[i].Conns += g.conns.Len()
-			if out[i].Draining && g.graceEnds.After(out[i].GraceEnds) {
-				out[i].GraceEnds = g.graceEnds
-			}
-			continue
+		i, ok := at[g.address]
+		if !ok {
+			at[g.address] = len(out)
+			i = len(out)
+			out = append(out, ListenerStatus{
+				Name: g.name, Address: g.address, Protocol: protocolName(g.protocol), Draining: true,
+			})
 		}
-		at[g.address] = len(out)
-		out = append(out, ListenerStatus{
-			Name: g.name, Address: g.address, Protocol: protocolName(g.protocol),
-			Conns: g.conns.Len(), Draining: true, GraceEnds: g.graceEnds,
-		})
+		// Also of a protocol the listener there served before, of a
+		// listener removed and then added back on its address, or
+		// removed again meanwhile.
+		s := &out[i]
+		open := g.conns.Len()
+		s.Conns += open
+		s.DrainingConns += open
+		if (open > 0 || s.Draining) && g.graceEnds.After(s.GraceEnds) {
+			s.GraceEnds = g.graceEnds
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

@@ -61,8 +61,9 @@ listeners:
 // sessions run on, and its meter stays among ListenerMeters, so that the
 // status page, /status and sluice_listener_connections show what still
 // drains. It leaves both when its last session ends. Added back on its
-// address while it drains, it is one listener again, counting both, and
-// removed again, one draining listener.
+// address while it drains, it is one listener again, counting both, with
+// the one draining and when its grace ends, on the same meter; removed
+// again, one draining listener.
 func TestRemovedListenerStatus(t *testing.T) {
 	const grace = time.Minute // the sessions end before: the test closes them
 	n := New(Options{Logger: slog.New(slog.DiscardHandler), ListenerGrace: grace})
@@ -93,53 +94,69 @@ listeners:
 	clients := []net.Conn{dial(), dial()}
 	waitUntil(t, "two sessions on db", func() bool { return n.Connections().Open == 2 })
 
+	// ends is when the apply between before and after ends db's drain.
+	ends := func(before, after time.Time) (time.Time, time.Time) { return before.Add(grace), after.Add(grace) }
+	// check compares Listeners, but for db's GraceEnds, which must fall in
+	// [from, to] (both zero: unset).
+	check := func(when string, want []ListenerStatus, from, to time.Time) {
+		t.Helper()
+		got := n.Listeners()
+		if len(got) > 0 && got[0].Name == "db" {
+			if g := got[0].GraceEnds; g.Before(from) || g.After(to) {
+				t.Errorf("%s: db's grace ends at %v, want from %v to %v", when, g, from, to)
+			}
+			got[0].GraceEnds = time.Time{}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: Listeners = %+v, want %+v", when, got, want)
+		}
+	}
+	active := func(when string, want int64) {
+		t.Helper()
+		m := meterNamed(n, "db")
+		if m == nil {
+			t.Errorf("%s: no meter of db among ListenerMeters", when)
+		} else if got := m.Counts().Active; got != want {
+			t.Errorf("%s: db's meter counts %d active, want %d", when, got, want)
+		}
+	}
+
 	before := time.Now()
 	if err := n.Apply("2", parse(t, cluster, be, web)); err != nil {
 		t.Fatal(err)
 	}
-	after := time.Now()
-	got := n.Listeners()
-	if len(got) != 2 {
-		t.Fatalf("after db's removal: Listeners = %+v, want public and db draining", got)
-	}
-	d := got[0]
-	if ends := d.GraceEnds; ends.Before(before.Add(grace)) || ends.After(after.Add(grace)) {
-		t.Errorf("db's grace ends at %v, want %v after the apply", ends, grace)
-	}
-	d.GraceEnds = time.Time{}
+	from, to := ends(before, time.Now())
 	want := []ListenerStatus{
-		{Name: "db", Address: db, Protocol: "TCP", Conns: 2, Draining: true},
+		{Name: "db", Address: db, Protocol: "TCP", Conns: 2, DrainingConns: 2, Draining: true},
 		{Name: "public", Address: web, Protocol: "HTTP"},
 	}
-	if got[0] = d; !slices.Equal(got, want) {
-		t.Errorf("after db's removal: Listeners = %+v, want %+v", got, want)
-	}
-	if m := meterNamed(n, "db"); m == nil || m.Counts().Active != 2 {
-		t.Errorf("db's meter among ListenerMeters: %v, want it, with 2 active", m)
-	}
+	check("after db's removal", want, from, to)
+	active("after db's removal", 2)
 
 	clients[0].Close()
-	want[0].Conns = 1
+	want[0].Conns, want[0].DrainingConns = 1, 1
 	waitUntil(t, "db to count one session", func() bool {
 		got := n.Listeners()
-		if len(got) > 0 {
-			got[0].GraceEnds = time.Time{}
-		}
-		return slices.Equal(got, want)
+		return len(got) == 2 && got[0].Conns == 1
 	})
+	check("after a session ended", want, from, to)
 
-	// Added back on its address: one listener, its drained session counted
-	// with one of its own.
+	// Added back on its address: one listener, counting its draining
+	// session with its own, on the same meter.
 	if err := n.Apply("3", parse(t, withDB, be, web, db)); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.Listeners(); len(got) != 2 || got[0].Draining || got[0].Conns != 1 {
-		t.Errorf("db added back: Listeners = %+v, want db running, counting the session still draining", got)
-	}
+	want[0].Draining = false
+	check("db added back", want, from, to)
+	active("db added back", 1)
 	clients = append(clients, dial())
 	want[0].Conns = 2
-	want[0].Draining = false
-	waitUntil(t, "db to count the new session beside the draining one", func() bool { return slices.Equal(n.Listeners(), want) })
+	waitUntil(t, "db to count the new session beside the draining one", func() bool {
+		got := n.Listeners()
+		return len(got) == 2 && got[0].Conns == 2
+	})
+	check("a new session on db", want, from, to)
+	active("a new session on db", 2)
 
 	// Removed again: one entry for the address, whose grace ends when the
 	// later of its two drains does.
@@ -147,17 +164,9 @@ listeners:
 	if err := n.Apply("4", parse(t, cluster, be, web)); err != nil {
 		t.Fatal(err)
 	}
-	want[0].Draining = true
-	got = n.Listeners()
-	if len(got) > 0 {
-		if got[0].GraceEnds.Before(before.Add(grace)) {
-			t.Errorf("db removed again: its grace ends at %v, want the second removal's, %v after %v", got[0].GraceEnds, grace, before)
-		}
-		got[0].GraceEnds = time.Time{}
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("db removed again: Listeners = %+v, want %+v", got, want)
-	}
+	from, to = ends(before, time.Now())
+	want[0].Draining, want[0].DrainingConns = true, 2
+	check("db removed again", want, from, to)
 	clients[1].Close()
 	clients[2].Close()
 	waitUntil(t, "db to leave the status once its sessions ended", func() bool {

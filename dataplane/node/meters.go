@@ -28,9 +28,7 @@ func (n *Node) ListenerMeters() []*meter.Listener {
 	var draining map[string]bool
 	for g := range n.removed {
 		if g.meter == nil || n.meters[g.name] != nil || draining[g.name] {
-			// One meter a name: a listener removed, added back and
-			// removed again while it drains has two.
-			continue
+			continue // of a running listener, or listed already
 		}
 		if draining == nil {
 			draining = map[string]bool{}
@@ -41,6 +39,19 @@ func (n *Node) ListenerMeters() []*meter.Listener {
 	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b *meter.Listener) int { return strings.Compare(a.Name(), b.Name()) })
 	return out
+}
+
+// drainingMeter is the meter of a removed listener called name whose
+// connections still drain, or nil: a listener added back under its name
+// counts on with it, so that its connections gauge counts both and its
+// counters do not start again from zero. n.mu is held.
+func (n *Node) drainingMeter(name string) *meter.Listener {
+	for g := range n.removed {
+		if g.name == name && g.meter != nil {
+			return g.meter
+		}
+	}
+	return nil
 }
 
 // ClusterMeters returns the meters of the running clusters, by name.

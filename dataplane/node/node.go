@@ -196,6 +196,9 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		}
 		m, ok := n.meters[ls.GetName()]
 		if !ok {
+			m = n.drainingMeter(ls.GetName())
+		}
+		if m == nil {
 			m = meter.NewListener(ls.GetName(), n.opts.AccessLog)
 		}
 		if accepts[ls.GetAddress()], err = compileProxyAccept(ls, n.opts.OnConn, m); err != nil {

@@ -300,10 +300,11 @@ listeners: [{ name: l, address: "%s", protocol: %s, default_cluster: web }]
 		t.Errorf("the idle HTTP connection: read %q, %v; want it closed at once", b, err)
 	}
 	// The request in flight is the one connection open, and the status
-	// page counts it under the listener, now TCP.
+	// page counts it under the listener, now TCP, as draining.
 	waitUntil(t, "the status to count the draining connection", func() bool {
 		ls := n.Listeners()
-		return len(ls) == 1 && ls[0].Conns == 1 && ls[0].Protocol == "TCP" && n.Connections().Open == 1
+		return len(ls) == 1 && ls[0].Conns == 1 && ls[0].DrainingConns == 1 && !ls[0].GraceEnds.IsZero() &&
+			!ls[0].Draining && ls[0].Protocol == "TCP" && n.Connections().Open == 1
 	})
 	// A TCP listener relays bytes verbatim: an HTTP/1.0 request with
 	// Connection: close comes back with the backend's own framing.
