@@ -513,10 +513,11 @@ listeners:
 	waitFor(t, "the listeners' sockets to close", func() bool { _, err := net.DialTimeout("tcp", db, time.Second); return err != nil })
 	relay("after the removal")
 	type listenerStatus struct {
-		Name        string     `json:"name"`
-		Connections int        `json:"connections"`
-		Draining    bool       `json:"draining"`
-		GraceEnds   *time.Time `json:"grace_ends"`
+		Name                string     `json:"name"`
+		Connections         int        `json:"connections"`
+		DrainingConnections int        `json:"draining_connections"`
+		Draining            bool       `json:"draining"`
+		GraceEnds           *time.Time `json:"grace_ends"`
 	}
 	listeners := func() []listenerStatus {
 		t.Helper()
@@ -541,7 +542,7 @@ listeners:
 		}
 		for i, name := range []string{"db", "public"} {
 			l := got[i]
-			if l.Name != name || l.Connections != 1 || !l.Draining || l.GraceEnds == nil || l.GraceEnds.Before(time.Now()) {
+			if l.Name != name || l.Connections != 1 || l.DrainingConnections != 1 || !l.Draining || l.GraceEnds == nil || l.GraceEnds.Before(time.Now()) {
 				return false
 			}
 		}

@@ -45,7 +45,7 @@ type page struct {
 
 type pageListener struct {
 	node.ListenerStatus
-	Left string // a removed listener's: the time until its grace ends
+	Left string // the time until its draining connections' grace ends
 }
 
 type pageCluster struct {
@@ -86,8 +86,10 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 		}
 		for _, l := range n.Listeners() {
 			pl := pageListener{ListenerStatus: l}
-			if l.Draining {
-				pl.Left = units.Age(now, l.GraceEnds) // how long from now, not since
+			if !l.GraceEnds.IsZero() {
+				// How long from now, not since; to the nearest second, so
+				// that it reads 0s only in its last half second.
+				pl.Left = units.Age(now, l.GraceEnds.Add(time.Second/2))
 			}
 			p.Listeners = append(p.Listeners, pl)
 		}

@@ -37,10 +37,14 @@ type listenerJSON struct {
 	Connections    int    `json:"connections"`
 	MaxConnections int    `json:"max_connections"` // 0: none
 	Full           uint64 `json:"full"`            // times it held max_connections
-	// Draining: the running snapshot removed the listener, and the
-	// connections still open close by GraceEnds at the latest.
-	Draining  bool       `json:"draining"`
-	GraceEnds *time.Time `json:"grace_ends,omitempty"`
+	// Draining: the running snapshot removed the listener.
+	Draining bool `json:"draining"`
+	// DrainingConnections are those of Connections that a removed or
+	// replaced listener or protocol accepted; they are closed at GraceEnds
+	// if still open. GraceEnds is set while there are any, and on a
+	// removed listener.
+	DrainingConnections int        `json:"draining_connections"`
+	GraceEnds           *time.Time `json:"grace_ends,omitempty"`
 }
 
 type endpointJSON struct {
@@ -88,9 +92,10 @@ func statusHandler(nodeID string, n *node.Node, dropped func() uint64) http.Hand
 		for _, l := range n.Listeners() {
 			lj := listenerJSON{
 				Name: l.Name, Address: l.Address, Protocol: l.Protocol,
-				Connections: l.Conns, MaxConnections: l.MaxConns, Full: l.Full, Draining: l.Draining,
+				Connections: l.Conns, MaxConnections: l.MaxConns, Full: l.Full,
+				Draining: l.Draining, DrainingConnections: l.DrainingConns,
 			}
-			if l.Draining {
+			if !l.GraceEnds.IsZero() {
 				ends := l.GraceEnds.UTC()
 				lj.GraceEnds = &ends
 			}

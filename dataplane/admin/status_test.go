@@ -47,7 +47,7 @@ func TestStatusJSON(t *testing.T) {
 	want := map[string]string{
 		"":            "connections endpoints listeners node state stats_dropped version",
 		"connections": "full max open",
-		"listener":    "address connections draining full max_connections name protocol",
+		"listener":    "address connections draining draining_connections full max_connections name protocol",
 		"endpoint":    "active address backup cluster connect_errors connections ejections health health_transitions name received_bytes requests responses_5xx sent_bytes since weight",
 	}
 	check := func(what string, m any) map[string]any {
@@ -91,7 +91,8 @@ func TestStatusJSON(t *testing.T) {
 // TestRemovedListenerShows: a listener the running snapshot removed whose
 // session still drains shows as draining, with its connection and when
 // the rest close, on /status, on the status page and in /metrics, where
-// it keeps sluice_listener_connections but no max_connections.
+// it keeps sluice_listener_connections but no max_connections. Added back
+// meanwhile, it runs, and shows and counts that session as draining.
 func TestRemovedListenerShows(t *testing.T) {
 	web, db := loopback.FreeAddr(t), loopback.FreeAddr(t)
 	be := serveHTTP(t, "a")
@@ -136,17 +137,17 @@ listeners:
 		t.Fatalf("/status listeners: %+v, want db draining and public", st.Listeners)
 	}
 	d, p := st.Listeners[0], st.Listeners[1]
-	if d.Name != "db" || d.Address != db || d.Protocol != "TCP" || d.Connections != 1 || !d.Draining || d.GraceEnds == nil {
-		t.Errorf("/status: %s\nwant db on %s, TCP, 1 connection, draining with grace_ends", body, db)
+	if d.Name != "db" || d.Address != db || d.Protocol != "TCP" || d.Connections != 1 || d.DrainingConnections != 1 || !d.Draining || d.GraceEnds == nil {
+		t.Errorf("/status: %s\nwant db on %s, TCP, 1 connection, draining, with grace_ends", body, db)
 	} else if left := d.GraceEnds.Sub(removed); left < grace-time.Second || left > grace+time.Second || d.GraceEnds.Location() != time.UTC {
 		t.Errorf("/status: db's grace_ends %v, want a UTC time %v after the apply (%v)", d.GraceEnds, grace, removed)
 	}
-	if p.Name != "public" || p.Draining || p.GraceEnds != nil {
+	if p.Name != "public" || p.Draining || p.DrainingConnections != 0 || p.GraceEnds != nil {
 		t.Errorf("/status: public %+v, want it running", p)
 	}
 
 	page := fetchBody(t, base+"/")
-	if got := row(page, "db DRAINING"); len(got) != 4 || got[1] != db || got[2] != "TCP" || !regexp.MustCompile(`^1 \(the rest close in (59|60)s\)$`).MatchString(got[3]) {
+	if got := row(page, "db DRAINING"); len(got) != 4 || got[1] != db || got[2] != "TCP" || !regexp.MustCompile(`^1 \(1 draining, closed in (59s|1m00s) at the latest\)$`).MatchString(got[3]) {
 		t.Errorf("db's row on the page: %q, want DRAINING, %s, TCP, 1 and the time left", got, db)
 	}
 
@@ -164,5 +165,29 @@ listeners:
 		if v := m.Value(x.name, x.labels...); v != x.want {
 			t.Errorf("%s%v = %v, want %v", x.name, x.labels, v, x.want)
 		}
+	}
+
+	// Added back: db runs, and shows its session draining still.
+	snap, err = snapshot.Parse(fmt.Appendf(nil, cluster+`  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`, be, web, db), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply("3", snap); err != nil {
+		t.Fatal(err)
+	}
+	_, body = fetch(t, base+"/status", "", "")
+	st = statusJSON{}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("GET /status: %v\n%s", err, body)
+	}
+	if d := st.Listeners[0]; d.Name != "db" || d.Draining || d.Connections != 1 || d.DrainingConnections != 1 || d.GraceEnds == nil {
+		t.Errorf("/status once db is back: %s\nwant db running, with 1 connection, draining, and grace_ends", body)
+	}
+	if got := row(fetchBody(t, base+"/"), "db"); len(got) != 4 || !regexp.MustCompile(`^1 \(1 draining, closed in (59s|1m00s) at the latest\)$`).MatchString(got[3]) {
+		t.Errorf("db's row once back: %q, want 1 connection, draining", got)
+	}
+	if v := promtext.Scrape(t, base+"/metrics").Value("sluice_listener_connections", "db"); v != 1 {
+		t.Errorf("sluice_listener_connections{db} once back = %v, want 1: the draining session", v)
 	}
 }
