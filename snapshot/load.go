@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,19 +31,19 @@ func Load(path string) (*sluicev1.Snapshot, error) {
 func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fileError(err)
 	}
 	if !fi.IsDir() {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fileError(err)
 		}
 		return ParseFile(data, path)
 	}
 	src := &Source{}
 	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fileError(err)
 	}
 	var files []string
 	for _, e := range entries {
@@ -69,7 +70,7 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			errs = append(errs, FieldError{Message: err.Error()})
+			errs = append(errs, FieldError{Message: fileError(err).Error()})
 			continue
 		}
 		s, root, err := parse(data, f)
@@ -111,6 +112,18 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		return nil, nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
 	return merged, src, nil
+}
+
+// fileError is err, of reading a snapshot's file or directory, without the
+// name of the system call that failed: "a.yaml: no such file or
+// directory", not "stat a.yaml: no such file or directory". errors.Is
+// still finds fs.ErrNotExist and its kin in it.
+func fileError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
 }
 
 // ParseFile is [LoadSource] of one file's data, read elsewhere (from

@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -125,8 +127,9 @@ func TestLoadFile(t *testing.T) {
 	if !proto.Equal(s, mustParse(t, minimalYAML)) {
 		t.Errorf("Load(file) differs from Parse")
 	}
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); !os.IsNotExist(err) {
-		t.Errorf("Load(missing) = %v, want a not-exist error", err)
+	missing := filepath.Join(dir, "missing.yaml")
+	if _, err := Load(missing); !errors.Is(err, fs.ErrNotExist) || err.Error() != missing+": no such file or directory" {
+		t.Errorf("Load(missing) = %v, want a not-exist error that names the file", err)
 	}
 }
 

@@ -246,6 +246,7 @@ listeners:
 `
 
 func TestValidateCommand(t *testing.T) {
+	nope := filepath.Join(t.TempDir(), "nope.yaml")
 	bad := writeFile(t, "bad.yaml", `clusters:
   - name: web
     lb_polcy: ROUND_ROBIN
@@ -361,9 +362,9 @@ listeners:
 		},
 		{
 			name:       "missing file",
-			args:       []string{"validate", "-f", filepath.Join(t.TempDir(), "nope.yaml")},
+			args:       []string{"validate", "-f", nope},
 			wantCode:   1,
-			wantStderr: []string{"no such file or directory"},
+			wantStderr: []string{"sluicectl validate: " + nope + ": no such file or directory\n"},
 		},
 	}
 	for _, tt := range tests {
