@@ -56,6 +56,10 @@ func (n *Node) Listeners() []ListenerStatus {
 		at[l.address] = len(out)
 		out = append(out, s)
 	}
+	// A generation that drains at a running listener's address is of a
+	// protocol the listener served before, or of a listener removed and
+	// added back there; more than one at a removed listener's, of one
+	// removed, added back and removed again.
 	for g := range n.removed {
 		i, ok := at[g.address]
 		if !ok {
@@ -65,9 +69,6 @@ func (n *Node) Listeners() []ListenerStatus {
 				Name: g.name, Address: g.address, Protocol: protocolName(g.protocol), Draining: true,
 			})
 		}
-		// Also of a protocol the listener there served before, of a
-		// listener removed and then added back on its address, or
-		// removed again meanwhile.
 		s := &out[i]
 		open := g.conns.Len()
 		s.Conns += open
