@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -65,8 +67,10 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	merged := &sluicev1.Snapshot{}
 	var errs Errors
 	anything := false // a file held content; empty ones ("nothing here yet") add nothing
-	clusterFile := map[string]string{}
-	listenerFile := map[string]string{}
+	// Where each name was defined first: its file, and "file:line".
+	type defined struct{ file, at string }
+	clusterAt := map[string]defined{}
+	listenerAt := map[string]defined{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -86,20 +90,22 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		}
 		var clusters, listeners []int // the indexes in f of those merged
 		for i, c := range s.GetClusters() {
-			if first, dup := clusterFile[c.GetName()]; dup && first != f {
-				errs = append(errs, FieldError{Message: fmt.Sprintf("cluster %q is defined in both %s and %s", c.GetName(), first, f)})
+			at := itemAt(root, f, "clusters", i)
+			if first, dup := clusterAt[c.GetName()]; dup && first.file != f {
+				errs = append(errs, FieldError{Message: fmt.Sprintf("cluster %q is defined in both %s and %s", c.GetName(), first.at, at)})
 				continue
 			}
-			clusterFile[c.GetName()] = f
+			clusterAt[c.GetName()] = defined{f, at}
 			merged.Clusters = append(merged.Clusters, c)
 			clusters = append(clusters, i)
 		}
 		for i, l := range s.GetListeners() {
-			if first, dup := listenerFile[l.GetName()]; dup && first != f {
-				errs = append(errs, FieldError{Message: fmt.Sprintf("listener %q is defined in both %s and %s", l.GetName(), first, f)})
+			at := itemAt(root, f, "listeners", i)
+			if first, dup := listenerAt[l.GetName()]; dup && first.file != f {
+				errs = append(errs, FieldError{Message: fmt.Sprintf("listener %q is defined in both %s and %s", l.GetName(), first.at, at)})
 				continue
 			}
-			listenerFile[l.GetName()] = f
+			listenerAt[l.GetName()] = defined{f, at}
 			merged.Listeners = append(merged.Listeners, l)
 			listeners = append(listeners, i)
 		}
@@ -112,6 +118,15 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		return nil, nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
 	return merged, src, nil
+}
+
+// itemAt is where item i of list (clusters or listeners) of file, parsed
+// as root, is written: "file:line", or file alone when that is unknown.
+func itemAt(root *yaml.Node, file, list string, i int) string {
+	if line, _ := lineOf(root, []string{fmt.Sprintf("%s[%d]", list, i)}); line > 0 {
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return file
 }
 
 // fileError is err, of reading a snapshot's file or directory, without the

@@ -66,13 +66,13 @@ func TestLoadFaults(t *testing.T) {
 			files: map[string]string{
 				"a.yaml": "clusters: [{name: web}]\nlisteners: [{name: l}]\n",
 				"b.yaml": "clusters: [{name: api}, {name: web}]\n",
-				"c.yaml": "listeners: [{name: l}]\n",
+				"c.yaml": "# the listener\n\nlisteners:\n  - name: l\n",
 			},
 			want: func(dir string) []string {
 				a, b, c := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "c.yaml")
 				return []string{
-					`cluster "web" is defined in both ` + a + " and " + b,
-					`listener "l" is defined in both ` + a + " and " + c,
+					`cluster "web" is defined in both ` + a + ":1 and " + b + ":1",
+					`listener "l" is defined in both ` + a + ":2 and " + c + ":4",
 				}
 			},
 		},
