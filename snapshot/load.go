@@ -67,8 +67,13 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 	merged := &sluicev1.Snapshot{}
 	var errs Errors
 	anything := false // a file held content; empty ones ("nothing here yet") add nothing
-	// Where each name was defined first: its file, and "file:line".
-	type defined struct{ file, at string }
+	// Where each name was defined first: its file, parsed as root, and its
+	// index there; placed at a line only for a fault.
+	type defined struct {
+		file string
+		root *yaml.Node
+		i    int
+	}
 	clusterAt := map[string]defined{}
 	listenerAt := map[string]defined{}
 	for _, f := range files {
@@ -90,22 +95,22 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		}
 		var clusters, listeners []int // the indexes in f of those merged
 		for i, c := range s.GetClusters() {
-			at := itemAt(root, f, "clusters", i)
 			if first, dup := clusterAt[c.GetName()]; dup && first.file != f {
-				errs = append(errs, FieldError{Message: fmt.Sprintf("cluster %q is defined in both %s and %s", c.GetName(), first.at, at)})
+				errs = append(errs, FieldError{Message: fmt.Sprintf("cluster %q is defined in both %s and %s", c.GetName(),
+					itemAt(first.root, first.file, "clusters", first.i), itemAt(root, f, "clusters", i))})
 				continue
 			}
-			clusterAt[c.GetName()] = defined{f, at}
+			clusterAt[c.GetName()] = defined{f, root, i}
 			merged.Clusters = append(merged.Clusters, c)
 			clusters = append(clusters, i)
 		}
 		for i, l := range s.GetListeners() {
-			at := itemAt(root, f, "listeners", i)
 			if first, dup := listenerAt[l.GetName()]; dup && first.file != f {
-				errs = append(errs, FieldError{Message: fmt.Sprintf("listener %q is defined in both %s and %s", l.GetName(), first.at, at)})
+				errs = append(errs, FieldError{Message: fmt.Sprintf("listener %q is defined in both %s and %s", l.GetName(),
+					itemAt(first.root, first.file, "listeners", first.i), itemAt(root, f, "listeners", i))})
 				continue
 			}
-			listenerAt[l.GetName()] = defined{f, at}
+			listenerAt[l.GetName()] = defined{f, root, i}
 			merged.Listeners = append(merged.Listeners, l)
 			listeners = append(listeners, i)
 		}
