@@ -167,8 +167,8 @@ listeners:
 	}
 	quiet, qr := dial()
 	busy, br := dial()
+	last := time.Now() // before, as the node may see the byte before we read its echo
 	say(quiet, qr, "hello\n")
-	last := time.Now()
 	for time.Since(last) < 2*idle {
 		say(busy, br, "still here\n")
 		time.Sleep(idle / 5)

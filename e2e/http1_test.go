@@ -246,8 +246,8 @@ func TestWebSocketEndToEnd(t *testing.T) {
 	}
 
 	ws := dial()
+	last := time.Now() // before, as the node may see the echo before we read it
 	wsEcho(t, ws, "hello")
-	last := time.Now()
 	var got string
 	if err := websocket.Message.Receive(ws, &got); err != io.EOF {
 		t.Fatalf("an idle tunnel: got %q, %v; want EOF", got, err)
