@@ -457,8 +457,15 @@ listeners:
 	if r := <-inflight; r.err != nil || r.body != "a" || !r.close {
 		t.Errorf("the HTTP request in flight at the change: %q close=%v err=%v; want a, with Connection: close", r.body, r.close, r.err)
 	}
-	waitFor(t, "the record of the HTTP connection", func() bool {
-		out, _, _ := ctl(t, cpAddr, "conns", "--listener", "public", "--reason", "listener_closed", "-o", "json")
+	waitListenerClosed(t, cpAddr, "public")
+}
+
+// waitListenerClosed waits until sluicectl conns lists a connection of
+// listener whose reason is listener_closed.
+func waitListenerClosed(t *testing.T, cpAddr, listener string) {
+	t.Helper()
+	waitFor(t, "the listener_closed record of "+listener, func() bool {
+		out, _, _ := ctl(t, cpAddr, "conns", "--listener", listener, "--reason", "listener_closed", "-o", "json")
 		return strings.Contains(out, "CLOSE_REASON_LISTENER_CLOSED")
 	})
 }
@@ -564,12 +571,8 @@ listeners:
 		t.Errorf("the TCP session: read %q, %v; want it closed once --drain-grace 3s ended", b, err)
 	}
 	waitFor(t, "/status to list no listener", func() bool { return len(listeners()) == 0 })
-	for _, listener := range []string{"public", "db"} {
-		waitFor(t, "the listener_closed record of "+listener, func() bool {
-			out, _, _ := ctl(t, cpAddr, "conns", "--listener", listener, "--reason", "listener_closed", "-o", "json")
-			return strings.Contains(out, "CLOSE_REASON_LISTENER_CLOSED")
-		})
-	}
+	waitListenerClosed(t, cpAddr, "public")
+	waitListenerClosed(t, cpAddr, "db")
 }
 
 // TestDrainGraceRecordsReachControlPlane: a TCP session still open when
