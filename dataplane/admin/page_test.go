@@ -50,6 +50,13 @@ func runNodeWith(t *testing.T, opts node.Options, version, format string, args .
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	n := node.New(opts)
 	t.Cleanup(n.Close)
+	apply(t, n, version, format, args...)
+	return n
+}
+
+// apply has n apply the snapshot format and args make as version.
+func apply(t *testing.T, n *node.Node, version, format string, args ...any) {
+	t.Helper()
 	snap, err := snapshot.Parse(fmt.Appendf(nil, format, args...), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +64,18 @@ func runNodeWith(t *testing.T, opts node.Options, version, format string, args .
 	if err := n.Apply(version, snap); err != nil {
 		t.Fatal(err)
 	}
-	return n
+}
+
+// waitUntil waits until cond holds, failing the test after testTimeout.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // serveHTTP starts an HTTP server on loopback that answers name.
@@ -354,13 +372,7 @@ func fillTheOnlySlot(t *testing.T, listen, what string, full func() uint64) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	deadline := time.Now().Add(testTimeout)
-	for full() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never found itself full", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, what+" to find itself full", func() bool { return full() != 0 })
 }
 
 // listenersHead is the status page's Listeners heading, as read.

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/promtext"
-	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // TestStatusJSON: /status names the node, its version and state, its
@@ -103,29 +101,18 @@ clusters:
 listeners:
   - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
 `
+	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`
 	const grace = time.Minute
-	n := runNodeWith(t, node.Options{ListenerGrace: grace}, "1", cluster+`  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
-`, be, web, db)
+	n := runNodeWith(t, node.Options{ListenerGrace: grace}, "1", withDB, be, web, db)
 	c, err := net.Dial("tcp", db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	deadline := time.Now().Add(testTimeout)
-	for n.Connections().Open != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the node never counted the session on db")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	snap, err := snapshot.Parse(fmt.Appendf(nil, cluster, be, web), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitUntil(t, "the node to count the session on db", func() bool { return n.Connections().Open == 1 })
 	removed := time.Now()
-	if err := n.Apply("2", snap); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, n, "2", cluster, be, web)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
 
 	_, body := fetch(t, base+"/status", "", "")
@@ -146,8 +133,10 @@ listeners:
 		t.Errorf("/status: public %+v, want it running", p)
 	}
 
+	// db's connections cell: one connection, draining, about a minute left.
+	oneDraining := regexp.MustCompile(`^1 \(1 draining, closed in (5[0-9]s|1m00s) at the latest\)$`)
 	page := fetchBody(t, base+"/")
-	if got := row(page, "db DRAINING"); len(got) != 4 || got[1] != db || got[2] != "TCP" || !regexp.MustCompile(`^1 \(1 draining, closed in (5[0-9]s|1m00s) at the latest\)$`).MatchString(got[3]) {
+	if got := row(page, "db DRAINING"); len(got) != 4 || got[1] != db || got[2] != "TCP" || !oneDraining.MatchString(got[3]) {
 		t.Errorf("db's row on the page: %q, want DRAINING, %s, TCP, 1 and the time left", got, db)
 	}
 
@@ -168,14 +157,7 @@ listeners:
 	}
 
 	// Added back: db runs, and shows its session draining still.
-	snap, err = snapshot.Parse(fmt.Appendf(nil, cluster+`  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
-`, be, web, db), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Apply("3", snap); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, n, "3", withDB, be, web, db)
 	_, body = fetch(t, base+"/status", "", "")
 	st = statusJSON{}
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
@@ -187,7 +169,7 @@ listeners:
 	if d := st.Listeners[0]; d.Name != "db" || d.Draining || d.Connections != 1 || d.DrainingConnections != 1 || d.GraceEnds == nil {
 		t.Errorf("/status once db is back: %s\nwant db running, with 1 connection, draining, and grace_ends", body)
 	}
-	if got := row(fetchBody(t, base+"/"), "db"); len(got) != 4 || !regexp.MustCompile(`^1 \(1 draining, closed in (5[0-9]s|1m00s) at the latest\)$`).MatchString(got[3]) {
+	if got := row(fetchBody(t, base+"/"), "db"); len(got) != 4 || !oneDraining.MatchString(got[3]) {
 		t.Errorf("db's row once back: %q, want 1 connection, draining", got)
 	}
 	if v := promtext.Scrape(t, base+"/metrics").Value("sluice_listener_connections", "db"); v != 1 {
