@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/poll"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 	"google.golang.org/grpc"
@@ -138,13 +139,7 @@ func startNode(t *testing.T, cpAddr, id string) *dataplane.Dataplane {
 // waitFor polls cond until it holds or the test times out.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, testTimeout, 10*time.Millisecond, what, cond)
 }
 
 // waitVersion waits until the node applied version v.

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sluice-lb/sluice/internal/etcdtest"
+	"github.com/sluice-lb/sluice/internal/poll"
 )
 
 const defaultTestTimeout = 20 * time.Second
@@ -69,13 +70,7 @@ func (r *replica) stop(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, defaultTestTimeout, 5*time.Millisecond, what, cond)
 }
 
 // leaders returns the replicas whose work runs, checking there is at most

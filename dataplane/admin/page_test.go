@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/internal/loopback"
+	"github.com/sluice-lb/sluice/internal/poll"
 	"github.com/sluice-lb/sluice/internal/promtext"
 	"github.com/sluice-lb/sluice/internal/units"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -69,13 +70,7 @@ func apply(t *testing.T, n *node.Node, version, format string, args ...any) {
 // waitUntil waits until cond holds, failing the test after testTimeout.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, testTimeout, 5*time.Millisecond, what, cond)
 }
 
 // serveHTTP starts an HTTP server on loopback that answers name.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/lb"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/poll"
 )
 
 // shares picks n times from the node's cluster name, releasing each pick
@@ -204,13 +205,7 @@ func TestQueueOff(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, testTimeout, 5*time.Millisecond, what, cond)
 }
 
 // TestAllBackups: with every primary out, the first backup takes all the

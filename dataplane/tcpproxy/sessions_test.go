@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/poll"
 )
 
 // lineEcho answers each line with the same line.
@@ -58,13 +59,7 @@ func dialClient(t *testing.T, addr string) client {
 // waitUntil polls cond until it holds or testTimeout passes.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, testTimeout, 5*time.Millisecond, what, cond)
 }
 
 // TestSessionsByEndpoint: a server counts its live sessions per endpoint,

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/poll"
 	"github.com/sluice-lb/sluice/internal/syncbuf"
 )
 
@@ -112,13 +113,7 @@ func (f *fakeDNS) count() int {
 // defaultTestTimeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(defaultTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, defaultTestTimeout, time.Millisecond, what, cond)
 }
 
 // waitLookups waits until n more lookups than now have completed; as the
