@@ -381,7 +381,8 @@ func getInBackground(url string) <-chan bgAnswer {
 // HAProxy's soft stop does: /readyz turns 503, the listening socket closes,
 // a request in flight completes (with Connection: close), the control plane
 // shows the node draining and then gone, and the process exits once its
-// work is done, well before --drain-grace.
+// work is done, well before --drain-grace. Meanwhile /status counts the
+// request's connection as draining, until --drain-grace at the latest.
 func TestNodeDrainOnSIGTERM(t *testing.T) {
 	admin := freeAddr(t)
 	cpAddr, lst, b, dp := startEdge(t, admin, "10s")
@@ -410,6 +411,20 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 		out, _, _ := ctl(t, cpAddr, "nodes")
 		return strings.Contains(out, "draining")
 	})
+	// startEdge's idle connection closes at once, the held one stays,
+	// until --drain-grace after the signal at the latest.
+	var ends *time.Time
+	waitFor(t, "/status to list public with one connection draining until --drain-grace ends", func() bool {
+		got := adminListeners(t, admin)
+		if len(got) != 1 {
+			return false
+		}
+		ends = got[0].GraceEnds
+		return got[0].Name == "public" && !got[0].Draining && got[0].Connections == 1 && got[0].DrainingConnections == 1 && ends != nil
+	})
+	if ends.Before(signalled.Add(10*time.Second)) || ends.After(signalled.Add(15*time.Second)) {
+		t.Errorf("/status: public's grace ends %v after the signal, want --drain-grace 10s after the drain began", ends.Sub(signalled))
+	}
 	if !dp.alive() {
 		t.Fatal("sluice-dp exited with a request in flight")
 	}
@@ -458,6 +473,32 @@ listeners:
 		t.Errorf("the HTTP request in flight at the change: %q close=%v err=%v; want a, with Connection: close", r.body, r.close, r.err)
 	}
 	waitListenerClosed(t, cpAddr, "public")
+}
+
+// listenerStatus is a listener of sluice-dp's /status.
+type listenerStatus struct {
+	Name                string     `json:"name"`
+	Connections         int        `json:"connections"`
+	DrainingConnections int        `json:"draining_connections"`
+	Draining            bool       `json:"draining"`
+	GraceEnds           *time.Time `json:"grace_ends"`
+}
+
+// adminListeners reads the listeners of the /status of the node whose
+// admin address is admin.
+func adminListeners(t *testing.T, admin string) []listenerStatus {
+	t.Helper()
+	var st struct {
+		Listeners []listenerStatus `json:"listeners"`
+	}
+	body, err := get(http.DefaultClient, "http://"+admin+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/status: %v\n%s", err, body)
+	}
+	return st.Listeners
 }
 
 // waitListenerClosed waits until sluicectl conns lists a connection of
@@ -519,27 +560,7 @@ listeners:
 	applied := time.Now()
 	waitFor(t, "the listeners' sockets to close", func() bool { _, err := net.DialTimeout("tcp", db, time.Second); return err != nil })
 	relay("after the removal")
-	type listenerStatus struct {
-		Name                string     `json:"name"`
-		Connections         int        `json:"connections"`
-		DrainingConnections int        `json:"draining_connections"`
-		Draining            bool       `json:"draining"`
-		GraceEnds           *time.Time `json:"grace_ends"`
-	}
-	listeners := func() []listenerStatus {
-		t.Helper()
-		var st struct {
-			Listeners []listenerStatus `json:"listeners"`
-		}
-		body, err := get(http.DefaultClient, "http://"+admin+"/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(body), &st); err != nil {
-			t.Fatalf("/status: %v\n%s", err, body)
-		}
-		return st.Listeners
-	}
+	listeners := func() []listenerStatus { return adminListeners(t, admin) }
 	// public's idle connection from startEdge closes at once, the held one
 	// stays.
 	waitFor(t, "/status to list db and public draining one connection each, until a time to come", func() bool {

@@ -40,8 +40,8 @@ type listenerJSON struct {
 	// Draining: the running snapshot removed the listener.
 	Draining bool `json:"draining"`
 	// DrainingConnections are those of Connections that a removed or
-	// replaced listener or protocol accepted; they are closed at GraceEnds
-	// if still open. GraceEnds is set while there are any, and on a
+	// replaced listener or protocol accepted, all of them while the node
+	// drains; they are closed at GraceEnds if still open. GraceEnds is set while there are any, and on a
 	// removed listener.
 	DrainingConnections int        `json:"draining_connections"`
 	GraceEnds           *time.Time `json:"grace_ends,omitempty"`

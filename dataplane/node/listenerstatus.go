@@ -26,10 +26,12 @@ type ListenerStatus struct {
 	MaxConns int
 	Full     uint64
 	// DrainingConns counts those of Conns that drain: accepted by a
-	// listener or protocol the running snapshot removed or replaced, they
-	// end when idle or after their current exchange (TCP sessions when
-	// they end), and those left at GraceEnds (sluice-dp --drain-grace
-	// after that apply; the latest, of several) are closed.
+	// listener or protocol the running snapshot removed or replaced, or,
+	// once the node drains (Drain), all of them. They end when idle or
+	// after their current exchange (TCP sessions when they end), and
+	// those left at GraceEnds are closed: sluice-dp --drain-grace after
+	// that apply (the latest, of several) or after the node's drain
+	// began, whichever is sooner.
 	DrainingConns int
 	GraceEnds     time.Time
 	// Draining is set for a listener the running snapshot no longer
@@ -53,6 +55,9 @@ func (n *Node) Listeners() []ListenerStatus {
 			s.Protocol = protocolName(g.protocol)
 			s.Conns = g.conns.Len()
 		}
+		if n.draining.Load() && s.Conns > 0 {
+			s.DrainingConns, s.GraceEnds = s.Conns, n.drainEnds
+		}
 		at[l.address] = len(out)
 		out = append(out, s)
 	}
@@ -75,6 +80,15 @@ func (n *Node) Listeners() []ListenerStatus {
 		s.DrainingConns += open
 		if (open > 0 || s.Draining) && g.graceEnds.After(s.GraceEnds) {
 			s.GraceEnds = g.graceEnds
+		}
+	}
+	if !n.drainEnds.IsZero() {
+		// The node's drain closes what is left at its end, a removed
+		// listener's connections whose own grace ends later too.
+		for i := range out {
+			if out[i].GraceEnds.After(n.drainEnds) {
+				out[i].GraceEnds = n.drainEnds
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

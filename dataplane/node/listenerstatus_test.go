@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"slices"
@@ -182,4 +183,64 @@ func meterNamed(n *Node, name string) *meter.Listener {
 		}
 	}
 	return nil
+}
+
+// TestNodeDrainStatus: once the node drains, every connection still open
+// counts as draining, until the drain's deadline, which also cuts short
+// the grace of a listener removed before it.
+func TestNodeDrainStatus(t *testing.T) {
+	n := New(Options{Logger: slog.New(slog.DiscardHandler), ListenerGrace: time.Hour})
+	t.Cleanup(n.Close)
+	be := backend(t, "a")
+	web, db, cache := freeAddr(t), freeAddr(t), freeAddr(t)
+	const tmpl = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`
+	if err := n.Apply("1", parse(t, tmpl+`  - { name: cache, address: "%s", protocol: TCP, default_cluster: web }
+`, be, web, db, cache)); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{db, cache} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	waitUntil(t, "a session on db and on cache", func() bool { return n.Connections().Open == 2 })
+	if err := n.Apply("2", parse(t, tmpl, be, web, db)); err != nil { // cache drains for an hour
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- n.Drain(ctx) }()
+	waitUntil(t, "the node to drain", n.Draining)
+	want := []ListenerStatus{
+		{Name: "cache", Address: cache, Protocol: "TCP", Conns: 1, DrainingConns: 1, GraceEnds: deadline, Draining: true},
+		{Name: "db", Address: db, Protocol: "TCP", Conns: 1, DrainingConns: 1, GraceEnds: deadline},
+		{Name: "public", Address: web, Protocol: "HTTP"},
+	}
+	// Drain sets its deadline under the lock Listeners takes, with Draining.
+	if got := n.Listeners(); !slices.EqualFunc(got, want, sameStatus) {
+		t.Errorf("Listeners = %+v, want %+v", got, want)
+	}
+	cancel()
+	if err := <-drained; err == nil {
+		t.Error("Drain returned nil with two sessions open; want ctx's error")
+	}
+}
+
+// sameStatus compares two ListenerStatus, their GraceEnds as instants.
+func sameStatus(a, b ListenerStatus) bool {
+	ends := a.GraceEnds.Equal(b.GraceEnds)
+	a.GraceEnds, b.GraceEnds = time.Time{}, time.Time{}
+	return ends && a == b
 }

@@ -77,6 +77,7 @@ type Node struct {
 	closed    bool
 	ended     []*generation // the listeners' last generations, once closed
 	draining  atomic.Bool   // Drain was called: no more applies
+	drainEnds time.Time     // Drain's deadline (zero: none, or no Drain)
 	stop      chan struct{} // closed by Close
 	// removed are the generations of listeners a snapshot removed or
 	// changed the protocol of, draining until their grace ends
@@ -835,6 +836,7 @@ const drainPoll = 50 * time.Millisecond
 func (n *Node) Drain(ctx context.Context) error {
 	n.mu.Lock()
 	n.draining.Store(true)
+	n.drainEnds, _ = ctx.Deadline()
 	listeners := make([]*listener, 0, len(n.listeners))
 	for _, l := range n.listeners {
 		listeners = append(listeners, l)
