@@ -104,15 +104,26 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.nodeMaxConns, float64(conns.Max))
 	counter(c.nodeFull, conns.Full)
 	var removed int
-	for _, s := range c.n.Listeners() {
+	listeners := c.n.Listeners()
+	named := make(map[string]bool, len(listeners))
+	for _, s := range listeners {
 		if s.Draining {
-			// No max_connections: it accepts nothing, and its name may
-			// run again at another address.
 			removed++
 			continue
 		}
+		named[s.Name] = true
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
 		counter(c.full, s.Full, s.Name)
+	}
+	for _, s := range listeners {
+		// A removed listener has no max_connections: it accepts nothing.
+		// Its full count is its name's, the one a running listener of
+		// that name at another address, or another removed one of it,
+		// reports too: one series per name.
+		if s.Draining && !named[s.Name] {
+			named[s.Name] = true
+			counter(c.full, s.Full, s.Name)
+		}
 	}
 	gauge(c.listenersDraining, float64(removed))
 	for _, s := range c.n.Endpoints() {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"regexp"
@@ -175,4 +176,65 @@ listeners:
 	if v := promtext.Scrape(t, base+"/metrics").Value("sluice_listener_connections", "db"); v != 1 {
 		t.Errorf("sluice_listener_connections{db} once back = %v, want 1: the draining session", v)
 	}
+}
+
+// TestRemovedListenerKeepsFullCount: sluice_listener_full_total counts by
+// listener name, as the listener's other counters do: a listener removed
+// while it drains keeps it (but no max_connections), and one added back
+// under its name at another address meanwhile counts on from it, in one
+// series, not two.
+func TestRemovedListenerKeepsFullCount(t *testing.T) {
+	web, db, db2 := loopback.FreeAddr(t), loopback.FreeAddr(t), loopback.FreeAddr(t)
+	be := serveHTTP(t, "a")
+	const cluster = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web, max_connections: 1 }
+`
+	n := runNodeWith(t, node.Options{ListenerGrace: time.Minute}, "1", withDB, be, web, db)
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	// fill takes addr's only slot with one session and leaves a second
+	// waiting, until db's full count reaches want.
+	fill := func(addr string, want uint64) {
+		t.Helper()
+		for range 2 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+		waitUntil(t, fmt.Sprintf("db to be found full %d times", want), func() bool {
+			for _, s := range n.Listeners() {
+				if s.Name == "db" && !s.Draining && s.Full == want {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	check := func(when string, full, maxConns float64) {
+		t.Helper()
+		m := promtext.Scrape(t, base+"/metrics")
+		if v := m.Value("sluice_listener_full_total", "db"); v != full {
+			t.Errorf("%s: sluice_listener_full_total{db} = %v, want %v", when, v, full)
+		}
+		if v := m.Value("sluice_listener_max_connections", "db"); v != maxConns {
+			t.Errorf("%s: sluice_listener_max_connections{db} = %v, want %v", when, v, maxConns)
+		}
+	}
+	fill(db, 1)
+	check("full once", 1, 1)
+
+	apply(t, n, "2", cluster, be, web) // the served session drains
+	check("removed", 1, -1)
+
+	apply(t, n, "3", withDB, be, web, db2)
+	check("added back at another address", 1, 1)
+	fill(db2, 2)
+	check("full again there", 2, 1)
 }

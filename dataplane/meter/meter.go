@@ -80,6 +80,7 @@ type Listener struct {
 	conns             atomic.Uint64
 	requests          [NumClasses]atomic.Uint64
 	bytesIn, bytesOut atomic.Uint64
+	full              atomic.Uint64 // see FullCount
 	Latency
 }
 
@@ -102,6 +103,13 @@ func NewListener(name string, log Log) *Listener {
 
 // Name is the listener's name.
 func (l *Listener) Name() string { return l.name }
+
+// FullCount counts the times the listener held its max_connections and
+// left new connections waiting in the kernel's accept queue; the node's
+// gate for the listener counts in it. Kept with the other counters, it
+// goes on while the listener drains after a snapshot removed it, and
+// under its name in the listener added back.
+func (l *Listener) FullCount() *atomic.Uint64 { return &l.full }
 
 // Sample reports whether the exchange beginning now is to be logged, so
 // that a proxy copies what the log needs only then (Exchange.Logged).

@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +20,10 @@ type connGate struct {
 	max  int // 0: no cap
 	// free is closed, and cleared, when a slot frees or the cap changes;
 	// nil while nothing waits.
-	free   chan struct{}
-	full   uint64    // times an accept loop found every slot taken
+	free chan struct{}
+	// full counts the times an accept loop found every slot taken: in the
+	// listener's meter (countIn), or a count of the gate's own.
+	full   *atomic.Uint64
 	warned time.Time // when enter last called its onFull
 }
 
@@ -38,10 +41,10 @@ func (g *connGate) enter(quit <-chan struct{}, onFull func(max int, times uint64
 	for g.max > 0 && g.open >= g.max {
 		if !waited {
 			waited = true
-			g.full++
+			times := g.counterLocked().Add(1)
 			if onFull != nil && time.Since(g.warned) >= fullWarnEvery {
 				g.warned = time.Now()
-				max, times := g.max, g.full
+				max := g.max
 				g.mu.Unlock()
 				onFull(max, times)
 				g.mu.Lock()
@@ -82,11 +85,26 @@ func (g *connGate) setMax(n int) {
 	g.mu.Unlock()
 }
 
+// countIn has the gate count the times it is found full in c from now on.
+func (g *connGate) countIn(c *atomic.Uint64) {
+	g.mu.Lock()
+	g.full = c
+	g.mu.Unlock()
+}
+
+// counterLocked is where the gate counts the times it is found full.
+func (g *connGate) counterLocked() *atomic.Uint64 {
+	if g.full == nil {
+		g.full = new(atomic.Uint64)
+	}
+	return g.full
+}
+
 // limits reads the cap and how often an accept loop found it reached.
 func (g *connGate) limits() (max int, full uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.max, g.full
+	return g.max, g.counterLocked().Load()
 }
 
 func (g *connGate) wakeLocked() {

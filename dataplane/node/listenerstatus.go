@@ -22,7 +22,8 @@ type ListenerStatus struct {
 	Conns int
 	// MaxConns is its max_connections (0: no cap), and Full how many
 	// times it held that many and left new connections waiting in the
-	// kernel's accept queue.
+	// kernel's accept queue, counted by name: a listener added back
+	// under the name of one removed counts on from it.
 	MaxConns int
 	Full     uint64
 	// DrainingConns counts those of Conns that drain: accepted by a
@@ -36,7 +37,7 @@ type ListenerStatus struct {
 	GraceEnds     time.Time
 	// Draining is set for a listener the running snapshot no longer
 	// names: its socket is closed, all its connections drain, and
-	// MaxConns and Full are 0.
+	// MaxConns is 0.
 	Draining bool
 }
 
@@ -72,6 +73,7 @@ func (n *Node) Listeners() []ListenerStatus {
 			i = len(out)
 			out = append(out, ListenerStatus{
 				Name: g.name, Address: g.address, Protocol: protocolName(g.protocol), Draining: true,
+				Full: g.meter.FullCount().Load(),
 			})
 		}
 		s := &out[i]

@@ -285,6 +285,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 		l.accept.Store(accepts[ls.GetAddress()])
 		l.keepAlive.Store(keepAliveConfig(ls.GetTcpKeepalive()))
 		l.gate.setMax(int(ls.GetMaxConnections()))
+		l.gate.countIn(meters[ls.GetName()].FullCount())
 		if g := l.configure(ls, routings[ls.GetAddress()], httpCfgs[ls.GetAddress()], meters[ls.GetName()], n.opts.OnConn); g != nil {
 			replaced = append(replaced, g)
 		}
