@@ -128,6 +128,10 @@ func DialCause(msg string) (cause string, ok bool) {
 // started the node, by words of grpc's or crypto/tls's in it: the first
 // that the error contains gives its hint.
 var hints = []struct{ words, hint string }{
+	// An HTTP/1.1 server answered the HTTP/2 preface: most likely the
+	// control plane's dashboard, one port above its gRPC one by default.
+	{"looked like an HTTP/1.1 header",
+		"the address in --cp answers HTTP/1.1: is it the control plane's --http address (its dashboard)? --cp takes its gRPC --listen address, 127.0.0.1:7070 by default"},
 	// The control plane closed the connection before its HTTP/2 preface:
 	// what a TLS server does to a plaintext client.
 	{"error reading server preface: EOF",

@@ -172,9 +172,10 @@ func TestLoopLogsWhatHappened(t *testing.T) {
 	}
 }
 
-// TestHint: the errors a node logs when TLS to the control plane fails, as
-// grpc words them (each seen from a real sluice-dp), get a hint that names
-// the flag to fix; other errors get none.
+// TestHint: the errors a node logs when TLS to the control plane fails,
+// or when --cp names an HTTP/1.1 server, as grpc words them (each seen from
+// a real sluice-dp), get a hint that names the flag to fix; other errors
+// get none.
 func TestHint(t *testing.T) {
 	for _, tt := range []struct{ err, want string }{
 		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: EOF"`,
@@ -189,6 +190,8 @@ func TestHint(t *testing.T) {
 			"the control plane refused the node's certificate (--cert): its CA (--ca-cert) did not sign it"},
 		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: remote error: tls: expired certificate"`,
 			"the control plane refused the node's certificate (--cert): it has expired"},
+		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: http2: failed reading the frame payload: http2: frame too large, note that the frame header looked like an HTTP/1.1 header"`,
+			"the address in --cp answers HTTP/1.1: is it the control plane's --http address"},
 		{`rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:7070: connect: connection refused"`, ""},
 	} {
 		got := hint(errors.New(tt.err))
