@@ -447,6 +447,40 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 	})
 }
 
+// TestSecondSIGTERMExitsAtOnce: a second SIGTERM during the drain ends
+// sluice-dp at once, by the signal, as without a handler, and its log says
+// so first: the request still in flight is cut, long before --drain-grace.
+func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
+	admin := freeAddr(t)
+	_, lst, b, dp := startEdge(t, admin, "30s")
+	inflight := getInBackground("http://" + lst + "/slow")
+	waitFor(t, "the slow request to reach a", func() bool { return b.held.Load() == 1 })
+	dp.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, "/readyz to say draining", func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	dp.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-dp.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sluice-dp still running 5s after a second SIGTERM; --drain-grace is 30s")
+	}
+	if ws, ok := dp.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("sluice-dp ended with %v, want killed by SIGTERM", dp.cmd.ProcessState)
+	}
+	if out := dp.out.String(); !strings.Contains(out, "second signal: exiting at once") {
+		t.Errorf("sluice-dp's log does not say it exits at the second signal:\n%s", out)
+	}
+	if r := <-inflight; r.err == nil {
+		t.Errorf("the request in flight got %q, want its connection cut", r.body)
+	}
+}
+
 // TestListenerProtocolChange: a listener that sluicectl apply changes
 // from HTTP to TCP keeps its port and relays new connections as TCP at
 // once (to the TCP listener's default cluster, b), while a request in

@@ -43,7 +43,8 @@ SIGTERM or Ctrl-C drains the node: it tells the control plane, stops
 accepting connections, lets HTTP requests and TCP sessions in progress
 finish for up to --drain-grace, then closes what is left (a request still
 waiting for its endpoint gets no answer, as HAProxy's hard stop gives none)
-and exits. A second signal exits at once. A new process started with the
+and exits. A second signal exits at once (logged: the connections still
+open are cut without their records). A new process started with the
 same --node-id while the old one drains (give it another --admin address)
 takes the node's place at the control plane; the draining one does not
 take it back. A snapshot that removes a listener, or changes its protocol,
@@ -203,7 +204,10 @@ func main() {
 	}
 	log.Info("starting", "node", *nodeID, "cp", *cp, "admin", *adminAddr, "max_connections", connCap, "version", version)
 	<-ctx.Done()
-	stop() // a second signal ends the process at once
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM) // before stop, so none goes unseen
+	stop()
+	go exitOnSecondSignal(log, again)
 	log.Info("draining", "grace", *grace)
 	drainCtx, cancel := context.WithTimeout(context.Background(), *grace)
 	if err := dp.Drain(drainCtx); err != nil {
@@ -212,6 +216,18 @@ func main() {
 	cancel()
 	log.Info("stopping")
 	dp.Close()
+}
+
+// exitOnSecondSignal ends the process at once on a second SIGTERM or
+// interrupt (from again) during the drain, as the signal's default action
+// would, once it has logged that the connections still open are cut and
+// their records never reach the control plane.
+func exitOnSecondSignal(log *slog.Logger, again <-chan os.Signal) {
+	sig := (<-again).(syscall.Signal)
+	log.Warn("second signal: exiting at once, without the rest of the drain; the connections still open are cut, and their records are lost", "signal", sig.String())
+	signal.Reset(sig)
+	syscall.Kill(os.Getpid(), sig) // the default action: the process ends by the signal
+	select {}
 }
 
 func parseLabels(s string) (map[string]string, error) {
