@@ -148,7 +148,8 @@ func Start(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("dataplane: --admin: %w", err)
 		}
 		d.adminL = ln
-		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, d.client.Collector())
+		cp := func() discovery.Status { s := d.client.Status(); s.Address = conn.Addr(); return s }
+		h := admin.Handler(opts.Node.GetId(), d.Node, d.Reporter.Dropped, cp, d.client.Collector())
 		if opts.AdminAuth != nil {
 			h = opts.AdminAuth.Protect(h)
 		} else {

@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sluice-lb/sluice/internal/promtext"
 	"github.com/sluice-lb/sluice/internal/syncbuf"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -478,6 +479,81 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	}
 	if r := <-inflight; r.err == nil {
 		t.Errorf("the request in flight got %q, want its connection cut", r.body)
+	}
+}
+
+// TestNodeStatusShowsControlPlane: sluice-dp's /status and /metrics say
+// what its own log says: that the control plane holds its subscription,
+// which version it refused and why (a port another process holds), and,
+// once the control plane is gone, that it is cut off and why, while it
+// serves on.
+func TestNodeStatusShowsControlPlane(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, cpHTTP, admin, lst := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"))
+	a := startBackend(t, "a")
+	start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "edge-1", "--admin", admin)
+	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	const snap = `clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`
+	ctlApply(t, cpAddr, fmt.Sprintf(snap, a.addr, lst))
+	waitFor(t, "the listener", func() bool { _, err := get(http.DefaultClient, "http://"+lst+"/"); return err == nil })
+
+	type refused struct{ Version, Error string }
+	type controlPlane struct {
+		Address   string
+		Connected bool
+		Error     string
+		Refused   *refused
+	}
+	status := func() controlPlane {
+		t.Helper()
+		var st struct {
+			ControlPlane *controlPlane `json:"control_plane"`
+		}
+		body, err := get(http.DefaultClient, "http://"+admin+"/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil || st.ControlPlane == nil {
+			t.Fatalf("/status without control_plane (%v):\n%s", err, body)
+		}
+		return *st.ControlPlane
+	}
+	metric := func(name string) float64 { return promtext.Scrape(t, "http://"+admin+"/metrics").Value(name) }
+	waitFor(t, "/status to show the subscription", func() bool { s := status(); return s.Connected && s.Address == cpAddr })
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if _, _, code := ctl(t, cpAddr, "apply", "-f", writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(snap, a.addr, taken.Addr()))); code != 0 {
+		t.Fatalf("apply of version 2: exit %d", code)
+	}
+	var s controlPlane
+	waitFor(t, "/status to show version 2 refused", func() bool { s = status(); return s.Refused != nil })
+	if s.Refused.Version != "2" || !strings.Contains(s.Refused.Error, "address already in use") || !s.Connected {
+		t.Errorf("/status control_plane = %+v, want version 2 refused for the address in use, still connected", s)
+	}
+	if v := metric("sluice_discovery_refused_total"); v != 1 {
+		t.Errorf("sluice_discovery_refused_total = %v, want 1", v)
+	}
+
+	cp.stop(t)
+	waitFor(t, "/status to show the control plane unreachable", func() bool {
+		s = status()
+		return !s.Connected && strings.Contains(s.Error, "connection refused")
+	})
+	if v := metric("sluice_discovery_connected"); v != 0 {
+		t.Errorf("sluice_discovery_connected = %v with the control plane gone, want 0", v)
+	}
+	if body, err := get(http.DefaultClient, "http://"+lst+"/"); err != nil || body != "a" {
+		t.Errorf("with the control plane gone: %q, %v; want a", body, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 )
 
@@ -28,8 +29,10 @@ import (
 //
 // Credentials.Protect puts everything but the probes behind a password;
 // without it, Guard keeps the profiles to a loopback address.
-// extra are more collectors for /metrics (the discovery client's).
-func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...prometheus.Collector) http.Handler {
+// cp reads the node's subscription to its control plane for the page and
+// /status (nil: they leave it out); extra are more collectors for
+// /metrics (the discovery client's).
+func Handler(nodeID string, n *node.Node, dropped func() uint64, cp func() discovery.Status, extra ...prometheus.Collector) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -51,10 +54,10 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, extra ...promet
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped, extra...))
-	page := statusPage(nodeID, n, dropped, newRates())
+	page := statusPage(nodeID, n, dropped, cp, newRates())
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /stats", page)
-	mux.Handle("GET /status", statusHandler(nodeID, n, dropped))
+	mux.Handle("GET /status", statusHandler(nodeID, n, dropped, cp))
 	return mux
 }
 

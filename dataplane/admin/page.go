@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/internal/ratemeter"
 	"github.com/sluice-lb/sluice/internal/units"
@@ -38,9 +39,17 @@ type page struct {
 	Refresh       int           // seconds; 0: no reload
 	Window        time.Duration // of the rates; 0: none yet
 	StatsDropped  uint64
+	CP            *pageCP // nil: not known here
 	Listeners     []pageListener
 	Conns         node.ConnsStatus // over all listeners
 	Clusters      []pageCluster
+}
+
+// pageCP is the node's subscription to its control plane, with how long
+// it has been in its state and since its refusal.
+type pageCP struct {
+	discovery.Status
+	For, RefusedFor string
 }
 
 type pageListener struct {
@@ -64,7 +73,7 @@ type pageEndpoint struct {
 // statusPage serves the node's HTML status page, in the spirit of
 // HAProxy's "stats uri": what the node listens on and how each endpoint
 // fares now. It reads only what /status and /metrics read.
-func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) http.Handler {
+func statusPage(nodeID string, n *node.Node, dropped func() uint64, cp func() discovery.Status, r *rates) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		refresh := defaultRefresh
 		if v := req.URL.Query().Get("refresh"); v != "" {
@@ -83,6 +92,13 @@ func statusPage(nodeID string, n *node.Node, dropped func() uint64, r *rates) ht
 			Generated: now.Format("2006-01-02 15:04:05 MST"),
 			Refresh:   refresh, Window: window.Round(100 * time.Millisecond),
 			StatsDropped: dropped(), Conns: n.Connections(),
+		}
+		if cp != nil {
+			s := cp()
+			p.CP = &pageCP{Status: s, For: units.Age(s.Since, now)}
+			if s.Refused != "" {
+				p.CP.RefusedFor = units.Age(s.RefusedAt, now)
+			}
 		}
 		for _, l := range n.Listeners() {
 			pl := pageListener{ListenerStatus: l}

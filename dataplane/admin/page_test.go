@@ -184,7 +184,7 @@ func TestStatusPageAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + serve(t, creds.Protect(Handler("node-1", n, func() uint64 { return 0 })))
+	base := "http://" + serve(t, creds.Protect(Handler("node-1", n, func() uint64 { return 0 }, nil)))
 	for _, path := range []string{"/", "/stats", "/status", "/metrics", "/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/nothing-here"} {
 		for _, who := range [][2]string{{"", ""}, {"admin", "wrong"}, {"root", "s3cret"}} {
 			resp, body := fetch(t, base+path, who[0], who[1])
@@ -226,7 +226,7 @@ func TestStatusPageAuth(t *testing.T) {
 // one serves the profiles too.
 func TestGuardKeepsProfilesLocal(t *testing.T) {
 	n, _ := testNode(t)
-	h := Handler("node-1", n, func() uint64 { return 0 })
+	h := Handler("node-1", n, func() uint64 { return 0 }, nil)
 	public := "http://" + serve(t, Guard(h, &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 7072}))
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 		if resp, body := fetch(t, public+path, "", ""); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "--admin-auth-file") {
@@ -252,7 +252,7 @@ func TestStatusPageShowsTraffic(t *testing.T) {
 	r := newRates()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	r.now = func() time.Time { return now }
-	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, r))
+	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, nil, r))
 
 	_, page := fetch(t, base+"/", "", "")
 	for _, want := range []string{"sluice node node-1", "snapshot version 7", `class="state READY"`, "rates from the next refresh on", `<meta http-equiv="refresh" content="5">`} {
@@ -335,7 +335,7 @@ clusters:
 listeners:
   - { name: public, address: "%s", protocol: HTTP, default_cluster: web, max_connections: 1 }
 `, serveHTTP(t, "a"), listen)
-	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
 	if got := row(fetchBody(t, base+"/"), "public"); len(got) != 4 || got[3] != "0 of 1" {
 		t.Errorf("listener row before any connection = %q, want 0 of 1", got)
 	}
@@ -385,7 +385,7 @@ clusters:
 listeners:
   - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
 `, serveHTTP(t, "a"), listen)
-	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
 	head := func() string {
 		m := listenersHead.FindStringSubmatch(fetchBody(t, base+"/"))
 		if m == nil {
@@ -428,7 +428,7 @@ clusters:
       - { name: a, address: "%s" }
       - { name: spare, address: "%s", weight: 0 }
 `, serveHTTP(t, "a"), serveHTTP(t, "spare"))
-	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, newRates()))
+	base := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, nil, newRates()))
 	if _, page := fetch(t, base+"/", "", ""); !strings.Contains(page, "1 of 2 taking work") {
 		t.Errorf("the page does not say 1 of 2 endpoints of web take work\n%s", page)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 )
 
@@ -16,11 +17,43 @@ type statusJSON struct {
 	Version string `json:"version"` // "" before the first snapshot
 	// State is READY, DRAINING or WAITING (no snapshot yet), as the status
 	// page shows it.
-	State        string         `json:"state"`
-	StatsDropped uint64         `json:"stats_dropped"`
-	Connections  connsJSON      `json:"connections"`
-	Listeners    []listenerJSON `json:"listeners"`
-	Endpoints    []endpointJSON `json:"endpoints"`
+	State string `json:"state"`
+	// ControlPlane is the node's subscription (nil: not known here).
+	ControlPlane *controlPlaneJSON `json:"control_plane,omitempty"`
+	StatsDropped uint64            `json:"stats_dropped"`
+	Connections  connsJSON         `json:"connections"`
+	Listeners    []listenerJSON    `json:"listeners"`
+	Endpoints    []endpointJSON    `json:"endpoints"`
+}
+
+// controlPlaneJSON is the node's subscription to its control plane
+// (discovery.Status).
+type controlPlaneJSON struct {
+	Address   string    `json:"address"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`           // when connected changed last
+	Error     string    `json:"error,omitempty"` // why it is not, while not
+	// Refused is the latest version the node refused, until one applies.
+	Refused *refusedJSON `json:"refused,omitempty"`
+}
+
+type refusedJSON struct {
+	Version string    `json:"version"`
+	Since   time.Time `json:"since"` // when the node first refused it
+	Error   string    `json:"error"` // why, on its latest try
+}
+
+// controlPlaneStatus is cp's status as /status shows it; nil without cp.
+func controlPlaneStatus(cp func() discovery.Status) *controlPlaneJSON {
+	if cp == nil {
+		return nil
+	}
+	s := cp()
+	j := &controlPlaneJSON{Address: s.Address, Connected: s.Connected, Since: s.Since.UTC(), Error: s.Error}
+	if s.Refused != "" {
+		j.Refused = &refusedJSON{Version: s.Refused, Since: s.RefusedAt.UTC(), Error: s.RefusedError}
+	}
+	return j
 }
 
 // connsJSON is the node's client connections over all listeners.
@@ -41,8 +74,8 @@ type listenerJSON struct {
 	Draining bool `json:"draining"`
 	// DrainingConnections are those of Connections that a removed or
 	// replaced listener or protocol accepted, all of them while the node
-	// drains; they are closed at GraceEnds if still open. GraceEnds is set while there are any, and on a
-	// removed listener.
+	// drains; they are closed at GraceEnds if still open. GraceEnds is
+	// set while there are any, and on a removed listener.
 	DrainingConnections int        `json:"draining_connections"`
 	GraceEnds           *time.Time `json:"grace_ends,omitempty"`
 }
@@ -80,14 +113,15 @@ func nodeState(n *node.Node) string {
 
 // statusHandler serves /status: what the node runs and how it fares, for
 // scripts.
-func statusHandler(nodeID string, n *node.Node, dropped func() uint64) http.Handler {
+func statusHandler(nodeID string, n *node.Node, dropped func() uint64, cp func() discovery.Status) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conns := n.Connections()
 		st := statusJSON{
 			Node: nodeID, Version: n.Version(), State: nodeState(n), StatsDropped: dropped(),
-			Connections: connsJSON{Open: conns.Open, Max: conns.Max, Full: conns.Full},
-			Listeners:   []listenerJSON{},
-			Endpoints:   []endpointJSON{},
+			ControlPlane: controlPlaneStatus(cp),
+			Connections:  connsJSON{Open: conns.Open, Max: conns.Max, Full: conns.Full},
+			Listeners:    []listenerJSON{},
+			Endpoints:    []endpointJSON{},
 		}
 		for _, l := range n.Listeners() {
 			lj := listenerJSON{

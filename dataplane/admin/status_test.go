@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/discovery"
 	"github.com/sluice-lb/sluice/dataplane/node"
 	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/promtext"
@@ -22,7 +23,7 @@ import (
 func TestStatusJSON(t *testing.T) {
 	n, listen := testNode(t)
 	got := sendRequests(t, listen, 8)
-	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 3 }))
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 3 }, nil))
 	resp, body := fetch(t, base+"/status", "", "")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /status: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
@@ -114,7 +115,7 @@ listeners:
 	waitUntil(t, "the node to count the session on db", func() bool { return n.Connections().Open == 1 })
 	removed := time.Now()
 	apply(t, n, "2", cluster, be, web)
-	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
 
 	_, body := fetch(t, base+"/status", "", "")
 	var st statusJSON
@@ -196,7 +197,7 @@ listeners:
 	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web, max_connections: 1 }
 `
 	n := runNodeWith(t, node.Options{ListenerGrace: time.Minute}, "1", withDB, be, web, db)
-	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }))
+	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
 	// fill takes addr's only slot with one session and leaves a second
 	// waiting, until db's full count reaches want.
 	fill := func(addr string, want uint64) {
@@ -237,4 +238,67 @@ listeners:
 	check("added back at another address", 1, 1)
 	fill(db2, 2)
 	check("full again there", 2, 1)
+}
+
+// TestControlPlaneShows: the page's header and /status say whether the
+// control plane holds the node's subscription, for how long, and why not,
+// and which version the node refused, why and for how long; without a
+// control plane to read (cp nil) /status leaves the key out.
+func TestControlPlaneShows(t *testing.T) {
+	n, _ := testNode(t)
+	r := newRates()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r.now = func() time.Time { return now }
+	st := discovery.Status{
+		Address: "127.0.0.1:7070", Since: now.Add(-40 * time.Second),
+		Error:   "dial tcp 127.0.0.1:7070: connect: connection refused",
+		Refused: "4", RefusedAt: now.Add(-2 * time.Minute), RefusedError: "listener extra: listen tcp 127.0.0.1:23090: bind: address already in use",
+	}
+	cp := func() discovery.Status { return st }
+	page := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, cp, r))
+	status := "http://" + serve(t, statusHandler("node-1", n, func() uint64 { return 0 }, cp))
+	header := func() string {
+		t.Helper()
+		m := regexp.MustCompile(`(?s)<header>(.*?)</header>`).FindStringSubmatch(fetchBody(t, page+"/"))
+		if m == nil {
+			t.Fatal("no header on the page")
+		}
+		return text(m[1])
+	}
+	for _, want := range []string{
+		"control plane 127.0.0.1:7070 not connected for 40s: dial tcp 127.0.0.1:7070: connect: connection refused",
+		"refused version 4 2m00s ago: listener extra: listen tcp 127.0.0.1:23090: bind: address already in use",
+	} {
+		if h := header(); !strings.Contains(h, want) {
+			t.Errorf("page header %q\nwant it to say %q", h, want)
+		}
+	}
+	var got statusJSON
+	if err := json.Unmarshal([]byte(fetchBody(t, status+"/status")), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := controlPlaneJSON{Address: st.Address, Since: st.Since, Error: st.Error,
+		Refused: &refusedJSON{Version: "4", Since: st.RefusedAt, Error: st.RefusedError}}
+	if c := got.ControlPlane; c == nil || c.Address != want.Address || c.Connected || !c.Since.Equal(want.Since) || c.Error != want.Error ||
+		c.Refused == nil || *c.Refused != *want.Refused {
+		t.Errorf("/status control_plane = %+v, want %+v", c, want)
+	}
+
+	st = discovery.Status{Address: "127.0.0.1:7070", Connected: true, Since: now.Add(-65 * time.Second)}
+	if h := header(); !strings.Contains(h, "control plane 127.0.0.1:7070 connected for 1m05s") || strings.Contains(h, "refused") {
+		t.Errorf("page header %q\nwant it connected for 1m05s, nothing refused", h)
+	}
+	got = statusJSON{}
+	body := fetchBody(t, status+"/status")
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.ControlPlane; c == nil || !c.Connected || c.Error != "" || c.Refused != nil || strings.Contains(body, `"refused"`) {
+		t.Errorf("/status control_plane = %+v, want connected, without error or refusal\n%s", c, body)
+	}
+
+	body = fetchBody(t, "http://"+serve(t, statusHandler("node-1", n, func() uint64 { return 0 }, nil))+"/status")
+	if strings.Contains(body, "control_plane") {
+		t.Errorf("/status without a control plane to read has control_plane:\n%s", body)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,9 @@ type Client struct {
 
 	counters Counters
 	retired  atomic.Bool
+
+	mu     sync.Mutex // guards status
+	status Status
 }
 
 // Counters count the responses the client received, by form. They are
@@ -66,6 +70,7 @@ type Counters struct {
 	Snapshots, Deltas         atomic.Uint64 // responses
 	SnapshotBytes, DeltaBytes atomic.Uint64 // their encoded size
 	DeltaErrors               atomic.Uint64 // deltas that could not be rebuilt
+	Refused                   atomic.Uint64 // responses the node refused (NACKed), on their first try
 }
 
 // Counters returns the client's counters.
@@ -77,7 +82,12 @@ func (c *Client) Run(ctx context.Context) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "snapshot", &c.retired, c.stream)
+	c.starting()
+	reconnect.Loop(ctx, c.MinBackoff, c.MaxBackoff, c.Logger, "snapshot", &c.retired, func(ctx context.Context) (bool, error) {
+		progressed, err := c.stream(ctx)
+		c.ended(err)
+		return progressed, err
+	})
 }
 
 // Default bounds of the wait before a refused snapshot is tried again.
@@ -125,6 +135,7 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 	if err := reconnect.Register(st, &sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
 		return false, err
 	}
+	c.subscribed()
 	c.Logger.Info("subscribed to control plane", "node", c.Node.GetId(), "version", running, "deltas", deltas)
 	resps, ended := make(chan *sluicev1.DiscoveryResponse), make(chan error, 1)
 	go func() {
@@ -176,7 +187,10 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 			} else if applyErr != nil {
 				c.Logger.Error("snapshot refused", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil, "err", applyErr)
 				ack.ErrorDetail = applyErr.Error()
+				c.counters.Refused.Add(1)
+				c.refusedVersion(resp.GetVersionInfo(), applyErr)
 			} else {
+				c.applied()
 				c.base, c.baseVersion = snap, c.Applier.Version()
 				c.Logger.Info("snapshot applied", "version", resp.GetVersionInfo(), "delta", resp.GetDelta() != nil)
 			}
@@ -197,11 +211,13 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 func (c *Client) tryAgain(r *refused) bool {
 	err := c.Applier.Apply(r.version, r.snap)
 	if err == nil {
+		c.applied()
 		c.base, c.baseVersion = r.snap, c.Applier.Version()
 		c.Logger.Info("snapshot applied on a later try", "version", r.version, "refused", r.err)
 		return true
 	}
 	r.wait = min(2*r.wait, c.retryMax())
+	c.refusedVersion(r.version, err)
 	if err.Error() != r.err {
 		r.err = err.Error()
 		c.Logger.Error("snapshot refused again", "version", r.version, "err", err, "in", r.wait)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluice-lb/sluice/internal/poll"
 	"github.com/sluice-lb/sluice/internal/syncbuf"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
@@ -290,4 +292,92 @@ func TestDrainingRefusalIsNoError(t *testing.T) {
 	if !strings.Contains(out, `level=INFO msg="snapshot refused while draining" version=7`) || strings.Contains(out, "level=ERROR") || strings.Contains(out, "try the refused snapshot again") {
 		t.Errorf("log:\n%s\nwant one INFO line for the refusal, no ERROR, no retry", out)
 	}
+}
+
+// TestStatus: the status says whether the control plane holds the
+// subscription, since when, and why not; and which version the node
+// refused, why and since when, until one applies; /metrics counts the
+// refusal and shows the subscription.
+func TestStatus(t *testing.T) {
+	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
+	conn := dialCP(t, f)
+	c := &Client{Conn: conn, Node: &sluicev1.Node{Id: "n1"}, Applier: &fakeNode{}, Logger: slog.New(slog.DiscardHandler), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	started := time.Now()
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitStatus := func(what string, cond func(Status) bool) Status {
+		t.Helper()
+		var s Status
+		poll.Until(t, testTimeout, time.Millisecond, what, func() bool { s = c.Status(); return cond(s) })
+		return s
+	}
+	recv(t, f.reqs)
+	if s := c.Status(); s.Connected || s.Since.Before(started) {
+		t.Errorf("before the control plane's first answer: %+v, want not connected, since the start", s)
+	}
+	// fakeCP sends its headers, which take the subscription, with its
+	// first response.
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "1", Nonce: "a"}
+	recv(t, f.reqs)
+	s := waitStatus("the subscription to be taken", func(s Status) bool { return s.Connected })
+	if s.Since.Before(started) || s.Error != "" || s.Refused != "" {
+		t.Errorf("subscribed: %+v, want connected since the start, no error, nothing refused", s)
+	}
+	beforeBad := time.Now()
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "bad", Nonce: "b"}
+	recv(t, f.reqs)
+	s = c.Status()
+	if s.Refused != "bad" || s.RefusedError != "listener l: address already in use" || s.RefusedAt.Before(beforeBad) || !s.Connected {
+		t.Errorf("after the NACK: %+v, want version bad refused since then, with the node's reason, still connected", s)
+	}
+	if got := metricValue(t, c, "sluice_discovery_refused_total"); got != 1 {
+		t.Errorf("sluice_discovery_refused_total = %v, want 1", got)
+	}
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "2", Nonce: "c"}
+	recv(t, f.reqs)
+	if s = c.Status(); s.Refused != "" || s.RefusedError != "" || !s.RefusedAt.IsZero() {
+		t.Errorf("after version 2 applied: %+v, want no refusal", s)
+	}
+	if got := metricValue(t, c, "sluice_discovery_connected"); got != 1 {
+		t.Errorf("sluice_discovery_connected = %v while subscribed, want 1", got)
+	}
+
+	// The stream breaks and the control plane is gone: the status says
+	// why, from when, until the client is back.
+	beforeKill := time.Now()
+	f.kill <- struct{}{}
+	s = waitStatus("the end of the subscription", func(s Status) bool { return !s.Connected })
+	if !strings.Contains(s.Error, "killed by test") || s.Since.Before(beforeKill) {
+		t.Errorf("after the stream ended: %+v, want not connected since then, with the control plane's error", s)
+	}
+	recv(t, f.reqs)
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "3", Nonce: "d"}
+	recv(t, f.reqs)
+	waitStatus("the subscription to be taken again", func(s Status) bool { return s.Connected && s.Error == "" })
+}
+
+// metricValue is the value of the one sample of name that c's collector
+// gives.
+func metricValue(t *testing.T, c *Client, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collector())
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no %s among the collector's metrics", name)
+	return 0
 }

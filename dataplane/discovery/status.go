@@ -1,0 +1,103 @@
+package discovery
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sluice-lb/sluice/internal/reconnect"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Status is the node's subscription to its control plane, as the node's
+// admin address shows it (Envoy's control_plane.connected_state, and the
+// rejected updates of its xDS stats): with the control plane gone, or a
+// version refused, the node serves on, and this is where it says so.
+type Status struct {
+	// Address is the control plane the node uses now; Client.Status leaves
+	// it to the caller, which knows the replicas.
+	Address string
+	// Connected is set while a subscription the control plane took is
+	// open. Since is when that last changed: when the control plane took
+	// it or when the last one ended, or the client's start before either.
+	Connected bool
+	Since     time.Time
+	// Error is why the last subscription ended or could not begin, while
+	// none is open: "" before the first try ends.
+	Error string
+	// Refused is the latest version the node refused, RefusedAt when it
+	// first did, and RefusedError why, on its latest try; until a version
+	// applies ("": none refused since).
+	Refused      string
+	RefusedAt    time.Time
+	RefusedError string
+}
+
+// Status reads the client's subscription, from any goroutine.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// starting sets Since for a client that has not tried yet.
+func (c *Client) starting() {
+	c.mu.Lock()
+	if c.status.Since.IsZero() {
+		c.status.Since = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+// subscribed records a subscription the control plane took.
+func (c *Client) subscribed() {
+	c.mu.Lock()
+	c.status.Connected, c.status.Since, c.status.Error = true, time.Now(), ""
+	c.mu.Unlock()
+}
+
+// ended records why a subscription ended or could not begin. One ended
+// by the client itself to tell the control plane of a late apply is taken
+// again at once, and leaves the status as it was.
+func (c *Client) ended(err error) {
+	if errors.Is(err, errAppliedLate) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status.Connected {
+		c.status.Connected, c.status.Since = false, time.Now()
+	}
+	c.status.Error = describe(err)
+}
+
+// describe is err as the status shows it: a dial error without grpc's
+// wrapping (dial tcp 127.0.0.1:7070: connect: connection refused).
+func describe(err error) string {
+	if err == nil {
+		return "the stream ended"
+	}
+	if status.Code(err) == codes.Unavailable {
+		if cause, ok := reconnect.DialCause(status.Convert(err).Message()); ok {
+			return cause
+		}
+	}
+	return err.Error()
+}
+
+// refusedVersion records that the node refused version, for err.
+func (c *Client) refusedVersion(version string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status.Refused != version {
+		c.status.Refused, c.status.RefusedAt = version, time.Now()
+	}
+	c.status.RefusedError = err.Error()
+}
+
+// applied clears the refusal once a version applies.
+func (c *Client) applied() {
+	c.mu.Lock()
+	c.status.Refused, c.status.RefusedAt, c.status.RefusedError = "", time.Time{}, ""
+	c.mu.Unlock()
+}
