@@ -277,9 +277,10 @@ then applies cannot overwrite a change someone made in between.
 With --wait the command then waits until every connected node of the group
 has applied the version (or a newer one): exit 0. Draining nodes
 (SIGTERM) are left out: they refuse every version while they shut down.
-If a node refuses it (NACK), it prints the node and its reason and exits
-2; if --wait-timeout passes first, it prints the nodes still behind and
-exits 3.`
+If a node refuses it (NACK), it waits up to 2s more for the nodes that
+have not answered, then prints each node that refused and its reason, how
+many applied it and which had not answered, and exits 2; if
+--wait-timeout passes first, it prints the nodes still behind and exits 3.`
 
 // writeFlags are the flags of every command that stores a version.
 type writeFlags struct {

@@ -26,9 +26,16 @@ const (
 	maxPoll   = 200 * time.Millisecond
 )
 
+// refusalSettle is how long --wait goes on, once a node refused the
+// version, for the nodes that have not answered yet: nodes answer within
+// milliseconds as a rule, and the report should name every node that
+// refused, not those that had when it first looked.
+const refusalSettle = 2 * time.Second
+
 // waitApplied polls the nodes until every connected one of group has
-// applied version (or a newer one), one has refused it, or timeout passes,
-// and returns the exit status. The time it prints is since sent, when the
+// applied version (or a newer one), one has refused it and the others
+// answered (or refusalSettle passed), or timeout passes, and returns the
+// exit status. The time it prints is since sent, when the
 // write that made version was sent; none when sent is zero (not known).
 // Nodes that disconnect meanwhile drop out of the wait: they will get the
 // version when they come back. So do draining nodes: they refuse every
@@ -41,6 +48,7 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 	defer poll.Stop()
 	every := firstPoll
 	var w waited // as of the last answer
+	var refusedAt time.Time
 	for {
 		callCtx, callCancel := c.call(ctx)
 		resp, err := client.ListNodes(callCtx, &sluicev1.ListNodesRequest{})
@@ -54,19 +62,14 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 		if err == nil {
 			w = tally(resp.GetNodes(), group, version)
 			if len(w.refused) > 0 {
-				for _, n := range w.refused {
-					// A node that was behind may have been sent a newer
-					// version (another apply) before this one: name it.
-					which := fmt.Sprintf("version %d", version)
-					if v := n.GetNackedVersion(); v > version {
-						which = fmt.Sprintf("version %d, which replaced version %d before it applied it", v, version)
-					}
-					fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused %s: %s\n", cmd, n.GetId(), which, oneLine(n.GetNackError()))
+				if refusedAt.IsZero() {
+					refusedAt = time.Now()
 				}
-				c.refusedHint(cmd, group, version, w.refused)
-				return exitNacked
-			}
-			if len(w.behind) == 0 {
+				if len(w.behind) == 0 || time.Since(refusedAt) >= refusalSettle {
+					c.printRefused(cmd, group, version, w)
+					return exitNacked
+				}
+			} else if len(w.behind) == 0 {
 				took := time.Duration(-1) // not known
 				if !sent.IsZero() {
 					took = time.Since(sent)
@@ -80,15 +83,46 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 			every = min(2*every, maxPoll)
 			poll.Reset(every)
 		case <-ctx.Done():
-			behind := make([]string, 0, len(w.behind))
-			for _, n := range w.behind {
-				behind = append(behind, fmt.Sprintf("%s (applied %s)", n.GetId(), versionText(n.GetAckedVersion())))
+			if len(w.refused) > 0 {
+				c.printRefused(cmd, group, version, w)
+				return exitNacked
 			}
 			fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes%s have not applied version %d: %s\n",
-				cmd, timeout, len(w.behind), w.connected, inGroup(group), version, strings.Join(behind, ", "))
+				cmd, timeout, len(w.behind), w.connected, inGroup(group), version, behindText(w.behind))
 			return exitWaitTimeout
 		}
 	}
+}
+
+// printRefused names each node that refused version and why, counts the
+// nodes that applied it and names those that had not answered, and says
+// what the refusal leaves behind.
+func (c *cli) printRefused(cmd, group string, version uint64, w waited) {
+	for _, n := range w.refused {
+		// A node that was behind may have been sent a newer version
+		// (another apply) before this one: name it.
+		which := fmt.Sprintf("version %d", version)
+		if v := n.GetNackedVersion(); v > version {
+			which = fmt.Sprintf("version %d, which replaced version %d before it applied it", v, version)
+		}
+		fmt.Fprintf(c.stderr, "sluicectl %s: node %s refused %s: %s\n", cmd, n.GetId(), which, oneLine(n.GetNackError()))
+	}
+	applied := w.connected - len(w.refused) - len(w.behind)
+	fmt.Fprintf(c.stderr, "sluicectl %s: of %s%s, %d refused version %d and %d applied it", cmd, count(w.connected, "node"), inGroup(group), len(w.refused), version, applied)
+	if len(w.behind) > 0 {
+		fmt.Fprintf(c.stderr, "; %d had not answered when it stopped waiting: %s", len(w.behind), behindText(w.behind))
+	}
+	fmt.Fprintln(c.stderr)
+	c.refusedHint(cmd, group, version, w.refused)
+}
+
+// behindText names nodes with the version each applied.
+func behindText(behind []*sluicev1.NodeStatus) string {
+	ids := make([]string, 0, len(behind))
+	for _, n := range behind {
+		ids = append(ids, fmt.Sprintf("%s (applied %s)", n.GetId(), versionText(n.GetAckedVersion())))
+	}
+	return strings.Join(ids, ", ")
 }
 
 // refusedHint says what a refused version leaves behind and how to get out

@@ -217,3 +217,37 @@ func TestAppliedVersionDuringARollout(t *testing.T) {
 		}
 	}
 }
+
+// A refusal does not end the wait while other nodes have not answered:
+// --wait gives them refusalSettle, then names every node that refused,
+// counts those that applied, and names those that had not answered.
+func TestWaitReportsEveryRefusal(t *testing.T) {
+	refusing := func(id string) *sluicev1.NodeStatus {
+		return &sluicev1.NodeStatus{Id: id, Connected: true, Group: "default", AckedVersion: 1, SentVersion: 2,
+			NackedVersion: 2, NackError: "cluster tcpb: tls.ca_file: open missing-ca.pem: no such file or directory"}
+	}
+	start := time.Now()
+	code, _, stderr := applyWaitAmong(t, refusing("n1"), refusing("n3"),
+		&sluicev1.NodeStatus{Id: "n2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2},
+		&sluicev1.NodeStatus{Id: "n4", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 2})
+	for _, want := range []string{
+		"sluicectl apply: node n1 refused version 2: cluster tcpb: tls.ca_file: open missing-ca.pem: no such file or directory\n" +
+			"sluicectl apply: node n3 refused version 2: cluster tcpb: tls.ca_file: open missing-ca.pem: no such file or directory\n" +
+			"sluicectl apply: of 4 nodes, 2 refused version 2 and 1 applied it; 1 had not answered when it stopped waiting: n4 (applied 1)\n",
+		"sluicectl rollback 1",
+	} {
+		if code != exitNacked || !strings.Contains(stderr, want) {
+			t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, with %q", code, stderr, exitNacked, want)
+		}
+	}
+	if took := time.Since(start); took < refusalSettle {
+		t.Errorf("apply --wait returned after %v, before n4 had refusalSettle (%v) to answer", took, refusalSettle)
+	}
+
+	// Every node answered: no wait beyond the answers.
+	code, _, stderr = applyWaitAmong(t, refusing("n1"),
+		&sluicev1.NodeStatus{Id: "n2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2})
+	if want := "sluicectl apply: of 2 nodes, 1 refused version 2 and 1 applied it\n"; code != exitNacked || !strings.Contains(stderr, want) {
+		t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, with %q", code, stderr, exitNacked, want)
+	}
+}
