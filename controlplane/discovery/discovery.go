@@ -454,6 +454,11 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 		return status.Errorf(codes.Aborted, "discovery: node %s: this process was draining when another process of the node, from %s, replaced it", id, by)
 	}
 	s.log.Info("node connected", "node", id, "peer", addr, "running", running, "build", first.GetNode().GetBuildVersion())
+	if other := sess.Contested(); other != "" {
+		// Each process logs it too, but no one reads every node's log.
+		s.log.Warn("two processes run with one node id and take its stream from each other; node ids must be unique (sluice-dp --node-id)",
+			"node", id, "peer", addr, "other_peer", other)
+	}
 
 	// Headers tell the node its subscription was taken, even when it runs
 	// the current version and gets no response: its stream made progress,

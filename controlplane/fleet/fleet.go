@@ -56,8 +56,15 @@ type entry struct {
 	draining       bool   // since the node said so on this connection
 	instance       string // the process on the stream (Node.instance)
 	retired        string // a process replaced while it drained (see retired)
-	group          string // the node group its labels put it in, or ""
-	groupProblem   string // why group is "", for operators
+	// displaced is the last process whose open stream another process of
+	// the node replaced, and when; contestWarned when a session last
+	// reported two processes taking turns (Contested). A process replaced
+	// while it drained is refused (retired) rather than take turns.
+	displaced     string
+	displacedAt   time.Time
+	contestWarned time.Time
+	group         string // the node group its labels put it in, or ""
+	groupProblem  string // why group is "", for operators
 
 	session *Session // the stream that speaks for the node, or nil
 }
@@ -89,7 +96,24 @@ type Session struct {
 	r          *Registry
 	id         string
 	superseded chan struct{}
+	contested  string // see Contested
 }
+
+// contestWindow is how soon a process whose stream another process of
+// the node replaced must take it back for the two to count as running
+// side by side (Contested): each reconnects within seconds of losing it.
+// contestWarnEvery bounds how often a node is reported so.
+const (
+	contestWindow    = time.Minute
+	contestWarnEvery = time.Minute
+)
+
+// Contested returns where the other process connected from when this
+// session took the node's stream back from a process that had taken it
+// from this one within contestWindow: two processes run with one node id
+// and take turns, each told its stream was replaced. At most once per
+// contestWarnEvery for a node; "" otherwise.
+func (s *Session) Contested() string { return s.contested }
 
 // Connect registers a stream of node n, seen from peer, which reports running
 // version running (0: none or unknown). It supersedes the node's previous
@@ -127,6 +151,12 @@ func (r *Registry) connect(n *sluicev1.Node, peer string, running uint64, unless
 	}
 	if e.session != nil {
 		close(e.session.superseded)
+		if inst := n.GetInstance(); e.instance != "" && inst != "" && inst != e.instance {
+			if inst == e.displaced && now.Sub(e.displacedAt) < contestWindow && now.Sub(e.contestWarned) >= contestWarnEvery {
+				s.contested, e.contestWarned = e.peer, now
+			}
+			e.displaced, e.displacedAt = e.instance, now
+		}
 	}
 	if inst := n.GetInstance(); e.session != nil && e.draining && e.instance != "" && inst != e.instance {
 		e.retired = e.instance

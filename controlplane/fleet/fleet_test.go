@@ -389,3 +389,42 @@ func TestForget(t *testing.T) {
 		t.Errorf("Forget later: %v, %d connected; want recent, 1", gone, connected)
 	}
 }
+
+// Two processes run with one node id, neither draining: each takes the
+// stream back from the other within seconds. The session that takes it
+// back names the other's peer, once a minute at most; a process that
+// replaced another only once (a restart, a rolling one whose old process
+// drains) is not reported.
+func TestTwoProcessesContestTheNode(t *testing.T) {
+	r := NewRegistry()
+	clock := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	r.now = func() time.Time { return clock }
+	a := &sluicev1.Node{Id: "n1", Instance: "a"}
+	b := &sluicev1.Node{Id: "n1", Instance: "b"}
+	contested := func(n *sluicev1.Node, peer, want string) {
+		t.Helper()
+		clock = clock.Add(3 * time.Second)
+		if got := r.Connect(n, peer, 1).Contested(); got != want {
+			t.Errorf("process %s from %s: Contested() = %q, want %q", n.GetInstance(), peer, got, want)
+		}
+	}
+	contested(a, "10.0.0.1:1", "")
+	contested(a, "10.0.0.1:2", "") // the same process reconnects
+	contested(b, "10.0.0.2:1", "") // another one replaces it: a restart, maybe
+	contested(a, "10.0.0.1:3", "10.0.0.2:1")
+	contested(b, "10.0.0.2:2", "") // reported a moment ago
+	clock = clock.Add(time.Minute)
+	contested(a, "10.0.0.1:4", "") // b took it from a a minute ago: not taking turns
+	contested(b, "10.0.0.2:3", "10.0.0.1:4")
+
+	// A rolling restart: the old process drains, the new one takes over,
+	// and the old one's later stream is refused; nothing is contested.
+	r = NewRegistry()
+	r.now = func() time.Time { return clock }
+	contested(a, "10.0.0.1:1", "")
+	r.Draining("n1", "a")
+	contested(b, "10.0.0.2:1", "")
+	if s, _ := r.ConnectUnlessRetired(a, "10.0.0.1:2", 1); s != nil {
+		t.Errorf("the drained process took the node back; Contested() = %q", s.Contested())
+	}
+}
