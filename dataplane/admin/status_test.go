@@ -112,7 +112,19 @@ listeners:
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitUntil(t, "the node to count the session on db", func() bool { return n.Connections().Open == 1 })
+	// The session is in the listener's set once accepted, and in its
+	// meter (sluice_listener_connections) once its goroutine runs.
+	waitUntil(t, "the node to count the session on db", func() bool {
+		if n.Connections().Open != 1 {
+			return false
+		}
+		for _, m := range n.ListenerMeters() {
+			if m.Name() == "db" {
+				return m.Counts().Active == 1
+			}
+		}
+		return false
+	})
 	removed := time.Now()
 	apply(t, n, "2", cluster, be, web)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))

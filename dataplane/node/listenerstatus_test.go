@@ -93,7 +93,10 @@ listeners:
 		return c
 	}
 	clients := []net.Conn{dial(), dial()}
-	waitUntil(t, "two sessions on db", func() bool { return n.Connections().Open == 2 })
+	waitUntil(t, "two sessions on db", func() bool {
+		m := meterNamed(n, "db")
+		return n.Connections().Open == 2 && m != nil && m.Counts().Active == 2
+	})
 
 	// ends is when the apply between before and after ends db's drain.
 	ends := func(before, after time.Time) (time.Time, time.Time) { return before.Add(grace), after.Add(grace) }
@@ -152,9 +155,11 @@ listeners:
 	active("db added back", 1)
 	clients = append(clients, dial())
 	want[0].Conns = 2
+	// The session is in the listener's set once accepted, and in its
+	// meter once its goroutine runs: wait for both.
 	waitUntil(t, "db to count the new session beside the draining one", func() bool {
-		got := n.Listeners()
-		return len(got) == 2 && got[0].Conns == 2
+		got, m := n.Listeners(), meterNamed(n, "db")
+		return len(got) == 2 && got[0].Conns == 2 && m != nil && m.Counts().Active == 2
 	})
 	check("a new session on db", want, from, to)
 	active("a new session on db", 2)
