@@ -400,14 +400,7 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 		}
 		return err != nil
 	})
-	waitFor(t, "/readyz to say draining", func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 503
-	})
+	waitDraining(t, admin)
 	waitFor(t, "sluicectl nodes to show the node draining", func() bool {
 		out, _, _ := ctl(t, cpAddr, "nodes")
 		return strings.Contains(out, "draining")
@@ -448,6 +441,20 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 	})
 }
 
+// waitDraining waits until the /readyz of the node whose admin address
+// is admin answers 503, as it does once the node drains.
+func waitDraining(t *testing.T, admin string) {
+	t.Helper()
+	waitFor(t, "/readyz to say draining", func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+}
+
 // TestSecondSIGTERMExitsAtOnce: a second SIGTERM during the drain ends
 // sluice-dp at once, by the signal, as without a handler, and its log says
 // so first: the request still in flight is cut, long before --drain-grace.
@@ -457,14 +464,7 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 	inflight := getInBackground("http://" + lst + "/slow")
 	waitFor(t, "the slow request to reach a", func() bool { return b.held.Load() == 1 })
 	dp.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, "/readyz to say draining", func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 503
-	})
+	waitDraining(t, admin)
 	dp.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-dp.exited:
