@@ -244,6 +244,28 @@ func TestWaitReportsEveryRefusal(t *testing.T) {
 		t.Errorf("apply --wait returned after %v, before n4 had refusalSettle (%v) to answer", took, refusalSettle)
 	}
 
+	// A node that answers after the first refusal, within refusalSettle,
+	// is counted as it answered.
+	f := &fakeCP{}
+	addr := startCP(t, f)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	behind := &sluicev1.NodeStatus{Id: "n2", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 2}
+	f.mu.Lock()
+	f.nodes = []*sluicev1.NodeStatus{refusing("n1"), behind}
+	f.mu.Unlock()
+	answered := time.AfterFunc(300*time.Millisecond, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.nodes = []*sluicev1.NodeStatus{refusing("n1"), {Id: "n2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2}}
+	})
+	defer answered.Stop()
+	code, _, stderr = sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--wait-timeout", "5s")
+	if want := "sluicectl apply: of 2 nodes, 1 refused version 2 and 1 applied it\n"; code != exitNacked || !strings.Contains(stderr, want) {
+		t.Errorf("apply --wait, n2 applying 300ms in: exit %d\nstderr: %s\nwant exit %d, with %q", code, stderr, exitNacked, want)
+	}
+
 	// Every node answered: no wait beyond the answers.
 	code, _, stderr = applyWaitAmong(t, refusing("n1"),
 		&sluicev1.NodeStatus{Id: "n2", Connected: true, Group: "default", AckedVersion: 2, SentVersion: 2})
