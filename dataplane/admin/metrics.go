@@ -39,7 +39,7 @@ type nodeCollector struct {
 	requests, bytesIn, bytesOut, connectErrs, resp5xx   *prometheus.Desc
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
 	healthTransitions, pipes, splices, pipeShortages    *prometheus.Desc
-	maxConns, full, nodeMaxConns, nodeFull              *prometheus.Desc
+	maxConns, nodeMaxConns, nodeFull                    *prometheus.Desc
 	listenersDraining                                   *prometheus.Desc
 }
 
@@ -67,7 +67,6 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		statsDroppedTotal: d("sluice_node_stats_records_dropped_total", "Connection records dropped because the queue to the control plane was full.", nil...),
 		pipes:             d("sluice_node_pipes", "Pipes the node holds to splice large bodies through, in use and pooled (not those of Go's own splice, which close-delimited response bodies use); without CAP_SYS_RESOURCE or CAP_SYS_ADMIN each counts its size, up to 1 MiB, against /proc/sys/fs/pipe-user-pages-soft.", nil...),
 		maxConns:          d("sluice_listener_max_connections", "The listener's max_connections: how many client connections it holds at once (0: no cap).", "listener"),
-		full:              d("sluice_listener_full_total", "Times the listener held max_connections and left new connections waiting in the kernel's accept queue until one closed.", "listener"),
 		nodeMaxConns:      d("sluice_node_max_connections", "The node's --max-connections: how many client connections it holds at once over all listeners (0: no cap).", nil...),
 		nodeFull:          d("sluice_node_full_total", "Times the node held --max-connections and left new connections waiting in the kernel's accept queue until one closed.", nil...),
 		listenersDraining: d("sluice_node_listeners_draining", "Listeners the running snapshot removed whose client connections still drain, until sluice-dp --drain-grace after the apply.", nil...),
@@ -79,7 +78,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
 		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
-		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.full, c.nodeMaxConns, c.nodeFull, c.listenersDraining} {
+		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.nodeMaxConns, c.nodeFull, c.listenersDraining} {
 		ch <- d
 	}
 }
@@ -104,26 +103,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.nodeMaxConns, float64(conns.Max))
 	counter(c.nodeFull, conns.Full)
 	var removed int
-	listeners := c.n.Listeners()
-	named := make(map[string]bool, len(listeners))
-	for _, s := range listeners {
+	for _, s := range c.n.Listeners() {
 		if s.Draining {
+			// No max_connections: it accepts nothing. Its full count is
+			// in its meter, which trafficCollector exports by name.
 			removed++
 			continue
 		}
-		named[s.Name] = true
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
-		counter(c.full, s.Full, s.Name)
-	}
-	for _, s := range listeners {
-		// A removed listener has no max_connections: it accepts nothing.
-		// Its full count is its name's, the one a running listener of
-		// that name at another address, or another removed one of it,
-		// reports too: one series per name.
-		if s.Draining && !named[s.Name] {
-			named[s.Name] = true
-			counter(c.full, s.Full, s.Name)
-		}
 	}
 	gauge(c.listenersDraining, float64(removed))
 	for _, s := range c.n.Endpoints() {

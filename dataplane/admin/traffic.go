@@ -14,6 +14,7 @@ type trafficCollector struct {
 	n *node.Node
 
 	lConns, lConnsTotal, lRequests, lBytesIn, lBytesOut *prometheus.Desc
+	lFull                                               *prometheus.Desc
 	lLatency                                            latencyDescs
 
 	cRequests, cBytesIn, cBytesOut, cConnectErrs, cRetries *prometheus.Desc
@@ -48,6 +49,7 @@ func newTrafficCollector(n *node.Node) *trafficCollector {
 		lRequests:   d("sluice_listener_requests_total", "HTTP requests by the class of the status the client got; other: no response.", "listener", "class"),
 		lBytesIn:    d("sluice_listener_received_bytes_total", "Bytes received from clients, per request or session as it ended.", "listener"),
 		lBytesOut:   d("sluice_listener_sent_bytes_total", "Bytes sent to clients, per request or session as it ended.", "listener"),
+		lFull:       d("sluice_listener_full_total", "Times the listener held max_connections and left new connections waiting in the kernel's accept queue until one closed.", "listener"),
 		lLatency:    newLatencyDescs("sluice_listener", "listener"),
 
 		cRequests:    d("sluice_cluster_requests_total", "HTTP requests and TCP sessions routed to the cluster, by the class of the status the client got; other: no response (and every TCP session).", "cluster", "class"),
@@ -64,7 +66,7 @@ func newTrafficCollector(n *node.Node) *trafficCollector {
 }
 
 func (c *trafficCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lConns, c.lConnsTotal, c.lRequests, c.lBytesIn, c.lBytesOut,
+	for _, d := range []*prometheus.Desc{c.lConns, c.lConnsTotal, c.lRequests, c.lBytesIn, c.lBytesOut, c.lFull,
 		c.lLatency.connect, c.lLatency.firstByte, c.lLatency.total,
 		c.cRequests, c.cBytesIn, c.cBytesOut, c.cConnectErrs, c.cRetries, c.cHealth, c.cQueue,
 		c.cLatency.connect, c.cLatency.firstByte, c.cLatency.total, c.logDropped} {
@@ -86,6 +88,7 @@ func (c *trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.lBytesIn, k.BytesIn, name)
 		counter(c.lBytesOut, k.BytesOut, name)
+		counter(c.lFull, l.FullCount().Load(), name)
 		c.lLatency.collect(ch, &l.Latency, name)
 	}
 	for _, cl := range c.n.ClusterMeters() {
