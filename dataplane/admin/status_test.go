@@ -88,6 +88,16 @@ func TestStatusJSON(t *testing.T) {
 	}
 }
 
+// publicOnly is a snapshot of cluster web, endpoint a at the first %s, and
+// the HTTP listener public at the second; the removal tests add db to it.
+const publicOnly = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`
+
 // TestRemovedListenerShows: a listener the running snapshot removed whose
 // session still drains shows as draining, with its connection and when
 // the rest close, on /status, on the status page and in /metrics, where
@@ -96,14 +106,7 @@ func TestStatusJSON(t *testing.T) {
 func TestRemovedListenerShows(t *testing.T) {
 	web, db := loopback.FreeAddr(t), loopback.FreeAddr(t)
 	be := serveHTTP(t, "a")
-	const cluster = `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
-`
-	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+	const withDB = publicOnly + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
 `
 	const grace = time.Minute
 	n := runNodeWith(t, node.Options{ListenerGrace: grace}, "1", withDB, be, web, db)
@@ -126,7 +129,7 @@ listeners:
 		return false
 	})
 	removed := time.Now()
-	apply(t, n, "2", cluster, be, web)
+	apply(t, n, "2", publicOnly, be, web)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
 
 	_, body := fetch(t, base+"/status", "", "")
@@ -199,14 +202,7 @@ listeners:
 func TestRemovedListenerKeepsFullCount(t *testing.T) {
 	web, db, db2 := loopback.FreeAddr(t), loopback.FreeAddr(t), loopback.FreeAddr(t)
 	be := serveHTTP(t, "a")
-	const cluster = `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
-`
-	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web, max_connections: 1 }
+	const withDB = publicOnly + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web, max_connections: 1 }
 `
 	n := runNodeWith(t, node.Options{ListenerGrace: time.Minute}, "1", withDB, be, web, db)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
@@ -243,7 +239,7 @@ listeners:
 	fill(db, 1)
 	check("full once", 1, 1)
 
-	apply(t, n, "2", cluster, be, web) // the served session drains
+	apply(t, n, "2", publicOnly, be, web) // the served session drains
 	check("removed", 1, -1)
 
 	apply(t, n, "3", withDB, be, web, db2)
