@@ -57,6 +57,21 @@ listeners:
 	}
 }
 
+// publicOnly is a snapshot of cluster web, endpoint a at the first %s, and
+// the HTTP listener public at the second; publicAndDB adds the TCP
+// listener db at a third.
+const (
+	publicOnly = `
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: "%s" }]
+listeners:
+  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
+`
+	publicAndDB = publicOnly + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
+`
+)
+
 // TestRemovedListenerStatus: a listener the snapshot removes stays in
 // Listeners, marked draining with the time its grace ends, while its
 // sessions run on, and its meter stays among ListenerMeters, so that the
@@ -71,28 +86,10 @@ func TestRemovedListenerStatus(t *testing.T) {
 	t.Cleanup(n.Close)
 	be := backend(t, "a")
 	web, db := freeAddr(t), freeAddr(t)
-	const cluster = `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
-`
-	const withDB = cluster + `  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
-`
-	if err := n.Apply("1", parse(t, withDB, be, web, db)); err != nil {
+	if err := n.Apply("1", parse(t, publicAndDB, be, web, db)); err != nil {
 		t.Fatal(err)
 	}
-	dial := func() net.Conn {
-		t.Helper()
-		c, err := net.Dial("tcp", db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	clients := []net.Conn{dial(), dial()}
+	clients := []net.Conn{dialListener(t, db, false), dialListener(t, db, false)}
 	waitUntil(t, "two sessions on db", func() bool {
 		m := meterNamed(n, "db")
 		return n.Connections().Open == 2 && m != nil && m.Counts().Active == 2
@@ -126,7 +123,7 @@ listeners:
 	}
 
 	before := time.Now()
-	if err := n.Apply("2", parse(t, cluster, be, web)); err != nil {
+	if err := n.Apply("2", parse(t, publicOnly, be, web)); err != nil {
 		t.Fatal(err)
 	}
 	from, to := ends(before, time.Now())
@@ -147,13 +144,13 @@ listeners:
 
 	// Added back on its address: one listener, counting its draining
 	// session with its own, on the same meter.
-	if err := n.Apply("3", parse(t, withDB, be, web, db)); err != nil {
+	if err := n.Apply("3", parse(t, publicAndDB, be, web, db)); err != nil {
 		t.Fatal(err)
 	}
 	want[0].Draining = false
 	check("db added back", want, from, to)
 	active("db added back", 1)
-	clients = append(clients, dial())
+	clients = append(clients, dialListener(t, db, false))
 	want[0].Conns = 2
 	// The session is in the listener's set once accepted, and in its
 	// meter once its goroutine runs: wait for both.
@@ -167,7 +164,7 @@ listeners:
 	// Removed again: one entry for the address, whose grace ends when the
 	// later of its two drains does.
 	before = time.Now()
-	if err := n.Apply("4", parse(t, cluster, be, web)); err != nil {
+	if err := n.Apply("4", parse(t, publicOnly, be, web)); err != nil {
 		t.Fatal(err)
 	}
 	from, to = ends(before, time.Now())
@@ -198,27 +195,14 @@ func TestNodeDrainStatus(t *testing.T) {
 	t.Cleanup(n.Close)
 	be := backend(t, "a")
 	web, db, cache := freeAddr(t), freeAddr(t), freeAddr(t)
-	const tmpl = `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - { name: public, address: "%s", protocol: HTTP, default_cluster: web }
-  - { name: db, address: "%s", protocol: TCP, default_cluster: web }
-`
-	if err := n.Apply("1", parse(t, tmpl+`  - { name: cache, address: "%s", protocol: TCP, default_cluster: web }
+	if err := n.Apply("1", parse(t, publicAndDB+`  - { name: cache, address: "%s", protocol: TCP, default_cluster: web }
 `, be, web, db, cache)); err != nil {
 		t.Fatal(err)
 	}
-	for _, addr := range []string{db, cache} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-	}
+	dialListener(t, db, false)
+	dialListener(t, cache, false)
 	waitUntil(t, "a session on db and on cache", func() bool { return n.Connections().Open == 2 })
-	if err := n.Apply("2", parse(t, tmpl, be, web, db)); err != nil { // cache drains for an hour
+	if err := n.Apply("2", parse(t, publicAndDB, be, web, db)); err != nil { // cache drains for an hour
 		t.Fatal(err)
 	}
 
