@@ -515,12 +515,8 @@ listeners:
 		var st struct {
 			ControlPlane *controlPlane `json:"control_plane"`
 		}
-		body, err := get(http.DefaultClient, "http://"+admin+"/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal([]byte(body), &st); err != nil || st.ControlPlane == nil {
-			t.Fatalf("/status without control_plane (%v):\n%s", err, body)
+		if adminStatus(t, admin, &st); st.ControlPlane == nil {
+			t.Fatal("/status without control_plane")
 		}
 		return *st.ControlPlane
 	}
@@ -532,9 +528,7 @@ listeners:
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	if _, _, code := ctl(t, cpAddr, "apply", "-f", writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(snap, a.addr, taken.Addr()))); code != 0 {
-		t.Fatalf("apply of version 2: exit %d", code)
-	}
+	ctlApply(t, cpAddr, fmt.Sprintf(snap, a.addr, taken.Addr()))
 	var s controlPlane
 	waitFor(t, "/status to show version 2 refused", func() bool { s = status(); return s.Refused != nil })
 	if s.Refused.Version != "2" || !strings.Contains(s.Refused.Error, "address already in use") || !s.Connected {
@@ -601,14 +595,21 @@ func adminListeners(t *testing.T, admin string) []listenerStatus {
 	var st struct {
 		Listeners []listenerStatus `json:"listeners"`
 	}
+	adminStatus(t, admin, &st)
+	return st.Listeners
+}
+
+// adminStatus decodes into v the /status of the node whose admin address
+// is admin.
+func adminStatus(t *testing.T, admin string, v any) {
+	t.Helper()
 	body, err := get(http.DefaultClient, "http://"+admin+"/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
+	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("/status: %v\n%s", err, body)
 	}
-	return st.Listeners
 }
 
 // waitListenerClosed waits until sluicectl conns lists a connection of
