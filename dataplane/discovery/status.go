@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/internal/reconnect"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Status is the node's subscription to its control plane, as the node's
@@ -77,10 +75,8 @@ func describe(err error) string {
 	if err == nil {
 		return "the stream ended"
 	}
-	if status.Code(err) == codes.Unavailable {
-		if cause, ok := reconnect.DialCause(status.Convert(err).Message()); ok {
-			return cause
-		}
+	if cause, ok := reconnect.DialFailure(err); ok {
+		return cause
 	}
 	return err.Error()
 }

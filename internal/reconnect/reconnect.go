@@ -83,7 +83,7 @@ func loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 		if status.Code(err) == codes.Aborted {
 			progressed = false
 			level, msg = slog.LevelError, what+" stream replaced by another process with this node id; node ids must be unique; reconnecting"
-		} else if cause, ok := dialFailure(err); ok && !progressed {
+		} else if cause, ok := DialFailure(err); ok && !progressed {
 			// No stream began: the connection under it was not made.
 			msg, shown = "cannot reach the control plane; retrying the "+what+" stream", cause
 		}
@@ -106,9 +106,9 @@ func loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what st
 	}
 }
 
-// dialFailure returns the dial error in err when the stream failed because
+// DialFailure returns the dial error in err when the stream failed because
 // no connection could be made (DialCause).
-func dialFailure(err error) (cause string, ok bool) {
+func DialFailure(err error) (cause string, ok bool) {
 	if status.Code(err) != codes.Unavailable {
 		return "", false
 	}
