@@ -184,7 +184,7 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D]]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged.
@@ -261,7 +261,7 @@ other way round, which nodes would run the same.`+ifVersionAbout)
 			fmt.Fprintf(c.stdout, "follow it with: sluicectl rollout status%s\n", groupArg(resp.GetGroup()))
 			return 0
 		}
-		return c.waitRollout(ctx, client, resp, *w.waitTimeout)
+		return c.waitRollout(ctx, client, resp, w.until())
 	}
 	return c.finish(ctx, client, "apply", w, resp, sent)
 }
@@ -280,7 +280,11 @@ has applied the version (or a newer one): exit 0. Draining nodes
 If a node refuses it (NACK), it waits up to 2s more for the nodes that
 have not answered, then prints each node that refused and its reason, how
 many applied it and which had not answered, and exits 2; if
---wait-timeout passes first, it prints the nodes still behind and exits 3.`
+--wait-timeout passes first, it prints the nodes still behind and exits 3.
+With no node of the group connected it exits 0 at once, each node getting
+the version when it connects; --min-nodes N waits as well until at least N
+nodes of the group have applied it, and exits 3 if fewer did by the
+timeout.`
 
 // writeFlags are the flags of every command that stores a version.
 type writeFlags struct {
@@ -290,6 +294,7 @@ type writeFlags struct {
 	ifVersion   *optionalVersion
 	wait        *bool
 	waitTimeout *time.Duration
+	minNodes    *uint
 }
 
 // addWriteFlags adds --dry-run, --comment and --if-version to fs;
@@ -306,6 +311,7 @@ func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
 	fs.Var(w.ifVersion, "if-version", "store only if the current version is still `V`")
 	w.wait = fs.Bool("wait", false, "then wait until every connected node of the group applies the version (exit 0), one refuses it (exit 2) or --wait-timeout passes (exit 3)")
 	w.waitTimeout = fs.Duration("wait-timeout", time.Minute, "how long --wait waits, as a `DURATION`")
+	w.minNodes = fs.Uint("min-nodes", 0, "with --wait, wait as well until at least `N` nodes of the group applied the version")
 	return w
 }
 
@@ -320,6 +326,8 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 	case !*w.wait && cliflag.Given(fs, "wait-timeout"):
 		// Without --wait nothing waits: the timeout would be ignored.
 		return c.usageError(fs, "--wait-timeout is for --wait: give --wait too")
+	case !*w.wait && cliflag.Given(fs, "min-nodes"):
+		return c.usageError(fs, "--min-nodes is for --wait: give --wait too")
 	}
 	return -1
 }
@@ -339,7 +347,7 @@ func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, c
 		fmt.Fprintf(c.stderr, "sluicectl: group %s has no snapshot yet; nothing to wait for\n", group)
 		return 0
 	}
-	return c.waitApplied(ctx, client, cmd, group, version, sent, *w.waitTimeout)
+	return c.waitApplied(ctx, client, cmd, group, version, sent, w.until())
 }
 
 // defaultGroup is the group a command means without --group.
@@ -480,7 +488,7 @@ the file to keep it.
 Prints "applied version N" and the change, or "unchanged (version N)".` + ifVersionAbout
 
 func cmdSetWeight(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", `
+	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Set an endpoint's weight, 0 to 256: its share of new work relative to the
 other endpoints of its cluster; 0 takes it out of rotation.
 `+endpointAbout)
@@ -508,7 +516,7 @@ other endpoints of its cluster; 0 takes it out of rotation.
 // stateCommand returns the command that sets an endpoint's state.
 func stateCommand(name string, state sluicev1.AdminState, about string) func(context.Context, *cli, sluicev1.ConfigServiceClient, []string) int {
 	return func(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", about+"\n"+endpointAbout)
+		fs := c.flags(name, name+" CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]", about+"\n"+endpointAbout)
 		w := addWriteFlags(fs, "the command")
 		pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 		if st >= 0 {
@@ -591,7 +599,7 @@ func (c *cli) updateEndpoint(ctx context.Context, client sluicev1.ConfigServiceC
 }
 
 func cmdRollback(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("rollback", "rollback N [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]", `
+	fs := c.flags("rollback", "rollback N [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Make stored version N current again: the control plane stores N's snapshot
 as a new version, which reaches the nodes like any other. History is never
 rewritten: the rollback shows in it as a version of its own (the comment

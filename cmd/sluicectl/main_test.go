@@ -989,7 +989,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `-o must be table or json, not "yaml"`},
 		{args: []string{"shutdown-sessions"}, wantCode: 2, wantStderr: "missing CLUSTER/ENDPOINT"},
 		{args: []string{"shutdown-sessions", "web"}, wantCode: 2, wantStderr: `want CLUSTER/ENDPOINT, not "web"`},
-		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D]]\n"},
+		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]\n"},
 		{args: []string{"set-weight", "--help"}, wantCode: 0, wantStdout: "-comment TEXT"},
 		{args: []string{"nodes", "extra"}, wantCode: 2, wantStderr: `unexpected argument "extra"`},
 		// Without --canary these would be dropped, and the version go to every node.
@@ -1013,6 +1013,8 @@ func TestUsage(t *testing.T) {
 			wantStderr: "sluicectl apply: --wait-timeout is for --wait: give --wait too\n"},
 		{args: []string{"enable", "web/a", "--wait-timeout", "5s"}, wantCode: 2,
 			wantStderr: "sluicectl enable: --wait-timeout is for --wait: give --wait too\n"},
+		{args: []string{"rollback", "3", "--min-nodes", "2"}, wantCode: 2,
+			wantStderr: "sluicectl rollback: --min-nodes is for --wait: give --wait too\n"},
 		{args: []string{"apply", "snap.yaml"}, wantCode: 2, wantStderr: `sluicectl apply: unexpected argument "snap.yaml": the snapshot goes after -f (-f snap.yaml)`},
 		{args: []string{"diff", "-f", "a.yaml", "b.yaml"}, wantCode: 2, wantStderr: "sluicectl diff: unexpected argument \"b.yaml\"\n"},
 		{args: []string{"history", "--bogus"}, wantCode: 2, notStderr: "Flags:",

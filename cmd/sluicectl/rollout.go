@@ -139,14 +139,14 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 }
 
 // waitRollout follows the rollout resp started until it is promoted and
-// the group's nodes run it (exit 0), it halts (exit 2, with the reason), or
-// timeout passes (exit 3).
+// the group's nodes run it (exit 0; as waitApplied, f.minNodes of them at
+// least), it halts (exit 2, with the reason), or f.timeout passes (exit 3).
 //
 // An endpoint edit during the rollout gives the rollout a new version, newer
 // than the group's, so the rollout is followed by its start time, and its
 // end is a promotion when the group's version passed the rollout's last one.
-func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClient, resp *sluicev1.ApplyResponse, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
+func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClient, resp *sluicev1.ApplyResponse, f waitFor) int {
+	deadline := time.Now().Add(f.timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	group, started := resp.GetGroup(), resp.GetVersion()
@@ -187,7 +187,7 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 					fmt.Fprintf(c.stdout, "the canaries passed: version %d goes to every node\n", g.GetVersion())
 					// When the control plane sent it is not known here:
 					// "in under 1ms" would time this poll, not the nodes.
-					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Time{}, time.Until(deadline))
+					return c.waitApplied(ctx, client, "apply", group, g.GetVersion(), time.Time{}, waitFor{time.Until(deadline), f.minNodes})
 				}
 			}
 			fmt.Fprintf(c.stderr, "sluicectl apply: the rollout of version %d ended without reaching the group (aborted?)\n", started)
@@ -201,7 +201,7 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 		select {
 		case <-time.After(maxPoll): // a rollout's phases take seconds
 		case <-ctx.Done():
-			fmt.Fprintf(c.stderr, "sluicectl apply: gave up after %v: the rollout of version %d is still at: %s\n", timeout, started, last)
+			fmt.Fprintf(c.stderr, "sluicectl apply: gave up after %v: the rollout of version %d is still at: %s\n", f.timeout, started, last)
 			return exitWaitTimeout
 		}
 	}

@@ -32,16 +32,28 @@ const (
 // refused, not those that had when it first looked.
 const refusalSettle = 2 * time.Second
 
+// waitFor is what --wait waits for: how long at most, and how many nodes
+// of the group at least must have applied the version (--min-nodes).
+type waitFor struct {
+	timeout  time.Duration
+	minNodes int
+}
+
+func (w writeFlags) until() waitFor {
+	return waitFor{timeout: *w.waitTimeout, minNodes: int(min(*w.minNodes, 1<<31-1))}
+}
+
 // waitApplied polls the nodes until every connected one of group has
-// applied version (or a newer one), one has refused it and the others
-// answered (or refusalSettle passed), or timeout passes, and returns the
-// exit status. The time it prints is since sent, when the
-// write that made version was sent; none when sent is zero (not known).
+// applied version (or a newer one) and they are f.minNodes or more, one
+// has refused it and the others answered (or refusalSettle passed), or
+// f.timeout passes, and returns the exit status. The time it prints is
+// since sent, when the write that made version was sent; none when sent is
+// zero (not known).
 // Nodes that disconnect meanwhile drop out of the wait: they will get the
 // version when they come back. So do draining nodes: they refuse every
 // version while they shut down.
-func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
+func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, f waitFor) int {
+	deadline := time.Now().Add(f.timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	poll := time.NewTimer(firstPoll)
@@ -49,6 +61,7 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 	every := firstPoll
 	var w waited // as of the last answer
 	var refusedAt time.Time
+	short := -1 // how many applied when it last said they were too few
 	for {
 		callCtx, callCancel := c.call(ctx)
 		resp, err := client.ListNodes(callCtx, &sluicev1.ListNodesRequest{})
@@ -69,6 +82,12 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 					c.printRefused(cmd, group, version, w)
 					return exitNacked
 				}
+			} else if len(w.behind) == 0 && w.connected < f.minNodes {
+				if w.connected != short {
+					short = w.connected
+					fmt.Fprintf(c.stderr, "sluicectl %s: %s%s applied version %d; --min-nodes asks for %d: waiting for more to connect\n",
+						cmd, count(w.connected, "node"), inGroup(group), version, f.minNodes)
+				}
 			} else if len(w.behind) == 0 {
 				took := time.Duration(-1) // not known
 				if !sent.IsZero() {
@@ -87,8 +106,13 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				c.printRefused(cmd, group, version, w)
 				return exitNacked
 			}
-			fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes%s have not applied version %d: %s\n",
-				cmd, timeout, len(w.behind), w.connected, inGroup(group), version, behindText(w.behind))
+			if len(w.behind) > 0 {
+				fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes%s have not applied version %d: %s\n",
+					cmd, f.timeout, len(w.behind), w.connected, inGroup(group), version, behindText(w.behind))
+			} else {
+				fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %s%s applied version %d, fewer than the %d --min-nodes asks for\n",
+					cmd, f.timeout, count(w.connected, "node"), inGroup(group), version, f.minNodes)
+			}
 			return exitWaitTimeout
 		}
 	}

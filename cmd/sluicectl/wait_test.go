@@ -273,3 +273,41 @@ func TestWaitReportsEveryRefusal(t *testing.T) {
 		t.Errorf("apply --wait: exit %d\nstderr: %s\nwant exit %d, with %q", code, stderr, exitNacked, want)
 	}
 }
+
+// --min-nodes: a CI job that must not pass with too few nodes running the
+// version waits for them to connect and apply it, and fails (exit 3) when
+// they do not by --wait-timeout.
+func TestWaitForMinNodes(t *testing.T) {
+	addr := startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	n1 := ackingNode(t, addr, "n1")
+	sent(t, n1, "1")
+
+	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--min-nodes", "2", "--wait-timeout", "1s")
+	want := "sluicectl apply: 1 node applied version 2; --min-nodes asks for 2: waiting for more to connect\n" +
+		"sluicectl apply: gave up after 1s: 1 node applied version 2, fewer than the 2 --min-nodes asks for\n"
+	if code != exitWaitTimeout || stderr != want {
+		t.Errorf("apply --wait --min-nodes 2 with one node: exit %d\nstdout: %s\nstderr: %s\nwant exit %d, stderr:\n%s", code, stdout, stderr, exitWaitTimeout, want)
+	}
+	sent(t, n1, "2")
+
+	// A second node connecting during the wait ends it.
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := sluicectl(t, addr, "set-weight", "web/web1", "5", "--wait", "--min-nodes", "2", "--wait-timeout", "20s")
+		done <- result{code, stdout, stderr}
+	}()
+	sent(t, n1, "3")
+	n2 := ackingNode(t, addr, "n2")
+	sent(t, n2, "3")
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.stdout, "2 nodes applied version 3 in ") {
+		t.Errorf("set-weight --wait --min-nodes 2, n2 connecting during it: exit %d\nstdout: %s\nstderr: %s\nwant exit 0, 2 nodes applied version 3", r.code, r.stdout, r.stderr)
+	}
+}
