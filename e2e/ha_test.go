@@ -650,7 +650,7 @@ func TestHAEtcdDown(t *testing.T) {
 	// A read of the fleet answers with this replica's nodes, and says
 	// that it could not read the others'.
 	out, errOut, code = ctl(t, r.addr, "nodes")
-	want = "sluicectl nodes: the nodes of other control-plane replicas could not be read (etcd (" + etcd.Endpoint + ") did not answer within 2s); only this replica's are listed\n"
+	want = "sluicectl nodes: the nodes of other control-plane replicas could not be read (etcd (" + etcd.Endpoint + ") did not answer within 2s); only those of " + r.addr + ", the replica that answered, are listed\n"
 	if code != 1 || errOut != want || !strings.HasPrefix(out, "ID ") {
 		t.Errorf("nodes with etcd down: exit %d, stdout %q, stderr %q; want exit 1, the table, and %q", code, out, errOut, want)
 	}

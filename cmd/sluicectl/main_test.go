@@ -1161,7 +1161,7 @@ func TestReadsSayWhatTheyLack(t *testing.T) {
 		records: []*sluicev1.ConnRecord{{NodeId: "dp-1", Listener: "public", ClientAddress: "10.1.1.1:50000", CloseReason: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED}},
 	}
 	addr := startCP(t, cp)
-	cp.partial = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"
+	cp.partial = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only those of 127.0.0.1:7070, the replica that answered, are listed"
 	for _, args := range [][]string{{"nodes"}, {"nodes", "-o", "json"}, {"conns"}, {"conns", "-o", "json"}, {"stats"}, {"stats", "-o", "json"}} {
 		code, stdout, stderr := sluicectl(t, addr, args...)
 		want := "sluicectl " + args[0] + ": " + cp.partial + "\n"

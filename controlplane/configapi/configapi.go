@@ -1155,7 +1155,13 @@ func (s *Server) fleet() (nodes []*sluicev1.NodeStatus, incomplete string) {
 	}
 	nodes, err := fl.FleetNodes()
 	if err != nil {
-		incomplete = fmt.Sprintf("the nodes of other control-plane replicas could not be read (%v); only this replica's are listed", err)
+		// With sluicectl's --cp naming several replicas, the one that
+		// answered is not otherwise known: name it.
+		this := "this replica's"
+		if s.replica != "" {
+			this = "those of " + s.replica + ", the replica that answered,"
+		}
+		incomplete = fmt.Sprintf("the nodes of other control-plane replicas could not be read (%v); only %s are listed", err, this)
 	}
 	return nodes, incomplete
 }

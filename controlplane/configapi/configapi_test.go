@@ -886,7 +886,7 @@ func TestReadsSayWhatTheyLack(t *testing.T) {
 	}
 
 	down := New(openStore(t, store.BoltOptions{}), fleetDown{fleet[:1]}, stats.NewRing(10), nil).WithFleet(stats.NewViews(), nil).WithReplica("a")
-	const want = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"
+	const want = "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only those of a, the replica that answered, are listed"
 	nodes, err := down.ListNodes(ctx, &sluicev1.ListNodesRequest{})
 	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetIncomplete() != want {
 		t.Errorf("ListNodes with etcd down = %v, %v; want here, incomplete %q", nodes, err, want)

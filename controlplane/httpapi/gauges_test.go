@@ -131,7 +131,7 @@ func TestFleetSaysWhenIncomplete(t *testing.T) {
 		want  string
 	}{
 		{onReplicas{f.fleet, map[string]string{"here": "a"}}, ""},
-		{unreadable{onReplicas{f.fleet, map[string]string{"here": "a"}}}, "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only this replica's are listed"},
+		{unreadable{onReplicas{f.fleet, map[string]string{"here": "a"}}}, "the nodes of other control-plane replicas could not be read (etcdserver: request timed out); only those of a, the replica that answered, are listed"},
 	} {
 		config := configapi.New(f.store, tc.nodes, f.ring, nil).WithFleet(f.views, nil).WithReplica("a")
 		f.api = New(config, f.hist).Handler()
