@@ -100,3 +100,27 @@ func BenchmarkSourceBlacklist(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRateLimit is one rule with a rate_limit, looked at for a client
+// it tracks already, and for 100,000 clients in turn.
+func BenchmarkRateLimit(b *testing.B) {
+	req := request(b, benchHead)
+	s := compile(b, "HTTP", `{rate_limit: {requests: 1000000000, period: 1m}, deny: {}}`)
+	b.Run("one client", func(b *testing.B) {
+		src := netip.MustParseAddrPort("203.0.113.9:40000")
+		b.ReportAllocs()
+		for b.Loop() {
+			in := Input{Source: src, Request: req}
+			s.Eval(&in)
+		}
+	})
+	b.Run("many clients", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i = (i + 1) % 100000
+			in := Input{Source: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 40000), Request: req}
+			s.Eval(&in)
+		}
+	})
+}

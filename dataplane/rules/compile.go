@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -87,6 +88,9 @@ func (c *compiler) rule(spec *sluicev1.Rule, p string) rule {
 		r.action = Respond
 		r.answer = c.respond(a.Respond, p+".respond")
 	}
+	if rl := spec.GetRateLimit(); rl != nil {
+		r.limit = c.rateLimit(rl, p+".rate_limit")
+	}
 	if spec.RequestHeaders != nil || spec.ResponseHeaders != nil {
 		switch {
 		case !c.http:
@@ -99,6 +103,20 @@ func (c *compiler) rule(spec *sluicev1.Rule, p string) rule {
 		}
 	}
 	return r
+}
+
+func (c *compiler) rateLimit(rl *sluicev1.RateLimit, p string) *rateLimit {
+	period := rl.GetPeriod().AsDuration()
+	if rl.GetRequests() < 1 {
+		c.fail(p+".requests", "must be 1 or more")
+	}
+	if period < time.Second || period > 24*time.Hour {
+		c.fail(p+".period", "%v is not 1s to 24h", period)
+	}
+	if rl.GetMaxClients() > MaxMaxClients {
+		c.fail(p+".max_clients", "%d is over %d", rl.GetMaxClients(), MaxMaxClients)
+	}
+	return &rateLimit{requests: uint64(rl.GetRequests()), table: newRateTable(period, int(rl.GetMaxClients()))}
 }
 
 func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {

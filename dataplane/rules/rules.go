@@ -20,6 +20,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 )
@@ -103,6 +104,7 @@ type rule struct {
 	answer    *httpproxy.Answer
 	reqEdits  *httpproxy.HeaderEdits
 	respEdits *httpproxy.HeaderEdits
+	limit     *rateLimit // nil: no rate_limit
 }
 
 // Routes lists the clusters the rules route to, each once, in the order of
@@ -127,18 +129,55 @@ func (s *Set) Len() int {
 	return len(s.rules)
 }
 
+// Carry hands the rate counts of prev's rules to s's, so that a new
+// snapshot does not start every client's count again: a rule with a
+// rate_limit takes the counts of prev's rule of the same name, or, when
+// neither is named, at the same index, if that one counted over the same
+// period with the same max_clients. Call it before s is used.
+func (s *Set) Carry(prev *Set) {
+	if s == nil || prev == nil {
+		return
+	}
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.limit == nil {
+			continue
+		}
+		var old *rule
+		if r.name != "" {
+			if j := slices.IndexFunc(prev.rules, func(o rule) bool { return o.name == r.name }); j >= 0 {
+				old = &prev.rules[j]
+			}
+		} else if i < len(prev.rules) && prev.rules[i].name == "" {
+			old = &prev.rules[i]
+		}
+		if old == nil || old.limit == nil {
+			continue
+		}
+		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max {
+			r.limit.table = t
+		}
+	}
+}
+
 // Name is the name of rule i ("" when it has none).
 func (s *Set) Name(i int) string { return s.rules[i].name }
 
 // Eval runs the rules for in and returns the verdict of the first that
 // decides. The header edits of every rule that holds, up to and including
-// the deciding one, are handed to in.Request in rule order. Eval does not
-// allocate, and does not keep in.
+// the deciding one, are handed to in.Request in rule order. A rule with a
+// rate_limit counts the work its match holds for, by client address, and
+// holds only for a client over the rate. Eval does not keep in, and does
+// not allocate but for a rate_limit's table, which grows now and then as
+// new clients come.
 func (s *Set) Eval(in *Input) Verdict {
 	if s != nil {
 		for i := range s.rules {
 			r := &s.rules[i]
 			if r.match != nil && !r.match.eval(in) {
+				continue
+			}
+			if r.limit != nil && !r.limit.over(in.Source.Addr()) {
 				continue
 			}
 			if in.Request != nil {

@@ -2170,8 +2170,12 @@ type Rule struct {
 	// client (HTTP only; with route, allow or no action). The proxy's own
 	// answers are not edited.
 	ResponseHeaders *HeaderEdits `protobuf:"bytes,9,opt,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// RateLimit makes the rule hold only for clients over a rate: HAProxy's
+	// stick table of http_req_rate (or conn_rate) tracked by src, with
+	// "deny if { sc_http_req_rate(0) gt N }". Unset: no rate.
+	RateLimit     *RateLimit `protobuf:"bytes,10,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rule) Reset() {
@@ -2284,6 +2288,13 @@ func (x *Rule) GetResponseHeaders() *HeaderEdits {
 	return nil
 }
 
+func (x *Rule) GetRateLimit() *RateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
 type isRule_Action interface {
 	isRule_Action()
 }
@@ -2327,6 +2338,76 @@ func (*Rule_Allow) isRule_Action() {}
 func (*Rule_Redirect) isRule_Action() {}
 
 func (*Rule_Respond) isRule_Action() {}
+
+// RateLimit is a rate a client (by its address) may reach before a rule
+// holds for it. Counted are the requests (HTTP) or connections (TCP) for
+// which the rest of the rule holds, each node on its own, over a sliding
+// period.
+type RateLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Requests is how many requests (connections on a TCP listener) a client
+	// may send within a period; the rule holds from the one after.
+	Requests uint32 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Period is the sliding window the requests are counted over.
+	Period *durationpb.Duration `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// MaxClients is how many client addresses the rule tracks at once, 100000
+	// when unset. When that many are tracked, one that has sent nothing for
+	// two periods makes room, or else one tracked at random.
+	MaxClients    uint32 `protobuf:"varint,3,opt,name=max_clients,json=maxClients,proto3" json:"max_clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RateLimit) GetRequests() uint32 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *RateLimit) GetPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.Period
+	}
+	return nil
+}
+
+func (x *RateLimit) GetMaxClients() uint32 {
+	if x != nil {
+		return x.MaxClients
+	}
+	return 0
+}
 
 // Match is a condition on a request or connection. Every field that is set
 // must hold (they are AND-ed); an empty Match always holds. A list of values
@@ -2379,7 +2460,7 @@ type Match struct {
 
 func (x *Match) Reset() {
 	*x = Match{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2472,7 @@ func (x *Match) String() string {
 func (*Match) ProtoMessage() {}
 
 func (x *Match) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[15]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2485,7 @@ func (x *Match) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Match.ProtoReflect.Descriptor instead.
 func (*Match) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Match) GetHost() *StringMatch {
@@ -2519,7 +2600,7 @@ type StringMatch struct {
 
 func (x *StringMatch) Reset() {
 	*x = StringMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2612,7 @@ func (x *StringMatch) String() string {
 func (*StringMatch) ProtoMessage() {}
 
 func (x *StringMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[16]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2625,7 @@ func (x *StringMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
 func (*StringMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StringMatch) GetExact() []string {
@@ -2626,7 +2707,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2719,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[17]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2732,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -2739,7 +2820,7 @@ type QueryMatch struct {
 
 func (x *QueryMatch) Reset() {
 	*x = QueryMatch{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +2832,7 @@ func (x *QueryMatch) String() string {
 func (*QueryMatch) ProtoMessage() {}
 
 func (x *QueryMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[18]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +2845,7 @@ func (x *QueryMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMatch.ProtoReflect.Descriptor instead.
 func (*QueryMatch) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryMatch) GetName() string {
@@ -2835,7 +2916,7 @@ type PortRange struct {
 
 func (x *PortRange) Reset() {
 	*x = PortRange{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2928,7 @@ func (x *PortRange) String() string {
 func (*PortRange) ProtoMessage() {}
 
 func (x *PortRange) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[19]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2941,7 @@ func (x *PortRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
 func (*PortRange) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PortRange) GetFrom() uint32 {
@@ -2894,7 +2975,7 @@ type Deny struct {
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +2987,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[20]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3000,7 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Deny) GetStatus() uint32 {
@@ -2953,7 +3034,7 @@ type Allow struct {
 
 func (x *Allow) Reset() {
 	*x = Allow{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3046,7 @@ func (x *Allow) String() string {
 func (*Allow) ProtoMessage() {}
 
 func (x *Allow) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[21]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3059,7 @@ func (x *Allow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allow.ProtoReflect.Descriptor instead.
 func (*Allow) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 // Redirect answers with a redirect to the request's own URL with some parts
@@ -3013,7 +3094,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3106,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[22]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3119,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Redirect) GetScheme() string {
@@ -3111,7 +3192,7 @@ type Respond struct {
 
 func (x *Respond) Reset() {
 	*x = Respond{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3204,7 @@ func (x *Respond) String() string {
 func (*Respond) ProtoMessage() {}
 
 func (x *Respond) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[23]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3217,7 @@ func (x *Respond) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Respond.ProtoReflect.Descriptor instead.
 func (*Respond) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Respond) GetStatus() uint32 {
@@ -3188,7 +3269,7 @@ type HeaderEdits struct {
 
 func (x *HeaderEdits) Reset() {
 	*x = HeaderEdits{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3200,7 +3281,7 @@ func (x *HeaderEdits) String() string {
 func (*HeaderEdits) ProtoMessage() {}
 
 func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[24]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3213,7 +3294,7 @@ func (x *HeaderEdits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderEdits.ProtoReflect.Descriptor instead.
 func (*HeaderEdits) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HeaderEdits) GetSet() map[string]string {
@@ -3257,7 +3338,7 @@ type TlsOptions struct {
 
 func (x *TlsOptions) Reset() {
 	*x = TlsOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3350,7 @@ func (x *TlsOptions) String() string {
 func (*TlsOptions) ProtoMessage() {}
 
 func (x *TlsOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[25]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3363,7 @@ func (x *TlsOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TlsOptions.ProtoReflect.Descriptor instead.
 func (*TlsOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TlsOptions) GetCertificates() []*Certificate {
@@ -3332,7 +3413,7 @@ type Certificate struct {
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3425,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[26]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3438,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Certificate) GetCertPem() string {
@@ -3412,7 +3493,7 @@ type TcpOptions struct {
 
 func (x *TcpOptions) Reset() {
 	*x = TcpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3424,7 +3505,7 @@ func (x *TcpOptions) String() string {
 func (*TcpOptions) ProtoMessage() {}
 
 func (x *TcpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[27]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3437,7 +3518,7 @@ func (x *TcpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpOptions.ProtoReflect.Descriptor instead.
 func (*TcpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TcpOptions) GetRebalance() *Rebalance {
@@ -3486,7 +3567,7 @@ type Rebalance struct {
 
 func (x *Rebalance) Reset() {
 	*x = Rebalance{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3579,7 @@ func (x *Rebalance) String() string {
 func (*Rebalance) ProtoMessage() {}
 
 func (x *Rebalance) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[28]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3592,7 @@ func (x *Rebalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rebalance.ProtoReflect.Descriptor instead.
 func (*Rebalance) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Rebalance) GetTolerancePercent() uint32 {
@@ -3593,7 +3674,7 @@ type HttpOptions struct {
 
 func (x *HttpOptions) Reset() {
 	*x = HttpOptions{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +3686,7 @@ func (x *HttpOptions) String() string {
 func (*HttpOptions) ProtoMessage() {}
 
 func (x *HttpOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[29]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +3699,7 @@ func (x *HttpOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpOptions.ProtoReflect.Descriptor instead.
 func (*HttpOptions) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HttpOptions) GetRequestHeaderTimeout() *durationpb.Duration {
@@ -3737,7 +3818,7 @@ type Forwarding struct {
 
 func (x *Forwarding) Reset() {
 	*x = Forwarding{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +3830,7 @@ func (x *Forwarding) String() string {
 func (*Forwarding) ProtoMessage() {}
 
 func (x *Forwarding) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[30]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +3843,7 @@ func (x *Forwarding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forwarding.ProtoReflect.Descriptor instead.
 func (*Forwarding) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Forwarding) GetStyle() ForwardedStyle {
@@ -3799,7 +3880,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +3892,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +3905,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -4010,7 +4091,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x13ProxyProtocolAccept\x12\x1a\n" +
 	"\brequired\x18\x01 \x01(\bR\brequired\x12:\n" +
 	"\x0ftrusted_sources\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\x0etrustedSources\x12F\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\atimeout\"\xd2\x03\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\xac\x022\x04\x10\xc0\x84=R\atimeout\"\x87\x04\n" +
 	"\x04Rule\x12?\n" +
 	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$R\x04name\x12&\n" +
 	"\x05match\x18\x02 \x01(\v2\x10.sluice.v1.MatchR\x05match\x12\x1f\n" +
@@ -4020,8 +4101,18 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\bredirect\x18\x06 \x01(\v2\x13.sluice.v1.RedirectH\x00R\bredirect\x12.\n" +
 	"\arespond\x18\a \x01(\v2\x12.sluice.v1.RespondH\x00R\arespond\x12?\n" +
 	"\x0frequest_headers\x18\b \x01(\v2\x16.sluice.v1.HeaderEditsR\x0erequestHeaders\x12A\n" +
-	"\x10response_headers\x18\t \x01(\v2\x16.sluice.v1.HeaderEditsR\x0fresponseHeadersB\b\n" +
-	"\x06action\"\x92\x04\n" +
+	"\x10response_headers\x18\t \x01(\v2\x16.sluice.v1.HeaderEditsR\x0fresponseHeaders\x123\n" +
+	"\n" +
+	"rate_limit\x18\n" +
+	" \x01(\v2\x14.sluice.v1.RateLimitR\trateLimitB\b\n" +
+	"\x06action\"\xaa\x01\n" +
+	"\tRateLimit\x12)\n" +
+	"\brequests\x18\x01 \x01(\rB\r\xfaB\n" +
+	"*\b\x18\x80\x94\xeb\xdc\x03(\x01R\brequests\x12E\n" +
+	"\x06period\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\b\x01\"\x04\b\x80\xa3\x052\x02\b\x01R\x06period\x12+\n" +
+	"\vmax_clients\x18\x03 \x01(\rB\n" +
+	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\n" +
+	"maxClients\"\x92\x04\n" +
 	"\x05Match\x12*\n" +
 	"\x04host\x18\x01 \x01(\v2\x16.sluice.v1.StringMatchR\x04host\x12*\n" +
 	"\x04path\x18\x02 \x01(\v2\x16.sluice.v1.StringMatchR\x04path\x12(\n" +
@@ -4241,7 +4332,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -4269,27 +4360,28 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*TcpKeepalive)(nil),        // 23: sluice.v1.TcpKeepalive
 	(*ProxyProtocolAccept)(nil), // 24: sluice.v1.ProxyProtocolAccept
 	(*Rule)(nil),                // 25: sluice.v1.Rule
-	(*Match)(nil),               // 26: sluice.v1.Match
-	(*StringMatch)(nil),         // 27: sluice.v1.StringMatch
-	(*HeaderMatch)(nil),         // 28: sluice.v1.HeaderMatch
-	(*QueryMatch)(nil),          // 29: sluice.v1.QueryMatch
-	(*PortRange)(nil),           // 30: sluice.v1.PortRange
-	(*Deny)(nil),                // 31: sluice.v1.Deny
-	(*Allow)(nil),               // 32: sluice.v1.Allow
-	(*Redirect)(nil),            // 33: sluice.v1.Redirect
-	(*Respond)(nil),             // 34: sluice.v1.Respond
-	(*HeaderEdits)(nil),         // 35: sluice.v1.HeaderEdits
-	(*TlsOptions)(nil),          // 36: sluice.v1.TlsOptions
-	(*Certificate)(nil),         // 37: sluice.v1.Certificate
-	(*TcpOptions)(nil),          // 38: sluice.v1.TcpOptions
-	(*Rebalance)(nil),           // 39: sluice.v1.Rebalance
-	(*HttpOptions)(nil),         // 40: sluice.v1.HttpOptions
-	(*Forwarding)(nil),          // 41: sluice.v1.Forwarding
-	(*ErrorPage)(nil),           // 42: sluice.v1.ErrorPage
-	nil,                         // 43: sluice.v1.Respond.HeadersEntry
-	nil,                         // 44: sluice.v1.HeaderEdits.SetEntry
-	nil,                         // 45: sluice.v1.HeaderEdits.AddEntry
-	(*durationpb.Duration)(nil), // 46: google.protobuf.Duration
+	(*RateLimit)(nil),           // 26: sluice.v1.RateLimit
+	(*Match)(nil),               // 27: sluice.v1.Match
+	(*StringMatch)(nil),         // 28: sluice.v1.StringMatch
+	(*HeaderMatch)(nil),         // 29: sluice.v1.HeaderMatch
+	(*QueryMatch)(nil),          // 30: sluice.v1.QueryMatch
+	(*PortRange)(nil),           // 31: sluice.v1.PortRange
+	(*Deny)(nil),                // 32: sluice.v1.Deny
+	(*Allow)(nil),               // 33: sluice.v1.Allow
+	(*Redirect)(nil),            // 34: sluice.v1.Redirect
+	(*Respond)(nil),             // 35: sluice.v1.Respond
+	(*HeaderEdits)(nil),         // 36: sluice.v1.HeaderEdits
+	(*TlsOptions)(nil),          // 37: sluice.v1.TlsOptions
+	(*Certificate)(nil),         // 38: sluice.v1.Certificate
+	(*TcpOptions)(nil),          // 39: sluice.v1.TcpOptions
+	(*Rebalance)(nil),           // 40: sluice.v1.Rebalance
+	(*HttpOptions)(nil),         // 41: sluice.v1.HttpOptions
+	(*Forwarding)(nil),          // 42: sluice.v1.Forwarding
+	(*ErrorPage)(nil),           // 43: sluice.v1.ErrorPage
+	nil,                         // 44: sluice.v1.Respond.HeadersEntry
+	nil,                         // 45: sluice.v1.HeaderEdits.SetEntry
+	nil,                         // 46: sluice.v1.HeaderEdits.AddEntry
+	(*durationpb.Duration)(nil), // 47: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	14, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
@@ -4299,83 +4391,85 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
 	20, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
 	19, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	46, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	46, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	47, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	47, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	12, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	13, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	46, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	46, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	47, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	47, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
 	17, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
 	18, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	46, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	47, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
 	16, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
 	15, // 18: sluice.v1.Cluster.tls:type_name -> sluice.v1.UpstreamTls
 	8,  // 19: sluice.v1.Cluster.send_proxy:type_name -> sluice.v1.SendProxy
 	23, // 20: sluice.v1.Cluster.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
 	9,  // 21: sluice.v1.UpstreamTls.min_version:type_name -> sluice.v1.TlsVersion
-	46, // 22: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	46, // 23: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	46, // 24: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	47, // 22: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	47, // 23: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	47, // 24: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
 	4,  // 25: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
 	5,  // 26: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	46, // 27: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	47, // 27: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
 	6,  // 28: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
 	8,  // 29: sluice.v1.Endpoint.send_proxy:type_name -> sluice.v1.SendProxy
-	46, // 30: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	46, // 31: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	46, // 32: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	46, // 33: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	47, // 30: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	47, // 31: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	47, // 32: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	47, // 33: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
 	21, // 34: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
 	7,  // 35: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
-	40, // 36: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
-	38, // 37: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
+	41, // 36: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
+	39, // 37: sluice.v1.Listener.tcp:type_name -> sluice.v1.TcpOptions
 	25, // 38: sluice.v1.Listener.rules:type_name -> sluice.v1.Rule
-	36, // 39: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
+	37, // 39: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
 	24, // 40: sluice.v1.Listener.proxy_protocol:type_name -> sluice.v1.ProxyProtocolAccept
 	23, // 41: sluice.v1.Listener.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
-	46, // 42: sluice.v1.TcpKeepalive.idle:type_name -> google.protobuf.Duration
-	46, // 43: sluice.v1.TcpKeepalive.interval:type_name -> google.protobuf.Duration
-	46, // 44: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
-	26, // 45: sluice.v1.Rule.match:type_name -> sluice.v1.Match
-	31, // 46: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
-	32, // 47: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
-	33, // 48: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
-	34, // 49: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
-	35, // 50: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
-	35, // 51: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
-	27, // 52: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
-	27, // 53: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
-	28, // 54: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
-	29, // 55: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
-	30, // 56: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
-	27, // 57: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
-	26, // 58: sluice.v1.Match.all:type_name -> sluice.v1.Match
-	26, // 59: sluice.v1.Match.any:type_name -> sluice.v1.Match
-	26, // 60: sluice.v1.Match.not:type_name -> sluice.v1.Match
-	43, // 61: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
-	44, // 62: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
-	45, // 63: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
-	37, // 64: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
-	9,  // 65: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
-	46, // 66: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
-	39, // 67: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	46, // 68: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
-	46, // 69: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	46, // 70: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	46, // 71: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	46, // 72: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	46, // 73: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	46, // 74: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	42, // 75: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	41, // 76: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
-	46, // 77: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
-	10, // 78: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	47, // 42: sluice.v1.TcpKeepalive.idle:type_name -> google.protobuf.Duration
+	47, // 43: sluice.v1.TcpKeepalive.interval:type_name -> google.protobuf.Duration
+	47, // 44: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
+	27, // 45: sluice.v1.Rule.match:type_name -> sluice.v1.Match
+	32, // 46: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
+	33, // 47: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
+	34, // 48: sluice.v1.Rule.redirect:type_name -> sluice.v1.Redirect
+	35, // 49: sluice.v1.Rule.respond:type_name -> sluice.v1.Respond
+	36, // 50: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
+	36, // 51: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
+	26, // 52: sluice.v1.Rule.rate_limit:type_name -> sluice.v1.RateLimit
+	47, // 53: sluice.v1.RateLimit.period:type_name -> google.protobuf.Duration
+	28, // 54: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
+	28, // 55: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
+	29, // 56: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
+	30, // 57: sluice.v1.Match.query:type_name -> sluice.v1.QueryMatch
+	31, // 58: sluice.v1.Match.source_port:type_name -> sluice.v1.PortRange
+	28, // 59: sluice.v1.Match.sni:type_name -> sluice.v1.StringMatch
+	27, // 60: sluice.v1.Match.all:type_name -> sluice.v1.Match
+	27, // 61: sluice.v1.Match.any:type_name -> sluice.v1.Match
+	27, // 62: sluice.v1.Match.not:type_name -> sluice.v1.Match
+	44, // 63: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
+	45, // 64: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
+	46, // 65: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
+	38, // 66: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
+	9,  // 67: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
+	47, // 68: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	40, // 69: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
+	47, // 70: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
+	47, // 71: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	47, // 72: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	47, // 73: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	47, // 74: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	47, // 75: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	47, // 76: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	43, // 77: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	42, // 78: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
+	47, // 79: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
+	10, // 80: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
+	81, // [81:81] is the sub-list for method output_type
+	81, // [81:81] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -4395,17 +4489,17 @@ func file_sluice_v1_snapshot_proto_init() {
 		(*Rule_Redirect)(nil),
 		(*Rule_Respond)(nil),
 	}
-	file_sluice_v1_snapshot_proto_msgTypes[15].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[17].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[16].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[18].OneofWrappers = []any{}
-	file_sluice_v1_snapshot_proto_msgTypes[28].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[19].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

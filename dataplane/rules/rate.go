@@ -1,0 +1,149 @@
+package rules
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/internal/clock"
+)
+
+// DefaultMaxClients is how many client addresses a rule's rate_limit
+// tracks when max_clients does not say (HAProxy's stick tables are
+// commonly sized 100k).
+const DefaultMaxClients = 100000
+
+// MaxMaxClients is the most max_clients may ask for.
+const MaxMaxClients = 10000000
+
+// rateShards splits a rate table so that requests from different clients
+// seldom wait on one lock.
+const rateShards = 32
+
+// rateTable counts, per client address, the requests a rule looked at over
+// a sliding period, as HAProxy's freq_ctr does: the count of the current
+// period plus the previous period's, weighted by how much of it the sliding
+// window still covers. It is shared by the compiled rules of successive
+// snapshots (Set.Carry), and safe for concurrent use.
+type rateTable struct {
+	period   time.Duration
+	max      int              // client addresses tracked at most, as max_clients says
+	perShard int              // max over the shards, rounded up
+	now      func() time.Time // clock.Now; tests set it
+	epoch    time.Time        // periods are counted from here
+	shards   [rateShards]rateShard
+}
+
+type rateShard struct {
+	mu      sync.Mutex
+	clients map[netip.Addr]rateCount
+	swept   int64 // the period the last sweep for room ran in
+}
+
+// rateCount is one client's counts: cur in period idx, prev in the one
+// before.
+type rateCount struct {
+	idx       int64
+	cur, prev uint32
+}
+
+func newRateTable(period time.Duration, maxClients int) *rateTable {
+	if maxClients <= 0 {
+		maxClients = DefaultMaxClients
+	}
+	t := &rateTable{period: period, max: maxClients, now: clock.Now}
+	t.epoch = t.now()
+	t.perShard = max(1, (maxClients+rateShards-1)/rateShards)
+	return t
+}
+
+// count counts one request from a and returns a's rate over the sliding
+// period, this request included.
+func (t *rateTable) count(a netip.Addr) uint64 {
+	a = a.Unmap()
+	since := t.now().Sub(t.epoch)
+	idx := int64(since / t.period)
+	into := since - time.Duration(idx)*t.period // how far into period idx
+	sh := &t.shards[shardOf(a)]
+	sh.mu.Lock()
+	c, ok := sh.clients[a]
+	if !ok {
+		if sh.clients == nil {
+			sh.clients = make(map[netip.Addr]rateCount)
+		}
+		if len(sh.clients) >= t.perShard {
+			sh.makeRoom(idx, t.perShard)
+		}
+	}
+	switch c.idx {
+	case idx:
+		if c.cur < ^uint32(0) {
+			c.cur++
+		}
+	case idx - 1:
+		c = rateCount{idx: idx, cur: 1, prev: c.cur}
+	default: // new, or quiet for a whole period
+		c = rateCount{idx: idx, cur: 1}
+	}
+	sh.clients[a] = c
+	sh.mu.Unlock()
+	// The previous period counts for the part of it the window, one
+	// period long and ending now, still covers.
+	prev := uint64(c.prev) * uint64(t.period-into) / uint64(t.period)
+	return uint64(c.cur) + prev
+}
+
+// makeRoom frees a place in a shard that holds its full share of clients:
+// first by forgetting every client quiet for two periods (their rate is
+// 0), at most once a period; if that freed none, by forgetting one at
+// random.
+func (sh *rateShard) makeRoom(idx int64, full int) {
+	if sh.swept != idx {
+		sh.swept = idx
+		for a, c := range sh.clients {
+			if c.idx < idx-1 {
+				delete(sh.clients, a)
+			}
+		}
+	}
+	if len(sh.clients) < full {
+		return
+	}
+	for a := range sh.clients { // map order is random
+		delete(sh.clients, a)
+		return
+	}
+}
+
+// tracked is how many client addresses t holds.
+func (t *rateTable) tracked() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += len(sh.clients)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func shardOf(a netip.Addr) int {
+	b := a.As16()
+	var h uint32 = 2166136261 // FNV-1a
+	for _, x := range b {
+		h = (h ^ uint32(x)) * 16777619
+	}
+	return int(h % rateShards)
+}
+
+// rateLimit is a rule's rate_limit: the rule holds for a client whose rate
+// is over requests.
+type rateLimit struct {
+	requests uint64
+	table    *rateTable
+}
+
+// over counts a request from a and reports whether a is over the limit.
+func (l *rateLimit) over(a netip.Addr) bool {
+	return l.table.count(a) > l.requests
+}

@@ -1,0 +1,157 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// fakeClock sets the clock of every rate table of s to the returned one's,
+// which starts at the tables' epoch and moves only when told.
+func fakeClock(s *Set) *time.Time {
+	now := time.Unix(1_000_000, 0)
+	for i := range s.rules {
+		if l := s.rules[i].limit; l != nil {
+			l.table.now = func() time.Time { return now }
+			l.table.epoch = now
+		}
+	}
+	return &now
+}
+
+// TestRateLimit: a rule with a rate_limit holds for a client once it sent
+// more than requests in the period that the rest of the rule held for; not
+// for other clients, not for work the match does not take, and again not
+// once the client slowed down.
+func TestRateLimit(t *testing.T) {
+	s := compile(t, "HTTP",
+		`{name: api-limit, match: {path: {prefix: /api/}}, rate_limit: {requests: 3, period: 10s}, deny: {status: 429}}`)
+	now := fakeClock(s)
+	eval := func(source, path string) string {
+		in := Input{Source: netip.MustParseAddrPort(source), Request: request(t, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")}
+		return outcome(s, s.Eval(&in))
+	}
+	const a, b = "192.0.2.1:40000", "192.0.2.2:40000"
+	steps := []struct {
+		after        time.Duration
+		source, path string
+		want         string
+	}{
+		{0, a, "/api/x", "continue"},
+		{0, a, "/api/x", "continue"},
+		{0, a, "/static/x", "continue"}, // not counted: the match does not hold
+		{time.Second, a, "/api/x", "continue"},
+		{0, a, "/api/x", "deny by api-limit"},                          // the fourth within 10s
+		{0, "[::ffff:192.0.2.1]:40001", "/api/x", "deny by api-limit"}, // the same client, IPv4-mapped
+		{0, b, "/api/x", "continue"},
+		{0, a, "/static/x", "continue"},
+		// 5 in period 0; 3s into period 1 the window still covers 7/10
+		// of it: 3 of them, and this one makes 4.
+		{12 * time.Second, a, "/api/x", "deny by api-limit"},
+		{0, a, "/api/x", "deny by api-limit"}, // denied ones count, as with HAProxy's track-sc
+		// 2 in period 1; 3s into period 2, 7/10 of them: 1, and this one.
+		{10 * time.Second, a, "/api/x", "continue"},
+		{20 * time.Second, a, "/api/x", "continue"},
+	}
+	for i, st := range steps {
+		*now = now.Add(st.after)
+		if got := eval(st.source, st.path); got != st.want {
+			t.Errorf("step %d, %s %s: %s, want %s", i, st.source, st.path, got, st.want)
+		}
+	}
+}
+
+// TestRateLimitOnTCP counts connections.
+func TestRateLimitOnTCP(t *testing.T) {
+	s := compile(t, "TCP", `{name: conn-rate, rate_limit: {requests: 2, period: 1m}, deny: {}}`)
+	fakeClock(s)
+	var got []string
+	for range 3 {
+		in := Input{Source: netip.MustParseAddrPort("10.0.0.1:5000")}
+		got = append(got, outcome(s, s.Eval(&in)))
+	}
+	if want := "[continue continue deny by conn-rate]"; fmt.Sprint(got) != want {
+		t.Errorf("three connections: %v, want %s", got, want)
+	}
+}
+
+// TestRateLimitCarriesAcrossSnapshots: a new snapshot's rules go on with
+// the counts of the rule of the same name (or, unnamed, the same place)
+// when it counts over the same period; a changed period starts again.
+func TestRateLimitCarriesAcrossSnapshots(t *testing.T) {
+	const limited = `rate_limit: {requests: 1, period: 1m}, deny: {}`
+	old := compile(t, "HTTP", `{name: other, match: {method: POST}, deny: {}}`, `{name: one, `+limited+`}`, `{`+limited+`}`)
+	fakeClock(old)
+	in := func() *Input {
+		return &Input{Source: netip.MustParseAddrPort("10.0.0.1:5000"), Request: request(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")}
+	}
+	old.Eval(in()) // counted by "one", which does not hold yet
+	for _, tc := range []struct {
+		rules []string
+		want  string
+	}{
+		// "one" moved up; the unnamed rule stayed third, behind it.
+		{[]string{`{name: one, ` + limited + `}`, `{name: two, match: {method: POST}, deny: {}}`, `{` + limited + `}`}, "deny by one"},
+		{[]string{`{name: one, rate_limit: {requests: 1, period: 2m}, deny: {}}`}, "continue"},
+		{[]string{`{name: one, rate_limit: {requests: 1, period: 1m, max_clients: 10}, deny: {}}`}, "continue"},
+		{[]string{`{name: renamed, ` + limited + `}`}, "continue"},
+	} {
+		s := compile(t, "HTTP", tc.rules...)
+		s.Carry(old)
+		if got := outcome(s, s.Eval(in())); got != tc.want {
+			t.Errorf("%v after the old rules counted one request: %s, want %s", tc.rules, got, tc.want)
+		}
+	}
+	// The unnamed rule at the same place carries its count too.
+	s := compile(t, "HTTP", `{name: x, match: {method: POST}, deny: {}}`, `{name: y, match: {method: PUT}, deny: {}}`, `{`+limited+`}`)
+	s.Carry(old)
+	if got := outcome(s, s.Eval(in())); got != "deny by " {
+		t.Errorf("the unnamed third rule after the old one counted one request: %s, want a deny by it", got)
+	}
+}
+
+// TestRateTableStaysBounded: a table full of clients makes room, first by
+// forgetting those quiet for two periods, else one at random, and never
+// holds more than its share of max_clients per shard.
+func TestRateTableStaysBounded(t *testing.T) {
+	tb := newRateTable(time.Second, 64)
+	now := time.Unix(1_000_000, 0)
+	tb.now = func() time.Time { return now }
+	tb.epoch = now
+	client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
+	for i := range 1000 {
+		tb.count(client(i))
+	}
+	if n := tb.tracked(); n > 64+rateShards || n < 32 {
+		t.Fatalf("after 1000 clients with max_clients 64: %d tracked, want about 64", n)
+	}
+	// A busy client stays counted while quiet ones come and go.
+	busy := netip.MustParseAddr("192.0.2.1")
+	now = now.Add(3 * time.Second)
+	for i := range 3000 {
+		if i%10 == 0 {
+			tb.count(busy)
+		}
+		tb.count(client(1000 + i))
+		if i%1000 == 999 {
+			now = now.Add(3 * time.Second)
+		}
+	}
+	if n := tb.tracked(); n > 64+rateShards {
+		t.Errorf("%d tracked, want about 64 at most", n)
+	}
+}
+
+func TestRateLimitEvalAllocatesLittle(t *testing.T) {
+	s := compile(t, "HTTP", `{name: r, rate_limit: {requests: 1000000, period: 1m}, deny: {}}`)
+	req := request(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	src := netip.MustParseAddrPort("10.0.0.1:5000")
+	s.Eval(&Input{Source: src, Request: req}) // the client's first request puts it in the table
+	if n := testing.AllocsPerRun(1000, func() {
+		in := Input{Source: src, Request: req}
+		s.Eval(&in)
+	}); n != 0 {
+		t.Errorf("Eval of a known client allocates %v times, want 0", n)
+	}
+}
