@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/health"
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/dataplane/rules"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -70,6 +71,9 @@ type Node struct {
 	// meters are the listeners' meters by listener name; a cluster's is
 	// on the cluster. Apply hands them on to what keeps its name.
 	meters map[string]*meter.Listener
+	// ruleSets are the listeners' compiled rules by listener name, whose
+	// rate counts Apply carries on to the next snapshot's.
+	ruleSets map[string]*rules.Set
 	// pickEpoch counts the health changes and ejections that call for a
 	// rebuild of a picker (see Apply).
 	pickEpoch atomic.Uint64
@@ -188,13 +192,15 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 	// bound.
 	routings := make(map[string]*routing, len(snap.GetListeners()))
 	meters := make(map[string]*meter.Listener, len(snap.GetListeners()))
+	ruleSets := make(map[string]*rules.Set, len(snap.GetListeners()))
 	httpCfgs := map[string]*httpproxy.Config{}
 	accepts := map[string]*proxyAccept{}
 	for _, ls := range snap.GetListeners() {
-		rt, err := compileRouting(ls, clusters)
+		rt, err := compileRouting(ls, clusters, n.ruleSets[ls.GetName()])
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", ls.GetName(), err)
 		}
+		ruleSets[ls.GetName()] = rt.rules
 		m, ok := n.meters[ls.GetName()]
 		if !ok {
 			m = n.drainingMeter(ls.GetName())
@@ -354,7 +360,7 @@ func (n *Node) Apply(version string, snap *sluicev1.Snapshot) error {
 			old.outlier.stop(why)
 		}
 	}
-	n.clusters, n.listeners, n.meters = clusters, listeners, meters
+	n.clusters, n.listeners, n.meters, n.ruleSets = clusters, listeners, meters, ruleSets
 	n.current.Store(&clusters)
 	var deferred []*deferredPicker
 	for _, c := range compiled {

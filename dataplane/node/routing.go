@@ -23,8 +23,9 @@ type routing struct {
 }
 
 // compileRouting compiles the rules of listener ls against the clusters of
-// the same snapshot.
-func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster) (*routing, error) {
+// the same snapshot; the rules' rate counts carry on from prev, the rules
+// of the listener of that name until now (nil: none).
+func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster, prev *rules.Set) (*routing, error) {
 	rt := &routing{def: clusters[ls.GetDefaultCluster()]}
 	if rt.def == nil {
 		return nil, fmt.Errorf("unknown default cluster %q", ls.GetDefaultCluster())
@@ -33,6 +34,7 @@ func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster) (*routi
 	if err != nil {
 		return nil, err
 	}
+	set.Carry(prev)
 	rt.rules = set
 	for _, name := range set.Routes() {
 		c := clusters[name]
