@@ -199,6 +199,51 @@ func TestACLExamples(t *testing.T) {
 		}
 	})
 
+	t.Run("request rate per client", func(t *testing.T) {
+		// 20 requests to /api/ within 10s pass; from then on, more are
+		// over the rate. The window slides (as HAProxy's rates do), so
+		// requests that straddle the turn of a period may let one or two
+		// more through before the first 429.
+		ip := ruleClient("127.0.0.3")
+		before := web.hits.Load()
+		passed := 0
+		for ; passed < 23; passed++ {
+			got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", "")
+			if got.status == 429 {
+				if got.body != "too many requests\n" {
+					t.Errorf("over the rate: %d %q, want 429 too many requests", got.status, got.body)
+				}
+				break
+			}
+			if got.status != 200 || got.body != "web" {
+				t.Fatalf("request %d to /api/: %d %q, want 200 from web", passed+1, got.status, got.body)
+			}
+		}
+		if passed < 20 || passed > 22 {
+			t.Fatalf("%d requests to /api/ passed before a 429, want 20 (or up to 22 across a period's turn)", passed)
+		}
+		for i := range 10 { // denied requests count too
+			if got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", ""); got.status != 429 {
+				t.Fatalf("request %d over the rate: %d %q, want 429", passed+2+i, got.status, got.body)
+			}
+		}
+		if n := web.hits.Load() - before; n != int32(passed) {
+			t.Errorf("%d requests reached web, want the %d that passed", n, passed)
+		}
+		// Other paths, and other clients, are not limited.
+		if got := doFrom(t, ip, "GET", "http://"+public+"/orders", "example.org", ""); got.status != 200 {
+			t.Errorf("the limited client, outside /api/: %d %q, want 200", got.status, got.body)
+		}
+		if got := doFrom(t, ruleClient("127.0.0.4"), "GET", "http://"+public+"/api/orders", "example.org", ""); got.status != 200 || got.body != "web" {
+			t.Errorf("another client: %d %q, want 200 from web", got.status, got.body)
+		}
+		// A new version of the listener's rules keeps the counts.
+		waitVersion(t, dp, c.apply(t, strings.Replace(doc, "Cache-Control: no-store", "Cache-Control: no-cache", 1)))
+		if got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", ""); got.status != 429 {
+			t.Errorf("the limited client after an apply: %d %q, want 429 still", got.status, got.body)
+		}
+	})
+
 	t.Run("TCP listener denies a source", func(t *testing.T) {
 		if body, err := tcpRequestFrom("127.0.0.1", mysql); err != nil || body != "db" {
 			t.Fatalf("from 127.0.0.1: %q %v, want db", body, err)
@@ -234,6 +279,37 @@ func TestACLExamples(t *testing.T) {
 			return denied == 2
 		})
 	})
+}
+
+// TestACLExamples' mysql listener limits each client to 10 connections a
+// minute.
+func TestACLConnRate(t *testing.T) {
+	raw, err := os.ReadFile("../examples/acl.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := startRuleBackend(t, "db")
+	mysql := freeAddr(t)
+	doc := strings.NewReplacer("127.0.0.1:3307", mysql, "127.0.0.1:3306", db.addr,
+		"127.0.0.1:8080", freeAddr(t), "127.0.0.1:8081", freeAddr(t), "127.0.0.1:8082", freeAddr(t)).Replace(string(raw))
+	c := startCP(t, t.TempDir(), "")
+	v := c.apply(t, doc)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, v)
+	for i := range 10 {
+		if body, err := tcpRequestFrom("127.0.0.5", mysql); err != nil || body != "db" {
+			t.Fatalf("connection %d from 127.0.0.5: %q %v, want db", i+1, body, err)
+		}
+	}
+	if body, err := tcpRequestFrom("127.0.0.5", mysql); err == nil || body != "" {
+		t.Errorf("the 11th connection within a minute: %q %v, want it closed with nothing", body, err)
+	}
+	if body, err := tcpRequestFrom("127.0.0.6", mysql); err != nil || body != "db" {
+		t.Errorf("another client: %q %v, want db", body, err)
+	}
+	if n := db.hits.Load(); n != 11 {
+		t.Errorf("%d connections reached db, want 11: 10 from 127.0.0.5, 1 from 127.0.0.6", n)
+	}
 }
 
 // tcpRequestFrom is tcpGet from the loopback address ip. A connection closed
