@@ -115,6 +115,11 @@ func (r *Request) ServerName() []byte { return r.sni }
 // first pick.
 func (r *Request) Failed(ep *upstream.Endpoint) bool { return r.failed.Has(ep) }
 
+// Again reports whether the Director's Pick is one again for this request,
+// after connecting to the endpoint it picked before failed or an apply
+// retired it: what counts requests has counted it already.
+func (r *Request) Again() bool { return len(r.failed) > 0 }
+
 // FailedExactly reports whether ep itself failed for this request, not
 // only an endpoint for the same server that an apply has since made anew
 // (upstream.Failures.HasExactly).

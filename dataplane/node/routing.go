@@ -83,7 +83,7 @@ func (rt *routing) inspectTimeout(ls *sluicev1.Listener) time.Duration {
 type httpRuleDirector struct{ rt *routing }
 
 func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
-	in := rules.Input{Source: netip.AddrPortFrom(req.ClientAddr(), req.ClientPort()), Request: req, TLS: req.TLS(), SNI: req.ServerName()}
+	in := rules.Input{Source: netip.AddrPortFrom(req.ClientAddr(), req.ClientPort()), Request: req, TLS: req.TLS(), SNI: req.ServerName(), Again: req.Again()}
 	v := d.rt.rules.Eval(&in)
 	c := d.rt.def
 	switch v.Action {
@@ -102,7 +102,7 @@ func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time
 type tcpRuleDirector struct{ rt *routing }
 
 func (d tcpRuleDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.Endpoint, time.Duration, error) {
-	in := rules.Input{TLS: a.TLS(), SNI: a.SNI()}
+	in := rules.Input{TLS: a.TLS(), SNI: a.SNI(), Again: a.Again()}
 	if tcp, ok := client.(*net.TCPAddr); ok {
 		in.Source = tcp.AddrPort()
 	}

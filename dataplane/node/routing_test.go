@@ -260,3 +260,52 @@ func benchRule(i int) string {
 	}
 	return strings.ReplaceAll(templates[i%len(templates)], "{i}", fmt.Sprint(i))
 }
+
+// TestRateLimitCountsRetriesOnce: a request (or TCP session) that retries
+// after a failed connect picks again, and is not counted again by a
+// rate_limit: a client sending its limit's worth through a cluster with a
+// dead endpoint gets every one of them served, and is refused the next.
+func TestRateLimitCountsRetriesOnce(t *testing.T) {
+	n := newNode(t)
+	web, tcp := echoBackend(t, "web"), backend(t, "a")
+	dead := freeAddr(t) // nothing listens: connects are refused
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	snap := parse(t, `
+clusters:
+  - { name: web, endpoints: [{ name: dead, address: "%s" }, { name: live, address: "%s" }] }
+  - { name: tcp, endpoints: [{ name: dead, address: "%s" }, { name: live, address: "%s" }] }
+listeners:
+  - { name: h, address: "%s", protocol: HTTP, default_cluster: web, rules: [{ name: limit, rate_limit: { requests: 6, period: 1m }, deny: { status: 429 } }] }
+  - { name: t, address: "%s", protocol: TCP, default_cluster: tcp, rules: [{ name: limit, rate_limit: { requests: 6, period: 1m }, deny: {} }] }
+`, dead, web, dead, tcp, httpAddr, tcpAddr)
+	if err := n.Apply("1", snap); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: testTimeout, Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	var got []string
+	for range 7 {
+		resp, err := client.Get("http://" + httpAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+	}
+	want := strings.Repeat("200 web env= ", 6) + "429 request denied\n"
+	if strings.Join(got, " ") != want {
+		t.Errorf("7 requests, limit 6, through a dead and a live endpoint: %q, want %q", got, want)
+	}
+	got = got[:0]
+	for range 7 {
+		body, err := tcpGet(tcpAddr)
+		if err != nil {
+			body = "closed"
+		}
+		got = append(got, body)
+	}
+	if want := "a a a a a a closed"; strings.Join(got, " ") != want {
+		t.Errorf("7 connections, limit 6, through a dead and a live endpoint: %q, want %q", got, want)
+	}
+}

@@ -57,9 +57,10 @@ func newRateTable(period time.Duration, maxClients int) *rateTable {
 	return t
 }
 
-// count counts one request from a and returns a's rate over the sliding
+// count counts one request from a, unless again (the request was counted
+// when it was first looked at), and returns a's rate over the sliding
 // period, this request included.
-func (t *rateTable) count(a netip.Addr) uint64 {
+func (t *rateTable) count(a netip.Addr, again bool) uint64 {
 	a = a.Unmap()
 	since := t.now().Sub(t.epoch)
 	idx := int64(since / t.period)
@@ -67,7 +68,17 @@ func (t *rateTable) count(a netip.Addr) uint64 {
 	sh := &t.shards[shardOf(a)]
 	sh.mu.Lock()
 	c, ok := sh.clients[a]
-	if !ok {
+	switch {
+	case again:
+		// As it stands: a period that began since is the count's next.
+		if c.idx == idx-1 {
+			c = rateCount{idx: idx, prev: c.cur}
+		} else if c.idx != idx {
+			c = rateCount{}
+		}
+		sh.mu.Unlock()
+		return c.rate(t.period, into)
+	case !ok:
 		if sh.clients == nil {
 			sh.clients = make(map[netip.Addr]rateCount)
 		}
@@ -87,10 +98,14 @@ func (t *rateTable) count(a netip.Addr) uint64 {
 	}
 	sh.clients[a] = c
 	sh.mu.Unlock()
-	// The previous period counts for the part of it the window, one
-	// period long and ending now, still covers.
-	prev := uint64(c.prev) * uint64(t.period-into) / uint64(t.period)
-	return uint64(c.cur) + prev
+	return c.rate(t.period, into)
+}
+
+// rate is the count over a sliding window of period ending into period
+// c.idx: the previous period counts for the part of it the window still
+// covers.
+func (c rateCount) rate(period, into time.Duration) uint64 {
+	return uint64(c.cur) + uint64(c.prev)*uint64(period-into)/uint64(period)
 }
 
 // makeRoom frees a place in a shard that holds its full share of clients:
@@ -143,7 +158,8 @@ type rateLimit struct {
 	table    *rateTable
 }
 
-// over counts a request from a and reports whether a is over the limit.
-func (l *rateLimit) over(a netip.Addr) bool {
-	return l.table.count(a) > l.requests
+// over counts a request from a, unless again, and reports whether a is
+// over the limit.
+func (l *rateLimit) over(a netip.Addr, again bool) bool {
+	return l.table.count(a, again) > l.requests
 }

@@ -121,7 +121,7 @@ func TestRateTableStaysBounded(t *testing.T) {
 	tb.epoch = now
 	client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
 	for i := range 1000 {
-		tb.count(client(i))
+		tb.count(client(i), false)
 	}
 	if n := tb.tracked(); n > 64+rateShards || n < 32 {
 		t.Fatalf("after 1000 clients with max_clients 64: %d tracked, want about 64", n)
@@ -131,9 +131,9 @@ func TestRateTableStaysBounded(t *testing.T) {
 	now = now.Add(3 * time.Second)
 	for i := range 3000 {
 		if i%10 == 0 {
-			tb.count(busy)
+			tb.count(busy, false)
 		}
-		tb.count(client(1000 + i))
+		tb.count(client(1000+i), false)
 		if i%1000 == 999 {
 			now = now.Add(3 * time.Second)
 		}
@@ -153,5 +153,33 @@ func TestRateLimitEvalAllocatesLittle(t *testing.T) {
 		s.Eval(&in)
 	}); n != 0 {
 		t.Errorf("Eval of a known client allocates %v times, want 0", n)
+	}
+}
+
+// TestRateLimitCountsAPickAgainOnce: a request picked again after a failed
+// connect was counted when first looked at; the pick again judges it by
+// the count as it stands, and does not count it twice.
+func TestRateLimitCountsAPickAgainOnce(t *testing.T) {
+	s := compile(t, "HTTP", `{name: limit, rate_limit: {requests: 2, period: 10s}, route: static}`)
+	now := fakeClock(s)
+	eval := func(again bool) string {
+		in := Input{Source: netip.MustParseAddrPort("10.0.0.1:5000"), Request: request(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Again: again}
+		return outcome(s, s.Eval(&in))
+	}
+	var got []string
+	for _, again := range []bool{false, false, true, true, false, true, false, false} {
+		got = append(got, eval(again))
+	}
+	if want := "[continue continue continue continue route static by limit route static by limit route static by limit route static by limit]"; fmt.Sprint(got) != want {
+		t.Errorf("two requests, the second picked again twice, a third picked again, two more: %v, want %s", got, want)
+	}
+	// A pick again in the next period sees the last one's count, weighted.
+	*now = now.Add(11 * time.Second) // 1s into period 1: 9/10 of 5
+	if got := eval(true); got != "route static by limit" {
+		t.Errorf("a pick again 1s into the next period: %s, want route static by limit (4.5 of 2)", got)
+	}
+	*now = now.Add(20 * time.Second)
+	if got := eval(true); got != "continue" {
+		t.Errorf("a pick again two periods on: %s, want continue", got)
 	}
 }

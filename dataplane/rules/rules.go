@@ -68,6 +68,10 @@ type Input struct {
 	// Request is the HTTP request; nil on a TCP listener. Eval calls its
 	// EditRequest and EditResponse for the edits of the rules that hold.
 	Request *httpproxy.Request
+	// Again says the work was looked at before: this is a pick again,
+	// after a failed connect or a retired endpoint. A rate_limit judges it
+	// by the client's count as it stands, which already counts it.
+	Again bool
 
 	host     []byte // the host without port, brackets or final dot
 	hostDone bool
@@ -177,7 +181,7 @@ func (s *Set) Eval(in *Input) Verdict {
 			if r.match != nil && !r.match.eval(in) {
 				continue
 			}
-			if r.limit != nil && !r.limit.over(in.Source.Addr()) {
+			if r.limit != nil && !r.limit.over(in.Source.Addr(), in.Again) {
 				continue
 			}
 			if in.Request != nil {

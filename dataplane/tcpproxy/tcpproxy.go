@@ -113,6 +113,11 @@ func (a *Attempt) Failed(ep *upstream.Endpoint) bool {
 	return a != nil && a.failed.Has(ep)
 }
 
+// Again reports whether the Director's Pick is one again for this session,
+// after connecting to the endpoint it picked before failed or an apply
+// retired it: what counts connections has counted it already.
+func (a *Attempt) Again() bool { return a != nil && len(a.failed) > 0 }
+
 // FailedExactly reports whether ep itself failed for this session, not
 // only an endpoint for the same server that an apply has since made anew
 // (upstream.Failures.HasExactly).
