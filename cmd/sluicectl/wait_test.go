@@ -88,6 +88,23 @@ func ackingNode(t *testing.T, addr, id string) <-chan string {
 	return versions
 }
 
+// ctlResult is what a run of sluicectl gave.
+type ctlResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// sluicectlAsync runs sluicectl in the background; its result comes on the
+// channel returned.
+func sluicectlAsync(t *testing.T, addr string, args ...string) <-chan ctlResult {
+	done := make(chan ctlResult, 1)
+	go func() {
+		code, stdout, stderr := sluicectl(t, addr, args...)
+		done <- ctlResult{code, stdout, stderr}
+	}()
+	return done
+}
+
 func sent(t *testing.T, versions <-chan string, want string) {
 	t.Helper()
 	select {
@@ -110,16 +127,8 @@ func TestWaitRolloutFollowsAnEditedRollout(t *testing.T) {
 	versions := ackingNode(t, addr, "n1")
 	sent(t, versions, "1")
 
-	type result struct {
-		code           int
-		stdout, stderr string
-	}
-	done := make(chan result, 1)
-	go func() {
-		code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier),
-			"--canary", "1", "--canary-window", "1h", "--wait", "--wait-timeout", "3s")
-		done <- result{code, stdout, stderr}
-	}()
+	done := sluicectlAsync(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier),
+		"--canary", "1", "--canary-window", "1h", "--wait", "--wait-timeout", "3s")
 	sent(t, versions, "2")
 	// The group's version, above the group's change; the rollout's line
 	// names the canaries'.
@@ -294,15 +303,7 @@ func TestWaitForMinNodes(t *testing.T) {
 	sent(t, n1, "2")
 
 	// A second node connecting during the wait ends it.
-	type result struct {
-		code           int
-		stdout, stderr string
-	}
-	done := make(chan result, 1)
-	go func() {
-		code, stdout, stderr := sluicectl(t, addr, "set-weight", "web/web1", "5", "--wait", "--min-nodes", "2", "--wait-timeout", "20s")
-		done <- result{code, stdout, stderr}
-	}()
+	done := sluicectlAsync(t, addr, "set-weight", "web/web1", "5", "--wait", "--min-nodes", "2", "--wait-timeout", "20s")
 	sent(t, n1, "3")
 	n2 := ackingNode(t, addr, "n2")
 	sent(t, n2, "3")
