@@ -105,6 +105,19 @@ func sluicectlAsync(t *testing.T, addr string, args ...string) <-chan ctlResult 
 	return done
 }
 
+// quickstartWithNode starts a real control plane, applies the quickstart
+// as version 1, and connects an ackingNode of id that was sent it.
+func quickstartWithNode(t *testing.T, id string) (addr string, versions <-chan string) {
+	t.Helper()
+	addr = startRealCP(t)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	versions = ackingNode(t, addr, id)
+	sent(t, versions, "1")
+	return addr, versions
+}
+
 func sent(t *testing.T, versions <-chan string, want string) {
 	t.Helper()
 	select {
@@ -120,12 +133,7 @@ func sent(t *testing.T, versions <-chan string, want string) {
 // An endpoint edit during apply --canary --wait is no promotion: the wait
 // goes on following the rollout (here until --wait-timeout, exit 3).
 func TestWaitRolloutFollowsAnEditedRollout(t *testing.T) {
-	addr := startRealCP(t)
-	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
-	versions := ackingNode(t, addr, "n1")
-	sent(t, versions, "1")
+	addr, versions := quickstartWithNode(t, "n1")
 
 	done := sluicectlAsync(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier),
 		"--canary", "1", "--canary-window", "1h", "--wait", "--wait-timeout", "3s")
@@ -287,12 +295,7 @@ func TestWaitReportsEveryRefusal(t *testing.T) {
 // version waits for them to connect and apply it, and fails (exit 3) when
 // they do not by --wait-timeout.
 func TestWaitForMinNodes(t *testing.T) {
-	addr := startRealCP(t)
-	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
-	n1 := ackingNode(t, addr, "n1")
-	sent(t, n1, "1")
+	addr, n1 := quickstartWithNode(t, "n1")
 
 	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--min-nodes", "2", "--wait-timeout", "1s")
 	want := "sluicectl apply: 1 node applied version 2; --min-nodes asks for 2: waiting for more to connect\n" +
