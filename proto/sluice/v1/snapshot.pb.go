@@ -2351,8 +2351,10 @@ type RateLimit struct {
 	// Period is the sliding window the requests are counted over.
 	Period *durationpb.Duration `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
 	// MaxClients is how many client addresses the rule tracks at once, 100000
-	// when unset. When that many are tracked, one that has sent nothing for
-	// two periods makes room, or else one tracked at random.
+	// when unset (give or take 32: the table is split in 32 for its locks).
+	// When that many are tracked, those that sent nothing for two periods
+	// make room (looked for at most once a period), or else one tracked at
+	// random.
 	MaxClients    uint32 `protobuf:"varint,3,opt,name=max_clients,json=maxClients,proto3" json:"max_clients,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
