@@ -116,7 +116,20 @@ func (c *compiler) rateLimit(rl *sluicev1.RateLimit, p string) *rateLimit {
 	if rl.GetMaxClients() > MaxMaxClients {
 		c.fail(p+".max_clients", "%d is over %d", rl.GetMaxClients(), MaxMaxClients)
 	}
-	return &rateLimit{requests: uint64(rl.GetRequests()), table: newRateTable(period, int(rl.GetMaxClients()))}
+	v4, v6 := int(rl.GetIpv4Prefix()), int(rl.GetIpv6Prefix())
+	if v4 > 32 {
+		c.fail(p+".ipv4_prefix", "%d is over 32", v4)
+	}
+	if v6 > 128 {
+		c.fail(p+".ipv6_prefix", "%d is over 128", v6)
+	}
+	if v4 == 0 || v4 > 32 {
+		v4 = 32
+	}
+	if v6 == 0 || v6 > 128 {
+		v6 = 128
+	}
+	return &rateLimit{requests: uint64(rl.GetRequests()), v4: v4, v6: v6, table: newRateTable(period, int(rl.GetMaxClients()))}
 }
 
 func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {

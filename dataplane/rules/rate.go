@@ -61,7 +61,6 @@ func newRateTable(period time.Duration, maxClients int) *rateTable {
 // when it was first looked at), and returns a's rate over the sliding
 // period, this request included.
 func (t *rateTable) count(a netip.Addr, again bool) uint64 {
-	a = a.Unmap()
 	since := t.now().Sub(t.epoch)
 	idx := int64(since / t.period)
 	into := since - time.Duration(idx)*t.period // how far into period idx
@@ -152,14 +151,30 @@ func shardOf(a netip.Addr) int {
 }
 
 // rateLimit is a rule's rate_limit: the rule holds for a client whose rate
-// is over requests.
+// is over requests. Clients are counted by the first v4 bits of an IPv4
+// address and v6 of an IPv6 one.
 type rateLimit struct {
 	requests uint64
+	v4, v6   int
 	table    *rateTable
 }
 
 // over counts a request from a, unless again, and reports whether a is
 // over the limit.
 func (l *rateLimit) over(a netip.Addr, again bool) bool {
-	return l.table.count(a, again) > l.requests
+	return l.table.count(l.client(a), again) > l.requests
+}
+
+// client is the key a is counted by: its prefix of the rule's length.
+func (l *rateLimit) client(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	bits := l.v6
+	if a.Is4() {
+		bits = l.v4
+	}
+	if bits == a.BitLen() {
+		return a
+	}
+	p, _ := a.Prefix(bits) // bits is within a's length: no error
+	return p.Addr()
 }

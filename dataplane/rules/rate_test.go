@@ -96,6 +96,7 @@ func TestRateLimitCarriesAcrossSnapshots(t *testing.T) {
 		{[]string{`{name: one, rate_limit: {requests: 1, period: 2m}, deny: {}}`}, "continue"},
 		{[]string{`{name: one, rate_limit: {requests: 1, period: 1m, max_clients: 10}, deny: {}}`}, "continue"},
 		{[]string{`{name: renamed, ` + limited + `}`}, "continue"},
+		{[]string{`{name: one, rate_limit: {requests: 1, period: 1m, ipv4_prefix: 24}, deny: {}}`}, "continue"},
 	} {
 		s := compile(t, "HTTP", tc.rules...)
 		s.Carry(old)
@@ -181,5 +182,30 @@ func TestRateLimitCountsAPickAgainOnce(t *testing.T) {
 	*now = now.Add(20 * time.Second)
 	if got := eval(true); got != "continue" {
 		t.Errorf("a pick again two periods on: %s, want continue", got)
+	}
+}
+
+// TestRateLimitByPrefix: with ipv4_prefix and ipv6_prefix, the addresses
+// of one prefix are one client.
+func TestRateLimitByPrefix(t *testing.T) {
+	s := compile(t, "TCP", `{name: net, rate_limit: {requests: 2, period: 1m, ipv4_prefix: 24, ipv6_prefix: 64}, deny: {}}`)
+	fakeClock(s)
+	eval := func(source string) string {
+		in := Input{Source: netip.MustParseAddrPort(source)}
+		return outcome(s, s.Eval(&in))
+	}
+	var got []string
+	for _, src := range []string{
+		"192.0.2.1:1", "192.0.2.200:1", "192.0.2.7:1", // one /24: the third is over
+		"192.0.3.1:1",                                                            // another /24
+		"[2001:db8:0:1::1]:1", "[2001:db8:0:1:ffff::2]:1", "[2001:db8:0:1::3]:1", // one /64
+		"[2001:db8:0:2::1]:1",
+		"[::ffff:192.0.2.9]:1", // IPv4-mapped: the first /24
+	} {
+		got = append(got, eval(src))
+	}
+	want := "[continue continue deny by net continue continue continue deny by net continue deny by net]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("by /24 and /64: %v, want %s", got, want)
 	}
 }

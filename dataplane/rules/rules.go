@@ -137,7 +137,8 @@ func (s *Set) Len() int {
 // snapshot does not start every client's count again: a rule with a
 // rate_limit takes the counts of prev's rule of the same name, or, when
 // neither is named, at the same index, if that one counted over the same
-// period with the same max_clients. Call it before s is used.
+// period, with the same max_clients and prefixes. Call it before s is
+// used.
 func (s *Set) Carry(prev *Set) {
 	if s == nil || prev == nil {
 		return
@@ -158,7 +159,8 @@ func (s *Set) Carry(prev *Set) {
 		if old == nil || old.limit == nil {
 			continue
 		}
-		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max {
+		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max &&
+			old.limit.v4 == r.limit.v4 && old.limit.v6 == r.limit.v6 {
 			r.limit.table = t
 		}
 	}

@@ -2355,7 +2355,13 @@ type RateLimit struct {
 	// When that many are tracked, those that sent nothing for two periods
 	// make room (looked for at most once a period), or else one tracked at
 	// random.
-	MaxClients    uint32 `protobuf:"varint,3,opt,name=max_clients,json=maxClients,proto3" json:"max_clients,omitempty"`
+	MaxClients uint32 `protobuf:"varint,3,opt,name=max_clients,json=maxClients,proto3" json:"max_clients,omitempty"`
+	// Ipv4Prefix and Ipv6Prefix count clients by a prefix of their address
+	// (HAProxy's ipmask converter): ipv6_prefix 64 counts a /64, which one
+	// host can draw addresses from at will, as one client. 0: the whole
+	// address (32 and 128).
+	Ipv4Prefix    uint32 `protobuf:"varint,4,opt,name=ipv4_prefix,json=ipv4Prefix,proto3" json:"ipv4_prefix,omitempty"`
+	Ipv6Prefix    uint32 `protobuf:"varint,5,opt,name=ipv6_prefix,json=ipv6Prefix,proto3" json:"ipv6_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2407,6 +2413,20 @@ func (x *RateLimit) GetPeriod() *durationpb.Duration {
 func (x *RateLimit) GetMaxClients() uint32 {
 	if x != nil {
 		return x.MaxClients
+	}
+	return 0
+}
+
+func (x *RateLimit) GetIpv4Prefix() uint32 {
+	if x != nil {
+		return x.Ipv4Prefix
+	}
+	return 0
+}
+
+func (x *RateLimit) GetIpv6Prefix() uint32 {
+	if x != nil {
+		return x.Ipv6Prefix
 	}
 	return 0
 }
@@ -4107,14 +4127,18 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"rate_limit\x18\n" +
 	" \x01(\v2\x14.sluice.v1.RateLimitR\trateLimitB\b\n" +
-	"\x06action\"\xaa\x01\n" +
+	"\x06action\"\xff\x01\n" +
 	"\tRateLimit\x12)\n" +
 	"\brequests\x18\x01 \x01(\rB\r\xfaB\n" +
 	"*\b\x18\x80\x94\xeb\xdc\x03(\x01R\brequests\x12E\n" +
 	"\x06period\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\b\x01\"\x04\b\x80\xa3\x052\x02\b\x01R\x06period\x12+\n" +
 	"\vmax_clients\x18\x03 \x01(\rB\n" +
 	"\xfaB\a*\x05\x18\x80\xad\xe2\x04R\n" +
-	"maxClients\"\x92\x04\n" +
+	"maxClients\x12(\n" +
+	"\vipv4_prefix\x18\x04 \x01(\rB\a\xfaB\x04*\x02\x18 R\n" +
+	"ipv4Prefix\x12)\n" +
+	"\vipv6_prefix\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x80\x01R\n" +
+	"ipv6Prefix\"\x92\x04\n" +
 	"\x05Match\x12*\n" +
 	"\x04host\x18\x01 \x01(\v2\x16.sluice.v1.StringMatchR\x04host\x12*\n" +
 	"\x04path\x18\x02 \x01(\v2\x16.sluice.v1.StringMatchR\x04path\x12(\n" +

@@ -3657,6 +3657,28 @@ func (m *RateLimit) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if m.GetIpv4Prefix() > 32 {
+		err := RateLimitValidationError{
+			field:  "Ipv4Prefix",
+			reason: "value must be less than or equal to 32",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if m.GetIpv6Prefix() > 128 {
+		err := RateLimitValidationError{
+			field:  "Ipv6Prefix",
+			reason: "value must be less than or equal to 128",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return RateLimitMultiError(errors)
 	}
