@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -104,7 +105,11 @@ func (t *rateTable) count(a netip.Addr, again bool) uint64 {
 // c.idx: the previous period counts for the part of it the window still
 // covers.
 func (c rateCount) rate(period, into time.Duration) uint64 {
-	return uint64(c.cur) + uint64(c.prev)*uint64(period-into)/uint64(period)
+	// prev × (period-into) overflows 64 bits from about 200k requests in
+	// a 24h period; the quotient is at most prev.
+	hi, lo := bits.Mul64(uint64(c.prev), uint64(period-into))
+	prev, _ := bits.Div64(hi, lo, uint64(period))
+	return uint64(c.cur) + prev
 }
 
 // makeRoom frees a place in a shard that holds its full share of clients:

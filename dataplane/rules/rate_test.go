@@ -209,3 +209,20 @@ func TestRateLimitByPrefix(t *testing.T) {
 		t.Errorf("by /24 and /64: %v, want %s", got, want)
 	}
 }
+
+// TestRateOfALongPeriod: a day's period and a client that sent a million
+// requests in it, weighted without overflow.
+func TestRateOfALongPeriod(t *testing.T) {
+	tb := newRateTable(24*time.Hour, 0)
+	now := time.Unix(1_000_000, 0)
+	tb.now = func() time.Time { return now }
+	tb.epoch = now
+	a := netip.MustParseAddr("192.0.2.1")
+	tb.count(a, false)
+	sh := &tb.shards[shardOf(a)]
+	sh.clients[a] = rateCount{idx: 0, cur: 1_000_000}
+	now = now.Add(36 * time.Hour) // half into the next period
+	if got := tb.count(a, true); got != 500_000 {
+		t.Errorf("a million requests in the last period, half of it still in the window: rate %d, want 500000", got)
+	}
+}
