@@ -40,7 +40,7 @@ type nodeCollector struct {
 	ejections, info, ready, draining, statsDroppedTotal *prometheus.Desc
 	healthTransitions, pipes, splices, pipeShortages    *prometheus.Desc
 	maxConns, nodeMaxConns, nodeFull                    *prometheus.Desc
-	listenersDraining                                   *prometheus.Desc
+	listenersDraining, rateLimited, rateClients         *prometheus.Desc
 }
 
 func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeCollector {
@@ -71,6 +71,8 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		nodeFull:          d("sluice_node_full_total", "Times the node held --max-connections and left new connections waiting in the kernel's accept queue until one closed.", nil...),
 		listenersDraining: d("sluice_node_listeners_draining", "Listeners the running snapshot removed whose client connections still drain, until sluice-dp --drain-grace after the apply.", nil...),
 		splices:           d("sluice_node_splices_total", "Large transfers the node spliced through a pipe of its own: a TCP burst, or an HTTP body (each 4 MiB piece of a longer one). --splice says which are spliced (by default, those from peers on other hosts); the others are copied.", nil...),
+		rateLimited:       d("sluice_rule_rate_limited_total", "Requests (TCP connections) a rule with a rate_limit held for, their client over the rate; carried over snapshots with the rule's counts.", "listener", "rule"),
+		rateClients:       d("sluice_rule_rate_clients", "Client addresses (or prefixes) a rule with a rate_limit tracks, up to its max_clients.", "listener", "rule"),
 		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
 }
@@ -78,7 +80,8 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.weight, c.active, c.conns, c.requests, c.bytesIn, c.bytesOut,
 		c.connectErrs, c.resp5xx, c.ejections, c.info, c.ready, c.draining, c.statsDroppedTotal, c.healthTransitions,
-		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.nodeMaxConns, c.nodeFull, c.listenersDraining} {
+		c.pipes, c.splices, c.pipeShortages, c.maxConns, c.nodeMaxConns, c.nodeFull, c.listenersDraining,
+		c.rateLimited, c.rateClients} {
 		ch <- d
 	}
 }
@@ -113,6 +116,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
 	}
 	gauge(c.listenersDraining, float64(removed))
+	for _, r := range c.n.RateLimits() {
+		counter(c.rateLimited, r.Limited, r.Listener, r.Rule)
+		gauge(c.rateClients, float64(r.Clients), r.Listener, r.Rule)
+	}
 	for _, s := range c.n.Endpoints() {
 		l := []string{s.Cluster, s.Name}
 		for _, st := range endpointStates {

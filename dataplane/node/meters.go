@@ -1,10 +1,12 @@
 package node
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/dataplane/rules"
 )
 
 // ClusterMeter is a cluster's meter and what the node reads of its state
@@ -67,5 +69,28 @@ func (n *Node) ClusterMeters() []ClusterMeter {
 	}
 	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b ClusterMeter) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+// ListenerRateLimit is a listener's rule with a rate_limit, and what it
+// counted.
+type ListenerRateLimit struct {
+	Listener string
+	rules.RateLimit
+}
+
+// RateLimits lists the rules with a rate_limit of the running listeners,
+// by listener name and then in rule order.
+func (n *Node) RateLimits() []ListenerRateLimit {
+	n.mu.Lock()
+	sets := make(map[string]*rules.Set, len(n.ruleSets))
+	maps.Copy(sets, n.ruleSets)
+	n.mu.Unlock()
+	var out []ListenerRateLimit
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
+		for _, r := range sets[name].RateLimits() {
+			out = append(out, ListenerRateLimit{Listener: name, RateLimit: r})
+		}
+	}
 	return out
 }

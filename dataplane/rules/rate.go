@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/internal/clock"
@@ -33,6 +34,9 @@ type rateTable struct {
 	now      func() time.Time // clock.Now; tests set it
 	epoch    time.Time        // periods are counted from here
 	shards   [rateShards]rateShard
+	// limited counts the work its rule held for, over the rate; it
+	// carries on with the table.
+	limited atomic.Uint64
 }
 
 type rateShard struct {
@@ -167,7 +171,13 @@ type rateLimit struct {
 // over counts a request from a, unless again, and reports whether a is
 // over the limit.
 func (l *rateLimit) over(a netip.Addr, again bool) bool {
-	return l.table.count(l.client(a), again) > l.requests
+	if l.table.count(l.client(a), again) <= l.requests {
+		return false
+	}
+	if !again {
+		l.table.limited.Add(1)
+	}
+	return true
 }
 
 // client is the key a is counted by: its prefix of the rule's length.

@@ -166,6 +166,39 @@ func (s *Set) Carry(prev *Set) {
 	}
 }
 
+// RateLimit is what a rule with a rate_limit counted.
+type RateLimit struct {
+	// Rule is the rule's name, or "rules[N]" for an unnamed one.
+	Rule string
+	// Limited counts the requests (connections) the rule held for, over
+	// the rate: a pick again after a failed connect is not counted again.
+	// It carries on across snapshots with the rule's counts (Carry).
+	Limited uint64
+	// Clients is how many client addresses (or prefixes) it tracks.
+	Clients int
+}
+
+// RateLimits lists the rules of s that have a rate_limit, in order.
+// Clients takes each shard's lock of each table in turn.
+func (s *Set) RateLimits() []RateLimit {
+	if s == nil {
+		return nil
+	}
+	var out []RateLimit
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.limit == nil {
+			continue
+		}
+		name := r.name
+		if name == "" {
+			name = fmt.Sprintf("rules[%d]", i)
+		}
+		out = append(out, RateLimit{Rule: name, Limited: r.limit.table.limited.Load(), Clients: r.limit.table.tracked()})
+	}
+	return out
+}
+
 // Name is the name of rule i ("" when it has none).
 func (s *Set) Name(i int) string { return s.rules[i].name }
 
