@@ -30,7 +30,11 @@ func Compile(specs []*sluicev1.Rule, http bool) (*Set, error) {
 	c := &compiler{http: http, routes: map[string]int{}}
 	s := &Set{rules: make([]rule, 0, len(specs))}
 	for i, spec := range specs {
-		r := c.rule(spec, fmt.Sprintf("rules[%d]", i))
+		p := fmt.Sprintf("rules[%d]", i)
+		r := c.rule(spec, p)
+		if r.name == "" {
+			r.name = p // how logs and metrics name an unnamed rule
+		}
 		s.rules = append(s.rules, r)
 	}
 	if len(c.errs) > 0 {

@@ -107,7 +107,7 @@ func TestRateLimitCarriesAcrossSnapshots(t *testing.T) {
 	// The unnamed rule at the same place carries its count too.
 	s := compile(t, "HTTP", `{name: x, match: {method: POST}, deny: {}}`, `{name: y, match: {method: PUT}, deny: {}}`, `{`+limited+`}`)
 	s.Carry(old)
-	if got := outcome(s, s.Eval(in())); got != "deny by " {
+	if got := outcome(s, s.Eval(in())); got != "deny by rules[2]" {
 		t.Errorf("the unnamed third rule after the old one counted one request: %s, want a deny by it", got)
 	}
 }

@@ -101,8 +101,8 @@ type Set struct {
 
 // rule is one compiled rule.
 type rule struct {
-	name      string
-	match     *cond // nil: always holds
+	name      string // "rules[N]" for an unnamed one
+	match     *cond  // nil: always holds
 	action    Action
 	route     int
 	answer    *httpproxy.Answer
@@ -148,15 +148,14 @@ func (s *Set) Carry(prev *Set) {
 		if r.limit == nil {
 			continue
 		}
-		var old *rule
-		if r.name != "" {
-			if j := slices.IndexFunc(prev.rules, func(o rule) bool { return o.name == r.name }); j >= 0 {
-				old = &prev.rules[j]
-			}
-		} else if i < len(prev.rules) && prev.rules[i].name == "" {
-			old = &prev.rules[i]
+		// An unnamed rule's name is its place, "rules[N]", which no
+		// snapshot's name can spell.
+		j := slices.IndexFunc(prev.rules, func(o rule) bool { return o.name == r.name })
+		if j < 0 {
+			continue
 		}
-		if old == nil || old.limit == nil {
+		old := &prev.rules[j]
+		if old.limit == nil {
 			continue
 		}
 		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max &&
@@ -190,16 +189,12 @@ func (s *Set) RateLimits() []RateLimit {
 		if r.limit == nil {
 			continue
 		}
-		name := r.name
-		if name == "" {
-			name = fmt.Sprintf("rules[%d]", i)
-		}
-		out = append(out, RateLimit{Rule: name, Limited: r.limit.table.limited.Load(), Clients: r.limit.table.tracked()})
+		out = append(out, RateLimit{Rule: r.name, Limited: r.limit.table.limited.Load(), Clients: r.limit.table.tracked()})
 	}
 	return out
 }
 
-// Name is the name of rule i ("" when it has none).
+// Name is the name of rule i, "rules[i]" for one the snapshot names not.
 func (s *Set) Name(i int) string { return s.rules[i].name }
 
 // Eval runs the rules for in and returns the verdict of the first that
