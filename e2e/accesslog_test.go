@@ -304,3 +304,128 @@ listeners:
 		t.Errorf("the node's log does not say it reopened the file:\n%s", out)
 	}
 }
+
+// TestAccessLogNamesTheRule: a request or session a rule decided names the
+// rule in its line, whether the rule routed it, allowed it, or answered
+// it (deny, redirect, respond; a TCP deny), over HTTP/1.1 and HTTP/2; an
+// unnamed rule by its place; a request no rule decided names none.
+func TestAccessLogNamesTheRule(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b, raw := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "raw")
+	httpAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+  - name: api
+    endpoints: [{ name: b, address: %s }]
+  - name: dbc
+    endpoints: [{ name: raw, address: %s }]
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    http: { h2c: true }
+    rules:
+      - { name: to-api, match: { path: { prefix: /api/ } }, route: api }
+      - { name: no-admin, match: { path: { prefix: /admin } }, deny: {} }
+      - { match: { path: { exact: /old } }, redirect: { path: /new } }
+      - { name: health, match: { path: { exact: /healthz } }, respond: { status: 200, body: "ok\n" } }
+      - { name: office, match: { path: { prefix: /office/ } }, allow: {} }
+  - name: db
+    address: %s
+    protocol: TCP
+    default_cluster: dbc
+    rules:
+      - { name: not-seven, match: { source: [127.0.0.7] }, deny: {} }
+`, a.addr, b.addr, raw.addr, httpAddr, tcpAddr)))
+
+	client := &http.Client{Timeout: testTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	h2c := h2Client(true)
+	// path: the status the client gets and the rule its line must name
+	// ("" for none).
+	want := map[string]struct {
+		status int
+		rule   string
+	}{
+		"/api/x": {200, "to-api"}, "/admin": {403, "no-admin"}, "/old": {302, "rules[2]"},
+		"/healthz": {200, "health"}, "/office/y": {200, "office"}, "/plain": {200, ""},
+		"/api/h2": {200, "to-api"}, "/admin/h2": {403, "no-admin"},
+	}
+	for path, w := range want {
+		cl := client
+		if strings.HasSuffix(path, "h2") {
+			cl = h2c
+		}
+		resp, err := cl.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != w.status {
+			t.Fatalf("GET %s: status %d, want %d", path, resp.StatusCode, w.status)
+		}
+	}
+	if body, err := tcpGet(tcpAddr); err != nil || body != "raw" {
+		t.Fatalf("TCP from 127.0.0.1: %q, %v", body, err)
+	}
+	_, d := clientFrom(7)
+	if body, err := tcpGetFrom(d, tcpAddr); body != "" {
+		t.Fatalf("TCP from 127.0.0.7: %q, %v; want the connection closed unanswered", body, err)
+	}
+	client.CloseIdleConnections()
+	h2c.CloseIdleConnections()
+	waitFor(t, "the connections to end on the node", func() bool {
+		m := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics")
+		return m.Value("sluice_listener_connections", "db") == 0 && m.Value("sluice_listener_connections", "public") == 0
+	})
+	dp.Close() // flushes the log
+
+	seen := map[string]bool{}
+	var sessions []map[string]any
+	for _, l := range out.lines(t) {
+		if l["msg"] == "session" {
+			sessions = append(sessions, l)
+			continue
+		}
+		path := fmt.Sprint(l["path"])
+		w, ok := want[path]
+		if !ok {
+			t.Errorf("a line for %s, which no request asked for: %v", path, l)
+			continue
+		}
+		seen[path] = true
+		if l["status"] != float64(w.status) {
+			t.Errorf("%s: status %v, want %d", path, l["status"], w.status)
+		}
+		if rule, has := l["rule"]; w.rule == "" && has {
+			t.Errorf("%s, which no rule decided: rule %v", path, rule)
+		} else if w.rule != "" && rule != w.rule {
+			t.Errorf("%s: rule %v, want %s", path, rule, w.rule)
+		}
+	}
+	for path := range want {
+		if !seen[path] {
+			t.Errorf("no line for %s", path)
+		}
+	}
+	if len(sessions) != 2 {
+		t.Fatalf("%d session lines for 2 TCP sessions: %v", len(sessions), sessions)
+	}
+	for _, s := range sessions {
+		ap, _ := netip.ParseAddrPort(fmt.Sprint(s["client"]))
+		switch ap.Addr() {
+		case netip.MustParseAddr("127.0.0.7"):
+			if s["rule"] != "not-seven" || s["cause"] != "denied" {
+				t.Errorf("the denied session: rule %v, cause %v; want not-seven, denied", s["rule"], s["cause"])
+			}
+		default:
+			if rule, has := s["rule"]; has || s["endpoint"] != "raw" {
+				t.Errorf("the served session: rule %v, endpoint %v; want no rule, raw", rule, s["endpoint"])
+			}
+		}
+	}
+}

@@ -38,6 +38,9 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(e.status), 10)
 	}
+	if e.rule != "" {
+		b = appendField(b, "rule", e.rule)
+	}
 	if e.cluster != "" {
 		b = appendField(b, "cluster", e.cluster)
 		b = appendField(b, "endpoint", e.endpoint)

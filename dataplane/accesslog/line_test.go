@@ -27,6 +27,9 @@ func slogLine(e *entry, node string) []byte {
 		a = append(a, slog.String("method", string(e.text[:e.method])), slog.String("host", string(e.text[e.method:e.host])),
 			slog.String("path", string(e.text[e.host:])), slog.Int("status", e.status))
 	}
+	if e.rule != "" {
+		a = append(a, slog.String("rule", e.rule))
+	}
 	if e.cluster != "" {
 		a = append(a, slog.String("cluster", e.cluster), slog.String("endpoint", e.endpoint))
 	}
@@ -57,6 +60,10 @@ func TestLineIsSlogJSON(t *testing.T) {
 			bytesIn: 1, bytesOut: 2, connect: 1500 * time.Microsecond, firstByte: time.Millisecond, total: 3 * time.Second, retries: 2},
 		{listener: "db", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
 			total: 90 * time.Minute, cause: sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN},
+		{listener: "public", rule: "api-rate", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
+			text: []byte("GETa/api/"), method: 3, host: 4, status: 429, bytesOut: 18, total: time.Millisecond},
+		{listener: "db", rule: "rules[1]", cluster: "db2", endpoint: "b", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"),
+			end: end, total: time.Second, cause: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
 	} {
 		got, want := e.appendLine(nil, "n\"1"), slogLine(e, "n\"1")
 		if !bytes.Equal(got, want) {

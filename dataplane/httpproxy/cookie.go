@@ -136,6 +136,7 @@ func (r *Request) resetDirectives() {
 	r.answer = nil
 	r.abortOnClose = false
 	r.routed, r.routedName = nil, ""
+	r.rule = ""
 }
 
 // nameList is a list of names in one reusable buffer.

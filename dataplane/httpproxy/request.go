@@ -75,6 +75,7 @@ type Request struct {
 	abortHook      func()         // OnAbortOnClose
 	routed         *meter.Cluster // RoutedTo
 	routedName     string
+	rule           string // DecidedBy
 
 	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
@@ -176,6 +177,14 @@ func (r *Request) RoutedTo(m *meter.Cluster, name string) { r.routed, r.routedNa
 
 // Routed is what RoutedTo said: nil and "" when the Director said nothing.
 func (r *Request) Routed() (*meter.Cluster, string) { return r.routed, r.routedName }
+
+// DecidedBy tells the proxy the name of the rule that decided where the
+// request goes, or that answered it, for its access log line. Forgotten
+// before the next Pick.
+func (r *Request) DecidedBy(rule string) { r.rule = rule }
+
+// Rule is what DecidedBy said: "" when the Director said nothing.
+func (r *Request) Rule() string { return r.rule }
 
 // forgetFailed empties the list Failed reads.
 func (r *Request) forgetFailed() {

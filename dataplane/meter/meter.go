@@ -266,6 +266,9 @@ type Exchange struct {
 	// and "" when none was picked.
 	Cluster  *Cluster
 	Endpoint string
+	// Rule names the rule that decided where the request or session went,
+	// or that answered it; "" when no rule decided.
+	Rule string
 	// BytesIn counts bytes from the client, BytesOut bytes to it.
 	BytesIn, BytesOut uint64
 	// CountedIn and CountedOut are the bytes of BytesIn and BytesOut the

@@ -85,6 +85,9 @@ type httpRuleDirector struct{ rt *routing }
 func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
 	in := rules.Input{Source: netip.AddrPortFrom(req.ClientAddr(), req.ClientPort()), Request: req, TLS: req.TLS(), SNI: req.ServerName(), Again: req.Again()}
 	v := d.rt.rules.Eval(&in)
+	if v.Rule >= 0 {
+		req.DecidedBy(d.rt.rules.Name(v.Rule))
+	}
 	c := d.rt.def
 	switch v.Action {
 	case rules.Route:
@@ -107,6 +110,9 @@ func (d tcpRuleDirector) Pick(client net.Addr, a *tcpproxy.Attempt) (*upstream.E
 		in.Source = tcp.AddrPort()
 	}
 	v := d.rt.rules.Eval(&in)
+	if v.Rule >= 0 {
+		a.DecidedBy(d.rt.rules.Name(v.Rule))
+	}
 	c := d.rt.def
 	switch v.Action {
 	case rules.Route:

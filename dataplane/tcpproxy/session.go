@@ -42,6 +42,7 @@ type session struct {
 	from    netip.AddrPort // the client, as a PROXY header may have named it
 	connect time.Duration  // how long the endpoint took to answer
 	logged  bool           // the access log samples the session
+	rule    string         // the rule that decided the session (meter.Exchange.Rule)
 
 	up   half // client to endpoint
 	down half // endpoint to client
@@ -274,5 +275,5 @@ func (s *session) settle() { s.bytes.Settle(s.ep, s.cfg.Meter) }
 // exchange is what the access log and the meters learn of the session
 // beyond its record.
 func (s *session) exchange() meter.Exchange {
-	return meter.Exchange{Client: s.from, Cluster: s.ep.Meter(), Connect: s.connect, Logged: s.logged}
+	return meter.Exchange{Client: s.from, Cluster: s.ep.Meter(), Connect: s.connect, Logged: s.logged, Rule: s.rule}
 }

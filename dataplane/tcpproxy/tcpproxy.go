@@ -67,6 +67,7 @@ type Attempt struct {
 	// routed and routedName: RoutedTo.
 	routed     *meter.Cluster
 	routedName string
+	rule       string // DecidedBy
 }
 
 // RoutedTo tells the proxy the cluster the session goes to, by its meter
@@ -76,6 +77,15 @@ type Attempt struct {
 func (a *Attempt) RoutedTo(m *meter.Cluster, name string) {
 	if a != nil {
 		a.routed, a.routedName = m, name
+	}
+}
+
+// DecidedBy tells the proxy the name of the rule that decided where the
+// session goes, or that denied it, for its access log line. Forgotten
+// before the next Pick.
+func (a *Attempt) DecidedBy(rule string) {
+	if a != nil {
+		a.rule = rule
 	}
 }
 
@@ -311,7 +321,7 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 
 	ss = &session{
 		srv: s, cfg: cfg, client: client, backend: backend, raw: upstream.TCPConn(backend), ep: ep, done: done,
-		info: info, from: from, connect: mx.Connect, logged: mx.Logged,
+		info: info, from: from, connect: mx.Connect, logged: mx.Logged, rule: mx.Rule,
 	}
 	ss.clientRC, _ = client.SyscallConn()
 	ss.rawRC, _ = ss.raw.SyscallConn()
@@ -370,7 +380,9 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 		if cfg.Director == nil {
 			return nil, nil, nil
 		}
+		a.rule = ""
 		ep, timeout, err := cfg.Director.Pick(client, a)
+		mx.Rule = a.rule
 		if err != nil || ep == nil {
 			return nil, nil, err
 		}

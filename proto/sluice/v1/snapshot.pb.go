@@ -2147,8 +2147,10 @@ func (x *ProxyProtocolAccept) GetTimeout() *durationpb.Duration {
 // a rule before others applies to everything they route or allow.
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Name identifies the rule in errors and diffs: optional, unique within
-	// the listener.
+	// Name identifies the rule in diffs, in the access log of what it
+	// decided and in its metrics: optional, unique within the listener. An
+	// unnamed rule goes by its place there, "rules[N]" (errors always give
+	// the place).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Match says which requests or connections the rule applies to. Unset:
 	// all of them.
