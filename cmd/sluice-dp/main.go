@@ -61,11 +61,12 @@ less 100 for the node's own files and halved, so that every connection can
 also reach its endpoint; the start log names it.
 
 The admin address serves a status page for people (/ and /stats), /status
-(JSON), /metrics (Prometheus), the Go runtime's profiles (/debug/pprof/, for
-go tool pprof), and the probes /healthz and /readyz. With
---admin-auth-file, everything there but the probes asks for a user and
-password (HTTP basic auth); without it, the profiles answer only on a
-loopback address (403 elsewhere). The auth file holds one user:password per
+(JSON), /metrics (Prometheus), the clients of each rate_limit by rate
+(/rate-limits, JSON), the Go runtime's profiles (/debug/pprof/, for go tool
+pprof), and the probes /healthz and /readyz. With --admin-auth-file,
+everything there but the probes asks for a user and password (HTTP basic
+auth); without it, the profiles and /rate-limits answer only on a loopback
+address (403 elsewhere). The auth file holds one user:password per
 line; it must be readable by its owner only (chmod 600), or the node refuses
 to start.
 
@@ -102,7 +103,7 @@ func main() {
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, each key once, e.g. zone=a,role=edge")
-	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /debug/pprof/); empty disables")
+	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /rate-limits, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
 	grace := fs.Duration("drain-grace", 30*time.Second, "on SIGTERM, how long work in progress may take to finish; also how long the connections of a listener a snapshot removes (or changes the protocol of) have")

@@ -24,11 +24,14 @@ import (
 //	/status   JSON: node id, applied version, state, connections, listeners,
 //	          endpoints with health and load
 //	/metrics  the same, and the Go runtime's, in the Prometheus text format
+//	/rate-limits  JSON: each rule with a rate_limit, and its clients with
+//	          the highest rates (?listener=, ?rule=, ?top=)
 //	/debug/pprof/  the Go runtime's profiles (CPU, heap, goroutines, ...),
 //	          for `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`
 //
 // Credentials.Protect puts everything but the probes behind a password;
-// without it, Guard keeps the profiles to a loopback address.
+// without it, Guard keeps the profiles and the clients of /rate-limits to
+// a loopback address.
 // cp reads the node's subscription to its control plane for the page and
 // /status (nil: they leave it out); extra are more collectors for
 // /metrics (the discovery client's).
@@ -54,6 +57,7 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, cp func() disco
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", metricsHandler(nodeID, n, dropped, extra...))
+	mux.Handle("GET /rate-limits", rateLimitsHandler(n))
 	page := statusPage(nodeID, n, dropped, cp, newRates())
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /stats", page)
@@ -62,18 +66,24 @@ func Handler(nodeID string, n *node.Node, dropped func() uint64, cp func() disco
 }
 
 // Guard returns h for an admin address without credentials that listens
-// on addr: the Go profiles stay open on a loopback address, and elsewhere
-// answer 403. A profile costs the node CPU while it runs, and the command
-// line shows the node's flags: on an address the network reaches, they
-// want --admin-auth-file. The status page, /status and /metrics stay open
-// there, as HAProxy's stats page and Envoy's admin address do.
+// on addr: the Go profiles and /rate-limits stay open on a loopback
+// address, and elsewhere answer 403. A profile costs the node CPU while it
+// runs, the command line shows the node's flags, and /rate-limits lists
+// clients' addresses (HAProxy shows its tables on the local stats socket
+// only): on an address the network reaches, they want --admin-auth-file.
+// The status page, /status and /metrics stay open there, as HAProxy's
+// stats page and Envoy's admin address do.
 func Guard(h http.Handler, addr net.Addr) http.Handler {
 	if tcp, ok := addr.(*net.TCPAddr); !ok || tcp.IP.IsLoopback() {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/debug/pprof/"):
 			http.Error(w, "the Go profiles are served on a loopback admin address, or with --admin-auth-file", http.StatusForbidden)
+			return
+		case r.URL.Path == "/rate-limits":
+			http.Error(w, "the clients of rate limits are listed on a loopback admin address, or with --admin-auth-file", http.StatusForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -116,7 +116,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.maxConns, float64(s.MaxConns), s.Name)
 	}
 	gauge(c.listenersDraining, float64(removed))
-	for _, r := range c.n.RateLimits() {
+	for _, r := range c.n.RateLimits(0) {
 		counter(c.rateLimited, r.Limited, r.Listener, r.Rule)
 		gauge(c.rateClients, float64(r.Clients), r.Listener, r.Rule)
 	}

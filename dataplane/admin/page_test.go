@@ -222,13 +222,13 @@ func TestStatusPageAuth(t *testing.T) {
 }
 
 // TestGuardKeepsProfilesLocal: without credentials, an admin address the
-// network reaches refuses the Go profiles and serves the rest; a loopback
-// one serves the profiles too.
+// network reaches refuses the Go profiles and the clients of rate limits,
+// and serves the rest; a loopback one serves them too.
 func TestGuardKeepsProfilesLocal(t *testing.T) {
 	n, _ := testNode(t)
 	h := Handler("node-1", n, func() uint64 { return 0 }, nil)
 	public := "http://" + serve(t, Guard(h, &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 7072}))
-	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline", "/rate-limits", "/rate-limits?top=5"} {
 		if resp, body := fetch(t, public+path, "", ""); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "--admin-auth-file") {
 			t.Errorf("GET %s on a public address: %d %q, want 403 naming --admin-auth-file", path, resp.StatusCode, body)
 		}
@@ -241,6 +241,9 @@ func TestGuardKeepsProfilesLocal(t *testing.T) {
 	local := "http://" + serve(t, Guard(h, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7072}))
 	if resp, body := fetch(t, local+"/debug/pprof/goroutine?debug=1", "", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, "sluice/dataplane/") {
 		t.Errorf("GET /debug/pprof/goroutine on loopback: %d, want 200 with the node's goroutines\n%.300s", resp.StatusCode, body)
+	}
+	if resp, body := fetch(t, local+"/rate-limits", "", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"rate_limits"`) {
+		t.Errorf("GET /rate-limits on loopback: %d %q, want 200 with its JSON", resp.StatusCode, body)
 	}
 }
 

@@ -80,15 +80,16 @@ type ListenerRateLimit struct {
 }
 
 // RateLimits lists the rules with a rate_limit of the running listeners,
-// by listener name and then in rule order.
-func (n *Node) RateLimits() []ListenerRateLimit {
+// by listener name and then in rule order, each with its top clients by
+// rate (rules.Set.RateLimits).
+func (n *Node) RateLimits(top int) []ListenerRateLimit {
 	n.mu.Lock()
 	sets := make(map[string]*rules.Set, len(n.ruleSets))
 	maps.Copy(sets, n.ruleSets)
 	n.mu.Unlock()
 	var out []ListenerRateLimit
 	for _, name := range slices.Sorted(maps.Keys(sets)) {
-		for _, r := range sets[name].RateLimits() {
+		for _, r := range sets[name].RateLimits(top) {
 			out = append(out, ListenerRateLimit{Listener: name, RateLimit: r})
 		}
 	}

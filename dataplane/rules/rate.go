@@ -1,8 +1,10 @@
 package rules
 
 import (
+	"container/heap"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,14 +76,8 @@ func (t *rateTable) count(a netip.Addr, again bool) uint64 {
 	c, ok := sh.clients[a]
 	switch {
 	case again:
-		// As it stands: a period that began since is the count's next.
-		if c.idx == idx-1 {
-			c = rateCount{idx: idx, prev: c.cur}
-		} else if c.idx != idx {
-			c = rateCount{}
-		}
 		sh.mu.Unlock()
-		return c.rate(t.period, into)
+		return c.at(idx).rate(t.period, into)
 	case !ok:
 		if sh.clients == nil {
 			sh.clients = make(map[netip.Addr]rateCount)
@@ -103,6 +99,18 @@ func (t *rateTable) count(a netip.Addr, again bool) uint64 {
 	sh.clients[a] = c
 	sh.mu.Unlock()
 	return c.rate(t.period, into)
+}
+
+// at is c as it stands in period idx, counting nothing more: a period
+// that began since c was last counted is its next, or makes it 0.
+func (c rateCount) at(idx int64) rateCount {
+	switch c.idx {
+	case idx:
+		return c
+	case idx - 1:
+		return rateCount{idx: idx, prev: c.cur}
+	}
+	return rateCount{idx: idx}
 }
 
 // rate is the count over a sliding window of period ending into period
@@ -150,6 +158,76 @@ func (t *rateTable) tracked() int {
 	return n
 }
 
+// clientRate is a client's rate in a rateTable.
+type clientRate struct {
+	client netip.Addr
+	rate   uint64
+}
+
+// top returns the n clients of t with the highest rates now, highest
+// first, and by address for equal rates; clients whose rate fell to 0 are
+// left out. It takes each shard's lock in turn, and keeps n clients at
+// most in memory however many t tracks.
+func (t *rateTable) top(n int) []clientRate {
+	if n <= 0 {
+		return nil
+	}
+	since := t.now().Sub(t.epoch)
+	idx := int64(since / t.period)
+	into := since - time.Duration(idx)*t.period
+	// h is a min-heap by (rate, then address in reverse): h[0] is the one
+	// to give up first.
+	h := make(rateHeap, 0, min(n, 1024))
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for a, c := range sh.clients {
+			r := c.at(idx).rate(t.period, into)
+			if r == 0 {
+				continue
+			}
+			cr := clientRate{client: a, rate: r}
+			if len(h) < n {
+				heap.Push(&h, cr)
+			} else if h.less(h[0], cr) {
+				h[0] = cr
+				heap.Fix(&h, 0)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(h, func(a, b clientRate) int {
+		if h.less(b, a) {
+			return -1
+		}
+		return 1
+	})
+	return h
+}
+
+// rateHeap is a min-heap of clientRates for rateTable.top.
+type rateHeap []clientRate
+
+// less orders a before b when a ranks lower: a smaller rate, or the same
+// rate and a greater address.
+func (rateHeap) less(a, b clientRate) bool {
+	if a.rate != b.rate {
+		return a.rate < b.rate
+	}
+	return a.client.Compare(b.client) > 0
+}
+
+func (h rateHeap) Len() int           { return len(h) }
+func (h rateHeap) Less(i, j int) bool { return h.less(h[i], h[j]) }
+func (h rateHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rateHeap) Push(x any)        { *h = append(*h, x.(clientRate)) }
+func (h *rateHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
 func shardOf(a netip.Addr) int {
 	b := a.As16()
 	var h uint32 = 2166136261 // FNV-1a
@@ -178,6 +256,14 @@ func (l *rateLimit) over(a netip.Addr, again bool) bool {
 		l.table.limited.Add(1)
 	}
 	return true
+}
+
+// prefix is the prefix a client key of l stands for.
+func (l *rateLimit) prefix(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, l.v4)
+	}
+	return netip.PrefixFrom(a, l.v6)
 }
 
 // client is the key a is counted by: its prefix of the rule's length.

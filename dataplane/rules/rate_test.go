@@ -226,3 +226,59 @@ func TestRateOfALongPeriod(t *testing.T) {
 		t.Errorf("a million requests in the last period, half of it still in the window: rate %d, want 500000", got)
 	}
 }
+
+// TestRateLimitsTop: RateLimits lists a rule's clients by their rate now,
+// highest first, as many as asked, however many the table holds; a rate
+// fades as the window slides past it, and a client quiet for two periods
+// is left out; a prefix counted as one client is listed as the prefix.
+func TestRateLimitsTop(t *testing.T) {
+	s := compile(t, "HTTP",
+		`{name: each, rate_limit: {requests: 5, period: 10s}, request_headers: {set: {X-Over: "1"}}}`,
+		`{name: per-64, rate_limit: {requests: 5, period: 10s, ipv6_prefix: 64}, request_headers: {set: {X-Over: "64"}}}`)
+	now := fakeClock(s)
+	send := func(source string, times int) {
+		for range times {
+			s.Eval(&Input{Source: netip.MustParseAddrPort(source)})
+		}
+	}
+	// 300 clients sending 1 each, then a few busier ones among them.
+	for i := range 300 {
+		send(fmt.Sprintf("10.0.%d.%d:1", i/250, i%250+1), 1)
+	}
+	send("10.0.0.7:1", 9)
+	send("10.0.1.9:1", 4)
+	send("[2001:db8:1:2::1]:1", 3)
+	send("[2001:db8:1:2::2]:1", 3)
+	top := func() map[string][]string {
+		out := map[string][]string{}
+		for _, rl := range s.RateLimits(3) {
+			for _, c := range rl.Top {
+				out[rl.Rule] = append(out[rl.Rule], fmt.Sprintf("%s=%d", c.Client, c.Rate))
+			}
+		}
+		return out
+	}
+	check := func(when string, want map[string][]string) {
+		t.Helper()
+		if got := top(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: top 3 %v, want %v", when, got, want)
+		}
+	}
+	check("at once", map[string][]string{
+		"each":   {"10.0.0.7/32=10", "10.0.1.9/32=5", "2001:db8:1:2::1/128=3"}, // ::2 ties, and is after
+		"per-64": {"10.0.0.7/32=10", "2001:db8:1:2::/64=6", "10.0.1.9/32=5"},
+	})
+	// 5s into the next period half of the last one still counts (rounded
+	// down): the 300 who sent 1 are at 0 and left out.
+	*now = now.Add(15 * time.Second)
+	send("10.0.1.9:1", 1)
+	check("15s on", map[string][]string{
+		"each":   {"10.0.0.7/32=5", "10.0.1.9/32=3", "2001:db8:1:2::1/128=1"},
+		"per-64": {"10.0.0.7/32=5", "10.0.1.9/32=3", "2001:db8:1:2::/64=3"}, // IPv4 first
+	})
+	*now = now.Add(20 * time.Second)
+	check("35s on", map[string][]string{})
+	if got := s.RateLimits(0); got[0].Top != nil || got[0].Clients != 302 {
+		t.Errorf("RateLimits(0): %+v, want no clients listed and 302 tracked", got[0])
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 )
@@ -175,21 +176,44 @@ type RateLimit struct {
 	Limited uint64
 	// Clients is how many client addresses (or prefixes) it tracks.
 	Clients int
+	// Requests and Period are the rule's rate: a client that sent more
+	// than Requests within the last Period is over it.
+	Requests uint64
+	Period   time.Duration
+	// Top lists the clients with the highest rates, as many as
+	// RateLimits was asked for.
+	Top []ClientRate
 }
 
-// RateLimits lists the rules of s that have a rate_limit, in order.
-// Clients takes each shard's lock of each table in turn.
-func (s *Set) RateLimits() []RateLimit {
+// ClientRate is one client's rate, as a rule with a rate_limit counts it.
+type ClientRate struct {
+	// Client is the address counted, or the prefix counted as one client
+	// (ipv4_prefix, ipv6_prefix); IPv4-mapped addresses as IPv4.
+	Client netip.Prefix
+	// Rate is the requests (connections) counted within the sliding
+	// period that ends now.
+	Rate uint64
+}
+
+// RateLimits lists the rules of s that have a rate_limit, in order, each
+// with its top clients by rate now, highest first (none for top 0).
+// It takes each shard's lock of each table in turn.
+func (s *Set) RateLimits(top int) []RateLimit {
 	if s == nil {
 		return nil
 	}
 	var out []RateLimit
 	for i := range s.rules {
 		r := &s.rules[i]
-		if r.limit == nil {
+		l := r.limit
+		if l == nil {
 			continue
 		}
-		out = append(out, RateLimit{Rule: r.name, Limited: r.limit.table.limited.Load(), Clients: r.limit.table.tracked()})
+		rl := RateLimit{Rule: r.name, Limited: l.table.limited.Load(), Clients: l.table.tracked(), Requests: l.requests, Period: l.table.period}
+		for _, c := range l.table.top(top) {
+			rl.Top = append(rl.Top, ClientRate{Client: l.prefix(c.client), Rate: c.rate})
+		}
+		out = append(out, rl)
 	}
 	return out
 }
