@@ -72,6 +72,24 @@ listeners:
 `, a.addr, b.addr, raw.addr, httpAddr, tcpAddr)
 }
 
+// flushLog closes the clients' idle connections, waits until the node of
+// an accessLogSnapshot-like snapshot (listeners public and db) has none
+// open, and closes it, which flushes its log. A request is logged just
+// after its response is written, and a session once it ended on the node,
+// a moment after the client saw it end: once no connection is open on the
+// node, all are logged.
+func flushLog(t *testing.T, dp *dataplane.Dataplane, clients ...*http.Client) {
+	t.Helper()
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	waitFor(t, "the connections to end on the node", func() bool {
+		m := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics")
+		return m.Value("sluice_listener_connections", "db") == 0 && m.Value("sluice_listener_connections", "public") == 0
+	})
+	dp.Close()
+}
+
 // TestAccessLog: N requests make exactly N lines, each naming the
 // listener, the endpoint that answered (as the client saw it), the
 // status, method, host, path and protocol; an HTTP/2 request makes one
@@ -102,16 +120,7 @@ func TestAccessLog(t *testing.T) {
 	if body, err := tcpGet(tcpAddr); err != nil || body != "raw" {
 		t.Fatalf("TCP: %q, %v", body, err)
 	}
-	// A request is logged just after its response is written, and a
-	// session once it ended on the node, a moment after the client saw
-	// it end: once no connection is open on the node, all are logged.
-	client.CloseIdleConnections()
-	h2c.CloseIdleConnections()
-	waitFor(t, "the connections to end on the node", func() bool {
-		m := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics")
-		return m.Value("sluice_listener_connections", "db") == 0 && m.Value("sluice_listener_connections", "public") == 0
-	})
-	dp.Close() // flushes the log
+	flushLog(t, dp, client, h2c)
 
 	lines := out.lines(t)
 	var requests, sessions []map[string]any
@@ -376,13 +385,7 @@ listeners:
 	if body, err := tcpGetFrom(d, tcpAddr); body != "" {
 		t.Fatalf("TCP from 127.0.0.7: %q, %v; want the connection closed unanswered", body, err)
 	}
-	client.CloseIdleConnections()
-	h2c.CloseIdleConnections()
-	waitFor(t, "the connections to end on the node", func() bool {
-		m := promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics")
-		return m.Value("sluice_listener_connections", "db") == 0 && m.Value("sluice_listener_connections", "public") == 0
-	})
-	dp.Close() // flushes the log
+	flushLog(t, dp, client, h2c)
 
 	seen := map[string]bool{}
 	var sessions []map[string]any

@@ -35,18 +35,7 @@ listeners:
 `
 	n := runNodeWith(t, node.Options{}, "1", limited, be, web)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
-	get := func(from string) int {
-		t.Helper()
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-		defer c.CloseIdleConnections()
-		resp, err := c.Get("http://" + web + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(from string) int { return getFrom(t, from, web) }
 	var statuses []int
 	for range 5 {
 		statuses = append(statuses, get("127.0.0.1"))
@@ -101,20 +90,9 @@ listeners:
       - { name: api, rate_limit: { requests: 2, period: 1m }, deny: { status: 429 } }
 `, be, web)
 	base := "http://" + serve(t, Handler("node-1", n, func() uint64 { return 0 }, nil))
-	get := func(from string) {
-		t.Helper()
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-		c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-		defer c.CloseIdleConnections()
-		resp, err := c.Get("http://" + web + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
 	for from, times := range map[string]int{"127.0.0.1": 5, "127.0.0.2": 1, "127.0.0.3": 2} {
 		for range times {
-			get(from)
+			getFrom(t, from, web)
 		}
 	}
 	read := func(query string) rateLimitsJSON {
@@ -151,4 +129,19 @@ listeners:
 			t.Errorf("GET /rate-limits%s: %d %q, want an error %q", query, resp.StatusCode, body, want)
 		}
 	}
+}
+
+// getFrom sends GET / to the listener at addr from the address from, and
+// returns the status.
+func getFrom(t *testing.T, from, addr string) int {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
