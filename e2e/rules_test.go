@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -241,6 +242,55 @@ func TestACLExamples(t *testing.T) {
 		waitVersion(t, dp, c.apply(t, strings.Replace(doc, "Cache-Control: no-store", "Cache-Control: no-cache", 1)))
 		if got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", ""); got.status != 429 {
 			t.Errorf("the limited client after an apply: %d %q, want 429 still", got.status, got.body)
+		}
+	})
+
+	t.Run("request rate per API key", func(t *testing.T) {
+		// 30 requests a minute per X-API-Key, whatever address they come
+		// from; none without a key.
+		partner := func(from, key string) ruleAnswer {
+			t.Helper()
+			req, err := http.NewRequest("GET", "http://"+public+"/partner/stock", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = "example.org"
+			if key != "" {
+				req.Header.Set("X-API-Key", key)
+			}
+			resp, err := ruleClient(from).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return ruleAnswer{status: resp.StatusCode, body: string(body)}
+		}
+		if got := partner("127.0.0.1", ""); got.status != 401 || got.body != "an API key is needed\n" {
+			t.Errorf("without a key: %d %q, want 401 an API key is needed", got.status, got.body)
+		}
+		passed := 0
+		for ; passed < 33; passed++ {
+			// Three addresses in turn, each far under api-rate's 20.
+			got := partner(fmt.Sprintf("127.0.0.%d", 21+passed%3), "k1")
+			if got.status == 429 {
+				if got.body != "too many requests for this API key\n" {
+					t.Errorf("over the key's rate: %d %q", got.status, got.body)
+				}
+				break
+			}
+			if got.status != 200 || got.body != "web" {
+				t.Fatalf("request %d with key k1: %d %q, want 200 from web", passed+1, got.status, got.body)
+			}
+		}
+		if passed < 30 || passed > 32 {
+			t.Fatalf("%d requests with key k1 passed before a 429, want 30 (or up to 32 across a period's turn)", passed)
+		}
+		if got := partner("127.0.0.24", "k1"); got.status != 429 {
+			t.Errorf("key k1 from a new address: %d %q, want 429", got.status, got.body)
+		}
+		if got := partner("127.0.0.21", "k2"); got.status != 200 || got.body != "web" {
+			t.Errorf("key k2 from an address k1 used: %d %q, want 200 from web", got.status, got.body)
 		}
 	})
 

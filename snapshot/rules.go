@@ -166,6 +166,27 @@ func (rc *ruleChecker) rule(r *sluicev1.Rule, p string) {
 	if r.Match != nil {
 		rc.match(r.Match, p+".match", 1)
 	}
+	if rl := r.GetRateLimit(); rl.GetHeader() != "" {
+		rc.rateHeader(rl, p+".rate_limit")
+	}
+}
+
+// rateHeader checks a rate_limit that counts clients by a header.
+func (rc *ruleChecker) rateHeader(rl *sluicev1.RateLimit, p string) {
+	switch n := rl.GetHeader(); {
+	case !rc.http:
+		rc.add(p+".header", "only on HTTP listeners: a TCP listener sees no request, and counts clients by address")
+	case !IsToken(n):
+		rc.add(p+".header", "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", n)
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"ipv4_prefix", rl.GetIpv4Prefix() != 0}, {"ipv6_prefix", rl.GetIpv6Prefix() != 0}} {
+		if f.set {
+			rc.add(p+"."+f.name, "counts addresses, and this rate_limit counts the values of header %s: drop one of them", rl.GetHeader())
+		}
+	}
 }
 
 func (rc *ruleChecker) route(name, p string) {

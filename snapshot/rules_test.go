@@ -236,6 +236,27 @@ func TestValidateRules(t *testing.T) {
 				"listeners[0].rules[4].request_headers: only on HTTP listeners",
 			},
 		},
+		{
+			name: "rate_limit by header",
+			rules: []string{
+				`{rate_limit: {requests: 1, period: 1m, header: "X API"}, deny: {}}`,
+				`{rate_limit: {requests: 1, period: 1m, header: X-API-Key, ipv4_prefix: 24, ipv6_prefix: 64}, deny: {}}`,
+				`{rate_limit: {requests: 1, period: 1m, header: X-API-Key}, deny: {}}`,
+			},
+			want: []string{
+				`listeners[0].rules[0].rate_limit.header: "X API" is not a valid header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`,
+				"listeners[0].rules[1].rate_limit.ipv4_prefix: counts addresses, and this rate_limit counts the values of header X-API-Key: drop one of them",
+				"listeners[0].rules[1].rate_limit.ipv6_prefix: counts addresses, and this rate_limit counts the values of header X-API-Key: drop one of them",
+			},
+		},
+		{
+			name:     "TCP listeners: rate_limit by header",
+			protocol: "TCP",
+			rules:    []string{`{rate_limit: {requests: 1, period: 1m, header: X-API-Key}, deny: {}}`},
+			want: []string{
+				"listeners[0].rules[0].rate_limit.header: only on HTTP listeners: a TCP listener sees no request, and counts clients by address",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

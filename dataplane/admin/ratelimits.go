@@ -37,7 +37,7 @@ type rateLimitJSON struct {
 
 type clientRateJSON struct {
 	// Client is an address, or a prefix ("10.1.2.0/24") where the rule
-	// counts one as one client.
+	// counts one as one client, or the value of the header it counts by.
 	Client string `json:"client"`
 	// Rate is what the client sent within the sliding period that ends
 	// now; Over says its next request (connection) finds it over the
@@ -72,11 +72,7 @@ func rateLimitsHandler(n *node.Node) http.Handler {
 				Clients: l.Clients, Limited: l.Limited, Top: []clientRateJSON{},
 			}
 			for _, c := range l.Top {
-				client := c.Client.String()
-				if c.Client.IsSingleIP() {
-					client = c.Client.Addr().String()
-				}
-				j.Top = append(j.Top, clientRateJSON{Client: client, Rate: c.Rate, Over: c.Rate >= l.Requests})
+				j.Top = append(j.Top, clientRateJSON{Client: c.Client, Rate: c.Rate, Over: c.Rate >= l.Requests})
 			}
 			out.RateLimits = append(out.RateLimits, j)
 		}

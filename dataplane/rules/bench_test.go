@@ -123,4 +123,14 @@ func BenchmarkRateLimit(b *testing.B) {
 			s.Eval(&in)
 		}
 	})
+	b.Run("one API key", func(b *testing.B) {
+		s := compile(b, "HTTP", `{rate_limit: {requests: 1000000000, period: 1m, header: X-API-Key}, deny: {}}`)
+		req := request(b, strings.Replace(benchHead, "\r\n\r\n", "\r\nX-API-Key: 5f2b8c1e9a7d4e3f8b6c0a1d2e3f4a5b\r\n\r\n", 1))
+		src := netip.MustParseAddrPort("203.0.113.9:40000")
+		b.ReportAllocs()
+		for b.Loop() {
+			in := Input{Source: src, Request: req}
+			s.Eval(&in)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // Defaults of the actions, as the snapshot documents them.
@@ -127,13 +128,23 @@ func (c *compiler) rateLimit(rl *sluicev1.RateLimit, p string) *rateLimit {
 	if v6 > 128 {
 		c.fail(p+".ipv6_prefix", "%d is over 128", v6)
 	}
+	header := rl.GetHeader()
+	switch {
+	case header == "":
+	case !c.http:
+		c.fail(p+".header", "only on HTTP listeners")
+	case !snapshot.IsToken(header):
+		c.fail(p+".header", "%q is not a header name", header)
+	case v4 != 0 || v6 != 0:
+		c.fail(p, "header with ipv4_prefix or ipv6_prefix")
+	}
 	if v4 == 0 || v4 > 32 {
 		v4 = 32
 	}
 	if v6 == 0 || v6 > 128 {
 		v6 = 128
 	}
-	return &rateLimit{requests: uint64(rl.GetRequests()), v4: v4, v6: v6, table: newRateTable(period, int(rl.GetMaxClients()))}
+	return &rateLimit{requests: uint64(rl.GetRequests()), v4: v4, v6: v6, header: header, table: newRateTable(period, int(rl.GetMaxClients()))}
 }
 
 func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {

@@ -34,6 +34,7 @@ var fuzzRuleSeeds = []string{
 	`[{match: {all: [{method: GET}, {header: {name: Cookie, contains: beta=on}}]}, route: com}]`,
 	`[{match: {host: {domain: example.com}}, route: com}, {match: {source_port: {from: 1000, to: 2000}}, deny: {}}]`,
 	`[{name: api, match: {path: {prefix: /api/}}, rate_limit: {requests: 2, period: 1s, max_clients: 3}, deny: {status: 429}}, {rate_limit: {requests: 1, period: 1m, ipv4_prefix: 24, ipv6_prefix: 64}, request_headers: {set: {X-Over: "1"}}}]`,
+	`[{name: key, rate_limit: {requests: 1, period: 1m, header: X, max_clients: 2}, deny: {status: 429}}, {match: {header: {name: x}}, route: com}]`,
 	`[{match: {path: {suffix: .css, prefix: /x}, query: {name: q}}, route: static}, {match: {header: {name: user-agent, contains: wget, ignore_case: true}}, deny: {}}]`,
 }
 

@@ -2,6 +2,8 @@ package rules
 
 import (
 	"container/heap"
+	"encoding/binary"
+	"hash/maphash"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -35,6 +37,7 @@ type rateTable struct {
 	perShard int              // max over the shards, rounded up
 	now      func() time.Time // clock.Now; tests set it
 	epoch    time.Time        // periods are counted from here
+	seeds    [2]maphash.Seed  // keyOf's, kept with the counts
 	shards   [rateShards]rateShard
 	// limited counts the work its rule held for, over the rate; it
 	// carries on with the table.
@@ -44,7 +47,10 @@ type rateTable struct {
 type rateShard struct {
 	mu      sync.Mutex
 	clients map[netip.Addr]rateCount
-	swept   int64 // the period the last sweep for room ran in
+	// names holds what a client key made by keyOf stands for, for top;
+	// nil in a table of addresses.
+	names map[netip.Addr]string
+	swept int64 // the period the last sweep for room ran in
 }
 
 // rateCount is one client's counts: cur in period idx, prev in the one
@@ -58,16 +64,31 @@ func newRateTable(period time.Duration, maxClients int) *rateTable {
 	if maxClients <= 0 {
 		maxClients = DefaultMaxClients
 	}
-	t := &rateTable{period: period, max: maxClients, now: clock.Now}
+	t := &rateTable{period: period, max: maxClients, now: clock.Now, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	t.epoch = t.now()
 	t.perShard = max(1, (maxClients+rateShards-1)/rateShards)
 	return t
 }
 
+// maxNameLen bounds the bytes of a header value a table keeps to name its
+// client in top.
+const maxNameLen = 64
+
+// keyOf is the client key of a header value v: 128 bits of its hash, so
+// that a table of values is a table of addresses, and two values share a
+// count only by a chance of one in 2^64 for a billion of them.
+func (t *rateTable) keyOf(v []byte) netip.Addr {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], maphash.Bytes(t.seeds[0], v))
+	binary.LittleEndian.PutUint64(b[8:], maphash.Bytes(t.seeds[1], v))
+	return netip.AddrFrom16(b)
+}
+
 // count counts one request from a, unless again (the request was counted
 // when it was first looked at), and returns a's rate over the sliding
-// period, this request included.
-func (t *rateTable) count(a netip.Addr, again bool) uint64 {
+// period, this request included. A new key made by keyOf is named by
+// name, the value it stands for (nil for an address).
+func (t *rateTable) count(a netip.Addr, name []byte, again bool) uint64 {
 	since := t.now().Sub(t.epoch)
 	idx := int64(since / t.period)
 	into := since - time.Duration(idx)*t.period // how far into period idx
@@ -84,6 +105,16 @@ func (t *rateTable) count(a netip.Addr, again bool) uint64 {
 		}
 		if len(sh.clients) >= t.perShard {
 			sh.makeRoom(idx, t.perShard)
+		}
+		if name != nil {
+			if sh.names == nil {
+				sh.names = make(map[netip.Addr]string)
+			}
+			if len(name) > maxNameLen {
+				sh.names[a] = string(name[:maxNameLen]) + "…"
+			} else {
+				sh.names[a] = string(name)
+			}
 		}
 	}
 	switch c.idx {
@@ -134,6 +165,7 @@ func (sh *rateShard) makeRoom(idx int64, full int) {
 		for a, c := range sh.clients {
 			if c.idx < idx-1 {
 				delete(sh.clients, a)
+				delete(sh.names, a)
 			}
 		}
 	}
@@ -142,6 +174,7 @@ func (sh *rateShard) makeRoom(idx int64, full int) {
 	}
 	for a := range sh.clients { // map order is random
 		delete(sh.clients, a)
+		delete(sh.names, a)
 		return
 	}
 }
@@ -158,9 +191,11 @@ func (t *rateTable) tracked() int {
 	return n
 }
 
-// clientRate is a client's rate in a rateTable.
+// clientRate is a client's rate in a rateTable, and the header value its
+// key stands for ("" for an address).
 type clientRate struct {
 	client netip.Addr
+	name   string
 	rate   uint64
 }
 
@@ -188,8 +223,10 @@ func (t *rateTable) top(n int) []clientRate {
 			}
 			cr := clientRate{client: a, rate: r}
 			if len(h) < n {
+				cr.name = sh.names[a]
 				heap.Push(&h, cr)
 			} else if h.less(h[0], cr) {
+				cr.name = sh.names[a]
 				h[0] = cr
 				heap.Fix(&h, 0)
 			}
@@ -238,32 +275,57 @@ func shardOf(a netip.Addr) int {
 }
 
 // rateLimit is a rule's rate_limit: the rule holds for a client whose rate
-// is over requests. Clients are counted by the first v4 bits of an IPv4
-// address and v6 of an IPv6 one.
+// is over requests. Clients are counted by the value of the request field
+// header when set, or else by the first v4 bits of an IPv4 address and v6
+// of an IPv6 one.
 type rateLimit struct {
 	requests uint64
 	v4, v6   int
+	header   string
 	table    *rateTable
 }
 
-// over counts a request from a, unless again, and reports whether a is
-// over the limit.
-func (l *rateLimit) over(a netip.Addr, again bool) bool {
-	if l.table.count(l.client(a), again) <= l.requests {
+// over counts the work of in, unless in.Again, and reports whether its
+// client is over the limit. A request without the header is not counted,
+// and is never over.
+func (l *rateLimit) over(in *Input) bool {
+	var key netip.Addr
+	var name []byte
+	if l.header != "" {
+		if in.Request == nil {
+			return false // Compile refuses header on a TCP listener
+		}
+		v, next := in.Request.NextHeader(l.header, 0)
+		if next < 0 {
+			return false
+		}
+		key, name = l.table.keyOf(v), v
+	} else {
+		key = l.client(in.Source.Addr())
+	}
+	if l.table.count(key, name, in.Again) <= l.requests {
 		return false
 	}
-	if !again {
+	if !in.Again {
 		l.table.limited.Add(1)
 	}
 	return true
 }
 
-// prefix is the prefix a client key of l stands for.
-func (l *rateLimit) prefix(a netip.Addr) netip.Prefix {
-	if a.Is4() {
-		return netip.PrefixFrom(a, l.v4)
+// display is how c's client reads: the header value, or an address, or
+// the prefix ("10.1.2.0/24") counted as one client.
+func (l *rateLimit) display(c clientRate) string {
+	if l.header != "" {
+		return c.name
 	}
-	return netip.PrefixFrom(a, l.v6)
+	bits := l.v6
+	if c.client.Is4() {
+		bits = l.v4
+	}
+	if bits == c.client.BitLen() {
+		return c.client.String()
+	}
+	return netip.PrefixFrom(c.client, bits).String()
 }
 
 // client is the key a is counted by: its prefix of the rule's length.

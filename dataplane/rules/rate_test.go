@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -122,7 +123,7 @@ func TestRateTableStaysBounded(t *testing.T) {
 	tb.epoch = now
 	client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
 	for i := range 1000 {
-		tb.count(client(i), false)
+		tb.count(client(i), nil, false)
 	}
 	if n := tb.tracked(); n > 64+rateShards || n < 32 {
 		t.Fatalf("after 1000 clients with max_clients 64: %d tracked, want about 64", n)
@@ -132,9 +133,9 @@ func TestRateTableStaysBounded(t *testing.T) {
 	now = now.Add(3 * time.Second)
 	for i := range 3000 {
 		if i%10 == 0 {
-			tb.count(busy, false)
+			tb.count(busy, nil, false)
 		}
-		tb.count(client(1000+i), false)
+		tb.count(client(1000+i), nil, false)
 		if i%1000 == 999 {
 			now = now.Add(3 * time.Second)
 		}
@@ -210,6 +211,65 @@ func TestRateLimitByPrefix(t *testing.T) {
 	}
 }
 
+// TestRateLimitByHeaderCarries: the counts by a header carry to a rule
+// that counts by the same field, named in any case, and not to one that
+// counts by another field or by address.
+func TestRateLimitByHeaderCarries(t *testing.T) {
+	old := compile(t, "HTTP", `{name: key, rate_limit: {requests: 1, period: 1m, header: X-Key}, deny: {}}`)
+	fakeClock(old)
+	in := func() *Input {
+		return &Input{Source: netip.MustParseAddrPort("10.0.0.1:5000"), Request: request(t, "GET / HTTP/1.1\r\nHost: a\r\nX-Key: k\r\nX-Other: k\r\n\r\n")}
+	}
+	old.Eval(in())
+	for header, want := range map[string]string{"x-key": "deny by key", "X-Other": "continue", "": "continue"} {
+		rl := `{requests: 1, period: 1m}`
+		if header != "" {
+			rl = `{requests: 1, period: 1m, header: ` + header + `}`
+		}
+		s := compile(t, "HTTP", `{name: key, rate_limit: `+rl+`, deny: {}}`)
+		s.Carry(old)
+		if got := outcome(s, s.Eval(in())); got != want {
+			t.Errorf("rate_limit %s after the old rule counted one request with X-Key: %s, want %s", rl, got, want)
+		}
+	}
+}
+
+// TestRateLimitByHeader: with header, a client is the value of the
+// request's first such field, from whatever address; the field's name in
+// any case; a request without it is neither counted nor over. The table
+// names each client by its value, the first 64 bytes of a long one.
+func TestRateLimitByHeader(t *testing.T) {
+	s := compile(t, "HTTP", `{name: per-key, match: {path: {prefix: /api/}}, rate_limit: {requests: 2, period: 1m, header: X-API-Key}, deny: {status: 429}}`)
+	fakeClock(s)
+	long := strings.Repeat("k", 100)
+	eval := func(source, fields string) string {
+		in := Input{Source: netip.MustParseAddrPort(source), Request: request(t, "GET /api/x HTTP/1.1\r\nHost: a\r\n"+fields+"\r\n")}
+		return outcome(s, s.Eval(&in))
+	}
+	var got []string
+	for _, st := range []struct{ source, fields string }{
+		{"192.0.2.1:1", "X-API-Key: A\r\n"},
+		{"192.0.2.2:1", "x-api-key: A\r\n"},
+		{"198.51.100.3:1", "X-Api-Key: A\r\n"}, // the third from a third address: over
+		{"192.0.2.1:1", "X-API-Key: B\r\n"},
+		{"192.0.2.1:1", "X-API-Key: B\r\nX-API-Key: A\r\n"}, // B's second
+		{"192.0.2.1:1", ""},
+		{"192.0.2.1:1", ""},
+		{"192.0.2.1:1", ""}, // no key: never over
+		{"192.0.2.1:1", "X-API-Key: " + long + "\r\n"},
+	} {
+		got = append(got, eval(st.source, st.fields))
+	}
+	want := "[continue continue deny by per-key continue continue continue continue continue continue]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("by X-API-Key: %v, want %s", got, want)
+	}
+	rl := s.RateLimits(5)[0]
+	if tops := fmt.Sprint(rl.Top); rl.Clients != 3 || tops != "[{A 3} {B 2} {"+long[:64]+"… 1}]" {
+		t.Errorf("RateLimits: %d clients, top %s; want 3: A 3, B 2 and the long one cut", rl.Clients, tops)
+	}
+}
+
 // TestRateOfALongPeriod: a day's period and a client that sent a million
 // requests in it, weighted without overflow.
 func TestRateOfALongPeriod(t *testing.T) {
@@ -218,11 +278,11 @@ func TestRateOfALongPeriod(t *testing.T) {
 	tb.now = func() time.Time { return now }
 	tb.epoch = now
 	a := netip.MustParseAddr("192.0.2.1")
-	tb.count(a, false)
+	tb.count(a, nil, false)
 	sh := &tb.shards[shardOf(a)]
 	sh.clients[a] = rateCount{idx: 0, cur: 1_000_000}
 	now = now.Add(36 * time.Hour) // half into the next period
-	if got := tb.count(a, true); got != 500_000 {
+	if got := tb.count(a, nil, true); got != 500_000 {
 		t.Errorf("a million requests in the last period, half of it still in the window: rate %d, want 500000", got)
 	}
 }
@@ -265,16 +325,16 @@ func TestRateLimitsTop(t *testing.T) {
 		}
 	}
 	check("at once", map[string][]string{
-		"each":   {"10.0.0.7/32=10", "10.0.1.9/32=5", "2001:db8:1:2::1/128=3"}, // ::2 ties, and is after
-		"per-64": {"10.0.0.7/32=10", "2001:db8:1:2::/64=6", "10.0.1.9/32=5"},
+		"each":   {"10.0.0.7=10", "10.0.1.9=5", "2001:db8:1:2::1=3"}, // ::2 ties, and is after
+		"per-64": {"10.0.0.7=10", "2001:db8:1:2::/64=6", "10.0.1.9=5"},
 	})
 	// 5s into the next period half of the last one still counts (rounded
 	// down): the 300 who sent 1 are at 0 and left out.
 	*now = now.Add(15 * time.Second)
 	send("10.0.1.9:1", 1)
 	check("15s on", map[string][]string{
-		"each":   {"10.0.0.7/32=5", "10.0.1.9/32=3", "2001:db8:1:2::1/128=1"},
-		"per-64": {"10.0.0.7/32=5", "10.0.1.9/32=3", "2001:db8:1:2::/64=3"}, // IPv4 first
+		"each":   {"10.0.0.7=5", "10.0.1.9=3", "2001:db8:1:2::1=1"},
+		"per-64": {"10.0.0.7=5", "10.0.1.9=3", "2001:db8:1:2::/64=3"}, // IPv4 first
 	})
 	*now = now.Add(20 * time.Second)
 	check("35s on", map[string][]string{})

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
@@ -160,7 +161,7 @@ func (s *Set) Carry(prev *Set) {
 			continue
 		}
 		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max &&
-			old.limit.v4 == r.limit.v4 && old.limit.v6 == r.limit.v6 {
+			old.limit.v4 == r.limit.v4 && old.limit.v6 == r.limit.v6 && strings.EqualFold(old.limit.header, r.limit.header) {
 			r.limit.table = t
 		}
 	}
@@ -187,9 +188,10 @@ type RateLimit struct {
 
 // ClientRate is one client's rate, as a rule with a rate_limit counts it.
 type ClientRate struct {
-	// Client is the address counted, or the prefix counted as one client
-	// (ipv4_prefix, ipv6_prefix); IPv4-mapped addresses as IPv4.
-	Client netip.Prefix
+	// Client is the address counted (IPv4-mapped ones as IPv4), or the
+	// prefix counted as one client (ipv4_prefix, ipv6_prefix: "10.1.2.0/24"),
+	// or the header value (its first 64 bytes, then "…").
+	Client string
 	// Rate is the requests (connections) counted within the sliding
 	// period that ends now.
 	Rate uint64
@@ -211,7 +213,7 @@ func (s *Set) RateLimits(top int) []RateLimit {
 		}
 		rl := RateLimit{Rule: r.name, Limited: l.table.limited.Load(), Clients: l.table.tracked(), Requests: l.requests, Period: l.table.period}
 		for _, c := range l.table.top(top) {
-			rl.Top = append(rl.Top, ClientRate{Client: l.prefix(c.client), Rate: c.rate})
+			rl.Top = append(rl.Top, ClientRate{Client: l.display(c), Rate: c.rate})
 		}
 		out = append(out, rl)
 	}
@@ -235,7 +237,7 @@ func (s *Set) Eval(in *Input) Verdict {
 			if r.match != nil && !r.match.eval(in) {
 				continue
 			}
-			if r.limit != nil && !r.limit.over(in.Source.Addr(), in.Again) {
+			if r.limit != nil && !r.limit.over(in) {
 				continue
 			}
 			if in.Request != nil {

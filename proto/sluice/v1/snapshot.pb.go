@@ -2352,18 +2352,26 @@ type RateLimit struct {
 	Requests uint32 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
 	// Period is the sliding window the requests are counted over.
 	Period *durationpb.Duration `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
-	// MaxClients is how many client addresses the rule tracks at once, 100000
-	// when unset (give or take 32: the table is split in 32 for its locks).
-	// When that many are tracked, those that sent nothing for two periods
-	// make room (looked for at most once a period), or else one tracked at
-	// random.
+	// MaxClients is how many clients (addresses, prefixes or header values)
+	// the rule tracks at once, 100000 when unset (give or take 32: the
+	// table is split in 32 for its locks). When that many are tracked, those
+	// that sent nothing for two periods make room (looked for at most once
+	// a period), or else one tracked at random.
 	MaxClients uint32 `protobuf:"varint,3,opt,name=max_clients,json=maxClients,proto3" json:"max_clients,omitempty"`
 	// Ipv4Prefix and Ipv6Prefix count clients by a prefix of their address
 	// (HAProxy's ipmask converter): ipv6_prefix 64 counts a /64, which one
 	// host can draw addresses from at will, as one client. 0: the whole
 	// address (32 and 128).
-	Ipv4Prefix    uint32 `protobuf:"varint,4,opt,name=ipv4_prefix,json=ipv4Prefix,proto3" json:"ipv4_prefix,omitempty"`
-	Ipv6Prefix    uint32 `protobuf:"varint,5,opt,name=ipv6_prefix,json=ipv6Prefix,proto3" json:"ipv6_prefix,omitempty"`
+	Ipv4Prefix uint32 `protobuf:"varint,4,opt,name=ipv4_prefix,json=ipv4Prefix,proto3" json:"ipv4_prefix,omitempty"`
+	Ipv6Prefix uint32 `protobuf:"varint,5,opt,name=ipv6_prefix,json=ipv6Prefix,proto3" json:"ipv6_prefix,omitempty"`
+	// Header counts clients by the value of this request field instead of
+	// their address (HAProxy's track-sc0 req.hdr(NAME), Envoy's request
+	// header descriptor): an API key, or the address a proxy in front
+	// wrote. The first such field counts, its value taken whole. A request
+	// without it is not counted, and the rule does not hold for it (deny
+	// those with a rule of their own, matching header present: false). HTTP
+	// listeners only; not with ipv4_prefix or ipv6_prefix.
+	Header        string `protobuf:"bytes,6,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2431,6 +2439,13 @@ func (x *RateLimit) GetIpv6Prefix() uint32 {
 		return x.Ipv6Prefix
 	}
 	return 0
+}
+
+func (x *RateLimit) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
 }
 
 // Match is a condition on a request or connection. Every field that is set
@@ -4129,7 +4144,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"rate_limit\x18\n" +
 	" \x01(\v2\x14.sluice.v1.RateLimitR\trateLimitB\b\n" +
-	"\x06action\"\xff\x01\n" +
+	"\x06action\"\xa1\x02\n" +
 	"\tRateLimit\x12)\n" +
 	"\brequests\x18\x01 \x01(\rB\r\xfaB\n" +
 	"*\b\x18\x80\x94\xeb\xdc\x03(\x01R\brequests\x12E\n" +
@@ -4140,7 +4155,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\vipv4_prefix\x18\x04 \x01(\rB\a\xfaB\x04*\x02\x18 R\n" +
 	"ipv4Prefix\x12)\n" +
 	"\vipv6_prefix\x18\x05 \x01(\rB\b\xfaB\x05*\x03\x18\x80\x01R\n" +
-	"ipv6Prefix\"\x92\x04\n" +
+	"ipv6Prefix\x12 \n" +
+	"\x06header\x18\x06 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06header\"\x92\x04\n" +
 	"\x05Match\x12*\n" +
 	"\x04host\x18\x01 \x01(\v2\x16.sluice.v1.StringMatchR\x04host\x12*\n" +
 	"\x04path\x18\x02 \x01(\v2\x16.sluice.v1.StringMatchR\x04path\x12(\n" +

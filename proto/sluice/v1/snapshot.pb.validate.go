@@ -3679,6 +3679,17 @@ func (m *RateLimit) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if utf8.RuneCountInString(m.GetHeader()) > 256 {
+		err := RateLimitValidationError{
+			field:  "Header",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return RateLimitMultiError(errors)
 	}
