@@ -139,7 +139,7 @@ func (s *Set) Len() int {
 // snapshot does not start every client's count again: a rule with a
 // rate_limit takes the counts of prev's rule of the same name, or, when
 // neither is named, at the same index, if that one counted over the same
-// period, with the same max_clients and prefixes. Call it before s is
+// period, with the same max_clients, prefixes and header. Call it before s is
 // used.
 func (s *Set) Carry(prev *Set) {
 	if s == nil || prev == nil {
@@ -175,7 +175,8 @@ type RateLimit struct {
 	// the rate: a pick again after a failed connect is not counted again.
 	// It carries on across snapshots with the rule's counts (Carry).
 	Limited uint64
-	// Clients is how many client addresses (or prefixes) it tracks.
+	// Clients is how many clients (addresses, prefixes or header values)
+	// it tracks.
 	Clients int
 	// Requests and Period are the rule's rate: a client that sent more
 	// than Requests within the last Period is over it.
@@ -220,7 +221,7 @@ func (s *Set) RateLimits(top int) []RateLimit {
 	return out
 }
 
-// Name is the name of rule i, "rules[i]" for one the snapshot names not.
+// Name is the name of rule i; "rules[i]" when the snapshot gives it none.
 func (s *Set) Name(i int) string { return s.rules[i].name }
 
 // Eval runs the rules for in and returns the verdict of the first that
