@@ -359,11 +359,50 @@ listeners:
 	}
 }
 
+// TestCauseRecordNamesTheRule: an HTTP/2 connection's record names the
+// rule that decided its latest request a rule decided, as an HTTP/1.1
+// one's does (TestCauseFailedRequests).
+func TestCauseRecordNamesTheRule(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	listen := freeAddr(t)
+	dp := startNode(t, c.addr, "node-1")
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: web, endpoints: [ { name: a, address: %s } ] }
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    http: { h2c: true }
+    rules:
+      - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
+`, startBackend(t, "a").addr, listen)))
+	h2c := h2Client(true)
+	resp, err := h2c.Get("http://" + listen + "/admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.ProtoMajor != 2 {
+		t.Fatalf("GET /admin: %d over HTTP/%d, want 403 over HTTP/2", resp.StatusCode, resp.ProtoMajor)
+	}
+	// A request no rule decided leaves the rule named.
+	if body, err := get(h2c, "http://"+listen+"/"); err != nil || body != "a" {
+		t.Fatalf("GET / after: %q %v, want a", body, err)
+	}
+	h2c.CloseIdleConnections()
+	if recs := recordsOf(t, c, "public", 1); len(recs) != 1 || recs[0].GetRule() != "no-admin" || recs[0].GetRequests() != 2 {
+		t.Errorf("records of public: %v, want one of 2 requests naming rule no-admin", recs)
+	}
+}
+
 // TestCauseFailedRequests: a keep-alive connection whose requests the
 // node answered itself with errors goes on, and ends as its client closes
 // it: two 502s (its endpoint refuses connections) and a rule's 403. Its
-// record counts the failed requests with both reasons, and sluicectl
-// conns --reason finds it by either.
+// record counts the failed requests with both reasons and names the rule,
+// the latest that decided one of its requests, and sluicectl conns
+// --reason finds it by either.
 func TestCauseFailedRequests(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	listen := freeAddr(t)
@@ -386,6 +425,9 @@ listeners:
 		}
 	}
 	wantReason(t, c, "public", 1, sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED)
+	if recs := recordsOf(t, c, "public", 1); len(recs) != 1 || recs[0].GetRule() != "no-admin" {
+		t.Errorf("records of public: %v, want one naming rule no-admin", recs)
+	}
 
 	const want = "client_closed (3 failed: no_endpoint, denied)"
 	for _, reason := range []string{"no_endpoint", "denied"} {

@@ -308,7 +308,8 @@ func TestACLExamples(t *testing.T) {
 		if n := db.hits.Load() - before; n != 0 {
 			t.Errorf("%d denied connections reached the backend", n)
 		}
-		// The control plane records them as denied, with no endpoint.
+		// The control plane records them as denied by the rule, with no
+		// endpoint.
 		waitFor(t, "two denied connections in the records", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
@@ -321,8 +322,8 @@ func TestACLExamples(t *testing.T) {
 				if r.GetListener() != "mysql" || !strings.HasPrefix(r.GetClientAddress(), "127.0.2.") {
 					continue
 				}
-				if r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_DENIED || r.GetEndpoint() != "" {
-					t.Fatalf("record of a denied connection: %v, want reason DENIED and no endpoint", r)
+				if r.GetCloseReason() != sluicev1.CloseReason_CLOSE_REASON_DENIED || r.GetEndpoint() != "" || r.GetRule() != "blacklist" {
+					t.Fatalf("record of a denied connection: %v, want reason DENIED by rule blacklist and no endpoint", r)
 				}
 				denied++
 			}

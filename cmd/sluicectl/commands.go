@@ -1049,9 +1049,13 @@ CLOSE_REASON_SHUTDOWN):
 // any of its requests with an error, how many and why, as in
 // "client_closed (2 failed: server_timeout, no_endpoint)", in the enum's
 // order. A connection whose one failed request closed it (a refused
-// request) is its reason alone.
+// request) is its reason alone. A rule's refusal names the rule, as in
+// "denied by blacklist".
 func reasonText(r *sluicev1.ConnRecord) string {
 	reason := reasons.Name(r.GetCloseReason())
+	if r.GetCloseReason() == sluicev1.CloseReason_CLOSE_REASON_DENIED && r.GetRule() != "" {
+		reason += " by " + r.GetRule()
+	}
 	n, fs := r.GetFailedRequests(), r.GetFailures()
 	if n == 0 || n == 1 && len(fs) == 1 && fs[0] == r.GetCloseReason() {
 		return reason

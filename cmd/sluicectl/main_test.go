@@ -782,7 +782,7 @@ func TestNodesAndConns(t *testing.T) {
 			{NodeId: "dp-2", Listener: "db", ClientAddress: "10.1.1.2:50001",
 				Start: timestamppb.New(start), Duration: durationpb.New(0), CloseReason: sluicev1.CloseReason_CLOSE_REASON_NO_ENDPOINT},
 			{NodeId: "dp-2", Listener: "db", ClientAddress: "192.0.2.9:50002",
-				Start: timestamppb.New(start), Duration: durationpb.New(0), CloseReason: sluicev1.CloseReason_CLOSE_REASON_DENIED},
+				Start: timestamppb.New(start), Duration: durationpb.New(0), CloseReason: sluicev1.CloseReason_CLOSE_REASON_DENIED, Rule: "blacklist"},
 		},
 	}
 	addr := startCP(t, cp)
@@ -825,7 +825,7 @@ func TestNodesAndConns(t *testing.T) {
 		{startText, "dp-1", "public", "10.1.1.1:50000", "web/web2", "1.5s", "512B", "3.0MiB", "7", "client_closed (3 failed: server_timeout, no_endpoint)"},
 		{startText, "dp-1", "public", "10.1.1.3:50003", "-", "0s", "0B", "0B", "1", "bad_request"},
 		{startText, "dp-2", "db", "10.1.1.2:50001", "-", "0s", "0B", "0B", "0", "no_endpoint"},
-		{startText, "dp-2", "db", "192.0.2.9:50002", "-", "0s", "0B", "0B", "0", "denied"},
+		{startText, "dp-2", "db", "192.0.2.9:50002", "-", "0s", "0B", "0B", "0", "denied by blacklist"},
 	}
 	compareRows(t, "conns", rows, wantRows)
 	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetListener() != "public" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" ||

@@ -450,6 +450,9 @@ type connJSON struct {
 	// reasons, each once (empty when none failed).
 	FailedRequests uint64   `json:"failed_requests"`
 	Failures       []string `json:"failures"`
+	// Rule is the rule that decided the session, or the latest request a
+	// rule decided; empty when none did.
+	Rule string `json:"rule"`
 }
 
 // connsJSON answers GET /api/conns.
@@ -481,6 +484,7 @@ func (a *API) conns(w http.ResponseWriter, r *http.Request) {
 			BytesIn: rec.GetBytesIn(), BytesOut: rec.GetBytesOut(), Requests: rec.GetRequests(),
 			Reason:         reasons.Name(rec.GetCloseReason()),
 			FailedRequests: rec.GetFailedRequests(), Failures: reasons.NameEach(rec.GetFailures()),
+			Rule: rec.GetRule(),
 		})
 	}
 	writeJSON(w, http.StatusOK, connsJSON{Conns: out, ReportedElsewhere: orNone(resp.GetReportedElsewhere())})

@@ -34,7 +34,10 @@ type ConnInfo struct {
 	// Cluster and Endpoint are those of the session (TCP) or of the last
 	// request (HTTP); empty when none was chosen.
 	Cluster, Endpoint string
-	Reason            sluicev1.CloseReason
+	// Rule is the rule that decided the session (TCP), or the latest
+	// request a rule decided (HTTP); empty when none did.
+	Rule   string
+	Reason sluicev1.CloseReason
 	// Failed counts the requests the node answered itself with an error
 	// (no endpoint, a failed connect or endpoint, a refusal), and
 	// Failures is the set of their reasons: on a keep-alive connection,
@@ -102,6 +105,7 @@ func (ci *ConnInfo) Record() *sluicev1.ConnRecord {
 		CloseReason:    ci.Reason,
 		FailedRequests: ci.Failed,
 		Failures:       ci.Failures.List(),
+		Rule:           ci.Rule,
 	}
 }
 

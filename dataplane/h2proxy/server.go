@@ -203,6 +203,9 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	if cn.cluster != "" {
 		info.Cluster, info.Endpoint = cn.cluster, cn.endpoint
 	}
+	if cn.rule != "" {
+		info.Rule = cn.rule
+	}
 	why := nc.reason(s.http.Closed())
 	if why == sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT && h2c != nil && h2c.fr.goAway.Load() {
 		// net/http closed the connection after the client's GOAWAY,
@@ -249,6 +252,7 @@ type conn struct {
 	failed            uint64            // streams the proxy answered with an error
 	failures          conntrack.Reasons // why, for each of them
 	cluster, endpoint string
+	rule              string               // of the latest stream a rule decided
 	tunneled          sluicev1.CloseReason // why the tunnel ended, if one ran
 }
 
@@ -311,6 +315,14 @@ func (cn *conn) fail(why sluicev1.CloseReason) {
 	cn.mu.Lock()
 	cn.failed++
 	cn.failures.Add(why)
+	cn.mu.Unlock()
+}
+
+// ruled records that rule decided a stream of the connection, for its
+// record.
+func (cn *conn) ruled(rule string) {
+	cn.mu.Lock()
+	cn.rule = rule
 	cn.mu.Unlock()
 }
 

@@ -120,7 +120,9 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var failed error // the last failure to connect, for the answer when nothing is left
 	for {
 		ep, d, err := req.Pick(hcfg.Director)
-		st.mx.Rule = req.Rule()
+		if st.mx.Rule = req.Rule(); st.mx.Rule != "" {
+			cn.ruled(st.mx.Rule)
+		}
 		if d.Answer != nil {
 			st.mx.Status = cn.ruleAnswer(w, r, req.AppendAnswer(nil, d.Answer), last)
 			if st.mx.Status >= 400 {

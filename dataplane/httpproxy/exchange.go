@@ -182,7 +182,9 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
 	}
 	req.watch = nil // WatchClient is for the Director's wait only
-	x.mx.Rule = req.rule
+	if x.mx.Rule = req.rule; req.rule != "" {
+		cc.info.Rule = req.rule
+	}
 	if req.answer != nil {
 		if ep != nil && err == nil {
 			ep.Release() // the answer wins

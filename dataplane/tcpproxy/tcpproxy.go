@@ -382,7 +382,7 @@ func (s *Server) connect(cfg *Config, client net.Addr, from, local netip.AddrPor
 		}
 		a.rule = ""
 		ep, timeout, err := cfg.Director.Pick(client, a)
-		mx.Rule = a.rule
+		mx.Rule, info.Rule = a.rule, a.rule
 		if err != nil || ep == nil {
 			return nil, nil, err
 		}

@@ -620,8 +620,12 @@ type ConnRecord struct {
 	// a list of that one.)
 	FailedRequests uint64        `protobuf:"varint,12,opt,name=failed_requests,json=failedRequests,proto3" json:"failed_requests,omitempty"`
 	Failures       []CloseReason `protobuf:"varint,13,rep,packed,name=failures,proto3,enum=sluice.v1.CloseReason" json:"failures,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Rule names the rule that decided the session (TCP), or the latest
+	// request a rule decided (HTTP): routed, allowed, denied, redirected or
+	// answered it ("rules[N]" for an unnamed one). Empty when none did.
+	Rule          string `protobuf:"bytes,14,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConnRecord) Reset() {
@@ -745,6 +749,13 @@ func (x *ConnRecord) GetFailures() []CloseReason {
 	return nil
 }
 
+func (x *ConnRecord) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
 var File_sluice_v1_stats_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_stats_proto_rawDesc = "" +
@@ -780,7 +791,7 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	"\x06detail\x18\x0f \x01(\tR\x06detail\x12\x1c\n" +
 	"\tejections\x18\x10 \x01(\x04R\tejections\")\n" +
 	"\rReportSummary\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\x04R\arecords\"\xf3\x03\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\"\x87\x04\n" +
 	"\n" +
 	"ConnRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
@@ -796,7 +807,8 @@ const file_sluice_v1_stats_proto_rawDesc = "" +
 	" \x01(\x04R\brequests\x129\n" +
 	"\fclose_reason\x18\v \x01(\x0e2\x16.sluice.v1.CloseReasonR\vcloseReason\x12'\n" +
 	"\x0ffailed_requests\x18\f \x01(\x04R\x0efailedRequests\x122\n" +
-	"\bfailures\x18\r \x03(\x0e2\x16.sluice.v1.CloseReasonR\bfailures*\xda\x01\n" +
+	"\bfailures\x18\r \x03(\x0e2\x16.sluice.v1.CloseReasonR\bfailures\x12\x12\n" +
+	"\x04rule\x18\x0e \x01(\tR\x04rule*\xda\x01\n" +
 	"\x0eEndpointHealth\x12\x1f\n" +
 	"\x1bENDPOINT_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ENDPOINT_HEALTH_UP\x10\x01\x12\x18\n" +

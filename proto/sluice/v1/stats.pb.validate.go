@@ -751,6 +751,8 @@ func (m *ConnRecord) validate(all bool) error {
 
 	// no validation rules for FailedRequests
 
+	// no validation rules for Rule
+
 	if len(errors) > 0 {
 		return ConnRecordMultiError(errors)
 	}
