@@ -103,14 +103,20 @@ func formatDuration(m protoreflect.Message) (string, error) {
 		nanos <= -1e9 || nanos >= 1e9 || (sec > 0 && nanos < 0) || (sec < 0 && nanos > 0) {
 		return "", fmt.Errorf("duration %ds %dns is out of range", sec, nanos)
 	}
-	s := (time.Duration(sec)*time.Second + time.Duration(nanos)).String()
+	return FormatDuration(time.Duration(sec)*time.Second + time.Duration(nanos)), nil
+}
+
+// FormatDuration writes d as snapshots write durations: a Go duration
+// string trimmed of zero units, "1h" for 1h0m0s, "1m30s", "250ms".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = s[:len(s)-2]
 	}
 	if strings.HasSuffix(s, "h0m") {
 		s = s[:len(s)-2]
 	}
-	return s, nil
+	return s
 }
 
 // parseDuration reads a Go duration string into seconds and nanos.

@@ -106,9 +106,9 @@ listeners:
 	}
 	got := read("")
 	want := []rateLimitJSON{
-		{Listener: "public", Rule: "per-net", Requests: 100, Period: "1m0s", Clients: 1,
+		{Listener: "public", Rule: "per-net", Requests: 100, Period: "1m", Clients: 1,
 			Top: []clientRateJSON{{Client: "127.0.0.0/24", Rate: 8}}},
-		{Listener: "public", Rule: "api", Requests: 2, Period: "1m0s", Clients: 3, Limited: 3,
+		{Listener: "public", Rule: "api", Requests: 2, Period: "1m", Clients: 3, Limited: 3,
 			Top: []clientRateJSON{{"127.0.0.1", 5, true}, {"127.0.0.3", 2, true}, {"127.0.0.2", 1, false}}},
 	}
 	if !reflect.DeepEqual(got.RateLimits, want) {

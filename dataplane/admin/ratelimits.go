@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/sluice-lb/sluice/dataplane/node"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // The clients /rate-limits lists per rule unless ?top= says otherwise,
@@ -25,7 +26,8 @@ type rateLimitsJSON struct {
 type rateLimitJSON struct {
 	Listener string `json:"listener"`
 	Rule     string `json:"rule"` // "rules[N]" for an unnamed one
-	// Requests per Period (Go's duration text, "10s") is the rule's rate.
+	// Requests per Period ("10s", "1m", as the snapshot writes it) is the
+	// rule's rate.
 	Requests uint64 `json:"requests"`
 	Period   string `json:"period"`
 	// Clients is how many it tracks; Limited the requests (connections)
@@ -68,7 +70,7 @@ func rateLimitsHandler(n *node.Node) http.Handler {
 				continue
 			}
 			j := rateLimitJSON{
-				Listener: l.Listener, Rule: l.Rule, Requests: l.Requests, Period: l.Period.String(),
+				Listener: l.Listener, Rule: l.Rule, Requests: l.Requests, Period: snapshot.FormatDuration(l.Period),
 				Clients: l.Clients, Limited: l.Limited, Top: []clientRateJSON{},
 			}
 			for _, c := range l.Top {
