@@ -209,6 +209,10 @@ listeners:
 	if got := text(`#conns .badge.failed`); got != "2 failed: no endpoint, denied" {
 		t.Errorf("the connections table says %q of the failed requests, want \"2 failed: no endpoint, denied\"", got)
 	}
+	// The latest request a rule decided, /gone, went by the rule gone.
+	if got := text(`#conns .rule`); got != "by gone" {
+		t.Errorf("the connections table names the rule %q, want \"by gone\"", got)
+	}
 
 	if err := chromedp.Do(ctx,
 		chromedp.Click(aRow+` button[data-action="drain"]`),
@@ -330,9 +334,13 @@ func setWeight(t *testing.T, ctx context.Context, key, value string) string {
 	return text
 }
 
-// takeScreenshot enables web/a again, runs varying traffic for a while so
-// that the charts have a shape, and writes a PNG of the whole page.
+// takeScreenshot shows the default group again (the test ends on edge),
+// enables web/a again, runs varying traffic for a while so that the
+// charts have a shape, and writes a PNG of the whole page.
 func takeScreenshot(t *testing.T, ctx context.Context, c *cp, listen string) {
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById("group"); s.value = "default"; s.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatalf("choose group default: %v", err)
+	}
 	if err := chromedp.Do(ctx,
 		chromedp.Click(`tr[data-endpoint="web/a"] button[data-action="enable"]`),
 		chromedp.WaitVisible(`tr[data-endpoint="web/a"][data-state="ACTIVE"]`),

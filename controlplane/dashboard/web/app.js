@@ -349,7 +349,7 @@ function renderConns({conns, reported_elsewhere: elsewhere}) {
       h("td", {class: "mono"}, c.client), h("td", {}, served),
       h("td", {class: "num"}, fmt.duration(c.duration_ns)), h("td", {class: "num"}, fmt.bytes(c.bytes_in)),
       h("td", {class: "num"}, fmt.bytes(c.bytes_out)), h("td", {class: "num"}, String(c.requests)),
-      h("td", {}, h("span", {class: "badge reason " + tone.reason(c.reason)}, c.reason.replaceAll("_", " ")), failedBadge(c)));
+      h("td", {}, h("span", {class: "badge reason " + tone.reason(c.reason)}, c.reason.replaceAll("_", " ")), failedBadge(c), ruleNote(c)));
   }));
 }
 
@@ -362,6 +362,13 @@ function failedBadge(c) {
   const cls = why.some(r => tone.reason(r) === "bad") ? "bad" : tone.reason(why[0] || "");
   return h("span", {class: "badge failed reason " + cls, title: "requests the node answered with an error" + (why.length ? ": " + why.join(", ") : "")},
     `${c.failed_requests} failed` + (text ? `: ${text}` : ""));
+}
+
+// ruleNote names the rule that decided the session, or the latest request
+// a rule decided.
+function ruleNote(c) {
+  if (!c.rule) return null;
+  return h("span", {class: "hint rule", title: "the rule that decided the session, or the latest request a rule decided"}, `by ${c.rule}`);
 }
 
 let timer = null;
