@@ -2366,11 +2366,15 @@ type RateLimit struct {
 	Ipv6Prefix uint32 `protobuf:"varint,5,opt,name=ipv6_prefix,json=ipv6Prefix,proto3" json:"ipv6_prefix,omitempty"`
 	// Header counts clients by the value of this request field instead of
 	// their address (HAProxy's track-sc0 req.hdr(NAME), Envoy's request
-	// header descriptor): an API key, or the address a proxy in front
-	// wrote. The first such field counts, its value taken whole. A request
-	// without it is not counted, and the rule does not hold for it (deny
-	// those with a rule of their own, matching header present: false). HTTP
-	// listeners only; not with ipv4_prefix or ipv6_prefix.
+	// header descriptor). The first such field counts, its value taken
+	// whole. A request without it is not counted, and the rule does not
+	// hold for it (deny those with a rule of their own, matching header
+	// present: false). The client writes the field, so a value it makes up
+	// is a new client: count by a field whose made-up values gain nothing,
+	// an API key the endpoint checks, or one a proxy in front always writes
+	// whole (X-Real-IP), never X-Forwarded-For, which proxies append to
+	// what the client sent. HTTP listeners only; not with ipv4_prefix or
+	// ipv6_prefix.
 	Header        string `protobuf:"bytes,6,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
