@@ -359,10 +359,12 @@ listeners:
 	}
 }
 
-// TestCauseRecordNamesTheRule: an HTTP/2 connection's record names the
-// rule that decided its latest request a rule decided, as an HTTP/1.1
-// one's does (TestCauseFailedRequests).
-func TestCauseRecordNamesTheRule(t *testing.T) {
+// startNoAdmin starts a control plane and a node whose HTTP listener
+// public (h2c too) sends every request to one endpoint at endpoint, but
+// those a rule no-admin denies: paths under /admin. It returns the control
+// plane and the listener's address.
+func startNoAdmin(t *testing.T, endpoint string) (*cp, string) {
+	t.Helper()
 	c := startCP(t, t.TempDir(), "")
 	listen := freeAddr(t)
 	dp := startNode(t, c.addr, "node-1")
@@ -377,7 +379,15 @@ listeners:
     http: { h2c: true }
     rules:
       - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
-`, startBackend(t, "a").addr, listen)))
+`, endpoint, listen)))
+	return c, listen
+}
+
+// TestCauseRecordNamesTheRule: an HTTP/2 connection's record names the
+// rule that decided its latest request a rule decided, as an HTTP/1.1
+// one's does (TestCauseFailedRequests).
+func TestCauseRecordNamesTheRule(t *testing.T) {
+	c, listen := startNoAdmin(t, startBackend(t, "a").addr)
 	h2c := h2Client(true)
 	resp, err := h2c.Get("http://" + listen + "/admin")
 	if err != nil {
@@ -404,20 +414,7 @@ listeners:
 // the latest that decided one of its requests, and sluicectl conns
 // --reason finds it by either.
 func TestCauseFailedRequests(t *testing.T) {
-	c := startCP(t, t.TempDir(), "")
-	listen := freeAddr(t)
-	dp := startNode(t, c.addr, "node-1")
-	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
-clusters:
-  - { name: web, endpoints: [ { name: gone, address: %s } ] }
-listeners:
-  - name: public
-    address: %s
-    protocol: HTTP
-    default_cluster: web
-    rules:
-      - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
-`, freeAddr(t), listen)))
+	c, listen := startNoAdmin(t, freeAddr(t)) // nothing listens there
 	paths, codes := []string{"/", "/admin", "/"}, []int{502, 403, 502}
 	for i, resp := range getOnOneConn(t, listen, paths...) {
 		if resp.StatusCode != codes[i] || resp.Close {
@@ -432,8 +429,8 @@ listeners:
 	const want = "client_closed (3 failed: no_endpoint, denied)"
 	for _, reason := range []string{"no_endpoint", "denied"} {
 		out, errOut, code := ctl(t, c.addr, "conns", "--reason", reason)
-		if code != 0 || !strings.Contains(out, "web/gone") || !strings.Contains(out, want) {
-			t.Errorf("sluicectl conns --reason %s: exit %d, %q, %q; want web/gone ... %s", reason, code, out, errOut, want)
+		if code != 0 || !strings.Contains(out, "web/a") || !strings.Contains(out, want) {
+			t.Errorf("sluicectl conns --reason %s: exit %d, %q, %q; want web/a ... %s", reason, code, out, errOut, want)
 		}
 	}
 }
