@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,11 +27,12 @@ const MaxMaxClients = 10000000
 // seldom wait on one lock.
 const rateShards = 32
 
-// rateTable counts, per client address, the requests a rule looked at over
-// a sliding period, as HAProxy's freq_ctr does: the count of the current
-// period plus the previous period's, weighted by how much of it the sliding
-// window still covers. It is shared by the compiled rules of successive
-// snapshots (Set.Carry), and safe for concurrent use.
+// rateTable counts, per client (an address, a prefix, or a header value's
+// hash: keyOf), the requests a rule looked at over a sliding period, as
+// HAProxy's freq_ctr does: the count of the current period plus the
+// previous period's, weighted by how much of it the sliding window still
+// covers. It is shared by the compiled rules of successive snapshots
+// (Set.Carry), and safe for concurrent use.
 type rateTable struct {
 	period   time.Duration
 	max      int              // client addresses tracked at most, as max_clients says
@@ -70,6 +72,14 @@ func newRateTable(period time.Duration, maxClients int) *rateTable {
 	return t
 }
 
+// when is the period it is now, counted from t's epoch, and how far into
+// it.
+func (t *rateTable) when() (idx int64, into time.Duration) {
+	since := t.now().Sub(t.epoch)
+	idx = int64(since / t.period)
+	return idx, since - time.Duration(idx)*t.period
+}
+
 // maxNameLen bounds the bytes of a header value a table keeps to name its
 // client in top.
 const maxNameLen = 64
@@ -89,9 +99,7 @@ func (t *rateTable) keyOf(v []byte) netip.Addr {
 // period, this request included. A new key made by keyOf is named by
 // name, the value it stands for (nil for an address).
 func (t *rateTable) count(a netip.Addr, name []byte, again bool) uint64 {
-	since := t.now().Sub(t.epoch)
-	idx := int64(since / t.period)
-	into := since - time.Duration(idx)*t.period // how far into period idx
+	idx, into := t.when()
 	sh := &t.shards[shardOf(a)]
 	sh.mu.Lock()
 	c, ok := sh.clients[a]
@@ -207,9 +215,7 @@ func (t *rateTable) top(n int) []clientRate {
 	if n <= 0 {
 		return nil
 	}
-	since := t.now().Sub(t.epoch)
-	idx := int64(since / t.period)
-	into := since - time.Duration(idx)*t.period
+	idx, into := t.when()
 	// h is a min-heap by (rate, then address in reverse): h[0] is the one
 	// to give up first.
 	h := make(rateHeap, 0, min(n, 1024))
@@ -310,6 +316,14 @@ func (l *rateLimit) over(in *Input) bool {
 		l.table.limited.Add(1)
 	}
 	return true
+}
+
+// countsLike reports whether l counts clients as o does: over the same
+// period, in a table of the same size, by the same prefixes or header
+// (a field's name in any case). Only then may l take o's counts.
+func (l *rateLimit) countsLike(o *rateLimit) bool {
+	return l.table.period == o.table.period && l.table.max == o.table.max &&
+		l.v4 == o.v4 && l.v6 == o.v6 && strings.EqualFold(l.header, o.header)
 }
 
 // display is how c's client reads: the header value, or an address, or

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
@@ -156,13 +155,8 @@ func (s *Set) Carry(prev *Set) {
 		if j < 0 {
 			continue
 		}
-		old := &prev.rules[j]
-		if old.limit == nil {
-			continue
-		}
-		if t := old.limit.table; t.period == r.limit.table.period && t.max == r.limit.table.max &&
-			old.limit.v4 == r.limit.v4 && old.limit.v6 == r.limit.v6 && strings.EqualFold(old.limit.header, r.limit.header) {
-			r.limit.table = t
+		if old := prev.rules[j].limit; old != nil && r.limit.countsLike(old) {
+			r.limit.table = old.table
 		}
 	}
 }
@@ -227,8 +221,8 @@ func (s *Set) Name(i int) string { return s.rules[i].name }
 // Eval runs the rules for in and returns the verdict of the first that
 // decides. The header edits of every rule that holds, up to and including
 // the deciding one, are handed to in.Request in rule order. A rule with a
-// rate_limit counts the work its match holds for, by client address, and
-// holds only for a client over the rate. Eval does not keep in, and does
+// rate_limit counts the work its match holds for, by client (address or
+// header value), and holds only for a client over the rate. Eval does not keep in, and does
 // not allocate but for a rate_limit's table, which grows now and then as
 // new clients come.
 func (s *Set) Eval(in *Input) Verdict {
