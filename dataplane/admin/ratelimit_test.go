@@ -14,13 +14,9 @@ import (
 	"github.com/sluice-lb/sluice/internal/promtext"
 )
 
-// TestRateLimitMetrics: /metrics counts, per listener and rule, the work a
-// rate_limit held for and the clients it tracks; an unnamed rule is named
-// by its place, and a new snapshot's rule counts on.
-func TestRateLimitMetrics(t *testing.T) {
-	web := loopback.FreeAddr(t)
-	be := serveHTTP(t, "a")
-	const limited = `
+// publicWithRules is a snapshot of cluster web, endpoint a at the first
+// %s, and the HTTP listener public at the second, whose rules follow.
+const publicWithRules = `
 clusters:
   - name: web
     endpoints: [{ name: a, address: "%s" }]
@@ -29,7 +25,15 @@ listeners:
     address: "%s"
     protocol: HTTP
     default_cluster: web
-    rules:
+    rules:`
+
+// TestRateLimitMetrics: /metrics counts, per listener and rule, the work a
+// rate_limit held for and the clients it tracks; an unnamed rule is named
+// by its place, and a new snapshot's rule counts on.
+func TestRateLimitMetrics(t *testing.T) {
+	web := loopback.FreeAddr(t)
+	be := serveHTTP(t, "a")
+	const limited = publicWithRules + `
       - { name: api, rate_limit: { requests: 2, period: 1m }, deny: { status: 429 } }
       - { rate_limit: { requests: 1, period: 1m }, request_headers: { set: { X-Over: "1" } } }
 `
@@ -76,16 +80,7 @@ listeners:
 func TestRateLimitsListsClients(t *testing.T) {
 	web := loopback.FreeAddr(t)
 	be := serveHTTP(t, "a")
-	n := runNodeWith(t, node.Options{}, "1", `
-clusters:
-  - name: web
-    endpoints: [{ name: a, address: "%s" }]
-listeners:
-  - name: public
-    address: "%s"
-    protocol: HTTP
-    default_cluster: web
-    rules:
+	n := runNodeWith(t, node.Options{}, "1", publicWithRules+`
       - { name: per-net, rate_limit: { requests: 100, period: 1m, ipv4_prefix: 24 }, request_headers: { set: { X-Net: "1" } } }
       - { name: api, rate_limit: { requests: 2, period: 1m }, deny: { status: 429 } }
 `, be, web)
