@@ -83,6 +83,31 @@ func doFrom(t *testing.T, c *http.Client, method, url, host, agent string) ruleA
 	return ruleAnswer{resp.StatusCode, string(body), resp.Header.Get("Location"), resp.Header.Get("Server")}
 }
 
+// passedBeforeLimit sends request i with do, from 0 on, until one gets a
+// 429 with body, and returns how many passed before: each 200 from web,
+// limit of them, or up to two more when the requests straddle the turn of
+// a rate's period (the window slides, as HAProxy's rates do).
+func passedBeforeLimit(t *testing.T, limit int, body string, do func(i int) ruleAnswer) int {
+	t.Helper()
+	passed := 0
+	for ; passed < limit+3; passed++ {
+		got := do(passed)
+		if got.status == 429 {
+			if got.body != body {
+				t.Errorf("over the rate: %d %q, want 429 %q", got.status, got.body, body)
+			}
+			break
+		}
+		if got.status != 200 || got.body != "web" {
+			t.Fatalf("request %d: %d %q, want 200 from web", passed+1, got.status, got.body)
+		}
+	}
+	if passed < limit || passed > limit+2 {
+		t.Fatalf("%d requests passed before a 429, want %d (or up to %d across a period's turn)", passed, limit, limit+2)
+	}
+	return passed
+}
+
 // TestACLExamples runs examples/acl.yaml as written, on loopback: only the
 // addresses change (listeners on free ports, endpoints on test backends,
 // and the documentation prefixes 192.0.2.0/24 and 198.51.100.7 of the
@@ -207,22 +232,9 @@ func TestACLExamples(t *testing.T) {
 		// more through before the first 429.
 		ip := ruleClient("127.0.0.3")
 		before := web.hits.Load()
-		passed := 0
-		for ; passed < 23; passed++ {
-			got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", "")
-			if got.status == 429 {
-				if got.body != "too many requests\n" {
-					t.Errorf("over the rate: %d %q, want 429 too many requests", got.status, got.body)
-				}
-				break
-			}
-			if got.status != 200 || got.body != "web" {
-				t.Fatalf("request %d to /api/: %d %q, want 200 from web", passed+1, got.status, got.body)
-			}
-		}
-		if passed < 20 || passed > 22 {
-			t.Fatalf("%d requests to /api/ passed before a 429, want 20 (or up to 22 across a period's turn)", passed)
-		}
+		passed := passedBeforeLimit(t, 20, "too many requests\n", func(int) ruleAnswer {
+			return doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", "")
+		})
 		for i := range 10 { // denied requests count too
 			if got := doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", ""); got.status != 429 {
 				t.Fatalf("request %d over the rate: %d %q, want 429", passed+2+i, got.status, got.body)
@@ -269,23 +281,10 @@ func TestACLExamples(t *testing.T) {
 		if got := partner("127.0.0.1", ""); got.status != 401 || got.body != "an API key is needed\n" {
 			t.Errorf("without a key: %d %q, want 401 an API key is needed", got.status, got.body)
 		}
-		passed := 0
-		for ; passed < 33; passed++ {
+		passedBeforeLimit(t, 30, "too many requests for this API key\n", func(i int) ruleAnswer {
 			// Three addresses in turn, each far under api-rate's 20.
-			got := partner(fmt.Sprintf("127.0.0.%d", 21+passed%3), "k1")
-			if got.status == 429 {
-				if got.body != "too many requests for this API key\n" {
-					t.Errorf("over the key's rate: %d %q", got.status, got.body)
-				}
-				break
-			}
-			if got.status != 200 || got.body != "web" {
-				t.Fatalf("request %d with key k1: %d %q, want 200 from web", passed+1, got.status, got.body)
-			}
-		}
-		if passed < 30 || passed > 32 {
-			t.Fatalf("%d requests with key k1 passed before a 429, want 30 (or up to 32 across a period's turn)", passed)
-		}
+			return partner(fmt.Sprintf("127.0.0.%d", 21+i%3), "k1")
+		})
 		if got := partner("127.0.0.24", "k1"); got.status != 429 {
 			t.Errorf("key k1 from a new address: %d %q, want 429", got.status, got.body)
 		}
