@@ -11,7 +11,8 @@ import (
 const minHeaderBytes = 256
 
 // httpOptionErrors checks what PGV cannot of an HTTP listener's options:
-// that trusted peers parse and mean something, and that the head limit
+// that trusted peers parse and mean something (as does taking the client
+// from their headers), and that the head limit
 // leaves room for a request.
 func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, format string, args ...any)) {
 	if n := h.GetMaxHeaderBytes(); n != 0 && n < minHeaderBytes {
@@ -25,5 +26,8 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 	}
 	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE {
 		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written)")
+	}
+	if f.GetClientFromHeaders() && len(f.GetTrustedPeers()) == 0 {
+		add(path+".forwarding.client_from_headers", "needs trusted_peers: the proxies in front whose headers name the client")
 	}
 }

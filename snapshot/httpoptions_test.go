@@ -13,7 +13,7 @@ func TestValidateHTTPOptions(t *testing.T) {
 	}{
 		{
 			name: "every option set",
-			http: `{forwarding: {style: BOTH, trusted_peers: ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.0.0.0/104"]}, ` +
+			http: `{forwarding: {style: BOTH, trusted_peers: ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.0.0.0/104"], client_from_headers: true}, ` +
 				`max_header_bytes: 65536, max_header_count: 500, max_uri_length: 4096, max_request_body_bytes: 10485760, tunnel_idle_timeout: 30m}`,
 		},
 		{
@@ -30,6 +30,11 @@ func TestValidateHTTPOptions(t *testing.T) {
 			name: "trusted peers without headers",
 			http: `{forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"]}}`,
 			want: []string{"listeners[0].http.forwarding.trusted_peers: has no effect when style is NONE (no forwarding header is written)"},
+		},
+		{
+			name: "client from the headers of no one",
+			http: `{forwarding: {client_from_headers: true}}`,
+			want: []string{"listeners[0].http.forwarding.client_from_headers: needs trusted_peers: the proxies in front whose headers name the client"},
 		},
 		{
 			name: "limits out of range",

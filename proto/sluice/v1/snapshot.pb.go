@@ -3848,15 +3848,30 @@ func (x *HttpOptions) GetMaxConcurrentStreams() uint32 {
 // proxy whose headers are believed: the client address is appended to the
 // X-Forwarded-For and Forwarded it sent, and its X-Forwarded-Proto and
 // X-Forwarded-Host are kept. From any other peer those headers are removed
-// and written anew, so that clients cannot spoof them.
+// and written anew, so that clients cannot spoof them. With
+// client_from_headers, what a trusted peer's headers say also names the
+// client that rules, rate limits, balancing and the access log see.
 type Forwarding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Style picks the headers. Default X_FORWARDED.
 	Style ForwardedStyle `protobuf:"varint,1,opt,name=style,proto3,enum=sluice.v1.ForwardedStyle" json:"style,omitempty"`
 	// TrustedPeers lists CIDRs or addresses.
-	TrustedPeers  []string `protobuf:"bytes,2,rep,name=trusted_peers,json=trustedPeers,proto3" json:"trusted_peers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TrustedPeers []string `protobuf:"bytes,2,rep,name=trusted_peers,json=trustedPeers,proto3" json:"trusted_peers,omitempty"`
+	// ClientFromHeaders takes the client of a request from a trusted peer
+	// (nginx's real_ip, Envoy's trusted XFF hops): the rightmost address of
+	// its X-Forwarded-For (style X_FORWARDED or BOTH) or of the for= of its
+	// Forwarded (RFC7239, or BOTH without X-Forwarded-For) that is not
+	// itself in trusted_peers; when every one is, the leftmost. The walk
+	// stops at an entry that is not an address ("unknown", an obfuscated
+	// name, garbage), and the client is then the address to its right. A
+	// request from a peer that is not trusted keeps the peer as its client.
+	// Rules' source, rate limits, balancing by source and the access log's
+	// client see this client; the forwarding headers still append the peer,
+	// and connection records and send_proxy's PROXY header still name it.
+	// Needs trusted_peers.
+	ClientFromHeaders bool `protobuf:"varint,3,opt,name=client_from_headers,json=clientFromHeaders,proto3" json:"client_from_headers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Forwarding) Reset() {
@@ -3901,6 +3916,13 @@ func (x *Forwarding) GetTrustedPeers() []string {
 		return x.TrustedPeers
 	}
 	return nil
+}
+
+func (x *Forwarding) GetClientFromHeaders() bool {
+	if x != nil {
+		return x.ClientFromHeaders
+	}
+	return false
 }
 
 // ErrorPage is what clients get instead of one of the proxy's own errors:
@@ -4296,11 +4318,12 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x0emax_uri_length\x18\v \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\fmaxUriLength\x123\n" +
 	"\x16max_request_body_bytes\x18\f \x01(\x04R\x13maxRequestBodyBytes\x12]\n" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
-	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\x7f\n" +
+	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\xaf\x01\n" +
 	"\n" +
 	"Forwarding\x129\n" +
 	"\x05style\x18\x01 \x01(\x0e2\x19.sluice.v1.ForwardedStyleB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05style\x126\n" +
-	"\rtrusted_peers\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\ftrustedPeers\"\xe2\x01\n" +
+	"\rtrusted_peers\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\ftrustedPeers\x12.\n" +
+	"\x13client_from_headers\x18\x03 \x01(\bR\x11clientFromHeaders\"\xe2\x01\n" +
 	"\tErrorPage\x12&\n" +
 	"\x06status\x18\x01 \x01(\rB\x0e\xfaB\v*\t0\xf6\x030\xf7\x030\xf8\x03R\x06status\x12\x1d\n" +
 	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +

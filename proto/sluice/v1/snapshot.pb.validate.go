@@ -7083,6 +7083,8 @@ func (m *Forwarding) validate(all bool) error {
 
 	}
 
+	// no validation rules for ClientFromHeaders
+
 	if len(errors) > 0 {
 		return ForwardingMultiError(errors)
 	}
