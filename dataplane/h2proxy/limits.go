@@ -15,7 +15,7 @@ import (
 
 // This file holds the listener's request limits on this engine's path:
 // max_header_bytes, max_header_count and max_uri_length are checked on the
-// head as HTTP/1.1 would carry it (httpproxy.Head.Limits), and
+// head as HTTP/1.1 would carry it (httpproxy.Head.Config), and
 // max_request_body_bytes here, on the declared length and on the body as
 // it streams. A request refused by them is answered as the HTTP/1.1 engine
 // answers it (431, 414, 413, with the same texts), before anything of it

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -100,12 +101,15 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Target: target, Authority: r.Host, Proto: proto, Header: r.Header,
 		Client: cn.client, TLS: cn.tls, SNI: cn.sni,
 		Forwarded: hcfg.Forwarded, Trusted: hcfg.Trusts(cn.client.Addr().Unmap()),
-		Limits: hcfg, Context: r.Context(),
+		Config: hcfg, Context: r.Context(),
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)
 		st.mx.Status = cn.refuse(w, r, status, text)
 		return
+	}
+	if c := req.ClientAddr(); c != req.PeerAddr() {
+		st.mx.Client, st.mx.Peer = netip.AddrPortFrom(c, req.ClientPort()), cn.client
 	}
 	if declaredTooLarge(r, hcfg) {
 		st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)

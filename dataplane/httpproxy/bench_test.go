@@ -73,7 +73,7 @@ func BenchmarkRewriteRequestHead(b *testing.B) {
 			if err := r.parse(head[:end]); err != nil {
 				b.Fatal(err)
 			}
-			r.client = netip.MustParseAddr("198.51.100.7")
+			r.peer = netip.MustParseAddr("198.51.100.7")
 			r.fwd.on, r.fwd.style, r.fwd.trusted = tc.on, tc.style, tc.trusted
 			out := make([]byte, 0, wbSize)
 			b.ReportAllocs()

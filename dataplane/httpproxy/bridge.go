@@ -151,10 +151,12 @@ type Head struct {
 	// writes them into a request head.
 	Forwarded ForwardedHeaders
 	Trusted   bool
-	// Limits is the listener's configuration, whose MaxHeaderBytes,
-	// MaxHeaderCount and MaxURILength bound the head as written (nil: the
-	// defaults), with the HTTP/1.1 engine's answers: 431 or 414.
-	Limits *Config
+	// Config is the listener's configuration (nil: the defaults). Its
+	// MaxHeaderBytes, MaxHeaderCount and MaxURILength bound the head as
+	// written, with the HTTP/1.1 engine's answers: 431 or 414. With
+	// ClientFromHeaders and a Trusted client, the client is the one its
+	// forwarding headers name (Request.ClientAddr).
+	Config *Config
 	// Context is the request's: it ends when the stream or its connection
 	// does, and the Request's Context with it (nil: never).
 	Context context.Context
@@ -225,8 +227,8 @@ func (r *Request) Load(h *Head) error {
 	b = append(b, "\r\n"...)
 	r.own = b
 	lim := &defaultLimits
-	if h.Limits != nil {
-		lim = &h.Limits.lim
+	if h.Config != nil {
+		lim = &h.Config.lim
 	}
 	if len(b) > lim.bytes {
 		return &foreignError{tooLarge(b, lim)}
@@ -234,9 +236,9 @@ func (r *Request) Load(h *Head) error {
 	if e := r.parseLimited(b, lim); e != nil {
 		return &foreignError{e}
 	}
-	r.client, r.clientPort = h.Client.Addr().Unmap(), h.Client.Port()
 	r.tls, r.sni, r.ctx = h.TLS, h.SNI, h.Context
 	r.fwd.on, r.fwd.style, r.fwd.trusted = true, h.Forwarded, h.Trusted
+	r.setClient(netip.AddrPortFrom(h.Client.Addr().Unmap(), h.Client.Port()), h.Config)
 	r.forgetFailed()
 	return nil
 }

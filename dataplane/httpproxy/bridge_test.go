@@ -140,7 +140,7 @@ func TestLoadHeadLimits(t *testing.T) {
 			if err := r.Load(&tc.h); err != nil {
 				t.Fatalf("without limits: %v, want the defaults to pass it", err)
 			}
-			tc.h.Limits = cfg
+			tc.h.Config = cfg
 			status, text := StatusOf(r.Load(&tc.h))
 			if status != tc.status || text != tc.text {
 				t.Errorf("got %d %q, want %d %q", status, text, tc.status, tc.text)
@@ -148,7 +148,7 @@ func TestLoadHeadLimits(t *testing.T) {
 		})
 	}
 	var r Request
-	ok := Head{Method: "GET", Target: "/" + strings.Repeat("u", 63), Authority: "a", Header: http.Header{"X-A": {"1"}, "X-B": {"2"}, "X-C": {"3"}}, Limits: cfg}
+	ok := Head{Method: "GET", Target: "/" + strings.Repeat("u", 63), Authority: "a", Header: http.Header{"X-A": {"1"}, "X-B": {"2"}, "X-C": {"3"}}, Config: cfg}
 	if err := r.Load(&ok); err != nil {
 		t.Errorf("a head within the limits: %v", err)
 	}

@@ -173,10 +173,13 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	x := cc.x
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
-	req.client, req.clientPort = cc.ip, cc.port
 	req.tls, req.sni, req.ctx = cc.tls, cc.sni, cc.srv.ctx
 	req.watch, req.clientGone = cc, false
 	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
+	req.setClient(netip.AddrPortFrom(cc.ip, cc.port), cfg)
+	if req.client != cc.ip {
+		x.mx.Client, x.mx.Peer = netip.AddrPortFrom(req.client, req.clientPort), netip.AddrPortFrom(cc.ip, cc.port)
+	}
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)

@@ -8,7 +8,7 @@ import (
 // about the client (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host,
 // RFC 7239 Forwarded).
 //
-// The client is the peer the engine already knows (Request.ClientAddr). A
+// The client is the peer the engine already knows (Request.PeerAddr). A
 // peer in Config.TrustedPeers is a proxy in front of this one, whose
 // headers are believed: the client address is appended to the
 // X-Forwarded-For and Forwarded it sent, and its X-Forwarded-Proto and
@@ -120,9 +120,9 @@ func appendForwardedField(b []byte, r *Request, i int, f *field) []byte {
 	fw := &r.fwd
 	switch {
 	case !fw.on || !fw.trusted:
-	case f.kind == fieldXForwardedFor && int(fw.lastXFF) == i && fw.style.xForwarded() && r.client.IsValid():
+	case f.kind == fieldXForwardedFor && int(fw.lastXFF) == i && fw.style.xForwarded() && r.peer.IsValid():
 		b = append(b, ", "...)
-		b = r.client.WithZone("").AppendTo(b)
+		b = r.peer.WithZone("").AppendTo(b)
 	case f.kind == fieldForwarded && int(fw.lastFwd) == i && fw.style.rfc7239():
 		b = append(b, ", "...)
 		b = appendForwardedElement(b, r)
@@ -137,9 +137,9 @@ func appendForwardedField(b []byte, r *Request, i int, f *field) []byte {
 func appendForwardingFields(b []byte, r *Request) []byte {
 	fw := &r.fwd
 	if fw.style.xForwarded() {
-		if !(fw.trusted && fw.lastXFF >= 0) && r.client.IsValid() && !droppedLower(r.reqEdits, "x-forwarded-for") {
+		if !(fw.trusted && fw.lastXFF >= 0) && r.peer.IsValid() && !droppedLower(r.reqEdits, "x-forwarded-for") {
 			b = append(b, "X-Forwarded-For: "...)
-			b = r.client.WithZone("").AppendTo(b)
+			b = r.peer.WithZone("").AppendTo(b)
 			b = append(b, '\r', '\n')
 		}
 		if !(fw.trusted && fw.xfProto) && !droppedLower(r.reqEdits, "x-forwarded-proto") {
@@ -175,7 +175,7 @@ func (r *Request) scheme() string {
 // quoted when it is not a token (a port's ':' is not).
 func appendForwardedElement(b []byte, r *Request) []byte {
 	b = append(b, "for="...)
-	switch a := r.client.WithZone(""); {
+	switch a := r.peer.WithZone(""); {
 	case !a.IsValid():
 		b = append(b, "unknown"...)
 	case a.Is4() || a.Is4In6():

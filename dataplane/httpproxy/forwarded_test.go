@@ -161,7 +161,7 @@ func TestForwardedElement(t *testing.T) {
 	} {
 		r := &Request{tls: tc.tls, head: []byte(tc.host), host: span{0, uint16(len(tc.host))}}
 		if tc.client != "" {
-			r.client = netip.MustParseAddr(tc.client)
+			r.peer = netip.MustParseAddr(tc.client)
 		}
 		if got := string(appendForwardedElement(nil, r)); got != tc.want {
 			t.Errorf("client %s host %s: %s, want %s", tc.client, tc.host, got, tc.want)
@@ -179,7 +179,7 @@ func TestForwardingDoesNotAllocate(t *testing.T) {
 			if err := x.req.parse(head); err != nil {
 				t.Fatal(err)
 			}
-			x.req.client = netip.MustParseAddr("2001:db8::1")
+			x.req.peer = netip.MustParseAddr("2001:db8::1")
 			x.req.fwd.on, x.req.fwd.style, x.req.fwd.trusted = true, ForwardBoth, trusted
 			out = appendRequestHead(out[:0], &x.req, "10.0.0.1:80")
 		}

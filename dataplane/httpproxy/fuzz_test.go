@@ -145,11 +145,14 @@ func FuzzParseRequest(f *testing.F) {
 		// Round trip of the head the proxy sends upstream, with the
 		// forwarding headers of a style picked by split, for an IPv4 or
 		// IPv6 client, trusted or not.
-		r.client = netip.MustParseAddr("192.0.2.1")
+		r.peer = netip.MustParseAddr("192.0.2.1")
 		if split&0x100 != 0 {
-			r.client = netip.MustParseAddr("2001:db8::1")
+			r.peer = netip.MustParseAddr("2001:db8::1")
 		}
 		r.fwd.on, r.fwd.style, r.fwd.trusted = true, ForwardedHeaders(split>>9%4), split&0x800 != 0
+		if c, ok := r.clientFromHeaders(proxiesInFront); ok != c.IsValid() {
+			t.Fatalf("client from the headers of %q: %v, %v", data[:end], c, ok)
+		}
 		out := appendRequestHead(nil, &r, "backend:80")
 		oend, _ := findHeadEnd(out, 0)
 		if oend != len(out) {
@@ -203,7 +206,7 @@ func FuzzParseRequest(f *testing.F) {
 
 // checkForwarded checks the forwarding headers of out, the head forwarded
 // for r, parsed as r2: from an untrusted peer, one of each of the style's
-// headers, saying what the proxy knows; from a trusted one, the client
+// headers, saying what the proxy knows; from a trusted one, the peer
 // last in X-Forwarded-For and Forwarded.
 func checkForwarded(t *testing.T, r, r2 *Request, out []byte) {
 	t.Helper()
@@ -214,7 +217,7 @@ func checkForwarded(t *testing.T, r, r2 *Request, out []byte) {
 	for v, i := r2.NextHeader("Forwarded", 0); i >= 0; v, i = r2.NextHeader("Forwarded", i) {
 		fwd = append(fwd, v)
 	}
-	client := r.client.String()
+	client := r.peer.String()
 	style := r.fwd.style
 	if style.xForwarded() {
 		switch {

@@ -281,6 +281,10 @@ type Config struct {
 	// TrustedPeers are the peers (proxies in front) whose forwarding
 	// headers are believed and extended rather than replaced; nil: none.
 	TrustedPeers Peers
+	// ClientFromHeaders takes the client of a request from a trusted
+	// peer's forwarding headers (realclient.go): rules, balancing by
+	// source and the meter see the client they name.
+	ClientFromHeaders bool
 
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 	lim   headLimits    // the head limits above, defaults applied

@@ -46,8 +46,13 @@ type Request struct {
 	tunnel bool
 	fwd    forwarding // the forwarding headers of this request (forwarded.go)
 
-	client     netip.Addr // the client connection's peer, set before Pick
+	// client is the client connection's peer, or with
+	// Config.ClientFromHeaders the client its forwarding headers name
+	// (realclient.go); peer is the connection's peer, which the
+	// forwarding headers written name. Both are set before Pick.
+	client     netip.Addr
 	clientPort uint16
+	peer       netip.Addr
 	tls        bool            // the client connection is TLS (an HTTPS listener)
 	sni        []byte          // the server name the client sent in its TLS handshake
 	ctx        context.Context // the server's, or Head.Context; set before Pick
@@ -96,12 +101,32 @@ func ParseRequest(head []byte) (*Request, error) {
 	return r, nil
 }
 
-// ClientAddr is the IP address of the client connection the request came
-// on (the peer of the TCP connection).
+// ClientAddr is the IP address of the client: the peer of the connection
+// the request came on (or its PROXY header's client), or, with
+// Config.ClientFromHeaders and a trusted peer, the client that the peer's
+// forwarding headers name.
 func (r *Request) ClientAddr() netip.Addr { return r.client }
 
-// ClientPort is the port of the client connection's peer.
+// ClientPort is the port of the client's address; 0 when its forwarding
+// headers named the client without one.
 func (r *Request) ClientPort() uint16 { return r.clientPort }
+
+// PeerAddr is the IP address of the connection's peer (or its PROXY
+// header's client): ClientAddr unless a trusted peer's forwarding headers
+// named another client.
+func (r *Request) PeerAddr() netip.Addr { return r.peer }
+
+// setClient sets r's client to the peer's address and port, or to the one
+// its forwarding headers name when cfg takes the client from them and the
+// peer is trusted (r.fwd is set).
+func (r *Request) setClient(peer netip.AddrPort, cfg *Config) {
+	r.client, r.clientPort, r.peer = peer.Addr(), peer.Port(), peer.Addr()
+	if cfg != nil && cfg.ClientFromHeaders && r.fwd.trusted {
+		if c, ok := r.clientFromHeaders(cfg.TrustedPeers); ok {
+			r.client, r.clientPort = c.Addr(), c.Port()
+		}
+	}
+}
 
 // TLS reports whether the request came over TLS (an HTTPS listener).
 func (r *Request) TLS() bool { return r.tls }

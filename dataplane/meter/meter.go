@@ -256,7 +256,10 @@ const (
 type Exchange struct {
 	Start  time.Time
 	Client netip.AddrPort
-	Proto  string // one of the Proto constants
+	// Peer is the connection's peer when it is not Client: a trusted
+	// proxy whose forwarding headers named the client. Zero otherwise.
+	Peer  netip.AddrPort
+	Proto string // one of the Proto constants
 	// Method, Host and Path are the request's (HTTP); Path is the
 	// request-target as received.
 	Method, Host, Path []byte

@@ -27,4 +27,5 @@ func forwardingConfig(f *sluicev1.Forwarding, cfg *httpproxy.Config) {
 			cfg.TrustedPeers = set
 		}
 	}
+	cfg.ClientFromHeaders = f.GetClientFromHeaders() && cfg.TrustedPeers != nil
 }
