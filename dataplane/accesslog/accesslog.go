@@ -92,7 +92,7 @@ func (l *Log) Sample() bool { return l.all || rand.Float64() < l.sample }
 type entry struct {
 	listener, cluster, endpoint, proto string
 	rule                               string
-	client                             netip.AddrPort
+	client, peer                       netip.AddrPort
 	end                                time.Time
 	text                               []byte // method, host, path
 	method, host                       int    // their ends in text
@@ -110,7 +110,7 @@ var entries = sync.Pool{New: func() any { return new(entry) }}
 // the pool of entries is warm, does not allocate.
 func (l *Log) Log(listener string, x *meter.Exchange) {
 	e := entries.Get().(*entry)
-	e.listener, e.endpoint, e.proto, e.client, e.rule = listener, x.Endpoint, x.Proto, x.Client, x.Rule
+	e.listener, e.endpoint, e.proto, e.client, e.peer, e.rule = listener, x.Endpoint, x.Proto, x.Client, x.Peer, x.Rule
 	e.cluster = ""
 	if x.Cluster != nil {
 		e.cluster = x.Cluster.Name()

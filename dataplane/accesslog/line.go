@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -27,9 +28,10 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 	b = append(b, '"')
 	b = appendField(b, "node", node)
 	b = appendField(b, "listener", e.listener)
-	b = append(b, `,"client":"`...)
-	b = e.client.AppendTo(b)
-	b = append(b, '"')
+	b = appendAddrField(b, "client", e.client)
+	if e.peer.IsValid() {
+		b = appendAddrField(b, "peer", e.peer)
+	}
 	b = appendField(b, "proto", e.proto)
 	if !tcp {
 		b = appendBytesField(b, "method", e.text[:e.method])
@@ -62,6 +64,21 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 		b = appendField(b, "cause", reasons.Name(e.cause))
 	}
 	return append(b, "}\n"...)
+}
+
+// appendAddrField appends ,"key":"a" for an address and port, or for the
+// address alone when the port is 0: a client that a proxy's forwarding
+// headers named without one.
+func appendAddrField(b []byte, key string, a netip.AddrPort) []byte {
+	b = append(b, `,"`...)
+	b = append(b, key...)
+	b = append(b, `":"`...)
+	if a.Port() == 0 && a.Addr().IsValid() {
+		b = a.Addr().AppendTo(b)
+	} else {
+		b = a.AppendTo(b)
+	}
+	return append(b, '"')
 }
 
 // appendField appends ,"key":"value" (key needs no escaping).

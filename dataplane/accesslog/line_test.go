@@ -19,8 +19,17 @@ import (
 // appendLine keeps to.
 func slogLine(e *entry, node string) []byte {
 	var out bytes.Buffer
-	a := []slog.Attr{slog.String("node", node), slog.String("listener", e.listener),
-		slog.String("client", e.client.String()), slog.String("proto", e.proto)}
+	addr := func(a netip.AddrPort) string {
+		if a.Port() == 0 {
+			return a.Addr().String()
+		}
+		return a.String()
+	}
+	a := []slog.Attr{slog.String("node", node), slog.String("listener", e.listener), slog.String("client", addr(e.client))}
+	if e.peer.IsValid() {
+		a = append(a, slog.String("peer", addr(e.peer)))
+	}
+	a = append(a, slog.String("proto", e.proto))
 	msg := "session"
 	if e.proto != meter.ProtoTCP {
 		msg = "request"
@@ -62,6 +71,10 @@ func TestLineIsSlogJSON(t *testing.T) {
 			total: 90 * time.Minute, cause: sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN},
 		{listener: "public", rule: "api-rate", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
 			text: []byte("GETa/api/"), method: 3, host: 4, status: 429, bytesOut: 18, total: time.Millisecond},
+		{listener: "public", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("[2001:db8::7]:0"), peer: netip.MustParseAddrPort("10.0.0.1:5"),
+			end: end, text: []byte("GETa/"), method: 3, host: 4, status: 200, total: time.Millisecond},
+		{listener: "public", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("192.0.2.7:4711"), peer: netip.MustParseAddrPort("[::1]:5"),
+			end: end, text: []byte("GETa/"), method: 3, host: 4, status: 200, total: time.Millisecond},
 		{listener: "db", rule: "rules[1]", cluster: "db2", endpoint: "b", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"),
 			end: end, total: time.Second, cause: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
 	} {
