@@ -64,18 +64,24 @@ func TestClientBehindNginx(t *testing.T) {
 		t.Errorf("127.0.0.7 through nginx, after 127.0.0.6 was limited: %d %q, want 200 from web", got.status, got.body)
 	}
 
-	// Straight to the node, a header of the client's own is not read: its
-	// claim to be 127.0.0.5 neither blocks it nor spends 127.0.0.7's count.
-	direct := ruleClient("127.0.0.8")
-	for i := range 3 {
-		req, _ := http.NewRequest("GET", "http://"+lst+"/direct", nil)
-		req.Header.Set("X-Forwarded-For", "127.0.0.5")
-		resp, err := direct.Do(req)
+	// straight sends a request to the node with c, with an
+	// X-Forwarded-For of its own.
+	straight := func(c *http.Client, path, xff string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+lst+path, nil)
+		req.Header.Set("X-Forwarded-For", xff)
+		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
+		return resp
+	}
+
+	// Straight to the node, a header of the client's own is not read: its
+	// claim to be 127.0.0.5 neither blocks it nor spends 127.0.0.7's count.
+	direct := ruleClient("127.0.0.8")
+	for i := range 3 {
+		if resp := straight(direct, "/direct", "127.0.0.5"); resp.StatusCode != 200 {
 			t.Errorf("request %d from 127.0.0.8 claiming 127.0.0.5: %d, want 200", i+1, resp.StatusCode)
 		}
 	}
@@ -85,14 +91,7 @@ func TestClientBehindNginx(t *testing.T) {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	h2.Transport.(*http.Transport).Protocols = &p
-	req, _ := http.NewRequest("GET", "http://"+lst+"/h2", nil)
-	req.Header.Set("X-Forwarded-For", "198.51.100.1, 127.0.0.5")
-	resp, err := h2.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.ProtoMajor != 2 || resp.StatusCode != 403 {
+	if resp := straight(h2, "/h2", "198.51.100.1, 127.0.0.5"); resp.ProtoMajor != 2 || resp.StatusCode != 403 {
 		t.Errorf("h2c from the trusted peer for 127.0.0.5: HTTP/%d %d, want HTTP/2 403", resp.ProtoMajor, resp.StatusCode)
 	}
 
