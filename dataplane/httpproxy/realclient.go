@@ -14,9 +14,10 @@ import (
 // is read from its right: the entries that trusted peers appended are
 // believed, and the first address that is not a trusted peer is the
 // client. Anything left of it was written by the client itself and is not
-// read. An entry that is not an address ends the walk, with the client
-// the address to its right: a client could write "unknown" to hide behind
-// the proxy that appended it, but never pass for another address.
+// read. An entry that is not an address ("unknown", an obfuscated name)
+// ends the walk, and the client is the address to its right: the trusted
+// proxy that wrote the entry, as it could not name its own peer. No entry
+// makes any other address the client.
 
 // clientFromHeaders returns the client that the forwarding headers of r,
 // which came from a trusted peer, name; ok is false when they name none
