@@ -74,10 +74,10 @@ listeners:
 
 // flushLog closes the clients' idle connections, waits until the node of
 // an accessLogSnapshot-like snapshot (listeners public and db, or public
-// alone) has none open, and closes it, which flushes its log. A request is logged just
-// after its response is written, and a session once it ended on the node,
-// a moment after the client saw it end: once no connection is open on the
-// node, all are logged.
+// alone) has none open, and closes it, which flushes its log. A request is
+// logged just after its response is written, and a session once it ended
+// on the node, a moment after the client saw it end: once no connection is
+// open on the node, all are logged.
 func flushLog(t *testing.T, dp *dataplane.Dataplane, clients ...*http.Client) {
 	t.Helper()
 	for _, c := range clients {

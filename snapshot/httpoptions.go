@@ -12,8 +12,7 @@ const minHeaderBytes = 256
 
 // httpOptionErrors checks what PGV cannot of an HTTP listener's options:
 // that trusted peers parse and mean something (as does taking the client
-// from their headers), and that the head limit
-// leaves room for a request.
+// from their headers), and that the head limit leaves room for a request.
 func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, format string, args ...any)) {
 	if n := h.GetMaxHeaderBytes(); n != 0 && n < minHeaderBytes {
 		add(path+".max_header_bytes", "must be 0 (the default, 65535) or at least %d", minHeaderBytes)

@@ -48,8 +48,8 @@ type Request struct {
 
 	// client is the client connection's peer, or with
 	// Config.ClientFromHeaders the client its forwarding headers name
-	// (realclient.go); peer is the connection's peer, which the
-	// forwarding headers written name. Both are set before Pick.
+	// (realclient.go); peer is the connection's peer, the address the
+	// forwarding headers append. Both are set before Pick.
 	client     netip.Addr
 	clientPort uint16
 	peer       netip.Addr
