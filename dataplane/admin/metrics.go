@@ -72,7 +72,7 @@ func newNodeCollector(nodeID string, n *node.Node, dropped func() uint64) *nodeC
 		listenersDraining: d("sluice_node_listeners_draining", "Listeners the running snapshot removed whose client connections still drain, until sluice-dp --drain-grace after the apply.", nil...),
 		splices:           d("sluice_node_splices_total", "Large transfers the node spliced through a pipe of its own: a TCP burst, or an HTTP body (each 4 MiB piece of a longer one). --splice says which are spliced (by default, those from peers on other hosts); the others are copied.", nil...),
 		rateLimited:       d("sluice_rule_rate_limited_total", "Requests (TCP connections) a rule with a rate_limit held for, their client over the rate; carried over snapshots with the rule's counts.", "listener", "rule"),
-		rateClients:       d("sluice_rule_rate_clients", "Client addresses (or prefixes) a rule with a rate_limit tracks, up to its max_clients.", "listener", "rule"),
+		rateClients:       d("sluice_rule_rate_clients", "Clients (addresses, prefixes or header values) a rule with a rate_limit tracks, up to its max_clients.", "listener", "rule"),
 		pipeShortages:     d("sluice_node_pipe_shortages_total", "New pipes the kernel gave too small to splice through (past the user's pipe limit), about one per second of shortage; meanwhile large bodies that find no pooled pipe are copied.", nil...),
 	}
 }
