@@ -54,19 +54,19 @@ func headerListBytes(hcfg *httpproxy.Config) int {
 
 // refuse answers a request the listener refuses before routing it, with
 // the HTTP/1.1 engine's status and text, and ends the connection.
-func (cn *conn) refuse(w http.ResponseWriter, r *http.Request, status int, text string) int {
+func (cn *conn) refuse(st *stream, w http.ResponseWriter, r *http.Request, status int, text string) {
 	cn.end(closeBadRequest)
 	cn.fail(closeBadRequest)
-	return cn.errorAnswer(w, r, status, text, true)
+	cn.errorAnswer(st, w, r, status, text, true)
 }
 
 // timeOut answers a request whose body paused longer than idle_timeout
 // with the HTTP/1.1 engine's 408, and ends the connection, recorded as
 // client_timeout as there.
-func (cn *conn) timeOut(w http.ResponseWriter, r *http.Request) int {
+func (cn *conn) timeOut(st *stream, w http.ResponseWriter, r *http.Request) {
 	cn.end(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
 	cn.fail(sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT)
-	return cn.errorAnswer(w, r, 408, textBodyTimeout, true)
+	cn.errorAnswer(st, w, r, 408, textBodyTimeout, true)
 }
 
 // declaredTooLarge reports whether r declares a body longer than the

@@ -45,7 +45,13 @@ func serveMetered(t *testing.T, ep *upstream.Endpoint, m *meter.Listener) (strin
 // knowledge) when h2, else HTTP/1.x ones.
 func serveWith(t *testing.T, ep *upstream.Endpoint, m *meter.Listener, h2 bool) (string, <-chan ended, *Upstream) {
 	t.Helper()
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}, Meter: m}, nil)
+	return serveConfig(t, &httpproxy.Config{Director: pickDirector{ep}, Meter: m}, h2)
+}
+
+// serveConfig is serveWith for a listener with cfg.
+func serveConfig(t *testing.T, cfg *httpproxy.Config, h2 bool) (string, <-chan ended, *Upstream) {
+	t.Helper()
+	hs := httpproxy.NewServer(cfg, nil)
 	up := NewUpstream(nil)
 	t.Cleanup(up.Close)
 	s := NewServer(hs, up, nil)
@@ -273,5 +279,75 @@ func TestCutGRPCCallSaysWhy(t *testing.T) {
 	tr.CloseIdleConnections()
 	if e := waitEnded(t, done); e.info.Failed != 1 || !slices.Equal(e.info.Failures.List(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}) {
 		t.Errorf("record: %d failed for %v, want 1 for [server_closed]", e.info.Failed, e.info.Failures.List())
+	}
+}
+
+// answerDirector answers every request with a, or finds no endpoint for
+// it when a is nil.
+type answerDirector struct{ a *httpproxy.Answer }
+
+func (d answerDirector) Pick(r *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
+	if d.a == nil {
+		return nil, 0, httpproxy.ErrNoEndpoint
+	}
+	r.Respond(d.a)
+	return nil, 0, nil
+}
+
+// TestOwnAnswersAreMetered: an answer of the proxy's own over HTTP/2 (a
+// rule's page, the 503 of no endpoint) is metered, and so access-logged,
+// as a relayed response is: its status, and the bytes of the body the
+// client got, none for HEAD. They were logged with no bytes at all.
+func TestOwnAnswersAreMetered(t *testing.T) {
+	page, err := httpproxy.NewResponse(httpproxy.Response{Status: 403, Body: []byte("not from here\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		a      *httpproxy.Answer
+		method string
+		status int
+	}{
+		{"a rule's page", page, "GET", 403},
+		{"a rule's page, to HEAD", page, "HEAD", 403},
+		{"no endpoint", nil, "GET", 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log logged
+			addr, _, _ := serveConfig(t, &httpproxy.Config{Director: answerDirector{tc.a}, Meter: meter.NewListener("web", &log)}, true)
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			tr := &http.Transport{Protocols: &p}
+			defer tr.CloseIdleConnections()
+			req, _ := http.NewRequest(tc.method, "http://"+addr+"/x", nil)
+			resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != tc.status || resp.ProtoMajor != 2 {
+				t.Fatalf("%s %d, %v; want HTTP/2 %d", resp.Proto, resp.StatusCode, err, tc.status)
+			}
+			if (tc.method == "HEAD") != (len(body) == 0) {
+				t.Fatalf("a body of %d bytes to %s", len(body), tc.method)
+			}
+			// The meter has the exchange once its handler returned, which
+			// may be after the client read the end of the stream.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				log.mu.Lock()
+				n := len(log.xs)
+				log.mu.Unlock()
+				if n > 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			if len(log.xs) != 1 || log.xs[0].Status != tc.status || log.xs[0].BytesOut != uint64(len(body)) || log.xs[0].Proto != meter.ProtoHTTP2 {
+				t.Errorf("logged %+v\nwant one HTTP/2 %d with %d bytes out, the body the client got", log.xs, tc.status, len(body))
+			}
+		})
 	}
 }

@@ -105,14 +105,14 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		status, text := httpproxy.StatusOf(err)
-		st.mx.Status = cn.refuse(w, r, status, text)
+		cn.refuse(st, w, r, status, text)
 		return
 	}
 	if c := req.ClientAddr(); c != req.PeerAddr() {
 		st.mx.Client, st.mx.Peer = netip.AddrPortFrom(c, req.ClientPort()), cn.client
 	}
 	if declaredTooLarge(r, hcfg) {
-		st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
+		cn.refuse(st, w, r, 413, textBodyTooLarge)
 		return
 	}
 	forwardTrailers(r)
@@ -128,7 +128,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cn.ruled(st.mx.Rule)
 		}
 		if d.Answer != nil {
-			st.mx.Status = cn.ruleAnswer(w, r, req.AppendAnswer(nil, d.Answer), last)
+			cn.ruleAnswer(st, w, r, req.AppendAnswer(nil, d.Answer), last)
 			if st.mx.Status >= 400 {
 				// A rule refused the request (deny, or a page of its own).
 				cn.fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
@@ -150,7 +150,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				cn.routed(name, "", 0)
 			}
 			cn.fail(why)
-			st.mx.Status = cn.errorAnswer(w, r, status, text, last)
+			cn.errorAnswer(st, w, r, status, text, last)
 			return
 		}
 		st.mx.Cluster, st.mx.Endpoint = ep.Meter(), ep.Name
@@ -159,7 +159,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if st.upgrade != nil && cn.srv.up.protocol(ep).HTTP2 {
 			ep.Release()
 			cn.fail(closeBadRequest)
-			st.mx.Status = cn.errorAnswer(w, r, 501, textUpgradeHTTP2, last)
+			cn.errorAnswer(st, w, r, 501, textUpgradeHTTP2, last)
 			return
 		}
 		out := cn.outgoing(r, st, ep)
@@ -182,7 +182,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			text, why := failure(err)
 			cn.fail(why)
-			st.mx.Status = cn.errorAnswer(w, r, 502, text, last)
+			cn.errorAnswer(st, w, r, 502, text, last)
 			return
 		}
 		failed = err
@@ -368,7 +368,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		if st.idle.expired() {
 			// First: on HTTP/1.x the read that timed out also ended the
 			// request's context, as a client that went away does.
-			st.mx.Status = cn.timeOut(w, r)
+			cn.timeOut(st, w, r)
 			return true, nil
 		}
 		if cn.unanswered(r) {
@@ -377,7 +377,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		status := 502
 		text, why := failure(err)
 		if bodyTooLarge(r) {
-			st.mx.Status = cn.refuse(w, r, 413, textBodyTooLarge)
+			cn.refuse(st, w, r, 413, textBodyTooLarge)
 			return true, nil
 		}
 		if timedOut.Load() {
@@ -389,7 +389,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			ep.Failed() // the client gets a 5xx in the endpoint's place
 		}
 		cn.fail(why)
-		st.mx.Status = cn.errorAnswer(w, r, status, text, last)
+		cn.errorAnswer(st, w, r, status, text, last)
 		return true, nil
 	}
 	st.mx.FirstByte = time.Since(st.mx.Start)
@@ -568,20 +568,22 @@ func (e *clientGone) Unwrap() error { return e.err }
 
 // errorAnswer writes one of the proxy's own error answers, status with
 // text: to a gRPC call as a gRPC status (grpcAnswer), to anything else as
-// the HTTP/1.1 engine writes it, error pages included. It returns status.
-func (cn *conn) errorAnswer(w http.ResponseWriter, r *http.Request, status int, text string, last bool) int {
+// the HTTP/1.1 engine writes it, error pages included. It meters the
+// answer in st: status, and the bytes of its body.
+func (cn *conn) errorAnswer(st *stream, w http.ResponseWriter, r *http.Request, status int, text string, last bool) {
 	if isGRPC(r) {
 		grpcAnswer(w, status, text, last)
-		return status
+		st.mx.Status, st.mx.BytesOut = status, 0
+		return
 	}
-	return cn.answer(w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), last)
+	cn.answer(st, w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), last)
 }
 
 // ruleAnswer writes the answer b of a rule (deny, respond, redirect, in
 // the HTTP/1.1 bytes the HTTP/1.1 engine would write): a refusal (4xx,
 // 5xx) of a gRPC call as a gRPC status whose message is the answer's
-// text body, anything else as it is. It returns the answer's status.
-func (cn *conn) ruleAnswer(w http.ResponseWriter, r *http.Request, b []byte, last bool) int {
+// text body, anything else as it is. It meters the answer in st.
+func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, b []byte, last bool) {
 	if isGRPC(r) {
 		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil); err == nil && resp.StatusCode >= 400 {
 			text := http.StatusText(resp.StatusCode)
@@ -590,16 +592,19 @@ func (cn *conn) ruleAnswer(w http.ResponseWriter, r *http.Request, b []byte, las
 				text = strings.TrimSpace(string(body))
 			}
 			grpcAnswer(w, resp.StatusCode, text, last)
-			return resp.StatusCode
+			st.mx.Status, st.mx.BytesOut = resp.StatusCode, 0
+			return
 		}
 	}
-	return cn.answer(w, b, last)
+	cn.answer(st, w, b, last)
 }
 
 // answer writes one of the proxy's own responses, given as the HTTP/1.1
 // bytes the HTTP/1.1 engine would write (httpproxy.AppendError,
-// Request.AppendAnswer), in w's framing. It returns the status written.
-func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
+// Request.AppendAnswer), in w's framing. It meters the answer in st as
+// a relayed response is metered: its status, and the bytes of its body
+// the client was sent.
+func (cn *conn) answer(st *stream, w http.ResponseWriter, b []byte, last bool) {
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil)
 	if err != nil {
 		panic(http.ErrAbortHandler) // a bug: our own bytes
@@ -614,8 +619,8 @@ func (cn *conn) answer(w http.ResponseWriter, b []byte, last bool) int {
 		dst.Set("Connection", "close")
 	}
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
-	return resp.StatusCode
+	n, _ := io.Copy(w, resp.Body)
+	st.mx.Status, st.mx.BytesOut = resp.StatusCode, uint64(n)
 }
 
 // addedByNetHTTP are the fields net/http's server writes into a response
