@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"strings"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -23,10 +24,24 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 			add(fmt.Sprintf("%s.forwarding.trusted_peers[%d]", path, i), "%v", err)
 		}
 	}
-	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE {
-		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written)")
+	readsHeader := f.GetClientFromHeaders() && f.GetClientHeader() != ""
+	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE && !readsHeader {
+		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written or read; client_header names one to read the client from)")
 	}
 	if f.GetClientFromHeaders() && len(f.GetTrustedPeers()) == 0 {
 		add(path+".forwarding.client_from_headers", "needs trusted_peers: the proxies in front whose headers name the client")
+	}
+	if h := f.GetClientHeader(); h != "" {
+		p := path + ".forwarding.client_header"
+		switch {
+		case !f.GetClientFromHeaders():
+			add(p, "needs client_from_headers: true")
+		case !IsToken(h):
+			add(p, "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", h)
+		case strings.EqualFold(h, "Forwarded"):
+			add(p, "Forwarded is read with style RFC7239 (or BOTH), not as a client_header")
+		case ProxyField(h):
+			add(p, "%s is a field the proxy owns, which names no client", h)
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package snapshot
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestValidateHTTPOptions(t *testing.T) {
 	listener := func(http string) []string {
@@ -29,7 +32,36 @@ func TestValidateHTTPOptions(t *testing.T) {
 		{
 			name: "trusted peers without headers",
 			http: `{forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"]}}`,
-			want: []string{"listeners[0].http.forwarding.trusted_peers: has no effect when style is NONE (no forwarding header is written)"},
+			want: []string{"listeners[0].http.forwarding.trusted_peers: has no effect when style is NONE (no forwarding header is written or read; client_header names one to read the client from)"},
+		},
+		{
+			name: "client from a header of its own, no forwarding headers written",
+			http: `{forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: CF-Connecting-IP}}`,
+		},
+		{
+			name: "client header without client_from_headers",
+			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_header: X-Real-IP}}`,
+			want: []string{"listeners[0].http.forwarding.client_header: needs client_from_headers: true"},
+		},
+		{
+			name: "client header not a header name",
+			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: "X Real IP"}}`,
+			want: []string{`listeners[0].http.forwarding.client_header: "X Real IP" is not a valid header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
+		},
+		{
+			name: "client header Forwarded",
+			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: forwarded}}`,
+			want: []string{"listeners[0].http.forwarding.client_header: Forwarded is read with style RFC7239 (or BOTH), not as a client_header"},
+		},
+		{
+			name: "client header the proxy owns",
+			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: Host}}`,
+			want: []string{"listeners[0].http.forwarding.client_header: Host is a field the proxy owns, which names no client"},
+		},
+		{
+			name: "client header too long",
+			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: X-` + strings.Repeat("a", 63) + `}}`,
+			want: []string{"listeners[0].http.forwarding.client_header: must be at most 64 characters long"},
 		},
 		{
 			name: "client from the headers of no one",

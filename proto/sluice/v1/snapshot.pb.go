@@ -3870,8 +3870,15 @@ type Forwarding struct {
 	// and connection records and send_proxy's PROXY header still name it.
 	// Needs trusted_peers.
 	ClientFromHeaders bool `protobuf:"varint,3,opt,name=client_from_headers,json=clientFromHeaders,proto3" json:"client_from_headers,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// ClientHeader, with client_from_headers, is the header the trusted
+	// peers name the client in instead (nginx's real_ip_header):
+	// X-Real-IP, CF-Connecting-IP, True-Client-IP. Its value is read as
+	// X-Forwarded-For is, whatever the style, so a list is walked from its
+	// right the same way. Not Forwarded (style RFC7239 reads that), nor a
+	// field the proxy owns (Host, Connection, Content-Length...).
+	ClientHeader  string `protobuf:"bytes,4,opt,name=client_header,json=clientHeader,proto3" json:"client_header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Forwarding) Reset() {
@@ -3923,6 +3930,13 @@ func (x *Forwarding) GetClientFromHeaders() bool {
 		return x.ClientFromHeaders
 	}
 	return false
+}
+
+func (x *Forwarding) GetClientHeader() string {
+	if x != nil {
+		return x.ClientHeader
+	}
+	return ""
 }
 
 // ErrorPage is what clients get instead of one of the proxy's own errors:
@@ -4318,12 +4332,13 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x0emax_uri_length\x18\v \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\fmaxUriLength\x123\n" +
 	"\x16max_request_body_bytes\x18\f \x01(\x04R\x13maxRequestBodyBytes\x12]\n" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
-	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\xaf\x01\n" +
+	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\xdd\x01\n" +
 	"\n" +
 	"Forwarding\x129\n" +
 	"\x05style\x18\x01 \x01(\x0e2\x19.sluice.v1.ForwardedStyleB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05style\x126\n" +
 	"\rtrusted_peers\x18\x02 \x03(\tB\x11\xfaB\x0e\x92\x01\v\x10\x90N\"\x06r\x04\x10\x01\x18@R\ftrustedPeers\x12.\n" +
-	"\x13client_from_headers\x18\x03 \x01(\bR\x11clientFromHeaders\"\xe2\x01\n" +
+	"\x13client_from_headers\x18\x03 \x01(\bR\x11clientFromHeaders\x12,\n" +
+	"\rclient_header\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x18@R\fclientHeader\"\xe2\x01\n" +
 	"\tErrorPage\x12&\n" +
 	"\x06status\x18\x01 \x01(\rB\x0e\xfaB\v*\t0\xf6\x030\xf7\x030\xf8\x03R\x06status\x12\x1d\n" +
 	"\x04body\x18\x02 \x01(\tB\t\xfaB\x06r\x04(\x80\x80\x04R\x04body\x12+\n" +

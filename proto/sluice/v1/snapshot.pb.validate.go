@@ -7085,6 +7085,17 @@ func (m *Forwarding) validate(all bool) error {
 
 	// no validation rules for ClientFromHeaders
 
+	if utf8.RuneCountInString(m.GetClientHeader()) > 64 {
+		err := ForwardingValidationError{
+			field:  "ClientHeader",
+			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return ForwardingMultiError(errors)
 	}
