@@ -13,8 +13,10 @@ import (
 // clientBehindSnapshot is an HTTP listener "public" over web whose trusted
 // peer 127.0.0.9 (an L7 balancer in front) names the client in its
 // X-Forwarded-For: one client is denied by its source, and every client
-// has a rate of its own.
-func clientBehindSnapshot(web *backend, lst string) string {
+// has a rate of its own. Listener "real-ip", at lst2, writes no forwarding
+// headers and reads the client from the peer's X-Real-IP, with the same
+// deny.
+func clientBehindSnapshot(web *backend, lst, lst2 string) string {
 	return fmt.Sprintf(`
 clusters:
   - name: web
@@ -30,26 +32,43 @@ listeners:
     rules:
       - { name: blocked, match: { source: [127.0.0.5] }, deny: { body: "blocked\n" } }
       - { name: per-client, rate_limit: { requests: 3, period: 1m }, deny: { status: 429, body: "slow down\n" } }
-`, web.addr, lst)
+  - name: real-ip
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    http:
+      forwarding: { style: NONE, trusted_peers: [127.0.0.9], client_from_headers: true, client_header: X-Real-IP }
+    rules:
+      - { name: blocked, match: { source: [127.0.0.5] }, deny: { body: "blocked\n" } }
+`, web.addr, lst, lst2)
 }
 
 // TestClientBehindNginx: with a real nginx in front (proxy_bind 127.0.0.9,
 // X-Forwarded-For $proxy_add_x_forwarded_for), rules and rate limits see
 // each client nginx names, not nginx; the access log names the client and
 // nginx as its peer; a client that connects straight to the node cannot
-// pass for another with a header of its own.
+// pass for another with a header of its own. Behind nginx's other
+// classic setting, X-Real-IP $remote_addr, a listener with client_header
+// reads that header alone.
 func TestClientBehindNginx(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	web := startBackend(t, "web")
-	lst := freeAddr(t)
+	lst, lst2 := freeAddr(t), freeAddr(t)
 	var out logBuffer
 	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
-	waitVersion(t, dp, c.apply(t, clientBehindSnapshot(web, lst)))
+	waitVersion(t, dp, c.apply(t, clientBehindSnapshot(web, lst, lst2)))
 	n := startNginx(t, `listen %s;
         location / {
             proxy_pass http://`+lst+`;
             proxy_bind 127.0.0.9;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }
+        location /real/ {
+            proxy_pass http://`+lst2+`;
+            proxy_bind 127.0.0.9;
+            proxy_set_header X-Real-IP $remote_addr;
+            # Were X-Forwarded-For read, every client would be denied.
+            proxy_set_header X-Forwarded-For 127.0.0.5;
         }`)
 	through := func(ip, path string) ruleAnswer {
 		return doFrom(t, ruleClient(ip), "GET", "http://"+n.addr+path, "app.test", "")
@@ -62,6 +81,15 @@ func TestClientBehindNginx(t *testing.T) {
 	// Were nginx the client, its count would be spent by now.
 	if got := through("127.0.0.7", "/seven"); got.status != 200 || got.body != "web" {
 		t.Errorf("127.0.0.7 through nginx, after 127.0.0.6 was limited: %d %q, want 200 from web", got.status, got.body)
+	}
+
+	// X-Real-IP names the client on listener real-ip, and X-Forwarded-For
+	// does not.
+	if got := through("127.0.0.5", "/real/five"); got.status != 403 || got.body != "blocked\n" {
+		t.Errorf("127.0.0.5 through nginx's X-Real-IP: %d %q, want 403 blocked", got.status, got.body)
+	}
+	if got := through("127.0.0.6", "/real/six"); got.status != 200 || got.body != "web" {
+		t.Errorf("127.0.0.6 through nginx's X-Real-IP, with X-Forwarded-For 127.0.0.5: %d %q, want 200 from web", got.status, got.body)
 	}
 
 	// straight sends a request to the node with c, with an
@@ -128,12 +156,13 @@ func TestClientBehindNginx(t *testing.T) {
 		switch {
 		case path == "/" && client == "127.0.0.5" && l["rule"] == "blocked" && strings.HasPrefix(fmt.Sprint(peer), "127.0.0.9:"),
 			path == "/seven" && client == "127.0.0.7" && strings.HasPrefix(fmt.Sprint(peer), "127.0.0.9:"),
+			path == "/real/five" && client == "127.0.0.5" && l["listener"] == "real-ip" && strings.HasPrefix(fmt.Sprint(peer), "127.0.0.9:"),
 			path == "/h2" && client == "127.0.0.5" && l["proto"] == "HTTP/2.0" && strings.HasPrefix(fmt.Sprint(peer), "127.0.0.9:"),
 			path == "/direct" && strings.HasPrefix(fmt.Sprint(client), "127.0.0.8:") && peer == nil:
 			seen[fmt.Sprint(path)] = true
 		}
 	}
-	for _, path := range []string{"/", "/seven", "/h2", "/direct"} {
+	for _, path := range []string{"/", "/seven", "/real/five", "/h2", "/direct"} {
 		if !seen[path] {
 			t.Errorf("no access log line for %s with its client and peer; the log: %v", path, lines)
 		}

@@ -150,7 +150,7 @@ func FuzzParseRequest(f *testing.F) {
 			r.peer = netip.MustParseAddr("2001:db8::1")
 		}
 		r.fwd.on, r.fwd.style, r.fwd.trusted = true, ForwardedHeaders(split>>9%4), split&0x800 != 0
-		if c, ok := r.clientFromHeaders(proxiesInFront); ok != c.IsValid() {
+		if c, ok := r.clientFromHeaders(proxiesInFront, ""); ok != c.IsValid() {
 			t.Fatalf("client from the headers of %q: %v, %v", data[:end], c, ok)
 		}
 		out := appendRequestHead(nil, &r, "backend:80")

@@ -285,6 +285,10 @@ type Config struct {
 	// peer's forwarding headers (realclient.go): rules, balancing by
 	// source and the meter see the client they name.
 	ClientFromHeaders bool
+	// ClientHeader, with ClientFromHeaders, is the field the trusted peers
+	// name the client in (X-Real-IP), read as X-Forwarded-For is, instead
+	// of the forwarding headers of the style; "": those.
+	ClientHeader string
 
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 	lim   headLimits    // the head limits above, defaults applied

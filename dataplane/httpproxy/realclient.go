@@ -7,8 +7,9 @@ import (
 )
 
 // This file finds the client that proxies in front name in their
-// forwarding headers (Config.ClientFromHeaders), as nginx's real_ip module
-// with real_ip_recursive and Envoy's XFF with trusted addresses do.
+// forwarding headers (Config.ClientFromHeaders), or in a field of their
+// own (Config.ClientHeader: X-Real-IP), as nginx's real_ip module with
+// real_ip_recursive and Envoy's XFF with trusted addresses do.
 //
 // Each proxy on the way appends the address of its own peer, so the list
 // is read from its right: the entries that trusted peers appended are
@@ -22,13 +23,21 @@ import (
 // clientFromHeaders returns the client that the forwarding headers of r,
 // which came from a trusted peer, name; ok is false when they name none
 // (no header of the style, or its last entry is not an address).
-// X-Forwarded-For is read when the style writes it and r has one, else
-// the for= of Forwarded when the style writes that.
-func (r *Request) clientFromHeaders(peers Peers) (client netip.AddrPort, ok bool) {
+// The fields named header are read when it is not "", as lists of
+// addresses like X-Forwarded-For. Else X-Forwarded-For is read when the
+// style writes it and r has one, else the for= of Forwarded when the style
+// writes that.
+func (r *Request) clientFromHeaders(peers Peers, header string) (client netip.AddrPort, ok bool) {
 	fw := &r.fwd
 	var w clientWalk
 	w.peers = peers
 	switch {
+	case header != "":
+		for i := 0; i < r.nf; i++ {
+			if f := &r.fields[i]; !f.drop && equalFoldASCII(f.name.of(r.head), header) {
+				w.xForwardedFor(f.value.of(r.head))
+			}
+		}
 	case fw.style.xForwarded() && fw.lastXFF >= 0:
 		for i := 0; i <= int(fw.lastXFF); i++ {
 			if f := &r.fields[i]; f.kind == fieldXForwardedFor && !f.drop {

@@ -20,12 +20,19 @@ var proxiesInFront = prefixes{netip.MustParsePrefix("10.0.0.0/8"), netip.MustPar
 // forwarding headers name, as a trusted peer's, in style; "" for none.
 func clientOf(t testing.TB, style ForwardedHeaders, fields string) string {
 	t.Helper()
+	return clientIn(t, style, "", fields)
+}
+
+// clientIn is clientOf with the client read from the fields named header
+// (Config.ClientHeader), when not "".
+func clientIn(t testing.TB, style ForwardedHeaders, header, fields string) string {
+	t.Helper()
 	r, err := ParseRequest([]byte("GET / HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n"))
 	if err != nil {
 		t.Fatalf("%q: %v", fields, err)
 	}
 	r.fwd.on, r.fwd.style, r.fwd.trusted = true, style, true
-	c, ok := r.clientFromHeaders(proxiesInFront)
+	c, ok := r.clientFromHeaders(proxiesInFront, header)
 	if !ok {
 		return ""
 	}
@@ -87,6 +94,35 @@ func TestClientFromHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := clientOf(t, tt.style, tt.fields); got != tt.want {
 				t.Errorf("client of %q = %q, want %q", tt.fields, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestClientFromAHeaderOfItsOwn: with Config.ClientHeader, the client is
+// read from the fields of that name alone, in any case and whatever the
+// style, walked as X-Forwarded-For is.
+func TestClientFromAHeaderOfItsOwn(t *testing.T) {
+	for _, tt := range []struct {
+		name, header string
+		style        ForwardedHeaders
+		fields       string
+		want         string
+	}{
+		{"one address", "X-Real-IP", ForwardXForwarded, "X-Real-IP: 203.0.113.7\r\n", "203.0.113.7"},
+		{"its name in any case", "CF-Connecting-IP", ForwardXForwarded, "cf-connecting-ip: 2001:db8:2::5\r\n", "2001:db8:2::5"},
+		{"whatever the style", "X-Real-IP", ForwardNone, "X-Real-IP: 203.0.113.7\r\n", "203.0.113.7"},
+		{"X-Forwarded-For is not read", "X-Real-IP", ForwardXForwarded, "X-Forwarded-For: 198.51.100.1\r\nX-Real-IP: 203.0.113.7\r\n", "203.0.113.7"},
+		{"without the field, no client", "X-Real-IP", ForwardXForwarded, "X-Forwarded-For: 198.51.100.1\r\n", ""},
+		{"a list, walked from its right", "True-Client-IP", ForwardRFC7239, "True-Client-IP: 1.1.1.1, 203.0.113.7, 10.1.1.1\r\n", "203.0.113.7"},
+		{"fields in order", "X-Real-IP", ForwardXForwarded, "X-Real-IP: 203.0.113.7\r\nX-Other: 1\r\nx-real-ip: 10.1.1.1\r\n", "203.0.113.7"},
+		{"not an address", "X-Real-IP", ForwardXForwarded, "X-Real-IP: unknown\r\n", ""},
+		{"a name that only starts the same", "X-Real-IP", ForwardXForwarded, "X-Real-IP-Too: 203.0.113.7\r\n", ""},
+		{"a field Connection drops", "X-Real-IP", ForwardXForwarded, "Connection: x-real-ip\r\nX-Real-IP: 203.0.113.7\r\n", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := clientIn(t, tt.style, tt.header, tt.fields); got != tt.want {
+				t.Errorf("client of %q from %s = %q, want %q", tt.fields, tt.header, got, tt.want)
 			}
 		})
 	}
@@ -175,6 +211,10 @@ func FuzzClientFromHeaders(f *testing.F) {
 		xff := clientOf(t, ForwardXForwarded, "X-Forwarded-For: "+v+"\r\n")
 		if want := clientFromTheRight(v); xff != want {
 			t.Errorf("X-Forwarded-For %q: client %q, read from the right %q", v, xff, want)
+		}
+		// A header of its own is read as X-Forwarded-For is.
+		if own := clientIn(t, ForwardRFC7239, "X-Real-IP", "X-Forwarded-For: 192.0.2.9\r\nX-Real-IP: "+v+"\r\n"); own != xff {
+			t.Errorf("X-Real-IP %q: client %q, from X-Forwarded-For %q", v, own, xff)
 		}
 		// An element names its client with for= only.
 		if fwd := clientOf(t, ForwardRFC7239, "Forwarded: "+v+"\r\n"); fwd != "" && !strings.Contains(strings.ToLower(v), "for") {

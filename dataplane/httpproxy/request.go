@@ -122,7 +122,7 @@ func (r *Request) PeerAddr() netip.Addr { return r.peer }
 func (r *Request) setClient(peer netip.AddrPort, cfg *Config) {
 	r.client, r.clientPort, r.peer = peer.Addr(), peer.Port(), peer.Addr()
 	if cfg != nil && cfg.ClientFromHeaders && r.fwd.trusted {
-		if c, ok := r.clientFromHeaders(cfg.TrustedPeers); ok {
+		if c, ok := r.clientFromHeaders(cfg.TrustedPeers, cfg.ClientHeader); ok {
 			r.client, r.clientPort = c.Addr(), c.Port()
 		}
 	}

@@ -28,4 +28,5 @@ func forwardingConfig(f *sluicev1.Forwarding, cfg *httpproxy.Config) {
 		}
 	}
 	cfg.ClientFromHeaders = f.GetClientFromHeaders() && cfg.TrustedPeers != nil
+	cfg.ClientHeader = f.GetClientHeader()
 }
