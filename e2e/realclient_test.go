@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane"
 )
@@ -77,7 +78,7 @@ func TestClientBehindNginx(t *testing.T) {
 	if got := through("127.0.0.5", "/"); got.status != 403 || got.body != "blocked\n" {
 		t.Errorf("127.0.0.5 through nginx: %d %q, want 403 blocked", got.status, got.body)
 	}
-	passedBeforeLimit(t, 3, "slow down\n", func(int) ruleAnswer { return through("127.0.0.6", "/six") })
+	passedBeforeLimit(t, 3, time.Minute, "slow down\n", func(int) ruleAnswer { return through("127.0.0.6", "/six") })
 	// Were nginx the client, its count would be spent by now.
 	if got := through("127.0.0.7", "/seven"); got.status != 200 || got.body != "web" {
 		t.Errorf("127.0.0.7 through nginx, after 127.0.0.6 was limited: %d %q, want 200 from web", got.status, got.body)

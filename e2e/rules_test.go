@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -55,10 +56,11 @@ func ruleClient(ip string) *http.Client {
 
 // ruleAnswer is what a client saw.
 type ruleAnswer struct {
-	status   int
-	body     string
-	location string
-	server   string
+	status     int
+	body       string
+	location   string
+	server     string
+	retryAfter string
 }
 
 func doFrom(t *testing.T, c *http.Client, method, url, host, agent string) ruleAnswer {
@@ -80,14 +82,16 @@ func doFrom(t *testing.T, c *http.Client, method, url, host, agent string) ruleA
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ruleAnswer{resp.StatusCode, string(body), resp.Header.Get("Location"), resp.Header.Get("Server")}
+	return ruleAnswer{resp.StatusCode, string(body), resp.Header.Get("Location"), resp.Header.Get("Server"), resp.Header.Get("Retry-After")}
 }
 
 // passedBeforeLimit sends request i with do, from 0 on, until one gets a
 // 429 with body, and returns how many passed before: each 200 from web,
 // limit of them, or up to two more when the requests straddle the turn of
-// a rate's period (the window slides, as HAProxy's rates do).
-func passedBeforeLimit(t *testing.T, limit int, body string, do func(i int) ruleAnswer) int {
+// a rate's period (the window slides, as HAProxy's rates do). The 429
+// says when to come back: a Retry-After of a second up to two of the
+// rate's periods.
+func passedBeforeLimit(t *testing.T, limit int, period time.Duration, body string, do func(i int) ruleAnswer) int {
 	t.Helper()
 	passed := 0
 	for ; passed < limit+3; passed++ {
@@ -95,6 +99,9 @@ func passedBeforeLimit(t *testing.T, limit int, body string, do func(i int) rule
 		if got.status == 429 {
 			if got.body != body {
 				t.Errorf("over the rate: %d %q, want 429 %q", got.status, got.body, body)
+			}
+			if s, err := strconv.Atoi(got.retryAfter); err != nil || s < 1 || time.Duration(s)*time.Second > 2*period {
+				t.Errorf("over the rate: Retry-After %q, want whole seconds from 1 to %v", got.retryAfter, 2*period)
 			}
 			break
 		}
@@ -232,7 +239,7 @@ func TestACLExamples(t *testing.T) {
 		// more through before the first 429.
 		ip := ruleClient("127.0.0.3")
 		before := web.hits.Load()
-		passed := passedBeforeLimit(t, 20, "too many requests\n", func(int) ruleAnswer {
+		passed := passedBeforeLimit(t, 20, 10*time.Second, "too many requests\n", func(int) ruleAnswer {
 			return doFrom(t, ip, "GET", "http://"+public+"/api/orders", "example.org", "")
 		})
 		for i := range 10 { // denied requests count too
@@ -276,12 +283,12 @@ func TestACLExamples(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
-			return ruleAnswer{status: resp.StatusCode, body: string(body)}
+			return ruleAnswer{status: resp.StatusCode, body: string(body), retryAfter: resp.Header.Get("Retry-After")}
 		}
 		if got := partner("127.0.0.1", ""); got.status != 401 || got.body != "an API key is needed\n" {
 			t.Errorf("without a key: %d %q, want 401 an API key is needed", got.status, got.body)
 		}
-		passedBeforeLimit(t, 30, "too many requests for this API key\n", func(i int) ruleAnswer {
+		passedBeforeLimit(t, 30, time.Minute, "too many requests for this API key\n", func(i int) ruleAnswer {
 			// Three addresses in turn, each far under api-rate's 20.
 			return partner(fmt.Sprintf("127.0.0.%d", 21+i%3), "k1")
 		})

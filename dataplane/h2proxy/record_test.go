@@ -282,40 +282,51 @@ func TestCutGRPCCallSaysWhy(t *testing.T) {
 	}
 }
 
-// answerDirector answers every request with a, or finds no endpoint for
-// it when a is nil.
-type answerDirector struct{ a *httpproxy.Answer }
+// answerDirector answers every request with a, with a Retry-After of
+// retry (none for 0), or finds no endpoint for it when a is nil.
+type answerDirector struct {
+	a     *httpproxy.Answer
+	retry time.Duration
+}
 
 func (d answerDirector) Pick(r *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
 	if d.a == nil {
 		return nil, 0, httpproxy.ErrNoEndpoint
 	}
 	r.Respond(d.a)
+	r.RetryAfter(d.retry)
 	return nil, 0, nil
 }
 
 // TestOwnAnswersAreMetered: an answer of the proxy's own over HTTP/2 (a
 // rule's page, the 503 of no endpoint) is metered, and so access-logged,
 // as a relayed response is: its status, and the bytes of the body the
-// client got, none for HEAD. They were logged with no bytes at all.
+// client got, none for HEAD. They were logged with no bytes at all. A
+// rate limit's Retry-After comes through as over HTTP/1.1.
 func TestOwnAnswersAreMetered(t *testing.T) {
 	page, err := httpproxy.NewResponse(httpproxy.Response{Status: 403, Body: []byte("not from here\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := httpproxy.NewResponse(httpproxy.Response{Status: 429, Body: []byte("slow down\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name   string
 		a      *httpproxy.Answer
+		retry  time.Duration
 		method string
 		status int
 	}{
-		{"a rule's page", page, "GET", 403},
-		{"a rule's page, to HEAD", page, "HEAD", 403},
-		{"no endpoint", nil, "GET", 503},
+		{"a rule's page", page, 0, "GET", 403},
+		{"a rule's page, to HEAD", page, 0, "HEAD", 403},
+		{"no endpoint", nil, 0, "GET", 503},
+		{"a rate limit's, with Retry-After", slow, 2500 * time.Millisecond, "GET", 429},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log logged
-			addr, _, _ := serveConfig(t, &httpproxy.Config{Director: answerDirector{tc.a}, Meter: meter.NewListener("web", &log)}, true)
+			addr, _, _ := serveConfig(t, &httpproxy.Config{Director: answerDirector{tc.a, tc.retry}, Meter: meter.NewListener("web", &log)}, true)
 			var p http.Protocols
 			p.SetUnencryptedHTTP2(true)
 			tr := &http.Transport{Protocols: &p}
@@ -329,6 +340,13 @@ func TestOwnAnswersAreMetered(t *testing.T) {
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != tc.status || resp.ProtoMajor != 2 {
 				t.Fatalf("%s %d, %v; want HTTP/2 %d", resp.Proto, resp.StatusCode, err, tc.status)
+			}
+			want := ""
+			if tc.retry != 0 {
+				want = "3" // 2.5s, rounded up
+			}
+			if got := resp.Header.Get("Retry-After"); got != want {
+				t.Errorf("Retry-After %q, want %q", got, want)
 			}
 			if (tc.method == "HEAD") != (len(body) == 0) {
 				t.Fatalf("a body of %d bytes to %s", len(body), tc.method)

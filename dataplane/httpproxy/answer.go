@@ -1,11 +1,14 @@
 package httpproxy
 
 import (
+	"bytes"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // This file holds the answers a Director may have the proxy give instead of
@@ -368,3 +371,34 @@ func digitsOnly(p []byte) []byte {
 //
 // It must be called during Pick.
 func (r *Request) Respond(a *Answer) { r.answer = a }
+
+// RetryAfter has the fixed answer that Respond gives carry Retry-After:
+// d in whole seconds, rounded up (RFC 9110 §10.2.3; at most 2^32-1), for
+// a client told to come back later (429, 503). A redirect carries none.
+//
+// It must be called during Pick.
+func (r *Request) RetryAfter(d time.Duration) {
+	switch s := (d + time.Second - 1) / time.Second; {
+	case d <= 0:
+		r.retryAfter = 0
+	case s > math.MaxUint32:
+		r.retryAfter = math.MaxUint32
+	default:
+		r.retryAfter = uint32(s)
+	}
+}
+
+// appendPage appends to b the bytes of a fixed answer, page (a whole
+// response or its head), with the Retry-After of seconds after its status
+// line when seconds is not 0.
+func appendPage(b, page []byte, seconds uint32) []byte {
+	if seconds == 0 {
+		return append(b, page...)
+	}
+	line := bytes.IndexByte(page, '\n') + 1 // the status line, which every page has
+	b = append(b, page[:line]...)
+	b = append(b, "Retry-After: "...)
+	b = strconv.AppendUint(b, uint64(seconds), 10)
+	b = append(b, "\r\n"...)
+	return append(b, page[line:]...)
+}

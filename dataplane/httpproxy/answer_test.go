@@ -182,6 +182,63 @@ func TestResponseAnswers(t *testing.T) {
 	expectEOF(t, br)
 }
 
+// laterDirector answers every request with a, a request for /later with
+// a Retry-After of d.
+type laterDirector struct {
+	a *Answer
+	d time.Duration
+}
+
+func (d laterDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	r.Respond(d.a)
+	if string(r.Path()) == "/later" {
+		r.RetryAfter(d.d)
+	}
+	return nil, 0, nil
+}
+
+// TestRetryAfterAnswers: a fixed answer given with RetryAfter carries
+// Retry-After in whole seconds, rounded up, in every variant of the
+// answer; the next request on the connection, answered without, has none.
+func TestRetryAfterAnswers(t *testing.T) {
+	slow := mustAnswer(t)(NewResponse(Response{Status: 429, Body: []byte("slow down\n")}))
+	p := startProxy(t, &Config{Director: laterDirector{slow, 1500 * time.Millisecond}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	for _, tc := range []struct{ req, method, retry, body, conn string }{
+		{"GET /later HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "2", "slow down\n", ""},
+		{"GET /now HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "", "slow down\n", ""},
+		{"HEAD /later HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD", "2", "", ""},
+		{"GET /later HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", "2", "slow down\n", "keep-alive"},
+		{"GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "GET", "2", "slow down\n", "close"},
+	} {
+		io.WriteString(conn, tc.req)
+		r := readResponse(t, br, tc.method)
+		if r.code != 429 || r.header("Retry-After") != tc.retry || r.body != tc.body || r.header("Connection") != tc.conn || r.header("Content-Length") != "10" {
+			t.Errorf("%q: got %s %v %q; want Retry-After %q", tc.req, r.status, r.headers, r.body, tc.retry)
+		}
+	}
+	expectEOF(t, br)
+
+	// What the other engine is handed, and how durations round.
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{time.Nanosecond, "1"}, {time.Second, "1"}, {time.Second + 1, "2"}, {0, ""}, {-time.Second, ""}, {1 << 62, "4294967295"}} {
+		r := parseTestRequest(t, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+		r.Respond(slow)
+		r.RetryAfter(tc.d)
+		want := "HTTP/1.1 429 Too Many Requests\r\n"
+		if tc.want != "" {
+			want += "Retry-After: " + tc.want + "\r\n"
+		}
+		want += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n\r\nslow down\n"
+		if got := string(r.AppendAnswer(nil, slow)); got != want {
+			t.Errorf("RetryAfter(%v): %q, want %q", tc.d, got, want)
+		}
+	}
+}
+
 func TestFixedResponseShapes(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -397,7 +397,7 @@ func addFieldLines(h http.Header, b []byte) {
 func (r *Request) AppendAnswer(b []byte, a *Answer) []byte {
 	head := string(r.Method()) == "HEAD"
 	if a.page != nil {
-		return append(b, a.page.bytes(1, true, head)...)
+		return appendPage(b, a.page.bytes(1, true, head), r.retryAfter)
 	}
 	return a.redir.appendResponse(b, r, netip.AddrPort{}, 1, true)
 }

@@ -133,7 +133,7 @@ func (r *Request) resetDirectives() {
 	clear(r.reqEdits)
 	clear(r.respEdits)
 	r.reqEdits, r.respEdits = r.reqEdits[:0], r.respEdits[:0]
-	r.answer = nil
+	r.answer, r.retryAfter = nil, 0
 	r.abortOnClose = false
 	r.routed, r.routedName = nil, ""
 	r.rule = ""

@@ -318,6 +318,10 @@ func (cc *clientConn) respond(a *Answer) bool {
 	var out []byte
 	if a.page != nil {
 		out = a.page.bytes(x.minor, keep, x.headReq)
+		if x.req.retryAfter != 0 {
+			x.wb = appendPage(x.wb[:0], out, x.req.retryAfter)
+			out = x.wb
+		}
 	} else {
 		var local netip.AddrPort // only a request without Host needs it
 		if len(x.req.Host()) == 0 {

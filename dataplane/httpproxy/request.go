@@ -76,6 +76,7 @@ type Request struct {
 	reqEdits       []*HeaderEdits // edits of the forwarded request, in order (edits.go)
 	respEdits      []*HeaderEdits // edits of the relayed response, in order
 	answer         *Answer        // the proxy answers itself (answer.go)
+	retryAfter     uint32         // seconds the answer's Retry-After says; 0: none
 	abortOnClose   bool           // AbortOnClose
 	abortHook      func()         // OnAbortOnClose
 	routed         *meter.Cluster // RoutedTo

@@ -94,6 +94,7 @@ func (d httpRuleDirector) Pick(req *httpproxy.Request) (*upstream.Endpoint, time
 		c = d.rt.routes[v.Route]
 	case rules.Deny, rules.Redirect, rules.Respond:
 		req.Respond(v.Answer)
+		req.RetryAfter(v.RetryAfter)
 		return nil, 0, nil
 	}
 	return httpDirector{c}.Pick(req)

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
@@ -95,6 +97,7 @@ func (c *compiler) rule(spec *sluicev1.Rule, p string) rule {
 	}
 	if rl := spec.GetRateLimit(); rl != nil {
 		r.limit = c.rateLimit(rl, p+".rate_limit")
+		r.retry = tellsRetry(spec)
 	}
 	if spec.RequestHeaders != nil || spec.ResponseHeaders != nil {
 		switch {
@@ -108,6 +111,25 @@ func (c *compiler) rule(spec *sluicev1.Rule, p string) rule {
 		}
 	}
 	return r
+}
+
+// tellsRetry reports whether the answer of rule spec, which has a
+// rate_limit, tells a client over it when to come back: a deny or respond
+// of 429 (RFC 6585) or 503 that has no Retry-After of its own.
+func tellsRetry(spec *sluicev1.Rule) bool {
+	var status uint32
+	switch a := spec.GetAction().(type) {
+	case *sluicev1.Rule_Deny:
+		status = a.Deny.GetStatus()
+	case *sluicev1.Rule_Respond:
+		status = a.Respond.GetStatus()
+		for name := range a.Respond.GetHeaders() {
+			if strings.EqualFold(name, "Retry-After") {
+				return false
+			}
+		}
+	}
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 }
 
 func (c *compiler) rateLimit(rl *sluicev1.RateLimit, p string) *rateLimit {

@@ -163,6 +163,48 @@ func (c rateCount) rate(period, into time.Duration) uint64 {
 	return uint64(c.cur) + prev
 }
 
+// retryIn is how long until a request of client a would be within n
+// requests a period, were a to send none before it: its rate then, that
+// request counted, is n or less. 0 when one would be now.
+func (t *rateTable) retryIn(a netip.Addr, n uint64) time.Duration {
+	idx, into := t.when()
+	sh := &t.shards[shardOf(a)]
+	sh.mu.Lock()
+	c := sh.clients[a].at(idx)
+	sh.mu.Unlock()
+	return c.retryIn(t.period, into, n)
+}
+
+// retryIn is rateTable.retryIn for counts c, into their period. The
+// previous period's count weighs less as the window slides, so a request
+// gets through within this period once prev × left / period < n - cur
+// (left: the time left in the period), when cur leaves room for it at
+// all; else in the next one, once cur × left / period < n.
+func (c rateCount) retryIn(period, into time.Duration, n uint64) time.Duration {
+	if n == 0 || c.rate(period, into)+1 <= n {
+		return 0 // Compile refuses n 0: no request would ever be within it
+	}
+	if cur := uint64(c.cur); cur < n {
+		// The rate is over n-1 though cur is not: prev ≥ n-cur, so the
+		// quotient is at most period.
+		left := mostLeft(n-cur, period, uint64(c.prev))
+		return period - left - into
+	}
+	return period - into + period - mostLeft(n, period, uint64(c.cur))
+}
+
+// mostLeft is the longest time left in a period whose count k lets a
+// request through, for a room of m: the largest d with k × d < m × period,
+// which is ceil(m × period / k) - 1. m ≤ k, so it is less than period.
+func mostLeft(m uint64, period time.Duration, k uint64) time.Duration {
+	hi, lo := bits.Mul64(m, uint64(period))
+	q, r := bits.Div64(hi, lo, k)
+	if r == 0 {
+		q--
+	}
+	return time.Duration(q)
+}
+
 // makeRoom frees a place in a shard that holds its full share of clients:
 // first by forgetting every client quiet for two periods (their rate is
 // 0), at most once a period; if that freed none, by forgetting one at
@@ -292,30 +334,35 @@ type rateLimit struct {
 }
 
 // over counts the work of in, unless in.Again, and reports whether its
-// client is over the limit. A request without the header is not counted,
-// and is never over.
-func (l *rateLimit) over(in *Input) bool {
+// client is over the limit; then, when wantWait, also how long until a
+// request of that client's would be within it, were it to send none
+// before (rateTable.retryIn). A request without the header is not
+// counted, and is never over.
+func (l *rateLimit) over(in *Input, wantWait bool) (over bool, wait time.Duration) {
 	var key netip.Addr
 	var name []byte
 	if l.header != "" {
 		if in.Request == nil {
-			return false // Compile refuses header on a TCP listener
+			return false, 0 // Compile refuses header on a TCP listener
 		}
 		v, next := in.Request.NextHeader(l.header, 0)
 		if next < 0 {
-			return false
+			return false, 0
 		}
 		key, name = l.table.keyOf(v), v
 	} else {
 		key = l.client(in.Source.Addr())
 	}
 	if l.table.count(key, name, in.Again) <= l.requests {
-		return false
+		return false, 0
 	}
 	if !in.Again {
 		l.table.limited.Add(1)
 	}
-	return true
+	if wantWait {
+		wait = l.table.retryIn(key, l.requests)
+	}
+	return true, wait
 }
 
 // countsLike reports whether l counts clients as o does: over the same

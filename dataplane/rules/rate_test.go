@@ -342,3 +342,89 @@ func TestRateLimitsTop(t *testing.T) {
 		t.Errorf("RateLimits(0): %+v, want no clients listed and 302 tracked", got[0])
 	}
 }
+
+// TestRateLimitRetryAfter: a rule whose rate_limit holds and whose answer
+// is a 429 or 503 tells the client how long until a request of its gets
+// through, were it to send none before: not a nanosecond earlier. Other
+// answers, and one with a Retry-After of its own, tell nothing.
+func TestRateLimitRetryAfter(t *testing.T) {
+	s := compile(t, "HTTP",
+		`{name: per-path, match: {path: {exact: /a}}, rate_limit: {requests: 3, period: 10s}, deny: {status: 429}}`,
+		`{name: forbidden, match: {path: {exact: /b}}, rate_limit: {requests: 3, period: 10s}, deny: {}}`,
+		`{name: busy, match: {path: {exact: /c}}, rate_limit: {requests: 3, period: 10s}, respond: {status: 503}}`,
+		`{name: own, match: {path: {exact: /d}}, rate_limit: {requests: 3, period: 10s}, respond: {status: 429, headers: {retry-after: "60"}}}`)
+	now := fakeClock(s)
+	start := *now
+	eval := func(path string) Verdict {
+		in := Input{Source: netip.MustParseAddrPort("192.0.2.1:40000"), Request: request(t, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")}
+		return s.Eval(&in)
+	}
+	for _, tc := range []struct {
+		path string
+		want time.Duration
+	}{
+		// Four at once, then none: the fourth, counted in period 0, weighs
+		// 4 × left/10s in period 1, and a request gets through once that is
+		// under 3: 7.5s before period 1 ends, so 12.5s from now, and 1ns.
+		{"/a", 12500*time.Millisecond + 1},
+		{"/b", 0},
+		{"/c", 12500*time.Millisecond + 1},
+		{"/d", 0},
+	} {
+		*now = start
+		var v Verdict
+		for range 4 {
+			v = eval(tc.path)
+		}
+		if v.Action == Continue || v.RetryAfter != tc.want {
+			t.Errorf("%s, the fourth request: %s, retry after %v; want it held, retry after %v", tc.path, outcome(s, v), v.RetryAfter, tc.want)
+		}
+	}
+
+	// Then, with the client waiting as told, and not a nanosecond less.
+	*now = start
+	for range 3 {
+		eval("/a")
+	}
+	*now = now.Add(2 * time.Second)
+	wait := eval("/a").RetryAfter // 4 in period 0, at 2s
+	if wait <= 0 {
+		t.Fatalf("the fourth request 2s in: retry after %v", wait)
+	}
+	*now = now.Add(wait - 1)
+	if v := eval("/a"); v.Action == Continue {
+		t.Errorf("a nanosecond before the %v it was told: let through", wait)
+	}
+	// That request counted too: wait again as told.
+	wait = eval("/a").RetryAfter
+	*now = now.Add(wait)
+	if v := eval("/a"); v.Action != Continue {
+		t.Errorf("%v later, as told: %s", wait, outcome(s, v))
+	}
+}
+
+// FuzzRetryIn: for any counts, period, moment and limit, a request that
+// comes retryIn later gets through, and one that comes a nanosecond
+// earlier does not.
+func FuzzRetryIn(f *testing.F) {
+	f.Add(uint32(4), uint32(0), uint64(10e9), uint64(0), uint64(3))
+	f.Add(uint32(1), uint32(9), uint64(10e9), uint64(3e9), uint64(3))
+	f.Add(uint32(5), uint32(1000), uint64(24*3600e9), uint64(1), uint64(10))
+	f.Fuzz(func(t *testing.T, cur, prev uint32, period, into, n uint64) {
+		p := time.Duration(period%uint64(24*time.Hour-time.Second)) + time.Second
+		at := time.Duration(into % uint64(p))
+		n = n%1_000_000 + 1
+		c := rateCount{idx: 5, cur: cur, prev: prev}
+		// passes is whether a request d after at gets through.
+		passes := func(d time.Duration) bool {
+			since := time.Duration(c.idx)*p + at + d
+			idx := int64(since / p)
+			return c.at(idx).rate(p, since-time.Duration(idx)*p)+1 <= n
+		}
+		wait := c.retryIn(p, at, n)
+		if wait < 0 || !passes(wait) || wait > 0 && passes(wait-1) {
+			t.Fatalf("counts %+v, period %v, %v in, limit %d: retry in %v (passes then %v, a nanosecond before %v)",
+				c, p, at, n, wait, passes(wait), wait > 0 && passes(wait-1))
+		}
+	})
+}

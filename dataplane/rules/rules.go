@@ -90,6 +90,11 @@ type Verdict struct {
 	Answer *httpproxy.Answer
 	// Rule is the index of the deciding rule, -1 for Continue.
 	Rule int
+	// RetryAfter, when the deciding rule's rate_limit held and its answer
+	// is a 429 or 503 without a Retry-After of its own, is how long until
+	// the client's next request would be within the rate, were it to send
+	// none before: what the answer's Retry-After says. 0 otherwise.
+	RetryAfter time.Duration
 }
 
 // Set is a compiled list of rules. It is immutable and safe for concurrent
@@ -110,6 +115,9 @@ type rule struct {
 	reqEdits  *httpproxy.HeaderEdits
 	respEdits *httpproxy.HeaderEdits
 	limit     *rateLimit // nil: no rate_limit
+	// retry: the answer tells a client over limit when to come back
+	// (Verdict.RetryAfter).
+	retry bool
 }
 
 // Routes lists the clusters the rules route to, each once, in the order of
@@ -232,8 +240,13 @@ func (s *Set) Eval(in *Input) Verdict {
 			if r.match != nil && !r.match.eval(in) {
 				continue
 			}
-			if r.limit != nil && !r.limit.over(in) {
-				continue
+			var wait time.Duration
+			if r.limit != nil {
+				over, w := r.limit.over(in, r.retry)
+				if !over {
+					continue
+				}
+				wait = w
 			}
 			if in.Request != nil {
 				if r.reqEdits != nil {
@@ -244,7 +257,7 @@ func (s *Set) Eval(in *Input) Verdict {
 				}
 			}
 			if r.action != Continue {
-				return Verdict{Action: r.action, Route: r.route, Answer: r.answer, Rule: i}
+				return Verdict{Action: r.action, Route: r.route, Answer: r.answer, Rule: i, RetryAfter: wait}
 			}
 		}
 	}
