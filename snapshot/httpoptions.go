@@ -24,9 +24,18 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 			add(fmt.Sprintf("%s.forwarding.trusted_peers[%d]", path, i), "%v", err)
 		}
 	}
-	readsHeader := f.GetClientFromHeaders() && f.GetClientHeader() != ""
+	readsHeader := f.GetClientFromHeaders() && f.GetClientHeader() != "" || h.GetRequestId() != nil
 	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE && !readsHeader {
 		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written or read; client_header names one to read the client from)")
+	}
+	if id := h.GetRequestId(); id != nil {
+		switch n := id.GetHeader(); {
+		case n == "":
+		case !IsToken(n):
+			add(path+".request_id.header", "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", n)
+		case ProxyField(n) || forwardingField(n):
+			add(path+".request_id.header", "%s is a field the proxy writes itself", n)
+		}
 	}
 	if f.GetClientFromHeaders() && len(f.GetTrustedPeers()) == 0 {
 		add(path+".forwarding.client_from_headers", "needs trusted_peers: the proxies in front whose headers name the client")
@@ -44,4 +53,14 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 			add(p, "%s is a field the proxy owns, which names no client", h)
 		}
 	}
+}
+
+// forwardingField reports whether name (any case) is one of the forwarding
+// headers the proxy writes (forwarding.style).
+func forwardingField(name string) bool {
+	switch strings.ToLower(name) {
+	case "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host":
+		return true
+	}
+	return false
 }

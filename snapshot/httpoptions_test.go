@@ -39,6 +39,20 @@ func TestValidateHTTPOptions(t *testing.T) {
 			http: `{forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"], client_from_headers: true, client_header: CF-Connecting-IP}}`,
 		},
 		{
+			name: "request ids",
+			http: `{request_id: {header: X-Trace-Id}, forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"]}}`,
+		},
+		{
+			name: "request ids in a field the proxy owns",
+			http: `{request_id: {header: x-forwarded-for}}`,
+			want: []string{"listeners[0].http.request_id.header: x-forwarded-for is a field the proxy writes itself"},
+		},
+		{
+			name: "request ids in no header",
+			http: `{request_id: {header: "X Id"}}`,
+			want: []string{`listeners[0].http.request_id.header: "X Id" is not a valid header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
+		},
+		{
 			name: "client header without client_from_headers",
 			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_header: X-Real-IP}}`,
 			want: []string{"listeners[0].http.forwarding.client_header: needs client_from_headers: true"},

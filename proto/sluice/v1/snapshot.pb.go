@@ -3711,8 +3711,13 @@ type HttpOptions struct {
 	// MaxConcurrentStreams bounds the streams an HTTP/2 client may have open
 	// at once. Default 250.
 	MaxConcurrentStreams uint32 `protobuf:"varint,14,opt,name=max_concurrent_streams,json=maxConcurrentStreams,proto3" json:"max_concurrent_streams,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// RequestId gives every request an id that the endpoint gets in a header
+	// and the access log writes, to follow a request from the balancer's
+	// log into the endpoint's (Envoy's x-request-id, HAProxy's unique-id,
+	// nginx's $request_id). Unset: none.
+	RequestId     *RequestId `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HttpOptions) Reset() {
@@ -3843,6 +3848,61 @@ func (x *HttpOptions) GetMaxConcurrentStreams() uint32 {
 	return 0
 }
 
+func (x *HttpOptions) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+// RequestId is how requests are given ids: `request_id: {}` sends
+// X-Request-ID.
+type RequestId struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Header carries the id to the endpoint. Default X-Request-ID. Not a
+	// field the proxy owns, nor a forwarding header.
+	Header        string `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestId) Reset() {
+	*x = RequestId{}
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestId) ProtoMessage() {}
+
+func (x *RequestId) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
+func (*RequestId) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RequestId) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
 // Forwarding is how a listener tells endpoints who the client is. A peer
 // (the connection's source, or the PROXY header's) in trusted_peers is a
 // proxy whose headers are believed: the client address is appended to the
@@ -3883,7 +3943,7 @@ type Forwarding struct {
 
 func (x *Forwarding) Reset() {
 	*x = Forwarding{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3895,7 +3955,7 @@ func (x *Forwarding) String() string {
 func (*Forwarding) ProtoMessage() {}
 
 func (x *Forwarding) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[31]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3908,7 +3968,7 @@ func (x *Forwarding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forwarding.ProtoReflect.Descriptor instead.
 func (*Forwarding) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Forwarding) GetStyle() ForwardedStyle {
@@ -3959,7 +4019,7 @@ type ErrorPage struct {
 
 func (x *ErrorPage) Reset() {
 	*x = ErrorPage{}
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4031,7 @@ func (x *ErrorPage) String() string {
 func (*ErrorPage) ProtoMessage() {}
 
 func (x *ErrorPage) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_snapshot_proto_msgTypes[32]
+	mi := &file_sluice_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4044,7 @@ func (x *ErrorPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorPage.ProtoReflect.Descriptor instead.
 func (*ErrorPage) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_sluice_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ErrorPage) GetStatus() uint32 {
@@ -4313,7 +4373,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x15max_closes_per_second\x18\x02 \x01(\rB\v\xfaB\b*\x06\x18\xa0\x8d\x06(\x01H\x01R\x12maxClosesPerSecond\x88\x01\x01\x12G\n" +
 	"\bmin_idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\aminIdleB\x14\n" +
 	"\x12_tolerance_percentB\x18\n" +
-	"\x16_max_closes_per_second\"\xbb\a\n" +
+	"\x16_max_closes_per_second\"\xf0\a\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
@@ -4332,7 +4392,11 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x0emax_uri_length\x18\v \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\fmaxUriLength\x123\n" +
 	"\x16max_request_body_bytes\x18\f \x01(\x04R\x13maxRequestBodyBytes\x12]\n" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
-	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\"\xdd\x01\n" +
+	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\x123\n" +
+	"\n" +
+	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestId\",\n" +
+	"\tRequestId\x12\x1f\n" +
+	"\x06header\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18@R\x06header\"\xdd\x01\n" +
 	"\n" +
 	"Forwarding\x129\n" +
 	"\x05style\x18\x01 \x01(\x0e2\x19.sluice.v1.ForwardedStyleB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05style\x126\n" +
@@ -4418,7 +4482,7 @@ func file_sluice_v1_snapshot_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_snapshot_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_sluice_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(LbPolicy)(0),               // 0: sluice.v1.LbPolicy
 	(HashKey)(0),                // 1: sluice.v1.HashKey
@@ -4462,12 +4526,13 @@ var file_sluice_v1_snapshot_proto_goTypes = []any{
 	(*TcpOptions)(nil),          // 39: sluice.v1.TcpOptions
 	(*Rebalance)(nil),           // 40: sluice.v1.Rebalance
 	(*HttpOptions)(nil),         // 41: sluice.v1.HttpOptions
-	(*Forwarding)(nil),          // 42: sluice.v1.Forwarding
-	(*ErrorPage)(nil),           // 43: sluice.v1.ErrorPage
-	nil,                         // 44: sluice.v1.Respond.HeadersEntry
-	nil,                         // 45: sluice.v1.HeaderEdits.SetEntry
-	nil,                         // 46: sluice.v1.HeaderEdits.AddEntry
-	(*durationpb.Duration)(nil), // 47: google.protobuf.Duration
+	(*RequestId)(nil),           // 42: sluice.v1.RequestId
+	(*Forwarding)(nil),          // 43: sluice.v1.Forwarding
+	(*ErrorPage)(nil),           // 44: sluice.v1.ErrorPage
+	nil,                         // 45: sluice.v1.Respond.HeadersEntry
+	nil,                         // 46: sluice.v1.HeaderEdits.SetEntry
+	nil,                         // 47: sluice.v1.HeaderEdits.AddEntry
+	(*durationpb.Duration)(nil), // 48: google.protobuf.Duration
 }
 var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	14, // 0: sluice.v1.Snapshot.clusters:type_name -> sluice.v1.Cluster
@@ -4477,33 +4542,33 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	0,  // 4: sluice.v1.Cluster.lb_policy:type_name -> sluice.v1.LbPolicy
 	20, // 5: sluice.v1.Cluster.health_check:type_name -> sluice.v1.HealthCheck
 	19, // 6: sluice.v1.Cluster.endpoints:type_name -> sluice.v1.Endpoint
-	47, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
-	47, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
+	48, // 7: sluice.v1.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	48, // 8: sluice.v1.Cluster.drain_timeout:type_name -> google.protobuf.Duration
 	12, // 9: sluice.v1.Cluster.random:type_name -> sluice.v1.RandomOptions
 	13, // 10: sluice.v1.Cluster.hash:type_name -> sluice.v1.HashPolicy
-	47, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
-	47, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
+	48, // 11: sluice.v1.Cluster.queue_timeout:type_name -> google.protobuf.Duration
+	48, // 12: sluice.v1.Cluster.slow_start:type_name -> google.protobuf.Duration
 	17, // 13: sluice.v1.Cluster.cookie:type_name -> sluice.v1.CookiePersistence
 	18, // 14: sluice.v1.Cluster.stick:type_name -> sluice.v1.StickTable
 	3,  // 15: sluice.v1.Cluster.on_down:type_name -> sluice.v1.OnDown
-	47, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
+	48, // 16: sluice.v1.Cluster.dns_refresh:type_name -> google.protobuf.Duration
 	16, // 17: sluice.v1.Cluster.outlier_detection:type_name -> sluice.v1.OutlierDetection
 	15, // 18: sluice.v1.Cluster.tls:type_name -> sluice.v1.UpstreamTls
 	8,  // 19: sluice.v1.Cluster.send_proxy:type_name -> sluice.v1.SendProxy
 	23, // 20: sluice.v1.Cluster.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
 	9,  // 21: sluice.v1.UpstreamTls.min_version:type_name -> sluice.v1.TlsVersion
-	47, // 22: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
-	47, // 23: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
-	47, // 24: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
+	48, // 22: sluice.v1.OutlierDetection.base_ejection_time:type_name -> google.protobuf.Duration
+	48, // 23: sluice.v1.OutlierDetection.max_ejection_time:type_name -> google.protobuf.Duration
+	48, // 24: sluice.v1.CookiePersistence.max_age:type_name -> google.protobuf.Duration
 	4,  // 25: sluice.v1.CookiePersistence.same_site:type_name -> sluice.v1.SameSite
 	5,  // 26: sluice.v1.StickTable.on:type_name -> sluice.v1.StickOn
-	47, // 27: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
+	48, // 27: sluice.v1.StickTable.expire:type_name -> google.protobuf.Duration
 	6,  // 28: sluice.v1.Endpoint.state:type_name -> sluice.v1.AdminState
 	8,  // 29: sluice.v1.Endpoint.send_proxy:type_name -> sluice.v1.SendProxy
-	47, // 30: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	47, // 31: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	47, // 32: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
-	47, // 33: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
+	48, // 30: sluice.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	48, // 31: sluice.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	48, // 32: sluice.v1.HealthCheck.fast_interval:type_name -> google.protobuf.Duration
+	48, // 33: sluice.v1.HealthCheck.down_interval:type_name -> google.protobuf.Duration
 	21, // 34: sluice.v1.HealthCheck.http:type_name -> sluice.v1.HttpHealthCheck
 	7,  // 35: sluice.v1.Listener.protocol:type_name -> sluice.v1.Protocol
 	41, // 36: sluice.v1.Listener.http:type_name -> sluice.v1.HttpOptions
@@ -4512,9 +4577,9 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	37, // 39: sluice.v1.Listener.tls:type_name -> sluice.v1.TlsOptions
 	24, // 40: sluice.v1.Listener.proxy_protocol:type_name -> sluice.v1.ProxyProtocolAccept
 	23, // 41: sluice.v1.Listener.tcp_keepalive:type_name -> sluice.v1.TcpKeepalive
-	47, // 42: sluice.v1.TcpKeepalive.idle:type_name -> google.protobuf.Duration
-	47, // 43: sluice.v1.TcpKeepalive.interval:type_name -> google.protobuf.Duration
-	47, // 44: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
+	48, // 42: sluice.v1.TcpKeepalive.idle:type_name -> google.protobuf.Duration
+	48, // 43: sluice.v1.TcpKeepalive.interval:type_name -> google.protobuf.Duration
+	48, // 44: sluice.v1.ProxyProtocolAccept.timeout:type_name -> google.protobuf.Duration
 	27, // 45: sluice.v1.Rule.match:type_name -> sluice.v1.Match
 	32, // 46: sluice.v1.Rule.deny:type_name -> sluice.v1.Deny
 	33, // 47: sluice.v1.Rule.allow:type_name -> sluice.v1.Allow
@@ -4523,7 +4588,7 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	36, // 50: sluice.v1.Rule.request_headers:type_name -> sluice.v1.HeaderEdits
 	36, // 51: sluice.v1.Rule.response_headers:type_name -> sluice.v1.HeaderEdits
 	26, // 52: sluice.v1.Rule.rate_limit:type_name -> sluice.v1.RateLimit
-	47, // 53: sluice.v1.RateLimit.period:type_name -> google.protobuf.Duration
+	48, // 53: sluice.v1.RateLimit.period:type_name -> google.protobuf.Duration
 	28, // 54: sluice.v1.Match.host:type_name -> sluice.v1.StringMatch
 	28, // 55: sluice.v1.Match.path:type_name -> sluice.v1.StringMatch
 	29, // 56: sluice.v1.Match.header:type_name -> sluice.v1.HeaderMatch
@@ -4533,29 +4598,30 @@ var file_sluice_v1_snapshot_proto_depIdxs = []int32{
 	27, // 60: sluice.v1.Match.all:type_name -> sluice.v1.Match
 	27, // 61: sluice.v1.Match.any:type_name -> sluice.v1.Match
 	27, // 62: sluice.v1.Match.not:type_name -> sluice.v1.Match
-	44, // 63: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
-	45, // 64: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
-	46, // 65: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
+	45, // 63: sluice.v1.Respond.headers:type_name -> sluice.v1.Respond.HeadersEntry
+	46, // 64: sluice.v1.HeaderEdits.set:type_name -> sluice.v1.HeaderEdits.SetEntry
+	47, // 65: sluice.v1.HeaderEdits.add:type_name -> sluice.v1.HeaderEdits.AddEntry
 	38, // 66: sluice.v1.TlsOptions.certificates:type_name -> sluice.v1.Certificate
 	9,  // 67: sluice.v1.TlsOptions.min_version:type_name -> sluice.v1.TlsVersion
-	47, // 68: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
+	48, // 68: sluice.v1.TlsOptions.handshake_timeout:type_name -> google.protobuf.Duration
 	40, // 69: sluice.v1.TcpOptions.rebalance:type_name -> sluice.v1.Rebalance
-	47, // 70: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
-	47, // 71: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	47, // 72: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
-	47, // 73: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
-	47, // 74: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
-	47, // 75: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
-	47, // 76: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
-	43, // 77: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
-	42, // 78: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
-	47, // 79: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
-	10, // 80: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
-	81, // [81:81] is the sub-list for method output_type
-	81, // [81:81] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	48, // 70: sluice.v1.TcpOptions.inspect_timeout:type_name -> google.protobuf.Duration
+	48, // 71: sluice.v1.TcpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	48, // 72: sluice.v1.Rebalance.min_idle:type_name -> google.protobuf.Duration
+	48, // 73: sluice.v1.HttpOptions.request_header_timeout:type_name -> google.protobuf.Duration
+	48, // 74: sluice.v1.HttpOptions.idle_timeout:type_name -> google.protobuf.Duration
+	48, // 75: sluice.v1.HttpOptions.response_timeout:type_name -> google.protobuf.Duration
+	48, // 76: sluice.v1.HttpOptions.max_connection_age:type_name -> google.protobuf.Duration
+	44, // 77: sluice.v1.HttpOptions.error_pages:type_name -> sluice.v1.ErrorPage
+	43, // 78: sluice.v1.HttpOptions.forwarding:type_name -> sluice.v1.Forwarding
+	48, // 79: sluice.v1.HttpOptions.tunnel_idle_timeout:type_name -> google.protobuf.Duration
+	42, // 80: sluice.v1.HttpOptions.request_id:type_name -> sluice.v1.RequestId
+	10, // 81: sluice.v1.Forwarding.style:type_name -> sluice.v1.ForwardedStyle
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_snapshot_proto_init() }
@@ -4585,7 +4651,7 @@ func file_sluice_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_snapshot_proto_rawDesc), len(file_sluice_v1_snapshot_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

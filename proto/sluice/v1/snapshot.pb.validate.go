@@ -6946,6 +6946,35 @@ func (m *HttpOptions) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if all {
+		switch v := interface{}(m.GetRequestId()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, HttpOptionsValidationError{
+					field:  "RequestId",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, HttpOptionsValidationError{
+					field:  "RequestId",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRequestId()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return HttpOptionsValidationError{
+				field:  "RequestId",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
 	if len(errors) > 0 {
 		return HttpOptionsMultiError(errors)
 	}
@@ -7022,6 +7051,116 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = HttpOptionsValidationError{}
+
+// Validate checks the field values on RequestId with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RequestId) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RequestId with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RequestIdMultiError, or nil
+// if none found.
+func (m *RequestId) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RequestId) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if utf8.RuneCountInString(m.GetHeader()) > 64 {
+		err := RequestIdValidationError{
+			field:  "Header",
+			reason: "value length must be at most 64 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RequestIdMultiError(errors)
+	}
+
+	return nil
+}
+
+// RequestIdMultiError is an error wrapping multiple validation errors returned
+// by RequestId.ValidateAll() if the designated constraints aren't met.
+type RequestIdMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RequestIdMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RequestIdMultiError) AllErrors() []error { return m }
+
+// RequestIdValidationError is the validation error returned by
+// RequestId.Validate if the designated constraints aren't met.
+type RequestIdValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RequestIdValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RequestIdValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RequestIdValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RequestIdValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RequestIdValidationError) ErrorName() string { return "RequestIdValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RequestIdValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRequestId.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RequestIdValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RequestIdValidationError{}
 
 // Validate checks the field values on Forwarding with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
