@@ -94,8 +94,8 @@ type entry struct {
 	rule                               string
 	client, peer                       netip.AddrPort
 	end                                time.Time
-	text                               []byte // method, host, path
-	method, host                       int    // their ends in text
+	text                               []byte // method, host, path, request id
+	method, host, path                 int    // their ends in text
 	status                             int
 	bytesIn, bytesOut                  uint64
 	connect, firstByte, total          time.Duration
@@ -116,8 +116,9 @@ func (l *Log) Log(listener string, x *meter.Exchange) {
 		e.cluster = x.Cluster.Name()
 	}
 	e.end = x.Start.Add(x.Total)
-	e.text = append(append(append(e.text[:0], x.Method...), x.Host...), x.Path...)
+	e.text = append(append(append(append(e.text[:0], x.Method...), x.Host...), x.Path...), x.RequestID...)
 	e.method, e.host = len(x.Method), len(x.Method)+len(x.Host)
+	e.path = e.host + len(x.Path)
 	e.status, e.bytesIn, e.bytesOut = x.Status, x.BytesIn, x.BytesOut
 	e.connect, e.firstByte, e.total = x.Connect, x.FirstByte, x.Total
 	e.retries, e.cause = x.Retries, x.Cause

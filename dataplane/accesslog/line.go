@@ -36,7 +36,10 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 	if !tcp {
 		b = appendBytesField(b, "method", e.text[:e.method])
 		b = appendBytesField(b, "host", e.text[e.method:e.host])
-		b = appendBytesField(b, "path", e.text[e.host:])
+		b = appendBytesField(b, "path", e.text[e.host:e.path])
+		if e.path < len(e.text) {
+			b = appendBytesField(b, "request_id", e.text[e.path:])
+		}
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(e.status), 10)
 	}

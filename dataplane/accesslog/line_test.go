@@ -34,7 +34,11 @@ func slogLine(e *entry, node string) []byte {
 	if e.proto != meter.ProtoTCP {
 		msg = "request"
 		a = append(a, slog.String("method", string(e.text[:e.method])), slog.String("host", string(e.text[e.method:e.host])),
-			slog.String("path", string(e.text[e.host:])), slog.Int("status", e.status))
+			slog.String("path", string(e.text[e.host:e.path])))
+		if e.path < len(e.text) {
+			a = append(a, slog.String("request_id", string(e.text[e.path:])))
+		}
+		a = append(a, slog.Int("status", e.status))
 	}
 	if e.rule != "" {
 		a = append(a, slog.String("rule", e.rule))
@@ -65,16 +69,18 @@ func TestLineIsSlogJSON(t *testing.T) {
 	end := time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
 	for _, e := range []*entry{
 		{listener: "public", cluster: "web", endpoint: "a", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("[::1]:80"),
-			end: end, text: []byte("GETexample.com/a?b=\"c\"\\\x01\xff\u00e9"), method: 3, host: 14, status: 200,
+			end: end, text: []byte("GETexample.com/a?b=\"c\"\\\x01\xff\u00e9"), method: 3, host: 14, path: 27, status: 200,
 			bytesIn: 1, bytesOut: 2, connect: 1500 * time.Microsecond, firstByte: time.Millisecond, total: 3 * time.Second, retries: 2},
 		{listener: "db", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
 			total: 90 * time.Minute, cause: sluicev1.CloseReason_CLOSE_REASON_ENDPOINT_DOWN},
 		{listener: "public", rule: "api-rate", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end,
-			text: []byte("GETa/api/"), method: 3, host: 4, status: 429, bytesOut: 18, total: time.Millisecond},
+			text: []byte("GETa/api/"), method: 3, host: 4, path: 9, status: 429, bytesOut: 18, total: time.Millisecond},
 		{listener: "public", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("[2001:db8::7]:0"), peer: netip.MustParseAddrPort("10.0.0.1:5"),
-			end: end, text: []byte("GETa/"), method: 3, host: 4, status: 200, total: time.Millisecond},
+			end: end, text: []byte("GETa/"), method: 3, host: 4, path: 5, status: 200, total: time.Millisecond},
 		{listener: "public", proto: meter.ProtoHTTP11, client: netip.MustParseAddrPort("192.0.2.7:4711"), peer: netip.MustParseAddrPort("[::1]:5"),
-			end: end, text: []byte("GETa/"), method: 3, host: 4, status: 200, total: time.Millisecond},
+			end: end, text: []byte("GETa/9b2f6c1e-4a51-4c1b-8e0e-2f6d2c1b0a9f"), method: 3, host: 4, path: 5, status: 200, total: time.Millisecond},
+		{listener: "public", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("192.0.2.7:4711"),
+			end: end, text: []byte("GETa/x\"id\\"), method: 3, host: 4, path: 6, status: 200, total: time.Millisecond},
 		{listener: "db", rule: "rules[1]", cluster: "db2", endpoint: "b", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"),
 			end: end, total: time.Second, cause: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
 	} {

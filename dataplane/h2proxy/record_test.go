@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -367,5 +368,54 @@ func TestOwnAnswersAreMetered(t *testing.T) {
 				t.Errorf("logged %+v\nwant one HTTP/2 %d with %d bytes out, the body the client got", log.xs, tc.status, len(body))
 			}
 		})
+	}
+}
+
+// idsLog keeps the ids of the exchanges a meter logs, copied while valid.
+type idsLog struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (l *idsLog) Sample() bool { return true }
+func (l *idsLog) Log(_ string, x *meter.Exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ids = append(l.ids, string(x.RequestID))
+}
+
+// TestRequestIDsOverHTTP2: over HTTP/2 as over HTTP/1.1, the endpoint
+// gets one new id in place of the one a client that is no trusted peer
+// sent, and the meter logs it.
+func TestRequestIDsOverHTTP2(t *testing.T) {
+	got := make(chan []string, 1)
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Values("X-Request-Id") }, false)
+	var log idsLog
+	addr, _, _ := serveConfig(t, &httpproxy.Config{Director: pickDirector{ep}, RequestID: "X-Request-ID", Meter: meter.NewListener("web", &log)}, true)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Header.Set("X-Request-ID", "spoofed")
+	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ids := <-got
+	if resp.ProtoMajor != 2 || len(ids) != 1 || len(ids[0]) != 36 || ids[0] == "spoofed" {
+		t.Fatalf("HTTP/%d: the endpoint got X-Request-ID %q, want one new id", resp.ProtoMajor, ids)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		log.mu.Lock()
+		logged := slices.Clone(log.ids)
+		log.mu.Unlock()
+		if len(logged) > 0 || time.Now().After(deadline) {
+			if len(logged) != 1 || logged[0] != ids[0] {
+				t.Errorf("logged ids %q, want the endpoint's %q", logged, ids[0])
+			}
+			break
+		}
 	}
 }

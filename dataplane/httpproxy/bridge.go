@@ -239,6 +239,7 @@ func (r *Request) Load(h *Head) error {
 	r.tls, r.sni, r.ctx = h.TLS, h.SNI, h.Context
 	r.fwd.on, r.fwd.style, r.fwd.trusted = true, h.Forwarded, h.Trusted
 	r.setClient(netip.AddrPortFrom(h.Client.Addr().Unmap(), h.Client.Port()), h.Config)
+	r.setRequestID(h.Config)
 	r.forgetFailed()
 	return nil
 }
@@ -322,7 +323,7 @@ func (r *Request) ForwardHeader(dst http.Header) {
 			continue
 		}
 		name := f.name.of(h)
-		if len(r.reqEdits) > 0 && dropped(r.reqEdits, name) {
+		if len(r.reqEdits) > 0 && dropped(r.reqEdits, name) || r.sendsID(name) {
 			continue
 		}
 		switch {
@@ -339,6 +340,9 @@ func (r *Request) ForwardHeader(dst http.Header) {
 	}
 	if r.fwd.writes() {
 		addFieldLines(dst, appendForwardingFields(line[:0], r))
+	}
+	if r.idNew {
+		addFieldLines(dst, r.appendIDField(line[:0]))
 	}
 	if len(r.reqEdits) > 0 {
 		addFieldLines(dst, appendEdited(line[:0], r.reqEdits))

@@ -180,6 +180,15 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	if req.client != cc.ip {
 		x.mx.Client, x.mx.Peer = netip.AddrPortFrom(req.client, req.clientPort), netip.AddrPortFrom(cc.ip, cc.port)
 	}
+	if cfg.RequestID != "" {
+		req.setRequestID(cfg)
+		if x.mx.Logged && x.mx.RequestID == nil {
+			// Copied, as meterStart copies the rest the log needs.
+			n := len(x.logBuf)
+			x.logBuf = append(x.logBuf, req.id...)
+			x.mx.RequestID = x.logBuf[n:]
+		}
+	}
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)
@@ -1709,7 +1718,7 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 		if f.kind == fieldHost {
 			hasHost = true
 		}
-		if len(r.reqEdits) > 0 && dropped(r.reqEdits, f.name.of(h)) {
+		if len(r.reqEdits) > 0 && dropped(r.reqEdits, f.name.of(h)) || r.sendsID(f.name.of(h)) {
 			continue
 		}
 		if isForwarding(f.kind) {
@@ -1730,6 +1739,7 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	if r.fwd.writes() {
 		b = appendForwardingFields(b, r)
 	}
+	b = r.appendIDField(b)
 	if len(r.reqEdits) > 0 {
 		b = appendEdited(b, r.reqEdits)
 	}

@@ -36,6 +36,13 @@ func FuzzParseRequest(f *testing.F) {
 	for _, s := range requestSeeds {
 		f.Add([]byte(s), uint16(7))
 	}
+	// Request ids (split's bit 0x1000), made, with what the client sent
+	// removed, or a trusted peer's (bit 0x800) kept unless Connection
+	// named its field. Splits of 150 fields at most.
+	ids := "GET / HTTP/1.1\r\nHost: a\r\nX-Request-ID: lb-1\r\nx-request-id: lb-2\r\n"
+	f.Add([]byte(ids+"\r\n"), uint16(0x1005))
+	f.Add([]byte(ids+"\r\n"), uint16(0x1805))
+	f.Add([]byte(ids+"Connection: x-request-id\r\n\r\n"), uint16(0x1805))
 	// Redirects built for every request accepted.
 	var fuzzRedirects []*Answer
 	for _, r := range []Redirect{{Scheme: "https"}, {Prefix: "/v2"}, {Host: "example.com", Port: 8443, StripQuery: true}} {
@@ -153,6 +160,9 @@ func FuzzParseRequest(f *testing.F) {
 		if c, ok := r.clientFromHeaders(proxiesInFront, ""); ok != c.IsValid() {
 			t.Fatalf("client from the headers of %q: %v, %v", data[:end], c, ok)
 		}
+		if split&0x1000 != 0 {
+			r.setRequestID(&Config{RequestID: "X-Request-ID"})
+		}
 		out := appendRequestHead(nil, &r, "backend:80")
 		oend, _ := findHeadEnd(out, 0)
 		if oend != len(out) {
@@ -186,6 +196,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if hr.Method != string(r.Method()) || hr.RequestURI != string(r.Path()) {
 			t.Fatalf("net/http reads %s %s from %q", hr.Method, hr.RequestURI, out)
+		}
+		// A request id the proxy made is the only one sent; a trusted
+		// peer's is the first sent (a field Connection named is not).
+		if ids := hr.Header.Values("X-Request-Id"); r.idNew && (len(ids) != 1 || ids[0] != string(r.id)) ||
+			r.id != nil && !r.idNew && (len(ids) == 0 || ids[0] != string(r.id)) {
+			t.Fatalf("request id %q (new %v): the endpoint gets %q from %q", r.id, r.idNew, ids, out)
 		}
 		switch r.body {
 		case bodyChunked:

@@ -289,6 +289,10 @@ type Config struct {
 	// name the client in (X-Real-IP), read as X-Forwarded-For is, instead
 	// of the forwarding headers of the style; "": those.
 	ClientHeader string
+	// RequestID is the field every request's id goes to the endpoint in
+	// (requestid.go: X-Request-ID), and the access log writes the id;
+	// "": requests get no id.
+	RequestID string
 
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 	lim   headLimits    // the head limits above, defaults applied

@@ -83,6 +83,14 @@ type Request struct {
 	routedName     string
 	rule           string // DecidedBy
 
+	// The request's id (requestid.go): the field it goes in, the id, and
+	// whether the proxy made it (in idBuf) rather than kept a trusted
+	// peer's.
+	idName string
+	id     []byte
+	idNew  bool
+	idBuf  [36]byte
+
 	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
 
@@ -382,6 +390,7 @@ func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 	}
 	r.head = b
 	r.nf = 0
+	r.id, r.idNew = nil, false // a new request: setRequestID gives it one
 	r.host = span{}
 	r.body = bodyNone
 	r.contentLength = 0

@@ -263,6 +263,10 @@ type Exchange struct {
 	// Method, Host and Path are the request's (HTTP); Path is the
 	// request-target as received.
 	Method, Host, Path []byte
+	// RequestID is the request's id (httpproxy.Config.RequestID); nil
+	// when its listener gives none, or the request was refused before it
+	// got one.
+	RequestID []byte
 	// Status is the status the client got; 0 when it got none.
 	Status int
 	// Cluster and Endpoint are those the request or session went to; nil

@@ -30,3 +30,7 @@ func forwardingConfig(f *sluicev1.Forwarding, cfg *httpproxy.Config) {
 	cfg.ClientFromHeaders = f.GetClientFromHeaders() && cfg.TrustedPeers != nil
 	cfg.ClientHeader = f.GetClientHeader()
 }
+
+// DefaultRequestIDHeader carries request ids when request_id names no
+// header: Envoy's and most tracing tools' field.
+const DefaultRequestIDHeader = "X-Request-ID"

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -148,6 +149,9 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		Translate:                rt.http2(),
 	}
 	forwardingConfig(h.GetForwarding(), cfg)
+	if id := h.GetRequestId(); id != nil {
+		cfg.RequestID = cmp.Or(id.GetHeader(), DefaultRequestIDHeader)
+	}
 	if pages := h.GetErrorPages(); len(pages) > 0 {
 		cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))
 		for _, p := range pages {

@@ -1,0 +1,155 @@
+package httpproxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/meter"
+	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
+)
+
+// uuidV4 is the shape of the ids the proxy makes.
+var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// idDirector sends every request to ep, after dead when set (a connect
+// that fails, so that the request is picked again), and records the id
+// each pick saw.
+type idDirector struct {
+	ep, dead *upstream.Endpoint
+	ids      chan string
+}
+
+func (d *idDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	d.ids <- string(r.RequestID())
+	ep := d.ep
+	if d.dead != nil && !r.Failed(d.dead) {
+		ep = d.dead
+	}
+	ep.Acquire()
+	return ep, time.Second, nil
+}
+
+// idLog keeps the ids of the exchanges a meter logs, copied while valid.
+type idLog struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (l *idLog) Sample() bool { return true }
+func (l *idLog) Log(_ string, x *meter.Exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ids = append(l.ids, string(x.RequestID))
+}
+
+// TestRequestIDs: with Config.RequestID, the endpoint gets one id field
+// per request: a new UUID, in place of whatever a client that is not a
+// trusted peer sent; a trusted peer's own id, kept. A request picked again
+// after a failed connect keeps its id, and the meter logs the id the
+// endpoint got. Without it, the field passes as any other.
+func TestRequestIDs(t *testing.T) {
+	type request struct {
+		fields string
+		want   string // the id the endpoint gets: "new" for a new UUID
+	}
+	loopbackPeers := prefixes{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, tt := range []struct {
+		name     string
+		header   string
+		trusted  prefixes
+		requests []request
+	}{
+		{"peer not trusted", "X-Request-ID", nil, []request{
+			{"", "new"},
+			{"", "new"}, // another on the same connection: another id
+			{"X-Request-ID: spoofed\r\nx-request-id: again\r\n", "new"},
+		}},
+		{"trusted peer", "X-Request-ID", loopbackPeers, []request{
+			{"x-request-id: lb-7f3a\r\n", "lb-7f3a"},
+			{"", "new"},
+			{"X-Request-ID: has space\r\n", "new"}, // not one to keep
+			{"X-Request-ID: " + strings.Repeat("a", 129) + "\r\n", "new"},
+			{"X-Request-ID: " + strings.Repeat("a", 128) + "\r\n", strings.Repeat("a", 128)},
+		}},
+		{"a header of its own", "X-Trace", loopbackPeers, []request{
+			{"X-Trace: t-1\r\nX-Request-ID: other\r\n", "t-1"},
+		}},
+		{"no ids", "", nil, []request{
+			{"X-Request-ID: as sent\r\n", "as sent"},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, heads := captureBackend(t, "HTTP/1.1 204 No Content\r\n\r\n")
+			d := &idDirector{ep: upstream.New("web", "b1", addr), ids: make(chan string, 4)}
+			var log idLog
+			p := startProxy(t, &Config{Director: d, TrustedPeers: tt.trusted, RequestID: tt.header, Meter: meter.NewListener("l", &log)})
+			conn := p.dial()
+			br := bufio.NewReader(conn)
+			seen := map[string]bool{}
+			for i, rq := range tt.requests {
+				io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a\r\n"+rq.fields+"\r\n")
+				head := <-heads
+				readResponse(t, br, "GET")
+				r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+				if err != nil {
+					t.Fatalf("the endpoint got %q: %v", head, err)
+				}
+				name := tt.header
+				if name == "" {
+					name = "X-Request-ID"
+				}
+				got := r.Header.Values(name)
+				if len(got) != 1 || rq.want == "new" && (!uuidV4.MatchString(got[0]) || seen[got[0]]) || rq.want != "new" && got[0] != rq.want {
+					t.Errorf("request %d with %q: the endpoint got %s %q, want one, %s", i+1, rq.fields, name, got, rq.want)
+					continue
+				}
+				seen[got[0]] = true
+				if picked := <-d.ids; tt.header != "" && picked != got[0] || tt.header == "" && picked != "" {
+					t.Errorf("request %d: the Director saw id %q, the endpoint %q", i+1, picked, got[0])
+				}
+				if tt.header == "X-Trace" && r.Header.Get("X-Request-ID") != "other" {
+					t.Errorf("X-Request-ID, not the id's header: the endpoint got %q, want it as sent", r.Header.Get("X-Request-ID"))
+				}
+			}
+			conn.Close()
+			waitFor(t, func() bool { log.mu.Lock(); defer log.mu.Unlock(); return len(log.ids) == len(tt.requests) })
+			for i, id := range log.ids {
+				if want := tt.header != ""; want != (id != "") || want && !seen[id] {
+					t.Errorf("request %d: logged id %q; the endpoints got %v", i+1, id, seen)
+				}
+			}
+		})
+	}
+
+	t.Run("picked again", func(t *testing.T) {
+		addr, heads := captureBackend(t, "HTTP/1.1 204 No Content\r\n\r\n")
+		d := &idDirector{ep: upstream.New("web", "b1", addr), dead: upstream.New("web", "dead", loopback.FreeAddr(t)), ids: make(chan string, 4)}
+		p := startProxy(t, &Config{Director: d, RequestID: "X-Request-ID", Retries: 1})
+		conn := p.dial()
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		head := <-heads
+		readResponse(t, bufio.NewReader(conn), "GET")
+		first, second := <-d.ids, <-d.ids
+		if first != second || !strings.Contains(head, "\r\nX-Request-ID: "+first+"\r\n") {
+			t.Errorf("picks saw ids %q and %q; the endpoint got\n%s", first, second, head)
+		}
+	})
+}
+
+func TestNewRequestIDsDoNotAllocate(t *testing.T) {
+	var b [36]byte
+	if n := testing.AllocsPerRun(100, func() { newRequestID(&b) }); n != 0 {
+		t.Errorf("%v allocations per id", n)
+	}
+	if !uuidV4.Match(b[:]) {
+		t.Errorf("id %q is not a UUID version 4", b)
+	}
+}

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/dataplane"
+)
+
+// TestRequestIDs: with request_id on, each request reaches the endpoint
+// with a new X-Request-ID of the node's (a client's own is replaced), and
+// the access log's line for it has the same request_id: a request can be
+// followed from the node's log into the endpoint's.
+func TestRequestIDs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Header.Values("X-Request-Id"))
+	})}
+	go echo.Serve(ln)
+	t.Cleanup(func() { echo.Close() })
+
+	c := startCP(t, t.TempDir(), "")
+	lst := freeAddr(t)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: web
+    http:
+      request_id: {}
+`, ln.Addr(), lst)))
+
+	client := &http.Client{Timeout: testTimeout}
+	sent := map[string]bool{}  // the ids the endpoint got
+	ids := map[string]string{} // by path
+	for _, tc := range []struct{ path, own string }{{"/one", ""}, {"/two", ""}, {"/spoofed", "mine"}} {
+		req, _ := http.NewRequest("GET", "http://"+lst+tc.path, nil)
+		if tc.own != "" {
+			req.Header.Set("X-Request-ID", tc.own)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// The endpoint writes the list of the values it got: one id, a
+		// UUID, not the client's.
+		id := strings.TrimSuffix(strings.TrimPrefix(string(body), "["), "]")
+		if len(id) != 36 || strings.Count(id, "-") != 4 || sent[id] {
+			t.Fatalf("%s: the endpoint got X-Request-ID %s, want one new id", tc.path, body)
+		}
+		sent[id], ids[tc.path] = true, id
+	}
+
+	flushLog(t, dp, client)
+	logged := map[string]string{}
+	for _, l := range out.lines(t) {
+		logged[fmt.Sprint(l["path"])] = fmt.Sprint(l["request_id"])
+	}
+	for path, id := range ids {
+		if logged[path] != id {
+			t.Errorf("%s: the endpoint got id %s, the access log has %s", path, id, logged[path])
+		}
+	}
+}
