@@ -26,7 +26,7 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 	}
 	readsHeader := f.GetClientFromHeaders() && f.GetClientHeader() != "" || h.GetRequestId() != nil
 	if len(f.GetTrustedPeers()) > 0 && f.GetStyle() == sluicev1.ForwardedStyle_FORWARDED_STYLE_NONE && !readsHeader {
-		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written or read; client_header names one to read the client from)")
+		add(path+".forwarding.trusted_peers", "has no effect when style is NONE (no forwarding header is written or read), unless client_header or request_id reads a trusted peer's")
 	}
 	if id := h.GetRequestId(); id != nil {
 		switch n := id.GetHeader(); {

@@ -32,7 +32,7 @@ func TestValidateHTTPOptions(t *testing.T) {
 		{
 			name: "trusted peers without headers",
 			http: `{forwarding: {style: NONE, trusted_peers: ["10.0.0.0/8"]}}`,
-			want: []string{"listeners[0].http.forwarding.trusted_peers: has no effect when style is NONE (no forwarding header is written or read; client_header names one to read the client from)"},
+			want: []string{"listeners[0].http.forwarding.trusted_peers: has no effect when style is NONE (no forwarding header is written or read), unless client_header or request_id reads a trusted peer's"},
 		},
 		{
 			name: "client from a header of its own, no forwarding headers written",

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 )
 
 // This file gives requests their ids (Config.RequestID), as Envoy's
@@ -88,13 +89,27 @@ func (r *Request) sendsID(name []byte) bool {
 	return r.idNew && equalFoldASCII(name, r.idName)
 }
 
-// appendIDField appends r's id field when the proxy made the id.
+// appendIDField appends r's id field when the proxy made the id, unless
+// a rule's edits remove the field: they run after, as on the forwarding
+// headers, and may set one of their own.
 func (r *Request) appendIDField(b []byte) []byte {
-	if !r.idNew {
+	if !r.idNew || len(r.reqEdits) > 0 && r.editsDropID() {
 		return b
 	}
 	b = append(b, r.idName...)
 	b = append(b, ": "...)
 	b = append(b, r.id...)
 	return append(b, '\r', '\n')
+}
+
+// editsDropID reports whether the request's edits remove its id field.
+func (r *Request) editsDropID() bool {
+	for _, e := range r.reqEdits {
+		for _, d := range e.drop {
+			if strings.EqualFold(d, r.idName) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"cmp"
 	"io"
 	"net/http"
 	"net/netip"
@@ -21,14 +22,18 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 
 // idDirector sends every request to ep, after dead when set (a connect
 // that fails, so that the request is picked again), and records the id
-// each pick saw.
+// each pick saw. A request for /edited gets edits.
 type idDirector struct {
 	ep, dead *upstream.Endpoint
 	ids      chan string
+	edits    *HeaderEdits
 }
 
 func (d *idDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
 	d.ids <- string(r.RequestID())
+	if string(r.Path()) == "/edited" {
+		r.EditRequest(d.edits)
+	}
 	ep := d.ep
 	if d.dead != nil && !r.Failed(d.dead) {
 		ep = d.dead
@@ -59,6 +64,7 @@ func TestRequestIDs(t *testing.T) {
 	type request struct {
 		fields string
 		want   string // the id the endpoint gets: "new" for a new UUID
+		path   string // "/edited": a rule sets the field; "/" else
 	}
 	loopbackPeers := prefixes{netip.MustParsePrefix("127.0.0.0/8")}
 	for _, tt := range []struct {
@@ -68,34 +74,40 @@ func TestRequestIDs(t *testing.T) {
 		requests []request
 	}{
 		{"peer not trusted", "X-Request-ID", nil, []request{
-			{"", "new"},
-			{"", "new"}, // another on the same connection: another id
-			{"X-Request-ID: spoofed\r\nx-request-id: again\r\n", "new"},
+			{"", "new", ""},
+			{"", "new", ""}, // another on the same connection: another id
+			{"X-Request-ID: spoofed\r\nx-request-id: again\r\n", "new", ""},
 		}},
 		{"trusted peer", "X-Request-ID", loopbackPeers, []request{
-			{"x-request-id: lb-7f3a\r\n", "lb-7f3a"},
-			{"", "new"},
-			{"X-Request-ID: has space\r\n", "new"}, // not one to keep
-			{"X-Request-ID: " + strings.Repeat("a", 129) + "\r\n", "new"},
-			{"X-Request-ID: " + strings.Repeat("a", 128) + "\r\n", strings.Repeat("a", 128)},
+			{"x-request-id: lb-7f3a\r\n", "lb-7f3a", ""},
+			{"", "new", ""},
+			{"X-Request-ID: has space\r\n", "new", ""}, // not one to keep
+			{"X-Request-ID: " + strings.Repeat("a", 129) + "\r\n", "new", ""},
+			{"X-Request-ID: " + strings.Repeat("a", 128) + "\r\n", strings.Repeat("a", 128), ""},
+			// A rule's edits come after, as on the forwarding headers.
+			{"", "ruled", "/edited"},
 		}},
 		{"a header of its own", "X-Trace", loopbackPeers, []request{
-			{"X-Trace: t-1\r\nX-Request-ID: other\r\n", "t-1"},
+			{"X-Trace: t-1\r\nX-Request-ID: other\r\n", "t-1", ""},
 		}},
 		{"no ids", "", nil, []request{
-			{"X-Request-ID: as sent\r\n", "as sent"},
+			{"X-Request-ID: as sent\r\n", "as sent", ""},
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, heads := captureBackend(t, "HTTP/1.1 204 No Content\r\n\r\n")
-			d := &idDirector{ep: upstream.New("web", "b1", addr), ids: make(chan string, 4)}
+			edits, err := NewHeaderEdits(nil, []Field{{"x-request-id", "ruled"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &idDirector{ep: upstream.New("web", "b1", addr), ids: make(chan string, 4), edits: edits}
 			var log idLog
 			p := startProxy(t, &Config{Director: d, TrustedPeers: tt.trusted, RequestID: tt.header, Meter: meter.NewListener("l", &log)})
 			conn := p.dial()
 			br := bufio.NewReader(conn)
 			seen := map[string]bool{}
 			for i, rq := range tt.requests {
-				io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a\r\n"+rq.fields+"\r\n")
+				io.WriteString(conn, "GET "+cmp.Or(rq.path, "/")+" HTTP/1.1\r\nHost: a\r\n"+rq.fields+"\r\n")
 				head := <-heads
 				readResponse(t, br, "GET")
 				r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
@@ -112,7 +124,7 @@ func TestRequestIDs(t *testing.T) {
 					continue
 				}
 				seen[got[0]] = true
-				if picked := <-d.ids; tt.header != "" && picked != got[0] || tt.header == "" && picked != "" {
+				if picked := <-d.ids; rq.path == "" && (tt.header != "" && picked != got[0] || tt.header == "" && picked != "") {
 					t.Errorf("request %d: the Director saw id %q, the endpoint %q", i+1, picked, got[0])
 				}
 				if tt.header == "X-Trace" && r.Header.Get("X-Request-ID") != "other" {
@@ -122,7 +134,7 @@ func TestRequestIDs(t *testing.T) {
 			conn.Close()
 			waitFor(t, func() bool { log.mu.Lock(); defer log.mu.Unlock(); return len(log.ids) == len(tt.requests) })
 			for i, id := range log.ids {
-				if want := tt.header != ""; want != (id != "") || want && !seen[id] {
+				if want := tt.header != ""; want != (id != "") || want && !seen[id] && tt.requests[i].path == "" {
 					t.Errorf("request %d: logged id %q; the endpoints got %v", i+1, id, seen)
 				}
 			}
