@@ -165,3 +165,20 @@ func TestNewRequestIDsDoNotAllocate(t *testing.T) {
 		t.Errorf("id %q is not a UUID version 4", b)
 	}
 }
+
+// BenchmarkRequestID is the cost of giving a request a new id and writing
+// its field, as the forwarded head gets it.
+func BenchmarkRequestID(b *testing.B) {
+	r := parseTestRequest(b, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	cfg := &Config{RequestID: "X-Request-ID"}
+	out := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.id = nil
+		r.setRequestID(cfg)
+		out = r.appendIDField(out[:0])
+	}
+	if !strings.HasPrefix(string(out), "X-Request-ID: ") || !uuidV4.Match(r.id) {
+		b.Fatalf("field %q", out)
+	}
+}
