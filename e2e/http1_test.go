@@ -20,8 +20,8 @@ import (
 
 // wireBackend is an HTTP server that counts every byte that reaches it, so
 // that a test can tell that a refused request got nowhere. It answers with
-// the forwarding headers it got, one "Name: value | value" line each, and
-// serves a WebSocket echo at /ws.
+// the forwarding headers (and X-Request-ID) it got, one "Name: value |
+// value" line each, and serves a WebSocket echo at /ws.
 type wireBackend struct {
 	addr  string
 	bytes atomic.Int64
@@ -38,7 +38,7 @@ func startWireBackend(t *testing.T) *wireBackend {
 	mux.Handle("/ws", websocket.Handler(func(ws *websocket.Conn) { io.Copy(ws, ws) }))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Request-Id"} {
 			if v := r.Header.Values(k); v != nil {
 				fmt.Fprintf(w, "%s: %s\n", k, strings.Join(v, " | "))
 			}

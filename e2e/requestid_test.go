@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,16 +15,7 @@ import (
 // the access log's line for it has the same request_id: a request can be
 // followed from the node's log into the endpoint's.
 func TestRequestIDs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	echo := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, r.Header.Values("X-Request-Id"))
-	})}
-	go echo.Serve(ln)
-	t.Cleanup(func() { echo.Close() })
-
+	web := startWireBackend(t)
 	c := startCP(t, t.TempDir(), "")
 	lst := freeAddr(t)
 	var out logBuffer
@@ -41,7 +31,7 @@ listeners:
     default_cluster: web
     http:
       request_id: {}
-`, ln.Addr(), lst)))
+`, web.addr, lst)))
 
 	client := &http.Client{Timeout: testTimeout}
 	sent := map[string]bool{}  // the ids the endpoint got
@@ -57,10 +47,10 @@ listeners:
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		// The endpoint writes the list of the values it got: one id, a
-		// UUID, not the client's.
-		id := strings.TrimSuffix(strings.TrimPrefix(string(body), "["), "]")
-		if len(id) != 36 || strings.Count(id, "-") != 4 || sent[id] {
+		// The endpoint writes the values it got: one id, a UUID, not the
+		// client's.
+		id, ok := strings.CutPrefix(string(body), "X-Forwarded-For: 127.0.0.1\nX-Forwarded-Proto: http\nX-Forwarded-Host: "+lst+"\nX-Request-Id: ")
+		if id = strings.TrimSuffix(id, "\n"); !ok || len(id) != 36 || strings.Count(id, "-") != 4 || sent[id] {
 			t.Fatalf("%s: the endpoint got X-Request-ID %s, want one new id", tc.path, body)
 		}
 		sent[id], ids[tc.path] = true, id
