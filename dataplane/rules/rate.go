@@ -95,10 +95,11 @@ func (t *rateTable) keyOf(v []byte) netip.Addr {
 }
 
 // count counts one request from a, unless again (the request was counted
-// when it was first looked at), and returns a's rate over the sliding
-// period, this request included. A new key made by keyOf is named by
+// when it was first looked at), and returns a's counts as they stand now,
+// this request included, and how far into their period now is: their
+// rate is c.rate(t.period, into). A new key made by keyOf is named by
 // name, the value it stands for (nil for an address).
-func (t *rateTable) count(a netip.Addr, name []byte, again bool) uint64 {
+func (t *rateTable) count(a netip.Addr, name []byte, again bool) (c rateCount, into time.Duration) {
 	idx, into := t.when()
 	sh := &t.shards[shardOf(a)]
 	sh.mu.Lock()
@@ -106,7 +107,7 @@ func (t *rateTable) count(a netip.Addr, name []byte, again bool) uint64 {
 	switch {
 	case again:
 		sh.mu.Unlock()
-		return c.at(idx).rate(t.period, into)
+		return c.at(idx), into
 	case !ok:
 		if sh.clients == nil {
 			sh.clients = make(map[netip.Addr]rateCount)
@@ -137,7 +138,7 @@ func (t *rateTable) count(a netip.Addr, name []byte, again bool) uint64 {
 	}
 	sh.clients[a] = c
 	sh.mu.Unlock()
-	return c.rate(t.period, into)
+	return c, into
 }
 
 // at is c as it stands in period idx, counting nothing more: a period
@@ -163,23 +164,14 @@ func (c rateCount) rate(period, into time.Duration) uint64 {
 	return uint64(c.cur) + prev
 }
 
-// retryIn is how long until a request of client a would be within n
-// requests a period, were a to send none before it: its rate then, that
-// request counted, is n or less. 0 when one would be now.
-func (t *rateTable) retryIn(a netip.Addr, n uint64) time.Duration {
-	idx, into := t.when()
-	sh := &t.shards[shardOf(a)]
-	sh.mu.Lock()
-	c := sh.clients[a].at(idx)
-	sh.mu.Unlock()
-	return c.retryIn(t.period, into, n)
-}
-
-// retryIn is rateTable.retryIn for counts c, into their period. The
-// previous period's count weighs less as the window slides, so a request
-// gets through within this period once prev × left / period < n - cur
-// (left: the time left in the period), when cur leaves room for it at
-// all; else in the next one, once cur × left / period < n.
+// retryIn is how long after into (into the period of counts c) until a
+// request of c's client would be within n requests a period, were it to
+// send none before: its rate then, that request counted, is n or less;
+// 0 when one would be now. The previous period's count weighs less as the
+// window slides, so a request gets through within this period once
+// prev × left / period < n - cur (left: the time left in the period),
+// when cur leaves room for it at all; else in the next one, once
+// cur × left / period < n.
 func (c rateCount) retryIn(period, into time.Duration, n uint64) time.Duration {
 	if n == 0 || c.rate(period, into)+1 <= n {
 		return 0 // Compile refuses n 0: no request would ever be within it
@@ -336,7 +328,7 @@ type rateLimit struct {
 // over counts the work of in, unless in.Again, and reports whether its
 // client is over the limit; then, when wantWait, also how long until a
 // request of that client's would be within it, were it to send none
-// before (rateTable.retryIn). A request without the header is not
+// before (rateCount.retryIn). A request without the header is not
 // counted, and is never over.
 func (l *rateLimit) over(in *Input, wantWait bool) (over bool, wait time.Duration) {
 	var key netip.Addr
@@ -353,14 +345,15 @@ func (l *rateLimit) over(in *Input, wantWait bool) (over bool, wait time.Duratio
 	} else {
 		key = l.client(in.Source.Addr())
 	}
-	if l.table.count(key, name, in.Again) <= l.requests {
+	c, into := l.table.count(key, name, in.Again)
+	if c.rate(l.table.period, into) <= l.requests {
 		return false, 0
 	}
 	if !in.Again {
 		l.table.limited.Add(1)
 	}
 	if wantWait {
-		wait = l.table.retryIn(key, l.requests)
+		wait = c.retryIn(l.table.period, into, l.requests)
 	}
 	return true, wait
 }
