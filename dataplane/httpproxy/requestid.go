@@ -21,12 +21,8 @@ const maxRequestID = 128
 // request picked again keeps the id it was given. Parsing a request head
 // forgets the id of the one before.
 func (r *Request) setRequestID(cfg *Config) {
-	if cfg == nil || cfg.RequestID == "" {
-		r.idName, r.id, r.idNew = "", nil, false
-		return
-	}
-	if r.id != nil && r.idName == cfg.RequestID {
-		return
+	if cfg == nil || cfg.RequestID == "" || r.id != nil && r.idName == cfg.RequestID {
+		return // no ids (parsing left none), or the one a first pick gave
 	}
 	r.idName, r.id, r.idNew = cfg.RequestID, nil, false
 	if r.fwd.trusted {
