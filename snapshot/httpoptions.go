@@ -32,7 +32,7 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 		switch n := id.GetHeader(); {
 		case n == "":
 		case !IsToken(n):
-			add(path+".request_id.header", "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", n)
+			add(path+".request_id.header", notHeaderName, n)
 		case ProxyField(n) || forwardingField(n):
 			add(path+".request_id.header", "%s is a field the proxy writes itself", n)
 		}
@@ -46,7 +46,7 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 		case !f.GetClientFromHeaders():
 			add(p, "needs client_from_headers: true")
 		case !IsToken(h):
-			add(p, "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", h)
+			add(p, notHeaderName, h)
 		case strings.EqualFold(h, "Forwarded"):
 			add(p, "Forwarded is read with style RFC7239 (or BOTH), not as a client_header")
 		case ProxyField(h):

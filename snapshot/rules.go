@@ -177,7 +177,7 @@ func (rc *ruleChecker) rateHeader(rl *sluicev1.RateLimit, p string) {
 	case !rc.http:
 		rc.add(p+".header", "only on HTTP listeners: a TCP listener sees no request, and counts clients by address")
 	case !IsToken(n):
-		rc.add(p+".header", "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", n)
+		rc.add(p+".header", notHeaderName, n)
 	}
 	for _, f := range []struct {
 		name string
@@ -310,7 +310,7 @@ func (rc *ruleChecker) fieldMap(m map[string]string, p string, response bool) {
 func (rc *ruleChecker) fieldName(name, p string, response bool) bool {
 	switch {
 	case !IsToken(name):
-		rc.add(p, "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", name)
+		rc.add(p, notHeaderName, name)
 	case ProxyField(name):
 		rc.add(p, "%s is the proxy's to write (framing and connection handling) and cannot be set by a rule", name)
 	case response && strings.EqualFold(name, "content-type"):
@@ -350,7 +350,7 @@ func (rc *ruleChecker) match(m *sluicev1.Match, p string, depth int) {
 	if h := m.GetHeader(); httpOnly("header", h != nil) {
 		hp := p + ".header"
 		if n := h.GetName(); n != "" && !IsToken(n) {
-			rc.add(hp+".name", "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", n)
+			rc.add(hp+".name", notHeaderName, n)
 		}
 		rc.patterns(h, hp, false)
 		if h.Present != nil && !h.GetPresent() && hasPatterns(h) {

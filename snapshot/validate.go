@@ -476,6 +476,10 @@ func methodFault(m string) string {
 	return ""
 }
 
+// notHeaderName is the fault of a header name that is not a token
+// (IsToken), with the name quoted.
+const notHeaderName = "%q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)"
+
 // IsToken reports whether s is an RFC 9110 token, the syntax of methods and
 // of header, cookie and (here) query parameter names.
 func IsToken(s string) bool {
