@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 )
 
 // This file holds what the engine knows of gRPC beyond HTTP/2: how a
@@ -44,13 +46,17 @@ func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time, text strin
 // itself: a gRPC client reads an HTTP error as an unexpected status and
 // content-type, and drops the proxy's text. The code is the one gRPC's
 // table of HTTP statuses gives (doc/http-grpc-status-mapping.md): 502,
-// 503 and 504 are UNAVAILABLE, which a client may retry.
-func grpcAnswer(w http.ResponseWriter, status int, text string, last bool) {
+// 503 and 504 are UNAVAILABLE, which a client may retry. The request's
+// id goes with it when the client gets ids (req.ResponseID).
+func grpcAnswer(w http.ResponseWriter, req *httpproxy.Request, status int, text string, last bool) {
 	h := w.Header()
 	clear(h)
 	h.Set("Content-Type", "application/grpc")
 	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
 	h.Set("Grpc-Message", grpcMessage(text))
+	if name, id := req.ResponseID(); name != "" {
+		h.Set(name, string(id))
+	}
 	if last {
 		h.Set("Connection", "close")
 	}

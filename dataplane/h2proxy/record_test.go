@@ -419,3 +419,94 @@ func TestRequestIDsOverHTTP2(t *testing.T) {
 		}
 	}
 }
+
+// idPathDirector sends /edited to ep with response edits that set the id
+// field, answers /deny with deny and /none with no endpoint, and sends
+// anything else to ep.
+type idPathDirector struct {
+	ep    *upstream.Endpoint
+	deny  *httpproxy.Answer
+	edits *httpproxy.HeaderEdits
+}
+
+func (d idPathDirector) Pick(r *httpproxy.Request) (*upstream.Endpoint, time.Duration, error) {
+	switch string(r.Path()) {
+	case "/deny":
+		r.Respond(d.deny)
+		return nil, 0, nil
+	case "/none":
+		return nil, 0, httpproxy.ErrNoEndpoint
+	case "/edited":
+		r.EditResponse(d.edits)
+	}
+	d.ep.Acquire()
+	return d.ep, time.Second, nil
+}
+
+// TestRequestIDsInResponsesOverHTTP2: with RequestIDInResponse, an HTTP/2
+// client gets the id the endpoint got, in place of the endpoint's own,
+// unless a rule's response edits set the field; the proxy's own answers
+// (a rule's page, a 503, a gRPC call's status) carry the request's id.
+func TestRequestIDsInResponsesOverHTTP2(t *testing.T) {
+	got := make(chan string, 1)
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("X-Request-Id")
+		w.Header()["x-request-id"] = []string{"endpoint-own"}
+		w.Header().Add("X-Request-Id", "two")
+	}, false)
+	deny, err := httpproxy.NewResponse(httpproxy.Response{Status: 403, Body: []byte("no\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edits, err := httpproxy.NewHeaderEdits(nil, []httpproxy.Field{{Name: "X-Request-ID", Value: "ruled"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, _ := serveConfig(t, &httpproxy.Config{Director: idPathDirector{ep, deny, edits}, RequestID: "X-Request-ID", RequestIDInResponse: true}, true)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	seen := map[string]bool{}
+	for _, tc := range []struct {
+		path, contentType string
+		status            int
+		grpcStatus        string
+	}{
+		{"/", "", 200, ""},
+		{"/edited", "", 200, ""},
+		{"/deny", "", 403, ""},
+		{"/none", "", 503, ""},
+		{"/none", "application/grpc", 200, "14"},
+		{"/deny", "application/grpc", 200, "7"},
+	} {
+		req, _ := http.NewRequest("POST", "http://"+addr+tc.path, strings.NewReader("x"))
+		if tc.contentType != "" {
+			req.Header.Set("Content-Type", tc.contentType)
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ids := resp.Header.Values("X-Request-Id")
+		var want string
+		switch {
+		case tc.path == "/edited":
+			<-got
+			want = "ruled"
+		case tc.path == "/":
+			want = <-got
+		case len(ids) == 1 && len(ids[0]) == 36 && !seen[ids[0]]:
+			want = ids[0] // a new id, made for the proxy's answer
+		default:
+			want = "a new id"
+		}
+		seen[want] = true
+		if resp.ProtoMajor != 2 || resp.StatusCode != tc.status || resp.Header.Get("Grpc-Status") != tc.grpcStatus || len(ids) != 1 || ids[0] != want {
+			t.Errorf("%s %s: HTTP/%d %d, grpc-status %q, X-Request-Id %q; want %d, grpc-status %q, X-Request-Id %q",
+				tc.path, tc.contentType, resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Grpc-Status"), ids, tc.status, tc.grpcStatus, want)
+		}
+	}
+}

@@ -577,11 +577,11 @@ func (e *clientGone) Unwrap() error { return e.err }
 // answer in st: status, and the bytes of its body.
 func (cn *conn) errorAnswer(st *stream, w http.ResponseWriter, r *http.Request, status int, text string, last bool) {
 	if isGRPC(r) {
-		grpcAnswer(w, status, text, last)
+		grpcAnswer(w, &st.req, status, text, last)
 		st.mx.Status, st.mx.BytesOut = status, 0
 		return
 	}
-	cn.answer(st, w, cn.srv.http.AppendError(nil, status, text, r.Method == http.MethodHead), last)
+	cn.answer(st, w, cn.srv.http.AppendError(nil, &st.req, status, text, r.Method == http.MethodHead), last)
 }
 
 // ruleAnswer writes the answer b of a rule (deny, respond, redirect, in
@@ -596,7 +596,7 @@ func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, b
 				strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 				text = strings.TrimSpace(string(body))
 			}
-			grpcAnswer(w, resp.StatusCode, text, last)
+			grpcAnswer(w, &st.req, resp.StatusCode, text, last)
 			st.mx.Status, st.mx.BytesOut = resp.StatusCode, 0
 			return
 		}

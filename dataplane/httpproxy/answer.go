@@ -228,6 +228,7 @@ func (rd *redirect) appendResponse(b []byte, r *Request, local netip.AddrPort, m
 	b = append(b, rd.head...)
 	b = rd.appendLocation(b, r, local)
 	b = append(b, "\r\nContent-Length: 0\r\n"...)
+	b = append(b, r.idLine...)
 	switch {
 	case !keep:
 		b = append(b, "Connection: close\r\n"...)
@@ -388,17 +389,27 @@ func (r *Request) RetryAfter(d time.Duration) {
 	}
 }
 
-// appendPage appends to b the bytes of a fixed answer, page (a whole
-// response or its head), with the Retry-After of seconds after its status
-// line when seconds is not 0.
-func appendPage(b, page []byte, seconds uint32) []byte {
-	if seconds == 0 {
+// appendPage appends to b the bytes of a fixed answer to r, page (a
+// whole response or its head), with r's own fields (appendOwnFields) after
+// its status line.
+func (r *Request) appendPage(b, page []byte) []byte {
+	if r.retryAfter == 0 && len(r.idLine) == 0 {
 		return append(b, page...)
 	}
 	line := bytes.IndexByte(page, '\n') + 1 // the status line, which every page has
 	b = append(b, page[:line]...)
-	b = append(b, "Retry-After: "...)
-	b = strconv.AppendUint(b, uint64(seconds), 10)
-	b = append(b, "\r\n"...)
+	b = r.appendOwnFields(b)
 	return append(b, page[line:]...)
+}
+
+// appendOwnFields appends the field lines the proxy's own answer to r
+// carries besides the answer's: the Retry-After of RetryAfter, set only
+// with a Respond, and r's id (Config.RequestIDInResponse).
+func (r *Request) appendOwnFields(b []byte) []byte {
+	if r.retryAfter != 0 {
+		b = append(b, "Retry-After: "...)
+		b = strconv.AppendUint(b, uint64(r.retryAfter), 10)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, r.idLine...)
 }

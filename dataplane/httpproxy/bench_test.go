@@ -209,7 +209,7 @@ func BenchmarkCookiePersistenceHeads(b *testing.B) {
 			b.Fatal(err)
 		}
 		dropSetCookies(&x.resp, &x.req.dropSetCookies)
-		out = appendResponseHead(out[:0], &x.resp, nil, x.req.addResp, 1, true, outLength)
+		out = appendResponseHead(out[:0], &x.resp, &x.req, 1, true, outLength)
 	}
 }
 

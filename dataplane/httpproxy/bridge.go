@@ -172,6 +172,7 @@ var ErrForeignHead = errors.New("httpproxy: request head refused")
 // error (wrapping ErrForeignHead) carries the status and text the HTTP/1.1
 // engine would answer with (see StatusOf).
 func (r *Request) Load(h *Head) error {
+	r.forgetID() // refused or not, the request has none of the last one's
 	// Everything is written as given, so what would end a part early (a
 	// space, CR or LF) could forge fields: "/ HTTP/1.1\r\nX:" as a target,
 	// "a\r\nX: 1" as an authority. With the checks here and on the fields
@@ -352,7 +353,9 @@ func (r *Request) ForwardHeader(dst http.Header) {
 // EditResponseHeader applies to h, the fields of an endpoint's final
 // response, what Pick asked for: the Set-Cookie fields of
 // RemoveResponseCookie and the fields EditResponse removes go, the fields
-// of EditResponse and then those of AddResponseField are added.
+// of EditResponse, r's id (Config.RequestIDInResponse, replacing the
+// endpoint's, unless those edits set or remove its field) and those of
+// AddResponseField are added.
 func (r *Request) EditResponseHeader(h http.Header) {
 	if !r.dropSetCookies.empty() {
 		kept := h["Set-Cookie"][:0]
@@ -374,6 +377,14 @@ func (r *Request) EditResponseHeader(h http.Header) {
 			}
 		}
 		addFieldLines(h, appendEdited(nil, r.respEdits))
+	}
+	if name, id := r.ResponseID(); name != "" && !(len(r.respEdits) > 0 && editsDrop(r.respEdits, name)) {
+		for k := range h {
+			if strings.EqualFold(k, name) {
+				delete(h, k)
+			}
+		}
+		h.Add(name, string(id))
 	}
 	addFieldLines(h, r.addResp)
 }
@@ -401,17 +412,18 @@ func addFieldLines(h http.Header, b []byte) {
 func (r *Request) AppendAnswer(b []byte, a *Answer) []byte {
 	head := string(r.Method()) == "HEAD"
 	if a.page != nil {
-		return appendPage(b, a.page.bytes(1, true, head), r.retryAfter)
+		return r.appendPage(b, a.page.bytes(1, true, head))
 	}
 	return a.redir.appendResponse(b, r, netip.AddrPort{}, 1, true)
 }
 
 // AppendError appends the HTTP/1.1 response the server gives for its own
-// error status (502, 503, 504...): the configured error page, or a short
-// text/plain body. head leaves the body out.
-func (s *Server) AppendError(b []byte, status int, text string, head bool) []byte {
+// error status (502, 503, 504...) to request r: the configured error
+// page, or a short text/plain body, with r's id when the client gets it
+// (Config.RequestIDInResponse). head leaves the body out.
+func (s *Server) AppendError(b []byte, r *Request, status int, text string, head bool) []byte {
 	if page := s.cfg.Load().errorPage(status); page != nil {
-		return append(b, page.bytes(1, true, head)...)
+		return r.appendPage(b, page.bytes(1, true, head))
 	}
-	return appendStatusResponse(b, &statusError{status: status, text: text}, 1, true, head)
+	return appendStatusResponse(b, &statusError{status: status, text: text}, r.idLine, 1, true, head)
 }

@@ -571,7 +571,7 @@ func (cc *clientConn) write(p []byte) error {
 func (cc *clientConn) refuse(e *statusError) int {
 	x := cc.x
 	head := bytes.HasPrefix(x.rb[x.rs:x.re], []byte("HEAD "))
-	x.wb = appendStatusResponse(x.wb[:0], e, 1, false, head)
+	x.wb = appendStatusResponse(x.wb[:0], e, nil, 1, false, head)
 	cc.write(x.wb)
 	x.wb = x.wb[:0]
 	cc.reason = e.reason

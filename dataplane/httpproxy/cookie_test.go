@@ -422,7 +422,7 @@ func TestCookiePersistenceDoesNotAllocate(t *testing.T) {
 			t.Fatal(err)
 		}
 		dropSetCookies(&x.resp, &x.req.dropSetCookies)
-		out = appendResponseHead(out[:0], &x.resp, nil, x.req.addResp, 1, true, outLength)
+		out = appendResponseHead(out[:0], &x.resp, &x.req, 1, true, outLength)
 		relayed = append(relayed[:0], out...)
 	}
 	if n := testing.AllocsPerRun(100, run); n != 0 {

@@ -227,7 +227,7 @@ func TestHeaderEditsDoNotAllocate(t *testing.T) {
 			t.Fatal(err)
 		}
 		dropEditedFields(&x.resp, x.req.respEdits)
-		out = appendResponseHead(out[:0], &x.resp, x.req.respEdits, x.req.addResp, 1, true, outLength)
+		out = appendResponseHead(out[:0], &x.resp, &x.req, 1, true, outLength)
 		relayed = append(relayed[:0], out...)
 	}
 	if n := testing.AllocsPerRun(100, run); n != 0 {

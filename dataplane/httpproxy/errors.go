@@ -84,12 +84,14 @@ var statusText = map[int]string{
 // appendStatusResponse appends the proxy's own answer for e. keepAlive
 // chooses Connection: close or (for an HTTP/1.0 client) keep-alive; head
 // leaves the body out (HEAD request) but keeps its Content-Length.
-func appendStatusResponse(b []byte, e *statusError, minor uint8, keepAlive, head bool) []byte {
+func appendStatusResponse(b []byte, e *statusError, fields []byte, minor uint8, keepAlive, head bool) []byte {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, ' ')
 	b = append(b, statusText[e.status]...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: "...)
+	b = append(b, "\r\n"...)
+	b = append(b, fields...)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(e.text)+1), 10)
 	switch {
 	case !keepAlive:

@@ -295,12 +295,16 @@ func (cc *clientConn) answer(e *statusError) bool {
 	if page := x.cfg.errorPage(e.status); page != nil {
 		out := page.bytes(x.minor, keep, x.headReq)
 		x.mx.Status = ResponseStatus(out) // a page may redirect
+		if len(x.req.idLine) > 0 {
+			x.wb = x.req.appendPage(x.wb[:0], out)
+			out = x.wb
+		}
 		err = cc.write(out)
 	} else {
-		x.wb = appendStatusResponse(x.wb[:0], e, x.minor, keep, x.headReq)
+		x.wb = appendStatusResponse(x.wb[:0], e, x.req.idLine, x.minor, keep, x.headReq)
 		err = cc.write(x.wb)
-		x.wb = x.wb[:0]
 	}
+	x.wb = x.wb[:0]
 	if err != nil {
 		cc.reason = clientReason(err)
 		return false
@@ -327,8 +331,8 @@ func (cc *clientConn) respond(a *Answer) bool {
 	var out []byte
 	if a.page != nil {
 		out = a.page.bytes(x.minor, keep, x.headReq)
-		if x.req.retryAfter != 0 {
-			x.wb = appendPage(x.wb[:0], out, x.req.retryAfter)
+		if x.req.retryAfter != 0 || len(x.req.idLine) > 0 {
+			x.wb = x.req.appendPage(x.wb[:0], out)
 			out = x.wb
 		}
 	} else {
@@ -1399,7 +1403,7 @@ func (x *exchange) finalHead(keep bool, out uint8) {
 	if len(x.req.respEdits) > 0 {
 		dropEditedFields(resp, x.req.respEdits)
 	}
-	x.wb = appendResponseHead(x.wb[:0], resp, x.req.respEdits, x.req.addResp, x.minor, keep, out)
+	x.wb = appendResponseHead(x.wb[:0], resp, &x.req, x.minor, keep, out)
 	x.bs += x.respLen
 }
 
@@ -1768,10 +1772,12 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 	return append(b, '\r', '\n')
 }
 
-// appendResponseHead writes the response head that goes to the client;
-// the fields edits put in (Request.EditResponse) follow the endpoint's, and
-// extra, complete field lines (Request.AddResponseField), comes last.
-func appendResponseHead(b []byte, r *response, edits []*HeaderEdits, extra []byte, clientMinor uint8, keep bool, out uint8) []byte {
+// appendResponseHead writes the response head that goes to the client,
+// for request req: the endpoint's fields, then those req's edits put in
+// (Request.EditResponse), its id (Config.RequestIDInResponse) and the
+// fields of Request.AddResponseField.
+func appendResponseHead(b []byte, r *response, req *Request, clientMinor uint8, keep bool, out uint8) []byte {
+	id := req.responseID(r) // before the endpoint's fields: it drops its own
 	h := r.head
 	b = append(b, "HTTP/1.1 "...)
 	b = append(b, h[9:12]...)
@@ -1779,10 +1785,11 @@ func appendResponseHead(b []byte, r *response, edits []*HeaderEdits, extra []byt
 	b = append(b, r.reason.of(h)...)
 	b = append(b, '\r', '\n')
 	b = appendFields(b, r)
-	if len(edits) > 0 {
-		b = appendEdited(b, edits)
+	if len(req.respEdits) > 0 {
+		b = appendEdited(b, req.respEdits)
 	}
-	b = append(b, extra...)
+	b = append(b, id...)
+	b = append(b, req.addResp...)
 	switch out {
 	case outLength:
 		b = append(b, "Content-Length: "...)

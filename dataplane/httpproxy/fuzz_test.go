@@ -315,7 +315,7 @@ func FuzzParseResponse(f *testing.F) {
 				case bodyChunked, bodyClose:
 					out = outChunked
 				}
-				head := appendResponseHead(nil, &r, nil, nil, minor, keep, out)
+				head := appendResponseHead(nil, &r, new(Request), minor, keep, out)
 				var r2 response
 				if err := r2.parse(head, headReq); err != nil {
 					t.Fatalf("relayed head %q refused: %v", head, err)
@@ -604,7 +604,7 @@ func FuzzCookie(f *testing.F) {
 		r.RemoveResponseCookie(name)
 		r.AddResponseField("X-Added", []byte(c1))
 		dropSetCookies(&rs, &r.dropSetCookies)
-		rout := appendResponseHead(nil, &rs, nil, r.addResp, 1, true, outNone)
+		rout := appendResponseHead(nil, &rs, &r, 1, true, outNone)
 		var rs2 response
 		if err := rs2.parse(rout, false); err != nil {
 			t.Fatalf("relayed head %q refused: %v", rout, err)

@@ -293,6 +293,11 @@ type Config struct {
 	// (requestid.go: X-Request-ID), and the access log writes the id;
 	// "": requests get no id.
 	RequestID string
+	// RequestIDInResponse, with RequestID, sends the client the id too, in
+	// the same field: on the endpoint's response (whose own fields of that
+	// name it replaces, unless a rule's response edits set or remove it)
+	// and on the proxy's own answers to a request that was given one.
+	RequestIDInResponse bool
 
 	pages [3]*builtPage // ErrorPages built, by status-502 (withDefaults)
 	lim   headLimits    // the head limits above, defaults applied

@@ -85,11 +85,14 @@ type Request struct {
 
 	// The request's id (requestid.go): the field it goes in, the id, and
 	// whether the proxy made it (in idBuf) rather than kept a trusted
-	// peer's.
+	// peer's; with Config.RequestIDInResponse, the field line the client
+	// gets it in ("Name: id\r\n"; its own buffer, as the id may be the
+	// read buffer's), else empty.
 	idName string
 	id     []byte
 	idNew  bool
 	idBuf  [36]byte
+	idLine []byte
 
 	own []byte // the head of Load (bridge.go); nil for the engine's own requests
 }
@@ -385,12 +388,12 @@ func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 	if r.fields == nil {
 		r.fields = make([]field, maxFields)
 	}
+	r.forgetID() // a new request: setRequestID gives it one
 	if len(b) > lim.bytes {
 		return errHeadTooLarge
 	}
 	r.head = b
 	r.nf = 0
-	r.id, r.idNew = nil, false // a new request: setRequestID gives it one
 	r.host = span{}
 	r.body = bodyNone
 	r.contentLength = 0

@@ -24,22 +24,44 @@ func (r *Request) setRequestID(cfg *Config) {
 	if cfg == nil || cfg.RequestID == "" || r.id != nil && r.idName == cfg.RequestID {
 		return // no ids (parsing left none), or the one a first pick gave
 	}
-	r.idName, r.id, r.idNew = cfg.RequestID, nil, false
-	if r.fwd.trusted {
-		for i := 0; i < r.nf; i++ {
-			f := &r.fields[i]
-			if f.drop || !equalFoldASCII(f.name.of(r.head), r.idName) {
-				continue
-			}
-			if v := f.value.of(r.head); len(v) > 0 && len(v) <= maxRequestID && visible(v) {
-				r.id = v
-				return
-			}
-			break // only the first field counts, as for the client
-		}
+	r.idName, r.id, r.idNew = cfg.RequestID, r.keptID(cfg.RequestID), false
+	if r.id == nil {
+		newRequestID(&r.idBuf)
+		r.id, r.idNew = r.idBuf[:], true
 	}
-	newRequestID(&r.idBuf)
-	r.id, r.idNew = r.idBuf[:], true
+	if cfg.RequestIDInResponse {
+		r.idLine = appendFieldLine(r.idLine[:0], r.idName, r.id)
+	}
+}
+
+// forgetID forgets the id of the request before.
+func (r *Request) forgetID() { r.id, r.idNew, r.idLine = nil, false, r.idLine[:0] }
+
+// keptID returns the id of a trusted peer's request that it keeps: the
+// first field named name, when its value is one to keep; nil otherwise.
+func (r *Request) keptID(name string) []byte {
+	if !r.fwd.trusted {
+		return nil
+	}
+	for i := 0; i < r.nf; i++ {
+		f := &r.fields[i]
+		if f.drop || !equalFoldASCII(f.name.of(r.head), name) {
+			continue
+		}
+		if v := f.value.of(r.head); len(v) > 0 && len(v) <= maxRequestID && visible(v) {
+			return v
+		}
+		return nil // only the first field counts, as for the client
+	}
+	return nil
+}
+
+// appendFieldLine appends the field line "name: value\r\n" to b.
+func appendFieldLine(b []byte, name string, value []byte) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, '\r', '\n')
 }
 
 // visible reports whether v is all visible ASCII: an id that goes into
@@ -89,20 +111,44 @@ func (r *Request) sendsID(name []byte) bool {
 // a rule's edits remove the field: they run after, as on the forwarding
 // headers, and may set one of their own.
 func (r *Request) appendIDField(b []byte) []byte {
-	if !r.idNew || len(r.reqEdits) > 0 && r.editsDropID() {
+	if !r.idNew || len(r.reqEdits) > 0 && editsDrop(r.reqEdits, r.idName) {
 		return b
 	}
-	b = append(b, r.idName...)
-	b = append(b, ": "...)
-	b = append(b, r.id...)
-	return append(b, '\r', '\n')
+	return appendFieldLine(b, r.idName, r.id)
 }
 
-// editsDropID reports whether the request's edits remove its id field.
-func (r *Request) editsDropID() bool {
-	for _, e := range r.reqEdits {
+// responseID readies resp, the endpoint's final response, for r's id
+// (Config.RequestIDInResponse): it returns the id's field line, and marks
+// the endpoint's own fields of that name dropped. It returns nil when the
+// id goes in no response, or when the rule's response edits set or remove
+// the field: as on the request, they have the last word.
+func (r *Request) responseID(resp *response) []byte {
+	if len(r.idLine) == 0 || len(r.respEdits) > 0 && editsDrop(r.respEdits, r.idName) {
+		return nil
+	}
+	for i := 0; i < resp.nf; i++ {
+		if f := &resp.fields[i]; equalFoldASCII(f.name.of(resp.head), r.idName) {
+			f.drop = true
+		}
+	}
+	return r.idLine
+}
+
+// ResponseID returns the field the client gets r's id in and the id, when
+// the listener sends ids in responses (Config.RequestIDInResponse) and r
+// was given one; "" and nil otherwise. The id must not be modified.
+func (r *Request) ResponseID() (name string, id []byte) {
+	if len(r.idLine) == 0 {
+		return "", nil
+	}
+	return r.idName, r.idLine[len(r.idName)+2 : len(r.idLine)-2]
+}
+
+// editsDrop reports whether edits remove (or set) the field name.
+func editsDrop(edits []*HeaderEdits, name string) bool {
+	for _, e := range edits {
 		for _, d := range e.drop {
-			if strings.EqualFold(d, r.idName) {
+			if strings.EqualFold(d, name) {
 				return true
 			}
 		}

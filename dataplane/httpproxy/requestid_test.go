@@ -156,6 +156,154 @@ func TestRequestIDs(t *testing.T) {
 	})
 }
 
+// respIDDirector answers by path: /deny with a 403 page, /slow with a
+// 429 that says when to come back, /moved with a redirect, /none with no
+// endpoint; /dead goes to an endpoint that refuses connects, /edited to
+// ep with response edits that set the id field, anything else to ep.
+type respIDDirector struct {
+	ep, dead          *upstream.Endpoint
+	deny, slow, moved *Answer
+	edits             *HeaderEdits
+}
+
+func (d *respIDDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, error) {
+	ep := d.ep
+	switch string(r.Path()) {
+	case "/deny":
+		r.Respond(d.deny)
+		return nil, 0, nil
+	case "/slow":
+		r.Respond(d.slow)
+		r.RetryAfter(time.Second)
+		return nil, 0, nil
+	case "/moved":
+		r.Respond(d.moved)
+		return nil, 0, nil
+	case "/none":
+		return nil, 0, ErrNoEndpoint
+	case "/dead":
+		ep = d.dead
+	case "/edited":
+		r.EditResponse(d.edits)
+	}
+	ep.Acquire()
+	return ep, time.Second, nil
+}
+
+// TestRequestIDsInResponses: with Config.RequestIDInResponse, the client
+// gets the id the endpoint got, in one field that replaces the endpoint's
+// own, unless a rule's response edits set it; and the proxy's own answers
+// to a request given an id (a rule's page, 429, redirect; 503, 502 and
+// an error page of its own) carry it too. An answer to a request refused
+// before it was given one (413) carries none, nor one of the request
+// before. Without it, the endpoint's fields pass as sent and the
+// own answers carry none.
+func TestRequestIDsInResponses(t *testing.T) {
+	a := mustAnswer(t)
+	d := &respIDDirector{
+		dead:  upstream.New("web", "dead", loopback.FreeAddr(t)),
+		deny:  a(NewResponse(Response{Status: 403, Body: []byte("no\n")})),
+		slow:  a(NewResponse(Response{Status: 429, Body: []byte("slow\n")})),
+		moved: a(NewRedirect(Redirect{Code: 301, Scheme: "https"})),
+	}
+	edits, err := NewHeaderEdits(nil, []Field{{"X-Request-ID", "ruled"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.edits = edits
+	addr, heads := captureBackend(t, "HTTP/1.1 200 OK\r\nX-Request-ID: endpoint-own\r\nx-request-id: two\r\nContent-Length: 2\r\n\r\nok")
+	d.ep = upstream.New("web", "b1", addr)
+	pages := map[int]ErrorPage{503: {Body: []byte("<p>down</p>")}}
+	loopbackPeers := prefixes{netip.MustParsePrefix("127.0.0.0/8")}
+
+	type request struct {
+		method, path, fields string
+		status               int
+		want                 string // the client's id: "endpoint" for the one the endpoint got, "new" for a new UUID, "" for none
+		also                 string // another field the answer must have, "Name: value"
+	}
+	endpointFields := []string{"endpoint-own", "two"}
+	for _, tt := range []struct {
+		name       string
+		inResponse bool
+		trusted    prefixes
+		requests   []request
+	}{
+		{"in responses", true, nil, []request{
+			{"GET", "/", "", 200, "endpoint", ""},
+			{"GET", "/", "X-Request-ID: spoofed\r\n", 200, "endpoint", ""},
+			{"GET", "/edited", "", 200, "ruled", ""},
+			{"GET", "/deny", "", 403, "new", ""},
+			{"HEAD", "/deny", "", 403, "new", ""},
+			{"GET", "/slow", "", 429, "new", "Retry-After: 1"},
+			{"GET", "/moved", "", 301, "new", "Location: https://a/moved"},
+			{"GET", "/none", "", 503, "new", "Content-Type: text/html; charset=utf-8"},
+			{"GET", "/dead", "", 502, "new", ""},
+			{"GET", "/", "", 200, "endpoint", ""},
+		}},
+		{"a trusted peer's", true, loopbackPeers, []request{
+			{"GET", "/", "X-Request-ID: lb-1\r\n", 200, "lb-1", ""},
+			{"GET", "/deny", "X-Request-ID: lb-2\r\n", 403, "lb-2", ""},
+		}},
+		{"not in responses", false, nil, []request{
+			{"GET", "/", "", 200, "as sent", ""},
+			{"GET", "/deny", "", 403, "", ""},
+			{"GET", "/none", "", 503, "", ""},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProxy(t, &Config{Director: d, RequestID: "X-Request-ID", RequestIDInResponse: tt.inResponse, TrustedPeers: tt.trusted, ErrorPages: pages, MaxRequestBodyBytes: 10})
+			conn := p.dial()
+			br := bufio.NewReader(conn)
+			seen := map[string]bool{}
+			for i, rq := range tt.requests {
+				io.WriteString(conn, rq.method+" "+rq.path+" HTTP/1.1\r\nHost: a\r\n"+rq.fields+"\r\n")
+				r := readResponse(t, br, rq.method)
+				got := r.headers["x-request-id"]
+				var want []string
+				switch rq.want {
+				case "endpoint":
+					head := <-heads
+					sent, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+					if err != nil {
+						t.Fatalf("the endpoint got %q: %v", head, err)
+					}
+					want = sent.Header.Values("X-Request-ID")
+				case "new":
+					if len(got) == 1 && uuidV4.MatchString(got[0]) && !seen[got[0]] {
+						want = got
+					} else {
+						want = []string{"a new UUID"}
+					}
+				case "as sent":
+					<-heads
+					want = endpointFields
+				case "ruled", "lb-1", "lb-2":
+					if rq.status == 200 {
+						<-heads
+					}
+					want = []string{rq.want}
+				}
+				if r.code != rq.status || strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 1 && seen[want[0]] {
+					t.Errorf("request %d, %s %s: %d with X-Request-ID %q, want %d with %q", i+1, rq.method, rq.path, r.code, got, rq.status, want)
+				}
+				if len(got) == 1 {
+					seen[got[0]] = true
+				}
+				if name, value, ok := strings.Cut(rq.also, ": "); ok && r.header(name) != value {
+					t.Errorf("request %d, %s %s: %s %q, want %q", i+1, rq.method, rq.path, name, r.header(name), value)
+				}
+			}
+			// A request refused before it is given an id (a body over the
+			// limit) gets none, nor the last request's.
+			io.WriteString(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+			if r := readResponse(t, br, "POST"); r.code != 413 || r.headers["x-request-id"] != nil {
+				t.Errorf("a body over the limit: %s %v, want 413 without X-Request-ID", r.status, r.headers)
+			}
+		})
+	}
+}
+
 func TestNewRequestIDsDoNotAllocate(t *testing.T) {
 	var b [36]byte
 	if n := testing.AllocsPerRun(100, func() { newRequestID(&b) }); n != 0 {

@@ -144,5 +144,5 @@ func AppendRefusal(b []byte, err error, head bool) ([]byte, int, sluicev1.CloseR
 	if errors.As(err, &f) {
 		e = f.e
 	}
-	return appendStatusResponse(b, e, 1, false, head), e.status, e.reason
+	return appendStatusResponse(b, e, nil, 1, false, head), e.status, e.reason
 }
