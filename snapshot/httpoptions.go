@@ -35,6 +35,8 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 			add(path+".request_id.header", notHeaderName, n)
 		case ProxyField(n) || forwardingField(n):
 			add(path+".request_id.header", "%s is a field the proxy writes itself", n)
+		case id.GetInResponse() && clientReadsField(n):
+			add(path+".request_id.header", "%s has a meaning to the client: with in_response, the id would replace the endpoint's", n)
 		}
 	}
 	if f.GetClientFromHeaders() && len(f.GetTrustedPeers()) == 0 {
@@ -53,6 +55,23 @@ func httpOptionErrors(h *sluicev1.HttpOptions, path string, add func(path, forma
 			add(p, "%s is a field the proxy owns, which names no client", h)
 		}
 	}
+}
+
+// clientReadsField reports whether name (any case) is a response field
+// whose value the client acts on (RFC 9110, 9111, 6265): an id put in its
+// place (request_id.in_response) would break the response.
+func clientReadsField(name string) bool {
+	n := strings.ToLower(name)
+	if strings.HasPrefix(n, "content-") {
+		return true
+	}
+	switch n {
+	case "set-cookie", "location", "retry-after", "cache-control", "expires", "date",
+		"etag", "last-modified", "vary", "age", "www-authenticate", "proxy-authenticate",
+		"allow", "accept-ranges", "trailer", "alt-svc", "strict-transport-security":
+		return true
+	}
+	return false
 }
 
 // forwardingField reports whether name (any case) is one of the forwarding

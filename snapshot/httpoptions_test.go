@@ -53,6 +53,24 @@ func TestValidateHTTPOptions(t *testing.T) {
 			want: []string{`listeners[0].http.request_id.header: "X Id" is not a valid header name (letters, digits and !#$%&'*+-.^_` + "`" + `|~ only)`},
 		},
 		{
+			name: "request ids in responses",
+			http: `{request_id: {in_response: true}}`,
+		},
+		{
+			name: "request ids in a field the client reads, not in responses",
+			http: `{request_id: {header: Content-Location}}`,
+		},
+		{
+			name: "request ids in responses, in a field the client reads",
+			http: `{request_id: {header: Content-Location, in_response: true}}`,
+			want: []string{"listeners[0].http.request_id.header: Content-Location has a meaning to the client: with in_response, the id would replace the endpoint's"},
+		},
+		{
+			name: "request ids in responses, in Set-Cookie",
+			http: `{request_id: {header: set-cookie, in_response: true}}`,
+			want: []string{"listeners[0].http.request_id.header: set-cookie has a meaning to the client: with in_response, the id would replace the endpoint's"},
+		},
+		{
 			name: "client header without client_from_headers",
 			http: `{forwarding: {trusted_peers: ["10.0.0.0/8"], client_header: X-Real-IP}}`,
 			want: []string{"listeners[0].http.forwarding.client_header: needs client_from_headers: true"},

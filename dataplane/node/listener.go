@@ -151,6 +151,7 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 	forwardingConfig(h.GetForwarding(), cfg)
 	if id := h.GetRequestId(); id != nil {
 		cfg.RequestID = cmp.Or(id.GetHeader(), DefaultRequestIDHeader)
+		cfg.RequestIDInResponse = id.GetInResponse()
 	}
 	if pages := h.GetErrorPages(); len(pages) > 0 {
 		cfg.ErrorPages = make(map[int]httpproxy.ErrorPage, len(pages))

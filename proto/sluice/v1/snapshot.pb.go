@@ -3861,7 +3861,16 @@ type RequestId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Header carries the id to the endpoint. Default X-Request-ID. Not a
 	// field the proxy owns, nor a forwarding header.
-	Header        string `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Header string `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// InResponse sends the client the id too, in the same header, as
+	// Envoy's always_set_request_id_in_response and nginx's
+	// `add_header X-Request-ID $request_id always` do: on the endpoint's
+	// responses (the endpoint's own field of that name is replaced, unless
+	// a rule's response_headers set or remove it) and on the proxy's own
+	// answers to a request given an id (502, 503, 504, a rule's deny,
+	// respond and redirect). The header may then not be one whose meaning
+	// the client reads (Content-Type, Set-Cookie, Location...).
+	InResponse    bool `protobuf:"varint,2,opt,name=in_response,json=inResponse,proto3" json:"in_response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3901,6 +3910,13 @@ func (x *RequestId) GetHeader() string {
 		return x.Header
 	}
 	return ""
+}
+
+func (x *RequestId) GetInResponse() bool {
+	if x != nil {
+		return x.InResponse
+	}
+	return false
 }
 
 // Forwarding is how a listener tells endpoints who the client is. A peer
@@ -4394,9 +4410,11 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
 	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\x123\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestId\",\n" +
+	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestId\"M\n" +
 	"\tRequestId\x12\x1f\n" +
-	"\x06header\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18@R\x06header\"\xdd\x01\n" +
+	"\x06header\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18@R\x06header\x12\x1f\n" +
+	"\vin_response\x18\x02 \x01(\bR\n" +
+	"inResponse\"\xdd\x01\n" +
 	"\n" +
 	"Forwarding\x129\n" +
 	"\x05style\x18\x01 \x01(\x0e2\x19.sluice.v1.ForwardedStyleB\b\xfaB\x05\x82\x01\x02\x10\x01R\x05style\x126\n" +

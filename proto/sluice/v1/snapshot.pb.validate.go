@@ -7085,6 +7085,8 @@ func (m *RequestId) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	// no validation rules for InResponse
+
 	if len(errors) > 0 {
 		return RequestIdMultiError(errors)
 	}
