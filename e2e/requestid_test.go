@@ -13,7 +13,8 @@ import (
 // TestRequestIDs: with request_id on, each request reaches the endpoint
 // with a new X-Request-ID of the node's (a client's own is replaced), and
 // the access log's line for it has the same request_id: a request can be
-// followed from the node's log into the endpoint's.
+// followed from the node's log into the endpoint's. With in_response, the
+// client gets the same id, on a rule's 403 too.
 func TestRequestIDs(t *testing.T) {
 	web := startWireBackend(t)
 	c := startCP(t, t.TempDir(), "")
@@ -30,7 +31,9 @@ listeners:
     protocol: HTTP
     default_cluster: web
     http:
-      request_id: {}
+      request_id: { in_response: true }
+    rules:
+      - { name: no-admin, match: { path: { prefix: [/admin] } }, deny: {} }
 `, web.addr, lst)))
 
 	client := &http.Client{Timeout: testTimeout}
@@ -54,6 +57,22 @@ listeners:
 			t.Fatalf("%s: the endpoint got X-Request-ID %s, want one new id", tc.path, body)
 		}
 		sent[id], ids[tc.path] = true, id
+		// The client gets the endpoint's id (the wire backend sends none
+		// of its own).
+		if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != id {
+			t.Errorf("%s: the client got X-Request-ID %q, the endpoint %s", tc.path, got, id)
+		}
+	}
+	// A request a rule denies gets an id too, which the log has.
+	resp, err := client.Get("http://" + lst + "/admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); resp.StatusCode != 403 || len(id) != 36 || sent[id] {
+		t.Errorf("/admin: %s with X-Request-ID %q, want 403 with a new id", resp.Status, id)
+	} else {
+		ids["/admin"] = id
 	}
 
 	flushLog(t, dp, client)
