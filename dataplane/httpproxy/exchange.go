@@ -62,6 +62,7 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	x.bodySent, x.bodyInWB, x.respStarted, x.early = false, false, false, false
 	x.newResponse()
 	x.chunk.reset()
+	cc.identify(cfg, req)
 
 	if limit := cfg.MaxRequestBodyBytes; limit > 0 && req.body == bodyLength && req.contentLength > limit {
 		// Refused before routing: no byte of it reaches an endpoint, and
@@ -165,6 +166,30 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 	}
 }
 
+// identify tells req, a request just parsed, what the Director and the
+// forwarded head need of its connection: TLS, the peer and whether it is
+// trusted, the client (Config.ClientFromHeaders) and the request's id,
+// which the meter gets too. A request refused before its pick (413) is
+// logged with its client and id all the same.
+func (cc *clientConn) identify(cfg *Config, req *Request) {
+	x := cc.x
+	req.tls, req.sni, req.ctx = cc.tls, cc.sni, cc.srv.ctx
+	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
+	req.setClient(netip.AddrPortFrom(cc.ip, cc.port), cfg)
+	if req.client != cc.ip {
+		x.mx.Client, x.mx.Peer = netip.AddrPortFrom(req.client, req.clientPort), netip.AddrPortFrom(cc.ip, cc.port)
+	}
+	if cfg.RequestID != "" {
+		req.setRequestID(cfg)
+		if x.mx.Logged {
+			// Copied, as meterStart copies the rest the log needs.
+			n := len(x.logBuf)
+			x.logBuf = append(x.logBuf, req.id...)
+			x.mx.RequestID = x.logBuf[n:]
+		}
+	}
+}
+
 // pick asks the Director for an endpoint and makes it the exchange's, or
 // returns errAnswered when the Director had the proxy answer itself
 // (Request.Respond). What an earlier Pick of the request asked for
@@ -173,22 +198,7 @@ func (cc *clientConn) pick(cfg *Config, req *Request) (*upstream.Endpoint, *stat
 	x := cc.x
 	var ep *upstream.Endpoint
 	err := ErrNoEndpoint
-	req.tls, req.sni, req.ctx = cc.tls, cc.sni, cc.srv.ctx
 	req.watch, req.clientGone = cc, false
-	req.fwd.on, req.fwd.style, req.fwd.trusted = true, cfg.Forwarded, cc.trustedPeer(cfg)
-	req.setClient(netip.AddrPortFrom(cc.ip, cc.port), cfg)
-	if req.client != cc.ip {
-		x.mx.Client, x.mx.Peer = netip.AddrPortFrom(req.client, req.clientPort), netip.AddrPortFrom(cc.ip, cc.port)
-	}
-	if cfg.RequestID != "" {
-		req.setRequestID(cfg)
-		if x.mx.Logged && x.mx.RequestID == nil {
-			// Copied, as meterStart copies the rest the log needs.
-			n := len(x.logBuf)
-			x.logBuf = append(x.logBuf, req.id...)
-			x.mx.RequestID = x.logBuf[n:]
-		}
-	}
 	req.resetDirectives() // a pick again starts afresh
 	if cfg.Director != nil {
 		ep, x.connTimeout, err = cfg.Director.Pick(req)

@@ -17,12 +17,12 @@ const maxRequestID = 128
 
 // setRequestID gives r its id, when cfg asks for ids: the first value of
 // the id field, when the peer is trusted (r.fwd is set) and the value is
-// one to keep; else a new UUID, which replaces what the client sent. A
-// request picked again keeps the id it was given. Parsing a request head
-// forgets the id of the one before.
+// one to keep; else a new UUID, which replaces what the client sent. It
+// runs once per request, before its first pick: a request picked again
+// keeps its id. Parsing a request head forgets the id of the one before.
 func (r *Request) setRequestID(cfg *Config) {
-	if cfg == nil || cfg.RequestID == "" || r.id != nil && r.idName == cfg.RequestID {
-		return // no ids (parsing left none), or the one a first pick gave
+	if cfg == nil || cfg.RequestID == "" {
+		return // no ids (parsing left none)
 	}
 	r.idName, r.id, r.idNew = cfg.RequestID, r.keptID(cfg.RequestID), false
 	if r.id == nil {

@@ -194,9 +194,8 @@ func (d *respIDDirector) Pick(r *Request) (*upstream.Endpoint, time.Duration, er
 // gets the id the endpoint got, in one field that replaces the endpoint's
 // own, unless a rule's response edits set it; and the proxy's own answers
 // to a request given an id (a rule's page, 429, redirect; 503, 502 and
-// an error page of its own) carry it too. An answer to a request refused
-// before it was given one (413) carries none, nor one of the request
-// before. Without it, the endpoint's fields pass as sent and the
+// an error page of its own; a 413 before the pick) carry it too, never
+// the id of the request before. Without it, the endpoint's fields pass as sent and the
 // own answers carry none.
 func TestRequestIDsInResponses(t *testing.T) {
 	a := mustAnswer(t)
@@ -294,11 +293,12 @@ func TestRequestIDsInResponses(t *testing.T) {
 					t.Errorf("request %d, %s %s: %s %q, want %q", i+1, rq.method, rq.path, name, r.header(name), value)
 				}
 			}
-			// A request refused before it is given an id (a body over the
-			// limit) gets none, nor the last request's.
+			// A request refused before its pick (a body over the limit)
+			// has an id of its own, not the last request's.
 			io.WriteString(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
-			if r := readResponse(t, br, "POST"); r.code != 413 || r.headers["x-request-id"] != nil {
-				t.Errorf("a body over the limit: %s %v, want 413 without X-Request-ID", r.status, r.headers)
+			r := readResponse(t, br, "POST")
+			if got := r.headers["x-request-id"]; r.code != 413 || tt.inResponse != (len(got) == 1) || len(got) > 1 || len(got) == 1 && seen[got[0]] {
+				t.Errorf("a body over the limit: %s with X-Request-ID %q; want 413 with a new id: %v", r.status, got, tt.inResponse)
 			}
 		})
 	}
