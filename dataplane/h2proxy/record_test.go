@@ -446,7 +446,8 @@ func (d idPathDirector) Pick(r *httpproxy.Request) (*upstream.Endpoint, time.Dur
 // TestRequestIDsInResponsesOverHTTP2: with RequestIDInResponse, an HTTP/2
 // client gets the id the endpoint got, in place of the endpoint's own,
 // unless a rule's response edits set the field; the proxy's own answers
-// (a rule's page, a 503, a gRPC call's status) carry the request's id.
+// (a rule's page, a 503, a gRPC call's status) carry the request's id,
+// and a request refused before it was given one (431) none.
 func TestRequestIDsInResponsesOverHTTP2(t *testing.T) {
 	got := make(chan string, 1)
 	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
@@ -462,7 +463,7 @@ func TestRequestIDsInResponsesOverHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _, _ := serveConfig(t, &httpproxy.Config{Director: idPathDirector{ep, deny, edits}, RequestID: "X-Request-ID", RequestIDInResponse: true}, true)
+	addr, _, _ := serveConfig(t, &httpproxy.Config{Director: idPathDirector{ep, deny, edits}, RequestID: "X-Request-ID", RequestIDInResponse: true, MaxHeaderBytes: 1024}, true)
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &p}
@@ -479,10 +480,14 @@ func TestRequestIDsInResponsesOverHTTP2(t *testing.T) {
 		{"/none", "", 503, ""},
 		{"/none", "application/grpc", 200, "14"},
 		{"/deny", "application/grpc", 200, "7"},
+		{"/big", "", 431, ""}, // refused before it has an id: none, not the last one's
 	} {
 		req, _ := http.NewRequest("POST", "http://"+addr+tc.path, strings.NewReader("x"))
 		if tc.contentType != "" {
 			req.Header.Set("Content-Type", tc.contentType)
+		}
+		if tc.path == "/big" {
+			req.Header.Set("X-Big", strings.Repeat("b", 2000))
 		}
 		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
 		if err != nil {
@@ -498,13 +503,15 @@ func TestRequestIDsInResponsesOverHTTP2(t *testing.T) {
 			want = "ruled"
 		case tc.path == "/":
 			want = <-got
+		case tc.path == "/big":
+			want = ""
 		case len(ids) == 1 && len(ids[0]) == 36 && !seen[ids[0]]:
 			want = ids[0] // a new id, made for the proxy's answer
 		default:
 			want = "a new id"
 		}
 		seen[want] = true
-		if resp.ProtoMajor != 2 || resp.StatusCode != tc.status || resp.Header.Get("Grpc-Status") != tc.grpcStatus || len(ids) != 1 || ids[0] != want {
+		if resp.ProtoMajor != 2 || resp.StatusCode != tc.status || resp.Header.Get("Grpc-Status") != tc.grpcStatus || strings.Join(ids, ",") != want {
 			t.Errorf("%s %s: HTTP/%d %d, grpc-status %q, X-Request-Id %q; want %d, grpc-status %q, X-Request-Id %q",
 				tc.path, tc.contentType, resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Grpc-Status"), ids, tc.status, tc.grpcStatus, want)
 		}
