@@ -393,7 +393,7 @@ func (r *Request) RetryAfter(d time.Duration) {
 // whole response or its head), with r's own fields (appendOwnFields) after
 // its status line.
 func (r *Request) appendPage(b, page []byte) []byte {
-	if r.retryAfter == 0 && len(r.idLine) == 0 {
+	if !r.addsOwnFields() {
 		return append(b, page...)
 	}
 	line := bytes.IndexByte(page, '\n') + 1 // the status line, which every page has
@@ -401,6 +401,10 @@ func (r *Request) appendPage(b, page []byte) []byte {
 	b = r.appendOwnFields(b)
 	return append(b, page[line:]...)
 }
+
+// addsOwnFields reports whether the proxy's own answer to r carries
+// fields besides the answer's (appendOwnFields).
+func (r *Request) addsOwnFields() bool { return r.retryAfter != 0 || len(r.idLine) > 0 }
 
 // appendOwnFields appends the field lines the proxy's own answer to r
 // carries besides the answer's: the Retry-After of RetryAfter, set only

@@ -378,13 +378,13 @@ func (r *Request) EditResponseHeader(h http.Header) {
 		}
 		addFieldLines(h, appendEdited(nil, r.respEdits))
 	}
-	if name, id := r.ResponseID(); name != "" && !(len(r.respEdits) > 0 && editsDrop(r.respEdits, name)) {
+	if line := r.relayedIDLine(); line != nil {
 		for k := range h {
-			if strings.EqualFold(k, name) {
+			if strings.EqualFold(k, r.idName) {
 				delete(h, k)
 			}
 		}
-		h.Add(name, string(id))
+		addFieldLines(h, line)
 	}
 	addFieldLines(h, r.addResp)
 }

@@ -305,7 +305,7 @@ func (cc *clientConn) answer(e *statusError) bool {
 	if page := x.cfg.errorPage(e.status); page != nil {
 		out := page.bytes(x.minor, keep, x.headReq)
 		x.mx.Status = ResponseStatus(out) // a page may redirect
-		if len(x.req.idLine) > 0 {
+		if x.req.addsOwnFields() {
 			x.wb = x.req.appendPage(x.wb[:0], out)
 			out = x.wb
 		}
@@ -341,7 +341,7 @@ func (cc *clientConn) respond(a *Answer) bool {
 	var out []byte
 	if a.page != nil {
 		out = a.page.bytes(x.minor, keep, x.headReq)
-		if x.req.retryAfter != 0 || len(x.req.idLine) > 0 {
+		if x.req.addsOwnFields() {
 			x.wb = x.req.appendPage(x.wb[:0], out)
 			out = x.wb
 		}

@@ -117,13 +117,23 @@ func (r *Request) appendIDField(b []byte) []byte {
 	return appendFieldLine(b, r.idName, r.id)
 }
 
-// responseID readies resp, the endpoint's final response, for r's id
-// (Config.RequestIDInResponse): it returns the id's field line, and marks
-// the endpoint's own fields of that name dropped. It returns nil when the
-// id goes in no response, or when the rule's response edits set or remove
-// the field: as on the request, they have the last word.
-func (r *Request) responseID(resp *response) []byte {
+// relayedIDLine is the id's field line that the endpoint's final response
+// gets in place of its own fields of that name (Config.RequestIDInResponse);
+// nil when the id goes in no response, or when the rule's response edits
+// set or remove the field: as on the request, they have the last word.
+func (r *Request) relayedIDLine() []byte {
 	if len(r.idLine) == 0 || len(r.respEdits) > 0 && editsDrop(r.respEdits, r.idName) {
+		return nil
+	}
+	return r.idLine
+}
+
+// responseID readies resp, the endpoint's final response, for r's id: it
+// returns relayedIDLine, and when that is not nil marks the endpoint's own
+// fields of that name dropped.
+func (r *Request) responseID(resp *response) []byte {
+	line := r.relayedIDLine()
+	if line == nil {
 		return nil
 	}
 	for i := 0; i < resp.nf; i++ {
@@ -131,7 +141,7 @@ func (r *Request) responseID(resp *response) []byte {
 			f.drop = true
 		}
 	}
-	return r.idLine
+	return line
 }
 
 // ResponseID returns the field the client gets r's id in and the id, when
