@@ -3856,7 +3856,11 @@ func (x *HttpOptions) GetRequestId() *RequestId {
 }
 
 // RequestId is how requests are given ids: `request_id: {}` sends
-// X-Request-ID.
+// X-Request-ID. A request from one of forwarding.trusted_peers that has
+// the header keeps the id it carries (a proxy in front gave it one, up to
+// 128 bytes of visible characters); every other request gets a new random
+// one (a UUID, version 4), and what the client sent in the header is
+// removed.
 type RequestId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Header carries the id to the endpoint. Default X-Request-ID. Not a
@@ -3867,9 +3871,10 @@ type RequestId struct {
 	// `add_header X-Request-ID $request_id always` do: on the endpoint's
 	// responses (the endpoint's own field of that name is replaced, unless
 	// a rule's response_headers set or remove it) and on the proxy's own
-	// answers to a request given an id (502, 503, 504, a rule's deny,
-	// respond and redirect). The header may then not be one whose meaning
-	// the client reads (Content-Type, Set-Cookie, Location...).
+	// answers to a request given an id (502, 503, 504, 408, 413, a rule's
+	// deny, respond and redirect, a gRPC call's status). The header may then
+	// not be one whose meaning the client reads (Content-Type, Set-Cookie,
+	// Location...).
 	InResponse    bool `protobuf:"varint,2,opt,name=in_response,json=inResponse,proto3" json:"in_response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
