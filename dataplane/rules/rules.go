@@ -230,9 +230,9 @@ func (s *Set) Name(i int) string { return s.rules[i].name }
 // decides. The header edits of every rule that holds, up to and including
 // the deciding one, are handed to in.Request in rule order. A rule with a
 // rate_limit counts the work its match holds for, by client (address or
-// header value), and holds only for a client over the rate. Eval does not keep in, and does
-// not allocate but for a rate_limit's table, which grows now and then as
-// new clients come.
+// header value), and holds only for a client over the rate. Eval does not
+// keep in, and does not allocate but for a rate_limit's table, which grows
+// now and then as new clients come.
 func (s *Set) Eval(in *Input) Verdict {
 	if s != nil {
 		for i := range s.rules {
