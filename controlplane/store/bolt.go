@@ -25,12 +25,13 @@ const FileName = "sluice.db"
 // the current version is always kept.
 const DefaultRetain = 1000
 
-// Layout of the file: three buckets keyed by the version as 8 big-endian bytes
-// (so a cursor walks versions in order), plus one meta bucket.
+// Layout of the file: buckets keyed by the version as 8 big-endian bytes (so
+// a cursor walks versions in order), plus one meta bucket.
 var (
 	bucketMeta      = []byte("meta")      // "current" -> version, "schema" -> 1
 	bucketInfo      = []byte("info")      // version -> VersionInfo (proto)
 	bucketSnapshots = []byte("snapshots") // version -> FleetConfig (deterministic proto)
+	bucketRefusals  = []byte("refusals")  // version + node id -> Refusal (proto)
 	keyCurrent      = []byte("current")
 	keySchema       = []byte("schema")
 )
@@ -93,7 +94,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		if err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketInfo, bucketSnapshots} {
+		for _, b := range [][]byte{bucketInfo, bucketSnapshots, bucketRefusals} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -181,6 +182,9 @@ func (s *Bolt) History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 			if err := proto.Unmarshal(raw, info); err != nil {
 				return fmt.Errorf("version %d: corrupt info: %w", decodeVersion(k), err)
 			}
+			if err := readRefusals(tx, k, info); err != nil {
+				return err
+			}
 			out = append(out, info)
 		}
 		return nil
@@ -189,6 +193,42 @@ func (s *Bolt) History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 		return nil, wrap(err)
 	}
 	return out, nil
+}
+
+// readRefusals adds to info the refusals of its version, whose key is key.
+func readRefusals(tx *bolt.Tx, key []byte, info *sluicev1.VersionInfo) error {
+	c := tx.Bucket(bucketRefusals).Cursor()
+	for k, raw := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, raw = c.Next() {
+		r := &sluicev1.Refusal{}
+		if err := proto.Unmarshal(raw, r); err != nil {
+			return fmt.Errorf("version %d: corrupt refusal of node %q: %w", decodeVersion(key), k[len(key):], err)
+		}
+		info.Refusals = append(info.Refusals, r)
+	}
+	sortRefusals(info.Refusals)
+	return nil
+}
+
+// Refused implements Store.
+func (s *Bolt) Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: marshal refusal: %w", err)
+	}
+	key := encodeVersion(v)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketInfo).Get(key) == nil {
+			return nil // not kept: nothing to list it with
+		}
+		return tx.Bucket(bucketRefusals).Put(append(key, r.GetNode()...), raw)
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	return nil
 }
 
 // Put implements Store.
@@ -261,9 +301,9 @@ func (s *Bolt) prune(tx *bolt.Tx, newest uint64) error {
 		return nil
 	}
 	cutoff := newest - uint64(s.retain) // versions <= cutoff go
-	for _, name := range [][]byte{bucketInfo, bucketSnapshots} {
+	for _, name := range [][]byte{bucketInfo, bucketSnapshots, bucketRefusals} {
 		c := tx.Bucket(name).Cursor()
-		for k, _ := c.First(); k != nil && decodeVersion(k) <= cutoff; k, _ = c.First() {
+		for k, _ := c.First(); k != nil && decodeVersion(k[:8]) <= cutoff; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}

@@ -32,13 +32,16 @@ const DefaultEtcdPrefix = "/sluice/"
 //	P current            the current version, in decimal ("42")
 //	P info/00000000000000000042       VersionInfo (deterministic proto)
 //	P payload/00000000000000000042    what the version holds (encodeConfig)
+//	P refusals/00000000000000000042/N Refusal of node N (deterministic proto)
 //
 // A version's info and payload are written in the transaction that makes it
-// current and never change; pruning deletes them.
+// current and never change; its refusals come as nodes refuse it. Pruning
+// deletes them all.
 const (
 	keyEtcdCurrent = "current"
 	dirEtcdInfo    = "info/"
 	dirEtcdPayload = "payload/"
+	dirEtcdRefused = "refusals/"
 )
 
 // EtcdOptions tune the etcd store.
@@ -302,14 +305,62 @@ func (s *Etcd) history(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 		return nil, err
 	}
 	out := make([]*sluicev1.VersionInfo, 0, len(resp.Kvs))
+	byVersion := make(map[uint64]*sluicev1.VersionInfo, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		info := &sluicev1.VersionInfo{}
 		if err := proto.Unmarshal(kv.Value, info); err != nil {
 			return nil, fmt.Errorf("%s: corrupt info: %w", kv.Key, err)
 		}
 		out = append(out, info)
+		byVersion[info.GetVersion()] = info
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	// The refusals of the versions listed, newest first, in one read.
+	newest, oldest := out[0].GetVersion(), out[len(out)-1].GetVersion()
+	refused, err := s.client.Get(ctx, s.versionKey(dirEtcdRefused, oldest),
+		clientv3.WithRange(s.versionKey(dirEtcdRefused, newest+1)), clientv3.WithRev(rev))
+	if err != nil {
+		return nil, err
+	}
+	dir := s.key(dirEtcdRefused)
+	for _, kv := range refused.Kvs {
+		digits, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), dir), "/")
+		v, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a version's refusal", kv.Key)
+		}
+		info := byVersion[v]
+		if info == nil {
+			continue
+		}
+		r := &sluicev1.Refusal{}
+		if err := proto.Unmarshal(kv.Value, r); err != nil {
+			return nil, fmt.Errorf("%s: corrupt refusal: %w", kv.Key, err)
+		}
+		info.Refusals = append(info.Refusals, r)
+	}
+	for _, info := range out {
+		sortRefusals(info.Refusals)
 	}
 	return out, nil
+}
+
+// Refused implements Store. The refusal is written only while its version's
+// info is there: a version pruned meanwhile leaves nothing behind.
+func (s *Etcd) Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: marshal refusal: %w", err)
+	}
+	info := s.versionKey(dirEtcdInfo, v)
+	return s.do(ctx, func(ctx context.Context) error {
+		_, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(info), ">", 0)).Then(
+			clientv3.OpPut(s.versionKey(dirEtcdRefused, v)+"/"+r.GetNode(), string(raw)),
+		).Commit()
+		return err
+	})
 }
 
 // Put implements Store. When etcd does not answer in time, whether the
@@ -426,6 +477,7 @@ func (s *Etcd) Prune(ctx context.Context) error {
 		_, err = s.client.Txn(ctx).Then(
 			clientv3.OpDelete(s.versionKey(dirEtcdInfo, 0), clientv3.WithRange(s.versionKey(dirEtcdInfo, oldest))),
 			clientv3.OpDelete(s.versionKey(dirEtcdPayload, 0), clientv3.WithRange(s.versionKey(dirEtcdPayload, oldest))),
+			clientv3.OpDelete(s.versionKey(dirEtcdRefused, 0), clientv3.WithRange(s.versionKey(dirEtcdRefused, oldest))),
 		).Commit()
 		return err
 	})

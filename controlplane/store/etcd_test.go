@@ -131,9 +131,15 @@ func TestEtcdPrune(t *testing.T) {
 		}
 		return resp.Count
 	}
+	// A refusal goes with its version.
+	for _, v := range []uint64{2, 5} {
+		if err := a.Refused(ctx, v, &sluicev1.Refusal{Node: "edge-1", Error: "bind"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	check("before pruning")
-	if n := keys(); n != 1+2*6 {
-		t.Errorf("%d keys before pruning, want 13", n)
+	if n := keys(); n != 1+2*6+2 {
+		t.Errorf("%d keys before pruning, want 15", n)
 	}
 	errs := make(chan error, 2)
 	go func() { errs <- a.Prune(ctx) }()
@@ -144,8 +150,8 @@ func TestEtcdPrune(t *testing.T) {
 		}
 	}
 	check("after pruning")
-	if n := keys(); n != 1+2*3 {
-		t.Errorf("%d keys after pruning, want 7 (current and 3 versions)", n)
+	if n := keys(); n != 1+2*3+1 {
+		t.Errorf("%d keys after pruning, want 8 (current, 3 versions and version 5's refusal)", n)
 	}
 }
 

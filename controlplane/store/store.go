@@ -21,6 +21,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -87,6 +89,17 @@ func (rec *Record) info(v uint64) *sluicev1.VersionInfo {
 	}
 }
 
+// sortRefusals orders a version's refusals as History returns them: the
+// earliest first, of equal times by node.
+func sortRefusals(rs []*sluicev1.Refusal) {
+	slices.SortFunc(rs, func(a, b *sluicev1.Refusal) int {
+		if c := a.GetAt().AsTime().Compare(b.GetAt().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GetNode(), b.GetNode())
+	})
+}
+
 // Store is a durable history of snapshot versions. All methods are safe for
 // concurrent use from any goroutine.
 type Store interface {
@@ -97,8 +110,14 @@ type Store interface {
 	// Get returns a stored version, or ErrNotFound.
 	Get(ctx context.Context, version uint64) (*Version, error)
 	// History returns the infos of kept versions, newest first, at most
-	// limit of them (0: all kept).
+	// limit of them (0: all kept), each with its refusals.
 	History(ctx context.Context, limit int) ([]*sluicev1.VersionInfo, error)
+	// Refused records that r.Node refused version v, replacing what it
+	// recorded of that node and version before; History then lists it
+	// with the version (VersionInfo.Refusals, all of them, earliest first).
+	// A version not kept records nothing, and pruning it deletes its
+	// refusals.
+	Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error
 	// Put stores rec as version current+1 and makes it current, provided
 	// base is the current version (or AnyBase); otherwise it returns
 	// ErrConflict and stores nothing. A configuration equal to the current one

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
@@ -65,6 +69,7 @@ var contract = []struct {
 	{"CompareAndSwapUnderContention", contractCompareAndSwapUnderContention},
 	{"Retention", contractRetention},
 	{"Watch", contractWatch},
+	{"Refusals", contractRefusals},
 }
 
 // runContract runs every contract test against impl.
@@ -387,10 +392,105 @@ func contractWatch(t *testing.T, impl impl) {
 	}
 }
 
+// contractRefusals: History lists each version with the nodes that refused
+// it, earliest first, one refusal per node (the latest); a refusal of a
+// version not kept, or not yet stored, is not recorded; refusals outlive a
+// reopen and go with their version when it is pruned.
+func contractRefusals(t *testing.T, impl impl) {
+	ctx := testContext(t)
+	place := impl.fresh(t)
+	s := impl.openAt(t, place, 3)
+	for i := range 3 {
+		mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
+	}
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	refuse := func(v uint64, node, why string, after time.Duration) {
+		t.Helper()
+		if err := s.Refused(ctx, v, &sluicev1.Refusal{Node: node, Error: why, At: timestamppb.New(t0.Add(after))}); err != nil {
+			t.Fatalf("Refused(%d, %s): %v", v, node, err)
+		}
+	}
+	refuse(2, "edge-b", "bind: address already in use", 2*time.Second)
+	refuse(2, "edge-a", "first", time.Second)
+	refuse(2, "edge-a", "again, after a restart", 3*time.Second)
+	refuse(1, "edge-c", "no such file", 0)
+	refuse(5, "edge-a", "before it was stored", 0)
+	want := map[uint64]string{3: "", 2: "edge-b: bind: address already in use; edge-a: again, after a restart", 1: "edge-c: no such file"}
+	check := func(when string, want map[uint64]string) {
+		t.Helper()
+		h, err := s.History(ctx, 0)
+		if err != nil {
+			t.Fatalf("%s: History: %v", when, err)
+		}
+		got := map[uint64]string{}
+		for _, info := range h {
+			var rs []string
+			for _, r := range info.GetRefusals() {
+				rs = append(rs, r.GetNode()+": "+r.GetError())
+			}
+			got[info.GetVersion()] = strings.Join(rs, "; ")
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: refusals by version = %v, want %v", when, got, want)
+		}
+	}
+	check("stored", want)
+	if h, err := s.History(ctx, 1); err != nil || len(h) != 1 || len(h[0].GetRefusals()) != 0 {
+		t.Errorf("History(limit 1) = %v, %v; want version 3, refused by none", h, err)
+	}
+	if h, _ := s.History(ctx, 2); len(h) != 2 || len(h[1].GetRefusals()) != 2 {
+		t.Errorf("History(limit 2) = %v; want version 2 with its two refusals", h)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = impl.openAt(t, place, 3)
+	defer s.Close()
+	check("after reopen", want)
+	// Version 1 falls out of the three kept: its refusal goes with it,
+	// and one of it now records nothing.
+	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 9))})
+	refuse(1, "edge-d", "too late", 4*time.Second)
+	check("after version 4", map[uint64]string{4: "", 3: "", 2: want[2]})
+	// A refusal of a version before it was stored (a node of a store
+	// numbered afresh) is no refusal of what it holds now.
+	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 10))})
+	check("after version 5", map[uint64]string{5: "", 4: "", 3: ""})
+}
+
 func versions(h []*sluicev1.VersionInfo) []uint64 {
 	var out []uint64
 	for _, i := range h {
 		out = append(out, i.GetVersion())
 	}
 	return out
+}
+
+// TestBoltPrunesRefusals: the file keeps no refusal of a pruned version
+// (History, which reads only the kept versions' refusals, cannot tell).
+func TestBoltPrunesRefusals(t *testing.T) {
+	ctx := testContext(t)
+	s := open(t, filepath.Join(t.TempDir(), "data"), BoltOptions{Retain: 2})
+	defer s.Close()
+	for i := range 2 {
+		mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", uint32(i+1)))})
+	}
+	for _, v := range []uint64{1, 2} {
+		if err := s.Refused(ctx, v, &sluicev1.Refusal{Node: "edge-1", Error: "bind"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 3))})
+	var kept []uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRefusals).ForEach(func(k, _ []byte) error {
+			kept = append(kept, decodeVersion(k[:8]))
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kept, []uint64{2}) {
+		t.Errorf("refusals kept of versions %v, want [2]", kept)
+	}
 }

@@ -955,7 +955,17 @@ type VersionInfo struct {
 	Comment string                 `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
 	Changes []string               `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
 	// Group is the node group whose snapshot or selector this version changed.
-	Group         string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// Refusals are nodes that refused (NACKed) this version, as History
+	// answers: the earliest first, at most 10 of them. Each node counts
+	// once, with its latest refusal of the version (a node that restarts
+	// is sent it again). A draining node's refusals are left out: they say
+	// nothing of the snapshot. They are stored beside the version and kept
+	// as long as it is, also when the node applies the version later.
+	Refusals []*Refusal `protobuf:"bytes,7,rep,name=refusals,proto3" json:"refusals,omitempty"`
+	// RefusedBy is how many nodes refused this version, of which Refusals
+	// lists the first.
+	RefusedBy     uint32 `protobuf:"varint,8,opt,name=refused_by,json=refusedBy,proto3" json:"refused_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1042,82 @@ func (x *VersionInfo) GetGroup() string {
 	return ""
 }
 
+func (x *VersionInfo) GetRefusals() []*Refusal {
+	if x != nil {
+		return x.Refusals
+	}
+	return nil
+}
+
+func (x *VersionInfo) GetRefusedBy() uint32 {
+	if x != nil {
+		return x.RefusedBy
+	}
+	return 0
+}
+
+// Refusal is one node's refusal (NACK) of a version.
+type Refusal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Error is the node's reason, as it gave it.
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refusal) Reset() {
+	*x = Refusal{}
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refusal) ProtoMessage() {}
+
+func (x *Refusal) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
+func (*Refusal) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Refusal) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Refusal) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Refusal) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 type HistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Limit caps how many versions are returned; 0 means all kept.
@@ -1044,7 +1130,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1142,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[10]
+	mi := &file_sluice_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1155,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -1096,7 +1182,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1194,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[11]
+	mi := &file_sluice_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1207,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -1146,7 +1232,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1244,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[12]
+	mi := &file_sluice_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1257,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 type ListNodesResponse struct {
@@ -1187,7 +1273,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1285,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[13]
+	mi := &file_sluice_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1298,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListNodesResponse) GetNodes() []*NodeStatus {
@@ -1272,7 +1358,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1370,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[14]
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1383,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -1431,7 +1517,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1529,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1542,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -1524,7 +1610,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1622,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1635,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -1584,7 +1670,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1682,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1695,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStatsRequest) GetNodeId() string {
@@ -1638,7 +1724,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1736,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1749,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatsResponse) GetNodes() []*NodeStats {
@@ -1704,7 +1790,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1802,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1815,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -1791,7 +1877,7 @@ type ShutdownSessionsRequest struct {
 
 func (x *ShutdownSessionsRequest) Reset() {
 	*x = ShutdownSessionsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1889,7 @@ func (x *ShutdownSessionsRequest) String() string {
 func (*ShutdownSessionsRequest) ProtoMessage() {}
 
 func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1902,7 @@ func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShutdownSessionsRequest) GetCluster() string {
@@ -1843,7 +1929,7 @@ type ShutdownSessionsResponse struct {
 
 func (x *ShutdownSessionsResponse) Reset() {
 	*x = ShutdownSessionsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1941,7 @@ func (x *ShutdownSessionsResponse) String() string {
 func (*ShutdownSessionsResponse) ProtoMessage() {}
 
 func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1954,7 @@ func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
@@ -1886,7 +1972,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1984,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1997,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 type ListGroupsResponse struct {
@@ -1929,7 +2015,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2027,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2040,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*GroupStatus {
@@ -1999,7 +2085,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2097,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2110,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GroupStatus) GetName() string {
@@ -2090,7 +2176,7 @@ type SetGroupRequest struct {
 
 func (x *SetGroupRequest) Reset() {
 	*x = SetGroupRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2188,7 @@ func (x *SetGroupRequest) String() string {
 func (*SetGroupRequest) ProtoMessage() {}
 
 func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2201,7 @@ func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetGroupRequest) GetName() string {
@@ -2165,7 +2251,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2263,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2276,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -2232,7 +2318,7 @@ type FleetConfig struct {
 
 func (x *FleetConfig) Reset() {
 	*x = FleetConfig{}
-	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2330,7 @@ func (x *FleetConfig) String() string {
 func (*FleetConfig) ProtoMessage() {}
 
 func (x *FleetConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2343,7 @@ func (x *FleetConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetConfig.ProtoReflect.Descriptor instead.
 func (*FleetConfig) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FleetConfig) GetGroups() []*Group {
@@ -2283,7 +2369,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2381,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2394,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Group) GetName() string {
@@ -2357,7 +2443,7 @@ type RolloutRequest struct {
 
 func (x *RolloutRequest) Reset() {
 	*x = RolloutRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2455,7 @@ func (x *RolloutRequest) String() string {
 func (*RolloutRequest) ProtoMessage() {}
 
 func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2468,7 @@ func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
 func (*RolloutRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{29}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RolloutRequest) GetGroup() string {
@@ -2424,7 +2510,7 @@ type RolloutStatus struct {
 
 func (x *RolloutStatus) Reset() {
 	*x = RolloutStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	mi := &file_sluice_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2522,7 @@ func (x *RolloutStatus) String() string {
 func (*RolloutStatus) ProtoMessage() {}
 
 func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	mi := &file_sluice_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2535,7 @@ func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatus.ProtoReflect.Descriptor instead.
 func (*RolloutStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{30}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RolloutStatus) GetGroup() string {
@@ -2582,14 +2668,21 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12+\n" +
-	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xbf\x01\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\x8e\x02\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12\x18\n" +
 	"\acomment\x18\x04 \x01(\tR\acomment\x12\x18\n" +
 	"\achanges\x18\x05 \x03(\tR\achanges\x12\x14\n" +
-	"\x05group\x18\x06 \x01(\tR\x05group\"l\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\x12.\n" +
+	"\brefusals\x18\a \x03(\v2\x12.sluice.v1.RefusalR\brefusals\x12\x1d\n" +
+	"\n" +
+	"refused_by\x18\b \x01(\rR\trefusedBy\"_\n" +
+	"\aRefusal\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"l\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x12D\n" +
 	"\x05group\x18\x02 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"_\n" +
@@ -2741,7 +2834,7 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(RolloutState)(0),                // 0: sluice.v1.RolloutState
 	(*ApplyRequest)(nil),             // 1: sluice.v1.ApplyRequest
@@ -2754,103 +2847,106 @@ var file_sluice_v1_config_proto_goTypes = []any{
 	(*GetRequest)(nil),               // 8: sluice.v1.GetRequest
 	(*GetResponse)(nil),              // 9: sluice.v1.GetResponse
 	(*VersionInfo)(nil),              // 10: sluice.v1.VersionInfo
-	(*HistoryRequest)(nil),           // 11: sluice.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 12: sluice.v1.HistoryResponse
-	(*ListNodesRequest)(nil),         // 13: sluice.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 14: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),               // 15: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),         // 16: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),        // 17: sluice.v1.ListConnsResponse
-	(*GetStatsRequest)(nil),          // 18: sluice.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),         // 19: sluice.v1.GetStatsResponse
-	(*NodeStats)(nil),                // 20: sluice.v1.NodeStats
-	(*ShutdownSessionsRequest)(nil),  // 21: sluice.v1.ShutdownSessionsRequest
-	(*ShutdownSessionsResponse)(nil), // 22: sluice.v1.ShutdownSessionsResponse
-	(*ListGroupsRequest)(nil),        // 23: sluice.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 24: sluice.v1.ListGroupsResponse
-	(*GroupStatus)(nil),              // 25: sluice.v1.GroupStatus
-	(*SetGroupRequest)(nil),          // 26: sluice.v1.SetGroupRequest
-	(*DeleteGroupRequest)(nil),       // 27: sluice.v1.DeleteGroupRequest
-	(*FleetConfig)(nil),              // 28: sluice.v1.FleetConfig
-	(*Group)(nil),                    // 29: sluice.v1.Group
-	(*RolloutRequest)(nil),           // 30: sluice.v1.RolloutRequest
-	(*RolloutStatus)(nil),            // 31: sluice.v1.RolloutStatus
-	nil,                              // 32: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 33: sluice.v1.Snapshot
-	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
-	(AdminState)(0),                  // 36: sluice.v1.AdminState
-	(CloseReason)(0),                 // 37: sluice.v1.CloseReason
-	(*ConnRecord)(nil),               // 38: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 39: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 40: sluice.v1.CommandResult
+	(*Refusal)(nil),                  // 11: sluice.v1.Refusal
+	(*HistoryRequest)(nil),           // 12: sluice.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 13: sluice.v1.HistoryResponse
+	(*ListNodesRequest)(nil),         // 14: sluice.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 15: sluice.v1.ListNodesResponse
+	(*NodeStatus)(nil),               // 16: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 17: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 18: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 19: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 20: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 21: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 22: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 23: sluice.v1.ShutdownSessionsResponse
+	(*ListGroupsRequest)(nil),        // 24: sluice.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 25: sluice.v1.ListGroupsResponse
+	(*GroupStatus)(nil),              // 26: sluice.v1.GroupStatus
+	(*SetGroupRequest)(nil),          // 27: sluice.v1.SetGroupRequest
+	(*DeleteGroupRequest)(nil),       // 28: sluice.v1.DeleteGroupRequest
+	(*FleetConfig)(nil),              // 29: sluice.v1.FleetConfig
+	(*Group)(nil),                    // 30: sluice.v1.Group
+	(*RolloutRequest)(nil),           // 31: sluice.v1.RolloutRequest
+	(*RolloutStatus)(nil),            // 32: sluice.v1.RolloutStatus
+	nil,                              // 33: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 34: sluice.v1.Snapshot
+	(*durationpb.Duration)(nil),      // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
+	(AdminState)(0),                  // 37: sluice.v1.AdminState
+	(CloseReason)(0),                 // 38: sluice.v1.CloseReason
+	(*ConnRecord)(nil),               // 39: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 40: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 41: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	33, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	34, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
 	2,  // 1: sluice.v1.ApplyRequest.canary:type_name -> sluice.v1.Canary
-	34, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
-	33, // 3: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
+	35, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
+	34, // 3: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
 	0,  // 4: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
-	35, // 5: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
-	34, // 6: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
-	36, // 7: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	36, // 5: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
+	35, // 6: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
+	37, // 7: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
 	7,  // 8: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
 	10, // 9: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	33, // 10: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	35, // 11: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	10, // 12: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	15, // 13: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	32, // 14: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	35, // 15: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	35, // 16: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	37, // 17: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	34, // 18: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	38, // 19: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	20, // 20: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	35, // 21: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	39, // 22: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	40, // 23: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	25, // 24: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
-	29, // 25: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
-	33, // 26: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
-	3,  // 27: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
-	3,  // 28: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
-	15, // 29: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
-	1,  // 30: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	4,  // 31: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	5,  // 32: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	8,  // 33: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	11, // 34: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	13, // 35: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	16, // 36: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	18, // 37: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	21, // 38: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	30, // 39: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
-	30, // 40: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
-	30, // 41: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
-	23, // 42: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
-	26, // 43: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
-	27, // 44: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
-	6,  // 45: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	6,  // 46: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	6,  // 47: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	9,  // 48: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	12, // 49: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	14, // 50: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	17, // 51: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	19, // 52: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	22, // 53: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	31, // 54: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
-	31, // 55: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
-	31, // 56: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
-	24, // 57: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
-	6,  // 58: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
-	6,  // 59: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
-	45, // [45:60] is the sub-list for method output_type
-	30, // [30:45] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	34, // 10: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	36, // 11: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	11, // 12: sluice.v1.VersionInfo.refusals:type_name -> sluice.v1.Refusal
+	36, // 13: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
+	10, // 14: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	16, // 15: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	33, // 16: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	36, // 17: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	36, // 18: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	38, // 19: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	35, // 20: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	39, // 21: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	21, // 22: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	36, // 23: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	40, // 24: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	41, // 25: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	26, // 26: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
+	30, // 27: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	34, // 28: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	3,  // 29: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
+	3,  // 30: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
+	16, // 31: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
+	1,  // 32: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	4,  // 33: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	5,  // 34: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	8,  // 35: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	12, // 36: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	14, // 37: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	17, // 38: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	19, // 39: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	22, // 40: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	31, // 41: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
+	31, // 42: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
+	31, // 43: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
+	24, // 44: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	27, // 45: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	28, // 46: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	6,  // 47: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	6,  // 48: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	6,  // 49: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	9,  // 50: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	13, // 51: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	15, // 52: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	18, // 53: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	20, // 54: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	23, // 55: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	32, // 56: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
+	32, // 57: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
+	32, // 58: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
+	25, // 59: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	6,  // 60: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	6,  // 61: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -2870,7 +2966,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

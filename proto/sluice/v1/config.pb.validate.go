@@ -1542,6 +1542,42 @@ func (m *VersionInfo) validate(all bool) error {
 
 	// no validation rules for Group
 
+	for idx, item := range m.GetRefusals() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, VersionInfoValidationError{
+						field:  fmt.Sprintf("Refusals[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, VersionInfoValidationError{
+						field:  fmt.Sprintf("Refusals[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return VersionInfoValidationError{
+					field:  fmt.Sprintf("Refusals[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for RefusedBy
+
 	if len(errors) > 0 {
 		return VersionInfoMultiError(errors)
 	}
@@ -1618,6 +1654,137 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = VersionInfoValidationError{}
+
+// Validate checks the field values on Refusal with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Refusal) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Refusal with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in RefusalMultiError, or nil if none found.
+func (m *Refusal) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Refusal) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Node
+
+	// no validation rules for Error
+
+	if all {
+		switch v := interface{}(m.GetAt()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RefusalValidationError{
+					field:  "At",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RefusalValidationError{
+					field:  "At",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetAt()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RefusalValidationError{
+				field:  "At",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if len(errors) > 0 {
+		return RefusalMultiError(errors)
+	}
+
+	return nil
+}
+
+// RefusalMultiError is an error wrapping multiple validation errors returned
+// by Refusal.ValidateAll() if the designated constraints aren't met.
+type RefusalMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RefusalMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RefusalMultiError) AllErrors() []error { return m }
+
+// RefusalValidationError is the validation error returned by Refusal.Validate
+// if the designated constraints aren't met.
+type RefusalValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RefusalValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RefusalValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RefusalValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RefusalValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RefusalValidationError) ErrorName() string { return "RefusalValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RefusalValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRefusal.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RefusalValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RefusalValidationError{}
 
 // Validate checks the field values on HistoryRequest with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
