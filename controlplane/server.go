@@ -286,7 +286,7 @@ func New(opts Options) (_ *Server, err error) {
 			return c.Received, c.Dropped
 		},
 	})
-	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery"))
+	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery")).KeepRefusals(s.store)
 	if s.etcd != nil {
 		s.discovery.HoldWhenBehind(discovery.LagWait, s.store)
 	}

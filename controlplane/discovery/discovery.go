@@ -94,6 +94,8 @@ type Server struct {
 
 	lagWait time.Duration // HoldWhenBehind's; 0: no hold
 	head    storeHead
+
+	refusals chan refusal // KeepRefusals'; nil: not kept
 }
 
 // storeHead is the store's current version as storeVersion last read it.
@@ -613,7 +615,9 @@ func (s *Server) awaitAnswer(ss grpc.ServerStream, sess *fleet.Session, nonce st
 			// Counted before the registry shows it, so that whoever sees
 			// the NACK there finds it counted.
 			s.obs.Answered(true, time.Since(sent))
-			sess.Nacked(version, detail)
+			if sess.Nacked(version, detail) {
+				s.refused(sess.ID(), version, detail)
+			}
 			s.log.Warn("node NACK", "node", sess.ID(), "version", version, "running", req.GetVersionInfo(), "error", detail)
 			// What it runs, if it says so; 0 (nothing we can base a delta
 			// on) if not.

@@ -394,3 +394,53 @@ func TestPublishSharesOneEncoding(t *testing.T) {
 		t.Error("two streams' messages do not share the snapshot bytes")
 	}
 }
+
+// refusalLog is a RefusalStore that hands the test each refusal.
+type refusalLog chan refusal
+
+func (l refusalLog) Refused(_ context.Context, v uint64, r *sluicev1.Refusal) error {
+	l <- refusal{v, r}
+	return nil
+}
+
+// TestRefusalsKept: a node's refusal reaches the store with the node, the
+// version and the reason; a draining node's does not, as it says nothing
+// of the snapshot.
+func TestRefusalsKept(t *testing.T) {
+	ctx := testContext(t)
+	kept := make(refusalLog, 8)
+	ts := startServer(t, func(s *Server) { s.KeepRefusals(kept) })
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	expect := func(version uint64, node, why string, after time.Time) {
+		t.Helper()
+		select {
+		case r := <-kept:
+			if r.version != version || r.r.GetNode() != node || r.r.GetError() != why || r.r.GetAt().AsTime().Before(after) {
+				t.Errorf("kept refusal of version %d: %v; want node %s, %q, at %v or later", r.version, r.r, node, why, after)
+			}
+		case <-ctx.Done():
+			t.Fatalf("the refusal of version %d by %s was not kept", version, node)
+		}
+	}
+
+	n1 := connect(ctx, t, ts.conn, "n1", "")
+	before := time.Now().Truncate(time.Microsecond)
+	n1.nack(n1.next(ctx), "", "listen tcp 127.0.0.1:80: bind: address already in use")
+	expect(1, "n1", "listen tcp 127.0.0.1:80: bind: address already in use", before)
+
+	n2 := connect(ctx, t, ts.conn, "n2", "")
+	r := n2.next(ctx)
+	if !ts.fleet.Draining("n2", "") {
+		t.Fatal("draining not recorded")
+	}
+	n2.nack(r, "", "node is shutting down")
+	waitNode(ctx, t, ts.fleet, "n2", "NACK of 1", func(st *sluicev1.NodeStatus) bool { return st.NackedVersion == 1 })
+	ts.disc.Publish(2, testSnapshot(1, 1, 2))
+	n1.nack(n1.next(ctx), "", "no such certificate")
+	expect(2, "n1", "no such certificate", before)
+	select {
+	case r := <-kept:
+		t.Errorf("kept %v of version %d; a draining node's refusal should not be", r.r, r.version)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

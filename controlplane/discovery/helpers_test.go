@@ -37,7 +37,8 @@ type testServer struct {
 	addr  string
 }
 
-func startServer(t testing.TB) *testServer {
+// startServer starts a server, after setup (KeepRefusals, say).
+func startServer(t testing.TB, setup ...func(*Server)) *testServer {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,6 +50,9 @@ func startServer(t testing.TB) *testServer {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	disc := New(reg, nil, log)
+	for _, fn := range setup {
+		fn(disc)
+	}
 	gs := grpc.NewServer(ServerOption())
 	sluicev1.RegisterDiscoveryServiceServer(gs, disc)
 	go gs.Serve(lis)

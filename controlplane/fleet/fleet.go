@@ -310,14 +310,19 @@ func (s *Session) Placed(group, problem string) {
 	})
 }
 
-// Nacked records that the node refused version v, saying why.
-func (s *Session) Nacked(v uint64, detail string) {
+// Nacked records that the node refused version v, saying why. It reports
+// whether the refusal speaks of the snapshot: not when the node was
+// draining (it refuses whatever it is sent then), nor when a newer session
+// replaced this one.
+func (s *Session) Nacked(v uint64, detail string) (ofSnapshot bool) {
 	s.update(func(e *entry) {
 		e.nacked = v
 		e.nackError = detail
 		e.nackGroup = e.group
 		e.nackDraining = e.draining
+		ofSnapshot = !e.draining
 	})
+	return ofSnapshot
 }
 
 // Disconnect records that the session's stream ended. It does nothing when a
