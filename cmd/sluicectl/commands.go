@@ -804,10 +804,13 @@ func (c *cli) storeUnreachable(cmd, why string) int {
 func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("history", "history [--group NAME] [--limit N] [-o table|json]", `
 List stored versions, newest first: version (the newest marked with *),
-when it was stored, by whom, the node group it changed, what it changed and
-the comment given. --group lists only the versions that changed that group,
-and marks the one its nodes are sent instead: during a staged rollout, the
-one that group's nodes outside the canary run.`)
+when it was stored, by whom, the node group it changed, the nodes that
+refused it (NACK), what it changed and the comment given. --group lists
+only the versions that changed that group, and marks the one its nodes are
+sent instead: during a staged rollout, the one that group's nodes outside
+the canary run. A version's refusals are kept with it, also after the node
+applied it (a restarted node is sent it again); -o json gives each node's
+reason and when (the first 10), and how many nodes refused it.`)
 	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
 	group := fs.String("group", "", "list only the versions that changed node `GROUP`")
 	o := outputFlag(fs, "table", "json")
@@ -827,7 +830,7 @@ one that group's nodes outside the canary run.`)
 		return c.printJSON(resp)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tCREATED\tAUTHOR\tGROUP\tCHANGES\tCOMMENT")
+	fmt.Fprintln(tw, "VERSION\tCREATED\tAUTHOR\tGROUP\tREFUSED-BY\tCHANGES\tCOMMENT")
 	for _, v := range resp.GetVersions() {
 		ver := fmt.Sprint(v.GetVersion())
 		if v.GetVersion() == resp.GetCurrent() {
@@ -837,11 +840,30 @@ one that group's nodes outside the canary run.`)
 		if changes == "" {
 			changes = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
-			orDash(v.GetAuthor()), orDash(v.GetGroup()), oneLine(changes), oneLine(orDash(v.GetComment())))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
+			orDash(v.GetAuthor()), orDash(v.GetGroup()), refusedText(v), oneLine(changes), oneLine(orDash(v.GetComment())))
 	}
 	tw.Flush()
 	return 0
+}
+
+// refusedText names the nodes that refused a version in history's table:
+// the first three, and how many more.
+func refusedText(v *sluicev1.VersionInfo) string {
+	const named = 3
+	rs := v.GetRefusals()
+	if len(rs) == 0 {
+		return "-"
+	}
+	names := make([]string, 0, named)
+	for _, r := range rs[:min(len(rs), named)] {
+		names = append(names, r.GetNode())
+	}
+	text := strings.Join(names, ",")
+	if more := int(v.GetRefusedBy()) - len(names); more > 0 {
+		text += fmt.Sprintf(" +%d", more)
+	}
+	return text
 }
 
 func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

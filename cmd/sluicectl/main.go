@@ -90,7 +90,7 @@ var commands = []command{
 	{name: "disable", summary: "take one endpoint out of service", run: cmdDisable},
 	{name: "enable", summary: "put a drained or disabled endpoint back in service", run: cmdEnable},
 	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
-	{name: "history", summary: "list stored versions, newest first", run: cmdHistory},
+	{name: "history", summary: "list stored versions, newest first, with the nodes that refused each", run: cmdHistory},
 	{name: "rollback", summary: "make a stored version current again, as a new version", run: cmdRollback},
 	{name: "nodes", summary: "list dataplane nodes: group, state, applied version, last NACK", run: cmdNodes},
 	{name: "rollout", summary: "follow and steer a staged rollout: rollout status|resume|abort", run: cmdRollout},

@@ -752,7 +752,7 @@ func TestGet(t *testing.T) {
 	if code != 0 || len(lines) != 3 {
 		t.Fatalf("history: status %d, output:\n%s", code, stdout)
 	}
-	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "VERSION CREATED AUTHOR GROUP CHANGES COMMENT" {
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "VERSION CREATED AUTHOR GROUP REFUSED-BY CHANGES COMMENT" {
 		t.Errorf("history header = %q", lines[0])
 	}
 	if !strings.HasPrefix(lines[1], "2* ") || !strings.Contains(lines[1], "~ cluster web: endpoint web2 weight 1 -> 3; +endpoint web3") {

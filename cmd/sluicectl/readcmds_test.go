@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,40 @@ func TestUsageExitStatuses(t *testing.T) {
 	for _, w := range []string{"2 usage error; with --wait, 2 a node refused the version", "3 --wait-timeout passed"} {
 		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), w) {
 			t.Errorf("usage lacks %q:\n%s", w, stdout)
+		}
+	}
+}
+
+// TestHistoryNamesRefusingNodes: history's REFUSED-BY names the first three
+// nodes that refused a version and counts the rest; -o json gives each
+// listed node's reason and the count.
+func TestHistoryNamesRefusingNodes(t *testing.T) {
+	refusal := func(node string) *sluicev1.Refusal {
+		return &sluicev1.Refusal{Node: node, Error: "listener public: bind: address already in use"}
+	}
+	f := &fakeCP{versions: []*sluicev1.GetResponse{
+		{Info: &sluicev1.VersionInfo{Version: 1, Group: "default", Changes: []string{"+ cluster web"}}},
+		{Info: &sluicev1.VersionInfo{Version: 2, Group: "default", Changes: []string{"~ listener public"}, RefusedBy: 5,
+			Refusals: []*sluicev1.Refusal{refusal("edge-4"), refusal("edge-1"), refusal("edge-2"), refusal("edge-3"), refusal("edge-5")}}},
+		{Info: &sluicev1.VersionInfo{Version: 3, Group: "default", Changes: []string{"~ listener public"}, RefusedBy: 1,
+			Refusals: []*sluicev1.Refusal{refusal("edge-3")}}},
+	}}
+	addr := startCP(t, f)
+	code, stdout, stderr := sluicectl(t, addr, "history")
+	rows := tableRows(stdout)
+	want := [][]string{
+		{"VERSION", "CREATED", "AUTHOR", "GROUP", "REFUSED-BY", "CHANGES", "COMMENT"},
+		{"3*", "-", "-", "default", "edge-3", "~ listener public", "-"},
+		{"2", "-", "-", "default", "edge-4,edge-1,edge-2 +2", "~ listener public", "-"},
+		{"1", "-", "-", "default", "-", "+ cluster web", "-"},
+	}
+	if code != 0 || !reflect.DeepEqual(rows, want) {
+		t.Errorf("history: exit %d (stderr %q)\n got %q\nwant %q", code, stderr, rows, want)
+	}
+	code, stdout, _ = sluicectl(t, addr, "history", "-o", "json")
+	for _, w := range []string{`"refused_by": 5`, `"node": "edge-5"`, `"error": "listener public: bind: address already in use"`} {
+		if code != 0 || !strings.Contains(stdout, w) {
+			t.Errorf("history -o json: exit %d, lacks %s:\n%s", code, w, stdout)
 		}
 	}
 }

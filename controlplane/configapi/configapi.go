@@ -1070,9 +1070,18 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		}
 		resp.Current = g.GetVersion()
 	}
+	for _, info := range h {
+		info.RefusedBy = uint32(len(info.Refusals))
+		info.Refusals = info.Refusals[:min(len(info.Refusals), maxRefusalsListed)]
+	}
 	resp.Versions = h
 	return resp, nil
 }
+
+// maxRefusalsListed is how many refusals of one version History lists: a
+// version a whole fleet refused would otherwise fill the answer with the
+// same reason.
+const maxRefusalsListed = 10
 
 // ListGroups implements sluicev1.ConfigServiceServer. While the store
 // cannot be reached, the groups are those of the version this control

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/controlplane/groups"
@@ -981,5 +982,37 @@ func TestStoreAwayAnswersWithWhatNodesAreSent(t *testing.T) {
 	wantCode(t, "records of a cluster that is nowhere, with the store away", err, codes.NotFound, `cluster "wbe" is in no group's snapshot, did you mean "web"?`)
 	if got, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Cluster: "web", Endpoint: "web2"}); err != nil || len(got.GetRecords()) != 0 {
 		t.Errorf("records of web/web2 with the store away: %v, %v; want none and no error", got, err)
+	}
+}
+
+// TestHistoryListsRefusals: History gives each version the nodes that
+// refused it, the earliest ten when more did, and how many did.
+func TestHistoryListsRefusals(t *testing.T) {
+	ctx := testContext(t)
+	s, st := newServer(t)
+	s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)})
+	s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 2)})
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for i := range 12 {
+		r := &sluicev1.Refusal{Node: fmt.Sprintf("edge-%02d", 12-i), Error: "bind: address already in use", At: timestamppb.New(t0.Add(time.Duration(i) * time.Second))}
+		if err := st.Refused(ctx, 2, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.History(ctx, &sluicev1.HistoryRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, v1 := h.GetVersions()[0], h.GetVersions()[1]
+	var nodes []string
+	for _, r := range v2.GetRefusals() {
+		nodes = append(nodes, r.GetNode())
+	}
+	want := []string{"edge-12", "edge-11", "edge-10", "edge-09", "edge-08", "edge-07", "edge-06", "edge-05", "edge-04", "edge-03"}
+	if v2.GetRefusedBy() != 12 || !slices.Equal(nodes, want) {
+		t.Errorf("version 2 refused by %d: %v; want 12, listing %v", v2.GetRefusedBy(), nodes, want)
+	}
+	if v1.GetRefusedBy() != 0 || len(v1.GetRefusals()) != 0 {
+		t.Errorf("version 1 refused by %d: %v; want none", v1.GetRefusedBy(), v1.GetRefusals())
 	}
 }
