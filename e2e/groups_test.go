@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,22 @@ func tableRows(out string) [][]string {
 		rows = append(rows, cells)
 	}
 	return rows
+}
+
+// tableHas reports whether sluicectl's table out has a row whose first cell
+// is key and whose cell in the column headed column is want.
+func tableHas(out, key, column, want string) bool {
+	rows := tableRows(out)
+	if len(rows) == 0 {
+		return false
+	}
+	col := slices.Index(rows[0], column)
+	for _, r := range rows[1:] {
+		if col >= 0 && len(r) == len(rows[0]) && r[0] == key {
+			return r[col] == want
+		}
+	}
+	return false
 }
 
 func compareRows(t *testing.T, what string, got, want [][]string) {

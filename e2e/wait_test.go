@@ -137,6 +137,13 @@ listeners:
 	}
 	waitVersion(t, dpB, 4)
 
+	// History keeps who refused version 3, for whoever looks for a
+	// version to go back to later.
+	waitFor(t, "history to name the nodes that refused version 3", func() bool {
+		out, _, _ := ctl(t, c.addr, "history")
+		return tableHas(out, "3", "REFUSED-BY", "node-a,node-b") && tableHas(out, "4*", "REFUSED-BY", "-")
+	})
+
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
 	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {
 		t.Errorf("--wait --dry-run: exit %d, stderr %q; want a usage error", code, stderr)
