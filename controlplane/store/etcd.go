@@ -317,7 +317,7 @@ func (s *Etcd) history(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 	if len(out) == 0 {
 		return out, nil
 	}
-	// The refusals of the versions listed, newest first, in one read.
+	// The refusals of every version listed, in one read of their range.
 	newest, oldest := out[0].GetVersion(), out[len(out)-1].GetVersion()
 	refused, err := s.client.Get(ctx, s.versionKey(dirEtcdRefused, oldest),
 		clientv3.WithRange(s.versionKey(dirEtcdRefused, newest+1)), clientv3.WithRev(rev))
@@ -348,7 +348,7 @@ func (s *Etcd) history(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 }
 
 // Refused implements Store. The refusal is written only while its version's
-// info is there: a version pruned meanwhile leaves nothing behind.
+// info is there: a version not stored yet, or pruned meanwhile, gets none.
 func (s *Etcd) Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error {
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 	if err != nil {
