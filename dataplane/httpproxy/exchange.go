@@ -305,11 +305,7 @@ func (cc *clientConn) answer(e *statusError) bool {
 	if page := x.cfg.errorPage(e.status); page != nil {
 		out := page.bytes(x.minor, keep, x.headReq)
 		x.mx.Status = ResponseStatus(out) // a page may redirect
-		if x.req.addsOwnFields() {
-			x.wb = x.req.appendPage(x.wb[:0], out)
-			out = x.wb
-		}
-		err = cc.write(out)
+		err = cc.write(x.withOwnFields(out))
 	} else {
 		x.wb = appendStatusResponse(x.wb[:0], e, x.req.idLine, x.minor, keep, x.headReq)
 		err = cc.write(x.wb)
@@ -326,6 +322,17 @@ func (cc *clientConn) answer(e *statusError) bool {
 	return keep
 }
 
+// withOwnFields returns page, a fixed answer to the exchange's request,
+// with the request's own fields (Request.appendPage), in x.wb when it has
+// any.
+func (x *exchange) withOwnFields(page []byte) []byte {
+	if !x.req.addsOwnFields() {
+		return page
+	}
+	x.wb = x.req.appendPage(x.wb[:0], page)
+	return x.wb
+}
+
 // errAnswered is pick's "the Director answered the request: see
 // Request.Respond".
 var errAnswered = &statusError{0, "answered by the director", 0}
@@ -340,11 +347,7 @@ func (cc *clientConn) respond(a *Answer) bool {
 	}
 	var out []byte
 	if a.page != nil {
-		out = a.page.bytes(x.minor, keep, x.headReq)
-		if x.req.addsOwnFields() {
-			x.wb = x.req.appendPage(x.wb[:0], out)
-			out = x.wb
-		}
+		out = x.withOwnFields(a.page.bytes(x.minor, keep, x.headReq))
 	} else {
 		var local netip.AddrPort // only a request without Host needs it
 		if len(x.req.Host()) == 0 {
