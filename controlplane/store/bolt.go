@@ -347,6 +347,9 @@ func readVersion(tx *bolt.Tx, version uint64) (*Version, error) {
 		return nil, fmt.Errorf("version %d: corrupt configuration: %w", version, err)
 	}
 	v.Config = cfg
+	if err := readRefusals(tx, key, v.Info); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 

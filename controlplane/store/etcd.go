@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -252,11 +253,12 @@ func (s *Etcd) Get(ctx context.Context, version uint64) (v *Version, err error) 
 	return v, err
 }
 
-// read reads version v's info and payload in one request.
+// read reads version v's info, payload and refusals in one request.
 func (s *Etcd) read(ctx context.Context, v uint64) (*Version, error) {
 	resp, err := s.client.Txn(ctx).Then(
 		clientv3.OpGet(s.versionKey(dirEtcdInfo, v)),
 		clientv3.OpGet(s.versionKey(dirEtcdPayload, v)),
+		clientv3.OpGet(s.versionKey(dirEtcdRefused, v)+"/", clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return nil, err
@@ -272,7 +274,24 @@ func (s *Etcd) read(ctx context.Context, v uint64) (*Version, error) {
 	if err := decodePayload(payload[0].Value, out); err != nil {
 		return nil, fmt.Errorf("version %d: corrupt payload: %w", v, err)
 	}
+	for _, kv := range resp.Responses[2].GetResponseRange().GetKvs() {
+		r, err := decodeRefusal(kv)
+		if err != nil {
+			return nil, err
+		}
+		out.Info.Refusals = append(out.Info.Refusals, r)
+	}
+	sortRefusals(out.Info.Refusals)
 	return out, nil
+}
+
+// decodeRefusal decodes the value of a key under dirEtcdRefused.
+func decodeRefusal(kv *mvccpb.KeyValue) (*sluicev1.Refusal, error) {
+	r := &sluicev1.Refusal{}
+	if err := proto.Unmarshal(kv.Value, r); err != nil {
+		return nil, fmt.Errorf("%s: corrupt refusal: %w", kv.Key, err)
+	}
+	return r, nil
 }
 
 // History implements Store.
@@ -335,9 +354,9 @@ func (s *Etcd) history(ctx context.Context, limit int) ([]*sluicev1.VersionInfo,
 		if info == nil {
 			continue
 		}
-		r := &sluicev1.Refusal{}
-		if err := proto.Unmarshal(kv.Value, r); err != nil {
-			return nil, fmt.Errorf("%s: corrupt refusal: %w", kv.Key, err)
+		r, err := decodeRefusal(kv)
+		if err != nil {
+			return nil, err
 		}
 		info.Refusals = append(info.Refusals, r)
 	}

@@ -107,7 +107,8 @@ type Store interface {
 	// version 0 with the Initial configuration and no error: version 0 is
 	// "nothing configured yet", which nodes never receive.
 	Current(ctx context.Context) (*Version, error)
-	// Get returns a stored version, or ErrNotFound.
+	// Get returns a stored version, or ErrNotFound. Current's and Get's
+	// Version.Info lists the version's refusals, as History does.
 	Get(ctx context.Context, version uint64) (*Version, error)
 	// History returns the infos of kept versions, newest first, at most
 	// limit of them (0: all kept), each with its refusals.

@@ -435,8 +435,28 @@ func contractRefusals(t *testing.T, impl impl) {
 		}
 	}
 	check("stored", want)
-	if h, err := s.History(ctx, 1); err != nil || len(h) != 1 || len(h[0].GetRefusals()) != 0 {
-		t.Errorf("History(limit 1) = %v, %v; want version 3, refused by none", h, err)
+	// Get and Current list them too.
+	for v, want := range want {
+		got, err := s.Get(ctx, v)
+		if err != nil {
+			t.Fatalf("Get(%d): %v", v, err)
+		}
+		var rs []string
+		for _, r := range got.Info.GetRefusals() {
+			rs = append(rs, r.GetNode()+": "+r.GetError())
+		}
+		if strings.Join(rs, "; ") != want {
+			t.Errorf("Get(%d) refusals: %q, want %q", v, rs, want)
+		}
+	}
+	refuse(3, "edge-a", "current", 0)
+	if cur, err := s.Current(ctx); err != nil || len(cur.Info.GetRefusals()) != 1 || cur.Info.GetRefusals()[0].GetError() != "current" {
+		t.Errorf("Current: %v, %v; want version 3 refused by edge-a", cur, err)
+	}
+	want[3] = "edge-a: current"
+	check("version 3 refused", want)
+	if h, err := s.History(ctx, 1); err != nil || len(h) != 1 || len(h[0].GetRefusals()) != 1 {
+		t.Errorf("History(limit 1) = %v, %v; want version 3, refused by one", h, err)
 	}
 	if h, _ := s.History(ctx, 2); len(h) != 2 || len(h[1].GetRefusals()) != 2 {
 		t.Errorf("History(limit 2) = %v; want version 2 with its two refusals", h)
@@ -451,11 +471,11 @@ func contractRefusals(t *testing.T, impl impl) {
 	// and one of it now records nothing.
 	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 9))})
 	refuse(1, "edge-d", "too late", 4*time.Second)
-	check("after version 4", map[uint64]string{4: "", 3: "", 2: want[2]})
+	check("after version 4", map[uint64]string{4: "", 3: want[3], 2: want[2]})
 	// A refusal of a version before it was stored (a node of a store
 	// numbered afresh) is no refusal of what it holds now.
 	mustPut(t, ctx, s, AnyBase, Record{Config: inDefault(snap("web", 10))})
-	check("after version 5", map[uint64]string{5: "", 4: "", 3: ""})
+	check("after version 5", map[uint64]string{5: "", 4: "", 3: want[3]})
 }
 
 func versions(h []*sluicev1.VersionInfo) []uint64 {
