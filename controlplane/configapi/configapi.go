@@ -243,7 +243,7 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 			comment += " of group " + group
 		}
 	}
-	return s.put(ctx, write{
+	resp, err := s.put(ctx, write{
 		op:        "rollback",
 		done:      "rolled back",
 		group:     group,
@@ -255,6 +255,39 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 			return og.GetSnapshot(), nil
 		},
 	})
+	// The refusals of version N are of the snapshot it wrote, by that
+	// group's nodes: another group's nodes were never sent N.
+	if err == nil && group == groupOrDefault(old.Info.GetGroup()) {
+		if w := refusedWarning(old.Info); w != "" {
+			resp.Warnings = append(resp.Warnings, w)
+		}
+	}
+	return resp, err
+}
+
+// refusedWarning is the warning of a rollback to the version info
+// describes, when nodes refused it: which (the first three by name, and
+// how many in all) and why (the latest refusal's reason). "" when none did.
+func refusedWarning(info *sluicev1.VersionInfo) string {
+	rs := info.GetRefusals()
+	if len(rs) == 0 {
+		return ""
+	}
+	latest := rs[len(rs)-1]
+	if len(rs) == 1 {
+		return fmt.Sprintf("version %d was refused by %s: %s; it may refuse this rollback too",
+			info.GetVersion(), latest.GetNode(), latest.GetError())
+	}
+	names := make([]string, 0, 3)
+	for _, r := range rs[:min(len(rs), 3)] {
+		names = append(names, r.GetNode())
+	}
+	who := strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	if len(rs) > 3 {
+		who = strings.Join(names, ", ") + fmt.Sprintf(" and %d more", len(rs)-3)
+	}
+	return fmt.Sprintf("version %d was refused by %d nodes, %s (the latest, %s: %s); they may refuse this rollback too",
+		info.GetVersion(), len(rs), who, latest.GetNode(), latest.GetError())
 }
 
 // notKept is the NOT_FOUND for a version Get does not have, saying which
@@ -1025,6 +1058,7 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 			}
 		}
 	}
+	listRefusals(info)
 	snap := g.GetSnapshot()
 	if !req.GetShowSecrets() {
 		snap = snapshot.RedactSecrets(snap)
@@ -1071,17 +1105,23 @@ func (s *Server) History(ctx context.Context, req *sluicev1.HistoryRequest) (*sl
 		resp.Current = g.GetVersion()
 	}
 	for _, info := range h {
-		info.RefusedBy = uint32(len(info.Refusals))
-		info.Refusals = info.Refusals[:min(len(info.Refusals), maxRefusalsListed)]
+		listRefusals(info)
 	}
 	resp.Versions = h
 	return resp, nil
 }
 
-// maxRefusalsListed is how many refusals of one version History lists: a
-// version a whole fleet refused would otherwise fill the answer with the
-// same reason.
+// maxRefusalsListed is how many refusals of one version History and Get
+// list: a version a whole fleet refused would otherwise fill the answer
+// with the same reason.
 const maxRefusalsListed = 10
+
+// listRefusals readies info, read from the store, to be answered: it keeps
+// the earliest maxRefusalsListed refusals, and RefusedBy counts them all.
+func listRefusals(info *sluicev1.VersionInfo) {
+	info.RefusedBy = uint32(len(info.Refusals))
+	info.Refusals = info.Refusals[:min(len(info.Refusals), maxRefusalsListed)]
+}
 
 // ListGroups implements sluicev1.ConfigServiceServer. While the store
 // cannot be reached, the groups are those of the version this control

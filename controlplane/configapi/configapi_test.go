@@ -1015,4 +1015,85 @@ func TestHistoryListsRefusals(t *testing.T) {
 	if v1.GetRefusedBy() != 0 || len(v1.GetRefusals()) != 0 {
 		t.Errorf("version 1 refused by %d: %v; want none", v1.GetRefusedBy(), v1.GetRefusals())
 	}
+	// Get heads the snapshot with the same info, asked by number or as
+	// the current one.
+	for _, req := range []*sluicev1.GetRequest{{Version: 2}, {}} {
+		g, err := s.Get(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := g.GetInfo(); info.GetRefusedBy() != 12 || len(info.GetRefusals()) != maxRefusalsListed || info.GetRefusals()[0].GetNode() != "edge-12" {
+			t.Errorf("Get(%v): version %d refused by %d, listing %d from %s; want 12, listing the earliest 10",
+				req, info.GetVersion(), info.GetRefusedBy(), len(info.GetRefusals()), info.GetRefusals()[0].GetNode())
+		}
+	}
+}
+
+// TestRollbackWarnsOfRefusals: a rollback to a version nodes refused
+// warns, naming them and the latest reason, and still happens; one to a
+// version nobody refused, or to another group's snapshot as of a refused
+// version (that group's nodes were never sent it), does not warn.
+func TestRollbackWarnsOfRefusals(t *testing.T) {
+	ctx := testContext(t)
+	s, st := newServer(t)
+	for w := range 3 {
+		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Version 4 writes group edge.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	refuse := func(v uint64, node, why string, after time.Duration) {
+		t.Helper()
+		if err := st.Refused(ctx, v, &sluicev1.Refusal{Node: node, Error: why, At: timestamppb.New(t0.Add(after))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refuse(2, "edge-b", "listener public: listen tcp 10.0.0.5:443: bind: address already in use", time.Second)
+	refuse(2, "edge-a", "listener public: open /etc/tls/web.pem: no such file or directory", 2*time.Second)
+	refuse(4, "edge-c", "bind: address already in use", 0)
+	const warn2 = "version 2 was refused by 2 nodes, edge-b and edge-a (the latest, edge-a: listener public: open /etc/tls/web.pem: no such file or directory); they may refuse this rollback too"
+	for _, tc := range []struct {
+		req  *sluicev1.RollbackRequest
+		want []string
+	}{
+		{&sluicev1.RollbackRequest{Version: 2, DryRun: true}, []string{warn2}},
+		{&sluicev1.RollbackRequest{Version: 2}, []string{warn2}},
+		{&sluicev1.RollbackRequest{Version: 1}, nil},
+		{&sluicev1.RollbackRequest{Version: 4, Group: "default"}, nil},
+		{&sluicev1.RollbackRequest{Version: 4, DryRun: true}, []string{"version 4 was refused by edge-c: bind: address already in use; it may refuse this rollback too"}},
+	} {
+		resp, err := s.Rollback(ctx, tc.req)
+		if err != nil {
+			t.Fatalf("Rollback(%v): %v", tc.req, err)
+		}
+		if !slices.Equal(resp.GetWarnings(), tc.want) {
+			t.Errorf("Rollback(%v) warnings:\n%q\nwant\n%q", tc.req, resp.GetWarnings(), tc.want)
+		}
+		if !tc.req.GetDryRun() && !resp.GetChanged() {
+			t.Errorf("Rollback(%v) changed nothing; a warning must not stop it", tc.req)
+		}
+	}
+}
+
+// TestRefusedWarningNamesThree: the warning names up to three nodes and
+// counts the rest.
+func TestRefusedWarningNamesThree(t *testing.T) {
+	info := &sluicev1.VersionInfo{Version: 9}
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		info.Refusals = append(info.Refusals, &sluicev1.Refusal{Node: n, Error: "why " + n})
+	}
+	for n, want := range map[int]string{
+		0: "",
+		3: "version 9 was refused by 3 nodes, a, b and c (the latest, c: why c); they may refuse this rollback too",
+		5: "version 9 was refused by 5 nodes, a, b, c and 2 more (the latest, e: why e); they may refuse this rollback too",
+	} {
+		in := &sluicev1.VersionInfo{Version: 9, Refusals: info.Refusals[:n]}
+		if got := refusedWarning(in); got != want {
+			t.Errorf("%d refusals: %q\nwant %q", n, got, want)
+		}
+	}
 }

@@ -667,8 +667,11 @@ type ApplyResponse struct {
 	// Group is the node group the call wrote, and GroupVersion the version
 	// its nodes are sent now: Version when the call changed the group's
 	// snapshot, an older one when it changed only its selector.
-	Group         string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
-	GroupVersion  uint64 `protobuf:"varint,6,opt,name=group_version,json=groupVersion,proto3" json:"group_version,omitempty"`
+	Group        string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	GroupVersion uint64 `protobuf:"varint,6,opt,name=group_version,json=groupVersion,proto3" json:"group_version,omitempty"`
+	// Warnings are what the caller should know though nothing was refused,
+	// one sentence each: a rollback to a version that nodes refused says so.
+	Warnings      []string `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +746,13 @@ func (x *ApplyResponse) GetGroupVersion() uint64 {
 		return x.GroupVersion
 	}
 	return 0
+}
+
+func (x *ApplyResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // ResourceChange is how one resource differs between two versions.
@@ -957,7 +967,7 @@ type VersionInfo struct {
 	// Group is the node group whose snapshot or selector this version changed.
 	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	// Refusals are nodes that refused (NACKed) this version, as History
-	// answers: the earliest first, at most 10 of them. Each node counts
+	// and Get answer: the earliest first, at most 10 of them. Each node counts
 	// once, with its latest refusal of the version (a node that restarts
 	// is sent it again). A draining node's refusals are left out: they say
 	// nothing of the snapshot. They are stored beside the version and kept
@@ -2647,14 +2657,15 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\n" +
 	"if_version\x18\x05 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12D\n" +
 	"\x05group\x18\x06 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05groupB\r\n" +
-	"\v_if_version\"\xde\x01\n" +
+	"\v_if_version\"\xfa\x01\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
 	"\achanges\x18\x03 \x03(\tR\achanges\x12D\n" +
 	"\x10resource_changes\x18\x04 \x03(\v2\x19.sluice.v1.ResourceChangeR\x0fresourceChanges\x12\x14\n" +
 	"\x05group\x18\x05 \x01(\tR\x05group\x12#\n" +
-	"\rgroup_version\x18\x06 \x01(\x04R\fgroupVersion\"`\n" +
+	"\rgroup_version\x18\x06 \x01(\x04R\fgroupVersion\x12\x1a\n" +
+	"\bwarnings\x18\a \x03(\tR\bwarnings\"`\n" +
 	"\x0eResourceChange\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
