@@ -143,6 +143,16 @@ listeners:
 		out, _, _ := ctl(t, c.addr, "history")
 		return tableHas(out, "3", "REFUSED-BY", "node-a,node-b") && tableHas(out, "4*", "REFUSED-BY", "-")
 	})
+	// So do get's header and a rollback to version 3, which warns.
+	stdout, stderr, code = ctl(t, c.addr, "get", "--version", "3")
+	if first, _, _ := strings.Cut(stdout, "\n"); code != 0 || !strings.HasSuffix(first, "; refused by node-a,node-b") {
+		t.Errorf("get --version 3: exit %d, first line %q (stderr %q); want it to end \"; refused by node-a,node-b\"", code, first, stderr)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "rollback", "3", "--dry-run")
+	want := "sluicectl rollback: warning: version 3 was refused by 2 nodes, node-a and node-b (the latest, node-b: listener public: listen tcp " + busy.Addr().String()
+	if code != 0 || !strings.HasPrefix(stdout, "dry run: would apply version 5") || !strings.HasPrefix(stderr, want) || !strings.HasSuffix(stderr, "; they may refuse this rollback too\n") {
+		t.Errorf("rollback 3 --dry-run: exit %d, stdout %q, stderr %q; want 0 and a warning starting %q", code, stdout, stderr, want)
+	}
 
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
 	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {

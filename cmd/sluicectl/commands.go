@@ -336,6 +336,9 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 // waits for the fleet to apply it; it returns the exit status.
 func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, resp *sluicev1.ApplyResponse, sent time.Time) int {
 	c.printApplied(resp, *w.dry)
+	for _, warning := range resp.GetWarnings() {
+		fmt.Fprintf(c.stderr, "sluicectl %s: warning: %s\n", cmd, warning)
+	}
 	if !*w.wait {
 		return 0
 	}
@@ -609,7 +612,9 @@ It is the snapshot of one node group that comes back: the group version N
 changed, or --group (the group's selector stays as it is now).
 
 Prints "applied version M" and one line per changed resource, or
-"unchanged (version M)" when N's snapshot is the current one.`+ifVersionAbout)
+"unchanged (version M)" when N's snapshot is the current one. When nodes
+refused version N (history's REFUSED-BY), a warning on stderr says which and
+why: they may refuse the rollback too.`+ifVersionAbout)
 	w := addWriteFlags(fs, `"rollback to version N"`)
 	pos, st := c.parseArgs(fs, args, "N")
 	if st >= 0 {
@@ -734,7 +739,8 @@ func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, ar
 	fs := c.flags("get", "get [--group NAME] [--version N] [-o yaml|json] [--show-secrets]", `
 Print a node group's current snapshot, or its snapshot in stored version N,
 in the form apply reads: YAML (headed by a "# version N" comment, N being the
-version that last changed the group's snapshot) or JSON. Private keys show
+version that last changed the group's snapshot, which names the nodes that
+refused it, if any) or JSON. Private keys show
 as <redacted>; applied back, <redacted> keeps the stored key. While the
 control plane cannot reach its configuration store (etcd), the current
 snapshot printed is the one it sends its nodes: stderr says so, and the
@@ -782,6 +788,9 @@ exit status is 1.`)
 		}
 		if info.GetAuthor() != "" {
 			fmt.Fprintf(c.stdout, " by %s", info.GetAuthor())
+		}
+		if info.GetRefusedBy() > 0 {
+			fmt.Fprintf(c.stdout, "; refused by %s", refusedText(info))
 		}
 		fmt.Fprintln(c.stdout)
 	}
