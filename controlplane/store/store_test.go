@@ -392,10 +392,10 @@ func contractWatch(t *testing.T, impl impl) {
 	}
 }
 
-// contractRefusals: History lists each version with the nodes that refused
-// it, earliest first, one refusal per node (the latest); a refusal of a
-// version not kept, or not yet stored, is not recorded; refusals outlive a
-// reopen and go with their version when it is pruned.
+// contractRefusals: History, Get and Current list each version with the
+// nodes that refused it, earliest first, one refusal per node (the latest);
+// a refusal of a version not kept, or not yet stored, is not recorded;
+// refusals outlive a reopen and go with their version when it is pruned.
 func contractRefusals(t *testing.T, impl impl) {
 	ctx := testContext(t)
 	place := impl.fresh(t)
