@@ -111,11 +111,7 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c := req.ClientAddr(); c != req.PeerAddr() {
 		st.mx.Client, st.mx.Peer = netip.AddrPortFrom(c, req.ClientPort()), cn.client
 	}
-	if id := req.RequestID(); id != nil && st.mx.Logged {
-		n := len(st.logBuf)
-		st.logBuf = append(st.logBuf, id...)
-		st.mx.RequestID = st.logBuf[n:]
-	}
+	st.logBuf = st.mx.KeepRequestID(st.logBuf, req.RequestID())
 	if declaredTooLarge(r, hcfg) {
 		cn.refuse(st, w, r, 413, textBodyTooLarge)
 		return

@@ -181,12 +181,7 @@ func (cc *clientConn) identify(cfg *Config, req *Request) {
 	}
 	if cfg.RequestID != "" {
 		req.setRequestID(cfg)
-		if x.mx.Logged {
-			// Copied, as meterStart copies the rest the log needs.
-			n := len(x.logBuf)
-			x.logBuf = append(x.logBuf, req.id...)
-			x.mx.RequestID = x.logBuf[n:]
-		}
+		x.logBuf = x.mx.KeepRequestID(x.logBuf, req.id)
 	}
 }
 

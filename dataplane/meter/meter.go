@@ -291,3 +291,16 @@ type Exchange struct {
 	// Logged is set when Listener.Sample said the exchange is logged.
 	Logged bool
 }
+
+// KeepRequestID sets x.RequestID, when the exchange is logged, to a copy
+// of id at the end of buf, the buffer that holds x's other copies (the
+// request's slices go stale once its body is read), and returns buf.
+func (x *Exchange) KeepRequestID(buf, id []byte) []byte {
+	if !x.Logged || id == nil {
+		return buf
+	}
+	n := len(buf)
+	buf = append(buf, id...)
+	x.RequestID = buf[n:]
+	return buf
+}
