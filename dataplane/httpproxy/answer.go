@@ -69,10 +69,7 @@ func NewResponse(r Response) (*Answer, error) {
 		if f.Value != "" && !validFieldValue(f.Value) {
 			return nil, fmt.Errorf("httpproxy: header %s: value %q is not a valid field value", f.Name, f.Value)
 		}
-		b = append(b, f.Name...)
-		b = append(b, ": "...)
-		b = append(b, f.Value...)
-		b = append(b, "\r\n"...)
+		b = appendFieldLine(b, f.Name, f.Value)
 	}
 	ct := r.ContentType
 	if ct == "" && len(r.Body) > 0 {

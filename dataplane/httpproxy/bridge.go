@@ -219,10 +219,7 @@ func (r *Request) Load(h *Head) error {
 			if !isValue(v) {
 				return &foreignError{errFieldValue}
 			}
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
+			b = appendFieldLine(b, k, v)
 		}
 	}
 	b = append(b, "\r\n"...)

@@ -213,10 +213,7 @@ func appendCookieField(b, name, v []byte, drop *nameList) []byte {
 		found = len(pair) > 0 && drop.has(n)
 	}
 	if !found {
-		b = append(b, name...)
-		b = append(b, ": "...)
-		b = append(b, v...)
-		return append(b, '\r', '\n')
+		return appendFieldLine(b, name, v)
 	}
 	start := len(b)
 	b = append(b, name...)

@@ -53,10 +53,7 @@ func NewHeaderEdits(remove []string, set, add []Field) (*HeaderEdits, error) {
 			if f.Value != "" && !validFieldValue(f.Value) {
 				return nil, fmt.Errorf("httpproxy: header %s: value %q is not a valid field value", f.Name, f.Value)
 			}
-			e.lines = append(e.lines, f.Name...)
-			e.lines = append(e.lines, ": "...)
-			e.lines = append(e.lines, f.Value...)
-			e.lines = append(e.lines, '\r', '\n')
+			e.lines = appendFieldLine(e.lines, f.Name, f.Value)
 			e.names = append(e.names, lowerASCII(f.Name))
 			e.ends = append(e.ends, len(e.lines))
 		}

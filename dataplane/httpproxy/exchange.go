@@ -1743,10 +1743,7 @@ func appendRequestHead(b []byte, r *Request, addr string) []byte {
 			b = appendCookieField(b, f.name.of(h), f.value.of(h), &r.dropCookies)
 			continue
 		}
-		b = append(b, f.name.of(h)...)
-		b = append(b, ": "...)
-		b = append(b, r.valueOf(f)...) // Host: an absolute-form target's authority
-		b = append(b, '\r', '\n')
+		b = appendFieldLine(b, f.name.of(h), r.valueOf(f)) // Host: an absolute-form target's authority
 	}
 	if r.fwd.writes() {
 		b = appendForwardingFields(b, r)
@@ -1847,10 +1844,7 @@ func appendFields(b []byte, r *response) []byte {
 		if f.drop {
 			continue
 		}
-		b = append(b, f.name.of(h)...)
-		b = append(b, ": "...)
-		b = append(b, f.value.of(h)...)
-		b = append(b, '\r', '\n')
+		b = appendFieldLine(b, f.name.of(h), f.value.of(h))
 	}
 	return b
 }

@@ -57,7 +57,7 @@ func (r *Request) keptID(name string) []byte {
 }
 
 // appendFieldLine appends the field line "name: value\r\n" to b.
-func appendFieldLine(b []byte, name string, value []byte) []byte {
+func appendFieldLine[N, V string | []byte](b []byte, name N, value V) []byte {
 	b = append(b, name...)
 	b = append(b, ": "...)
 	b = append(b, value...)
