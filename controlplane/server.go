@@ -689,7 +689,8 @@ func (s *Server) wait(wg *sync.WaitGroup) {
 
 // stop ends serving: refuse new work, end node streams (discovery and
 // commands), let config calls finish, then cut what is left (stats streams, which end only when nodes
-// close them, and whose in-flight batches are worth nothing after a stop).
+// close them, and whose in-flight batches are worth nothing after a stop),
+// and write the refusals still queued.
 func (s *Server) stop() {
 	s.health.Shutdown()
 	s.discovery.Close()
@@ -708,6 +709,11 @@ func (s *Server) stop() {
 	}
 	s.grpc.Stop()
 	<-stopped
+	// The NACKs that came while the streams ended are still to be kept,
+	// before Close closes the store.
+	flush, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	s.discovery.FlushRefusals(flush)
+	cancel()
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
 		defer cancel()

@@ -95,7 +95,7 @@ type Server struct {
 	lagWait time.Duration // HoldWhenBehind's; 0: no hold
 	head    storeHead
 
-	refusals chan refusal // KeepRefusals'; nil: not kept
+	refusals *refusalWriter // KeepRefusals'; nil: not kept
 }
 
 // storeHead is the store's current version as storeVersion last read it.

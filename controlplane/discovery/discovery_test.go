@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -392,6 +393,101 @@ func TestPublishSharesOneEncoding(t *testing.T) {
 	cb, _ := codec{}.Marshal(b)
 	if &ca[1].ReadOnlyData()[0] != &cb[1].ReadOnlyData()[0] {
 		t.Error("two streams' messages do not share the snapshot bytes")
+	}
+}
+
+// slowRefusals is a RefusalStore whose writes say they started, then wait
+// for gate (or their context's end) before handing the test the refusal.
+type slowRefusals struct {
+	started chan struct{}
+	gate    chan struct{}
+	kept    chan refusal
+}
+
+func newSlowRefusals() slowRefusals {
+	return slowRefusals{started: make(chan struct{}, 8), gate: make(chan struct{}), kept: make(chan refusal, 8)}
+}
+
+func (l slowRefusals) Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error {
+	l.started <- struct{}{}
+	select {
+	case <-l.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.kept <- refusal{v, r}
+	return nil
+}
+
+// nackAll has nodes ids each refuse version 1, and returns once one
+// refusal is being written to st and the others wait in the queue.
+func nackAll(ctx context.Context, t *testing.T, ts *testServer, st slowRefusals, ids ...string) {
+	t.Helper()
+	ts.disc.Publish(1, testSnapshot(1, 1, 1))
+	for _, id := range ids {
+		n := connect(ctx, t, ts.conn, id, "")
+		n.nack(n.next(ctx), "", "listen tcp 127.0.0.1:80: bind: address already in use")
+	}
+	select {
+	case <-st.started:
+	case <-ctx.Done():
+		t.Fatal("no refusal reached the store")
+	}
+	for len(ts.disc.refusals.q) < len(ids)-1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d refusals queued, want %d", len(ts.disc.refusals.q), len(ids)-1)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// TestRefusalsFlushedOnStop: the refusals still waiting for a slow store
+// when the server stops are all written by FlushRefusals, which returns
+// once they are; a refusal that comes after it is not queued.
+func TestRefusalsFlushedOnStop(t *testing.T) {
+	ctx := testContext(t)
+	st := newSlowRefusals()
+	ts := startServer(t, func(s *Server) { s.KeepRefusals(st) })
+	nackAll(ctx, t, ts, st, "n1", "n2", "n3")
+	ts.disc.Close()
+	time.AfterFunc(50*time.Millisecond, func() { close(st.gate) })
+	ts.disc.FlushRefusals(ctx)
+	ts.disc.refused("n4", 1, "too late")
+	close(st.kept) // the writer has stopped: nothing sends on it any more
+	var nodes []string
+	for r := range st.kept {
+		if r.version != 1 || !strings.Contains(r.r.GetError(), "address already in use") {
+			t.Errorf("kept %v of version %d; want version 1's bind error", r.r, r.version)
+		}
+		nodes = append(nodes, r.r.GetNode())
+	}
+	slices.Sort(nodes)
+	if !slices.Equal(nodes, []string{"n1", "n2", "n3"}) {
+		t.Errorf("the store kept the refusals of %v; want n1, n2 and n3, and not n4's after the flush", nodes)
+	}
+}
+
+// TestRefusalsFlushGivesUp: a flush whose context ends before a store that
+// does not answer returns then, the write in progress ended and the queued
+// refusals dropped.
+func TestRefusalsFlushGivesUp(t *testing.T) {
+	ctx := testContext(t)
+	st := newSlowRefusals() // its gate never opens
+	ts := startServer(t, func(s *Server) { s.KeepRefusals(st) })
+	nackAll(ctx, t, ts, st, "n1", "n2")
+	ts.disc.Close()
+	flush, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	ts.disc.FlushRefusals(flush)
+	if ctx.Err() != nil {
+		t.Fatal("FlushRefusals did not return when its context ended")
+	}
+	if n := len(st.started); n != 0 {
+		t.Errorf("%d more writes started after the flush gave up; want the queued refusal dropped", n)
+	}
+	if n := len(st.kept); n != 0 {
+		t.Errorf("the store kept %d refusals; want none", n)
 	}
 }
 

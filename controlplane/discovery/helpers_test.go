@@ -59,6 +59,7 @@ func startServer(t testing.TB, setup ...func(*Server)) *testServer {
 	t.Cleanup(func() {
 		disc.Close()
 		gs.Stop()
+		disc.FlushRefusals(context.Background())
 	})
 	ts := &testServer{disc: disc, fleet: reg, addr: lis.Addr().String()}
 	ts.conn = dial(t, ts.addr)
