@@ -164,7 +164,8 @@ func (s *Server) current(ctx context.Context) (v *store.Version, stale string, e
 // nothing is stored. A snapshot equal to the current one is not stored again.
 // With dry_run, the response tells the version the apply would create (the
 // current one when nothing would change), whether it would change anything,
-// and the changes; nothing is stored.
+// and the changes; nothing is stored. Either way, a snapshot that the
+// group's nodes refused as a recent version gets a warning (refusedBefore).
 func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluicev1.ApplyResponse, error) {
 	if err := validateRequest(req); err != nil {
 		s.log.Info("apply refused", "author", req.GetAuthor(), "err", err)
@@ -190,7 +191,7 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		s.log.Info("apply refused", "author", req.GetAuthor(), "dry_run", req.GetDryRun(), "faults", len(faults))
 		return nil, snapshot.ToStatus(err)
 	}
-	return s.put(ctx, write{
+	resp, err := s.put(ctx, write{
 		op:        "apply",
 		done:      "applied",
 		group:     group,
@@ -204,6 +205,57 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		},
 		canary: req.GetCanary(),
 	})
+	if err == nil {
+		if w := s.refusedBefore(ctx, group, req.GetSnapshot()); w != "" {
+			resp.Warnings = append(resp.Warnings, w)
+		}
+	}
+	return resp, err
+}
+
+// refusedScan is how many of the newest versions refusedBefore looks
+// through.
+const refusedScan = 100
+
+// refusedBefore is the warning of an apply of snap to group when one of
+// the group's refusedScan newest versions sent its nodes the same snapshot
+// (the same as far as nodes can tell: snapshot.Diff finds no change) and
+// nodes refused it: the newest such version, as refusedWarning words it.
+// The same nodes may well refuse it again; a CI job that applies a file
+// again after a rollback is the usual way here. "" when there is none, or
+// when the store cannot tell (the apply went through; the warning is
+// advice, not worth failing it for).
+func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1.Snapshot) string {
+	h, err := s.store.History(ctx, refusedScan)
+	if err != nil {
+		s.log.Warn("apply: cannot look for refused versions of the same snapshot", "group", group, "err", err)
+		return ""
+	}
+	for _, info := range h {
+		if len(info.GetRefusals()) == 0 || groupOrDefault(info.GetGroup()) != group {
+			continue
+		}
+		v, err := s.store.Get(ctx, info.GetVersion())
+		if err != nil {
+			continue // pruned since History: it is no longer one to warn of
+		}
+		if sent := sentSnapshot(v.Config, group, info.GetVersion()); sent != nil && len(snapshot.Diff(sent, snap)) == 0 {
+			return refusedWarning(info, fmt.Sprintf("version %d, with this same snapshot,", info.GetVersion()), "this apply")
+		}
+	}
+	return ""
+}
+
+// sentSnapshot is the snapshot that version v, as stored in cfg, sent
+// group's nodes: the rollout's when v started it or edited it (its
+// canaries were sent that one), else the group's. nil when cfg has no
+// such group.
+func sentSnapshot(cfg *sluicev1.FleetConfig, group string, v uint64) *sluicev1.Snapshot {
+	g := groups.Find(cfg, group)
+	if r := g.GetRollout(); r != nil && r.GetVersion() == v {
+		return r.GetSnapshot()
+	}
+	return g.GetSnapshot()
 }
 
 // Rollback implements sluicev1.ConfigServiceServer. It stores the snapshot
@@ -258,25 +310,27 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 	// The refusals of version N are of the snapshot it wrote, by that
 	// group's nodes: another group's nodes were never sent N.
 	if err == nil && group == groupOrDefault(old.Info.GetGroup()) {
-		if w := refusedWarning(old.Info); w != "" {
+		if w := refusedWarning(old.Info, fmt.Sprintf("version %d", req.GetVersion()), "this rollback"); w != "" {
 			resp.Warnings = append(resp.Warnings, w)
 		}
 	}
 	return resp, err
 }
 
-// refusedWarning is the warning of a rollback to the version info
-// describes, when nodes refused it: which (the first three by name, and
-// how many in all) and why (the latest refusal's reason). "" when none did.
-func refusedWarning(info *sluicev1.VersionInfo) string {
+// refusedWarning is the warning of a write that sends nodes again the
+// snapshot of the version info describes, when nodes refused it: which
+// (the first three by name, and how many in all) and why (the latest
+// refusal's reason), as "<subject> was refused by …; they may refuse
+// <what> too". "" when none did.
+func refusedWarning(info *sluicev1.VersionInfo, subject, what string) string {
 	rs := info.GetRefusals()
 	if len(rs) == 0 {
 		return ""
 	}
 	latest := rs[len(rs)-1]
 	if len(rs) == 1 {
-		return fmt.Sprintf("version %d was refused by %s: %s; it may refuse this rollback too",
-			info.GetVersion(), latest.GetNode(), latest.GetError())
+		return fmt.Sprintf("%s was refused by %s: %s; it may refuse %s too",
+			subject, latest.GetNode(), latest.GetError(), what)
 	}
 	names := make([]string, 0, 3)
 	for _, r := range rs[:min(len(rs), 3)] {
@@ -286,8 +340,8 @@ func refusedWarning(info *sluicev1.VersionInfo) string {
 	if len(rs) > 3 {
 		who = strings.Join(names, ", ") + fmt.Sprintf(" and %d more", len(rs)-3)
 	}
-	return fmt.Sprintf("version %d was refused by %d nodes, %s (the latest, %s: %s); they may refuse this rollback too",
-		info.GetVersion(), len(rs), who, latest.GetNode(), latest.GetError())
+	return fmt.Sprintf("%s was refused by %d nodes, %s (the latest, %s: %s); they may refuse %s too",
+		subject, len(rs), who, latest.GetNode(), latest.GetError(), what)
 }
 
 // notKept is the NOT_FOUND for a version Get does not have, saying which

@@ -1079,6 +1079,97 @@ func TestRollbackWarnsOfRefusals(t *testing.T) {
 	}
 }
 
+// TestApplyWarnsOfRefusedSnapshot: an apply of the snapshot that nodes
+// refused as an earlier version of the same group warns, naming the newest
+// such version, also when the file writes out defaults the refused one
+// left out; it still stores the version. The same snapshot refused in
+// another group, or an unrefused one, gets no warning.
+func TestApplyWarnsOfRefusedSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	s, st := newServer(t)
+	for w := range 3 {
+		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Version 4 writes group edge.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+	at := timestamppb.New(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	for v, node := range map[uint64]string{2: "edge-b", 4: "edge-c"} {
+		if err := st.Refused(ctx, v, &sluicev1.Refusal{Node: node, Error: "listener public: bind: address already in use", At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const warn2 = "version 2, with this same snapshot, was refused by edge-b: listener public: bind: address already in use; it may refuse this apply too"
+	// Version 2's snapshot with its defaults written out: nodes would run
+	// the same.
+	spelled := web(t, 2)
+	spelled.GetClusters()[0].ConnectTimeout = durationpb.New(5 * time.Second)
+	for _, tc := range []struct {
+		name string
+		req  *sluicev1.ApplyRequest
+		want []string
+	}{
+		{"dry run of version 2's", &sluicev1.ApplyRequest{Snapshot: web(t, 2), DryRun: true}, []string{warn2}},
+		{"version 2's", &sluicev1.ApplyRequest{Snapshot: web(t, 2)}, []string{warn2}},
+		{"version 2's with defaults, unchanged", &sluicev1.ApplyRequest{Snapshot: spelled}, []string{warn2}},
+		{"version 1's", &sluicev1.ApplyRequest{Snapshot: web(t, 1)}, nil},
+		{"edge's refused to default", &sluicev1.ApplyRequest{Snapshot: web(t, 7)}, nil},
+		{"default's refused to edge", &sluicev1.ApplyRequest{Snapshot: web(t, 2), Group: "edge", DryRun: true}, nil},
+		{"edge's refused to edge, unchanged", &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge"},
+			[]string{"version 4, with this same snapshot, was refused by edge-c: listener public: bind: address already in use; it may refuse this apply too"}},
+	} {
+		before := history(t, ctx, s)[0]
+		resp, err := s.Apply(ctx, tc.req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !slices.Equal(resp.GetWarnings(), tc.want) {
+			t.Errorf("%s: warnings\n%q\nwant\n%q", tc.name, resp.GetWarnings(), tc.want)
+		}
+		if tc.name == "version 2's" && (!resp.GetChanged() || resp.GetVersion() != before+1) {
+			t.Errorf("%s: version %d, changed %v; a warning must not stop it", tc.name, resp.GetVersion(), resp.GetChanged())
+		}
+	}
+	// A version of default that nodes refused keeps edge's snapshot as it
+	// was, but edge's nodes were not sent that version: edge's snapshot
+	// applied again warns of nothing.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 8), Group: "edge"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := resp.GetVersion()
+	if err := st.Refused(ctx, refused, &sluicev1.Refusal{Node: "edge-e", Error: "bind: address already in use", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 8), Group: "edge"}); err != nil || len(resp.GetWarnings()) != 0 {
+		t.Errorf("edge's snapshot to edge after default's version %d was refused: %v, warnings %q; want none", refused, err, resp.GetWarnings())
+	}
+}
+
+// TestSentSnapshot: a version that started or edited a rollout sent the
+// rollout's snapshot; any other, the group's.
+func TestSentSnapshot(t *testing.T) {
+	group, rollout := web(t, 1), web(t, 2)
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{{
+		Name: "default", Snapshot: group, Version: 3,
+		Rollout: &sluicev1.Rollout{Version: 5, Snapshot: rollout},
+	}}}
+	for v, want := range map[uint64]*sluicev1.Snapshot{3: group, 4: group, 5: rollout} {
+		if got := sentSnapshot(cfg, "default", v); got != want {
+			t.Errorf("version %d sent %v, want %v", v, got, want)
+		}
+	}
+	if got := sentSnapshot(cfg, "edge", 5); got != nil {
+		t.Errorf("group edge, not in the configuration: %v, want nil", got)
+	}
+}
+
 // TestRefusedWarningNamesThree: the warning names up to three nodes and
 // counts the rest.
 func TestRefusedWarningNamesThree(t *testing.T) {
@@ -1092,7 +1183,7 @@ func TestRefusedWarningNamesThree(t *testing.T) {
 		5: "version 9 was refused by 5 nodes, a, b, c and 2 more (the latest, e: why e); they may refuse this rollback too",
 	} {
 		in := &sluicev1.VersionInfo{Version: 9, Refusals: info.Refusals[:n]}
-		if got := refusedWarning(in); got != want {
+		if got := refusedWarning(in, "version 9", "this rollback"); got != want {
 			t.Errorf("%d refusals: %q\nwant %q", n, got, want)
 		}
 	}
