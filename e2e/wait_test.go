@@ -154,6 +154,20 @@ listeners:
 		t.Errorf("rollback 3 --dry-run: exit %d, stdout %q, stderr %q; want 0 and a warning starting %q", code, stdout, stderr, want)
 	}
 
+	// Version 3's file sent again, as a CI job run again would, warns as
+	// well, in apply and in diff.
+	bad := snap(busy.Addr().String())
+	want = ", with this same snapshot, was refused by 2 nodes, node-a and node-b (the latest, node-b: listener public: listen tcp " + busy.Addr().String()
+	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", bad, "--dry-run")
+	if code != 0 || !strings.HasPrefix(stdout, "dry run: would apply version 5") || !strings.Contains(stderr, "sluicectl apply: warning: version 3"+want) ||
+		!strings.HasSuffix(stderr, "; they may refuse this apply too\n") {
+		t.Errorf("apply -f (version 3's) --dry-run: exit %d, stdout %q, stderr %q; want 0 and a warning naming version 3 and the nodes", code, stdout, stderr)
+	}
+	stdout, stderr, code = ctl(t, c.addr, "diff", "-f", bad)
+	if code != 0 || !strings.Contains(stdout, "~ listener public: address ") || !strings.Contains(stderr, "sluicectl diff: warning: version 3"+want) {
+		t.Errorf("diff -f (version 3's): exit %d, stdout %q, stderr %q; want 0 and a warning naming version 3 and the nodes", code, stdout, stderr)
+	}
+
 	_, stderr, code = ctl(t, c.addr, "apply", "-f", snap(good), "--wait", "--dry-run")
 	if code != 2 || !strings.Contains(stderr, "--wait has nothing to wait for with --dry-run") {
 		t.Errorf("--wait --dry-run: exit %d, stderr %q; want a usage error", code, stderr)

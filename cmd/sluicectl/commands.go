@@ -218,7 +218,10 @@ token's name.
 Prints "applied version N" and one line per changed resource, or
 "unchanged (version N)": also when the snapshot only writes out defaults
 (weight: 1, connect_timeout: 5s) that the stored one leaves out, or the
-other way round, which nodes would run the same.`+ifVersionAbout)
+other way round, which nodes would run the same. When nodes refused an
+earlier version of the group (of the last 100 versions) with this same
+snapshot, a warning on stderr names the newest, which nodes and why: they
+may refuse it again. The apply still happens.`+ifVersionAbout)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	w := addWriteFlags(fs, "")
 	var sel optionalString
@@ -336,9 +339,7 @@ func (w writeFlags) check(c *cli, fs *flag.FlagSet) int {
 // waits for the fleet to apply it; it returns the exit status.
 func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, cmd string, w writeFlags, resp *sluicev1.ApplyResponse, sent time.Time) int {
 	c.printApplied(resp, *w.dry)
-	for _, warning := range resp.GetWarnings() {
-		fmt.Fprintf(c.stderr, "sluicectl %s: warning: %s\n", cmd, warning)
-	}
+	c.printRespWarnings(cmd, resp)
 	if !*w.wait {
 		return 0
 	}
@@ -351,6 +352,14 @@ func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, c
 		return 0
 	}
 	return c.waitApplied(ctx, client, cmd, group, version, sent, w.until())
+}
+
+// printRespWarnings prints the control plane's warnings of a write on
+// stderr.
+func (c *cli) printRespWarnings(cmd string, resp *sluicev1.ApplyResponse) {
+	for _, warning := range resp.GetWarnings() {
+		fmt.Fprintf(c.stderr, "sluicectl %s: warning: %s\n", cmd, warning)
+	}
 }
 
 // defaultGroup is the group a command means without --group.
@@ -648,9 +657,12 @@ apply); nothing is stored. Faults are printed as for apply, with exit status 1.
 With --selector it shows what apply with the same --selector would do: create
 the group, or change its selector, and which connected nodes move.
 
+Warnings go to stderr as apply prints them, such as when nodes refused an
+earlier version with this same snapshot.
+
 -o json prints the version the apply would create, whether it changes
-anything, and resource_changes: one {op, kind, name, fields} per resource,
-op being "added", "removed" or "changed".`)
+anything, resource_changes: one {op, kind, name, fields} per resource,
+op being "added", "removed" or "changed", and warnings.`)
 	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
 	group := groupFlag(fs)
 	var sel optionalString
@@ -671,11 +683,11 @@ op being "added", "removed" or "changed".`)
 	}
 	if len(resp.GetChanges()) == 0 {
 		fmt.Fprintln(c.stdout, "no changes")
-		return 0
 	}
 	for _, ch := range resp.GetChanges() {
 		fmt.Fprintln(c.stdout, ch)
 	}
+	c.printRespWarnings("diff", resp)
 	return 0
 }
 
