@@ -1,8 +1,9 @@
 // Package httpapi serves the control plane's JSON API under /api/ on the
 // --http address, for the dashboard and for scripts: the fleet, the
 // clusters with their endpoints as the nodes see them, one hour of
-// per-second history, recent connections, and the endpoint actions (drain,
-// enable, disable, set weight).
+// per-second history, recent connections, the stored versions with the
+// nodes that refused them, and the endpoint actions (drain, enable,
+// disable, set weight).
 //
 // It is a thin adapter over sluice.v1.ConfigService, the API sluicectl
 // calls over gRPC: every request, read or write, calls the very same
@@ -70,6 +71,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/clusters", a.clusters)
 	mux.HandleFunc("GET /api/history", a.historySeries)
 	mux.HandleFunc("GET /api/conns", a.conns)
+	mux.HandleFunc("GET /api/versions", a.versions)
 	mux.Handle("POST /api/clusters/{cluster}/endpoints/{endpoint}/{action}", guard(http.HandlerFunc(a.endpointAction)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API: "+r.Method+" "+r.URL.Path, nil)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
@@ -234,13 +235,13 @@ func TestCallsGoThroughInterceptors(t *testing.T) {
 	if code := f.do(t, req, nil); code != http.StatusOK {
 		t.Errorf("drain with token: status %d", code)
 	}
-	for _, path := range []string{"/api/fleet", "/api/clusters", "/api/conns", "/api/history?cluster=web"} {
+	for _, path := range []string{"/api/fleet", "/api/clusters", "/api/conns", "/api/history?cluster=web", "/api/versions"} {
 		if code := f.do(t, httptest.NewRequest("GET", path, nil), nil); code != http.StatusForbidden {
 			t.Errorf("GET %s without token: status %d, want 403", path, code)
 		}
 	}
 	// Each GET stops at its first call, which the interceptor refuses.
-	want := []string{"UpdateEndpoint", "UpdateEndpoint", "ListGroups", "Get", "ListConns", "GetStats"}
+	want := []string{"UpdateEndpoint", "UpdateEndpoint", "ListGroups", "Get", "ListConns", "GetStats", "History"}
 	for i, m := range want {
 		want[i] = "/sluice.v1.ConfigService/" + m
 	}
@@ -472,7 +473,62 @@ func FuzzQueries(f *testing.F) {
 		if hq, err := parseHistoryQuery(q); err == nil && (hq.seconds < 1 || hq.seconds > history.Window || hq.key.Kind == 0) {
 			t.Fatalf("%q: accepted %+v", raw, hq)
 		}
+		if req, err := parseVersionsQuery(q); err == nil && (req.GetLimit() < 1 || req.GetLimit() > maxVersionsLimit) {
+			t.Fatalf("%q: accepted %v", raw, req)
+		}
 	})
+}
+
+// TestVersionsListRefusals: /api/versions lists the stored versions,
+// newest first, with the nodes that refused each and why, as sluicectl
+// history does; limit and group narrow it, and a bad one is refused with
+// the reason.
+func TestVersionsListRefusals(t *testing.T) {
+	f := newFixture(t)
+	if code := f.do(t, post("/api/clusters/web/endpoints/b/weight", `{"weight": 3, "comment": "more to b"}`), nil); code != http.StatusOK {
+		t.Fatalf("set weight: status %d", code)
+	}
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	const why = "listener public: listen tcp 10.0.0.5:443: bind: address already in use"
+	if err := f.store.Refused(context.Background(), 2, &sluicev1.Refusal{Node: "edge-1", Error: why, At: timestamppb.New(at)}); err != nil {
+		t.Fatal(err)
+	}
+	var got versionsJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/versions", nil), &got); code != http.StatusOK {
+		t.Fatalf("GET /api/versions: status %d", code)
+	}
+	if got.Current != 2 || len(got.Versions) != 2 {
+		t.Fatalf("current %d, %d versions; want current 2 and versions 2 and 1: %+v", got.Current, len(got.Versions), got)
+	}
+	v2, v1 := got.Versions[0], got.Versions[1]
+	if v2.Version != 2 || v2.Group != "default" || v2.Comment != "more to b" || len(v2.Changes) != 1 || v2.Changes[0] != "~ cluster web: endpoint b weight 1 (default) -> 3" {
+		t.Errorf("version 2 listed as %+v; want group default, the comment and the weight change", v2)
+	}
+	want := []refusalJSON{{Node: "edge-1", Error: why, At: at}}
+	if v2.RefusedBy != 1 || !reflect.DeepEqual(v2.Refusals, want) {
+		t.Errorf("version 2 refused by %d: %+v; want 1, %+v", v2.RefusedBy, v2.Refusals, want)
+	}
+	if v1.Version != 1 || v1.Author != "test" || v1.RefusedBy != 0 || v1.Refusals == nil || len(v1.Refusals) != 0 {
+		t.Errorf("version 1 listed as %+v; want by test, refused by none (an empty list)", v1)
+	}
+	if code := f.do(t, httptest.NewRequest("GET", "/api/versions?limit=1&group=default", nil), &got); code != http.StatusOK || len(got.Versions) != 1 || got.Versions[0].Version != 2 || got.Current != 2 {
+		t.Errorf("limit=1&group=default: status %d, %+v; want version 2 alone, current 2", code, got)
+	}
+	for _, tt := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"limit=0", 400, `versions: limit must be a whole number from 1 to 1000, not "0"`},
+		{"limit=x", 400, `versions: limit must be a whole number from 1 to 1000, not "x"`},
+		{"group=edge", 404, "group \"edge\" does not exist"},
+		{"group=Edge!", 400, "group"},
+	} {
+		var bad errorBody
+		if code := f.do(t, httptest.NewRequest("GET", "/api/versions?"+tt.query, nil), &bad); code != tt.code || !strings.Contains(bad.Error, tt.want) {
+			t.Errorf("%s: status %d %q, want %d with %q", tt.query, code, bad.Error, tt.code, tt.want)
+		}
+	}
 }
 
 // TestJSONReadsAsText: what curl shows of an answer reads as sluicectl's

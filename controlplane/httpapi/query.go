@@ -21,6 +21,8 @@ const (
 	defaultHistorySeconds = 300
 	defaultConnsLimit     = 50
 	maxConnsLimit         = 1000
+	defaultVersionsLimit  = 20
+	maxVersionsLimit      = 1000
 )
 
 // historyQuery is what GET /api/history asks for.
@@ -94,6 +96,21 @@ func parseConnsQuery(q url.Values) (*sluicev1.ListConnsRequest, error) {
 			}
 			req.Reasons = append(req.Reasons, v)
 		}
+	}
+	return req, nil
+}
+
+// parseVersionsQuery reads the filters of GET /api/versions, named as
+// sluicectl history names them: group (empty: every group's versions) and
+// limit (1..1000, default 20).
+func parseVersionsQuery(q url.Values) (*sluicev1.HistoryRequest, error) {
+	req := &sluicev1.HistoryRequest{Group: q.Get("group"), Limit: defaultVersionsLimit}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n < 1 || n > maxVersionsLimit {
+			return nil, fmt.Errorf("versions: limit must be a whole number from 1 to %d, not %q", maxVersionsLimit, s)
+		}
+		req.Limit = uint32(n)
 	}
 	return req, nil
 }

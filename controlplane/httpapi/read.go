@@ -496,3 +496,59 @@ func orNone(s []string) []string {
 	}
 	return s
 }
+
+// versionJSON is one stored version of GET /api/versions, as sluicectl
+// history -o json gives it.
+type versionJSON struct {
+	Version uint64    `json:"version"`
+	Created time.Time `json:"created"`
+	Author  string    `json:"author"`
+	Comment string    `json:"comment"`
+	// Group is the node group whose snapshot or selector it changed.
+	Group   string   `json:"group"`
+	Changes []string `json:"changes"`
+	// RefusedBy is how many nodes refused it, of which Refusals lists the
+	// first 10, the earliest first.
+	RefusedBy uint32        `json:"refused_by"`
+	Refusals  []refusalJSON `json:"refusals"`
+}
+
+type refusalJSON struct {
+	Node  string    `json:"node"`
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+// versionsJSON answers GET /api/versions.
+type versionsJSON struct {
+	// Current is the newest version, or with ?group, the version that
+	// group's nodes run (HistoryResponse.current).
+	Current  uint64        `json:"current"`
+	Versions []versionJSON `json:"versions"`
+}
+
+func (a *API) versions(w http.ResponseWriter, r *http.Request) {
+	req, err := parseVersionsQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	resp, err := call(a, r, sluicev1.ConfigService_History_FullMethodName, req, a.config.History)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	out := versionsJSON{Current: resp.GetCurrent(), Versions: []versionJSON{}}
+	for _, v := range resp.GetVersions() {
+		refusals := []refusalJSON{}
+		for _, rf := range v.GetRefusals() {
+			refusals = append(refusals, refusalJSON{Node: rf.GetNode(), Error: rf.GetError(), At: rf.GetAt().AsTime()})
+		}
+		out.Versions = append(out.Versions, versionJSON{
+			Version: v.GetVersion(), Created: v.GetCreated().AsTime(), Author: v.GetAuthor(), Comment: v.GetComment(),
+			Group: cmp.Or(v.GetGroup(), groups.Default), Changes: orNone(v.GetChanges()),
+			RefusedBy: v.GetRefusedBy(), Refusals: refusals,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
