@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -303,6 +304,39 @@ listeners:
 	}
 	if st := gr.GetSnapshot().GetClusters()[0].GetEndpoints()[0].GetState(); st != sluicev1.AdminState_ADMIN_STATE_DRAINING {
 		t.Errorf("group edge's web/e1 is %v after the drain from the page, want DRAINING", st)
+	}
+
+	// The versions: the drain from the page heads its row with who and
+	// why; a version node-1 refuses (its listener's address is taken)
+	// names node-1, with the reason on hover.
+	busy, err := net.Listen("tcp", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := proto.Clone(cur.GetSnapshot()).(*sluicev1.Snapshot)
+	taken.GetListeners()[0].Address = busy.Addr().String()
+	refused, err := c.api.Apply(hctx, &sluicev1.ApplyRequest{Snapshot: taken, Author: "e2e", Comment: "move web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainRow := fmt.Sprintf(`#versions tr[data-version="%d"]`, last.GetVersion())
+	refusedRow := fmt.Sprintf(`#versions tr[data-version="%d"]`, refused.GetVersion())
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(drainRow),
+		chromedp.WaitVisible(refusedRow+` .refusal[data-node="node-1"]`),
+	); err != nil {
+		t.Fatalf("versions on the page: %v (page errors: %q)", err, pageErrors())
+	}
+	if row := text(drainRow); !strings.Contains(row, "dashboard@") || !strings.Contains(row, "drain web/a") || !strings.Contains(row, "~ cluster web: endpoint a state ACTIVE -> DRAINING") {
+		t.Errorf("version %d's row says %q; want by dashboard@…, \"drain web/a\" and its change", last.GetVersion(), row)
+	}
+	if row := text(refusedRow); !strings.Contains(row, "current") || !strings.Contains(row, "move web") {
+		t.Errorf("version %d's row says %q; want it marked current, with its comment", refused.GetVersion(), row)
+	}
+	why, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+refusedRow+` .refusal').title`))
+	if err != nil || !strings.Contains(why, "node-1 refused it") || !strings.Contains(why, busy.Addr().String()+": bind: address already in use") {
+		t.Errorf("the refusal's hover text is %q (%v); want node-1's bind error on %s", why, err, busy.Addr())
 	}
 
 	if *screenshot != "" {

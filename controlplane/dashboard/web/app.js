@@ -1,5 +1,6 @@
 // Sluice dashboard: polls the control plane's JSON API (/api/) and renders
-// the fleet, the clusters with charts, and recent connections. Plain DOM,
+// the fleet, the clusters with charts, the stored versions, and recent
+// connections. Plain DOM,
 // no framework; every string from the API goes in as text, never as HTML.
 "use strict";
 
@@ -353,6 +354,47 @@ function renderConns({conns, reported_elsewhere: elsewhere}) {
   }));
 }
 
+// VERSIONS is how many of the newest stored versions the page lists.
+const VERSIONS = 10;
+// CHANGES_SHOWN is how many change lines a version shows before "+N more".
+const CHANGES_SHOWN = 3;
+
+function renderVersions({current, versions, error}) {
+  const body = document.getElementById("versions");
+  // The store may be away while the fleet and clusters still show what
+  // the nodes are sent: the rest of the page stays.
+  if (error) {
+    body.replaceChildren(h("tr", {}, h("td", {colspan: 7, class: "hint"}, `Cannot read the stored versions: ${error}.`)));
+    return;
+  }
+  if (!versions.length) {
+    body.replaceChildren(h("tr", {}, h("td", {colspan: 7, class: "hint"}, "No version stored yet.")));
+    return;
+  }
+  body.replaceChildren(...versions.map(v => {
+    const more = v.changes.length - CHANGES_SHOWN;
+    const changes = v.changes.slice(0, CHANGES_SHOWN).join("\n") + (more > 0 ? `\n+${more} more` : "");
+    return h("tr", {"data-version": v.version},
+      h("td", {class: "num"}, String(v.version), v.version === current ? [" ", badge("current", "ok")] : null),
+      h("td", {title: new Date(v.created).toLocaleString()}, fmt.ago(v.created)),
+      h("td", {}, v.group), h("td", {}, v.author || "–"),
+      h("td", {class: "changes"}, changes || "–"), h("td", {}, v.comment || "–"),
+      h("td", {class: "refused"}, refusedBy(v)));
+  }));
+}
+
+// refusedBy names the nodes that refused a version, each with its reason
+// on hover, and counts those the API does not list.
+function refusedBy(v) {
+  if (!v.refused_by) return "–";
+  const more = v.refused_by - v.refusals.length;
+  return [
+    ...v.refusals.flatMap(r => [h("span", {class: "badge bad refusal", "data-node": r.node,
+      title: `${r.node} refused it ${fmt.ago(r.at)}: ${r.error}`}, r.node), " "]),
+    more > 0 ? h("span", {class: "hint"}, `+${more} more`) : null,
+  ];
+}
+
 // failedBadge says how many of a connection's requests the node answered
 // with an error, and why, when that is not just how it closed.
 function failedBadge(c) {
@@ -387,7 +429,7 @@ async function refresh() {
   try {
     const shown = group;
     let fellBack = false;
-    const [fleet, clusters, conns] = await Promise.all([getJSON("/api/fleet"),
+    const [fleet, clusters, conns, versions] = await Promise.all([getJSON("/api/fleet"),
       // A group deleted since it was chosen: back to the default one.
       getJSON(`/api/clusters?${inGroup()}`).catch(err => {
         if (err.status !== 404 || group === "default") throw err;
@@ -395,7 +437,8 @@ async function refresh() {
         fellBack = true;
         return getJSON(`/api/clusters?${inGroup()}`);
       }),
-      getJSON("/api/conns?limit=25")]);
+      getJSON("/api/conns?limit=25"),
+      getJSON(`/api/versions?limit=${VERSIONS}`).catch(err => ({error: err.message}))]);
     const histories = {};
     // A cluster removed since /api/clusters answered has no history to
     // show (404): its chart is left empty, and the next refresh drops it.
@@ -409,6 +452,7 @@ async function refresh() {
     renderFleet(fleet);
     renderGroups(clusters);
     renderClusters(clusters, histories);
+    renderVersions(versions);
     renderConns(conns);
     // Replicas on one etcd: the fleet may lack the others' nodes, and
     // while etcd is away the versions shown are those this control plane
