@@ -306,6 +306,11 @@ listeners:
 		t.Errorf("group edge's web/e1 is %v after the drain from the page, want DRAINING", st)
 	}
 
+	// The picture shows the fleet in sync: before the refusal below.
+	if *screenshot != "" {
+		takeScreenshot(t, ctx, c, listen)
+	}
+
 	// The versions: the drain from the page heads its row with who and
 	// why; a version node-1 refuses (its listener's address is taken)
 	// names node-1, with the reason on hover.
@@ -316,7 +321,9 @@ listeners:
 	defer busy.Close()
 	taken := proto.Clone(cur.GetSnapshot()).(*sluicev1.Snapshot)
 	taken.GetListeners()[0].Address = busy.Addr().String()
-	refused, err := c.api.Apply(hctx, &sluicev1.ApplyRequest{Snapshot: taken, Author: "e2e", Comment: "move web"})
+	actx, cancel := context.WithTimeout(context.Background(), testTimeout) // the picture may have taken hctx's time
+	defer cancel()
+	refused, err := c.api.Apply(actx, &sluicev1.ApplyRequest{Snapshot: taken, Author: "e2e", Comment: "move web"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,9 +346,6 @@ listeners:
 		t.Errorf("the refusal's hover text is %q (%v); want node-1's bind error on %s", why, err, busy.Addr())
 	}
 
-	if *screenshot != "" {
-		takeScreenshot(t, ctx, c, listen)
-	}
 }
 
 // setWeight types value into the weight field of endpoint key (web/b)
