@@ -1,7 +1,7 @@
 // Sluice dashboard: polls the control plane's JSON API (/api/) and renders
 // the fleet, the clusters with charts, the stored versions, and recent
-// connections. Plain DOM,
-// no framework; every string from the API goes in as text, never as HTML.
+// connections. Plain DOM, no framework; every string from the API goes in
+// as text, never as HTML.
 "use strict";
 
 const POLL_MS = 1500;
