@@ -1029,6 +1029,21 @@ func TestHistoryListsRefusals(t *testing.T) {
 	}
 }
 
+// applyWebAndEdge stores versions 1 to 3 of group default (web with
+// weights 1, 2 and 3, web(t, w)), and version 4, which creates group edge
+// with web(t, 7).
+func applyWebAndEdge(t *testing.T, ctx context.Context, s *Server) {
+	t.Helper()
+	for w := range 3 {
+		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRollbackWarnsOfRefusals: a rollback to a version nodes refused
 // warns, naming them and the latest reason, and still happens; one to a
 // version nobody refused, or to another group's snapshot as of a refused
@@ -1036,15 +1051,7 @@ func TestHistoryListsRefusals(t *testing.T) {
 func TestRollbackWarnsOfRefusals(t *testing.T) {
 	ctx := testContext(t)
 	s, st := newServer(t)
-	for w := range 3 {
-		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w+1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Version 4 writes group edge.
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
-		t.Fatal(err)
-	}
+	applyWebAndEdge(t, ctx, s)
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	refuse := func(v uint64, node, why string, after time.Duration) {
 		t.Helper()
@@ -1087,15 +1094,7 @@ func TestRollbackWarnsOfRefusals(t *testing.T) {
 func TestApplyWarnsOfRefusedSnapshot(t *testing.T) {
 	ctx := testContext(t)
 	s, st := newServer(t)
-	for w := range 3 {
-		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w+1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Version 4 writes group edge.
-	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 7), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
-		t.Fatal(err)
-	}
+	applyWebAndEdge(t, ctx, s)
 	at := timestamppb.New(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 	for v, node := range map[uint64]string{2: "edge-b", 4: "edge-c"} {
 		if err := st.Refused(ctx, v, &sluicev1.Refusal{Node: node, Error: "listener public: bind: address already in use", At: at}); err != nil {
