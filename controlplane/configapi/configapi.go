@@ -206,7 +206,7 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		canary: req.GetCanary(),
 	})
 	if err == nil {
-		if w := s.refusedBefore(ctx, group, req.GetSnapshot()); w != "" {
+		if w := s.refusedBefore(ctx, group, req.GetSnapshot(), "this apply"); w != "" {
 			resp.Warnings = append(resp.Warnings, w)
 		}
 	}
@@ -217,18 +217,17 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 // through.
 const refusedScan = 100
 
-// refusedBefore is the warning of an apply of snap to group when one of
-// the group's refusedScan newest versions sent its nodes the same snapshot
-// (the same as far as nodes can tell: snapshot.Diff finds no change) and
-// nodes refused it: the newest such version, as refusedWarning words it.
-// The same nodes may well refuse it again; a CI job that applies a file
-// again after a rollback is the usual way here. "" when there is none, or
-// when the store cannot tell (the apply went through; the warning is
-// advice, not worth failing it for).
-func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1.Snapshot) string {
+// refusedBefore is the warning of a write (what: "this apply") that sends
+// group's nodes snap when one of the group's refusedScan newest versions
+// sent them the same snapshot and nodes refused it: the newest such
+// version, as refusedWarning words it. The same nodes may well refuse it
+// again; a CI job that applies a file again after a rollback is the usual
+// way here. "" when there is none, or when the store cannot tell (the
+// write went through; the warning is advice, not worth failing it for).
+func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1.Snapshot, what string) string {
 	h, err := s.store.History(ctx, refusedScan)
 	if err != nil {
-		s.log.Warn("apply: cannot look for refused versions of the same snapshot", "group", group, "err", err)
+		s.log.Warn("cannot look for refused versions of the same snapshot", "group", group, "for", what, "err", err)
 		return ""
 	}
 	for _, info := range h {
@@ -239,11 +238,23 @@ func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1
 		if err != nil {
 			continue // pruned since History: it is no longer one to warn of
 		}
-		if sent := sentSnapshot(v.Config, group, info.GetVersion()); sent != nil && len(snapshot.Diff(sent, snap)) == 0 {
-			return refusedWarning(info, fmt.Sprintf("version %d, with this same snapshot,", info.GetVersion()), "this apply")
+		if sentSame(v, group, snap) {
+			return refusedWarning(info, fmt.Sprintf("version %d, with this same snapshot,", info.GetVersion()), what)
 		}
 	}
 	return ""
+}
+
+// sentSame is whether version v sent group's nodes snap: the same
+// snapshot as far as nodes can tell (snapshot.Diff finds no change), so
+// that defaults written out or left out do not hide it. A version of
+// another group sent them nothing.
+func sentSame(v *store.Version, group string, snap *sluicev1.Snapshot) bool {
+	if groupOrDefault(v.Info.GetGroup()) != group {
+		return false
+	}
+	sent := sentSnapshot(v.Config, group, v.Info.GetVersion())
+	return sent != nil && len(snapshot.Diff(sent, snap)) == 0
 }
 
 // sentSnapshot is the snapshot that version v, as stored in cfg, sent
@@ -307,14 +318,28 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 			return og.GetSnapshot(), nil
 		},
 	})
-	// The refusals of version N are of the snapshot it wrote, by that
-	// group's nodes: another group's nodes were never sent N.
-	if err == nil && group == groupOrDefault(old.Info.GetGroup()) {
-		if w := refusedWarning(old.Info, fmt.Sprintf("version %d", req.GetVersion()), "this rollback"); w != "" {
+	if err == nil {
+		if w := s.rolledBackRefused(ctx, old, group, og.GetSnapshot()); w != "" {
 			resp.Warnings = append(resp.Warnings, w)
 		}
 	}
 	return resp, err
+}
+
+// rolledBackRefused is the warning of a rollback that sends group's nodes
+// snap, version old's snapshot of group, when nodes refused it: as version
+// old itself, whatever its age, or as another of the recent versions
+// (refusedBefore). Old's own refusals count only when old sent those nodes
+// snap: not when old was another group's, and not when it started or
+// edited a rollout, whose canaries refused the rollout's snapshot, which a
+// rollback does not restore.
+func (s *Server) rolledBackRefused(ctx context.Context, old *store.Version, group string, snap *sluicev1.Snapshot) string {
+	if sentSame(old, group, snap) {
+		if w := refusedWarning(old.Info, fmt.Sprintf("version %d", old.Info.GetVersion()), "this rollback"); w != "" {
+			return w
+		}
+	}
+	return s.refusedBefore(ctx, group, snap, "this rollback")
 }
 
 // refusedWarning is the warning of a write that sends nodes again the

@@ -1084,6 +1084,76 @@ func TestRollbackWarnsOfRefusals(t *testing.T) {
 			t.Errorf("Rollback(%v) changed nothing; a warning must not stop it", tc.req)
 		}
 	}
+
+	// A rollback to a version nobody refused warns when a recent version
+	// with the same snapshot was refused: here the rollback to refused
+	// version 8 stores version 9, which is then rolled back to.
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedV := resp.GetVersion()
+	refuse(refusedV, "edge-d", "bind: address already in use", 3*time.Second)
+	resp, err = s.Rollback(ctx, &sluicev1.RollbackRequest{Version: refusedV - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.Rollback(ctx, &sluicev1.RollbackRequest{Version: refusedV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := resp.GetVersion()
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 6)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.Rollback(ctx, &sluicev1.RollbackRequest{Version: again, DryRun: true})
+	want := []string{fmt.Sprintf("version %d, with this same snapshot, was refused by edge-d: bind: address already in use; it may refuse this rollback too", refusedV)}
+	if err != nil || !slices.Equal(resp.GetWarnings(), want) {
+		t.Errorf("Rollback to version %d, unrefused, with refused version %d's snapshot: %v, warnings\n%q\nwant\n%q", again, refusedV, err, resp.GetWarnings(), want)
+	}
+}
+
+// TestRollbackWarnsOfWhatItRestores: the canaries' refusal of the version
+// that started a rollout is of the rollout's snapshot; a rollback to that
+// version restores the group's, and does not warn of it.
+func TestRollbackWarnsOfWhatItRestores(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	placedNodes(reg, "n1", "n2")
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: &sluicev1.Canary{Nodes: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := resp.GetVersion()
+	at := timestamppb.New(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	if err := st.Refused(ctx, started, &sluicev1.Refusal{Node: "n1", Error: "bind: address already in use", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AbortRollout(ctx, &sluicev1.RolloutRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.Rollback(ctx, &sluicev1.RollbackRequest{Version: started, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetWarnings()) != 0 || !slices.Equal(resp.GetChanges(), []string{"~ cluster web: endpoint web2 weight 2 -> 1"}) {
+		t.Errorf("Rollback to version %d, whose canary refused the rollout: warnings %q, changes %q; want none, and the group's weight 1 back",
+			started, resp.GetWarnings(), resp.GetChanges())
+	}
+	// Applied again, the rollout's snapshot is the one n1 refused.
+	resp, err = s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), DryRun: true})
+	want := []string{fmt.Sprintf("version %d, with this same snapshot, was refused by n1: bind: address already in use; it may refuse this apply too", started)}
+	if err != nil || !slices.Equal(resp.GetWarnings(), want) {
+		t.Errorf("Apply of the rollout's snapshot: %v, warnings %q; want %q", err, resp.GetWarnings(), want)
+	}
 }
 
 // TestApplyWarnsOfRefusedSnapshot: an apply of the snapshot that nodes

@@ -670,8 +670,8 @@ type ApplyResponse struct {
 	Group        string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
 	GroupVersion uint64 `protobuf:"varint,6,opt,name=group_version,json=groupVersion,proto3" json:"group_version,omitempty"`
 	// Warnings are what the caller should know though nothing was refused,
-	// one sentence each: a rollback to a version that nodes refused, or an
-	// apply of a snapshot they refused as an earlier version, says so.
+	// one sentence each: a rollback or an apply of a snapshot that nodes
+	// refused, as that version or an earlier one, says so.
 	Warnings      []string `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
