@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluice-lb/sluice/controlplane/store"
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	dpstats "github.com/sluice-lb/sluice/dataplane/stats"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -677,6 +678,73 @@ func TestServeStopsPromptly(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("command stream still open after stop")
+	}
+}
+
+// gatedRefusals is a store whose writes of refusals wait until gate is
+// closed, telling holding when the first one waits.
+type gatedRefusals struct {
+	store.Store
+	gate    chan struct{}
+	holding chan struct{}
+}
+
+func (s *gatedRefusals) Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error {
+	select {
+	case s.holding <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Store.Refused(ctx, v, r)
+}
+
+// TestStopKeepsQueuedRefusals: a stop waits, within its grace, for the
+// refusal the store has not written yet, and closes the store after it:
+// history lists it once the control plane starts again.
+func TestStopKeepsQueuedRefusals(t *testing.T) {
+	ctx := testContext(t)
+	dir := t.TempDir()
+	bolt, err := store.OpenBolt(dir, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &gatedRefusals{Store: bolt, gate: make(chan struct{}), holding: make(chan struct{}, 1)}
+	cp := startCPWith(t, Options{Store: st})
+	cp.apply(ctx, t, snap(t, 1))
+	n := cp.connect(ctx, t, "edge-1", "")
+	const why = "listener public: listen tcp 127.0.0.1:8080: bind: address already in use"
+	n.nack(n.next(ctx), "", why)
+	select {
+	case <-st.holding:
+	case <-ctx.Done():
+		t.Fatal("the refusal did not reach the store")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- cp.stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Serve returned (%v) while a refusal still waited for the store", err)
+	case <-time.After(quietPeriod):
+	}
+	close(st.gate)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Serve returned %v", err)
+	}
+	again, err := store.OpenBolt(dir, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	h, err := again.History(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := h[0].GetRefusals(); len(rs) != 1 || rs[0].GetNode() != "edge-1" || rs[0].GetError() != why {
+		t.Errorf("after the stop, version %d lists the refusals %v; want edge-1's: %s", h[0].GetVersion(), rs, why)
 	}
 }
 
