@@ -66,3 +66,25 @@ func BenchmarkParseBig(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkFingerprintBig(b *testing.B) {
+	s := bigSnapshot()
+	b.ReportAllocs()
+	for b.Loop() {
+		Fingerprint(s)
+	}
+}
+
+func BenchmarkFingerprintBigNoDefaults(b *testing.B) {
+	s := bigSnapshot()
+	for _, c := range s.Clusters {
+		c.LbPolicy = 0
+		for _, e := range c.Endpoints {
+			e.Weight = proto.Uint32(e.GetWeight() + 2)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Fingerprint(s)
+	}
+}
