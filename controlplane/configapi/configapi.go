@@ -9,6 +9,7 @@
 package configapi
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -191,6 +192,7 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 		s.log.Info("apply refused", "author", req.GetAuthor(), "dry_run", req.GetDryRun(), "faults", len(faults))
 		return nil, snapshot.ToStatus(err)
 	}
+	fp := &fingerprint{snap: req.GetSnapshot()}
 	resp, err := s.put(ctx, write{
 		op:        "apply",
 		done:      "applied",
@@ -204,9 +206,10 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 			return req.GetSnapshot(), nil
 		},
 		canary: req.GetCanary(),
+		fp:     fp,
 	})
 	if err == nil {
-		if w := s.refusedBefore(ctx, group, req.GetSnapshot(), "this apply"); w != "" {
+		if w := s.refusedBefore(ctx, group, fp, "this apply"); w != "" {
 			resp.Warnings = append(resp.Warnings, w)
 		}
 	}
@@ -218,13 +221,19 @@ func (s *Server) Apply(ctx context.Context, req *sluicev1.ApplyRequest) (*sluice
 const refusedScan = 100
 
 // refusedBefore is the warning of a write (what: "this apply") that sends
-// group's nodes snap when one of the group's refusedScan newest versions
-// sent them the same snapshot and nodes refused it: the newest such
-// version, as refusedWarning words it. The same nodes may well refuse it
-// again; a CI job that applies a file again after a rollback is the usual
-// way here. "" when there is none, or when the store cannot tell (the
-// write went through; the warning is advice, not worth failing it for).
-func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1.Snapshot, what string) string {
+// group's nodes fp's snapshot when one of the group's refusedScan
+// newest versions sent them the same snapshot and nodes refused it: the
+// newest such version, as refusedWarning words it. The same nodes may well
+// refuse it again; a CI job that applies a file again after a rollback is
+// the usual way here. "" when there is none, or when the store cannot tell
+// (the write went through; the warning is advice, not worth failing it
+// for).
+//
+// A refused version is read only when its fingerprint matches (or it has
+// none, stored before fingerprints were kept): a fleet where one broken
+// node refuses every version must not make each apply read a hundred
+// whole configurations.
+func (s *Server) refusedBefore(ctx context.Context, group string, fp *fingerprint, what string) string {
 	h, err := s.store.History(ctx, refusedScan)
 	if err != nil {
 		s.log.Warn("cannot look for refused versions of the same snapshot", "group", group, "for", what, "err", err)
@@ -234,11 +243,14 @@ func (s *Server) refusedBefore(ctx context.Context, group string, snap *sluicev1
 		if len(info.GetRefusals()) == 0 || groupOrDefault(info.GetGroup()) != group {
 			continue
 		}
+		if stored := info.GetFingerprint(); len(stored) != 0 && !bytes.Equal(stored, fp.of(fp.snap)) {
+			continue
+		}
 		v, err := s.store.Get(ctx, info.GetVersion())
 		if err != nil {
 			continue // pruned since History: it is no longer one to warn of
 		}
-		if sentSame(v, group, snap) {
+		if sentSame(v, group, fp.snap) {
 			return refusedWarning(info, fmt.Sprintf("version %d, with this same snapshot,", info.GetVersion()), what)
 		}
 	}
@@ -306,6 +318,7 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 			comment += " of group " + group
 		}
 	}
+	fp := &fingerprint{snap: og.GetSnapshot()}
 	resp, err := s.put(ctx, write{
 		op:        "rollback",
 		done:      "rolled back",
@@ -317,9 +330,10 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 		next: func(*sluicev1.Group) (*sluicev1.Snapshot, error) {
 			return og.GetSnapshot(), nil
 		},
+		fp: fp,
 	})
 	if err == nil {
-		if w := s.rolledBackRefused(ctx, old, group, og.GetSnapshot()); w != "" {
+		if w := s.rolledBackRefused(ctx, old, group, fp); w != "" {
 			resp.Warnings = append(resp.Warnings, w)
 		}
 	}
@@ -327,19 +341,17 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 }
 
 // rolledBackRefused is the warning of a rollback that sends group's nodes
-// snap, version old's snapshot of group, when nodes refused it: as version
+// fp's snapshot, version old's of group, when nodes refused it: as version
 // old itself, whatever its age, or as another of the recent versions
 // (refusedBefore). Old's own refusals count only when old sent those nodes
-// snap: not when old was another group's, and not when it started or
-// edited a rollout, whose canaries refused the rollout's snapshot, which a
-// rollback does not restore.
-func (s *Server) rolledBackRefused(ctx context.Context, old *store.Version, group string, snap *sluicev1.Snapshot) string {
-	if sentSame(old, group, snap) {
-		if w := refusedWarning(old.Info, fmt.Sprintf("version %d", old.Info.GetVersion()), "this rollback"); w != "" {
-			return w
-		}
+// that snapshot: not when old was another group's, and not when it
+// started or edited a rollout, whose canaries refused the rollout's
+// snapshot, which a rollback does not restore.
+func (s *Server) rolledBackRefused(ctx context.Context, old *store.Version, group string, fp *fingerprint) string {
+	if len(old.Info.GetRefusals()) != 0 && sentSame(old, group, fp.snap) {
+		return refusedWarning(old.Info, fmt.Sprintf("version %d", old.Info.GetVersion()), "this rollback")
 	}
-	return s.refusedBefore(ctx, group, snap, "this rollback")
+	return s.refusedBefore(ctx, group, fp, "this rollback")
 }
 
 // refusedWarning is the warning of a write that sends nodes again the
@@ -624,6 +636,29 @@ type write struct {
 	// alter, instead of next, changes the group's rollout: it returns the
 	// changes, or the status to fail the call with.
 	alter func(g *sluicev1.Group, next uint64) ([]snapshot.Change, error)
+	// fp, when set, holds the fingerprint of the snapshot the caller
+	// expects the version to send, so that a call works it out once.
+	fp *fingerprint
+}
+
+// fingerprint is a snapshot's snapshot.Fingerprint, worked out when first
+// asked for: for a big snapshot it costs about as much as a diff.
+type fingerprint struct {
+	snap *sluicev1.Snapshot
+	sum  []byte
+}
+
+// of is snap's fingerprint, p's when snap is p's snapshot.
+func (p *fingerprint) of(snap *sluicev1.Snapshot) []byte {
+	if p == nil || snap != p.snap {
+		sum := snapshot.Fingerprint(snap)
+		return sum[:]
+	}
+	if p.sum == nil {
+		sum := snapshot.Fingerprint(snap)
+		p.sum = sum[:]
+	}
+	return p.sum
 }
 
 // put stores w as a new version with a compare-and-swap on the current
@@ -679,11 +714,12 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 				Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
 		info, changed, err := s.store.Put(ctx, base, store.Record{
-			Config:  cfg,
-			Group:   w.group,
-			Author:  w.author,
-			Comment: w.comment,
-			Changes: changes,
+			Config:      cfg,
+			Group:       w.group,
+			Author:      w.author,
+			Comment:     w.comment,
+			Changes:     changes,
+			Fingerprint: w.fp.of(sentSnapshot(cfg, w.group, next)),
 		})
 		if errors.Is(err, store.ErrConflict) {
 			continue // someone stored a version since Current: diff again

@@ -1,6 +1,7 @@
 package configapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1218,6 +1219,72 @@ func TestApplyWarnsOfRefusedSnapshot(t *testing.T) {
 	}
 	if resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 8), Group: "edge"}); err != nil || len(resp.GetWarnings()) != 0 {
 		t.Errorf("edge's snapshot to edge after default's version %d was refused: %v, warnings %q; want none", refused, err, resp.GetWarnings())
+	}
+}
+
+// readCounter is a store that counts the versions read whole.
+type readCounter struct {
+	store.Store
+	gets atomic.Int32
+}
+
+func (c *readCounter) Get(ctx context.Context, v uint64) (*store.Version, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, v)
+}
+
+// TestRefusedBeforeReadsOnlyMatches: each version keeps the fingerprint of
+// the snapshot it sent, and an apply reads no refused version whose
+// fingerprint differs: a fleet where one node refuses every version does
+// not make each apply read them all. A version stored without one (before
+// fingerprints were kept) is read and still warns of.
+func TestRefusedBeforeReadsOnlyMatches(t *testing.T) {
+	ctx := testContext(t)
+	st := &readCounter{Store: openStore(t, store.BoltOptions{})}
+	// Version 1, stored as by an older control plane, then 2 to 6.
+	if _, _, err := st.Put(ctx, 0, store.Record{Config: inDefault(web(t, 1)), Group: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, fleet.NewRegistry(), stats.NewRing(10), nil)
+	at := timestamppb.New(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+	for w := 2; w <= 6; w++ {
+		resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, w)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := st.Get(ctx, resp.GetVersion())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := snapshot.Fingerprint(web(t, w)); !bytes.Equal(g.Info.GetFingerprint(), want[:]) {
+			t.Errorf("version %d keeps the fingerprint %x, want %x, its snapshot's", resp.GetVersion(), g.Info.GetFingerprint(), want)
+		}
+	}
+	for v := uint64(1); v <= 6; v++ {
+		if err := st.Refused(ctx, v, &sluicev1.Refusal{Node: "edge-9", Error: "bind: address already in use", At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		weight int
+		reads  int32 // the versions read whole
+		want   string
+	}{
+		{7, 1, ""}, // version 1, which has no fingerprint
+		{1, 1, "version 1, with this same snapshot, was refused by edge-9: bind: address already in use; it may refuse this apply too"},
+		{4, 1, "version 4, with this same snapshot, was refused by edge-9: bind: address already in use; it may refuse this apply too"},
+	} {
+		st.gets.Store(0)
+		resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, tc.weight), DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(resp.GetWarnings(), "\n"); got != tc.want {
+			t.Errorf("weight %d: warnings %q, want %q", tc.weight, got, tc.want)
+		}
+		if n := st.gets.Load(); n != tc.reads {
+			t.Errorf("weight %d: the apply read %d versions whole, want %d", tc.weight, n, tc.reads)
+		}
 	}
 }
 

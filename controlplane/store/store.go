@@ -74,18 +74,22 @@ type Record struct {
 	// Changes are the lines of the diff from the base version, e.g.
 	// "~ cluster web: endpoint web2 weight 1 -> 3".
 	Changes []string
+	// Fingerprint is the snapshot.Fingerprint of the snapshot the version
+	// sends Group's nodes.
+	Fingerprint []byte
 }
 
 // info is the VersionInfo of rec stored as version v, created now: what
 // both stores write beside the configuration.
 func (rec *Record) info(v uint64) *sluicev1.VersionInfo {
 	return &sluicev1.VersionInfo{
-		Version: v,
-		Created: timestamppb.Now(),
-		Author:  rec.Author,
-		Comment: rec.Comment,
-		Changes: rec.Changes,
-		Group:   rec.Group,
+		Version:     v,
+		Created:     timestamppb.Now(),
+		Author:      rec.Author,
+		Comment:     rec.Comment,
+		Changes:     rec.Changes,
+		Group:       rec.Group,
+		Fingerprint: rec.Fingerprint,
 	}
 }
 

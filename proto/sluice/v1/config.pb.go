@@ -976,7 +976,14 @@ type VersionInfo struct {
 	Refusals []*Refusal `protobuf:"bytes,7,rep,name=refusals,proto3" json:"refusals,omitempty"`
 	// RefusedBy is how many nodes refused this version, of which Refusals
 	// lists the first.
-	RefusedBy     uint32 `protobuf:"varint,8,opt,name=refused_by,json=refusedBy,proto3" json:"refused_by,omitempty"`
+	RefusedBy uint32 `protobuf:"varint,8,opt,name=refused_by,json=refusedBy,proto3" json:"refused_by,omitempty"`
+	// Fingerprint is a SHA-256 digest of the snapshot this version sent its
+	// group's nodes (a rollout's, when it started or edited one), taken as
+	// the control plane compares snapshots: versions that sent the same
+	// snapshot share it, whatever the order of its clusters and listeners,
+	// and whether it wrote out defaults or left them out. Empty for versions
+	// stored before the control plane kept it.
+	Fingerprint   []byte `protobuf:"bytes,9,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1072,13 @@ func (x *VersionInfo) GetRefusedBy() uint32 {
 		return x.RefusedBy
 	}
 	return 0
+}
+
+func (x *VersionInfo) GetFingerprint() []byte {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return nil
 }
 
 // Refusal is one node's refusal (NACK) of a version.
@@ -2680,7 +2694,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12+\n" +
-	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\x8e\x02\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xb0\x02\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +
@@ -2690,7 +2704,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05group\x18\x06 \x01(\tR\x05group\x12.\n" +
 	"\brefusals\x18\a \x03(\v2\x12.sluice.v1.RefusalR\brefusals\x12\x1d\n" +
 	"\n" +
-	"refused_by\x18\b \x01(\rR\trefusedBy\"_\n" +
+	"refused_by\x18\b \x01(\rR\trefusedBy\x12 \n" +
+	"\vfingerprint\x18\t \x01(\fR\vfingerprint\"_\n" +
 	"\aRefusal\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12*\n" +

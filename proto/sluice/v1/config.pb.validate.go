@@ -1578,6 +1578,8 @@ func (m *VersionInfo) validate(all bool) error {
 
 	// no validation rules for RefusedBy
 
+	// no validation rules for Fingerprint
+
 	if len(errors) > 0 {
 		return VersionInfoMultiError(errors)
 	}
