@@ -713,14 +713,17 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			return &sluicev1.ApplyResponse{Version: next, Changed: true, Changes: changes, ResourceChanges: structured,
 				Group: w.group, GroupVersion: g.GetVersion()}, nil
 		}
-		info, changed, err := s.store.Put(ctx, base, store.Record{
-			Config:      cfg,
-			Group:       w.group,
-			Author:      w.author,
-			Comment:     w.comment,
-			Changes:     changes,
-			Fingerprint: w.fp.of(sentSnapshot(cfg, w.group, next)),
-		})
+		rec := store.Record{
+			Config:  cfg,
+			Group:   w.group,
+			Author:  w.author,
+			Comment: w.comment,
+			Changes: changes,
+		}
+		if sent := sentSnapshot(cfg, w.group, next); sent != nil {
+			rec.Fingerprint = w.fp.of(sent) // none when the group is deleted
+		}
+		info, changed, err := s.store.Put(ctx, base, rec)
 		if errors.Is(err, store.ErrConflict) {
 			continue // someone stored a version since Current: diff again
 		}

@@ -158,6 +158,9 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 	if _, ok := groupList(t, s)["edge"]; ok {
 		t.Error("edge still listed after DeleteGroup")
 	}
+	if h, err := s.History(ctx, &sluicev1.HistoryRequest{Limit: 1}); err != nil || len(h.GetVersions()[0].GetFingerprint()) != 0 {
+		t.Errorf("the deletion's version keeps a fingerprint (%v): it sent edge's nodes no snapshot", err)
+	}
 	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
 	// Nothing to create here: no advice to give a selector.
 	if want := `group "edge" does not exist (the groups are: default)`; status.Code(err) != codes.NotFound || status.Convert(err).Message() != want {
