@@ -24,7 +24,10 @@ import (
 //
 // It is the SHA-256 of the snapshot's deterministic encoding with its
 // resources in the order of their names and, in each, the fields that
-// hold what they mean when unset cleared.
+// hold what they mean when unset cleared. The control plane stores it
+// with each version: should a later release clear other fields, the
+// fingerprints stored before would differ from the new ones of the same
+// snapshots, which only hides matches that Diff would have confirmed.
 func Fingerprint(s *sluicev1.Snapshot) [sha256.Size]byte {
 	h := sha256.New()
 	m := s.ProtoReflect()

@@ -980,9 +980,10 @@ type VersionInfo struct {
 	// Fingerprint is a SHA-256 digest of the snapshot this version sent its
 	// group's nodes (a rollout's, when it started or edited one), taken as
 	// the control plane compares snapshots: versions that sent the same
-	// snapshot share it, whatever the order of its clusters and listeners,
-	// and whether it wrote out defaults or left them out. Empty for versions
-	// stored before the control plane kept it.
+	// snapshot share it in the usual cases, whatever the order of its
+	// clusters and listeners, and whether it wrote out defaults or left
+	// them out. Empty for versions stored before the control plane kept it,
+	// and for one that deleted its group.
 	Fingerprint   []byte `protobuf:"bytes,9,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
