@@ -2,19 +2,11 @@ package snapshot
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
-
-func parseTest(t testing.TB, y string) *sluicev1.Snapshot {
-	t.Helper()
-	s, err := Parse([]byte(y), "test.yaml")
-	if err != nil {
-		t.Fatalf("Parse(%q): %v", y, err)
-	}
-	return s
-}
 
 // TestFingerprint: snapshots that tell nodes the same, as Diff sees it,
 // share a fingerprint in the usual cases; any change Diff names gives
@@ -62,52 +54,14 @@ listeners:
   - {name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web, http: {}}
   - {name: db, address: "127.0.0.1:6663", protocol: TCP, default_cluster: api, tcp: {}}
 `, true},
-		{"a weight changed", `
-clusters:
-  - name: web
-    endpoints: [{name: web1, address: "127.0.0.1:9001"}, {name: web2, address: "127.0.0.1:9002", weight: 1}]
-    health_check: {interval: 2s}
-  - name: api
-    endpoints: [{name: api1, address: "127.0.0.1:9101"}]
-listeners:
-  - {name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web}
-  - {name: db, address: "127.0.0.1:6663", protocol: TCP, default_cluster: api}
-`, false},
-		{"endpoints reordered", `
-clusters:
-  - name: web
-    endpoints: [{name: web2, address: "127.0.0.1:9002", weight: 3}, {name: web1, address: "127.0.0.1:9001"}]
-    health_check: {interval: 2s}
-  - name: api
-    endpoints: [{name: api1, address: "127.0.0.1:9101"}]
-listeners:
-  - {name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web}
-  - {name: db, address: "127.0.0.1:6663", protocol: TCP, default_cluster: api}
-`, false},
-		{"a health check added", `
-clusters:
-  - name: web
-    endpoints: [{name: web1, address: "127.0.0.1:9001"}, {name: web2, address: "127.0.0.1:9002", weight: 3}]
-    health_check: {interval: 2s}
-  - name: api
-    endpoints: [{name: api1, address: "127.0.0.1:9101"}]
-    health_check: {}
-listeners:
-  - {name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web}
-  - {name: db, address: "127.0.0.1:6663", protocol: TCP, default_cluster: api}
-`, false},
-		{"a listener removed", `
-clusters:
-  - name: web
-    endpoints: [{name: web1, address: "127.0.0.1:9001"}, {name: web2, address: "127.0.0.1:9002", weight: 3}]
-    health_check: {interval: 2s}
-  - name: api
-    endpoints: [{name: api1, address: "127.0.0.1:9101"}]
-listeners:
-  - {name: public, address: "127.0.0.1:8080", protocol: HTTP, default_cluster: web}
-`, false},
+		{"a weight changed", strings.Replace(base, "weight: 3", "weight: 1", 1), false},
+		{"endpoints reordered", strings.Replace(base,
+			`[{name: web1, address: "127.0.0.1:9001"}, {name: web2, address: "127.0.0.1:9002", weight: 3}]`,
+			`[{name: web2, address: "127.0.0.1:9002", weight: 3}, {name: web1, address: "127.0.0.1:9001"}]`, 1), false},
+		{"a health check added", strings.Replace(base, `address: "127.0.0.1:9101"}]`, `address: "127.0.0.1:9101"}]`+"\n    health_check: {}", 1), false},
+		{"a listener removed", strings.Replace(base, `  - {name: db, address: "127.0.0.1:6663", protocol: TCP, default_cluster: api}`+"\n", "", 1), false},
 	} {
-		a, b := parseTest(t, base), parseTest(t, tc.y)
+		a, b := mustParse(t, base), mustParse(t, tc.y)
 		if same := len(Diff(a, b)) == 0; same != tc.same {
 			t.Fatalf("%s: Diff %q; the case is wrong", tc.name, Diff(a, b))
 		}
@@ -121,9 +75,9 @@ listeners:
 // changed.
 func TestFingerprintLeavesSnapshot(t *testing.T) {
 	const y = `{clusters: [{name: b, lb_policy: ROUND_ROBIN, endpoints: [{name: e, weight: 1}]}, {name: a}]}`
-	s := parseTest(t, y)
+	s := mustParse(t, y)
 	Fingerprint(s)
-	if want := parseTest(t, y); !slices.EqualFunc(s.GetClusters(), want.GetClusters(), func(a, b *sluicev1.Cluster) bool {
+	if want := mustParse(t, y); !slices.EqualFunc(s.GetClusters(), want.GetClusters(), func(a, b *sluicev1.Cluster) bool {
 		return a.String() == b.String()
 	}) {
 		t.Errorf("after Fingerprint: %v, want %v", s, want)
@@ -148,7 +102,7 @@ func FuzzFingerprint(f *testing.F) {
 				t.Errorf("one fingerprint, yet Diff finds %q", d)
 			}
 		}
-		r := parseTest(t, x)
+		r := mustParse(t, x)
 		slices.Reverse(r.Clusters)
 		slices.Reverse(r.Listeners)
 		if Fingerprint(r) != Fingerprint(a) && hasUniqueNames(a) {
