@@ -622,8 +622,10 @@ changed, or --group (the group's selector stays as it is now).
 
 Prints "applied version M" and one line per changed resource, or
 "unchanged (version M)" when N's snapshot is the current one. When nodes
-refused version N (history's REFUSED-BY), a warning on stderr says which and
-why: they may refuse the rollback too.`+ifVersionAbout)
+refused N's snapshot, as version N (history's REFUSED-BY) or as another of
+the last 100 versions, a warning on stderr says which and why: they may
+refuse the rollback too. The canaries' refusals of a rollout that N started
+do not count: the rollback restores the group's snapshot, not the rollout's.`+ifVersionAbout)
 	w := addWriteFlags(fs, `"rollback to version N"`)
 	pos, st := c.parseArgs(fs, args, "N")
 	if st >= 0 {

@@ -498,7 +498,7 @@ func orNone(s []string) []string {
 }
 
 // versionJSON is one stored version of GET /api/versions, as sluicectl
-// history -o json gives it.
+// history -o json gives it, but for its fingerprint.
 type versionJSON struct {
 	Version uint64    `json:"version"`
 	Created time.Time `json:"created"`
