@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -510,6 +511,18 @@ func TestVersionsListRefusals(t *testing.T) {
 	}
 	if v1.Version != 1 || v1.Author != "test" || v1.RefusedBy != 0 || v1.Refusals == nil || len(v1.Refusals) != 0 {
 		t.Errorf("version 1 listed as %+v; want by test, refused by none (an empty list)", v1)
+	}
+	h, err := f.config.History(context.Background(), &sluicev1.HistoryRequest{})
+	if err != nil || len(h.GetVersions()) != 2 {
+		t.Fatalf("History: %v, %v", h, err)
+	}
+	for i, v := range []versionJSON{v2, v1} {
+		if want := h.GetVersions()[i].GetFingerprint(); len(want) != 32 || !bytes.Equal(v.Fingerprint, want) {
+			t.Errorf("version %d's fingerprint %x, want %x, as sluicectl history has it", v.Version, v.Fingerprint, want)
+		}
+	}
+	if bytes.Equal(v1.Fingerprint, v2.Fingerprint) {
+		t.Errorf("versions 1 and 2 share the fingerprint %x, though 2 changed a weight", v1.Fingerprint)
 	}
 	if code := f.do(t, httptest.NewRequest("GET", "/api/versions?limit=1&group=default", nil), &got); code != http.StatusOK || len(got.Versions) != 1 || got.Versions[0].Version != 2 || got.Current != 2 {
 		t.Errorf("limit=1&group=default: status %d, %+v; want version 2 alone, current 2", code, got)

@@ -498,7 +498,7 @@ func orNone(s []string) []string {
 }
 
 // versionJSON is one stored version of GET /api/versions, as sluicectl
-// history -o json gives it, but for its fingerprint.
+// history -o json gives it.
 type versionJSON struct {
 	Version uint64    `json:"version"`
 	Created time.Time `json:"created"`
@@ -511,6 +511,10 @@ type versionJSON struct {
 	// first 10, the earliest first.
 	RefusedBy uint32        `json:"refused_by"`
 	Refusals  []refusalJSON `json:"refusals"`
+	// Fingerprint is the snapshot.Fingerprint of what the version sent its
+	// group's nodes, in base64 as protojson writes it; none after a
+	// group's deletion, nor on a version stored before fingerprints.
+	Fingerprint []byte `json:"fingerprint,omitempty"`
 }
 
 type refusalJSON struct {
@@ -547,7 +551,7 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) {
 		out.Versions = append(out.Versions, versionJSON{
 			Version: v.GetVersion(), Created: v.GetCreated().AsTime(), Author: v.GetAuthor(), Comment: v.GetComment(),
 			Group: cmp.Or(v.GetGroup(), groups.Default), Changes: orNone(v.GetChanges()),
-			RefusedBy: v.GetRefusedBy(), Refusals: refusals,
+			RefusedBy: v.GetRefusedBy(), Refusals: refusals, Fingerprint: v.GetFingerprint(),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
