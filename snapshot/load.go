@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,36 +17,87 @@ import (
 // Load reads a snapshot from a file, or from a directory: every *.yaml, *.yml
 // and *.json file directly in it (not in subdirectories; names starting with
 // "." are skipped, as editors leave those behind), in name order, merged into
-// one snapshot by concatenating their clusters and listeners. A cluster or
-// listener name defined in two files is an error naming both files. A file
-// with nothing in it (or comments only) adds nothing, but a file, or a
-// directory, that holds nothing at all is refused: most likely it was cut
-// short or emptied by mistake, and applied it would remove every cluster
-// and listener (`clusters: []` says so on purpose). Faults come back as
-// [Errors]; Load does not [Validate].
-func Load(path string) (*sluicev1.Snapshot, error) {
-	s, _, err := LoadSource(path)
+// one snapshot by concatenating their clusters and listeners. Given several
+// paths, as kubectl apply takes several -f, it merges the files of each in
+// the order given. A cluster or listener name defined in two files is an
+// error naming both files. A file with nothing in it (or comments only)
+// adds nothing, but a file, or a set of files, that lists no clusters and
+// no listeners is refused: most likely it was cut short (after
+// "clusters:") or emptied by mistake, and applied it would remove every
+// cluster and listener (`clusters: []` says so on purpose). Faults come
+// back as [Errors]; Load does not [Validate].
+func Load(paths ...string) (*sluicev1.Snapshot, error) {
+	s, _, err := LoadSource(paths...)
 	return s, err
 }
 
 // LoadSource is [Load], and says where in the files each part of the
 // snapshot was written, for faults found later.
-func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, nil, fileError(err)
+func LoadSource(paths ...string) (*sluicev1.Snapshot, *Source, error) {
+	if len(paths) == 0 {
+		return nil, nil, errors.New("no snapshot file or directory given")
 	}
-	if !fi.IsDir() {
-		data, err := os.ReadFile(path)
+	var files []string
+	// Each file's clean path, to the directory that named it ("" for none),
+	// so that a file given twice is refused rather than merged twice.
+	named := map[string]string{}
+	dirs := map[string]bool{}
+	add := func(f, dir string) error {
+		first, twice := named[filepath.Clean(f)]
+		switch {
+		case !twice:
+			named[filepath.Clean(f)] = dir
+			files = append(files, f)
+			return nil
+		case first == "" && dir == "":
+			return fmt.Errorf("%s is given twice", f)
+		case first == "":
+			return fmt.Errorf("%s is given twice: by itself, and in %s", f, dir)
+		}
+		// A directory's files are named once (the directory twice is
+		// refused below), so the second is f itself.
+		return fmt.Errorf("%s is given twice: in %s, and by itself", f, first)
+	}
+	for _, path := range paths {
+		fi, err := os.Stat(path)
 		if err != nil {
 			return nil, nil, fileError(err)
 		}
-		return ParseFile(data, path)
+		if !fi.IsDir() {
+			if len(paths) == 1 {
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return nil, nil, fileError(err)
+				}
+				return ParseFile(data, path)
+			}
+			if err := add(path, ""); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if dirs[filepath.Clean(path)] {
+			return nil, nil, fmt.Errorf("%s is given twice", path)
+		}
+		dirs[filepath.Clean(path)] = true
+		in, err := snapshotFiles(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, f := range in {
+			if err := add(f, path); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	src := &Source{}
-	entries, err := os.ReadDir(path)
+	return merge(files, strings.Join(paths, ", "))
+}
+
+// snapshotFiles lists the snapshot files of directory dir, in name order.
+func snapshotFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, fileError(err)
+		return nil, fileError(err)
 	}
 	var files []string
 	for _, e := range entries {
@@ -58,15 +110,22 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 		if strings.HasPrefix(name, ".") || e.IsDir() {
 			continue
 		}
-		files = append(files, filepath.Join(path, name))
+		files = append(files, filepath.Join(dir, name))
 	}
 	if len(files) == 0 {
-		return nil, nil, fmt.Errorf("%s: no .yaml, .yml or .json files in the directory", path)
+		return nil, fmt.Errorf("%s: no .yaml, .yml or .json files in the directory", dir)
 	}
+	return files, nil
+}
 
+// merge parses files, in their order, into one snapshot; from names them
+// all (the directory, or the paths given) in the fault of a set that lists
+// nothing.
+func merge(files []string, from string) (*sluicev1.Snapshot, *Source, error) {
+	src := &Source{}
 	merged := &sluicev1.Snapshot{}
 	var errs Errors
-	anything := false // a file held content; empty ones ("nothing here yet") add nothing
+	lists := false // a file wrote clusters or listeners; empty ones ("nothing here yet") add nothing
 	// Where each name was defined first: its file, parsed as root, and its
 	// index there; placed at a line only for a fault.
 	type defined struct {
@@ -83,7 +142,6 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 			continue
 		}
 		s, root, err := parse(data, f)
-		anything = anything || root != nil
 		if err != nil {
 			var es Errors
 			if errors.As(err, &es) {
@@ -115,12 +173,13 @@ func LoadSource(path string) (*sluicev1.Snapshot, *Source, error) {
 			listeners = append(listeners, i)
 		}
 		src.add(f, root, clusters, listeners)
+		lists = lists || writesLists(root)
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
-	if !anything {
-		return nil, nil, Errors{{Message: "every snapshot file in " + path + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
+	if !lists {
+		return nil, nil, Errors{{Message: "no snapshot file in " + from + " lists clusters or listeners: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}}
 	}
 	return merged, src, nil
 }
@@ -156,9 +215,36 @@ func ParseFile(data []byte, name string) (*sluicev1.Snapshot, *Source, error) {
 	if root == nil {
 		return nil, nil, Errors{{Message: "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
 	}
+	if !writesLists(root) {
+		// "clusters:" and no more, as a file cut short or a template
+		// whose variables came out empty leaves it, or "{}".
+		return nil, nil, Errors{{Message: "the file lists no clusters and no listeners: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"}}
+	}
 	src := &Source{}
 	src.add(name, root, indexes(len(s.GetClusters())), indexes(len(s.GetListeners())))
 	return s, src, nil
+}
+
+// writesLists reports whether root, a parsed snapshot document, writes its
+// clusters or its listeners as a list, even an empty one: a null value
+// ("clusters:" with nothing after it) or a mapping without either does not.
+func writesLists(root *yaml.Node) bool {
+	if root == nil {
+		return false
+	}
+	d := &decoder{budget: math.MaxInt}
+	if root = d.resolve(root, ""); root == nil || root.Kind != yaml.MappingNode {
+		return false
+	}
+	for _, p := range d.pairs(root, "") {
+		if p.k.Value != "clusters" && p.k.Value != "listeners" {
+			continue
+		}
+		if v := d.resolve(p.v, ""); v != nil && v.Kind == yaml.SequenceNode {
+			return true
+		}
+	}
+	return false
 }
 
 // indexes returns 0, 1, ..., n-1.

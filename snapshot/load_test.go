@@ -93,7 +93,14 @@ func TestLoadFaults(t *testing.T) {
 			name:  "only empty files",
 			files: map[string]string{"a.yaml": "", "b.yml": "# nothing here yet\n---\n"},
 			want: func(dir string) []string {
-				return []string{"every snapshot file in " + dir + " is empty: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}
+				return []string{"no snapshot file in " + dir + " lists clusters or listeners: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}
+			},
+		},
+		{
+			name:  "files cut short after the key",
+			files: map[string]string{"a.yaml": "clusters:\n", "b.json": "{}", "c.yaml": "listeners: ~\n"},
+			want: func(dir string) []string {
+				return []string{"no snapshot file in " + dir + " lists clusters or listeners: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"}
 			},
 		},
 		{
@@ -137,16 +144,74 @@ func TestLoadFile(t *testing.T) {
 // mistake) is refused, since applied it would remove every cluster and
 // listener; one that says so on purpose is taken.
 func TestLoadEmptyFile(t *testing.T) {
-	dir := writeFiles(t, map[string]string{"empty.yaml": "", "comments.yaml": "# todo\n", "none.yaml": "clusters: []\n"})
-	for _, name := range []string{"empty.yaml", "comments.yaml"} {
-		path := filepath.Join(dir, name)
-		s, err := Load(path)
-		want := "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`"
+	dir := writeFiles(t, map[string]string{
+		"empty.yaml": "", "comments.yaml": "# todo\n",
+		// Cut short after the first line, or a template whose variables
+		// came out empty.
+		"cut.yaml": "clusters:\n", "nulls.yaml": "clusters: ~\nlisteners:\n", "braces.json": "{}\n",
+		"none.yaml": "clusters: []\n", "no-listeners.json": `{"listeners": []}`,
+		"merged.yaml": "clusters: []\n<<: {listeners: []}\n",
+	})
+	for name, want := range map[string]string{
+		"empty.yaml":    "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`",
+		"comments.yaml": "the file holds nothing: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`",
+		"cut.yaml":      "the file lists no clusters and no listeners: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`",
+		"nulls.yaml":    "the file lists no clusters and no listeners: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`",
+		"braces.json":   "the file lists no clusters and no listeners: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`",
+	} {
+		s, err := Load(filepath.Join(dir, name))
 		if got := errorLines(err); s != nil || !equalLines(got, []string{want}) {
 			t.Errorf("Load(%s) = %v, %q; want %q", name, s, got, want)
 		}
 	}
-	if s, err := Load(filepath.Join(dir, "none.yaml")); err != nil || len(s.GetClusters())+len(s.GetListeners()) != 0 {
-		t.Errorf("Load(none.yaml) = %v, %v; want an empty snapshot", s, err)
+	for _, name := range []string{"none.yaml", "no-listeners.json", "merged.yaml"} {
+		if s, err := Load(filepath.Join(dir, name)); err != nil || len(s.GetClusters())+len(s.GetListeners()) != 0 {
+			t.Errorf("Load(%s) = %v, %v; want an empty snapshot", name, s, err)
+		}
+	}
+}
+
+// TestLoadSeveral: several paths, as kubectl apply takes several -f, are
+// merged in the order given, a directory's files in name order; a name
+// defined twice, a file named twice, or a set that lists nothing is
+// refused.
+func TestLoadSeveral(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"web.yaml":     "clusters:\n  - name: web\nlisteners:\n  - {name: public, address: \":80\", protocol: HTTP, default_cluster: web}\n",
+		"d/b-api.yaml": "clusters:\n  - name: api\n",
+		"d/a-db.yaml":  "clusters:\n  - name: db\n",
+		"dup.yaml":     "clusters:\n  - name: api\n",
+		"empty.yaml":   "",
+		"cut.yaml":     "clusters:\n",
+		"e/blank.yml":  "# later\n",
+	})
+	p := func(name string) string { return filepath.Join(dir, name) }
+	got, err := Load(p("d"), p("web.yaml"), p("empty.yaml"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &sluicev1.Snapshot{
+		Clusters:  []*sluicev1.Cluster{{Name: "db"}, {Name: "api"}, {Name: "web"}},
+		Listeners: []*sluicev1.Listener{{Name: "public", Address: ":80", Protocol: sluicev1.Protocol_PROTOCOL_HTTP, DefaultCluster: "web"}},
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("Load(d, web.yaml, empty.yaml):\n got: %v\nwant: %v", got, want)
+	}
+	for _, tt := range []struct {
+		paths []string
+		want  string
+	}{
+		{[]string{p("d"), p("dup.yaml")}, `cluster "api" is defined in both ` + p("d/b-api.yaml") + ":2 and " + p("dup.yaml") + ":2"},
+		{[]string{p("web.yaml"), p("d"), p("web.yaml")}, p("web.yaml") + " is given twice"},
+		{[]string{p("d"), p("d/a-db.yaml")}, p("d/a-db.yaml") + " is given twice: in " + p("d") + ", and by itself"},
+		{[]string{p("d/a-db.yaml"), p("d")}, p("d/a-db.yaml") + " is given twice: by itself, and in " + p("d")},
+		{[]string{p("d"), p("e"), p("d") + "/"}, p("d") + "/ is given twice"},
+		{[]string{p("empty.yaml"), p("cut.yaml"), p("e")}, "no snapshot file in " + p("empty.yaml") + ", " + p("cut.yaml") + ", " + p("e") + " lists clusters or listeners: applied, they would remove every cluster and listener. To remove them all on purpose, give one `clusters: []`"},
+		{[]string{p("web.yaml"), p("nope.yaml")}, p("nope.yaml") + ": no such file or directory"},
+	} {
+		s, err := Load(tt.paths...)
+		if got := errorLines(err); s != nil || !equalLines(got, []string{tt.want}) {
+			t.Errorf("Load(%q) = %v, %q; want %q", tt.paths, s, got, tt.want)
+		}
 	}
 }
