@@ -32,23 +32,23 @@ import (
 
 // load reads -f and prints its faults. ok is false when the snapshot could
 // not be read; the status is then 1.
-func (c *cli) load(cmd, path string) (*sluicev1.Snapshot, bool) {
+func (c *cli) load(cmd string, paths snapshotPaths) (*sluicev1.Snapshot, bool) {
 	var (
 		s   *sluicev1.Snapshot
 		src *snapshot.Source
 		err error
 	)
-	if path == "-" {
+	if paths.stdin() {
 		// A snapshot made by a pipe: envsubst < tmpl.yaml | sluicectl apply -f -
 		var data []byte
 		if data, err = io.ReadAll(c.stdin); err == nil {
 			s, src, err = snapshot.ParseFile(data, stdinName)
 		}
 	} else {
-		s, src, err = snapshot.LoadSource(path)
+		s, src, err = snapshot.LoadSource(paths...)
 	}
 	if err != nil {
-		c.printFaults(cmd, path, err)
+		c.printFaults(cmd, paths, err)
 		return nil, false
 	}
 	c.source = src
@@ -58,12 +58,53 @@ func (c *cli) load(cmd, path string) (*sluicev1.Snapshot, bool) {
 // stdinName names standard input (-f -) in faults and warnings.
 const stdinName = "stdin"
 
-// fileName is how faults and warnings name the -f argument path.
-func fileName(path string) string {
-	if path == "-" {
+// snapshotPaths is -f, which may be given several times, as kubectl apply
+// takes it: the files and directories are merged in the order given.
+type snapshotPaths []string
+
+// fileFlag adds -f to fs.
+func fileFlag(fs *flag.FlagSet) *snapshotPaths {
+	var p snapshotPaths
+	fs.Var(&p, "f", "snapshot to read: a `FILE|DIR`, or - for standard input (required); given again, the files are merged")
+	return &p
+}
+
+func (p *snapshotPaths) String() string {
+	if p == nil {
+		return ""
+	}
+	return strings.Join(*p, ", ")
+}
+
+func (p *snapshotPaths) Set(v string) error {
+	if v == "" {
+		return errors.New("an empty path")
+	}
+	*p = append(*p, v)
+	return nil
+}
+
+// stdin reports whether the snapshot is read from standard input.
+func (p snapshotPaths) stdin() bool { return len(p) == 1 && p[0] == "-" }
+
+// check returns the usage error of a missing -f, or of standard input
+// given with other files, or "".
+func (p snapshotPaths) check() string {
+	switch {
+	case len(p) == 0:
+		return "-f is required"
+	case len(p) > 1 && slices.Contains(p, "-"):
+		return "-f - (standard input) cannot be merged with other files: give it alone"
+	}
+	return ""
+}
+
+// name is how faults and warnings name the files read: "stdin" for -f -.
+func (p snapshotPaths) name() string {
+	if p.stdin() {
 		return stdinName
 	}
-	return path
+	return p.String()
 }
 
 // placed is fault f of the snapshot the command read, its path as the
@@ -99,7 +140,7 @@ func (c *cli) placed(f snapshot.FieldError) snapshot.FieldError {
 var placedAt = regexp.MustCompile(` \([^()]*:\d+\)$`)
 
 // printFaults prints every fault of a snapshot, one "path: message" per line.
-func (c *cli) printFaults(cmd, path string, err error) {
+func (c *cli) printFaults(cmd string, paths snapshotPaths, err error) {
 	var faults snapshot.Errors
 	if !errors.As(err, &faults) {
 		fmt.Fprintf(c.stderr, "sluicectl %s: %v\n", cmd, err)
@@ -109,33 +150,44 @@ func (c *cli) printFaults(cmd, path string, err error) {
 	if len(faults) == 1 {
 		noun = "fault"
 	}
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, fileName(path), len(faults), noun)
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d %s:\n", cmd, paths.name(), len(faults), noun)
 	for _, f := range faults {
 		fmt.Fprintln(c.stderr, c.placed(f).Error())
 	}
 }
 
-// printWarnings prints the settings of snapshot s, read from path, that
-// can have no effect (snapshot.Warnings) on stderr, as "path: message"
-// under a line that counts them. They refuse nothing.
-func (c *cli) printWarnings(cmd, path string, s *sluicev1.Snapshot) {
-	warns := snapshot.Warnings(s)
+// printWarnings prints the settings of snapshot s, read from paths, that
+// can have no effect on stderr, as "path: message (file:line)" under a
+// line that counts them. They refuse nothing.
+func (c *cli) printWarnings(cmd string, paths snapshotPaths, s *sluicev1.Snapshot) {
+	warns := c.warnings(s)
 	if len(warns) == 0 {
 		return
 	}
-	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, fileName(path), count(len(warns), "warning"))
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s:\n", cmd, paths.name(), count(len(warns), "warning"))
 	for _, w := range warns {
-		fmt.Fprintln(c.stderr, c.placed(w).Error())
+		fmt.Fprintln(c.stderr, w)
 	}
 }
 
+// warnings are the settings of snapshot s that can have no effect
+// (snapshot.Warnings), each "path: message (file:line)".
+func (c *cli) warnings(s *sluicev1.Snapshot) []string {
+	var out []string
+	for _, w := range snapshot.Warnings(s) {
+		out = append(out, c.placed(w).Error())
+	}
+	return out
+}
+
 func cmdValidate(_ context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("validate", "validate -f FILE|DIR", `
+	fs := c.flags("validate", "validate -f FILE|DIR [-f FILE|DIR ...]", `
 Check a snapshot without contacting the control plane: parse it strictly and
 apply every validation rule the control plane applies. A directory means every
-*.yaml, *.yml and *.json file in it (not recursive), merged. What only a
-node can know is left to the nodes, which refuse (NACK) a snapshot it
-fails: whether its listener addresses can be bound, and whether the files
+*.yaml, *.yml and *.json file in it (not recursive), merged; several -f are
+merged too, in the order given. What only a node can know is left to the
+nodes, which refuse (NACK) a snapshot it fails: whether its listener
+addresses can be bound, and whether the files
 it names (certificates, keys, CAs) can be read. A private key written
 <redacted> (as "get" shows one) stands for the key the control plane keeps
 with the same certificate: only the certificate is checked here.
@@ -145,12 +197,12 @@ Prints "ok: N clusters, M listeners", or every fault as
 no effect where they are (a request hash key on a cluster only TCP
 listeners use, say) are printed as warnings on stderr, as apply and diff
 print them; they refuse nothing.`)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
+	file := fileFlag(fs)
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if *file == "" {
-		return c.usageError(fs, "-f is required")
+	if msg := file.check(); msg != "" {
+		return c.usageError(fs, "%s", msg)
 	}
 	s, ok := c.load("validate", *file)
 	if !ok {
@@ -184,10 +236,12 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D] [--min-nodes N]]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [-f FILE|DIR ...] [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
-it. A directory means every *.yaml, *.yml and *.json file in it, merged.
+it. A directory means every *.yaml, *.yml and *.json file in it, merged;
+several -f are merged too, in the order given, a name defined in two files
+being refused.
 
 The snapshot is for one node group (--group, default "default": every node
 that no other group's selector takes). --selector creates the group, or
@@ -222,7 +276,7 @@ other way round, which nodes would run the same. When nodes refused an
 earlier version of the group (of the last 100 versions) with this same
 snapshot, a warning on stderr names the newest, which nodes and why: they
 may refuse it again. The apply still happens.`+ifVersionAbout)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
+	file := fileFlag(fs)
 	w := addWriteFlags(fs, "")
 	var sel optionalString
 	fs.Var(&sel, "selector", "create the group with, or change its selector to, label selector `SEL`")
@@ -258,6 +312,7 @@ may refuse it again. The apply still happens.`+ifVersionAbout)
 	if resp == nil {
 		return st
 	}
+	c.printWarnings("apply", *file, req.GetSnapshot())
 	if req.Canary != nil && resp.GetChanged() && !*w.dry {
 		c.printApplied(resp, false)
 		if !*w.wait {
@@ -651,7 +706,7 @@ do not count: the rollback restores the group's snapshot, not the rollout's.`+if
 }
 
 func cmdDiff(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("diff", "diff -f FILE|DIR [--group NAME [--selector SEL]] [-o text|json]", `
+	fs := c.flags("diff", "diff -f FILE|DIR [-f FILE|DIR ...] [--group NAME [--selector SEL]] [-o text|json]", `
 Show what "apply -f FILE|DIR" would change, one line per resource
 ("+ cluster api", "~ cluster web: endpoint web2 weight 1 -> 3", "- listener
 db"), or "no changes". The control plane validates the snapshot (a dry-run
@@ -664,8 +719,10 @@ earlier version with this same snapshot.
 
 -o json prints the version the apply would create, whether it changes
 anything, resource_changes: one {op, kind, name, fields} per resource,
-op being "added", "removed" or "changed", and warnings.`)
-	file := fs.String("f", "", "snapshot to read: a `FILE|DIR`, or - for standard input (required)")
+op being "added", "removed" or "changed", and warnings: those of the
+snapshot's settings ("path: message (file:line)"), then the control
+plane's; stderr then has none.`)
+	file := fileFlag(fs)
 	group := groupFlag(fs)
 	var sel optionalString
 	fs.Var(&sel, "selector", "as apply --selector: create the group with, or change its selector to, label selector `SEL`")
@@ -676,13 +733,18 @@ op being "added", "removed" or "changed", and warnings.`)
 	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
 		return st
 	}
-	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, &sluicev1.ApplyRequest{DryRun: true, Group: *group, Selector: sel.get()})
+	req := &sluicev1.ApplyRequest{DryRun: true, Group: *group, Selector: sel.get()}
+	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, req)
 	if resp == nil {
 		return st
 	}
 	if *o == "json" {
+		// Every warning in the JSON, which a CI job reads, and none
+		// on stderr: the snapshot's first, then the control plane's.
+		resp.Warnings = append(c.warnings(req.GetSnapshot()), resp.GetWarnings()...)
 		return c.printJSON(resp)
 	}
+	c.printWarnings("diff", *file, req.GetSnapshot())
 	if len(resp.GetChanges()) == 0 {
 		fmt.Fprintln(c.stdout, "no changes")
 	}
@@ -696,11 +758,11 @@ op being "added", "removed" or "changed", and warnings.`)
 // applyFile loads the snapshot at file into req and sends it, at sent. On
 // failure it has printed why and returns a nil response and the exit
 // status.
-func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, cmd, file string, req *sluicev1.ApplyRequest) (resp *sluicev1.ApplyResponse, sent time.Time, st int) {
-	if file == "" {
-		return nil, sent, c.usageError(fs, "-f is required")
+func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient, fs *flag.FlagSet, cmd string, paths snapshotPaths, req *sluicev1.ApplyRequest) (resp *sluicev1.ApplyResponse, sent time.Time, st int) {
+	if msg := paths.check(); msg != "" {
+		return nil, sent, c.usageError(fs, "%s", msg)
 	}
-	s, ok := c.load(cmd, file)
+	s, ok := c.load(cmd, paths)
 	if !ok {
 		return nil, sent, 1
 	}
@@ -712,7 +774,6 @@ func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient
 	if err != nil {
 		return nil, sent, c.rpcError(cmd, err)
 	}
-	c.printWarnings(cmd, file, s)
 	return resp, sent, 0
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -447,6 +448,50 @@ listeners:
 		if code != 0 || !strings.Contains(stdout, "- cluster web") || stderr != wantErr {
 			t.Errorf("%s of a snapshot with a warning: status %d\nstdout %q\nstderr %q\nwant 0, the changes, and stderr %q", cmd, code, stdout, stderr, wantErr)
 		}
+	}
+	// diff -o json, which CI reads, has the warning in its JSON alone.
+	code, stdout, stderr = sluicectl(t, addr, "diff", "-f", warned, "-o", "json")
+	var got struct{ Warnings []string }
+	if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil || stderr != "" ||
+		!slices.Equal(got.Warnings, []string{"listeners[0].tcp.inspect_timeout: has no effect: no rule of the listener matches on sni or tls, so it reads nothing before it picks a cluster (" + warned + ":4)"}) {
+		t.Errorf("diff -o json of a snapshot with a warning: status %d, warnings %q (%v), stderr %q; want 0, the warning in the JSON and no stderr", code, got.Warnings, err, stderr)
+	}
+}
+
+// TestSeveralFiles: -f given several times, as kubectl apply takes it,
+// sends the files merged in the order given; what cannot be merged, and a
+// set of files that lists nothing, is refused before anything is sent.
+func TestSeveralFiles(t *testing.T) {
+	cp := &fakeCP{}
+	addr := startCP(t, cp)
+	clusters := writeFile(t, "clusters.yaml", "clusters:\n  - { name: web, endpoints: [{ name: web1, address: 127.0.0.1:9001 }] }\n")
+	listeners := writeFile(t, "listeners.yaml", "listeners:\n  - { name: public, address: 127.0.0.1:8080, protocol: HTTP, default_cluster: web }\n")
+	if code, stdout, stderr := sluicectl(t, addr, "apply", "-f", clusters, "-f", listeners); code != 0 || stdout != "applied version 1\n  + cluster web\n  + listener public\n" {
+		t.Fatalf("apply -f clusters.yaml -f listeners.yaml: status %d, stdout %q, stderr %q; want both files applied", code, stdout, stderr)
+	}
+	if want, _ := snapshot.Load(clusters, listeners); len(cp.applies) != 1 || !proto.Equal(cp.applies[0].GetSnapshot(), want) {
+		t.Errorf("apply sent %v; want the two files merged", cp.applies)
+	}
+	cut := writeFile(t, "cut.yaml", "clusters:\n")
+	for _, tt := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		// Listeners alone would refer to no cluster; the set is checked whole.
+		{[]string{"validate", "-f", listeners}, 1, `listeners[0].default_cluster: unknown cluster "web"`},
+		{[]string{"validate", "-f", clusters, "-f", clusters}, 1, "sluicectl validate: " + clusters + " is given twice\n"},
+		{[]string{"apply", "-f", "-", "-f", clusters}, 2, "sluicectl apply: -f - (standard input) cannot be merged with other files: give it alone\n"},
+		{[]string{"apply", "-f", cut}, 1, "sluicectl apply: " + cut + ": 1 fault:\nthe file lists no clusters and no listeners: applied, it would remove every cluster and listener. To remove them all on purpose, give it `clusters: []`\n"},
+		{[]string{"diff", "-f", cut, "-f", writeFile(t, "empty.yaml", "")}, 1, "lists clusters or listeners"},
+	} {
+		code, stdout, stderr := sluicectl(t, addr, tt.args...)
+		if code != tt.code || stdout != "" || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want %d and %q", tt.args, code, stdout, stderr, tt.code, tt.stderr)
+		}
+	}
+	if len(cp.applies) != 1 {
+		t.Errorf("the control plane got %d applies; want the first alone", len(cp.applies))
 	}
 }
 
