@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -619,6 +620,12 @@ func (d *decoder) scalar(n *yaml.Node, fd protoreflect.FieldDescriptor, path str
 		return z, false
 	}
 	text := strings.ReplaceAll(n.Value, "_", "")
+	if sign, digits := splitSign(text); len(digits) > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9' {
+		// 010 is 8 to YAML 1.1 readers (kubectl's), 10 to YAML 1.2 ones;
+		// 08 is a float to the first. Neither guess is safe to make.
+		d.fail(path, n, "%s has a leading zero, which some YAML readers take as octal: write %s%s", truncate(n.Value), sign, cmp.Or(strings.TrimLeft(digits, "0"), "0"))
+		return z, false
+	}
 	outOfRange := func() (protoreflect.Value, bool) {
 		if r, ok := ruleRange(fd); ok {
 			// The range the field takes, not the one of its type.
@@ -662,6 +669,14 @@ func stringHint(fd protoreflect.FieldDescriptor, n *yaml.Node) string {
 		return fmt.Sprintf("write host:port, \"127.0.0.1:%s\", or \":%s\" for every address", n.Value, n.Value)
 	}
 	return fmt.Sprintf("write host:port, as \"127.0.0.1:%s\"", n.Value)
+}
+
+// splitSign splits the sign (+, - or none) off a number's text.
+func splitSign(s string) (sign, rest string) {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		return s[:1], s[1:]
+	}
+	return "", s
 }
 
 func isDigits(s string) bool {

@@ -128,6 +128,17 @@ func TestParseFaults(t *testing.T) {
 			want: []string{"clusters[0].health_check.rise: 99999999999999999999999 is out of range: must be 1 to 100 (line 3)"},
 		},
 		{
+			// 010 is 8 to YAML 1.1, 10 to YAML 1.2; 08 is a float to 1.1.
+			name: "leading zeros",
+			in:   "clusters:\n  - name: web\n    health_check: { fall: 010, rise: 08, jitter_percent: 00 }\n    retries: -0_1\n",
+			want: []string{
+				"clusters[0].health_check.fall: 010 has a leading zero, which some YAML readers take as octal: write 10 (line 3)",
+				"clusters[0].health_check.rise: 08 has a leading zero, which some YAML readers take as octal: write 8 (line 3)",
+				"clusters[0].health_check.jitter_percent: 00 has a leading zero, which some YAML readers take as octal: write 0 (line 3)",
+				"clusters[0].retries: -0_1 has a leading zero, which some YAML readers take as octal: write -1 (line 4)",
+			},
+		},
+		{
 			name: "negative unsigned",
 			in:   "clusters:\n  - name: web\n    health_check: { fall: -1 }\n",
 			want: []string{"clusters[0].health_check.fall: -1 is out of range: must be 1 to 100 (line 3)"},
@@ -331,9 +342,10 @@ func TestParseAccepts(t *testing.T) {
 		},
 		{
 			name: "weight absent, zero, and set",
-			in:   "clusters:\n  - name: web\n    endpoints: [{name: a}, {name: b, weight: 0}, {name: c, weight: 0x10}]\n",
+			in:   "clusters:\n  - name: web\n    endpoints: [{name: a}, {name: b, weight: 0}, {name: c, weight: 0x10}, {name: d, weight: 0o10}, {name: e, weight: 1_0}]\n",
 			want: &sluicev1.Snapshot{Clusters: []*sluicev1.Cluster{{Name: "web", Endpoints: []*sluicev1.Endpoint{
-				{Name: "a"}, {Name: "b", Weight: proto.Uint32(0)}, {Name: "c", Weight: proto.Uint32(16)}}}}},
+				{Name: "a"}, {Name: "b", Weight: proto.Uint32(0)}, {Name: "c", Weight: proto.Uint32(16)},
+				{Name: "d", Weight: proto.Uint32(8)}, {Name: "e", Weight: proto.Uint32(10)}}}}},
 		},
 		{
 			name: "durations",

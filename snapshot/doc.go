@@ -21,8 +21,10 @@
 // mappings is always written as a list. Decoding walks the YAML node tree
 // with the message descriptors, so a new proto field needs no codec change,
 // and it is strict: unknown keys, wrong types, out-of-range numbers,
-// unknown enum values, bad durations, duplicate keys and YAML 1.1 booleans
-// (yes/no/on/off) are refused with the field path and line of each fault.
+// unknown enum values, bad durations, duplicate keys, YAML 1.1 booleans
+// (yes/no/on/off) and integers with a leading zero (010, octal to YAML 1.1
+// and decimal to YAML 1.2) are refused with the field path and line of
+// each fault.
 //
 // # Errors
 //
