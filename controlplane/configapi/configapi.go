@@ -568,6 +568,17 @@ func UnknownEndpoint(cfg *sluicev1.FleetConfig, cluster, endpoint string) error 
 	return noEndpoint(cluster, endpoint, eps)
 }
 
+// NotInGroup is NOT_FOUND for a cluster that group g's snapshot and its
+// rollout's lack, though another group's may have it: the cluster of g's
+// its name is a likely typo of, else the clusters g has.
+func NotInGroup(g *sluicev1.Group, cluster string) error {
+	names := groups.ClusterNames(&sluicev1.FleetConfig{Groups: []*sluicev1.Group{g}})
+	if near := snapshot.ClosestName(cluster, names); near != "" {
+		return status.Errorf(codes.NotFound, "group %q has no cluster %q, did you mean %q?", g.GetName(), cluster, near)
+	}
+	return status.Errorf(codes.NotFound, "group %q has no cluster %q (%s)", g.GetName(), cluster, nameList("it has", "it has none", names))
+}
+
 // noEndpoint is NOT_FOUND for endpoint: the endpoint of cluster its name
 // is a likely typo of, else the endpoints cluster has.
 func noEndpoint(cluster, endpoint string, eps []string) error {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -396,6 +397,31 @@ func TestHistoryOfUnknownNames(t *testing.T) {
 			t.Errorf("?%s: status %d %q, want 404 %q", tt.query, code, bad.Error, tt.want)
 		}
 	}
+	// A cluster's series is its group's: a group that does not exist, or
+	// one whose snapshot lacks the cluster, is 404 too, not a flat line.
+	edge, err := snapshot.Parse([]byte("clusters: [{name: api, endpoints: [{name: e1, address: 127.0.0.1:9101}]}]"), "edge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.config.Apply(context.Background(), &sluicev1.ApplyRequest{Snapshot: edge, Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=api&endpoint=e1&group=edge", nil), nil); code != http.StatusOK {
+		t.Errorf("edge's api/e1, with no traffic: status %d, want 200", code)
+	}
+	for _, tt := range []struct{ query, want string }{
+		{"cluster=web&group=egde", `group "egde" does not exist in version 2, did you mean "edge"?`},
+		{"cluster=web&endpoint=a&group=nope", `group "nope" does not exist in version 2 (the groups are: default, edge)`},
+		{"cluster=web&group=edge", `group "edge" has no cluster "web" (it has: api)`},
+		{"cluster=api", `group "default" has no cluster "api" (it has: web)`},
+		{"cluster=api&endpoint=a&group=edge", `cluster "api" has no endpoint "a" (it has: e1)`},
+	} {
+		var bad errorBody
+		if code := f.do(t, httptest.NewRequest("GET", "/api/history?"+tt.query, nil), &bad); code != http.StatusNotFound || bad.Error != tt.want {
+			t.Errorf("?%s: status %d %q, want 404 %q", tt.query, code, bad.Error, tt.want)
+		}
+	}
+
 	// Once recorded, a series answers even if its name has left the
 	// snapshot: its past is still there to see.
 	f.hist.Observe("n1", "default", time.Now().Add(-2*time.Second), []*sluicev1.EndpointStats{{Cluster: "old", Endpoint: "a", Requests: 5}})
@@ -435,6 +461,9 @@ func TestHistoryOfSentClustersAsksNothing(t *testing.T) {
 	}
 	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=wbe", nil), nil); code != http.StatusNotFound || counted.calls.Load() != 1 {
 		t.Errorf("history of wbe, which is not: status %d after %d GetStats calls; want 404 after one", code, counted.calls.Load())
+	}
+	if code := f.do(t, httptest.NewRequest("GET", "/api/history?cluster=web&group=edge", nil), nil); code != http.StatusNotFound {
+		t.Errorf("history of web in group edge, which is sent no group edge: status %d, want 404", code)
 	}
 
 	// An endpoint of a sent cluster is checked against what is sent.

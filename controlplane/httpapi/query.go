@@ -33,6 +33,7 @@ type historyQuery struct {
 	// (or ""), to tell a typo from a series with no traffic yet.
 	names    *sluicev1.GetStatsRequest
 	endpoint string
+	group    string // of a cluster's series
 }
 
 // parseHistoryQuery reads ?cluster=C, ?cluster=C&endpoint=E (each with
@@ -43,7 +44,7 @@ func parseHistoryQuery(q url.Values) (historyQuery, error) {
 	cluster, endpoint, node := q.Get("cluster"), q.Get("endpoint"), q.Get("node")
 	group := cmp.Or(q.Get("group"), groups.Default)
 	hq.names = &sluicev1.GetStatsRequest{NodeId: node, Cluster: cluster}
-	hq.endpoint = endpoint
+	hq.endpoint, hq.group = endpoint, group
 	switch {
 	case node != "" && cluster == "" && endpoint == "":
 		hq.key = history.NodeKey(node)

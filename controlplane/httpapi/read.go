@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -381,22 +380,15 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 	// History is stats over time: reading it is a GetStats as far as the
 	// interceptors (and the permission checks they will make) go. A series
 	// never recorded is either one with no traffic yet (zeros) or a typo:
-	// GetStats tells them apart as sluicectl stats does, NOT_FOUND naming
-	// the clusters or nodes there are. A cluster this control plane sends
-	// its nodes needs no asking, which would read etcd: with replicas,
-	// the series of clusters only other replicas' nodes run are never
-	// recorded here, and the dashboard asks for them at every refresh.
-	// Its endpoints are those it sends.
+	// NOT_FOUND names the groups, clusters, endpoints or nodes there are,
+	// as sluicectl stats does.
 	s, err := call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, q.names,
 		func(ctx context.Context, names *sluicev1.GetStatsRequest) (history.Series, error) {
 			s, ok := a.history.Series(q.key, q.seconds, a.now())
 			switch {
 			case ok:
-			case a.sends(names.GetCluster()):
-				if q.endpoint != "" {
-					_, cfg := a.published()
-					return s, configapi.UnknownEndpoint(cfg, names.GetCluster(), q.endpoint)
-				}
+			case names.GetCluster() != "":
+				return s, a.inGroup(ctx, q)
 			default:
 				if _, err := a.config.GetStats(ctx, names); status.Code(err) == codes.NotFound {
 					return s, err
@@ -420,14 +412,56 @@ func (a *API) historySeries(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// sends reports whether cluster is one this control plane sends its nodes
-// (WithPublished); false for "" or when it cannot tell.
-func (a *API) sends(cluster string) bool {
-	if cluster == "" || a.published == nil {
-		return false
+// inGroup returns nil when the cluster of q (and its endpoint, if any) is
+// in the snapshot of q's group, else NOT_FOUND naming what is wrong: the
+// group, the cluster or the endpoint. A group's snapshot that this control
+// plane sends its nodes (WithPublished) needs no asking, which would read
+// etcd: the dashboard asks at every refresh for the series of clusters
+// with no traffic yet, and with replicas for those that only other
+// replicas' nodes report.
+func (a *API) inGroup(ctx context.Context, q historyQuery) error {
+	cluster := q.names.GetCluster()
+	if a.published != nil {
+		_, cfg := a.published()
+		if g := groups.Find(cfg, q.group); g != nil && hasCluster(g, cluster) {
+			return a.hasEndpoint(g, cluster, q.endpoint)
+		}
 	}
-	_, cfg := a.published()
-	return slices.Contains(groups.ClusterNames(cfg), cluster)
+	// Not sent here, or not yet: the store knows every group.
+	cur, err := a.config.Get(ctx, &sluicev1.GetRequest{Group: q.group})
+	if err != nil {
+		return err // NOT_FOUND for a group that does not exist
+	}
+	g := &sluicev1.Group{Name: q.group, Snapshot: cur.GetSnapshot()}
+	if hasCluster(g, cluster) {
+		return a.hasEndpoint(g, cluster, q.endpoint)
+	}
+	if _, err := a.config.GetStats(ctx, q.names); status.Code(err) == codes.NotFound {
+		return err // in no group's snapshot: it says which names there are
+	}
+	return configapi.NotInGroup(g, cluster)
+}
+
+// hasEndpoint returns nil when endpoint is "" or one of cluster's in
+// group g, else NOT_FOUND naming its endpoints.
+func (a *API) hasEndpoint(g *sluicev1.Group, cluster, endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	return configapi.UnknownEndpoint(&sluicev1.FleetConfig{Groups: []*sluicev1.Group{g}}, cluster, endpoint)
+}
+
+// hasCluster reports whether group g's snapshot, or its rollout's, has
+// a cluster named cluster.
+func hasCluster(g *sluicev1.Group, cluster string) bool {
+	for _, snap := range []*sluicev1.Snapshot{g.GetSnapshot(), g.GetRollout().GetSnapshot()} {
+		for _, c := range snap.GetClusters() {
+			if c.GetName() == cluster {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // connJSON is one connection record of GET /api/conns.
