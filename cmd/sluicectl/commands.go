@@ -18,6 +18,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -861,7 +862,7 @@ its nodes: stderr says so, and the exit status is 1.`)
 			fmt.Fprintf(c.stdout, ", %s", info.GetCreated().AsTime().Local().Format(time.RFC3339))
 		}
 		if info.GetAuthor() != "" {
-			fmt.Fprintf(c.stdout, " by %s", info.GetAuthor())
+			fmt.Fprintf(c.stdout, " by %s", oneLine(info.GetAuthor()))
 		}
 		if info.GetRefusedBy() > 0 {
 			fmt.Fprintf(c.stdout, "; refused by %s", refusedText(info))
@@ -924,7 +925,7 @@ reason and when (the first 10), and how many nodes refused it.`)
 			changes = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ver, timeText(v.GetCreated().AsTime(), v.GetCreated() != nil),
-			orDash(v.GetAuthor()), orDash(v.GetGroup()), refusedText(v), oneLine(changes), oneLine(orDash(v.GetComment())))
+			oneLine(orDash(v.GetAuthor())), orDash(v.GetGroup()), refusedText(v), oneLine(changes), oneLine(orDash(v.GetComment())))
 	}
 	tw.Flush()
 	return 0
@@ -1201,9 +1202,24 @@ func orDash(s string) string {
 	return s
 }
 
-// oneLine keeps a table row on one line.
+// oneLine keeps text that others wrote (a comment, an author, a node's
+// error) on one line of a table or a comment, and shows the control
+// characters a terminal would act on as \x1b and the like: a comment
+// cannot recolour, hide or rewrite what the operator reads.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(s), " ")
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func timeText(t time.Time, ok bool) string {
@@ -1232,7 +1248,7 @@ func labelsText(labels map[string]string) string {
 	for i, k := range keys {
 		keys[i] = k + "=" + labels[k]
 	}
-	return strings.Join(keys, ",")
+	return oneLine(strings.Join(keys, ","))
 }
 
 func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

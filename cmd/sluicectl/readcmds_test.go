@@ -165,3 +165,26 @@ func TestHistoryNamesRefusingNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryShowsControlCharacters: a comment or an author with escape
+// sequences cannot act on the terminal of whoever reads history or get;
+// they show as \x1b and the like, each row on one line.
+func TestHistoryShowsControlCharacters(t *testing.T) {
+	f := &fakeCP{versions: []*sluicev1.GetResponse{
+		{Info: &sluicev1.VersionInfo{Version: 1, Group: "default", Changes: []string{"+ cluster web"},
+			Author: "mallory\x1b]0;pwned\x07", Comment: "line1\nline2\tred \x1b[31mRED\u009b2J"}},
+	}}
+	addr := startCP(t, f)
+	code, stdout, stderr := sluicectl(t, addr, "history")
+	rows := tableRows(stdout)
+	want := [][]string{
+		{"VERSION", "CREATED", "AUTHOR", "GROUP", "REFUSED-BY", "CHANGES", "COMMENT"},
+		{"1*", "-", `mallory\x1b]0;pwned\x07`, "default", "-", "+ cluster web", `line1 line2 red \x1b[31mRED\x9b2J`},
+	}
+	if code != 0 || !reflect.DeepEqual(rows, want) {
+		t.Errorf("history: exit %d (stderr %q)\n got %q\nwant %q", code, stderr, rows, want)
+	}
+	if strings.ContainsAny(stdout, "\x1b\x07\u009b") {
+		t.Errorf("history wrote control characters: %q", stdout)
+	}
+}
