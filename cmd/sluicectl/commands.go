@@ -960,7 +960,9 @@ version it applied (ACKed), the version last sent to it, and its last refusal
 (NACK) as "vN: error" when it has not applied a newer version since (a
 restarted node's new process starts with none). A node that no group
 takes, or that two groups' selectors match, shows "none" and why: it is
-sent nothing new and keeps what it runs. With control-plane
+sent nothing new and keeps what it runs. A disconnected node shows the
+group it was in, or why none took it, when it was last connected: groups
+changed since are not reflected until it connects again. With control-plane
 replicas on one etcd, REPLICA names the replica the node's streams are on
 (or were on last, when it is disconnected); when etcd does not answer, the
 replica asked lists its own nodes, says so on stderr, and the exit status
