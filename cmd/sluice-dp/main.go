@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/dataplane/admin"
 	"github.com/sluice-lb/sluice/internal/cliflag"
+	"github.com/sluice-lb/sluice/internal/labels"
 	"github.com/sluice-lb/sluice/internal/logfile"
 	"github.com/sluice-lb/sluice/internal/pki"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -102,7 +104,7 @@ func main() {
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
-	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, each key once, e.g. zone=a,role=edge")
+	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, each key once, e.g. zone=a,role=edge; a value has no spaces nor any of ,=!() (a selector could not name it)")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /rate-limits, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
 	logLevel := fs.String("log-level", "info", "the least `LEVEL` of what the node logs on stderr: debug, info, warn or error")
@@ -240,6 +242,11 @@ func parseLabels(s string) (map[string]string, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q is not k=v", kv)
+		}
+		// Groups take nodes by their labels: a label that no selector
+		// can write would leave the node in no group it meant.
+		if err := cmp.Or(labels.CheckKey(k), labels.CheckValue(k, v)); err != nil {
+			return nil, err
 		}
 		if first, dup := out[k]; dup {
 			// Groups take nodes by their labels: which value was meant?

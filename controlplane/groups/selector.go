@@ -17,16 +17,14 @@ package groups
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/sluice-lb/sluice/internal/labels"
 )
 
 // MaxSelectorLen is the longest selector accepted, in bytes (the API's limit).
 const MaxSelectorLen = 1024
-
-// keyPattern is what a label key may be (as sluice-dp --labels accepts).
-var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
 
 // Selector is a parsed label selector. The zero value is the empty selector.
 type Selector struct {
@@ -195,8 +193,8 @@ func (p *parser) key() (string, error) {
 		}
 		return "", p.fail(start, fmt.Sprintf("expected a label key, found %q", p.src[start:start+1]))
 	}
-	if !keyPattern.MatchString(k) {
-		return "", p.fail(start, fmt.Sprintf("%q is not a label key (letters, digits and ._/-, starting with a letter or digit, at most 63)", k))
+	if err := labels.CheckKey(k); err != nil {
+		return "", p.fail(start, err.Error())
 	}
 	return k, nil
 }
@@ -204,8 +202,8 @@ func (p *parser) key() (string, error) {
 func (p *parser) value() (string, error) {
 	start := p.pos
 	v := p.word()
-	if len(v) > 256 {
-		return "", p.fail(start, "a label value is at most 256 bytes")
+	if len(v) > labels.MaxValue {
+		return "", p.fail(start, fmt.Sprintf("a label value is at most %d bytes", labels.MaxValue))
 	}
 	if v == "" && !p.eof() && p.src[p.pos] != ',' && p.src[p.pos] != ')' {
 		return "", p.fail(start, fmt.Sprintf("expected a label value, found %q", p.src[start:start+1]))
