@@ -74,6 +74,22 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/versions", a.versions)
 	mux.Handle("POST /api/clusters/{cluster}/endpoints/{endpoint}/{action}", guard(http.HandlerFunc(a.endpointAction)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		// The catch-all takes every method a route lacks: a path that
+		// another method serves is 405 with Allow, as net/http would
+		// answer without it, not 404.
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			other := r.Clone(r.Context())
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "/api/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": the API answers "+strings.Join(allow, " and ")+" there", nil)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such API: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return mux

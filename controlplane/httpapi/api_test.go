@@ -582,3 +582,29 @@ func TestJSONReadsAsText(t *testing.T) {
 		t.Errorf("body %q, want %q", got, want)
 	}
 }
+
+// TestWrongMethod: a path the API serves with another method is 405 with
+// Allow naming it, as HTTP clients expect; a path it does not serve is
+// 404.
+func TestWrongMethod(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct {
+		method, path string
+		code         int
+		allow, want  string
+	}{
+		{"GET", "/api/clusters/web/endpoints/a/drain", 405, "POST", "GET /api/clusters/web/endpoints/a/drain: the API answers POST there"},
+		{"POST", "/api/versions", 405, "GET", "POST /api/versions: the API answers GET there"},
+		{"DELETE", "/api/fleet", 405, "GET", "DELETE /api/fleet: the API answers GET there"},
+		{"GET", "/api/nope", 404, "", "no such API: GET /api/nope"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(tt.method, tt.path, nil)
+		req.Header.Set("Content-Type", "application/json")
+		f.api.ServeHTTP(rec, req)
+		var body errorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != tt.code || rec.Header().Get("Allow") != tt.allow || body.Error != tt.want {
+			t.Errorf("%s %s: %d, Allow %q, %q (%v); want %d, Allow %q, %q", tt.method, tt.path, rec.Code, rec.Header().Get("Allow"), body.Error, err, tt.code, tt.allow, tt.want)
+		}
+	}
+}
