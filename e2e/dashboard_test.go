@@ -346,6 +346,23 @@ listeners:
 		t.Errorf("the refusal's hover text is %q (%v); want node-1's bind error on %s", why, err, busy.Addr())
 	}
 
+	// A version of many changes shows the first three and counts the
+	// rest, which the page no longer fetches.
+	more := proto.Clone(taken).(*sluicev1.Snapshot)
+	for _, name := range []string{"c1", "c2", "c3", "c4", "c5"} {
+		more.Clusters = append(more.Clusters, &sluicev1.Cluster{Name: name})
+	}
+	big, err := c.api.Apply(actx, &sluicev1.ApplyRequest{Snapshot: more, Author: "e2e", Comment: "five more"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigRow := fmt.Sprintf(`#versions tr[data-version="%d"]`, big.GetVersion())
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(bigRow)); err != nil {
+		t.Fatalf("version %d on the page: %v (page errors: %q)", big.GetVersion(), err, pageErrors())
+	}
+	if row := text(bigRow); !strings.Contains(row, "+ cluster c1") || !strings.Contains(row, "+ cluster c3") || strings.Contains(row, "c4") || !strings.Contains(row, "+2 more") {
+		t.Errorf("version %d's row says %q; want + cluster c1 to c3, then +2 more", big.GetVersion(), row)
+	}
 }
 
 // setWeight types value into the weight field of endpoint key (web/b)

@@ -503,7 +503,7 @@ func FuzzQueries(f *testing.F) {
 		if hq, err := parseHistoryQuery(q); err == nil && (hq.seconds < 1 || hq.seconds > history.Window || hq.key.Kind == 0) {
 			t.Fatalf("%q: accepted %+v", raw, hq)
 		}
-		if req, err := parseVersionsQuery(q); err == nil && (req.GetLimit() < 1 || req.GetLimit() > maxVersionsLimit) {
+		if req, maxChanges, err := parseVersionsQuery(q); err == nil && (req.GetLimit() < 1 || req.GetLimit() > maxVersionsLimit || maxChanges < -1) {
 			t.Fatalf("%q: accepted %v", raw, req)
 		}
 	})
@@ -556,6 +556,19 @@ func TestVersionsListRefusals(t *testing.T) {
 	if code := f.do(t, httptest.NewRequest("GET", "/api/versions?limit=1&group=default", nil), &got); code != http.StatusOK || len(got.Versions) != 1 || got.Versions[0].Version != 2 || got.Current != 2 {
 		t.Errorf("limit=1&group=default: status %d, %+v; want version 2 alone, current 2", code, got)
 	}
+	if v2.ChangesTotal != 1 {
+		t.Errorf("version 2's changes_total %d, want 1", v2.ChangesTotal)
+	}
+	// The dashboard shows a few changes of each version: a big apply's
+	// thousands of lines need not travel at every refresh.
+	var few versionsJSON
+	if code := f.do(t, httptest.NewRequest("GET", "/api/versions?max_changes=0", nil), &few); code != http.StatusOK || len(few.Versions) != 2 ||
+		few.Versions[0].Changes == nil || len(few.Versions[0].Changes) != 0 || few.Versions[0].ChangesTotal != 1 {
+		t.Errorf("max_changes=0: status %d, %+v; want no change listed of the 1 version 2 has", code, few)
+	}
+	if code := f.do(t, httptest.NewRequest("GET", "/api/versions?max_changes=1", nil), &few); code != http.StatusOK || !reflect.DeepEqual(few.Versions[0].Changes, v2.Changes) {
+		t.Errorf("max_changes=1: status %d, %+v; want version 2's one change", code, few)
+	}
 	for _, tt := range []struct {
 		query string
 		code  int
@@ -563,6 +576,7 @@ func TestVersionsListRefusals(t *testing.T) {
 	}{
 		{"limit=0", 400, `versions: limit must be a whole number from 1 to 1000, not "0"`},
 		{"limit=x", 400, `versions: limit must be a whole number from 1 to 1000, not "x"`},
+		{"max_changes=-1", 400, `versions: max_changes must be a whole number, 0 or more, not "-1"`},
 		{"group=edge", 404, "group \"edge\" does not exist"},
 		{"group=Edge!", 400, "group"},
 	} {

@@ -103,15 +103,24 @@ func parseConnsQuery(q url.Values) (*sluicev1.ListConnsRequest, error) {
 
 // parseVersionsQuery reads the filters of GET /api/versions, named as
 // sluicectl history names them: group (empty: every group's versions) and
-// limit (1..1000, default 20).
-func parseVersionsQuery(q url.Values) (*sluicev1.HistoryRequest, error) {
+// limit (1..1000, default 20); and max_changes, the most change lines
+// listed of each version (-1 when not given: every one).
+func parseVersionsQuery(q url.Values) (*sluicev1.HistoryRequest, int, error) {
 	req := &sluicev1.HistoryRequest{Group: q.Get("group"), Limit: defaultVersionsLimit}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil || n < 1 || n > maxVersionsLimit {
-			return nil, fmt.Errorf("versions: limit must be a whole number from 1 to %d, not %q", maxVersionsLimit, s)
+			return nil, 0, fmt.Errorf("versions: limit must be a whole number from 1 to %d, not %q", maxVersionsLimit, s)
 		}
 		req.Limit = uint32(n)
 	}
-	return req, nil
+	maxChanges := -1 // every one
+	if s := q.Get("max_changes"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 31)
+		if err != nil {
+			return nil, 0, fmt.Errorf("versions: max_changes must be a whole number, 0 or more, not %q", s)
+		}
+		maxChanges = int(n)
+	}
+	return req, maxChanges, nil
 }

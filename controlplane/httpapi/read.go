@@ -531,6 +531,14 @@ func orNone(s []string) []string {
 	return s
 }
 
+// firstOf returns the first n of list, or all of it for n < 0.
+func firstOf(list []string, n int) []string {
+	if n < 0 || n >= len(list) {
+		return list
+	}
+	return list[:n]
+}
+
 // versionJSON is one stored version of GET /api/versions, as sluicectl
 // history -o json gives it.
 type versionJSON struct {
@@ -541,6 +549,9 @@ type versionJSON struct {
 	// Group is the node group whose snapshot or selector it changed.
 	Group   string   `json:"group"`
 	Changes []string `json:"changes"`
+	// ChangesTotal counts the version's changes, of which Changes lists
+	// the first max_changes.
+	ChangesTotal int `json:"changes_total"`
 	// RefusedBy is how many nodes refused it, of which Refusals lists the
 	// first 10, the earliest first.
 	RefusedBy uint32        `json:"refused_by"`
@@ -566,7 +577,7 @@ type versionsJSON struct {
 }
 
 func (a *API) versions(w http.ResponseWriter, r *http.Request) {
-	req, err := parseVersionsQuery(r.URL.Query())
+	req, maxChanges, err := parseVersionsQuery(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
@@ -584,7 +595,7 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Versions = append(out.Versions, versionJSON{
 			Version: v.GetVersion(), Created: v.GetCreated().AsTime(), Author: v.GetAuthor(), Comment: v.GetComment(),
-			Group: cmp.Or(v.GetGroup(), groups.Default), Changes: orNone(v.GetChanges()),
+			Group: cmp.Or(v.GetGroup(), groups.Default), Changes: orNone(firstOf(v.GetChanges(), maxChanges)), ChangesTotal: len(v.GetChanges()),
 			RefusedBy: v.GetRefusedBy(), Refusals: refusals, Fingerprint: v.GetFingerprint(),
 		})
 	}

@@ -372,8 +372,8 @@ function renderVersions({current, versions, error}) {
     return;
   }
   body.replaceChildren(...versions.map(v => {
-    const more = v.changes.length - CHANGES_SHOWN;
-    const changes = v.changes.slice(0, CHANGES_SHOWN).join("\n") + (more > 0 ? `\n+${more} more` : "");
+    const more = v.changes_total - v.changes.length;
+    const changes = v.changes.join("\n") + (more > 0 ? `\n+${more} more` : "");
     return h("tr", {"data-version": v.version},
       h("td", {class: "num"}, String(v.version), v.version === current ? [" ", badge("current", "ok")] : null),
       h("td", {title: new Date(v.created).toLocaleString()}, fmt.ago(v.created)),
@@ -438,7 +438,9 @@ async function refresh() {
         return getJSON(`/api/clusters?${inGroup()}`);
       }),
       getJSON("/api/conns?limit=25"),
-      getJSON(`/api/versions?limit=${VERSIONS}`).catch(err => ({error: err.message}))]);
+      // A few lines of each version's changes: an apply of thousands of
+      // clusters lists thousands, which need not travel at every refresh.
+      getJSON(`/api/versions?limit=${VERSIONS}&max_changes=${CHANGES_SHOWN}`).catch(err => ({error: err.message}))]);
     const histories = {};
     // A cluster removed since /api/clusters answered has no history to
     // show (404): its chart is left empty, and the next refresh drops it.
