@@ -885,14 +885,17 @@ func (c *cli) storeUnreachable(cmd, why string) int {
 	return 1
 }
 
+// historyChanges is how many of a version's changes its history row names.
+const historyChanges = 10
+
 func cmdHistory(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("history", "history [--group NAME] [--limit N] [-o table|json]", `
 List stored versions, newest first: version (the newest marked with *),
 when it was stored, by whom, the node group it changed, the nodes that
-refused it (NACK), what it changed and the comment given. --group lists
-only the versions that changed that group, and marks the one its nodes are
-sent instead: during a staged rollout, the one that group's nodes outside
-the canary run. A version's refusals are kept with it, also after the node
+refused it (NACK), what it changed (the first 10 changes, and how many
+more) and the comment given. --group lists only the versions that changed
+that group, and marks the one its nodes are sent instead: during a staged
+rollout, the one that group's nodes outside the canary run. A version's refusals are kept with it, also after the node
 applied it (a restarted node is sent it again); -o json gives each node's
 reason and when (the first 10), and how many nodes refused it.`)
 	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
@@ -920,7 +923,13 @@ reason and when (the first 10), and how many nodes refused it.`)
 		if v.GetVersion() == resp.GetCurrent() {
 			ver += "*"
 		}
-		changes := strings.Join(v.GetChanges(), "; ")
+		// An apply of thousands of clusters changes thousands: the row
+		// names the first few, -o json every one.
+		list := v.GetChanges()
+		changes := strings.Join(list[:min(len(list), historyChanges)], "; ")
+		if more := len(list) - historyChanges; more > 0 {
+			changes += fmt.Sprintf("; +%d more (-o json lists them)", more)
+		}
 		if changes == "" {
 			changes = "-"
 		}

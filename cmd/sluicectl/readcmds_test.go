@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,5 +187,27 @@ func TestHistoryShowsControlCharacters(t *testing.T) {
 	}
 	if strings.ContainsAny(stdout, "\x1b\x07\u009b") {
 		t.Errorf("history wrote control characters: %q", stdout)
+	}
+}
+
+// TestHistoryRowNamesTenChanges: a version of many changes (an apply of
+// thousands of clusters) names its first ten in its row and counts the
+// rest; -o json lists every one.
+func TestHistoryRowNamesTenChanges(t *testing.T) {
+	var changes []string
+	for i := range 12 {
+		changes = append(changes, fmt.Sprintf("+ cluster c%d", i))
+	}
+	f := &fakeCP{versions: []*sluicev1.GetResponse{{Info: &sluicev1.VersionInfo{Version: 1, Group: "default", Changes: changes}}}}
+	addr := startCP(t, f)
+	code, stdout, stderr := sluicectl(t, addr, "history")
+	rows := tableRows(stdout)
+	want := strings.Join(changes[:10], "; ") + "; +2 more (-o json lists them)"
+	if code != 0 || len(rows) != 2 || rows[1][5] != want {
+		t.Errorf("history: exit %d (stderr %q), rows %q; want CHANGES %q", code, stderr, rows, want)
+	}
+	code, stdout, _ = sluicectl(t, addr, "history", "-o", "json")
+	if code != 0 || !strings.Contains(stdout, `"+ cluster c11"`) {
+		t.Errorf("history -o json: exit %d, lacks the twelfth change:\n%s", code, stdout)
 	}
 }
