@@ -112,27 +112,16 @@ func idle(client, backend *net.TCPConn, minIdle time.Duration) bool {
 	return quiet(c, b, minIdle)
 }
 
-// quiet is idle's decision on the states of the client and backend sockets.
-//
-// "The endpoint spoke last" is read on both sockets: the backend socket
-// last received after it last sent (the request was answered), and the
-// client socket last sent after it last received (the answer was passed
-// on). The kernel keeps these times in clock ticks (1-10ms), and times in
-// the same tick compare equal, which must count as answered: on a fast
-// network a request and its answer usually fall in the same tick. So a
-// client that sent its next request within a tick of the last answer, to
-// an endpoint that then takes longer than minIdle to answer, looks idle.
-// That is why min_idle must exceed the longest time an endpoint takes to
-// answer: then a request still waiting for its answer was sent less than
-// minIdle ago, and the session is not idle whatever the order.
+// quiet is idle's decision on the states of the client and backend
+// sockets: neither carried data for minIdle, and nothing waits in a queue
+// either way. Who spoke last is the session's own record (lastMoved): the
+// kernel keeps its times in clock ticks (1-10ms), where a request and the
+// answer before it, or a first request and the connect, compare equal.
 func quiet(c, b sockState, minIdle time.Duration) bool {
 	if c.queued || b.queued {
 		return false
 	}
-	if min(c.sinceRecv, c.sinceSent, b.sinceRecv, b.sinceSent) < minIdle {
-		return false
-	}
-	return b.sinceRecv <= b.sinceSent && c.sinceSent <= c.sinceRecv
+	return min(c.sinceRecv, c.sinceSent, b.sinceRecv, b.sinceSent) >= minIdle
 }
 
 // peerReset reports whether the peer of rc's socket reset the connection:

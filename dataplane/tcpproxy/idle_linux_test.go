@@ -121,6 +121,53 @@ func TestCloseIdleSparesExchanges(t *testing.T) {
 	}
 }
 
+// TestCloseIdleSparesAFirstRequest: a session whose first request still
+// waits for its answer is not idle, though it was sent in the clock tick
+// the connection was made in (where the kernel's times of the backend
+// socket compare equal); a session where neither side spoke yet is, as
+// is one whose answer went through.
+func TestCloseIdleSparesAFirstRequest(t *testing.T) {
+	answer := make(chan string, 1)
+	ep := upstream.New("c", "e", startBackend(t, heldBackend(answer)))
+	onClose, infos := recorder()
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, onClose)
+	addr := startProxy(t, s)
+
+	c := dialClient(t, addr)
+	c.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Write([]byte("hold\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the session", func() bool { return s.Sessions(ep) == 1 })
+	time.Sleep(3 * testIdle)
+	if n := s.CloseIdle(ep, 1, testIdle); n != 0 {
+		t.Fatalf("CloseIdle while the first request waits for its answer = %d, want 0", n)
+	}
+
+	silent := dialClient(t, addr) // says nothing, and is told nothing
+	waitUntil(t, "two sessions", func() bool { return s.Sessions(ep) == 2 })
+	time.Sleep(testIdle + 20*time.Millisecond)
+	if n := s.CloseIdle(ep, 2, testIdle); n != 1 {
+		t.Fatalf("CloseIdle of a waiting and a silent session = %d, want 1, the silent one", n)
+	}
+	silent.SetDeadline(time.Now().Add(testTimeout))
+	if b, err := silent.r.ReadByte(); err != io.EOF {
+		t.Errorf("the silent client read %q, %v; want EOF", b, err)
+	}
+	if ci := waitInfo(t, infos); ci.Reason != sluicev1.CloseReason_CLOSE_REASON_REBALANCED {
+		t.Errorf("reason %v, want REBALANCED", ci.Reason)
+	}
+
+	answer <- "answered\n"
+	if got, err := c.r.ReadString('\n'); err != nil || got != "answered\n" {
+		t.Fatalf("read %q, %v; want the held answer", got, err)
+	}
+	time.Sleep(testIdle + 20*time.Millisecond)
+	if n := s.CloseIdle(ep, 1, testIdle); n != 1 {
+		t.Fatalf("CloseIdle once the first request was answered = %d, want 1", n)
+	}
+}
+
 // TestCloseIdleSparesQueued: a session is not idle while bytes wait in a
 // queue, though none has moved for longer than min_idle: towards an
 // endpoint that does not read, or towards a client that does not read a

@@ -58,6 +58,10 @@ type session struct {
 	// bytes counts what reached the endpoint (Up) and the client (Down),
 	// each written by the goroutine that runs its half (sent).
 	bytes meter.Flows
+	// lastMoved is movedUp or movedDown, whichever way bytes last went
+	// (0: none yet): a session whose client spoke last waits for an
+	// answer, and is not idle however long it waits.
+	lastMoved atomic.Int32
 	// closedFor is the reason of the one closeFor that ended the session
 	// (a rebalance, the idle timeout), or of the reset of a client or an
 	// endpoint that did (see end), for its record; 0: none did.
@@ -82,12 +86,20 @@ type half struct {
 	err error // why the half ended, nil for src's EOF
 }
 
+// Which way a session's bytes last went (session.lastMoved).
+const movedUp, movedDown = 1, 2
+
 // sent counts n more bytes that reached dst.
 func (h *half) sent(n int64) {
+	way := int32(movedUp)
 	if h.toClient {
 		h.s.bytes.Down.Add(n)
+		way = movedDown
 	} else {
 		h.s.bytes.Up.Add(n)
+	}
+	if h.s.lastMoved.Load() != way { // a store only when the turn changes
+		h.s.lastMoved.Store(way)
 	}
 	h.s.moved()
 }

@@ -137,8 +137,9 @@ func (s *Server) Sessions(ep *upstream.Endpoint) int {
 // CloseIdle closes up to n of this server's sessions with endpoint ep,
 // oldest first, among those that are idle: neither side carried a byte for
 // minIdle, nothing is queued either way, and the endpoint spoke last (the
-// client's last message was answered), so that no exchange is cut. Each
-// ends with reason CLOSE_REASON_REBALANCED. It returns how many it closed.
+// client's last message was answered) or neither side spoke yet, so that
+// no exchange is cut. Each ends with reason CLOSE_REASON_REBALANCED. It
+// returns how many it closed.
 //
 // Idleness is read from the kernel (TCP_INFO), since the bytes of a
 // session never reach user space. Where that is not possible (not Linux),
@@ -160,7 +161,7 @@ func (s *Server) CloseIdle(ep *upstream.Endpoint, n int, minIdle time.Duration) 
 		if closed == n {
 			break
 		}
-		if ss.closedFor.Load() != 0 || !idle(ss.client, ss.raw, minIdle) {
+		if ss.closedFor.Load() != 0 || ss.lastMoved.Load() == movedUp || !idle(ss.client, ss.raw, minIdle) {
 			continue
 		}
 		if ss.closeFor(sluicev1.CloseReason_CLOSE_REASON_REBALANCED) {

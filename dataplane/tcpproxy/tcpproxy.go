@@ -328,6 +328,7 @@ func (s *Server) ServeConnAsync(client *net.TCPConn, from, to netip.AddrPort, do
 	ss.list = s.sessions.add(ep, ss)
 	if len(first) > 0 { // what inspecting read went first
 		ss.bytes.Up.Add(int64(info.BytesIn))
+		ss.lastMoved.Store(movedUp)
 		ss.moved()
 	}
 	ss.start()

@@ -3601,8 +3601,9 @@ type Rebalance struct {
 	// rebalance, so reconnects do not stampede. Default 100.
 	MaxClosesPerSecond *uint32 `protobuf:"varint,2,opt,name=max_closes_per_second,json=maxClosesPerSecond,proto3,oneof" json:"max_closes_per_second,omitempty"`
 	// MinIdle is how long a session must have carried no byte either way,
-	// with the endpoint having answered last, before it may be closed; a
-	// session in the middle of an exchange is never cut. Default 1s.
+	// with the endpoint having answered last (or neither side having spoken),
+	// before it may be closed; a session in the middle of an exchange is
+	// never cut, however long the endpoint takes to answer. Default 1s.
 	MinIdle       *durationpb.Duration `protobuf:"bytes,3,opt,name=min_idle,json=minIdle,proto3" json:"min_idle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
