@@ -699,7 +699,7 @@ func TestHAEtcdDown(t *testing.T) {
 		t.Errorf("the versions section says %q with etcd down; want it to name %q", versions, want)
 	}
 	for _, e := range errs() {
-		if !strings.Contains(e, "status of 503") || !strings.HasSuffix(e, "/api/versions?limit=10") {
+		if !strings.Contains(e, "status of 503") || !strings.HasSuffix(e, "/api/versions?limit=10&max_changes=3") {
 			t.Errorf("the dashboard logged an error with etcd down: %q", e)
 		}
 	}
