@@ -195,6 +195,7 @@ func TestHashBoundedLoad(t *testing.T) {
 // TestHashWithoutKeyRoundRobins checks the fallback for requests with no
 // hash key: the smooth round robin of the same set.
 func TestHashWithoutKeyRoundRobins(t *testing.T) {
+	fromFirst(t)
 	for _, method := range hashMethods {
 		t.Run(method.String(), func(t *testing.T) {
 			p := NewHash(testSet("a:2", "b:1", "c:1"), method, 125)

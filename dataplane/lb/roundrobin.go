@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -24,7 +25,8 @@ const (
 // no endpoint receives a burst.
 //
 // The sequence repeats every sum(weights)/GCD(weights) picks, so it is
-// computed once when the picker is built and Pick is one atomic increment.
+// computed once when the picker is built and Pick is one atomic increment;
+// a new picker starts at a random place in it (firstPick).
 // For big clusters each smooth step, O(endpoints), makes that too slow to
 // build; they use earliest deadline first instead, as Envoy does: the k-th
 // pick of a member of weight w is due at (k-½)/w, the earliest due member
@@ -73,6 +75,7 @@ func newRoundRobin(members Set) *RoundRobin {
 	}
 	if cycle <= maxSmooth && len(members) <= 1<<16 {
 		rr.schedule = smoothSchedule(members, rr.weights, cycle)
+		rr.next.Store(firstPick(uint64(cycle)))
 		return rr
 	}
 	rr.heap = make([]int32, len(members))
@@ -90,9 +93,29 @@ func newRoundRobin(members Set) *RoundRobin {
 			rr.schedule[k] = uint16(rr.pop())
 		}
 		rr.heap, rr.due = nil, nil
+		rr.next.Store(firstPick(uint64(cycle)))
+		return rr
+	}
+	// No schedule to start in: the heap runs on by a random number of
+	// picks instead, fewer than maxSkip so that a rebuild stays cheap.
+	for range firstPick(uint64(min(cycle, maxSkip))) {
+		rr.pop()
 	}
 	return rr
 }
+
+// maxSkip bounds the picks a round robin without a schedule runs on by
+// when it starts (firstPick).
+const maxSkip = 4096
+
+// firstPick is where in a cycle of n picks a new round robin starts: at
+// random, as Envoy's does. A picker is built anew at every change of its
+// cluster (an apply, an endpoint's health, a slow-start step), on every
+// node of a group at once; each starting at the cycle's first pick would
+// send the first endpoint a burst from the whole fleet, and a cluster
+// whose changes come faster than its requests would see the first
+// endpoint alone. Tests set it to start at 0.
+var firstPick = func(n uint64) uint64 { return rand.Uint64N(n) }
 
 // pop returns the member whose next pick is due first and moves its
 // deadline on.

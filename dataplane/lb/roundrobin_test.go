@@ -46,7 +46,63 @@ func sequence(t *testing.T, p Picker, n int) string {
 	return b.String()
 }
 
+// fromFirst has the pickers the test builds start at the first pick of
+// their cycle, not at a random one (firstPick), so that their sequences
+// can be written out.
+func fromFirst(t *testing.T) {
+	old := firstPick
+	firstPick = func(uint64) uint64 { return 0 }
+	t.Cleanup(func() { firstPick = old })
+}
+
+// TestRoundRobinStartsAnywhere: a new round robin, as every node builds
+// one at every change of the cluster, starts at a random place in its
+// cycle, so that a fleet does not send the first endpoint a burst; from
+// there it runs the same cycle, every weight exact.
+func TestRoundRobinStartsAnywhere(t *testing.T) {
+	for name, newPicker := range map[string]func(Set) Picker{"ROUND_ROBIN": NewRoundRobin, "STATIC_RR": NewStaticRR} {
+		t.Run(name, func(t *testing.T) {
+			firsts := map[string]int{}
+			for range 300 {
+				p := newPicker(testSet("a:2", "b:1", "c:1"))
+				seq := sequence(t, p, 8) // two cycles
+				firsts[seq[:1]]++
+				if got := map[rune]int{'a': strings.Count(seq, "a"), 'b': strings.Count(seq, "b"), 'c': strings.Count(seq, "c")}; got['a'] != 4 || got['b'] != 2 || got['c'] != 2 {
+					t.Fatalf("two cycles from a random start: %q, want a 4 times, b and c twice", seq)
+				}
+				if seq[:4] != seq[4:] {
+					t.Fatalf("%q does not repeat its cycle", seq)
+				}
+			}
+			// Each of 300 pickers starts at a: 2 in 4; at b: 1 in 4.
+			if firsts["a"] < 100 || firsts["b"] < 40 || firsts["c"] < 40 {
+				t.Errorf("the first picks of 300 new pickers: %v; want each endpoint first by its weight", firsts)
+			}
+		})
+	}
+	t.Run("locked heap", func(t *testing.T) {
+		var spec []string
+		for i := range 2000 {
+			spec = append(spec, fmt.Sprintf("e%d:%d", i, 101+i%3*50))
+		}
+		set := testSet(spec...)
+		firsts := map[string]bool{}
+		for range 20 {
+			p := NewRoundRobin(set)
+			if p.(*RoundRobin).schedule != nil {
+				t.Fatal("2000 members of weights 101 to 201 have a schedule; want the heap")
+			}
+			ep, _ := p.Pick(Request{})
+			firsts[ep.Name] = true
+		}
+		if len(firsts) < 10 {
+			t.Errorf("20 new pickers started at %d endpoints (%v); want them spread", len(firsts), firsts)
+		}
+	})
+}
+
 func TestRoundRobinSequence(t *testing.T) {
+	fromFirst(t)
 	tests := []struct {
 		name string
 		set  Set
@@ -121,6 +177,7 @@ func TestRoundRobinLargeWeights(t *testing.T) {
 // TestRoundRobinGCD checks that weights with a common divisor give the same
 // smooth sequence as the reduced weights.
 func TestRoundRobinGCD(t *testing.T) {
+	fromFirst(t)
 	if got, want := sequence(t, NewRoundRobin(testSet("a:250", "b:50", "c:50")), 14), "aabacaaaabacaa"; got != want {
 		t.Errorf("sequence = %q, want %q", got, want)
 	}

@@ -29,7 +29,9 @@ func NewStaticRR(s Set) Picker {
 	if len(members) == 0 {
 		return None{}
 	}
-	return &StaticRR{members: members, limited: members.Limited(), ends: prefixSums(members)}
+	p := &StaticRR{members: members, limited: members.Limited(), ends: prefixSums(members)}
+	p.next.Store(firstPick(p.ends[len(p.ends)-1])) // as RoundRobin starts
+	return p
 }
 
 // prefixSums returns the running sums of the members' weights.

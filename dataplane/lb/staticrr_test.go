@@ -6,6 +6,7 @@ import (
 )
 
 func TestStaticRRSequence(t *testing.T) {
+	fromFirst(t)
 	tests := []struct {
 		name string
 		set  Set
