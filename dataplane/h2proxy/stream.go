@@ -55,6 +55,9 @@ const (
 	textDrained         = "the endpoint was removed"
 	textBadResponse     = "invalid response from the endpoint"
 	textEndpointCut     = "the endpoint cut its response short"
+	textBadStatus       = "malformed status line"
+	textUnaskedSwitch   = "unexpected 101 Switching Protocols"
+	textHeadTooLarge    = "response head larger than 64 KiB"
 )
 
 // maxRepicks bounds how often one request picks again because its endpoint
@@ -223,6 +226,21 @@ func cut(err error, timedOut bool) (string, sluicev1.CloseReason) {
 // failure is what a client is told of a failure to reach an endpoint, and
 // the reason its connection's record gives for it (as the HTTP/1.1
 // engine's errors do).
+// invalidResponse returns why resp cannot be passed on, in the words of
+// the HTTP/1.1 engine, which refuses it too, or "": a status outside
+// 100-599 (RFC 9110 §15), or a 101 to a request that asked for no upgrade
+// (§15.2.2), which would leave the client's connection in no protocol,
+// and with nobody bounding its wait.
+func invalidResponse(resp *http.Response, upgrading bool) string {
+	switch {
+	case resp.StatusCode < 100 || resp.StatusCode > 599:
+		return textBadStatus
+	case resp.StatusCode == http.StatusSwitchingProtocols && !upgrading:
+		return textUnaskedSwitch
+	}
+	return ""
+}
+
 func failure(err error) (string, sluicev1.CloseReason) {
 	switch {
 	case errors.Is(err, upstream.ErrClosed):
@@ -233,6 +251,10 @@ func failure(err error) (string, sluicev1.CloseReason) {
 		return textShutdown, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN
 	case errors.Is(err, errTooManyInterim):
 		return textBadResponse, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+	case strings.Contains(err.Error(), "server response headers exceeded"):
+		// net/http's words for a head past MaxResponseHeaderBytes; it
+		// has no error value to match (TestInvalidResponsesRefused).
+		return textHeadTooLarge, sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
 	}
 	return textEndpointFailed, sluicev1.CloseReason_CLOSE_REASON_IO_ERROR
 }
@@ -391,6 +413,20 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 		}
 		cn.fail(why)
 		cn.errorAnswer(st, w, r, status, text, last)
+		return true, nil
+	}
+	if text := invalidResponse(resp, up != nil); text != "" {
+		// As the HTTP/1.1 engine judges it: a 502, and the client's
+		// connection goes on.
+		timer.Stop()
+		resp.Body.Close() // for a 101, the endpoint's connection itself
+		ep.Transferred(0, body.n.Load())
+		why := sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED
+		if conntrack.EndpointsFault(why) {
+			ep.Failed() // the client gets a 5xx in the endpoint's place
+		}
+		cn.fail(why)
+		cn.errorAnswer(st, w, r, http.StatusBadGateway, text, last)
 		return true, nil
 	}
 	st.mx.FirstByte = time.Since(st.mx.Start)

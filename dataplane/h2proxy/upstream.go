@@ -55,6 +55,10 @@ type poolKey struct {
 	client, local netip.AddrPort
 }
 
+// maxResponseHead bounds an endpoint's response head, as the HTTP/1.1
+// engine's does.
+const maxResponseHead = 64 << 10
+
 // maxIdlePerEndpoint bounds the idle HTTP/1.1 connections kept to one
 // endpoint, as upstream.MaxIdle does for the HTTP/1.1 engine.
 const maxIdlePerEndpoint = upstream.MaxIdle
@@ -77,6 +81,8 @@ func NewUpstream(protocol func(*upstream.Endpoint) Protocol) *Upstream {
 			DialTLSContext:     dialTLS,
 			DisableCompression: true, // a proxy passes encodings through
 			ForceAttemptHTTP2:  h2,
+			// As the HTTP/1.1 engine bounds a response's head (a 502).
+			MaxResponseHeaderBytes: maxResponseHead,
 
 			// With a client's Expect: 100-continue, the body waits this long
 			// for the endpoint's 100, as curl waits for one.
