@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // invalidEndpoint answers by path, over HTTP/1.1 of its own: /switch with
@@ -17,44 +18,30 @@ import (
 // status 999; /bighead with a head of 100 KiB; anything else with 200 ok.
 func invalidEndpoint(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return loopback.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					switch req.URL.Path {
-					case "/switch":
-						io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-						c.SetReadDeadline(time.Now().Add(time.Minute))
-						io.Copy(io.Discard, c) // held until the proxy lets go
-						return
-					case "/status":
-						io.WriteString(c, "HTTP/1.1 999 Weird\r\nContent-Length: 0\r\n\r\n")
-					case "/bighead":
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 100<<10)+"\r\nContent-Length: 0\r\n\r\n")
-					default:
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					}
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			switch req.URL.Path {
+			case "/switch":
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				c.SetReadDeadline(time.Now().Add(time.Minute))
+				io.Copy(io.Discard, c) // held until the proxy lets go
+				return
+			case "/status":
+				io.WriteString(c, "HTTP/1.1 999 Weird\r\nContent-Length: 0\r\n\r\n")
+			case "/bighead":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 100<<10)+"\r\nContent-Length: 0\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestInvalidResponsesRefused: an endpoint's response the HTTP/1.1 engine
