@@ -188,10 +188,10 @@ apply every validation rule the control plane applies. A directory means every
 *.yaml, *.yml and *.json file in it (not recursive), merged; several -f are
 merged too, in the order given. What only a node can know is left to the
 nodes, which refuse (NACK) a snapshot it fails: whether its listener
-addresses can be bound, and whether the files
-it names (certificates, keys, CAs) can be read. A private key written
-<redacted> (as "get" shows one) stands for the key the control plane keeps
-with the same certificate: only the certificate is checked here.
+addresses can be bound, and whether the files it names (certificates,
+keys, CAs) can be read. A private key written <redacted> (as "get" shows
+one) stands for the key the control plane keeps with the same
+certificate: only the certificate is checked here.
 
 Prints "ok: N clusters, M listeners", or every fault as
 "path: message (file:line)" on stderr and exits 1. Settings that can have
@@ -895,9 +895,10 @@ when it was stored, by whom, the node group it changed, the nodes that
 refused it (NACK), what it changed (the first 10 changes, and how many
 more) and the comment given. --group lists only the versions that changed
 that group, and marks the one its nodes are sent instead: during a staged
-rollout, the one that group's nodes outside the canary run. A version's refusals are kept with it, also after the node
-applied it (a restarted node is sent it again); -o json gives each node's
-reason and when (the first 10), and how many nodes refused it.`)
+rollout, the one that group's nodes outside the canary run. A version's
+refusals are kept with it, also after the node applied it (a restarted
+node is sent it again); -o json gives every change, each node's reason
+and when (the first 10), and how many nodes refused it.`)
 	limit := fs.Uint("limit", 0, "show at most `N` versions (default: all kept)")
 	group := fs.String("group", "", "list only the versions that changed node `GROUP`")
 	o := outputFlag(fs, "table", "json")
