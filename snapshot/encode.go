@@ -58,7 +58,15 @@ func tree(s *sluicev1.Snapshot) (*yaml.Node, error) {
 	if s == nil {
 		s = &sluicev1.Snapshot{}
 	}
-	return messageNode(s.ProtoReflect(), 0)
+	n, err := messageNode(s.ProtoReflect(), 0)
+	if err == nil && len(n.Content) == 0 {
+		// The empty snapshot says so, as a file must to be applied
+		// ("{}" reads as one cut short): clusters: [].
+		n.Content = append(n.Content,
+			&yaml.Node{Kind: yaml.ScalarNode, Tag: tagStr, Value: "clusters"},
+			&yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle})
+	}
+	return n, err
 }
 
 // flowWidth is the longest one-line rendering of a nested object that is

@@ -855,7 +855,7 @@ its nodes: stderr says so, and the exit status is 1.`)
 		info := resp.GetInfo()
 		fmt.Fprintf(c.stdout, "# version %d", info.GetVersion())
 		if info.GetVersion() == 0 {
-			// {} applied back would be refused as holding nothing.
+			// The "clusters: []" below is no stored snapshot.
 			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, defaultGroup))
 		}
 		if info.GetCreated() != nil {
