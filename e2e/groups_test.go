@@ -59,8 +59,8 @@ listeners:
 		!strings.Contains(stdout, "applied version 1 to group edge") || !strings.Contains(stdout, want) {
 		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q; want the line %q", code, stdout, stderr, want)
 	}
-	// get says so too, rather than print a bare {} that apply would refuse.
-	if stdout, stderr, code = ctl(t, c.addr, "get", "--group", "edge"); code != 0 || stdout != "# version 0: nothing is applied to group edge yet\n{}\n" {
+	// get says so too, above the empty snapshot, written as apply takes it.
+	if stdout, stderr, code = ctl(t, c.addr, "get", "--group", "edge"); code != 0 || stdout != "# version 0: nothing is applied to group edge yet\nclusters: []\n" {
 		t.Errorf("get --group edge before an apply to it: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(core.addr, coreAddr), "--wait")
