@@ -177,9 +177,29 @@ func EndpointNames(cfg *sluicev1.FleetConfig, cluster string) []string {
 func runnable(cfg *sluicev1.FleetConfig) []*sluicev1.Snapshot {
 	var snaps []*sluicev1.Snapshot
 	for _, g := range cfg.GetGroups() {
-		snaps = append(snaps, g.GetSnapshot(), g.GetRollout().GetSnapshot())
+		runs := runs(g)
+		snaps = append(snaps, runs[:]...)
 	}
 	return snaps
+}
+
+// runs returns the snapshots g's nodes may run: g's, and its rollout's
+// (nil when there is none).
+func runs(g *sluicev1.Group) [2]*sluicev1.Snapshot {
+	return [2]*sluicev1.Snapshot{g.GetSnapshot(), g.GetRollout().GetSnapshot()}
+}
+
+// HasCluster reports whether a node of group g may run a cluster named
+// name: one of g's snapshot, or of its rollout's, whose canaries run it.
+func HasCluster(g *sluicev1.Group, name string) bool {
+	for _, snap := range runs(g) {
+		for _, c := range snap.GetClusters() {
+			if c.GetName() == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func sortedOnce(names []string) []string {

@@ -423,8 +423,8 @@ func (a *API) inGroup(ctx context.Context, q historyQuery) error {
 	cluster := q.names.GetCluster()
 	if a.published != nil {
 		_, cfg := a.published()
-		if g := groups.Find(cfg, q.group); g != nil && hasCluster(g, cluster) {
-			return a.hasEndpoint(g, cluster, q.endpoint)
+		if g := groups.Find(cfg, q.group); g != nil && groups.HasCluster(g, cluster) {
+			return hasEndpoint(g, cluster, q.endpoint)
 		}
 	}
 	// Not sent here, or not yet: the store knows every group.
@@ -433,8 +433,8 @@ func (a *API) inGroup(ctx context.Context, q historyQuery) error {
 		return err // NOT_FOUND for a group that does not exist
 	}
 	g := &sluicev1.Group{Name: q.group, Snapshot: cur.GetSnapshot()}
-	if hasCluster(g, cluster) {
-		return a.hasEndpoint(g, cluster, q.endpoint)
+	if groups.HasCluster(g, cluster) {
+		return hasEndpoint(g, cluster, q.endpoint)
 	}
 	if _, err := a.config.GetStats(ctx, q.names); status.Code(err) == codes.NotFound {
 		return err // in no group's snapshot: it says which names there are
@@ -444,24 +444,11 @@ func (a *API) inGroup(ctx context.Context, q historyQuery) error {
 
 // hasEndpoint returns nil when endpoint is "" or one of cluster's in
 // group g, else NOT_FOUND naming its endpoints.
-func (a *API) hasEndpoint(g *sluicev1.Group, cluster, endpoint string) error {
+func hasEndpoint(g *sluicev1.Group, cluster, endpoint string) error {
 	if endpoint == "" {
 		return nil
 	}
 	return configapi.UnknownEndpoint(&sluicev1.FleetConfig{Groups: []*sluicev1.Group{g}}, cluster, endpoint)
-}
-
-// hasCluster reports whether group g's snapshot, or its rollout's, has
-// a cluster named cluster.
-func hasCluster(g *sluicev1.Group, cluster string) bool {
-	for _, snap := range []*sluicev1.Snapshot{g.GetSnapshot(), g.GetRollout().GetSnapshot()} {
-		for _, c := range snap.GetClusters() {
-			if c.GetName() == cluster {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // connJSON is one connection record of GET /api/conns.
