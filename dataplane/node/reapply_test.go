@@ -244,18 +244,7 @@ listeners:
 			t.Fatal(err)
 		}
 		// Round robin: one session goes to a, the other to b.
-		var sessions []net.Conn
-		for range 2 {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if !echoed(c) {
-				t.Fatal("a new session did not echo")
-			}
-			sessions = append(sessions, c)
-		}
+		sessions := []echoSession{openEchoSession(t, addr), openEchoSession(t, addr)}
 		if a.open.Load() != 1 {
 			t.Fatalf("%d sessions open to a, want 1", a.open.Load())
 		}
@@ -268,21 +257,13 @@ listeners:
 		}
 		time.Sleep(1500 * time.Millisecond) // past the drain_timeout
 		for i, c := range sessions {
-			if !echoed(c) {
+			if !c.alive() {
 				t.Errorf("session %d: closed, want it open: its endpoint is active again", i)
 			}
 		}
 		// The endpoint takes new sessions again: one of the next two.
-		for range 2 {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if !echoed(c) {
-				t.Fatal("a new session did not echo")
-			}
-		}
+		openEchoSession(t, addr)
+		openEchoSession(t, addr)
 		if a.open.Load() != 2 {
 			t.Errorf("two new sessions: %d open to a, want 2", a.open.Load())
 		}
@@ -296,16 +277,9 @@ listeners:
 		// Round robin sends one of two sessions to a: c is that one.
 		var c net.Conn
 		for c == nil {
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if !echoed(s) {
-				t.Fatal("a new session did not echo")
-			}
+			s := openEchoSession(t, addr)
 			if a.open.Load() == 1 {
-				c = s
+				c = s.Conn
 			} else if b.open.Load() > 1 {
 				t.Fatalf("two sessions to b, none to a")
 			}

@@ -3,7 +3,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -67,44 +66,6 @@ func lineEchoOn(t *testing.T, addr string) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// echoSession is a client session through the node that has exchanged one
-// line.
-type echoSession struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func openEchoSession(t *testing.T, addr string) echoSession {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s := echoSession{c, bufio.NewReader(c)}
-	if !s.alive() {
-		t.Fatal("new session does not echo")
-	}
-	return s
-}
-
-// alive reports whether the session still echoes a line.
-func (s echoSession) alive() bool {
-	s.SetDeadline(time.Now().Add(testTimeout))
-	if _, err := s.Write([]byte("ping\n")); err != nil {
-		return false
-	}
-	line, err := s.r.ReadString('\n')
-	return err == nil && line == "ping\n"
-}
-
-// closed reports whether the node closed the session: the client reads EOF.
-func (s echoSession) closed() bool {
-	s.SetDeadline(time.Now().Add(testTimeout))
-	_, err := s.r.ReadByte()
-	return err == io.EOF
 }
 
 // TestRebalanceRound drives rounds by hand: an endpoint that comes back
