@@ -395,8 +395,11 @@ func dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	return &tracked{Conn: c, ep: d.ep}, nil
 }
 
+// errNoH2 is the health check's words for the same fault.
+var errNoH2 = errors.New("TLS: the endpoint did not choose h2 in ALPN")
+
 // dialTLS is dial and a TLS handshake, offering h2 in ALPN to HTTP/2
-// endpoints.
+// endpoints, which must choose it.
 func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	start := time.Now()
 	c, err := dial(ctx, network, addr)
@@ -416,6 +419,14 @@ func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 		c.Close()
 		d.ep.HandshakeFailed(ctx)
 		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	if d.http2 && tc.ConnectionState().NegotiatedProtocol != "h2" {
+		// net/http would speak HTTP/1.1 on it instead: to an endpoint
+		// its cluster says speaks HTTP/2, which its health check, asking
+		// for h2 the same way, marks down.
+		c.Close()
+		d.ep.HandshakeFailed(ctx)
+		return nil, errNoH2
 	}
 	d.took = time.Since(start)
 	return tc, nil

@@ -1,9 +1,13 @@
 package node
 
 import (
+	"crypto/tls"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluice-lb/sluice/internal/testcert"
@@ -68,5 +72,50 @@ listeners:
 	}
 	if ep.TLSConfig() == first {
 		t.Error("a renewed ca_file did not take effect")
+	}
+}
+
+// TestHTTP2ClusterNeedsH2InALPN: a cluster with http2 and tls is spoken
+// to in HTTP/2 or not at all. An endpoint whose TLS does not choose h2 in
+// ALPN gets no request in HTTP/1.1 instead: the client gets the node's
+// 502, and the endpoint counts the connect failure, as its health check
+// would mark it down for the same reason.
+func TestHTTP2ClusterNeedsH2InALPN(t *testing.T) {
+	ca := testcert.NewCA(t)
+	var served atomic.Int64
+	// No ALPN at all, as many TLS servers of HTTP/1.1 (openssl s_server
+	// -www): the handshake succeeds, choosing no protocol.
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1only := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.WriteString(w, "h1 "+r.Proto)
+	})}
+	go h1only.Serve(ln)
+	t.Cleanup(func() { h1only.Close() })
+
+	n := newNode(t)
+	web := freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - name: h2tls
+    http2: true
+    tls: { ca_pem: %q }
+    endpoints: [{ name: e, address: "%s" }]
+listeners:
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: h2tls }
+`, ca.PEM, ln.Addr(), web)); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-getAsync("http://" + web + "/"); got != "502 Bad Gateway could not connect to the endpoint\n" {
+		t.Errorf("GET to an endpoint without h2 in ALPN: %q, want the node's 502", got)
+	}
+	if got := served.Load(); got != 0 {
+		t.Errorf("the endpoint served %d requests, want none: the cluster speaks HTTP/2", got)
+	}
+	if got := n.clusters["h2tls"].members[0].Endpoint.Stats().ConnectErrors; got == 0 {
+		t.Error("the endpoint counted no connect failure")
 	}
 }
