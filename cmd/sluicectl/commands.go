@@ -558,7 +558,9 @@ Prints "applied version N" and the change, or "unchanged (version N)".` + ifVers
 func cmdSetWeight(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("set-weight", "set-weight CLUSTER/ENDPOINT WEIGHT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Set an endpoint's weight, 0 to 256: its share of new work relative to the
-other endpoints of its cluster; 0 takes it out of rotation.
+other endpoints of its cluster. 0 takes it out of rotation, as HAProxy's
+weight 0: no new clients, but those persisted to it (cookie, stick table)
+still go to it. "drain" moves them too.
 `+endpointAbout)
 	w := addWriteFlags(fs, "the command")
 	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT", "WEIGHT")

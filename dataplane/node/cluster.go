@@ -618,15 +618,16 @@ func (c *cluster) rebuildPicker(state func(key string) health.State, deferred bo
 		box.Picker = c.newPicker(set)
 	}
 	if c.cookie != nil || c.stick != nil {
-		// A client is sent back only to an endpoint taking new work. The
-		// stickable ones are primaries, which take work when they are up
-		// with a weight (lb.Set.Eligible); set is parallel to info.
+		// A client is sent back to a primary that is up, weight 0
+		// included: as HAProxy's weight 0, it takes no new clients but
+		// keeps its persistent ones (a DRAINING or DISABLED endpoint is
+		// not in set at all). set is parallel to info.
 		box.sticky = map[*upstream.Endpoint]int{}
 		if c.cookie != nil {
 			box.byCookie = map[string]*upstream.Endpoint{}
 		}
 		for i, m := range set {
-			if !c.info[i].stickable || m.Down || m.Weight == 0 {
+			if !c.info[i].stickable || m.Down {
 				continue
 			}
 			box.sticky[m.Endpoint] = i
@@ -923,8 +924,8 @@ func (c *cluster) sticky(box *pickerBox, client netip.Addr, f work) (ep *upstrea
 
 // persist acquires ep, the endpoint a client persists to (its cookie, its
 // stick-table entry), for the work f. It returns nil when there is none,
-// or it takes no new work (down, ejected, drained, weight 0), or f failed
-// on it already: the work is balanced, and persists to where it goes. A
+// or it is not one to persist to (down, ejected, drained, disabled; at
+// weight 0 it still is), or f failed on it already: the work is balanced, and persists to where it goes. A
 // full ep (at its max_conn) keeps the client: with a queue the work waits
 // for ep, as HAProxy queues persistent work on its server, and fails as
 // queued work does when the wait does; without one it goes elsewhere this

@@ -1541,7 +1541,9 @@ type Endpoint struct {
 	// Address is host:port. The host is an IP address or a DNS name.
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// Weight is the endpoint's share of new work relative to its siblings,
-	// 0 to 256. Unset means 1; 0 takes the endpoint out of rotation.
+	// 0 to 256. Unset means 1; 0 takes the endpoint out of rotation, as
+	// HAProxy's weight 0: clients persisted to it (cookie, stick table)
+	// still go to it, unless it is DRAINING.
 	Weight *uint32 `protobuf:"varint,3,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
 	// Backup endpoints receive traffic only when no primary endpoint is up.
 	Backup bool `protobuf:"varint,4,opt,name=backup,proto3" json:"backup,omitempty"`
