@@ -421,6 +421,12 @@ func (d *decoder) field(n *yaml.Node, m protoreflect.Message, fd protoreflect.Fi
 			d.fail(path, n, "an empty list sets no condition, which widens the match (to all traffic, when it is the only one): give it values or drop the field")
 			return
 		}
+		if len(n.Content) == 0 && fd.FullName() == trustedSources {
+			// The same for the peers whose PROXY headers are believed: a
+			// list that came out empty would trust every one.
+			d.fail(path, n, "an empty list trusts every peer's PROXY header, as leaving the field out does: give it addresses or drop the field")
+			return
+		}
 		list := m.Mutable(fd).List()
 		for i, e := range n.Content {
 			epath := fmt.Sprintf("%s[%d]", path, i)
@@ -453,6 +459,10 @@ var conditionLists = map[protoreflect.FullName]bool{
 	(*sluicev1.HeaderMatch)(nil).ProtoReflect().Descriptor().FullName(): true,
 	(*sluicev1.QueryMatch)(nil).ProtoReflect().Descriptor().FullName():  true,
 }
+
+// trustedSources is the field of proxy_protocol where an empty list is
+// refused.
+var trustedSources = (*sluicev1.ProxyProtocolAccept)(nil).ProtoReflect().Descriptor().Fields().ByName("trusted_sources").FullName()
 
 func (d *decoder) mapField(n *yaml.Node, m protoreflect.Message, fd protoreflect.FieldDescriptor, path string) {
 	if n.Kind != yaml.MappingNode {

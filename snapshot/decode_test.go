@@ -289,6 +289,19 @@ clusters: [*g]
 			},
 		},
 		{
+			name: "empty list of trusted PROXY peers",
+			in: `listeners:
+  - name: web
+    proxy_protocol: { required: true, trusted_sources: [] }
+  - name: tcp
+    proxy_protocol:
+      trusted_sources: [10.0.0.0/8]
+`,
+			want: []string{
+				"listeners[0].proxy_protocol.trusted_sources: an empty list trusts every peer's PROXY header, as leaving the field out does: give it addresses or drop the field (line 3)",
+			},
+		},
+		{
 			name: "alias cycle",
 			in:   "clusters:\n  - &c\n    name: web\n    health_check: *c\n",
 			want: []string{"clusters[0].health_check: alias refers to a mapping that contains it (line 4)"},

@@ -280,6 +280,8 @@ func persistenceErrors(c *sluicev1.Cluster, i int, add func(path, format string,
 		}
 		if v := ck.GetPath(); !isAttrValue(v) {
 			add(p+".cookie.path", "%q may not contain ';', spaces or control characters", v)
+		} else if v != "" && v[0] != '/' {
+			add(p+".cookie.path", "%q must start with '/': browsers ignore a path that does not (RFC 6265, 5.2.4), and the cookie would not reach the rest of the site", v)
 		}
 		if v := ck.GetDomain(); !isAttrValue(v) || strings.ContainsAny(v, "/:") {
 			add(p+".cookie.domain", "%q is not a domain name", v)

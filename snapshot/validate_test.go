@@ -328,6 +328,7 @@ func TestValidate(t *testing.T) {
 			clusters: []string{
 				`{name: web, lb_policy: STATIC_RR, slow_start: 30s, cookie: {name: "SERVER ID", path: "/a;b", same_site: NONE}, endpoints: [{name: a, address: "10.0.0.1:80", cookie: s1}, {name: b, address: "10.0.0.2:80", cookie: s1}, {name: c, address: "10.0.0.3:80", cookie: "s;2"}]}`,
 				`{name: api, stick: {expire: 0s}, cookie: {name: ""}}`,
+				`{name: shop, cookie: {name: SID, path: app}}`,
 			},
 			want: []string{
 				`clusters[0].endpoints[1].cookie: duplicate cookie value "s1", first used by clusters[0].endpoints[0]`,
@@ -339,6 +340,7 @@ func TestValidate(t *testing.T) {
 				"clusters[1].cookie.name: must be 1 to 64 characters long",
 				"clusters[1].stick.on: is required; one of SOURCE_IP",
 				"clusters[1].stick.expire: must be between 1s and 168h0m0s",
+				`clusters[2].cookie.path: "app" must start with '/': browsers ignore a path that does not (RFC 6265, 5.2.4), and the cookie would not reach the rest of the site`,
 				`listeners[0].default_cluster: cluster "api" has cookie persistence, which needs an HTTP listener (use stick: { on: SOURCE_IP } for TCP)`,
 			},
 			listeners: []string{`{name: db, address: "127.0.0.1:5432", protocol: TCP, default_cluster: api}`},
