@@ -12,10 +12,11 @@ import (
 // where they are, as HAProxy warns at start of keywords its proxy's mode
 // ignores:
 //
-//   - a hash key other than SOURCE_IP, or an outlier_detection's
-//     consecutive_5xx, on a cluster that only TCP listeners route to: TCP
-//     sessions have no request to hash (they are balanced round robin)
-//     and no status to count;
+//   - a hash key other than SOURCE_IP, an outlier_detection's
+//     consecutive_5xx, or http2 without an HTTP health check (which it
+//     would make speak HTTP/2), on a cluster that only TCP listeners
+//     route to: TCP sessions have no request to hash (they are balanced
+//     round robin), no status to count and no requests to send;
 //   - a TCP listener's inspect_timeout when none of its rules matches on
 //     sni or tls: the listener reads nothing before it picks.
 //
@@ -65,6 +66,10 @@ func Warnings(s *sluicev1.Snapshot) Errors {
 				add(fmt.Sprintf("clusters[%d].hash.key", i),
 					"%s hashes HTTP requests, and %s: their sessions are balanced round robin (SOURCE_IP hashes TCP sessions)", shortEnum(k), only)
 			}
+		}
+		if c.GetHttp2() && c.GetHealthCheck().GetHttp() == nil {
+			add(fmt.Sprintf("clusters[%d].http2", i),
+				"has no effect: it says how HTTP requests are sent, and %s, whose bytes pass as they are", only)
 		}
 		if od := c.GetOutlierDetection(); od != nil {
 			p := fmt.Sprintf("clusters[%d].outlier_detection", i)
