@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -417,15 +416,16 @@ func dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()
-		d.ep.HandshakeFailed(ctx)
-		return nil, fmt.Errorf("TLS handshake: %w", err)
+		err = &upstream.HandshakeError{Err: err}
+		d.ep.HandshakeFailed(ctx, err)
+		return nil, err
 	}
 	if d.http2 && tc.ConnectionState().NegotiatedProtocol != "h2" {
 		// net/http would speak HTTP/1.1 on it instead: to an endpoint
 		// its cluster says speaks HTTP/2, which its health check, asking
 		// for h2 the same way, marks down.
 		c.Close()
-		d.ep.HandshakeFailed(ctx)
+		d.ep.HandshakeFailed(ctx, errNoH2)
 		return nil, errNoH2
 	}
 	d.took = time.Since(start)

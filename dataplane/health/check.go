@@ -137,6 +137,18 @@ func handshakeFailure(err, timedOut error) error {
 	return errors.New("TLS handshake: " + err.Error())
 }
 
+// ConnectFailure says why a connect to an endpoint failed
+// (upstream.Endpoint.LastConnectError) in the words a check's Detail
+// would: "connection refused", "TLS: x509: certificate signed by unknown
+// authority", "timeout".
+func ConnectFailure(err error) string {
+	timedOut := errors.New("timeout")
+	if he := (*upstream.HandshakeError)(nil); errors.As(err, &he) {
+		return handshakeFailure(he.Err, timedOut).Error()
+	}
+	return failure(err, timedOut).Error()
+}
+
 // Why checks fail, as Status.Detail says it. The texts are short: sluicectl
 // stats shows them in a table column.
 var (

@@ -752,7 +752,8 @@ type EndpointStatus struct {
 	// Since is when Health last changed (zero: not known).
 	Since time.Time
 	// Detail says why the endpoint is in its state, for operators: the
-	// last failed check, or the cause of an ejection.
+	// last failed check, or the cause of an ejection; of an endpoint no
+	// check watches, why its last connect failed, until one succeeds.
 	Detail string
 	// Ejections counts the endpoint's outlier ejections since the node
 	// first had it (Endpoint.Ejections), drained or disabled meanwhile or
@@ -778,6 +779,9 @@ func (n *Node) Endpoints() []EndpointStatus {
 				if !st.Since.IsZero() {
 					since = st.Since
 				}
+			} else if err := ep.LastConnectError(); err != nil {
+				// No check says why it fails: its last connect does.
+				detail = "last connect failed: " + health.ConnectFailure(err)
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
 				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),

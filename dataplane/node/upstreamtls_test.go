@@ -3,6 +3,8 @@ package node
 import (
 	"crypto/tls"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -117,5 +119,73 @@ listeners:
 	}
 	if got := n.clusters["h2tls"].members[0].Endpoint.Stats().ConnectErrors; got == 0 {
 		t.Error("the endpoint counted no connect failure")
+	}
+	if got := detailOf(n, "h2tls", "e"); got != "last connect failed: TLS: the endpoint did not choose h2 in ALPN" {
+		t.Errorf("stats detail %q, want why the connect failed", got)
+	}
+}
+
+// detailOf is the stats DETAIL of endpoint name of cluster c.
+func detailOf(n *Node, c, name string) string {
+	for _, st := range n.Endpoints() {
+		if st.Cluster == c && st.Name == name {
+			return st.Detail
+		}
+	}
+	return "no endpoint " + c + "/" + name
+}
+
+// TestUncheckedEndpointSaysWhyConnectsFail: an endpoint no health check
+// watches shows in its stats detail why its last connect failed, in the
+// words a check would use, until a connect succeeds.
+func TestUncheckedEndpointSaysWhyConnectsFail(t *testing.T) {
+	other := testcert.NewCA(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{other.Server(t, "127.0.0.1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	later := freeAddr(t) // refuses until a backend listens there
+
+	n := newNode(t)
+	web := freeAddr(t)
+	if err := n.Apply("1", parse(t, `
+clusters:
+  - { name: tls, tls: { ca_pem: %q }, endpoints: [{ name: e, address: "%s" }] }
+  - { name: plain, endpoints: [{ name: e, address: "%s" }] }
+listeners:
+  - { name: web, address: "%s", protocol: HTTP, default_cluster: tls, rules: [{ match: { path: { prefix: /plain } }, route: plain }] }
+`, testcert.NewCA(t).PEM, ln.Addr(), later, web)); err != nil {
+		t.Fatal(err)
+	}
+	if got := detailOf(n, "tls", "e"); got != "" {
+		t.Errorf("before any connect: detail %q, want none", got)
+	}
+	for _, path := range []string{"/", "/plain"} {
+		if got := <-getAsync("http://" + web + path); got != "502 Bad Gateway could not connect to the endpoint\n" {
+			t.Fatalf("GET %s: %q, want the node's 502", path, got)
+		}
+	}
+	// Both test CAs are named alike, and crypto/x509 says so after this.
+	if got := detailOf(n, "tls", "e"); !strings.HasPrefix(got, "last connect failed: TLS: x509: certificate signed by unknown authority") {
+		t.Errorf("endpoint of another CA: detail %q", got)
+	}
+	if got := detailOf(n, "plain", "e"); got != "last connect failed: connection refused" {
+		t.Errorf("endpoint refusing: detail %q", got)
+	}
+	up, err := net.Listen("tcp", later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "back") })}
+	go back.Serve(up)
+	t.Cleanup(func() { back.Close() })
+	if got := <-getAsync("http://" + web + "/plain"); got != "200 OK back" {
+		t.Fatalf("GET /plain with the endpoint back: %q", got)
+	}
+	if got := detailOf(n, "plain", "e"); got != "" {
+		t.Errorf("after a connect that succeeded: detail %q, want none", got)
 	}
 }

@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -93,11 +92,17 @@ func (e *Endpoint) secure(ctx context.Context, tc *net.TCPConn, deadline time.Ti
 	tc.SetDeadline(deadline) // zero: none
 	if err := c.HandshakeContext(ctx); err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("TLS handshake: %w", err)
+		return nil, &HandshakeError{Err: err}
 	}
 	tc.SetDeadline(time.Time{})
 	return c, nil
 }
+
+// HandshakeError is a connect that failed in its TLS handshake, for Err.
+type HandshakeError struct{ Err error }
+
+func (e *HandshakeError) Error() string { return "TLS handshake: " + e.Err.Error() }
+func (e *HandshakeError) Unwrap() error { return e.Err }
 
 // TCPConn is the TCP connection under c, a connection from Dial or
 // DialSession: c itself for a plain endpoint, the socket under TLS

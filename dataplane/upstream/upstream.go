@@ -109,6 +109,10 @@ type Endpoint struct {
 	keepAlive atomic.Pointer[net.KeepAliveConfig] // of new connections; nil: none
 	retries   atomic.Int32                        // the cluster's retries + 1; 0: unset, see Retries
 
+	// lastFailure is why the last connect failed; nil once one
+	// succeeded (LastConnectError).
+	lastFailure atomic.Pointer[error]
+
 	mu sync.Mutex
 	// conns holds every open connection; nil until the first: most
 	// endpoints of a big snapshot are never dialed.
@@ -342,9 +346,9 @@ func (e *Endpoint) DialPlain(ctx context.Context, timeout time.Duration, hdr []b
 }
 
 // HandshakeFailed counts a TLS handshake that failed on a connection from
-// DialPlain as the failed connect it is (counters, outlier detection),
-// unless ctx ended first.
-func (e *Endpoint) HandshakeFailed(ctx context.Context) { e.connectFailed(ctx) }
+// DialPlain, for err, as the failed connect it is (counters, outlier
+// detection, LastConnectError), unless ctx ended first.
+func (e *Endpoint) HandshakeFailed(ctx context.Context, err error) { e.connectFailed(ctx, err) }
 
 // DialSession opens a new tracked connection for a TCP session, which
 // CloseSessions ends when a drain times out. It is what Dial returns.
@@ -380,7 +384,7 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		}
 		t, err := e.resolveNow(ctx, r)
 		if err != nil {
-			e.connectFailed(caller)
+			e.connectFailed(caller, err)
 			return nil, err
 		}
 		addr = t.dial
@@ -393,7 +397,7 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 		if c != nil {
 			c.Close()
 		}
-		e.connectFailed(caller)
+		e.connectFailed(caller, err)
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
@@ -401,11 +405,14 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 	// connecting.
 	if secure {
 		if c, err = e.secure(ctx, tc, deadline); err != nil {
-			e.connectFailed(caller)
+			e.connectFailed(caller, err)
 			return nil, err
 		}
 	}
 	e.connected(true)
+	if e.lastFailure.Load() != nil { // read first: most connects find none
+		e.lastFailure.Store(nil)
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -429,8 +436,9 @@ func (e *Endpoint) dial(ctx context.Context, timeout time.Duration, session, sec
 // connect an HTTP/2 stream gave up on for its own reasons (the client reset
 // it or went, or response_timeout) still counts: an endpoint that never
 // completes a connect would otherwise show no error at all under clients
-// with short deadlines.
-func (e *Endpoint) connectFailed(ctx context.Context) {
+// with short deadlines. err, why it failed, is kept for LastConnectError
+// unless ctx ended (its error would be the caller's).
+func (e *Endpoint) connectFailed(ctx context.Context, err error) {
 	if listenerClosed(ctx) {
 		return
 	}
@@ -440,7 +448,19 @@ func (e *Endpoint) connectFailed(ctx context.Context) {
 	}
 	if ctx.Err() == nil {
 		e.connected(false)
+		e.lastFailure.Store(&err)
 	}
+}
+
+// LastConnectError is why the endpoint's last connect failed, when it did
+// (nil when it succeeded, or none was tried): for operators, what an
+// endpoint that no health check watches shows in place of a check's
+// reason.
+func (e *Endpoint) LastConnectError() error {
+	if p := e.lastFailure.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Close closes a connection obtained from Dial or DialSession and forgets
