@@ -683,7 +683,11 @@ Prints "applied version M" and one line per changed resource, or
 refused N's snapshot, as version N (history's REFUSED-BY) or as another of
 the last 100 versions, a warning on stderr says which and why: they may
 refuse the rollback too. The canaries' refusals of a rollout that N started
-do not count: the rollback restores the group's snapshot, not the rollout's.`+ifVersionAbout)
+do not count: the rollback restores the group's snapshot, not the rollout's.
+
+A version whose group held no clusters and no listeners is refused while the
+group holds some, as apply refuses a file that lists nothing: to empty the
+group on purpose, apply a file that holds "clusters: []".`+ifVersionAbout)
 	w := addWriteFlags(fs, `"rollback to version N"`)
 	pos, st := c.parseArgs(fs, args, "N")
 	if st >= 0 {

@@ -327,7 +327,14 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 		comment:   comment,
 		dryRun:    req.GetDryRun(),
 		ifVersion: req.IfVersion,
-		next: func(*sluicev1.Group) (*sluicev1.Snapshot, error) {
+		next: func(cur *sluicev1.Group) (*sluicev1.Snapshot, error) {
+			if empty(og.GetSnapshot()) && !empty(cur.GetSnapshot()) {
+				// As sluicectl refuses a file that lists nothing: an
+				// empty fleet is too much to get from a mistyped N.
+				return nil, status.Errorf(codes.FailedPrecondition,
+					"version %d of group %s holds no clusters and no listeners: rolled back to, it would remove every cluster and listener the group's nodes run; to remove them all on purpose, apply a file that holds `clusters: []`; nothing stored",
+					req.GetVersion(), group)
+			}
 			return og.GetSnapshot(), nil
 		},
 		fp: fp,
@@ -338,6 +345,11 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 		}
 	}
 	return resp, err
+}
+
+// empty reports whether s holds no cluster and no listener.
+func empty(s *sluicev1.Snapshot) bool {
+	return len(s.GetClusters()) == 0 && len(s.GetListeners()) == 0
 }
 
 // rolledBackRefused is the warning of a rollback that sends group's nodes

@@ -79,6 +79,38 @@ func TestRollbackDryRunStoresNothing(t *testing.T) {
 	}
 }
 
+// TestRollbackToNothingRefused: a rollback to a version whose group held
+// no clusters and no listeners would empty every node of the group: it is
+// refused, as sluicectl refuses a file that lists nothing, unless the group
+// holds nothing now either.
+func TestRollbackToNothingRefused(t *testing.T) {
+	ctx := testContext(t)
+	s, _ := newServer(t)
+	emptied := func() {
+		t.Helper()
+		if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: &sluicev1.Snapshot{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyWeights(t, s, 1)
+	emptied() // version 2
+	applyWeights(t, s, 3)
+	for _, dry := range []bool{true, false} {
+		_, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 2, DryRun: dry})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "version 2 of group default holds no clusters and no listeners") {
+			t.Errorf("rollback (dry run %v) to the empty version 2: %v; want FAILED_PRECONDITION saying it holds nothing", dry, err)
+		}
+	}
+	if got := history(t, ctx, s); !slices.Equal(got, []uint64{3, 2, 1}) {
+		t.Errorf("history = %v, want [3 2 1]: the refused rollback stores nothing", got)
+	}
+	// Emptied on purpose, the group may go back to the empty version.
+	emptied()
+	if resp, err := s.Rollback(ctx, &sluicev1.RollbackRequest{Version: 2}); err != nil || resp.GetChanged() {
+		t.Errorf("rollback to empty from empty = %v, %v; want unchanged", resp, err)
+	}
+}
+
 func TestRollbackToAVersionNotKept(t *testing.T) {
 	ctx := testContext(t)
 	st := openStore(t, store.BoltOptions{Retain: 2})
