@@ -429,6 +429,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 		comment = updateComment(req)
 	}
 	hadRollout := false // whether the group read had a rollout
+	var base uint64     // the group version the edit builds on
 	w := write{
 		op:        "update endpoint",
 		done:      "endpoint updated",
@@ -443,6 +444,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 					"no snapshot has been applied%s yet, so there is no endpoint to update; apply one first", toGroup(g.GetName()))
 			}
 			hadRollout = g.GetRollout() != nil
+			base = g.GetVersion()
 			return updatedSnapshot(g.GetSnapshot(), req)
 		},
 		endpointEdit: true,
@@ -451,10 +453,28 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 	if status.Code(err) == codes.NotFound {
 		err = s.inOtherGroups(ctx, err, w.group, req.GetCluster(), req.GetEndpoint())
 	}
+	if err == nil && resp.GetChanged() {
+		if warn := s.builtOnRefused(ctx, w.group, base); warn != "" {
+			resp.Warnings = append(resp.Warnings, warn)
+		}
+	}
 	if err != nil || !hadRollout {
 		return resp, err
 	}
 	return s.editRollout(ctx, w, req, resp)
+}
+
+// builtOnRefused is the warning of an endpoint edit of group built on
+// the group's version base when nodes refused what base sent them: the
+// edit carries the same snapshot but for the endpoint, so they will most
+// likely refuse it too, and go on running the version before base, edit
+// or no edit. "" when they did not.
+func (s *Server) builtOnRefused(ctx context.Context, group string, base uint64) string {
+	v, err := s.store.Get(ctx, base)
+	if err != nil || len(v.Info.GetRefusals()) == 0 || groupOrDefault(v.Info.GetGroup()) != group {
+		return ""
+	}
+	return refusedWarning(v.Info, fmt.Sprintf("version %d, which this edit builds on,", base), "this edit")
 }
 
 // inOtherGroups adds to notFound, the NOT_FOUND of an endpoint edit of

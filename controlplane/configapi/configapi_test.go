@@ -1323,3 +1323,35 @@ func TestRefusedWarningNamesThree(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointEditWarnsWhenBuiltOnRefused: an endpoint edit builds on its
+// group's current version; when nodes refused that version, the edit
+// carries what they refused, and says so. An edit on a version nobody
+// refused, or on another group's, does not warn.
+func TestEndpointEditWarnsWhenBuiltOnRefused(t *testing.T) {
+	ctx := testContext(t)
+	s, st := newServer(t)
+	applyWebAndEdge(t, ctx, s) // default: versions 1 to 3; edge: 4
+	if err := st.Refused(ctx, 3, &sluicev1.Refusal{Node: "n1", Error: "listener alt: bind: address already in use", At: timestamppb.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	const warn = "version 3, which this edit builds on, was refused by n1: listener alt: bind: address already in use; it may refuse this edit too"
+	for _, tc := range []struct {
+		req  *sluicev1.UpdateEndpointRequest
+		want []string
+	}{
+		{&sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9), DryRun: true}, []string{warn}},
+		{&sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(9), Group: "edge"}, nil},
+		{&sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", State: sluicev1.AdminState_ADMIN_STATE_DRAINING}, []string{warn}},
+		// Built on the edit just stored, which nobody refused.
+		{&sluicev1.UpdateEndpointRequest{Cluster: "web", Endpoint: "web2", Weight: proto.Uint32(4)}, nil},
+	} {
+		resp, err := s.UpdateEndpoint(ctx, tc.req)
+		if err != nil {
+			t.Fatalf("UpdateEndpoint(%v): %v", tc.req, err)
+		}
+		if !slices.Equal(resp.GetWarnings(), tc.want) {
+			t.Errorf("UpdateEndpoint(%v) warnings %q, want %q", tc.req, resp.GetWarnings(), tc.want)
+		}
+	}
+}
