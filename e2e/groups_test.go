@@ -82,6 +82,14 @@ listeners:
 	if stdout != "dry run: unchanged (version 3, group edge)\n" {
 		t.Errorf("rollback 3 --dry-run (group edge's version, which it runs): %q", stdout)
 	}
+	// get --version 3 means group edge's too, and its header says so, as
+	// applying the file back needs --group edge.
+	for _, args := range [][]string{{"get", "--version", "3"}, {"get", "--group", "edge"}} {
+		stdout, stderr, code = ctl(t, c.addr, args...)
+		if code != 0 || !strings.HasPrefix(stdout, "# version 3 of group edge, ") || !strings.Contains(stdout, edge.addr) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want edge's version 3, named so", args, code, stdout, stderr)
+		}
+	}
 	for _, tc := range []struct{ addr, want string }{{coreAddr, "core-backend"}, {edgeAddr, "edge-backend"}} {
 		if body, err := get(http.DefaultClient, "http://"+tc.addr+"/"); err != nil || body != tc.want {
 			t.Errorf("GET via %s = %q, %v; want %q", tc.addr, body, err, tc.want)

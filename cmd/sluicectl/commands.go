@@ -819,10 +819,11 @@ func (c *cli) printJSON(m proto.Message) int {
 
 func cmdGet(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
 	fs := c.flags("get", "get [--group NAME] [--version N] [-o yaml|json] [--show-secrets]", `
-Print a node group's current snapshot, or its snapshot in stored version N,
-in the form apply reads: YAML (headed by a "# version N" comment, N being the
-version that last changed the group's snapshot, which names the nodes that
-refused it, if any) or JSON. Private keys show as <redacted>; applied back,
+Print a node group's current snapshot, or its snapshot in stored version N
+(without --group, of the group version N changed, as for rollback), in the
+form apply reads: YAML (headed by a "# version N" comment, N being the
+version that last changed the group's snapshot, which names the group when
+it is not default, and the nodes that refused it, if any) or JSON. Private keys show as <redacted>; applied back,
 <redacted> keeps the stored key. While the control plane cannot reach its
 configuration store (etcd), the current snapshot printed is the one it sends
 its nodes: stderr says so, and the exit status is 1.`)
@@ -860,6 +861,10 @@ its nodes: stderr says so, and the exit status is 1.`)
 	if *o == "yaml" {
 		info := resp.GetInfo()
 		fmt.Fprintf(c.stdout, "# version %d", info.GetVersion())
+		if g := cmp.Or(info.GetGroup(), defaultGroup); g != defaultGroup && info.GetVersion() != 0 {
+			// apply -f of this file needs --group too.
+			fmt.Fprintf(c.stdout, " of group %s", g)
+		}
 		if info.GetVersion() == 0 {
 			// The "clusters: []" below is no stored snapshot.
 			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, defaultGroup))

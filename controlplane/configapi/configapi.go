@@ -1173,7 +1173,8 @@ func resourceChanges(changes []snapshot.Change) []*sluicev1.ResourceChange {
 }
 
 // Get implements sluicev1.ConfigServiceServer: the snapshot of one group
-// (default: "default") in the current version or a given one. The info is
+// (default: "default"; with a version, the group it changed) in the
+// current version or a given one. The info is
 // that of the version that last changed the group's snapshot, when it is
 // still kept. While the store cannot be reached, the current version is
 // the one this control plane sends its nodes (current).
@@ -1198,6 +1199,10 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 		return nil, storeStatus(err)
 	}
 	name := groupOrDefault(req.GetGroup())
+	if req.GetGroup() == "" && req.GetVersion() != 0 {
+		// As rollback N: the group version N changed.
+		name = groupOrDefault(v.Info.GetGroup())
+	}
 	g := groups.Find(v.Config, name)
 	if g == nil {
 		return nil, unknownGroup(name, fmt.Sprintf("does not exist in version %d", v.Info.GetVersion()), groupNames(v.Config))

@@ -178,20 +178,25 @@ func TestGroupsKeepTheirOwnSnapshots(t *testing.T) {
 }
 
 // A version that changed another group before the default group had a
-// snapshot does not show the default group as applied and empty.
+// snapshot does not show the default group as applied and empty; asked
+// for without a group, a version is of the group it changed, as a
+// rollback's is.
 func TestGetVersionBeforeGroupHadSnapshot(t *testing.T) {
 	ctx := testContext(t)
 	s, _ := newServer(t)
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 5), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1})
+	_, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1, Group: "default"})
 	wantCode(t, "get of version 1, which changed edge", err, codes.NotFound,
 		`group "default" had no snapshot yet in version 1, which changed group "edge" (get --group edge --version 1 shows it)`)
-	edge, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1, Group: "edge"})
-	if err != nil || edge.GetInfo().GetVersion() != 1 || len(edge.GetSnapshot().GetClusters()) != 1 {
-		t.Errorf("get --group edge --version 1: %v, %v; want version 1 with cluster web", edge, err)
+	for _, group := range []string{"edge", ""} {
+		edge, err := s.Get(ctx, &sluicev1.GetRequest{Version: 1, Group: group})
+		if err != nil || edge.GetInfo().GetVersion() != 1 || edge.GetInfo().GetGroup() != "edge" || len(edge.GetSnapshot().GetClusters()) != 1 {
+			t.Errorf("get --group %q --version 1: %v, %v; want edge's version 1 with cluster web", group, edge, err)
+		}
 	}
+
 	// A group created empty in a version has that empty snapshot in it.
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: &sluicev1.Snapshot{}, Group: "core", Selector: proto.String("role=core")}); err != nil {
 		t.Fatal(err)
@@ -204,6 +209,12 @@ func TestGetVersionBeforeGroupHadSnapshot(t *testing.T) {
 	def, err := s.Get(ctx, &sluicev1.GetRequest{})
 	if err != nil || def.GetInfo().GetVersion() != 0 || len(def.GetSnapshot().GetClusters()) != 0 {
 		t.Errorf("get of the default group's current snapshot: %v, %v; want version 0, empty", def, err)
+	}
+	// Version 3 changes default: without a group, it is default's, not
+	// edge's as of version 3.
+	applyWeights(t, s, 3)
+	if def, err := s.Get(ctx, &sluicev1.GetRequest{Version: 3}); err != nil || groupOrDefault(def.GetInfo().GetGroup()) != "default" || def.GetInfo().GetVersion() != 3 {
+		t.Errorf("get --version 3: %v, %v; want default's version 3", def, err)
 	}
 }
 

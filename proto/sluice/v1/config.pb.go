@@ -836,7 +836,8 @@ type GetRequest struct {
 	// ShowSecrets returns private keys as stored; else each is replaced by
 	// the text "<redacted>", which Apply reads as "keep the stored key".
 	ShowSecrets bool `protobuf:"varint,2,opt,name=show_secrets,json=showSecrets,proto3" json:"show_secrets,omitempty"`
-	// Group whose snapshot is returned; empty means "default".
+	// Group whose snapshot is returned; empty means "default", or with a
+	// version, the group that version changed (as RollbackRequest's).
 	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
