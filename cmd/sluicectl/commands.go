@@ -608,7 +608,12 @@ func stateCommand(name string, state sluicev1.AdminState, about string) func(con
 var (
 	cmdDrain = stateCommand("drain", sluicev1.AdminState_ADMIN_STATE_DRAINING, `
 Drain an endpoint: it takes no new work, persistent clients included; its
-open connections end when its cluster's drain_timeout ends. "enable" undoes it.`)
+open connections end when its cluster's drain_timeout ends. That is 0 unless
+the cluster sets it: TCP sessions are closed at once, and HTTP requests in
+flight get 10s to finish. Unlike HAProxy's DRAIN, nothing waits for clients
+to leave by themselves: set drain_timeout to give them time, or use
+"set-weight CLUSTER/ENDPOINT 0", which keeps its connections and persistent
+clients. "enable" undoes it.`)
 	cmdDisable = stateCommand("disable", sluicev1.AdminState_ADMIN_STATE_DISABLED, `
 Disable an endpoint: it takes no work and is not health checked; its open
 connections end when its cluster's drain_timeout ends. "enable" undoes it.`)

@@ -86,7 +86,7 @@ var commands = []command{
 	{name: "apply", summary: "validate and store a snapshot as the new version", run: cmdApply},
 	{name: "diff", summary: "show what apply would change", run: cmdDiff},
 	{name: "set-weight", summary: "set one endpoint's weight, as a new version", run: cmdSetWeight},
-	{name: "drain", summary: "let one endpoint finish its work and take no more", run: cmdDrain},
+	{name: "drain", summary: "stop new work to one endpoint; its connections end at drain_timeout", run: cmdDrain},
 	{name: "disable", summary: "take one endpoint out of service", run: cmdDisable},
 	{name: "enable", summary: "put a drained or disabled endpoint back in service", run: cmdEnable},
 	{name: "get", summary: "print the current snapshot, or a stored version", run: cmdGet},
