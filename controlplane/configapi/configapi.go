@@ -1307,6 +1307,10 @@ func (s *Server) ListGroups(ctx context.Context, _ *sluicev1.ListGroupsRequest) 
 			Clusters:  uint32(len(g.GetSnapshot().GetClusters())),
 			Listeners: uint32(len(g.GetSnapshot().GetListeners())),
 		}
+		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			// What discovery sends the canaries instead.
+			gs.CanaryVersion, gs.Canaries = r.GetVersion(), r.GetCanaries()
+		}
 		byName[g.GetName()] = gs
 		resp.Groups = append(resp.Groups, gs)
 	}
@@ -1316,11 +1320,21 @@ func (s *Server) ListGroups(ctx context.Context, _ *sluicev1.ListGroupsRequest) 
 			continue
 		}
 		gs.Nodes++
-		if v := gs.GetVersion(); v != 0 && n.GetAckedVersion() == v {
+		if v := WantVersion(gs, n.GetId()); v != 0 && n.GetAckedVersion() == v {
 			gs.Applied++ // a group with nothing applied has no version to apply
 		}
 	}
 	return resp, nil
+}
+
+// WantVersion is the version node id of group g is sent, and runs once it
+// applied it: the rollout's for a canary, else the group's (0: nothing
+// applied to the group yet).
+func WantVersion(g *sluicev1.GroupStatus, id string) uint64 {
+	if g.GetCanaryVersion() != 0 && slices.Contains(g.GetCanaries(), id) {
+		return g.GetCanaryVersion()
+	}
+	return g.GetVersion()
 }
 
 // SetGroup implements sluicev1.ConfigServiceServer.

@@ -377,3 +377,46 @@ func TestCheckCanaryNamesAShare(t *testing.T) {
 		}
 	}
 }
+
+// TestCanariesRunningTheRolloutAreApplied: a canary that applied the
+// rollout's version runs what it is sent: groups counts it applied, with
+// the rollout's version and canaries beside the group's version, and a
+// node of the group still on the group's version is applied too.
+func TestCanariesRunningTheRolloutAreApplied(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n1", "n2", "n3")
+	s := New(st, reg, stats.NewRing(10), nil).WithFleet(stats.NewViews(), nil)
+	resp, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sessions {
+		n.Acked(resp.GetVersion())
+	}
+	canary := &sluicev1.Canary{Nodes: 1, Window: durationpb.New(time.Hour)}
+	ro, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions["n1"].Acked(ro.GetVersion())
+	gs, err := s.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gs.GetGroups()[0]
+	if g.GetVersion() != resp.GetVersion() || g.GetCanaryVersion() != ro.GetVersion() || !slices.Equal(g.GetCanaries(), []string{"n1"}) {
+		t.Errorf("group: version %d, canary version %d, canaries %v; want %d, %d, [n1]",
+			g.GetVersion(), g.GetCanaryVersion(), g.GetCanaries(), resp.GetVersion(), ro.GetVersion())
+	}
+	if g.GetNodes() != 3 || g.GetApplied() != 3 {
+		t.Errorf("group: %d nodes, %d applied; want 3 and 3 (the canary on the rollout's version)", g.GetNodes(), g.GetApplied())
+	}
+	if got := WantVersion(g, "n1"); got != ro.GetVersion() {
+		t.Errorf("WantVersion of the canary = %d, want the rollout's %d", got, ro.GetVersion())
+	}
+	if got := WantVersion(g, "n2"); got != resp.GetVersion() {
+		t.Errorf("WantVersion of n2 = %d, want the group's %d", got, resp.GetVersion())
+	}
+}

@@ -319,12 +319,15 @@ func (s *Server) Config() (uint64, *sluicev1.FleetConfig) {
 }
 
 // GroupVersions returns the version each group's nodes are sent, for the
-// groups that have one.
+// groups that have one, and that of each rollout's canaries.
 func (s *Server) GroupVersions() []uint64 {
 	st := s.latest.Load()
-	out := make([]uint64, 0, len(st.byGroup))
+	out := make([]uint64, 0, len(st.byGroup)+len(st.canary))
 	for _, p := range st.byGroup {
 		out = append(out, p.version)
+	}
+	for _, c := range st.canary {
+		out = append(out, c.p.version) // run by the canaries alone
 	}
 	return out
 }

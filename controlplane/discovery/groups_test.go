@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -78,4 +79,31 @@ func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
 	waitNode(ctx, t, ts.fleet, "lab-1", "placed in default", func(n *sluicev1.NodeStatus) bool {
 		return n.GetGroup() == "default" && n.GetGroupProblem() == ""
 	})
+}
+
+// TestGroupVersionsNameCanaryVersions: the versions nodes are sent, which
+// sluice_cp_nodes_out_of_date counts nodes against, include a rollout's
+// while its canaries run it, and no longer once it is halted.
+func TestGroupVersionsNameCanaryVersions(t *testing.T) {
+	ts := startServer(t)
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: "default", Snapshot: testSnapshot(2, 1, 1), Version: 1, Rollout: &sluicev1.Rollout{
+			Version: 2, Snapshot: testSnapshot(2, 1, 2), Canaries: []string{"n1"}, State: sluicev1.RolloutState_ROLLOUT_STATE_CANARY,
+		}},
+	}}
+	if err := ts.disc.PublishConfig(2, cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := ts.disc.GroupVersions()
+	slices.Sort(got)
+	if !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("GroupVersions with a canary rollout = %v, want [1 2]", got)
+	}
+	cfg.Groups[0].Rollout.State = sluicev1.RolloutState_ROLLOUT_STATE_HALTED
+	if err := ts.disc.PublishConfig(3, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.disc.GroupVersions(); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("GroupVersions with the rollout halted = %v, want [1]", got)
+	}
 }

@@ -112,9 +112,9 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		}
 		gauges[n.GetNodeId()] = g
 	}
-	want := map[string]uint64{} // by group
+	byName := map[string]*sluicev1.GroupStatus{}
 	for _, g := range gs.GetGroups() {
-		want[g.GetName()] = g.GetVersion()
+		byName[g.GetName()] = g
 	}
 	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: gs.GetStoreUnreachable()}
 	for _, n := range nodes.GetNodes() {
@@ -126,14 +126,15 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 			state = "CONNECTED"
 		}
 		g := gauges[n.GetId()]
+		want := configapi.WantVersion(byName[n.GetGroup()], n.GetId())
 		out.Nodes = append(out.Nodes, nodeJSON{
 			ID: n.GetId(), Labels: orEmpty(n.GetLabels()), Group: n.GetGroup(), GroupProblem: n.GetGroupProblem(),
 			Build: n.GetBuildVersion(), State: state,
 			Peer: n.GetPeer(), ConnectedSince: n.GetConnectedSince().AsTime(), LastSeen: n.GetLastSeen().AsTime(),
 			AppliedVersion: n.GetAckedVersion(), SentVersion: n.GetSentVersion(),
 			NackedVersion: n.GetNackedVersion(), NackError: n.GetNackError(),
-			WantVersion: want[n.GetGroup()],
-			InSync:      n.GetConnected() && want[n.GetGroup()] != 0 && n.GetAckedVersion() == want[n.GetGroup()],
+			WantVersion: want,
+			InSync:      n.GetConnected() && want != 0 && n.GetAckedVersion() == want,
 			Active:      g[0], Conns: g[1],
 			Rate:    a.rate(history.NodeKey(n.GetId())),
 			Replica: n.GetReplica(), StatsReplica: elsewhere[n.GetId()],

@@ -87,7 +87,7 @@ func New(src Sources) *Metrics {
 		}, func() float64 { c, _ := src.Nodes(); return float64(c) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_cp_nodes_out_of_date",
-			Help: "Connected nodes not running the version of their node group.",
+			Help: "Connected nodes not running the version of their node group (a canary: its rollout's).",
 		}, func() float64 { c, cur := src.Nodes(); return float64(c - cur) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_cp_snapshot_version",

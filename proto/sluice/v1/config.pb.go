@@ -2100,12 +2100,18 @@ type GroupStatus struct {
 	// its nodes are sent. 0: nothing applied to the group yet.
 	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// Nodes counts the connected nodes in the group, and Applied those of
-	// them that run Version.
+	// them that run what they are sent: Version, or CanaryVersion for the
+	// canaries.
 	Nodes   uint32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
 	Applied uint32 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
 	// Clusters and Listeners count the resources of its snapshot.
-	Clusters      uint32 `protobuf:"varint,6,opt,name=clusters,proto3" json:"clusters,omitempty"`
-	Listeners     uint32 `protobuf:"varint,7,opt,name=listeners,proto3" json:"listeners,omitempty"`
+	Clusters  uint32 `protobuf:"varint,6,opt,name=clusters,proto3" json:"clusters,omitempty"`
+	Listeners uint32 `protobuf:"varint,7,opt,name=listeners,proto3" json:"listeners,omitempty"`
+	// CanaryVersion is, while a staged rollout of the group is in its
+	// canary phase, the rollout's version, which its Canaries are sent
+	// instead of Version; 0 otherwise.
+	CanaryVersion uint64   `protobuf:"varint,8,opt,name=canary_version,json=canaryVersion,proto3" json:"canary_version,omitempty"`
+	Canaries      []string `protobuf:"bytes,9,rep,name=canaries,proto3" json:"canaries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2187,6 +2193,20 @@ func (x *GroupStatus) GetListeners() uint32 {
 		return x.Listeners
 	}
 	return 0
+}
+
+func (x *GroupStatus) GetCanaryVersion() uint64 {
+	if x != nil {
+		return x.CanaryVersion
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetCanaries() []string {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
 }
 
 type SetGroupRequest struct {
@@ -2787,7 +2807,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x12ListGroupsResponse\x12.\n" +
 	"\x06groups\x18\x01 \x03(\v2\x16.sluice.v1.GroupStatusR\x06groups\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12+\n" +
-	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xc1\x01\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\x84\x02\n" +
 	"\vGroupStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12\x18\n" +
@@ -2795,7 +2815,9 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x12\x18\n" +
 	"\aapplied\x18\x05 \x01(\rR\aapplied\x12\x1a\n" +
 	"\bclusters\x18\x06 \x01(\rR\bclusters\x12\x1c\n" +
-	"\tlisteners\x18\a \x01(\rR\tlisteners\"\xd7\x01\n" +
+	"\tlisteners\x18\a \x01(\rR\tlisteners\x12%\n" +
+	"\x0ecanary_version\x18\b \x01(\x04R\rcanaryVersion\x12\x1a\n" +
+	"\bcanaries\x18\t \x03(\tR\bcanaries\"\xd7\x01\n" +
 	"\x0fSetGroupRequest\x12?\n" +
 	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12$\n" +
 	"\bselector\x18\x02 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\bselector\x12\x17\n" +
