@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -26,7 +27,14 @@ func dialCP(cp string, sec []grpc.DialOption) (*grpc.ClientConn, error) {
 	var addrs []resolver.Address
 	for _, a := range strings.Split(cp, ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, resolver.Address{Addr: a})
+			// Each replica's certificate is checked against the host it
+			// is dialled at, as when it is dialled alone, not against
+			// the target's made-up name. The operator gave the list.
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				host = a
+			}
+			addrs = append(addrs, resolver.Address{Addr: a, ServerName: host})
 		}
 	}
 	r := manual.NewBuilderWithScheme("sluice-cp")

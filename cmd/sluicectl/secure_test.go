@@ -1,12 +1,19 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/sluice-lb/sluice/internal/loopback"
 	"github.com/sluice-lb/sluice/internal/pki"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // TestTLSFlagErrors: bad --ca, --cert or --key say which flags and which
@@ -49,5 +56,36 @@ Run 'sluicectl cert issue --help' for more.
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("--out %s: %v; want nothing written", out, err)
+	}
+}
+
+// TestReplicaListOverTLS: with --cp naming several replicas, each one's
+// certificate is checked against the host it is dialled at, as when it is
+// named alone: the first refuses connections, the second answers.
+func TestReplicaListOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := pki.InitCA(dir, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := func(n string) string { return filepath.Join(dir, n) }
+	cfg, err := pki.ServerTLS(p("server.crt"), p("server.key"), p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	sluicev1.RegisterConfigServiceServer(srv, &fakeCP{})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	down := loopback.FreeAddr(t)
+
+	for _, cp := range []string{lis.Addr().String(), down + "," + lis.Addr().String()} {
+		code, stdout, stderr := sluicectl(t, cp, "--ca", p("ca.crt"), "history")
+		if code != 0 || !strings.Contains(stdout, "VERSION") {
+			t.Errorf("--cp %s: status %d, stdout %q, stderr %q; want the history", cp, code, stdout, stderr)
+		}
 	}
 }
