@@ -368,7 +368,7 @@ func addWriteFlags(fs *flag.FlagSet, defaultComment string) writeFlags {
 	}
 	w.comment = fs.String("comment", "", help)
 	fs.Var(w.ifVersion, "if-version", "store only if the current version is still `V`")
-	w.wait = fs.Bool("wait", false, "then wait until every connected node of the group applies the version (exit 0), one refuses it (exit 2) or --wait-timeout passes (exit 3)")
+	w.wait = fs.Bool("wait", false, "then wait until every connected node of the group applies the version (exit 0), one refuses it (exit 2), --wait-timeout passes (exit 3) or it is interrupted (exit 130)")
 	w.waitTimeout = fs.Duration("wait-timeout", time.Minute, "how long --wait waits, as a `DURATION`")
 	w.minNodes = fs.Uint("min-nodes", 0, "with --wait, wait as well until at least `N` nodes of the group applied the version")
 	return w

@@ -146,7 +146,8 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 // than the group's, so the rollout is followed by its start time, and its
 // end is a promotion when the group's version passed the rollout's last one.
 func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClient, resp *sluicev1.ApplyResponse, f waitFor) int {
-	deadline := time.Now().Add(f.timeout)
+	start, parent := time.Now(), ctx
+	deadline := start.Add(f.timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	group, started := resp.GetGroup(), resp.GetVersion()
@@ -201,8 +202,9 @@ func (c *cli) waitRollout(ctx context.Context, client sluicev1.ConfigServiceClie
 		select {
 		case <-time.After(maxPoll): // a rollout's phases take seconds
 		case <-ctx.Done():
-			fmt.Fprintf(c.stderr, "sluicectl apply: gave up after %v: the rollout of version %d is still at: %s\n", f.timeout, started, last)
-			return exitWaitTimeout
+			why, code := stopped(parent, start, f.timeout)
+			fmt.Fprintf(c.stderr, "sluicectl apply: %s: the rollout of version %d is still at: %s\n", why, started, last)
+			return code
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,7 +16,20 @@ import (
 const (
 	exitNacked      = 2
 	exitWaitTimeout = 3
+	// exitInterrupted is a wait cut short by Ctrl-C or SIGTERM, as a
+	// shell reports a command SIGINT ended (128+2).
+	exitInterrupted = 130
 )
+
+// stopped says why a wait under parent ended before its nodes did: the
+// user stopped it ("interrupted after 2.1s", exitInterrupted) or its
+// --wait-timeout passed ("gave up after 1m0s", exitWaitTimeout).
+func stopped(parent context.Context, start time.Time, timeout time.Duration) (string, int) {
+	if errors.Is(parent.Err(), context.Canceled) { // not an outer wait's deadline
+		return fmt.Sprintf("interrupted after %v", time.Since(start).Round(100*time.Millisecond)), exitInterrupted
+	}
+	return fmt.Sprintf("gave up after %v", timeout), exitWaitTimeout
+}
 
 // --wait asks the control plane about the nodes after firstPoll, then
 // twice as long each time up to every maxPoll: a fleet that applies a
@@ -53,7 +67,8 @@ func (w writeFlags) until() waitFor {
 // version when they come back. So do draining nodes: they refuse every
 // version while they shut down.
 func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string, version uint64, sent time.Time, f waitFor) int {
-	deadline := time.Now().Add(f.timeout)
+	start, parent := time.Now(), ctx
+	deadline := start.Add(f.timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	poll := time.NewTimer(firstPoll)
@@ -106,14 +121,15 @@ func (c *cli) waitApplied(ctx context.Context, client sluicev1.ConfigServiceClie
 				c.printRefused(cmd, group, version, w)
 				return exitNacked
 			}
+			why, code := stopped(parent, start, f.timeout)
 			if len(w.behind) > 0 {
-				fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %d of %d nodes%s have not applied version %d: %s\n",
-					cmd, f.timeout, len(w.behind), w.connected, inGroup(group), version, behindText(w.behind))
+				fmt.Fprintf(c.stderr, "sluicectl %s: %s: %d of %d nodes%s have not applied version %d: %s\n",
+					cmd, why, len(w.behind), w.connected, inGroup(group), version, behindText(w.behind))
 			} else {
-				fmt.Fprintf(c.stderr, "sluicectl %s: gave up after %v: %s%s applied version %d, fewer than the %d --min-nodes asks for\n",
-					cmd, f.timeout, count(w.connected, "node"), inGroup(group), version, f.minNodes)
+				fmt.Fprintf(c.stderr, "sluicectl %s: %s: %s%s applied version %d, fewer than the %d --min-nodes asks for\n",
+					cmd, why, count(w.connected, "node"), inGroup(group), version, f.minNodes)
 			}
-			return exitWaitTimeout
+			return code
 		}
 	}
 }

@@ -315,3 +315,20 @@ func TestWaitForMinNodes(t *testing.T) {
 		t.Errorf("set-weight --wait --min-nodes 2, n2 connecting during it: exit %d\nstdout: %s\nstderr: %s\nwant exit 0, 2 nodes applied version 3", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestWaitInterrupted: a wait the user stops (Ctrl-C, SIGTERM: the
+// context run is given ends) says so and exits 130, not as if its
+// --wait-timeout had passed: a CI job tells the two apart.
+func TestWaitInterrupted(t *testing.T) {
+	addr, _ := quickstartWithNode(t, "n1")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--cp", addr, "apply", "-f", writeFile(t, "heavier.yaml", heavier), "--wait", "--min-nodes", "2", "--wait-timeout", "1m"},
+		strings.NewReader(""), &stdout, &stderr)
+	last := stderr.String()[strings.LastIndex(strings.TrimSuffix(stderr.String(), "\n"), "\n")+1:]
+	if code != exitInterrupted || !strings.HasPrefix(last, "sluicectl apply: interrupted after ") ||
+		!strings.HasSuffix(last, ": 1 node applied version 2, fewer than the 2 --min-nodes asks for\n") {
+		t.Errorf("apply --wait interrupted: exit %d\nstderr: %s\nwant exit %d, the last line saying it was interrupted", code, stderr.String(), exitInterrupted)
+	}
+}
