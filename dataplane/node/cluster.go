@@ -925,11 +925,12 @@ func (c *cluster) sticky(box *pickerBox, client netip.Addr, f work) (ep *upstrea
 // persist acquires ep, the endpoint a client persists to (its cookie, its
 // stick-table entry), for the work f. It returns nil when there is none,
 // or it is not one to persist to (down, ejected, drained, disabled; at
-// weight 0 it still is), or f failed on it already: the work is balanced, and persists to where it goes. A
-// full ep (at its max_conn) keeps the client: with a queue the work waits
-// for ep, as HAProxy queues persistent work on its server, and fails as
-// queued work does when the wait does; without one it goes elsewhere this
-// once, held, and the client stays persisted to ep.
+// weight 0 it still is), or f failed on it already: the work is balanced,
+// and persists to where it goes. A full ep (at its max_conn) keeps the
+// client: with a queue the work waits for ep, as HAProxy queues persistent
+// work on its server, and fails as queued work does when the wait does;
+// without one it goes elsewhere this once, held, and the client stays
+// persisted to ep.
 func (c *cluster) persist(box *pickerBox, ep *upstream.Endpoint, f work) (got *upstream.Endpoint, held bool, err error) {
 	if ep == nil || f.Failed(ep) || box.markedDown(ep) {
 		return nil, false, nil
