@@ -3726,6 +3726,8 @@ func (m *GroupStatus) validate(all bool) error {
 
 	// no validation rules for Listeners
 
+	// no validation rules for CanaryVersion
+
 	if len(errors) > 0 {
 		return GroupStatusMultiError(errors)
 	}
