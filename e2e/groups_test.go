@@ -60,8 +60,10 @@ listeners:
 		t.Fatalf("group set edge: exit %d, stdout %q, stderr %q; want the line %q", code, stdout, stderr, want)
 	}
 	// get says so too, above the empty snapshot, written as apply takes it.
-	if stdout, stderr, code = ctl(t, c.addr, "get", "--group", "edge"); code != 0 || stdout != "# version 0: nothing is applied to group edge yet\nclusters: []\n" {
-		t.Errorf("get --group edge before an apply to it: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	for _, args := range [][]string{{"get", "--group", "edge"}, {"get", "--version", "1"}} { // version 1 made edge
+		if stdout, stderr, code = ctl(t, c.addr, args...); code != 0 || stdout != "# version 0: nothing is applied to group edge yet\nclusters: []\n" {
+			t.Errorf("%q before an apply to edge: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
 	}
 	stdout, stderr, code = ctl(t, c.addr, "apply", "-f", snap(core.addr, coreAddr), "--wait")
 	if code != 0 || !strings.Contains(stdout, "applied version 2\n") || !strings.Contains(stdout, "1 node applied version 2 in ") {

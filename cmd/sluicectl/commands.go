@@ -872,7 +872,8 @@ its nodes: stderr says so, and the exit status is 1.`)
 		}
 		if info.GetVersion() == 0 {
 			// The "clusters: []" below is no stored snapshot.
-			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(*group, defaultGroup))
+			// The group asked for, or the one --version N changed.
+			fmt.Fprintf(c.stdout, ": nothing is applied to group %s yet", cmp.Or(info.GetGroup(), *group, defaultGroup))
 		}
 		if info.GetCreated() != nil {
 			fmt.Fprintf(c.stdout, ", %s", info.GetCreated().AsTime().Local().Format(time.RFC3339))
