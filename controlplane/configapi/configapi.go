@@ -454,7 +454,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 		err = s.inOtherGroups(ctx, err, w.group, req.GetCluster(), req.GetEndpoint())
 	}
 	if err == nil && resp.GetChanged() {
-		if warn := s.builtOnRefused(ctx, w.group, base); warn != "" {
+		if warn := s.builtOnRefused(ctx, base); warn != "" {
 			resp.Warnings = append(resp.Warnings, warn)
 		}
 	}
@@ -464,14 +464,14 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *sluicev1.UpdateEndpoin
 	return s.editRollout(ctx, w, req, resp)
 }
 
-// builtOnRefused is the warning of an endpoint edit of group built on
-// the group's version base when nodes refused what base sent them: the
-// edit carries the same snapshot but for the endpoint, so they will most
-// likely refuse it too, and go on running the version before base, edit
-// or no edit. "" when they did not.
-func (s *Server) builtOnRefused(ctx context.Context, group string, base uint64) string {
+// builtOnRefused is the warning of an endpoint edit built on base, the
+// version that last changed its group's snapshot, when nodes refused what
+// base sent them: the edit carries the same snapshot but for the endpoint,
+// so they will most likely refuse it too, and go on running the version
+// before base, edit or no edit. "" when they did not.
+func (s *Server) builtOnRefused(ctx context.Context, base uint64) string {
 	v, err := s.store.Get(ctx, base)
-	if err != nil || len(v.Info.GetRefusals()) == 0 || groupOrDefault(v.Info.GetGroup()) != group {
+	if err != nil || len(v.Info.GetRefusals()) == 0 {
 		return ""
 	}
 	return refusedWarning(v.Info, fmt.Sprintf("version %d, which this edit builds on,", base), "this edit")
