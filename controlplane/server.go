@@ -35,6 +35,7 @@ import (
 	"go.uber.org/zap"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -435,6 +436,13 @@ func (s *Server) etcdPrefix() string {
 	return s.opts.EtcdPrefix
 }
 
+// etcdConnectParams is how a replica's etcd client connects again after
+// losing etcd: after 250 ms, then at most 3 s apart.
+var etcdConnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // openEtcd connects to etcd and opens the replicated store on it.
 func (s *Server) openEtcd() error {
 	s.replica = s.opts.Replica
@@ -455,6 +463,9 @@ func (s *Server) openEtcd() error {
 		// Fail over to another etcd endpoint when this one is cut off.
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
+		// Reach etcd again within seconds of its return, however long it
+		// was away: gRPC's own backoff grows to 2 minutes between tries.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(etcdConnectParams)},
 	})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
