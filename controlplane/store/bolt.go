@@ -267,6 +267,12 @@ func (s *Bolt) Put(ctx context.Context, base uint64, rec Record) (*sluicev1.Vers
 			return nil
 		}
 		next := cur + 1
+		if rec.Version != 0 {
+			if rec.Version <= cur {
+				return &NumberTakenError{Version: rec.Version, Current: cur, Next: next}
+			}
+			next = rec.Version
+		}
 		info = rec.info(next)
 		infoRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 		if err != nil {
@@ -404,7 +410,7 @@ func migrateSchema1(tx *bolt.Tx) error {
 // wrap prefixes errors that do not already say where they come from.
 func wrap(err error) error {
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed), errors.As(err, new(*NumberTakenError)):
 		return err
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return ErrClosed

@@ -31,6 +31,8 @@ const DefaultEtcdPrefix = "/sluice/"
 // them oldest first.
 //
 //	P current            the current version, in decimal ("42")
+//	P floor              00000000000000000042: versions up to 42 were given
+//	                     before etcd went back (see Etcd); absent until then
 //	P info/00000000000000000042       VersionInfo (deterministic proto)
 //	P payload/00000000000000000042    what the version holds (encodeConfig)
 //	P refusals/00000000000000000042/N Refusal of node N (deterministic proto)
@@ -40,6 +42,7 @@ const DefaultEtcdPrefix = "/sluice/"
 // deletes them all.
 const (
 	keyEtcdCurrent = "current"
+	keyEtcdFloor   = "floor"
 	dirEtcdInfo    = "info/"
 	dirEtcdPayload = "payload/"
 	dirEtcdRefused = "refusals/"
@@ -60,7 +63,16 @@ type EtcdOptions struct {
 	// answered by then fails with ErrUnavailable rather than wait for
 	// the caller's deadline. 0 means DefaultEtcdTimeout.
 	Timeout time.Duration
+	// CheckEvery is how often the store reads etcd's current version
+	// beside its watch, to notice etcd going back; 0 means
+	// DefaultEtcdCheck.
+	CheckEvery time.Duration
 }
+
+// DefaultEtcdCheck is EtcdOptions.CheckEvery's default. A replica notices
+// within it that its etcd was replaced or restored from a backup, at the
+// cost of one read of one key.
+const DefaultEtcdCheck = 5 * time.Second
 
 // DefaultEtcdTimeout is EtcdOptions.Timeout's default: a healthy etcd
 // answers in milliseconds, and one that lost its quorum gives up on a
@@ -84,13 +96,29 @@ const DefaultEtcdTimeout = 5 * time.Second
 // deletes those keys; it is idempotent and safe to run from several
 // replicas at once, and the control plane runs it from the elected leader
 // only (package leader) to spare etcd the duplicate work.
+//
+// etcd itself can go back: replaced by an empty one, or restored from a
+// backup, it holds an older current version (or none) and revisions below
+// those the watch waits for, which would never come. Beside the watch, the
+// store reads the current version every CheckEvery; when etcd's cluster
+// changed, or its revision or current version went back, it follows etcd
+// there (Watch announces the lower number, Notifier.Reset) and watches its
+// new history. Numbers the store gave before may still name other
+// configurations on nodes, so Put numbers new versions above the highest
+// it saw (NumberTakenError), and the floor key keeps that number for the
+// replicas that start later.
 type Etcd struct {
 	client  *clientv3.Client
 	prefix  string
 	retain  int
 	timeout time.Duration
+	every   time.Duration // between reads beside the watch
 	log     *slog.Logger
 	notify  Notifier
+	// highest is the highest current version the store has read or
+	// stored: numbers up to it were given.
+	highest atomic.Uint64
+	recheck chan struct{} // a Put saw etcd below highest: read it now
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -104,9 +132,13 @@ var _ Store = (*Etcd)(nil)
 // the store. It reads the current version (bounded by ctx and by
 // opts.Timeout) and starts following it; etcd must be reachable.
 func OpenEtcd(ctx context.Context, client *clientv3.Client, opts EtcdOptions) (*Etcd, error) {
-	s := &Etcd{client: client, prefix: opts.Prefix, retain: opts.Retain, timeout: opts.Timeout, log: opts.Logger}
+	s := &Etcd{client: client, prefix: opts.Prefix, retain: opts.Retain, timeout: opts.Timeout, every: opts.CheckEvery,
+		log: opts.Logger, recheck: make(chan struct{}, 1)}
 	if s.timeout <= 0 {
 		s.timeout = DefaultEtcdTimeout
+	}
+	if s.every <= 0 {
+		s.every = DefaultEtcdCheck
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultEtcdPrefix
@@ -117,19 +149,29 @@ func OpenEtcd(ctx context.Context, client *clientv3.Client, opts EtcdOptions) (*
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	var cur uint64
-	var rev int64
+	var at position
 	if err := s.do(ctx, func(ctx context.Context) (err error) {
-		cur, rev, err = s.current(ctx)
+		at, err = s.head(ctx)
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	s.notify.Notify(cur)
+	s.announce(at.version)
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.watching.Go(func() { s.watch(wctx, rev+1) })
+	s.watching.Go(func() { s.watch(wctx, at) })
 	return s, nil
+}
+
+// announce tells the watchers of version v, which etcd holds now.
+func (s *Etcd) announce(v uint64) {
+	for {
+		h := s.highest.Load()
+		if v <= h || s.highest.CompareAndSwap(h, v) {
+			break
+		}
+	}
+	s.notify.Notify(v)
 }
 
 // Prefix returns the prefix of the store's keys.
@@ -143,15 +185,45 @@ func (s *Etcd) versionKey(dir string, v uint64) string {
 
 // current reads the current version and the store revision it was read at.
 func (s *Etcd) current(ctx context.Context) (version uint64, rev int64, err error) {
+	at, err := s.head(ctx)
+	return at.version, at.rev, err
+}
+
+// position is a state of etcd as the store saw it: its cluster, its
+// revision, and the current version then.
+type position struct {
+	cluster uint64
+	rev     int64
+	version uint64
+}
+
+// head reads where etcd is now. The read is linearizable, so each read
+// sees every write before it: none is at a lower revision or version than
+// an earlier one, unless etcd itself went back.
+func (s *Etcd) head(ctx context.Context) (position, error) {
 	resp, err := s.client.Get(ctx, s.key(keyEtcdCurrent))
 	if err != nil {
-		return 0, 0, err
+		return position{}, err
 	}
-	if len(resp.Kvs) == 0 {
-		return 0, resp.Header.Revision, nil
+	at := position{cluster: resp.Header.GetClusterId(), rev: resp.Header.GetRevision()}
+	if len(resp.Kvs) > 0 {
+		at.version, err = parseCurrent(resp.Kvs[0].Value)
 	}
-	v, err := parseCurrent(resp.Kvs[0].Value)
-	return v, resp.Header.Revision, err
+	return at, err
+}
+
+// wentBack says how etcd at now is not a later state of etcd at p, or ""
+// when it is.
+func (p position) wentBack(now position) string {
+	switch {
+	case p.cluster != 0 && now.cluster != 0 && now.cluster != p.cluster:
+		return fmt.Sprintf("its cluster id changed from %x to %x", p.cluster, now.cluster)
+	case now.rev < p.rev:
+		return fmt.Sprintf("its revision is %d, below the %d seen before", now.rev, p.rev)
+	case now.version < p.version:
+		return fmt.Sprintf("its current version is %d, below the %d seen before", now.version, p.version)
+	}
+	return ""
 }
 
 func parseCurrent(raw []byte) (uint64, error) {
@@ -411,7 +483,7 @@ func (s *Etcd) Put(ctx context.Context, base uint64, rec Record) (info *sluicev1
 		return nil, false, err
 	}
 	if changed {
-		s.notify.Notify(info.GetVersion())
+		s.announce(info.GetVersion())
 	}
 	return info, changed, nil
 }
@@ -419,25 +491,43 @@ func (s *Etcd) Put(ctx context.Context, base uint64, rec Record) (info *sluicev1
 // tryPut is one compare-and-swap. retry reports that the current version
 // moved under an AnyBase write.
 func (s *Etcd) tryPut(ctx context.Context, base uint64, rec Record, payload []byte) (info *sluicev1.VersionInfo, changed, retry bool, err error) {
-	curKey := s.key(keyEtcdCurrent)
-	resp, err := s.client.Get(ctx, curKey)
+	curKey, floorKey := s.key(keyEtcdCurrent), s.key(keyEtcdFloor)
+	resp, err := s.client.Txn(ctx).Then(clientv3.OpGet(curKey), clientv3.OpGet(floorKey)).Commit()
 	if err != nil {
 		return nil, false, false, err
 	}
-	var (
-		cur   uint64
-		guard clientv3.Cmp // the current-version key is as read
-	)
-	if len(resp.Kvs) == 0 {
-		guard = clientv3.Compare(clientv3.CreateRevision(curKey), "=", 0)
-	} else {
-		if cur, err = parseCurrent(resp.Kvs[0].Value); err != nil {
-			return nil, false, false, err
+	// The guards: both keys are as read.
+	var cur, floor uint64
+	cmps := make([]clientv3.Cmp, 0, 2)
+	for i, key := range []string{curKey, floorKey} {
+		kvs := resp.Responses[i].GetResponseRange().GetKvs()
+		if len(kvs) == 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+			continue
 		}
-		guard = clientv3.Compare(clientv3.ModRevision(curKey), "=", resp.Kvs[0].ModRevision)
+		v, err := parseCurrent(kvs[0].Value)
+		if err != nil {
+			return nil, false, false, fmt.Errorf("%s: %w", key, err)
+		}
+		if key == curKey {
+			cur = v
+		} else {
+			floor = v
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision))
 	}
 	if base != AnyBase && base != cur {
 		return nil, false, false, ErrConflict
+	}
+	if h := s.highest.Load(); h > cur {
+		// etcd went back, or (if the guard fails) a version stored
+		// since the read reached the watch first. Number above it all
+		// the same, and have the watch look.
+		floor = max(floor, h)
+		select {
+		case s.recheck <- struct{}{}:
+		default:
+		}
 	}
 	if initial, err := encodeConfig(nil); err != nil {
 		return nil, false, false, err
@@ -457,13 +547,30 @@ func (s *Etcd) tryPut(ctx context.Context, base uint64, rec Record, payload []by
 			return v.Info, false, false, nil
 		}
 	}
-	next := cur + 1
+	next := max(cur, floor) + 1
+	if rec.Version != 0 {
+		if rec.Version < next {
+			// Taken, unless the current version moved since the read:
+			// then what the watch saw is only ahead of it.
+			txn, err := s.client.Txn(ctx).If(cmps...).Commit()
+			switch {
+			case err != nil:
+				return nil, false, false, err
+			case txn.Succeeded:
+				return nil, false, false, &NumberTakenError{Version: rec.Version, Current: cur, Next: next}
+			case base != AnyBase:
+				return nil, false, false, ErrConflict
+			}
+			return nil, false, true, nil
+		}
+		next = rec.Version
+	}
 	info = rec.info(next)
 	infoRaw, err := proto.MarshalOptions{Deterministic: true}.Marshal(info)
 	if err != nil {
 		return nil, false, false, err
 	}
-	txn, err := s.client.Txn(ctx).If(guard).Then(
+	txn, err := s.client.Txn(ctx).If(cmps...).Then(
 		clientv3.OpPut(s.versionKey(dirEtcdInfo, next), string(infoRaw)),
 		clientv3.OpPut(s.versionKey(dirEtcdPayload, next), string(payload)),
 		clientv3.OpPut(curKey, strconv.FormatUint(next, 10)),
@@ -506,18 +613,60 @@ func (s *Etcd) Prune(ctx context.Context) error {
 // version again after losing etcd.
 const watchRetry = 500 * time.Millisecond
 
-// watch announces every value the current-version key takes from revision
-// rev on, until ctx ends. When etcd's watch breaks (compaction, lost leader,
-// lost connection) it reads the current version again and watches from
-// there, so no newest version is missed.
-func (s *Etcd) watch(ctx context.Context, rev int64) {
-	key := s.key(keyEtcdCurrent)
+// watch announces every value the current-version key takes after at,
+// until ctx ends. When etcd's watch breaks (compaction, lost leader, lost
+// connection) it reads the current version again and watches from there,
+// so no newest version is missed. When etcd went back, it follows it
+// (wentBack).
+func (s *Etcd) watch(ctx context.Context, at position) {
+	check := time.NewTicker(s.every)
+	defer check.Stop()
 	for ctx.Err() == nil {
-		wch := s.client.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(rev))
-		for resp := range wch {
+		now, broke := s.follow(ctx, &at, check.C)
+		if broke {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(watchRetry):
+			}
+			// Whatever happened meanwhile is in the current value:
+			// read it, then watch for changes after it.
+			rctx, cancel := context.WithTimeout(ctx, s.timeout)
+			var err error
+			now, err = s.head(rctx)
+			cancel()
+			if err != nil {
+				continue // at stays; the next watch tries from where we were
+			}
+		}
+		if why := at.wentBack(now); why != "" {
+			s.wentBack(ctx, why, now)
+		} else {
+			s.announce(now.version)
+		}
+		at = now
+	}
+}
+
+// follow announces the values the current-version key takes after *at,
+// moving *at along. It returns broke when etcd's watch breaks (or ctx
+// ends), and where etcd is when a read of it (at each tick of check, and
+// when a Put asks) finds that it went back from *at.
+func (s *Etcd) follow(ctx context.Context, at *position, check <-chan time.Time) (now position, broke bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := s.client.Watch(clientv3.WithRequireLeader(ctx), s.key(keyEtcdCurrent), clientv3.WithRev(at.rev+1))
+	for {
+		select {
+		case <-ctx.Done():
+			return *at, true
+		case resp, ok := <-wch:
+			if !ok {
+				return *at, true
+			}
 			if err := resp.Err(); err != nil {
 				s.log.Warn("etcd watch of the current version broke; following it again", "err", err)
-				break
+				return *at, true
 			}
 			for _, ev := range resp.Events {
 				if ev.Type != clientv3.EventTypePut {
@@ -528,28 +677,64 @@ func (s *Etcd) watch(ctx context.Context, rev int64) {
 					s.log.Error("etcd store", "err", err)
 					continue
 				}
-				s.notify.Notify(v)
+				next := position{cluster: at.cluster, rev: ev.Kv.ModRevision, version: v}
+				if at.wentBack(next) != "" {
+					// The history of a new etcd reached the revisions
+					// watched: read where it is.
+					return *at, true
+				}
+				*at = next
+				s.announce(v)
+			}
+		case <-check:
+			if now, ok := s.wentBackFrom(ctx, *at); ok {
+				return now, false
+			}
+		case <-s.recheck:
+			if now, ok := s.wentBackFrom(ctx, *at); ok {
+				return now, false
 			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(watchRetry):
-		}
-		// Whatever happened meanwhile is in the current value: read it,
-		// then watch for changes after it.
-		rctx, cancel := context.WithTimeout(ctx, s.timeout)
-		cur, r, err := s.current(rctx)
-		cancel()
-		if err != nil {
-			continue // rev stays; the next watch tries from where we were
-		}
-		s.notify.Notify(cur)
-		rev = r + 1
 	}
+}
+
+// wentBackFrom reads where etcd is and reports whether it went back from
+// at; a failed read says nothing.
+func (s *Etcd) wentBackFrom(ctx context.Context, at position) (position, bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	now, err := s.head(ctx)
+	return now, err == nil && at.wentBack(now) != ""
+}
+
+// wentBack follows etcd, which went back (why) to now: it was replaced
+// by an empty etcd or restored from a backup. Watchers are told the older
+// version, and the floor key keeps the highest number given before, for
+// the replicas that never saw it.
+func (s *Etcd) wentBack(ctx context.Context, why string, now position) {
+	highest := s.highest.Load()
+	s.log.Warn("etcd went back ("+why+"): it was replaced, or restored from a backup; following it, and numbering new versions above the highest stored before",
+		"current", now.version, "highest_before", highest)
+	if highest > now.version {
+		if err := s.raiseFloor(ctx, highest); err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot keep the highest version stored before etcd went back; a replica started from now on may number versions again that nodes hold",
+				"highest_before", highest, "err", err)
+		}
+	}
+	s.notify.Reset(now.version)
+}
+
+// raiseFloor makes the floor key at least v.
+func (s *Etcd) raiseFloor(ctx context.Context, v uint64) error {
+	key, val := s.key(keyEtcdFloor), fmt.Sprintf("%020d", v)
+	return s.do(ctx, func(ctx context.Context) error {
+		// 20 digits compare as bytes as they do as numbers.
+		_, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val)).
+			Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "<", val)}, []clientv3.Op{clientv3.OpPut(key, val)}, nil)).
+			Commit()
+		return err
+	})
 }
 
 // Watch implements Store.
@@ -572,7 +757,7 @@ func (s *Etcd) wrap(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrClosed), errors.As(err, new(*NumberTakenError)), errors.Is(err, ErrUnavailable):
 		return err
 	case s.closed.Load():
 		return ErrClosed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -234,5 +235,153 @@ func TestEtcdDown(t *testing.T) {
 		if took := time.Since(start); took > defaultTestTimeout/2 {
 			t.Errorf("%s with etcd down took %v", name, took)
 		}
+	}
+}
+
+// openChecking opens a store that reads etcd beside its watch every
+// 50 ms, so that tests see it notice etcd going back at once.
+func openChecking(t *testing.T, client *clientv3.Client, prefix string) *Etcd {
+	t.Helper()
+	s, err := OpenEtcd(testContext(t), client, EtcdOptions{Prefix: prefix, CheckEvery: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatalf("OpenEtcd: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// watchFor reads watch until it delivers want, failing the test if it
+// delivers a number other than those in along first, or ends.
+func watchFor(ctx context.Context, t *testing.T, watch <-chan uint64, want uint64, along ...uint64) {
+	t.Helper()
+	for {
+		select {
+		case v, ok := <-watch:
+			if !ok {
+				t.Fatalf("watch closed before version %d", want)
+			}
+			if v == want {
+				return
+			}
+			if !slices.Contains(along, v) {
+				t.Fatalf("watch delivered version %d, want %d", v, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch never delivered version %d", want)
+		}
+	}
+}
+
+// TestEtcdReplaced: etcd is replaced by an empty one while a replica runs.
+// The replica notices and writes down the highest number it gave; a
+// replica that starts on the new etcd cannot give those numbers again;
+// and the running replica is told of the versions stored on the new etcd,
+// which its watch of the old revisions would never deliver.
+func TestEtcdReplaced(t *testing.T) {
+	// etcd takes up to 7 s to stop while watched (its request timeout).
+	ctx := etcdtest.Context(t, 60*time.Second)
+	srv := etcdtest.Start(t)
+	prefix := freshPrefix(t)
+	a := openChecking(t, srv.Client(t), prefix)
+	watch := a.Watch(ctx)
+	for w := uint32(1); w <= 3; w++ {
+		mustPut(t, ctx, a, uint64(w-1), Record{Config: inDefault(snap("web", w))})
+	}
+	// Writes elsewhere under the prefix take the old etcd's revision
+	// further, as the fleet's records do.
+	for i := range 20 {
+		if _, err := srv.Client(t).Put(ctx, prefix+"elsewhere", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watchFor(ctx, t, watch, 3, 1, 2)
+
+	srv.Replace(t)
+	client := srv.Client(t)
+	waitFloor(ctx, t, client, prefix, 3)
+
+	b := openChecking(t, client, prefix)
+	rec := Record{Config: inDefault(snap("web", 10)), Version: 1}
+	_, _, err := b.Put(ctx, 0, rec)
+	var taken *NumberTakenError
+	if !errors.As(err, &taken) || taken.Next != 4 {
+		t.Fatalf("put of version 1 on the new etcd: %v; want version 1 refused as taken, 4 next", err)
+	}
+	if got := err.Error(); got != "store: version 1 was stored before the store went back to version 0; number the new version 4 or above" {
+		t.Errorf("error text %q", got)
+	}
+	rec.Version = 4
+	mustPut(t, ctx, b, 0, rec)
+	watchFor(ctx, t, watch, 4)
+	got, err := a.Current(ctx)
+	if err != nil || got.Info.GetVersion() != 4 || !proto.Equal(defaultSnap(got), snap("web", 10)) {
+		t.Fatalf("replica a Current = %v, %v; want version 4 of the new etcd", got, err)
+	}
+	// Numbers rise from there, through either replica.
+	info := mustPut(t, ctx, a, 4, Record{Config: inDefault(snap("web", 11))})
+	if info.GetVersion() != 5 {
+		t.Errorf("next put stored version %d, want 5", info.GetVersion())
+	}
+	watchFor(ctx, t, watch, 5)
+}
+
+// waitFloor waits until the floor key under prefix is at least v: a
+// replica noticed etcd going back.
+func waitFloor(ctx context.Context, t *testing.T, client *clientv3.Client, prefix string, v uint64) {
+	t.Helper()
+	for {
+		resp, err := client.Get(ctx, prefix+keyEtcdFloor)
+		if err == nil && len(resp.Kvs) > 0 {
+			if got, err := parseCurrent(resp.Kvs[0].Value); err == nil && got >= v {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the floor never reached %d: no replica noticed etcd going back (last read: %v, %v)", v, resp, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestEtcdRestored: etcd is restored from a backup while a replica runs.
+// The replica follows it back to the backup's version, and numbers the
+// next version above those it stored after the backup.
+func TestEtcdRestored(t *testing.T) {
+	// etcd takes up to 7 s to stop while watched (its request timeout).
+	ctx := etcdtest.Context(t, 60*time.Second)
+	srv := etcdtest.Start(t)
+	prefix := freshPrefix(t)
+	first := openChecking(t, srv.Client(t), prefix)
+	mustPut(t, ctx, first, 0, Record{Config: inDefault(snap("web", 1))})
+	mustPut(t, ctx, first, 1, Record{Config: inDefault(snap("web", 2))})
+	first.Close() // etcd stops at once for the backup when nothing watches it
+	backup := srv.Backup(t)
+	a := openChecking(t, srv.Client(t), prefix)
+	watch := a.Watch(ctx)
+	mustPut(t, ctx, a, 2, Record{Config: inDefault(snap("web", 3))})
+	mustPut(t, ctx, a, 3, Record{Config: inDefault(snap("web", 4))})
+	watchFor(ctx, t, watch, 4, 2, 3)
+
+	srv.Restore(t, backup)
+	watchFor(ctx, t, watch, 2)
+	got, err := a.Current(ctx)
+	if err != nil || got.Info.GetVersion() != 2 || !proto.Equal(defaultSnap(got), snap("web", 2)) {
+		t.Fatalf("Current = %v, %v; want the backup's version 2", got, err)
+	}
+	_, _, err = a.Put(ctx, 2, Record{Config: inDefault(snap("web", 5)), Version: 3})
+	var taken *NumberTakenError
+	if !errors.As(err, &taken) || taken.Next != 5 || taken.Current != 2 {
+		t.Fatalf("put of version 3 after the restore: %v; want it refused as taken, 5 next", err)
+	}
+	// A writer that does not name the number gets the free one.
+	info := mustPut(t, ctx, a, 2, Record{Config: inDefault(snap("web", 5))})
+	if info.GetVersion() != 5 {
+		t.Fatalf("put after the restore stored version %d, want 5", info.GetVersion())
+	}
+	watchFor(ctx, t, watch, 5)
+	if _, err := a.Get(ctx, 3); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(3), lost with the restore: %v; want ErrNotFound", err)
 	}
 }

@@ -6,7 +6,8 @@ import (
 )
 
 // Notifier fans a rising sequence of version numbers out to watchers, keeping
-// for each watcher only the newest number it has not read yet. A Store calls
+// for each watcher only the newest number it has not read yet. The sequence
+// goes back only at a Reset. A Store calls
 // Notify after a version becomes durable (the embedded store after its commit;
 // an etcd store from its watch on the current-version key) and serves Watch
 // from Subscribe. Notify never blocks on a watcher.
@@ -45,6 +46,25 @@ func offer(ch chan uint64, v uint64) {
 		default:
 		}
 		ch <- v
+	}
+}
+
+// Reset announces v even when it is below the last number announced: the
+// store went back (its etcd was replaced by an empty one, or restored from
+// a backup), and v is where it is now. Numbers rise from v again. Version
+// 0, nothing stored, is not sent; a watcher keeps what it has.
+func (n *Notifier) Reset(v uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	n.last = v
+	if v == 0 {
+		return
+	}
+	for ch := range n.subs {
+		offer(ch, v)
 	}
 }
 

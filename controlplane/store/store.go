@@ -5,7 +5,10 @@
 // node group with its selector and snapshot. It is created by every Put that
 // changes the configuration: its number is the current one plus one, and it
 // becomes current at once. Versions never go back: a rollback is a Put of an
-// older snapshot, which becomes a new version. Each version keeps its
+// older snapshot, which becomes a new version. (Only etcd itself can take
+// the current version back, when it is replaced or restored from a backup;
+// [Etcd] then follows it, and numbers new versions above every number it
+// gave before.) Each version keeps its
 // [sluicev1.VersionInfo] (who, when, why, which group, and what changed)
 // beside the configuration itself.
 //
@@ -20,6 +23,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -77,6 +81,26 @@ type Record struct {
 	// Fingerprint is the snapshot.Fingerprint of the snapshot the version
 	// sends Group's nodes.
 	Fingerprint []byte
+	// Version is the number the version is to have, above the current
+	// one; 0 means the current one plus one. A writer that puts the number
+	// into Config (as a group's version) sets it, and gets a
+	// *NumberTakenError when the store will not give that number.
+	Version uint64
+}
+
+// A NumberTakenError is Put's answer to a Record.Version that the store
+// gave before, to another configuration, and then lost: its etcd was
+// replaced by an empty one or restored from a backup, and went back to an
+// older current version. Nodes may still run what the number meant then,
+// so the store numbers new versions above every number it gave. The
+// writer numbers the version Next and puts it again.
+type NumberTakenError struct {
+	Version, Current, Next uint64
+}
+
+func (e *NumberTakenError) Error() string {
+	return fmt.Sprintf("store: version %d was stored before the store went back to version %d; number the new version %d or above",
+		e.Version, e.Current, e.Next)
 }
 
 // info is the VersionInfo of rec stored as version v, created now: what
@@ -123,9 +147,9 @@ type Store interface {
 	// A version not kept records nothing, and pruning it deletes its
 	// refusals.
 	Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error
-	// Put stores rec as version current+1 and makes it current, provided
-	// base is the current version (or AnyBase); otherwise it returns
-	// ErrConflict and stores nothing. A configuration equal to the current one
+	// Put stores rec as version current+1 (or rec.Version) and makes it
+	// current, provided base is the current version (or AnyBase);
+	// otherwise it returns ErrConflict and stores nothing. A configuration equal to the current one
 	// stores nothing and returns the current info with changed false.
 	// Watchers are notified after the version is durable.
 	Put(ctx context.Context, base uint64, rec Record) (info *sluicev1.VersionInfo, changed bool, err error)

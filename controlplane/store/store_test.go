@@ -70,6 +70,7 @@ var contract = []struct {
 	{"Retention", contractRetention},
 	{"Watch", contractWatch},
 	{"Refusals", contractRefusals},
+	{"NumberedVersion", contractNumberedVersion},
 }
 
 // runContract runs every contract test against impl.
@@ -512,5 +513,32 @@ func TestBoltPrunesRefusals(t *testing.T) {
 	}
 	if !slices.Equal(kept, []uint64{2}) {
 		t.Errorf("refusals kept of versions %v, want [2]", kept)
+	}
+}
+
+// contractNumberedVersion: a Record.Version above the current one plus one
+// is the number stored, and History lists the versions with the gap; a
+// number not above the current one is refused as taken.
+func contractNumberedVersion(t *testing.T, impl impl) {
+	ctx := testContext(t)
+	s := impl.open(t, 0)
+	mustPut(t, ctx, s, 0, Record{Config: inDefault(snap("web", 1))})
+	if info := mustPut(t, ctx, s, 1, Record{Config: inDefault(snap("web", 2)), Version: 7}); info.GetVersion() != 7 {
+		t.Fatalf("put numbered 7 stored version %d", info.GetVersion())
+	}
+	_, _, err := s.Put(ctx, 7, Record{Config: inDefault(snap("web", 3)), Version: 7})
+	var taken *NumberTakenError
+	if !errors.As(err, &taken) || taken.Next != 8 {
+		t.Fatalf("put numbered 7 again: %v; want it refused as taken, 8 next", err)
+	}
+	if info := mustPut(t, ctx, s, 7, Record{Config: inDefault(snap("web", 3))}); info.GetVersion() != 8 {
+		t.Errorf("unnumbered put stored version %d; want 8", info.GetVersion())
+	}
+	h, err := s.History(ctx, 0)
+	if err != nil || !slices.Equal(versions(h), []uint64{8, 7, 1}) {
+		t.Errorf("History = %v, %v; want 8, 7, 1", versions(h), err)
+	}
+	if _, err := s.Get(ctx, 4); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(4), never stored: %v; want ErrNotFound", err)
 	}
 }

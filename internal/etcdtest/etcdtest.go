@@ -7,6 +7,7 @@ package etcdtest
 import (
 	"context"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/sluice-lb/sluice/internal/loopback"
 )
@@ -28,8 +31,11 @@ const startTimeout = 20 * time.Second
 type Server struct {
 	// Endpoint is the client URL, e.g. http://127.0.0.1:23790.
 	Endpoint string
+	cfg      *embed.Config // how it was started, for Replace and Restore
+	mu       sync.Mutex    // guards the fields below
 	etcd     *embed.Etcd
-	stop     sync.Once
+	up       bool // etcd runs
+	stopped  bool // by Stop: for good
 }
 
 // Start starts etcd and stops it when the test ends.
@@ -105,27 +111,98 @@ func start(t testing.TB, c *TLS, tokenTTL uint) *Server {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("etcdtest: start: %v", err)
-	}
-	srv := &Server{etcd: e}
+	srv := &Server{cfg: cfg, etcd: run(t, cfg), up: true}
 	t.Cleanup(srv.Stop)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcdtest: %v", err)
-	case <-time.After(startTimeout):
-		e.Server.Stop()
-		t.Fatalf("etcdtest: not ready after %v", startTimeout)
-	}
 	srv.Endpoint = client.String()
 	return srv
 }
 
+// run starts etcd as cfg says and waits until it serves.
+func run(t testing.TB, cfg *embed.Config) *embed.Etcd {
+	t.Helper()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("etcdtest: start: %v", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		t.Fatalf("etcdtest: %v", err)
+	case <-time.After(startTimeout):
+		e.Close()
+		t.Fatalf("etcdtest: not ready after %v", startTimeout)
+	}
+	return e
+}
+
 // Stop stops the server before the test ends: its clients then get no
 // answer.
-func (s *Server) Stop() { s.stop.Do(s.etcd.Close) }
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	s.down()
+}
+
+// down stops etcd if it runs; s.mu is held.
+func (s *Server) down() {
+	if s.up {
+		s.up = false
+		s.etcd.Close()
+	}
+}
+
+// Replace stops the server and starts an empty one in its place, at the
+// same addresses, as an operator who lost etcd's disks and set up a new
+// one would: its revisions, and every key, start afresh. Clients keep
+// their connections' addresses and reach the new server.
+func (s *Server) Replace(t testing.TB) {
+	t.Helper()
+	s.swap(t, t.TempDir())
+}
+
+// Backup copies the server's data as it is now, stopping it for the copy
+// and starting it again on its own data, and returns where the copy is,
+// for Restore.
+func (s *Server) Backup(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	s.mu.Lock()
+	s.down()
+	err := os.CopyFS(dir, os.DirFS(s.cfg.Dir))
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatalf("etcdtest: backup: %v", err)
+	}
+	s.swap(t, s.cfg.Dir)
+	return dir
+}
+
+// Restore stops the server and starts it in its place on the data of an
+// earlier Backup: its keys and revisions go back to what they were then.
+func (s *Server) Restore(t testing.TB, backup string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(backup)); err != nil {
+		t.Fatalf("etcdtest: restore: %v", err)
+	}
+	s.swap(t, dir)
+}
+
+// swap stops the server (if it runs) and starts it again at the same
+// addresses on the data in dir.
+func (s *Server) swap(t testing.TB, dir string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		t.Fatal("etcdtest: the server was stopped")
+	}
+	s.down()
+	s.cfg.Dir = dir
+	s.etcd, s.up = run(t, s.cfg), true
+}
 
 // Client returns a client of s, closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
@@ -148,6 +225,12 @@ func client(t testing.TB, endpoint string) *clientv3.Client {
 		Endpoints:   []string{endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		// As sluice-cp's client (controlplane.etcdConnectParams): back
+		// within seconds of a Replace or Restore, not gRPC's minutes.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		})},
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
