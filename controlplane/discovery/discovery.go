@@ -225,6 +225,12 @@ func (s *Server) Publish(version uint64, snap *sluicev1.Snapshot) error {
 // once. Then all streams wake, without waiting for any of them. cfg must not
 // be modified afterwards.
 func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error {
+	return s.publishConfig(version, cfg, false)
+}
+
+// publishConfig is PublishConfig; back publishes a version below the
+// published one too, as Run does when the store went back.
+func (s *Server) publishConfig(version uint64, cfg *sluicev1.FleetConfig, back bool) error {
 	set, err := groups.Compile(cfg)
 	if err != nil {
 		return fmt.Errorf("discovery: version %d: %w", version, err)
@@ -232,7 +238,7 @@ func (s *Server) PublishConfig(version uint64, cfg *sluicev1.FleetConfig) error 
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
 	old := s.latest.Load()
-	if version <= old.version {
+	if version == old.version || version < old.version && !back {
 		return nil
 	}
 	next := &state{version: version, config: cfg, set: set, placing: true, byGroup: make(map[string]*published, len(cfg.GetGroups())),
@@ -405,8 +411,17 @@ func (s *Server) load(ctx context.Context, st store.Store, v uint64) error {
 	if err != nil {
 		return fmt.Errorf("discovery: load version %d: %w", v, err)
 	}
-	if err := s.PublishConfig(v, ver.Config); err != nil {
+	// The store announces rising versions, except when it went back (its
+	// etcd was replaced or restored from a backup): then this is where it
+	// is now, and nodes follow it there.
+	published := s.Version()
+	if err := s.publishConfig(v, ver.Config, v < published); err != nil {
 		return publishError{err}
+	}
+	if v < published {
+		s.log.Warn("the store went back: publishing its version, older than the one published; nodes that run a newer one are taken back to it",
+			"version", v, "published_before", published)
+		return nil
 	}
 	s.log.Info("publishing version", "version", v)
 	return nil

@@ -27,17 +27,24 @@ func (f *flakyStore) Get(ctx context.Context, v uint64) (*store.Version, error) 
 	return f.Store.Get(ctx, v)
 }
 
+// openBolt opens an embedded store, closed when the test ends.
+func openBolt(t *testing.T) *store.Bolt {
+	t.Helper()
+	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // A version that cannot be read for a while is read again later: Run goes
 // on, nodes keep the last published version meanwhile, and then get the
 // new one.
 func TestRunRetriesAFailedRead(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
-	bolt, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bolt.Close() })
+	bolt := openBolt(t)
 	st := &flakyStore{Store: bolt}
 	put := func(snap *sluicev1.Snapshot) uint64 {
 		t.Helper()
@@ -101,11 +108,7 @@ func TestRunRetriesAFailedRead(t *testing.T) {
 func TestRunPlacesNodesBeforeTheFirstVersion(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
-	st, err := store.OpenBolt(t.TempDir(), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openBolt(t)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go ts.disc.Run(runCtx, st)
@@ -126,5 +129,53 @@ func TestRunPlacesNodesBeforeTheFirstVersion(t *testing.T) {
 	}
 	if r := n.next(ctx); r.GetVersionInfo() != "1" {
 		t.Errorf("n1 got version %s; want 1", r.GetVersionInfo())
+	}
+}
+
+// backStore announces what the test sends on announce instead of what its
+// store stores, as an etcd store does when etcd went back.
+type backStore struct {
+	store.Store
+	announce chan uint64
+}
+
+func (b *backStore) Watch(context.Context) <-chan uint64 { return b.announce }
+
+// When the store went back (its etcd was restored from a backup), Run
+// publishes the older version it announces, and a node that runs a newer
+// one is sent it: the fleet runs what the store holds.
+func TestRunFollowsTheStoreBack(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	bolt := openBolt(t)
+	snaps := []*sluicev1.Snapshot{testSnapshot(1, 1, 1), testSnapshot(2, 1, 2), testSnapshot(3, 1, 3)}
+	for i, snap := range snaps {
+		cfg := store.Initial()
+		cfg.Groups[0].Snapshot, cfg.Groups[0].Version = snap, uint64(i+1)
+		if _, _, err := bolt.Put(ctx, uint64(i), store.Record{Config: cfg, Group: "default"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := &backStore{Store: bolt, announce: make(chan uint64, 1)}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go ts.disc.Run(runCtx, st)
+
+	n := connect(ctx, t, ts.conn, "n1", "")
+	st.announce <- 3
+	r := n.next(ctx)
+	if r.GetVersionInfo() != "3" {
+		t.Fatalf("n1 got version %s; want 3", r.GetVersionInfo())
+	}
+	n.ack(r)
+
+	st.announce <- 2
+	r = n.next(ctx)
+	if r.GetVersionInfo() != "2" || !proto.Equal(r.GetSnapshot(), snaps[1]) {
+		t.Fatalf("after the store went back to 2, n1 got version %s; want 2 with its snapshot", r.GetVersionInfo())
+	}
+	n.ack(r)
+	if v := ts.disc.Version(); v != 2 {
+		t.Errorf("published version %d; want 2", v)
 	}
 }
