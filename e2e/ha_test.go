@@ -105,6 +105,19 @@ func (r *haReplica) metric(t *testing.T, name string) float64 {
 	return -1
 }
 
+// webSnap writes a snapshot whose HTTP listener at listen sends every
+// request to backend, and returns its path.
+func webSnap(t *testing.T, backend, listen string) string {
+	t.Helper()
+	return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: e, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, backend, listen))
+}
+
 // haNode is one sluice-dp process.
 type haNode struct {
 	id    string
@@ -397,15 +410,7 @@ func TestHAFailover(t *testing.T) {
 	rs := startReplicas(t, etcd, 3)
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	listen := freeAddr(t)
-	snap := func(backend string) string {
-		return writeFile(t, t.TempDir(), "snap.yaml", fmt.Sprintf(`
-clusters:
-  - name: web
-    endpoints: [{ name: e, address: %s }]
-listeners:
-  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
-`, backend, listen))
-	}
+	snap := func(backend string) string { return webSnap(t, backend, listen) }
 	n := startHANode(t, "node-1", rs...)
 	waitFor(t, "node-1 to connect", func() bool { return len(nodesTable(t, rs[2].addr)) == 1 })
 	stdout, stderr, code := ctl(t, rs[0].addr, "apply", "-f", snap(a.addr), "--wait")
@@ -601,6 +606,55 @@ func TestHADashboard(t *testing.T) {
 	}
 	if errs := pageErrors(); len(errs) > 0 {
 		t.Errorf("page errors: %q", errs)
+	}
+}
+
+// TestHAEtcdReplaced: etcd is replaced by an empty one under two running
+// replicas and a node. An apply through the replica the node is not on
+// then reaches it: that replica numbers the version above those the node
+// held (which the new etcd does not know), and the node's replica notices
+// the new etcd and sends it. Before, the replicas went on watching the old
+// etcd's revisions: the node kept routing to the old backend while
+// apply --wait counted it as having applied the new version.
+func TestHAEtcdReplaced(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	rs := startReplicas(t, etcd, 2)
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	listen := freeAddr(t)
+	snap := func(backend string) string { return webSnap(t, backend, listen) }
+	n := startHANode(t, "node-1", rs...)
+	waitFor(t, "node-1 to connect", func() bool { return len(nodesTable(t, rs[0].addr)) == 1 })
+	apply := func(r *haReplica, be *backend, want uint64) {
+		t.Helper()
+		stdout, stderr, code := ctl(t, r.addr, "apply", "-f", snap(be.addr), "--wait")
+		if line := fmt.Sprintf("1 node applied version %d", want); code != 0 || !strings.Contains(stdout, line) {
+			t.Fatalf("apply --wait through %s: exit %d, stdout %q, stderr %q; want %q", r.addr, code, stdout, stderr, line)
+		}
+		if got := n.version(); got != fmt.Sprint(want) {
+			t.Fatalf("node-1 runs version %q, want %d", got, want)
+		}
+		body, err := get(http.DefaultClient, "http://"+listen+"/")
+		if err != nil || body != be.name {
+			t.Fatalf("GET through node-1: %q, %v; want backend %s's answer", body, err, be.name)
+		}
+	}
+	apply(rs[0], a, 1)
+	apply(rs[0], b, 2)
+
+	etcd.Replace(t)
+	// The replicas' leases went with the old etcd: node-1's record is
+	// written again once its replica's lease lapses (within a third of
+	// its 30 s), and until then the other replica does not list it.
+	waitFor(t, "replica 2 to list node-1 again", func() bool {
+		stdout, _, code := ctl(t, rs[1].addr, "nodes")
+		return code == 0 && strings.Contains(stdout, "node-1")
+	})
+	apply(rs[1], a, 3)
+	apply(rs[0], b, 4)
+	stdout, _, code := ctl(t, rs[0].addr, "history")
+	if code != 0 || !strings.Contains(stdout, "\n3 ") || strings.Contains(stdout, "\n2 ") {
+		t.Errorf("history after the replacement (exit %d): want versions 3 and 4, none below:\n%s", code, stdout)
 	}
 }
 

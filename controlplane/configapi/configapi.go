@@ -710,6 +710,7 @@ func (p *fingerprint) of(snap *sluicev1.Snapshot) []byte {
 // that changes nothing is not stored (changed false); with dryRun nothing
 // is stored and the response tells the version the call would create.
 func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, error) {
+	var free uint64 // the lowest number the store gives, once it said (NumberTakenError)
 	for range maxApplyAttempts {
 		cur, err := s.store.Current(ctx)
 		if err != nil {
@@ -737,7 +738,7 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			return nil, status.Errorf(codes.FailedPrecondition,
 				"the current version%s is %d, not %d: someone stored a version since; nothing stored", ofGroup(w.group), g.GetVersion(), *w.ifVersion)
 		}
-		next := base + 1
+		next := max(base+1, free)
 		if w.dryRun {
 			next += w.after
 		}
@@ -762,6 +763,7 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 			Author:  w.author,
 			Comment: w.comment,
 			Changes: changes,
+			Version: next,
 		}
 		if sent := sentSnapshot(cfg, w.group, next); sent != nil {
 			rec.Fingerprint = w.fp.of(sent) // none when the group is deleted
@@ -769,6 +771,14 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 		info, changed, err := s.store.Put(ctx, base, rec)
 		if errors.Is(err, store.ErrConflict) {
 			continue // someone stored a version since Current: diff again
+		}
+		if taken := (*store.NumberTakenError)(nil); errors.As(err, &taken) {
+			// The store went back; next was given before it did, and
+			// nodes may run what it meant then. Number it afresh.
+			s.log.Warn(w.op+": numbering the version above those stored before the store went back",
+				"group", w.group, "taken", taken.Version, "version", taken.Next, "store_current", taken.Current)
+			free = taken.Next
+			continue
 		}
 		if err != nil {
 			return nil, storeStatus(err)
