@@ -117,7 +117,12 @@ type state struct {
 	placing bool                  // set places the nodes: false until the groups are known
 	byGroup map[string]*published // groups with a snapshot to send
 	canary  map[string]*canary    // groups with a rollout in its canary phase
-	next    chan struct{}
+	// backFrom is the version published before, when the store went
+	// back to this one: a node that runs one up to it runs what the store
+	// lost, and has no newer version for this server to catch up with
+	// (see serve's lag). 0 otherwise.
+	backFrom uint64
+	next     chan struct{}
 }
 
 // canary is a group's rollout: the nodes that are sent its snapshot
@@ -243,6 +248,9 @@ func (s *Server) publishConfig(version uint64, cfg *sluicev1.FleetConfig, back b
 	}
 	next := &state{version: version, config: cfg, set: set, placing: true, byGroup: make(map[string]*published, len(cfg.GetGroups())),
 		canary: map[string]*canary{}, next: make(chan struct{})}
+	if version < old.version {
+		next.backFrom = max(old.version, old.backFrom)
+	}
 	for _, g := range cfg.GetGroups() {
 		if r := g.GetRollout(); r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
 			c := &canary{nodes: make(map[string]bool, len(r.GetCanaries()))}
@@ -538,7 +546,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 			told = true
 			sess.Sent(sent)
 		}
-		if p != nil && p.version != sent && running > st.version && s.lagWait > 0 && !lagOver {
+		if p != nil && p.version != sent && running > st.version && s.lagWait > 0 && !lagOver && running > st.backFrom {
 			// This replica lags the store: hold back its older version.
 			if lag == nil {
 				lag = time.NewTimer(s.lagWait)
