@@ -6,11 +6,11 @@ import (
 )
 
 // Notifier fans a rising sequence of version numbers out to watchers, keeping
-// for each watcher only the newest number it has not read yet. The sequence
-// goes back only at a Reset. A Store calls
-// Notify after a version becomes durable (the embedded store after its commit;
-// an etcd store from its watch on the current-version key) and serves Watch
-// from Subscribe. Notify never blocks on a watcher.
+// for each watcher only the newest number it has not read yet; the sequence
+// goes back only at a Reset. A Store calls Notify after a version becomes
+// durable (the embedded store after its commit; an etcd store from its watch
+// on the current-version key) and serves Watch from Subscribe. Notify never
+// blocks on a watcher.
 //
 // The zero value is ready to use.
 type Notifier struct {

@@ -8,9 +8,8 @@
 // older snapshot, which becomes a new version. (Only etcd itself can take
 // the current version back, when it is replaced or restored from a backup;
 // [Etcd] then follows it, and numbers new versions above every number it
-// gave before.) Each version keeps its
-// [sluicev1.VersionInfo] (who, when, why, which group, and what changed)
-// beside the configuration itself.
+// gave before.) Each version keeps its [sluicev1.VersionInfo] (who, when,
+// why, which group, and what changed) beside the configuration itself.
 //
 // [Store] is the contract the rest of the control plane uses; [Bolt] is the
 // embedded implementation (one bbolt file), the default. [Etcd] is the
@@ -149,9 +148,10 @@ type Store interface {
 	Refused(ctx context.Context, v uint64, r *sluicev1.Refusal) error
 	// Put stores rec as version current+1 (or rec.Version) and makes it
 	// current, provided base is the current version (or AnyBase);
-	// otherwise it returns ErrConflict and stores nothing. A configuration equal to the current one
-	// stores nothing and returns the current info with changed false.
-	// Watchers are notified after the version is durable.
+	// otherwise it returns ErrConflict and stores nothing. A
+	// configuration equal to the current one stores nothing and returns
+	// the current info with changed false. Watchers are notified after
+	// the version is durable.
 	Put(ctx context.Context, base uint64, rec Record) (info *sluicev1.VersionInfo, changed bool, err error)
 	// Watch returns a channel that receives the current version number
 	// right away (when one exists) and then every newer one. It keeps only
