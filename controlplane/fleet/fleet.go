@@ -362,6 +362,19 @@ func (r *Registry) Draining(id, instance string) bool {
 	return true
 }
 
+// Seen records that node id, as process instance, was heard from now (its
+// stats stream reports, NodeStatus.last_seen). Only a connected node's
+// current process is marked; no observer is told, as the mark is not worth
+// a write of the node's record.
+func (r *Registry) Seen(id, instance string) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.nodes[id]; e != nil && e.connected && !otherProcess(e, instance) {
+		e.lastSeen = now
+	}
+}
+
 // Replaced reports whether instance is a process of node id that another
 // process replaced: the node's newest stream names another instance. Its
 // reports of the node's endpoints are then an old process's (draining

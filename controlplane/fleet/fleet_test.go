@@ -69,6 +69,36 @@ func TestAckNackLifecycle(t *testing.T) {
 	}
 }
 
+// last_seen follows what the stats stream of the node's current process
+// says it heard, while the node is connected.
+func TestSeen(t *testing.T) {
+	r := NewRegistry()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	s := r.Connect(&sluicev1.Node{Id: "n1", Instance: "new"}, "10.0.0.1:5555", 0)
+	lastSeen := func() time.Time { return mustNode(t, r, "n1").GetLastSeen().AsTime() }
+
+	clock = clock.Add(time.Minute)
+	r.Seen("n1", "new")
+	if got := lastSeen(); !got.Equal(clock) {
+		t.Errorf("last_seen = %v after Seen, want %v", got, clock)
+	}
+	heard := clock
+	clock = clock.Add(time.Minute)
+	r.Seen("n1", "old") // a draining process the new one replaced
+	r.Seen("n2", "")    // not registered
+	if got := lastSeen(); !got.Equal(heard) {
+		t.Errorf("last_seen = %v after another process's Seen, want %v", got, heard)
+	}
+	s.Disconnect()
+	gone := clock
+	clock = clock.Add(time.Minute)
+	r.Seen("n1", "new")
+	if got := lastSeen(); !got.Equal(gone) {
+		t.Errorf("last_seen = %v after Seen of a disconnected node, want %v, when it disconnected", got, gone)
+	}
+}
+
 // A rolling restart that starts the new process while the old one drains,
 // both with the node's id: once the new one took the stream, the old one
 // must not take it back, or the node would show as draining again and the

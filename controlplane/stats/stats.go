@@ -131,7 +131,15 @@ type Nodes interface {
 	Replaced(node, instance string) bool
 	// Group is the node group node is in ("" when none).
 	Group(node string) string
+	// Seen records that node, as instance, was heard from now. A stream
+	// calls it at most once per seenEvery.
+	Seen(node, instance string)
 }
+
+// seenEvery is how often a node's stats stream, which reports every 250 ms,
+// tells Nodes the node was seen: often enough for last_seen, rarely enough
+// that 10,000 nodes do not contend for the registry's lock.
+const seenEvery = time.Second
 
 // Observer is told every endpoint view a node reports and when the
 // node's stats stream ends (*history.Recorder, which keeps the dashboard's
@@ -206,6 +214,7 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		node, instance  string
 		total           uint64
 		draining, ended bool
+		seen            time.Time // when Nodes was last told
 	)
 	end := func() { // the node's stream ended: before the summary, if any
 		if !ended && node != "" && s.observer != nil && !s.replaced(node, instance, draining) {
@@ -256,6 +265,10 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[sluicev1.StatsReport, 
 		}
 		if rep.GetDraining() && s.nodes != nil && s.nodes.Draining(node, instance) {
 			s.log.Info("node is draining", "node", node)
+		}
+		if now := time.Now(); s.nodes != nil && now.Sub(seen) >= seenEvery {
+			s.nodes.Seen(node, instance)
+			seen = now
 		}
 	}
 }

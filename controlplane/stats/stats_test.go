@@ -106,12 +106,25 @@ func TestRingFilters(t *testing.T) {
 	}
 }
 
-// fakeNodes records whom the server said is draining, and says the
-// processes in replaced ("node/instance") were replaced.
+// fakeNodes records whom the server said is draining, and seen, and says
+// the processes in replaced ("node/instance") were replaced.
 type fakeNodes struct {
 	mu       sync.Mutex
 	draining []string
+	seen     []string
 	replaced map[string]bool
+}
+
+func (f *fakeNodes) Seen(node, instance string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = append(f.seen, node+"/"+instance)
+}
+
+func (f *fakeNodes) seenCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.seen)
 }
 
 func (f *fakeNodes) Replaced(node, instance string) bool { return f.replaced[node+"/"+instance] }
@@ -240,6 +253,9 @@ func TestReportDraining(t *testing.T) {
 	}
 	if got := nodes.calls(); !slices.Equal(got, []string{"n1/i1", "n1/i1"}) {
 		t.Errorf("Draining calls = %v, want [n1/i1 n1/i1]: the node and instance of the first report", got)
+	}
+	if got := nodes.seenCalls(); !slices.Equal(got, []string{"n1/i1"}) {
+		t.Errorf("Seen calls = %v, want [n1/i1]: once for the four reports of well under a second", got)
 	}
 	if l := listeners(srv.Ring().List(Filter{}, 0)); !slices.Equal(l, []string{"b", "a"}) {
 		t.Errorf("records = %v, want [b a]: a draining report's records are kept", l)

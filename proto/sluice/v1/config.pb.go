@@ -1352,7 +1352,10 @@ type NodeStatus struct {
 	// Peer is the node's address as seen by the control plane.
 	Peer           string                 `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
 	ConnectedSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connected_since,json=connectedSince,proto3" json:"connected_since,omitempty"`
-	LastSeen       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// LastSeen is when this control plane last heard from the node: its
+	// stats reports mark it about once a second while it is connected; a
+	// disconnected node keeps the time it was last heard from.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// AckedVersion is the last version the node applied.
 	AckedVersion uint64 `protobuf:"varint,8,opt,name=acked_version,json=ackedVersion,proto3" json:"acked_version,omitempty"`
 	// SentVersion is the last version sent to the node.
