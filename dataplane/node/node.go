@@ -753,7 +753,8 @@ type EndpointStatus struct {
 	Since time.Time
 	// Detail says why the endpoint is in its state, for operators: the
 	// last failed check, or the cause of an ejection; of an endpoint no
-	// check watches, why its last connect failed, until one succeeds.
+	// check watches, why its last connect failed, until one succeeds, and
+	// "no health check" otherwise.
 	Detail string
 	// Ejections counts the endpoint's outlier ejections since the node
 	// first had it (Endpoint.Ejections), drained or disabled meanwhile or
@@ -782,6 +783,10 @@ func (n *Node) Endpoints() []EndpointStatus {
 			} else if err := ep.LastConnectError(); err != nil {
 				// No check says why it fails: its last connect does.
 				detail = "last connect failed: " + health.ConnectFailure(err)
+			} else {
+				// UP only because nothing says otherwise, as HAProxy's
+				// "no check".
+				detail = "no health check"
 			}
 			out = append(out, EndpointStatus{Cluster: c.name, Name: ep.Name, Address: ep.Addr, Health: h,
 				Weight: m.Weight, Backup: m.Backup, Inflight: ep.Inflight(), Conns: ep.Conns(), Stats: ep.Stats(),

@@ -160,8 +160,8 @@ listeners:
 `, testcert.NewCA(t).PEM, ln.Addr(), later, web)); err != nil {
 		t.Fatal(err)
 	}
-	if got := detailOf(n, "tls", "e"); got != "" {
-		t.Errorf("before any connect: detail %q, want none", got)
+	if got := detailOf(n, "tls", "e"); got != "no health check" {
+		t.Errorf("before any connect: detail %q, want %q", got, "no health check")
 	}
 	for _, path := range []string{"/", "/plain"} {
 		if got := <-getAsync("http://" + web + path); got != "502 Bad Gateway could not connect to the endpoint\n" {
@@ -185,7 +185,7 @@ listeners:
 	if got := <-getAsync("http://" + web + "/plain"); got != "200 OK back" {
 		t.Fatalf("GET /plain with the endpoint back: %q", got)
 	}
-	if got := detailOf(n, "plain", "e"); got != "" {
-		t.Errorf("after a connect that succeeded: detail %q, want none", got)
+	if got := detailOf(n, "plain", "e"); got != "no health check" {
+		t.Errorf("after a connect that succeeded: detail %q, want %q", got, "no health check")
 	}
 }
