@@ -19,6 +19,9 @@ type Entry struct {
 	// token that could not be read). Role is the token's role, if any.
 	Identity string `json:"identity"`
 	Role     string `json:"role,omitempty"`
+	// TokenID is the id of the caller's token, which tells it from
+	// others of its name.
+	TokenID string `json:"token_id,omitempty"`
 	// Node is set when the caller presented a node certificate.
 	Node   string `json:"node,omitempty"`
 	Peer   string `json:"peer,omitempty"`
@@ -28,6 +31,10 @@ type Entry struct {
 	DryRun bool   `json:"dry_run,omitempty"`
 	// Version is the version the call made or left current, when it says.
 	Version uint64 `json:"version,omitempty"`
+	// NewTokenID and NewTokenExpires are those of the token a CreateToken
+	// made.
+	NewTokenID      string    `json:"new_token_id,omitempty"`
+	NewTokenExpires time.Time `json:"new_token_expires,omitzero"`
 	// ClaimedAuthor is the author the client sent, when it was replaced by
 	// the token's name.
 	ClaimedAuthor string `json:"claimed_author,omitempty"`

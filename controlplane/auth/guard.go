@@ -123,6 +123,8 @@ type Identity struct {
 	Role sluicev1.Role
 	// Expires is when the token expires (zero when anonymous).
 	Expires time.Time
+	// TokenID tells the token from others of its name (Claims.ID).
+	TokenID string
 	// Anonymous is set when the control plane has no token key.
 	Anonymous bool
 }
@@ -214,7 +216,7 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	e := Entry{Time: g.now().UTC(), Peer: peerAddr(ctx), Method: info.FullMethod}
 	describe(&e, req)
 	id, node, err := g.authorize(ctx, info.FullMethod, req)
-	e.Identity, e.Role, e.Node = id.Name, RoleName(id.Role), node
+	e.Identity, e.Role, e.Node, e.TokenID = id.Name, RoleName(id.Role), node, id.TokenID
 	if id.Name == "anonymous" {
 		e.Role = ""
 	}
@@ -234,6 +236,13 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		e.Outcome, e.Error = outcome(err)
 		if v, ok := resp.(interface{ GetVersion() uint64 }); ok && err == nil {
 			e.Version = v.GetVersion()
+		}
+		if t, ok := resp.(*sluicev1.CreateTokenResponse); ok && err == nil {
+			// Which token was made, to tell it from others of its name
+			// later: its id, read back from it, and its expiry.
+			if c, verr := g.cfg.TokenKey.Verify(t.GetToken(), g.now()); verr == nil {
+				e.NewTokenID, e.NewTokenExpires = c.ID, c.ExpiresAt()
+			}
 		}
 		g.cfg.Audit.Write(e)
 	}
@@ -286,7 +295,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req any) (id Ident
 	var expired *ExpiredError
 	switch {
 	case errors.As(err, &expired):
-		return Identity{Name: claims.Name, Role: claims.RoleOf(), Expires: claims.ExpiresAt()}, "",
+		return Identity{Name: claims.Name, Role: claims.RoleOf(), Expires: claims.ExpiresAt(), TokenID: claims.ID}, "",
 			status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, ErrSignature):
 		return Identity{Name: "anonymous"}, "", status.Error(codes.Unauthenticated,
@@ -294,7 +303,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req any) (id Ident
 	case err != nil:
 		return Identity{Name: "anonymous"}, "", status.Error(codes.Unauthenticated, err.Error())
 	}
-	id = Identity{Name: claims.Name, Role: claims.RoleOf(), Expires: claims.ExpiresAt()}
+	id = Identity{Name: claims.Name, Role: claims.RoleOf(), Expires: claims.ExpiresAt(), TokenID: claims.ID}
 	need, _ := required(method, req)
 	if id.Role >= need {
 		return id, "", nil

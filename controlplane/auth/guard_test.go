@@ -465,7 +465,8 @@ func TestNodeIdentity(t *testing.T) {
 // TestIssueCertAndCreateToken: what an admin makes works.
 func TestIssueCertAndCreateToken(t *testing.T) {
 	f := setup(t)
-	authsvc := sluicev1.NewAuthServiceClient(f.dial(t, f.token(t, "root", sluicev1.Role_ROLE_ADMIN), "", ""))
+	root := f.token(t, "root", sluicev1.Role_ROLE_ADMIN)
+	authsvc := sluicev1.NewAuthServiceClient(f.dial(t, root, "", ""))
 	resp, err := authsvc.CreateToken(ctx(t), &sluicev1.CreateTokenRequest{Name: "ci", Role: sluicev1.Role_ROLE_VIEWER, Ttl: durationpb.New(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -473,6 +474,21 @@ func TestIssueCertAndCreateToken(t *testing.T) {
 	who, err := sluicev1.NewAuthServiceClient(f.dial(t, resp.GetToken(), "", "")).WhoAmI(ctx(t), &sluicev1.WhoAmIRequest{})
 	if err != nil || who.GetName() != "ci" || who.GetRole() != sluicev1.Role_ROLE_VIEWER || !who.GetAuthEnabled() {
 		t.Errorf("whoami with the new token: %v, %v", who, err)
+	}
+	// The audit line tells which token made which: ids, and the expiry.
+	made, _ := f.key.Verify(resp.GetToken(), time.Now())
+	by, _ := f.key.Verify(root, time.Now())
+	var audited bool
+	for _, e := range f.auditLines(t) {
+		if strings.HasSuffix(e.Method, "/CreateToken") && e.Outcome == "ok" {
+			audited = true
+			if e.NewTokenID != made.ID || made.ID == "" || !e.NewTokenExpires.Equal(resp.GetExpires().AsTime()) || e.TokenID != by.ID || by.ID == "" {
+				t.Errorf("audit of token create: %+v; want new_token_id %s expiring %v, made by token_id %s", e, made.ID, resp.GetExpires().AsTime(), by.ID)
+			}
+		}
+	}
+	if !audited {
+		t.Errorf("no audit line for the token create:\n%s", f.audit.String())
 	}
 
 	key, _, _ := pki.NewKey()

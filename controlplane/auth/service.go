@@ -58,7 +58,7 @@ func (s *Service) CreateToken(ctx context.Context, req *sluicev1.CreateTokenRequ
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	by, _ := FromContext(ctx)
-	s.g.log.Info("token created", "name", c.Name, "role", c.Role, "expires", c.ExpiresAt(), "by", by.Name)
+	s.g.log.Info("token created", "name", c.Name, "role", c.Role, "id", c.ID, "expires", c.ExpiresAt(), "by", by.Name, "by_token_id", by.TokenID)
 	return &sluicev1.CreateTokenResponse{Token: tok, Expires: timestamppb.New(c.ExpiresAt())}, nil
 }
 
