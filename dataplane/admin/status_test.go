@@ -48,7 +48,7 @@ func TestStatusJSON(t *testing.T) {
 		"":            "connections endpoints listeners node state stats_dropped version",
 		"connections": "full max open",
 		"listener":    "address connections draining draining_connections full max_connections name protocol",
-		"endpoint":    "active address backup cluster connect_errors connections ejections health health_transitions name received_bytes requests responses_5xx sent_bytes since weight",
+		"endpoint":    "active address backup cluster connect_errors connections detail ejections health health_transitions name received_bytes requests responses_5xx sent_bytes since weight",
 	}
 	check := func(what string, m any) map[string]any {
 		t.Helper()
@@ -76,8 +76,8 @@ func TestStatusJSON(t *testing.T) {
 	for _, e := range eps {
 		ep := check("endpoint", e)
 		name, _ := ep["name"].(string)
-		if ep["cluster"] != "web" || ep["health"] != "UP" || ep["requests"] != float64(got[name]) {
-			t.Errorf("endpoint %v, want web/%s UP with the %d requests it answered", ep, name, got[name])
+		if ep["cluster"] != "web" || ep["health"] != "UP" || ep["detail"] != "no health check" || ep["requests"] != float64(got[name]) {
+			t.Errorf("endpoint %v, want web/%s UP (no health check) with the %d requests it answered", ep, name, got[name])
 		}
 		if since, _ := ep["since"].(string); !strings.HasSuffix(since, "Z") {
 			t.Errorf("endpoint %s: since %q, want a UTC time", name, since)
