@@ -653,7 +653,7 @@ func TestHAEtcdReplaced(t *testing.T) {
 	apply(rs[1], a, 3)
 	apply(rs[0], b, 4)
 	stdout, _, code := ctl(t, rs[0].addr, "history")
-	if code != 0 || !strings.Contains(stdout, "\n3 ") || strings.Contains(stdout, "\n2 ") {
+	if code != 0 || !strings.Contains(stdout, "\n3 ") || strings.Contains(stdout, "\n2 ") || strings.Contains(stdout, "\n1 ") {
 		t.Errorf("history after the replacement (exit %d): want versions 3 and 4, none below:\n%s", code, stdout)
 	}
 }
