@@ -140,6 +140,14 @@ listeners:
 			t.Errorf("nodes row %q: want group %q", r, want[r[0]])
 		}
 	}
+	stdout, stderr, code = ctl(t, c.addr, "nodes", "--group", "edge")
+	var inEdge []string
+	for _, r := range tableRows(stdout)[1:] {
+		inEdge = append(inEdge, r[0])
+	}
+	if slices.Sort(inEdge); code != 0 || !slices.Equal(inEdge, []string{"edge-1", "edge-b"}) {
+		t.Errorf("nodes --group edge: exit %d, nodes %v, stderr %q; want edge-1 and edge-b", code, inEdge, stderr)
+	}
 	stdout, _, _ = ctl(t, c.addr, "groups")
 	compareRows(t, "groups", tableRows(stdout), [][]string{
 		{"GROUP", "SELECTOR", "VERSION", "NODES", "APPLIED", "CLUSTERS", "LISTENERS"},

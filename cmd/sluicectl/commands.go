@@ -978,7 +978,7 @@ func refusedText(v *sluicev1.VersionInfo) string {
 }
 
 func cmdNodes(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("nodes", "nodes [-o table|json]", `
+	fs := c.flags("nodes", "nodes [--group GROUP] [-o table|json]", `
 List the dataplane nodes that are or were connected (a disconnected one
 until sluice-cp --forget-nodes-after, 24h, passed): id, labels, the node
 group its labels put it in, state (connected; draining: it began to shut
@@ -993,7 +993,8 @@ changed since are not reflected until it connects again. With control-plane
 replicas on one etcd, REPLICA names the replica the node's streams are on
 (or were on last, when it is disconnected); when etcd does not answer, the
 replica asked lists its own nodes, says so on stderr, and the exit status
-is 1.`)
+is 1. --group lists only the nodes a group takes.`)
+	group := groupFilter(fs)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
@@ -1001,11 +1002,17 @@ is 1.`)
 	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
+	if st := c.checkGroup(ctx, client, "nodes", *group); st >= 0 {
+		return st
+	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.ListNodes(ctx, &sluicev1.ListNodesRequest{})
 	if err != nil {
 		return c.rpcError("nodes", err)
+	}
+	if *group != "" {
+		resp.Nodes = slices.DeleteFunc(resp.Nodes, func(n *sluicev1.NodeStatus) bool { return n.GetGroup() != *group })
 	}
 	if *o == "json" {
 		return c.printPartial("nodes", resp, resp.GetIncomplete())
@@ -1281,7 +1288,7 @@ func labelsText(labels map[string]string) string {
 }
 
 func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("stats", "stats [--node ID] [--cluster NAME] [-o table|json]", `
+	fs := c.flags("stats", "stats [--node ID] [--group GROUP] [--cluster NAME] [-o table|json]", `
 Show what each node last reported of its endpoints (a node reports within a
 quarter of a second of a change of health or configuration, and every second
 for its counters), one table per node: health, configured weight, requests and
@@ -1303,6 +1310,7 @@ each replica that has nodes at its name (its --replica; by default its
 shown by that replica's name, without endpoints, and stats exits 1 saying
 why.`)
 	node := fs.String("node", "", "only node `ID`")
+	group := groupFilter(fs)
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
@@ -1311,9 +1319,19 @@ why.`)
 	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
+	if st := c.checkGroup(ctx, client, "stats", *group); st >= 0 {
+		return st
+	}
 	resp, unasked, err := c.fleetStats(ctx, client, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
 	if err != nil {
 		return c.rpcError("stats", err)
+	}
+	if *group != "" {
+		// A node whose replica could not be asked has no group here: it
+		// stays, shown as on that replica, as the exit status says.
+		resp.Nodes = slices.DeleteFunc(resp.Nodes, func(n *sluicev1.NodeStats) bool {
+			return n.GetGroup() != *group && n.GetReplica() == ""
+		})
 	}
 	if *o == "json" {
 		return c.printPartial("stats", resp, resp.GetIncomplete(), unasked...)
@@ -1322,6 +1340,9 @@ why.`)
 		what := "no node has reported endpoint stats"
 		if *node != "" {
 			what += fmt.Sprintf(" as %q", *node)
+		}
+		if *group != "" {
+			what += fmt.Sprintf(" in group %q", *group)
 		}
 		if *cluster != "" {
 			what += fmt.Sprintf(" for cluster %q", *cluster)

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/sluice-lb/sluice/internal/cliflag"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 func cmdGroups(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
@@ -94,4 +97,38 @@ refused, naming the node.`)
 	}
 	c.printApplied(resp, *dry)
 	return 0
+}
+
+// groupFilter is the --group flag of the commands that list nodes (nodes,
+// stats): only the nodes of that group.
+func groupFilter(fs *flag.FlagSet) *string {
+	return fs.String("group", "", "only the nodes of node `GROUP` (groups lists them)")
+}
+
+// checkGroup says that group is not a group the control plane knows, and
+// returns 1, as for a --node or --cluster that is nowhere: a typo is not
+// "no nodes". It returns -1 when group is known (or none was given).
+func (c *cli) checkGroup(ctx context.Context, client sluicev1.ConfigServiceClient, cmd, group string) int {
+	if group == "" {
+		return -1
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListGroups(ctx, &sluicev1.ListGroupsRequest{})
+	if err != nil {
+		return c.rpcError(cmd, err)
+	}
+	var names []string
+	for _, g := range resp.GetGroups() {
+		if g.GetName() == group {
+			return -1
+		}
+		names = append(names, g.GetName())
+	}
+	if near := snapshot.Closest(group, names); near != "" {
+		fmt.Fprintf(c.stderr, "sluicectl %s: there is no group %q; did you mean %q? (groups: %s)\n", cmd, group, near, strings.Join(names, ", "))
+	} else {
+		fmt.Fprintf(c.stderr, "sluicectl %s: there is no group %q (groups: %s)\n", cmd, group, strings.Join(names, ", "))
+	}
+	return 1
 }

@@ -154,6 +154,27 @@ func (f *fakeCP) ListNodes(context.Context, *sluicev1.ListNodesRequest) (*sluice
 	return &sluicev1.ListNodesResponse{Nodes: f.nodes, Incomplete: f.partial}, nil
 }
 
+// ListGroups lists default and the groups of the nodes and of the stats.
+func (f *fakeCP) ListGroups(context.Context, *sluicev1.ListGroupsRequest) (*sluicev1.ListGroupsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := []string{"default"}
+	for _, n := range f.nodes {
+		names = append(names, n.GetGroup())
+	}
+	for _, n := range f.statsOut.GetNodes() {
+		names = append(names, n.GetGroup())
+	}
+	slices.Sort(names)
+	resp := &sluicev1.ListGroupsResponse{}
+	for _, name := range slices.Compact(names) {
+		if name != "" {
+			resp.Groups = append(resp.Groups, &sluicev1.GroupStatus{Name: name})
+		}
+	}
+	return resp, nil
+}
+
 func (f *fakeCP) ListConns(_ context.Context, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -845,6 +866,18 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	compareRows(t, "nodes", rows, wantRows)
 
+	// --group lists the nodes a group takes; a group that does not exist
+	// is an error, not an empty list.
+	code, stdout, stderr = sluicectl(t, addr, "nodes", "--group", "edge")
+	if code != 0 {
+		t.Fatalf("nodes --group edge: status %d: %s", code, stderr)
+	}
+	compareRows(t, "nodes --group edge", tableRows(stdout), wantRows[:2])
+	code, stdout, stderr = sluicectl(t, addr, "nodes", "--group", "edg")
+	if want := `sluicectl nodes: there is no group "edg"; did you mean "edge"? (groups: default, edge)` + "\n"; code != 1 || stderr != want || stdout != "" {
+		t.Errorf("nodes --group edg: status %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
+	}
+
 	// Replicas on one etcd name where each node is.
 	cp.nodes[0].Replica, cp.nodes[1].Replica, cp.nodes[2].Replica = "cp-a:7070", "cp-b:7070", "cp-a:7070"
 	code, stdout, stderr = sluicectl(t, addr, "nodes")
@@ -1030,7 +1063,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"conns", "--help"}, wantCode: 0, wantStdout: "-endpoint E"},
 		{args: []string{"--help"}, wantCode: 0, wantStdout: "  set-weight         set one endpoint's weight"},
 		{args: []string{"--help"}, wantCode: 0, wantStdout: "  shutdown-sessions  close every connection to one endpoint"},
-		{args: []string{"stats", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl stats [--node ID] [--cluster NAME] [-o table|json]"},
+		{args: []string{"stats", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl stats [--node ID] [--group GROUP] [--cluster NAME] [-o table|json]"},
 		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `-o must be table or json, not "yaml"`},
 		{args: []string{"shutdown-sessions"}, wantCode: 2, wantStderr: "missing CLUSTER/ENDPOINT"},
 		{args: []string{"shutdown-sessions", "web"}, wantCode: 2, wantStderr: `want CLUSTER/ENDPOINT, not "web"`},
@@ -1115,6 +1148,7 @@ func TestStats(t *testing.T) {
 		}},
 		{NodeId: "dp-3", Connected: true, Replica: "cp-b"},
 	}}}
+	cp.statsOut.Nodes[0].Group, cp.statsOut.Nodes[1].Group = "edge", "default"
 	addr := startCP(t, cp)
 	code, stdout, stderr := sluicectl(t, addr, "stats", "--node", "dp-1", "--cluster", "web")
 	// cp-b's name is no address to ask it at (fleetStats; its own test
@@ -1139,6 +1173,23 @@ func TestStats(t *testing.T) {
 		nil,
 		{"dp-3 (connected to replica cp-b, which has its stats)"},
 	})
+
+	// --group keeps the group's nodes, and those whose group is not
+	// known here (their replica has their stats).
+	code, stdout, _ = sluicectl(t, addr, "stats", "--group", "default")
+	compareRows(t, "stats --group default", tableRows(stdout), [][]string{
+		{"dp-2 (disconnected, last report 2d02h ago)"},
+		header,
+		{"web/web1", "10.0.0.1:80", "DRAINING", "2", "0", "0", "0", "0B", "0B", "0", "0", "2h00m", "-"},
+		nil,
+		{"dp-3 (connected to replica cp-b, which has its stats)"},
+	})
+	if code != 1 {
+		t.Errorf("stats --group default: status %d, want 1 (cp-b not asked)", code)
+	}
+	if code, _, stderr := sluicectl(t, addr, "stats", "--group", "nowhere"); code != 1 || !strings.Contains(stderr, `there is no group "nowhere"`) {
+		t.Errorf("stats --group nowhere: status %d, stderr %q", code, stderr)
+	}
 
 	code, stdout, _ = sluicectl(t, addr, "stats", "-o", "json")
 	for _, w := range []string{`"node_id": "dp-2"`, `"health": "ENDPOINT_HEALTH_DOWN"`, `"responses_5xx": "7"`, `"detail": "connection\nrefused"`} {
