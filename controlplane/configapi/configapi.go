@@ -1415,30 +1415,40 @@ func (s *Server) ListConns(ctx context.Context, req *sluicev1.ListConnsRequest) 
 	if err := requestStatus(req, req.ValidateAll()); err != nil {
 		return nil, err
 	}
-	recs := s.conns.List(stats.Filter{
+	nodes, incomplete := s.fleet()
+	group := req.GetGroup()
+	inGroup := func(n *sluicev1.NodeStatus) bool { return group == "" || n.GetGroup() == group }
+	f := stats.Filter{
 		NodeID:      req.GetNodeId(),
 		Cluster:     req.GetCluster(),
 		Endpoint:    req.GetEndpoint(),
 		Listener:    req.GetListener(),
 		Reasons:     req.GetReasons(),
 		MinDuration: req.GetMinDuration().AsDuration(),
-	}, int(req.GetLimit()))
-	resp := &sluicev1.ListConnsResponse{Records: recs}
-	nodes, incomplete := s.fleet()
-	resp.Incomplete = incomplete
+	}
+	if group != "" {
+		f.Nodes = map[string]bool{}
+		for _, n := range nodes {
+			if inGroup(n) {
+				f.Nodes[n.GetId()] = true
+			}
+		}
+	}
+	recs := s.conns.List(f, int(req.GetLimit()))
+	resp := &sluicev1.ListConnsResponse{Records: recs, Incomplete: incomplete}
 	if len(recs) == 0 {
 		ids := make([]string, 0, len(nodes))
 		for _, n := range nodes {
 			ids = append(ids, n.GetId())
 		}
-		err := s.unknownNames(ctx, filterNames{node: req.GetNodeId(), cluster: req.GetCluster(), endpoint: req.GetEndpoint(), listener: req.GetListener()}, ids, incomplete != "")
+		err := s.unknownNames(ctx, filterNames{node: req.GetNodeId(), group: group, cluster: req.GetCluster(), endpoint: req.GetEndpoint(), listener: req.GetListener()}, ids, incomplete != "")
 		if err != nil {
 			return nil, err
 		}
 	}
 	for _, n := range nodes {
 		r := n.GetReplica()
-		if n.GetConnected() && r != "" && r != s.replica && (req.GetNodeId() == "" || req.GetNodeId() == n.GetId()) && !slices.Contains(resp.ReportedElsewhere, r) {
+		if n.GetConnected() && r != "" && r != s.replica && (req.GetNodeId() == "" || req.GetNodeId() == n.GetId()) && inGroup(n) && !slices.Contains(resp.ReportedElsewhere, r) {
 			resp.ReportedElsewhere = append(resp.ReportedElsewhere, r)
 		}
 	}
@@ -1497,26 +1507,34 @@ func (s *Server) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*
 }
 
 // filterNames are the names a read of stats or records filters on.
-type filterNames struct{ node, cluster, endpoint, listener string }
+type filterNames struct{ node, group, cluster, endpoint, listener string }
 
 // unknownNames is the NOT_FOUND for a filter of stats or connection
 // records that found none here and names a node the fleet does not know
-// (fleet: its ids; not checked when incomplete), or a cluster, an
-// endpoint or a listener no group's snapshot or rollout has: a typo, which
-// an empty answer would pass off as "no traffic yet". Every replica
-// answers so, from the same etcd; while etcd cannot be reached, from the
-// configuration this replica sends its nodes (WithPublished).
+// (fleet: its ids; not checked when incomplete), a group that does not
+// exist, or a cluster, an endpoint or a listener no group's snapshot or
+// rollout has: a typo, which an empty answer would pass off as "no
+// traffic yet". Every replica answers so, from the same etcd; while etcd
+// cannot be reached, from the configuration this replica sends its nodes
+// (WithPublished).
 func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string, incomplete bool) error {
 	if f.node != "" && !incomplete && !slices.Contains(fleet, f.node) {
 		slices.Sort(fleet)
 		return unknownName("node", f.node, "is not in the fleet", fleet, "its nodes are", "no node is in it")
 	}
-	if f.cluster == "" && f.endpoint == "" && f.listener == "" {
+	if f.group == "" && f.cluster == "" && f.endpoint == "" && f.listener == "" {
 		return nil
 	}
 	cur, _, err := s.current(ctx)
 	if err != nil {
 		return nil // the answer stands without the check
+	}
+	if f.group != "" && groups.Find(cur.Config, f.group) == nil {
+		var names []string
+		for _, g := range cur.Config.GetGroups() {
+			names = append(names, g.GetName())
+		}
+		return unknownName("group", f.group, "does not exist", names, "the groups are", "there are none")
 	}
 	clusters := groups.ClusterNames(cur.Config)
 	switch {

@@ -330,6 +330,36 @@ func TestConnsOfNamesThatAreNowhere(t *testing.T) {
 	}
 }
 
+// TestConnsOfAGroup: ListConns with a group lists the records of the
+// nodes that group takes, and a group that does not exist is a typo.
+func TestConnsOfAGroup(t *testing.T) {
+	ctx := testContext(t)
+	ring := stats.NewRing(10)
+	s := New(openStore(t, store.BoltOptions{}), fixedNodes{
+		{Id: "core-1", Connected: true, Group: "default"},
+		{Id: "edge-1", Connected: true, Group: "edge"},
+		{Id: "edge-2", Connected: false, Group: "edge"},
+	}, ring, nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	sel := "role=edge"
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1), Group: "edge", Selector: &sel}); err != nil {
+		t.Fatal(err)
+	}
+	ring.Add([]*sluicev1.ConnRecord{{NodeId: "core-1", Listener: "a"}, {NodeId: "edge-1", Listener: "b"}, {NodeId: "edge-2", Listener: "c"}, {NodeId: "core-1", Listener: "d"}})
+	resp, err := s.ListConns(ctx, &sluicev1.ListConnsRequest{Group: "edge"})
+	var got []string
+	for _, r := range resp.GetRecords() {
+		got = append(got, r.GetNodeId()+"/"+r.GetListener())
+	}
+	if err != nil || !slices.Equal(got, []string{"edge-2/c", "edge-1/b"}) {
+		t.Errorf("ListConns(group edge) = %v, %v; want edge-2's and edge-1's, newest first", got, err)
+	}
+	_, err = s.ListConns(ctx, &sluicev1.ListConnsRequest{Group: "egde"})
+	wantCode(t, "ListConns(group egde)", err, codes.NotFound, `group "egde" does not exist, did you mean "edge"?`)
+}
+
 // updated applies web(t, 1) as version 1 and returns the server.
 func updated(t *testing.T, ctx context.Context) *Server {
 	t.Helper()

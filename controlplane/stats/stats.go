@@ -76,10 +76,13 @@ type Filter struct {
 	// MinDuration keeps records of connections that lived at least this
 	// long.
 	MinDuration time.Duration
+	// Nodes, when not nil, keeps records of these nodes only.
+	Nodes map[string]bool
 }
 
 func (f Filter) match(rec *sluicev1.ConnRecord) bool {
 	return (f.NodeID == "" || rec.GetNodeId() == f.NodeID) &&
+		(f.Nodes == nil || f.Nodes[rec.GetNodeId()]) &&
 		(f.Cluster == "" || rec.GetCluster() == f.Cluster) &&
 		(f.Endpoint == "" || rec.GetEndpoint() == f.Endpoint) &&
 		(f.Listener == "" || rec.GetListener() == f.Listener) &&

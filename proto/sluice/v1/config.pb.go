@@ -1540,7 +1540,9 @@ type ListConnsRequest struct {
 	// Reasons keeps connections that closed for one of these reasons.
 	Reasons []CloseReason `protobuf:"varint,6,rep,packed,name=reasons,proto3,enum=sluice.v1.CloseReason" json:"reasons,omitempty"`
 	// MinDuration keeps connections that lived at least this long.
-	MinDuration   *durationpb.Duration `protobuf:"bytes,7,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	MinDuration *durationpb.Duration `protobuf:"bytes,7,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	// Group keeps connections of the nodes the group takes now.
+	Group         string `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1622,6 +1624,13 @@ func (x *ListConnsRequest) GetMinDuration() *durationpb.Duration {
 		return x.MinDuration
 	}
 	return nil
+}
+
+func (x *ListConnsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type ListConnsResponse struct {
@@ -2769,7 +2778,7 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x12connected_revision\x18\x10 \x01(\x03R\x11connectedRevision\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x02\n" +
 	"\x10ListConnsRequest\x12\x1f\n" +
 	"\x05limit\x18\x01 \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x05limit\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -2777,7 +2786,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12\x1a\n" +
 	"\blistener\x18\x05 \x01(\tR\blistener\x12A\n" +
 	"\areasons\x18\x06 \x03(\x0e2\x16.sluice.v1.CloseReasonB\x0f\xfaB\f\x92\x01\t\x10 \"\x05\x82\x01\x02\x10\x01R\areasons\x12F\n" +
-	"\fmin_duration\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xfaB\x05\xaa\x01\x022\x00R\vminDuration\"\x93\x01\n" +
+	"\fmin_duration\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xfaB\x05\xaa\x01\x022\x00R\vminDuration\x12\x14\n" +
+	"\x05group\x18\b \x01(\tR\x05group\"\x93\x01\n" +
 	"\x11ListConnsResponse\x12/\n" +
 	"\arecords\x18\x01 \x03(\v2\x15.sluice.v1.ConnRecordR\arecords\x12-\n" +
 	"\x12reported_elsewhere\x18\x02 \x03(\tR\x11reportedElsewhere\x12\x1e\n" +

@@ -2560,6 +2560,8 @@ func (m *ListConnsRequest) validate(all bool) error {
 		}
 	}
 
+	// no validation rules for Group
+
 	if len(errors) > 0 {
 		return ListConnsRequestMultiError(errors)
 	}
