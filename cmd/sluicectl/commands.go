@@ -1100,7 +1100,7 @@ func nodeState(n *sluicev1.NodeStatus) string {
 const maxConnsLimit = 100000
 
 func cmdConns(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("conns", "conns [--limit N] [--node ID] [--listener L] [--cluster C] [--endpoint E] [--reason R,...] [--min-duration D] [-o table|json]", `
+	fs := c.flags("conns", "conns [--limit N] [--node ID] [--group GROUP] [--listener L] [--cluster C] [--endpoint E] [--reason R,...] [--min-duration D] [-o table|json]", `
 List the most recent client connections the nodes reported, newest first:
 when each started, node, listener, client address, the cluster/endpoint that
 served it (the last request's, for HTTP), how long it lived, bytes in (from
@@ -1121,6 +1121,7 @@ CLOSE_REASON_SHUTDOWN):
 `+wrap(strings.Join(reasons.Names(), ", "), 76, "  "))
 	limit := fs.Uint("limit", 0, "show at most `N` records (default: the control plane's, 100)")
 	node := fs.String("node", "", "only connections of node `ID`")
+	group := groupFilter(fs)
 	listener := fs.String("listener", "", "only connections accepted by listener `L`")
 	cluster := fs.String("cluster", "", "only connections served by cluster `C` (HTTP: in their last request)")
 	endpoint := fs.String("endpoint", "", "only connections served by endpoint `E` (HTTP: in their last request; the access log has every request's)")
@@ -1154,7 +1155,7 @@ CLOSE_REASON_SHUTDOWN):
 		want = append(want, v)
 	}
 	req := &sluicev1.ListConnsRequest{
-		Limit: uint32(*limit), NodeId: *node, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
+		Limit: uint32(*limit), NodeId: *node, Group: *group, Listener: *listener, Cluster: *cluster, Endpoint: *endpoint,
 		Reasons: want,
 	}
 	if *minDur > 0 {
@@ -1326,13 +1327,7 @@ why.`)
 	if err != nil {
 		return c.rpcError("stats", err)
 	}
-	if *group != "" {
-		// A node whose replica could not be asked has no group here: it
-		// stays, shown as on that replica, as the exit status says.
-		resp.Nodes = slices.DeleteFunc(resp.Nodes, func(n *sluicev1.NodeStats) bool {
-			return n.GetGroup() != *group && n.GetReplica() == ""
-		})
-	}
+	keepGroup(resp, *group)
 	if *o == "json" {
 		return c.printPartial("stats", resp, resp.GetIncomplete(), unasked...)
 	}

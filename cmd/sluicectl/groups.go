@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -99,8 +100,8 @@ refused, naming the node.`)
 	return 0
 }
 
-// groupFilter is the --group flag of the commands that list nodes (nodes,
-// stats): only the nodes of that group.
+// groupFilter is the --group flag of the commands that list nodes or
+// their records (nodes, stats, top, conns): only those of that group.
 func groupFilter(fs *flag.FlagSet) *string {
 	return fs.String("group", "", "only the nodes of node `GROUP` (groups lists them)")
 }
@@ -131,4 +132,16 @@ func (c *cli) checkGroup(ctx context.Context, client sluicev1.ConfigServiceClien
 		fmt.Fprintf(c.stderr, "sluicectl %s: there is no group %q (groups: %s)\n", cmd, group, strings.Join(names, ", "))
 	}
 	return 1
+}
+
+// keepGroup leaves in resp the nodes of group (all of them when it is
+// ""). A node whose replica could not be asked has no group here: it
+// stays, shown as on that replica, as the exit status says.
+func keepGroup(resp *sluicev1.GetStatsResponse, group string) {
+	if group == "" {
+		return
+	}
+	resp.Nodes = slices.DeleteFunc(resp.Nodes, func(n *sluicev1.NodeStats) bool {
+		return n.GetGroup() != group && n.GetReplica() == ""
+	})
 }

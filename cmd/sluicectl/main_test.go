@@ -891,7 +891,7 @@ func TestNodesAndConns(t *testing.T) {
 		{"dp-3", "-", "none (no group's selector matches its labels)", "draining", "cp-a:7070", "4", "4", "-"},
 	})
 
-	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--listener", "public", "--cluster", "web", "--endpoint", "web2",
+	code, stdout, _ = sluicectl(t, addr, "conns", "--limit", "10", "--node", "dp-1", "--group", "edge", "--listener", "public", "--cluster", "web", "--endpoint", "web2",
 		"--reason", "client_closed,Shutdown", "--min-duration", "1s")
 	if code != 0 {
 		t.Fatalf("conns: status %d", code)
@@ -906,10 +906,10 @@ func TestNodesAndConns(t *testing.T) {
 		{startText, "dp-2", "db", "192.0.2.9:50002", "-", "0s", "0B", "0B", "0", "denied by blacklist"},
 	}
 	compareRows(t, "conns", rows, wantRows)
-	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetListener() != "public" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" ||
+	if got := cp.conns[0]; got.GetLimit() != 10 || got.GetNodeId() != "dp-1" || got.GetGroup() != "edge" || got.GetListener() != "public" || got.GetCluster() != "web" || got.GetEndpoint() != "web2" ||
 		!slices.Equal(got.GetReasons(), []sluicev1.CloseReason{sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED, sluicev1.CloseReason_CLOSE_REASON_SHUTDOWN}) ||
 		got.GetMinDuration().AsDuration() != time.Second {
-		t.Errorf("conns request = %v; want limit 10, node dp-1, listener public, cluster web, endpoint web2, reasons client_closed and shutdown, min 1s", got)
+		t.Errorf("conns request = %v; want limit 10, node dp-1, group edge, listener public, cluster web, endpoint web2, reasons client_closed and shutdown, min 1s", got)
 	}
 	if code, _, stderr := sluicectl(t, addr, "conns", "--reason", "closed"); code != 2 || !strings.Contains(stderr, `--reason "closed" is not one of client_closed, server_closed`) {
 		t.Errorf("conns --reason closed: exit %d, stderr %q; want 2 and the reasons", code, stderr)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -80,6 +81,35 @@ func TestTopRatesDoNotWaitAnInterval(t *testing.T) {
 	}
 	if code != 0 || !ok || strings.Contains(first, "req/s") || !strings.Contains(second, "10.0 req/s") {
 		t.Errorf("top --interval 30s for 6s: status %d, stderr %q; want a frame without rates, then one with 10.0 req/s:\n%s", code, stderr.String(), out)
+	}
+}
+
+// groupedCP is a reportingCP with two nodes, n1 in group edge and n2 in
+// default.
+type groupedCP struct{ reportingCP }
+
+func (g *groupedCP) GetStats(ctx context.Context, req *sluicev1.GetStatsRequest) (*sluicev1.GetStatsResponse, error) {
+	resp, _ := g.reportingCP.GetStats(ctx, req)
+	n2 := proto.Clone(resp.Nodes[0]).(*sluicev1.NodeStats)
+	n2.NodeId, n2.Group = "n2", "default"
+	resp.Nodes[0].Group = "edge"
+	resp.Nodes = append(resp.Nodes, n2)
+	return resp, nil
+}
+
+// TestTopGroup: top --group shows the nodes of that group only, and a
+// group that does not exist is exit 1, as for stats.
+func TestTopGroup(t *testing.T) {
+	cp := &groupedCP{}
+	cp.nodes = []*sluicev1.NodeStatus{{Id: "n1", Group: "edge"}, {Id: "n2", Group: "default"}}
+	addr := startCP(t, cp)
+	code, stdout, stderr := sluicectl(t, addr, "top", "--once", "--group", "edge")
+	if code != 0 || !strings.Contains(stdout, "n1 ") || strings.Contains(stdout, "n2 ") {
+		t.Errorf("top --once --group edge: status %d, stderr %q; want n1's frame without n2:\n%s", code, stderr, stdout)
+	}
+	code, _, stderr = sluicectl(t, addr, "top", "--once", "--group", "egde")
+	if code != 1 || !strings.Contains(stderr, `sluicectl top: there is no group "egde"; did you mean "edge"?`) {
+		t.Errorf("top --group egde: status %d, stderr %q", code, stderr)
 	}
 }
 

@@ -33,7 +33,7 @@ const (
 )
 
 func cmdTop(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("top", "top [--interval D] [--node ID] [--cluster NAME] [--once]", `
+	fs := c.flags("top", "top [--interval D] [--node ID] [--group GROUP] [--cluster NAME] [--once]", `
 A refreshing view of the fleet, like top(1): per node and endpoint, health,
 weight, requests and sessions in progress (ACTIVE), and rates: requests per
 second, errors per second (5xx answers and failed connects), and bytes per
@@ -57,6 +57,7 @@ asks that replica, as stats does; when it cannot, the frame says why and
 the node's line names that replica.`)
 	interval := fs.Duration("interval", 2*time.Second, "refresh every `D`")
 	node := fs.String("node", "", "only node `ID`")
+	group := groupFilter(fs)
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	once := fs.Bool("once", false, "print one frame, with rates, and exit")
 	if st := c.parse(fs, args); st >= 0 {
@@ -64,6 +65,9 @@ the node's line names that replica.`)
 	}
 	if *interval <= 0 {
 		return c.usageError(fs, "--interval must be positive, not %s", *interval)
+	}
+	if st := c.checkGroup(ctx, client, "top", *group); st >= 0 {
+		return st
 	}
 	screen := !*once && isTerminal(c.stdout)
 	if screen {
@@ -77,6 +81,9 @@ the node's line names that replica.`)
 	giveUp := time.Now().Add(onceWait)
 	for {
 		resp, unasked, err := c.fleetStats(ctx, client, &sluicev1.GetStatsRequest{NodeId: *node, Cluster: *cluster})
+		if err == nil {
+			keepGroup(resp, *group)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return 0 // Ctrl-C
