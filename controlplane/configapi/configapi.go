@@ -813,6 +813,7 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		if i < 0 {
 			return nil, nil, noGroup(cfg, w.group, false)
 		}
+		deleted := cfg.Groups[i]
 		cfg.Groups = slices.Delete(cfg.Groups, i, i+1)
 		after, err := groups.Compile(cfg)
 		if err != nil {
@@ -822,7 +823,8 @@ func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string
 		if err != nil {
 			return nil, nil, err
 		}
-		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group, Fields: moveFields(w.group, moves, true)})
+		fields := append(moveFields(w.group, moves, true), inheritFields(cfg, deleted, moves)...)
+		diff = append(diff, snapshot.Change{Op: '-', Kind: "group", Name: w.group, Fields: fields})
 		return changeLines(diff), resourceChanges(diff), nil
 	}
 	created := i < 0
@@ -979,6 +981,38 @@ func moveFields(group string, moves []move, hasSnapshot bool) []string {
 	}
 	if took && !hasSnapshot {
 		out = append(out, "nothing is applied to it yet: the nodes it takes keep what they run until an apply --group "+group)
+	}
+	return out
+}
+
+// inheritFields says what the connected nodes of deleted, which moves
+// gives to other groups of cfg, run once it is gone: each group's
+// snapshot, as changes from deleted's, or what they ran when that group
+// has nothing applied; and that deleted's rollout ends with it.
+func inheritFields(cfg *sluicev1.FleetConfig, deleted *sluicev1.Group, moves []move) []string {
+	var to []string
+	for _, m := range moves {
+		if m.from == deleted.GetName() && !slices.Contains(to, m.to) {
+			to = append(to, m.to)
+		}
+	}
+	slices.Sort(to)
+	var out []string
+	for _, name := range to {
+		g := groups.Find(cfg, name)
+		switch {
+		case g.GetVersion() == 0:
+			out = append(out, fmt.Sprintf("nothing is applied to %s yet: the nodes it takes keep what they run", name))
+		case deleted.GetVersion() == 0:
+			out = append(out, fmt.Sprintf("the nodes %s takes get its version %d", name, g.GetVersion()))
+		default:
+			if d := snapshot.Diff(deleted.GetSnapshot(), g.GetSnapshot()); len(d) > 0 {
+				out = append(out, fmt.Sprintf("the nodes %s takes run its version %d instead (%s)", name, g.GetVersion(), strings.Join(changeLines(d), ", ")))
+			}
+		}
+	}
+	if r := deleted.GetRollout(); r != nil {
+		out = append(out, fmt.Sprintf("its rollout of version %d (%s) ends with it", r.GetVersion(), rolloutStateText(r.GetState())))
 	}
 	return out
 }

@@ -255,6 +255,36 @@ func TestGroupSelectorsAreChecked(t *testing.T) {
 	}
 }
 
+// Deleting a group says what its connected nodes run next: the snapshot
+// of the group that takes them, as changes from theirs.
+func TestDeleteGroupSaysWhatItsNodesRunNext(t *testing.T) {
+	ctx := testContext(t)
+	reg := fleet.NewRegistry()
+	reg.Connect(&sluicev1.Node{Id: "edge-1", Labels: map[string]string{"role": "edge"}}, "127.0.0.1:1", 0).Placed("edge", "")
+	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Group: "edge", Selector: proto.String("role=edge"), Snapshot: web(t, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge", DryRun: true})
+	want := "- group edge: gives connected node edge-1 to default; the nodes default takes run its version 1 instead (~ cluster web: endpoint web2 weight 3 -> 1)"
+	if err != nil || len(resp.GetChanges()) != 1 || resp.GetChanges()[0] != want {
+		t.Errorf("DeleteGroup edge, dry run: %v, %v; want %q", resp, err, want)
+	}
+	// A rollout in the group ends with it, and says so.
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Group: "edge", Snapshot: web(t, 4), Canary: &sluicev1.Canary{Nodes: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
+	want = "- group edge: gives connected node edge-1 to default; the nodes default takes run its version 1 instead (~ cluster web: endpoint web2 weight 3 -> 1); " +
+		"its rollout of version 3 (canary) ends with it"
+	if err != nil || len(resp.GetChanges()) != 1 || resp.GetChanges()[0] != want {
+		t.Errorf("DeleteGroup edge with a rollout: %v, %v; want %q", resp, err, want)
+	}
+}
+
 // A change to the groups that would leave a connected node in no group, so
 // that it is sent nothing new, is refused: deleting its group, or giving
 // the catch-all a selector its labels miss. Moving it to another group,
@@ -303,7 +333,7 @@ func TestGroupChangesKeepConnectedNodesPlaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "edge"})
-	if want := "- group edge: gives connected node edge-1 to default"; err != nil || resp.GetChanges()[0] != want {
+	if want := "- group edge: gives connected node edge-1 to default; nothing is applied to default yet: the nodes it takes keep what they run"; err != nil || resp.GetChanges()[0] != want {
 		t.Errorf("deleting edge, whose nodes default takes: %v, %v; want %q", resp, err, want)
 	}
 	_, err = s.DeleteGroup(ctx, &sluicev1.DeleteGroupRequest{Name: "default"})
