@@ -658,6 +658,43 @@ func TestHAEtcdReplaced(t *testing.T) {
 	}
 }
 
+// TestHAEtcdDownAsksEachListedReplica: with etcd down, a replica cannot
+// read the other replicas' nodes, and lists only its own. sluicectl nodes
+// and stats with --cp listing both replicas then ask each for its own, so
+// the operator still sees both nodes, and says so (exit 1: a replica --cp
+// does not list would not be asked).
+func TestHAEtcdDownAsksEachListedReplica(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	rs := startReplicas(t, etcd, 2)
+	startHANode(t, "node-a", rs[0], rs[1])
+	startHANode(t, "node-b", rs[1], rs[0])
+	waitFor(t, "both nodes to connect", func() bool { return len(nodesTable(t, rs[0].addr)) == 2 })
+	if out, errOut, code := ctl(t, rs[0].addr, "apply", "-f", writeFile(t, t.TempDir(), "v1.yaml", clusterOnly(1)), "--wait"); code != 0 || !strings.Contains(out, "2 nodes applied version 1") {
+		t.Fatalf("apply --wait: exit %d, %q %q", code, out, errOut)
+	}
+	both := rs[0].addr + "," + rs[1].addr
+	waitFor(t, "stats of both nodes", func() bool {
+		out, _, code := ctl(t, both, "stats")
+		return code == 0 && strings.Count(out, "web/a ") == 2
+	})
+
+	etcd.Stop()
+	out, errOut, code := ctl(t, rs[0].addr, "nodes")
+	if code != 1 || !strings.Contains(out, "node-a") || strings.Contains(out, "node-b") {
+		t.Errorf("nodes through replica 1 alone with etcd down: exit %d, stdout %q, stderr %q; want exit 1 and node-a only", code, out, errOut)
+	}
+	asked := "so each replica --cp lists was asked for its own nodes: those of " + strings.Join(slices.Sorted(slices.Values([]string{rs[0].addr, rs[1].addr})), ", ") + " are listed"
+	out, errOut, code = ctl(t, both, "nodes")
+	if code != 1 || !strings.Contains(out, "node-a") || !strings.Contains(out, "node-b") || !strings.Contains(errOut, asked) {
+		t.Errorf("nodes through both replicas with etcd down: exit %d, stdout %q, stderr %q; want exit 1, both nodes, and %q", code, out, errOut, asked)
+	}
+	out, errOut, code = ctl(t, both, "stats")
+	if code != 1 || !strings.Contains(out, "node-a (connected") || !strings.Contains(out, "node-b (connected") || strings.Count(out, "web/a ") != 2 || !strings.Contains(errOut, asked) {
+		t.Errorf("stats through both replicas with etcd down: exit %d, stdout %q, stderr %q; want exit 1, both nodes' endpoints, and %q", code, out, errOut, asked)
+	}
+}
+
 // TestHAEtcdDown: with etcd gone, sluicectl's calls that need it fail
 // within the control plane's bound on etcd (5 s), saying it is etcd that
 // does not answer, rather than wait for sluicectl's own --timeout and

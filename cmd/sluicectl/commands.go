@@ -993,7 +993,9 @@ changed since are not reflected until it connects again. With control-plane
 replicas on one etcd, REPLICA names the replica the node's streams are on
 (or were on last, when it is disconnected); when etcd does not answer, the
 replica asked lists its own nodes, says so on stderr, and the exit status
-is 1. --group lists only the nodes a group takes.`)
+is 1; with --cp listing several replicas, each is then asked for its own
+nodes, and they are all listed. --group lists only the nodes a group
+takes.`)
 	group := groupFilter(fs)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
@@ -1005,9 +1007,7 @@ is 1. --group lists only the nodes a group takes.`)
 	if st := c.checkGroup(ctx, client, "nodes", *group); st >= 0 {
 		return st
 	}
-	ctx, cancel := c.call(ctx)
-	defer cancel()
-	resp, err := client.ListNodes(ctx, &sluicev1.ListNodesRequest{})
+	resp, notes, err := c.fleetNodes(ctx, client)
 	if err != nil {
 		return c.rpcError("nodes", err)
 	}
@@ -1015,7 +1015,7 @@ is 1. --group lists only the nodes a group takes.`)
 		resp.Nodes = slices.DeleteFunc(resp.Nodes, func(n *sluicev1.NodeStatus) bool { return n.GetGroup() != *group })
 	}
 	if *o == "json" {
-		return c.printPartial("nodes", resp, resp.GetIncomplete())
+		return c.printPartial("nodes", resp, resp.GetIncomplete(), notes...)
 	}
 	// Replicas on one etcd name where each node is; a lone control plane
 	// names none, and gets no REPLICA column.
@@ -1034,7 +1034,7 @@ is 1. --group lists only the nodes a group takes.`)
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", versionText(n.GetAckedVersion()), versionText(n.GetSentVersion()), nackText(n))
 	}
 	tw.Flush()
-	return c.incomplete("nodes", resp.GetIncomplete())
+	return c.incomplete("nodes", resp.GetIncomplete(), notes...)
 }
 
 // incomplete says on stderr why an answer lacks part of the fleet: why

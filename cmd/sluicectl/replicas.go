@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-lb/sluice/controlplane/stats"
+	"github.com/sluice-lb/sluice/internal/cliflag"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -148,6 +149,9 @@ func (c *cli) fleetStats(ctx context.Context, client sluicev1.ConfigServiceClien
 	if err != nil {
 		return nil, nil, err
 	}
+	if listed := c.listedReplicas(); resp.GetIncomplete() != "" && listed != nil {
+		return c.listedStats(ctx, resp, req, listed)
+	}
 	var names []string
 	for _, n := range resp.GetNodes() {
 		if r := n.GetReplica(); r != "" && !slices.Contains(names, r) {
@@ -179,4 +183,104 @@ func (c *cli) fleetStats(ctx context.Context, client sluicev1.ConfigServiceClien
 		}
 	}
 	return resp, problems, nil
+}
+
+// When the replica asked cannot read the other replicas' nodes from etcd
+// (ListNodesResponse.incomplete), it lists only its own, and names no
+// other replica to ask. nodes and stats then ask each replica that --cp
+// lists for its own, and merge them: in an etcd outage, the operator still
+// sees the fleet of the replicas they know of.
+
+// listedReplicas returns the replicas --cp lists, when it lists several.
+func (c *cli) listedReplicas() []string {
+	addrs, err := cliflag.ControlPlanes(c.cp)
+	if err != nil || len(addrs) < 2 {
+		return nil
+	}
+	return addrs
+}
+
+// eachListed is the line that follows the first replica's incomplete
+// answer, when the replicas --cp lists were asked (asked: those that
+// answered).
+func eachListed(asked []string) string {
+	slices.Sort(asked)
+	return fmt.Sprintf("so each replica --cp lists was asked for its own nodes: those of %s are listed; a replica --cp does not list is not",
+		strings.Join(asked, ", "))
+}
+
+// fleetNodes is ListNodes, with the nodes of each replica --cp lists when
+// the replica asked could not read the others' (see above); notes says
+// what was asked, and why a replica could not be.
+func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClient) (resp *sluicev1.ListNodesResponse, notes []string, err error) {
+	call, cancel := c.call(ctx)
+	resp, err = client.ListNodes(call, &sluicev1.ListNodesRequest{})
+	cancel()
+	listed := c.listedReplicas()
+	if err != nil || resp.GetIncomplete() == "" || listed == nil {
+		return resp, nil, err
+	}
+	var mu sync.Mutex
+	var asked []string
+	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+		more, err := other.ListNodes(ctx, &sluicev1.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, name)
+		for _, n := range more.GetNodes() {
+			i := slices.IndexFunc(resp.Nodes, func(m *sluicev1.NodeStatus) bool { return m.GetId() == n.GetId() })
+			switch {
+			case i < 0:
+				resp.Nodes = append(resp.Nodes, n)
+			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
+				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetLastSeen().AsTime().After(resp.Nodes[i].GetLastSeen().AsTime()):
+				resp.Nodes[i] = n // where the node is now
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStatus) int { return strings.Compare(a.GetId(), b.GetId()) })
+	if len(asked) > 0 {
+		notes = append(notes, eachListed(asked))
+	}
+	return resp, append(notes, problems...), nil
+}
+
+// listedStats adds to resp, the first replica's incomplete answer to req,
+// the nodes each replica --cp lists has stats of (see fleetNodes).
+func (c *cli) listedStats(ctx context.Context, resp *sluicev1.GetStatsResponse, req *sluicev1.GetStatsRequest, listed []string) (*sluicev1.GetStatsResponse, []string, error) {
+	var mu sync.Mutex
+	var asked []string
+	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+		more, err := other.GetStats(ctx, req)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, name)
+		for _, n := range more.GetNodes() {
+			if n.GetReplica() != "" {
+				continue // another replica's, as that one says
+			}
+			i := slices.IndexFunc(resp.Nodes, func(m *sluicev1.NodeStats) bool { return m.GetNodeId() == n.GetNodeId() })
+			switch {
+			case i < 0:
+				resp.Nodes = append(resp.Nodes, n)
+			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
+				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetReportedAt().AsTime().After(resp.Nodes[i].GetReportedAt().AsTime()):
+				resp.Nodes[i] = n
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStats) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
+	var notes []string
+	if len(asked) > 0 {
+		notes = append(notes, eachListed(asked))
+	}
+	return resp, append(notes, problems...), nil
 }
