@@ -222,6 +222,10 @@ func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClien
 	}
 	var mu sync.Mutex
 	var asked []string
+	at := make(map[string]int, len(resp.Nodes)) // index in resp.Nodes, by id
+	for i, n := range resp.Nodes {
+		at[n.GetId()] = i
+	}
 	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
 		more, err := other.ListNodes(ctx, &sluicev1.ListNodesRequest{})
 		if err != nil {
@@ -231,9 +235,10 @@ func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClien
 		defer mu.Unlock()
 		asked = append(asked, name)
 		for _, n := range more.GetNodes() {
-			i := slices.IndexFunc(resp.Nodes, func(m *sluicev1.NodeStatus) bool { return m.GetId() == n.GetId() })
+			i, ok := at[n.GetId()]
 			switch {
-			case i < 0:
+			case !ok:
+				at[n.GetId()] = len(resp.Nodes)
 				resp.Nodes = append(resp.Nodes, n)
 			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
 				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetLastSeen().AsTime().After(resp.Nodes[i].GetLastSeen().AsTime()):
@@ -254,6 +259,10 @@ func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClien
 func (c *cli) listedStats(ctx context.Context, resp *sluicev1.GetStatsResponse, req *sluicev1.GetStatsRequest, listed []string) (*sluicev1.GetStatsResponse, []string, error) {
 	var mu sync.Mutex
 	var asked []string
+	at := make(map[string]int, len(resp.Nodes)) // index in resp.Nodes, by id
+	for i, n := range resp.Nodes {
+		at[n.GetNodeId()] = i
+	}
 	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
 		more, err := other.GetStats(ctx, req)
 		if err != nil {
@@ -266,9 +275,10 @@ func (c *cli) listedStats(ctx context.Context, resp *sluicev1.GetStatsResponse, 
 			if n.GetReplica() != "" {
 				continue // another replica's, as that one says
 			}
-			i := slices.IndexFunc(resp.Nodes, func(m *sluicev1.NodeStats) bool { return m.GetNodeId() == n.GetNodeId() })
+			i, ok := at[n.GetNodeId()]
 			switch {
-			case i < 0:
+			case !ok:
+				at[n.GetNodeId()] = len(resp.Nodes)
 				resp.Nodes = append(resp.Nodes, n)
 			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
 				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetReportedAt().AsTime().After(resp.Nodes[i].GetReportedAt().AsTime()):
