@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -200,13 +201,55 @@ func (c *cli) listedReplicas() []string {
 	return addrs
 }
 
-// eachListed is the line that follows the first replica's incomplete
-// answer, when the replicas --cp lists were asked (asked: those that
-// answered).
-func eachListed(asked []string) string {
+// askListed asks each replica that --cp lists, with fetch, for what it
+// lists of its own nodes, and merges that into *nodes by id (key: a
+// node's id, whether it is connected, when it was last heard from): a
+// connected node's entry over a disconnected one's, else the one heard
+// from last (where the node is now). It returns the notes to print after
+// the first replica's incomplete answer: which replicas were asked, and
+// why any could not be.
+func askListed[N any](c *cli, ctx context.Context, listed []string, nodes *[]N, key func(N) (string, bool, time.Time), fetch func(context.Context, sluicev1.ConfigServiceClient) ([]N, error)) []string {
+	var mu sync.Mutex
+	var asked []string
+	at := make(map[string]int, len(*nodes)) // index in *nodes, by id
+	for i, n := range *nodes {
+		id, _, _ := key(n)
+		at[id] = i
+	}
+	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+		more, err := fetch(ctx, other)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, name)
+		for _, n := range more {
+			id, connected, heard := key(n)
+			i, ok := at[id]
+			if !ok {
+				at[id] = len(*nodes)
+				*nodes = append(*nodes, n)
+				continue
+			}
+			_, wasConnected, wasHeard := key((*nodes)[i])
+			if connected && !wasConnected || connected == wasConnected && heard.After(wasHeard) {
+				(*nodes)[i] = n
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(*nodes, func(a, b N) int {
+		ida, _, _ := key(a)
+		idb, _, _ := key(b)
+		return strings.Compare(ida, idb)
+	})
+	if len(asked) == 0 {
+		return problems
+	}
 	slices.Sort(asked)
-	return fmt.Sprintf("so each replica --cp lists was asked for its own nodes: those of %s are listed; a replica --cp does not list is not",
-		strings.Join(asked, ", "))
+	return append([]string{fmt.Sprintf("so each replica --cp lists was asked for its own nodes: those of %s are listed; a replica --cp does not list is not",
+		strings.Join(asked, ", "))}, problems...)
 }
 
 // fleetNodes is ListNodes, with the nodes of each replica --cp lists when
@@ -220,77 +263,27 @@ func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClien
 	if err != nil || resp.GetIncomplete() == "" || listed == nil {
 		return resp, nil, err
 	}
-	var mu sync.Mutex
-	var asked []string
-	at := make(map[string]int, len(resp.Nodes)) // index in resp.Nodes, by id
-	for i, n := range resp.Nodes {
-		at[n.GetId()] = i
+	key := func(n *sluicev1.NodeStatus) (string, bool, time.Time) {
+		return n.GetId(), n.GetConnected(), n.GetLastSeen().AsTime()
 	}
-	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+	notes = askListed(c, ctx, listed, &resp.Nodes, key, func(ctx context.Context, other sluicev1.ConfigServiceClient) ([]*sluicev1.NodeStatus, error) {
 		more, err := other.ListNodes(ctx, &sluicev1.ListNodesRequest{})
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		asked = append(asked, name)
-		for _, n := range more.GetNodes() {
-			i, ok := at[n.GetId()]
-			switch {
-			case !ok:
-				at[n.GetId()] = len(resp.Nodes)
-				resp.Nodes = append(resp.Nodes, n)
-			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
-				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetLastSeen().AsTime().After(resp.Nodes[i].GetLastSeen().AsTime()):
-				resp.Nodes[i] = n // where the node is now
-			}
-		}
-		return nil
+		return more.GetNodes(), err
 	})
-	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStatus) int { return strings.Compare(a.GetId(), b.GetId()) })
-	if len(asked) > 0 {
-		notes = append(notes, eachListed(asked))
-	}
-	return resp, append(notes, problems...), nil
+	return resp, notes, nil
 }
 
 // listedStats adds to resp, the first replica's incomplete answer to req,
 // the nodes each replica --cp lists has stats of (see fleetNodes).
 func (c *cli) listedStats(ctx context.Context, resp *sluicev1.GetStatsResponse, req *sluicev1.GetStatsRequest, listed []string) (*sluicev1.GetStatsResponse, []string, error) {
-	var mu sync.Mutex
-	var asked []string
-	at := make(map[string]int, len(resp.Nodes)) // index in resp.Nodes, by id
-	for i, n := range resp.Nodes {
-		at[n.GetNodeId()] = i
+	key := func(n *sluicev1.NodeStats) (string, bool, time.Time) {
+		return n.GetNodeId(), n.GetConnected(), n.GetReportedAt().AsTime()
 	}
-	problems := c.askReplicas(ctx, listed, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+	notes := askListed(c, ctx, listed, &resp.Nodes, key, func(ctx context.Context, other sluicev1.ConfigServiceClient) ([]*sluicev1.NodeStats, error) {
 		more, err := other.GetStats(ctx, req)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		asked = append(asked, name)
-		for _, n := range more.GetNodes() {
-			if n.GetReplica() != "" {
-				continue // another replica's, as that one says
-			}
-			i, ok := at[n.GetNodeId()]
-			switch {
-			case !ok:
-				at[n.GetNodeId()] = len(resp.Nodes)
-				resp.Nodes = append(resp.Nodes, n)
-			case n.GetConnected() && !resp.Nodes[i].GetConnected(),
-				n.GetConnected() == resp.Nodes[i].GetConnected() && n.GetReportedAt().AsTime().After(resp.Nodes[i].GetReportedAt().AsTime()):
-				resp.Nodes[i] = n
-			}
-		}
-		return nil
+		// Not those another replica has, as this one says.
+		own := slices.DeleteFunc(more.GetNodes(), func(n *sluicev1.NodeStats) bool { return n.GetReplica() != "" })
+		return own, err
 	})
-	slices.SortFunc(resp.Nodes, func(a, b *sluicev1.NodeStats) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
-	var notes []string
-	if len(asked) > 0 {
-		notes = append(notes, eachListed(asked))
-	}
-	return resp, append(notes, problems...), nil
+	return resp, notes, nil
 }
