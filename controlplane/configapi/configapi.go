@@ -1564,11 +1564,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 		return nil // the answer stands without the check
 	}
 	if f.group != "" && groups.Find(cur.Config, f.group) == nil {
-		var names []string
-		for _, g := range cur.Config.GetGroups() {
-			names = append(names, g.GetName())
-		}
-		return unknownName("group", f.group, "does not exist", names, "the groups are", "there are none")
+		return unknownGroup(f.group, "does not exist", groupNames(cur.Config))
 	}
 	clusters := groups.ClusterNames(cur.Config)
 	switch {
