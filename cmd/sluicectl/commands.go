@@ -829,9 +829,10 @@ Print a node group's current snapshot, or its snapshot in stored version N
 form apply reads: YAML (headed by a "# version N" comment, N being the
 version that last changed the group's snapshot, which names the group when
 it is not default, and the nodes that refused it, if any) or JSON. Private
-keys show as <redacted>; applied back, <redacted> keeps the stored key. While the control plane cannot reach its
-configuration store (etcd), the current snapshot printed is the one it sends
-its nodes: stderr says so, and the exit status is 1.`)
+keys show as <redacted>; applied back, <redacted> keeps the stored key.
+While the control plane cannot reach its configuration store (etcd), the
+current snapshot printed is the one it sends its nodes: stderr says so,
+and the exit status is 1.`)
 	group := groupFlag(fs)
 	version := fs.Uint64("version", 0, "stored version `N` to print (default: the current one)")
 	secrets := fs.Bool("show-secrets", false, "print private keys as stored")
