@@ -665,7 +665,9 @@ func (s *Etcd) follow(ctx context.Context, at *position, check <-chan time.Time)
 				return *at, true
 			}
 			if err := resp.Err(); err != nil {
-				s.log.Warn("etcd watch of the current version broke; following it again", "err", err)
+				if ctx.Err() == nil { // not the store closing
+					s.log.Warn("etcd watch of the current version broke; following it again", "err", err)
+				}
 				return *at, true
 			}
 			for _, ev := range resp.Events {
