@@ -31,10 +31,12 @@ listeners:
 		{"ALPN twice", strings.Replace(tls, "%s", "[h2, http/1.1, h2]", 1),
 			`listeners[0].tls.alpn[2]: "h2" is already listed at tls.alpn[0]`},
 		{"unknown ALPN", strings.Replace(tls, "%s", "[h3]", 1), "listeners[0].tls.alpn[0]"},
-		{"streams without HTTP/2", "    http: { max_concurrent_streams: 10 }\n",
-			"listeners[0].http.max_concurrent_streams: the listener does not speak HTTP/2"},
+		{"streams, h2c by default", "    http: { max_concurrent_streams: 10 }\n", ""},
+		{"h2c false", "    http: { h2c: false }" + strings.Replace(tls, "%s", "[h2]", 1), ""},
+		{"streams without HTTP/2", "    http: { h2c: false, max_concurrent_streams: 10 }\n",
+			"listeners[0].http.max_concurrent_streams: the listener does not speak HTTP/2: its http.h2c is false"},
 		{"streams, TLS without h2", "    http: { max_concurrent_streams: 10 }" + strings.Replace(tls, "%s", "[http/1.1]", 1),
-			"listeners[0].http.max_concurrent_streams: the listener does not speak HTTP/2"},
+			`listeners[0].http.max_concurrent_streams: the listener does not speak HTTP/2: its tls.alpn does not offer "h2"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			snap, err := Parse([]byte(head+tc.yaml), "t.yaml")

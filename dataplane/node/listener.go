@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/tcpproxy"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
+	"github.com/sluice-lb/sluice/snapshot"
 )
 
 // listener is a bound socket. It outlives snapshots as long as its address
@@ -145,7 +146,7 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		MaxURILength:             int(h.GetMaxUriLength()),
 		MaxRequestBodyBytes:      int64(min(h.GetMaxRequestBodyBytes(), math.MaxInt64)),
 		TunnelIdleTimeout:        h.GetTunnelIdleTimeout().AsDuration(),
-		H2C:                      h.GetH2C(),
+		H2C:                      snapshot.H2C(ls),
 		Translate:                rt.http2(),
 	}
 	forwardingConfig(h.GetForwarding(), cfg)

@@ -3689,9 +3689,14 @@ type HttpOptions struct {
 	// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host, with no
 	// trusted peers.
 	Forwarding *Forwarding `protobuf:"bytes,7,opt,name=forwarding,proto3" json:"forwarding,omitempty"`
-	// H2c accepts cleartext HTTP/2 with prior knowledge on a listener without
-	// tls (gRPC clients do this); HTTP/1.1 is still served on it.
-	H2C bool `protobuf:"varint,8,opt,name=h2c,proto3" json:"h2c,omitempty"`
+	// H2c is whether a listener without tls accepts cleartext HTTP/2 with
+	// prior knowledge (gRPC clients speak it): a connection that opens with
+	// the HTTP/2 preface is HTTP/2, any other HTTP/1.1, on the same port.
+	// Unset: it does, as HAProxy's "bind" without "proto" and Envoy's
+	// codec_type AUTO do. false: HTTP/1.1 only (the preface is answered 505).
+	// true: it does, and a listener with tls is refused (it offers HTTP/2 in
+	// tls.alpn instead).
+	H2C *bool `protobuf:"varint,8,opt,name=h2c,proto3,oneof" json:"h2c,omitempty"`
 	// MaxHeaderBytes bounds a request's head (request line and fields);
 	// a bigger one is answered 431. Default 65535 (64 KiB less a byte),
 	// which is also the most: 65536 is taken as 65535.
@@ -3803,8 +3808,8 @@ func (x *HttpOptions) GetForwarding() *Forwarding {
 }
 
 func (x *HttpOptions) GetH2C() bool {
-	if x != nil {
-		return x.H2C
+	if x != nil && x.H2C != nil {
+		return *x.H2C
 	}
 	return false
 }
@@ -4397,7 +4402,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x15max_closes_per_second\x18\x02 \x01(\rB\v\xfaB\b*\x06\x18\xa0\x8d\x06(\x01H\x01R\x12maxClosesPerSecond\x88\x01\x01\x12G\n" +
 	"\bmin_idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\aminIdleB\x14\n" +
 	"\x12_tolerance_percentB\x18\n" +
-	"\x16_max_closes_per_second\"\xf0\a\n" +
+	"\x16_max_closes_per_second\"\xfd\a\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
@@ -4408,8 +4413,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"errorPages\x125\n" +
 	"\n" +
 	"forwarding\x18\a \x01(\v2\x15.sluice.v1.ForwardingR\n" +
-	"forwarding\x12\x10\n" +
-	"\x03h2c\x18\b \x01(\bR\x03h2c\x123\n" +
+	"forwarding\x12\x15\n" +
+	"\x03h2c\x18\b \x01(\bH\x00R\x03h2c\x88\x01\x01\x123\n" +
 	"\x10max_header_bytes\x18\t \x01(\rB\t\xfaB\x06*\x04\x18\x80\x80\x04R\x0emaxHeaderBytes\x122\n" +
 	"\x10max_header_count\x18\n" +
 	" \x01(\rB\b\xfaB\x05*\x03\x18\x90NR\x0emaxHeaderCount\x12/\n" +
@@ -4418,7 +4423,8 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
 	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\x123\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestId\"M\n" +
+	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestIdB\x06\n" +
+	"\x04_h2c\"M\n" +
 	"\tRequestId\x12\x1f\n" +
 	"\x06header\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18@R\x06header\x12\x1f\n" +
 	"\vin_response\x18\x02 \x01(\bR\n" +
@@ -4671,6 +4677,7 @@ func file_sluice_v1_snapshot_proto_init() {
 	file_sluice_v1_snapshot_proto_msgTypes[18].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[19].OneofWrappers = []any{}
 	file_sluice_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{}
+	file_sluice_v1_snapshot_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -6867,8 +6867,6 @@ func (m *HttpOptions) validate(all bool) error {
 		}
 	}
 
-	// no validation rules for H2C
-
 	if m.GetMaxHeaderBytes() > 65536 {
 		err := HttpOptionsValidationError{
 			field:  "MaxHeaderBytes",
@@ -6973,6 +6971,10 @@ func (m *HttpOptions) validate(all bool) error {
 				cause:  err,
 			}
 		}
+	}
+
+	if m.H2C != nil {
+		// no validation rules for H2C
 	}
 
 	if len(errors) > 0 {
