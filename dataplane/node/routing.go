@@ -30,7 +30,7 @@ func compileRouting(ls *sluicev1.Listener, clusters map[string]*cluster, prev *r
 	if rt.def == nil {
 		return nil, fmt.Errorf("unknown default cluster %q", ls.GetDefaultCluster())
 	}
-	set, err := rules.Compile(ls.GetRules(), ls.GetProtocol() == sluicev1.Protocol_PROTOCOL_HTTP)
+	set, err := rules.Compile(ls.GetRules(), ls.GetProtocol() == sluicev1.Protocol_PROTOCOL_HTTP, ls.GetHttp().GetErrorPages())
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -22,15 +23,19 @@ const (
 )
 
 // Compile builds the Set of a listener's rules; http says whether the
-// listener speaks HTTP. It refuses what snapshot.Validate refuses of the
-// rules themselves (cluster names are not checked here: Routes lists them
-// for the caller to resolve), so a validated snapshot always compiles; its
-// errors name the rule and field ("rules[2].match.path.regex[0]: ...").
-func Compile(specs []*sluicev1.Rule, http bool) (*Set, error) {
+// listener speaks HTTP, and pages are its error pages: a deny of 502, 503
+// or 504 with no body or content type of its own answers with the page of
+// its status, as HAProxy's "http-request deny deny_status" answers with
+// the errorfile or errorloc of its status. It refuses what
+// snapshot.Validate refuses of the rules themselves (cluster names are not
+// checked here: Routes lists them for the caller to resolve), so a
+// validated snapshot always compiles; its errors name the rule and field
+// ("rules[2].match.path.regex[0]: ...").
+func Compile(specs []*sluicev1.Rule, http bool, pages []*sluicev1.ErrorPage) (*Set, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	c := &compiler{http: http, routes: map[string]int{}}
+	c := &compiler{http: http, pages: pages, routes: map[string]int{}}
 	s := &Set{rules: make([]rule, 0, len(specs))}
 	for i, spec := range specs {
 		p := fmt.Sprintf("rules[%d]", i)
@@ -51,6 +56,7 @@ func Compile(specs []*sluicev1.Rule, http bool) (*Set, error) {
 // compiler collects the faults of one Compile.
 type compiler struct {
 	http   bool
+	pages  []*sluicev1.ErrorPage
 	tls    bool // a match looks at tls or sni
 	routes map[string]int
 	names  []string
@@ -184,17 +190,30 @@ func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {
 		c.fail(p+".status", "%d is not 400 to 599", status)
 		return nil
 	}
-	if body == "" {
-		body = DefaultDenyBody
-	}
 	// The answer depends on who asked: a shared cache must not serve it
 	// to others.
-	a, err := httpproxy.NewResponse(httpproxy.Response{
+	noCache := httpproxy.Field{Name: "Cache-Control", Value: "no-cache"}
+	resp := httpproxy.Response{
 		Status:      status,
 		ContentType: d.GetContentType(),
 		Body:        []byte(body),
-		Fields:      []httpproxy.Field{{Name: "Cache-Control", Value: "no-cache"}},
-	})
+		Fields:      []httpproxy.Field{noCache},
+	}
+	i := slices.IndexFunc(c.pages, func(page *sluicev1.ErrorPage) bool { return int(page.GetStatus()) == status })
+	switch {
+	case body != "":
+	case i < 0 || resp.ContentType != "":
+		resp.Body = []byte(DefaultDenyBody)
+	case c.pages[i].GetRedirect() != "":
+		page := c.pages[i]
+		resp.Status = cmp.Or(int(page.GetRedirectCode()), http.StatusFound)
+		resp.Fields = []httpproxy.Field{{Name: "Location", Value: page.GetRedirect()}, noCache}
+	default:
+		page := c.pages[i]
+		resp.ContentType = cmp.Or(page.GetContentType(), httpproxy.DefaultErrorPageContentType)
+		resp.Body = []byte(page.GetBody())
+	}
+	a, err := httpproxy.NewResponse(resp)
 	if err != nil {
 		c.fail(p, "%v", err)
 	}

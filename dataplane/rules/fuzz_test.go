@@ -49,7 +49,7 @@ func FuzzCompile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, tcp bool) {
 		if s, err := rulesSnapshot(data, tcp); err == nil {
 			ls := s.GetListeners()[0]
-			set, err := Compile(ls.GetRules(), !tcp)
+			set, err := Compile(ls.GetRules(), !tcp, ls.GetHttp().GetErrorPages())
 			if verr := snapshot.Validate(s); verr == nil && err != nil {
 				t.Fatalf("validated rules do not compile: %v\nrules: %s", err, data)
 			}
@@ -59,7 +59,7 @@ func FuzzCompile(f *testing.F) {
 		}
 		var ls sluicev1.Listener
 		if proto.Unmarshal(data, &ls) == nil {
-			Compile(ls.GetRules(), !tcp)
+			Compile(ls.GetRules(), !tcp, ls.GetHttp().GetErrorPages())
 		}
 	})
 }
@@ -88,7 +88,7 @@ func FuzzEval(f *testing.F) {
 			return
 		}
 		specs := s.GetListeners()[0].GetRules()
-		set, err := Compile(specs, true)
+		set, err := Compile(specs, true, nil)
 		if err != nil {
 			t.Fatalf("validated rules do not compile: %v", err)
 		}

@@ -31,7 +31,7 @@ func specs(t testing.TB, protocol string, rules ...string) []*sluicev1.Rule {
 
 func compile(t testing.TB, protocol string, rules ...string) *Set {
 	t.Helper()
-	s, err := Compile(specs(t, protocol, rules...), protocol == "HTTP")
+	s, err := Compile(specs(t, protocol, rules...), protocol == "HTTP", nil)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -201,7 +201,7 @@ func TestTLSAndSNI(t *testing.T) {
 		Match:  &sluicev1.Match{Tls: new(true), Sni: &sluicev1.StringMatch{Domain: []string{"example.com"}}},
 		Action: &sluicev1.Rule_Deny{Deny: &sluicev1.Deny{}},
 	}
-	s, err := Compile([]*sluicev1.Rule{spec}, true)
+	s, err := Compile([]*sluicev1.Rule{spec}, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestCompileRefuses(t *testing.T) {
 		{"too deep", &sluicev1.Rule{Match: nest(snapshot.MaxMatchDepth + 1), Action: &sluicev1.Rule_Allow{Allow: &sluicev1.Allow{}}}, true, "nest more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Compile([]*sluicev1.Rule{tc.rule}, tc.http)
+			s, err := Compile([]*sluicev1.Rule{tc.rule}, tc.http, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Compile = %v, %v; want an error with %q", s, err, tc.want)
 			}

@@ -3010,7 +3010,10 @@ type Deny struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Status of the answer, 400 to 599. Default 403.
 	Status uint32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
-	// Body of the answer. Default "request denied".
+	// Body of the answer. Default "request denied", or, for a status the
+	// listener's http.error_pages replace (502, 503, 504) and with no
+	// content_type set, that page (HAProxy's deny_status answers with the
+	// errorfile of its status).
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// ContentType of the body. Default "text/plain; charset=utf-8".
 	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
@@ -3683,7 +3686,8 @@ type HttpOptions struct {
 	// this many requests. 0: no limit.
 	MaxRequestsPerConnection uint32 `protobuf:"varint,5,opt,name=max_requests_per_connection,json=maxRequestsPerConnection,proto3" json:"max_requests_per_connection,omitempty"`
 	// ErrorPages replace the proxy's own 502, 503 and 504 answers (HAProxy's
-	// "errorfile" and "errorloc").
+	// "errorfile" and "errorloc"), and a rule's deny of those statuses that
+	// has no body or content_type of its own.
 	ErrorPages []*ErrorPage `protobuf:"bytes,6,rep,name=error_pages,json=errorPages,proto3" json:"error_pages,omitempty"`
 	// Forwarding says which headers tell endpoints about the client. Unset:
 	// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host, with no
