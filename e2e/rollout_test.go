@@ -250,22 +250,7 @@ listeners:
 
 	// The canary (first by id) is stopped by the test; the cleanup stops
 	// whichever process runs last.
-	startCanary := func() (stop func()) {
-		dp, err := dataplane.Start(dataplane.Options{
-			ControlPlane: c.addr,
-			Node:         &sluicev1.Node{Id: "a-canary"},
-			Logger:       quietLogger(),
-			MinBackoff:   20 * time.Millisecond,
-			MaxBackoff:   200 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatalf("node: %v", err)
-		}
-		var once sync.Once
-		stop = func() { once.Do(dp.Close) }
-		t.Cleanup(stop)
-		return stop
-	}
+	startCanary := func() (stop func()) { return stoppableNode(t, c.addr, "a-canary") }
 	stopCanary := startCanary()
 	startNode(t, c.addr, "b-node")
 	waitFor(t, "both nodes to connect", func() bool {
@@ -306,5 +291,88 @@ listeners:
 	}
 	if stdout, stderr, code := ctl(t, c.addr, "apply", "-f", good, "--wait"); code != 0 || !strings.Contains(stdout, "2 nodes applied version 1") {
 		t.Errorf("apply --wait of the group's version after the restart: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// stoppableNode starts node id, which the test may stop (stop may be
+// called again; the cleanup calls it too).
+func stoppableNode(t *testing.T, cpAddr, id string) (stop func()) {
+	t.Helper()
+	dp, err := dataplane.Start(dataplane.Options{
+		ControlPlane: cpAddr,
+		Node:         &sluicev1.Node{Id: id},
+		Logger:       quietLogger(),
+		MinBackoff:   20 * time.Millisecond,
+		MaxBackoff:   200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(dp.Close) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestDeadCanaryHaltsItsRollout: a canary that goes away for good leaves
+// the rollout nothing to watch; past --canary-deadline it halts, saying
+// what it waited for, and apply --wait exits 2 with that reason rather
+// than waiting for a node that will not come back. The rest of the group
+// never saw the version; after an abort the group takes applies again.
+func TestDeadCanaryHaltsItsRollout(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	dir := t.TempDir()
+	listen := freeAddr(t)
+	snap := func(be *backend, name string) string {
+		return writeFile(t, dir, name, fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: e, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, be.addr, listen))
+	}
+	one, two := snap(a, "one.yaml"), snap(b, "two.yaml")
+	stopCanary := stoppableNode(t, c.addr, "a-canary")
+	startNode(t, c.addr, "b-node")
+	waitFor(t, "both nodes to connect", func() bool {
+		return c.nodeStatus(t, "a-canary").GetConnected() && c.nodeStatus(t, "b-node").GetConnected()
+	})
+	if stdout, stderr, code := ctl(t, c.addr, "apply", "-f", one, "--wait"); code != 0 || !strings.Contains(stdout, "2 nodes applied version 1 ") {
+		t.Fatalf("first apply: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	type result struct {
+		stdout, stderr string
+		code           int
+	}
+	done := make(chan result, 1)
+	go func() {
+		stdout, stderr, code := ctl(t, c.addr, "apply", "-f", two, "--canary", "1", "--canary-window", "1h", "--canary-deadline", "2s", "--wait", "--wait-timeout", "20s")
+		done <- result{stdout, stderr, code}
+	}()
+	waitFor(t, "the canary to apply version 2", func() bool { return c.nodeStatus(t, "a-canary").GetAckedVersion() == 2 })
+	stopCanary()
+	const reason = "no progress for 2s (the progress deadline): waiting for a canary to connect"
+	select {
+	case r := <-done:
+		if r.code != 2 || !strings.Contains(r.stderr, "the rollout of version 2 halted: "+reason) {
+			t.Errorf("apply --canary --wait with the canary gone: exit %d\nstdout:\n%s\nstderr: %s\nwant exit 2 and the halt for the deadline", r.code, r.stdout, r.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("apply --wait did not end")
+	}
+	if stdout, _, _ := ctl(t, c.addr, "rollout", "status"); !strings.Contains(stdout, "group default: rollout of version 2, halted: "+reason) ||
+		!strings.Contains(stdout, "progress deadline 2s") {
+		t.Errorf("rollout status after the halt:\n%s", stdout)
+	}
+	if got := c.nodeStatus(t, "b-node").GetAckedVersion(); got != 1 {
+		t.Errorf("b-node runs version %d; want 1: the rest of the group never gets a halted rollout", got)
+	}
+	if _, stderr, code := ctl(t, c.addr, "rollout", "abort"); code != 0 {
+		t.Fatalf("rollout abort: exit %d: %s", code, stderr)
+	}
+	if stdout, stderr, code := ctl(t, c.addr, "apply", "-f", two, "--wait"); code != 0 || !strings.Contains(stdout, "1 node applied version ") {
+		t.Errorf("apply --wait after the abort: exit %d, stdout %q, stderr %q; want the node left to apply it", code, stdout, stderr)
 	}
 }

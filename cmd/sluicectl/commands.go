@@ -237,7 +237,7 @@ func author() string {
 }
 
 func cmdApply(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("apply", "apply -f FILE|DIR [-f FILE|DIR ...] [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N]] [--wait [--wait-timeout D] [--min-nodes N]]", `
+	fs := c.flags("apply", "apply -f FILE|DIR [-f FILE|DIR ...] [--group NAME [--selector SEL]] [--dry-run] [--comment TEXT] [--if-version V] [--canary SHARE [--canary-window D] [--canary-max-errors PERCENT] [--canary-min-requests N] [--canary-deadline D]] [--wait [--wait-timeout D] [--min-nodes N]]", `
 Send a snapshot to the control plane, which validates it and stores it as the
 new current version when it differs from the current one; nodes then receive
 it. A directory means every *.yaml, *.yml and *.json file in it, merged;
@@ -259,7 +259,10 @@ under --canary-max-errors, the control plane
 sends it to the rest of the group; if a canary refuses it or its error rate
 passes the limit, the rollout halts and the canaries go back to the group's
 snapshot. It halts too when the window ends with the canaries having served
-fewer than --canary-min-requests (default 0: no traffic at all passes).
+fewer than --canary-min-requests (default 0: no traffic at all passes), and
+when it waits longer than --canary-deadline (default 10m) with its window
+not running, for canaries to connect, apply it or report their counters: a
+canary that died would otherwise hold the group.
 "sluicectl rollout status|resume|abort" follow and steer it. With --wait,
 the command waits for the whole rollout: exit 0 once every node of the
 group runs it, 2 if it halts.
@@ -285,6 +288,7 @@ may refuse it again. The apply still happens.`+ifVersionAbout)
 	canaryWindow := fs.Duration("canary-window", 30*time.Second, "how long the canaries must run the version under the error limit, as a `DURATION`")
 	canaryErrors := fs.String("canary-max-errors", "5%", "the canaries' error rate that halts the rollout, a `PERCENT`")
 	canaryRequests := fs.Uint64("canary-min-requests", 0, "the fewest requests the canaries must serve in the window, `N`, or the rollout halts")
+	canaryDeadline := fs.Duration("canary-deadline", 10*time.Minute, "how long the rollout may wait for its canaries with its window not running, as a `DURATION`, before it halts")
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
@@ -295,14 +299,14 @@ may refuse it again. The apply still happens.`+ifVersionAbout)
 		DryRun: *w.dry, Comment: *w.comment, IfVersion: w.ifVersion.get(), Group: *w.group, Selector: sel.get(),
 	}
 	if *canaryShare != "" {
-		canary, err := parseCanary(*canaryShare, *canaryWindow, *canaryErrors)
+		canary, err := parseCanary(*canaryShare, *canaryWindow, *canaryErrors, *canaryDeadline)
 		if err != nil {
 			return c.usageError(fs, "%v", err)
 		}
 		req.Canary = canary
 		req.Canary.MinRequests = *canaryRequests
 	} else {
-		for _, name := range []string{"canary-window", "canary-max-errors", "canary-min-requests"} {
+		for _, name := range []string{"canary-window", "canary-max-errors", "canary-min-requests", "canary-deadline"} {
 			if cliflag.Given(fs, name) {
 				// Without --canary the version would go to every node at once.
 				return c.usageError(fs, "--%s is for a staged rollout: give --canary SHARE too", name)

@@ -14,15 +14,18 @@ import (
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
-// parseCanary reads --canary (10% or 2), --canary-window and
-// --canary-max-errors. Out-of-range shares are left to the control plane,
-// which refuses them with the reason (and logs it).
-func parseCanary(share string, window time.Duration, maxErrors string) (*sluicev1.Canary, error) {
+// parseCanary reads --canary (10% or 2), --canary-window,
+// --canary-max-errors and --canary-deadline. Out-of-range shares are left
+// to the control plane, which refuses them with the reason (and logs it).
+func parseCanary(share string, window time.Duration, maxErrors string, deadline time.Duration) (*sluicev1.Canary, error) {
 	if window < time.Second || window > 24*time.Hour {
 		// 0 would mean the default, 30s, to the control plane.
 		return nil, fmt.Errorf("--canary-window %v: want 1s to 24h, how long the canaries must run the version", window)
 	}
-	c := &sluicev1.Canary{Window: durationpb.New(window)}
+	if deadline < time.Second || deadline > 24*time.Hour {
+		return nil, fmt.Errorf("--canary-deadline %v: want 1s to 24h, how long the rollout may wait for its canaries", deadline)
+	}
+	c := &sluicev1.Canary{Window: durationpb.New(window), ProgressDeadline: durationpb.New(deadline)}
 	p, percent := strings.CutSuffix(share, "%")
 	n, err := strconv.ParseUint(p, 10, 32)
 	switch {
@@ -119,8 +122,12 @@ func (c *cli) printRollout(st *sluicev1.RolloutStatus) {
 	if n := r.GetMinRequests(); n > 0 {
 		least = fmt.Sprintf(", at least %d requests", n)
 	}
-	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %s%s\n",
-		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), units.Percent(r.GetMaxErrorRate()), least)
+	deadline := ""
+	if d := r.GetProgressDeadline(); d != nil {
+		deadline = fmt.Sprintf("; progress deadline %v", d.AsDuration())
+	}
+	fmt.Fprintf(c.stdout, "started %s by %s; window %v, error limit %s%s%s\n",
+		r.GetStarted().AsTime().Local().Format(time.RFC3339), orDash(r.GetAuthor()), r.GetWindow().AsDuration(), units.Percent(r.GetMaxErrorRate()), least, deadline)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CANARY\tSTATE\tAPPLIED\tLAST-NACK")
 	byID := map[string]*sluicev1.NodeStatus{}

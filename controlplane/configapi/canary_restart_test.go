@@ -1,6 +1,9 @@
 package configapi
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,4 +131,96 @@ func startOneCanary(t *testing.T) *oneCanary {
 	c.sessions["n1"].Acked(c.rollout.GetVersion())
 	c.w, c.step = stepper(t, s, c.reg, c.rollout)
 	return c
+}
+
+// A canary that dies for good leaves the rollout waiting for it to
+// connect; past the progress deadline (default 10m, counted from the last
+// check that found the window running) the rollout halts, saying what it
+// waited for, so the group takes applies again.
+func TestDeadCanaryHaltsAtTheProgressDeadline(t *testing.T) {
+	c := startOneCanary(t)
+	if got := c.rollout.GetProgressDeadline().AsDuration(); got != DefaultProgressDeadline {
+		t.Errorf("the rollout's progress deadline is %v; want the default, %v", got, DefaultProgressDeadline)
+	}
+	c.view(0, 0)
+	c.step(0)
+	if _, halt := c.step(30 * time.Second); halt != "" || !strings.HasPrefix(c.w.phase, "watching the canaries: 30s of 1m0s") {
+		t.Fatalf("mid-window: halt %q, phase %q", halt, c.w.phase)
+	}
+	c.sessions["n1"].Disconnect()
+	for _, at := range []time.Duration{40 * time.Second, 30*time.Second + DefaultProgressDeadline - time.Second} {
+		if _, halt := c.step(at); halt != "" || c.w.phase != "waiting for a canary to connect" {
+			t.Errorf("%v in, the canary gone: halt %q, phase %q; want it waiting", at, halt, c.w.phase)
+		}
+	}
+	want := "no progress for 10m0s (the progress deadline): waiting for a canary to connect"
+	if _, halt := c.step(30*time.Second + DefaultProgressDeadline); halt != want {
+		t.Errorf("the deadline after the window last ran: halt %q; want %q", halt, want)
+	}
+}
+
+// flakyStore fails Current while down is set, as an etcd away would.
+type flakyStore struct {
+	store.Store
+	down bool
+}
+
+func (f *flakyStore) Current(ctx context.Context) (*store.Version, error) {
+	if f.down {
+		return nil, errors.New("etcd away")
+	}
+	return f.Store.Current(ctx)
+}
+
+// A canary that never applies the version halts the rollout at the
+// deadline the canary asked for, through the checks RunRollouts makes;
+// the deadline counts again from a check that could read the store after
+// one that could not (the fleet's records may lag an outage).
+func TestStuckCanaryHaltsAtItsProgressDeadline(t *testing.T) {
+	ctx := testContext(t)
+	st := &flakyStore{Store: openStore(t, store.BoltOptions{})}
+	reg := fleet.NewRegistry()
+	placedNodes(reg, "n1", "n2")
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	canary := &sluicev1.Canary{Nodes: 1, ProgressDeadline: durationpb.New(time.Minute)}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: canary}); err != nil {
+		t.Fatal(err)
+	}
+	rollout := func() *sluicev1.Rollout {
+		t.Helper()
+		cur, err := st.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cur.Config.GetGroups()[0].GetRollout()
+	}
+	v := rollout().GetVersion()
+	t0 := time.Now()
+	for _, tc := range []struct {
+		at   time.Duration
+		down bool
+	}{{0, false}, {59 * time.Second, false}, {2 * time.Minute, true}, {2*time.Minute + time.Second, false}, {3 * time.Minute, false}} {
+		st.down = tc.down
+		if err := s.checkRollouts(ctx, true, t0.Add(tc.at)); (err != nil) != tc.down {
+			t.Fatalf("check at %v, store down %v: %v", tc.at, tc.down, err)
+		}
+		st.down = false
+		if r := rollout(); r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
+			t.Fatalf("at %v: %v (%s); want the rollout still waiting for its canary", tc.at, r.GetState(), r.GetReason())
+		}
+	}
+	if err := s.checkRollouts(ctx, true, t0.Add(3*time.Minute+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := rollout()
+	want := fmt.Sprintf("no progress for 1m0s (the progress deadline): waiting for 1 of 1 connected canaries to apply version %d", v)
+	if r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_HALTED || r.GetReason() != want {
+		t.Errorf("a minute after the store came back: %v, reason %q; want HALTED, %q", r.GetState(), r.GetReason(), want)
+	}
+	if st, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{}); err != nil || st.GetPhase() != "halted: "+want {
+		t.Errorf("rollout status: %q, %v", st.GetPhase(), err)
+	}
 }

@@ -26,6 +26,10 @@ import (
 const (
 	DefaultCanaryWindow       = 30 * time.Second
 	DefaultCanaryMaxErrorRate = 0.05
+	// DefaultProgressDeadline is Kubernetes' progressDeadlineSeconds and
+	// Flagger's: long enough for a node that restarts to come back, short
+	// enough that a canary that died does not hold its group for a night.
+	DefaultProgressDeadline = 10 * time.Minute
 )
 
 // A staged rollout lives in the stored configuration, as the group's
@@ -53,6 +57,8 @@ func checkCanary(c *sluicev1.Canary) error {
 		msg = fmt.Sprintf("max_error_rate %v is not a share: give 0 to 1 (0.05 is 5%%)", c.GetMaxErrorRate())
 	case c.GetWindow().AsDuration() < 0 || c.GetWindow().AsDuration() > 24*time.Hour:
 		msg = "the window must be 0 (the default, 30s) to 24h"
+	case c.GetProgressDeadline().AsDuration() < 0 || c.GetProgressDeadline().AsDuration() > 24*time.Hour:
+		msg = "the progress deadline must be 0 (the default, 10m) to 24h"
 	default:
 		return nil
 	}
@@ -95,18 +101,23 @@ func (s *Server) startRollout(g *sluicev1.Group, snap *sluicev1.Snapshot, diff [
 	if maxRate == 0 {
 		maxRate = DefaultCanaryMaxErrorRate
 	}
+	deadline := c.GetProgressDeadline()
+	if deadline.AsDuration() == 0 {
+		deadline = durationpb.New(DefaultProgressDeadline)
+	}
 	g.Rollout = &sluicev1.Rollout{
-		Version:      next,
-		Snapshot:     snap,
-		Canaries:     ids[:count],
-		State:        sluicev1.RolloutState_ROLLOUT_STATE_CANARY,
-		Started:      timestamppb.Now(),
-		Window:       window,
-		MaxErrorRate: maxRate,
-		Author:       w.author,
-		Comment:      w.comment,
-		Changes:      changeLines(diff),
-		MinRequests:  c.GetMinRequests(),
+		Version:          next,
+		Snapshot:         snap,
+		Canaries:         ids[:count],
+		State:            sluicev1.RolloutState_ROLLOUT_STATE_CANARY,
+		Started:          timestamppb.Now(),
+		Window:           window,
+		MaxErrorRate:     maxRate,
+		Author:           w.author,
+		Comment:          w.comment,
+		Changes:          changeLines(diff),
+		MinRequests:      c.GetMinRequests(),
+		ProgressDeadline: deadline,
 	}
 	head := snapshot.Change{Op: '+', Kind: "rollout", Name: g.GetName(), Fields: []string{
 		fmt.Sprintf("canary to %s of %d nodes", strings.Join(ids[:count], ", "), len(ids)),
@@ -184,6 +195,10 @@ func rolloutStateText(st sluicev1.RolloutState) string {
 type rolloutWatch struct {
 	mu      sync.Mutex
 	byGroup map[string]*watch
+	// storeFailed: the last check could not read the store. Once it can,
+	// every progress deadline starts again: the fleet's records of the
+	// canaries on other replicas may take a lease renewal to come back.
+	storeFailed bool
 }
 
 // watch follows one rollout's canary phase.
@@ -208,6 +223,11 @@ type watch struct {
 	requests uint64
 	rate     float64
 	phase    string
+	// since is when the rollout last made progress, as far as this
+	// replica knows: when it began to watch it, or the last check that
+	// found its window running (or its store back after an outage). The
+	// progress deadline counts from there (stalled).
+	since time.Time
 }
 
 // counts is what a canary's latest view of its endpoints says.
@@ -272,25 +292,34 @@ func (s *Server) RunRollouts(ctx context.Context, interval time.Duration, promot
 			return
 		case <-t.C:
 		}
-		if err := s.checkRollouts(ctx, promote()); err != nil && ctx.Err() == nil {
+		if err := s.checkRollouts(ctx, promote(), time.Now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("rollout check failed", "err", err)
 		}
 	}
 }
 
-func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
+// checkRollouts is one check of RunRollouts, at time now.
+func (s *Server) checkRollouts(ctx context.Context, mayPromote bool, now time.Time) error {
 	cur, err := s.store.Current(ctx)
 	if err != nil {
+		s.rollouts.mu.Lock()
+		s.rollouts.storeFailed = true
+		s.rollouts.mu.Unlock()
 		return err
 	}
 	nodes := map[string]*sluicev1.NodeStatus{}
 	for _, n := range s.nodes.Nodes() {
 		nodes[n.GetId()] = n
 	}
-	now := time.Now()
 	s.rollouts.mu.Lock()
 	if s.rollouts.byGroup == nil {
 		s.rollouts.byGroup = map[string]*watch{}
+	}
+	if s.rollouts.storeFailed {
+		s.rollouts.storeFailed = false
+		for _, w := range s.rollouts.byGroup {
+			w.since = now
+		}
 	}
 	live := map[string]bool{}
 	type outcome struct {
@@ -349,6 +378,9 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool) error {
 // every version while it shuts down ("node is shutting down"), which says
 // nothing of this one (the fleet forgets that refusal once it is gone).
 func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.NodeStatus, now time.Time) (promote bool, halt string) {
+	if w.since.IsZero() {
+		w.since = now
+	}
 	v := r.GetVersion()
 	var connected, applied int
 	for _, id := range r.GetCanaries() {
@@ -388,7 +420,7 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 		if connected == 0 {
 			w.phase = "waiting for a canary to connect"
 		}
-		return false, ""
+		return false, w.stalled(r, now)
 	}
 	if w.appliedAt.IsZero() {
 		w.appliedAt, w.base, w.last = now, map[string]counts{}, map[string]counts{}
@@ -447,10 +479,11 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 	if w.windowFrom.IsZero() {
 		if len(waiting) > 0 {
 			w.phase = fmt.Sprintf("waiting for the counters of %s at version %d", strings.Join(waiting, ", "), v)
-			return false, ""
+			return false, w.stalled(r, now)
 		}
 		w.windowFrom = now
 	}
+	w.since = now
 	w.requests, w.rate = req, 0
 	if req+errs > 0 {
 		w.rate = float64(errs) / float64(max(req, errs))
@@ -480,6 +513,20 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 }
 
 // overRequests is what the head line of a rollout adds for min_requests.
+// stalled returns the reason to halt rollout r, whose window is not
+// running (w.phase says what it waits for), once that has lasted for its
+// progress deadline; "" before.
+func (w *watch) stalled(r *sluicev1.Rollout, now time.Time) string {
+	d := r.GetProgressDeadline().AsDuration()
+	if d <= 0 {
+		d = DefaultProgressDeadline
+	}
+	if now.Sub(w.since) < d {
+		return ""
+	}
+	return fmt.Sprintf("no progress for %v (the progress deadline): %s", d, w.phase)
+}
+
 func overRequests(need uint64) string {
 	if need == 0 {
 		return ""

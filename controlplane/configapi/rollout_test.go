@@ -93,7 +93,7 @@ func TestRolloutCanariesNackAndEdits(t *testing.T) {
 	rv := g.GetRollout().GetVersion()
 
 	sessions["n02"].Nacked(rv, "listener public: bind: address already in use")
-	if err := s.checkRollouts(ctx, true); err != nil {
+	if err := s.checkRollouts(ctx, true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	status, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
@@ -112,7 +112,7 @@ func TestRolloutCanariesNackAndEdits(t *testing.T) {
 		t.Errorf("resumed rollout = %v; want canary state, the same snapshot, a new version", r)
 	}
 	// The old NACK is for the old version: the resumed rollout runs on.
-	if err := s.checkRollouts(ctx, true); err != nil {
+	if err := s.checkRollouts(ctx, true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if status, _ := s.GetRollout(ctx, &sluicev1.RolloutRequest{}); !strings.HasPrefix(status.GetPhase(), "waiting for 2 of 2 connected canaries") {
@@ -207,7 +207,7 @@ func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
 	rv := resp.GetVersion()
 	phase := func(want string) {
 		t.Helper()
-		if err := s.checkRollouts(ctx, true); err != nil {
+		if err := s.checkRollouts(ctx, true, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		status, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{})
@@ -235,7 +235,7 @@ func TestRolloutLeavesOutDrainingNodes(t *testing.T) {
 
 	// A refusal by a canary that is not draining still halts it.
 	sessions["n02"].Nacked(rv, "listener public: bind: address already in use")
-	if err := s.checkRollouts(ctx, true); err != nil {
+	if err := s.checkRollouts(ctx, true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	status, _ := s.GetRollout(ctx, &sluicev1.RolloutRequest{})

@@ -214,9 +214,15 @@ type Canary struct {
 	// window for its error rate to count: a window that ends with fewer
 	// halts the rollout (resume tries again). Default 0: a window passes on
 	// no traffic at all.
-	MinRequests   uint64 `protobuf:"varint,5,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MinRequests uint64 `protobuf:"varint,5,opt,name=min_requests,json=minRequests,proto3" json:"min_requests,omitempty"`
+	// ProgressDeadline bounds how long the rollout may wait, with its window
+	// not running, for its canaries to connect, apply the version and report
+	// their counters at it: past it the rollout halts, saying what it waited
+	// for (Kubernetes' progressDeadlineSeconds). A canary that dies would
+	// otherwise keep its group from every apply until an abort. Default 10m.
+	ProgressDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=progress_deadline,json=progressDeadline,proto3" json:"progress_deadline,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Canary) Reset() {
@@ -284,6 +290,13 @@ func (x *Canary) GetMinRequests() uint64 {
 	return 0
 }
 
+func (x *Canary) GetProgressDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.ProgressDeadline
+	}
+	return nil
+}
+
 // Rollout is a staged rollout in progress on one group: the canaries run
 // the new snapshot while the rest of the group keeps the group's snapshot.
 type Rollout struct {
@@ -316,8 +329,11 @@ type Rollout struct {
 	// began: a refusal, say).
 	HaltedRequests  uint64  `protobuf:"varint,13,opt,name=halted_requests,json=haltedRequests,proto3" json:"halted_requests,omitempty"`
 	HaltedErrorRate float64 `protobuf:"fixed64,14,opt,name=halted_error_rate,json=haltedErrorRate,proto3" json:"halted_error_rate,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ProgressDeadline is the canary's progress_deadline (unset in rollouts
+	// stored before it existed: the default, 10m).
+	ProgressDeadline *durationpb.Duration `protobuf:"bytes,15,opt,name=progress_deadline,json=progressDeadline,proto3" json:"progress_deadline,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Rollout) Reset() {
@@ -446,6 +462,13 @@ func (x *Rollout) GetHaltedErrorRate() float64 {
 		return x.HaltedErrorRate
 	}
 	return 0
+}
+
+func (x *Rollout) GetProgressDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.ProgressDeadline
+	}
+	return nil
 }
 
 type UpdateEndpointRequest struct {
@@ -2662,13 +2685,14 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\bselector\x18\a \x01(\tB\b\xfaB\x05r\x03\x18\x80\bH\x01R\bselector\x88\x01\x01\x12)\n" +
 	"\x06canary\x18\b \x01(\v2\x11.sluice.v1.CanaryR\x06canaryB\r\n" +
 	"\v_if_versionB\v\n" +
-	"\t_selector\"\xe6\x01\n" +
+	"\t_selector\"\xbe\x02\n" +
 	"\x06Canary\x12!\n" +
 	"\apercent\x18\x01 \x01(\rB\a\xfaB\x04*\x02\x18dR\apercent\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\rR\x05nodes\x12A\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\x06window\x12=\n" +
 	"\x0emax_error_rate\x18\x04 \x01(\x01B\x17\xfaB\x14\x12\x12\x19\x00\x00\x00\x00\x00\x00\xf0?)\x00\x00\x00\x00\x00\x00\x00\x00R\fmaxErrorRate\x12!\n" +
-	"\fmin_requests\x18\x05 \x01(\x04R\vminRequests\"\x8a\x04\n" +
+	"\fmin_requests\x18\x05 \x01(\x04R\vminRequests\x12V\n" +
+	"\x11progress_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x0e\xfaB\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\x10progressDeadline\"\xd2\x04\n" +
 	"\aRollout\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12\x1a\n" +
@@ -2684,7 +2708,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\achanges\x18\v \x03(\tR\achanges\x12!\n" +
 	"\fmin_requests\x18\f \x01(\x04R\vminRequests\x12'\n" +
 	"\x0fhalted_requests\x18\r \x01(\x04R\x0ehaltedRequests\x12*\n" +
-	"\x11halted_error_rate\x18\x0e \x01(\x01R\x0fhaltedErrorRate\"\xa0\x03\n" +
+	"\x11halted_error_rate\x18\x0e \x01(\x01R\x0fhaltedErrorRate\x12F\n" +
+	"\x11progress_deadline\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x10progressDeadline\"\xa0\x03\n" +
 	"\x15UpdateEndpointRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
 	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12%\n" +
@@ -2947,70 +2972,72 @@ var file_sluice_v1_config_proto_depIdxs = []int32{
 	34, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
 	2,  // 1: sluice.v1.ApplyRequest.canary:type_name -> sluice.v1.Canary
 	35, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
-	34, // 3: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
-	0,  // 4: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
-	36, // 5: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
-	35, // 6: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
-	37, // 7: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
-	7,  // 8: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
-	10, // 9: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	34, // 10: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	36, // 11: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
-	11, // 12: sluice.v1.VersionInfo.refusals:type_name -> sluice.v1.Refusal
-	36, // 13: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
-	10, // 14: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	16, // 15: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	33, // 16: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	36, // 17: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	36, // 18: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	38, // 19: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	35, // 20: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	39, // 21: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	21, // 22: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	36, // 23: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	40, // 24: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	41, // 25: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	26, // 26: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
-	30, // 27: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
-	34, // 28: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
-	3,  // 29: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
-	3,  // 30: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
-	16, // 31: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
-	1,  // 32: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	4,  // 33: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	5,  // 34: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	8,  // 35: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	12, // 36: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	14, // 37: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	17, // 38: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	19, // 39: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	22, // 40: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	31, // 41: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
-	31, // 42: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
-	31, // 43: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
-	24, // 44: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
-	27, // 45: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
-	28, // 46: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
-	6,  // 47: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	6,  // 48: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	6,  // 49: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	9,  // 50: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	13, // 51: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	15, // 52: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	18, // 53: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	20, // 54: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	23, // 55: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	32, // 56: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
-	32, // 57: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
-	32, // 58: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
-	25, // 59: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
-	6,  // 60: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
-	6,  // 61: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	35, // 3: sluice.v1.Canary.progress_deadline:type_name -> google.protobuf.Duration
+	34, // 4: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
+	0,  // 5: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
+	36, // 6: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
+	35, // 7: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
+	35, // 8: sluice.v1.Rollout.progress_deadline:type_name -> google.protobuf.Duration
+	37, // 9: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	7,  // 10: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
+	10, // 11: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
+	34, // 12: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	36, // 13: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	11, // 14: sluice.v1.VersionInfo.refusals:type_name -> sluice.v1.Refusal
+	36, // 15: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
+	10, // 16: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
+	16, // 17: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	33, // 18: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	36, // 19: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	36, // 20: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	38, // 21: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	35, // 22: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	39, // 23: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	21, // 24: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	36, // 25: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	40, // 26: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	41, // 27: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	26, // 28: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
+	30, // 29: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	34, // 30: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	3,  // 31: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
+	3,  // 32: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
+	16, // 33: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
+	1,  // 34: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	4,  // 35: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	5,  // 36: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	8,  // 37: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	12, // 38: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	14, // 39: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	17, // 40: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	19, // 41: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	22, // 42: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	31, // 43: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
+	31, // 44: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
+	31, // 45: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
+	24, // 46: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	27, // 47: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	28, // 48: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	6,  // 49: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	6,  // 50: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	6,  // 51: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	9,  // 52: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	13, // 53: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	15, // 54: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	18, // 55: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	20, // 56: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	23, // 57: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	32, // 58: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
+	32, // 59: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
+	32, // 60: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
+	25, // 61: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	6,  // 62: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	6,  // 63: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	49, // [49:64] is the sub-list for method output_type
+	34, // [34:49] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }

@@ -337,6 +337,37 @@ func (m *Canary) validate(all bool) error {
 
 	// no validation rules for MinRequests
 
+	if d := m.GetProgressDeadline(); d != nil {
+		dur, err := d.AsDuration(), d.CheckValid()
+		if err != nil {
+			err = CanaryValidationError{
+				field:  "ProgressDeadline",
+				reason: "value is not a valid duration",
+				cause:  err,
+			}
+			if !all {
+				return err
+			}
+			errors = append(errors, err)
+		} else {
+
+			lte := time.Duration(86400*time.Second + 0*time.Nanosecond)
+			gte := time.Duration(0*time.Second + 0*time.Nanosecond)
+
+			if dur < gte || dur > lte {
+				err := CanaryValidationError{
+					field:  "ProgressDeadline",
+					reason: "value must be inside range [0s, 24h0m0s]",
+				}
+				if !all {
+					return err
+				}
+				errors = append(errors, err)
+			}
+
+		}
+	}
+
 	if len(errors) > 0 {
 		return CanaryMultiError(errors)
 	}
@@ -539,6 +570,35 @@ func (m *Rollout) validate(all bool) error {
 	// no validation rules for HaltedRequests
 
 	// no validation rules for HaltedErrorRate
+
+	if all {
+		switch v := interface{}(m.GetProgressDeadline()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "ProgressDeadline",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RolloutValidationError{
+					field:  "ProgressDeadline",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetProgressDeadline()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RolloutValidationError{
+				field:  "ProgressDeadline",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
 
 	if len(errors) > 0 {
 		return RolloutMultiError(errors)
