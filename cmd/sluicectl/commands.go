@@ -1413,7 +1413,7 @@ func healthText(h sluicev1.EndpointHealth) string {
 }
 
 func cmdShutdownSessions(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
-	fs := c.flags("shutdown-sessions", "shutdown-sessions CLUSTER/ENDPOINT", `
+	fs := c.flags("shutdown-sessions", "shutdown-sessions CLUSTER/ENDPOINT [--group GROUP]", `
 Close every connection to an endpoint on every connected node, now, as
 HAProxy's "shutdown sessions server": TCP sessions, pooled HTTP connections
 and those with a request in flight (which gets a 502). The endpoint stays in
@@ -1422,27 +1422,33 @@ with reason "shutdown" (see conns). Nothing is stored.
 
 Prints one line per node, "node-1  closed 37 connections", or why that node
 failed; with node groups, a node of a group whose snapshot lacks the
-endpoint is left out. Exits 1 if the cluster or endpoint is in no group's
-current snapshot, if any node failed (one that did not answer in time
-included: 5s on the replica you call, 8s on another), or if the replica
-you call cannot read etcd to learn which nodes the others have (then no
-node was sent it).`)
+endpoint is left out, and --group closes them on the nodes of one group
+only (the edge nodes of one site, say). Exits 1 if the cluster or endpoint
+is in no group's current snapshot (or not in --group's), if --group names
+no group, if any node failed (one that did not answer in time included: 5s
+on the replica you call, 8s on another), or if the replica you call cannot
+read etcd to learn which nodes the others have (then no node was sent it).`)
+	group := groupFilter(fs)
 	pos, st := c.parseArgs(fs, args, "CLUSTER/ENDPOINT")
 	if st >= 0 {
 		return st
 	}
-	cluster, endpoint, st := c.endpointArg(ctx, client, fs, pos[0], "")
+	cluster, endpoint, st := c.endpointArg(ctx, client, fs, pos[0], *group)
 	if st >= 0 {
 		return st
 	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
-	resp, err := client.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: cluster, Endpoint: endpoint})
+	resp, err := client.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: cluster, Endpoint: endpoint, Group: *group})
 	if err != nil {
 		return c.rpcError("shutdown-sessions", err)
 	}
 	if len(resp.GetResults()) == 0 {
-		fmt.Fprintln(c.stdout, "no node is connected: nothing to close")
+		of := ""
+		if *group != "" {
+			of = " of group " + *group
+		}
+		fmt.Fprintf(c.stdout, "no node%s is connected: nothing to close\n", of)
 		return 0
 	}
 	exit := 0

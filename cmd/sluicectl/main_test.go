@@ -1236,6 +1236,10 @@ func TestShutdownSessionsCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "no node is connected") {
 		t.Errorf("no node: status %d, stdout %q", code, stdout)
 	}
+	code, stdout, _ = sluicectl(t, addr, "shutdown-sessions", "web/web1", "--group", "edge")
+	if got := cp.shutdown[len(cp.shutdown)-1].GetGroup(); code != 0 || got != "edge" || stdout != "no node of group edge is connected: nothing to close\n" {
+		t.Errorf("--group edge with no node: status %d, stdout %q, request's group %q", code, stdout, got)
+	}
 
 	// A replica that cannot read etcd says so with UNAVAILABLE and a
 	// detail (configapi.TestShutdownSessionsNeedsTheWholeFleet): it was

@@ -135,7 +135,7 @@ const maxError = 512
 func (r *Relay) Send(parent context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
 	ctx, cancel := context.WithTimeout(parent, r.wait)
 	defer cancel()
-	raw, err := protojson.Marshal(&sluicev1.Command{Action: cmd.GetAction()})
+	raw, err := protojson.Marshal(&sluicev1.Command{Action: cmd.GetAction(), Nodes: cmd.GetNodes()})
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +286,7 @@ func (r *Relay) serve(ctx context.Context, kv *mvccpb.KeyValue) {
 	} else if cmd.GetAction() == nil {
 		o.Error = fmt.Sprintf("replica %s does not know the command: is it older than the replica that sent it?", r.replica)
 	} else {
-		for _, res := range r.local.Run(ctx, func(c *sluicev1.Command) { c.Action = cmd.GetAction() }) {
+		for _, res := range r.local.Run(ctx, func(c *sluicev1.Command) { c.Action, c.Nodes = cmd.GetAction(), cmd.GetNodes() }) {
 			if e := res.GetError(); len(e) > maxError {
 				res.Error = strings.ToValidUTF8(e[:maxError], "") + "..."
 			}

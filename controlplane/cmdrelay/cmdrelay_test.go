@@ -3,6 +3,7 @@ package cmdrelay
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,12 @@ func TestSend(t *testing.T) {
 	resp, err := cli.Get(context.Background(), "/t/commands/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count != 0 {
 		t.Errorf("%d keys left under /t/commands/ after the call (err %v), want none", resp.Count, err)
+	}
+	// The nodes a command is for go with it: the replica's registry sends
+	// it to those alone.
+	send(t, a, "10.0.0.2:7070", &sluicev1.Command{Action: shutdown("b3").GetAction(), Nodes: []string{"n3"}})
+	if cmds := bNodes.commands(); len(cmds) != 4 || !slices.Equal(cmds[3].GetNodes(), []string{"n3"}) {
+		t.Errorf("b ran %v, want the command for n3 last", cmds)
 	}
 }
 

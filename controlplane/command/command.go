@@ -219,25 +219,36 @@ func (r *Registry) deliver(s *stream, reply *sluicev1.CommandReply) {
 	ch <- res // cap 1, one send per id
 }
 
-// Run sends the command made by action to every node holding a stream, and
-// returns one result per node, sorted by node id, each with its NodeId set.
-// It waits for every node's result until the registry's timeout or ctx
-// ends; a node without a result by then gets an error result saying so.
+// Run sends the command made by action to every node holding a stream (to
+// those of them its Nodes names, when it names any), and returns one
+// result per node, sorted by node id, each with its NodeId set. It waits
+// for every node's result until the registry's timeout or ctx ends; a node
+// without a result by then gets an error result saying so.
 func (r *Registry) Run(parent context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult {
 	ctx, cancel := context.WithTimeout(parent, r.timeout)
 	defer cancel()
+	var made sluicev1.Command
+	action(&made)
+	var only map[string]bool
+	if len(made.GetNodes()) > 0 {
+		only = make(map[string]bool, len(made.GetNodes()))
+		for _, id := range made.GetNodes() {
+			only[id] = true
+		}
+	}
 	r.mu.Lock()
 	streams := make([]*stream, 0, len(r.streams))
 	for _, s := range r.streams {
-		streams = append(streams, s)
+		if only == nil || only[s.node] {
+			streams = append(streams, s)
+		}
 	}
 	r.mu.Unlock()
 
 	results := make([]*sluicev1.CommandResult, len(streams))
 	var wg sync.WaitGroup
 	for i, s := range streams {
-		cmd := &sluicev1.Command{Id: strconv.FormatUint(r.seq.Add(1), 10)}
-		action(cmd)
+		cmd := &sluicev1.Command{Id: strconv.FormatUint(r.seq.Add(1), 10), Action: made.GetAction()}
 		wg.Go(func() {
 			res := r.runOn(ctx, parent, s, cmd)
 			res.CommandId, res.NodeId = cmd.GetId(), s.node

@@ -125,6 +125,46 @@ func TestRunReachesEveryNode(t *testing.T) {
 	}
 }
 
+// TestRunToSomeNodes: a command that names nodes goes to those alone, and
+// they get it without the names (nodes are never sent them).
+func TestRunToSomeNodes(t *testing.T) {
+	r := NewRegistry(nil)
+	conn := serve(t, r)
+	got := map[string]chan *sluicev1.Command{}
+	for _, id := range []string{"node-1", "node-2", "node-3"} {
+		got[id] = make(chan *sluicev1.Command, 1)
+		connect(t, conn, id, func(cmd *sluicev1.Command) *sluicev1.CommandResult {
+			got[id] <- cmd
+			return &sluicev1.CommandResult{Closed: 1}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTestTimeout)
+	defer cancel()
+	res := r.Run(ctx, func(cmd *sluicev1.Command) {
+		shutdown(cmd)
+		cmd.Nodes = []string{"node-3", "node-1", "elsewhere"}
+	})
+	var ids []string
+	for _, x := range res {
+		ids = append(ids, x.GetNodeId())
+	}
+	if strings.Join(ids, ",") != "node-1,node-3" {
+		t.Errorf("results of %v, want node-1 and node-3", ids)
+	}
+	for id, ch := range got {
+		select {
+		case cmd := <-ch:
+			if id == "node-2" || len(cmd.GetNodes()) > 0 || cmd.GetShutdownSessions().GetEndpoint() != "a" {
+				t.Errorf("%s got %v", id, cmd)
+			}
+		default:
+			if id != "node-2" {
+				t.Errorf("%s got no command", id)
+			}
+		}
+	}
+}
+
 // TestRunBounded: a node that never answers gets an error result at the
 // timeout, one whose stream breaks gets one at once, and the others their
 // results; Run returns either way.

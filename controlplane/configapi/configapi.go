@@ -1631,18 +1631,29 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 	if cur.Info.GetVersion() == 0 {
 		return nil, status.Error(codes.FailedPrecondition, "no snapshot has been applied yet, so there is no endpoint to shut down")
 	}
-	// The endpoint must be in some group's snapshot.
+	// The endpoint must be in some group's snapshot (the one asked for).
+	among := cur.Config.GetGroups()
+	if name := req.GetGroup(); name != "" {
+		g := groups.Find(cur.Config, name)
+		if g == nil {
+			return nil, noGroup(cur.Config, name, false)
+		}
+		among = []*sluicev1.Group{g}
+	}
 	var missing []string     // why each group's snapshot lacks it
 	has := map[string]bool{} // the groups whose snapshot has the endpoint
-	for _, g := range cur.Config.GetGroups() {
+	for _, g := range among {
 		_, err := findEndpoint(g.GetSnapshot(), req.GetCluster(), req.GetEndpoint())
 		if err == nil {
 			has[g.GetName()] = true
 			continue
 		}
 		missing = append(missing, fmt.Sprintf("group %q: %s", g.GetName(), status.Convert(err).Message()))
-		if len(cur.Config.GetGroups()) == 1 {
+		switch {
+		case len(cur.Config.GetGroups()) == 1:
 			return nil, err // a fleet without groups: the snapshot's own words
+		case req.GetGroup() != "":
+			return nil, status.Error(codes.NotFound, missing[0])
 		}
 	}
 	if len(has) == 0 && len(missing) > 0 {
@@ -1657,9 +1668,13 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 	// its "no cluster" is no failure, and it is left out of the answer.
 	// (A node that has none, or more than one, may run anything.)
 	concerned := func(n *sluicev1.NodeStatus) bool { return n.GetGroup() == "" || has[n.GetGroup()] }
+	var only func(*sluicev1.NodeStatus) bool // --group: its nodes alone
+	if group := req.GetGroup(); group != "" {
+		only = func(n *sluicev1.NodeStatus) bool { return n.GetGroup() == group }
+	}
 	results, err := s.runOnFleet(ctx, &sluicev1.Command{Action: &sluicev1.Command_ShutdownSessions{ShutdownSessions: &sluicev1.ShutdownSessionsCommand{
 		Cluster: req.GetCluster(), Endpoint: req.GetEndpoint(),
-	}}}, concerned)
+	}}}, concerned, only)
 	if err != nil {
 		s.log.Warn("sessions not shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(), "err", err)
 		return nil, err
@@ -1672,7 +1687,7 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 			failed++
 		}
 	}
-	s.log.Info("sessions shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(),
+	s.log.Info("sessions shut down", "cluster", req.GetCluster(), "endpoint", req.GetEndpoint(), "group", req.GetGroup(),
 		"nodes", len(results), "failed", failed, "closed", closed, "took", time.Since(start).Round(time.Millisecond))
 	return &sluicev1.ShutdownSessionsResponse{Results: results}, nil
 }
@@ -1685,8 +1700,10 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 // nodes cannot be listed it runs nothing and fails with UNAVAILABLE: the
 // command would reach an unknown part of the fleet, and its answer would
 // not show which. The failures of nodes that concerned says the command
-// is not for are left out.
-func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerned func(*sluicev1.NodeStatus) bool) ([]*sluicev1.CommandResult, error) {
+// is not for are left out. With only, the command goes to the connected
+// nodes only takes (Command.nodes names them), and the answer has theirs
+// alone.
+func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerned, only func(*sluicev1.NodeStatus) bool) ([]*sluicev1.CommandResult, error) {
 	var nodes []*sluicev1.NodeStatus
 	if fl, ok := s.nodes.(FleetLister); ok && s.relay != nil {
 		var err error
@@ -1695,6 +1712,21 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerne
 		}
 	} else {
 		nodes = s.nodes.Nodes()
+	}
+	var targets map[string]bool // nil: every node
+	if only != nil {
+		targets = map[string]bool{}
+		cmd = &sluicev1.Command{Action: cmd.GetAction()}
+		nodes = slices.DeleteFunc(slices.Clone(nodes), func(n *sluicev1.NodeStatus) bool { return !only(n) })
+		for _, n := range nodes {
+			if n.GetConnected() {
+				targets[n.GetId()] = true
+				cmd.Nodes = append(cmd.Nodes, n.GetId())
+			}
+		}
+		if len(targets) == 0 {
+			return nil, nil // no Nodes would mean every node
+		}
 	}
 	elsewhere := map[string][]string{} // replica: the nodes the fleet lists on it
 	if s.relay != nil {
@@ -1711,7 +1743,11 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerne
 	)
 	for replica, ids := range elsewhere {
 		wg.Go(func() {
-			res, err := s.relay.Send(ctx, replica, cmd)
+			send := cmd
+			if targets != nil {
+				send = &sluicev1.Command{Action: cmd.GetAction(), Nodes: ids} // its own
+			}
+			res, err := s.relay.Send(ctx, replica, send)
 			if err != nil {
 				res = nil
 				for _, id := range ids {
@@ -1723,13 +1759,14 @@ func (s *Server) runOnFleet(ctx context.Context, cmd *sluicev1.Command, concerne
 			mu.Unlock()
 		})
 	}
-	local := s.cmds.Run(ctx, func(c *sluicev1.Command) { c.Action = cmd.GetAction() })
+	local := s.cmds.Run(ctx, func(c *sluicev1.Command) { c.Action, c.Nodes = cmd.GetAction(), cmd.GetNodes() })
 	wg.Wait()
 	// A node that moved while the command went may be answered for
-	// twice: a success wins.
+	// twice: a success wins. A replica older than Command.nodes runs it
+	// on all its nodes: only the targets' results are given.
 	byNode := make(map[string]*sluicev1.CommandResult, len(nodes))
 	for _, r := range append(all, local...) {
-		if cur, ok := byNode[r.GetNodeId()]; !ok || cur.GetError() != "" {
+		if cur, ok := byNode[r.GetNodeId()]; (!ok || cur.GetError() != "") && (targets == nil || targets[r.GetNodeId()]) {
 			byNode[r.GetNodeId()] = r
 		}
 	}

@@ -711,7 +711,11 @@ type localNodes map[string]*sluicev1.CommandResult
 func (l localNodes) Run(_ context.Context, action func(cmd *sluicev1.Command)) []*sluicev1.CommandResult {
 	var out []*sluicev1.CommandResult
 	for id, r := range l {
-		action(&sluicev1.Command{})
+		var cmd sluicev1.Command
+		action(&cmd)
+		if len(cmd.GetNodes()) > 0 && !slices.Contains(cmd.GetNodes(), id) {
+			continue // as command.Registry does
+		}
 		r = proto.Clone(r).(*sluicev1.CommandResult)
 		r.NodeId = id
 		out = append(out, r)
@@ -731,7 +735,11 @@ type relay struct {
 func (r *relay) Send(_ context.Context, replica string, cmd *sluicev1.Command) ([]*sluicev1.CommandResult, error) {
 	r.mu.Lock()
 	sd := cmd.GetShutdownSessions()
-	r.sent = append(r.sent, replica+":"+sd.GetCluster()+"/"+sd.GetEndpoint())
+	to := ""
+	if len(cmd.GetNodes()) > 0 {
+		to = " to " + strings.Join(cmd.GetNodes(), ",")
+	}
+	r.sent = append(r.sent, replica+":"+sd.GetCluster()+"/"+sd.GetEndpoint()+to)
 	r.mu.Unlock()
 	res, ok := r.answers[replica]
 	if !ok {
@@ -774,11 +782,51 @@ func TestShutdownSessionsOnOtherReplicas(t *testing.T) {
 	}
 }
 
+// TestShutdownSessionsOfAGroup: with a group, the command goes to that
+// group's connected nodes alone, here and through the replicas that have
+// some, and the answer has theirs alone, though a replica older than
+// Command.nodes runs it on all its nodes.
+func TestShutdownSessionsOfAGroup(t *testing.T) {
+	ctx := testContext(t)
+	nodes := fixedNodes{
+		{Id: "here", Connected: true, Replica: "a", Group: "edge"},
+		{Id: "here-too", Connected: true, Replica: "a", Group: groups.Default},
+		{Id: "there", Connected: true, Replica: "b", Group: "edge"},
+		{Id: "there-too", Connected: true, Replica: "b", Group: groups.Default},
+		{Id: "far", Connected: true, Replica: "c", Group: groups.Default},
+		{Id: "gone", Replica: "c", Group: "edge"},
+	}
+	rl := &relay{answers: map[string][]*sluicev1.CommandResult{
+		"b": {{NodeId: "there", Closed: 3}, {NodeId: "there-too", Closed: 9}}, // b ran it on all its nodes
+	}}
+	local := localNodes{"here": {Closed: 5}, "here-too": {Closed: 7}}
+	s := New(openStore(t, store.BoltOptions{}), nodes, stats.NewRing(10), nil).WithFleet(nil, local).WithReplica("a").WithRelay(rl)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1), Group: "edge", Selector: proto.String("role=edge")}); err != nil {
+		t.Fatal(err)
+	}
+	shutdownWeb1Of(t, ctx, s, "edge",
+		`here 5 ""`,
+		`there 3 ""`,
+	)
+	if want := []string{"b:web/web1 to there"}; !slices.Equal(rl.sent, want) {
+		t.Errorf("relayed %q, want %q", rl.sent, want)
+	}
+}
+
 // shutdownWeb1 shuts down the sessions of web/web1 through s, and checks
 // its results, one "NODE CLOSED ERROR" line each, against want.
 func shutdownWeb1(t *testing.T, ctx context.Context, s *Server, want ...string) {
 	t.Helper()
-	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1"})
+	shutdownWeb1Of(t, ctx, s, "", want...)
+}
+
+// shutdownWeb1Of is shutdownWeb1 on the nodes of group only.
+func shutdownWeb1Of(t *testing.T, ctx context.Context, s *Server, group string, want ...string) {
+	t.Helper()
+	resp, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1", Group: group})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -876,6 +924,20 @@ listeners: [{ name: public, address: 127.0.0.1:8080, protocol: HTTP, default_clu
 		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
 		`u1 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
 	)
+	// --group: the nodes of that group only, not those in no group.
+	shutdownWeb1Of(t, ctx, s, groups.Default,
+		`d1 2 ""`,
+		`d2 0 "node: no cluster \"web\" in the running configuration (version 2)"`,
+	)
+	for group, want := range map[string]string{
+		"edge": `group "edge": cluster "web" not found (the snapshot has: static)`,
+		"edg":  `group "edg" does not exist`,
+	} {
+		_, err := s.ShutdownSessions(ctx, &sluicev1.ShutdownSessionsRequest{Cluster: "web", Endpoint: "web1", Group: group})
+		if status.Code(err) != codes.NotFound || !strings.HasPrefix(status.Convert(err).Message(), want) {
+			t.Errorf("group %s: %v\nwant NOT_FOUND %q", group, err, want)
+		}
+	}
 
 	// An endpoint no group has is refused with every group's reason, not
 	// only the default group's: the operator may have meant the other's.

@@ -30,7 +30,12 @@ type Command struct {
 	// Types that are valid to be assigned to Action:
 	//
 	//	*Command_ShutdownSessions
-	Action        isCommand_Action `protobuf_oneof:"action"`
+	Action isCommand_Action `protobuf_oneof:"action"`
+	// Nodes, when set, are the ids of the only nodes the command is for
+	// (sluicectl shutdown-sessions --group): the control-plane replicas that
+	// relay it to their nodes send it to those alone. Nodes are never sent
+	// it.
+	Nodes         []string `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +89,13 @@ func (x *Command) GetShutdownSessions() *ShutdownSessionsCommand {
 		if x, ok := x.Action.(*Command_ShutdownSessions); ok {
 			return x.ShutdownSessions
 		}
+	}
+	return nil
+}
+
+func (x *Command) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
 	}
 	return nil
 }
@@ -283,10 +295,11 @@ var File_sluice_v1_command_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x17sluice/v1/command.proto\x12\tsluice.v1\x1a\x17validate/validate.proto\"v\n" +
+	"\x17sluice/v1/command.proto\x12\tsluice.v1\x1a\x17validate/validate.proto\"\x8c\x01\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12Q\n" +
-	"\x11shutdown_sessions\x18\x02 \x01(\v2\".sluice.v1.ShutdownSessionsCommandH\x00R\x10shutdownSessionsB\b\n" +
+	"\x11shutdown_sessions\x18\x02 \x01(\v2\".sluice.v1.ShutdownSessionsCommandH\x00R\x10shutdownSessions\x12\x14\n" +
+	"\x05nodes\x18\x03 \x03(\tR\x05nodesB\b\n" +
 	"\x06action\"O\n" +
 	"\x17ShutdownSessionsCommand\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1a\n" +

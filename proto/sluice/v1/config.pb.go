@@ -1930,9 +1930,13 @@ func (x *NodeStats) GetGroup() string {
 }
 
 type ShutdownSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Endpoint      string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Cluster  string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Endpoint string                 `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Group, when set, limits it to the nodes that group takes now, and the
+	// endpoint must be in the group's snapshot. Empty: every node whose
+	// group's snapshot has the endpoint, and nodes in no group.
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1977,6 +1981,13 @@ func (x *ShutdownSessionsRequest) GetCluster() string {
 func (x *ShutdownSessionsRequest) GetEndpoint() string {
 	if x != nil {
 		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *ShutdownSessionsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -2835,10 +2846,11 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\tendpoints\x18\x04 \x03(\v2\x18.sluice.v1.EndpointStatsR\tendpoints\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
 	"\areplica\x18\x06 \x01(\tR\areplica\x12\x14\n" +
-	"\x05group\x18\a \x01(\tR\x05group\"a\n" +
+	"\x05group\x18\a \x01(\tR\x05group\"\xa7\x01\n" +
 	"\x17ShutdownSessionsRequest\x12!\n" +
 	"\acluster\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\acluster\x12#\n" +
-	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\"N\n" +
+	"\bendpoint\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x10\x01R\bendpoint\x12D\n" +
+	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"N\n" +
 	"\x18ShutdownSessionsResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.sluice.v1.CommandResultR\aresults\"\x13\n" +
 	"\x11ListGroupsRequest\"\x8b\x01\n" +

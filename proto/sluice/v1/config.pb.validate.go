@@ -3294,6 +3294,17 @@ func (m *ShutdownSessionsRequest) validate(all bool) error {
 		errors = append(errors, err)
 	}
 
+	if !_ShutdownSessionsRequest_Group_Pattern.MatchString(m.GetGroup()) {
+		err := ShutdownSessionsRequestValidationError{
+			field:  "Group",
+			reason: "value does not match regex pattern \"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
 	if len(errors) > 0 {
 		return ShutdownSessionsRequestMultiError(errors)
 	}
@@ -3373,6 +3384,8 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = ShutdownSessionsRequestValidationError{}
+
+var _ShutdownSessionsRequest_Group_Pattern = regexp.MustCompile("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$")
 
 // Validate checks the field values on ShutdownSessionsResponse with the rules
 // defined in the proto definition for this message. If any rules are
