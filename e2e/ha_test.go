@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -670,14 +671,54 @@ func TestHAEtcdDownAsksEachListedReplica(t *testing.T) {
 	startHANode(t, "node-a", rs[0], rs[1])
 	startHANode(t, "node-b", rs[1], rs[0])
 	waitFor(t, "both nodes to connect", func() bool { return len(nodesTable(t, rs[0].addr)) == 2 })
-	if out, errOut, code := ctl(t, rs[0].addr, "apply", "-f", writeFile(t, t.TempDir(), "v1.yaml", clusterOnly(1)), "--wait"); code != 0 || !strings.Contains(out, "2 nodes applied version 1") {
+	// Both nodes serve one TCP port (SO_REUSEPORT), so each has records.
+	backend, listen := startBackend(t, "a"), freeAddr(t)
+	v1 := fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: TCP, default_cluster: web }
+`, backend.addr, listen)
+	if out, errOut, code := ctl(t, rs[0].addr, "apply", "-f", writeFile(t, t.TempDir(), "v1.yaml", v1), "--wait"); code != 0 || !strings.Contains(out, "2 nodes applied version 1") {
 		t.Fatalf("apply --wait: exit %d, %q %q", code, out, errOut)
 	}
 	both := rs[0].addr + "," + rs[1].addr
+	web := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	const conns = 30
+	for range conns {
+		if body, err := get(web, "http://"+listen+"/"); err != nil || body != "a" {
+			t.Fatalf("GET through the listener: %q, %v; want backend a's answer", body, err)
+		}
+	}
 	waitFor(t, "stats of both nodes", func() bool {
 		out, _, code := ctl(t, both, "stats")
 		return code == 0 && strings.Count(out, "web/a ") == 2
 	})
+	// records lists the connection records conns gives through cps, by node.
+	records := func(cps string) (by map[string]int, total int, errOut string, code int) {
+		out, errOut, code := ctl(t, cps, "conns", "--limit", "1000", "-o", "json")
+		var list struct {
+			Records []struct {
+				NodeID string `json:"node_id"`
+			} `json:"records"`
+		}
+		json.Unmarshal([]byte(out), &list)
+		by = map[string]int{}
+		for _, r := range list.Records {
+			by[r.NodeID]++
+		}
+		return by, len(list.Records), errOut, code
+	}
+	var before map[string]int
+	waitFor(t, fmt.Sprintf("conns to list the %d connections", conns), func() bool {
+		by, total, _, code := records(both)
+		before = by
+		return code == 0 && total == conns
+	})
+	if before["node-a"] == 0 || before["node-b"] == 0 {
+		t.Fatalf("records by node %v: want both nodes to have served some of the %d connections", before, conns)
+	}
 
 	etcd.Stop()
 	out, errOut, code := ctl(t, rs[0].addr, "nodes")
@@ -692,6 +733,12 @@ func TestHAEtcdDownAsksEachListedReplica(t *testing.T) {
 	out, errOut, code = ctl(t, both, "stats")
 	if code != 1 || !strings.Contains(out, "node-a (connected") || !strings.Contains(out, "node-b (connected") || strings.Count(out, "web/a ") != 2 || !strings.Contains(errOut, asked) {
 		t.Errorf("stats through both replicas with etcd down: exit %d, stdout %q, stderr %q; want exit 1, both nodes' endpoints, and %q", code, out, errOut, asked)
+	}
+	if by, total, errOut, code := records(rs[0].addr); code != 1 || total != before["node-a"] || by["node-b"] != 0 {
+		t.Errorf("conns through replica 1 alone with etcd down: exit %d, records by node %v, stderr %q; want exit 1 and node-a's %d", code, by, errOut, before["node-a"])
+	}
+	if by, total, errOut, code := records(both); code != 1 || total != conns || !maps.Equal(by, before) || !strings.Contains(errOut, asked) {
+		t.Errorf("conns through both replicas with etcd down: exit %d, records by node %v, stderr %q; want exit 1, %v, and %q", code, by, errOut, before, asked)
 	}
 }
 

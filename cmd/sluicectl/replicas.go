@@ -101,41 +101,58 @@ func (c *cli) replicaError(err error) string {
 // fleetConns is ListConns through every replica with nodes: the records
 // of the replica asked first and of each other it names, newest first, at
 // most req's limit in all. ReportedElsewhere keeps the replicas that
-// could not be asked; the second result says why each could not.
+// could not be asked; the second result says why each could not. When the
+// replica asked first could not read which replicas have nodes, each
+// replica --cp lists is asked instead (see fleetNodes).
 func (c *cli) fleetConns(ctx context.Context, client sluicev1.ConfigServiceClient, req *sluicev1.ListConnsRequest) (*sluicev1.ListConnsResponse, []string, error) {
 	call, cancel := c.call(ctx)
 	resp, err := client.ListConns(call, req)
 	cancel()
+	if listed := c.listedReplicas(); err == nil && resp.GetIncomplete() != "" && listed != nil {
+		return c.listedConns(ctx, resp, req, listed)
+	}
 	if err != nil || len(resp.GetReportedElsewhere()) == 0 {
 		return resp, nil, err
 	}
-	var mu sync.Mutex
 	var asked []string
-	problems := c.askReplicas(ctx, resp.GetReportedElsewhere(), func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
+	records, problems := c.connsOf(ctx, resp.GetReportedElsewhere(), req, &asked)
+	resp.Records = newestConns(append(resp.Records, records...), req.GetLimit())
+	resp.ReportedElsewhere = slices.DeleteFunc(resp.ReportedElsewhere, func(name string) bool { return slices.Contains(asked, name) })
+	return resp, problems, nil
+}
+
+// connsOf is ListConns of each replica named, all at once: their records,
+// and why each that could not be asked was not; asked gets the names of
+// those that answered.
+func (c *cli) connsOf(ctx context.Context, names []string, req *sluicev1.ListConnsRequest, asked *[]string) ([]*sluicev1.ConnRecord, []string) {
+	var mu sync.Mutex
+	var records []*sluicev1.ConnRecord
+	problems := c.askReplicas(ctx, names, func(ctx context.Context, name string, other sluicev1.ConfigServiceClient) error {
 		more, err := other.ListConns(ctx, req)
 		if err != nil {
 			return err
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		resp.Records = append(resp.Records, more.GetRecords()...)
-		asked = append(asked, name)
+		records = append(records, more.GetRecords()...)
+		*asked = append(*asked, name)
 		return nil
 	})
-	resp.ReportedElsewhere = slices.DeleteFunc(resp.ReportedElsewhere, func(name string) bool { return slices.Contains(asked, name) })
-	// Each replica's records are newest first; merged, the newest of them
-	// all, as one replica would have listed them.
-	slices.SortStableFunc(resp.Records, func(a, b *sluicev1.ConnRecord) int {
+	return records, problems
+}
+
+// newestConns returns the newest limit records of several replicas' (the
+// default limit for 0), newest first, as one replica would list them:
+// each replica's are newest first already.
+func newestConns(records []*sluicev1.ConnRecord, limit uint32) []*sluicev1.ConnRecord {
+	slices.SortStableFunc(records, func(a, b *sluicev1.ConnRecord) int {
 		return b.GetStart().AsTime().Compare(a.GetStart().AsTime())
 	})
-	limit := int(req.GetLimit())
-	if limit == 0 {
-		limit = stats.DefaultListLimit
+	n := int(limit)
+	if n == 0 {
+		n = stats.DefaultListLimit
 	}
-	if len(resp.Records) > limit {
-		resp.Records = resp.Records[:limit]
-	}
-	return resp, problems, nil
+	return records[:min(n, len(records))]
 }
 
 // fleetStats is GetStats through every replica with nodes: a node the
@@ -188,7 +205,7 @@ func (c *cli) fleetStats(ctx context.Context, client sluicev1.ConfigServiceClien
 
 // When the replica asked cannot read the other replicas' nodes from etcd
 // (ListNodesResponse.incomplete), it lists only its own, and names no
-// other replica to ask. nodes and stats then ask each replica that --cp
+// other replica to ask. nodes, stats and conns then ask each replica that --cp
 // lists for its own, and merge them: in an etcd outage, the operator still
 // sees the fleet of the replicas they know of.
 
@@ -247,9 +264,15 @@ func askListed[N any](c *cli, ctx context.Context, listed []string, nodes *[]N, 
 	if len(asked) == 0 {
 		return problems
 	}
+	return append([]string{askedNote(asked)}, problems...)
+}
+
+// askedNote says which replicas --cp lists were asked for their own nodes
+// (sorted in place).
+func askedNote(asked []string) string {
 	slices.Sort(asked)
-	return append([]string{fmt.Sprintf("so each replica --cp lists was asked for its own nodes: those of %s are listed; a replica --cp does not list is not",
-		strings.Join(asked, ", "))}, problems...)
+	return fmt.Sprintf("so each replica --cp lists was asked for its own nodes: those of %s are listed; a replica --cp does not list is not",
+		strings.Join(asked, ", "))
 }
 
 // fleetNodes is ListNodes, with the nodes of each replica --cp lists when
@@ -271,6 +294,21 @@ func (c *cli) fleetNodes(ctx context.Context, client sluicev1.ConfigServiceClien
 		return more.GetNodes(), err
 	})
 	return resp, notes, nil
+}
+
+// listedConns lists the records of each replica --cp lists in place of
+// resp's, the first replica's incomplete answer to req (see fleetNodes).
+// A replica keeps the records its own nodes report, so each record comes
+// from one replica: asking each listed once, the one that answered first
+// included, lists each once. Were none of them to answer, resp stays.
+func (c *cli) listedConns(ctx context.Context, resp *sluicev1.ListConnsResponse, req *sluicev1.ListConnsRequest, listed []string) (*sluicev1.ListConnsResponse, []string, error) {
+	var asked []string
+	records, problems := c.connsOf(ctx, listed, req, &asked)
+	if len(asked) == 0 {
+		return resp, problems, nil
+	}
+	resp.Records = newestConns(records, req.GetLimit())
+	return resp, append([]string{askedNote(asked)}, problems...), nil
 }
 
 // listedStats adds to resp, the first replica's incomplete answer to req,
