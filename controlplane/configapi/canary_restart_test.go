@@ -172,15 +172,30 @@ func (f *flakyStore) Current(ctx context.Context) (*store.Version, error) {
 	return f.Store.Current(ctx)
 }
 
+// flakyFleet lists the fleet's nodes as fleetview does: this replica's
+// alone, with an error, while down is set.
+type flakyFleet struct {
+	*fleet.Registry
+	down bool
+}
+
+func (f *flakyFleet) FleetNodes() ([]*sluicev1.NodeStatus, error) {
+	if f.down {
+		return f.Nodes(), errors.New("etcd away")
+	}
+	return f.Nodes(), nil
+}
+
 // A canary that never applies the version halts the rollout at the
 // deadline the canary asked for, through the checks RunRollouts makes;
-// the deadline counts again from a check that could read the store after
-// one that could not (the fleet's records may lag an outage).
+// the deadline counts again from a check that could read the store, and
+// the other replicas' nodes, after one that could not (the fleet's
+// records may lag an outage).
 func TestStuckCanaryHaltsAtItsProgressDeadline(t *testing.T) {
 	ctx := testContext(t)
 	st := &flakyStore{Store: openStore(t, store.BoltOptions{})}
-	reg := fleet.NewRegistry()
-	placedNodes(reg, "n1", "n2")
+	reg := &flakyFleet{Registry: fleet.NewRegistry()}
+	placedNodes(reg.Registry, "n1", "n2")
 	s := New(st, reg, stats.NewRing(10), nil)
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
 		t.Fatal(err)
@@ -200,25 +215,30 @@ func TestStuckCanaryHaltsAtItsProgressDeadline(t *testing.T) {
 	v := rollout().GetVersion()
 	t0 := time.Now()
 	for _, tc := range []struct {
-		at   time.Duration
-		down bool
-	}{{0, false}, {59 * time.Second, false}, {2 * time.Minute, true}, {2*time.Minute + time.Second, false}, {3 * time.Minute, false}} {
-		st.down = tc.down
-		if err := s.checkRollouts(ctx, true, t0.Add(tc.at)); (err != nil) != tc.down {
-			t.Fatalf("check at %v, store down %v: %v", tc.at, tc.down, err)
+		at                   time.Duration
+		storeDown, fleetDown bool
+	}{
+		{0, false, false}, {59 * time.Second, false, false},
+		{2 * time.Minute, true, false}, {2*time.Minute + time.Second, false, false},
+		{3*time.Minute + 5*time.Second, false, true}, {3*time.Minute + 30*time.Second, false, false},
+		{4*time.Minute + 29*time.Second, false, false},
+	} {
+		st.down, reg.down = tc.storeDown, tc.fleetDown
+		if err := s.checkRollouts(ctx, true, t0.Add(tc.at)); (err != nil) != tc.storeDown {
+			t.Fatalf("check at %v, store down %v: %v", tc.at, tc.storeDown, err)
 		}
-		st.down = false
+		st.down, reg.down = false, false
 		if r := rollout(); r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_CANARY {
 			t.Fatalf("at %v: %v (%s); want the rollout still waiting for its canary", tc.at, r.GetState(), r.GetReason())
 		}
 	}
-	if err := s.checkRollouts(ctx, true, t0.Add(3*time.Minute+time.Second)); err != nil {
+	if err := s.checkRollouts(ctx, true, t0.Add(4*time.Minute+30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	r := rollout()
 	want := fmt.Sprintf("no progress for 1m0s (the progress deadline): waiting for 1 of 1 connected canaries to apply version %d", v)
 	if r.GetState() != sluicev1.RolloutState_ROLLOUT_STATE_HALTED || r.GetReason() != want {
-		t.Errorf("a minute after the store came back: %v, reason %q; want HALTED, %q", r.GetState(), r.GetReason(), want)
+		t.Errorf("a minute after the fleet could be read again: %v, reason %q; want HALTED, %q", r.GetState(), r.GetReason(), want)
 	}
 	if st, err := s.GetRollout(ctx, &sluicev1.RolloutRequest{}); err != nil || st.GetPhase() != "halted: "+want {
 		t.Errorf("rollout status: %q, %v", st.GetPhase(), err)

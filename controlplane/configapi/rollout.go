@@ -195,9 +195,10 @@ func rolloutStateText(st sluicev1.RolloutState) string {
 type rolloutWatch struct {
 	mu      sync.Mutex
 	byGroup map[string]*watch
-	// storeFailed: the last check could not read the store. Once it can,
-	// every progress deadline starts again: the fleet's records of the
-	// canaries on other replicas may take a lease renewal to come back.
+	// storeFailed: the last check could not read the store, or the other
+	// replicas' nodes from it. Until a check can, and at that check, every
+	// progress deadline starts again: the canaries on other replicas are
+	// not known, and their records may take a lease renewal to come back.
 	storeFailed bool
 }
 
@@ -307,20 +308,24 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool, now time.Ti
 		s.rollouts.mu.Unlock()
 		return err
 	}
+	list, fleetErr := s.nodes.Nodes(), error(nil)
+	if fl, ok := s.nodes.(FleetLister); ok {
+		list, fleetErr = fl.FleetNodes() // this replica's nodes alone on an error
+	}
 	nodes := map[string]*sluicev1.NodeStatus{}
-	for _, n := range s.nodes.Nodes() {
+	for _, n := range list {
 		nodes[n.GetId()] = n
 	}
 	s.rollouts.mu.Lock()
 	if s.rollouts.byGroup == nil {
 		s.rollouts.byGroup = map[string]*watch{}
 	}
-	if s.rollouts.storeFailed {
-		s.rollouts.storeFailed = false
+	if s.rollouts.storeFailed || fleetErr != nil {
 		for _, w := range s.rollouts.byGroup {
 			w.since = now
 		}
 	}
+	s.rollouts.storeFailed = fleetErr != nil
 	live := map[string]bool{}
 	type outcome struct {
 		group, halt string
@@ -512,7 +517,6 @@ func (s *Server) step(w *watch, r *sluicev1.Rollout, nodes map[string]*sluicev1.
 	return true, ""
 }
 
-// overRequests is what the head line of a rollout adds for min_requests.
 // stalled returns the reason to halt rollout r, whose window is not
 // running (w.phase says what it waits for), once that has lasted for its
 // progress deadline; "" before.
@@ -527,6 +531,7 @@ func (w *watch) stalled(r *sluicev1.Rollout, now time.Time) string {
 	return fmt.Sprintf("no progress for %v (the progress deadline): %s", d, w.phase)
 }
 
+// overRequests is what the head line of a rollout adds for min_requests.
 func overRequests(need uint64) string {
 	if need == 0 {
 		return ""
