@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-lb/sluice/dataplane"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	"github.com/sluice-lb/sluice/internal/testcert"
 )
 
@@ -317,5 +320,84 @@ func TestGRPCExample(t *testing.T) {
 		if got := h2Get(t, client, "http://"+plain+"/"); got.status != 200 || got.body != "web" {
 			t.Errorf("GET / over HTTP/%d: %d %q, want the web cluster", got.proto, got.status, got.body)
 		}
+	}
+}
+
+// TestAccessLogGRPCStatus: the access log line of a gRPC call carries the
+// gRPC status it ended with, as Envoy's %GRPC_STATUS%: OK and the
+// backend's own codes (in trailers, or trailers-only for a method it does
+// not have), and the code of the proxy's own answer (a deny's 403 is
+// PERMISSION_DENIED), beside the HTTP status. A request that is not a
+// gRPC call has none.
+func TestAccessLogGRPCStatus(t *testing.T) {
+	c := startCP(t, t.TempDir(), "")
+	g := startGRPCBackend(t)
+	listen := freeAddr(t)
+	var out logBuffer
+	dp := startAdminNode(t, c.addr, "node-1", dataplane.Options{AccessLog: &out})
+	waitVersion(t, dp, c.apply(t, fmt.Sprintf(`
+clusters:
+  - { name: grpc, http2: true, endpoints: [{ name: g1, address: %s }] }
+listeners:
+  - name: public
+    address: %s
+    protocol: HTTP
+    default_cluster: grpc
+    rules: [{ match: { path: { prefix: /grpc.health.v1.Health/Watch } }, deny: {} }]
+`, g.addr, listen)))
+	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	hc := healthpb.NewHealthClient(conn)
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "sluice.test"}); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.such.service"}); status.Code(err) != codes.NotFound {
+		t.Errorf("Check(no.such.service): %v, want NotFound", err)
+	}
+	if err := conn.Invoke(ctx, "/no.such.Service/Call", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("an unknown method: %v, want Unimplemented", err)
+	}
+	w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: "sluice.test"})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Watch, denied: %v, want PermissionDenied", err)
+	}
+	client := &http.Client{Timeout: testTimeout}
+	if resp, err := client.Get("http://" + listen + "/plain"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	conn.Close()
+	client.CloseIdleConnections()
+	waitFor(t, "the connections to end on the node", func() bool {
+		return promtext.Scrape(t, "http://"+dp.AdminAddr().String()+"/metrics").Value("sluice_listener_connections", "public") <= 0
+	})
+	dp.Close()
+
+	var got []string // path, status and grpc_status of each line
+	for _, l := range out.lines(t) {
+		grpcStatus := "-"
+		if v, ok := l["grpc_status"]; ok {
+			grpcStatus = fmt.Sprint(v)
+		}
+		got = append(got, fmt.Sprintf("%v %v %s", l["path"], l["status"], grpcStatus))
+	}
+	want := []string{
+		"/grpc.health.v1.Health/Check 200 0", // OK
+		"/grpc.health.v1.Health/Check 200 5", // NOT_FOUND, in the trailers
+		"/no.such.Service/Call 200 12",       // UNIMPLEMENTED, trailers-only
+		"/grpc.health.v1.Health/Watch 403 7", // the deny's PERMISSION_DENIED
+		"/plain 415 -",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("path, status and grpc_status of each line:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -97,6 +97,7 @@ type entry struct {
 	text                               []byte // method, host, path, request id
 	method, host, path                 int    // their ends in text
 	status                             int
+	grpc                               int // the gRPC status code plus one; 0: none
 	bytesIn, bytesOut                  uint64
 	connect, firstByte, total          time.Duration
 	retries                            uint32
@@ -120,6 +121,10 @@ func (l *Log) Log(listener string, x *meter.Exchange) {
 	e.method, e.host = len(x.Method), len(x.Method)+len(x.Host)
 	e.path = e.host + len(x.Path)
 	e.status, e.bytesIn, e.bytesOut = x.Status, x.BytesIn, x.BytesOut
+	e.grpc = 0
+	if code, ok := x.GRPCStatus(); ok {
+		e.grpc = code + 1
+	}
 	e.connect, e.firstByte, e.total = x.Connect, x.FirstByte, x.Total
 	e.retries, e.cause = x.Retries, x.Cause
 	select {

@@ -42,6 +42,10 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 		}
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(e.status), 10)
+		if e.grpc > 0 {
+			b = append(b, `,"grpc_status":`...)
+			b = strconv.AppendInt(b, int64(e.grpc-1), 10)
+		}
 	}
 	if e.rule != "" {
 		b = appendField(b, "rule", e.rule)

@@ -39,6 +39,9 @@ func slogLine(e *entry, node string) []byte {
 			a = append(a, slog.String("request_id", string(e.text[e.path:])))
 		}
 		a = append(a, slog.Int("status", e.status))
+		if e.grpc > 0 {
+			a = append(a, slog.Int("grpc_status", e.grpc-1))
+		}
 	}
 	if e.rule != "" {
 		a = append(a, slog.String("rule", e.rule))
@@ -81,6 +84,10 @@ func TestLineIsSlogJSON(t *testing.T) {
 			end: end, text: []byte("GETa/9b2f6c1e-4a51-4c1b-8e0e-2f6d2c1b0a9f"), method: 3, host: 4, path: 5, status: 200, total: time.Millisecond},
 		{listener: "public", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("192.0.2.7:4711"),
 			end: end, text: []byte("GETa/x\"id\\"), method: 3, host: 4, path: 6, status: 200, total: time.Millisecond},
+		{listener: "grpc", cluster: "g", endpoint: "g1", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("10.0.0.1:5"),
+			end: end, text: []byte("POSTa/pkg.Svc/Get"), method: 4, host: 5, path: 17, status: 200, grpc: 1, total: time.Millisecond},
+		{listener: "grpc", proto: meter.ProtoHTTP2, client: netip.MustParseAddrPort("10.0.0.1:5"),
+			end: end, text: []byte("POSTa/pkg.Svc/Get"), method: 4, host: 5, path: 17, status: 503, grpc: 15, total: time.Millisecond},
 		{listener: "db", rule: "rules[1]", cluster: "db2", endpoint: "b", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"),
 			end: end, total: time.Second, cause: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
 	} {

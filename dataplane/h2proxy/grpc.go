@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 )
 
 // This file holds what the engine knows of gRPC beyond HTTP/2: how a
@@ -29,14 +27,31 @@ func isGRPC(r *http.Request) bool {
 // CANCEL itself, would have said the same. Anything else is UNAVAILABLE,
 // what gRPC says of a lost connection (and Envoy of an upstream reset),
 // with text, the proxy's word for why (cut).
-func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time, text string) {
-	code, msg := "14", grpcMessage(text)
+func endGRPC(w http.ResponseWriter, r *http.Request, st *stream, start time.Time, text string) {
+	code, msg := 14, grpcMessage(text) // UNAVAILABLE
 	if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && time.Since(start) >= d {
-		code, msg = "4", "deadline exceeded"
+		code, msg = 4, "deadline exceeded" // DEADLINE_EXCEEDED
 	}
 	h := w.Header()
-	h[http.TrailerPrefix+"Grpc-Status"] = []string{code}
+	h[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(code)}
 	h[http.TrailerPrefix+"Grpc-Message"] = []string{msg}
+	st.mx.SetGRPCStatus(code)
+}
+
+// endedGRPC records in st the status of a gRPC call the endpoint answered
+// in full: grpc-status in its trailers, or in its only header block
+// (trailers-only, as a server refuses a call).
+func endedGRPC(st *stream, resp *http.Response) {
+	v, ok := resp.Trailer["Grpc-Status"]
+	if !ok {
+		v = resp.Header["Grpc-Status"]
+	}
+	if len(v) == 0 {
+		return
+	}
+	if code, err := strconv.Atoi(v[0]); err == nil {
+		st.mx.SetGRPCStatus(code)
+	}
 }
 
 // grpcAnswer answers a gRPC call with one of the proxy's own refusals or
@@ -48,11 +63,14 @@ func endGRPC(w http.ResponseWriter, r *http.Request, start time.Time, text strin
 // table of HTTP statuses gives (doc/http-grpc-status-mapping.md): 502,
 // 503 and 504 are UNAVAILABLE, which a client may retry. The request's
 // id goes with it when the client gets ids (req.ResponseID).
-func grpcAnswer(w http.ResponseWriter, req *httpproxy.Request, status int, text string, last bool) {
+func grpcAnswer(w http.ResponseWriter, st *stream, status int, text string, last bool) {
+	req := &st.req
 	h := w.Header()
 	clear(h)
+	code := grpcCode(status)
+	st.mx.SetGRPCStatus(code)
 	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+	h.Set("Grpc-Status", strconv.Itoa(code))
 	h.Set("Grpc-Message", grpcMessage(text))
 	if name, id := req.ResponseID(); name != "" {
 		h.Set(name, string(id))

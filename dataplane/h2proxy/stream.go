@@ -506,7 +506,7 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			cn.fail(why)
 		}
 		if isGRPC(r) && r.ProtoMajor == 2 {
-			endGRPC(w, r, start, text)
+			endGRPC(w, r, st, start, text)
 			return true, nil
 		}
 		// The response started: all that can be done is to cut the stream
@@ -520,6 +520,9 @@ func (cn *conn) forward(w http.ResponseWriter, r, out *http.Request, st *stream,
 			// Announced or not (gRPC does not announce its own).
 			dst[http.TrailerPrefix+k] = vv
 		}
+	}
+	if isGRPC(r) {
+		endedGRPC(st, resp)
 	}
 	return true, nil
 }
@@ -609,7 +612,7 @@ func (e *clientGone) Unwrap() error { return e.err }
 // answer in st: status, and the bytes of its body.
 func (cn *conn) errorAnswer(st *stream, w http.ResponseWriter, r *http.Request, status int, text string, last bool) {
 	if isGRPC(r) {
-		grpcAnswer(w, &st.req, status, text, last)
+		grpcAnswer(w, st, status, text, last)
 		st.mx.Status, st.mx.BytesOut = status, 0
 		return
 	}
@@ -628,7 +631,7 @@ func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, b
 				strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 				text = strings.TrimSpace(string(body))
 			}
-			grpcAnswer(w, &st.req, resp.StatusCode, text, last)
+			grpcAnswer(w, st, resp.StatusCode, text, last)
 			st.mx.Status, st.mx.BytesOut = resp.StatusCode, 0
 			return
 		}

@@ -290,6 +290,26 @@ type Exchange struct {
 	Cause sluicev1.CloseReason
 	// Logged is set when Listener.Sample said the exchange is logged.
 	Logged bool
+	// grpcStatus is the gRPC status code a gRPC call ended with, plus
+	// one; 0: not a gRPC call, or one that ended without a status.
+	grpcStatus uint8
+}
+
+// SetGRPCStatus records the gRPC status code a gRPC call ended with: the
+// endpoint's grpc-status, or the one the proxy answered with. One outside
+// 0 to 254 (gRPC's are 0 to 16) records none.
+func (x *Exchange) SetGRPCStatus(code int) {
+	if code < 0 || code > 254 {
+		x.grpcStatus = 0
+		return
+	}
+	x.grpcStatus = uint8(code + 1)
+}
+
+// GRPCStatus returns the gRPC status code recorded by SetGRPCStatus, and
+// whether one was.
+func (x *Exchange) GRPCStatus() (code int, ok bool) {
+	return int(x.grpcStatus) - 1, x.grpcStatus != 0
 }
 
 // KeepRequestID sets x.RequestID, when the exchange is logged, to a copy
