@@ -270,6 +270,10 @@ func New(opts Options) (_ *Server, err error) {
 		}
 		nodes = s.view
 	}
+	var certExpiry func() time.Time
+	if opts.Security.ServingCertificate() != nil {
+		certExpiry = func() time.Time { return opts.Security.ServingCertificate().NotAfter }
+	}
 	s.metrics = metrics.New(metrics.Sources{
 		Nodes: func() (connected, current int) {
 			// Versions are numbered across groups, so each group's
@@ -286,6 +290,7 @@ func New(opts Options) (_ *Server, err error) {
 			c := s.stats.Counters()
 			return c.Received, c.Dropped
 		},
+		CertificateExpiry: certExpiry,
 	})
 	s.discovery = discovery.New(s.fleet, s.metrics, log.With("component", "discovery")).KeepRefusals(s.store)
 	if s.etcd != nil {
@@ -599,6 +604,9 @@ func (s *Server) serve(ctx context.Context) error {
 	// rollout, the elected one promotes it.
 	var leading atomic.Bool
 	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval, leading.Load) })
+	if s.opts.Security.ServingCertificate() != nil {
+		wg.Go(func() { s.watchCertificate(ctx) })
+	}
 	wg.Go(func() {
 		s.Elector("rollout").Run(ctx, func(ctx context.Context) {
 			leading.Store(true)

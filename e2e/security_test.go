@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane"
 	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/internal/pki"
+	"github.com/sluice-lb/sluice/internal/promtext"
 	"github.com/sluice-lb/sluice/internal/testcert"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -506,4 +508,95 @@ func clickUntil(t *testing.T, ctx context.Context, sel, want string) {
 		}
 	}
 	t.Fatalf("click %s until %s shows: %v", sel, want, err)
+}
+
+// TestServerCertificateRenewal: a control plane whose certificate expires
+// within 30 days warns at its start and says when on /metrics; sluice-cp
+// issue-server-cert writes a new one over the files, for the same names,
+// and the running control plane serves it from the next handshake, with
+// no restart: a new node connects and a new TLS client sees the new
+// certificate, while the node connected before stays connected.
+func TestServerCertificateRenewal(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	if out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir, "--valid", "240h"); code != 0 {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	cpAddr, cpHTTP := freeAddr(t), freeAddr(t)
+	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"),
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"))
+	caPool, err := pki.LoadPool(p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// served is the certificate a new TLS connection to the control plane
+	// gets, verified against the CA.
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", cpAddr, &tls.Config{RootCAs: caPool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("TLS to the control plane: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	https := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	waitFor(t, "sluice-cp https /healthz", func() bool {
+		resp, err := https.Get("https://" + cpHTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	expiry := func() float64 {
+		t.Helper()
+		return promtext.ScrapeWith(t, https, "https://"+cpHTTP+"/metrics").Value("sluice_cp_tls_certificate_expiry_timestamp_seconds")
+	}
+	before := served()
+	if got := expiry(); got != float64(before.NotAfter.Unix()) {
+		t.Errorf("sluice_cp_tls_certificate_expiry_timestamp_seconds = %v, want %d (the served certificate's NotAfter)", got, before.NotAfter.Unix())
+	}
+	if log := cp.out.String(); !strings.Contains(log, "level=WARN msg=\"the control plane's TLS certificate (--tls-cert) expires in 9 days: nodes and sluicectl will refuse to connect to it then; renew it with 'sluice-cp issue-server-cert --dir DIR'") {
+		t.Errorf("no warning at the start of a control plane whose certificate expires in 10 days:\n%s", log)
+	}
+
+	nodeCert := func(id string) []string {
+		t.Helper()
+		out, errOut, code := runBin(t, []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}, "sluicectl", "cert", "issue", "--node", id, "--out", filepath.Join(dir, id))
+		if code != 0 {
+			t.Fatalf("cert issue %s: exit %d\n%s%s", id, code, out, errOut)
+		}
+		nd := func(n string) string { return filepath.Join(dir, id, n) }
+		return []string{"--cp", cpAddr, "--ca", nd("ca.crt"), "--cert", nd(id + ".crt"), "--key", nd(id + ".key"), "--admin", ""}
+	}
+	start(t, "sluice-dp", nodeCert("n1")...)
+	connected := func(id string) bool {
+		out, _, _ := runBin(t, []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}, "sluicectl", "nodes")
+		for _, r := range tableRows(out) {
+			if len(r) == 7 && r[0] == id {
+				return r[3] == "connected"
+			}
+		}
+		return false
+	}
+	waitFor(t, "n1 to connect", func() bool { return connected("n1") })
+
+	out, errOut, code := runBin(t, nil, "sluice-cp", "issue-server-cert", "--dir", pkiDir)
+	if code != 0 || !strings.Contains(out, "wrote "+p("server.crt")+"\nwrote "+p("server.key")+"\nserver certificate for localhost, 127.0.0.1, ::1, valid until ") {
+		t.Fatalf("issue-server-cert: exit %d\n%s%s", code, out, errOut)
+	}
+	after := served()
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 || !after.NotAfter.After(before.NotAfter.Add(300*24*time.Hour)) {
+		t.Errorf("after issue-server-cert the control plane serves serial %v until %v; want a new certificate, good for a year (the old one: serial %v until %v)",
+			after.SerialNumber, after.NotAfter, before.SerialNumber, before.NotAfter)
+	}
+	if got := expiry(); got != float64(after.NotAfter.Unix()) {
+		t.Errorf("after the renewal, sluice_cp_tls_certificate_expiry_timestamp_seconds = %v, want %d", got, after.NotAfter.Unix())
+	}
+	start(t, "sluice-dp", nodeCert("n2")...)
+	waitFor(t, "n2 to connect after the renewal", func() bool { return connected("n2") })
+	if !connected("n1") {
+		t.Error("n1 is no longer connected after the renewal")
+	}
 }

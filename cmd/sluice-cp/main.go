@@ -32,6 +32,7 @@ var version = "dev"
 const usage = `Usage: sluice-cp [flags]
        sluice-cp --version
        sluice-cp init-ca --dir DIR [--hosts H,...] [--valid D]                (a CA and server certificate)
+       sluice-cp issue-server-cert --dir DIR [--hosts H,...] [--valid D]      (a new server certificate: renewal)
        sluice-cp mint-token --token-key FILE [--name N] [--role R] [--ttl D]  (a token, offline: the first admin's)
 
 sluice-cp is the Sluice control plane. It keeps versioned snapshots in an

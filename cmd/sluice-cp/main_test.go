@@ -228,6 +228,9 @@ func TestSubcommandErrors(t *testing.T) {
 			"sluice-cp mint-token: a token's ttl must be at least 1s, not 500ms\n"},
 		{[]string{"init-ca", "--dir", noHostsDir, "--hosts", " , "}, 2,
 			"sluice-cp init-ca: --hosts names no host: give the names and addresses that nodes and sluicectl dial (--cp)\n"},
+		{[]string{"issue-server-cert"}, 2, "sluice-cp issue-server-cert: --dir is required\n"},
+		{[]string{"issue-server-cert", "--dir", noHostsDir}, 1,
+			"sluice-cp issue-server-cert: CA certificate: open " + filepath.Join(noHostsDir, "ca.crt") + ": no such file or directory\n"},
 	} {
 		var stdout, stderr strings.Builder
 		code, _ := subcommand(tc.args, &stdout, &stderr)

@@ -84,8 +84,8 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 	return auth.New(cfg), closer, nil
 }
 
-// subcommand runs "sluice-cp init-ca" or "sluice-cp mint-token"; ok is
-// false for anything else.
+// subcommand runs "sluice-cp init-ca", "issue-server-cert" or
+// "mint-token"; ok is false for anything else.
 func subcommand(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	if len(args) == 0 {
 		return 0, false
@@ -93,6 +93,8 @@ func subcommand(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	switch args[0] {
 	case "init-ca":
 		return initCA(args[1:], stdout, stderr), true
+	case "issue-server-cert":
+		return issueServerCert(args[1:], stdout, stderr), true
 	case "mint-token":
 		return mintToken(args[1:], stdout, stderr), true
 	}
@@ -156,6 +158,54 @@ func initCA(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "wrote", p)
 	}
 	fmt.Fprintf(stdout, "server certificate for %s\n", strings.Join(hs, ", "))
+	return 0
+}
+
+const issueServerCertUsage = `Usage: sluice-cp issue-server-cert --dir DIR [--hosts H,...] [--valid D]
+
+Writes a new server certificate and key over DIR/server.crt and
+DIR/server.key, signed by the CA init-ca wrote into DIR (ca.crt, ca.key):
+to renew the control plane's certificate before it expires, or to change
+the names it covers. Each file is replaced whole, the key first. A control
+plane started with --tls-cert DIR/server.crt --tls-key DIR/server.key
+serves the new one from its next TLS handshake, without a restart; copy
+the files to each replica that has its own. Nodes and sluicectl need
+nothing new: they trust the CA.
+
+Flags:
+`
+
+func issueServerCert(args []string, stdout, stderr io.Writer) int {
+	fs := subFlags("issue-server-cert", issueServerCertUsage, stderr)
+	dir := fs.String("dir", "", "the `DIR` init-ca wrote the CA and server certificate into")
+	hosts := fs.String("hosts", "", "comma-separated names and IP addresses the certificate covers (default: those of the one it replaces)")
+	valid := fs.Duration("valid", pki.ServerValidity, "how long the certificate is good for (never past the CA)")
+	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+	if *dir == "" {
+		fmt.Fprintln(stderr, "sluice-cp issue-server-cert: --dir is required")
+		return 2
+	}
+	if *valid <= 0 {
+		fmt.Fprintln(stderr, "sluice-cp issue-server-cert: --valid must be positive")
+		return 2
+	}
+	var hs []string
+	for h := range strings.SplitSeq(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hs = append(hs, h)
+		}
+	}
+	paths, names, notAfter, err := pki.RenewServer(*dir, hs, *valid)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice-cp issue-server-cert: %v\n", err)
+		return 1
+	}
+	for _, p := range paths {
+		fmt.Fprintln(stdout, "wrote", p)
+	}
+	fmt.Fprintf(stdout, "server certificate for %s, valid until %s\n", strings.Join(names, ", "), notAfter.UTC().Format(time.RFC3339))
 	return 0
 }
 

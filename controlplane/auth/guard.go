@@ -116,6 +116,15 @@ func (g *Guard) HTTPTLS() *tls.Config {
 	return c
 }
 
+// ServingCertificate returns the certificate the control plane serves
+// now (its --tls-cert, as last read); nil without TLS.
+func (g *Guard) ServingCertificate() *x509.Certificate {
+	if g == nil {
+		return nil
+	}
+	return pki.ServingCertificate(g.cfg.TLS)
+}
+
 // Identity is who made a call.
 type Identity struct {
 	// Name is the token's name, or "anonymous".

@@ -30,6 +30,9 @@ type Sources struct {
 	// Records returns the stats records received from nodes, and those the
 	// nodes reported dropping from their own full queues.
 	Records func() (received, dropped uint64)
+	// CertificateExpiry, when set (TLS), returns when the certificate the
+	// control plane serves expires.
+	CertificateExpiry func() time.Time
 }
 
 // Metrics is the control plane's registry. Its Pushed and Answered methods
@@ -102,6 +105,12 @@ func New(src Sources) *Metrics {
 			Help: "Connection records nodes dropped because their queue to the control plane was full.",
 		}, func() float64 { _, d := src.Records(); return float64(d) }),
 	)
+	if src.CertificateExpiry != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_cp_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate the control plane serves (--tls-cert) expires, in Unix seconds: alert well before (sluice-cp issue-server-cert renews it).",
+		}, func() float64 { return float64(src.CertificateExpiry().Unix()) }))
+	}
 	// Both results exist from the start, so a rate over them is 0, not
 	// absent, before the first answer.
 	m.toAck.WithLabelValues("ack")

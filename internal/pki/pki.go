@@ -397,6 +397,60 @@ func InitCA(dir string, hosts []string, serverValid time.Duration) ([]string, er
 	return paths, nil
 }
 
+// RenewServer writes a new server certificate and key, signed by the CA
+// init-ca wrote into dir, over dir's server.crt and server.key: each file
+// replaced whole, the key first, so a control plane that reads them at a
+// handshake (ServerTLS) never serves a torn pair. The certificate covers
+// hosts, or, when none are given, the names of the one it replaces. It
+// returns the paths written, the names covered and when the new
+// certificate expires.
+func RenewServer(dir string, hosts []string, valid time.Duration) (paths, names []string, notAfter time.Time, err error) {
+	ca, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if len(hosts) == 0 {
+		old, _, err := LoadCert(certFile)
+		if err != nil {
+			return nil, nil, time.Time{}, fmt.Errorf("the names to cover: %w (give them)", err)
+		}
+		hosts = append(old.DNSNames, ipStrings(old.IPAddresses)...)
+		if len(hosts) == 0 {
+			return nil, nil, time.Time{}, fmt.Errorf("%s names no host (give them)", certFile)
+		}
+	}
+	cert, key, err := ca.IssueServer(hosts, valid)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	leaf, err := x509.ParseCertificate(mustDER(cert))
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	if err := WriteFile(keyFile, key, 0o600); err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	if err := WriteFile(certFile, cert, 0o644); err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	return []string{certFile, keyFile}, hosts, leaf.NotAfter, nil
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// mustDER is the DER of a PEM certificate certPEM made.
+func mustDER(p []byte) []byte {
+	b, _ := pem.Decode(p)
+	return b.Bytes
+}
+
 func certPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,51 @@ func TestServerTLSRefusesClientCertificates(t *testing.T) {
 	_, err = ServerTLS(p("edge-1.crt"), p("edge-1.key"), p("ca.crt"))
 	if err == nil || !strings.Contains(err.Error(), "is node edge-1's, for client authentication only") {
 		t.Errorf("ServerTLS with a node certificate: %v, want a refusal naming node edge-1", err)
+	}
+}
+
+// TestRenewedServerCertificateServes: RenewServer writes a new pair over
+// init-ca's, for the names of the one it replaces or those given, and a
+// ServerTLS configuration made before serves it from its next handshake;
+// a torn pair (the key written, not the certificate) leaves the last good
+// one serving.
+func TestRenewedServerCertificateServes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if _, err := InitCA(dir, []string{"cp.example.com", "10.0.0.5"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	cfg, err := ServerTLS(p("server.crt"), p("server.key"), p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ServingCertificate(cfg.Clone())
+	if first == nil || first.NotAfter.Sub(time.Now()) > time.Hour {
+		t.Fatalf("serving %v, want init-ca's, good for an hour", first)
+	}
+	_, keyPEM, _ := NewKey()
+	WriteFile(p("server.key"), keyPEM, 0o600) // torn: the certificate is not this key's
+	if got := ServingCertificate(cfg); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Errorf("with a key that does not match the certificate, serving serial %v; want the last good one, %v", got.SerialNumber, first.SerialNumber)
+	}
+	paths, names, notAfter, err := RenewServer(dir, nil, 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ServingCertificate(cfg)
+	if got.SerialNumber.Cmp(first.SerialNumber) == 0 || !got.NotAfter.Equal(notAfter) ||
+		!slices.Equal(names, []string{"cp.example.com", "10.0.0.5"}) || !slices.Equal(paths, []string{p("server.crt"), p("server.key")}) {
+		t.Errorf("after RenewServer: serving serial %v until %v, names %v, paths %v; want a new certificate until %v for the old names",
+			got.SerialNumber, got.NotAfter, names, paths, notAfter)
+	}
+	if got.VerifyHostname("cp.example.com") != nil || got.VerifyHostname("10.0.0.5") != nil {
+		t.Errorf("the renewed certificate covers %v %v", got.DNSNames, got.IPAddresses)
+	}
+	if fi, err := os.Stat(p("server.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("server.key: %v, %v; want mode 0600", fi.Mode().Perm(), err)
+	}
+	if _, names, _, err := RenewServer(dir, []string{"cp2.example.com"}, time.Hour); err != nil || ServingCertificate(cfg).VerifyHostname("cp2.example.com") != nil {
+		t.Errorf("RenewServer for cp2.example.com: %v, %v", names, err)
 	}
 }
 

@@ -8,12 +8,19 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"time"
 )
 
 // ServerTLS is the control plane's TLS configuration: its certificate, and
 // client certificates verified against caFile when a client sends one.
 // Whether a call needs one (node streams do) is for the control plane's
 // interceptors to say: operators' tools connect without.
+//
+// The certificate and key are read again when either file changes (its
+// size or modification time, looked at in each handshake), so a renewed
+// pair written over them (issue-server-cert) serves the next connections
+// without a restart. While the files hold no pair that serves (one
+// written, the other not yet), the last one that did serves on.
 func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	cert, err := loadPair("server certificate", certFile, keyFile)
 	if err != nil {
@@ -30,12 +37,63 @@ func ServerTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
+	sv := &serving{certFile: certFile, keyFile: keyFile, cert: &cert, stamp: stamps(certFile, keyFile)}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: sv.get,
+		ClientCAs:      pool,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		MinVersion:     tls.VersionTLS12,
 	}, nil
+}
+
+// serving is ServerTLS's certificate, as last read from its files.
+type serving struct {
+	certFile, keyFile string
+
+	mu    sync.Mutex
+	cert  *tls.Certificate
+	stamp [2]fileStamp // the files' when cert was read from them
+}
+
+// fileStamp tells one state of a file from the next.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
+func stamps(certFile, keyFile string) (st [2]fileStamp) {
+	for i, f := range []string{certFile, keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			st[i] = fileStamp{fi.Size(), fi.ModTime()}
+		}
+	}
+	return st
+}
+
+func (s *serving) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := stamps(s.certFile, s.keyFile); now != s.stamp {
+		c, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+		if err == nil && c.Leaf != nil && serverUsage(c.Leaf.ExtKeyUsage) {
+			s.cert, s.stamp = &c, now
+		}
+	}
+	return s.cert, nil
+}
+
+// ServingCertificate returns the certificate a ServerTLS configuration (or
+// a clone of one) serves now, as last read from its files; nil for any
+// other configuration.
+func ServingCertificate(cfg *tls.Config) *x509.Certificate {
+	if cfg == nil || cfg.GetCertificate == nil {
+		return nil
+	}
+	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil || c == nil {
+		return nil
+	}
+	return c.Leaf
 }
 
 // ClientTLS is a client's TLS configuration: the server (the control

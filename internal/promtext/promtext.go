@@ -17,7 +17,13 @@ type Families map[string]*dto.MetricFamily
 // Scrape fetches url and parses it; a page that does not parse fails t.
 func Scrape(t testing.TB, url string) Families {
 	t.Helper()
-	resp, err := http.Get(url)
+	return ScrapeWith(t, http.DefaultClient, url)
+}
+
+// ScrapeWith is Scrape through client (an https one, say).
+func ScrapeWith(t testing.TB, client *http.Client, url string) Families {
+	t.Helper()
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

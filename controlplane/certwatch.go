@@ -1,0 +1,65 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// CertificateWarning is how long before the control plane's TLS
+// certificate expires it starts to warn, once every certificateCheck.
+// A node or sluicectl refuses an expired certificate, so the fleet's
+// reconnects fail from then on.
+const CertificateWarning = 30 * 24 * time.Hour
+
+const certificateCheck = time.Hour
+
+// watchCertificate logs what certificateNote says of the certificate the
+// control plane serves, at the start and every certificateCheck, until
+// ctx ends. The certificate is the one last read from --tls-cert: one
+// renewed meanwhile (sluice-cp issue-server-cert) is the one checked.
+func (s *Server) watchCertificate(ctx context.Context) {
+	t := time.NewTicker(certificateCheck)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if cert := s.opts.Security.ServingCertificate(); cert != nil {
+			level, msg := certificateNote(cert, time.Now())
+			if level > slog.LevelInfo || first {
+				s.log.Log(ctx, level, msg, "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// certificateNote is what to log of the control plane's certificate cert
+// at now: an error once it expired, a warning within CertificateWarning
+// of it, and otherwise when it expires.
+func certificateNote(cert *x509.Certificate, now time.Time) (slog.Level, string) {
+	const renew = "renew it with 'sluice-cp issue-server-cert --dir DIR' (served from the next TLS handshake, no restart)"
+	left := cert.NotAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return slog.LevelError, "the control plane's TLS certificate (--tls-cert) has expired: nodes and sluicectl refuse to connect to it; " + renew
+	case left < CertificateWarning:
+		return slog.LevelWarn, fmt.Sprintf("the control plane's TLS certificate (--tls-cert) expires in %s: nodes and sluicectl will refuse to connect to it then; %s", days(left), renew)
+	}
+	return slog.LevelInfo, fmt.Sprintf("the control plane's TLS certificate (--tls-cert) expires in %s", days(left))
+}
+
+// days says d in whole days, or in hours under two days.
+func days(d time.Duration) string {
+	if d < time.Hour {
+		return "less than an hour"
+	}
+	if d < 48*time.Hour {
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
