@@ -87,13 +87,7 @@ func TestSecurityEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	https := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
-	waitFor(t, "sluice-cp https /healthz", func() bool {
-		resp, err := https.Get("https://" + cpHTTP + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
+	waitHealthy(t, https, "https://"+cpHTTP)
 
 	env := func(token string) []string {
 		return []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt"), "SLUICE_TOKEN=" + token}
@@ -542,13 +536,7 @@ func TestServerCertificateRenewal(t *testing.T) {
 		return c.ConnectionState().PeerCertificates[0]
 	}
 	https := &http.Client{Timeout: testTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
-	waitFor(t, "sluice-cp https /healthz", func() bool {
-		resp, err := https.Get("https://" + cpHTTP + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
+	waitHealthy(t, https, "https://"+cpHTTP)
 	expiry := func() float64 {
 		t.Helper()
 		return promtext.ScrapeWith(t, https, "https://"+cpHTTP+"/metrics").Value("sluice_cp_tls_certificate_expiry_timestamp_seconds")
@@ -599,4 +587,17 @@ func TestServerCertificateRenewal(t *testing.T) {
 	if !connected("n1") {
 		t.Error("n1 is no longer connected after the renewal")
 	}
+}
+
+// waitHealthy waits until the control plane at base (its --http, as a URL)
+// answers /healthz through client.
+func waitHealthy(t *testing.T, client *http.Client, base string) {
+	t.Helper()
+	waitFor(t, "sluice-cp "+base+"/healthz", func() bool {
+		resp, err := client.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
 }

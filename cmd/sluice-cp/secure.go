@@ -122,34 +122,61 @@ and issue node certificates with "sluicectl cert issue".
 Flags:
 `
 
+// certFlags are init-ca's and issue-server-cert's: the directory, the
+// names the server certificate covers, how long it is good for.
+type certFlags struct {
+	cmd   string
+	dir   *string
+	hosts *string
+	valid *time.Duration
+}
+
+func addCertFlags(fs *flag.FlagSet, cmd, dirUsage, hosts, hostsUsage, validUsage string) certFlags {
+	return certFlags{
+		cmd:   cmd,
+		dir:   fs.String("dir", "", dirUsage),
+		hosts: fs.String("hosts", hosts, hostsUsage),
+		valid: fs.Duration("valid", pki.ServerValidity, validUsage),
+	}
+}
+
+// parse parses args into f, and returns the hosts given, or the exit
+// status of the command (0 for --help, 2 for a usage error; -1: go on).
+func (f certFlags) parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (hosts []string, code int) {
+	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
+		return nil, code
+	}
+	switch {
+	case *f.dir == "":
+		fmt.Fprintf(stderr, "sluice-cp %s: --dir is required\n", f.cmd)
+		return nil, 2
+	case *f.valid <= 0:
+		fmt.Fprintf(stderr, "sluice-cp %s: --valid must be positive\n", f.cmd)
+		return nil, 2
+	}
+	for h := range strings.SplitSeq(*f.hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts, -1
+}
+
 func initCA(args []string, stdout, stderr io.Writer) int {
 	fs := subFlags("init-ca", initCAUsage, stderr)
-	dir := fs.String("dir", "", "`DIR` to write the files into")
-	hosts := fs.String("hosts", strings.Join(pki.DefaultHosts, ","), "comma-separated names and IP addresses the server certificate covers: those nodes and sluicectl dial (--cp)")
-	valid := fs.Duration("valid", pki.ServerValidity, "how long the server certificate is good for (the CA: ten years)")
-	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
+	f := addCertFlags(fs, "init-ca", "`DIR` to write the files into", strings.Join(pki.DefaultHosts, ","),
+		"comma-separated names and IP addresses the server certificate covers: those nodes and sluicectl dial (--cp)",
+		"how long the server certificate is good for (the CA: ten years)")
+	hs, code := f.parse(fs, args, stdout, stderr)
+	if code >= 0 {
 		return code
-	}
-	if *dir == "" {
-		fmt.Fprintln(stderr, "sluice-cp init-ca: --dir is required")
-		return 2
-	}
-	var hs []string
-	for h := range strings.SplitSeq(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			hs = append(hs, h)
-		}
 	}
 	if len(hs) == 0 {
 		// A server certificate for no name is one no node can verify.
 		fmt.Fprintln(stderr, "sluice-cp init-ca: --hosts names no host: give the names and addresses that nodes and sluicectl dial (--cp)")
 		return 2
 	}
-	if *valid <= 0 {
-		fmt.Fprintln(stderr, "sluice-cp init-ca: --valid must be positive")
-		return 2
-	}
-	paths, err := pki.InitCA(*dir, hs, *valid)
+	paths, err := pki.InitCA(*f.dir, hs, *f.valid)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice-cp init-ca: %v\n", err)
 		return 1
@@ -177,27 +204,14 @@ Flags:
 
 func issueServerCert(args []string, stdout, stderr io.Writer) int {
 	fs := subFlags("issue-server-cert", issueServerCertUsage, stderr)
-	dir := fs.String("dir", "", "the `DIR` init-ca wrote the CA and server certificate into")
-	hosts := fs.String("hosts", "", "comma-separated names and IP addresses the certificate covers (default: those of the one it replaces)")
-	valid := fs.Duration("valid", pki.ServerValidity, "how long the certificate is good for (never past the CA)")
-	if code := cliflag.Parse(fs, args, stdout, stderr); code >= 0 {
+	f := addCertFlags(fs, "issue-server-cert", "the `DIR` init-ca wrote the CA and server certificate into", "",
+		"comma-separated names and IP addresses the certificate covers (default: those of the one it replaces)",
+		"how long the certificate is good for (never past the CA)")
+	hs, code := f.parse(fs, args, stdout, stderr)
+	if code >= 0 {
 		return code
 	}
-	if *dir == "" {
-		fmt.Fprintln(stderr, "sluice-cp issue-server-cert: --dir is required")
-		return 2
-	}
-	if *valid <= 0 {
-		fmt.Fprintln(stderr, "sluice-cp issue-server-cert: --valid must be positive")
-		return 2
-	}
-	var hs []string
-	for h := range strings.SplitSeq(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			hs = append(hs, h)
-		}
-	}
-	paths, names, notAfter, err := pki.RenewServer(*dir, hs, *valid)
+	paths, names, notAfter, err := pki.RenewServer(*f.dir, hs, *f.valid)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice-cp issue-server-cert: %v\n", err)
 		return 1

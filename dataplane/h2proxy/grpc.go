@@ -26,7 +26,8 @@ func isGRPC(r *http.Request) bool {
 // stream (CANCEL) at the deadline it was given, and the client, seeing
 // CANCEL itself, would have said the same. Anything else is UNAVAILABLE,
 // what gRPC says of a lost connection (and Envoy of an upstream reset),
-// with text, the proxy's word for why (cut).
+// with text, the proxy's word for why (cut). The status is st's, for the
+// access log.
 func endGRPC(w http.ResponseWriter, r *http.Request, st *stream, start time.Time, text string) {
 	code, msg := 14, grpcMessage(text) // UNAVAILABLE
 	if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && time.Since(start) >= d {
