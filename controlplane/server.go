@@ -262,8 +262,9 @@ func New(opts Options) (_ *Server, err error) {
 			TTL:     opts.EtcdLeaseTTL,
 			Holder: fmt.Sprintf("listening on %s, pid %d on %s, since %s",
 				s.lis.Addr(), os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)),
-			Seat:   seat(s.lis.Addr()),
-			Logger: log.With("component", "fleetview"),
+			Seat:     seat(s.lis.Addr()),
+			Settings: opts.Security.Settings(),
+			Logger:   log.With("component", "fleetview"),
 		})
 		if err != nil {
 			return nil, err
@@ -606,6 +607,9 @@ func (s *Server) serve(ctx context.Context) error {
 	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval, leading.Load) })
 	if s.opts.Security.ServingCertificate() != nil {
 		wg.Go(func() { s.watchCertificate(ctx) })
+	}
+	if s.view != nil {
+		wg.Go(func() { s.watchAgreement(ctx, agreementCheck) })
 	}
 	wg.Go(func() {
 		s.Elector("rollout").Run(ctx, func(ctx context.Context) {

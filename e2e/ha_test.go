@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/internal/etcdtest"
 	"github.com/sluice-lb/sluice/internal/promtext"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -918,5 +920,47 @@ func TestHAStopWithEtcdDown(t *testing.T) {
 		if code := r.proc.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("replica %s exited %d after %v, want 0\n%s", r.addr, code, time.Since(start), r.proc.out.String())
 		}
+	}
+}
+
+// TestHAReplicasDisagree: a replica started with another token key than
+// a live replica on the same etcd says so at its start, as an error
+// naming both keys' ids and what to do; one with none says the same of
+// its missing key. Tokens made through one would be refused by the
+// other, and a replica without a key lets in whoever reaches it.
+func TestHAReplicasDisagree(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	dir := t.TempDir()
+	keys := map[string]*auth.Key{}
+	for _, name := range []string{"a.key", "b.key"} {
+		k, _, err := auth.LoadOrCreateKey(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = k
+	}
+	first := startReplicas(t, etcd, 1, "--token-key", filepath.Join(dir, "a.key"))[0]
+	second := startReplicas(t, etcd, 1, "--token-key", filepath.Join(dir, "b.key"))[0]
+	third := startReplicas(t, etcd, 1)[0]
+	for _, tc := range []struct {
+		r    *haReplica
+		want []string
+	}{
+		{second, []string{fmt.Sprintf(`replica %s has token key \"%s\", this one \"%s\": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file`,
+			first.addr, keys["a.key"].ID(), keys["b.key"].ID())}},
+		{third, []string{
+			fmt.Sprintf(`replica %s has token key \"%s\", this one \"off\"`, first.addr, keys["a.key"].ID()),
+			fmt.Sprintf(`replica %s has token key \"%s\", this one \"off\"`, second.addr, keys["b.key"].ID()),
+		}},
+	} {
+		waitFor(t, "sluice-cp "+tc.r.addr+" to log its disagreements", func() bool {
+			for _, w := range tc.want {
+				if !strings.Contains(tc.r.proc.out.String(), "level=ERROR msg=\""+w) {
+					return false
+				}
+			}
+			return true
+		})
 	}
 }

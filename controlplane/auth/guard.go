@@ -116,6 +116,23 @@ func (g *Guard) HTTPTLS() *tls.Config {
 	return c
 }
 
+// Settings are what every control-plane replica of a fleet must have
+// alike, for fleetview to compare: whether it speaks TLS, and the token
+// key it checks tokens with (its ID), each "off" when it does not.
+func (g *Guard) Settings() map[string]string {
+	settings := map[string]string{"TLS": "off", "token key": "off"}
+	if g == nil {
+		return settings
+	}
+	if g.cfg.TLS != nil {
+		settings["TLS"] = "on"
+	}
+	if g.cfg.TokenKey != nil {
+		settings["token key"] = g.cfg.TokenKey.ID()
+	}
+	return settings
+}
+
 // ServingCertificate returns the certificate the control plane serves
 // now (its --tls-cert, as last read); nil without TLS.
 func (g *Guard) ServingCertificate() *x509.Certificate {

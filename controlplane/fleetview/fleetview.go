@@ -22,7 +22,9 @@
 // on the same lease, and Claim refuses a name another live replica holds.
 // Two replicas of one name would each take the other's records for its
 // own (Nodes skips them) and hide each other's nodes. The key holds
-// a description of the holder for that refusal, and its seat (Options.Seat).
+// a description of the holder for that refusal, its seat (Options.Seat),
+// and the settings all replicas must share (Options.Settings), which
+// Disagreements compares.
 //
 // Nodes merges the local registry (fresh, authoritative for this replica's
 // nodes) with the other replicas' records read from etcd. A node may appear
@@ -42,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -105,6 +108,11 @@ type Options struct {
 	// knows the holder is dead, and takes the name at once instead of
 	// waiting for the holder's lease to expire.
 	Seat string
+	// Settings are what this replica has of the settings every replica
+	// of the fleet must share (its TLS, its token key), by name, each as
+	// a value that tells one from another without giving it away; they
+	// go in its name's key, for the others to compare (Disagreements).
+	Settings map[string]string
 	// Logger gets the View's complaints (nil: none).
 	Logger *slog.Logger
 }
@@ -120,6 +128,8 @@ type View struct {
 	seat    string
 	ttl     time.Duration
 	log     *slog.Logger
+	// settings are Options.Settings.
+	settings map[string]string
 
 	mu    sync.Mutex
 	dirty map[string]struct{} // node ids whose record is behind the registry
@@ -153,23 +163,24 @@ func New(client *clientv3.Client, local *fleet.Registry, opts Options) (*View, e
 		host, _ := os.Hostname()
 		opts.Holder = fmt.Sprintf("pid %d on %s", os.Getpid(), host)
 	}
-	claim, err := json.Marshal(claimRecord{Holder: opts.Holder, Seat: opts.Seat})
+	claim, err := json.Marshal(claimRecord{Holder: opts.Holder, Seat: opts.Seat, Settings: opts.Settings})
 	if err != nil {
 		return nil, err
 	}
 	v := &View{
-		client:  client,
-		claim:   string(claim),
-		local:   local,
-		dir:     opts.Prefix + "nodes/",
-		replica: opts.Replica,
-		name:    opts.Prefix + "replicas/" + opts.Replica,
-		seat:    opts.Seat,
-		ttl:     opts.TTL,
-		log:     opts.Logger,
-		dirty:   make(map[string]struct{}),
-		wake:    make(chan struct{}, 1),
-		conns:   make(map[string]recorded),
+		client:   client,
+		claim:    string(claim),
+		local:    local,
+		dir:      opts.Prefix + "nodes/",
+		replica:  opts.Replica,
+		name:     opts.Prefix + "replicas/" + opts.Replica,
+		seat:     opts.Seat,
+		settings: opts.Settings,
+		ttl:      opts.TTL,
+		log:      opts.Logger,
+		dirty:    make(map[string]struct{}),
+		wake:     make(chan struct{}, 1),
+		conns:    make(map[string]recorded),
 	}
 	local.Observe(v.changed)
 	return v, nil
@@ -198,8 +209,9 @@ var ErrNameTaken = errors.New("the replica name is taken")
 
 // claimRecord is the value of a replica's name key.
 type claimRecord struct {
-	Holder string `json:"holder"`
-	Seat   string `json:"seat,omitempty"`
+	Holder   string            `json:"holder"`
+	Seat     string            `json:"seat,omitempty"`
+	Settings map[string]string `json:"settings,omitempty"`
 }
 
 // Claim takes the replica's name on etcd, for Run to hold. A name that
@@ -257,6 +269,42 @@ func (v *View) Claim(ctx context.Context) error {
 		}
 		sleep(ctx, retryWait)
 	}
+}
+
+// Disagreement is a setting that another live replica has otherwise than
+// this one (Options.Settings).
+type Disagreement struct {
+	Replica, Holder string // the other replica's name and description
+	Setting         string
+	Theirs, Ours    string
+}
+
+// Disagreements reads the name keys of the other live replicas and returns
+// each of this replica's settings that one of them has with another
+// value, by replica and setting. A replica whose key states no settings
+// (one older than them) is left out; one that lacks a setting has it as
+// "".
+func (v *View) Disagreements(ctx context.Context) ([]Disagreement, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	resp, err := v.client.Get(cctx, strings.TrimSuffix(v.name, v.replica), clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	var out []Disagreement
+	for _, kv := range resp.Kvs {
+		name := strings.TrimPrefix(string(kv.Key), strings.TrimSuffix(v.name, v.replica))
+		var rec claimRecord
+		if name == v.replica || json.Unmarshal(kv.Value, &rec) != nil || rec.Settings == nil {
+			continue
+		}
+		for _, setting := range slices.Sorted(maps.Keys(v.settings)) {
+			if theirs, ours := rec.Settings[setting], v.settings[setting]; theirs != ours {
+				out = append(out, Disagreement{Replica: name, Holder: rec.Holder, Setting: setting, Theirs: theirs, Ours: ours})
+			}
+		}
+	}
+	return out, nil
 }
 
 // timeToLive returns the TTL lease id was granted with and the seconds it

@@ -416,3 +416,38 @@ func TestSeatTakesDeadHoldersName(t *testing.T) {
 		t.Errorf("%d node records of the dead holder left, want none", n)
 	}
 }
+
+// TestDisagreements: each replica's settings go in its name's key, and a
+// replica finds those another live one has otherwise than it, by replica
+// and setting; one that states none (older) is left out, its own key too.
+func TestDisagreements(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	claim := func(name string, settings map[string]string) *View {
+		t.Helper()
+		v, err := New(srv.Client(t), fleet.NewRegistry(), Options{Prefix: "/t/", Replica: name, TTL: 10 * time.Second, Holder: "holder " + name, Settings: settings})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Claim(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.Close)
+		return v
+	}
+	a := claim("a", map[string]string{"TLS": "on", "token key": "1f2e"})
+	b := claim("b", map[string]string{"TLS": "on", "token key": "1f2e"})
+	claim("c", map[string]string{"TLS": "off", "token key": "off"})
+	claim("d", nil)
+	got, err := a.Disagreements(ctx)
+	want := []Disagreement{
+		{Replica: "c", Holder: "holder c", Setting: "TLS", Theirs: "off", Ours: "on"},
+		{Replica: "c", Holder: "holder c", Setting: "token key", Theirs: "off", Ours: "1f2e"},
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("a's disagreements: %+v, %v\nwant %+v", got, err, want)
+	}
+	if got, _ := b.Disagreements(ctx); len(got) != 2 || got[0].Replica != "c" {
+		t.Errorf("b's disagreements: %+v, want c's two", got)
+	}
+}

@@ -1,0 +1,89 @@
+package controlplane
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sluice-lb/sluice/controlplane/fleetview"
+)
+
+// agreementCheck is how often a replica compares its security settings
+// with the other live replicas' (fleetview.Disagreements).
+const agreementCheck = time.Minute
+
+// watchAgreement logs, as an error, each setting that another live
+// replica on this etcd has otherwise than this one (auth.Guard.Settings),
+// once when it is found, and once more when it is mended; it looks at
+// the start and every interval until ctx ends. Replicas whose TLS or
+// token key differ split the fleet: a node or token set up for one is
+// refused by the other, and one without either lets in whoever reaches
+// it.
+func (s *Server) watchAgreement(ctx context.Context, interval time.Duration) {
+	var told told
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if found, err := s.view.Disagreements(ctx); err == nil {
+			news, mended := told.update(found)
+			for _, d := range news {
+				s.log.Error(disagreementText(d), "replica", d.Replica, "holder", d.Holder)
+			}
+			for _, d := range mended {
+				s.log.Info(fmt.Sprintf("replica %s no longer has another %s than this one", d.Replica, d.Setting), "replica", d.Replica)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// told is the disagreements watchAgreement has logged and not seen mended.
+type told map[fleetview.Disagreement]bool
+
+// update makes t the disagreements found, and returns those it did not
+// hold (to log), and those it held that are not found any more (mended),
+// each in found's order or sorted by replica and setting.
+func (t *told) update(found []fleetview.Disagreement) (news, mended []fleetview.Disagreement) {
+	now := make(told, len(found))
+	for _, d := range found {
+		now[d] = true
+		if !(*t)[d] {
+			news = append(news, d)
+		}
+	}
+	for d := range *t {
+		if !now[d] {
+			mended = append(mended, d)
+		}
+	}
+	slices.SortFunc(mended, func(a, b fleetview.Disagreement) int {
+		return cmp.Or(cmp.Compare(a.Replica, b.Replica), cmp.Compare(a.Setting, b.Setting))
+	})
+	*t = now
+	return news, mended
+}
+
+// disagreementText says what d means and what to do.
+func disagreementText(d fleetview.Disagreement) string {
+	what := fmt.Sprintf("replica %s has %s %q, this one %q", d.Replica, d.Setting, orNone(d.Theirs), orNone(d.Ours))
+	switch d.Setting {
+	case "TLS":
+		return what + ": nodes and sluicectl set up for one cannot connect to the other, and one without TLS lets in whoever reaches it; start every replica with the same --tls-cert, --tls-key and --ca-cert"
+	case "token key":
+		return what + ": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file"
+	}
+	return what + ": give every replica the same"
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}
