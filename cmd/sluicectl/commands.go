@@ -262,7 +262,7 @@ snapshot. It halts too when the window ends with the canaries having served
 fewer than --canary-min-requests (default 0: no traffic at all passes), and
 when it waits longer than --canary-deadline (default 10m) with its window
 not running, for canaries to connect, apply it or report their counters: a
-canary that died would otherwise hold the group.
+rollout whose canary died would otherwise wait for it for good.
 "sluicectl rollout status|resume|abort" follow and steer it. With --wait,
 the command waits for the whole rollout: exit 0 once every node of the
 group runs it, 2 if it halts.

@@ -218,8 +218,8 @@ type Canary struct {
 	// ProgressDeadline bounds how long the rollout may wait, with its window
 	// not running, for its canaries to connect, apply the version and report
 	// their counters at it: past it the rollout halts, saying what it waited
-	// for (Kubernetes' progressDeadlineSeconds). A canary that dies would
-	// otherwise keep its group from every apply until an abort. Default 10m.
+	// for (Kubernetes' progressDeadlineSeconds). A rollout whose canary
+	// died would otherwise wait for it for good. Default 10m.
 	ProgressDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=progress_deadline,json=progressDeadline,proto3" json:"progress_deadline,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
