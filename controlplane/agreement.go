@@ -27,7 +27,7 @@ func (s *Server) watchAgreement(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if found, err := s.view.Disagreements(ctx); err == nil {
-			news, mended := told.update(found)
+			news, mended := told.update(implied(found))
 			for _, d := range news {
 				s.log.Error(disagreementText(d), "replica", d.Replica, "holder", d.Holder)
 			}
@@ -41,6 +41,21 @@ func (s *Server) watchAgreement(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// implied leaves out of found each replica's client CA disagreement
+// when its TLS disagrees too: one of the two has no client CA, which the
+// TLS line says.
+func implied(found []fleetview.Disagreement) []fleetview.Disagreement {
+	tls := map[string]bool{}
+	for _, d := range found {
+		if d.Setting == "TLS" {
+			tls[d.Replica] = true
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(found), func(d fleetview.Disagreement) bool {
+		return d.Setting == "client CA" && tls[d.Replica]
+	})
 }
 
 // told is the disagreements watchAgreement has logged and not seen mended.
@@ -75,6 +90,8 @@ func disagreementText(d fleetview.Disagreement) string {
 	switch d.Setting {
 	case "TLS":
 		return what + ": nodes and sluicectl set up for one cannot connect to the other, and one without TLS lets in whoever reaches it; start every replica with the same --tls-cert, --tls-key and --ca-cert"
+	case "client CA":
+		return what + ": nodes with certificates from one CA are refused by the other; give every replica the same --ca-cert"
 	case "token key":
 		return what + ": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file"
 	}

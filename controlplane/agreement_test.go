@@ -27,6 +27,14 @@ func TestToldOnceAndMended(t *testing.T) {
 			t.Errorf("check %d: news %v, mended %v; want %v, %v", i, news, mended, tc.news, tc.mended)
 		}
 	}
+	ca := fleetview.Disagreement{Replica: "b", Setting: "client CA", Theirs: "off", Ours: "9c1d"}
+	other := fleetview.Disagreement{Replica: "c", Setting: "client CA", Theirs: "77ab", Ours: "9c1d"}
+	if got := implied([]fleetview.Disagreement{tls, ca, other}); !slices.Equal(got, []fleetview.Disagreement{tls, other}) {
+		t.Errorf("implied: %v; want b's client CA left out, its TLS saying it", got)
+	}
+	if got := disagreementText(other); got != `replica c has client CA "77ab", this one "9c1d": nodes with certificates from one CA are refused by the other; give every replica the same --ca-cert` {
+		t.Errorf("disagreementText: %s", got)
+	}
 	if got := disagreementText(key); got != `replica b has token key "off", this one "1f2e": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file` {
 		t.Errorf("disagreementText: %s", got)
 	}

@@ -49,6 +49,9 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 			return nil, closer, fmt.Errorf("--tls-cert/--tls-key/--ca-cert: %w", err)
 		}
 		cfg.TLS = c
+		if cfg.ClientCA, err = pki.PoolID(*f.caCert); err != nil {
+			return nil, closer, fmt.Errorf("--ca-cert: %w", err)
+		}
 	}
 	if *f.caKey != "" {
 		ca, err := pki.LoadCA(*f.caCert, *f.caKey)

@@ -18,6 +18,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -48,6 +49,9 @@ type Config struct {
 	// TokenKey verifies bearer tokens; nil: no tokens, every operator call
 	// is anonymous and allowed.
 	TokenKey *Key
+	// ClientCA is an id of the CA node certificates are checked against
+	// (pki.PoolID of --ca-cert), which replicas compare (Settings).
+	ClientCA string
 	// CA issues node certificates (AuthService.IssueCert); nil: it cannot.
 	CA *pki.CA
 	// Audit receives one entry per change attempt; nil: none.
@@ -117,15 +121,17 @@ func (g *Guard) HTTPTLS() *tls.Config {
 }
 
 // Settings are what every control-plane replica of a fleet must have
-// alike, for fleetview to compare: whether it speaks TLS, and the token
-// key it checks tokens with (its ID), each "off" when it does not.
+// alike, for fleetview to compare: whether it speaks TLS, the CA it
+// checks node certificates against (Config.ClientCA), and the token key
+// it checks tokens with (its ID), each "off" when it does not.
 func (g *Guard) Settings() map[string]string {
-	settings := map[string]string{"TLS": "off", "token key": "off"}
+	settings := map[string]string{"TLS": "off", "client CA": "off", "token key": "off"}
 	if g == nil {
 		return settings
 	}
 	if g.cfg.TLS != nil {
 		settings["TLS"] = "on"
+		settings["client CA"] = cmp.Or(g.cfg.ClientCA, "unknown")
 	}
 	if g.cfg.TokenKey != nil {
 		settings["token key"] = g.cfg.TokenKey.ID()

@@ -217,6 +217,30 @@ func TestRenewedServerCertificateServes(t *testing.T) {
 	}
 }
 
+// TestPoolID: a CA file's id is that of its certificates, whatever else
+// the file holds; another CA's differs.
+func TestPoolID(t *testing.T) {
+	dirs := [2]string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	for _, d := range dirs {
+		if _, err := InitCA(d, nil, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := PoolID(filepath.Join(dirs[0], "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, _ := os.ReadFile(filepath.Join(dirs[0], "ca.crt"))
+	commented := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(commented, append([]byte("# the fleet's CA\n"), pemBytes...), 0o644)
+	if got, err := PoolID(commented); err != nil || got != a {
+		t.Errorf("the same CA with a comment: %q, %v; want %q", got, err, a)
+	}
+	if got, _ := PoolID(filepath.Join(dirs[1], "ca.crt")); got == a || len(got) != 12 {
+		t.Errorf("another CA: %q; want 12 hex digits other than %q", got, a)
+	}
+}
+
 // TestErrorsNameTheFile: what reaches a terminal says which file and what
 // is wrong with it, without this package's name.
 func TestErrorsNameTheFile(t *testing.T) {

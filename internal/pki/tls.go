@@ -1,8 +1,11 @@
 package pki
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -147,6 +150,28 @@ func LoadPool(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// PoolID tells the certificates of a PEM file (a CA, as LoadPool reads
+// it) from others: the start of a SHA-256 of their DER, in hex, so that
+// two files with the same certificates have the same id whatever else
+// they hold.
+func PoolID(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err // "open FILE: …"
+	}
+	h := sha256.New()
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			break
+		}
+		if block.Type == "CERTIFICATE" {
+			h.Write(block.Bytes)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6]), nil
 }
 
 // loadPair is tls.LoadX509KeyPair with errors that name the files: what
