@@ -281,9 +281,8 @@ type Disagreement struct {
 
 // Disagreements reads the name keys of the other live replicas and returns
 // each of this replica's settings that one of them has with another
-// value, by replica and setting. A replica whose key states no settings
-// (one older than them) is left out; one that lacks a setting has it as
-// "".
+// value, by replica and setting. A setting a replica's key does not state
+// (that replica is older than the setting) is not compared.
 func (v *View) Disagreements(ctx context.Context) ([]Disagreement, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	resp, err := v.client.Get(cctx, strings.TrimSuffix(v.name, v.replica), clientv3.WithPrefix())
@@ -295,12 +294,12 @@ func (v *View) Disagreements(ctx context.Context) ([]Disagreement, error) {
 	for _, kv := range resp.Kvs {
 		name := strings.TrimPrefix(string(kv.Key), strings.TrimSuffix(v.name, v.replica))
 		var rec claimRecord
-		if name == v.replica || json.Unmarshal(kv.Value, &rec) != nil || rec.Settings == nil {
+		if name == v.replica || json.Unmarshal(kv.Value, &rec) != nil {
 			continue
 		}
 		for _, setting := range slices.Sorted(maps.Keys(v.settings)) {
-			if theirs, ours := rec.Settings[setting], v.settings[setting]; theirs != ours {
-				out = append(out, Disagreement{Replica: name, Holder: rec.Holder, Setting: setting, Theirs: theirs, Ours: ours})
+			if theirs, ok := rec.Settings[setting]; ok && theirs != v.settings[setting] {
+				out = append(out, Disagreement{Replica: name, Holder: rec.Holder, Setting: setting, Theirs: theirs, Ours: v.settings[setting]})
 			}
 		}
 	}

@@ -419,7 +419,8 @@ func TestSeatTakesDeadHoldersName(t *testing.T) {
 
 // TestDisagreements: each replica's settings go in its name's key, and a
 // replica finds those another live one has otherwise than it, by replica
-// and setting; one that states none (older) is left out, its own key too.
+// and setting; a setting a replica does not state (it is older) is not
+// compared, nor is its own key.
 func TestDisagreements(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
@@ -439,6 +440,7 @@ func TestDisagreements(t *testing.T) {
 	b := claim("b", map[string]string{"TLS": "on", "token key": "1f2e"})
 	claim("c", map[string]string{"TLS": "off", "token key": "off"})
 	claim("d", nil)
+	claim("e", map[string]string{"token key": "1f2e"}) // older than "TLS"
 	got, err := a.Disagreements(ctx)
 	want := []Disagreement{
 		{Replica: "c", Holder: "holder c", Setting: "TLS", Theirs: "off", Ours: "on"},
