@@ -308,10 +308,7 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool, now time.Ti
 		s.rollouts.mu.Unlock()
 		return err
 	}
-	list, fleetErr := s.nodes.Nodes(), error(nil)
-	if fl, ok := s.nodes.(FleetLister); ok {
-		list, fleetErr = fl.FleetNodes() // this replica's nodes alone on an error
-	}
+	list, incomplete := s.fleet() // this replica's nodes alone when incomplete
 	nodes := map[string]*sluicev1.NodeStatus{}
 	for _, n := range list {
 		nodes[n.GetId()] = n
@@ -320,12 +317,12 @@ func (s *Server) checkRollouts(ctx context.Context, mayPromote bool, now time.Ti
 	if s.rollouts.byGroup == nil {
 		s.rollouts.byGroup = map[string]*watch{}
 	}
-	if s.rollouts.storeFailed || fleetErr != nil {
+	if s.rollouts.storeFailed || incomplete != "" {
 		for _, w := range s.rollouts.byGroup {
 			w.since = now
 		}
 	}
-	s.rollouts.storeFailed = fleetErr != nil
+	s.rollouts.storeFailed = incomplete != ""
 	live := map[string]bool{}
 	type outcome struct {
 		group, halt string
