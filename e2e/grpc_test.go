@@ -197,7 +197,9 @@ listeners:
 // client as gRPC statuses with the proxy's text (a trailers-only
 // response), not as HTTP errors the client can only call an unexpected
 // status: no endpoint left is UNAVAILABLE, a deny PERMISSION_DENIED with
-// the deny's body.
+// the deny's body, and a deny of 503 that a browser would be sent to a
+// maintenance page for (an error page's redirect) UNAVAILABLE, as a gRPC
+// client does not follow redirects.
 func TestGRPCProxyErrors(t *testing.T) {
 	c := startCP(t, t.TempDir(), "")
 	dp := startNode(t, c.addr, "node-1")
@@ -213,10 +215,14 @@ listeners:
     address: %s
     protocol: HTTP
     default_cluster: grpc
-    http: { h2c: true }
+    http:
+      h2c: true
+      error_pages: [ { status: 503, redirect: "https://status.example.com/" } ]
     rules:
       - match: { path: { prefix: [/grpc.health.v1.Health/Watch] } }
         deny: { status: 403, body: "watching is not allowed here" }
+      - match: { path: { prefix: [/grpc.health.v1.Health/List] } }
+        deny: { status: 503 }
 `, freeAddr(t), listen)))
 	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -236,6 +242,10 @@ listeners:
 	}
 	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || st.Message() != "watching is not allowed here" {
 		t.Errorf("Watch, denied by a rule: %v; want PermissionDenied \"watching is not allowed here\"", err)
+	}
+	_, err = hc.List(ctx, &healthpb.HealthListRequest{})
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || st.Message() != "Service Unavailable" {
+		t.Errorf("List, denied with 503, whose page redirects: %v; want Unavailable \"Service Unavailable\"", err)
 	}
 }
 

@@ -132,9 +132,10 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cn.ruled(st.mx.Rule)
 		}
 		if d.Answer != nil {
-			cn.ruleAnswer(st, w, r, req.AppendAnswer(nil, d.Answer), last)
-			if st.mx.Status >= 400 {
-				// A rule refused the request (deny, or a page of its own).
+			cn.ruleAnswer(st, w, r, d.Answer, last)
+			if st.mx.Status >= 400 || d.Answer.Refusal() != 0 {
+				// A rule refused the request (deny, or a page of its own),
+				// maybe with a redirect to an error page.
 				cn.fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
 			}
 			return
@@ -619,12 +620,19 @@ func (cn *conn) errorAnswer(st *stream, w http.ResponseWriter, r *http.Request, 
 	cn.answer(st, w, cn.srv.http.AppendError(nil, &st.req, status, text, r.Method == http.MethodHead), last)
 }
 
-// ruleAnswer writes the answer b of a rule (deny, respond, redirect, in
-// the HTTP/1.1 bytes the HTTP/1.1 engine would write): a refusal (4xx,
-// 5xx) of a gRPC call as a gRPC status whose message is the answer's
-// text body, anything else as it is. It meters the answer in st.
-func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, b []byte, last bool) {
+// ruleAnswer writes the answer a of a rule (deny, respond, redirect): a
+// refusal (4xx, 5xx) of a gRPC call as a gRPC status whose message is the
+// answer's text body, anything else as it is. A refusal answered with a
+// redirect to an error page is a gRPC status too, of the refusal's code:
+// a gRPC client does not follow redirects. It meters the answer in st.
+func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, a *httpproxy.Answer, last bool) {
+	b := st.req.AppendAnswer(nil, a)
 	if isGRPC(r) {
+		if status := a.Refusal(); status != 0 {
+			grpcAnswer(w, st, status, http.StatusText(status), last)
+			st.mx.Status, st.mx.BytesOut = status, 0
+			return
+		}
 		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil); err == nil && resp.StatusCode >= 400 {
 			text := http.StatusText(resp.StatusCode)
 			if body, err := io.ReadAll(io.LimitReader(resp.Body, 1024)); err == nil && len(body) > 0 &&

@@ -22,8 +22,9 @@ import (
 // connection open when the request was read in full and the client wants
 // it.
 type Answer struct {
-	page  *builtPage // a fixed response
-	redir *redirect  // a redirect whose Location is made from the request
+	page    *builtPage // a fixed response
+	redir   *redirect  // a redirect whose Location is made from the request
+	refusal int        // Response.Refusal
 }
 
 // Response describes a fixed answer.
@@ -38,6 +39,12 @@ type Response struct {
 	// Fields are sent after the status line, in order. Content-Type and the
 	// fields the proxy owns (Content-Length, Connection...) are refused.
 	Fields []Field
+	// Refusal is the status of the refusal this answer stands for when
+	// Status is not it: a deny of 503 answered with a redirect to a
+	// maintenance page. The request is recorded as denied, and a gRPC
+	// call, which cannot follow a redirect, gets the gRPC status of
+	// Refusal. 0 for none; else 400 to 599.
+	Refusal int
 }
 
 // DefaultContentType is the Content-Type of a Response body that sets none.
@@ -47,6 +54,9 @@ const DefaultContentType = "text/plain; charset=utf-8"
 func NewResponse(r Response) (*Answer, error) {
 	if r.Status < 200 || r.Status > 599 {
 		return nil, fmt.Errorf("httpproxy: status %d is not 200 to 599", r.Status)
+	}
+	if r.Refusal != 0 && (r.Refusal < 400 || r.Refusal > 599) {
+		return nil, fmt.Errorf("httpproxy: refusal %d is not 400 to 599", r.Refusal)
 	}
 	noBody := r.Status == 204 || r.Status == 304
 	if noBody && len(r.Body) > 0 {
@@ -87,7 +97,7 @@ func NewResponse(r Response) (*Answer, error) {
 		b = strconv.AppendInt(b, int64(len(r.Body)), 10)
 		b = append(b, "\r\n"...)
 	}
-	return &Answer{page: buildVariants(b, r.Body)}, nil
+	return &Answer{page: buildVariants(b, r.Body), refusal: r.Refusal}, nil
 }
 
 func appendStatusLine(b []byte, status int) []byte {
@@ -136,6 +146,10 @@ type redirect struct {
 	prefix     string
 	stripQuery bool
 }
+
+// Refusal is the status of the refusal a stands for when its own status
+// is not it (Response.Refusal), or 0.
+func (a *Answer) Refusal() int { return a.refusal }
 
 // NewRedirect builds a redirect answer. A redirect that changes nothing is
 // refused: it would send clients around in a loop.

@@ -32,6 +32,8 @@ func TestNewResponseRefuses(t *testing.T) {
 		{Status: 200, Fields: []Field{{"Content-Type", "text/html"}}},
 		{Status: 200, Fields: []Field{{"Content-Length", "3"}}},
 		{Status: 200, Fields: []Field{{"X", "a\nb"}}},
+		{Status: 302, Refusal: 302},
+		{Status: 302, Refusal: 600},
 	} {
 		if _, err := NewResponse(r); err == nil {
 			t.Errorf("NewResponse(%+v) accepted", r)

@@ -352,8 +352,9 @@ func (cc *clientConn) respond(a *Answer) bool {
 		out = x.wb
 	}
 	x.mx.Status = ResponseStatus(out)
-	if x.mx.Status >= 400 {
-		// A rule refused the request (deny, or a page of its own).
+	if x.mx.Status >= 400 || a.refusal != 0 {
+		// A rule refused the request (deny, or a page of its own), maybe
+		// with a redirect to an error page.
 		cc.info.Fail(sluicev1.CloseReason_CLOSE_REASON_DENIED)
 	}
 	err := cc.write(out)

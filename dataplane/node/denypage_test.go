@@ -3,7 +3,11 @@ package node
 import (
 	"io"
 	"net/http"
+	"slices"
 	"testing"
+
+	"github.com/sluice-lb/sluice/dataplane/conntrack"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // TestDenyAnswersWithErrorPage: a deny of 502, 503 or 504 with no body
@@ -11,9 +15,10 @@ import (
 // its status, as HAProxy's "http-request deny deny_status 503" answers
 // with its errorfile or errorloc for 503; a deny with a body of its own,
 // or of a status no page replaces, keeps its own answer. Over HTTP/1.1
-// and HTTP/2 alike.
+// and HTTP/2 alike. A deny answered with a page's redirect is recorded as
+// denied all the same.
 func TestDenyAnswersWithErrorPage(t *testing.T) {
-	n := newNode(t)
+	n, rec := newRecordingNode(t)
 	be := backend(t, "web1")
 	page, loc := freeAddr(t), freeAddr(t)
 	if err := n.Apply("1", parse(t, `
@@ -43,7 +48,6 @@ listeners:
 		t.Fatal(err)
 	}
 	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
 	h1 := &http.Client{Timeout: testTimeout, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	h2 := h2cClient(t, nil)
 	h2.CheckRedirect = h1.CheckRedirect
@@ -70,6 +74,28 @@ listeners:
 			if want := [4]string{tc.status, tc.contentType, tc.location, tc.body}; got != want {
 				t.Errorf("GET %s over HTTP/%d: %q, want %q", tc.url, resp.ProtoMajor, got, want)
 			}
+		}
+	}
+
+	// Each client's connection to loc was denied once, through the
+	// redirect.
+	tr.CloseIdleConnections()
+	h2.Transport.(*http.Transport).CloseIdleConnections()
+	var loc2 []conntrack.ConnInfo
+	waitUntil(t, "the records of both connections to loc", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		loc2 = loc2[:0]
+		for _, ci := range rec.all {
+			if ci.Listener == "loc" {
+				loc2 = append(loc2, ci)
+			}
+		}
+		return len(loc2) == 2
+	})
+	for _, ci := range loc2 {
+		if !slices.Contains(ci.Failures.List(), sluicev1.CloseReason_CLOSE_REASON_DENIED) {
+			t.Errorf("a connection denied through a redirect: failures %v, want DENIED among them", ci.Failures.List())
 		}
 	}
 }

@@ -207,6 +207,7 @@ func (c *compiler) deny(d *sluicev1.Deny, p string) *httpproxy.Answer {
 	case c.pages[i].GetRedirect() != "":
 		page := c.pages[i]
 		resp.Status = cmp.Or(int(page.GetRedirectCode()), http.StatusFound)
+		resp.Refusal = status
 		resp.Fields = []httpproxy.Field{{Name: "Location", Value: page.GetRedirect()}, noCache}
 	default:
 		page := c.pages[i]

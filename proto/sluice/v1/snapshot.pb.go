@@ -3013,7 +3013,8 @@ type Deny struct {
 	// Body of the answer. Default "request denied", or, for a status the
 	// listener's http.error_pages replace (502, 503, 504) and with no
 	// content_type set, that page (HAProxy's deny_status answers with the
-	// errorfile of its status).
+	// errorfile of its status). A page that redirects answers a gRPC call
+	// with the gRPC status of this deny's status instead.
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// ContentType of the body. Default "text/plain; charset=utf-8".
 	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
