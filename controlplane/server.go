@@ -349,6 +349,7 @@ func New(opts Options) (_ *Server, err error) {
 	sluicev1.RegisterCommandServiceServer(s.grpc, s.commands)
 	sluicev1.RegisterConfigServiceServer(s.grpc, config)
 	sluicev1.RegisterAuthServiceServer(s.grpc, auth.NewService(opts.Security))
+	sluicev1.RegisterNodeCertServiceServer(s.grpc, auth.NewNodeCertService(opts.Security))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	for _, name := range []string{

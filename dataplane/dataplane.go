@@ -73,6 +73,12 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound reconnect waits (see discovery.Client
 	// and command.Client).
 	MinBackoff, MaxBackoff time.Duration
+	// CertFile and KeyFile are the files of the node certificate TLS
+	// presents. With RenewCert, the node renews it through the control
+	// plane once two thirds of its life has passed, writing the new one
+	// over them (see certRenewer).
+	CertFile, KeyFile string
+	RenewCert         bool
 }
 
 // Dataplane is a running node.
@@ -168,6 +174,12 @@ func Start(opts Options) (*Dataplane, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.commands = &command.Client{Conn: conn, NodeID: opts.Node.GetId(), Node: d.Node, Logger: log, MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff}
+	if opts.RenewCert && opts.TLS != nil && opts.CertFile != "" && opts.KeyFile != "" {
+		r := &certRenewer{client: sluicev1.NewNodeCertServiceClient(conn), certFile: opts.CertFile, keyFile: opts.KeyFile,
+			log: log, now: time.Now, sleep: reconnect.Sleep}
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); r.run(ctx) }()
+	}
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.client.Run(ctx) }()
 	repCtx, stopReps := context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -600,4 +601,85 @@ func waitHealthy(t *testing.T, client *http.Client, base string) {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+}
+
+// TestNodeCertificateRenewal: a node renews its certificate through the
+// control plane once two thirds of its life has passed, with a key of its
+// own, written over its --cert and --key; once the certificate it started
+// with has expired, it connects again, to a restarted control plane, with
+// the renewed one. The control plane logs and audits the renewal.
+func TestNodeCertificateRenewal(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir, nodeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "n1")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	if out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir); code != 0 {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	cpAddr, auditFile := freeAddr(t), filepath.Join(dir, "audit.log")
+	cpArgs := []string{"--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"),
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"), "--audit-log", auditFile}
+	cp := start(t, "sluice-cp", cpArgs...)
+	listening := func() bool {
+		c, err := net.Dial("tcp", cpAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	waitFor(t, "sluice-cp to listen", listening)
+	env := []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}
+	// Good for 12 s: due for renewal after 8.
+	if out, errOut, code := runBin(t, env, "sluicectl", "cert", "issue", "--node", "n1", "--out", nodeDir, "--valid", "12s"); code != 0 {
+		t.Fatalf("cert issue: exit %d\n%s%s", code, out, errOut)
+	}
+	certFile, keyFile := filepath.Join(nodeDir, "n1.crt"), filepath.Join(nodeDir, "n1.key")
+	first, _, err := pki.LoadCert(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := start(t, "sluice-dp", "--cp", cpAddr, "--ca", filepath.Join(nodeDir, "ca.crt"), "--cert", certFile, "--key", keyFile, "--admin", "")
+	connected := func() bool {
+		out, _, _ := runBin(t, env, "sluicectl", "nodes")
+		for _, r := range tableRows(out) {
+			if len(r) == 7 && r[0] == "n1" {
+				return r[3] == "connected"
+			}
+		}
+		return false
+	}
+	waitFor(t, "n1 to connect", connected)
+
+	var renewed *x509.Certificate
+	waitFor(t, "the node to renew its certificate", func() bool {
+		renewed, _, err = pki.LoadCert(certFile)
+		return err == nil && renewed.SerialNumber.Cmp(first.SerialNumber) != 0
+	})
+	if id, err := pki.NodeID(renewed); id != "n1" || err != nil || !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("the renewed certificate names %q (%v), until %v; want n1, after %v", id, err, renewed.NotAfter, first.NotAfter)
+	}
+	if d := pki.Validity(renewed); d < 11*time.Second || d > 13*time.Second {
+		t.Errorf("the renewed certificate is good for %v, want 12s as the first", d)
+	}
+	waitFor(t, "the renewed key beside it", func() bool {
+		_, err := tls.LoadX509KeyPair(certFile, keyFile)
+		return err == nil
+	})
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s after the renewal: %v, want mode 0600", keyFile, err)
+	}
+	waitFor(t, "the logs of the renewal", func() bool {
+		return strings.Contains(node.out.String(), `msg="renewed the node certificate through the control plane: the next connection to a control plane presents it"`) &&
+			strings.Contains(cp.out.String(), `msg="node certificate renewed" component=auth node=n1`)
+	})
+	audit, _ := os.ReadFile(auditFile)
+	if !strings.Contains(string(audit), `"identity":"n1","node":"n1"`) || !strings.Contains(string(audit), `"method":"/sluice.v1.NodeCertService/RenewCert","target":"node n1","outcome":"ok"`) {
+		t.Errorf("the audit log does not have the renewal:\n%s", audit)
+	}
+
+	// Once the first certificate has expired, only a renewed one gets the
+	// node in again.
+	time.Sleep(time.Until(first.NotAfter) + 500*time.Millisecond)
+	cp.stop(t)
+	cp = start(t, "sluice-cp", cpArgs...)
+	waitFor(t, "n1 to connect to the restarted control plane after its first certificate expired", connected)
 }

@@ -47,7 +47,9 @@ control plane's Prometheus metrics on /metrics, and /healthz.
 
 Security (README "Secure setup"): with --tls-cert, --tls-key and --ca-cert,
 gRPC and --http speak TLS, and nodes must present a certificate from the
-CA, whose node id is the one they run as. With --token-key, operators
+CA, whose node id is the one they run as; with --ca-key, admins issue
+those (sluicectl cert issue) and nodes renew their own before they expire
+(unless --node-cert-renewal=false). With --token-key, operators
 (sluicectl, the dashboard) need a bearer token whose role (viewer,
 operator, admin) allows the call. Without both, --listen and --http must
 be loopback addresses unless --insecure is passed. /metrics and /healthz

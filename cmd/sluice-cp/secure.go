@@ -18,6 +18,7 @@ import (
 // securityFlags are sluice-cp's flags for TLS, tokens and the audit log.
 type securityFlags struct {
 	tlsCert, tlsKey, caCert, caKey, tokenKey, auditLog *string
+	renewal                                            *bool
 }
 
 func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
@@ -25,7 +26,8 @@ func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 		tlsCert:  fs.String("tls-cert", "", "the control plane's server certificate `FILE` (PEM); with --tls-key and --ca-cert, gRPC and --http speak TLS and nodes must present certificates from the CA"),
 		tlsKey:   fs.String("tls-key", "", "the server certificate's private key `FILE` (PEM)"),
 		caCert:   fs.String("ca-cert", "", "the CA certificate `FILE` (PEM) that node certificates must be signed by"),
-		caKey:    fs.String("ca-key", "", "the CA's private key `FILE` (mode 0600); lets admins issue node certificates (sluicectl cert issue)"),
+		caKey:    fs.String("ca-key", "", "the CA's private key `FILE` (mode 0600); lets admins issue node certificates (sluicectl cert issue), and nodes renew theirs before they expire"),
+		renewal:  fs.Bool("node-cert-renewal", true, "with --ca-key, let each node renew its own certificate, for as long again, once two thirds of its life has passed; false: only admins issue them"),
 		tokenKey: fs.String("token-key", "", "`FILE` of the key that signs and verifies bearer tokens, created (0600) if missing; operators then need a token (sluicectl --token)"),
 		auditLog: fs.String("audit-log", "", "append one JSON line per change attempt (allowed or refused) to `FILE`, or to stdout with -"),
 	}
@@ -60,6 +62,7 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 		}
 		cfg.CA = ca
 	}
+	cfg.NoRenewal = !*f.renewal
 	if *f.tokenKey != "" {
 		k, created, err := auth.LoadOrCreateKey(*f.tokenKey)
 		if err != nil {

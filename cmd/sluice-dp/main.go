@@ -84,11 +84,17 @@ With --ca, the node dials the control plane over TLS and verifies it with
 that CA; --cert and --key are its node certificate ("sluicectl cert issue"),
 which a control plane with TLS requires. The certificate names the node:
 without --node-id the node runs as the certificate's id, and a --node-id
-that differs from it is refused by the control plane.
+that differs from it is refused by the control plane. Once two thirds of
+its life has passed, the node renews it through the control plane (one
+with --ca-key signs it), for as long again, and writes the new key and
+certificate over --key and --cert; its next connections present it. A
+renewal that fails is tried again a minute later, then twice as long
+after each failure, up to an hour. --renew-cert=false leaves renewal to
+you.
 
 Usage:
   sluice-dp [--cp ADDR[,ADDR...]] [--node-id ID] [--labels k=v,...] [--admin ADDR]
-            [--ca FILE [--cert FILE --key FILE]]
+            [--ca FILE [--cert FILE --key FILE [--renew-cert=false]]]
             [--admin-auth-file FILE] [--drain-grace D] [--log-level LEVEL]
             [--max-connections N] [--access-log PATH|- [--access-log-sample RATIO]]
             [--splice auto|always|never]
@@ -104,6 +110,7 @@ func main() {
 	caFile := fs.String("ca", os.Getenv("SLUICE_CA"), "CA certificate `FILE` (PEM) to verify the control plane with; dials it over TLS (env SLUICE_CA)")
 	certFile := fs.String("cert", "", "this node's certificate `FILE` (PEM), as 'sluicectl cert issue' writes it")
 	keyFile := fs.String("key", "", "this node's private key `FILE` (PEM)")
+	renewCert := fs.Bool("renew-cert", true, "renew --cert through the control plane once two thirds of its life has passed, writing the new key and certificate over --key and --cert (a control plane with --ca-key signs it); false: only by hand")
 	labels := fs.String("labels", "", "node labels, comma-separated k=v pairs, each key once, e.g. zone=a,role=edge; a value has no spaces nor any of ,=!() (a selector could not name it)")
 	adminAddr := fs.String("admin", "127.0.0.1:7072", "admin HTTP address (status page, /healthz, /readyz, /status, /metrics, /rate-limits, /debug/pprof/); empty disables")
 	adminAuthFile := fs.String("admin-auth-file", "", "`FILE` of user:password lines (mode 0600) that the admin address, but /healthz and /readyz, asks for")
@@ -143,7 +150,7 @@ func main() {
 		fail("%v", err)
 	}
 	if cert != nil {
-		logValidity(log, *certFile, cert, time.Now())
+		logValidity(log, *certFile, cert, time.Now(), *renewCert)
 		watchValidity(log, *certFile, tlsCfg)
 	}
 	if certID != "" {
@@ -201,7 +208,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dp, err := dataplane.Start(dataplane.Options{ControlPlane: *cp, TLS: tlsCfg, Node: nodeInfo, AdminAddr: *adminAddr, AdminAuth: adminAuth,
-		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample, MaxConnections: connCap, ListenerGrace: listenerGrace(*grace)})
+		Logger: log, AccessLog: logOut, AccessLogSample: *accessSample, MaxConnections: connCap, ListenerGrace: listenerGrace(*grace),
+		CertFile: *certFile, KeyFile: *keyFile, RenewCert: *renewCert})
 	if err != nil {
 		fail("%v", err)
 	}

@@ -41,11 +41,13 @@ func nodeTLS(caFile, certFile, keyFile string) (cfg *tls.Config, cert *x509.Cert
 const certExpiresSoon = 7 * 24 * time.Hour
 
 // logValidity says at start when the node certificate in file is not
-// valid at now, or soon will not be: the control plane refuses it then,
-// and all the node itself sees of that is its connection closing. The
-// node starts all the same: it rereads the files at every reconnect, so
-// a renewed certificate written over them is taken without a restart.
-func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time.Time) {
+// valid at now, or, when the node does not renew it itself (renewing),
+// soon will not be: the control plane refuses it then, and all the node
+// itself sees of that is its connection closing. The node starts all the
+// same: it rereads the files at every reconnect, so a renewed certificate
+// written over them is taken without a restart. A node that renews says
+// so when a renewal fails.
+func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time.Time, renewing bool) {
 	switch {
 	case now.After(cert.NotAfter):
 		log.Error("--cert has expired: the control plane will refuse this node; issue a new certificate with 'sluicectl cert issue'",
@@ -53,7 +55,7 @@ func logValidity(log *slog.Logger, file string, cert *x509.Certificate, now time
 	case now.Before(cert.NotBefore):
 		log.Error("--cert is not valid yet: the control plane will refuse this node until then; is this machine's clock right?",
 			"cert", file, "valid_from", cert.NotBefore.Format(time.RFC3339))
-	case cert.NotAfter.Sub(now) < certExpiresSoon:
+	case !renewing && cert.NotAfter.Sub(now) < certExpiresSoon:
 		log.Warn("--cert expires soon; issue a new certificate with 'sluicectl cert issue'",
 			"cert", file, "expires", cert.NotAfter.Format(time.RFC3339))
 	}
@@ -70,7 +72,7 @@ func watchValidity(log *slog.Logger, file string, cfg *tls.Config) {
 		c, err := get(cri)
 		if err == nil && c.Leaf != nil {
 			if now := time.Now(); now.After(c.Leaf.NotAfter) || now.Before(c.Leaf.NotBefore) {
-				logValidity(log, file, c.Leaf, now)
+				logValidity(log, file, c.Leaf, now, true)
 			}
 		}
 		return c, err

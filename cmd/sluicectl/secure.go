@@ -163,7 +163,9 @@ DIR/ID.key (mode 0600), DIR/ID.crt and DIR/ca.crt, for
   sluice-dp --ca DIR/ca.crt --cert DIR/ID.crt --key DIR/ID.key
 The key never leaves this machine: only a certificate request is sent. The
 certificate names the node (CN ID, URI SAN sluice://node/ID); the control
-plane takes the node's id from it.`)
+plane takes the node's id from it. Once two thirds of its life has passed,
+the node renews it itself through the control plane, for as long again
+(sluice-dp --renew-cert).`)
 	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
 	out := fs.String("out", ".", "`DIR` to write the files into, made 0700 if missing")
 	valid := fs.Duration("valid", pki.NodeValidity, "how long the certificate is good for (at most until the CA expires)")

@@ -1,10 +1,11 @@
 // Package auth secures the control plane's gRPC API (and the dashboard's
 // JSON API, which calls it through the same interceptors):
 //
-//   - Nodes (DiscoveryService, StatsService, CommandService) present a
-//     client certificate from the control plane's CA when TLS is on. The
-//     node id is the certificate's (see package pki), and a stream whose
-//     messages claim another id is refused with PERMISSION_DENIED.
+//   - Nodes (DiscoveryService, StatsService, CommandService,
+//     NodeCertService) present a client certificate from the control
+//     plane's CA when TLS is on. The node id is the certificate's (see
+//     package pki), and a stream whose messages claim another id is
+//     refused with PERMISSION_DENIED.
 //   - Operators (ConfigService, AuthService and any other service but
 //     health and reflection) present a bearer token when a token key is
 //     set. Its role decides what they may call (see required). A node
@@ -52,8 +53,12 @@ type Config struct {
 	// ClientCA is an id of the CA node certificates are checked against
 	// (pki.PoolID of --ca-cert), which replicas compare (Settings).
 	ClientCA string
-	// CA issues node certificates (AuthService.IssueCert); nil: it cannot.
+	// CA issues node certificates (AuthService.IssueCert) and renews them
+	// (NodeCertService.RenewCert); nil: it cannot.
 	CA *pki.CA
+	// NoRenewal refuses NodeCertService.RenewCert: node certificates are
+	// then issued by an admin alone (sluice-cp --node-cert-renewal=false).
+	NoRenewal bool
 	// Audit receives one entry per change attempt; nil: none.
 	Audit  *Audit
 	Logger *slog.Logger
@@ -186,7 +191,8 @@ func classify(fullMethod string) api {
 	switch svc {
 	case sluicev1.DiscoveryService_ServiceDesc.ServiceName,
 		sluicev1.StatsService_ServiceDesc.ServiceName,
-		sluicev1.CommandService_ServiceDesc.ServiceName:
+		sluicev1.CommandService_ServiceDesc.ServiceName,
+		sluicev1.NodeCertService_ServiceDesc.ServiceName:
 		return apiNode
 	case "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection":
 		return apiOpen

@@ -43,6 +43,12 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+// setupWith is setup with the Guard's Config changed by edit first.
+func setupWith(t *testing.T, edit func(*auth.Config)) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := pki.InitCA(filepath.Join(dir, "pki"), nil, time.Hour); err != nil {
 		t.Fatal(err)
@@ -62,7 +68,11 @@ func setup(t *testing.T) *fixture {
 	}
 	f := &fixture{dir: dir, ca: ca, key: key, audit: &syncbuf.Buffer{}, log: &syncbuf.Buffer{}, now: time.Now()}
 	log := slog.New(slog.NewTextHandler(f.log, nil))
-	guard := auth.New(auth.Config{TLS: tlsCfg, TokenKey: key, CA: ca, Audit: auth.NewAudit(f.audit, log), Logger: log})
+	cfg := auth.Config{TLS: tlsCfg, TokenKey: key, CA: ca, Audit: auth.NewAudit(f.audit, log), Logger: log}
+	if edit != nil {
+		edit(&cfg)
+	}
+	guard := auth.New(cfg)
 	srv, err := controlplane.New(controlplane.Options{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), Security: guard, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +105,18 @@ func (f *fixture) token(t *testing.T, name string, role sluicev1.Role) string {
 // nodeCert issues node id's certificate from ca and returns its files.
 func (f *fixture) nodeCert(t *testing.T, ca *pki.CA, id string) (certFile, keyFile string) {
 	t.Helper()
+	return issueTo(t, ca, id, time.Hour)
+}
+
+// nodeCertFor issues node id's certificate from the fixture's CA, good
+// for valid (or until the CA ends), and returns its files.
+func (f *fixture) nodeCertFor(t *testing.T, id string, valid time.Duration) (certFile, keyFile string) {
+	t.Helper()
+	return issueTo(t, f.ca, id, valid)
+}
+
+func issueTo(t *testing.T, ca *pki.CA, id string, valid time.Duration) (certFile, keyFile string) {
+	t.Helper()
 	key, keyPEM, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +125,7 @@ func (f *fixture) nodeCert(t *testing.T, ca *pki.CA, id string) (certFile, keyFi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _, err := ca.IssueNode(id, csr, time.Hour, time.Now())
+	cert, _, err := ca.IssueNode(id, csr, valid, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

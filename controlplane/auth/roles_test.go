@@ -28,7 +28,8 @@ func TestEveryMethodHasARole(t *testing.T) {
 			}
 		}
 	}
-	for _, sd := range []grpc.ServiceDesc{sluicev1.DiscoveryService_ServiceDesc, sluicev1.StatsService_ServiceDesc, sluicev1.CommandService_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{sluicev1.DiscoveryService_ServiceDesc, sluicev1.StatsService_ServiceDesc, sluicev1.CommandService_ServiceDesc,
+		sluicev1.NodeCertService_ServiceDesc} {
 		if classify("/"+sd.ServiceName+"/X") != apiNode {
 			t.Errorf("%s is not classified as node API", sd.ServiceName)
 		}

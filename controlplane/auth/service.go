@@ -83,3 +83,65 @@ func (s *Service) IssueCert(ctx context.Context, req *sluicev1.IssueCertRequest)
 	s.g.log.Info("node certificate issued", "node", req.GetNodeId(), "not_after", notAfter.Format(time.RFC3339), "by", by.Name)
 	return &sluicev1.IssueCertResponse{CertPem: string(cert), CaPem: string(ca.PEM), NotAfter: timestamppb.New(notAfter)}, nil
 }
+
+// NodeCertService implements sluicev1.NodeCertServiceServer: nodes renew
+// their own certificates. The Guard's interceptor has checked, with TLS
+// on, that the caller presented a node certificate of the CA.
+type NodeCertService struct {
+	sluicev1.UnimplementedNodeCertServiceServer
+	g *Guard
+}
+
+// NewNodeCertService returns the NodeCertService of g (which may be nil:
+// then every renewal fails with FAILED_PRECONDITION).
+func NewNodeCertService(g *Guard) *NodeCertService {
+	if g == nil {
+		g = New(Config{})
+	}
+	return &NodeCertService{g: g}
+}
+
+// RenewCert implements sluicev1.NodeCertServiceServer. Each call is a line
+// of the audit log, renewed or refused.
+func (s *NodeCertService) RenewCert(ctx context.Context, req *sluicev1.RenewCertRequest) (*sluicev1.IssueCertResponse, error) {
+	e := Entry{Time: s.g.now().UTC(), Identity: "anonymous", Peer: peerAddr(ctx), Method: sluicev1.NodeCertService_RenewCert_FullMethodName}
+	resp, err := s.renew(ctx, req, &e)
+	e.Outcome, e.Error = outcome(err)
+	s.g.cfg.Audit.Write(e)
+	if err != nil {
+		s.g.log.Warn("node certificate not renewed", "node", e.Node, "peer", e.Peer, "err", status.Convert(err).Message())
+		return nil, err
+	}
+	s.g.log.Info("node certificate renewed", "node", e.Node, "peer", e.Peer, "not_after", resp.GetNotAfter().AsTime().Format(time.RFC3339))
+	return resp, nil
+}
+
+func (s *NodeCertService) renew(ctx context.Context, req *sluicev1.RenewCertRequest, e *Entry) (*sluicev1.IssueCertResponse, error) {
+	leaf := verifiedLeaf(ctx)
+	if s.g.cfg.TLS == nil || leaf == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this control plane speaks plain gRPC: there is no node certificate to renew")
+	}
+	id, err := pki.NodeID(leaf) // the Guard refused any other certificate
+	if err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "the client certificate %q is not a node certificate: %v", leaf.Subject.CommonName, err)
+	}
+	e.Identity, e.Node, e.Target = id, id, "node "+id
+	if err := req.Validate(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
+	}
+	ca := s.g.cfg.CA
+	switch {
+	case ca == nil:
+		return nil, status.Error(codes.FailedPrecondition, "this control plane has no CA key (sluice-cp --ca-key): it cannot renew node certificates; issue one with 'sluicectl cert issue'")
+	case s.g.cfg.NoRenewal:
+		return nil, status.Error(codes.FailedPrecondition, "this control plane does not renew node certificates (sluice-cp --node-cert-renewal=false); issue one with 'sluicectl cert issue'")
+	case !ca.Cert.NotAfter.After(leaf.NotAfter):
+		return nil, status.Errorf(codes.FailedPrecondition, "the CA expires at %s, when this certificate does: a renewed one could not outlive it; the fleet needs a new CA",
+			ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	cert, notAfter, err := ca.IssueNode(id, []byte(req.GetCsrPem()), pki.Validity(leaf), s.g.now())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &sluicev1.IssueCertResponse{CertPem: string(cert), CaPem: string(ca.PEM), NotAfter: timestamppb.New(notAfter)}, nil
+}

@@ -222,7 +222,7 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub any, valid time.Duration, now tim
 		return nil, time.Time{}, fmt.Errorf("the CA expired at %s", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl.SerialNumber = serial()
-	tmpl.NotBefore = now.Add(-time.Minute) // a little clock skew
+	tmpl.NotBefore = now.Add(-Backdate)
 	tmpl.NotAfter = now.Add(valid)
 	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
 		tmpl.NotAfter = ca.Cert.NotAfter
@@ -232,6 +232,42 @@ func (ca *CA) sign(tmpl *x509.Certificate, pub any, valid time.Duration, now tim
 		return nil, time.Time{}, fmt.Errorf("signing the certificate: %w", err)
 	}
 	return der, tmpl.NotAfter.UTC().Truncate(time.Second), nil
+}
+
+// Backdate is how long before it is made a certificate's NotBefore is:
+// a little clock skew between the machines.
+const Backdate = time.Minute
+
+// Validity is how long cert was made to be good for (the valid of
+// IssueNode): its NotAfter less its NotBefore, less Backdate. A renewal
+// gets as long again.
+func Validity(cert *x509.Certificate) time.Duration {
+	return max(cert.NotAfter.Sub(cert.NotBefore)-Backdate, time.Second)
+}
+
+// RenewalTime is when cert is due for renewal: once two thirds of its
+// Validity have passed, as Caddy renews its certificates and kubelet its
+// own, early enough that a control plane or CA away for days does not
+// leave it to expire.
+func RenewalTime(cert *x509.Certificate) time.Time {
+	return cert.NotAfter.Add(-Validity(cert) / 3)
+}
+
+// ParseFor parses the first certificate of certPEM and checks that it is
+// one of key, as a certificate issued for key's request must be.
+func ParseFor(certPEM []byte, key crypto.Signer) (*x509.Certificate, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM CERTIFICATE")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	if !publicEqual(cert.PublicKey, key.Public()) {
+		return nil, errors.New("the certificate is not of the key its request was signed with")
+	}
+	return cert, nil
 }
 
 // NewKey makes an ECDSA P-256 key and its PKCS#8 PEM.

@@ -43,11 +43,11 @@ const (
 // process with the same id, and the two would take the stream from each
 // other back and forth: so it is no progress, and it is logged as an error.
 func Loop(ctx context.Context, min, max time.Duration, log *slog.Logger, what string, retired *atomic.Bool, stream func(context.Context) (progressed bool, err error)) {
-	loop(ctx, min, max, log, what, retired, stream, sleep)
+	loop(ctx, min, max, log, what, retired, stream, Sleep)
 }
 
-// sleep waits d, and reports false if ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d, and reports false if ctx ended first.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -83,6 +83,52 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{0}
 }
 
+type RenewCertRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CsrPem is a PEM "CERTIFICATE REQUEST" signed by the node's new key.
+	// Only its public key is used.
+	CsrPem        string `protobuf:"bytes,1,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertRequest) Reset() {
+	*x = RenewCertRequest{}
+	mi := &file_sluice_v1_auth_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertRequest) ProtoMessage() {}
+
+func (x *RenewCertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_auth_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RenewCertRequest) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
 type WhoAmIRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -91,7 +137,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[0]
+	mi := &file_sluice_v1_auth_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +149,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[0]
+	mi := &file_sluice_v1_auth_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +162,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{0}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{1}
 }
 
 type WhoAmIResponse struct {
@@ -134,7 +180,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[1]
+	mi := &file_sluice_v1_auth_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +192,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[1]
+	mi := &file_sluice_v1_auth_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +205,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{1}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WhoAmIResponse) GetName() string {
@@ -204,7 +250,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[2]
+	mi := &file_sluice_v1_auth_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +262,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[2]
+	mi := &file_sluice_v1_auth_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +275,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -264,7 +310,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[3]
+	mi := &file_sluice_v1_auth_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +322,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[3]
+	mi := &file_sluice_v1_auth_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +335,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -324,7 +370,7 @@ type IssueCertRequest struct {
 
 func (x *IssueCertRequest) Reset() {
 	*x = IssueCertRequest{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[4]
+	mi := &file_sluice_v1_auth_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +382,7 @@ func (x *IssueCertRequest) String() string {
 func (*IssueCertRequest) ProtoMessage() {}
 
 func (x *IssueCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[4]
+	mi := &file_sluice_v1_auth_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +395,7 @@ func (x *IssueCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{4}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IssueCertRequest) GetNodeId() string {
@@ -386,7 +432,7 @@ type IssueCertResponse struct {
 
 func (x *IssueCertResponse) Reset() {
 	*x = IssueCertResponse{}
-	mi := &file_sluice_v1_auth_proto_msgTypes[5]
+	mi := &file_sluice_v1_auth_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +444,7 @@ func (x *IssueCertResponse) String() string {
 func (*IssueCertResponse) ProtoMessage() {}
 
 func (x *IssueCertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_auth_proto_msgTypes[5]
+	mi := &file_sluice_v1_auth_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +457,7 @@ func (x *IssueCertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{5}
+	return file_sluice_v1_auth_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IssueCertResponse) GetCertPem() string {
@@ -439,7 +485,9 @@ var File_sluice_v1_auth_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x14sluice/v1/auth.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"\x0f\n" +
+	"\x14sluice/v1/auth.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17validate/validate.proto\"8\n" +
+	"\x10RenewCertRequest\x12$\n" +
+	"\acsr_pem\x18\x01 \x01(\tB\v\xfaB\br\x06\x10\x01\x18\x80\x80\x01R\x06csrPem\"\x0f\n" +
 	"\rWhoAmIRequest\"\xa2\x01\n" +
 	"\x0eWhoAmIResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
@@ -471,7 +519,9 @@ const file_sluice_v1_auth_proto_rawDesc = "" +
 	"\vAuthService\x12=\n" +
 	"\x06WhoAmI\x12\x18.sluice.v1.WhoAmIRequest\x1a\x19.sluice.v1.WhoAmIResponse\x12L\n" +
 	"\vCreateToken\x12\x1d.sluice.v1.CreateTokenRequest\x1a\x1e.sluice.v1.CreateTokenResponse\x12F\n" +
-	"\tIssueCert\x12\x1b.sluice.v1.IssueCertRequest\x1a\x1c.sluice.v1.IssueCertResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
+	"\tIssueCert\x12\x1b.sluice.v1.IssueCertRequest\x1a\x1c.sluice.v1.IssueCertResponse2Y\n" +
+	"\x0fNodeCertService\x12F\n" +
+	"\tRenewCert\x12\x1b.sluice.v1.RenewCertRequest\x1a\x1c.sluice.v1.IssueCertResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
 	file_sluice_v1_auth_proto_rawDescOnce sync.Once
@@ -486,34 +536,37 @@ func file_sluice_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sluice_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sluice_v1_auth_proto_goTypes = []any{
 	(Role)(0),                     // 0: sluice.v1.Role
-	(*WhoAmIRequest)(nil),         // 1: sluice.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),        // 2: sluice.v1.WhoAmIResponse
-	(*CreateTokenRequest)(nil),    // 3: sluice.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 4: sluice.v1.CreateTokenResponse
-	(*IssueCertRequest)(nil),      // 5: sluice.v1.IssueCertRequest
-	(*IssueCertResponse)(nil),     // 6: sluice.v1.IssueCertResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*RenewCertRequest)(nil),      // 1: sluice.v1.RenewCertRequest
+	(*WhoAmIRequest)(nil),         // 2: sluice.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),        // 3: sluice.v1.WhoAmIResponse
+	(*CreateTokenRequest)(nil),    // 4: sluice.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 5: sluice.v1.CreateTokenResponse
+	(*IssueCertRequest)(nil),      // 6: sluice.v1.IssueCertRequest
+	(*IssueCertResponse)(nil),     // 7: sluice.v1.IssueCertResponse
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
 }
 var file_sluice_v1_auth_proto_depIdxs = []int32{
 	0,  // 0: sluice.v1.WhoAmIResponse.role:type_name -> sluice.v1.Role
-	7,  // 1: sluice.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
+	8,  // 1: sluice.v1.WhoAmIResponse.expires:type_name -> google.protobuf.Timestamp
 	0,  // 2: sluice.v1.CreateTokenRequest.role:type_name -> sluice.v1.Role
-	8,  // 3: sluice.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
-	7,  // 4: sluice.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
-	8,  // 5: sluice.v1.IssueCertRequest.valid:type_name -> google.protobuf.Duration
-	7,  // 6: sluice.v1.IssueCertResponse.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 7: sluice.v1.AuthService.WhoAmI:input_type -> sluice.v1.WhoAmIRequest
-	3,  // 8: sluice.v1.AuthService.CreateToken:input_type -> sluice.v1.CreateTokenRequest
-	5,  // 9: sluice.v1.AuthService.IssueCert:input_type -> sluice.v1.IssueCertRequest
-	2,  // 10: sluice.v1.AuthService.WhoAmI:output_type -> sluice.v1.WhoAmIResponse
-	4,  // 11: sluice.v1.AuthService.CreateToken:output_type -> sluice.v1.CreateTokenResponse
-	6,  // 12: sluice.v1.AuthService.IssueCert:output_type -> sluice.v1.IssueCertResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
+	9,  // 3: sluice.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	8,  // 4: sluice.v1.CreateTokenResponse.expires:type_name -> google.protobuf.Timestamp
+	9,  // 5: sluice.v1.IssueCertRequest.valid:type_name -> google.protobuf.Duration
+	8,  // 6: sluice.v1.IssueCertResponse.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 7: sluice.v1.AuthService.WhoAmI:input_type -> sluice.v1.WhoAmIRequest
+	4,  // 8: sluice.v1.AuthService.CreateToken:input_type -> sluice.v1.CreateTokenRequest
+	6,  // 9: sluice.v1.AuthService.IssueCert:input_type -> sluice.v1.IssueCertRequest
+	1,  // 10: sluice.v1.NodeCertService.RenewCert:input_type -> sluice.v1.RenewCertRequest
+	3,  // 11: sluice.v1.AuthService.WhoAmI:output_type -> sluice.v1.WhoAmIResponse
+	5,  // 12: sluice.v1.AuthService.CreateToken:output_type -> sluice.v1.CreateTokenResponse
+	7,  // 13: sluice.v1.AuthService.IssueCert:output_type -> sluice.v1.IssueCertResponse
+	7,  // 14: sluice.v1.NodeCertService.RenewCert:output_type -> sluice.v1.IssueCertResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -530,9 +583,9 @@ func file_sluice_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_auth_proto_rawDesc), len(file_sluice_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_sluice_v1_auth_proto_goTypes,
 		DependencyIndexes: file_sluice_v1_auth_proto_depIdxs,

@@ -35,6 +35,117 @@ var (
 	_ = sort.Sort
 )
 
+// Validate checks the field values on RenewCertRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *RenewCertRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RenewCertRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// RenewCertRequestMultiError, or nil if none found.
+func (m *RenewCertRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RenewCertRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if l := utf8.RuneCountInString(m.GetCsrPem()); l < 1 || l > 16384 {
+		err := RenewCertRequestValidationError{
+			field:  "CsrPem",
+			reason: "value length must be between 1 and 16384 runes, inclusive",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RenewCertRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// RenewCertRequestMultiError is an error wrapping multiple validation errors
+// returned by RenewCertRequest.ValidateAll() if the designated constraints
+// aren't met.
+type RenewCertRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RenewCertRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RenewCertRequestMultiError) AllErrors() []error { return m }
+
+// RenewCertRequestValidationError is the validation error returned by
+// RenewCertRequest.Validate if the designated constraints aren't met.
+type RenewCertRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RenewCertRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RenewCertRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RenewCertRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RenewCertRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RenewCertRequestValidationError) ErrorName() string { return "RenewCertRequestValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RenewCertRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRenewCertRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RenewCertRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RenewCertRequestValidationError{}
+
 // Validate checks the field values on WhoAmIRequest with the rules defined in
 // the proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.

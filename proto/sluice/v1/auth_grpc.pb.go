@@ -229,3 +229,133 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "sluice/v1/auth.proto",
 }
+
+const (
+	NodeCertService_RenewCert_FullMethodName = "/sluice.v1.NodeCertService/RenewCert"
+)
+
+// NodeCertServiceClient is the client API for NodeCertService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// NodeCertService lets a node renew its own certificate before it expires,
+// as kubelet rotates its client certificate: sluice-dp calls it once two
+// thirds of its certificate's life has passed. It is a node API, over TLS
+// only: the caller is the node its current, still valid, certificate
+// names, and gets a certificate of that node alone.
+type NodeCertServiceClient interface {
+	// RenewCert signs the public key of a certificate request, as IssueCert
+	// does, for the node the caller's certificate names, good for as long as
+	// that certificate was (its NotAfter less its NotBefore, less the minute
+	// every certificate is backdated by for clock skew), and until the CA
+	// expires at the latest. FAILED_PRECONDITION when the control plane
+	// speaks plain gRPC, has no CA key (sluice-cp --ca-key), does not renew
+	// (sluice-cp --node-cert-renewal=false), or has a CA that expires before
+	// a renewed certificate would outlive the caller's.
+	RenewCert(ctx context.Context, in *RenewCertRequest, opts ...grpc.CallOption) (*IssueCertResponse, error)
+}
+
+type nodeCertServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewNodeCertServiceClient(cc grpc.ClientConnInterface) NodeCertServiceClient {
+	return &nodeCertServiceClient{cc}
+}
+
+func (c *nodeCertServiceClient) RenewCert(ctx context.Context, in *RenewCertRequest, opts ...grpc.CallOption) (*IssueCertResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueCertResponse)
+	err := c.cc.Invoke(ctx, NodeCertService_RenewCert_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NodeCertServiceServer is the server API for NodeCertService service.
+// All implementations must embed UnimplementedNodeCertServiceServer
+// for forward compatibility.
+//
+// NodeCertService lets a node renew its own certificate before it expires,
+// as kubelet rotates its client certificate: sluice-dp calls it once two
+// thirds of its certificate's life has passed. It is a node API, over TLS
+// only: the caller is the node its current, still valid, certificate
+// names, and gets a certificate of that node alone.
+type NodeCertServiceServer interface {
+	// RenewCert signs the public key of a certificate request, as IssueCert
+	// does, for the node the caller's certificate names, good for as long as
+	// that certificate was (its NotAfter less its NotBefore, less the minute
+	// every certificate is backdated by for clock skew), and until the CA
+	// expires at the latest. FAILED_PRECONDITION when the control plane
+	// speaks plain gRPC, has no CA key (sluice-cp --ca-key), does not renew
+	// (sluice-cp --node-cert-renewal=false), or has a CA that expires before
+	// a renewed certificate would outlive the caller's.
+	RenewCert(context.Context, *RenewCertRequest) (*IssueCertResponse, error)
+	mustEmbedUnimplementedNodeCertServiceServer()
+}
+
+// UnimplementedNodeCertServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedNodeCertServiceServer struct{}
+
+func (UnimplementedNodeCertServiceServer) RenewCert(context.Context, *RenewCertRequest) (*IssueCertResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCert not implemented")
+}
+func (UnimplementedNodeCertServiceServer) mustEmbedUnimplementedNodeCertServiceServer() {}
+func (UnimplementedNodeCertServiceServer) testEmbeddedByValue()                         {}
+
+// UnsafeNodeCertServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to NodeCertServiceServer will
+// result in compilation errors.
+type UnsafeNodeCertServiceServer interface {
+	mustEmbedUnimplementedNodeCertServiceServer()
+}
+
+func RegisterNodeCertServiceServer(s grpc.ServiceRegistrar, srv NodeCertServiceServer) {
+	// If the following call panics, it indicates UnimplementedNodeCertServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&NodeCertService_ServiceDesc, srv)
+}
+
+func _NodeCertService_RenewCert_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeCertServiceServer).RenewCert(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeCertService_RenewCert_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeCertServiceServer).RenewCert(ctx, req.(*RenewCertRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// NodeCertService_ServiceDesc is the grpc.ServiceDesc for NodeCertService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var NodeCertService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "sluice.v1.NodeCertService",
+	HandlerType: (*NodeCertServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RenewCert",
+			Handler:    _NodeCertService_RenewCert_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "sluice/v1/auth.proto",
+}
