@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sluice-lb/sluice/internal/pki"
 )
 
 // CertificateWarning is how long before the control plane's TLS
@@ -16,16 +18,26 @@ const CertificateWarning = 30 * 24 * time.Hour
 
 const certificateCheck = time.Hour
 
-// watchCertificate logs what certificateNote says of the certificate the
-// control plane serves, at the start and every certificateCheck, until
-// ctx ends. The certificate is the one last read from --tls-cert: one
-// renewed meanwhile (sluice-cp issue-server-cert) is the one checked.
+// watchCertificate renews the certificate the control plane serves when
+// it is due and the CA's key is at hand (auth.Guard.RenewServing), and
+// logs what certificateNote says of it, at the start and every
+// certificateCheck, until ctx ends. The certificate is the one last read
+// from --tls-cert: one renewed meanwhile, here or by sluice-cp
+// issue-server-cert, is the one checked.
 func (s *Server) watchCertificate(ctx context.Context) {
 	t := time.NewTicker(certificateCheck)
 	defer t.Stop()
+	sec := s.opts.Security
 	for first := true; ; first = false {
-		if cert := s.opts.Security.ServingCertificate(); cert != nil {
-			level, msg := certificateNote(cert, time.Now())
+		now := time.Now()
+		if notAfter, err := sec.RenewServing(now); err != nil {
+			s.log.Error("could not renew the control plane's TLS certificate (--tls-cert) with its CA (--ca-key); trying again in an hour", "err", err)
+		} else if !notAfter.IsZero() {
+			s.log.Info("renewed the control plane's TLS certificate (--tls-cert) with its CA (--ca-key): new TLS connections get it",
+				"not_after", notAfter.UTC().Format(time.RFC3339))
+		}
+		if cert := sec.ServingCertificate(); cert != nil {
+			level, msg := certificateNote(cert, now, sec.RenewsServing())
 			if level > slog.LevelInfo || first {
 				s.log.Log(ctx, level, msg, "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
 			}
@@ -40,15 +52,20 @@ func (s *Server) watchCertificate(ctx context.Context) {
 
 // certificateNote is what to log of the control plane's certificate cert
 // at now: an error once it expired, a warning within CertificateWarning
-// of it, and otherwise when it expires.
-func certificateNote(cert *x509.Certificate, now time.Time) (slog.Level, string) {
+// of it, and otherwise when it expires. One the control plane renews
+// itself (renewing) gets the warning only once its renewal is overdue:
+// it failed.
+func certificateNote(cert *x509.Certificate, now time.Time, renewing bool) (slog.Level, string) {
 	const renew = "renew it with 'sluice-cp issue-server-cert --dir DIR' (served from the next TLS handshake, no restart)"
 	left := cert.NotAfter.Sub(now)
 	switch {
 	case left <= 0:
 		return slog.LevelError, "the control plane's TLS certificate (--tls-cert) has expired: nodes and sluicectl refuse to connect to it; " + renew
-	case left < CertificateWarning:
+	case left < CertificateWarning && (!renewing || !now.Before(pki.RenewalTime(cert))):
 		return slog.LevelWarn, fmt.Sprintf("the control plane's TLS certificate (--tls-cert) expires in %s: nodes and sluicectl will refuse to connect to it then; %s", days(left), renew)
+	}
+	if renewing {
+		return slog.LevelInfo, fmt.Sprintf("the control plane's TLS certificate (--tls-cert) expires in %s, and is renewed with the CA (--ca-key) %s before", days(left), days(pki.Validity(cert)/3))
 	}
 	return slog.LevelInfo, fmt.Sprintf("the control plane's TLS certificate (--tls-cert) expires in %s", days(left))
 }

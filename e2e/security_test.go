@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -506,7 +507,9 @@ func clickUntil(t *testing.T, ctx context.Context, sel, want string) {
 }
 
 // TestServerCertificateRenewal: a control plane whose certificate expires
-// within 30 days warns at its start and says when on /metrics; sluice-cp
+// within 30 days, and that does not renew it itself
+// (--server-cert-renewal=false), warns at its start and says when on
+// /metrics; sluice-cp
 // issue-server-cert writes a new one over the files, for the same names,
 // and the running control plane serves it from the next handshake, with
 // no restart: a new node connects and a new TLS client sees the new
@@ -520,7 +523,8 @@ func TestServerCertificateRenewal(t *testing.T) {
 	}
 	cpAddr, cpHTTP := freeAddr(t), freeAddr(t)
 	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", cpHTTP, "--data", filepath.Join(dir, "data"),
-		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"))
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"),
+		"--server-cert-renewal=false")
 	caPool, err := pki.LoadPool(p("ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -682,4 +686,60 @@ func TestNodeCertificateRenewal(t *testing.T) {
 	cp.stop(t)
 	cp = start(t, "sluice-cp", cpArgs...)
 	waitFor(t, "n1 to connect to the restarted control plane after its first certificate expired", connected)
+}
+
+// TestServerCertificateRenewsItself: a control plane with its CA's key
+// renews the certificate it serves once two thirds of its life has
+// passed, for the same names and as long again, over its files, and
+// serves it with no restart: once the first has expired, clients verify
+// the new one.
+func TestServerCertificateRenewsItself(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	// Good for 6 s: due for renewal after 4.
+	if out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir, "--valid", "6s"); code != 0 {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	first, _, err := pki.LoadCert(p("server.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(pki.RenewalTime(first)) + 100*time.Millisecond)
+	cpAddr := freeAddr(t)
+	cp := start(t, "sluice-cp", "--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"),
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"))
+	caPool, err := pki.LoadPool(p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func() (*x509.Certificate, error) {
+		c, err := tls.Dial("tcp", cpAddr, &tls.Config{RootCAs: caPool, ServerName: "localhost"})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0], nil
+	}
+	var renewed *x509.Certificate
+	waitFor(t, "the control plane to serve a renewed certificate", func() bool {
+		renewed, err = served()
+		return err == nil && renewed.SerialNumber.Cmp(first.SerialNumber) != 0
+	})
+	if names := pki.ServerNames(renewed); !slices.Equal(names, pki.ServerNames(first)) || !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("the renewed certificate names %v until %v; want %v, after %v", names, renewed.NotAfter, pki.ServerNames(first), first.NotAfter)
+	}
+	if onDisk, _, err := pki.LoadCert(p("server.crt")); err != nil || onDisk.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Errorf("server.crt holds %v (%v), want the renewed certificate", onDisk, err)
+	}
+	if log := cp.out.String(); !strings.Contains(log, `msg="renewed the control plane's TLS certificate (--tls-cert) with its CA (--ca-key): new TLS connections get it"`) {
+		t.Errorf("the renewal is not logged:\n%s", log)
+	}
+	time.Sleep(time.Until(first.NotAfter) + 100*time.Millisecond)
+	if _, err := served(); err != nil {
+		t.Errorf("TLS to the control plane once its first certificate expired: %v", err)
+	}
+	if out, errOut, code := runBin(t, []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}, "sluicectl", "nodes"); code != 0 {
+		t.Errorf("sluicectl nodes once the first certificate expired: exit %d\n%s%s", code, out, errOut)
+	}
 }

@@ -48,12 +48,13 @@ control plane's Prometheus metrics on /metrics, and /healthz.
 Security (README "Secure setup"): with --tls-cert, --tls-key and --ca-cert,
 gRPC and --http speak TLS, and nodes must present a certificate from the
 CA, whose node id is the one they run as; with --ca-key, admins issue
-those (sluicectl cert issue) and nodes renew their own before they expire
-(unless --node-cert-renewal=false). With --token-key, operators
-(sluicectl, the dashboard) need a bearer token whose role (viewer,
-operator, admin) allows the call. Without both, --listen and --http must
-be loopback addresses unless --insecure is passed. /metrics and /healthz
-ask for no token. SIGINT or SIGTERM stop it cleanly.
+those (sluicectl cert issue), nodes renew their own before they expire
+(unless --node-cert-renewal=false), and the control plane renews its
+--tls-cert when the CA signed it (unless --server-cert-renewal=false).
+With --token-key, operators (sluicectl, the dashboard) need a bearer
+token whose role (viewer, operator, admin) allows the call. Without both,
+--listen and --http must be loopback addresses unless --insecure is
+passed. /metrics and /healthz ask for no token. SIGINT or SIGTERM stop it cleanly.
 
 With --etcd, several sluice-cp replicas share one configuration through an
 etcd cluster instead of --data: run as many as you like, on one --etcd and

@@ -18,18 +18,19 @@ import (
 // securityFlags are sluice-cp's flags for TLS, tokens and the audit log.
 type securityFlags struct {
 	tlsCert, tlsKey, caCert, caKey, tokenKey, auditLog *string
-	renewal                                            *bool
+	renewal, serverRenewal                             *bool
 }
 
 func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 	return &securityFlags{
-		tlsCert:  fs.String("tls-cert", "", "the control plane's server certificate `FILE` (PEM); with --tls-key and --ca-cert, gRPC and --http speak TLS and nodes must present certificates from the CA"),
-		tlsKey:   fs.String("tls-key", "", "the server certificate's private key `FILE` (PEM)"),
-		caCert:   fs.String("ca-cert", "", "the CA certificate `FILE` (PEM) that node certificates must be signed by"),
-		caKey:    fs.String("ca-key", "", "the CA's private key `FILE` (mode 0600); lets admins issue node certificates (sluicectl cert issue), and nodes renew theirs before they expire"),
-		renewal:  fs.Bool("node-cert-renewal", true, "with --ca-key, let each node renew its own certificate, for as long again, once two thirds of its life has passed; false: only admins issue them"),
-		tokenKey: fs.String("token-key", "", "`FILE` of the key that signs and verifies bearer tokens, created (0600) if missing; operators then need a token (sluicectl --token)"),
-		auditLog: fs.String("audit-log", "", "append one JSON line per change attempt (allowed or refused) to `FILE`, or to stdout with -"),
+		tlsCert:       fs.String("tls-cert", "", "the control plane's server certificate `FILE` (PEM); with --tls-key and --ca-cert, gRPC and --http speak TLS and nodes must present certificates from the CA"),
+		tlsKey:        fs.String("tls-key", "", "the server certificate's private key `FILE` (PEM)"),
+		caCert:        fs.String("ca-cert", "", "the CA certificate `FILE` (PEM) that node certificates must be signed by"),
+		caKey:         fs.String("ca-key", "", "the CA's private key `FILE` (mode 0600); lets admins issue node certificates (sluicectl cert issue), and nodes renew theirs before they expire"),
+		renewal:       fs.Bool("node-cert-renewal", true, "with --ca-key, let each node renew its own certificate, for as long again, once two thirds of its life has passed; false: only admins issue them"),
+		serverRenewal: fs.Bool("server-cert-renewal", true, "with --ca-key, renew --tls-cert, when that CA signed it, once two thirds of its life has passed: a new one for the same names, for as long again, written over --tls-cert and --tls-key; false: by hand (issue-server-cert)"),
+		tokenKey:      fs.String("token-key", "", "`FILE` of the key that signs and verifies bearer tokens, created (0600) if missing; operators then need a token (sluicectl --token)"),
+		auditLog:      fs.String("audit-log", "", "append one JSON line per change attempt (allowed or refused) to `FILE`, or to stdout with -"),
 	}
 }
 
@@ -50,7 +51,7 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 		if err != nil {
 			return nil, closer, fmt.Errorf("--tls-cert/--tls-key/--ca-cert: %w", err)
 		}
-		cfg.TLS = c
+		cfg.TLS, cfg.CertFile, cfg.KeyFile = c, *f.tlsCert, *f.tlsKey
 		if cfg.ClientCA, err = pki.PoolID(*f.caCert); err != nil {
 			return nil, closer, fmt.Errorf("--ca-cert: %w", err)
 		}
@@ -62,7 +63,7 @@ func (f *securityFlags) guard(log *slog.Logger) (*auth.Guard, func(), error) {
 		}
 		cfg.CA = ca
 	}
-	cfg.NoRenewal = !*f.renewal
+	cfg.NoRenewal, cfg.NoServerRenewal = !*f.renewal, !*f.serverRenewal
 	if *f.tokenKey != "" {
 		k, created, err := auth.LoadOrCreateKey(*f.tokenKey)
 		if err != nil {

@@ -59,6 +59,11 @@ type Config struct {
 	// NoRenewal refuses NodeCertService.RenewCert: node certificates are
 	// then issued by an admin alone (sluice-cp --node-cert-renewal=false).
 	NoRenewal bool
+	// CertFile and KeyFile are the files TLS serves (--tls-cert,
+	// --tls-key). With CA, and unless NoServerRenewal, RenewServing writes
+	// a renewed certificate over them when it is due, if CA signed it.
+	CertFile, KeyFile string
+	NoServerRenewal   bool
 	// Audit receives one entry per change attempt; nil: none.
 	Audit  *Audit
 	Logger *slog.Logger
@@ -151,6 +156,38 @@ func (g *Guard) ServingCertificate() *x509.Certificate {
 		return nil
 	}
 	return pki.ServingCertificate(g.cfg.TLS)
+}
+
+// RenewsServing reports whether RenewServing renews the certificate the
+// control plane serves now: there is a CA key, the certificate's files
+// are known, renewal is not off, and the CA signed it (one from another
+// authority is someone else's to renew).
+func (g *Guard) RenewsServing() bool {
+	if g == nil || g.cfg.CA == nil || g.cfg.CertFile == "" || g.cfg.KeyFile == "" || g.cfg.NoServerRenewal {
+		return false
+	}
+	cert := g.ServingCertificate()
+	return cert != nil && cert.CheckSignatureFrom(g.cfg.CA.Cert) == nil
+}
+
+// RenewServing renews the certificate the control plane serves when it is
+// due at now (pki.RenewalTime) and RenewsServing: a new one from the CA,
+// for the same names, good for as long as it was, written over its files,
+// which TLS reads again at the next handshake. It returns the new
+// certificate's NotAfter, or the zero time when none was due.
+func (g *Guard) RenewServing(now time.Time) (time.Time, error) {
+	if !g.RenewsServing() {
+		return time.Time{}, nil
+	}
+	cert := g.ServingCertificate()
+	switch ca := g.cfg.CA; {
+	case now.Before(pki.RenewalTime(cert)):
+		return time.Time{}, nil
+	case !ca.Cert.NotAfter.After(cert.NotAfter):
+		return time.Time{}, fmt.Errorf("the CA expires at %s, when this certificate does: a renewed one could not outlive it; the fleet needs a new CA",
+			ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return g.cfg.CA.WriteServer(g.cfg.CertFile, g.cfg.KeyFile, pki.ServerNames(cert), pki.Validity(cert))
 }
 
 // Identity is who made a call.

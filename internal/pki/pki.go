@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -434,12 +435,10 @@ func InitCA(dir string, hosts []string, serverValid time.Duration) ([]string, er
 }
 
 // RenewServer writes a new server certificate and key, signed by the CA
-// init-ca wrote into dir, over dir's server.crt and server.key: each file
-// replaced whole, the key first, so a control plane that reads them at a
-// handshake (ServerTLS) never serves a torn pair. The certificate covers
-// hosts, or, when none are given, the names of the one it replaces. It
-// returns the paths written, the names covered and when the new
-// certificate expires.
+// init-ca wrote into dir, over dir's server.crt and server.key (see
+// WriteServer). The certificate covers hosts, or, when none are given,
+// the names of the one it replaces. It returns the paths written, the
+// names covered and when the new certificate expires.
 func RenewServer(dir string, hosts []string, valid time.Duration) (paths, names []string, notAfter time.Time, err error) {
 	ca, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
 	if err != nil {
@@ -451,26 +450,47 @@ func RenewServer(dir string, hosts []string, valid time.Duration) (paths, names 
 		if err != nil {
 			return nil, nil, time.Time{}, fmt.Errorf("the names to cover: %w (give them)", err)
 		}
-		hosts = append(old.DNSNames, ipStrings(old.IPAddresses)...)
-		if len(hosts) == 0 {
+		if hosts = ServerNames(old); len(hosts) == 0 {
 			return nil, nil, time.Time{}, fmt.Errorf("%s names no host (give them)", certFile)
 		}
 	}
+	if notAfter, err = ca.WriteServer(certFile, keyFile, hosts, valid); err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	return []string{certFile, keyFile}, hosts, notAfter, nil
+}
+
+// WriteServer writes a new server certificate for hosts, good for valid,
+// and its key over certFile (keeping its mode; 0644 when new) and keyFile
+// (0600): each file replaced whole, the key first, so a control plane that reads them at a handshake
+// (ServerTLS) never serves a torn pair. It returns when the certificate
+// expires.
+func (ca *CA) WriteServer(certFile, keyFile string, hosts []string, valid time.Duration) (time.Time, error) {
 	cert, key, err := ca.IssueServer(hosts, valid)
 	if err != nil {
-		return nil, nil, time.Time{}, err
+		return time.Time{}, err
 	}
 	leaf, err := x509.ParseCertificate(mustDER(cert))
 	if err != nil {
-		return nil, nil, time.Time{}, err
+		return time.Time{}, err
+	}
+	certPerm := os.FileMode(0o644)
+	if fi, err := os.Stat(certFile); err == nil {
+		certPerm = fi.Mode().Perm()
 	}
 	if err := WriteFile(keyFile, key, 0o600); err != nil {
-		return nil, nil, time.Time{}, err
+		return time.Time{}, err
 	}
-	if err := WriteFile(certFile, cert, 0o644); err != nil {
-		return nil, nil, time.Time{}, err
+	if err := WriteFile(certFile, cert, certPerm); err != nil {
+		return time.Time{}, err
 	}
-	return []string{certFile, keyFile}, hosts, leaf.NotAfter, nil
+	return leaf.NotAfter, nil
+}
+
+// ServerNames are the host names and IP addresses a server certificate
+// covers.
+func ServerNames(cert *x509.Certificate) []string {
+	return append(slices.Clone(cert.DNSNames), ipStrings(cert.IPAddresses)...)
 }
 
 func ipStrings(ips []net.IP) []string {
