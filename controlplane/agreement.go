@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/controlplane/fleetview"
+	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
 // agreementCheck is how often a replica compares its security settings
@@ -29,7 +30,7 @@ func (s *Server) watchAgreement(ctx context.Context, interval time.Duration) {
 		if found, err := s.view.Disagreements(ctx); err == nil {
 			news, mended := told.update(implied(found))
 			for _, d := range news {
-				s.log.Error(disagreementText(d), "replica", d.Replica, "holder", d.Holder)
+				s.log.Error(disagreementText(d, "this one"), "replica", d.Replica, "holder", d.Holder)
 			}
 			for _, d := range mended {
 				s.log.Info(fmt.Sprintf("replica %s no longer has another %s than this one", d.Replica, d.Setting), "replica", d.Replica)
@@ -84,9 +85,10 @@ func (t *told) update(found []fleetview.Disagreement) (news, mended []fleetview.
 	return news, mended
 }
 
-// disagreementText says what d means and what to do.
-func disagreementText(d fleetview.Disagreement) string {
-	what := fmt.Sprintf("replica %s has %s %q, this one %q", d.Replica, d.Setting, orNone(d.Theirs), orNone(d.Ours))
+// disagreementText says what d means and what to do; this names the
+// replica that found it ("this one" in its own log).
+func disagreementText(d fleetview.Disagreement, this string) string {
+	what := fmt.Sprintf("replica %s has %s %q, %s %q", d.Replica, d.Setting, orNone(d.Theirs), this, orNone(d.Ours))
 	switch d.Setting {
 	case "TLS":
 		return what + ": nodes and sluicectl set up for one cannot connect to the other, and one without TLS lets in whoever reaches it; start every replica with the same --tls-cert, --tls-key and --ca-cert"
@@ -103,4 +105,39 @@ func orNone(v string) string {
 		return "none"
 	}
 	return v
+}
+
+// ListReplicas lists the live replicas for ConfigService.ListReplicas
+// (configapi.ReplicaLister): those on its etcd, each with its nodes and
+// settings, and the settings others have otherwise than this one; or,
+// without etcd, this one alone.
+func (s *Server) ListReplicas(ctx context.Context) (*sluicev1.ListReplicasResponse, error) {
+	resp := &sluicev1.ListReplicasResponse{AnsweredBy: s.replica, Replicated: s.view != nil}
+	if s.view == nil {
+		// Named as it would be on etcd: after its address.
+		resp.AnsweredBy = cmp.Or(s.replica, replicaName(s.lis.Addr()))
+		nodes := 0
+		for _, st := range s.fleet.Nodes() {
+			if st.GetConnected() {
+				nodes++
+			}
+		}
+		resp.Replicas = []*sluicev1.Replica{{Name: resp.AnsweredBy, Description: s.holder, Settings: s.opts.Security.Settings(), Nodes: uint32(nodes)}}
+		return resp, nil
+	}
+	list, err := s.view.ReplicaList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	found, err := s.view.Disagreements(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range list {
+		resp.Replicas = append(resp.Replicas, &sluicev1.Replica{Name: r.Name, Description: r.Holder, Settings: r.Settings, Nodes: uint32(r.Nodes)})
+	}
+	for _, d := range implied(found) {
+		resp.Disagreements = append(resp.Disagreements, disagreementText(d, "replica "+s.replica))
+	}
+	return resp, nil
 }

@@ -32,10 +32,10 @@ func TestToldOnceAndMended(t *testing.T) {
 	if got := implied([]fleetview.Disagreement{tls, ca, other}); !slices.Equal(got, []fleetview.Disagreement{tls, other}) {
 		t.Errorf("implied: %v; want b's client CA left out, its TLS saying it", got)
 	}
-	if got := disagreementText(other); got != `replica c has client CA "77ab", this one "9c1d": nodes with certificates from one CA are refused by the other; give every replica the same --ca-cert` {
+	if got := disagreementText(other, "this one"); got != `replica c has client CA "77ab", this one "9c1d": nodes with certificates from one CA are refused by the other; give every replica the same --ca-cert` {
 		t.Errorf("disagreementText: %s", got)
 	}
-	if got := disagreementText(key); got != `replica b has token key "off", this one "1f2e": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file` {
+	if got := disagreementText(key, "this one"); got != `replica b has token key "off", this one "1f2e": a token made through one is refused by the other, and one without a token key lets in whoever reaches it; give every replica the same --token-key file` {
 		t.Errorf("disagreementText: %s", got)
 	}
 }

@@ -175,6 +175,7 @@ type Server struct {
 	store     store.Store
 	etcd      *clientv3.Client // nil with the embedded store
 	replica   string
+	holder    string          // where and what this replica is, for others and ListReplicas
 	view      *fleetview.View // nil with the embedded store
 	relay     *cmdrelay.Relay // nil with the embedded store
 	fleet     *fleet.Registry
@@ -254,14 +255,15 @@ func New(opts Options) (_ *Server, err error) {
 
 	s.fleet = fleet.NewRegistry()
 	var nodes configapi.NodeLister = s.fleet
+	host, _ := os.Hostname()
+	s.holder = fmt.Sprintf("listening on %s, pid %d on %s, since %s",
+		s.lis.Addr(), os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 	if s.etcd != nil {
-		host, _ := os.Hostname()
 		s.view, err = fleetview.New(s.etcd, s.fleet, fleetview.Options{
-			Prefix:  s.etcdPrefix(),
-			Replica: s.replica,
-			TTL:     opts.EtcdLeaseTTL,
-			Holder: fmt.Sprintf("listening on %s, pid %d on %s, since %s",
-				s.lis.Addr(), os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)),
+			Prefix:   s.etcdPrefix(),
+			Replica:  s.replica,
+			TTL:      opts.EtcdLeaseTTL,
+			Holder:   s.holder,
 			Seat:     seat(s.lis.Addr()),
 			Settings: opts.Security.Settings(),
 			Logger:   log.With("component", "fleetview"),
@@ -304,6 +306,7 @@ func New(opts Options) (_ *Server, err error) {
 	config := configapi.New(s.store, nodes, s.stats.Ring(), log.With("component", "config")).
 		WithFleet(s.stats.Views(), s.commands).
 		WithReplica(s.replica).
+		WithReplicas(s).
 		WithPublished(s.discovery.Config)
 	if s.etcd != nil {
 		// Commands reach the nodes on other replicas through them.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -962,5 +963,45 @@ func TestHAReplicasDisagree(t *testing.T) {
 			}
 			return true
 		})
+	}
+
+	// sluicectl replicas, through the third, lists all three with their
+	// token keys, and says on stderr what the third disagrees with.
+	stdout, stderr, code := ctl(t, third.addr, "replicas")
+	got := map[string]string{}
+	for _, r := range tableRows(stdout)[1:] {
+		if len(r) >= 6 {
+			got[r[0]] = r[1] + " " + r[4]
+		}
+	}
+	want := map[string]string{
+		first.addr:                 "0 " + keys["a.key"].ID(),
+		second.addr:                "0 " + keys["b.key"].ID(),
+		third.addr + " (answered)": "0 off",
+	}
+	if code != 1 || !maps.Equal(got, want) {
+		t.Errorf("replicas: exit %d, rows (nodes, token key) %v; want exit 1 and %v\n%s", code, got, want, stdout)
+	}
+	for _, w := range []string{
+		fmt.Sprintf(`sluicectl replicas: replica %s has token key "%s", replica %s "off": a token made through one is refused by the other`, first.addr, keys["a.key"].ID(), third.addr),
+		fmt.Sprintf(`sluicectl replicas: replica %s has token key "%s", replica %s "off"`, second.addr, keys["b.key"].ID(), third.addr),
+	} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("replicas: stderr %q lacks %q", stderr, w)
+		}
+	}
+	// The third's dashboard shows them in its banner.
+	var fleet struct {
+		Disagreements []string `json:"disagreements"`
+	}
+	body, err := get(&http.Client{Timeout: testTimeout}, "http://"+third.http+"/api/fleet")
+	err = cmp.Or(err, json.Unmarshal([]byte(body), &fleet))
+	for _, r := range []struct {
+		addr, key string
+	}{{first.addr, keys["a.key"].ID()}, {second.addr, keys["b.key"].ID()}} {
+		prefix := fmt.Sprintf(`replica %s has token key "%s", replica %s "off"`, r.addr, r.key, third.addr)
+		if err != nil || len(fleet.Disagreements) != 2 || !slices.ContainsFunc(fleet.Disagreements, func(d string) bool { return strings.HasPrefix(d, prefix) }) {
+			t.Errorf("the third's /api/fleet: disagreements %q (%v); want two, one of them %q", fleet.Disagreements, err, prefix)
+		}
 	}
 }

@@ -93,6 +93,7 @@ var commands = []command{
 	{name: "history", summary: "list stored versions, newest first, with the nodes that refused each", run: cmdHistory},
 	{name: "rollback", summary: "make a stored version current again, as a new version", run: cmdRollback},
 	{name: "nodes", summary: "list dataplane nodes: group, state, applied version, last NACK", run: cmdNodes},
+	{name: "replicas", summary: "list the control plane's replicas: nodes, TLS, client CA, token key", run: cmdReplicas},
 	{name: "rollout", summary: "follow and steer a staged rollout: rollout status|resume|abort", run: cmdRollout},
 	{name: "groups", summary: "list node groups: selector, version, nodes", run: cmdGroups},
 	{name: "group", summary: "define node groups: group set NAME --selector SEL | group delete NAME", run: cmdGroup},

@@ -162,3 +162,32 @@ func TestDiffOfANewGroup(t *testing.T) {
 		t.Errorf("after diff --selector the group exists: exit %d, %q", code, stderr)
 	}
 }
+
+// TestReplicasAlone: a control plane without etcd lists itself alone,
+// with its settings, and nothing to disagree with.
+func TestReplicasAlone(t *testing.T) {
+	addr := startRealCP(t)
+	code, stdout, stderr := sluicectl(t, addr, "replicas")
+	rows := tableRows(stdout)
+	if code != 0 || stderr != "" || len(rows) != 2 {
+		t.Fatalf("replicas: exit %d, stdout %q, stderr %q; want exit 0 and one replica", code, stdout, stderr)
+	}
+	want := []string{"REPLICA", "NODES", "TLS", "CLIENT-CA", "TOKEN-KEY", "RUNS"}
+	if !slices.Equal(rows[0], want) {
+		t.Errorf("header %q, want %q", rows[0], want)
+	}
+	if r := rows[1]; len(r) != 6 || r[0] != addr || r[1] != "0" || r[2] != "off" || r[3] != "off" || r[4] != "off" || !strings.HasPrefix(r[5], "listening on "+addr+", pid ") {
+		t.Errorf("row %q; want %s with no node, TLS, client CA nor token key, listening on %s", r, addr, addr)
+	}
+	code, stdout, _ = sluicectl(t, addr, "replicas", "-o", "json")
+	var resp struct {
+		AnsweredBy string `json:"answered_by"`
+		Replicated bool   `json:"replicated"`
+		Replicas   []struct {
+			Name string `json:"name"`
+		} `json:"replicas"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &resp); code != 0 || err != nil || resp.AnsweredBy != addr || resp.Replicated || len(resp.Replicas) != 1 {
+		t.Errorf("replicas -o json: exit %d, %v, %+v; want answered by %s, not replicated, one replica", code, err, resp, addr)
+	}
+}

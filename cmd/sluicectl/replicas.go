@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
@@ -324,4 +325,51 @@ func (c *cli) listedStats(ctx context.Context, resp *sluicev1.GetStatsResponse, 
 		return own, err
 	})
 	return resp, notes, nil
+}
+
+func cmdReplicas(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("replicas", "replicas [-o table|json]", `
+List the control plane's live replicas on its etcd (sluice-cp --etcd): each
+one's name, the nodes it serves, its security settings as replicas compare
+them (TLS on or off; an id of the CA it checks node certificates against;
+an id of its token key, never the key), and where it runs. A control plane
+without etcd lists itself alone. Each setting another replica has otherwise
+than the one that answered is said on stderr, with what it breaks and what
+to do, and the exit status is 1: replicas that disagree split the fleet,
+as a node or token set up for one is refused by the other. A setting an
+older replica does not state shows "-" and is not compared.`)
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListReplicas(ctx, &sluicev1.ListReplicasRequest{})
+	if err != nil {
+		return c.rpcError("replicas", err)
+	}
+	if *o == "json" {
+		return c.printPartial("replicas", resp, "", resp.GetDisagreements()...)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tNODES\tTLS\tCLIENT-CA\tTOKEN-KEY\tRUNS")
+	for _, r := range resp.GetReplicas() {
+		name := r.GetName()
+		if name == resp.GetAnsweredBy() && len(resp.GetReplicas()) > 1 {
+			name += " (answered)"
+		}
+		set := r.GetSettings()
+		setting := func(k string) string {
+			if v, ok := set[k]; ok {
+				return v
+			}
+			return "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", name, r.GetNodes(), setting("TLS"), setting("client CA"), setting("token key"), r.GetDescription())
+	}
+	tw.Flush()
+	return c.incomplete("replicas", "", resp.GetDisagreements()...)
 }

@@ -245,6 +245,7 @@ var roles = map[string]sluicev1.Role{
 	sluicev1.ConfigService_History_FullMethodName:          sluicev1.Role_ROLE_VIEWER,
 	sluicev1.ConfigService_ListNodes_FullMethodName:        sluicev1.Role_ROLE_VIEWER,
 	sluicev1.ConfigService_ListConns_FullMethodName:        sluicev1.Role_ROLE_VIEWER,
+	sluicev1.ConfigService_ListReplicas_FullMethodName:     sluicev1.Role_ROLE_VIEWER,
 	sluicev1.ConfigService_GetStats_FullMethodName:         sluicev1.Role_ROLE_VIEWER,
 	sluicev1.ConfigService_Apply_FullMethodName:            sluicev1.Role_ROLE_OPERATOR,
 	sluicev1.ConfigService_UpdateEndpoint_FullMethodName:   sluicev1.Role_ROLE_OPERATOR,

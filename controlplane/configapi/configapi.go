@@ -70,6 +70,12 @@ type FleetLister interface {
 	FleetNodes() ([]*sluicev1.NodeStatus, error)
 }
 
+// ReplicaLister lists the control plane's live replicas, with their
+// nodes and settings (controlplane.Server).
+type ReplicaLister interface {
+	ListReplicas(ctx context.Context) (*sluicev1.ListReplicasResponse, error)
+}
+
 // Relayer has another replica run a command on its nodes, returning one
 // result per node (cmdrelay.Relay); it is bounded in time.
 type Relayer interface {
@@ -87,8 +93,9 @@ type Server struct {
 	cmds  Commander  // nil: ShutdownSessions is unimplemented
 	// replica is this control plane's name among replicas sharing an
 	// etcd (NodeStatus.replica), "" without etcd.
-	replica string
-	relay   Relayer // nil: commands reach this replica's nodes only
+	replica  string
+	relay    Relayer // nil: commands reach this replica's nodes only
+	replicas ReplicaLister
 	// published is the version and configuration this control plane
 	// sends its nodes (WithPublished); nil: none.
 	published func() (uint64, *sluicev1.FleetConfig)
@@ -123,6 +130,25 @@ func (s *Server) WithFleet(views ViewLister, cmds Commander) *Server {
 func (s *Server) WithReplica(name string) *Server {
 	s.replica = name
 	return s
+}
+
+// WithReplicas has ListReplicas answer from l. It returns s; call it
+// before serving.
+func (s *Server) WithReplicas(l ReplicaLister) *Server {
+	s.replicas = l
+	return s
+}
+
+// ListReplicas implements sluicev1.ConfigServiceServer.
+func (s *Server) ListReplicas(ctx context.Context, _ *sluicev1.ListReplicasRequest) (*sluicev1.ListReplicasResponse, error) {
+	if s.replicas == nil {
+		return nil, status.Error(codes.Unimplemented, "this control plane does not list its replicas")
+	}
+	resp, err := s.replicas.ListReplicas(ctx)
+	if err != nil {
+		return nil, unavailable("FLEET_UNREADABLE", "cannot read the replicas from etcd: %v", err)
+	}
+	return resp, nil
 }
 
 // WithRelay has ShutdownSessions reach the nodes on other replicas too,

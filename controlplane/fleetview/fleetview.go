@@ -306,6 +306,55 @@ func (v *View) Disagreements(ctx context.Context) ([]Disagreement, error) {
 	return out, nil
 }
 
+// ReplicaInfo is a live replica as its name key describes it, with the
+// nodes it serves.
+type ReplicaInfo struct {
+	Name, Holder string
+	// Settings are those its key states (Options.Settings).
+	Settings map[string]string
+	// Nodes is how many nodes its records hold connected; this replica's
+	// own, its registry's.
+	Nodes int
+}
+
+// ReplicaList reads the name keys of the live replicas, this one among
+// them, and their node records; by name.
+func (v *View) ReplicaList(ctx context.Context) ([]ReplicaInfo, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	prefix := strings.TrimSuffix(v.name, v.replica)
+	names, err := v.client.Get(cctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	records, err := v.client.Get(cctx, v.dir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	count := map[string]int{}
+	for _, kv := range records.Kvs {
+		if replica, _, st, ok := v.decode(kv); ok && st.GetConnected() && replica != v.replica {
+			count[replica]++
+		}
+	}
+	for _, st := range v.local.Nodes() {
+		if st.GetConnected() {
+			count[v.replica]++
+		}
+	}
+	var out []ReplicaInfo
+	for _, kv := range names.Kvs {
+		name := strings.TrimPrefix(string(kv.Key), prefix)
+		var rec claimRecord
+		if json.Unmarshal(kv.Value, &rec) != nil {
+			continue
+		}
+		out = append(out, ReplicaInfo{Name: name, Holder: rec.Holder, Settings: rec.Settings, Nodes: count[name]})
+	}
+	slices.SortFunc(out, func(a, b ReplicaInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
 // timeToLive returns the TTL lease id was granted with and the seconds it
 // has left, both 0 for no lease (a key written by hand never expires).
 func (v *View) timeToLive(ctx context.Context, id clientv3.LeaseID) (granted, remaining int64, err error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -190,5 +191,27 @@ func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
 	if code := f.do(t, httptest.NewRequest("GET", "/api/clusters", nil), &cl); code != 200 || cl.Version != 7 || cl.Stale != want ||
 		len(cl.Clusters) != 1 || cl.Clusters[0].Name != "api" {
 		t.Errorf("clusters: %d, version %d, %v, stale %q; want 200, 7, the sent cluster api, and %q", code, cl.Version, cl.Clusters, cl.Stale, want)
+	}
+}
+
+// disagreeing lists replicas as a control plane on etcd whose replica b
+// has another token key than a, which answers.
+type disagreeing struct{}
+
+func (disagreeing) ListReplicas(context.Context) (*sluicev1.ListReplicasResponse, error) {
+	return &sluicev1.ListReplicasResponse{AnsweredBy: "a", Replicated: true,
+		Disagreements: []string{`replica b has token key "1f2e", replica a "off": a token made through one is refused by the other`}}, nil
+}
+
+// TestFleetSaysReplicasDisagree: the fleet carries, for the dashboard's
+// banner, what other replicas have otherwise than the one asked.
+func TestFleetSaysReplicasDisagree(t *testing.T) {
+	f := newFixture(t)
+	config := configapi.New(f.store, f.fleet, f.ring, nil).WithFleet(f.views, nil).WithReplica("a").WithReplicas(disagreeing{})
+	f.api = New(config, f.hist).Handler()
+	var fl fleetJSON
+	f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl)
+	if want := []string{`replica b has token key "1f2e", replica a "off": a token made through one is refused by the other`}; !slices.Equal(fl.Disagreements, want) {
+		t.Errorf("fleet: disagreements %q, want %q", fl.Disagreements, want)
 	}
 }

@@ -36,6 +36,9 @@ type fleetJSON struct {
 	// nodes rather than the store's, when they are
 	// (ListGroupsResponse.store_unreachable).
 	Stale string `json:"stale,omitempty"`
+	// Disagreements say what another replica on the etcd has otherwise
+	// than this one (ListReplicasResponse.disagreements).
+	Disagreements []string `json:"disagreements,omitempty"`
 }
 
 type nodeJSON struct {
@@ -80,6 +83,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		gs                      *sluicev1.ListGroupsResponse
 		nodes                   *sluicev1.ListNodesResponse
 		st                      *sluicev1.GetStatsResponse
+		replicas                *sluicev1.ListReplicasResponse
 		err, nodesErr, statsErr error
 	)
 	alongside(func(through func()) {
@@ -88,6 +92,9 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		nodes, nodesErr = call(a, r, sluicev1.ConfigService_ListNodes_FullMethodName, &sluicev1.ListNodesRequest{}, a.config.ListNodes)
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
+	}, func() {
+		// Etcd away: the fleet's incomplete note says so.
+		replicas, _ = call(a, r, sluicev1.ConfigService_ListReplicas_FullMethodName, &sluicev1.ListReplicasRequest{}, a.config.ListReplicas)
 	})
 	if err := cmp.Or(err, nodesErr, statsErr); err != nil {
 		writeStatus(w, err)
@@ -116,7 +123,8 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 	for _, g := range gs.GetGroups() {
 		byName[g.GetName()] = g
 	}
-	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: gs.GetStoreUnreachable()}
+	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: gs.GetStoreUnreachable(),
+		Disagreements: replicas.GetDisagreements()}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {

@@ -456,12 +456,14 @@ async function refresh() {
     renderClusters(clusters, histories);
     renderVersions(versions);
     renderConns(conns);
-    // Replicas on one etcd: the fleet may lack the others' nodes, and
-    // while etcd is away the versions shown are those this control plane
-    // sends its nodes.
+    // Replicas on one etcd: the fleet may lack the others' nodes, while
+    // etcd is away the versions shown are those this control plane sends
+    // its nodes, and replicas whose security settings differ split the
+    // fleet.
     const notes = [
       fleet.stale || clusters.stale ? `Configuration store unreachable: ${fleet.stale || clusters.stale}.` : "",
       fleet.incomplete ? `Fleet incomplete: ${fleet.incomplete}.` : "",
+      ...(fleet.disagreements || []).map(d => `Replicas disagree: ${d}.`),
     ].filter(Boolean);
     banner.textContent = notes.join(" ");
     banner.hidden = !notes.length;

@@ -1365,6 +1365,193 @@ func (x *ListNodesResponse) GetIncomplete() string {
 	return ""
 }
 
+type ListReplicasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReplicasRequest) Reset() {
+	*x = ListReplicasRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReplicasRequest) ProtoMessage() {}
+
+func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ListReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+}
+
+type ListReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Replicas are the live replicas, by name; the one that answered is
+	// among them.
+	Replicas []*Replica `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// AnsweredBy is the name of the replica that answered.
+	AnsweredBy string `protobuf:"bytes,2,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	// Disagreements say, one sentence each, what another replica has
+	// otherwise than the one that answered, and what that breaks.
+	Disagreements []string `protobuf:"bytes,3,rep,name=disagreements,proto3" json:"disagreements,omitempty"`
+	// Replicated is false for a control plane without etcd (--data): it is
+	// the only replica.
+	Replicated    bool `protobuf:"varint,4,opt,name=replicated,proto3" json:"replicated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReplicasResponse) Reset() {
+	*x = ListReplicasResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReplicasResponse) ProtoMessage() {}
+
+func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ListReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListReplicasResponse) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *ListReplicasResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+func (x *ListReplicasResponse) GetDisagreements() []string {
+	if x != nil {
+		return x.Disagreements
+	}
+	return nil
+}
+
+func (x *ListReplicasResponse) GetReplicated() bool {
+	if x != nil {
+		return x.Replicated
+	}
+	return false
+}
+
+// Replica is one live control-plane replica.
+type Replica struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is its --replica.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Description says where it listens, its process and host and since
+	// when ("listening on 10.0.0.5:7070, pid 812 on cp-1, since ...").
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// Settings are its security settings, as replicas compare them: "TLS"
+	// (on, off), "client CA" and "token key" (ids, or off). A replica older
+	// than a setting does not state it.
+	Settings map[string]string `protobuf:"bytes,3,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Nodes is how many nodes it serves now.
+	Nodes         uint32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Replica) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Replica) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Replica) GetSettings() map[string]string {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *Replica) GetNodes() uint32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
 // NodeStatus is what the control plane knows about one node.
 type NodeStatus struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1411,7 +1598,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1610,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[15]
+	mi := &file_sluice_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1623,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -1572,7 +1759,7 @@ type ListConnsRequest struct {
 
 func (x *ListConnsRequest) Reset() {
 	*x = ListConnsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1771,7 @@ func (x *ListConnsRequest) String() string {
 func (*ListConnsRequest) ProtoMessage() {}
 
 func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[16]
+	mi := &file_sluice_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1784,7 @@ func (x *ListConnsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListConnsRequest) GetLimit() uint32 {
@@ -1672,7 +1859,7 @@ type ListConnsResponse struct {
 
 func (x *ListConnsResponse) Reset() {
 	*x = ListConnsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1871,7 @@ func (x *ListConnsResponse) String() string {
 func (*ListConnsResponse) ProtoMessage() {}
 
 func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[17]
+	mi := &file_sluice_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1884,7 @@ func (x *ListConnsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListConnsResponse) GetRecords() []*ConnRecord {
@@ -1732,7 +1919,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1931,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[18]
+	mi := &file_sluice_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1944,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetStatsRequest) GetNodeId() string {
@@ -1786,7 +1973,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1985,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[19]
+	mi := &file_sluice_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1998,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetStatsResponse) GetNodes() []*NodeStats {
@@ -1852,7 +2039,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2051,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[20]
+	mi := &file_sluice_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2064,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeStats) GetNodeId() string {
@@ -1943,7 +2130,7 @@ type ShutdownSessionsRequest struct {
 
 func (x *ShutdownSessionsRequest) Reset() {
 	*x = ShutdownSessionsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2142,7 @@ func (x *ShutdownSessionsRequest) String() string {
 func (*ShutdownSessionsRequest) ProtoMessage() {}
 
 func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[21]
+	mi := &file_sluice_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2155,7 @@ func (x *ShutdownSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ShutdownSessionsRequest) GetCluster() string {
@@ -2002,7 +2189,7 @@ type ShutdownSessionsResponse struct {
 
 func (x *ShutdownSessionsResponse) Reset() {
 	*x = ShutdownSessionsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2201,7 @@ func (x *ShutdownSessionsResponse) String() string {
 func (*ShutdownSessionsResponse) ProtoMessage() {}
 
 func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[22]
+	mi := &file_sluice_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2214,7 @@ func (x *ShutdownSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ShutdownSessionsResponse) GetResults() []*CommandResult {
@@ -2045,7 +2232,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2244,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[23]
+	mi := &file_sluice_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2257,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 type ListGroupsResponse struct {
@@ -2088,7 +2275,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2287,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[24]
+	mi := &file_sluice_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2300,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*GroupStatus {
@@ -2164,7 +2351,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2363,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[25]
+	mi := &file_sluice_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2376,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GroupStatus) GetName() string {
@@ -2269,7 +2456,7 @@ type SetGroupRequest struct {
 
 func (x *SetGroupRequest) Reset() {
 	*x = SetGroupRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2468,7 @@ func (x *SetGroupRequest) String() string {
 func (*SetGroupRequest) ProtoMessage() {}
 
 func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[26]
+	mi := &file_sluice_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2481,7 @@ func (x *SetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetGroupRequest) GetName() string {
@@ -2344,7 +2531,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2543,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[27]
+	mi := &file_sluice_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2556,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -2411,7 +2598,7 @@ type FleetConfig struct {
 
 func (x *FleetConfig) Reset() {
 	*x = FleetConfig{}
-	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	mi := &file_sluice_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2610,7 @@ func (x *FleetConfig) String() string {
 func (*FleetConfig) ProtoMessage() {}
 
 func (x *FleetConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[28]
+	mi := &file_sluice_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2623,7 @@ func (x *FleetConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetConfig.ProtoReflect.Descriptor instead.
 func (*FleetConfig) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FleetConfig) GetGroups() []*Group {
@@ -2462,7 +2649,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	mi := &file_sluice_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2661,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[29]
+	mi := &file_sluice_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2674,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{29}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Group) GetName() string {
@@ -2536,7 +2723,7 @@ type RolloutRequest struct {
 
 func (x *RolloutRequest) Reset() {
 	*x = RolloutRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	mi := &file_sluice_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2735,7 @@ func (x *RolloutRequest) String() string {
 func (*RolloutRequest) ProtoMessage() {}
 
 func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[30]
+	mi := &file_sluice_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2748,7 @@ func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
 func (*RolloutRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{30}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RolloutRequest) GetGroup() string {
@@ -2603,7 +2790,7 @@ type RolloutStatus struct {
 
 func (x *RolloutStatus) Reset() {
 	*x = RolloutStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[31]
+	mi := &file_sluice_v1_config_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2802,7 @@ func (x *RolloutStatus) String() string {
 func (*RolloutStatus) ProtoMessage() {}
 
 func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[31]
+	mi := &file_sluice_v1_config_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2815,7 @@ func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatus.ProtoReflect.Descriptor instead.
 func (*RolloutStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{31}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RolloutStatus) GetGroup() string {
@@ -2791,7 +2978,24 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\x12\x1e\n" +
 	"\n" +
 	"incomplete\x18\x02 \x01(\tR\n" +
-	"incomplete\"\x95\x05\n" +
+	"incomplete\"\x15\n" +
+	"\x13ListReplicasRequest\"\xad\x01\n" +
+	"\x14ListReplicasResponse\x12.\n" +
+	"\breplicas\x18\x01 \x03(\v2\x12.sluice.v1.ReplicaR\breplicas\x12\x1f\n" +
+	"\vanswered_by\x18\x02 \x01(\tR\n" +
+	"answeredBy\x12$\n" +
+	"\rdisagreements\x18\x03 \x03(\tR\rdisagreements\x12\x1e\n" +
+	"\n" +
+	"replicated\x18\x04 \x01(\bR\n" +
+	"replicated\"\xd0\x01\n" +
+	"\aReplica\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12<\n" +
+	"\bsettings\x18\x03 \x03(\v2 .sluice.v1.Replica.SettingsEntryR\bsettings\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\rR\x05nodes\x1a;\n" +
+	"\rSettingsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x05\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
@@ -2902,14 +3106,15 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\fRolloutState\x12\x1d\n" +
 	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ROLLOUT_STATE_CANARY\x10\x01\x12\x18\n" +
-	"\x14ROLLOUT_STATE_HALTED\x10\x022\xa8\b\n" +
+	"\x14ROLLOUT_STATE_HALTED\x10\x022\xf9\b\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
 	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x12@\n" +
 	"\bRollback\x12\x1a.sluice.v1.RollbackRequest\x1a\x18.sluice.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.sluice.v1.GetRequest\x1a\x16.sluice.v1.GetResponse\x12@\n" +
 	"\aHistory\x12\x19.sluice.v1.HistoryRequest\x1a\x1a.sluice.v1.HistoryResponse\x12F\n" +
-	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12F\n" +
+	"\tListNodes\x12\x1b.sluice.v1.ListNodesRequest\x1a\x1c.sluice.v1.ListNodesResponse\x12O\n" +
+	"\fListReplicas\x12\x1e.sluice.v1.ListReplicasRequest\x1a\x1f.sluice.v1.ListReplicasResponse\x12F\n" +
 	"\tListConns\x12\x1b.sluice.v1.ListConnsRequest\x1a\x1c.sluice.v1.ListConnsResponse\x12C\n" +
 	"\bGetStats\x12\x1a.sluice.v1.GetStatsRequest\x1a\x1b.sluice.v1.GetStatsResponse\x12[\n" +
 	"\x10ShutdownSessions\x12\".sluice.v1.ShutdownSessionsRequest\x1a#.sluice.v1.ShutdownSessionsResponse\x12A\n" +
@@ -2935,7 +3140,7 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(RolloutState)(0),                // 0: sluice.v1.RolloutState
 	(*ApplyRequest)(nil),             // 1: sluice.v1.ApplyRequest
@@ -2953,103 +3158,111 @@ var file_sluice_v1_config_proto_goTypes = []any{
 	(*HistoryResponse)(nil),          // 13: sluice.v1.HistoryResponse
 	(*ListNodesRequest)(nil),         // 14: sluice.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),        // 15: sluice.v1.ListNodesResponse
-	(*NodeStatus)(nil),               // 16: sluice.v1.NodeStatus
-	(*ListConnsRequest)(nil),         // 17: sluice.v1.ListConnsRequest
-	(*ListConnsResponse)(nil),        // 18: sluice.v1.ListConnsResponse
-	(*GetStatsRequest)(nil),          // 19: sluice.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),         // 20: sluice.v1.GetStatsResponse
-	(*NodeStats)(nil),                // 21: sluice.v1.NodeStats
-	(*ShutdownSessionsRequest)(nil),  // 22: sluice.v1.ShutdownSessionsRequest
-	(*ShutdownSessionsResponse)(nil), // 23: sluice.v1.ShutdownSessionsResponse
-	(*ListGroupsRequest)(nil),        // 24: sluice.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 25: sluice.v1.ListGroupsResponse
-	(*GroupStatus)(nil),              // 26: sluice.v1.GroupStatus
-	(*SetGroupRequest)(nil),          // 27: sluice.v1.SetGroupRequest
-	(*DeleteGroupRequest)(nil),       // 28: sluice.v1.DeleteGroupRequest
-	(*FleetConfig)(nil),              // 29: sluice.v1.FleetConfig
-	(*Group)(nil),                    // 30: sluice.v1.Group
-	(*RolloutRequest)(nil),           // 31: sluice.v1.RolloutRequest
-	(*RolloutStatus)(nil),            // 32: sluice.v1.RolloutStatus
-	nil,                              // 33: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 34: sluice.v1.Snapshot
-	(*durationpb.Duration)(nil),      // 35: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
-	(AdminState)(0),                  // 37: sluice.v1.AdminState
-	(CloseReason)(0),                 // 38: sluice.v1.CloseReason
-	(*ConnRecord)(nil),               // 39: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 40: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 41: sluice.v1.CommandResult
+	(*ListReplicasRequest)(nil),      // 16: sluice.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 17: sluice.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 18: sluice.v1.Replica
+	(*NodeStatus)(nil),               // 19: sluice.v1.NodeStatus
+	(*ListConnsRequest)(nil),         // 20: sluice.v1.ListConnsRequest
+	(*ListConnsResponse)(nil),        // 21: sluice.v1.ListConnsResponse
+	(*GetStatsRequest)(nil),          // 22: sluice.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 23: sluice.v1.GetStatsResponse
+	(*NodeStats)(nil),                // 24: sluice.v1.NodeStats
+	(*ShutdownSessionsRequest)(nil),  // 25: sluice.v1.ShutdownSessionsRequest
+	(*ShutdownSessionsResponse)(nil), // 26: sluice.v1.ShutdownSessionsResponse
+	(*ListGroupsRequest)(nil),        // 27: sluice.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 28: sluice.v1.ListGroupsResponse
+	(*GroupStatus)(nil),              // 29: sluice.v1.GroupStatus
+	(*SetGroupRequest)(nil),          // 30: sluice.v1.SetGroupRequest
+	(*DeleteGroupRequest)(nil),       // 31: sluice.v1.DeleteGroupRequest
+	(*FleetConfig)(nil),              // 32: sluice.v1.FleetConfig
+	(*Group)(nil),                    // 33: sluice.v1.Group
+	(*RolloutRequest)(nil),           // 34: sluice.v1.RolloutRequest
+	(*RolloutStatus)(nil),            // 35: sluice.v1.RolloutStatus
+	nil,                              // 36: sluice.v1.Replica.SettingsEntry
+	nil,                              // 37: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 38: sluice.v1.Snapshot
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
+	(AdminState)(0),                  // 41: sluice.v1.AdminState
+	(CloseReason)(0),                 // 42: sluice.v1.CloseReason
+	(*ConnRecord)(nil),               // 43: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 44: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 45: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	34, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	38, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
 	2,  // 1: sluice.v1.ApplyRequest.canary:type_name -> sluice.v1.Canary
-	35, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
-	35, // 3: sluice.v1.Canary.progress_deadline:type_name -> google.protobuf.Duration
-	34, // 4: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
+	39, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
+	39, // 3: sluice.v1.Canary.progress_deadline:type_name -> google.protobuf.Duration
+	38, // 4: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
 	0,  // 5: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
-	36, // 6: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
-	35, // 7: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
-	35, // 8: sluice.v1.Rollout.progress_deadline:type_name -> google.protobuf.Duration
-	37, // 9: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	40, // 6: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
+	39, // 7: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
+	39, // 8: sluice.v1.Rollout.progress_deadline:type_name -> google.protobuf.Duration
+	41, // 9: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
 	7,  // 10: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
 	10, // 11: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	34, // 12: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	36, // 13: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	38, // 12: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	40, // 13: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
 	11, // 14: sluice.v1.VersionInfo.refusals:type_name -> sluice.v1.Refusal
-	36, // 15: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
+	40, // 15: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
 	10, // 16: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
-	16, // 17: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
-	33, // 18: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	36, // 19: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	36, // 20: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	38, // 21: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	35, // 22: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	39, // 23: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
-	21, // 24: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	36, // 25: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	40, // 26: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	41, // 27: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
-	26, // 28: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
-	30, // 29: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
-	34, // 30: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
-	3,  // 31: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
-	3,  // 32: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
-	16, // 33: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
-	1,  // 34: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	4,  // 35: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	5,  // 36: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	8,  // 37: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	12, // 38: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	14, // 39: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	17, // 40: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	19, // 41: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	22, // 42: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	31, // 43: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
-	31, // 44: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
-	31, // 45: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
-	24, // 46: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
-	27, // 47: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
-	28, // 48: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
-	6,  // 49: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	6,  // 50: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	6,  // 51: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	9,  // 52: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	13, // 53: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	15, // 54: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	18, // 55: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	20, // 56: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	23, // 57: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	32, // 58: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
-	32, // 59: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
-	32, // 60: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
-	25, // 61: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
-	6,  // 62: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
-	6,  // 63: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
-	49, // [49:64] is the sub-list for method output_type
-	34, // [34:49] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	19, // 17: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
+	18, // 18: sluice.v1.ListReplicasResponse.replicas:type_name -> sluice.v1.Replica
+	36, // 19: sluice.v1.Replica.settings:type_name -> sluice.v1.Replica.SettingsEntry
+	37, // 20: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	40, // 21: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	40, // 22: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	42, // 23: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	39, // 24: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	43, // 25: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	24, // 26: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
+	40, // 27: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	44, // 28: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	45, // 29: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	29, // 30: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
+	33, // 31: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	38, // 32: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	3,  // 33: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
+	3,  // 34: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
+	19, // 35: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
+	1,  // 36: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	4,  // 37: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	5,  // 38: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	8,  // 39: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	12, // 40: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	14, // 41: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	16, // 42: sluice.v1.ConfigService.ListReplicas:input_type -> sluice.v1.ListReplicasRequest
+	20, // 43: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	22, // 44: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	25, // 45: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	34, // 46: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
+	34, // 47: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
+	34, // 48: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
+	27, // 49: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	30, // 50: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	31, // 51: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	6,  // 52: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	6,  // 53: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	6,  // 54: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	9,  // 55: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	13, // 56: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	15, // 57: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	17, // 58: sluice.v1.ConfigService.ListReplicas:output_type -> sluice.v1.ListReplicasResponse
+	21, // 59: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	23, // 60: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	26, // 61: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	35, // 62: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
+	35, // 63: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
+	35, // 64: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
+	28, // 65: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	6,  // 66: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	6,  // 67: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	52, // [52:68] is the sub-list for method output_type
+	36, // [36:52] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -3069,7 +3282,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

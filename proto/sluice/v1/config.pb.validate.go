@@ -2337,6 +2337,354 @@ var _ interface {
 	ErrorName() string
 } = ListNodesResponseValidationError{}
 
+// Validate checks the field values on ListReplicasRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListReplicasRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListReplicasRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListReplicasRequestMultiError, or nil if none found.
+func (m *ListReplicasRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListReplicasRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(errors) > 0 {
+		return ListReplicasRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListReplicasRequestMultiError is an error wrapping multiple validation
+// errors returned by ListReplicasRequest.ValidateAll() if the designated
+// constraints aren't met.
+type ListReplicasRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListReplicasRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListReplicasRequestMultiError) AllErrors() []error { return m }
+
+// ListReplicasRequestValidationError is the validation error returned by
+// ListReplicasRequest.Validate if the designated constraints aren't met.
+type ListReplicasRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListReplicasRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListReplicasRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListReplicasRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListReplicasRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListReplicasRequestValidationError) ErrorName() string {
+	return "ListReplicasRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListReplicasRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListReplicasRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListReplicasRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListReplicasRequestValidationError{}
+
+// Validate checks the field values on ListReplicasResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListReplicasResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListReplicasResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListReplicasResponseMultiError, or nil if none found.
+func (m *ListReplicasResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListReplicasResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetReplicas() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ListReplicasResponseValidationError{
+						field:  fmt.Sprintf("Replicas[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ListReplicasResponseValidationError{
+						field:  fmt.Sprintf("Replicas[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ListReplicasResponseValidationError{
+					field:  fmt.Sprintf("Replicas[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	// no validation rules for AnsweredBy
+
+	// no validation rules for Replicated
+
+	if len(errors) > 0 {
+		return ListReplicasResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListReplicasResponseMultiError is an error wrapping multiple validation
+// errors returned by ListReplicasResponse.ValidateAll() if the designated
+// constraints aren't met.
+type ListReplicasResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListReplicasResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListReplicasResponseMultiError) AllErrors() []error { return m }
+
+// ListReplicasResponseValidationError is the validation error returned by
+// ListReplicasResponse.Validate if the designated constraints aren't met.
+type ListReplicasResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListReplicasResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListReplicasResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListReplicasResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListReplicasResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListReplicasResponseValidationError) ErrorName() string {
+	return "ListReplicasResponseValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListReplicasResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListReplicasResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListReplicasResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListReplicasResponseValidationError{}
+
+// Validate checks the field values on Replica with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Replica) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Replica with the rules defined in the
+// proto definition for this message. If any rules are violated, the result is
+// a list of violation errors wrapped in ReplicaMultiError, or nil if none found.
+func (m *Replica) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Replica) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Name
+
+	// no validation rules for Description
+
+	// no validation rules for Settings
+
+	// no validation rules for Nodes
+
+	if len(errors) > 0 {
+		return ReplicaMultiError(errors)
+	}
+
+	return nil
+}
+
+// ReplicaMultiError is an error wrapping multiple validation errors returned
+// by Replica.ValidateAll() if the designated constraints aren't met.
+type ReplicaMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ReplicaMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ReplicaMultiError) AllErrors() []error { return m }
+
+// ReplicaValidationError is the validation error returned by Replica.Validate
+// if the designated constraints aren't met.
+type ReplicaValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ReplicaValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ReplicaValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ReplicaValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ReplicaValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ReplicaValidationError) ErrorName() string { return "ReplicaValidationError" }
+
+// Error satisfies the builtin error interface
+func (e ReplicaValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sReplica.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ReplicaValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ReplicaValidationError{}
+
 // Validate checks the field values on NodeStatus with the rules defined in the
 // proto definition for this message. If any rules are violated, the first
 // error encountered is returned, or nil if there are no violations.

@@ -25,6 +25,7 @@ const (
 	ConfigService_Get_FullMethodName              = "/sluice.v1.ConfigService/Get"
 	ConfigService_History_FullMethodName          = "/sluice.v1.ConfigService/History"
 	ConfigService_ListNodes_FullMethodName        = "/sluice.v1.ConfigService/ListNodes"
+	ConfigService_ListReplicas_FullMethodName     = "/sluice.v1.ConfigService/ListReplicas"
 	ConfigService_ListConns_FullMethodName        = "/sluice.v1.ConfigService/ListConns"
 	ConfigService_GetStats_FullMethodName         = "/sluice.v1.ConfigService/GetStats"
 	ConfigService_ShutdownSessions_FullMethodName = "/sluice.v1.ConfigService/ShutdownSessions"
@@ -66,6 +67,12 @@ type ConfigServiceClient interface {
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	// ListNodes lists the nodes that are or were connected.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
+	// ListReplicas lists the live replicas of the control plane on its etcd
+	// (sluice-cp --etcd), or this one alone without etcd: each one's nodes
+	// and security settings, and each setting another replica has otherwise
+	// than the one that answers (those split the fleet: a node or token set
+	// up for one is refused by the other).
+	ListReplicas(ctx context.Context, in *ListReplicasRequest, opts ...grpc.CallOption) (*ListReplicasResponse, error)
 	// ListConns returns the most recent per-connection records, newest first.
 	ListConns(ctx context.Context, in *ListConnsRequest, opts ...grpc.CallOption) (*ListConnsResponse, error)
 	// GetStats returns each node's latest view of its endpoints: health,
@@ -159,6 +166,16 @@ func (c *configServiceClient) ListNodes(ctx context.Context, in *ListNodesReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListNodesResponse)
 	err := c.cc.Invoke(ctx, ConfigService_ListNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ListReplicas(ctx context.Context, in *ListReplicasRequest, opts ...grpc.CallOption) (*ListReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReplicasResponse)
+	err := c.cc.Invoke(ctx, ConfigService_ListReplicas_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +302,12 @@ type ConfigServiceServer interface {
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	// ListNodes lists the nodes that are or were connected.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
+	// ListReplicas lists the live replicas of the control plane on its etcd
+	// (sluice-cp --etcd), or this one alone without etcd: each one's nodes
+	// and security settings, and each setting another replica has otherwise
+	// than the one that answers (those split the fleet: a node or token set
+	// up for one is refused by the other).
+	ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error)
 	// ListConns returns the most recent per-connection records, newest first.
 	ListConns(context.Context, *ListConnsRequest) (*ListConnsResponse, error)
 	// GetStats returns each node's latest view of its endpoints: health,
@@ -341,6 +364,9 @@ func (UnimplementedConfigServiceServer) History(context.Context, *HistoryRequest
 }
 func (UnimplementedConfigServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
+}
+func (UnimplementedConfigServiceServer) ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReplicas not implemented")
 }
 func (UnimplementedConfigServiceServer) ListConns(context.Context, *ListConnsRequest) (*ListConnsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConns not implemented")
@@ -494,6 +520,24 @@ func _ConfigService_ListNodes_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConfigServiceServer).ListNodes(ctx, req.(*ListNodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ListReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ListReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ListReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ListReplicas(ctx, req.(*ListReplicasRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -690,6 +734,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodes",
 			Handler:    _ConfigService_ListNodes_Handler,
+		},
+		{
+			MethodName: "ListReplicas",
+			Handler:    _ConfigService_ListReplicas_Handler,
 		},
 		{
 			MethodName: "ListConns",
