@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 
@@ -160,4 +161,36 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(a)][len(b)]
+}
+
+// UnknownName says that name, a kind ("group"), is missing (missing:
+// "does not exist"), with the closest of names when one is near enough
+// (ClosestName), else with names listed (NameList). The control plane's
+// refusals and sluicectl's checks say it in these words alike.
+func UnknownName(kind, name, missing string, names []string, has, none string) string {
+	if near := ClosestName(name, names); near != "" {
+		return fmt.Sprintf("%s %q %s, did you mean %q?", kind, name, missing, near)
+	}
+	return fmt.Sprintf("%s %q %s (%s)", kind, name, missing, NameList(has, none, names))
+}
+
+// MaxListedNames bounds the names a message lists; a cluster may have
+// thousands of endpoints.
+const MaxListedNames = 10
+
+// NameList renders names after has ("the groups are: a, b"), or none when
+// there are none.
+func NameList(has, none string, names []string) string {
+	if len(names) == 0 {
+		return none
+	}
+	return has + ": " + ListNames(names)
+}
+
+// ListNames renders "a, b", or "a, …, j and 5 more".
+func ListNames(names []string) string {
+	if len(names) > MaxListedNames {
+		return fmt.Sprintf("%s, … and %d more", strings.Join(names[:MaxListedNames], ", "), len(names)-MaxListedNames)
+	}
+	return strings.Join(names, ", ")
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/sluice-lb/sluice/internal/cliflag"
@@ -126,11 +125,8 @@ func (c *cli) checkGroup(ctx context.Context, client sluicev1.ConfigServiceClien
 		}
 		names = append(names, g.GetName())
 	}
-	if near := snapshot.Closest(group, names); near != "" {
-		fmt.Fprintf(c.stderr, "sluicectl %s: there is no group %q; did you mean %q? (groups: %s)\n", cmd, group, near, strings.Join(names, ", "))
-	} else {
-		fmt.Fprintf(c.stderr, "sluicectl %s: there is no group %q (groups: %s)\n", cmd, group, strings.Join(names, ", "))
-	}
+	// In the words of the control plane's own refusal (conns --group).
+	fmt.Fprintf(c.stderr, "sluicectl %s: %s\n", cmd, snapshot.UnknownName("group", group, "does not exist", names, "the groups are", "there is no group"))
 	return 1
 }
 

@@ -874,7 +874,7 @@ func TestNodesAndConns(t *testing.T) {
 	}
 	compareRows(t, "nodes --group edge", tableRows(stdout), wantRows[:2])
 	code, stdout, stderr = sluicectl(t, addr, "nodes", "--group", "edg")
-	if want := `sluicectl nodes: there is no group "edg"; did you mean "edge"? (groups: default, edge)` + "\n"; code != 1 || stderr != want || stdout != "" {
+	if want := `sluicectl nodes: group "edg" does not exist, did you mean "edge"?` + "\n"; code != 1 || stderr != want || stdout != "" {
 		t.Errorf("nodes --group edg: status %d, stdout %q, stderr %q; want 1 and %q", code, stdout, stderr, want)
 	}
 
@@ -1191,7 +1191,7 @@ func TestStats(t *testing.T) {
 	if code != 1 {
 		t.Errorf("stats --group default: status %d, want 1 (cp-b not asked)", code)
 	}
-	if code, _, stderr := sluicectl(t, addr, "stats", "--group", "nowhere"); code != 1 || !strings.Contains(stderr, `there is no group "nowhere"`) {
+	if code, _, stderr := sluicectl(t, addr, "stats", "--group", "nowhere"); code != 1 || !strings.Contains(stderr, `group "nowhere" does not exist (the groups are: `) {
 		t.Errorf("stats --group nowhere: status %d, stderr %q", code, stderr)
 	}
 

@@ -108,7 +108,7 @@ func TestTopGroup(t *testing.T) {
 		t.Errorf("top --once --group edge: status %d, stderr %q; want n1's frame without n2:\n%s", code, stderr, stdout)
 	}
 	code, _, stderr = sluicectl(t, addr, "top", "--once", "--group", "egde")
-	if code != 1 || !strings.Contains(stderr, `sluicectl top: there is no group "egde"; did you mean "edge"?`) {
+	if code != 1 || !strings.Contains(stderr, `sluicectl top: group "egde" does not exist, did you mean "edge"?`) {
 		t.Errorf("top --group egde: status %d, stderr %q", code, stderr)
 	}
 }

@@ -331,7 +331,7 @@ func (s *Server) Rollback(ctx context.Context, req *sluicev1.RollbackRequest) (*
 	}
 	og := groups.Find(old.Config, group)
 	if og == nil {
-		return nil, status.Errorf(codes.NotFound, "version %d has no group %q (%s)", req.GetVersion(), group, nameList("it has", "it has none", groupNames(old.Config)))
+		return nil, status.Errorf(codes.NotFound, "version %d has no group %q (%s)", req.GetVersion(), group, snapshot.NameList("it has", "it has none", groupNames(old.Config)))
 	}
 	if err := snapshot.Validate(og.GetSnapshot()); err != nil {
 		s.log.Info("rollback refused", "version", req.GetVersion(), "group", group, "author", req.GetAuthor(), "err", err)
@@ -612,7 +612,7 @@ func findEndpoint(snap *sluicev1.Snapshot, cluster, endpoint string) (*sluicev1.
 	if near := snapshot.ClosestName(cluster, names); near != "" {
 		return nil, status.Errorf(codes.NotFound, "cluster %q not found, did you mean %q?", cluster, near)
 	}
-	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, nameList("the snapshot has", "the snapshot has none", names))
+	return nil, status.Errorf(codes.NotFound, "cluster %q not found (%s)", cluster, snapshot.NameList("the snapshot has", "the snapshot has none", names))
 }
 
 // UnknownEndpoint is NOT_FOUND, in UpdateEndpoint's words, when cluster
@@ -634,7 +634,7 @@ func NotInGroup(g *sluicev1.Group, cluster string) error {
 	if near := snapshot.ClosestName(cluster, names); near != "" {
 		return status.Errorf(codes.NotFound, "group %q has no cluster %q, did you mean %q?", g.GetName(), cluster, near)
 	}
-	return status.Errorf(codes.NotFound, "group %q has no cluster %q (%s)", g.GetName(), cluster, nameList("it has", "it has none", names))
+	return status.Errorf(codes.NotFound, "group %q has no cluster %q (%s)", g.GetName(), cluster, snapshot.NameList("it has", "it has none", names))
 }
 
 // noEndpoint is NOT_FOUND for endpoint: the endpoint of cluster its name
@@ -643,28 +643,7 @@ func noEndpoint(cluster, endpoint string, eps []string) error {
 	if near := snapshot.ClosestName(endpoint, eps); near != "" {
 		return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q, did you mean %q?", cluster, endpoint, near)
 	}
-	return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, nameList("it has", "it has none", eps))
-}
-
-// maxListedNames bounds the names an error message lists; a cluster may have
-// thousands of endpoints.
-const maxListedNames = 10
-
-// nameList renders "it has: a, b", or "it has: a, …, j and 5 more"; none
-// when there are no names.
-func nameList(has, none string, names []string) string {
-	if len(names) == 0 {
-		return none
-	}
-	return has + ": " + listNames(names)
-}
-
-// listNames renders "a, b", or "a, …, j and 5 more".
-func listNames(names []string) string {
-	if len(names) > maxListedNames {
-		return fmt.Sprintf("%s, … and %d more", strings.Join(names[:maxListedNames], ", "), len(names)-maxListedNames)
-	}
-	return strings.Join(names, ", ")
+	return status.Errorf(codes.NotFound, "cluster %q has no endpoint %q (%s)", cluster, endpoint, snapshot.NameList("it has", "it has none", eps))
 }
 
 // write is one request to store a new version: which group it changes,
@@ -999,7 +978,7 @@ func moveFields(group string, moves []move, hasSnapshot bool) []string {
 			ids := byOther[other]
 			what := "node " + ids[0]
 			if len(ids) > 1 {
-				what = "nodes " + listNames(ids)
+				what = "nodes " + snapshot.ListNames(ids)
 			}
 			out = append(out, fmt.Sprintf(dir.verb, what, other))
 			took = took || strings.HasPrefix(dir.verb, "takes")
@@ -1058,7 +1037,7 @@ func noGroup(cfg *sluicev1.FleetConfig, name string, create bool) error {
 	if !create || snapshot.ClosestName(name, names) != "" {
 		return unknownGroup(name, "does not exist", names)
 	}
-	msg := fmt.Sprintf("group %q does not exist (%s); give a selector to create it", name, nameList("the groups are", "there is no group", names))
+	msg := fmt.Sprintf("group %q does not exist (%s); give a selector to create it", name, snapshot.NameList("the groups are", "there is no group", names))
 	if name == groups.Default {
 		msg += ` (--selector '' makes it take every node no other group takes, as at the start)`
 	}
@@ -1623,10 +1602,7 @@ func (s *Server) unknownNames(ctx context.Context, f filterNames, fleet []string
 // "cluster "wbe" is in no group's snapshot" (missing), then the name it
 // is a likely typo of, else the names (nameList's has and none).
 func unknownName(kind, name, missing string, names []string, has, none string) error {
-	if near := snapshot.ClosestName(name, names); near != "" {
-		return status.Errorf(codes.NotFound, "%s %q %s, did you mean %q?", kind, name, missing, near)
-	}
-	return status.Errorf(codes.NotFound, "%s %q %s (%s)", kind, name, missing, nameList(has, none, names))
+	return status.Error(codes.NotFound, snapshot.UnknownName(kind, name, missing, names, has, none))
 }
 
 // place is where GetStats finds a node of the fleet.
@@ -1683,8 +1659,8 @@ func (s *Server) ShutdownSessions(ctx context.Context, req *sluicev1.ShutdownSes
 		}
 	}
 	if len(has) == 0 && len(missing) > 0 {
-		if len(missing) > maxListedNames {
-			missing = append(missing[:maxListedNames], fmt.Sprintf("and %d more groups", len(missing)-maxListedNames))
+		if len(missing) > snapshot.MaxListedNames {
+			missing = append(missing[:snapshot.MaxListedNames], fmt.Sprintf("and %d more groups", len(missing)-snapshot.MaxListedNames))
 		}
 		return nil, status.Errorf(codes.NotFound, "no group's snapshot has endpoint %q in cluster %q (%s)",
 			req.GetEndpoint(), req.GetCluster(), strings.Join(missing, "; "))
