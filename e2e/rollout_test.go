@@ -123,6 +123,17 @@ listeners:
 	if !strings.Contains(stdout, "group default: rollout of version 4, halted: "+m[0]) || !strings.Contains(stdout, "a-canary  connected  3") {
 		t.Errorf("rollout status after the halt:\n%s", stdout)
 	}
+	// get prints the group's snapshot, and says where the rollout's is.
+	stdout, _, _ = ctl(t, c.addr, "get")
+	if lines := strings.SplitN(stdout, "\n", 3); len(lines) < 3 || !strings.HasPrefix(lines[0], "# version 3") ||
+		!strings.HasPrefix(lines[1], "# the rollout of version 4 halted ("+m[0]) ||
+		!strings.HasSuffix(lines[1], "): its canaries run this snapshot again; get --version 4 prints the rollout's") ||
+		strings.Contains(stdout, failing) {
+		t.Errorf("get during a halted rollout:\n%s", stdout)
+	}
+	if stdout, _, _ = ctl(t, c.addr, "get", "--version", "4"); !strings.HasPrefix(stdout, "# version 4") || !strings.Contains(stdout, failing) {
+		t.Errorf("get --version 4, the rollout's:\n%s", stdout)
+	}
 	// Scripts read the window's figures of the halt, as its reason says them.
 	stdout, _, _ = ctl(t, c.addr, "rollout", "status", "-o", "json")
 	var halted struct {

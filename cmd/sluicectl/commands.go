@@ -832,8 +832,11 @@ Print a node group's current snapshot, or its snapshot in stored version N
 (without --group, of the group version N changed, as for rollback), in the
 form apply reads: YAML (headed by a "# version N" comment, N being the
 version that last changed the group's snapshot, which names the group when
-it is not default, and the nodes that refused it, if any) or JSON. Private
-keys show as <redacted>; applied back, <redacted> keeps the stored key.
+it is not default, and the nodes that refused it, if any) or JSON. During
+a staged rollout the group's snapshot is printed, and a second comment says
+which version its canaries run; --version of that version prints theirs.
+Private keys show as <redacted>; applied back, <redacted> keeps the stored
+key.
 While the control plane cannot reach its configuration store (etcd), the
 current snapshot printed is the one it sends its nodes: stderr says so,
 and the exit status is 1.`)
@@ -890,6 +893,9 @@ and the exit status is 1.`)
 			fmt.Fprintf(c.stdout, "; refused by %s", refusedText(info))
 		}
 		fmt.Fprintln(c.stdout)
+		if r := resp.GetRollout(); r != "" {
+			fmt.Fprintf(c.stdout, "# %s\n", oneLine(r))
+		}
 	}
 	c.stdout.Write(b)
 	return c.storeUnreachable("get", resp.GetStoreUnreachable())

@@ -1262,8 +1262,14 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 		return nil, status.Errorf(codes.NotFound, "group %q had no snapshot yet in version %d, which changed group %q (get --group %s --version %d shows it)",
 			name, v.Info.GetVersion(), changed, changed, v.Info.GetVersion())
 	}
-	info := v.Info
-	if g.GetVersion() != info.GetVersion() {
+	info, snap, r := v.Info, g.GetSnapshot(), g.GetRollout()
+	var note string
+	switch {
+	case r != nil && req.GetVersion() != 0 && r.GetVersion() == req.GetVersion():
+		// The version asked for names the snapshot the canaries were
+		// sent, not the group's.
+		snap = r.GetSnapshot()
+	case g.GetVersion() != info.GetVersion():
 		info = &sluicev1.VersionInfo{Version: g.GetVersion(), Group: name}
 		// Not asked of a store that cannot be reached: it would keep
 		// the call waiting again, to fail.
@@ -1272,13 +1278,31 @@ func (s *Server) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.G
 				info = gv.Info
 			}
 		}
+		fallthrough
+	default:
+		if r != nil {
+			note = rolloutNote(r)
+		}
 	}
 	listRefusals(info)
-	snap := g.GetSnapshot()
 	if !req.GetShowSecrets() {
 		snap = snapshot.RedactSecrets(snap)
 	}
-	return &sluicev1.GetResponse{Info: info, Snapshot: snap, StoreUnreachable: stale}, nil
+	return &sluicev1.GetResponse{Info: info, Snapshot: snap, StoreUnreachable: stale, Rollout: note}, nil
+}
+
+// rolloutNote says, for Get of a group's snapshot, which version the
+// group's staged rollout r has its canaries run, and where it stands.
+func rolloutNote(r *sluicev1.Rollout) string {
+	if r.GetState() == sluicev1.RolloutState_ROLLOUT_STATE_HALTED {
+		return fmt.Sprintf("the rollout of version %d halted (%s): its canaries run this snapshot again; get --version %d prints the rollout's",
+			r.GetVersion(), r.GetReason(), r.GetVersion())
+	}
+	if len(r.GetCanaries()) == 0 {
+		return fmt.Sprintf("version %d is rolling out and waits for a canary to connect; get --version %d prints it", r.GetVersion(), r.GetVersion())
+	}
+	return fmt.Sprintf("version %d runs on its canaries (%s); get --version %d prints it",
+		r.GetVersion(), snapshot.ListNames(r.GetCanaries()), r.GetVersion())
 }
 
 // History implements sluicev1.ConfigServiceServer. Current is the newest

@@ -420,3 +420,49 @@ func TestCanariesRunningTheRolloutAreApplied(t *testing.T) {
 		t.Errorf("WantVersion of n2 = %d, want the group's %d", got, resp.GetVersion())
 	}
 }
+
+// TestGetOfARollout: while a group has a staged rollout, get prints the
+// group's snapshot, with a note of the version its canaries run; get of
+// that version prints the canaries' snapshot, which is the one the
+// version names.
+func TestGetOfARollout(t *testing.T) {
+	ctx := testContext(t)
+	st := openStore(t, store.BoltOptions{})
+	reg := fleet.NewRegistry()
+	sessions := placedNodes(reg, "n01", "n02", "n03")
+	s := New(st, reg, stats.NewRing(10), nil)
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: &sluicev1.Canary{Nodes: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	weight := func(r *sluicev1.GetResponse) uint32 { return r.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight() }
+	for _, tc := range []struct {
+		version     uint64
+		wantVersion uint64
+		wantWeight  uint32
+		wantNote    string
+	}{
+		{0, 1, 1, "version 2 runs on its canaries (n01); get --version 2 prints it"},
+		{2, 2, 4, ""},
+		{1, 1, 1, ""},
+	} {
+		resp, err := s.Get(ctx, &sluicev1.GetRequest{Version: tc.version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetInfo().GetVersion() != tc.wantVersion || weight(resp) != tc.wantWeight || resp.GetRollout() != tc.wantNote {
+			t.Errorf("get --version %d: version %d, web2 weight %d, note %q; want %d, %d, %q",
+				tc.version, resp.GetInfo().GetVersion(), weight(resp), resp.GetRollout(), tc.wantVersion, tc.wantWeight, tc.wantNote)
+		}
+	}
+	sessions["n01"].Nacked(2, "boom")
+	if err := s.checkRollouts(ctx, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Get(ctx, &sluicev1.GetRequest{})
+	if want := "the rollout of version 2 halted (canary n01 refused version 2: boom): its canaries run this snapshot again; get --version 2 prints the rollout's"; err != nil || resp.GetRollout() != want {
+		t.Errorf("get of a halted rollout's group: note %q, %v; want %q", resp.GetRollout(), err, want)
+	}
+}

@@ -854,7 +854,9 @@ func (x *ResourceChange) GetFields() []string {
 
 type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Version 0 means the current one.
+	// Version 0 means the current one. A version that started a staged
+	// rollout, or edited one, names the snapshot its canaries were sent,
+	// which Get returns.
 	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// ShowSecrets returns private keys as stored; else each is replaced by
 	// the text "<redacted>", which Apply reads as "keep the stored key".
@@ -926,8 +928,13 @@ type GetResponse struct {
 	// control plane sends its nodes, and this says why and which version
 	// it is. Empty otherwise.
 	StoreUnreachable string `protobuf:"bytes,3,opt,name=store_unreachable,json=storeUnreachable,proto3" json:"store_unreachable,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Rollout, when the group has a staged rollout in the version asked for,
+	// says which version its canaries run and where it stands ("version 7
+	// runs on its canaries n1, n2"); the snapshot returned is the group's,
+	// and Get of that version returns the rollout's. Empty otherwise.
+	Rollout       string `protobuf:"bytes,4,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetResponse) Reset() {
@@ -977,6 +984,13 @@ func (x *GetResponse) GetSnapshot() *Snapshot {
 func (x *GetResponse) GetStoreUnreachable() string {
 	if x != nil {
 		return x.StoreUnreachable
+	}
+	return ""
+}
+
+func (x *GetResponse) GetRollout() string {
+	if x != nil {
+		return x.Rollout
 	}
 	return ""
 }
@@ -2947,11 +2961,12 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"GetRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
 	"\fshow_secrets\x18\x02 \x01(\bR\vshowSecrets\x12D\n" +
-	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"\x97\x01\n" +
+	"\x05group\x18\x03 \x01(\tB.\xfaB+r)2'^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$R\x05group\"\xb1\x01\n" +
 	"\vGetResponse\x12*\n" +
 	"\x04info\x18\x01 \x01(\v2\x16.sluice.v1.VersionInfoR\x04info\x12/\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12+\n" +
-	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\"\xb0\x02\n" +
+	"\x11store_unreachable\x18\x03 \x01(\tR\x10storeUnreachable\x12\x18\n" +
+	"\arollout\x18\x04 \x01(\tR\arollout\"\xb0\x02\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x16\n" +

@@ -1466,6 +1466,8 @@ func (m *GetResponse) validate(all bool) error {
 
 	// no validation rules for StoreUnreachable
 
+	// no validation rules for Rollout
+
 	if len(errors) > 0 {
 		return GetResponseMultiError(errors)
 	}
