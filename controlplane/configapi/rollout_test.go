@@ -437,7 +437,9 @@ func TestGetOfARollout(t *testing.T) {
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 4), Canary: &sluicev1.Canary{Nodes: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	weight := func(r *sluicev1.GetResponse) uint32 { return r.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight() }
+	weight := func(r *sluicev1.GetResponse) uint32 {
+		return r.GetSnapshot().GetClusters()[0].GetEndpoints()[1].GetWeight()
+	}
 	for _, tc := range []struct {
 		version     uint64
 		wantVersion uint64
