@@ -80,3 +80,28 @@ func days(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
+
+// revokedCheck is how often a replica looks for a new published version
+// to take the revoked node certificates from.
+const revokedCheck = 250 * time.Millisecond
+
+// watchRevoked has the Guard refuse the node certificates the version
+// this replica publishes revokes (sluicectl cert revoke), from each new
+// version on, until ctx ends; the Guard ends the streams open on them.
+func (s *Server) watchRevoked(ctx context.Context) {
+	t := time.NewTicker(revokedCheck)
+	defer t.Stop()
+	var seen uint64
+	var set bool
+	for {
+		if v, cfg := s.discovery.Config(); cfg != nil && (!set || v != seen) {
+			seen, set = v, true
+			s.opts.Security.SetRevoked(cfg.GetRevokedNodes())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -611,6 +611,7 @@ func (s *Server) serve(ctx context.Context) error {
 	wg.Go(func() { s.config.RunRollouts(ctx, RolloutCheckInterval, leading.Load) })
 	if s.opts.Security.ServingCertificate() != nil {
 		wg.Go(func() { s.watchCertificate(ctx) })
+		wg.Go(func() { s.watchRevoked(ctx) })
 	}
 	if s.view != nil {
 		wg.Go(func() { s.watchAgreement(ctx, agreementCheck) })

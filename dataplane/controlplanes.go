@@ -85,10 +85,21 @@ func (c *controlPlanes) Addr() string {
 // failed moves off replica i, which err says is gone or refuses, unless the
 // node already moved off it (several streams see one replica die). The
 // connection to it is closed, so streams still open there end and follow.
+// A lone replica is kept, but one that refused the node as who it is
+// (PERMISSION_DENIED, UNAUTHENTICATED: a certificate revoked or expired) is
+// dialled anew: the next TLS handshake presents the certificate the files
+// hold then, one renewed or issued since.
 func (c *controlPlanes) failed(i int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || i != c.cur || len(c.addrs) == 1 {
+	if c.closed || i != c.cur {
+		return
+	}
+	if len(c.addrs) == 1 {
+		if code := status.Code(err); (code == codes.PermissionDenied || code == codes.Unauthenticated) && c.conn != nil {
+			go c.conn.Close() // Close waits for its goroutines; not under mu
+			c.conn = nil
+		}
 		return
 	}
 	if c.conn != nil {

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 const defaultTestTimeout = 10 * time.Second
@@ -122,10 +124,17 @@ func TestControlPlanesOne(t *testing.T) {
 		t.Fatalf("stream on %q, want %s", on, a.addr)
 	}
 	_, c1, _ := cps.current()
+	// Refused as who it is: dialled anew, for a handshake with the
+	// certificate the files hold now.
+	cps.failed(0, status.Error(codes.PermissionDenied, "node n1's certificate was revoked"))
+	_, c2, _ := cps.current()
+	if c1 == c2 {
+		t.Error("a refusal of the node's certificate kept the connection that presented it")
+	}
 	a.srv.Stop()
 	watch(t, ctx, cps, a.addr)
-	if _, c2, _ := cps.current(); c1 != c2 {
-		t.Error("the only control plane's connection was replaced")
+	if _, c3, _ := cps.current(); c2 != c3 {
+		t.Error("the only control plane's connection was replaced when it went away")
 	}
 }
 

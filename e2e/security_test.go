@@ -623,14 +623,7 @@ func TestNodeCertificateRenewal(t *testing.T) {
 	cpArgs := []string{"--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"),
 		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"), "--audit-log", auditFile}
 	cp := start(t, "sluice-cp", cpArgs...)
-	listening := func() bool {
-		c, err := net.Dial("tcp", cpAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
-	waitFor(t, "sluice-cp to listen", listening)
+	waitListening(t, "sluice-cp", cpAddr)
 	env := []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}
 	// Good for 12 s: due for renewal after 8.
 	if out, errOut, code := runBin(t, env, "sluicectl", "cert", "issue", "--node", "n1", "--out", nodeDir, "--valid", "12s"); code != 0 {
@@ -742,4 +735,80 @@ func TestServerCertificateRenewsItself(t *testing.T) {
 	if out, errOut, code := runBin(t, []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}, "sluicectl", "nodes"); code != 0 {
 		t.Errorf("sluicectl nodes once the first certificate expired: exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// TestNodeCertificateRevoked: sluicectl cert revoke cuts a node off
+// through its running control plane: its streams end with why, it is not
+// let back in with that certificate, and cert revoked lists it; a new
+// certificate issued to it over its files lets it back at its next
+// reconnect, with no restart.
+func TestNodeCertificateRevoked(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir, nodeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "n1")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	if out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir); code != 0 {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	cpAddr := freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"),
+		"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"))
+	waitListening(t, "sluice-cp", cpAddr)
+	env := []string{"SLUICE_CP=" + cpAddr, "SLUICE_CA=" + p("ca.crt")}
+	issue := func() {
+		t.Helper()
+		if out, errOut, code := runBin(t, env, "sluicectl", "cert", "issue", "--node", "n1", "--out", nodeDir); code != 0 {
+			t.Fatalf("cert issue: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+	issue()
+	// Revocations count whole seconds: revoke in a later one.
+	first, _, err := pki.LoadCert(filepath.Join(nodeDir, "n1.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.NotBefore.Add(pki.Backdate + time.Second)))
+	node := start(t, "sluice-dp", "--cp", cpAddr, "--ca", filepath.Join(nodeDir, "ca.crt"),
+		"--cert", filepath.Join(nodeDir, "n1.crt"), "--key", filepath.Join(nodeDir, "n1.key"), "--admin", "")
+	state := func() string {
+		out, _, _ := runBin(t, env, "sluicectl", "nodes")
+		for _, r := range tableRows(out) {
+			if len(r) == 7 && r[0] == "n1" {
+				return r[3]
+			}
+		}
+		return ""
+	}
+	waitFor(t, "n1 to connect", func() bool { return state() == "connected" })
+
+	out, errOut, code := runBin(t, env, "sluicectl", "cert", "revoke", "--node", "n1")
+	if code != 0 || !strings.Contains(out, "\n  + revoked node n1: its certificates issued before ") {
+		t.Fatalf("cert revoke: exit %d\n%s%s", code, out, errOut)
+	}
+	waitFor(t, "n1 to be cut off", func() bool {
+		return state() == "disconnected" && strings.Contains(node.out.String(), "node n1's certificate was revoked at ")
+	})
+	out, _, code = runBin(t, env, "sluicectl", "cert", "revoked")
+	if rows := tableRows(out); code != 0 || len(rows) != 2 || rows[1][0] != "n1" {
+		t.Errorf("cert revoked: exit %d\n%s", code, out)
+	}
+	time.Sleep(time.Second) // the node keeps trying, and stays out
+	if s := state(); s != "disconnected" {
+		t.Errorf("n1 is %s with its revoked certificate, want disconnected", s)
+	}
+
+	// A new certificate, over the node's files: it is back.
+	issue()
+	waitFor(t, "n1 to connect again with a new certificate", func() bool { return state() == "connected" })
+}
+
+// waitListening waits until what listens on addr.
+func waitListening(t *testing.T, what, addr string) {
+	t.Helper()
+	waitFor(t, what+" to listen on "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }

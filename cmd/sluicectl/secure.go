@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
@@ -78,7 +80,7 @@ func init() {
 	commands = append(commands,
 		command{name: "whoami", summary: "show the token's name, role and expiry", run: cmdWhoAmI},
 		command{name: "token", summary: "token create: make a bearer token (admin)", run: cmdToken},
-		command{name: "cert", summary: "cert issue: make a node's certificate, signed by the control plane's CA (admin)", run: cmdCert},
+		command{name: "cert", summary: "cert issue|revoke|revoked: node certificates, signed by the control plane's CA (admin)", run: cmdCert},
 	)
 }
 
@@ -113,8 +115,8 @@ History and the audit log name its holder by --name.
 
 Roles: viewer reads (get, history, nodes, stats, conns); operator also
 changes the fleet (apply, rollback, set-weight, drain, disable, enable,
-shutdown-sessions); admin also creates tokens, issues node certificates and
-reads secrets (get --show-secrets).`)
+shutdown-sessions); admin also creates tokens, issues and revokes node
+certificates and reads secrets (get --show-secrets).`)
 	name := fs.String("name", "", "the token's `NAME` (required): letters, digits, ._@-")
 	role := fs.String("role", "", "`ROLE` (required): viewer, operator or admin")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is accepted")
@@ -155,7 +157,31 @@ reads secrets (get --show-secrets).`)
 // maxCertValidity is the longest --valid the control plane signs for.
 const maxCertValidity = 10 * 365 * 24 * time.Hour
 
-func cmdCert(ctx context.Context, c *cli, _ sluicev1.ConfigServiceClient, args []string) int {
+func cmdCert(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "issue":
+			return certIssue(ctx, c, args[1:])
+		case "revoke":
+			return certRevoke(ctx, c, client, args[1:])
+		case "revoked":
+			return certRevoked(ctx, c, client, args[1:])
+		}
+	}
+	fs := c.flags("cert", "cert issue|revoke|revoked [flags]", `
+Node certificates (admin): "cert issue" makes one, "cert revoke" refuses a
+node's certificates issued until now, "cert revoked" lists the revoked
+nodes. "sluicectl cert issue --help" tells the flags of each.`)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		return c.parse(fs, args)
+	}
+	if len(args) > 0 {
+		return c.usageError(fs, "there is no \"cert %s\": want cert issue, cert revoke or cert revoked", args[0])
+	}
+	return c.usageError(fs, "want: cert issue, cert revoke or cert revoked")
+}
+
+func certIssue(ctx context.Context, c *cli, args []string) int {
 	fs := c.flags("cert issue", "cert issue --node ID [--out DIR] [--valid D]", `
 Make a node's key here, and have the control plane (admin role) sign its
 certificate with the CA it was given (sluice-cp --ca-cert, --ca-key). Writes
@@ -169,21 +195,12 @@ the node renews it itself through the control plane, for as long again
 	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
 	out := fs.String("out", ".", "`DIR` to write the files into, made 0700 if missing")
 	valid := fs.Duration("valid", pki.NodeValidity, "how long the certificate is good for (at most until the CA expires)")
-	if len(args) == 0 || args[0] != "issue" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			return c.parse(fs, args)
-		}
-		return c.usageError(fs, "want: cert issue")
-	}
-	if st := c.parse(fs, args[1:]); st >= 0 {
+	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if *node == "" {
-		return c.usageError(fs, "--node is required")
-	}
-	if err := pki.CheckNodeID(*node); err != nil {
-		// Before a key is made for it; the control plane would refuse it.
-		return c.usageError(fs, "--node %v", err)
+	// Before a key is made for it; the control plane would refuse it.
+	if st := checkNodeFlag(c, fs, *node); st >= 0 {
+		return st
 	}
 	if *valid <= 0 || *valid > maxCertValidity {
 		return c.usageError(fs, "--valid %v: want more than 0 and at most 10 years (87600h)", *valid)
@@ -228,4 +245,72 @@ the node renews it itself through the control plane, for as long again
 	}
 	fmt.Fprintf(c.stdout, "node %s, valid until %s\n", *node, resp.GetNotAfter().AsTime().Format(time.RFC3339))
 	return 0
+}
+
+func certRevoke(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("cert revoke", "cert revoke --node ID [--dry-run] [--comment TEXT]", `
+Revoke a node's certificates (admin): every replica of the control plane
+refuses, from the version this stores on, the node's certificates issued
+before now, ends the streams the node has open on them, and does not renew
+them. Issue the node a new certificate (cert issue) to let it back. The
+revocation is a version in history ("revoke node ID"), which rollback
+keeps; revoking a node again moves its revocation to now.`)
+	node := fs.String("node", "", "the node's `ID` (required), as sluice-dp --node-id")
+	dry := fs.Bool("dry-run", false, "show the version it would store, and store nothing")
+	comment := fs.String("comment", "", "kept in history (default: revoke node ID)")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkNodeFlag(c, fs, *node); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.RevokeNode(ctx, &sluicev1.RevokeNodeRequest{NodeId: *node, DryRun: *dry, Comment: *comment, Author: author()})
+	if err != nil {
+		return c.rpcError("cert revoke", err)
+	}
+	c.printApplied(resp, *dry)
+	return 0
+}
+
+func certRevoked(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {
+	fs := c.flags("cert revoked", "cert revoked [-o table|json]", `
+List the revoked nodes: each one's id, when its certificates were revoked
+(those issued before are refused) and the version that revoked them.`)
+	o := outputFlag(fs, "table", "json")
+	if st := c.parse(fs, args); st >= 0 {
+		return st
+	}
+	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
+		return st
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := client.ListRevokedNodes(ctx, &sluicev1.ListRevokedNodesRequest{})
+	if err != nil {
+		return c.rpcError("cert revoked", err)
+	}
+	if *o == "json" {
+		return c.printJSON(resp)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tREVOKED\tVERSION")
+	for _, n := range resp.GetNodes() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", n.GetNodeId(), n.GetRevokedAt().AsTime().UTC().Format(time.RFC3339), n.GetVersion())
+	}
+	tw.Flush()
+	return 0
+}
+
+// checkNodeFlag refuses a --node that is missing or no node id, as a
+// usage error; it returns -1 for a good one.
+func checkNodeFlag(c *cli, fs *flag.FlagSet, node string) int {
+	if node == "" {
+		return c.usageError(fs, "--node is required")
+	}
+	if err := pki.CheckNodeID(node); err != nil {
+		return c.usageError(fs, "--node %v", err)
+	}
+	return -1
 }

@@ -77,6 +77,7 @@ type Guard struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
+	rev revocations
 }
 
 // New returns a Guard for cfg.
@@ -253,15 +254,17 @@ var roles = map[string]sluicev1.Role{
 	sluicev1.ConfigService_ShutdownSessions_FullMethodName: sluicev1.Role_ROLE_OPERATOR,
 	// Node groups and staged rollouts (main's config.proto, merged later):
 	// named here so that the merge finds them decided.
-	"/sluice.v1.ConfigService/GetRollout":           sluicev1.Role_ROLE_VIEWER,
-	"/sluice.v1.ConfigService/ListGroups":           sluicev1.Role_ROLE_VIEWER,
-	"/sluice.v1.ConfigService/ResumeRollout":        sluicev1.Role_ROLE_OPERATOR,
-	"/sluice.v1.ConfigService/AbortRollout":         sluicev1.Role_ROLE_OPERATOR,
-	"/sluice.v1.ConfigService/SetGroup":             sluicev1.Role_ROLE_OPERATOR,
-	"/sluice.v1.ConfigService/DeleteGroup":          sluicev1.Role_ROLE_OPERATOR,
-	sluicev1.AuthService_WhoAmI_FullMethodName:      sluicev1.Role_ROLE_VIEWER,
-	sluicev1.AuthService_CreateToken_FullMethodName: sluicev1.Role_ROLE_ADMIN,
-	sluicev1.AuthService_IssueCert_FullMethodName:   sluicev1.Role_ROLE_ADMIN,
+	"/sluice.v1.ConfigService/GetRollout":                  sluicev1.Role_ROLE_VIEWER,
+	"/sluice.v1.ConfigService/ListGroups":                  sluicev1.Role_ROLE_VIEWER,
+	"/sluice.v1.ConfigService/ResumeRollout":               sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/AbortRollout":                sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/SetGroup":                    sluicev1.Role_ROLE_OPERATOR,
+	"/sluice.v1.ConfigService/DeleteGroup":                 sluicev1.Role_ROLE_OPERATOR,
+	sluicev1.AuthService_WhoAmI_FullMethodName:             sluicev1.Role_ROLE_VIEWER,
+	sluicev1.AuthService_CreateToken_FullMethodName:        sluicev1.Role_ROLE_ADMIN,
+	sluicev1.AuthService_IssueCert_FullMethodName:          sluicev1.Role_ROLE_ADMIN,
+	sluicev1.ConfigService_RevokeNode_FullMethodName:       sluicev1.Role_ROLE_ADMIN,
+	sluicev1.ConfigService_ListRevokedNodes_FullMethodName: sluicev1.Role_ROLE_VIEWER,
 }
 
 // required is the role a call of method with req needs, and whether it is
@@ -339,7 +342,16 @@ func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 		if err != nil {
 			return err
 		}
-		return h(srv, &nodeStream{ServerStream: ss, g: g, id: id, method: info.FullMethod})
+		ctx, closeFn, err := g.open(ctx, id, verifiedLeaf(ctx))
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		err = h(srv, &nodeStream{ServerStream: ss, ctx: ctx, g: g, id: id, method: info.FullMethod})
+		if cause := context.Cause(ctx); cause != nil && status.Code(cause) == codes.PermissionDenied {
+			return cause // ended by a revocation: say so, whatever the handler made of it
+		}
+		return err
 	}
 	// Operator streams (none yet) are checked as a unary call without a
 	// request would be.
@@ -431,6 +443,11 @@ func (g *Guard) node(ctx context.Context, method string) (string, error) {
 		return "", status.Errorf(codes.PermissionDenied, "the client certificate %q is not a node certificate: %v",
 			leaf.Subject.CommonName, err)
 	}
+	if err := g.checkRevoked(id, leaf); err != nil {
+		g.log.Warn("node refused: its certificate was revoked", "node", id, "peer", peerAddr(ctx), "method", method,
+			"not_before", leaf.NotBefore.UTC().Format(time.RFC3339))
+		return "", err
+	}
 	return id, nil
 }
 
@@ -506,6 +523,8 @@ func describe(e *Entry, req any) {
 		e.Target = fmt.Sprintf("token %s (%s)", r.GetName(), RoleName(r.GetRole()))
 	case *sluicev1.IssueCertRequest:
 		e.Target = "node " + r.GetNodeId()
+	case *sluicev1.RevokeNodeRequest:
+		e.Target, e.DryRun = "node "+r.GetNodeId(), r.GetDryRun()
 	}
 }
 
@@ -518,17 +537,24 @@ func outcome(err error) (string, string) {
 }
 
 // nodeStream checks that every message a node sends claims the id of its
-// certificate (or none).
+// certificate (or none); its context ends when a revocation covers the
+// certificate (Guard.SetRevoked), and so does its next message.
 type nodeStream struct {
 	grpc.ServerStream
+	ctx    context.Context
 	g      *Guard
 	id     string
 	method string
 }
 
+func (s *nodeStream) Context() context.Context { return s.ctx }
+
 func (s *nodeStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
+	}
+	if cause := context.Cause(s.ctx); cause != nil && status.Code(cause) == codes.PermissionDenied {
+		return cause
 	}
 	claimed := claimedID(m)
 	if claimed == "" || claimed == s.id {

@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/stats"
 	"github.com/sluice-lb/sluice/controlplane/store"
+	"github.com/sluice-lb/sluice/internal/pki"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
 )
@@ -687,6 +688,10 @@ type write struct {
 	// fp, when set, holds the fingerprint of the snapshot the caller
 	// expects the version to send, so that a call works it out once.
 	fp *fingerprint
+	// fleet, instead of all of the above, changes what cfg holds beside
+	// its groups (the revoked nodes) as the version next: it returns the
+	// changes, or the status to fail the call with.
+	fleet func(cfg *sluicev1.FleetConfig, next uint64) ([]string, error)
 }
 
 // fingerprint is a snapshot's snapshot.Fingerprint, worked out when first
@@ -805,6 +810,10 @@ func (s *Server) put(ctx context.Context, w write) (*sluicev1.ApplyResponse, err
 // version next, and returns what changed: nothing when the write would
 // store nothing new.
 func (s *Server) edit(cfg *sluicev1.FleetConfig, w write, next uint64) ([]string, []*sluicev1.ResourceChange, error) {
+	if w.fleet != nil {
+		changes, err := w.fleet(cfg, next)
+		return changes, nil, err
+	}
 	var diff []snapshot.Change
 	i := slices.IndexFunc(cfg.Groups, func(g *sluicev1.Group) bool { return g.GetName() == w.group })
 	var before *groups.Set // the groups that place the nodes now, when w may move them
@@ -1439,6 +1448,48 @@ func (s *Server) DeleteGroup(ctx context.Context, req *sluicev1.DeleteGroupReque
 		op: "delete group", done: "group deleted", group: req.GetName(), remove: true,
 		author: req.GetAuthor(), comment: comment, dryRun: req.GetDryRun(),
 	})
+}
+
+// RevokeNode implements sluicev1.ConfigServiceServer. The revocation is
+// stored as a version of no group; the control plane's Guard enforces it
+// (auth.Guard.SetRevoked) once its replica publishes the version.
+func (s *Server) RevokeNode(ctx context.Context, req *sluicev1.RevokeNodeRequest) (*sluicev1.ApplyResponse, error) {
+	// The node id first: PGV would quote its regular expression.
+	if err := pki.CheckNodeID(req.GetNodeId()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := requestStatus(req, req.ValidateAll()); err != nil {
+		return nil, err
+	}
+	id := req.GetNodeId()
+	return s.put(ctx, write{
+		op: "revoke node", done: "node revoked", author: req.GetAuthor(),
+		comment: cmp.Or(req.GetComment(), "revoke node "+id), dryRun: req.GetDryRun(),
+		fleet: func(cfg *sluicev1.FleetConfig, next uint64) ([]string, error) {
+			at := time.Now().Truncate(time.Second)
+			r := &sluicev1.RevokedNode{NodeId: id, RevokedAt: timestamppb.New(at), Version: next}
+			i, again := slices.BinarySearchFunc(cfg.RevokedNodes, id, func(r *sluicev1.RevokedNode, id string) int { return strings.Compare(r.GetNodeId(), id) })
+			change := "+ revoked node " + id
+			if again {
+				change = "~ revoked node " + id + " again"
+				cfg.RevokedNodes[i] = r
+			} else {
+				cfg.RevokedNodes = slices.Insert(cfg.RevokedNodes, i, r)
+			}
+			return []string{fmt.Sprintf("%s: its certificates issued before %s are refused", change, at.UTC().Format(time.RFC3339))}, nil
+		},
+	})
+}
+
+// ListRevokedNodes implements sluicev1.ConfigServiceServer: those of the
+// current version, or, while the store cannot be reached, of the one this
+// control plane sends its nodes.
+func (s *Server) ListRevokedNodes(ctx context.Context, _ *sluicev1.ListRevokedNodesRequest) (*sluicev1.ListRevokedNodesResponse, error) {
+	v, _, err := s.current(ctx)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	return &sluicev1.ListRevokedNodesResponse{Nodes: v.Config.GetRevokedNodes()}, nil
 }
 
 // ListNodes implements sluicev1.ConfigServiceServer.

@@ -35,8 +35,8 @@ const (
 	// OPERATOR also changes the fleet: apply, rollback, endpoint weight and
 	// state (drain, disable, enable), shutdown-sessions.
 	Role_ROLE_OPERATOR Role = 2
-	// ADMIN also creates tokens, issues node certificates and reads secrets
-	// (get --show-secrets).
+	// ADMIN also creates tokens, issues and revokes node certificates and
+	// reads secrets (get --show-secrets).
 	Role_ROLE_ADMIN Role = 3
 )
 

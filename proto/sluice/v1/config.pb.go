@@ -2604,8 +2604,12 @@ func (x *DeleteGroupRequest) GetComment() string {
 // FleetConfig is what the control plane stores as one version: every node
 // group with its selector and snapshot. Groups are sorted by name.
 type FleetConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Groups        []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// RevokedNodes are the nodes whose certificates issued before their
+	// revocation are refused (RevokeNode), sorted by node id. A rollback,
+	// which brings back one group's snapshot, keeps them.
+	RevokedNodes  []*RevokedNode `protobuf:"bytes,2,rep,name=revoked_nodes,json=revokedNodes,proto3" json:"revoked_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2647,6 +2651,230 @@ func (x *FleetConfig) GetGroups() []*Group {
 	return nil
 }
 
+func (x *FleetConfig) GetRevokedNodes() []*RevokedNode {
+	if x != nil {
+		return x.RevokedNodes
+	}
+	return nil
+}
+
+// RevokedNode is a node whose certificates issued before RevokedAt are
+// refused: its streams, its certificate renewals.
+type RevokedNode struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// RevokedAt is in whole seconds. A certificate counts as issued a
+	// minute after its NotBefore, as the control plane's CA backdates the
+	// certificates it signs by a minute for clock skew; one issued in the
+	// second of the revocation or later is accepted.
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Version is the version that revoked it.
+	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedNode) Reset() {
+	*x = RevokedNode{}
+	mi := &file_sluice_v1_config_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedNode) ProtoMessage() {}
+
+func (x *RevokedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
+func (*RevokedNode) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RevokedNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokedNode) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *RevokedNode) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type RevokeNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// NodeId is the node whose certificates are revoked, as sluice-dp's
+	// --node-id.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	DryRun        bool   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Author        string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Comment       string `protobuf:"bytes,4,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeNodeRequest) Reset() {
+	*x = RevokeNodeRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeNodeRequest) ProtoMessage() {}
+
+func (x *RevokeNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeNodeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeNodeRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RevokeNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokeNodeRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *RevokeNodeRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *RevokeNodeRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+type ListRevokedNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevokedNodesRequest) Reset() {
+	*x = ListRevokedNodesRequest{}
+	mi := &file_sluice_v1_config_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevokedNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevokedNodesRequest) ProtoMessage() {}
+
+func (x *ListRevokedNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevokedNodesRequest.ProtoReflect.Descriptor instead.
+func (*ListRevokedNodesRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{34}
+}
+
+type ListRevokedNodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*RevokedNode         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevokedNodesResponse) Reset() {
+	*x = ListRevokedNodesResponse{}
+	mi := &file_sluice_v1_config_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevokedNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevokedNodesResponse) ProtoMessage() {}
+
+func (x *ListRevokedNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_config_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevokedNodesResponse.ProtoReflect.Descriptor instead.
+func (*ListRevokedNodesResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListRevokedNodesResponse) GetNodes() []*RevokedNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 // Group is one node group as stored.
 type Group struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -2663,7 +2891,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_sluice_v1_config_proto_msgTypes[32]
+	mi := &file_sluice_v1_config_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2903,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[32]
+	mi := &file_sluice_v1_config_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2916,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{32}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Group) GetName() string {
@@ -2737,7 +2965,7 @@ type RolloutRequest struct {
 
 func (x *RolloutRequest) Reset() {
 	*x = RolloutRequest{}
-	mi := &file_sluice_v1_config_proto_msgTypes[33]
+	mi := &file_sluice_v1_config_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2977,7 @@ func (x *RolloutRequest) String() string {
 func (*RolloutRequest) ProtoMessage() {}
 
 func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[33]
+	mi := &file_sluice_v1_config_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2990,7 @@ func (x *RolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutRequest.ProtoReflect.Descriptor instead.
 func (*RolloutRequest) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{33}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RolloutRequest) GetGroup() string {
@@ -2804,7 +3032,7 @@ type RolloutStatus struct {
 
 func (x *RolloutStatus) Reset() {
 	*x = RolloutStatus{}
-	mi := &file_sluice_v1_config_proto_msgTypes[34]
+	mi := &file_sluice_v1_config_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +3044,7 @@ func (x *RolloutStatus) String() string {
 func (*RolloutStatus) ProtoMessage() {}
 
 func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_config_proto_msgTypes[34]
+	mi := &file_sluice_v1_config_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +3057,7 @@ func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatus.ProtoReflect.Descriptor instead.
 func (*RolloutStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_config_proto_rawDescGZIP(), []int{34}
+	return file_sluice_v1_config_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RolloutStatus) GetGroup() string {
@@ -3097,9 +3325,23 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB+\xfaB(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x04name\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
 	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
-	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"7\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"t\n" +
 	"\vFleetConfig\x12(\n" +
-	"\x06groups\x18\x01 \x03(\v2\x10.sluice.v1.GroupR\x06groups\"\xb0\x01\n" +
+	"\x06groups\x18\x01 \x03(\v2\x10.sluice.v1.GroupR\x06groups\x12;\n" +
+	"\rrevoked_nodes\x18\x02 \x03(\v2\x16.sluice.v1.RevokedNodeR\frevokedNodes\"{\n" +
+	"\vRevokedNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x129\n" +
+	"\n" +
+	"revoked_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xb7\x01\n" +
+	"\x11RevokeNodeRequest\x12C\n" +
+	"\anode_id\x18\x01 \x01(\tB*\xfaB'r%2#^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$R\x06nodeId\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12 \n" +
+	"\x06author\x18\x03 \x01(\tB\b\xfaB\x05r\x03\x18\x80\x02R\x06author\x12\"\n" +
+	"\acomment\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80\bR\acomment\"\x19\n" +
+	"\x17ListRevokedNodesRequest\"H\n" +
+	"\x18ListRevokedNodesResponse\x12,\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x16.sluice.v1.RevokedNodeR\x05nodes\"\xb0\x01\n" +
 	"\x05Group\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12/\n" +
@@ -3121,7 +3363,8 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\fRolloutState\x12\x1d\n" +
 	"\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ROLLOUT_STATE_CANARY\x10\x01\x12\x18\n" +
-	"\x14ROLLOUT_STATE_HALTED\x10\x022\xf9\b\n" +
+	"\x14ROLLOUT_STATE_HALTED\x10\x022\x9c\n" +
+	"\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.sluice.v1.ApplyRequest\x1a\x18.sluice.v1.ApplyResponse\x12L\n" +
 	"\x0eUpdateEndpoint\x12 .sluice.v1.UpdateEndpointRequest\x1a\x18.sluice.v1.ApplyResponse\x12@\n" +
@@ -3139,7 +3382,10 @@ const file_sluice_v1_config_proto_rawDesc = "" +
 	"\fAbortRollout\x12\x19.sluice.v1.RolloutRequest\x1a\x18.sluice.v1.RolloutStatus\x12I\n" +
 	"\n" +
 	"ListGroups\x12\x1c.sluice.v1.ListGroupsRequest\x1a\x1d.sluice.v1.ListGroupsResponse\x12@\n" +
-	"\bSetGroup\x12\x1a.sluice.v1.SetGroupRequest\x1a\x18.sluice.v1.ApplyResponse\x12F\n" +
+	"\bSetGroup\x12\x1a.sluice.v1.SetGroupRequest\x1a\x18.sluice.v1.ApplyResponse\x12D\n" +
+	"\n" +
+	"RevokeNode\x12\x1c.sluice.v1.RevokeNodeRequest\x1a\x18.sluice.v1.ApplyResponse\x12[\n" +
+	"\x10ListRevokedNodes\x12\".sluice.v1.ListRevokedNodesRequest\x1a#.sluice.v1.ListRevokedNodesResponse\x12F\n" +
 	"\vDeleteGroup\x12\x1d.sluice.v1.DeleteGroupRequest\x1a\x18.sluice.v1.ApplyResponseB6Z4github.com/sluice-lb/sluice/proto/sluice/v1;sluicev1b\x06proto3"
 
 var (
@@ -3155,7 +3401,7 @@ func file_sluice_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_sluice_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_sluice_v1_config_proto_goTypes = []any{
 	(RolloutState)(0),                // 0: sluice.v1.RolloutState
 	(*ApplyRequest)(nil),             // 1: sluice.v1.ApplyRequest
@@ -3190,94 +3436,105 @@ var file_sluice_v1_config_proto_goTypes = []any{
 	(*SetGroupRequest)(nil),          // 30: sluice.v1.SetGroupRequest
 	(*DeleteGroupRequest)(nil),       // 31: sluice.v1.DeleteGroupRequest
 	(*FleetConfig)(nil),              // 32: sluice.v1.FleetConfig
-	(*Group)(nil),                    // 33: sluice.v1.Group
-	(*RolloutRequest)(nil),           // 34: sluice.v1.RolloutRequest
-	(*RolloutStatus)(nil),            // 35: sluice.v1.RolloutStatus
-	nil,                              // 36: sluice.v1.Replica.SettingsEntry
-	nil,                              // 37: sluice.v1.NodeStatus.LabelsEntry
-	(*Snapshot)(nil),                 // 38: sluice.v1.Snapshot
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
-	(AdminState)(0),                  // 41: sluice.v1.AdminState
-	(CloseReason)(0),                 // 42: sluice.v1.CloseReason
-	(*ConnRecord)(nil),               // 43: sluice.v1.ConnRecord
-	(*EndpointStats)(nil),            // 44: sluice.v1.EndpointStats
-	(*CommandResult)(nil),            // 45: sluice.v1.CommandResult
+	(*RevokedNode)(nil),              // 33: sluice.v1.RevokedNode
+	(*RevokeNodeRequest)(nil),        // 34: sluice.v1.RevokeNodeRequest
+	(*ListRevokedNodesRequest)(nil),  // 35: sluice.v1.ListRevokedNodesRequest
+	(*ListRevokedNodesResponse)(nil), // 36: sluice.v1.ListRevokedNodesResponse
+	(*Group)(nil),                    // 37: sluice.v1.Group
+	(*RolloutRequest)(nil),           // 38: sluice.v1.RolloutRequest
+	(*RolloutStatus)(nil),            // 39: sluice.v1.RolloutStatus
+	nil,                              // 40: sluice.v1.Replica.SettingsEntry
+	nil,                              // 41: sluice.v1.NodeStatus.LabelsEntry
+	(*Snapshot)(nil),                 // 42: sluice.v1.Snapshot
+	(*durationpb.Duration)(nil),      // 43: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(AdminState)(0),                  // 45: sluice.v1.AdminState
+	(CloseReason)(0),                 // 46: sluice.v1.CloseReason
+	(*ConnRecord)(nil),               // 47: sluice.v1.ConnRecord
+	(*EndpointStats)(nil),            // 48: sluice.v1.EndpointStats
+	(*CommandResult)(nil),            // 49: sluice.v1.CommandResult
 }
 var file_sluice_v1_config_proto_depIdxs = []int32{
-	38, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
+	42, // 0: sluice.v1.ApplyRequest.snapshot:type_name -> sluice.v1.Snapshot
 	2,  // 1: sluice.v1.ApplyRequest.canary:type_name -> sluice.v1.Canary
-	39, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
-	39, // 3: sluice.v1.Canary.progress_deadline:type_name -> google.protobuf.Duration
-	38, // 4: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
+	43, // 2: sluice.v1.Canary.window:type_name -> google.protobuf.Duration
+	43, // 3: sluice.v1.Canary.progress_deadline:type_name -> google.protobuf.Duration
+	42, // 4: sluice.v1.Rollout.snapshot:type_name -> sluice.v1.Snapshot
 	0,  // 5: sluice.v1.Rollout.state:type_name -> sluice.v1.RolloutState
-	40, // 6: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
-	39, // 7: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
-	39, // 8: sluice.v1.Rollout.progress_deadline:type_name -> google.protobuf.Duration
-	41, // 9: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
+	44, // 6: sluice.v1.Rollout.started:type_name -> google.protobuf.Timestamp
+	43, // 7: sluice.v1.Rollout.window:type_name -> google.protobuf.Duration
+	43, // 8: sluice.v1.Rollout.progress_deadline:type_name -> google.protobuf.Duration
+	45, // 9: sluice.v1.UpdateEndpointRequest.state:type_name -> sluice.v1.AdminState
 	7,  // 10: sluice.v1.ApplyResponse.resource_changes:type_name -> sluice.v1.ResourceChange
 	10, // 11: sluice.v1.GetResponse.info:type_name -> sluice.v1.VersionInfo
-	38, // 12: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
-	40, // 13: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
+	42, // 12: sluice.v1.GetResponse.snapshot:type_name -> sluice.v1.Snapshot
+	44, // 13: sluice.v1.VersionInfo.created:type_name -> google.protobuf.Timestamp
 	11, // 14: sluice.v1.VersionInfo.refusals:type_name -> sluice.v1.Refusal
-	40, // 15: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
+	44, // 15: sluice.v1.Refusal.at:type_name -> google.protobuf.Timestamp
 	10, // 16: sluice.v1.HistoryResponse.versions:type_name -> sluice.v1.VersionInfo
 	19, // 17: sluice.v1.ListNodesResponse.nodes:type_name -> sluice.v1.NodeStatus
 	18, // 18: sluice.v1.ListReplicasResponse.replicas:type_name -> sluice.v1.Replica
-	36, // 19: sluice.v1.Replica.settings:type_name -> sluice.v1.Replica.SettingsEntry
-	37, // 20: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
-	40, // 21: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
-	40, // 22: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
-	42, // 23: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
-	39, // 24: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
-	43, // 25: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
+	40, // 19: sluice.v1.Replica.settings:type_name -> sluice.v1.Replica.SettingsEntry
+	41, // 20: sluice.v1.NodeStatus.labels:type_name -> sluice.v1.NodeStatus.LabelsEntry
+	44, // 21: sluice.v1.NodeStatus.connected_since:type_name -> google.protobuf.Timestamp
+	44, // 22: sluice.v1.NodeStatus.last_seen:type_name -> google.protobuf.Timestamp
+	46, // 23: sluice.v1.ListConnsRequest.reasons:type_name -> sluice.v1.CloseReason
+	43, // 24: sluice.v1.ListConnsRequest.min_duration:type_name -> google.protobuf.Duration
+	47, // 25: sluice.v1.ListConnsResponse.records:type_name -> sluice.v1.ConnRecord
 	24, // 26: sluice.v1.GetStatsResponse.nodes:type_name -> sluice.v1.NodeStats
-	40, // 27: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
-	44, // 28: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
-	45, // 29: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
+	44, // 27: sluice.v1.NodeStats.reported_at:type_name -> google.protobuf.Timestamp
+	48, // 28: sluice.v1.NodeStats.endpoints:type_name -> sluice.v1.EndpointStats
+	49, // 29: sluice.v1.ShutdownSessionsResponse.results:type_name -> sluice.v1.CommandResult
 	29, // 30: sluice.v1.ListGroupsResponse.groups:type_name -> sluice.v1.GroupStatus
-	33, // 31: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
-	38, // 32: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
-	3,  // 33: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
-	3,  // 34: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
-	19, // 35: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
-	1,  // 36: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
-	4,  // 37: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
-	5,  // 38: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
-	8,  // 39: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
-	12, // 40: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
-	14, // 41: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
-	16, // 42: sluice.v1.ConfigService.ListReplicas:input_type -> sluice.v1.ListReplicasRequest
-	20, // 43: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
-	22, // 44: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
-	25, // 45: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
-	34, // 46: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
-	34, // 47: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
-	34, // 48: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
-	27, // 49: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
-	30, // 50: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
-	31, // 51: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
-	6,  // 52: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
-	6,  // 53: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
-	6,  // 54: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
-	9,  // 55: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
-	13, // 56: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
-	15, // 57: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
-	17, // 58: sluice.v1.ConfigService.ListReplicas:output_type -> sluice.v1.ListReplicasResponse
-	21, // 59: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
-	23, // 60: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
-	26, // 61: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
-	35, // 62: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
-	35, // 63: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
-	35, // 64: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
-	28, // 65: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
-	6,  // 66: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
-	6,  // 67: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
-	52, // [52:68] is the sub-list for method output_type
-	36, // [36:52] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	37, // 31: sluice.v1.FleetConfig.groups:type_name -> sluice.v1.Group
+	33, // 32: sluice.v1.FleetConfig.revoked_nodes:type_name -> sluice.v1.RevokedNode
+	44, // 33: sluice.v1.RevokedNode.revoked_at:type_name -> google.protobuf.Timestamp
+	33, // 34: sluice.v1.ListRevokedNodesResponse.nodes:type_name -> sluice.v1.RevokedNode
+	42, // 35: sluice.v1.Group.snapshot:type_name -> sluice.v1.Snapshot
+	3,  // 36: sluice.v1.Group.rollout:type_name -> sluice.v1.Rollout
+	3,  // 37: sluice.v1.RolloutStatus.rollout:type_name -> sluice.v1.Rollout
+	19, // 38: sluice.v1.RolloutStatus.canaries:type_name -> sluice.v1.NodeStatus
+	1,  // 39: sluice.v1.ConfigService.Apply:input_type -> sluice.v1.ApplyRequest
+	4,  // 40: sluice.v1.ConfigService.UpdateEndpoint:input_type -> sluice.v1.UpdateEndpointRequest
+	5,  // 41: sluice.v1.ConfigService.Rollback:input_type -> sluice.v1.RollbackRequest
+	8,  // 42: sluice.v1.ConfigService.Get:input_type -> sluice.v1.GetRequest
+	12, // 43: sluice.v1.ConfigService.History:input_type -> sluice.v1.HistoryRequest
+	14, // 44: sluice.v1.ConfigService.ListNodes:input_type -> sluice.v1.ListNodesRequest
+	16, // 45: sluice.v1.ConfigService.ListReplicas:input_type -> sluice.v1.ListReplicasRequest
+	20, // 46: sluice.v1.ConfigService.ListConns:input_type -> sluice.v1.ListConnsRequest
+	22, // 47: sluice.v1.ConfigService.GetStats:input_type -> sluice.v1.GetStatsRequest
+	25, // 48: sluice.v1.ConfigService.ShutdownSessions:input_type -> sluice.v1.ShutdownSessionsRequest
+	38, // 49: sluice.v1.ConfigService.GetRollout:input_type -> sluice.v1.RolloutRequest
+	38, // 50: sluice.v1.ConfigService.ResumeRollout:input_type -> sluice.v1.RolloutRequest
+	38, // 51: sluice.v1.ConfigService.AbortRollout:input_type -> sluice.v1.RolloutRequest
+	27, // 52: sluice.v1.ConfigService.ListGroups:input_type -> sluice.v1.ListGroupsRequest
+	30, // 53: sluice.v1.ConfigService.SetGroup:input_type -> sluice.v1.SetGroupRequest
+	34, // 54: sluice.v1.ConfigService.RevokeNode:input_type -> sluice.v1.RevokeNodeRequest
+	35, // 55: sluice.v1.ConfigService.ListRevokedNodes:input_type -> sluice.v1.ListRevokedNodesRequest
+	31, // 56: sluice.v1.ConfigService.DeleteGroup:input_type -> sluice.v1.DeleteGroupRequest
+	6,  // 57: sluice.v1.ConfigService.Apply:output_type -> sluice.v1.ApplyResponse
+	6,  // 58: sluice.v1.ConfigService.UpdateEndpoint:output_type -> sluice.v1.ApplyResponse
+	6,  // 59: sluice.v1.ConfigService.Rollback:output_type -> sluice.v1.ApplyResponse
+	9,  // 60: sluice.v1.ConfigService.Get:output_type -> sluice.v1.GetResponse
+	13, // 61: sluice.v1.ConfigService.History:output_type -> sluice.v1.HistoryResponse
+	15, // 62: sluice.v1.ConfigService.ListNodes:output_type -> sluice.v1.ListNodesResponse
+	17, // 63: sluice.v1.ConfigService.ListReplicas:output_type -> sluice.v1.ListReplicasResponse
+	21, // 64: sluice.v1.ConfigService.ListConns:output_type -> sluice.v1.ListConnsResponse
+	23, // 65: sluice.v1.ConfigService.GetStats:output_type -> sluice.v1.GetStatsResponse
+	26, // 66: sluice.v1.ConfigService.ShutdownSessions:output_type -> sluice.v1.ShutdownSessionsResponse
+	39, // 67: sluice.v1.ConfigService.GetRollout:output_type -> sluice.v1.RolloutStatus
+	39, // 68: sluice.v1.ConfigService.ResumeRollout:output_type -> sluice.v1.RolloutStatus
+	39, // 69: sluice.v1.ConfigService.AbortRollout:output_type -> sluice.v1.RolloutStatus
+	28, // 70: sluice.v1.ConfigService.ListGroups:output_type -> sluice.v1.ListGroupsResponse
+	6,  // 71: sluice.v1.ConfigService.SetGroup:output_type -> sluice.v1.ApplyResponse
+	6,  // 72: sluice.v1.ConfigService.RevokeNode:output_type -> sluice.v1.ApplyResponse
+	36, // 73: sluice.v1.ConfigService.ListRevokedNodes:output_type -> sluice.v1.ListRevokedNodesResponse
+	6,  // 74: sluice.v1.ConfigService.DeleteGroup:output_type -> sluice.v1.ApplyResponse
+	57, // [57:75] is the sub-list for method output_type
+	39, // [39:57] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_config_proto_init() }
@@ -3297,7 +3554,7 @@ func file_sluice_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_config_proto_rawDesc), len(file_sluice_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4573,6 +4573,40 @@ func (m *FleetConfig) validate(all bool) error {
 
 	}
 
+	for idx, item := range m.GetRevokedNodes() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("RevokedNodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, FleetConfigValidationError{
+						field:  fmt.Sprintf("RevokedNodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return FleetConfigValidationError{
+					field:  fmt.Sprintf("RevokedNodes[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
 	if len(errors) > 0 {
 		return FleetConfigMultiError(errors)
 	}
@@ -4649,6 +4683,515 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = FleetConfigValidationError{}
+
+// Validate checks the field values on RevokedNode with the rules defined in
+// the proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *RevokedNode) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RevokedNode with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in RevokedNodeMultiError, or
+// nil if none found.
+func (m *RevokedNode) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RevokedNode) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for NodeId
+
+	if all {
+		switch v := interface{}(m.GetRevokedAt()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, RevokedNodeValidationError{
+					field:  "RevokedAt",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, RevokedNodeValidationError{
+					field:  "RevokedAt",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetRevokedAt()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return RevokedNodeValidationError{
+				field:  "RevokedAt",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	// no validation rules for Version
+
+	if len(errors) > 0 {
+		return RevokedNodeMultiError(errors)
+	}
+
+	return nil
+}
+
+// RevokedNodeMultiError is an error wrapping multiple validation errors
+// returned by RevokedNode.ValidateAll() if the designated constraints aren't met.
+type RevokedNodeMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RevokedNodeMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RevokedNodeMultiError) AllErrors() []error { return m }
+
+// RevokedNodeValidationError is the validation error returned by
+// RevokedNode.Validate if the designated constraints aren't met.
+type RevokedNodeValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RevokedNodeValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RevokedNodeValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RevokedNodeValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RevokedNodeValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RevokedNodeValidationError) ErrorName() string { return "RevokedNodeValidationError" }
+
+// Error satisfies the builtin error interface
+func (e RevokedNodeValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRevokedNode.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RevokedNodeValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RevokedNodeValidationError{}
+
+// Validate checks the field values on RevokeNodeRequest with the rules defined
+// in the proto definition for this message. If any rules are violated, the
+// first error encountered is returned, or nil if there are no violations.
+func (m *RevokeNodeRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on RevokeNodeRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// RevokeNodeRequestMultiError, or nil if none found.
+func (m *RevokeNodeRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *RevokeNodeRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if !_RevokeNodeRequest_NodeId_Pattern.MatchString(m.GetNodeId()) {
+		err := RevokeNodeRequestValidationError{
+			field:  "NodeId",
+			reason: "value does not match regex pattern \"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$\"",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	// no validation rules for DryRun
+
+	if utf8.RuneCountInString(m.GetAuthor()) > 256 {
+		err := RevokeNodeRequestValidationError{
+			field:  "Author",
+			reason: "value length must be at most 256 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if utf8.RuneCountInString(m.GetComment()) > 1024 {
+		err := RevokeNodeRequestValidationError{
+			field:  "Comment",
+			reason: "value length must be at most 1024 runes",
+		}
+		if !all {
+			return err
+		}
+		errors = append(errors, err)
+	}
+
+	if len(errors) > 0 {
+		return RevokeNodeRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// RevokeNodeRequestMultiError is an error wrapping multiple validation errors
+// returned by RevokeNodeRequest.ValidateAll() if the designated constraints
+// aren't met.
+type RevokeNodeRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m RevokeNodeRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m RevokeNodeRequestMultiError) AllErrors() []error { return m }
+
+// RevokeNodeRequestValidationError is the validation error returned by
+// RevokeNodeRequest.Validate if the designated constraints aren't met.
+type RevokeNodeRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e RevokeNodeRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e RevokeNodeRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e RevokeNodeRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e RevokeNodeRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e RevokeNodeRequestValidationError) ErrorName() string {
+	return "RevokeNodeRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e RevokeNodeRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sRevokeNodeRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = RevokeNodeRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = RevokeNodeRequestValidationError{}
+
+var _RevokeNodeRequest_NodeId_Pattern = regexp.MustCompile("^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+// Validate checks the field values on ListRevokedNodesRequest with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListRevokedNodesRequest) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListRevokedNodesRequest with the
+// rules defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListRevokedNodesRequestMultiError, or nil if none found.
+func (m *ListRevokedNodesRequest) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListRevokedNodesRequest) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	if len(errors) > 0 {
+		return ListRevokedNodesRequestMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListRevokedNodesRequestMultiError is an error wrapping multiple validation
+// errors returned by ListRevokedNodesRequest.ValidateAll() if the designated
+// constraints aren't met.
+type ListRevokedNodesRequestMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListRevokedNodesRequestMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListRevokedNodesRequestMultiError) AllErrors() []error { return m }
+
+// ListRevokedNodesRequestValidationError is the validation error returned by
+// ListRevokedNodesRequest.Validate if the designated constraints aren't met.
+type ListRevokedNodesRequestValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListRevokedNodesRequestValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListRevokedNodesRequestValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListRevokedNodesRequestValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListRevokedNodesRequestValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListRevokedNodesRequestValidationError) ErrorName() string {
+	return "ListRevokedNodesRequestValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListRevokedNodesRequestValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListRevokedNodesRequest.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListRevokedNodesRequestValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListRevokedNodesRequestValidationError{}
+
+// Validate checks the field values on ListRevokedNodesResponse with the rules
+// defined in the proto definition for this message. If any rules are
+// violated, the first error encountered is returned, or nil if there are no violations.
+func (m *ListRevokedNodesResponse) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on ListRevokedNodesResponse with the
+// rules defined in the proto definition for this message. If any rules are
+// violated, the result is a list of violation errors wrapped in
+// ListRevokedNodesResponseMultiError, or nil if none found.
+func (m *ListRevokedNodesResponse) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *ListRevokedNodesResponse) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	for idx, item := range m.GetNodes() {
+		_, _ = idx, item
+
+		if all {
+			switch v := interface{}(item).(type) {
+			case interface{ ValidateAll() error }:
+				if err := v.ValidateAll(); err != nil {
+					errors = append(errors, ListRevokedNodesResponseValidationError{
+						field:  fmt.Sprintf("Nodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			case interface{ Validate() error }:
+				if err := v.Validate(); err != nil {
+					errors = append(errors, ListRevokedNodesResponseValidationError{
+						field:  fmt.Sprintf("Nodes[%v]", idx),
+						reason: "embedded message failed validation",
+						cause:  err,
+					})
+				}
+			}
+		} else if v, ok := interface{}(item).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				return ListRevokedNodesResponseValidationError{
+					field:  fmt.Sprintf("Nodes[%v]", idx),
+					reason: "embedded message failed validation",
+					cause:  err,
+				}
+			}
+		}
+
+	}
+
+	if len(errors) > 0 {
+		return ListRevokedNodesResponseMultiError(errors)
+	}
+
+	return nil
+}
+
+// ListRevokedNodesResponseMultiError is an error wrapping multiple validation
+// errors returned by ListRevokedNodesResponse.ValidateAll() if the designated
+// constraints aren't met.
+type ListRevokedNodesResponseMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m ListRevokedNodesResponseMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m ListRevokedNodesResponseMultiError) AllErrors() []error { return m }
+
+// ListRevokedNodesResponseValidationError is the validation error returned by
+// ListRevokedNodesResponse.Validate if the designated constraints aren't met.
+type ListRevokedNodesResponseValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e ListRevokedNodesResponseValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e ListRevokedNodesResponseValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e ListRevokedNodesResponseValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e ListRevokedNodesResponseValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e ListRevokedNodesResponseValidationError) ErrorName() string {
+	return "ListRevokedNodesResponseValidationError"
+}
+
+// Error satisfies the builtin error interface
+func (e ListRevokedNodesResponseValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sListRevokedNodesResponse.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = ListRevokedNodesResponseValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = ListRevokedNodesResponseValidationError{}
 
 // Validate checks the field values on Group with the rules defined in the
 // proto definition for this message. If any rules are violated, the first

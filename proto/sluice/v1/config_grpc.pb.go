@@ -34,6 +34,8 @@ const (
 	ConfigService_AbortRollout_FullMethodName     = "/sluice.v1.ConfigService/AbortRollout"
 	ConfigService_ListGroups_FullMethodName       = "/sluice.v1.ConfigService/ListGroups"
 	ConfigService_SetGroup_FullMethodName         = "/sluice.v1.ConfigService/SetGroup"
+	ConfigService_RevokeNode_FullMethodName       = "/sluice.v1.ConfigService/RevokeNode"
+	ConfigService_ListRevokedNodes_FullMethodName = "/sluice.v1.ConfigService/ListRevokedNodes"
 	ConfigService_DeleteGroup_FullMethodName      = "/sluice.v1.ConfigService/DeleteGroup"
 )
 
@@ -98,6 +100,16 @@ type ConfigServiceClient interface {
 	// node the fleet knows into two groups fails with FAILED_PRECONDITION
 	// naming the node, and nothing is stored.
 	SetGroup(ctx context.Context, in *SetGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// RevokeNode revokes a node's certificates: those issued before now are
+	// refused from then on, by every replica, and the streams the node has
+	// open on them are ended; the certificate can no longer be renewed
+	// either. A certificate issued to the node afterwards (IssueCert) is
+	// accepted: that is how a node comes back. It stores a new version, in
+	// history as "revoke node ID". Revoking a node again moves its
+	// revocation to now.
+	RevokeNode(ctx context.Context, in *RevokeNodeRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// ListRevokedNodes lists the revoked nodes, by id.
+	ListRevokedNodes(ctx context.Context, in *ListRevokedNodesRequest, opts ...grpc.CallOption) (*ListRevokedNodesResponse, error)
 	// DeleteGroup removes a node group and its snapshot, storing a new version.
 	// Its nodes fall to the catch-all group (the one whose selector is empty),
 	// or get nothing new when there is none.
@@ -262,6 +274,26 @@ func (c *configServiceClient) SetGroup(ctx context.Context, in *SetGroupRequest,
 	return out, nil
 }
 
+func (c *configServiceClient) RevokeNode(ctx context.Context, in *RevokeNodeRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_RevokeNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) ListRevokedNodes(ctx context.Context, in *ListRevokedNodesRequest, opts ...grpc.CallOption) (*ListRevokedNodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRevokedNodesResponse)
+	err := c.cc.Invoke(ctx, ConfigService_ListRevokedNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *configServiceClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
@@ -333,6 +365,16 @@ type ConfigServiceServer interface {
 	// node the fleet knows into two groups fails with FAILED_PRECONDITION
 	// naming the node, and nothing is stored.
 	SetGroup(context.Context, *SetGroupRequest) (*ApplyResponse, error)
+	// RevokeNode revokes a node's certificates: those issued before now are
+	// refused from then on, by every replica, and the streams the node has
+	// open on them are ended; the certificate can no longer be renewed
+	// either. A certificate issued to the node afterwards (IssueCert) is
+	// accepted: that is how a node comes back. It stores a new version, in
+	// history as "revoke node ID". Revoking a node again moves its
+	// revocation to now.
+	RevokeNode(context.Context, *RevokeNodeRequest) (*ApplyResponse, error)
+	// ListRevokedNodes lists the revoked nodes, by id.
+	ListRevokedNodes(context.Context, *ListRevokedNodesRequest) (*ListRevokedNodesResponse, error)
 	// DeleteGroup removes a node group and its snapshot, storing a new version.
 	// Its nodes fall to the catch-all group (the one whose selector is empty),
 	// or get nothing new when there is none.
@@ -391,6 +433,12 @@ func (UnimplementedConfigServiceServer) ListGroups(context.Context, *ListGroupsR
 }
 func (UnimplementedConfigServiceServer) SetGroup(context.Context, *SetGroupRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetGroup not implemented")
+}
+func (UnimplementedConfigServiceServer) RevokeNode(context.Context, *RevokeNodeRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeNode not implemented")
+}
+func (UnimplementedConfigServiceServer) ListRevokedNodes(context.Context, *ListRevokedNodesRequest) (*ListRevokedNodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRevokedNodes not implemented")
 }
 func (UnimplementedConfigServiceServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
@@ -686,6 +734,42 @@ func _ConfigService_SetGroup_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_RevokeNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).RevokeNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_RevokeNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).RevokeNode(ctx, req.(*RevokeNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_ListRevokedNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRevokedNodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).ListRevokedNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_ListRevokedNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).ListRevokedNodes(ctx, req.(*ListRevokedNodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConfigService_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteGroupRequest)
 	if err := dec(in); err != nil {
@@ -770,6 +854,14 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetGroup",
 			Handler:    _ConfigService_SetGroup_Handler,
+		},
+		{
+			MethodName: "RevokeNode",
+			Handler:    _ConfigService_RevokeNode_Handler,
+		},
+		{
+			MethodName: "ListRevokedNodes",
+			Handler:    _ConfigService_ListRevokedNodes_Handler,
 		},
 		{
 			MethodName: "DeleteGroup",
