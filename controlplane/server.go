@@ -353,6 +353,13 @@ func New(opts Options) (_ *Server, err error) {
 	sluicev1.RegisterConfigServiceServer(s.grpc, config)
 	sluicev1.RegisterAuthServiceServer(s.grpc, auth.NewService(opts.Security))
 	sluicev1.RegisterNodeCertServiceServer(s.grpc, auth.NewNodeCertService(opts.Security))
+	opts.Security.ReadRevokedFrom(func(ctx context.Context) ([]*sluicev1.RevokedNode, error) {
+		v, err := s.store.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return v.Config.GetRevokedNodes(), nil
+	})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	for _, name := range []string{

@@ -115,8 +115,10 @@ func (r *certRenewer) renew(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("the control plane's certificate: %w", err)
 	}
-	if got, err := pki.NodeID(cert); err != nil || got != id {
-		return time.Time{}, fmt.Errorf("the control plane's certificate names node %q, not %s (%v)", got, id, err)
+	if got, err := pki.NodeID(cert); err != nil {
+		return time.Time{}, fmt.Errorf("the control plane's certificate: %w", err)
+	} else if got != id {
+		return time.Time{}, fmt.Errorf("the control plane's certificate names node %q, not %s", got, id)
 	}
 	certPerm := os.FileMode(0o644)
 	if st, err := os.Stat(r.certFile); err == nil {

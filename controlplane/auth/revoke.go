@@ -19,6 +19,9 @@ type revocations struct {
 	mu      sync.Mutex
 	revoked map[string]time.Time // node id: revoked at, in whole seconds
 	live    map[*liveStream]struct{}
+	// stored reads the revoked nodes of the store's current version
+	// (ReadRevokedFrom); nil: none to read.
+	stored func(context.Context) ([]*sluicev1.RevokedNode, error)
 }
 
 // liveStream is a node stream open on a certificate issued at issued.
@@ -105,4 +108,40 @@ func (g *Guard) open(ctx context.Context, id string, leaf *x509.Certificate) (_ 
 		r.mu.Unlock()
 		cancel(nil)
 	}, nil
+}
+
+// ReadRevokedFrom gives the Guard the revoked nodes of the store's current
+// version, which a renewal checks beside those published: a replica that
+// cannot read the store (etcd away) publishes an older version, and must
+// not renew a certificate revoked since, which would outlive its
+// revocation.
+func (g *Guard) ReadRevokedFrom(stored func(context.Context) ([]*sluicev1.RevokedNode, error)) {
+	if g == nil {
+		return
+	}
+	g.rev.mu.Lock()
+	g.rev.stored = stored
+	g.rev.mu.Unlock()
+}
+
+// checkStoredRevoked refuses a renewal of node id's leaf that the store's
+// current version revokes, or that it cannot tell of (UNAVAILABLE: the
+// node tries again later).
+func (g *Guard) checkStoredRevoked(ctx context.Context, id string, leaf *x509.Certificate) error {
+	g.rev.mu.Lock()
+	stored := g.rev.stored
+	g.rev.mu.Unlock()
+	if stored == nil {
+		return nil
+	}
+	nodes, err := stored(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "the revoked nodes cannot be read from the store (%v): the renewal waits for it", err)
+	}
+	for _, n := range nodes {
+		if at := n.GetRevokedAt().AsTime(); n.GetNodeId() == id && issuedAt(leaf).Before(at) {
+			return revokedError(id, at)
+		}
+	}
+	return nil
 }

@@ -1,10 +1,21 @@
 package auth_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluice-lb/sluice/controlplane/auth"
 
 	"github.com/sluice-lb/sluice/internal/pki"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -77,4 +88,60 @@ func TestRevokedNode(t *testing.T) {
 	}
 	_, err = viewer.RevokeNode(ctx(t), &sluicev1.RevokeNodeRequest{NodeId: "edge-2"})
 	wantStatus(t, "RevokeNode as a viewer", err, codes.PermissionDenied, "RevokeNode needs role admin")
+}
+
+// TestRenewCheckedAgainstTheStore: a renewal is checked against the
+// revocations of the store's current version too, so that a replica
+// whose published version is older (etcd away, or not read yet) does not
+// renew a certificate revoked since; one that cannot read the store does
+// not renew at all.
+func TestRenewCheckedAgainstTheStore(t *testing.T) {
+	dir, ca := initCA(t, time.Hour)
+	p := func(n string) string { return filepath.Join(dir, n) }
+	tlsCfg, err := pki.ServerTLS(p("server.crt"), p("server.key"), p("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := auth.New(auth.Config{TLS: tlsCfg, CA: ca})
+	key, _, _ := pki.NewKey()
+	csr, _ := pki.NodeCSR("n1", key)
+	certPEM, _, err := ca.IssueNode("n1", csr, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pki.ParseFor(certPEM, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the TLS handshake leaves it for the handler.
+	asNode := peer.NewContext(ctx(t), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
+		AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{leaf}}}}})
+	svc := auth.NewNodeCertService(g)
+	later := timestamppb.New(time.Now().Add(time.Minute).Truncate(time.Second))
+	for _, tc := range []struct {
+		name   string
+		stored func(context.Context) ([]*sluicev1.RevokedNode, error)
+		code   codes.Code
+		text   string
+	}{
+		{"none revoked", func(context.Context) ([]*sluicev1.RevokedNode, error) {
+			return []*sluicev1.RevokedNode{{NodeId: "n2", RevokedAt: later}}, nil
+		}, codes.OK, ""},
+		{"revoked in the store", func(context.Context) ([]*sluicev1.RevokedNode, error) {
+			return []*sluicev1.RevokedNode{{NodeId: "n1", RevokedAt: later}}, nil
+		}, codes.PermissionDenied, "node n1's certificate was revoked at "},
+		{"store away", func(context.Context) ([]*sluicev1.RevokedNode, error) {
+			return nil, errors.New("etcd did not answer within 5s")
+		}, codes.Unavailable, "the revoked nodes cannot be read from the store (etcd did not answer within 5s): the renewal waits for it"},
+	} {
+		g.ReadRevokedFrom(tc.stored)
+		_, err := svc.RenewCert(asNode, renewRequest(t, "n1"))
+		if tc.code == codes.OK {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		wantStatus(t, tc.name, err, tc.code, tc.text)
+	}
 }

@@ -129,6 +129,9 @@ func (s *NodeCertService) renew(ctx context.Context, req *sluicev1.RenewCertRequ
 	if err := req.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	}
+	if err := s.g.checkStoredRevoked(ctx, id, leaf); err != nil {
+		return nil, err
+	}
 	ca := s.g.cfg.CA
 	switch {
 	case ca == nil:
