@@ -307,6 +307,7 @@ func New(opts Options) (_ *Server, err error) {
 		WithFleet(s.stats.Views(), s.commands).
 		WithReplica(s.replica).
 		WithReplicas(s).
+		WithNodeCertificates(opts.Security.ServingCertificate() != nil).
 		WithPublished(s.discovery.Config)
 	if s.etcd != nil {
 		// Commands reach the nodes on other replicas through them.

@@ -94,9 +94,10 @@ type Server struct {
 	cmds  Commander  // nil: ShutdownSessions is unimplemented
 	// replica is this control plane's name among replicas sharing an
 	// etcd (NodeStatus.replica), "" without etcd.
-	replica  string
-	relay    Relayer // nil: commands reach this replica's nodes only
-	replicas ReplicaLister
+	replica   string
+	relay     Relayer // nil: commands reach this replica's nodes only
+	replicas  ReplicaLister
+	nodeCerts bool // nodes present certificates: RevokeNode has something to revoke
 	// published is the version and configuration this control plane
 	// sends its nodes (WithPublished); nil: none.
 	published func() (uint64, *sluicev1.FleetConfig)
@@ -130,6 +131,14 @@ func (s *Server) WithFleet(views ViewLister, cmds Commander) *Server {
 // replica. It returns s; call it before serving.
 func (s *Server) WithReplica(name string) *Server {
 	s.replica = name
+	return s
+}
+
+// WithNodeCertificates tells RevokeNode that nodes present certificates
+// (the control plane speaks TLS); without, it has nothing to revoke. It
+// returns s; call it before serving.
+func (s *Server) WithNodeCertificates(on bool) *Server {
+	s.nodeCerts = on
 	return s
 }
 
@@ -1460,6 +1469,9 @@ func (s *Server) RevokeNode(ctx context.Context, req *sluicev1.RevokeNodeRequest
 	}
 	if err := requestStatus(req, req.ValidateAll()); err != nil {
 		return nil, err
+	}
+	if !s.nodeCerts {
+		return nil, status.Error(codes.FailedPrecondition, "this control plane speaks plain gRPC: nodes present no certificate to revoke (see README \"Secure setup\")")
 	}
 	id := req.GetNodeId()
 	return s.put(ctx, write{

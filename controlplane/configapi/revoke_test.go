@@ -24,6 +24,9 @@ func TestRevokeNode(t *testing.T) {
 	if _, err := s.Apply(ctx, &sluicev1.ApplyRequest{Snapshot: web(t, 1)}); err != nil {
 		t.Fatal(err)
 	}
+	_, err := s.RevokeNode(ctx, &sluicev1.RevokeNodeRequest{NodeId: "edge-1"})
+	wantCode(t, "a revocation without TLS", err, codes.FailedPrecondition, "this control plane speaks plain gRPC: nodes present no certificate to revoke")
+	s.WithNodeCertificates(true)
 	dry, err := s.RevokeNode(ctx, &sluicev1.RevokeNodeRequest{NodeId: "edge-1", DryRun: true})
 	if err != nil || dry.GetVersion() != 2 || !dry.GetChanged() {
 		t.Fatalf("dry run: %v, %v; want version 2, changed", dry, err)
