@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluice-lb/sluice/controlplane/auth"
 	"github.com/sluice-lb/sluice/internal/etcdtest"
+	"github.com/sluice-lb/sluice/internal/pki"
 	"github.com/sluice-lb/sluice/internal/promtext"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"github.com/sluice-lb/sluice/snapshot"
@@ -1004,4 +1005,70 @@ func TestHAReplicasDisagree(t *testing.T) {
 			t.Errorf("the third's /api/fleet: disagreements %q (%v); want two, one of them %q", fleet.Disagreements, err, prefix)
 		}
 	}
+}
+
+// TestHARevokeThroughAnotherReplica: a node revoked through one replica is
+// cut off by the replica it is on, which learns of it from etcd, and a new
+// certificate lets it back there.
+func TestHARevokeThroughAnotherReplica(t *testing.T) {
+	binaries(t)
+	etcd := etcdtest.Start(t)
+	dir := t.TempDir()
+	pkiDir, nodeDir := filepath.Join(dir, "pki"), filepath.Join(dir, "n1")
+	p := func(n string) string { return filepath.Join(pkiDir, n) }
+	if out, errOut, code := runBin(t, nil, "sluice-cp", "init-ca", "--dir", pkiDir); code != 0 {
+		t.Fatalf("init-ca: exit %d\n%s%s", code, out, errOut)
+	}
+	var addrs []string
+	for range 2 {
+		addr := freeAddr(t)
+		start(t, "sluice-cp", "--etcd", etcd.Endpoint, "--etcd-prefix", haPrefix(t), "--listen", addr, "--http", "",
+			"--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"))
+		waitListening(t, "sluice-cp", addr)
+		addrs = append(addrs, addr)
+	}
+	through := func(addr string, args ...string) (string, string, int) {
+		t.Helper()
+		return runBin(t, []string{"SLUICE_CP=" + addr, "SLUICE_CA=" + p("ca.crt")}, "sluicectl", args...)
+	}
+	issue := func() {
+		t.Helper()
+		if out, errOut, code := through(addrs[0], "cert", "issue", "--node", "n1", "--out", nodeDir); code != 0 {
+			t.Fatalf("cert issue: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+	issue()
+	first, _, err := pki.LoadCert(filepath.Join(nodeDir, "n1.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.NotBefore.Add(pki.Backdate + time.Second))) // revocations count whole seconds
+	node := start(t, "sluice-dp", "--cp", addrs[1], "--ca", filepath.Join(nodeDir, "ca.crt"),
+		"--cert", filepath.Join(nodeDir, "n1.crt"), "--key", filepath.Join(nodeDir, "n1.key"), "--admin", "")
+	state := func() string {
+		out, _, _ := through(addrs[0], "nodes")
+		for _, r := range tableRows(out) {
+			if len(r) == 8 && r[0] == "n1" {
+				return r[3] + " " + r[4]
+			}
+		}
+		return out
+	}
+	waitFor(t, "n1 to connect to the second replica", func() bool { return state() == "connected "+addrs[1] })
+	// A version before the revocation, which the second replica publishes
+	// first.
+	snapFile := writeFile(t, dir, "snap.yaml", "clusters: [{ name: web, endpoints: [{ name: a, address: \"127.0.0.1:9\" }] }]\n")
+	if out, errOut, code := through(addrs[0], "apply", "-f", snapFile, "--wait"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", code, out, errOut)
+	}
+	time.Sleep(time.Second) // the replicas look for a new version every 250 ms
+
+	if out, errOut, code := through(addrs[0], "cert", "revoke", "--node", "n1"); code != 0 {
+		t.Fatalf("cert revoke through the first replica: exit %d\n%s%s", code, out, errOut)
+	}
+	waitFor(t, "the second replica to cut n1 off", func() bool {
+		return strings.HasPrefix(state(), "disconnected") && strings.Contains(node.out.String(), "node n1's certificate was revoked at ")
+	})
+	issue()
+	waitFor(t, "n1 back on the second replica with a new certificate", func() bool { return state() == "connected "+addrs[1] })
 }
