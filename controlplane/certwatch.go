@@ -21,11 +21,12 @@ const certificateCheck = time.Hour
 // watchCertificate renews the certificate the control plane serves when
 // it is due and the CA's key is at hand (auth.Guard.RenewServing), and
 // logs what certificateNote says of it, at the start and every
-// certificateCheck, until ctx ends. The certificate is the one last read
-// from --tls-cert: one renewed meanwhile, here or by sluice-cp
-// issue-server-cert, is the one checked.
+// certificateCheck, or sooner when a renewal falls due sooner (a
+// certificate good for less than a few hours), until ctx ends. The
+// certificate is the one last read from --tls-cert: one renewed
+// meanwhile, here or by sluice-cp issue-server-cert, is the one checked.
 func (s *Server) watchCertificate(ctx context.Context) {
-	t := time.NewTicker(certificateCheck)
+	t := time.NewTimer(certificateCheck)
 	defer t.Stop()
 	sec := s.opts.Security
 	for first := true; ; first = false {
@@ -36,12 +37,18 @@ func (s *Server) watchCertificate(ctx context.Context) {
 			s.log.Info("renewed the control plane's TLS certificate (--tls-cert) with its CA (--ca-key): new TLS connections get it",
 				"not_after", notAfter.UTC().Format(time.RFC3339))
 		}
+		wait := certificateCheck
 		if cert := sec.ServingCertificate(); cert != nil {
-			level, msg := certificateNote(cert, now, sec.RenewsServing())
+			renewing := sec.RenewsServing()
+			level, msg := certificateNote(cert, now, renewing)
 			if level > slog.LevelInfo || first {
 				s.log.Log(ctx, level, msg, "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
 			}
+			if due := pki.RenewalTime(cert).Sub(now); renewing && due > 0 {
+				wait = min(wait, due+time.Second/10)
+			}
 		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
