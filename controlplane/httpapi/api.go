@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -45,7 +46,19 @@ type API struct {
 	// published is the version and configuration this control plane
 	// sends its nodes (WithPublished); nil: none.
 	published func() (uint64, *sluicev1.FleetConfig)
+	// disagree is the replicas' disagreements the fleet shows, as last
+	// asked (ListReplicas), at most every replicasRefresh.
+	disagree struct {
+		sync.Mutex
+		at   time.Time
+		said []string
+	}
 }
+
+// replicasRefresh is how often the fleet view asks again where the
+// replicas disagree: each ask reads every replica's node records from
+// etcd, and replicas compare their settings once a minute themselves.
+const replicasRefresh = 15 * time.Second
 
 // New returns the API over config (the control plane's
 // *configapi.Server) and history. Every call goes through interceptors,

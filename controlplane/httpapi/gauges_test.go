@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/controlplane/configapi"
 	"github.com/sluice-lb/sluice/controlplane/fleet"
@@ -195,23 +196,36 @@ func TestStoreAwayShowsWhatNodesAreSent(t *testing.T) {
 }
 
 // disagreeing lists replicas as a control plane on etcd whose replica b
-// has another token key than a, which answers.
-type disagreeing struct{}
+// has another token key than a, which answers; it counts the asks.
+type disagreeing struct{ asked *int }
 
-func (disagreeing) ListReplicas(context.Context) (*sluicev1.ListReplicasResponse, error) {
+func (d disagreeing) ListReplicas(context.Context) (*sluicev1.ListReplicasResponse, error) {
+	*d.asked++
 	return &sluicev1.ListReplicasResponse{AnsweredBy: "a", Replicated: true,
 		Disagreements: []string{`replica b has token key "1f2e", replica a "off": a token made through one is refused by the other`}}, nil
 }
 
 // TestFleetSaysReplicasDisagree: the fleet carries, for the dashboard's
-// banner, what other replicas have otherwise than the one asked.
+// banner, what other replicas have otherwise than the one asked, asked
+// again at most every replicasRefresh (each ask reads etcd).
 func TestFleetSaysReplicasDisagree(t *testing.T) {
 	f := newFixture(t)
-	config := configapi.New(f.store, f.fleet, f.ring, nil).WithFleet(f.views, nil).WithReplica("a").WithReplicas(disagreeing{})
-	f.api = New(config, f.hist).Handler()
-	var fl fleetJSON
-	f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl)
-	if want := []string{`replica b has token key "1f2e", replica a "off": a token made through one is refused by the other`}; !slices.Equal(fl.Disagreements, want) {
-		t.Errorf("fleet: disagreements %q, want %q", fl.Disagreements, want)
+	asked := 0
+	config := configapi.New(f.store, f.fleet, f.ring, nil).WithFleet(f.views, nil).WithReplica("a").WithReplicas(disagreeing{&asked})
+	api := New(config, f.hist)
+	now := time.Now()
+	api.now = func() time.Time { return now }
+	f.api = api.Handler()
+	want := []string{`replica b has token key "1f2e", replica a "off": a token made through one is refused by the other`}
+	for i, step := range []time.Duration{0, replicasRefresh - time.Second, 2 * time.Second} {
+		now = now.Add(step)
+		var fl fleetJSON
+		f.do(t, httptest.NewRequest("GET", "/api/fleet", nil), &fl)
+		if !slices.Equal(fl.Disagreements, want) {
+			t.Errorf("fleet %d: disagreements %q, want %q", i, fl.Disagreements, want)
+		}
+	}
+	if asked != 2 {
+		t.Errorf("the replicas were asked %d times over %v, want 2: at the first fleet, and once %v had passed", asked, replicasRefresh+time.Second, replicasRefresh)
 	}
 }

@@ -78,12 +78,29 @@ type nodeJSON struct {
 	StatsReplica string `json:"stats_replica,omitempty"`
 }
 
+// disagreements are where the replicas disagree (ListReplicas), asked at
+// most every replicasRefresh; while etcd is away, none (the fleet's
+// incomplete note says it is away).
+func (a *API) disagreements(r *http.Request) []string {
+	d := &a.disagree
+	d.Lock()
+	defer d.Unlock()
+	if now := a.now(); d.at.IsZero() || now.Sub(d.at) >= replicasRefresh {
+		resp, err := call(a, r, sluicev1.ConfigService_ListReplicas_FullMethodName, &sluicev1.ListReplicasRequest{}, a.config.ListReplicas)
+		d.at, d.said = now, nil
+		if err == nil {
+			d.said = resp.GetDisagreements()
+		}
+	}
+	return d.said
+}
+
 func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 	var (
 		gs                      *sluicev1.ListGroupsResponse
 		nodes                   *sluicev1.ListNodesResponse
 		st                      *sluicev1.GetStatsResponse
-		replicas                *sluicev1.ListReplicasResponse
+		disagreements           []string
 		err, nodesErr, statsErr error
 	)
 	alongside(func(through func()) {
@@ -93,8 +110,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 	}, func() {
 		st, statsErr = call(a, r, sluicev1.ConfigService_GetStats_FullMethodName, &sluicev1.GetStatsRequest{}, a.config.GetStats)
 	}, func() {
-		// Etcd away: the fleet's incomplete note says so.
-		replicas, _ = call(a, r, sluicev1.ConfigService_ListReplicas_FullMethodName, &sluicev1.ListReplicasRequest{}, a.config.ListReplicas)
+		disagreements = a.disagreements(r)
 	})
 	if err := cmp.Or(err, nodesErr, statsErr); err != nil {
 		writeStatus(w, err)
@@ -124,7 +140,7 @@ func (a *API) fleet(w http.ResponseWriter, r *http.Request) {
 		byName[g.GetName()] = g
 	}
 	out := fleetJSON{Version: gs.GetVersion(), Nodes: []nodeJSON{}, Incomplete: nodes.GetIncomplete(), Stale: gs.GetStoreUnreachable(),
-		Disagreements: replicas.GetDisagreements()}
+		Disagreements: disagreements}
 	for _, n := range nodes.GetNodes() {
 		state := "DISCONNECTED"
 		switch {
