@@ -54,7 +54,8 @@ those (sluicectl cert issue), nodes renew their own before they expire
 With --token-key, operators (sluicectl, the dashboard) need a bearer
 token whose role (viewer, operator, admin) allows the call. Without both,
 --listen and --http must be loopback addresses unless --insecure is
-passed. /metrics and /healthz ask for no token. SIGINT or SIGTERM stop it cleanly.
+passed. /metrics and /healthz ask for no token. SIGINT or SIGTERM stop
+it cleanly.
 
 With --etcd, several sluice-cp replicas share one configuration through an
 etcd cluster instead of --data: run as many as you like, on one --etcd and

@@ -462,9 +462,9 @@ func RenewServer(dir string, hosts []string, valid time.Duration) (paths, names 
 
 // WriteServer writes a new server certificate for hosts, good for valid,
 // and its key over certFile (keeping its mode; 0644 when new) and keyFile
-// (0600): each file replaced whole, the key first, so a control plane that reads them at a handshake
-// (ServerTLS) never serves a torn pair. It returns when the certificate
-// expires.
+// (0600): each file replaced whole, the key first, so a control plane
+// that reads them at a handshake (ServerTLS) never serves a torn pair. It
+// returns when the certificate expires.
 func (ca *CA) WriteServer(certFile, keyFile string, hosts []string, valid time.Duration) (time.Time, error) {
 	cert, key, err := ca.IssueServer(hosts, valid)
 	if err != nil {
