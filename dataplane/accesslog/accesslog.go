@@ -102,6 +102,7 @@ type entry struct {
 	connect, firstByte, total          time.Duration
 	retries                            uint32
 	cause                              sluicev1.CloseReason
+	detail                             string
 }
 
 var entries = sync.Pool{New: func() any { return new(entry) }}
@@ -126,7 +127,7 @@ func (l *Log) Log(listener string, x *meter.Exchange) {
 		e.grpc = code + 1
 	}
 	e.connect, e.firstByte, e.total = x.Connect, x.FirstByte, x.Total
-	e.retries, e.cause = x.Retries, x.Cause
+	e.retries, e.cause, e.detail = x.Retries, x.Cause, x.Detail
 	select {
 	case l.queue <- e:
 	default:

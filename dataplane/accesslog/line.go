@@ -70,6 +70,9 @@ func (e *entry) appendLine(b []byte, node string) []byte {
 	if e.cause != sluicev1.CloseReason_CLOSE_REASON_UNSPECIFIED {
 		b = appendField(b, "cause", reasons.Name(e.cause))
 	}
+	if e.detail != "" {
+		b = appendField(b, "detail", e.detail)
+	}
 	return append(b, "}\n"...)
 }
 

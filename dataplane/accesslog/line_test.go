@@ -60,6 +60,9 @@ func slogLine(e *entry, node string) []byte {
 	if e.cause != 0 {
 		a = append(a, slog.String("cause", reasons.Name(e.cause)))
 	}
+	if e.detail != "" {
+		a = append(a, slog.String("detail", e.detail))
+	}
 	r := slog.NewRecord(e.end, slog.LevelInfo, msg, 0)
 	r.AddAttrs(a...)
 	slog.NewJSONHandler(&out, nil).Handle(context.Background(), r)
@@ -90,6 +93,8 @@ func TestLineIsSlogJSON(t *testing.T) {
 			end: end, text: []byte("POSTa/pkg.Svc/Get"), method: 4, host: 5, path: 17, status: 503, grpc: 15, total: time.Millisecond},
 		{listener: "db", rule: "rules[1]", cluster: "db2", endpoint: "b", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"),
 			end: end, total: time.Second, cause: sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED},
+		{listener: "edge", proto: meter.ProtoTCP, client: netip.MustParseAddrPort("10.0.0.1:5"), end: end, total: time.Millisecond,
+			cause: sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST, detail: "malformed PROXY v1 header: \"PROXY TCP4 x\""},
 	} {
 		got, want := e.appendLine(nil, "n\"1"), slogLine(e, "n\"1")
 		if !bytes.Equal(got, want) {

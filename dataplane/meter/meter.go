@@ -288,6 +288,9 @@ type Exchange struct {
 	// Cause says why the client connection ended, when it ended with this
 	// exchange; UNSPECIFIED otherwise.
 	Cause sluicev1.CloseReason
+	// Detail says in words why the node refused the connection, where
+	// Cause alone does not (a PROXY header's fault); empty otherwise.
+	Detail string
 	// Logged is set when Listener.Sample said the exchange is logged.
 	Logged bool
 	// grpcStatus is the gRPC status code a gRPC call ended with, plus

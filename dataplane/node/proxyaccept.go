@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -70,7 +71,8 @@ func (a *proxyAccept) client(c *net.TCPConn) (client, dest netip.AddrPort, ok bo
 	peer, _ := proxyproto.Addrs(c)
 	if a.trusted != nil && !a.trusted.Contains(peer.Addr()) {
 		if a.required {
-			a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST)
+			a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+				"a PROXY header is required, and "+peer.Addr().String()+" is not among the listener's trusted_sources")
 			return peer, dest, false
 		}
 		return peer, dest, true
@@ -81,10 +83,11 @@ func (a *proxyAccept) client(c *net.TCPConn) (client, dest netip.AddrPort, ok bo
 	}
 	switch {
 	case err != nil:
-		a.refuse(c, peer, start, headerReason(err))
+		why := headerReason(err)
+		a.refuse(c, peer, start, why, a.headerDetail(why, err))
 		return peer, dest, false
 	case h == nil && a.required:
-		a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST)
+		a.refuse(c, peer, start, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST, "no PROXY header, which the listener requires")
 		return peer, dest, false
 	case h == nil || h.Local:
 		return peer, dest, true
@@ -99,16 +102,31 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 }
 
 // refuse closes c and records it: in the connection records, the
-// listener's connections and its access log.
-func (a *proxyAccept) refuse(c *net.TCPConn, peer netip.AddrPort, start time.Time, why sluicev1.CloseReason) {
+// listener's connections and its access log, which says detail too.
+func (a *proxyAccept) refuse(c *net.TCPConn, peer netip.AddrPort, start time.Time, why sluicev1.CloseReason, detail string) {
 	c.Close()
 	took := time.Since(start)
 	if a.meter != nil {
-		a.meter.Refused(&meter.Exchange{Start: start, Client: peer, Total: took, Cause: why})
+		a.meter.Refused(&meter.Exchange{Start: start, Client: peer, Total: took, Cause: why, Detail: detail})
 	}
 	if a.onConn != nil {
 		a.onConn(&conntrack.ConnInfo{Listener: a.listener, Client: peer.String(), Start: start, Duration: took, Reason: why})
 	}
+}
+
+// headerDetail says why a header could not be read because of err, whose
+// close reason is why.
+func (a *proxyAccept) headerDetail(why sluicev1.CloseReason, err error) string {
+	var fe *proxyproto.FormatError
+	switch {
+	case errors.As(err, &fe):
+		return fmt.Sprintf("malformed PROXY v%d header: %s", fe.Version, fe.Reason)
+	case why == sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT:
+		return "no whole PROXY header within the listener's proxy_protocol.timeout (" + a.timeout.String() + ")"
+	case why == sluicev1.CloseReason_CLOSE_REASON_CLIENT_CLOSED:
+		return "the client closed the connection before a whole PROXY header came"
+	}
+	return "reading the PROXY header: " + err.Error()
 }
 
 // headerReason is the close reason of a connection whose header could not

@@ -296,25 +296,36 @@ func TestProxyAcceptRefusals(t *testing.T) {
 	n := New(Options{Logger: slog.New(slog.DiscardHandler), OnConn: rec.add, AccessLog: log})
 	t.Cleanup(n.Close)
 	pe := startProxyEndpoint(t, "pp")
-	strict, loose := freeAddr(t), freeAddr(t)
+	strict, loose, guarded := freeAddr(t), freeAddr(t), freeAddr(t)
 	if err := n.Apply("1", parse(t, `
 clusters:
   - { name: pp, send_proxy: V2, endpoints: [{ name: a, address: "%s" }] }
 listeners:
   - { name: strict, address: "%s", protocol: HTTP, default_cluster: pp, proxy_protocol: { required: true, timeout: 200ms } }
   - { name: loose, address: "%s", protocol: TCP, default_cluster: pp, proxy_protocol: { timeout: 200ms } }
-`, pe.addr, strict, loose)); err != nil {
+  - { name: guarded, address: "%s", protocol: TCP, default_cluster: pp, proxy_protocol: { required: true, trusted_sources: [127.0.0.99] } }
+`, pe.addr, strict, loose, guarded)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name, listener, addr, from, send string
 		reason                           sluicev1.CloseReason
+		detail                           string // the access log's
 	}{
-		{"no header", "strict", strict, "127.0.0.11", get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
-		{"malformed v1", "strict", strict, "127.0.0.12", "PROXY TCP4 203.0.113.7 192.0.2.1 4242\r\n" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
-		{"malformed v2", "loose", loose, "127.0.0.13", "\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST},
-		{"half a header", "strict", strict, "127.0.0.14", "PROXY TCP4 203.0.", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
-		{"nothing", "loose", loose, "127.0.0.15", "", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT},
+		{"no header", "strict", strict, "127.0.0.11", get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+			"no PROXY header, which the listener requires"},
+		{"malformed v1", "strict", strict, "127.0.0.12", "PROXY TCP4 203.0.113.7 192.0.2.1 4242\r\n" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+			"malformed PROXY v1 header: "},
+		{"malformed v2", "loose", loose, "127.0.0.13", "\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+			"malformed PROXY v2 header: "},
+		{"v2 over 2048 bytes", "loose", loose, "127.0.0.17", "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x10\x00" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+			"malformed PROXY v2 header: declares 4112 bytes, longer than 2048"},
+		{"half a header", "strict", strict, "127.0.0.14", "PROXY TCP4 203.0.", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT,
+			"no whole PROXY header within the listener's proxy_protocol.timeout (200ms)"},
+		{"nothing", "loose", loose, "127.0.0.15", "", sluicev1.CloseReason_CLOSE_REASON_CLIENT_TIMEOUT,
+			"no whole PROXY header within the listener's proxy_protocol.timeout (200ms)"},
+		{"an untrusted peer", "guarded", guarded, "127.0.0.16", "PROXY TCP4 203.0.113.7 192.0.2.1 4242 80\r\n" + get, sluicev1.CloseReason_CLOSE_REASON_BAD_REQUEST,
+			"a PROXY header is required, and 127.0.0.16 is not among the listener's trusted_sources"},
 	} {
 		if got := exchange(t, tc.from, tc.addr, tc.send); got != "" {
 			t.Errorf("%s: got %q, want the connection closed unanswered", tc.name, got)
@@ -331,9 +342,12 @@ listeners:
 		if x := xs[0]; x.Proto != meter.ProtoTCP || x.Cause != tc.reason || x.Cluster != nil || x.Status != 0 {
 			t.Errorf("%s: logged %s, cause %v, cluster %v, status %d; want a TCP session, %v, none, 0", tc.name, x.Proto, x.Cause, x.Cluster, x.Status, tc.reason)
 		}
+		if x := xs[0]; !strings.HasPrefix(x.Detail, tc.detail) {
+			t.Errorf("%s: logged detail %q, want %q", tc.name, x.Detail, tc.detail)
+		}
 	}
 	for _, m := range n.ListenerMeters() {
-		want := map[string]uint64{"strict": 3, "loose": 2}[m.Name()]
+		want := map[string]uint64{"strict": 3, "loose": 3, "guarded": 1}[m.Name()]
 		if c := m.Counts(); c.Connections != want || c.Active != 0 || c.Requests != [meter.NumClasses]uint64{} {
 			t.Errorf("listener %s: %d connections, %d open, requests %v; want %d, none open, no requests", m.Name(), c.Connections, c.Active, c.Requests, want)
 		}
