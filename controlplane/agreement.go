@@ -116,20 +116,11 @@ func (s *Server) ListReplicas(ctx context.Context) (*sluicev1.ListReplicasRespon
 	if s.view == nil {
 		// Named as it would be on etcd: after its address.
 		resp.AnsweredBy = cmp.Or(s.replica, replicaName(s.lis.Addr()))
-		nodes := 0
-		for _, st := range s.fleet.Nodes() {
-			if st.GetConnected() {
-				nodes++
-			}
-		}
+		_, nodes := s.fleet.Count(0)
 		resp.Replicas = []*sluicev1.Replica{{Name: resp.AnsweredBy, Description: s.holder, Settings: s.opts.Security.Settings(), Nodes: uint32(nodes)}}
 		return resp, nil
 	}
-	list, err := s.view.ReplicaList(ctx)
-	if err != nil {
-		return nil, err
-	}
-	found, err := s.view.Disagreements(ctx)
+	list, found, err := s.view.ReplicaList(ctx)
 	if err != nil {
 		return nil, err
 	}

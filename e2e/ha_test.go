@@ -1055,6 +1055,17 @@ func TestHARevokeThroughAnotherReplica(t *testing.T) {
 		return out
 	}
 	waitFor(t, "n1 to connect to the second replica", func() bool { return state() == "connected "+addrs[1] })
+	// replicas counts n1 on the second, asked of either.
+	for i, addr := range addrs {
+		out, _, _ := through(addr, "replicas")
+		nodes := map[string]string{}
+		for _, r := range tableRows(out)[1:] {
+			nodes[strings.TrimSuffix(r[0], " (answered)")] = r[1]
+		}
+		if want := map[string]string{addrs[0]: "0", addrs[1]: "1"}; !maps.Equal(nodes, want) {
+			t.Errorf("replicas through replica %d: nodes %v, want %v\n%s", i, nodes, want, out)
+		}
+	}
 	// A version before the revocation, which the second replica publishes
 	// first.
 	snapFile := writeFile(t, dir, "snap.yaml", "clusters: [{ name: web, endpoints: [{ name: a, address: \"127.0.0.1:9\" }] }]\n")

@@ -285,25 +285,12 @@ type Disagreement struct {
 // (that replica is older than the setting) is not compared.
 func (v *View) Disagreements(ctx context.Context) ([]Disagreement, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	resp, err := v.client.Get(cctx, strings.TrimSuffix(v.name, v.replica), clientv3.WithPrefix())
-	cancel()
+	defer cancel()
+	list, err := v.claims(cctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []Disagreement
-	for _, kv := range resp.Kvs {
-		name := strings.TrimPrefix(string(kv.Key), strings.TrimSuffix(v.name, v.replica))
-		var rec claimRecord
-		if name == v.replica || json.Unmarshal(kv.Value, &rec) != nil {
-			continue
-		}
-		for _, setting := range slices.Sorted(maps.Keys(v.settings)) {
-			if theirs, ok := rec.Settings[setting]; ok && theirs != v.settings[setting] {
-				out = append(out, Disagreement{Replica: name, Holder: rec.Holder, Setting: setting, Theirs: theirs, Ours: v.settings[setting]})
-			}
-		}
-	}
-	return out, nil
+	return v.disagreements(list), nil
 }
 
 // ReplicaInfo is a live replica as its name key describes it, with the
@@ -318,18 +305,18 @@ type ReplicaInfo struct {
 }
 
 // ReplicaList reads the name keys of the live replicas, this one among
-// them, and their node records; by name.
-func (v *View) ReplicaList(ctx context.Context) ([]ReplicaInfo, error) {
+// them, and their node records: it returns the replicas, by name, and
+// their Disagreements with this one.
+func (v *View) ReplicaList(ctx context.Context) ([]ReplicaInfo, []Disagreement, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	prefix := strings.TrimSuffix(v.name, v.replica)
-	names, err := v.client.Get(cctx, prefix, clientv3.WithPrefix())
+	list, err := v.claims(cctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	records, err := v.client.Get(cctx, v.dir, clientv3.WithPrefix())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	count := map[string]int{}
 	for _, kv := range records.Kvs {
@@ -337,22 +324,48 @@ func (v *View) ReplicaList(ctx context.Context) ([]ReplicaInfo, error) {
 			count[replica]++
 		}
 	}
-	for _, st := range v.local.Nodes() {
-		if st.GetConnected() {
-			count[v.replica]++
-		}
+	_, count[v.replica] = v.local.Count(0)
+	for i := range list {
+		list[i].Nodes = count[list[i].Name]
+	}
+	return list, v.disagreements(list), nil
+}
+
+// claims reads the name keys of the live replicas, this one among them,
+// by name; a key that does not decode is left out.
+func (v *View) claims(ctx context.Context) ([]ReplicaInfo, error) {
+	prefix := strings.TrimSuffix(v.name, v.replica)
+	resp, err := v.client.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
 	}
 	var out []ReplicaInfo
-	for _, kv := range names.Kvs {
-		name := strings.TrimPrefix(string(kv.Key), prefix)
+	for _, kv := range resp.Kvs {
 		var rec claimRecord
 		if json.Unmarshal(kv.Value, &rec) != nil {
 			continue
 		}
-		out = append(out, ReplicaInfo{Name: name, Holder: rec.Holder, Settings: rec.Settings, Nodes: count[name]})
+		out = append(out, ReplicaInfo{Name: strings.TrimPrefix(string(kv.Key), prefix), Holder: rec.Holder, Settings: rec.Settings})
 	}
 	slices.SortFunc(out, func(a, b ReplicaInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// disagreements are the settings of this replica that another of list
+// states with another value, by replica and setting.
+func (v *View) disagreements(list []ReplicaInfo) []Disagreement {
+	var out []Disagreement
+	for _, r := range list {
+		if r.Name == v.replica {
+			continue
+		}
+		for _, setting := range slices.Sorted(maps.Keys(v.settings)) {
+			if theirs, ok := r.Settings[setting]; ok && theirs != v.settings[setting] {
+				out = append(out, Disagreement{Replica: r.Name, Holder: r.Holder, Setting: setting, Theirs: theirs, Ours: v.settings[setting]})
+			}
+		}
+	}
+	return out
 }
 
 // timeToLive returns the TTL lease id was granted with and the seconds it
