@@ -181,12 +181,11 @@ func (g *Guard) RenewServing(now time.Time) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	cert := g.ServingCertificate()
-	switch ca := g.cfg.CA; {
-	case now.Before(pki.RenewalTime(cert)):
+	if now.Before(pki.RenewalTime(cert)) {
 		return time.Time{}, nil
-	case !ca.Cert.NotAfter.After(cert.NotAfter):
-		return time.Time{}, fmt.Errorf("the CA expires at %s, when this certificate does: a renewed one could not outlive it; the fleet needs a new CA",
-			ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if err := g.cfg.CA.CheckOutlives(cert); err != nil {
+		return time.Time{}, err
 	}
 	return g.cfg.CA.WriteServer(g.cfg.CertFile, g.cfg.KeyFile, pki.ServerNames(cert), pki.Validity(cert))
 }

@@ -37,6 +37,22 @@ type liveStream struct {
 // issued in that second or later is not.
 func issuedAt(cert *x509.Certificate) time.Time { return cert.NotBefore.Add(pki.Backdate) }
 
+// revokedAt is when revoked revokes node id's certificate issued at
+// issued, and whether it does.
+func revokedAt(revoked map[string]time.Time, id string, issued time.Time) (time.Time, bool) {
+	at, ok := revoked[id]
+	return at, ok && issued.Before(at)
+}
+
+// revokedMap is nodes by id.
+func revokedMap(nodes []*sluicev1.RevokedNode) map[string]time.Time {
+	m := make(map[string]time.Time, len(nodes))
+	for _, n := range nodes {
+		m[n.GetNodeId()] = n.GetRevokedAt().AsTime()
+	}
+	return m
+}
+
 // revokedError is what a node whose certificate was revoked at at is told.
 func revokedError(node string, at time.Time) error {
 	return status.Errorf(codes.PermissionDenied,
@@ -52,16 +68,13 @@ func (g *Guard) SetRevoked(nodes []*sluicev1.RevokedNode) {
 	if g == nil {
 		return
 	}
-	revoked := make(map[string]time.Time, len(nodes))
-	for _, n := range nodes {
-		revoked[n.GetNodeId()] = n.GetRevokedAt().AsTime()
-	}
+	revoked := revokedMap(nodes)
 	r := &g.rev
 	r.mu.Lock()
 	r.revoked = revoked
 	var cut []*liveStream
 	for ls := range r.live {
-		if at, ok := revoked[ls.node]; ok && ls.issued.Before(at) {
+		if _, ok := revokedAt(revoked, ls.node, ls.issued); ok {
 			cut = append(cut, ls)
 		}
 	}
@@ -76,9 +89,9 @@ func (g *Guard) SetRevoked(nodes []*sluicev1.RevokedNode) {
 // checkRevoked refuses a certificate of node id that a revocation covers.
 func (g *Guard) checkRevoked(id string, leaf *x509.Certificate) error {
 	g.rev.mu.Lock()
-	at, ok := g.rev.revoked[id]
+	at, ok := revokedAt(g.rev.revoked, id, issuedAt(leaf))
 	g.rev.mu.Unlock()
-	if ok && issuedAt(leaf).Before(at) {
+	if ok {
 		return revokedError(id, at)
 	}
 	return nil
@@ -92,7 +105,7 @@ func (g *Guard) open(ctx context.Context, id string, leaf *x509.Certificate) (_ 
 	ls := &liveStream{node: id, issued: issuedAt(leaf), cancel: cancel}
 	r := &g.rev
 	r.mu.Lock()
-	if at, ok := r.revoked[id]; ok && ls.issued.Before(at) {
+	if at, ok := revokedAt(r.revoked, id, ls.issued); ok {
 		r.mu.Unlock()
 		cancel(nil)
 		return nil, nil, revokedError(id, at)
@@ -138,10 +151,8 @@ func (g *Guard) checkStoredRevoked(ctx context.Context, id string, leaf *x509.Ce
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "the revoked nodes cannot be read from the store (%v): the renewal waits for it", err)
 	}
-	for _, n := range nodes {
-		if at := n.GetRevokedAt().AsTime(); n.GetNodeId() == id && issuedAt(leaf).Before(at) {
-			return revokedError(id, at)
-		}
+	if at, ok := revokedAt(revokedMap(nodes), id, issuedAt(leaf)); ok {
+		return revokedError(id, at)
 	}
 	return nil
 }

@@ -138,9 +138,9 @@ func (s *NodeCertService) renew(ctx context.Context, req *sluicev1.RenewCertRequ
 		return nil, status.Error(codes.FailedPrecondition, "this control plane has no CA key (sluice-cp --ca-key): it cannot renew node certificates; issue one with 'sluicectl cert issue'")
 	case s.g.cfg.NoRenewal:
 		return nil, status.Error(codes.FailedPrecondition, "this control plane does not renew node certificates (sluice-cp --node-cert-renewal=false); issue one with 'sluicectl cert issue'")
-	case !ca.Cert.NotAfter.After(leaf.NotAfter):
-		return nil, status.Errorf(codes.FailedPrecondition, "the CA expires at %s, when this certificate does: a renewed one could not outlive it; the fleet needs a new CA",
-			ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if err := ca.CheckOutlives(leaf); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	cert, notAfter, err := ca.IssueNode(id, []byte(req.GetCsrPem()), pki.Validity(leaf), s.g.now())
 	if err != nil {

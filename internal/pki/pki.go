@@ -254,6 +254,17 @@ func RenewalTime(cert *x509.Certificate) time.Time {
 	return cert.NotAfter.Add(-Validity(cert) / 3)
 }
 
+// CheckOutlives refuses to renew cert with ca when ca expires no later
+// than cert does: a renewed certificate, which cannot outlive its CA,
+// would end no later than the one it replaces.
+func (ca *CA) CheckOutlives(cert *x509.Certificate) error {
+	if ca.Cert.NotAfter.After(cert.NotAfter) {
+		return nil
+	}
+	return fmt.Errorf("the CA expires at %s, when this certificate does: a renewed one could not outlive it; the fleet needs a new CA",
+		ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+}
+
 // ParseFor parses the first certificate of certPEM and checks that it is
 // one of key, as a certificate issued for key's request must be.
 func ParseFor(certPEM []byte, key crypto.Signer) (*x509.Certificate, error) {
