@@ -626,13 +626,14 @@ func (cn *conn) errorAnswer(st *stream, w http.ResponseWriter, r *http.Request, 
 // redirect to an error page is a gRPC status too, of the refusal's code:
 // a gRPC client does not follow redirects. It meters the answer in st.
 func (cn *conn) ruleAnswer(st *stream, w http.ResponseWriter, r *http.Request, a *httpproxy.Answer, last bool) {
+	grpcCall := isGRPC(r)
+	if status := a.Refusal(); grpcCall && status != 0 {
+		grpcAnswer(w, st, status, http.StatusText(status), last)
+		st.mx.Status, st.mx.BytesOut = status, 0
+		return
+	}
 	b := st.req.AppendAnswer(nil, a)
-	if isGRPC(r) {
-		if status := a.Refusal(); status != 0 {
-			grpcAnswer(w, st, status, http.StatusText(status), last)
-			st.mx.Status, st.mx.BytesOut = status, 0
-			return
-		}
+	if grpcCall {
 		if resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil); err == nil && resp.StatusCode >= 400 {
 			text := http.StatusText(resp.StatusCode)
 			if body, err := io.ReadAll(io.LimitReader(resp.Body, 1024)); err == nil && len(body) > 0 &&
