@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -215,5 +218,67 @@ func compareRows(t *testing.T, what string, got, want [][]string) {
 		if g, w := strings.Join(got[i], " | "), strings.Join(want[i], " | "); g != w {
 			t.Errorf("%s row %d:\n got: %s\nwant: %s", what, i, g, w)
 		}
+	}
+}
+
+// TestNodeInNoGroupSaysWhy: a sluice-dp that no group's selector takes
+// says so in its own log and on its status page, with the groups there
+// are, and says when a group takes it; it then runs that group's snapshot.
+func TestNodeInNoGroupSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	cpAddr, admin, lst := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "sluice-cp", "--listen", cpAddr, "--http", "", "--data", filepath.Join(dir, "data"))
+	waitFor(t, "sluice-cp", func() bool { _, _, code := ctl(t, cpAddr, "history"); return code == 0 })
+	if _, stderr, code := ctl(t, cpAddr, "group", "set", "default", "--selector", "role=core"); code != 0 {
+		t.Fatalf("group set default: exit %d, %s", code, stderr)
+	}
+	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "lab-1", "--labels", "role=lab", "--admin", admin)
+	const problem = "no group's selector matches its labels; the groups are default (role=core)"
+	logged := `level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=lab-1 labels=map[role:lab] problem="` + problem + `" version=none`
+	waitFor(t, "lab-1 to log that it is in no group", func() bool { return strings.Contains(dp.out.String(), logged) })
+	var status struct {
+		State        string `json:"state"`
+		ControlPlane struct {
+			Group    string `json:"group"`
+			Unplaced string `json:"unplaced"`
+		} `json:"control_plane"`
+	}
+	readStatus := func() {
+		t.Helper()
+		body, err := get(http.DefaultClient, "http://"+admin+"/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		status.State, status.ControlPlane.Group, status.ControlPlane.Unplaced = "", "", "" // left out when empty
+		if err := json.Unmarshal([]byte(body), &status); err != nil {
+			t.Fatalf("/status: %v\n%s", err, body)
+		}
+	}
+	if readStatus(); status.State != "WAITING" || status.ControlPlane.Unplaced != problem || status.ControlPlane.Group != "" {
+		t.Errorf("/status of lab-1 = %+v; want WAITING, in no group for %q", status, problem)
+	}
+	if page, err := get(http.DefaultClient, "http://"+admin+"/"); err != nil || !strings.Contains(page, "in no group: "+html.EscapeString(problem)) {
+		t.Errorf("lab-1's status page does not say it is in no group (%v):\n%s", err, page)
+	}
+
+	b := startBackend(t, "lab-backend")
+	stdout, stderr, code := ctl(t, cpAddr, "apply", "--group", "lab", "--selector", "role=lab", "--wait", "-f", writeFile(t, dir, "lab.yaml", fmt.Sprintf(`
+clusters:
+  - name: web
+    endpoints: [{ name: a, address: %s }]
+listeners:
+  - { name: public, address: %s, protocol: HTTP, default_cluster: web }
+`, b.addr, lst)))
+	if code != 0 || !strings.Contains(stdout, "1 node of group lab applied version 2") {
+		t.Fatalf("apply to a new group lab: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if want := `level=INFO msg="the control plane puts this node in a group again" node=lab-1 group=lab was="` + problem + `"`; !strings.Contains(dp.out.String(), want) {
+		t.Errorf("lab-1's log lacks %s:\n%s", want, dp.out.String())
+	}
+	if readStatus(); status.State != "READY" || status.ControlPlane.Group != "lab" || status.ControlPlane.Unplaced != "" {
+		t.Errorf("/status of lab-1 = %+v; want READY in group lab", status)
+	}
+	if body, err := get(http.DefaultClient, "http://"+lst+"/"); err != nil || body != "lab-backend" {
+		t.Errorf("GET via lab-1 = %q, %v; want lab-backend", body, err)
 	}
 }

@@ -32,6 +32,10 @@
 // store's current version is older than the node's: the versions were
 // numbered afresh (a new etcd, an etcd restored from a backup).
 //
+// A node that sets accept_placement is sent its group when the stream
+// starts and whenever that changes, or, in no group, why, in a response of
+// its own that it does not answer.
+//
 // A node that sets accept_deltas is sent, when it is smaller, a delta from
 // the version it runs (the one it announced, ACKed, or said it still runs in
 // a NACK) instead of the whole snapshot; each delta is encoded once per
@@ -495,7 +499,7 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 		sess.Disconnect()
 		return err
 	}
-	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running, first.GetAcceptDeltas())
+	err = s.serve(ctx, ss, sess, first.GetNode().GetLabels(), running, first.GetAcceptDeltas(), first.GetAcceptPlacement())
 	sess.Disconnect()
 	if err != nil {
 		s.log.Info("node disconnected", "node", id, "reason", err)
@@ -505,18 +509,31 @@ func (s *Server) StreamSnapshots(ss grpc.BidiStreamingServer[sluicev1.DiscoveryR
 	return err
 }
 
+// maxListedGroups bounds the groups a placement names to a node in none.
+const maxListedGroups = 10
+
+// placementOf is what a node is told of its group, or of why it is in
+// none, with the groups there are.
+func placementOf(set *groups.Set, group, problem string) *sluicev1.Placement {
+	if group != "" {
+		return &sluicev1.Placement{Group: group}
+	}
+	return &sluicev1.Placement{Problem: problem + "; " + set.Listed(maxListedGroups)}
+}
+
 var errShuttingDown = status.Error(codes.Unavailable, "discovery: control plane is shutting down")
 
 // serve runs the stream of sess, whose node has labels, runs version
-// running and accepts deltas or not.
-func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, running uint64, deltas bool) error {
+// running, and accepts deltas and placements or not.
+func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Session, labels map[string]string, running uint64, deltas, placement bool) error {
 	var nonce uint64
 	// sent is the version the node was last given: to begin with, the one
 	// it runs, which it holds from a control plane (this one before a
 	// restart, or another replica). told: the registry knows it.
 	sent, told := running, false
 	group, problem := "", "unplaced"
-	var placedBy *state // the state group was read from
+	var placedBy *state          // the state group was read from
+	var said *sluicev1.Placement // what the node was told of it, if it asked
 	// lag times the hold on a node that runs a newer version than this
 	// server has published (lagWait); nil before it. lagOver: the store
 	// was found numbered afresh, and the node is sent what this server has.
@@ -532,6 +549,16 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 				sess.Placed(group, problem)
 				if group == "" {
 					s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
+				}
+			}
+			if placement {
+				// The groups it names may change while the node's
+				// problem stays.
+				if p := placementOf(st.set, group, problem); p.GetGroup() != said.GetGroup() || p.GetProblem() != said.GetProblem() {
+					said = p
+					if err := ss.SendMsg(&sluicev1.DiscoveryResponse{Placement: p}); err != nil {
+						return err
+					}
 				}
 			}
 		}

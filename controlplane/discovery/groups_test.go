@@ -81,6 +81,73 @@ func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
 	})
 }
 
+// A node that accepts placements is told its group when its stream starts
+// and whenever it changes, and, in no group, why and which groups there
+// are, in responses it does not answer; a node that does not accept them
+// is told nothing.
+func TestPlacementIsToldToNodesThatAsk(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	defSnap, edgeSnap := testSnapshot(2, 1, 1), testSnapshot(3, 1, 2)
+	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+		{Name: "default", Selector: "role notin (edge,lab)", Snapshot: defSnap, Version: 1},
+		{Name: "edge", Selector: "role=edge", Snapshot: edgeSnap, Version: 2},
+	}}
+	if err := ts.disc.PublishConfig(2, cfg); err != nil {
+		t.Fatal(err)
+	}
+	connectAsking := func(id, role string) *testNode {
+		n := openStream(ctx, t, ts.conn, id)
+		n.send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: map[string]string{"role": role}}, AcceptPlacement: true})
+		return n
+	}
+	placement := func(n *testNode, want *sluicev1.Placement) {
+		t.Helper()
+		r := n.next(ctx)
+		if !proto.Equal(r, &sluicev1.DiscoveryResponse{Placement: want}) {
+			t.Fatalf("got %v; want a response of placement %v alone", r, want)
+		}
+	}
+	lab := connectAsking("lab-1", "lab")
+	placement(lab, &sluicev1.Placement{Problem: "no group's selector matches its labels; the groups are default (role notin (edge,lab)) and edge (role=edge)"})
+	edge := connectAsking("edge-1", "edge")
+	placement(edge, &sluicev1.Placement{Group: "edge"})
+	if r := edge.next(ctx); r.GetVersionInfo() != "2" || !proto.Equal(r.GetSnapshot(), edgeSnap) {
+		t.Errorf("edge-1 got version %s after its placement; want the edge group's version 2", r.GetVersionInfo())
+	} else {
+		edge.ack(r)
+	}
+	old := connectLabelled(t, ts, "lab-2", map[string]string{"role": "lab"})
+	lab.expectNothing()
+	old.expectNothing()
+
+	// A new group that takes neither: lab-1 hears of it, though its
+	// problem is the same; edge-1, whose group is the same, hears nothing.
+	cfg3 := proto.Clone(cfg).(*sluicev1.FleetConfig)
+	cfg3.Groups = append(cfg3.Groups, &sluicev1.Group{Name: "gpu", Selector: "gpu", Snapshot: defSnap, Version: 3})
+	if err := ts.disc.PublishConfig(3, cfg3); err != nil {
+		t.Fatal(err)
+	}
+	placement(lab, &sluicev1.Placement{Problem: "no group's selector matches its labels; the groups are default (role notin (edge,lab)), edge (role=edge) and gpu (gpu)"})
+	edge.expectNothing()
+
+	// Version 4 puts lab nodes in default: lab-1 is told, then sent its
+	// snapshot; lab-2 is sent the snapshot alone.
+	cfg4 := proto.Clone(cfg3).(*sluicev1.FleetConfig)
+	cfg4.Groups[0].Selector = "role!=edge"
+	if err := ts.disc.PublishConfig(4, cfg4); err != nil {
+		t.Fatal(err)
+	}
+	placement(lab, &sluicev1.Placement{Group: "default"})
+	if r := lab.next(ctx); r.GetVersionInfo() != "1" || !proto.Equal(r.GetSnapshot(), defSnap) {
+		t.Errorf("lab-1 got version %s after joining default; want 1", r.GetVersionInfo())
+	}
+	if r := old.next(ctx); r.GetVersionInfo() != "1" || r.GetPlacement() != nil {
+		t.Errorf("lab-2, which does not accept placements, got %v; want version 1 alone", r)
+	}
+	edge.expectNothing()
+}
+
 // TestGroupVersionsNameCanaryVersions: the versions nodes are sent, which
 // sluice_cp_nodes_out_of_date counts nodes against, include a rollout's
 // while its canaries run it, and no longer once it is halted.

@@ -112,6 +112,28 @@ func (s *Set) Names() []string {
 	return out
 }
 
+// Listed returns the groups with their selectors, for a node told it is in
+// none of them: "edge (role=edge) and web (role=web)", the first max of
+// them by name, then how many more there are.
+func (s *Set) Listed(max int) string {
+	if len(s.groups) == 0 {
+		return "there are no groups"
+	}
+	var items []string
+	for i, m := range s.groups {
+		if i == max {
+			items = append(items, fmt.Sprintf("%d more", len(s.groups)-max))
+			break
+		}
+		sel := m.sel.String()
+		if m.sel.Empty() {
+			sel = "the nodes no other group's selector matches"
+		}
+		items = append(items, m.name+" ("+sel+")")
+	}
+	return "the groups are " + andList(items)
+}
+
 // andList renders "a and b", "a, b and c".
 func andList(names []string) string {
 	if len(names) == 1 {

@@ -117,6 +117,32 @@ func TestOf(t *testing.T) {
 	}
 }
 
+func TestListed(t *testing.T) {
+	set, err := Compile(fleet([2]string{"default", ""}, [2]string{"edge", "role = edge"}, [2]string{"zone-b", "zone in (c,b)"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{
+		{10, "the groups are default (the nodes no other group's selector matches), edge (role=edge) and zone-b (zone in (b,c))"},
+		{3, "the groups are default (the nodes no other group's selector matches), edge (role=edge) and zone-b (zone in (b,c))"},
+		{1, "the groups are default (the nodes no other group's selector matches) and 2 more"},
+	} {
+		if got := set.Listed(tc.max); got != tc.want {
+			t.Errorf("Listed(%d) = %q; want %q", tc.max, got, tc.want)
+		}
+	}
+	none, err := Compile(fleet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := none.Listed(10); got != "there are no groups" {
+		t.Errorf("Listed of no groups = %q", got)
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  *sluicev1.FleetConfig

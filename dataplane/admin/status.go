@@ -35,6 +35,11 @@ type controlPlaneJSON struct {
 	Error     string    `json:"error,omitempty"` // why it is not, while not
 	// Refused is the latest version the node refused, until one applies.
 	Refused *refusedJSON `json:"refused,omitempty"`
+	// Group is the node group the control plane puts the node in;
+	// Unplaced, when it puts it in none, says why. Neither is set until
+	// the control plane says.
+	Group    string `json:"group,omitempty"`
+	Unplaced string `json:"unplaced,omitempty"`
 }
 
 type refusedJSON struct {
@@ -49,7 +54,7 @@ func controlPlaneStatus(cp func() discovery.Status) *controlPlaneJSON {
 		return nil
 	}
 	s := cp()
-	j := &controlPlaneJSON{Address: s.Address, Connected: s.Connected, Since: s.Since.UTC(), Error: s.Error}
+	j := &controlPlaneJSON{Address: s.Address, Connected: s.Connected, Since: s.Since.UTC(), Error: s.Error, Group: s.Group, Unplaced: s.Unplaced}
 	if s.Refused != "" {
 		j.Refused = &refusedJSON{Version: s.Refused, Since: s.RefusedAt.UTC(), Error: s.RefusedError}
 	}

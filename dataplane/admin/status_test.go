@@ -261,6 +261,7 @@ func TestControlPlaneShows(t *testing.T) {
 		Address: "127.0.0.1:7070", Since: now.Add(-40 * time.Second),
 		Error:   "dial tcp 127.0.0.1:7070: connect: connection refused",
 		Refused: "4", RefusedAt: now.Add(-2 * time.Minute), RefusedError: "listener extra: listen tcp 127.0.0.1:23090: bind: address already in use",
+		Unplaced: "no group's selector matches its labels; the groups are edge (role=edge)",
 	}
 	cp := func() discovery.Status { return st }
 	page := "http://" + serve(t, statusPage("node-1", n, func() uint64 { return 0 }, cp, r))
@@ -276,6 +277,7 @@ func TestControlPlaneShows(t *testing.T) {
 	for _, want := range []string{
 		"control plane 127.0.0.1:7070 not connected for 40s: dial tcp 127.0.0.1:7070: connect: connection refused",
 		"refused version 4 2m00s ago: listener extra: listen tcp 127.0.0.1:23090: bind: address already in use",
+		"in no group: no group's selector matches its labels; the groups are edge (role=edge)",
 	} {
 		if h := header(); !strings.Contains(h, want) {
 			t.Errorf("page header %q\nwant it to say %q", h, want)
@@ -286,22 +288,23 @@ func TestControlPlaneShows(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := controlPlaneJSON{Address: st.Address, Since: st.Since, Error: st.Error,
-		Refused: &refusedJSON{Version: "4", Since: st.RefusedAt, Error: st.RefusedError}}
+		Refused: &refusedJSON{Version: "4", Since: st.RefusedAt, Error: st.RefusedError}, Unplaced: st.Unplaced}
 	if c := got.ControlPlane; c == nil || c.Address != want.Address || c.Connected || !c.Since.Equal(want.Since) || c.Error != want.Error ||
-		c.Refused == nil || *c.Refused != *want.Refused {
+		c.Refused == nil || *c.Refused != *want.Refused || c.Unplaced != want.Unplaced || c.Group != "" {
 		t.Errorf("/status control_plane = %+v, want %+v", c, want)
 	}
 
-	st = discovery.Status{Address: "127.0.0.1:7070", Connected: true, Since: now.Add(-65 * time.Second)}
-	if h := header(); !strings.Contains(h, "control plane 127.0.0.1:7070 connected for 1m05s") || strings.Contains(h, "refused") {
-		t.Errorf("page header %q\nwant it connected for 1m05s, nothing refused", h)
+	st = discovery.Status{Address: "127.0.0.1:7070", Connected: true, Since: now.Add(-65 * time.Second), Group: "edge"}
+	if h := header(); !strings.Contains(h, "control plane 127.0.0.1:7070 connected for 1m05s group edge") || strings.Contains(h, "refused") || strings.Contains(h, "no group") {
+		t.Errorf("page header %q\nwant it connected for 1m05s, in group edge, nothing refused", h)
 	}
 	got = statusJSON{}
 	body := fetchBody(t, status+"/status")
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
-	if c := got.ControlPlane; c == nil || !c.Connected || c.Error != "" || c.Refused != nil || strings.Contains(body, `"refused"`) {
+	if c := got.ControlPlane; c == nil || !c.Connected || c.Error != "" || c.Refused != nil || strings.Contains(body, `"refused"`) ||
+		c.Group != "edge" || strings.Contains(body, `"unplaced"`) {
 		t.Errorf("/status control_plane = %+v, want connected, without error or refusal\n%s", c, body)
 	}
 

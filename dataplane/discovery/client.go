@@ -132,7 +132,7 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 	// (an older one, with its first response). A node that runs the
 	// current version gets nothing more, maybe for days, and that stream
 	// made progress all the same.
-	if err := reconnect.Register(st, &sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas}); err != nil {
+	if err := reconnect.Register(st, &sluicev1.DiscoveryRequest{Node: c.Node, VersionInfo: running, AcceptDeltas: deltas, AcceptPlacement: true}); err != nil {
 		return false, err
 	}
 	c.subscribed()
@@ -170,6 +170,10 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 			}
 			retry.Reset(again.wait)
 		case resp := <-resps:
+			if p := resp.GetPlacement(); p != nil {
+				c.placed(p) // not answered, and not a version: a refused one is still tried again
+				continue
+			}
 			retry.Stop()
 			again = nil
 			ack := &sluicev1.DiscoveryRequest{ResponseNonce: resp.GetNonce()}
@@ -203,6 +207,27 @@ func (c *Client) stream(ctx context.Context) (progressed bool, err error) {
 				retry.Reset(again.wait)
 			}
 		}
+	}
+}
+
+// placed records and logs what the control plane says of the node's
+// group. Placed in one, the node says so at Info; in none, it says why at
+// Warn, since the control plane sends it no snapshot until an operator
+// changes its labels or the groups.
+func (c *Client) placed(p *sluicev1.Placement) {
+	was := c.setPlacement(p.GetGroup(), p.GetProblem())
+	running := c.Applier.Version()
+	if running == "" {
+		running = "none"
+	}
+	switch {
+	case p.GetGroup() == "":
+		c.Logger.Warn("the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs",
+			"node", c.Node.GetId(), "labels", c.Node.GetLabels(), "problem", p.GetProblem(), "version", running)
+	case was.Problem != "":
+		c.Logger.Info("the control plane puts this node in a group again", "node", c.Node.GetId(), "group", p.GetGroup(), "was", was.Problem)
+	case was.Group != p.GetGroup():
+		c.Logger.Info("the control plane puts this node in group "+p.GetGroup(), "node", c.Node.GetId(), "group", p.GetGroup())
 	}
 }
 

@@ -381,3 +381,57 @@ func metricValue(t *testing.T, c *Client, name string) float64 {
 	t.Fatalf("no %s among the collector's metrics", name)
 	return 0
 }
+
+// TestPlacement: the client asks for placements, records and logs each one
+// it is told, and answers none of them; snapshots around them are answered
+// as ever.
+func TestPlacement(t *testing.T) {
+	f := &fakeCP{reqs: make(chan *sluicev1.DiscoveryRequest, 8), resps: make(chan *sluicev1.DiscoveryResponse, 8), kill: make(chan struct{})}
+	conn := dialCP(t, f)
+	log := &syncbuf.Buffer{}
+	c := &Client{Conn: conn, Node: &sluicev1.Node{Id: "n1", Labels: map[string]string{"role": "web"}}, Applier: &fakeNode{},
+		Logger: slog.New(slog.NewTextHandler(log, nil)), MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	defer stop()
+
+	if r := recv(t, f.reqs); !r.GetAcceptPlacement() {
+		t.Errorf("first message = %v, want accept_placement", r)
+	}
+	const problem = "no group's selector matches its labels; the groups are edge (role=edge)"
+	f.resps <- &sluicev1.DiscoveryResponse{Placement: &sluicev1.Placement{Problem: problem}}
+	poll.Until(t, testTimeout, time.Millisecond, "the node to be in no group", func() bool { return c.Status().Unplaced == problem })
+	// Answered: the snapshot, not the placement before it.
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "1", Nonce: "a"}
+	if r := recv(t, f.reqs); r.GetResponseNonce() != "a" || r.GetVersionInfo() != "1" {
+		t.Errorf("the answer after a placement and a snapshot = %v, want the ACK of nonce a", r)
+	}
+	f.resps <- &sluicev1.DiscoveryResponse{Placement: &sluicev1.Placement{Group: "edge"}}
+	s := Status{}
+	poll.Until(t, testTimeout, time.Millisecond, "the node to be in group edge", func() bool { s = c.Status(); return s.Group == "edge" })
+	if s.Unplaced != "" {
+		t.Errorf("placed in edge, status still says why it is in none: %q", s.Unplaced)
+	}
+	f.resps <- &sluicev1.DiscoveryResponse{VersionInfo: "2", Nonce: "b"}
+	if r := recv(t, f.reqs); r.GetResponseNonce() != "b" {
+		t.Errorf("the answer after the second placement = %v, want the ACK of nonce b", r)
+	}
+	stop()
+	for _, want := range []string{
+		`level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=n1 labels=map[role:web] problem="` + problem + `" version=none`,
+		`level=INFO msg="the control plane puts this node in a group again" node=n1 group=edge was="no group's selector`,
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log lacks %s:\n%s", want, log.String())
+		}
+	}
+}

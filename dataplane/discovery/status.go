@@ -29,6 +29,13 @@ type Status struct {
 	Refused      string
 	RefusedAt    time.Time
 	RefusedError string
+	// Group is the node group the control plane last said the node is
+	// in; Unplaced, when it said the node is in none, is why. Both are
+	// "" before it says (a control plane that predates placements never
+	// does). They outlast the subscription: what the node runs came from
+	// that group.
+	Group    string
+	Unplaced string
 }
 
 // Status reads the client's subscription, from any goroutine.
@@ -96,4 +103,17 @@ func (c *Client) applied() {
 	c.mu.Lock()
 	c.status.Refused, c.status.RefusedAt, c.status.RefusedError = "", time.Time{}, ""
 	c.mu.Unlock()
+}
+
+// placement is where the control plane last placed the node.
+type placement struct{ Group, Problem string }
+
+// setPlacement records group, or problem when the node is in no group,
+// and returns what was recorded before.
+func (c *Client) setPlacement(group, problem string) placement {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	was := placement{c.status.Group, c.status.Unplaced}
+	c.status.Group, c.status.Unplaced = group, problem
+	return was
 }

@@ -117,9 +117,13 @@ type DiscoveryRequest struct {
 	// ACK or NACK. A node sets it only when it holds the snapshot of the
 	// version it announces. Without it (nodes that predate deltas) every
 	// response carries a whole snapshot.
-	AcceptDeltas  bool `protobuf:"varint,5,opt,name=accept_deltas,json=acceptDeltas,proto3" json:"accept_deltas,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AcceptDeltas bool `protobuf:"varint,5,opt,name=accept_deltas,json=acceptDeltas,proto3" json:"accept_deltas,omitempty"`
+	// AcceptPlacement, read on the first message only, says the node
+	// understands responses that carry only a Placement. Without it (nodes
+	// that predate them) the node is told nothing when it is in no group.
+	AcceptPlacement bool `protobuf:"varint,6,opt,name=accept_placement,json=acceptPlacement,proto3" json:"accept_placement,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DiscoveryRequest) Reset() {
@@ -187,8 +191,74 @@ func (x *DiscoveryRequest) GetAcceptDeltas() bool {
 	return false
 }
 
+func (x *DiscoveryRequest) GetAcceptPlacement() bool {
+	if x != nil {
+		return x.AcceptPlacement
+	}
+	return false
+}
+
+// Placement is the node group the control plane puts a node in, by its
+// labels, or why it puts it in none.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Group is the node's group; empty when it is in none.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Problem says why the node is in no group: no group's selector matches
+	// its labels, or the selectors of two or more do. It names the groups
+	// there are and their selectors.
+	Problem       string `protobuf:"bytes,2,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_sluice_v1_discovery_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_discovery_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Placement) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Placement) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // DiscoveryResponse carries one snapshot version, whole (snapshot) or as a
-// delta against the version the node runs (delta); never both.
+// delta against the version the node runs (delta), never both; or, alone,
+// the node's placement.
 type DiscoveryResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	VersionInfo string                 `protobuf:"bytes,1,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
@@ -198,14 +268,21 @@ type DiscoveryResponse struct {
 	// Delta is sent only to nodes that accept deltas, only against the
 	// version the node last said it runs, and only when it is smaller than
 	// the whole snapshot.
-	Delta         *SnapshotDelta `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
+	Delta *SnapshotDelta `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Placement is sent only to nodes that accept it, when the stream
+	// starts and whenever the node's group changes (an operator edited the
+	// groups), in a response of its own: one with placement carries no
+	// version, nonce, snapshot or delta, and the node does not answer it.
+	// A node in no group is sent no snapshot and serves what it runs; this
+	// is how it learns why, and says so in its own log and status.
+	Placement     *Placement `protobuf:"bytes,5,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DiscoveryResponse) Reset() {
 	*x = DiscoveryResponse{}
-	mi := &file_sluice_v1_discovery_proto_msgTypes[2]
+	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +294,7 @@ func (x *DiscoveryResponse) String() string {
 func (*DiscoveryResponse) ProtoMessage() {}
 
 func (x *DiscoveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_discovery_proto_msgTypes[2]
+	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +307,7 @@ func (x *DiscoveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveryResponse.ProtoReflect.Descriptor instead.
 func (*DiscoveryResponse) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{2}
+	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DiscoveryResponse) GetVersionInfo() string {
@@ -257,6 +334,13 @@ func (x *DiscoveryResponse) GetSnapshot() *Snapshot {
 func (x *DiscoveryResponse) GetDelta() *SnapshotDelta {
 	if x != nil {
 		return x.Delta
+	}
+	return nil
+}
+
+func (x *DiscoveryResponse) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
 	}
 	return nil
 }
@@ -299,7 +383,7 @@ type SnapshotDelta struct {
 
 func (x *SnapshotDelta) Reset() {
 	*x = SnapshotDelta{}
-	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
+	mi := &file_sluice_v1_discovery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +395,7 @@ func (x *SnapshotDelta) String() string {
 func (*SnapshotDelta) ProtoMessage() {}
 
 func (x *SnapshotDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_discovery_proto_msgTypes[3]
+	mi := &file_sluice_v1_discovery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +408,7 @@ func (x *SnapshotDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotDelta.ProtoReflect.Descriptor instead.
 func (*SnapshotDelta) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{3}
+	return file_sluice_v1_discovery_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotDelta) GetBaseVersion() string {
@@ -388,18 +472,23 @@ const file_sluice_v1_discovery_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tB\a\xfaB\x04r\x02\x18@R\binstance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x02\n" +
 	"\x10DiscoveryRequest\x12#\n" +
 	"\x04node\x18\x01 \x01(\v2\x0f.sluice.v1.NodeR\x04node\x12*\n" +
 	"\fversion_info\x18\x02 \x01(\tB\a\xfaB\x04r\x02\x18@R\vversionInfo\x12.\n" +
 	"\x0eresponse_nonce\x18\x03 \x01(\tB\a\xfaB\x04r\x02\x18@R\rresponseNonce\x12+\n" +
 	"\ferror_detail\x18\x04 \x01(\tB\b\xfaB\x05r\x03\x18\x80 R\verrorDetail\x12#\n" +
-	"\raccept_deltas\x18\x05 \x01(\bR\facceptDeltas\"\xad\x01\n" +
+	"\raccept_deltas\x18\x05 \x01(\bR\facceptDeltas\x12)\n" +
+	"\x10accept_placement\x18\x06 \x01(\bR\x0facceptPlacement\";\n" +
+	"\tPlacement\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\aproblem\x18\x02 \x01(\tR\aproblem\"\xe1\x01\n" +
 	"\x11DiscoveryResponse\x12!\n" +
 	"\fversion_info\x18\x01 \x01(\tR\vversionInfo\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\tR\x05nonce\x12/\n" +
 	"\bsnapshot\x18\x03 \x01(\v2\x13.sluice.v1.SnapshotR\bsnapshot\x12.\n" +
-	"\x05delta\x18\x04 \x01(\v2\x18.sluice.v1.SnapshotDeltaR\x05delta\"\xb9\x02\n" +
+	"\x05delta\x18\x04 \x01(\v2\x18.sluice.v1.SnapshotDeltaR\x05delta\x122\n" +
+	"\tplacement\x18\x05 \x01(\v2\x14.sluice.v1.PlacementR\tplacement\"\xb9\x02\n" +
 	"\rSnapshotDelta\x12!\n" +
 	"\fbase_version\x18\x01 \x01(\tR\vbaseVersion\x12.\n" +
 	"\bclusters\x18\x02 \x03(\v2\x12.sluice.v1.ClusterR\bclusters\x12)\n" +
@@ -423,31 +512,33 @@ func file_sluice_v1_discovery_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_discovery_proto_rawDescData
 }
 
-var file_sluice_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sluice_v1_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sluice_v1_discovery_proto_goTypes = []any{
 	(*Node)(nil),              // 0: sluice.v1.Node
 	(*DiscoveryRequest)(nil),  // 1: sluice.v1.DiscoveryRequest
-	(*DiscoveryResponse)(nil), // 2: sluice.v1.DiscoveryResponse
-	(*SnapshotDelta)(nil),     // 3: sluice.v1.SnapshotDelta
-	nil,                       // 4: sluice.v1.Node.LabelsEntry
-	(*Snapshot)(nil),          // 5: sluice.v1.Snapshot
-	(*Cluster)(nil),           // 6: sluice.v1.Cluster
-	(*Listener)(nil),          // 7: sluice.v1.Listener
+	(*Placement)(nil),         // 2: sluice.v1.Placement
+	(*DiscoveryResponse)(nil), // 3: sluice.v1.DiscoveryResponse
+	(*SnapshotDelta)(nil),     // 4: sluice.v1.SnapshotDelta
+	nil,                       // 5: sluice.v1.Node.LabelsEntry
+	(*Snapshot)(nil),          // 6: sluice.v1.Snapshot
+	(*Cluster)(nil),           // 7: sluice.v1.Cluster
+	(*Listener)(nil),          // 8: sluice.v1.Listener
 }
 var file_sluice_v1_discovery_proto_depIdxs = []int32{
-	4, // 0: sluice.v1.Node.labels:type_name -> sluice.v1.Node.LabelsEntry
+	5, // 0: sluice.v1.Node.labels:type_name -> sluice.v1.Node.LabelsEntry
 	0, // 1: sluice.v1.DiscoveryRequest.node:type_name -> sluice.v1.Node
-	5, // 2: sluice.v1.DiscoveryResponse.snapshot:type_name -> sluice.v1.Snapshot
-	3, // 3: sluice.v1.DiscoveryResponse.delta:type_name -> sluice.v1.SnapshotDelta
-	6, // 4: sluice.v1.SnapshotDelta.clusters:type_name -> sluice.v1.Cluster
-	7, // 5: sluice.v1.SnapshotDelta.listeners:type_name -> sluice.v1.Listener
-	1, // 6: sluice.v1.DiscoveryService.StreamSnapshots:input_type -> sluice.v1.DiscoveryRequest
-	2, // 7: sluice.v1.DiscoveryService.StreamSnapshots:output_type -> sluice.v1.DiscoveryResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 2: sluice.v1.DiscoveryResponse.snapshot:type_name -> sluice.v1.Snapshot
+	4, // 3: sluice.v1.DiscoveryResponse.delta:type_name -> sluice.v1.SnapshotDelta
+	2, // 4: sluice.v1.DiscoveryResponse.placement:type_name -> sluice.v1.Placement
+	7, // 5: sluice.v1.SnapshotDelta.clusters:type_name -> sluice.v1.Cluster
+	8, // 6: sluice.v1.SnapshotDelta.listeners:type_name -> sluice.v1.Listener
+	1, // 7: sluice.v1.DiscoveryService.StreamSnapshots:input_type -> sluice.v1.DiscoveryRequest
+	3, // 8: sluice.v1.DiscoveryService.StreamSnapshots:output_type -> sluice.v1.DiscoveryResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_discovery_proto_init() }
@@ -462,7 +553,7 @@ func file_sluice_v1_discovery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_discovery_proto_rawDesc), len(file_sluice_v1_discovery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

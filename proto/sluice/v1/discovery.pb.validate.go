@@ -304,6 +304,8 @@ func (m *DiscoveryRequest) validate(all bool) error {
 
 	// no validation rules for AcceptDeltas
 
+	// no validation rules for AcceptPlacement
+
 	if len(errors) > 0 {
 		return DiscoveryRequestMultiError(errors)
 	}
@@ -381,6 +383,109 @@ var _ interface {
 	Cause() error
 	ErrorName() string
 } = DiscoveryRequestValidationError{}
+
+// Validate checks the field values on Placement with the rules defined in the
+// proto definition for this message. If any rules are violated, the first
+// error encountered is returned, or nil if there are no violations.
+func (m *Placement) Validate() error {
+	return m.validate(false)
+}
+
+// ValidateAll checks the field values on Placement with the rules defined in
+// the proto definition for this message. If any rules are violated, the
+// result is a list of violation errors wrapped in PlacementMultiError, or nil
+// if none found.
+func (m *Placement) ValidateAll() error {
+	return m.validate(true)
+}
+
+func (m *Placement) validate(all bool) error {
+	if m == nil {
+		return nil
+	}
+
+	var errors []error
+
+	// no validation rules for Group
+
+	// no validation rules for Problem
+
+	if len(errors) > 0 {
+		return PlacementMultiError(errors)
+	}
+
+	return nil
+}
+
+// PlacementMultiError is an error wrapping multiple validation errors returned
+// by Placement.ValidateAll() if the designated constraints aren't met.
+type PlacementMultiError []error
+
+// Error returns a concatenation of all the error messages it wraps.
+func (m PlacementMultiError) Error() string {
+	msgs := make([]string, 0, len(m))
+	for _, err := range m {
+		msgs = append(msgs, err.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// AllErrors returns a list of validation violation errors.
+func (m PlacementMultiError) AllErrors() []error { return m }
+
+// PlacementValidationError is the validation error returned by
+// Placement.Validate if the designated constraints aren't met.
+type PlacementValidationError struct {
+	field  string
+	reason string
+	cause  error
+	key    bool
+}
+
+// Field function returns field value.
+func (e PlacementValidationError) Field() string { return e.field }
+
+// Reason function returns reason value.
+func (e PlacementValidationError) Reason() string { return e.reason }
+
+// Cause function returns cause value.
+func (e PlacementValidationError) Cause() error { return e.cause }
+
+// Key function returns key value.
+func (e PlacementValidationError) Key() bool { return e.key }
+
+// ErrorName returns error name.
+func (e PlacementValidationError) ErrorName() string { return "PlacementValidationError" }
+
+// Error satisfies the builtin error interface
+func (e PlacementValidationError) Error() string {
+	cause := ""
+	if e.cause != nil {
+		cause = fmt.Sprintf(" | caused by: %v", e.cause)
+	}
+
+	key := ""
+	if e.key {
+		key = "key for "
+	}
+
+	return fmt.Sprintf(
+		"invalid %sPlacement.%s: %s%s",
+		key,
+		e.field,
+		e.reason,
+		cause)
+}
+
+var _ error = PlacementValidationError{}
+
+var _ interface {
+	Field() string
+	Reason() string
+	Key() bool
+	Cause() error
+	ErrorName() string
+} = PlacementValidationError{}
 
 // Validate checks the field values on DiscoveryResponse with the rules defined
 // in the proto definition for this message. If any rules are violated, the
@@ -460,6 +565,35 @@ func (m *DiscoveryResponse) validate(all bool) error {
 		if err := v.Validate(); err != nil {
 			return DiscoveryResponseValidationError{
 				field:  "Delta",
+				reason: "embedded message failed validation",
+				cause:  err,
+			}
+		}
+	}
+
+	if all {
+		switch v := interface{}(m.GetPlacement()).(type) {
+		case interface{ ValidateAll() error }:
+			if err := v.ValidateAll(); err != nil {
+				errors = append(errors, DiscoveryResponseValidationError{
+					field:  "Placement",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		case interface{ Validate() error }:
+			if err := v.Validate(); err != nil {
+				errors = append(errors, DiscoveryResponseValidationError{
+					field:  "Placement",
+					reason: "embedded message failed validation",
+					cause:  err,
+				})
+			}
+		}
+	} else if v, ok := interface{}(m.GetPlacement()).(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return DiscoveryResponseValidationError{
+				field:  "Placement",
 				reason: "embedded message failed validation",
 				cause:  err,
 			}
