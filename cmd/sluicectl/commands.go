@@ -746,9 +746,6 @@ plane's; stderr then has none.`)
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
-		return st
-	}
 	req := &sluicev1.ApplyRequest{DryRun: true, Group: *group, Selector: sel.get()}
 	resp, _, st := c.applyFile(ctx, client, fs, "diff", *file, req)
 	if resp == nil {
@@ -794,17 +791,32 @@ func (c *cli) applyFile(ctx context.Context, client sluicev1.ConfigServiceClient
 }
 
 // outputFlag adds -o with the given formats, the first being the default.
+// Parsing the flags refuses any other value, naming the formats.
 func outputFlag(fs *flag.FlagSet, formats ...string) *string {
-	return fs.String("o", formats[0], "output `FORMAT`: "+strings.Join(formats, " or "))
+	o := &choice{value: formats[0], of: formats}
+	fs.Var(o, "o", "output `FORMAT`: "+strings.Join(formats, " or "))
+	return &o.value
 }
 
-func checkOutput(c *cli, fs *flag.FlagSet, o string, formats ...string) int {
-	for _, f := range formats {
-		if o == f {
-			return -1
-		}
+// choice is a flag value that must be one of a list.
+type choice struct {
+	value string
+	of    []string
+}
+
+func (c *choice) String() string {
+	if c == nil {
+		return ""
 	}
-	return c.usageError(fs, "-o must be %s, not %q", strings.Join(formats, " or "), o)
+	return c.value
+}
+
+func (c *choice) Set(s string) error {
+	if !slices.Contains(c.of, s) {
+		return fmt.Errorf("must be %s", strings.Join(c.of, " or "))
+	}
+	c.value = s
+	return nil
 }
 
 // printJSON prints a response as protojson with the proto field names.
@@ -845,9 +857,6 @@ and the exit status is 1.`)
 	secrets := fs.Bool("show-secrets", false, "print private keys as stored")
 	o := outputFlag(fs, "yaml", "json")
 	if st := c.parse(fs, args); st >= 0 {
-		return st
-	}
-	if st := checkOutput(c, fs, *o, "yaml", "json"); st >= 0 {
 		return st
 	}
 	if *version == 0 && cliflag.Given(fs, "version") {
@@ -933,9 +942,6 @@ and when (the first 10), and how many nodes refused it.`)
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
-		return st
-	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.History(ctx, &sluicev1.HistoryRequest{Limit: uint32(min(*limit, 1<<32-1)), Group: *group})
@@ -1010,9 +1016,6 @@ takes.`)
 	group := groupFilter(fs)
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
-		return st
-	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
 	if st := c.checkGroup(ctx, client, "nodes", *group); st >= 0 {
@@ -1140,9 +1143,6 @@ CLOSE_REASON_SHUTDOWN):
 	minDur := fs.Duration("min-duration", 0, "only connections that lived at least `D` (e.g. 30s)")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
-		return st
-	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
 	if *minDur < 0 {
@@ -1326,9 +1326,6 @@ why.`)
 	cluster := fs.String("cluster", "", "only the endpoints of cluster `NAME`")
 	o := outputFlag(fs, "table", "json")
 	if st := c.parse(fs, args); st >= 0 {
-		return st
-	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
 		return st
 	}
 	if st := c.checkGroup(ctx, client, "stats", *group); st >= 0 {

@@ -25,9 +25,6 @@ status is 1.`)
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
-		return st
-	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.ListGroups(ctx, &sluicev1.ListGroupsRequest{})

@@ -809,7 +809,7 @@ func TestGet(t *testing.T) {
 		t.Errorf("get --version 9: status %d, stderr %q", code, stderr)
 	}
 	code, _, stderr = sluicectl(t, addr, "get", "-o", "xml")
-	if code != 2 || !strings.Contains(stderr, "-o must be yaml or json") {
+	if code != 2 || !strings.Contains(stderr, `invalid value "xml" for flag -o: must be yaml or json`) {
 		t.Errorf("get -o xml: status %d, stderr %q", code, stderr)
 	}
 
@@ -1064,7 +1064,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"--help"}, wantCode: 0, wantStdout: "  set-weight         set one endpoint's weight"},
 		{args: []string{"--help"}, wantCode: 0, wantStdout: "  shutdown-sessions  close every connection to one endpoint"},
 		{args: []string{"stats", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl stats [--node ID] [--group GROUP] [--cluster NAME] [-o table|json]"},
-		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `-o must be table or json, not "yaml"`},
+		{args: []string{"stats", "-o", "yaml"}, wantCode: 2, wantStderr: `invalid value "yaml" for flag -o: must be table or json`},
 		{args: []string{"shutdown-sessions"}, wantCode: 2, wantStderr: "missing CLUSTER/ENDPOINT"},
 		{args: []string{"shutdown-sessions", "web"}, wantCode: 2, wantStderr: `want CLUSTER/ENDPOINT, not "web"`},
 		{args: []string{"drain", "--help"}, wantCode: 0, wantStdout: "Usage: sluicectl drain CLUSTER/ENDPOINT [--group NAME] [--dry-run] [--comment TEXT] [--if-version V] [--wait [--wait-timeout D] [--min-nodes N]]\n"},

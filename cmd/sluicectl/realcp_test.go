@@ -103,7 +103,7 @@ func TestDiffJSON(t *testing.T) {
 		!slices.Equal(rc.Fields, []string{"endpoint web2 weight 1 -> 3", "+endpoint web3"}) {
 		t.Errorf("resource change = %+v; want cluster web changed: web2's weight and +endpoint web3", rc)
 	}
-	if code, _, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "-o", "yaml"); code != 2 || !strings.Contains(stderr, "-o must be text or json") {
+	if code, _, stderr := sluicectl(t, addr, "diff", "-f", quickstart, "-o", "yaml"); code != 2 || !strings.Contains(stderr, `invalid value "yaml" for flag -o: must be text or json`) {
 		t.Errorf("diff -o yaml: exit %d, %q; want a usage error", code, stderr)
 	}
 }

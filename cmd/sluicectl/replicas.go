@@ -342,9 +342,6 @@ older replica does not state shows "-" and is not compared.`)
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
-		return st
-	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.ListReplicas(ctx, &sluicev1.ListReplicasRequest{})

@@ -78,9 +78,6 @@ aborted; endpoint edits (drain, set-weight, ...) go to both snapshots.`)
 	if st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "text", "json"); st >= 0 {
-		return st
-	}
 	req := &sluicev1.RolloutRequest{Group: *group, Author: author()}
 	callCtx, cancel := c.call(ctx)
 	defer cancel()

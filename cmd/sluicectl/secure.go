@@ -282,9 +282,6 @@ List the revoked nodes: each one's id, when its certificates were revoked
 	if st := c.parse(fs, args); st >= 0 {
 		return st
 	}
-	if st := checkOutput(c, fs, *o, "table", "json"); st >= 0 {
-		return st
-	}
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := client.ListRevokedNodes(ctx, &sluicev1.ListRevokedNodesRequest{})
