@@ -374,7 +374,17 @@ func (e *endpointsSent) due(r *Reporter) bool {
 	if !r.reportsEndpoints() {
 		return false
 	}
-	return r.eps.StatusChanges() != e.changes || time.Since(e.at) >= r.epsEvery
+	return r.eps.StatusChanges() != e.changes || refreshDue(time.Since(e.at), r.epsEvery, r.interval)
+}
+
+// refreshDue reports whether a view sent since ago is refreshed at a tick
+// of the reporter's ticker, every interval: once every would pass before
+// the next tick. The view was sent a little after a tick, so on that tick
+// plus every, since is a little short of every; waiting for a whole every
+// would put the refreshes one interval apart more than every (1.25 s
+// with the defaults).
+func refreshDue(since, every, interval time.Duration) bool {
+	return since >= every-interval/2
 }
 
 // attach adds the endpoints' view to rep if it is due (or always, with

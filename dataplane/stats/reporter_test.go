@@ -386,6 +386,25 @@ func TestEndpointsRefreshed(t *testing.T) {
 	}
 }
 
+// TestRefreshDue: with the default ticks, the view of the endpoints is
+// refreshed on the fourth tick after the one that sent it (1 s apart), not
+// the fifth (1.25 s), though it went out a little after its tick.
+func TestRefreshDue(t *testing.T) {
+	for _, tc := range []struct {
+		since time.Duration
+		want  bool
+	}{
+		{EndpointsEvery - 3*time.Millisecond, true}, // the fourth tick, sent 3ms after the first
+		{EndpointsEvery, true},
+		{EndpointsEvery - DefaultInterval - time.Microsecond, false}, // the third tick
+		{EndpointsEvery - DefaultInterval/2 - time.Microsecond, false},
+	} {
+		if got := refreshDue(tc.since, EndpointsEvery, DefaultInterval); got != tc.want {
+			t.Errorf("refreshDue(%v since the last view) = %v, want %v", tc.since, got, tc.want)
+		}
+	}
+}
+
 // refusing is a control plane's StatsService that refuses every stream as
 // it opens, before reading anything.
 type refusing struct {
