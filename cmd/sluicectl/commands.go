@@ -1309,7 +1309,8 @@ ones included), requests and sessions sent, bytes received from (IN) and
 sent to (OUT) the endpoint, HTTP 5xx answers, failed connects, how long
 the endpoint has been in its health (SINCE) and why (DETAIL: the last failed
 health check; without checks, the last failed connect, or "no health
-check"). Counters run from when the node first had the endpoint.
+check"). Counters run from when the node first had the endpoint at its
+address (a new address starts them again).
 
 Health: UP takes work; DOWN failed its health checks; CHECKING has no check
 result yet (and takes work); DRAINING and DISABLED were set by an operator;

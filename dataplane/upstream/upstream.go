@@ -153,9 +153,9 @@ func New(cluster, name, addr string) *Endpoint {
 	return e
 }
 
-// Created is when the endpoint was made: when the node first had it, or
-// had it back after a drain or a disable (the runtime makes a new one
-// then). Its counters run from this time.
+// Created is when the endpoint was made: when the node first had it at
+// its address (a drain or a disable keeps it; a new address makes a new
+// one). Its counters run from this time.
 func (e *Endpoint) Created() time.Time { return e.created }
 
 // Key identifies an endpoint across snapshots: KeyOf its cluster, name and
