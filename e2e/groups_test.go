@@ -234,7 +234,7 @@ func TestNodeInNoGroupSaysWhy(t *testing.T) {
 	}
 	dp := start(t, "sluice-dp", "--cp", cpAddr, "--node-id", "lab-1", "--labels", "role=lab", "--admin", admin)
 	const problem = "no group's selector matches its labels; the groups are default (role=core)"
-	logged := `level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=lab-1 labels=map[role:lab] problem="` + problem + `" version=none`
+	logged := `level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=lab-1 labels="role=lab" problem="` + problem + `" version=none`
 	waitFor(t, "lab-1 to log that it is in no group", func() bool { return strings.Contains(dp.out.String(), logged) })
 	var status struct {
 		State        string `json:"state"`

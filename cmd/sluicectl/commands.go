@@ -13,7 +13,6 @@ import (
 	"os/user"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluice-lb/sluice/internal/cliflag"
+	"github.com/sluice-lb/sluice/internal/labels"
 	"github.com/sluice-lb/sluice/internal/reasons"
 	"github.com/sluice-lb/sluice/internal/units"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -1284,19 +1284,11 @@ func versionText(v uint64) string {
 	return fmt.Sprint(v)
 }
 
-func labelsText(labels map[string]string) string {
-	if len(labels) == 0 {
+func labelsText(m map[string]string) string {
+	if len(m) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + labels[k]
-	}
-	return oneLine(strings.Join(keys, ","))
+	return oneLine(labels.Text(m))
 }
 
 func cmdStats(ctx context.Context, c *cli, client sluicev1.ConfigServiceClient, args []string) int {

@@ -62,6 +62,7 @@ import (
 	"github.com/sluice-lb/sluice/controlplane/fleet"
 	"github.com/sluice-lb/sluice/controlplane/groups"
 	"github.com/sluice-lb/sluice/controlplane/store"
+	nodelabels "github.com/sluice-lb/sluice/internal/labels"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 )
 
@@ -548,7 +549,7 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 				group, problem = g, prob
 				sess.Placed(group, problem)
 				if group == "" {
-					s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", labels, "problem", problem)
+					s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", nodelabels.Text(labels), "problem", problem)
 				}
 			}
 			if placement {

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-lb/sluice/internal/labels"
 	"github.com/sluice-lb/sluice/internal/reconnect"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
 	"google.golang.org/grpc"
@@ -223,7 +224,7 @@ func (c *Client) placed(p *sluicev1.Placement) {
 	switch {
 	case p.GetGroup() == "":
 		c.Logger.Warn("the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs",
-			"node", c.Node.GetId(), "labels", c.Node.GetLabels(), "problem", p.GetProblem(), "version", running)
+			"node", c.Node.GetId(), "labels", labels.Text(c.Node.GetLabels()), "problem", p.GetProblem(), "version", running)
 	case was.Problem != "":
 		c.Logger.Info("the control plane puts this node in a group again", "node", c.Node.GetId(), "group", p.GetGroup(), "was", was.Problem)
 	case was.Group != p.GetGroup():

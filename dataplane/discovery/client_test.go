@@ -427,7 +427,7 @@ func TestPlacement(t *testing.T) {
 	}
 	stop()
 	for _, want := range []string{
-		`level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=n1 labels=map[role:web] problem="` + problem + `" version=none`,
+		`level=WARN msg="the control plane puts this node in no group, and sends it no snapshot until its labels or the groups change; the node serves the version it runs" node=n1 labels="role=web" problem="` + problem + `" version=none`,
 		`level=INFO msg="the control plane puts this node in a group again" node=n1 group=edge was="no group's selector`,
 	} {
 		if !strings.Contains(log.String(), want) {

@@ -1,11 +1,13 @@
 // Package labels checks a node's labels (sluice-dp --labels) as node
 // groups' selectors write them, so that every label a node has can be
-// selected.
+// selected, and writes them as --labels takes them.
 package labels
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -38,4 +40,14 @@ func CheckValue(k, v string) error {
 		return fmt.Errorf("%s's value %q has %q, which no selector can write: use letters, digits and ._/:- and the like", k, v, []rune(v[i:])[0])
 	}
 	return nil
+}
+
+// Text writes labels as sluice-dp --labels takes them: k=v pairs, sorted
+// by key, comma-separated ("" for none).
+func Text(labels map[string]string) string {
+	keys := slices.Sorted(maps.Keys(labels))
+	for i, k := range keys {
+		keys[i] = k + "=" + labels[k]
+	}
+	return strings.Join(keys, ",")
 }

@@ -37,3 +37,12 @@ func TestCheck(t *testing.T) {
 		t.Errorf("CheckValue(257 bytes) = %v", err)
 	}
 }
+
+func TestText(t *testing.T) {
+	if got := Text(map[string]string{"zone": "a", "role": "edge", "gpu": ""}); got != "gpu=,role=edge,zone=a" {
+		t.Errorf("Text = %q", got)
+	}
+	if got := Text(nil); got != "" {
+		t.Errorf("Text(nil) = %q", got)
+	}
+}
