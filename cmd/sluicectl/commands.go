@@ -411,6 +411,11 @@ func (c *cli) finish(ctx context.Context, client sluicev1.ConfigServiceClient, c
 		fmt.Fprintf(c.stderr, "sluicectl: group %s has no snapshot yet; nothing to wait for\n", group)
 		return 0
 	}
+	if !resp.GetChanged() {
+		// Nothing was sent: the nodes' version is older than this
+		// command, and a time since it would mean nothing.
+		sent = time.Time{}
+	}
 	return c.waitApplied(ctx, client, cmd, group, version, sent, w.until())
 }
 

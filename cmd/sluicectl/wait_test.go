@@ -39,6 +39,23 @@ func TestWaitNamesANewerRefusal(t *testing.T) {
 	}
 }
 
+// An apply that changed nothing sent nothing: --wait says the nodes run
+// the version, without a time since the command, which would mean nothing.
+func TestWaitAfterUnchangedApply(t *testing.T) {
+	f := &fakeCP{}
+	addr := startCP(t, f)
+	if code, _, stderr := sluicectl(t, addr, "apply", "-f", quickstart); code != 0 {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	f.mu.Lock()
+	f.nodes = []*sluicev1.NodeStatus{{Id: "edge-1", Connected: true, Group: "default", AckedVersion: 1, SentVersion: 1}}
+	f.mu.Unlock()
+	code, stdout, stderr := sluicectl(t, addr, "apply", "-f", quickstart, "--wait")
+	if want := "unchanged (version 1)\n1 node applied version 1\n"; code != 0 || stdout != want {
+		t.Errorf("apply --wait of the same file: exit %d\nstdout: %q\nstderr: %s\nwant exit 0, stdout %q", code, stdout, stderr, want)
+	}
+}
+
 // applyWaitAmong applies version 1 to a fake control plane whose fleet is
 // then nodes, and runs apply --wait of version 2 there.
 func applyWaitAmong(t *testing.T, nodes ...*sluicev1.NodeStatus) (code int, stdout, stderr string) {
