@@ -356,6 +356,9 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]str
 	switch {
 	case len(pos) < len(names):
 		return nil, c.usageError(fs, "missing %s", strings.Join(names[len(pos):], " "))
+	case len(pos) > len(names) && names[0] == "CLUSTER/ENDPOINT" && !strings.Contains(pos[0], "/") && !strings.Contains(pos[1], "/"):
+		// "drain web web1": the two names, given apart.
+		return nil, c.usageError(fs, "%q %q: CLUSTER/ENDPOINT is one argument, %q", pos[0], pos[1], pos[0]+"/"+pos[1])
 	case len(pos) > len(names):
 		return nil, c.usageError(fs, "unexpected argument %q", pos[len(names)])
 	}

@@ -743,6 +743,8 @@ func TestEndpointCommandsBadArguments(t *testing.T) {
 		{[]string{"set-weight", "web/web1", "3", "4"}, `unexpected argument "4"`},
 		{[]string{"drain"}, "missing CLUSTER/ENDPOINT"},
 		{[]string{"drain", "web/web1", "web/web2"}, `unexpected argument "web/web2"`},
+		{[]string{"drain", "web", "web1"}, `"web" "web1": CLUSTER/ENDPOINT is one argument, "web/web1"`},
+		{[]string{"set-weight", "web", "web1", "2"}, `"web" "web1": CLUSTER/ENDPOINT is one argument, "web/web1"`},
 		{[]string{"drain", "/web1"}, `want CLUSTER/ENDPOINT, not "/web1"`},
 		{[]string{"disable", "web/"}, `want CLUSTER/ENDPOINT, not "web/"`},
 		{[]string{"enable", "web/web1/x"}, `want CLUSTER/ENDPOINT, not "web/web1/x"`},

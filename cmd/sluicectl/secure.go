@@ -132,8 +132,13 @@ certificates and reads secrets (get --show-secrets).`)
 	if st := c.parse(fs, args[1:]); st >= 0 {
 		return st
 	}
-	if *name == "" || *role == "" {
+	switch {
+	case *name == "" && *role == "":
 		return c.usageError(fs, "--name and --role are required")
+	case *name == "":
+		return c.usageError(fs, "--name is required: who or what the token is for")
+	case *role == "":
+		return c.usageError(fs, "--role is required: viewer, operator or admin")
 	}
 	r := auth.ParseRole(*role)
 	if r == sluicev1.Role_ROLE_UNSPECIFIED {

@@ -59,6 +59,24 @@ Run 'sluicectl cert issue --help' for more.
 	}
 }
 
+// TestTokenCreateMissingFlags: token create says which of --name and
+// --role is missing, before the control plane is asked.
+func TestTokenCreateMissingFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--name and --role are required"},
+		{[]string{"--name", "bob"}, "--role is required: viewer, operator or admin"},
+		{[]string{"--role", "viewer"}, "--name is required: who or what the token is for"},
+	} {
+		code, stdout, stderr := sluicectl(t, "127.0.0.1:1", append([]string{"token", "create"}, tc.args...)...)
+		if want := "sluicectl token create: " + tc.want + "\n"; code != 2 || stdout != "" || !strings.HasPrefix(stderr, want) {
+			t.Errorf("token create %q: status %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, stdout, stderr, want)
+		}
+	}
+}
+
 // TestReplicaListOverTLS: with --cp naming several replicas, each one's
 // certificate is checked against the host it is dialled at, as when it is
 // named alone: the first refuses connections, the second answers.
