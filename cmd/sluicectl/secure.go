@@ -276,6 +276,7 @@ keeps; revoking a node again moves its revocation to now.`)
 		return c.rpcError("cert revoke", err)
 	}
 	c.printApplied(resp, *dry)
+	c.printRespWarnings("cert revoke", resp)
 	return 0
 }
 

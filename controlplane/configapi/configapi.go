@@ -1474,13 +1474,15 @@ func (s *Server) RevokeNode(ctx context.Context, req *sluicev1.RevokeNodeRequest
 		return nil, status.Error(codes.FailedPrecondition, "this control plane speaks plain gRPC: nodes present no certificate to revoke (see README \"Secure setup\")")
 	}
 	id := req.GetNodeId()
-	return s.put(ctx, write{
+	var again bool // revoked before
+	resp, err := s.put(ctx, write{
 		op: "revoke node", done: "node revoked", author: req.GetAuthor(),
 		comment: cmp.Or(req.GetComment(), "revoke node "+id), dryRun: req.GetDryRun(),
 		fleet: func(cfg *sluicev1.FleetConfig, next uint64) ([]string, error) {
 			at := time.Now().Truncate(time.Second)
 			r := &sluicev1.RevokedNode{NodeId: id, RevokedAt: timestamppb.New(at), Version: next}
-			i, again := slices.BinarySearchFunc(cfg.RevokedNodes, id, func(r *sluicev1.RevokedNode, id string) int { return strings.Compare(r.GetNodeId(), id) })
+			var i int
+			i, again = slices.BinarySearchFunc(cfg.RevokedNodes, id, func(r *sluicev1.RevokedNode, id string) int { return strings.Compare(r.GetNodeId(), id) })
 			change := "+ revoked node " + id
 			if again {
 				change = "~ revoked node " + id + " again"
@@ -1491,6 +1493,33 @@ func (s *Server) RevokeNode(ctx context.Context, req *sluicev1.RevokeNodeRequest
 			return []string{fmt.Sprintf("%s: its certificates issued before %s are refused", change, at.UTC().Format(time.RFC3339))}, nil
 		},
 	})
+	if err == nil && !again {
+		if w := s.unseenNode(id); w != "" {
+			resp.Warnings = append(resp.Warnings, w)
+		}
+	}
+	return resp, err
+}
+
+// unseenNode warns of a node id no node of the fleet has: a typo would
+// leave the node meant unrevoked, though a node away for longer than
+// --forget-nodes-after is revoked rightly.
+func (s *Server) unseenNode(id string) string {
+	nodes, _ := s.fleet()
+	ids := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if n.GetId() == id {
+			return ""
+		}
+		ids = append(ids, n.GetId())
+	}
+	slices.Sort(ids)
+	seen := snapshot.NameList("it has seen", "it has seen none", ids)
+	if near := snapshot.ClosestName(id, ids); near != "" {
+		seen = fmt.Sprintf("did you mean %q?", near)
+	}
+	return fmt.Sprintf("node %q is not among the nodes this control plane has seen lately (%s); it is revoked all the same, "+
+		"as a node away for longer than sluice-cp --forget-nodes-after would be: check the id", id, seen)
 }
 
 // ListRevokedNodes implements sluicev1.ConfigServiceServer: those of the

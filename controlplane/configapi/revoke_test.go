@@ -82,3 +82,32 @@ func TestRevokeNode(t *testing.T) {
 	_, err = s.RevokeNode(ctx, &sluicev1.RevokeNodeRequest{NodeId: "bad id"})
 	wantCode(t, "a bad node id", err, codes.InvalidArgument, `"bad id" is not a valid node id`)
 }
+
+// TestRevokeUnseenNodeWarns: revoking a node id no node of the fleet has
+// stores the revocation (the node may be away for long) and warns, with the
+// nodes there are; a node seen, or revoked before, gets no warning.
+func TestRevokeUnseenNodeWarns(t *testing.T) {
+	ctx := testContext(t)
+	reg := fleet.NewRegistry()
+	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil).WithNodeCertificates(true)
+	reg.Connect(&sluicev1.Node{Id: "edge-1"}, "127.0.0.1:1", 0)
+	reg.Connect(&sluicev1.Node{Id: "core-1"}, "127.0.0.1:2", 0)
+	for _, tc := range []struct {
+		id, warning string
+	}{
+		{"edge-9", `node "edge-9" is not among the nodes this control plane has seen lately (it has seen: core-1, edge-1); ` +
+			"it is revoked all the same, as a node away for longer than sluice-cp --forget-nodes-after would be: check the id"},
+		{"edg-1", `node "edg-1" is not among the nodes this control plane has seen lately (did you mean "edge-1"?); ` +
+			"it is revoked all the same, as a node away for longer than sluice-cp --forget-nodes-after would be: check the id"},
+		{"edge-1", ""},
+		{"edge-9", ""}, // again
+	} {
+		resp, err := s.RevokeNode(ctx, &sluicev1.RevokeNodeRequest{NodeId: tc.id})
+		if err != nil || !resp.GetChanged() {
+			t.Fatalf("RevokeNode %s: %v, %v; want it stored", tc.id, resp, err)
+		}
+		if got := strings.Join(resp.GetWarnings(), "\n"); got != tc.warning {
+			t.Errorf("RevokeNode %s warns %q; want %q", tc.id, got, tc.warning)
+		}
+	}
+}
