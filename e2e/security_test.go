@@ -786,8 +786,14 @@ func TestNodeCertificateRevoked(t *testing.T) {
 	}
 	waitFor(t, "n1 to connect", func() bool { return state() == "connected" })
 
+	// A typo of the node's id would revoke nobody: a dry run shows the
+	// warning a revocation gets.
+	_, errOut, code := runBin(t, env, "sluicectl", "cert", "revoke", "--node", "m1", "--dry-run")
+	if want := `sluicectl cert revoke: warning: node "m1" is not among the nodes this control plane has seen lately (did you mean "n1"?)`; code != 0 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("cert revoke --node m1 --dry-run: exit %d, stderr %q; want 0 and %q", code, errOut, want)
+	}
 	out, errOut, code := runBin(t, env, "sluicectl", "cert", "revoke", "--node", "n1")
-	if code != 0 || !strings.Contains(out, "\n  + revoked node n1: its certificates issued before ") {
+	if code != 0 || !strings.Contains(out, "\n  + revoked node n1: its certificates issued before ") || errOut != "" {
 		t.Fatalf("cert revoke: exit %d\n%s%s", code, out, errOut)
 	}
 	waitFor(t, "n1 to be cut off", func() bool {
