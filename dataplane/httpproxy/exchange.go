@@ -249,11 +249,13 @@ func (cc *clientConn) endpointDone(bc net.Conn, reusable bool) {
 	if bc != x.epConn {
 		pooled = upstream.Pooled{}
 	}
+	// Only a response read in full pools its connection.
+	pooled.Probe = reusable && (x.headReq || x.resp.status == 204 || x.resp.status == 304)
 	x.epConn, x.epRaw, x.epArmed = nil, nil, time.Time{}
 	switch {
 	case bc == nil:
 	case reusable && x.private:
-		cc.park(ep, bc, pooled.Raw)
+		cc.park(ep, bc, pooled.Raw, pooled.Probe)
 	case reusable:
 		ep.PutIdle(bc, pooled)
 	default:
@@ -705,20 +707,24 @@ func (cc *clientConn) bufferedBody() *statusError {
 // would read those bytes as its answer. The check is one system call, so
 // the keep-alive path, where a connection goes out again within
 // milliseconds of its last answer, does without it; what arrives that
-// early is caught after the fact (see forward). A connection that sat for
-// probeIdleAfter costs at most four checks a second; endpoints time out
-// idle connections after a second or more.
+// early is caught after the fact (see forward), but for a whole answer,
+// which would pass for the next request's: so a connection whose last
+// answer had no body by its method or status, after which a late body
+// is the likely fault, is checked however soon it goes out (Pooled.Probe).
+// A connection that sat for probeIdleAfter costs at most four checks a
+// second; endpoints time out idle connections after a second or more.
 const probeIdleAfter = 250 * time.Millisecond
 
 // connect takes a pooled connection to ep, or dials one. probe checks a
 // pooled connection is still open, and holds no bytes, before a request
-// that cannot be replayed is sent on it; one pooled for probeIdleAfter is
-// checked whatever the request.
+// that cannot be replayed is sent on it; one pooled for probeIdleAfter, or
+// whose last answer had no body by its method or status (Pooled.Probe),
+// is checked whatever the request.
 func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, probe bool) (net.Conn, bool, *statusError) {
 	if ep.SendProxy() != 0 {
 		// Only a connection that carried this client's header will do.
-		if bc, raw, idle := cc.unpark(ep, cc.x.start); bc != nil {
-			if !probe && idle < probeIdleAfter || alive(bc) {
+		if bc, raw, idle, lateBody := cc.unpark(ep, cc.x.start); bc != nil {
+			if !probe && !lateBody && idle < probeIdleAfter || alive(bc) {
 				cc.x.private = true
 				cc.x.epConn, cc.x.epRaw, cc.x.epArmed = bc, raw, time.Time{}
 				return bc, true, nil
@@ -732,7 +738,7 @@ func (cc *clientConn) connect(ep *upstream.Endpoint, timeout time.Duration, prob
 		if c == nil {
 			break
 		}
-		if (probe || cc.x.start.Sub(since) >= probeIdleAfter) && !alive(c) {
+		if (probe || pooled.Probe || cc.x.start.Sub(since) >= probeIdleAfter) && !alive(c) {
 			ep.Close(c)
 			continue
 		}

@@ -33,16 +33,19 @@ type proxied struct {
 	dest netip.AddrPort
 	// conn is a private endpoint connection, parked between the client's
 	// requests; raw is its RawConn (see exchange.epRaw), ep its endpoint,
-	// and at when it was parked, as a monoTime (see probeIdleAfter).
-	conn net.Conn
-	raw  syscall.RawConn
-	ep   *upstream.Endpoint
-	at   time.Duration
+	// and at when it was parked, as a monoTime (see probeIdleAfter);
+	// probe: it is checked before its next request (upstream.Pooled.Probe).
+	conn  net.Conn
+	raw   syscall.RawConn
+	ep    *upstream.Endpoint
+	at    time.Duration
+	probe bool
 }
 
 // park keeps bc, a reusable private connection to ep, for the client's
 // next request, unless ep is draining (as PutIdle would not pool it).
-func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawConn) {
+// probe says it is to be checked before that request.
+func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawConn, probe bool) {
 	cc.closePrivate()
 	if ep.Draining() {
 		ep.Close(bc)
@@ -52,25 +55,26 @@ func (cc *clientConn) park(ep *upstream.Endpoint, bc net.Conn, raw syscall.RawCo
 		cc.proxied = new(proxied)
 	}
 	pr := cc.proxied
-	pr.conn, pr.raw, pr.ep = bc, raw, ep
+	pr.conn, pr.raw, pr.ep, pr.probe = bc, raw, ep, probe
 	pr.at = monoTime(time.Now())
 }
 
 // unpark returns the parked private connection if it is to ep, and takes
 // it out of the parking; one to another endpoint is closed. now is the
-// time of the request: the connection's idle time is returned with it.
-func (cc *clientConn) unpark(ep *upstream.Endpoint, now time.Time) (net.Conn, syscall.RawConn, time.Duration) {
+// time of the request: the connection's idle time is returned with it,
+// and whether it is to be checked whatever that time (see park).
+func (cc *clientConn) unpark(ep *upstream.Endpoint, now time.Time) (net.Conn, syscall.RawConn, time.Duration, bool) {
 	pr := cc.proxied
 	if pr == nil || pr.conn == nil {
-		return nil, nil, 0
+		return nil, nil, 0, false
 	}
 	if pr.ep != ep {
 		cc.closePrivate()
-		return nil, nil, 0
+		return nil, nil, 0, false
 	}
-	bc, raw := pr.conn, pr.raw
-	pr.conn, pr.raw, pr.ep = nil, nil, nil
-	return bc, raw, monoTime(now) - pr.at
+	bc, raw, probe := pr.conn, pr.raw, pr.probe
+	pr.conn, pr.raw, pr.ep, pr.probe = nil, nil, nil, false
+	return bc, raw, monoTime(now) - pr.at, probe
 }
 
 // monoTime is t on the monotonic clock, as a duration since the package

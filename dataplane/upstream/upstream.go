@@ -49,6 +49,13 @@ type Pooled struct {
 	// The pool sets no deadline on the connections it holds, so it
 	// stays true while the connection is pooled.
 	Deadline time.Time
+	// Probe asks the proxy to check the connection holds no bytes
+	// before the next request goes on it, however briefly it was
+	// pooled: its last answer had no body by its request's method or its
+	// status (HEAD, 204, 304), and an endpoint that sends one anyway
+	// may send it late, where the next request would take it for its
+	// answer.
+	Probe bool
 }
 
 // ErrClosed is returned by Dial once the endpoint was shut down.
