@@ -91,8 +91,9 @@ func (cc *clientConn) exchange(cfg *Config) bool {
 
 	// With Expect: 100-continue and no body byte sent yet, the head goes
 	// alone and the body follows the endpoint's 100 (or never, if it
-	// answers first).
-	expect := req.expect100 && x.minor == 1 && x.reqBody != bodyNone && x.rs == x.re
+	// answers first). A Content-Length of 0 has nothing to wait for.
+	expect := req.expect100 && x.minor == 1 && x.reqBody != bodyNone && x.rs == x.re &&
+		!(x.reqBody == bodyLength && x.reqLeft == 0)
 	if !expect {
 		if e := cc.bufferedBody(); e != nil {
 			cc.endpointDone(nil, false)

@@ -55,6 +55,38 @@ func TestExpectContinueBodyWithoutContinue(t *testing.T) {
 	}
 }
 
+// TestExpectContinueEmptyBody: Expect: 100-continue on a request whose
+// Content-Length is 0 has no body to wait for: its answer is no early one,
+// and the client's connection stays open, as a GET's with Expect does.
+func TestExpectContinueEmptyBody(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	ep := upstream.New("web", "a", addr)
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := mode.start(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+			c := p.dial()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			for i := range 2 {
+				io.WriteString(c, "POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n")
+				r := readResponse(t, br, "POST")
+				if r.code != 200 || r.body != "ok" || r.header("Connection") == "close" {
+					t.Fatalf("request %d: %s %q, Connection %q; want 200 ok, the connection kept", i, r.status, r.body, r.header("Connection"))
+				}
+			}
+		})
+	}
+}
+
 // TestExpectContinueRefusedBodyFollows: an endpoint that refuses an
 // Expect: 100-continue request without its body ends the client's
 // connection after its answer, although the proxy now watches the client
