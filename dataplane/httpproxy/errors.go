@@ -60,6 +60,7 @@ var (
 // Errors from the response parser; they become a 502 (errBadResponse).
 var (
 	errRespMalformed     = &statusError{502, "malformed response head", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
+	errRespInterims      = &statusError{502, "more than " + strconv.Itoa(MaxInterim) + " interim (1xx) responses", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
 	errRespStatus        = &statusError{502, "malformed status line", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
 	errRespFraming       = &statusError{502, "invalid response framing", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}
 	errRespTooLarge      = &statusError{502, "response head larger than 64 KiB", sluicev1.CloseReason_CLOSE_REASON_SERVER_CLOSED}

@@ -1284,7 +1284,7 @@ func (cc *clientConn) readResponseHead(bc net.Conn, stopAt100 bool) (*statusErro
 				}
 				x.bs += end
 				if interim++; interim > MaxInterim {
-					return errRespMalformed, true
+					return errRespInterims, true
 				}
 				if x.minor == 1 {
 					x.wb = appendInterimHead(x.wb[:0], &x.resp)

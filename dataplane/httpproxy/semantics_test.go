@@ -216,6 +216,21 @@ func TestInterimResponsesForwarded(t *testing.T) {
 	}
 }
 
+// TestTooManyInterimResponses: an endpoint that sends more than
+// MaxInterim 1xx responses gets a 502 that says so.
+func TestTooManyInterimResponses(t *testing.T) {
+	addr, _ := captureBackend(t, strings.Repeat("HTTP/1.1 102 Processing\r\n\r\n", MaxInterim+1)+
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	ep := upstream.New("web", "b1", addr)
+	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
+	conn := p.dial()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n") // no interim responses to read first
+	if r := readResponse(t, br, "GET"); r.code != 502 || r.body != "more than 16 interim (1xx) responses\n" {
+		t.Errorf("got %s %q; want a 502 that says why", r.status, r.body)
+	}
+}
+
 // recordingDirector checks what Pick sees.
 type recordingDirector struct {
 	ep  *upstream.Endpoint
