@@ -377,12 +377,12 @@ func (e *endpointsSent) due(r *Reporter) bool {
 	return r.eps.StatusChanges() != e.changes || refreshDue(time.Since(e.at), r.epsEvery, r.interval)
 }
 
-// refreshDue reports whether a view sent since ago is refreshed at a tick
-// of the reporter's ticker, every interval: once every would pass before
-// the next tick. The view was sent a little after a tick, so on that tick
-// plus every, since is a little short of every; waiting for a whole every
-// would put the refreshes one interval apart more than every (1.25 s
-// with the defaults).
+// refreshDue reports whether a view sent since ago is refreshed at this
+// tick of the reporter's ticker, which ticks every interval: once every is
+// less than half an interval away. The view went out a little after a
+// tick, so on the tick every later, since falls a little short of every;
+// waiting for all of it would put the refreshes an interval further apart
+// than every (1.25 s with the defaults).
 func refreshDue(since, every, interval time.Duration) bool {
 	return since >= every-interval/2
 }
