@@ -998,7 +998,11 @@ func moveFields(group string, moves []move, hasSnapshot bool) []string {
 			if len(ids) > 1 {
 				what = "nodes " + snapshot.ListNames(ids)
 			}
-			out = append(out, fmt.Sprintf(dir.verb, what, other))
+			if other == "" { // taken from no group (none is given to none)
+				out = append(out, fmt.Sprintf("takes connected %s, which no group took", what))
+			} else {
+				out = append(out, fmt.Sprintf(dir.verb, what, other))
+			}
 			took = took || strings.HasPrefix(dir.verb, "takes")
 		}
 	}

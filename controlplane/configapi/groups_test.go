@@ -285,6 +285,24 @@ func TestDeleteGroupSaysWhatItsNodesRunNext(t *testing.T) {
 	}
 }
 
+// A group that takes a connected node no group took before says so, not
+// that it takes it "from" a group.
+func TestGroupTakesANodeInNoGroup(t *testing.T) {
+	ctx := testContext(t)
+	reg := fleet.NewRegistry()
+	reg.Connect(&sluicev1.Node{Id: "core-1", Labels: map[string]string{"role": "core"}}, "127.0.0.1:1", 0)
+	s := New(openStore(t, store.BoltOptions{}), reg, stats.NewRing(10), nil)
+	if _, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "default", Selector: "role=core"}); err != nil {
+		t.Fatal(err)
+	}
+	reg.Connect(&sluicev1.Node{Id: "lab-1", Labels: map[string]string{"role": "lab"}}, "127.0.0.1:2", 0)
+	resp, err := s.SetGroup(ctx, &sluicev1.SetGroupRequest{Name: "lab", Selector: "role=lab"})
+	if want := `+ group lab: selector "role=lab"; takes connected node lab-1, which no group took; ` +
+		`nothing is applied to it yet: the nodes it takes keep what they run until an apply --group lab`; err != nil || resp.GetChanges()[0] != want {
+		t.Errorf("SetGroup lab: %v, %v; want the change %q", resp, err, want)
+	}
+}
+
 // A change to the groups that would leave a connected node in no group, so
 // that it is sent nothing new, is refused: deleting its group, or giving
 // the catch-all a selector its labels miss. Moving it to another group,
