@@ -351,3 +351,52 @@ func TestRequestsWithoutHostForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestCanonicalPathForwarded: with NormalizePath and MergeSlashes, the
+// endpoint gets the canonical path the rules saw, through this engine as
+// through the HTTP/1.1 engine, over HTTP/1.1 and over HTTP/2 to the
+// endpoint; the query goes as sent.
+func TestCanonicalPathForwarded(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Method+" "+r.RequestURI)
+		}, h2)
+		for _, e := range []struct {
+			name  string
+			serve func(*httpproxy.Config) func(net.Conn)
+		}{
+			{"the HTTP/1.1 engine", http1Engine},
+			{"this engine", func(cfg *httpproxy.Config) func(net.Conn) { return this(t, cfg, nil) }},
+		} {
+			if h2 && e.name == "the HTTP/1.1 engine" {
+				continue // it speaks HTTP/1.1 to endpoints
+			}
+			var log logged
+			cfg := &httpproxy.Config{Director: pickDirector{ep}, NormalizePath: true, MergeSlashes: true, Meter: meter.NewListener("web", &log)}
+			client, server := net.Pipe()
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				defer server.Close()
+				e.serve(cfg)(server)
+			}()
+			client.SetDeadline(time.Now().Add(10 * time.Second))
+			go io.WriteString(client, "GET /x/..//%61dmin/.?q=/../%61 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+			if err != nil {
+				t.Fatalf("%s (h2 %v): no answer: %v", e.name, h2, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			client.Close()
+			if want := "GET /admin/?q=/../%61"; resp.StatusCode != 200 || string(body) != want {
+				t.Errorf("%s (h2 %v): %s %q, want the endpoint's 200 %q", e.name, h2, resp.Status, body, want)
+			}
+			<-served
+			log.mu.Lock()
+			if len(log.xs) != 1 || string(log.xs[0].Path) != "/admin/?q=/../%61" {
+				t.Errorf("%s (h2 %v): logged %+v, want the canonical path", e.name, h2, log.xs)
+			}
+			log.mu.Unlock()
+		}
+	}
+}

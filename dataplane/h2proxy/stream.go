@@ -111,6 +111,13 @@ func (cn *conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cn.refuse(st, w, r, status, text)
 		return
 	}
+	if req.Canonical() && st.mx.Logged {
+		// The access log writes the path the rules saw, as the HTTP/1.1
+		// engine's does.
+		p := len(st.mx.Method) + len(st.mx.Host)
+		st.logBuf = append(st.logBuf[:p], req.Path()...)
+		st.mx.Path = st.logBuf[p:]
+	}
 	if c := req.ClientAddr(); c != req.PeerAddr() {
 		st.mx.Client, st.mx.Peer = netip.AddrPortFrom(c, req.ClientPort()), cn.client
 	}
@@ -280,6 +287,11 @@ func (cn *conn) outgoing(r *http.Request, st *stream, ep *upstream.Endpoint) *ht
 			path = "/"
 		}
 		query, hasQuery = r.URL.RawQuery, r.URL.RawQuery != "" || r.URL.ForceQuery
+	}
+	if req.Canonical() {
+		// The listener made the path canonical: the rules judged that
+		// one, so the endpoint gets it.
+		path = string(req.URLPath())
 	}
 	setPath(u, path)
 	u.RawQuery, u.ForceQuery = query, hasQuery && query == ""

@@ -25,6 +25,9 @@ type headLimits struct {
 	bytes  int // the whole head, request line to empty line
 	fields int // field lines
 	uri    int // the request-target
+	// normalize and merge make the target's path canonical as the head
+	// is read (Config.NormalizePath, Config.MergeSlashes).
+	normalize, merge bool
 }
 
 // defaultLimits are the limits of the zero Config.

@@ -43,6 +43,9 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(ids+"\r\n"), uint16(0x1005))
 	f.Add([]byte(ids+"\r\n"), uint16(0x1805))
 	f.Add([]byte(ids+"Connection: x-request-id\r\n\r\n"), uint16(0x1805))
+	// Paths made canonical.
+	f.Add([]byte("GET /a/..//%61dmin/.?q=/../ HTTP/1.1\r\nHost: a\r\n\r\n"), uint16(0x6007))
+	f.Add([]byte("GET http://a//b/%2e%2E/c HTTP/1.1\r\nHost: a\r\n\r\n"), uint16(0x2007))
 	// Redirects built for every request accepted.
 	var fuzzRedirects []*Answer
 	for _, r := range []Redirect{{Scheme: "https"}, {Prefix: "/v2"}, {Host: "example.com", Port: 8443, StripQuery: true}} {
@@ -66,12 +69,20 @@ func FuzzParseRequest(f *testing.F) {
 		if end < 0 {
 			return
 		}
-		// Limits as a listener may set them.
-		lim := headLimits{bytes: maxHead, fields: 1 + int(split%150), uri: 1 + int(split%300)}
+		// Limits as a listener may set them, and the path made canonical
+		// (split's bits 0x2000 and 0x4000), in a copy: the head read stays
+		// as it came, as the HTTP/2 engine may be handed it.
+		lim := headLimits{bytes: maxHead, fields: 1 + int(split%150), uri: 1 + int(split%300),
+			normalize: split&0x2000 != 0, merge: split&0x4000 != 0}
+		read := string(data[:end])
 		var r Request
-		if err := r.parseLimited(data[:end], &lim); err != nil {
-			if err.status < 400 || err.status > 505 {
-				t.Fatalf("error status %d", err.status)
+		perr := r.parseLimited(data[:end], &lim)
+		if string(data[:end]) != read {
+			t.Fatalf("parsing changed the head read: %q, was %q", data[:end], read)
+		}
+		if perr != nil {
+			if perr.status < 400 || perr.status > 505 {
+				t.Fatalf("error status %d", perr.status)
 			}
 			return
 		}

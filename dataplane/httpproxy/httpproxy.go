@@ -262,6 +262,12 @@ type Config struct {
 	// MaxURILength bounds the request-target; a longer one is answered 414
 	// and the connection closes. 0: DefaultMaxURILength.
 	MaxURILength int
+	// NormalizePath makes each request's path canonical (RFC 3986
+	// §6.2.2: unreserved characters percent-decoded, dot-segments
+	// removed) before the Director and the rules see it, and the endpoint
+	// is sent that path; MergeSlashes merges runs of '/' into one too
+	// (see normalize.go).
+	NormalizePath, MergeSlashes bool
 	// MaxRequestBodyBytes bounds a request body (0: no bound). A request
 	// declaring a longer Content-Length is answered 413 before it is
 	// routed, so nothing of it reaches an endpoint; a chunked body is cut
@@ -334,7 +340,8 @@ func (c *Config) withDefaults() *Config {
 	if n.TunnelIdleTimeout <= 0 {
 		n.TunnelIdleTimeout = DefaultTunnelIdleTimeout
 	}
-	n.lim = headLimits{bytes: n.MaxHeaderBytes, fields: n.MaxHeaderCount, uri: n.MaxURILength}
+	n.lim = headLimits{bytes: n.MaxHeaderBytes, fields: n.MaxHeaderCount, uri: n.MaxURILength,
+		normalize: n.NormalizePath, merge: n.MergeSlashes}
 	return &n
 }
 

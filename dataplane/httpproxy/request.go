@@ -30,6 +30,10 @@ type Request struct {
 	proto  span
 	host   span // Host field value, or the authority of an absolute-form target
 	minor  uint8
+	// canonical: the target's path was made canonical as it was read
+	// (canonicalTarget); canon holds the head then when that changed it.
+	canonical bool
+	canon     []byte
 
 	nf     int
 	fields []field // the exchange's storage, shared with its response: see exchange
@@ -405,6 +409,10 @@ func (r *Request) parseLimited(b []byte, lim *headLimits) *statusError {
 		return err
 	}
 	r.method, r.target, r.proto, r.minor = rl.method, rl.target, rl.proto, rl.minor
+	r.canonical = false
+	if lim.normalize || lim.merge {
+		r.canonicalTarget(lim.normalize, lim.merge)
+	}
 	fields, nf, n, err := parseFields(b, i, r.fields, lim.fields)
 	r.fields = fields
 	if err != nil {

@@ -144,6 +144,8 @@ func httpConfig(ls *sluicev1.Listener, rt *routing) *httpproxy.Config {
 		MaxHeaderBytes:           int(h.GetMaxHeaderBytes()),
 		MaxHeaderCount:           int(h.GetMaxHeaderCount()),
 		MaxURILength:             int(h.GetMaxUriLength()),
+		NormalizePath:            h.GetNormalizePath(),
+		MergeSlashes:             h.GetMergeSlashes(),
 		MaxRequestBodyBytes:      int64(min(h.GetMaxRequestBodyBytes(), math.MaxInt64)),
 		TunnelIdleTimeout:        h.GetTunnelIdleTimeout().AsDuration(),
 		H2C:                      snapshot.H2C(ls),

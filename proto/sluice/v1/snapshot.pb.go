@@ -3728,7 +3728,21 @@ type HttpOptions struct {
 	// and the access log writes, to follow a request from the balancer's
 	// log into the endpoint's (Envoy's x-request-id, HAProxy's unique-id,
 	// nginx's $request_id). Unset: none.
-	RequestId     *RequestId `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId *RequestId `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// NormalizePath makes each request's path canonical before the rules,
+	// the hash keys and the access log read it, and sends the endpoint that
+	// path (RFC 3986 §6.2.2, Envoy's normalize_path, HAProxy's
+	// normalize-uri): percent-encoded unreserved characters are decoded
+	// ("/%61dmin" is "/admin"), the hex of the other encodings is upper
+	// case ("%2f" is "%2F": an encoded slash stays one), and "." and ".."
+	// segments are removed ("/x/../admin" is "/admin"). The query is left as
+	// sent. Off by default, as in HAProxy and Envoy: rules then match the
+	// path as sent, which an endpoint may read otherwise.
+	NormalizePath bool `protobuf:"varint,16,opt,name=normalize_path,json=normalizePath,proto3" json:"normalize_path,omitempty"`
+	// MergeSlashes merges each run of '/' in the path into one ("//admin"
+	// is "/admin"), as nginx and Go's ServeMux read it (Envoy's
+	// merge_slashes, HAProxy's path-merge-slashes).
+	MergeSlashes  bool `protobuf:"varint,17,opt,name=merge_slashes,json=mergeSlashes,proto3" json:"merge_slashes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3866,6 +3880,20 @@ func (x *HttpOptions) GetRequestId() *RequestId {
 		return x.RequestId
 	}
 	return nil
+}
+
+func (x *HttpOptions) GetNormalizePath() bool {
+	if x != nil {
+		return x.NormalizePath
+	}
+	return false
+}
+
+func (x *HttpOptions) GetMergeSlashes() bool {
+	if x != nil {
+		return x.MergeSlashes
+	}
+	return false
 }
 
 // RequestId is how requests are given ids: `request_id: {}` sends
@@ -4407,7 +4435,7 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x15max_closes_per_second\x18\x02 \x01(\rB\v\xfaB\b*\x06\x18\xa0\x8d\x06(\x01H\x01R\x12maxClosesPerSecond\x88\x01\x01\x12G\n" +
 	"\bmin_idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\aminIdleB\x14\n" +
 	"\x12_tolerance_percentB\x18\n" +
-	"\x16_max_closes_per_second\"\xfd\a\n" +
+	"\x16_max_closes_per_second\"\xc9\b\n" +
 	"\vHttpOptions\x12b\n" +
 	"\x16request_header_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationB\x11\xfaB\x0e\xaa\x01\v\"\x03\b\x90\x1c2\x04\x10\xc0\x84=R\x14requestHeaderTimeout\x12P\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xa3\x052\x04\x10\xc0\x84=R\vidleTimeout\x12X\n" +
@@ -4428,7 +4456,9 @@ const file_sluice_v1_snapshot_proto_rawDesc = "" +
 	"\x13tunnel_idle_timeout\x18\r \x01(\v2\x19.google.protobuf.DurationB\x12\xfaB\x0f\xaa\x01\f\"\x04\b\x80\xf5$2\x04\x10\xc0\x84=R\x11tunnelIdleTimeout\x12?\n" +
 	"\x16max_concurrent_streams\x18\x0e \x01(\rB\t\xfaB\x06*\x04\x18\xa0\x8d\x06R\x14maxConcurrentStreams\x123\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestIdB\x06\n" +
+	"request_id\x18\x0f \x01(\v2\x14.sluice.v1.RequestIdR\trequestId\x12%\n" +
+	"\x0enormalize_path\x18\x10 \x01(\bR\rnormalizePath\x12#\n" +
+	"\rmerge_slashes\x18\x11 \x01(\bR\fmergeSlashesB\x06\n" +
 	"\x04_h2c\"M\n" +
 	"\tRequestId\x12\x1f\n" +
 	"\x06header\x18\x01 \x01(\tB\a\xfaB\x04r\x02\x18@R\x06header\x12\x1f\n" +

@@ -6973,6 +6973,10 @@ func (m *HttpOptions) validate(all bool) error {
 		}
 	}
 
+	// no validation rules for NormalizePath
+
+	// no validation rules for MergeSlashes
+
 	if m.H2C != nil {
 		// no validation rules for H2C
 	}
