@@ -99,9 +99,11 @@ func TestNormalizedPathReachesTheEndpoint(t *testing.T) {
 	if r := readResponse(t, bufio.NewReader(conn), "GET"); r.code != 200 {
 		t.Fatalf("got %s", r.status)
 	}
+	d.mu.Lock()
 	if len(d.got) != 1 || !strings.HasPrefix(d.got[0], "GET /admin?q=%61 HTTP/1.1 ") {
 		t.Errorf("the Director saw %q, want GET /admin?q=%%61", d.got)
 	}
+	d.mu.Unlock()
 	if line, _, _ := strings.Cut(<-got, "\r\n"); line != "GET /admin?q=%61 HTTP/1.1" {
 		t.Errorf("the endpoint got %q, want GET /admin?q=%%61", line)
 	}
