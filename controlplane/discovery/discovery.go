@@ -552,9 +552,10 @@ func (s *Server) serve(ctx context.Context, ss grpc.ServerStream, sess *fleet.Se
 					s.log.Warn("node in no group; sending it nothing", "node", sess.ID(), "labels", nodelabels.Text(labels), "problem", problem)
 				}
 			}
-			if placement {
-				// The groups it names may change while the node's
-				// problem stays.
+			// A node placed in the group it was told of needs nothing
+			// new; one in no group may: the groups it was told of may
+			// change while its problem stays.
+			if placement && (said == nil || group != said.GetGroup() || group == "") {
 				if p := placementOf(st.set, group, problem); p.GetGroup() != said.GetGroup() || p.GetProblem() != said.GetProblem() {
 					said = p
 					if err := ss.SendMsg(&sluicev1.DiscoveryResponse{Placement: p}); err != nil {
