@@ -84,8 +84,11 @@ type clientConn struct {
 	parkIdx  int32
 	parkSt   int32
 	parkAged bool
-	parkDl   time.Time
-	done     func()
+	// mss is the client socket's maximum segment size, which sizes the
+	// reads of a large body bound for it (readBody); 0: not asked.
+	mss    uint16
+	parkDl time.Time
+	done   func()
 	// setUp is ServeConnAsync's, until called (setUpDone).
 	setUp func()
 	meter *meter.Listener // counted the connection as opened

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-lb/sluice/dataplane/conntrack"
 	"github.com/sluice-lb/sluice/dataplane/internal/clock"
 	"github.com/sluice-lb/sluice/dataplane/internal/pace"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
 	"github.com/sluice-lb/sluice/dataplane/proxyproto"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	sluicev1 "github.com/sluice-lb/sluice/proto/sluice/v1"
@@ -925,6 +926,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	if x.rs == x.re {
 		x.rs, x.re = 0, 0
 	}
+	x.epMSS, x.askMSS = 0, false // this body's endpoint connection is asked anew
 	// A body larger than the client read buffer (4 KiB) that is copied
 	// goes through a buffer of a response body's size (16 KiB): through
 	// the read buffer, 1 MiB uploads cost the node twice the CPU, and
@@ -969,12 +971,20 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			putBuffer(buf)
 			buf = bigClass.get()
 		}
-		p := buf[:min(int64(len(buf)), x.reqLeft)]
+		// Out of the big buffer, whole segments of the endpoint's
+		// socket, as readBody reads for the client.
+		room := len(buf)
+		bulk := room >= bigBufSize && x.epRaw != nil && bc == x.epConn
+		if bulk {
+			room = tcpseg.Fit(room, int(x.epMSS))
+		}
+		p := buf[:min(int64(room), x.reqLeft)]
 		n, err := cc.readClient(p)
 		if err != nil {
 			return cc.bodyError(err)
 		}
 		filled = n == len(p)
+		x.askMSS = bulk && n == room
 		// The wait for the client was the client's: the endpoint's
 		// starts now (a TLS write would fail at a deadline passed
 		// meanwhile, and leave the connection unusable).
@@ -1530,8 +1540,7 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 			}
 			continue
 		}
-		p := x.bb[:min(int64(len(x.bb)), left)]
-		n, err := cc.readEndpoint(bc, p)
+		n, err := cc.readBody(bc, left)
 		if err != nil {
 			return endpointError(err)
 		}
@@ -1540,13 +1549,36 @@ func (cc *clientConn) relayLength(bc net.Conn, left int64) *statusError {
 		if left == 0 {
 			cc.bodyRead(bc)
 		}
-		if err := cc.write(p[:n]); err != nil {
+		if err := cc.write(x.bb[:n]); err != nil {
 			cc.reason = clientReason(err)
 			return &statusError{0, "client write failed", cc.reason}
 		}
 	}
 	cc.bodyRead(bc)
 	return nil
+}
+
+// readBody reads at most limit bytes of a response body from the endpoint
+// into the start of x.bb, to be written to the client as they are. Out of
+// a big buffer (bulkBuffer) it reads as many whole segments of the client's
+// socket as fit (tcpseg): over loopback, a write of all 68 KiB went out as
+// a full segment and a short one, which under BBR cost the node about
+// twice the CPU per MiB. The segment's size is asked again after each read
+// that filled its room, since it grows with the client's window.
+func (cc *clientConn) readBody(bc net.Conn, limit int64) (int, error) {
+	x := cc.x
+	room := len(x.bb)
+	bulk := room >= bigBufSize && cc.raw != nil
+	if bulk {
+		room = tcpseg.Fit(room, int(cc.mss))
+	}
+	n, err := cc.readEndpoint(bc, x.bb[:min(int64(room), limit)])
+	if bulk && n == room {
+		// cc.fd is the client's socket while it is open; should it be
+		// closed under us, the call fails and only sizes a read.
+		cc.mss = uint16(min(tcpseg.MSS(int(cc.fd)), 0xffff))
+	}
+	return n, err
 }
 
 // relayError maps a splice failure, which does not say which side failed.
@@ -1698,7 +1730,7 @@ func (cc *clientConn) relayClose(bc net.Conn) *statusError {
 			x.hard = time.Now().Add(cfg.ResponseTimeout)
 			continue
 		}
-		n, err := cc.readEndpoint(bc, x.bb)
+		n, err := cc.readBody(bc, int64(len(x.bb)))
 		if err != nil {
 			if x.closeEnded(err) {
 				cc.bodyRead(bc)

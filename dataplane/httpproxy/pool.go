@@ -91,6 +91,12 @@ type exchange struct {
 	// the body watch ends.
 	epArmed time.Time
 	private bool // the endpoint connection carried the client's PROXY header
+	// epMSS is the maximum segment size of the endpoint connection's
+	// socket, which sizes the reads of a large request body
+	// (sendLengthBody); 0: not asked. askMSS has the next raw write to
+	// the endpoint (sendAll) ask it, after a read that filled its room.
+	epMSS  uint16
+	askMSS bool
 	// While an Expect: 100-continue request waits for its endpoint's
 	// first answer, bodyWatch is closed when the watch of the client
 	// ends, and bodyCame says the client sent its body (watchBody).

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
 
@@ -84,6 +85,10 @@ func (cc *clientConn) initEndpointRaw() {
 // sendAll sends rawP to fd until all went (true), there is no room
 // (false), or an error (true, rawErr set); rawN counts what went.
 func (cc *clientConn) sendAll(fd uintptr) bool {
+	if x := cc.x; x.askMSS {
+		x.askMSS = false
+		x.epMSS = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
+	}
 	for len(cc.rawP) > 0 {
 		n, err := sendRaw(fd, cc.rawP)
 		switch err {

@@ -22,12 +22,13 @@ func closeWrite(backend net.Conn) {
 	}
 }
 
-// copyBufSize is what one read of a half on Linux moves: four TLS
+// copyBufSize is the most one read of a half on Linux moves: four TLS
 // records' worth, so that a bulk transfer copied (from a peer on this
 // host) costs a quarter of the reads and sends of 16 KiB ones, which on
-// loopback cut the CPU per MiB by about 30% (see BENCHMARKS.md). A buffer
-// is held only while its bytes wait to be sent; small exchanges give it
-// back at once.
+// loopback cut the CPU per MiB by about 30% (see BENCHMARKS.md). A burst
+// reads as many whole segments of dst as fit (tcpseg.Fit): one over
+// loopback. A buffer is held only while its bytes wait to be sent; small
+// exchanges give it back at once.
 const copyBufSize = 64 << 10
 
 // copyBuf is the buffer of a half's reads on Linux.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/internal/pace"
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
 )
 
 // How a half moves bytes on Linux.
@@ -38,7 +39,10 @@ import (
 // the bytes never enter user space, if splicing pays (splice.Pays: by
 // default, for bytes from a peer on another host); it goes back to the
 // buffer when a burst ends small, and gives the pipe back when it parks.
-// Other bursts are copied through the buffer.
+// Other bursts are copied through the buffer, in reads of whole segments
+// of dst (tcpseg) once one read has filled it: over loopback a 64 KiB send
+// is a full segment and a short one, which under BBR cost the node twice
+// the CPU per MiB.
 //
 // The system calls are raw: on non-blocking sockets they never block, and
 // the runtime's bookkeeping for a call that might (entering and leaving a
@@ -91,6 +95,11 @@ type halfState struct {
 	// disarmed since its wake-up); set by park and watch, cleared by
 	// leave, under parking.mu or by whoever runs the half.
 	inSet bool
+	// mss is dst's maximum segment size, which sizes the reads of a
+	// burst copied (tcpseg.Fit): asked again after each read that
+	// filled its buffer, since it grows with the peer's window early in
+	// a connection; small exchanges never ask. 0: not asked yet.
+	mss   uint16
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	quick uint8  // wake-ups in a row that came soon after parking
 	// inq: src reports TCP_INQ, asked for by the half's first read that
@@ -228,6 +237,7 @@ type copier struct {
 
 	buf     *copyBuf // holds pending
 	pending []byte   // read from src, not yet sent
+	full    bool     // pending filled the read: dst's MSS is asked before it goes
 	burst   int      // bytes read since the half last waited
 	eof     bool
 	err     error
@@ -243,8 +253,8 @@ func newCopier(h *half) *copier {
 // resets c.
 func (c *copier) handOver() *copier {
 	n := newCopier(c.h)
-	n.buf, n.pending, n.eof, n.err = c.buf, c.pending, c.eof, c.err
-	c.buf, c.pending, c.burst, c.eof, c.err = nil, nil, 0, false, nil
+	n.buf, n.pending, n.full, n.eof, n.err = c.buf, c.pending, c.full, c.eof, c.err
+	c.buf, c.pending, c.full, c.burst, c.eof, c.err = nil, nil, false, 0, false, nil
 	return n
 }
 
@@ -282,7 +292,8 @@ func (c *copier) read(fd uintptr) bool {
 			continue
 		}
 		buf := getCopyBuf()
-		n, more, err := c.recv(int(fd), buf[:])
+		p := buf[:tcpseg.Fit(len(buf), int(h.mss))]
+		n, more, err := c.recv(int(fd), p)
 		switch {
 		case err == unix.EAGAIN:
 			putCopyBuf(buf)
@@ -300,6 +311,7 @@ func (c *copier) read(fd uintptr) bool {
 		h.moved++
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
+		c.full = n == len(p)
 		if h.tlsDst() { // encrypting needs the TLS connection's Write
 			return true
 		}
@@ -321,7 +333,7 @@ func (c *copier) read(fd uintptr) bool {
 			return false
 		case c.inline:
 			return true
-		case h.splices && (more >= spliceAt || more < 0 && n == len(buf)):
+		case h.splices && (more >= spliceAt || more < 0 && n == len(p)):
 			h.pipe = splice.Get() // nil (no pipe to be had) keeps the buffer
 		}
 	}
@@ -346,6 +358,11 @@ func (c *copier) send(fd uintptr) {
 			h.sent(int64(n))
 		}
 		return
+	}
+	if c.full {
+		// A burst, whose next read takes whole segments of dst.
+		c.full = false
+		h.mss = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
 	}
 	for len(c.pending) > 0 {
 		n, err := sendRaw(int(fd), c.pending)

@@ -59,10 +59,11 @@ func Modes() []string {
 	return []string{"spliced", "copied"}
 }
 
-// Set sets the mode named by one of Modes for the rest of b.
-func Set(b *testing.B, name string) {
+// Set sets the mode named by one of Modes for the rest of t: a benchmark
+// of large transfers, or a test of what copying them does.
+func Set(t testing.TB, name string) {
 	if name == "copied" {
 		splice.SetMode(splice.Auto)
-		b.Cleanup(func() { splice.SetMode(splice.Always) })
+		t.Cleanup(func() { splice.SetMode(splice.Always) })
 	}
 }
