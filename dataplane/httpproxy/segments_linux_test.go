@@ -5,25 +5,15 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sluice-lb/sluice/dataplane/internal/splice/splicetest"
 	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg/tcpsegtest"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 	"github.com/sluice-lb/sluice/internal/loopback"
 )
-
-// announce20000 has a socket announce segments of at most 20000 bytes to
-// its peer, which then sends no larger ones.
-func announce20000(_, _ string, c syscall.RawConn) error {
-	var err error
-	c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, 20000) })
-	return err
-}
 
 // TestBodyReadsFillWholeSegments: a large response body is read from the
 // endpoint in as many whole segments of the client's socket as fit in the
@@ -69,7 +59,7 @@ func TestBodyReadsFillWholeSegments(t *testing.T) {
 	}
 
 	t.Run("announced", func(t *testing.T) {
-		d := net.Dialer{Control: announce20000}
+		d := net.Dialer{Control: tcpsegtest.Announce(20000)}
 		c, err := d.Dial("tcp", p.addr)
 		if err != nil {
 			t.Fatal(err)

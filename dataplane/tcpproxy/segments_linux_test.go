@@ -8,20 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sluice-lb/sluice/dataplane/internal/splice/splicetest"
 	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg/tcpsegtest"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
-
-// announce20000 has a socket announce segments of at most 20000 bytes to
-// its peer, which then sends no larger ones.
-func announce20000(_, _ string, c syscall.RawConn) error {
-	var err error
-	c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, 20000) })
-	return err
-}
 
 // mssOf returns what the socket under rc reports as its segment size.
 func mssOf(rc syscall.RawConn) (mss int) {
@@ -42,7 +34,7 @@ func mssOf(rc syscall.RawConn) (mss int) {
 func TestBurstReadsFillWholeSegments(t *testing.T) {
 	splicetest.Set(t, "copied") // as the node copies bursts between loopback peers
 	t.Run("announced", func(t *testing.T) {
-		mss := burstBothWays(t, announce20000, 4<<20)
+		mss := burstBothWays(t, tcpsegtest.Announce(20000), 4<<20)
 		for _, h := range mss {
 			if h.dst > 20000 || h.dst < 19900 {
 				t.Fatalf("%s: the destination sends segments of %d bytes; the test meant at most 20000, less TCP's options", h.name, h.dst)
@@ -115,22 +107,7 @@ type halfMSS struct {
 // sockets, and says, once the session has parked, what segment size each
 // half took and what its destination reports.
 func burstBothWays(t *testing.T, control func(string, string, syscall.RawConn) error, size int64) []halfMSS {
-	lc := net.ListenConfig{Control: control}
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c)
-		}
-	}()
-	ep := upstream.New("c", "e", ln.Addr().String())
+	ep := upstream.New("c", "e", loopback.ServeWith(t, net.ListenConfig{Control: control}, echo))
 	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, nil)
 	d := net.Dialer{Control: control}
 	c, err := d.Dial("tcp", startProxy(t, s))

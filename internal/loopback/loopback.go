@@ -64,7 +64,14 @@ func portRange() (lo, hi int) {
 // address. handle owns the connection and closes it.
 func Serve(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
-	return Accept(t, func(c net.Conn) { go handle(c) })
+	return ServeWith(t, net.ListenConfig{}, handle)
+}
+
+// ServeWith is Serve with a listening socket made by lc: one whose Control
+// sets options that the connections it accepts take on.
+func ServeWith(t testing.TB, lc net.ListenConfig, handle func(net.Conn)) string {
+	t.Helper()
+	return accept(t, lc, func(c net.Conn) { go handle(c) })
 }
 
 // Accept listens on a fresh loopback port and runs fn for every
@@ -73,7 +80,12 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 // fn owns the connection and closes it.
 func Accept(t testing.TB, fn func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return accept(t, net.ListenConfig{}, fn)
+}
+
+func accept(t testing.TB, lc net.ListenConfig, fn func(net.Conn)) string {
+	t.Helper()
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

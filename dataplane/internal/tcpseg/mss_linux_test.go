@@ -1,12 +1,13 @@
 package tcpseg
 
 import (
+	"io"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg/tcpsegtest"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // TestMSS: a connection whose peer announced segments of at most 20000
@@ -14,17 +15,11 @@ import (
 // descriptor that is no TCP socket says nothing.
 func TestMSS(t *testing.T) {
 	const announced = 20000
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, announced) })
-		return err
-	}}
-	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	addr := loopback.ServeWith(t, net.ListenConfig{Control: tcpsegtest.Announce(announced)}, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
