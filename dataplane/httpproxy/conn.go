@@ -86,6 +86,9 @@ type clientConn struct {
 	parkAged bool
 	// mss is the client socket's maximum segment size, which sizes the
 	// reads of a large body bound for it (readBody); 0: not asked.
+	// askMSS has the next raw write to the client ask it. Both are the
+	// serving goroutine's, not the parker's.
+	askMSS bool
 	mss    uint16
 	parkDl time.Time
 	done   func()

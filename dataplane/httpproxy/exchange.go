@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -926,7 +927,7 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 	if x.rs == x.re {
 		x.rs, x.re = 0, 0
 	}
-	x.epMSS, x.askMSS = 0, false // this body's endpoint connection is asked anew
+	x.epMSS, x.askEpMSS = 0, false // this body's endpoint connection is asked anew
 	// A body larger than the client read buffer (4 KiB) that is copied
 	// goes through a buffer of a response body's size (16 KiB): through
 	// the read buffer, 1 MiB uploads cost the node twice the CPU, and
@@ -984,7 +985,9 @@ func (cc *clientConn) sendLengthBody(bc net.Conn) *statusError {
 			return cc.bodyError(err)
 		}
 		filled = n == len(p)
-		x.askMSS = bulk && n == room
+		if x.askEpMSS = bulk && n == room; x.askEpMSS {
+			fullRead(n)
+		}
 		// The wait for the client was the client's: the endpoint's
 		// starts now (a TLS write would fail at a deadline passed
 		// meanwhile, and leave the connection unusable).
@@ -1574,11 +1577,21 @@ func (cc *clientConn) readBody(bc net.Conn, limit int64) (int, error) {
 	}
 	n, err := cc.readEndpoint(bc, x.bb[:min(int64(room), limit)])
 	if bulk && n == room {
-		// cc.fd is the client's socket while it is open; should it be
-		// closed under us, the call fails and only sizes a read.
-		cc.mss = uint16(min(tcpseg.MSS(int(cc.fd)), 0xffff))
+		cc.askMSS = true // by the write of these bytes (initRaw's writeFn)
+		fullRead(n)
 	}
 	return n, err
+}
+
+// onFullRead, if set, is told the size of each read of a large body that
+// filled its room (readBody, sendLengthBody): tests see by it what the
+// reads took.
+var onFullRead atomic.Pointer[func(n int)]
+
+func fullRead(n int) {
+	if f := onFullRead.Load(); f != nil {
+		(*f)(n)
+	}
 }
 
 // relayError maps a splice failure, which does not say which side failed.

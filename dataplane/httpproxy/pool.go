@@ -93,10 +93,10 @@ type exchange struct {
 	private bool // the endpoint connection carried the client's PROXY header
 	// epMSS is the maximum segment size of the endpoint connection's
 	// socket, which sizes the reads of a large request body
-	// (sendLengthBody); 0: not asked. askMSS has the next raw write to
+	// (sendLengthBody); 0: not asked. askEpMSS has the next raw write to
 	// the endpoint (sendAll) ask it, after a read that filled its room.
-	epMSS  uint16
-	askMSS bool
+	epMSS    uint16
+	askEpMSS bool
 	// While an Expect: 100-continue request waits for its endpoint's
 	// first answer, bodyWatch is closed when the watch of the client
 	// ends, and bodyCame says the client sent its body (watchBody).
@@ -148,6 +148,7 @@ func putExchange(x *exchange) {
 	x.bs, x.be, x.bscan, x.respLen = 0, 0, 0, 0
 	x.lr.R = nil
 	x.ep, x.epConn, x.epRaw, x.epArmed = nil, nil, nil, time.Time{}
+	x.epMSS, x.askEpMSS = 0, false
 	x.cfg = nil
 	x.req.head, x.resp.head = nil, nil
 	x.req.watch = nil // set again before each Pick; only a panic in one leaves it

@@ -46,6 +46,10 @@ func (cc *clientConn) initRaw() {
 		return !cc.serveInline()
 	}
 	cc.writeFn = func(fd uintptr) bool {
+		if cc.askMSS {
+			cc.askMSS = false
+			cc.mss = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
+		}
 		for {
 			n, err := sendRaw(fd, cc.rawP)
 			switch err {
@@ -85,8 +89,8 @@ func (cc *clientConn) initEndpointRaw() {
 // sendAll sends rawP to fd until all went (true), there is no room
 // (false), or an error (true, rawErr set); rawN counts what went.
 func (cc *clientConn) sendAll(fd uintptr) bool {
-	if x := cc.x; x.askMSS {
-		x.askMSS = false
+	if x := cc.x; x.askEpMSS {
+		x.askEpMSS = false
 		x.epMSS = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
 	}
 	for len(cc.rawP) > 0 {

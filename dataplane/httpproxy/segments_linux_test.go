@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,73 +17,107 @@ import (
 	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
-// TestBodyReadsFillWholeSegments: a large response body is read from the
-// endpoint in as many whole segments of the client's socket as fit in the
-// big buffer, by the size the socket reports once the body is over. With a
-// client that announces segments of 20000 bytes, three of 19988 (the rest
-// is TCP's timestamps). Over loopback one of 65483 bytes (65464 over IPv6),
-// where a read of the whole 68 KiB went out as that and a short one, which
-// cost the node twice the CPU per MiB; early in a connection the socket
-// reports less (half the client's largest window), so the size is asked
-// again as the body goes on.
+// TestBodyReadsFillWholeSegments: a large body, either way, is read in as
+// many whole segments of the socket it goes to as fit in the big buffer.
+// With sockets that announce segments of 20000 bytes, three of 19988 (the
+// rest is TCP's timestamps). Over loopback one of 65483 bytes (65464 over
+// IPv6), where a read of the whole 68 KiB went out as that and a short
+// one, which under BBR cost the node twice the CPU per MiB; early in a
+// connection the socket reports less (half its peer's largest window), so
+// the size is asked again as the body goes on.
 func TestBodyReadsFillWholeSegments(t *testing.T) {
 	splicetest.Set(t, "copied") // as the node copies bodies between loopback peers
 	const size = 16 << 20
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n")
-	resp = append(resp, make([]byte, size)...)
-	ep := upstream.New("web", "big", loopback.Serve(t, func(c net.Conn) {
+	body := make([]byte, size)
+	// The endpoint announces segments of 20000 bytes. It answers a GET
+	// with the body, and a POST, whose body it takes, with an empty 200.
+	ep := upstream.New("web", "big", loopback.ServeWith(t, net.ListenConfig{Control: tcpsegtest.Announce(20000)}, func(c net.Conn) {
 		defer c.Close()
-		loopback.AnswerHeads(c, resp, make([]byte, 4<<10))
-	}))
-	p := startProxy(t, &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}})
-
-	// bursts GETs the body on c until the connection's segment size is
-	// the one its socket reports, at most n times, and returns both.
-	bursts := func(c net.Conn, n int) (mss uint16, dst int) {
-		br := bufio.NewReaderSize(c, 1<<20)
-		for i := 0; i < n && (i == 0 || int(mss) != dst); i++ {
-			c.SetDeadline(time.Now().Add(defaultTestTimeout))
-			io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-			r := readResponse(t, br, "GET")
-			if r.code != 200 || len(r.body) != size {
-				t.Fatalf("GET /big: %s with %d bytes, want 200 with %d", r.status, len(r.body), size)
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
 			}
-			waitForParked(t, 1)
-			p.srv.mu.Lock()
-			cc := p.srv.conns
-			p.srv.mu.Unlock()
-			idlePark.mu.Lock()
-			mss = cc.mss
-			idlePark.mu.Unlock()
-			cc.raw.Control(func(fd uintptr) { dst = tcpseg.MSS(int(fd)) })
+			length := int64(0)
+			for {
+				f, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if f == "\r\n" {
+					break
+				}
+				if v, ok := strings.CutPrefix(strings.ToLower(f), "content-length: "); ok {
+					length, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				}
+			}
+			if strings.HasPrefix(line, "POST ") {
+				io.CopyN(io.Discard, br, length)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+			c.Write(body)
 		}
-		return mss, dst
+	}))
+	cfg := &Config{Director: &rrDirector{eps: []*upstream.Endpoint{ep}}}
+	get := func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(time.Now().Add(defaultTestTimeout))
+		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		if r := readResponse(t, br, "GET"); r.code != 200 || len(r.body) != size {
+			t.Fatalf("GET /big: %s with %d bytes, want 200 with %d", r.status, len(r.body), size)
+		}
 	}
 
-	t.Run("announced", func(t *testing.T) {
+	t.Run("download, announced", func(t *testing.T) {
+		reads := fullReads(t)
+		p := startProxy(t, cfg)
 		d := net.Dialer{Control: tcpsegtest.Announce(20000)}
 		c, err := d.Dial("tcp", p.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		mss, dst := bursts(c, 1)
-		if dst > 20000 || dst < 19900 {
-			t.Fatalf("the client's socket sends segments of %d bytes; the test meant at most 20000, less TCP's options", dst)
+		get(c, bufio.NewReaderSize(c, 1<<20))
+		if dst := parkedConn(t, p).dst(); dst != 19988 {
+			t.Fatalf("the client's socket sends segments of %d bytes; the test meant 19988 (20000 announced, less TCP's timestamps)", dst)
 		}
-		if int(mss) != dst {
-			t.Errorf("the body is read by segments of %d bytes; the client's socket sends %d", mss, dst)
-		}
-		if got, want := tcpseg.Fit(bigBufSize, int(mss)), 3*dst; got != want {
-			t.Errorf("a read takes %d bytes, want %d (three whole segments)", got, want)
-		}
+		reads.wholeSegments(t, 19988)
 	})
-	t.Run("loopback", func(t *testing.T) {
+	t.Run("upload, announced", func(t *testing.T) {
+		reads := fullReads(t)
+		p := startProxy(t, cfg)
 		c := p.dial()
-		defer c.Close()
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+		if _, err := c.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		if r := readResponse(t, bufio.NewReader(c), "POST"); r.code != 200 {
+			t.Fatalf("POST /up: %s, want 200", r.status)
+		}
+		// The node's socket to the endpoint takes the 20000 bytes the
+		// endpoint announced, less TCP's timestamps.
+		reads.wholeSegments(t, 19988)
+	})
+	t.Run("download, loopback", func(t *testing.T) {
+		p := startProxy(t, cfg)
+		c := p.dial()
+		br := bufio.NewReaderSize(c, 1<<20)
+		// One body may end with the size a read took before the window
+		// grew; the next bodies find the size it ends at.
 		const most = 10
-		mss, dst := bursts(c, most)
-		if dst <= 32<<10 {
+		var mss uint16
+		var dst int
+		for i := 0; i < most && (i == 0 || int(mss) != dst); i++ {
+			get(c, br)
+			cc := parkedConn(t, p)
+			idlePark.mu.Lock()
+			mss = cc.mss
+			idlePark.mu.Unlock()
+			dst = cc.dst()
+		}
+		if dst <= bigBufSize/2 {
 			t.Fatalf("the client's socket sends segments of %d bytes; over loopback, with the window grown, they take 64 KiB less TCP's headers", dst)
 		}
 		if int(mss) != dst {
@@ -91,4 +127,66 @@ func TestBodyReadsFillWholeSegments(t *testing.T) {
 			t.Errorf("a read takes %d bytes, want %d (one segment)", got, dst)
 		}
 	})
+}
+
+// parkedConn waits until p's one client connection has parked, and
+// returns it.
+func parkedConn(t *testing.T, p *proxy) *clientConn {
+	t.Helper()
+	var cc *clientConn
+	waitCount(t, "connections of the proxy parked", func() int {
+		p.srv.mu.Lock()
+		defer p.srv.mu.Unlock()
+		cc = p.srv.conns
+		if cc == nil || cc.next != nil || !isParked(cc.state.Load()) {
+			return 0
+		}
+		return 1
+	}, 1)
+	return cc
+}
+
+// dst returns the segment size cc's socket reports.
+func (cc *clientConn) dst() (mss int) {
+	cc.raw.Control(func(fd uintptr) { mss = tcpseg.MSS(int(fd)) })
+	return mss
+}
+
+// readSizes records the sizes of the reads of large bodies that filled
+// their room (onFullRead) while a test runs.
+type readSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func fullReads(t *testing.T) *readSizes {
+	r := &readSizes{}
+	f := func(n int) {
+		r.mu.Lock()
+		r.sizes = append(r.sizes, n)
+		r.mu.Unlock()
+	}
+	onFullRead.Store(&f)
+	t.Cleanup(func() { onFullRead.Store(nil) })
+	return r
+}
+
+// wholeSegments checks that the body's reads that filled their room took
+// three segments of mss bytes, but for the first: that one filled the
+// whole buffer, before the size was known.
+func (r *readSizes) wholeSegments(t *testing.T, mss int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	whole, other := 0, []int(nil)
+	for _, n := range r.sizes {
+		if n == 3*mss {
+			whole++
+		} else {
+			other = append(other, n)
+		}
+	}
+	if whole == 0 || len(other) > 1 {
+		t.Errorf("%d reads took three whole segments of %d bytes; others took %v (one may: the first, of %d bytes)", whole, mss, other, bigBufSize)
+	}
 }

@@ -69,6 +69,10 @@ const maxPatience = 2 * time.Second
 // parkAfter of parking before it gets a goroutine.
 const busyAfter = 3
 
+// onFullRead, if set, is told the size of each read that filled its room:
+// tests see by it what the reads of a burst took.
+var onFullRead atomic.Pointer[func(n int)]
+
 // spliceAt is the burst that switches a half to splice: what a read left
 // queued behind the buffer it filled.
 const spliceAt = copyBufSize
@@ -97,7 +101,7 @@ type halfState struct {
 	inSet bool
 	// mss is dst's maximum segment size, which sizes the reads of a
 	// burst copied (tcpseg.Fit): asked again after each read that
-	// filled its buffer, since it grows with the peer's window early in
+	// filled its room, since it grows with the peer's window early in
 	// a connection; small exchanges never ask. 0: not asked yet.
 	mss   uint16
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
@@ -311,7 +315,11 @@ func (c *copier) read(fd uintptr) bool {
 		h.moved++
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
-		c.full = n == len(p)
+		if c.full = n == len(p); c.full {
+			if f := onFullRead.Load(); f != nil {
+				(*f)(n)
+			}
+		}
 		if h.tlsDst() { // encrypting needs the TLS connection's Write
 			return true
 		}

@@ -34,14 +34,19 @@ func mssOf(rc syscall.RawConn) (mss int) {
 func TestBurstReadsFillWholeSegments(t *testing.T) {
 	splicetest.Set(t, "copied") // as the node copies bursts between loopback peers
 	t.Run("announced", func(t *testing.T) {
+		reads := fullReads(t)
 		mss := burstBothWays(t, tcpsegtest.Announce(20000), 4<<20)
 		for _, h := range mss {
 			if h.dst > 20000 || h.dst < 19900 {
 				t.Fatalf("%s: the destination sends segments of %d bytes; the test meant at most 20000, less TCP's options", h.name, h.dst)
 			}
-			if got, want := tcpseg.Fit(copyBufSize, int(h.mss)), 3*h.dst; got != want {
-				t.Errorf("%s: a read takes %d bytes, want %d (three whole segments)", h.name, got, want)
-			}
+		}
+		// Each half's first read that filled its room filled the whole
+		// buffer, before it knew the size; every later one took three
+		// segments.
+		whole, other := reads.count(3 * mss[0].dst)
+		if whole == 0 || len(other) > 2 {
+			t.Errorf("%d reads filled three whole segments of %d bytes; others took %v (at most two may: one per half, of %d bytes)", whole, mss[0].dst, other, copyBufSize)
 		}
 	})
 	t.Run("loopback", func(t *testing.T) {
@@ -92,6 +97,39 @@ func TestBurstReadsFillWholeSegments(t *testing.T) {
 			t.Errorf("a read takes %d bytes, want %d (one segment)", got, dst)
 		}
 	})
+}
+
+// readSizes records the sizes of the reads that filled their room
+// (onFullRead) while a test runs.
+type readSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func fullReads(t *testing.T) *readSizes {
+	r := &readSizes{}
+	f := func(n int) {
+		r.mu.Lock()
+		r.sizes = append(r.sizes, n)
+		r.mu.Unlock()
+	}
+	onFullRead.Store(&f)
+	t.Cleanup(func() { onFullRead.Store(nil) })
+	return r
+}
+
+// count returns how many reads took n bytes, and the sizes of the others.
+func (r *readSizes) count(n int) (k int, other []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.sizes {
+		if m == n {
+			k++
+		} else {
+			other = append(other, m)
+		}
+	}
+	return k, other
 }
 
 // halfMSS is what a half of a session took as its destination's segment

@@ -13,8 +13,8 @@
 package tcpseg
 
 // Fit returns the largest whole number of mss-byte segments that fits in n
-// bytes; n itself when mss is 0 (not known) or not less than n, since a
-// send of n bytes is then one segment at most.
+// bytes; n itself when mss is 0 (not known), or when it is not less than n
+// (a send of n bytes is then one segment at most).
 func Fit(n, mss int) int {
 	if mss <= 0 || mss >= n {
 		return n
