@@ -48,7 +48,7 @@ func (cc *clientConn) initRaw() {
 	cc.writeFn = func(fd uintptr) bool {
 		if cc.askMSS {
 			cc.askMSS = false
-			cc.mss = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
+			cc.mss = tcpseg.MSS(int(fd))
 		}
 		for {
 			n, err := sendRaw(fd, cc.rawP)
@@ -91,7 +91,7 @@ func (cc *clientConn) initEndpointRaw() {
 func (cc *clientConn) sendAll(fd uintptr) bool {
 	if x := cc.x; x.askEpMSS {
 		x.askEpMSS = false
-		x.epMSS = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
+		x.epMSS = tcpseg.MSS(int(fd))
 	}
 	for len(cc.rawP) > 0 {
 		n, err := sendRaw(fd, cc.rawP)

@@ -370,7 +370,7 @@ func (c *copier) send(fd uintptr) {
 	if c.full {
 		// A burst, whose next read takes whole segments of dst.
 		c.full = false
-		h.mss = uint16(min(tcpseg.MSS(int(fd)), 0xffff))
+		h.mss = tcpseg.MSS(int(fd))
 	}
 	for len(c.pending) > 0 {
 		n, err := sendRaw(int(fd), c.pending)

@@ -26,7 +26,7 @@ func TestMSS(t *testing.T) {
 	defer c.Close()
 	raw, _ := c.(*net.TCPConn).SyscallConn()
 	var mss int
-	raw.Control(func(fd uintptr) { mss = MSS(int(fd)) })
+	raw.Control(func(fd uintptr) { mss = int(MSS(int(fd))) })
 	if mss <= announced-40 || mss > announced {
 		t.Errorf("MSS = %d, want at most the %d the listener announced, less its options", mss, announced)
 	}
