@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +82,7 @@ func TestBodyReadsFillWholeSegments(t *testing.T) {
 		if dst := parkedConn(t, p).dst(); dst != 19988 {
 			t.Fatalf("the client's socket sends segments of %d bytes; the test meant 19988 (20000 announced, less TCP's timestamps)", dst)
 		}
-		reads.wholeSegments(t, 19988)
+		wholeSegments(t, reads, 19988)
 	})
 	t.Run("upload, announced", func(t *testing.T) {
 		reads := fullReads(t)
@@ -98,7 +97,7 @@ func TestBodyReadsFillWholeSegments(t *testing.T) {
 		}
 		// The node's socket to the endpoint takes the 20000 bytes the
 		// endpoint announced, less TCP's timestamps.
-		reads.wholeSegments(t, 19988)
+		wholeSegments(t, reads, 19988)
 	})
 	t.Run("download, loopback", func(t *testing.T) {
 		p := startProxy(t, cfg)
@@ -148,24 +147,15 @@ func parkedConn(t *testing.T, p *proxy) *clientConn {
 
 // dst returns the segment size cc's socket reports.
 func (cc *clientConn) dst() (mss int) {
-	cc.raw.Control(func(fd uintptr) { mss = tcpseg.MSS(int(fd)) })
+	cc.raw.Control(func(fd uintptr) { mss = int(tcpseg.MSS(int(fd))) })
 	return mss
 }
 
-// readSizes records the sizes of the reads of large bodies that filled
-// their room (onFullRead) while a test runs.
-type readSizes struct {
-	mu    sync.Mutex
-	sizes []int
-}
-
-func fullReads(t *testing.T) *readSizes {
-	r := &readSizes{}
-	f := func(n int) {
-		r.mu.Lock()
-		r.sizes = append(r.sizes, n)
-		r.mu.Unlock()
-	}
+// fullReads records the sizes of the reads of large bodies that filled
+// their room (onFullRead) until the test ends.
+func fullReads(t *testing.T) *tcpsegtest.Reads {
+	r := new(tcpsegtest.Reads)
+	f := r.Add
 	onFullRead.Store(&f)
 	t.Cleanup(func() { onFullRead.Store(nil) })
 	return r
@@ -174,19 +164,9 @@ func fullReads(t *testing.T) *readSizes {
 // wholeSegments checks that the body's reads that filled their room took
 // three segments of mss bytes, but for the first: that one filled the
 // whole buffer, before the size was known.
-func (r *readSizes) wholeSegments(t *testing.T, mss int) {
+func wholeSegments(t *testing.T, reads *tcpsegtest.Reads, mss int) {
 	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	whole, other := 0, []int(nil)
-	for _, n := range r.sizes {
-		if n == 3*mss {
-			whole++
-		} else {
-			other = append(other, n)
-		}
-	}
-	if whole == 0 || len(other) > 1 {
+	if whole, other := reads.Count(3 * mss); whole == 0 || len(other) > 1 {
 		t.Errorf("%d reads took three whole segments of %d bytes; others took %v (one may: the first, of %d bytes)", whole, mss, other, bigBufSize)
 	}
 }

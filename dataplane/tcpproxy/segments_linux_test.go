@@ -17,7 +17,7 @@ import (
 
 // mssOf returns what the socket under rc reports as its segment size.
 func mssOf(rc syscall.RawConn) (mss int) {
-	rc.Control(func(fd uintptr) { mss = tcpseg.MSS(int(fd)) })
+	rc.Control(func(fd uintptr) { mss = int(tcpseg.MSS(int(fd))) })
 	return mss
 }
 
@@ -44,7 +44,7 @@ func TestBurstReadsFillWholeSegments(t *testing.T) {
 		// Each half's first read that filled its room filled the whole
 		// buffer, before it knew the size; every later one took three
 		// segments.
-		whole, other := reads.count(3 * mss[0].dst)
+		whole, other := reads.Count(3 * mss[0].dst)
 		if whole == 0 || len(other) > 2 {
 			t.Errorf("%d reads filled three whole segments of %d bytes; others took %v (at most two may: one per half, of %d bytes)", whole, mss[0].dst, other, copyBufSize)
 		}
@@ -99,37 +99,14 @@ func TestBurstReadsFillWholeSegments(t *testing.T) {
 	})
 }
 
-// readSizes records the sizes of the reads that filled their room
-// (onFullRead) while a test runs.
-type readSizes struct {
-	mu    sync.Mutex
-	sizes []int
-}
-
-func fullReads(t *testing.T) *readSizes {
-	r := &readSizes{}
-	f := func(n int) {
-		r.mu.Lock()
-		r.sizes = append(r.sizes, n)
-		r.mu.Unlock()
-	}
+// fullReads records the sizes of the reads that filled their room
+// (onFullRead) until the test ends.
+func fullReads(t *testing.T) *tcpsegtest.Reads {
+	r := new(tcpsegtest.Reads)
+	f := r.Add
 	onFullRead.Store(&f)
 	t.Cleanup(func() { onFullRead.Store(nil) })
 	return r
-}
-
-// count returns how many reads took n bytes, and the sizes of the others.
-func (r *readSizes) count(n int) (k int, other []int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.sizes {
-		if m == n {
-			k++
-		} else {
-			other = append(other, m)
-		}
-	}
-	return k, other
 }
 
 // halfMSS is what a half of a session took as its destination's segment
