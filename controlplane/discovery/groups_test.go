@@ -17,20 +17,29 @@ func connectLabelled(t *testing.T, ts *testServer, id string, labels map[string]
 	return n
 }
 
-// Each node is sent its group's snapshot under the group's version; a
-// change to one group reaches only that group's nodes, and a node that no
-// group takes is sent nothing and listed with why.
-func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
-	ctx := testContext(t)
-	ts := startServer(t)
-	defSnap, edgeSnap := testSnapshot(2, 1, 1), testSnapshot(3, 1, 2)
-	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
+// publishTwoGroups publishes, as version 2, a fleet of two groups: default
+// (version 1, for nodes whose role is neither edge nor lab) and edge
+// (version 2), and returns it with their snapshots.
+func publishTwoGroups(t *testing.T, ts *testServer) (cfg *sluicev1.FleetConfig, defSnap, edgeSnap *sluicev1.Snapshot) {
+	t.Helper()
+	defSnap, edgeSnap = testSnapshot(2, 1, 1), testSnapshot(3, 1, 2)
+	cfg = &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
 		{Name: "default", Selector: "role notin (edge,lab)", Snapshot: defSnap, Version: 1},
 		{Name: "edge", Selector: "role=edge", Snapshot: edgeSnap, Version: 2},
 	}}
 	if err := ts.disc.PublishConfig(2, cfg); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, defSnap, edgeSnap
+}
+
+// Each node is sent its group's snapshot under the group's version; a
+// change to one group reaches only that group's nodes, and a node that no
+// group takes is sent nothing and listed with why.
+func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
+	ctx := testContext(t)
+	ts := startServer(t)
+	cfg, defSnap, edgeSnap := publishTwoGroups(t, ts)
 	core := connectLabelled(t, ts, "core-1", map[string]string{"role": "core"})
 	edge := connectLabelled(t, ts, "edge-1", map[string]string{"role": "edge"})
 	lab := connectLabelled(t, ts, "lab-1", map[string]string{"role": "lab"})
@@ -88,14 +97,7 @@ func TestNodesGetTheirGroupsSnapshot(t *testing.T) {
 func TestPlacementIsToldToNodesThatAsk(t *testing.T) {
 	ctx := testContext(t)
 	ts := startServer(t)
-	defSnap, edgeSnap := testSnapshot(2, 1, 1), testSnapshot(3, 1, 2)
-	cfg := &sluicev1.FleetConfig{Groups: []*sluicev1.Group{
-		{Name: "default", Selector: "role notin (edge,lab)", Snapshot: defSnap, Version: 1},
-		{Name: "edge", Selector: "role=edge", Snapshot: edgeSnap, Version: 2},
-	}}
-	if err := ts.disc.PublishConfig(2, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, defSnap, edgeSnap := publishTwoGroups(t, ts)
 	connectAsking := func(id, role string) *testNode {
 		n := openStream(ctx, t, ts.conn, id)
 		n.send(&sluicev1.DiscoveryRequest{Node: &sluicev1.Node{Id: id, Labels: map[string]string{"role": role}}, AcceptPlacement: true})
