@@ -41,3 +41,40 @@ func TestMSS(t *testing.T) {
 		t.Errorf("MSS of a pipe = %d, want 0", got)
 	}
 }
+
+// TestPaced: a socket under BBR paces what it sends, one under CUBIC does
+// not, and a descriptor that is no TCP socket says nothing.
+func TestPaced(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		paced bool
+	}{{"cubic", false}, {"bbr", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := loopback.Serve(t, func(c net.Conn) {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+			})
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			tcpsegtest.Congestion(t, c.(*net.TCPConn), tc.name)
+			raw, _ := c.(*net.TCPConn).SyscallConn()
+			var paced bool
+			raw.Control(func(fd uintptr) { paced = Paced(int(fd)) })
+			if paced != tc.paced {
+				t.Errorf("Paced under %s = %v, want %v", tc.name, paced, tc.paced)
+			}
+		})
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if Paced(int(r.Fd())) {
+		t.Error("Paced of a pipe = true, want false")
+	}
+}
