@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/internal/splice"
+	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
 )
 
 // pipesShort reports whether the kernel cut a new pipe short within the
@@ -21,31 +22,44 @@ func splicePays(src *net.TCPConn) bool { return splice.Pays(src) }
 
 // pipeRun is one move of up to n bytes from the socket under src to the
 // socket under dst through a pooled pipe, with raw splice calls (package
-// splice): each piece read from src is sent on at once. Its push and
-// pull run inside the RawConns' Read, Write and Control, so every wait
-// is the netpoller's, under the deadlines set on the sockets; the caller
-// decides when to wait for which side. spliceResponse and spliceRequest
-// are its two directions. The exchange holds one, with the functions the
-// RawConns call bound once, so that a run allocates nothing.
+// splice): each piece read from src is sent on at once. A piece is what
+// the pipe holds (1 MiB), but where dst paces its sends (tcpseg.Paced:
+// BBR), as many whole segments of dst as fit in a big buffer, as a copied
+// body's reads are: over loopback, pieces of up to 1 MiB went out as
+// bursts that BBR spaced out by timers, at about a fifth more CPU per MiB,
+// and one of 64 KiB would end in a short segment. Its push and pull run
+// inside the RawConns' Read, Write and Control, so every wait is the
+// netpoller's, under the deadlines set on the sockets; the caller decides
+// when to wait for which side. spliceResponse and spliceRequest are its
+// two directions. The exchange holds one, with the functions the RawConns
+// call bound once, so that a run allocates nothing.
 type pipeRun struct {
 	p        *splice.Pipe
 	src, dst syscall.RawConn
 	n        int64
 	in, out  int64   // read from src, sent to dst
 	sent     *uint64 // if not nil, counts what dst took as it goes
-	err      error   // a splice call's error (or dst's Control's)
-	dstSide  bool    // err is dst's
-	eof      bool    // src ended before n
+	// mss is where dst's segment size is kept between runs (the client
+	// connection's, or the exchange's for its endpoint connection);
+	// askMSS has the next push ask it, after a piece that filled its
+	// room, since it grows with the peer's window.
+	mss     *uint16
+	askMSS  bool
+	paced   bool  // dst paces its sends: asked at the start of each run
+	err     error // a splice call's error (or dst's Control's)
+	dstSide bool  // err is dst's
+	eof     bool  // src ended before n
 
 	pushFn, pullFn func(uintptr) bool // push and pull, for Write and Read
 	pushNext       func(uintptr)      // push, for Control
+	askPaced       func(uintptr)      // asks paced, for dst's Control
 }
 
 // startPipeRun returns a run from src to dst of up to n bytes, or nil
 // when it cannot splice (no raw socket on either side, bc not the
 // exchange's endpoint connection, or no pipe to be had). The caller
 // ends it with end.
-func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int64) *pipeRun {
+func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, mss *uint16, n int64) *pipeRun {
 	if cc.raw == nil || cc.x.epRaw == nil || bc != cc.x.epConn {
 		return nil
 	}
@@ -57,9 +71,11 @@ func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int6
 	if r.pushNext == nil { // a new exchange
 		r.pushFn, r.pullFn = r.push, r.pull
 		r.pushNext = func(fd uintptr) { r.push(fd) }
+		r.askPaced = func(fd uintptr) { r.paced = tcpseg.Paced(int(fd)) }
 	}
-	r.p, r.src, r.dst, r.n = p, src, dst, n
-	r.in, r.out, r.sent, r.err, r.dstSide, r.eof = 0, 0, nil, nil, false, false
+	r.p, r.src, r.dst, r.mss, r.n = p, src, dst, mss, n
+	r.in, r.out, r.sent, r.err, r.dstSide, r.eof, r.askMSS, r.paced = 0, 0, nil, nil, false, false, false, false
+	dst.Control(r.askPaced) // an error here is the first push's to tell
 	return r
 }
 
@@ -67,11 +83,15 @@ func (cc *clientConn) startPipeRun(bc net.Conn, src, dst syscall.RawConn, n int6
 // and lets go of the sockets.
 func (r *pipeRun) end() {
 	splice.Put(r.p)
-	r.p, r.src, r.dst, r.sent, r.err = nil, nil, nil, nil, nil
+	r.p, r.src, r.dst, r.sent, r.mss, r.err = nil, nil, nil, nil, nil, nil
 }
 
 // push moves what the pipe holds to dst (fd); false when dst is full.
 func (r *pipeRun) push(fd uintptr) bool {
+	if r.askMSS {
+		r.askMSS = false
+		*r.mss = tcpseg.MSS(int(fd))
+	}
 	for r.p.Data > 0 {
 		m, e := splice.Move(r.p.R, int(fd), r.p.Data)
 		switch e {
@@ -97,7 +117,11 @@ func (r *pipeRun) push(fd uintptr) bool {
 // pipe holds what dst could not take, src ended, or n bytes were read.
 func (r *pipeRun) pull(fd uintptr) bool {
 	for r.in < r.n && r.err == nil {
-		m, e := splice.Move(int(fd), r.p.W, int(min(int64(r.p.Size), r.n-r.in)))
+		room := r.p.Size
+		if r.paced {
+			room = tcpseg.Fit(bigBufSize, int(*r.mss))
+		}
+		m, e := splice.Move(int(fd), r.p.W, int(min(int64(room), r.n-r.in)))
 		switch {
 		case e == syscall.EINTR:
 			continue
@@ -112,6 +136,10 @@ func (r *pipeRun) pull(fd uintptr) bool {
 		}
 		r.p.Data += m
 		r.in += int64(m)
+		if m == room {
+			r.askMSS = r.paced
+			fullRead(m)
+		}
 		if err := r.dst.Control(r.pushNext); err != nil {
 			r.err, r.dstSide = err, true
 		}
@@ -134,7 +162,7 @@ func (r *pipeRun) pull(fd uintptr) bool {
 // and the body waited for the thread switches.
 func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err error, clientSide, ok bool) {
 	x := cc.x
-	r := cc.startPipeRun(bc, x.epRaw, cc.raw, n)
+	r := cc.startPipeRun(bc, x.epRaw, cc.raw, &cc.mss, n)
 	if r == nil {
 		return 0, nil, false, false
 	}
@@ -176,7 +204,7 @@ func (cc *clientConn) spliceResponse(bc net.Conn, n int64) (moved int64, err err
 // caller copies.
 func (cc *clientConn) spliceRequest(bc net.Conn, n int64) (in int64, err error, clientSide, ok bool) {
 	x := cc.x
-	r := cc.startPipeRun(bc, cc.raw, x.epRaw, n)
+	r := cc.startPipeRun(bc, cc.raw, x.epRaw, &x.epMSS, n)
 	if r == nil {
 		return 0, nil, false, false
 	}

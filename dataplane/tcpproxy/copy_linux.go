@@ -39,10 +39,14 @@ import (
 // the bytes never enter user space, if splicing pays (splice.Pays: by
 // default, for bytes from a peer on another host); it goes back to the
 // buffer when a burst ends small, and gives the pipe back when it parks.
-// Other bursts are copied through the buffer, in reads of whole segments
-// of dst (tcpseg) once one read has filled it: over loopback a 64 KiB send
-// is a full segment and a short one, which under BBR cost the node twice
-// the CPU per MiB.
+// Other bursts are copied through the buffer. Once a read has filled the
+// buffer, each read of a copied burst takes as many whole segments of dst
+// as fit (tcpseg): over loopback a 64 KiB send is a full segment and a
+// short one, which under BBR cost the node twice the CPU per MiB. A
+// spliced burst takes what the pipe holds at a time, but one buffer's
+// worth of whole segments where dst paces its sends (tcpseg.Paced: BBR):
+// a splice of up to 1 MiB went out as a burst that BBR spaced out by
+// timers, at about a fifth more CPU per MiB.
 //
 // The system calls are raw: on non-blocking sockets they never block, and
 // the runtime's bookkeeping for a call that might (entering and leaving a
@@ -69,8 +73,8 @@ const maxPatience = 2 * time.Second
 // parkAfter of parking before it gets a goroutine.
 const busyAfter = 3
 
-// onFullRead, if set, is told the size of each read that filled its room:
-// tests see by it what the reads of a burst took.
+// onFullRead, if set, is told the size of each read that filled its room,
+// copied or spliced: tests see by it what the reads of a burst took.
 var onFullRead atomic.Pointer[func(n int)]
 
 // spliceAt is the burst that switches a half to splice: what a read left
@@ -100,9 +104,9 @@ type halfState struct {
 	// leave, under parking.mu or by whoever runs the half.
 	inSet bool
 	// mss is dst's maximum segment size, which sizes the reads of a
-	// burst copied (tcpseg.Fit): asked again after each read that
-	// filled its room, since it grows with the peer's window early in
-	// a connection; small exchanges never ask. 0: not asked yet.
+	// burst, copied or spliced (tcpseg.Fit): asked again after each
+	// read that filled its room, since it grows with the peer's window
+	// early in a connection; small exchanges never ask. 0: not asked.
 	mss   uint16
 	moved uint32 // reads that brought bytes: a deadline that finds it changed finds the half busy
 	quick uint8  // wake-ups in a row that came soon after parking
@@ -112,6 +116,9 @@ type halfState struct {
 	// splices: a burst from src is spliced (splice.Pays); otherwise it
 	// is copied through the buffer as small exchanges are.
 	splices bool
+	// paced: dst paces what it sends (tcpseg.Paced), so a splice takes
+	// whole segments, not the pipe; asked with mss by a half that splices.
+	paced bool
 }
 
 // monotonic is the time since the process started, from the monotonic
@@ -269,7 +276,11 @@ func (c *copier) read(fd uintptr) bool {
 	h := c.h
 	for {
 		if h.pipe != nil {
-			n, err := splice.Move(int(fd), h.pipe.W, h.pipe.Size)
+			room := h.pipe.Size
+			if h.paced {
+				room = tcpseg.Fit(copyBufSize, int(h.mss))
+			}
+			n, err := splice.Move(int(fd), h.pipe.W, room)
 			switch {
 			case err == unix.EAGAIN:
 				if c.burst < spliceAt { // the bulk is over
@@ -287,6 +298,7 @@ func (c *copier) read(fd uintptr) bool {
 			h.moved++
 			c.burst += n
 			h.pipe.Data = n
+			c.fullRead(n == room, n)
 			if err := h.dstRC().Control(c.sendFn); err != nil {
 				c.err = err
 			}
@@ -315,11 +327,7 @@ func (c *copier) read(fd uintptr) bool {
 		h.moved++
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
-		if c.full = n == len(p); c.full {
-			if f := onFullRead.Load(); f != nil {
-				(*f)(n)
-			}
-		}
+		c.fullRead(n == len(p), n)
 		if h.tlsDst() { // encrypting needs the TLS connection's Write
 			return true
 		}
@@ -347,11 +355,29 @@ func (c *copier) read(fd uintptr) bool {
 	}
 }
 
+// fullRead notes a read of n bytes, which filled its room if full: the
+// send of its bytes asks dst's segment size again.
+func (c *copier) fullRead(full bool, n int) {
+	if c.full = full; full {
+		if f := onFullRead.Load(); f != nil {
+			(*f)(n)
+		}
+	}
+}
+
 // send is the step of dst's RawConn.Control: it sends what it can of the
 // pending bytes (or of the pipe) without waiting. It gives the buffer back
 // once all went.
 func (c *copier) send(fd uintptr) {
 	h := c.h
+	if c.full {
+		// A burst, whose next read takes whole segments of dst.
+		c.full = false
+		h.mss = tcpseg.MSS(int(fd))
+		if h.splices {
+			h.paced = tcpseg.Paced(int(fd))
+		}
+	}
 	if p := h.pipe; p != nil && p.Data > 0 {
 		for p.Data > 0 {
 			n, err := splice.Move(p.R, int(fd), p.Data)
@@ -366,11 +392,6 @@ func (c *copier) send(fd uintptr) {
 			h.sent(int64(n))
 		}
 		return
-	}
-	if c.full {
-		// A burst, whose next read takes whole segments of dst.
-		c.full = false
-		h.mss = tcpseg.MSS(int(fd))
 	}
 	for len(c.pending) > 0 {
 		n, err := sendRaw(int(fd), c.pending)

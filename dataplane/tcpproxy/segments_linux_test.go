@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-lb/sluice/dataplane/internal/splice"
 	"github.com/sluice-lb/sluice/dataplane/internal/splice/splicetest"
 	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg"
 	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg/tcpsegtest"
@@ -30,73 +31,156 @@ func mssOf(rc syscall.RawConn) (mss int) {
 // (65464 over IPv6), where a 64 KiB read went out as that and one of 53,
 // which cost the node twice the CPU per MiB; early in a connection the
 // socket reports less (half the peer's largest window), so the half must
-// ask again as the burst goes on.
+// ask again as the burst goes on. Each case runs with the bursts copied
+// and spliced: a splice that took all that was queued, up to the pipe's
+// 1 MiB, went out as a burst that BBR paced, at about a fifth more CPU
+// per MiB.
 func TestBurstReadsFillWholeSegments(t *testing.T) {
-	splicetest.Set(t, "copied") // as the node copies bursts between loopback peers
 	t.Run("announced", func(t *testing.T) {
-		reads := fullReads(t)
-		mss := burstBothWays(t, tcpsegtest.Announce(20000), 4<<20)
-		for _, h := range mss {
-			if h.dst > 20000 || h.dst < 19900 {
-				t.Fatalf("%s: the destination sends segments of %d bytes; the test meant at most 20000, less TCP's options", h.name, h.dst)
-			}
-		}
-		// Each half's first read that filled its room filled the whole
-		// buffer, before it knew the size; every later one took three
-		// segments.
-		whole, other := reads.Count(3 * mss[0].dst)
-		if whole == 0 || len(other) > 2 {
-			t.Errorf("%d reads filled three whole segments of %d bytes; others took %v (at most two may: one per half, of %d bytes)", whole, mss[0].dst, other, copyBufSize)
-		}
+		splicetest.Set(t, "copied") // TestSplicedBurstsFollowPacing has the spliced bursts
+		announcedBursts(t)
 	})
-	t.Run("loopback", func(t *testing.T) {
-		// One way, from an endpoint that sends each burst in one write.
-		// A half asks again only after a read that filled its room, so
-		// a burst whose last such read came while the window still grew
-		// leaves it with a smaller size than its destination's; the
-		// next bursts then find the size it ends at.
-		const size, bursts = 16 << 20, 10
-		ep := upstream.New("c", "e", startBackend(t, func(c net.Conn) {
-			defer c.Close()
-			for {
-				if _, err := c.Read(make([]byte, 1)); err != nil {
-					return
+	t.Run("loopback", func(t *testing.T) { splicetest.Each(t, loopbackBursts, true) })
+}
+
+// TestSplicedBurstsFollowPacing: a spliced burst to a client whose socket
+// on the node paces what it sends (BBR) is read in as many whole segments
+// as fit in the buffer, three of 19988 bytes, as a copied one is; to one
+// that does not (CUBIC), in what the pipe holds at a time. Splices of up
+// to 1 MiB cost a fifth more CPU per MiB than whole segments under BBR,
+// which spaces a burst out by timers, and less under CUBIC, which sends it
+// at once.
+func TestSplicedBurstsFollowPacing(t *testing.T) {
+	for _, tc := range []struct {
+		cc    string
+		paced bool
+	}{{"bbr", true}, {"cubic", false}} {
+		t.Run(tc.cc, func(t *testing.T) {
+			const size = 16 << 20
+			ep := upstream.New("c", "e", startBackend(t, func(c net.Conn) {
+				defer c.Close()
+				if _, err := c.Read(make([]byte, 1)); err == nil {
+					c.Write(make([]byte, size))
 				}
-				c.Write(make([]byte, size))
+			}))
+			s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, nil)
+			// The node's socket to the client sends under tc.cc, set
+			// here before the node serves it.
+			accepted, set := make(chan *net.TCPConn), make(chan struct{})
+			addr := loopback.Serve(t, func(c net.Conn) {
+				accepted <- c.(*net.TCPConn)
+				<-set
+				s.ServeConn(c.(*net.TCPConn))
+			})
+			d := net.Dialer{Control: tcpsegtest.Announce(20000)}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}))
-		s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, nil)
-		c := dialClient(t, startProxy(t, s))
-		buf := make([]byte, 1<<20)
-		var mss uint16
-		var dst int
-		for i := 0; i < bursts && (i == 0 || int(mss) != dst); i++ {
+			defer c.Close()
+			func() {
+				defer close(set)
+				tcpsegtest.Congestion(t, <-accepted, tc.cc)
+			}()
+			reads := fullReads(t)
+			gets := splice.Gets()
 			c.SetDeadline(time.Now().Add(4 * testTimeout))
 			c.Write([]byte{'>'})
-			for n := 0; n < size; {
-				m, err := c.Read(buf)
-				if err != nil {
-					t.Fatalf("burst %d: read %d bytes of %d: %v", i+1, n, size, err)
-				}
-				n += m
+			if n, err := io.Copy(io.Discard, c); n != size {
+				t.Fatalf("read %d bytes of %d: %v", n, size, err)
 			}
-			waitParked(t, s, ep, 1)
-			parking.mu.Lock()
-			ss := s.sessions.list(ep).head
-			mss = ss.down.mss
-			parking.mu.Unlock()
-			dst = mssOf(ss.clientRC)
+			if splice.Gets() == gets {
+				t.Fatal("the burst took no pipe: it was not spliced")
+			}
+			const seg = 19988 // 20000 announced, less TCP's timestamps
+			// Paced, the reads that filled their room took three whole
+			// segments and carried most of the burst. Not paced, those
+			// were the copied reads before the half took a pipe: a
+			// splice then has the pipe's room, which a read fills only
+			// when the pipe's worth was queued.
+			whole, other := reads.Count(3 * seg)
+			switch carried := whole * 3 * seg; {
+			case tc.paced && (carried < size/2 || len(other) > 1):
+				t.Errorf("%d reads of three whole segments of %d bytes carried %d bytes of the %d; others took %v (one may: the first, of %d bytes)", whole, seg, carried, size, other, copyBufSize)
+			case !tc.paced && carried >= size/2:
+				t.Errorf("%d reads of three whole segments of %d bytes carried %d bytes of the %d, where splices take what the pipe holds", whole, seg, carried, size)
+			}
+		})
+	}
+}
+
+// announcedBursts is TestBurstReadsFillWholeSegments with sockets that
+// announce segments of 20000 bytes.
+func announcedBursts(t *testing.T) {
+	const size = 4 << 20
+	reads := fullReads(t)
+	mss := burstBothWays(t, tcpsegtest.Announce(20000), size)
+	for _, h := range mss {
+		if h.dst > 20000 || h.dst < 19900 {
+			t.Fatalf("%s: the destination sends segments of %d bytes; the test meant at most 20000, less TCP's options", h.name, h.dst)
 		}
-		if dst <= copyBufSize/2 {
-			t.Fatalf("the client's socket sends segments of %d bytes; over loopback, with the window grown, they take 64 KiB less TCP's headers", dst)
+	}
+	// Each half's first read that filled its room filled the whole
+	// buffer, before it knew the size; every later one took three
+	// segments. Those carried most of the bytes: a read that took more
+	// than its room is not told.
+	whole, other := reads.Count(3 * mss[0].dst)
+	if len(other) > 2 {
+		t.Errorf("reads took %v bytes, where they fill three whole segments of %d bytes (at most two may not: one per half, of %d bytes)", other, mss[0].dst, copyBufSize)
+	}
+	if carried := whole * 3 * mss[0].dst; carried < size {
+		t.Errorf("%d reads of three whole segments of %d bytes carried %d bytes of the %d each way", whole, mss[0].dst, carried, size)
+	}
+}
+
+// loopbackBursts is TestBurstReadsFillWholeSegments over loopback.
+func loopbackBursts(t *testing.T) {
+	// One way, from an endpoint that sends each burst in one write.
+	// A half asks again only after a read that filled its room, so
+	// a burst whose last such read came while the window still grew
+	// leaves it with a smaller size than its destination's; the
+	// next bursts then find the size it ends at.
+	const size, bursts = 16 << 20, 10
+	ep := upstream.New("c", "e", startBackend(t, func(c net.Conn) {
+		defer c.Close()
+		for {
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				return
+			}
+			c.Write(make([]byte, size))
 		}
-		if int(mss) != dst {
-			t.Errorf("after %d bursts, the half to the client reads by segments of %d bytes; the client's socket sends %d", bursts, mss, dst)
+	}))
+	s := NewServer(&Config{Listener: "l", Director: &fixedDirector{eps: []*upstream.Endpoint{ep}}}, nil)
+	c := dialClient(t, startProxy(t, s))
+	buf := make([]byte, 1<<20)
+	var mss uint16
+	var dst int
+	for i := 0; i < bursts && (i == 0 || int(mss) != dst); i++ {
+		c.SetDeadline(time.Now().Add(4 * testTimeout))
+		c.Write([]byte{'>'})
+		for n := 0; n < size; {
+			m, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("burst %d: read %d bytes of %d: %v", i+1, n, size, err)
+			}
+			n += m
 		}
-		if got := tcpseg.Fit(copyBufSize, int(mss)); got != dst {
-			t.Errorf("a read takes %d bytes, want %d (one segment)", got, dst)
-		}
-	})
+		waitParked(t, s, ep, 1)
+		parking.mu.Lock()
+		ss := s.sessions.list(ep).head
+		mss = ss.down.mss
+		parking.mu.Unlock()
+		dst = mssOf(ss.clientRC)
+	}
+	if dst <= copyBufSize/2 {
+		t.Fatalf("the client's socket sends segments of %d bytes; over loopback, with the window grown, they take 64 KiB less TCP's headers", dst)
+	}
+	if int(mss) != dst {
+		t.Errorf("after %d bursts, the half to the client reads by segments of %d bytes; the client's socket sends %d", bursts, mss, dst)
+	}
+	if got := tcpseg.Fit(copyBufSize, int(mss)); got != dst {
+		t.Errorf("a read takes %d bytes, want %d (one segment)", got, dst)
+	}
 }
 
 // fullReads records the sizes of the reads that filled their room
