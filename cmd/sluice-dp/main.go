@@ -119,7 +119,7 @@ func main() {
 	accessLog := fs.String("access-log", "", "write the access log (JSON lines) to this file, or to stdout with -; empty: off")
 	accessSample := fs.Float64("access-log-sample", 1, "share of requests and sessions written to the access log, above 0 and at most 1")
 	maxConns := fs.Int("max-connections", 0, "the most client connections the node holds at once over all its listeners (HAProxy's global maxconn); at it, listeners stop accepting until one ends. 0: derived from the open-file limit, less 100 and halved")
-	spliceMode := fs.String("splice", "auto", "which large transfers (HTTP bodies from 64 KiB, TCP bursts) go through splice(2) rather than the node's buffers: auto (those from peers on other hosts, as told by their address: a container on this host counts as another; copying costs less from peers on this one), always or never (Linux only)")
+	spliceMode := fs.String("splice", "auto", "which large transfers (HTTP bodies from 64 KiB, TCP bursts) go through splice(2) rather than the node's buffers: auto (those from peers on other hosts, as told by their address: a container on this host counts as another; those from peers on this one are copied), always or never (Linux only)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)

@@ -35,14 +35,18 @@ func Move(in, out, n int) (int, error) {
 // network namespace of the host, such as a container behind a bridge, has
 // an address of its own and counts as another host's.) Such a peer wrote
 // its bytes just before, so they are still in the CPU's caches, and
-// copying them through a 16 KiB buffer costs less than splicing them: on
-// loopback, 1 MiB downloads through the listeners of examples/bench.yaml
-// cost the node about a fifth (L4) and a sixth (L7) less CPU copied than
-// spliced, and 1 MiB uploads about the same either way (BENCHMARKS.md,
-// "Splicing or copying"). Bytes from another host were written to memory
-// by the network card, and splicing spares copying them twice; nothing
-// here can measure that case (every benchmark runs on one host, over
-// loopback or a veth pair), so Auto splices them, as the node always did.
+// copying them cost less than splicing them on the machines where it was
+// first measured: 1 MiB downloads through the listeners of
+// examples/bench.yaml cost the node about a fifth (L4) and a sixth (L7)
+// less CPU copied than spliced, and 1 MiB uploads about the same either
+// way (BENCHMARKS.md, "Splicing or copying"). On a later machine, with
+// splices of whole segments where the socket paces its sends, splicing
+// cost no more ("Splices of whole segments, where the socket paces");
+// Auto copies them until more than one machine says so. Bytes from
+// another host were written to memory by the network card, and splicing
+// spares copying them twice; nothing here can measure that case (every
+// benchmark runs on one host, over loopback or a veth pair), so Auto
+// splices them, as the node always did.
 func Pays(src *net.TCPConn) bool {
 	switch Mode(mode.Load()) {
 	case Always:
