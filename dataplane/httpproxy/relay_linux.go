@@ -119,7 +119,7 @@ func (r *pipeRun) pull(fd uintptr) bool {
 	for r.in < r.n && r.err == nil {
 		room := r.p.Size
 		if r.paced {
-			room = tcpseg.Fit(bigBufSize, int(*r.mss))
+			room = tcpseg.Fit(min(bigBufSize, r.p.Size), int(*r.mss))
 		}
 		m, e := splice.Move(int(fd), r.p.W, int(min(int64(room), r.n-r.in)))
 		switch {
