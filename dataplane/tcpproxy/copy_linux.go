@@ -74,8 +74,9 @@ const maxPatience = 2 * time.Second
 const busyAfter = 3
 
 // onFullRead, if set, is told the size of each read that filled its room,
-// copied or spliced: tests see by it what the reads of a burst took.
-var onFullRead atomic.Pointer[func(n int)]
+// and whether it was spliced: tests see by it what the reads of a burst
+// took.
+var onFullRead atomic.Pointer[func(n int, spliced bool)]
 
 // spliceAt is the burst that switches a half to splice: what a read left
 // queued behind the buffer it filled.
@@ -278,7 +279,7 @@ func (c *copier) read(fd uintptr) bool {
 		if h.pipe != nil {
 			room := h.pipe.Size
 			if h.paced {
-				room = tcpseg.Fit(copyBufSize, int(h.mss))
+				room = tcpseg.Fit(min(copyBufSize, room), int(h.mss))
 			}
 			n, err := splice.Move(int(fd), h.pipe.W, room)
 			switch {
@@ -298,7 +299,7 @@ func (c *copier) read(fd uintptr) bool {
 			h.moved++
 			c.burst += n
 			h.pipe.Data = n
-			c.fullRead(n == room, n)
+			c.fullRead(n == room, n, true)
 			if err := h.dstRC().Control(c.sendFn); err != nil {
 				c.err = err
 			}
@@ -327,7 +328,7 @@ func (c *copier) read(fd uintptr) bool {
 		h.moved++
 		c.burst += n
 		c.buf, c.pending = buf, buf[:n]
-		c.fullRead(n == len(p), n)
+		c.fullRead(n == len(p), n, false)
 		if h.tlsDst() { // encrypting needs the TLS connection's Write
 			return true
 		}
@@ -355,12 +356,12 @@ func (c *copier) read(fd uintptr) bool {
 	}
 }
 
-// fullRead notes a read of n bytes, which filled its room if full: the
-// send of its bytes asks dst's segment size again.
-func (c *copier) fullRead(full bool, n int) {
+// fullRead notes a read of n bytes, spliced or copied, which filled its
+// room if full: the send of its bytes asks dst's segment size again.
+func (c *copier) fullRead(full bool, n int, spliced bool) {
 	if c.full = full; full {
 		if f := onFullRead.Load(); f != nil {
-			(*f)(n)
+			(*f)(n, spliced)
 		}
 	}
 }

@@ -9,7 +9,8 @@ import (
 
 // Congestion has the TCP socket under c send under the congestion control
 // name ("bbr", "cubic") from now on, whatever the host's default is. It
-// skips the test where the kernel does not have that one.
+// skips the test where the kernel does not have that one, or does not let
+// this user set it (net.ipv4.tcp_allowed_congestion_control).
 func Congestion(t testing.TB, c syscall.Conn, name string) {
 	t.Helper()
 	rc, err := c.SyscallConn()
@@ -24,6 +25,8 @@ func Congestion(t testing.TB, c syscall.Conn, name string) {
 	switch {
 	case err == unix.ENOENT:
 		t.Skipf("the kernel has no congestion control %q", name)
+	case err == unix.EPERM:
+		t.Skipf("this user may not set congestion control %q", name)
 	case err != nil:
 		t.Fatalf("setting congestion control %q: %v", name, err)
 	}
