@@ -118,7 +118,8 @@ type halfState struct {
 	// is copied through the buffer as small exchanges are.
 	splices bool
 	// paced: dst paces what it sends (tcpseg.Paced), so a splice takes
-	// whole segments, not the pipe; asked with mss by a half that splices.
+	// whole segments, not the pipe; asked with mss, after a copied read,
+	// by a half that may splice.
 	paced bool
 }
 
@@ -375,7 +376,9 @@ func (c *copier) send(fd uintptr) {
 		// A burst, whose next read takes whole segments of dst.
 		c.full = false
 		h.mss = tcpseg.MSS(int(fd))
-		if h.splices {
+		if h.splices && h.pipe == nil {
+			// A half takes a pipe only after a copied read that filled
+			// its room: it knows then how to size its splices.
 			h.paced = tcpseg.Paced(int(fd))
 		}
 	}
