@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/sluice-lb/sluice/dataplane/internal/tcpseg/tcpsegtest"
@@ -15,16 +16,7 @@ import (
 // descriptor that is no TCP socket says nothing, to MSS or to Paced.
 func TestMSS(t *testing.T) {
 	const announced = 20000
-	addr := loopback.ServeWith(t, net.ListenConfig{Control: tcpsegtest.Announce(announced)}, func(c net.Conn) {
-		defer c.Close()
-		io.Copy(io.Discard, c)
-	})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	raw, _ := c.(*net.TCPConn).SyscallConn()
+	_, raw := dialSink(t, net.ListenConfig{Control: tcpsegtest.Announce(announced)})
 	var mss int
 	raw.Control(func(fd uintptr) { mss = int(MSS(int(fd))) })
 	if mss <= announced-40 || mss > announced {
@@ -53,17 +45,8 @@ func TestPaced(t *testing.T) {
 		paced bool
 	}{{"cubic", false}, {"bbr", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := loopback.Serve(t, func(c net.Conn) {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			})
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			tcpsegtest.Congestion(t, c.(*net.TCPConn), tc.name)
-			raw, _ := c.(*net.TCPConn).SyscallConn()
+			c, raw := dialSink(t, net.ListenConfig{})
+			tcpsegtest.Congestion(t, c, tc.name)
 			var paced bool
 			raw.Control(func(fd uintptr) { paced = Paced(int(fd)) })
 			if paced != tc.paced {
@@ -71,4 +54,24 @@ func TestPaced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialSink connects to a loopback listener made by lc that reads and drops
+// what it is sent; the connection closes when the test ends.
+func dialSink(t *testing.T, lc net.ListenConfig) (*net.TCPConn, syscall.RawConn) {
+	t.Helper()
+	addr := loopback.ServeWith(t, lc, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn), raw
 }
