@@ -29,3 +29,10 @@ func (r *Reads) Count(n int) (k int, other []int) {
 	}
 	return k, other
 }
+
+// Sizes returns the sizes of all the reads recorded.
+func (r *Reads) Sizes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.sizes...)
+}
