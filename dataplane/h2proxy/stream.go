@@ -588,6 +588,12 @@ func req2idempotent(r *http.Request) bool {
 // comes as it comes (server streaming), with timer as the bound on the
 // endpoint's silences. It returns the bytes read and the first error that
 // cut the body short.
+//
+// The piece that comes with the body's end is not flushed: the handler
+// returns right after, and net/http then sends it with the stream's end
+// (and the head, if nothing was sent yet) in one write. Flushed, a small
+// response took two writes to the client, its head and body, then an empty
+// DATA frame that ends the stream.
 func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Timer, silence time.Duration) (uint64, error) {
 	rc := http.NewResponseController(w)
 	var total uint64
@@ -599,8 +605,10 @@ func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Tim
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return total, &clientGone{werr}
 			}
-			if ferr := rc.Flush(); ferr != nil {
-				return total, &clientGone{ferr}
+			if err != io.EOF {
+				if ferr := rc.Flush(); ferr != nil {
+					return total, &clientGone{ferr}
+				}
 			}
 		}
 		if err == io.EOF {
