@@ -1,11 +1,17 @@
 package h2proxy
 
 import (
+	"bytes"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
@@ -60,5 +66,99 @@ func TestSmallResponseEndsWithItsData(t *testing.T) {
 		if want := []string{"HEADERS", "DATA+END"}; !slices.Equal(frames, want) {
 			t.Errorf("stream %d: frames %v, want %v", stream, frames, want)
 		}
+	}
+}
+
+// readCounter counts the reads of a connection that returned bytes.
+type readCounter struct {
+	net.Conn
+	reads atomic.Int64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.reads.Add(1)
+	}
+	return n, err
+}
+
+// TestClientFramesReadTogether: requests a client sends together, in one
+// write, are taken from the socket together. net/http reads a frame's
+// header and its payload apart, and on a plain connection each of those
+// was a read of the socket of its own: two a request, 24 reads for these
+// ten.
+func TestClientFramesReadTogether(t *testing.T) {
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }, false)
+	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
+	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
+	t.Cleanup(up.Close)
+	s := NewServer(hs, up, nil)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	counted := make(chan *readCounter, 1)
+	served := make(chan struct{})
+	t.Cleanup(func() { <-served })
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		rc := &readCounter{Conn: c}
+		counted <- rc
+		defer c.Close()
+		s.ServeConn(rc, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
+	}()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// The preface, SETTINGS and ten requests, in one write.
+	var out bytes.Buffer
+	out.WriteString(h2Preface)
+	cl := &h2Client{t: t, c: c, fr: http2.NewFramer(&out, c)}
+	cl.enc = hpack.NewEncoder(&cl.buf)
+	cl.fr.WriteSettings()
+	const n = 10
+	for i := range n {
+		cl.get(uint32(2*i + 1))
+	}
+	if _, err := c.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	rc := <-counted
+	cl.fr = http2.NewFramer(c, c)
+	cl.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	for answered := map[uint32]bool{}; len(answered) < n; {
+		f, err := cl.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("%d of %d answered: reading: %v", len(answered), n, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				cl.fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if status := f.PseudoValue("status"); status != "200" {
+				t.Fatalf("stream %d: status %s, want 200", f.StreamID, status)
+			}
+			answered[f.StreamID] = true
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			t.Fatalf("%v", f)
+		}
+	}
+	// The batch, and the acknowledgement of the server's SETTINGS; a read
+	// may take the batch in two parts.
+	if got := rc.reads.Load(); got > 3 {
+		t.Errorf("%d reads of the socket for %d requests sent together, want 3 at most", got, n)
 	}
 }

@@ -1,6 +1,7 @@
 package h2proxy
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"sync/atomic"
@@ -164,7 +165,15 @@ type clientConn struct {
 }
 
 func newClientConn(c *countConn, maxHeaderBytes int) *clientConn {
-	return &clientConn{countConn: c, fr: newFrameReader(c, maxHeaderBytes)}
+	return &clientConn{countConn: c, fr: newFrameReader(bufio.NewReaderSize(c, clientReadBuf), maxHeaderBytes)}
 }
+
+// clientReadBuf is the read buffer of an HTTP/2 client connection. net/http
+// reads each frame in two reads, its header and then its payload, and
+// would make each a system call on a plain connection: a client that sends
+// a batch of small requests would cost two reads a request. Buffered, one
+// read takes what the client sent, the way a TLS connection's record
+// buffer serves them. A DATA frame larger than the buffer is read past it.
+const clientReadBuf = 4 << 10
 
 func (c *clientConn) Read(p []byte) (int, error) { return c.fr.Read(p) }
