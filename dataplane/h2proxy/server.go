@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -626,6 +627,17 @@ func (c *countConn) Write(p []byte) (int, error) {
 			// net/http's answer to refusedLine: the screen's instead.
 			return len(p), c.answer(a)
 		}
+	}
+	if c.screen == nil {
+		// An HTTP/2 connection's writes are net/http's flushes, of what
+		// its streams had written by then. The frames streams write
+		// while one is under way wait, and go together in the next.
+		// Letting the goroutines that are ready run before this write
+		// (other streams' handlers, with their endpoints' answers) has
+		// them queue theirs first: the next flush carries several
+		// responses, not one each. Fewer writes, as HAProxy makes them, a
+		// round of events at a time (BENCHMARKS.md, "HTTP/2 clients").
+		runtime.Gosched()
 	}
 	n, err := c.Conn.Write(p)
 	c.out.Add(uint64(n))
