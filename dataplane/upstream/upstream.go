@@ -505,20 +505,36 @@ func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 	return ic.c, ic.p, ic.since
 }
 
-// MaxIdle bounds the idle pool of one endpoint.
+// MaxIdle is the idle pool of one endpoint kept however little it is
+// used (up to MaxIdleAge). Past it, a pooled connection that sat unused
+// for IdleTrim is closed when another comes back: a burst of traffic
+// leaves the pool at its size only briefly.
+//
+// The pool does not refuse connections past MaxIdle. Under a steady load
+// of more exchanges at once than that, many come back at the same moment
+// and are needed again the next; closing them there made the node dial a
+// new connection for a good share of its requests: 1280 a second with
+// 600 clients of one endpoint, where HAProxy, which keeps them, dialed
+// none. Each leaves a socket in TIME_WAIT for a minute, and 77k of them
+// are more than the local ports the kernel gives connects to one address
+// (28k by default) (BENCHMARKS.md, "Idle pools past 256 connections").
 const MaxIdle = 256
 
+// IdleTrim is how long a pooled connection past MaxIdle may sit unused
+// before it is closed. HAProxy's pool-purge-delay is 5s too.
+const IdleTrim = 5 * time.Second
+
 // PutIdle returns a reusable connection to the pool. It closes the
-// connection instead when the pool is full, the endpoint is draining, the
-// connection was closed under its user (CloseConns, ShutdownSessions) or
-// it is plain and the endpoint now speaks TLS (or the reverse), and closes
-// pooled connections that sat unused for MaxIdleAge. p comes back with c
-// from GetIdleSince.
+// connection instead when the endpoint is draining, the connection was
+// closed under its user (CloseConns, ShutdownSessions) or it is plain and
+// the endpoint now speaks TLS (or the reverse). It closes the pooled
+// connections that sat unused for MaxIdleAge, and past MaxIdle those that
+// sat unused for IdleTrim. p comes back with c from GetIdleSince.
 func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 	now := clock.Now()
 	var stale []net.Conn
 	e.mu.Lock()
-	if info, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdle || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
+	if info, open := e.conns[c]; !open || e.closed || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
 		delete(e.conns, c)
 		if e.shut != nil {
 			delete(e.shut, c)
@@ -529,7 +545,7 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 	}
 	// The oldest are first; GetIdleSince takes from the end.
 	k := 0
-	for k < len(e.idle) && now.Sub(e.idle[k].since) > MaxIdleAge {
+	for k < len(e.idle) && trimmed(now.Sub(e.idle[k].since), len(e.idle)-k) {
 		stale = append(stale, e.idle[k].c)
 		delete(e.conns, e.idle[k].c)
 		k++
@@ -544,6 +560,13 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 	for _, s := range stale {
 		s.Close()
 	}
+}
+
+// trimmed reports whether a pooled connection that sat unused for idle is
+// closed, with n left in the pool from it to the newest, before another
+// joins them.
+func trimmed(idle time.Duration, n int) bool {
+	return idle > MaxIdleAge || n >= MaxIdle && idle > IdleTrim
 }
 
 // Conns is the number of open connections to the endpoint, idle ones included.

@@ -204,3 +204,51 @@ func TestDownMarks(t *testing.T) {
 	check("undone for other pickers or reasons", 2, true)
 	check("picker 0, which none is", 0, false)
 }
+
+// TestPoolKeepsBursts: connections that come back together past MaxIdle
+// are all pooled, for the next burst; once they sat unused for IdleTrim,
+// those past MaxIdle are closed as another comes back, the least recently
+// used first.
+func TestPoolKeepsBursts(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	defer ep.Shutdown()
+	conns := make([]net.Conn, MaxIdle+10)
+	for i := range conns {
+		c, err := ep.Dial(context.Background(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		ep.PutIdle(c, Pooled{})
+	}
+	for i, c := range conns {
+		if closed(c) {
+			t.Fatalf("connection %d of %d closed when it came back", i+1, len(conns))
+		}
+	}
+
+	// The 15 that came back first sat unused past IdleTrim.
+	ep.mu.Lock()
+	for i := range 15 {
+		ep.idle[i].since = time.Now().Add(-IdleTrim - time.Second)
+	}
+	ep.mu.Unlock()
+	fresh, _ := ep.Dial(context.Background(), time.Second)
+	ep.PutIdle(fresh, Pooled{})
+	for i, c := range conns[:15] {
+		if want := i < 11; closed(c) != want {
+			t.Errorf("connection %d, unused past IdleTrim: closed %v, want %v", i+1, closed(c), want)
+		}
+	}
+	ep.mu.Lock()
+	n := len(ep.idle)
+	ep.mu.Unlock()
+	if n != MaxIdle || ep.Conns() != MaxIdle {
+		t.Errorf("pool of %d, %d connections open; want %d, %d", n, ep.Conns(), MaxIdle, MaxIdle)
+	}
+	if got, _, _ := ep.GetIdleSince(); got != fresh {
+		t.Errorf("GetIdleSince did not return the connection that came back last")
+	}
+}
