@@ -58,8 +58,10 @@ type poolKey struct {
 // engine's does.
 const maxResponseHead = 64 << 10
 
-// maxIdlePerEndpoint bounds the idle HTTP/1.1 connections kept to one
-// endpoint, as upstream.MaxIdle does for the HTTP/1.1 engine.
+// maxIdlePerEndpoint is the idle HTTP/1.1 connections to one endpoint
+// kept however little they are used, as upstream.MaxIdle is for the
+// HTTP/1.1 engine: past it, the janitor closes those that sat unused for
+// upstream.IdleTrim.
 const maxIdlePerEndpoint = upstream.MaxIdle
 
 // NewUpstream returns the pools, with protocol telling how to speak to an
@@ -109,10 +111,10 @@ func (u *Upstream) Close() {
 // janitorEvery is how often idle connections are looked at.
 const janitorEvery = 10 * time.Second
 
-// janitor closes connections idle for upstream.MaxIdleAge, the idle ones
-// of endpoints that drain and of pools that new requests no longer use
-// (the cluster's protocol or receive buffer changed), and forgets empty
-// pools.
+// janitor closes connections idle for upstream.MaxIdleAge, and past
+// maxIdlePerEndpoint those idle for upstream.IdleTrim, the idle ones of
+// endpoints that drain and of pools that new requests no longer use (the
+// cluster's protocol or receive buffer changed), and forgets empty pools.
 func (u *Upstream) janitor() {
 	t := time.NewTicker(janitorEvery)
 	defer t.Stop()
@@ -245,6 +247,12 @@ type pool struct {
 
 	mu    sync.Mutex
 	conns []*pooled
+	// free are the connections that had room for a request when last
+	// looked at (their state hook, freed), the most recently freed last:
+	// get takes from them without asking every connection, which cost a
+	// lock of each per request, with hundreds of them (BENCHMARKS.md,
+	// "HTTP/2 clients"). Those closed since are skipped there.
+	free []*pooled
 }
 
 // pooled is a client connection and the socket under it.
@@ -253,22 +261,35 @@ type pooled struct {
 	raw    net.Conn      // from ep.Dial, for WasShutDown
 	dialed time.Duration // what its dial took (dialing.took)
 	idle   time.Time
+	// inFree: pc is in its pool's free list; gone: it left the pool's
+	// connections. Both under the pool's mu.
+	inFree, gone bool
 }
 
 // get reserves a request on a connection that has room, or dials one
 // (for the listener whose context listener is: a connect that fails
 // because that listener closed is not the endpoint's error).
 func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*pooled, bool, error) {
-	p.mu.Lock()
-	if !p.ep.Draining() {
-		for _, pc := range slices.Backward(p.conns) {
-			if pc.cc.Err() == nil && pc.cc.Reserve() == nil {
-				p.mu.Unlock()
-				return pc, true, nil
-			}
+	// Reserve runs the connection's state hook when its state changed
+	// unseen: the pool's lock is not held around it.
+	for !p.ep.Draining() {
+		p.mu.Lock()
+		n := len(p.free)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		pc := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		pc.inFree = false
+		gone := pc.gone
+		p.mu.Unlock()
+		if !gone && pc.cc.Err() == nil && pc.cc.Reserve() == nil {
+			p.freed(pc) // an HTTP/2 connection with room for more
+			return pc, true, nil
 		}
 	}
-	p.mu.Unlock()
 	d := &dialing{ep: p.ep, timeout: timeout, tls: p.pro.TLS, http2: p.pro.HTTP2}
 	if p.client.IsValid() {
 		d.hdr = p.ep.AppendProxyHeader(nil, p.client, p.local)
@@ -289,12 +310,32 @@ func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*poole
 	p.mu.Lock()
 	p.conns = append(p.conns, pc)
 	p.mu.Unlock()
+	cc.SetStateHook(func(*http.ClientConn) { p.freed(pc) })
+	p.freed(pc)
 	return pc, false, nil
 }
 
+// freed puts pc in the free list when it has room for a request. It is
+// pc's state hook, which net/http runs when a request on pc ends, or its
+// room grows: never with the pool's lock held (get, done and closeIdle
+// ask nothing of a connection that runs the hook but Close, whose hook
+// finds it closed).
+func (p *pool) freed(pc *pooled) {
+	if pc.cc.Err() != nil || pc.cc.Available() == 0 {
+		return
+	}
+	p.mu.Lock()
+	if !pc.inFree && !pc.gone {
+		pc.inFree = true
+		p.free = append(p.free, pc)
+	}
+	p.mu.Unlock()
+}
+
 // done is called when a request on pc ended: a dead connection is
-// forgotten, and an idle one closed when its endpoint drains or the pool
-// has enough idle ones.
+// forgotten, and an idle one closed when its endpoint drains. Idle ones
+// past maxIdlePerEndpoint are left for the janitor, as a burst that
+// brought them back is likely to need them again (upstream.MaxIdle).
 func (p *pool) done(pc *pooled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -303,20 +344,11 @@ func (p *pool) done(pc *pooled) {
 	if idle {
 		pc.idle = time.Now()
 	}
-	if dead || idle && (p.ep.Draining() || p.idleCount() > maxIdlePerEndpoint) {
+	if dead || idle && p.ep.Draining() {
 		pc.cc.Close()
+		pc.gone = true
 		p.conns = slices.DeleteFunc(p.conns, func(x *pooled) bool { return x == pc })
 	}
-}
-
-func (p *pool) idleCount() int {
-	n := 0
-	for _, pc := range p.conns {
-		if pc.cc.InFlight() == 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // stale reports whether new requests to k's endpoint now go to another
@@ -326,25 +358,46 @@ func (u *Upstream) stale(k poolKey) bool {
 }
 
 // closeIdle closes the dead connections, the idle ones that sat unused
-// for upstream.MaxIdleAge, and with all, every idle one. It returns how
-// many connections are left.
+// for upstream.MaxIdleAge, past maxIdlePerEndpoint the idle ones that sat
+// unused for upstream.IdleTrim (the longest unused first), and with all,
+// every idle one. It returns how many connections are left.
 func (p *pool) closeIdle(all bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
+	var idle []*pooled
 	p.conns = slices.DeleteFunc(p.conns, func(pc *pooled) bool {
-		idle := pc.cc.InFlight() == 0
-		if idle && pc.idle.IsZero() {
+		free := pc.cc.InFlight() == 0
+		if free && pc.idle.IsZero() {
 			pc.idle = now // first seen idle (an HTTP/1.1 one frees itself late)
 		}
-		if pc.cc.Err() != nil || idle && (all || now.Sub(pc.idle) > upstream.MaxIdleAge) {
+		if pc.cc.Err() != nil || free && (all || now.Sub(pc.idle) > upstream.MaxIdleAge) {
 			pc.cc.Close()
+			pc.gone = true
 			return true
 		}
-		if !idle {
+		if !free {
 			pc.idle = time.Time{}
+		} else {
+			idle = append(idle, pc)
 		}
 		return false
+	})
+	if len(idle) > maxIdlePerEndpoint {
+		slices.SortFunc(idle, func(a, b *pooled) int { return a.idle.Compare(b.idle) })
+		trim := map[*pooled]bool{}
+		for _, pc := range idle[:len(idle)-maxIdlePerEndpoint] {
+			if now.Sub(pc.idle) > upstream.IdleTrim {
+				pc.cc.Close()
+				pc.gone = true
+				trim[pc] = true
+			}
+		}
+		p.conns = slices.DeleteFunc(p.conns, func(pc *pooled) bool { return trim[pc] })
+	}
+	p.free = slices.DeleteFunc(p.free, func(pc *pooled) bool {
+		pc.inFree = !pc.gone
+		return pc.gone
 	})
 	return len(p.conns)
 }

@@ -1,8 +1,13 @@
 package h2proxy
 
 import (
+	"context"
+	"io"
+	"net/http"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/dataplane/upstream"
 )
@@ -39,5 +44,94 @@ func TestReceiveBufferChangeStartsNewPool(t *testing.T) {
 	}
 	if !u.stale(oldKey) {
 		t.Error("after the receive buffer changed, the old pool is not stale: its idle connections would live on")
+	}
+}
+
+// TestPoolKeepsBursts: a burst of requests past maxIdlePerEndpoint at once
+// leaves its connections pooled, and the next burst goes out on them
+// without a dial: the endpoint sees no new connection. Once they sat
+// unused past upstream.IdleTrim, the janitor closes those past
+// maxIdlePerEndpoint.
+func TestPoolKeepsBursts(t *testing.T) {
+	const n = maxIdlePerEndpoint + 44
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.RemoteAddr] = true
+		mu.Unlock()
+		arrived <- struct{}{}
+		<-release
+		w.Write([]byte("ok"))
+	}, false)
+	u := NewUpstream(nil)
+	defer u.Close()
+	var none netip.AddrPort
+	p := u.pool(ep, none, none)
+	conns := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	burst := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				req, _ := http.NewRequest("GET", "http://"+ep.Addr+"/", nil)
+				resp, _, err := u.roundTrip(req, context.Background(), ep, none, none, 5*time.Second, true)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		for range n {
+			select {
+			case <-arrived:
+			case err := <-errs:
+				t.Fatal(err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the burst did not reach the endpoint")
+			}
+		}
+		close(release)
+		wg.Wait()
+		release = make(chan struct{})
+		// An HTTP/1.1 connection has room again once net/http read the
+		// end of its response, after the body's Close.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			p.mu.Lock()
+			free := len(p.free)
+			p.mu.Unlock()
+			if free == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections free after the burst, want %d", free, n)
+			}
+		}
+	}
+	burst()
+	if got := conns(); got != n {
+		t.Fatalf("the first burst came on %d connections, want %d", got, n)
+	}
+	burst()
+	if got := conns(); got != n {
+		t.Errorf("the second burst opened %d more connections, want none", got-n)
+	}
+
+	p.mu.Lock()
+	for _, pc := range p.conns {
+		pc.idle = time.Now().Add(-upstream.IdleTrim - time.Second)
+	}
+	p.mu.Unlock()
+	if left := p.closeIdle(false); left != maxIdlePerEndpoint {
+		t.Errorf("%d connections left after the janitor, want %d", left, maxIdlePerEndpoint)
 	}
 }
