@@ -21,7 +21,7 @@ PROTOC_GEN_VALIDATE_VERSION := v1.3.3
 # The HTTP/2 conformance suite e2e/h2spec_test.go runs (v2 has no /v2 module path).
 H2SPEC_VERSION             := v2.2.1+incompatible
 
-.PHONY: all overlay build run test test-short lint generate check-generated tools fuzz bench bench-bodies bench-fanout bench-scale bench-scale-vm measure screenshot clean
+.PHONY: all overlay build run test test-short lint generate check-generated tools fuzz bench bench-bodies bench-h2 bench-fanout bench-scale bench-scale-vm measure screenshot clean
 
 all: build
 
@@ -82,6 +82,9 @@ bench: build ## the performance targets side by side with HAProxy, one table (sc
 
 bench-bodies: build ## 1 MiB uploads (length, chunked) and chunked downloads side by side with HAProxy (scripts/bench-bodies.sh)
 	./scripts/bench-bodies.sh
+
+bench-h2: build ## HTTP/2 clients (h2c) to HTTP/1.1 endpoints side by side with HAProxy: small requests and 1 MiB downloads (scripts/bench-h2.sh)
+	./scripts/bench-h2.sh
 
 bench-fanout: overlay ## fan-out to 1k and 10k nodes vs go-control-plane, and the delta path (own module: bench/fanout)
 	cd bench/fanout && $(GOOVERLAY) $(GO) run . $(FANOUT_FLAGS)
