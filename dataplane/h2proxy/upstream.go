@@ -58,10 +58,9 @@ type poolKey struct {
 // engine's does.
 const maxResponseHead = 64 << 10
 
-// maxIdlePerEndpoint is the idle HTTP/1.1 connections to one endpoint
-// kept however little they are used, as upstream.MaxIdle is for the
-// HTTP/1.1 engine: past it, the janitor closes those that sat unused for
-// upstream.IdleTrim.
+// maxIdlePerEndpoint is the idle connections to one endpoint kept however
+// little they are used, as upstream.MaxIdle is for the HTTP/1.1 engine:
+// past it, the janitor closes those that sat unused for upstream.IdleTrim.
 const maxIdlePerEndpoint = upstream.MaxIdle
 
 // NewUpstream returns the pools, with protocol telling how to speak to an
@@ -104,7 +103,8 @@ func (u *Upstream) Close() {
 	u.pools = map[poolKey]*pool{}
 	u.mu.Unlock()
 	for _, p := range pools {
-		p.closeIdle(true)
+		_, closing := p.closeIdle(true)
+		closeAll(closing)
 	}
 }
 
@@ -124,13 +124,17 @@ func (u *Upstream) janitor() {
 			return
 		case <-t.C:
 		}
+		var closing []*pooled
 		u.mu.Lock()
 		for k, p := range u.pools {
-			if p.closeIdle(k.ep.Draining() || u.stale(k)) == 0 {
+			left, cs := p.closeIdle(k.ep.Draining() || u.stale(k))
+			closing = append(closing, cs...)
+			if left == 0 {
 				delete(u.pools, k)
 			}
 		}
 		u.mu.Unlock()
+		closeAll(closing) // past a burst, hundreds: no lock waits on them
 	}
 }
 
@@ -172,7 +176,8 @@ func (u *Upstream) forget(client, local netip.AddrPort) {
 	}
 	u.mu.Unlock()
 	for _, p := range gone {
-		p.closeIdle(true)
+		_, closing := p.closeIdle(true)
+		closeAll(closing)
 	}
 }
 
@@ -285,10 +290,20 @@ func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*poole
 		pc.inFree = false
 		gone := pc.gone
 		p.mu.Unlock()
-		if !gone && pc.cc.Err() == nil && pc.cc.Reserve() == nil {
-			p.freed(pc) // an HTTP/2 connection with room for more
-			return pc, true, nil
+		if gone || pc.cc.Err() != nil || pc.cc.Reserve() != nil {
+			continue
 		}
+		p.mu.Lock()
+		gone = pc.gone
+		p.mu.Unlock()
+		if gone {
+			// closeIdle took it for idle between the pop and the
+			// reservation, and closes it.
+			pc.cc.Release()
+			continue
+		}
+		p.freed(pc) // an HTTP/2 connection with room for more
+		return pc, true, nil
 	}
 	d := &dialing{ep: p.ep, timeout: timeout, tls: p.pro.TLS, http2: p.pro.HTTP2}
 	if p.client.IsValid() {
@@ -315,16 +330,21 @@ func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*poole
 	return pc, false, nil
 }
 
-// freed puts pc in the free list when it has room for a request. It is
-// pc's state hook, which net/http runs when a request on pc ends, or its
-// room grows: never with the pool's lock held (get, done and closeIdle
-// ask nothing of a connection that runs the hook but Close, whose hook
-// finds it closed).
+// freed puts pc in the free list when it has room for a request, and
+// notes when it fell idle, for the janitor's trimming: the least recently
+// used go first. It is pc's state hook, which net/http runs when a
+// request on pc ends, or its room grows: never with the pool's lock held
+// (under it, only done closes a connection, whose hook then finds it
+// closed).
 func (p *pool) freed(pc *pooled) {
 	if pc.cc.Err() != nil || pc.cc.Available() == 0 {
 		return
 	}
+	idle := pc.cc.InFlight() == 0
 	p.mu.Lock()
+	if idle {
+		pc.idle = time.Now()
+	}
 	if !pc.inFree && !pc.gone {
 		pc.inFree = true
 		p.free = append(p.free, pc)
@@ -357,11 +377,12 @@ func (u *Upstream) stale(k poolKey) bool {
 	return k.rcvbuf != k.ep.ReceiveBuffer() || k.pro != u.protocol(k.ep)
 }
 
-// closeIdle closes the dead connections, the idle ones that sat unused
-// for upstream.MaxIdleAge, past maxIdlePerEndpoint the idle ones that sat
-// unused for upstream.IdleTrim (the longest unused first), and with all,
-// every idle one. It returns how many connections are left.
-func (p *pool) closeIdle(all bool) int {
+// closeIdle takes from the pool the dead connections, the idle ones that
+// sat unused for upstream.MaxIdleAge, past maxIdlePerEndpoint the idle
+// ones that sat unused for upstream.IdleTrim (the longest unused first),
+// and with all, every idle one. It returns how many connections are left,
+// and those taken, for the caller to close once it holds no lock.
+func (p *pool) closeIdle(all bool) (left int, closing []*pooled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := time.Now()
@@ -372,8 +393,8 @@ func (p *pool) closeIdle(all bool) int {
 			pc.idle = now // first seen idle (an HTTP/1.1 one frees itself late)
 		}
 		if pc.cc.Err() != nil || free && (all || now.Sub(pc.idle) > upstream.MaxIdleAge) {
-			pc.cc.Close()
 			pc.gone = true
+			closing = append(closing, pc)
 			return true
 		}
 		if !free {
@@ -388,8 +409,8 @@ func (p *pool) closeIdle(all bool) int {
 		trim := map[*pooled]bool{}
 		for _, pc := range idle[:len(idle)-maxIdlePerEndpoint] {
 			if now.Sub(pc.idle) > upstream.IdleTrim {
-				pc.cc.Close()
 				pc.gone = true
+				closing = append(closing, pc)
 				trim[pc] = true
 			}
 		}
@@ -399,7 +420,13 @@ func (p *pool) closeIdle(all bool) int {
 		pc.inFree = !pc.gone
 		return pc.gone
 	})
-	return len(p.conns)
+	return len(p.conns), closing
+}
+
+func closeAll(cs []*pooled) {
+	for _, pc := range cs {
+		pc.cc.Close()
+	}
 }
 
 // doneBody hands its connection back when the response body is closed.

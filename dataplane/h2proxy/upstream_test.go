@@ -131,7 +131,9 @@ func TestPoolKeepsBursts(t *testing.T) {
 		pc.idle = time.Now().Add(-upstream.IdleTrim - time.Second)
 	}
 	p.mu.Unlock()
-	if left := p.closeIdle(false); left != maxIdlePerEndpoint {
+	left, closing := p.closeIdle(false)
+	closeAll(closing)
+	if left != maxIdlePerEndpoint {
 		t.Errorf("%d connections left after the janitor, want %d", left, maxIdlePerEndpoint)
 	}
 }
