@@ -501,14 +501,24 @@ func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 	ic := e.idle[n-1]
 	e.idle[n-1] = idleConn{}
 	e.idle = e.idle[:n-1]
+	var stale []net.Conn
+	if n > MaxIdle {
+		stale = e.trimIdle(clock.Now())
+	}
 	e.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
 	return ic.c, ic.p, ic.since
 }
 
 // MaxIdle is the idle pool of one endpoint kept however little it is
 // used (up to MaxIdleAge). Past it, a pooled connection that sat unused
-// for IdleTrim is closed when another comes back: a burst of traffic
-// leaves the pool at its size only briefly.
+// for IdleTrim is closed when another comes back or is taken, and the
+// pool never holds more than MaxIdleBurst. The trimming is done by the
+// pool's use: after a burst and then silence, the pool keeps what the
+// burst left (MaxIdleBurst at most) until its endpoint's next exchange,
+// or until the endpoint closes them.
 //
 // The pool does not refuse connections past MaxIdle. Under a steady load
 // of more exchanges at once than that, many come back at the same moment
@@ -524,17 +534,21 @@ const MaxIdle = 256
 // before it is closed. HAProxy's pool-purge-delay is 5s too.
 const IdleTrim = 5 * time.Second
 
+// MaxIdleBurst bounds the idle pool of one endpoint: a connection that
+// comes back to a pool this full is closed.
+const MaxIdleBurst = 4 * MaxIdle
+
 // PutIdle returns a reusable connection to the pool. It closes the
-// connection instead when the endpoint is draining, the connection was
-// closed under its user (CloseConns, ShutdownSessions) or it is plain and
-// the endpoint now speaks TLS (or the reverse). It closes the pooled
-// connections that sat unused for MaxIdleAge, and past MaxIdle those that
-// sat unused for IdleTrim. p comes back with c from GetIdleSince.
+// connection instead when the pool holds MaxIdleBurst, the endpoint is
+// draining, the connection was closed under its user (CloseConns,
+// ShutdownSessions) or it is plain and the endpoint now speaks TLS (or
+// the reverse). It closes the pooled connections that sat unused for
+// MaxIdleAge, and past MaxIdle those that sat unused for IdleTrim. p
+// comes back with c from GetIdleSince.
 func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 	now := clock.Now()
-	var stale []net.Conn
 	e.mu.Lock()
-	if info, open := e.conns[c]; !open || e.closed || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
+	if info, open := e.conns[c]; !open || e.closed || len(e.idle) >= MaxIdleBurst || !e.fitsPool(c) || info.rcvbuf != e.rcvbuf.Load() {
 		delete(e.conns, c)
 		if e.shut != nil {
 			delete(e.shut, c)
@@ -543,9 +557,26 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 		c.Close()
 		return
 	}
-	// The oldest are first; GetIdleSince takes from the end.
+	stale := e.trimIdle(now)
+	e.idle = append(e.idle, idleConn{c, p, now})
+	e.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
+}
+
+// trimIdle takes from the idle pool the connections that sat unused for
+// MaxIdleAge, and while MaxIdle or more are left those that sat unused
+// for IdleTrim, and returns them for the caller to close once it let go
+// of e.mu, which it holds. The oldest are first; GetIdleSince takes from
+// the end.
+func (e *Endpoint) trimIdle(now time.Time) (stale []net.Conn) {
 	k := 0
-	for k < len(e.idle) && trimmed(now.Sub(e.idle[k].since), len(e.idle)-k) {
+	for k < len(e.idle) {
+		idle, n := now.Sub(e.idle[k].since), len(e.idle)-k
+		if idle <= MaxIdleAge && (n < MaxIdle || idle <= IdleTrim) {
+			break
+		}
 		stale = append(stale, e.idle[k].c)
 		delete(e.conns, e.idle[k].c)
 		k++
@@ -555,18 +586,7 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 		clear(e.idle[rest:])
 		e.idle = e.idle[:rest]
 	}
-	e.idle = append(e.idle, idleConn{c, p, now})
-	e.mu.Unlock()
-	for _, s := range stale {
-		s.Close()
-	}
-}
-
-// trimmed reports whether a pooled connection that sat unused for idle is
-// closed, with n left in the pool from it to the newest, before another
-// joins them.
-func trimmed(idle time.Duration, n int) bool {
-	return idle > MaxIdleAge || n >= MaxIdle && idle > IdleTrim
+	return stale
 }
 
 // Conns is the number of open connections to the endpoint, idle ones included.

@@ -252,3 +252,48 @@ func TestPoolKeepsBursts(t *testing.T) {
 		t.Errorf("GetIdleSince did not return the connection that came back last")
 	}
 }
+
+// TestPoolBoundsBursts: a pool holds MaxIdleBurst at most (the next one
+// back is closed), and taking a connection from a pool past MaxIdle
+// closes those that sat unused past IdleTrim too.
+func TestPoolBoundsBursts(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	defer ep.Shutdown()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := ep.Dial(context.Background(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	conns := make([]net.Conn, MaxIdleBurst)
+	for i := range conns {
+		conns[i] = dial()
+	}
+	for _, c := range conns {
+		ep.PutIdle(c, Pooled{})
+	}
+	over := dial()
+	ep.PutIdle(over, Pooled{})
+	if !closed(over) {
+		t.Errorf("a connection back to a pool of %d was kept", MaxIdleBurst)
+	}
+	if closed(conns[0]) || closed(conns[MaxIdleBurst-1]) {
+		t.Errorf("a connection of the full pool was closed")
+	}
+
+	ep.mu.Lock()
+	for i := range 10 {
+		ep.idle[i].since = time.Now().Add(-IdleTrim - time.Second)
+	}
+	ep.mu.Unlock()
+	if got, _, _ := ep.GetIdleSince(); got != conns[MaxIdleBurst-1] {
+		t.Errorf("GetIdleSince did not return the connection that came back last")
+	}
+	for i, c := range conns[:11] {
+		if want := i < 10; closed(c) != want {
+			t.Errorf("connection %d: closed %v, want %v", i+1, closed(c), want)
+		}
+	}
+}
