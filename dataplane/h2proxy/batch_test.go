@@ -1,7 +1,9 @@
 package h2proxy
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
 	"github.com/sluice-lb/sluice/dataplane/upstream"
+	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // TestSmallResponseEndsWithItsData: a response whose body came whole from
@@ -160,5 +163,60 @@ func TestClientFramesReadTogether(t *testing.T) {
 	// may take the batch in two parts.
 	if got := rc.reads.Load(); got > 3 {
 		t.Errorf("%d reads of the socket for %d requests sent together, want 3 at most", got, n)
+	}
+}
+
+// TestChunkedResponseGetsNoLength: a response the endpoint sent chunked,
+// whose end came in the same read as its data, reaches the client without
+// a content-length of net/http's making, as the endpoint sent it.
+func TestChunkedResponseGetsNoLength(t *testing.T) {
+	addr := loopback.Accept(t, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				req.Body.Close()
+				// One write: the body's end comes with its data.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n0\r\n\r\n")
+			}
+		}()
+	})
+	ep := upstream.New("web", "a", addr)
+	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
+	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
+	t.Cleanup(up.Close)
+	cl := dialH2(t, serveOne(t, NewServer(hs, up, nil)))
+	for stream := uint32(1); stream <= 5; stream += 2 {
+		cl.get(stream)
+		var body []byte
+		for ended := false; !ended; {
+			f, err := cl.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("stream %d: reading: %v", stream, err)
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					cl.fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				if v := value(f, "content-length"); v != "" {
+					t.Errorf("stream %d: content-length %q, where the endpoint sent none", stream, v)
+				}
+				ended = f.StreamEnded()
+			case *http2.DataFrame:
+				body = append(body, f.Data()...)
+				ended = f.StreamEnded()
+			case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+				t.Fatalf("stream %d: %v", stream, f)
+			}
+		}
+		if got := string(body); got != "hello\n" {
+			t.Errorf("stream %d: body %q, want %q", stream, got, "hello\n")
+		}
 	}
 }

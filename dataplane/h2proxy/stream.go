@@ -590,10 +590,12 @@ func req2idempotent(r *http.Request) bool {
 // cut the body short.
 //
 // The piece that comes with the body's end is not flushed: the handler
-// returns right after, and net/http then sends it with the stream's end
-// (and the head, if nothing was sent yet) in one write. Flushed, a small
-// response took two writes to the client, its head and body, then an empty
-// DATA frame that ends the stream.
+// returns right after, and net/http then sends it with the end (and the
+// head, if nothing was sent yet) in one write. Flushed, a small response
+// to an HTTP/2 client took two writes, its head and body, then an empty
+// DATA frame that ended the stream; an HTTP/1.x client's took two too.
+// net/http would then give a response whose endpoint sent no length a
+// Content-Length of its own, which addedByNetHTTP stops.
 func copyBody(w http.ResponseWriter, body io.Reader, buf []byte, timer *time.Timer, silence time.Duration) (uint64, error) {
 	rc := http.NewResponseController(w)
 	var total uint64
@@ -693,11 +695,14 @@ func (cn *conn) answer(st *stream, w http.ResponseWriter, b []byte, last bool) {
 }
 
 // addedByNetHTTP are the fields net/http's server writes into a response
-// that has none: a Content-Type guessed from the body's first bytes, and
-// its own Date. The engine relays what the endpoint sent, as the HTTP/1.1
-// engine and HAProxy do: a guessed text/html on a body the endpoint left
-// untyped (a user's upload) would have browsers run it.
-var addedByNetHTTP = []string{"Content-Type", "Date"}
+// that has none: a Content-Type guessed from the body's first bytes, its
+// own Date, and a Content-Length when the handler returned before the
+// first flush (copyBody leaves a body's last piece unflushed). The engine
+// relays what the endpoint sent, as the HTTP/1.1 engine and HAProxy do: a
+// guessed text/html on a body the endpoint left untyped (a user's upload)
+// would have browsers run it, and a body the endpoint sent chunked stays
+// chunked.
+var addedByNetHTTP = []string{"Content-Type", "Date", "Content-Length"}
 
 // interimRelay sends the client the 1xx responses of the endpoint (103
 // Early Hints, 102 Processing) ahead of the final one, as the HTTP/1.1
