@@ -164,16 +164,23 @@ type clientConn struct {
 	fr *frameReader
 }
 
-func newClientConn(c *countConn, maxHeaderBytes int) *clientConn {
-	return &clientConn{countConn: c, fr: newFrameReader(bufio.NewReaderSize(c, clientReadBuf), maxHeaderBytes)}
+// newClientConn reads c, an HTTP/2 client connection, through a
+// frameReader; in clear (not TLS), through a read buffer too.
+func newClientConn(c *countConn, maxHeaderBytes int, inClear bool) *clientConn {
+	var r io.Reader = c
+	if inClear {
+		r = bufio.NewReaderSize(c, clientReadBuf)
+	}
+	return &clientConn{countConn: c, fr: newFrameReader(r, maxHeaderBytes)}
 }
 
-// clientReadBuf is the read buffer of an HTTP/2 client connection. net/http
-// reads each frame in two reads, its header and then its payload, and
-// would make each a system call on a plain connection: a client that sends
-// a batch of small requests would cost two reads a request. Buffered, one
-// read takes what the client sent, the way a TLS connection's record
-// buffer serves them. A DATA frame larger than the buffer is read past it.
+// clientReadBuf is the read buffer of an HTTP/2 client connection in
+// clear. net/http reads each frame in two reads, its header and then its
+// payload, and each would be a system call: a client that sends a batch
+// of small requests would cost two reads a request. Buffered, one read
+// takes what the client sent. A TLS connection's record buffer serves
+// those reads already. A DATA frame larger than the buffer is read past
+// it. The buffer lives as long as the connection, idle or not.
 const clientReadBuf = 4 << 10
 
 func (c *clientConn) Read(p []byte) (int, error) { return c.fr.Read(p) }

@@ -56,7 +56,7 @@ func (l readerListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClientConn(&countConn{Conn: c}, l.maxHeaderBytes), nil
+	return newClientConn(&countConn{Conn: c}, l.maxHeaderBytes, true), nil
 }
 
 // h2Client is a client connection made of frames by hand.

@@ -182,7 +182,7 @@ func (s *Server) ServeConn(c net.Conn, client, local netip.AddrPort, preread []b
 	var served net.Conn = nc
 	var h2c *clientConn
 	if h2 {
-		h2c = newClientConn(nc, cn.hs.MaxHeaderBytes)
+		h2c = newClientConn(nc, cn.hs.MaxHeaderBytes, !cn.tls)
 		served = h2c
 	}
 	cn.hs.Serve(&oneConn{c: served, done: cn.done})
