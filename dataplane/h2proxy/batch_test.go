@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -36,40 +35,58 @@ func TestSmallResponseEndsWithItsData(t *testing.T) {
 	cl := dialH2(t, serveOne(t, NewServer(hs, up, nil)))
 	for stream := uint32(1); stream <= 5; stream += 2 {
 		cl.get(stream)
-		var frames []string
-		var body []byte
-		for ended := false; !ended; {
-			f, err := cl.fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("stream %d: reading: %v (frames so far: %v)", stream, err, frames)
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					cl.fr.WriteSettingsAck()
-				}
-			case *http2.MetaHeadersFrame:
-				frames = append(frames, "HEADERS")
-				ended = f.StreamEnded()
-			case *http2.DataFrame:
-				body = append(body, f.Data()...)
-				if f.StreamEnded() {
-					frames = append(frames, "DATA+END")
-				} else {
-					frames = append(frames, "DATA")
-				}
-				ended = f.StreamEnded()
-			case *http2.RSTStreamFrame, *http2.GoAwayFrame:
-				t.Fatalf("stream %d: %v", stream, f)
-			}
+		got := cl.response(stream)
+		if string(got.body) != "hello\n" {
+			t.Errorf("stream %d: body %q, want %q", stream, got.body, "hello\n")
 		}
-		if got := string(body); got != "hello\n" {
-			t.Errorf("stream %d: body %q, want %q", stream, got, "hello\n")
+		if want := []string{"HEADERS", "DATA+END"}; !slices.Equal(got.frames, want) {
+			t.Errorf("stream %d: frames %v, want %v", stream, got.frames, want)
 		}
-		if want := []string{"HEADERS", "DATA+END"}; !slices.Equal(frames, want) {
-			t.Errorf("stream %d: frames %v, want %v", stream, frames, want)
+		if got.length != "6" {
+			t.Errorf("stream %d: content-length %q, want the endpoint's 6", stream, got.length)
 		}
 	}
+}
+
+// response is what came back on a stream.
+type response struct {
+	frames []string // "HEADERS", "DATA", "DATA+END", in order
+	length string   // the head's content-length ("": none)
+	body   []byte
+}
+
+// response reads frames until stream ends, acknowledging the server's
+// SETTINGS. The stream must be the only one open: another's frames are
+// passed over.
+func (cl *h2Client) response(stream uint32) response {
+	cl.t.Helper()
+	var r response
+	for ended := false; !ended; {
+		f, err := cl.fr.ReadFrame()
+		if err != nil {
+			cl.t.Fatalf("stream %d: reading: %v (frames so far: %v)", stream, err, r.frames)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				cl.fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			r.frames = append(r.frames, "HEADERS")
+			r.length = value(f, "content-length")
+			ended = f.StreamEnded()
+		case *http2.DataFrame:
+			r.body = append(r.body, f.Data()...)
+			if ended = f.StreamEnded(); ended {
+				r.frames = append(r.frames, "DATA+END")
+			} else {
+				r.frames = append(r.frames, "DATA")
+			}
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+			cl.t.Fatalf("stream %d: %v", stream, f)
+		}
+	}
+	return r
 }
 
 // readCounter counts the reads of a connection that returned bytes.
@@ -96,29 +113,12 @@ func TestClientFramesReadTogether(t *testing.T) {
 	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
 	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
 	t.Cleanup(up.Close)
-	s := NewServer(hs, up, nil)
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	counted := make(chan *readCounter, 1)
-	served := make(chan struct{})
-	t.Cleanup(func() { <-served })
-	go func() {
-		defer close(served)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		rc := &readCounter{Conn: c}
-		counted <- rc
-		defer c.Close()
-		s.ServeConn(rc, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
-	}()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
+	rc := &readCounter{}
+	addr := serveOneVia(t, NewServer(hs, up, nil), func(c net.Conn) net.Conn {
+		rc.Conn = c
+		return rc
+	})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,6 @@ func TestClientFramesReadTogether(t *testing.T) {
 	if _, err := c.Write(out.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	rc := <-counted
 	cl.fr = http2.NewFramer(c, c)
 	cl.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	for answered := map[uint32]bool{}; len(answered) < n; {
@@ -192,31 +191,12 @@ func TestChunkedResponseGetsNoLength(t *testing.T) {
 	cl := dialH2(t, serveOne(t, NewServer(hs, up, nil)))
 	for stream := uint32(1); stream <= 5; stream += 2 {
 		cl.get(stream)
-		var body []byte
-		for ended := false; !ended; {
-			f, err := cl.fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("stream %d: reading: %v", stream, err)
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					cl.fr.WriteSettingsAck()
-				}
-			case *http2.MetaHeadersFrame:
-				if v := value(f, "content-length"); v != "" {
-					t.Errorf("stream %d: content-length %q, where the endpoint sent none", stream, v)
-				}
-				ended = f.StreamEnded()
-			case *http2.DataFrame:
-				body = append(body, f.Data()...)
-				ended = f.StreamEnded()
-			case *http2.RSTStreamFrame, *http2.GoAwayFrame:
-				t.Fatalf("stream %d: %v", stream, f)
-			}
+		got := cl.response(stream)
+		if got.length != "" {
+			t.Errorf("stream %d: content-length %q, where the endpoint sent none", stream, got.length)
 		}
-		if got := string(body); got != "hello\n" {
-			t.Errorf("stream %d: body %q, want %q", stream, got, "hello\n")
+		if string(got.body) != "hello\n" {
+			t.Errorf("stream %d: body %q, want %q", stream, got.body, "hello\n")
 		}
 	}
 }

@@ -127,6 +127,13 @@ func TestClosedServerCutsStreams(t *testing.T) {
 // as HTTP/2, and returns the listener's address.
 func serveOne(t *testing.T, s *Server) string {
 	t.Helper()
+	return serveOneVia(t, s, nil)
+}
+
+// serveOneVia is serveOne, s serving what wrap makes of the connection
+// (nil: the connection itself).
+func serveOneVia(t *testing.T, s *Server, wrap func(net.Conn) net.Conn) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +148,11 @@ func serveOne(t *testing.T, s *Server) string {
 			return
 		}
 		defer c.Close()
-		s.ServeConn(c, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
+		served := c
+		if wrap != nil {
+			served = wrap(c)
+		}
+		s.ServeConn(served, netip.MustParseAddrPort(c.RemoteAddr().String()), netip.MustParseAddrPort(c.LocalAddr().String()), nil, true, nil, &httpproxy.ConnInfo{Start: time.Now()})
 	}()
 	return ln.Addr().String()
 }
