@@ -61,9 +61,10 @@ func TestPoolKeepsBursts(t *testing.T) {
 	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen[r.RemoteAddr] = true
+		wait := release
 		mu.Unlock()
 		arrived <- struct{}{}
-		<-release
+		<-wait
 		w.Write([]byte("ok"))
 	}, false)
 	u := NewUpstream(nil)
@@ -100,9 +101,11 @@ func TestPoolKeepsBursts(t *testing.T) {
 				t.Fatal("the burst did not reach the endpoint")
 			}
 		}
+		mu.Lock()
 		close(release)
+		release = make(chan struct{}) // for the next burst
+		mu.Unlock()
 		wg.Wait()
-		release = make(chan struct{})
 		// An HTTP/1.1 connection has room again once net/http read the
 		// end of its response, after the body's Close.
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
