@@ -89,9 +89,13 @@ func (cc *clientConn) handOff(cfg *Config, first bool) bool {
 		} else {
 			h2 = true
 		}
-		x := cc.x
-		preread = slices.Clone(x.rb[x.rs:x.re])
-		x.rs, x.re = 0, 0
+		// The other engine has buffers of its own: the exchange goes
+		// back to its pool rather than sit beside them for the
+		// connection's life (its read buffer, and the rest once a
+		// connection before used them).
+		preread = slices.Clone(cc.x.rb[cc.x.rs:cc.x.re])
+		putExchange(cc.x)
+		cc.x = nil
 	}
 	cc.setUpDone() // an HTTP/2 connection is set up once it is handed on
 	cc.reason = h.ServeConn(cc.c, netip.AddrPortFrom(cc.ip, cc.port), cc.local(), preread, h2, cc.sni, &cc.info)

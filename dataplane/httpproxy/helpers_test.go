@@ -115,6 +115,13 @@ var serveModes = []struct {
 // as the server makes it, before p.info can.
 func startProxyAs(t testing.TB, cfg *Config, async bool, onRecord func(*ConnInfo)) *proxy {
 	t.Helper()
+	return startProxyWith(t, cfg, async, onRecord, nil)
+}
+
+// startProxyWith is startProxyAs, with set, if not nil, called on the
+// server before it serves (SetHTTP2).
+func startProxyWith(t testing.TB, cfg *Config, async bool, onRecord func(*ConnInfo), set func(*Server)) *proxy {
+	t.Helper()
 	p := &proxy{t: t, ln: &countingListener{Listener: listen(t)}, infos: make(chan *ConnInfo, 1024)}
 	p.addr = p.ln.Addr().String()
 	p.srv = NewServer(cfg, func(ci *ConnInfo) {
@@ -123,6 +130,9 @@ func startProxyAs(t testing.TB, cfg *Config, async bool, onRecord func(*ConnInfo
 		}
 		p.infos <- ci
 	})
+	if set != nil {
+		set(p.srv)
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
