@@ -712,10 +712,11 @@ func (n *Node) rebuildDirty() {
 	}
 }
 
-// sweepEvery is how often expired stick-table entries are removed.
+// sweepEvery is how often expired stick-table entries are removed and
+// endpoints' idle pools trimmed.
 const sweepEvery = 10 * time.Second
 
-// sweep removes expired stick-table entries until the node closes.
+// sweep runs sweepOnce every sweepEvery until the node closes.
 func (n *Node) sweep() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
@@ -725,12 +726,25 @@ func (n *Node) sweep() {
 			return
 		case <-t.C:
 		}
-		if cur := n.current.Load(); cur != nil {
-			for _, c := range *cur {
-				if c.stick != nil {
-					c.stick.Sweep()
-				}
-			}
+		n.sweepOnce()
+	}
+}
+
+// sweepOnce removes expired stick-table entries, and trims the idle pools
+// of the running clusters' endpoints (upstream.Endpoint.TrimIdle): a pool
+// that a burst left large, or that holds connections unused for a
+// minute, is trimmed even when nothing uses it any more.
+func (n *Node) sweepOnce() {
+	cur := n.current.Load()
+	if cur == nil {
+		return
+	}
+	for _, c := range *cur {
+		if c.stick != nil {
+			c.stick.Sweep()
+		}
+		for _, m := range c.members {
+			m.Endpoint.TrimIdle()
 		}
 	}
 }

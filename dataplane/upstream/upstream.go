@@ -503,7 +503,7 @@ func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 	e.idle = e.idle[:n-1]
 	var stale []net.Conn
 	if n > MaxIdle {
-		stale = e.trimIdle(clock.Now())
+		stale = e.trimIdle(clock.Now(), 0)
 	}
 	e.mu.Unlock()
 	for _, s := range stale {
@@ -514,11 +514,9 @@ func (e *Endpoint) GetIdleSince() (net.Conn, Pooled, time.Time) {
 
 // MaxIdle is the idle pool of one endpoint kept however little it is
 // used (up to MaxIdleAge). Past it, a pooled connection that sat unused
-// for IdleTrim is closed when another comes back or is taken, and the
-// pool never holds more than MaxIdleBurst. The trimming is done by the
-// pool's use: after a burst and then silence, the pool keeps what the
-// burst left (MaxIdleBurst at most) until its endpoint's next exchange,
-// or until the endpoint closes them.
+// for IdleTrim is closed when another comes back or is taken, or when the
+// node next trims its pools (TrimIdle), and the pool never holds more
+// than MaxIdleBurst.
 //
 // The pool does not refuse connections past MaxIdle. Under a steady load
 // of more exchanges at once than that, many come back at the same moment
@@ -557,7 +555,7 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 		c.Close()
 		return
 	}
-	stale := e.trimIdle(now)
+	stale := e.trimIdle(now, 1)
 	e.idle = append(e.idle, idleConn{c, p, now})
 	e.mu.Unlock()
 	for _, s := range stale {
@@ -565,16 +563,29 @@ func (e *Endpoint) PutIdle(c net.Conn, p Pooled) {
 	}
 }
 
+// TrimIdle closes the pooled connections that sat unused for MaxIdleAge,
+// and past MaxIdle those that sat unused for IdleTrim, as PutIdle and
+// GetIdleSince do. The node calls it now and then, so a pool that nothing
+// uses any more is trimmed too.
+func (e *Endpoint) TrimIdle() {
+	e.mu.Lock()
+	stale := e.trimIdle(clock.Now(), 0)
+	e.mu.Unlock()
+	for _, s := range stale {
+		s.Close()
+	}
+}
+
 // trimIdle takes from the idle pool the connections that sat unused for
-// MaxIdleAge, and while MaxIdle or more are left those that sat unused
-// for IdleTrim, and returns them for the caller to close once it let go
-// of e.mu, which it holds. The oldest are first; GetIdleSince takes from
-// the end.
-func (e *Endpoint) trimIdle(now time.Time) (stale []net.Conn) {
+// MaxIdleAge, and those that sat unused for IdleTrim while the pool would
+// hold more than MaxIdle with room more joining it. It returns them for
+// the caller to close once it let go of e.mu, which it holds. The oldest
+// are first; GetIdleSince takes from the end.
+func (e *Endpoint) trimIdle(now time.Time, room int) (stale []net.Conn) {
 	k := 0
 	for k < len(e.idle) {
 		idle, n := now.Sub(e.idle[k].since), len(e.idle)-k
-		if idle <= MaxIdleAge && (n < MaxIdle || idle <= IdleTrim) {
+		if idle <= MaxIdleAge && (n+room <= MaxIdle || idle <= IdleTrim) {
 			break
 		}
 		stale = append(stale, e.idle[k].c)

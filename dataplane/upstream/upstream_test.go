@@ -297,3 +297,37 @@ func TestPoolBoundsBursts(t *testing.T) {
 		}
 	}
 }
+
+// TestTrimIdle: with nothing coming back or taken, TrimIdle closes the
+// pooled connections that sat unused for MaxIdleAge, and past MaxIdle
+// those that sat unused for IdleTrim, and keeps the rest.
+func TestTrimIdle(t *testing.T) {
+	ep := New("c", "e", listen(t))
+	defer ep.Shutdown()
+	conns := make([]net.Conn, MaxIdle+3)
+	for i := range conns {
+		c, err := ep.Dial(context.Background(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		ep.PutIdle(c, Pooled{})
+	}
+	ep.mu.Lock()
+	ep.idle[0].since = time.Now().Add(-MaxIdleAge - time.Second)
+	for i := 1; i < 6; i++ {
+		ep.idle[i].since = time.Now().Add(-IdleTrim - time.Second)
+	}
+	ep.mu.Unlock()
+	ep.TrimIdle()
+	// The one past MaxIdleAge, then two past IdleTrim, down to MaxIdle;
+	// the other three past IdleTrim stay.
+	for i, c := range conns[:7] {
+		if want := i < 3; closed(c) != want {
+			t.Errorf("connection %d: closed %v, want %v", i+1, closed(c), want)
+		}
+	}
+	if n := ep.Conns(); n != MaxIdle {
+		t.Errorf("%d connections open, want %d", n, MaxIdle)
+	}
+}
