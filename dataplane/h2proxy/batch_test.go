@@ -1,9 +1,7 @@
 package h2proxy
 
 import (
-	"bufio"
 	"bytes"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -15,8 +13,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/sluice-lb/sluice/dataplane/httpproxy"
-	"github.com/sluice-lb/sluice/dataplane/upstream"
-	"github.com/sluice-lb/sluice/internal/loopback"
 )
 
 // TestSmallResponseEndsWithItsData: a response whose body came whole from
@@ -29,10 +25,7 @@ func TestSmallResponseEndsWithItsData(t *testing.T) {
 		w.Header().Set("Content-Length", "6")
 		w.Write([]byte("hello\n"))
 	}, false)
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
-	cl := dialH2(t, serveOne(t, NewServer(hs, up, nil)))
+	cl := dialH2(t, serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false)))
 	for stream := uint32(1); stream <= 5; stream += 2 {
 		cl.get(stream)
 		got := cl.response(stream)
@@ -110,11 +103,8 @@ func (c *readCounter) Read(p []byte) (int, error) {
 // ten.
 func TestClientFramesReadTogether(t *testing.T) {
 	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }, false)
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
 	rc := &readCounter{}
-	addr := serveOneVia(t, NewServer(hs, up, nil), func(c net.Conn) net.Conn {
+	addr := serveOneVia(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false), func(c net.Conn) net.Conn {
 		rc.Conn = c
 		return rc
 	})
@@ -169,26 +159,13 @@ func TestClientFramesReadTogether(t *testing.T) {
 // whose end came in the same read as its data, reaches the client without
 // a content-length of net/http's making, as the endpoint sent it.
 func TestChunkedResponseGetsNoLength(t *testing.T) {
-	addr := loopback.Accept(t, func(c net.Conn) {
-		go func() {
-			defer c.Close()
-			br := bufio.NewReader(c)
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				req.Body.Close()
-				// One write: the body's end comes with its data.
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n0\r\n\r\n")
-			}
-		}()
-	})
-	ep := upstream.New("web", "a", addr)
-	hs := httpproxy.NewServer(&httpproxy.Config{Director: pickDirector{ep}}, nil)
-	up := NewUpstream(func(*upstream.Endpoint) Protocol { return Protocol{} })
-	t.Cleanup(up.Close)
-	cl := dialH2(t, serveOne(t, NewServer(hs, up, nil)))
+	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+		// Go's server writes a body it was told is chunked, when it
+		// fits its buffer, with the chunk that ends it: one write.
+		w.Header().Set("Transfer-Encoding", "chunked")
+		w.Write([]byte("hello\n"))
+	}, false)
+	cl := dialH2(t, serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false)))
 	for stream := uint32(1); stream <= 5; stream += 2 {
 		cl.get(stream)
 		got := cl.response(stream)
