@@ -212,17 +212,7 @@ func TestDownMarks(t *testing.T) {
 func TestPoolKeepsBursts(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	defer ep.Shutdown()
-	conns := make([]net.Conn, MaxIdle+10)
-	for i := range conns {
-		c, err := ep.Dial(context.Background(), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-	}
-	for _, c := range conns {
-		ep.PutIdle(c, Pooled{})
-	}
+	conns := pooled(t, ep, MaxIdle+10)
 	for i, c := range conns {
 		if closed(c) {
 			t.Fatalf("connection %d of %d closed when it came back", i+1, len(conns))
@@ -259,23 +249,8 @@ func TestPoolKeepsBursts(t *testing.T) {
 func TestPoolBoundsBursts(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	defer ep.Shutdown()
-	dial := func() net.Conn {
-		t.Helper()
-		c, err := ep.Dial(context.Background(), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	conns := make([]net.Conn, MaxIdleBurst)
-	for i := range conns {
-		conns[i] = dial()
-	}
-	for _, c := range conns {
-		ep.PutIdle(c, Pooled{})
-	}
-	over := dial()
-	ep.PutIdle(over, Pooled{})
+	conns := pooled(t, ep, MaxIdleBurst)
+	over := pooled(t, ep, 1)[0]
 	if !closed(over) {
 		t.Errorf("a connection back to a pool of %d was kept", MaxIdleBurst)
 	}
@@ -304,15 +279,7 @@ func TestPoolBoundsBursts(t *testing.T) {
 func TestTrimIdle(t *testing.T) {
 	ep := New("c", "e", listen(t))
 	defer ep.Shutdown()
-	conns := make([]net.Conn, MaxIdle+3)
-	for i := range conns {
-		c, err := ep.Dial(context.Background(), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-		ep.PutIdle(c, Pooled{})
-	}
+	conns := pooled(t, ep, MaxIdle+3)
 	ep.mu.Lock()
 	ep.idle[0].since = time.Now().Add(-MaxIdleAge - time.Second)
 	for i := 1; i < 6; i++ {
@@ -330,4 +297,22 @@ func TestTrimIdle(t *testing.T) {
 	if n := ep.Conns(); n != MaxIdle {
 		t.Errorf("%d connections open, want %d", n, MaxIdle)
 	}
+}
+
+// pooled dials n connections to ep and gives each back to its pool
+// (PutIdle), in order, and returns them.
+func pooled(t *testing.T, ep *Endpoint, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := ep.Dial(context.Background(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		ep.PutIdle(c, Pooled{})
+	}
+	return conns
 }
