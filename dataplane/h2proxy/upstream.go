@@ -302,7 +302,9 @@ func (p *pool) get(ctx, listener context.Context, timeout time.Duration) (*poole
 			pc.cc.Release()
 			continue
 		}
-		p.freed(pc) // an HTTP/2 connection with room for more
+		if p.pro.HTTP2 {
+			p.freed(pc) // it may have room for more streams
+		}
 		return pc, true, nil
 	}
 	d := &dialing{ep: p.ep, timeout: timeout, tls: p.pro.TLS, http2: p.pro.HTTP2}
@@ -356,15 +358,11 @@ func (p *pool) freed(pc *pooled) {
 // forgotten, and an idle one closed when its endpoint drains. Idle ones
 // past maxIdlePerEndpoint are left for the janitor, as a burst that
 // brought them back is likely to need them again (upstream.MaxIdle).
+// When pc fell idle is freed's to note.
 func (p *pool) done(pc *pooled) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	dead := pc.cc.Err() != nil
-	idle := pc.cc.InFlight() == 0
-	if idle {
-		pc.idle = time.Now()
-	}
-	if dead || idle && p.ep.Draining() {
+	if pc.cc.Err() != nil || p.ep.Draining() && pc.cc.InFlight() == 0 {
 		pc.cc.Close()
 		pc.gone = true
 		p.conns = slices.DeleteFunc(p.conns, func(x *pooled) bool { return x == pc })
