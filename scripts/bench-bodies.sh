@@ -21,20 +21,8 @@ ROUNDS=${ROUNDS:-4} DURATION=${DURATION:-6s} CONNS=${CONNS:-10} NODE=${NODE:-bin
 for cmd in nginx haproxy wrk; do
   command -v $cmd >/dev/null || { echo "bench-bodies: needs $cmd (apt-get install nginx haproxy wrk)" >&2; exit 1; }
 done
-RUN=.run/bench-bodies
-rm -rf "$RUN"; mkdir -p "$RUN"
-RUN=$(cd "$RUN" && pwd)
-export SLUICE_CP=127.0.0.1:19270
-
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for f in haproxy.pid sink.pid source.pid; do
-    [ -f "$RUN/$f" ] && kill "$(cat "$RUN/$f")" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+. scripts/sidebyside.sh
+sbs_init bench-bodies
 
 head -c 1048576 /dev/urandom >"$RUN/big.bin"
 nginxconf() { # NAME SERVER-BLOCK
@@ -77,11 +65,7 @@ listen down
 CONF
 haproxy -f "$RUN/haproxy.cfg"
 
-# As in scripts/bench.sh: each process in its own session.
-setsid bin/sluice-cp --listen $SLUICE_CP --http 127.0.0.1:19271 --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
-GOMAXPROCS=1 setsid "$NODE" --cp $SLUICE_CP --node-id bench-bodies --admin 127.0.0.1:19272 --log-level warn >"$RUN/dp.log" 2>&1 & pids+=($!)
-dp=$!
-for _ in $(seq 100); do bin/sluicectl apply -f examples/bench-bodies.yaml >/dev/null 2>&1 && break; sleep 0.1; done
+sbs_node bench-bodies examples/bench-bodies.yaml
 for port in 19285 19286 19185 19186; do
   ok=
   for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && ok=1 && break; sleep 0.1; done
@@ -101,8 +85,6 @@ local req = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\
 request = function() return req end
 LUA
 
-cputime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-hz=$(getconf CLK_TCK)
 # round CASE SIDE PORT PID [SCRIPT]: one wrk run; appends "CASE SIDE MiB/s
 # ticks responses" to $RUN/rounds.txt. A run with errors or non-2xx
 # answers stops the bench: its figure would not be a transfer rate.
@@ -118,15 +100,7 @@ round() {
 }
 cases=("upload,-length 19285 19185 length.lua" "upload,-chunked 19285 19185 chunked.lua" "download,-chunked 19286 19186")
 for c in "${cases[@]}"; do
-  read -r name np hp script <<<"$c"
-  echo "== $name" >&2
-  for r in $(seq "$ROUNDS"); do
-    if ((r % 2)); then
-      round "$name" sluice "$np" "$dp" $script; round "$name" haproxy "$hp" "$hap" $script
-    else
-      round "$name" haproxy "$hp" "$hap" $script; round "$name" sluice "$np" "$dp" $script
-    fi
-  done
+  sbs_pairs $c
 done
 
 # The table: medians of each side's rounds (1 MiB per response, so
@@ -136,14 +110,9 @@ echo "| 1 MiB bodies ($CONNS connections, $ROUNDS rounds of $DURATION) | Sluice 
 echo "|---|---|---|---|---|"
 for c in "${cases[@]}"; do
   read -r name _ <<<"$c"
-  awk -v name="$name" -v hz="$hz" '
-    function median(a, n,   i, j, t) {
-      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-      return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
-    }
-    $1 == name { n[$2]++; r[$2, n[$2]] = $3; t[$2] += $4; q[$2] += $5 }
+  awk -v name="$name" -v hz="$hz" "$sbs_medians"'
     END {
-      for (s in n) { delete a; for (i = 1; i <= n[s]; i++) a[i] = r[s, i]; m[s] = median(a, n[s]) }
+      medians()
       gsub(/,-/, ", ", name)
       printf "| %s | %.0f MiB/s | %.0f MiB/s | %.2f× | %.2f / %.2f ms |\n", name, m["sluice"], m["haproxy"], m["sluice"] / m["haproxy"], t["sluice"] / hz / q["sluice"] * 1e3, t["haproxy"] / hz / q["haproxy"] * 1e3
     }' "$RUN/rounds.txt"

@@ -23,20 +23,8 @@ ROUNDS=${ROUNDS:-4} DURATION=${DURATION:-5s} NODE=${NODE:-bin/sluice-dp}
 for cmd in nginx haproxy h2load; do
   command -v $cmd >/dev/null || { echo "bench-h2: needs $cmd (apt-get install nginx haproxy nghttp2-client)" >&2; exit 1; }
 done
-RUN=.run/bench-h2
-rm -rf "$RUN"; mkdir -p "$RUN"
-RUN=$(cd "$RUN" && pwd)
-export SLUICE_CP=127.0.0.1:19270
-
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  for f in haproxy.pid backend.pid; do
-    [ -f "$RUN/$f" ] && kill "$(cat "$RUN/$f")" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+. scripts/sidebyside.sh
+sbs_init bench-h2
 
 head -c 1048576 /dev/urandom >"$RUN/big.bin"
 cat >"$RUN/backend.conf" <<CONF
@@ -74,11 +62,7 @@ listen big
 CONF
 haproxy -f "$RUN/haproxy.cfg"
 
-# As in scripts/bench.sh: each process in its own session.
-setsid bin/sluice-cp --listen $SLUICE_CP --http 127.0.0.1:19271 --data "$RUN/cp-data" >"$RUN/cp.log" 2>&1 & pids+=($!)
-GOMAXPROCS=1 setsid "$NODE" --cp $SLUICE_CP --node-id bench-h2 --admin 127.0.0.1:19272 --log-level warn >"$RUN/dp.log" 2>&1 & pids+=($!)
-dp=$!
-for _ in $(seq 100); do bin/sluicectl apply -f examples/bench-h2.yaml >/dev/null 2>&1 && break; sleep 0.1; done
+sbs_node bench-h2 examples/bench-h2.yaml
 for port in 19287 19288 19187 19188; do
   ok=
   for _ in $(seq 100); do h2load -n1 "http://127.0.0.1:$port/" 2>/dev/null | grep -q '^status codes: 1 2xx' && ok=1 && break; sleep 0.1; done
@@ -86,8 +70,6 @@ for port in 19287 19288 19187 19188; do
 done
 hap=$(cat "$RUN/haproxy.pid")
 
-cputime() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-hz=$(getconf CLK_TCK)
 secs=${DURATION%s}
 # round CASE SIDE PORT PID CONNS STREAMS: one h2load run; appends "CASE
 # SIDE rate/s ticks responses" to $RUN/rounds.txt. A run with a failed
@@ -107,15 +89,7 @@ round() {
 }
 cases=("small 19287 19187 10 10" "small-50 19287 19187 50 10" "1-MiB 19288 19188 10 1")
 for c in "${cases[@]}"; do
-  read -r name np hp conns streams <<<"$c"
-  echo "== $name" >&2
-  for r in $(seq "$ROUNDS"); do
-    if ((r % 2)); then
-      round "$name" sluice "$np" "$dp" "$conns" "$streams"; round "$name" haproxy "$hp" "$hap" "$conns" "$streams"
-    else
-      round "$name" haproxy "$hp" "$hap" "$conns" "$streams"; round "$name" sluice "$np" "$dp" "$conns" "$streams"
-    fi
-  done
+  sbs_pairs $c
 done
 
 # The table: medians of each side's rounds, the ratio of the medians, CPU
@@ -125,14 +99,9 @@ echo "| HTTP/2 to HTTP/1.1 ($ROUNDS rounds of $DURATION) | Sluice | HAProxy | ra
 echo "|---|---|---|---|---|"
 for c in "${cases[@]}"; do
   read -r name _ _ conns streams <<<"$c"
-  awk -v name="$name" -v hz="$hz" -v conns="$conns" -v streams="$streams" '
-    function median(a, n,   i, j, t) {
-      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-      return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
-    }
-    $1 == name { n[$2]++; r[$2, n[$2]] = $3; t[$2] += $4; q[$2] += $5 }
+  awk -v name="$name" -v hz="$hz" -v conns="$conns" -v streams="$streams" "$sbs_medians"'
     END {
-      for (s in n) { delete a; for (i = 1; i <= n[s]; i++) a[i] = r[s, i]; m[s] = median(a, n[s]) }
+      medians()
       if (name ~ /^small/)
         printf "| small requests, %d connections of %d streams | %.0f req/s | %.0f req/s | %.2f× | %.1f / %.1f µs per request |\n", conns, streams, m["sluice"], m["haproxy"], m["sluice"] / m["haproxy"], t["sluice"] / hz / q["sluice"] * 1e6, t["haproxy"] / hz / q["haproxy"] * 1e6
       else
