@@ -19,25 +19,39 @@ import (
 // the endpoint reaches the client as its HEADERS frame and one DATA frame
 // that carries the body and ends the stream, not a DATA frame and then an
 // empty one to end it: the node leaves the body's last piece to net/http,
-// which sends it with the stream's end, in one write with the head.
+// which sends it with the stream's end, in one write with the head. The
+// client gets the endpoint's length, and none of net/http's making where
+// the endpoint sent the body chunked (Go's server writes a chunked body
+// that fits its buffer with the chunk that ends it: one write).
 func TestSmallResponseEndsWithItsData(t *testing.T) {
-	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "6")
-		w.Write([]byte("hello\n"))
-	}, false)
-	cl := dialH2(t, serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false)))
-	for stream := uint32(1); stream <= 5; stream += 2 {
-		cl.get(stream)
-		got := cl.response(stream)
-		if string(got.body) != "hello\n" {
-			t.Errorf("stream %d: body %q, want %q", stream, got.body, "hello\n")
-		}
-		if want := []string{"HEADERS", "DATA+END"}; !slices.Equal(got.frames, want) {
-			t.Errorf("stream %d: frames %v, want %v", stream, got.frames, want)
-		}
-		if got.length != "6" {
-			t.Errorf("stream %d: content-length %q, want the endpoint's 6", stream, got.length)
-		}
+	for _, tc := range []struct {
+		name, field, value string
+		length             string   // the client's content-length
+		frames             []string // nil: not checked
+	}{
+		{"with a length", "Content-Length", "6", "6", []string{"HEADERS", "DATA+END"}},
+		{"chunked", "Transfer-Encoding", "chunked", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(tc.field, tc.value)
+				w.Write([]byte("hello\n"))
+			}, false)
+			cl := dialH2(t, serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false)))
+			for stream := uint32(1); stream <= 5; stream += 2 {
+				cl.get(stream)
+				got := cl.response(stream)
+				if string(got.body) != "hello\n" {
+					t.Errorf("stream %d: body %q, want %q", stream, got.body, "hello\n")
+				}
+				if tc.frames != nil && !slices.Equal(got.frames, tc.frames) {
+					t.Errorf("stream %d: frames %v, want %v", stream, got.frames, tc.frames)
+				}
+				if got.length != tc.length {
+					t.Errorf("stream %d: content-length %q, want %q", stream, got.length, tc.length)
+				}
+			}
+		})
 	}
 }
 
@@ -152,28 +166,5 @@ func TestClientFramesReadTogether(t *testing.T) {
 	// may take the batch in two parts.
 	if got := rc.reads.Load(); got > 3 {
 		t.Errorf("%d reads of the socket for %d requests sent together, want 3 at most", got, n)
-	}
-}
-
-// TestChunkedResponseGetsNoLength: a response the endpoint sent chunked,
-// whose end came in the same read as its data, reaches the client without
-// a content-length of net/http's making, as the endpoint sent it.
-func TestChunkedResponseGetsNoLength(t *testing.T) {
-	ep := backendOf(t, func(w http.ResponseWriter, r *http.Request) {
-		// Go's server writes a body it was told is chunked, when it
-		// fits its buffer, with the chunk that ends it: one write.
-		w.Header().Set("Transfer-Encoding", "chunked")
-		w.Write([]byte("hello\n"))
-	}, false)
-	cl := dialH2(t, serveOne(t, engine(t, &httpproxy.Config{Director: pickDirector{ep}}, false)))
-	for stream := uint32(1); stream <= 5; stream += 2 {
-		cl.get(stream)
-		got := cl.response(stream)
-		if got.length != "" {
-			t.Errorf("stream %d: content-length %q, where the endpoint sent none", stream, got.length)
-		}
-		if string(got.body) != "hello\n" {
-			t.Errorf("stream %d: body %q, want %q", stream, got.body, "hello\n")
-		}
 	}
 }
